@@ -1,0 +1,778 @@
+"""The ``Balancer`` protocol, the built-in balancers, and the annotations choosing them (§8).
+
+"Per backend, chosen by ``nginx.ingress.kubernetes.io/load-balance`` (default round-robin):
+round-robin (strict cycle; smooth weighted when weights exist), EWMA (decayed latency, 10 s decay,
+power of two choices), consistent hashing ``upstream-hash-by`` ..., cookie affinity ...
+Balancers are a small protocol anyone can implement and register. A retry never goes back to an
+endpoint this request already tried while another is untried."
+
+Which balancer serves a backend follows ingress-nginx's ``balancer.lua``: cookie affinity if
+``affinity: cookie``, else consistent hashing if ``upstream-hash-by`` is set, else the
+``load-balance`` algorithm (the Router's default, ``round_robin``, when absent).
+
+Writing a balancer::
+
+    class Fixed:
+        uses_request = False               # optional; False lets the Router skip building a context
+        def pick(self, request, backend, tried):
+            for i, ep in enumerate(backend.endpoints):
+                if ep not in tried:
+                    return i               # an index into backend.endpoints, or None
+            return None
+        def observe(self, endpoint, seconds, ok):
+            pass
+
+    ingresslib.register_balancer("fixed", lambda options: Fixed())
+    # then: nginx.ingress.kubernetes.io/load-balance: "fixed"
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Protocol, runtime_checkable
+
+from ._endpoints import EndpointSet
+from ._hashing import HashRing, hash_key, member_id
+from ._models import EMPTY_MAP
+
+__all__ = [
+    "Address",
+    "RequestContext",
+    "Balancer",
+    "BalancerOptions",
+    "BalancerFactory",
+    "BalancerSpec",
+    "AffinityConfig",
+    "KeyTemplate",
+    "RoundRobin",
+    "Ewma",
+    "ConsistentHash",
+    "CookieAffinity",
+    "register_balancer",
+    "unregister_balancer",
+    "registered_balancers",
+    "parse_balancer_spec",
+    "make_balancer",
+    "EMPTY_REQUEST",
+]
+
+Address = tuple[str, int]
+_P = "nginx.ingress.kubernetes.io/"
+
+
+# --- the request as balancers see it ------------------------------------------------------------
+
+
+class RequestContext:
+    """What a balancer may look at. Headers, cookies and query arguments are parsed on first use
+    only, so balancers that do not read them cost nothing.
+
+    Header names are matched as nginx's ``$http_*`` variables do: case-insensitively, ``_`` and
+    ``-`` alike. Cookie names are case-sensitive; the first cookie of a name wins (nginx).
+    """
+
+    __slots__ = ("method", "host", "path", "query", "client_ip", "retry", "_raw", "_headers",
+                 "_cookies", "_args")
+
+    def __init__(self, method: str = "GET", host: str = "", path: str = "/",
+                 headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] = (),
+                 client_ip: str | None = None, query: str | None = None,
+                 retry: bool = False) -> None:
+        self.method = method
+        self.host = host
+        self.path = path
+        self.query = query
+        self.client_ip = client_ip
+        #: True for contexts made by ``Router.next_endpoint`` (no headers are known then).
+        self.retry = retry
+        self._raw = headers
+        self._headers: dict[str, str] | None = None
+        self._cookies: dict[str, str] | None = None
+        self._args: dict[str, str] | None = None
+
+    @property
+    def request_uri(self) -> str:
+        """nginx ``$request_uri``: path plus ``?query`` when a query was given."""
+        return self.path if self.query is None else f"{self.path}?{self.query}"
+
+    def headers(self) -> dict[str, str]:
+        """All headers, names normalised (lower case, ``_`` -> ``-``), repeats joined by ``, ``
+        (``Cookie`` repeats by ``; ``, RFC 9113 §8.2.3)."""
+        h = self._headers
+        if h is None:
+            h = {}
+            raw = self._raw
+            items: Iterable[tuple[str | bytes, str | bytes]] = (
+                raw.items() if isinstance(raw, Mapping) else raw)
+            for name, value in items:
+                n = (name.decode("latin-1") if isinstance(name, bytes) else name)
+                n = n.lower().replace("_", "-")
+                v = (value.decode("latin-1") if isinstance(value, bytes) else value)
+                old = h.get(n)
+                if old is None:
+                    h[n] = v
+                else:
+                    h[n] = f"{old}; {v}" if n == "cookie" else f"{old}, {v}"
+            self._headers = h
+        return h
+
+    def header(self, name: str) -> str | None:
+        """One header's value (``name`` already lower case with dashes is fastest)."""
+        return self.headers().get(name.lower().replace("_", "-"))
+
+    def cookies(self) -> dict[str, str]:
+        c = self._cookies
+        if c is None:
+            c = {}
+            raw = self.headers().get("cookie")
+            if raw:
+                for part in raw.split(";"):
+                    k, sep, v = part.strip().partition("=")
+                    if sep and k and k not in c:
+                        c[k] = v.strip()
+            self._cookies = c
+        return c
+
+    def cookie(self, name: str) -> str | None:
+        return self.cookies().get(name)
+
+    def arg(self, name: str) -> str | None:
+        """nginx ``$arg_name``: the raw (still escaped) value, name matched case-insensitively."""
+        a = self._args
+        if a is None:
+            a = {}
+            if self.query:
+                for part in self.query.split("&"):
+                    k, _, v = part.partition("=")
+                    k = k.lower()
+                    if k and k not in a:
+                        a[k] = v
+            self._args = a
+        return a.get(name.lower())
+
+
+#: The context handed to balancers whose ``uses_request`` is False, and to retries.
+EMPTY_REQUEST = RequestContext()
+
+
+# --- the protocol --------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    """Chooses among the ready endpoints of one backend.
+
+    ``pick`` returns an index into ``backend.endpoints`` (never one in ``tried`` while another
+    is untried), or None when every endpoint was tried or there is none. ``observe`` hears how a
+    request to ``endpoint`` went (latency-aware balancers use it; others ignore it).
+
+    One instance serves one backend for as long as the backend exists: endpoint changes arrive
+    as a new ``backend`` argument (compare it with ``is`` to refresh derived state). ``pick`` may
+    be called from several threads at once. An optional class attribute ``uses_request = False``
+    tells the Router that ``request`` is not read (it then passes :data:`EMPTY_REQUEST`).
+    """
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None: ...
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerOptions:
+    """What a factory gets: the Ingress annotations (custom balancers may read their own), a
+    random source seeded from the Router's ``seed``, and a monotonic clock."""
+
+    annotations: Mapping[str, str] = EMPTY_MAP
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic
+    spec: BalancerSpec | None = None
+
+
+BalancerFactory = Callable[[BalancerOptions], Balancer]
+
+
+def _first_untried(n: int, start: int, endpoints: tuple[Address, ...],
+                   tried: Collection[Address]) -> int | None:
+    for step in range(n):
+        k = (start + step) % n
+        if endpoints[k] not in tried:
+            return k
+    return None
+
+
+class RoundRobin:
+    """A strict cycle (even over any window of N picks); smooth weighted round-robin (nginx's
+    algorithm: every pick adds each weight to its counter, takes the largest, subtracts the total)
+    when the endpoints carry unequal weights."""
+
+    uses_request = False
+    __slots__ = ("_counter", "_lock", "_wbackend", "_current")
+
+    def __init__(self, options: BalancerOptions | None = None) -> None:
+        # next() on itertools.count is atomic under the GIL: no lost or repeated ticks.
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self._wbackend: EndpointSet | None = None
+        self._current: list[int] = []
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        n = len(eps)
+        if not n:
+            return None
+        if backend.weighted:
+            return self._pick_weighted(backend, tried)
+        i = next(self._counter) % n
+        if tried and eps[i] in tried:
+            return _first_untried(n, i, eps, tried)
+        return i
+
+    def _pick_weighted(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        weights = backend.weights
+        with self._lock:
+            if self._wbackend is not backend:
+                # Keep counters of endpoints that stay, so an endpoint change does not restart
+                # the interleave for everyone.
+                old = dict(zip(self._wbackend.endpoints, self._current)) if self._wbackend else {}
+                self._current = [old.get(ep, 0) for ep in eps]
+                self._wbackend = backend
+            cur = self._current
+            best = -1
+            total = 0
+            for k, w in enumerate(weights):
+                if tried and eps[k] in tried:
+                    continue
+                cur[k] += w
+                total += w
+                if best < 0 or cur[k] > cur[best]:
+                    best = k
+            if best < 0:
+                return None
+            cur[best] -= total
+            return best
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        pass
+
+
+class Ewma:
+    """Power of two choices over a decayed latency average (ingress-nginx ``ewma.lua``).
+
+    Score = latency EWMA decayed towards 0 while idle (10 s decay time, so a slow endpoint gets
+    another chance), divided by a success-rate EWMA (failures make an endpoint look slower).
+    Unknown endpoints score 0 and are tried first. Difference from ingress-nginx: a sample
+    arriving in the same instant as the previous one still counts (ingress-nginx's weight
+    ``exp(-0/10) = 1`` ignores it); each sample weighs at least 1 %.
+    """
+
+    DECAY_TIME = 10.0
+    MIN_SAMPLE_GAP = 0.1
+    __slots__ = ("_rng", "_clock", "_stats", "_lock")
+
+    def __init__(self, options: BalancerOptions) -> None:
+        self._rng = options.rng
+        self._clock = options.clock
+        # endpoint -> [latency ewma, success ewma, last update time]
+        self._stats: dict[Address, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _score(self, ep: Address, now: float) -> float:
+        st = self._stats.get(ep)
+        if st is None:
+            return 0.0
+        decay = math.exp(-max(now - st[2], 0.0) / self.DECAY_TIME)
+        return st[0] * decay / max(st[1], 0.05)
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        n = len(eps)
+        if not n:
+            return None
+        cand = [k for k in range(n) if eps[k] not in tried] if tried else range(n)
+        m = len(cand)
+        if m == 0:
+            return None
+        if m == 1:
+            return cand[0]
+        with self._lock:
+            a, b = self._rng.sample(cand, 2)
+        now = self._clock()
+        return a if self._score(eps[a], now) <= self._score(eps[b], now) else b
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        now = self._clock()
+        with self._lock:
+            st = self._stats.get(endpoint)
+            if st is None:
+                self._stats[endpoint] = [max(seconds, 0.0), 1.0 if ok else 0.0, now]
+                return
+            gap = max(now - st[2], self.MIN_SAMPLE_GAP)
+            w = math.exp(-gap / self.DECAY_TIME)
+            st[0] = st[0] * w + max(seconds, 0.0) * (1.0 - w)
+            st[1] = st[1] * w + (1.0 if ok else 0.0) * (1.0 - w)
+            st[2] = now
+
+
+# --- nginx variables in upstream-hash-by --------------------------------------------------------
+
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_SIMPLE_VARS = {"request_uri", "uri", "document_uri", "remote_addr", "binary_remote_addr",
+                "host", "request_method", "args", "query_string", "is_args"}
+
+
+class KeyTemplate:
+    """A compiled ``upstream-hash-by`` value: literal text and nginx variables (``$request_uri``,
+    ``$uri``, ``$remote_addr``, ``$host``, ``$request_method``, ``$args``, ``$http_NAME``,
+    ``$cookie_NAME``, ``$arg_NAME``; ``${name}`` also accepted)."""
+
+    __slots__ = ("text", "parts", "errors")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        pos = 0
+        for m in _VAR.finditer(text):
+            if m.start() > pos:
+                self.parts.append(("lit", text[pos:m.start()]))
+            name = m.group(1) or m.group(2)
+            if name in _SIMPLE_VARS:
+                self.parts.append((name, ""))
+            elif name.startswith("http_") and len(name) > 5:
+                self.parts.append(("http", name[5:].lower().replace("_", "-")))
+            elif name.startswith("cookie_") and len(name) > 7:
+                self.parts.append(("cookie", name[7:]))
+            elif name.startswith("arg_") and len(name) > 4:
+                self.parts.append(("arg", name[4:]))
+            else:
+                self.errors.append(f"unsupported variable ${name} (treated as empty)")
+            pos = m.end()
+        if pos < len(text):
+            self.parts.append(("lit", text[pos:]))
+
+    def render(self, r: RequestContext) -> str:
+        out: list[str] = []
+        for kind, name in self.parts:
+            if kind == "lit":
+                out.append(name)
+            elif kind == "request_uri":
+                out.append(r.request_uri)
+            elif kind in ("uri", "document_uri"):
+                out.append(r.path)
+            elif kind in ("remote_addr", "binary_remote_addr"):
+                out.append(r.client_ip or "")
+            elif kind == "host":
+                out.append(r.host)
+            elif kind == "request_method":
+                out.append(r.method)
+            elif kind in ("args", "query_string"):
+                out.append(r.query or "")
+            elif kind == "is_args":
+                out.append("?" if r.query else "")
+            elif kind == "http":
+                out.append(r.headers().get(name) or "")
+            elif kind == "cookie":
+                out.append(r.cookie(name) or "")
+            elif kind == "arg":
+                out.append(r.arg(name) or "")
+        return "".join(out)
+
+    @property
+    def uses_only_path(self) -> bool:
+        return all(k in ("lit", "uri", "document_uri") for k, _ in self.parts)
+
+
+class _RingCache:
+    """The ring of the current endpoint set, rebuilt when the set changes."""
+
+    __slots__ = ("backend", "ring", "index_of")
+
+    def __init__(self) -> None:
+        self.backend: EndpointSet | None = None
+        self.ring = HashRing(())
+        self.index_of: dict[str, int] = {}
+
+    def get(self, backend: EndpointSet) -> HashRing:
+        if self.backend is not backend:
+            ids = [member_id(ip, port) for ip, port in backend.endpoints]
+            # Build first, publish last: a concurrent reader sees the old or the new ring whole.
+            ring = HashRing(ids)
+            self.index_of = {m: i for i, m in enumerate(ids)}
+            self.ring = ring
+            self.backend = backend
+        return self.ring
+
+
+class ConsistentHash:
+    """``upstream-hash-by``: the key is hashed onto a ketama ring of the endpoints; adding one of
+    N endpoints moves only the keys it takes over (about 1/(N+1)). Retries walk the ring
+    clockwise to the next untried endpoint.
+
+    With ``upstream-hash-by-subset: "true"`` the endpoints are grouped into subsets of
+    ``upstream-hash-by-subset-size`` (default 3; the last subset is topped up from the first
+    endpoints, as ingress-nginx's ``chashsubset.lua`` does), the key picks a subset on the ring and
+    a seeded random choice picks inside it."""
+
+    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_sbackend", "_sring",
+                 "_subsets")
+
+    def __init__(self, options: BalancerOptions) -> None:
+        spec = options.spec
+        self._template = KeyTemplate(spec.hash_by if spec and spec.hash_by else "$request_uri")
+        self._subset = spec.subset_size if spec and spec.subset else 0
+        self._rng = options.rng
+        self._lock = threading.Lock()
+        self._cache = _RingCache()
+        self._sbackend: EndpointSet | None = None
+        self._sring = HashRing(())
+        self._subsets: list[list[int]] = []
+
+    @property
+    def uses_request(self) -> bool:
+        return bool(self._template.parts) and not all(k == "lit" for k, _ in self._template.parts)
+
+    def key(self, request: RequestContext) -> str:
+        return self._template.render(request)
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        if not eps:
+            return None
+        if self._subset:
+            return self._pick_subset(request, backend, tried)
+        ring = self._cache.get(backend)
+        if request.retry and tried:
+            # A retry has no request to re-hash: continue clockwise from the first tried
+            # endpoint's own first point, which is deterministic and stays on the ring's order.
+            start = self._start_of_tried(backend, tried)
+        else:
+            start = hash_key(self._template.render(request))
+        if not tried:
+            return ring.lookup(start)
+        skip = {k for k, ep in enumerate(eps) if ep in tried}
+        found = ring.lookup_skipping(start, skip)
+        return None if found < 0 else found
+
+    def _start_of_tried(self, backend: EndpointSet, tried: Collection[Address]) -> int:
+        for ep in tried:
+            return hash_key(member_id(*ep))
+        return 0
+
+    def _pick_subset(self, request: RequestContext, backend: EndpointSet,
+                     tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        if self._sbackend is not backend:
+            with self._lock:
+                size = self._subset
+                n = len(eps)
+                count = max(1, math.ceil(n / size))
+                subsets = []
+                for s in range(count):
+                    subsets.append([(s * size + j) % n for j in range(min(size, n))])
+                self._sring = HashRing([f"subset-{s}" for s in range(count)])
+                self._subsets = subsets
+                self._sbackend = backend
+        if request.retry and tried:
+            start = self._start_of_tried(backend, tried)
+        else:
+            start = hash_key(self._template.render(request))
+        sub = self._subsets[self._sring.lookup(start)]
+        cand = [k for k in sub if eps[k] not in tried] if tried else sub
+        if not cand:
+            # The whole subset was tried: any untried endpoint beats failing the request.
+            return _first_untried(len(eps), 0, eps, tried)
+        with self._lock:
+            return cand[self._rng.randrange(len(cand))]
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        pass
+
+
+# --- cookie affinity ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityConfig:
+    """``affinity: cookie`` and the ``session-cookie-*`` annotations."""
+
+    name: str = "INGRESSCOOKIE"
+    path: str = "/"
+    max_age: int | None = None
+    expires: int | None = None
+    samesite: str | None = None
+    secure: bool = False
+    mode: str = "balanced"
+    domain: str | None = None
+
+
+class CookieAffinity:
+    """Sticky sessions (ingress-nginx ``sticky_balanced.lua`` / ``sticky_persistent.lua``).
+
+    ``persistent``: the cookie names the endpoint (an MD5 of ``ip:port``); the session stays on it
+    as long as it is ready. ``balanced``: the cookie holds a random key hashed onto a ring of the
+    endpoints, so scaling out moves a fair share of sessions to the new endpoints. New sessions
+    are spread round-robin (persistent) or by their random key (balanced). A cookie that no
+    longer leads anywhere is replaced.
+    """
+
+    __slots__ = ("config", "tag", "_rng", "_lock", "_rr", "_cache", "_header_cache")
+
+    def __init__(self, options: BalancerOptions, tag: str = "") -> None:
+        spec = options.spec
+        self.config = spec.affinity if spec and spec.affinity else AffinityConfig()
+        #: Suffix marking balanced-mode keys of a canary backend, so the two sides of a canary
+        #: never mistake each other's sessions.
+        self.tag = tag
+        self._rng = options.rng
+        self._lock = threading.Lock()
+        self._rr = itertools.count()
+        self._cache = _RingCache()
+        self._header_cache: tuple[str, float] | None = None
+
+    def _index_for(self, value: str, backend: EndpointSet) -> int:
+        ring = self._cache.get(backend)
+        if self.config.mode == "persistent":
+            return self._cache.index_of.get(value, -1)
+        if self.tag:
+            if not value.endswith(self.tag):
+                return -1
+        elif "." in value:
+            return -1
+        return ring.lookup(hash_key(value))
+
+    def affinitized(self, request: RequestContext, backend: EndpointSet) -> bool:
+        """True when the request carries this backend's cookie and it leads to a ready endpoint."""
+        if not backend.endpoints:
+            return False
+        value = request.cookie(self.config.name)
+        return bool(value) and self._index_for(value, backend) >= 0  # type: ignore[arg-type]
+
+    def pick_with_cookie(self, request: RequestContext, backend: EndpointSet,
+                         tried: Collection[Address]) -> tuple[int | None, str | None]:
+        eps = backend.endpoints
+        n = len(eps)
+        if not n:
+            return None, None
+        value = request.cookie(self.config.name)
+        if value:
+            idx = self._index_for(value, backend)
+            if idx >= 0 and not (tried and eps[idx] in tried):
+                return idx, None
+        if self.config.mode == "persistent":
+            idx2 = _first_untried(n, next(self._rr) % n, eps, tried)
+            if idx2 is None:
+                return None, None
+            self._cache.get(backend)
+            return idx2, self.set_cookie(member_id(*eps[idx2]))
+        with self._lock:
+            key = f"{self._rng.getrandbits(64):016x}{self.tag}"
+        ring = self._cache.get(backend)
+        if tried:
+            skip = {k for k, ep in enumerate(eps) if ep in tried}
+            idx3 = ring.lookup_skipping(hash_key(key), skip)
+        else:
+            idx3 = ring.lookup(hash_key(key))
+        if idx3 < 0:
+            return None, None
+        return idx3, self.set_cookie(key)
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None:
+        return self.pick_with_cookie(request, backend, tried)[0]
+
+    def set_cookie(self, value: str) -> str:
+        """The ``Set-Cookie`` value (ingress-nginx always adds HttpOnly)."""
+        c = self.config
+        parts = [f"{c.name}={value}", f"Path={c.path}"]
+        if c.domain:
+            parts.append(f"Domain={c.domain}")
+        if c.expires is not None:
+            parts.append(f"Expires={formatdate(time.time() + c.expires, usegmt=True)}")
+        if c.max_age is not None:
+            parts.append(f"Max-Age={c.max_age}")
+        if c.samesite:
+            parts.append(f"SameSite={c.samesite}")
+        if c.secure or c.samesite == "None":
+            # Browsers drop SameSite=None cookies without Secure.
+            parts.append("Secure")
+        parts.append("HttpOnly")
+        return "; ".join(parts)
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        pass
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+_BUILTIN: dict[str, BalancerFactory] = {
+    "round_robin": RoundRobin,
+    "ewma": Ewma,
+}
+# Process-wide *configuration* (names -> factories), never state: every Router makes its own
+# balancer instances from it at update time. Routers can also be given their own factories.
+_REGISTRY: dict[str, BalancerFactory] = dict(_BUILTIN)
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register_balancer(name: str, factory: BalancerFactory) -> None:
+    """Make ``nginx.ingress.kubernetes.io/load-balance: NAME`` use ``factory(options)``.
+
+    >>> register_balancer("first", lambda options: RoundRobin(options))
+    >>> "first" in registered_balancers()
+    True
+    >>> unregister_balancer("first")
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError("balancer name must be a non-empty string")
+    if not callable(factory):
+        raise TypeError("factory must be callable")
+    with _REGISTRY_LOCK:
+        _REGISTRY[name] = factory
+
+
+def unregister_balancer(name: str) -> None:
+    """Remove a registered balancer (built-ins come back to their defaults)."""
+    with _REGISTRY_LOCK:
+        if name in _BUILTIN:
+            _REGISTRY[name] = _BUILTIN[name]
+        else:
+            _REGISTRY.pop(name, None)
+
+
+def registered_balancers() -> dict[str, BalancerFactory]:
+    with _REGISTRY_LOCK:
+        return dict(_REGISTRY)
+
+
+# --- annotations -> balancer spec ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerSpec:
+    """Which balancer a backend gets; hashable, so equal specs share one instance."""
+
+    #: ``"sticky"``, ``"chash"`` or a ``load-balance`` name.
+    kind: str
+    hash_by: str | None = None
+    subset: bool = False
+    subset_size: int = 3
+    affinity: AffinityConfig | None = None
+
+
+_SAMESITE = {"none": "None", "lax": "Lax", "strict": "Strict"}
+
+
+def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]],
+                    minimum: int = 0) -> int | None:
+    raw = ann.get(_P + key)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        warn.append((_P + key, f"invalid value {raw!r}: not an integer; ignored"))
+        return None
+    if value < minimum:
+        warn.append((_P + key, f"invalid value {raw!r}: must be >= {minimum}; ignored"))
+        return None
+    return value
+
+
+def _bool_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]]) -> bool:
+    raw = ann.get(_P + key)
+    if raw is None:
+        return False
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low not in ("false", "0", "no", "off", ""):
+        warn.append((_P + key, f"invalid boolean {raw!r}; using false"))
+    return False
+
+
+def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[str],
+                        rule_path: str | None) -> tuple[BalancerSpec, list[tuple[str, str]]]:
+    """The balancer the annotations ask for, and ``(annotation, message)`` warnings for every
+    invalid value (each falls back to the documented default)."""
+    warn: list[tuple[str, str]] = []
+    affinity = ann.get(_P + "affinity")
+    if affinity is not None and affinity != "cookie":
+        warn.append((_P + "affinity", f"unsupported value {affinity!r} (only \"cookie\"); ignored"))
+        affinity = None
+    if affinity == "cookie":
+        name = ann.get(_P + "session-cookie-name", "INGRESSCOOKIE").strip() or "INGRESSCOOKIE"
+        if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
+            warn.append((_P + "session-cookie-name",
+                         f"invalid cookie name {name!r}; using INGRESSCOOKIE"))
+            name = "INGRESSCOOKIE"
+        path = ann.get(_P + "session-cookie-path")
+        if path is not None and not path.startswith("/"):
+            warn.append((_P + "session-cookie-path", f"invalid path {path!r}; using the rule path"))
+            path = None
+        if path is None:
+            # ingress-nginx defaults the cookie path to the location (rule) path.
+            path = rule_path if rule_path and rule_path.startswith("/") else "/"
+        samesite_raw = ann.get(_P + "session-cookie-samesite")
+        samesite = None
+        if samesite_raw is not None:
+            samesite = _SAMESITE.get(samesite_raw.strip().lower())
+            if samesite is None:
+                warn.append((_P + "session-cookie-samesite",
+                             f"unsupported value {samesite_raw!r} (None, Lax, Strict); ignored"))
+        mode = ann.get(_P + "affinity-mode", "balanced")
+        if mode not in ("balanced", "persistent"):
+            warn.append((_P + "affinity-mode",
+                         f"unsupported value {mode!r} (balanced, persistent); using balanced"))
+            mode = "balanced"
+        cfg = AffinityConfig(
+            name=name, path=path,
+            max_age=_int_annotation(ann, "session-cookie-max-age", warn),
+            expires=_int_annotation(ann, "session-cookie-expires", warn),
+            samesite=samesite, secure=_bool_annotation(ann, "session-cookie-secure", warn),
+            mode=mode, domain=ann.get(_P + "session-cookie-domain"))
+        return BalancerSpec("sticky", affinity=cfg), warn
+    hash_by = ann.get(_P + "upstream-hash-by")
+    if hash_by is not None:
+        if not hash_by.strip():
+            warn.append((_P + "upstream-hash-by", "empty value; ignored"))
+        else:
+            tmpl = KeyTemplate(hash_by)
+            for e in tmpl.errors:
+                warn.append((_P + "upstream-hash-by", e))
+            subset = _bool_annotation(ann, "upstream-hash-by-subset", warn)
+            size = _int_annotation(ann, "upstream-hash-by-subset-size", warn, minimum=1)
+            return BalancerSpec("chash", hash_by=hash_by, subset=subset,
+                                subset_size=size if size else 3), warn
+    lb = ann.get(_P + "load-balance")
+    if lb is None:
+        return BalancerSpec(default), warn
+    lb = lb.strip()
+    if lb not in known:
+        warn.append((_P + "load-balance",
+                     f"unknown algorithm {lb!r} (known: {', '.join(sorted(known))}); "
+                     f"using {default}"))
+        return BalancerSpec(default), warn
+    return BalancerSpec(lb), warn
+
+
+def make_balancer(spec: BalancerSpec, options: BalancerOptions,
+                  factories: Mapping[str, BalancerFactory], tag: str = "") -> Balancer:
+    if spec.kind == "sticky":
+        return CookieAffinity(options, tag)
+    if spec.kind == "chash":
+        return ConsistentHash(options)
+    factory = factories.get(spec.kind) or RoundRobin
+    return factory(options)

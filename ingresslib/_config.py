@@ -1,0 +1,269 @@
+"""``serve --config``: an ingress-nginx ConfigMap's ``data`` -> :class:`ProxySettings`.
+
+Keys keep ingress-nginx's names and meanings (``docs/user-guide/nginx-configuration/configmap.md``
+of ingress-nginx). Values are strings, as in a ConfigMap; each key has one parser below, so the
+accepted syntax of a key is written down in exactly one place. Unknown keys are warned about (an
+operator moving a real ConfigMap over will have many nginx-only keys); invalid values are errors,
+all collected, raised as one :class:`ValidationError` (the CLI exits 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import FieldError, ValidationError
+from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings
+
+__all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
+
+#: ingress-nginx ``load-balance`` values ingresslib implements.
+LOAD_BALANCE = ("round_robin", "ewma")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The settings a ConfigMap gives: the proxy core's, and the router's balancer."""
+
+    settings: ProxySettings = ProxySettings()
+    #: ingress-nginx ``load-balance`` (``round_robin`` default), or None when not set.
+    load_balance: str | None = None
+    #: Human-readable warnings (unknown keys...), one per line.
+    warnings: tuple[str, ...] = ()
+
+
+class _Bad(ValueError):
+    """A value a parser rejects; the message is the API-server-style detail."""
+
+
+# --- value parsers: str -> typed value ---------------------------------------------------------
+
+# Go's strconv.ParseBool, which ingress-nginx uses for boolean keys.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _bool(v: str) -> bool:
+    v = v.strip()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _Bad('must be "true" or "false"')
+
+
+def _int(v: str) -> int:
+    try:
+        n = int(v.strip())
+    except ValueError:
+        raise _Bad("must be an integer") from None
+    if n < 0:
+        raise _Bad("must be greater than or equal to 0")
+    return n
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(v: str) -> float:
+    # ingress-nginx documents these as integer seconds ("60"); nginx syntax ("60s", "500ms",
+    # "1m") is accepted too because operators paste it from nginx configs.
+    m = _DURATION.match(v.strip())
+    if not m:
+        raise _Bad('must be a duration in seconds, such as "60" or "60s"')
+    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
+
+
+_SIZE = re.compile(r"^(\d+)([kKmMgG])?$")
+_SIZE_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(v: str) -> int:
+    # nginx size syntax: bytes, or k/m/g suffix (case-insensitive). ``proxy-body-size: 0`` means
+    # unlimited, as in nginx's client_max_body_size.
+    m = _SIZE.match(v.strip())
+    if not m:
+        raise _Bad('must be a size such as "1m", "8k" or "1048576"')
+    unit = m.group(2).lower() if m.group(2) else None
+    return int(m.group(1)) * _SIZE_UNIT[unit]
+
+
+def _next_upstream(v: str) -> tuple[str, ...]:
+    # nginx proxy_next_upstream: space-separated conditions; "off" alone disables retries.
+    items = tuple(v.split())
+    if not items:
+        raise _Bad("must list at least one condition")
+    bad = [i for i in items if i not in NEXT_UPSTREAM_CONDITIONS]
+    if bad:
+        raise _Bad(f"unknown condition {bad[0]!r}; supported: "
+                   + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
+    if "off" in items and len(items) > 1:
+        raise _Bad('"off" cannot be combined with other conditions')
+    return items
+
+
+def _cidrs(v: str) -> tuple[str, ...]:
+    # ingress-nginx: "proxy-real-ip-cidr: 0.0.0.0/0" or a comma-separated list.
+    out = []
+    for part in v.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise _Bad(f"{part!r} is not a valid CIDR") from None
+    return tuple(out)
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _header_name(v: str) -> str:
+    v = v.strip()
+    if not _TOKEN.match(v):
+        raise _Bad("must be a valid HTTP header name")
+    return v
+
+
+def _load_balance(v: str) -> str:
+    v = v.strip()
+    if v not in LOAD_BALANCE:
+        raise _Bad("supported values: " + ", ".join(f'"{x}"' for x in LOAD_BALANCE))
+    return v
+
+
+def _header_buffers(v: str) -> dict[str, Any]:
+    # nginx ``large_client_header_buffers number size``: a request line or one header line must
+    # fit one buffer (else 414 / 431), all of them together must fit ``number`` buffers.
+    parts = v.split()
+    if len(parts) != 2:
+        raise _Bad('must be "<number> <size>", such as "4 8k"')
+    n, size = _int(parts[0]), _size(parts[1])
+    if n < 1 or size < 1:
+        raise _Bad("number and size must be positive")
+    return {"large_client_header_buffers": " ".join(parts), "max_request_line": size,
+            "max_header_line": size, "max_headers_size": n * size}
+
+
+# Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "use-forwarded-headers": _bool,
+    "compute-full-forwarded-for": _bool,
+    "forwarded-for-header": _header_name,
+    "proxy-real-ip-cidr": _cidrs,
+    "enable-real-ip": _bool,
+    "generate-request-id": _bool,
+    "ssl-redirect": _bool,
+    "hsts": _bool,
+    "hsts-max-age": _int,
+    "hsts-include-subdomains": _bool,
+    "hsts-preload": _bool,
+    "proxy-connect-timeout": _seconds,
+    "proxy-read-timeout": _seconds,
+    "proxy-send-timeout": _seconds,
+    "proxy-next-upstream": _next_upstream,
+    "proxy-next-upstream-tries": _int,
+    "proxy-body-size": _size,
+    "keep-alive": _seconds,
+    "keep-alive-requests": _int,
+    "upstream-keepalive-connections": _int,
+    "upstream-keepalive-timeout": _seconds,
+    "upstream-keepalive-requests": _int,
+    "client-header-timeout": _seconds,
+    "enable-underscores-in-headers": _bool,
+}
+
+#: Keys with their own handling (not a 1:1 ProxySettings field).
+_SPECIAL = {"large-client-header-buffers", "load-balance"}
+
+#: Every key this module understands.
+KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
+
+
+def parse_config_data(
+    data: Mapping[str, Any],
+    *,
+    object: str = "ConfigMap",
+    base: ProxySettings | None = None,
+) -> ServerConfig:
+    """Parse a ConfigMap's ``data``; raises :class:`ValidationError` listing every bad value.
+
+    >>> cfg = parse_config_data({"proxy-body-size": "8m", "hsts": "false", "foo": "1"})
+    >>> cfg.settings.proxy_body_size, cfg.settings.hsts
+    (8388608, False)
+    >>> cfg.warnings
+    ('ConfigMap: data.foo: unknown key, ignored',)
+    """
+    known = ProxySettings.field_names()
+    changes: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    warnings: list[str] = []
+    load_balance: str | None = None
+    for key in sorted(data):
+        raw = data[key]
+        value = "" if raw is None else str(raw)
+        field = f"data.{key}"
+        try:
+            if key == "large-client-header-buffers":
+                changes.update(_header_buffers(value))
+            elif key == "load-balance":
+                load_balance = _load_balance(value)
+            elif key in _PARSERS:
+                name = key.replace("-", "_")
+                assert name in known, name  # ProxySettings' naming rule
+                changes[name] = _PARSERS[key](value)
+            else:
+                warnings.append(f"{object}: {field}: unknown key, ignored")
+        except _Bad as e:
+            errors.append(FieldError(object, field, "Invalid value", str(e), value, True))
+    if errors:
+        raise ValidationError(errors)
+    settings = dataclasses.replace(base or ProxySettings(), **changes)
+    return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
+
+
+def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None) -> ServerConfig:
+    """Parse a whole ``v1`` ConfigMap object (a dict as read from YAML/JSON)."""
+    meta = obj.get("metadata") or {}
+    name = f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
+    where = f"ConfigMap {name}"
+    errs = []
+    if obj.get("kind") != "ConfigMap":
+        errs.append(FieldError(where, "kind", "Unsupported value", 'must be "ConfigMap"',
+                               obj.get("kind"), True))
+    if obj.get("apiVersion") != "v1":
+        errs.append(FieldError(where, "apiVersion", "Unsupported value", 'must be "v1"',
+                               obj.get("apiVersion"), True))
+    data = obj.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        errs.append(FieldError(where, "data", "Invalid value", "must be a map of strings",
+                               type(data).__name__, True))
+        data = {}
+    if errs:
+        raise ValidationError(errs)
+    return parse_config_data(data, object=where, base=base)
+
+
+def load_config(path: str | Path, *, base: ProxySettings | None = None) -> ServerConfig:
+    """Read a ConfigMap manifest (YAML or JSON, one document) from ``path``."""
+    import yaml
+
+    p = Path(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d is not None]
+    except (OSError, yaml.YAMLError) as e:
+        raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+    maps = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
+    if len(maps) != 1:
+        raise ValidationError([FieldError(
+            str(p), "", "Invalid value", f"expected one ConfigMap, found {len(maps)}")])
+    return parse_configmap(maps[0], base=base)

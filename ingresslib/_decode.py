@@ -1,0 +1,633 @@
+"""Parsed manifests (dicts) -> typed models, collecting every error.
+
+Accepts the API's camelCase field names and the snake_case names of the official ``kubernetes``
+client's ``to_dict()`` (SEMANTICS §1: "Accept both the API's camelCase keys and the snake_case
+keys with ``None`` values that the official ``kubernetes`` client's ``to_dict()`` produces;
+``None`` means absent. Never rename keys inside ``annotations``, ``labels`` or Secret ``data``").
+Only schema fields are looked up under two names; map-typed fields (annotations, labels,
+selector, data, stringData) are copied key for key.
+
+Wrong JSON types (a string where a list is expected, ``"80"`` for an int32 port number, a bool
+for a string...) become ``Invalid value`` errors at their field path, the way the API server
+refuses a body it cannot decode; the object is still built with a neutral placeholder so the
+API rules of ``_validate`` run on the rest. Errors a placeholder would cause at the same place
+are dropped, so one mistake is reported once.
+
+The decoder is plain code on purpose (no reflection on the hot path): decoding thousands of
+objects must cost far less than parsing their YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from ._errors import FieldError, ValidationError
+from ._models import (
+    EMPTY_MAP,
+    Endpoint,
+    EndpointAddress,
+    EndpointConditions,
+    EndpointPort,
+    Endpoints,
+    EndpointSlice,
+    EndpointSubset,
+    HTTPIngressPath,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    IngressClassParameters,
+    IngressClassSpec,
+    IngressRule,
+    IngressServiceBackend,
+    IngressSpec,
+    IngressTLS,
+    ObjectMeta,
+    Secret,
+    Service,
+    ServiceBackendPort,
+    ServicePort,
+    ServiceSpec,
+    TypedLocalObjectReference,
+)
+from ._resources import Resources
+from ._validate import (
+    INVALID,
+    REQUIRED,
+    validate_endpoint_slice,
+    validate_endpoints,
+    validate_ingress,
+    validate_ingress_class,
+    validate_secret,
+    validate_service,
+)
+
+__all__ = ["decode_resources", "SourcedFieldError", "Collector"]
+
+_log = logging.getLogger("ingresslib.decode")
+
+_UTC = timezone.utc
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedFieldError(FieldError):
+    """A :class:`FieldError` that also names the file it came from.
+
+    ``object`` keeps the contract form (``Ingress default/web``); ``str()`` prefixes the file:
+    ``deploy/web.yaml: Ingress default/web: spec.rules[0].host: Invalid value: ...``.
+    """
+
+    source: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.source}: {FieldError.__str__(self)}"
+
+
+def _with_source(err: FieldError, source: str | None) -> FieldError:
+    if source is None or isinstance(err, SourcedFieldError) or err.object == source:
+        return err
+    return SourcedFieldError(err.object, err.field, err.type, err.detail, err.value, err.has_value, source)
+
+
+# --- type checking helpers ------------------------------------------------------------------
+
+
+def _jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, Mapping):
+        return "object"
+    if isinstance(v, (list, tuple)):
+        return "array"
+    return type(v).__name__
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+class _Dec:
+    """Errors of one object while it is decoded."""
+
+    __slots__ = ("obj", "errors")
+
+    def __init__(self, obj: str) -> None:
+        self.obj = obj
+        self.errors: list[FieldError] = []
+
+    def wrong_type(self, path: str, value: Any, expected: str) -> None:
+        scalar = _is_scalar(value)
+        self.errors.append(
+            FieldError(
+                self.obj, path, INVALID, f"expected {expected}, got {_jtype(value)}",
+                value if scalar else None, scalar,
+            )
+        )
+
+
+def _get(d: Mapping[str, Any], camel: str, snake: str) -> Any:
+    v = d.get(camel)
+    if v is None:
+        v = d.get(snake)
+    return v
+
+
+def _str(dec: _Dec, v: Any, path: str) -> str | None:
+    if v is None or type(v) is str:
+        return v
+    if isinstance(v, str):
+        return str(v)
+    dec.wrong_type(path, v, "string")
+    return None
+
+
+def _int(dec: _Dec, v: Any, path: str) -> int | None:
+    if v is None or type(v) is int:
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return int(v)
+    # An int32 field: "80" (a YAML string) and 80.0 are refused, as the API server's decoder
+    # refuses them.
+    dec.wrong_type(path, v, "integer")
+    return None
+
+
+def _bool(dec: _Dec, v: Any, path: str) -> bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    dec.wrong_type(path, v, "boolean")
+    return None
+
+
+def _obj(dec: _Dec, v: Any, path: str) -> Mapping[str, Any] | None:
+    """A nested object, None when absent; a wrong type is reported and read as ``{}``."""
+    if v is None or type(v) is dict or isinstance(v, Mapping):
+        return v
+    dec.wrong_type(path, v, "object")
+    return EMPTY_MAP
+
+
+def _list(dec: _Dec, v: Any, path: str) -> list[Any] | tuple[Any, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return v
+    dec.wrong_type(path, v, "array")
+    return ()
+
+
+def _str_list(dec: _Dec, v: Any, path: str) -> tuple[str, ...]:
+    out = []
+    for i, item in enumerate(_list(dec, v, path)):
+        s = _str(dec, item, f"{path}[{i}]")
+        out.append("" if s is None else s)
+    return tuple(out)
+
+
+def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
+    """A map[string]string, keys exactly as written (never renamed)."""
+    if v is None:
+        return EMPTY_MAP
+    if not isinstance(v, Mapping):
+        dec.wrong_type(path, v, "object")
+        return EMPTY_MAP
+    if not v:
+        return EMPTY_MAP
+    out: dict[str, str] = {}
+    for k, val in v.items():
+        if type(k) is not str:
+            dec.wrong_type(f"{path}[{k}]", k, "string key")
+            continue
+        if type(val) is str:
+            out[k] = val
+        elif val is None:
+            # JSON null for a map value decodes to "" in Go.
+            out[k] = ""
+        else:
+            # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
+            # field ObjectMeta.metadata.annotations of type string".
+            dec.wrong_type(f"{path}[{k}]", val, "string")
+    return MappingProxyType(out)
+
+
+def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v if v.tzinfo is not None else v.replace(tzinfo=_UTC)
+    if isinstance(v, str):
+        try:
+            ts = datetime.fromisoformat(v)
+        except ValueError:
+            dec.errors.append(
+                FieldError(dec.obj, path, INVALID, "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)", v, True)
+            )
+            return None
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=_UTC)
+    dec.wrong_type(path, v, "string")
+    return None
+
+
+# --- the kinds ----------------------------------------------------------------------------------
+
+
+def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
+    m = _obj(dec, d.get("metadata"), "metadata")
+    if not m:
+        return ObjectMeta(name="")
+    name = _str(dec, m.get("name"), "metadata.name") or ""
+    namespace = _str(dec, m.get("namespace"), "metadata.namespace") or "default"
+    return ObjectMeta(
+        name=name,
+        namespace=namespace,
+        annotations=_str_map(dec, m.get("annotations"), "metadata.annotations"),
+        labels=_str_map(dec, m.get("labels"), "metadata.labels"),
+        creation_timestamp=_timestamp(
+            dec, _get(m, "creationTimestamp", "creation_timestamp"), "metadata.creationTimestamp"
+        ),
+        resource_version=_str(dec, _get(m, "resourceVersion", "resource_version"), "metadata.resourceVersion"),
+        uid=_str(dec, m.get("uid"), "metadata.uid"),
+    )
+
+
+def _backend(dec: _Dec, d: Mapping[str, Any], path: str) -> IngressBackend:
+    service = None
+    resource = None
+    s = _obj(dec, d.get("service"), path + ".service")
+    if s is not None:
+        p = _obj(dec, s.get("port"), path + ".service.port") or EMPTY_MAP
+        service = IngressServiceBackend(
+            name=_str(dec, s.get("name"), path + ".service.name") or "",
+            port=ServiceBackendPort(
+                name=_str(dec, p.get("name"), path + ".service.port.name"),
+                number=_int(dec, p.get("number"), path + ".service.port.number"),
+            ),
+        )
+    r = _obj(dec, d.get("resource"), path + ".resource")
+    if r is not None:
+        resource = TypedLocalObjectReference(
+            kind=_str(dec, r.get("kind"), path + ".resource.kind") or "",
+            name=_str(dec, r.get("name"), path + ".resource.name") or "",
+            api_group=_str(dec, _get(r, "apiGroup", "api_group"), path + ".resource.apiGroup"),
+        )
+    return IngressBackend(service=service, resource=resource)
+
+
+def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
+    s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    db = _obj(dec, _get(s, "defaultBackend", "default_backend"), "spec.defaultBackend")
+    rules = []
+    for i, r in enumerate(_list(dec, s.get("rules"), "spec.rules")):
+        rp = f"spec.rules[{i}]"
+        r = _obj(dec, r, rp) or EMPTY_MAP
+        http = _obj(dec, r.get("http"), rp + ".http")
+        paths: tuple[HTTPIngressPath, ...] | None = None
+        if http is not None:
+            plist = []
+            for j, p in enumerate(_list(dec, http.get("paths"), rp + ".http.paths")):
+                pp = f"{rp}.http.paths[{j}]"
+                p = _obj(dec, p, pp) or EMPTY_MAP
+                b = _obj(dec, p.get("backend"), pp + ".backend") or EMPTY_MAP
+                plist.append(
+                    HTTPIngressPath(
+                        backend=_backend(dec, b, pp + ".backend"),
+                        path=_str(dec, p.get("path"), pp + ".path"),
+                        path_type=_str(dec, _get(p, "pathType", "path_type"), pp + ".pathType"),
+                    )
+                )
+            paths = tuple(plist)
+        host = _str(dec, r.get("host"), rp + ".host")
+        rules.append(IngressRule(host=host or None, paths=paths))
+    tls = []
+    for i, t in enumerate(_list(dec, s.get("tls"), "spec.tls")):
+        tp = f"spec.tls[{i}]"
+        t = _obj(dec, t, tp) or EMPTY_MAP
+        tls.append(
+            IngressTLS(
+                hosts=_str_list(dec, t.get("hosts"), tp + ".hosts"),
+                secret_name=_str(dec, _get(t, "secretName", "secret_name"), tp + ".secretName"),
+            )
+        )
+    spec = IngressSpec(
+        ingress_class_name=_str(dec, _get(s, "ingressClassName", "ingress_class_name"), "spec.ingressClassName"),
+        default_backend=None if db is None else _backend(dec, db, "spec.defaultBackend"),
+        rules=tuple(rules),
+        tls=tuple(tls),
+    )
+    return Ingress(metadata=meta, spec=spec)
+
+
+def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> IngressClass:
+    s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    p = _obj(dec, s.get("parameters"), "spec.parameters")
+    params = None
+    if p is not None:
+        params = IngressClassParameters(
+            kind=_str(dec, p.get("kind"), "spec.parameters.kind") or "",
+            name=_str(dec, p.get("name"), "spec.parameters.name") or "",
+            api_group=_str(dec, _get(p, "apiGroup", "api_group"), "spec.parameters.apiGroup"),
+            namespace=_str(dec, p.get("namespace"), "spec.parameters.namespace"),
+            # v1 defaulting (SetDefaults_IngressClass): scope "Cluster" when unset.
+            scope=_str(dec, p.get("scope"), "spec.parameters.scope") or "Cluster",
+        )
+    return IngressClass(
+        metadata=meta,
+        spec=IngressClassSpec(controller=_str(dec, s.get("controller"), "spec.controller") or "", parameters=params),
+    )
+
+
+def _int_or_string(dec: _Dec, v: Any, path: str) -> int | str | None:
+    if v is None or type(v) is int or type(v) is str:
+        return v
+    dec.wrong_type(path, v, "integer or string")
+    return None
+
+
+def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
+    s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    ports = []
+    for i, p in enumerate(_list(dec, s.get("ports"), "spec.ports")):
+        pp = f"spec.ports[{i}]"
+        p = _obj(dec, p, pp) or EMPTY_MAP
+        port = _int(dec, p.get("port"), pp + ".port")
+        ports.append(
+            ServicePort(
+                port=0 if port is None else port,
+                name=_str(dec, p.get("name"), pp + ".name") or None,
+                target_port=_int_or_string(dec, _get(p, "targetPort", "target_port"), pp + ".targetPort"),
+                protocol=_str(dec, p.get("protocol"), pp + ".protocol") or "TCP",
+                app_protocol=_str(dec, _get(p, "appProtocol", "app_protocol"), pp + ".appProtocol"),
+                node_port=_int(dec, _get(p, "nodePort", "node_port"), pp + ".nodePort"),
+            )
+        )
+    spec = ServiceSpec(
+        ports=tuple(ports),
+        type=_str(dec, s.get("type"), "spec.type") or "ClusterIP",
+        cluster_ip=_str(dec, _get(s, "clusterIP", "cluster_ip"), "spec.clusterIP"),
+        selector=_str_map(dec, s.get("selector"), "spec.selector"),
+        external_name=_str(dec, _get(s, "externalName", "external_name"), "spec.externalName"),
+    )
+    return Service(metadata=meta, spec=spec)
+
+
+def _endpoint_ports(dec: _Dec, v: Any, path: str) -> tuple[EndpointPort, ...]:
+    out = []
+    for i, p in enumerate(_list(dec, v, path)):
+        pp = f"{path}[{i}]"
+        p = _obj(dec, p, pp) or EMPTY_MAP
+        out.append(
+            EndpointPort(
+                port=_int(dec, p.get("port"), pp + ".port"),
+                name=_str(dec, p.get("name"), pp + ".name"),
+                protocol=_str(dec, p.get("protocol"), pp + ".protocol") or "TCP",
+                app_protocol=_str(dec, _get(p, "appProtocol", "app_protocol"), pp + ".appProtocol"),
+            )
+        )
+    return tuple(out)
+
+
+def _endpoint_slice(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> EndpointSlice:
+    endpoints = []
+    for i, ep in enumerate(_list(dec, d.get("endpoints"), "endpoints")):
+        ep_path = f"endpoints[{i}]"
+        ep = _obj(dec, ep, ep_path) or EMPTY_MAP
+        c = _obj(dec, ep.get("conditions"), ep_path + ".conditions") or EMPTY_MAP
+        endpoints.append(
+            Endpoint(
+                addresses=_str_list(dec, ep.get("addresses"), ep_path + ".addresses"),
+                conditions=EndpointConditions(
+                    ready=_bool(dec, c.get("ready"), ep_path + ".conditions.ready"),
+                    serving=_bool(dec, c.get("serving"), ep_path + ".conditions.serving"),
+                    terminating=_bool(dec, c.get("terminating"), ep_path + ".conditions.terminating"),
+                ),
+                hostname=_str(dec, ep.get("hostname"), ep_path + ".hostname"),
+                node_name=_str(dec, _get(ep, "nodeName", "node_name"), ep_path + ".nodeName"),
+                zone=_str(dec, ep.get("zone"), ep_path + ".zone"),
+            )
+        )
+    return EndpointSlice(
+        metadata=meta,
+        # Required by the API: "" (not the model's default) so validation reports it.
+        address_type=_str(dec, _get(d, "addressType", "address_type"), "addressType") or "",
+        endpoints=tuple(endpoints),
+        ports=_endpoint_ports(dec, d.get("ports"), "ports"),
+    )
+
+
+def _addresses(dec: _Dec, v: Any, path: str) -> tuple[EndpointAddress, ...]:
+    out = []
+    for i, a in enumerate(_list(dec, v, path)):
+        ap = f"{path}[{i}]"
+        a = _obj(dec, a, ap) or EMPTY_MAP
+        out.append(
+            EndpointAddress(
+                ip=_str(dec, a.get("ip"), ap + ".ip") or "",
+                hostname=_str(dec, a.get("hostname"), ap + ".hostname"),
+                node_name=_str(dec, _get(a, "nodeName", "node_name"), ap + ".nodeName"),
+            )
+        )
+    return tuple(out)
+
+
+def _endpoints(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoints:
+    subsets = []
+    for i, ss in enumerate(_list(dec, d.get("subsets"), "subsets")):
+        sp = f"subsets[{i}]"
+        ss = _obj(dec, ss, sp) or EMPTY_MAP
+        subsets.append(
+            EndpointSubset(
+                addresses=_addresses(dec, ss.get("addresses"), sp + ".addresses"),
+                not_ready_addresses=_addresses(
+                    dec, _get(ss, "notReadyAddresses", "not_ready_addresses"), sp + ".notReadyAddresses"
+                ),
+                ports=_endpoint_ports(dec, ss.get("ports"), sp + ".ports"),
+            )
+        )
+    return Endpoints(metadata=meta, subsets=tuple(subsets))
+
+
+def _secret(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Secret:
+    return Secret(
+        metadata=meta,
+        type=_str(dec, d.get("type"), "type") or "Opaque",
+        data=_str_map(dec, d.get("data"), "data"),
+        string_data=_str_map(dec, _get(d, "stringData", "string_data"), "stringData"),
+    )
+
+
+_Decoder = Callable[[_Dec, Mapping[str, Any], ObjectMeta], Any]
+_Validator = Callable[[Any, str], list[FieldError]]
+
+#: (apiVersion, kind) -> (decoder, validator, attribute of Resources, cluster-scoped).
+_KINDS: dict[tuple[str, str], tuple[_Decoder, _Validator, str, bool]] = {
+    ("networking.k8s.io/v1", "Ingress"): (_ingress, validate_ingress, "ingresses", False),
+    ("networking.k8s.io/v1", "IngressClass"): (_ingress_class, validate_ingress_class, "ingress_classes", True),
+    ("v1", "Service"): (_service, validate_service, "services", False),
+    ("discovery.k8s.io/v1", "EndpointSlice"): (_endpoint_slice, validate_endpoint_slice, "endpoint_slices", False),
+    ("v1", "Endpoints"): (_endpoints, validate_endpoints, "endpoints", False),
+    ("v1", "Secret"): (_secret, validate_secret, "secrets", False),
+}
+
+
+def _covers(a: str, b: str) -> bool:
+    """Whether field path ``a`` is ``b`` or one of its ancestors."""
+    if not a:
+        return True
+    return b == a or (b.startswith(a) and b[len(a)] in ".[")
+
+
+class Collector:
+    """Accumulates decoded objects and errors over several inputs (files), then builds one
+    :class:`Resources` or raises one :class:`ValidationError` with everything found."""
+
+    __slots__ = ("lists", "ignored", "errors", "_count")
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[Any]] = {
+            "ingresses": [], "ingress_classes": [], "services": [],
+            "endpoint_slices": [], "endpoints": [], "secrets": [],
+        }
+        self.ignored: list[Mapping[str, Any]] = []
+        self.errors: list[FieldError] = []
+        self._count = 0
+
+    def error(self, err: FieldError, source: str | None) -> None:
+        self.errors.append(_with_source(err, source))
+
+    def add_objects(self, objects: Iterable[Any], source: str | None) -> None:
+        try:
+            for obj in objects:
+                self.add(obj, source)
+        except TypeError:
+            # `objects` itself is not iterable (from_dicts(42)).
+            label = source or "input"
+            self.errors.append(FieldError(label, "", INVALID, f"expected a list of objects, got {_jtype(objects)}"))
+
+    def add(
+        self, obj: Any, source: str | None, *, list_kind: tuple[str, str] | None = None, where: str = ""
+    ) -> None:
+        self._count += 1
+        label = where or f"object {self._count}"
+        if not isinstance(obj, Mapping):
+            self.error(
+                FieldError(source or label, label if source else "", INVALID, f"expected an object, got {_jtype(obj)}"),
+                None,
+            )
+            return
+        kind = obj.get("kind")
+        api = _get(obj, "apiVersion", "api_version")
+        if list_kind is not None:
+            # Items of a typed list (IngressList from the API, or its to_dict()) carry no
+            # kind/apiVersion of their own.
+            api = api if api is not None else list_kind[0]
+            kind = kind if kind is not None else list_kind[1]
+        if not isinstance(kind, str) or not kind:
+            self.error(FieldError(source or label, "kind", REQUIRED, "every object needs `kind` and `apiVersion`"), None)
+            return
+        if not isinstance(api, str) or not api:
+            self.error(FieldError(source or label, "apiVersion", REQUIRED, "every object needs `kind` and `apiVersion`"), None)
+            return
+        if kind == "List" or (kind.endswith("List") and "items" in obj):
+            self._add_list(obj, api, kind, source, label)
+            return
+        entry = _KINDS.get((api, kind))
+        if entry is None:
+            # SEMANTICS §1: "Other kinds are kept aside, not rejected" (other apiVersions of
+            # the same kinds too, e.g. extensions/v1beta1 Ingress).
+            self.ignored.append(obj)
+            return
+        decoder, validator, attr, cluster_scoped = entry
+        self._decode_one(obj, kind, decoder, validator, attr, cluster_scoped, source)
+
+    def _add_list(self, obj: Mapping[str, Any], api: str, kind: str, source: str | None, label: str) -> None:
+        items = obj.get("items")
+        if items is None:
+            return
+        if not isinstance(items, (list, tuple)):
+            self.error(
+                FieldError(source or label, "items", INVALID, f"expected array, got {_jtype(items)}"), None
+            )
+            return
+        list_kind = None if kind == "List" else (api, kind[: -len("List")])
+        for i, item in enumerate(items):
+            self.add(item, source, list_kind=list_kind, where=f"{label}: items[{i}]")
+
+    def _decode_one(
+        self,
+        obj: Mapping[str, Any],
+        kind: str,
+        decoder: _Decoder,
+        validator: _Validator,
+        attr: str,
+        cluster_scoped: bool,
+        source: str | None,
+    ) -> None:
+        dec = _Dec("")
+        meta = _meta(dec, obj)
+        name = meta.name or "<no name>"
+        dec.obj = f"{kind} {name}" if cluster_scoped else f"{kind} {meta.namespace}/{name}"
+        model = decoder(dec, obj, meta)
+        problems = validator(model, dec.obj)
+        if dec.errors:
+            # Fix up the label of errors raised before the name was known.
+            decode_errors = [
+                e if e.object == dec.obj else FieldError(dec.obj, e.field, e.type, e.detail, e.value, e.has_value)
+                for e in dec.errors
+            ]
+            # A wrongly typed field was replaced by a placeholder; drop what validation says
+            # about that placeholder or its ancestors ("port name or number is required" when
+            # the number was "80"), so each mistake is reported once.
+            paths = [e.field for e in decode_errors]
+            problems = decode_errors + [
+                p for p in problems if not any(_covers(p.field, q) or _covers(q, p.field) for q in paths)
+            ]
+        if problems:
+            self.errors.extend(_with_source(p, source) for p in problems)
+            return
+        self.lists[attr].append(model)
+
+    def result(self) -> Resources:
+        if self.errors:
+            raise ValidationError(self.errors)
+        lists = self.lists
+        _log.debug(
+            "decoded %d ingresses, %d services, %d ignored objects",
+            len(lists["ingresses"]), len(lists["services"]), len(self.ignored),
+        )
+        return Resources(
+            ingresses=tuple(lists["ingresses"]),
+            ingress_classes=tuple(lists["ingress_classes"]),
+            services=tuple(lists["services"]),
+            endpoint_slices=tuple(lists["endpoint_slices"]),
+            endpoints=tuple(lists["endpoints"]),
+            secrets=tuple(lists["secrets"]),
+            ignored=tuple(self.ignored),
+        )
+
+
+def decode_resources(objects: Iterable[Mapping[str, Any]], *, source: str | None = None) -> Resources:
+    """Decode and validate already-parsed objects (camelCase API form or the official client's
+    snake_case ``to_dict()`` form); ``kind: List`` and typed lists unwrap.
+
+    Raises :class:`ValidationError` listing every problem of every object.
+
+    >>> res = decode_resources([{"apiVersion": "v1", "kind": "Service",
+    ...     "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80, "target_port": 8080}]}}])
+    >>> res.services[0].spec.ports[0].target_port
+    8080
+    """
+    c = Collector()
+    c.add_objects(objects, source)
+    return c.result()

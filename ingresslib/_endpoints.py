@@ -1,0 +1,242 @@
+"""Service port -> EndpointSlice ports -> ready endpoints (SEMANTICS §6).
+
+"The backend port (number or name) resolves through the Service's ``spec.ports`` to the target
+port; endpoints come from EndpointSlices labelled ``kubernetes.io/service-name`` (port matched by
+name) or from v1 Endpoints. Only ready endpoints (``conditions.ready`` not false) are used."
+
+As in ingress-nginx, traffic goes straight to the pod IPs; the ClusterIP is used only when the
+Ingress asks for it with ``nginx.ingress.kubernetes.io/service-upstream: "true"``.
+
+Everything here is pure and runs at update time, never on the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
+from ._resources import Resources
+
+__all__ = [
+    "EndpointSet",
+    "EndpointIndex",
+    "is_ready",
+    "parse_weights",
+    "SERVICE_UPSTREAM_ANNOTATION",
+    "ENDPOINT_WEIGHTS_ANNOTATION",
+]
+
+SERVICE_UPSTREAM_ANNOTATION = "nginx.ingress.kubernetes.io/service-upstream"
+#: ingresslib's own Service annotation giving endpoints weights (``"10.0.0.1=3, 10.0.0.2:8080=1"``);
+#: Kubernetes endpoints carry no weight, so this is the only source. Unlisted endpoints weigh 1.
+ENDPOINT_WEIGHTS_ANNOTATION = "ingresslib.io/endpoint-weights"
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSet:
+    """The ready endpoints of one backend (Service + port), resolved at update time."""
+
+    namespace: str
+    service: str | None
+    #: The numeric target port every endpoint listens on, or None when it cannot be resolved
+    #: (no such Service/port, or a named target port with no endpoint to name it).
+    port: int | None
+    #: Ready ``(ip, port)`` pairs, deduplicated, in a stable order (sorted).
+    endpoints: tuple[Address, ...] = ()
+    #: One positive weight per endpoint (all 1 unless the Service says otherwise).
+    weights: tuple[int, ...] = ()
+    #: Why there is no endpoint, for diagnostics (``"service default/web not found"``).
+    reason: str | None = None
+
+    @property
+    def weighted(self) -> bool:
+        return any(w != 1 for w in self.weights)
+
+
+def is_ready(conditions: EndpointConditions) -> bool:
+    """``conditions.ready``: "nil should be interpreted as true" (EndpointConditions doc).
+
+    The same doc says ready "should never be true for terminating endpoints", so an endpoint that
+    says ``terminating: true`` and leaves ``ready`` unset is not ready either; ``serving`` is
+    ignored (ingress-nginx also routes on ``ready`` only).
+    """
+    if conditions.ready is None:
+        return conditions.terminating is not True
+    return conditions.ready
+
+
+def _find_service_port(svc: Service, port: int | str | None) -> ServicePort | None:
+    # Ingress ServiceBackendPort: "Name is the name of the port on the Service" / "Number is the
+    # numerical port number (e.g. 80) on the Service" - both name the Service's port, never the
+    # container's.
+    for sp in svc.spec.ports:
+        if isinstance(port, int):
+            if sp.port == port:
+                return sp
+        elif port is not None and sp.name == port:
+            return sp
+    # A Service with a single unnamed port is addressed by number only; nothing else matches.
+    return None
+
+
+def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int], list[str]]:
+    """Parse :data:`ENDPOINT_WEIGHTS_ANNOTATION`: ``(by ip:port, by ip, errors)``."""
+    by_addr: dict[Address, int] = {}
+    by_ip: dict[str, int] = {}
+    errors: list[str] = []
+    if not text:
+        return by_addr, by_ip, errors
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.rpartition("=")
+        try:
+            weight = int(value.strip())
+        except ValueError:
+            weight = 0
+        if not sep or weight <= 0 or not key.strip():
+            errors.append(f"invalid weight entry {item!r} (want IP[:PORT]=POSITIVE_INT)")
+            continue
+        key = key.strip()
+        host, colon, port = key.rpartition(":")
+        # "[fd00::1]:8080" or "10.0.0.1:8080" carry a port; a bare IPv6 has several colons.
+        if colon and port.isdigit() and (host.startswith("[") or ":" not in host):
+            by_addr[(host.strip("[]"), int(port))] = weight
+        else:
+            by_ip[key.strip("[]")] = weight
+    return by_addr, by_ip, errors
+
+
+class EndpointIndex:
+    """Services, EndpointSlices and Endpoints of one ``Resources``, indexed by ``(ns, name)``."""
+
+    __slots__ = ("_services", "_slices", "_endpoints", "_cache")
+
+    def __init__(self, res: Resources) -> None:
+        self._services: dict[tuple[str, str], Service] = {
+            (s.metadata.namespace, s.metadata.name): s for s in res.services
+        }
+        self._slices: dict[tuple[str, str], list[EndpointSlice]] = {}
+        for sl in res.endpoint_slices:
+            name = sl.service_name
+            if name:
+                self._slices.setdefault((sl.metadata.namespace, name), []).append(sl)
+        self._endpoints: dict[tuple[str, str], Endpoints] = {
+            (e.metadata.namespace, e.metadata.name): e for e in res.endpoints
+        }
+        self._cache: dict[tuple[str, str, int | str | None, bool], EndpointSet] = {}
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return self._services.get((namespace, name))
+
+    def resolve(self, namespace: str, service: str | None, port: int | str | None,
+                service_upstream: bool = False) -> EndpointSet:
+        """The ready endpoints of backend ``service:port`` in ``namespace`` (memoised)."""
+        key = (namespace, service or "", port, service_upstream)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._resolve(namespace, service, port, service_upstream)
+        return found
+
+    def _resolve(self, namespace: str, service: str | None, port: int | str | None,
+                 service_upstream: bool) -> EndpointSet:
+        if service is None:
+            return EndpointSet(namespace, None, None, reason="resource backend")
+        svc = self._services.get((namespace, service))
+        if svc is None:
+            return EndpointSet(namespace, service, None,
+                               reason=f"service {namespace}/{service} not found")
+        sp = _find_service_port(svc, port)
+        if sp is None:
+            return EndpointSet(namespace, service, None,
+                               reason=f"service {namespace}/{service} has no port {port!r}")
+        if svc.spec.type == "ExternalName" and svc.spec.external_name:
+            # ingress-nginx proxies ExternalName Services to the DNS name at the Service port.
+            target = sp.target_port if isinstance(sp.target_port, int) else sp.port
+            return self._finish(svc, target, [(svc.spec.external_name, target)])
+        if service_upstream:
+            cip = svc.spec.cluster_ip
+            if cip and cip != "None":
+                # "service-upstream: true" - the ClusterIP at the Service port; kube-proxy does
+                # the balancing, so there is exactly one endpoint.
+                return self._finish(svc, sp.port, [(cip, sp.port)])
+            # Headless (or unknown) ClusterIP: fall back to the pods, as ingress-nginx does.
+        numeric_target = sp.target_port if isinstance(sp.target_port, int) else (
+            sp.port if sp.target_port is None else None)
+        addrs = self._from_slices(svc, sp)
+        if addrs is None:
+            addrs = self._from_endpoints(svc, sp)
+        if addrs is None:
+            addrs = []
+        target = numeric_target
+        if target is None and addrs:
+            # Named targetPort: the endpoints name the container port; they agree per Service
+            # port unless pods disagree, in which case the first (sorted) endpoint's port is shown.
+            target = addrs[0][1]
+        return self._finish(svc, target, addrs)
+
+    def _from_slices(self, svc: Service, sp: ServicePort) -> list[Address] | None:
+        slices = self._slices.get((svc.metadata.namespace, svc.metadata.name))
+        if not slices:
+            return None
+        want = sp.name or ""
+        out: list[Address] = []
+        for sl in slices:
+            if sl.address_type not in ("IPv4", "IPv6", "FQDN"):
+                continue
+            # EndpointPort.name "must match the name of the port in the Service" - an unnamed
+            # Service port appears as name "" (or absent) in the slice.
+            port_no = None
+            for ep_port in sl.ports:
+                if (ep_port.name or "") == want and ep_port.port is not None:
+                    port_no = ep_port.port
+                    break
+            if port_no is None:
+                continue
+            for ep in sl.endpoints:
+                if not is_ready(ep.conditions):
+                    continue
+                # "addresses ... consumers must treat them as interchangeable ... use the first".
+                # Kubernetes sets exactly one; take the first as kube-proxy does.
+                if ep.addresses:
+                    out.append((ep.addresses[0], port_no))
+        return out
+
+    def _from_endpoints(self, svc: Service, sp: ServicePort) -> list[Address] | None:
+        eps = self._endpoints.get((svc.metadata.namespace, svc.metadata.name))
+        if eps is None:
+            return None
+        want = sp.name or ""
+        out: list[Address] = []
+        for subset in eps.subsets:
+            port_no = None
+            for ep_port in subset.ports:
+                if (ep_port.name or "") == want and ep_port.port is not None:
+                    port_no = ep_port.port
+                    break
+            if port_no is None and len(subset.ports) == 1 and subset.ports[0].port is not None \
+                    and not want:
+                port_no = subset.ports[0].port
+            if port_no is None:
+                continue
+            # Only ``addresses``; ``notReadyAddresses`` are by definition not ready.
+            out.extend((a.ip, port_no) for a in subset.addresses)
+        return out
+
+    def _finish(self, svc: Service, port: int | None, addrs: list[Address]) -> EndpointSet:
+        # Deduplicate (an address can sit in two slices while they are being rewritten) and sort,
+        # so balancing does not depend on the order objects arrived in.
+        unique = tuple(sorted(set(addrs)))
+        by_addr, by_ip, _ = parse_weights(
+            svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION))
+        if by_addr or by_ip:
+            weights = tuple(by_addr.get(a, by_ip.get(a[0], 1)) for a in unique)
+        else:
+            weights = (1,) * len(unique)
+        reason = None if unique else (
+            f"service {svc.metadata.namespace}/{svc.metadata.name} has no ready endpoint")
+        return EndpointSet(svc.metadata.namespace, svc.metadata.name, port, unique, weights,
+                           reason)

@@ -1,0 +1,70 @@
+"""The exceptions of the public API, split at the trust boundary (h11's habit).
+
+``ValidationError`` is about manifests (the operator's input); ``BadRequestError`` is about a
+request (a remote peer's input) and carries the HTTP status a server should answer with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FieldError", "ValidationError", "BadRequestError"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem, in the API server's words.
+
+    ``str()`` gives ``<Kind> <ns>/<name>: <field path>: <Type>: <value>: <detail>``; the value
+    part is left out for ``Required value`` errors, as the API server does.
+    """
+
+    #: ``"Ingress default/web"`` (or a file name for errors found before an object exists).
+    object: str
+    #: ``spec.rules[0].http.paths[1].path``.
+    field: str
+    #: ``Required value``, ``Invalid value``, ``Unsupported value``, ``Forbidden``, ``Duplicate value``.
+    type: str
+    detail: str = ""
+    value: Any = None
+    has_value: bool = False
+
+    def __str__(self) -> str:
+        parts = [self.object]
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.type)
+        if self.has_value:
+            parts.append(_render_value(self.value))
+        if self.detail:
+            parts.append(self.detail)
+        return ": ".join(parts)
+
+
+def _render_value(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "null"
+    return str(value)
+
+
+class ValidationError(ValueError):
+    """Raised when manifests are invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class BadRequestError(ValueError):
+    """A request that must be rejected; ``status_hint`` is the status to answer (400, 405, ...)."""
+
+    def __init__(self, msg: str, status_hint: int = 400) -> None:
+        super().__init__(msg)
+        self.status_hint = status_hint

@@ -1,0 +1,138 @@
+"""``ingresslib explain`` and ``ingresslib check``: the route table, told to a person."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from ._errors import ValidationError
+from ._resources import Resources
+from ._table import RouteTable
+
+__all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text"]
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(host, path-with-query)`` from ``http://host/path``, ``host/path`` or ``/path``.
+
+    The path is kept exactly as written (percent-encoding included): it is what a client sends.
+    """
+    if url.startswith("/"):
+        return "", url
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.netloc.rsplit("@", 1)[-1], path
+
+
+def explain_url(
+    table: RouteTable, url: str, *, res: Resources | None = None, method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
+    controller: str | None = None,
+) -> dict[str, Any]:
+    """What the table does with ``url``; with ``res``, also which endpoint the router picks."""
+    host, path = split_url(url)
+    out = {"url": url, **table.explain(host, path)}
+    if res is not None and out.get("match") is not None:
+        try:
+            from ._router import Router
+        except ImportError:  # the router is optional for explain
+            return out
+        router = Router(res, ingress_class=ingress_class, controller=controller, seed=0)
+        d = router.route(method, host, path, headers=headers)
+        if d is not None:
+            out["decision"] = {
+                "service": d.service, "namespace": d.namespace, "port": d.port,
+                "endpoint": None if d.endpoint is None else f"{d.endpoint[0]}:{d.endpoint[1]}",
+                "canary": d.canary,
+            }
+            if d.endpoint is None:
+                out["status"] = 503
+                out["reason"] += "; the backend has no ready endpoint"
+    return out
+
+
+def render_text(info: dict[str, Any]) -> str:
+    lines = [f"{info['url']}"]
+    lines.append(f"  host {info['host']!r}, path {info['path']!r}"
+                 + (f" (canonical {info['canonical_path']!r})" if "canonical_path" in info else ""))
+    m = info.get("match")
+    if m is None:
+        lines.append(f"  -> {info['status']}: {info['reason']}")
+        return "\n".join(lines)
+    if m["is_default_backend"]:
+        lines.append(f"  -> default backend of Ingress {m['ingress']}"
+                     + (f" (host {m['host']})" if m["host"] else ""))
+    else:
+        lines.append(f"  -> Ingress {m['ingress']}, rule host {m['host'] or '*'}, "
+                     f"{m['path_type']} {m['path']!r}")
+    if m.get("service") is not None:
+        lines.append(f"     backend service {m['namespace']}/{m['service']}:{m['port']}")
+    elif "resource" in m:
+        r = m["resource"]
+        lines.append(f"     backend resource {r['kind']} {m['namespace']}/{r['name']}")
+    if "canary" in m:
+        c = m["canary"]
+        lines.append(f"     canary: Ingress {c['ingress']} -> service {c['namespace']}/{c['service']}:{c['port']}")
+    d = info.get("decision")
+    if d is not None:
+        ep = d["endpoint"] or "none ready (503)"
+        lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
+                     f" target port {d['port']}, endpoint {ep}")
+    return "\n".join(lines)
+
+
+def _load(files: Sequence[str], err: TextIO) -> Resources | None:
+    from ._load import load_manifests
+
+    try:
+        return load_manifests(*files)
+    except ValidationError as exc:
+        for e in exc.errors:
+            print(e, file=err)
+        print(f"{len(exc.errors)} error(s)", file=err)
+        return None
+
+
+def _parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for h in raw:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise SystemExit(f"ingresslib explain: bad header {h!r}: expected NAME:VALUE")
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+def explain_main(args: argparse.Namespace) -> int:
+    res = _load(args.files, sys.stderr)
+    if res is None:
+        return 2
+    table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
+    info = explain_url(table, args.url, res=res, method=args.method, headers=_parse_headers(args.headers),
+                       ingress_class=args.ingress_class, controller=args.controller)
+    if args.output == "json":
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(render_text(info))
+    return 0
+
+
+def check_main(args: argparse.Namespace) -> int:
+    res = _load(args.files, sys.stderr)
+    if res is None:
+        return 2
+    table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
+    for d in table.diagnostics:
+        print(d, file=sys.stderr)
+    n = len(table.served)
+    print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
+          f"{sum(1 for d in table.diagnostics if d.severity == 'warning')} warning(s)")
+    return 0

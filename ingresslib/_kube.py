@@ -1,0 +1,386 @@
+"""Watch a live cluster with lightkube (the ``ingresslib[k8s]`` extra) and feed a ResourceStore.
+
+Per kind: **list**, then **watch from the list's resourceVersion**; a watch that ends with
+``410 Gone`` ("the requested resourceVersion is too old", API concepts, *Efficient detection of
+changes*) is answered by a fresh list, which also catches up deletes missed meanwhile
+(``ResourceStore.replace_all``). Any other failure (connection refused or dropped, HTTP error,
+a line that is not JSON) is logged, counted, and followed by a reconnect from the last
+resourceVersion seen, after an exponential, capped, jittered backoff. Bursts of events are
+debounced (100 ms by default) into one ``on_snapshot(Resources)`` call, so an endpoint storm
+causes one table swap (ecosystem.md §7).
+
+Nothing here stops the watcher except cancellation or the ``stop`` event: SEMANTICS §11, "an
+invalid update keeps the last good table and reports why". An invalid object is kept out of the
+snapshot by the store (its last valid version stays).
+
+lightkube is only used for configuration, authentication and transport; objects are kept as the
+raw wire dicts (lightkube decodes into dict subclasses here, never into its typed models), so a
+field lightkube's models would reject reaches our validator, which reports it in the API
+server's words, instead of breaking the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+from ._resources import Resources
+from ._store import ResourceStore
+
+__all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
+           "load_kube_config"]
+
+_log = logging.getLogger("ingresslib.kube")
+
+SnapshotCallback = Callable[[Resources], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: ``initial * factor**(attempt-1)``, capped at ``maximum``, then spread by
+    ``±jitter`` (a fraction) so that N replicas restarting together do not reconnect in step.
+    The defaults follow client-go's reflector (800 ms initial, 30 s cap)."""
+
+    initial: float = 0.8
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        spread = base * self.jitter
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One watched collection: lightkube's resource (for its URL) and our selectors."""
+
+    kind: str
+    api_version: str
+    module: str
+    namespaced: bool
+    fields: Mapping[str, str] | None = None
+    labels: Mapping[str, Any] | None = None
+
+
+#: What ``serve --kubernetes`` watches. Secrets only of ``type: kubernetes.io/tls``, by field
+#: selector, so other Secrets are never read (the API server filters them out).
+#: EndpointSlices only with the ``kubernetes.io/service-name`` label: the ones that belong to a
+#: Service (ecosystem.md §7).
+WATCHED_KINDS: tuple[_Kind, ...] = (
+    _Kind("Ingress", "networking.k8s.io/v1", "networking_v1", True),
+    _Kind("IngressClass", "networking.k8s.io/v1", "networking_v1", False),
+    _Kind("Service", "v1", "core_v1", True),
+    _Kind("EndpointSlice", "discovery.k8s.io/v1", "discovery_v1", True,
+          labels={"kubernetes.io/service-name": "__exists__"}),
+    _Kind("Secret", "v1", "core_v1", True, fields={"type": "kubernetes.io/tls"}),
+)
+
+
+@dataclass(slots=True)
+class WatchStats:
+    """Counters a metrics collector can read (all monotonic except the timestamps and ``synced``).
+    """
+
+    #: ADDED/MODIFIED/DELETED events applied.
+    events: int = 0
+    bookmarks: int = 0
+    #: Full lists (the first one per kind included).
+    lists: int = 0
+    #: Re-lists caused by ``410 Gone``.
+    relists: int = 0
+    #: Watch or list attempts that failed (HTTP errors, refused or dropped connections).
+    stream_errors: int = 0
+    #: Lines that were not a watch event (not JSON, wrong shape) and events that could not be keyed.
+    garbage: int = 0
+    #: Objects that failed validation (the store keeps their last valid version).
+    invalid_objects: int = 0
+    #: Reconnects after an error (each preceded by a backoff sleep).
+    reconnects: int = 0
+    #: ``on_snapshot`` calls, and those that raised.
+    snapshots: int = 0
+    callback_errors: int = 0
+    #: ``time.time()`` of the last delivered snapshot and of the last error, or 0.
+    last_snapshot_time: float = 0.0
+    last_error_time: float = 0.0
+    last_error: str = ""
+    #: Per kind, the resourceVersion the next watch starts from ("" before the first list).
+    resource_versions: dict[str, str] = field(default_factory=dict)
+
+
+def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
+                     context: str | None = None) -> Any:
+    """A lightkube ``SingleConfig``: from ``kubeconfig`` when given, else in-cluster (the pod's
+    service account) when run in a pod, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    from lightkube import KubeConfig
+
+    conf = KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
+    return conf.get(context_name=context)
+
+
+class _RawMeta:
+    __slots__ = ("resourceVersion",)
+
+    def __init__(self, meta: Any) -> None:
+        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        self.resourceVersion = rv if isinstance(rv, str) else None
+
+
+class _RawObject(dict[str, Any]):
+    """What lightkube decodes watch and list items into: the wire dict itself. lightkube reads
+    ``.metadata.resourceVersion`` to resume its own reconnects."""
+
+    @property
+    def metadata(self) -> _RawMeta:
+        return _RawMeta(self.get("metadata"))
+
+
+def _raw_resource(spec: _Kind) -> Any:
+    import importlib
+
+    from lightkube.core import resource as lk_res
+
+    typed = getattr(importlib.import_module(f"lightkube.resources.{spec.module}"), spec.kind)
+    base = lk_res.NamespacedResourceG if spec.namespaced else lk_res.GlobalResource
+    return type(f"Raw{spec.kind}", (_RawObject, base), {"_api_info": typed._api_info})
+
+
+def _selectors(spec: _Kind) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.fields:
+        out["fields"] = dict(spec.fields)
+    if spec.labels:
+        from lightkube import operators
+
+        out["labels"] = {k: operators.exists() if v == "__exists__" else v
+                         for k, v in spec.labels.items()}
+    return out
+
+
+def _raise(exc: Exception, count: int) -> Any:
+    # Every error comes back to our loop: one place decides re-list vs backoff, and counts it.
+    from lightkube.types import OnErrorAction, OnErrorResult
+
+    return OnErrorResult(OnErrorAction.RAISE)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    code = getattr(status, "code", None)
+    return code if isinstance(code, int) else None
+
+
+class ClusterWatcher:
+    """List-then-watch the kinds ingresslib needs and call ``on_snapshot(Resources)`` after each
+    debounced burst of changes (``Router.update`` fits; a coroutine function is awaited).
+
+    ``namespace=None`` watches every namespace. ``config`` is a lightkube ``SingleConfig`` or
+    ``KubeConfig`` (default: :func:`load_kube_config` of ``kubeconfig``); ``client`` an existing
+    lightkube ``AsyncClient``. ``backoff`` and ``debounce`` are injectable for tests.
+
+    The first snapshot is delivered once every kind has been listed, so a table is never built
+    from Ingresses without their Services. ``synced`` is set then; ``stats`` holds the counters.
+    """
+
+    def __init__(
+        self,
+        on_snapshot: SnapshotCallback,
+        *,
+        namespace: str | None = None,
+        kubeconfig: str | PathLike[str] | None = None,
+        config: Any = None,
+        client: Any = None,
+        store: ResourceStore | None = None,
+        debounce: float = 0.1,
+        backoff: Backoff = Backoff(),
+        kinds: tuple[_Kind, ...] = WATCHED_KINDS,
+        seed: int | None = None,
+    ) -> None:
+        self.on_snapshot = on_snapshot
+        self.namespace = namespace
+        self.store = store if store is not None else ResourceStore()
+        self.debounce = debounce
+        self.backoff = backoff
+        self.kinds = kinds
+        self.stats = WatchStats()
+        self.synced = asyncio.Event()
+        self._kubeconfig = kubeconfig
+        self._config = config
+        self._client = client
+        self._rng = random.Random(seed)
+        self._dirty = asyncio.Event()
+        self._listed: set[str] = set()
+        self._delivered_generation = -1
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Watch until ``stop`` is set (or the task is cancelled)."""
+        client = self._client
+        own_client = client is None
+        if client is None:
+            from lightkube import AsyncClient
+
+            config = self._config if self._config is not None else load_kube_config(
+                self._kubeconfig)
+            client = AsyncClient(config=config)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._run_kind(client, spec)) for spec in self.kinds]
+                tasks.append(tg.create_task(self._flusher()))
+                stopper = tg.create_task((stop or asyncio.Event()).wait())
+                await stopper
+                for t in tasks:
+                    t.cancel()
+        finally:
+            if own_client:
+                await client.close()
+
+    async def _run_kind(self, client: Any, spec: _Kind) -> None:
+        res = _raw_resource(spec)
+        sel = _selectors(spec)
+        ns: dict[str, str] = {}
+        if spec.namespaced:
+            # lightkube reads namespace=None as "the config's default namespace"; "*" is all.
+            ns["namespace"] = self.namespace or "*"
+        gvk = f"{spec.api_version}/{spec.kind}"
+        rv: str | None = None
+        failures = 0
+        while True:
+            try:
+                if rv is None:
+                    rv = await self._list(client, res, spec, gvk, ns, sel)
+                    failures = 0
+                stream = client.watch(res, resource_version=rv, on_error=_raise, **ns, **sel)
+                async for etype, obj in stream:
+                    failures = 0
+                    new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
+                    if etype == "BOOKMARK":
+                        self.stats.bookmarks += 1
+                    else:
+                        self._apply(etype, obj, gvk)
+                    if new_rv:
+                        rv = new_rv
+                        self.stats.resource_versions[spec.kind] = rv
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing stops the watcher (SEMANTICS §11)
+                if _status_code(exc) == 410:
+                    # "410 Gone": our resourceVersion was compacted away. Re-list now; the list
+                    # is the catch-up, no backoff needed unless lists keep failing.
+                    self.stats.relists += 1
+                    _log.info("%s watch expired (410 Gone); re-listing", spec.kind)
+                    rv = None
+                    continue
+                failures += 1
+                self._error(spec, exc)
+                await asyncio.sleep(self.backoff.delay(failures, self._rng))
+                self.stats.reconnects += 1
+
+    async def _list(self, client: Any, res: Any, spec: _Kind, gvk: str, ns: dict[str, str],
+                    sel: dict[str, Any]) -> str:
+        listing = client.list(res, **ns, **sel)
+        items = [dict(o) async for o in listing]
+        rv: str = listing.resourceVersion
+        invalid = self.store.invalid_total
+        namespace = self.namespace if spec.namespaced else None
+        self.store.replace_all(gvk, items, namespace=namespace)
+        self.stats.invalid_objects += self.store.invalid_total - invalid
+        self.stats.lists += 1
+        self.stats.resource_versions[spec.kind] = rv
+        _log.debug("listed %d %s at resourceVersion %s", len(items), spec.kind, rv)
+        self._listed.add(spec.kind)
+        self._dirty.set()
+        return rv
+
+    def _apply(self, etype: str, obj: Any, gvk: str) -> None:
+        invalid = self.store.invalid_total
+        try:
+            self.store.apply(etype, obj, kind=gvk)
+        except ValueError as exc:
+            self.stats.garbage += 1
+            self._note(f"unusable {etype} event: {exc}")
+            _log.warning("ignoring unusable %s event: %s", etype, exc)
+            return
+        self.stats.events += 1
+        self.stats.invalid_objects += self.store.invalid_total - invalid
+        self._dirty.set()
+
+    def _error(self, spec: _Kind, exc: Exception) -> None:
+        transport = _is_transport_error(exc)
+        if transport:
+            self.stats.stream_errors += 1
+        else:
+            self.stats.garbage += 1
+        self._note(f"{spec.kind}: {type(exc).__name__}: {exc}")
+        _log.warning("%s watch failed (%s: %s); reconnecting", spec.kind, type(exc).__name__, exc)
+
+    def _note(self, msg: str) -> None:
+        self.stats.last_error = msg
+        self.stats.last_error_time = time.time()
+
+    # -- debounce ----------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            # Trailing-edge debounce: everything arriving in this window is one swap.
+            await asyncio.sleep(self.debounce)
+            self._dirty.clear()
+            if len(self._listed) < len(self.kinds):
+                continue  # wait for every kind's first list: no table without its Services
+            await self._deliver()
+
+    async def _deliver(self) -> None:
+        generation = self.store.generation
+        if generation == self._delivered_generation and self.synced.is_set():
+            return
+        snapshot = self.store.snapshot()
+        self._delivered_generation = generation
+        try:
+            result = self.on_snapshot(snapshot)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - a failing callback keeps the watch going
+            self.stats.callback_errors += 1
+            self._note(f"on_snapshot: {type(exc).__name__}: {exc}")
+            _log.exception("on_snapshot failed; keeping the watch going")
+        else:
+            self.stats.snapshots += 1
+            self.stats.last_snapshot_time = time.time()
+        self.synced.set()
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    # lightkube 1.x talks through httpx2, older releases through httpx; ApiError (an HTTP status)
+    # derives from their HTTPError too.
+    for mod in type(exc).__mro__:
+        if mod.__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "lightkube"):
+            return True
+    return False
+
+
+async def watch_cluster(
+    on_snapshot: SnapshotCallback,
+    *,
+    namespace: str | None = None,
+    kubeconfig: str | PathLike[str] | None = None,
+    stop: asyncio.Event | None = None,
+    **options: Any,
+) -> ClusterWatcher:
+    """Watch the cluster until ``stop`` is set; ``serve --kubernetes`` calls this with
+    ``on_snapshot=router.update``. Returns the watcher (its ``stats``) once stopped. ``options``
+    go to :class:`ClusterWatcher`."""
+    watcher = ClusterWatcher(on_snapshot, namespace=namespace, kubeconfig=kubeconfig, **options)
+    await watcher.run(stop)
+    return watcher

@@ -1,0 +1,139 @@
+"""The pure-Python route matcher: the fallback for ``_match.pyx`` and the reference it is tested
+against. Same constructor, same ``lookup``, same results, same exceptions.
+
+The matcher knows nothing of manifests: the caller (``RouteTable``) already resolved precedence,
+duplicates and default backends into host groups of prebuilt payloads. A lookup does only this
+(SEMANTICS.md §4):
+
+1. the path: split off a query at the first ``?`` ("" means ``/``), then the canonical form
+   (§5), so a hostile path raises ``BadRequestError`` whatever the host;
+2. the host group: the exact host, else the ``*.`` wildcard covering one first label, else the
+   host-less group, else no group (the matcher's ``default``); "No fall-through to a less
+   specific group once one is chosen";
+3. in the group: the exact path, else the longest prefix key on a segment boundary, else the
+   group's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeAlias
+
+from ._normalize import _PLAIN_RE, canonical_path, normalize_host
+
+__all__ = ["HostGroup", "Matcher", "RouteMatcher"]
+
+#: ``(host, exact, prefix, group_default)``: host is None for the host-less group,
+#: ``"*.foo.com"`` for a wildcard, else a lower-case host; ``exact`` maps canonical paths to
+#: payloads, ``prefix`` maps prefix keys (the canonical rule path without its trailing ``/``,
+#: ``""`` for ``/``) to payloads.
+HostGroup: TypeAlias = tuple[str | None, Mapping[str, object], Mapping[str, object], object | None]
+
+_MISSING = object()
+_Group: TypeAlias = tuple[dict[str, object], dict[str, object], object]
+
+
+class RouteMatcher(Protocol):
+    """What both matcher implementations provide."""
+
+    def lookup(self, host: str, path: str) -> object | None: ...
+
+
+def _split_groups(
+    groups: Sequence[HostGroup],
+) -> tuple[dict[str, _Group], dict[str, _Group], _Group | None]:
+    hosts: dict[str, _Group] = {}
+    wild: dict[str, _Group] = {}
+    hostless: _Group | None = None
+    for host, exact, prefix, group_default in groups:
+        group: _Group = (dict(exact), dict(prefix), group_default)
+        if host is None:
+            if hostless is not None:
+                raise ValueError("two host-less groups")
+            hostless = group
+            continue
+        if host.startswith("*."):
+            table, key = wild, host[2:]
+        else:
+            table, key = hosts, host
+        if key in table:
+            raise ValueError(f"duplicate host group {host!r}")
+        table[key] = group
+    return hosts, wild, hostless
+
+
+class Matcher:
+    """Host dict + per group an exact dict and a prefix dict probed by walking back over ``/``.
+
+    >>> m = Matcher([("foo.com", {"/a": "exact /a"}, {"": "prefix /", "/a": "prefix /a"}, None)])
+    >>> m.lookup("FOO.com:80", "/a"), m.lookup("foo.com", "/a/b?q"), m.lookup("foo.com", "/ab")
+    ('exact /a', 'prefix /a', 'prefix /')
+    """
+
+    __slots__ = ("_hosts", "_wild", "_hostless", "_default")
+
+    def __init__(self, groups: Sequence[HostGroup], default: object | None = None) -> None:
+        self._hosts, self._wild, self._hostless = _split_groups(groups)
+        self._default = default
+
+    def _group(self, host: str) -> _Group | None:
+        # A dict key is lower-case, has no port, no trailing dot and no bracket, so a raw host
+        # equal to a key is already normalised: try it before normalising.
+        group = self._hosts.get(host)
+        if group is not None:
+            return group
+        name = normalize_host(host)
+        if name is None or name.startswith("["):
+            # Empty Host, or an IPv6 literal: it "never equal[s] a rule host".
+            return self._hostless
+        group = self._hosts.get(name)
+        if group is not None:
+            return group
+        # "*.foo.com matches bar.foo.com, not foo.com, not a.bar.foo.com": one non-empty label.
+        dot = name.find(".")
+        if dot > 0:
+            group = self._wild.get(name[dot + 1 :])
+            if group is not None:
+                return group
+        return self._hostless
+
+    def lookup(self, host: str, path: str) -> object | None:
+        """The payload for ``(host, path)``, the group's default, or the matcher's default.
+
+        Raises ``BadRequestError`` for a path that has no canonical form.
+        """
+        q = path.find("?")
+        if q >= 0:
+            path = path[:q]
+        if not path:
+            path = "/"
+        elif not (
+            path[0] == "/"
+            and "//" not in path
+            and "/." not in path
+            and _PLAIN_RE.fullmatch(path) is not None
+        ):
+            path = canonical_path(path)
+        group = self._group(host)
+        if group is None:
+            return self._default
+        exact, prefix, group_default = group
+        # "Exact: whole-string equality": an exact rule is as long as the path, so it is never
+        # beaten by a prefix rule (equal length: "Exact beats Prefix").
+        if exact:
+            hit = exact.get(path, _MISSING)
+            if hit is not _MISSING:
+                return hit
+        if prefix:
+            # "Prefix: element-wise on /": the candidates are the path itself and the path cut
+            # before each "/", longest first, down to "" (the rule "/").
+            hit = prefix.get(path, _MISSING)
+            if hit is not _MISSING:
+                return hit
+            j = len(path)
+            while j > 0:
+                j = path.rfind("/", 0, j)
+                hit = prefix.get(path[:j], _MISSING)
+                if hit is not _MISSING:
+                    return hit
+        return group_default

@@ -1,0 +1,310 @@
+"""Typed, immutable models of the Kubernetes objects ingresslib reads.
+
+Only the fields ingresslib uses are modelled; field names are the API's, in snake_case. Every
+model is a frozen, slotted dataclass; map-typed fields (annotations, labels, selectors, Secret
+data) are read-only mappings whose keys are kept exactly as written.
+
+Decoding (camelCase or the official client's snake_case ``to_dict()``) and validation live in
+``_decode`` and ``_validate``; these classes only hold the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "EMPTY_MAP",
+    "ObjectMeta",
+    "ServiceBackendPort",
+    "IngressServiceBackend",
+    "TypedLocalObjectReference",
+    "IngressBackend",
+    "HTTPIngressPath",
+    "IngressRule",
+    "IngressTLS",
+    "IngressSpec",
+    "Ingress",
+    "IngressClassParameters",
+    "IngressClassSpec",
+    "IngressClass",
+    "ServicePort",
+    "ServiceSpec",
+    "Service",
+    "EndpointConditions",
+    "Endpoint",
+    "EndpointPort",
+    "EndpointSlice",
+    "EndpointAddress",
+    "EndpointSubset",
+    "Endpoints",
+    "Secret",
+    "PATH_TYPES",
+    "DEFAULT_CLASS_ANNOTATION",
+    "LEGACY_CLASS_ANNOTATION",
+    "SERVICE_NAME_LABEL",
+]
+
+EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
+
+#: ``networking.k8s.io/v1`` ``HTTPIngressPath.pathType`` values.
+PATH_TYPES = ("Exact", "Prefix", "ImplementationSpecific")
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    name: str
+    namespace: str = "default"
+    annotations: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    #: None when the manifest has none (files on disk): such objects count as the newest.
+    creation_timestamp: datetime | None = None
+    resource_version: str | None = None
+    uid: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+
+# --- networking.k8s.io/v1 Ingress ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceBackendPort:
+    """Exactly one of ``name`` and ``number`` is set (validated)."""
+
+    name: str | None = None
+    number: int | None = None
+
+    @property
+    def value(self) -> int | str | None:
+        return self.number if self.number is not None else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class IngressServiceBackend:
+    name: str
+    port: ServiceBackendPort
+
+
+@dataclass(frozen=True, slots=True)
+class TypedLocalObjectReference:
+    kind: str
+    name: str
+    api_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressBackend:
+    """Exactly one of ``service`` and ``resource`` is set (validated)."""
+
+    service: IngressServiceBackend | None = None
+    resource: TypedLocalObjectReference | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPIngressPath:
+    backend: IngressBackend
+    #: As written in the manifest; None when omitted (only valid for ImplementationSpecific).
+    path: str | None = None
+    path_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressRule:
+    host: str | None = None
+    #: ``http.paths``; None when the rule has no ``http`` (a host-only rule).
+    paths: tuple[HTTPIngressPath, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressTLS:
+    hosts: tuple[str, ...] = ()
+    secret_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSpec:
+    ingress_class_name: str | None = None
+    default_backend: IngressBackend | None = None
+    rules: tuple[IngressRule, ...] = ()
+    tls: tuple[IngressTLS, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    metadata: ObjectMeta
+    spec: IngressSpec
+    kind: str = field(default="Ingress", init=False, repr=False)
+
+    @property
+    def class_name(self) -> str | None:
+        """``spec.ingressClassName``, else the legacy annotation, else None."""
+        if self.spec.ingress_class_name is not None:
+            return self.spec.ingress_class_name
+        return self.metadata.annotations.get(LEGACY_CLASS_ANNOTATION)
+
+
+@dataclass(frozen=True, slots=True)
+class IngressClassParameters:
+    kind: str
+    name: str
+    api_group: str | None = None
+    namespace: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressClassSpec:
+    controller: str
+    parameters: IngressClassParameters | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressClass:
+    metadata: ObjectMeta
+    spec: IngressClassSpec
+    kind: str = field(default="IngressClass", init=False, repr=False)
+
+    @property
+    def is_default(self) -> bool:
+        # Exactly "true": the API documents the annotation as a boolean string and
+        # ingress-nginx compares it literally.
+        return self.metadata.annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+
+
+# --- v1 Service ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    port: int
+    name: str | None = None
+    #: int, a named container port, or None (defaults to ``port``).
+    target_port: int | str | None = None
+    protocol: str = "TCP"
+    app_protocol: str | None = None
+    node_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    ports: tuple[ServicePort, ...] = ()
+    type: str = "ClusterIP"
+    cluster_ip: str | None = None
+    selector: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    external_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    metadata: ObjectMeta
+    spec: ServiceSpec
+    kind: str = field(default="Service", init=False, repr=False)
+
+
+# --- discovery.k8s.io/v1 EndpointSlice and v1 Endpoints ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConditions:
+    #: None means unknown, which the API says consumers should treat as ready.
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    conditions: EndpointConditions = EndpointConditions()
+    hostname: str | None = None
+    node_name: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    """Shared by EndpointSlice ports and v1 Endpoints subset ports."""
+
+    port: int | None = None
+    name: str | None = None
+    protocol: str = "TCP"
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    metadata: ObjectMeta
+    address_type: str = "IPv4"
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+    kind: str = field(default="EndpointSlice", init=False, repr=False)
+
+    @property
+    def service_name(self) -> str | None:
+        return self.metadata.labels.get(SERVICE_NAME_LABEL)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointAddress:
+    ip: str
+    hostname: str | None = None
+    node_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSubset:
+    addresses: tuple[EndpointAddress, ...] = ()
+    not_ready_addresses: tuple[EndpointAddress, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    metadata: ObjectMeta
+    subsets: tuple[EndpointSubset, ...] = ()
+    kind: str = field(default="Endpoints", init=False, repr=False)
+
+
+# --- v1 Secret -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A Secret; ``data`` keeps the base64 text so nothing is decoded until the TLS layer asks."""
+
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    string_data: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    kind: str = field(default="Secret", init=False, repr=False)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The decoded value of ``key`` (``stringData`` wins, as the API server merges it)."""
+        if key in self.string_data:
+            return self.string_data[key].encode()
+        raw = self.data.get(key)
+        if raw is None:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+
+def freeze_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """A read-only copy of a string map (annotations, labels, data)."""
+    if not value:
+        return EMPTY_MAP
+    return MappingProxyType({str(k): "" if v is None else str(v) for k, v in value.items()})

@@ -1,0 +1,204 @@
+"""The canonical request path and host (SEMANTICS.md §4.1, §5). Pure Python, no state.
+
+Invariant: "the path the router matched is the path the backend receives; every request has one
+canonical form or is rejected with 400." This module decides that form; the matchers
+(``_match.pyx`` fast path, ``_match_py.py``) only skip it when a path is already canonical, and
+call ``canonical_path`` otherwise. It knows nothing of manifests or of the route table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._errors import BadRequestError
+
+__all__ = [
+    "canonical_path",
+    "canonical_rule_path",
+    "is_canonical",
+    "normalize_host",
+    "split_target",
+]
+
+# RFC 3986 §2.3: unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# RFC 3986 §3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@";
+# sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
+_PCHAR_LITERAL = "A-Za-z0-9\\-._~!$&'()*+,;=:@"
+# A path made of pchar and "/" only, every "%" followed by two hex digits.
+_VALID_RE = re.compile(f"(?:[{_PCHAR_LITERAL}/]|%[0-9A-Fa-f]{{2}})*")
+# The literal characters a canonical path may contain (no "%": see _is_canonical_fast).
+_PLAIN_RE = re.compile(f"[{_PCHAR_LITERAL}/]*")
+_ESCAPE_RE = re.compile("%([0-9A-Fa-f]{2})")
+_SLASHES_RE = re.compile("//+")
+# Characters a rule path may keep as written when it is percent-encoded for matching.
+_RULE_KEEP_RE = re.compile(f"[{_PCHAR_LITERAL}/]|%[0-9A-Fa-f]{{2}}")
+
+_HEX_UPPER = [f"%{b:02X}" for b in range(256)]
+
+
+def _reject(why: str, path: str) -> BadRequestError:
+    # The path is remote input: quote it with repr() and cut it, never echo it raw.
+    shown = path if len(path) <= 64 else path[:64] + "..."
+    return BadRequestError(f"{why}: {shown!r}", 400)
+
+
+def _decode_escape(m: re.Match[str]) -> str:
+    byte = int(m.group(1), 16)
+    # "Decode escapes of unreserved characters once (%61 -> a, %2e -> .)"
+    if byte in _UNRESERVED:
+        return chr(byte)
+    # "escapes of /, \, NUL and controls -> 400": decoding them would change the path's
+    # structure (%2F) or smuggle bytes backends treat specially.
+    if byte == 0x2F or byte == 0x5C or byte < 0x20 or byte == 0x7F:
+        raise _reject("forbidden escape %" + m.group(1), m.string)
+    # "other escapes stay, upper-case hex"
+    return _HEX_UPPER[byte]
+
+
+def canonical_path(path: str) -> str:
+    """Return the canonical form of a request path (no query), or raise ``BadRequestError``.
+
+    >>> canonical_path("/a/%7euser/./b//c/../d%3f")
+    '/a/~user/b/d%3F'
+    """
+    # "Origin-form only": an absolute path.
+    original = path
+    if not path.startswith("/"):
+        raise _reject("path does not start with '/'", path)
+    # "Path characters: RFC 3986 pchar and /; % must be followed by two hex digits." This also
+    # rejects '#', '?', spaces, controls, backslashes and every non-ASCII character.
+    if _VALID_RE.fullmatch(path) is None:
+        raise _reject("invalid character or escape in path", path)
+    if "%" in path:
+        # "the decoded bytes must be valid UTF-8": a raw path is ASCII here, so only the escapes
+        # can form multi-byte sequences; decoding every escape shows whether they are well-formed.
+        try:
+            _fully_decoded(path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _reject("escapes are not valid UTF-8", path) from None
+        # One pass of re.sub decodes each escape exactly once: "never decode twice" (%252e stays
+        # %252e, it does not become %2e and then '.').
+        path = _ESCAPE_RE.sub(_decode_escape, path)
+    # "Merge //, then remove ./.. segments (RFC 3986 §5.2.4)".
+    if "//" in path:
+        path = _SLASHES_RE.sub("/", path)
+    if "/." not in path:
+        return path
+    segments = path.split("/")
+    out: list[str] = []
+    last = len(segments) - 1
+    for i in range(1, last + 1):
+        seg = segments[i]
+        if seg == ".":
+            if i == last:
+                out.append("")  # "/a/." -> "/a/"
+            continue
+        if seg == "..":
+            # "`..` above root -> 400" (RFC 3986 would silently stop at the root; a request
+            # that tries to climb out is hostile, and backends disagree on what it means).
+            if not out:
+                raise _reject("'..' above the root", original)
+            out.pop()
+            if i == last:
+                out.append("")  # "/a/b/.." -> "/a/"
+            continue
+        # "`..;` -> 400": Tomcat and others read ";..." as path parameters and then see "..".
+        if seg.startswith(".;") or seg.startswith("..;"):
+            raise _reject("dot segment with parameters", original)
+        out.append(seg)
+    return "/" + "/".join(out)
+
+
+def _fully_decoded(path: str) -> bytes:
+    parts = path.split("%")
+    buf = bytearray(parts[0].encode("ascii"))
+    for part in parts[1:]:
+        buf.append(int(part[:2], 16))
+        buf += part[2:].encode("ascii")
+    return bytes(buf)
+
+
+def is_canonical(path: str) -> bool:
+    """True iff ``canonical_path(path) == path`` (without raising).
+
+    >>> is_canonical("/a/b/"), is_canonical("/a//b"), is_canonical("/a/%7e")
+    (True, False, False)
+    """
+    try:
+        return canonical_path(path) == path
+    except BadRequestError:
+        return False
+
+
+def canonical_rule_path(path: str) -> str:
+    """The canonical form of an Ingress rule path, used at table build time.
+
+    Every character that is not pchar or ``/`` is percent-encoded (UTF-8, upper-case hex), so
+    that a rule written with raw characters (``/café``, ``/a b``, ``/a#b``) matches the request
+    paths that spell them encoded; then the request rules apply (``canonical_path``). Raises
+    ``BadRequestError`` when the rule path can never equal a canonical request path (``/a%2Fb``,
+    ``/..``, a segment ``..;x``, a path not starting with ``/``).
+
+    >>> canonical_rule_path("/café/./x")
+    '/caf%C3%A9/x'
+    """
+    pieces: list[str] = []
+    pos = 0
+    n = len(path)
+    while pos < n:
+        m = _RULE_KEEP_RE.match(path, pos)
+        if m is not None:
+            pieces.append(m.group())
+            pos = m.end()
+            continue
+        try:
+            encoded = path[pos].encode("utf-8")
+        except UnicodeEncodeError:
+            raise _reject("rule path is not encodable as UTF-8", path) from None
+        pieces.append("".join(_HEX_UPPER[b] for b in encoded))
+        pos += 1
+    return canonical_path("".join(pieces))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def normalize_host(host: str) -> str | None:
+    """The Host header as matched: lower-case, no ``:port``, one trailing dot stripped.
+
+    Returns None when no host is left (an empty Host selects the host-less rules). IPv6
+    literals keep their brackets (``[::1]``) and so never equal a rule host. Lower-casing is
+    ASCII-only (RFC 4343): Unicode case folding would let ``\\u212a8s.io`` (Kelvin sign) reach
+    the rules of ``k8s.io``.
+
+    >>> normalize_host("WWW.Example.COM.:8443"), normalize_host("[::1]:80"), normalize_host("")
+    ('www.example.com', '[::1]', None)
+    """
+    host = host.translate(_ASCII_LOWER)
+    if host.startswith("["):
+        end = host.find("]")
+        # "IPv6 literals keep their brackets"; whatever follows "]" is the port.
+        host = host if end < 0 else host[: end + 1]
+    else:
+        colon = host.find(":")
+        if colon >= 0:
+            host = host[:colon]
+        if host.endswith("."):
+            host = host[:-1]
+    return host or None
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """Split an origin-form request target at the first ``?``: ``(path, query or None)``.
+
+    The query is never touched. A ``#`` anywhere is rejected: a fragment is never sent in a
+    request (RFC 9112 §3.2), so one in a target is a malformed or hostile request.
+
+    >>> split_target("/a/b?x=1?y"), split_target("/a")
+    (('/a/b', 'x=1?y'), ('/a', None))
+    """
+    if "#" in target:
+        raise _reject("'#' in request target", target)
+    path, sep, query = target.partition("?")
+    return path, (query if sep else None)

@@ -1,0 +1,43 @@
+"""``Resources``: the typed objects of one set of manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service
+
+__all__ = ["Resources"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Every understood object of a set of manifests, as immutable models.
+
+    Build one with :func:`ingresslib.load_manifests`, :func:`ingresslib.parse_manifests` or
+    :meth:`Resources.from_dicts`; invalid objects raise :class:`ingresslib.ValidationError`.
+
+    >>> res = Resources.from_dicts([{"apiVersion": "v1", "kind": "Service",
+    ...     "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}])
+    >>> res.services[0].metadata.ref
+    'default/web'
+    """
+
+    ingresses: tuple[Ingress, ...] = ()
+    ingress_classes: tuple[IngressClass, ...] = ()
+    services: tuple[Service, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    #: v1 Endpoints (the legacy API); EndpointSlices win when both exist for a Service.
+    endpoints: tuple[Endpoints, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    #: Objects of other kinds, kept aside as read and otherwise ignored.
+    ignored: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_dicts(cls, objects: Iterable[Mapping[str, Any]]) -> Resources:
+        """Decode already-parsed objects (camelCase API form or the official client's
+        snake_case ``to_dict()`` form); ``kind: List`` unwraps."""
+        from ._decode import decode_resources
+
+        return decode_resources(objects)

@@ -1,0 +1,275 @@
+"""ResourceStore: a client-agnostic cache of cluster objects, fed by watch events.
+
+Any Kubernetes client can feed it: lightkube (``ingresslib._kube``), the official client's
+``Watch``/``SharedInformer`` (``obj.to_dict()``, snake_case with ``None`` for unset fields),
+kr8s (``obj.raw``), or plain JSON from ``kubectl get -w -o json``. The store only sees dicts.
+
+Rules (docs/cluster.md repeats them for users):
+
+- Objects are keyed by ``(apiVersion/kind, namespace, name)``. Cluster-scoped kinds
+  (IngressClass) have namespace ``""``; a missing namespace on a namespaced kind is
+  ``"default"``, as for manifests on disk.
+- ``resourceVersion`` is never compared. The Kubernetes API says clients "must not assume
+  resource versions are numeric or collatable"; a watch delivers events in order, so the last
+  event applied for a key wins. Two stores fed the same per-key event sequences hold the same
+  objects whatever the interleaving between keys.
+- Each object is decoded and validated when it is applied (through ``Resources.from_dicts``).
+  An invalid object never reaches the snapshot: the store keeps the **last valid version** of
+  that key (or nothing, if it never had one), records the ``ValidationError`` in ``errors`` and
+  counts it in ``invalid_total``. One bad object never takes the table down (SEMANTICS §11:
+  "an invalid update keeps the last good table and reports why"); a later valid version or a
+  DELETED clears the error.
+- An event that cannot even be keyed (unknown event type, no ``metadata.name``, no kind) raises
+  ``ValueError``: that is a broken feed, which the caller counts (the lightkube adapter does).
+- ``snapshot()`` returns a ``Resources`` in key order, so equal contents give equal snapshots.
+
+The store is thread-safe (one lock), because the official client's ``SharedInformer`` calls its
+handlers from a thread while the event loop takes snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ._errors import ValidationError
+from ._resources import Resources
+
+__all__ = ["ResourceStore", "ObjectKey", "KIND_API_VERSIONS", "EVENT_TYPES"]
+
+_log = logging.getLogger("ingresslib.store")
+
+#: ``(apiVersion/kind, namespace, name)``, e.g. ``("networking.k8s.io/v1/Ingress", "default", "web")``.
+ObjectKey = tuple[str, str, str]
+
+#: The kinds ingresslib understands and their API group/version, used to fill in objects that come
+#: without ``apiVersion``/``kind`` (list items, the official client's ``to_dict()`` of list items).
+KIND_API_VERSIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "Ingress": "networking.k8s.io/v1",
+        "IngressClass": "networking.k8s.io/v1",
+        "Service": "v1",
+        "Endpoints": "v1",
+        "Secret": "v1",
+        "EndpointSlice": "discovery.k8s.io/v1",
+    }
+)
+
+#: Kinds with no namespace: their key's namespace is ``""``.
+_CLUSTER_SCOPED = frozenset({"networking.k8s.io/v1/IngressClass"})
+
+#: The watch event types (``k8s.io/apimachinery/pkg/watch``). ``ERROR`` is not here: it carries a
+#: ``Status``, not an object, and is the watcher's business (410 Gone means re-list).
+EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
+
+#: ``Resources`` fields holding decoded objects, in snapshot order.
+_FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets",
+           "ignored")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    field: str
+    model: Any
+
+
+def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
+    # camelCase is the wire form; snake_case is the official client's to_dict(). None = absent.
+    value = obj.get(camel)
+    if value is None:
+        value = obj.get(snake)
+    return value
+
+
+def _split_kind(kind: str) -> tuple[str | None, str]:
+    """``"Ingress"`` or ``"networking.k8s.io/v1/Ingress"`` -> (apiVersion or None, kind)."""
+    api_version, _, name = kind.rpartition("/")
+    return (api_version or None), name
+
+
+class ResourceStore:
+    """The current set of cluster objects, kept up to date by watch events.
+
+    >>> store = ResourceStore()
+    >>> store.apply("ADDED", {"apiVersion": "v1", "kind": "Service",
+    ...     "metadata": {"name": "web", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}})
+    >>> [s.metadata.ref for s in store.snapshot().services]
+    ['shop/web']
+    >>> store.apply("DELETED", {"apiVersion": "v1", "kind": "Service",
+    ...     "metadata": {"name": "web", "namespace": "shop"}})
+    >>> store.snapshot().services
+    ()
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[ObjectKey, _Entry] = {}
+        self._errors: dict[ObjectKey, ValidationError] = {}
+        self._snapshot: Resources | None = None
+        #: Bumped on every change to the objects a snapshot holds; a watcher compares it to skip
+        #: rebuilding when a burst of events changed nothing (bookmarks, identical MODIFIEDs).
+        self.generation = 0
+        #: Invalid objects seen so far (each ADDED/MODIFIED/list item that failed validation).
+        self.invalid_total = 0
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def errors(self) -> Mapping[ObjectKey, ValidationError]:
+        """The keys whose latest version is invalid, with why (a read-only copy)."""
+        with self._lock:
+            return MappingProxyType(dict(self._errors))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def keys(self) -> list[ObjectKey]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def snapshot(self) -> Resources:
+        """Every valid object as one immutable ``Resources``, in key order (cached until the next
+        change, so calling it after a no-op burst costs nothing)."""
+        with self._lock:
+            if self._snapshot is None:
+                buckets: dict[str, list[Any]] = {f: [] for f in _FIELDS}
+                for key in sorted(self._entries):
+                    entry = self._entries[key]
+                    buckets[entry.field].append(entry.model)
+                self._snapshot = Resources(**{f: tuple(v) for f, v in buckets.items()})
+            return self._snapshot
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def apply(self, event_type: str, obj: Mapping[str, Any], *, kind: str | None = None) -> None:
+        """Apply one watch event. ``kind`` (``"Ingress"`` or ``"networking.k8s.io/v1/Ingress"``)
+        fills in objects that carry no ``apiVersion``/``kind``.
+
+        ``ADDED`` and ``MODIFIED`` both mean "this is the object now" (an informer's resync
+        re-sends ADDED for known objects); ``DELETED`` removes the key; ``BOOKMARK`` only moves a
+        watcher's resourceVersion and changes nothing here.
+        """
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown watch event type {event_type!r}")
+        if event_type == "BOOKMARK":
+            return
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"watch event object is not a mapping: {type(obj).__name__}")
+        filled, key = self._prepare(obj, kind)
+        with self._lock:
+            if event_type == "DELETED":
+                self._errors.pop(key, None)
+                if self._entries.pop(key, None) is not None:
+                    self._changed()
+                return
+            entry = self._decode(filled, key)
+            if entry is not None:
+                self._put(key, entry)
+
+    def replace_all(self, kind: str, objs: Iterable[Mapping[str, Any]], *,
+                    namespace: str | None = None) -> None:
+        """Make ``objs`` the complete set of ``kind`` objects (after a list), in ``namespace``
+        only when given. Keys of that kind missing from ``objs`` are dropped: that is how deletes
+        missed while a watch was down (410 Gone) are caught up. An invalid item keeps the key's
+        last valid version, as in ``apply``."""
+        api_version, name = _split_kind(kind)
+        api_version = api_version or KIND_API_VERSIONS.get(name)
+        if api_version is None:
+            raise ValueError(f"unknown kind {kind!r}: pass it as 'apiVersion/Kind'")
+        gvk = f"{api_version}/{name}"
+        prepared = [self._prepare(o, gvk) for o in objs]
+        with self._lock:
+            seen: set[ObjectKey] = set()
+            for filled, key in prepared:
+                seen.add(key)
+                entry = self._decode(filled, key)
+                if entry is not None:
+                    self._put(key, entry)
+            stale = [k for k in self._entries
+                     if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)]
+            for k in stale:
+                del self._entries[k]
+            for k in [k for k in self._errors
+                      if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)]:
+                del self._errors[k]
+            if stale:
+                self._changed()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._snapshot = None
+
+    def _put(self, key: ObjectKey, entry: _Entry) -> None:
+        self._errors.pop(key, None)
+        old = self._entries.get(key)
+        if old is not None and old == entry:
+            return
+        self._entries[key] = entry
+        self._changed()
+
+    def _prepare(self, obj: Mapping[str, Any], kind: str | None) -> tuple[dict[str, Any], ObjectKey]:
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"object is not a mapping: {type(obj).__name__}")
+        default_version, default_kind = _split_kind(kind) if kind else (None, None)
+        obj_kind = obj.get("kind") or default_kind
+        if not isinstance(obj_kind, str) or not obj_kind:
+            raise ValueError("object has no kind")
+        api_version = _get(obj, "apiVersion", "api_version") or default_version
+        if api_version is None:
+            api_version = KIND_API_VERSIONS.get(obj_kind)
+        if not isinstance(api_version, str) or not api_version:
+            raise ValueError(f"{obj_kind} has no apiVersion")
+        meta = obj.get("metadata")
+        name = meta.get("name") if isinstance(meta, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{obj_kind} has no metadata.name")
+        gvk = f"{api_version}/{obj_kind}"
+        if gvk in _CLUSTER_SCOPED:
+            ns = ""
+        else:
+            raw_ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+            ns = raw_ns if isinstance(raw_ns, str) and raw_ns else "default"
+        filled = dict(obj)
+        # Fill in what list items lack, in the object's own key style so the decoder sees one
+        # spelling (snake_case objects come from the official client's to_dict()).
+        snake = "api_version" in filled and "apiVersion" not in filled
+        filled["api_version" if snake else "apiVersion"] = api_version
+        filled["kind"] = obj_kind
+        return filled, (gvk, ns, name)
+
+    def _decode(self, filled: dict[str, Any], key: ObjectKey) -> _Entry | None:
+        try:
+            res = Resources.from_dicts([filled])
+        except ValidationError as err:
+            self._reject(key, err)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the feed either
+            _log.exception("cannot decode %s %s/%s", key[0], key[1], key[2])
+            self._reject(key, _wrap(key, exc))
+            return None
+        for field in _FIELDS:
+            items = getattr(res, field)
+            if items:
+                return _Entry(field, items[0])
+        return None  # pragma: no cover - from_dicts of one object yields one object
+
+    def _reject(self, key: ObjectKey, err: ValidationError) -> None:
+        self.invalid_total += 1
+        self._errors[key] = err
+        kept = "keeping its last valid version" if key in self._entries else "ignored"
+        _log.warning("invalid %s %s/%s (%s):\n%s", key[0].rpartition("/")[2],
+                     key[1], key[2], kept, err)
+
+
+def _wrap(key: ObjectKey, exc: Exception) -> ValidationError:
+    from ._errors import FieldError
+
+    return ValidationError([FieldError(f"{key[0].rpartition('/')[2]} {key[1]}/{key[2]}", "",
+                                       "Internal error", f"{type(exc).__name__}: {exc}")])

@@ -1,0 +1,425 @@
+"""RouteTable: which served Ingress rule a (host, path) reaches.
+
+All the Ingress semantics live here, in plain Python, at build time: which Ingresses are served
+(classes), how rules from many Ingresses merge per host, which of two identical rules wins, which
+default backend a host falls back to, and how canary Ingresses pair with main rules. The result is
+handed to the matcher (``_matcher.Matcher``: compiled, or its pure twin) as plain dicts of
+prebuilt ``Match`` objects, so a lookup is one call that allocates nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ._errors import BadRequestError
+from ._models import (
+    EMPTY_MAP,
+    HTTPIngressPath,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    TypedLocalObjectReference,
+)
+from ._resources import Resources
+
+CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
+
+__all__ = ["Match", "Diagnostic", "RouteTable"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Match:
+    """The rule (or default backend) a request reaches. Prebuilt at table build time: a lookup
+    returns one of these objects and allocates nothing.
+
+    Identity is the route: two lookups that reach the same rule return the same object, so
+    per-route state (balancer cycles, canary counters) can key on ``route_id``.
+    """
+
+    #: Backend Service name, or None for a ``resource`` backend.
+    service: str | None
+    #: Backend port as written in the Ingress: number, or port name.
+    port: int | str | None
+    #: The Ingress's namespace (its backends live there).
+    namespace: str
+    #: ``"namespace/name"`` of the Ingress that owns the rule.
+    ingress: str
+    #: The rule's host as written (``"foo.com"``, ``"*.foo.com"``), or None for host-less rules.
+    host: str | None
+    #: The rule's path as written, or None for a default backend.
+    path: str | None
+    #: ``"Exact"``, ``"Prefix"``, ``"ImplementationSpecific"``, or None for a default backend.
+    path_type: str | None
+    is_default_backend: bool
+    #: The ``resource`` backend, when the backend is not a Service.
+    resource: TypedLocalObjectReference | None = None
+    #: The canary Ingress's backend for this same rule (host, path, pathType), if one exists.
+    canary: Match | None = None
+    #: The whole Ingress object (annotations drive balancers, canary and proxy behaviour).
+    ingress_object: Ingress | None = None
+    #: Small integer unique to this route inside one table.
+    route_id: int = -1
+    #: The canonical form of ``path`` used for matching (None for default backends).
+    match_path: str | None = None
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        if self.ingress_object is None:
+            return EMPTY_MAP
+        return self.ingress_object.metadata.annotations
+
+    @property
+    def is_canary(self) -> bool:
+        """True for the Match objects found in another Match's ``canary`` slot."""
+        return self.annotations.get("nginx.ingress.kubernetes.io/canary") == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A build-time finding that is not an error: a shadowed or duplicate rule, a canary with no
+    main rule, a rule path that can never match, an unknown class..."""
+
+    #: ``"Ingress default/web"``.
+    object: str
+    #: ``spec.rules[0].http.paths[1]``.
+    field: str
+    message: str
+    severity: str = "warning"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.object}: {self.field}: {self.message}" if self.field else (
+            f"{self.severity}: {self.object}: {self.message}")
+
+
+
+
+# --- which Ingresses are served (SEMANTICS §3) ------------------------------------------------
+
+
+def served_ingresses(
+    res: Resources, ingress_class: str | None, controller: str | None
+) -> tuple[list[Ingress], list[Diagnostic]]:
+    """The Ingresses a controller with this filter serves, and why the others are not."""
+    if ingress_class is None and controller is None:
+        # "With neither given every Ingress is served."
+        return list(res.ingresses), []
+
+    def class_matches(c: IngressClass) -> bool:
+        return (ingress_class is None or c.metadata.name == ingress_class) and (
+            controller is None or c.spec.controller == controller
+        )
+
+    matching = {c.metadata.name: c for c in res.ingress_classes if class_matches(c)}
+    # "An Ingress naming no class is served iff a matching class has
+    # ingressclass.kubernetes.io/is-default-class: "true" (exactly "true")."
+    has_default = any(c.is_default for c in matching.values())
+    served: list[Ingress] = []
+    notes: list[Diagnostic] = []
+    for ing in res.ingresses:
+        name = ing.class_name
+        obj = f"Ingress {ing.metadata.ref}"
+        if name is None:
+            if has_default:
+                served.append(ing)
+            else:
+                notes.append(Diagnostic(obj, "spec.ingressClassName",
+                                        "names no class and no matching IngressClass is the default; not served", "info"))
+        elif name in matching:
+            served.append(ing)
+        else:
+            # "A named class that does not exist is never served."
+            notes.append(Diagnostic(obj, "spec.ingressClassName",
+                                    f'class "{name}" does not match this controller; not served', "info"))
+    return served, notes
+
+
+def _age_key(ing: Ingress) -> tuple[int, datetime | int, str, str]:
+    """Oldest first: creationTimestamp, then namespace/name. Objects without a timestamp (files
+    on disk) count as the newest, since the API server would stamp them on create."""
+    ts = ing.metadata.creation_timestamp
+    if ts is None:
+        return (1, 0, ing.metadata.namespace, ing.metadata.name)
+    return (0, ts, ing.metadata.namespace, ing.metadata.name)
+
+
+def _is_canary(ing: Ingress) -> bool:
+    return ing.metadata.annotations.get(CANARY_ANNOTATION) == "true"
+
+
+# --- building --------------------------------------------------------------------------------
+
+# At equal length "Exact beats Prefix"; between the two prefix-semantics types at the same key,
+# Prefix beats ImplementationSpecific (documented choice: the stricter type wins, as Exact does).
+_TYPE_RANK = {"Prefix": 0, "ImplementationSpecific": 1}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One candidate rule during the build."""
+
+    ingress: Ingress
+    rule_index: int
+    path_index: int
+    host: str | None
+    path: HTTPIngressPath
+    canonical: str
+    exact: bool
+    #: Sort key among candidates with the same (host, kind, key): lower wins.
+    rank: tuple[Any, ...] = ()
+    field: str = ""
+
+    @property
+    def key(self) -> str:
+        # A Prefix rule's trailing "/" is ignored: /foo/ and /foo match the same requests.
+        return self.canonical if self.exact else self.canonical.rstrip("/")
+
+
+@dataclass(slots=True)
+class _Group:
+    host: str | None
+    exact: dict[str, _Entry] = field(default_factory=dict)
+    prefix: dict[str, _Entry] = field(default_factory=dict)
+    #: Served Ingresses with rules for this host, oldest first (for the default backend).
+    owners: list[Ingress] = field(default_factory=list)
+
+
+def _entries(ing: Ingress, order: int, diags: list[Diagnostic]) -> Iterable[_Entry]:
+    from ._normalize import canonical_rule_path
+
+    obj = f"Ingress {ing.metadata.ref}"
+    for ri, rule in enumerate(ing.spec.rules):
+        for pi, p in enumerate(rule.paths or ()):
+            fld = f"spec.rules[{ri}].http.paths[{pi}]"
+            written = p.path or "/"  # an empty ImplementationSpecific path matches everything
+            try:
+                canonical = canonical_rule_path(written)
+            except BadRequestError as exc:
+                diags.append(Diagnostic(obj, fld + ".path", f"{written!r} can never match a request: {exc}"))
+                continue
+            exact = p.path_type == "Exact"
+            trailing = 0 if (not exact and written.endswith("/") and written != "/") else 1
+            rank: tuple[Any, ...] = (
+                # "Prefix /foo/ beats Prefix /foo" (same key once the slash is dropped).
+                trailing,
+                _TYPE_RANK.get(p.path_type or "", 2),
+                # "for identical rules the oldest Ingress, then namespace/name, then spec order"
+                order,
+                ri,
+                pi,
+            )
+            yield _Entry(ing, ri, pi, rule.host or None, p, canonical, exact, rank, fld)
+
+
+def _backend_fields(backend: IngressBackend) -> tuple[str | None, int | str | None, TypedLocalObjectReference | None]:
+    if backend.service is not None:
+        return backend.service.name, backend.service.port.value, None
+    return None, None, backend.resource
+
+
+class RouteTable:
+    """The merged routing rules of every served Ingress, ready for lookups.
+
+    >>> from ingresslib import parse_manifests
+    >>> res = parse_manifests('''
+    ... apiVersion: networking.k8s.io/v1
+    ... kind: Ingress
+    ... metadata: {name: web}
+    ... spec:
+    ...   rules:
+    ...   - host: foo.example
+    ...     http:
+    ...       paths:
+    ...       - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+    ... ''')
+    >>> table = RouteTable.build(res)
+    >>> m = table.match("Foo.Example:8080", "/api/v1")
+    >>> (m.service, m.port, m.path, m.path_type)
+    ('api', 80, '/api', 'Prefix')
+    >>> table.match("foo.example", "/apiv1") is None
+    True
+    """
+
+    #: ``match(host, path) -> Match | None`` (bound straight to the matcher's lookup: no extra
+    #: Python frame on the hot path). Raises :class:`BadRequestError` for paths to reject.
+    match: Callable[[str, str], Match | None]
+
+    def __init__(
+        self,
+        groups: Sequence[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]],
+        default: Match | None,
+        routes: Sequence[Match],
+        diagnostics: Sequence[Diagnostic],
+        served: Sequence[Ingress],
+        matcher_class: Any = None,
+    ) -> None:
+        if matcher_class is None:
+            from ._matcher import Matcher as matcher_class
+        self._matcher = matcher_class(groups, default)
+        self.match = self._matcher.lookup
+        #: The implementation doing lookups: ``"cython"`` or ``"python"``.
+        self.matcher = "cython" if type(self._matcher).__module__.endswith("._match") else "python"
+        self.default: Match | None = default
+        #: Every Match a lookup can return (main rules, default backends), canaries not included.
+        self.routes: tuple[Match, ...] = tuple(routes)
+        #: Shadowed and duplicate rules, unpaired canaries, unmatchable paths, unserved Ingresses.
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        #: The served Ingresses, oldest first.
+        self.served: tuple[Ingress, ...] = tuple(served)
+        self.hosts: tuple[str | None, ...] = tuple(g[0] for g in groups)
+
+    @classmethod
+    def build(
+        cls,
+        res: Resources,
+        ingress_class: str | None = None,
+        controller: str | None = None,
+        *,
+        matcher_class: Any = None,
+    ) -> RouteTable:
+        """Merge the served Ingresses of ``res`` into one table (SEMANTICS §3-§4).
+
+        ``matcher_class`` picks the matcher implementation (tests run both); by default the
+        compiled one when it is available.
+        """
+        served, diags = served_ingresses(res, ingress_class, controller)
+        served.sort(key=_age_key)
+        mains = [i for i in served if not _is_canary(i)]
+        canaries = [i for i in served if _is_canary(i)]
+
+        groups: dict[str | None, _Group] = {}
+        for order, ing in enumerate(mains):
+            for rule in ing.spec.rules:
+                g = groups.setdefault(rule.host or None, _Group(rule.host or None))
+                if not g.owners or g.owners[-1] is not ing:
+                    g.owners.append(ing)
+            for e in _entries(ing, order, diags):
+                g = groups[e.host]
+                slot = g.exact if e.exact else g.prefix
+                prev = slot.get(e.key)
+                if prev is None or e.rank < prev.rank:
+                    slot[e.key] = e
+                    loser, winner = prev, e
+                else:
+                    loser, winner = e, prev
+                if loser is not None:
+                    diags.append(Diagnostic(
+                        f"Ingress {loser.ingress.metadata.ref}", loser.field,
+                        f"{loser.path.path_type} {loser.path.path or '/'!r} on host {loser.host or '*'} is shadowed by "
+                        f"Ingress {winner.ingress.metadata.ref} {winner.field} and never matches"))
+
+        next_id = 0
+
+        def new_id() -> int:
+            nonlocal next_id
+            next_id += 1
+            return next_id - 1
+
+        def rule_match(e: _Entry, canary: Match | None = None) -> Match:
+            service, port, resource = _backend_fields(e.path.backend)
+            return Match(
+                service=service, port=port, namespace=e.ingress.metadata.namespace,
+                ingress=e.ingress.metadata.ref, host=e.host, path=e.path.path, path_type=e.path.path_type,
+                is_default_backend=False, resource=resource, canary=canary, ingress_object=e.ingress,
+                route_id=new_id(), match_path=e.canonical,
+            )
+
+        def default_match(ing: Ingress, host: str | None) -> Match:
+            assert ing.spec.default_backend is not None
+            service, port, resource = _backend_fields(ing.spec.default_backend)
+            return Match(
+                service=service, port=port, namespace=ing.metadata.namespace, ingress=ing.metadata.ref,
+                host=host, path=None, path_type=None, is_default_backend=True, resource=resource,
+                ingress_object=ing, route_id=new_id(),
+            )
+
+        # --- canaries: "a second Ingress with the same host, path and pathType as a main rule" ---
+        canary_for: dict[tuple[str | None, bool, str], Match] = {}
+        for order, ing in enumerate(canaries):
+            obj = f"Ingress {ing.metadata.ref}"
+            if ing.spec.default_backend is not None:
+                diags.append(Diagnostic(obj, "spec.defaultBackend",
+                                        "a canary Ingress's defaultBackend is ignored (canaries apply to rules)"))
+            for e in _entries(ing, order, diags):
+                g = groups.get(e.host)
+                main = None if g is None else (g.exact if e.exact else g.prefix).get(e.key)
+                if main is None or main.path.path_type != e.path.path_type:
+                    diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {e.path.path or '/'!r} on host "
+                                            f"{e.host or '*'} matches no main rule; ignored"))
+                    continue
+                slot_key = (e.host, e.exact, e.key)
+                if slot_key in canary_for:
+                    diags.append(Diagnostic(obj, e.field, f"rule already has the canary {canary_for[slot_key].ingress}; ignored"))
+                    continue
+                canary_for[slot_key] = rule_match(e)
+
+        # --- default backends (SEMANTICS §4.5) ---
+        with_default = [i for i in mains if i.spec.default_backend is not None]
+        global_default = default_match(with_default[0], None) if with_default else None
+        used_defaults = {id(with_default[0])} if with_default else set()
+
+        routes: list[Match] = []
+        built: list[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]] = []
+        for host, g in groups.items():
+            exact = {k: rule_match(e, canary_for.get((host, True, k))) for k, e in g.exact.items()}
+            prefix = {k: rule_match(e, canary_for.get((host, False, k))) for k, e in g.prefix.items()}
+            # "the defaultBackend of the oldest served Ingress with rules in that host group that
+            # has one; else the oldest served Ingress's defaultBackend; else no match"
+            owner = next((o for o in g.owners if o.spec.default_backend is not None), None)
+            if owner is not None:
+                used_defaults.add(id(owner))
+                gdefault: Match | None = default_match(owner, host)
+            elif global_default is not None:
+                gdefault = default_match(with_default[0], host)
+            else:
+                gdefault = None
+            routes.extend(exact.values())
+            routes.extend(prefix.values())
+            if gdefault is not None:
+                routes.append(gdefault)
+            built.append((host, exact, prefix, gdefault))
+        if global_default is not None:
+            routes.append(global_default)
+        for extra in with_default:
+            if id(extra) not in used_defaults:
+                diags.append(Diagnostic(f"Ingress {extra.metadata.ref}", "spec.defaultBackend",
+                                        "never used: an older Ingress's default backend serves every host it could"))
+        return cls(built, global_default, routes, diags, served, matcher_class)
+
+    def explain(self, host: str, path: str) -> dict[str, Any]:
+        """A JSON-ready account of what ``match`` does with this request (for ``explain``)."""
+        from ._normalize import canonical_path, split_target
+
+        out: dict[str, Any] = {"host": host, "path": path}
+        try:
+            raw, _query = split_target(path)
+            out["canonical_path"] = canonical_path(raw or "/")
+            m = self.match(host, path)
+        except BadRequestError as exc:
+            out.update(status=exc.status_hint, reason=f"rejected: {exc}", match=None)
+            return out
+        if m is None:
+            out.update(status=404, reason="no rule and no default backend matched", match=None)
+            return out
+        out.update(status=200, reason="default backend" if m.is_default_backend else "rule", match=match_to_dict(m))
+        return out
+
+
+def match_to_dict(m: Match) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ingress": m.ingress,
+        "namespace": m.namespace,
+        "host": m.host,
+        "path": m.path,
+        "path_type": m.path_type,
+        "is_default_backend": m.is_default_backend,
+        "service": m.service,
+        "port": m.port,
+    }
+    if m.resource is not None:
+        d["resource"] = {"kind": m.resource.kind, "name": m.resource.name, "api_group": m.resource.api_group}
+    if m.canary is not None:
+        d["canary"] = match_to_dict(m.canary)
+    return d

@@ -1,0 +1,741 @@
+"""The API server's create-time validation, rule by rule.
+
+Each rule sits beside the Kubernetes source text it implements: networking rules from
+``pkg/apis/networking/validation/validation.go``, core rules (names, Services, Secrets, v1
+Endpoints) from ``pkg/apis/core/validation/validation.go``, EndpointSlice rules from
+``pkg/apis/discovery/validation/validation.go``, and the message helpers from
+``k8s.io/apimachinery/pkg/util/validation``. Messages, field paths and type words are copied so
+``ingresslib check`` prints what ``kubectl apply`` would.
+
+Validators work on decoded models (``_decode`` has already reported wrong JSON types) and return
+a list of :class:`~ingresslib._errors.FieldError`; they never raise.
+
+Deliberate differences from the API server, each documented:
+
+- ``spec.tls[].hosts`` must not be IP addresses either (SEMANTICS §2: "same rules for
+  ``spec.tls[].hosts``"); the API server only checks the DNS shape there. An IP can never be an
+  SNI name, so such an entry could not select a certificate anyway.
+- EndpointSlice and Endpoints addresses are not checked against the "special" ranges
+  (loopback, link-local): manifests for a local ingresslib legitimately point at 127.0.0.1.
+- Secret ``data`` values that are not base64 are reported without echoing the value (it may be
+  key material); the API server fails to decode the request body instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ._errors import FieldError
+from ._models import (
+    LEGACY_CLASS_ANNOTATION,
+    EndpointPort,
+    Endpoints,
+    EndpointSlice,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    IngressRule,
+    IngressSpec,
+    ObjectMeta,
+    Secret,
+    Service,
+)
+
+__all__ = [
+    "validate_ingress",
+    "validate_ingress_class",
+    "validate_service",
+    "validate_endpoint_slice",
+    "validate_endpoints",
+    "validate_secret",
+    "is_dns1123_subdomain",
+    "is_dns1123_label",
+    "is_dns1035_label",
+    "is_wildcard_dns1123_subdomain",
+    "is_valid_port_name",
+    "is_valid_port_num",
+    "object_label",
+]
+
+REQUIRED = "Required value"
+INVALID = "Invalid value"
+UNSUPPORTED = "Unsupported value"
+FORBIDDEN = "Forbidden"
+DUPLICATE = "Duplicate value"
+TOO_LONG = "Too long"
+TOO_MANY = "Too many"
+
+
+def object_label(kind: str, meta: ObjectMeta, *, cluster_scoped: bool = False) -> str:
+    """``Ingress default/web`` (``IngressClass nginx`` for the cluster-scoped kind)."""
+    name = meta.name or "<no name>"
+    if cluster_scoped:
+        return f"{kind} {name}"
+    return f"{kind} {meta.namespace}/{name}"
+
+
+# --- k8s.io/apimachinery/pkg/util/validation: the message helpers -----------------------------
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    # RegexError: `msg += " (e.g. "; for i := range examples { if i > 0 { msg += " or " };
+    # msg += "'" + examples[i] + "', " }; msg += "regex used for validation is '" + re + "')"`.
+    # The double space before "or" is the API server's, kept on purpose.
+    if not examples:
+        return f"{msg} (regex used for validation is '{fmt}')"
+    out = msg + " (e.g. "
+    for i, ex in enumerate(examples):
+        if i > 0:
+            out += " or "
+        out += f"'{ex}', "
+    return out + f"regex used for validation is '{fmt}')"
+
+
+def _max_len_error(n: int) -> str:
+    return f"must be no more than {n} bytes"
+
+
+def _inclusive_range_error(lo: int, hi: int) -> str:
+    return f"must be between {lo} and {hi}, inclusive"
+
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character"
+)
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1035_LABEL_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character"
+)
+_WILDCARD_FMT = "\\*\\." + _DNS1123_SUBDOMAIN_FMT
+_WILDCARD_MSG = (
+    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, "
+    "which must consist of lower case alphanumeric characters, '-' or '.' and end with an "
+    "alphanumeric character"
+)
+_HTTP_PATH_FMT = "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+"
+_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+_CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+
+# Go's regexp `^...$` anchors at the very end of the text; re.fullmatch does the same
+# (Python's `$` would also accept a trailing newline).
+_dns1123_label = re.compile(_DNS1123_LABEL_FMT).fullmatch
+_dns1123_subdomain = re.compile(_DNS1123_SUBDOMAIN_FMT).fullmatch
+_dns1035_label = re.compile(_DNS1035_LABEL_FMT).fullmatch
+_wildcard_subdomain = re.compile(_WILDCARD_FMT).fullmatch
+_http_path = re.compile(_HTTP_PATH_FMT).fullmatch
+_config_key = re.compile(_CONFIG_KEY_FMT).fullmatch
+_port_name_charset = re.compile("[-a-z0-9]+").fullmatch
+_has_letter = re.compile("[a-z]").search
+_sloppy_ipv4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}").fullmatch
+
+
+def _nbytes(value: str) -> int:
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+
+
+def is_dns1123_subdomain(value: str) -> list[str]:
+    """IsDNS1123Subdomain: the messages for ``value`` (empty when valid)."""
+    errs = []
+    if _nbytes(value) > 253:
+        errs.append(_max_len_error(253))
+    if not _dns1123_subdomain(value):
+        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    """IsDNS1123Label."""
+    errs = []
+    if _nbytes(value) > 63:
+        errs.append(_max_len_error(63))
+    if not _dns1123_label(value):
+        if _dns1123_subdomain(value):
+            # "It was a valid subdomain and not a valid label. Since we already checked
+            # length, it must be dots."
+            errs.append("must not contain dots")
+        else:
+            errs.append(_regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+    return errs
+
+
+def is_dns1035_label(value: str) -> list[str]:
+    """IsDNS1035Label."""
+    errs = []
+    if _nbytes(value) > 63:
+        errs.append(_max_len_error(63))
+    if not _dns1035_label(value):
+        errs.append(_regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
+    return errs
+
+
+def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
+    """IsWildcardDNS1123Subdomain: "valid: *.bar.com, *.foo.bar.com; invalid: *.*.bar.com,
+    *.foo.*.com, *bar.com, f*.bar.com, *"."""
+    errs = []
+    if _nbytes(value) > 253:
+        errs.append(_max_len_error(253))
+    if not _wildcard_subdomain(value):
+        errs.append(_regex_error(_WILDCARD_MSG, _WILDCARD_FMT, "*.example.com"))
+    return errs
+
+
+def is_valid_port_num(port: int) -> list[str]:
+    """IsValidPortNum: "a valid, non-zero port number"."""
+    if 1 <= port <= 65535:
+        return []
+    return [_inclusive_range_error(1, 65535)]
+
+
+def is_valid_port_name(port: str) -> list[str]:
+    """IsValidPortName (IANA_SVC_NAME): "It must be non-empty and no more than 15 characters
+    long. It may contain only [-a-z0-9] and must contain at least one letter [a-z]. It must not
+    start or end with a hyphen, nor contain adjacent hyphens." """
+    errs = []
+    if _nbytes(port) > 15:
+        errs.append(_max_len_error(15))
+    if not _port_name_charset(port):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not _has_letter(port):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in port:
+        errs.append("must not contain consecutive hyphens")
+    if port and (port[0] == "-" or port[-1] == "-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+def _is_path_segment_name(name: str) -> list[str]:
+    # IsValidPathSegmentName: NameMayNotBe = {".", ".."}, NameMayNotContain = {"/", "%"}.
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+
+
+def _is_config_key(value: str) -> list[str]:
+    # IsConfigMapKey: length, regex, then hasChDirPrefix.
+    errs = []
+    if _nbytes(value) > 253:
+        errs.append(_max_len_error(253))
+    if not _config_key(value):
+        errs.append(_regex_error(_CONFIG_KEY_MSG, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+    if value == ".":
+        errs.append("must not be '.'")
+    elif value == "..":
+        errs.append("must not be '..'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _is_ip(value: str) -> bool:
+    """netutils.ParseIPSloppy: like the stdlib parser, but IPv4 octets may carry leading zeros."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        m = _sloppy_ipv4(value)
+        return bool(m) and all(int(o) <= 255 for o in value.split("."))
+    # The stdlib accepts scoped IPv6 ("fe80::1%eth0"); Go's ParseIP does not.
+    return "%" not in value
+
+
+def _is_ipv4(value: str) -> bool:
+    return _is_ip(value) and ":" not in value
+
+
+def _is_ipv6(value: str) -> bool:
+    return _is_ip(value) and ":" in value
+
+
+def _supported(values: Iterable[str]) -> str:
+    # field.NotSupported: `"supported values: " + strings.Join(quoted, ", ")`.
+    return "supported values: " + ", ".join(f'"{v}"' for v in values)
+
+
+class _Errs:
+    """Accumulates the errors of one object (its label is filled in once)."""
+
+    __slots__ = ("obj", "out")
+
+    def __init__(self, obj: str) -> None:
+        self.obj = obj
+        self.out: list[FieldError] = []
+
+    def invalid(self, field: str, value: Any, detail: str) -> None:
+        self.out.append(FieldError(self.obj, field, INVALID, detail, value, True))
+
+    def invalid_each(self, field: str, value: Any, msgs: Iterable[str]) -> None:
+        for msg in msgs:
+            self.out.append(FieldError(self.obj, field, INVALID, msg, value, True))
+
+    def required(self, field: str, detail: str = "") -> None:
+        self.out.append(FieldError(self.obj, field, REQUIRED, detail))
+
+    def forbidden(self, field: str, detail: str) -> None:
+        self.out.append(FieldError(self.obj, field, FORBIDDEN, detail))
+
+    def unsupported(self, field: str, value: Any, supported: Sequence[str]) -> None:
+        self.out.append(FieldError(self.obj, field, UNSUPPORTED, _supported(supported), value, True))
+
+    def duplicate(self, field: str, value: Any) -> None:
+        self.out.append(FieldError(self.obj, field, DUPLICATE, "", value, True))
+
+
+# --- ObjectMeta (core ValidateObjectMeta) -----------------------------------------------------
+
+
+def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool) -> None:
+    # ValidateObjectMeta: `if len(meta.Name) == 0 { field.Required(fldPath.Child("name"),
+    # "name or generateName is required") } else { for _, msg := range nameFn(meta.Name, false)
+    # { field.Invalid(fldPath.Child("name"), meta.Name, msg) } }`
+    if not meta.name:
+        e.required("metadata.name", "name or generateName is required")
+    else:
+        e.invalid_each("metadata.name", meta.name, name_fn(meta.name))
+    # "ValidateNamespaceName = NameIsDNSLabel". Cluster-scoped kinds: kubectl drops the namespace
+    # before sending, so a stray one is not reported.
+    if namespaced:
+        e.invalid_each("metadata.namespace", meta.namespace, is_dns1123_label(meta.namespace))
+
+
+# --- networking.k8s.io/v1 Ingress -------------------------------------------------------------
+
+#: supportedPathTypes.List() (sorted, as the API server lists them).
+_SUPPORTED_PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
+#: `invalidPathSequences = []string{"//", "/./", "/../", "%2f", "%2F"}`
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+#: `invalidPathSuffixes = []string{"/..", "/."}`
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
+_MAX_LEN_CONTROLLER = 250
+#: Stricter than the API server for TLS hosts (module docstring).
+_TLS_HOSTS_REJECT_IP = True
+
+
+def validate_ingress(ing: Ingress, obj: str | None = None) -> list[FieldError]:
+    """Every create-time error of ``ing`` (ValidateIngressCreate)."""
+    e = _Errs(obj or object_label("Ingress", ing.metadata))
+    # `ValidateIngressName = apimachineryvalidation.NameIsDNSSubdomain`
+    _validate_meta(e, ing.metadata, is_dns1123_subdomain, namespaced=True)
+    _validate_ingress_spec(e, ing.spec)
+    # ValidateIngressCreate: `if annotationIsSet && ingress.Spec.IngressClassName != nil &&
+    # annotationVal != *ingress.Spec.IngressClassName { field.Invalid(annotationPath,
+    # annotationVal, "must match `ingressClassName` when both are specified") }`
+    ann = ing.metadata.annotations.get(LEGACY_CLASS_ANNOTATION)
+    if ann is not None and ing.spec.ingress_class_name is not None:
+        if ann != ing.spec.ingress_class_name:
+            e.invalid(
+                "annotations." + LEGACY_CLASS_ANNOTATION,
+                ann,
+                "must match `ingressClassName` when both are specified",
+            )
+    return e.out
+
+
+def _validate_ingress_spec(e: _Errs, spec: IngressSpec) -> None:
+    # `if len(spec.Rules) == 0 && spec.DefaultBackend == nil { errMsg := fmt.Sprintf("either
+    # `%s` or `rules` must be specified", "defaultBackend"); field.Invalid(fldPath, spec.Rules,
+    # errMsg) }`
+    if not spec.rules and spec.default_backend is None:
+        e.invalid("spec", None, "either `defaultBackend` or `rules` must be specified")
+    if spec.default_backend is not None:
+        _validate_backend(e, spec.default_backend, "spec.defaultBackend")
+    for i, rule in enumerate(spec.rules):
+        _validate_rule(e, rule, f"spec.rules[{i}]")
+    for t, tls in enumerate(spec.tls):
+        base = f"spec.tls[{t}]"
+        for h, host in enumerate(tls.hosts):
+            fld = f"{base}.hosts[{h}]"
+            # validateIngressTLS: `if strings.Contains(host, "*") { IsWildcardDNS1123Subdomain
+            # ... continue }; IsDNS1123Subdomain(host)`
+            if _TLS_HOSTS_REJECT_IP and _is_ip(host):
+                e.invalid(fld, host, "must be a DNS name, not an IP address")
+            if "*" in host:
+                e.invalid_each(fld, host, is_wildcard_dns1123_subdomain(host))
+            else:
+                e.invalid_each(fld, host, is_dns1123_subdomain(host))
+        # validateTLSSecretName: `if len(name) == 0 { return nil }; ValidateSecretName(name)`
+        if tls.secret_name:
+            e.invalid_each(f"{base}.secretName", tls.secret_name, is_dns1123_subdomain(tls.secret_name))
+    # `ValidateIngressClassName = apimachineryvalidation.NameIsDNSSubdomain`
+    if spec.ingress_class_name is not None:
+        e.invalid_each(
+            "spec.ingressClassName", spec.ingress_class_name, is_dns1123_subdomain(spec.ingress_class_name)
+        )
+
+
+def _validate_rule(e: _Errs, rule: IngressRule, base: str) -> None:
+    host = rule.host
+    if host:
+        fld = base + ".host"
+        # `if isIP := (netutils.ParseIPSloppy(ih.Host) != nil); isIP { field.Invalid(...,
+        # "must be a DNS name, not an IP address") }`
+        if _is_ip(host):
+            e.invalid(fld, host, "must be a DNS name, not an IP address")
+        # `if strings.Contains(ih.Host, "*") { IsWildcardDNS1123Subdomain } else
+        # { IsDNS1123Subdomain }`: a port ("foo.com:80") or upper case fails the regex.
+        if "*" in host:
+            e.invalid_each(fld, host, is_wildcard_dns1123_subdomain(host))
+        else:
+            e.invalid_each(fld, host, is_dns1123_subdomain(host))
+    # validateIngressRuleValue: `if ingressRule.HTTP != nil {...}`: a host-only rule is valid.
+    if rule.paths is None:
+        return
+    # validateHTTPIngressRuleValue: `if len(httpIngressRuleValue.Paths) == 0
+    # { field.Required(fldPath.Child("paths"), "") }`
+    if not rule.paths:
+        e.required(base + ".http.paths")
+    for i, p in enumerate(rule.paths):
+        pbase = f"{base}.http.paths[{i}]"
+        # `if path.PathType == nil { return append(allErrs, field.Required(
+        # fldPath.Child("pathType"), "pathType must be specified")) }` (backend not checked).
+        if p.path_type is None:
+            e.required(pbase + ".pathType", "pathType must be specified")
+            continue
+        path = p.path or ""
+        if p.path_type in ("Exact", "Prefix"):
+            # `if !strings.HasPrefix(path.Path, "/") { "must be an absolute path" }`
+            if not path.startswith("/"):
+                e.invalid(pbase + ".path", path, "must be an absolute path")
+            if path:
+                for seq in _INVALID_PATH_SEQUENCES:
+                    if seq in path:
+                        e.invalid(pbase + ".path", path, f"must not contain '{seq}'")
+                for suffix in _INVALID_PATH_SUFFIXES:
+                    if path.endswith(suffix):
+                        e.invalid(pbase + ".path", path, f"cannot end with '{suffix}'")
+        elif p.path_type == "ImplementationSpecific":
+            # `if len(path.Path) > 0 { if !strings.HasPrefix(path.Path, "/") {...} }`:
+            # anything else (regexes included) is the controller's business.
+            if path and not path.startswith("/"):
+                e.invalid(pbase + ".path", path, "must be an absolute path")
+        else:
+            e.unsupported(pbase + ".pathType", p.path_type, _SUPPORTED_PATH_TYPES)
+        _validate_backend(e, p.backend, pbase + ".backend")
+
+
+def _validate_backend(e: _Errs, backend: IngressBackend, base: str) -> None:
+    # validateIngressBackend.
+    svc, res = backend.service, backend.resource
+    if svc is not None and res is not None:
+        # `field.Invalid(fldPath, "", "cannot set both resource and service backends")`
+        e.invalid(base, "", "cannot set both resource and service backends")
+        return
+    if res is not None:
+        _validate_typed_ref(e, res.api_group, res.kind, res.name, base + ".resource")
+        return
+    if svc is None:
+        # `default: field.Invalid(fldPath, "", "resource or service backend is required")`
+        e.invalid(base, "", "resource or service backend is required")
+        return
+    # `if len(backend.Service.Name) == 0 { field.Required(fldPath.Child("service", "name"), "") }
+    # else { apivalidation.ValidateServiceName }` (NameIsDNS1035Label).
+    if not svc.name:
+        e.required(base + ".service.name")
+    else:
+        e.invalid_each(base + ".service.name", svc.name, is_dns1035_label(svc.name))
+    # `hasPortName := len(backend.Service.Port.Name) > 0; hasPortNumber :=
+    # backend.Service.Port.Number != 0`
+    has_name = bool(svc.port.name)
+    has_number = bool(svc.port.number)
+    if has_name and has_number:
+        e.invalid(base, "", "cannot set both port name & port number")
+    elif has_name:
+        assert svc.port.name is not None
+        e.invalid_each(base + ".service.port.name", svc.port.name, is_valid_port_name(svc.port.name))
+    elif has_number:
+        assert svc.port.number is not None
+        e.invalid_each(base + ".service.port.number", svc.port.number, is_valid_port_num(svc.port.number))
+    else:
+        e.required(base, "port name or number is required")
+
+
+def _validate_typed_ref(e: _Errs, api_group: str | None, kind: str, name: str, base: str) -> None:
+    # validateIngressTypedLocalObjectReference / validateIngressClassParametersReference.
+    if api_group is not None:
+        e.invalid_each(base + ".apiGroup", api_group, is_dns1123_subdomain(api_group))
+    if not kind:
+        e.required(base + ".kind")
+    else:
+        e.invalid_each(base + ".kind", kind, _is_path_segment_name(kind))
+    if not name:
+        e.required(base + ".name")
+    else:
+        e.invalid_each(base + ".name", name, _is_path_segment_name(name))
+
+
+# --- networking.k8s.io/v1 IngressClass --------------------------------------------------------
+
+#: supportedIngressClassParametersReferenceScopes.List()
+_SUPPORTED_SCOPES = ("Cluster", "Namespace")
+
+
+def validate_ingress_class(ic: IngressClass, obj: str | None = None) -> list[FieldError]:
+    """Every create-time error of ``ic`` (ValidateIngressClass)."""
+    e = _Errs(obj or object_label("IngressClass", ic.metadata, cluster_scoped=True))
+    _validate_meta(e, ic.metadata, is_dns1123_subdomain, namespaced=False)
+    controller = ic.spec.controller
+    # validateIngressClassSpec: `if len(spec.Controller) == 0 { field.Required(...) } else {
+    # if len(spec.Controller) > maxLenIngressClassController { field.TooLong(...) };
+    # validation.IsDomainPrefixedPath(fldPath.Child("controller"), spec.Controller) }`
+    if not controller:
+        e.required("spec.controller")
+    else:
+        if _nbytes(controller) > _MAX_LEN_CONTROLLER:
+            e.out.append(
+                FieldError(e.obj, "spec.controller", TOO_LONG, f"may not be more than {_MAX_LEN_CONTROLLER} bytes")
+            )
+        _domain_prefixed_path(e, "spec.controller", controller)
+    params = ic.spec.parameters
+    if params is not None:
+        base = "spec.parameters"
+        _validate_typed_ref(e, params.api_group, params.kind, params.name, base)
+        # v1 defaulting: "Scope ... Defaults to Cluster" when parameters are set (the decoder
+        # applies it; None here means a model built by hand).
+        scope = params.scope if params.scope is not None else "Cluster"
+        if scope not in _SUPPORTED_SCOPES:
+            e.unsupported(base + ".scope", scope, _SUPPORTED_SCOPES)
+        elif scope == "Namespace":
+            # `if params.Namespace == nil { field.Required(fldPath.Child("namespace"),
+            # "`parameters.scope` is set to 'Namespace'") } else { ValidateNamespaceName }`
+            if params.namespace is None:
+                e.required(base + ".namespace", "`parameters.scope` is set to 'Namespace'")
+            else:
+                e.invalid_each(base + ".namespace", params.namespace, is_dns1123_label(params.namespace))
+        elif params.namespace is not None:
+            # `field.Forbidden(fldPath.Child("namespace"), "`parameters.scope` is set to 'Cluster'")`
+            e.forbidden(base + ".namespace", "`parameters.scope` is set to 'Cluster'")
+    return e.out
+
+
+def _domain_prefixed_path(e: _Errs, fld: str, value: str) -> None:
+    # IsDomainPrefixedPath: "All characters before the first "/" must be a valid subdomain as
+    # defined by RFC 1123. All characters trailing the first "/" must be valid HTTP Path
+    # characters as defined by RFC 3986."
+    host, sep, path = value.partition("/")
+    if not sep or not host or not path:
+        e.invalid(fld, value, 'must be a domain-prefixed path (such as "acme.io/foo")')
+        return
+    e.invalid_each(fld, host, is_dns1123_subdomain(host))
+    if not _http_path(path):
+        e.invalid(fld, path, _regex_error("Invalid path", _HTTP_PATH_FMT))
+
+
+# --- v1 Service ---------------------------------------------------------------------------------
+
+#: supportedPortProtocols (sorted).
+_SUPPORTED_PROTOCOLS = ("SCTP", "TCP", "UDP")
+_SUPPORTED_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+
+
+def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
+    """The Service rules ingresslib depends on (core ValidateService, create)."""
+    e = _Errs(obj or object_label("Service", svc.metadata))
+    # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
+    _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
+    spec = svc.spec
+    if spec.type not in _SUPPORTED_SERVICE_TYPES:
+        e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES)
+    headless = spec.cluster_ip == "None"
+    # `if len(service.Spec.Ports) == 0 && !isHeadlessService && service.Spec.Type !=
+    # core.ServiceTypeExternalName { field.Required(specPath.Child("ports"), "") }`
+    if not spec.ports and not headless and spec.type != "ExternalName":
+        e.required("spec.ports")
+    if spec.type == "ExternalName":
+        # `if service.Spec.ExternalName == "" { field.Required(specPath.Child("externalName"),
+        # "") }` (the FQDN check follows).
+        if not spec.external_name:
+            e.required("spec.externalName")
+        else:
+            e.invalid_each("spec.externalName", spec.external_name, is_dns1123_subdomain(spec.external_name.rstrip(".")))
+    require_name = len(spec.ports) > 1
+    names: set[str] = set()
+    for i, port in enumerate(spec.ports):
+        base = f"spec.ports[{i}]"
+        # validateServicePort: `if requireName && len(sp.Name) == 0 { field.Required(name) }
+        # else if len(sp.Name) != 0 { ValidateDNS1123Label; if allNames.Has(sp.Name)
+        # { field.Duplicate(name, sp.Name) } }`
+        if require_name and not port.name:
+            e.required(base + ".name")
+        elif port.name:
+            e.invalid_each(base + ".name", port.name, is_dns1123_label(port.name))
+            if port.name in names:
+                e.duplicate(base + ".name", port.name)
+            names.add(port.name)
+        e.invalid_each(base + ".port", port.port, is_valid_port_num(port.port))
+        _validate_protocol(e, base + ".protocol", port.protocol)
+        # ValidatePortNumOrName(sp.TargetPort, ...): int -> IsValidPortNum, string ->
+        # IsValidPortName. Unset defaults to `port`.
+        tp = port.target_port
+        if isinstance(tp, int):
+            e.invalid_each(base + ".targetPort", tp, is_valid_port_num(tp))
+        elif isinstance(tp, str):
+            e.invalid_each(base + ".targetPort", tp, is_valid_port_name(tp))
+        if port.node_port is not None and port.node_port != 0:
+            e.invalid_each(base + ".nodePort", port.node_port, is_valid_port_num(port.node_port))
+    return e.out
+
+
+def _validate_protocol(e: _Errs, fld: str, protocol: str) -> None:
+    if not protocol:
+        e.required(fld)
+    elif protocol not in _SUPPORTED_PROTOCOLS:
+        e.unsupported(fld, protocol, _SUPPORTED_PROTOCOLS)
+
+
+# --- discovery.k8s.io/v1 EndpointSlice ----------------------------------------------------------
+
+_SUPPORTED_ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
+_MAX_ADDRESSES = 100
+
+
+def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[FieldError]:
+    """The EndpointSlice rules (discovery ValidateEndpointSliceCreate)."""
+    e = _Errs(obj or object_label("EndpointSlice", es.metadata))
+    _validate_meta(e, es.metadata, is_dns1123_subdomain, namespaced=True)
+    at = es.address_type
+    if not at:
+        e.required("addressType")
+    elif at not in _SUPPORTED_ADDRESS_TYPES:
+        e.unsupported("addressType", at, _SUPPORTED_ADDRESS_TYPES)
+    for i, ep in enumerate(es.endpoints):
+        base = f"endpoints[{i}]"
+        # `if len(endpoint.Addresses) == 0 { field.Required(addressPath, "must contain at least
+        # 1 address") } else if len(endpoint.Addresses) > maxAddresses { field.TooMany(...) }`
+        if not ep.addresses:
+            e.required(base + ".addresses", "must contain at least 1 address")
+        elif len(ep.addresses) > _MAX_ADDRESSES:
+            e.out.append(
+                FieldError(
+                    e.obj, base + ".addresses", TOO_MANY,
+                    f"must have at most {_MAX_ADDRESSES} items", len(ep.addresses), True,
+                )
+            )
+        for j, addr in enumerate(ep.addresses):
+            fld = f"{base}.addresses[{j}]"
+            # "This validates known address types, unknown types fall through and do not get
+            # validated."
+            if at == "IPv4":
+                if not _is_ipv4(addr):
+                    e.invalid(fld, addr, "must be a valid IPv4 address")
+            elif at == "IPv6":
+                if not _is_ipv6(addr):
+                    e.invalid(fld, addr, "must be a valid IPv6 address")
+            elif at == "FQDN":
+                _fqdn(e, fld, addr)
+        if ep.hostname is not None:
+            e.invalid_each(base + ".hostname", ep.hostname, is_dns1123_label(ep.hostname))
+        if ep.node_name is not None:
+            e.invalid_each(base + ".nodeName", ep.node_name, is_dns1123_subdomain(ep.node_name))
+    _validate_endpoint_ports(e, es.ports, "ports", require_name=False, slice_rules=True)
+    return e.out
+
+
+def _fqdn(e: _Errs, fld: str, name: str) -> None:
+    # IsFullyQualifiedDomainName: trailing dot allowed, DNS-1123 subdomain, at least two labels.
+    if not name:
+        e.required(fld)
+        return
+    name = name[:-1] if name.endswith(".") else name
+    errs = is_dns1123_subdomain(name)
+    if errs:
+        e.invalid(fld, name, ",".join(errs))
+    elif name.count(".") < 1:
+        e.invalid(fld, name, "should be a domain with at least two segments separated by dots")
+
+
+def _validate_endpoint_ports(
+    e: _Errs, ports: Sequence[EndpointPort], base: str, *, require_name: bool, slice_rules: bool
+) -> None:
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        pbase = f"{base}[{i}]"
+        name = port.name or ""
+        if require_name and not name:
+            e.required(pbase + ".name")
+        elif name:
+            e.invalid_each(pbase + ".name", name, is_dns1123_label(name))
+        # EndpointSlice validatePorts: `if portNames.Has(*endpointPort.Name) {
+        # field.Duplicate(idxPath.Child("name"), endpointPort.Name) }` (unnamed ports too).
+        if slice_rules or name:
+            if name in names:
+                e.duplicate(pbase + ".name", name)
+            names.add(name)
+        if port.port is not None:
+            e.invalid_each(pbase + ".port", port.port, is_valid_port_num(port.port))
+        elif not slice_rules:
+            # v1 Endpoints: `Port int32` is required there ("the port number of the endpoint").
+            e.invalid(pbase + ".port", 0, _inclusive_range_error(1, 65535))
+        _validate_protocol(e, pbase + ".protocol", port.protocol)
+
+
+# --- v1 Endpoints -------------------------------------------------------------------------------
+
+
+def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError]:
+    """The v1 Endpoints rules (core ValidateEndpointsCreate)."""
+    e = _Errs(obj or object_label("Endpoints", ep.metadata))
+    _validate_meta(e, ep.metadata, is_dns1123_subdomain, namespaced=True)
+    for i, ss in enumerate(ep.subsets):
+        base = f"subsets[{i}]"
+        # validateEndpointSubsets: `if len(ss.Addresses) == 0 && len(ss.NotReadyAddresses) == 0
+        # { field.Required(idxPath, "must specify `addresses` or `notReadyAddresses`") }`
+        if not ss.addresses and not ss.not_ready_addresses:
+            e.required(base, "must specify `addresses` or `notReadyAddresses`")
+        for key, addrs in (("addresses", ss.addresses), ("notReadyAddresses", ss.not_ready_addresses)):
+            for j, addr in enumerate(addrs):
+                abase = f"{base}.{key}[{j}]"
+                if not _is_ip(addr.ip):
+                    e.invalid(abase + ".ip", addr.ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+                if addr.hostname is not None:
+                    e.invalid_each(abase + ".hostname", addr.hostname, is_dns1123_label(addr.hostname))
+                if addr.node_name is not None:
+                    e.invalid_each(abase + ".nodeName", addr.node_name, is_dns1123_subdomain(addr.node_name))
+        # `requireName := len(ss.Ports) > 1`
+        _validate_endpoint_ports(e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False)
+    return e.out
+
+
+# --- v1 Secret ----------------------------------------------------------------------------------
+
+_TLS_CERT_KEY = "tls.crt"
+_TLS_KEY_KEY = "tls.key"
+
+
+def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
+    """The Secret rules (core ValidateSecret); ``stringData`` counts as merged into ``data``,
+    as the API server merges it before validating."""
+    e = _Errs(obj or object_label("Secret", sec.metadata))
+    # `ValidateSecretName = apimachineryvalidation.NameIsDNSSubdomain`
+    _validate_meta(e, sec.metadata, is_dns1123_subdomain, namespaced=True)
+    for key in sec.data:
+        e.invalid_each(f"data[{key}]", key, _is_config_key(key))
+    for key in sec.string_data:
+        if key not in sec.data:
+            e.invalid_each(f"data[{key}]", key, _is_config_key(key))
+    for key, value in sec.data.items():
+        if key in sec.string_data:
+            continue  # replaced by stringData before anything decodes it
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            # The value is not echoed: it may be key material.
+            e.out.append(FieldError(e.obj, f"data[{key}]", INVALID, "must be valid base64 (illegal base64 data)"))
+    if sec.type == "kubernetes.io/tls":
+        # `case core.SecretTypeTLS: if _, exists := secret.Data[core.TLSCertKey]; !exists {
+        # field.Required(dataPath.Key(core.TLSCertKey), "") }` (same for tls.key).
+        for key in (_TLS_CERT_KEY, _TLS_KEY_KEY):
+            if key not in sec.data and key not in sec.string_data:
+                e.required(f"data[{key}]")
+    return e.out

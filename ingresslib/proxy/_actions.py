@@ -1,0 +1,142 @@
+"""What the core asks its driver to do, and the record it emits per request.
+
+Actions are frozen, slotted dataclasses; the driver performs them in order. They carry data
+only, never behaviour, so a driver can be asyncio, selectors or a test harness.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "TimerKind",
+    "Action",
+    "OpenUpstream",
+    "SendUpstream",
+    "CloseUpstream",
+    "SendDownstream",
+    "CloseDownstream",
+    "SetTimer",
+    "RequestDone",
+    "TunnelEstablished",
+    "RequestRecord",
+]
+
+
+class TimerKind(enum.Enum):
+    #: Absolute deadline for a whole request head (nginx ``client_header_timeout``).
+    HEAD = "head"
+    #: Idle keep-alive time between two requests (ingress-nginx ``keep-alive``).
+    IDLE = "idle"
+    #: Time between two reads from the upstream (``proxy-read-timeout``).
+    UPSTREAM_READ = "upstream_read"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    """Connect to ``endpoint`` (or take an idle pooled connection to it), then call
+    ``upstream_connected(conn_id, now, reused=...)`` or ``upstream_failed(conn_id, now, ...)``."""
+
+    conn_id: int
+    endpoint: tuple[str, int]
+    tls: bool
+    connect_timeout: float
+    send_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    conn_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUpstream:
+    """``reuse=True``: both sides finished cleanly, return the connection to the endpoint's
+    idle pool; ``reuse=False``: close it."""
+
+    conn_id: int
+    reuse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendDownstream:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseDownstream:
+    """Close the client connection once everything sent before has been written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Arm the connection's single timer (replacing any armed one); ``seconds=None`` cancels."""
+
+    kind: TimerKind
+    seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelEstablished:
+    """The upstream answered 101: from now on bytes are relayed both ways untouched."""
+
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished (or failed) request: what access logs and metrics consume."""
+
+    method: str
+    #: Host as received, lower-case, port stripped.
+    host: str
+    #: The canonical path that was routed (and forwarded, before any rewrite-target), no query.
+    path: str
+    query: str | None
+    #: The matched rule's path as written (metrics label ``path``), None for a default backend.
+    rule_path: str | None
+    ingress: str | None
+    service: str | None
+    namespace: str | None
+    canary: bool
+    #: Status sent to the client; 0 when none was sent.
+    status: int
+    #: Request bytes read from the client (head and body).
+    bytes_in: int
+    #: Response bytes sent to the client (head and body).
+    bytes_out: int
+    #: Endpoints tried, in order.
+    upstreams: tuple[tuple[str, int], ...]
+    upstream_status: int | None
+    upstream_statuses: tuple[int | None, ...]
+    start: float
+    upstream_connect: float | None
+    upstream_first_byte: float | None
+    end: float
+    request_id: str | None
+    client_ip: str | None
+    http_version: str
+    user_agent: str | None
+    referer: str | None
+    upstream_response_length: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def upstream_latency(self) -> float | None:
+        if self.upstream_first_byte is None:
+            return None
+        return self.upstream_first_byte - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    record: RequestRecord
+
+
+Action = (OpenUpstream | SendUpstream | CloseUpstream | SendDownstream | CloseDownstream
+          | SetTimer | RequestDone | TunnelEstablished)

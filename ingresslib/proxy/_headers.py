@@ -1,0 +1,171 @@
+"""Header policy: what the proxy refuses in a request head, what it strips, what it adds.
+
+This module decides the wire rules of SEMANTICS §9 that h11 does not enforce; it knows nothing of
+routing or sockets. Every function is pure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from ._errors import RemoteProxyError
+from ._settings import ProxySettings
+
+__all__ = [
+    "check_raw_head",
+    "check_host",
+    "REQUEST_DROP",
+    "RESPONSE_DROP",
+    "FORWARDED_DROP",
+    "IDEMPOTENT",
+    "TrustPolicy",
+    "client_ip_from_chain",
+]
+
+# RFC 9110 §7.6.1: "Connection, Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, and
+# Upgrade" are connection-specific; Trailer and Proxy-Authorization complete nginx's list. The
+# body framing (Transfer-Encoding / Content-Length) is re-derived by h11 on each side, never
+# copied: "never forward framing bytes as-is".
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"proxy-connection", b"proxy-authorization",
+})
+#: Request headers never forwarded as received. ``Proxy`` is httpoxy (CVE-2016-5385);
+#: ``Expect`` is answered by the proxy itself; the forwarded family is rewritten by the proxy.
+REQUEST_DROP = _HOP_BY_HOP | {b"proxy", b"expect", b"content-length"}
+#: Forwarded headers the proxy (re)writes; incoming copies are dropped.
+FORWARDED_DROP = frozenset({
+    b"x-forwarded-for", b"x-real-ip", b"x-forwarded-host", b"x-forwarded-port",
+    b"x-forwarded-proto", b"x-forwarded-scheme", b"x-scheme", b"x-original-forwarded-for",
+    b"x-forwarded-prefix",
+})
+#: Response headers never forwarded to the client (framing is re-done by h11 downstream).
+RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"}
+#: RFC 9110 §9.2.2 idempotent methods: the only ones retried once the request was sent.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
+# reg-name allows sub-delims and pct-encoded, but a Host with '/', '@', spaces or a bad port is
+# the stuff of routing confusion (SEMANTICS §9 "bad Host values"): we take the strict subset.
+_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?")
+
+
+def check_host(value: bytes) -> None:
+    """Raise 400 unless ``value`` is a plausible Host header value (empty is allowed)."""
+    if not value:
+        return
+    m = _HOST_RE.fullmatch(value)
+    if m is None:
+        raise RemoteProxyError("invalid Host header", 400)
+    port = m.group(1)
+    if port is not None and not 0 < int(port) <= 65535:
+        raise RemoteProxyError("invalid port in Host header", 400)
+
+
+def check_raw_head(head: bytes, settings: ProxySettings) -> None:
+    """Check one complete request head (request line to the blank line, inclusive) before h11
+    sees it, for what h11 tolerates but a proxy must not (request smuggling and limits).
+
+    Raises ``RemoteProxyError`` with 400/414/431.
+    """
+    # Bare LF and bare CR: h11 accepts LF line endings (RFC 9112 §2.2 "MAY recognize a single
+    # LF"), but a proxy whose framing differs from the backend's is the root of smuggling;
+    # nginx and most backends disagree on them, so refuse.
+    crlf = head.count(b"\r\n")
+    if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+        raise RemoteProxyError("bare CR or LF in request head", 400)
+    lines = head.split(b"\r\n")
+    # head ends with CRLFCRLF: the split leaves two empty strings at the end.
+    request_line = lines[0]
+    if len(request_line) > settings.max_request_line:
+        raise RemoteProxyError("request line too long", 414)
+    fields = lines[1:-2]
+    if len(fields) > settings.max_headers:
+        raise RemoteProxyError("too many header fields", 431)
+    if len(head) - len(request_line) - 4 > settings.max_headers_size:
+        raise RemoteProxyError("request header fields too large", 431)
+    limit = settings.max_header_line
+    for line in fields:
+        if len(line) > limit:
+            raise RemoteProxyError("request header field too large", 431)
+        # RFC 9112 §5.2: "A server that receives an obs-fold in a request message ... MUST
+        # either reject the message by sending a 400 (Bad Request) ... or replace each received
+        # obs-fold with one or more SP". We reject: unfolding is where parsers disagree.
+        if line[:1] in (b" ", b"\t"):
+            raise RemoteProxyError("obsolete line folding", 400)
+    # Duplicate Content-Length: h11 silently merges identical values (RFC 9112 §6.3 allows
+    # it); a backend might not, so any repetition or list is refused.
+    low = head.lower()
+    n = low.count(b"\r\ncontent-length:")
+    if n > 1:
+        raise RemoteProxyError("duplicate Content-Length", 400)
+    if n == 1:
+        start = low.index(b"\r\ncontent-length:") + 17
+        end = low.index(b"\r\n", start)
+        if b"," in low[start:end]:
+            raise RemoteProxyError("Content-Length list", 400)
+
+
+def check_partial_head(buf: bytes | bytearray, settings: ProxySettings) -> None:
+    """Limits that can be decided before the head is complete (so a huge line is refused
+    without buffering it)."""
+    nl = buf.find(b"\n")
+    if nl < 0:
+        if len(buf) > settings.max_request_line + 1:
+            raise RemoteProxyError("request line too long", 414)
+        return
+    if nl > settings.max_request_line + 1:
+        raise RemoteProxyError("request line too long", 414)
+    if len(buf) - nl > settings.max_headers_size + 4:
+        raise RemoteProxyError("request header fields too large", 431)
+    last = buf.rfind(b"\n")
+    if len(buf) - last > settings.max_header_line + 2:
+        raise RemoteProxyError("request header field too large", 431)
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustPolicy:
+    """Which peers are trusted hops (``proxy-real-ip-cidr``), decided once per settings."""
+
+    __slots__ = ("networks",)
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        nets: list[_Network] = []
+        for c in cidrs:
+            nets.append(ipaddress.ip_network(c.strip(), strict=False))
+        self.networks: tuple[_Network, ...] = tuple(nets)
+
+    def trusted(self, ip: str | None) -> bool:
+        if not self.networks or not ip:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in n for n in self.networks)
+
+
+def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
+    """The rightmost untrusted address of ``chain, peer`` (nginx ``real_ip_recursive on``).
+
+    The peer is trusted (the caller checked). Walking right to left, trusted hops are skipped;
+    the first untrusted address is the client. An unparsable entry stops the walk: what is to
+    its left was written by someone we cannot vouch for, so the last trusted hop is the client.
+    """
+    client = peer
+    for item in reversed(chain.split(",")):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            return client
+        client = item
+        if not policy.trusted(item):
+            return item
+    return client

@@ -1,0 +1,628 @@
+"""The asyncio server: a thin loop around the sans-IO core.
+
+Each accepted connection gets a :class:`ClientConnection` from the core; bytes and events go in,
+actions come out and are performed here in order. Nothing in this module interprets HTTP.
+
+Written with ``asyncio.Protocol`` rather than streams: a proxied request is a handful of
+callbacks with no task switch, no ``StreamReader`` buffer copy and no ``drain()`` round trip
+(uvicorn's reason for the same choice). Upstream connections are kept in a per-endpoint idle pool
+(ingress-nginx ``upstream-keepalive-*``); only new upstream connects create a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
+from typing import Any
+
+from ._actions import (
+    Action,
+    CloseDownstream,
+    CloseUpstream,
+    OpenUpstream,
+    RequestDone,
+    RequestRecord,
+    SendDownstream,
+    SendUpstream,
+    SetTimer,
+    TimerKind,
+    TunnelEstablished,
+)
+from ._settings import ProxySettings
+
+__all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
+
+_log = logging.getLogger("ingresslib.server")
+
+
+def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
+    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"``, ``"8080"`` -> ``(host, port)``.
+
+    >>> parse_listen("[::1]:0"), parse_listen(":80"), parse_listen("localhost")
+    (('::1', 0), ('0.0.0.0', 80), ('localhost', 8080))
+    """
+    v = value.strip()
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif v.count(":") == 1:
+        host, _, p = v.partition(":")
+        port = int(p)
+    elif v.isdigit():
+        host, port = "", int(v)
+    else:
+        host, port = v, default_port
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {value!r}")
+    return host or "0.0.0.0", port
+
+
+# --- upstream side -----------------------------------------------------------------------------
+
+
+class _Upstream(asyncio.Protocol):
+    """One upstream TCP connection; owned by a client connection or idle in the pool."""
+
+    __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool")
+
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.owner: _Downstream | None = None
+        self.conn_id = 0
+        self.requests = 0
+        self.idle_since = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is not None:
+            owner.upstream_data(self.conn_id, data)
+        else:
+            # An idle pooled connection must stay silent; bytes here would be answered to the
+            # wrong client, so the connection is unusable.
+            self.close()
+
+    def eof_received(self) -> bool:
+        self._gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def pause_writing(self) -> None:
+        if self.owner is not None and self.owner.transport is not None:
+            self.owner.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None and self.owner.transport is not None:
+            self.owner.transport.resume_reading()
+
+    def _gone(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        owner = self.owner
+        if owner is not None:
+            self.owner = None
+            owner.upstream_eof(self.conn_id)
+        else:
+            self.pool.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        self.owner = None
+        if not self.closed:
+            self.closed = True
+            self.pool.discard(self)
+            if self.transport is not None:
+                self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per endpoint (ingress-nginx ``upstream-keepalive-*``).
+
+    LIFO per endpoint: the most recently used connection is the least likely to have been closed
+    by the upstream's own idle timeout.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: ProxySettings) -> None:
+        self._loop = loop
+        self.settings = settings
+        self._idle: dict[tuple[str, int], collections.deque[_Upstream]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.upstream_ssl: ssl.SSLContext | None = None
+
+    def take(self, key: tuple[str, int]) -> _Upstream | None:
+        q = self._idle.get(key)
+        if not q:
+            return None
+        limit = self._loop.time() - self.settings.upstream_keepalive_timeout
+        while q:
+            up = q.pop()
+            if up.closed or up.transport is None or up.transport.is_closing():
+                continue
+            if up.idle_since < limit:
+                up.close()
+                continue
+            return up
+        return None
+
+    def put(self, up: _Upstream) -> None:
+        s = self.settings
+        up.owner = None
+        if (up.closed or up.transport is None or up.transport.is_closing()
+                or s.upstream_keepalive_connections <= 0
+                or (s.upstream_keepalive_requests and up.requests >= s.upstream_keepalive_requests)):
+            up.close()
+            return
+        q = self._idle.get(up.key)
+        if q is None:
+            q = self._idle[up.key] = collections.deque()
+        if len(q) >= s.upstream_keepalive_connections:
+            q.popleft().close()
+        up.idle_since = self._loop.time()
+        q.append(up)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(
+                max(1.0, s.upstream_keepalive_timeout / 2), self._sweep)
+
+    def discard(self, up: _Upstream) -> None:
+        q = self._idle.get(up.key)
+        if q is not None:
+            try:
+                q.remove(up)
+            except ValueError:
+                pass
+            if not q:
+                del self._idle[up.key]
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        limit = self._loop.time() - self.settings.upstream_keepalive_timeout
+        for q in list(self._idle.values()):
+            for up in [u for u in q if u.idle_since < limit]:
+                up.close()
+        if self._idle:
+            self._sweeper = self._loop.call_later(
+                max(1.0, self.settings.upstream_keepalive_timeout / 2), self._sweep)
+
+    def idle_count(self, key: tuple[str, int] | None = None) -> int:
+        if key is not None:
+            return len(self._idle.get(key, ()))
+        return sum(len(q) for q in self._idle.values())
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for q in list(self._idle.values()):
+            for up in list(q):
+                up.close()
+        self._idle.clear()
+
+
+# --- downstream side ---------------------------------------------------------------------------
+
+
+class _Downstream(asyncio.Protocol):
+    """One client connection: feeds the core and performs its actions."""
+
+    __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "_queue",
+                 "_running", "_loop", "closed")
+
+    def __init__(self, server: ProxyServer, tls: bool) -> None:
+        self.server = server
+        self.tls = tls
+        self._loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.conn: Any = None
+        self.upstreams: dict[int, _Upstream] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self._queue: collections.deque[Action] = collections.deque()
+        self._running = False
+        self.closed = False
+
+    # asyncio callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        srv = self.server
+        if srv.draining or len(srv.connections) >= srv.max_connections:
+            # Over the limit (or shutting down): refuse by closing at once, as nginx does when
+            # worker_connections is exhausted.
+            self.closed = True
+            transport.abort()
+            srv.refused += 1
+            return
+        srv.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP
+                pass
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        now = self._loop.time()
+        self.conn = srv.proxy.connection(
+            (peer[0], peer[1]) if peer else None, tls=self.tls,
+            local_port=local[1] if local else None, now=now)
+        self._run(self.conn.start(now))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.closed:
+            self._run(self.conn.receive_data(data, self._loop.time()))
+
+    def eof_received(self) -> bool:
+        if not self.closed:
+            self._run(self.conn.receive_eof(self._loop.time()))
+        # Keep the write side open: the core closes once the response is written.
+        return not self.closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self._run(self.conn.receive_eof(self._loop.time()))
+            if not self.closed:
+                self._run(self.conn.abort(self._loop.time()))
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        for up in self.upstreams.values():
+            if up.transport is not None:
+                up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        for up in self.upstreams.values():
+            if up.transport is not None and not up.transport.is_closing():
+                up.transport.resume_reading()
+
+    # from upstream protocols ------------------------------------------------------------------
+
+    def upstream_data(self, conn_id: int, data: bytes) -> None:
+        if not self.closed:
+            self._run(self.conn.upstream_data(conn_id, data, self._loop.time()))
+
+    def upstream_eof(self, conn_id: int) -> None:
+        self.upstreams.pop(conn_id, None)
+        if not self.closed:
+            self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
+
+    def _timer_fired(self, kind: TimerKind) -> None:
+        self.timer = None
+        if not self.closed:
+            self._run(self.conn.timer_expired(kind, self._loop.time()))
+
+    # the action loop ---------------------------------------------------------------------------
+
+    def _run(self, actions: Iterable[Action]) -> None:
+        """Perform ``actions`` in order. Re-entrant calls (a pooled upstream answering
+        ``upstream_connected`` synchronously) append to the queue, which keeps the order the core
+        emitted them in."""
+        q = self._queue
+        q.extend(actions)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while q:
+                a = q.popleft()
+                t = type(a)
+                if t is SendDownstream:
+                    if self.transport is not None and not self.closed:
+                        self.transport.write(a.data)  # type: ignore[union-attr]
+                elif t is SendUpstream:
+                    up = self.upstreams.get(a.conn_id)  # type: ignore[union-attr]
+                    if up is not None and up.transport is not None:
+                        up.transport.write(a.data)  # type: ignore[union-attr]
+                elif t is SetTimer:
+                    self._set_timer(a)  # type: ignore[arg-type]
+                elif t is RequestDone:
+                    self.server._record(a.record)  # type: ignore[union-attr]
+                elif t is OpenUpstream:
+                    self._open(a)  # type: ignore[arg-type]
+                elif t is CloseUpstream:
+                    up = self.upstreams.pop(a.conn_id, None)  # type: ignore[union-attr]
+                    if up is not None:
+                        if a.reuse:  # type: ignore[union-attr]
+                            self.server.pool.put(up)
+                        else:
+                            up.close()
+                elif t is CloseDownstream:
+                    self._close()
+                elif t is TunnelEstablished:
+                    pass
+                else:  # pragma: no cover - a new action kind the server does not know
+                    raise TypeError(f"unknown action {a!r}")
+        finally:
+            self._running = False
+        if self.server.draining and not self.closed and self.conn.idle:
+            self._close()
+
+    def _set_timer(self, a: SetTimer) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if a.seconds is not None and not self.closed:
+            self.timer = self._loop.call_later(a.seconds, self._timer_fired, a.kind)
+
+    def _open(self, a: OpenUpstream) -> None:
+        srv = self.server
+        up = srv.pool.take(a.endpoint) if not a.tls else None
+        if up is not None:
+            up.owner = self
+            up.conn_id = a.conn_id
+            up.requests += 1
+            self.upstreams[a.conn_id] = up
+            self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
+            return
+        task = self._loop.create_task(self._connect(a))
+        srv.tasks.add(task)
+        task.add_done_callback(srv.tasks.discard)
+
+    async def _connect(self, a: OpenUpstream) -> None:
+        loop = self._loop
+        pool = self.server.pool
+        key = a.endpoint
+        ctx = None
+        if a.tls:
+            ctx = pool.upstream_ssl or _insecure_client_context()
+            pool.upstream_ssl = ctx
+        try:
+            async with asyncio.timeout(a.connect_timeout):
+                _, up = await loop.create_connection(
+                    lambda: _Upstream(pool, key), key[0], key[1], ssl=ctx,
+                    server_hostname=key[0] if ctx is not None else None)
+        except TimeoutError:
+            if not self.closed:
+                self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=True))
+            return
+        except (OSError, ssl.SSLError, ValueError) as e:
+            _log.debug("connect to %s:%s failed: %s", key[0], key[1], e)
+            if not self.closed:
+                self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
+            return
+        if self.closed:
+            pool.put(up) if not a.tls else up.close()
+            return
+        if up.closed:  # the upstream closed right after accepting
+            self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
+            return
+        up.owner = self
+        up.conn_id = a.conn_id
+        up.requests = 1
+        self.upstreams[a.conn_id] = up
+        self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for up in self.upstreams.values():
+            up.close()
+        self.upstreams.clear()
+        if self.transport is not None:
+            self.transport.close()  # flushes what was written, then closes
+        self.server.connections.discard(self)
+        self.server._maybe_drained()
+
+    def _teardown(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for up in self.upstreams.values():
+            up.close()
+        self.upstreams.clear()
+        self.server.connections.discard(self)
+        self.server._maybe_drained()
+
+    def close_if_idle(self) -> None:
+        if not self.closed and self.conn is not None and self.conn.idle:
+            self._close()
+
+    def abort(self) -> None:
+        if not self.closed and self.conn is not None:
+            self._run(self.conn.abort(self._loop.time()))
+        self._close()
+
+
+def _insecure_client_context() -> ssl.SSLContext:
+    # ingress-nginx does not verify upstream certificates unless proxy-ssl-verify is set.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+class ProxyServer:
+    """HTTP (and HTTPS) listeners in front of a router.
+
+    ``settings`` is a :class:`ProxySettings`; any of its fields may also be passed as a keyword
+    argument (``ProxyServer(router, proxy_read_timeout=5)``).
+
+    ``cert_store`` (an :class:`ingresslib._tls.CertificateStore`) provides the listening TLS
+    context and which hosts have TLS (ssl-redirect, HSTS).
+
+    Usage::
+
+        server = ProxyServer(router)
+        await server.start(listen=("127.0.0.1", 0))
+        print(server.urls)
+        await server.serve_until(stop_event)   # graceful shutdown when the event is set
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        settings: ProxySettings | None = None,
+        *,
+        cert_store: Any = None,
+        max_connections: int = 10000,
+        on_record: Callable[[RequestRecord], None] | None = None,
+        request_id: Callable[[], str] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **overrides: Any,
+    ) -> None:
+        from ._connection import Proxy  # the core; imported here so the module loads alone
+
+        unknown = set(overrides) - ProxySettings.field_names()
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = replace(settings or ProxySettings(), **overrides)
+        self.loop = loop or asyncio.get_running_loop()
+        self.cert_store = cert_store
+        self.max_connections = max_connections
+        self.on_record = on_record
+        self._https_port = 443
+        tls_hosts: Callable[[str], bool] | Collection[str] = ()
+        self.proxy = Proxy(router, settings, tls_hosts=tls_hosts, request_id=request_id)
+        self.pool = UpstreamPool(self.loop, settings)
+        self.connections: set[_Downstream] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.servers: list[asyncio.Server] = []
+        #: ``[("http", host, port), ("https", host, port)]`` once started.
+        self.addresses: list[tuple[str, str, int]] = []
+        self.draining = False
+        self.refused = 0
+        self._drained: asyncio.Event | None = None
+
+    # -- configuration that may change while serving -----------------------------------------
+
+    @property
+    def router(self) -> Any:
+        return self.proxy.router
+
+    @router.setter
+    def router(self, router: Any) -> None:
+        # One attribute store: requests already routed keep their Decision (and the core keeps
+        # the router it started them with); new requests see the new router.
+        self.proxy.router = router
+
+    @property
+    def settings(self) -> ProxySettings:
+        s: ProxySettings = self.proxy.settings
+        return s
+
+    @settings.setter
+    def settings(self, settings: ProxySettings) -> None:
+        self.proxy.settings = settings
+        self.pool.settings = settings
+
+    def _has_tls(self, host: str) -> bool:
+        store = self.cert_store
+        if store is None:
+            return False
+        return store.context_for(host) is not store.default_context  # type: ignore[no-any-return]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(
+        self,
+        listen: tuple[str, int] | None = ("127.0.0.1", 8080),
+        tls_listen: tuple[str, int] | None = None,
+        *,
+        backlog: int = 1024,
+    ) -> None:
+        """Bind the listeners; returns once they accept connections."""
+        loop = self.loop
+        if listen is not None:
+            srv = await loop.create_server(
+                lambda: _Downstream(self, False), listen[0], listen[1], backlog=backlog,
+                reuse_address=True)
+            self.servers.append(srv)
+            self.addresses.append(("http", *_addr(srv, listen[0])))
+        if tls_listen is not None:
+            if self.cert_store is None:
+                from .._tls import CertificateStore
+
+                self.cert_store = CertificateStore()
+            ctx = self.cert_store.server_context()
+            srv = await loop.create_server(
+                lambda: _Downstream(self, True), tls_listen[0], tls_listen[1], ssl=ctx,
+                backlog=backlog, reuse_address=True)
+            self.servers.append(srv)
+            self.addresses.append(("https", *_addr(srv, tls_listen[0])))
+            self._https_port = self.addresses[-1][2]
+            self.proxy.tls_hosts = self._has_tls
+            if hasattr(self.proxy, "https_port"):
+                self.proxy.https_port = self._https_port
+
+    @property
+    def urls(self) -> list[str]:
+        out = []
+        for scheme, host, port in self.addresses:
+            h = f"[{host}]" if ":" in host else host
+            out.append(f"{scheme}://{h}:{port}")
+        return out
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Graceful stop: stop accepting, close idle keep-alive connections, let in-flight
+        requests finish (up to ``timeout`` seconds), then abort what is left."""
+        self.draining = True
+        for srv in self.servers:
+            srv.close()
+        for c in list(self.connections):
+            c.close_if_idle()
+        if self.connections:
+            self._drained = asyncio.Event()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._drained.wait()
+            except TimeoutError:
+                _log.warning("shutdown: aborting %d connection(s) still busy", len(self.connections))
+        for c in list(self.connections):
+            c.abort()
+        for t in list(self.tasks):
+            t.cancel()
+        self.pool.close()
+        for srv in self.servers:
+            await srv.wait_closed()
+        # Let transports run their close callbacks before the loop goes away.
+        await asyncio.sleep(0)
+
+    async def serve_until(self, stop: asyncio.Event, timeout: float = 10.0) -> None:
+        await stop.wait()
+        await self.shutdown(timeout)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _maybe_drained(self) -> None:
+        if self._drained is not None and not self.connections:
+            self._drained.set()
+
+    def _record(self, record: RequestRecord) -> None:
+        if self.on_record is not None:
+            try:
+                self.on_record(record)
+            except Exception:  # a logging/metrics bug must not break proxying
+                _log.exception("on_record failed")
+
+
+def _addr(srv: asyncio.Server, requested: str) -> tuple[str, int]:
+    name = srv.sockets[0].getsockname()
+    return str(name[0]), int(name[1])

@@ -1,0 +1,89 @@
+"""ProxySettings: every knob of the sans-IO proxy, with its default and its precedent.
+
+Field names are ingress-nginx ConfigMap keys in snake_case (``proxy-read-timeout`` ->
+``proxy_read_timeout``) so a ConfigMap parser maps key -> field mechanically. Durations are float
+seconds, sizes int bytes. Limits are constructor arguments (STYLE.md habit 6), each with the
+precedent cited beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS"]
+
+#: Values understood in ``proxy-next-upstream`` (nginx ``proxy_next_upstream``).
+NEXT_UPSTREAM_CONDITIONS = frozenset({
+    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
+    "http_403", "http_404", "http_429", "non_idempotent", "off",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """Every proxy setting. ``ProxySettings()`` is the documented default.
+
+    >>> ProxySettings().proxy_body_size
+    1048576
+    """
+
+    # --- request head limits: nginx ``large_client_header_buffers 4 8k`` -------------------
+    #: A request line longer than one 8k buffer gets 414 (nginx: "Request-URI Too Large").
+    max_request_line: int = 8192
+    #: One header line longer than one 8k buffer gets 431 (nginx answers 400 "Request Header Or
+    #: Cookie Too Large"; RFC 6585 gives 431 for exactly this).
+    max_header_line: int = 8192
+    #: All header lines together: 4 buffers of 8k -> 431.
+    max_headers_size: int = 32768
+    #: Header count; 100 is Go's/aiohttp's order of magnitude -> 431.
+    max_headers: int = 100
+    #: The ConfigMap value the four limits above come from (informative; the parser sets them).
+    large_client_header_buffers: str = "4 8k"
+    #: nginx ``client_header_timeout 60s``: absolute deadline for a whole request head.
+    client_header_timeout: float = 60.0
+    #: ingress-nginx ``keep-alive`` (seconds idle between requests); 0 disables keep-alive.
+    keep_alive: float = 75.0
+    #: ingress-nginx ``keep-alive-requests``.
+    keep_alive_requests: int = 1000
+
+    # --- forwarded headers (ingress-nginx names and meaning; SEMANTICS §9) ---------------
+    use_forwarded_headers: bool = False
+    compute_full_forwarded_for: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    #: ingress-nginx defaults to 0.0.0.0/0; we trust no hop unless told (SEMANTICS §9).
+    proxy_real_ip_cidr: tuple[str, ...] = ()
+    enable_real_ip: bool = False
+    generate_request_id: bool = True
+
+    # --- TLS related (ingress-nginx) ----------------------------------------------------
+    ssl_redirect: bool = True
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+
+    # --- upstream (ingress-nginx defaults) ----------------------------------------------
+    proxy_connect_timeout: float = 5.0
+    proxy_read_timeout: float = 60.0
+    proxy_send_timeout: float = 60.0
+    #: nginx ``proxy_next_upstream error timeout``.
+    proxy_next_upstream: tuple[str, ...] = ("error", "timeout")
+    #: Tries in total, the first one included (ingress-nginx default 3); 0 = unlimited.
+    proxy_next_upstream_tries: int = 3
+    #: ingress-nginx ``proxy-body-size: 1m``; 0 = unlimited. Larger bodies get 413.
+    proxy_body_size: int = 1048576
+    #: ingress-nginx: header names with ``_`` are dropped unless this is on.
+    enable_underscores_in_headers: bool = False
+    #: Idle pooled connections kept per endpoint (enforced by the server's pool); 0 = no reuse.
+    upstream_keepalive_connections: int = 320
+    upstream_keepalive_timeout: float = 60.0
+    upstream_keepalive_requests: int = 10000
+    #: An upstream response head larger than this is invalid -> 502 (h11's 16 KiB default is
+    #: too small for cookie-heavy apps; nginx ``proxy_buffer_size`` is 4k-8k, we are lenient).
+    max_response_header_size: int = 65536
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        """The snake_case setting names (for a ConfigMap parser)."""
+        return frozenset(f.name for f in dataclasses.fields(cls))

@@ -1,0 +1,19 @@
+# The one thing pyproject.toml cannot say without setuptools' experimental table: an *optional*
+# extension (a missing compiler falls back to the pure twin) that an env var can switch off.
+import os
+
+from setuptools import Extension, setup
+
+pure = os.environ.get("INGRESSLIB_NO_EXTENSIONS", "") not in ("", "0")
+setup(
+    ext_modules=[]
+    if pure
+    else [
+        Extension(
+            "ingresslib._match",
+            ["ingresslib/_match.pyx"],
+            optional=os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") in ("", "0"),
+            extra_compile_args=["-O3"],
+        )
+    ]
+)

@@ -1,0 +1,283 @@
+"""A fake Kubernetes API server on 127.0.0.1 speaking the list/watch wire protocol.
+
+Enough of the protocol for a watcher: ``GET`` of a collection returns a ``<Kind>List`` with
+``metadata.resourceVersion``; ``?watch=true&resourceVersion=N`` streams chunked JSON lines
+(``{"type": "ADDED", "object": {...}}``), replays history after ``N`` first, answers a watch
+from a compacted version with an ``ERROR`` event carrying a 410 ``Status`` (what a real API
+server does), and honours ``fieldSelector=type=...`` and an existence ``labelSelector``.
+
+Tests script it: ``put``/``delete`` objects (watchers get events), ``bookmark``, ``garbage``
+(a non-JSON line), ``drop`` (abort the TCP connection mid-stream), ``gone`` (an ERROR 410 event
+on open watches), ``compact`` (forget history), ``fail_next`` (answer the next request with an
+HTTP error). Every request is recorded in ``requests``.
+
+It runs on the test's event loop (asyncio.start_server), one request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = ["FakeKube", "Request", "KINDS"]
+
+#: plural -> (apiVersion, kind, namespaced)
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "ingresses": ("networking.k8s.io/v1", "Ingress", True),
+    "ingressclasses": ("networking.k8s.io/v1", "IngressClass", False),
+    "services": ("v1", "Service", True),
+    "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice", True),
+    "secrets": ("v1", "Secret", True),
+}
+_PLURAL = {kind: plural for plural, (_, kind, _) in KINDS.items()}
+
+
+@dataclass
+class Request:
+    plural: str
+    namespace: str | None
+    watch: bool
+    query: dict[str, str]
+
+
+@dataclass
+class _Watch:
+    plural: str
+    namespace: str | None
+    accept: Callable[[dict[str, Any]], bool]
+    queue: asyncio.Queue[tuple[str, bytes]] = field(default_factory=asyncio.Queue)
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.rv = 100
+        #: plural -> (namespace, name) -> object
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {p: {} for p in KINDS}
+        #: (rv, plural, type, object) for replay on watch.
+        self.history: list[tuple[int, str, str, dict[str, Any]]] = []
+        self.compacted = 0
+        self.requests: list[Request] = []
+        self.watches: list[_Watch] = []
+        self._fail: dict[str, list[int]] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Condition()
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        for w in self.watches:
+            w.queue.put_nowait(("drop", b""))
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create or update an object (``kind`` required); open watches get ADDED/MODIFIED."""
+        obj = json.loads(json.dumps(obj))
+        plural = _PLURAL[obj["kind"]]
+        meta = obj.setdefault("metadata", {})
+        if KINDS[plural][2]:
+            meta.setdefault("namespace", "default")
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        key = (meta.get("namespace", ""), meta["name"])
+        etype = "MODIFIED" if key in self.objects[plural] else "ADDED"
+        self.objects[plural][key] = obj
+        self._emit(plural, etype, obj)
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        plural = _PLURAL[kind]
+        obj = self.objects[plural].pop((namespace, name))
+        self.rv += 1
+        obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(self.rv)))
+        self._emit(plural, "DELETED", obj)
+
+    def bookmark(self, plural: str) -> str:
+        """A BOOKMARK event at a fresh resourceVersion (as if other kinds changed meanwhile)."""
+        self.rv += 1
+        apiv, kind, _ = KINDS[plural]
+        obj = {"kind": kind, "apiVersion": apiv, "metadata": {"resourceVersion": str(self.rv)}}
+        self._send(plural, ("line", _event("BOOKMARK", obj)))
+        return str(self.rv)
+
+    def garbage(self, plural: str, line: bytes = b"this is {not json") -> None:
+        self._send(plural, ("line", line + b"\n"))
+
+    def raw_event(self, plural: str, etype: str, obj: Any) -> None:
+        """An event with any object (for invalid objects); not recorded in history."""
+        self._send(plural, ("line", _event(etype, obj)))
+
+    def drop(self, plural: str) -> None:
+        """Abort open watch connections mid-stream (no terminating chunk)."""
+        self._send(plural, ("drop", b""))
+
+    def gone(self, plural: str) -> None:
+        """Send ``ERROR`` 410 on open watches and forget history, like an etcd compaction."""
+        self.compact()
+        self._send(plural, ("line", _event("ERROR", _status(410, "Expired",
+                                                            "too old resource version"))))
+        self._send(plural, ("end", b""))
+
+    def compact(self) -> None:
+        self.compacted = self.rv
+        self.history.clear()
+
+    def fail_next(self, plural: str, status: int, times: int = 1) -> None:
+        self._fail.setdefault(plural, []).extend([status] * times)
+
+    def open_watches(self, plural: str) -> int:
+        return sum(1 for w in self.watches if w.plural == plural)
+
+    def count(self, plural: str, *, watch: bool | None = None) -> int:
+        return sum(1 for r in self.requests
+                   if r.plural == plural and (watch is None or r.watch == watch))
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async def _wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _emit(self, plural: str, etype: str, obj: dict[str, Any]) -> None:
+        self.history.append((self.rv, plural, etype, obj))
+        for w in self.watches:
+            if w.plural == plural and w.accept(obj):
+                w.queue.put_nowait(("line", _event(etype, obj)))
+
+    def _send(self, plural: str, item: tuple[str, bytes]) -> None:
+        for w in self.watches:
+            if w.plural == plural:
+                w.queue.put_nowait(item)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
+            await self._respond(target, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+            await self._notify()
+
+    async def _respond(self, target: str, writer: asyncio.StreamWriter) -> None:
+        parts = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        segs = [unquote(s) for s in parts.path.strip("/").split("/")]
+        plural = segs[-1]
+        namespace = segs[segs.index("namespaces") + 1] if "namespaces" in segs else None
+        watch = query.get("watch") in ("true", "1")
+        self.requests.append(Request(plural, namespace, watch, query))
+        await self._notify()
+        if plural not in KINDS:
+            await _send_json(writer, 404, _status(404, "NotFound", f"no {plural}"))
+            return
+        fails = self._fail.get(plural)
+        if fails:
+            code = fails.pop(0)
+            await _send_json(writer, code, _status(code, "InternalError", "scripted failure"))
+            return
+        accept = _selector(query, namespace)
+        apiv, kind, _ = KINDS[plural]
+        if not watch:
+            items = [o for o in self.objects[plural].values() if accept(o)]
+            body = {"kind": f"{kind}List", "apiVersion": apiv,
+                    "metadata": {"resourceVersion": str(self.rv)},
+                    # A real API server leaves kind/apiVersion out of list items.
+                    "items": [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
+                              for o in items]}
+            await _send_json(writer, 200, body)
+            return
+        since = int(query.get("resourceVersion") or 0)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        w = _Watch(plural, namespace, accept)
+        if since and since < self.compacted:
+            w.queue.put_nowait(("line", _event("ERROR", _status(410, "Expired",
+                                                                "too old resource version"))))
+            w.queue.put_nowait(("end", b""))
+        else:
+            for rv, p, etype, obj in self.history:
+                if p == plural and rv > since and accept(obj):
+                    w.queue.put_nowait(("line", _event(etype, obj)))
+        self.watches.append(w)
+        await self._notify()
+        try:
+            while True:
+                what, data = await w.queue.get()
+                if what == "drop":
+                    writer.transport.abort()
+                    return
+                if what == "end":
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    return
+                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                await writer.drain()
+        finally:
+            self.watches.remove(w)
+
+
+def _selector(query: dict[str, str], namespace: str | None) -> Callable[[dict[str, Any]], bool]:
+    fields = dict(t.split("=", 1) for t in query.get("fieldSelector", "").split(",") if "=" in t)
+    labels = [t for t in query.get("labelSelector", "").split(",") if t]
+
+    def accept(obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        if namespace is not None and meta.get("namespace") != namespace:
+            return False
+        if "type" in fields and obj.get("type") != fields["type"]:
+            return False
+        obj_labels = meta.get("labels") or {}
+        return all(lbl in obj_labels for lbl in labels)
+
+    return accept
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def _event(etype: str, obj: Any) -> bytes:
+    return json.dumps({"type": etype, "object": obj}).encode() + b"\n"
+
+
+async def _send_json(writer: asyncio.StreamWriter, status: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                 b"Connection: close\r\n\r\n%s" % (status, len(data), data))
+    await writer.drain()

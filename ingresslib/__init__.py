@@ -16,23 +16,42 @@
 'web'
 """
 
+import logging as _logging
+
+from ._asgi import IngressASGI
+from ._balance import Balancer, RequestContext, register_balancer
 from ._errors import BadRequestError, FieldError, ValidationError
+from ._kube import ClusterWatcher, watch_cluster
 from ._load import load_manifests, parse_manifests
 from ._matcher import MATCHER
 from ._resources import Resources
+from ._router import Decision, Router
+from ._store import ResourceStore
 from ._table import Diagnostic, Match, RouteTable
+
+# Library etiquette: never configure output; only the CLI adds handlers.
+_logging.getLogger("ingresslib").addHandler(_logging.NullHandler())
 
 __all__ = [
     "BadRequestError",
+    "Balancer",
+    "ClusterWatcher",
+    "Decision",
     "Diagnostic",
     "FieldError",
+    "IngressASGI",
     "MATCHER",
     "Match",
+    "RequestContext",
+    "ResourceStore",
     "Resources",
     "RouteTable",
+    "Router",
     "ValidationError",
     "load_manifests",
     "parse_manifests",
+    "register_balancer",
+    "watch_cluster",
 ]
 
 __version__ = "0.1.0"

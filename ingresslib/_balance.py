@@ -52,6 +52,9 @@ __all__ = [
     "BalancerSpec",
     "AffinityConfig",
     "KeyTemplate",
+    "Headers",
+    "header_value",
+    "cookie_value",
     "RoundRobin",
     "Ewma",
     "ConsistentHash",
@@ -70,6 +73,47 @@ _P = "nginx.ingress.kubernetes.io/"
 
 # --- the request as balancers see it ------------------------------------------------------------
 
+Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+
+def header_value(headers: Headers, name: str, bname: bytes, sep: str = ", ") -> str | None:
+    """One header's value straight from the raw headers (no dict is built): ``name``/``bname``
+    are the normalised name (lower case, dashes) as str and bytes. Repeats are joined by
+    ``sep``. h11 hands over lower-case byte names, so the common case is one ``==`` per header.
+    """
+    items: Iterable[tuple[str | bytes, str | bytes]]
+    if type(headers) is dict or (type(headers) is not list and isinstance(headers, Mapping)):
+        items = headers.items()
+    else:
+        items = headers
+    found: str | None = None
+    ln = len(name)
+    for k, v in items:
+        if k == bname or k == name:
+            pass
+        elif len(k) != ln:
+            continue
+        elif isinstance(k, bytes):
+            if k.lower().replace(b"_", b"-") != bname:
+                continue
+        elif k.lower().replace("_", "-") != name:
+            continue
+        sv = v.decode("latin-1") if isinstance(v, bytes) else v
+        found = sv if found is None else f"{found}{sep}{sv}"
+    return found
+
+
+def cookie_value(headers: Headers, cookie: str) -> str | None:
+    """The first cookie named ``cookie`` (case-sensitive, as nginx's ``$cookie_*``)."""
+    raw = header_value(headers, "cookie", b"cookie", "; ")
+    if not raw or cookie not in raw:
+        return None
+    for part in raw.split(";"):
+        k, sep, v = part.strip().partition("=")
+        if sep and k == cookie:
+            return v.strip()
+    return None
+
 
 class RequestContext:
     """What a balancer may look at. Headers, cookies and query arguments are parsed on first use
@@ -83,7 +127,7 @@ class RequestContext:
                  "_cookies", "_args")
 
     def __init__(self, method: str = "GET", host: str = "", path: str = "/",
-                 headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] = (),
+                 headers: Headers = (),
                  client_ip: str | None = None, query: str | None = None,
                  retry: bool = False) -> None:
         self.method = method
@@ -191,7 +235,7 @@ class BalancerOptions:
     """What a factory gets: the Ingress annotations (custom balancers may read their own), a
     random source seeded from the Router's ``seed``, and a monotonic clock."""
 
-    annotations: Mapping[str, str] = EMPTY_MAP
+    annotations: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
     spec: BalancerSpec | None = None
@@ -215,11 +259,11 @@ class RoundRobin:
     when the endpoints carry unequal weights."""
 
     uses_request = False
-    __slots__ = ("_counter", "_lock", "_wbackend", "_current")
+    __slots__ = ("counter", "_lock", "_wbackend", "_current")
 
     def __init__(self, options: BalancerOptions | None = None) -> None:
         # next() on itertools.count is atomic under the GIL: no lost or repeated ticks.
-        self._counter = itertools.count()
+        self.counter = itertools.count()
         self._lock = threading.Lock()
         self._wbackend: EndpointSet | None = None
         self._current: list[int] = []
@@ -232,7 +276,7 @@ class RoundRobin:
             return None
         if backend.weighted:
             return self._pick_weighted(backend, tried)
-        i = next(self._counter) % n
+        i = next(self.counter) % n
         if tried and eps[i] in tried:
             return _first_untried(n, i, eps, tried)
         return i
@@ -270,7 +314,8 @@ class Ewma:
     """Power of two choices over a decayed latency average (ingress-nginx ``ewma.lua``).
 
     Score = latency EWMA decayed towards 0 while idle (10 s decay time, so a slow endpoint gets
-    another chance), divided by a success-rate EWMA (failures make an endpoint look slower).
+    another chance), divided by a success-rate EWMA. A failure counts as a sample of at least
+    :attr:`FAILURE_PENALTY` seconds, so an endpoint that fails fast never looks attractive.
     Unknown endpoints score 0 and are tried first. Difference from ingress-nginx: a sample
     arriving in the same instant as the previous one still counts (ingress-nginx's weight
     ``exp(-0/10) = 1`` ignores it); each sample weighs at least 1 %.
@@ -278,6 +323,7 @@ class Ewma:
 
     DECAY_TIME = 10.0
     MIN_SAMPLE_GAP = 0.1
+    FAILURE_PENALTY = 1.0
     __slots__ = ("_rng", "_clock", "_stats", "_lock")
 
     def __init__(self, options: BalancerOptions) -> None:
@@ -313,6 +359,8 @@ class Ewma:
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         now = self._clock()
+        if not ok:
+            seconds = max(seconds, self.FAILURE_PENALTY)
         with self._lock:
             st = self._stats.get(endpoint)
             if st is None:
@@ -337,7 +385,7 @@ class KeyTemplate:
     ``$uri``, ``$remote_addr``, ``$host``, ``$request_method``, ``$args``, ``$http_NAME``,
     ``$cookie_NAME``, ``$arg_NAME``; ``${name}`` also accepted)."""
 
-    __slots__ = ("text", "parts", "errors")
+    __slots__ = ("text", "parts", "errors", "fn")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -361,58 +409,76 @@ class KeyTemplate:
             pos = m.end()
         if pos < len(text):
             self.parts.append(("lit", text[pos:]))
+        self.fn = self._compile()
 
     def render(self, r: RequestContext) -> str:
-        out: list[str] = []
-        for kind, name in self.parts:
-            if kind == "lit":
-                out.append(name)
-            elif kind == "request_uri":
-                out.append(r.request_uri)
-            elif kind in ("uri", "document_uri"):
-                out.append(r.path)
-            elif kind in ("remote_addr", "binary_remote_addr"):
-                out.append(r.client_ip or "")
-            elif kind == "host":
-                out.append(r.host)
-            elif kind == "request_method":
-                out.append(r.method)
-            elif kind in ("args", "query_string"):
-                out.append(r.query or "")
-            elif kind == "is_args":
-                out.append("?" if r.query else "")
-            elif kind == "http":
-                out.append(r.headers().get(name) or "")
-            elif kind == "cookie":
-                out.append(r.cookie(name) or "")
-            elif kind == "arg":
-                out.append(r.arg(name) or "")
-        return "".join(out)
+        """The key for a request context."""
+        return self.raw(r.method, r.host, r.path, r.query, r._raw, r.client_ip)
 
-    @property
-    def uses_only_path(self) -> bool:
-        return all(k in ("lit", "uri", "document_uri") for k, _ in self.parts)
+    def raw(self, method: str, host: str, path: str, query: str | None, headers: Headers,
+            client_ip: str | None) -> str:
+        """The key from the request's raw parts (what the Router calls: no context object)."""
+        return self.fn(method, host, path, query, headers, client_ip)
+
+    def _compile(self) -> Callable[[str, str, str, str | None, Headers, str | None], str]:
+        getters = [self._getter(kind, name) for kind, name in self.parts]
+        if not getters:
+            return lambda m, h, p, q, hd, ip: ""
+        if len(getters) == 1:
+            return getters[0]
+        return lambda m, h, p, q, hd, ip: "".join([g(m, h, p, q, hd, ip) for g in getters])
+
+    @staticmethod
+    def _getter(kind: str, name: str) -> Callable[[str, str, str, str | None, Headers, str | None], str]:
+        if kind == "lit":
+            return lambda m, h, p, q, hd, ip: name
+        if kind == "request_uri":
+            return lambda m, h, p, q, hd, ip: p if q is None else f"{p}?{q}"
+        if kind in ("uri", "document_uri"):
+            return lambda m, h, p, q, hd, ip: p
+        if kind in ("remote_addr", "binary_remote_addr"):
+            return lambda m, h, p, q, hd, ip: ip or ""
+        if kind == "host":
+            return lambda m, h, p, q, hd, ip: h
+        if kind == "request_method":
+            return lambda m, h, p, q, hd, ip: m
+        if kind in ("args", "query_string"):
+            return lambda m, h, p, q, hd, ip: q or ""
+        if kind == "is_args":
+            return lambda m, h, p, q, hd, ip: "?" if q else ""
+        if kind == "http":
+            bname = name.encode("latin-1")
+            return lambda m, h, p, q, hd, ip: header_value(hd, name, bname) or ""
+        if kind == "cookie":
+            return lambda m, h, p, q, hd, ip: cookie_value(hd, name) or ""
+        # "arg"
+        return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
 
 
 class _RingCache:
-    """The ring of the current endpoint set, rebuilt when the set changes."""
+    """The ring of the current endpoint set, rebuilt only when the endpoints change."""
 
-    __slots__ = ("backend", "ring", "index_of")
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
-        self.backend: EndpointSet | None = None
-        self.ring = HashRing(())
-        self.index_of: dict[str, int] = {}
+        # (endpoint set, ring, member id -> index), replaced whole so readers never mix two.
+        self.state: tuple[EndpointSet | None, HashRing, dict[str, int]] = (None, HashRing(()), {})
 
     def get(self, backend: EndpointSet) -> HashRing:
-        if self.backend is not backend:
-            ids = [member_id(ip, port) for ip, port in backend.endpoints]
-            # Build first, publish last: a concurrent reader sees the old or the new ring whole.
-            ring = HashRing(ids)
-            self.index_of = {m: i for i, m in enumerate(ids)}
-            self.ring = ring
-            self.backend = backend
-        return self.ring
+        return self.entry(backend)[1]
+
+    def entry(self, backend: EndpointSet) -> tuple[EndpointSet | None, HashRing, dict[str, int]]:
+        st = self.state
+        if st[0] is not backend:
+            if st[0] is not None and st[0].endpoints == backend.endpoints \
+                    and st[0].weights == backend.weights:
+                st = (backend, st[1], st[2])  # same endpoints after an update: keep the ring
+            else:
+                ids = [member_id(ip, port) for ip, port in backend.endpoints]
+                weights = backend.weights if backend.weighted else None
+                st = (backend, HashRing(ids, weights), {m: i for i, m in enumerate(ids)})
+            self.state = st
+        return st
 
 
 class ConsistentHash:
@@ -443,23 +509,45 @@ class ConsistentHash:
     def uses_request(self) -> bool:
         return bool(self._template.parts) and not all(k == "lit" for k, _ in self._template.parts)
 
+    @property
+    def template(self) -> KeyTemplate:
+        return self._template
+
     def key(self, request: RequestContext) -> str:
         return self._template.render(request)
 
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
+        if request.retry and tried:
+            # A retry has no request to re-hash: continue clockwise from the first tried
+            # endpoint's own first point, which is deterministic and stays on the ring's order.
+            return self.pick_point(self._start_of_tried(backend, tried), backend, tried)
+        return self.pick_point(hash_key(self._template.render(request)), backend, tried)
+
+    @property
+    def subset(self) -> int:
+        return self._subset
+
+    def ring(self, backend: EndpointSet) -> HashRing:
+        """The ring over ``backend``'s endpoints (built once per endpoint set)."""
+        return self._cache.get(backend)
+
+    def pick_key(self, key: str, backend: EndpointSet) -> int | None:
+        """The endpoint owning ``key`` (nothing tried yet)."""
+        if not backend.endpoints:
+            return None
+        if self._subset:
+            return self.pick_point(hash_key(key), backend, ())
+        return self._cache.get(backend).lookup(hash_key(key))
+
+    def pick_point(self, start: int, backend: EndpointSet,
+                   tried: Collection[Address]) -> int | None:
         eps = backend.endpoints
         if not eps:
             return None
         if self._subset:
-            return self._pick_subset(request, backend, tried)
+            return self._pick_subset(start, backend, tried)
         ring = self._cache.get(backend)
-        if request.retry and tried:
-            # A retry has no request to re-hash: continue clockwise from the first tried
-            # endpoint's own first point, which is deterministic and stays on the ring's order.
-            start = self._start_of_tried(backend, tried)
-        else:
-            start = hash_key(self._template.render(request))
         if not tried:
             return ring.lookup(start)
         skip = {k for k, ep in enumerate(eps) if ep in tried}
@@ -471,7 +559,7 @@ class ConsistentHash:
             return hash_key(member_id(*ep))
         return 0
 
-    def _pick_subset(self, request: RequestContext, backend: EndpointSet,
+    def _pick_subset(self, start: int, backend: EndpointSet,
                      tried: Collection[Address]) -> int | None:
         eps = backend.endpoints
         if self._sbackend is not backend:
@@ -485,10 +573,6 @@ class ConsistentHash:
                 self._sring = HashRing([f"subset-{s}" for s in range(count)])
                 self._subsets = subsets
                 self._sbackend = backend
-        if request.retry and tried:
-            start = self._start_of_tried(backend, tried)
-        else:
-            start = hash_key(self._template.render(request))
         sub = self._subsets[self._sring.lookup(start)]
         cand = [k for k in sub if eps[k] not in tried] if tried else sub
         if not cand:
@@ -543,9 +627,9 @@ class CookieAffinity:
         self._header_cache: tuple[str, float] | None = None
 
     def _index_for(self, value: str, backend: EndpointSet) -> int:
-        ring = self._cache.get(backend)
+        _, ring, index_of = self._cache.entry(backend)
         if self.config.mode == "persistent":
-            return self._cache.index_of.get(value, -1)
+            return index_of.get(value, -1)
         if self.tag:
             if not value.endswith(self.tag):
                 return -1
@@ -575,7 +659,6 @@ class CookieAffinity:
             idx2 = _first_untried(n, next(self._rr) % n, eps, tried)
             if idx2 is None:
                 return None, None
-            self._cache.get(backend)
             return idx2, self.set_cookie(member_id(*eps[idx2]))
         with self._lock:
             key = f"{self._rng.getrandbits(64):016x}{self.tag}"

@@ -7,7 +7,6 @@ Errors and ``listening on`` lines go to stderr; machine output (``--output json`
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
@@ -39,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT")
     serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT")
     serve.add_argument("--config", default=None, metavar="PATH", help="ingress-nginx style ConfigMap")
+    serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
+                       help="access log on stdout: ingress-nginx's default line, JSON, or none")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument("--max-connections", type=int, default=10000, metavar="N",
+                       help="client connections accepted at once (more are closed)")
+    serve.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
+                       help="how often the manifest files are checked for changes (0: never)")
+    serve.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
     serve.set_defaults(handler="serve")
 
     explain = sub.add_parser("explain", help="which ingress, rule and backend a URL hits")
@@ -55,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler="check")
 
     demo = sub.add_parser("demo", help="the embedded demo (see README)")
+    demo.add_argument("--listen", default=None, metavar="HOST:PORT",
+                      help="HTTP listener (default 127.0.0.1:8080; with --once a free port)")
+    demo.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
+                      help="HTTPS listener (default 127.0.0.1:8443; with --once a free port)")
+    demo.add_argument("--once", action="store_true",
+                      help="send a few requests through the proxy, print them, exit (0 if all as expected)")
+    demo.add_argument("--seed", type=int, default=None, help="seed for random choices (canary)")
     demo.set_defaults(handler="demo")
     return parser
 
@@ -71,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return check_main(args)
     if handler == "demo":
-        from ._explain import demo_main
+        from ._demo import demo_main
 
         return demo_main(args)
-    if handler == "serve":  # pragma: no cover - filled in by the proxy issue
-        print("ingresslib serve: not available yet", file=sys.stderr)
-        return 1
+    if handler == "serve":
+        from ._serve import serve_main
+
+        return serve_main(args)
     raise AssertionError(handler)

@@ -19,6 +19,8 @@ objects must cost far less than parsing their YAML.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -66,31 +68,19 @@ from ._validate import (
     validate_service,
 )
 
-__all__ = ["decode_resources", "SourcedFieldError", "Collector"]
+__all__ = ["decode_resources", "Collector"]
 
 _log = logging.getLogger("ingresslib.decode")
 
 _UTC = timezone.utc
 
 
-@dataclass(frozen=True, slots=True)
-class SourcedFieldError(FieldError):
-    """A :class:`FieldError` that also names the file it came from.
-
-    ``object`` keeps the contract form (``Ingress default/web``); ``str()`` prefixes the file:
-    ``deploy/web.yaml: Ingress default/web: spec.rules[0].host: Invalid value: ...``.
-    """
-
-    source: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.source}: {FieldError.__str__(self)}"
-
-
 def _with_source(err: FieldError, source: str | None) -> FieldError:
-    if source is None or isinstance(err, SourcedFieldError) or err.object == source:
+    """``object`` keeps the contract form (``Ingress default/web``); ``source`` names the file so
+    ``str()`` reads ``deploy/web.yaml: Ingress default/web: spec.rules[0].host: ...``."""
+    if source is None or err.source is not None or err.object == source:
         return err
-    return SourcedFieldError(err.object, err.field, err.type, err.detail, err.value, err.has_value, source)
+    return dataclasses.replace(err, source=source)
 
 
 # --- type checking helpers ------------------------------------------------------------------
@@ -231,9 +221,8 @@ def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
         try:
             ts = datetime.fromisoformat(v)
         except ValueError:
-            dec.errors.append(
-                FieldError(dec.obj, path, INVALID, "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)", v, True)
-            )
+            detail = "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)"
+            dec.errors.append(FieldError(dec.obj, path, INVALID, detail, v, True))
             return None
         return ts if ts.tzinfo is not None else ts.replace(tzinfo=_UTC)
     dec.wrong_type(path, v, "string")
@@ -257,7 +246,9 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
         creation_timestamp=_timestamp(
             dec, _get(m, "creationTimestamp", "creation_timestamp"), "metadata.creationTimestamp"
         ),
-        resource_version=_str(dec, _get(m, "resourceVersion", "resource_version"), "metadata.resourceVersion"),
+        resource_version=_str(
+            dec, _get(m, "resourceVersion", "resource_version"), "metadata.resourceVersion"
+        ),
         uid=_str(dec, m.get("uid"), "metadata.uid"),
     )
 
@@ -321,7 +312,9 @@ def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
             )
         )
     spec = IngressSpec(
-        ingress_class_name=_str(dec, _get(s, "ingressClassName", "ingress_class_name"), "spec.ingressClassName"),
+        ingress_class_name=_str(
+            dec, _get(s, "ingressClassName", "ingress_class_name"), "spec.ingressClassName"
+        ),
         default_backend=None if db is None else _backend(dec, db, "spec.defaultBackend"),
         rules=tuple(rules),
         tls=tuple(tls),
@@ -344,7 +337,9 @@ def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress
         )
     return IngressClass(
         metadata=meta,
-        spec=IngressClassSpec(controller=_str(dec, s.get("controller"), "spec.controller") or "", parameters=params),
+        spec=IngressClassSpec(
+            controller=_str(dec, s.get("controller"), "spec.controller") or "", parameters=params
+        ),
     )
 
 
@@ -473,9 +468,13 @@ _Validator = Callable[[Any, str], list[FieldError]]
 #: (apiVersion, kind) -> (decoder, validator, attribute of Resources, cluster-scoped).
 _KINDS: dict[tuple[str, str], tuple[_Decoder, _Validator, str, bool]] = {
     ("networking.k8s.io/v1", "Ingress"): (_ingress, validate_ingress, "ingresses", False),
-    ("networking.k8s.io/v1", "IngressClass"): (_ingress_class, validate_ingress_class, "ingress_classes", True),
+    ("networking.k8s.io/v1", "IngressClass"): (
+        _ingress_class, validate_ingress_class, "ingress_classes", True
+    ),
     ("v1", "Service"): (_service, validate_service, "services", False),
-    ("discovery.k8s.io/v1", "EndpointSlice"): (_endpoint_slice, validate_endpoint_slice, "endpoint_slices", False),
+    ("discovery.k8s.io/v1", "EndpointSlice"): (
+        _endpoint_slice, validate_endpoint_slice, "endpoint_slices", False
+    ),
     ("v1", "Endpoints"): (_endpoints, validate_endpoints, "endpoints", False),
     ("v1", "Secret"): (_secret, validate_secret, "secrets", False),
 }
@@ -492,7 +491,7 @@ class Collector:
     """Accumulates decoded objects and errors over several inputs (files), then builds one
     :class:`Resources` or raises one :class:`ValidationError` with everything found."""
 
-    __slots__ = ("lists", "ignored", "errors", "_count")
+    __slots__ = ("lists", "ignored", "errors")
 
     def __init__(self) -> None:
         self.lists: dict[str, list[Any]] = {
@@ -501,30 +500,39 @@ class Collector:
         }
         self.ignored: list[Mapping[str, Any]] = []
         self.errors: list[FieldError] = []
-        self._count = 0
 
     def error(self, err: FieldError, source: str | None) -> None:
         self.errors.append(_with_source(err, source))
 
+    def _early(self, source: str | None, label: str, field: str, type: str, detail: str) -> None:
+        """An error found before the object has a kind and a name: ``object`` is the file
+        (or the object's position when there is no file), ``field`` says where in it."""
+        if source is not None:
+            field = f"{label}: {field}" if field else label
+            self.errors.append(FieldError(source, field, type, detail))
+        else:
+            self.errors.append(FieldError(label, field, type, detail))
+
     def add_objects(self, objects: Iterable[Any], source: str | None) -> None:
+        if isinstance(objects, Mapping):
+            # One object (or one list, e.g. `list_namespaced_ingress(...).to_dict()`) passed
+            # on its own instead of in a list.
+            self.add(objects, source)
+            return
         try:
-            for obj in objects:
-                self.add(obj, source)
+            for i, obj in enumerate(objects, 1):
+                self.add(obj, source, where=f"object {i}")
         except TypeError:
             # `objects` itself is not iterable (from_dicts(42)).
-            label = source or "input"
-            self.errors.append(FieldError(label, "", INVALID, f"expected a list of objects, got {_jtype(objects)}"))
+            detail = f"expected a list of objects, got {_jtype(objects)}"
+            self.errors.append(FieldError(source or "input", "", INVALID, detail))
 
     def add(
         self, obj: Any, source: str | None, *, list_kind: tuple[str, str] | None = None, where: str = ""
     ) -> None:
-        self._count += 1
-        label = where or f"object {self._count}"
+        label = where or "object"
         if not isinstance(obj, Mapping):
-            self.error(
-                FieldError(source or label, label if source else "", INVALID, f"expected an object, got {_jtype(obj)}"),
-                None,
-            )
+            self._early(source, label, "", INVALID, f"expected an object, got {_jtype(obj)}")
             return
         kind = obj.get("kind")
         api = _get(obj, "apiVersion", "api_version")
@@ -534,10 +542,10 @@ class Collector:
             api = api if api is not None else list_kind[0]
             kind = kind if kind is not None else list_kind[1]
         if not isinstance(kind, str) or not kind:
-            self.error(FieldError(source or label, "kind", REQUIRED, "every object needs `kind` and `apiVersion`"), None)
+            self._early(source, label, "kind", REQUIRED, "every object needs `kind` and `apiVersion`")
             return
         if not isinstance(api, str) or not api:
-            self.error(FieldError(source or label, "apiVersion", REQUIRED, "every object needs `kind` and `apiVersion`"), None)
+            self._early(source, label, "apiVersion", REQUIRED, "every object needs `kind` and `apiVersion`")
             return
         if kind == "List" or (kind.endswith("List") and "items" in obj):
             self._add_list(obj, api, kind, source, label)
@@ -556,9 +564,7 @@ class Collector:
         if items is None:
             return
         if not isinstance(items, (list, tuple)):
-            self.error(
-                FieldError(source or label, "items", INVALID, f"expected array, got {_jtype(items)}"), None
-            )
+            self._early(source, label, "items", INVALID, f"expected array, got {_jtype(items)}")
             return
         list_kind = None if kind == "List" else (api, kind[: -len("List")])
         for i, item in enumerate(items):
@@ -583,7 +589,9 @@ class Collector:
         if dec.errors:
             # Fix up the label of errors raised before the name was known.
             decode_errors = [
-                e if e.object == dec.obj else FieldError(dec.obj, e.field, e.type, e.detail, e.value, e.has_value)
+                e
+                if e.object == dec.obj
+                else FieldError(dec.obj, e.field, e.type, e.detail, e.value, e.has_value)
                 for e in dec.errors
             ]
             # A wrongly typed field was replaced by a placeholder; drop what validation says

@@ -49,10 +49,8 @@ class EndpointSet:
     weights: tuple[int, ...] = ()
     #: Why there is no endpoint, for diagnostics (``"service default/web not found"``).
     reason: str | None = None
-
-    @property
-    def weighted(self) -> bool:
-        return any(w != 1 for w in self.weights)
+    #: True when the weights differ (smooth weighted round-robin applies); set by the builder.
+    weighted: bool = False
 
 
 def is_ready(conditions: EndpointConditions) -> bool:
@@ -171,12 +169,12 @@ class EndpointIndex:
             addrs = self._from_endpoints(svc, sp)
         if addrs is None:
             addrs = []
-        target = numeric_target
-        if target is None and addrs:
+        resolved: int | None = numeric_target
+        if resolved is None and addrs:
             # Named targetPort: the endpoints name the container port; they agree per Service
             # port unless pods disagree, in which case the first (sorted) endpoint's port is shown.
-            target = addrs[0][1]
-        return self._finish(svc, target, addrs)
+            resolved = min(addrs)[1]
+        return self._finish(svc, resolved, addrs)
 
     def _from_slices(self, svc: Service, sp: ServicePort) -> list[Address] | None:
         slices = self._slices.get((svc.metadata.namespace, svc.metadata.name))
@@ -239,4 +237,4 @@ class EndpointIndex:
         reason = None if unique else (
             f"service {svc.metadata.namespace}/{svc.metadata.name} has no ready endpoint")
         return EndpointSet(svc.metadata.namespace, svc.metadata.name, port, unique, weights,
-                           reason)
+                           reason, len(set(weights)) > 1)

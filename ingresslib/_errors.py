@@ -30,9 +30,11 @@ class FieldError:
     detail: str = ""
     value: Any = None
     has_value: bool = False
+    #: The file the object came from, when known; ``str()`` then starts with it.
+    source: str | None = None
 
     def __str__(self) -> str:
-        parts = [self.object]
+        parts = [self.source, self.object] if self.source else [self.object]
         if self.field:
             parts.append(self.field)
         parts.append(self.type)

@@ -46,12 +46,15 @@ SnapshotCallback = Callable[[Resources], "Awaitable[None] | None"]
 class Backoff:
     """Reconnect delays: ``initial * factor**(attempt-1)``, capped at ``maximum``, then spread by
     ``±jitter`` (a fraction) so that N replicas restarting together do not reconnect in step.
-    The defaults follow client-go's reflector (800 ms initial, 30 s cap)."""
+    The defaults follow client-go's reflector (800 ms initial, 30 s cap, reset after a minute
+    of health)."""
 
     initial: float = 0.8
     maximum: float = 30.0
     factor: float = 2.0
     jitter: float = 0.2
+    #: A watch that stayed up this long counts as healthy: its failure starts the count afresh.
+    reset_after: float = 60.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
@@ -105,6 +108,8 @@ class WatchStats:
     invalid_objects: int = 0
     #: Reconnects after an error (each preceded by a backoff sleep).
     reconnects: int = 0
+    #: Reconnects of watches that were silent for ``idle_timeout`` (no backoff, not an error).
+    idle_reconnects: int = 0
     #: ``on_snapshot`` calls, and those that raised.
     snapshots: int = 0
     callback_errors: int = 0
@@ -141,6 +146,11 @@ class _RawObject(dict[str, Any]):
     @property
     def metadata(self) -> _RawMeta:
         return _RawMeta(self.get("metadata"))
+
+    @classmethod
+    def from_dict(cls, d: Any, lazy: bool = True) -> _RawObject:
+        # How lightkube releases before 1.0 build objects from decoded JSON.
+        return cls(d)
 
 
 def _raw_resource(spec: _Kind) -> Any:
@@ -203,6 +213,8 @@ class ClusterWatcher:
         backoff: Backoff = Backoff(),
         kinds: tuple[_Kind, ...] = WATCHED_KINDS,
         seed: int | None = None,
+        idle_timeout: float | None = 300.0,
+        list_chunk_size: int | None = 500,
     ) -> None:
         self.on_snapshot = on_snapshot
         self.namespace = namespace
@@ -210,6 +222,10 @@ class ClusterWatcher:
         self.debounce = debounce
         self.backoff = backoff
         self.kinds = kinds
+        #: Reconnect a watch that delivered nothing (not even a bookmark) for this long.
+        self.idle_timeout = idle_timeout
+        #: Page size of lists (client-go pages by 500), so huge clusters list in pieces.
+        self.list_chunk_size = list_chunk_size
         self.stats = WatchStats()
         self.synced = asyncio.Event()
         self._kubeconfig = kubeconfig
@@ -254,14 +270,15 @@ class ClusterWatcher:
         gvk = f"{spec.api_version}/{spec.kind}"
         rv: str | None = None
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 if rv is None:
                     rv = await self._list(client, res, spec, gvk, ns, sel)
                     failures = 0
                 stream = client.watch(res, resource_version=rv, on_error=_raise, **ns, **sel)
-                async for etype, obj in stream:
-                    failures = 0
+                async for etype, obj in _idle_guard(stream, self.idle_timeout):
                     new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
                     if etype == "BOOKMARK":
                         self.stats.bookmarks += 1
@@ -272,6 +289,12 @@ class ClusterWatcher:
                         self.stats.resource_versions[spec.kind] = rv
             except asyncio.CancelledError:
                 raise
+            except _Idle:
+                # Nothing for idle_timeout: the connection may be half-open (a NAT or load
+                # balancer forgot it), which TCP alone would never notice. Resume at once.
+                self.stats.idle_reconnects += 1
+                _log.debug("%s watch idle for %.0f s; reconnecting", spec.kind, self.idle_timeout)
+                continue
             except Exception as exc:  # noqa: BLE001 - nothing stops the watcher (SEMANTICS §11)
                 if _status_code(exc) == 410:
                     # "410 Gone": our resourceVersion was compacted away. Re-list now; the list
@@ -280,6 +303,8 @@ class ClusterWatcher:
                     _log.info("%s watch expired (410 Gone); re-listing", spec.kind)
                     rv = None
                     continue
+                if loop.time() - started > self.backoff.reset_after:
+                    failures = 0
                 failures += 1
                 self._error(spec, exc)
                 await asyncio.sleep(self.backoff.delay(failures, self._rng))
@@ -287,7 +312,7 @@ class ClusterWatcher:
 
     async def _list(self, client: Any, res: Any, spec: _Kind, gvk: str, ns: dict[str, str],
                     sel: dict[str, Any]) -> str:
-        listing = client.list(res, **ns, **sel)
+        listing = client.list(res, chunk_size=self.list_chunk_size, **ns, **sel)
         items = [dict(o) async for o in listing]
         rv: str = listing.resourceVersion
         invalid = self.store.invalid_total
@@ -357,6 +382,28 @@ class ClusterWatcher:
             self.stats.snapshots += 1
             self.stats.last_snapshot_time = time.time()
         self.synced.set()
+
+
+class _Idle(Exception):
+    pass
+
+
+async def _idle_guard(stream: Any, timeout: float | None) -> Any:
+    """Yield from ``stream``, raising ``_Idle`` when nothing arrives for ``timeout`` seconds."""
+    it = stream.__aiter__()
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(it.__anext__(), timeout)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise _Idle() from None
+            yield item
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _is_transport_error(exc: BaseException) -> bool:

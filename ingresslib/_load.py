@@ -5,7 +5,7 @@ one :class:`ValidationError`. Errors found before an object exists name the file
 ``object`` and the place as ``field``:
 
 - YAML/JSON syntax: ``deploy/web.yaml: line 12, column 3: Invalid value: YAML syntax error: ...``
-  (line and column 1-based);
+  (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory``.
@@ -61,7 +61,7 @@ def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
     return FieldError(source, where, INVALID, detail)
 
 
-def _documents(text: str | bytes, source: str, c: Collector) -> Iterator[tuple[int, Any]]:
+def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -> Iterator[tuple[int, Any]]:
     """(1-based document number, parsed document) pairs; syntax errors go to ``c``."""
     if isinstance(text, bytes):
         try:
@@ -69,14 +69,17 @@ def _documents(text: str | bytes, source: str, c: Collector) -> Iterator[tuple[i
         except UnicodeDecodeError as exc:
             c.error(FieldError(source, f"byte {exc.start}", INVALID, "not valid UTF-8"), None)
             return
-    stripped = text.lstrip()
-    if stripped[:1] in ("{", "["):
-        # JSON is much faster through json than through a YAML parser; fall back to YAML for
-        # flow-style YAML that only looks like JSON.
+    if is_json or text.lstrip()[:1] in ("{", "["):
+        # JSON is much faster through json than through a YAML parser. Text that only looks
+        # like JSON may be flow-style YAML: it falls back to the YAML parser, a *.json file
+        # does not (its errors are json's, with json's line and column).
         try:
             doc = json.loads(text)
-        except ValueError:
-            pass
+        except json.JSONDecodeError as exc:
+            if is_json:
+                where = f"line {exc.lineno}, column {exc.colno}"
+                c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
+                return
         else:
             if isinstance(doc, list):
                 # A bare JSON array of objects: each element is a document.
@@ -93,13 +96,14 @@ def _documents(text: str | bytes, source: str, c: Collector) -> Iterator[tuple[i
         c.error(_syntax_error(source, exc), None)
 
 
-def _parse_into(text: str | bytes, source: str | None, c: Collector) -> None:
+def _parse_into(text: str | bytes, source: str | None, c: Collector, *, is_json: bool = False) -> None:
     label = source or "<text>"
-    for n, doc in _documents(text, label, c):
+    for n, doc in _documents(text, label, c, is_json=is_json):
         if doc is None:
             continue  # empty documents ("---" twice, comments only) are skipped
         if not isinstance(doc, dict):
-            c.error(FieldError(label, f"document {n}", INVALID, f"expected an object, got {_jtype(doc)}"), None)
+            detail = f"expected an object, got {_jtype(doc)}"
+            c.error(FieldError(label, f"document {n}", INVALID, detail), None)
             continue
         c.add(doc, source, where=f"document {n}")
 
@@ -136,22 +140,25 @@ def parse_manifests(text: str | bytes, *, source: str | None = None) -> Resource
 
 
 def _walk(root: Path) -> list[Path]:
-    # Sorted for a deterministic order (the order objects appear in is the spec order used to
-    # break ties). Hidden files and folders (.git, editor swap files) are skipped.
+    # Sorted by path components (a folder's files stay together: `b/z.yaml` before `b.yaml`)
+    # for a deterministic order: the order objects appear in is the spec order that breaks
+    # ties. Hidden files and folders (.git, editor swap files) are skipped.
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
             if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
                 found.append(Path(dirpath, name))
+    found.sort(key=lambda f: f.relative_to(root).parts)
     return found
 
 
 def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
     """Load manifests from files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``).
 
-    Every problem of every file is raised at once as one :class:`ValidationError`; errors name
-    the file they come from.
+    Files named explicitly are read whatever their suffix. Inside a folder, files are read in
+    sorted path order and hidden files and folders (``.git``) are skipped. Every problem of every
+    file is raised at once as one :class:`ValidationError`; errors name the file they come from.
     """
     c = Collector()
     for p in paths:
@@ -170,5 +177,5 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
             except OSError as exc:
                 c.error(FieldError(source, "", INVALID, exc.strerror or str(exc)), None)
                 continue
-            _parse_into(data, source, c)
+            _parse_into(data, source, c, is_json=f.suffix == ".json")
     return c.result()

@@ -263,13 +263,18 @@ class ResourceStore:
     def _reject(self, key: ObjectKey, err: ValidationError) -> None:
         self.invalid_total += 1
         self._errors[key] = err
-        kept = "keeping its last valid version" if key in self._entries else "ignored"
-        _log.warning("invalid %s %s/%s (%s):\n%s", key[0].rpartition("/")[2],
-                     key[1], key[2], kept, err)
+        kept = "keeping its last valid version" if key in self._entries else "left out"
+        _log.warning("invalid %s (%s):\n%s", _ref(key), kept, err)
+
+
+def _ref(key: ObjectKey) -> str:
+    """``Ingress shop/web``, ``IngressClass nginx``: how errors name objects."""
+    kind = key[0].rpartition("/")[2]
+    return f"{kind} {key[1]}/{key[2]}" if key[1] else f"{kind} {key[2]}"
 
 
 def _wrap(key: ObjectKey, exc: Exception) -> ValidationError:
     from ._errors import FieldError
 
-    return ValidationError([FieldError(f"{key[0].rpartition('/')[2]} {key[1]}/{key[2]}", "",
-                                       "Internal error", f"{type(exc).__name__}: {exc}")])
+    return ValidationError([FieldError(_ref(key), "", "Internal error",
+                                       f"{type(exc).__name__}: {exc}")])

@@ -343,8 +343,8 @@ class RouteTable:
                 diags.append(Diagnostic(obj, "spec.defaultBackend",
                                         "a canary Ingress's defaultBackend is ignored (canaries apply to rules)"))
             for e in _entries(ing, order, diags):
-                g = groups.get(e.host)
-                main = None if g is None else (g.exact if e.exact else g.prefix).get(e.key)
+                cgroup = groups.get(e.host)
+                main = None if cgroup is None else (cgroup.exact if e.exact else cgroup.prefix).get(e.key)
                 if main is None or main.path.path_type != e.path.path_type:
                     diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {e.path.path or '/'!r} on host "
                                             f"{e.host or '*'} matches no main rule; ignored"))

@@ -28,6 +28,7 @@ import binascii
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from ._errors import FieldError
@@ -59,6 +60,8 @@ __all__ = [
     "is_wildcard_dns1123_subdomain",
     "is_valid_port_name",
     "is_valid_port_num",
+    "is_qualified_name",
+    "is_valid_label_value",
     "object_label",
 ]
 
@@ -139,27 +142,32 @@ _http_path = re.compile(_HTTP_PATH_FMT).fullmatch
 _config_key = re.compile(_CONFIG_KEY_FMT).fullmatch
 _port_name_charset = re.compile("[-a-z0-9]+").fullmatch
 _has_letter = re.compile("[a-z]").search
+_ip_chars = re.compile("[0-9a-fA-F.:]+").fullmatch
 _sloppy_ipv4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}").fullmatch
 
 
-def _nbytes(value: str) -> int:
-    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+def _too_long(value: str, limit: int) -> bool:
+    """More than ``limit`` UTF-8 bytes (Go's len() counts bytes); cheap for short ASCII."""
+    n = len(value)
+    return n > limit or (n * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit)
 
 
-def is_dns1123_subdomain(value: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def is_dns1123_subdomain(value: str) -> tuple[str, ...]:
     """IsDNS1123Subdomain: the messages for ``value`` (empty when valid)."""
-    errs = []
-    if _nbytes(value) > 253:
+    errs: list[str] = []
+    if _too_long(value, 253):
         errs.append(_max_len_error(253))
     if not _dns1123_subdomain(value):
         errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
+    return tuple(errs)
 
 
-def is_dns1123_label(value: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def is_dns1123_label(value: str) -> tuple[str, ...]:
     """IsDNS1123Label."""
-    errs = []
-    if _nbytes(value) > 63:
+    errs: list[str] = []
+    if _too_long(value, 63):
         errs.append(_max_len_error(63))
     if not _dns1123_label(value):
         if _dns1123_subdomain(value):
@@ -168,43 +176,46 @@ def is_dns1123_label(value: str) -> list[str]:
             errs.append("must not contain dots")
         else:
             errs.append(_regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return errs
+    return tuple(errs)
 
 
-def is_dns1035_label(value: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def is_dns1035_label(value: str) -> tuple[str, ...]:
     """IsDNS1035Label."""
-    errs = []
-    if _nbytes(value) > 63:
+    errs: list[str] = []
+    if _too_long(value, 63):
         errs.append(_max_len_error(63))
     if not _dns1035_label(value):
         errs.append(_regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
-    return errs
+    return tuple(errs)
 
 
-def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def is_wildcard_dns1123_subdomain(value: str) -> tuple[str, ...]:
     """IsWildcardDNS1123Subdomain: "valid: *.bar.com, *.foo.bar.com; invalid: *.*.bar.com,
     *.foo.*.com, *bar.com, f*.bar.com, *"."""
-    errs = []
-    if _nbytes(value) > 253:
+    errs: list[str] = []
+    if _too_long(value, 253):
         errs.append(_max_len_error(253))
     if not _wildcard_subdomain(value):
         errs.append(_regex_error(_WILDCARD_MSG, _WILDCARD_FMT, "*.example.com"))
-    return errs
+    return tuple(errs)
 
 
-def is_valid_port_num(port: int) -> list[str]:
+def is_valid_port_num(port: int) -> tuple[str, ...]:
     """IsValidPortNum: "a valid, non-zero port number"."""
     if 1 <= port <= 65535:
-        return []
-    return [_inclusive_range_error(1, 65535)]
+        return ()
+    return (_inclusive_range_error(1, 65535),)
 
 
-def is_valid_port_name(port: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def is_valid_port_name(port: str) -> tuple[str, ...]:
     """IsValidPortName (IANA_SVC_NAME): "It must be non-empty and no more than 15 characters
     long. It may contain only [-a-z0-9] and must contain at least one letter [a-z]. It must not
     start or end with a hyphen, nor contain adjacent hyphens." """
-    errs = []
-    if _nbytes(port) > 15:
+    errs: list[str] = []
+    if _too_long(port, 15):
         errs.append(_max_len_error(15))
     if not _port_name_charset(port):
         errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
@@ -214,7 +225,7 @@ def is_valid_port_name(port: str) -> list[str]:
         errs.append("must not contain consecutive hyphens")
     if port and (port[0] == "-" or port[-1] == "-"):
         errs.append("must not begin or end with a hyphen")
-    return errs
+    return tuple(errs)
 
 
 def _is_path_segment_name(name: str) -> list[str]:
@@ -226,8 +237,8 @@ def _is_path_segment_name(name: str) -> list[str]:
 
 def _is_config_key(value: str) -> list[str]:
     # IsConfigMapKey: length, regex, then hasChDirPrefix.
-    errs = []
-    if _nbytes(value) > 253:
+    errs: list[str] = []
+    if _too_long(value, 253):
         errs.append(_max_len_error(253))
     if not _config_key(value):
         errs.append(_regex_error(_CONFIG_KEY_MSG, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
@@ -240,8 +251,63 @@ def _is_config_key(value: str) -> list[str]:
     return errs
 
 
+_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_QNAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character"
+)
+_LABEL_VALUE_FMT = "(" + _QNAME_FMT + ")?"
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_qname = re.compile(_QNAME_FMT).fullmatch
+_label_value = re.compile(_LABEL_VALUE_FMT).fullmatch
+
+
+@lru_cache(maxsize=4096)
+def is_qualified_name(value: str) -> tuple[str, ...]:
+    """IsQualifiedName: label and annotation keys, ``[prefix/]name``."""
+    errs: list[str] = []
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs.extend("prefix part " + m for m in is_dns1123_subdomain(prefix))
+    else:
+        return (
+            "a qualified name "
+            + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+        )
+    if not name:
+        errs.append("name part must be non-empty")
+    elif _too_long(name, 63):
+        errs.append("name part " + _max_len_error(63))
+    if not _qname(name):
+        errs.append("name part " + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc"))
+    return tuple(errs)
+
+
+@lru_cache(maxsize=4096)
+def is_valid_label_value(value: str) -> tuple[str, ...]:
+    """IsValidLabelValue."""
+    errs: list[str] = []
+    if _too_long(value, 63):
+        errs.append(_max_len_error(63))
+    if not _label_value(value):
+        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+    return tuple(errs)
+
+
 def _is_ip(value: str) -> bool:
     """netutils.ParseIPSloppy: like the stdlib parser, but IPv4 octets may carry leading zeros."""
+    if not _ip_chars(value):
+        return False  # the common case (a host name), without the cost of an exception
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -289,11 +355,19 @@ class _Errs:
     def unsupported(self, field: str, value: Any, supported: Sequence[str]) -> None:
         self.out.append(FieldError(self.obj, field, UNSUPPORTED, _supported(supported), value, True))
 
+    def too_long(self, field: str, limit: int) -> None:
+        # field.TooLong: the value is omitted, "may not be more than %d bytes".
+        self.out.append(FieldError(self.obj, field, TOO_LONG, f"may not be more than {limit} bytes"))
+
     def duplicate(self, field: str, value: Any) -> None:
         self.out.append(FieldError(self.obj, field, DUPLICATE, "", value, True))
 
 
 # --- ObjectMeta (core ValidateObjectMeta) -----------------------------------------------------
+
+
+#: TotalAnnotationSizeLimitB (256 KiB).
+_TOTAL_ANNOTATION_SIZE = 256 * 1024
 
 
 def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool) -> None:
@@ -308,6 +382,21 @@ def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool
     # before sending, so a stray one is not reported.
     if namespaced:
         e.invalid_each("metadata.namespace", meta.namespace, is_dns1123_label(meta.namespace))
+    # ValidateLabels: `for k, v := range labels { ValidateLabelName(k, fldPath) (IsQualifiedName);
+    # for _, msg := range validation.IsValidLabelValue(v) { field.Invalid(fldPath, v, msg) } }`
+    for k, v in meta.labels.items():
+        e.invalid_each("metadata.labels", k, is_qualified_name(k))
+        e.invalid_each("metadata.labels", v, is_valid_label_value(v))
+    # ValidateAnnotations: `for k := range annotations { for _, msg := range
+    # validation.IsQualifiedName(strings.ToLower(k)) { field.Invalid(fldPath, k, msg) } }`, and
+    # `if err := ValidateAnnotationsSize(annotations); err != nil { field.TooLong(fldPath, "",
+    # TotalAnnotationSizeLimitB) }`.
+    size = 0
+    for k, v in meta.annotations.items():
+        e.invalid_each("metadata.annotations", k, is_qualified_name(k.lower()))
+        size += len(k) + (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass")))
+    if size > _TOTAL_ANNOTATION_SIZE:
+        e.too_long("metadata.annotations", _TOTAL_ANNOTATION_SIZE)
 
 
 # --- networking.k8s.io/v1 Ingress -------------------------------------------------------------
@@ -492,10 +581,8 @@ def validate_ingress_class(ic: IngressClass, obj: str | None = None) -> list[Fie
     if not controller:
         e.required("spec.controller")
     else:
-        if _nbytes(controller) > _MAX_LEN_CONTROLLER:
-            e.out.append(
-                FieldError(e.obj, "spec.controller", TOO_LONG, f"may not be more than {_MAX_LEN_CONTROLLER} bytes")
-            )
+        if _too_long(controller, _MAX_LEN_CONTROLLER):
+            e.too_long("spec.controller", _MAX_LEN_CONTROLLER)
         _domain_prefixed_path(e, "spec.controller", controller)
     params = ic.spec.parameters
     if params is not None:
@@ -558,7 +645,8 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         if not spec.external_name:
             e.required("spec.externalName")
         else:
-            e.invalid_each("spec.externalName", spec.external_name, is_dns1123_subdomain(spec.external_name.rstrip(".")))
+            name = spec.external_name.rstrip(".")
+            e.invalid_each("spec.externalName", spec.external_name, is_dns1123_subdomain(name))
     require_name = len(spec.ports) > 1
     names: set[str] = set()
     for i, port in enumerate(spec.ports):
@@ -683,6 +771,9 @@ def _validate_endpoint_ports(
 # --- v1 Endpoints -------------------------------------------------------------------------------
 
 
+_IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+
 def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError]:
     """The v1 Endpoints rules (core ValidateEndpointsCreate)."""
     e = _Errs(obj or object_label("Endpoints", ep.metadata))
@@ -697,18 +788,21 @@ def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError
             for j, addr in enumerate(addrs):
                 abase = f"{base}.{key}[{j}]"
                 if not _is_ip(addr.ip):
-                    e.invalid(abase + ".ip", addr.ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+                    e.invalid(abase + ".ip", addr.ip, _IP_MSG)
                 if addr.hostname is not None:
                     e.invalid_each(abase + ".hostname", addr.hostname, is_dns1123_label(addr.hostname))
                 if addr.node_name is not None:
                     e.invalid_each(abase + ".nodeName", addr.node_name, is_dns1123_subdomain(addr.node_name))
         # `requireName := len(ss.Ports) > 1`
-        _validate_endpoint_ports(e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False)
+        _validate_endpoint_ports(
+            e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False
+        )
     return e.out
 
 
 # --- v1 Secret ----------------------------------------------------------------------------------
 
+_BASE64_MSG = "must be valid base64 (illegal base64 data)"
 _TLS_CERT_KEY = "tls.crt"
 _TLS_KEY_KEY = "tls.key"
 
@@ -731,7 +825,7 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             # The value is not echoed: it may be key material.
-            e.out.append(FieldError(e.obj, f"data[{key}]", INVALID, "must be valid base64 (illegal base64 data)"))
+            e.out.append(FieldError(e.obj, f"data[{key}]", INVALID, _BASE64_MSG))
     if sec.type == "kubernetes.io/tls":
         # `case core.SecretTypeTLS: if _, exists := secret.Data[core.TLSCertKey]; !exists {
         # field.Required(dataPath.Key(core.TLSCertKey), "") }` (same for tls.key).

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["FakeKube", "Request", "KINDS"]
+__all__ = ["FakeKube", "Request", "KINDS", "kubeconfig_dict"]
 
 #: plural -> (apiVersion, kind, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
@@ -190,7 +190,8 @@ class FakeKube:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+            if not writer.transport.is_closing():
+                writer.close()
             await self._notify()
 
     async def _respond(self, target: str, writer: asyncio.StreamWriter) -> None:
@@ -281,3 +282,15 @@ async def _send_json(writer: asyncio.StreamWriter, status: int, body: Any) -> No
     writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                  b"Connection: close\r\n\r\n%s" % (status, len(data), data))
     await writer.drain()
+
+
+def kubeconfig_dict(url: str) -> dict[str, Any]:
+    """A kubeconfig (as a dict, for ``KubeConfig.from_dict``) pointing at ``url``, no auth."""
+    return {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody",
+                                                  "namespace": "default"}}],
+        "current-context": "fake",
+    }

@@ -43,6 +43,9 @@ class OpenUpstream:
     tls: bool
     connect_timeout: float
     send_timeout: float
+    #: False: open a new connection, do not take one from the idle pool (a retry after a
+    #: pooled connection turned out to be closed by the upstream).
+    pooled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,8 @@ class RequestRecord:
     service: str | None
     namespace: str | None
     canary: bool
-    #: Status sent to the client; 0 when none was sent.
+    #: Status sent to the client; 499 when the client went away before a response (nginx's
+    #: "client closed request", never sent); 0 when none was sent (``abort``).
     status: int
     #: Request bytes read from the client (head and body).
     bytes_in: int

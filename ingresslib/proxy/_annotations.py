@@ -63,6 +63,8 @@ class RouteOptions:
     next_upstream: frozenset[str]
     next_upstream_tries: int
     body_size: int
+    #: ``backend-protocol: HTTPS``: talk TLS to the endpoints.
+    backend_tls: bool = False
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
 
@@ -112,6 +114,16 @@ def _next_upstream(value: str) -> frozenset[str]:
     if not parts or unknown:
         raise ValueError(f"invalid proxy-next-upstream {value!r}")
     return parts
+
+
+def _backend_tls(value: str) -> bool:
+    # ingress-nginx: HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, FCGI; only the HTTP/1.1 ones apply here.
+    v = value.strip().upper()
+    if v in ("HTTP", "AUTO_HTTP"):
+        return False
+    if v == "HTTPS":
+        return True
+    raise ValueError(f"unsupported backend-protocol {value!r} (HTTP or HTTPS)")
 
 
 def _tries(value: str) -> int:
@@ -175,6 +187,7 @@ def parse_route_options(
     nxt = get("proxy-next-upstream", _next_upstream, frozenset(settings.proxy_next_upstream))
     tries = get("proxy-next-upstream-tries", _tries, settings.proxy_next_upstream_tries)
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
+    backend_tls = get("backend-protocol", _backend_tls, False)
 
     regex: re.Pattern[str] | None = None
     if rewrite_target is not None:
@@ -200,5 +213,6 @@ def parse_route_options(
         next_upstream=nxt,
         next_upstream_tries=tries,
         body_size=body,
+        backend_tls=backend_tls,
         warnings=tuple(warnings),
     )

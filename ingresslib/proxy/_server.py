@@ -16,7 +16,7 @@ import collections
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -68,7 +68,8 @@ def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
 class _Upstream(asyncio.Protocol):
     """One upstream TCP connection; owned by a client connection or idle in the pool."""
 
-    __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool")
+    __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
+                 "got_data")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.pool = pool
@@ -79,6 +80,8 @@ class _Upstream(asyncio.Protocol):
         self.requests = 0
         self.idle_since = 0.0
         self.closed = False
+        #: Any byte received since the current owner took this connection.
+        self.got_data = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -93,6 +96,7 @@ class _Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         owner = self.owner
         if owner is not None:
+            self.got_data = True
             owner.upstream_data(self.conn_id, data)
         else:
             # An idle pooled connection must stay silent; bytes here would be answered to the
@@ -121,7 +125,7 @@ class _Upstream(asyncio.Protocol):
         owner = self.owner
         if owner is not None:
             self.owner = None
-            owner.upstream_eof(self.conn_id)
+            owner.upstream_eof(self.conn_id, self.got_data)
         else:
             self.pool.discard(self)
         if self.transport is not None:
@@ -225,8 +229,8 @@ class UpstreamPool:
 class _Downstream(asyncio.Protocol):
     """One client connection: feeds the core and performs its actions."""
 
-    __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "_queue",
-                 "_running", "_loop", "closed")
+    __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
+                 "deadline", "_queue", "_running", "_loop", "closed")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -236,6 +240,8 @@ class _Downstream(asyncio.Protocol):
         self.conn: Any = None
         self.upstreams: dict[int, _Upstream] = {}
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_kind = TimerKind.IDLE
+        self.deadline: float | None = None
         self._queue: collections.deque[Action] = collections.deque()
         self._running = False
         self.closed = False
@@ -301,15 +307,29 @@ class _Downstream(asyncio.Protocol):
         if not self.closed:
             self._run(self.conn.upstream_data(conn_id, data, self._loop.time()))
 
-    def upstream_eof(self, conn_id: int) -> None:
+    def upstream_eof(self, conn_id: int, got_data: bool = True) -> None:
         self.upstreams.pop(conn_id, None)
-        if not self.closed:
+        if self.closed:
+            return
+        if got_data:
             self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
+        else:
+            # Closed before a single byte of response: nginx counts that as "error" (a failure
+            # "passing a request to it, or reading the response header"), which is retried on
+            # another endpoint; fed to h11 as EOF it would look like an invalid response.
+            self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=False))
 
-    def _timer_fired(self, kind: TimerKind) -> None:
+    def _timer_fired(self) -> None:
         self.timer = None
-        if not self.closed:
-            self._run(self.conn.timer_expired(kind, self._loop.time()))
+        deadline = self.deadline
+        if deadline is None or self.closed:
+            return
+        now = self._loop.time()
+        if now < deadline:
+            self.timer = self._loop.call_at(deadline, self._timer_fired)
+            return
+        self.deadline = None
+        self._run(self.conn.timer_expired(self.timer_kind, now))
 
     # the action loop ---------------------------------------------------------------------------
 
@@ -358,18 +378,32 @@ class _Downstream(asyncio.Protocol):
             self._close()
 
     def _set_timer(self, a: SetTimer) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if a.seconds is not None and not self.closed:
-            self.timer = self._loop.call_later(a.seconds, self._timer_fired, a.kind)
+        # Lazy re-arming: the core re-arms the read timer on every upstream chunk. Instead of a
+        # cancel + call_later each time (a heap push, and cancelled handles pile up in the
+        # loop's heap), keep one handle and move the deadline; a handle that fires early
+        # re-schedules itself for the remaining time.
+        if a.seconds is None or self.closed:
+            self.deadline = None
+            return
+        deadline = self._loop.time() + a.seconds
+        self.timer_kind = a.kind
+        self.deadline = deadline
+        t = self.timer
+        if t is not None:
+            if t.when() <= deadline:
+                return
+            t.cancel()
+        self.timer = self._loop.call_at(deadline, self._timer_fired)
 
     def _open(self, a: OpenUpstream) -> None:
         srv = self.server
-        up = srv.pool.take(a.endpoint) if not a.tls else None
+        # pooled=False: the core retries after a pooled connection turned out dead; it must be
+        # a fresh connection this time.
+        up = srv.pool.take(a.endpoint) if a.pooled and not a.tls else None
         if up is not None:
             up.owner = self
             up.conn_id = a.conn_id
+            up.got_data = False
             up.requests += 1
             self.upstreams[a.conn_id] = up
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
@@ -498,9 +532,9 @@ class ProxyServer:
         self.cert_store = cert_store
         self.max_connections = max_connections
         self.on_record = on_record
-        self._https_port = 443
-        tls_hosts: Callable[[str], bool] | Collection[str] = ()
-        self.proxy = Proxy(router, settings, tls_hosts=tls_hosts, request_id=request_id)
+        self._tls_listening = False
+        # A callable, so certificate reloads are seen at once (ssl-redirect, HSTS).
+        self.proxy = Proxy(router, settings, tls_hosts=self._has_tls, request_id=request_id)
         self.pool = UpstreamPool(self.loop, settings)
         self.connections: set[_Downstream] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -535,9 +569,10 @@ class ProxyServer:
 
     def _has_tls(self, host: str) -> bool:
         store = self.cert_store
-        if store is None:
+        if store is None or not self._tls_listening:
+            # No HTTPS listener: redirecting to https:// would send clients nowhere.
             return False
-        return store.context_for(host) is not store.default_context  # type: ignore[no-any-return]
+        return store.context_for(host) is not store.default_context
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -567,10 +602,8 @@ class ProxyServer:
                 backlog=backlog, reuse_address=True)
             self.servers.append(srv)
             self.addresses.append(("https", *_addr(srv, tls_listen[0])))
-            self._https_port = self.addresses[-1][2]
-            self.proxy.tls_hosts = self._has_tls
-            if hasattr(self.proxy, "https_port"):
-                self.proxy.https_port = self._https_port
+            self.proxy.https_port = self.addresses[-1][2]
+            self._tls_listening = True
 
     @property
     def urls(self) -> list[str]:

@@ -1,0 +1,81 @@
+"""Render benchmark results (from a run, or from ``--benchmark-json`` output) as tables.
+
+    python benchmarks/report.py results.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from typing import Any
+
+ORDER = ["cython", "python", "scan", "matchit", "falcon", "sanic", "dict.get", "RouteTable.match"]
+
+
+def rows_from_json(path: str) -> list[dict[str, Any]]:
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for b in data["benchmarks"]:
+        extra = b.get("extra_info", {})
+        if "lookups_per_round" in extra:
+            rows.append(dict(extra, ns=b["stats"]["median"] * 1e9 / extra["lookups_per_round"]))
+    return rows
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lookups = [r for r in rows if "ns" in r]
+    out: list[str] = []
+    if lookups:
+        # Median over seeds of each (router, size) median.
+        table: dict[tuple[str, int], list[float]] = defaultdict(list)
+        agree: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for r in lookups:
+            table[(r["router"], r["rules"])].append(r["ns"])
+            if r.get("agreement") is not None:
+                agree[(r["router"], r["rules"])].append(r["agreement"])
+        sizes = sorted({s for _, s in table})
+        routers = [n for n in ORDER if any((n, s) in table for s in sizes)]
+        out.append("ns per lookup (median of per-seed medians; seeds: "
+                   + ", ".join(str(s) for s in sorted({r["seed"] for r in lookups})) + ")")
+        out.append(f"| router | " + " | ".join(f"{s:,} rules" for s in sizes) + " |")
+        out.append("|---|" + "---:|" * len(sizes))
+        for name in routers:
+            cells = []
+            for s in sizes:
+                v = table.get((name, s))
+                cells.append(f"{statistics.median(v):,.0f}" if v else "-")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        if ("cython", sizes[0]) in table:
+            out.append("")
+            out.append("ratios (cython = 1):")
+            out.append(f"| ratio | " + " | ".join(f"{s:,}" for s in sizes) + " |")
+            out.append("|---|" + "---:|" * len(sizes))
+            for name in routers:
+                if name == "cython":
+                    continue
+                cells = []
+                for s in sizes:
+                    c, v = table.get(("cython", s)), table.get((name, s))
+                    cells.append(f"{statistics.median(v) / statistics.median(c):.1f}x" if c and v else "-")
+                out.append(f"| {name} / cython | " + " | ".join(cells) + " |")
+            c = table
+            if ("cython", 100) in c and ("cython", 100_000) in c:
+                ratio = statistics.median(c[("cython", 100_000)]) / statistics.median(c[("cython", 100)])
+                out.append(f"\ncython 100,000 rules / 100 rules: {ratio:.2f}x")
+        if agree:
+            out.append("")
+            out.append("agreement with the pure twin over the request stream (other routers only "
+                       "approximate Ingress semantics):")
+            out.append(", ".join(f"{n}@{s:,}: {100 * statistics.median(v):.1f} %"
+                                 for (n, s), v in sorted(agree.items()) if min(v) < 1.0) or "all 100 %")
+    others = [r for r in rows if "ns" not in r]
+    for r in others:
+        out.append(f"{r['what']}: " + ", ".join(f"{k}={v}" for k, v in r.items() if k != "what"))
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render(rows_from_json(sys.argv[1])))

@@ -1,0 +1,78 @@
+"""One process, several ASGI apps, routed by Kubernetes Ingress rules.
+
+The same Ingress that fronts these services in a cluster routes them here, in-process: ``/api``
+goes to the API app (which sees ``root_path="/api"`` and routes on the rest), everything else to
+the site. Run it with either of::
+
+    python examples/asgi_app.py                      # uvicorn on 127.0.0.1:8000
+    uvicorn examples.asgi_app:app --host 127.0.0.1 --port 8000
+
+then ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/api/items``.
+Any ASGI app can be mounted (Starlette, FastAPI, Django's ASGI handler, ...); these two are
+written without a framework to keep the example dependency-free.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ingresslib import IngressASGI, parse_manifests
+
+MANIFESTS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: shop}
+spec:
+  rules:
+  - host: shop.example.test
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: site, port: {name: http}}}}
+"""
+
+ITEMS = [{"id": 1, "name": "teapot"}, {"id": 2, "name": "cup"}]
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def api(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The API service. It routes on its own path: ``path`` minus ``root_path``."""
+    if scope["type"] == "lifespan":
+        return  # no startup work: returning tells IngressASGI (and the server) so
+    own_path = scope["path"][len(scope["root_path"]):] or "/"
+    decision = scope["ingresslib.decision"]
+    if own_path == "/items":
+        body = json.dumps({"items": ITEMS, "served_by": decision.backend}).encode()
+        await _respond(send, 200, body, b"application/json")
+    else:
+        await _respond(send, 404, b'{"error": "no such endpoint"}', b"application/json")
+
+
+async def site(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The web site: one page for every path."""
+    if scope["type"] == "lifespan":
+        return
+    page = f"<h1>shop</h1><p>you asked for {scope['path']}</p>".encode()
+    await _respond(send, 200, page, b"text/html; charset=utf-8")
+
+
+app = IngressASGI(
+    parse_manifests(MANIFESTS),
+    backends={
+        "shop/api:80": api,        # namespace/service:port, the port as the Ingress writes it
+        "shop/site:http": site,
+    },
+)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=8000)

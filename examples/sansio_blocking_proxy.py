@@ -1,0 +1,337 @@
+"""Drive ingresslib's sans-IO proxy core with plain sockets and ``selectors``: no asyncio.
+
+    python examples/sansio_blocking_proxy.py --backend 127.0.0.1:9000 [--listen 127.0.0.1:8080]
+
+Routes every request (host-less rule ``/``, an Ingress built in memory) to the backend given,
+with keep-alive to the backend. It prints ``listening on http://HOST:PORT`` on stderr once it
+accepts connections; ``--listen 127.0.0.1:0`` picks a free port. Ctrl-C stops it.
+
+The whole driver is the loop below: it performs the core's actions (open / send / close / timers)
+and feeds back what the sockets say. The core decides everything HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import selectors
+import socket
+import sys
+import time
+from typing import Any
+
+import ingresslib
+from ingresslib.proxy import (
+    ClientConnection,
+    CloseDownstream,
+    CloseUpstream,
+    OpenUpstream,
+    Proxy,
+    RequestDone,
+    SendDownstream,
+    SendUpstream,
+    SetTimer,
+    TimerKind,
+    TunnelEstablished,
+)
+
+try:
+    from ingresslib import Router  # type: ignore[attr-defined]
+except ImportError:  # not re-exported yet
+    from ingresslib._router import Router
+
+MANIFESTS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: example}}
+spec:
+  rules:
+  - http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: backend, port: {{number: 80}}}}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend}}
+spec: {{ports: [{{port: 80, targetPort: {port}}}]}}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: backend}}
+subsets: [{{addresses: [{{ip: "{ip}"}}], ports: [{{port: {port}}}]}}]
+"""
+
+
+class Client:
+    """One downstream socket, its core connection, its upstream sockets and its timer."""
+
+    def __init__(self, sock: socket.socket, conn: ClientConnection) -> None:
+        self.sock = sock
+        self.conn = conn
+        self.wbuf = bytearray()
+        self.closing = False
+        self.upstreams: dict[int, Upstream] = {}
+        self.timer: tuple[TimerKind, float] | None = None
+
+
+class Upstream:
+    def __init__(self, sock: socket.socket, endpoint: tuple[str, int], cid: int,
+                 client: Client, connected: bool, deadline: float) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.cid = cid
+        self.client = client
+        self.connected = connected
+        self.deadline = deadline
+        self.wbuf = bytearray()
+
+
+class Driver:
+    def __init__(self, proxy: Proxy, listen: tuple[str, int], verbose: bool = False) -> None:
+        self.proxy = proxy
+        self.sel = selectors.DefaultSelector()
+        self.lsock = socket.create_server(listen, reuse_port=False)
+        self.lsock.setblocking(False)
+        self.sel.register(self.lsock, selectors.EVENT_READ, ("listen", None))
+        self.pool: dict[tuple[str, int], list[socket.socket]] = {}
+        self.clients: set[Client] = set()
+        self.verbose = verbose
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.lsock.getsockname()[:2]
+        return host, port
+
+    # ------------------------------------------------------------------ actions
+    def perform(self, client: Client, actions: list[Any]) -> None:
+        for a in actions:
+            t = type(a)
+            if t is SendDownstream:
+                client.wbuf += a.data
+            elif t is SendUpstream:
+                up = client.upstreams.get(a.conn_id)
+                if up is not None:
+                    up.wbuf += a.data
+                    self._flush_upstream(up)
+            elif t is OpenUpstream:
+                self._open(client, a)
+            elif t is CloseUpstream:
+                up = client.upstreams.pop(a.conn_id, None)
+                if up is not None:
+                    self._unregister(up.sock)
+                    if a.reuse and up.connected and not up.wbuf:
+                        self.pool.setdefault(up.endpoint, []).append(up.sock)
+                    else:
+                        up.sock.close()
+            elif t is CloseDownstream:
+                client.closing = True
+            elif t is SetTimer:
+                client.timer = None if a.seconds is None else (a.kind, time.monotonic() + a.seconds)
+            elif t is RequestDone:
+                r = a.record
+                if self.verbose:
+                    print(f'{r.client_ip} "{r.method} {r.path}" {r.status} {r.bytes_out} '
+                          f"{r.duration:.4f}s {r.upstreams}", file=sys.stderr)
+            elif t is TunnelEstablished:
+                pass
+        self._flush_client(client)
+
+    def _open(self, client: Client, a: OpenUpstream) -> None:
+        now = time.monotonic()
+        pooled = self.pool.get(a.endpoint) if a.pooled else None
+        if pooled:
+            sock = pooled.pop()
+            up = Upstream(sock, a.endpoint, a.conn_id, client, True, 0.0)
+            client.upstreams[a.conn_id] = up
+            self.sel.register(sock, selectors.EVENT_READ, ("up", up))
+            self.perform(client, client.conn.upstream_connected(a.conn_id, now, reused=True))
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        up = Upstream(sock, a.endpoint, a.conn_id, client, False, now + a.connect_timeout)
+        client.upstreams[a.conn_id] = up
+        err = sock.connect_ex(a.endpoint)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            client.upstreams.pop(a.conn_id)
+            sock.close()
+            self.perform(client, client.conn.upstream_failed(a.conn_id, now))
+            return
+        self.sel.register(sock, selectors.EVENT_WRITE, ("up", up))
+
+    # ------------------------------------------------------------------ I/O
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self.sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _flush_client(self, client: Client) -> None:
+        if client.wbuf:
+            try:
+                n = client.sock.send(client.wbuf)
+                del client.wbuf[:n]
+            except BlockingIOError:
+                pass
+            except OSError:
+                client.wbuf.clear()
+                client.closing = True
+        if client.closing and not client.wbuf:
+            self._drop_client(client)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.wbuf else 0)
+        if client.closing:
+            events = selectors.EVENT_WRITE
+        self.sel.modify(client.sock, events, ("client", client))
+
+    def _flush_upstream(self, up: Upstream) -> None:
+        if not up.connected:
+            return
+        if up.wbuf:
+            try:
+                n = up.sock.send(up.wbuf)
+                del up.wbuf[:n]
+            except BlockingIOError:
+                pass
+            except OSError:
+                up.wbuf.clear()
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if up.wbuf else 0)
+        self.sel.modify(up.sock, events, ("up", up))
+
+    def _drop_client(self, client: Client) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            self.perform(client, client.conn.abort(time.monotonic())) if not client.conn.closed \
+                else None
+            for up in list(client.upstreams.values()):
+                self._unregister(up.sock)
+                up.sock.close()
+            client.upstreams.clear()
+            self._unregister(client.sock)
+            client.sock.close()
+
+    def _on_client(self, client: Client, mask: int) -> None:
+        now = time.monotonic()
+        if mask & selectors.EVENT_WRITE:
+            self._flush_client(client)
+        if client not in self.clients or client.closing or not mask & selectors.EVENT_READ:
+            return
+        try:
+            data = client.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.perform(client, client.conn.receive_data(data, now))
+        else:
+            self.perform(client, client.conn.receive_eof(now))
+            if client.conn.closed:
+                client.closing = True
+                self._flush_client(client)
+
+    def _on_upstream(self, up: Upstream, mask: int) -> None:
+        client = up.client
+        now = time.monotonic()
+        if up.cid not in client.upstreams:
+            return
+        if not up.connected:
+            err = up.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                client.upstreams.pop(up.cid)
+                self._unregister(up.sock)
+                up.sock.close()
+                self.perform(client, client.conn.upstream_failed(up.cid, now))
+                return
+            up.connected = True
+            self.sel.modify(up.sock, selectors.EVENT_READ, ("up", up))
+            self.perform(client, client.conn.upstream_connected(up.cid, now))
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush_upstream(up)
+        if mask & selectors.EVENT_READ:
+            try:
+                data = up.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                self.perform(client, client.conn.upstream_data(up.cid, data, now))
+            else:
+                self.perform(client, client.conn.upstream_eof(up.cid, now))
+
+    def _accept(self) -> None:
+        try:
+            sock, addr = self.lsock.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        now = time.monotonic()
+        conn = self.proxy.connection(addr, local_port=self.address[1], now=now)
+        client = Client(sock, conn)
+        self.clients.add(client)
+        self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+        self.perform(client, conn.start(now))
+
+    def _timers(self) -> float | None:
+        """Fire due timers; return seconds to the next one."""
+        now = time.monotonic()
+        nearest: float | None = None
+        for client in list(self.clients):
+            for up in list(client.upstreams.values()):
+                if not up.connected and up.deadline <= now:
+                    client.upstreams.pop(up.cid)
+                    self._unregister(up.sock)
+                    up.sock.close()
+                    self.perform(client, client.conn.upstream_failed(up.cid, now, timed_out=True))
+                elif not up.connected:
+                    nearest = up.deadline if nearest is None else min(nearest, up.deadline)
+            if client.timer is not None and client in self.clients:
+                kind, at = client.timer
+                if at <= now:
+                    client.timer = None
+                    self.perform(client, client.conn.timer_expired(kind, now))
+                else:
+                    nearest = at if nearest is None else min(nearest, at)
+        return None if nearest is None else max(0.0, nearest - now)
+
+    def serve_forever(self) -> None:
+        host, port = self.address
+        print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+        while True:
+            timeout = self._timers()
+            for key, mask in self.sel.select(timeout if timeout is not None else 1.0):
+                kind, obj = key.data
+                if kind == "listen":
+                    self._accept()
+                elif kind == "client":
+                    self._on_client(obj, mask)
+                else:
+                    self._on_upstream(obj, mask)
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", required=True, type=_hostport, help="IP:PORT of the backend")
+    ap.add_argument("--listen", default="127.0.0.1:8080", type=_hostport)
+    ap.add_argument("-v", "--verbose", action="store_true", help="one line per request")
+    args = ap.parse_args(argv)
+    ip, port = args.backend
+    res = ingresslib.parse_manifests(MANIFESTS.format(ip=ip, port=port))
+    driver = Driver(Proxy(Router(res)), args.listen, verbose=args.verbose)
+    try:
+        driver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

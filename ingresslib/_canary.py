@@ -1,0 +1,643 @@
+"""Canary rules from the ``nginx.ingress.kubernetes.io/canary*`` annotations (SEMANTICS §7).
+
+"Order: header, then cookie, then weight. Header without value/pattern: ``always`` -> canary,
+``never`` -> main, else fall through; cookie likewise. Header names are case-insensitive, values
+case-sensitive." A value beats a pattern; a pattern is an unanchored regex.
+
+Better than ingress-nginx (each one is marked ``BETTER:`` below and listed in docs/router.md):
+per-rule scope (the RouteTable pairs canaries per rule), the healthy side serves, weight-total
+honoured at any value, an exact smooth split, explicit opt-in/opt-out beating affinity, and
+invalid annotations reported.
+
+``canary-by-header-pattern`` regexes run on :class:`LinearRegex`, a Thompson-NFA matcher driven
+as a lazily built DFA: every match is O(len(value) x len(pattern)) whatever the pattern, so no
+header value can make routing backtrack (Python's ``re`` can take exponential time on ``(a+)+$``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._balance import Headers, cookie_value, header_value
+
+__all__ = [
+    "CanaryConfig",
+    "CanaryDecision",
+    "parse_canary",
+    "explicit_choice",
+    "WeightSplit",
+    "LinearRegex",
+    "RegexError",
+    "CANARY_ANNOTATION",
+]
+
+_P = "nginx.ingress.kubernetes.io/"
+CANARY_ANNOTATION = _P + "canary"
+
+
+# --- linear-time regular expressions ------------------------------------------------------------
+
+
+class RegexError(ValueError):
+    """The pattern is malformed or uses a feature with no linear-time implementation."""
+
+
+# Character-set items: (lo, hi) code point ranges, or one of "d", "w", "s" (Python's Unicode
+# meaning of \d, \w, \s) and their negations "D", "W", "S".
+_SetItem = tuple[int, int] | str
+
+
+def _item_matches(item: _SetItem, ch: str) -> bool:
+    if isinstance(item, tuple):
+        return item[0] <= ord(ch) <= item[1]
+    if item == "d":
+        return ch.isdecimal()
+    if item == "D":
+        return not ch.isdecimal()
+    if item == "w":
+        return ch.isalnum() or ch == "_"
+    if item == "W":
+        return not (ch.isalnum() or ch == "_")
+    if item == "s":
+        return ch.isspace()
+    return not ch.isspace()  # "S"
+
+
+class _CharSet:
+    __slots__ = ("items", "negated")
+
+    def __init__(self, items: list[_SetItem], negated: bool = False) -> None:
+        self.items = tuple(items)
+        self.negated = negated
+
+    def matches(self, ch: str) -> bool:
+        hit = any(_item_matches(i, ch) for i in self.items)
+        return hit != self.negated
+
+
+_ANY_BUT_NEWLINE = _CharSet([(10, 10)], negated=True)  # "." as in Python (no DOTALL)
+_MAX_STATES = 20_000
+_MAX_REPEAT = 1000
+
+# NFA node kinds
+_CHAR, _SPLIT, _BOL, _EOL, _MATCH, _JUMP = range(6)
+
+
+def _single_cp(cs: _CharSet) -> int | None:
+    """The code point of a one-character set, else None."""
+    if len(cs.items) == 1 and not cs.negated:
+        item = cs.items[0]
+        if isinstance(item, tuple) and item[0] == item[1]:
+            return item[0]
+    return None
+
+
+class _Parser:
+    """Recursive descent over the supported syntax; builds Thompson NFA fragments.
+
+    Supported: literals and escapes, ``.``, ``[...]`` classes with ranges and negation,
+    ``\\d\\w\\s\\D\\W\\S``, groups ``(...)``, ``(?:...)``, ``(?P<n>...)``, alternation,
+    ``* + ? {n} {n,} {n,m}`` (lazy ``?`` suffix accepted: only match/no-match matters),
+    anchors ``^ $ \\A \\Z \\z``. Rejected: back-references, look-around, ``\\b``, inline flags,
+    possessive quantifiers, atomic groups - none of them has a linear-time NFA form.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.p = pattern
+        self.i = 0
+        # nodes: [kind, arg, out1, out2]
+        self.nodes: list[list[object]] = []
+
+    def node(self, kind: int, arg: object = None, out1: int = -1, out2: int = -1) -> int:
+        if len(self.nodes) >= _MAX_STATES:
+            raise RegexError(f"pattern too large (more than {_MAX_STATES} states)")
+        self.nodes.append([kind, arg, out1, out2])
+        return len(self.nodes) - 1
+
+    # A fragment is (start, list of (node, slot) holes to patch).
+    def patch(self, holes: list[tuple[int, int]], target: int) -> None:
+        for n, slot in holes:
+            self.nodes[n][slot] = target
+
+    def peek(self) -> str | None:
+        return self.p[self.i] if self.i < len(self.p) else None
+
+    def parse(self) -> int:
+        start, holes = self.alternation()
+        if self.i != len(self.p):
+            raise RegexError(f"unbalanced ')' at position {self.i}")
+        m = self.node(_MATCH)
+        self.patch(holes, m)
+        return start
+
+    def alternation(self) -> tuple[int, list[tuple[int, int]]]:
+        start, holes = self.sequence()
+        while self.peek() == "|":
+            self.i += 1
+            s2, h2 = self.sequence()
+            split = self.node(_SPLIT, None, start, s2)
+            start, holes = split, holes + h2
+        return start, holes
+
+    def sequence(self) -> tuple[int, list[tuple[int, int]]]:
+        frags: list[tuple[int, list[tuple[int, int]]]] = []
+        while True:
+            c = self.peek()
+            if c is None or c in "|)":
+                break
+            frags.append(self.repeat())
+        if not frags:
+            j = self.node(_JUMP)
+            return j, [(j, 2)]
+        start, holes = frags[0]
+        for s, h in frags[1:]:
+            self.patch(holes, s)
+            holes = h
+        return start, holes
+
+    def repeat(self) -> tuple[int, list[tuple[int, int]]]:
+        atom_start = self.i
+        frag = self.atom()
+        atom_end = self.i
+        c = self.peek()
+        if c in ("*", "+", "?"):
+            self.i += 1
+            lo, hi = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
+        elif c == "{" and self._brace_ahead():
+            lo, hi = self._braces()
+        else:
+            return frag
+        if self.peek() == "?":
+            self.i += 1  # lazy: same language, and only match/no-match matters here
+        elif self.peek() == "+":
+            raise RegexError("possessive quantifiers are not supported")
+        nxt = self.peek()
+        if nxt is not None and (nxt in "*+?" or (nxt == "{" and self._brace_ahead())):
+            raise RegexError(f"multiple repeat at position {self.i}")
+        return self._apply(frag, lo, hi, atom_start, atom_end)
+
+    def _brace_ahead(self) -> bool:
+        j = self.p.find("}", self.i)
+        if j < 0:
+            return False
+        body = self.p[self.i + 1:j]
+        lo, comma, hi = body.partition(",")
+        return lo.isdigit() and (not comma or hi == "" or hi.isdigit())
+
+    def _braces(self) -> tuple[int, int | None]:
+        j = self.p.index("}", self.i)
+        body = self.p[self.i + 1:j]
+        self.i = j + 1
+        lo_s, comma, hi_s = body.partition(",")
+        lo = int(lo_s)
+        hi = lo if not comma else (int(hi_s) if hi_s else None)
+        if hi is not None and hi < lo:
+            raise RegexError(f"bad repeat {{{body}}}")
+        if lo > _MAX_REPEAT or (hi or 0) > _MAX_REPEAT:
+            raise RegexError(f"repeat count above {_MAX_REPEAT}")
+        return lo, hi
+
+    def _copy(self, start: int, end: int) -> tuple[int, list[tuple[int, int]]]:
+        # Re-parse the atom's text for an independent copy of its fragment (x{3} = x x x).
+        saved = self.i
+        self.i = start
+        frag = self.atom()
+        assert self.i == end
+        self.i = saved
+        return frag
+
+    def _apply(self, frag: tuple[int, list[tuple[int, int]]], lo: int, hi: int | None,
+               a0: int, a1: int) -> tuple[int, list[tuple[int, int]]]:
+        pieces: list[tuple[int, list[tuple[int, int]]]] = []
+        first = True
+
+        def fresh() -> tuple[int, list[tuple[int, int]]]:
+            nonlocal first
+            if first:
+                first = False
+                return frag
+            return self._copy(a0, a1)
+
+        for _ in range(lo):
+            pieces.append(fresh())
+        if hi is None:
+            s, h = fresh()
+            split = self.node(_SPLIT, None, s, -1)
+            self.patch(h, split)
+            pieces.append((split, [(split, 3)]))
+        else:
+            for _ in range(hi - lo):
+                s, h = fresh()
+                split = self.node(_SPLIT, None, s, -1)
+                pieces.append((split, h + [(split, 3)]))
+        if not pieces:
+            j = self.node(_JUMP)
+            return j, [(j, 2)]
+        start, holes = pieces[0]
+        for s, h in pieces[1:]:
+            self.patch(holes, s)
+            holes = h
+        return start, holes
+
+    def atom(self) -> tuple[int, list[tuple[int, int]]]:
+        c = self.p[self.i]
+        if c == "(":
+            self.i += 1
+            if self.p.startswith("?:", self.i):
+                self.i += 2
+            elif self.p.startswith("?P<", self.i) or (
+                    self.p.startswith("?<", self.i) and self.p[self.i + 2:self.i + 3] not in "=!"):
+                j = self.p.find(">", self.i)
+                if j < 0:
+                    raise RegexError("unterminated group name")
+                self.i = j + 1
+            elif self.p.startswith("?", self.i):
+                raise RegexError("look-around, inline flags and other (?...) groups "
+                                 "are not supported")
+            frag = self.alternation()
+            if self.peek() != ")":
+                raise RegexError("missing )")
+            self.i += 1
+            return frag
+        if c in "*+?":
+            raise RegexError(f"nothing to repeat at position {self.i}")
+        if c == "{" and self._brace_ahead():
+            raise RegexError(f"nothing to repeat at position {self.i}")
+        self.i += 1
+        if c == ".":
+            n = self.node(_CHAR, _ANY_BUT_NEWLINE)
+            return n, [(n, 2)]
+        if c == "^":
+            n = self.node(_BOL)
+            return n, [(n, 2)]
+        if c == "$":
+            n = self.node(_EOL)
+            return n, [(n, 2)]
+        if c == "[":
+            cs = self._class()
+            n = self.node(_CHAR, cs)
+            return n, [(n, 2)]
+        if c == "\\":
+            esc = self._escape(in_class=False)
+            if esc == "BOL":
+                n = self.node(_BOL)
+            elif esc == "EOL":
+                n = self.node(_EOL)
+            else:
+                assert isinstance(esc, _CharSet)
+                n = self.node(_CHAR, esc)
+            return n, [(n, 2)]
+        n = self.node(_CHAR, _CharSet([(ord(c), ord(c))]))
+        return n, [(n, 2)]
+
+    def _escape(self, in_class: bool) -> _CharSet | str:
+        if self.i >= len(self.p):
+            raise RegexError("pattern ends with a backslash")
+        c = self.p[self.i]
+        self.i += 1
+        if c in "dDwWsS":
+            return _CharSet([c])
+        simple = {"t": 9, "n": 10, "r": 13, "f": 12, "v": 11, "a": 7}
+        if c in simple:
+            return _CharSet([(simple[c], simple[c])])
+        if c == "x" or c == "u" or c == "U":
+            width = {"x": 2, "u": 4, "U": 8}[c]
+            hexs = self.p[self.i:self.i + width]
+            if len(hexs) != width or any(h not in "0123456789abcdefABCDEF" for h in hexs):
+                raise RegexError(f"bad escape \\{c}{hexs}")
+            self.i += width
+            cp = int(hexs, 16)
+            return _CharSet([(cp, cp)])
+        if not in_class and c == "A":
+            return "BOL"
+        if not in_class and c in "zZ":
+            return "EOL"
+        if c == "b" and in_class:
+            return _CharSet([(8, 8)])
+        if c.isalnum():
+            # \b, \B, \1..\9 back-references, \N{...}, \p{...} and unknown letters.
+            raise RegexError(f"unsupported escape \\{c}")
+        return _CharSet([(ord(c), ord(c))])
+
+    def _class(self) -> _CharSet:
+        negated = False
+        if self.peek() == "^":
+            negated = True
+            self.i += 1
+        items: list[_SetItem] = []
+        first = True
+        while True:
+            if self.i >= len(self.p):
+                raise RegexError("unterminated character set")
+            c = self.p[self.i]
+            if c == "]" and not first:
+                self.i += 1
+                break
+            first = False
+            if c == "[" and self.p.startswith("[:", self.i):
+                raise RegexError("POSIX classes [:...:] are not supported")
+            lo_cp: int | None
+            if c == "\\":
+                self.i += 1
+                esc = self._escape(in_class=True)
+                assert isinstance(esc, _CharSet)
+                lo_cp = _single_cp(esc)
+                if lo_cp is None:  # \d, \w, \s ... inside a class
+                    items.extend(esc.items)
+                    continue
+            else:
+                self.i += 1
+                lo_cp = ord(c)
+            if self.peek() == "-" and self.i + 1 < len(self.p) and self.p[self.i + 1] != "]":
+                self.i += 1
+                d = self.p[self.i]
+                hi_cp: int | None
+                if d == "\\":
+                    self.i += 1
+                    esc2 = self._escape(in_class=True)
+                    hi_cp = _single_cp(esc2) if isinstance(esc2, _CharSet) else None
+                else:
+                    self.i += 1
+                    hi_cp = ord(d)
+                if hi_cp is None or hi_cp < lo_cp:
+                    raise RegexError("bad character range")
+                items.append((lo_cp, hi_cp))
+            else:
+                items.append((lo_cp, lo_cp))
+        return _CharSet(items, negated)
+
+
+class LinearRegex:
+    """A regex matcher whose ``search`` is linear in the input, for untrusted values.
+
+    >>> LinearRegex("^(a+)+$").search("a" * 10_000 + "!")
+    False
+    >>> LinearRegex("beta|canary-[0-9]+").search("user canary-42")
+    True
+    """
+
+    __slots__ = ("pattern", "_nodes", "_start", "_ids", "_sets", "_trans", "_accept",
+                 "_init", "_lock")
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        parser = _Parser(pattern)
+        try:
+            self._start = parser.parse()
+        except IndexError:
+            raise RegexError("unexpected end of pattern") from None
+        self._nodes = parser.nodes
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ids: dict[frozenset[int], int] = {}
+        self._sets: list[frozenset[int]] = []
+        self._trans: dict[tuple[int, str], int] = {}
+        self._accept: list[bool] = []
+        # The DFA state at position 0 (``^`` holds there) and the "restart" set added at every
+        # later position for an unanchored search (``^`` does not hold there).
+        self._init = self._intern(self._closure((self._start,), at_start=True, at_end=False))
+
+    def _closure(self, seeds: tuple[int, ...] | list[int], at_start: bool,
+                 at_end: bool) -> frozenset[int]:
+        nodes = self._nodes
+        out: set[int] = set()
+        stack = list(seeds)
+        seen: set[int] = set()
+        while stack:
+            s = stack.pop()
+            if s in seen or s < 0:
+                continue
+            seen.add(s)
+            kind = nodes[s][0]
+            if kind == _SPLIT:
+                stack.append(nodes[s][2])  # type: ignore[arg-type]
+                stack.append(nodes[s][3])  # type: ignore[arg-type]
+            elif kind == _JUMP:
+                stack.append(nodes[s][2])  # type: ignore[arg-type]
+            elif kind == _BOL:
+                if at_start:
+                    stack.append(nodes[s][2])  # type: ignore[arg-type]
+            elif kind == _EOL:
+                if at_end:
+                    stack.append(nodes[s][2])  # type: ignore[arg-type]
+                else:
+                    out.add(s)  # pending: satisfied only if the input ends here
+            else:
+                out.add(s)
+        return frozenset(out)
+
+    def _intern(self, states: frozenset[int]) -> int:
+        sid = self._ids.get(states)
+        if sid is None:
+            sid = len(self._sets)
+            self._ids[states] = sid
+            self._sets.append(states)
+            self._accept.append(any(self._nodes[s][0] == _MATCH for s in states))
+        return sid
+
+    def _step(self, sid: int, ch: str) -> int:
+        nodes = self._nodes
+        nxt: list[int] = []
+        for s in self._sets[sid]:
+            node = nodes[s]
+            if node[0] == _CHAR:
+                cs = node[1]
+                assert isinstance(cs, _CharSet)
+                if cs.matches(ch):
+                    nxt.append(node[2])  # type: ignore[arg-type]
+        nxt.append(self._start)  # unanchored: a match may start at the next position
+        return self._intern(self._closure(nxt, at_start=False, at_end=False))
+
+    def search(self, text: str) -> bool:
+        """True when the pattern matches anywhere in ``text`` (``re.search`` semantics)."""
+        with self._lock:
+            if len(self._sets) > self._CACHE_LIMIT:
+                self._reset()  # bounded memory; work per character stays bounded by the NFA size
+            sid = self._init
+            accept = self._accept
+            trans = self._trans
+            for ch in text:
+                if accept[sid]:
+                    return True
+                nxt = trans.get((sid, ch))
+                if nxt is None:
+                    nxt = trans[(sid, ch)] = self._step(sid, ch)
+                sid = nxt
+            if accept[sid]:
+                return True
+            # End of input: pending ``$`` assertions now hold.
+            final = self._closure(tuple(self._sets[sid]), at_start=not text, at_end=True)
+            return any(self._nodes[s][0] == _MATCH for s in final)
+
+
+# --- canary configuration -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryConfig:
+    """The parsed canary annotations of one canary Ingress."""
+
+    #: Header name, normalised like nginx's ``$http_*`` (lower case, ``_`` -> ``-``).
+    header: str | None = None
+    header_value: str | None = None
+    #: ``header`` as bytes (h11 hands header names over as bytes).
+    header_bytes: bytes | None = None
+    header_pattern: LinearRegex | None = None
+    cookie: str | None = None
+    weight: int = 0
+    weight_total: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryDecision:
+    """Why a side was chosen (for logs and tests)."""
+
+    canary: bool
+    reason: str
+
+
+def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, str]]]:
+    """Read the canary annotations; every invalid value becomes an ``(annotation, message)``
+    warning and falls back to the default (BETTER: ingress-nginx drops some silently)."""
+    warn: list[tuple[str, str]] = []
+    header = ann.get(_P + "canary-by-header")
+    if header is not None:
+        header = header.strip()
+        if not header or any(ch in header for ch in " \t:()<>@,;\\\"/[]?={}"):
+            warn.append((_P + "canary-by-header", f"invalid header name {header!r}; ignored"))
+            header = None
+        else:
+            header = header.lower().replace("_", "-")
+    value = ann.get(_P + "canary-by-header-value")
+    pattern_text = ann.get(_P + "canary-by-header-pattern")
+    pattern: LinearRegex | None = None
+    if value is not None and value == "":
+        value = None
+    if (value is not None or pattern_text) and header is None:
+        for key, v in (("canary-by-header-value", value), ("canary-by-header-pattern",
+                                                             pattern_text)):
+            if v:
+                warn.append((_P + key, "has no effect without canary-by-header; ignored"))
+        value = None
+        pattern_text = None
+    if pattern_text:
+        if value is not None:
+            # "a value beats a pattern" (ingress-nginx checks headerValue first).
+            warn.append((_P + "canary-by-header-pattern",
+                         "ignored because canary-by-header-value is set"))
+        else:
+            try:
+                pattern = LinearRegex(pattern_text)
+            except RegexError as exc:
+                warn.append((_P + "canary-by-header-pattern",
+                             f"invalid or unsupported regex {pattern_text!r}: {exc}; ignored"))
+    cookie = ann.get(_P + "canary-by-cookie")
+    if cookie is not None:
+        cookie = cookie.strip()
+        if not cookie or any(ch in cookie for ch in " \t;,="):
+            warn.append((_P + "canary-by-cookie", f"invalid cookie name {cookie!r}; ignored"))
+            cookie = None
+    total = 100
+    raw_total = ann.get(_P + "canary-weight-total")
+    if raw_total is not None:
+        try:
+            total = int(raw_total.strip())
+            if total <= 0:
+                raise ValueError
+        except ValueError:
+            warn.append((_P + "canary-weight-total",
+                         f"invalid value {raw_total!r}: want a positive integer; using 100"))
+            total = 100
+    weight = 0
+    raw_weight = ann.get(_P + "canary-weight")
+    if raw_weight is not None:
+        try:
+            weight = int(raw_weight.strip())
+            if weight < 0:
+                raise ValueError
+        except ValueError:
+            warn.append((_P + "canary-weight",
+                         f"invalid value {raw_weight!r}: want an integer >= 0; using 0"))
+            weight = 0
+        if weight > total:
+            warn.append((_P + "canary-weight",
+                         f"weight {weight} exceeds canary-weight-total {total}; using {total}"))
+            weight = total
+    return CanaryConfig(header, value, header.encode("latin-1") if header else None, pattern,
+                        cookie, weight, total), warn
+
+
+def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
+    """The header, then the cookie: True (canary), False (main) or None (fall through).
+
+    Mirrors ingress-nginx's ``route_to_alternative_balancer``: with a header value or pattern
+    configured, a non-matching header falls through (it does not force main); ``always``/``never``
+    only mean something when neither is configured.
+    """
+    if cfg.header is not None:
+        got = header_value(headers, cfg.header, cfg.header_bytes)  # type: ignore[arg-type]
+        if got is not None:
+            if cfg.header_value is not None:
+                if got == cfg.header_value:
+                    return True
+            elif cfg.header_pattern is not None:
+                if cfg.header_pattern.search(got):
+                    return True
+            elif got == "always":
+                return True
+            elif got == "never":
+                return False
+    if cfg.cookie is not None:
+        c = cookie_value(headers, cfg.cookie)
+        if c == "always":
+            return True
+        if c == "never":
+            return False
+    return None
+
+
+class WeightSplit:
+    """The weight step of one route: canary for exactly ``weight`` of every ``total``
+    consecutive weight-decided requests, interleaved as evenly as possible.
+
+    Request k (0-based) goes to the canary iff ``floor((k+1)w/T) > floor(kw/T)`` - the
+    Bresenham line from (0, 0) to (T, w). After any m requests the canary served
+    ``floor(m*w/T)``; over any window of n requests it served ``floor`` or ``ceil`` of
+    ``n*w/T``: within one request of the exact share (BETTER: ingress-nginx draws
+    ``math.random``, so a 10 % canary can take 0 or 30 of 100 requests, and it ignores
+    ``canary-weight-total`` below 100). ``random=True`` draws instead (seeded).
+    """
+
+    __slots__ = ("weight", "total", "counter", "_rng", "_lock")
+
+    def __init__(self, weight: int, total: int, rng: random.Random | None = None) -> None:
+        self.weight = max(0, min(weight, total))
+        self.total = total
+        #: Requests decided so far (``next`` is atomic under the GIL).
+        self.counter = itertools.count()
+        self._rng = rng
+        self._lock = threading.Lock()
+
+    @property
+    def random(self) -> bool:
+        return self._rng is not None
+
+    def take(self) -> bool:
+        w = self.weight
+        if w == 0:
+            return False
+        t = self.total
+        if w == t:
+            return True
+        if self._rng is not None:
+            with self._lock:
+                return self._rng.randrange(t) < w
+        k = next(self.counter) % t  # the pattern repeats every T requests; keep ints small
+        return (k + 1) * w // t > k * w // t

@@ -1,0 +1,408 @@
+"""``ingresslib demo``: the README's first command.
+
+Starts, on 127.0.0.1, small echo backends (the "pods") and the proxy in front of them with the
+manifests of ``ingresslib/examples/demo.yaml`` (a copy lives in ``examples/demo/``): the
+ingress-nginx fan-out walkthrough (``/`` -> web, ``/guest`` -> guest with 2 pods, ``/admin`` ->
+admin with 3 pods, round-robin visible in the bodies), host rules ``example.test`` and
+``*.example.test``, a 90/10 canary, and HTTPS for ``example.test`` with a certificate generated
+at start. What only exists at run time is built here: one EndpointSlice per pod (its port is
+picked at start) and the TLS Secret.
+
+Then it prints ``curl`` commands to try and serves until Ctrl-C; ``--once`` instead sends a
+handful of requests through the proxy, prints what came back, and exits (0 when every answer is
+the expected one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import importlib.resources
+import signal
+import ssl
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+__all__ = [
+    "demo_main",
+    "run_demo",
+    "demo_manifests",
+    "demo_resources",
+    "DEMO_PODS",
+    "EchoBackend",
+    "start_echo",
+    "parse_echo",
+    "http_get",
+]
+
+#: Service -> number of echo pods.
+DEMO_PODS: Mapping[str, int] = {"web": 1, "web-v2": 1, "guest": 2, "admin": 3, "tenants": 1}
+
+_ECHOED = (b"x-forwarded-for", b"x-real-ip", b"x-forwarded-host", b"x-forwarded-proto",
+           b"x-forwarded-port", b"x-request-id", b"x-forwarded-prefix")
+
+
+class _EchoProtocol(asyncio.Protocol):
+    def __init__(self, backend: EchoBackend) -> None:
+        self.b = backend
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.b.connections.add(transport)
+        self.b.accepted += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.b.connections.discard(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].split(b"\r\n")
+            length = 0
+            close = False
+            headers: dict[bytes, bytes] = {}
+            for line in head[1:]:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            if b"content-length" in headers:
+                length = int(headers[b"content-length"])
+            if end + 4 + length > len(self.buf):
+                return
+            body = self.buf[end + 4:end + 4 + length]
+            self.buf = self.buf[end + 4 + length:]
+            parts = head[0].split(b" ")
+            version = parts[2] if len(parts) > 2 else b"HTTP/1.1"
+            conn = headers.get(b"connection", b"").lower()
+            close = conn == b"close" or (version == b"HTTP/1.0" and conn != b"keep-alive")
+            self.b.requests += 1
+            self._respond(head[0], headers, body, close)
+            if close:
+                return
+
+    def _respond(self, line: bytes, headers: dict[bytes, bytes], body: bytes, close: bool) -> None:
+        b = self.b
+        out = [b"service: " + b.service.encode(), b"pod: " + b.pod.encode(),
+               b"port: %d" % b.port, b"request: " + line,
+               b"host: " + headers.get(b"host", b"")]
+        out += [n + b": " + headers[n] for n in _ECHOED if n in headers]
+        if body:
+            out.append(b"body-length: %d" % len(body))
+        payload = b"\n".join(out) + b"\n"
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (len(payload), b"Connection: close\r\n" if close else b"", payload))
+        if close:
+            self.transport.close()
+
+
+@dataclass
+class EchoBackend:
+    """One running echo pod. ``port`` is known once started."""
+
+    service: str
+    pod: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: int = 0
+    accepted: int = 0
+    server: asyncio.Server | None = None
+    connections: set[asyncio.Transport] = field(default_factory=set)
+
+    async def start(self) -> EchoBackend:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _EchoProtocol(self), self.host, self.port, reuse_address=True)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (a pod dying)."""
+        if self.server is not None:
+            self.server.close()
+            for t in list(self.connections):
+                t.abort()
+            await self.server.wait_closed()
+            self.server = None
+
+
+async def start_echo(service: str, pod: str, host: str = "127.0.0.1", port: int = 0) -> EchoBackend:
+    return await EchoBackend(service, pod, host, port).start()
+
+
+def parse_echo(body: bytes | str) -> dict[str, str]:
+    """An echo body -> ``{"service": ..., "pod": ..., ...}``."""
+    text = body.decode() if isinstance(body, bytes) else body
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(": ")
+        out[k] = v
+    return out
+
+
+# --- a minimal client (h11), for --once and the tests ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def echo(self) -> dict[str, str]:
+        return parse_echo(self.body) if self.status == 200 else {}
+
+
+async def http_get(
+    port: int, host: str, path: str = "/", *, tls: ssl.SSLContext | None = None,
+    sni: str | None = None, headers: Sequence[tuple[str, str]] = (), timeout: float = 5.0,
+    address: str = "127.0.0.1",
+) -> Reply:
+    """One ``GET`` on a fresh connection (like ``curl --resolve host:port:127.0.0.1``)."""
+    import h11
+
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(
+            address, port, ssl=tls, server_hostname=(sni or host.split(":")[0]) if tls else None)
+        try:
+            conn = h11.Connection(h11.CLIENT)
+            hdrs = [("Host", host), ("Connection", "close"), *headers]
+            writer.write(conn.send(h11.Request(method="GET", target=path, headers=hdrs)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            status, rh, body = 0, {}, b""
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(ev, h11.Response):
+                    status = ev.status_code
+                    rh = {k.decode().lower(): v.decode() for k, v in ev.headers}
+                elif isinstance(ev, h11.Data):
+                    body += ev.data
+                elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+            return Reply(status, rh, body)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, ssl.SSLError):
+                pass
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+
+def demo_manifests() -> list[dict[str, Any]]:
+    """The static demo manifests (as shipped in the package), as dicts."""
+    import yaml
+
+    text = importlib.resources.files("ingresslib").joinpath("examples/demo.yaml").read_text("utf-8")
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def runtime_objects(
+    pods: Mapping[str, Sequence[EchoBackend]], cert: tuple[bytes, bytes] | None
+) -> list[dict[str, Any]]:
+    """One EndpointSlice per pod (pods differ by port, and a slice's ports apply to all of its
+    endpoints) and the ``example-tls`` Secret."""
+    out: list[dict[str, Any]] = []
+    for svc, backends in pods.items():
+        for b in backends:
+            out.append({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": b.pod, "labels": {"kubernetes.io/service-name": svc}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [b.host], "conditions": {"ready": True},
+                               "targetRef": {"kind": "Pod", "name": b.pod}}],
+                "ports": [{"name": "http", "port": b.port, "protocol": "TCP"}],
+            })
+    if cert is not None:
+        out.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "example-tls"},
+            "data": {"tls.crt": base64.b64encode(cert[0]).decode(),
+                     "tls.key": base64.b64encode(cert[1]).decode()},
+        })
+    return out
+
+
+def demo_resources(pods: Mapping[str, Sequence[EchoBackend]], cert: tuple[bytes, bytes] | None) -> Any:
+    from ._resources import Resources
+
+    return Resources.from_dicts([*demo_manifests(), *runtime_objects(pods, cert)])
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    """A running demo: pods, proxy, the generated certificate."""
+
+    pods: dict[str, list[EchoBackend]] = field(default_factory=dict)
+    server: Any = None
+    cert: tuple[bytes, bytes] = (b"", b"")
+    http_port: int = 0
+    https_port: int = 0
+
+    def client_tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cadata=self.cert[0].decode())
+        return ctx
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.shutdown(timeout=2.0)
+        for backends in self.pods.values():
+            for b in backends:
+                await b.stop()
+
+
+async def start_demo(
+    listen: tuple[str, int] = ("127.0.0.1", 0), tls_listen: tuple[str, int] = ("127.0.0.1", 0),
+    *, seed: int | None = None, on_record: Any = None,
+) -> Demo:
+    from ._router import Router
+    from ._table import served_ingresses
+    from ._tls import CertificateStore, generate_certificate
+    from .proxy._server import ProxyServer
+
+    demo = Demo()
+    try:
+        for svc, n in DEMO_PODS.items():
+            demo.pods[svc] = [await start_echo(svc, f"{svc}-{i}") for i in range(n)]
+        demo.cert = generate_certificate(["example.test"])
+        res = demo_resources(demo.pods, demo.cert)
+        store = CertificateStore()
+        store.update(res, served_ingresses(res, None, None)[0])
+        router = Router(res, seed=seed)
+        demo.server = ProxyServer(router, cert_store=store, on_record=on_record)
+        await demo.server.start(listen, tls_listen)
+    except BaseException:
+        await demo.stop()
+        raise
+    for scheme, _, port in demo.server.addresses:
+        if scheme == "http":
+            demo.http_port = port
+        else:
+            demo.https_port = port
+    return demo
+
+
+def _curl_lines(demo: Demo) -> list[str]:
+    p, s = demo.http_port, demo.https_port
+    return [
+        f"curl -s http://127.0.0.1:{p}/ -H 'Host: example.test'          # web (or web-v2, 10 %: the canary)",
+        f"curl -s http://127.0.0.1:{p}/guest -H 'Host: example.test'     # guest-0, guest-1 in turn",
+        f"curl -s http://127.0.0.1:{p}/admin/x -H 'Host: example.test'   # admin-0..2 round-robin",
+        f"curl -s http://127.0.0.1:{p}/ -H 'Host: a.example.test'        # *.example.test -> tenants",
+        f"curl -si http://127.0.0.1:{p}/ -H 'Host: a.b.example.test'     # 404: a wildcard covers one label",
+        f"curl -sk --resolve example.test:{s}:127.0.0.1 https://example.test:{s}/admin   # HTTPS (+HSTS)",
+    ]
+
+
+async def self_check(demo: Demo, out: TextIO) -> bool:
+    """Send a handful of requests through the proxy, print them, return whether all were as
+    expected."""
+    p = demo.http_port
+    ok = True
+    checks: list[tuple[str, str, str, int, str | None]] = [
+        # (label, host, path, want status, want service)
+        ("fan-out /guest", "example.test", "/guest", 200, "guest"),
+        ("fan-out /guest", "example.test", "/guest", 200, "guest"),
+        ("fan-out /admin", "example.test", "/admin/users", 200, "admin"),
+        ("fan-out /admin", "example.test", "/admin/users", 200, "admin"),
+        ("fan-out /admin", "example.test", "/admin/users", 200, "admin"),
+        ("wildcard host", "a.example.test", "/", 200, "tenants"),
+        ("two labels deep", "a.b.example.test", "/", 404, None),
+        ("no such host", "other.test", "/", 404, None),
+    ]
+    seen: dict[str, set[str]] = {}
+    for label, host, path, want, svc in checks:
+        r = await http_get(p, host, path)
+        e = r.echo
+        good = r.status == want and (svc is None or e.get("service") == svc)
+        ok &= good
+        seen.setdefault(e.get("service", ""), set()).add(e.get("pod", ""))
+        who = f"{e.get('service')}/{e.get('pod')}" if e else r.body[:40].decode(errors="replace").strip()
+        print(f"  {'ok ' if good else 'BAD'} {label:18} GET http://{host}{path} -> {r.status} {who}", file=out)
+    for svc in ("guest", "admin"):
+        if len(seen.get(svc, ())) != DEMO_PODS[svc]:
+            print(f"  BAD round-robin over {svc}: saw {sorted(seen.get(svc, ()))}", file=out)
+            ok = False
+    split: Counter[str] = Counter()
+    for _ in range(40):
+        split[(await http_get(p, "example.test", "/")).echo.get("service", "?")] += 1
+    canary_ok = set(split) <= {"web", "web-v2"} and split["web"] > 0
+    ok &= canary_ok
+    print(f"  {'ok ' if canary_ok else 'BAD'} canary 90/10      40 x GET http://example.test/ -> "
+          + ", ".join(f"{k} {v}" for k, v in sorted(split.items())), file=out)
+    r = await http_get(demo.https_port, "example.test", "/admin", tls=demo.client_tls())
+    good = r.status == 200 and r.echo.get("service") == "admin" and "strict-transport-security" in r.headers
+    ok &= good
+    print(f"  {'ok ' if good else 'BAD'} HTTPS + SNI       GET https://example.test/admin -> {r.status} "
+          f"{r.echo.get('service')}/{r.echo.get('pod')}, hsts={r.headers.get('strict-transport-security')!r}",
+          file=out)
+    return ok
+
+
+async def run_demo(
+    *, listen: tuple[str, int], tls_listen: tuple[str, int], once: bool, out: TextIO,
+    seed: int | None = None,
+) -> int:
+    try:
+        demo = await start_demo(listen, tls_listen, seed=seed)
+    except OSError as e:
+        print(f"ingresslib demo: cannot listen: {e}", file=sys.stderr)
+        return 1
+    try:
+        for url in demo.server.urls:
+            print(f"listening on {url}", file=sys.stderr, flush=True)
+        pods = ", ".join(f"{s}: {' '.join(str(b.port) for b in bs)}" for s, bs in demo.pods.items())
+        print(f"echo pods on 127.0.0.1 ports  {pods}", file=out)
+        if once:
+            print("self-check:", file=out)
+            ok = await self_check(demo, out)
+            print("self-check passed" if ok else "self-check FAILED", file=out, flush=True)
+            return 0 if ok else 1
+        print("try:", file=out)
+        for line in _curl_lines(demo):
+            print("  " + line, file=out)
+        print("Ctrl-C to stop.", file=out, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+                pass
+        await stop.wait()
+        return 0
+    finally:
+        await demo.stop()
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    from .proxy._server import parse_listen
+
+    once = bool(getattr(args, "once", False))
+    # --once picks free ports unless told otherwise, so it never collides with a running demo.
+    listen = parse_listen(getattr(args, "listen", None) or ("127.0.0.1:0" if once else "127.0.0.1:8080"))
+    tls = parse_listen(getattr(args, "tls_listen", None) or ("127.0.0.1:0" if once else "127.0.0.1:8443"))
+    try:
+        return asyncio.run(run_demo(listen=listen, tls_listen=tls, once=once, out=sys.stdout,
+                                    seed=getattr(args, "seed", None)))
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        return 0

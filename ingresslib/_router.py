@@ -1,0 +1,557 @@
+"""Router: RouteTable + endpoints + balancers + canary -> Decision (SEMANTICS §6-§8).
+
+Everything a request needs is precomputed at update time into one immutable ``_State``
+(the table, one ``_Route`` per route id, each with its backends' endpoints and balancers), and
+``update`` publishes a new state with a single attribute assignment. A request thus reads one
+consistent snapshot: it can never see the new table with the old endpoints (CPython attribute
+stores are atomic). Mutable parts that must survive updates - balancer cycles, EWMA statistics,
+canary counters - live in objects the old and new states share by key.
+
+The request path is ``table.match`` + one list index + the balancer's ``pick`` + a cached
+``Decision``: decisions are built once per (route, side, endpoint) and reused, so a
+round-robin request allocates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import random
+import threading
+import time
+from zlib import crc32
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._balance import (
+    EMPTY_REQUEST,
+    Balancer,
+    BalancerFactory,
+    BalancerOptions,
+    BalancerSpec,
+    ConsistentHash,
+    CookieAffinity,
+    Headers,
+    RequestContext,
+    RoundRobin,
+    make_balancer,
+    parse_balancer_spec,
+    registered_balancers,
+)
+from ._canary import CANARY_ANNOTATION, CanaryConfig, WeightSplit, explicit_choice, parse_canary
+from ._endpoints import (
+    ENDPOINT_WEIGHTS_ANNOTATION,
+    SERVICE_UPSTREAM_ANNOTATION,
+    EndpointIndex,
+    EndpointSet,
+    parse_weights,
+)
+from ._models import Ingress
+from ._resources import Resources
+from ._table import Diagnostic, Match, RouteTable
+
+__all__ = ["Router", "Decision"]
+
+log = logging.getLogger("ingresslib.router")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one request goes.
+
+    ``match`` is the rule the table matched (the main rule, also when the canary serves);
+    ``served`` is the Match whose backend serves (``match.canary`` when ``canary`` is True).
+    ``endpoint`` is None when the backend has no ready endpoint (answer 503).
+    """
+
+    service: str | None
+    namespace: str
+    #: The resolved numeric target port (None when it cannot be resolved).
+    port: int | None
+    endpoint: tuple[str, int] | None
+    canary: bool
+    match: Match
+    #: The ``Set-Cookie`` header value to add to the response (cookie affinity), or None.
+    set_cookie: str | None = None
+    #: The Match whose backend serves: ``match`` or ``match.canary``.
+    served: Match | None = None
+    #: ``"namespace/service:port"`` naming the backend (for logs and metrics).
+    backend: str | None = None
+    #: Opaque: the backend state used by ``next_endpoint`` and ``observe``.
+    handle: Any = field(default=None, repr=False, compare=False)
+
+
+# How a backend picks, decided at update time so the request path branches once.
+_RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
+_UNUSED_COUNTER: Iterator[int] = itertools.count()
+#: Handed to balancers that never draw (built-in round-robin, plain consistent hashing).
+_UNUSED_RNG = random.Random(0)
+#: Canary weight patterns are precomputed for totals up to this (arithmetic above).
+_MAX_PATTERN = 100_000
+_PATTERNS: dict[tuple[int, int], tuple[bool, ...]] = {}
+_PATTERNS_LOCK = threading.Lock()
+
+
+def _pattern(weight: int, total: int) -> tuple[bool, ...]:
+    """The smooth split of one period: position k is canary iff floor((k+1)w/T) > floor(kw/T).
+    Immutable and shared by every route with the same (weight, total)."""
+    key = (weight, total)
+    p = _PATTERNS.get(key)
+    if p is None:
+        p = tuple((k + 1) * weight // total > k * weight // total for k in range(total))
+        with _PATTERNS_LOCK:
+            if len(_PATTERNS) > 4096:
+                _PATTERNS.clear()
+            _PATTERNS[key] = p
+    return p
+
+
+class _Backend:
+    """One side (main or canary) of one route: endpoints, balancer, cached decisions."""
+
+    __slots__ = ("eps", "balancer", "pick", "mode", "counter", "n", "rr", "sticky", "keyfn",
+                 "points", "owners", "decisions", "empty", "match", "served", "canary", "label")
+
+    def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
+                 canary: bool) -> None:
+        self.eps = eps
+        self.balancer = balancer
+        self.pick = balancer.pick
+        self.match = match
+        self.served = served
+        self.canary = canary
+        self.label = (f"{eps.namespace}/{eps.service}:{served.port}"
+                      if eps.service is not None else None)
+        n = len(eps.endpoints)
+        self.n = n
+        self.empty = Decision(eps.service, eps.namespace, eps.port, None, canary, match, None,
+                              served, self.label, self)
+        #: One Decision per endpoint, built on first use and then reused (never rebuilt: a
+        #: round-robin request allocates nothing).
+        self.decisions: list[Decision | None] = [None] * n
+        self.sticky: CookieAffinity | None = None
+        self.keyfn: Any = None
+        self.points: list[int] | None = None
+        self.owners: list[int] = []
+        self.counter: Iterator[int] = _UNUSED_COUNTER
+        #: Plain round-robin: the decision list to index (``[empty]`` when there is no endpoint).
+        self.rr: list[Decision | None] | None = None
+        if type(balancer) is RoundRobin and not eps.weighted:
+            self.mode = _RR
+            self.counter = balancer.counter
+            self.rr = self.decisions if n else [self.empty]
+            self.n = max(n, 1)
+        elif isinstance(balancer, CookieAffinity):
+            self.mode = _CTX
+            self.sticky = balancer
+        elif type(balancer) is ConsistentHash:
+            self.mode = _KEY if balancer.subset else _CHASH
+            self.keyfn = balancer.template.fn
+        elif getattr(balancer, "uses_request", True):
+            self.mode = _CTX
+        else:
+            self.mode = _PLAIN
+
+    def decision(self, i: int) -> Decision:
+        d = self.decisions[i]
+        if d is None:
+            eps = self.eps
+            # Idempotent: two threads racing here build equal decisions; either may win.
+            d = self.decisions[i] = Decision(eps.service, eps.namespace, eps.port,
+                                             eps.endpoints[i], self.canary, self.match, None,
+                                             self.served, self.label, self)
+        return d
+
+    def _load_ring(self) -> list[int]:
+        ring = self.balancer.ring(self.eps)  # type: ignore[attr-defined]
+        self.owners = ring.owners
+        self.points = ring.points  # published last: a reader seeing points sees owners
+        return ring.points  # type: ignore[no-any-return]
+
+    def choose(self, method: str, host: str, path: str, headers: Headers,
+               client_ip: str | None, query: str | None) -> Decision:
+        """Pick for one request (no endpoint tried yet)."""
+        mode = self.mode
+        if mode == _RR:
+            k = next(self.counter) % self.n
+            return self.rr[k] or self.decision(k)  # type: ignore[index]
+        if not self.n:
+            return self.empty
+        if mode == _CHASH:
+            pts = self.points
+            if pts is None:
+                pts = self._load_ring()
+            key = self.keyfn(method, host, path, query, headers, client_ip)
+            k = self.owners[bisect_left(pts, crc32(key.encode("utf-8", "surrogateescape")))]
+            return self.decisions[k] or self.decision(k)
+        eps = self.eps
+        i: int | None
+        if mode == _KEY:
+            i = self.balancer.pick_key(  # type: ignore[attr-defined]
+                self.keyfn(method, host, path, query, headers, client_ip), eps)
+        elif mode == _PLAIN:
+            i = self.pick(EMPTY_REQUEST, eps, ())
+        else:
+            ctx = RequestContext(method, host, path, headers, client_ip, query)
+            sticky = self.sticky
+            if sticky is not None:
+                i, cookie = sticky.pick_with_cookie(ctx, eps, ())
+                if cookie is not None and i is not None:
+                    return Decision(eps.service, eps.namespace, eps.port, eps.endpoints[i],
+                                    self.canary, self.match, cookie, self.served, self.label,
+                                    self)
+            else:
+                i = self.pick(ctx, eps, ())
+        if i is None or not 0 <= i < self.n:
+            return self.empty
+        return self.decision(i)
+
+
+class _Route:
+    __slots__ = ("main", "canary", "cfg", "split", "explicit", "sticky", "rr", "counter", "n",
+                 "pattern", "wcounter", "total")
+
+    def __init__(self, main: _Backend, canary: _Backend | None, cfg: CanaryConfig | None,
+                 split: WeightSplit | None) -> None:
+        self.main = main
+        self.canary = canary
+        self.cfg = cfg
+        self.split = split
+        #: Header or cookie rules to evaluate before the weight.
+        self.explicit = cfg is not None and (cfg.header is not None or cfg.cookie is not None)
+        #: Session affinity on either side keeps a session on its side.
+        self.sticky = canary is not None and (main.sticky is not None
+                                              or canary.sticky is not None)
+        # The fastest path, copied up from the backend: no canary, plain round-robin.
+        plain = canary is None and main.mode == _RR
+        self.rr: list[Decision | None] | None = main.rr if plain else None
+        self.counter = main.counter
+        self.n = main.n
+        # The smooth split as a lookup: pattern[next(counter) % total].
+        self.pattern: tuple[bool, ...] | None = None
+        self.wcounter: Iterator[int] = _UNUSED_COUNTER
+        self.total = 1
+        if split is not None and not split.random and split.total <= _MAX_PATTERN:
+            self.pattern = _pattern(split.weight, split.total)
+            self.wcounter = split.counter
+            self.total = split.total
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    table: RouteTable
+    #: Indexed by ``Match.route_id``; every id the table hands out has an entry.
+    routes: list[_Route]
+    warnings: tuple[Diagnostic, ...]
+    resources: Resources
+    index: EndpointIndex
+
+
+def _derive_seed(seed: int | None, key: str) -> random.Random:
+    if seed is None:
+        return random.Random()
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+class Router:
+    """Routes requests to endpoints: the table, the Services' ready endpoints, the balancers
+    and the canary rules of one ``Resources``.
+
+    >>> from ingresslib import parse_manifests
+    >>> res = parse_manifests('''
+    ... apiVersion: networking.k8s.io/v1
+    ... kind: Ingress
+    ... metadata: {name: web}
+    ... spec:
+    ...   rules:
+    ...   - http:
+    ...       paths:
+    ...       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+    ... ---
+    ... apiVersion: v1
+    ... kind: Service
+    ... metadata: {name: web}
+    ... spec: {ports: [{port: 80, targetPort: 8080}]}
+    ... ---
+    ... apiVersion: discovery.k8s.io/v1
+    ... kind: EndpointSlice
+    ... metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}
+    ... addressType: IPv4
+    ... ports: [{port: 8080}]
+    ... endpoints: [{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]
+    ... ''')
+    >>> router = Router(res)
+    >>> [router.route("GET", "example.test", "/").endpoint for _ in range(3)]
+    [('10.0.0.1', 8080), ('10.0.0.2', 8080), ('10.0.0.1', 8080)]
+    """
+
+    def __init__(self, res: Resources, ingress_class: str | None = None,
+                 controller: str | None = None, seed: int | None = None, *,
+                 load_balance: str = "round_robin",
+                 balancers: Mapping[str, BalancerFactory] | None = None,
+                 canary_random: bool = False,
+                 clock: Callable[[], float] = time.monotonic,
+                 table: RouteTable | None = None) -> None:
+        self.ingress_class = ingress_class
+        self.controller = controller
+        self.seed = seed
+        #: The ConfigMap ``load-balance`` default for backends without the annotation.
+        self.load_balance = load_balance
+        self._own_factories = dict(balancers or {})
+        #: True: the canary weight is a seeded random draw per request (ingress-nginx's way)
+        #: instead of the exact smooth interleave.
+        self.canary_random = canary_random
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Survive updates, keyed by what they belong to; pruned to the keys still in use.
+        self._balancers: dict[tuple[Any, ...], Balancer] = {}
+        self._splits: dict[tuple[Any, ...], WeightSplit] = {}
+        self._state: _State = self._build(res, table)
+
+    # --- public surface ------------------------------------------------------------------------
+
+    @property
+    def table(self) -> RouteTable:
+        return self._state.table
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """Invalid annotations (each naming the Ingress and the annotation) and other problems
+        found while wiring routes to backends."""
+        return self._state.warnings
+
+    @property
+    def resources(self) -> Resources:
+        return self._state.resources
+
+    def update(self, res: Resources) -> None:
+        """Swap to ``res`` atomically. When only Services/endpoints changed, the route table
+        is kept (no rebuild); balancer state and canary counters carry over."""
+        with self._lock:
+            old = self._state
+            if self._same_routing_inputs(old.resources, res):
+                self._state = self._build(res, old.table, old)
+            else:
+                self._state = self._build(res, None)
+
+    def route(self, method: str, host: str, path: str, headers: Headers = (),
+              client_ip: str | None = None, *, query: str | None = None) -> Decision | None:
+        """The Decision for one request, or None when no rule and no default backend matched.
+
+        ``path`` is the request path without the query (as received); ``query`` (optional)
+        feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``. Raises
+        :class:`BadRequestError` as ``RouteTable.match`` does.
+        """
+        st = self._state
+        m = st.table.match(host, path)
+        if m is None:
+            return None
+        r = st.routes[m.route_id]
+        rr = r.rr
+        if rr is not None:
+            i = next(r.counter) % r.n
+            return rr[i] or r.main.decision(i)
+        c = r.canary
+        if c is None:
+            return r.main.choose(method, host, path, headers, client_ip, query)
+        main = r.main
+        choice: bool | None = None
+        if r.explicit:
+            # BETTER: explicit opt-in/opt-out (header, then cookie) is decided before session
+            # affinity, so "never" leaves the canary even for a sticky session.
+            choice = explicit_choice(r.cfg, headers)  # type: ignore[arg-type]
+        if choice is None and r.sticky:
+            # A session pinned to one side stays there (ingress-nginx checks the canary
+            # side's sticky cookie before anything else).
+            ctx = RequestContext(method, host, path, headers, client_ip, query)
+            if c.sticky is not None and c.sticky.affinitized(ctx, c.eps):
+                choice = True
+            elif main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
+                choice = False
+        if choice is None:
+            pattern = r.pattern
+            if pattern is not None:
+                choice = pattern[next(r.wcounter) % r.total]
+            else:
+                choice = r.split.take()  # type: ignore[union-attr]
+        side = c if choice else main
+        if not side.eps.endpoints:
+            # BETTER: "when one side has no ready endpoint the other serves".
+            other = main if choice else c
+            if other.eps.endpoints:
+                side = other
+        return side.choose(method, host, path, headers, client_ip, query)
+
+    def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]
+                      ) -> tuple[str, int] | None:
+        """Another ready endpoint of the decision's backend, not in ``tried``, chosen by its
+        balancer; None when every endpoint was tried. (§8: "A retry never goes back to an
+        endpoint this request already tried while another is untried.")"""
+        b = decision.handle
+        if not isinstance(b, _Backend):
+            return None
+        eps = b.eps.endpoints
+        if not eps:
+            return None
+        i = b.pick(RequestContext(decision.match.host or "", path=decision.match.path or "/",
+                                  retry=True), b.eps, tried)
+        if i is not None and 0 <= i < len(eps) and eps[i] not in tried:
+            return eps[i]
+        # A third-party balancer that answered a tried (or no) endpoint: keep the promise anyway.
+        for ep in eps:
+            if ep not in tried:
+                return ep
+        return None
+
+    def observe(self, decision: Decision, endpoint: tuple[str, int], seconds: float,
+                ok: bool) -> None:
+        """Tell the decision's balancer how a request to ``endpoint`` went (EWMA uses it)."""
+        b = decision.handle
+        if isinstance(b, _Backend):
+            b.balancer.observe(endpoint, seconds, ok)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _same_routing_inputs(old: Resources, new: Resources) -> bool:
+        # The table depends on Ingresses and IngressClasses only (§6: "Endpoints change without
+        # a rebuild of the route table"). Models are frozen dataclasses: == is structural.
+        return ((old.ingresses is new.ingresses or old.ingresses == new.ingresses)
+                and (old.ingress_classes is new.ingress_classes
+                     or old.ingress_classes == new.ingress_classes))
+
+    def _factories(self) -> dict[str, BalancerFactory]:
+        f = registered_balancers()
+        f.update(self._own_factories)
+        return f
+
+    def _build(self, res: Resources, table: RouteTable | None,
+               previous: _State | None = None) -> _State:
+        if table is None:
+            table = RouteTable.build(res, self.ingress_class, self.controller)
+        index = EndpointIndex(res)
+        factories = self._factories()
+        known = frozenset(factories)
+        warnings: list[Diagnostic] = []
+        warned: set[tuple[str, str, str]] = set()
+
+        def warn(ing: Ingress | None, obj: str, key: str, message: str) -> None:
+            k = (obj, key, message)
+            if k not in warned:
+                warned.add(k)
+                fld = f"metadata.annotations[{key}]" if key else ""
+                warnings.append(Diagnostic(obj, fld, message))
+
+        if self.load_balance not in known:
+            warn(None, "Router", "", f"unknown default load-balance {self.load_balance!r}; "
+                 "using round_robin")
+            default_lb = "round_robin"
+        else:
+            default_lb = self.load_balance
+
+        spec_cache: dict[tuple[int, str | None], BalancerSpec] = {}
+        balancers: dict[tuple[Any, ...], Balancer] = {}
+        splits: dict[tuple[Any, ...], WeightSplit] = {}
+
+        def backend(match: Match, main: Match, canary: bool) -> _Backend:
+            # ``previous`` is only given when the table (so every Match) is the same object.
+            ing = match.ingress_object
+            ann = match.annotations
+            obj = f"Ingress {match.ingress}"
+            ck = (id(ing), match.path)
+            spec = spec_cache.get(ck)
+            if spec is None:
+                spec, problems = parse_balancer_spec(ann, default_lb, known, match.path)
+                for key, msg in problems:
+                    warn(ing, obj, key, msg)
+                spec_cache[ck] = spec
+            upstream = False
+            raw = ann.get(SERVICE_UPSTREAM_ANNOTATION)
+            if raw is not None:
+                upstream = raw.strip().lower() == "true"
+                if raw.strip().lower() not in ("true", "false"):
+                    warn(ing, obj, SERVICE_UPSTREAM_ANNOTATION,
+                         f"invalid boolean {raw!r}; using false")
+            eps = index.resolve(match.namespace, match.service, match.port, upstream)
+            tag = ".c" if canary else ""
+            bkey = (match.namespace, match.service, match.port, upstream, spec, tag)
+            bal = balancers.get(bkey) or self._balancers.get(bkey)
+            if bal is None:
+                # Seeding a Random costs ~10 us: only balancers that draw get their own.
+                draws = not ((spec.kind == "round_robin"
+                              and factories.get("round_robin") is RoundRobin)
+                             or (spec.kind == "chash" and not spec.subset))
+                rng = _derive_seed(self.seed, repr(bkey)) if draws else _UNUSED_RNG
+                options = BalancerOptions(ann, rng, self._clock,
+                                          spec)
+                try:
+                    bal = make_balancer(spec, options, factories, tag)
+                except Exception as exc:  # a third-party factory failed: say so, keep serving
+                    warn(ing, obj, "nginx.ingress.kubernetes.io/load-balance",
+                         f"balancer {spec.kind!r} failed to start ({exc}); using round_robin")
+                    bal = make_balancer(BalancerSpec("round_robin"), options, factories)
+            balancers[bkey] = bal
+            if previous is not None:
+                old_route = previous.routes[main.route_id]
+                old = old_route.canary if canary else old_route.main
+                if old is not None and old.balancer is bal and old.eps == eps:
+                    return old  # nothing changed for this backend: keep its decisions
+            return _Backend(eps, bal, main, match, canary)
+
+        canary_cfgs: dict[int, CanaryConfig] = {}
+        size = 1 + max((m.route_id for m in table.routes), default=-1)
+        # Canary Matches own ids too but are never returned by a lookup: their slots stay None.
+        routes: list[Any] = [None] * size
+        for m in table.routes:
+            mb = backend(m, m, False)
+            cm = m.canary
+            if cm is None or cm.ingress_object is None:
+                routes[m.route_id] = _Route(mb, None, None, None)
+                continue
+            cing = cm.ingress_object
+            cfg = canary_cfgs.get(id(cing))
+            if cfg is None:
+                cfg, problems = parse_canary(cm.annotations)
+                for key, msg in problems:
+                    warn(cing, f"Ingress {cm.ingress}", key, msg)
+                canary_cfgs[id(cing)] = cfg
+            cb = backend(cm, m, True)
+            # The counter belongs to the rule (BETTER: per-rule scope), and survives updates
+            # while the rule, its canary and the weights stay the same.
+            skey = (m.ingress, m.host, m.path, m.path_type, m.is_default_backend, cm.ingress,
+                    cfg.weight, cfg.weight_total)
+            split = splits.get(skey) or self._splits.get(skey)
+            if split is None:
+                rng = _derive_seed(self.seed, repr(skey)) if self.canary_random else None
+                split = WeightSplit(cfg.weight, cfg.weight_total, rng)
+            splits[skey] = split
+            routes[m.route_id] = _Route(mb, cb, cfg, split)
+
+        # Canary annotations on Ingresses that lost every pairing are still worth checking.
+        for ing in table.served:
+            ann = ing.metadata.annotations
+            if ann.get(CANARY_ANNOTATION) == "true" and id(ing) not in canary_cfgs:
+                for key, msg in parse_canary(ann)[1]:
+                    warn(ing, f"Ingress {ing.metadata.ref}", key, msg)
+            raw_canary = ann.get(CANARY_ANNOTATION)
+            if raw_canary is not None and raw_canary not in ("true", "false"):
+                warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
+                     f"invalid value {raw_canary!r}: only \"true\" makes a canary; "
+                     "treated as a normal Ingress")
+        for svc in res.services:
+            text = svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
+            if text:
+                for msg in parse_weights(text)[2]:
+                    warnings.append(Diagnostic(f"Service {svc.metadata.ref}",
+                                               f"metadata.annotations[{ENDPOINT_WEIGHTS_ANNOTATION}]",
+                                               msg))
+        for w in warnings:
+            log.debug("%s", w)
+        # Publish the carried-over state maps before the state that uses them.
+        self._balancers = balancers
+        self._splits = splits
+        return _State(table, routes, tuple(warnings), res, index)

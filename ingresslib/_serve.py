@@ -1,0 +1,322 @@
+"""``ingresslib serve``: manifests on disk -> a running proxy that follows the files.
+
+SEMANTICS §11: "Reloads (file changes, API watch) build a new table off the hot path and swap it
+atomically: requests in flight finish on the old one, nothing is dropped, an invalid update keeps
+the last good table and reports why."
+
+The files are polled (mtime and size, about once a second: no inotify dependency, and it works
+for ConfigMap volume mounts, whose symlink swap an inotify watch on the file misses). A change
+loads and builds the new Router and TLS contexts in a worker thread, then swaps one attribute on
+the event loop thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import ValidationError
+from ._resources import Resources
+
+__all__ = ["serve_main", "Reloader", "build_router", "AccessLogFormatter", "access_log_record"]
+
+_log = logging.getLogger("ingresslib.serve")
+_access = logging.getLogger("ingresslib.access")
+
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def build_router(
+    res: Resources, *, ingress_class: str | None, controller: str | None,
+    load_balance: str | None = None, seed: int | None = None,
+) -> Any:
+    """A new Router for ``res``; ``load_balance`` is passed when the Router accepts it."""
+    from ._router import Router
+
+    kw: dict[str, Any] = {"ingress_class": ingress_class, "controller": controller, "seed": seed}
+    if load_balance is not None:
+        import inspect
+
+        if "load_balance" in inspect.signature(Router).parameters:
+            kw["load_balance"] = load_balance
+        else:
+            _log.warning("load-balance %r: not supported by this Router, ignored", load_balance)
+    return Router(res, **kw)
+
+
+def _served(res: Resources, ingress_class: str | None, controller: str | None) -> list[Any]:
+    from ._table import served_ingresses
+
+    return served_ingresses(res, ingress_class, controller)[0]
+
+
+def _snapshot(paths: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``{file: (mtime_ns, size)}`` of every manifest file under ``paths`` (missing ones too, so
+    a deletion is a change)."""
+    out: dict[str, tuple[int, int]] = {}
+    for p in paths:
+        path = Path(p)
+        files = [path]
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in _SUFFIXES)
+        for f in files:
+            try:
+                st = f.stat()
+                out[str(f)] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                out[str(f)] = (-1, -1)
+    return out
+
+
+class Reloader:
+    """Polls ``paths`` and swaps the server's router (and certificates) when they change."""
+
+    def __init__(
+        self, server: Any, paths: Sequence[str], *, ingress_class: str | None,
+        controller: str | None, load_balance: str | None = None, interval: float = 1.0,
+        on_reload: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.paths = list(paths)
+        self.ingress_class = ingress_class
+        self.controller = controller
+        self.load_balance = load_balance
+        self.interval = interval
+        self.on_reload = on_reload
+        self.snapshot = _snapshot(self.paths)
+        #: Successful and failed reloads, for tests and metrics.
+        self.reloads = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def _build(self) -> tuple[list[Any], Resources]:
+        # Runs in a worker thread: parsing, validation and the table build are all done here,
+        # away from the loop that is proxying. ``Router.update`` builds the new state aside and
+        # swaps it in with one assignment (balancer state and canary counters carry over); a
+        # request routes on the state it read first, so in-flight requests finish on the old
+        # table. A ValidationError is raised before anything is swapped.
+        from ._load import load_manifests
+
+        res = load_manifests(*self.paths)
+        router = self.server.router
+        if hasattr(router, "update"):
+            router.update(res)
+        else:  # pragma: no cover - a user-supplied router without update()
+            self.server.router = build_router(res, ingress_class=self.ingress_class,
+                                              controller=self.controller,
+                                              load_balance=self.load_balance)
+        return _served(res, self.ingress_class, self.controller), res
+
+    async def check(self) -> bool | None:
+        """One poll: None when nothing changed, else whether the reload succeeded."""
+        loop = asyncio.get_running_loop()
+        snap = await loop.run_in_executor(None, _snapshot, self.paths)
+        if snap == self.snapshot:
+            return None
+        self.snapshot = snap
+        try:
+            served, res = await loop.run_in_executor(None, self._build)
+        except ValidationError as e:
+            self.failures += 1
+            self.last_error = str(e)
+            _log.error("reload failed; keeping the last good configuration:\n%s", e)
+            if self.on_reload:
+                self.on_reload(False, str(e))
+            return False
+        except Exception as e:  # a bug must not kill the server: keep serving the old table
+            self.failures += 1
+            self.last_error = repr(e)
+            _log.exception("reload failed; keeping the last good configuration")
+            if self.on_reload:
+                self.on_reload(False, repr(e))
+            return False
+        store = self.server.cert_store
+        if store is not None:
+            # Builds SSLContexts for new certificates only (unchanged ones are reused).
+            await loop.run_in_executor(None, store.update, res, served)
+        self.reloads += 1
+        self.last_error = None
+        _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
+        if self.on_reload:
+            self.on_reload(True, "")
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.check()
+
+
+# --- access log ---------------------------------------------------------------------------------
+
+
+def access_log_record(rec: Any) -> dict[str, Any]:
+    """The fields of ingress-nginx's default ``log-format-upstream``, from a RequestRecord."""
+    ups = rec.upstreams
+    upstream_name = (f"{rec.namespace}-{rec.service}" if rec.service else "")
+    return {
+        "remote_addr": rec.client_ip or "-",
+        "remote_user": "-",
+        "time_local": time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime()),
+        "request": f"{rec.method} {rec.path}{'?' + rec.query if rec.query else ''} HTTP/{rec.http_version}",
+        "status": rec.status,
+        "body_bytes_sent": rec.bytes_out,
+        "http_referer": rec.referer or "-",
+        "http_user_agent": rec.user_agent or "-",
+        "request_length": rec.bytes_in,
+        "request_time": round(rec.duration, 3),
+        "proxy_upstream_name": upstream_name,
+        "proxy_alternative_upstream_name": upstream_name if rec.canary else "",
+        "upstream_addr": ", ".join(f"{h}:{p}" for h, p in ups) or "-",
+        "upstream_response_length": rec.upstream_response_length,
+        "upstream_response_time": (round(rec.end - rec.upstream_connect, 3)
+                                   if rec.upstream_connect is not None else "-"),
+        "upstream_status": ", ".join("-" if s is None else str(s) for s in rec.upstream_statuses) or "-",
+        "req_id": rec.request_id or "-",
+        "ingress": rec.ingress, "service": rec.service, "namespace": rec.namespace,
+        "path": rec.rule_path, "canary": rec.canary, "host": rec.host,
+    }
+
+
+class AccessLogFormatter(logging.Formatter):
+    """``text``: ingress-nginx's default line; ``json``: the same fields as one JSON object."""
+
+    def __init__(self, style: str = "text") -> None:
+        super().__init__()
+        self.json = style == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        f: dict[str, Any] | None = getattr(record, "access", None)
+        if f is None:
+            return super().format(record)
+        if self.json:
+            return json.dumps(f, separators=(",", ":"))
+        return (f'{f["remote_addr"]} - {f["remote_user"]} [{f["time_local"]}] "{f["request"]}" '
+                f'{f["status"]} {f["body_bytes_sent"]} "{f["http_referer"]}" "{f["http_user_agent"]}" '
+                f'{f["request_length"]} {f["request_time"]} [{f["proxy_upstream_name"]}] '
+                f'[{f["proxy_alternative_upstream_name"]}] {f["upstream_addr"]} '
+                f'{f["upstream_response_length"]} {f["upstream_response_time"]} '
+                f'{f["upstream_status"]} {f["req_id"]}')
+
+
+def _log_access(rec: Any) -> None:
+    if _access.isEnabledFor(logging.INFO):
+        _access.info("access", extra={"access": access_log_record(rec)})
+
+
+_HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
+
+
+def _setup_logging(access_log: str, level: str) -> None:
+    # Only the CLI configures output (library etiquette); calling it again (tests call main()
+    # several times in one process) replaces what it added before.
+    for lg, hd in _HANDLERS:
+        lg.removeHandler(hd)
+    _HANDLERS.clear()
+    root = logging.getLogger("ingresslib")
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(h)
+    _HANDLERS.append((root, h))
+    acc = logging.getLogger("ingresslib.access")
+    acc.propagate = False
+    acc.disabled = access_log == "off"
+    if acc.disabled:
+        return
+    ah = logging.StreamHandler(sys.stdout)
+    ah.setFormatter(AccessLogFormatter(access_log))
+    acc.addHandler(ah)
+    _HANDLERS.append((acc, ah))
+    acc.setLevel(logging.INFO)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
+    from ._tls import CertificateStore
+    from .proxy._server import ProxyServer, parse_listen
+
+    listen = parse_listen(args.listen)
+    tls_listen = parse_listen(args.tls_listen, 8443) if args.tls_listen else None
+    router = build_router(res, ingress_class=args.ingress_class, controller=args.controller,
+                          load_balance=cfg.load_balance)
+    store = None
+    if tls_listen is not None:
+        store = CertificateStore()
+        store.update(res, _served(res, args.ingress_class, args.controller))
+    access = getattr(args, "access_log", "text")
+    server = ProxyServer(
+        router, cfg.settings, cert_store=store,
+        max_connections=getattr(args, "max_connections", 10000),
+        on_record=None if access == "off" else _log_access,
+    )
+    try:
+        await server.start(listen, tls_listen)
+    except OSError as e:
+        print(f"ingresslib serve: cannot listen: {e}", file=sys.stderr)
+        await server.shutdown(0)
+        return 1
+    for url in server.urls:
+        print(f"listening on {url}", file=sys.stderr, flush=True)
+
+    paths = list(args.files)
+    reloader = Reloader(server, paths, ingress_class=args.ingress_class,
+                        controller=args.controller, load_balance=cfg.load_balance,
+                        interval=getattr(args, "reload_interval", 1.0))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / non-main thread
+            pass
+    task = loop.create_task(reloader.run()) if reloader.interval > 0 else None
+    try:
+        await stop.wait()
+    finally:
+        if task is not None:
+            task.cancel()
+        _log.info("stopping: finishing in-flight requests")
+        await server.shutdown(timeout=getattr(args, "shutdown_timeout", 10.0))
+    return 0
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input)."""
+    from ._config import ServerConfig, load_config
+    from ._load import load_manifests
+
+    if not args.files:
+        print("ingresslib serve: at least one -f PATH is required", file=sys.stderr)
+        return 2
+    cfg = ServerConfig()
+    try:
+        if args.config:
+            cfg = load_config(args.config)
+        res = load_manifests(*args.files)
+    except ValidationError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    _setup_logging(getattr(args, "access_log", "text"), getattr(args, "log_level", "info"))
+    for w in cfg.warnings:
+        _log.warning("%s", w)
+    try:
+        return asyncio.run(_serve(args, res, cfg))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
+        return 0
+    except ValidationError as e:  # Router build found problems load_manifests did not
+        print(str(e), file=sys.stderr)
+        return 2

@@ -1,0 +1,1350 @@
+"""The sans-IO reverse-proxy core: one ``ClientConnection`` per downstream connection.
+
+h11 parses and frames on both sides; this module decides what goes where (SEMANTICS §5, §9).
+Inputs are bytes, EOFs, timer expiries and upstream events, each with the caller's ``now``;
+outputs are lists of actions (``_actions.py``). No socket, asyncio, ssl or logging handler here.
+
+Flow of one request:
+  client bytes -> raw head checks (``_headers.check_raw_head``) -> h11 server ``Request`` ->
+  extra checks + canonical target -> router -> redirects / local answers, or
+  ``OpenUpstream`` -> h11 client ``Request`` (rebuilt headers) -> body relayed through both h11
+  objects (re-framed, never copied as framing) -> h11 ``Response`` -> rebuilt headers -> client ->
+  ``RequestDone`` -> next pipelined request or idle.
+
+A retry goes to another endpoint (``router.next_endpoint``) only before the response began, and,
+once any byte of the request was sent, only for idempotent methods with a body we still hold.
+
+Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_proxy_*.py``):
+- Raw head checks run before h11 sees a head: bare CR/LF, obs-fold, duplicate or listed
+  Content-Length, line/size/count limits (414/431). h11 then parses; its 501 for an unknown
+  Transfer-Encoding becomes 400 (an ambiguous framing attempt, refused like the others).
+- ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
+- A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
+- A client that disconnects before its response is recorded with status 499 (nginx).
+- Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
+  even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
+  broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
+- Trailers are not forwarded; the body is re-framed by h11 on each side.
+- A pooled upstream connection that turns out closed before any response byte is retried once
+  on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try.
+- A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
+- Local answers (404/503/redirects) keep the connection and discard the request body (up to
+  1 MiB); malformed requests and 413 close it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Collection
+from typing import Any
+
+import h11
+from h11._headers import Headers
+
+from .._errors import BadRequestError
+from .._normalize import canonical_path, normalize_host, split_target
+from ._actions import (
+    Action,
+    CloseDownstream,
+    CloseUpstream,
+    OpenUpstream,
+    RequestDone,
+    RequestRecord,
+    SendDownstream,
+    SendUpstream,
+    SetTimer,
+    TimerKind,
+    TunnelEstablished,
+)
+from ._annotations import RouteOptions, parse_route_options
+from ._errors import LocalProxyError, RemoteProxyError
+from ._headers import (
+    FORWARDED_DROP,
+    IDEMPOTENT,
+    REQUEST_DROP,
+    RESPONSE_DROP,
+    TrustPolicy,
+    check_host,
+    check_partial_head,
+    check_raw_head,
+    client_ip_from_chain,
+)
+from ._settings import ProxySettings
+
+__all__ = ["Proxy", "ClientConnection"]
+
+_log = logging.getLogger("ingresslib.proxy")
+
+#: Request bodies up to this size are kept so that a retry can replay them (nginx buffers
+#: request bodies by default, ``proxy_request_buffering on``; we stream and keep a copy).
+_REPLAY_LIMIT = 1024 * 1024
+#: Body bytes handed to h11 at a time out of the client buffer.
+_FEED_SLICE = 65536
+#: Bytes a client may pipeline while a response is pending before we stop listening to it.
+_PIPELINE_LIMIT = 1024 * 1024
+
+_REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
+    302: b"Found", 308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+    414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+}
+
+#: ingress-nginx never redirects ACME HTTP-01 challenges to HTTPS (certificates could not be
+#: issued for a host whose HTTPS is not up yet).
+_ACME = "/.well-known/acme-challenge/"
+_CONNECTION_CLOSE = (b"connection", b"connection", b"close")
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+
+
+class _RequestIds:
+    """32 lower-case hex characters of OS randomness per id (nginx ``$request_id``), read from
+    the OS 4 KiB at a time: one system call per 256 requests instead of one per request."""
+
+    __slots__ = ("_hex", "_pos")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._pos = 0
+
+    def __call__(self) -> str:
+        pos = self._pos
+        if pos >= len(self._hex):
+            self._hex = os.urandom(4096).hex()
+            pos = 0
+        self._pos = pos + 32
+        return self._hex[pos:pos + 32]
+
+
+def _body_for(status: int) -> bytes:
+    reason = _REASONS.get(status, b"Error")
+    return b"%d %s\n" % (status, reason)
+
+
+class Proxy:
+    """Shared state of a proxy: router, settings, annotation cache. One per server.
+
+    >>> class NoRoutes:
+    ...     def route(self, method, host, path, headers, client_ip): return None
+    ...     def next_endpoint(self, decision, tried): return None
+    >>> proxy = Proxy(NoRoutes())
+    >>> conn = proxy.connection(("192.0.2.1", 5000), now=0.0)
+    >>> acts = conn.receive_data(b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n", now=0.0)
+    >>> [a.data.split(b"\\r\\n")[0] for a in acts if isinstance(a, SendDownstream)]
+    [b'HTTP/1.1 404 Not Found']
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        settings: ProxySettings | None = None,
+        *,
+        tls_hosts: Callable[[str], bool] | Collection[str] = (),
+        https_port: int = 443,
+        request_id: Callable[[], str] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.router = router
+        self._settings = settings if settings is not None else ProxySettings()
+        self._trust = TrustPolicy(self._settings.proxy_real_ip_cidr)
+        if callable(tls_hosts):
+            self.tls_host: Callable[[str], bool] = tls_hosts
+        else:
+            hosts = frozenset(h.lower() for h in tls_hosts)
+
+            def has_tls(host: str) -> bool:
+                # A wildcard covers exactly one first label (SEMANTICS §4 and §10).
+                return host in hosts or ("*." + host.partition(".")[2]) in hosts
+
+            self.tls_host = has_tls
+        self.https_port = https_port
+        self.request_id: Callable[[], str] = request_id or _RequestIds()
+        self.logger = logger or _log
+        self._options: dict[int, tuple[Any, RouteOptions]] = {}
+        self._default_options = parse_route_options({}, None, self._settings)
+
+    @property
+    def settings(self) -> ProxySettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: ProxySettings) -> None:
+        self._settings = value
+        self._trust = TrustPolicy(value.proxy_real_ip_cidr)
+        self._options = {}
+        self._default_options = parse_route_options({}, None, value)
+
+    def options_for(self, match: Any) -> RouteOptions:
+        """The route's effective options, parsed once per ``Match`` object (a table build makes
+        new ones, so a reload re-parses and re-warns)."""
+        if match is None:
+            return self._default_options
+        hit = self._options.get(id(match))
+        if hit is not None and hit[0] is match:
+            return hit[1]
+        annotations = match.annotations
+        if not annotations:
+            opts = self._default_options
+        else:
+            opts = parse_route_options(annotations, match.path, self._settings, self.logger,
+                                       where=f"Ingress {match.ingress}")
+        if len(self._options) > 8192:
+            self._options.clear()
+        # Holding the Match keeps id() unique while the entry lives.
+        self._options[id(match)] = (match, opts)
+        return opts
+
+    def connection(
+        self,
+        peer: tuple[str, int] | str | None,
+        *,
+        tls: bool = False,
+        local_port: int | None = None,
+        now: float,
+    ) -> ClientConnection:
+        """A new downstream connection from ``peer`` (``(ip, port)`` or ip)."""
+        return ClientConnection(self, peer, tls=tls, local_port=local_port, now=now)
+
+
+class _Upstream:
+    __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
+                 "started", "upgrade")
+
+    def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
+        self.conn_id = conn_id
+        self.endpoint = endpoint
+        self.h11: h11.Connection | None = None
+        self.connected = False
+        self.reused = False
+        #: Any byte of the request written to this connection.
+        self.sent = False
+        #: Any byte received from it.
+        self.received = False
+        self.started = 0.0
+        self.upgrade = upgrade
+
+
+class _Request:
+    __slots__ = (
+        "method", "method_s", "http_version", "host_raw", "host", "path", "query",
+        "upstream_target", "decision", "opts", "headers", "unsent", "replay", "replay_size",
+        "body_len", "complete", "tried", "statuses", "start", "t_connect", "t_first",
+        "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in", "bytes_out",
+        "response_started", "response_len", "upgrade", "idempotent", "done", "answered",
+        "continue_pending", "length",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.method = b""
+        self.method_s = ""
+        self.http_version = "1.1"
+        self.host_raw = ""
+        self.host = ""
+        self.path = ""
+        self.query: str | None = None
+        self.upstream_target = b""
+        self.decision: Any = None
+        self.opts: RouteOptions | None = None
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        self.length: int | None = None
+        self.unsent: list[bytes] = []
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.body_len = 0
+        self.complete = False
+        self.tried: list[tuple[str, int]] = []
+        self.statuses: list[int | None] = []
+        self.start = now
+        self.t_connect: float | None = None
+        self.t_first: float | None = None
+        self.request_id: str | None = None
+        self.client_ip: str | None = None
+        self.user_agent: str | None = None
+        self.referer: str | None = None
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.response_started = False
+        self.response_len = 0
+        self.upgrade = False
+        self.idempotent = True
+        #: The record was emitted.
+        self.done = False
+        #: A local answer was sent; the rest of the request body is read and discarded.
+        self.answered = False
+        self.continue_pending = False
+
+
+class ClientConnection:
+    """One downstream connection. Every input method returns the actions to perform, in order.
+
+    See ``API.md`` for the driver's contract.
+    """
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        peer: tuple[str, int] | str | None,
+        *,
+        tls: bool = False,
+        local_port: int | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.proxy = proxy
+        self.settings = proxy.settings
+        self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else peer
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self.local_port = local_port if local_port is not None else (443 if tls else 80)
+        s = self.settings
+        # h11 must never be the one to refuse a head for size: our checks run first, with our
+        # statuses (414/431); its own limit is a backstop above ours.
+        self._max_head = s.max_request_line + s.max_headers_size + 1024
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self._inbuf = bytearray()
+        #: True while h11 is fed directly (the current request's head passed our checks and
+        #: its body is not complete yet).
+        self._feeding = False
+        self._busy = False  # a request is being handled (between head and response end)
+        self._req: _Request | None = None
+        self._up: _Upstream | None = None
+        self._spare: h11.Connection | None = None
+        self._next_id = 0
+        self._tunnel: int | None = None
+        self._requests = 0
+        self._timer: TimerKind | None = None
+        self._peer_trusted = proxy._trust.trusted(self.peer_ip)
+        self.closed = False
+        self._out: list[Action] = []
+        self._head_started: float | None = now
+        #: Tokens of the current request's Connection header (headers they name are dropped).
+        self._connection_tokens: list[bytes] = []
+        #: The downstream response head produced by ``_on_response`` for ``_pump_upstream``.
+        self._pending_head: bytes | None = None
+
+    # ---------------------------------------------------------------- public inputs
+    @property
+    def idle(self) -> bool:
+        return not self._busy and not self._inbuf and not self.closed
+
+    def start(self, now: float) -> list[Action]:
+        self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
+        return self._flush()
+
+    def receive_data(self, data: bytes, now: float) -> list[Action]:
+        if self.closed or not data:
+            return []
+        if self._tunnel is not None:
+            if self._req is not None:
+                self._req.bytes_in += len(data)
+            # Traffic either way keeps a tunnel alive (proxy-read-timeout is an idle limit).
+            return [SendUpstream(self._tunnel, data),
+                    SetTimer(TimerKind.UPSTREAM_READ, self._read_timeout())]
+        req = self._req
+        if self._feeding and req is not None:
+            if self._inbuf:
+                self._inbuf += data
+            else:
+                req.bytes_in += len(data)
+                self._h11.receive_data(data)
+            self._pump_client(now)
+        else:
+            if not self._busy and not self._inbuf:
+                self._head_started = now
+                if self._timer is TimerKind.IDLE:
+                    self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
+            self._inbuf += data
+            if self._busy:
+                if len(self._inbuf) > _PIPELINE_LIMIT:
+                    self._close_downstream()
+            else:
+                self._try_head(now)
+        return self._flush()
+
+    def receive_eof(self, now: float) -> list[Action]:
+        if self.closed:
+            return []
+        if self._tunnel is not None:
+            self._close_all(now)
+            return self._flush()
+        req = self._req
+        if self._busy and req is not None and req.complete and self._up is not None \
+                and not req.upgrade:
+            # A half-close after a complete request: let the response finish (curl and
+            # HTTP/1.0 clients may shut down writing), but nothing more will be read.
+            self._inbuf.clear()
+            self._eof = True
+            return self._flush()
+        self._close_all(now, client_gone=True)
+        return self._flush()
+
+    def upstream_connected(self, conn_id: int, now: float, reused: bool = False) -> list[Action]:
+        up = self._upstream(conn_id)
+        if up is None:
+            return [CloseUpstream(conn_id, False)]
+        req = self._req
+        assert req is not None
+        up.connected = True
+        up.reused = reused
+        if req.t_connect is None:
+            req.t_connect = now
+        if self._spare is not None:
+            up.h11, self._spare = self._spare, None
+        else:
+            up.h11 = h11.Connection(h11.CLIENT,
+                                    max_incomplete_event_size=self.settings.max_response_header_size)
+        self._send_request(req, up)
+        self._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout if req.opts else 60.0)
+        return self._flush()
+
+    def upstream_failed(self, conn_id: int, now: float, timed_out: bool = False) -> list[Action]:
+        up = self._upstream(conn_id)
+        if up is None:
+            return []
+        self._try_failed(up, "timeout" if timed_out else "error", now)
+        return self._flush()
+
+    def upstream_data(self, conn_id: int, data: bytes, now: float) -> list[Action]:
+        if self._tunnel is not None:
+            if conn_id == self._tunnel:
+                if self._req is not None:
+                    self._req.bytes_out += len(data)
+                self._out.append(SendDownstream(data))
+                self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+            return self._flush()
+        up = self._upstream(conn_id)
+        if up is None or up.h11 is None:
+            return []  # an earlier try's connection, already closed: ignore its bytes
+        up.received = True
+        up.h11.receive_data(data)
+        self._pump_upstream(up, now)
+        if not self.closed and self._up is up and self._tunnel is None:
+            self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+        return self._flush()
+
+    def upstream_eof(self, conn_id: int, now: float) -> list[Action]:
+        if self._tunnel is not None:
+            if conn_id == self._tunnel:
+                self._close_all(now)
+            return self._flush()
+        up = self._upstream(conn_id)
+        if up is None or up.h11 is None:
+            if up is not None:
+                self._try_failed(up, "error", now)
+            return self._flush()
+        if not up.received:
+            # Closed before a single byte of response (a stale pooled connection, a crashed
+            # upstream): nginx's "error" condition, not an invalid response.
+            self._try_failed(up, "error", now)
+            return self._flush()
+        up.h11.receive_data(b"")
+        self._pump_upstream(up, now, eof=True)
+        return self._flush()
+
+    def timer_expired(self, kind: TimerKind, now: float) -> list[Action]:
+        if self.closed or kind is not self._timer:
+            return []
+        self._timer = None
+        if kind is TimerKind.IDLE:
+            self._close_downstream()
+        elif kind is TimerKind.HEAD:
+            if self._busy:
+                return []
+            if self._inbuf:
+                # "client_header_timeout": nginx closes with 408 logged; we also say it.
+                self._error_response(408, None, now)
+            else:
+                self._close_downstream()
+        elif kind is TimerKind.UPSTREAM_READ:
+            if self._tunnel is not None:
+                self._close_all(now)
+            elif self._up is not None:
+                self._try_failed(self._up, "timeout", now)
+        return self._flush()
+
+    def abort(self, now: float) -> list[Action]:
+        if not self.closed:
+            self._close_all(now)
+        return self._flush()
+
+    # ---------------------------------------------------------------- helpers
+    _eof = False
+    #: Bytes h11 held past the end of the current request (the next pipelined one's start).
+    _tail = b""
+    #: Set by ``_next_cycle`` when buffered bytes wait to be parsed as the next request.
+    _parse_next: float | None = None
+
+    def _flush(self) -> list[Action]:
+        while self._parse_next is not None:
+            now = self._parse_next
+            self._parse_next = None
+            if not self.closed and not self._busy:
+                self._try_head(now)
+        out = self._out
+        self._out = []
+        return out
+
+    def _set_timer(self, kind: TimerKind | None, seconds: float | None) -> None:
+        if kind is None or seconds is None or seconds <= 0:
+            if self._timer is not None:
+                self._timer = None
+                self._out.append(SetTimer(TimerKind.IDLE, None))
+            return
+        self._timer = kind
+        self._out.append(SetTimer(kind, seconds))
+
+    def _read_timeout(self) -> float:
+        req = self._req
+        if req is not None and req.opts is not None:
+            return req.opts.read_timeout
+        return self.settings.proxy_read_timeout
+
+    def _upstream(self, conn_id: int) -> _Upstream | None:
+        up = self._up
+        if up is not None and up.conn_id == conn_id:
+            return up
+        if conn_id > self._next_id or conn_id <= 0:
+            raise LocalProxyError(f"unknown upstream connection id {conn_id}")
+        return None  # a stale connection of an earlier try: ignore it
+
+    def _close_downstream(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._timer = None
+            self._out.append(CloseDownstream())
+
+    def _close_upstream(self, reuse: bool) -> None:
+        up = self._up
+        if up is not None:
+            self._up = None
+            self._out.append(CloseUpstream(up.conn_id, reuse))
+
+    def _close_all(self, now: float, client_gone: bool = False) -> None:
+        req = self._req
+        self._close_upstream(False)
+        if req is not None and not req.done:
+            if client_gone and not req.status:
+                # nginx's 499 "client closed request": logged, never sent.
+                req.status = 499
+            self._emit_record(req, now)
+        self._close_downstream()
+
+    # ---------------------------------------------------------------- client side
+    def _try_head(self, now: float) -> None:
+        """Parse the next request head out of ``_inbuf`` if it is complete."""
+        buf = self._inbuf
+        # RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line
+        # SHOULD ignore at least one empty line (CRLF) received prior to the request-line".
+        while buf[:2] == b"\r\n":
+            del buf[:2]
+        if not buf:
+            return
+        end = buf.find(b"\r\n\r\n")
+        try:
+            if end < 0:
+                check_partial_head(buf, self.settings)
+                if buf.find(b"\n\n") >= 0 or buf.find(b"\n\r\n") >= 0:
+                    raise RemoteProxyError("bare LF in request head", 400)
+                return
+            end += 4
+            check_raw_head(bytes(buf[:end]), self.settings)
+        except RemoteProxyError as e:
+            self._error_response(e.status_hint, None, now)
+            return
+        self._busy = True
+        self._feeding = True
+        req = self._req = _Request(self._head_started if self._head_started is not None else now)
+        req.client_ip = self.peer_ip
+        req.bytes_in = end
+        # Only the head goes to h11 now; the body is fed from ``_inbuf`` as h11 asks for it,
+        # in bounded slices, so that bytes of later pipelined requests are not copied back and
+        # forth once per request (quadratic work for the client's price of one packet).
+        self._h11.receive_data(bytes(buf[:end]))
+        del buf[:end]
+        self._pump_client(now)
+
+    def _pump_client(self, now: float) -> None:
+        conn = self._h11
+        while not self.closed:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                # h11 says 501 for an unsupported Transfer-Encoding ("chunked, identity"): for
+                # a proxy that is an ambiguous framing attempt, so 400 like the rest.
+                self._error_response(status if status in (400, 413, 414, 431) else 400,
+                                     self._req, now)
+                return
+            t = type(event)
+            req = self._req
+            if t is h11.Data:
+                assert req is not None
+                self._on_body(req, event.data, now)  # type: ignore[union-attr]
+            elif t is h11.Request:
+                assert req is not None
+                self._on_request(req, event, now)  # type: ignore[arg-type]
+            elif t is h11.EndOfMessage:
+                assert req is not None
+                # Anything h11 holds past the request belongs to the next (pipelined)
+                # request; ``_next_cycle`` moves it back in front of ``_inbuf`` so that it goes
+                # through the raw head checks too.
+                self._feeding = False
+                req.complete = True
+                tail = conn.trailing_data[0]
+                if tail:
+                    req.bytes_in -= len(tail)
+                self._tail = tail
+                self._on_request_complete(req, now)
+                return
+            elif t is h11.ConnectionClosed:
+                self._feeding = False
+                if req is not None and not req.done:
+                    self._close_all(now, client_gone=True)
+                else:
+                    self._close_downstream()
+                return
+            elif event is h11.NEED_DATA and self._feeding and self._inbuf:
+                buf = self._inbuf
+                chunk = bytes(buf[:_FEED_SLICE])
+                del buf[:_FEED_SLICE]
+                if req is not None:
+                    req.bytes_in += len(chunk)
+                conn.receive_data(chunk)
+            else:  # NEED_DATA or PAUSED
+                return
+
+    def _reset_server_h11(self) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+
+    def _on_request(self, req: _Request, event: h11.Request, now: float) -> None:
+        try:
+            self._parse_request(req, event)
+        except (RemoteProxyError, BadRequestError) as e:
+            self._error_response(e.status_hint, req, now)
+            return
+        if req.status:  # answered locally (OPTIONS *)
+            return
+        try:
+            decision = self.proxy.router.route(req.method_s, req.host_raw, req.path, event.headers,
+                                               req.client_ip)
+        except BadRequestError as e:
+            self._error_response(e.status_hint, req, now)
+            return
+        if decision is None:
+            self._local_response(req, 404, now)
+            return
+        req.decision = decision
+        opts = req.opts = self.proxy.options_for(decision.match)
+        # Redirects come before the body and the endpoint (ingress-nginx does them in the
+        # server block, before proxying).
+        if not self.tls and (opts.force_ssl_redirect or (
+                opts.ssl_redirect and req.host and self.proxy.tls_host(req.host))) \
+                and not req.path.startswith(_ACME):
+            port = self.proxy.https_port
+            authority = req.host if port == 443 else f"{req.host}:{port}"
+            target = req.path + ("?" + req.query if req.query is not None else "")
+            self._local_response(req, 308, now,
+                                 [(b"location", f"https://{authority}{target}".encode())])
+            return
+        if opts.app_root is not None and req.path == "/":
+            self._local_response(req, 302, now, [(b"location", f"{self.scheme}://{req.host_raw}"
+                                                 f"{opts.app_root}".encode())])
+            return
+        if decision.endpoint is None:
+            self._local_response(req, 503, now)
+            return
+        length = req.length
+        if opts.body_size and length is not None and length > opts.body_size:
+            self._error_response(413, req, now)
+            return
+        if req.continue_pending:
+            # We answer "100 Continue" ourselves once the request is acceptable (route found,
+            # size allowed): the client's body then streams to the chosen upstream.
+            req.continue_pending = False
+            data = self._h11.send(_CONTINUE)
+            if data:
+                req.bytes_out += len(data)
+                self._out.append(SendDownstream(data))
+        self._build_upstream_headers(req, event)
+        self._open(req, decision.endpoint, now)
+
+    def _parse_request(self, req: _Request, event: h11.Request) -> None:
+        """The checks h11 does not make, and the canonical target."""
+        version = event.http_version
+        if version != b"1.1" and version != b"1.0":
+            raise RemoteProxyError("unsupported HTTP version", 400)
+        req.http_version = "1.1" if version == b"1.1" else "1.0"
+        method = event.method
+        req.method = method
+        req.method_s = method.decode("ascii")
+        req.idempotent = method in IDEMPOTENT
+        if method == b"CONNECT":
+            raise RemoteProxyError("CONNECT is not supported", 405)
+        host_raw: bytes | None = None
+        has_te = has_cl = False
+        connection_tokens: list[bytes] = []
+        upgrade = False
+        for _, name, value in event.headers._full_items:
+            if name == b"host":
+                if host_raw is not None:
+                    raise RemoteProxyError("duplicate Host", 400)
+                host_raw = value
+            elif name == b"transfer-encoding":
+                has_te = True
+            elif name == b"content-length":
+                has_cl = True
+                req.length = int(value)
+            elif name == b"connection":
+                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif name == b"upgrade":
+                upgrade = True
+            elif name == b"expect":
+                if value.lower() == b"100-continue" and version == b"1.1":
+                    req.continue_pending = True
+            elif name == b"user-agent":
+                req.user_agent = value.decode("latin-1")
+            elif name == b"referer":
+                req.referer = value.decode("latin-1")
+        # RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
+        # Transfer-Encoding" -- the CL.TE / TE.CL smuggling pair; a proxy must.
+        if has_te and has_cl:
+            raise RemoteProxyError("both Content-Length and Transfer-Encoding", 400)
+        # RFC 9112 §6.1: a TE in an HTTP/1.0 request means the framing is faulty.
+        if has_te and version == b"1.0":
+            raise RemoteProxyError("Transfer-Encoding in an HTTP/1.0 request", 400)
+        req.upgrade = upgrade and b"upgrade" in connection_tokens and method == b"GET"
+        self._connection_tokens = connection_tokens
+        if host_raw is not None:
+            check_host(host_raw)
+        target = event.target
+        if b"#" in target:
+            raise RemoteProxyError("'#' in request target", 400)
+        try:
+            target_s = target.decode("ascii")
+        except UnicodeDecodeError:
+            raise RemoteProxyError("non-ASCII request target", 400) from None
+        if target_s[:1] != "/":
+            if target_s == "*":
+                if method != b"OPTIONS":
+                    raise RemoteProxyError("'*' target is only for OPTIONS", 400)
+                # Server-wide OPTIONS: about the proxy itself, answered here.
+                req.host_raw = (host_raw or b"").decode("ascii")
+                req.host = normalize_host(req.host_raw) or ""
+                req.path = "*"
+                self._local_response(req, 200, req.start, [(b"allow", b"GET, HEAD, POST, PUT, "
+                                                           b"DELETE, OPTIONS, PATCH")], body=b"")
+                return
+            target_s, authority = self._absolute_form(target_s)
+            if host_raw is None:
+                host_raw = authority.encode("ascii")
+                check_host(host_raw)
+            elif authority.lower() != host_raw.decode("ascii").lower():
+                # RFC 9112 §3.2.2 says the Host header is replaced by the authority; two
+                # different hosts in one request is a routing confusion attempt: refuse.
+                raise RemoteProxyError("absolute-form target does not match Host", 400)
+        host_s = host_raw.decode("ascii") if host_raw is not None else ""
+        req.host_raw = host_s
+        req.host = normalize_host(host_s) or ""
+        path, query = split_target(target_s)
+        canon = canonical_path(path)
+        req.path = canon
+        req.query = query
+        # The invariant: the path the router matched is the path the backend receives.
+        req.upstream_target = target_s.encode("ascii") if canon == path else (
+            canon + ("?" + query if query is not None else "")).encode("ascii")
+        req.client_ip = self._client_ip(event)
+
+    @staticmethod
+    def _absolute_form(target: str) -> tuple[str, str]:
+        lower = target[:8].lower()
+        if lower.startswith("http://"):
+            rest = target[7:]
+        elif lower.startswith("https://"):
+            rest = target[8:]
+        else:
+            raise RemoteProxyError("request target is neither origin- nor absolute-form", 400)
+        cut = len(rest)
+        for ch in "/?":
+            i = rest.find(ch)
+            if 0 <= i < cut:
+                cut = i
+        authority, path = rest[:cut], rest[cut:]
+        if not authority or "@" in authority:
+            raise RemoteProxyError("invalid authority in absolute-form target", 400)
+        if not path.startswith("/"):
+            path = "/" + path
+        return path, authority
+
+    def _client_ip(self, event: h11.Request) -> str | None:
+        peer = self.peer_ip
+        s = self.settings
+        if not self._peer_trusted or not (s.use_forwarded_headers or s.enable_real_ip):
+            return peer
+        wanted = s.forwarded_for_header.lower().encode("latin-1")
+        chain = b",".join(v for _, n, v in event.headers._full_items if n == wanted)
+        if not chain or peer is None:
+            return peer
+        return client_ip_from_chain(chain.decode("latin-1"), peer, self.proxy._trust)
+
+    def _build_upstream_headers(self, req: _Request, event: h11.Request) -> None:
+        """Hop-by-hop and Connection-named headers out, forwarded headers in (SEMANTICS §9)."""
+        s = self.settings
+        drop_underscore = not s.enable_underscores_in_headers
+        named = self._connection_tokens
+        trusted_fwd = self._peer_trusted and s.use_forwarded_headers
+        ff_name = s.forwarded_for_header.lower().encode("latin-1")
+        out: list[tuple[bytes, bytes, bytes]] = []
+        incoming_ff: list[bytes] = []
+        fwd: dict[bytes, bytes] = {}
+        request_id: bytes | None = None
+        has_host = False
+        length: bytes | None = None
+        chunked = False
+        for raw, name, value in event.headers._full_items:
+            if name in REQUEST_DROP:
+                if name == b"content-length":
+                    length = value
+                elif name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"upgrade" and req.upgrade:
+                    out.append((raw, name, value))
+                continue
+            if name in FORWARDED_DROP or name == ff_name:
+                if name == ff_name:
+                    incoming_ff.append(value)
+                elif trusted_fwd:
+                    fwd[name] = value
+                continue
+            if named and name in named:
+                continue
+            if drop_underscore and b"_" in name:
+                continue
+            if name == b"x-request-id":
+                if request_id is None:
+                    request_id = value
+                continue
+            if name == b"host":
+                has_host = True
+            out.append((raw, name, value))
+        if not has_host:
+            out.append((b"host", b"host", req.host_raw.encode("ascii") if req.host_raw
+                        else ("%s:%d" % req.decision.endpoint).encode("ascii")))
+        if length is not None:
+            out.append((b"content-length", b"content-length", length))
+        elif chunked:
+            out.append((b"transfer-encoding", b"transfer-encoding", b"chunked"))
+        if req.upgrade:
+            out.append((b"connection", b"connection", b"upgrade"))
+        # X-Request-ID: passed through, or generated (32 lower-case hex, ingress-nginx $req_id).
+        if request_id is None and s.generate_request_id:
+            request_id = self.proxy.request_id().encode("ascii")
+        if request_id is not None:
+            req.request_id = request_id.decode("latin-1")
+            out.append((b"x-request-id", b"x-request-id", request_id))
+        peer = (self.peer_ip or "").encode("ascii")
+        client = (req.client_ip or "").encode("ascii")
+        joined_ff = b", ".join(incoming_ff)
+        if s.compute_full_forwarded_for and joined_ff:
+            xff = joined_ff + b", " + peer
+        else:
+            xff = client
+        out.append((b"x-forwarded-for", b"x-forwarded-for", xff))
+        out.append((b"x-real-ip", b"x-real-ip", client))
+        if joined_ff:
+            out.append((b"x-original-forwarded-for", b"x-original-forwarded-for", joined_ff))
+        proto = fwd.get(b"x-forwarded-proto") or self.scheme.encode("ascii")
+        out.append((b"x-forwarded-host", b"x-forwarded-host", fwd.get(b"x-forwarded-host")
+                    or req.host_raw.encode("ascii")))
+        out.append((b"x-forwarded-port", b"x-forwarded-port", fwd.get(b"x-forwarded-port")
+                    or str(self.local_port).encode("ascii")))
+        out.append((b"x-forwarded-proto", b"x-forwarded-proto", proto))
+        out.append((b"x-forwarded-scheme", b"x-forwarded-scheme", proto))
+        out.append((b"x-scheme", b"x-scheme", proto))
+        opts = req.opts
+        if opts is not None:
+            if opts.x_forwarded_prefix is not None:
+                out.append((b"x-forwarded-prefix", b"x-forwarded-prefix", opts.x_forwarded_prefix.encode("latin-1")))
+            if opts.rewrite_target is not None:
+                new_path = opts.rewrite(req.path)
+                q = req.query
+                if "?" in new_path:
+                    target = new_path + ("&" + q if q else "")
+                else:
+                    target = new_path + ("?" + q if q is not None else "")
+                req.upstream_target = target.encode("utf-8")
+        req.headers = out
+
+    def _on_body(self, req: _Request, data: bytes, now: float) -> None:
+        req.body_len += len(data)
+        if req.answered:
+            # Answered locally (404, 503, redirect...): the body is read and discarded, up to
+            # a bound, so that the connection can serve the next request.
+            if req.body_len > _REPLAY_LIMIT:
+                self._emit_record(req, now)
+                self._close_downstream()
+            return
+        opts = req.opts
+        if opts is not None and opts.body_size and req.body_len > opts.body_size:
+            if req.response_started:
+                self._close_all(now)
+            else:
+                self._close_upstream(False)
+                self._error_response(413, req, now)
+            return
+        replay = req.replay
+        if replay is not None:
+            req.replay_size += len(data)
+            if req.replay_size > _REPLAY_LIMIT:
+                req.replay = None
+            else:
+                replay.append(data)
+        up = self._up
+        if up is not None and up.connected and up.h11 is not None:
+            self._send_upstream(up, h11.Data(data=data))
+            # Still sending: the upstream cannot be blamed for not answering yet.
+            self._set_timer(TimerKind.UPSTREAM_READ, opts.read_timeout if opts else
+                            self.settings.proxy_read_timeout)
+        else:
+            req.unsent.append(data)
+
+    def _on_request_complete(self, req: _Request, now: float) -> None:
+        if req.answered:
+            # Answered locally before the body ended: now the request and the cycle finish.
+            self._emit_record(req, now)
+            self._next_cycle(now)
+            return
+        up = self._up
+        if up is not None and up.connected and up.h11 is not None:
+            self._send_upstream(up, h11.EndOfMessage())
+
+    # ---------------------------------------------------------------- upstream side
+    def _open(self, req: _Request, endpoint: tuple[str, int], now: float,
+              pooled: bool = True) -> None:
+        self._next_id += 1
+        up = _Upstream(self._next_id, endpoint, req.upgrade)
+        up.started = now
+        self._up = up
+        if pooled:
+            req.tried.append(endpoint)
+        opts = req.opts
+        assert opts is not None
+        self._out.append(OpenUpstream(up.conn_id, endpoint, opts.backend_tls, opts.connect_timeout,
+                                      opts.send_timeout, pooled))
+
+    def _send_upstream(self, up: _Upstream, event: Any) -> None:
+        assert up.h11 is not None
+        try:
+            data = up.h11.send(event)
+        except h11.LocalProtocolError:
+            # e.g. the upstream already answered and closed: nothing more to send.
+            return
+        if data:
+            up.sent = True
+            self._out.append(SendUpstream(up.conn_id, data))
+
+    def _send_request(self, req: _Request, up: _Upstream) -> None:
+        assert up.h11 is not None
+        # The headers came out of h11's parser (already validated) or are ours: skip h11's
+        # per-header regex validation (``_parsed=True``).
+        request = h11.Request(method=req.method, target=req.upstream_target,
+                              headers=Headers(req.headers), http_version=b"1.1", _parsed=True)
+        parts: list[bytes] = []
+        conn = up.h11
+        head = conn.send(request)
+        if head:
+            parts.append(head)
+        for chunk in req.unsent:
+            parts.append(conn.send(h11.Data(data=chunk)) or b"")
+        req.unsent = []
+        if req.complete:
+            parts.append(conn.send(h11.EndOfMessage()) or b"")
+        up.sent = True
+        self._out.append(SendUpstream(up.conn_id, b"".join(parts) if len(parts) > 1
+                                      else parts[0]))
+
+    def _pump_upstream(self, up: _Upstream, now: float, eof: bool = False) -> None:
+        conn = up.h11
+        assert conn is not None
+        req = self._req
+        assert req is not None
+        parts: list[bytes] = []
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                self._flush_parts(parts, req)
+                # A close in the middle of the response head is "upstream prematurely closed
+                # connection" (error); anything else is an invalid response.
+                self._try_failed(up, "error" if eof else "invalid_header", now)
+                return
+            t = type(event)
+            if t is h11.Data:
+                data = event.data  # type: ignore[union-attr]
+                req.response_len += len(data)
+                try:
+                    out = self._h11.send(h11.Data(data=data))
+                except h11.LocalProtocolError:
+                    out = None
+                if out:
+                    parts.append(out)
+            elif t is h11.Response:
+                if req.t_first is None:
+                    req.t_first = now
+                if not self._on_response(req, up, event, now):  # type: ignore[arg-type]
+                    return
+                if self._tunnel is not None:
+                    return
+                head = self._pending_head
+                if head:
+                    parts.append(head)
+            elif t is h11.EndOfMessage:
+                try:
+                    out = self._h11.send(h11.EndOfMessage())
+                except h11.LocalProtocolError:
+                    out = None
+                if out:
+                    parts.append(out)
+                self._flush_parts(parts, req)
+                self._response_complete(req, up, now)
+                return
+            elif t is h11.InformationalResponse:
+                if req.t_first is None:
+                    req.t_first = now
+                if event.status_code == 101:  # type: ignore[union-attr]
+                    self._flush_parts(parts, req)
+                    self._on_switch(req, up, event, now)  # type: ignore[arg-type]
+                    return
+                # 100 Continue was answered by us already; other 1xx are dropped.
+            elif t is h11.ConnectionClosed:
+                self._flush_parts(parts, req)
+                self._try_failed(up, "error", now)
+                return
+            else:  # NEED_DATA / PAUSED
+                self._flush_parts(parts, req)
+                return
+
+    def _flush_parts(self, parts: list[bytes], req: _Request) -> None:
+        if parts:
+            data = b"".join(parts) if len(parts) > 1 else parts[0]
+            parts.clear()
+            req.bytes_out += len(data)
+            self._out.append(SendDownstream(data))
+
+    def _on_response(self, req: _Request, up: _Upstream, event: h11.Response,
+                     now: float) -> bool:
+        """Decide on the upstream's response head; False means it was not forwarded."""
+        status = event.status_code
+        if up.upgrade:
+            # The upgrade was refused: plain response, but the upstream connection is spent.
+            up.upgrade = False
+        opts = req.opts
+        assert opts is not None
+        cond = "http_%d" % status
+        if status >= 403 and cond in opts.next_upstream and self._retry_allowed(req, up, cond):
+            req.statuses.append(status)
+            self._observe(req, up, now, False)
+            nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
+            if nxt is not None:
+                self._close_upstream(False)
+                self._start_retry(req, nxt, now)
+                return False
+            req.statuses.pop()
+        req.statuses.append(status)
+        # One pass over h11's (raw name, name, value) triples: the upstream's header case is
+        # kept and nothing is re-validated (h11's parser already did).
+        headers: list[tuple[bytes, bytes, bytes]] = []
+        named: list[bytes] | None = None
+        framing = 0
+        has_hsts = False
+        for item in event.headers._full_items:
+            name = item[1]
+            if name in RESPONSE_DROP:
+                if name == b"connection":
+                    named = [t.strip().lower() for t in item[2].split(b",")]
+                elif name == b"transfer-encoding":
+                    framing |= 2
+                continue
+            if name == b"content-length":
+                framing |= 1
+            elif name == b"strict-transport-security":
+                has_hsts = True
+            headers.append(item)
+        if named:
+            headers = [h for h in headers if h[1] not in named]
+        if framing == 3:
+            # Both framings: h11 would follow Transfer-Encoding (RFC 9112 §6.3), but an
+            # upstream that sends both is broken or hostile -- "invalid framing -> 502".
+            req.statuses.pop()
+            self._try_failed(up, "invalid_header", now)
+            return False
+        self._add_response_headers(req, headers, has_hsts)
+        try:
+            head = self._h11.send(h11.Response(status_code=status, headers=Headers(headers),
+                                               reason=event.reason, _parsed=True))
+        except h11.LocalProtocolError:
+            self._close_all(now)
+            return False
+        req.status = status
+        req.response_started = True
+        self._pending_head = head
+        return True
+
+    def _add_response_headers(self, req: _Request, headers: list[tuple[bytes, bytes, bytes]],
+                              has_hsts: bool = False) -> None:
+        s = self.settings
+        if self.tls and s.hsts and not has_hsts:
+            v = b"max-age=%d" % s.hsts_max_age
+            if s.hsts_include_subdomains:
+                v += b"; includeSubDomains"
+            if s.hsts_preload:
+                v += b"; preload"
+            headers.append((b"strict-transport-security", b"strict-transport-security", v))
+        d = req.decision
+        if d is not None:
+            cookie = getattr(d, "set_cookie", None)
+            if cookie and "\r" not in cookie and "\n" not in cookie:
+                headers.append((b"set-cookie", b"set-cookie", cookie.encode("latin-1")))
+        if not self._keep_alive_allowed(req):
+            headers.append(_CONNECTION_CLOSE)
+
+    def _keep_alive_allowed(self, req: _Request) -> bool:
+        s = self.settings
+        if s.keep_alive <= 0 or self._eof:
+            return False
+        if s.keep_alive_requests and self._requests + 1 >= s.keep_alive_requests:
+            return False
+        return True
+
+    def _on_switch(self, req: _Request, up: _Upstream, event: h11.InformationalResponse,
+                   now: float) -> None:
+        if not req.upgrade or not req.complete:
+            self._try_failed(up, "invalid_header", now)
+            return
+        req.status = 101
+        req.response_started = True
+        headers = [(n, v) for n, v in event.headers if n not in RESPONSE_DROP]
+        headers.append((b"connection", b"upgrade"))
+        for n, v in event.headers:
+            if n == b"upgrade":
+                headers.append((b"upgrade", v))
+        try:
+            data = self._h11.send(h11.InformationalResponse(status_code=101, headers=headers,
+                                                            reason=event.reason, _parsed=True))
+        except h11.LocalProtocolError:
+            self._close_all(now)
+            return
+        req.bytes_out += len(data)
+        self._out.append(SendDownstream(data))
+        assert up.h11 is not None
+        self._tunnel = up.conn_id
+        self._out.append(TunnelEstablished(up.conn_id))
+        up_tail = up.h11.trailing_data[0]
+        if up_tail:
+            req.bytes_out += len(up_tail)
+            self._out.append(SendDownstream(up_tail))
+        client_tail = self._h11.trailing_data[0] + bytes(self._inbuf)
+        self._inbuf.clear()
+        if client_tail:
+            self._out.append(SendUpstream(up.conn_id, client_tail))
+        self._observe(req, up, now, True)
+        self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+
+    def _response_complete(self, req: _Request, up: _Upstream, now: float) -> None:
+        conn = up.h11
+        assert conn is not None
+        # "a connection is reused only when both sides finished cleanly": our request fully
+        # sent, their response fully read, no stray bytes after it, keep-alive on both sides.
+        reuse = (conn.our_state is h11.DONE and conn.their_state is h11.DONE
+                 and not conn.trailing_data[0] and self.settings.upstream_keepalive_connections > 0)
+        self._observe(req, up, now, req.status < 500)
+        if reuse:
+            conn.start_next_cycle()
+            self._spare = conn
+        self._up = None
+        self._out.append(CloseUpstream(up.conn_id, reuse))
+        self._emit_record(req, now)
+        if not req.complete:
+            # The upstream answered before the request body ended: the client connection's
+            # framing can no longer be trusted to stay in sync cheaply, close it.
+            self._close_downstream()
+            return
+        self._next_cycle(now)
+
+    def _observe(self, req: _Request, up: _Upstream, now: float, ok: bool) -> None:
+        observe = getattr(self.proxy.router, "observe", None)
+        if observe is not None:
+            observe(req.decision, up.endpoint, now - up.started, ok)
+
+    def _retry_allowed(self, req: _Request, up: _Upstream, cond: str) -> bool:
+        if req.response_started or req.upgrade:
+            return False
+        opts = req.opts
+        if opts is None:
+            return False
+        nxt = opts.next_upstream
+        if "off" in nxt or cond not in nxt:
+            return False
+        if opts.next_upstream_tries and len(req.tried) >= opts.next_upstream_tries:
+            return False
+        if up.sent:
+            # "idempotent methods only once the request was sent"
+            if not req.idempotent and "non_idempotent" not in nxt:
+                return False
+            if req.replay is None:
+                return False
+        return True
+
+    def _try_failed(self, up: _Upstream, cond: str, now: float) -> None:
+        """One try failed before a usable response head: retry elsewhere or answer 502/504."""
+        req = self._req
+        if req is None or self._up is not up:
+            return
+        if req.response_started:
+            # "If the response had already begun, the client connection is closed instead."
+            self._close_all(now)
+            return
+        self._close_upstream(False)
+        if cond == "error" and up.reused and not up.received and (
+                not up.sent or (req.idempotent and req.replay is not None)):
+            # The keep-alive race: the upstream closed an idle pooled connection just as we
+            # reused it. Like Go's Transport, try once more on a fresh connection to the same
+            # endpoint; it does not count as a try.
+            if req.replay is not None:
+                req.unsent = list(req.replay)
+            self._open(req, up.endpoint, now, pooled=False)
+            return
+        req.statuses.append(None)
+        self._observe(req, up, now, False)
+        if self._retry_allowed(req, up, cond):
+            nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
+            if nxt is not None:
+                self._start_retry(req, nxt, now)
+                return
+        self._local_response(req, 504 if cond == "timeout" else 502, now)
+
+    def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
+        if req.replay is not None:
+            req.unsent = list(req.replay)
+        self._open(req, endpoint, now)
+
+    # ---------------------------------------------------------------- answers and cycles
+    def _error_response(self, status: int, req: _Request | None, now: float) -> None:
+        """A malformed or refused request: answer, then close (SEMANTICS §9)."""
+        self._feeding = False
+        self._inbuf.clear()
+        if req is None:
+            req = self._req = _Request(now)
+            req.client_ip = self.peer_ip
+        self._close_upstream(False)
+        if req.response_started:
+            self._close_all(now)
+            return
+        self._local_response(req, status, now, close=True)
+
+    def _local_response(self, req: _Request, status: int, now: float,
+                        extra: list[tuple[bytes, bytes]] | None = None, *, close: bool = False,
+                        body: bytes | None = None) -> None:
+        if body is None:
+            body = _body_for(status)
+        headers: list[tuple[bytes, bytes, bytes]] = [
+            (b"content-type", b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"content-length", b"%d" % len(body))]
+        if extra:
+            headers.extend((n, n, v) for n, v in extra)
+        if close or not self._keep_alive_allowed(req):
+            close = True
+        if req.method == b"HEAD":
+            body = b""
+        self._add_response_headers(req, headers)
+        if close and _CONNECTION_CLOSE not in headers:
+            headers.append(_CONNECTION_CLOSE)
+        conn = self._h11
+        try:
+            if conn.our_state is not h11.SEND_RESPONSE:
+                raise h11.LocalProtocolError("no request h11 accepted")
+            data = conn.send(h11.Response(status_code=status, headers=Headers(headers),
+                                          reason=_REASONS.get(status, b""), _parsed=True))
+            data = (data or b"") + (conn.send(h11.Data(data=body)) or b"") if body else data
+            data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            # No request h11 accepted (raw-head rejections): write the response by hand.
+            lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
+            lines += [n + b": " + v for n, _, v in headers]
+            data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+            close = True
+        req.status = status
+        req.answered = True
+        req.bytes_out += len(data)
+        self._out.append(SendDownstream(data))
+        if close or conn.our_state is h11.MUST_CLOSE:
+            self._emit_record(req, now)
+            self._close_downstream()
+            return
+        if req.complete or conn.their_state is h11.DONE:
+            self._emit_record(req, now)
+            self._next_cycle(now)
+        # else: keep reading (and discarding) the request body; _on_request_complete will
+        # start the next cycle.
+
+    def _emit_record(self, req: _Request, now: float) -> None:
+        if req.done:
+            return
+        req.done = True
+        self._requests += 1
+        d = req.decision
+        m = d.match if d is not None else None
+        rec = RequestRecord(
+            method=req.method_s, host=req.host, path=req.path, query=req.query,
+            rule_path=m.path if m is not None else None,
+            ingress=m.ingress if m is not None else None,
+            service=d.service if d is not None else None,
+            namespace=d.namespace if d is not None else None,
+            canary=bool(d.canary) if d is not None else False,
+            status=req.status, bytes_in=req.bytes_in, bytes_out=req.bytes_out,
+            upstreams=tuple(req.tried),
+            upstream_status=req.statuses[-1] if req.statuses else None,
+            upstream_statuses=tuple(req.statuses), start=req.start,
+            upstream_connect=req.t_connect, upstream_first_byte=req.t_first, end=now,
+            request_id=req.request_id, client_ip=req.client_ip, http_version=req.http_version,
+            user_agent=req.user_agent, referer=req.referer,
+            upstream_response_length=req.response_len,
+        )
+        self._out.append(RequestDone(rec))
+
+    def _next_cycle(self, now: float) -> None:
+        """The response is complete and the request fully read: next request or idle."""
+        conn = self._h11
+        self._busy = False
+        self._feeding = False
+        self._req = None
+        if self.closed:
+            return
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE \
+                or not self._keep_alive_allowed_after():
+            self._close_downstream()
+            return
+        tail = self._tail
+        self._tail = b""
+        if tail:
+            self._inbuf[:0] = tail
+        if not tail and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()  # the common case: reuse the h11 object
+        else:
+            self._reset_server_h11()
+        if self._inbuf:
+            self._head_started = now
+            self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
+            # Not parsed here but by ``_flush``'s loop: a burst of pipelined requests answered
+            # locally must not recurse once per request (RecursionError = a remote DoS).
+            self._parse_next = now
+        else:
+            self._set_timer(TimerKind.IDLE, self.settings.keep_alive)
+
+    def _keep_alive_allowed_after(self) -> bool:
+        s = self.settings
+        if s.keep_alive <= 0 or self._eof:
+            return False
+        return not (s.keep_alive_requests and self._requests >= s.keep_alive_requests)

@@ -1,0 +1,353 @@
+"""In-memory client <-> sans-IO proxy core <-> fake upstreams harness (h11's ConnectionPair idea).
+
+Nothing here touches a socket: the harness performs the core's actions itself. Fake upstreams
+parse what the proxy sends with their own h11 server and answer with raw bytes chosen by the
+test, so both directions can be checked byte for byte, and hostile upstreams can send anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+
+from ingresslib.proxy import (
+    ClientConnection,
+    CloseDownstream,
+    CloseUpstream,
+    OpenUpstream,
+    Proxy,
+    ProxySettings,
+    RequestDone,
+    RequestRecord,
+    SendDownstream,
+    SendUpstream,
+    SetTimer,
+    TimerKind,
+    TunnelEstablished,
+)
+
+__all__ = [
+    "FakeMatch", "FakeDecision", "FakeRouter", "Route", "Reply", "FakeUpstream", "ProxyPair",
+    "ok", "PEER",
+]
+
+PEER = ("203.0.113.7", 40000)
+
+
+@dataclass(frozen=True, eq=False)
+class FakeMatch:
+    service: str | None
+    port: int | str | None
+    namespace: str
+    ingress: str
+    host: str | None
+    path: str | None
+    path_type: str | None
+    is_default_backend: bool
+    annotations: Mapping[str, str]
+    match_path: str | None = None
+
+
+@dataclass(frozen=True)
+class FakeDecision:
+    service: str | None
+    namespace: str
+    port: int | None
+    endpoint: tuple[str, int] | None
+    canary: bool
+    match: FakeMatch
+    set_cookie: str | None = None
+
+
+@dataclass
+class Route:
+    path: str = "/"
+    host: str | None = None
+    endpoints: list[tuple[str, int]] = field(default_factory=lambda: [("10.0.0.1", 8080)])
+    annotations: dict[str, str] = field(default_factory=dict)
+    service: str = "web"
+    set_cookie: str | None = None
+    match: FakeMatch | None = None
+
+
+class FakeRouter:
+    """The Router interface the core codes against, over a list of prefix routes."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = list(routes)
+        self.calls: list[tuple[str, str, str, str | None]] = []
+        self.observed: list[tuple[tuple[str, int], bool]] = []
+        for r in self.routes:
+            r.match = FakeMatch(r.service, 80, "default", f"default/{r.service}", r.host, r.path,
+                                "Prefix", False, dict(r.annotations), r.path)
+
+    def route(self, method: str, host: str, path: str, headers: Any,
+              client_ip: str | None) -> FakeDecision | None:
+        self.calls.append((method, host, path, client_ip))
+        h = host.lower().rsplit(":", 1)[0] if not host.startswith("[") else host
+        best: Route | None = None
+        for r in self.routes:
+            if r.host is not None and r.host != h:
+                continue
+            p = r.path.rstrip("/")
+            if path == p or path.startswith(p + "/") or r.path == "/":
+                if best is None or len(r.path) > len(best.path):
+                    best = r
+        if best is None:
+            return None
+        assert best.match is not None
+        ep = best.endpoints[0] if best.endpoints else None
+        return FakeDecision(best.service, "default", 8080, ep, False, best.match, best.set_cookie)
+
+    def next_endpoint(self, decision: FakeDecision,
+                      tried: Collection[tuple[str, int]]) -> tuple[str, int] | None:
+        for r in self.routes:
+            if r.match is decision.match:
+                for ep in r.endpoints:
+                    if ep not in tried:
+                        return ep
+        return None
+
+    def observe(self, decision: FakeDecision, endpoint: tuple[str, int], seconds: float,
+                ok: bool) -> None:
+        self.observed.append((endpoint, ok))
+
+
+@dataclass
+class Reply:
+    """What a fake upstream sends back for one request."""
+
+    data: bytes
+    #: Close the connection after sending ``data``.
+    close: bool = False
+
+
+def ok(body: bytes = b"hello", extra: bytes = b"") -> Reply:
+    return Reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body))
+
+
+#: An upstream application: (request, body, upstream) -> Reply, or None to stay silent.
+App = Callable[[h11.Request, bytes, "FakeUpstream"], "Reply | None"]
+
+
+def default_app(request: h11.Request, body: bytes, up: FakeUpstream) -> Reply:
+    return ok(b"ok " + request.target)
+
+
+class FakeUpstream:
+    """One fake upstream connection: records every byte, answers through ``app``."""
+
+    def __init__(self, endpoint: tuple[str, int], app: App) -> None:
+        self.endpoint = endpoint
+        self.app = app
+        self.raw = bytearray()
+        self.requests: list[tuple[h11.Request, bytes]] = []
+        self._parser = h11.Connection(h11.SERVER)
+        self._body = bytearray()
+        self._req: h11.Request | None = None
+        self.closed = False
+        self.tunnel = False
+        self.uses = 0
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self.raw += data
+        if self.tunnel:
+            return [Reply(b"echo:" + data)]
+        self._parser.receive_data(data)
+        replies: list[Reply] = []
+        while True:
+            ev = self._parser.next_event()
+            if isinstance(ev, h11.Request):
+                self._req = ev
+                self._body = bytearray()
+            elif isinstance(ev, h11.Data):
+                self._body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                assert self._req is not None
+                self.requests.append((self._req, bytes(self._body)))
+                tail = self._parser.trailing_data[0]
+                self._parser = h11.Connection(h11.SERVER)
+                if tail:
+                    self._parser.receive_data(tail)
+                r = self.app(self._req, bytes(self._body), self)
+                if r is not None:
+                    replies.append(r)
+                    if r.data.startswith(b"HTTP/1.1 101"):
+                        self.tunnel = True
+                        return replies
+            else:
+                return replies
+
+
+class ProxyPair:
+    """Client bytes in, client bytes out; upstreams are created on ``OpenUpstream``."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route] | None = None,
+        settings: ProxySettings | None = None,
+        *,
+        app: App = default_app,
+        tls: bool = False,
+        tls_hosts: Collection[str] = (),
+        peer: tuple[str, int] | str | None = PEER,
+        refuse: Collection[tuple[str, int]] = (),
+        hang: Collection[tuple[str, int]] = (),
+        https_port: int = 443,
+        request_id: Callable[[], str] | None = lambda: "0123456789abcdef0123456789abcdef",
+        router: Any = None,
+    ) -> None:
+        self.router = router if router is not None else FakeRouter(
+            routes if routes is not None else [Route()])
+        self.proxy = Proxy(self.router, settings, tls_hosts=tls_hosts, https_port=https_port,
+                           request_id=request_id)
+        self.app = app
+        self.refuse = set(refuse)
+        self.hang = set(hang)
+        self.now = 0.0
+        self.conn: ClientConnection = self.proxy.connection(peer, tls=tls,
+                                                            local_port=443 if tls else 80,
+                                                            now=self.now)
+        self.received = bytearray()
+        self.closed = False
+        self.records: list[RequestRecord] = []
+        self.upstreams: list[FakeUpstream] = []
+        self.live: dict[int, FakeUpstream] = {}
+        self.pool: dict[tuple[str, int], list[FakeUpstream]] = {}
+        self.opens: list[OpenUpstream] = []
+        self.closes: list[CloseUpstream] = []
+        self.timer: tuple[TimerKind, float] | None = None
+        self.tunnels: list[int] = []
+        self._run(self.conn.start(self.now))
+
+    # ------------------------------------------------------------------ driving
+    def send(self, data: bytes) -> bytes:
+        """Feed client bytes; return what the client received meanwhile."""
+        start = len(self.received)
+        self._run(self.conn.receive_data(data, self.now))
+        return bytes(self.received[start:])
+
+    def eof(self) -> bytes:
+        start = len(self.received)
+        self._run(self.conn.receive_eof(self.now))
+        return bytes(self.received[start:])
+
+    def fire(self, kind: TimerKind | None = None) -> bytes:
+        assert self.timer is not None, "no timer armed"
+        k, secs = self.timer
+        assert kind is None or kind is k, (kind, k)
+        self.now += secs
+        self.timer = None
+        start = len(self.received)
+        self._run(self.conn.timer_expired(k, self.now))
+        return bytes(self.received[start:])
+
+    def upstream_send(self, up: FakeUpstream, data: bytes, close: bool = False) -> bytes:
+        """Make an upstream send unsolicited bytes (or close)."""
+        start = len(self.received)
+        cid = self._id_of(up)
+        if data:
+            self._run(self.conn.upstream_data(cid, data, self.now))
+        if close:
+            up.closed = True
+            self._run(self.conn.upstream_eof(cid, self.now))
+        return bytes(self.received[start:])
+
+    def _id_of(self, up: FakeUpstream) -> int:
+        for cid, u in self.live.items():
+            if u is up:
+                return cid
+        raise KeyError("upstream not live")
+
+    @property
+    def upstream_bytes(self) -> bytes:
+        return b"".join(bytes(u.raw) for u in self.upstreams)
+
+    def _run(self, actions: list[Any]) -> None:
+        """Perform actions in order; what the peers do in response happens afterwards, one
+        event at a time, like a real event loop."""
+        events: list[Callable[[], list[Any]]] = []
+        self._perform(actions, events)
+        while events:
+            self._perform(events.pop(0)(), events)
+
+    def _perform(self, actions: list[Any], events: list[Callable[[], list[Any]]]) -> None:
+        conn = self.conn
+        for a in actions:
+            t = type(a)
+            if t is SendDownstream:
+                assert not self.closed, "data sent after CloseDownstream"
+                self.received += a.data
+            elif t is CloseDownstream:
+                self.closed = True
+            elif t is SetTimer:
+                self.timer = None if a.seconds is None else (a.kind, a.seconds)
+            elif t is RequestDone:
+                self.records.append(a.record)
+            elif t is TunnelEstablished:
+                self.tunnels.append(a.conn_id)
+            elif t is OpenUpstream:
+                self.opens.append(a)
+                cid = a.conn_id
+                if a.endpoint in self.refuse:
+                    events.append(lambda cid=cid: self._if_open(cid, lambda: conn.upstream_failed(
+                        cid, self.now)))
+                    self.live[cid] = FakeUpstream(a.endpoint, self.app)
+                    continue
+                if a.endpoint in self.hang:
+                    events.append(lambda cid=cid: self._if_open(cid, lambda: conn.upstream_failed(
+                        cid, self.now, timed_out=True)))
+                    self.live[cid] = FakeUpstream(a.endpoint, self.app)
+                    continue
+                pooled = self.pool.get(a.endpoint)
+                reused = bool(a.pooled and pooled)
+                if reused:
+                    assert pooled is not None
+                    up = pooled.pop(0)
+                else:
+                    up = FakeUpstream(a.endpoint, self.app)
+                    self.upstreams.append(up)
+                up.uses += 1
+                self.live[cid] = up
+                if up.closed:
+                    events.append(lambda cid=cid: self._if_open(
+                        cid, lambda: conn.upstream_connected(cid, self.now, reused=True)))
+                    events.append(lambda cid=cid: self._if_open(
+                        cid, lambda: conn.upstream_eof(cid, self.now)))
+                    continue
+                events.append(lambda cid=cid, reused=reused: self._if_open(
+                    cid, lambda: conn.upstream_connected(cid, self.now, reused=reused)))
+            elif t is SendUpstream:
+                cid = a.conn_id
+                up = self.live[cid]
+                if up.closed:
+                    continue
+                for reply in up.feed(a.data):
+                    if reply.data:
+                        events.append(lambda cid=cid, d=reply.data: self._if_open(
+                            cid, lambda: conn.upstream_data(cid, d, self.now)))
+                    if reply.close:
+                        up.closed = True
+                        events.append(lambda cid=cid: self._if_open(
+                            cid, lambda: conn.upstream_eof(cid, self.now)))
+            elif t is CloseUpstream:
+                self.closes.append(a)
+                up = self.live.pop(a.conn_id)
+                if a.reuse and not up.closed:
+                    self.pool.setdefault(up.endpoint, []).append(up)
+                else:
+                    up.closed = True
+            else:  # pragma: no cover - a new action type the harness does not know
+                raise AssertionError(f"unknown action {a!r}")
+
+    def _if_open(self, cid: int, call: Callable[[], list[Any]]) -> list[Any]:
+        # A connection the core already closed (cancelled connect) produces no events.
+        return call() if cid in self.live else []
+
+
+def status_of(data: bytes) -> int:
+    """Status code of the first response in ``data``."""
+    return int(data.split(b" ", 2)[1])

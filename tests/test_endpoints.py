@@ -1,0 +1,167 @@
+"""SEMANTICS §6: Service port -> target port -> ready endpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingresslib._endpoints import EndpointIndex, is_ready, parse_weights
+from ingresslib._models import EndpointConditions, ServicePort
+
+from _router_helpers import endpoints_v1, resources, service, slice_
+
+C = EndpointConditions
+
+
+def idx(*objs: object) -> EndpointIndex:
+    return EndpointIndex(resources(*objs))
+
+
+@pytest.mark.parametrize(
+    ("conditions", "ready"),
+    [
+        (C(), True),                                   # nil ready "should be interpreted as true"
+        (C(ready=True), True),
+        (C(ready=False), False),
+        (C(ready=None, terminating=True), False),      # ready is never true while terminating
+        (C(ready=True, terminating=True), True),       # explicit ready wins
+        (C(ready=False, serving=True, terminating=True), False),  # serving is not ready
+        (C(ready=None, serving=False), True),          # serving is ignored
+    ],
+)
+def test_is_ready(conditions: EndpointConditions, ready: bool) -> None:
+    assert is_ready(conditions) is ready
+
+
+def test_numeric_backend_port_resolves_to_numeric_target_port() -> None:
+    ix = idx(service("web", [ServicePort(80, "http", 8080)]),
+             slice_("web-a", "web", ["10.0.0.2", "10.0.0.1"], [("http", 8080)]))
+    es = ix.resolve("default", "web", 80)
+    assert es.port == 8080
+    assert es.endpoints == (("10.0.0.1", 8080), ("10.0.0.2", 8080))  # sorted
+    assert es.weights == (1, 1) and not es.weighted and es.reason is None
+
+
+def test_named_backend_port_resolves_through_service_ports() -> None:
+    ix = idx(service("web", [ServicePort(80, "http", 8080), ServicePort(9090, "metrics", 9100)]),
+             slice_("web-a", "web", ["10.0.0.1"], [("http", 8080), ("metrics", 9100)]))
+    assert ix.resolve("default", "web", "metrics").endpoints == (("10.0.0.1", 9100),)
+    assert ix.resolve("default", "web", "http").endpoints == (("10.0.0.1", 8080),)
+    # The backend port names the *Service* port, never the container port.
+    assert ix.resolve("default", "web", 8080).endpoints == ()
+    assert "no port 8080" in (ix.resolve("default", "web", 8080).reason or "")
+
+
+def test_target_port_defaults_to_port() -> None:
+    ix = idx(service("web", [ServicePort(80)]), slice_("web-a", "web", ["10.0.0.1"], [(None, 80)]))
+    es = ix.resolve("default", "web", 80)
+    assert es.port == 80 and es.endpoints == (("10.0.0.1", 80),)
+
+
+def test_named_target_port_takes_the_number_from_the_endpoints() -> None:
+    ix = idx(service("web", [ServicePort(80, "http", "web-http")]),
+             slice_("web-a", "web", ["10.0.0.1"], [("http", 3000)]))
+    es = ix.resolve("default", "web", 80)
+    assert es.port == 3000 and es.endpoints == (("10.0.0.1", 3000),)
+    # With no endpoint, a named target port cannot be resolved.
+    ix2 = idx(service("web", [ServicePort(80, "http", "web-http")]))
+    assert ix2.resolve("default", "web", 80).port is None
+
+
+def test_several_slices_ipv4_and_ipv6_merged_and_deduplicated() -> None:
+    ix = idx(service("web", [ServicePort(80, None, 8080)]),
+             slice_("web-a", "web", ["10.0.0.1", "10.0.0.2"]),
+             slice_("web-b", "web", ["10.0.0.2", "10.0.0.3"]),
+             slice_("web-6", "web", ["fd00::1"], address_type="IPv6"))
+    assert ix.resolve("default", "web", 80).endpoints == (
+        ("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 8080), ("fd00::1", 8080))
+
+
+def test_slice_port_matched_by_name_and_unnamed_port() -> None:
+    # A slice for another port name contributes nothing to this port.
+    ix = idx(service("web", [ServicePort(80, "http", 8080)]),
+             slice_("web-a", "web", ["10.0.0.1"], [("http", 8080)]),
+             slice_("web-b", "web", ["10.0.0.9"], [("grpc", 9000)]))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080),)
+
+
+def test_only_ready_endpoints_from_slices() -> None:
+    ix = idx(service("web"), slice_("web-a", "web", [
+        "10.0.0.1",
+        ("10.0.0.2", C(ready=False)),
+        ("10.0.0.3", C(ready=True)),
+        ("10.0.0.4", C(terminating=True)),
+        ("10.0.0.5", C(ready=False, serving=True, terminating=True)),
+    ]))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080), ("10.0.0.3", 8080))
+
+
+def test_slices_of_other_services_and_namespaces_are_ignored() -> None:
+    ix = idx(service("web"), slice_("x", "other", ["10.0.0.1"]),
+             slice_("y", "web", ["10.0.0.2"], ns="prod"))
+    es = ix.resolve("default", "web", 80)
+    assert es.endpoints == () and "no ready endpoint" in (es.reason or "")
+
+
+def test_v1_endpoints_addresses_only() -> None:
+    ix = idx(service("web"), endpoints_v1("web", ["10.0.1.1"], not_ready=["10.0.1.2"]))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.1.1", 8080),)
+
+
+def test_slices_win_over_v1_endpoints() -> None:
+    ix = idx(service("web"), endpoints_v1("web", ["10.0.1.1"]), slice_("w", "web", ["10.0.0.1"]))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080),)
+
+
+def test_v1_endpoints_named_ports() -> None:
+    ix = idx(service("web", [ServicePort(80, "http", "http"), ServicePort(81, "admin", 9000)]),
+             endpoints_v1("web", ["10.0.1.1"], ports=[("http", 8080), ("admin", 9000)]))
+    assert ix.resolve("default", "web", "admin").endpoints == (("10.0.1.1", 9000),)
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.1.1", 8080),)
+
+
+def test_missing_service_or_resource_backend() -> None:
+    ix = idx()
+    es = ix.resolve("default", "nope", 80)
+    assert es.endpoints == () and es.port is None and "not found" in (es.reason or "")
+    assert ix.resolve("default", None, None).reason == "resource backend"
+
+
+def test_service_upstream_uses_cluster_ip() -> None:
+    ix = idx(service("web", [ServicePort(80, None, 8080)], cluster_ip="10.96.1.2"),
+             slice_("w", "web", ["10.0.0.1"]))
+    assert ix.resolve("default", "web", 80, service_upstream=True).endpoints == (("10.96.1.2", 80),)
+    assert ix.resolve("default", "web", 80, service_upstream=False).endpoints == (("10.0.0.1", 8080),)
+
+
+def test_service_upstream_on_headless_service_falls_back_to_pods() -> None:
+    ix = idx(service("web", cluster_ip="None"), slice_("w", "web", ["10.0.0.1"]))
+    assert ix.resolve("default", "web", 80, service_upstream=True).endpoints == (("10.0.0.1", 8080),)
+
+
+def test_external_name_service() -> None:
+    ix = idx(service("ext", [ServicePort(443)], type="ExternalName", cluster_ip=None,
+                     external_name="api.example.com"))
+    assert ix.resolve("default", "ext", 443).endpoints == (("api.example.com", 443),)
+
+
+def test_weights_annotation() -> None:
+    ann = {"ingresslib.io/endpoint-weights": "10.0.0.1=3, 10.0.0.2:8080=2, [fd00::1]:8080=5"}
+    ix = idx(service("web", annotations=ann),
+             slice_("w", "web", ["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+             slice_("w6", "web", ["fd00::1"], address_type="IPv6"))
+    es = ix.resolve("default", "web", 80)
+    assert dict(zip(es.endpoints, es.weights)) == {
+        ("10.0.0.1", 8080): 3, ("10.0.0.2", 8080): 2, ("10.0.0.3", 8080): 1,
+        ("fd00::1", 8080): 5}
+    assert es.weighted
+
+
+@pytest.mark.parametrize("text", ["a", "10.0.0.1=x", "10.0.0.1=0", "=3", "10.0.0.1=-1"])
+def test_weights_annotation_errors(text: str) -> None:
+    by_addr, by_ip, errors = parse_weights(text)
+    assert not by_addr and not by_ip and len(errors) == 1
+
+
+def test_resolve_is_memoised() -> None:
+    ix = idx(service("web"), slice_("w", "web", ["10.0.0.1"]))
+    assert ix.resolve("default", "web", 80) is ix.resolve("default", "web", 80)

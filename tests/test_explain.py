@@ -1,0 +1,118 @@
+"""``ingresslib explain`` and ``ingresslib check`` through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingresslib._cli import main
+from ingresslib._explain import split_url
+
+MANIFESTS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: prod}
+spec:
+  defaultBackend: {service: {name: fallback, port: {number: 80}}}
+  rules:
+  - host: shop.example.test
+    http:
+      paths:
+      - {path: /cart, pathType: Prefix, backend: {service: {name: cart, port: {name: http}}}}
+      - {path: /, pathType: Exact, backend: {service: {name: home, port: {number: 8080}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop-canary, namespace: prod, annotations: {nginx.ingress.kubernetes.io/canary: "true"}}
+spec:
+  rules:
+  - host: shop.example.test
+    http:
+      paths:
+      - {path: /cart, pathType: Prefix, backend: {service: {name: cart-v2, port: {number: 80}}}}
+"""
+
+BROKEN = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bad}
+spec:
+  rules:
+  - host: Bad_Host
+    http:
+      paths:
+      - {path: relative, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}
+      - {path: /x, pathType: Sometimes, backend: {service: {name: a, port: {number: 80}}}}
+"""
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    p = tmp_path / "shop.yaml"
+    p.write_text(MANIFESTS)
+    return p
+
+
+def test_split_url() -> None:
+    assert split_url("http://a.test:8080/x/%2e?q=1") == ("a.test:8080", "/x/%2e?q=1")
+    assert split_url("a.test/x") == ("a.test", "/x")
+    assert split_url("/only/path") == ("", "/only/path")
+    assert split_url("https://a.test") == ("a.test", "/")
+
+
+def test_explain_text(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-f", str(manifests), "http://SHOP.example.test/cart/%61dd"]) == 0
+    out = capsys.readouterr().out
+    assert "canonical '/cart/add'" in out
+    assert "Ingress prod/shop, rule host shop.example.test, Prefix '/cart'" in out
+    assert "backend service prod/cart:http" in out
+    assert "canary: Ingress prod/shop-canary -> service prod/cart-v2:80" in out
+
+
+def test_explain_json(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-f", str(manifests), "-o", "json", "shop.example.test/"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["match"]["service"] == "home" and info["match"]["path_type"] == "Exact"
+    # The manifests have no Service or endpoints: the proxy would answer 503, and explain says so.
+    assert info["status"] == 503 and info["decision"]["endpoint"] is None
+    assert main(["explain", "-f", str(manifests), "-o", "json", "shop.example.test/nothing"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["match"]["is_default_backend"] and info["match"]["service"] == "fallback"
+
+
+def test_explain_rejected_and_unrouted(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-f", str(manifests), "-o", "json", "shop.example.test/a/../../etc"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["status"] == 400 and info["match"] is None and info["reason"].startswith("rejected")
+    assert main(["explain", "-f", str(manifests), "other.test/x"]) == 0
+    out = capsys.readouterr().out
+    # The default backend is the cluster-wide fallback for hosts no rule names.
+    assert "default backend of Ingress prod/shop" in out
+
+
+def test_check_ok(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-f", str(manifests)]) == 0
+    assert capsys.readouterr().out.startswith("ok: 2 Ingress(es), 2 served")
+
+
+def test_check_reports_every_error(tmp_path: Path, manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN)
+    assert main(["check", "-f", str(manifests), "-f", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    problems = [line for line in err if "Ingress default/bad" in line]
+    assert any("spec.rules[0].host" in line for line in problems)
+    assert any("spec.rules[0].http.paths[0].path" in line for line in problems)
+    assert any("spec.rules[0].http.paths[1].pathType" in line and "Unsupported value" in line for line in problems)
+    assert err[-1] == f"{len(problems)} error(s)"
+
+
+def test_python_dash_m(manifests: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ingresslib", "check", "-f", str(manifests)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok:")

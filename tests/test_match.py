@@ -1,0 +1,489 @@
+"""The route matcher: one suite run against the compiled ``_match`` and the pure ``_match_py``,
+plus differential tests of both against a brute-force oracle written from SEMANTICS.md §4."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingresslib import _match_py, _matcher
+from ingresslib._errors import BadRequestError
+from ingresslib._normalize import canonical_path, canonical_rule_path
+
+try:
+    _match_c: Any = importlib.import_module("ingresslib._match")
+except ImportError:
+    _match_c = None
+
+_REQUIRE = os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+IMPLEMENTATIONS = [
+    pytest.param(_match_py.Matcher, id="python"),
+    pytest.param(
+        None if _match_c is None else _match_c.Matcher,
+        id="cython",
+        marks=pytest.mark.skipif(
+            _match_c is None and not _REQUIRE, reason="ingresslib._match is not built"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def matcher_class(request: pytest.FixtureRequest) -> Any:
+    if request.param is None:
+        pytest.fail("INGRESSLIB_REQUIRE_EXTENSIONS is set but ingresslib._match is not built")
+    return request.param
+
+
+def _all_classes() -> list[Any]:
+    return [_match_py.Matcher] + ([] if _match_c is None else [_match_c.Matcher])
+
+
+def test_compiled_matcher_is_in_use_when_required() -> None:
+    # Guards the optional build: a broken compiler must not silently ship the pure twin in CI.
+    expected = "python" if (_matcher.NO_EXTENSIONS or _match_c is None) else "cython"
+    assert _matcher.MATCHER == expected
+    if _REQUIRE:
+        assert _matcher.MATCHER == "cython", "INGRESSLIB_REQUIRE_EXTENSIONS=1 but the pure twin loaded"
+    impl = _match_py.Matcher if expected == "python" else _match_c.Matcher
+    assert _matcher.Matcher is impl
+
+
+def test_selector_honours_no_extensions() -> None:
+    env = dict(os.environ, INGRESSLIB_NO_EXTENSIONS="1")
+    code = "from ingresslib import _matcher; print(_matcher.MATCHER, _matcher.Matcher.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["python", "ingresslib._match_py"]
+
+
+# -- helpers: rules -> host groups (what RouteTable does, minus precedence between Ingresses) --
+
+Rule = tuple[str, str]  # (pathType, path)
+
+
+def group_of(host: str | None, rules: Sequence[Rule], default: object | None = None) -> _match_py.HostGroup:
+    """Payload of each rule = ``"<Type> <path>"``; the first of identical rules wins."""
+    exact: dict[str, object] = {}
+    prefix: dict[str, object] = {}
+    for ptype, path in rules:
+        canon = canonical_rule_path(path)
+        if ptype == "Exact":
+            exact.setdefault(canon, f"{ptype} {path}")
+        else:
+            prefix.setdefault(canon[:-1] if canon.endswith("/") else canon, f"{ptype} {path}")
+    return (host, exact, prefix, default)
+
+
+# The path-matching table of the Kubernetes Ingress concept page, row by row
+# (https://kubernetes.io/docs/concepts/services-networking/ingress/#examples).
+K8S_EXAMPLES: list[tuple[list[Rule], str, str | None]] = [
+    ([("Prefix", "/")], "/", "Prefix /"),
+    ([("Prefix", "/")], "/anything/at/all", "Prefix /"),
+    ([("Exact", "/foo")], "/foo", "Exact /foo"),
+    ([("Exact", "/foo")], "/bar", None),
+    ([("Exact", "/foo")], "/foo/", None),
+    ([("Exact", "/foo/")], "/foo", None),
+    ([("Prefix", "/foo")], "/foo", "Prefix /foo"),
+    ([("Prefix", "/foo")], "/foo/", "Prefix /foo"),
+    ([("Prefix", "/foo/")], "/foo", "Prefix /foo/"),
+    ([("Prefix", "/foo/")], "/foo/", "Prefix /foo/"),
+    ([("Prefix", "/aaa/bb")], "/aaa/bbb", None),
+    ([("Prefix", "/aaa/bbb")], "/aaa/bbb", "Prefix /aaa/bbb"),
+    ([("Prefix", "/aaa/bbb/")], "/aaa/bbb", "Prefix /aaa/bbb/"),  # ignores trailing slash
+    ([("Prefix", "/aaa/bbb")], "/aaa/bbb/", "Prefix /aaa/bbb"),  # matches trailing slash
+    ([("Prefix", "/aaa/bbb")], "/aaa/bbb/ccc", "Prefix /aaa/bbb"),  # matches subpath
+    ([("Prefix", "/aaa/bbb")], "/aaa/bbbxyz", None),  # does not match string prefix
+    ([("Prefix", "/"), ("Prefix", "/aaa")], "/aaa/ccc", "Prefix /aaa"),
+    ([("Prefix", "/"), ("Prefix", "/aaa"), ("Prefix", "/aaa/bbb")], "/aaa/bbb", "Prefix /aaa/bbb"),
+    ([("Prefix", "/"), ("Prefix", "/aaa"), ("Prefix", "/aaa/bbb")], "/ccc", "Prefix /"),
+    ([("Prefix", "/aaa")], "/ccc", None),  # uses the default backend
+    ([("Prefix", "/foo"), ("Exact", "/foo")], "/foo", "Exact /foo"),  # prefers Exact
+    ([("Exact", "/foo"), ("Prefix", "/foo")], "/foo", "Exact /foo"),
+]
+
+
+@pytest.mark.parametrize(("rules", "path", "expected"), K8S_EXAMPLES)
+def test_kubernetes_path_matching_examples(
+    matcher_class: Any, rules: list[Rule], path: str, expected: str | None
+) -> None:
+    m = matcher_class([group_of("foo.com", rules)])
+    assert m.lookup("foo.com", path) == expected
+
+
+PATH_RULES: list[Rule] = [
+    ("Prefix", "/"),
+    ("Prefix", "/foo"),
+    ("Prefix", "/foo/bar/"),
+    ("Exact", "/foo/bar"),
+    ("Exact", "/foo/bar/"),
+    ("Exact", "/exact"),
+    ("Prefix", "/a/b/c/d/e"),
+    ("Prefix", "/.well-known"),
+    ("Prefix", "/café"),
+    ("Exact", "/x;y"),
+]
+
+PATH_CASES = [
+    # Exact: "whole-string equality; a trailing slash counts"
+    ("/exact", "Exact /exact"),
+    ("/exact/", "Prefix /"),
+    ("/foo/bar", "Exact /foo/bar"),
+    ("/foo/bar/", "Exact /foo/bar/"),
+    ("/foo/bar/baz", "Prefix /foo/bar/"),
+    ("/foo/barbaz", "Prefix /foo"),
+    ("/foo", "Prefix /foo"),
+    ("/fo", "Prefix /"),
+    ("/foobar", "Prefix /"),
+    # case-sensitive
+    ("/FOO", "Prefix /"),
+    ("/a/b/c/d/e/f/g", "Prefix /a/b/c/d/e"),
+    ("/a/b/c/d", "Prefix /"),
+    ("/.well-known/acme", "Prefix /.well-known"),
+    # canonical form first (§5): decoded, merged, dot segments removed
+    ("/%66oo/%62ar", "Exact /foo/bar"),
+    ("//foo//bar", "Exact /foo/bar"),
+    ("/x/../foo/./bar/", "Exact /foo/bar/"),
+    ("/caf%c3%a9/menu", "Prefix /café"),
+    ("/x;y", "Exact /x;y"),
+    # the query is split off at the first "?"; "" means "/"
+    ("/exact?x=/foo", "Exact /exact"),
+    ("/foo/bar?", "Exact /foo/bar"),
+    ("?q", "Prefix /"),
+    ("", "Prefix /"),
+    ("/%2e%2e%3f?q", "Prefix /"),  # %2e%2e%3f is the segment "..%3F", not ".."
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), PATH_CASES)
+def test_path_rules(matcher_class: Any, path: str, expected: str) -> None:
+    m = matcher_class([group_of("foo.com", PATH_RULES)])
+    assert m.lookup("foo.com", path) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/..", "/a/../..", "/%2e%2e/x", "/a%2fb", "/a%5Cb", "/%00", "/a#b", "/a b", "/café", "/..;x", "/a/.;",
+     "/%c3", "/%zz", "x", "*", "/\ud800", "/a\u0100", "/" + "é" * 5000],
+)
+@pytest.mark.parametrize("host", ["foo.com", "unknown.org", "", "[::1]"])
+def test_hostile_paths_raise_whatever_the_host(matcher_class: Any, host: str, path: str) -> None:
+    m = matcher_class([group_of("foo.com", PATH_RULES)], default="DEFAULT")
+    with pytest.raises(BadRequestError) as info:
+        m.lookup(host, path)
+    assert info.value.status_hint == 400
+
+
+HOST_GROUPS = [
+    group_of("foo.com", [("Prefix", "/f")], default="default foo.com"),
+    group_of("*.foo.com", [("Prefix", "/w")], default="default *.foo.com"),
+    group_of("bar.foo.com", [("Prefix", "/b")]),
+    group_of("*.a.foo.com", [("Prefix", "/wa")]),
+    group_of(None, [("Prefix", "/h")], default="default host-less"),
+]
+
+HOST_CASES = [
+    ("foo.com", "/f", "Prefix /f"),
+    # "lower-case it, strip :port, strip one trailing dot"
+    ("FOO.com", "/f", "Prefix /f"),
+    ("foo.com:8080", "/f", "Prefix /f"),
+    ("foo.com.", "/f", "Prefix /f"),
+    ("Foo.Com.:80", "/f", "Prefix /f"),
+    ("foo.com..", "/h", "Prefix /h"),
+    # "Group = the precise host if a rule names it": bar.foo.com beats *.foo.com
+    ("bar.foo.com", "/b", "Prefix /b"),
+    # "No fall-through to a less specific group once one is chosen"
+    ("bar.foo.com", "/w", None),
+    ("bar.foo.com", "/h", None),
+    ("foo.com", "/h", "default foo.com"),
+    # "*.foo.com matches bar.foo.com, not foo.com, not a.bar.foo.com"
+    ("baz.foo.com", "/w", "Prefix /w"),
+    ("BAZ.foo.com:443", "/w/x", "Prefix /w"),
+    ("baz.foo.com", "/b", "default *.foo.com"),
+    ("x.bar.foo.com", "/h", "Prefix /h"),
+    ("x.bar.foo.com", "/w", "default host-less"),
+    ("x.a.foo.com", "/wa", "Prefix /wa"),
+    ("a.foo.com", "/w", "Prefix /w"),
+    ("x.y.a.foo.com", "/wa", "default host-less"),
+    (".foo.com", "/h", "Prefix /h"),  # an empty label is not a label
+    # "else the host-less rules"
+    ("other.org", "/h", "Prefix /h"),
+    ("other.org", "/f", "default host-less"),
+    ("", "/h", "Prefix /h"),
+    (":80", "/h", "Prefix /h"),
+    # "IPv6 literals keep their brackets and never equal a rule host"
+    ("[::1]", "/h", "Prefix /h"),
+    ("[::1]:8080", "/f", "default host-less"),
+    ("127.0.0.1", "/h", "Prefix /h"),
+    # ASCII-only case folding: the Kelvin sign is not "k"
+    ("\u212aoo.com", "/h", "Prefix /h"),
+    ("\u212a.foo.com", "/w", "Prefix /w"),
+    ("b\u00e4r.foo.com", "/w", "Prefix /w"),
+]
+
+
+@pytest.mark.parametrize(("host", "path", "expected"), HOST_CASES)
+def test_host_selection(matcher_class: Any, host: str, path: str, expected: str | None) -> None:
+    m = matcher_class(HOST_GROUPS, default="never")
+    assert m.lookup(host, path) == expected
+
+
+def test_no_group_returns_the_matcher_default(matcher_class: Any) -> None:
+    groups = [group_of("foo.com", [("Prefix", "/")])]
+    default = object()
+    assert matcher_class(groups, default).lookup("bar.com", "/") is default
+    assert matcher_class(groups).lookup("bar.com", "/") is None
+    assert matcher_class([], default).lookup("", "/") is default
+    assert matcher_class([]).lookup("foo.com", "/x") is None
+
+
+def test_lookup_returns_the_payload_object_itself(matcher_class: Any) -> None:
+    exact, prefix, group_default = object(), object(), object()
+    m = matcher_class([("foo.com", {"/a": exact}, {"/a": prefix}, group_default)])
+    assert m.lookup("foo.com", "/a") is exact
+    assert m.lookup("foo.com", "/a/b") is prefix
+    assert m.lookup("foo.com", "/b") is group_default
+    # A payload may be any object, None included.
+    m = matcher_class([("foo.com", {"/a": None}, {"": 0}, "d")])
+    assert m.lookup("foo.com", "/a") is None
+    assert m.lookup("foo.com", "/b") == 0
+
+
+def test_duplicate_groups_are_refused(matcher_class: Any) -> None:
+    for groups in (
+        [group_of("foo.com", []), group_of("foo.com", [])],
+        [group_of("*.foo.com", []), group_of("*.foo.com", [])],
+        [group_of(None, []), group_of(None, [])],
+    ):
+        with pytest.raises(ValueError, match="group"):
+            matcher_class(groups)
+
+
+def test_empty_and_root_only_groups(matcher_class: Any) -> None:
+    m = matcher_class([("e.com", {}, {}, None), ("r.com", {}, {"": "root"}, None), ("x.com", {"/": "slash"}, {}, None)])
+    assert m.lookup("e.com", "/") is None
+    assert m.lookup("r.com", "/") == "root"
+    assert m.lookup("r.com", "/deep/er/") == "root"
+    assert m.lookup("x.com", "/") == "slash"
+    assert m.lookup("x.com", "") == "slash"
+    assert m.lookup("x.com", "/a") is None
+
+
+def test_keys_that_are_not_canonical_never_match(matcher_class: Any) -> None:
+    # The caller passes canonical keys; a key no canonical path can equal is inert.
+    m = matcher_class([("foo.com", {"/a//b": 1, "/é": 2}, {"/c/": 3, "/ü": 4}, "d")])
+    assert m.lookup("foo.com", "/a//b") == "d"
+    assert m.lookup("foo.com", "/%C3%A9") == "d"
+    assert m.lookup("foo.com", "/c/") == 3  # path == key
+    assert m.lookup("foo.com", "/c/x") == "d"
+
+
+@pytest.mark.skipif(_match_c is None, reason="ingresslib._match is not built")
+def test_compiled_tree_invariants() -> None:
+    rules: list[Rule] = [("Prefix", "/")]
+    for a in ("api", "apps", "ap", "b"):
+        for b in ("v1", "v2", "v10", ""):
+            rules.append(("Prefix", f"/{a}/{b}"))
+            rules.append(("Exact", f"/{a}/{b}/x"))
+    m = _match_c.Matcher([group_of("foo.com", rules), group_of(None, rules[::2]), group_of("*.x.com", [])])
+    m._check_invariants()
+    assert m.lookup("foo.com", "/apps/v10/y") == "Prefix /apps/v10"
+    assert m.lookup("foo.com", "/apps/v1") == "Prefix /apps/v1"
+    assert m.lookup("foo.com", "/ap/y") == "Prefix /ap/"
+    assert m.lookup("foo.com", "/ap/x") == "Exact /ap//x"  # the rule path is canonicalised too
+    assert m.lookup("foo.com", "/b") == "Prefix /b/"
+    assert m.lookup("foo.com", "/bb") == "Prefix /"
+    # rules[::2] keeps "Prefix /" and the Exact rules only.
+    assert m.lookup("other", "/apps/v2/x") == "Exact /apps/v2/x"
+    assert m.lookup("other", "/apps/v2/y") == "Prefix /"
+
+
+# -- differential: compiled == pure == oracle --------------------------------------------------
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def oracle(groups: Sequence[_match_py.HostGroup], default: object, host: str, path: str) -> object:
+    """SEMANTICS.md §4 read literally, with a linear scan over every group and key."""
+    path = path.split("?", 1)[0] or "/"
+    path = canonical_path(path)  # raises BadRequestError: "regardless of host"
+    h = host.translate(_ASCII_LOWER)
+    if h.startswith("["):
+        h = h.split("]", 1)[0] + "]" if "]" in h else h
+    else:
+        h = h.split(":", 1)[0]
+        if h.endswith("."):
+            h = h[:-1]
+    chosen = None
+    if h and not h.startswith("["):
+        chosen = next((g for g in groups if g[0] == h), None)
+        if chosen is None:
+            for g in groups:
+                rule_host = g[0]
+                if rule_host is not None and rule_host.startswith("*."):
+                    label, dot, rest = h.partition(".")
+                    if dot and label and rest == rule_host[2:]:
+                        chosen = g
+    if chosen is None:
+        chosen = next((g for g in groups if g[0] is None), None)
+    if chosen is None:
+        return default
+    _, exact, prefix, group_default = chosen
+    if path in exact:
+        return exact[path]
+    best: str | None = None
+    for key in prefix:
+        if (path == key or path.startswith(key + "/")) and (best is None or len(key) > len(best)):
+            best = key
+    return group_default if best is None else prefix[best]
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, object]:
+    try:
+        return ("ok", fn(*args))
+    except BadRequestError as e:
+        assert e.status_hint == 400
+        return ("400", None)
+
+
+_SEGMENTS = ["a", "b", "ab", "api", "v1", "v10", ".well-known", "x;y", "~u", "%C3%A9", "%3F", "a-b", "..a"]
+_HOSTS = ["foo.com", "a.foo.com", "*.foo.com", "*.a.foo.com", "bar.org", "b", "*.b"]
+
+_key_paths = st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=5).map(lambda s: "/" + "/".join(s))
+
+
+@st.composite
+def group_strategy(draw: st.DrawFn, host: str | None) -> _match_py.HostGroup:
+    base = draw(st.lists(_key_paths, max_size=6))
+    # Nested prefixes sharing segments: every ancestor of a drawn path is a candidate key.
+    candidates = sorted({p[:i] for p in base for i in range(1, len(p) + 1) if i == len(p) or p[i] == "/"})
+    exact_keys = draw(st.lists(st.sampled_from(candidates), unique=True)) if candidates else []
+    exact = {p + ("/" if draw(st.booleans()) else ""): f"{host} E {p}" for p in exact_keys}
+    prefix_keys = draw(st.lists(st.sampled_from(candidates), unique=True)) if candidates else []
+    prefix: dict[str, object] = {p: f"{host} P {p}" for p in prefix_keys}
+    if draw(st.booleans()):
+        prefix[""] = f"{host} P /"
+    group_default = draw(st.none() | st.just(f"{host} default"))
+    return (host, exact, prefix, group_default)
+
+
+@st.composite
+def table_strategy(draw: st.DrawFn) -> tuple[list[_match_py.HostGroup], object]:
+    hosts = draw(st.lists(st.sampled_from(_HOSTS), unique=True, max_size=4))
+    if draw(st.booleans()):
+        hosts.append(None)  # type: ignore[arg-type]
+    groups = [draw(group_strategy(h)) for h in hosts]
+    default = draw(st.none() | st.just("matcher default"))
+    return groups, default
+
+
+_HOSTILE = ["/..", "/.", "/%2e%2e", "/%2e", "/%2f", "/%2F", "//", ";", "..;", "/é", "%", "%41", "?q=/..", "#", "\\", " ", "%c3", "%00"]
+
+
+@st.composite
+def request_strategy(draw: st.DrawFn, groups: Sequence[_match_py.HostGroup]) -> tuple[str, str]:
+    keys = [k for g in groups for k in (*g[1], *g[2])] or ["/"]
+    rule_hosts = [g[0] for g in groups if g[0] is not None] or ["foo.com"]
+    h = draw(st.sampled_from(rule_hosts))
+    host = draw(
+        st.sampled_from(
+            [
+                h,
+                h.replace("*", "t"),
+                h.replace("*", "T").upper(),
+                h.replace("*", "t") + ":8080",
+                h.replace("*", "t") + ".",
+                "x." + h.replace("*", "t"),
+                h.replace("*.", ""),
+                "[::1]",
+                "",
+                "unknown.net",
+            ]
+        )
+        | st.text(max_size=12)
+    )
+    base = draw(st.sampled_from(keys))
+    path = draw(
+        st.one_of(
+            st.just(base or "/"),
+            st.builds(lambda s: base + s, st.sampled_from(["/", "/z", "x", "/a/b", "?q", "/?x", ""])),
+            st.builds(lambda s: base + s, st.sampled_from(_HOSTILE)),
+            st.lists(st.sampled_from(_SEGMENTS + _HOSTILE), max_size=6).map(lambda s: "/" + "/".join(s)),
+            st.text(max_size=20),
+        )
+    )
+    return host, path
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_differential_against_oracle(data: st.DataObject) -> None:
+    groups, default = data.draw(table_strategy())
+    matchers = [cls(groups, default) for cls in _all_classes()]
+    for m in matchers[1:]:
+        m._check_invariants()
+    for host, path in data.draw(st.lists(request_strategy(groups), min_size=1, max_size=12)):
+        expected = outcome(oracle, groups, default, host, path)
+        for m in matchers:
+            assert outcome(m.lookup, host, path) == expected, (type(m).__module__, host, path)
+
+
+_any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=50)
+
+
+@given(
+    host=_any_text,
+    path=st.one_of(
+        _any_text,
+        _any_text.map(lambda s: "/" + s),
+        st.builds(lambda s, k: ("/" + s) * k, st.text(max_size=8), st.integers(1000, 3000)),
+    ),
+)
+def test_arbitrary_text_returns_or_raises_bad_request(host: str, path: str) -> None:
+    groups = [group_of("foo.com", PATH_RULES), group_of("*.foo.com", PATH_RULES), group_of(None, PATH_RULES)]
+    results = set()
+    for cls in _all_classes():
+        results.add(outcome(cls(groups, "d").lookup, host, path))
+    assert len(results) == 1
+
+
+def test_very_long_paths(matcher_class: Any) -> None:
+    m = matcher_class([group_of("foo.com", PATH_RULES)])
+    long_ok = "/foo" + "/x" * 5000
+    assert m.lookup("foo.com", long_ok) == "Prefix /foo"
+    assert m.lookup("foo.com", "/a/b/c/d/e" + "/f" * 10000 + "?" + "q" * 10000) == "Prefix /a/b/c/d/e"
+    assert m.lookup("foo.com", "/" + "a" * 20000) == "Prefix /"
+    with pytest.raises(BadRequestError):
+        m.lookup("foo.com", "/x" * 5000 + "/.." * 5001)
+    assert m.lookup("foo.com", "/x" * 5000 + "/.." * 5000 + "/foo/bar") == "Exact /foo/bar"
+
+
+def test_wrong_argument_types(matcher_class: Any) -> None:
+    m = matcher_class([group_of("foo.com", PATH_RULES)])
+    with pytest.raises(TypeError):
+        m.lookup(b"foo.com", "/")
+    with pytest.raises((TypeError, AttributeError)):
+        m.lookup("foo.com", b"/")
+
+
+def _mapping_groups(n: int) -> Iterator[_match_py.HostGroup]:
+    for i in range(n):
+        exact: Mapping[str, object] = {f"/e{i}/{j}": (i, j) for j in range(20)}
+        prefix: Mapping[str, object] = {f"/p/{j}": (i, -j) for j in range(20)}
+        yield (f"h{i}.example.com", exact, prefix, None)
+
+
+def test_many_groups_agree(matcher_class: Any) -> None:
+    groups = list(_mapping_groups(300))
+    m = matcher_class(groups)
+    assert m.lookup("h7.example.com", "/e7/3") == (7, 3)
+    assert m.lookup("H299.example.com:1", "/p/19/x") == (299, -19)
+    assert m.lookup("h7.example.com", "/e8/3") is None

@@ -1,0 +1,813 @@
+"""The sans-IO core through the in-memory harness: byte-exact wire output for the proxy rules
+of SEMANTICS §5 and §9 (forwarding, statuses, retries, keep-alive, pipelining, 100-continue,
+HTTP/1.0, WebSocket, redirects, rewrites, untrusted upstreams)."""
+
+from __future__ import annotations
+
+import re
+
+import h11
+import pytest
+
+from ingresslib.proxy import (
+    LocalProxyError,
+    Proxy,
+    ProxySettings,
+    TimerKind,
+)
+
+from _proxy_harness import FakeUpstream, ProxyPair, Reply, Route, ok, status_of
+
+H = b"Host: example.test\r\n"
+GET = b"GET /a?x=1 HTTP/1.1\r\n" + H + b"\r\n"
+RID = b"0123456789abcdef0123456789abcdef"
+
+FORWARDED_TAIL = (b"x-request-id: " + RID + b"\r\n"
+                  b"x-forwarded-for: 203.0.113.7\r\n"
+                  b"x-real-ip: 203.0.113.7\r\n"
+                  b"x-forwarded-host: example.test\r\n"
+                  b"x-forwarded-port: 80\r\n"
+                  b"x-forwarded-proto: http\r\n"
+                  b"x-forwarded-scheme: http\r\n"
+                  b"x-scheme: http\r\n\r\n")
+
+
+def upstream_head(pair: ProxyPair, i: int = 0) -> bytes:
+    raw = bytes(pair.upstreams[i].raw)
+    return raw[: raw.index(b"\r\n\r\n") + 4]
+
+
+def header(head: bytes, name: bytes) -> list[bytes]:
+    out = []
+    for line in head.split(b"\r\n")[1:]:
+        if b":" in line:
+            n, v = line.split(b":", 1)
+            if n.strip().lower() == name:
+                out.append(v.strip())
+    return out
+
+
+# ---------------------------------------------------------------------- forwarding
+def test_simple_get_byte_exact_both_ways() -> None:
+    pair = ProxyPair()
+    out = pair.send(GET)
+    assert bytes(pair.upstreams[0].raw) == b"GET /a?x=1 HTTP/1.1\r\nHost: example.test\r\n" + \
+        FORWARDED_TAIL
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok /a?x=1"
+    assert not pair.closed
+    assert pair.timer == (TimerKind.IDLE, 75.0)
+
+
+def test_hop_by_hop_connection_named_proxy_and_underscore_headers_removed() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"Connection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
+              b"Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X\r\nUpgrade: h2c\r\n"
+              b"Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\n"
+              b"Proxy: http://evil:8080\r\nX_Forwarded_For: 1.2.3.4\r\nX-Keep: yes\r\n\r\n")
+    assert bytes(pair.upstreams[0].raw) == b"GET / HTTP/1.1\r\nHost: example.test\r\n" \
+        b"X-Keep: yes\r\n" + FORWARDED_TAIL
+
+
+def test_underscores_kept_when_enabled() -> None:
+    pair = ProxyPair(settings=ProxySettings(enable_underscores_in_headers=True))
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X_Name: v\r\n\r\n")
+    assert header(upstream_head(pair), b"x_name") == [b"v"]
+
+
+def test_canonical_path_is_routed_and_forwarded_query_untouched() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET /a//b/./c/../%7Ed?q=%2e%2e/../x HTTP/1.1\r\n" + H + b"\r\n")
+    assert pair.router.calls[0][2] == "/a/b/~d"
+    assert upstream_head(pair).startswith(b"GET /a/b/~d?q=%2e%2e/../x HTTP/1.1\r\n")
+    assert pair.records[0].path == "/a/b/~d" and pair.records[0].query == "q=%2e%2e/../x"
+
+
+def test_absolute_form_with_matching_host_forwarded_as_origin_form() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"GET http://Example.test/p?q HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert upstream_head(pair).startswith(b"GET /p?q HTTP/1.1\r\nHost: example.test\r\n")
+
+
+def test_absolute_form_without_path() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET http://example.test HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert upstream_head(pair).startswith(b"GET / HTTP/1.1\r\n")
+
+
+def test_options_star_answered_locally() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 200 and b"allow: " in out.lower()
+    assert pair.opens == [] and not pair.closed
+
+
+def test_host_is_passed_through_with_port_and_router_gets_it_as_received() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\nHost: Example.TEST:8080\r\n\r\n")
+    assert header(upstream_head(pair), b"host") == [b"Example.TEST:8080"]
+    assert pair.router.calls[0][1] == "Example.TEST:8080"
+    assert header(upstream_head(pair), b"x-forwarded-host") == [b"Example.TEST:8080"]
+    assert pair.records[0].host == "example.test"
+
+
+# ---------------------------------------------------------------------- forwarded headers
+def test_zero_trusted_hops_ignores_incoming_forwarded_headers() -> None:
+    pair = ProxyPair(settings=ProxySettings(use_forwarded_headers=True))
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 1.1.1.1\r\n"
+              b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\n"
+              b"X-Forwarded-Prefix: /evil\r\n\r\n")
+    head = upstream_head(pair)
+    assert header(head, b"x-forwarded-for") == [b"203.0.113.7"]
+    assert header(head, b"x-real-ip") == [b"203.0.113.7"]
+    assert header(head, b"x-original-forwarded-for") == [b"1.1.1.1"]
+    assert header(head, b"x-forwarded-proto") == [b"http"]
+    assert header(head, b"x-forwarded-host") == [b"example.test"]
+    assert header(head, b"x-forwarded-port") == [b"80"]
+    assert header(head, b"x-forwarded-prefix") == []
+    assert pair.records[0].client_ip == "203.0.113.7"
+
+
+def test_trusted_cidr_rightmost_untrusted_address_is_the_client() -> None:
+    s = ProxySettings(use_forwarded_headers=True, proxy_real_ip_cidr=("203.0.113.0/24",
+                                                                     "10.0.0.0/8"))
+    pair = ProxyPair(settings=s)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-For: 6.6.6.6, 198.51.100.1, 10.1.1.1\r\n"
+              b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: public.example\r\n\r\n")
+    head = upstream_head(pair)
+    assert pair.router.calls[0][3] == "198.51.100.1"
+    assert header(head, b"x-forwarded-for") == [b"198.51.100.1"]
+    assert header(head, b"x-real-ip") == [b"198.51.100.1"]
+    assert header(head, b"x-forwarded-proto") == [b"https"]
+    assert header(head, b"x-forwarded-host") == [b"public.example"]
+
+
+def test_compute_full_forwarded_for_appends_the_peer() -> None:
+    s = ProxySettings(use_forwarded_headers=True, compute_full_forwarded_for=True,
+                      proxy_real_ip_cidr=("203.0.113.0/24",))
+    pair = ProxyPair(settings=s)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-For: 6.6.6.6\r\n\r\n")
+    assert header(upstream_head(pair), b"x-forwarded-for") == [b"6.6.6.6, 203.0.113.7"]
+
+
+def test_custom_forwarded_for_header() -> None:
+    s = ProxySettings(use_forwarded_headers=True, forwarded_for_header="CF-Connecting-IP",
+                      proxy_real_ip_cidr=("203.0.113.0/24",))
+    pair = ProxyPair(settings=s)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"CF-Connecting-IP: 6.6.6.6\r\n\r\n")
+    head = upstream_head(pair)
+    assert header(head, b"x-real-ip") == [b"6.6.6.6"]
+    assert header(head, b"cf-connecting-ip") == []
+
+
+def test_untrusted_peer_with_cidrs_configured() -> None:
+    s = ProxySettings(use_forwarded_headers=True, proxy_real_ip_cidr=("10.0.0.0/8",))
+    pair = ProxyPair(settings=s)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-For: 6.6.6.6\r\n\r\n")
+    assert header(upstream_head(pair), b"x-real-ip") == [b"203.0.113.7"]
+
+
+def test_request_id_passthrough_and_generated() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Request-ID: abc\r\n\r\n")
+    assert header(upstream_head(pair), b"x-request-id") == [b"abc"]
+    assert pair.records[0].request_id == "abc"
+    pair = ProxyPair(request_id=None)
+    pair.send(GET)
+    (rid,) = header(upstream_head(pair), b"x-request-id")
+    assert re.fullmatch(rb"[0-9a-f]{32}", rid)
+    pair = ProxyPair(settings=ProxySettings(generate_request_id=False))
+    pair.send(GET)
+    assert header(upstream_head(pair), b"x-request-id") == []
+
+
+# ---------------------------------------------------------------------- statuses
+def test_no_route_404_keeps_the_connection() -> None:
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(b"GET /web HTTP/1.1\r\n" + H + b"\r\n")
+    assert out == (b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                   b"content-length: 14\r\n\r\n404 Not Found\n")
+    assert not pair.closed and pair.records[0].status == 404
+    assert pair.send(b"GET /api HTTP/1.1\r\n" + H + b"\r\n").startswith(b"HTTP/1.1 200")
+
+
+def test_no_route_404_with_a_body_discards_it() -> None:
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello"
+                    b"GET /api HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 404
+    assert out.count(b"HTTP/1.1 200 OK") == 1
+
+
+def test_no_endpoint_503() -> None:
+    pair = ProxyPair([Route("/", endpoints=[])])
+    out = pair.send(GET)
+    assert status_of(out) == 503 and pair.opens == []
+
+
+def test_unreachable_after_retries_502_tries_other_endpoints() -> None:
+    eps = [("10.0.0.%d" % i, 80) for i in range(1, 5)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps)
+    out = pair.send(GET)
+    assert status_of(out) == 502
+    # proxy-next-upstream-tries default 3: three tries in total, all different endpoints.
+    assert [o.endpoint for o in pair.opens] == eps[:3]
+    assert pair.records[0].upstreams == tuple(eps[:3])
+    assert pair.router.observed == [(e, False) for e in eps[:3]]
+
+
+def test_retry_reaches_a_working_endpoint() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps[:1])
+    out = pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc")
+    # Connect failures are retried for any method: nothing was sent.
+    assert status_of(out) == 200
+    assert pair.upstreams[0].endpoint == eps[1]
+    assert pair.upstreams[0].requests[0][1] == b"abc"
+
+
+def test_next_upstream_tries_annotation() -> None:
+    eps = [("10.0.0.%d" % i, 80) for i in range(1, 5)]
+    route = Route("/", endpoints=eps,
+                  annotations={"nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "1"})
+    pair = ProxyPair([route], refuse=eps)
+    assert status_of(pair.send(GET)) == 502
+    assert len(pair.opens) == 1
+
+
+def test_connect_timeout_504() -> None:
+    eps = [("10.0.0.1", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], hang=eps)
+    assert status_of(pair.send(GET)) == 504
+
+
+def silent(request: h11.Request, body: bytes, up: FakeUpstream) -> Reply | None:
+    return None
+
+
+def test_read_timeout_504_then_retry_for_idempotent_only() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], app=silent)
+    pair.send(GET)
+    assert pair.timer == (TimerKind.UPSTREAM_READ, 60.0)
+    pair.fire(TimerKind.UPSTREAM_READ)
+    assert len(pair.opens) == 2  # GET: retried on the other endpoint
+    out = pair.fire(TimerKind.UPSTREAM_READ)
+    assert status_of(out) == 504
+    pair = ProxyPair([Route("/", endpoints=eps)], app=silent)
+    pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\n\r\nx")
+    out = pair.fire(TimerKind.UPSTREAM_READ)
+    assert status_of(out) == 504 and len(pair.opens) == 1  # POST was sent: no retry
+
+
+def test_read_timeout_annotation() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "7"})
+    pair = ProxyPair([route], app=silent)
+    pair.send(GET)
+    assert pair.timer == (TimerKind.UPSTREAM_READ, 7.0)
+    assert pair.opens[0].connect_timeout == 5.0
+
+
+def test_http_502_condition_retries_and_forwards_when_nothing_is_left() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    bad = lambda r, b, u: Reply(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad")
+    route = Route("/", endpoints=eps,
+                  annotations={"nginx.ingress.kubernetes.io/proxy-next-upstream":
+                               "error timeout http_502"})
+    pair = ProxyPair([route], app=bad)
+    out = pair.send(GET)
+    assert len(pair.opens) == 2
+    assert out == b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad"
+    assert pair.records[0].upstream_statuses == (502, 502)
+
+
+def test_http_5xx_not_retried_by_default() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)],
+                     app=lambda r, b, u: Reply(b"HTTP/1.1 503 x\r\nContent-Length: 0\r\n\r\n"))
+    assert status_of(pair.send(GET)) == 503 and len(pair.opens) == 1
+
+
+# ---------------------------------------------------------------------- untrusted upstreams
+BAD_UPSTREAM = [
+    ("garbage status line", b"HTTP/1.1 2OO OK\r\n\r\n"),
+    ("not http", b"SSH-2.0-OpenSSH\r\n\r\n"),
+    ("CL and TE", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n\r\n"),
+    ("bad CL", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+    ("conflicting CL", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+    ("TE not chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nab"),
+    ("obs-fold", b"HTTP/1.1 200 OK\r\nX: a\r\n b\x00\r\nContent-Length: 0\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("name,raw", BAD_UPSTREAM, ids=[b[0] for b in BAD_UPSTREAM])
+def test_invalid_upstream_response_is_502_and_next_request_is_clean(name: str,
+                                                                    raw: bytes) -> None:
+    state = {"n": 0}
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        state["n"] += 1
+        return Reply(raw) if state["n"] == 1 else ok(b"second")
+
+    pair = ProxyPair(app=app)
+    out = pair.send(GET)
+    assert status_of(out) == 502, out
+    assert pair.closes[0].reuse is False
+    if not pair.closed:
+        out = pair.send(GET)
+        assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+
+
+def test_early_close_mid_body_closes_the_client_connection() -> None:
+    pair = ProxyPair(app=lambda r, b, u: Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+                                               b"12345", close=True))
+    out = pair.send(GET)
+    assert out.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+    assert pair.closed and pair.closes[0].reuse is False
+
+
+def test_extra_bytes_after_response_never_reach_the_next_response() -> None:
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
+    state = {"n": 0}
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        state["n"] += 1
+        if state["n"] == 1:
+            return Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" + smuggled)
+        return ok(b"fine")
+
+    pair = ProxyPair(app=app)
+    out = pair.send(GET)
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    assert pair.closes[0].reuse is False  # the upstream connection with stray bytes is dropped
+    out = pair.send(GET)
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine"
+    assert len(pair.upstreams) == 2
+
+
+def test_unsolicited_upstream_bytes_after_response_are_not_forwarded() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    up = pair.upstreams[0]
+    assert pair.pool[up.endpoint] == [up]
+    # The pooled connection is idle in the server's pool: the core no longer listens to it.
+    with pytest.raises(KeyError):
+        pair.upstream_send(up, b"HTTP/1.1 200 OK\r\n\r\n")
+
+
+def test_upstream_framing_is_rebuilt_not_copied() -> None:
+    # A chunked upstream body with chunk extensions and trailers is re-chunked by h11.
+    pair = ProxyPair(app=lambda r, b, u: Reply(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n"
+        b"Connection: X-Hop\r\nX-Hop: 1\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"))
+    out = pair.send(GET)
+    assert out == (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"3\r\nabc\r\n0\r\n\r\n")
+
+
+def test_close_delimited_upstream_response_for_http10_client() -> None:
+    pair = ProxyPair(app=lambda r, b, u: Reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                                               b"body", close=True))
+    out = pair.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert out == b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody"
+    assert pair.closed
+    assert header(upstream_head(pair), b"host") == [b"10.0.0.1:8080"]
+
+
+# ---------------------------------------------------------------------- connections
+def test_keep_alive_reuses_the_upstream_connection() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    pair.send(GET)
+    assert len(pair.upstreams) == 1 and pair.upstreams[0].uses == 2
+    assert [c.reuse for c in pair.closes] == [True, True]
+
+
+def test_upstream_connection_close_is_not_reused() -> None:
+    pair = ProxyPair(app=lambda r, b, u: ok(b"x", b"Connection: close\r\n"))
+    pair.send(GET)
+    assert pair.closes[0].reuse is False
+
+
+def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    pair.upstreams[0].closed = True  # the upstream closed the idle connection meanwhile
+    out = pair.send(GET)
+    assert status_of(out) == 200
+    assert pair.opens[-1].pooled is False and len(pair.upstreams) == 2
+    assert pair.records[-1].upstreams == (("10.0.0.1", 8080),)
+
+
+def test_pipelined_requests_answered_in_order() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"GET /1 HTTP/1.1\r\n" + H + b"\r\nGET /2 HTTP/1.1\r\n" + H + b"\r\n"
+                    b"GET /3 HTTP/1.1\r\n" + H + b"\r\n")
+    assert out == b"".join(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok /%d" % i
+                           for i in (1, 2, 3))
+    assert len(pair.records) == 3
+
+
+def test_pipelined_request_arriving_while_busy_waits() -> None:
+    held: list[FakeUpstream] = []
+    pair = ProxyPair(app=lambda r, b, u: (held.append(u), None)[1])
+    pair.send(GET)
+    out = pair.send(b"GET /2 HTTP/1.1\r\n" + H + b"\r\n")
+    assert out == b"" and len(pair.opens) == 1
+    out = pair.upstream_send(held[0], b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+    assert len(pair.opens) == 2
+
+
+def test_http10_client_closes_after_response() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"GET /a HTTP/1.0\r\n" + H + b"\r\n")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nok /a"
+    assert pair.closed
+    assert upstream_head(pair).startswith(b"GET /a HTTP/1.1\r\n")
+
+
+def test_connection_close_from_client() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"GET /a HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    assert out.endswith(b"Connection: close\r\n\r\nok /a") and pair.closed
+
+
+def test_keep_alive_requests_limit() -> None:
+    pair = ProxyPair(settings=ProxySettings(keep_alive_requests=2))
+    assert b"connection: close" not in pair.send(GET)
+    assert b"connection: close" in pair.send(GET)
+    assert pair.closed
+
+
+def test_idle_timeout_closes() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    assert pair.fire(TimerKind.IDLE) == b"" and pair.closed
+
+
+def test_client_eof_while_idle_closes() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    pair.eof()
+    assert pair.closed
+
+
+def test_client_eof_mid_body_closes_upstream_without_reuse() -> None:
+    pair = ProxyPair()
+    pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+    pair.eof()
+    assert pair.closed and pair.closes[-1].reuse is False
+    assert pair.records[0].status == 499  # nginx's "client closed request", never sent
+
+
+def test_upstream_answers_before_request_body_ends() -> None:
+    pair = ProxyPair(app=silent)
+    pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+    out = pair.upstream_send(pair.upstreams[0],
+                             b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+    assert status_of(out) == 413 and pair.closed
+    assert pair.closes[-1].reuse is False
+
+
+def test_expect_100_continue() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"PUT /u HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nExpect: 100-continue\r\n"
+                    b"\r\n")
+    assert out == b"HTTP/1.1 100 Continue\r\n\r\n"
+    out = pair.send(b"hello")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok /u"
+    (req, body), = pair.upstreams[0].requests
+    assert body == b"hello" and header(upstream_head(pair), b"expect") == []
+
+
+def test_expect_100_continue_refused_when_too_large() -> None:
+    pair = ProxyPair(settings=ProxySettings(proxy_body_size=4))
+    out = pair.send(b"PUT /u HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nExpect: 100-continue\r\n"
+                    b"\r\n")
+    assert status_of(out) == 413 and b"100 Continue" not in out and pair.closed
+
+
+def test_proxy_body_size_annotation_and_unlimited() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"})
+    pair = ProxyPair([route], settings=ProxySettings(proxy_body_size=2))
+    out = pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello")
+    assert status_of(out) == 200
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "8k"})
+    pair = ProxyPair([route])
+    body = b"x" * 8193
+    out = pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert status_of(out) == 413
+
+
+def test_head_request() -> None:
+    pair = ProxyPair(app=lambda r, b, u: Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
+    out = pair.send(b"HEAD / HTTP/1.1\r\n" + H + b"\r\n")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    assert pair.send(GET).startswith(b"HTTP/1.1 200")
+
+
+def test_informational_103_dropped() -> None:
+    pair = ProxyPair(app=lambda r, b, u: Reply(b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n"
+                                               b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert pair.send(GET) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+# ---------------------------------------------------------------------- WebSocket
+WS = (b"GET /ws HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def ws_app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+    return Reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                 b"\r\n")
+
+
+def test_websocket_tunnel_after_101() -> None:
+    pair = ProxyPair(app=ws_app)
+    out = pair.send(WS)
+    assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"upgrade: websocket" in out.lower()
+    head = upstream_head(pair)
+    assert header(head, b"upgrade") == [b"websocket"]
+    assert header(head, b"connection") == [b"upgrade"]
+    assert pair.tunnels == [1]
+    assert pair.send(b"\x81\x05hello") == b"echo:\x81\x05hello"
+    assert pair.records == []  # the request lasts as long as the tunnel
+    pair.eof()
+    assert pair.records[0].status == 101 and pair.closed
+    assert pair.closes[-1].reuse is False
+
+
+def test_websocket_refused_by_upstream_is_a_plain_response() -> None:
+    pair = ProxyPair()
+    out = pair.send(WS)
+    assert out.startswith(b"HTTP/1.1 200 OK") and pair.tunnels == []
+    assert pair.send(b"GET / HTTP/1.1\r\n" + H + b"\r\n").startswith(b"HTTP/1.1 200")
+
+
+def test_no_tunnel_without_upgrade_request() -> None:
+    pair = ProxyPair(app=ws_app)
+    out = pair.send(GET)
+    assert status_of(out) == 502 and pair.tunnels == []
+
+
+# ---------------------------------------------------------------------- TLS, redirects, rewrites
+def test_hsts_on_https_only() -> None:
+    pair = ProxyPair(tls=True)
+    out = pair.send(GET)
+    assert b"strict-transport-security: max-age=31536000; includeSubDomains\r\n" in out
+    head = upstream_head(pair)
+    assert header(head, b"x-forwarded-proto") == [b"https"]
+    assert header(head, b"x-forwarded-port") == [b"443"]
+    assert b"strict-transport-security" not in ProxyPair().send(GET)
+    assert b"strict-transport-security" not in ProxyPair(
+        tls=True, settings=ProxySettings(hsts=False)).send(GET)
+
+
+def test_ssl_redirect_for_tls_hosts() -> None:
+    pair = ProxyPair(tls_hosts={"example.test"})
+    out = pair.send(b"GET /a/./b?x=1 HTTP/1.1\r\nHost: example.test:8080\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
+    assert b"location: https://example.test/a/b?x=1\r\n" in out
+    assert pair.opens == [] and not pair.closed
+    pair = ProxyPair(tls_hosts={"example.test"}, https_port=8443)
+    assert b"location: https://example.test:8443/a?x=1\r\n" in pair.send(GET)
+    assert status_of(ProxyPair(tls_hosts={"example.test"}, tls=True).send(GET)) == 200
+    assert status_of(ProxyPair(tls_hosts={"other.test"}).send(GET)) == 200
+    off = ProxyPair(tls_hosts={"example.test"}, settings=ProxySettings(ssl_redirect=False))
+    assert status_of(off.send(GET)) == 200
+    ann = ProxyPair([Route("/", annotations={"nginx.ingress.kubernetes.io/ssl-redirect":
+                                             "false"})], tls_hosts={"example.test"})
+    assert status_of(ann.send(GET)) == 200
+
+
+def test_force_ssl_redirect() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"})
+    out = ProxyPair([route]).send(GET)
+    assert status_of(out) == 308 and b"location: https://example.test/a?x=1\r\n" in out
+
+
+def test_app_root() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/app-root": "/app1"})
+    pair = ProxyPair([route])
+    out = pair.send(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 302 and b"location: http://example.test/app1\r\n" in out
+    assert status_of(pair.send(b"GET /app1 HTTP/1.1\r\n" + H + b"\r\n")) == 200
+
+
+def test_rewrite_target_with_regex_captures() -> None:
+    route = Route("/something(/|$)(.*)", annotations={
+        "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+        "nginx.ingress.kubernetes.io/use-regex": "true"})
+    route_all = Route("/")
+    pair = ProxyPair([route, route_all])
+    pair.routes = None
+    # The fake router routes prefix-wise; hand the regex route the request explicitly.
+    d = pair.router.routes[0]
+    pair.router.routes = [d]
+    d.path = "/"
+    pair.send(b"GET /something/new?x=1 HTTP/1.1\r\n" + H + b"\r\n")
+    assert upstream_head(pair).startswith(b"GET /new?x=1 HTTP/1.1\r\n")
+    pair.send(b"GET /something HTTP/1.1\r\n" + H + b"\r\n")
+    assert bytes(pair.upstreams[0].raw).count(b"GET / HTTP/1.1\r\n") == 1
+
+
+def test_rewrite_target_plain_replaces_the_path() -> None:
+    route = Route("/api", annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"})
+    pair = ProxyPair([route])
+    pair.send(b"GET /api/v1/x HTTP/1.1\r\n" + H + b"\r\n")
+    assert upstream_head(pair).startswith(b"GET / HTTP/1.1\r\n")
+    assert pair.records[0].path == "/api/v1/x"
+
+
+def test_x_forwarded_prefix() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/svc"})
+    pair = ProxyPair([route])
+    pair.send(GET)
+    assert header(upstream_head(pair), b"x-forwarded-prefix") == [b"/svc"]
+
+
+def test_set_cookie_from_the_decision() -> None:
+    pair = ProxyPair([Route("/", set_cookie="INGRESSCOOKIE=abc; Path=/")])
+    assert b"set-cookie: INGRESSCOOKIE=abc; Path=/\r\n" in pair.send(GET)
+
+
+# ---------------------------------------------------------------------- records and misuse
+def test_request_record() -> None:
+    pair = ProxyPair()
+    pair.send(b"POST /a?q HTTP/1.1\r\n" + H + b"User-Agent: ua\r\nReferer: r\r\n"
+              b"Content-Length: 2\r\n\r\nhi")
+    rec = pair.records[0]
+    assert (rec.method, rec.host, rec.path, rec.query, rec.rule_path, rec.ingress,
+            rec.service, rec.namespace, rec.canary, rec.status) == (
+        "POST", "example.test", "/a", "q", "/", "default/web", "web", "default", False, 200)
+    assert rec.bytes_in == len(b"POST /a?q HTTP/1.1\r\n" + H + b"User-Agent: ua\r\nReferer: r\r\n"
+                               b"Content-Length: 2\r\n\r\nhi")
+    assert rec.bytes_out == len(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nok /a?q")
+    assert rec.upstream_status == 200 and rec.user_agent == "ua" and rec.referer == "r"
+    assert rec.upstream_response_length == 7 and rec.duration == 0.0
+
+
+def test_unknown_upstream_id_is_local_misuse() -> None:
+    pair = ProxyPair()
+    with pytest.raises(LocalProxyError):
+        pair.conn.upstream_data(99, b"x", 0.0)
+
+
+def test_proxy_settings_can_be_swapped() -> None:
+    pair = ProxyPair()
+    pair.proxy.settings = ProxySettings(generate_request_id=False)
+    assert isinstance(pair.proxy, Proxy)
+    conn = pair.proxy.connection("198.51.100.1", now=0.0)
+    assert conn.settings.generate_request_id is False
+
+
+def test_idempotent_retry_replays_the_body() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    state = {"n": 0}
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply | None:
+        state["n"] += 1
+        return None if state["n"] == 1 else ok(b"got " + b)
+
+    pair = ProxyPair([Route("/", endpoints=eps)], app=app)
+    pair.send(b"PUT /x HTTP/1.1\r\n" + H + b"Content-Length: 4\r\n\r\nbody")
+    out = pair.fire(TimerKind.UPSTREAM_READ)
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ngot body"
+    assert pair.upstreams[1].requests[0][1] == b"body"
+    assert pair.records[0].upstreams == tuple(eps)
+
+
+def test_next_upstream_off_disables_retries() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    route = Route("/", endpoints=eps,
+                  annotations={"nginx.ingress.kubernetes.io/proxy-next-upstream": "off"})
+    pair = ProxyPair([route], refuse=eps)
+    assert status_of(pair.send(GET)) == 502 and len(pair.opens) == 1
+
+
+def test_http10_absolute_form_without_host() -> None:
+    pair = ProxyPair()
+    out = pair.send(b"GET http://example.test:8080/p HTTP/1.0\r\n\r\n")
+    assert status_of(out) == 200
+    assert header(upstream_head(pair), b"host") == [b"example.test:8080"]
+    assert pair.router.calls[0][1] == "example.test:8080"
+
+
+def test_leading_empty_lines_before_a_request_are_ignored() -> None:
+    pair = ProxyPair()
+    pair.send(GET)
+    out = pair.send(b"\r\n" + GET)
+    assert status_of(out) == 200
+
+
+def test_record_of_a_refused_request_has_the_peer() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET /a%2fb HTTP/1.1\r\n" + H + b"\r\n")
+    rec = pair.records[0]
+    assert rec.status == 400 and rec.client_ip == "203.0.113.7" and rec.upstreams == ()
+
+
+def test_upstream_keepalive_disabled() -> None:
+    pair = ProxyPair(settings=ProxySettings(upstream_keepalive_connections=0))
+    pair.send(GET)
+    assert pair.closes[0].reuse is False
+
+
+def test_keep_alive_zero_closes_after_each_response() -> None:
+    pair = ProxyPair(settings=ProxySettings(keep_alive=0))
+    out = pair.send(GET)
+    assert b"connection: close" in out.lower() and pair.closed
+
+
+def test_backend_protocol_https_opens_tls_upstreams() -> None:
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"})
+    pair = ProxyPair([route])
+    pair.send(GET)
+    assert pair.opens[0].tls is True
+    plain = ProxyPair()
+    plain.send(GET)
+    assert plain.opens[0].tls is False
+
+
+def test_ssl_redirect_wildcard_tls_host_and_acme_exemption() -> None:
+    pair = ProxyPair(tls_hosts={"*.example.test"})
+    out = pair.send(b"GET / HTTP/1.1\r\nHost: shop.example.test\r\n\r\n")
+    assert status_of(out) == 308
+    out = pair.send(b"GET / HTTP/1.1\r\nHost: a.shop.example.test\r\n\r\n")
+    assert status_of(out) == 200  # one label only
+    pair = ProxyPair(tls_hosts={"example.test"})
+    out = pair.send(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 200
+
+
+def test_generated_request_ids_are_unique() -> None:
+    from ingresslib.proxy._connection import _RequestIds
+
+    gen = _RequestIds()
+    ids = [gen() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+MANIFESTS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/proxy-body-size: 4k
+spec:
+  rules:
+  - host: example.test
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]
+"""
+
+
+def test_with_the_real_router() -> None:
+    from ingresslib import parse_manifests
+    from ingresslib._router import Router
+
+    router = Router(parse_manifests(MANIFESTS), seed=1)
+    pair = ProxyPair(router=router, refuse=[("10.0.0.1", 8080)])
+    out = pair.send(b"GET /api/v1/../users HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 200
+    # The rule path "/api" has no groups: "/$2" becomes "/" (ingress-nginx's behaviour).
+    assert upstream_head(pair).startswith(b"GET / HTTP/1.1\r\n")
+    rec = pair.records[0]
+    assert rec.ingress == "default/api" and rec.service == "api" and rec.rule_path == "/api"
+    assert rec.path == "/api/users"
+    assert ("10.0.0.2", 8080) in rec.upstreams
+    out = pair.send(b"POST /api HTTP/1.1\r\n" + H + b"Content-Length: 5000\r\n\r\n")
+    assert status_of(out) == 413
+    pair = ProxyPair(router=router)
+    assert status_of(pair.send(b"GET /other HTTP/1.1\r\n" + H + b"\r\n")) == 404
+
+
+def test_the_core_imports_no_io_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ingresslib.proxy; "
+            "bad = {'socket', 'asyncio', 'ssl', 'selectors'} & set(sys.modules); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

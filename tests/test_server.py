@@ -1,0 +1,340 @@
+"""The asyncio server end to end, over real sockets on 127.0.0.1 (echo upstreams started here).
+
+A stub router keeps these tests about the adapter: pooling, timers, retries on dead upstreams,
+shutdown, limits, TLS listener, router swaps under traffic. The real Router is exercised by
+test_demo.py and test_serve_cli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ssl
+import tracemalloc
+
+import pytest
+import trustme
+
+from ingresslib._demo import EchoBackend, parse_echo, start_echo
+from ingresslib.proxy._server import ProxyServer, parse_listen
+from ingresslib.proxy._settings import ProxySettings
+from tests._server_helpers import Client, StubRouter
+
+pytestmark = pytest.mark.network
+
+
+async def _proxy(router: object, **kw: object) -> tuple[ProxyServer, int]:
+    records = kw.pop("records", None)
+    server = ProxyServer(router, on_record=records.append if isinstance(records, list) else None, **kw)
+    await server.start(("127.0.0.1", 0))
+    return server, server.addresses[0][2]
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("[::1]:8443") == ("::1", 8443)
+    assert parse_listen("9000") == ("0.0.0.0", 9000)
+    with pytest.raises(ValueError):
+        parse_listen("127.0.0.1:70000")
+
+
+@pytest.mark.asyncio
+async def test_proxies_and_reuses_upstream_connection() -> None:
+    a = await start_echo("svc", "a")
+    records: list[object] = []
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), records=records)
+    try:
+        c = await Client.open(port)
+        for i in range(5):
+            r = await c.get("example.test", f"/x/{i}?q=1", headers=[("Connection", "keep-alive")])
+            assert r.status == 200
+            e = parse_echo(r.body)
+            assert e["service"] == "svc" and e["request"] == f"GET /x/{i}?q=1 HTTP/1.1"
+            assert e["x-forwarded-for"] == "127.0.0.1"
+        await c.close()
+        # Five requests, one upstream connection: the pool kept it between requests.
+        assert a.accepted == 1 and a.requests == 5
+        assert server.pool.idle_count(("127.0.0.1", a.port)) == 1
+        assert len(records) == 5
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_statuses_404_503_502() -> None:
+    dead = await start_echo("svc", "dead")
+    dead_port = dead.port
+    await dead.stop()  # a port nobody listens on now
+    s404, p404 = await _proxy(StubRouter([("127.0.0.1", dead_port)], known="only.test"))
+    s503, p503 = await _proxy(StubRouter([]))
+    s502, p502 = await _proxy(StubRouter([("127.0.0.1", dead_port)]), proxy_connect_timeout=1.0)
+    try:
+        for port, host, want in ((p404, "other.test", 404), (p503, "a.test", 503), (p502, "a.test", 502)):
+            c = await Client.open(port)
+            assert (await c.get(host)).status == want
+            await c.close()
+    finally:
+        for s in (s404, s503, s502):
+            await s.shutdown(1)
+
+
+async def _silent_upstream(done: asyncio.Event) -> tuple[asyncio.Server, int]:
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read(65536)
+        await done.wait()
+        w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_upstream_read_timeout_gives_504() -> None:
+    done = asyncio.Event()
+    srv, uport = await _silent_upstream(done)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.3)
+    try:
+        c = await Client.open(port)
+        t0 = asyncio.get_running_loop().time()
+        r = await asyncio.wait_for(c.get("a.test"), 5)
+        assert r.status == 504
+        assert 0.25 < asyncio.get_running_loop().time() - t0 < 3
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        done.set()
+        srv.close()
+        await srv.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_idle_keepalive_timeout_closes_client() -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), keep_alive=0.2)
+    try:
+        c = await Client.open(port)
+        assert (await c.get("a.test")).status == 200
+        assert await asyncio.wait_for(c.reader.read(), 3) == b""  # closed by the proxy
+        await c.close()
+        assert not server.connections
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_killed_upstream_retries_to_others() -> None:
+    pods = [await start_echo("svc", f"p{i}") for i in range(3)]
+    router = StubRouter([("127.0.0.1", p.port) for p in pods])
+    server, port = await _proxy(router, proxy_connect_timeout=1.0)
+    failures = 0
+    seen: set[str] = set()
+
+    async def worker() -> None:
+        nonlocal failures
+        c = await Client.open(port)
+        for _ in range(60):
+            try:
+                r = await c.get("a.test")
+            except ConnectionError:
+                failures += 1
+                await c.close()
+                c = await Client.open(port)
+                continue
+            if r.status != 200:
+                failures += 1
+            else:
+                seen.add(parse_echo(r.body)["pod"])
+            await asyncio.sleep(0)
+        await c.close()
+
+    async def killer() -> None:
+        await asyncio.sleep(0.05)
+        await pods[1].stop()  # a pod dies mid-run, its pooled connections with it
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4)), killer()), 20)
+        assert failures == 0
+        assert {"p0", "p2"} <= seen
+        assert any(not ok for _, ok in router.observed)  # the failures were seen and retried
+    finally:
+        await server.shutdown(1)
+        for p in pods:
+            await p.stop()
+
+
+@pytest.mark.asyncio
+async def test_router_swap_under_traffic_drops_nothing() -> None:
+    a, b = await start_echo("one", "a"), await start_echo("two", "b")
+    r1, r2 = StubRouter([("127.0.0.1", a.port)], service="one"), StubRouter([("127.0.0.1", b.port)], service="two")
+    server, port = await _proxy(r1)
+    failures = 0
+    services: set[str] = set()
+    stop = False
+
+    async def worker() -> None:
+        nonlocal failures
+        c = await Client.open(port)
+        while not stop:
+            r = await c.get("a.test")
+            if r.status != 200:
+                failures += 1
+            services.add(parse_echo(r.body)["service"])
+        await c.close()
+
+    async def swapper() -> None:
+        nonlocal stop
+        for i in range(20):
+            server.router = r2 if i % 2 == 0 else r1
+            await asyncio.sleep(0.02)
+        stop = True
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4)), swapper()), 20)
+        assert failures == 0 and services == {"one", "two"}
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_graceful_shutdown_finishes_in_flight() -> None:
+    async def slow(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+        await w.drain()
+        w.close()
+
+    up = await asyncio.start_server(slow, "127.0.0.1", 0)
+    uport = up.sockets[0].getsockname()[1]
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]))
+    try:
+        busy = await Client.open(port)
+        idle = await Client.open(port)
+        pending = asyncio.create_task(busy.get("a.test"))
+        await asyncio.sleep(0.1)
+        shut = asyncio.create_task(server.shutdown(5))
+        await asyncio.sleep(0.05)
+        # Idle connection: closed at once; new connections: refused.
+        assert await asyncio.wait_for(idle.reader.read(), 2) == b""
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        r = await asyncio.wait_for(pending, 5)
+        assert (r.status, r.body) == (200, b"slow")
+        await asyncio.wait_for(shut, 5)
+        assert not server.connections
+        await busy.close()
+        await idle.close()
+    finally:
+        up.close()
+
+
+@pytest.mark.asyncio
+async def test_connection_limit() -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), max_connections=2)
+    try:
+        c1, c2 = await Client.open(port), await Client.open(port)
+        assert (await c1.get("a.test")).status == 200
+        c3 = await Client.open(port)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(c3.get("a.test"), 2)
+        assert server.refused == 1
+        assert (await c2.get("a.test")).status == 200
+        for c in (c1, c2, c3):
+            await c.close()
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_https_listener_with_hsts() -> None:
+    from ingresslib._models import Ingress, IngressSpec, IngressTLS, ObjectMeta
+    from ingresslib._resources import Resources
+    from ingresslib._tls import CertificateStore
+    from tests.test_tls import _secret
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("a.test")
+    store = CertificateStore()
+    store.update(Resources(
+        ingresses=(Ingress(metadata=ObjectMeta(name="i"), spec=IngressSpec(
+            tls=(IngressTLS(hosts=("a.test",), secret_name="t"),))),),
+        secrets=(_secret("t", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()),)))
+    up = await start_echo("svc", "a")
+    server = ProxyServer(StubRouter([("127.0.0.1", up.port)]), cert_store=store)
+    await server.start(("127.0.0.1", 0), ("127.0.0.1", 0))
+    (_, _, http_port), (_, _, https_port) = server.addresses
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    try:
+        c = await Client.open(https_port, tls=client_ctx, sni="a.test")
+        r = await c.get("a.test")
+        assert r.status == 200
+        assert r.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+        assert parse_echo(r.body)["x-forwarded-proto"] == "https"
+        await c.close()
+        # Plain HTTP to a host with TLS: ssl-redirect (308) to the real HTTPS port.
+        c = await Client.open(http_port)
+        r = await c.get("a.test", "/p?q=1")
+        assert r.status == 308 and r.headers["location"] == f"https://a.test:{https_port}/p?q=1"
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_unknown_setting_rejected() -> None:
+    with pytest.raises(TypeError):
+        ProxyServer(StubRouter([]), no_such_setting=1)
+    s = ProxyServer(StubRouter([]), ProxySettings(hsts=False), proxy_body_size=10)
+    assert s.settings.proxy_body_size == 10 and s.settings.hsts is False
+
+
+@pytest.mark.asyncio
+async def test_memory_per_idle_keepalive_connection() -> None:
+    """Budget: 50 KiB of Python heap per idle keep-alive client connection (after a request)."""
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]))
+    n = 200
+    clients: list[Client] = []
+    try:
+        warm = await Client.open(port)
+        await warm.get("a.test")
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(n):
+            c = await Client.open(port)
+            await c.get("a.test")
+            clients.append(c)
+        # The test's own client objects are in the figure too: an overestimate.
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        per_conn = (after - before) / n
+        print(f"bytes per idle keep-alive connection (proxy + test client): {per_conn:.0f}")
+        assert len(server.connections) == n + 1
+        assert per_conn <= 50 * 1024
+        for c in [warm, *clients]:
+            await c.close()
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_echo_backend_stop_drops_connections() -> None:
+    b = EchoBackend("svc", "x")
+    await b.start()
+    c = await Client.open(b.port)
+    assert (await c.get("h")).status == 200
+    await b.stop()
+    assert await asyncio.wait_for(c.reader.read(), 2) == b""
+    await c.close()

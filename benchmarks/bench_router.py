@@ -1,8 +1,11 @@
 """``Router.route`` cost next to ``RouteTable.match`` alone, at 10,000 rules, in one run.
 
-Every case routes the same stream of requests (random rules of one 10,000-rule table, fresh
-``str`` objects per round, h11-style lower-case byte headers), so the difference between a case
-and ``RouteTable.match`` is what routing adds: endpoints, balancer and canary.
+Every case routes the same stream of requests (rules of one 10,000-rule table drawn with
+bench_match.py's Zipf(1.1) popularity, fresh
+``str`` objects per round, h11-style lower-case byte headers, half of them with
+``x-canary: always``), so the difference between a case and ``RouteTable.match`` is what routing
+adds: endpoints, balancer and canary. Figures are steady state: one untimed pass over the stream
+first builds what the Router builds lazily (a Decision per route and endpoint, hash rings).
 
     .venv/bin/python -m pytest benchmarks/bench_router.py --benchmark-only -q
 
@@ -53,12 +56,20 @@ def router(main: tuple[tuple[str, str], ...], canary: tuple[tuple[str, str], ...
     return Router(res, seed=1)
 
 
+#: Rule popularity, as in bench_match.py's ``gen_requests``: Zipf(1.1) over the rules in a
+#: random order (BENCH_ROUTER_ZIPF=0 gives the uniform, cache-cold worst case).
+ZIPF_S = float(os.environ.get("BENCH_ROUTER_ZIPF", "1.1"))
+
+
 @functools.lru_cache(maxsize=1)
 def stream() -> list[tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]]:
     rnd = random.Random(7)
+    ranked = list(range(RULES))
+    rnd.shuffle(ranked)
+    weights = [1.0 / (k ** ZIPF_S) for k in range(1, RULES + 1)]
+    picks = rnd.choices(ranked, weights=weights, k=STREAM)
     out = []
-    for _ in range(STREAM):
-        i = rnd.randrange(RULES)
+    for i in picks:
         headers = [(b"host", f"h{i % 100}.example.test".encode()), (b"user-agent", b"curl/8.5"),
                    (b"accept", b"*/*"), (b"x-user", f"user{rnd.randrange(5000)}".encode())]
         if rnd.random() < 0.5:
@@ -108,6 +119,10 @@ def test_route(benchmark: Any, record: Any, case: str) -> None:
             assert d is not None and d.endpoint is not None
             if "canary by header" in case:
                 assert d.canary == any(n == b"x-canary" for n, _ in headers)
+
+    # Steady state: a route's Decision per endpoint and a hash ring are built on first use, so
+    # one untimed pass over the whole stream warms every route the rounds will touch.
+    run(fresh_rounds(STREAM - 1)()[0][0])
 
     benchmark.group = f"router {RULES} rules"
     benchmark.extra_info.update(case=case, rules=RULES, requests_per_round=CHUNK)

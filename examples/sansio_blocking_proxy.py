@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import ingresslib
+from ingresslib import Router
 from ingresslib.proxy import (
     ClientConnection,
     CloseDownstream,
@@ -35,10 +36,6 @@ from ingresslib.proxy import (
     TunnelEstablished,
 )
 
-try:
-    from ingresslib import Router  # type: ignore[attr-defined]
-except ImportError:  # not re-exported yet
-    from ingresslib._router import Router
 
 MANIFESTS = """
 apiVersion: networking.k8s.io/v1

@@ -93,6 +93,8 @@ _REASONS = {
     504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
 
+#: ``proxy-next-upstream`` conditions naming a response status.
+_HTTP_CONDITIONS = {code: f"http_{code}" for code in (403, 404, 429, 500, 502, 503, 504)}
 #: ingress-nginx never redirects ACME HTTP-01 challenges to HTTPS (certificates could not be
 #: issued for a host whose HTTPS is not up yet).
 _ACME = "/.well-known/acme-challenge/"
@@ -373,9 +375,8 @@ class ClientConnection:
         req = self._req
         if self._busy and req is not None and req.complete and self._up is not None \
                 and not req.upgrade:
-            # A half-close after a complete request: let the response finish (curl and
-            # HTTP/1.0 clients may shut down writing), but nothing more will be read.
-            self._inbuf.clear()
+            # A half-close after a complete request: let the response finish (clients may shut
+            # down writing after sending), answer what is already buffered, then close.
             self._eof = True
             return self._flush()
         self._close_all(now, client_gone=True)
@@ -394,8 +395,8 @@ class ClientConnection:
         if self._spare is not None:
             up.h11, self._spare = self._spare, None
         else:
-            up.h11 = h11.Connection(h11.CLIENT,
-                                    max_incomplete_event_size=self.settings.max_response_header_size)
+            up.h11 = h11.Connection(
+                h11.CLIENT, max_incomplete_event_size=self.settings.max_response_header_size)
         self._send_request(req, up)
         self._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout if req.opts else 60.0)
         return self._flush()
@@ -548,6 +549,9 @@ class ClientConnection:
                 check_partial_head(buf, self.settings)
                 if buf.find(b"\n\n") >= 0 or buf.find(b"\n\r\n") >= 0:
                     raise RemoteProxyError("bare LF in request head", 400)
+                if self._eof:
+                    # The client half-closed: this head will never complete.
+                    self._close_downstream()
                 return
             end += 4
             check_raw_head(bytes(buf[:end]), self.settings)
@@ -866,7 +870,8 @@ class ClientConnection:
         opts = req.opts
         if opts is not None:
             if opts.x_forwarded_prefix is not None:
-                out.append((b"x-forwarded-prefix", b"x-forwarded-prefix", opts.x_forwarded_prefix.encode("latin-1")))
+                prefix = opts.x_forwarded_prefix.encode("latin-1")
+                out.append((b"x-forwarded-prefix", b"x-forwarded-prefix", prefix))
             if opts.rewrite_target is not None:
                 new_path = opts.rewrite(req.path)
                 q = req.query
@@ -1042,8 +1047,9 @@ class ClientConnection:
             up.upgrade = False
         opts = req.opts
         assert opts is not None
-        cond = "http_%d" % status
-        if status >= 403 and cond in opts.next_upstream and self._retry_allowed(req, up, cond):
+        cond = _HTTP_CONDITIONS.get(status)
+        if cond is not None and cond in opts.next_upstream and \
+                self._retry_allowed(req, up, cond):
             req.statuses.append(status)
             self._observe(req, up, now, False)
             nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
@@ -1112,7 +1118,7 @@ class ClientConnection:
 
     def _keep_alive_allowed(self, req: _Request) -> bool:
         s = self.settings
-        if s.keep_alive <= 0 or self._eof:
+        if s.keep_alive <= 0 or (self._eof and not self._has_next_head()):
             return False
         if s.keep_alive_requests and self._requests + 1 >= s.keep_alive_requests:
             return False
@@ -1322,14 +1328,14 @@ class ClientConnection:
         self._req = None
         if self.closed:
             return
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE \
-                or not self._keep_alive_allowed_after():
-            self._close_downstream()
-            return
         tail = self._tail
         self._tail = b""
         if tail:
             self._inbuf[:0] = tail
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE \
+                or not self._keep_alive_allowed_after():
+            self._close_downstream()
+            return
         if not tail and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()  # the common case: reuse the h11 object
         else:
@@ -1343,8 +1349,12 @@ class ClientConnection:
         else:
             self._set_timer(TimerKind.IDLE, self.settings.keep_alive)
 
+    def _has_next_head(self) -> bool:
+        # Only asked after a half-close (rare): is a complete next request already buffered?
+        return (self._tail + bytes(self._inbuf)).find(b"\r\n\r\n") >= 0
+
     def _keep_alive_allowed_after(self) -> bool:
         s = self.settings
-        if s.keep_alive <= 0 or self._eof:
+        if s.keep_alive <= 0 or (self._eof and not self._inbuf):
             return False
         return not (s.keep_alive_requests and self._requests >= s.keep_alive_requests)

@@ -1,0 +1,254 @@
+"""The access log: ingress-nginx's default ``upstreaminfo`` line, or the same fields as JSON.
+
+SEMANTICS §12: "an access log in ingress-nginx's default format on logger ``ingresslib.access``
+(JSON optional); the library itself only adds a ``NullHandler``."
+
+ingress-nginx's default ``log-format-upstream``::
+
+    $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+    "$http_user_agent" $request_length $request_time [$proxy_upstream_name]
+    [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length
+    $upstream_response_time $upstream_status $req_id
+
+:class:`AccessLog` turns a :class:`~ingresslib.proxy.RequestRecord` into those fields and logs
+them at INFO on ``ingresslib.access``: the message is the text line, the fields ride along as
+``extra={"access": fields}`` so any handler can use them. :class:`AccessLogFormatter` writes the
+line or a JSON object. Only an application (the CLI: :func:`configure_access_log`) adds handlers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import IO, Any, Literal
+
+from .proxy._actions import RequestRecord
+
+__all__ = [
+    "AccessLog",
+    "AccessLogFormatter",
+    "access_fields",
+    "format_line",
+    "upstream_names",
+    "configure_access_log",
+    "FIELDS",
+]
+
+# Library etiquette: a NullHandler, never output of our own (the CLI configures handlers).
+logging.getLogger("ingresslib").addHandler(logging.NullHandler())
+
+_access = logging.getLogger("ingresslib.access")
+
+#: The variables of the default line, in order; also the keys of the JSON form.
+FIELDS = (
+    "remote_addr", "remote_user", "time_local", "request", "status", "body_bytes_sent",
+    "http_referer", "http_user_agent", "request_length", "request_time", "proxy_upstream_name",
+    "proxy_alternative_upstream_name", "upstream_addr", "upstream_response_length",
+    "upstream_response_time", "upstream_status", "req_id",
+)
+
+#: ingress-nginx's name for the upstream of requests no rule matched.
+DEFAULT_UPSTREAM = "upstream-default-backend"
+
+# %b follows the locale; nginx's $time_local does not.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def upstream_names(record: RequestRecord) -> tuple[str, str]:
+    """``($proxy_upstream_name, $proxy_alternative_upstream_name)`` for ``record``.
+
+    ingress-nginx names an upstream ``namespace-service-port`` (port as written in the Ingress:
+    number or name). The main backend's name is logged first; when the canary served, its name
+    goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``.
+
+    The record's ``service``/``namespace`` are the backend that served. The port and, when the
+    canary served, the main backend come from the optional record fields ``service_port``,
+    ``primary_service`` and ``primary_port`` when the core provides them; without them the port
+    is left out and a canary request names the canary backend in both places.
+    """
+    if record.service is None:
+        return DEFAULT_UPSTREAM, ""
+    ns = record.namespace or ""
+    served = _upstream(ns, record.service, getattr(record, "service_port", None))
+    if not record.canary:
+        return served, ""
+    primary = getattr(record, "primary_service", None)
+    if primary is None:
+        return served, served
+    return _upstream(ns, primary, getattr(record, "primary_port", None)), served
+
+
+def _upstream(ns: str, service: str, port: object) -> str:
+    return f"{ns}-{service}-{port}" if port is not None else f"{ns}-{service}"
+
+
+def _time_local(now: float, tz: datetime.tzinfo | None) -> str:
+    # nginx $time_local: "21/Nov/2026:13:25:42 +0000"
+    d = datetime.datetime.fromtimestamp(now, tz) if tz is not None \
+        else datetime.datetime.fromtimestamp(now).astimezone()
+    return (f"{d.day:02d}/{_MONTHS[d.month - 1]}/{d.year:04d}:"
+            f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} {d.strftime('%z')}")
+
+
+def access_fields(
+    record: RequestRecord, now: float | None = None, tz: datetime.tzinfo | None = None,
+) -> dict[str, Any]:
+    """The :data:`FIELDS` of ``record`` (values as nginx would print them; ints stay ints, a
+    missing value is ``None`` and prints as ``-``), plus ``host``, ``namespace``, ``ingress``,
+    ``service``, ``path`` (the rule path) and ``canary`` for structured handlers.
+
+    ``now`` is the wall-clock time of the log entry (default ``time.time()``: nginx logs when the
+    request ends); ``tz`` the zone of ``time_local`` (default: the local zone, like nginx).
+    """
+    if now is None:
+        now = time.time()
+    upstream, alternative = upstream_names(record)
+    query = f"?{record.query}" if record.query else ""
+    tried = record.upstreams
+    statuses = record.upstream_statuses
+    connected = record.upstream_connect
+    body = getattr(record, "body_bytes_out", None)
+    return {
+        "remote_addr": record.client_ip,
+        "remote_user": None,
+        "time_local": _time_local(now, tz),
+        "request": f"{record.method} {record.path}{query} HTTP/{record.http_version}",
+        "status": record.status,
+        # $body_bytes_sent excludes the response head; the record counts all bytes unless the
+        # core provides ``body_bytes_out``.
+        "body_bytes_sent": record.bytes_out if body is None else body,
+        "http_referer": record.referer,
+        "http_user_agent": record.user_agent,
+        "request_length": record.bytes_in,
+        "request_time": f"{max(record.duration, 0.0):.3f}",
+        "proxy_upstream_name": upstream,
+        "proxy_alternative_upstream_name": alternative,
+        # nginx lists every upstream tried, ", "-separated.
+        "upstream_addr": ", ".join(_addr(h, p) for h, p in tried) if tried else None,
+        "upstream_response_length": record.upstream_response_length if tried else None,
+        "upstream_response_time": (f"{max(record.end - connected, 0.0):.3f}"
+                                   if connected is not None else None),
+        "upstream_status": (", ".join("-" if s is None else str(s) for s in statuses)
+                            if statuses else None),
+        "req_id": record.request_id,
+        "host": record.host,
+        "namespace": record.namespace,
+        "ingress": record.ingress,
+        "service": record.service,
+        "path": record.rule_path,
+        "canary": record.canary,
+    }
+
+
+def _addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _escape(value: object) -> str:
+    """nginx's default log escaping: ``"``, ``\\`` and bytes outside printable ASCII become
+    ``\\xHH``; a missing value is ``-``."""
+    if value is None:
+        return "-"
+    s = str(value)
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return s
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\x{b:02X}"
+        for b in s.encode("utf-8", "surrogateescape"))
+
+
+def format_line(f: dict[str, Any]) -> str:
+    """The default ``upstreaminfo`` line from :func:`access_fields`' dict."""
+    e = _escape
+    return (f'{e(f["remote_addr"])} - {e(f["remote_user"])} [{f["time_local"]}] '
+            f'"{e(f["request"])}" {f["status"]} {f["body_bytes_sent"]} '
+            f'"{e(f["http_referer"])}" "{e(f["http_user_agent"])}" {f["request_length"]} '
+            f'{f["request_time"]} [{e(f["proxy_upstream_name"])}] '
+            f'[{e(f["proxy_alternative_upstream_name"])}] {e(f["upstream_addr"])} '
+            f'{e(f["upstream_response_length"])} {e(f["upstream_response_time"])} '
+            f'{e(f["upstream_status"])} {e(f["req_id"])}')
+
+
+class _Line:
+    """The log message: formatted only if a handler asks for it."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return format_line(self.fields)
+
+
+class AccessLog:
+    """Log each :class:`RequestRecord` on ``ingresslib.access`` (a ``Callable[[RequestRecord],
+    None]``, ready for ``ProxyServer(on_record=...)``).
+
+    >>> log = AccessLog()
+    >>> log.logger.name
+    'ingresslib.access'
+
+    ``clock`` gives the wall-clock time of each entry and ``tz`` the zone of ``time_local``
+    (tests inject both).
+    """
+
+    def __init__(
+        self, logger: logging.Logger | None = None, *, clock: Callable[[], float] = time.time,
+        tz: datetime.tzinfo | None = None,
+    ) -> None:
+        self.logger = logger or _access
+        self.clock = clock
+        self.tz = tz
+
+    def __call__(self, record: RequestRecord) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):  # nobody listens: build nothing
+            return
+        fields = access_fields(record, self.clock(), self.tz)
+        logger.info("%s", _Line(fields), extra={"access": fields})
+
+
+class AccessLogFormatter(logging.Formatter):
+    """``fmt="text"``: the ingress-nginx line; ``fmt="json"``: :data:`FIELDS` (and the extra
+    keys of :func:`access_fields`) as one JSON object per line. Records without access fields
+    are formatted as ``%(message)s``."""
+
+    def __init__(self, fmt: Literal["text", "json"] = "text") -> None:
+        super().__init__("%(message)s")
+        if fmt not in ("text", "json"):
+            raise ValueError(f"access log format must be 'text' or 'json', not {fmt!r}")
+        self.json = fmt == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] | None = getattr(record, "access", None)
+        if fields is None:
+            return super().format(record)
+        if self.json:
+            return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        return format_line(fields)
+
+
+_installed: list[logging.Handler] = []
+
+
+def configure_access_log(
+    stream: IO[str], fmt: Literal["text", "json"] = "text",
+) -> logging.Handler:
+    """For applications (the CLI), never called by the library: write ``ingresslib.access`` to
+    ``stream`` in ``fmt``, at INFO, without propagating to the root logger. Calling it again
+    replaces the handler it installed before. Returns the handler."""
+    for h in _installed:
+        _access.removeHandler(h)
+    _installed.clear()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessLogFormatter(fmt))
+    _access.addHandler(handler)
+    _installed.append(handler)
+    _access.setLevel(logging.INFO)
+    _access.propagate = False
+    _access.disabled = False
+    return handler

@@ -1,0 +1,238 @@
+"""ingresslib._accesslog: ingress-nginx's default line, JSON, and library logging etiquette."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingresslib._accesslog import (
+    FIELDS,
+    AccessLog,
+    AccessLogFormatter,
+    access_fields,
+    configure_access_log,
+    format_line,
+    upstream_names,
+)
+from ingresslib.proxy._actions import RequestRecord
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 11, 21, 13, 25, 42, tzinfo=UTC).timestamp()
+
+
+def rec(**kw: object) -> RequestRecord:
+    base: dict[str, object] = dict(
+        method="GET", host="foo.test", path="/api/users/7", query="x=1", rule_path="/api",
+        ingress="shop/web", service="web", namespace="shop", canary=False, status=200,
+        bytes_in=35, bytes_out=150, upstreams=(("10.0.0.1", 8080),), upstream_status=200,
+        upstream_statuses=(200,), start=100.0, upstream_connect=100.002,
+        upstream_first_byte=100.02, end=100.03, request_id="abc", client_ip="192.0.2.1",
+        http_version="1.1", user_agent="curl/8", referer=None, upstream_response_length=100)
+    base.update(kw)
+    return RequestRecord(**base)  # type: ignore[arg-type]
+
+
+LINE = ('192.0.2.1 - - [21/Nov/2026:13:25:42 +0000] "GET /api/users/7?x=1 HTTP/1.1" 200 150 '
+        '"-" "curl/8" 35 0.030 [shop-web] [] 10.0.0.1:8080 100 0.028 200 abc')
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_access_log(stream, "text")
+    try:
+        yield stream
+    finally:
+        logger = logging.getLogger("ingresslib.access")
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+def test_default_line_is_byte_exact(captured: io.StringIO) -> None:
+    AccessLog(clock=lambda: NOW, tz=UTC)(rec())
+    assert captured.getvalue() == LINE + "\n"
+
+
+def test_time_local_uses_the_zone_and_english_months() -> None:
+    tz = datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))
+    f = access_fields(rec(), NOW, tz)
+    assert f["time_local"] == "21/Nov/2026:07:55:42 -0530"
+    may = datetime.datetime(2026, 5, 1, 0, 0, 0, tzinfo=UTC).timestamp()
+    assert access_fields(rec(), may, UTC)["time_local"] == "01/May/2026:00:00:00 +0000"
+
+
+def test_local_answer_without_upstream() -> None:
+    r = rec(rule_path=None, ingress=None, service=None, namespace=None, status=404, query=None,
+            upstreams=(), upstream_statuses=(), upstream_status=None, upstream_connect=None,
+            upstream_first_byte=None, upstream_response_length=0, request_id=None,
+            client_ip=None, user_agent=None, http_version="1.0", end=100.0004)
+    assert format_line(access_fields(r, NOW, UTC)) == (
+        '- - - [21/Nov/2026:13:25:42 +0000] "GET /api/users/7 HTTP/1.0" 404 150 "-" "-" 35 '
+        '0.000 [upstream-default-backend] [] - - - - -')
+
+
+def test_retries_list_every_upstream() -> None:
+    r = rec(upstreams=(("10.0.0.1", 8080), ("fd00::2", 8080)), upstream_statuses=(None, 502))
+    f = access_fields(r, NOW, UTC)
+    assert f["upstream_addr"] == "10.0.0.1:8080, [fd00::2]:8080"
+    assert f["upstream_status"] == "-, 502"
+
+
+def test_canary_names() -> None:
+    r = rec(canary=True, service="web-canary")
+    assert upstream_names(r) == ("shop-web-canary", "shop-web-canary")
+    assert upstream_names(rec()) == ("shop-web", "")
+
+
+def test_optional_record_fields_give_ingress_nginx_upstream_names() -> None:
+    # A record type carrying the backend port and, for a canary, the main backend (what the
+    # core may add to RequestRecord) gets ingress-nginx's "namespace-service-port" names.
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Rich:
+        service: str | None = "web-canary"
+        namespace: str | None = "shop"
+        canary: bool = True
+        service_port: int | str | None = 8080
+        primary_service: str | None = "web"
+        primary_port: int | str | None = "http"
+
+    assert upstream_names(Rich()) == ("shop-web-http", "shop-web-canary-8080")  # type: ignore[arg-type]
+    assert upstream_names(Rich(canary=False)) == ("shop-web-canary-8080", "")  # type: ignore[arg-type]
+
+
+def test_hostile_values_are_escaped_like_nginx() -> None:
+    r = rec(user_agent='a"b\\c\x01é', referer="http://x/\n", path="/ü")
+    line = format_line(access_fields(r, NOW, UTC))
+    assert '"a\\x22b\\x5Cc\\x01\\xC3\\xA9"' in line
+    assert '"http://x/\\x0A"' in line
+    assert '"GET /\\xC3\\xBC?x=1 HTTP/1.1"' in line
+    assert "\n" not in line
+
+
+def test_json_has_the_same_fields() -> None:
+    stream = io.StringIO()
+    handler = configure_access_log(stream, "json")
+    logger = logging.getLogger("ingresslib.access")
+    try:
+        AccessLog(clock=lambda: NOW, tz=UTC)(rec())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    obj = json.loads(stream.getvalue())
+    assert set(FIELDS) <= set(obj)
+    assert obj["status"] == 200 and obj["body_bytes_sent"] == 150
+    assert obj["request"] == "GET /api/users/7?x=1 HTTP/1.1"
+    assert obj["proxy_upstream_name"] == "shop-web"
+    assert obj["http_referer"] is None
+    assert obj["time_local"] == "21/Nov/2026:13:25:42 +0000"
+    assert obj["path"] == "/api" and obj["ingress"] == "shop/web"
+    # Same values as the text line, field by field.
+    text = format_line(access_fields(rec(), NOW, UTC))
+    assert text == LINE
+
+
+def test_configure_twice_replaces_the_handler() -> None:
+    a, b = io.StringIO(), io.StringIO()
+    configure_access_log(a, "text")
+    hb = configure_access_log(b, "text")
+    logger = logging.getLogger("ingresslib.access")
+    try:
+        AccessLog(clock=lambda: NOW, tz=UTC)(rec())
+    finally:
+        logger.removeHandler(hb)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    assert a.getvalue() == "" and b.getvalue() == LINE + "\n"
+
+
+def test_formatter_passes_other_records_through() -> None:
+    fmt = AccessLogFormatter("json")
+    r = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    assert fmt.format(r) == "hello you"
+    with pytest.raises(ValueError):
+        AccessLogFormatter("xml")  # type: ignore[arg-type]
+
+
+def test_fields_ride_along_for_any_handler() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("test.accesslog.custom")
+    logger.setLevel(logging.INFO)
+    h = Keep()
+    logger.addHandler(h)
+    try:
+        AccessLog(logger, clock=lambda: NOW, tz=UTC)(rec())
+    finally:
+        logger.removeHandler(h)
+    assert len(seen) == 1
+    assert seen[0].getMessage() == LINE
+    assert seen[0].access["status"] == 200  # type: ignore[attr-defined]
+
+
+def test_library_adds_only_a_null_handler_and_prints_nothing() -> None:
+    # A fresh interpreter: other tests (the CLI's) configure handlers in this process.
+    code = """
+import logging, sys
+sys.path.insert(0, "tests")
+import ingresslib._accesslog, ingresslib._metrics
+from test_accesslog import rec
+from ingresslib._accesslog import AccessLog
+for name in ("ingresslib", "ingresslib.access"):
+    hs = logging.getLogger(name).handlers
+    assert all(isinstance(h, logging.NullHandler) for h in hs), (name, hs)
+assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("ingresslib").handlers)
+assert not logging.getLogger().handlers
+AccessLog()(rec())
+logging.getLogger("ingresslib.access").warning("even a warning stays quiet")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and out.stderr == ""
+
+
+def test_disabled_logger_builds_nothing() -> None:
+    calls = []
+
+    def clock() -> float:
+        calls.append(1)
+        return NOW
+
+    logger = logging.getLogger("test.accesslog.quiet")
+    logger.setLevel(logging.WARNING)
+    AccessLog(logger, clock=clock)(rec())
+    assert calls == []
+
+
+def test_a_record_from_the_proxy_core() -> None:
+    # End to end through the sans-IO core (in memory): the record it emits formats as expected
+    # (the upstream answers "ok /api/x?q=1": 13 body bytes).
+    import re
+
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route(path="/api", host="foo.test")])
+    out = pair.send(b"GET /api/x?q=1 HTTP/1.1\r\nHost: foo.test\r\nUser-Agent: t/1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert len(pair.records) == 1
+    line = format_line(access_fields(pair.records[0], NOW, UTC))
+    assert re.fullmatch(
+        r'203\.0\.113\.7 - - \[21/Nov/2026:13:25:42 \+0000\] "GET /api/x\?q=1 HTTP/1\.1" 200 '
+        r'\d+ "-" "t/1" \d+ \d+\.\d{3} \[default-web(-\d+)?\] \[\] 10\.0\.0\.1:8080 13 '
+        r'\d+\.\d{3} 200 0123456789abcdef0123456789abcdef', line), line

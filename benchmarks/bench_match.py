@@ -53,6 +53,8 @@ def fresh_rounds(stream: list[tuple[bytes, bytes]], k: int) -> Any:
 def test_lookup(benchmark: Any, record: Any, router: str, n: int, seed: int) -> None:
     if router == "scan" and n > 10_000:
         pytest.skip("the naive scan is skipped above 10,000 rules")
+    if router in ("falcon", "sanic") and n >= 100_000 and seed != SEEDS[0]:
+        pytest.skip("building it takes ~85 s at 100,000 rules: first seed only")
     if router == "cython":
         pytest.importorskip("ingresslib._match")
     rules, stream = table(n, seed)

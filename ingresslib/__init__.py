@@ -28,6 +28,7 @@ from ._resources import Resources
 from ._router import Decision, Router
 from ._store import ResourceStore
 from ._table import Diagnostic, Match, RouteTable
+from .proxy import ClientConnection, Proxy, ProxySettings, RequestRecord, TimerKind
 
 # Library etiquette: never configure output; only the CLI adds handlers.
 _logging.getLogger("ingresslib").addHandler(_logging.NullHandler())
@@ -35,6 +36,7 @@ _logging.getLogger("ingresslib").addHandler(_logging.NullHandler())
 __all__ = [
     "BadRequestError",
     "Balancer",
+    "ClientConnection",
     "ClusterWatcher",
     "Decision",
     "Diagnostic",
@@ -42,11 +44,15 @@ __all__ = [
     "IngressASGI",
     "MATCHER",
     "Match",
+    "Proxy",
+    "ProxySettings",
     "RequestContext",
+    "RequestRecord",
     "ResourceStore",
     "Resources",
     "RouteTable",
     "Router",
+    "TimerKind",
     "ValidationError",
     "load_manifests",
     "parse_manifests",

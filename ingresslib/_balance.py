@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ._endpoints import EndpointSet
 from ._hashing import HashRing, hash_key, member_id
@@ -53,6 +53,7 @@ __all__ = [
     "AffinityConfig",
     "KeyTemplate",
     "Headers",
+    "H11_HEADERS",
     "header_value",
     "cookie_value",
     "RoundRobin",
@@ -75,37 +76,58 @@ _P = "nginx.ingress.kubernetes.io/"
 
 Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
+_H11Headers: Any = None
+try:  # What the proxy passes: h11's header list, read through its lower-cased triples.
+    from h11._headers import Headers as _H11Headers
+except ImportError:  # pragma: no cover - h11 is a dependency; a layout change costs speed only
+    pass
+#: ``h11.Headers`` (or None): header lists of this type are read through their lower-cased
+#: ``(raw, lower, value)`` triples.
+H11_HEADERS: Any = _H11Headers
 
-def header_value(headers: Headers, name: str, bname: bytes, sep: str = ", ") -> str | None:
-    """One header's value straight from the raw headers (no dict is built): ``name``/``bname``
-    are the normalised name (lower case, dashes) as str and bytes. Repeats are joined by
-    ``sep``. h11 hands over lower-case byte names, so the common case is one ``==`` per header.
+
+def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None
+                 ) -> str | None:
+    """A header's value straight from the raw headers (no dict is built).
+
+    ``name``/``bname``: the lower-case name as str and bytes; request names match
+    case-insensitively. Like nginx's ``$http_*`` variables the *first* occurrence counts, unless
+    ``join`` is given (every occurrence joined by it, as nginx does for ``Cookie``). Fast paths:
+    an ``h11.Headers`` object (what the proxy passes; names already lower case) and lists of
+    lower-case byte pairs, where a header costs one ``==``.
     """
+    t = type(headers)
     items: Iterable[tuple[str | bytes, str | bytes]]
-    if type(headers) is dict or (type(headers) is not list and isinstance(headers, Mapping)):
-        items = headers.items()
+    if t is _H11Headers:
+        # h11.Headers: (raw name, lower-case name, value) triples, all bytes.
+        full = headers._full_items  # type: ignore[union-attr]
+        if join is None:
+            for _, k, v in full:
+                if k == bname:
+                    return v.decode("latin-1")  # type: ignore[no-any-return]
+            return None
+        vals = [v.decode("latin-1") for _, k, v in full if k == bname]
+        return join.join(vals) if vals else None
+    if t is list or t is tuple:
+        items = headers  # type: ignore[assignment]
+    elif t is dict:
+        items = headers.items()  # type: ignore[union-attr]
     else:
-        items = headers
-    found: str | None = None
+        items = headers.items() if isinstance(headers, Mapping) else headers
     ln = len(name)
+    found: list[str] = []
     for k, v in items:
-        if k == bname or k == name:
-            pass
-        elif len(k) != ln:
-            continue
-        elif isinstance(k, bytes):
-            if k.lower().replace(b"_", b"-") != bname:
-                continue
-        elif k.lower().replace("_", "-") != name:
-            continue
-        sv = v.decode("latin-1") if isinstance(v, bytes) else v
-        found = sv if found is None else f"{found}{sep}{sv}"
-    return found
+        if k == bname or (len(k) == ln and k.lower() == (bname if type(k) is bytes else name)):
+            sv = v.decode("latin-1") if type(v) is bytes else v
+            if join is None:
+                return sv  # type: ignore[return-value]
+            found.append(sv)  # type: ignore[arg-type]
+    return join.join(found) if found else None  # type: ignore[union-attr]
 
 
 def cookie_value(headers: Headers, cookie: str) -> str | None:
     """The first cookie named ``cookie`` (case-sensitive, as nginx's ``$cookie_*``)."""
-    raw = header_value(headers, "cookie", b"cookie", "; ")
+    raw = header_value(headers, "cookie", b"cookie", join="; ")
     if not raw or cookie not in raw:
         return None
     for part in raw.split(";"):
@@ -119,8 +141,10 @@ class RequestContext:
     """What a balancer may look at. Headers, cookies and query arguments are parsed on first use
     only, so balancers that do not read them cost nothing.
 
-    Header names are matched as nginx's ``$http_*`` variables do: case-insensitively, ``_`` and
-    ``-`` alike. Cookie names are case-sensitive; the first cookie of a name wins (nginx).
+    Header names match case-insensitively; a ``_`` in the *wanted* name stands for ``-`` (nginx's
+    ``$http_x_user`` reads ``X-User``). Request header names containing ``_`` are not rewritten
+    (nginx ignores them by default, and the proxy drops them). Cookie names are case-sensitive;
+    the first cookie of a name wins (nginx).
     """
 
     __slots__ = ("method", "host", "path", "query", "client_ip", "retry", "_raw", "_headers",
@@ -154,11 +178,15 @@ class RequestContext:
         if h is None:
             h = {}
             raw = self._raw
-            items: Iterable[tuple[str | bytes, str | bytes]] = (
-                raw.items() if isinstance(raw, Mapping) else raw)
+            items: Iterable[tuple[str | bytes, str | bytes]]
+            if type(raw) is _H11Headers:
+                # h11.Headers, read without its per-item __getitem__
+                items = [(k, v) for _, k, v in raw._full_items]  # type: ignore[union-attr]
+            else:
+                items = raw.items() if isinstance(raw, Mapping) else raw
             for name, value in items:
                 n = (name.decode("latin-1") if isinstance(name, bytes) else name)
-                n = n.lower().replace("_", "-")
+                n = n.lower()
                 v = (value.decode("latin-1") if isinstance(value, bytes) else value)
                 old = h.get(n)
                 if old is None:
@@ -169,7 +197,8 @@ class RequestContext:
         return h
 
     def header(self, name: str) -> str | None:
-        """One header's value (``name`` already lower case with dashes is fastest)."""
+        """One header's value; ``name`` as written in an annotation (``_`` means ``-``, as in
+        nginx's ``$http_x_user``)."""
         return self.headers().get(name.lower().replace("_", "-"))
 
     def cookies(self) -> dict[str, str]:
@@ -324,10 +353,12 @@ class Ewma:
     DECAY_TIME = 10.0
     MIN_SAMPLE_GAP = 0.1
     FAILURE_PENALTY = 1.0
-    __slots__ = ("_rng", "_clock", "_stats", "_lock")
+    uses_request = False
+    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock")
 
     def __init__(self, options: BalancerOptions) -> None:
         self._rng = options.rng
+        self._random = options.rng.random
         self._clock = options.clock
         # endpoint -> [latency ewma, success ewma, last update time]
         self._stats: dict[Address, list[float]] = {}
@@ -352,8 +383,12 @@ class Ewma:
             return None
         if m == 1:
             return cand[0]
+        # Two distinct candidates (rng.sample costs ~2 us; this is two draws). The lock keeps
+        # the seeded sequence intact under threads.
         with self._lock:
-            a, b = self._rng.sample(cand, 2)
+            i = int(self._random() * m)
+            j = int(self._random() * (m - 1))
+        a, b = cand[i], cand[j + 1 if j >= i else j]
         now = self._clock()
         return a if self._score(eps[a], now) <= self._score(eps[b], now) else b
 
@@ -612,7 +647,7 @@ class CookieAffinity:
     longer leads anywhere is replaced.
     """
 
-    __slots__ = ("config", "tag", "_rng", "_lock", "_rr", "_cache", "_header_cache")
+    __slots__ = ("config", "tag", "_rng", "_lock", "_rr", "_cache", "_suffix")
 
     def __init__(self, options: BalancerOptions, tag: str = "") -> None:
         spec = options.spec
@@ -624,7 +659,7 @@ class CookieAffinity:
         self._lock = threading.Lock()
         self._rr = itertools.count()
         self._cache = _RingCache()
-        self._header_cache: tuple[str, float] | None = None
+        self._suffix = self._attributes()
 
     def _index_for(self, value: str, backend: EndpointSet) -> int:
         _, ring, index_of = self._cache.entry(backend)
@@ -641,7 +676,7 @@ class CookieAffinity:
         """True when the request carries this backend's cookie and it leads to a ready endpoint."""
         if not backend.endpoints:
             return False
-        value = request.cookie(self.config.name)
+        value = cookie_value(request._raw, self.config.name)
         return bool(value) and self._index_for(value, backend) >= 0  # type: ignore[arg-type]
 
     def pick_with_cookie(self, request: RequestContext, backend: EndpointSet,
@@ -650,7 +685,7 @@ class CookieAffinity:
         n = len(eps)
         if not n:
             return None, None
-        value = request.cookie(self.config.name)
+        value = cookie_value(request._raw, self.config.name)
         if value:
             idx = self._index_for(value, backend)
             if idx >= 0 and not (tried and eps[idx] in tried):
@@ -676,14 +711,20 @@ class CookieAffinity:
              tried: Collection[Address]) -> int | None:
         return self.pick_with_cookie(request, backend, tried)[0]
 
-    def set_cookie(self, value: str) -> str:
-        """The ``Set-Cookie`` value (ingress-nginx always adds HttpOnly)."""
+    def _attributes(self) -> str | None:
+        """The constant part of Set-Cookie after the value (None when Expires varies)."""
         c = self.config
-        parts = [f"{c.name}={value}", f"Path={c.path}"]
+        if c.expires is not None:
+            return None
+        return self._render_attributes(None)
+
+    def _render_attributes(self, expires_at: float | None) -> str:
+        c = self.config
+        parts = [f"Path={c.path}"]
         if c.domain:
             parts.append(f"Domain={c.domain}")
-        if c.expires is not None:
-            parts.append(f"Expires={formatdate(time.time() + c.expires, usegmt=True)}")
+        if expires_at is not None:
+            parts.append(f"Expires={formatdate(expires_at, usegmt=True)}")
         if c.max_age is not None:
             parts.append(f"Max-Age={c.max_age}")
         if c.samesite:
@@ -691,8 +732,15 @@ class CookieAffinity:
         if c.secure or c.samesite == "None":
             # Browsers drop SameSite=None cookies without Secure.
             parts.append("Secure")
-        parts.append("HttpOnly")
-        return "; ".join(parts)
+        parts.append("HttpOnly")  # ingress-nginx always adds HttpOnly
+        return "; " + "; ".join(parts)
+
+    def set_cookie(self, value: str) -> str:
+        """The ``Set-Cookie`` value for a session cookie holding ``value``."""
+        suffix = self._suffix
+        if suffix is None:
+            suffix = self._render_attributes(time.time() + self.config.expires)  # type: ignore[operator]
+        return f"{self.config.name}={value}{suffix}"
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         pass

@@ -362,8 +362,15 @@ async def run_demo(
     *, listen: tuple[str, int], tls_listen: tuple[str, int], once: bool, out: TextIO,
     seed: int | None = None,
 ) -> int:
+    on_record = None
+    if not once:
+        # Interactive: show each proxied request as ingress-nginx's access log line.
+        from ._accesslog import AccessLog, configure_access_log
+
+        configure_access_log(out)
+        on_record = AccessLog()
     try:
-        demo = await start_demo(listen, tls_listen, seed=seed)
+        demo = await start_demo(listen, tls_listen, seed=seed, on_record=on_record)
     except OSError as e:
         print(f"ingresslib demo: cannot listen: {e}", file=sys.stderr)
         return 1

@@ -3,14 +3,16 @@
 #
 # The hot lookup only; behaviour, docs and types live in _match_py.py / _match.pyi (same
 # results, same exceptions). Per host group a compressed radix tree over the canonical path's
-# bytes, flattened into C arrays; payloads are indices into one tuple.
+# bytes, flattened into C arrays of one-cache-line nodes; payloads are indices into one tuple.
+# The fast path reads the str buffers in place: no substring, no encode, no allocation.
+# Memory comes from PyMem_Malloc, so tracemalloc accounts for the tree.
 from collections import deque
-from os.path import commonprefix
 
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.stdint cimport int32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.stdint cimport int32_t, uint16_t, uint64_t, uintptr_t
+from cpython.mem cimport PyMem_Free as free
+from cpython.mem cimport PyMem_Malloc as malloc
+from libc.string cimport memcmp, memcpy, memset
 
 from ._normalize import canonical_path as _canonical_path
 from ._normalize import normalize_host as _normalize_host
@@ -23,36 +25,44 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
 
+# Children found by a scan of the node's own first-byte list up to this many; more use a dense
+# first byte -> child table.
+DEF _SMALL = 10
+# Labels and host names up to this long live inside their node / table entry.
+DEF _INLINE = 24
+DEF _HOST_INLINE = 32
+# Longer hosts take the slow path (a DNS name is at most 253 characters).
+DEF _HOST_MAX = 256
 
-ctypedef struct _Node:
-    const unsigned char* label
-    int32_t label_len
-    int32_t exact         # payload index, -1: none
-    int32_t prefix        # payload index, -1: none
-    int32_t first_child   # children are contiguous, sorted by first byte
-    int32_t nchildren
-    int32_t dense         # many children: offset of a first byte -> child table, else -1
-    unsigned char lo      # dense table range
+ctypedef struct _Node:                 # 64 bytes: one cache line per visited node
+    int32_t exact                      # payload index, -1: none
+    int32_t prefix                     # payload index, -1: none
+    int32_t first_child                # children are contiguous, sorted by first byte
+    int32_t dense                      # offset in the dense child table, -1: none
+    uint16_t label_len
+    uint16_t nchildren
+    unsigned char lo                   # dense table range
     unsigned char hi
+    unsigned char firsts[_SMALL]       # first bytes of the children (when few)
+    const unsigned char* label         # -> inline_label, or the label arena
+    unsigned char inline_label[_INLINE]
 
 ctypedef struct _Group:
-    int32_t root
-    int32_t default       # payload index, -1: None
+    int32_t root                       # root node index, -1: no group
+    int32_t default                    # payload index, -1: None
 
-ctypedef struct _HostEntry:
+ctypedef struct _HostEntry:            # 64 bytes
     uint64_t hash
-    const unsigned char* key
-    Py_ssize_t len
-    Py_ssize_t group      # -1: empty slot
+    _Group group                       # group.root == -1: empty slot
+    int32_t len
+    int32_t index                      # position in the constructor's groups (tests only)
+    const unsigned char* key           # -> inline_key, or the host arena
+    unsigned char inline_key[_HOST_INLINE]
 
 ctypedef struct _HostTable:
     _HostEntry* entries
+    void* raw
     uint64_t mask
-
-# Nodes with more children than this get a dense first-byte index.
-DEF _DENSE_MIN = 5
-# Longer hosts take the slow path (a DNS name is at most 253 characters).
-DEF _HOST_MAX = 256
 
 
 # Path bytes: 1 = pchar other than "%", 2 = "/", 3 = "?" (end of path), 0 = slow path.
@@ -60,6 +70,9 @@ cdef unsigned char _PATH_CLASS[256]
 # Host bytes: 1 = [a-z0-9-], 2 = ".", 3 = [A-Z], 4 = ":", 0 = slow path.
 cdef unsigned char _HOST_CLASS[256]
 cdef const unsigned char* _ROOT = <const unsigned char*>"/"
+cdef _Group _NO_GROUP
+_NO_GROUP.root = -1
+_NO_GROUP.default = -1
 
 
 cdef void _init_tables():
@@ -80,6 +93,14 @@ cdef void _init_tables():
 
 
 _init_tables()
+
+
+cdef void* _aligned(void** raw, size_t size) noexcept:  # with the GIL (PyMem)
+    # 64-byte aligned block (portable: no posix_memalign on Windows); free(*raw) releases it.
+    raw[0] = malloc(size + 64)
+    if raw[0] == NULL:
+        return NULL
+    return <void*>((<uintptr_t>raw[0] + 63) & ~(<uintptr_t>63))
 
 
 cdef inline bint _ends_dot_segment(unsigned char c) noexcept nogil:
@@ -117,12 +138,12 @@ cdef inline Py_ssize_t _fast_path_len(const unsigned char* p, Py_ssize_t n) noex
             return -1
 
 
-cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts, const int32_t* dense,
-                             Py_ssize_t root, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t _walk(const _Node* nodes, const int32_t* dense, Py_ssize_t root,
+                             const unsigned char* p, Py_ssize_t n) noexcept nogil:
     # Payload index of the exact key == p, else of the longest prefix key k with p == k or
     # p starting with k + "/", else -1.
     cdef const _Node* node = nodes + root
-    cdef Py_ssize_t best = -1, i = 0, k, end, child
+    cdef Py_ssize_t best = -1, i = 0, k, child
     cdef unsigned char c
     while True:
         if node.prefix >= 0 and (i == n or p[i] == 47):
@@ -137,14 +158,11 @@ cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts, co
             if node.lo <= c <= node.hi:
                 child = dense[node.dense + c - node.lo]
         else:
-            k = node.first_child
-            end = k + node.nchildren
-            while k < end:
-                if firsts[k] >= c:
-                    if firsts[k] == c:
-                        child = k
+            for k in range(node.nchildren):
+                if node.firsts[k] >= c:
+                    if node.firsts[k] == c:
+                        child = node.first_child + k
                     break
-                k += 1
         if child < 0:
             return best
         node = nodes + child
@@ -171,104 +189,115 @@ cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     return h ^ (h >> 32)
 
 
-cdef inline Py_ssize_t _host_find(const _HostTable* t, const unsigned char* s,
-                                  Py_ssize_t n) noexcept nogil:
+cdef inline const _HostEntry* _host_find(const _HostTable* t, const unsigned char* s,
+                                         Py_ssize_t n) noexcept nogil:
     cdef uint64_t h = _hash(s, n), i = h & t.mask
     cdef const _HostEntry* e
     while True:
         e = t.entries + i
-        if e.group < 0:
-            return -1
+        if e.group.root < 0:
+            return NULL
         if e.hash == h and e.len == n and memcmp(e.key, s, n) == 0:
-            return e.group
+            return e
         i = (i + 1) & t.mask
 
 
-cdef int _host_table(_HostTable* t, dict keys, const unsigned char* arena) except -1:
-    # keys: bytes -> group index; arena: the keys' bytes back to back, in dict order.
-    cdef uint64_t size = 8, i
-    cdef Py_ssize_t off = 0
-    while size < 2 * <uint64_t>len(keys):
+cdef int _host_table(_HostTable* t, list rows, const unsigned char* arena) except -1:
+    # rows: (key bytes, root, default, index); arena: the keys' bytes back to back.
+    cdef uint64_t size = 8, i, h
+    cdef Py_ssize_t off = 0, n
+    cdef _HostEntry* e
+    while size < 2 * <uint64_t>len(rows):
         size *= 2
-    t.entries = <_HostEntry*>malloc(size * sizeof(_HostEntry))
+    t.entries = <_HostEntry*>_aligned(&t.raw, size * sizeof(_HostEntry))
     if t.entries == NULL:
         raise MemoryError()
+    memset(t.entries, 0, size * sizeof(_HostEntry))
     t.mask = size - 1
     for i in range(size):
-        t.entries[i].group = -1
-    for key, group in keys.items():
-        h = _hash(arena + off, len(key))
+        t.entries[i].group.root = -1
+    for key, root, default, index in rows:
+        n = len(key)
+        h = _hash(arena + off, n)
         i = h & t.mask
-        while t.entries[i].group >= 0:
+        while t.entries[i].group.root >= 0:
             i = (i + 1) & t.mask
-        t.entries[i].hash = h
-        t.entries[i].key = arena + off
-        t.entries[i].len = len(key)
-        t.entries[i].group = group
-        off += len(key)
+        e = t.entries + i
+        e.hash = h
+        e.group.root = root
+        e.group.default = default
+        e.len = n
+        e.index = index
+        if n <= _HOST_INLINE:
+            memcpy(e.inline_key, arena + off, n)
+            e.key = e.inline_key
+        else:
+            e.key = arena + off
+        off += n
     return 0
+
+
+cdef Py_ssize_t _lcp(bytes a, bytes b, Py_ssize_t start):
+    cdef const unsigned char* x = a
+    cdef const unsigned char* y = b
+    cdef Py_ssize_t i = start, n = min(len(a), len(b))
+    while i < n and x[i] == y[i]:
+        i += 1
+    return i
 
 
 cdef class Matcher:
     cdef _Node* _nodes
-    cdef unsigned char* _firsts
+    cdef void* _nodes_raw
     cdef unsigned char* _labels
     cdef int32_t* _dense
-    cdef _Group* _groups
     cdef unsigned char* _host_keys
     cdef _HostTable _exact_hosts
     cdef _HostTable _wild_hosts
+    cdef _Group _hostless
     cdef Py_ssize_t _n_nodes
     cdef Py_ssize_t _n_dense
-    cdef Py_ssize_t _n_groups
-    cdef Py_ssize_t _hostless
+    cdef tuple _roots
     cdef tuple _payloads
     cdef object _default
 
     def __cinit__(self):
         self._nodes = NULL
-        self._firsts = NULL
+        self._nodes_raw = NULL
         self._labels = NULL
         self._dense = NULL
-        self._groups = NULL
         self._host_keys = NULL
         self._exact_hosts.entries = NULL
+        self._exact_hosts.raw = NULL
         self._wild_hosts.entries = NULL
+        self._wild_hosts.raw = NULL
+        self._hostless = _NO_GROUP
 
     def __dealloc__(self):
-        free(self._nodes)
-        free(self._firsts)
+        free(self._nodes_raw)
         free(self._labels)
         free(self._dense)
-        free(self._groups)
         free(self._host_keys)
-        free(self._exact_hosts.entries)
-        free(self._wild_hosts.entries)
+        free(self._exact_hosts.raw)
+        free(self._wild_hosts.raw)
 
     def __init__(self, groups, default=None):
         cdef list payloads = []
-        cdef list node_rows = []          # [label, exact, prefix, first_child, nchildren]
-        cdef list group_rows = []         # (root, default)
-        cdef dict hosts = {}
-        cdef dict wild = {}
-        cdef Py_ssize_t hostless = -1
+        cdef list rows = []          # per node: [label, exact, prefix, first_child, nchildren]
+        cdef list exact_hosts = []   # (key, root, default, index)
+        cdef list wild_hosts = []
+        cdef list roots = []
+        cdef Py_ssize_t i, j, lo, hi, depth, lcp
+        cdef int c
+        cdef bytes key
+        seen = set()
         queue = deque()
-        for host, exact, prefix, group_default in groups:
-            gi = len(group_rows)
-            if host is None:
-                if hostless >= 0:
-                    raise ValueError("two host-less groups")
-                hostless = gi
-            else:
-                if host.startswith("*."):
-                    table, key = wild, host[2:]
-                else:
-                    table, key = hosts, host
-                if key in table:
-                    raise ValueError(f"duplicate host group {host!r}")
-                table[key] = gi
-            # bytes key -> [exact payload index, prefix payload index]. Keys that are not ASCII
-            # can never equal a canonical path: leave them out of the tree.
+        for index, (host, exact, prefix, group_default) in enumerate(groups):
+            if host in seen:
+                raise ValueError(f"duplicate host group {host!r}")
+            seen.add(host)
+            # Keys that are not ASCII can never equal a canonical path: left out of the tree.
+            # keys: bytes -> [exact payload index, prefix payload index]
             keys = {}
             for path, payload in exact.items():
                 if path.isascii():
@@ -278,86 +307,98 @@ cdef class Matcher:
                 if path.isascii():
                     keys.setdefault(path.encode("ascii"), [-1, -1])[1] = len(payloads)
                     payloads.append(payload)
-            if group_default is None:
-                group_rows.append((len(node_rows), -1))
-            else:
-                group_rows.append((len(node_rows), len(payloads)))
+            gdefault = -1
+            if group_default is not None:
+                gdefault = len(payloads)
                 payloads.append(group_default)
-            node_rows.append([b"", -1, -1, 0, 0])
-            queue.append((len(node_rows) - 1, sorted(keys), keys, 0))
-        # Breadth first, so that the children of a node are contiguous.
+            root = len(rows)
+            roots.append(root)
+            rows.append([b"", -1, -1, 0, 0])
+            queue.append((root, sorted(keys), keys, 0, len(keys), 0))
+            if host is None:
+                self._hostless.root = root
+                self._hostless.default = gdefault
+            elif host.startswith("*."):
+                wild_hosts.append((host[2:].encode("utf-8", "surrogatepass"), root, gdefault, index))
+            else:
+                exact_hosts.append((host.encode("utf-8", "surrogatepass"), root, gdefault, index))
+        # Breadth first, so that the children of a node are contiguous. A queue item is a node
+        # and the sorted keys it covers, sk[lo:hi], which all share sk[lo][:depth]; only sk[lo]
+        # can be exactly that long (keys are unique and sorted).
         while queue:
-            ni, sorted_keys, keys, depth = queue.popleft()
-            row = node_rows[ni]
-            i, hi = 0, len(sorted_keys)
-            if hi and len(sorted_keys[0]) == depth:
-                row[1], row[2] = keys[sorted_keys[0]]
-                i = 1
-            row[3] = len(node_rows)
+            ni, sk, keys, lo, hi, depth = queue.popleft()
+            row = rows[ni]
+            i = lo
+            if i < hi and len(<bytes>sk[i]) == depth:
+                row[1], row[2] = keys[sk[i]]
+                i += 1
+            row[3] = len(rows)
             while i < hi:
-                c = sorted_keys[i][depth]
+                key = sk[i]
+                c = key[depth]
                 j = i + 1
-                while j < hi and sorted_keys[j][depth] == c:
+                while j < hi and (<bytes>sk[j])[depth] == c:
                     j += 1
-                lcp = len(commonprefix([sorted_keys[i], sorted_keys[j - 1]]))
-                node_rows.append([sorted_keys[i][depth:lcp], -1, -1, 0, 0])
-                queue.append((len(node_rows) - 1, sorted_keys[i:j], keys, lcp))
+                lcp = _lcp(key, sk[j - 1], depth)
+                rows.append([key[depth:lcp], -1, -1, 0, 0])
+                queue.append((len(rows) - 1, sk, keys, i, j, lcp))
                 row[4] += 1
                 i = j
-        self._build_arrays(node_rows, group_rows)
-        self._build_hosts(hosts, wild)
-        self._hostless = hostless
+        self._build_nodes(rows)
+        self._build_hosts(exact_hosts, wild_hosts)
+        self._roots = tuple(roots)
         self._payloads = tuple(payloads)
         self._default = default
 
-    cdef _build_hosts(self, dict hosts, dict wild):
-        # Host names as UTF-8 ("surrogatepass" keeps every str distinct), back to back.
-        exact_keys = {h.encode("utf-8", "surrogatepass"): g for h, g in hosts.items()}
-        wild_keys = {h.encode("utf-8", "surrogatepass"): g for h, g in wild.items()}
-        cdef bytes arena = b"".join(list(exact_keys) + list(wild_keys))
+    cdef _build_hosts(self, list exact_hosts, list wild_hosts):
+        cdef bytes arena = b"".join([row[0] for row in exact_hosts + wild_hosts])
+        cdef Py_ssize_t exact_len = sum([len(row[0]) for row in exact_hosts])
         self._host_keys = <unsigned char*>malloc(max(len(arena), 1))
         if self._host_keys == NULL:
             raise MemoryError()
         memcpy(self._host_keys, <const char*>arena, len(arena))
-        cdef Py_ssize_t exact_len = sum([len(k) for k in exact_keys])
-        _host_table(&self._exact_hosts, exact_keys, self._host_keys)
-        _host_table(&self._wild_hosts, wild_keys, self._host_keys + exact_len)
+        _host_table(&self._exact_hosts, exact_hosts, self._host_keys)
+        _host_table(&self._wild_hosts, wild_hosts, self._host_keys + exact_len)
 
-    cdef _build_arrays(self, list node_rows, list group_rows):
-        cdef Py_ssize_t n = len(node_rows), i, k, off = 0
+    cdef _build_nodes(self, list rows):
+        cdef Py_ssize_t n = len(rows), i, k, off = 0
         cdef int lo, hi
-        cdef bytes arena = b"".join([row[0] for row in node_rows])
-        self._nodes = <_Node*>malloc(max(n, 1) * sizeof(_Node))
-        self._firsts = <unsigned char*>malloc(max(n, 1))
+        cdef _Node* node
+        cdef bytes arena = b"".join([row[0] for row in rows])
+        cdef bytes label
+        self._nodes = <_Node*>_aligned(&self._nodes_raw, max(n, 1) * sizeof(_Node))
         self._labels = <unsigned char*>malloc(max(len(arena), 1))
-        self._groups = <_Group*>malloc(max(len(group_rows), 1) * sizeof(_Group))
-        if not (self._nodes and self._firsts and self._labels and self._groups):
+        if self._nodes == NULL or self._labels == NULL:
             raise MemoryError()
+        memset(self._nodes, 0, max(n, 1) * sizeof(_Node))
         memcpy(self._labels, <const char*>arena, len(arena))
-        for i in range(n):
-            label, exact, prefix, first_child, nchildren = node_rows[i]
-            self._nodes[i].label = self._labels + off
-            self._nodes[i].label_len = len(label)
-            self._nodes[i].exact = exact
-            self._nodes[i].prefix = prefix
-            self._nodes[i].first_child = first_child
-            self._nodes[i].nchildren = nchildren
-            self._firsts[i] = label[0] if label else 0
-            off += len(label)
         dense = []
         for i in range(n):
-            first_child, nchildren = node_rows[i][3], node_rows[i][4]
-            self._nodes[i].dense = -1
-            self._nodes[i].lo = self._nodes[i].hi = 0
-            if nchildren >= _DENSE_MIN:
-                lo = self._firsts[first_child]
-                hi = self._firsts[first_child + nchildren - 1]
-                self._nodes[i].dense = len(dense)
-                self._nodes[i].lo = lo
-                self._nodes[i].hi = hi
+            label, exact, prefix, first_child, nchildren = rows[i]
+            node = &self._nodes[i]
+            node.label_len = len(label)
+            if node.label_len <= _INLINE:
+                memcpy(node.inline_label, <const char*>label, node.label_len)
+                node.label = node.inline_label
+            else:
+                node.label = self._labels + off
+            off += len(label)
+            node.exact = exact
+            node.prefix = prefix
+            node.first_child = first_child
+            node.nchildren = nchildren
+            node.dense = -1
+            firsts = [(<bytes>rows[k][0])[0] for k in range(first_child, first_child + nchildren)]
+            if nchildren <= _SMALL:
+                for k in range(nchildren):
+                    node.firsts[k] = firsts[k]
+            else:
+                lo, hi = firsts[0], firsts[nchildren - 1]
+                node.dense = len(dense)
+                node.lo, node.hi = lo, hi
                 table = [-1] * (hi - lo + 1)
-                for k in range(first_child, first_child + nchildren):
-                    table[self._firsts[k] - lo] = k
+                for k in range(nchildren):
+                    table[firsts[k] - lo] = first_child + k
                 dense.extend(table)
         self._dense = <int32_t*>malloc(max(len(dense), 1) * sizeof(int32_t))
         if self._dense == NULL:
@@ -365,26 +406,9 @@ cdef class Matcher:
         for i in range(len(dense)):
             self._dense[i] = dense[i]
         self._n_dense = len(dense)
-        for i in range(len(group_rows)):
-            self._groups[i].root = group_rows[i][0]
-            self._groups[i].default = group_rows[i][1]
         self._n_nodes = n
-        self._n_groups = len(group_rows)
 
-    cdef inline Py_ssize_t _group_of_name(self, const unsigned char* h, Py_ssize_t n,
-                                          Py_ssize_t dot) noexcept nogil:
-        # h[:n] is a normalised host; dot: its first "." (or -1).
-        cdef Py_ssize_t g = _host_find(&self._exact_hosts, h, n)
-        if g >= 0:
-            return g
-        # "*.foo.com matches bar.foo.com, not foo.com, not a.bar.foo.com": one non-empty label.
-        if 0 < dot < n:
-            g = _host_find(&self._wild_hosts, h + dot + 1, n - dot - 1)
-            if g >= 0:
-                return g
-        return self._hostless
-
-    cdef Py_ssize_t _group_of(self, str host) except -2:
+    cdef const _Group* _group_of(self, str host) except NULL:
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i, end, dot = -1
         cdef const unsigned char* h
         cdef unsigned char buf[_HOST_MAX]
@@ -392,7 +416,7 @@ cdef class Matcher:
         cdef bint upper = False
         cdef bytes encoded
         if n == 0:
-            return self._hostless
+            return &self._hostless
         if PyUnicode_KIND(host) == 1 and n <= _HOST_MAX:
             # Fast path: lower-case ASCII letters, cut ":port", strip one trailing dot, in
             # one scan; anything else ("[", non-ASCII, odd bytes) goes to normalize_host.
@@ -417,7 +441,7 @@ cdef class Matcher:
                 if end > 0 and h[end - 1] == 46:
                     end -= 1
                 if end == 0:
-                    return self._hostless
+                    return &self._hostless
                 if upper:
                     for i in range(end):
                         buf[i] = h[i] + 32 if _HOST_CLASS[h[i]] == 3 else h[i]
@@ -426,14 +450,28 @@ cdef class Matcher:
         name = _normalize_host(host)
         if name is None or name.startswith("["):
             # Empty, or an IPv6 literal: it "never equal[s] a rule host".
-            return self._hostless
+            return &self._hostless
         encoded = name.encode("utf-8", "surrogatepass")
         return self._group_of_name(<const unsigned char*><const char*>encoded, len(encoded),
                                    encoded.find(b"."))
 
+    cdef inline const _Group* _group_of_name(self, const unsigned char* h, Py_ssize_t n,
+                                             Py_ssize_t dot) noexcept nogil:
+        # h[:n] is a normalised host; dot: its first "." (or -1).
+        cdef const _HostEntry* e = _host_find(&self._exact_hosts, h, n)
+        if e != NULL:
+            return &e.group
+        # "*.foo.com matches bar.foo.com, not foo.com, not a.bar.foo.com": one non-empty label.
+        if 0 < dot < n:
+            e = _host_find(&self._wild_hosts, h + dot + 1, n - dot - 1)
+            if e != NULL:
+                return &e.group
+        return &self._hostless
+
     def lookup(self, str host not None, str path not None):
-        cdef Py_ssize_t n, g, idx
+        cdef Py_ssize_t n, idx
         cdef const unsigned char* p
+        cdef const _Group* g
         cdef object canon
         PyUnicode_READY(path)
         n = PyUnicode_GET_LENGTH(path)
@@ -455,50 +493,58 @@ cdef class Matcher:
         elif n == 0:
             p = _ROOT
             n = 1
+        PyUnicode_READY(host)
         g = self._group_of(host)
-        if g < 0:
+        if g.root < 0:
             return self._default
-        idx = _walk(self._nodes, self._firsts, self._dense, self._groups[g].root, p, n)
+        idx = _walk(self._nodes, self._dense, g.root, p, n)
         if idx < 0:
-            idx = self._groups[g].default
+            idx = g.default
             if idx < 0:
                 return None
         return <object>PyTuple_GET_ITEM(self._payloads, idx)
 
     def _check_invariants(self):
         """Raise AssertionError unless the flattened trees are well formed (tests only)."""
-        cdef Py_ssize_t i, k, g
+        cdef Py_ssize_t i, k, c
         cdef _Node* node
+        cdef _HostTable* t
         seen = [0] * self._n_nodes
         npay = len(self._payloads)
-        roots = {self._groups[g].root for g in range(self._n_groups)}
-        assert len(roots) == self._n_groups, "groups share a root"
+        roots = set(self._roots)
+        assert len(roots) == len(self._roots), "groups share a root"
+        for which in range(2):
+            t = &self._exact_hosts if which == 0 else &self._wild_hosts
+            for k in range(t.mask + 1):
+                if t.entries[k].group.root >= 0:
+                    assert t.entries[k].group.root in roots, "host entry without a root"
+                    assert t.entries[k].hash == _hash(t.entries[k].key, t.entries[k].len)
         for i in range(self._n_nodes):
             node = &self._nodes[i]
             assert -1 <= node.exact < npay and -1 <= node.prefix < npay, f"node {i}: payload"
-            assert node.nchildren >= 0, f"node {i}: nchildren"
             assert node.first_child + node.nchildren <= self._n_nodes, f"node {i}: children"
             if i in roots:
                 assert node.label_len == 0, f"root {i} has a label"
             else:
                 assert node.label_len > 0, f"node {i}: empty label"
-                assert self._firsts[i] == node.label[0], f"node {i}: first byte index"
                 # Compressed: a node without a payload exists only to branch.
                 assert node.exact >= 0 or node.prefix >= 0 or node.nchildren >= 2, (
                     f"node {i}: one child and no payload")
-            if node.dense >= 0:
-                assert node.nchildren >= _DENSE_MIN, f"node {i}: dense index for few children"
+            firsts = [self._nodes[k].label[0]
+                      for k in range(node.first_child, node.first_child + node.nchildren)]
+            assert firsts == sorted(set(firsts)), f"node {i}: children unsorted or duplicated"
+            if node.nchildren <= _SMALL:
+                assert node.dense < 0, f"node {i}: dense index for few children"
+                assert [node.firsts[k] for k in range(node.nchildren)] == firsts, (
+                    f"node {i}: first byte index")
+            else:
+                assert node.dense >= 0, f"node {i}: no dense index"
                 for c in range(256):
                     k = self._dense[node.dense + c - node.lo] if node.lo <= c <= node.hi else -1
-                    found = [j for j in range(node.first_child, node.first_child + node.nchildren)
-                             if self._firsts[j] == c]
-                    assert ([k] if k >= 0 else []) == found, f"node {i}: dense index for {c}"
-            else:
-                assert node.nchildren < _DENSE_MIN, f"node {i}: no dense index"
+                    expected = (node.first_child + firsts.index(c)) if c in firsts else -1
+                    assert k == expected, f"node {i}: dense index for byte {c}"
             for k in range(node.first_child, node.first_child + node.nchildren):
                 assert k not in roots and k > i, f"node {i}: child {k} out of order"
                 seen[k] += 1
-                if k > node.first_child:
-                    assert self._firsts[k - 1] < self._firsts[k], f"node {i}: children unsorted"
         for i in range(self._n_nodes):
             assert seen[i] == (0 if i in roots else 1), f"node {i} reached {seen[i]} times"

@@ -41,6 +41,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString as _untyped_float
 
 from ._accesslog import upstream_names
+from ._models import Ingress
+from ._resources import Resources
 from .proxy._actions import RequestRecord
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "LENGTH_BUCKETS",
     "SIZE_BUCKETS",
     "certificate_not_after",
+    "certificates_of",
 ]
 
 _log = logging.getLogger("ingresslib.metrics")
@@ -289,7 +292,8 @@ class Metrics:
     # -- per request ----------------------------------------------------------------------------
 
     def observe(self, record: RequestRecord) -> None:
-        """Count one finished request. Runs once per request: label children are cached."""
+        """Count one finished request (runs per request: one dict lookup and a bisect per
+        histogram, see :class:`_RequestCollector`)."""
         status = str(record.status)
         if self.report_status_classes and status != "0":
             status = status[0] + "xx"
@@ -461,6 +465,35 @@ def certificate_not_after(pem: bytes) -> datetime.datetime:
     elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
         raise ValueError("bad notAfter")
     return datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def certificates_of(
+    res: Resources, ingresses: Iterable[Ingress] | None = None,
+) -> list[tuple[str, str, datetime.datetime]]:
+    """``(host, "namespace/secret", not_after)`` for every TLS host of ``ingresses`` (default:
+    all of ``res``), ready for :meth:`Metrics.set_certificates`. Secrets that are missing or hold
+    no readable certificate are left out (the TLS store reports those)."""
+    secrets = {(s.metadata.namespace, s.metadata.name): s for s in res.secrets}
+    out: list[tuple[str, str, datetime.datetime]] = []
+    seen: set[tuple[str, str]] = set()
+    for ing in res.ingresses if ingresses is None else ingresses:
+        ns = ing.metadata.namespace
+        for tls in ing.spec.tls:
+            secret = secrets.get((ns, tls.secret_name)) if tls.secret_name else None
+            if secret is None:
+                continue
+            try:
+                not_after = certificate_not_after(secret.get_bytes("tls.crt") or b"")
+            except (ValueError, UnicodeDecodeError):
+                continue
+            # As the TLS store reads it: no hosts means the hosts of this Ingress's rules.
+            hosts = tls.hosts or tuple(r.host for r in ing.spec.rules if r.host)
+            for host in hosts:
+                ref = f"{ns}/{tls.secret_name}"
+                if (host, ref) not in seen:
+                    seen.add((host, ref))
+                    out.append((host, ref, not_after))
+    return out
 
 
 def _der(data: bytes, pos: int) -> tuple[int, int, int]:

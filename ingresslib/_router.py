@@ -41,7 +41,7 @@ from ._balance import (
     parse_balancer_spec,
     registered_balancers,
 )
-from ._canary import CANARY_ANNOTATION, CanaryConfig, WeightSplit, explicit_choice, parse_canary
+from ._canary import CANARY_ANNOTATION, CanaryConfig, WeightSplit, compile_explicit, parse_canary
 from ._endpoints import (
     ENDPOINT_WEIGHTS_ANNOTATION,
     SERVICE_UPSTREAM_ANNOTATION,
@@ -112,7 +112,7 @@ def _pattern(weight: int, total: int) -> tuple[bool, ...]:
 class _Backend:
     """One side (main or canary) of one route: endpoints, balancer, cached decisions."""
 
-    __slots__ = ("eps", "balancer", "pick", "mode", "counter", "n", "rr", "sticky", "keyfn",
+    __slots__ = ("eps", "balancer", "pick", "mode", "counter", "n", "rr", "sticky", "keyfn", "keyarg",
                  "points", "owners", "decisions", "empty", "match", "served", "canary", "label")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
@@ -134,6 +134,9 @@ class _Backend:
         self.decisions: list[Decision | None] = [None] * n
         self.sticky: CookieAffinity | None = None
         self.keyfn: Any = None
+        #: For one-variable keys, which ``route`` argument is the key (2 = path for ``$uri``,
+        #: 4 = client_ip for ``$remote_addr``), saving the key function call; else -1.
+        self.keyarg = -1
         self.points: list[int] | None = None
         self.owners: list[int] = []
         self.counter: Iterator[int] = _UNUSED_COUNTER
@@ -150,6 +153,11 @@ class _Backend:
         elif type(balancer) is ConsistentHash:
             self.mode = _KEY if balancer.subset else _CHASH
             self.keyfn = balancer.template.fn
+            kinds = [k for k, _ in balancer.template.parts]
+            if kinds in (["remote_addr"], ["binary_remote_addr"]):
+                self.keyarg = 4
+            elif kinds in (["uri"], ["document_uri"]):
+                self.keyarg = 2
         elif getattr(balancer, "uses_request", True):
             self.mode = _CTX
         else:
@@ -213,6 +221,7 @@ class _Backend:
 class _Route:
     __slots__ = ("main", "canary", "cfg", "split", "explicit", "sticky", "rr", "counter", "n",
                  "pattern", "wcounter", "total")
+    explicit: Callable[[Headers], bool | None] | None
 
     def __init__(self, main: _Backend, canary: _Backend | None, cfg: CanaryConfig | None,
                  split: WeightSplit | None) -> None:
@@ -220,8 +229,9 @@ class _Route:
         self.canary = canary
         self.cfg = cfg
         self.split = split
-        #: Header or cookie rules to evaluate before the weight.
-        self.explicit = cfg is not None and (cfg.header is not None or cfg.cookie is not None)
+        #: Header or cookie rules to evaluate before the weight (None: there are none).
+        self.explicit = compile_explicit(cfg) if cfg is not None and (
+            cfg.header is not None or cfg.cookie is not None) else None
         #: Session affinity on either side keeps a session on its side.
         self.sticky = canary is not None and (main.sticky is not None
                                               or canary.sticky is not None)
@@ -357,13 +367,22 @@ class Router:
             return rr[i] or r.main.decision(i)
         c = r.canary
         if c is None:
-            return r.main.choose(method, host, path, headers, client_ip, query)
+            b = r.main
+            pts = b.points
+            if pts is not None:  # consistent hashing with its ring loaded: inline
+                ka = b.keyarg
+                key = (client_ip or "") if ka == 4 else path if ka == 2 else b.keyfn(
+                    method, host, path, query, headers, client_ip)
+                k = b.owners[bisect_left(pts, crc32(key.encode("utf-8", "surrogateescape")))]
+                return b.decisions[k] or b.decision(k)
+            return b.choose(method, host, path, headers, client_ip, query)
         main = r.main
         choice: bool | None = None
-        if r.explicit:
+        explicit = r.explicit
+        if explicit is not None:
             # BETTER: explicit opt-in/opt-out (header, then cookie) is decided before session
             # affinity, so "never" leaves the canary even for a sticky session.
-            choice = explicit_choice(r.cfg, headers)  # type: ignore[arg-type]
+            choice = explicit(headers)
         if choice is None and r.sticky:
             # A session pinned to one side stays there (ingress-nginx checks the canary
             # side's sticky cookie before anything else).
@@ -384,6 +403,9 @@ class Router:
             other = main if choice else c
             if other.eps.endpoints:
                 side = other
+        if side.mode == _RR:
+            k = next(side.counter) % side.n
+            return side.rr[k] or side.decision(k)  # type: ignore[index]
         return side.choose(method, host, path, headers, client_ip, query)
 
     def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]
@@ -397,8 +419,8 @@ class Router:
         eps = b.eps.endpoints
         if not eps:
             return None
-        i = b.pick(RequestContext(decision.match.host or "", path=decision.match.path or "/",
-                                  retry=True), b.eps, tried)
+        i = b.pick(RequestContext(host=decision.match.host or "",
+                                  path=decision.match.path or "/", retry=True), b.eps, tried)
         if i is not None and 0 <= i < len(eps) and eps[i] not in tried:
             return eps[i]
         # A third-party balancer that answered a tried (or no) endpoint: keep the promise anyway.

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,9 @@ from typing import Any
 from ._errors import ValidationError
 from ._resources import Resources
 
-__all__ = ["serve_main", "Reloader", "build_router", "AccessLogFormatter", "access_log_record"]
+__all__ = ["serve_main", "Reloader", "build_router"]
 
 _log = logging.getLogger("ingresslib.serve")
-_access = logging.getLogger("ingresslib.access")
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -99,6 +96,8 @@ class Reloader:
         self.reloads = 0
         self.failures = 0
         self.last_error: str | None = None
+        #: The Resources of the last successful reload.
+        self.last_resources: Resources | None = None
 
     def _build(self) -> tuple[list[Any], Resources]:
         # Runs in a worker thread: parsing, validation and the table build are all done here,
@@ -147,6 +146,7 @@ class Reloader:
             await loop.run_in_executor(None, store.update, res, served)
         self.reloads += 1
         self.last_error = None
+        self.last_resources = res
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
@@ -158,61 +158,7 @@ class Reloader:
             await self.check()
 
 
-# --- access log ---------------------------------------------------------------------------------
-
-
-def access_log_record(rec: Any) -> dict[str, Any]:
-    """The fields of ingress-nginx's default ``log-format-upstream``, from a RequestRecord."""
-    ups = rec.upstreams
-    upstream_name = (f"{rec.namespace}-{rec.service}" if rec.service else "")
-    return {
-        "remote_addr": rec.client_ip or "-",
-        "remote_user": "-",
-        "time_local": time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime()),
-        "request": f"{rec.method} {rec.path}{'?' + rec.query if rec.query else ''} HTTP/{rec.http_version}",
-        "status": rec.status,
-        "body_bytes_sent": rec.bytes_out,
-        "http_referer": rec.referer or "-",
-        "http_user_agent": rec.user_agent or "-",
-        "request_length": rec.bytes_in,
-        "request_time": round(rec.duration, 3),
-        "proxy_upstream_name": upstream_name,
-        "proxy_alternative_upstream_name": upstream_name if rec.canary else "",
-        "upstream_addr": ", ".join(f"{h}:{p}" for h, p in ups) or "-",
-        "upstream_response_length": rec.upstream_response_length,
-        "upstream_response_time": (round(rec.end - rec.upstream_connect, 3)
-                                   if rec.upstream_connect is not None else "-"),
-        "upstream_status": ", ".join("-" if s is None else str(s) for s in rec.upstream_statuses) or "-",
-        "req_id": rec.request_id or "-",
-        "ingress": rec.ingress, "service": rec.service, "namespace": rec.namespace,
-        "path": rec.rule_path, "canary": rec.canary, "host": rec.host,
-    }
-
-
-class AccessLogFormatter(logging.Formatter):
-    """``text``: ingress-nginx's default line; ``json``: the same fields as one JSON object."""
-
-    def __init__(self, style: str = "text") -> None:
-        super().__init__()
-        self.json = style == "json"
-
-    def format(self, record: logging.LogRecord) -> str:
-        f: dict[str, Any] | None = getattr(record, "access", None)
-        if f is None:
-            return super().format(record)
-        if self.json:
-            return json.dumps(f, separators=(",", ":"))
-        return (f'{f["remote_addr"]} - {f["remote_user"]} [{f["time_local"]}] "{f["request"]}" '
-                f'{f["status"]} {f["body_bytes_sent"]} "{f["http_referer"]}" "{f["http_user_agent"]}" '
-                f'{f["request_length"]} {f["request_time"]} [{f["proxy_upstream_name"]}] '
-                f'[{f["proxy_alternative_upstream_name"]}] {f["upstream_addr"]} '
-                f'{f["upstream_response_length"]} {f["upstream_response_time"]} '
-                f'{f["upstream_status"]} {f["req_id"]}')
-
-
-def _log_access(rec: Any) -> None:
-    if _access.isEnabledFor(logging.INFO):
-        _access.info("access", extra={"access": access_log_record(rec)})
+# --- output ------------------------------------------------------------------------------------
 
 
 _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
@@ -221,6 +167,8 @@ _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
 def _setup_logging(access_log: str, level: str) -> None:
     # Only the CLI configures output (library etiquette); calling it again (tests call main()
     # several times in one process) replaces what it added before.
+    from ._accesslog import configure_access_log
+
     for lg, hd in _HANDLERS:
         lg.removeHandler(hd)
     _HANDLERS.clear()
@@ -230,19 +178,31 @@ def _setup_logging(access_log: str, level: str) -> None:
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(h)
     _HANDLERS.append((root, h))
-    acc = logging.getLogger("ingresslib.access")
-    acc.propagate = False
-    acc.disabled = access_log == "off"
-    if acc.disabled:
-        return
-    ah = logging.StreamHandler(sys.stdout)
-    ah.setFormatter(AccessLogFormatter(access_log))
-    acc.addHandler(ah)
-    _HANDLERS.append((acc, ah))
-    acc.setLevel(logging.INFO)
+    if access_log == "off":
+        logging.getLogger("ingresslib.access").disabled = True
+    else:
+        configure_access_log(sys.stdout, "json" if access_log == "json" else "text")
 
 
 # --- main ------------------------------------------------------------------------------------
+
+
+def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
+    """One callable per finished request: the access log and/or the metrics."""
+    from ._accesslog import AccessLog
+
+    log = AccessLog() if access != "off" else None
+    if log is not None and metrics is not None:
+        observe = metrics.observe
+
+        def both(rec: Any) -> None:
+            observe(rec)
+            log(rec)
+
+        return both
+    if metrics is not None:
+        return metrics.observe  # type: ignore[no-any-return]
+    return log
 
 
 async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
@@ -251,31 +211,58 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
 
     listen = parse_listen(args.listen)
     tls_listen = parse_listen(args.tls_listen, 8443) if args.tls_listen else None
+    metrics_listen = parse_listen(args.metrics_listen, 10254) if args.metrics_listen else None
     router = build_router(res, ingress_class=args.ingress_class, controller=args.controller,
                           load_balance=cfg.load_balance)
+    served = _served(res, args.ingress_class, args.controller)
     store = None
     if tls_listen is not None:
         store = CertificateStore()
-        store.update(res, _served(res, args.ingress_class, args.controller))
+        store.update(res, served)
+    from ._metrics import Metrics, MetricsServer, certificates_of
+
+    metrics: Metrics | None = None
+    metrics_server: MetricsServer | None = None
+    mport = 0
+    if metrics_listen is not None:
+        metrics = Metrics()
+        metrics.set_certificates(certificates_of(res, served))
     access = getattr(args, "access_log", "text")
     server = ProxyServer(
         router, cfg.settings, cert_store=store,
         max_connections=getattr(args, "max_connections", 10000),
-        on_record=None if access == "off" else _log_access,
+        on_record=_record_sink(access, metrics),
     )
     try:
         await server.start(listen, tls_listen)
+        if metrics is not None and metrics_listen is not None:
+            metrics_server = MetricsServer(metrics, metrics_listen[0], metrics_listen[1],
+                                           healthy=lambda: not server.draining)
+            mport = await metrics_server.start()
     except OSError as e:
         print(f"ingresslib serve: cannot listen: {e}", file=sys.stderr)
         await server.shutdown(0)
         return 1
     for url in server.urls:
         print(f"listening on {url}", file=sys.stderr, flush=True)
+    if metrics_server is not None:
+        assert metrics_listen is not None
+        h = metrics_listen[0]
+        print(f"metrics on http://{'[' + h + ']' if ':' in h else h}:{mport}/metrics",
+              file=sys.stderr, flush=True)
+
+    def on_reload(ok: bool, message: str) -> None:
+        if metrics is not None:
+            metrics.on_reload(ok, message)
+            if ok and reloader.last_resources is not None:
+                metrics.set_certificates(certificates_of(
+                    reloader.last_resources,
+                    _served(reloader.last_resources, args.ingress_class, args.controller)))
 
     paths = list(args.files)
     reloader = Reloader(server, paths, ingress_class=args.ingress_class,
                         controller=args.controller, load_balance=cfg.load_balance,
-                        interval=getattr(args, "reload_interval", 1.0))
+                        interval=getattr(args, "reload_interval", 1.0), on_reload=on_reload)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -291,6 +278,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
             task.cancel()
         _log.info("stopping: finishing in-flight requests")
         await server.shutdown(timeout=getattr(args, "shutdown_timeout", 10.0))
+        if metrics_server is not None:
+            await metrics_server.close()
     return 0
 
 
@@ -299,9 +288,19 @@ def serve_main(args: argparse.Namespace) -> int:
     from ._config import ServerConfig, load_config
     from ._load import load_manifests
 
+    from .proxy._server import parse_listen
+
     if not args.files:
         print("ingresslib serve: at least one -f PATH is required", file=sys.stderr)
         return 2
+    for flag, value in (("--listen", args.listen), ("--tls-listen", args.tls_listen),
+                        ("--metrics-listen", args.metrics_listen)):
+        try:
+            if value:
+                parse_listen(value)
+        except ValueError as e:
+            print(f"ingresslib serve: {flag} {value!r}: expected HOST:PORT ({e})", file=sys.stderr)
+            return 2
     cfg = ServerConfig()
     try:
         if args.config:

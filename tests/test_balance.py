@@ -56,7 +56,7 @@ def test_headers_normalised_from_every_input_form() -> None:
     forms: list[object] = [
         {"X-User": "bob", "Cookie": "a=1"},
         [(b"x-user", b"bob"), (b"cookie", b"a=1")],
-        [("X_USER", "bob"), ("COOKIE", "a=1")],
+        [("X-USER", "bob"), ("COOKIE", "a=1")],
         ((b"X-User", "bob"), ("cookie", b"a=1")),
     ]
     for headers in forms:
@@ -65,6 +65,23 @@ def test_headers_normalised_from_every_input_form() -> None:
         assert ctx.header("X_User") == "bob"
         assert ctx.cookie("a") == "1"
         assert header_value(headers, "x-user", b"x-user") == "bob"  # type: ignore[arg-type]
+    # A wanted "_" means "-" (nginx $http_x_user); a request name with "_" is not rewritten.
+    assert RequestContext(headers={"X-User": "bob"}).header("x_user") == "bob"
+    assert RequestContext(headers={"X_User": "bob"}).header("x-user") is None
+
+
+def test_h11_headers_object() -> None:
+    import h11
+
+    req = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("X-User", "bob"),
+                                                         ("x-user", "eve")])
+    # First occurrence, as nginx's $http_x_user; join= gives them all.
+    assert header_value(req.headers, "x-user", b"x-user") == "bob"
+    assert header_value(req.headers, "x-user", b"x-user", join=", ") == "bob, eve"
+    assert header_value(req.headers, "x-none", b"x-none") is None
+    assert header_value([(b"X-User", b"a"), ("x-user", "b")], "x-user", b"x-user") == "a"
+    assert header_value({"X-USER": "a"}, "x-user", b"x-user", join="; ") == "a"
+    assert RequestContext(headers=req.headers).header("X-User") == "bob, eve"
 
 
 def test_repeated_headers_and_cookies() -> None:

@@ -306,6 +306,31 @@ def test_compiled_tree_invariants() -> None:
     assert m.lookup("other", "/apps/v2/y") == "Prefix /"
 
 
+def test_wide_nodes_long_labels_and_long_hosts(matcher_class: Any) -> None:
+    # Exercises the compiled layout's edges: nodes with many children (a dense first-byte
+    # index), labels longer than a node's inline buffer, host names longer than an entry's.
+    letters = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_~!$&'()*+,;=:@"  # not ".": "/." is "/"
+    long_seg = "segment-" * 20
+    long_host = "h" * 60 + ".example.com"
+    rules: list[Rule] = [("Prefix", f"/{c}") for c in letters] + [
+        ("Exact", f"/{c}/{c}") for c in letters
+    ] + [("Prefix", f"/a/{long_seg}"), ("Exact", f"/a/{long_seg}/{long_seg}")]
+    groups = [group_of(long_host, rules), group_of("*." + long_host, rules[::3]), group_of("s.com", rules[:11])]
+    m = matcher_class(groups)
+    if hasattr(m, "_check_invariants"):
+        m._check_invariants()
+    for c in letters:
+        assert m.lookup(long_host, f"/{c}/qqq") == f"Prefix /{c}"
+        assert m.lookup(long_host.upper() + ":1", f"/{c}/{c}") == f"Exact /{c}/{c}"
+    assert m.lookup(long_host, f"/a/{long_seg}/x") == f"Prefix /a/{long_seg}"
+    assert m.lookup(long_host, f"/a/{long_seg[:-1]}") == "Prefix /a"
+    assert m.lookup(long_host, f"/a/{long_seg}/{long_seg}") == f"Exact /a/{long_seg}/{long_seg}"
+    assert m.lookup("x." + long_host, "/3/y") == "Prefix /3"
+    assert m.lookup("x." + long_host, "/4/y") is None
+    assert m.lookup("s.com", "/9") == "Prefix /9"
+    assert m.lookup("s.com", "/B") is None
+
+
 # -- differential: compiled == pure == oracle --------------------------------------------------
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import re
 
@@ -10,7 +11,17 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingresslib._metrics import Metrics, MetricsServer, certificate_not_after
+from ingresslib._metrics import Metrics, MetricsServer, certificate_not_after, certificates_of
+from ingresslib._models import (
+    Ingress,
+    IngressRule,
+    IngressSpec,
+    IngressTLS,
+    ObjectMeta,
+    Secret,
+    freeze_map,
+)
+from ingresslib._resources import Resources
 from ingresslib.proxy._actions import RequestRecord
 
 
@@ -231,6 +242,40 @@ def test_certificate_not_after_reads_real_certificates() -> None:
         certificate_not_after(b"garbage")
     with pytest.raises(ValueError):
         certificate_not_after(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+
+
+def test_certificates_of_resources() -> None:
+    ca = trustme.CA()
+    pem = ca.issue_cert("a.test", "b.test").cert_chain_pems[0].bytes()
+    from cryptography import x509
+
+    when = x509.load_pem_x509_certificate(pem).not_valid_after_utc
+
+    def secret(name: str, crt: bytes) -> Secret:
+        return Secret(metadata=ObjectMeta(name=name, namespace="shop"), type="kubernetes.io/tls",
+                      data=freeze_map({"tls.crt": base64.b64encode(crt).decode(),
+                                       "tls.key": base64.b64encode(b"k").decode()}))
+
+    def ingress(name: str, tls: tuple[tuple[tuple[str, ...], str], ...],
+                rule_hosts: tuple[str, ...] = ()) -> Ingress:
+        return Ingress(metadata=ObjectMeta(name=name, namespace="shop"), spec=IngressSpec(
+            rules=tuple(IngressRule(host=h) for h in rule_hosts),
+            tls=tuple(IngressTLS(hosts=hosts, secret_name=s) for hosts, s in tls)))
+
+    res = Resources(
+        ingresses=(ingress("one", ((("a.test",), "good"),)),
+                   ingress("two", (((), "good"), (("c.test",), "broken"), (("d.test",), "gone")),
+                           rule_hosts=("b.test",))),
+        secrets=(secret("good", pem), secret("broken", b"not a certificate")),
+    )
+    got = certificates_of(res)
+    assert got == [("a.test", "shop/good", when), ("b.test", "shop/good", when)]
+    assert certificates_of(res, [res.ingresses[0]]) == [("a.test", "shop/good", when)]
+    m = Metrics()
+    m.set_certificates(got)
+    assert samples(m)[(f"{P}_ssl_expire_time_seconds",
+                       (("host", "b.test"), ("namespace", "shop"), ("secret_name", "good")))] \
+        == when.timestamp()
 
 
 def test_watch_counters() -> None:

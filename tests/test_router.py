@@ -407,6 +407,18 @@ def test_endpoint_only_update_keeps_the_table() -> None:
     assert r.route("GET", "a.test", "/app") is None and r.route("GET", "a.test", "/v2")
 
 
+def test_unchanged_backends_keep_their_decisions() -> None:
+    ing = ingress("web", [("a.test", "/app", "Prefix", "main", 80),
+                          ("a.test", "/b", "Prefix", "other", 80)])
+    objs = [ing, *simple_backend("main", MAIN_IPS)]
+    r = Router(resources(*objs, *simple_backend("other", ["10.5.0.1"])))
+    before = [r.route("GET", "a.test", "/app") for _ in range(3)]
+    r.update(resources(*objs, *simple_backend("other", ["10.5.0.2"])))
+    after = [r.route("GET", "a.test", "/app") for _ in range(3)]
+    assert all(a is b for a, b in zip(before, after))  # same Decision objects, cycle continues
+    assert eps_of(r.route("GET", "a.test", "/b")) == ("10.5.0.2", 8080)
+
+
 def test_balancer_and_canary_state_survive_updates() -> None:
     ing = ingress("web", [("a.test", "/app", "Prefix", "main", 80)])
     can = canary("c", "a.test", "/app", "beta", 80, {P + "canary-weight": "1",

@@ -66,6 +66,13 @@ def test_serve_needs_files(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--listen", "127.0.0.1:0"]) == 2
 
 
+def test_serve_bad_listen_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [1]))
+    assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:http"]) == 2
+    assert "--listen" in capsys.readouterr().err
+
+
 def test_serve_invalid_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     m = tmp_path / "m.yaml"
     m.write_text(_manifests("web", [1]))
@@ -81,7 +88,7 @@ def _start_serve(*args: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
     ports: dict[str, int] = {}
     assert p.stderr is not None
     deadline = time.monotonic() + 20
-    want = 2 if "--tls-listen" in args else 1
+    want = 1 + ("--tls-listen" in args) + ("--metrics-listen" in args)
     while len(ports) < want and time.monotonic() < deadline:
         line = p.stderr.readline()
         if not line:
@@ -89,6 +96,8 @@ def _start_serve(*args: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
         if line.startswith("listening on "):
             url = line.split()[2]
             ports[url.split(":")[0]] = int(url.rsplit(":", 1)[1])
+        elif line.startswith("metrics on "):
+            ports["metrics"] = int(line.split()[2].rsplit(":", 1)[1].split("/")[0])
     if len(ports) < want:
         p.kill()
         raise AssertionError(f"no listening line; stderr: {p.stderr.read()}")
@@ -113,7 +122,8 @@ async def test_listening_line_real_port_and_proxying(tmp_path: Path) -> None:
     m = tmp_path / "m.yaml"
     m.write_text(_manifests("web", [echo.port]))
     p, ports = await asyncio.to_thread(_start_serve, "-f", str(m), "--listen", "127.0.0.1:0",
-                                       "--tls-listen", "127.0.0.1:0", "--access-log", "json")
+                                       "--tls-listen", "127.0.0.1:0", "--access-log", "json",
+                                       "--metrics-listen", "127.0.0.1:0")
     try:
         assert ports["http"] > 0 and ports["https"] > 0 and ports["http"] != ports["https"]
         c = await Client.open(ports["http"])
@@ -121,6 +131,10 @@ async def test_listening_line_real_port_and_proxying(tmp_path: Path) -> None:
         assert r.status == 200 and parse_echo(r.body)["pod"] == "web-0"
         assert (await c.get("nope.test")).status == 404
         await c.close()
+        m = await Client.open(ports["metrics"])
+        text = (await m.get("localhost", "/metrics")).body.decode()
+        await m.close()
+        assert 'nginx_ingress_controller_requests{' in text and 'status="200"' in text
     finally:
         await asyncio.to_thread(_stop, p)
         await echo.stop()
@@ -189,3 +203,64 @@ async def test_reload_under_traffic_zero_failures(tmp_path: Path) -> None:
             await x.stop()
     assert "reload failed; keeping the last good configuration" in err
     assert "Sideways" in err
+
+
+@pytest.mark.network
+@pytest.mark.asyncio
+async def test_certificate_swap_on_reload_without_restart(tmp_path: Path) -> None:
+    import base64
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    echo = await start_echo("web", "web-0")
+
+    def manifests(*names: str) -> str:
+        leaf = ca.issue_cert(*names)
+        crt = base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode()
+        key = base64.b64encode(leaf.private_key_pem.bytes()).decode()
+        return _manifests("web", [echo.port]).replace(
+            "spec:\n  rules:", "spec:\n  tls: [{hosts: [app.test], secretName: app-tls}]\n  rules:", 1
+        ) + f"""---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/tls
+metadata: {{name: app-tls}}
+data: {{tls.crt: {crt}, tls.key: {key}}}
+"""
+
+    m = tmp_path / "m.yaml"
+    m.write_text(manifests("app.test"))
+    p, ports = await asyncio.to_thread(_start_serve, "-f", str(m), "--listen", "127.0.0.1:0",
+                                       "--tls-listen", "127.0.0.1:0", "--reload-interval", "0.1",
+                                       "--access-log", "off")
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def sans() -> set[str]:
+        c = await Client.open(ports["https"], tls=client_ctx, sni="app.test")
+        cert = c.writer.get_extra_info("peercert")
+        r = await c.get("app.test")
+        assert r.status == 200 and r.headers["strict-transport-security"].startswith("max-age=")
+        await c.close()
+        return {v for k, v in cert["subjectAltName"] if k == "DNS"}
+
+    try:
+        assert await sans() == {"app.test"}
+        # HTTP to a host with TLS: 308 to the HTTPS listener (ssl-redirect default).
+        c = await Client.open(ports["http"])
+        r = await c.get("app.test", "/x")
+        assert r.status == 308 and r.headers["location"] == f"https://app.test:{ports['https']}/x"
+        await c.close()
+        m.write_text(manifests("app.test", "www.app.test"))
+        st = m.stat()
+        os.utime(m, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if await sans() == {"app.test", "www.app.test"}:
+                break
+        assert await sans() == {"app.test", "www.app.test"}
+    finally:
+        await asyncio.to_thread(_stop, p)
+        await echo.stop()

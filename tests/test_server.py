@@ -338,3 +338,105 @@ async def test_echo_backend_stop_drops_connections() -> None:
     await b.stop()
     assert await asyncio.wait_for(c.reader.read(), 2) == b""
     await c.close()
+
+
+@pytest.mark.asyncio
+async def test_large_response_to_slow_client_and_large_upload() -> None:
+    """Back-pressure both ways: 4 MiB down to a client that reads slowly, 2 MiB up to an
+    upstream that reads slowly; bytes intact, and the upstream connection is reused after."""
+    big = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+    seen_uploads: list[int] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        writers.append(w)
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                got = 0
+                while got < length:
+                    await asyncio.sleep(0.001)  # a slow reader
+                    got += len(await r.read(min(65536, length - got)))
+                seen_uploads.append(got)
+                body = big if head.startswith(b"GET") else b"ok"
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            w.close()
+
+    up = await asyncio.start_server(handle, "127.0.0.1", 0)
+    uport = up.sockets[0].getsockname()[1]
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_body_size=0)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+        w.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        head = await r.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"content-length: 4194304" in head.lower()
+        got = bytearray()
+        while len(got) < len(big):
+            got += await r.read(32768)
+            if len(got) % (1024 * 1024) < 32768:
+                await asyncio.sleep(0.02)  # the client stalls now and then
+        assert bytes(got) == big
+        upload = b"x" * (2 * 1024 * 1024)
+        w.write(b"POST /u HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload)
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 20)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await r.readexactly(2) == b"ok"
+        assert seen_uploads == [0, len(upload)]
+        w.close()
+        await w.wait_closed()
+    finally:
+        await server.shutdown(1)
+        up.close()
+        for uw in writers:
+            uw.close()
+        await up.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_backend_protocol_https_pools_tls_upstreams() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    accepted = 0
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writers.append(w)
+        try:
+            while True:
+                await r.readuntil(b"\r\n\r\n")
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntls")
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            w.close()
+
+    up = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    uport = up.sockets[0].getsockname()[1]
+    router = StubRouter([("127.0.0.1", uport)],
+                        annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"})
+    server, port = await _proxy(router)
+    try:
+        c = await Client.open(port)
+        for _ in range(3):
+            r = await c.get("a.test")
+            assert (r.status, r.body) == (200, b"tls")
+        await c.close()
+        assert accepted == 1  # one TLS connection, reused from the pool
+        assert server.pool.idle_count(("127.0.0.1", uport), tls=True) == 1
+        assert server.pool.idle_count(("127.0.0.1", uport)) == 0
+    finally:
+        await server.shutdown(1)
+        up.close()
+        for w in writers:
+            w.close()
+        await up.wait_closed()
+        await asyncio.sleep(0.01)

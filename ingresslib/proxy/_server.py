@@ -47,16 +47,19 @@ def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
     (('::1', 0), ('0.0.0.0', 80), ('localhost', 8080))
     """
     v = value.strip()
-    if v.startswith("["):
-        host, _, rest = v[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-    elif v.count(":") == 1:
-        host, _, p = v.partition(":")
-        port = int(p)
-    elif v.isdigit():
-        host, port = "", int(v)
-    else:
-        host, port = v, default_port
+    try:
+        if v.startswith("["):
+            host, _, rest = v[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else default_port
+        elif v.count(":") == 1:
+            host, _, p = v.partition(":")
+            port = int(p)
+        elif v.isdigit():
+            host, port = "", int(v)
+        else:
+            host, port = v, default_port
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"port out of range in {value!r}")
     return host or "0.0.0.0", port
@@ -71,9 +74,10 @@ class _Upstream(asyncio.Protocol):
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
                  "got_data")
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
+    def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
         self.pool = pool
-        self.key = key
+        #: The pool's key: the endpoint, and whether the connection speaks TLS.
+        self.key = (endpoint, tls)
         self.transport: asyncio.Transport | None = None
         self.owner: _Downstream | None = None
         self.conn_id = 0
@@ -111,12 +115,14 @@ class _Upstream(asyncio.Protocol):
         self._gone()
 
     def pause_writing(self) -> None:
-        if self.owner is not None and self.owner.transport is not None:
-            self.owner.transport.pause_reading()
+        # The upstream reads slower than the client sends (a large upload): stop reading the
+        # client until the upstream's buffer drains.
+        if self.owner is not None:
+            self.owner.pause_client()
 
     def resume_writing(self) -> None:
-        if self.owner is not None and self.owner.transport is not None:
-            self.owner.transport.resume_reading()
+        if self.owner is not None:
+            self.owner.resume_client()
 
     def _gone(self) -> None:
         if self.closed:
@@ -150,12 +156,12 @@ class UpstreamPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: ProxySettings) -> None:
         self._loop = loop
         self.settings = settings
-        self._idle: dict[tuple[str, int], collections.deque[_Upstream]] = {}
+        self._idle: dict[tuple[tuple[str, int], bool], collections.deque[_Upstream]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.upstream_ssl: ssl.SSLContext | None = None
 
-    def take(self, key: tuple[str, int]) -> _Upstream | None:
-        q = self._idle.get(key)
+    def take(self, endpoint: tuple[str, int], tls: bool = False) -> _Upstream | None:
+        q = self._idle.get((endpoint, tls))
         if not q:
             return None
         limit = self._loop.time() - self.settings.upstream_keepalive_timeout
@@ -172,6 +178,10 @@ class UpstreamPool:
     def put(self, up: _Upstream) -> None:
         s = self.settings
         up.owner = None
+        t = up.transport
+        if t is not None and not t.is_closing() and not t.is_reading():
+            # Paused for a slow client's sake; the next owner must be able to read it.
+            t.resume_reading()
         if (up.closed or up.transport is None or up.transport.is_closing()
                 or s.upstream_keepalive_connections <= 0
                 or (s.upstream_keepalive_requests and up.requests >= s.upstream_keepalive_requests)):
@@ -208,9 +218,9 @@ class UpstreamPool:
             self._sweeper = self._loop.call_later(
                 max(1.0, self.settings.upstream_keepalive_timeout / 2), self._sweep)
 
-    def idle_count(self, key: tuple[str, int] | None = None) -> int:
-        if key is not None:
-            return len(self._idle.get(key, ()))
+    def idle_count(self, endpoint: tuple[str, int] | None = None, tls: bool = False) -> int:
+        if endpoint is not None:
+            return len(self._idle.get((endpoint, tls), ()))
         return sum(len(q) for q in self._idle.values())
 
     def close(self) -> None:
@@ -230,7 +240,7 @@ class _Downstream(asyncio.Protocol):
     """One client connection: feeds the core and performs its actions."""
 
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
-                 "deadline", "_queue", "_running", "_loop", "closed")
+                 "deadline", "_queue", "_running", "_loop", "closed", "client_paused")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -245,6 +255,8 @@ class _Downstream(asyncio.Protocol):
         self._queue: collections.deque[Action] = collections.deque()
         self._running = False
         self.closed = False
+        #: Reading from the client is paused because an upstream's write buffer is full.
+        self.client_paused = False
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -303,6 +315,19 @@ class _Downstream(asyncio.Protocol):
 
     # from upstream protocols ------------------------------------------------------------------
 
+    def pause_client(self) -> None:
+        t = self.transport
+        if t is not None and not self.client_paused and not t.is_closing():
+            self.client_paused = True
+            t.pause_reading()
+
+    def resume_client(self) -> None:
+        t = self.transport
+        if t is not None and self.client_paused:
+            self.client_paused = False
+            if not t.is_closing():
+                t.resume_reading()
+
     def upstream_data(self, conn_id: int, data: bytes) -> None:
         if not self.closed:
             self._run(self.conn.upstream_data(conn_id, data, self._loop.time()))
@@ -311,6 +336,8 @@ class _Downstream(asyncio.Protocol):
         self.upstreams.pop(conn_id, None)
         if self.closed:
             return
+        if self.client_paused:
+            self.resume_client()
         if got_data:
             self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
         else:
@@ -361,6 +388,8 @@ class _Downstream(asyncio.Protocol):
                     self._open(a)  # type: ignore[arg-type]
                 elif t is CloseUpstream:
                     up = self.upstreams.pop(a.conn_id, None)  # type: ignore[union-attr]
+                    if self.client_paused:
+                        self.resume_client()
                     if up is not None:
                         if a.reuse:  # type: ignore[union-attr]
                             self.server.pool.put(up)
@@ -399,7 +428,7 @@ class _Downstream(asyncio.Protocol):
         srv = self.server
         # pooled=False: the core retries after a pooled connection turned out dead; it must be
         # a fresh connection this time.
-        up = srv.pool.take(a.endpoint) if a.pooled and not a.tls else None
+        up = srv.pool.take(a.endpoint, a.tls) if a.pooled else None
         if up is not None:
             up.owner = self
             up.conn_id = a.conn_id
@@ -423,7 +452,7 @@ class _Downstream(asyncio.Protocol):
         try:
             async with asyncio.timeout(a.connect_timeout):
                 _, up = await loop.create_connection(
-                    lambda: _Upstream(pool, key), key[0], key[1], ssl=ctx,
+                    lambda: _Upstream(pool, key, a.tls), key[0], key[1], ssl=ctx,
                     server_hostname=key[0] if ctx is not None else None)
         except TimeoutError:
             if not self.closed:
@@ -435,7 +464,7 @@ class _Downstream(asyncio.Protocol):
                 self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
             return
         if self.closed:
-            pool.put(up) if not a.tls else up.close()
+            pool.put(up)
             return
         if up.closed:  # the upstream closed right after accepting
             self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from math import exp as _exp
 from typing import Any, Protocol, runtime_checkable
 
 from ._endpoints import EndpointSet
@@ -368,29 +369,35 @@ class Ewma:
         st = self._stats.get(ep)
         if st is None:
             return 0.0
-        decay = math.exp(-max(now - st[2], 0.0) / self.DECAY_TIME)
-        return st[0] * decay / max(st[1], 0.05)
+        idle = now - st[2]
+        decay = _exp(-idle / self.DECAY_TIME) if idle > 0.0 else 1.0
+        rate = st[1]
+        return st[0] * decay / (rate if rate > 0.05 else 0.05)
 
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
         eps = backend.endpoints
         n = len(eps)
-        if not n:
-            return None
-        cand = [k for k in range(n) if eps[k] not in tried] if tried else range(n)
-        m = len(cand)
-        if m == 0:
-            return None
-        if m == 1:
-            return cand[0]
+        if tried:
+            cand = [k for k in range(n) if eps[k] not in tried]
+            m = len(cand)
+        else:
+            cand = None
+            m = n
+        if m < 2:
+            return None if m == 0 else (cand[0] if cand is not None else 0)
         # Two distinct candidates (rng.sample costs ~2 us; this is two draws). The lock keeps
         # the seeded sequence intact under threads.
+        rnd = self._random
         with self._lock:
-            i = int(self._random() * m)
-            j = int(self._random() * (m - 1))
-        a, b = cand[i], cand[j + 1 if j >= i else j]
+            i = int(rnd() * m)
+            j = int(rnd() * (m - 1))
+        if j >= i:
+            j += 1
+        if cand is not None:
+            i, j = cand[i], cand[j]
         now = self._clock()
-        return a if self._score(eps[a], now) <= self._score(eps[b], now) else b
+        return i if self._score(eps[i], now) <= self._score(eps[j], now) else j
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         now = self._clock()

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT")
     serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT")
     serve.add_argument("--config", default=None, metavar="PATH", help="ingress-nginx style ConfigMap")
+    serve.add_argument("--kubernetes", action="store_true",
+                       help="watch the Kubernetes API instead of files (needs ingresslib[k8s])")
+    serve.add_argument("--namespace", default=None, metavar="NS",
+                       help="with --kubernetes: watch one namespace (default: all)")
+    serve.add_argument("--kubeconfig", default=None, metavar="PATH",
+                       help="with --kubernetes: kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's default line, JSON, or none")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")

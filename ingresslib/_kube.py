@@ -22,6 +22,7 @@ server's words, instead of breaking the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -29,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any
+from typing import Any, Protocol
 
 from ._resources import Resources
 from ._store import ResourceStore
@@ -40,6 +41,15 @@ __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_
 _log = logging.getLogger("ingresslib.kube")
 
 SnapshotCallback = Callable[[Resources], "Awaitable[None] | None"]
+
+
+class WatchObserver(Protocol):
+    """Per-kind watch events for a metrics collector (``_metrics.Metrics`` is one)."""
+
+    def watch_event(self, kind: str, event_type: str) -> None: ...
+    def watch_error(self, kind: str) -> None: ...
+    def watch_reconnect(self, kind: str) -> None: ...
+    def watch_relist(self, kind: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +225,12 @@ class ClusterWatcher:
         seed: int | None = None,
         idle_timeout: float | None = 300.0,
         list_chunk_size: int | None = 500,
+        metrics: WatchObserver | None = None,
     ) -> None:
         self.on_snapshot = on_snapshot
+        #: Told about each event, error, reconnect and re-list per kind (``_metrics.Metrics``
+        #: implements this), on top of the aggregate ``stats``.
+        self.metrics = metrics
         self.namespace = namespace
         self.store = store if store is not None else ResourceStore()
         self.debounce = debounce
@@ -284,6 +298,8 @@ class ClusterWatcher:
                         self.stats.bookmarks += 1
                     else:
                         self._apply(etype, obj, gvk)
+                    if self.metrics is not None:
+                        self.metrics.watch_event(spec.kind, etype)
                     if new_rv:
                         rv = new_rv
                         self.stats.resource_versions[spec.kind] = rv
@@ -296,10 +312,15 @@ class ClusterWatcher:
                 _log.debug("%s watch idle for %.0f s; reconnecting", spec.kind, self.idle_timeout)
                 continue
             except Exception as exc:  # noqa: BLE001 - nothing stops the watcher (SEMANTICS §11)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # stopping: an error raised while unwinding is not a reason to retry
                 if _status_code(exc) == 410:
                     # "410 Gone": our resourceVersion was compacted away. Re-list now; the list
                     # is the catch-up, no backoff needed unless lists keep failing.
                     self.stats.relists += 1
+                    if self.metrics is not None:
+                        self.metrics.watch_relist(spec.kind)
                     _log.info("%s watch expired (410 Gone); re-listing", spec.kind)
                     rv = None
                     continue
@@ -307,8 +328,12 @@ class ClusterWatcher:
                     failures = 0
                 failures += 1
                 self._error(spec, exc)
+                if self.metrics is not None:
+                    self.metrics.watch_error(spec.kind)
                 await asyncio.sleep(self.backoff.delay(failures, self._rng))
                 self.stats.reconnects += 1
+                if self.metrics is not None:
+                    self.metrics.watch_reconnect(spec.kind)
 
     async def _list(self, client: Any, res: Any, spec: _Kind, gvk: str, ns: dict[str, str],
                     sel: dict[str, Any]) -> str:
@@ -403,7 +428,10 @@ async def _idle_guard(stream: Any, timeout: float | None) -> Any:
     finally:
         aclose = getattr(it, "aclose", None)
         if aclose is not None:
-            await aclose()
+            # When we are cancelled inside wait_for, the inner __anext__ may still be winding
+            # down: aclose() then says "already running", and that must not mask the cancel.
+            with contextlib.suppress(RuntimeError):
+                await aclose()
 
 
 def _is_transport_error(exc: BaseException) -> bool:

@@ -233,11 +233,16 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
         max_connections=getattr(args, "max_connections", 10000),
         on_record=_record_sink(access, metrics),
     )
+    # /healthz is ready once the first table is loaded: at once from files, after the first
+    # complete list of every kind with --kubernetes.
+    synced = asyncio.Event()
+    if not getattr(args, "kubernetes", False):
+        synced.set()
     try:
         await server.start(listen, tls_listen)
         if metrics is not None and metrics_listen is not None:
             metrics_server = MetricsServer(metrics, metrics_listen[0], metrics_listen[1],
-                                           healthy=lambda: not server.draining)
+                                           healthy=lambda: synced.is_set() and not server.draining)
             mport = await metrics_server.start()
     except OSError as e:
         print(f"ingresslib serve: cannot listen: {e}", file=sys.stderr)
@@ -251,18 +256,16 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
         print(f"metrics on http://{'[' + h + ']' if ':' in h else h}:{mport}/metrics",
               file=sys.stderr, flush=True)
 
-    def on_reload(ok: bool, message: str) -> None:
+    def on_reload(ok: bool, message: str, res: Resources | None = None) -> None:
         if metrics is not None:
             metrics.on_reload(ok, message)
-            if ok and reloader.last_resources is not None:
+            res = res if res is not None else reloader.last_resources if reloader else None
+            if ok and res is not None:
                 metrics.set_certificates(certificates_of(
-                    reloader.last_resources,
-                    _served(reloader.last_resources, args.ingress_class, args.controller)))
+                    res, _served(res, args.ingress_class, args.controller)))
 
-    paths = list(args.files)
-    reloader = Reloader(server, paths, ingress_class=args.ingress_class,
-                        controller=args.controller, load_balance=cfg.load_balance,
-                        interval=getattr(args, "reload_interval", 1.0), on_reload=on_reload)
+    reloader: Reloader | None = None
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -270,7 +273,14 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / non-main thread
             pass
-    task = loop.create_task(reloader.run()) if reloader.interval > 0 else None
+    if getattr(args, "kubernetes", False):
+        task: asyncio.Task[Any] | None = loop.create_task(
+            _watch(args, server, store, metrics, stop, synced, on_reload=on_reload))
+    else:
+        reloader = Reloader(server, list(args.files), ingress_class=args.ingress_class,
+                            controller=args.controller, load_balance=cfg.load_balance,
+                            interval=getattr(args, "reload_interval", 1.0), on_reload=on_reload)
+        task = loop.create_task(reloader.run()) if reloader.interval > 0 else None
     try:
         await stop.wait()
     finally:
@@ -283,6 +293,40 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
     return 0
 
 
+async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any, stop: asyncio.Event,
+                 synced: asyncio.Event, *, on_reload: Callable[..., None]) -> None:
+    """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
+    is built off the loop and swapped in; an invalid object keeps its last valid version (the
+    store's rule), so one bad edit never takes the table down."""
+    from ._kube import ClusterWatcher
+
+    loop = asyncio.get_running_loop()
+
+    def apply(res: Resources) -> None:
+        server.router.update(res)
+        if store is not None:
+            store.update(res, _served(res, args.ingress_class, args.controller))
+
+    async def on_snapshot(res: Resources) -> None:
+        try:
+            await loop.run_in_executor(None, apply, res)
+        except Exception as e:  # keep serving the last good table
+            _log.exception("cluster update failed; keeping the last good configuration")
+            on_reload(False, repr(e))
+            raise
+        _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
+        on_reload(True, "", res)
+        synced.set()
+
+    watcher = ClusterWatcher(on_snapshot, namespace=args.namespace, kubeconfig=args.kubeconfig,
+                             metrics=metrics)
+    try:
+        await watcher.run(stop)
+    except Exception as e:  # a bad kubeconfig: nothing to retry
+        _log.error("cannot watch the cluster: %s", e)
+        stop.set()
+
+
 def serve_main(args: argparse.Namespace) -> int:
     """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input)."""
     from ._config import ServerConfig, load_config
@@ -290,8 +334,12 @@ def serve_main(args: argparse.Namespace) -> int:
 
     from .proxy._server import parse_listen
 
-    if not args.files:
-        print("ingresslib serve: at least one -f PATH is required", file=sys.stderr)
+    kube = getattr(args, "kubernetes", False)
+    if not args.files and not kube:
+        print("ingresslib serve: at least one -f PATH (or --kubernetes) is required", file=sys.stderr)
+        return 2
+    if args.files and kube:
+        print("ingresslib serve: -f and --kubernetes are exclusive", file=sys.stderr)
         return 2
     for flag, value in (("--listen", args.listen), ("--tls-listen", args.tls_listen),
                         ("--metrics-listen", args.metrics_listen)):
@@ -305,7 +353,8 @@ def serve_main(args: argparse.Namespace) -> int:
     try:
         if args.config:
             cfg = load_config(args.config)
-        res = load_manifests(*args.files)
+        # With --kubernetes the first table comes from the watch (empty until it has synced).
+        res = Resources() if kube else load_manifests(*args.files)
     except ValidationError as e:
         print(str(e), file=sys.stderr)
         return 2

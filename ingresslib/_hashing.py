@@ -16,11 +16,13 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-__all__ = ["HashRing", "POINTS_PER_MEMBER", "hash_key", "member_id"]
+__all__ = ["HashRing", "POINTS_PER_MEMBER", "DIRTY", "hash_key", "member_id"]
 
 #: libketama uses 40 digests x 4 points = 160 points per server (weight 1).
 POINTS_PER_MEMBER = 160
 _MASK = 0xFFFFFFFF
+#: A bucket of :attr:`HashRing.table` holding a ring point: its owner depends on the exact hash.
+DIRTY = 255
 
 
 def hash_key(key: str) -> int:
@@ -39,9 +41,15 @@ class HashRing:
 
     ``points`` is sorted and ends with a sentinel above every 32-bit value whose owner is the
     owner of the first point, so ``owners[bisect_left(points, h)]`` needs no wrap-around test.
+
+    ``table``/``shift`` answer most lookups with one byte read: ``table[h >> shift]`` is the
+    owner when no ring point falls inside ``h``'s bucket, else :data:`DIRTY` (then bisect).
+    Same answers as the bisect (tested); it exists because a bisect over hundreds of separate int
+    objects costs ~10 cache misses per request when many rings are in use, and the table (16
+    buckets per point, ~6 % of them dirty) costs one. Empty (``b""``) for 255 or more members.
     """
 
-    __slots__ = ("points", "owners", "size")
+    __slots__ = ("points", "owners", "size", "table", "shift")
 
     def __init__(self, members: Sequence[str], weights: Sequence[int] | None = None) -> None:
         pairs: list[tuple[int, int]] = []
@@ -57,9 +65,15 @@ class HashRing:
             self.points.append(_MASK + 1)
             self.owners.append(self.owners[0])
         self.size = len(members)
+        self.table, self.shift = _bucket_table(self.points, self.owners, self.size)
 
     def lookup(self, point: int) -> int:
         """Index of the member owning ``point``; -1 for an empty ring."""
+        tab = self.table
+        if tab:
+            o = tab[point >> self.shift]
+            if o != DIRTY:
+                return o
         if not self.points:
             return -1
         return self.owners[bisect_left(self.points, point)]
@@ -82,3 +96,33 @@ class HashRing:
             if len(seen) == self.size:
                 break
         return -1
+
+
+def _bucket_table(points: Sequence[int], owners: Sequence[int], size: int) -> tuple[bytes, int]:
+    """``(table, shift)``: for each of 2**(32-shift) equal buckets of the circle, the owner of
+    every hash in it, or DIRTY when a ring point lies inside (the owner changes there).
+
+    A bucket strictly between two consecutive points p' < p (no point inside) is owned by p's
+    owner: the first point >= any hash in it is p. Buckets after the last point belong to the
+    sentinel's owner (the first point's). Built in one pass over the points, O(points) Python
+    steps plus C slice fills.
+    """
+    n = len(points) - 1  # without the sentinel
+    if n <= 0 or size >= DIRTY:
+        return b"", 32
+    bits = max(4, min(20, (16 * n - 1).bit_length()))
+    shift = 32 - bits
+    nb = 1 << bits
+    one = [bytes((o,)) for o in range(size)]
+    out = bytearray()
+    prev = -1  # the last bucket written
+    for p, o in zip(points, owners):
+        j = p >> shift
+        if j > prev:
+            out += one[o] * (j - prev - 1)  # clean buckets before p's: owned by p's owner
+            out.append(DIRTY)
+            prev = j
+    # The loop also ran over the sentinel (2**32, bucket nb): the tail up to it has the
+    # sentinel's owner; drop the sentinel's own byte.
+    del out[nb:]
+    return bytes(out), shift

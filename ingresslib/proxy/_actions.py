@@ -125,6 +125,14 @@ class RequestRecord:
     user_agent: str | None
     referer: str | None
     upstream_response_length: int
+    #: The served backend's port as written in the Ingress (number or port name).
+    service_port: int | str | None = None
+    #: When the canary served: the main rule's backend (else None).
+    primary_service: str | None = None
+    primary_port: int | str | None = None
+    #: Response body bytes sent to the client (``bytes_out`` minus the head; nginx
+    #: ``$body_bytes_sent``). The core always sets it; None means "not provided".
+    body_bytes_out: int | None = None
 
     @property
     def duration(self) -> float:

@@ -102,6 +102,23 @@ _CONNECTION_CLOSE = (b"connection", b"connection", b"close")
 _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 
+_EOM = h11.EndOfMessage()
+
+
+def _stand_in(method: bytes, upgrade: bool = False) -> h11.Request:
+    """The Request h11's client side is told about (see ``_send_request``)."""
+    items = [(b"host", b"host", b"upstream")]
+    if upgrade:
+        items += [(b"connection", b"connection", b"upgrade"), (b"upgrade", b"upgrade", b"x")]
+    return h11.Request(method=method, target=b"/", headers=Headers(items),
+                       http_version=b"1.1", _parsed=True)
+
+
+_PLAIN_REQUEST = {m: _stand_in(m) for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
+                                             b"PATCH", b"OPTIONS")}
+_UPGRADE_REQUEST = {b"GET": _stand_in(b"GET", True)}
+
+
 class _RequestIds:
     """32 lower-case hex characters of OS randomness per id (nginx ``$request_id``), read from
     the OS 4 KiB at a time: one system call per 256 requests instead of one per request."""
@@ -146,7 +163,7 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
         n = h[1]
         if n == b"content-length":
             has_length = True
-        elif n == b"connection" and b"close" in h[2].lower():
+        elif n == b"connection" and b"close" in [t.strip().lower() for t in h[2].split(b",")]:
             close_token = True
     if status in (204, 304) or method == b"HEAD":
         framing = _FRAME_NONE
@@ -204,8 +221,12 @@ class Proxy:
         https_port: int = 443,
         request_id: Callable[[], str] | None = None,
         logger: logging.Logger | None = None,
+        records: bool = True,
     ) -> None:
         self.router = router
+        #: Emit ``RequestDone`` records. A driver nobody consumes them from sets it False
+        #: and saves building one per request (read per request: may change at any time).
+        self.records = records
         self._settings = settings if settings is not None else ProxySettings()
         self._trust = TrustPolicy(self._settings.proxy_real_ip_cidr)
         if callable(tls_hosts):
@@ -269,7 +290,7 @@ class Proxy:
 
 class _Upstream:
     __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
-                 "started", "upgrade")
+                 "started", "upgrade", "request_done")
 
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
@@ -283,6 +304,8 @@ class _Upstream:
         self.received = False
         self.started = 0.0
         self.upgrade = upgrade
+        #: The whole request (head, body, end of body) was written to this connection.
+        self.request_done = False
 
 
 class _Request:
@@ -292,7 +315,8 @@ class _Request:
         "body_len", "complete", "tried", "statuses", "start", "t_connect", "t_first",
         "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in", "bytes_out",
         "response_started", "response_len", "upgrade", "idempotent", "done", "answered",
-        "continue_pending", "length",
+        "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
+        "up_chunked",
     )
 
     def __init__(self, now: float) -> None:
@@ -306,7 +330,10 @@ class _Request:
         self.upstream_target = b""
         self.decision: Any = None
         self.opts: RouteOptions | None = None
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        #: The upstream request head, serialised once (retries send it again).
+        self.up_head = b""
+        #: The upstream request body is sent chunked (else as the client's Content-Length).
+        self.up_chunked = False
         self.length: int | None = None
         self.unsent: list[bytes] = []
         self.replay: list[bytes] | None = []
@@ -334,6 +361,12 @@ class _Request:
         #: A local answer was sent; the rest of the request body is read and discarded.
         self.answered = False
         self.continue_pending = False
+        #: The client allows keep-alive (HTTP/1.1 without "Connection: close"), as h11 decides.
+        self.keep_alive = True
+        #: Downstream body framing of the response being written (``_FRAME_*``).
+        self.framing = _FRAME_LENGTH
+        #: Bytes of the response head(s) sent to the client (for ``body_bytes_out``).
+        self.head_len = 0
 
 
 class ClientConnection:
@@ -376,12 +409,20 @@ class ClientConnection:
         self._timer: TimerKind | None = None
         self._peer_trusted = proxy._trust.trusted(self.peer_ip)
         self.closed = False
+        #: Forwarded-header lines constant for this connection (built on first use).
+        self._fwd_block: bytes | None = None
+        self._fwd_ip_block: bytes | None = None
         self._out: list[Action] = []
         self._head_started: float | None = now
         #: Tokens of the current request's Connection header (headers they name are dropped).
         self._connection_tokens: list[bytes] = []
         #: The downstream response head produced by ``_on_response`` for ``_pump_upstream``.
         self._pending_head: bytes | None = None
+        #: h11 delivered the current request and no response head was written for it yet
+        #: (responses are serialised here, not by h11: its state stays at SEND_RESPONSE).
+        self._can_respond = False
+        #: The response written says "Connection: close" (or is delimited by the close).
+        self._close_after = False
 
     # ---------------------------------------------------------------- public inputs
     @property
@@ -411,9 +452,10 @@ class ClientConnection:
             self._pump_client(now)
         else:
             if not self._busy and not self._inbuf:
+                # The head deadline runs from this first byte; it is armed by ``_try_head``
+                # only if the head is not complete in this read (the common case needs no
+                # timer change: the upstream read timer replaces the idle one).
                 self._head_started = now
-                if self._timer is TimerKind.IDLE:
-                    self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
             self._inbuf += data
             if self._busy:
                 if len(self._inbuf) > _PIPELINE_LIMIT:
@@ -506,6 +548,10 @@ class ClientConnection:
             return []
         self._timer = None
         if kind is TimerKind.IDLE:
+            if self._busy:
+                # A request head arrived complete while the idle timer was armed (see
+                # ``receive_data``): the request is under way, not idle.
+                return []
             self._close_downstream()
         elif kind is TimerKind.HEAD:
             if self._busy:
@@ -602,6 +648,10 @@ class ClientConnection:
         end = buf.find(b"\r\n\r\n")
         try:
             if end < 0:
+                if self._timer is TimerKind.IDLE:
+                    # "client_header_timeout": from the first byte of the head, absolute.
+                    # (Armed in the same call as that first byte: ``now`` is its time.)
+                    self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
                 check_partial_head(buf, self.settings)
                 if buf.find(b"\n\n") >= 0 or buf.find(b"\n\r\n") >= 0:
                     raise RemoteProxyError("bare LF in request head", 400)
@@ -645,6 +695,16 @@ class ClientConnection:
                 self._on_body(req, event.data, now)  # type: ignore[union-attr]
             elif t is h11.Request:
                 assert req is not None
+                self._can_respond = True
+                # h11's keep-alive rule (``_keep_alive``): HTTP/1.0, or "close" listed in a
+                # Connection header, means this response is the last.
+                if event.http_version < b"1.1":  # type: ignore[union-attr]
+                    req.keep_alive = False
+                else:
+                    for item in event.headers._full_items:  # type: ignore[union-attr]
+                        if item[1] == b"connection" and b"close" in [
+                                v.strip().lower() for v in item[2].split(b",")]:
+                            req.keep_alive = False
                 self._on_request(req, event, now)  # type: ignore[arg-type]
             elif t is h11.EndOfMessage:
                 assert req is not None
@@ -726,6 +786,7 @@ class ClientConnection:
             req.continue_pending = False
             data = self._h11.send(_CONTINUE)
             if data:
+                req.head_len += len(data)
                 req.bytes_out += len(data)
                 self._out.append(SendDownstream(data))
         self._build_upstream_headers(req, event)
@@ -856,11 +917,14 @@ class ClientConnection:
         named = self._connection_tokens
         trusted_fwd = self._peer_trusted and s.use_forwarded_headers
         ff_name = s.forwarded_for_header.lower().encode("latin-1")
-        out: list[tuple[bytes, bytes, bytes]] = []
+        # Serialised here in one pass (what h11's writer would produce: Host first, then the
+        # rest in order), without h11's per-header re-validation: every header came out of
+        # h11's parser or is ours.
+        out: list[bytes] = []
+        hosts: list[bytes] = []
         incoming_ff: list[bytes] = []
         fwd: dict[bytes, bytes] = {}
         request_id: bytes | None = None
-        has_host = False
         length: bytes | None = None
         chunked = False
         for raw, name, value in event.headers._full_items:
@@ -870,7 +934,7 @@ class ClientConnection:
                 elif name == b"transfer-encoding":
                     chunked = True
                 elif name == b"upgrade" and req.upgrade:
-                    out.append((raw, name, value))
+                    out.append(b"%s: %s\r\n" % (raw, value))
                 continue
             if name in FORWARDED_DROP or name == ff_name:
                 if name == ff_name:
@@ -887,47 +951,67 @@ class ClientConnection:
                     request_id = value
                 continue
             if name == b"host":
-                has_host = True
-            out.append((raw, name, value))
-        if not has_host:
-            out.append((b"host", b"host", req.host_raw.encode("ascii") if req.host_raw
-                        else ("%s:%d" % req.decision.endpoint).encode("ascii")))
+                hosts.append(b"%s: %s\r\n" % (raw, value))
+                continue
+            out.append(b"%s: %s\r\n" % (raw, value))
+        host_raw = req.host_raw.encode("ascii")
+        if not hosts:
+            hosts.append(b"host: %s\r\n" % (host_raw if host_raw
+                                               else ("%s:%d" % req.decision.endpoint).encode("ascii")))
         if length is not None:
-            out.append((b"content-length", b"content-length", length))
+            out.append(b"content-length: %s\r\n" % length)
         elif chunked:
-            out.append((b"transfer-encoding", b"transfer-encoding", b"chunked"))
+            out.append(b"transfer-encoding: chunked\r\n")
+        req.up_chunked = length is None and chunked
         if req.upgrade:
-            out.append((b"connection", b"connection", b"upgrade"))
+            out.append(b"connection: upgrade\r\n")
         # X-Request-ID: passed through, or generated (32 lower-case hex, ingress-nginx $req_id).
         if request_id is None and s.generate_request_id:
             request_id = self.proxy.request_id().encode("ascii")
         if request_id is not None:
             req.request_id = request_id.decode("latin-1")
-            out.append((b"x-request-id", b"x-request-id", request_id))
-        peer = (self.peer_ip or "").encode("ascii")
-        client = (req.client_ip or "").encode("ascii")
-        joined_ff = b", ".join(incoming_ff)
-        if s.compute_full_forwarded_for and joined_ff:
-            xff = joined_ff + b", " + peer
+            out.append(b"x-request-id: %s\r\n" % request_id)
+        if not incoming_ff and req.client_ip == self.peer_ip:
+            # The common case (no forwarded chain, client = peer): one block per connection.
+            block = self._fwd_ip_block
+            if block is None:
+                client = (req.client_ip or "").encode("ascii")
+                block = self._fwd_ip_block = (b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n"
+                                              % (client, client))
+            out.append(block)
         else:
-            xff = client
-        out.append((b"x-forwarded-for", b"x-forwarded-for", xff))
-        out.append((b"x-real-ip", b"x-real-ip", client))
-        if joined_ff:
-            out.append((b"x-original-forwarded-for", b"x-original-forwarded-for", joined_ff))
-        proto = fwd.get(b"x-forwarded-proto") or self.scheme.encode("ascii")
-        out.append((b"x-forwarded-host", b"x-forwarded-host", fwd.get(b"x-forwarded-host")
-                    or req.host_raw.encode("ascii")))
-        out.append((b"x-forwarded-port", b"x-forwarded-port", fwd.get(b"x-forwarded-port")
-                    or str(self.local_port).encode("ascii")))
-        out.append((b"x-forwarded-proto", b"x-forwarded-proto", proto))
-        out.append((b"x-forwarded-scheme", b"x-forwarded-scheme", proto))
-        out.append((b"x-scheme", b"x-scheme", proto))
+            peer = (self.peer_ip or "").encode("ascii")
+            client = (req.client_ip or "").encode("ascii")
+            joined_ff = b", ".join(incoming_ff)
+            if s.compute_full_forwarded_for and joined_ff:
+                xff = joined_ff + b", " + peer
+            else:
+                xff = client
+            out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n" % (xff, client))
+            if joined_ff:
+                out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
+        out.append(b"x-forwarded-host: %s\r\n" % (fwd.get(b"x-forwarded-host") or host_raw))
+        if fwd:
+            proto = fwd.get(b"x-forwarded-proto") or self.scheme.encode("ascii")
+            out.append(b"x-forwarded-port: %s\r\nx-forwarded-proto: %s\r\n"
+                       b"x-forwarded-scheme: %s\r\nx-scheme: %s\r\n" % (
+                           fwd.get(b"x-forwarded-port") or str(self.local_port).encode("ascii"),
+                           proto, proto, proto))
+        else:
+            # Constant per connection (listener port and scheme).
+            block = self._fwd_block
+            if block is None:
+                proto = self.scheme.encode("ascii")
+                block = self._fwd_block = (
+                    b"x-forwarded-port: %d\r\nx-forwarded-proto: %s\r\n"
+                    b"x-forwarded-scheme: %s\r\nx-scheme: %s\r\n"
+                    % (self.local_port, proto, proto, proto))
+            out.append(block)
         opts = req.opts
         if opts is not None:
             if opts.x_forwarded_prefix is not None:
                 prefix = opts.x_forwarded_prefix.encode("latin-1")
-                out.append((b"x-forwarded-prefix", b"x-forwarded-prefix", prefix))
+                out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
             if opts.rewrite_target is not None:
                 new_path = opts.rewrite(req.path)
                 q = req.query
@@ -936,7 +1020,9 @@ class ClientConnection:
                 else:
                     target = new_path + ("?" + q if q is not None else "")
                 req.upstream_target = target.encode("utf-8")
-        req.headers = out
+        out.append(b"\r\n")
+        req.up_head = b"%s %s HTTP/1.1\r\n%s%s" % (
+            req.method, req.upstream_target, b"".join(hosts), b"".join(out))
 
     def _on_body(self, req: _Request, data: bytes, now: float) -> None:
         req.body_len += len(data)
@@ -964,7 +1050,10 @@ class ClientConnection:
                 replay.append(data)
         up = self._up
         if up is not None and up.connected and up.h11 is not None:
-            self._send_upstream(up, h11.Data(data=data))
+            if data:
+                up.sent = True
+                self._out.append(SendUpstream(up.conn_id, b"%x\r\n%s\r\n" % (len(data), data)
+                                              if req.up_chunked else data))
             # Still sending: the upstream cannot be blamed for not answering yet.
             self._set_timer(TimerKind.UPSTREAM_READ, opts.read_timeout if opts else
                             self.settings.proxy_read_timeout)
@@ -979,7 +1068,10 @@ class ClientConnection:
             return
         up = self._up
         if up is not None and up.connected and up.h11 is not None:
-            self._send_upstream(up, h11.EndOfMessage())
+            up.request_done = True
+            if req.up_chunked:
+                up.sent = True
+                self._out.append(SendUpstream(up.conn_id, b"0\r\n\r\n"))
 
     # ---------------------------------------------------------------- upstream side
     def _open(self, req: _Request, endpoint: tuple[str, int], now: float,
@@ -995,33 +1087,26 @@ class ClientConnection:
         self._out.append(OpenUpstream(up.conn_id, endpoint, opts.backend_tls, opts.connect_timeout,
                                       opts.send_timeout, pooled))
 
-    def _send_upstream(self, up: _Upstream, event: Any) -> None:
-        assert up.h11 is not None
-        try:
-            data = up.h11.send(event)
-        except h11.LocalProtocolError:
-            # e.g. the upstream already answered and closed: nothing more to send.
-            return
-        if data:
-            up.sent = True
-            self._out.append(SendUpstream(up.conn_id, data))
-
     def _send_request(self, req: _Request, up: _Upstream) -> None:
-        assert up.h11 is not None
-        # The headers came out of h11's parser (already validated) or are ours: skip h11's
-        # per-header regex validation (``_parsed=True``).
-        request = h11.Request(method=req.method, target=req.upstream_target,
-                              headers=Headers(req.headers), http_version=b"1.1", _parsed=True)
-        parts: list[bytes] = []
         conn = up.h11
-        head = conn.send(request)
-        if head:
-            parts.append(head)
-        for chunk in req.unsent:
-            parts.append(conn.send(h11.Data(data=chunk)) or b"")
+        assert conn is not None
+        # The request bytes are written here (``up_head``, body re-framed below); h11's client
+        # side only has to know that a request with this method was sent (and, for an upgrade,
+        # that it proposed one) to parse the response. A minimal Request plus EndOfMessage puts
+        # it in that state; whether our request really ended is tracked in ``request_done``.
+        conn.send(_UPGRADE_REQUEST[req.method] if req.upgrade else
+                  _PLAIN_REQUEST.get(req.method) or _stand_in(req.method))
+        conn.send(_EOM)
+        parts = [req.up_head]
+        if req.up_chunked:
+            parts += [b"%x\r\n%s\r\n" % (len(c), c) for c in req.unsent if c]
+        else:
+            parts += req.unsent
         req.unsent = []
         if req.complete:
-            parts.append(conn.send(h11.EndOfMessage()) or b"")
+            up.request_done = True
+            if req.up_chunked:
+                parts.append(b"0\r\n\r\n")
         up.sent = True
         self._out.append(SendUpstream(up.conn_id, b"".join(parts) if len(parts) > 1
                                       else parts[0]))
@@ -1045,12 +1130,12 @@ class ClientConnection:
             if t is h11.Data:
                 data = event.data  # type: ignore[union-attr]
                 req.response_len += len(data)
-                try:
-                    out = self._h11.send(h11.Data(data=data))
-                except h11.LocalProtocolError:
-                    out = None
-                if out:
-                    parts.append(out)
+                framing = req.framing
+                if framing == _FRAME_CHUNKED:
+                    if data:
+                        parts.append(b"%x\r\n%s\r\n" % (len(data), data))
+                elif framing != _FRAME_NONE and data:
+                    parts.append(data)
             elif t is h11.Response:
                 if req.t_first is None:
                     req.t_first = now
@@ -1062,12 +1147,8 @@ class ClientConnection:
                 if head:
                     parts.append(head)
             elif t is h11.EndOfMessage:
-                try:
-                    out = self._h11.send(h11.EndOfMessage())
-                except h11.LocalProtocolError:
-                    out = None
-                if out:
-                    parts.append(out)
+                if req.framing == _FRAME_CHUNKED:
+                    parts.append(b"0\r\n\r\n")  # trailers are not forwarded
                 self._flush_parts(parts, req)
                 self._response_complete(req, up, now)
                 return
@@ -1143,12 +1224,13 @@ class ClientConnection:
             self._try_failed(up, "invalid_header", now)
             return False
         self._add_response_headers(req, headers, has_hsts)
-        try:
-            head = self._h11.send(h11.Response(status_code=status, headers=Headers(headers),
-                                               reason=event.reason, _parsed=True))
-        except h11.LocalProtocolError:
+        if not self._can_respond:
             self._close_all(now)
             return False
+        head, req.framing, self._close_after = _response_head(
+            status, event.reason, headers, req.method, req.http_version == "1.1", req.keep_alive)
+        self._can_respond = False
+        req.head_len += len(head)
         req.status = status
         req.response_started = True
         self._pending_head = head
@@ -1198,6 +1280,8 @@ class ClientConnection:
         except h11.LocalProtocolError:
             self._close_all(now)
             return
+        self._can_respond = False
+        req.head_len += len(data)
         req.bytes_out += len(data)
         self._out.append(SendDownstream(data))
         assert up.h11 is not None
@@ -1219,7 +1303,7 @@ class ClientConnection:
         assert conn is not None
         # "a connection is reused only when both sides finished cleanly": our request fully
         # sent, their response fully read, no stray bytes after it, keep-alive on both sides.
-        reuse = (conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        reuse = (up.request_done and conn.their_state is h11.DONE
                  and not conn.trailing_data[0] and self.settings.upstream_keepalive_connections > 0)
         self._observe(req, up, now, req.status < 500)
         if reuse:
@@ -1324,24 +1408,27 @@ class ClientConnection:
         if close and _CONNECTION_CLOSE not in headers:
             headers.append(_CONNECTION_CLOSE)
         conn = self._h11
-        try:
-            if conn.our_state is not h11.SEND_RESPONSE:
-                raise h11.LocalProtocolError("no request h11 accepted")
-            data = conn.send(h11.Response(status_code=status, headers=Headers(headers),
-                                          reason=_REASONS.get(status, b""), _parsed=True))
-            data = (data or b"") + (conn.send(h11.Data(data=body)) or b"") if body else data
-            data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            # No request h11 accepted (raw-head rejections): write the response by hand.
+        if self._can_respond:
+            head, _, close_after = _response_head(
+                status, _REASONS.get(status, b""), headers, req.method,
+                req.http_version == "1.1", req.keep_alive)
+            self._can_respond = False
+            self._close_after = close_after
+            close = close or close_after
+        else:
+            # No request h11 accepted (raw-head rejections), or a response was already
+            # written for it: write this one as it is, then close.
             lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
             lines += [n + b": " + v for n, _, v in headers]
-            data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+            head = b"\r\n".join(lines) + b"\r\n\r\n"
             close = True
+        data = head + body
         req.status = status
         req.answered = True
+        req.head_len += len(head)
         req.bytes_out += len(data)
         self._out.append(SendDownstream(data))
-        if close or conn.our_state is h11.MUST_CLOSE:
+        if close:
             self._emit_record(req, now)
             self._close_downstream()
             return
@@ -1356,15 +1443,19 @@ class ClientConnection:
             return
         req.done = True
         self._requests += 1
+        if not self.proxy.records:
+            return
         d = req.decision
         m = d.match if d is not None else None
+        served = getattr(d, "served", None) if d is not None else None
+        canary = bool(d.canary) if d is not None else False
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
             ingress=m.ingress if m is not None else None,
             service=d.service if d is not None else None,
             namespace=d.namespace if d is not None else None,
-            canary=bool(d.canary) if d is not None else False,
+            canary=canary,
             status=req.status, bytes_in=req.bytes_in, bytes_out=req.bytes_out,
             upstreams=tuple(req.tried),
             upstream_status=req.statuses[-1] if req.statuses else None,
@@ -1373,6 +1464,10 @@ class ClientConnection:
             request_id=req.request_id, client_ip=req.client_ip, http_version=req.http_version,
             user_agent=req.user_agent, referer=req.referer,
             upstream_response_length=req.response_len,
+            service_port=getattr(served if served is not None else m, "port", None),
+            primary_service=getattr(m, "service", None) if canary else None,
+            primary_port=getattr(m, "port", None) if canary else None,
+            body_bytes_out=req.bytes_out - req.head_len,
         )
         self._out.append(RequestDone(rec))
 
@@ -1388,14 +1483,14 @@ class ClientConnection:
         self._tail = b""
         if tail:
             self._inbuf[:0] = tail
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE \
+        if self._close_after or conn.their_state is h11.MUST_CLOSE \
                 or not self._keep_alive_allowed_after():
             self._close_downstream()
             return
-        if not tail and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()  # the common case: reuse the h11 object
-        else:
-            self._reset_server_h11()
+        # The response was written here, not through h11 (its state is still SEND_RESPONSE):
+        # a fresh parser per request costs less than driving h11's state machine by ``send``.
+        self._reset_server_h11()
+        self._can_respond = False
         if self._inbuf:
             self._head_started = now
             self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)

@@ -560,10 +560,12 @@ class ProxyServer:
         self.loop = loop or asyncio.get_running_loop()
         self.cert_store = cert_store
         self.max_connections = max_connections
-        self.on_record = on_record
+        self._on_record = on_record
         self._tls_listening = False
-        # A callable, so certificate reloads are seen at once (ssl-redirect, HSTS).
-        self.proxy = Proxy(router, settings, tls_hosts=self._has_tls, request_id=request_id)
+        # A callable, so certificate reloads are seen at once (ssl-redirect, HSTS). Records
+        # are built by the core only when someone consumes them.
+        self.proxy = Proxy(router, settings, tls_hosts=self._has_tls, request_id=request_id,
+                           records=on_record is not None)
         self.pool = UpstreamPool(self.loop, settings)
         self.connections: set[_Downstream] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -673,14 +675,24 @@ class ProxyServer:
 
     # -- internals ----------------------------------------------------------------------------
 
+    @property
+    def on_record(self) -> Callable[[RequestRecord], None] | None:
+        return self._on_record
+
+    @on_record.setter
+    def on_record(self, value: Callable[[RequestRecord], None] | None) -> None:
+        self._on_record = value
+        self.proxy.records = value is not None
+
     def _maybe_drained(self) -> None:
         if self._drained is not None and not self.connections:
             self._drained.set()
 
     def _record(self, record: RequestRecord) -> None:
-        if self.on_record is not None:
+        on_record = self._on_record
+        if on_record is not None:
             try:
-                self.on_record(record)
+                on_record(record)
             except Exception:  # a logging/metrics bug must not break proxying
                 _log.exception("on_record failed")
 

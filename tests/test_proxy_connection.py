@@ -840,3 +840,123 @@ def test_half_close_after_pipelined_requests_answers_them_all() -> None:
     # The last complete request gets "Connection: close"; the partial third one is dropped.
     assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nconnection: close\r\n\r\n2"
     assert pair.closed
+
+
+# --- the h11 reader: h11's own parser without its state machine --------------------------------
+# ``_H11Reader`` must yield exactly the events (and the errors) ``h11.Connection.next_event``
+# yields for the same bytes, whole or one byte at a time, with or without an EOF after them.
+
+_REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\n\n",
+    b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 300 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHo",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n",
+]
+
+_RESPONSES = [
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\n\r\nuntil the end"),
+    (b"GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"),
+    (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 20\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 304 Not Modified\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+    (b"GET", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 2000 OK\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"),
+    (b"GET", b"garbage\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nX: " + b"y" * 300 + b"\r\n\r\n"),
+    (b"GET", b""),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiEXTRA"),
+]
+
+
+def _drive(conn: object, data: bytes, one_byte: bool, eof: bool) -> list[object]:
+    """Feed ``data`` (whole or byte by byte), then EOF if asked; collect what comes out."""
+    out: list[object] = []
+    pieces = [data[i:i + 1] for i in range(len(data))] if one_byte else [data]
+    pieces = [p for p in pieces if p] + ([b""] if eof else [])
+    for piece in pieces:
+        conn.receive_data(piece)  # type: ignore[attr-defined]
+        while True:
+            try:
+                ev = conn.next_event()  # type: ignore[attr-defined]
+            except h11.RemoteProtocolError as e:
+                out.append(("error", e.error_status_hint))
+                return out
+            if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                break
+            out.append(ev)
+            if type(ev) in (h11.EndOfMessage, h11.ConnectionClosed):
+                out.append(conn.their_state)  # type: ignore[attr-defined]
+                out.append(conn.trailing_data[0])  # type: ignore[attr-defined]
+                return out
+    out.append("need-data")
+    return out
+
+
+@pytest.mark.parametrize("one_byte", [False, True])
+@pytest.mark.parametrize("eof", [False, True])
+@pytest.mark.parametrize("data", _REQUESTS)
+def test_reader_parses_requests_like_h11(data: bytes, one_byte: bool, eof: bool) -> None:
+    from ingresslib.proxy._connection import _H11Reader
+
+    ref = h11.Connection(h11.SERVER, max_incomplete_event_size=200)
+    assert _drive(_H11Reader(False, 200), data, one_byte, eof) == _drive(ref, data, one_byte, eof)
+
+
+@pytest.mark.parametrize("one_byte", [False, True])
+@pytest.mark.parametrize("eof", [False, True])
+@pytest.mark.parametrize(("method", "data"), _RESPONSES)
+def test_reader_parses_responses_like_h11(method: bytes, data: bytes, one_byte: bool,
+                                          eof: bool) -> None:
+    from ingresslib.proxy._connection import _H11Reader
+
+    ref = h11.Connection(h11.CLIENT, max_incomplete_event_size=200)
+    ref.send(h11.Request(method=method, target="/", headers=[("Host", "a")]))
+    ref.send(h11.EndOfMessage())
+    reader = _H11Reader(True, 200)
+    reader.method = method
+    assert _drive(reader, data, one_byte, eof) == _drive(ref, data, one_byte, eof)
+
+
+def test_reader_error_is_final_and_cycles_restart() -> None:
+    from ingresslib.proxy._connection import _H11Reader
+
+    r = _H11Reader(True, 1000)
+    r.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 204 No Content\r\n\r\n")
+    assert type(r.next_event()) is h11.Response
+    assert type(r.next_event()) is h11.Data
+    assert type(r.next_event()) is h11.EndOfMessage
+    assert r.their_state is h11.DONE and r.has_trailing
+    assert r.next_event() is h11.PAUSED
+    r.start_next_cycle()
+    ev = r.next_event()
+    assert type(ev) is h11.Response and ev.status_code == 204
+    bad = _H11Reader(False, 1000)
+    bad.receive_data(b"NOT HTTP\r\n\r\n")
+    with pytest.raises(h11.RemoteProtocolError):
+        bad.next_event()
+    assert bad.their_state is h11.ERROR
+    with pytest.raises(h11.RemoteProtocolError):
+        bad.next_event()

@@ -401,7 +401,9 @@ def core_only(n: int = 20000) -> float:
     with tempfile.TemporaryDirectory() as t:
         path = Path(t) / "m.yaml"
         bench_manifests(path, [9999])
-        proxy = Proxy(Router(parse_manifests(path.read_text())))
+        # records=False: as under `ingresslib serve --access-log off` without metrics (nobody
+        # consumes the per-request records, so the core does not build them).
+        proxy = Proxy(Router(parse_manifests(path.read_text())), records=False)
     req = b"GET / HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: wrk\r\n\r\n"
     resp = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 13:18:28 GMT\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 20\r\nConnection: keep-alive\r\n\r\n"

@@ -1,15 +1,19 @@
 """The sans-IO reverse-proxy core: one ``ClientConnection`` per downstream connection.
 
-h11 parses and frames on both sides; this module decides what goes where (SEMANTICS §5, §9).
+h11 parses both sides (its parser functions, driven by ``_H11Reader``); this module decides what
+goes where (SEMANTICS §5, §9) and writes the outgoing heads and body framing itself, by h11's
+rules, in one join per head: h11's ``send`` re-validated every header and ran its state machine
+for each event, which cost more than the parsing.
 Inputs are bytes, EOFs, timer expiries and upstream events, each with the caller's ``now``;
 outputs are lists of actions (``_actions.py``). No socket, asyncio, ssl or logging handler here.
 
 Flow of one request:
-  client bytes -> raw head checks (``_headers.check_raw_head``) -> h11 server ``Request`` ->
+  client bytes -> raw head checks (``_headers.check_raw_head``) -> h11-parsed ``Request`` ->
   extra checks + canonical target -> router -> redirects / local answers, or
-  ``OpenUpstream`` -> h11 client ``Request`` (rebuilt headers) -> body relayed through both h11
-  objects (re-framed, never copied as framing) -> h11 ``Response`` -> rebuilt headers -> client ->
-  ``RequestDone`` -> next pipelined request or idle.
+  ``OpenUpstream`` -> upstream head (rebuilt headers, serialised once) -> body events re-framed
+  (Content-Length or chunked written here, never the client's framing bytes) -> h11-parsed
+  ``Response`` -> rebuilt headers + framing (``_response_head``) -> client -> ``RequestDone``
+  (if ``Proxy.records``) -> next pipelined request or idle.
 
 A retry goes to another endpoint (``router.next_endpoint``) only before the response began, and,
 once any byte of the request was sent, only for idempotent methods with a body we still hold.
@@ -24,7 +28,7 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
   broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
-- Trailers are not forwarded; the body is re-framed by h11 on each side.
+- Trailers are not forwarded; the body is re-framed on each side (h11's framing rules).
 - A pooled upstream connection that turns out closed before any response byte is retried once
   on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try.
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
@@ -40,7 +44,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import h11
-from h11._headers import Headers
+from h11._connection import _body_framing, _keep_alive
+from h11._readers import READERS, maybe_read_from_IDLE_client, maybe_read_from_SEND_RESPONSE_server
+from h11._receivebuffer import ReceiveBuffer
 
 from .._errors import BadRequestError
 from .._normalize import canonical_path, normalize_host, split_target
@@ -99,24 +105,116 @@ _HTTP_CONDITIONS = {code: f"http_{code}" for code in (403, 404, 429, 500, 502, 5
 #: issued for a host whose HTTPS is not up yet).
 _ACME = "/.well-known/acme-challenge/"
 _CONNECTION_CLOSE = (b"connection", b"connection", b"close")
-_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-_EOM = h11.EndOfMessage()
+_BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
+#: Reader state: in the body of a message after which the peer closes (not keep-alive).
+_SEND_BODY_CLOSE: Any = object()
 
 
-def _stand_in(method: bytes, upgrade: bool = False) -> h11.Request:
-    """The Request h11's client side is told about (see ``_send_request``)."""
-    items = [(b"host", b"host", b"upstream")]
-    if upgrade:
-        items += [(b"connection", b"connection", b"upgrade"), (b"upgrade", b"upgrade", b"x")]
-    return h11.Request(method=method, target=b"/", headers=Headers(items),
-                       http_version=b"1.1", _parsed=True)
+class _H11Reader:
+    """One side's incoming messages, parsed by h11's own parser functions (the same
+    request/status-line and header-field regexes, framing rules, body readers and size limit as
+    ``h11.Connection.next_event``) without h11's two-party state machine.
 
+    The proxy writes its outgoing bytes itself, so the half of ``h11.Connection`` that tracks
+    what *we* sent, and re-runs the state machine, the keep-alive and 100-continue bookkeeping
+    for every event both ways, is pure overhead here (it cost more than the parsing). What it
+    decided that matters is kept: the body framing of the message (``_body_framing``: HEAD,
+    204/304 and 1xx have no body; Transfer-Encoding beats Content-Length; else Content-Length
+    or, for a response, read-until-close), the keep-alive of the message (``_keep_alive``),
+    "peer closed in the middle of a message" as an error, the incomplete-event size limit
+    (431), and ERROR being final. Events and exceptions are h11's (``RemoteProtocolError``).
+    One reader parses one message after another (``start_next_cycle``); ``their_state`` says
+    ``DONE``, ``MUST_CLOSE`` (message complete, peer does not keep the connection alive) or
+    ``SEND_BODY``/``IDLE``/``ERROR``.
+    """
 
-_PLAIN_REQUEST = {m: _stand_in(m) for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
-                                             b"PATCH", b"OPTIONS")}
-_UPGRADE_REQUEST = {b"GET": _stand_in(b"GET", True)}
+    __slots__ = ("_buf", "_closed", "_head", "_body", "_max", "_state", "method")
+
+    def __init__(self, client: bool, max_incomplete_event_size: int) -> None:
+        # client=True: we are the client, the peer sends responses.
+        self._buf = ReceiveBuffer()
+        self._closed = False
+        self._head = maybe_read_from_SEND_RESPONSE_server if client \
+            else maybe_read_from_IDLE_client
+        self._body: Any = None
+        self._max = max_incomplete_event_size
+        self._state: Any = h11.IDLE
+        #: The method of the request a response answers (HEAD/CONNECT change its framing).
+        self.method = b"GET"
+
+    @property
+    def their_state(self) -> Any:
+        state = self._state
+        return h11.SEND_BODY if state is _SEND_BODY_CLOSE else state
+
+    @property
+    def has_trailing(self) -> bool:
+        return bool(self._buf)
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        return bytes(self._buf), self._closed
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            self._buf += data
+        else:
+            self._closed = True
+
+    def start_next_cycle(self) -> None:
+        self._state = h11.IDLE
+        self._body = None
+
+    def next_event(self) -> Any:
+        state = self._state
+        if state is h11.ERROR:
+            raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
+        if state is h11.DONE or state is h11.MUST_CLOSE:
+            return h11.PAUSED
+        buf = self._buf
+        try:
+            body = self._body
+            event: Any
+            if body is None:
+                event = self._head(buf)
+                if event is not None:
+                    t = type(event)
+                    if t is h11.Request or t is h11.Response:
+                        kind, args = _body_framing(
+                            event.method if t is h11.Request else self.method, event)
+                        self._body = _BODY_READERS[kind](*args)
+                        self._state = h11.SEND_BODY if _keep_alive(event) else _SEND_BODY_CLOSE
+                    elif event.status_code == 101:
+                        self._state = h11.DONE  # switched protocols: no more HTTP here
+                    return event
+            else:
+                event = body(buf)
+                if event is None and not buf and self._closed:
+                    read_eof = getattr(body, "read_eof", None)
+                    event = read_eof() if read_eof is not None else h11.ConnectionClosed()
+                if event is not None:
+                    if type(event) is h11.EndOfMessage:
+                        self._state = h11.DONE if state is h11.SEND_BODY else h11.MUST_CLOSE
+                    return event
+            if not buf and self._closed and body is None:
+                if self._head is maybe_read_from_SEND_RESPONSE_server:
+                    # A request was sent: the peer closing before a response is an error.
+                    raise h11.RemoteProtocolError("peer closed connection without a response")
+                return h11.ConnectionClosed()
+            if len(buf) > self._max:
+                raise h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
+            if self._closed:
+                raise h11.RemoteProtocolError("peer unexpectedly closed connection")
+            return h11.NEED_DATA
+        except h11.LocalProtocolError as exc:
+            self._state = h11.ERROR
+            exc._reraise_as_remote_protocol_error()
+        except BaseException:
+            self._state = h11.ERROR
+            raise
 
 
 class _RequestIds:
@@ -295,7 +393,7 @@ class _Upstream:
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
         self.endpoint = endpoint
-        self.h11: h11.Connection | None = None
+        self.h11: _H11Reader | None = None
         self.connected = False
         self.reused = False
         #: Any byte of the request written to this connection.
@@ -394,7 +492,7 @@ class ClientConnection:
         # h11 must never be the one to refuse a head for size: our checks run first, with our
         # statuses (414/431); its own limit is a backstop above ours.
         self._max_head = s.max_request_line + s.max_headers_size + 1024
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self._h11 = _H11Reader(False, self._max_head)
         self._inbuf = bytearray()
         #: True while h11 is fed directly (the current request's head passed our checks and
         #: its body is not complete yet).
@@ -402,7 +500,7 @@ class ClientConnection:
         self._busy = False  # a request is being handled (between head and response end)
         self._req: _Request | None = None
         self._up: _Upstream | None = None
-        self._spare: h11.Connection | None = None
+        self._spare: _H11Reader | None = None
         self._next_id = 0
         self._tunnel: int | None = None
         self._requests = 0
@@ -493,8 +591,7 @@ class ClientConnection:
         if self._spare is not None:
             up.h11, self._spare = self._spare, None
         else:
-            up.h11 = h11.Connection(
-                h11.CLIENT, max_incomplete_event_size=self.settings.max_response_header_size)
+            up.h11 = _H11Reader(True, self.settings.max_response_header_size)
         self._send_request(req, up)
         self._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout if req.opts else 60.0)
         return self._flush()
@@ -660,7 +757,8 @@ class ClientConnection:
                     self._close_downstream()
                 return
             end += 4
-            check_raw_head(bytes(buf[:end]), self.settings)
+            head = bytes(buf[:end])
+            check_raw_head(head, self.settings)
         except RemoteProxyError as e:
             self._error_response(e.status_hint, None, now)
             return
@@ -672,7 +770,7 @@ class ClientConnection:
         # Only the head goes to h11 now; the body is fed from ``_inbuf`` as h11 asks for it,
         # in bounded slices, so that bytes of later pipelined requests are not copied back and
         # forth once per request (quadratic work for the client's price of one packet).
-        self._h11.receive_data(bytes(buf[:end]))
+        self._h11.receive_data(head)
         del buf[:end]
         self._pump_client(now)
 
@@ -692,20 +790,14 @@ class ClientConnection:
             req = self._req
             if t is h11.Data:
                 assert req is not None
-                self._on_body(req, event.data, now)  # type: ignore[union-attr]
+                self._on_body(req, event.data, now)
             elif t is h11.Request:
                 assert req is not None
                 self._can_respond = True
-                # h11's keep-alive rule (``_keep_alive``): HTTP/1.0, or "close" listed in a
-                # Connection header, means this response is the last.
-                if event.http_version < b"1.1":  # type: ignore[union-attr]
-                    req.keep_alive = False
-                else:
-                    for item in event.headers._full_items:  # type: ignore[union-attr]
-                        if item[1] == b"connection" and b"close" in [
-                                v.strip().lower() for v in item[2].split(b",")]:
-                            req.keep_alive = False
-                self._on_request(req, event, now)  # type: ignore[arg-type]
+                # h11's keep-alive rule: HTTP/1.0, or "close" listed in a Connection header,
+                # means this response is the last.
+                req.keep_alive = _keep_alive(event)
+                self._on_request(req, event, now)
             elif t is h11.EndOfMessage:
                 assert req is not None
                 # Anything h11 holds past the request belongs to the next (pipelined)
@@ -737,7 +829,7 @@ class ClientConnection:
                 return
 
     def _reset_server_h11(self) -> None:
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self._h11 = _H11Reader(False, self._max_head)
 
     def _on_request(self, req: _Request, event: h11.Request, now: float) -> None:
         try:
@@ -784,7 +876,7 @@ class ClientConnection:
             # We answer "100 Continue" ourselves once the request is acceptable (route found,
             # size allowed): the client's body then streams to the chosen upstream.
             req.continue_pending = False
-            data = self._h11.send(_CONTINUE)
+            data = _CONTINUE
             if data:
                 req.head_len += len(data)
                 req.bytes_out += len(data)
@@ -1090,13 +1182,9 @@ class ClientConnection:
     def _send_request(self, req: _Request, up: _Upstream) -> None:
         conn = up.h11
         assert conn is not None
-        # The request bytes are written here (``up_head``, body re-framed below); h11's client
-        # side only has to know that a request with this method was sent (and, for an upgrade,
-        # that it proposed one) to parse the response. A minimal Request plus EndOfMessage puts
-        # it in that state; whether our request really ended is tracked in ``request_done``.
-        conn.send(_UPGRADE_REQUEST[req.method] if req.upgrade else
-                  _PLAIN_REQUEST.get(req.method) or _stand_in(req.method))
-        conn.send(_EOM)
+        # The request bytes are written here (``up_head``, body re-framed below); the response
+        # parser only needs the method (a response to HEAD has no body).
+        conn.method = req.method
         parts = [req.up_head]
         if req.up_chunked:
             parts += [b"%x\r\n%s\r\n" % (len(c), c) for c in req.unsent if c]
@@ -1128,7 +1216,7 @@ class ClientConnection:
                 return
             t = type(event)
             if t is h11.Data:
-                data = event.data  # type: ignore[union-attr]
+                data = event.data
                 req.response_len += len(data)
                 framing = req.framing
                 if framing == _FRAME_CHUNKED:
@@ -1139,7 +1227,7 @@ class ClientConnection:
             elif t is h11.Response:
                 if req.t_first is None:
                     req.t_first = now
-                if not self._on_response(req, up, event, now):  # type: ignore[arg-type]
+                if not self._on_response(req, up, event, now):
                     return
                 if self._tunnel is not None:
                     return
@@ -1155,9 +1243,9 @@ class ClientConnection:
             elif t is h11.InformationalResponse:
                 if req.t_first is None:
                     req.t_first = now
-                if event.status_code == 101:  # type: ignore[union-attr]
+                if event.status_code == 101:
                     self._flush_parts(parts, req)
-                    self._on_switch(req, up, event, now)  # type: ignore[arg-type]
+                    self._on_switch(req, up, event, now)
                     return
                 # 100 Continue was answered by us already; other 1xx are dropped.
             elif t is h11.ConnectionClosed:
@@ -1274,12 +1362,11 @@ class ClientConnection:
         for n, v in event.headers:
             if n == b"upgrade":
                 headers.append((b"upgrade", v))
-        try:
-            data = self._h11.send(h11.InformationalResponse(status_code=101, headers=headers,
-                                                            reason=event.reason, _parsed=True))
-        except h11.LocalProtocolError:
+        if not self._can_respond:
             self._close_all(now)
             return
+        data = b"".join([b"HTTP/1.1 101 %s\r\n" % event.reason]
+                        + [b"%s: %s\r\n" % h for h in headers] + [b"\r\n"])
         self._can_respond = False
         req.head_len += len(data)
         req.bytes_out += len(data)
@@ -1303,8 +1390,8 @@ class ClientConnection:
         assert conn is not None
         # "a connection is reused only when both sides finished cleanly": our request fully
         # sent, their response fully read, no stray bytes after it, keep-alive on both sides.
-        reuse = (up.request_done and conn.their_state is h11.DONE
-                 and not conn.trailing_data[0] and self.settings.upstream_keepalive_connections > 0)
+        reuse = (up.request_done and conn.their_state is h11.DONE and not conn.has_trailing
+                 and self.settings.upstream_keepalive_connections > 0)
         self._observe(req, up, now, req.status < 500)
         if reuse:
             conn.start_next_cycle()

@@ -168,13 +168,15 @@ class _Entry:
     canonical: str
     exact: bool
     #: Sort key among candidates with the same (host, kind, key): lower wins.
-    rank: tuple[Any, ...] = ()
-    field: str = ""
+    rank: tuple[Any, ...]
+    #: The matcher key: a Prefix rule's trailing "/" is ignored (/foo/ and /foo match the same
+    #: requests), an Exact rule's is kept.
+    key: str
 
     @property
-    def key(self) -> str:
-        # A Prefix rule's trailing "/" is ignored: /foo/ and /foo match the same requests.
-        return self.canonical if self.exact else self.canonical.rstrip("/")
+    def field(self) -> str:
+        # Built only for diagnostics: most builds never need it.
+        return f"spec.rules[{self.rule_index}].http.paths[{self.path_index}]"
 
 
 @dataclass(slots=True)
@@ -186,31 +188,35 @@ class _Group:
     owners: list[Ingress] = field(default_factory=list)
 
 
-def _entries(ing: Ingress, order: int, diags: list[Diagnostic]) -> Iterable[_Entry]:
+def _entries(ing: Ingress, order: int, diags: list[Diagnostic],
+             canonical_cache: dict[str, str | BadRequestError]) -> Iterable[_Entry]:
     from ._normalize import canonical_rule_path
 
-    obj = f"Ingress {ing.metadata.ref}"
     for ri, rule in enumerate(ing.spec.rules):
+        host = rule.host or None
         for pi, p in enumerate(rule.paths or ()):
-            fld = f"spec.rules[{ri}].http.paths[{pi}]"
             written = p.path or "/"  # an empty ImplementationSpecific path matches everything
-            try:
-                canonical = canonical_rule_path(written)
-            except BadRequestError as exc:
-                diags.append(Diagnostic(obj, fld + ".path", f"{written!r} can never match a request: {exc}"))
+            # Hosts repeat the same paths (/, /api, /static): canonicalise each once per build.
+            canonical = canonical_cache.get(written)
+            if canonical is None:
+                try:
+                    canonical = canonical_rule_path(written)
+                except BadRequestError as exc:
+                    canonical = exc
+                canonical_cache[written] = canonical
+            if isinstance(canonical, BadRequestError):
+                diags.append(Diagnostic(f"Ingress {ing.metadata.ref}", f"spec.rules[{ri}].http.paths[{pi}].path",
+                                        f"{written!r} can never match a request: {canonical}"))
                 continue
-            exact = p.path_type == "Exact"
-            trailing = 0 if (not exact and written.endswith("/") and written != "/") else 1
-            rank: tuple[Any, ...] = (
-                # "Prefix /foo/ beats Prefix /foo" (same key once the slash is dropped).
-                trailing,
-                _TYPE_RANK.get(p.path_type or "", 2),
-                # "for identical rules the oldest Ingress, then namespace/name, then spec order"
-                order,
-                ri,
-                pi,
-            )
-            yield _Entry(ing, ri, pi, rule.host or None, p, canonical, exact, rank, fld)
+            if p.path_type == "Exact":
+                yield _Entry(ing, ri, pi, host, p, canonical, True, (1, 0, order, ri, pi), canonical)
+                continue
+            # "Prefix /foo/ beats Prefix /foo" (same key once the slash is dropped), then
+            # Prefix beats ImplementationSpecific, then "for identical rules the oldest
+            # Ingress, then namespace/name, then spec order" (``order`` is the age rank).
+            trailing = 0 if written.endswith("/") and written != "/" else 1
+            rank = (trailing, _TYPE_RANK.get(p.path_type or "", 2), order, ri, pi)
+            yield _Entry(ing, ri, pi, host, p, canonical, False, rank, canonical.rstrip("/"))
 
 
 def _backend_fields(backend: IngressBackend) -> tuple[str | None, int | str | None, TypedLocalObjectReference | None]:
@@ -290,12 +296,13 @@ class RouteTable:
         canaries = [i for i in served if _is_canary(i)]
 
         groups: dict[str | None, _Group] = {}
+        canonical_cache: dict[str, str | BadRequestError] = {}
         for order, ing in enumerate(mains):
             for rule in ing.spec.rules:
                 g = groups.setdefault(rule.host or None, _Group(rule.host or None))
                 if not g.owners or g.owners[-1] is not ing:
                     g.owners.append(ing)
-            for e in _entries(ing, order, diags):
+            for e in _entries(ing, order, diags, canonical_cache):
                 g = groups[e.host]
                 slot = g.exact if e.exact else g.prefix
                 prev = slot.get(e.key)
@@ -342,7 +349,7 @@ class RouteTable:
             if ing.spec.default_backend is not None:
                 diags.append(Diagnostic(obj, "spec.defaultBackend",
                                         "a canary Ingress's defaultBackend is ignored (canaries apply to rules)"))
-            for e in _entries(ing, order, diags):
+            for e in _entries(ing, order, diags, canonical_cache):
                 cgroup = groups.get(e.host)
                 main = None if cgroup is None else (cgroup.exact if e.exact else cgroup.prefix).get(e.key)
                 if main is None or main.path.path_type != e.path.path_type:

@@ -960,3 +960,53 @@ def test_reader_error_is_final_and_cycles_restart() -> None:
     assert bad.their_state is h11.ERROR
     with pytest.raises(h11.RemoteProtocolError):
         bad.next_event()
+
+
+def test_record_names_both_backends_when_the_canary_serves_and_records_can_be_off() -> None:
+    from types import SimpleNamespace
+
+    from _proxy_harness import FakeMatch
+    from ingresslib.proxy import OpenUpstream, RequestDone, SendDownstream
+
+    main = FakeMatch("web", "http", "default", "default/web", None, "/", "Prefix", False, {})
+    canary = FakeMatch("web-canary", 8081, "default", "default/web-canary", None, "/", "Prefix",
+                       False, {})
+
+    class CanaryRouter:
+        def route(self, method: str, host: str, path: str, headers: object,
+                  client_ip: str | None) -> object:
+            return SimpleNamespace(service="web-canary", namespace="default", port=8081,
+                                   endpoint=("10.0.0.9", 8081), canary=True, match=main,
+                                   served=canary, set_cookie=None)
+
+        def next_endpoint(self, decision: object, tried: object) -> None:
+            return None
+
+    proxy = Proxy(CanaryRouter())
+    conn = proxy.connection(("192.0.2.1", 5000), now=0.0)
+
+    def one(now: float, response: bytes, eof: bool = False) -> tuple[bytes, list[object]]:
+        acts = conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", now)
+        cid = next(a.conn_id for a in acts if isinstance(a, OpenUpstream))
+        conn.upstream_connected(cid, now, reused=False)
+        acts = conn.upstream_data(cid, response, now + 1)
+        if eof:  # a body delimited by the upstream closing
+            acts += conn.upstream_eof(cid, now + 1)
+        sent = b"".join(a.data for a in acts if isinstance(a, SendDownstream))
+        return sent, [a.record for a in acts if isinstance(a, RequestDone)]
+
+    sent, records = one(0.0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert sent.endswith(b"\r\n\r\nhello")
+    [rec] = records
+    assert (rec.service, rec.service_port) == ("web-canary", 8081)  # type: ignore[attr-defined]
+    assert (rec.primary_service, rec.primary_port) == ("web", "http")  # type: ignore[attr-defined]
+    assert rec.body_bytes_out == 5 and rec.bytes_out == len(sent)  # type: ignore[attr-defined]
+    # No Content-Length: chunked to an HTTP/1.1 client; the body bytes include the framing.
+    sent, records = one(2.0, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello", eof=True)
+    assert sent.endswith(b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    [rec] = records
+    assert rec.body_bytes_out == len(b"5\r\nhello\r\n0\r\n\r\n")  # type: ignore[attr-defined]
+    # Nobody consumes records: none are built, the proxying is the same.
+    proxy.records = False
+    sent2, records = one(4.0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert records == [] and sent2.endswith(b"\r\n\r\nhello")

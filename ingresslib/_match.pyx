@@ -3,7 +3,10 @@
 #
 # The hot lookup only; behaviour, docs and types live in _match_py.py / _match.pyi (same
 # results, same exceptions). Per host group a compressed radix tree over the canonical path's
-# bytes, flattened into C arrays of one-cache-line nodes; payloads are indices into one tuple.
+# bytes, flattened into one C array of 32-byte nodes (two per cache line). Each group's nodes
+# are contiguous and in depth-first order of their children blocks, so one lookup's nodes sit
+# on one or two pages; the children's first bytes sit in a parallel byte array; payloads are
+# indices into one tuple laid out in the same node order (one group's payloads are adjacent).
 # The fast path reads the str buffers in place: no substring, no encode, no allocation.
 # Memory comes from PyMem_Malloc, so tracemalloc accounts for the tree.
 from collections import deque
@@ -25,27 +28,22 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
 
-# Children found by a scan of the node's own first-byte list up to this many; more use a dense
-# first byte -> child table.
-DEF _SMALL = 10
+# Children found by a linear scan of their first bytes up to this many, by bisection above.
+DEF _SMALL = 8
 # Labels and host names up to this long live inside their node / table entry.
-DEF _INLINE = 24
+DEF _INLINE = 12
 DEF _HOST_INLINE = 32
 # Longer hosts take the slow path (a DNS name is at most 253 characters).
 DEF _HOST_MAX = 256
 
-ctypedef struct _Node:                 # 64 bytes: one cache line per visited node
+ctypedef struct _Node:                 # 32 bytes: two per cache line
     int32_t exact                      # payload index, -1: none
     int32_t prefix                     # payload index, -1: none
     int32_t first_child                # children are contiguous, sorted by first byte
-    int32_t dense                      # offset in the dense child table, -1: none
+    int32_t label_off                  # offset in the label pool when label_len > _INLINE
     uint16_t label_len
     uint16_t nchildren
-    unsigned char lo                   # dense table range
-    unsigned char hi
-    unsigned char firsts[_SMALL]       # first bytes of the children (when few)
-    const unsigned char* label         # -> inline_label, or the label arena
-    unsigned char inline_label[_INLINE]
+    unsigned char label[_INLINE]       # the label when label_len <= _INLINE
 
 ctypedef struct _Group:
     int32_t root                       # root node index, -1: no group
@@ -70,6 +68,7 @@ cdef unsigned char _PATH_CLASS[256]
 # Host bytes: 1 = [a-z0-9-], 2 = ".", 3 = [A-Z], 4 = ":", 0 = slow path.
 cdef unsigned char _HOST_CLASS[256]
 cdef const unsigned char* _ROOT = <const unsigned char*>"/"
+cdef object _ABSENT = object()
 cdef _Group _NO_GROUP
 _NO_GROUP.root = -1
 _NO_GROUP.default = -1
@@ -138,12 +137,22 @@ cdef inline Py_ssize_t _fast_path_len(const unsigned char* p, Py_ssize_t n) noex
             return -1
 
 
-cdef inline Py_ssize_t _walk(const _Node* nodes, const int32_t* dense, Py_ssize_t root,
+cdef inline const unsigned char* _label(const _Node* node,
+                                       const unsigned char* pool) noexcept nogil:
+    if node.label_len <= _INLINE:
+        return node.label
+    return pool + node.label_off
+
+
+cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts,
+                             const unsigned char* pool, Py_ssize_t root,
                              const unsigned char* p, Py_ssize_t n) noexcept nogil:
     # Payload index of the exact key == p, else of the longest prefix key k with p == k or
     # p starting with k + "/", else -1.
     cdef const _Node* node = nodes + root
-    cdef Py_ssize_t best = -1, i = 0, k, child
+    cdef const unsigned char* f
+    cdef const unsigned char* lab
+    cdef Py_ssize_t best = -1, i = 0, k, m, hi, mid, length, j
     cdef unsigned char c
     while True:
         if node.prefix >= 0 and (i == n or p[i] == 47):
@@ -153,22 +162,35 @@ cdef inline Py_ssize_t _walk(const _Node* nodes, const int32_t* dense, Py_ssize_
                 return node.exact
             return best
         c = p[i]
-        child = -1
-        if node.dense >= 0:
-            if node.lo <= c <= node.hi:
-                child = dense[node.dense + c - node.lo]
+        m = node.nchildren
+        f = firsts + node.first_child
+        k = 0
+        if m <= _SMALL:
+            while k < m and f[k] < c:
+                k += 1
         else:
-            for k in range(node.nchildren):
-                if node.firsts[k] >= c:
-                    if node.firsts[k] == c:
-                        child = node.first_child + k
-                    break
-        if child < 0:
+            hi = m
+            while k < hi:
+                mid = (k + hi) >> 1
+                if f[mid] < c:
+                    k = mid + 1
+                else:
+                    hi = mid
+        if k == m or f[k] != c:
             return best
-        node = nodes + child
-        if n - i < node.label_len or memcmp(node.label, p + i, node.label_len) != 0:
+        node = nodes + node.first_child + k
+        length = node.label_len
+        if n - i < length:
             return best
-        i += node.label_len
+        # The first byte matched in firsts.
+        if length <= _INLINE:
+            lab = node.label
+            for j in range(1, length):
+                if lab[j] != p[i + j]:
+                    return best
+        elif memcmp(pool + node.label_off, p + i, length) != 0:
+            return best
+        i += length
 
 
 cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
@@ -250,13 +272,13 @@ cdef class Matcher:
     cdef _Node* _nodes
     cdef void* _nodes_raw
     cdef unsigned char* _labels
-    cdef int32_t* _dense
+    cdef unsigned char* _firsts
     cdef unsigned char* _host_keys
     cdef _HostTable _exact_hosts
     cdef _HostTable _wild_hosts
     cdef _Group _hostless
     cdef Py_ssize_t _n_nodes
-    cdef Py_ssize_t _n_dense
+    cdef Py_ssize_t _n_labels
     cdef tuple _roots
     cdef tuple _payloads
     cdef object _default
@@ -265,7 +287,7 @@ cdef class Matcher:
         self._nodes = NULL
         self._nodes_raw = NULL
         self._labels = NULL
-        self._dense = NULL
+        self._firsts = NULL
         self._host_keys = NULL
         self._exact_hosts.entries = NULL
         self._exact_hosts.raw = NULL
@@ -276,7 +298,7 @@ cdef class Matcher:
     def __dealloc__(self):
         free(self._nodes_raw)
         free(self._labels)
-        free(self._dense)
+        free(self._firsts)
         free(self._host_keys)
         free(self._exact_hosts.raw)
         free(self._wild_hosts.raw)
@@ -287,34 +309,70 @@ cdef class Matcher:
         cdef list exact_hosts = []   # (key, root, default, index)
         cdef list wild_hosts = []
         cdef list roots = []
-        cdef Py_ssize_t i, j, lo, hi, depth, lcp
+        cdef list defaults = []      # (root, default payload or _ABSENT, host) per group
+        cdef list sk, stack, children
+        cdef Py_ssize_t i, j, lo, hi, depth, lcp, ni
         cdef int c
         cdef bytes key
         seen = set()
-        queue = deque()
         for index, (host, exact, prefix, group_default) in enumerate(groups):
             if host in seen:
                 raise ValueError(f"duplicate host group {host!r}")
             seen.add(host)
             # Keys that are not ASCII can never equal a canonical path: left out of the tree.
-            # keys: bytes -> [exact payload index, prefix payload index]
+            # keys: bytes -> [exact payload, prefix payload] (_ABSENT: none)
             keys = {}
             for path, payload in exact.items():
                 if path.isascii():
-                    keys.setdefault(path.encode("ascii"), [-1, -1])[0] = len(payloads)
-                    payloads.append(payload)
+                    keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[0] = payload
             for path, payload in prefix.items():
                 if path.isascii():
-                    keys.setdefault(path.encode("ascii"), [-1, -1])[1] = len(payloads)
-                    payloads.append(payload)
-            gdefault = -1
-            if group_default is not None:
-                gdefault = len(payloads)
-                payloads.append(group_default)
+                    keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[1] = payload
             root = len(rows)
             roots.append(root)
-            rows.append([b"", -1, -1, 0, 0])
-            queue.append((root, sorted(keys), keys, 0, len(keys), 0))
+            defaults.append((root, _ABSENT if group_default is None else group_default, host, index))
+            rows.append([b"", _ABSENT, _ABSENT, 0, 0])
+            # Depth first over children blocks: a node's children are contiguous (one block,
+            # right after the block of its previous sibling's subtree), and a path's nodes are
+            # near each other. A stack item is a node and the sorted keys it covers, sk[lo:hi],
+            # which all share sk[lo][:depth]; only sk[lo] can be exactly that long.
+            sk = sorted(keys)
+            stack = [(root, 0, len(sk), 0)]
+            while stack:
+                ni, lo, hi, depth = stack.pop()
+                row = rows[ni]
+                i = lo
+                if i < hi and len(<bytes>sk[i]) == depth:
+                    row[1], row[2] = keys[sk[i]]
+                    i += 1
+                row[3] = len(rows)
+                children = []
+                while i < hi:
+                    key = sk[i]
+                    c = key[depth]
+                    j = i + 1
+                    while j < hi and (<bytes>sk[j])[depth] == c:
+                        j += 1
+                    lcp = _lcp(key, sk[j - 1], depth)
+                    rows.append([key[depth:lcp], _ABSENT, _ABSENT, 0, 0])
+                    children.append((len(rows) - 1, i, j, lcp))
+                    row[4] += 1
+                    i = j
+                children.reverse()
+                stack.extend(children)
+        # Payloads in node order, so that one group's payload slots are adjacent too.
+        for row in rows:
+            for k in (1, 2):
+                if row[k] is _ABSENT:
+                    row[k] = -1
+                else:
+                    payloads.append(row[k])
+                    row[k] = len(payloads) - 1
+        for root, group_default, host, index in defaults:
+            gdefault = -1
+            if group_default is not _ABSENT:
+                gdefault = len(payloads)
+                payloads.append(group_default)
             if host is None:
                 self._hostless.root = root
                 self._hostless.default = gdefault
@@ -322,28 +380,6 @@ cdef class Matcher:
                 wild_hosts.append((host[2:].encode("utf-8", "surrogatepass"), root, gdefault, index))
             else:
                 exact_hosts.append((host.encode("utf-8", "surrogatepass"), root, gdefault, index))
-        # Breadth first, so that the children of a node are contiguous. A queue item is a node
-        # and the sorted keys it covers, sk[lo:hi], which all share sk[lo][:depth]; only sk[lo]
-        # can be exactly that long (keys are unique and sorted).
-        while queue:
-            ni, sk, keys, lo, hi, depth = queue.popleft()
-            row = rows[ni]
-            i = lo
-            if i < hi and len(<bytes>sk[i]) == depth:
-                row[1], row[2] = keys[sk[i]]
-                i += 1
-            row[3] = len(rows)
-            while i < hi:
-                key = sk[i]
-                c = key[depth]
-                j = i + 1
-                while j < hi and (<bytes>sk[j])[depth] == c:
-                    j += 1
-                lcp = _lcp(key, sk[j - 1], depth)
-                rows.append([key[depth:lcp], -1, -1, 0, 0])
-                queue.append((len(rows) - 1, sk, keys, i, j, lcp))
-                row[4] += 1
-                i = j
         self._build_nodes(rows)
         self._build_hosts(exact_hosts, wild_hosts)
         self._roots = tuple(roots)
@@ -361,52 +397,33 @@ cdef class Matcher:
         _host_table(&self._wild_hosts, wild_hosts, self._host_keys + exact_len)
 
     cdef _build_nodes(self, list rows):
-        cdef Py_ssize_t n = len(rows), i, k, off = 0
-        cdef int lo, hi
+        cdef Py_ssize_t n = len(rows), i, off = 0
         cdef _Node* node
-        cdef bytes arena = b"".join([row[0] for row in rows])
+        cdef bytes arena = b"".join([row[0] for row in rows if len(<bytes>row[0]) > _INLINE])
         cdef bytes label
         self._nodes = <_Node*>_aligned(&self._nodes_raw, max(n, 1) * sizeof(_Node))
         self._labels = <unsigned char*>malloc(max(len(arena), 1))
-        if self._nodes == NULL or self._labels == NULL:
+        self._firsts = <unsigned char*>malloc(max(n, 1))
+        if self._nodes == NULL or self._labels == NULL or self._firsts == NULL:
             raise MemoryError()
         memset(self._nodes, 0, max(n, 1) * sizeof(_Node))
         memcpy(self._labels, <const char*>arena, len(arena))
-        dense = []
         for i in range(n):
             label, exact, prefix, first_child, nchildren = rows[i]
             node = &self._nodes[i]
             node.label_len = len(label)
             if node.label_len <= _INLINE:
-                memcpy(node.inline_label, <const char*>label, node.label_len)
-                node.label = node.inline_label
+                memcpy(node.label, <const char*>label, node.label_len)
             else:
-                node.label = self._labels + off
-            off += len(label)
+                node.label_off = off
+                off += node.label_len
             node.exact = exact
             node.prefix = prefix
             node.first_child = first_child
             node.nchildren = nchildren
-            node.dense = -1
-            firsts = [(<bytes>rows[k][0])[0] for k in range(first_child, first_child + nchildren)]
-            if nchildren <= _SMALL:
-                for k in range(nchildren):
-                    node.firsts[k] = firsts[k]
-            else:
-                lo, hi = firsts[0], firsts[nchildren - 1]
-                node.dense = len(dense)
-                node.lo, node.hi = lo, hi
-                table = [-1] * (hi - lo + 1)
-                for k in range(nchildren):
-                    table[firsts[k] - lo] = first_child + k
-                dense.extend(table)
-        self._dense = <int32_t*>malloc(max(len(dense), 1) * sizeof(int32_t))
-        if self._dense == NULL:
-            raise MemoryError()
-        for i in range(len(dense)):
-            self._dense[i] = dense[i]
-        self._n_dense = len(dense)
+            self._firsts[i] = label[0] if label else 0
         self._n_nodes = n
+        self._n_labels = len(arena)
 
     cdef const _Group* _group_of(self, str host) except NULL:
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i, end, dot = -1
@@ -497,7 +514,7 @@ cdef class Matcher:
         g = self._group_of(host)
         if g.root < 0:
             return self._default
-        idx = _walk(self._nodes, self._dense, g.root, p, n)
+        idx = _walk(self._nodes, self._firsts, self._labels, g.root, p, n)
         if idx < 0:
             idx = g.default
             if idx < 0:
@@ -512,7 +529,15 @@ cdef class Matcher:
         seen = [0] * self._n_nodes
         npay = len(self._payloads)
         roots = set(self._roots)
+        # The node index where each node's group ends: a group's nodes are contiguous.
+        ends = list(self._roots[1:]) + [self._n_nodes]
+        group_end = [0] * self._n_nodes
+        for k in range(len(self._roots)):
+            for i in range(self._roots[k], ends[k]):
+                group_end[i] = ends[k]
         assert len(roots) == len(self._roots), "groups share a root"
+        assert list(self._roots) == sorted(roots), "groups out of order"
+        assert not self._roots or self._roots[0] == 0, "nodes before the first group"
         for which in range(2):
             t = &self._exact_hosts if which == 0 else &self._wild_hosts
             for k in range(t.mask + 1):
@@ -523,28 +548,23 @@ cdef class Matcher:
             node = &self._nodes[i]
             assert -1 <= node.exact < npay and -1 <= node.prefix < npay, f"node {i}: payload"
             assert node.first_child + node.nchildren <= self._n_nodes, f"node {i}: children"
+            if node.label_len > _INLINE:
+                assert 0 <= node.label_off <= self._n_labels - node.label_len, f"node {i}: label"
             if i in roots:
                 assert node.label_len == 0, f"root {i} has a label"
+                assert self._firsts[i] == 0, f"root {i}: first byte"
             else:
                 assert node.label_len > 0, f"node {i}: empty label"
+                assert self._firsts[i] == _label(node, self._labels)[0], f"node {i}: first byte"
                 # Compressed: a node without a payload exists only to branch.
                 assert node.exact >= 0 or node.prefix >= 0 or node.nchildren >= 2, (
                     f"node {i}: one child and no payload")
-            firsts = [self._nodes[k].label[0]
+            firsts = [self._firsts[k]
                       for k in range(node.first_child, node.first_child + node.nchildren)]
             assert firsts == sorted(set(firsts)), f"node {i}: children unsorted or duplicated"
-            if node.nchildren <= _SMALL:
-                assert node.dense < 0, f"node {i}: dense index for few children"
-                assert [node.firsts[k] for k in range(node.nchildren)] == firsts, (
-                    f"node {i}: first byte index")
-            else:
-                assert node.dense >= 0, f"node {i}: no dense index"
-                for c in range(256):
-                    k = self._dense[node.dense + c - node.lo] if node.lo <= c <= node.hi else -1
-                    expected = (node.first_child + firsts.index(c)) if c in firsts else -1
-                    assert k == expected, f"node {i}: dense index for byte {c}"
             for k in range(node.first_child, node.first_child + node.nchildren):
                 assert k not in roots and k > i, f"node {i}: child {k} out of order"
+                assert k < group_end[i], f"node {i}: child {k} in another group"
                 seen[k] += 1
         for i in range(self._n_nodes):
             assert seen[i] == (0 if i in roots else 1), f"node {i} reached {seen[i]} times"

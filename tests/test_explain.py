@@ -116,3 +116,34 @@ def test_python_dash_m(manifests: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok:")
+
+
+ENDPOINTS = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: home, namespace: prod}
+spec: {ports: [{name: http, port: 8080, targetPort: 9000}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: home-1, namespace: prod, labels: {kubernetes.io/service-name: home}}
+addressType: IPv4
+ports: [{name: http, port: 9000}]
+endpoints:
+- {addresses: [10.1.0.5], conditions: {ready: true}}
+- {addresses: [10.1.0.6], conditions: {ready: false}}
+"""
+
+
+def test_explain_shows_the_endpoint_the_router_picks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "all.yaml"
+    p.write_text(MANIFESTS + ENDPOINTS)
+    assert main(["explain", "-f", str(p), "-o", "json", "shop.example.test/"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # Port 8080 resolves through the Service to target port 9000; only the ready pod is chosen.
+    assert info["status"] == 200
+    assert info["decision"] == {"service": "home", "namespace": "prod", "port": 9000,
+                                "endpoint": "10.1.0.5:9000", "canary": False}
+    assert main(["explain", "-f", str(p), "shop.example.test/"]) == 0
+    assert "router picks main prod/home target port 9000, endpoint 10.1.0.5:9000" in capsys.readouterr().out

@@ -27,6 +27,7 @@ cdef extern from "Python.h":
     int PyUnicode_KIND(object)
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
+    bint PyUnicode_IS_ASCII(object)
 
 # Children found by a linear scan of their first bytes up to this many, by bisection above.
 DEF _SMALL = 8
@@ -182,15 +183,27 @@ cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts,
         length = node.label_len
         if n - i < length:
             return best
-        # The first byte matched in firsts.
-        if length <= _INLINE:
-            lab = node.label
-            for j in range(1, length):
-                if lab[j] != p[i + j]:
-                    return best
-        elif memcmp(pool + node.label_off, p + i, length) != 0:
+        # (The first byte matched in firsts.)
+        if not _eq(_label(node, pool) + 1, p + i + 1, length - 1):
             return best
         i += length
+
+
+cdef inline bint _eq(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    # memcmp(a, b, n) == 0 inline: host keys and labels are short, a libc call costs more.
+    cdef uint64_t x, y
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&x, a + i, 8)
+        memcpy(&y, b + i, 8)
+        if x != y:
+            return False
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return False
+        i += 1
+    return True
 
 
 cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
@@ -219,7 +232,7 @@ cdef inline const _HostEntry* _host_find(const _HostTable* t, const unsigned cha
         e = t.entries + i
         if e.group.root < 0:
             return NULL
-        if e.hash == h and e.len == n and memcmp(e.key, s, n) == 0:
+        if e.hash == h and e.len == n and _eq(e.key, s, n):
             return e
         i = (i + 1) & t.mask
 
@@ -426,6 +439,7 @@ cdef class Matcher:
         self._n_labels = len(arena)
 
     cdef const _Group* _group_of(self, str host) except NULL:
+        cdef const _HostEntry* e
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i, end, dot = -1
         cdef const unsigned char* h
         cdef unsigned char buf[_HOST_MAX]
@@ -435,9 +449,15 @@ cdef class Matcher:
         if n == 0:
             return &self._hostless
         if PyUnicode_KIND(host) == 1 and n <= _HOST_MAX:
+            h = <const unsigned char*>PyUnicode_DATA(host)
+            # A rule host is normalised (lower case, no port, no trailing dot), so an ASCII
+            # raw host equal to one is already normalised: try it before scanning.
+            if PyUnicode_IS_ASCII(host):
+                e = _host_find(&self._exact_hosts, h, n)
+                if e != NULL:
+                    return &e.group
             # Fast path: lower-case ASCII letters, cut ":port", strip one trailing dot, in
             # one scan; anything else ("[", non-ASCII, odd bytes) goes to normalize_host.
-            h = <const unsigned char*>PyUnicode_DATA(host)
             end = n
             for i in range(n):
                 k = _HOST_CLASS[h[i]]

@@ -78,16 +78,27 @@ class Client:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.conn = h11.Connection(h11.CLIENT)
+        self._target: tuple[int, ssl.SSLContext | None, str | None] | None = None
 
     @classmethod
     async def open(cls, port: int, *, tls: ssl.SSLContext | None = None, sni: str | None = None) -> Client:
         r, w = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname=sni if tls else None)
-        return cls(r, w)
+        client = cls(r, w)
+        client._target = (port, tls, sni)
+        return client
 
     async def get(self, host: str, path: str = "/", headers: Sequence[tuple[str, str]] = (),
                   method: str = "GET", body: bytes = b"") -> Resp:
         if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
             self.conn.start_next_cycle()
+        elif h11.MUST_CLOSE in (self.conn.our_state, self.conn.their_state) and self._target:
+            # The server said "Connection: close" (keep-alive-requests reached): reconnect, as a
+            # real client does.
+            await self.close()
+            port, tls, sni = self._target
+            self.reader, self.writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=tls, server_hostname=sni if tls else None)
+            self.conn = h11.Connection(h11.CLIENT)
         hdrs = [("Host", host), *headers]
         if body:
             hdrs.append(("Content-Length", str(len(body))))

@@ -210,6 +210,48 @@ def test_hash_ring_shape() -> None:
     assert ring.lookup_skipping(0, {0, 1}) == -1
 
 
+@given(st.integers(1, 40), st.lists(st.integers(1, 3), min_size=40, max_size=40),
+       st.lists(st.integers(0, 2**32 - 1), max_size=50))
+def test_hash_ring_bucket_table_agrees_with_bisect(n: int, weights: list[int],
+                                                   extra: list[int]) -> None:
+    """``lookup``'s one-byte table answers exactly as bisecting the points would, including
+    at, just before and just after every point and at both ends of the circle."""
+    from bisect import bisect_left
+
+    ring = HashRing([member_id(f"10.0.{i // 250}.{i % 250}", 80) for i in range(n)],
+                    weights[:n] if n % 2 else None)
+    assert ring.table == b""  # built on demand
+    assert ring.build_table() is ring.table and len(ring.table) == 1 << (32 - ring.shift)
+    pts = ring.points[:-1]
+    probes = [0, 2**32 - 1, *extra, *pts, *(p + 1 for p in pts), *(p - 1 for p in pts if p)]
+    probes += range(0, 2**32, 2**32 // 2000)
+    for h in probes:
+        assert ring.lookup(h) == ring.owners[bisect_left(ring.points, h)], h
+
+
+def test_hash_ring_points_as_sorted_pairs() -> None:
+    """The packed-int sort orders points exactly as sorting (point, member index) pairs."""
+    import hashlib
+    import struct
+
+    for members, weights in ((["a", "b", "c"], None), ([str(i) for i in range(300)], None),
+                             (["x", "y"], [3, 1])):
+        pairs = []
+        for idx, name in enumerate(members):
+            count = 160 * (weights[idx] if weights else 1)
+            data = hashlib.shake_128(name.encode()).digest(4 * count)
+            pairs += [(p, idx) for p in struct.unpack(f"<{count}I", data)]
+        pairs.sort()
+        ring = HashRing(members, weights)
+        assert ring.points[:-1] == [p for p, _ in pairs]
+        assert ring.owners[:-1] == [o for _, o in pairs]
+
+
+def test_hash_ring_without_table_for_many_members() -> None:
+    ring = HashRing([str(i) for i in range(300)])
+    assert ring.build_table() == b"" and 0 <= ring.lookup(12345) < 300
+
+
 @given(st.integers(1, 12))
 def test_consistent_hash_movement_when_one_endpoint_is_added(n: int) -> None:
     old = [member_id(f"10.0.0.{i}", 80) for i in range(n)]

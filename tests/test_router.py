@@ -129,6 +129,66 @@ def test_consistent_hash_annotation() -> None:
     assert spread == {(ip, 8080) for ip in MAIN_IPS}
 
 
+@pytest.mark.parametrize("hash_by", ["$http_x_user", "$remote_addr", "$uri", "$host$uri"])
+def test_consistent_hash_fast_paths_agree_with_the_balancer(hash_by: str) -> None:
+    """The request path reads some keys inline (h11 header bytes, client_ip, path) and uses a
+    bucket table; every answer must equal the balancer's own pick for the same request."""
+    h11 = pytest.importorskip("h11")
+    r = web({P + "upstream-hash-by": hash_by}, main_ips=[f"10.0.0.{i}" for i in range(1, 8)])
+    values: list[bytes] = [f"user{i}".encode() for i in range(150)]
+    values += [b"caf\xe9", b"\xff\xfe", b"", b"a b"]
+    for i, v in enumerate(values):
+        raw = [("Host", "a.test"), ("X-User", v), ("X-User", b"second")]
+        for hd in (h11.Request(method="GET", target="/", headers=raw).headers,
+                   [(k.lower().encode() if isinstance(k, str) else k, v2) for k, v2 in raw],
+                   {"X-User": v.decode("latin-1")}):
+            ip, path = f"192.0.2.{i % 250}", f"/app/{i}"
+            d = r.route("GET", "a.test", path, hd, ip)  # type: ignore[arg-type]
+            assert d is not None
+            ctx = RequestContext("GET", "a.test", path, hd, ip)  # type: ignore[arg-type]
+            want = d.handle.balancer.pick(ctx, d.handle.eps, ())
+            assert d.endpoint == d.handle.eps.endpoints[want], (hash_by, v, hd)
+    absent = r.route("GET", "a.test", "/app", h11.Request(method="GET", target="/",
+                                                          headers=[("Host", "a.test")]).headers)
+    assert absent is not None and absent.endpoint is not None
+
+
+def test_canary_header_inline_check_agrees_with_every_header_form() -> None:
+    h11 = pytest.importorskip("h11")
+    for ann, cases in (
+        ({P + "canary-by-header": "X-Canary"},
+         [("always", True), ("never", False), ("other", None), (None, None)]),
+        ({P + "canary-by-header": "X-Canary", P + "canary-by-header-value": "yes"},
+         [("yes", True), ("never", None), ("always", None), (None, None)]),
+    ):
+        # weight 0: a request the header does not decide stays on the main side
+        r = web(canary_ann=ann)
+        for value, want in cases:
+            raw = [("Host", "a.test")] + ([("X-Canary", value), ("X-Canary", "always")]
+                                          if value is not None else [])
+            for hd in (h11.Request(method="GET", target="/", headers=raw).headers, raw,
+                       dict(raw[:2])):  # a mapping holds one value: the first
+                d = r.route("GET", "a.test", "/app", hd)  # type: ignore[arg-type]
+                assert d is not None and d.canary is bool(want), (ann, value, hd)
+
+
+def test_round_robin_retries_continue_the_cycle_and_rebuilds_stay_even() -> None:
+    r = web()
+    d = r.route("GET", "a.test", "/app")
+    assert d is not None and d.endpoint == ("10.0.0.1", 8080)
+    # The retry takes the cycle's next endpoint, and the next request the one after it.
+    assert r.next_endpoint(d, {d.endpoint}) == ("10.0.0.2", 8080)
+    assert eps_of(r.route("GET", "a.test", "/app")) == ("10.0.0.3", 8080)
+    assert r.next_endpoint(d, {(ip, 8080) for ip in MAIN_IPS}) is None
+    # After an endpoint change the cycle is still strict over every window of N requests.
+    ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    r.update(resources(ingress("web", [("a.test", "/app", "Prefix", "main", 80)]),
+                       *simple_backend("main", ips)))
+    seq = [eps_of(r.route("GET", "a.test", "/app")) for _ in range(12)]
+    for k in range(len(seq) - 3):
+        assert len(set(seq[k:k + 4])) == 4
+
+
 def test_hash_by_request_uri_uses_query() -> None:
     r = web({P + "upstream-hash-by": "$request_uri"})
     a = {eps_of(r.route("GET", "a.test", "/app", query=f"q={i}")) for i in range(100)}

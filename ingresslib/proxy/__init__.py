@@ -1,7 +1,11 @@
-"""The sans-IO reverse-proxy core (no socket, asyncio, ssl or logging handlers).
+"""The sans-IO reverse-proxy core (no socket, asyncio, ssl or logging handlers), and the asyncio
+server that drives it (``ProxyServer``, imported on first use so the core stays importable
+without asyncio).
 
 See ``API.md`` in this folder for the driver's contract.
 """
+
+from typing import Any
 
 from ._actions import (
     Action,
@@ -30,6 +34,7 @@ __all__ = [
     "OpenUpstream",
     "Proxy",
     "ProxyError",
+    "ProxyServer",
     "ProxySettings",
     "RemoteProxyError",
     "RequestDone",
@@ -41,3 +46,12 @@ __all__ = [
     "TimerKind",
     "TunnelEstablished",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ProxyServer", "UpstreamPool"):
+        # Lazy: the asyncio server is not part of the sans-IO core.
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}._server"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -84,8 +84,9 @@ def render_text(info: dict[str, Any]) -> str:
     d = info.get("decision")
     if d is not None:
         ep = d["endpoint"] or "none ready (503)"
+        port = d["port"] if d["port"] is not None else "unknown (no such Service or port in the manifests)"
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
-                     f" target port {d['port']}, endpoint {ep}")
+                     f" target port {port}, endpoint {ep}")
     return "\n".join(lines)
 
 

@@ -163,9 +163,9 @@ class _RequestCollector(Collector):
             # From the start of the request: the record has no connect-begin time.
             put(_CONNECT, max(connected - start, 0.0))
             put(_RESPONSE, max(r.end - connected, 0.0))
-        first = r.upstream_first_byte
-        if first is not None:
-            v = max(first - start, 0.0)
+        latency = r.upstream_latency
+        if latency is not None:
+            v = max(latency, 0.0)
             put(_HEADER, v)
             lat = self.latency.get(lat_key)
             if lat is None:

@@ -585,11 +585,18 @@ class Router:
         eps = b.eps.endpoints
         if not eps:
             return None
-        cyc = b.cycle
-        if cyc is not None:
-            # Round-robin: continue the request path's cycle (one cycle per backend).
-            for _ in range(len(eps)):
-                ep = next(cyc).endpoint
+        if b.cycle is not None:
+            # Round-robin: a retry must not move the shared cycle, or every request would start
+            # on the same failing endpoint (each failure pushing the cursor past its healthy
+            # successor). Walk the list from the endpoint after the first one this request tried.
+            n = len(eps)
+            start = 0
+            for j, ep in enumerate(eps):
+                if ep in tried:
+                    start = j + 1
+                    break
+            for k in range(n):
+                ep = eps[(start + k) % n]
                 if ep not in tried:
                     return ep
             return None

@@ -38,18 +38,11 @@ def build_router(
     res: Resources, *, ingress_class: str | None, controller: str | None,
     load_balance: str | None = None, seed: int | None = None,
 ) -> Any:
-    """A new Router for ``res``; ``load_balance`` is passed when the Router accepts it."""
+    """A new Router for ``res`` (``load_balance`` from the ConfigMap, default round-robin)."""
     from ._router import Router
 
-    kw: dict[str, Any] = {"ingress_class": ingress_class, "controller": controller, "seed": seed}
-    if load_balance is not None:
-        import inspect
-
-        if "load_balance" in inspect.signature(Router).parameters:
-            kw["load_balance"] = load_balance
-        else:
-            _log.warning("load-balance %r: not supported by this Router, ignored", load_balance)
-    return Router(res, **kw)
+    return Router(res, ingress_class=ingress_class, controller=controller, seed=seed,
+                  load_balance=load_balance or "round_robin")
 
 
 def _served(res: Resources, ingress_class: str | None, controller: str | None) -> list[Any]:

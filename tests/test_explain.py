@@ -71,6 +71,8 @@ def test_explain_text(manifests: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "Ingress prod/shop, rule host shop.example.test, Prefix '/cart'" in out
     assert "backend service prod/cart:http" in out
     assert "canary: Ingress prod/shop-canary -> service prod/cart-v2:80" in out
+    # No Service in these manifests: said plainly, not "port None".
+    assert "target port unknown (no such Service or port in the manifests), endpoint none ready (503)" in out
 
 
 def test_explain_json(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:

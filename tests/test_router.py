@@ -172,13 +172,19 @@ def test_canary_header_inline_check_agrees_with_every_header_form() -> None:
                 assert d is not None and d.canary is bool(want), (ann, value, hd)
 
 
-def test_round_robin_retries_continue_the_cycle_and_rebuilds_stay_even() -> None:
+def test_round_robin_retries_leave_the_cycle_alone_and_rebuilds_stay_even() -> None:
     r = web()
     d = r.route("GET", "a.test", "/app")
     assert d is not None and d.endpoint == ("10.0.0.1", 8080)
-    # The retry takes the cycle's next endpoint, and the next request the one after it.
+    # The retry takes the endpoint after the failed one without moving the shared cycle:
+    # regression for a failing first endpoint being every request's first try.
     assert r.next_endpoint(d, {d.endpoint}) == ("10.0.0.2", 8080)
+    assert eps_of(r.route("GET", "a.test", "/app")) == ("10.0.0.2", 8080)
     assert eps_of(r.route("GET", "a.test", "/app")) == ("10.0.0.3", 8080)
+    d3 = r.route("GET", "a.test", "/app")
+    assert eps_of(d3) == ("10.0.0.1", 8080)
+    assert d3 is not None and r.next_endpoint(d3, {("10.0.0.3", 8080), ("10.0.0.1", 8080)}) == (
+        "10.0.0.2", 8080)
     assert r.next_endpoint(d, {(ip, 8080) for ip in MAIN_IPS}) is None
     # After an endpoint change the cycle is still strict over every window of N requests.
     ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]

@@ -522,6 +522,20 @@ def _insecure_client_context() -> ssl.SSLContext:
 # --- the server --------------------------------------------------------------------------------
 
 
+def _with_load_balance(router: Any, load_balance: str) -> Any:
+    from .._config import LOAD_BALANCE
+    from .._router import Router
+
+    if load_balance not in LOAD_BALANCE:
+        raise ValueError(f"load_balance {load_balance!r}: expected one of {', '.join(LOAD_BALANCE)}")
+    if not isinstance(router, Router):
+        raise TypeError("load_balance needs an ingresslib Router (pass it to your router instead)")
+    if router.load_balance == load_balance:
+        return router
+    return Router(router.resources, ingress_class=router.ingress_class, controller=router.controller,
+                  seed=router.seed, load_balance=load_balance, canary_random=router.canary_random)
+
+
 class ProxyServer:
     """HTTP (and HTTPS) listeners in front of a router.
 
@@ -553,9 +567,14 @@ class ProxyServer:
     ) -> None:
         from ._connection import Proxy  # the core; imported here so the module loads alone
 
+        load_balance = overrides.pop("load_balance", None)
         unknown = set(overrides) - ProxySettings.field_names()
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        if load_balance is not None:
+            # The ConfigMap's `load-balance` belongs to the router (the default balancer of
+            # every backend): an ingresslib Router is rebuilt with it, as `serve --config` does.
+            router = _with_load_balance(router, load_balance)
         settings = replace(settings or ProxySettings(), **overrides)
         self.loop = loop or asyncio.get_running_loop()
         self.cert_store = cert_store

@@ -127,7 +127,7 @@ def access_fields(
         "remote_addr": record.client_ip,
         "remote_user": None,
         "time_local": _time_local(now, tz),
-        "request": f"{record.method} {record.path}{query} HTTP/{record.http_version}",
+        "request": _request_line(record, query),
         "status": record.status,
         # $body_bytes_sent excludes the response head; the record counts all bytes unless the
         # core provides ``body_bytes_out``.
@@ -153,6 +153,16 @@ def access_fields(
         "path": record.rule_path,
         "canary": record.canary,
     }
+
+
+def _request_line(record: RequestRecord, query: str) -> str | None:
+    """nginx ``$request``. A request refused before its request line was parsed has no method
+    and no path: nginx logs ``"-"`` then (None here, printed ``-``), never ``"  HTTP/1.1"``; a
+    part that alone is missing is ``-``."""
+    method, path = record.method, record.path
+    if not method and not path:
+        return None
+    return f"{method or '-'} {path or '-'}{query} HTTP/{record.http_version}"
 
 
 def _addr(host: str, port: int) -> str:

@@ -140,16 +140,16 @@ def _load_balance(v: str) -> str:
 
 
 def _header_buffers(v: str) -> dict[str, Any]:
-    # nginx ``large_client_header_buffers number size``: a request line or one header line must
-    # fit one buffer (else 414 / 431), all of them together must fit ``number`` buffers.
-    parts = v.split()
-    if len(parts) != 2:
-        raise _Bad('must be "<number> <size>", such as "4 8k"')
-    n, size = _int(parts[0]), _size(parts[1])
-    if n < 1 or size < 1:
-        raise _Bad("number and size must be positive")
-    return {"large_client_header_buffers": " ".join(parts), "max_request_line": size,
-            "max_header_line": size, "max_headers_size": n * size}
+    # One parser for the ConfigMap and the keyword argument (ProxySettings derives the same
+    # limits from large_client_header_buffers).
+    from .proxy._settings import parse_header_buffers
+
+    try:
+        line, header, total = parse_header_buffers(v)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    return {"large_client_header_buffers": " ".join(v.split()), "max_request_line": line,
+            "max_header_line": header, "max_headers_size": total}
 
 
 # Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).

@@ -62,6 +62,30 @@ def test_default_line_is_byte_exact(captured: io.StringIO) -> None:
     assert captured.getvalue() == LINE + "\n"
 
 
+def test_request_refused_before_parsing_logs_dash_not_empty_method_and_path() -> None:
+    # Review item 5: nginx logs "-" for a $request it never parsed, never "  HTTP/1.1".
+    r = rec(method="", path="", query=None, status=400, bytes_out=16, upstreams=(),
+            upstream_status=None, upstream_statuses=(), upstream_connect=None,
+            upstream_first_byte=None, request_id=None, user_agent=None, service=None,
+            namespace=None, ingress=None, rule_path=None, bytes_in=0, end=100.0)
+    f = access_fields(r, NOW, UTC)
+    assert f["request"] is None
+    assert format_line(f) == ('192.0.2.1 - - [21/Nov/2026:13:25:42 +0000] "-" 400 16 "-" "-" 0 '
+                              '0.000 [upstream-default-backend] [] - - - - -')
+    assert json.loads(AccessLogFormatter("json").format(logging.makeLogRecord(
+        {"access": f})))["request"] is None
+    assert access_fields(rec(path=""), NOW, UTC)["request"] == "GET -?x=1 HTTP/1.1"
+    assert access_fields(rec(method=""), NOW, UTC)["request"] == "- /api/users/7?x=1 HTTP/1.1"
+
+
+def test_request_refused_by_the_core_is_logged_with_dash() -> None:
+    from _proxy_harness import ProxyPair
+
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\nHost: example.test\r\nX-A: a\x01b\r\n\r\n")
+    assert '"-" 400 ' in format_line(access_fields(pair.records[0], NOW, UTC))
+
+
 def test_time_local_uses_the_zone_and_english_months() -> None:
     tz = datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))
     f = access_fields(rec(), NOW, tz)

@@ -74,6 +74,25 @@ def test_underscores_kept_when_enabled() -> None:
     assert header(upstream_head(pair), b"x_name") == [b"v"]
 
 
+def test_underscore_spellings_of_dropped_and_proxy_headers_never_pass() -> None:
+    # Review item 4: CGI/WSGI backends read X_Forwarded_For and X-Forwarded-For both as
+    # HTTP_X_FORWARDED_FOR; with underscores enabled the client could spoof the proxy's headers.
+    pair = ProxyPair(settings=ProxySettings(enable_underscores_in_headers=True))
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X_Forwarded_For: 1.2.3.4\r\nX_Real_IP: 1.2.3.4\r\n"
+              b"X_Forwarded_Proto: https\r\nx_forwarded_host: evil\r\nX_Request_ID: spoof\r\n"
+              b"Transfer_Encoding: chunked\r\nContent_Length: 5\r\nProxy_Connection: x\r\n"
+              b"Connection: X-Secret\r\nX_Secret: s\r\nX_Keep: yes\r\n\r\n")
+    assert bytes(pair.upstreams[0].raw) == b"GET / HTTP/1.1\r\nHost: example.test\r\n" \
+        b"X_Keep: yes\r\n" + FORWARDED_TAIL
+
+
+def test_underscore_spelling_of_a_custom_forwarded_for_header_is_dropped() -> None:
+    s = ProxySettings(enable_underscores_in_headers=True, forwarded_for_header="X-Client-IP")
+    pair = ProxyPair(settings=s)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X_Client_IP: 6.6.6.6\r\n\r\n")
+    assert header(upstream_head(pair), b"x_client_ip") == []
+
+
 def test_canonical_path_is_routed_and_forwarded_query_untouched() -> None:
     pair = ProxyPair()
     pair.send(b"GET /a//b/./c/../%7Ed?q=%2e%2e/../x HTTP/1.1\r\n" + H + b"\r\n")
@@ -179,6 +198,40 @@ def test_request_id_passthrough_and_generated() -> None:
     pair = ProxyPair(settings=ProxySettings(generate_request_id=False))
     pair.send(GET)
     assert header(upstream_head(pair), b"x-request-id") == []
+
+
+@pytest.mark.parametrize("value", [b"", b"   ", b"a b", b"a\"b", b"a,b", b"<script>", b"x" * 201,
+                                   b"\xc3\xa9"])
+def test_request_id_empty_or_not_a_token_is_replaced(value: bytes) -> None:
+    # Review item 3: empty/whitespace is absent (ingress-nginx maps "" to $request_id); only
+    # 1-200 chars of [A-Za-z0-9._~:+/=-] pass, anything else gets a generated id.
+    pair = ProxyPair()
+    pair.send(b"GET /a?x=1 HTTP/1.1\r\n" + H + b"X-Request-ID: " + value + b"\r\n\r\n")
+    assert bytes(pair.upstreams[0].raw) == b"GET /a?x=1 HTTP/1.1\r\nHost: example.test\r\n" + \
+        FORWARDED_TAIL
+    assert pair.records[0].request_id == RID.decode()
+    pair = ProxyPair(settings=ProxySettings(generate_request_id=False))
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Request-ID: " + value + b"\r\n\r\n")
+    assert header(upstream_head(pair), b"x-request-id") == []
+    assert pair.records[0].request_id is None
+
+
+@pytest.mark.parametrize("value", [b"a", b"x" * 200, b"Root=1-5759e988-bd862e3fe1be46a994272793",
+                                   b"abc.DEF_~:+/=-09"])
+def test_request_id_token_is_passed_through(value: bytes) -> None:
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Request-ID: " + value + b"\r\n"
+              b"X-Request-ID: second\r\n\r\n")
+    assert header(upstream_head(pair), b"x-request-id") == [value]
+    assert pair.records[0].request_id == value.decode()
+
+
+def test_first_request_id_decides_even_when_it_is_invalid() -> None:
+    # nginx's $http_x_request_id is the first header: a bad first one is not rescued by a later
+    # one (the client chose it), a fresh id is generated.
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-Request-ID:\r\nX-Request-ID: later\r\n\r\n")
+    assert header(upstream_head(pair), b"x-request-id") == [RID]
 
 
 # ---------------------------------------------------------------------- statuses
@@ -298,6 +351,10 @@ BAD_UPSTREAM = [
     ("conflicting CL", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
     ("TE not chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nab"),
     ("obs-fold", b"HTTP/1.1 200 OK\r\nX: a\r\n b\x00\r\nContent-Length: 0\r\n\r\n"),
+    # Review item 2: h11 passes CTLs other than NUL; they must not reach the client.
+    ("CTL in header value", b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n"),
+    ("ESC in header value", b"HTTP/1.1 200 OK\r\nX-A: \x1b[31mred\r\nContent-Length: 0\r\n\r\n"),
+    ("DEL in header value", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\x7f\r\n\r\n"),
 ]
 
 
@@ -539,6 +596,23 @@ def test_websocket_tunnel_after_101() -> None:
     pair.eof()
     assert pair.records[0].status == 101 and pair.closed
     assert pair.closes[-1].reuse is False
+
+
+def test_websocket_101_with_control_character_in_a_header_is_502() -> None:
+    # Review item 2 for the 101 path, which does not go through the normal response head.
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        return Reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nX-A: \x1b[2J\r\n\r\n")
+
+    pair = ProxyPair(app=app)
+    out = pair.send(WS)
+    assert status_of(out) == 502 and pair.tunnels == []
+    assert b"\x1b" not in out
+
+
+def test_tab_in_upstream_header_value_is_forwarded_byte_exact() -> None:
+    pair = ProxyPair(app=lambda r, b, u: ok(b"x", b"X-A: a\tb\r\n"))
+    assert pair.send(GET) == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: a\tb\r\n\r\nx"
 
 
 def test_websocket_refused_by_upstream_is_a_plain_response() -> None:

@@ -48,6 +48,14 @@ HOSTILE: list[tuple[str, bytes, int]] = [
     ("obs-fold tab", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\r\n\tb\r\n\r\n", 400),
     ("space in header name", b"GET / HTTP/1.1\r\n" + H + b"X A: a\r\n\r\n", 400),
     ("NUL in header value", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
+    # RFC 9110 §5.5: CTLs are not field-vchar; h11 lets all but NUL through (review item 2:
+    # these reached the backend and its logs/terminals).
+    ("CTL and ESC in header value", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x01b\x1b[31m\r\n\r\n",
+     400),
+    ("DEL in X-Request-ID", b"GET / HTTP/1.1\r\n" + H + b"X-Request-ID: \x7fzz\r\n\r\n", 400),
+    ("form feed in header value", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x0cb\r\n\r\n", 400),
+    ("unit separator in Host", b"GET / HTTP/1.1\r\nHost: example.test\x1f\r\n\r\n", 400),
+    ("DEL in request target", b"GET /a\x7f HTTP/1.1\r\n" + H + b"\r\n", 400),
     # --- versions and methods -------------------------------------------------------------
     ("HTTP/2.0 over h1", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 400),
     ("HTTP/1.2", b"GET / HTTP/1.2\r\n" + H + b"\r\n", 400),
@@ -250,3 +258,25 @@ def test_pipeline_limit_while_busy() -> None:
     assert not pair.closed
     pair.send(b"x" * (1024 * 1024 + 1))
     assert pair.closed
+
+
+def test_tab_in_header_value_is_forwarded_byte_exact() -> None:
+    # HTAB is OWS/field content (RFC 9110 §5.5): the CTL check must not refuse it.
+    pair = ProxyPair()
+    out = pair.send(b"GET / HTTP/1.1\r\n" + H + b"X-A: a\tb\r\n\r\n")
+    assert status_of(out) == 200
+    assert bytes(pair.upstreams[0].raw).startswith(
+        b"GET / HTTP/1.1\r\nHost: example.test\r\nX-A: a\tb\r\nx-request-id: ")
+
+
+def test_large_client_header_buffers_keyword_is_enforced_on_the_wire() -> None:
+    # Review item 1: the nginx-style setting alone must move the 431 limit both ways.
+    line = b"X-Big: " + b"a" * 10000 + b"\r\n"
+    raw = b"GET / HTTP/1.1\r\n" + H + line + b"\r\n"
+    assert status_of(ProxyPair().send(raw)) == 431
+    pair = ProxyPair(settings=ProxySettings(large_client_header_buffers="4 16k"))
+    assert status_of(pair.send(raw)) == 200
+    assert line in pair.upstream_bytes
+    small = ProxyPair(settings=ProxySettings(large_client_header_buffers="4 1k"))
+    out = small.send(b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 2000 + b"\r\n\r\n")
+    assert status_of(out) == 431 and small.closed and small.upstream_bytes == b""

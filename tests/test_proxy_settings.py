@@ -43,3 +43,60 @@ def test_errors_split_at_the_trust_boundary() -> None:
         ProxyError("x")
     assert RemoteProxyError("x", 431).status_hint == 431
     assert isinstance(LocalProxyError("x"), ProxyError)
+
+
+# --- large_client_header_buffers (review item: the keyword was accepted but did nothing) --------
+def test_large_client_header_buffers_alone_sets_the_enforced_limits() -> None:
+    # CONTRACT: "The same settings are keyword arguments of the Python server API": the nginx
+    # value alone must change the three limits that check_raw_head enforces.
+    s = ProxySettings(large_client_header_buffers="4 16k")
+    assert (s.max_request_line, s.max_header_line, s.max_headers_size) == (16384, 16384, 65536)
+    s = dataclasses.replace(ProxySettings(), large_client_header_buffers="2 1K")
+    assert (s.max_request_line, s.max_header_line, s.max_headers_size) == (1024, 1024, 2048)
+
+
+def test_large_client_header_buffers_via_proxy_server_keyword() -> None:
+    import asyncio
+
+    from ingresslib.proxy import ProxyServer
+
+    from _proxy_harness import FakeRouter, Route
+
+    async def build() -> ProxySettings:
+        return ProxyServer(FakeRouter([Route()]), large_client_header_buffers="4 16k").settings
+
+    s = asyncio.run(build())
+    assert (s.max_request_line, s.max_header_line, s.max_headers_size) == (16384, 16384, 65536)
+
+
+def test_explicit_limits_win_over_large_client_header_buffers() -> None:
+    s = ProxySettings(large_client_header_buffers="4 16k", max_header_line=1000)
+    assert (s.max_request_line, s.max_header_line, s.max_headers_size) == (8192, 1000, 32768)
+    # The default value derives nothing: the defaults stay what they are.
+    assert ProxySettings(max_request_line=100).max_request_line == 100
+
+
+@pytest.mark.parametrize("bad", ["4", "x 8k", "0 8k", "4 0", "4 8q", "-1 8k", "4 8k 8k", ""])
+def test_invalid_large_client_header_buffers_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="large_client_header_buffers"):
+        ProxySettings(large_client_header_buffers=bad)
+
+
+@pytest.mark.parametrize("value", ["4 8k", "4 16k", "2 1K", "8 1m", "+2 512", "1 1g", "x 8k",
+                                   "0 8k", "4 8q", "4", "-1 8k"])
+def test_parse_header_buffers_agrees_with_the_configmap_parser(value: str) -> None:
+    # Guards the two parsers of the one nginx syntax against drifting apart (``_config`` may
+    # reuse ``parse_header_buffers``): same accepted values, same limits.
+    from ingresslib import _config
+    from ingresslib.proxy._settings import parse_header_buffers
+
+    try:
+        want = _config._header_buffers(value)
+    except _config._Bad:
+        with pytest.raises(ValueError):
+            parse_header_buffers(value)
+        return
+    assert parse_header_buffers(value) == (
+        want["max_request_line"], want["max_header_line"], want["max_headers_size"])
+    cfg = _config.parse_config_data({"large-client-header-buffers": value}).settings
+    assert cfg.max_headers_size == want["max_headers_size"]

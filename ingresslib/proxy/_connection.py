@@ -75,6 +75,8 @@ from ._headers import (
     check_partial_head,
     check_raw_head,
     client_ip_from_chain,
+    has_control,
+    valid_request_id,
 )
 from ._settings import ProxySettings
 
@@ -106,6 +108,9 @@ _HTTP_CONDITIONS = {code: f"http_{code}" for code in (403, 404, 429, 500, 502, 5
 _ACME = "/.well-known/acme-challenge/"
 _CONNECTION_CLOSE = (b"connection", b"connection", b"close")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: With ``enable-underscores-in-headers``, names that CGI/WSGI backends (``HTTP_X_FORWARDED_FOR``)
+#: cannot tell from a header the proxy drops or writes itself once ``_`` is read as ``-``.
+_UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"}
 
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
@@ -1017,6 +1022,7 @@ class ClientConnection:
         incoming_ff: list[bytes] = []
         fwd: dict[bytes, bytes] = {}
         request_id: bytes | None = None
+        first_request_id = True
         length: bytes | None = None
         chunked = False
         for raw, name, value in event.headers._full_items:
@@ -1036,11 +1042,21 @@ class ClientConnection:
                 continue
             if named and name in named:
                 continue
-            if drop_underscore and b"_" in name:
-                continue
+            if b"_" in name:
+                if drop_underscore:
+                    continue
+                # X_Forwarded_For and X-Forwarded-For are both HTTP_X_FORWARDED_FOR to a
+                # CGI/WSGI backend: a spelling of a dropped or proxy-written header is dropped.
+                alias = name.replace(b"_", b"-")
+                if alias in _UNDERSCORE_SHADOWED or alias == ff_name or (named and alias in named):
+                    continue
             if name == b"x-request-id":
-                if request_id is None:
-                    request_id = value
+                # nginx's $http_x_request_id is the first such header; ingress-nginx maps an
+                # empty one to a generated $request_id. Only an opaque token is passed through.
+                if first_request_id:
+                    first_request_id = False
+                    if valid_request_id(value):
+                        request_id = value
                 continue
             if name == b"host":
                 hosts.append(b"%s: %s\r\n" % (raw, value))
@@ -1286,11 +1302,18 @@ class ClientConnection:
         req.statuses.append(status)
         # One pass over h11's (raw name, name, value) triples: the upstream's header case is
         # kept and nothing is re-validated (h11's parser already did).
+        items = event.headers._full_items
+        # Control characters in a response header value (h11 lets all but NUL through) would
+        # reach the client (terminal escapes, log injection): an invalid response -> 502.
+        if items and has_control(b"".join([item[2] for item in items])):
+            req.statuses.pop()
+            self._try_failed(up, "invalid_header", now)
+            return False
         headers: list[tuple[bytes, bytes, bytes]] = []
         named: list[bytes] | None = None
         framing = 0
         has_hsts = False
-        for item in event.headers._full_items:
+        for item in items:
             name = item[1]
             if name in RESPONSE_DROP:
                 if name == b"connection":
@@ -1352,7 +1375,8 @@ class ClientConnection:
 
     def _on_switch(self, req: _Request, up: _Upstream, event: h11.InformationalResponse,
                    now: float) -> None:
-        if not req.upgrade or not req.complete:
+        if not req.upgrade or not req.complete or \
+                has_control(b"".join([v for _, v in event.headers])):
             self._try_failed(up, "invalid_header", now)
             return
         req.status = 101

@@ -16,6 +16,8 @@ from ._settings import ProxySettings
 __all__ = [
     "check_raw_head",
     "check_host",
+    "has_control",
+    "valid_request_id",
     "REQUEST_DROP",
     "RESPONSE_DROP",
     "FORWARDED_DROP",
@@ -52,6 +54,35 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 _HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?")
 
 
+# RFC 9110 §5.5: "field values containing CR, LF, or NUL characters are invalid and dangerous
+# ... a recipient of CR, LF, or NUL within a field value MUST either reject the message or
+# replace each of those characters with SP"; the other CTLs are not field-vchar either. h11
+# accepts everything but NUL and whitespace (``[^\x00\s]``), so 0x01-0x08, 0x0B, 0x0C,
+# 0x0E-0x1F and 0x7F would reach backends and log/terminal consumers. HTAB is allowed (it is
+# OWS). nginx (>= 1.21.1) likewise rejects control characters in the request line.
+#: Any CTL but HTAB, CR and LF: deleted from a whole raw request head (the line endings are
+#: checked separately), so one C-level pass per head instead of one per header. bytes.translate
+#: with a delete set is ~5x faster than a regex character-class search (~0.4 us / 400 B head).
+_HEAD_CTL = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+#: Any CTL but HTAB: for header values already split by a parser.
+_VALUE_CTL = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
+
+# ingress-nginx passes the client's X-Request-ID through; we only pass an opaque token of
+# bounded length (it is logged and echoed by backends: no spaces, quotes or escapes).
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=-]{1,200}")
+
+
+def has_control(value: bytes) -> bool:
+    """True if ``value`` (one or several header values joined) holds a CTL other than HTAB."""
+    return len(value.translate(None, _VALUE_CTL)) != len(value)
+
+
+def valid_request_id(value: bytes) -> bool:
+    """True if a client's ``X-Request-ID`` may be passed through: 1-200 characters of
+    ``[A-Za-z0-9._~:+/=-]`` (anything else, empty included, is replaced by a generated id)."""
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
 def check_host(value: bytes) -> None:
     """Raise 400 unless ``value`` is a plausible Host header value (empty is allowed)."""
     if not value:
@@ -76,6 +107,8 @@ def check_raw_head(head: bytes, settings: ProxySettings) -> None:
     crlf = head.count(b"\r\n")
     if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
         raise RemoteProxyError("bare CR or LF in request head", 400)
+    if len(head.translate(None, _HEAD_CTL)) != len(head):
+        raise RemoteProxyError("control character in request head", 400)
     lines = head.split(b"\r\n")
     # head ends with CRLFCRLF: the split leaves two empty strings at the end.
     request_line = lines[0]

@@ -9,15 +9,48 @@ precedent cited beside it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
-__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS"]
+__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "parse_header_buffers"]
 
 #: Values understood in ``proxy-next-upstream`` (nginx ``proxy_next_upstream``).
 NEXT_UPSTREAM_CONDITIONS = frozenset({
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
     "http_403", "http_404", "http_429", "non_idempotent", "off",
 })
+
+
+_SIZE = re.compile(r"^(\d+)([kKmMgG])?$")
+_SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_DEFAULT_BUFFERS = "4 8k"
+_DEFAULT_LIMITS = (8192, 8192, 32768)
+
+
+def parse_header_buffers(value: str) -> tuple[int, int, int]:
+    """nginx ``large_client_header_buffers number size`` -> ``(max_request_line,
+    max_header_line, max_headers_size)``: "a request line or one header line must fit one
+    buffer (else 414 / 431), all of them together must fit ``number`` buffers". ``size`` is
+    nginx size syntax (bytes, or a k/m/g suffix). Raises ``ValueError`` with the
+    API-server-style detail.
+
+    >>> parse_header_buffers("4 16k")
+    (16384, 16384, 65536)
+    """
+    parts = value.split()
+    m = _SIZE.match(parts[1]) if len(parts) == 2 else None
+    n = 0
+    try:
+        # int() as in ``_config._int``: whatever the ConfigMap parser accepts is accepted here.
+        n = int(parts[0]) if m else 0
+    except ValueError:
+        m = None
+    if not m:
+        raise ValueError('must be "<number> <size>", such as "4 8k"')
+    size = int(m.group(1)) * _SIZE_UNIT[(m.group(2) or "").lower()]
+    if n < 1 or size < 1:
+        raise ValueError("number and size must be positive")
+    return size, size, n * size
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +71,11 @@ class ProxySettings:
     max_headers_size: int = 32768
     #: Header count; 100 is Go's/aiohttp's order of magnitude -> 431.
     max_headers: int = 100
-    #: The ConfigMap value the four limits above come from (informative; the parser sets them).
-    large_client_header_buffers: str = "4 8k"
+    #: nginx ``large_client_header_buffers``: when it differs from ``"4 8k"`` and the three
+    #: limits above were left at their defaults, ``__post_init__`` derives them from it (so the
+    #: keyword argument alone takes effect, CONTRACT: "The same settings are keyword arguments
+    #: of the Python server API"); limits given explicitly win. An invalid value: ValueError.
+    large_client_header_buffers: str = _DEFAULT_BUFFERS
     #: nginx ``client_header_timeout 60s``: absolute deadline for a whole request head.
     client_header_timeout: float = 60.0
     #: ingress-nginx ``keep-alive`` (seconds idle between requests); 0 disables keep-alive.
@@ -82,6 +118,20 @@ class ProxySettings:
     #: An upstream response head larger than this is invalid -> 502 (h11's 16 KiB default is
     #: too small for cookie-heavy apps; nginx ``proxy_buffer_size`` is 4k-8k, we are lenient).
     max_response_header_size: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.large_client_header_buffers == _DEFAULT_BUFFERS:
+            return
+        try:
+            limits = parse_header_buffers(self.large_client_header_buffers)
+        except ValueError as e:
+            raise ValueError(f"large_client_header_buffers: {e}") from None
+        if (self.max_request_line, self.max_header_line,
+                self.max_headers_size) == _DEFAULT_LIMITS:
+            # Frozen dataclass: the derived limits are set once, here.
+            object.__setattr__(self, "max_request_line", limits[0])
+            object.__setattr__(self, "max_header_line", limits[1])
+            object.__setattr__(self, "max_headers_size", limits[2])
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

@@ -86,6 +86,14 @@ def test_underscore_spellings_of_dropped_and_proxy_headers_never_pass() -> None:
         b"X_Keep: yes\r\n" + FORWARDED_TAIL
 
 
+def test_client_sent_x_original_uri_is_dropped() -> None:
+    # Backends behind ingress-nginx trust X-Original-URI as the proxy's; a client must not set it.
+    pair = ProxyPair()
+    pair.send(b"GET /p HTTP/1.1\r\n" + H + b"X-Original-URI: /admin\r\nX-Keep: yes\r\n\r\n")
+    head = upstream_head(pair)
+    assert header(head, b"x-original-uri") == [] and header(head, b"x-keep") == [b"yes"]
+
+
 def test_underscore_spelling_of_a_custom_forwarded_for_header_is_dropped() -> None:
     s = ProxySettings(enable_underscores_in_headers=True, forwarded_for_header="X-Client-IP")
     pair = ProxyPair(settings=s)

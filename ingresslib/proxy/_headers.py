@@ -42,6 +42,9 @@ FORWARDED_DROP = frozenset({
     b"x-forwarded-for", b"x-real-ip", b"x-forwarded-host", b"x-forwarded-port",
     b"x-forwarded-proto", b"x-forwarded-scheme", b"x-scheme", b"x-original-forwarded-for",
     b"x-forwarded-prefix",
+    # ingress-nginx sets X-Original-URI itself; a client-sent one would reach the backend as if
+    # the proxy had vouched for it.
+    b"x-original-uri",
 })
 #: Response headers never forwarded to the client (framing is re-done by h11 downstream).
 RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"}

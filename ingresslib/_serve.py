@@ -108,7 +108,11 @@ class Reloader:
             self.server.router = build_router(res, ingress_class=self.ingress_class,
                                               controller=self.controller,
                                               load_balance=self.load_balance)
-        return _served(res, self.ingress_class, self.controller), res
+        table = getattr(self.server.router, "table", None)
+        # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
+        served = list(table.served) if table is not None else _served(res, self.ingress_class,
+                                                                       self.controller)
+        return served, res
 
     async def check(self) -> bool | None:
         """One poll: None when nothing changed, else whether the reload succeeded."""

@@ -6,13 +6,15 @@
 # bytes, flattened into one C array of 32-byte nodes (two per cache line). Each group's nodes
 # are contiguous and in depth-first order of their children blocks, so one lookup's nodes sit
 # on one or two pages; a node holds its children's first bytes (a parallel byte array serves
-# wide nodes); payloads are indices into one tuple laid out in the same node order (one group's
-# payloads are adjacent). Big node arrays get transparent huge pages where Linux offers them.
+# wide nodes) and its payload's address (the matcher's payload tuple keeps the payloads alive),
+# so a lookup reads no tuple slot. Big node arrays get transparent huge pages where Linux
+# offers them.
 # The fast path reads the str buffers in place: no substring, no encode, no allocation.
 # Memory comes from PyMem_Malloc, so tracemalloc accounts for the tree.
 
+from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from cpython.mem cimport PyMem_Free as free
 from cpython.mem cimport PyMem_Malloc as malloc
 from libc.string cimport memcpy, memset
@@ -46,8 +48,7 @@ ctypedef union _Label:
 
 
 ctypedef struct _Node:                 # 32 bytes: two per cache line
-    int32_t exact                      # payload index, -1: none
-    int32_t prefix                     # payload index, -1: none
+    uintptr_t payload                  # tagged: see _EXACT, _PREFIX; 0: no payload
     int32_t first_child                # children are contiguous, sorted by first byte
     uint16_t label_len
     uint8_t nchildren                  # keys are ASCII: at most 128 children
@@ -70,6 +71,15 @@ ctypedef struct _HostTable:
     _HostEntry* entries
     void* raw
     uint64_t mask
+
+
+# A node's payload word: the payload object's address (objects are at least 4-byte aligned)
+# plus _EXACT or _PREFIX; with both bits, the address of a (exact, prefix) pair in the
+# matcher's pair array. The payloads themselves stay alive in the matcher's payload tuple.
+# One word in the node instead of an index into that tuple: a lookup reads no tuple slot.
+DEF _EXACT = 1
+DEF _PREFIX = 2
+DEF _BOTH = 3
 
 
 # Path bytes: 1 = pchar other than "%", 2 = "/", 3 = "?" (end of path), 0 = slow path.
@@ -182,23 +192,42 @@ cdef inline const unsigned char* _label(const _Node* node,
     return pool + node.label.off
 
 
-cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts,
-                             const unsigned char* pool, Py_ssize_t root,
-                             const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # Payload index of the exact key == p, else of the longest prefix key k with p == k or
-    # p starting with k + "/", else -1.
+cdef inline PyObject* _exact_of(uintptr_t t) noexcept nogil:
+    if (t & _BOTH) == _EXACT:
+        return <PyObject*>(t - _EXACT)
+    return (<PyObject**>(t - _BOTH))[0]
+
+
+cdef inline PyObject* _prefix_of(const _Node* node) noexcept nogil:
+    # node: the deepest prefix match seen, or NULL.
+    cdef uintptr_t t
+    if node == NULL:
+        return NULL
+    t = node.payload
+    if (t & _BOTH) == _PREFIX:
+        return <PyObject*>(t - _PREFIX)
+    return (<PyObject**>(t - _BOTH))[1]
+
+
+cdef inline PyObject* _walk(const _Node* nodes, const unsigned char* firsts,
+                            const unsigned char* pool, Py_ssize_t root,
+                            const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # The payload (borrowed) of the exact key == p, else of the longest prefix key k with
+    # p == k or p starting with k + "/", else NULL.
     cdef const _Node* node = nodes + root
+    cdef const _Node* best = NULL
     cdef const unsigned char* f
-    cdef const unsigned char* lab
-    cdef Py_ssize_t best = -1, i = 0, k, m, hi, mid, length, j
+    cdef Py_ssize_t i = 0, k, m, hi, mid, length
+    cdef uintptr_t t
     cdef unsigned char c
     while True:
-        if node.prefix >= 0 and (i == n or p[i] == 47):
-            best = node.prefix
+        t = node.payload
+        if (t & _PREFIX) and (i == n or p[i] == 47):
+            best = node
         if i == n:
-            if node.exact >= 0:
-                return node.exact
-            return best
+            if t & _EXACT:
+                return _exact_of(t)
+            return _prefix_of(best)
         c = p[i]
         m = node.nchildren
         if m <= _FIRSTS:
@@ -218,48 +247,73 @@ cdef inline Py_ssize_t _walk(const _Node* nodes, const unsigned char* firsts,
                 else:
                     hi = mid
         if k == m or f[k] != c:
-            return best
+            return _prefix_of(best)
         node = nodes + node.first_child + k
         length = node.label_len
         if n - i < length:
-            return best
+            return _prefix_of(best)
         # (The first byte matched in firsts.)
         if not _eq(_label(node, pool) + 1, p + i + 1, length - 1):
-            return best
+            return _prefix_of(best)
         i += length
+
+
+cdef inline uint64_t _load8(const unsigned char* p) noexcept nogil:
+    cdef uint64_t x
+    memcpy(&x, p, 8)
+    return x
+
+
+cdef inline uint32_t _load4(const unsigned char* p) noexcept nogil:
+    cdef uint32_t x
+    memcpy(&x, p, 4)
+    return x
+
+
+cdef inline uint16_t _load2(const unsigned char* p) noexcept nogil:
+    cdef uint16_t x
+    memcpy(&x, p, 2)
+    return x
 
 
 cdef inline bint _eq(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
     # memcmp(a, b, n) == 0 inline: host keys and labels are short, a libc call costs more.
-    cdef uint64_t x, y
+    # The bytes after the last whole word are compared as one word (or two halves) that
+    # overlaps the bytes already compared: no byte loop, no read outside a[:n] and b[:n].
     cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        memcpy(&x, a + i, 8)
-        memcpy(&y, b + i, 8)
-        if x != y:
-            return False
-        i += 8
-    while i < n:
-        if a[i] != b[i]:
-            return False
-        i += 1
-    return True
+    if n >= 8:
+        while i + 8 <= n:
+            if _load8(a + i) != _load8(b + i):
+                return False
+            i += 8
+        return i == n or _load8(a + n - 8) == _load8(b + n - 8)
+    if n >= 4:
+        return _load4(a) == _load4(b) and _load4(a + n - 4) == _load4(b + n - 4)
+    if n >= 2:
+        return _load2(a) == _load2(b) and _load2(a + n - 2) == _load2(b + n - 2)
+    return n == 0 or a[0] == b[0]
 
 
 cdef inline uint64_t _hash(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     # A few multiplies per host; the table holds only the rule hosts, and a probe compares the
-    # bytes, so a collision costs a probe, never a wrong answer.
+    # bytes, so a collision costs a probe, never a wrong answer. The tail after the whole
+    # words is read as overlapping words, as in _eq.
     cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n, w
     cdef Py_ssize_t i = 0
     while i + 8 <= n:
-        memcpy(&w, s + i, 8)
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+        h = (h ^ _load8(s + i)) * 0xFF51AFD7ED558CCDULL
         h ^= h >> 29
         i += 8
-    w = 0
-    while i < n:
-        w = (w << 8) | s[i]
-        i += 1
+    if i == n:
+        w = 0
+    elif n >= 8:
+        w = _load8(s + n - 8)
+    elif n >= 4:
+        w = (<uint64_t>_load4(s) << 32) | _load4(s + n - 4)
+    elif n >= 2:
+        w = (<uint64_t>_load2(s) << 16) | _load2(s + n - 2)
+    else:
+        w = s[0]
     h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL
     return h ^ (h >> 32)
 
@@ -326,6 +380,8 @@ cdef class Matcher:
     cdef void* _nodes_raw
     cdef unsigned char* _labels
     cdef unsigned char* _firsts
+    cdef PyObject** _pairs             # (exact, prefix) per node with both, in node order
+    cdef Py_ssize_t _n_pairs
     cdef unsigned char* _host_keys
     cdef _HostTable _exact_hosts
     cdef _HostTable _wild_hosts
@@ -341,6 +397,8 @@ cdef class Matcher:
         self._nodes_raw = NULL
         self._labels = NULL
         self._firsts = NULL
+        self._pairs = NULL
+        self._n_pairs = 0
         self._host_keys = NULL
         self._exact_hosts.entries = NULL
         self._exact_hosts.raw = NULL
@@ -352,6 +410,7 @@ cdef class Matcher:
         free(self._nodes_raw)
         free(self._labels)
         free(self._firsts)
+        free(self._pairs)
         free(self._host_keys)
         free(self._exact_hosts.raw)
         free(self._wild_hosts.raw)
@@ -413,14 +472,11 @@ cdef class Matcher:
                     i = j
                 children.reverse()
                 stack.extend(children)
-        # Payloads in node order, so that one group's payload slots are adjacent too.
+        # The payload tuple keeps every payload alive (the nodes hold borrowed pointers).
         for row in rows:
             for k in (1, 2):
-                if row[k] is _ABSENT:
-                    row[k] = -1
-                else:
+                if row[k] is not _ABSENT:
                     payloads.append(row[k])
-                    row[k] = len(payloads) - 1
         for root, group_default, host, index in defaults:
             gdefault = -1
             if group_default is not _ABSENT:
@@ -454,6 +510,14 @@ cdef class Matcher:
         cdef _Node* node
         cdef bytes arena = b"".join([row[0] for row in rows if len(<bytes>row[0]) > _INLINE])
         cdef bytes label
+        cdef Py_ssize_t npairs = sum([1 for row in rows
+                                      if row[1] is not _ABSENT and row[2] is not _ABSENT])
+        cdef Py_ssize_t pair = 0
+        cdef uintptr_t addr
+        self._pairs = <PyObject**>malloc(max(npairs, 1) * 2 * sizeof(PyObject*))
+        if self._pairs == NULL:
+            raise MemoryError()
+        self._n_pairs = npairs
         self._nodes = <_Node*>_aligned(&self._nodes_raw, max(n, 1) * sizeof(_Node))
         self._labels = <unsigned char*>malloc(max(len(arena), 1))
         self._firsts = <unsigned char*>malloc(max(n, 1))
@@ -470,8 +534,17 @@ cdef class Matcher:
             else:
                 node.label.off = off
                 off += node.label_len
-            node.exact = exact
-            node.prefix = prefix
+            if exact is not _ABSENT and prefix is not _ABSENT:
+                self._pairs[2 * pair] = <PyObject*>exact
+                self._pairs[2 * pair + 1] = <PyObject*>prefix
+                node.payload = <uintptr_t>&self._pairs[2 * pair] | _BOTH
+                pair += 1
+            elif exact is not _ABSENT or prefix is not _ABSENT:
+                obj = exact if exact is not _ABSENT else prefix
+                addr = <uintptr_t><PyObject*>obj
+                if addr & _BOTH:
+                    raise SystemError("a payload object is not 4-byte aligned")
+                node.payload = addr | (_EXACT if exact is not _ABSENT else _PREFIX)
             node.first_child = first_child
             node.nchildren = nchildren
             self._firsts[i] = label[0] if label else 0
@@ -549,7 +622,8 @@ cdef class Matcher:
         return &self._hostless
 
     def lookup(self, str host not None, str path not None):
-        cdef Py_ssize_t n, idx
+        cdef Py_ssize_t n
+        cdef PyObject* found
         cdef const unsigned char* p
         cdef const _Group* g
         cdef object canon
@@ -577,20 +651,24 @@ cdef class Matcher:
         g = self._group_of(host)
         if g.root < 0:
             return self._default
-        idx = _walk(self._nodes, self._firsts, self._labels, g.root, p, n)
-        if idx < 0:
-            idx = g.default
-            if idx < 0:
-                return None
-        return <object>PyTuple_GET_ITEM(self._payloads, idx)
+        found = _walk(self._nodes, self._firsts, self._labels, g.root, p, n)
+        if found != NULL:
+            return <object>found
+        if g.default < 0:
+            return None
+        return <object>PyTuple_GET_ITEM(self._payloads, g.default)
 
     def _check_invariants(self):
         """Raise AssertionError unless the flattened trees are well formed (tests only)."""
         cdef Py_ssize_t i, k, c
+        cdef uintptr_t w
         cdef _Node* node
         cdef _HostTable* t
         seen = [0] * self._n_nodes
         npay = len(self._payloads)
+        # Every payload a node points to is held by the payload tuple, once.
+        held = {id(x): 0 for x in self._payloads}
+        pairs_seen = 0
         roots = set(self._roots)
         # The node index where each node's group ends: a group's nodes are contiguous.
         ends = list(self._roots[1:]) + [self._n_nodes]
@@ -610,7 +688,19 @@ cdef class Matcher:
                     assert t.entries[k].hash == _hash(t.entries[k].key, t.entries[k].len)
         for i in range(self._n_nodes):
             node = &self._nodes[i]
-            assert -1 <= node.exact < npay and -1 <= node.prefix < npay, f"node {i}: payload"
+            w = node.payload
+            if w:
+                if (w & _BOTH) == _BOTH:
+                    c = (w - _BOTH - <uintptr_t>self._pairs) // sizeof(PyObject*)
+                    assert c == 2 * pairs_seen, f"node {i}: pair out of order"
+                    pairs_seen += 1
+                    ids = [<uintptr_t>self._pairs[c], <uintptr_t>self._pairs[c + 1]]
+                else:
+                    assert w & _BOTH, f"node {i}: untagged payload"
+                    ids = [w & ~<uintptr_t>_BOTH]
+                for x in ids:
+                    assert x in held, f"node {i}: payload not held"
+                    held[x] += 1
             assert node.first_child + node.nchildren <= self._n_nodes, f"node {i}: children"
             if node.label_len > _INLINE:
                 assert 0 <= node.label.off <= self._n_labels - node.label_len, f"node {i}: label"
@@ -621,7 +711,7 @@ cdef class Matcher:
                 assert node.label_len > 0, f"node {i}: empty label"
                 assert self._firsts[i] == _label(node, self._labels)[0], f"node {i}: first byte"
                 # Compressed: a node without a payload exists only to branch.
-                assert node.exact >= 0 or node.prefix >= 0 or node.nchildren >= 2, (
+                assert node.payload != 0 or node.nchildren >= 2, (
                     f"node {i}: one child and no payload")
             firsts = [self._firsts[k]
                       for k in range(node.first_child, node.first_child + node.nchildren)]
@@ -635,3 +725,5 @@ cdef class Matcher:
                 seen[k] += 1
         for i in range(self._n_nodes):
             assert seen[i] == (0 if i in roots else 1), f"node {i} reached {seen[i]} times"
+        assert pairs_seen == self._n_pairs, "unused pairs"
+        assert sum(held.values()) <= npay, "a payload held once, pointed to twice"

@@ -292,8 +292,8 @@ async def test_websocket_without_route_is_refused(served: Served) -> None:
     assert status == 404
 
 
-@pytest.mark.asyncio
-async def test_websocket_refusal_without_extension_closes() -> None:
+async def _refused_websocket(path: str, host: bytes, **extra: Any) -> list[dict[str, Any]]:
+    """Drive a websocket connect straight into the app; the messages it sends back."""
     app = IngressASGI(parse_manifests(MANIFESTS), backends=APPS)
     sent: list[dict[str, Any]] = []
 
@@ -303,27 +303,22 @@ async def test_websocket_refusal_without_extension_closes() -> None:
     async def receive() -> Any:
         return {"type": "websocket.connect"}
 
-    scope = {"type": "websocket", "path": "/", "raw_path": b"/", "root_path": "",
-             "query_string": b"", "headers": [(b"host", b"elsewhere.test")]}
+    scope = {"type": "websocket", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "headers": [(b"host", host)], **extra}
     await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.asyncio
+async def test_websocket_refusal_without_extension_closes() -> None:
+    sent = await _refused_websocket("/", b"elsewhere.test")
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
 @pytest.mark.asyncio
 async def test_websocket_refusal_uses_http_response_extension() -> None:
-    app = IngressASGI(parse_manifests(MANIFESTS), backends=APPS)
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "websocket.connect"}
-
-    scope = {"type": "websocket", "path": "/ghost", "raw_path": b"/ghost", "root_path": "",
-             "query_string": b"", "headers": [(b"host", b"shop.test")],
-             "extensions": {"websocket.http.response": {}}}
-    await app(scope, receive, send)
+    sent = await _refused_websocket("/ghost", b"shop.test",
+                                    extensions={"websocket.http.response": {}})
     assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 503
     assert sent[1] == {"type": "websocket.http.response.body", "body": b"503 Service Unavailable\n"}
 

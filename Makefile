@@ -23,7 +23,7 @@ demo: package
 
 test: install
 	$(BIN)/python -m mypy --strict ingresslib
-	$(BIN)/python -m mypy.stubtest ingresslib._match
+	$(BIN)/python -m mypy.stubtest ingresslib._match ingresslib._pick
 	INGRESSLIB_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules --ignore=ingresslib/__main__.py ingresslib tests
 
 bench: install

@@ -5,15 +5,14 @@ import os
 from setuptools import Extension, setup
 
 pure = os.environ.get("INGRESSLIB_NO_EXTENSIONS", "") not in ("", "0")
+optional = os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") in ("", "0")
 setup(
     ext_modules=[]
     if pure
     else [
-        Extension(
-            "ingresslib._match",
-            ["ingresslib/_match.pyx"],
-            optional=os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") in ("", "0"),
-            extra_compile_args=["-O3"],
-        )
+        # The route matcher, and the per-route counters of Router.route.
+        Extension(f"ingresslib.{name}", [f"ingresslib/{name}.pyx"], optional=optional,
+                  extra_compile_args=["-O3"])
+        for name in ("_match", "_pick")
     ]
 )

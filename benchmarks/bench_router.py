@@ -6,9 +6,9 @@ Every case routes the same stream of requests: rules of one 10,000-rule table dr
 bench_match.py's Zipf(1.1) popularity, fresh ``str`` objects per round, headers as the proxy
 passes them (an ``h11.Headers`` object: user-agent, accept, x-user, and ``x-canary: always`` on
 half of the requests). Figures are steady state: one pass over the stream first builds what the
-Router builds lazily (a backend's Decisions and hash ring, on its first request; a ring's
-bucket table on its second); that pass is timed on its own as ``first pass`` (ns per request,
-lazy work included).
+Router builds lazily (a route's Decisions, both canary sides', and its hash rings with their
+bucket tables, all on the route's first request); that pass is timed on its own as
+``first pass`` (ns per request, lazy work included).
 
 Three figures per case:
 

@@ -20,10 +20,11 @@ import functools
 import itertools
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ._balance import H11_HEADERS, Headers, cookie_value, header_value
+from ._route_state import Interleave
 
 __all__ = [
     "CanaryConfig",
@@ -653,13 +654,17 @@ class WeightSplit:
     ``canary-weight-total`` below 100). ``random=True`` draws instead (seeded).
     """
 
-    __slots__ = ("weight", "total", "counter", "_rng", "_lock")
+    __slots__ = ("weight", "total", "steps", "_counter", "_rng", "_lock")
 
     def __init__(self, weight: int, total: int, rng: random.Random | None = None) -> None:
         self.weight = max(0, min(weight, total))
         self.total = total
-        #: Requests decided so far (``next`` is atomic under the GIL).
-        self.counter = itertools.count()
+        #: The smooth split as an iterator of choices (``next`` is atomic under the GIL): the
+        #: Router's request path reads it directly. None when random, or for a total of 2**32
+        #: or more (then ``take`` counts with Python ints).
+        self.steps: Iterator[bool] | None = (
+            Interleave(self.weight, total) if rng is None and total < 2**32 else None)
+        self._counter = itertools.count()
         self._rng = rng
         self._lock = threading.Lock()
 
@@ -668,6 +673,9 @@ class WeightSplit:
         return self._rng is not None
 
     def take(self) -> bool:
+        steps = self.steps
+        if steps is not None:
+            return next(steps)
         w = self.weight
         if w == 0:
             return False
@@ -677,5 +685,5 @@ class WeightSplit:
         if self._rng is not None:
             with self._lock:
                 return self._rng.randrange(t) < w
-        k = next(self.counter) % t  # the pattern repeats every T requests; keep ints small
+        k = next(self._counter) % t  # the pattern repeats every T requests; keep ints small
         return (k + 1) * w // t > k * w // t

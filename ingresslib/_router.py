@@ -8,7 +8,7 @@ stores are atomic). Mutable parts that must survive updates - balancer cycles, E
 canary counters - live in objects the old and new states share by key.
 
 The request path is ``table.match`` + one list index + the per-route object built at update
-time: for plain round-robin an ``itertools.cycle`` over prebuilt Decisions (one ``next()``), for
+time: for plain round-robin a ``Rotation`` over prebuilt Decisions (one ``next()``), for
 consistent hashing a bucket-table byte, for canary a ``_Route`` with everything resolved.
 Decisions are built once per (route, side, endpoint), on the backend's first request (so an
 update stays cheap), and reused, so a round-robin, hashing or canary request allocates nothing. Few objects per request matters as
@@ -18,7 +18,6 @@ much as few bytecodes: over many routes each distinct object touched is a likely
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import random
 import threading
@@ -56,6 +55,7 @@ from ._endpoints import (
 from ._hashing import DIRTY
 from ._models import Ingress
 from ._resources import Resources
+from ._route_state import ROTATION_TYPE, Rotation, first_header
 from ._table import Diagnostic, Match, RouteTable
 
 __all__ = ["Router", "Decision"]
@@ -93,34 +93,18 @@ class Decision:
 _RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
 # Consistent-hash keys the request path reads without calling the key function.
 _KEY_FN, _KEY_URI, _KEY_ADDR, _KEY_HEADER = range(4)
-_UNUSED_COUNTER: Iterator[int] = itertools.count()
-_cycle = itertools.cycle
 _MATERIALIZE_LOCK = threading.Lock()
 #: Handed to balancers that never draw (built-in round-robin, plain consistent hashing).
 _UNUSED_RNG = random.Random(0)
-#: A consistent-hash backend builds its ring's bucket table on this request (the ring on the first):
-#: a backend that serves one request in its life never pays ~0.1 ms for a table.
-_TABLE_AFTER = 2
-#: Canary weight patterns are precomputed for totals up to this (arithmetic above).
-_MAX_PATTERN = 100_000
-_PATTERNS: dict[tuple[int, int], tuple[bool, ...]] = {}
-_PATTERNS_LOCK = threading.Lock()
+#: One shared object per distinct header name/value of the inline canary header rule: every
+#: route compares against the same (cache-hot) bytes instead of its own copy.
+_INTERNED: dict[bytes, bytes] = {}
 
 
-def _pattern(weight: int, total: int) -> tuple[bool, ...]:
-    """The smooth split of one period: position k is canary iff floor((k+1)w/T) > floor(kw/T).
-    Immutable and shared by every route with the same (weight, total)."""
-    key = (weight, total)
-    p = _PATTERNS.get(key)
-    if p is None:
-        p = tuple((k + 1) * weight // total > k * weight // total for k in range(total))
-        with _PATTERNS_LOCK:
-            if len(_PATTERNS) > 4096:
-                _PATTERNS.clear()
-            _PATTERNS[key] = p
-    return p
-
-
+def _intern(b: bytes) -> bytes:
+    if len(_INTERNED) > 4096:  # bounded: values come from annotations
+        _INTERNED.clear()
+    return _INTERNED.setdefault(b, b)
 
 
 class _Backend:
@@ -133,7 +117,7 @@ class _Backend:
     # What ``route`` reads first: slots are laid out in this order, so the request path's
     # fields share the object's first cache line(s).
     __slots__ = ("table", "shift", "keyarg", "decisions", "hname", "keyfn", "cycle", "ready", "eps",
-                 "balancer", "pick", "mode", "n", "sticky", "points", "owners", "lookups", "empty",
+                 "balancer", "pick", "mode", "n", "sticky", "points", "owners", "empty",
                  "match", "served", "canary", "label")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
@@ -162,15 +146,12 @@ class _Backend:
         self.hname = b""
         self.points: list[int] | None = None
         self.owners: list[int] = []
-        #: The ring's bucket table (see HashRing): None until the ring has served
-        #: _TABLE_AFTER lookups by bisection (a ring that serves a single request in its
-        #: life should not pay ~0.1 ms for it).
+        #: The ring's bucket table (see HashRing): None until the backend's first request.
         self.table: bytes | None = None
         self.shift = 32
-        self.lookups = 0
-        #: Plain round-robin only: the strict cycle as an ``itertools.cycle`` over the
+        #: Plain round-robin only: the strict cycle as a ``Rotation`` over the
         #: decisions, so a request is one ``next()`` (atomic under the GIL: concurrent requests
-        #: never share a tick). Retries (``next_endpoint``) draw from it too. A rebuilt backend
+        #: never share a tick); retries (``next_endpoint``) leave it alone. A rebuilt backend
         #: starts where the balancer's counter says, so repeated endpoint changes do not always
         #: restart at the first endpoint. With no endpoint: the 503 Decision, forever.
         self.cycle: Iterator[Decision] | None = None
@@ -218,9 +199,9 @@ class _Backend:
                 n = self.n
                 if n:
                     k = next(self.balancer.counter) % n  # type: ignore[attr-defined]
-                    self.cycle = _cycle(decs[k:] + decs[:k])
+                    self.cycle = Rotation(decs, k)
                 else:
-                    self.cycle = _cycle((self.empty,))
+                    self.cycle = Rotation((self.empty,))
             self.ready = True  # published last
 
     def decision(self, i: int) -> Decision:
@@ -229,17 +210,14 @@ class _Backend:
         return self.decisions[i]
 
     def load_ring(self) -> None:
-        """Build (once) the consistent-hash ring."""
+        """Build (once) the consistent-hash ring and its bucket table (see HashRing)."""
         ring = self.balancer.ring(self.eps)  # type: ignore[attr-defined]
         self.owners = ring.owners
-        self.points = ring.points  # published last: a reader seeing points sees owners
-
-    def load_table(self) -> None:
-        ring = self.balancer.ring(self.eps)  # type: ignore[attr-defined]
+        self.points = ring.points
         tab: bytes = ring.build_table()
         self.shift = ring.shift
-        # Published last: a reader seeing the table sees its shift. b"" (255+ endpoints) keeps
-        # every request on the bisect path.
+        # Published last: a reader seeing the table sees the ring and its shift. b"" (255+
+        # endpoints) keeps every request on the bisect path.
         self.table = tab
 
     def hashed(self, key: bytes) -> Decision:
@@ -267,13 +245,8 @@ class _Backend:
         if not self.n:
             return self.empty
         if mode == _CHASH:
-            if self.points is None:
-                self.load_ring()
             if self.table is None:
-                # Not atomic: two threads may both count one; it only moves the build a little.
-                self.lookups += 1
-                if self.lookups >= _TABLE_AFTER:
-                    self.load_table()
+                self.load_ring()
             key = self.keyfn(method, host, path, query, headers, client_ip)
             return self.hashed(key.encode("utf-8", "surrogateescape"))
         eps = self.eps
@@ -301,8 +274,8 @@ class _Backend:
 
 class _Route:
     # Request-path fields first (slot order is memory order: fewer cache lines per request).
-    __slots__ = ("hname", "hyes", "hno", "sticky", "pattern", "wcounter", "total", "yes_cycle",
-                 "no_cycle", "explicit", "split", "yes", "no", "main", "canary", "cfg")
+    __slots__ = ("hname", "hyes", "hno", "sticky", "steps", "yes_cycle", "no_cycle", "explicit",
+                 "split", "yes", "no", "main", "canary", "cfg")
     explicit: Callable[[Headers], bool | None] | None
 
     def __init__(self, main: _Backend, canary: _Backend | None, cfg: CanaryConfig | None,
@@ -324,23 +297,17 @@ class _Route:
                 and cfg.header_pattern is None and cfg.cookie is None
                 and H11_HEADERS is not None):
             try:
-                self.hyes = (cfg.header_value if cfg.header_value is not None
-                             else "always").encode("latin-1")
+                self.hyes = _intern((cfg.header_value if cfg.header_value is not None
+                                     else "always").encode("latin-1"))
                 self.hno = b"never" if cfg.header_value is None else None
-                self.hname = cfg.header_bytes
+                self.hname = _intern(cfg.header_bytes)
             except UnicodeEncodeError:
                 pass
         #: Session affinity on either side keeps a session on its side.
         self.sticky = canary is not None and (main.sticky is not None
                                               or canary.sticky is not None)
-        # The smooth split as a lookup: pattern[next(counter) % total].
-        self.pattern: tuple[bool, ...] | None = None
-        self.wcounter: Iterator[int] = _UNUSED_COUNTER
-        self.total = 1
-        if split is not None and not split.random and split.total <= _MAX_PATTERN:
-            self.pattern = _pattern(split.weight, split.total)
-            self.wcounter = split.counter
-            self.total = split.total
+        #: The smooth split's choices (None: random, or ``split.take`` counts in Python).
+        self.steps: Iterator[bool] | None = split.steps if split is not None else None
         # The side that serves each choice, resolved now: BETTER: "when one side has no ready
         # endpoint the other serves".
         yes = no = main
@@ -354,6 +321,18 @@ class _Route:
         self.no = no
         self.yes_cycle = yes.cycle
         self.no_cycle = no.cycle
+
+    def materialize(self) -> None:
+        """Build both sides' Decisions on the route's first request: the side a request did
+        not pick would otherwise build its own on some later request (~3 us per Decision), a
+        hiccup in the middle of steady traffic instead of one cost on the first request."""
+        for side in (self.yes, self.no):
+            if not side.ready:
+                side.materialize()
+            if side.mode == _CHASH and side.n and side.table is None:
+                side.load_ring()
+        self.yes_cycle = self.yes.cycle
+        self.no_cycle = self.no.cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +461,7 @@ class Router:
             return None
         e = fast[m.route_id]
         t = type(e)
-        if t is _cycle:  # plain round-robin, no canary
+        if t is ROTATION_TYPE:  # plain round-robin, no canary
             return next(e)  # type: ignore[no-any-return]
         if t is _Backend:  # no canary
             tab = e.table
@@ -495,14 +474,11 @@ class Router:
                 elif ka == _KEY_HEADER and type(headers) is H11_HEADERS:
                     # The key bytes straight from h11 (same bytes as keyfn's str encodes to:
                     # first occurrence, latin-1 decoded, UTF-8 encoded; b"" when absent).
-                    hn = e.hname
-                    kb = b""
-                    for item in headers._full_items:  # type: ignore[union-attr]
-                        if item[1] == hn:
-                            kb = item[2]
-                            if not kb.isascii():
-                                kb = kb.decode("latin-1").encode("utf-8", "surrogateescape")
-                            break
+                    kb = first_header(headers._full_items, e.hname)  # type: ignore[union-attr]
+                    if kb is None:
+                        kb = b""
+                    elif not kb.isascii():
+                        kb = kb.decode("latin-1").encode("utf-8", "surrogateescape")
                     h = crc32(kb)
                     o = tab[h >> e.shift]
                     return e.decisions[o] if o != DIRTY else e.hashed_slow(h)  # type: ignore[no-any-return]
@@ -525,14 +501,12 @@ class Router:
         choice: bool | None = None
         hn = r.hname
         if hn is not None and type(headers) is H11_HEADERS:
-            for item in headers._full_items:  # type: ignore[union-attr]
-                if item[1] == hn:  # first occurrence only, as nginx's $http_*
-                    v = item[2]
-                    if v == r.hyes:
-                        choice = True
-                    elif v == r.hno:
-                        choice = False
-                    break
+            v = first_header(headers._full_items, hn)  # type: ignore[union-attr]
+            if v is not None:
+                if v == r.hyes:
+                    choice = True
+                elif v == r.hno:
+                    choice = False
         else:
             explicit = r.explicit
             if explicit is not None:
@@ -551,9 +525,9 @@ class Router:
                 elif main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
                     choice = False
             if choice is None:
-                pattern = r.pattern
-                if pattern is not None:
-                    choice = pattern[next(r.wcounter) % r.total]
+                steps = r.steps
+                if steps is not None:
+                    choice = next(steps)
                 else:
                     choice = r.split.take()  # type: ignore[union-attr]
         if choice:
@@ -562,16 +536,14 @@ class Router:
                 return next(cyc)
             side = r.yes
             if not side.ready:
-                side.materialize()
-                r.yes_cycle = side.cycle
+                r.materialize()
             return side.choose(method, host, path, headers, client_ip, query)
         cyc = r.no_cycle
         if cyc is not None:
             return next(cyc)
         side = r.no
         if not side.ready:
-            side.materialize()
-            r.no_cycle = side.cycle
+            r.materialize()
         return side.choose(method, host, path, headers, client_ip, query)
 
     def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]

@@ -22,6 +22,8 @@ from ingresslib._canary import (
     parse_canary,
 )
 
+# Every test runs once per counter implementation (compiled _pick, pure _pick_py).
+from _counters import counters  # noqa: F401
 from _router_helpers import P
 
 

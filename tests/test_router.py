@@ -18,6 +18,8 @@ from ingresslib._models import EndpointConditions, ServicePort
 from ingresslib._resources import Resources
 from ingresslib._router import Decision, Router
 
+# Every test runs once per counter implementation (compiled _pick, pure _pick_py).
+from _counters import counters  # noqa: F401
 from _router_helpers import (
     P,
     canary,
@@ -354,6 +356,44 @@ def test_canary_weight_exact(weight: str, total: str | None, n: int, expected: i
     can = Counter(d.endpoint for d in ds if d is not None and d.canary)
     if expected >= 2 * len(CANARY_IPS):
         assert max(can.values()) - min(can.values()) <= 1
+
+
+@pytest.mark.parametrize("ann", [
+    {P + "canary-weight": "10"},
+    {P + "canary-by-header": "X-Canary"},
+    {P + "canary-weight": "30", "main_ann": "hash"},
+])
+def test_a_route_does_no_lazy_work_after_its_first_request(ann: dict[str, str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Decisions of both canary sides, and hash rings with their tables, are built on the
+    # route's first request: a later request (whichever side it picks) never pays for them.
+    from ingresslib import _hashing, _router
+
+    ann = dict(ann)
+    main_ann = {P + "upstream-hash-by": "$remote_addr"} if ann.pop("main_ann", "") else None
+    r = web(main_ann, canary_ann=ann)
+    r.route("GET", "a.test", "/app", {}, "192.0.2.1")
+    built: list[str] = []
+    real_decision, real_table = _router.Decision, _hashing.HashRing.build_table
+
+    def counting_decision(*a: object, **k: object) -> Decision:
+        built.append("decision")
+        return real_decision(*a, **k)  # type: ignore[arg-type]
+
+    def counting_table(self: _hashing.HashRing) -> bytes:
+        built.append("table")
+        return real_table(self)
+
+    monkeypatch.setattr(_router, "Decision", counting_decision)
+    monkeypatch.setattr(_hashing.HashRing, "build_table", counting_table)
+    sides = Counter()
+    for i in range(200):
+        headers = {"X-Canary": "always"} if i % 3 == 0 else {}
+        d = r.route("GET", "a.test", "/app", headers, f"192.0.2.{i % 50}")
+        assert d is not None
+        sides[d.canary] += 1
+    assert sides[True] and sides[False]  # both sides served
+    assert built == []
 
 
 def test_canary_weight_random_when_asked() -> None:

@@ -1,0 +1,107 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+#
+# The two per-route counters on Router.route's hot path, as iterators whose state lives inside
+# the object. Behaviour, docs and types: _pick_py.py / _pick.pyi (same sequences, same errors).
+# Why compiled: on a large table most routes are cold in the CPU caches. An itertools.cycle is
+# three objects (the cycle, its saved list, the list's item array) and a canary counter is an
+# itertools.count plus a fresh int per request; each cold object costs a cache miss. Here a
+# request reads one small object (plus the tuple slot and the Decision it returns), and
+# next() holds the GIL throughout, so concurrent requests never share a tick.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp
+
+__all__ = ["Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
+
+
+def first_header(list items not None, bytes name not None):
+    # The request path's header read (canary-by-header, $http_NAME hashing): one C loop over
+    # h11's (raw name, lower-case name, value) triples instead of a Python loop of ~40 ns per
+    # header. Anything that is not such a triple is skipped, as the pure twin does.
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(items), size = PyBytes_GET_SIZE(name)
+    cdef const char* want = PyBytes_AS_STRING(name)
+    cdef PyObject* item
+    cdef PyObject* key
+    for i in range(n):
+        item = PyList_GET_ITEM(items, i)
+        if not PyTuple_CheckExact(<object>item) or PyTuple_GET_SIZE(<object>item) != 3:
+            continue
+        key = PyTuple_GET_ITEM(<object>item, 1)
+        if key == <PyObject*>name or (
+                PyBytes_CheckExact(<object>key) and PyBytes_GET_SIZE(<object>key) == size
+                and memcmp(PyBytes_AS_STRING(<object>key), want, size) == 0):
+            return <object>PyTuple_GET_ITEM(<object>item, 2)
+    return None
+
+
+cdef class Rotation:
+    cdef tuple _items
+    cdef Py_ssize_t _pos
+    cdef Py_ssize_t _n
+
+    def __cinit__(self, items, Py_ssize_t start=0):
+        if not isinstance(items, tuple):
+            raise TypeError("Rotation needs a tuple")
+        if PyTuple_GET_SIZE(items) == 0:
+            raise ValueError("Rotation needs at least one item")
+        self._items = items
+        self._n = PyTuple_GET_SIZE(items)
+        self._pos = start % self._n        # cdivision: C's remainder may be negative
+        if self._pos < 0:
+            self._pos += self._n
+
+    def __init__(self, items, Py_ssize_t start=0):
+        # The work is in __cinit__ (it always runs, even from __new__ alone); this is the
+        # signature Python sees.
+        pass
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Py_ssize_t i = self._pos
+        cdef PyObject* item = <PyObject*>PyTuple_GET_ITEM(self._items, i)
+        self._pos = 0 if i + 1 == self._n else i + 1
+        return <object>item
+
+
+ROTATION_TYPE = Rotation
+
+
+cdef class Interleave:
+    cdef uint64_t _k                   # calls so far, modulo total
+    cdef uint64_t _weight
+    cdef uint64_t _total
+
+    def __cinit__(self, weight, total):
+        # weight <= total < 2**32: (k + 1) * weight stays below 2**64.
+        if not 0 < total < 2 ** 32:
+            raise ValueError("total must be in 1 .. 2**32 - 1")
+        if not 0 <= weight <= total:
+            raise ValueError("weight must be in 0 .. total")
+        self._weight = weight
+        self._total = total
+        self._k = 0
+
+    def __init__(self, weight, total):
+        pass
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef uint64_t k = self._k, w = self._weight, t = self._total
+        self._k = 0 if k + 1 == t else k + 1
+        return (k + 1) * w // t > k * w // t
+
+    @property
+    def weight(self):
+        return self._weight
+
+    @property
+    def total(self):
+        return self._total

@@ -1,0 +1,80 @@
+"""The per-route counters of ``Router.route``: the documented behaviour, and the pure twin of
+the compiled ``_pick`` (same sequences, same errors).
+
+``Rotation(items, start)`` is a strict round-robin over a non-empty tuple that starts at
+``items[start % n]`` and never ends; ``Interleave(weight, total)`` is the smooth canary split:
+call k (0-based) yields True iff ``floor((k+1)w/T) > floor(kw/T)``, so over any window of n
+calls it yields True ``floor`` or ``ceil`` of ``n*w/T`` times. ``next()`` on either is atomic
+under the GIL: concurrent requests never share a tick. ``first_header(items, name)`` reads a
+request header from ``h11.Headers._full_items``.
+
+>>> r = Rotation(("a", "b", "c"), start=2)
+>>> [next(r) for _ in range(4)]
+['c', 'a', 'b', 'c']
+>>> first_header([(b"X-A", b"x-a", b"1"), (b"X-B", b"x-b", b"2"), (b"x-a", b"x-a", b"3")], b"x-a")
+b'1'
+>>> s = Interleave(2, 5)
+>>> "".join("C" if next(s) else "." for _ in range(10))
+'..C.C..C.C'
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+__all__ = ["Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+
+T = TypeVar("T")
+
+
+def Rotation(items: tuple[T, ...], start: int = 0) -> Iterator[T]:  # noqa: N802 (the compiled twin is a class)
+    """A strict round-robin over ``items``, starting at ``items[start % len(items)]``: here an
+    ``itertools.cycle`` (one C-level ``next()``, atomic), whose type is :data:`ROTATION_TYPE`."""
+    if not isinstance(items, tuple):
+        raise TypeError("Rotation needs a tuple")
+    if not items:
+        raise ValueError("Rotation needs at least one item")
+    k = start % len(items)
+    return itertools.cycle(items[k:] + items[:k])
+
+
+#: The type of what :func:`Rotation` returns (the request path dispatches on it).
+ROTATION_TYPE: type = itertools.cycle
+
+
+class Interleave:
+    """``next()`` is True for exactly ``weight`` of every ``total`` consecutive calls, as
+    evenly spread as possible (the Bresenham line from (0, 0) to (total, weight))."""
+
+    __slots__ = ("_count", "total", "weight")
+
+    def __init__(self, weight: int, total: int) -> None:
+        if not 0 < total < 2**32:
+            raise ValueError("total must be in 1 .. 2**32 - 1")
+        if not 0 <= weight <= total:
+            raise ValueError("weight must be in 0 .. total")
+        self.weight = weight
+        self.total = total
+        self._count = itertools.count()
+
+    def __iter__(self) -> Iterator[bool]:
+        return self
+
+    def __next__(self) -> bool:
+        t = self.total
+        k = next(self._count) % t  # one atomic tick; the pattern repeats every total calls
+        return (k + 1) * self.weight // t > k * self.weight // t
+
+
+def first_header(items: list[Any], name: bytes) -> bytes | None:
+    """The value of the first ``(raw_name, name, value)`` triple in ``items`` (h11's
+    ``Headers._full_items``: names lower case) whose name equals ``name``; None when absent.
+    Items that are not such triples are skipped. nginx's ``$http_NAME`` also reads the first
+    occurrence only."""
+    for item in items:
+        if type(item) is tuple and len(item) == 3 and item[1] == name:
+            value: bytes = item[2]
+            return value
+    return None

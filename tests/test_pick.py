@@ -1,0 +1,140 @@
+"""The per-route counters and header read: compiled ``_pick`` and pure ``_pick_py`` give the
+same sequences, answers and errors, and ``next()`` is atomic under concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ingresslib import _pick_py, _route_state
+
+from _counters import REQUIRE, _pick_c
+
+# Every test below runs once per implementation (the autouse fixture in _counters).
+from _counters import counters  # noqa: F401
+
+
+def test_compiled_counters_are_in_use_when_required() -> None:
+    expected = "python" if (_route_state.NO_EXTENSIONS or _pick_c is None) else "cython"
+    assert _route_state.COUNTERS == expected
+    if REQUIRE:
+        assert _route_state.COUNTERS == "cython", "INGRESSLIB_REQUIRE_EXTENSIONS=1 but the pure twin loaded"
+    impl = _pick_py if expected == "python" else _pick_c
+    assert _route_state.Rotation is impl.Rotation and _route_state.Interleave is impl.Interleave
+    assert _route_state.first_header is impl.first_header
+    assert _route_state.ROTATION_TYPE is impl.ROTATION_TYPE
+
+
+def test_selector_honours_no_extensions() -> None:
+    code = ("import os; os.environ['INGRESSLIB_NO_EXTENSIONS'] = '1'\n"
+            "from ingresslib import _route_state as s; print(s.COUNTERS, s.Interleave.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["python", "ingresslib._pick_py"]
+
+
+def oracle_split(weight: int, total: int, n: int) -> list[bool]:
+    # Straight from the docstring: call k is True iff floor((k+1)w/T) > floor(kw/T).
+    return [((k % total) + 1) * weight // total > (k % total) * weight // total for k in range(n)]
+
+
+@given(items=st.lists(st.integers(), min_size=1, max_size=9).map(tuple),
+       start=st.integers(-50, 50), n=st.integers(0, 40))
+def test_rotation_is_a_strict_cycle_from_start(counters: Any, items: tuple[int, ...], start: int,
+                                               n: int) -> None:
+    r = counters.Rotation(items, start)
+    assert iter(r) is r and type(r) is counters.ROTATION_TYPE
+    got = [next(r) for _ in range(n)]
+    assert got == [items[(start + k) % len(items)] for k in range(n)]
+
+
+@given(total=st.integers(1, 500), data=st.data())
+def test_interleave_matches_the_formula_and_every_window(counters: Any, total: int,
+                                                         data: st.DataObject) -> None:
+    weight = data.draw(st.integers(0, total))
+    s = counters.Interleave(weight, total)
+    n = 3 * total + 7
+    got = [next(s) for _ in range(n)]
+    assert got == oracle_split(weight, total, n)
+    # Within one request of weight/total over every window (the canary property of §7).
+    w = data.draw(st.integers(1, n))
+    for i in range(n - w + 1):
+        share = sum(got[i:i + w])
+        assert weight * w // total <= share <= -(-weight * w // total)
+
+
+def test_interleave_near_the_top_of_its_range(counters: Any) -> None:
+    total = 2**32 - 1
+    s = counters.Interleave(total - 1, total)
+    assert [next(s) for _ in range(4)] == oracle_split(total - 1, total, 4)
+    assert (s.weight, s.total) == (total - 1, total)
+
+
+@pytest.mark.parametrize("args", [(0, 0), (1, 0), (5, 4), (-1, 4), (1, 2**32)])
+def test_interleave_rejects_bad_arguments(counters: Any, args: tuple[int, int]) -> None:
+    with pytest.raises((ValueError, OverflowError)):
+        counters.Interleave(*args)
+
+
+@pytest.mark.parametrize("items", [(), [1, 2]])
+def test_rotation_rejects_bad_items(counters: Any, items: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        counters.Rotation(items)
+
+
+def test_next_is_atomic_across_threads(counters: Any) -> None:
+    # 4 threads x 3000 ticks of a 3-item rotation: every item exactly 4000 times; a shared
+    # (lost) tick would unbalance it. Same for the split: exactly weight/total of the ticks.
+    r = counters.Rotation(("a", "b", "c"))
+    s = counters.Interleave(3, 10)
+    got: list[str] = []
+    picks: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [next(r) for _ in range(3000)]
+        mp = [next(s) for _ in range(3000)]
+        with lock:
+            got.extend(mine)
+            picks.extend(mp)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(got) == {"a": 4000, "b": 4000, "c": 4000}
+    assert sum(picks) == 3600
+
+
+
+NAMES = st.sampled_from([b"x-canary", b"x-user", b"host", b"x-canar", b"x-canaryy", b""])
+
+
+@given(items=st.lists(st.one_of(
+    st.tuples(st.binary(max_size=3), NAMES, st.binary(max_size=5)),
+    st.tuples(NAMES, NAMES),                     # not a triple: skipped
+    st.just(None)), max_size=8), name=NAMES)
+def test_first_header_reads_the_first_occurrence(counters: Any, items: list[Any],
+                                                 name: bytes) -> None:
+    expected = next((it[2] for it in items if isinstance(it, tuple) and len(it) == 3
+                     and it[1] == name), None)
+    got = counters.first_header(items, name)
+    assert got == expected
+    if expected is not None:  # the very object from the request, not a copy
+        assert any(got is it[2] for it in items if isinstance(it, tuple) and len(it) == 3)
+
+
+def test_first_header_on_real_h11_headers(counters: Any) -> None:
+    import h11
+
+    hd = h11.Request(method="GET", target="/", headers=[
+        ("Host", "a"), ("X-Canary", "never"), ("x-canary", "always")]).headers
+    assert counters.first_header(hd._full_items, b"x-canary") == b"never"
+    assert counters.first_header(hd._full_items, b"x-missing") is None

@@ -143,7 +143,7 @@ async def test_namespace_option(h: Harness) -> None:
     h.kube.put(svc("web", ns="shop"))
     h.kube.put(svc("other", ns="elsewhere"))
     h.kube.put({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-                "metadata": {"name": "ingresslib"}, "spec": {"controller": "ingresslib.dev/c"}})
+                "metadata": {"name": "ingresslib"}, "spec": {"controller": "ingresslib.io/c"}})
     h.start(namespace="shop")
     await h.synced()
     assert names(h.last.services) == ["web"]

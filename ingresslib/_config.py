@@ -160,6 +160,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy-real-ip-cidr": _cidrs,
     "enable-real-ip": _bool,
     "generate-request-id": _bool,
+    "proxy-add-original-uri-header": _bool,
     "ssl-redirect": _bool,
     "hsts": _bool,
     "hsts-max-age": _int,

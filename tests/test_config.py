@@ -38,6 +38,7 @@ def test_empty_is_default() -> None:
          ("10.0.0.0/8", "192.168.1.7/32")),
         ("enable-real-ip", "1", "enable_real_ip", True),
         ("generate-request-id", "false", "generate_request_id", False),
+        ("proxy-add-original-uri-header", "true", "proxy_add_original_uri_header", True),
         ("ssl-redirect", "false", "ssl_redirect", False),
         ("hsts", "F", "hsts", False),
         ("hsts-max-age", "600", "hsts_max_age", 600),

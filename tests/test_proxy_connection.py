@@ -208,6 +208,19 @@ def test_request_id_passthrough_and_generated() -> None:
     assert header(upstream_head(pair), b"x-request-id") == []
 
 
+@pytest.mark.parametrize(("target", "sent"), [
+    (b"/a/./b/../c?x=1&y", b"/a/./b/../c?x=1&y"),   # as received, not the canonical /a/c
+    (b"http://example.test/p?q", b"/p?q"),          # absolute form: its origin-form part
+])
+def test_original_uri_header_when_enabled(target: bytes, sent: bytes) -> None:
+    # ingress-nginx proxy-add-original-uri-header: X-Original-URI $request_uri; a client's own
+    # X-Original-URI never reaches the backend, with the option on or off.
+    for on in (True, False):
+        pair = ProxyPair(settings=ProxySettings(proxy_add_original_uri_header=on))
+        pair.send(b"GET " + target + b" HTTP/1.1\r\n" + H + b"X-Original-URI: /forged\r\n\r\n")
+        assert header(upstream_head(pair), b"x-original-uri") == ([sent] if on else [])
+
+
 @pytest.mark.parametrize("value", [b"", b"   ", b"a b", b"a\"b", b"a,b", b"<script>", b"x" * 201,
                                    b"\xc3\xa9"])
 def test_request_id_empty_or_not_a_token_is_replaced(value: bytes) -> None:

@@ -419,7 +419,7 @@ class _Request:
         "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in", "bytes_out",
         "response_started", "response_len", "upgrade", "idempotent", "done", "answered",
         "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
-        "up_chunked",
+        "up_chunked", "original_uri",
     )
 
     def __init__(self, now: float) -> None:
@@ -431,6 +431,8 @@ class _Request:
         self.path = ""
         self.query: str | None = None
         self.upstream_target = b""
+        #: The origin-form target as the client sent it (nginx's ``$request_uri``).
+        self.original_uri = ""
         self.decision: Any = None
         self.opts: RouteOptions | None = None
         #: The upstream request head, serialised once (retries send it again).
@@ -966,6 +968,7 @@ class ClientConnection:
         host_s = host_raw.decode("ascii") if host_raw is not None else ""
         req.host_raw = host_s
         req.host = normalize_host(host_s) or ""
+        req.original_uri = target_s
         path, query = split_target(target_s)
         canon = canonical_path(path)
         req.path = canon
@@ -1099,6 +1102,8 @@ class ClientConnection:
             if joined_ff:
                 out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
         out.append(b"x-forwarded-host: %s\r\n" % (fwd.get(b"x-forwarded-host") or host_raw))
+        if s.proxy_add_original_uri_header:
+            out.append(b"x-original-uri: %s\r\n" % req.original_uri.encode("ascii"))
         if fwd:
             proto = fwd.get(b"x-forwarded-proto") or self.scheme.encode("ascii")
             out.append(b"x-forwarded-port: %s\r\nx-forwarded-proto: %s\r\n"

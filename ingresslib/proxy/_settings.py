@@ -91,6 +91,9 @@ class ProxySettings:
     proxy_real_ip_cidr: tuple[str, ...] = ()
     enable_real_ip: bool = False
     generate_request_id: bool = True
+    #: ingress-nginx ``proxy-add-original-uri-header``: send ``X-Original-URI`` (the request
+    #: target as the client sent it, nginx's ``$request_uri``) to the backend.
+    proxy_add_original_uri_header: bool = False
 
     # --- TLS related (ingress-nginx) ----------------------------------------------------
     ssl_redirect: bool = True

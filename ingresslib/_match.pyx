@@ -9,7 +9,10 @@
 # wide nodes) and its payload's address (the matcher's payload tuple keeps the payloads alive),
 # so a lookup reads no tuple slot. Big node arrays get transparent huge pages where Linux
 # offers them.
-# The fast path reads the str buffers in place: no substring, no encode, no allocation.
+# The fast path reads the str buffers in place: no substring, no encode, no allocation. It
+# walks the raw path first and checks it is canonical afterwards, and then only the bytes the
+# walk did not match against a key (every key in the tree is canonical); a path it cannot
+# vouch for takes the slow path (canonical_path, then a second walk), as before.
 # Memory comes from PyMem_Malloc, so tracemalloc accounts for the tree.
 
 from cpython.object cimport PyObject
@@ -20,6 +23,7 @@ from cpython.mem cimport PyMem_Malloc as malloc
 from libc.string cimport memcpy, memset
 
 from ._normalize import canonical_path as _canonical_path
+from ._normalize import is_canonical as _is_canonical
 from ._normalize import normalize_host as _normalize_host
 
 __all__ = ["Matcher"]
@@ -86,7 +90,12 @@ DEF _BOTH = 3
 cdef unsigned char _PATH_CLASS[256]
 # Host bytes: 1 = [a-z0-9-], 2 = ".", 3 = [A-Z], 4 = ":", 0 = slow path.
 cdef unsigned char _HOST_CLASS[256]
+# 1 for the bytes of a normalised host name: [a-z0-9-.] (_HOST_CLASS 1 or 2).
+cdef unsigned char _HOST_PLAIN[256]
 cdef const unsigned char* _ROOT = <const unsigned char*>"/"
+# _LOW_MASK[k]: the word whose first k bytes in memory are 0xFF, the others 0 (built through
+# _load8, so it holds on either byte order): selects a label's bytes in an 8-byte read.
+cdef uint64_t _LOW_MASK[9]
 cdef object _ABSENT = object()
 cdef _Group _NO_GROUP
 _NO_GROUP.root = -1
@@ -98,16 +107,24 @@ cdef void _init_tables():
     for c in range(256):
         _PATH_CLASS[c] = 0
         _HOST_CLASS[c] = 0
+        _HOST_PLAIN[c] = 0
     for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@":
         _PATH_CLASS[c] = 1
     _PATH_CLASS[ord("/")] = 2
     _PATH_CLASS[ord("?")] = 3
     for c in b"abcdefghijklmnopqrstuvwxyz0123456789-":
         _HOST_CLASS[c] = 1
+        _HOST_PLAIN[c] = 1
+    _HOST_PLAIN[ord(".")] = 1
     for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
         _HOST_CLASS[c] = 3
     _HOST_CLASS[ord(".")] = 2
     _HOST_CLASS[ord(":")] = 4
+    cdef unsigned char ones[8]
+    for c in range(9):
+        memset(ones, 0, 8)
+        memset(ones, 0xFF, c)
+        _LOW_MASK[c] = _load8(ones)
 
 
 _init_tables()
@@ -154,14 +171,13 @@ cdef inline bint _ends_dot_segment(unsigned char c) noexcept nogil:
     return c == 47 or c == 63 or c == 59 or c == 0   # "/", "?", ";", end
 
 
-cdef inline Py_ssize_t _fast_path_len(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # The length of the path before "?" when that path is already canonical, else -1.
-    # p[n] is the NUL every str buffer ends with: _PATH_CLASS[0] == 0 stops the inner loop, so
-    # it needs no bounds test (an embedded NUL also stops it, and is then rejected).
-    cdef Py_ssize_t i = 0
+cdef inline bint _plain_from(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    # True when p[i:] up to "?" (or the end) is made of pchar other than "%" and "/" with no
+    # "//" and no "." or ".." segment after a "/" (RFC 3986 §5.2.4), nor ".;" / "..;" ones,
+    # where the checks that look at a "/" start at i. p[n] is the NUL every str buffer ends
+    # with: _PATH_CLASS[0] == 0 stops the inner loop, so it needs no bounds test (an embedded
+    # NUL also stops it, and is then rejected).
     cdef unsigned char c
-    if n == 0 or p[0] != 47:
-        return -1
     while True:
         while _PATH_CLASS[p[i]] == 1:
             i += 1
@@ -170,19 +186,42 @@ cdef inline Py_ssize_t _fast_path_len(const unsigned char* p, Py_ssize_t n) noex
             i += 1
             c = p[i]
             if c == 47:
-                return -1
+                return False
             if c == 46:
                 c = p[i + 1]
                 if _ends_dot_segment(c):
-                    return -1
+                    return False
                 if c == 46 and _ends_dot_segment(p[i + 2]):
-                    return -1
+                    return False
         elif c == 63:                      # "?": the query starts
-            return i
-        elif c == 0 and i == n:
-            return n
+            return True
         else:
-            return -1
+            return c == 0 and i == n
+
+
+cdef inline bint _canonical_after(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    # p[0] == "/" and p[:i] equals the bytes of a node boundary of the tree: the start of a
+    # canonical key (every key in the tree is canonical, see __init__), cut between two
+    # canonical characters (a node ends where keys fork or one ends). True when p, up to "?",
+    # is then certainly canonical: _plain_from holds for the rest, re-read from the "/" of a
+    # "//", "/." or "/.." that the cut may split ("/." is the start of "/.env" as well as of
+    # "/./"). A cut inside an escape ("%" or "%X" before it) is left to the slow path.
+    cdef unsigned char c
+    if i > 0:
+        c = p[i - 1]
+        if c > 47:                         # not "%", ".", "/" (all below "0"): i >= 2
+            if p[i - 2] == 37:
+                return False
+        elif c == 47:                      # "/" (i == 1 always ends here: p[0] == "/")
+            i -= 1
+        elif c == 46:                      # ".": i >= 2
+            if p[i - 2] == 47:
+                i -= 2
+            elif p[i - 2] == 46 and p[i - 3] == 47:   # "..": i >= 3
+                i -= 3
+        elif c == 37:
+            return False
+    return _plain_from(p, n, i)
 
 
 cdef inline const unsigned char* _label(const _Node* node,
@@ -211,9 +250,12 @@ cdef inline PyObject* _prefix_of(const _Node* node) noexcept nogil:
 
 cdef inline PyObject* _walk(const _Node* nodes, const unsigned char* firsts,
                             const unsigned char* pool, Py_ssize_t root,
-                            const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # The payload (borrowed) of the exact key == p, else of the longest prefix key k with
-    # p == k or p starting with k + "/", else NULL.
+                            const unsigned char* p, Py_ssize_t n, Py_ssize_t* stop) noexcept nogil:
+    # The path is p[:n] up to its first "?" or NUL (p[n] is NUL). The payload (borrowed) of
+    # the exact key == path, else of the longest prefix key k with path == k or path starting
+    # with k + "/", else NULL; *stop: how many bytes of p matched whole node labels. No label
+    # holds "?" or NUL (keys are canonical), so the walk never passes the path's end; an
+    # embedded NUL ends it too, and _canonical_after then sends the path to the slow path.
     cdef const _Node* node = nodes + root
     cdef const _Node* best = NULL
     cdef const unsigned char* f
@@ -222,13 +264,18 @@ cdef inline PyObject* _walk(const _Node* nodes, const unsigned char* firsts,
     cdef unsigned char c
     while True:
         t = node.payload
-        if (t & _PREFIX) and (i == n or p[i] == 47):
-            best = node
-        if i == n:
-            if t & _EXACT:
-                return _exact_of(t)
-            return _prefix_of(best)
         c = p[i]
+        if c <= 63:                        # (letters skip the three tests)
+            if c == 47:
+                if t & _PREFIX:
+                    best = node
+            elif c == 63 or c == 0:        # the end of the path
+                stop[0] = i
+                if t & _EXACT:
+                    return _exact_of(t)
+                if t & _PREFIX:
+                    return _prefix_of(node)
+                return _prefix_of(best)
         m = node.nchildren
         if m <= _FIRSTS:
             f = &node.firsts[0]
@@ -247,13 +294,19 @@ cdef inline PyObject* _walk(const _Node* nodes, const unsigned char* firsts,
                 else:
                     hi = mid
         if k == m or f[k] != c:
+            stop[0] = i
             return _prefix_of(best)
         node = nodes + node.first_child + k
         length = node.label_len
-        if n - i < length:
-            return _prefix_of(best)
+        if length <= 8 and n - i >= 7:
+            # One masked word: p[i:i + 8] is readable (the NUL after the path included). A
+            # label longer than the rest of the path meets that NUL, which no label holds.
+            if (_load8(node.label.chars) ^ _load8(p + i)) & _LOW_MASK[length]:
+                stop[0] = i
+                return _prefix_of(best)
         # (The first byte matched in firsts.)
-        if not _eq(_label(node, pool) + 1, p + i + 1, length - 1):
+        elif n - i < length or not _eq(_label(node, pool) + 1, p + i + 1, length - 1):
+            stop[0] = i
             return _prefix_of(best)
         i += length
 
@@ -331,6 +384,41 @@ cdef inline const _HostEntry* _host_find(const _HostTable* t, const unsigned cha
         i = (i + 1) & t.mask
 
 
+cdef inline const _Group* _host_group(const _HostTable* exact, const _HostTable* wild,
+                                     const _Group* hostless, bint wild_plain,
+                                     const unsigned char* h, Py_ssize_t n) noexcept nogil:
+    # The group of the ASCII host h[:n] (0 < n <= _HOST_MAX, NUL after it), or NULL when it
+    # needs normalising (upper case, ":port", trailing dot, odd bytes): _group_of_slow.
+    cdef const _HostEntry* e
+    cdef Py_ssize_t i = 0, j
+    # A rule host is normalised (lower case, no port, no trailing dot), so a raw host equal
+    # to one is already normalised: try it before scanning.
+    e = _host_find(exact, h, n)
+    if e != NULL:
+        return &e.group
+    # The first label, up to the first ".".
+    while _HOST_CLASS[h[i]] == 1:
+        i += 1
+    if h[i] == 46 and i > 0 and wild_plain:
+        # When the rest equals a wildcard key it is [a-z0-9-.] and does not end with ".",
+        # like every wildcard key (wild_plain): the host is then normalised as it stands,
+        # its exact probe above missed, and this is its wildcard group. Else the rest must
+        # be normalised for both probes to be the final answer.
+        j = i + 1
+        if j < n:
+            e = _host_find(wild, h + j, n - j)
+            if e != NULL:
+                return &e.group
+        while _HOST_PLAIN[h[j]]:
+            j += 1
+        if j == n and h[n - 1] != 46:
+            return hostless
+        return NULL
+    if i == n:
+        return hostless                    # [a-z0-9-]+: normalised, no ".": no wildcard
+    return NULL
+
+
 cdef int _host_table(_HostTable* t, list rows, const unsigned char* arena) except -1:
     # rows: (key bytes, root, default, index); arena: the keys' bytes back to back.
     cdef uint64_t size = 8, i, h
@@ -366,6 +454,30 @@ cdef int _host_table(_HostTable* t, list rows, const unsigned char* arena) excep
     return 0
 
 
+cdef bint _canonical_key(str path) except -1:
+    # canonical_path(path) == path; most keys pass the lookup's own check (read in place, no
+    # regex, no allocation) and never reach is_canonical.
+    if not path.isascii() or not path.startswith("/"):
+        return False
+    PyUnicode_READY(path)
+    if "?" not in path and _plain_from(<const unsigned char*>PyUnicode_DATA(path),
+                                       PyUnicode_GET_LENGTH(path), 0):
+        return True
+    return _is_canonical(path)
+
+
+cdef bint _plain_host(bytes key) except -1:
+    # A wildcard key that is a normalised name as it stands: [a-z0-9-.]+, no trailing ".".
+    cdef const unsigned char* k = key
+    cdef Py_ssize_t i, n = len(key)
+    if n == 0 or k[n - 1] == 46:
+        return False
+    for i in range(n):
+        if not _HOST_PLAIN[k[i]]:
+            return False
+    return True
+
+
 cdef Py_ssize_t _lcp(bytes a, bytes b, Py_ssize_t start):
     cdef const unsigned char* x = a
     cdef const unsigned char* y = b
@@ -386,6 +498,7 @@ cdef class Matcher:
     cdef _HostTable _exact_hosts
     cdef _HostTable _wild_hosts
     cdef _Group _hostless
+    cdef bint _wild_plain              # every wildcard key: [a-z0-9-.]+, not ending in "."
     cdef Py_ssize_t _n_nodes
     cdef Py_ssize_t _n_labels
     cdef tuple _roots
@@ -405,6 +518,7 @@ cdef class Matcher:
         self._wild_hosts.entries = NULL
         self._wild_hosts.raw = NULL
         self._hostless = _NO_GROUP
+        self._wild_plain = False
 
     def __dealloc__(self):
         free(self._nodes_raw)
@@ -431,14 +545,16 @@ cdef class Matcher:
             if host in seen:
                 raise ValueError(f"duplicate host group {host!r}")
             seen.add(host)
-            # Keys that are not ASCII can never equal a canonical path: left out of the tree.
+            # Keys that are not canonical (prefix keys: nor "") can never equal a canonical
+            # path, nor be one cut before a "/": left out of the tree. The lookup relies on
+            # it: path bytes equal to a node's key bytes need no canonical check.
             # keys: bytes -> [exact payload, prefix payload] (_ABSENT: none)
             keys = {}
             for path, payload in exact.items():
-                if path.isascii():
+                if _canonical_key(path):
                     keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[0] = payload
             for path, payload in prefix.items():
-                if path.isascii():
+                if path == "" or _canonical_key(path):
                     keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[1] = payload
             root = len(rows)
             roots.append(root)
@@ -504,6 +620,7 @@ cdef class Matcher:
         memcpy(self._host_keys, <const char*>arena, len(arena))
         _host_table(&self._exact_hosts, exact_hosts, self._host_keys)
         _host_table(&self._wild_hosts, wild_hosts, self._host_keys + exact_len)
+        self._wild_plain = all([_plain_host(row[0]) for row in wild_hosts])
 
     cdef _build_nodes(self, list rows):
         cdef Py_ssize_t n = len(rows), i, k, off = 0
@@ -554,26 +671,17 @@ cdef class Matcher:
         self._n_nodes = n
         self._n_labels = len(arena)
 
-    cdef const _Group* _group_of(self, str host) except NULL:
-        cdef const _HostEntry* e
-        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i, end, dot = -1
+    cdef const _Group* _group_of_slow(self, str host) except NULL:
+        # Any host _host_group declined: upper case, ":port", a trailing dot (in one scan, into
+        # a buffer), else normalize_host ("[", non-ASCII, odd bytes, very long names).
         cdef const unsigned char* h
         cdef unsigned char buf[_HOST_MAX]
         cdef unsigned char k
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i, end, dot = -1
         cdef bint upper = False
         cdef bytes encoded
-        if n == 0:
-            return &self._hostless
-        if PyUnicode_KIND(host) == 1 and n <= _HOST_MAX:
+        if PyUnicode_IS_ASCII(host) and n <= _HOST_MAX:
             h = <const unsigned char*>PyUnicode_DATA(host)
-            # A rule host is normalised (lower case, no port, no trailing dot), so an ASCII
-            # raw host equal to one is already normalised: try it before scanning.
-            if PyUnicode_IS_ASCII(host):
-                e = _host_find(&self._exact_hosts, h, n)
-                if e != NULL:
-                    return &e.group
-            # Fast path: lower-case ASCII letters, cut ":port", strip one trailing dot, in
-            # one scan; anything else ("[", non-ASCII, odd bytes) goes to normalize_host.
             end = n
             for i in range(n):
                 k = _HOST_CLASS[h[i]]
@@ -599,21 +707,26 @@ cdef class Matcher:
                     for i in range(end):
                         buf[i] = h[i] + 32 if _HOST_CLASS[h[i]] == 3 else h[i]
                     h = buf
-                return self._group_of_name(h, end, dot)
+                if dot >= end:
+                    dot = -1
+                return self._group_of_name(h, end, dot, end == n and not upper)
         name = _normalize_host(host)
         if name is None or name.startswith("["):
             # Empty, or an IPv6 literal: it "never equal[s] a rule host".
             return &self._hostless
         encoded = name.encode("utf-8", "surrogatepass")
         return self._group_of_name(<const unsigned char*><const char*>encoded, len(encoded),
-                                   encoded.find(b"."))
+                                   encoded.find(b"."), False)
 
-    cdef inline const _Group* _group_of_name(self, const unsigned char* h, Py_ssize_t n,
-                                             Py_ssize_t dot) noexcept nogil:
-        # h[:n] is a normalised host; dot: its first "." (or -1).
-        cdef const _HostEntry* e = _host_find(&self._exact_hosts, h, n)
-        if e != NULL:
-            return &e.group
+    cdef const _Group* _group_of_name(self, const unsigned char* h, Py_ssize_t n,
+                                      Py_ssize_t dot, bint raw) noexcept nogil:
+        # h[:n] is a normalised host; dot: its first "." (or -1); raw: h is the request's
+        # host itself, which the exact table already missed.
+        cdef const _HostEntry* e
+        if not raw:
+            e = _host_find(&self._exact_hosts, h, n)
+            if e != NULL:
+                return &e.group
         # "*.foo.com matches bar.foo.com, not foo.com, not a.bar.foo.com": one non-empty label.
         if 0 < dot < n:
             e = _host_find(&self._wild_hosts, h + dot + 1, n - dot - 1)
@@ -621,42 +734,69 @@ cdef class Matcher:
                 return &e.group
         return &self._hostless
 
-    def lookup(self, str host not None, str path not None):
-        cdef Py_ssize_t n
+    cdef object _lookup_slow(self, str path, const _Group* g):
+        # A path _canonical_after could not vouch for: its canonical form, or BadRequestError.
+        cdef Py_ssize_t stop
         cdef PyObject* found
-        cdef const unsigned char* p
-        cdef const _Group* g
-        cdef object canon
-        PyUnicode_READY(path)
-        n = PyUnicode_GET_LENGTH(path)
-        if n == 0:
-            p = _ROOT
-            n = 1
-        elif PyUnicode_KIND(path) == 1:
-            p = <const unsigned char*>PyUnicode_DATA(path)
-            n = _fast_path_len(p, n)
-        else:
-            n = -1
-        if n < 0:
-            canon = path.partition("?")[0] or "/"
-            if canon != "/":
-                canon = _canonical_path(canon)
-            # A canonical path is ASCII: its buffer is one byte per character.
-            p = <const unsigned char*>PyUnicode_DATA(canon)
-            n = PyUnicode_GET_LENGTH(canon)
-        elif n == 0:
-            p = _ROOT
-            n = 1
-        PyUnicode_READY(host)
-        g = self._group_of(host)
+        canon = path.partition("?")[0] or "/"
+        if canon != "/":
+            canon = _canonical_path(canon)
         if g.root < 0:
             return self._default
-        found = _walk(self._nodes, self._firsts, self._labels, g.root, p, n)
+        # A canonical path is ASCII: its buffer is one byte per character, then a NUL.
+        found = _walk(self._nodes, self._firsts, self._labels, g.root,
+                      <const unsigned char*>PyUnicode_DATA(canon), PyUnicode_GET_LENGTH(canon),
+                      &stop)
+        return self._result(found, g)
+
+    cdef inline object _result(self, PyObject* found, const _Group* g):
         if found != NULL:
             return <object>found
         if g.default < 0:
             return None
         return <object>PyTuple_GET_ITEM(self._payloads, g.default)
+
+    def lookup(self, str host not None, str path not None):
+        # Host first (nothing in it can raise), then one walk over the raw path; a path that
+        # is not certainly canonical goes to _lookup_slow, which raises or canonicalises it,
+        # whatever the host ("regardless of host").
+        cdef Py_ssize_t n, stop
+        cdef PyObject* found
+        cdef const unsigned char* p
+        cdef const _Group* g
+        PyUnicode_READY(host)
+        n = PyUnicode_GET_LENGTH(host)
+        g = NULL
+        if n == 0:
+            g = &self._hostless
+        elif PyUnicode_IS_ASCII(host) and n <= _HOST_MAX:
+            g = _host_group(&self._exact_hosts, &self._wild_hosts, &self._hostless,
+                            self._wild_plain, <const unsigned char*>PyUnicode_DATA(host), n)
+        if g == NULL:
+            g = self._group_of_slow(host)
+        PyUnicode_READY(path)
+        n = PyUnicode_GET_LENGTH(path)
+        if n == 0:
+            # "" means "/".
+            if g.root < 0:
+                return self._default
+            return self._result(_walk(self._nodes, self._firsts, self._labels, g.root,
+                                      _ROOT, 1, &stop), g)
+        if PyUnicode_KIND(path) == 1:
+            p = <const unsigned char*>PyUnicode_DATA(path)
+            if p[0] == 47:
+                if g.root < 0:
+                    if _plain_from(p, n, 0):
+                        return self._default
+                else:
+                    found = _walk(self._nodes, self._firsts, self._labels, g.root, p, n, &stop)
+                    if _canonical_after(p, n, stop):
+                        if found != NULL:
+                            return <object>found
+                        if g.default < 0:
+                            return None
+                        return <object>PyTuple_GET_ITEM(self._payloads, g.default)
+        return self._lookup_slow(path, g)
 
     def _check_invariants(self):
         """Raise AssertionError unless the flattened trees are well formed (tests only)."""

@@ -512,3 +512,67 @@ def test_many_groups_agree(matcher_class: Any) -> None:
     assert m.lookup("h7.example.com", "/e7/3") == (7, 3)
     assert m.lookup("H299.example.com:1", "/p/19/x") == (299, -19)
     assert m.lookup("h7.example.com", "/e8/3") is None
+
+
+# Paths where the compiled walk stops inside an escape or next to a dot segment: it must then
+# check (or canonicalise) exactly what it did not compare against a key.
+_ESCAPES = group_of("foo.com", [("Exact", "/%C3%A9"), ("Exact", "/%C3%A8"), ("Exact", "/%C3%AE"),
+                                ("Exact", "/.e"), ("Exact", "/..x"), ("Prefix", "/"), ("Prefix", "/a")])
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/%C3%Ae", "Exact /%C3%AE"),     # the walk stops inside an escape
+    ("/%C3%a9", "Exact /%C3%A9"),
+    ("/.", "Prefix /"),
+    ("/./a", "Prefix /a"),
+    ("/..", "400"),
+    ("/../a", "400"),
+    ("/.e", "Exact /.e"),
+    ("/..x/../a", "Prefix /a"),
+    ("/a/.", "Prefix /a"),
+    ("/a/..", "Prefix /"),
+    ("/a/%2e%2E/x", "Prefix /"),
+    ("/a//", "Prefix /a"),
+])
+def test_walk_stops_inside_escapes_and_dot_segments(matcher_class: Any, path: str,
+                                                    expected: str) -> None:
+    m = matcher_class([_ESCAPES])
+    got = outcome(m.lookup, "foo.com", path)
+    assert got == (("400", None) if expected == "400" else ("ok", expected))
+    assert got == outcome(_oracle_lookup([_ESCAPES]), "foo.com", path)
+
+
+def _oracle_lookup(groups: list[_match_py.HostGroup]) -> Any:
+    return lambda host, path: oracle(groups, None, host, path)
+
+
+# Segments whose escapes differ in one hex digit or in case, dots, ";" and stray "%": the
+# neighbourhood of the compiled matcher's "check only what the walk did not compare".
+_ESCAPE_SEGMENTS = ["%C3%AE", "%C3%AF", "%C3%A9x", "%E2%82%AC", "%E2%82%AD", "a", "b", "ab", ".",
+                    "..", "...", ".a", "..a", "a.", ".env", "%C3%A9", "%C3%A8", "%3F", "%2F",
+                    "%2e", "%2E%2E", "%c3%a9", "x;y", ".;", "..;", ";", "~u", "%41", "", "%",
+                    "%C", "%C3", "?", "?q", "\x00", "é", "A", "-", "@", ":"]
+_escape_key = st.lists(st.sampled_from(_ESCAPE_SEGMENTS), max_size=4).map(lambda s: "/" + "/".join(s))
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(),
+       exact=st.lists(_escape_key, max_size=8), prefix=st.lists(_escape_key, max_size=8))
+def test_twins_agree_on_escape_heavy_tables(data: st.DataObject, exact: list[str],
+                                            prefix: list[str]) -> None:
+    # Keys are used as written (canonical or not): a non-canonical key must never match.
+    groups = [("foo.com", {k: f"E {k}" for k in exact}, {k.rstrip("/"): f"P {k}" for k in prefix},
+               None)]
+    matchers = [cls(groups, "D") for cls in _all_classes()]
+    keys = exact + prefix or ["/"]
+    for _ in range(10):
+        base = data.draw(st.sampled_from(keys))
+        cut = data.draw(st.integers(0, len(base)))
+        tail = data.draw(st.lists(st.tuples(st.sampled_from(["/", ""]),
+                                            st.sampled_from(_ESCAPE_SEGMENTS)), max_size=3))
+        path = base[:cut] + "".join(a + b for a, b in tail)
+        if "%" in path and data.draw(st.booleans()):
+            j = data.draw(st.integers(0, len(path) - 1))
+            path = path[:j] + path[j:].swapcase()
+        results = {outcome(m.lookup, "foo.com", path) for m in matchers}
+        assert len(results) == 1, (path, results)

@@ -3,12 +3,12 @@
 Same constructors, sequences and exceptions as ``ingresslib._pick_py``.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from typing_extensions import disjoint_base
 
-__all__ = ["Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 _T = TypeVar("_T")
 
@@ -36,3 +36,23 @@ class Interleave:
 
 def first_header(items: list[Any], name: bytes) -> bytes | None:
     """The value of the first ``(raw_name, name, value)`` triple whose name equals ``name``."""
+
+@disjoint_base
+class FastRoute:
+    """``Router.route`` of one published state: match, per-route entries, the Python path."""
+
+    def __init__(self, match: Callable[[str, str], Any], fast: list[Any],
+                 slow: Callable[..., Any]) -> None: ...
+    def route(self, method: str, host: str, path: str, headers: Any = (),
+              client_ip: str | None = None, *, query: str | None = None) -> Any: ...
+
+@disjoint_base
+class CanaryPick:
+    """A canary route decided by the inline header rule and the smooth split."""
+
+    @property
+    def route(self) -> Any: ...
+    def __init__(self, route: Any, hname: bytes | None, hyes: bytes | None, hno: bytes | None,
+                 h11_headers: Any, steps: Interleave, yes: Rotation[Any],
+                 no: Rotation[Any]) -> None: ...
+    def pick(self, headers: Any) -> Any: ...

@@ -21,10 +21,10 @@ b'1'
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 T = TypeVar("T")
 
@@ -78,3 +78,73 @@ def first_header(items: list[Any], name: bytes) -> bytes | None:
             value: bytes = item[2]
             return value
     return None
+
+
+class FastRoute:
+    """``Router.route`` of one published state: ``match``, the per-route entries ``fast``
+    (indexed by ``Match.route_id``) and ``slow``, the Router's Python path. A plain round-robin
+    route (its entry a :data:`ROTATION_TYPE`) is answered here; any other entry goes to
+    ``slow(match, entry, fast, method, host, path, headers, client_ip, query)``."""
+
+    __slots__ = ("_fast", "_match", "_slow")
+
+    def __init__(self, match: Callable[[str, str], Any], fast: list[Any],
+                 slow: Callable[..., Any]) -> None:
+        if not isinstance(fast, list):
+            raise TypeError("fast must be a list")
+        self._match = match
+        self._fast = fast
+        self._slow = slow
+
+    def route(self, method: str, host: str, path: str, headers: Any = (),
+              client_ip: str | None = None, *, query: str | None = None) -> Any:
+        m = self._match(host, path)
+        if m is None:
+            return None
+        e = self._fast[m.route_id]
+        if type(e) is ROTATION_TYPE:
+            return next(e)  # type: ignore[call-overload]
+        if type(e) is CanaryPick:
+            d = e.pick(headers)
+            if d is not None:
+                return d
+            e = e.route
+        return self._slow(m, e, self._fast, method, host, path, headers, client_ip, query)
+
+
+class CanaryPick:
+    """A canary route whose choice needs neither a session nor a cookie nor a pattern: the
+    inline header rule ``hname`` (on ``h11_headers``: the value ``hyes`` means canary, ``hno``
+    main; first occurrence only), then the smooth split ``steps``, then the chosen side's
+    round-robin (``yes`` canary, ``no`` main). :meth:`pick` answers None when the request needs
+    the Router's Python path (a header rule on headers of another type); ``route`` is the
+    Router's object for that path."""
+
+    __slots__ = ("_h11", "_hname", "_hno", "_hyes", "_no", "_steps", "_yes", "route")
+
+    def __init__(self, route: Any, hname: bytes | None, hyes: bytes | None, hno: bytes | None,
+                 h11_headers: Any, steps: Iterator[bool], yes: Iterator[Any],
+                 no: Iterator[Any]) -> None:
+        # Checked at run time as the compiled twin does (callers are not always type-checked).
+        values: tuple[object, ...] = (hname, hyes) + (() if hno is None else (hno,))
+        if hname is not None and not all(isinstance(v, bytes) for v in values):
+            raise TypeError("header name and values must be bytes")
+        self.route = route
+        self._hname, self._hyes, self._hno, self._h11 = hname, hyes, hno, h11_headers
+        self._steps, self._yes, self._no = steps, yes, no
+
+    def pick(self, headers: Any) -> Any:
+        choice: bool | None = None
+        hname = self._hname
+        if hname is not None:
+            if type(headers) is not self._h11:
+                return None
+            v = first_header(headers._full_items, hname)
+            if v is not None:
+                if v == self._hyes:
+                    choice = True
+                elif v == self._hno:
+                    choice = False
+        if choice is None:
+            choice = next(self._steps)
+        return next(self._yes) if choice else next(self._no)

@@ -55,7 +55,7 @@ from ._endpoints import (
 from ._hashing import DIRTY
 from ._models import Ingress
 from ._resources import Resources
-from ._route_state import ROTATION_TYPE, Rotation, first_header
+from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, Rotation, first_header
 from ._table import Diagnostic, Match, RouteTable
 
 __all__ = ["Router", "Decision"]
@@ -334,6 +334,19 @@ class _Route:
         self.yes_cycle = self.yes.cycle
         self.no_cycle = self.no.cycle
 
+    def fast_entry(self) -> Any:
+        """What the request path's list holds for this route: a ``CanaryPick`` when the choice
+        needs no session, cookie or pattern and both sides are built round-robins (then the
+        whole pick runs without Python code), else this ``_Route``."""
+        yes, no = self.yes_cycle, self.no_cycle
+        if (not self.sticky and self.steps is not None
+                and (self.hname is not None or self.explicit is None)
+                and yes is not None and no is not None
+                and type(yes) is ROTATION_TYPE and type(no) is ROTATION_TYPE):
+            return CanaryPick(self, self.hname, self.hyes, self.hno, H11_HEADERS, self.steps,
+                              yes, no)
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class _State:
@@ -411,7 +424,6 @@ class Router:
         self._balancers: dict[tuple[Any, ...], Balancer] = {}
         self._splits: dict[tuple[Any, ...], WeightSplit] = {}
         self._state: _State
-        self._hot: tuple[Callable[[str, str], Match | None], list[Any]]
         self._publish(self._build(res, table))
 
     # --- public surface ------------------------------------------------------------------------
@@ -441,10 +453,12 @@ class Router:
                 self._publish(self._build(res, None))
 
     def _publish(self, st: _State) -> None:
-        # ``route`` reads ``_hot`` only, in one load: it sees the match function and the routes
-        # of one state, never one old and one new (CPython attribute stores are atomic).
         self._state = st
-        self._hot = (st.match, st.fast)
+        # The request path of this state, published with one attribute store: a request sees
+        # the match function and the routes of one state, never one old and one new (CPython
+        # attribute stores are atomic). The instance attribute shadows the method below, so a
+        # call goes straight into FastRoute.route (compiled: no Python frame for round-robin).
+        self.route = FastRoute(st.match, st.fast, self._route_entry).route  # type: ignore[method-assign]
 
     def route(self, method: str, host: str, path: str, headers: Headers = (),
               client_ip: str | None = None, *, query: str | None = None) -> Decision | None:
@@ -454,15 +468,17 @@ class Router:
         feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``. Raises
         :class:`BadRequestError` as ``RouteTable.match`` does.
         """
-        # One tuple read: the match function and the routes of the same state (see _publish).
-        match, fast = self._hot
-        m = match(host, path)
-        if m is None:
-            return None
-        e = fast[m.route_id]
+        # Only reached through the class (``Router.route(router, ...)``): instances call the
+        # published FastRoute directly (see _publish).
+        fast_route: Callable[..., Decision | None] = self.__dict__["route"]
+        return fast_route(method, host, path, headers, client_ip, query=query)
+
+    def _route_entry(self, m: Match, e: Any, fast: list[Any], method: str, host: str, path: str,
+                     headers: Headers, client_ip: str | None, query: str | None
+                     ) -> Decision | None:
+        """``route`` after the lookup, for every entry FastRoute does not answer itself (it
+        answers plain round-robin): ``e`` is ``fast[m.route_id]`` of the state ``m`` came from."""
         t = type(e)
-        if t is ROTATION_TYPE:  # plain round-robin, no canary
-            return next(e)  # type: ignore[no-any-return]
         if t is _Backend:  # no canary
             tab = e.table
             if tab:  # consistent hashing, ring loaded: inline
@@ -535,15 +551,14 @@ class Router:
             if cyc is not None:
                 return next(cyc)
             side = r.yes
-            if not side.ready:
-                r.materialize()
-            return side.choose(method, host, path, headers, client_ip, query)
-        cyc = r.no_cycle
-        if cyc is not None:
-            return next(cyc)
-        side = r.no
-        if not side.ready:
+        else:
+            cyc = r.no_cycle
+            if cyc is not None:
+                return next(cyc)
+            side = r.no
+        if not side.ready:  # the route's first request
             r.materialize()
+            fast[m.route_id] = r.fast_entry()
         return side.choose(method, host, path, headers, client_ip, query)
 
     def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]
@@ -706,7 +721,8 @@ class Router:
                 rng = _derive_seed(self.seed, repr(skey)) if self.canary_random else None
                 split = WeightSplit(cfg.weight, cfg.weight_total, rng)
             splits[skey] = split
-            routes[m.route_id] = fast[m.route_id] = _Route(mb, cb, cfg, split)
+            r = routes[m.route_id] = _Route(mb, cb, cfg, split)
+            fast[m.route_id] = r.fast_entry()  # sides kept from the previous state may be built
 
         # Canary annotations on Ingresses that lost every pairing are still worth checking.
         for ing in table.served:

@@ -138,3 +138,63 @@ def test_first_header_on_real_h11_headers(counters: Any) -> None:
         ("Host", "a"), ("X-Canary", "never"), ("x-canary", "always")]).headers
     assert counters.first_header(hd._full_items, b"x-canary") == b"never"
     assert counters.first_header(hd._full_items, b"x-missing") is None
+
+
+def test_fast_route_answers_round_robin_and_hands_the_rest_over(counters: Any) -> None:
+    from ingresslib._errors import BadRequestError
+
+    class M:  # a Match: only route_id is read
+        def __init__(self, rid: int) -> None:
+            self.route_id = rid
+
+    matches = {"/rr": M(0), "/other": M(1)}
+
+    def match(host: str, path: str) -> M | None:
+        if path == "/bad":
+            raise BadRequestError("bad path")
+        return matches.get(path)
+
+    calls: list[tuple[Any, ...]] = []
+
+    def slow(*args: Any) -> str:
+        calls.append(args)
+        return "slow"
+
+    fast = [counters.Rotation(("d1", "d2")), "entry"]
+    route = counters.FastRoute(match, fast, slow).route
+    assert [route("GET", "h", "/rr") for _ in range(3)] == ["d1", "d2", "d1"]
+    assert calls == []
+    assert route("GET", "h", "/nothing") is None
+    assert route("POST", "h", "/other", [("a", "b")], "192.0.2.1", query="q=1") == "slow"
+    assert calls == [(matches["/other"], "entry", fast, "POST", "h", "/other", [("a", "b")],
+                      "192.0.2.1", "q=1")]
+    assert route("GET", "h", "/other", headers=(), client_ip=None) == "slow"
+    assert calls[-1][-3:] == ((), None, None)
+    with pytest.raises(BadRequestError):
+        route("GET", "h", "/bad")
+    with pytest.raises(TypeError):
+        counters.FastRoute(match, (), slow)
+
+
+def test_canary_pick_header_rule_then_split(counters: Any) -> None:
+    import h11
+
+    def hd(*pairs: tuple[str, str]) -> Any:
+        return h11.Request(method="GET", target="/", headers=[("Host", "a"), *pairs]).headers
+
+    route = object()
+    pick = counters.CanaryPick(route, b"x-canary", b"always", b"never", type(hd()),
+                               counters.Interleave(1, 2), counters.Rotation(("c1", "c2")),
+                               counters.Rotation(("m1", "m2", "m3")))
+    assert pick.route is route
+    assert pick.pick(hd(("X-Canary", "always"))) == "c1"
+    assert pick.pick(hd(("X-Canary", "never"))) == "m1"
+    # No header, or another value: the smooth split decides (1 of 2: main, canary, ...).
+    assert [pick.pick(hd(("X-Canary", "other"))), pick.pick(hd())] == ["m2", "c2"]
+    assert pick.pick({"X-Canary": "always"}) is None  # not h11: the Router's Python path
+    weight_only = counters.CanaryPick(route, None, None, None, None, counters.Interleave(0, 1),
+                                      counters.Rotation(("c",)), counters.Rotation(("m",)))
+    assert weight_only.pick({"X-Canary": "always"}) == "m"
+    with pytest.raises(TypeError):
+        counters.CanaryPick(route, "x-canary", b"always", None, None, counters.Interleave(0, 1),
+                            counters.Rotation(("c",)), counters.Rotation(("m",)))

@@ -629,3 +629,60 @@ def test_canary_share_within_one_request_over_every_window(total: int,
 def test_empty_resources() -> None:
     r = Router(Resources())
     assert r.route("GET", "a", "/") is None and r.warnings == ()
+
+
+def test_route_through_the_class_and_after_updates() -> None:
+    # Instances call the published FastRoute; Router.route(router, ...) reaches the same one,
+    # and every update publishes a new one (old routes never answer after it).
+    r = web()
+    first = r.route("GET", "a.test", "/app")
+    assert first is not None
+    d = Router.route(r, "GET", "a.test", "/app", headers={}, client_ip="192.0.2.1")
+    assert d is not None and d.endpoint != first.endpoint  # the same cycle moved on
+    before = r.route
+    r.update(resources(ingress("web", [("b.test", "/new", "Prefix", "main", 80)]),
+                       *simple_backend("main", MAIN_IPS)))
+    assert r.route is not before
+    assert r.route("GET", "a.test", "/app") is None
+    assert eps_of(r.route("GET", "b.test", "/new")) in [(ip, 8080) for ip in MAIN_IPS]
+
+
+@given(weight=st.integers(0, 100), header=st.booleans(), value=st.sampled_from([None, "yes"]),
+       requests=st.lists(st.tuples(st.sampled_from(["always", "never", "yes", "other", None]),
+                                   st.booleans()), min_size=1, max_size=60))
+def test_compiled_canary_pick_decides_as_the_python_path(
+        weight: int, header: bool, value: str | None,
+        requests: list[tuple[str | None, bool]]) -> None:
+    # The same request sequence through a router whose canary routes use CanaryPick and one
+    # whose routes stay on the Python path gives the same Decisions, h11 headers or not.
+    import h11
+
+    from ingresslib import _router
+
+    ann = {P + "canary-weight": str(weight)}
+    if header:
+        ann[P + "canary-by-header"] = "X-Canary"
+        if value is not None:
+            ann[P + "canary-by-header-value"] = value
+    fast_router, slow_router = web(canary_ann=ann), web(canary_ann=ann)
+    st = slow_router._state
+
+    def python_path_only() -> None:  # the slow router's list entries back to the _Routes
+        for i, r in enumerate(st.routes):
+            if isinstance(r, _router._Route) and r.canary is not None:
+                st.fast[i] = r
+
+    python_path_only()
+    for hv, as_h11 in requests:
+        pairs = [("Host", "a.test")] + ([("X-Canary", hv)] if hv is not None else [])
+        headers: object = (h11.Request(method="GET", target="/app", headers=pairs).headers
+                           if as_h11 else dict(pairs))
+        a = fast_router.route("GET", "a.test", "/app", headers)  # type: ignore[arg-type]
+        b = slow_router.route("GET", "a.test", "/app", headers)  # type: ignore[arg-type]
+        python_path_only()
+        assert a is not None and b is not None
+        assert (a.canary, a.endpoint) == (b.canary, b.endpoint)
+    m = fast_router.table.match("a.test", "/app")
+    assert m is not None
+    assert type(fast_router._state.fast[m.route_id]) is _router.CanaryPick
+    assert type(slow_router._state.fast[m.route_id]) is _router._Route

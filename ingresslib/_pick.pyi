@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import disjoint_base
 
-__all__ = ["CanaryPick", "FastRoute", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 _T = TypeVar("_T")
 
@@ -56,3 +56,13 @@ class CanaryPick:
                  h11_headers: Any, steps: Interleave, yes: Rotation[Any],
                  no: Rotation[Any]) -> None: ...
     def pick(self, headers: Any) -> Any: ...
+
+@disjoint_base
+class HashPick:
+    """A consistent-hash backend with its bucket table: key, CRC-32, one byte, the Decision."""
+
+    @property
+    def backend(self) -> Any: ...
+    def __init__(self, backend: Any, kind: int, hname: bytes | None, table: bytes, shift: int,
+                 decisions: tuple[Any, ...], h11_headers: Any) -> None: ...
+    def pick(self, path: Any, headers: Any, client_ip: Any) -> Any: ...

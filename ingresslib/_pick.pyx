@@ -16,7 +16,9 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp
 
-__all__ = ["CanaryPick", "FastRoute", "Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
+from zlib import crc32 as _crc32
+
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
 
 
 def first_header(list items not None, bytes name not None):
@@ -147,6 +149,11 @@ cdef class FastRoute:
             if d is not None:
                 return d
             e = (<CanaryPick>e).route
+        elif type(e) is HashPick:
+            d = (<HashPick>e)._pick(path, headers, client_ip)
+            if d is not None:
+                return d
+            e = (<HashPick>e).backend
         return self._slow(m, e, self._fast, method, host, path, headers, client_ip, query)
 
 
@@ -197,3 +204,64 @@ cdef class CanaryPick:
         if choice < 0:
             choice = self._steps._take()
         return self._yes._take() if choice else self._no._take()
+
+
+@cython.auto_pickle(False)
+cdef class HashPick:
+    # A consistent-hash backend (no canary) with its ring's bucket table built: the key
+    # (``kind`` 1: the path, 2: the client address, 3: one header of h11 headers), its CRC-32,
+    # one table byte, the Decision. ``pick`` answers None whenever the Router's Python path must
+    # decide (a bucket holding a ring point, a key that is not plain UTF-8/ASCII, headers that
+    # are not h11's); ``backend`` is the Router's object for that path.
+    cdef readonly object backend
+    cdef int _kind
+    cdef object _hname
+    cdef bytes _table
+    cdef int _shift
+    cdef tuple _decisions
+    cdef object _h11
+
+    def __init__(self, backend, int kind, hname, bytes table not None, int shift,
+                 tuple decisions not None, h11_headers):
+        if kind not in (1, 2, 3) or not 0 <= shift <= 32:
+            raise ValueError("kind must be 1, 2 or 3 and shift in 0 .. 32")
+        if kind == 3 and not isinstance(hname, bytes):
+            raise TypeError("a header key needs the header name as bytes")
+        self.backend = backend
+        self._kind = kind
+        self._hname = hname
+        self._table = table
+        self._shift = shift
+        self._decisions = decisions
+        self._h11 = h11_headers
+
+    def pick(self, path, headers, client_ip):
+        return self._pick(path, headers, client_ip)
+
+    cdef object _pick(self, path, headers, client_ip):
+        cdef unsigned long h
+        cdef Py_ssize_t i, o
+        if self._kind == 3:
+            if type(headers) is not self._h11:
+                return None
+            kb = _first_header(headers._full_items, <bytes>self._hname)
+            if kb is None:
+                kb = b""
+            elif not (<bytes>kb).isascii():
+                return None
+        else:
+            key = path if self._kind == 1 else (client_ip or "")
+            if type(key) is not str:
+                return None
+            try:
+                kb = (<str>key).encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        h = _crc32(kb)
+        i = <Py_ssize_t>(h >> self._shift)
+        if i >= PyBytes_GET_SIZE(self._table):
+            return None
+        o = (<unsigned char*>PyBytes_AS_STRING(self._table))[i]
+        if o >= PyTuple_GET_SIZE(self._decisions):   # DIRTY (255): the ring decides
+            return None
+        return <object>PyTuple_GET_ITEM(self._decisions, o)

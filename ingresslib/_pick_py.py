@@ -21,10 +21,11 @@ b'1'
 from __future__ import annotations
 
 import itertools
+from zlib import crc32
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["CanaryPick", "FastRoute", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 T = TypeVar("T")
 
@@ -109,6 +110,11 @@ class FastRoute:
             if d is not None:
                 return d
             e = e.route
+        elif type(e) is HashPick:
+            d = e.pick(path, headers, client_ip)
+            if d is not None:
+                return d
+            e = e.backend
         return self._slow(m, e, self._fast, method, host, path, headers, client_ip, query)
 
 
@@ -148,3 +154,52 @@ class CanaryPick:
         if choice is None:
             choice = next(self._steps)
         return next(self._yes) if choice else next(self._no)
+
+
+class HashPick:
+    """A consistent-hash backend (no canary) with its ring's bucket table built: the key
+    (``kind`` 1: the path, 2: the client address, 3: header ``hname`` of ``h11_headers``), its
+    CRC-32, the byte ``table[crc >> shift]``, the Decision ``decisions[byte]``. :meth:`pick`
+    answers None whenever the Router's Python path must decide (a byte that is no decision
+    index, such as DIRTY: a ring point in the bucket; a key that does not encode as UTF-8, or a
+    header value that is not ASCII; headers of another type); ``backend`` is the Router's object
+    for that path."""
+
+    __slots__ = ("_decisions", "_h11", "_hname", "_kind", "_shift", "_table", "backend")
+
+    def __init__(self, backend: Any, kind: int, hname: bytes | None, table: bytes, shift: int,
+                 decisions: tuple[Any, ...], h11_headers: Any) -> None:
+        if kind not in (1, 2, 3) or not 0 <= shift <= 32:
+            raise ValueError("kind must be 1, 2 or 3 and shift in 0 .. 32")
+        if kind == 3 and not isinstance(hname, bytes):
+            raise TypeError("a header key needs the header name as bytes")
+        if not all(isinstance(v, t) for v, t in ((table, bytes), (decisions, tuple))):
+            raise TypeError("table must be bytes and decisions a tuple")  # as the compiled twin
+        self.backend = backend
+        self._kind, self._hname, self._table, self._shift = kind, hname, table, shift
+        self._decisions, self._h11 = decisions, h11_headers
+
+    def pick(self, path: Any, headers: Any, client_ip: Any) -> Any:
+        if self._kind == 3:
+            if type(headers) is not self._h11:
+                return None
+            kb = first_header(headers._full_items, self._hname)  # type: ignore[arg-type]
+            if kb is None:
+                kb = b""
+            elif not kb.isascii():
+                return None
+        else:
+            key = path if self._kind == 1 else (client_ip or "")
+            if type(key) is not str:
+                return None
+            try:
+                kb = key.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        i = crc32(kb) >> self._shift
+        if i >= len(self._table):
+            return None
+        o = self._table[i]
+        if o >= len(self._decisions):  # DIRTY (255): the ring decides
+            return None
+        return self._decisions[o]

@@ -55,7 +55,7 @@ from ._endpoints import (
 from ._hashing import DIRTY
 from ._models import Ingress
 from ._resources import Resources
-from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, Rotation, first_header
+from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, first_header
 from ._table import Diagnostic, Match, RouteTable
 
 __all__ = ["Router", "Decision"]
@@ -203,6 +203,19 @@ class _Backend:
                 else:
                     self.cycle = Rotation((self.empty,))
             self.ready = True  # published last
+
+    def fast_entry(self) -> Any:
+        """What the request path's list holds for this backend's route (no canary): its
+        ``Rotation`` (plain round-robin), a ``HashPick`` (consistent hashing on the path, the
+        client address or one header, bucket table built), else this ``_Backend``."""
+        if self.cycle is not None:
+            return self.cycle
+        if (self.mode == _CHASH and self.table and self.decisions
+                and self.keyarg in (_KEY_URI, _KEY_ADDR, _KEY_HEADER)):
+            # HashPick's kinds are these same numbers (1 path, 2 address, 3 header).
+            return HashPick(self, self.keyarg, self.hname if self.keyarg == _KEY_HEADER else None,
+                            self.table, self.shift, self.decisions, H11_HEADERS)
+        return self
 
     def decision(self, i: int) -> Decision:
         if not self.ready:
@@ -508,9 +521,10 @@ class Router:
                 return e.decisions[o] if o != DIRTY else e.hashed_slow(h)  # type: ignore[no-any-return]
             if not e.ready:  # the backend's first request since it was built
                 e.materialize()
-                if e.cycle is not None:
-                    # Plain round-robin: from now on this route's entry is the cycle itself.
-                    fast[m.route_id] = e.cycle
+                d: Decision = e.choose(method, host, path, headers, client_ip, query)
+                # From now on the route's entry is what FastRoute answers itself, if anything.
+                fast[m.route_id] = e.fast_entry()
+                return d
             return e.choose(method, host, path, headers, client_ip,  # type: ignore[no-any-return]
                             query)
         r: _Route = e
@@ -702,7 +716,7 @@ class Router:
             cm = m.canary
             if cm is None or cm.ingress_object is None:
                 routes[m.route_id] = _Route(mb, None, None, None)
-                fast[m.route_id] = mb.cycle if mb.cycle is not None else mb
+                fast[m.route_id] = mb.fast_entry()  # a backend kept from the previous state may be built
                 continue
             cing = cm.ingress_object
             cfg = canary_cfgs.get(id(cing))

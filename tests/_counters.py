@@ -37,7 +37,7 @@ def counters(request: pytest.FixtureRequest) -> Iterator[Any]:
     module = request.param
     if module is None:
         pytest.fail("INGRESSLIB_REQUIRE_EXTENSIONS is set but ingresslib._pick is not built")
-    names = ("Rotation", "ROTATION_TYPE", "FastRoute", "CanaryPick", "first_header")
+    names = ("Rotation", "ROTATION_TYPE", "FastRoute", "CanaryPick", "HashPick", "first_header")
     saved = [getattr(_router, n) for n in names], _canary.Interleave
     for n in names:
         setattr(_router, n, getattr(module, n))

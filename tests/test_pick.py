@@ -198,3 +198,62 @@ def test_canary_pick_header_rule_then_split(counters: Any) -> None:
     with pytest.raises(TypeError):
         counters.CanaryPick(route, "x-canary", b"always", None, None, counters.Interleave(0, 1),
                             counters.Rotation(("c",)), counters.Rotation(("m",)))
+
+
+def test_hash_pick_reads_one_byte_and_hands_over_the_rest(counters: Any) -> None:
+    import zlib
+
+    import h11
+
+    backend = object()
+    decisions = ("d0", "d1")
+    # 16 buckets (shift 28): bucket 0-7 -> d0, 8-14 -> d1, 15 -> DIRTY (the ring decides).
+    table = bytes([0] * 8 + [1] * 7 + [255])
+
+    def want(key: bytes) -> str | None:
+        o = table[zlib.crc32(key) >> 28]
+        return None if o == 255 else decisions[o]
+
+    by_addr = counters.HashPick(backend, 2, None, table, 28, decisions, None)
+    by_path = counters.HashPick(backend, 1, None, table, 28, decisions, None)
+    hd_type = type(h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers)
+    by_header = counters.HashPick(backend, 3, b"x-user", table, 28, decisions, hd_type)
+    assert by_addr.backend is backend
+    for i in range(200):
+        ip, path, user = f"192.0.2.{i}", f"/p/{i}", f"u{i}".encode()
+        hd = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("X-User", user)]).headers
+        assert by_addr.pick(path, hd, ip) == want(ip.encode())
+        assert by_path.pick(path, hd, ip) == want(path.encode())
+        assert by_header.pick(path, hd, ip) == want(user)
+    assert by_addr.pick("/", (), None) == want(b"")  # no client address: the empty key
+    no_header = h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers
+    assert by_header.pick("/", no_header, None) == want(b"")
+    # Handed over (None): headers of another type, a non-ASCII header value, a key that does
+    # not encode as UTF-8, a key that is not a str.
+    assert by_header.pick("/", {"X-User": "u1"}, None) is None
+    latin = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("X-User", b"caf\xe9")]).headers
+    assert by_header.pick("/", latin, None) is None
+    assert by_path.pick("/\udcff", (), None) is None
+    assert by_path.pick(b"/p", (), None) is None
+    for bad in ((0, None), (4, None)):
+        with pytest.raises(ValueError):
+            counters.HashPick(backend, bad[0], bad[1], table, 28, decisions, None)
+    with pytest.raises(TypeError):
+        counters.HashPick(backend, 3, "x-user", table, 28, decisions, None)
+
+
+def test_a_hash_route_is_answered_by_its_hash_pick() -> None:
+    # After the route's first request its list entry is the HashPick (what FastRoute answers).
+    from ingresslib import _router
+
+    from _router_helpers import P, ingress, resources, simple_backend
+
+    res = resources(ingress("web", [("a.test", "/app", "Prefix", "main", 80)],
+                            {P + "upstream-hash-by": "$remote_addr"}),
+                    *simple_backend("main", ["10.0.0.1", "10.0.0.2"]))
+    r = _router.Router(res)
+    first = r.route("GET", "a.test", "/app", (), "192.0.2.7")
+    m = r.table.match("a.test", "/app")
+    assert m is not None and first is not None
+    assert type(r._state.fast[m.route_id]) is _router.HashPick
+    assert r.route("GET", "a.test", "/app", (), "192.0.2.7") is first

@@ -21,11 +21,16 @@ b'1'
 from __future__ import annotations
 
 import itertools
+from array import array
+from bisect import bisect_left
 from zlib import crc32
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+#: The ``array``/``memoryview`` code of a native 32-bit unsigned int (HashPick's ring points).
+U32 = next(code for code in "IL" if array(code).itemsize == 4)
+
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "U32", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 T = TypeVar("T")
 
@@ -159,22 +164,31 @@ class CanaryPick:
 class HashPick:
     """A consistent-hash backend (no canary) with its ring's bucket table built: the key
     (``kind`` 1: the path, 2: the client address, 3: header ``hname`` of ``h11_headers``), its
-    CRC-32, the byte ``table[crc >> shift]``, the Decision ``decisions[byte]``. :meth:`pick`
-    answers None whenever the Router's Python path must decide (a byte that is no decision
-    index, such as DIRTY: a ring point in the bucket; a key that does not encode as UTF-8, or a
-    header value that is not ASCII; headers of another type); ``backend`` is the Router's object
-    for that path."""
+    CRC-32, the byte ``table[crc >> shift]``, the Decision ``decisions[byte]``; a byte that is no
+    decision index (DIRTY: a ring point in the bucket) bisects the ring: ``points`` (native
+    uint32, sorted, no sentinel) and the decision index of each, ``owners``; past the last
+    point the first point's owner. :meth:`pick` answers None whenever the Router's Python path
+    must decide (a key that does not encode as UTF-8, or a header value that is not ASCII;
+    headers of another type); ``backend`` is the Router's object for that path."""
 
-    __slots__ = ("_decisions", "_h11", "_hname", "_kind", "_shift", "_table", "backend")
+    __slots__ = ("_decisions", "_h11", "_hname", "_kind", "_owners", "_points", "_shift",
+                 "_table", "backend")
 
     def __init__(self, backend: Any, kind: int, hname: bytes | None, table: bytes, shift: int,
-                 decisions: tuple[Any, ...], h11_headers: Any) -> None:
+                 decisions: tuple[Any, ...], h11_headers: Any, points: bytes,
+                 owners: bytes) -> None:
         if kind not in (1, 2, 3) or not 0 <= shift <= 32:
             raise ValueError("kind must be 1, 2 or 3 and shift in 0 .. 32")
         if kind == 3 and not isinstance(hname, bytes):
             raise TypeError("a header key needs the header name as bytes")
         if not all(isinstance(v, t) for v, t in ((table, bytes), (decisions, tuple))):
             raise TypeError("table must be bytes and decisions a tuple")  # as the compiled twin
+        if (len(points) % 4 or len(points) // 4 != len(owners) or not owners
+                or max(owners) >= len(decisions)):
+            raise ValueError("points and owners must describe a non-empty ring over decisions")
+        self._points = array(U32)
+        self._points.frombytes(points)
+        self._owners = owners
         self.backend = backend
         self._kind, self._hname, self._table, self._shift = kind, hname, table, shift
         self._decisions, self._h11 = decisions, h11_headers
@@ -200,6 +214,7 @@ class HashPick:
         if i >= len(self._table):
             return None
         o = self._table[i]
-        if o >= len(self._decisions):  # DIRTY (255): the ring decides
-            return None
+        if o >= len(self._decisions):  # DIRTY (255): a ring point in the bucket
+            j = bisect_left(self._points, crc32(kb))
+            o = self._owners[j] if j < len(self._owners) else self._owners[0]
         return self._decisions[o]

@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from zlib import crc32
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from ._endpoints import (
 from ._hashing import DIRTY
 from ._models import Ingress
 from ._resources import Resources
+from ._pick_py import U32
 from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, first_header
 from ._table import Diagnostic, Match, RouteTable
 
@@ -213,8 +215,10 @@ class _Backend:
         if (self.mode == _CHASH and self.table and self.decisions
                 and self.keyarg in (_KEY_URI, _KEY_ADDR, _KEY_HEADER)):
             # HashPick's kinds are these same numbers (1 path, 2 address, 3 header).
+            points, owners = self.points or [0], self.owners
             return HashPick(self, self.keyarg, self.hname if self.keyarg == _KEY_HEADER else None,
-                            self.table, self.shift, self.decisions, H11_HEADERS)
+                            self.table, self.shift, self.decisions, H11_HEADERS,
+                            array(U32, points[:-1]).tobytes(), bytes(owners[:-1]))
         return self
 
     def decision(self, i: int) -> Decision:

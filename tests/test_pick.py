@@ -200,32 +200,45 @@ def test_canary_pick_header_rule_then_split(counters: Any) -> None:
                             counters.Rotation(("c",)), counters.Rotation(("m",)))
 
 
-def test_hash_pick_reads_one_byte_and_hands_over_the_rest(counters: Any) -> None:
+def test_hash_pick_reads_one_byte_or_bisects_the_ring(counters: Any) -> None:
     import zlib
+    from array import array
 
     import h11
 
+    from ingresslib._hashing import HashRing
+    from ingresslib._pick_py import U32
+
+    ring = HashRing([f"member{i}" for i in range(3)])
+    table = ring.build_table()
+    decisions = ("d0", "d1", "d2")
+    packed = array(U32, ring.points[:-1]).tobytes(), bytes(ring.owners[:-1])
     backend = object()
-    decisions = ("d0", "d1")
-    # 16 buckets (shift 28): bucket 0-7 -> d0, 8-14 -> d1, 15 -> DIRTY (the ring decides).
-    table = bytes([0] * 8 + [1] * 7 + [255])
 
-    def want(key: bytes) -> str | None:
-        o = table[zlib.crc32(key) >> 28]
-        return None if o == 255 else decisions[o]
+    def make(kind: int, hname: bytes | None = None, h11_type: Any = None) -> Any:
+        return counters.HashPick(backend, kind, hname, table, ring.shift, decisions, h11_type,
+                                 *packed)
 
-    by_addr = counters.HashPick(backend, 2, None, table, 28, decisions, None)
-    by_path = counters.HashPick(backend, 1, None, table, 28, decisions, None)
+    def want(key: bytes) -> str:  # the ring's own answer (bisect over its Python ints)
+        return decisions[ring.owners[bisect.bisect_left(ring.points, zlib.crc32(key))]]
+
+    import bisect
+
     hd_type = type(h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers)
-    by_header = counters.HashPick(backend, 3, b"x-user", table, 28, decisions, hd_type)
+    by_addr, by_path, by_header = make(2), make(1), make(3, b"x-user", hd_type)
     assert by_addr.backend is backend
-    for i in range(200):
+    dirty = 0
+    for i in range(3000):
         ip, path, user = f"192.0.2.{i}", f"/p/{i}", f"u{i}".encode()
+        dirty += table[zlib.crc32(ip.encode()) >> ring.shift] == 255
         hd = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("X-User", user)]).headers
         assert by_addr.pick(path, hd, ip) == want(ip.encode())
         assert by_path.pick(path, hd, ip) == want(path.encode())
         assert by_header.pick(path, hd, ip) == want(user)
-    assert by_addr.pick("/", (), None) == want(b"")  # no client address: the empty key
+    assert dirty > 50  # the bisect ran, and agreed
+    # Past the last ring point: the first point's owner (the ring's sentinel).
+    last = make(2)
+    assert last.pick("/", (), "") == want(b"")
     no_header = h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers
     assert by_header.pick("/", no_header, None) == want(b"")
     # Handed over (None): headers of another type, a non-ASCII header value, a key that does
@@ -235,11 +248,13 @@ def test_hash_pick_reads_one_byte_and_hands_over_the_rest(counters: Any) -> None
     assert by_header.pick("/", latin, None) is None
     assert by_path.pick("/\udcff", (), None) is None
     assert by_path.pick(b"/p", (), None) is None
-    for bad in ((0, None), (4, None)):
+    for kind in (0, 4):
         with pytest.raises(ValueError):
-            counters.HashPick(backend, bad[0], bad[1], table, 28, decisions, None)
+            make(kind)
     with pytest.raises(TypeError):
-        counters.HashPick(backend, 3, "x-user", table, 28, decisions, None)
+        make(3, "x-user")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # an owner without a decision
+        counters.HashPick(backend, 2, None, table, ring.shift, decisions[:2], None, *packed)
 
 
 def test_a_hash_route_is_answered_by_its_hash_pick() -> None:

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import disjoint_base
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
 
 _T = TypeVar("_T")
 
@@ -67,3 +67,9 @@ class HashPick:
                  decisions: tuple[Any, ...], h11_headers: Any, points: bytes,
                  owners: bytes) -> None: ...
     def pick(self, path: Any, headers: Any, client_ip: Any) -> Any: ...
+
+def native_crc32() -> bool:
+    """True when HashPick calls zlib's crc32 directly (else through zlib.crc32)."""
+
+def _use_native_crc32(on: bool) -> bool:
+    """Tests only: switch HashPick between zlib's crc32 from C and zlib.crc32 from Python."""

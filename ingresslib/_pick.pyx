@@ -9,16 +9,87 @@
 # next() holds the GIL throughout, so concurrent requests never share a tick.
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
+                            PyBytes_GET_SIZE)
+from cpython.exc cimport PyErr_Clear
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp
 
+import zlib as _zlib
 from zlib import crc32 as _crc32
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) noexcept
+
+
+cdef extern from *:
+    """
+    /* zlib's own crc32(), found at run time in the library the interpreter's zlib module
+       already loaded (no zlib header or link at build time); NULL where that is not possible,
+       and then the key goes through zlib.crc32 from Python. Same function, same result. */
+    typedef unsigned long (*ingresslib_crc32_fn)(unsigned long, const unsigned char*, unsigned int);
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <dlfcn.h>
+    static ingresslib_crc32_fn ingresslib_find_crc32(const char* module_path) {
+        void* handle = NULL;
+        void* sym = NULL;
+        if (module_path != NULL) {
+            handle = dlopen(module_path, RTLD_NOW | RTLD_NOLOAD);
+            if (handle != NULL) {
+                sym = dlsym(handle, "crc32");
+                dlclose(handle);
+            }
+        }
+        if (sym == NULL)
+            sym = dlsym(RTLD_DEFAULT, "crc32");
+        return (ingresslib_crc32_fn)sym;
+    }
+    #else
+    static ingresslib_crc32_fn ingresslib_find_crc32(const char* module_path) {
+        (void)module_path;
+        return NULL;
+    }
+    #endif
+    """
+    ctypedef unsigned long (*ingresslib_crc32_fn)(unsigned long, const unsigned char*, unsigned int)
+    ingresslib_crc32_fn ingresslib_find_crc32(const char* module_path)
+
+
+cdef ingresslib_crc32_fn _zlib_crc32 = NULL
+
+
+cdef void _find_crc32() except *:
+    global _zlib_crc32
+    path = getattr(_zlib, "__file__", None)
+    encoded = path.encode() if isinstance(path, str) else None
+    _zlib_crc32 = ingresslib_find_crc32(<const char*>encoded if encoded is not None else NULL)
+    # Trust it only if it computes what zlib.crc32 computes.
+    if _zlib_crc32 != NULL and _zlib_crc32(0, <const unsigned char*>b"ingresslib", 10) != _crc32(b"ingresslib"):
+        _zlib_crc32 = NULL
+
+
+_find_crc32()
+
+
+def native_crc32():
+    """True when HashPick calls zlib's crc32 directly (else through zlib.crc32)."""
+    return _zlib_crc32 != NULL
+
+
+def _use_native_crc32(bint on):
+    """Tests only: switch HashPick between zlib's crc32 from C and zlib.crc32 from Python."""
+    global _zlib_crc32
+    if on:
+        _find_crc32()
+    else:
+        _zlib_crc32 = NULL
+    return _zlib_crc32 != NULL
+
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
 
 
 def first_header(list items not None, bytes name not None):
@@ -250,24 +321,34 @@ cdef class HashPick:
 
     cdef object _pick(self, path, headers, client_ip):
         cdef unsigned long h
-        cdef Py_ssize_t i, o
+        cdef Py_ssize_t i, o, n
+        cdef const char* buf
         if self._kind == 3:
             if type(headers) is not self._h11:
                 return None
             kb = _first_header(headers._full_items, <bytes>self._hname)
             if kb is None:
                 kb = b""
-            elif not (<bytes>kb).isascii():
+            elif type(kb) is not bytes:
                 return None
+            buf = PyBytes_AS_STRING(kb)
+            n = PyBytes_GET_SIZE(kb)
+            for i in range(n):
+                if <unsigned char>buf[i] >= 0x80:  # not ASCII: the Python path re-encodes it
+                    return None
         else:
             key = path if self._kind == 1 else (client_ip or "")
             if type(key) is not str:
                 return None
-            try:
-                kb = (<str>key).encode("utf-8")
-            except UnicodeEncodeError:
+            # The str's UTF-8 in place (an ASCII str's own buffer): no bytes object per request.
+            buf = PyUnicode_AsUTF8AndSize(key, &n)
+            if buf == NULL:  # lone surrogates: the Python path encodes those
+                PyErr_Clear()
                 return None
-        h = _crc32(kb)
+        if _zlib_crc32 != NULL and n < 0x7FFFFFFF:
+            h = _zlib_crc32(0, <const unsigned char*>buf, <unsigned int>n)
+        else:
+            h = _crc32(PyBytes_FromStringAndSize(buf, n))
         i = <Py_ssize_t>(h >> self._shift)
         if i >= PyBytes_GET_SIZE(self._table):
             return None

@@ -200,7 +200,22 @@ def test_canary_pick_header_rule_then_split(counters: Any) -> None:
                             counters.Rotation(("c",)), counters.Rotation(("m",)))
 
 
-def test_hash_pick_reads_one_byte_or_bisects_the_ring(counters: Any) -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_hash_pick_reads_one_byte_or_bisects_the_ring(counters: Any, native: bool) -> None:
+    # native: the compiled twin calls zlib's crc32 from C (found in the loaded zlib module);
+    # else through zlib.crc32. Both must give the ring's own answers.
+    if counters is _pick_c:
+        if native and not _pick_c.native_crc32():
+            pytest.skip("zlib's crc32 cannot be found from C on this platform")
+        _pick_c._use_native_crc32(native)
+    try:
+        _check_hash_pick(counters)
+    finally:
+        if counters is _pick_c:
+            _pick_c._use_native_crc32(True)
+
+
+def _check_hash_pick(counters: Any) -> None:
     import zlib
     from array import array
 

@@ -221,11 +221,6 @@ class _Backend:
                             array(U32, points[:-1]).tobytes(), bytes(owners[:-1]))
         return self
 
-    def decision(self, i: int) -> Decision:
-        if not self.ready:
-            self.materialize()
-        return self.decisions[i]
-
     def load_ring(self) -> None:
         """Build (once) the consistent-hash ring and its bucket table (see HashRing)."""
         ring = self.balancer.ring(self.eps)  # type: ignore[attr-defined]

@@ -212,13 +212,14 @@ class _Backend:
         client address or one header, bucket table built), else this ``_Backend``."""
         if self.cycle is not None:
             return self.cycle
-        if (self.mode == _CHASH and self.table and self.decisions
+        points = self.points
+        if (self.mode == _CHASH and self.table and self.decisions and points is not None
                 and self.keyarg in (_KEY_URI, _KEY_ADDR, _KEY_HEADER)):
-            # HashPick's kinds are these same numbers (1 path, 2 address, 3 header).
-            points, owners = self.points or [0], self.owners
+            # HashPick's kinds are these same numbers (1 path, 2 address, 3 header); the ring
+            # goes packed, without its sentinel.
             return HashPick(self, self.keyarg, self.hname if self.keyarg == _KEY_HEADER else None,
                             self.table, self.shift, self.decisions, H11_HEADERS,
-                            array(U32, points[:-1]).tobytes(), bytes(owners[:-1]))
+                            array(U32, points[:-1]).tobytes(), bytes(self.owners[:-1]))
         return self
 
     def load_ring(self) -> None:
@@ -488,8 +489,9 @@ class Router:
     def _route_entry(self, m: Match, e: Any, fast: list[Any], method: str, host: str, path: str,
                      headers: Headers, client_ip: str | None, query: str | None
                      ) -> Decision | None:
-        """``route`` after the lookup, for every entry FastRoute does not answer itself (it
-        answers plain round-robin): ``e`` is ``fast[m.route_id]`` of the state ``m`` came from."""
+        """``route`` after the lookup, for every request FastRoute does not answer itself (it
+        answers Rotation, CanaryPick and HashPick entries; a pick that declines hands over its
+        route object): ``e`` is ``fast[m.route_id]`` of the state ``m`` came from, or that object."""
         t = type(e)
         if t is _Backend:  # no canary
             tab = e.table

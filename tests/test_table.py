@@ -5,6 +5,8 @@ Every test runs against both matchers (compiled and pure twin) through the ``mat
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import os
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -18,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from ingresslib._errors import BadRequestError
 from ingresslib._models import IngressClass, IngressClassSpec, ObjectMeta
 from ingresslib._resources import Resources
-from ingresslib._table import RouteTable
+from ingresslib._table import Match, RouteTable, _new_match
 
 from _table_oracle import actual, ingress, oracle
 
@@ -281,6 +283,77 @@ def test_canary_pairs_with_same_host_path_type(matcher: Any) -> None:
     assert t.match("h.com", "/c") is None  # a canary never serves as a main rule
     msgs = [d.message for d in t.diagnostics if d.object == "Ingress default/can"]
     assert len([x for x in msgs if "matches no main rule" in x]) == 2
+
+
+# --- build internals: the fast Match constructor, route ids, diagnostics order, GC pause ----------
+
+
+def test_fast_match_constructor_makes_ordinary_matches() -> None:
+    values = [object() for _ in dataclasses.fields(Match)]
+    fast, slow = _new_match(*values), Match(*values)  # type: ignore[arg-type]
+    assert type(fast) is Match
+    for f in dataclasses.fields(Match):  # every slot filled, with the value given for it
+        assert getattr(fast, f.name) is getattr(slow, f.name), f.name
+    assert repr(fast) == repr(slow)
+    assert fast == fast and fast != slow  # eq=False: identity, like any Match
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.service = "other"  # type: ignore[misc]
+    assert dataclasses.replace(fast, route_id=7).route_id == 7
+
+
+def test_route_ids_follow_build_order(matcher: Any) -> None:
+    t = build(
+        matcher,
+        ingress("main", [("a.com", [("/p", "Prefix", "pa"), ("/e", "Exact", "ea")]),
+                         ("b.com", [("/q", "Prefix", "qb")])], default="d", created=T0),
+        ingress("can", [("a.com", [("/p", "Prefix", "canary")])], annotations=CANARY,
+                created=T0 + timedelta(days=1)),
+    )
+    # Canaries first, then the global default, then per host its Exact rules, Prefix rules and
+    # default backend.
+    pa = t.match("a.com", "/p")
+    assert pa is not None and pa.canary is not None
+    want = [pa.canary, t.default, t.match("a.com", "/e"), pa, t.match("a.com", "/nothing"),
+            t.match("b.com", "/q"), t.match("b.com", "/nothing")]
+    assert [m.route_id if m is not None else None for m in want] == list(range(7))
+    assert sorted(m.route_id for m in t.routes) == list(range(1, 7))
+
+
+def test_diagnostics_in_the_order_rules_are_met(matcher: Any) -> None:
+    t = build(matcher, ingress("x", [("h.com", [
+        ("/p", "Prefix", "s1"),
+        ("/p", "Prefix", "s2"),  # shadowed by paths[0] (spec order)
+        ("/a/../..", "Prefix", "s3"),  # never matches
+        ("/p/", "Prefix", "s4"),  # beats paths[0]: "Prefix /foo/ beats Prefix /foo"
+        ("/p", "ImplementationSpecific", "s5"),  # loses to paths[3]
+    ])]))
+    assert [(d.field, d.message.split(" on host")[0]) for d in t.diagnostics] == [
+        ("spec.rules[0].http.paths[1]", "Prefix '/p'"),
+        ("spec.rules[0].http.paths[2].path", "'/a/../..' can never match a request: '..' above the root: '/a/../..'"),
+        ("spec.rules[0].http.paths[0]", "Prefix '/p'"),
+        ("spec.rules[0].http.paths[4]", "ImplementationSpecific '/p'"),
+    ]
+    assert "shadowed by Ingress default/x spec.rules[0].http.paths[3]" in t.diagnostics[2].message
+    assert svc(t, "h.com", "/p") == "s4"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_build_pauses_the_gc_and_restores_it(enabled: bool) -> None:
+    seen: list[bool] = []
+
+    def matcher_class(groups: Any, default: Any) -> Any:
+        seen.append(gc.isenabled())
+        raise RuntimeError("boom")
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError):
+            build(matcher_class, ingress("x", [("h.com", [("/p", "Prefix", "s")])]))
+        assert seen == [False]
+        assert gc.isenabled() is enabled  # restored, exception or not
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 # --- §5 through the table ----------------------------------------------------------------------------

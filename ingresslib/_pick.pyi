@@ -41,7 +41,7 @@ def first_header(items: list[Any], name: bytes) -> bytes | None:
 class FastRoute:
     """``Router.route`` of one published state: match, per-route entries, the Python path."""
 
-    def __init__(self, match: Callable[[str, str], Any], fast: list[Any],
+    def __init__(self, match: Callable[[str, str], Any], fast: dict[Any, Any],
                  slow: Callable[..., Any]) -> None: ...
     def route(self, method: str, host: str, path: str, headers: Any = (),
               client_ip: str | None = None, *, query: str | None = None) -> Any: ...

@@ -14,6 +14,7 @@ from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromS
 from cpython.exc cimport PyErr_Clear
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp
@@ -197,22 +198,24 @@ cdef class FastRoute:
     # ``route`` (the frame, five arguments, a dozen bytecodes) is ~1,700 instructions: more
     # than the match itself. Plain round-robin routes finish here; anything else goes to the
     # Router's Python code with the Match and the route's entry already looked up.
+    # The entries are keyed by the Match itself: a Match hashes by identity, so finding its
+    # entry reads the dict and nothing of the Match (its route_id slot is on the object's
+    # second cache line, and the id is an int object of its own: two more misses on a cold
+    # route, plus a generic attribute lookup).
     cdef object _match
-    cdef list _fast
+    cdef dict _fast
     cdef object _slow
 
-    def __init__(self, match, list fast not None, slow):
+    def __init__(self, match, dict fast not None, slow):
         self._match = match
         self._fast = fast
         self._slow = slow
 
-    @cython.boundscheck(True)
-    @cython.wraparound(True)
     def route(self, method, host, path, headers=(), client_ip=None, *, query=None):
         m = self._match(host, path)
         if m is None:
             return None
-        e = self._fast[m.route_id]
+        e = self._fast[m]
         if type(e) is Rotation:
             return (<Rotation>e)._take()
         if type(e) is CanaryPick:
@@ -286,13 +289,21 @@ cdef class HashPick:
     # ``pick`` answers None whenever the Router's Python path must decide (a key that is not
     # plain UTF-8/ASCII, headers that are not h11's); ``backend`` is the Router's object for
     # that path.
-    cdef readonly object backend
-    cdef int _kind
+    # A request reads this object's first fields, one table byte and one tuple slot, nothing
+    # else of the route: the lengths and item addresses of the table and decisions are copied
+    # here, so the cold route's bytes and tuple headers (other cache lines, and for the 8 KiB
+    # table often another page) are never touched. Fields are laid out in this order.
+    cdef const unsigned char* _tab     # the table's bytes (kept alive by _table)
+    cdef PyObject** _dec               # the decisions' items (kept alive by _decisions)
     cdef object _hname
-    cdef bytes _table
-    cdef int _shift
-    cdef tuple _decisions
     cdef object _h11
+    cdef int _kind
+    cdef int _shift
+    cdef Py_ssize_t _ntab
+    cdef Py_ssize_t _ndec
+    cdef readonly object backend
+    cdef bytes _table
+    cdef tuple _decisions
     cdef bytes _points                 # the ring's points (no sentinel), native uint32, sorted
     cdef bytes _owners                 # the owner of each point (a decision index)
 
@@ -312,8 +323,12 @@ cdef class HashPick:
         self._kind = kind
         self._hname = hname
         self._table = table
+        self._tab = <const unsigned char*>PyBytes_AS_STRING(table)
+        self._ntab = PyBytes_GET_SIZE(table)
         self._shift = shift
         self._decisions = decisions
+        self._dec = PySequence_Fast_ITEMS(decisions)  # a tuple's own item array
+        self._ndec = PyTuple_GET_SIZE(decisions)
         self._h11 = h11_headers
 
     def pick(self, path, headers, client_ip):
@@ -350,12 +365,12 @@ cdef class HashPick:
         else:
             h = _crc32(PyBytes_FromStringAndSize(buf, n))
         i = <Py_ssize_t>(h >> self._shift)
-        if i >= PyBytes_GET_SIZE(self._table):
+        if i >= self._ntab:
             return None
-        o = (<unsigned char*>PyBytes_AS_STRING(self._table))[i]
-        if o >= PyTuple_GET_SIZE(self._decisions):   # DIRTY (255): a ring point in the bucket
+        o = self._tab[i]
+        if o >= self._ndec:                # DIRTY (255): a ring point in the bucket
             o = self._owner(<uint32_t>h)
-        return <object>PyTuple_GET_ITEM(self._decisions, o)
+        return <object>self._dec[o]
 
     cdef Py_ssize_t _owner(self, uint32_t h):
         # The owner of the first point >= h, wrapping to the first point (the ring's sentinel).

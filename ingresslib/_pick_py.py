@@ -88,16 +88,16 @@ def first_header(items: list[Any], name: bytes) -> bytes | None:
 
 class FastRoute:
     """``Router.route`` of one published state: ``match``, the per-route entries ``fast``
-    (indexed by ``Match.route_id``) and ``slow``, the Router's Python path. A plain round-robin
+    (keyed by the ``Match`` itself: Matches hash by identity) and ``slow``, the Router's Python path. A plain round-robin
     route (its entry a :data:`ROTATION_TYPE`) is answered here; any other entry goes to
     ``slow(match, entry, fast, method, host, path, headers, client_ip, query)``."""
 
     __slots__ = ("_fast", "_match", "_slow")
 
-    def __init__(self, match: Callable[[str, str], Any], fast: list[Any],
+    def __init__(self, match: Callable[[str, str], Any], fast: dict[Any, Any],
                  slow: Callable[..., Any]) -> None:
-        if not isinstance(fast, list):
-            raise TypeError("fast must be a list")
+        if not isinstance(fast, dict):
+            raise TypeError("fast must be a dict")
         self._match = match
         self._fast = fast
         self._slow = slow
@@ -107,7 +107,7 @@ class FastRoute:
         m = self._match(host, path)
         if m is None:
             return None
-        e = self._fast[m.route_id]
+        e = self._fast[m]
         if type(e) is ROTATION_TYPE:
             return next(e)  # type: ignore[call-overload]
         if type(e) is CanaryPick:

@@ -173,7 +173,7 @@ class _Backend:
                 self.keyarg = _KEY_URI
             elif kinds == ["http"] and H11_HEADERS is not None:
                 try:
-                    self.hname = parts[0][1].encode("latin-1")
+                    self.hname = _intern(parts[0][1].encode("latin-1"))
                     self.keyarg = _KEY_HEADER
                 except UnicodeEncodeError:  # cannot be in an h11 header: use the generic path
                     pass
@@ -371,9 +371,10 @@ class _State:
     index: EndpointIndex
     #: ``table.match`` (one attribute load on the request path).
     match: Callable[[str, str], Match | None]
-    #: What ``route`` reads, indexed by ``Match.route_id``: a plain round-robin backend's
-    #: ``cycle``, a canary-less backend's ``_Backend``, or the ``_Route`` (canary).
-    fast: list[Any]
+    #: What ``route`` reads, keyed by the Match a lookup returns (Matches hash by identity,
+    #: so a lookup reads nothing of the Match): the route's ``fast_entry()``, replaced by the
+    #: route's first request once its state is built.
+    fast: dict[Match, Any]
 
 
 def _derive_seed(seed: int | None, key: str) -> random.Random:
@@ -486,12 +487,12 @@ class Router:
         fast_route: Callable[..., Decision | None] = self.__dict__["route"]
         return fast_route(method, host, path, headers, client_ip, query=query)
 
-    def _route_entry(self, m: Match, e: Any, fast: list[Any], method: str, host: str, path: str,
+    def _route_entry(self, m: Match, e: Any, fast: dict[Match, Any], method: str, host: str, path: str,
                      headers: Headers, client_ip: str | None, query: str | None
                      ) -> Decision | None:
         """``route`` after the lookup, for every request FastRoute does not answer itself (it
         answers Rotation, CanaryPick and HashPick entries; a pick that declines hands over its
-        route object): ``e`` is ``fast[m.route_id]`` of the state ``m`` came from, or that object."""
+        route object): ``e`` is ``fast[m]`` of the state ``m`` came from, or that object."""
         t = type(e)
         if t is _Backend:  # no canary
             tab = e.table
@@ -524,7 +525,7 @@ class Router:
                 e.materialize()
                 d: Decision = e.choose(method, host, path, headers, client_ip, query)
                 # From now on the route's entry is what FastRoute answers itself, if anything.
-                fast[m.route_id] = e.fast_entry()
+                fast[m] = e.fast_entry()
                 return d
             return e.choose(method, host, path, headers, client_ip,  # type: ignore[no-any-return]
                             query)
@@ -573,7 +574,7 @@ class Router:
             side = r.no
         if not side.ready:  # the route's first request
             r.materialize()
-            fast[m.route_id] = r.fast_entry()
+            fast[m] = r.fast_entry()
         return side.choose(method, host, path, headers, client_ip, query)
 
     def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]
@@ -711,13 +712,13 @@ class Router:
         size = 1 + max((m.route_id for m in table.routes), default=-1)
         # Canary Matches own ids too but are never returned by a lookup: their slots stay None.
         routes: list[Any] = [None] * size
-        fast: list[Any] = [None] * size
+        fast: dict[Match, Any] = {}
         for m in table.routes:
             mb = backend(m, m, False)
             cm = m.canary
             if cm is None or cm.ingress_object is None:
                 routes[m.route_id] = _Route(mb, None, None, None)
-                fast[m.route_id] = mb.fast_entry()  # a backend kept from the previous state may be built
+                fast[m] = mb.fast_entry()  # a backend kept from the previous state may be built
                 continue
             cing = cm.ingress_object
             cfg = canary_cfgs.get(id(cing))
@@ -737,7 +738,7 @@ class Router:
                 split = WeightSplit(cfg.weight, cfg.weight_total, rng)
             splits[skey] = split
             r = routes[m.route_id] = _Route(mb, cb, cfg, split)
-            fast[m.route_id] = r.fast_entry()  # sides kept from the previous state may be built
+            fast[m] = r.fast_entry()  # sides kept from the previous state may be built
 
         # Canary annotations on Ingresses that lost every pairing are still worth checking.
         for ing in table.served:

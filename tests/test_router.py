@@ -667,10 +667,11 @@ def test_compiled_canary_pick_decides_as_the_python_path(
     fast_router, slow_router = web(canary_ann=ann), web(canary_ann=ann)
     st = slow_router._state
 
-    def python_path_only() -> None:  # the slow router's list entries back to the _Routes
-        for i, r in enumerate(st.routes):
+    def python_path_only() -> None:  # the slow router's entries back to the _Routes
+        for m in st.table.routes:
+            r = st.routes[m.route_id]
             if isinstance(r, _router._Route) and r.canary is not None:
-                st.fast[i] = r
+                st.fast[m] = r
 
     python_path_only()
     for hv, as_h11 in requests:
@@ -683,6 +684,7 @@ def test_compiled_canary_pick_decides_as_the_python_path(
         assert a is not None and b is not None
         assert (a.canary, a.endpoint) == (b.canary, b.endpoint)
     m = fast_router.table.match("a.test", "/app")
-    assert m is not None
-    assert type(fast_router._state.fast[m.route_id]) is _router.CanaryPick
-    assert type(slow_router._state.fast[m.route_id]) is _router._Route
+    slow_m = slow_router.table.match("a.test", "/app")
+    assert m is not None and slow_m is not None
+    assert type(fast_router._state.fast[m]) is _router.CanaryPick
+    assert type(slow_router._state.fast[slow_m]) is _router._Route

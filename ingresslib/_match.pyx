@@ -20,7 +20,9 @@ from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from cpython.mem cimport PyMem_Free as free
 from cpython.mem cimport PyMem_Malloc as malloc
-from libc.string cimport memcpy, memset
+from cpython.mem cimport PyMem_Realloc as realloc
+from libc.stdlib cimport qsort
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from ._normalize import canonical_path as _canonical_path
 from ._normalize import is_canonical as _is_canonical
@@ -96,7 +98,6 @@ cdef const unsigned char* _ROOT = <const unsigned char*>"/"
 # _LOW_MASK[k]: the word whose first k bytes in memory are 0xFF, the others 0 (built through
 # _load8, so it holds on either byte order): selects a label's bytes in an 8-byte read.
 cdef uint64_t _LOW_MASK[9]
-cdef object _ABSENT = object()
 cdef _Group _NO_GROUP
 _NO_GROUP.root = -1
 _NO_GROUP.default = -1
@@ -454,14 +455,24 @@ cdef int _host_table(_HostTable* t, list rows, const unsigned char* arena) excep
     return 0
 
 
-cdef bint _canonical_key(str path) except -1:
-    # canonical_path(path) == path; most keys pass the lookup's own check (read in place, no
-    # regex, no allocation) and never reach is_canonical.
-    if not path.isascii() or not path.startswith("/"):
-        return False
+cdef bint _tree_key(str path, bint prefix) except -1:
+    # Whether a key goes into the tree: canonical_path(path) == path, or the prefix key ""
+    # (the rule "/"). A key that is not canonical can never equal a canonical path, nor be
+    # one cut before a "/", so it is left out; the lookup relies on it (path bytes equal to a
+    # node's key bytes need no canonical check). Most keys pass the lookup's own check, read
+    # in place (no regex, no allocation), and never reach is_canonical.
+    cdef const unsigned char* p
+    cdef Py_ssize_t n
     PyUnicode_READY(path)
-    if "?" not in path and _plain_from(<const unsigned char*>PyUnicode_DATA(path),
-                                       PyUnicode_GET_LENGTH(path), 0):
+    n = PyUnicode_GET_LENGTH(path)
+    if n == 0:
+        return prefix
+    if not PyUnicode_IS_ASCII(path):
+        return False
+    p = <const unsigned char*>PyUnicode_DATA(path)
+    if p[0] != 47:
+        return False
+    if memchr(p, 63, n) == NULL and _plain_from(p, n, 0):
         return True
     return _is_canonical(path)
 
@@ -478,13 +489,164 @@ cdef bint _plain_host(bytes key) except -1:
     return True
 
 
-cdef Py_ssize_t _lcp(bytes a, bytes b, Py_ssize_t start):
-    cdef const unsigned char* x = a
-    cdef const unsigned char* y = b
-    cdef Py_ssize_t i = start, n = min(len(a), len(b))
-    while i < n and x[i] == y[i]:
+# The constructor builds every tree in C from these (no Python object per node or label).
+
+ctypedef struct _Key:                  # a tree key of one group
+    const unsigned char* s             # the key str's ASCII buffer (the str is kept alive)
+    Py_ssize_t n
+    PyObject* exact                    # payloads, borrowed (kept alive); NULL: none
+    PyObject* prefix
+    Py_ssize_t order                   # arrival: of two equal keys the later one wins
+
+ctypedef struct _Keys:                 # a growing array of _Key
+    _Key* items
+    Py_ssize_t n
+    Py_ssize_t cap
+    Py_ssize_t nbytes                  # the keys' bytes in all: a bound for the label pool
+
+ctypedef struct _Span:                 # a node whose children are still to be made: it covers
+    Py_ssize_t node                    # keys[lo:hi], which all start with keys[lo].s[:depth]
+    Py_ssize_t lo
+    Py_ssize_t hi
+    Py_ssize_t depth
+
+
+cdef int _add_key(_Keys* keys, str path, object payload, bint prefix) except -1:
+    # path: a tree key (_tree_key), so an ASCII str whose buffer is its bytes.
+    cdef _Key* k
+    if keys.n == keys.cap:
+        keys.cap = max(2 * keys.cap, 64)
+        k = <_Key*>realloc(keys.items, keys.cap * sizeof(_Key))
+        if k == NULL:
+            raise MemoryError()
+        keys.items = k
+    k = keys.items + keys.n
+    k.s = <const unsigned char*>PyUnicode_DATA(path)
+    k.n = PyUnicode_GET_LENGTH(path)
+    k.exact = NULL if prefix else <PyObject*>payload
+    k.prefix = <PyObject*>payload if prefix else NULL
+    k.order = keys.n
+    keys.n += 1
+    keys.nbytes += k.n
+    return 0
+
+
+cdef int _key_cmp(const void* a, const void* b) noexcept nogil:
+    # The keys' bytes in bytes order, then arrival.
+    cdef const _Key* x = <const _Key*>a
+    cdef const _Key* y = <const _Key*>b
+    cdef int c = memcmp(x.s, y.s, min(x.n, y.n))
+    if c != 0:
+        return c
+    if x.n != y.n:
+        return -1 if x.n < y.n else 1
+    return -1 if x.order < y.order else 1
+
+
+cdef Py_ssize_t _sort_keys(_Key* keys, Py_ssize_t n) noexcept nogil:
+    # Sorts keys[:n] and merges equal keys (an exact and a prefix rule on one path; the later
+    # payload of a kind wins, as in a dict) into the first of them; returns how many remain.
+    cdef Py_ssize_t i, m = 0
+    if n == 0:
+        return 0
+    qsort(keys, n, sizeof(_Key), _key_cmp)
+    for i in range(1, n):
+        if keys[i].n == keys[m].n and memcmp(keys[i].s, keys[m].s, keys[m].n) == 0:
+            if keys[i].exact != NULL:
+                keys[m].exact = keys[i].exact
+            if keys[i].prefix != NULL:
+                keys[m].prefix = keys[i].prefix
+        else:
+            m += 1
+            keys[m] = keys[i]
+    return m + 1
+
+
+cdef inline Py_ssize_t _lcp(const _Key* a, const _Key* b, Py_ssize_t i) noexcept nogil:
+    # The length of the common prefix of two keys known to share their first i bytes.
+    cdef Py_ssize_t n = min(a.n, b.n)
+    while i < n and a.s[i] == b.s[i]:
         i += 1
     return i
+
+
+cdef Py_ssize_t _build_tree(const _Key* keys, Py_ssize_t start, Py_ssize_t stop,
+                            _Node* nodes, Py_ssize_t n_nodes, unsigned char* firsts,
+                            unsigned char* pool, Py_ssize_t* n_pool, _Span* stack) noexcept nogil:
+    # Writes the tree of the sorted, distinct keys[start:stop] from nodes[n_nodes] on (zeroed)
+    # and returns the new node count: at most 2 * (stop - start) + 1, as every node but the
+    # root holds a key or branches; stack has room for as many. Labels longer than _INLINE
+    # are appended to pool (at *n_pool) in node order; a label is a slice of the first key
+    # its node covers, and the slices cut from one key do not overlap, so the pool needs no
+    # more than the keys' bytes. A node's payload word is left as its key's index + 1 (0: no
+    # key), for _build_nodes to resolve.
+    # Depth first over children blocks: a node's children are contiguous (one block, right
+    # after the block of its previous sibling's subtree), and a path's nodes are near each
+    # other.
+    cdef Py_ssize_t top = 1, lo, hi, i, j, m, depth, end, length
+    cdef _Span* span
+    cdef _Span tmp
+    cdef _Node* node
+    cdef _Node* child
+    cdef const _Key* k
+    cdef unsigned char c
+    firsts[n_nodes] = 0
+    stack[0].node = n_nodes
+    stack[0].lo = start
+    stack[0].hi = stop
+    stack[0].depth = 0
+    n_nodes += 1
+    while top > 0:
+        top -= 1
+        node = nodes + stack[top].node
+        lo = stack[top].lo
+        hi = stack[top].hi
+        depth = stack[top].depth
+        # Only keys[lo] can be exactly depth long: the node's own key.
+        if lo < hi and keys[lo].n == depth:
+            node.payload = lo + 1
+            lo += 1
+        node.first_child = n_nodes
+        m = 0
+        i = lo
+        while i < hi:
+            # The child for the next first byte c covers keys[i:j], which share k.s[:end].
+            k = keys + i
+            c = k.s[depth]
+            j = i + 1
+            while j < hi and keys[j].s[depth] == c:
+                j += 1
+            end = _lcp(k, keys + j - 1, depth + 1)
+            length = end - depth
+            child = nodes + n_nodes
+            child.label_len = length
+            if length <= _INLINE:
+                memcpy(child.label.chars, k.s + depth, length)
+            else:
+                child.label.off = n_pool[0]
+                memcpy(pool + n_pool[0], k.s + depth, length)
+                n_pool[0] += length
+            firsts[n_nodes] = c
+            if m < _FIRSTS:
+                node.firsts[m] = c
+            span = stack + top + m
+            span.node = n_nodes
+            span.lo = i
+            span.hi = j
+            span.depth = end
+            n_nodes += 1
+            m += 1
+            i = j
+        node.nchildren = m
+        if m > _FIRSTS:
+            memset(node.firsts, 0, _FIRSTS)    # unused: the parallel array serves wide nodes
+        # Reversed on the stack, so the first child's subtree gets the next block.
+        for i in range(m // 2):
+            tmp = stack[top + i]
+            stack[top + i] = stack[top + m - 1 - i]
+            stack[top + m - 1 - i] = tmp
+        top += m
+    return n_nodes
 
 
 cdef class Matcher:
@@ -530,72 +692,60 @@ cdef class Matcher:
         free(self._wild_hosts.raw)
 
     def __init__(self, groups, default=None):
+        # Every group's tree keys go into one C array (validated as they come), each group's
+        # tree is then written in C into scratch arrays (_build_tree), and the final arrays
+        # get their exact sizes (_build_nodes).
+        cdef _Keys keys
+        cdef list keep = []          # what the key array borrows: key strs and payloads
+        cdef list spans = []         # per group: (lo, hi, host, default, index); keys[lo:hi]
         cdef list payloads = []
-        cdef list rows = []          # per node: [label, exact, prefix, first_child, nchildren]
         cdef list exact_hosts = []   # (key, root, default, index)
         cdef list wild_hosts = []
         cdef list roots = []
-        cdef list defaults = []      # (root, default payload or _ABSENT, host) per group
-        cdef list sk, stack, children
-        cdef Py_ssize_t i, j, lo, hi, depth, lcp, ni
-        cdef int c
-        cdef bytes key
+        cdef _Node* nodes = NULL
+        cdef unsigned char* firsts = NULL
+        cdef unsigned char* pool = NULL
+        cdef _Span* stack = NULL
+        cdef Py_ssize_t lo, hi, bound, n_nodes = 0, n_pool = 0
+        keys.items = NULL
+        keys.n = keys.cap = keys.nbytes = 0
         seen = set()
-        for index, (host, exact, prefix, group_default) in enumerate(groups):
-            if host in seen:
-                raise ValueError(f"duplicate host group {host!r}")
-            seen.add(host)
-            # Keys that are not canonical (prefix keys: nor "") can never equal a canonical
-            # path, nor be one cut before a "/": left out of the tree. The lookup relies on
-            # it: path bytes equal to a node's key bytes need no canonical check.
-            # keys: bytes -> [exact payload, prefix payload] (_ABSENT: none)
-            keys = {}
-            for path, payload in exact.items():
-                if _canonical_key(path):
-                    keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[0] = payload
-            for path, payload in prefix.items():
-                if path == "" or _canonical_key(path):
-                    keys.setdefault(path.encode("ascii"), [_ABSENT, _ABSENT])[1] = payload
-            root = len(rows)
-            roots.append(root)
-            defaults.append((root, _ABSENT if group_default is None else group_default, host, index))
-            rows.append([b"", _ABSENT, _ABSENT, 0, 0])
-            # Depth first over children blocks: a node's children are contiguous (one block,
-            # right after the block of its previous sibling's subtree), and a path's nodes are
-            # near each other. A stack item is a node and the sorted keys it covers, sk[lo:hi],
-            # which all share sk[lo][:depth]; only sk[lo] can be exactly that long.
-            sk = sorted(keys)
-            stack = [(root, 0, len(sk), 0)]
-            while stack:
-                ni, lo, hi, depth = stack.pop()
-                row = rows[ni]
-                i = lo
-                if i < hi and len(<bytes>sk[i]) == depth:
-                    row[1], row[2] = keys[sk[i]]
-                    i += 1
-                row[3] = len(rows)
-                children = []
-                while i < hi:
-                    key = sk[i]
-                    c = key[depth]
-                    j = i + 1
-                    while j < hi and (<bytes>sk[j])[depth] == c:
-                        j += 1
-                    lcp = _lcp(key, sk[j - 1], depth)
-                    rows.append([key[depth:lcp], _ABSENT, _ABSENT, 0, 0])
-                    children.append((len(rows) - 1, i, j, lcp))
-                    row[4] += 1
-                    i = j
-                children.reverse()
-                stack.extend(children)
-        # The payload tuple keeps every payload alive (the nodes hold borrowed pointers).
-        for row in rows:
-            for k in (1, 2):
-                if row[k] is not _ABSENT:
-                    payloads.append(row[k])
-        for root, group_default, host, index in defaults:
+        try:
+            for index, (host, exact, prefix, group_default) in enumerate(groups):
+                if host in seen:
+                    raise ValueError(f"duplicate host group {host!r}")
+                seen.add(host)
+                lo = keys.n
+                for is_prefix, mapping in ((False, exact), (True, prefix)):
+                    for path, payload in mapping.items():
+                        if _tree_key(path, is_prefix):
+                            _add_key(&keys, path, payload, is_prefix)
+                            keep.append(path)
+                            keep.append(payload)
+                spans.append((lo, keys.n, host, group_default, index))
+            bound = len(spans) + 2 * keys.n          # nodes (see _build_tree)
+            nodes = <_Node*>malloc(max(bound, 1) * sizeof(_Node))
+            firsts = <unsigned char*>malloc(max(bound, 1))
+            stack = <_Span*>malloc(max(bound, 1) * sizeof(_Span))
+            pool = <unsigned char*>malloc(max(keys.nbytes, 1))
+            if nodes == NULL or firsts == NULL or stack == NULL or pool == NULL:
+                raise MemoryError()
+            memset(nodes, 0, max(bound, 1) * sizeof(_Node))
+            for lo, hi, host, group_default, index in spans:
+                roots.append(n_nodes)
+                hi = lo + _sort_keys(keys.items + lo, hi - lo)
+                n_nodes = _build_tree(keys.items, lo, hi, nodes, n_nodes, firsts, pool, &n_pool,
+                                      stack)
+            self._build_nodes(nodes, n_nodes, firsts, pool, n_pool, keys.items, payloads)
+        finally:
+            free(keys.items)
+            free(nodes)
+            free(firsts)
+            free(stack)
+            free(pool)
+        for root, (lo, hi, host, group_default, index) in zip(roots, spans):
             gdefault = -1
-            if group_default is not _ABSENT:
+            if group_default is not None:
                 gdefault = len(payloads)
                 payloads.append(group_default)
             if host is None:
@@ -605,7 +755,6 @@ cdef class Matcher:
                 wild_hosts.append((host[2:].encode("utf-8", "surrogatepass"), root, gdefault, index))
             else:
                 exact_hosts.append((host.encode("utf-8", "surrogatepass"), root, gdefault, index))
-        self._build_nodes(rows)
         self._build_hosts(exact_hosts, wild_hosts)
         self._roots = tuple(roots)
         self._payloads = tuple(payloads)
@@ -622,54 +771,57 @@ cdef class Matcher:
         _host_table(&self._wild_hosts, wild_hosts, self._host_keys + exact_len)
         self._wild_plain = all([_plain_host(row[0]) for row in wild_hosts])
 
-    cdef _build_nodes(self, list rows):
-        cdef Py_ssize_t n = len(rows), i, k, off = 0
+    cdef _build_nodes(self, const _Node* nodes, Py_ssize_t n, const unsigned char* firsts,
+                      const unsigned char* labels, Py_ssize_t n_labels, const _Key* keys,
+                      list payloads):
+        # The final arrays from _build_tree's, at their exact sizes, with each node's payload
+        # word resolved from its key. payloads gets the payloads in node order (exact first):
+        # it becomes the payload tuple, which keeps them alive (the nodes hold borrowed
+        # pointers).
+        cdef Py_ssize_t i, npairs = 0, pair = 0
+        cdef const _Key* k
         cdef _Node* node
-        cdef bytes arena = b"".join([row[0] for row in rows if len(<bytes>row[0]) > _INLINE])
-        cdef bytes label
-        cdef Py_ssize_t npairs = sum([1 for row in rows
-                                      if row[1] is not _ABSENT and row[2] is not _ABSENT])
-        cdef Py_ssize_t pair = 0
+        cdef PyObject* obj
         cdef uintptr_t addr
+        for i in range(n):
+            if nodes[i].payload:
+                k = keys + nodes[i].payload - 1
+                if k.exact != NULL and k.prefix != NULL:
+                    npairs += 1
         self._pairs = <PyObject**>malloc(max(npairs, 1) * 2 * sizeof(PyObject*))
         if self._pairs == NULL:
             raise MemoryError()
         self._n_pairs = npairs
         self._nodes = <_Node*>_aligned(&self._nodes_raw, max(n, 1) * sizeof(_Node))
-        self._labels = <unsigned char*>malloc(max(len(arena), 1))
+        self._labels = <unsigned char*>malloc(max(n_labels, 1))
         self._firsts = <unsigned char*>malloc(max(n, 1))
         if self._nodes == NULL or self._labels == NULL or self._firsts == NULL:
             raise MemoryError()
-        memset(self._nodes, 0, max(n, 1) * sizeof(_Node))
-        memcpy(self._labels, <const char*>arena, len(arena))
+        memset(self._nodes, 0, sizeof(_Node))     # the one node of an empty matcher
+        memcpy(self._nodes, nodes, n * sizeof(_Node))
+        memcpy(self._labels, labels, n_labels)
+        memcpy(self._firsts, firsts, n)
         for i in range(n):
-            label, exact, prefix, first_child, nchildren = rows[i]
             node = &self._nodes[i]
-            node.label_len = len(label)
-            if node.label_len <= _INLINE:
-                memcpy(node.label.chars, <const char*>label, node.label_len)
-            else:
-                node.label.off = off
-                off += node.label_len
-            if exact is not _ABSENT and prefix is not _ABSENT:
-                self._pairs[2 * pair] = <PyObject*>exact
-                self._pairs[2 * pair + 1] = <PyObject*>prefix
+            if node.payload == 0:
+                continue
+            k = keys + node.payload - 1
+            if k.exact != NULL and k.prefix != NULL:
+                self._pairs[2 * pair] = k.exact
+                self._pairs[2 * pair + 1] = k.prefix
                 node.payload = <uintptr_t>&self._pairs[2 * pair] | _BOTH
                 pair += 1
-            elif exact is not _ABSENT or prefix is not _ABSENT:
-                obj = exact if exact is not _ABSENT else prefix
-                addr = <uintptr_t><PyObject*>obj
+                payloads.append(<object>k.exact)
+                payloads.append(<object>k.prefix)
+            else:
+                obj = k.exact if k.exact != NULL else k.prefix
+                addr = <uintptr_t>obj
                 if addr & _BOTH:
                     raise SystemError("a payload object is not 4-byte aligned")
-                node.payload = addr | (_EXACT if exact is not _ABSENT else _PREFIX)
-            node.first_child = first_child
-            node.nchildren = nchildren
-            self._firsts[i] = label[0] if label else 0
-            if nchildren <= _FIRSTS:
-                for k in range(nchildren):
-                    node.firsts[k] = (<bytes>rows[first_child + k][0])[0]
+                node.payload = addr | (_EXACT if k.exact != NULL else _PREFIX)
+                payloads.append(<object>obj)
         self._n_nodes = n
-        self._n_labels = len(arena)
+        self._n_labels = n_labels
 
     cdef const _Group* _group_of_slow(self, str host) except NULL:
         # Any host _host_group declined: upper case, ":port", a trailing dot (in one scan, into

@@ -3,6 +3,7 @@ plus differential tests of both against a brute-force oracle written from SEMANT
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import subprocess
@@ -513,6 +514,39 @@ def test_many_groups_agree(matcher_class: Any) -> None:
     assert m.lookup("H299.example.com:1", "/p/19/x") == (299, -19)
     assert m.lookup("h7.example.com", "/e8/3") is None
 
+
+
+class _FreshMapping(Mapping[str, object]):
+    """Makes a new key str and a new payload on every read: nothing outlives the constructor's
+    own references (the compiled one reads key buffers and payload addresses)."""
+
+    def __init__(self, i: int, kind: str) -> None:
+        self._i, self._kind = i, kind
+
+    def __getitem__(self, key: str) -> object:
+        return ["payload", self._kind, key]
+
+    def __iter__(self) -> Iterator[str]:
+        return ("".join(["/", self._kind, str(self._i), "/", str(j)]) for j in range(30))
+
+    def __len__(self) -> int:
+        return 30
+
+
+def test_groups_may_be_a_one_shot_iterable_of_fresh_objects(matcher_class: Any) -> None:
+    groups = ((f"h{i}.example.com", _FreshMapping(i, "e"), _FreshMapping(i, "p"), None)
+              for i in range(50))
+    m = matcher_class(groups)
+    gc.collect()
+    # Churn the allocator: freed key strs or payloads would now hold other bytes.
+    junk = [str(k) * 3 for k in range(5000)]
+    assert m.lookup("h7.example.com", "/e7/3") == ["payload", "e", "/e7/3"]
+    assert m.lookup("h49.example.com", "/p49/29/x") == ["payload", "p", "/p49/29"]
+    assert m.lookup("h7.example.com", "/e7/3/x") is None
+    assert m.lookup("h7.example.com", "/p8/3") is None
+    assert len(junk) == 5000
+    if hasattr(m, "_check_invariants"):
+        m._check_invariants()
 
 # Paths where the compiled walk stops inside an escape or next to a dot segment: it must then
 # check (or canonicalise) exactly what it did not compare against a key.

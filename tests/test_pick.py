@@ -286,3 +286,50 @@ def test_a_hash_route_is_answered_by_its_hash_pick() -> None:
     assert m is not None and first is not None
     assert type(r._state.fast[m]) is _router.HashPick
     assert r.route("GET", "a.test", "/app", (), "192.0.2.7") is first
+
+
+def test_header_reads_by_slot_and_by_name_agree(counters: Any) -> None:
+    # The compiled picks read h11's ``_full_items`` slot at its offset when the headers type
+    # keeps it in a __slots__ member, and by name otherwise: both must read the same headers.
+    import bisect
+    import zlib
+    from array import array
+
+    from ingresslib._hashing import HashRing
+    from ingresslib._pick_py import U32
+
+    class BySlot:
+        __slots__ = ("_full_items",)
+
+        def __init__(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
+            self._full_items = items
+
+    class ByName:  # _full_items is a property: no slot to read directly
+        def __init__(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
+            self._items = items
+
+        @property
+        def _full_items(self) -> list[tuple[bytes, bytes, bytes]]:
+            return self._items
+
+    ring = HashRing([f"member{i}" for i in range(3)])
+    table = ring.build_table()
+    packed = array(U32, ring.points[:-1]).tobytes(), bytes(ring.owners[:-1])
+    decisions = ("d0", "d1", "d2")
+    for kind in (BySlot, ByName):
+        hashed = counters.HashPick(None, 3, b"x-user", table, ring.shift, decisions, kind, *packed)
+        canary = counters.CanaryPick(None, b"x-canary", b"always", None, kind,
+                                     counters.Interleave(0, 1), counters.Rotation(("c",)),
+                                     counters.Rotation(("m",)))
+        for i in range(200):
+            user = f"u{i}".encode()
+            items = [(b"Host", b"host", b"a"), (b"X-User", b"x-user", user)]
+            if i % 2:
+                items.append((b"X-Canary", b"x-canary", b"always"))
+            owner = ring.owners[bisect.bisect_left(ring.points, zlib.crc32(user))]
+            assert hashed.pick("/", kind(items), None) == decisions[owner]
+            assert canary.pick(kind(items)) == ("c" if i % 2 else "m")
+    # A headers object whose slot was never set: AttributeError, as when read by name.
+    hashed = counters.HashPick(None, 3, b"x-user", table, ring.shift, decisions, BySlot, *packed)
+    with pytest.raises(AttributeError):
+        hashed.pick("/", BySlot.__new__(BySlot), None)

@@ -15,6 +15,9 @@ __all__ = ["Matcher"]
 class Matcher:
     """Per host group a compressed radix tree over the canonical path's bytes."""
 
+    #: The longest rule path (bytes) it takes; longer ones raise ValueError in ``__init__``.
+    max_key_length: int
+
     def __init__(self, groups: Sequence[HostGroup], default: object | None = None) -> None: ...
     def lookup(self, host: str, path: str) -> object | None:
         """The payload for ``(host, path)``, the group's default, or the matcher's default.

@@ -47,6 +47,8 @@ DEF _INLINE = 12
 DEF _HOST_INLINE = 32
 # Longer hosts take the slow path (a DNS name is at most 253 characters).
 DEF _HOST_MAX = 256
+# The longest rule path the tree stores (_Node.label_len is a uint16_t).
+DEF _MAX_KEY = 65535
 
 ctypedef union _Label:
     unsigned char chars[_INLINE]       # label_len <= _INLINE
@@ -514,6 +516,11 @@ ctypedef struct _Span:                 # a node whose children are still to be m
 cdef int _add_key(_Keys* keys, str path, object payload, bint prefix) except -1:
     # path: a tree key (_tree_key), so an ASCII str whose buffer is its bytes.
     cdef _Key* k
+    if PyUnicode_GET_LENGTH(path) > _MAX_KEY:
+        # A node's label length is 16 bits: a longer label would be stored wrongly, so such a
+        # table is refused (RouteTable then uses the pure twin; see Matcher.max_key_length).
+        raise ValueError(f"a path of {PyUnicode_GET_LENGTH(path)} bytes: the compiled matcher "
+                         f"takes paths of at most {_MAX_KEY} bytes")
     if keys.n == keys.cap:
         keys.cap = max(2 * keys.cap, 64)
         k = <_Key*>realloc(keys.items, keys.cap * sizeof(_Key))
@@ -650,6 +657,9 @@ cdef Py_ssize_t _build_tree(const _Key* keys, Py_ssize_t start, Py_ssize_t stop,
 
 
 cdef class Matcher:
+    #: The longest path (in bytes) a rule may have here: a node's label length is 16 bits.
+    max_key_length = _MAX_KEY
+
     cdef _Node* _nodes
     cdef void* _nodes_raw
     cdef unsigned char* _labels

@@ -418,6 +418,12 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _longest_key(groups: Sequence[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]]
+                 ) -> int:
+    return max((len(k) for _host, exact, prefix, _default in groups for keys in (exact, prefix) for k in keys),
+               default=0)
+
+
 class RouteTable:
     """The merged routing rules of every served Ingress, ready for lookups.
 
@@ -456,6 +462,11 @@ class RouteTable:
     ) -> None:
         if matcher_class is None:
             from ._matcher import Matcher as matcher_class
+            limit = getattr(matcher_class, "max_key_length", None)
+            if limit is not None and _longest_key(groups) > limit:
+                # The compiled tree stores rule paths of up to 64 KiB; a table with a longer
+                # one (valid, if odd) is served by the pure twin rather than refused.
+                from ._match_py import Matcher as matcher_class
         self._matcher = matcher_class(groups, default)
         self.match = self._matcher.lookup
         #: The implementation doing lookups: ``"cython"`` or ``"python"``.

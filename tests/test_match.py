@@ -307,6 +307,19 @@ def test_compiled_tree_invariants() -> None:
     assert m.lookup("other", "/apps/v2/y") == "Prefix /"
 
 
+@pytest.mark.skipif(_match_c is None, reason="ingresslib._match is not built")
+def test_compiled_matcher_refuses_paths_longer_than_its_labels_hold() -> None:
+    # A node's label length is 16 bits: the longest path it takes works, a longer one is
+    # refused (RouteTable then builds the pure twin, see test_table), never stored wrongly.
+    limit = _match_c.Matcher.max_key_length
+    longest = "/" + "a" * (limit - 1)
+    m = _match_c.Matcher([group_of("foo.com", [("Prefix", longest), ("Prefix", "/b")])])
+    assert m.lookup("foo.com", longest + "/x") == f"Prefix {longest}"
+    assert m.lookup("foo.com", "/b") == "Prefix /b"
+    with pytest.raises(ValueError, match="at most"):
+        _match_c.Matcher([group_of("foo.com", [("Exact", longest + "a")])])
+
+
 def test_wide_nodes_long_labels_and_long_hosts(matcher_class: Any) -> None:
     # Exercises the compiled layout's edges: nodes with many children (a dense first-byte
     # index), labels longer than a node's inline buffer, host names longer than an entry's.

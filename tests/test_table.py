@@ -483,3 +483,30 @@ class TableMachine(RuleBasedStateMachine):
 
 
 TestTableMachine = TableMachine.TestCase
+
+
+def test_a_rule_path_longer_than_the_compiled_tree_holds_is_still_served() -> None:
+    # The compiled matcher takes rule paths of up to 64 KiB; a longer one is valid in a
+    # manifest, so the table falls back to the pure twin instead of refusing or misrouting.
+    from ingresslib import parse_manifests
+
+    long_path = "/" + "a" * 70_000
+    res = parse_manifests(f"""
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web}}
+spec:
+  rules:
+  - host: foo.example
+    http:
+      paths:
+      - {{path: "{long_path}", pathType: Prefix, backend: {{service: {{name: long, port: {{number: 80}}}}}}}}
+      - {{path: /b, pathType: Prefix, backend: {{service: {{name: short, port: {{number: 80}}}}}}}}
+""")
+    table = RouteTable.build(res)
+    assert table.matcher == "python"
+    m = table.match("foo.example", long_path + "/x")
+    assert m is not None and m.service == "long"
+    short = table.match("foo.example", "/b/c")
+    assert short is not None and short.service == "short"
+    assert table.match("foo.example", long_path[:-1]) is None

@@ -333,3 +333,29 @@ def test_header_reads_by_slot_and_by_name_agree(counters: Any) -> None:
     hashed = counters.HashPick(None, 3, b"x-user", table, ring.shift, decisions, BySlot, *packed)
     with pytest.raises(AttributeError):
         hashed.pick("/", BySlot.__new__(BySlot), None)
+
+
+@pytest.mark.parametrize("members", [1, 4, 5, 9])
+def test_hash_pick_answers_for_any_number_of_decisions(counters: Any, members: int) -> None:
+    # The compiled pick copies up to four decisions into itself and reads a longer tuple in
+    # place: both must give the ring's own answers.
+    import bisect
+    import zlib
+    from array import array
+
+    from ingresslib._hashing import HashRing
+    from ingresslib._pick_py import U32
+
+    ring = HashRing([f"member{i}" for i in range(members)])
+    table = ring.build_table()
+    decisions = tuple(f"d{i}" for i in range(members))
+    pick = counters.HashPick(None, 2, None, table, ring.shift, decisions, None,
+                             array(U32, ring.points[:-1]).tobytes(), bytes(ring.owners[:-1]))
+    seen = set()
+    for i in range(2000):
+        ip = f"198.51.100.{i % 256}.{i}"
+        want = decisions[ring.owners[bisect.bisect_left(ring.points, zlib.crc32(ip.encode()))]]
+        got = pick.pick("/", (), ip)
+        assert got == want
+        seen.add(got)
+    assert seen == set(decisions)  # every decision slot was read

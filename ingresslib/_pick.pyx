@@ -399,7 +399,8 @@ cdef class HashPick:
         cdef const char* buf
         # The decisions' item array is needed last, at an index the table byte gives; asking
         # for its cache line now overlaps that miss (a cold route's) with the key read, the
-        # CRC and the table byte's own miss, instead of paying it after them.
+        # CRC and the table byte's own miss, instead of paying it after them. (Up to four
+        # decisions live in this object: the line is then most likely here already.)
         ingresslib_prefetch(self._dec)
         if self._kind == 3:
             if type(headers) is not self._h11:

@@ -187,6 +187,8 @@ def test_route(benchmark: Any, record: Any, case: str) -> None:
     benchmark.group = f"router {RULES} rules"
     benchmark.extra_info.update(case=case, rules=RULES, requests_per_round=CHUNK)
     benchmark.pedantic(run, setup=fresh_rounds(CHUNK), rounds=40, warmup_rounds=2)
+    if benchmark.stats is None:
+        return  # --benchmark-disable: a smoke run, nothing timed
     ns = benchmark.stats.stats.median * 1e9 / CHUNK
     benchmark.extra_info.update(ns_per_request=round(ns),
                                 ns_added=None if added is None else round(added),

@@ -63,6 +63,8 @@ def test_route_table_match(benchmark: Any, record: Any, n: int, seed: int) -> No
     benchmark.extra_info.update(router="RouteTable.match", rules=n, seed=seed, lookups_per_round=k,
                                 matcher=table.matcher)
     benchmark.pedantic(run, setup=fresh_rounds(stream, k), rounds=60, warmup_rounds=2)
+    if benchmark.stats is None:
+        return  # --benchmark-disable: a smoke run, nothing timed
     record(router="RouteTable.match", rules=n, seed=seed,
            ns=benchmark.stats.stats.median * 1e9 / k, agreement=None)
 
@@ -101,6 +103,8 @@ def test_match_objects_alone(benchmark: Any, record: Any, n: int, seed: int) -> 
     benchmark.extra_info.update(router="Match objects alone", rules=n, seed=seed,
                                 lookups_per_round=k)
     benchmark.pedantic(run, setup=setup, rounds=60, warmup_rounds=2)
+    if benchmark.stats is None:
+        return  # --benchmark-disable: a smoke run, nothing timed
     record(router="Match objects alone", rules=n, seed=seed,
            ns=benchmark.stats.stats.median * 1e9 / k, agreement=None)
 
@@ -110,6 +114,8 @@ def test_route_table_build(benchmark: Any, record: Any, n: int) -> None:
     res, _ = resources(n, SEEDS[0])
     benchmark.group = "RouteTable.build"
     table = benchmark.pedantic(RouteTable.build, args=(res,), rounds=5, warmup_rounds=1)
+    if benchmark.stats is None:
+        return  # --benchmark-disable: a smoke run, nothing timed
     # Memory held by the built table: tracemalloc sees every Python allocation, and the
     # compiled matcher allocates its C arrays with PyMem_Malloc, so they are counted too.
     del table

@@ -41,26 +41,33 @@ def timed(lookup: Any, requests: list[tuple[str, str]]) -> float:
     return (time.perf_counter() - t0) * 1e9 / len(requests)
 
 
+def alternate(a: Any, b: Any, stream: list[tuple[bytes, bytes]], rounds: int,
+              into: tuple[list[float], list[float], list[float]]) -> None:
+    """Time lookups ``a`` and ``b`` on the same fresh chunks, in alternating order; append
+    each round's ns per lookup of a, of b, and b - a to ``into`` (after 2 warm-up rounds)."""
+    pos = 0
+    for r in range(rounds + 2):
+        requests = [(h.decode("ascii"), p.decode("ascii")) for h, p in stream[pos : pos + 1000]]
+        pos = (pos + 1000) % (len(stream) - 1000)
+        if r % 2:
+            tb, ta = timed(b, requests), timed(a, requests)
+        else:
+            ta, tb = timed(a, requests), timed(b, requests)
+        if r >= 2:
+            into[0].append(ta)
+            into[1].append(tb)
+            into[2].append(tb - ta)
+
+
 def main(other: str, sizes: list[int], rounds: int) -> None:
     a_mod, b_mod = load(other), _match
     for n in sizes:
-        a_all, b_all, d_all = [], [], []
+        runs: tuple[list[float], list[float], list[float]] = ([], [], [])
         for seed in (1, 2, 3):
             rules, stream = table(n, seed)
             groups = host_groups(rules)
-            a, b = a_mod.Matcher(groups).lookup, b_mod.Matcher(groups).lookup
-            pos = 0
-            for r in range(rounds + 2):
-                requests = [(h.decode("ascii"), p.decode("ascii")) for h, p in stream[pos : pos + 1000]]
-                pos = (pos + 1000) % (len(stream) - 1000)
-                if r % 2:
-                    tb, ta = timed(b, requests), timed(a, requests)
-                else:
-                    ta, tb = timed(a, requests), timed(b, requests)
-                if r >= 2:
-                    a_all.append(ta)
-                    b_all.append(tb)
-                    d_all.append(tb - ta)
+            alternate(a_mod.Matcher(groups).lookup, b_mod.Matcher(groups).lookup, stream, rounds, runs)
+        a_all, b_all, d_all = runs
         print(f"{n:>7} rules: A {statistics.median(a_all):6.1f}  B {statistics.median(b_all):6.1f}"
               f"  B-A {statistics.median(d_all):+6.1f} ns", flush=True)
 

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _routers import host_groups  # noqa: E402
-from ab_matcher import timed  # noqa: E402
+from ab_matcher import alternate  # noqa: E402
 from bench_match import table  # noqa: E402
 
 from ingresslib._match import Matcher  # noqa: E402
@@ -24,23 +24,12 @@ from ingresslib._match import Matcher  # noqa: E402
 
 def main(sizes: list[int], rounds: int) -> None:
     for n in sizes:
-        a_all, b_all, d_all = [], [], []
+        runs: tuple[list[float], list[float], list[float]] = ([], [], [])
         for seed in (1, 2, 3):
             rules, stream = table(n, seed)
             m = Matcher(host_groups(rules))
-            a, b = m.lookup, m.lookup_hash
-            pos = 0
-            for r in range(rounds + 2):
-                requests = [(h.decode("ascii"), p.decode("ascii")) for h, p in stream[pos : pos + 1000]]
-                pos = (pos + 1000) % (len(stream) - 1000)
-                if r % 2:
-                    tb, ta = timed(b, requests), timed(a, requests)
-                else:
-                    ta, tb = timed(a, requests), timed(b, requests)
-                if r >= 2:
-                    a_all.append(ta)
-                    b_all.append(tb)
-                    d_all.append(tb - ta)
+            alternate(m.lookup, m.lookup_hash, stream, rounds, runs)
+        a_all, b_all, d_all = runs
         print(f"{n:>7} rules: tree {statistics.median(a_all):6.1f}  hash {statistics.median(b_all):6.1f}"
               f"  hash-tree {statistics.median(d_all):+6.1f} ns", flush=True)
 

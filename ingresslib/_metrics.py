@@ -160,8 +160,10 @@ class _RequestCollector(Collector):
         put(_BYTES_SENT, r.bytes_out)
         connected = r.upstream_connect
         if connected is not None:
-            # From the start of the request: the record has no connect-begin time.
-            put(_CONNECT, max(connected - start, 0.0))
+            took = getattr(r, "upstream_connect_time", None)
+            # A record without the connect time (one not made by the core): from the start of
+            # the request, the closest bound it has.
+            put(_CONNECT, max(connected - start if took is None else took, 0.0))
             put(_RESPONSE, max(r.end - connected, 0.0))
         latency = r.upstream_latency
         if latency is not None:

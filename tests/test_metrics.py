@@ -96,6 +96,18 @@ def test_unmatched_request_has_empty_labels_and_no_host() -> None:
     assert not any(n.startswith(f"{P}_ingress_upstream_latency") for n, _ in s)
 
 
+def test_connect_duration_is_the_records_connect_time() -> None:
+    # The core's records carry the connect time itself (from the connection's open); a record
+    # without it falls back to the time from the request's start.
+    m = Metrics()
+    m.observe(rec(start=0.0, upstream_connect=0.5, upstream_first_byte=0.6, end=0.7,
+                  upstream_connect_time=0.004))
+    m.observe(rec(start=0.0, upstream_connect=0.3, upstream_first_byte=0.6, end=0.7))
+    s = samples(m)
+    assert s[(f"{P}_connect_duration_seconds_sum", LABELS)] == pytest.approx(0.304)
+    assert s[(f"{P}_connect_duration_seconds_count", LABELS)] == 2
+
+
 def test_unknown_method_is_bounded() -> None:
     m = Metrics()
     m.observe(rec(method="FROBNICATE"))

@@ -746,6 +746,47 @@ def test_request_record() -> None:
     assert rec.upstream_response_length == 7 and rec.duration == 0.0
 
 
+def test_record_times_the_upstream_connect_from_its_open() -> None:
+    from ingresslib.proxy import OpenUpstream, RequestDone
+
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)])
+    conn = pair.proxy.connection(("192.0.2.1", 5000), now=0.0)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def request(at: float) -> int:
+        acts = conn.receive_data(GET, at)
+        return next(a.conn_id for a in acts if isinstance(a, OpenUpstream))
+
+    def answer(cid: int, at: float) -> object:
+        [done] = [a for a in conn.upstream_data(cid, reply, at) if isinstance(a, RequestDone)]
+        return done.record
+
+    # The request arrives at 1.0, the connection opened then is up at 1.25: 0.25 s to connect
+    # (before, the metric counted from the request's start, whatever came before the open).
+    cid = request(1.0)
+    conn.upstream_connected(cid, 1.25, reused=False)
+    rec = answer(cid, 1.5)
+    assert (rec.start, rec.upstream_connect) == (1.0, 1.25)  # type: ignore[attr-defined]
+    assert rec.upstream_connect_time == pytest.approx(0.25)  # type: ignore[attr-defined]
+    # A pooled connection costs no connect: 0.0, as nginx's $upstream_connect_time.
+    cid = request(3.0)
+    conn.upstream_connected(cid, 3.0, reused=True)
+    assert answer(cid, 3.1).upstream_connect_time == 0.0  # type: ignore[attr-defined]
+    # A first try that fails: the time is the connection that was made, from its own open.
+    cid = request(5.0)
+    acts = conn.upstream_failed(cid, 7.0)
+    [retry] = [a for a in acts if isinstance(a, OpenUpstream)]
+    conn.upstream_connected(retry.conn_id, 7.5, reused=False)
+    rec = answer(retry.conn_id, 8.0)
+    assert rec.upstream_connect == 7.5  # type: ignore[attr-defined]
+    assert rec.upstream_connect_time == pytest.approx(0.5)  # type: ignore[attr-defined]
+    # No connection made: no time.
+    pair = ProxyPair([Route("/", endpoints=[])])
+    pair.send(GET)
+    assert pair.records[0].upstream_connect_time is None
+
+
 def test_unknown_upstream_id_is_local_misuse() -> None:
     pair = ProxyPair()
     with pytest.raises(LocalProxyError):

@@ -133,6 +133,11 @@ class RequestRecord:
     #: Response body bytes sent to the client (``bytes_out`` minus the head; nginx
     #: ``$body_bytes_sent``). The core always sets it; None means "not provided".
     body_bytes_out: int | None = None
+    #: Seconds spent establishing the upstream connection (the one ``upstream_connect`` marks):
+    #: from its ``OpenUpstream`` to ``upstream_connected``; 0.0 for a pooled connection (nginx
+    #: ``$upstream_connect_time``). The core always sets it when a connection was made; None
+    #: means "none made", or "not provided".
+    upstream_connect_time: float | None = None
 
     @property
     def duration(self) -> float:

@@ -415,10 +415,10 @@ class _Request:
     __slots__ = (
         "method", "method_s", "http_version", "host_raw", "host", "path", "query",
         "upstream_target", "decision", "opts", "headers", "unsent", "replay", "replay_size",
-        "body_len", "complete", "tried", "statuses", "start", "t_connect", "t_first",
-        "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in", "bytes_out",
-        "response_started", "response_len", "upgrade", "idempotent", "done", "answered",
-        "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
+        "body_len", "complete", "tried", "statuses", "start", "t_connect", "connect_time",
+        "t_first", "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in",
+        "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
+        "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri",
     )
 
@@ -449,6 +449,7 @@ class _Request:
         self.statuses: list[int | None] = []
         self.start = now
         self.t_connect: float | None = None
+        self.connect_time: float | None = None
         self.t_first: float | None = None
         self.request_id: str | None = None
         self.client_ip: str | None = None
@@ -595,6 +596,7 @@ class ClientConnection:
         up.reused = reused
         if req.t_connect is None:
             req.t_connect = now
+            req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
         if self._spare is not None:
             up.h11, self._spare = self._spare, None
         else:
@@ -1584,6 +1586,7 @@ class ClientConnection:
             primary_service=getattr(m, "service", None) if canary else None,
             primary_port=getattr(m, "port", None) if canary else None,
             body_bytes_out=req.bytes_out - req.head_len,
+            upstream_connect_time=req.connect_time,
         )
         self._out.append(RequestDone(rec))
 

@@ -160,7 +160,7 @@ class _RequestCollector(Collector):
         put(_BYTES_SENT, r.bytes_out)
         connected = r.upstream_connect
         if connected is not None:
-            took = getattr(r, "upstream_connect_time", None)
+            took = r.upstream_connect_time
             # A record without the connect time (one not made by the core): from the start of
             # the request, the closest bound it has.
             put(_CONNECT, max(connected - start if took is None else took, 0.0))

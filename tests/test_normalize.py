@@ -219,6 +219,20 @@ def test_normalize_host(host: str, expected: str | None) -> None:
     assert normalize_host(host) == expected
 
 
+@given(st.text(alphabet=st.sampled_from("aZ.:[]-0\u212a\u0130\u00c9\u0391"), max_size=12)
+       | st.text(max_size=12))
+def test_normalize_host_against_its_definition(host: str) -> None:
+    # The docstring read literally, with A-Z -> a-z the only case change (whatever shortcut
+    # the code takes for ASCII text): the Kelvin sign, dotted I, É and Α stay as they are.
+    h = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in host)
+    if h.startswith("["):
+        h = h[: h.index("]") + 1] if "]" in h else h
+    else:
+        h = h.split(":", 1)[0]
+        h = h[:-1] if h.endswith(".") else h
+    assert normalize_host(host) == (h or None)
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [

@@ -178,6 +178,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "upstream-keepalive-timeout": _seconds,
     "upstream-keepalive-requests": _int,
     "client-header-timeout": _seconds,
+    "client-body-timeout": _seconds,
     "enable-underscores-in-headers": _bool,
 }
 

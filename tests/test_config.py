@@ -54,6 +54,7 @@ def test_empty_is_default() -> None:
         ("proxy-body-size", "512K", "proxy_body_size", 512 * 1024),
         ("proxy-body-size", "0", "proxy_body_size", 0),
         ("keep-alive", "10", "keep_alive", 10.0),
+        ("client-body-timeout", "30s", "client_body_timeout", 30.0),
         ("keep-alive-requests", "50", "keep_alive_requests", 50),
         ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
         ("enable-underscores-in-headers", "true", "enable_underscores_in_headers", True),

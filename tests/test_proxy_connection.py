@@ -787,6 +787,55 @@ def test_record_times_the_upstream_connect_from_its_open() -> None:
     assert pair.records[0].upstream_connect_time is None
 
 
+# ---------------------------------------------------------------------- client body timeout
+BODY_HEAD = b"PUT /a HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\n"
+
+
+def test_a_stalled_request_body_is_the_clients_fault_408() -> None:
+    # "client_body_timeout ... If a client does not transmit anything within this time, the
+    # request is terminated with the 408 (Request Time-out) error." Not the upstream's fault:
+    # before, the upstream read timer fired instead, marked the endpoint failed (EWMA) and
+    # retried this idempotent PUT on the next endpoint, to wait for the same stalled client.
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], ProxySettings(client_body_timeout=5.0))
+    assert pair.send(BODY_HEAD + b"abc") == b""
+    assert pair.timer == (TimerKind.BODY, 5.0)
+    out = pair.fire(TimerKind.BODY)
+    assert status_of(out) == 408 and pair.closed
+    assert [o.endpoint for o in pair.opens] == eps[:1]  # no retry
+    assert pair.router.observed == []  # the upstream is not blamed
+    assert pair.records[0].status == 408
+
+
+def test_each_body_read_rearms_the_body_timer_then_the_upstream_owes_the_answer() -> None:
+    pair = ProxyPair(settings=ProxySettings(client_body_timeout=5.0, proxy_read_timeout=7.0),
+                     app=lambda r, b, u: None)  # an upstream that stays silent
+    pair.send(BODY_HEAD + b"abc")
+    pair.now += 4.0
+    pair.send(b"defg")
+    assert pair.timer == (TimerKind.BODY, 5.0)  # counted again from this read
+    pair.send(b"hij")  # the body is complete: now waiting is on the upstream
+    assert pair.timer == (TimerKind.UPSTREAM_READ, 7.0)
+    assert pair.upstreams[0].requests[0][1] == b"abcdefghij"
+    out = pair.fire(TimerKind.UPSTREAM_READ)
+    assert status_of(out) == 504
+    assert pair.router.observed == [(pair.upstreams[0].endpoint, False)]
+
+
+def test_a_body_stall_after_the_response_began_closes_both_sides() -> None:
+    pair = ProxyPair(settings=ProxySettings(client_body_timeout=5.0), app=lambda r, b, u: None)
+    pair.send(BODY_HEAD + b"abc")
+    # The upstream answers early, before the body is in (allowed: RFC 9110 §9.3.4 servers may).
+    out = pair.upstream_send(pair.upstreams[0], b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nx")
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    pair.send(b"d")
+    assert pair.timer == (TimerKind.BODY, 5.0)
+    out = pair.fire(TimerKind.BODY)
+    assert out == b"" and pair.closed  # a status can no longer be sent
+    assert [(c.conn_id, c.reuse) for c in pair.closes] == [(1, False)]
+    assert pair.router.observed == []  # still not the upstream's fault
+
+
 def test_unknown_upstream_id_is_local_misuse() -> None:
     pair = ProxyPair()
     with pytest.raises(LocalProxyError):

@@ -110,6 +110,30 @@ async def test_upstream_read_timeout_gives_504() -> None:
 
 
 @pytest.mark.asyncio
+async def test_stalled_request_body_gives_408_not_an_upstream_failure() -> None:
+    done = asyncio.Event()
+    srv, uport = await _silent_upstream(done)
+    records: list[object] = []
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), client_body_timeout=0.3,
+                                proxy_read_timeout=30, records=records)
+    try:
+        c = await Client.open(port)
+        t0 = asyncio.get_running_loop().time()
+        c.writer.write(b"PUT / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nabc")
+        reply = await asyncio.wait_for(c.reader.read(), 5)  # read to EOF: the proxy closes
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        assert 0.25 < asyncio.get_running_loop().time() - t0 < 3
+        assert [r.status for r in records] == [408]  # type: ignore[attr-defined]
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        done.set()
+        srv.close()
+        await srv.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
 async def test_idle_keepalive_timeout_closes_client() -> None:
     a = await start_echo("svc", "a")
     server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), keep_alive=0.2)

@@ -31,6 +31,9 @@ class TimerKind(enum.Enum):
     IDLE = "idle"
     #: Time between two reads from the upstream (``proxy-read-timeout``).
     UPSTREAM_READ = "upstream_read"
+    #: Time between two reads of the request body from the client (``client-body-timeout``):
+    #: armed while the body is still coming, instead of ``UPSTREAM_READ``.
+    BODY = "body"
 
 
 @dataclass(frozen=True, slots=True)

@@ -602,7 +602,7 @@ class ClientConnection:
         else:
             up.h11 = _H11Reader(True, self.settings.max_response_header_size)
         self._send_request(req, up)
-        self._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout if req.opts else 60.0)
+        self._set_request_timer(req)
         return self._flush()
 
     def upstream_failed(self, conn_id: int, now: float, timed_out: bool = False) -> list[Action]:
@@ -672,6 +672,16 @@ class ClientConnection:
                 self._close_all(now)
             elif self._up is not None:
                 self._try_failed(self._up, "timeout", now)
+        elif kind is TimerKind.BODY:
+            req = self._req
+            if req is not None and not req.complete and not req.done:
+                # "client_body_timeout": the client stopped sending its body. Its fault, not
+                # the upstream's: no failure observed, no retry; nginx answers 408.
+                if req.response_started:
+                    self._close_all(now)
+                else:
+                    self._close_upstream(False)
+                    self._error_response(408, req, now)
         return self._flush()
 
     def abort(self, now: float) -> list[Action]:
@@ -704,6 +714,14 @@ class ClientConnection:
             return
         self._timer = kind
         self._out.append(SetTimer(kind, seconds))
+
+    def _set_request_timer(self, req: _Request) -> None:
+        # While the client still owes body bytes, waiting is on the client (BODY); once the
+        # request is sent whole, on the upstream (UPSTREAM_READ).
+        if req.complete:
+            self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+        else:
+            self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
 
     def _read_timeout(self) -> float:
         req = self._req
@@ -1170,8 +1188,7 @@ class ClientConnection:
                 self._out.append(SendUpstream(up.conn_id, b"%x\r\n%s\r\n" % (len(data), data)
                                               if req.up_chunked else data))
             # Still sending: the upstream cannot be blamed for not answering yet.
-            self._set_timer(TimerKind.UPSTREAM_READ, opts.read_timeout if opts else
-                            self.settings.proxy_read_timeout)
+            self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
         else:
             req.unsent.append(data)
 
@@ -1187,6 +1204,8 @@ class ClientConnection:
             if req.up_chunked:
                 up.sent = True
                 self._out.append(SendUpstream(up.conn_id, b"0\r\n\r\n"))
+            if self._timer is TimerKind.BODY:
+                self._set_request_timer(req)  # the body is in: now the upstream owes an answer
 
     # ---------------------------------------------------------------- upstream side
     def _open(self, req: _Request, endpoint: tuple[str, int], now: float,

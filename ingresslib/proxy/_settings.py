@@ -78,6 +78,9 @@ class ProxySettings:
     large_client_header_buffers: str = _DEFAULT_BUFFERS
     #: nginx ``client_header_timeout 60s``: absolute deadline for a whole request head.
     client_header_timeout: float = 60.0
+    #: nginx ``client_body_timeout 60s``: the most time between two reads of a request body;
+    #: then 408, and the upstream is not blamed (no retry, no failure observed).
+    client_body_timeout: float = 60.0
     #: ingress-nginx ``keep-alive`` (seconds idle between requests); 0 disables keep-alive.
     keep_alive: float = 75.0
     #: ingress-nginx ``keep-alive-requests``.

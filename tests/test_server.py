@@ -89,6 +89,15 @@ async def _silent_upstream(done: asyncio.Event) -> tuple[asyncio.Server, int]:
     return srv, srv.sockets[0].getsockname()[1]
 
 
+async def _stop_with_silent_upstream(server: ProxyServer, srv: asyncio.Server,
+                                     done: asyncio.Event) -> None:
+    await server.shutdown(1)
+    done.set()
+    srv.close()
+    await srv.wait_closed()
+    await asyncio.sleep(0.01)
+
+
 @pytest.mark.asyncio
 async def test_upstream_read_timeout_gives_504() -> None:
     done = asyncio.Event()
@@ -102,11 +111,7 @@ async def test_upstream_read_timeout_gives_504() -> None:
         assert 0.25 < asyncio.get_running_loop().time() - t0 < 3
         await c.close()
     finally:
-        await server.shutdown(1)
-        done.set()
-        srv.close()
-        await srv.wait_closed()
-        await asyncio.sleep(0.01)
+        await _stop_with_silent_upstream(server, srv, done)
 
 
 @pytest.mark.asyncio
@@ -126,11 +131,7 @@ async def test_stalled_request_body_gives_408_not_an_upstream_failure() -> None:
         assert [r.status for r in records] == [408]  # type: ignore[attr-defined]
         await c.close()
     finally:
-        await server.shutdown(1)
-        done.set()
-        srv.close()
-        await srv.wait_closed()
-        await asyncio.sleep(0.01)
+        await _stop_with_silent_upstream(server, srv, done)
 
 
 @pytest.mark.asyncio

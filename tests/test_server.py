@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import ssl
 import tracemalloc
 
@@ -130,6 +131,52 @@ async def test_stalled_request_body_gives_408_not_an_upstream_failure() -> None:
         assert 0.25 < asyncio.get_running_loop().time() - t0 < 3
         assert [r.status for r in records] == [408]  # type: ignore[attr-defined]
         await c.close()
+    finally:
+        await _stop_with_silent_upstream(server, srv, done)
+
+
+@pytest.mark.asyncio
+async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() -> None:
+    # The upstream accepts but never reads: its buffers fill, the server stops reading the
+    # client, and after proxy_send_timeout the try fails as timed out (nginx: 504). The body
+    # timer, shorter, must not run out meanwhile: the client is not the one stalling.
+    done = asyncio.Event()
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    lsock.bind(("127.0.0.1", 0))
+
+    async def never_read(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await done.wait()
+        w.close()
+
+    srv = await asyncio.start_server(never_read, sock=lsock)
+    uport = lsock.getsockname()[1]
+    router = StubRouter([("127.0.0.1", uport)])
+    records: list[object] = []
+    server, port = await _proxy(router, client_body_timeout=0.3, proxy_send_timeout=0.8,
+                                proxy_read_timeout=30, proxy_body_size=0, records=records)
+    size = 64 << 20
+    try:
+        c = await Client.open(port)
+        c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
+
+        async def upload() -> None:
+            chunk = b"x" * (1 << 20)
+            for _ in range(size >> 20):
+                c.writer.write(chunk)
+                await c.writer.drain()
+
+        sending = asyncio.create_task(upload())
+        t0 = asyncio.get_running_loop().time()
+        while not records and asyncio.get_running_loop().time() - t0 < 10:
+            await asyncio.sleep(0.05)
+        sending.cancel()
+        # (The client may see a reset instead of the 504: the proxy closes with the rest of
+        # the body unread. The server's own record and observation are the evidence here.)
+        assert [r.status for r in records] == [504]  # type: ignore[attr-defined]
+        assert router.observed == [(("127.0.0.1", uport), False)]
+        assert records[0].end - records[0].upstream_connect >= 0.8  # type: ignore[attr-defined]
+        c.writer.transport.abort()
     finally:
         await _stop_with_silent_upstream(server, srv, done)
 

@@ -72,7 +72,7 @@ class _Upstream(asyncio.Protocol):
     """One upstream TCP connection; owned by a client connection or idle in the pool."""
 
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
-                 "got_data")
+                 "got_data", "send_timeout")
 
     def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
         self.pool = pool
@@ -86,6 +86,9 @@ class _Upstream(asyncio.Protocol):
         self.closed = False
         #: Any byte received since the current owner took this connection.
         self.got_data = False
+        #: The current request's proxy_send_timeout: the longest this connection may refuse
+        #: our writes (its buffer full) before the try fails as timed out.
+        self.send_timeout = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -118,7 +121,7 @@ class _Upstream(asyncio.Protocol):
         # The upstream reads slower than the client sends (a large upload): stop reading the
         # client until the upstream's buffer drains.
         if self.owner is not None:
-            self.owner.pause_client()
+            self.owner.pause_client(self)
 
     def resume_writing(self) -> None:
         if self.owner is not None:
@@ -240,7 +243,8 @@ class _Downstream(asyncio.Protocol):
     """One client connection: feeds the core and performs its actions."""
 
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
-                 "deadline", "_queue", "_running", "_loop", "closed", "client_paused")
+                 "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
+                 "client_paused", "stall")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -251,12 +255,16 @@ class _Downstream(asyncio.Protocol):
         self.upstreams: dict[int, _Upstream] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.timer_kind = TimerKind.IDLE
+        self.timer_seconds = 0.0
         self.deadline: float | None = None
         self._queue: collections.deque[Action] = collections.deque()
         self._running = False
         self.closed = False
         #: Reading from the client is paused because an upstream's write buffer is full.
         self.client_paused = False
+        #: While paused so: the upstream's proxy_send_timeout running (nginx: "if the proxied
+        #: server does not receive anything within this time, the connection is closed").
+        self.stall: asyncio.TimerHandle | None = None
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -315,13 +323,25 @@ class _Downstream(asyncio.Protocol):
 
     # from upstream protocols ------------------------------------------------------------------
 
-    def pause_client(self) -> None:
+    def pause_client(self, up: _Upstream) -> None:
         t = self.transport
         if t is not None and not self.client_paused and not t.is_closing():
             self.client_paused = True
             t.pause_reading()
+        if self.stall is None and up.send_timeout > 0:
+            self.stall = self._loop.call_later(up.send_timeout, self._send_stalled, up.conn_id)
+
+    def _send_stalled(self, conn_id: int) -> None:
+        # The upstream took none of our bytes for proxy_send_timeout: its try timed out (504,
+        # or a retry elsewhere), as nginx does.
+        self.stall = None
+        if not self.closed and conn_id in self.upstreams:
+            self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=True))
 
     def resume_client(self) -> None:
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
         t = self.transport
         if t is not None and self.client_paused:
             self.client_paused = False
@@ -354,6 +374,12 @@ class _Downstream(asyncio.Protocol):
         now = self._loop.time()
         if now < deadline:
             self.timer = self._loop.call_at(deadline, self._timer_fired)
+            return
+        if self.timer_kind is TimerKind.BODY and self.client_paused:
+            # The client cannot send its body while we do not read it (an upstream's buffer is
+            # full): its clock starts again when reading does; the upstream has its own.
+            self.deadline = now + self.timer_seconds
+            self.timer = self._loop.call_at(self.deadline, self._timer_fired)
             return
         self.deadline = None
         self._run(self.conn.timer_expired(self.timer_kind, now))
@@ -416,6 +442,7 @@ class _Downstream(asyncio.Protocol):
             return
         deadline = self._loop.time() + a.seconds
         self.timer_kind = a.kind
+        self.timer_seconds = a.seconds
         self.deadline = deadline
         t = self.timer
         if t is not None:
@@ -433,6 +460,7 @@ class _Downstream(asyncio.Protocol):
             up.owner = self
             up.conn_id = a.conn_id
             up.got_data = False
+            up.send_timeout = a.send_timeout
             up.requests += 1
             self.upstreams[a.conn_id] = up
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
@@ -471,6 +499,7 @@ class _Downstream(asyncio.Protocol):
             return
         up.owner = self
         up.conn_id = a.conn_id
+        up.send_timeout = a.send_timeout
         up.requests = 1
         self.upstreams[a.conn_id] = up
         self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
@@ -479,9 +508,7 @@ class _Downstream(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._cancel_timers()
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
@@ -490,11 +517,17 @@ class _Downstream(asyncio.Protocol):
         self.server.connections.discard(self)
         self.server._maybe_drained()
 
-    def _teardown(self) -> None:
-        self.closed = True
+    def _cancel_timers(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
+
+    def _teardown(self) -> None:
+        self.closed = True
+        self._cancel_timers()
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()

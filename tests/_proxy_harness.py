@@ -219,6 +219,7 @@ class ProxyPair:
         self.pool: dict[tuple[str, int], list[FakeUpstream]] = {}
         self.opens: list[OpenUpstream] = []
         self.closes: list[CloseUpstream] = []
+        self.downstream_closes: list[CloseDownstream] = []
         self.timer: tuple[TimerKind, float] | None = None
         self.tunnels: list[int] = []
         self._run(self.conn.start(self.now))
@@ -283,6 +284,7 @@ class ProxyPair:
                 self.received += a.data
             elif t is CloseDownstream:
                 self.closed = True
+                self.downstream_closes.append(a)
             elif t is SetTimer:
                 self.timer = None if a.seconds is None else (a.kind, a.seconds)
             elif t is RequestDone:

@@ -579,6 +579,31 @@ def test_proxy_body_size_annotation_and_unlimited() -> None:
     assert status_of(out) == 413
 
 
+def test_a_close_with_the_request_body_unread_asks_to_linger() -> None:
+    from ingresslib.proxy import CloseDownstream
+
+    # 413 with the body still coming: the client may be sending; a plain close would reset
+    # the connection under the response.
+    pair = ProxyPair(settings=ProxySettings(proxy_body_size=4))
+    out = pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nabc")
+    assert status_of(out) == 413 and pair.closed
+    assert pair.downstream_closes == [CloseDownstream(linger=True)]
+    # The same, found while reading the body (no Content-Length).
+    pair = ProxyPair(settings=ProxySettings(proxy_body_size=4))
+    out = pair.send(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                    b"8\r\nabcdefgh\r\n")
+    assert status_of(out) == 413 and pair.downstream_closes == [CloseDownstream(linger=True)]
+    # A whole request, then "Connection: close": nothing more is coming.
+    pair = ProxyPair()
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    assert pair.closed and pair.downstream_closes == [CloseDownstream(linger=False)]
+    # The client ended its side mid-body: nothing more can come either.
+    pair = ProxyPair(app=lambda r, b, u: None)
+    pair.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nabc")
+    pair.eof()
+    assert pair.closed and pair.downstream_closes == [CloseDownstream(linger=False)]
+
+
 def test_head_request() -> None:
     pair = ProxyPair(app=lambda r, b, u: Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
     out = pair.send(b"HEAD / HTTP/1.1\r\n" + H + b"\r\n")

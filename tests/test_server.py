@@ -8,6 +8,7 @@ test_demo.py and test_serve_cli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import ssl
@@ -179,6 +180,55 @@ async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() 
         c.writer.transport.abort()
     finally:
         await _stop_with_silent_upstream(server, srv, done)
+
+
+@pytest.mark.asyncio
+async def test_413_reaches_a_client_still_uploading() -> None:
+    # Before lingering, closing with the body unread made the kernel reset the connection, and
+    # a client still sending got "connection reset" instead of the 413 (5 times out of 5).
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), proxy_body_size=1 << 20)
+    size = 16 << 20
+    try:
+        for _ in range(3):
+            c = await Client.open(port)
+            c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
+
+            async def upload(c: Client = c) -> None:
+                chunk = b"x" * (1 << 16)
+                with contextlib.suppress(ConnectionError):
+                    for _ in range(size >> 16):
+                        c.writer.write(chunk)
+                        await c.writer.drain()
+
+            sending = asyncio.create_task(upload())
+            reply = await asyncio.wait_for(c.reader.read(), 10)  # to EOF: our side ended
+            assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
+            await sending  # the proxy read and dropped the rest of the body
+            assert server.lingering
+            c.writer.close()  # the client ends too: the lingering connection closes
+            for _ in range(100):
+                if not server.lingering:
+                    break
+                await asyncio.sleep(0.02)
+            assert not server.lingering
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_shutdown_closes_lingering_connections() -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), proxy_body_size=10)
+    c = await Client.open(port)
+    c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\nabc")
+    reply = await asyncio.wait_for(c.reader.read(), 5)
+    assert reply.startswith(b"HTTP/1.1 413 ") and server.lingering
+    await server.shutdown(1)
+    assert not server.lingering
+    await c.close()
+    await a.stop()
 
 
 @pytest.mark.asyncio

@@ -73,7 +73,16 @@ class SendDownstream:
 
 @dataclass(frozen=True, slots=True)
 class CloseDownstream:
-    """Close the client connection once everything sent before has been written."""
+    """Close the client connection once everything sent before has been written.
+
+    ``linger=True``: the client may still be sending request bytes the core will not read (a
+    body cut short by a 413, 408 or 504). Closing a socket with unread input makes the kernel
+    send a reset, which can destroy the response before the client reads it; so first end our
+    side only (FIN after the response) and read and drop the client's bytes for a while, as
+    nginx's ``lingering_close`` does.
+    """
+
+    linger: bool = False
 
 
 @dataclass(frozen=True, slots=True)

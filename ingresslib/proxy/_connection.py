@@ -573,6 +573,7 @@ class ClientConnection:
     def receive_eof(self, now: float) -> list[Action]:
         if self.closed:
             return []
+        self._eof = True
         if self._tunnel is not None:
             self._close_all(now)
             return self._flush()
@@ -581,7 +582,6 @@ class ClientConnection:
                 and not req.upgrade:
             # A half-close after a complete request: let the response finish (clients may shut
             # down writing after sending), answer what is already buffered, then close.
-            self._eof = True
             return self._flush()
         self._close_all(now, client_gone=True)
         return self._flush()
@@ -741,7 +741,10 @@ class ClientConnection:
         if not self.closed:
             self.closed = True
             self._timer = None
-            self._out.append(CloseDownstream())
+            req = self._req
+            # A request whose body was not read to its end: the client may still be sending.
+            linger = req is not None and not req.complete and not self._eof
+            self._out.append(CloseDownstream(linger))
 
     def _close_upstream(self, reuse: bool) -> None:
         up = self._up

@@ -39,6 +39,11 @@ __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
 
 _log = logging.getLogger("ingresslib.server")
 
+#: nginx ``lingering_time 30s`` and ``lingering_timeout 5s``: how long a closed client connection
+#: may go on reading and dropping a request body, in all and without a byte.
+_LINGER_TIME = 30.0
+_LINGER_TIMEOUT = 5.0
+
 
 def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
     """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"``, ``"8080"`` -> ``(host, port)``.
@@ -244,7 +249,7 @@ class _Downstream(asyncio.Protocol):
 
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
                  "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
-                 "client_paused", "stall")
+                 "client_paused", "stall", "linger_until", "last_read")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -265,6 +270,10 @@ class _Downstream(asyncio.Protocol):
         #: While paused so: the upstream's proxy_send_timeout running (nginx: "if the proxied
         #: server does not receive anything within this time, the connection is closed").
         self.stall: asyncio.TimerHandle | None = None
+        #: Lingering (after ``CloseDownstream(linger=True)``): closed for the core, our side
+        #: ended, the client's bytes read and dropped until this time or a quiet spell.
+        self.linger_until: float | None = None
+        self.last_read = 0.0
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -297,8 +306,13 @@ class _Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.closed:
             self._run(self.conn.receive_data(data, self._loop.time()))
+        elif self.linger_until is not None:
+            self.last_read = self._loop.time()  # dropped: the response is already written
 
     def eof_received(self) -> bool:
+        if self.linger_until is not None:
+            self._stop_lingering()
+            return False
         if not self.closed:
             self._run(self.conn.receive_eof(self._loop.time()))
         # Keep the write side open: the core closes once the response is written.
@@ -422,7 +436,7 @@ class _Downstream(asyncio.Protocol):
                         else:
                             up.close()
                 elif t is CloseDownstream:
-                    self._close()
+                    self._close(a.linger)  # type: ignore[union-attr]
                 elif t is TunnelEstablished:
                     pass
                 else:  # pragma: no cover - a new action kind the server does not know
@@ -504,7 +518,7 @@ class _Downstream(asyncio.Protocol):
         self.upstreams[a.conn_id] = up
         self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
@@ -512,10 +526,44 @@ class _Downstream(asyncio.Protocol):
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
-        if self.transport is not None:
-            self.transport.close()  # flushes what was written, then closes
+        t = self.transport
+        if t is not None:
+            if linger and t.can_write_eof() and not t.is_closing():
+                # Our side ends after the response (FIN); the client's bytes are read and
+                # dropped until it stops sending, so that no reset overtakes the response.
+                t.write_eof()
+                now = self._loop.time()
+                self.linger_until = now + _LINGER_TIME
+                self.last_read = now
+                self.client_paused = False
+                t.resume_reading()
+                self.server.lingering.add(self)
+                self.timer = self._loop.call_later(_LINGER_TIMEOUT, self._linger_check)
+            else:
+                t.close()  # flushes what was written, then closes
         self.server.connections.discard(self)
         self.server._maybe_drained()
+
+    def _linger_check(self) -> None:
+        self.timer = None
+        until = self.linger_until
+        if until is None:
+            return
+        now = self._loop.time()
+        quiet_until = self.last_read + _LINGER_TIMEOUT
+        if now >= until or now >= quiet_until:
+            self._stop_lingering()
+        else:
+            self.timer = self._loop.call_at(min(until, quiet_until), self._linger_check)
+
+    def _stop_lingering(self) -> None:
+        self.linger_until = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.lingering.discard(self)
+        if self.transport is not None:
+            self.transport.close()
 
     def _cancel_timers(self) -> None:
         if self.timer is not None:
@@ -528,6 +576,8 @@ class _Downstream(asyncio.Protocol):
     def _teardown(self) -> None:
         self.closed = True
         self._cancel_timers()
+        self.linger_until = None
+        self.server.lingering.discard(self)
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
@@ -620,6 +670,8 @@ class ProxyServer:
                            records=on_record is not None)
         self.pool = UpstreamPool(self.loop, settings)
         self.connections: set[_Downstream] = set()
+        #: Closed client connections still reading and dropping the rest of a request body.
+        self.lingering: set[_Downstream] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.Server] = []
         #: ``[("http", host, port), ("https", host, port)]`` once started.
@@ -713,6 +765,8 @@ class ProxyServer:
                 _log.warning("shutdown: aborting %d connection(s) still busy", len(self.connections))
         for c in list(self.connections):
             c.abort()
+        for c in list(self.lingering):
+            c._stop_lingering()
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()

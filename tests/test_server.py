@@ -218,16 +218,23 @@ async def test_413_reaches_a_client_still_uploading() -> None:
 
 
 @pytest.mark.asyncio
-async def test_shutdown_closes_lingering_connections() -> None:
+async def test_lingering_connections_count_in_the_limit_and_shutdown_closes_them() -> None:
     a = await start_echo("svc", "a")
-    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), proxy_body_size=10)
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]), proxy_body_size=10,
+                                max_connections=1)
     c = await Client.open(port)
     c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\nabc")
     reply = await asyncio.wait_for(c.reader.read(), 5)
     assert reply.startswith(b"HTTP/1.1 413 ") and server.lingering
+    # It still holds a socket: at the limit, the next connection is refused.
+    c2 = await Client.open(port)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(c2.get("a.test"), 2)
+    assert server.refused == 1
     await server.shutdown(1)
     assert not server.lingering
-    await c.close()
+    for x in (c, c2):
+        await x.close()
     await a.stop()
 
 

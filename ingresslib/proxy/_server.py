@@ -281,7 +281,8 @@ class _Downstream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         srv = self.server
-        if srv.draining or len(srv.connections) >= srv.max_connections:
+        # Lingering connections hold sockets too (nginx counts them in worker_connections).
+        if srv.draining or len(srv.connections) + len(srv.lingering) >= srv.max_connections:
             # Over the limit (or shutting down): refuse by closing at once, as nginx does when
             # worker_connections is exhausted.
             self.closed = True

@@ -91,6 +91,15 @@ async def _silent_upstream(done: asyncio.Event) -> tuple[asyncio.Server, int]:
     return srv, srv.sockets[0].getsockname()[1]
 
 
+async def _upload(c: Client, size: int) -> None:
+    """Send ``size`` body bytes as fast as the proxy takes them; stop quietly if it closes."""
+    chunk = b"x" * (1 << 16)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(size >> 16):
+            c.writer.write(chunk)
+            await c.writer.drain()
+
+
 async def _stop_with_silent_upstream(server: ProxyServer, srv: asyncio.Server,
                                      done: asyncio.Event) -> None:
     await server.shutdown(1)
@@ -161,13 +170,7 @@ async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() 
         c = await Client.open(port)
         c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
 
-        async def upload() -> None:
-            chunk = b"x" * (1 << 20)
-            for _ in range(size >> 20):
-                c.writer.write(chunk)
-                await c.writer.drain()
-
-        sending = asyncio.create_task(upload())
+        sending = asyncio.create_task(_upload(c, size))
         t0 = asyncio.get_running_loop().time()
         while not records and asyncio.get_running_loop().time() - t0 < 10:
             await asyncio.sleep(0.05)
@@ -194,14 +197,7 @@ async def test_413_reaches_a_client_still_uploading() -> None:
             c = await Client.open(port)
             c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
 
-            async def upload(c: Client = c) -> None:
-                chunk = b"x" * (1 << 16)
-                with contextlib.suppress(ConnectionError):
-                    for _ in range(size >> 16):
-                        c.writer.write(chunk)
-                        await c.writer.drain()
-
-            sending = asyncio.create_task(upload())
+            sending = asyncio.create_task(_upload(c, size))
             reply = await asyncio.wait_for(c.reader.read(), 10)  # to EOF: our side ended
             assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
             await sending  # the proxy read and dropped the rest of the body

@@ -1191,7 +1191,7 @@ class ClientConnection:
                 self._out.append(SendUpstream(up.conn_id, b"%x\r\n%s\r\n" % (len(data), data)
                                               if req.up_chunked else data))
             # Still sending: the upstream cannot be blamed for not answering yet.
-            self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+            self._set_request_timer(req)
         else:
             req.unsent.append(data)
 

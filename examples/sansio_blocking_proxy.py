@@ -7,7 +7,9 @@ with keep-alive to the backend. It prints ``listening on http://HOST:PORT`` on s
 accepts connections; ``--listen 127.0.0.1:0`` picks a free port. Ctrl-C stops it.
 
 The whole driver is the loop below: it performs the core's actions (open / send / close / timers)
-and feeds back what the sockets say. The core decides everything HTTP.
+and feeds back what the sockets say. The core decides everything HTTP. It also honours
+``conn.reading_wanted`` (stop reading a client while the core holds its bytes for an upstream
+still connecting) and ``CloseDownstream(linger=True)`` (nginx's lingering close).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ metadata: {{name: backend}}
 subsets: [{{addresses: [{{ip: "{ip}"}}], ports: [{{port: {port}}}]}}]
 """
 
+#: nginx ``lingering_time 30s`` / ``lingering_timeout 5s``: after ``CloseDownstream(linger=True)``
+#: read and drop the client's bytes for 30 s at most, or until 5 s pass without one.
+LINGER_TIME = 30.0
+LINGER_TIMEOUT = 5.0
+
 
 class Client:
     """One downstream socket, its core connection, its upstream sockets and its timer."""
@@ -69,6 +76,9 @@ class Client:
         self.closing = False
         self.upstreams: dict[int, Upstream] = {}
         self.timer: tuple[TimerKind, float] | None = None
+        self.linger = False  # CloseDownstream(linger=True) was asked
+        self.linger_until: float | None = None  # lingering: our side ended, draining theirs
+        self.last_read = 0.0
 
 
 class Upstream:
@@ -122,6 +132,7 @@ class Driver:
                         up.sock.close()
             elif t is CloseDownstream:
                 client.closing = True
+                client.linger = a.linger
             elif t is SetTimer:
                 client.timer = None if a.seconds is None else (a.kind, time.monotonic() + a.seconds)
             elif t is RequestDone:
@@ -163,7 +174,22 @@ class Driver:
         except (KeyError, ValueError):
             pass
 
+    def _watch(self, sock: socket.socket, events: int, data: Any) -> None:
+        """Select ``events`` on ``sock`` (none: not selected at all)."""
+        try:
+            key = self.sel.get_key(sock)
+        except KeyError:
+            if events:
+                self.sel.register(sock, events, data)
+            return
+        if not events:
+            self.sel.unregister(sock)
+        elif key.events != events:
+            self.sel.modify(sock, events, data)
+
     def _flush_client(self, client: Client) -> None:
+        if client not in self.clients or client.linger_until is not None:
+            return
         if client.wbuf:
             try:
                 n = client.sock.send(client.wbuf)
@@ -174,12 +200,35 @@ class Driver:
                 client.wbuf.clear()
                 client.closing = True
         if client.closing and not client.wbuf:
-            self._drop_client(client)
+            if client.linger:
+                self._linger(client)
+            else:
+                self._drop_client(client)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.wbuf else 0)
+        # The core holds as many of this client's bytes as it will (an upstream is still
+        # connecting): leave them in the socket until it takes them.
+        events = selectors.EVENT_READ if client.conn.reading_wanted else 0
+        if client.wbuf:
+            events |= selectors.EVENT_WRITE
         if client.closing:
             events = selectors.EVENT_WRITE
-        self.sel.modify(client.sock, events, ("client", client))
+        self._watch(client.sock, events, ("client", client))
+
+    def _linger(self, client: Client) -> None:
+        # The response is written; the client may still be sending a body the core will not
+        # read. Closing now, with bytes unread, would make the kernel send a reset that can
+        # destroy the response before the client reads it: end our side only (FIN), then read
+        # and drop until the client stops. A thread-per-connection driver would do this as a
+        # blocking recv loop with settimeout(LINGER_TIMEOUT); here one thread serves every
+        # socket, so the drain is part of the select loop (``_on_client``, ``_timers``).
+        try:
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop_client(client)
+            return
+        client.last_read = time.monotonic()
+        client.linger_until = client.last_read + LINGER_TIME
+        self._watch(client.sock, selectors.EVENT_READ, ("client", client))
 
     def _flush_upstream(self, up: Upstream) -> None:
         if not up.connected:
@@ -209,6 +258,18 @@ class Driver:
 
     def _on_client(self, client: Client, mask: int) -> None:
         now = time.monotonic()
+        if client.linger_until is not None:  # lingering: read and drop
+            try:
+                dropped = client.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                dropped = b""
+            if dropped:
+                client.last_read = now
+            else:
+                self._drop_client(client)
+            return
         if mask & selectors.EVENT_WRITE:
             self._flush_client(client)
         if client not in self.clients or client.closing or not mask & selectors.EVENT_READ:
@@ -277,6 +338,13 @@ class Driver:
         now = time.monotonic()
         nearest: float | None = None
         for client in list(self.clients):
+            if client.linger_until is not None:
+                at = min(client.linger_until, client.last_read + LINGER_TIMEOUT)
+                if at <= now:
+                    self._drop_client(client)
+                else:
+                    nearest = at if nearest is None else min(nearest, at)
+                continue
             for up in list(client.upstreams.values()):
                 if not up.connected and up.deadline <= now:
                     client.upstreams.pop(up.cid)

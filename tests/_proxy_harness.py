@@ -196,6 +196,7 @@ class ProxyPair:
         peer: tuple[str, int] | str | None = PEER,
         refuse: Collection[tuple[str, int]] = (),
         hang: Collection[tuple[str, int]] = (),
+        defer: Collection[tuple[str, int]] = (),
         https_port: int = 443,
         request_id: Callable[[], str] | None = lambda: "0123456789abcdef0123456789abcdef",
         router: Any = None,
@@ -207,6 +208,10 @@ class ProxyPair:
         self.app = app
         self.refuse = set(refuse)
         self.hang = set(hang)
+        #: Endpoints whose connects wait for the test: ``connect()`` / ``fail_connect()``.
+        self.defer = set(defer)
+        #: Connection ids of deferred connects not completed yet, oldest first.
+        self.pending: list[int] = []
         self.now = 0.0
         self.conn: ClientConnection = self.proxy.connection(peer, tls=tls,
                                                             local_port=443 if tls else 80,
@@ -257,6 +262,21 @@ class ProxyPair:
             self._run(self.conn.upstream_eof(cid, self.now))
         return bytes(self.received[start:])
 
+    def connect(self) -> bytes:
+        """Complete the oldest deferred connect; return what the client received meanwhile."""
+        cid = self.pending.pop(0)
+        start = len(self.received)
+        self._run(self._if_open(cid, lambda: self.conn.upstream_connected(cid, self.now)))
+        return bytes(self.received[start:])
+
+    def fail_connect(self, timed_out: bool = False) -> bytes:
+        """Fail the oldest deferred connect (refused, or timed out)."""
+        cid = self.pending.pop(0)
+        start = len(self.received)
+        self._run(self._if_open(cid, lambda: self.conn.upstream_failed(cid, self.now,
+                                                                        timed_out=timed_out)))
+        return bytes(self.received[start:])
+
     def _id_of(self, up: FakeUpstream) -> int:
         for cid, u in self.live.items():
             if u is up:
@@ -303,6 +323,13 @@ class ProxyPair:
                     events.append(lambda cid=cid: self._if_open(cid, lambda: conn.upstream_failed(
                         cid, self.now, timed_out=True)))
                     self.live[cid] = FakeUpstream(a.endpoint, self.app)
+                    continue
+                if a.endpoint in self.defer:
+                    up = FakeUpstream(a.endpoint, self.app)
+                    self.upstreams.append(up)
+                    up.uses += 1
+                    self.live[cid] = up
+                    self.pending.append(cid)
                     continue
                 pooled = self.pool.get(a.endpoint)
                 reused = bool(a.pooled and pooled)

@@ -1220,3 +1220,138 @@ def test_record_names_both_backends_when_the_canary_serves_and_records_can_be_of
     proxy.records = False
     sent2, records = one(4.0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
     assert records == [] and sent2.endswith(b"\r\n\r\nhello")
+
+
+# ---------------------------------------------------------------------- holding the client back
+# Body bytes that arrive before an upstream can take them are held by the core; beyond a fixed
+# bound (64 KiB) ``reading_wanted`` says "stop reading the client" until the upstream connects
+# and the held bytes go out (before, nothing bounded them: with proxy-body-size 0 a client could
+# push gigabytes into memory during the connect).
+HOLD = 65536
+EP1, EP2 = ("10.0.0.1", 80), ("10.0.0.2", 80)
+UNLIMITED = ProxySettings(proxy_body_size=0, client_body_timeout=5.0)
+
+
+def _body(n: int, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed) % 251 for i in range(n))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_body_before_connect_beyond_the_bound_stops_reading_until_connected(
+        chunked: bool) -> None:
+    pair = ProxyPair([Route("/", endpoints=[EP1])], UNLIMITED, defer=[EP1],
+                     app=lambda r, b, u: ok(b"%d" % len(b)))
+    body = _body(3 * HOLD)
+    head = b"PUT /up HTTP/1.1\r\n" + H + (b"Transfer-Encoding: chunked\r\n\r\n" if chunked
+                                          else b"Content-Length: %d\r\n\r\n" % len(body))
+
+    def framed(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data) if chunked else data
+
+    pair.send(head + framed(body[:HOLD]))
+    assert pair.conn.reading_wanted  # at the bound: still reading
+    pair.send(framed(body[HOLD:HOLD + 10]))
+    assert not pair.conn.reading_wanted  # beyond it, no upstream yet: stop reading the client
+    assert pair.upstreams[0].raw == b""
+    pair.connect()
+    # The held bytes went out with the head, and the client may send again.
+    assert pair.conn.reading_wanted
+    sent = bytes(pair.upstreams[0].raw)
+    assert sent.startswith(b"PUT /up HTTP/1.1\r\n") and sent.endswith(framed(body[HOLD:HOLD + 10]))
+    assert pair.timer == (TimerKind.BODY, 5.0)
+    out = pair.send(framed(body[HOLD + 10:]) + (b"0\r\n\r\n" if chunked else b""))
+    assert out.endswith(b"\r\n\r\n%d" % len(body))
+    assert pair.upstreams[0].requests[0][1] == body
+    assert pair.conn.reading_wanted
+
+
+def test_held_body_survives_a_failed_connect_and_goes_to_the_retry() -> None:
+    pair = ProxyPair([Route("/", endpoints=[EP1, EP2])], UNLIMITED, defer=[EP1, EP2],
+                     app=lambda r, b, u: ok(b"got %d" % len(b)))
+    body = _body(150_000)
+    pair.send(b"PUT /up HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body)
+              + body[:100_000])
+    assert not pair.conn.reading_wanted
+    assert pair.fail_connect() == b""  # refused: retried on the next endpoint
+    assert [o.endpoint for o in pair.opens] == [EP1, EP2]
+    assert not pair.conn.reading_wanted  # still no upstream for the held bytes
+    pair.connect()
+    assert pair.conn.reading_wanted
+    assert bytes(pair.upstreams[1].raw).endswith(body[:100_000])
+    out = pair.send(body[100_000:])
+    assert out.endswith(b"got 150000")
+    assert pair.upstreams[1].requests[0][1] == body
+    assert pair.upstreams[0].raw == b""
+
+
+def test_a_failed_connect_answered_locally_reads_the_client_again() -> None:
+    # Nothing left to try: 502, the body is read and discarded -- reading must resume.
+    pair = ProxyPair([Route("/", endpoints=[EP1])], UNLIMITED, defer=[EP1])
+    pair.send(b"PUT /up HTTP/1.1\r\n" + H + b"Content-Length: 200000\r\n\r\n" + _body(100_000))
+    assert not pair.conn.reading_wanted
+    out = pair.fail_connect()
+    assert status_of(out) == 502 and not pair.closed
+    assert pair.conn.reading_wanted
+    pair.send(_body(100_000))  # the rest of the body, discarded
+    pair.send(GET)  # the connection serves the next request
+    assert len(pair.opens) == 2 and not pair.closed and pair.conn.reading_wanted
+
+
+def test_the_body_timer_does_not_blame_a_client_we_hold_back() -> None:
+    # The first try connects and takes part of the body, then dies before answering: the PUT is
+    # replayed on the next endpoint, whose connect is slow. The held replay exceeds the bound,
+    # so the client is not read meanwhile; the BODY timer armed by its last read must not turn
+    # that into a 408 (nor blame anyone): its clock starts again.
+    pair = ProxyPair([Route("/", endpoints=[EP1, EP2])], UNLIMITED, defer=[EP2],
+                     app=lambda r, b, u: ok(b"got %d" % len(b)))
+    body = _body(200_000)
+    pair.send(b"PUT /up HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body)
+              + body[:100_000])
+    assert pair.conn.reading_wanted and pair.timer == (TimerKind.BODY, 5.0)
+    pair.upstream_send(pair.upstreams[0], b"", close=True)  # died: "error", retried
+    assert [o.endpoint for o in pair.opens] == [EP1, EP2]
+    assert not pair.conn.reading_wanted
+    assert pair.fire(TimerKind.BODY) == b""
+    assert not pair.closed and pair.timer == (TimerKind.BODY, 5.0)
+    assert pair.router.observed == [(EP1, False)]  # only the try that failed
+    pair.connect()
+    assert pair.conn.reading_wanted
+    out = pair.send(body[100_000:])
+    assert out.endswith(b"got 200000")
+    assert pair.upstreams[1].requests[0][1] == body
+    # Once reading again, a real stall is the client's: 408.
+    pair.send(b"PUT /up HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+    assert status_of(pair.fire(TimerKind.BODY)) == 408
+
+
+def test_pipelined_bytes_behind_a_request_in_flight_are_held_to_the_bound() -> None:
+    pair = ProxyPair([Route("/", endpoints=[EP1])], UNLIMITED, defer=[EP1],
+                     app=lambda r, b, u: ok(b"%s %d" % (r.method, len(b))))
+    body = _body(70_000)
+    pair.send(GET)
+    pair.send(b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert not pair.conn.reading_wanted  # > 64 KiB waiting behind the GET
+    out = pair.connect()
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"GET 0")
+    # The POST was parsed; its body now waits for its own connect.
+    assert [o.endpoint for o in pair.opens] == [EP1, EP1] and not pair.conn.reading_wanted
+    out = pair.connect()
+    assert out.endswith(b"POST 70000") and pair.conn.reading_wanted
+
+
+def test_a_driver_ignoring_reading_wanted_still_sends_the_whole_request() -> None:
+    # Backward compatibility: the harness goes on feeding bytes while reading_wanted is False
+    # (as any driver written before it did); the upstream still gets the complete request.
+    pair = ProxyPair([Route("/", endpoints=[EP1])], UNLIMITED, defer=[EP1],
+                     app=lambda r, b, u: ok(b"got %d" % len(b)))
+    body = _body(2 * 1024 * 1024 + 17)
+    pair.send(b"POST /big HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body))
+    seen = []
+    for i in range(0, len(body), 50_000):
+        pair.send(body[i:i + 50_000])
+        seen.append(pair.conn.reading_wanted)
+    assert seen[0] and not any(seen[2:])  # asked to stop, and ignored
+    out = pair.connect()
+    assert out.endswith(b"got %d" % len(body))
+    assert pair.upstreams[0].requests[0][1] == body
+    assert pair.conn.reading_wanted and pair.records[0].status == 200

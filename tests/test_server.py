@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import socket
 import ssl
 import tracemalloc
+from typing import Any
 
 import pytest
 import trustme
@@ -565,3 +567,75 @@ async def test_backend_protocol_https_pools_tls_upstreams() -> None:
             w.close()
         await up.wait_closed()
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_upload_during_a_slow_connect_is_held_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: with proxy-body-size 0 the proxy went on reading the client while the upstream
+    # connect was pending, and held every byte (gigabytes, for up to proxy-connect-timeout). Now
+    # the core asks the server to stop reading past a bound, and the whole body still arrives
+    # intact once the upstream connects. The connect is held by the test (no timing involved).
+    got: list[bytes] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        got.append(await r.readexactly(length))
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        w.close()
+
+    up = await asyncio.start_server(handle, "127.0.0.1", 0)
+    uport = up.sockets[0].getsockname()[1]
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_body_size=0,
+                                proxy_connect_timeout=30, client_body_timeout=30)
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    body = os.urandom(8 << 20)
+    try:
+        c = await Client.open(port)  # before the patch: the client's own connect is not held
+        real_connect = loop.create_connection
+
+        async def slow_connect(*args: Any, **kw: Any) -> Any:
+            await gate.wait()  # the upstream connect takes as long as the test says
+            return await real_connect(*args, **kw)
+
+        monkeypatch.setattr(loop, "create_connection", slow_connect)
+        c.writer.write(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % len(body))
+
+        async def upload() -> None:
+            for i in range(0, len(body), 1 << 16):
+                c.writer.write(body[i:i + (1 << 16)])
+                await c.writer.drain()
+
+        sending = asyncio.create_task(upload())
+        [d] = server.connections
+
+        def taken() -> int:  # bytes the core took from the client socket (head and body)
+            req = d.conn._req
+            return req.bytes_in if req is not None else 0
+
+        for _ in range(1000):  # until the proxy stops reading (or has read far too much)
+            if d.client_paused or taken() > 4 << 20:
+                break
+            await asyncio.sleep(0.002)
+        assert d.client_paused and not d.upstreams
+        held = taken()
+        # At most the bound plus one read of the transport (asyncio reads up to 256 KiB).
+        assert held <= (64 << 10) + (256 << 10) + 100, held
+        for _ in range(20):  # the client keeps pushing: nothing more is taken
+            await asyncio.sleep(0.005)
+        assert taken() == held and d.client_paused and not sending.done()
+
+        gate.set()  # the upstream connects: the held bytes go out, reading resumes
+        await asyncio.wait_for(sending, 10)
+        head = await asyncio.wait_for(c.reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 ") and await c.reader.readexactly(2) == b"ok"
+        assert got == [body]
+        assert not d.client_paused
+        await c.close()
+    finally:
+        gate.set()
+        await server.shutdown(1)
+        up.close()
+        await up.wait_closed()

@@ -34,6 +34,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
   1 MiB); malformed requests and 413 close it.
+- Back-pressure on the client: body bytes no upstream can take yet (before the connect, between
+  tries) and pipelined bytes behind a request in flight are held up to ``_HOLD_LIMIT`` (64
+  KiB); beyond it ``reading_wanted`` turns False (the driver stops reading the client), and the
+  BODY timer does not blame a client we hold back. A driver that ignores it works as before.
 """
 
 from __future__ import annotations
@@ -91,6 +95,16 @@ _REPLAY_LIMIT = 1024 * 1024
 _FEED_SLICE = 65536
 #: Bytes a client may pipeline while a response is pending before we stop listening to it.
 _PIPELINE_LIMIT = 1024 * 1024
+#: Client bytes the core holds for nobody before it asks its driver to stop reading the client
+#: (``ClientConnection.reading_wanted``): request body bytes while no upstream can take them
+#: (before the connect, between a failed try and the retry's connect), and pipelined bytes
+#: waiting behind a request in flight. nginx reads a body into ``client_body_buffer_size``
+#: (16k on x86-64) and spills the rest to a temporary file; we stream instead, so a fixed
+#: modest bound, one feed slice: a driver that reads in chunks of N bytes holds at most
+#: ``_HOLD_LIMIT + N``. Not a setting: ingress-nginx's ``client-body-buffer-size`` is the
+#: in-memory part of a body nginx stores whole (the rest goes to disk), not a reading pause.
+#: (Bytes kept for a retry, ``_REPLAY_LIMIT``, are a separate, bounded copy.)
+_HOLD_LIMIT = _FEED_SLICE
 
 _REASONS = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
@@ -414,7 +428,8 @@ class _Upstream:
 class _Request:
     __slots__ = (
         "method", "method_s", "http_version", "host_raw", "host", "path", "query",
-        "upstream_target", "decision", "opts", "headers", "unsent", "replay", "replay_size",
+        "upstream_target", "decision", "opts", "headers", "unsent", "unsent_size", "replay",
+        "replay_size",
         "body_len", "complete", "tried", "statuses", "start", "t_connect", "connect_time",
         "t_first", "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in",
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
@@ -440,7 +455,9 @@ class _Request:
         #: The upstream request body is sent chunked (else as the client's Content-Length).
         self.up_chunked = False
         self.length: int | None = None
+        #: Body bytes read from the client that no upstream connection took yet, and their size.
         self.unsent: list[bytes] = []
+        self.unsent_size = 0
         self.replay: list[bytes] | None = []
         self.replay_size = 0
         self.body_len = 0
@@ -534,6 +551,23 @@ class ClientConnection:
     @property
     def idle(self) -> bool:
         return not self._busy and not self._inbuf and not self.closed
+
+    @property
+    def reading_wanted(self) -> bool:
+        """False while the core holds more client bytes than it can pass on (request body
+        bytes while no upstream connection can take them: before the connect, between a failed
+        try and the retry's connect; or pipelined bytes behind a request in flight) beyond a
+        fixed bound (64 KiB): the driver should stop reading the client until it is True again
+        (it turns True when the upstream connects and the held bytes go out as
+        ``SendUpstream``, or when the request is answered or the connection closed). Ask after
+        each call. A driver that never asks keeps working as before, without the bound.
+        Always True once ``closed`` (a lingering close reads and drops the client's bytes)."""
+        if self.closed:
+            return True
+        req = self._req
+        if req is not None and req.unsent_size > _HOLD_LIMIT:
+            return False
+        return not self._busy or len(self._inbuf) <= _HOLD_LIMIT
 
     def start(self, now: float) -> list[Action]:
         self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
@@ -675,6 +709,12 @@ class ClientConnection:
         elif kind is TimerKind.BODY:
             req = self._req
             if req is not None and not req.complete and not req.done:
+                if not self.reading_wanted:
+                    # We are the ones holding the client back (its bytes wait for an upstream
+                    # connect): its clock starts again when reading does; the connect has its
+                    # own timeout.
+                    self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+                    return self._flush()
                 # "client_body_timeout": the client stopped sending its body. Its fault, not
                 # the upstream's: no failure observed, no retry; nginx answers 408.
                 if req.response_started:
@@ -1193,7 +1233,9 @@ class ClientConnection:
             # Still sending: the upstream cannot be blamed for not answering yet.
             self._set_request_timer(req)
         else:
+            # No upstream can take them yet: held (and counted, ``reading_wanted``).
             req.unsent.append(data)
+            req.unsent_size += len(data)
 
     def _on_request_complete(self, req: _Request, now: float) -> None:
         if req.answered:
@@ -1236,6 +1278,7 @@ class ClientConnection:
         else:
             parts += req.unsent
         req.unsent = []
+        req.unsent_size = 0
         if req.complete:
             up.request_done = True
             if req.up_chunked:
@@ -1500,6 +1543,7 @@ class ClientConnection:
             # endpoint; it does not count as a try.
             if req.replay is not None:
                 req.unsent = list(req.replay)
+                req.unsent_size = req.replay_size
             self._open(req, up.endpoint, now, pooled=False)
             return
         req.statuses.append(None)
@@ -1514,6 +1558,7 @@ class ClientConnection:
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
         if req.replay is not None:
             req.unsent = list(req.replay)
+            req.unsent_size = req.replay_size
         self._open(req, endpoint, now)
 
     # ---------------------------------------------------------------- answers and cycles
@@ -1565,6 +1610,9 @@ class ClientConnection:
         data = head + body
         req.status = status
         req.answered = True
+        # No upstream will take the body now: drop what was held for one (and read again).
+        req.unsent = []
+        req.unsent_size = 0
         req.head_len += len(head)
         req.bytes_out += len(data)
         self._out.append(SendDownstream(data))

@@ -249,7 +249,7 @@ class _Downstream(asyncio.Protocol):
 
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
                  "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
-                 "client_paused", "stall", "linger_until", "last_read")
+                 "client_paused", "upstream_full", "stall", "linger_until", "last_read")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -265,8 +265,12 @@ class _Downstream(asyncio.Protocol):
         self._queue: collections.deque[Action] = collections.deque()
         self._running = False
         self.closed = False
-        #: Reading from the client is paused because an upstream's write buffer is full.
+        #: Reading from the client is paused by us, for either reason: an upstream's write
+        #: buffer is full (``upstream_full``), or the core holds as many of the client's bytes
+        #: as it will before an upstream can take them (``conn.reading_wanted`` False).
         self.client_paused = False
+        #: An upstream's write buffer is full (asyncio ``pause_writing``).
+        self.upstream_full = False
         #: While paused so: the upstream's proxy_send_timeout running (nginx: "if the proxied
         #: server does not receive anything within this time, the connection is closed").
         self.stall: asyncio.TimerHandle | None = None
@@ -339,10 +343,8 @@ class _Downstream(asyncio.Protocol):
     # from upstream protocols ------------------------------------------------------------------
 
     def pause_client(self, up: _Upstream) -> None:
-        t = self.transport
-        if t is not None and not self.client_paused and not t.is_closing():
-            self.client_paused = True
-            t.pause_reading()
+        self.upstream_full = True
+        self._sync_reading()
         if self.stall is None and up.send_timeout > 0:
             self.stall = self._loop.call_later(up.send_timeout, self._send_stalled, up.conn_id)
 
@@ -357,11 +359,23 @@ class _Downstream(asyncio.Protocol):
         if self.stall is not None:
             self.stall.cancel()
             self.stall = None
+        self.upstream_full = False
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read the client only when neither reason to pause holds. Not after ``_close``: a
+        lingering close reads and drops on its own terms."""
         t = self.transport
-        if t is not None and self.client_paused:
-            self.client_paused = False
-            if not t.is_closing():
-                t.resume_reading()
+        if t is None or self.closed or self.conn is None:
+            return
+        want = not self.upstream_full and self.conn.reading_wanted
+        if want == (not self.client_paused) or t.is_closing():
+            return
+        self.client_paused = not want
+        if want:
+            t.resume_reading()
+        else:
+            t.pause_reading()
 
     def upstream_data(self, conn_id: int, data: bytes) -> None:
         if not self.closed:
@@ -371,7 +385,7 @@ class _Downstream(asyncio.Protocol):
         self.upstreams.pop(conn_id, None)
         if self.closed:
             return
-        if self.client_paused:
+        if self.upstream_full:
             self.resume_client()
         if got_data:
             self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
@@ -392,7 +406,8 @@ class _Downstream(asyncio.Protocol):
             return
         if self.timer_kind is TimerKind.BODY and self.client_paused:
             # The client cannot send its body while we do not read it (an upstream's buffer is
-            # full): its clock starts again when reading does; the upstream has its own.
+            # full, or the core holds its bytes until a connect): its clock starts again when
+            # reading does; the upstream has its own (send timeout, connect timeout).
             self.deadline = now + self.timer_seconds
             self.timer = self._loop.call_at(self.deadline, self._timer_fired)
             return
@@ -429,7 +444,7 @@ class _Downstream(asyncio.Protocol):
                     self._open(a)  # type: ignore[arg-type]
                 elif t is CloseUpstream:
                     up = self.upstreams.pop(a.conn_id, None)  # type: ignore[union-attr]
-                    if self.client_paused:
+                    if self.upstream_full:
                         self.resume_client()
                     if up is not None:
                         if a.reuse:  # type: ignore[union-attr]
@@ -444,6 +459,9 @@ class _Downstream(asyncio.Protocol):
                     raise TypeError(f"unknown action {a!r}")
         finally:
             self._running = False
+        # The core may now hold as many client bytes as it will (or take them again): asked
+        # after each batch of actions (a property read; the transport is touched on change only).
+        self._sync_reading()
         if self.server.draining and not self.closed and self.conn.idle:
             self._close()
 
@@ -536,7 +554,7 @@ class _Downstream(asyncio.Protocol):
                 now = self._loop.time()
                 self.linger_until = now + _LINGER_TIME
                 self.last_read = now
-                self.client_paused = False
+                self.client_paused = self.upstream_full = False
                 t.resume_reading()
                 self.server.lingering.add(self)
                 self.timer = self._loop.call_later(_LINGER_TIMEOUT, self._linger_check)

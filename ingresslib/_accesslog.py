@@ -33,6 +33,7 @@ __all__ = [
     "access_fields",
     "format_line",
     "upstream_names",
+    "upstream_times",
     "configure_access_log",
     "FIELDS",
 ]
@@ -55,6 +56,27 @@ DEFAULT_UPSTREAM = "upstream-default-backend"
 
 # %b follows the locale; nginx's $time_local does not.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def upstream_times(record: RequestRecord) -> tuple[float | None, float | None]:
+    """``(header_time, response_time)`` of ``record``'s last upstream attempt, in seconds, as
+    nginx's ``$upstream_header_time`` and ``$upstream_response_time`` count them: from the
+    attempt's start (its connect) to its response head / to its end (None: not known).
+
+    The core fills ``upstream_header_time`` and ``upstream_response_time``. A record with
+    neither (built by other code) falls back to what it has: the header from the start of the
+    request to the first upstream byte (``upstream_latency``), the response from the upstream
+    connect (``upstream_connect``) to the end.
+    """
+    header = getattr(record, "upstream_header_time", None)
+    response = getattr(record, "upstream_response_time", None)
+    if header is None and response is None:
+        header = record.upstream_latency
+        connected = record.upstream_connect
+        if connected is not None:
+            response = record.end - connected
+    return (None if header is None else max(header, 0.0),
+            None if response is None else max(response, 0.0))
 
 
 def upstream_names(record: RequestRecord) -> tuple[str, str]:
@@ -121,7 +143,7 @@ def access_fields(
     query = f"?{record.query}" if record.query else ""
     tried = record.upstreams
     statuses = record.upstream_statuses
-    connected = record.upstream_connect
+    response_time = upstream_times(record)[1]
     body = getattr(record, "body_bytes_out", None)
     return {
         "remote_addr": record.client_ip,
@@ -141,8 +163,9 @@ def access_fields(
         # nginx lists every upstream tried, ", "-separated.
         "upstream_addr": ", ".join(_addr(h, p) for h, p in tried) if tried else None,
         "upstream_response_length": record.upstream_response_length if tried else None,
-        "upstream_response_time": (f"{max(record.end - connected, 0.0):.3f}"
-                                   if connected is not None else None),
+        # The last try's time only: nginx lists one per try, ", "-separated.
+        "upstream_response_time": (f"{response_time:.3f}"
+                                   if response_time is not None else None),
         "upstream_status": (", ".join("-" if s is None else str(s) for s in statuses)
                             if statuses else None),
         "req_id": record.request_id,

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString as _untyped_float
 
-from ._accesslog import upstream_names
+from ._accesslog import upstream_names, upstream_times
 from ._models import Ingress
 from ._resources import Resources
 from .proxy._actions import RequestRecord
@@ -164,11 +164,17 @@ class _RequestCollector(Collector):
             # A record without the connect time (one not made by the core): from the start of
             # the request, the closest bound it has.
             put(_CONNECT, max(connected - start if took is None else took, 0.0))
-            put(_RESPONSE, max(r.end - connected, 0.0))
+        # ingress-nginx's monitor.lua: header_duration_seconds <- $upstream_header_time,
+        # response_duration_seconds <- $upstream_response_time, both from the upstream
+        # attempt's start (the record's last try; a record without them: see upstream_times).
+        header, response = upstream_times(r)
+        if header is not None:
+            put(_HEADER, header)
+        if response is not None:
+            put(_RESPONSE, response)
         latency = r.upstream_latency
         if latency is not None:
             v = max(latency, 0.0)
-            put(_HEADER, v)
             lat = self.latency.get(lat_key)
             if lat is None:
                 lat = self.latency[lat_key] = [0.0, 0.0]

@@ -100,6 +100,23 @@ def test_retries_list_every_upstream() -> None:
     assert f["upstream_status"] == "-, 502"
 
 
+def test_upstream_response_time_is_the_last_tries_time_from_its_start() -> None:
+    # nginx's $upstream_response_time counts from the try's start (its connect), not from the
+    # connection being up (0.028 here before); the core's record carries it.
+    assert access_fields(rec(upstream_response_time=0.0304), NOW, UTC)[
+        "upstream_response_time"] == "0.030"
+    # A try that never connected still has a time in nginx (before: "-").
+    failed = rec(status=502, upstream_connect=None, upstream_first_byte=None,
+                 upstream_statuses=(None,), upstream_status=None, upstream_response_time=1.5)
+    assert access_fields(failed, NOW, UTC)["upstream_response_time"] == "1.500"
+    # A record without the field (built by other code): from the connect, as before.
+    assert access_fields(rec(), NOW, UTC)["upstream_response_time"] == "0.028"
+    # The line itself keeps ingress-nginx's default format (no $upstream_header_time).
+    line = format_line(access_fields(rec(upstream_header_time=0.01,
+                                         upstream_response_time=0.0304), NOW, UTC))
+    assert line == LINE.replace(" 0.028 ", " 0.030 ")
+
+
 def test_canary_names() -> None:
     r = rec(canary=True, service="web-canary")
     assert upstream_names(r) == ("shop-web-canary", "shop-web-canary")

@@ -50,6 +50,7 @@ _LABEL = re.compile(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"')
 
 LABELS = (("canary", ""), ("host", "foo.test"), ("ingress", "web"), ("method", "GET"),
           ("namespace", "shop"), ("path", "/api"), ("service", "web"), ("status", "200"))
+LABELS_502 = tuple(("status", "502") if k == "status" else (k, v) for k, v in LABELS)
 P = "nginx_ingress_controller"
 
 
@@ -106,6 +107,46 @@ def test_connect_duration_is_the_records_connect_time() -> None:
     s = samples(m)
     assert s[(f"{P}_connect_duration_seconds_sum", LABELS)] == pytest.approx(0.304)
     assert s[(f"{P}_connect_duration_seconds_count", LABELS)] == 2
+
+
+def test_header_and_response_durations_are_the_records_upstream_times() -> None:
+    # ingress-nginx feeds them from $upstream_header_time and $upstream_response_time (from
+    # the upstream attempt's start), which the core's records carry. Before: 0.6 (request
+    # start -> first byte) and 0.4 (connect -> end).
+    m = Metrics()
+    m.observe(rec(start=0.0, upstream_connect=0.5, upstream_first_byte=0.6, end=0.9,
+                  upstream_connect_time=0.05, upstream_header_time=0.15,
+                  upstream_response_time=0.45))
+    s = samples(m)
+    assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(0.15)
+    assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.45)
+    # The deprecated summary keeps its own definition (time to the first upstream byte).
+    lat = (("canary", ""), ("ingress", "web"), ("namespace", "shop"), ("service", "web"))
+    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(0.6)
+
+
+def test_a_last_try_without_response_has_a_response_duration_and_no_header_duration() -> None:
+    # The core's record of a try that failed (connect refused at 0.3 s: no connection, no
+    # head): nginx keeps a response time for it and no header time, and so do the metrics,
+    # even though an earlier, rejected head left upstream_first_byte set.
+    m = Metrics()
+    m.observe(rec(status=502, upstream_status=None, upstream_statuses=(None,), start=0.0,
+                  upstream_connect=None, upstream_first_byte=0.2, end=0.4,
+                  upstream_header_time=None, upstream_response_time=0.3))
+    s = samples(m)
+    assert (f"{P}_header_duration_seconds_count", LABELS_502) not in s
+    assert (f"{P}_connect_duration_seconds_count", LABELS_502) not in s
+    assert s[(f"{P}_response_duration_seconds_sum", LABELS_502)] == pytest.approx(0.3)
+
+
+def test_records_without_upstream_times_fall_back_to_the_old_computations() -> None:
+    # A record built by other code (neither new field): header from the request's start to
+    # the first upstream byte, response from the connect to the end.
+    m = Metrics()
+    m.observe(rec(start=0.0, upstream_connect=0.5, upstream_first_byte=0.6, end=0.9))
+    s = samples(m)
+    assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(0.6)
+    assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.4)
 
 
 def test_unknown_method_is_bounded() -> None:

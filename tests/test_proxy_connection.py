@@ -5,14 +5,19 @@ HTTP/1.0, WebSocket, redirects, rewrites, untrusted upstreams)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import h11
 import pytest
 
 from ingresslib.proxy import (
+    ClientConnection,
     LocalProxyError,
+    OpenUpstream,
     Proxy,
     ProxySettings,
+    RequestDone,
     TimerKind,
 )
 
@@ -622,10 +627,12 @@ WS = (b"GET /ws HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\
       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
+WS_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+
+
 def ws_app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
-    return Reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-                 b"\r\n")
+    return Reply(WS_101)
 
 
 def test_websocket_tunnel_after_101() -> None:
@@ -810,6 +817,145 @@ def test_record_times_the_upstream_connect_from_its_open() -> None:
     pair = ProxyPair([Route("/", endpoints=[])])
     pair.send(GET)
     assert pair.records[0].upstream_connect_time is None
+
+
+def _timed_conn(eps: list[tuple[str, int]], annotations: dict[str, str] | None = None
+                ) -> tuple[ClientConnection, Callable[..., OpenUpstream]]:
+    """A raw core connection and ``request(first_byte_at, head_done_at) -> OpenUpstream``:
+    the head arrives in two reads, so the request starts before its upstream attempt does."""
+    pair = ProxyPair([Route("/", endpoints=eps, annotations=annotations or {})])
+    conn = pair.proxy.connection(("192.0.2.1", 5000), now=0.0)
+
+    def request(first: float, done: float, data: bytes = GET) -> OpenUpstream:
+        cut = data.index(b"\r\n") + 2
+        assert not [a for a in conn.receive_data(data[:cut], first)
+                    if isinstance(a, OpenUpstream)]
+        acts = conn.receive_data(data[cut:], done)
+        [op] = [a for a in acts if isinstance(a, OpenUpstream)]
+        return op
+
+    return conn, request
+
+
+def _record_of(actions: list[Any]) -> Any:
+    [done] = [a for a in actions if isinstance(a, RequestDone)]
+    return done.record
+
+
+def test_record_header_and_response_times_count_from_the_attempts_start() -> None:
+    # nginx: "$upstream_header_time keeps time spent on receiving the response header from the
+    # upstream server", "$upstream_response_time ... receiving the response", both from the
+    # attempt's start (ngx_http_upstream_connect). Before, the header time counted from the
+    # request's first byte (1.0 here) and the response time from the connect (0.75 here).
+    conn, request = _timed_conn([("10.0.0.1", 80)])
+    op = request(0.5, 1.0)  # first byte at 0.5, routed and opened at 1.0
+    conn.upstream_connected(op.conn_id, 1.25, reused=False)
+    assert conn.upstream_data(op.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok", 1.5)
+    rec = _record_of(conn.upstream_data(op.conn_id, b"ok", 2.0))
+    assert (rec.start, rec.upstream_connect, rec.end) == (0.5, 1.25, 2.0)
+    assert rec.upstream_header_time == pytest.approx(0.5)
+    assert rec.upstream_response_time == pytest.approx(1.0)
+    assert rec.upstream_connect_time == pytest.approx(0.25)
+    assert rec.upstream_first_byte == 1.5  # unchanged: the first head's arrival, absolute
+    # A pooled connection: the connect is ~0 (0.0), the times still run from the attempt's
+    # start, not from the request's first byte (2.9: the old header time was 0.35).
+    op = request(2.9, 3.0)
+    conn.upstream_connected(op.conn_id, 3.0, reused=True)
+    rec = _record_of(conn.upstream_data(
+        op.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 3.25))
+    assert rec.upstream_connect_time == 0.0
+    assert rec.upstream_header_time == pytest.approx(0.25)
+    assert rec.upstream_response_time == pytest.approx(0.25)
+    # The keep-alive race: the pooled connection taken at 4.0 was closed by the upstream
+    # (EOF at 4.5, no byte); the fresh connection opened then is a new attempt, as in nginx
+    # (a new upstream state per connect): the times run from 4.5.
+    op = request(3.9, 4.0)
+    conn.upstream_connected(op.conn_id, 4.0, reused=True)
+    [fresh] = [a for a in conn.upstream_eof(op.conn_id, 4.5) if isinstance(a, OpenUpstream)]
+    assert fresh.pooled is False
+    conn.upstream_connected(fresh.conn_id, 4.75, reused=False)
+    rec = _record_of(conn.upstream_data(
+        fresh.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 5.0))
+    assert rec.upstream_header_time == pytest.approx(0.5)
+    assert rec.upstream_response_time == pytest.approx(0.5)
+
+
+def test_record_times_come_from_the_last_attempt_after_a_retry() -> None:
+    # The first try connects at 5.5, the upstream drops it at 7.0 (error: retried, GET); the
+    # retry opens at 7.0, connects at 7.5, its head arrives at 8.0 and its body ends at 8.5.
+    # nginx logs "2.000, 1.500" for $upstream_response_time; the record keeps the last try's.
+    # The old computations gave 3.5 (header from the request's first byte at 4.5) and 3.0
+    # (response from the first try's connect at 5.5).
+    conn, request = _timed_conn([("10.0.0.1", 80), ("10.0.0.2", 80)])
+    op = request(4.5, 5.0)
+    conn.upstream_connected(op.conn_id, 5.5, reused=False)
+    [retry] = [a for a in conn.upstream_eof(op.conn_id, 7.0) if isinstance(a, OpenUpstream)]
+    assert retry.endpoint == ("10.0.0.2", 80)
+    conn.upstream_connected(retry.conn_id, 7.5, reused=False)
+    conn.upstream_data(retry.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", 8.0)
+    rec = _record_of(conn.upstream_data(retry.conn_id, b"ok", 8.5))
+    assert rec.upstreams == (("10.0.0.1", 80), ("10.0.0.2", 80))
+    assert rec.upstream_header_time == pytest.approx(1.0)
+    assert rec.upstream_response_time == pytest.approx(1.5)
+    # A first try whose 502 head was retried (proxy-next-upstream http_502), then a retry
+    # that fails to connect: the client gets a local 502 and the last try had no head, so
+    # no header time (the retried head does not leak into it), and its own response time.
+    conn, request = _timed_conn(
+        [("10.0.0.1", 80), ("10.0.0.2", 80)],
+        {"nginx.ingress.kubernetes.io/proxy-next-upstream": "error timeout http_502"})
+    op = request(0.5, 1.0)
+    conn.upstream_connected(op.conn_id, 1.0, reused=False)
+    [retry] = [a for a in conn.upstream_data(
+        op.conn_id, b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", 1.5)
+        if isinstance(a, OpenUpstream)]
+    rec = _record_of(conn.upstream_failed(retry.conn_id, 2.25))
+    assert (rec.status, rec.upstream_statuses) == (502, (502, None))
+    assert rec.upstream_first_byte == 1.5  # the first try's head, as before
+    assert rec.upstream_header_time is None
+    assert rec.upstream_response_time == pytest.approx(0.75)
+
+
+def test_record_times_when_the_last_attempt_got_no_response() -> None:
+    # The only try fails to connect at 3.0 (opened at 1.0): 502. No header time; the response
+    # time is the failed try's, as nginx keeps one for every try (its connect to its failure),
+    # and it stays that even though the record waits for the rest of the request body.
+    conn, request = _timed_conn([("10.0.0.1", 80)])
+    op = request(0.5, 1.0, b"PUT /a HTTP/1.1\r\n" + H + b"Content-Length: 4\r\n\r\n")
+    out = conn.upstream_failed(op.conn_id, 3.0)
+    assert not [a for a in out if isinstance(a, RequestDone)]
+    rec = _record_of(conn.receive_data(b"body", 4.0))
+    assert (rec.status, rec.end) == (502, 4.0)
+    assert rec.upstream_header_time is None
+    assert rec.upstream_response_time == pytest.approx(2.0)
+    # No upstream at all (a local 503): neither.
+    pair = ProxyPair([Route("/", endpoints=[])])
+    pair.send(GET)
+    assert pair.records[0].status == 503
+    assert pair.records[0].upstream_header_time is None
+    assert pair.records[0].upstream_response_time is None
+
+
+def test_record_times_of_a_cut_response_and_of_a_tunnel_end_at_the_cut_and_the_close() -> None:
+    # A response the upstream cuts short: the end is the cut (nginx finalizes the request then).
+    conn, request = _timed_conn([("10.0.0.1", 80)])
+    op = request(0.5, 1.0)
+    conn.upstream_connected(op.conn_id, 1.0, reused=False)
+    conn.upstream_data(op.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npart", 1.5)
+    rec = _record_of(conn.upstream_eof(op.conn_id, 2.5))
+    assert rec.upstream_header_time == pytest.approx(0.5)
+    assert rec.upstream_response_time == pytest.approx(1.5)
+    # A WebSocket tunnel: the head is the 101; the response lasts until the tunnel closes, as
+    # nginx finalizes an upgraded request only then.
+    conn, request = _timed_conn([("10.0.0.1", 80)])
+    op = request(0.5, 1.0, WS)
+    conn.upstream_connected(op.conn_id, 1.0, reused=False)
+    acts = conn.upstream_data(op.conn_id, WS_101, 1.25)
+    assert not [a for a in acts if isinstance(a, RequestDone)]
+    conn.receive_data(b"\x81\x05hello", 5.0)
+    rec = _record_of(conn.upstream_eof(op.conn_id, 31.0))
+    assert rec.status == 101
+    assert rec.upstream_header_time == pytest.approx(0.25)
+    assert rec.upstream_response_time == pytest.approx(30.0)
 
 
 # ---------------------------------------------------------------------- client body timeout

@@ -150,6 +150,21 @@ class RequestRecord:
     #: ``$upstream_connect_time``). The core always sets it when a connection was made; None
     #: means "none made", or "not provided".
     upstream_connect_time: float | None = None
+    #: Seconds from the start of the last upstream attempt (its ``OpenUpstream``; a pooled
+    #: connection's connect costs ~0) to the arrival of that attempt's response head (the
+    #: read that completed a valid head, a 101 included), as nginx's ``$upstream_header_time``
+    #: counts from the attempt's connect to the parsed header. None when the last attempt got
+    #: no usable head (it failed, or its head was invalid), when no upstream was tried, or
+    #: "not provided" (then ``upstream_response_time`` is None as well).
+    upstream_header_time: float | None = None
+    #: Seconds from the start of the last upstream attempt (its ``OpenUpstream``) to its end
+    #: (nginx's ``$upstream_response_time``): the last response byte; where a response was cut
+    #: short, the cut; for a WebSocket tunnel, the tunnel's close (nginx finalizes an upgraded
+    #: request when the tunnel closes); for an attempt that got no response, the moment it
+    #: failed (or the request ended: a client gone before the answer), as nginx also keeps a
+    #: time for a failed try. The core always sets it when an upstream was tried; None means
+    #: "no upstream tried" (a local answer), or "not provided".
+    upstream_response_time: float | None = None
 
     @property
     def duration(self) -> float:

@@ -32,6 +32,8 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - A pooled upstream connection that turns out closed before any response byte is retried once
   on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try.
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
+- The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
+  from its ``OpenUpstream`` (nginx lists one per try; a record holds one).
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
   1 MiB); malformed requests and 413 close it.
 - Back-pressure on the client: body bytes no upstream can take yet (before the connect, between
@@ -434,7 +436,7 @@ class _Request:
         "t_first", "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in",
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
-        "up_chunked", "original_uri",
+        "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end",
     )
 
     def __init__(self, now: float) -> None:
@@ -468,6 +470,12 @@ class _Request:
         self.t_connect: float | None = None
         self.connect_time: float | None = None
         self.t_first: float | None = None
+        #: The last upstream attempt (nginx's per-try ``u->start_time``): when its
+        #: ``OpenUpstream`` went out, when its valid response head arrived, when it failed.
+        #: Reset by every ``_open``, so a failed earlier try never leaks into the times.
+        self.t_attempt: float | None = None
+        self.t_header: float | None = None
+        self.t_attempt_end: float | None = None
         self.request_id: str | None = None
         self.client_ip: str | None = None
         self.user_agent: str | None = None
@@ -1259,6 +1267,11 @@ class ClientConnection:
         up = _Upstream(self._next_id, endpoint, req.upgrade)
         up.started = now
         self._up = up
+        # A new attempt (a retry, or the fresh connection after the keep-alive race: nginx
+        # starts a new upstream state for it too): its times start here.
+        req.t_attempt = now
+        req.t_header = None
+        req.t_attempt_end = None
         if pooled:
             req.tried.append(endpoint)
         opts = req.opts
@@ -1406,6 +1419,9 @@ class ClientConnection:
             req.statuses.pop()
             self._try_failed(up, "invalid_header", now)
             return False
+        # A valid head, the one the client gets: nginx sets ``header_time`` once the head has
+        # parsed. (A head retried above never reaches here; a retry's ``_open`` resets it.)
+        req.t_header = now
         self._add_response_headers(req, headers, has_hsts)
         if not self._can_respond:
             self._close_all(now)
@@ -1453,6 +1469,7 @@ class ClientConnection:
             return
         req.status = 101
         req.response_started = True
+        req.t_header = now
         headers = [(n, v) for n, v in event.headers if n not in RESPONSE_DROP]
         headers.append((b"connection", b"upgrade"))
         for n, v in event.headers:
@@ -1531,6 +1548,9 @@ class ClientConnection:
         req = self._req
         if req is None or self._up is not up:
             return
+        # The attempt ends here (nginx keeps a response time for a failed try too); a record
+        # emitted later (a local 502 waiting for the rest of the body) keeps this time.
+        req.t_attempt_end = now
         if req.response_started:
             # "If the response had already begun, the client connection is closed instead."
             self._close_all(now)
@@ -1637,6 +1657,13 @@ class ClientConnection:
         m = d.match if d is not None else None
         served = getattr(d, "served", None) if d is not None else None
         canary = bool(d.canary) if d is not None else False
+        # nginx's $upstream_header_time / $upstream_response_time (ngx_http_upstream_module):
+        # "keeps time spent on receiving the response header from the upstream server" / "keeps
+        # time spent on receiving the response from the upstream server"; both count from the
+        # attempt's start (ngx_http_upstream_connect), "Times of several responses are
+        # separated by commas": one per try. The record keeps the last try's, the one whose
+        # response (or failure) the client got.
+        t_attempt = req.t_attempt
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -1657,6 +1684,11 @@ class ClientConnection:
             primary_port=getattr(m, "port", None) if canary else None,
             body_bytes_out=req.bytes_out - req.head_len,
             upstream_connect_time=req.connect_time,
+            upstream_header_time=None if t_attempt is None or req.t_header is None
+            else max(req.t_header - t_attempt, 0.0),
+            upstream_response_time=None if t_attempt is None
+            else max((now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt,
+                     0.0),
         )
         self._out.append(RequestDone(rec))
 

@@ -1,7 +1,10 @@
 """Shared test configuration: hypothesis profiles.
 
 ``dev`` (default) keeps the suite quick; ``ci`` (HYPOTHESIS_PROFILE=ci, set by .ci/run) runs more
-examples with no deadline, since CI machines are shared and noisy.
+examples with no deadline, since CI machines are shared and noisy; ``thorough``
+(HYPOTHESIS_PROFILE=thorough) is for a long hunt by hand, e.g. after a change to the matcher or
+the proxy core: ``pytest tests/test_match.py tests/test_proxy_fuzz.py`` with it takes minutes
+(the stateful table test alone, tens of minutes).
 """
 
 import os
@@ -12,6 +15,13 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
     "ci",
     max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,

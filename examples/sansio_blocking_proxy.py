@@ -66,6 +66,16 @@ LINGER_TIME = 30.0
 LINGER_TIMEOUT = 5.0
 
 
+def _recv(sock: socket.socket) -> bytes | None:
+    """What a ready socket has: None if nothing after all, b"" at its end (or on an error)."""
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class Client:
     """One downstream socket, its core connection, its upstream sockets and its timer."""
 
@@ -259,12 +269,9 @@ class Driver:
     def _on_client(self, client: Client, mask: int) -> None:
         now = time.monotonic()
         if client.linger_until is not None:  # lingering: read and drop
-            try:
-                dropped = client.sock.recv(65536)
-            except BlockingIOError:
+            dropped = _recv(client.sock)
+            if dropped is None:
                 return
-            except OSError:
-                dropped = b""
             if dropped:
                 client.last_read = now
             else:
@@ -274,12 +281,9 @@ class Driver:
             self._flush_client(client)
         if client not in self.clients or client.closing or not mask & selectors.EVENT_READ:
             return
-        try:
-            data = client.sock.recv(65536)
-        except BlockingIOError:
+        data = _recv(client.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if data:
             self.perform(client, client.conn.receive_data(data, now))
         else:
@@ -308,12 +312,9 @@ class Driver:
         if mask & selectors.EVENT_WRITE:
             self._flush_upstream(up)
         if mask & selectors.EVENT_READ:
-            try:
-                data = up.sock.recv(65536)
-            except BlockingIOError:
+            data = _recv(up.sock)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if data:
                 self.perform(client, client.conn.upstream_data(up.cid, data, now))
             else:

@@ -915,6 +915,22 @@ def test_record_times_come_from_the_last_attempt_after_a_retry() -> None:
     assert rec.upstream_response_time == pytest.approx(0.75)
 
 
+def test_record_connect_time_is_the_last_connection_s() -> None:
+    # The first try connects in 0.5 s and is dropped; the retry connects in 0.25 s and
+    # answers. nginx's $upstream_connect_time reads "0.500, 0.250"; the record keeps the last
+    # try's, like its header and response times (before: the first connection's 0.5).
+    conn, request = _timed_conn([("10.0.0.1", 80), ("10.0.0.2", 80)])
+    op = request(4.5, 5.0)
+    conn.upstream_connected(op.conn_id, 5.5, reused=False)
+    [retry] = [a for a in conn.upstream_eof(op.conn_id, 7.0) if isinstance(a, OpenUpstream)]
+    conn.upstream_connected(retry.conn_id, 7.25, reused=False)
+    rec = _record_of(conn.upstream_data(
+        retry.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 8.0))
+    assert rec.upstream_connect == 5.5  # the first connection, as before
+    assert rec.upstream_connect_time == pytest.approx(0.25)
+    assert rec.upstream_response_time == pytest.approx(1.0)
+
+
 def test_record_times_when_the_last_attempt_got_no_response() -> None:
     # The only try fails to connect at 3.0 (opened at 1.0): 502. No header time; the response
     # time is the failed try's, as nginx keeps one for every try (its connect to its failure),

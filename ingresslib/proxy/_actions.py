@@ -145,10 +145,11 @@ class RequestRecord:
     #: Response body bytes sent to the client (``bytes_out`` minus the head; nginx
     #: ``$body_bytes_sent``). The core always sets it; None means "not provided".
     body_bytes_out: int | None = None
-    #: Seconds spent establishing the upstream connection (the one ``upstream_connect`` marks):
-    #: from its ``OpenUpstream`` to ``upstream_connected``; 0.0 for a pooled connection (nginx
-    #: ``$upstream_connect_time``). The core always sets it when a connection was made; None
-    #: means "none made", or "not provided".
+    #: Seconds spent establishing the last upstream connection made (the last try's, or the
+    #: latest try that connected): from its ``OpenUpstream`` to ``upstream_connected``; 0.0 for
+    #: a pooled connection (nginx's ``$upstream_connect_time``, which lists one per try; like
+    #: the header and response times, the record keeps the last). The core always sets it when
+    #: a connection was made; None means "none made", or "not provided".
     upstream_connect_time: float | None = None
     #: Seconds from the start of the last upstream attempt (its ``OpenUpstream``; a pooled
     #: connection's connect costs ~0) to the arrival of that attempt's response head (the

@@ -638,7 +638,10 @@ class ClientConnection:
         up.reused = reused
         if req.t_connect is None:
             req.t_connect = now
-            req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
+        # The connection being made is always the current (last) try's: its connect time, as
+        # nginx's $upstream_connect_time gives one per try (the record keeps the last, like the
+        # header and response times).
+        req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
         if self._spare is not None:
             up.h11, self._spare = self._spare, None
         else:

@@ -187,6 +187,124 @@ async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() 
         await _stop_with_silent_upstream(server, srv, done)
 
 
+async def _big_response_upstream(size: int, closed: asyncio.Event) -> tuple[asyncio.Server, int]:
+    """An upstream answering any request with ``size`` body bytes, written as fast as taken;
+    ``closed`` is set once the proxy has closed its connection."""
+    body = b"y" * size
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            w.write(body)
+            await w.drain()
+            while await r.read(65536):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            closed.set()
+            w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_client_that_stops_reading_is_cut_by_send_timeout_not_blamed_on_upstream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client stops reading a large response: the server stops reading the upstream, and the
+    # core's UPSTREAM_READ timer (0.3 s) must not run out meanwhile (that would be a timed-out
+    # try held against the endpoint). nginx's send_timeout (here 0.6 s) cuts the client
+    # instead: no failure observed, the record keeps the 200 already sent.
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_SEND_TIMEOUT", 0.6)
+    size = 32 << 20
+    closed = asyncio.Event()
+    up, uport = await _big_response_upstream(size, closed)
+    router = StubRouter([("127.0.0.1", uport)])
+    records: list[Any] = []
+    server, port = await _proxy(router, proxy_read_timeout=0.3, records=records)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        # The client reads nothing now; wait for the server to see its buffer full.
+        t0 = loop.time()
+        while not any(d.client_full for d in server.connections) and loop.time() - t0 < 5:
+            await asyncio.sleep(0.02)
+        assert any(d.client_full for d in server.connections)
+        while not records and loop.time() - t0 < 5:
+            await asyncio.sleep(0.02)
+        assert [r.status for r in records] == [200]
+        assert router.observed == []  # the upstream is not blamed
+        rec = records[0]
+        # Cut by the send timeout, past the read timeout, which did not end the request.
+        assert rec.end - rec.upstream_first_byte >= 0.6
+        assert 0 < rec.bytes_out < size
+        assert rec.upstreams == (("127.0.0.1", uport),)  # and not retried elsewhere
+        await asyncio.wait_for(closed.wait(), 5)  # the upstream connection is closed
+        assert not server.connections
+        # The client connection is closed: what the kernel held, then EOF (or a reset).
+        got = 0
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+                got += len(chunk)
+        assert got < size
+    finally:
+        sock.close()
+        await server.shutdown(1)
+        up.close()
+        await up.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_stalled_client_does_not_turn_a_waiting_request_into_an_upstream_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client's buffer is full before this request's response has begun (behind a large
+    # pipelined response, say), so the server does not read the upstream. The read timer must
+    # not run out (that would be a 504 and a failure held against the endpoint); the send
+    # timeout closes the client instead. Which earlier response filled the buffer is beside the
+    # point, so the test makes the pause itself, as asyncio does (``pause_writing``).
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_SEND_TIMEOUT", 0.6)
+    done = asyncio.Event()
+    srv, uport = await _silent_upstream(done)
+    router = StubRouter([("127.0.0.1", uport)])
+    records: list[Any] = []
+    server, port = await _proxy(router, proxy_read_timeout=0.3, records=records)
+    loop = asyncio.get_running_loop()
+    try:
+        c = await Client.open(port)
+        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        t0 = loop.time()
+        while not any(d.upstreams for d in server.connections) and loop.time() - t0 < 5:
+            await asyncio.sleep(0.01)
+        (d,) = server.connections
+        ups = list(d.upstreams.values())
+        assert ups
+        t0 = loop.time()
+        d.pause_writing()
+        reply = b""
+        with contextlib.suppress(ConnectionError):
+            reply = await asyncio.wait_for(c.reader.read(), 5)
+        assert reply == b""  # closed, no 504
+        assert loop.time() - t0 >= 0.55  # by the send timeout, not the read timeout
+        assert router.observed == []
+        assert [r.status for r in records] == [0]  # no response had begun (``abort``)
+        assert records[0].upstreams == (("127.0.0.1", uport),)  # no retry
+        assert all(u.closed for u in ups) and not server.connections
+        c.writer.transport.abort()
+    finally:
+        await _stop_with_silent_upstream(server, srv, done)
+
+
 @pytest.mark.asyncio
 async def test_413_reaches_a_client_still_uploading() -> None:
     # Before lingering, closing with the body unread made the kernel reset the connection, and

@@ -7,6 +7,13 @@ Written with ``asyncio.Protocol`` rather than streams: a proxied request is a ha
 callbacks with no task switch, no ``StreamReader`` buffer copy and no ``drain()`` round trip
 (uvicorn's reason for the same choice). Upstream connections are kept in a per-endpoint idle pool
 (ingress-nginx ``upstream-keepalive-*``); only new upstream connects create a task.
+
+Back-pressure, both ways: while an upstream's write buffer is full the client is not read
+(``proxy_send_timeout`` bounds that stall; the upstream's fault), and while the client's is full
+(it does not take our response) the upstreams are not read. That second stall is the client's:
+the core's ``UPSTREAM_READ`` timer does not run out meanwhile (we are the ones not reading), and
+nginx's ``send_timeout`` (:data:`_SEND_TIMEOUT`) bounds it instead: no progress for that long and
+the client connection is cut, with no failure observed on the upstream and no retry.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ _log = logging.getLogger("ingresslib.server")
 #: may go on reading and dropping a request body, in all and without a byte.
 _LINGER_TIME = 30.0
 _LINGER_TIMEOUT = 5.0
+
+#: nginx ``send_timeout 60s``: "Sets a timeout for transmitting a response to the client. The
+#: timeout is set only between two successive write operations, not for the transmission of the
+#: whole response. If the client does not receive anything within this time, the connection is
+#: closed." ingress-nginx has no ConfigMap key for it (so no ``ProxySettings`` field): nginx's
+#: default, read when a stall starts (tests patch it). 0 disables it.
+_SEND_TIMEOUT = 60.0
 
 
 def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
@@ -249,7 +263,8 @@ class _Downstream(asyncio.Protocol):
 
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
                  "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
-                 "client_paused", "upstream_full", "stall", "linger_until", "last_read")
+                 "client_paused", "upstream_full", "stall", "linger_until", "last_read",
+                 "client_full", "send_stall", "send_mark")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -278,6 +293,15 @@ class _Downstream(asyncio.Protocol):
         #: ended, the client's bytes read and dropped until this time or a quiet spell.
         self.linger_until: float | None = None
         self.last_read = 0.0
+        #: The client's write buffer is full (asyncio ``pause_writing``): it does not take our
+        #: response, and the upstreams are not read meanwhile.
+        self.client_full = False
+        #: While so: nginx's send_timeout running (:meth:`_send_timed_out`); it outlives
+        #: ``_close`` (a close flushes first, and a client that never reads would hold it).
+        self.send_stall: asyncio.TimerHandle | None = None
+        #: Bytes in the transport's write buffer when the send timer was (re)armed, plus those
+        #: written since: less than this at expiry means the client took some (progress).
+        self.send_mark = 0
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -331,14 +355,48 @@ class _Downstream(asyncio.Protocol):
         self._teardown()
 
     def pause_writing(self) -> None:
+        # The client takes our response slower than the upstream sends it: stop reading the
+        # upstreams until it drains (nginx without proxy buffering does the same).
+        self.client_full = True
         for up in self.upstreams.values():
             if up.transport is not None:
                 up.transport.pause_reading()
+        if self.send_stall is None and _SEND_TIMEOUT > 0 and self.transport is not None:
+            self.send_mark = self.transport.get_write_buffer_size()
+            self.send_stall = self._loop.call_later(_SEND_TIMEOUT, self._send_timed_out)
 
     def resume_writing(self) -> None:
+        self.client_full = False
+        if self.send_stall is not None:
+            self.send_stall.cancel()
+            self.send_stall = None
         for up in self.upstreams.values():
             if up.transport is not None and not up.transport.is_closing():
                 up.transport.resume_reading()
+
+    def _send_timed_out(self) -> None:
+        self.send_stall = None
+        t = self.transport
+        if not self.client_full or t is None:
+            return
+        size = t.get_write_buffer_size()
+        if size < self.send_mark:
+            # The client took some bytes: nginx's timer runs "between two successive write
+            # operations", so it starts again.
+            self.send_mark = size
+            self.send_stall = self._loop.call_later(_SEND_TIMEOUT, self._send_timed_out)
+            return
+        _log.debug("client timed out while sending to it (send_timeout %ss)", _SEND_TIMEOUT)
+        if not self.closed:
+            # The client's fault, not the upstream's: ``abort`` closes the upstream without an
+            # observation or a retry and records the request as it stands (the status already
+            # sent, the bytes handed out so far; 0 if no response had begun).
+            self._run(self.conn.abort(self._loop.time()))
+            self._close()
+        if self.linger_until is not None:
+            self._stop_lingering()
+        # Not ``close()``: that would wait to flush what the client will not take.
+        t.abort()
 
     # from upstream protocols ------------------------------------------------------------------
 
@@ -404,10 +462,13 @@ class _Downstream(asyncio.Protocol):
         if now < deadline:
             self.timer = self._loop.call_at(deadline, self._timer_fired)
             return
-        if self.timer_kind is TimerKind.BODY and self.client_paused:
-            # The client cannot send its body while we do not read it (an upstream's buffer is
-            # full, or the core holds its bytes until a connect): its clock starts again when
-            # reading does; the upstream has its own (send timeout, connect timeout).
+        if (self.timer_kind is TimerKind.BODY and self.client_paused) or \
+                (self.timer_kind is TimerKind.UPSTREAM_READ and self.client_full):
+            # BODY: the client cannot send its body while we do not read it (an upstream's
+            # buffer is full, or the core holds its bytes until a connect): its clock starts
+            # again when reading does; the upstream has its own (send timeout, connect timeout).
+            # UPSTREAM_READ: likewise the upstreams are not read while the client does not take
+            # our response; that stall is the client's, bounded by _SEND_TIMEOUT.
             self.deadline = now + self.timer_seconds
             self.timer = self._loop.call_at(self.deadline, self._timer_fired)
             return
@@ -432,6 +493,8 @@ class _Downstream(asyncio.Protocol):
                 if t is SendDownstream:
                     if self.transport is not None and not self.closed:
                         self.transport.write(a.data)  # type: ignore[union-attr]
+                        if self.client_full:
+                            self.send_mark += len(a.data)  # type: ignore[union-attr]
                 elif t is SendUpstream:
                     up = self.upstreams.get(a.conn_id)  # type: ignore[union-attr]
                     if up is not None and up.transport is not None:
@@ -496,6 +559,8 @@ class _Downstream(asyncio.Protocol):
             up.send_timeout = a.send_timeout
             up.requests += 1
             self.upstreams[a.conn_id] = up
+            if self.client_full and up.transport is not None:
+                up.transport.pause_reading()
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
             return
         task = self._loop.create_task(self._connect(a))
@@ -535,6 +600,8 @@ class _Downstream(asyncio.Protocol):
         up.send_timeout = a.send_timeout
         up.requests = 1
         self.upstreams[a.conn_id] = up
+        if self.client_full and up.transport is not None:
+            up.transport.pause_reading()
         self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
 
     def _close(self, linger: bool = False) -> None:
@@ -595,6 +662,9 @@ class _Downstream(asyncio.Protocol):
     def _teardown(self) -> None:
         self.closed = True
         self._cancel_timers()
+        if self.send_stall is not None:
+            self.send_stall.cancel()
+            self.send_stall = None
         self.linger_until = None
         self.server.lingering.discard(self)
         for up in self.upstreams.values():

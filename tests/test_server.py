@@ -306,6 +306,44 @@ async def test_stalled_client_does_not_turn_a_waiting_request_into_an_upstream_t
 
 
 @pytest.mark.asyncio
+async def test_send_timeout_restarts_when_the_client_took_some_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # nginx's send_timeout runs "between two successive write operations": a client that takes
+    # some of our bytes within it is not cut, only one that takes none for a whole period. The
+    # progress is made here by hand: the server's mark says 1,000 bytes were written after the
+    # timer started, and the transport's buffer is empty, so the client took them.
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_SEND_TIMEOUT", 0.5)
+    done = asyncio.Event()
+    srv, uport = await _silent_upstream(done)
+    router = StubRouter([("127.0.0.1", uport)])
+    server, port = await _proxy(router, proxy_read_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    try:
+        c = await Client.open(port)
+        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        t0 = loop.time()
+        while not any(d.upstreams for d in server.connections) and loop.time() - t0 < 5:
+            await asyncio.sleep(0.01)
+        (d,) = server.connections
+        t0 = loop.time()
+        d.pause_writing()
+        d.send_mark += 1000
+        await asyncio.sleep(0.75)  # past the first period, short of the second
+        assert not d.closed and d.send_stall is not None  # progress: the timer started again
+        reply = b""
+        with contextlib.suppress(ConnectionError):
+            reply = await asyncio.wait_for(c.reader.read(), 5)
+        assert reply == b""  # then no progress for a whole period: cut, no 504
+        assert loop.time() - t0 >= 0.95
+        assert router.observed == [] and not server.connections
+        c.writer.transport.abort()
+    finally:
+        await _stop_with_silent_upstream(server, srv, done)
+
+
+@pytest.mark.asyncio
 async def test_413_reaches_a_client_still_uploading() -> None:
     # Before lingering, closing with the body unread made the kernel reset the connection, and
     # a client still sending got "connection reset" instead of the 413 (5 times out of 5).

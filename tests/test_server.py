@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import tracemalloc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -263,6 +264,27 @@ async def test_client_that_stops_reading_is_cut_by_send_timeout_not_blamed_on_up
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _request_to_a_silent_upstream(**settings: Any) -> AsyncIterator[tuple[Any, ...]]:
+    """A GET in flight to an upstream that never answers: ``(server, router, client,
+    downstream, upstream port)``; everything stopped on exit."""
+    done = asyncio.Event()
+    srv, uport = await _silent_upstream(done)
+    router = StubRouter([("127.0.0.1", uport)])
+    server, port = await _proxy(router, **settings)
+    loop = asyncio.get_running_loop()
+    try:
+        c = await Client.open(port)
+        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        t0 = loop.time()
+        while not any(d.upstreams for d in server.connections) and loop.time() - t0 < 5:
+            await asyncio.sleep(0.01)
+        (d,) = server.connections
+        yield server, router, c, d, uport
+    finally:
+        await _stop_with_silent_upstream(server, srv, done)
+
+
 @pytest.mark.asyncio
 async def test_stalled_client_does_not_turn_a_waiting_request_into_an_upstream_timeout(
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,19 +296,10 @@ async def test_stalled_client_does_not_turn_a_waiting_request_into_an_upstream_t
     from ingresslib.proxy import _server
 
     monkeypatch.setattr(_server, "_SEND_TIMEOUT", 0.6)
-    done = asyncio.Event()
-    srv, uport = await _silent_upstream(done)
-    router = StubRouter([("127.0.0.1", uport)])
     records: list[Any] = []
-    server, port = await _proxy(router, proxy_read_timeout=0.3, records=records)
     loop = asyncio.get_running_loop()
-    try:
-        c = await Client.open(port)
-        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        t0 = loop.time()
-        while not any(d.upstreams for d in server.connections) and loop.time() - t0 < 5:
-            await asyncio.sleep(0.01)
-        (d,) = server.connections
+    async with _request_to_a_silent_upstream(proxy_read_timeout=0.3, records=records) as (
+            server, router, c, d, uport):
         ups = list(d.upstreams.values())
         assert ups
         t0 = loop.time()
@@ -301,8 +314,6 @@ async def test_stalled_client_does_not_turn_a_waiting_request_into_an_upstream_t
         assert records[0].upstreams == (("127.0.0.1", uport),)  # no retry
         assert all(u.closed for u in ups) and not server.connections
         c.writer.transport.abort()
-    finally:
-        await _stop_with_silent_upstream(server, srv, done)
 
 
 @pytest.mark.asyncio
@@ -315,18 +326,9 @@ async def test_send_timeout_restarts_when_the_client_took_some_bytes(
     from ingresslib.proxy import _server
 
     monkeypatch.setattr(_server, "_SEND_TIMEOUT", 0.5)
-    done = asyncio.Event()
-    srv, uport = await _silent_upstream(done)
-    router = StubRouter([("127.0.0.1", uport)])
-    server, port = await _proxy(router, proxy_read_timeout=0.3)
     loop = asyncio.get_running_loop()
-    try:
-        c = await Client.open(port)
-        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        t0 = loop.time()
-        while not any(d.upstreams for d in server.connections) and loop.time() - t0 < 5:
-            await asyncio.sleep(0.01)
-        (d,) = server.connections
+    async with _request_to_a_silent_upstream(proxy_read_timeout=0.3) as (
+            server, router, c, d, _uport):
         t0 = loop.time()
         d.pause_writing()
         d.send_mark += 1000
@@ -339,8 +341,6 @@ async def test_send_timeout_restarts_when_the_client_took_some_bytes(
         assert loop.time() - t0 >= 0.95
         assert router.observed == [] and not server.connections
         c.writer.transport.abort()
-    finally:
-        await _stop_with_silent_upstream(server, srv, done)
 
 
 @pytest.mark.asyncio

@@ -1,12 +1,14 @@
-"""Two builds of the compiled matcher timed alternately in one process, on the same fresh
+"""Builds of the compiled matcher timed alternately in one process, on the same fresh
 request chunks: the fairest A/B on a noisy machine.
 
-    python benchmarks/ab_matcher.py OTHER_MATCH_SO 100,10000,100000 [rounds]
+    python benchmarks/ab_matcher.py OTHER_MATCH_SO[,OTHER_MATCH_SO...] 100,10000,100000 [rounds]
 
 OTHER_MATCH_SO is another build's ``_match*.so`` (e.g. a ``git archive`` of an older commit
-built in /tmp). Each round makes 1,000 fresh requests and times both builds on them, in
-alternating order. Prints, per size, the median ns per lookup of each build and the median of
-the per-round differences (B - A), over seeds 1-3.
+built in /tmp); B is the in-tree build. Each round makes 1,000 fresh requests and times every
+build on them, in an order rotated from round to round (with one other build: alternating).
+Prints, per size, the median ns per lookup of each build and the median of the per-round
+differences (B - A), over seeds 1-3. Several other builds (comma-separated) are each compared
+with B on the same rounds: the way to rank variants in one noisy window.
 """
 
 from __future__ import annotations
@@ -41,37 +43,54 @@ def timed(lookup: Any, requests: list[tuple[str, str]]) -> float:
     return (time.perf_counter() - t0) * 1e9 / len(requests)
 
 
-def alternate(a: Any, b: Any, stream: list[tuple[bytes, bytes]], rounds: int,
-              into: tuple[list[float], list[float], list[float]]) -> None:
-    """Time lookups ``a`` and ``b`` on the same fresh chunks, in alternating order; append
-    each round's ns per lookup of a, of b, and b - a to ``into`` (after 2 warm-up rounds)."""
+def rotate(lookups: list[Any], stream: list[tuple[bytes, bytes]], rounds: int,
+           into: list[list[float]]) -> None:
+    """Time every lookup on the same fresh chunks, each round in an order rotated by one;
+    append each round's ns per lookup of lookup i to ``into[i]`` (after 2 warm-up rounds)."""
     pos = 0
+    k = len(lookups)
     for r in range(rounds + 2):
         requests = [(h.decode("ascii"), p.decode("ascii")) for h, p in stream[pos : pos + 1000]]
         pos = (pos + 1000) % (len(stream) - 1000)
-        if r % 2:
-            tb, ta = timed(b, requests), timed(a, requests)
-        else:
-            ta, tb = timed(a, requests), timed(b, requests)
+        times = [0.0] * k
+        for j in range(k):
+            i = (r + j) % k
+            times[i] = timed(lookups[i], requests)
         if r >= 2:
-            into[0].append(ta)
-            into[1].append(tb)
-            into[2].append(tb - ta)
+            for i in range(k):
+                into[i].append(times[i])
 
 
-def main(other: str, sizes: list[int], rounds: int) -> None:
-    a_mod, b_mod = load(other), _match
+def alternate(a: Any, b: Any, stream: list[tuple[bytes, bytes]], rounds: int,
+              into: tuple[list[float], list[float], list[float]]) -> None:
+    """``rotate`` for two lookups: append each round's ns per lookup of a, of b, and b - a."""
+    runs: list[list[float]] = [[], []]
+    rotate([a, b], stream, rounds, runs)
+    into[0].extend(runs[0])
+    into[1].extend(runs[1])
+    into[2].extend(tb - ta for ta, tb in zip(*runs))
+
+
+def main(others: list[str], sizes: list[int], rounds: int) -> None:
+    """B is the in-tree build, A the other one (or A1, A2, ... for several, each compared with
+    B on the same rounds)."""
+    mods = [_match] + [load(path) for path in others]
     for n in sizes:
-        runs: tuple[list[float], list[float], list[float]] = ([], [], [])
+        runs: list[list[float]] = [[] for _ in mods]
         for seed in (1, 2, 3):
             rules, stream = table(n, seed)
             groups = host_groups(rules)
-            alternate(a_mod.Matcher(groups).lookup, b_mod.Matcher(groups).lookup, stream, rounds, runs)
-        a_all, b_all, d_all = runs
-        print(f"{n:>7} rules: A {statistics.median(a_all):6.1f}  B {statistics.median(b_all):6.1f}"
-              f"  B-A {statistics.median(d_all):+6.1f} ns", flush=True)
+            rotate([m.Matcher(groups).lookup for m in mods], stream, rounds, runs)
+        line = f"{n:>7} rules:"
+        for i in range(1, len(mods)):
+            name = "A" if len(mods) == 2 else f"A{i}"
+            diff = statistics.median([b - a for a, b in zip(runs[i], runs[0])])
+            line += f" {name} {statistics.median(runs[i]):6.1f}"
+            line += f"  B {statistics.median(runs[0]):6.1f}  B-{name} {diff:+6.1f} ns" if i == 1 else (
+                f"  B-{name} {diff:+6.1f} ns")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], [int(s) for s in sys.argv[2].split(",")],
+    main(sys.argv[1].split(","), [int(s) for s in sys.argv[2].split(",")],
          int(sys.argv[3]) if len(sys.argv) > 3 else 100)

@@ -535,8 +535,10 @@ async def test_connection_limit() -> None:
         await a.stop()
 
 
-@pytest.mark.asyncio
-async def test_https_listener_with_hsts() -> None:
+async def _https_proxy(upstream_port: int, **kw: object) -> tuple[
+        ProxyServer, int, int, ssl.SSLContext]:
+    """A ProxyServer with an HTTP and an HTTPS listener, a certificate for a.test from a test
+    CA, and a client context that trusts that CA: (server, http port, https port, context)."""
     from ingresslib._models import Ingress, IngressSpec, IngressTLS, ObjectMeta
     from ingresslib._resources import Resources
     from ingresslib._tls import CertificateStore
@@ -549,12 +551,18 @@ async def test_https_listener_with_hsts() -> None:
         ingresses=(Ingress(metadata=ObjectMeta(name="i"), spec=IngressSpec(
             tls=(IngressTLS(hosts=("a.test",), secret_name="t"),))),),
         secrets=(_secret("t", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()),)))
-    up = await start_echo("svc", "a")
-    server = ProxyServer(StubRouter([("127.0.0.1", up.port)]), cert_store=store)
+    server = ProxyServer(StubRouter([("127.0.0.1", upstream_port)]), cert_store=store, **kw)
     await server.start(("127.0.0.1", 0), ("127.0.0.1", 0))
     (_, _, http_port), (_, _, https_port) = server.addresses
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
+    return server, http_port, https_port, client_ctx
+
+
+@pytest.mark.asyncio
+async def test_https_listener_with_hsts() -> None:
+    up = await start_echo("svc", "a")
+    server, http_port, https_port, client_ctx = await _https_proxy(up.port)
     try:
         c = await Client.open(https_port, tls=client_ctx, sni="a.test")
         r = await c.get("a.test")
@@ -567,6 +575,31 @@ async def test_https_listener_with_hsts() -> None:
         r = await c.get("a.test", "/p?q=1")
         assert r.status == 308 and r.headers["location"] == f"https://a.test:{https_port}/p?q=1"
         await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_413_reaches_a_tls_client_still_uploading() -> None:
+    # A TLS transport cannot half-close, so the server does not linger itself: closing starts
+    # the TLS shutdown (close_notify after the response), and asyncio reads and drops the
+    # client's records until its close_notify or ssl_shutdown_timeout (30 s, nginx's
+    # lingering_time). No reset overtakes the 413. abort() instead would lose it.
+    up = await start_echo("svc", "a")
+    server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20)
+    size = 16 << 20
+    try:
+        for _ in range(3):
+            c = await Client.open(https_port, tls=client_ctx, sni="a.test")
+            c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
+            sending = asyncio.create_task(_upload(c, size))
+            reply = await asyncio.wait_for(c.reader.read(), 10)  # to the server's close_notify
+            assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                await sending
+            c.writer.transport.abort()
     finally:
         await server.shutdown(1)
         await up.stop()

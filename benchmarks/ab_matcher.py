@@ -86,8 +86,9 @@ def main(others: list[str], sizes: list[int], rounds: int) -> None:
             name = "A" if len(mods) == 2 else f"A{i}"
             diff = statistics.median([b - a for a, b in zip(runs[i], runs[0])])
             line += f" {name} {statistics.median(runs[i]):6.1f}"
-            line += f"  B {statistics.median(runs[0]):6.1f}  B-{name} {diff:+6.1f} ns" if i == 1 else (
-                f"  B-{name} {diff:+6.1f} ns")
+            if i == 1:
+                line += f"  B {statistics.median(runs[0]):6.1f}"
+            line += f"  B-{name} {diff:+6.1f} ns"
         print(line, flush=True)
 
 

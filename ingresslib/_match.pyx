@@ -292,7 +292,7 @@ cdef inline PyObject* _walk(const _Node* nodes, const unsigned char* firsts,
         # label test keeps the CPU from loading until they are done. Ask for the children
         # block now, and for the lines after it: in the depth-first layout they hold the
         # first children's own blocks, a level further down (benchmarks/README.md,
-        # "Session 6": 25-30 ns less per lookup at 10,000 rules, 65-80 at 100,000).
+        # "Session 6": 18-25 ns less per lookup at 10,000 rules, 65-77 at 100,000).
         ingresslib_prefetch_block(nodes + node.first_child)
         c = p[i]
         if c <= 63:                        # (letters skip the three tests)

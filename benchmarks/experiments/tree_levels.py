@@ -8,7 +8,9 @@ For the benchmark's tables and request streams (seed 1), per routed request:
 - of those, the ones that end within "/" + the first path segment (the root excluded): what a
   first-segment jump table would skip;
 - the nodes of a segment-level tree (one node per segment boundary of a key, the root
-  included) that the path reaches, plus the one failed probe that ends most walks there.
+  included) that the path reaches, plus the one failed probe that ends most walks there;
+- the byte-tree nodes a two-byte stride at wide nodes (more than 5 children) would skip:
+  a wide node's child with a one-byte label, no key of its own and children of its own.
 
 The trees are rebuilt here in Python from the same keys as ``Matcher`` (exact keys as they
 are, prefix keys without their trailing "/", the prefix "/" as ""), with the same branching.
@@ -51,20 +53,24 @@ def radix(keys: set[str]) -> Node:
     return build(sorted(keys), 0, "")
 
 
-def byte_walk(tree: Node, path: str) -> tuple[int, int]:
-    """(nodes whose label matched, of which ending within "/" + the first segment)."""
+def byte_walk(tree: Node, keys: set[str], path: str) -> tuple[int, int, int]:
+    """(nodes whose label matched, of which ending within "/" + the first segment, of which
+    a two-byte stride at wide nodes would skip)."""
     first_end = path.find("/", 1)
     first_end = len(path) if first_end < 0 else first_end
-    node, i, nodes, within = tree, 0, 1, 0
+    node, i, nodes, within, stride = tree, 0, 1, 0, 0
     while True:
         for child in node["children"]:
             if path.startswith(child["label"], i):
+                wide = len(node["children"]) > 5
                 node, i = child, i + len(child["label"])
                 nodes += 1
                 within += i <= first_end
+                stride += (wide and len(child["label"]) == 1 and path[:i] not in keys
+                           and bool(child["children"]))
                 break
         else:
-            return nodes, within
+            return nodes, within, stride
 
 
 def segment_walk(boundaries: set[tuple[str, ...]], path: str) -> int:
@@ -80,7 +86,7 @@ def main(sizes: list[int]) -> None:
     for n in sizes:
         rules = gen_table(n, seed=1)
         requests = gen_requests(rules, 20_000, seed=1001)
-        trees: dict[str, tuple[Node, set[tuple[str, ...]]]] = {}
+        trees: dict[str, tuple[Node, set[tuple[str, ...]], set[str]]] = {}
         for host, exact, prefix, _ in host_groups(rules):
             keys = set(exact) | {"" if k == "/" else k for k in prefix}
             boundaries = set()
@@ -88,8 +94,8 @@ def main(sizes: list[int]) -> None:
                 segments = k.split("/")[1:] if k else []
                 for d in range(len(segments) + 1):
                     boundaries.add(tuple(segments[:d]))
-            trees[host] = (radix(keys), boundaries)
-        routed = nodes = within = probes = 0
+            trees[host] = (radix(keys), boundaries, keys)
+        routed = nodes = within = stride = probes = 0
         for host, path in requests:
             found = trees.get(host)
             if found is None and "." in host:
@@ -97,12 +103,14 @@ def main(sizes: list[int]) -> None:
             if found is None:
                 continue
             routed += 1
-            a, b = byte_walk(found[0], path.split("?")[0])
+            a, b, c = byte_walk(found[0], found[2], path.split("?")[0])
             nodes += a
             within += b
+            stride += c
             probes += segment_walk(found[1], path.split("?")[0])
         print(f"{n:>7} rules: byte tree {nodes / routed:.2f} nodes per routed lookup "
-              f"({within / routed:.2f} within the first segment); segment tree "
+              f"({within / routed:.2f} within the first segment, {stride / routed:.2f} "
+              f"skipped by a two-byte stride at wide nodes); segment tree "
               f"{probes / routed:.2f} probes; {routed} routed of {len(requests)}", flush=True)
 
 

@@ -22,7 +22,8 @@ def rows_from_json(path: str) -> list[dict[str, Any]]:
     for b in data["benchmarks"]:
         extra = b.get("extra_info", {})
         if "lookups_per_round" in extra:
-            rows.append(dict(extra, ns=b["stats"]["median"] * 1e9 / extra["lookups_per_round"]))
+            per = 1e9 / extra["lookups_per_round"]
+            rows.append(dict(extra, ns=b["stats"]["median"] * per, ns_min=b["stats"]["min"] * per))
     return rows
 
 
@@ -84,6 +85,21 @@ def render(rows: list[dict[str, Any]]) -> str:
                         cells.append(f"{statistics.median(v) - statistics.median(f):,.0f}"
                                      if v and f else "-")
                     out.append(f"| {name} | " + " | ".join(cells) + " |")
+        # The quietest round of each (router, size): on a shared machine the minimum moves far
+        # less with the load than the median does (see README.md, "Session 5").
+        quiet: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for r in lookups:
+            if "ns_min" in r and r["router"] in ("cython", "RouteTable.match", "dict.get"):
+                quiet[(r["router"], r["rules"])].append(r["ns_min"])
+        if quiet:
+            out.append("")
+            out.append("ns per lookup in the quietest round (median of per-seed minima):")
+            out.append(f"| router | " + " | ".join(f"{s:,}" for s in sizes) + " |")
+            out.append("|---|" + "---:|" * len(sizes))
+            for name in ("cython", "RouteTable.match", "dict.get"):
+                cells = [f"{statistics.median(quiet[(name, s)]):,.0f}" if (name, s) in quiet else "-"
+                         for s in sizes]
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
         if agree:
             out.append("")
             out.append("agreement with the pure twin over the request stream (other routers only "

@@ -26,3 +26,5 @@ class Matcher:
         """
     def _check_invariants(self) -> None:
         """Raise AssertionError unless the flattened trees are well formed (tests only)."""
+    def _host_probes(self) -> tuple[float, int]:
+        """(mean, max) probes that finding each rule host takes in its table (tests only)."""

@@ -837,6 +837,18 @@ def _timed_conn(eps: list[tuple[str, int]], annotations: dict[str, str] | None =
     return conn, request
 
 
+def _dropped_then_retried(retry_connected_at: float) -> tuple[ClientConnection, OpenUpstream]:
+    """Two endpoints; a GET whose head arrives at 4.5 and 5.0, its first try connected at 5.5
+    and dropped by the upstream at 7.0 (an error: retried), the retry connected at
+    ``retry_connected_at``: the connection and the retry's ``OpenUpstream``."""
+    conn, request = _timed_conn([("10.0.0.1", 80), ("10.0.0.2", 80)])
+    op = request(4.5, 5.0)
+    conn.upstream_connected(op.conn_id, 5.5, reused=False)
+    [retry] = [a for a in conn.upstream_eof(op.conn_id, 7.0) if isinstance(a, OpenUpstream)]
+    conn.upstream_connected(retry.conn_id, retry_connected_at, reused=False)
+    return conn, retry
+
+
 def _record_of(actions: list[Any]) -> Any:
     [done] = [a for a in actions if isinstance(a, RequestDone)]
     return done.record
@@ -886,12 +898,8 @@ def test_record_times_come_from_the_last_attempt_after_a_retry() -> None:
     # nginx logs "2.000, 1.500" for $upstream_response_time; the record keeps the last try's.
     # The old computations gave 3.5 (header from the request's first byte at 4.5) and 3.0
     # (response from the first try's connect at 5.5).
-    conn, request = _timed_conn([("10.0.0.1", 80), ("10.0.0.2", 80)])
-    op = request(4.5, 5.0)
-    conn.upstream_connected(op.conn_id, 5.5, reused=False)
-    [retry] = [a for a in conn.upstream_eof(op.conn_id, 7.0) if isinstance(a, OpenUpstream)]
+    conn, retry = _dropped_then_retried(7.5)
     assert retry.endpoint == ("10.0.0.2", 80)
-    conn.upstream_connected(retry.conn_id, 7.5, reused=False)
     conn.upstream_data(retry.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", 8.0)
     rec = _record_of(conn.upstream_data(retry.conn_id, b"ok", 8.5))
     assert rec.upstreams == (("10.0.0.1", 80), ("10.0.0.2", 80))
@@ -919,11 +927,7 @@ def test_record_connect_time_is_the_last_connection_s() -> None:
     # The first try connects in 0.5 s and is dropped; the retry connects in 0.25 s and
     # answers. nginx's $upstream_connect_time reads "0.500, 0.250"; the record keeps the last
     # try's, like its header and response times (before: the first connection's 0.5).
-    conn, request = _timed_conn([("10.0.0.1", 80), ("10.0.0.2", 80)])
-    op = request(4.5, 5.0)
-    conn.upstream_connected(op.conn_id, 5.5, reused=False)
-    [retry] = [a for a in conn.upstream_eof(op.conn_id, 7.0) if isinstance(a, OpenUpstream)]
-    conn.upstream_connected(retry.conn_id, 7.25, reused=False)
+    conn, retry = _dropped_then_retried(7.25)
     rec = _record_of(conn.upstream_data(
         retry.conn_id, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 8.0))
     assert rec.upstream_connect == 5.5  # the first connection, as before

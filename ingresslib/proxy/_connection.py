@@ -457,7 +457,8 @@ class _Request:
         #: The upstream request body is sent chunked (else as the client's Content-Length).
         self.up_chunked = False
         self.length: int | None = None
-        #: Body bytes read from the client that no upstream connection took yet, and their size.
+        #: Body bytes read from the client that no upstream connection took yet, and their size
+        #: (changed only through ``hold`` / ``take_unsent`` / ``rewind``).
         self.unsent: list[bytes] = []
         self.unsent_size = 0
         self.replay: list[bytes] | None = []
@@ -498,6 +499,22 @@ class _Request:
         self.framing = _FRAME_LENGTH
         #: Bytes of the response head(s) sent to the client (for ``body_bytes_out``).
         self.head_len = 0
+
+    def hold(self, data: bytes) -> None:
+        """Body bytes no upstream can take yet: held, and counted (``reading_wanted``)."""
+        self.unsent.append(data)
+        self.unsent_size += len(data)
+
+    def take_unsent(self) -> list[bytes]:
+        """The held body bytes, handed to an upstream or dropped: none are held after."""
+        held, self.unsent, self.unsent_size = self.unsent, [], 0
+        return held
+
+    def rewind(self) -> None:
+        """A new attempt sends the body from its start again: what was kept for replay."""
+        if self.replay is not None:
+            self.unsent = list(self.replay)
+            self.unsent_size = self.replay_size
 
 
 class ClientConnection:
@@ -1244,9 +1261,7 @@ class ClientConnection:
             # Still sending: the upstream cannot be blamed for not answering yet.
             self._set_request_timer(req)
         else:
-            # No upstream can take them yet: held (and counted, ``reading_wanted``).
-            req.unsent.append(data)
-            req.unsent_size += len(data)
+            req.hold(data)  # no upstream can take them yet
 
     def _on_request_complete(self, req: _Request, now: float) -> None:
         if req.answered:
@@ -1289,12 +1304,11 @@ class ClientConnection:
         # parser only needs the method (a response to HEAD has no body).
         conn.method = req.method
         parts = [req.up_head]
+        held = req.take_unsent()
         if req.up_chunked:
-            parts += [b"%x\r\n%s\r\n" % (len(c), c) for c in req.unsent if c]
+            parts += [b"%x\r\n%s\r\n" % (len(c), c) for c in held if c]
         else:
-            parts += req.unsent
-        req.unsent = []
-        req.unsent_size = 0
+            parts += held
         if req.complete:
             up.request_done = True
             if req.up_chunked:
@@ -1564,9 +1578,7 @@ class ClientConnection:
             # The keep-alive race: the upstream closed an idle pooled connection just as we
             # reused it. Like Go's Transport, try once more on a fresh connection to the same
             # endpoint; it does not count as a try.
-            if req.replay is not None:
-                req.unsent = list(req.replay)
-                req.unsent_size = req.replay_size
+            req.rewind()
             self._open(req, up.endpoint, now, pooled=False)
             return
         req.statuses.append(None)
@@ -1579,9 +1591,7 @@ class ClientConnection:
         self._local_response(req, 504 if cond == "timeout" else 502, now)
 
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
-        if req.replay is not None:
-            req.unsent = list(req.replay)
-            req.unsent_size = req.replay_size
+        req.rewind()
         self._open(req, endpoint, now)
 
     # ---------------------------------------------------------------- answers and cycles
@@ -1634,8 +1644,7 @@ class ClientConnection:
         req.status = status
         req.answered = True
         # No upstream will take the body now: drop what was held for one (and read again).
-        req.unsent = []
-        req.unsent_size = 0
+        req.take_unsent()
         req.head_len += len(head)
         req.bytes_out += len(data)
         self._out.append(SendDownstream(data))

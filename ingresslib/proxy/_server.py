@@ -553,19 +553,24 @@ class _Downstream(asyncio.Protocol):
         # a fresh connection this time.
         up = srv.pool.take(a.endpoint, a.tls) if a.pooled else None
         if up is not None:
-            up.owner = self
-            up.conn_id = a.conn_id
-            up.got_data = False
-            up.send_timeout = a.send_timeout
-            up.requests += 1
-            self.upstreams[a.conn_id] = up
-            if self.client_full and up.transport is not None:
-                up.transport.pause_reading()
+            self._adopt(up, a)
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
             return
         task = self._loop.create_task(self._connect(a))
         srv.tasks.add(task)
         task.add_done_callback(srv.tasks.discard)
+
+    def _adopt(self, up: _Upstream, a: OpenUpstream) -> None:
+        """``up`` (pooled or just connected) now carries the attempt ``a``; it is not read while
+        the client does not take our response."""
+        up.owner = self
+        up.conn_id = a.conn_id
+        up.got_data = False
+        up.send_timeout = a.send_timeout
+        up.requests += 1
+        self.upstreams[a.conn_id] = up
+        if self.client_full and up.transport is not None:
+            up.transport.pause_reading()
 
     async def _connect(self, a: OpenUpstream) -> None:
         loop = self._loop
@@ -595,13 +600,7 @@ class _Downstream(asyncio.Protocol):
         if up.closed:  # the upstream closed right after accepting
             self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
             return
-        up.owner = self
-        up.conn_id = a.conn_id
-        up.send_timeout = a.send_timeout
-        up.requests = 1
-        self.upstreams[a.conn_id] = up
-        if self.client_full and up.transport is not None:
-            up.transport.pause_reading()
+        self._adopt(up, a)
         self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
 
     def _close(self, linger: bool = False) -> None:

@@ -581,27 +581,173 @@ async def test_https_listener_with_hsts() -> None:
 
 
 @pytest.mark.asyncio
-async def test_413_reaches_a_tls_client_still_uploading() -> None:
-    # A TLS transport cannot half-close, so the server does not linger itself: closing starts
-    # the TLS shutdown (close_notify after the response), and asyncio reads and drops the
-    # client's records until its close_notify or ssl_shutdown_timeout (30 s, nginx's
-    # lingering_time). No reset overtakes the 413. abort() instead would lose it.
+async def test_413_reaches_a_tls_client_still_uploading(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A TLS transport cannot half-close, and closing it at once does not linger: after the
+    # server's close_notify, OpenSSL 3 fails the TLS shutdown on the client's next record and
+    # asyncio resets the connection (the upload below then failed with ConnectionResetError,
+    # and over a real network the reset can destroy the unread 413). So the server reads and
+    # drops through TLS until the client is quiet (here 0.3 s), then sends its close_notify.
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.3)
     up = await start_echo("svc", "a")
     server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20)
     size = 16 << 20
+    chunk = b"x" * (1 << 16)
     try:
         for _ in range(3):
             c = await Client.open(https_port, tls=client_ctx, sni="a.test")
             c.writer.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size)
-            sending = asyncio.create_task(_upload(c, size))
+            for _ in range(size >> 16):  # the whole body goes out: nothing resets it
+                c.writer.write(chunk)
+                await c.writer.drain()
+            assert server.lingering and not server.connections
             reply = await asyncio.wait_for(c.reader.read(), 10)  # to the server's close_notify
             assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
-                await sending
             c.writer.transport.abort()
     finally:
         await server.shutdown(1)
+        await up.stop()
+
+
+class _QuietTLSClient:
+    """A TLS client over a plain connection (``ssl.MemoryBIO``) that never answers the server's
+    close_notify unless told to: the server's TLS shutdown then stays pending (up to asyncio's
+    ssl_shutdown_timeout, 30 s). asyncio's own TLS client would answer at once."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+        self.reader, self.writer = reader, writer
+        self.tls, self._in, self._out = tls, incoming, outgoing
+
+    @classmethod
+    async def open(cls, port: int, ctx: ssl.SSLContext) -> _QuietTLSClient:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        c = cls(r, w, ctx.wrap_bio(incoming, outgoing, server_hostname="a.test"), incoming, outgoing)
+        while True:
+            try:
+                c.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                w.write(outgoing.read())
+                data = await asyncio.wait_for(r.read(65536), 5)
+                if not data:
+                    raise ConnectionError("closed during the handshake")
+                incoming.write(data)
+        w.write(outgoing.read())
+        return c
+
+    async def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        self.writer.write(self._out.read())
+        await self.writer.drain()
+
+    async def read_to_close_notify(self) -> bytes:
+        """The plaintext the server sent, up to its close_notify (not answered)."""
+        out = b""
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionError("TCP closed before close_notify") from None
+                self._in.write(data)
+                continue
+            except ssl.SSLZeroReturnError:
+                return out
+            if not chunk:
+                return out
+            out += chunk
+
+    async def close(self) -> None:
+        """Answer the close_notify, then close the socket."""
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            self.tls.unwrap()
+        with contextlib.suppress(ConnectionError):
+            self.writer.write(self._out.read())
+            await self.writer.drain()
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def _tls_413_left_in_shutdown(https_port: int, ctx: ssl.SSLContext) -> _QuietTLSClient:
+    """A TLS client starts an upload over proxy_body_size, gets its 413, stops sending, and
+    gets the server's close_notify once it has been quiet for the linger timeout (the tests
+    patch it short), which it does not answer: the server is left in its TLS shutdown.
+
+    It stops rather than going on uploading: records that reach the server after its
+    close_notify make OpenSSL fail the shutdown (APPLICATION_DATA_AFTER_CLOSE_NOTIFY) and
+    asyncio aborts the connection, which frees the socket at once."""
+    c = await _QuietTLSClient.open(https_port, ctx)
+    await c.send(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % (16 << 20)
+                 + b"x" * 4096)
+    reply = await asyncio.wait_for(c.read_to_close_notify(), 10)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
+    await asyncio.sleep(0.05)  # the server's side settles (it would abort on an SSL error)
+    return c
+
+
+@pytest.mark.asyncio
+async def test_tls_connection_in_its_shutdown_counts_in_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the 413 a TLS connection lingers (reads and drops through TLS), then its TLS
+    # shutdown holds the socket until the client's close_notify (or 30 s). Until
+    # connection_lost it counts against the limit, else a client could hold sockets outside
+    # max_connections by provoking 413s.
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.2)
+    up = await start_echo("svc", "a")
+    server, _, https_port, client_ctx = await _https_proxy(
+        up.port, proxy_body_size=1 << 20, max_connections=1)
+    try:
+        c = await _tls_413_left_in_shutdown(https_port, client_ctx)
+        assert len(server.lingering) == 1 and not server.connections
+        # At the limit: the next connection is refused (aborted once its handshake is done).
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            c2 = await Client.open(https_port, tls=client_ctx, sni="a.test")
+            try:
+                await asyncio.wait_for(c2.get("a.test"), 2)
+            finally:
+                c2.writer.transport.abort()
+        assert server.refused == 1
+        # The first client answers the close_notify: its TLS shutdown ends, the socket is freed.
+        await c.close()
+        for _ in range(100):
+            if not server.lingering:
+                break
+            await asyncio.sleep(0.02)
+        assert not server.lingering
+        c3 = await Client.open(https_port, tls=client_ctx, sni="a.test")
+        assert (await asyncio.wait_for(c3.get("a.test"), 5)).status == 200
+        await c3.close()
+        assert server.refused == 1
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_shutdown_ends_a_tls_connection_in_its_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.2)
+    up = await start_echo("svc", "a")
+    server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20)
+    c = await _tls_413_left_in_shutdown(https_port, client_ctx)
+    try:
+        assert len(server.lingering) == 1
+        t0 = asyncio.get_running_loop().time()
+        await server.shutdown(1)
+        assert asyncio.get_running_loop().time() - t0 < 0.5  # nothing in flight to wait for
+        assert not server.lingering
+        # Aborted, not left to asyncio's 30 s ssl_shutdown_timeout: the client sees the end.
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(c.reader.read(), 2) == b""
+    finally:
+        c.writer.transport.abort()
         await up.stop()
 
 

@@ -613,19 +613,42 @@ class _Downstream(asyncio.Protocol):
         self.upstreams.clear()
         t = self.transport
         if t is not None:
-            if linger and t.can_write_eof() and not t.is_closing():
-                # Our side ends after the response (FIN); the client's bytes are read and
-                # dropped until it stops sending, so that no reset overtakes the response.
-                t.write_eof()
+            # Closed for the core, but the socket stays open until ``connection_lost``: while
+            # we linger (below), while a TLS transport runs its shutdown (close_notify out,
+            # then waiting for the client's until ssl_shutdown_timeout, 30 s: a client that
+            # stops sending and never answers holds the socket that long), or while a plain
+            # one flushes what was written. It still holds a socket, so it
+            # still counts against max_connections (nginx counts such connections in
+            # worker_connections). One set, ``lingering``, rather than a second one counted
+            # the same way: the limit, shutdown and ``_teardown`` treat all of them alike
+            # (held until connection_lost), and every accepted connection is then in exactly
+            # one of ``connections`` (open) and ``lingering`` (closing) until its socket is
+            # gone; ``linger_until`` tells our own read-and-drop apart where that matters.
+            self.server.lingering.add(self)
+            if linger and not t.is_closing() and (self.tls or t.can_write_eof()):
+                # The client's bytes are read and dropped until it stops sending, so that no
+                # reset overtakes the response. Plain TCP: our side ends first (FIN). TLS
+                # cannot half-close, and closing would not do: after our close_notify,
+                # OpenSSL 3 fails the TLS shutdown on the client's next record
+                # (APPLICATION_DATA_AFTER_CLOSE_NOTIFY) and asyncio resets the connection,
+                # which can destroy the unread response. So a TLS connection reads and drops
+                # through TLS on the same timers, and closes (close_notify) once the client
+                # is done: its close_notify or EOF, 5 s without a byte, or 30 s in all.
+                # (nginx sends its close_notify first and drains the raw socket, which
+                # asyncio's TLS transport does not allow.)
+                if not self.tls:
+                    t.write_eof()
                 now = self._loop.time()
                 self.linger_until = now + _LINGER_TIME
                 self.last_read = now
                 self.client_paused = self.upstream_full = False
                 t.resume_reading()
-                self.server.lingering.add(self)
                 self.timer = self._loop.call_later(_LINGER_TIMEOUT, self._linger_check)
-            else:
-                t.close()  # flushes what was written, then closes
+            elif not t.is_closing():
+                # Flushes what was written, then closes (TLS: after its shutdown). Not twice: a
+                # second close() of an SSL transport drops its protocol, and a later abort()
+                # (send_timeout, ProxyServer.shutdown) would then do nothing.
+                t.close()
         self.server.connections.discard(self)
         self.server._maybe_drained()
 
@@ -642,13 +665,25 @@ class _Downstream(asyncio.Protocol):
             self.timer = self._loop.call_at(min(until, quiet_until), self._linger_check)
 
     def _stop_lingering(self) -> None:
+        # Still in ``server.lingering`` until ``connection_lost``: close() may yet flush.
         self.linger_until = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.server.lingering.discard(self)
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def end_closing(self) -> None:
+        """Shutdown: end a connection already closed for the core whose socket is still open.
+
+        Our own lingering close ends as it would on its own (close: FIN already sent, the
+        response out). Anything else (a TLS shutdown waiting for the client's close_notify, a
+        plain close still flushing) is aborted: the loop is going away, and those would
+        otherwise outlive it by up to ssl_shutdown_timeout or send_timeout."""
+        if self.linger_until is not None:
+            self._stop_lingering()
+        elif self.transport is not None:
+            self.transport.abort()
 
     def _cancel_timers(self) -> None:
         if self.timer is not None:
@@ -758,7 +793,9 @@ class ProxyServer:
                            records=on_record is not None)
         self.pool = UpstreamPool(self.loop, settings)
         self.connections: set[_Downstream] = set()
-        #: Closed client connections still reading and dropping the rest of a request body.
+        #: Closed client connections whose socket is still open: lingering (reading and
+        #: dropping the rest of a request body), in their TLS shutdown, or flushing what was
+        #: written. Counted against ``max_connections`` until ``connection_lost``.
         self.lingering: set[_Downstream] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.Server] = []
@@ -853,15 +890,20 @@ class ProxyServer:
                 _log.warning("shutdown: aborting %d connection(s) still busy", len(self.connections))
         for c in list(self.connections):
             c.abort()
-        for c in list(self.lingering):
-            c._stop_lingering()
+        for c in list(self.lingering):  # the ones just aborted too (a TLS one starts its shutdown)
+            c.end_closing()
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()
         for srv in self.servers:
             await srv.wait_closed()
-        # Let transports run their close callbacks before the loop goes away.
+        # Let transports run their close callbacks before the loop goes away: an aborted TLS
+        # transport reaches connection_lost in two loop iterations (socket, then SSL layer).
         await asyncio.sleep(0)
+        for _ in range(4):
+            if not self.lingering:
+                break
+            await asyncio.sleep(0)
 
     async def serve_until(self, stop: asyncio.Event, timeout: float = 10.0) -> None:
         await stop.wait()

@@ -22,6 +22,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Raw head checks run before h11 sees a head: bare CR/LF, obs-fold, duplicate or listed
   Content-Length, line/size/count limits (414/431). h11 then parses; its 501 for an unknown
   Transfer-Encoding becomes 400 (an ambiguous framing attempt, refused like the others).
+  Chunked request bodies get the same line rules (``_RequestChunkedReader``): a CTL in a chunk
+  line or a bare LF in the trailer section is a 400, where h11 would accept it.
+- An upstream status line whose reason phrase holds a CTL is an invalid response, like a CTL
+  in a response header value.
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
 - A client that disconnects before its response is recorded with status 499 (nginx).
@@ -51,8 +55,13 @@ from typing import Any
 
 import h11
 from h11._connection import _body_framing, _keep_alive
-from h11._readers import READERS, maybe_read_from_IDLE_client, maybe_read_from_SEND_RESPONSE_server
-from h11._receivebuffer import ReceiveBuffer
+from h11._readers import (
+    READERS,
+    ChunkedReader,
+    maybe_read_from_IDLE_client,
+    maybe_read_from_SEND_RESPONSE_server,
+)
+from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
 from .._errors import BadRequestError
 from .._normalize import canonical_path, normalize_host, split_target
@@ -130,6 +139,48 @@ _UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"
 
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
+#: nginx's NGX_MAX_OFF_T_VALUE: the largest request Content-Length it accepts.
+_MAX_CONTENT_LENGTH = (1 << 63) - 1
+
+
+class _RequestChunkedReader(ChunkedReader):
+    """h11's chunked reader, for request bodies, refusing two things h11 lets through where
+    another parser may see a different end of the request (the bytes after it are parsed as
+    the next request, so a disagreement is a smuggled request):
+
+    - a CTL (bare CR, NUL, ESC...) in a chunk line: h11 takes any chunk extension as ``;.*``,
+      but RFC 9112 §7.1.1 ``chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
+      chunk-ext-val ] )`` is tokens and quoted-strings, which hold no CTL but HTAB;
+    - a bare LF in the trailer section: h11 ends the trailers at "\n" or "\n\n" (RFC 9112 §2.2
+      "a recipient MAY recognize a single LF as a line terminator"), a CRLF-only parser reads
+      the bytes after "0\r\n\n" as more trailer lines. The request head gets the same rule
+      in ``check_raw_head`` (bare CR/LF refused: "a proxy whose framing differs from the
+      backend's is the root of smuggling").
+
+    The bytes are looked at in h11's buffer before h11 consumes them; raising
+    ``LocalProtocolError`` is how h11's readers refuse (the caller answers 400 and closes).
+    """
+
+    def __call__(self, buf: ReceiveBuffer) -> Any:
+        data = buf._data
+        if self._reading_trailer:
+            if data[:2] != b"\r\n":
+                if data[:1] == b"\n":
+                    raise h11.LocalProtocolError("bare LF in chunked trailer section")
+                m = blank_line_regex.search(data)
+                section = data[:m.end()] if m is not None else data
+                if section.count(b"\n") != section.count(b"\r\n"):
+                    raise h11.LocalProtocolError("bare LF in chunked trailer section")
+        elif self._bytes_in_chunk == 0:
+            # The next chunk line starts after the CRLF still to discard (h11 checks those).
+            start = len(self._bytes_to_discard)
+            end = data.find(b"\r\n", start)
+            if end >= 0 and has_control(bytes(data[start:end])):
+                raise h11.LocalProtocolError("control character in chunk line")
+        return super().__call__(buf)
+
+
+_REQUEST_BODY_READERS: dict[str, Any] = {**_BODY_READERS, "chunked": _RequestChunkedReader}
 #: Reader state: in the body of a message after which the peer closes (not keep-alive).
 _SEND_BODY_CLOSE: Any = object()
 
@@ -152,7 +203,7 @@ class _H11Reader:
     ``SEND_BODY``/``IDLE``/``ERROR``.
     """
 
-    __slots__ = ("_buf", "_closed", "_head", "_body", "_max", "_state", "method")
+    __slots__ = ("_buf", "_closed", "_head", "_body", "_max", "_state", "method", "_readers")
 
     def __init__(self, client: bool, max_incomplete_event_size: int) -> None:
         # client=True: we are the client, the peer sends responses.
@@ -160,6 +211,7 @@ class _H11Reader:
         self._closed = False
         self._head = maybe_read_from_SEND_RESPONSE_server if client \
             else maybe_read_from_IDLE_client
+        self._readers = _BODY_READERS if client else _REQUEST_BODY_READERS
         self._body: Any = None
         self._max = max_incomplete_event_size
         self._state: Any = h11.IDLE
@@ -206,7 +258,7 @@ class _H11Reader:
                     if t is h11.Request or t is h11.Response:
                         kind, args = _body_framing(
                             event.method if t is h11.Request else self.method, event)
-                        self._body = _BODY_READERS[kind](*args)
+                        self._body = self._readers[kind](*args)
                         self._state = h11.SEND_BODY if _keep_alive(event) else _SEND_BODY_CLOSE
                     elif event.status_code == 101:
                         self._state = h11.DONE  # switched protocols: no more HTTP here
@@ -1008,6 +1060,11 @@ class ClientConnection:
             elif name == b"content-length":
                 has_cl = True
                 req.length = int(value)
+                # nginx refuses a length its off_t cannot hold ("client sent invalid
+                # "Content-Length" header", 400), whatever client_max_body_size says: a backend
+                # parsing it into 64 bits would read another length than the one forwarded.
+                if req.length > _MAX_CONTENT_LENGTH:
+                    raise RemoteProxyError("Content-Length out of range", 400)
             elif name == b"connection":
                 connection_tokens.extend(t.strip().lower() for t in value.split(b","))
             elif name == b"upgrade":
@@ -1407,7 +1464,10 @@ class ClientConnection:
         items = event.headers._full_items
         # Control characters in a response header value (h11 lets all but NUL through) would
         # reach the client (terminal escapes, log injection): an invalid response -> 502.
-        if items and has_control(b"".join([item[2] for item in items])):
+        # The reason phrase too (RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR /
+        # obs-text ); h11 accepts any byte but NUL and whitespace): it is copied to the client.
+        if has_control(event.reason) or (
+                items and has_control(b"".join([item[2] for item in items]))):
             req.statuses.pop()
             self._try_failed(up, "invalid_header", now)
             return False
@@ -1480,7 +1540,7 @@ class ClientConnection:
 
     def _on_switch(self, req: _Request, up: _Upstream, event: h11.InformationalResponse,
                    now: float) -> None:
-        if not req.upgrade or not req.complete or \
+        if not req.upgrade or not req.complete or has_control(event.reason) or \
                 has_control(b"".join([v for _, v in event.headers])):
             self._try_failed(up, "invalid_header", now)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import itertools
 import os
 import subprocess
 import sys
@@ -476,6 +477,11 @@ def request_strategy(draw: st.DrawFn, groups: Sequence[_match_py.HostGroup]) -> 
             st.builds(lambda s: base + s, st.sampled_from(_HOSTILE)),
             st.lists(st.sampled_from(_SEGMENTS + _HOSTILE), max_size=6).map(lambda s: "/" + "/".join(s)),
             st.text(max_size=20),
+            # Long tails of the bytes the compiled check treats apart, and long runs.
+            st.builds(lambda s: base + s, st.text(alphabet="/.%?;a~\x00é", max_size=80)),
+            st.builds(lambda s, k: base + s * k,
+                      st.sampled_from(["/a", "a", "/.", "/..", "//", "/.e", "%", "?", ";"]),
+                      st.integers(1, 40)),
         )
     )
     return host, path
@@ -642,3 +648,74 @@ def test_twins_agree_on_escape_heavy_tables(data: st.DataObject, exact: list[str
             path = path[:j] + path[j:].swapcase()
         results = {outcome(m.lookup, "foo.com", path) for m in matchers}
         assert len(results) == 1, (path, results)
+
+
+# The compiled matcher checks the bytes its walk did not compare (_plain_from) 16 at a time
+# where it can: every length from 0 to 80 puts the path's end at every place in a 16-byte
+# block, and a path that leaves the body at every position makes the walk stop (and the check
+# start) there. The body is canonical and all its prefixes are keys, so the walk follows it.
+_BODY = "/api/v1/x.y/a-b_c~d/e!$&'()*+,;=:@f/Z9/a.b./users/123/profile/settings/long-segment-name/zz/q"
+_INSERTS = ["/", "//", "/.", "/..", "/./", "/../", "/.;", "/..;", "/.x", "/..x", "/...", ".", "..",
+            "%", "%2F", "%41", "%4", "?", "?/../", "/?", "#", "<", ">", " ", "\\", "\x00", "\x7f",
+            "é", "\u20ac"]
+
+
+def _body_groups() -> list[_match_py.HostGroup]:
+    cuts = [_BODY[:k] for k in range(1, len(_BODY) + 1)]
+    prefix: dict[str, object] = {k.rstrip("/"): f"P {k}" for k in cuts if k.endswith("/")}
+    return [("foo.com", {k: f"E {k}" for k in cuts}, prefix, None)]
+
+
+def _body_paths(inserts: Sequence[str], lengths: range = range(81)) -> Iterator[str]:
+    for length in lengths:
+        base = _BODY[: length + 1]
+        for j in range(1, len(base) + 1):
+            for s in inserts:
+                yield base[:j] + s + base[j:]
+
+
+def test_twins_agree_on_every_tail_length_and_offset() -> None:
+    assert len(_BODY) > 81
+    groups = _body_groups()
+    matchers = [cls(groups, "D") for cls in _all_classes()]
+    for path in _body_paths(_INSERTS):
+        # "x.invalid" has no group: the whole path is checked, from its first byte.
+        for host in ("foo.com", "x.invalid"):
+            results = {outcome(m.lookup, host, path) for m in matchers}
+            assert len(results) == 1, (host, path, results)
+
+
+_PCHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@")
+
+
+def _plain(path: str) -> bool:
+    """_plain_from(path, 0) read from its comment: up to "?" (an embedded NUL is no end), pchar
+    other than "%", and "/", with no "//" and no "." or ".." segment (ended by "/", ";" or the
+    end) after a "/"."""
+    path = path.split("?", 1)[0]
+    if "\x00" in path or not set(path) <= _PCHAR | {"/"} or "//" in path:
+        return False
+    return all(seg.split(";", 1)[0] not in (".", "..") for seg in path.split("/")[1:])
+
+
+@pytest.mark.skipif(_match_c is None and not _REQUIRE, reason="ingresslib._match is not built")
+def test_compiled_fast_path_takes_exactly_the_plain_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The slow path is always right, so the twins agree even if the fast check turned every
+    # path away; count the slow path's canonical_path calls to see it accept what it should.
+    calls: list[str] = []
+
+    def counting(path: str) -> str:
+        calls.append(path)
+        return canonical_path(path)
+
+    monkeypatch.setattr(_match_c, "_canonical_path", counting)
+    m = _match_c.Matcher(_body_groups())
+    runs = ["/" * 20, "." * 20, "/a" * 20, "?" * 20, "%" * 20]
+    every_ascii = _body_paths([chr(c) for c in range(128)], range(40))  # every lane, 2.5 blocks
+    for path in itertools.chain(_body_paths(_INSERTS + runs), every_ascii):
+        del calls[:]
+        outcome(m.lookup, "x.invalid", path)
+        # The in-place check reads one-byte-per-character strs that start with "/".
+        fast = max(path) <= "\xff" and _plain(path)
+        canon = path.partition("?")[0] or "/"
+        assert calls == ([] if fast or canon == "/" else [canon]), path

@@ -559,6 +559,19 @@ async def _https_proxy(upstream_port: int, **kw: object) -> tuple[
     return server, http_port, https_port, client_ctx
 
 
+async def _https_proxy_lingering(monkeypatch: pytest.MonkeyPatch, quiet: float, **kw: object
+                                 ) -> tuple[ProxyServer, EchoBackend, int, ssl.SSLContext]:
+    """``_https_proxy`` in front of an echo backend, with proxy_body_size 1 MiB and the linger
+    timeout (the quiet time that ends a lingering close) patched to ``quiet`` seconds:
+    (server, backend, https port, client context)."""
+    from ingresslib.proxy import _server
+
+    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", quiet)
+    up = await start_echo("svc", "a")
+    server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20, **kw)
+    return server, up, https_port, client_ctx
+
+
 @pytest.mark.asyncio
 async def test_https_listener_with_hsts() -> None:
     up = await start_echo("svc", "a")
@@ -587,11 +600,7 @@ async def test_413_reaches_a_tls_client_still_uploading(monkeypatch: pytest.Monk
     # asyncio resets the connection (the upload below then failed with ConnectionResetError,
     # and over a real network the reset can destroy the unread 413). So the server reads and
     # drops through TLS until the client is quiet (here 0.3 s), then sends its close_notify.
-    from ingresslib.proxy import _server
-
-    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.3)
-    up = await start_echo("svc", "a")
-    server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20)
+    server, up, https_port, client_ctx = await _https_proxy_lingering(monkeypatch, 0.3)
     size = 16 << 20
     chunk = b"x" * (1 << 16)
     try:
@@ -696,12 +705,8 @@ async def test_tls_connection_in_its_shutdown_counts_in_the_limit(monkeypatch: p
     # shutdown holds the socket until the client's close_notify (or 30 s). Until
     # connection_lost it counts against the limit, else a client could hold sockets outside
     # max_connections by provoking 413s.
-    from ingresslib.proxy import _server
-
-    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.2)
-    up = await start_echo("svc", "a")
-    server, _, https_port, client_ctx = await _https_proxy(
-        up.port, proxy_body_size=1 << 20, max_connections=1)
+    server, up, https_port, client_ctx = await _https_proxy_lingering(
+        monkeypatch, 0.2, max_connections=1)
     try:
         c = await _tls_413_left_in_shutdown(https_port, client_ctx)
         assert len(server.lingering) == 1 and not server.connections
@@ -731,11 +736,7 @@ async def test_tls_connection_in_its_shutdown_counts_in_the_limit(monkeypatch: p
 
 @pytest.mark.asyncio
 async def test_shutdown_ends_a_tls_connection_in_its_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingresslib.proxy import _server
-
-    monkeypatch.setattr(_server, "_LINGER_TIMEOUT", 0.2)
-    up = await start_echo("svc", "a")
-    server, _, https_port, client_ctx = await _https_proxy(up.port, proxy_body_size=1 << 20)
+    server, up, https_port, client_ctx = await _https_proxy_lingering(monkeypatch, 0.2)
     c = await _tls_413_left_in_shutdown(https_port, client_ctx)
     try:
         assert len(server.lingering) == 1

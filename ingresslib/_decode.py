@@ -331,8 +331,9 @@ def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress
             name=_str(dec, p.get("name"), "spec.parameters.name") or "",
             api_group=_str(dec, _get(p, "apiGroup", "api_group"), "spec.parameters.apiGroup"),
             namespace=_str(dec, p.get("namespace"), "spec.parameters.namespace"),
-            # v1 defaulting (SetDefaults_IngressClass): scope "Cluster" when unset.
-            scope=_str(dec, p.get("scope"), "spec.parameters.scope") or "Cluster",
+            # v1 defaulting (SetDefaults_IngressClass): `if Scope == nil { Scope = "Cluster" }`;
+            # an explicit "" stays, and validation reports it (Unsupported value).
+            scope=_default(_str(dec, p.get("scope"), "spec.parameters.scope"), "Cluster"),
         )
     return IngressClass(
         metadata=meta,
@@ -356,11 +357,15 @@ def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
         pp = f"spec.ports[{i}]"
         p = _obj(dec, p, pp) or EMPTY_MAP
         port = _int(dec, p.get("port"), pp + ".port")
+        target = _int_or_string(dec, _get(p, "targetPort", "target_port"), pp + ".targetPort")
         ports.append(
             ServicePort(
                 port=0 if port is None else port,
                 name=_str(dec, p.get("name"), pp + ".name") or None,
-                target_port=_int_or_string(dec, _get(p, "targetPort", "target_port"), pp + ".targetPort"),
+                # SetDefaults_Service: `if sp.TargetPort == intstr.FromInt32(0) || sp.TargetPort
+                # == intstr.FromString("") { sp.TargetPort = intstr.FromInt32(sp.Port) }`; None
+                # means "the same as port" here.
+                target_port=None if target == 0 or target == "" else target,
                 protocol=_str(dec, p.get("protocol"), pp + ".protocol") or "TCP",
                 app_protocol=_str(dec, _get(p, "appProtocol", "app_protocol"), pp + ".appProtocol"),
                 node_port=_int(dec, _get(p, "nodePort", "node_port"), pp + ".nodePort"),
@@ -376,7 +381,7 @@ def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
     return Service(metadata=meta, spec=spec)
 
 
-def _endpoint_ports(dec: _Dec, v: Any, path: str) -> tuple[EndpointPort, ...]:
+def _endpoint_ports(dec: _Dec, v: Any, path: str, *, slice_ports: bool) -> tuple[EndpointPort, ...]:
     out = []
     for i, p in enumerate(_list(dec, v, path)):
         pp = f"{path}[{i}]"
@@ -385,11 +390,21 @@ def _endpoint_ports(dec: _Dec, v: Any, path: str) -> tuple[EndpointPort, ...]:
             EndpointPort(
                 port=_int(dec, p.get("port"), pp + ".port"),
                 name=_str(dec, p.get("name"), pp + ".name"),
-                protocol=_str(dec, p.get("protocol"), pp + ".protocol") or "TCP",
+                # Defaulted to TCP when absent; "" too for v1 Endpoints (a plain string, where
+                # SetDefaults_EndpointPort tests `== ""`), not for an EndpointSlice (a pointer,
+                # tested `== nil`: "" stays, and validation reports it).
+                protocol=_default(_str(dec, p.get("protocol"), pp + ".protocol"), "TCP",
+                                  empty=not slice_ports),
                 app_protocol=_str(dec, _get(p, "appProtocol", "app_protocol"), pp + ".appProtocol"),
             )
         )
     return tuple(out)
+
+
+def _default(v: str | None, default: str, *, empty: bool = False) -> str:
+    """Kubernetes defaulting of an optional string field: ``default`` when it is absent (and,
+    with ``empty``, when it is "": the field is a plain Go string, whose zero value is "")."""
+    return default if v is None or (empty and v == "") else v
 
 
 def _endpoint_slice(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> EndpointSlice:
@@ -416,7 +431,7 @@ def _endpoint_slice(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoi
         # Required by the API: "" (not the model's default) so validation reports it.
         address_type=_str(dec, _get(d, "addressType", "address_type"), "addressType") or "",
         endpoints=tuple(endpoints),
-        ports=_endpoint_ports(dec, d.get("ports"), "ports"),
+        ports=_endpoint_ports(dec, d.get("ports"), "ports", slice_ports=True),
     )
 
 
@@ -446,7 +461,7 @@ def _endpoints(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoints:
                 not_ready_addresses=_addresses(
                     dec, _get(ss, "notReadyAddresses", "not_ready_addresses"), sp + ".notReadyAddresses"
                 ),
-                ports=_endpoint_ports(dec, ss.get("ports"), sp + ".ports"),
+                ports=_endpoint_ports(dec, ss.get("ports"), sp + ".ports", slice_ports=False),
             )
         )
     return Endpoints(metadata=meta, subsets=tuple(subsets))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
 from ._resources import Resources
+from ._validate import canonical_ip
 
 __all__ = [
     "EndpointSet",
@@ -200,7 +201,7 @@ class EndpointIndex:
                 # "addresses ... consumers must treat them as interchangeable ... use the first".
                 # Kubernetes sets exactly one; take the first as kube-proxy does.
                 if ep.addresses:
-                    out.append((ep.addresses[0], port_no))
+                    out.append((canonical_ip(ep.addresses[0]), port_no))
         return out
 
     def _from_endpoints(self, svc: Service, sp: ServicePort) -> list[Address] | None:
@@ -221,7 +222,7 @@ class EndpointIndex:
             if port_no is None:
                 continue
             # Only ``addresses``; ``notReadyAddresses`` are by definition not ready.
-            out.extend((a.ip, port_no) for a in subset.addresses)
+            out.extend((canonical_ip(a.ip), port_no) for a in subset.addresses)
         return out
 
     def _finish(self, svc: Service, port: int | None, addrs: list[Address]) -> EndpointSet:

@@ -16,7 +16,11 @@ Deliberate differences from the API server, each documented:
   ``spec.tls[].hosts``"); the API server only checks the DNS shape there. An IP can never be an
   SNI name, so such an entry could not select a certificate anyway.
 - EndpointSlice and Endpoints addresses are not checked against the "special" ranges
-  (loopback, link-local): manifests for a local ingresslib legitimately point at 127.0.0.1.
+  (loopback, link-local; ValidateEndpointIP / ValidateNonSpecialIP): manifests for a local
+  ingresslib legitimately point at 127.0.0.1. Only those helpers' parse check is kept.
+- EndpointSlice ``ports[].port`` must be 1-65535 when set; the API server's validatePorts does
+  not check it. ingresslib connects to that port, and a number outside the range would make the
+  connect call raise instead of failing like an unreachable endpoint.
 - Secret ``data`` values that are not base64 are reported without echoing the value (it may be
   key material); the API server fails to decode the request body instead.
 """
@@ -26,14 +30,16 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from ._errors import FieldError
 from ._models import (
     LEGACY_CLASS_ANNOTATION,
+    Endpoint,
     EndpointPort,
     Endpoints,
     EndpointSlice,
@@ -143,7 +149,7 @@ _config_key = re.compile(_CONFIG_KEY_FMT).fullmatch
 _port_name_charset = re.compile("[-a-z0-9]+").fullmatch
 _has_letter = re.compile("[a-z]").search
 _ip_chars = re.compile("[0-9a-fA-F.:]+").fullmatch
-_sloppy_ipv4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}").fullmatch
+_sloppy_ipv4 = re.compile(r"[0-9]+(\.[0-9]+){3}").fullmatch
 
 
 def _too_long(value: str, limit: int) -> bool:
@@ -279,8 +285,10 @@ def is_qualified_name(value: str) -> tuple[str, ...]:
         else:
             errs.extend("prefix part " + m for m in is_dns1123_subdomain(prefix))
     else:
+        # content.IsLabelKey (what validation.IsQualifiedName now is): `"a valid label key " +
+        # RegexError(...)`; releases before the move said "a qualified name ".
         return (
-            "a qualified name "
+            "a valid label key "
             + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
             + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
         )
@@ -304,25 +312,75 @@ def is_valid_label_value(value: str) -> tuple[str, ...]:
     return tuple(errs)
 
 
-def _is_ip(value: str) -> bool:
-    """netutils.ParseIPSloppy: like the stdlib parser, but IPv4 octets may carry leading zeros."""
+def _parse_ip_sloppy(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """netutils.ParseIPSloppy: Go 1.16's net.ParseIP, kept because later Go versions got stricter.
+
+    It differs from the stdlib parser in three ways that matter here: an IPv4 octet may carry any
+    number of leading zeros (`dtoi` reads digits until the value exceeds 255), an IPv6 group any
+    number of leading zeros (`xtoi`, value <= 0xFFFF), and a zone ("fe80::1%eth0") is refused.
+    """
     if not _ip_chars(value):
-        return False  # the common case (a host name), without the cost of an exception
+        return None  # the common case (a host name), without the cost of an exception
+    if ":" not in value:
+        return _sloppy_v4(value)
+    head, _, tail = value.rpartition(":")
+    if "." in tail:
+        # "An IPv4 address may be embedded in the last 32 bits": parsed by the sloppy parseIPv4.
+        v4 = _sloppy_v4(tail)
+        if v4 is None:
+            return None
+        value = f"{head}:{v4}"
+    groups = value.split(":")
+    for i, g in enumerate(groups):
+        if len(g) > 4 and "." not in g:
+            g = g.lstrip("0") or "0"
+            if len(g) > 4:
+                return None
+            groups[i] = g
     try:
-        ipaddress.ip_address(value)
+        return ipaddress.IPv6Address(":".join(groups))
     except ValueError:
-        m = _sloppy_ipv4(value)
-        return bool(m) and all(int(o) <= 255 for o in value.split("."))
-    # The stdlib accepts scoped IPv6 ("fe80::1%eth0"); Go's ParseIP does not.
-    return "%" not in value
+        return None
+
+
+def _sloppy_v4(value: str) -> ipaddress.IPv4Address | None:
+    if not _sloppy_ipv4(value):
+        return None
+    octets = [int(o) for o in value.split(".")]
+    if any(o > 255 for o in octets):
+        return None
+    return ipaddress.IPv4Address(".".join(map(str, octets)))
+
+
+def _is_ip(value: str) -> bool:
+    return _parse_ip_sloppy(value) is not None
+
+
+def canonical_ip(value: str) -> str:
+    """The address an endpoint's IP names, as Kubernetes reads it (ParseIPSloppy), written
+    canonically; ``value`` unchanged if it is no IP (an FQDN). Connecting to the text as written
+    would not do: the C resolver reads a leading-zero octet as octal ("010.0.0.1" is 8.0.0.1
+    to getaddrinfo, 10.0.0.1 to Kubernetes)."""
+    ip = _parse_ip_sloppy(value)
+    return value if ip is None else str(ip)
+
+
+def _is_to4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    # net.IP.To4() != nil: an IPv4 address, or an IPv4-mapped IPv6 one ("::ffff:a.b.c.d").
+    if ip is None:
+        return False
+    return isinstance(ip, ipaddress.IPv4Address) or ip.ipv4_mapped is not None
 
 
 def _is_ipv4(value: str) -> bool:
-    return _is_ip(value) and ":" not in value
+    # IsValidIPv4Address: `if ip == nil || ip.To4() == nil { "must be a valid IPv4 address" }`
+    return _is_to4(_parse_ip_sloppy(value))
 
 
 def _is_ipv6(value: str) -> bool:
-    return _is_ip(value) and ":" in value
+    # IsValidIPv6Address: `if ip == nil || ip.To4() != nil { "must be a valid IPv6 address" }`
+    ip = _parse_ip_sloppy(value)
+    return ip is not None and not _is_to4(ip)
 
 
 def _supported(values: Iterable[str]) -> str:
@@ -384,9 +442,7 @@ def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool
         e.invalid_each("metadata.namespace", meta.namespace, is_dns1123_label(meta.namespace))
     # ValidateLabels: `for k, v := range labels { ValidateLabelName(k, fldPath) (IsQualifiedName);
     # for _, msg := range validation.IsValidLabelValue(v) { field.Invalid(fldPath, v, msg) } }`
-    for k, v in meta.labels.items():
-        e.invalid_each("metadata.labels", k, is_qualified_name(k))
-        e.invalid_each("metadata.labels", v, is_valid_label_value(v))
+    _validate_labels(e, "metadata.labels", meta.labels)
     # ValidateAnnotations: `for k := range annotations { for _, msg := range
     # validation.IsQualifiedName(strings.ToLower(k)) { field.Invalid(fldPath, k, msg) } }`, and
     # `if err := ValidateAnnotationsSize(annotations); err != nil { field.TooLong(fldPath, "",
@@ -397,6 +453,14 @@ def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool
         size += len(k) + (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass")))
     if size > _TOTAL_ANNOTATION_SIZE:
         e.too_long("metadata.annotations", _TOTAL_ANNOTATION_SIZE)
+
+
+def _validate_labels(e: _Errs, fld: str, labels: Mapping[str, str]) -> None:
+    # ValidateLabels: `for k, v := range labels { ValidateLabelName(k, fldPath) (IsQualifiedName);
+    # for _, msg := range validation.IsValidLabelValue(v) { field.Invalid(fldPath, v, msg) } }`
+    for k, v in labels.items():
+        e.invalid_each(fld, k, is_qualified_name(k))
+        e.invalid_each(fld, v, is_valid_label_value(v))
 
 
 # --- networking.k8s.io/v1 Ingress -------------------------------------------------------------
@@ -627,26 +691,38 @@ _SUPPORTED_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePo
 
 
 def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
-    """The Service rules ingresslib depends on (core ValidateService, create)."""
+    """The Service rules ingresslib depends on (core ValidateService, create), in its order."""
     e = _Errs(obj or object_label("Service", svc.metadata))
     # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
     _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
     spec = svc.spec
-    if spec.type not in _SUPPORTED_SERVICE_TYPES:
-        e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES)
-    headless = spec.cluster_ip == "None"
-    # `if len(service.Spec.Ports) == 0 && !isHeadlessService && service.Spec.Type !=
+    # The strategy copies `clusterIP` into `clusterIPs` before validating, hence that path.
+    cluster_ip = spec.cluster_ip or ""
+    # isHeadlessService: `len(service.Spec.ClusterIPs) > 0 && service.Spec.ClusterIPs[0] == "None"`
+    headless = cluster_ip == "None"
+    # `if len(service.Spec.Ports) == 0 && !isHeadlessService(service) && service.Spec.Type !=
     # core.ServiceTypeExternalName { field.Required(specPath.Child("ports"), "") }`
     if not spec.ports and not headless and spec.type != "ExternalName":
         e.required("spec.ports")
-    if spec.type == "ExternalName":
-        # `if service.Spec.ExternalName == "" { field.Required(specPath.Child("externalName"),
-        # "") }` (the FQDN check follows).
-        if not spec.external_name:
-            e.required("spec.externalName")
+    if spec.type in ("LoadBalancer", "NodePort"):
+        if headless:
+            # `field.Invalid(specPath.Child("clusterIPs").Index(0), service.Spec.ClusterIPs[0],
+            # "may not be set to 'None' for LoadBalancer services")` (NodePort likewise)
+            e.invalid("spec.clusterIPs[0]", cluster_ip, f"may not be set to 'None' for {spec.type} services")
+    elif spec.type == "ExternalName":
+        if cluster_ip:
+            # `if len(service.Spec.ClusterIPs) > 0 { field.Forbidden(specPath.Child("clusterIPs"),
+            # "may not be set for ExternalName services") }`
+            e.forbidden("spec.clusterIPs", "may not be set for ExternalName services")
+        # "The value (a CNAME) may have a trailing dot to denote it as fully qualified":
+        # `cname := strings.TrimSuffix(service.Spec.ExternalName, "."); if len(cname) > 0 {
+        # ValidateDNS1123Subdomain(cname, ...) } else { field.Required(...) }`
+        cname = spec.external_name or ""
+        cname = cname[:-1] if cname.endswith(".") else cname
+        if cname:
+            e.invalid_each("spec.externalName", cname, is_dns1123_subdomain(cname))
         else:
-            name = spec.external_name.rstrip(".")
-            e.invalid_each("spec.externalName", spec.external_name, is_dns1123_subdomain(name))
+            e.required("spec.externalName")
     require_name = len(spec.ports) > 1
     names: set[str] = set()
     for i, port in enumerate(spec.ports):
@@ -670,9 +746,68 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
             e.invalid_each(base + ".targetPort", tp, is_valid_port_num(tp))
         elif isinstance(tp, str):
             e.invalid_each(base + ".targetPort", tp, is_valid_port_name(tp))
+        # `if sp.AppProtocol != nil { ValidateQualifiedName(*sp.AppProtocol, ...) }`
+        if port.app_protocol is not None:
+            e.invalid_each(base + ".appProtocol", port.app_protocol, is_qualified_name(port.app_protocol))
+        # Not ValidateService's: the NodePort allocator refuses a port it cannot allocate.
         if port.node_port is not None and port.node_port != 0:
             e.invalid_each(base + ".nodePort", port.node_port, is_valid_port_num(port.node_port))
+    # `if service.Spec.Selector != nil { ValidateLabels(service.Spec.Selector, specPath.Child("selector")) }`
+    _validate_labels(e, "spec.selector", spec.selector)
+    # ValidateServiceClusterIPsRelatedFields: every `clusterIPs` entry but a leading "None" is
+    # IsValidIP-checked.
+    if cluster_ip and not headless and spec.type != "ExternalName" and not _is_ip(cluster_ip):
+        e.invalid("spec.clusterIPs[0]", cluster_ip, _IP_MSG)
+    if spec.type not in _SUPPORTED_SERVICE_TYPES:
+        e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES)
+    if spec.type == "ClusterIP":
+        for i, port in enumerate(spec.ports):
+            if port.node_port:
+                # `field.Forbidden(portPath.Child("nodePort"), "may not be used when `type` is 'ClusterIP'")`
+                e.forbidden(f"spec.ports[{i}].nodePort", "may not be used when `type` is 'ClusterIP'")
+    # "Check for duplicate NodePorts, considering (protocol,port) pairs":
+    # `field.Duplicate(portPath.Child("nodePort"), port.NodePort)`
+    node_ports: set[tuple[str, int]] = set()
+    for i, port in enumerate(spec.ports):
+        if not port.node_port:
+            continue
+        if (port.protocol, port.node_port) in node_ports:
+            e.duplicate(f"spec.ports[{i}].nodePort", port.node_port)
+        node_ports.add((port.protocol, port.node_port))
+    # "Check for duplicate Ports, considering (protocol,port) pairs": `key :=
+    # core.ServicePort{Protocol: port.Protocol, Port: port.Port}; field.Duplicate(portPath, key)`.
+    # The value is that internal struct, which field.Error renders with json.Marshal (Go field
+    # names, no json tags; an intstr 0 as a number).
+    seen: set[tuple[str, int]] = set()
+    for i, port in enumerate(spec.ports):
+        key = (port.protocol, port.port)
+        if key in seen:
+            text = '{"Name":"","Protocol":%s,"AppProtocol":null,"Port":%d,"TargetPort":0,"NodePort":0}' % (
+                json.dumps(port.protocol), port.port)
+            e.duplicate(f"spec.ports[{i}]", _Rendered(text))
+        seen.add(key)
     return e.out
+
+
+class _Rendered:
+    """A value shown as Go's field.Error shows a struct: its JSON text, unquoted."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"_Rendered({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rendered) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
 
 def _validate_protocol(e: _Errs, fld: str, protocol: str) -> None:
@@ -685,7 +820,15 @@ def _validate_protocol(e: _Errs, fld: str, protocol: str) -> None:
 # --- discovery.k8s.io/v1 EndpointSlice ----------------------------------------------------------
 
 _SUPPORTED_ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
+#: maxAddresses, maxEndpoints, maxPorts in pkg/apis/discovery/validation.
 _MAX_ADDRESSES = 100
+_MAX_ENDPOINTS = 1000
+_MAX_PORTS = 20000
+
+
+def _too_many(e: _Errs, fld: str, actual: int, limit: int) -> None:
+    # field.TooMany: `fmt.Sprintf("must have at most %d items", maxQuantity)`, value = the count.
+    e.out.append(FieldError(e.obj, fld, TOO_MANY, f"must have at most {limit} items", actual, True))
 
 
 def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[FieldError]:
@@ -697,41 +840,60 @@ def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[F
         e.required("addressType")
     elif at not in _SUPPORTED_ADDRESS_TYPES:
         e.unsupported("addressType", at, _SUPPORTED_ADDRESS_TYPES)
-    for i, ep in enumerate(es.endpoints):
+    # `if len(endpoints) > maxEndpoints { field.TooMany(fldPath, len(endpoints), maxEndpoints);
+    # return allErrs }`
+    if len(es.endpoints) > _MAX_ENDPOINTS:
+        _too_many(e, "endpoints", len(es.endpoints), _MAX_ENDPOINTS)
+        endpoints: Sequence[Endpoint] = ()
+    else:
+        endpoints = es.endpoints
+    for i, ep in enumerate(endpoints):
         base = f"endpoints[{i}]"
         # `if len(endpoint.Addresses) == 0 { field.Required(addressPath, "must contain at least
         # 1 address") } else if len(endpoint.Addresses) > maxAddresses { field.TooMany(...) }`
         if not ep.addresses:
             e.required(base + ".addresses", "must contain at least 1 address")
         elif len(ep.addresses) > _MAX_ADDRESSES:
-            e.out.append(
-                FieldError(
-                    e.obj, base + ".addresses", TOO_MANY,
-                    f"must have at most {_MAX_ADDRESSES} items", len(ep.addresses), True,
-                )
-            )
+            _too_many(e, base + ".addresses", len(ep.addresses), _MAX_ADDRESSES)
         for j, addr in enumerate(ep.addresses):
             fld = f"{base}.addresses[{j}]"
             # "This validates known address types, unknown types fall through and do not get
-            # validated."
+            # validated." IPv4/IPv6: IsValidIPv4Address / IsValidIPv6Address, then
+            # ValidateEndpointIP, whose parse check (`if ip == nil { "must be a valid IP
+            # address" }`) is kept; its special-range checks are not (module docstring).
             if at == "IPv4":
                 if not _is_ipv4(addr):
                     e.invalid(fld, addr, "must be a valid IPv4 address")
+                if not _is_ip(addr):
+                    e.invalid(fld, addr, "must be a valid IP address")
             elif at == "IPv6":
                 if not _is_ipv6(addr):
                     e.invalid(fld, addr, "must be a valid IPv6 address")
+                if not _is_ip(addr):
+                    e.invalid(fld, addr, "must be a valid IP address")
             elif at == "FQDN":
                 _fqdn(e, fld, addr)
-        if ep.hostname is not None:
-            e.invalid_each(base + ".hostname", ep.hostname, is_dns1123_label(ep.hostname))
+        # `if endpoint.NodeName != nil { ValidateNodeName(*endpoint.NodeName) }`
         if ep.node_name is not None:
             e.invalid_each(base + ".nodeName", ep.node_name, is_dns1123_subdomain(ep.node_name))
-    _validate_endpoint_ports(e, es.ports, "ports", require_name=False, slice_rules=True)
+        # `if endpoint.Hostname != nil { ValidateDNS1123Label(*endpoint.Hostname) }` ("" too)
+        if ep.hostname is not None:
+            e.invalid_each(base + ".hostname", ep.hostname, is_dns1123_label(ep.hostname))
+    # validatePorts: `if len(endpointPorts) > maxPorts { field.TooMany(...); return }`
+    if len(es.ports) > _MAX_PORTS:
+        _too_many(e, "ports", len(es.ports), _MAX_PORTS)
+    else:
+        _validate_endpoint_ports(e, es.ports, "ports", require_name=False, slice_rules=True)
     return e.out
 
 
 def _fqdn(e: _Errs, fld: str, name: str) -> None:
-    # IsFullyQualifiedDomainName: trailing dot allowed, DNS-1123 subdomain, at least two labels.
+    # IsFullyQualifiedDomainName: `if len(name) == 0 { Required }; TrimSuffix "."; if errs :=
+    # IsDNS1123Subdomain(name) { Invalid(fldPath, name, strings.Join(errs, ",")) }; if
+    # len(strings.Split(name, ".")) < 2 { "should be a domain with at least two segments
+    # separated by dots" }; for _, label := range strings.Split(name, ".") { if errs :=
+    # IsDNS1123Label(label) { Invalid(fldPath, label, strings.Join(errs, ",")) } }`, each
+    # returning at its first failure.
     if not name:
         e.required(fld)
         return
@@ -739,8 +901,16 @@ def _fqdn(e: _Errs, fld: str, name: str) -> None:
     errs = is_dns1123_subdomain(name)
     if errs:
         e.invalid(fld, name, ",".join(errs))
-    elif name.count(".") < 1:
+        return
+    labels = name.split(".")
+    if len(labels) < 2:
         e.invalid(fld, name, "should be a domain with at least two segments separated by dots")
+        return
+    for label in labels:
+        errs = is_dns1123_label(label)
+        if errs:
+            e.invalid(fld, label, ",".join(errs))
+            return
 
 
 def _validate_endpoint_ports(
@@ -754,18 +924,29 @@ def _validate_endpoint_ports(
             e.required(pbase + ".name")
         elif name:
             e.invalid_each(pbase + ".name", name, is_dns1123_label(name))
-        # EndpointSlice validatePorts: `if portNames.Has(*endpointPort.Name) {
-        # field.Duplicate(idxPath.Child("name"), endpointPort.Name) }` (unnamed ports too).
-        if slice_rules or name:
+        if slice_rules:
+            # EndpointSlice validatePorts: `if portNames.Has(*endpointPort.Name) {
+            # field.Duplicate(idxPath.Child("name"), endpointPort.Name) }` (unnamed ports too).
+            # v1 Endpoints' validateEndpointPort has no such check.
             if name in names:
                 e.duplicate(pbase + ".name", name)
             names.add(name)
+        # EndpointSlice ports are range-checked although validatePorts is not (module docstring).
         if port.port is not None:
             e.invalid_each(pbase + ".port", port.port, is_valid_port_num(port.port))
         elif not slice_rules:
             # v1 Endpoints: `Port int32` is required there ("the port number of the endpoint").
             e.invalid(pbase + ".port", 0, _inclusive_range_error(1, 65535))
-        _validate_protocol(e, pbase + ".protocol", port.protocol)
+        if slice_rules and port.protocol == "":
+            # EndpointSlice validatePorts: `if endpointPort.Protocol == nil { Required } else if
+            # !supportedPortProtocols.Has(*endpointPort.Protocol) { NotSupported }`: an explicit
+            # "" (not defaulted: the field is a pointer) is an unsupported value.
+            e.unsupported(pbase + ".protocol", "", _SUPPORTED_PROTOCOLS)
+        else:
+            _validate_protocol(e, pbase + ".protocol", port.protocol)
+        # Both kinds: `if port.AppProtocol != nil { ValidateQualifiedName(*port.AppProtocol) }`
+        if port.app_protocol is not None:
+            e.invalid_each(pbase + ".appProtocol", port.app_protocol, is_qualified_name(port.app_protocol))
 
 
 # --- v1 Endpoints -------------------------------------------------------------------------------
@@ -787,12 +968,18 @@ def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError
         for key, addrs in (("addresses", ss.addresses), ("notReadyAddresses", ss.not_ready_addresses)):
             for j, addr in enumerate(addrs):
                 abase = f"{base}.{key}[{j}]"
-                if not _is_ip(addr.ip):
+                # validateEndpointAddress: IsValidIP; `if len(address.Hostname) > 0 {
+                # ValidateDNS1123Label }`; `if address.NodeName != nil { ValidateNodeName }`;
+                # then ValidateNonSpecialIP, of which only the parse check is kept.
+                ip_ok = _is_ip(addr.ip)
+                if not ip_ok:
                     e.invalid(abase + ".ip", addr.ip, _IP_MSG)
-                if addr.hostname is not None:
+                if addr.hostname:
                     e.invalid_each(abase + ".hostname", addr.hostname, is_dns1123_label(addr.hostname))
                 if addr.node_name is not None:
                     e.invalid_each(abase + ".nodeName", addr.node_name, is_dns1123_subdomain(addr.node_name))
+                if not ip_ok:
+                    e.invalid(abase + ".ip", addr.ip, "must be a valid IP address")
         # `requireName := len(ss.Ports) > 1`
         _validate_endpoint_ports(
             e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False
@@ -802,6 +989,8 @@ def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError
 
 # --- v1 Secret ----------------------------------------------------------------------------------
 
+#: core.MaxSecretSize = 1 * 1024 * 1024
+_MAX_SECRET_SIZE = 1024 * 1024
 _BASE64_MSG = "must be valid base64 (illegal base64 data)"
 _TLS_CERT_KEY = "tls.crt"
 _TLS_KEY_KEY = "tls.key"
@@ -818,14 +1007,21 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
     for key in sec.string_data:
         if key not in sec.data:
             e.invalid_each(f"data[{key}]", key, _is_config_key(key))
+    total = 0
     for key, value in sec.data.items():
         if key in sec.string_data:
             continue  # replaced by stringData before anything decodes it
         try:
-            base64.b64decode(value, validate=True)
+            total += len(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             # The value is not echoed: it may be key material.
             e.out.append(FieldError(e.obj, f"data[{key}]", INVALID, _BASE64_MSG))
+    for value in sec.string_data.values():
+        total += len(value.encode("utf-8", "surrogatepass"))
+    # `totalSize += len(value)` over the decoded data; `if totalSize > core.MaxSecretSize {
+    # field.TooLong(dataPath, "", core.MaxSecretSize) }` (MaxSecretSize = 1 MiB).
+    if total > _MAX_SECRET_SIZE:
+        e.too_long("data", _MAX_SECRET_SIZE)
     if sec.type == "kubernetes.io/tls":
         # `case core.SecretTypeTLS: if _, exists := secret.Data[core.TLSCertKey]; !exists {
         # field.Required(dataPath.Key(core.TLSCertKey), "") }` (same for tls.key).

@@ -165,3 +165,21 @@ def test_weights_annotation_errors(text: str) -> None:
 def test_resolve_is_memoised() -> None:
     ix = idx(service("web"), slice_("w", "web", ["10.0.0.1"]))
     assert ix.resolve("default", "web", 80) is ix.resolve("default", "web", 80)
+
+
+def test_addresses_are_read_as_kubernetes_reads_them() -> None:
+    # Kubernetes parses "010.0.0.1" as 10.0.0.1 (ParseIPSloppy: decimal, leading zeros allowed);
+    # the C resolver behind a connect reads it as octal, 8.0.0.1: another host. The endpoint set
+    # holds the address Kubernetes means, written canonically; an FQDN stays as written.
+    ix = idx(service("web", [ServicePort(80, "http", 8080)]),
+             slice_("web-a", "web", ["010.0.0.001", "10.0.0.2"], [("http", 8080)]),
+             service("v6", [ServicePort(80, "http", 8080)]),
+             slice_("v6-a", "v6", ["2001:DB8:0:0::0001"], [("http", 8080)], address_type="IPv6"),
+             service("ext", [ServicePort(80, "http", 8080)]),
+             slice_("ext-a", "ext", ["Backend.Example.com"], [("http", 8080)], address_type="FQDN"))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080), ("10.0.0.2", 8080))
+    assert ix.resolve("default", "v6", 80).endpoints == (("2001:db8::1", 8080),)
+    assert ix.resolve("default", "ext", 80).endpoints == (("Backend.Example.com", 8080),)
+    old = idx(service("web", [ServicePort(80, "http", 8080)]),
+              endpoints_v1("web", ["010.0.0.001"], ports=[("http", 8080)]))
+    assert old.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080),)

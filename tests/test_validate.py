@@ -390,7 +390,7 @@ def test_label_keys_and_values() -> None:
         "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character "
         "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
         "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-        'Ingress default/web: metadata.labels: Invalid value: "a/b/c": a qualified name must consist of alphanumeric '
+        'Ingress default/web: metadata.labels: Invalid value: "a/b/c": a valid label key must consist of alphanumeric '
         "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or "
         "'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an "
         "optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
@@ -575,8 +575,8 @@ def test_service_port_names_required_when_several_and_unique() -> None:
 
 
 def test_service_target_port_number_or_name() -> None:
-    assert errors(service([{"port": 80, "targetPort": 0}])) == [
-        f"Service default/web: spec.ports[0].targetPort: Invalid value: 0: {RANGE_MSG}"
+    assert errors(service([{"port": 80, "targetPort": 70000}])) == [
+        f"Service default/web: spec.ports[0].targetPort: Invalid value: 70000: {RANGE_MSG}"
     ]
     assert errors(service([{"port": 80, "targetPort": "HTTP"}])) == [
         'Service default/web: spec.ports[0].targetPort: Invalid value: "HTTP": '
@@ -627,6 +627,8 @@ def test_endpoint_slice_addresses_match_the_type() -> None:
     assert errors(v4) == [
         'EndpointSlice default/web-abc: endpoints[0].addresses[1]: Invalid value: "::1": must be a valid IPv4 address',
         'EndpointSlice default/web-abc: endpoints[0].addresses[2]: Invalid value: "nope": must be a valid IPv4 address',
+        # ValidateEndpointIP's parse check (its special-range checks are deliberately skipped).
+        'EndpointSlice default/web-abc: endpoints[0].addresses[2]: Invalid value: "nope": must be a valid IP address',
     ]
     v6 = eps([{"addresses": ["fd00::1", "10.0.0.1"]}], addressType="IPv6")
     assert errors(v6) == [
@@ -675,6 +677,7 @@ def test_endpoints_addresses_and_ports() -> None:
     assert errors(obj) == [
         'Endpoints default/web: subsets[0].addresses[0].ip: Invalid value: "10.0.0.300": '
         "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        'Endpoints default/web: subsets[0].addresses[0].ip: Invalid value: "10.0.0.300": must be a valid IP address',
         "Endpoints default/web: subsets[0].ports[0].name: Required value",
         "Endpoints default/web: subsets[1]: Required value: must specify `addresses` or `notReadyAddresses`",
     ]
@@ -713,4 +716,297 @@ def test_secret_data_keys_are_config_keys() -> None:
         "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation "
         "is '[-._a-zA-Z0-9]+')",
         "Secret default/tls: data[..x]: Invalid value: \"..x\": must not start with '..'",
+    ]
+
+
+# --- conformance review against the API server source (second pass) --------------------------
+#
+# Each test names the source rule it checks; every one of them failed before the fix it guards
+# (or pins a rule that was implemented but untested).
+
+
+def test_resource_backend_explicit_empty_api_group_is_invalid() -> None:
+    # validateIngressTypedLocalObjectReference: `if params.APIGroup != nil {
+    # IsDNS1123Subdomain(*params.APIGroup) }`: an explicit "" is a pointer to "" and fails.
+    assert errors(one_backend({"resource": {"apiGroup": "", "kind": "Bucket", "name": "b"}})) == [
+        f'{PATH0}.backend.resource.apiGroup: Invalid value: "": {SUBDOMAIN_MSG}'
+    ]
+
+
+def test_resource_backend_kind_is_a_path_segment() -> None:
+    assert errors(one_backend({"resource": {"kind": "..", "name": "."}})) == [
+        f"{PATH0}.backend.resource.kind: Invalid value: \"..\": may not be '..'",
+        f"{PATH0}.backend.resource.name: Invalid value: \".\": may not be '.'",
+    ]
+
+
+def test_empty_ingress_class_name_is_invalid() -> None:
+    # `if spec.IngressClassName != nil { ValidateIngressClassName(*spec.IngressClassName) }`
+    assert errors(ingress({"rules": [rule()], "ingressClassName": ""})) == [
+        f'Ingress default/web: spec.ingressClassName: Invalid value: "": {SUBDOMAIN_MSG}'
+    ]
+
+
+def test_ingress_class_parameters_api_group_and_namespace_shape() -> None:
+    params = {"apiGroup": "Bad_Group", "kind": "Config", "name": "c", "scope": "Namespace", "namespace": "Ops"}
+    assert errors(ingress_class({"controller": "k8s.io/ingress-nginx", "parameters": params})) == [
+        f'IngressClass nginx: spec.parameters.apiGroup: Invalid value: "Bad_Group": {SUBDOMAIN_MSG}',
+        f'IngressClass nginx: spec.parameters.namespace: Invalid value: "Ops": {DNS1123_LABEL_MSG}',
+    ]
+
+
+def test_cluster_scoped_ingress_class_ignores_metadata_namespace() -> None:
+    # objectmeta: "It doesn't return an error for rootscoped resources with namespace, because
+    # namespace should already be cleared before."
+    obj = ingress_class({"controller": "k8s.io/ingress-nginx"})
+    obj["metadata"]["namespace"] = "Not_A_Label"
+    assert loads(obj).ingress_classes
+
+
+@pytest.mark.parametrize("host", ["0001.2.3.4", "1.2.3.0255", "0.0.0.00"])
+def test_host_ip_check_is_sloppy_like_parse_ip_sloppy(host: str) -> None:
+    # netutils.ParseIPSloppy (Go 1.16's net.ParseIP) takes any number of leading zeros per
+    # octet; these are DNS-shaped, so the IP check is the only error.
+    assert errors(ingress({"rules": [rule(host)]})) == [
+        f'Ingress default/web: spec.rules[0].host: Invalid value: "{host}": must be a DNS name, not an IP address'
+    ]
+
+
+@pytest.mark.parametrize("host", ["1.2.3.256", "1.2.3", "1.2.3.4.5"])
+def test_dotted_numbers_that_are_not_ips_are_dns_names(host: str) -> None:
+    assert loads(ingress({"rules": [rule(host)]})).ingresses[0].spec.rules[0].host == host
+
+
+def test_label_key_with_two_slashes_uses_label_key_message() -> None:
+    # content.IsLabelKey (validation.IsQualifiedName since apimachinery moved it): "a valid label
+    # key " + RegexError(...) for more than one '/'.
+    assert errors(ingress(labels={"a/b/c": "x"})) == [
+        'Ingress default/web: metadata.labels: Invalid value: "a/b/c": a valid label key must consist of '
+        "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' "
+        "(e.g. 'example.com/MyName')",
+    ]
+
+
+# --- Service (core ValidateService / validateServicePort) ---------------------------------------
+
+
+def test_service_node_port_forbidden_for_cluster_ip() -> None:
+    # `if service.Spec.Type == core.ServiceTypeClusterIP { ... if NodePort != 0 {
+    # field.Forbidden(portPath.Child("nodePort"), "may not be used when `type` is 'ClusterIP'") } }`
+    assert errors(service([{"port": 80, "nodePort": 30080}])) == [
+        "Service default/web: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
+    ]
+    assert loads(service([{"port": 80, "nodePort": 30080}], type="NodePort")).services
+
+
+def test_service_duplicate_port_and_protocol() -> None:
+    # "Check for duplicate Ports, considering (protocol,port) pairs": field.Duplicate(portPath,
+    # key) with key an internal core.ServicePort, rendered as JSON.
+    ports = [{"port": 80, "name": "a"}, {"port": 80, "name": "b"}, {"port": 80, "name": "c", "protocol": "UDP"}]
+    assert errors(service(ports)) == [
+        'Service default/web: spec.ports[1]: Duplicate value: {"Name":"","Protocol":"TCP","AppProtocol":null,'
+        '"Port":80,"TargetPort":0,"NodePort":0}'
+    ]
+
+
+def test_service_duplicate_node_ports() -> None:
+    ports = [{"port": 80, "name": "a", "nodePort": 30080}, {"port": 81, "name": "b", "nodePort": 30080}]
+    assert errors(service(ports, type="NodePort")) == [
+        "Service default/web: spec.ports[1].nodePort: Duplicate value: 30080"
+    ]
+
+
+def test_service_app_protocol_is_a_qualified_name() -> None:
+    # validateServicePort: `if sp.AppProtocol != nil { ValidateQualifiedName(*sp.AppProtocol) }`
+    assert loads(service([{"port": 80, "appProtocol": "kubernetes.io/h2c"}])).services
+    assert errors(service([{"port": 80, "appProtocol": "h2 c"}])) == [
+        "Service default/web: spec.ports[0].appProtocol: Invalid value: \"h2 c\": name part must consist of "
+        "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+    ]
+
+
+def test_service_selector_is_validated_as_labels() -> None:
+    # `if service.Spec.Selector != nil { ValidateLabels(service.Spec.Selector, specPath.Child("selector")) }`
+    assert errors(service([{"port": 80}], selector={"app": "my app"})) == [
+        'Service default/web: spec.selector: Invalid value: "my app": a valid label must be an empty string or '
+        "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+        "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+    ]
+
+
+@pytest.mark.parametrize("type_", ["LoadBalancer", "NodePort"])
+def test_headless_service_cannot_be_load_balancer_or_node_port(type_: str) -> None:
+    assert errors(service([{"port": 80}], type=type_, clusterIP="None")) == [
+        f'Service default/web: spec.clusterIPs[0]: Invalid value: "None": may not be set to \'None\' for {type_} services'
+    ]
+
+
+def test_external_name_service_rules() -> None:
+    # `cname := strings.TrimSuffix(service.Spec.ExternalName, "."); if len(cname) > 0 {
+    # ValidateDNS1123Subdomain(cname) } else { field.Required(...) }`; clusterIPs Forbidden.
+    assert errors(service(None, type="ExternalName", externalName=".")) == [
+        "Service default/web: spec.externalName: Required value"
+    ]
+    assert errors(service(None, type="ExternalName", externalName="Bad.com.")) == [
+        f'Service default/web: spec.externalName: Invalid value: "Bad.com": {SUBDOMAIN_MSG}'
+    ]
+    assert errors(service(None, type="ExternalName", externalName="db.example.com", clusterIP="None")) == [
+        "Service default/web: spec.clusterIPs: Forbidden: may not be set for ExternalName services"
+    ]
+    assert loads(service(None, type="ExternalName", externalName="db.example.com.")).services
+
+
+def test_service_cluster_ip_must_be_an_ip() -> None:
+    assert errors(service([{"port": 80}], clusterIP="10.0.0.300")) == [
+        'Service default/web: spec.clusterIPs[0]: Invalid value: "10.0.0.300": '
+        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+    ]
+    assert loads(service([{"port": 80}], clusterIP="10.96.0.10")).services
+
+
+# --- EndpointSlice (discovery validateEndpoints / validatePorts) --------------------------------
+
+
+def test_endpoint_slice_unparseable_address_also_fails_endpoint_ip_check() -> None:
+    # IPv4: `IsValidIPv4Address(...)` then `ValidateEndpointIP(...)`, whose first check is
+    # `if ip == nil { field.Invalid(fldPath, ipAddress, "must be a valid IP address") }`.
+    assert errors(eps([{"addresses": ["nope"]}], addressType="IPv4")) == [
+        'EndpointSlice default/web-abc: endpoints[0].addresses[0]: Invalid value: "nope": must be a valid IPv4 address',
+        'EndpointSlice default/web-abc: endpoints[0].addresses[0]: Invalid value: "nope": must be a valid IP address',
+    ]
+
+
+def test_endpoint_slice_ipv4_mapped_ipv6_counts_as_ipv4() -> None:
+    # `if ip == nil || ip.To4() == nil { "must be a valid IPv4 address" }`: To4() is non-nil for
+    # "::ffff:a.b.c.d", so such an address is IPv4 (and not IPv6).
+    assert loads(eps([{"addresses": ["::ffff:10.0.0.1"]}], addressType="IPv4")).endpoint_slices
+    assert errors(eps([{"addresses": ["::ffff:10.0.0.1"]}], addressType="IPv6")) == [
+        'EndpointSlice default/web-abc: endpoints[0].addresses[0]: Invalid value: "::ffff:10.0.0.1": '
+        "must be a valid IPv6 address"
+    ]
+
+
+def test_endpoint_slice_leading_zero_octets_are_ipv4() -> None:
+    assert loads(eps([{"addresses": ["010.000.000.001"]}], addressType="IPv4")).endpoint_slices
+
+
+def test_endpoint_slice_fqdn_labels_are_checked() -> None:
+    # IsFullyQualifiedDomainName: `for _, label := range strings.Split(name, ".") {
+    # if errs := IsDNS1123Label(label); len(errs) > 0 { field.Invalid(fldPath, label, ...) } }`
+    label = "a" * 64
+    assert errors(eps([{"addresses": [f"{label}.example.com"]}], addressType="FQDN")) == [
+        f'EndpointSlice default/web-abc: endpoints[0].addresses[0]: Invalid value: "{label}": '
+        "must be no more than 63 bytes"
+    ]
+    assert errors(eps([{"addresses": ["localhost"]}], addressType="FQDN")) == [
+        'EndpointSlice default/web-abc: endpoints[0].addresses[0]: Invalid value: "localhost": '
+        "should be a domain with at least two segments separated by dots"
+    ]
+
+
+def test_endpoint_slice_too_many_endpoints() -> None:
+    # `if len(endpoints) > maxEndpoints { field.TooMany(fldPath, len(endpoints), maxEndpoints);
+    # return }` (maxEndpoints = 1000): the endpoints themselves are then not checked.
+    many = [{"addresses": ["nope"]}] * 1001
+    assert errors(eps(many, addressType="IPv4")) == [
+        "EndpointSlice default/web-abc: endpoints: Too many: 1001: must have at most 1000 items"
+    ]
+
+
+def test_endpoint_slice_port_app_protocol() -> None:
+    # validatePorts: `if endpointPort.AppProtocol != nil { ValidateQualifiedName(...) }`
+    bad = eps([{"addresses": ["10.0.0.1"]}], [{"port": 80, "name": "a", "appProtocol": "a/b/c"}], addressType="IPv4")
+    (msg,) = errors(bad)
+    assert msg.startswith('EndpointSlice default/web-abc: ports[0].appProtocol: Invalid value: "a/b/c": a valid label key')
+
+
+# --- v1 Endpoints (core validateEndpointSubsets) ------------------------------------------------
+
+
+def endpoints_obj(subset: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web"}, "subsets": [subset]}
+
+
+def test_endpoints_empty_hostname_is_not_checked() -> None:
+    # validateEndpointAddress: `if len(address.Hostname) > 0 { ValidateDNS1123Label(...) }`
+    ok = endpoints_obj({"addresses": [{"ip": "10.0.0.1", "hostname": ""}], "ports": [{"port": 80}]})
+    assert loads(ok).endpoints[0].subsets[0].addresses[0].hostname == ""
+
+
+def test_endpoints_duplicate_port_names_are_allowed() -> None:
+    # validateEndpointPort has no uniqueness check (unlike EndpointSlice validatePorts).
+    ok = endpoints_obj({"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}]})
+    assert [p.name for p in loads(ok).endpoints[0].subsets[0].ports] == ["a", "a"]
+
+
+def test_endpoints_unparseable_ip_reports_both_checks() -> None:
+    # validateEndpointAddress: IsValidIP(...) then ValidateNonSpecialIP(...), whose parse check says
+    # "must be a valid IP address".
+    bad = endpoints_obj({"addresses": [{"ip": "nope"}]})
+    assert errors(bad) == [
+        'Endpoints default/web: subsets[0].addresses[0].ip: Invalid value: "nope": '
+        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        'Endpoints default/web: subsets[0].addresses[0].ip: Invalid value: "nope": must be a valid IP address',
+    ]
+
+
+def test_endpoints_port_app_protocol() -> None:
+    bad = endpoints_obj({"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "appProtocol": "-x"}]})
+    (msg,) = errors(bad)
+    assert msg.startswith('Endpoints default/web: subsets[0].ports[0].appProtocol: Invalid value: "-x": name part')
+
+
+# --- Secret (core ValidateSecret) ---------------------------------------------------------------
+
+
+def test_secret_total_size_limit() -> None:
+    # `if totalSize > core.MaxSecretSize { field.TooLong(dataPath, "", core.MaxSecretSize) }`
+    # (MaxSecretSize = 1 MiB of decoded data).
+    import base64 as _b64
+
+    big = _b64.b64encode(b"x" * (1024 * 1024 + 1)).decode()
+    assert errors(secret("Opaque", data={"a": big})) == [
+        "Secret default/tls: data: Too long: may not be more than 1048576 bytes"
+    ]
+    exact = _b64.b64encode(b"x" * (1024 * 1024)).decode()
+    assert loads(secret("Opaque", data={"a": exact})).secrets
+
+
+@pytest.mark.parametrize("target", [0, ""])
+def test_service_target_port_zero_or_empty_defaults_to_port(target: int | str) -> None:
+    # SetDefaults_Service: `if sp.TargetPort == intstr.FromInt32(0) || sp.TargetPort ==
+    # intstr.FromString("") { sp.TargetPort = intstr.FromInt32(sp.Port) }`: valid, and the
+    # traffic goes to `port`, as for an absent targetPort.
+    res = loads(service([{"port": 80, "targetPort": target}]))
+    assert res.services[0].spec.ports[0].target_port is None
+
+
+def test_ingress_class_empty_scope_is_not_defaulted() -> None:
+    # SetDefaults_IngressClass defaults a nil scope only: "" is an unsupported value.
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "c"},
+           "spec": {"controller": "k8s.io/ingress-nginx",
+                    "parameters": {"kind": "K", "name": "n", "scope": ""}}}
+    assert errors(doc) == [
+        'IngressClass c: spec.parameters.scope: Unsupported value: "": supported values: "Cluster", "Namespace"'
+    ]
+    del doc["spec"]["parameters"]["scope"]
+    assert loads(doc).ingress_classes[0].spec.parameters.scope == "Cluster"
+
+
+def test_empty_port_protocol_defaults_on_endpoints_but_not_on_a_slice() -> None:
+    # v1 Endpoints: `if ep.Protocol == "" { ep.Protocol = v1.ProtocolTCP }` (a plain string);
+    # EndpointSlice: `if obj.Protocol == nil { obj.Protocol = &defaultProtocol }` (a pointer).
+    eps = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web"},
+           "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "protocol": ""}]}]}
+    assert loads(eps).endpoints[0].subsets[0].ports[0].protocol == "TCP"
+    es = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "web-1"},
+          "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}],
+          "ports": [{"port": 80, "protocol": ""}]}
+    assert errors(es) == [
+        'EndpointSlice default/web-1: ports[0].protocol: Unsupported value: "": supported values: "SCTP", "TCP", "UDP"'
     ]

@@ -1,11 +1,16 @@
 """Watch a live cluster with lightkube (the ``ingresslib[k8s]`` extra) and feed a ResourceStore.
 
-Per kind: **list**, then **watch from the list's resourceVersion**; a watch that ends with
-``410 Gone`` ("the requested resourceVersion is too old", API concepts, *Efficient detection of
-changes*) is answered by a fresh list, which also catches up deletes missed meanwhile
-(``ResourceStore.replace_all``). Any other failure (connection refused or dropped, HTTP error,
-a line that is not JSON) is logged, counted, and followed by a reconnect from the last
-resourceVersion seen, after an exponential, capped, jittered backoff. Bursts of events are
+Per kind: **list** (no resourceVersion: the latest state), then **watch from the list's
+resourceVersion**, asking for bookmarks (``allowWatchBookmarks=true``). A watch the server ends
+normally is re-opened from the last resourceVersion seen, without a re-list (one that ended at
+once with nothing is backed off, so it cannot spin). ``410 Gone`` ("the requested
+resourceVersion is too old", API concepts, *Efficient detection of changes*), as an ``ERROR``
+event or as the status of the watch request, is answered by a fresh list, which also catches up
+deletes missed meanwhile (``ResourceStore.replace_all``); 410 after 410 is backed off. Any other
+failure (connection refused or dropped, HTTP error, a line that is not JSON) is logged with its
+HTTP status, counted, and followed by a reconnect from the last resourceVersion seen, after an
+exponential, capped, jittered backoff, or after the server's ``Retry-After`` when longer (429).
+401/403 are logged as errors naming what to check, and retried. Bursts of events are
 debounced (100 ms by default) into one ``on_snapshot(Resources)`` call, so an endpoint storm
 causes one table swap (ecosystem.md §7).
 
@@ -185,17 +190,71 @@ def _selectors(spec: _Kind) -> dict[str, Any]:
     return out
 
 
-def _raise(exc: Exception, count: int) -> Any:
-    # Every error comes back to our loop: one place decides re-list vs backoff, and counts it.
-    from lightkube.types import OnErrorAction, OnErrorResult
+async def _watch_once(client: Any, res: Any, rv: str, ns: dict[str, str],
+                      sel: dict[str, Any]) -> Any:
+    """One watch request, from ``rv``, yielding ``(type, object)`` until the server ends it.
 
-    return OnErrorResult(OnErrorAction.RAISE)
+    Not ``AsyncClient.watch``, for two reasons. It cannot ask for bookmarks (API concepts,
+    *Watch bookmarks*; the API reference: "allowWatchBookmarks requests watch events with type
+    "BOOKMARK""): without the parameter the server sends none, and a quiet kind's resourceVersion
+    ages until its watch resumes into ``410 Gone`` and a full re-list. And it re-opens a watch that
+    ended normally by itself, at once and forever, out of our sight: a server that closes every
+    watch straight away becomes a busy loop. Here a normal end returns to the caller, which
+    re-watches from the last resourceVersion (no re-list) and backs off when watches are very
+    short. lightkube still builds the URL, authenticates, sends, and decodes the lines (an
+    ``ERROR`` event raises its ``ApiError``, e.g. 410).
+    """
+    from lightkube.core.generic_client import WatchDriver
+    from lightkube.core.selector import build_selector
+
+    gc = client._client
+    labels, fields = sel.get("labels"), sel.get("fields")
+    br = gc.prepare_request(
+        "list", res=res, namespace=ns.get("namespace"), watch=True,
+        params={"resourceVersion": rv, "allowWatchBookmarks": "true",
+                "labelSelector": build_selector(labels) if labels else None,
+                "fieldSelector": build_selector(fields, for_fields=True) if fields else None})
+    wd: Any = WatchDriver(br, gc._client.build_request)
+    resp = await gc.send(wd.get_request(timeout=gc._watch_timeout), stream=True)
+    try:
+        if resp.is_error:
+            await resp.aread()  # the Status body, so the error says what the server said
+            gc.raise_for_status(resp)
+        async for line in resp.aiter_lines():
+            if line.strip():
+                yield wd.process_one_line(line)
+    finally:
+        await resp.aclose()
 
 
 def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status of an error: the ``Status`` of an ``ERROR`` event or of an ``ApiError``,
+    else the response's own status (a watch request may itself be answered ``410 Gone``)."""
     status = getattr(exc, "status", None)
     code = getattr(status, "code", None)
+    if isinstance(code, int):
+        return code
+    code = getattr(getattr(exc, "response", None), "status_code", None)
     return code if isinstance(code, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (429 Too Many Requests, some 503s)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return min(_RETRY_AFTER_CAP, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from the API server; the backoff applies
+
+
+#: How the watcher waits between attempts (a module attribute so tests can record the delays).
+_backoff_sleep = asyncio.sleep
+#: Never wait longer than this for a ``Retry-After``, whatever the server says.
+_RETRY_AFTER_CAP = 300.0
+#: A watch that ends normally sooner than this with no event is a "very short watch" (client-go's
+#: reflector): re-watching at once would spin, so it is backed off like an error.
+_SHORT_WATCH = 1.0
 
 
 class ClusterWatcher:
@@ -284,15 +343,21 @@ class ClusterWatcher:
         gvk = f"{spec.api_version}/{spec.kind}"
         rv: str | None = None
         failures = 0
+        #: 410s in a row with no event between them (each re-lists; from the second on, with
+        #: backoff, so a server that answers 410 to everything is not hammered with lists).
+        gone_streak = 0
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            delivered = 0
             try:
                 if rv is None:
                     rv = await self._list(client, res, spec, gvk, ns, sel)
                     failures = 0
-                stream = client.watch(res, resource_version=rv, on_error=_raise, **ns, **sel)
+                stream = _watch_once(client, res, rv, ns, sel)
                 async for etype, obj in _idle_guard(stream, self.idle_timeout):
+                    delivered += 1
+                    gone_streak = 0
                     new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
                     if etype == "BOOKMARK":
                         self.stats.bookmarks += 1
@@ -303,6 +368,16 @@ class ClusterWatcher:
                     if new_rv:
                         rv = new_rv
                         self.stats.resource_versions[spec.kind] = rv
+                # A normal end: the server closes watches after their timeout (API concepts,
+                # *Efficient detection of changes*). Resume from the last resourceVersion, no
+                # re-list; but a watch that ended at once with nothing is backed off, not spun.
+                if delivered == 0 and loop.time() - started < _SHORT_WATCH:
+                    failures += 1
+                    _log.debug("%s watch ended at once with no event; backing off", spec.kind)
+                    await _backoff_sleep(self.backoff.delay(failures, self._rng))
+                else:
+                    failures = 0
+                continue
             except asyncio.CancelledError:
                 raise
             except _Idle:
@@ -316,13 +391,20 @@ class ClusterWatcher:
                 if task is not None and task.cancelling():
                     raise  # stopping: an error raised while unwinding is not a reason to retry
                 if _status_code(exc) == 410:
-                    # "410 Gone": our resourceVersion was compacted away. Re-list now; the list
-                    # is the catch-up, no backoff needed unless lists keep failing.
+                    # "410 Gone": our resourceVersion was compacted away (API concepts: clients
+                    # "must handle the case by recognizing the status code 410 Gone, clearing
+                    # their local cache, performing a new get or list operation, and starting the
+                    # watch from the resourceVersion that was returned"). It comes as an ERROR
+                    # event or as the watch response's own status. Re-list now; the list is the
+                    # catch-up. Only 410 after 410 (nothing in between) waits for the backoff.
                     self.stats.relists += 1
                     if self.metrics is not None:
                         self.metrics.watch_relist(spec.kind)
                     _log.info("%s watch expired (410 Gone); re-listing", spec.kind)
                     rv = None
+                    gone_streak += 1
+                    if gone_streak > 1:
+                        await _backoff_sleep(self.backoff.delay(gone_streak - 1, self._rng))
                     continue
                 if loop.time() - started > self.backoff.reset_after:
                     failures = 0
@@ -330,7 +412,12 @@ class ClusterWatcher:
                 self._error(spec, exc)
                 if self.metrics is not None:
                     self.metrics.watch_error(spec.kind)
-                await asyncio.sleep(self.backoff.delay(failures, self._rng))
+                delay = self.backoff.delay(failures, self._rng)
+                asked = _retry_after(exc)
+                if asked is not None and asked > delay:
+                    # 429 Too Many Requests (API priority and fairness) says when to come back.
+                    delay = asked
+                await _backoff_sleep(delay)
                 self.stats.reconnects += 1
                 if self.metrics is not None:
                     self.metrics.watch_reconnect(spec.kind)
@@ -370,8 +457,18 @@ class ClusterWatcher:
             self.stats.stream_errors += 1
         else:
             self.stats.garbage += 1
-        self._note(f"{spec.kind}: {type(exc).__name__}: {exc}")
-        _log.warning("%s watch failed (%s: %s); reconnecting", spec.kind, type(exc).__name__, exc)
+        code = _status_code(exc)
+        # docs/cluster.md: "The failures are logged with the HTTP status."
+        what = f"HTTP {code} {type(exc).__name__}" if code is not None else type(exc).__name__
+        self._note(f"{spec.kind}: {what}: {exc}")
+        if code in (401, 403):
+            # Not transient: credentials or RBAC. Still retried (a fixed Role takes effect
+            # without a restart), but said loudly, with what to check.
+            _log.error("%s list/watch denied (%s: %s): check the credentials and that the "
+                       "ServiceAccount may get, list and watch %s; retrying",
+                       spec.kind, what, exc, spec.kind)
+        else:
+            _log.warning("%s watch failed (%s: %s); reconnecting", spec.kind, what, exc)
 
     def _note(self, msg: str) -> None:
         self.stats.last_error = msg

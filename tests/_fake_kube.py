@@ -7,9 +7,12 @@ from a compacted version with an ``ERROR`` event carrying a 410 ``Status`` (what
 server does), and honours ``fieldSelector=type=...`` and an existence ``labelSelector``.
 
 Tests script it: ``put``/``delete`` objects (watchers get events), ``bookmark``, ``garbage``
-(a non-JSON line), ``drop`` (abort the TCP connection mid-stream), ``gone`` (an ERROR 410 event
-on open watches), ``compact`` (forget history), ``fail_next`` (answer the next request with an
-HTTP error). Every request is recorded in ``requests``.
+(a non-JSON line), ``truncate`` (half a line, then abort), ``drop`` (abort the TCP connection
+mid-stream), ``end`` (a normal end, as at a watch's server-side timeout), ``gone`` (an ERROR 410
+event on open watches), ``compact`` (forget history), ``fail_next`` (answer the next request
+with an HTTP error, optionally with headers such as ``Retry-After``), ``end_watches_at_once``.
+Bookmarks go only to watches that asked for them with ``allowWatchBookmarks=true``, as on a real
+API server. Every request is recorded in ``requests``.
 
 It runs on the test's event loop (asyncio.start_server), one request per connection.
 """
@@ -50,6 +53,9 @@ class _Watch:
     plural: str
     namespace: str | None
     accept: Callable[[dict[str, Any]], bool]
+    #: The client asked for BOOKMARK events (``allowWatchBookmarks=true``); a real API server
+    #: sends none otherwise.
+    bookmarks: bool = False
     queue: asyncio.Queue[tuple[str, bytes]] = field(default_factory=asyncio.Queue)
 
 
@@ -63,7 +69,10 @@ class FakeKube:
         self.compacted = 0
         self.requests: list[Request] = []
         self.watches: list[_Watch] = []
-        self._fail: dict[str, list[int]] = {}
+        self._fail: dict[str, list[tuple[int, dict[str, str], str]]] = {}
+        #: When set, every watch ends normally right after its replay (a server or proxy that
+        #: closes watches at once).
+        self.end_watches_at_once = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Condition()
@@ -118,8 +127,20 @@ class FakeKube:
         self.rv += 1
         apiv, kind, _ = KINDS[plural]
         obj = {"kind": kind, "apiVersion": apiv, "metadata": {"resourceVersion": str(self.rv)}}
-        self._send(plural, ("line", _event("BOOKMARK", obj)))
+        for w in self.watches:
+            if w.plural == plural and w.bookmarks:
+                w.queue.put_nowait(("line", _event("BOOKMARK", obj)))
         return str(self.rv)
+
+    def end(self, plural: str) -> None:
+        """End open watches normally (terminating chunk), as the API server does when a watch's
+        timeout expires."""
+        self._send(plural, ("end", b""))
+
+    def truncate(self, plural: str, line: bytes) -> None:
+        """Send ``line`` without its newline, then abort the connection: a line cut mid-way."""
+        self._send(plural, ("line", line))
+        self._send(plural, ("drop", b""))
 
     def garbage(self, plural: str, line: bytes = b"this is {not json") -> None:
         self._send(plural, ("line", line + b"\n"))
@@ -143,8 +164,12 @@ class FakeKube:
         self.compacted = self.rv
         self.history.clear()
 
-    def fail_next(self, plural: str, status: int, times: int = 1) -> None:
-        self._fail.setdefault(plural, []).extend([status] * times)
+    def fail_next(self, plural: str, status: int, times: int = 1,
+                  headers: dict[str, str] | None = None, message: str = "scripted failure") -> None:
+        self._fail.setdefault(plural, []).extend([(status, dict(headers or {}), message)] * times)
+
+    def clear_failures(self) -> None:
+        self._fail.clear()
 
     def open_watches(self, plural: str) -> int:
         return sum(1 for w in self.watches if w.plural == plural)
@@ -208,8 +233,8 @@ class FakeKube:
             return
         fails = self._fail.get(plural)
         if fails:
-            code = fails.pop(0)
-            await _send_json(writer, code, _status(code, "InternalError", "scripted failure"))
+            code, headers, message = fails.pop(0)
+            await _send_json(writer, code, _status(code, "InternalError", message), headers)
             return
         accept = _selector(query, namespace)
         apiv, kind, _ = KINDS[plural]
@@ -225,7 +250,7 @@ class FakeKube:
         since = int(query.get("resourceVersion") or 0)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-        w = _Watch(plural, namespace, accept)
+        w = _Watch(plural, namespace, accept, bookmarks=query.get("allowWatchBookmarks") == "true")
         if since and since < self.compacted:
             w.queue.put_nowait(("line", _event("ERROR", _status(410, "Expired",
                                                                 "too old resource version"))))
@@ -234,6 +259,8 @@ class FakeKube:
             for rv, p, etype, obj in self.history:
                 if p == plural and rv > since and accept(obj):
                     w.queue.put_nowait(("line", _event(etype, obj)))
+        if self.end_watches_at_once:
+            w.queue.put_nowait(("end", b""))
         self.watches.append(w)
         await self._notify()
         try:
@@ -277,10 +304,12 @@ def _event(etype: str, obj: Any) -> bytes:
     return json.dumps({"type": etype, "object": obj}).encode() + b"\n"
 
 
-async def _send_json(writer: asyncio.StreamWriter, status: int, body: Any) -> None:
+async def _send_json(writer: asyncio.StreamWriter, status: int, body: Any,
+                     headers: dict[str, str] | None = None) -> None:
     data = json.dumps(body).encode()
+    extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in (headers or {}).items())
     writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                 b"Connection: close\r\n\r\n%s" % (status, len(data), data))
+                 b"%sConnection: close\r\n\r\n%s" % (status, len(data), extra, data))
     await writer.drain()
 
 

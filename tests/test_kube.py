@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from lightkube import KubeConfig
 
+import ingresslib._kube
 from ingresslib._kube import Backoff, ClusterWatcher, watch_cluster
 from ingresslib._resources import Resources
 
@@ -461,3 +462,255 @@ def test_load_kube_config_falls_back_to_kubeconfig_env(tmp_path: Path,
     monkeypatch.setenv("KUBECONFIG", str(path))
     assert load_kube_config().cluster.server == "http://127.0.0.1:1"
     assert load_kube_config(path).namespace == "default"
+
+
+# -- list/watch contract review (https://kubernetes.io/docs/reference/using-api/api-concepts/) --
+
+
+def _watches(kube: FakeKube, plural: str) -> list[Any]:
+    return [r for r in kube.requests if r.plural == plural and r.watch]
+
+
+@pytest.mark.asyncio
+async def test_list_asks_for_the_latest_state_and_watch_for_bookmarks(h: Harness) -> None:
+    # The list carries no resourceVersion (a consistent read; "0" could be served stale from a
+    # cache and go back in time), and the watch starts at the list's version and asks for
+    # bookmarks: the server sends BOOKMARK events only to watches with allowWatchBookmarks=true.
+    h.kube.put(svc("web"))
+    h.start()
+    await h.synced()
+    await h.watching("secrets")
+    for r in h.kube.requests:
+        if not r.watch:
+            assert "resourceVersion" not in r.query
+    for plural in ("services", "secrets", "endpointslices"):
+        (watch,) = _watches(h.kube, plural)
+        assert watch.query["resourceVersion"] == "101"
+        assert watch.query.get("allowWatchBookmarks") == "true"
+    (sec,) = _watches(h.kube, "secrets")
+    assert sec.query["fieldSelector"] == "type=kubernetes.io/tls"
+    (eps,) = _watches(h.kube, "endpointslices")
+    assert eps.query["labelSelector"] == "kubernetes.io/service-name"
+
+
+@pytest.mark.asyncio
+async def test_bookmark_is_never_an_object(h: Harness) -> None:
+    w = h.start()
+    await h.synced()
+    await h.watching("ingressclasses")
+    before = (len(h.snapshots), w.stats.events, w.store.generation)
+    rv = h.kube.bookmark("ingressclasses")
+    await eventually(lambda: w.stats.bookmarks == 1)
+    await asyncio.sleep(0.1)
+    assert w.stats.resource_versions["IngressClass"] == rv
+    assert (len(h.snapshots), w.stats.events, w.store.generation) == before
+    assert w.stats.garbage == 0 and len(w.store) == 0
+
+
+@pytest.mark.asyncio
+async def test_normal_watch_end_rewatches_from_last_version_without_relist(h: Harness) -> None:
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    h.kube.put(svc("a"))
+    await eventually(lambda: names(h.last.services) == ["a"])
+    last = w.stats.resource_versions["Service"]
+    h.kube.end("services")  # the server's watch timeout expired
+    await eventually(lambda: len(_watches(h.kube, "services")) == 2)
+    assert _watches(h.kube, "services")[-1].query["resourceVersion"] == last
+    assert h.kube.count("services", watch=False) == 1 and w.stats.relists == 0
+    assert w.stats.stream_errors == 0 and w.stats.garbage == 0
+    await h.watching("services")
+    h.kube.put(svc("b"))
+    await eventually(lambda: names(h.last.services) == ["a", "b"])
+
+
+@pytest.mark.asyncio
+async def test_watches_that_end_at_once_are_not_a_busy_loop(h: Harness) -> None:
+    # A server (or proxy) that closes every watch straight away, with 200 and no event: the
+    # re-watches must back off like errors do, not spin (client-go calls this a "very short
+    # watch").
+    w = h.start(backoff=Backoff(initial=0.05, maximum=0.05, jitter=0))
+    await h.synced()
+    h.kube.end_watches_at_once = True
+    h.kube.end("services")
+    await asyncio.sleep(0.5)
+    n = len(_watches(h.kube, "services"))
+    assert 2 <= n <= 15, n
+    assert w.synced.is_set()
+
+
+@pytest.mark.asyncio
+async def test_http_410_on_watch_request_relists(h: Harness) -> None:
+    # "410 Gone" can come as the HTTP status of the watch request itself (not only as an ERROR
+    # event): the client must re-list, not retry the same expired version forever.
+    h.kube.put(svc("keep"))
+    h.kube.put(svc("lost"))
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    h.kube.objects["services"].pop(("default", "lost"))  # a delete the watch never sees
+    h.kube.put(svc("new"))
+    h.kube.compact()
+    h.kube.fail_next("services", 410, message="too old resource version")
+    h.kube.drop("services")
+    await eventually(lambda: names(h.last.services) == ["keep", "new"], timeout=2)
+    assert w.stats.relists == 1 and h.kube.count("services", watch=False) == 2
+
+
+@pytest.mark.asyncio
+async def test_repeated_410_backs_off(h: Harness) -> None:
+    # A 410 is answered by an immediate re-list; but 410 after 410 (a broken server or proxy)
+    # must not become a tight list loop.
+    w = h.start(backoff=Backoff(initial=0.05, maximum=0.05, jitter=0))
+    await h.synced()
+    await h.watching("services")
+    h.kube.fail_next("services", 410, times=1000, message="too old resource version")
+    h.kube.drop("services")
+    await asyncio.sleep(0.5)
+    n = h.kube.count("services")
+    h.kube.clear_failures()
+    assert n <= 20, n
+    assert w.stats.relists >= 2
+
+
+@pytest.mark.asyncio
+async def test_410_relist_rebuilds_state_across_namespaces_and_kinds(h: Harness) -> None:
+    h.kube.put(svc("web", ns="a"))
+    h.kube.put(svc("web", ns="b"))
+    h.kube.put(ingress("web", ns="a"))
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    h.kube.objects["services"].pop(("b", "web"))
+    h.kube.put(svc("web", 81, ns="a"))
+    h.kube.gone("services")
+    await eventually(lambda: w.stats.relists == 1 and len(h.last.services) == 1)
+    (only,) = h.last.services
+    assert (only.metadata.namespace, only.spec.ports[0].port) == ("a", 81)
+    assert names(h.last.ingresses) == ["web"]  # the other kind is untouched
+
+
+@pytest.mark.asyncio
+async def test_event_ordering_and_idempotence(h: Harness) -> None:
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    # MODIFIED for an object never seen adds it.
+    h.kube.raw_event("services", "MODIFIED", dict(svc("ghost"), metadata={
+        "name": "ghost", "namespace": "default", "resourceVersion": "900"}))
+    await eventually(lambda: names(h.last.services) == ["ghost"])
+    # DELETED for an object never seen is ignored (no change, no error).
+    gen = w.store.generation
+    h.kube.raw_event("services", "DELETED", dict(svc("nobody"), metadata={
+        "name": "nobody", "namespace": "default", "resourceVersion": "901"}))
+    await eventually(lambda: w.stats.events == 2)
+    assert w.store.generation == gen and w.stats.garbage == 0
+    # Same name, other namespace and other kind: distinct keys.
+    h.kube.put(svc("ghost", ns="other"))
+    h.kube.put(ingress("ghost"))
+    await eventually(lambda: len(h.last.services) == 2 and len(h.last.ingresses) == 1)
+    # A DELETED carries the object's last state (here with a changed spec): it removes the key.
+    gone = svc("ghost", 99)
+    gone["metadata"]["resourceVersion"] = "950"
+    h.kube.raw_event("services", "DELETED", gone)
+    await eventually(lambda: [s.metadata.namespace for s in h.last.services] == ["other"])
+    assert names(h.last.ingresses) == ["ghost"]
+    assert w.stats.resource_versions["Service"] == "950"
+
+
+@pytest.mark.asyncio
+async def test_429_retry_after_is_honoured(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(t: float) -> None:
+        delays.append(t)
+        await real_sleep(0.001)
+
+    monkeypatch.setattr(ingresslib._kube, "_backoff_sleep", fake_sleep)
+    w = h.start(backoff=Backoff(initial=0.001, maximum=0.001, jitter=0))
+    await h.synced()
+    await h.watching("services")
+    h.kube.fail_next("services", 429, headers={"Retry-After": "3"})
+    h.kube.drop("services")
+    await eventually(lambda: len(delays) == 2)
+    await eventually(lambda: len(_watches(h.kube, "services")) == 3)
+    await h.watching("services")
+    # The drop (backoff 0.001 s), then the 429: the server's 3 s, not the 0.001 s backoff.
+    assert delays == [0.001, 3.0]
+    assert w.stats.stream_errors == 2
+
+
+@pytest.mark.asyncio
+async def test_5xx_then_recovery_keeps_last_state(h: Harness) -> None:
+    h.kube.put(svc("web"))
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    h.kube.fail_next("services", 503, times=3)
+    h.kube.drop("services")
+    await eventually(lambda: w.stats.stream_errors == 4)
+    assert names(h.last.services) == ["web"] and len(h.snapshots) == 1  # still serving
+    await h.watching("services")
+    assert h.kube.count("services", watch=False) == 1  # resumed, no relist
+    h.kube.put(svc("more"))
+    await eventually(lambda: names(h.last.services) == ["more", "web"])
+
+
+@pytest.mark.asyncio
+async def test_truncated_json_line_reconnects_from_last_version(h: Harness) -> None:
+    h.kube.put(svc("web"))
+    w = h.start()
+    await h.synced()
+    await h.watching("services")
+    rv = w.stats.resource_versions["Service"]
+    h.kube.truncate("services", b'{"type": "ADDED", "object": {"kind": "Serv')
+    await eventually(lambda: len(_watches(h.kube, "services")) == 2)
+    assert _watches(h.kube, "services")[-1].query["resourceVersion"] == rv
+    assert names(h.last.services) == ["web"]
+    assert w.stats.stream_errors + w.stats.garbage == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [401, 403])
+async def test_auth_errors_are_reported_clearly(h: Harness, status: int,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    msg = 'secrets is forbidden: User "system:serviceaccount:x:y" cannot list resource "secrets"'
+    h.kube.fail_next("secrets", status, times=2, message=msg)
+    with caplog.at_level(logging.WARNING, logger="ingresslib.kube"):
+        w = h.start()
+        await h.synced()
+    text = caplog.text
+    assert str(status) in text and msg in text
+    assert str(status) in w.stats.last_error and "Secret" in w.stats.last_error
+    assert w.stats.stream_errors == 2
+
+
+@pytest.mark.asyncio
+async def test_invalid_object_in_a_list_is_left_out_and_the_rest_serves(h: Harness) -> None:
+    # Documented policy (docs/cluster.md, SEMANTICS §11): an invalid object is left out (its
+    # last valid version stays), the error is recorded and counted; the rest is served.
+    h.kube.put(svc("good"))
+    h.kube.put(svc("bad", 0))  # port 0 is invalid
+    w = h.start()
+    await h.synced()
+    assert names(h.last.services) == ["good"]
+    assert w.stats.invalid_objects == 1
+    assert set(w.store.errors) == {("v1/Service", "default", "bad")}
+    # Fixed later: it appears, and the error is cleared.
+    await h.watching("services")
+    h.kube.put(svc("bad", 80))
+    await eventually(lambda: names(h.last.services) == ["bad", "good"])
+    assert w.store.errors == {}
+
+
+@pytest.mark.asyncio
+async def test_namespace_option_filters_watch_events_too(h: Harness) -> None:
+    h.start(namespace="shop")
+    await h.synced()
+    await h.watching("services")
+    assert {r.namespace for r in _watches(h.kube, "services")} == {"shop"}
+    h.kube.put(svc("elsewhere", ns="other"))
+    h.kube.put(svc("here", ns="shop"))
+    await eventually(lambda: names(h.last.services) == ["here"])

@@ -94,6 +94,14 @@ async def test_serve_kubernetes_follows_the_cluster(tmp_path: Path) -> None:
 
         metrics = (await _get(ports["metrics"], "localhost", "/metrics"))[1].decode()
         assert 'ingresslib_watch_events_total{' in metrics and 'kind="Ingress"' in metrics
+
+        # The API server goes away (refused connections, retried with backoff): the process
+        # neither exits nor drops its table; the last good configuration keeps serving.
+        await kube.stop()
+        await asyncio.sleep(0.1)
+        assert p.poll() is None
+        status, body = await _get(ports["http"], "app.test", "/x")
+        assert status == 200 and parse_echo(body)["service"] == "green"
     finally:
         await asyncio.to_thread(_stop, p)
         await kube.stop()

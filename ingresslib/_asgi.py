@@ -25,7 +25,11 @@ Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):
   ``scope["state"]``: that dict belongs to the app's lifespan.
 
 Status answers: no rule → ``404``; a rule whose backend has no mounted app (and no ``fallback``)
-→ ``503``, as the proxy answers a backend with no endpoint. With ``require_endpoints=True`` a
+→ ``503``, as the proxy answers a backend with no endpoint. Where the proxy answers a request
+itself, so does this app, before any routing: a Host the proxy refuses (``check_host``) or two
+different Host values → ``400``; ``CONNECT`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
+an absolute-form target (uvicorn passes it through) is routed on its path when its authority
+equals Host, else ``400``. With ``require_endpoints=True`` a
 backend whose Service has no ready endpoint in the resources also gets ``503``; by default the
 mounted app is the endpoint. WebSocket requests are routed the same way; a refusal uses the
 ``websocket.http.response`` extension when the server offers it, else closes (the server then
@@ -44,6 +48,8 @@ from ._errors import BadRequestError
 from ._normalize import canonical_path
 from ._resources import Resources
 from ._router import Decision, Router
+from .proxy._errors import RemoteProxyError
+from .proxy._headers import OPTIONS_ALLOW, check_host, split_absolute_form
 
 __all__ = ["IngressASGI", "Scope", "Message", "Receive", "Send", "ASGIApp", "DECISION_KEY"]
 
@@ -145,8 +151,23 @@ class IngressASGI:
             raise RuntimeError(f"IngressASGI cannot handle scope type {kind!r}")
         root = scope.get("root_path", "") or ""
         try:
-            rel = canonical_path(_routing_target(scope, root))
-            host = _header(scope, b"host")
+            if kind == "http" and scope.get("method") == "CONNECT":
+                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it.
+                raise BadRequestError("CONNECT is not supported", 405)
+            host = _host(scope)
+            target = _routing_target(scope, root)
+            if target == "*" and kind == "http" and scope.get("method") == "OPTIONS":
+                # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
+                # OPTIONS itself (200 + allow): it asks about the server, not about an app.
+                await _answer_options(send)
+                return
+            if not target.startswith("/"):
+                # uvicorn (h11) passes an absolute-form target through as raw_path and path.
+                # SEMANTICS §5: "absolute-form is accepted when its authority equals Host,
+                # then forwarded as origin-form" -- the proxy's rule; anything else is a 400
+                # from canonical_path below.
+                target, host = _absolute_form(target, host)
+            rel = canonical_path(target)
             client = scope.get("client")
             decision = self.router.route(
                 scope.get("method", "GET"), host, rel, scope.get("headers") or (),
@@ -205,28 +226,52 @@ class _SubLifespan:
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self.supported = True
+        self.answered = False  # sent at least one lifespan message: it takes part
+        self.failed = False  # sent a ".failed" message itself
+        self.error: str | None = None  # raised after taking part: reported once
         self.task = asyncio.ensure_future(self._run(app, scope))
 
     async def _run(self, app: ASGIApp, scope: Scope) -> None:
         try:
             await app(scope, self.inbox.get, self._send)
-        except Exception as exc:  # noqa: BLE001 - as uvicorn: an app that raises has no lifespan
-            _log.debug("lifespan unsupported by %r: %s", app, exc)
-            self.supported = False
+        except Exception as exc:  # noqa: BLE001 - the app's error is reported, never raised here
+            if self.answered:
+                # It answered (startup.complete) and then raised: its cleanup did not
+                # complete. Hiding that behind "complete" would lose the error; uvicorn
+                # (lifespan="on") reads an exception there as a failure too.
+                if not self.failed:
+                    self.error = f"{type(exc).__name__}: {exc}"
+            else:
+                # lifespan.rst: "If an exception is raised when calling the application
+                # callable with a lifespan.startup message or a scope with type lifespan, the
+                # server must continue but not send any lifespan events."
+                _log.debug("lifespan unsupported by %r: %s", app, exc)
+                self.supported = False
         finally:
             self.outbox.put_nowait(None)
 
     async def _send(self, message: Message) -> None:
+        self.answered = True
+        if str(message.get("type", "")).endswith(".failed"):
+            self.failed = True
         await self.outbox.put(message)
+
+    def _take_error(self) -> str | None:
+        error, self.error = self.error, None
+        return error
 
     async def send(self, message: Message) -> str | None:
         """Forward one server message; return an error text if the app reported failure."""
-        if not self.supported or self.task.done():
+        if not self.supported:
             return None
+        if self.task.done():
+            return self._take_error()  # it raised while running: reported at shutdown
         await self.inbox.put(message)
         reply = await self.outbox.get()
         if reply is None:
-            return None  # returned or raised without answering: no lifespan support
+            # Returned or raised without answering: no lifespan support, unless it raised
+            # after taking part.
+            return self._take_error()
         if reply["type"].endswith(".failed"):
             return str(reply.get("message", "")) or "failed"
         return None
@@ -244,9 +289,15 @@ def _routing_target(scope: Scope, root: str) -> str:
     if raw:
         target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
         target = target.partition("?")[0]
-        # uvicorn leaves root_path out of raw_path; a server that puts it in is handled too.
         if root and (target == root or target.startswith(root + "/")):
-            target = target[len(root):] or "/"
+            # Servers differ on whether raw_path holds root_path (uvicorn 0.54 and
+            # Starlette's Mount: yes; earlier uvicorn releases: no), while ``path`` holds it
+            # (see the module docstring). raw_path is "unmodified from the bytes that were
+            # received": when ``path`` is root_path + raw_path decoded, raw_path is the part
+            # under the mount, and a request for "/mnt/x" there must not lose its "/mnt".
+            decoded = scope.get("path")
+            if not (isinstance(decoded, str) and decoded == root + unquote(target)):
+                target = target[len(root):] or "/"
         return target
     path: str = scope.get("path") or "/"
     if root and (path == root or path.startswith(root + "/")):
@@ -254,11 +305,56 @@ def _routing_target(scope: Scope, root: str) -> str:
     return quote(path, safe=_PATH_SAFE)
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def _host(scope: Scope) -> str:
+    """The Host the request is routed on, refused (400) where the proxy refuses it.
+
+    www.rst: ":authority ... must be added to the start of the iterable with host as the
+    header name or replace any existing host header". A server that adds it and keeps the
+    client's Host hands over two; the proxy refuses a duplicate Host (RFC 9112 §3.2: "more
+    than one Host header field line" → 400). Two *different* values are refused here: an app
+    that joins them (Django) or takes the last would see another host than the one routed
+    on. Each value must pass the proxy's ``check_host`` (SEMANTICS §9 "bad Host values
+    (spaces, /, @, bad ports)"): ``shop.test:80@admin.test`` would otherwise route as
+    shop.test while ``urlsplit`` (Starlette's ``request.url``) reads admin.test.
+    """
+    host: bytes | None = None
     for k, v in scope.get("headers") or ():
-        if k.lower() == name:
-            return bytes(v).decode("latin-1")
-    return ""
+        if k.lower() == b"host":
+            value = bytes(v)
+            if host is None:
+                host = value
+            elif value.lower() != host.lower():
+                raise BadRequestError("conflicting Host headers", 400)
+    if host is None:
+        return ""
+    try:
+        check_host(host)
+    except RemoteProxyError as err:
+        raise BadRequestError(str(err), err.status_hint) from None
+    return host.decode("ascii")
+
+
+def _absolute_form(target: str, host: str) -> tuple[str, str]:
+    """``(origin-form path, host)`` of an absolute-form target, as the proxy takes it: the
+    authority must equal Host, case-insensitively ("two different hosts in one request is a
+    routing confusion attempt: refuse"); with no Host, the authority is the host."""
+    if not target[:8].lower().startswith(("http://", "https://")):
+        return target, host  # not absolute-form: canonical_path refuses it
+    try:
+        path, authority = split_absolute_form(target)
+        if not host:
+            check_host(authority.encode("latin-1"))
+    except RemoteProxyError as err:
+        raise BadRequestError(str(err), err.status_hint) from None
+    if host and authority.lower() != host.lower():
+        raise BadRequestError("absolute-form target does not match Host", 400)
+    return path, host or authority
+
+
+async def _answer_options(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(scope: Scope, send: Send, status: int) -> None:

@@ -410,3 +410,425 @@ async def test_example_asgi_app() -> None:
             r = await c.get("/about")
             assert r.status_code == 200 and "/about" in r.text
             assert (await c.get("/", headers={"host": "other.test"})).status_code == 404
+
+
+# -- conformance review: the ASGI HTTP spec and parity with the proxy ------------------------
+#
+# asgiref specs/www.rst (HTTP & WebSocket ASGI Message Format 2.5) and specs/lifespan.rst 2.0.
+# IngressASGI is the application side of ASGI towards the server and the server side towards
+# the mounted apps: for the request and response messages it passes receive/send through
+# untouched, so the tests below check that the server's guarantees still reach the apps.
+
+M_ADMIN = MANIFESTS + """
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: admin, namespace: default}
+spec:
+  rules:
+  - host: admin.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: admin, port: {number: 80}}}}
+"""
+
+
+def _proxy_answer(request: bytes, manifests: str = M_ADMIN) -> tuple[int | None, str | None]:
+    """What the sans-IO proxy core does with the same bytes: (local status or None, backend
+    it routed to or None)."""
+    from ingresslib.proxy import OpenUpstream, Proxy, SendDownstream
+
+    router = Router(parse_manifests(manifests))
+    routed: list[Any] = []
+
+    class Recording:
+        def route(self, *a: Any, **kw: Any) -> Any:
+            d = router.route(*a, **kw)
+            routed.append(d)
+            return d
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(router, name)
+
+    conn = Proxy(Recording()).connection(("127.0.0.1", 40000), now=0.0)
+    conn.start(0.0)
+    actions = conn.receive_data(request, 0.0)
+    backend = routed[0].backend if routed and routed[0] is not None else None
+    for a in actions:
+        if isinstance(a, SendDownstream):
+            return int(a.data.split(b" ", 2)[1]), backend
+        if isinstance(a, OpenUpstream):
+            return None, backend
+    raise AssertionError(f"proxy neither answered nor opened an upstream: {actions}")
+
+
+def _admin_app() -> IngressASGI:
+    apps = dict(APPS)
+    apps["default/admin"] = echo("admin")
+    return IngressASGI(parse_manifests(M_ADMIN), backends=apps)
+
+
+@pytest.mark.parametrize("host", ["shop.test:80@admin.test", "shop.test:abc", "shop.test:99999",
+                                  "shop.test:0", "shop test"])
+@pytest.mark.asyncio
+async def test_host_values_the_proxy_refuses_get_400(host: str) -> None:
+    # "shop.test:80@admin.test" routed as shop.test while an app building its URL from Host
+    # (Starlette's request.url, urlsplit) reads the host admin.test: a host confusion.
+    request = (f"GET /api/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").encode()
+    assert _proxy_answer(request)[0] == 400
+    async with Served(_admin_app()) as s:
+        status, body = await s.raw(request)
+    assert (status, body) == (400, b"400 Bad Request\n")
+
+
+async def _call(app: IngressASGI, scope: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """Call the app with a scope; the messages sent, and whether a mounted app ran."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(m: Any) -> None:
+        sent.append(dict(m))
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    base = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "2", "method": "GET",
+            "scheme": "http", "root_path": "", "query_string": b"", "client": None,
+            "server": None}
+    await app({**base, **scope}, receive, send)
+    ran = bool(sent) and sent[0].get("status") == 200
+    return sent, ran
+
+
+@pytest.mark.asyncio
+async def test_conflicting_host_headers_get_400() -> None:
+    # www.rst: ":authority ... must be added to the start of the iterable with host as the
+    # header name or replace any existing host header"; a server that adds it and keeps the
+    # client's Host hands over two. The proxy refuses a duplicate Host (RFC 9112 §3.2), and an
+    # app joining or taking the last one would see another host than the one routed on.
+    app = _admin_app()
+    sent, ran = await _call(app, {"path": "/api/x", "raw_path": b"/api/x",
+                                  "headers": [(b"host", b"shop.test"), (b"host", b"admin.test")]})
+    assert not ran and sent[0]["status"] == 400
+    # The same host twice (":authority" added, Host kept) is no confusion: served.
+    sent, ran = await _call(app, {"path": "/api/x", "raw_path": b"/api/x",
+                                  "headers": [(b"host", b"shop.test"), (b"Host", b"SHOP.test")]})
+    assert ran
+
+
+@pytest.mark.asyncio
+async def test_connect_is_405_as_from_the_proxy(served: Served) -> None:
+    connect = b"CONNECT shop.test:443 HTTP/1.1\r\nHost: shop.test:443\r\nConnection: close\r\n\r\n"
+    assert _proxy_answer(connect)[0] == 405
+    assert (await served.raw(connect))[0] == 405
+
+
+@pytest.mark.asyncio
+async def test_options_asterisk_answered_as_the_proxy_does(served: Served) -> None:
+    options = b"OPTIONS * HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    assert _proxy_answer(options)[0] == 200
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(options)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200")
+    assert b"\r\nallow: get, head, post, put, delete, options, patch" in head
+
+
+@pytest.mark.asyncio
+async def test_absolute_form_target_routed_as_the_proxy_does(served: Served) -> None:
+    # uvicorn (h11) hands the absolute-form target over as raw_path/path unchanged.
+    same = b"GET http://shop.test/api/x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    assert _proxy_answer(same) == (None, "default/api:80")
+    status, body = await served.raw(same)
+    assert status == 200
+    seen = json.loads(body)
+    assert (seen["app"], seen["path"], seen["raw_path"]) == ("api", "/api/x", "/api/x")
+    other = b"GET http://admin.test/api/x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    assert _proxy_answer(other)[0] == 400
+    assert (await served.raw(other))[0] == 400
+
+
+@pytest.mark.asyncio
+async def test_raw_path_without_root_path_is_not_stripped_again() -> None:
+    # www.rst: raw_path is "The original HTTP path component ... unmodified from the bytes that
+    # were received"; a server behind a prefix-stripping proxy (root_path "/mnt") that received
+    # "/mnt/x" gives path "/mnt/mnt/x" and raw_path b"/mnt/x". The request is for "/mnt/x"
+    # under the mount, not for "/x".
+    m = MANIFESTS.replace("path: /ghost", "path: /mnt")
+    app = IngressASGI(parse_manifests(m), backends=APPS)
+    sent, _ = await _call(app, {"path": "/mnt/mnt/x", "raw_path": b"/mnt/x", "root_path": "/mnt",
+                                "headers": [(b"host", b"shop.test")]})
+    assert sent[0]["status"] == 503  # the /mnt rule (ghost: no app), not web's catch-all
+    # A server that puts root_path into raw_path too (uvicorn >= 0.3x): stripped once.
+    sent, _ = await _call(app, {"path": "/mnt/x", "raw_path": b"/mnt/x", "root_path": "/mnt",
+                                "headers": [(b"host", b"shop.test")]})
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"])["app"] == "web"
+
+
+# The request/response messages go straight between the server and the mounted app: what the
+# server guarantees (www.rst; the main spec's "Error Handling") must still hold behind
+# IngressASGI. One app, its behaviour chosen by the path.
+
+SEEN: dict[str, Any] = {}
+
+
+async def _behaving(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        raise RuntimeError("no lifespan here")  # lifespan.rst: unsupported, serving goes on
+    what = scope["path"].rsplit("/", 1)[-1]
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-length", b"5")]}
+    if what == "body":
+        msgs = []
+        while True:
+            m = await receive()
+            msgs.append(m)
+            if not m.get("more_body", False):
+                break
+        SEEN["body"] = msgs
+        await send({**start, "headers": []})
+        await send({"type": "http.response.body", "body": b"".join(m["body"] for m in msgs)})
+        SEEN["after"] = await receive()  # www.rst: "http.disconnect" once the response is sent
+        try:
+            await send({"type": "http.response.body", "body": b"late"})
+        except Exception as exc:  # noqa: BLE001 - what the server raises is what is checked
+            SEEN["late_send"] = type(exc).__name__
+    elif what == "raise-before":
+        raise RuntimeError("boom")
+    elif what == "raise-after":
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        raise RuntimeError("boom")
+    elif what == "no-response":
+        return
+    elif what == "no-start":
+        await send({"type": "http.response.body", "body": b"hello"})
+    elif what == "streamed":
+        await send(start)
+        for part in (b"he", b"ll", b"o"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest_asyncio.fixture
+async def behaving() -> AsyncIterator[Served]:
+    SEEN.clear()
+    app = IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": _behaving})
+    async with Served(app) as s:  # lifespan="on": an app raising on lifespan must not stop it
+        yield s
+
+
+@pytest.mark.asyncio
+async def test_request_body_events_reach_the_app(behaving: Served) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first,"
+        await asyncio.sleep(0.05)
+        yield b"second"
+
+    async with behaving.client() as c:
+        r = await c.post("/x/body", content=chunks())  # chunked: a streamed body
+        assert r.status_code == 200 and r.content == b"first,second"
+        streamed = SEEN["body"]
+        r = await c.get("/x/body")
+        empty = SEEN["body"]
+    assert all(m["type"] == "http.request" for m in streamed)
+    assert [bool(m.get("more_body")) for m in streamed][-1] is False
+    assert len(streamed) >= 2 and all(m.get("more_body") for m in streamed[:-1])
+    assert r.content == b""
+    assert [(m["type"], m.get("body", b""), bool(m.get("more_body"))) for m in empty] == [
+        ("http.request", b"", False)]
+    assert SEEN["after"] == {"type": "http.disconnect"}
+    # asgi.rst "Error Handling": a message after the response is complete raises to the app.
+    assert SEEN["late_send"] == "RuntimeError"
+
+
+@pytest.mark.asyncio
+async def test_app_errors_are_the_servers_to_answer(behaving: Served) -> None:
+    assert (await behaving.get_raw("/raise-before"))[0] == 500
+    assert (await behaving.get_raw("/no-response"))[0] == 500
+    assert (await behaving.get_raw("/no-start"))[0] == 500
+    assert await behaving.get_raw("/streamed") == (200, b"hello")
+    # Raised after the response started: the connection is cut, no second response.
+    reader, writer = await asyncio.open_connection("127.0.0.1", behaving.port)
+    writer.write(b"GET /raise-after HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)  # EOF although keep-alive was asked for
+    writer.close()
+    await writer.wait_closed()
+    assert data.startswith(b"HTTP/1.1 200") and data.count(b"HTTP/1.1") == 1
+    assert data.endswith(b"\r\n\r\nab")  # 2 of the 5 announced bytes
+
+
+@pytest.mark.asyncio
+async def test_app_exception_propagates_to_the_server() -> None:
+    # IngressASGI must not swallow it: the server turns it into a 500 (or a cut connection).
+    app = IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": _behaving})
+    with pytest.raises(RuntimeError, match="boom"):
+        await _call(app, {"path": "/raise-before", "raw_path": b"/raise-before",
+                          "headers": [(b"host", b"shop.test")]})
+
+
+def _lifespan_app(startup: str, shutdown: str) -> Any:
+    """A mounted app whose startup/shutdown answer ("complete", "failed", "raise")."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        for phase, how in (("startup", startup), ("shutdown", shutdown)):
+            msg = await receive()
+            assert msg["type"] == f"lifespan.{phase}"
+            if how == "raise":
+                raise RuntimeError(f"{phase} broke")
+            if how == "failed":
+                await send({"type": f"lifespan.{phase}.failed", "message": f"{phase} no"})
+            else:
+                await send({"type": f"lifespan.{phase}.complete"})
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_lifespan_exceptions_and_shutdown_failure() -> None:
+    def ingress(app: Any) -> IngressASGI:
+        return IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": app,
+                                                                 "default/api": echo("api")})
+
+    # lifespan.rst: "If an exception is raised when calling the application callable with a
+    # lifespan.startup message ... the server must continue": unsupported, not a failure.
+    sent = await _drive_lifespan(ingress(_lifespan_app("raise", "complete")))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
+                                         "lifespan.shutdown.complete"]
+    sent = await _drive_lifespan(ingress(_lifespan_app("complete", "failed")))
+    assert sent[1] == {"type": "lifespan.shutdown.failed", "message": "shutdown no"}
+    # An app that took part (answered startup) and then raises on shutdown did not "complete
+    # its cleanup": reported as lifespan.shutdown.failed (uvicorn, lifespan="on", reads an
+    # exception there the same way), never hidden behind a "complete".
+    sent = await _drive_lifespan(ingress(_lifespan_app("complete", "raise")))
+    assert sent[0] == {"type": "lifespan.startup.complete"}
+    assert sent[1]["type"] == "lifespan.shutdown.failed"
+    assert "shutdown broke" in sent[1]["message"]
+
+
+M_CANARY = M_ADMIN + """
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop-canary
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/canary: "true"
+    nginx.ingress.kubernetes.io/canary-by-header: X-Canary
+    nginx.ingress.kubernetes.io/canary-by-cookie: beta
+spec:
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: canary, port: {number: 80}}}}
+"""
+
+
+@pytest.mark.parametrize("head", [
+    "GET /api/x HTTP/1.1\r\nHost: SHOP.test.:8080",
+    "GET /api/x HTTP/1.1\r\nHost: shop.test\r\nX-Canary: always",
+    "GET /api/x HTTP/1.1\r\nHost: shop.test\r\nx-canary: never\r\nCookie: beta=always",
+    "GET /api/x HTTP/1.1\r\nHost: shop.test\r\nCookie: a=1\r\nCookie: beta=always",
+    "GET /api/x HTTP/1.1\r\nHost: shop.test\r\nX_Canary: always",
+    "GET /%61pi/x HTTP/1.1\r\nHost: shop.test",
+    "GET /static/../api/x HTTP/1.1\r\nHost: shop.test",
+    "GET /apix HTTP/1.1\r\nHost: shop.test",
+    "GET /x/%2e%2e/api HTTP/1.1\r\nHost: shop.test",
+    "GET //api//x HTTP/1.1\r\nHost: shop.test",
+    "GET /api/x HTTP/1.1\r\nHost: admin.test",
+    "GET /api%2Fx HTTP/1.1\r\nHost: admin.test",
+    "GET /%2e%2e/api HTTP/1.1\r\nHost: shop.test",
+    "GET /api/x HTTP/1.0",
+])
+@pytest.mark.asyncio
+async def test_routing_matches_the_proxy(head: str) -> None:
+    """The same bytes reach the same backend (or the same refusal) as through the proxy."""
+    request = (head + "\r\nConnection: close\r\n\r\n").encode()
+    status, backend = _proxy_answer(request, M_CANARY)
+    apps = {"default/api": echo("api"), "default/canary": echo("canary"),
+            "default/web": echo("web"), "default/static": echo("static"),
+            "default/admin": echo("admin")}
+    app = IngressASGI(parse_manifests(M_CANARY), backends=apps)
+    async with Served(app) as s:
+        got_status, body = await s.raw(request)
+    if status is None or (status == 503 and backend is not None):
+        # Routed (a 503 from the proxy: the Service has no ready endpoint; here the mounted
+        # app is the endpoint, docs/asgi.md): the same backend.
+        assert got_status == 200 and json.loads(body)["backend"] == backend
+    else:
+        assert got_status == status
+
+
+@pytest.mark.asyncio
+async def test_scope_handed_to_the_app() -> None:
+    # www.rst keys pass through unchanged except path/raw_path/root_path; headers keep order,
+    # case and duplicates ("Duplicates are possible and must be preserved"); asgi.rst
+    # "Middleware": "make a copy of the scope object before mutating it".
+    got: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append(scope)
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body"})
+
+    headers = [(b"host", b"shop.test"), (b"x-a", b"1"), (b"X-B", b"2"), (b"x-a", b"3")]
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "http_version": "1.1", "method": "POST", "scheme": "https",
+             "path": "/api/caf\u00e9 x", "raw_path": b"/api/caf%C3%A9%20x",
+             "query_string": b"q=%20a+b", "root_path": "", "headers": headers,
+             "client": ("10.1.2.3", 5555), "server": ("127.0.0.1", 8000), "state": {"k": 1},
+             "extensions": {"http.response.trailers": {}}}
+    before = dict(scope)
+    app_ = IngressASGI(parse_manifests(MANIFESTS), backends={"default/api": app})
+    sent: list[Any] = []
+
+    async def send(m: Any) -> None:
+        sent.append(m)
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    await app_(scope, receive, send)
+    assert scope == before  # the server's scope is left alone
+    child = got[0]
+    assert child is not scope
+    for key in ("type", "asgi", "http_version", "method", "scheme", "query_string", "headers",
+                "client", "server", "state", "extensions"):
+        assert child[key] is scope[key], key
+    assert child["path"] == "/api/caf\u00e9 x" and child["raw_path"] == b"/api/caf%C3%A9%20x"
+    assert child["root_path"] == "/api" and child[DECISION_KEY].backend == "default/api:80"
+
+
+@pytest.mark.asyncio
+async def test_client_going_away_reaches_the_app_as_http_disconnect() -> None:
+    # www.rst "Disconnect": sent "after the HTTP connection has been closed".
+    done = asyncio.Event()
+    msgs: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("unsupported")
+        while True:
+            msgs.append(await receive())
+            if msgs[-1]["type"] == "http.disconnect":
+                done.set()
+                return
+
+    async with Served(IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": app})) as s:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(b"POST /x HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+        for _ in range(500):  # the app has the first chunk (5 s at most)
+            if msgs:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(done.wait(), 5)
+    assert msgs[0] == {"type": "http.request", "body": b"abc", "more_body": True}
+    assert msgs[-1] == {"type": "http.disconnect"}

@@ -186,18 +186,24 @@ async def test_bookmark_advances_resource_version(h: Harness) -> None:
     assert len(h.snapshots) == before  # a bookmark is not a change
 
 
-@pytest.mark.asyncio
-async def test_410_gone_relists_and_catches_up_missed_deletes(h: Harness) -> None:
+async def _watch_then_miss_changes(h: Harness) -> ClusterWatcher:
+    """Services "keep" and "lost" listed and watched; then "lost" deleted and "new" added
+    where the watch never sees it, and the history compacted away: only a re-list can tell."""
     h.kube.put(svc("keep"))
     h.kube.put(svc("lost"))
     w = h.start()
     await h.synced()
     await h.watching("services")
-    # A delete the watch never saw (the API server compacted it away) ...
     h.kube.objects["services"].pop(("default", "lost"))
     h.kube.put(svc("new"))
     h.kube.compact()
-    # ... then the stream ends with ERROR 410: the watcher must re-list.
+    return w
+
+
+@pytest.mark.asyncio
+async def test_410_gone_relists_and_catches_up_missed_deletes(h: Harness) -> None:
+    w = await _watch_then_miss_changes(h)
+    # The stream ends with ERROR 410: the watcher must re-list.
     h.kube.gone("services")
     await eventually(lambda: names(h.last.services) == ["keep", "new"])
     assert w.stats.relists == 1
@@ -544,14 +550,7 @@ async def test_watches_that_end_at_once_are_not_a_busy_loop(h: Harness) -> None:
 async def test_http_410_on_watch_request_relists(h: Harness) -> None:
     # "410 Gone" can come as the HTTP status of the watch request itself (not only as an ERROR
     # event): the client must re-list, not retry the same expired version forever.
-    h.kube.put(svc("keep"))
-    h.kube.put(svc("lost"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
-    h.kube.objects["services"].pop(("default", "lost"))  # a delete the watch never sees
-    h.kube.put(svc("new"))
-    h.kube.compact()
+    w = await _watch_then_miss_changes(h)
     h.kube.fail_next("services", 410, message="too old resource version")
     h.kube.drop("services")
     await eventually(lambda: names(h.last.services) == ["keep", "new"], timeout=2)

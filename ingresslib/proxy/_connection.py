@@ -83,6 +83,7 @@ from ._errors import LocalProxyError, RemoteProxyError
 from ._headers import (
     FORWARDED_DROP,
     IDEMPOTENT,
+    OPTIONS_ALLOW,
     REQUEST_DROP,
     RESPONSE_DROP,
     TrustPolicy,
@@ -91,6 +92,7 @@ from ._headers import (
     check_raw_head,
     client_ip_from_chain,
     has_control,
+    split_absolute_form,
     valid_request_id,
 )
 from ._settings import ProxySettings
@@ -1102,10 +1104,9 @@ class ClientConnection:
                 req.host_raw = (host_raw or b"").decode("ascii")
                 req.host = normalize_host(req.host_raw) or ""
                 req.path = "*"
-                self._local_response(req, 200, req.start, [(b"allow", b"GET, HEAD, POST, PUT, "
-                                                           b"DELETE, OPTIONS, PATCH")], body=b"")
+                self._local_response(req, 200, req.start, [(b"allow", OPTIONS_ALLOW)], body=b"")
                 return
-            target_s, authority = self._absolute_form(target_s)
+            target_s, authority = split_absolute_form(target_s)
             if host_raw is None:
                 host_raw = authority.encode("ascii")
                 check_host(host_raw)
@@ -1125,27 +1126,6 @@ class ClientConnection:
         req.upstream_target = target_s.encode("ascii") if canon == path else (
             canon + ("?" + query if query is not None else "")).encode("ascii")
         req.client_ip = self._client_ip(event)
-
-    @staticmethod
-    def _absolute_form(target: str) -> tuple[str, str]:
-        lower = target[:8].lower()
-        if lower.startswith("http://"):
-            rest = target[7:]
-        elif lower.startswith("https://"):
-            rest = target[8:]
-        else:
-            raise RemoteProxyError("request target is neither origin- nor absolute-form", 400)
-        cut = len(rest)
-        for ch in "/?":
-            i = rest.find(ch)
-            if 0 <= i < cut:
-                cut = i
-        authority, path = rest[:cut], rest[cut:]
-        if not authority or "@" in authority:
-            raise RemoteProxyError("invalid authority in absolute-form target", 400)
-        if not path.startswith("/"):
-            path = "/" + path
-        return path, authority
 
     def _client_ip(self, event: h11.Request) -> str | None:
         peer = self.peer_ip

@@ -16,6 +16,8 @@ from ._settings import ProxySettings
 __all__ = [
     "check_raw_head",
     "check_host",
+    "split_absolute_form",
+    "OPTIONS_ALLOW",
     "has_control",
     "valid_request_id",
     "REQUEST_DROP",
@@ -96,6 +98,33 @@ def check_host(value: bytes) -> None:
     port = m.group(1)
     if port is not None and not 0 < int(port) <= 65535:
         raise RemoteProxyError("invalid port in Host header", 400)
+
+
+#: What the proxy answers to a server-wide ``OPTIONS *`` (it asks about the server itself).
+OPTIONS_ALLOW = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
+
+
+def split_absolute_form(target: str) -> tuple[str, str]:
+    """``(origin-form path, authority)`` of an absolute-form request target (RFC 9112 §3.2.2);
+    400 for any other target that is not origin-form, or an empty or userinfo authority."""
+    lower = target[:8].lower()
+    if lower.startswith("http://"):
+        rest = target[7:]
+    elif lower.startswith("https://"):
+        rest = target[8:]
+    else:
+        raise RemoteProxyError("request target is neither origin- nor absolute-form", 400)
+    cut = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if 0 <= i < cut:
+            cut = i
+    authority, path = rest[:cut], rest[cut:]
+    if not authority or "@" in authority:
+        raise RemoteProxyError("invalid authority in absolute-form target", 400)
+    if not path.startswith("/"):
+        path = "/" + path
+    return path, authority
 
 
 def check_raw_head(head: bytes, settings: ProxySettings) -> None:

@@ -2,7 +2,10 @@
 
 Keys keep ingress-nginx's names and meanings (``docs/user-guide/nginx-configuration/configmap.md``
 of ingress-nginx). Values are strings, as in a ConfigMap; each key has one parser below, so the
-accepted syntax of a key is written down in exactly one place. Unknown keys are warned about (an
+accepted syntax of a key is written down in exactly one place, and follows how ingress-nginx
+decodes it (mapstructure into Go types: strconv.ParseBool, strconv.ParseInt base 0, strings for
+nginx sizes); a spelling ingress-nginx would read as something else, or ignore ("60s", "010"),
+is an error here rather than a silent difference. Unknown keys are warned about (an
 operator moving a real ConfigMap over will have many nginx-only keys); invalid values are errors,
 all collected, raised as one :class:`ValidationError` (the CLI exits 2).
 """
@@ -49,7 +52,8 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def _bool(v: str) -> bool:
-    v = v.strip()
+    # Exactly ParseBool's spellings, untrimmed: ingress-nginx keeps the default for " false" (a
+    # ParseBool error) and mapstructure reads "" as false; both are errors here, not surprises.
     if v in _TRUE:
         return True
     if v in _FALSE:
@@ -57,36 +61,51 @@ def _bool(v: str) -> bool:
     raise _Bad('must be "true" or "false"')
 
 
+# Go's strconv.ParseInt(s, 0, 64), which mapstructure (WeaklyTypedInput) applies to the int keys
+# of ingress-nginx's config.Configuration: base 0, so "010" is octal 8 and "0x10" is 16. Only
+# plain ASCII decimal is accepted here; the other forms are rejected with the reason rather
+# than read as a different number than ingress-nginx reads.
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_OTHER_BASE = re.compile(r"[+-]?0([0-9_]|[xXoObB])", re.ASCII)
+
+
 def _int(v: str) -> int:
-    try:
-        n = int(v.strip())
-    except ValueError:
-        raise _Bad("must be an integer") from None
+    if _OTHER_BASE.match(v):
+        raise _Bad("ingress-nginx reads a leading 0 as a base prefix (Go strconv.ParseInt base "
+                   '0: "010" is 8); write the number in decimal without leading zeros')
+    if _DECIMAL.fullmatch(v) is None:
+        raise _Bad("must be an integer")
+    n = int(v)
     if n < 0:
         raise _Bad("must be greater than or equal to 0")
     return n
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_DURATION_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+def _decimal(v: str) -> int:
+    # ``hsts-max-age`` is a string in ingress-nginx (config.go ``HSTSMaxAge string``), written
+    # into ``max-age=<value>``, which a browser reads as decimal delta-seconds (RFC 6797 6.1.1).
+    if _DECIMAL.fullmatch(v) is None or not v[0].isdigit():
+        raise _Bad("must be a whole number of seconds")
+    return int(v)
 
 
 def _seconds(v: str) -> float:
-    # ingress-nginx documents these as integer seconds ("60"); nginx syntax ("60s", "500ms",
-    # "1m") is accepted too because operators paste it from nginx configs.
-    m = _DURATION.match(v.strip())
-    if not m:
-        raise _Bad('must be a duration in seconds, such as "60" or "60s"')
-    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
+    # The timeout keys are Go ints in ingress-nginx (config.go: ``ProxyReadTimeout int``,
+    # ``KeepAlive int``, ``ClientBodyTimeout int``...; "All timeout values are unitless and in
+    # seconds", annotations.md). "60s", "500ms" or "2.5" fail ParseInt there and the default is
+    # kept; accepting them here would configure what ingress-nginx does not, so they are errors.
+    if _DECIMAL.fullmatch(v) is None:
+        raise _Bad('must be a whole number of seconds, without a unit, such as "60"')
+    return float(_int(v))
 
 
-_SIZE = re.compile(r"^(\d+)([kKmMgG])?$")
+_SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)
 _SIZE_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def _size(v: str) -> int:
-    # nginx size syntax: bytes, or k/m/g suffix (case-insensitive). ``proxy-body-size: 0`` means
-    # unlimited, as in nginx's client_max_body_size.
+    # nginx size syntax (ngx_parse_size): bytes, or a k/m/g suffix (case-insensitive); ASCII
+    # digits only. ``proxy-body-size: 0`` means unlimited, as in nginx's client_max_body_size.
     m = _SIZE.match(v.strip())
     if not m:
         raise _Bad('must be a size such as "1m", "8k" or "1048576"')
@@ -144,6 +163,10 @@ def _header_buffers(v: str) -> dict[str, Any]:
     # limits from large_client_header_buffers).
     from .proxy._settings import parse_header_buffers
 
+    # nginx reads "number size" with ngx_atoi/ngx_parse_size: ASCII digits only, which
+    # parse_header_buffers' int() and \d would not enforce.
+    if not v.isascii():
+        raise _Bad('must be "<number> <size>", such as "4 8k"')
     try:
         line, header, total = parse_header_buffers(v)
     except ValueError as e:
@@ -163,7 +186,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy-add-original-uri-header": _bool,
     "ssl-redirect": _bool,
     "hsts": _bool,
-    "hsts-max-age": _int,
+    "hsts-max-age": _decimal,
     "hsts-include-subdomains": _bool,
     "hsts-preload": _bool,
     "proxy-connect-timeout": _seconds,

@@ -44,8 +44,8 @@ def test_empty_is_default() -> None:
         ("hsts-max-age", "600", "hsts_max_age", 600),
         ("hsts-include-subdomains", "false", "hsts_include_subdomains", False),
         ("proxy-connect-timeout", "2", "proxy_connect_timeout", 2.0),
-        ("proxy-read-timeout", "500ms", "proxy_read_timeout", 0.5),
-        ("proxy-send-timeout", "1m", "proxy_send_timeout", 60.0),
+        ("proxy-read-timeout", "120", "proxy_read_timeout", 120.0),
+        ("proxy-send-timeout", "+7", "proxy_send_timeout", 7.0),
         ("proxy-next-upstream", "error timeout http_502", "proxy_next_upstream",
          ("error", "timeout", "http_502")),
         ("proxy-next-upstream", "off", "proxy_next_upstream", ("off",)),
@@ -54,7 +54,9 @@ def test_empty_is_default() -> None:
         ("proxy-body-size", "512K", "proxy_body_size", 512 * 1024),
         ("proxy-body-size", "0", "proxy_body_size", 0),
         ("keep-alive", "10", "keep_alive", 10.0),
-        ("client-body-timeout", "30s", "client_body_timeout", 30.0),
+        ("client-body-timeout", "30", "client_body_timeout", 30.0),
+        ("keep-alive", "0", "keep_alive", 0.0),
+        ("hsts-max-age", "0", "hsts_max_age", 0),
         ("keep-alive-requests", "50", "keep_alive_requests", 50),
         ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
         ("enable-underscores-in-headers", "true", "enable_underscores_in_headers", True),
@@ -119,3 +121,93 @@ def test_configmap_object_and_file(tmp_path: Path) -> None:
     (tmp_path / "none.yaml").write_text("a: 1\n")
     with pytest.raises(ValidationError):
         load_config(tmp_path / "none.yaml")
+
+
+# ingress-nginx decodes the ConfigMap with mapstructure (WeaklyTypedInput) into
+# config.Configuration, where these keys are Go ints: strconv.ParseInt(s, 0, 64). "60s", "1m",
+# "500ms", "2.5" fail there (the default is kept, with a log line); accepting them here would
+# silently configure something ingress-nginx does not, so they are rejected, loudly.
+@pytest.mark.parametrize("key", ["proxy-connect-timeout", "proxy-read-timeout",
+                                 "proxy-send-timeout", "keep-alive", "upstream-keepalive-timeout",
+                                 "client-header-timeout", "client-body-timeout"])
+@pytest.mark.parametrize("value", ["60s", "1m", "500ms", "2.5", " 60", "6_0", "\u0666\u0660"])
+def test_timeouts_are_whole_seconds(key: str, value: str) -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({key: value})
+    assert f"data.{key}" in str(ei.value) and "seconds" in str(ei.value)
+
+
+# Base 0: Go reads "010" as octal 8 and "0x10" as 16. Rejected with the reason, never read as 10.
+@pytest.mark.parametrize("key", ["keep-alive-requests", "proxy-next-upstream-tries",
+                                 "upstream-keepalive-connections", "proxy-read-timeout"])
+@pytest.mark.parametrize("value", ["010", "0x10", "0o10", "0b1", "+010"])
+def test_ints_ingress_nginx_reads_in_another_base_are_rejected(key: str, value: str) -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({key: value})
+    assert f"data.{key}" in str(ei.value)
+
+
+def test_non_ascii_digits_are_rejected() -> None:
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({"keep-alive-requests": "\u0661\u0660", "proxy-body-size": "\uff11m",
+                           "hsts-max-age": "\u0661"})
+    assert len(ei.value.errors) == 3
+
+
+def test_hsts_max_age_is_a_string_in_ingress_nginx() -> None:
+    # config.go: ``HSTSMaxAge string``, written as "max-age=<value>"; "010" is 10 seconds to a
+    # browser (RFC 6797 delta-seconds), so it is read in decimal, unlike the Go int keys.
+    assert parse_config_data({"hsts-max-age": "010"}).settings.hsts_max_age == 10
+
+
+# Booleans: Go strconv.ParseBool through mapstructure, nothing trimmed.
+@pytest.mark.parametrize("value", ["1", "t", "T", "TRUE", "true", "True"])
+def test_true_spellings(value: str) -> None:
+    assert parse_config_data({"use-forwarded-headers": value}).settings.use_forwarded_headers
+
+
+@pytest.mark.parametrize("value", ["0", "f", "F", "FALSE", "false", "False"])
+def test_false_spellings(value: str) -> None:
+    assert parse_config_data({"hsts": value}).settings.hsts is False
+
+
+@pytest.mark.parametrize("value", [" false", "false ", "tRuE", "yes", "off", ""])
+def test_other_boolean_spellings_are_rejected(value: str) -> None:
+    # ingress-nginx keeps the default for " false" (ParseBool error) and reads "" as false
+    # (mapstructure); both would be a silent surprise, so both are errors here.
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({"hsts": value})
+    assert "data.hsts" in str(ei.value)
+
+
+def test_sizes() -> None:
+    for value, want in [("1024", 1024), ("1k", 1024), ("1K", 1024), ("1m", 1 << 20),
+                        ("1M", 1 << 20), ("1g", 1 << 30), ("1G", 1 << 30), ("0", 0),
+                        (" 8m ", 8 << 20)]:
+        assert parse_config_data({"proxy-body-size": value}).settings.proxy_body_size == want
+    for bad in ("1.5m", "1mb", "1 m", "-1", "m", "", "1t"):
+        with pytest.raises(ValidationError):
+            parse_config_data({"proxy-body-size": bad})
+
+
+def test_cidr_list_with_spaces_and_an_invalid_entry() -> None:
+    s = parse_config_data({"proxy-real-ip-cidr": " 10.0.0.0/8 ,fd00::/8,, 192.168.1.7/24"})
+    assert s.settings.proxy_real_ip_cidr == ("10.0.0.0/8", "fd00::/8", "192.168.1.0/24")
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({"proxy-real-ip-cidr": "10.0.0.0/8, 10.0.0.300/32"})
+    assert "10.0.0.300/32" in str(ei.value)
+
+
+def test_unknown_key_warning_names_the_configmap() -> None:
+    cfg = parse_configmap({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "c", "namespace": "ingress"},
+                           "data": {"worker-processes": "4"}})
+    assert cfg.warnings == ("ConfigMap ingress/c: data.worker-processes: unknown key, ignored",)
+
+
+def test_header_buffers_need_ascii_digits() -> None:
+    # A string passed to nginx by ingress-nginx; nginx's ngx_atoi/ngx_parse_size read ASCII only.
+    with pytest.raises(ValidationError):
+        parse_config_data({"large-client-header-buffers": "\u0664 8k"})
+    with pytest.raises(ValidationError):
+        parse_config_data({"large-client-header-buffers": "4 \u0668k"})

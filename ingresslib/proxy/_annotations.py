@@ -89,26 +89,59 @@ class RouteOptions:
         return new
 
 
+# Go's strconv.ParseBool, which ingress-nginx's annotation parser uses (``parser/main.go``
+# ``parseBool``; ``validators.go`` ``ValidateBool``): exactly these spellings, nothing trimmed or
+# lower-cased. Anything else ("tRuE", " true", "yes") makes ingress-nginx use the default.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
 def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v == "true":
+    if value in _TRUE:
         return True
-    if v == "false":
+    if value in _FALSE:
         return False
-    raise ValueError(f"invalid boolean {value!r}")
+    raise ValueError(f'invalid boolean {value!r}: must be "true" or "false"')
+
+
+# Go's strconv.Atoi, which ingress-nginx uses for integer annotations (``parser/main.go``
+# ``parseInt``, ``validators.go`` ``ValidateInt``): optional sign, ASCII decimal digits, no
+# spaces or underscores (Python's int() would also take " 5", "1_0" and non-ASCII digits).
+_ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def _atoi(value: str) -> int:
+    if _ATOI.fullmatch(value) is None:
+        raise ValueError(f"invalid integer {value!r}")
+    return int(value)
 
 
 def _seconds(value: str) -> float:
-    v = value.strip()
-    if v.endswith("s"):
-        v = v[:-1]
-    f = float(v)
-    if not f > 0 or f != f or f == float("inf"):
-        raise ValueError(f"invalid timeout {value!r}")
-    return f
+    # "All timeout values are unitless and in seconds" (ingress-nginx annotations.md, Custom
+    # timeouts); proxy/main.go reads them with GetIntAnnotation, so "30s" or "4.5" are invalid
+    # there and the ConfigMap's value applies: the same here, with a warning.
+    try:
+        n = _atoi(value)
+    except ValueError:
+        raise ValueError(f"invalid timeout {value!r}: must be a whole number of seconds, "
+                         'such as "60"') from None
+    if n <= 0:
+        # ingress-nginx's Atoi takes "0" and writes "proxy_read_timeout 0s;"; a zero or
+        # negative timeout is refused here instead (ingresslib's choice), with a warning.
+        raise ValueError(f"invalid timeout {value!r}: must be greater than 0")
+    return float(n)
+
+
+# ingress-nginx validates the raw value with ``validUpstreamAnnotation`` (proxy/main.go): each
+# condition followed by at most one whitespace character, so " error" or "error  timeout" are
+# invalid there (the ConfigMap's value applies).
+_NEXT_UPSTREAM_RE = re.compile(r"(?:[a-z_0-9]+\s?)+", re.ASCII)
 
 
 def _next_upstream(value: str) -> frozenset[str]:
+    if _NEXT_UPSTREAM_RE.fullmatch(value) is None:
+        raise ValueError(f"invalid proxy-next-upstream {value!r}: conditions separated by "
+                         "single spaces")
     parts = frozenset(value.split())
     unknown = parts - NEXT_UPSTREAM_CONDITIONS
     if not parts or unknown:
@@ -127,10 +160,23 @@ def _backend_tls(value: str) -> bool:
 
 
 def _tries(value: str) -> int:
-    n = int(value.strip())
+    n = _atoi(value)
     if n < 0:
-        raise ValueError(f"invalid tries {value!r}")
+        raise ValueError(f"invalid tries {value!r}: must be 0 (unlimited) or more")
     return n
+
+
+def _show(value: object) -> str:
+    """A setting's value as an annotation would spell it, for the warning's "default used"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, frozenset):
+        return '"' + " ".join(sorted(value)) + '"'
+    if value is None:
+        return "(none)"
+    return str(value)
 
 
 def _path_value(value: str) -> str:
@@ -172,7 +218,8 @@ def parse_route_options(
         try:
             return conv(raw)
         except (ValueError, re.error) as e:
-            warnings.append(f"{where}: annotation {PREFIX}{name}: {e}; using the default")
+            warnings.append(f"{where}: annotation {PREFIX}{name}: {e}; "
+                            f"using the default {_show(default)}")
             return default
 
     ssl_redirect = get("ssl-redirect", _bool, settings.ssl_redirect)

@@ -163,10 +163,6 @@ def _header_buffers(v: str) -> dict[str, Any]:
     # limits from large_client_header_buffers).
     from .proxy._settings import parse_header_buffers
 
-    # nginx reads "number size" with ngx_atoi/ngx_parse_size: ASCII digits only, which
-    # parse_header_buffers' int() and \d would not enforce.
-    if not v.isascii():
-        raise _Bad('must be "<number> <size>", such as "4 8k"')
     try:
         line, header, total = parse_header_buffers(v)
     except ValueError as e:

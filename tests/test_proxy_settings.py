@@ -100,3 +100,13 @@ def test_parse_header_buffers_agrees_with_the_configmap_parser(value: str) -> No
         want["max_request_line"], want["max_header_line"], want["max_headers_size"])
     cfg = _config.parse_config_data({"large-client-header-buffers": value}).settings
     assert cfg.max_headers_size == want["max_headers_size"]
+
+
+@pytest.mark.parametrize("value", ["\u0664 8k", "4 \u0668k", "+4 8k", "4 8x", "4", "0 8k"])
+def test_header_buffers_refuse_what_nginx_would(value: str) -> None:
+    # ngx_atoi and ngx_parse_size read ASCII digits only (no sign); str.isdigit-style digits
+    # from other scripts would otherwise pass int() and \d.
+    from ingresslib.proxy._settings import parse_header_buffers
+
+    with pytest.raises(ValueError):
+        parse_header_buffers(value)

@@ -21,7 +21,8 @@ NEXT_UPSTREAM_CONDITIONS = frozenset({
 })
 
 
-_SIZE = re.compile(r"^(\d+)([kKmMgG])?$")
+_SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)  # nginx reads ASCII digits only
+_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _DEFAULT_BUFFERS = "4 8k"
 _DEFAULT_LIMITS = (8192, 8192, 32768)
@@ -39,14 +40,9 @@ def parse_header_buffers(value: str) -> tuple[int, int, int]:
     """
     parts = value.split()
     m = _SIZE.match(parts[1]) if len(parts) == 2 else None
-    n = 0
-    try:
-        # int() as in ``_config._int``: whatever the ConfigMap parser accepts is accepted here.
-        n = int(parts[0]) if m else 0
-    except ValueError:
-        m = None
-    if not m:
+    if m is None or _NUMBER.fullmatch(parts[0]) is None:  # ngx_atoi: ASCII digits
         raise ValueError('must be "<number> <size>", such as "4 8k"')
+    n = int(parts[0])
     size = int(m.group(1)) * _SIZE_UNIT[(m.group(2) or "").lower()]
     if n < 1 or size < 1:
         raise ValueError("number and size must be positive")

@@ -9,6 +9,13 @@ The listening :class:`ssl.SSLContext` carries the default certificate and an ``s
 that swaps in the per-host context (the stdlib recipe: assign ``ssl_obj.context``). The host map
 is replaced as a whole on :meth:`CertificateStore.update`, so a handshake sees either the old or
 the new set, never a half-built one, and connections already established keep their certificate.
+
+Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`): a ``tls.hosts``
+name without a rule in the same Ingress is still served (lowest priority); a certificate that
+does not cover a host, or a broken Secret, is skipped so that another Ingress's valid
+certificate for the host can still be used (ingress-nginx pins its default certificate on the
+first failure). Protocols, ciphers, no compression and no renegotiation follow ingress-nginx's
+defaults; there is no ``ssl-ciphers``/``ssl-protocols`` setting yet.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "TLSProblem",
     "generate_certificate",
     "DEFAULT_CERT_NAME",
+    "INGRESS_NGINX_CIPHERS",
 ]
 
 _log = logging.getLogger("ingresslib.tls")
@@ -46,6 +54,9 @@ class TLSProblem:
     object: str
     field: str
     message: str
+    #: True when the certificate is still served (expired or not yet valid: ingress-nginx serves
+    #: those too and only warns, "SSL certificate for server %q expired").
+    warning: bool = False
 
     def __str__(self) -> str:
         return f"{self.object}: {self.field}: {self.message}"
@@ -100,21 +111,128 @@ def generate_certificate(
     )
 
 
+#: ingress-nginx's default ``ssl-ciphers`` (TLS 1.2; TLS 1.3 keeps OpenSSL's suites, as there).
+#: Python's own default also allows the CBC suites (``ECDHE-*-AES*-SHA256/384``), which
+#: ingress-nginx does not offer. The DHE suites need DH parameters, which are not loaded, so they
+#: are never chosen here.
+INGRESS_NGINX_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+)
+
+
+class _EncryptedKey(ValueError):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    # Without a password argument OpenSSL prompts on the controlling terminal ("Enter PEM pass
+    # phrase:"), blocking the reload, or fails with a bare OSError when there is none. Secrets
+    # carry no passphrase (ingress-nginx does not support encrypted keys either): refuse.
+    raise _EncryptedKey("tls.key is encrypted (a passphrase-protected key is not supported)")
+
+
+def _pem_file() -> tuple[int, str, bool]:
+    """A private file for the PEM that load_cert_chain (which only reads files) will read:
+    ``(fd, path, in_memory)``. Linux: an anonymous in-memory file, so the private key never
+    reaches a file system; elsewhere a 0600 temporary file, removed right after loading."""
+    memfd = getattr(os, "memfd_create", None)
+    if memfd is not None:
+        fd: int = memfd("ingresslib-pem", getattr(os, "MFD_CLOEXEC", 0))
+        path = f"/proc/self/fd/{fd}"
+        if os.path.exists(path):
+            return fd, path, True
+        os.close(fd)  # no /proc (some sandboxes): fall back to a file
+    fd, path = tempfile.mkstemp(prefix="ingresslib-", suffix=".pem")
+    return fd, path, False
+
+
 def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # ingress-nginx defaults: ssl-protocols "TLSv1.2 TLSv1.3", ssl-ciphers as above.
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(INGRESS_NGINX_CIPHERS)
+    # No TLS compression (CRIME; Python's default already). No renegotiation: nginx refuses
+    # client-initiated renegotiation; OpenSSL 3 does by default, OpenSSL 1.1.1 does not.
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     # The proxy speaks HTTP/1.1 only; advertising it lets clients that insist on ALPN proceed.
     ctx.set_alpn_protocols(["http/1.1"])
-    # load_cert_chain only reads files: write the PEM to a private temporary file and remove it
-    # at once (trustme does the same for its `tempfile()` helpers).
-    fd, path = tempfile.mkstemp(prefix="ingresslib-", suffix=".pem")
+    fd, path, in_memory = _pem_file()
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             f.write(key_pem.rstrip(b"\n") + b"\n" + cert_pem)
-        ctx.load_cert_chain(path)
+        try:
+            ctx.load_cert_chain(path, password=_no_passphrase)
+        except ssl.SSLError as e:
+            # The callback's exception is not passed through: OpenSSL reports "PEM lib".
+            if b"ENCRYPTED" in key_pem[:200]:
+                raise _EncryptedKey(
+                    "tls.key is encrypted (a passphrase-protected key is not supported)") from e
+            raise
     finally:
-        os.unlink(path)
+        os.close(fd)
+        if not in_memory:
+            os.unlink(path)
     return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class _Cert:
+    """A loaded Secret: its context, the names it covers, its validity window."""
+
+    ctx: ssl.SSLContext
+    names: frozenset[str]
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+
+
+def _load(crt: bytes, key: bytes) -> _Cert:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    ctx = _new_context(crt, key)
+    # The first PEM block is the leaf: load_cert_chain just paired it with the key.
+    leaf = x509.load_pem_x509_certificate(crt)
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        names = []
+    if not names:
+        # ingress-nginx's fallback ("Validating certificate against DNS names. This will be
+        # deprecated"): the Common Name, when the certificate has no DNS SAN.
+        names = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return _Cert(ctx, frozenset(_norm(n) for n in names),
+                 leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+
+
+def _norm(host: str) -> str:
+    """Lower case, one trailing dot stripped (SEMANTICS §4.1, applied to SNI and tls hosts)."""
+    host = host.lower()
+    return host[:-1] if host.endswith(".") else host
+
+
+def _covers(names: frozenset[str], host: str) -> bool:
+    """Go's ``Certificate.VerifyHostname`` as ingress-nginx uses it: an exact name, or a
+    ``*.`` name standing for exactly one first label. A wildcard host (``*.a.test``) needs the
+    same wildcard name."""
+    if host in names:
+        return True
+    if host.startswith("*."):
+        return False
+    dot = host.find(".")
+    return dot > 0 and "*" + host[dot:] in names
+
+
+def _age_key(ing: Ingress) -> tuple[int, datetime.datetime | int, str, str]:
+    # SEMANTICS §4.3: oldest Ingress (creationTimestamp; none = newest) first, then
+    # namespace/name -- the same order as RouteTable (and ingress-nginx's sorted Ingresses).
+    ts = ing.metadata.creation_timestamp
+    if ts is None:
+        return (1, 0, ing.metadata.namespace, ing.metadata.name)
+    return (0, ts, ing.metadata.namespace, ing.metadata.name)
 
 
 class CertificateStore:
@@ -131,11 +249,15 @@ class CertificateStore:
         if default_cert is None:
             default_cert = generate_certificate(["ingress.local"], common_name=DEFAULT_CERT_NAME)
         self.default_context = _new_context(*default_cert)
-        #: Exact host -> context; wildcard suffix (``".example.test"``) -> context.
-        self._exact: Mapping[str, ssl.SSLContext] = {}
-        self._wild: Mapping[str, ssl.SSLContext] = {}
-        # Contexts by a digest of their PEM, so a reload that keeps a certificate reuses it.
-        self._cache: dict[bytes, ssl.SSLContext] = {}
+        #: (exact host -> context, wildcard suffix ``".example.test"`` -> context), as ONE
+        #: attribute: a handshake on the event loop while update() runs in a worker thread sees
+        #: the old pair or the new pair, never the new exact map with the old wildcards.
+        self._maps: tuple[Mapping[str, ssl.SSLContext], Mapping[str, ssl.SSLContext]] = ({}, {})
+        #: Hosts with TLS configured, whether or not their certificate could be used:
+        #: (exact names, wildcard suffixes). See :meth:`has_tls`.
+        self._tls_hosts: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
+        self._cache: dict[bytes, _Cert] = {}
         self._server_ctx: ssl.SSLContext | None = None
 
     # -- building -----------------------------------------------------------------------------
@@ -145,58 +267,155 @@ class CertificateStore:
     ) -> list[TLSProblem]:
         """Replace the host map from ``res`` (only ``ingresses`` when given: the served ones).
 
-        Returns the problems found; the affected hosts fall back to the default certificate.
+        Returns the problems found; the affected hosts fall back to the default certificate
+        (problems with ``warning=True`` -- expired, not yet valid -- keep the certificate).
+
+        Which certificate a host gets, as ingress-nginx's ``createServers`` /
+        ``extractTLSSecretName`` choose it:
+
+        1. Ingresses oldest first (SEMANTICS §4.3); the first usable certificate wins. Within an
+           Ingress that has a rule for the host: an entry listing the host in ``tls.hosts``,
+           else any entry whose certificate covers the host ("no TLS host matching host name,
+           try each TLS host for matching SAN or CN") -- this is how an entry with empty
+           ``hosts`` applies to the rule hosts.
+        2. A certificate must cover the host (SAN, or the CN without SAN); one that does not is
+           reported and skipped ("Using default certificate"), so it can neither be served for
+           a name it does not cover nor hide another Ingress's valid certificate. (Unlike
+           ingress-nginx >= 1.x, which pins the default certificate on the first failure.)
+        3. ingresslib extension: a ``tls.hosts`` name for which the Ingress has no rule (e.g. an
+           Ingress with only ``tls``) is served too, but only when no Ingress with a rule for
+           that host supplied one (ingress-nginx ignores such names).
         """
         secrets: dict[tuple[str, str], Secret] = {
             (s.metadata.namespace, s.metadata.name): s for s in res.secrets
         }
+        problems: list[TLSProblem] = []
+        cache: dict[bytes, _Cert] = {}
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ordered = sorted(res.ingresses if ingresses is None else ingresses, key=_age_key)
+        # Every entry is loaded once, up front, so each Secret problem is reported even when the
+        # host is served from elsewhere.
+        loaded: dict[tuple[int, int], _Cert] = {}
+        for n, ing in enumerate(ordered):
+            for i, tls in enumerate(ing.spec.tls):
+                got = self._load_entry(ing, i, secrets, cache, problems, now)
+                if got is not None:
+                    loaded[n, i] = got
+
+        chosen: dict[str, _Cert] = {}
+
+        def offer(host: str, cert: _Cert) -> None:
+            chosen.setdefault(host, cert)
+
+        def check_listed(n: int, ing: Ingress, in_rules: bool) -> None:
+            for i, tls in enumerate(ing.spec.tls):
+                cert = loaded.get((n, i))
+                for j, raw in enumerate(tls.hosts):
+                    host = _norm(raw)
+                    if (host in rule_hosts[n]) != in_rules or cert is None:
+                        continue
+                    if _covers(cert.names, host):
+                        offer(host, cert)
+                    elif in_rules or host not in chosen:
+                        problems.append(TLSProblem(
+                            f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                            f"certificate of Secret {ing.metadata.namespace}/{tls.secret_name} "
+                            f"does not cover {host!r} (it names {', '.join(sorted(cert.names))}); "
+                            "using the default certificate"))
+
+        rule_hosts = [
+            {_norm(r.host) for r in ing.spec.rules if r.host} for ing in ordered
+        ]
+        for n, ing in enumerate(ordered):
+            check_listed(n, ing, True)
+            for host in sorted(rule_hosts[n]):
+                if host in chosen:
+                    continue
+                for i in range(len(ing.spec.tls)):
+                    cert = loaded.get((n, i))
+                    if cert is not None and _covers(cert.names, host):
+                        offer(host, cert)
+                        break
+        for n, ing in enumerate(ordered):
+            check_listed(n, ing, False)
+
+        # ingress-nginx gives every rule host of an Ingress with a `tls` section a certificate,
+        # its own or, when that fails, the default one ("Using default certificate"), and its
+        # ssl-redirect follows that: such a host is redirected to HTTPS even when its Secret
+        # is broken. ingresslib's own extension (tls.hosts names without a rule) counts too.
+        configured = set(chosen)
+        for n, ing in enumerate(ordered):
+            if ing.spec.tls:
+                configured |= rule_hosts[n]
+                configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
+        self._tls_hosts = (frozenset(h for h in configured if not h.startswith("*.")),
+                           frozenset(h[1:] for h in configured if h.startswith("*.")))
         exact: dict[str, ssl.SSLContext] = {}
         wild: dict[str, ssl.SSLContext] = {}
-        problems: list[TLSProblem] = []
-        cache: dict[bytes, ssl.SSLContext] = {}
-        for ing in res.ingresses if ingresses is None else ingresses:
-            obj = f"Ingress {ing.metadata.ref}"
-            for i, tls in enumerate(ing.spec.tls):
-                field = f"spec.tls[{i}].secretName"
-                if not tls.secret_name:
-                    problems.append(TLSProblem(obj, field, "no secretName"))
-                    continue
-                secret = secrets.get((ing.metadata.namespace, tls.secret_name))
-                if secret is None:
-                    problems.append(TLSProblem(
-                        obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
-                    continue
-                crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
-                if not crt or not key:
-                    problems.append(TLSProblem(
-                        obj, field,
-                        f"Secret {secret.metadata.ref} has no tls.crt/tls.key (type {secret.type})"))
-                    continue
-                digest = hashlib.sha256(crt + b"\0" + key).digest()
-                ctx = cache.get(digest) or self._cache.get(digest)
-                if ctx is None:
-                    try:
-                        ctx = _new_context(crt, key)
-                    except (ssl.SSLError, ValueError) as e:
-                        problems.append(TLSProblem(
-                            obj, field, f"Secret {secret.metadata.ref}: unusable certificate: {e}"))
-                        continue
-                cache[digest] = ctx
-                # API doc of IngressTLS.hosts: "Defaults to the wildcard host setting for the
-                # loadbalancer controller fulfilling this Ingress, if left unspecified." We read
-                # that as: the hosts of this Ingress's own rules.
-                hosts = tls.hosts or tuple(r.host for r in ing.spec.rules if r.host)
-                for host in hosts:
-                    h = host.lower().rstrip(".")
-                    if h.startswith("*."):
-                        wild.setdefault(h[1:], ctx)
-                    else:
-                        exact.setdefault(h, ctx)
-        # One assignment each: a concurrent handshake sees the old maps or the new ones.
-        self._exact, self._wild, self._cache = exact, wild, cache
+        for host, cert in chosen.items():
+            if host.startswith("*."):
+                wild[host[1:]] = cert.ctx
+            else:
+                exact[host] = cert.ctx
+        # One assignment: a concurrent handshake sees the old maps or the new ones.
+        self._maps = (exact, wild)
+        self._cache = cache
         for p in problems:
             _log.warning("tls: %s", p)
         return problems
+
+    def _load_entry(
+        self,
+        ing: Ingress,
+        i: int,
+        secrets: Mapping[tuple[str, str], Secret],
+        cache: dict[bytes, _Cert],
+        problems: list[TLSProblem],
+        now: datetime.datetime,
+    ) -> _Cert | None:
+        obj, field = f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName"
+        tls = ing.spec.tls[i]
+        if not tls.secret_name:
+            problems.append(TLSProblem(obj, field, "no secretName"))
+            return None
+        secret = secrets.get((ing.metadata.namespace, tls.secret_name))
+        if secret is None:
+            problems.append(TLSProblem(
+                obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
+            return None
+        crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
+        if not crt or not key:
+            problems.append(TLSProblem(
+                obj, field,
+                f"Secret {secret.metadata.ref} has no tls.crt/tls.key (type {secret.type})"))
+            return None
+        digest = hashlib.sha256(crt + b"\0" + key).digest()
+        cert = cache.get(digest) or self._cache.get(digest)
+        if cert is None:
+            try:
+                cert = _load(crt, key)
+            except Exception as e:  # noqa: BLE001 -- one bad Secret must not stop the others
+                # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
+                why = str(e) if isinstance(e, _EncryptedKey) else f"{type(e).__name__}: {e}"
+                if "KEY_VALUES_MISMATCH" in why and crt.count(b"-----BEGIN CERTIFICATE") > 1:
+                    # ingress-nginx's TLS doc: "Ensure that the certificate order is
+                    # leaf->intermediate->root".
+                    why += " (the chain must start with the leaf: leaf, intermediate, root)"
+                problems.append(TLSProblem(
+                    obj, field, f"Secret {secret.metadata.ref}: unusable certificate: {why}"))
+                return None
+        cache[digest] = cert
+        if cert.not_after < now:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} expired on "
+                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+                warning=True))
+        elif cert.not_before > now:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} is not valid before "
+                f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+                warning=True))
+        return cert
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -205,24 +424,39 @@ class CertificateStore:
 
         A wildcard covers exactly one label: ``*.example.test`` serves ``a.example.test``, not
         ``example.test`` nor ``a.b.example.test`` (RFC 6125 §6.4.3, and what clients accept).
+        No SNI (IP-literal clients) and unknown names get the default certificate.
         """
         if not server_name:
             return self.default_context
-        name = server_name.lower().rstrip(".")
-        ctx = self._exact.get(name)
+        exact, wild = self._maps
+        name = _norm(server_name)
+        ctx = exact.get(name)
         if ctx is not None:
             return ctx
         dot = name.find(".")
         if dot > 0:
-            ctx = self._wild.get(name[dot:])
+            ctx = wild.get(name[dot:])
             if ctx is not None:
                 return ctx
         return self.default_context
 
+    def has_tls(self, host: str) -> bool:
+        """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a
+        ``tls`` section, or a ``tls.hosts`` name), whatever certificate it ends up with: what
+        ``ssl-redirect`` and HSTS follow, as in ingress-nginx. Wildcards as in
+        :meth:`context_for`."""
+        exact, wild = self._tls_hosts
+        name = _norm(host)
+        if name in exact:
+            return True
+        dot = name.find(".")
+        return dot > 0 and name[dot:] in wild
+
     @property
     def hosts(self) -> frozenset[str]:
         """Every host name with a certificate (wildcards as ``*.suffix``)."""
-        return frozenset(self._exact) | frozenset("*" + s for s in self._wild)
+        exact, wild = self._maps
+        return frozenset(exact) | frozenset("*" + s for s in wild)
 
     def _sni_callback(
         self, ssl_obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext

@@ -832,6 +832,11 @@ class ProxyServer:
         if store is None or not self._tls_listening:
             # No HTTPS listener: redirecting to https:// would send clients nowhere.
             return False
+        has_tls = getattr(store, "has_tls", None)
+        if has_tls is not None:
+            # TLS configured for the host, even if its certificate fell back to the default
+            # one: ingress-nginx redirects such a host too.
+            return bool(has_tls(host))
         return store.context_for(host) is not store.default_context
 
     # -- lifecycle ----------------------------------------------------------------------------

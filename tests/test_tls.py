@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as _dt
+import logging
+import os
 import ssl
+import subprocess
+import sys
+import time
+import warnings
 
 import pytest
 import trustme
+from cryptography import x509
 
 from ingresslib._models import (
     Ingress,
@@ -19,7 +27,7 @@ from ingresslib._models import (
     freeze_map,
 )
 from ingresslib._resources import Resources
-from ingresslib._tls import DEFAULT_CERT_NAME, CertificateStore, generate_certificate
+from ingresslib._tls import DEFAULT_CERT_NAME, CertificateStore, TLSProblem, generate_certificate
 
 
 def _secret(name: str, crt: bytes, key: bytes, ns: str = "default") -> Secret:
@@ -123,24 +131,7 @@ def test_wildcard_covers_one_label(store_and_names: tuple[CertificateStore, trus
 
 def test_unknown_sni_gets_generated_default(store_and_names: tuple[CertificateStore, trustme.CA]) -> None:
     store, _ = store_and_names
-    client = ssl.create_default_context()
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    cl = client.wrap_bio(c_in, c_out, server_hostname="nobody.test")
-    sv = store.server_context().wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        for side, out, inp in ((cl, c_out, s_in), (sv, s_out, c_in)):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            inp.write(out.read())
-    der = cl.getpeercert(binary_form=True)
-    assert der is not None
-    from cryptography import x509
-
-    subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    subject = _served_cert(store, "nobody.test").subject.rfc4514_string()
     assert DEFAULT_CERT_NAME in subject
 
 
@@ -234,16 +225,6 @@ async def test_real_socket_sni(store_and_names: tuple[CertificateStore, trustme.
 
 # --- review against ingress-nginx: selection rules, Secret problems, updates, hardening --------
 
-import datetime as _dt
-import logging
-import os
-import subprocess
-import sys
-import time
-import warnings
-
-from ingresslib._tls import TLSProblem
-
 
 def _pems(leaf: trustme.LeafCert) -> tuple[bytes, bytes]:
     return b"".join(p.bytes() for p in leaf.cert_chain_pems), leaf.private_key_pem.bytes()
@@ -256,13 +237,13 @@ def _aged(name: str, year: int, **kw: object) -> Ingress:
     return Ingress(metadata=meta, spec=ing.spec)
 
 
-def _served_sans(store: CertificateStore, ca: trustme.CA, sni: str) -> set[str]:
-    client = ssl.create_default_context()
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+def _connected(server: ssl.SSLContext, client: ssl.SSLContext, sni: str | None) -> tuple[
+        ssl.SSLObject, ssl.SSLObject, tuple[ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO, ssl.MemoryBIO]]:
+    """A client and a server after an in-memory handshake (an ``SSLError`` if it fails):
+    ``(client, server, (client in, client out, server in, server out))``."""
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     cl = client.wrap_bio(c_in, c_out, server_hostname=sni)
-    sv = store.server_context().wrap_bio(s_in, s_out, server_side=True)
+    sv = server.wrap_bio(s_in, s_out, server_side=True)
     for _ in range(10):
         for side, out, inp in ((cl, c_out, s_in), (sv, s_out, c_in)):
             try:
@@ -270,11 +251,23 @@ def _served_sans(store: CertificateStore, ca: trustme.CA, sni: str) -> set[str]:
             except ssl.SSLWantReadError:
                 pass
             inp.write(out.read())
+    return cl, sv, (c_in, c_out, s_in, s_out)
+
+
+def _served_cert(store: CertificateStore, sni: str) -> x509.Certificate:
+    """The certificate the store's listening context presents to a client sending ``sni``
+    (an in-memory handshake; the client verifies nothing)."""
+    client = ssl.create_default_context()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    cl, _sv, _bios = _connected(store.server_context(), client, sni)
     der = cl.getpeercert(binary_form=True)
     assert der is not None
-    from cryptography import x509
+    return x509.load_der_x509_certificate(der)
 
-    cert = x509.load_der_x509_certificate(der)
+
+def _served_sans(store: CertificateStore, ca: trustme.CA, sni: str) -> set[str]:
+    cert = _served_cert(store, sni)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -398,7 +391,6 @@ def _child_intermediate_chain(ca: trustme.CA) -> tuple[bytes, bytes]:
 
 
 def _validity_cert(host: str, before: _dt.datetime, after: _dt.datetime) -> tuple[bytes, bytes]:
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
@@ -559,16 +551,7 @@ def test_rotation_keeps_established_connections_and_removal_drops_the_certificat
     store.update(mk(one))
     client = ssl.create_default_context()
     ca.configure_trust(client)
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    cl = client.wrap_bio(c_in, c_out, server_hostname="r.test")
-    sv = store.server_context().wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        for side, out, inp in ((cl, c_out, s_in), (sv, s_out, c_in)):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            inp.write(out.read())
+    cl, sv, (c_in, c_out, s_in, s_out) = _connected(store.server_context(), client, "r.test")
     store.update(mk(two))   # rotate while the first connection is open
     assert _served_sans(store, ca, "r.test") == {"r.test", "two.test"}
     cl.write(b"ping")
@@ -599,17 +582,8 @@ def _client_12(cipher: str | None = None, version: ssl.TLSVersion = ssl.TLSVersi
 
 def _try(server: ssl.SSLContext, client: ssl.SSLContext, sni: str | None) -> str | None:
     """The cipher agreed, or None when the handshake fails."""
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    cl = client.wrap_bio(c_in, c_out, server_hostname=sni)
-    sv = server.wrap_bio(s_in, s_out, server_side=True)
     try:
-        for _ in range(10):
-            for side, out, inp in ((cl, c_out, s_in), (sv, s_out, c_in)):
-                try:
-                    side.do_handshake()
-                except ssl.SSLWantReadError:
-                    pass
-                inp.write(out.read())
+        cl, _sv, _bios = _connected(server, client, sni)
     except ssl.SSLError:
         return None
     c = cl.cipher()

@@ -18,6 +18,7 @@ line or a JSON object. Only an application (the CLI: :func:`configure_access_log
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import IO, Any, Literal
 
 from .proxy._actions import RequestRecord
+from .proxy._headers import basic_auth_user
 
 __all__ = [
     "AccessLog",
@@ -34,6 +36,7 @@ __all__ = [
     "format_line",
     "upstream_names",
     "upstream_times",
+    "basic_auth_user",
     "configure_access_log",
     "FIELDS",
 ]
@@ -147,7 +150,8 @@ def access_fields(
     body = getattr(record, "body_bytes_out", None)
     return {
         "remote_addr": record.client_ip,
-        "remote_user": None,
+        # ``basic_auth_user`` of the Authorization header, filled by the core.
+        "remote_user": record.remote_user,
         "time_local": _time_local(now, tz),
         "request": _request_line(record, query),
         "status": record.status,
@@ -162,7 +166,7 @@ def access_fields(
         "proxy_alternative_upstream_name": alternative,
         # nginx lists every upstream tried, ", "-separated.
         "upstream_addr": ", ".join(_addr(h, p) for h, p in tried) if tried else None,
-        "upstream_response_length": record.upstream_response_length if tried else None,
+        "upstream_response_length": _response_lengths(record.upstream_response_length, tried),
         # The last try's time only: nginx lists one per try, ", "-separated.
         "upstream_response_time": (f"{response_time:.3f}"
                                    if response_time is not None else None),
@@ -179,13 +183,32 @@ def access_fields(
 
 
 def _request_line(record: RequestRecord, query: str) -> str | None:
-    """nginx ``$request``. A request refused before its request line was parsed has no method
-    and no path: nginx logs ``"-"`` then (None here, printed ``-``), never ``"  HTTP/1.1"``; a
-    part that alone is missing is ``-``."""
+    """nginx ``$request``, the "full original request line": the record's ``request_line`` (as
+    received: the raw target, ``/../x`` or ``%2F`` included, also for a request the core
+    refused), used as is. Without it (a record built elsewhere), the line is rebuilt from the
+    canonical path. A request refused before its request line was parsed has
+    no method and no path: nginx logs ``"-"`` then (None here, printed ``-``), never
+    ``"  HTTP/1.1"``; a part that alone is missing is ``-``."""
+    line = record.request_line
+    if line:
+        return line
     method, path = record.method, record.path
     if not method and not path:
         return None
     return f"{method or '-'} {path or '-'}{query} HTTP/{record.http_version}"
+
+
+def _response_lengths(length: int, tried: tuple[tuple[str, int], ...]) -> int | str | None:
+    """nginx ``$upstream_response_length``: one length per try, ``", "``-separated
+    (ngx_http_upstream_response_length_variable prints ``state[i].response_length`` for each).
+    Only the last try's response reached the client; an earlier try was abandoned for the next
+    one (ngx_http_upstream_next) before ngx_http_upstream_finalize_request, the only place that
+    sets ``response_length``, so it keeps the 0 of its zeroed state. One try: the number."""
+    if not tried:
+        return None
+    if len(tried) == 1:
+        return length
+    return "0, " * (len(tried) - 1) + str(length)
 
 
 def _addr(host: str, port: int) -> str:
@@ -194,22 +217,31 @@ def _addr(host: str, port: int) -> str:
 
 def _escape(value: object) -> str:
     """nginx's default log escaping: ``"``, ``\\`` and bytes outside printable ASCII become
-    ``\\xHH``; a missing value is ``-``."""
+    ``\\xHH``; a missing value is ``-``.
+
+    nginx escapes the bytes it received (ngx_http_log_escape). The core keeps header values
+    byte for byte as latin-1 strings, so a string that fits latin-1 is escaped as those bytes
+    (UTF-8 ``é`` received as C3 A9 logs ``\\xC3\\xA9``, not the UTF-8 of ``Ã©``); only a
+    string with characters above U+00FF (built by other code) is escaped as its UTF-8."""
     if value is None:
         return "-"
     s = str(value)
     if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
         return s
+    try:
+        raw = s.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = s.encode("utf-8", "surrogateescape")
     return "".join(
-        chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\x{b:02X}"
-        for b in s.encode("utf-8", "surrogateescape"))
+        chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\x{b:02X}" for b in raw)
 
 
 def format_line(f: dict[str, Any]) -> str:
-    """The default ``upstreaminfo`` line from :func:`access_fields`' dict."""
+    """The default ``upstreaminfo`` line from :func:`access_fields`' dict. ``$status`` has three
+    digits (ngx_http_log_status: ``"%03ui"``; ``000`` when no response was sent)."""
     e = _escape
     return (f'{e(f["remote_addr"])} - {e(f["remote_user"])} [{f["time_local"]}] '
-            f'"{e(f["request"])}" {f["status"]} {f["body_bytes_sent"]} '
+            f'"{e(f["request"])}" {f["status"]:03d} {f["body_bytes_sent"]} '
             f'"{e(f["http_referer"])}" "{e(f["http_user_agent"])}" {f["request_length"]} '
             f'{f["request_time"]} [{e(f["proxy_upstream_name"])}] '
             f'[{e(f["proxy_alternative_upstream_name"])}] {e(f["upstream_addr"])} '
@@ -281,8 +313,11 @@ class AccessLogFormatter(logging.Formatter):
         return format_line(fields)
 
 
-# Built once: json.dumps with non-default arguments builds an encoder per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Built once: json.dumps with non-default arguments builds an encoder per call. ASCII only:
+# client-chosen values (header bytes arrive as latin-1 characters) must not put U+0085 or
+# U+2028 (line breaks to some readers) into an entry, nor make it unencodable on an ASCII
+# stream, where logging would drop it: a client could split or erase its own entry.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 _installed: list[logging.Handler] = []
 

@@ -24,7 +24,11 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import math
+import random
+import time
 from bisect import bisect_left
+from decimal import Decimal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
 
@@ -54,6 +58,7 @@ __all__ = [
     "SIZE_BUCKETS",
     "certificate_not_after",
     "certificates_of",
+    "hosts_of",
 ]
 
 _log = logging.getLogger("ingresslib.metrics")
@@ -89,6 +94,67 @@ class _Hist:
     def __init__(self, n: int) -> None:
         self.counts = [0] * (n + 1)
         self.total = 0.0
+
+
+# socket.go: ingress_upstream_latency_seconds is a Summary with "defObjectives = {0.5: 0.05,
+# 0.9: 0.01, 0.99: 0.001}" and client_golang's defaults DefMaxAge = 10 min, DefAgeBuckets = 5.
+_OBJECTIVES = (0.5, 0.9, 0.99)
+_AGE_BUCKET_SECONDS = 120.0
+_AGE_BUCKETS = 5
+#: Samples kept per age bucket (a uniform reservoir beyond that): memory stays bounded.
+_RESERVOIR = 1024
+
+
+class _Window:
+    """Recent observations of one summary series: ``_AGE_BUCKETS`` slots of
+    ``_AGE_BUCKET_SECONDS`` each, every slot a bounded uniform sample of what it saw."""
+
+    __slots__ = ("buckets", "slots", "seen")
+
+    def __init__(self) -> None:
+        self.buckets: list[list[float]] = [[] for _ in range(_AGE_BUCKETS)]
+        self.slots = [-_AGE_BUCKETS] * _AGE_BUCKETS
+        self.seen = [0] * _AGE_BUCKETS
+
+    def add(self, v: float, now: float) -> None:
+        slot = int(now // _AGE_BUCKET_SECONDS)
+        i = slot % _AGE_BUCKETS
+        if self.slots[i] != slot:
+            self.buckets[i] = []
+            self.slots[i] = slot
+            self.seen[i] = 0
+        self.seen[i] += 1
+        b = self.buckets[i]
+        if len(b) < _RESERVOIR:
+            b.append(v)
+        else:
+            j = random.randrange(self.seen[i])
+            if j < _RESERVOIR:
+                b[j] = v
+
+    def quantiles(self, now: float) -> list[float]:
+        """The objectives over the last ten minutes; NaN when nothing was seen (as Go)."""
+        slot = int(now // _AGE_BUCKET_SECONDS)
+        weighted: list[tuple[float, float]] = []
+        for b, at, seen in zip(self.buckets, self.slots, self.seen):
+            if b and 0 <= slot - at < _AGE_BUCKETS:
+                w = seen / len(b)  # a sampled slot's values stand for all it saw
+                weighted.extend((v, w) for v in b)
+        if not weighted:
+            return [math.nan] * len(_OBJECTIVES)
+        weighted.sort()
+        total = sum(w for _, w in weighted)
+        out = []
+        for q in _OBJECTIVES:
+            # The value of rank ceil(q * n), the rank client_golang's stream targets.
+            target = q * total - 1e-9
+            acc = 0.0
+            for v, w in weighted:
+                acc += w
+                if acc >= target:
+                    break
+            out.append(v)
+        return out
 
 
 class _Series:
@@ -139,6 +205,9 @@ class _RequestCollector(Collector):
         self.series: dict[tuple[str, ...], _Series] = {}
         #: ``ingress_upstream_latency_seconds`` (a summary: count and sum) by its 4 labels.
         self.latency: dict[tuple[str, ...], list[float]] = {}
+        #: ... and its recent observations, for the quantiles.
+        self.latency_window: dict[tuple[str, ...], _Window] = {}
+        self.clock: Callable[[], float] = time.monotonic
 
     def observe(self, key: tuple[str, ...], lat_key: tuple[str, ...], r: RequestRecord) -> None:
         s = self.series.get(key)
@@ -159,11 +228,13 @@ class _RequestCollector(Collector):
         put(_RESP_SIZE, r.bytes_out)
         put(_BYTES_SENT, r.bytes_out)
         connected = r.upstream_connect
+        connect: float | None = None
         if connected is not None:
             took = r.upstream_connect_time
             # A record without the connect time (one not made by the core): from the start of
             # the request, the closest bound it has.
-            put(_CONNECT, max(connected - start if took is None else took, 0.0))
+            connect = max(connected - start if took is None else took, 0.0)
+            put(_CONNECT, connect)
         # ingress-nginx's monitor.lua: header_duration_seconds <- $upstream_header_time,
         # response_duration_seconds <- $upstream_response_time, both from the upstream
         # attempt's start (the record's last try; a record without them: see upstream_times).
@@ -172,14 +243,19 @@ class _RequestCollector(Collector):
             put(_HEADER, header)
         if response is not None:
             put(_RESPONSE, response)
-        latency = r.upstream_latency
-        if latency is not None:
-            v = max(latency, 0.0)
+        # monitor.lua: "upstreamLatency = tonumber(ngx.var.upstream_connect_time)", and
+        # socket.go observes that one value in both connect_duration_seconds and the
+        # deprecated ingress_upstream_latency_seconds (not the time to the first byte).
+        if connect is not None:
             lat = self.latency.get(lat_key)
             if lat is None:
                 lat = self.latency[lat_key] = [0.0, 0.0]
             lat[0] += 1
-            lat[1] += v
+            lat[1] += connect
+            window = self.latency_window.get(lat_key)
+            if window is None:
+                window = self.latency_window[lat_key] = _Window()
+            window.add(connect, self.clock())
 
     def collect(self) -> Iterator[Metric]:
         ns = self.ns
@@ -204,9 +280,16 @@ class _RequestCollector(Collector):
             yield fam
         lat = SummaryMetricFamily(
             f"{ns}_ingress_upstream_latency_seconds",
-            "DEPRECATED Upstream service latency per Ingress (time to the first response byte)",
+            "DEPRECATED Upstream service latency per Ingress",
             labels=list(_LATENCY_LABELS))
+        now = self.clock()
+        name = f"{ns}_ingress_upstream_latency_seconds"
         for lkey, (count, total) in list(self.latency.items()):
+            window = self.latency_window.get(lkey)
+            if window is not None:
+                labels = dict(zip(_LATENCY_LABELS, lkey))
+                for q, v in zip(_OBJECTIVES, window.quantiles(now)):
+                    lat.add_sample(name, dict(labels, quantile=_go_float(q)), v)
             lat.add_metric(lkey, int(count), total)
         yield lat
 
@@ -242,6 +325,8 @@ class Metrics:
         self.per_host = per_host
         self.report_status_classes = report_status_classes
         self.go_names = go_names
+        #: The host names served (see :meth:`set_hosts`); None: not known.
+        self._hosts: frozenset[str] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         labels = _REQUEST_LABELS if per_host else _REQUEST_LABELS[:-1]
@@ -302,8 +387,10 @@ class Metrics:
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request (runs per request: one dict lookup and a bisect per
         histogram, see :class:`_RequestCollector`)."""
-        status = str(record.status)
-        if self.report_status_classes and status != "0":
+        # nginx's $status is printed "%03ui" (ngx_http_variable_status): 0, a request that
+        # got no response, is "000"; socket.go's class is "%cxx" of its first character.
+        status = f"{record.status:03d}"
+        if self.report_status_classes:
             status = status[0] + "xx"
         method = record.method if record.method in _METHODS else "OTHER"
         ingress = record.ingress or ""
@@ -313,10 +400,20 @@ class Metrics:
         service = record.service or ""
         canary = _canary_label(record)
         if self.per_host:
-            # The Host header is client input: label it only when a rule matched, so random
-            # Host values cannot create series without end (ingress-nginx skips hosts it does
-            # not serve).
-            host = record.host if record.ingress is not None else ""
+            hosts = self._hosts
+            if hosts is None:
+                # Served hosts unknown (set_hosts never called): the Host header is client
+                # input, label it only when a rule matched. A catch-all or wildcard rule still
+                # lets clients choose it: call set_hosts.
+                host = record.host if record.ingress is not None else ""
+            elif record.host in hosts:
+                host = record.host
+            else:
+                # socket.go: "if sc.metricsPerHost && !sc.hosts.Has(stats.Host) { continue }"
+                # ("Skipping metric for host not being served"; ingress-nginx#3713, #3844):
+                # unknown Host headers, and names only a wildcard or catch-all rule matched,
+                # are not counted, so clients cannot create series without end.
+                return
             key: tuple[str, ...] = (status, method, record.rule_path or "", namespace, ingress,
                                     service, canary, host)
         else:
@@ -324,6 +421,14 @@ class Metrics:
         self._requests.observe(key, (ingress, namespace, service, canary), record)
 
     __call__ = observe
+
+    def set_hosts(self, hosts: Iterable[str] | None) -> None:
+        """The host names the configuration serves (:func:`hosts_of`), like ingress-nginx's
+        ``SetHosts`` after each reload. With ``per_host`` (the default), requests whose Host is
+        not one of them exactly are not counted, as ingress-nginx does (a wildcard such as
+        ``*.foo.test`` is a name of its own, not a pattern). None: not known (the default;
+        requests a rule matched are labelled with their Host)."""
+        self._hosts = None if hosts is None else frozenset(hosts)
 
     # -- reloads --------------------------------------------------------------------------------
 
@@ -407,7 +512,11 @@ class Metrics:
                     continue
                 sname = rename.get(s.name, s.name)
                 if s.labels:
-                    lab = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(s.labels.items()))
+                    labels = s.labels
+                    le = labels.get("le")
+                    if le is not None:
+                        labels = dict(labels, le=_go_le(le))
+                    lab = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
                     out.append(f"{sname}{{{lab}}} {_go_float(s.value)}\n")
                 else:
                     out.append(f"{sname} {_go_float(s.value)}\n")
@@ -420,6 +529,35 @@ def _canary_label(record: RequestRecord) -> str:
     if not record.canary:
         return ""
     return upstream_names(record)[1]
+
+
+def _go_le(le: str) -> str:
+    """A bucket bound as client_golang writes it: ``strconv.FormatFloat(f, 'g', -1, 64)``
+    (expfmt's writeFloat), so ``1.0`` is ``1`` and ``1000000.0`` is ``1e+06``. Dashboards and
+    alerts written against ingress-nginx select e.g. ``le="1"``."""
+    try:
+        d = Decimal(le)
+    except ArithmeticError:
+        return le
+    if not d.is_finite():
+        return le  # "+Inf"
+    if d.is_zero():
+        return "0"
+    sign, digits, exp = d.normalize().as_tuple()
+    assert isinstance(exp, int)
+    x = len(digits) - 1 + exp  # decimal exponent of the first digit
+    text = "".join(map(str, digits))
+    neg = "-" if sign else ""
+    # Go: %e "if the exponent is less than -4 or greater than or equal to the precision",
+    # the precision being 6 for the shortest representation.
+    if x < -4 or x >= 6:
+        mant = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{neg}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if x < 0:
+        return f"{neg}0.{'0' * (-x - 1)}{text}"
+    if len(text) <= x + 1:
+        return f"{neg}{text}{'0' * (x + 1 - len(text))}"
+    return f"{neg}{text[:x + 1]}.{text[x + 1:]}"
 
 
 def _escape_label(v: str) -> str:
@@ -502,6 +640,15 @@ def certificates_of(
                     seen.add((host, ref))
                     out.append((host, ref, not_after))
     return out
+
+
+def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> frozenset[str]:
+    """The rule hosts of ``ingresses`` (default: all of ``res``), for :meth:`Metrics.set_hosts`:
+    ingress-nginx's ``SetHosts`` gets its servers' names, one per rule host (a wildcard stays a
+    name; rules without a host go to the catch-all server, whose requests are not counted per
+    host)."""
+    return frozenset(r.host for ing in (res.ingresses if ingresses is None else ingresses)
+                     for r in ing.spec.rules if r.host)
 
 
 def _der(data: bytes, pos: int) -> tuple[int, int, int]:

@@ -216,7 +216,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
     if tls_listen is not None:
         store = CertificateStore()
         store.update(res, served)
-    from ._metrics import Metrics, MetricsServer, certificates_of
+    from ._metrics import Metrics, MetricsServer, certificates_of, hosts_of
 
     metrics: Metrics | None = None
     metrics_server: MetricsServer | None = None
@@ -224,6 +224,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
     if metrics_listen is not None:
         metrics = Metrics()
         metrics.set_certificates(certificates_of(res, served))
+        # Requests for hosts no served rule names are not counted per host (ingress-nginx).
+        metrics.set_hosts(hosts_of(res, served))
     access = getattr(args, "access_log", "text")
     server = ProxyServer(
         router, cfg.settings, cert_store=store,
@@ -258,8 +260,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
             metrics.on_reload(ok, message)
             res = res if res is not None else reloader.last_resources if reloader else None
             if ok and res is not None:
-                metrics.set_certificates(certificates_of(
-                    res, _served(res, args.ingress_class, args.controller)))
+                served_now = _served(res, args.ingress_class, args.controller)
+                metrics.set_certificates(certificates_of(res, served_now))
+                metrics.set_hosts(hosts_of(res, served_now))
 
     reloader: Reloader | None = None
 

@@ -142,12 +142,16 @@ def test_optional_record_fields_give_ingress_nginx_upstream_names() -> None:
 
 
 def test_hostile_values_are_escaped_like_nginx() -> None:
-    r = rec(user_agent='a"b\\c\x01é', referer="http://x/\n", path="/ü")
+    # Record strings are the received bytes read as latin-1 (the core's decoding): "é" is the
+    # byte E9. A character above U+00FF (only other code builds such a record) logs as UTF-8.
+    r = rec(user_agent='a"b\\c\x01é\x7f', referer="http://x/\r\n1.2.3.4 - - [", path="/€",
+            request_id="i d\n")
     line = format_line(access_fields(r, NOW, UTC))
-    assert '"a\\x22b\\x5Cc\\x01\\xC3\\xA9"' in line
-    assert '"http://x/\\x0A"' in line
-    assert '"GET /\\xC3\\xBC?x=1 HTTP/1.1"' in line
-    assert "\n" not in line
+    assert '"a\\x22b\\x5Cc\\x01\\xE9\\x7F"' in line
+    assert '"http://x/\\x0D\\x0A1.2.3.4 - - ["' in line
+    assert '"GET /\\xE2\\x82\\xAC?x=1 HTTP/1.1"' in line
+    assert line.endswith(" i d\\x0A")
+    assert "\n" not in line and "\r" not in line and line.isascii()
 
 
 def test_json_has_the_same_fields() -> None:
@@ -266,3 +270,155 @@ def test_a_record_from_the_proxy_core() -> None:
         r'203\.0\.113\.7 - - \[21/Nov/2026:13:25:42 \+0000\] "GET /api/x\?q=1 HTTP/1\.1" 200 '
         r'\d+ "-" "t/1" \d+ \d+\.\d{3} \[default-web(-\d+)?\] \[\] 10\.0\.0\.1:8080 13 '
         r'\d+\.\d{3} 200 0123456789abcdef0123456789abcdef', line), line
+
+
+# --- Review against nginx's log module (ngx_http_log_module.c, ngx_http_upstream.c) ----------
+
+
+def test_status_is_printed_with_three_digits() -> None:
+    # ngx_http_log_status / ngx_http_variable_status: ``ngx_sprintf(buf, "%03ui", status)``,
+    # status 0 when none was sent: nginx logs "000", never "0".
+    line = format_line(access_fields(rec(status=0), NOW, UTC))
+    assert ' "GET /api/users/7?x=1 HTTP/1.1" 000 150 ' in line
+    # JSON keeps the number.
+    assert access_fields(rec(status=0), NOW, UTC)["status"] == 0
+
+
+def test_upstream_response_length_lists_one_length_per_try() -> None:
+    # ngx_http_upstream_response_length_variable prints ``state[i].response_length`` for every
+    # try, ", "-separated; a try that was abandoned for the next one never reached
+    # ngx_http_upstream_finalize_request (the only place response_length is set), so it stays
+    # at the 0 of its ngx_memzero'd state: "0, 100", like "10.0.0.1:8080, 10.0.0.2:8080".
+    r = rec(upstreams=(("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 8080)),
+            upstream_statuses=(502, None, 200))
+    f = access_fields(r, NOW, UTC)
+    assert f["upstream_response_length"] == "0, 0, 100"
+    assert " 10.0.0.1:8080, 10.0.0.2:8080, 10.0.0.3:8080 0, 0, 100 " in format_line(f)
+    # One try: the number itself (JSON keeps it a number).
+    assert access_fields(rec(), NOW, UTC)["upstream_response_length"] == 100
+
+
+def test_header_bytes_are_escaped_as_the_bytes_received() -> None:
+    # nginx escapes the bytes it received (ngx_http_log_escape: each byte < 0x20 or > 0x7E,
+    # '"' and '\\' as \\xHH). The core keeps header values byte for byte (decoded latin-1):
+    # a UTF-8 "é" (C3 A9) is logged \\xC3\\xA9, not the UTF-8 of its latin-1 reading.
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route(path="/api", host="foo.test")])
+    pair.send(b"GET /api/x HTTP/1.1\r\nHost: foo.test\r\nUser-Agent: caf\xc3\xa9 \xff\t\"\\\r\n"
+              b"Referer: http://r/\xe9\r\n\r\n")
+    line = format_line(access_fields(pair.records[0], NOW, UTC))
+    assert '"http://r/\\xE9" "caf\\xC3\\xA9 \\xFF\\x09\\x22\\x5C"' in line, line
+
+
+def test_basic_auth_user_follows_nginx() -> None:
+    # ngx_http_auth_basic_user, the source of $remote_user.
+    from ingresslib._accesslog import basic_auth_user
+
+    assert basic_auth_user("Basic dXNlcjpwYXNz") == "user"          # user:pass
+    assert basic_auth_user(b"bAsIc   dXNlcjpwYXNz") == "user"        # any case, extra spaces
+    assert basic_auth_user("Basic dTpw") == "u"                      # unpadded: u:p
+    assert basic_auth_user("Basic dXNlcjo=") == "user"               # user: (empty password)
+    assert basic_auth_user("Basic dXNlcjo=garbage") == "user"        # decoding stops at "="
+    assert basic_auth_user("Basic OnBhc3M=") is None                 # :pass (empty user)
+    assert basic_auth_user("Basic dXNlcg==") is None                 # no colon
+    assert basic_auth_user("Basic dXNl*jpwYXNz") is None             # outside the alphabet
+    assert basic_auth_user("Basic dXNlc") is None                    # length 4n+1
+    assert basic_auth_user("Basic ") is None
+    assert basic_auth_user("Bearer dXNlcjpwYXNz") is None
+    assert basic_auth_user("Basic\tdXNlcjpwYXNz") is None
+    assert basic_auth_user(None) is None
+    # Bytes stay bytes (latin-1): "é\n" (C3 A9 0A) as the user.
+    assert basic_auth_user("Basic w6kKOng=") == "\xc3\xa9\n"
+
+
+def test_remote_user_from_the_record_is_logged_escaped() -> None:
+    # $remote_user is client-chosen and unquoted in the line: a forged "\n" must not split it.
+    import dataclasses
+
+    from ingresslib._accesslog import basic_auth_user
+
+    @dataclasses.dataclass(frozen=True)
+    class WithUser:
+        base: object
+        remote_user: str | None
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.base, name)
+
+    user = basic_auth_user("Basic w6kKOng=")
+    line = format_line(access_fields(WithUser(rec(), user), NOW, UTC))  # type: ignore[arg-type]
+    assert line.startswith("192.0.2.1 - \\xC3\\xA9\\x0A [21/Nov/2026:13:25:42 +0000] "), line
+    assert "\n" not in line
+    assert access_fields(rec(), NOW, UTC)["remote_user"] is None   # record without the field
+
+
+def test_json_lines_are_ascii_so_a_client_cannot_split_or_drop_them() -> None:
+    # A header byte 0x85 reaches the record as U+0085 (NEL), a line break for str.splitlines
+    # and some log readers; U+2028 likewise. Written raw, such a value also makes an entry
+    # unencodable on an ASCII stream: the logging machinery drops the entry (and prints a
+    # traceback), so a client could erase its own entry. JSON entries are pure ASCII.
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", write_through=True)
+    handler = configure_access_log(stream, "json")
+    logger = logging.getLogger("ingresslib.access")
+    errors = io.StringIO()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sys, "stderr", errors)
+            AccessLog(clock=lambda: NOW, tz=UTC)(rec(user_agent="a\x85b\u2028c\xff"))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    assert errors.getvalue() == ""
+    text = raw.getvalue().decode("ascii")
+    assert len(text.splitlines()) == 1
+    assert json.loads(text)["http_user_agent"] == "a\x85b\u2028c\xff"
+
+
+def test_request_line_as_received_when_the_record_carries_it() -> None:
+    # nginx $request is the "full original request line": a refused "/../x" or an
+    # absolute-form target stays visible. The record's optional ``request_line`` wins over
+    # the line rebuilt from the canonical path; it is escaped like any client value.
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class WithLine:
+        base: object
+        request_line: str | None
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.base, name)
+
+    refused = rec(method="GET", path="", query=None, status=400)
+    f = access_fields(WithLine(refused, "GET /../x HTTP/1.1"), NOW, UTC)  # type: ignore[arg-type]
+    assert f["request"] == "GET /../x HTTP/1.1"
+    line = format_line(access_fields(
+        WithLine(rec(), 'GET http://foo.test/a"\x7f HTTP/1.1'), NOW, UTC))  # type: ignore[arg-type]
+    assert '"GET http://foo.test/a\\x22\\x7F HTTP/1.1"' in line
+    # None or empty: rebuilt as before.
+    assert access_fields(WithLine(rec(), None), NOW, UTC)[  # type: ignore[arg-type]
+        "request"] == "GET /api/users/7?x=1 HTTP/1.1"
+
+
+@pytest.mark.parametrize("target,status", [
+    (b"/api/./x/../%7ey?q=1", 200),       # routed on /api/~y; logged as sent
+    (b"/../etc/passwd", 400),             # refused: the probe is in the log as sent
+    (b"/api/%2F..%2Fadmin", 400),
+])
+def test_request_line_and_user_through_the_core(target: bytes, status: int) -> None:
+    # nginx's $request is the "full original request line" and $remote_user the Basic user: the
+    # core records both, so a probe it refuses is logged with what it sent.
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route(path="/api", host="foo.test")])
+    out = pair.send(b"GET " + target + b" HTTP/1.1\r\nHost: foo.test\r\n"
+                    b"Authorization: Basic dXNlcjpwYXNz\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 %d" % status)
+    (record,) = pair.records
+    assert record.request_line == "GET " + target.decode() + " HTTP/1.1"
+    assert record.remote_user == "user"
+    line = format_line(access_fields(record, NOW, UTC))
+    assert line.startswith('203.0.113.7 - user [21/Nov/2026:13:25:42 +0000] "GET '
+                           + target.decode() + ' HTTP/1.1" %d ' % status), line

@@ -11,7 +11,13 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingresslib._metrics import Metrics, MetricsServer, certificate_not_after, certificates_of
+from ingresslib._metrics import (
+    Metrics,
+    MetricsServer,
+    certificate_not_after,
+    certificates_of,
+    hosts_of,
+)
 from ingresslib._models import (
     Ingress,
     IngressRule,
@@ -120,9 +126,9 @@ def test_header_and_response_durations_are_the_records_upstream_times() -> None:
     s = samples(m)
     assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(0.15)
     assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.45)
-    # The deprecated summary keeps its own definition (time to the first upstream byte).
+    # The deprecated summary is the connect time (monitor.lua's upstreamLatency).
     lat = (("canary", ""), ("ingress", "web"), ("namespace", "shop"), ("service", "web"))
-    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(0.6)
+    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(0.05)
 
 
 def test_a_last_try_without_response_has_a_response_duration_and_no_header_duration() -> None:
@@ -170,26 +176,28 @@ def test_histogram_buckets() -> None:
     assert bucket("request_duration_seconds", "0.025") == 0
     assert bucket("request_duration_seconds", "0.05") == 1
     assert bucket("request_duration_seconds", "2.5") == 1
-    assert bucket("request_duration_seconds", "5.0") == 2
+    assert bucket("request_duration_seconds", "5") == 2
     assert bucket("request_duration_seconds", "+Inf") == 2
     assert s[(f"{P}_request_duration_seconds_sum", LABELS)] == pytest.approx(3.03)
     assert s[(f"{P}_request_duration_seconds_count", LABELS)] == 2
-    # Sizes: linear buckets 10..100; 10 falls in le="10.0" (le is inclusive).
-    assert bucket("request_size", "10.0") == 1
-    assert bucket("request_size", "40.0") == 2
-    assert bucket("response_size", "10.0") == 1
-    assert bucket("response_size", "100.0") == 1
+    # Sizes: linear buckets 10..100; 10 falls in le="10" (le is inclusive; Go's spelling).
+    assert bucket("request_size", "10") == 1
+    assert bucket("request_size", "40") == 2
+    assert bucket("response_size", "10") == 1
+    assert bucket("response_size", "100") == 1
     assert bucket("response_size", "+Inf") == 2
     # bytes_sent: exponential buckets 10..1e7.
-    assert bucket("bytes_sent", "10.0") == 1
-    assert bucket("bytes_sent", "1000.0") == 2
+    assert bucket("bytes_sent", "10") == 1
+    assert bucket("bytes_sent", "1000") == 2
+    assert bucket("bytes_sent", "1e+07") == 2
     # Upstream timings.
     assert s[(f"{P}_connect_duration_seconds_sum", LABELS)] == pytest.approx(0.502)
     assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(1.02)
     assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.028 + 2.5)
     lat = (("canary", ""), ("ingress", "web"), ("namespace", "shop"), ("service", "web"))
     assert s[(f"{P}_ingress_upstream_latency_seconds_count", lat)] == 2
-    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(1.02)
+    # The connect times (no upstream_connect_time in these records: connect - start).
+    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(0.502)
 
 
 def test_canary_label_names_the_canary_upstream() -> None:
@@ -435,3 +443,151 @@ def test_a_record_from_the_proxy_core() -> None:
     assert f'{P}_requests{{canary="",host="foo.test",ingress="' in text
     assert 'path="/api"' in text and "/api/x" not in text
     assert f"{P}_header_duration_seconds_count" in text
+
+
+# --- compatibility with ingress-nginx's collectors (socket.go, monitor.lua) --------------------
+
+
+def test_upstream_latency_summary_observes_the_connect_time() -> None:
+    # monitor.lua: upstreamLatency = tonumber(ngx.var.upstream_connect_time); socket.go feeds
+    # that one value to connect_duration_seconds and ingress_upstream_latency_seconds alike.
+    # Before: the time from the request's start to the first upstream byte (0.6 here).
+    m = Metrics()
+    m.observe(rec(start=0.0, upstream_connect=0.5, upstream_first_byte=0.6, end=0.9,
+                  upstream_connect_time=0.05, upstream_header_time=0.15,
+                  upstream_response_time=0.45))
+    s = samples(m)
+    lat = (("canary", ""), ("ingress", "web"), ("namespace", "shop"), ("service", "web"))
+    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == pytest.approx(0.05)
+    assert s[(f"{P}_ingress_upstream_latency_seconds_sum", lat)] == \
+        s[(f"{P}_connect_duration_seconds_sum", LABELS)]
+    # A try that never connected: socket.go skips both (stats.Latency == -1).
+    m = Metrics()
+    m.observe(rec(status=502, upstream_status=None, upstream_statuses=(None,), start=0.0,
+                  upstream_connect=None, upstream_first_byte=0.2, end=0.4,
+                  upstream_header_time=None, upstream_response_time=0.3))
+    assert not any(n.startswith(f"{P}_ingress_upstream_latency") for n, _ in samples(m))
+
+
+def test_status_label_is_nginx_three_digit_status() -> None:
+    # nginx's $status is printed "%03ui": a request answered with nothing is "000" (and its
+    # class, socket.go's "%cxx" of the first character, "0xx"). Before: "0", no class.
+    m = Metrics()
+    m.observe(rec(status=0))
+    assert 'status="000"' in m.render().decode()
+    m = Metrics(report_status_classes=True)
+    m.observe(rec(status=0))
+    m.observe(rec(status=499))
+    text = m.render().decode()
+    assert 'status="0xx"' in text and 'status="4xx"' in text
+
+
+def test_bucket_bounds_are_spelled_like_the_go_client() -> None:
+    # client_golang writes le with strconv.FormatFloat(f, 'g', -1, 64): le="1", le="10",
+    # le="1e+06", le="0.005"; a dashboard or alert selecting le="1" must find the series.
+    # Before: prometheus-client's le="1.0", le="10.0".
+    m = Metrics()
+    m.observe(rec())
+    text = m.render().decode()
+    assert f'{P}_request_duration_seconds_bucket{{' in text
+    les = set(re.findall(r'le="([^"]*)"', text))
+    assert {"0.005", "0.25", "1", "2.5", "5", "10", "100", "1000", "100000", "1e+06",
+            "1e+07", "+Inf"} <= les
+    assert not any(le.endswith(".0") for le in les)
+    # prometheus-client's own spelling stays with go_names=False.
+    m = Metrics(go_names=False)
+    m.observe(rec())
+    assert 'le="1.0"' in m.render().decode()
+
+
+def test_hosts_not_served_are_not_counted_per_host() -> None:
+    # socket.go: "if sc.metricsPerHost && !sc.hosts.Has(stats.Host) { continue }" ("Skipping
+    # metric for host not being served"; ingress-nginx#3713, #3844: a catch-all or wildcard
+    # rule would otherwise turn every client's Host header into a series). Before: a
+    # catch-all rule labelled host with whatever the client sent.
+    m = Metrics()
+    m.set_hosts(["foo.test", "*.wild.test"])
+    for i in range(3):
+        m.observe(rec(host=f"random-{i}.evil"))  # matched a catch-all rule
+    m.observe(rec(host="a.wild.test"))  # matched by the wildcard, not a served name
+    m.observe(rec(host="nothing.test", rule_path=None, ingress=None, service=None,
+                  namespace=None, status=404))
+    m.observe(rec())
+    text = m.render().decode()
+    assert "evil" not in text and "wild" not in text and "nothing" not in text
+    s = samples(m)
+    assert s[(f"{P}_requests", LABELS)] == 1
+    assert sum(v for (n, _), v in s.items() if n == f"{P}_requests") == 1
+    # --metrics-per-host=false: every request counts, with no host label.
+    m = Metrics(per_host=False)
+    m.set_hosts(["foo.test"])
+    m.observe(rec(host="random.evil"))
+    m.observe(rec())
+    no_host = tuple(kv for kv in LABELS if kv[0] != "host")
+    assert samples(m)[(f"{P}_requests", no_host)] == 2
+    # A new set replaces the old one.
+    m = Metrics()
+    m.set_hosts(["foo.test"])
+    m.set_hosts(["bar.test"])
+    m.observe(rec())
+    assert not any(n == f"{P}_requests" for n, _ in samples(m))
+
+
+def test_hosts_of_served_ingresses() -> None:
+    res = Resources(ingresses=(
+        Ingress(metadata=ObjectMeta(name="a", namespace="shop"), spec=IngressSpec(
+            rules=(IngressRule(host="foo.test"), IngressRule(host="*.wild.test"),
+                   IngressRule()))),
+        Ingress(metadata=ObjectMeta(name="b", namespace="shop"), spec=IngressSpec(
+            rules=(IngressRule(host="bar.test"),))),
+    ))
+    assert hosts_of(res) == frozenset({"foo.test", "*.wild.test", "bar.test"})
+    assert hosts_of(res, [res.ingresses[1]]) == frozenset({"bar.test"})
+
+
+def test_upstream_latency_summary_has_go_quantiles_over_ten_minutes() -> None:
+    # socket.go: a SummaryVec with Objectives {0.5: 0.05, 0.9: 0.01, 0.99: 0.001} and
+    # client_golang's default MaxAge (10 minutes, 5 age buckets). Before: count and sum only.
+    m = Metrics()
+    now = [1000.0]
+    m._requests.clock = lambda: now[0]
+    for i in range(1, 101):
+        m.observe(rec(start=0.0, upstream_connect=1.0, upstream_connect_time=i / 100))
+    lat = (("canary", ""), ("ingress", "web"), ("namespace", "shop"), ("service", "web"))
+    s = samples(m)
+    name = f"{P}_ingress_upstream_latency_seconds"
+    assert s[(name, tuple(sorted(lat + (("quantile", "0.5"),))))] == pytest.approx(0.5)
+    assert s[(name, tuple(sorted(lat + (("quantile", "0.9"),))))] == pytest.approx(0.9)
+    assert s[(name, tuple(sorted(lat + (("quantile", "0.99"),))))] == pytest.approx(0.99)
+    assert s[(f"{name}_count", lat)] == 100
+    # Ten minutes later the window is empty: NaN quantiles, the count and sum stay.
+    now[0] += 601
+    s = samples(m)
+    assert s[(name, tuple(sorted(lat + (("quantile", "0.5"),))))] != \
+        s[(name, tuple(sorted(lat + (("quantile", "0.5"),))))]  # NaN
+    assert s[(f"{name}_count", lat)] == 100
+    # Memory stays bounded however many requests arrive.
+    for _ in range(20000):
+        m.observe(rec(start=0.0, upstream_connect=1.0, upstream_connect_time=0.25))
+    assert sum(len(b) for b in m._requests.latency_window[lat_key_of(lat)].buckets) <= 5 * 1024
+    assert samples(m)[(name, tuple(sorted(lat + (("quantile", "0.5"),))))] == 0.25
+
+
+def lat_key_of(lat: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    d = dict(lat)
+    return (d["ingress"], d["namespace"], d["service"], d["canary"])
+
+
+def test_a_retried_request_observes_its_last_try() -> None:
+    # A known difference, kept: nginx lists one time per try ("0.004, 0.002"), which
+    # monitor.lua's tonumber() cannot read, so ingress-nginx observes no connect, header,
+    # response or latency time for a retried request; ingresslib observes the last try's.
+    m = Metrics()
+    m.observe(rec(upstreams=(("10.0.0.1", 8080), ("10.0.0.2", 8080)),
+                  upstream_statuses=(502, 200), start=0.0, upstream_connect=0.5,
+                  upstream_first_byte=0.6, end=0.9, upstream_connect_time=0.002,
+                  upstream_header_time=0.1, upstream_response_time=0.3))
+    s = samples(m)
+    assert s[(f"{P}_connect_duration_seconds_sum", LABELS)] == pytest.approx(0.002)
+    assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(0.1)
+    assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.3)

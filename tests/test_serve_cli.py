@@ -135,6 +135,9 @@ async def test_listening_line_real_port_and_proxying(tmp_path: Path) -> None:
         text = (await m.get("localhost", "/metrics")).body.decode()
         await m.close()
         assert 'nginx_ingress_controller_requests{' in text and 'status="200"' in text
+        # serve hands the served rule hosts to the metrics (set_hosts): app.test is counted,
+        # a Host no rule names is not (ingress-nginx counts its servers' names only).
+        assert 'host="app.test"' in text and 'host="nope.test"' not in text
     finally:
         await asyncio.to_thread(_stop, p)
         await echo.stop()

@@ -142,6 +142,11 @@ class RequestRecord:
     #: When the canary served: the main rule's backend (else None).
     primary_service: str | None = None
     primary_port: int | str | None = None
+    #: The Basic-authentication user name the client sent (nginx ``$remote_user``), else None.
+    remote_user: str | None = None
+    #: The request line as received, latin-1 (nginx ``$request``: "full original request
+    #: line"), before any canonicalisation; None when no request line was parsed.
+    request_line: str | None = None
     #: Response body bytes sent to the client (``bytes_out`` minus the head; nginx
     #: ``$body_bytes_sent``). The core always sets it; None means "not provided".
     body_bytes_out: int | None = None

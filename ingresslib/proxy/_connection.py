@@ -491,8 +491,8 @@ class _Request:
         "t_first", "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in",
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
-        "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "remote_user",
-        "request_line",
+        "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
+        "authorization",
     )
 
     def __init__(self, now: float) -> None:
@@ -537,8 +537,10 @@ class _Request:
         self.client_ip: str | None = None
         self.user_agent: str | None = None
         self.referer: str | None = None
-        self.remote_user: str | None = None
-        self.request_line: str | None = None
+        #: The parsed request head and its first Authorization value, kept by reference for
+        #: the record's ``request_line`` and ``remote_user`` (derived only if records are made).
+        self.event: h11.Request | None = None
+        self.authorization: bytes | None = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -1043,10 +1045,7 @@ class ClientConnection:
     def _parse_request(self, req: _Request, event: h11.Request) -> None:
         """The checks h11 does not make, and the canonical target."""
         version = event.http_version
-        # For the access log, before anything can refuse the request: probes refused here
-        # (bad paths, bad hosts) are logged with what they sent.
-        req.request_line = (event.method + b" " + event.target + b" HTTP/" + version).decode(
-            "latin-1")
+        req.event = event  # the request line as received, for the record (also if refused)
         if version != b"1.1" and version != b"1.0":
             raise RemoteProxyError("unsupported HTTP version", 400)
         req.http_version = "1.1" if version == b"1.1" else "1.0"
@@ -1086,8 +1085,8 @@ class ClientConnection:
                 req.user_agent = value.decode("latin-1")
             elif name == b"referer":
                 req.referer = value.decode("latin-1")
-            elif name == b"authorization" and req.remote_user is None:
-                req.remote_user = basic_auth_user(value)
+            elif name == b"authorization" and req.authorization is None:
+                req.authorization = value
         # RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
         # Transfer-Encoding" -- the CL.TE / TE.CL smuggling pair; a proxy must.
         if has_te and has_cl:
@@ -1726,6 +1725,7 @@ class ClientConnection:
         # separated by commas": one per try. The record keeps the last try's, the one whose
         # response (or failure) the client got.
         t_attempt = req.t_attempt
+        ev = req.event
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -1744,7 +1744,9 @@ class ClientConnection:
             service_port=getattr(served if served is not None else m, "port", None),
             primary_service=getattr(m, "service", None) if canary else None,
             primary_port=getattr(m, "port", None) if canary else None,
-            remote_user=req.remote_user, request_line=req.request_line,
+            remote_user=basic_auth_user(req.authorization),
+            request_line=None if ev is None else (
+                ev.method + b" " + ev.target + b" HTTP/" + ev.http_version).decode("latin-1"),
             body_bytes_out=req.bytes_out - req.head_len,
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None

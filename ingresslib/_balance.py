@@ -43,6 +43,9 @@ from typing import Any, Protocol, runtime_checkable
 from ._endpoints import EndpointSet
 from ._hashing import HashRing, hash_key, member_id
 from ._models import EMPTY_MAP
+from ._errors import BadRequestError
+from ._goparse import parse_bool, parse_int
+from ._normalize import canonical_path, normalize_host
 
 __all__ = [
     "Address",
@@ -67,6 +70,7 @@ __all__ = [
     "parse_balancer_spec",
     "make_balancer",
     "EMPTY_REQUEST",
+    "nginx_uri",
 ]
 
 Address = tuple[str, int]
@@ -92,8 +96,9 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     """A header's value straight from the raw headers (no dict is built).
 
     ``name``/``bname``: the lower-case name as str and bytes; request names match
-    case-insensitively. Like nginx's ``$http_*`` variables the *first* occurrence counts, unless
-    ``join`` is given (every occurrence joined by it, as nginx does for ``Cookie``). Fast paths:
+    case-insensitively. The *first* occurrence counts, unless ``join`` is given (every
+    occurrence joined by it: nginx's ``$http_*`` variables join with ``", "``, ``Cookie`` with
+    ``"; "``). Fast paths:
     an ``h11.Headers`` object (what the proxy passes; names already lower case) and lists of
     lower-case byte pairs, where a header costs one ``==``.
     """
@@ -126,10 +131,28 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     return join.join(found) if found else None  # type: ignore[union-attr]
 
 
-def cookie_value(headers: Headers, cookie: str) -> str | None:
-    """The first cookie named ``cookie`` (case-sensitive, as nginx's ``$cookie_*``)."""
+def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | None:
+    """The first cookie named ``cookie``.
+
+    ``fold=False`` (session affinity, as lua-resty-cookie's ``cookie:get(name)``, a table
+    lookup): the name is case-sensitive. ``fold=True`` (canary cookie and ``$cookie_*`` in
+    ``upstream-hash-by``, both nginx variables): the name matches case-insensitively, as nginx's
+    ``ngx_http_parse_multi_header_lines`` does: "if (ngx_strncasecmp(start, name->data,
+    name->len) != 0) goto skip;".
+    """
     raw = header_value(headers, "cookie", b"cookie", join="; ")
-    if not raw or cookie not in raw:
+    if not raw:
+        return None
+    if fold:
+        want = cookie.lower()
+        if want not in raw.lower():
+            return None
+        for part in raw.split(";"):
+            k, sep, v = part.strip().partition("=")
+            if sep and k.rstrip(" ").lower() == want:
+                return v.strip()
+        return None
+    if cookie not in raw:
         return None
     for part in raw.split(";"):
         k, sep, v = part.strip().partition("=")
@@ -346,7 +369,9 @@ class Ewma:
     Score = latency EWMA decayed towards 0 while idle (10 s decay time, so a slow endpoint gets
     another chance), divided by a success-rate EWMA. A failure counts as a sample of at least
     :attr:`FAILURE_PENALTY` seconds, so an endpoint that fails fast never looks attractive.
-    Unknown endpoints score 0 and are tried first. Difference from ingress-nginx: a sample
+    Endpoints of the first endpoint set seen score 0 and are tried first; endpoints added
+    later start at the average of the others (slow start, as ingress-nginx's ``sync``), and the
+    statistics of removed endpoints are dropped. Difference from ingress-nginx: a sample
     arriving in the same instant as the previous one still counts (ingress-nginx's weight
     ``exp(-0/10) = 1`` ignores it); each sample weighs at least 1 %.
     """
@@ -355,7 +380,7 @@ class Ewma:
     MIN_SAMPLE_GAP = 0.1
     FAILURE_PENALTY = 1.0
     uses_request = False
-    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock")
+    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend")
 
     def __init__(self, options: BalancerOptions) -> None:
         self._rng = options.rng
@@ -364,6 +389,35 @@ class Ewma:
         # endpoint -> [latency ewma, success ewma, last update time]
         self._stats: dict[Address, list[float]] = {}
         self._lock = threading.Lock()
+        #: The endpoint set of the last pick (None before the first).
+        self._backend: EndpointSet | None = None
+
+    def _sync(self, backend: EndpointSet) -> None:
+        """A new endpoint set: ingress-nginx ``ewma.lua`` ``sync`` - "slow_start_ewma is
+        something we use to avoid sending too many requests to the newly introduced endpoints.
+        We currently use average ewma values of existing endpoints." Removed endpoints' stats
+        are deleted (``ngx.shared.balancer_ewma:delete``). The first set seen has nothing to
+        compare with (``new`` does no slow start): its unknown endpoints score 0."""
+        with self._lock:
+            old = self._backend
+            self._backend = backend
+            if old is None or old.endpoints == backend.endpoints:
+                return
+            eps = backend.endpoints
+            now_set = set(eps)
+            before = set(old.endpoints)
+            stats = self._stats
+            for ep in before - now_set:
+                stats.pop(ep, None)
+            added = [ep for ep in eps if ep not in before]
+            known = [stats[ep] for ep in eps if ep in stats and ep not in added]
+            if not added or not known:
+                return
+            latency = sum(st[0] for st in known) / len(known)
+            success = sum(st[1] for st in known) / len(known)
+            now = self._clock()
+            for ep in added:
+                stats[ep] = [latency, success, now]
 
     def _score(self, ep: Address, now: float) -> float:
         st = self._stats.get(ep)
@@ -376,6 +430,8 @@ class Ewma:
 
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
+        if backend is not self._backend:
+            self._sync(backend)
         eps = backend.endpoints
         n = len(eps)
         if tried:
@@ -417,7 +473,24 @@ class Ewma:
 
 # --- nginx variables in upstream-hash-by --------------------------------------------------------
 
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+def nginx_uri(path: str) -> str:
+    """nginx's ``$uri``: "current URI in request, normalized" - here the canonical path of
+    SEMANTICS §5 (escapes of unreserved characters decoded, ``//`` merged, dot segments
+    removed: the path the backend receives), so two spellings of one path hash alike. A path
+    without ``%``, ``//`` or ``/.`` is already canonical (the common case: no work); one that
+    cannot be made canonical (the table would have refused it) is used as is."""
+    if "%" not in path and "//" not in path and "/." not in path:
+        return path
+    try:
+        return canonical_path(path)
+    except BadRequestError:
+        return path
+
+# ingress-nginx util.lua parse_complex_value: "(\\\$[0-9a-zA-Z_]+) | \$\{([0-9a-zA-Z_]+)\} |
+# \$([0-9a-zA-Z_]+) | (\$|[^$\\]+)": an escaped ``\$name`` is literal text (backslash kept),
+# ``${name}`` and ``$name`` are variables (a name may start with a digit: ``$1``), the rest text.
+_VAR = re.compile(r"\\\$[0-9A-Za-z_]+|\$(?:\{([0-9A-Za-z_]+)\}|([0-9A-Za-z_]+))")
 _SIMPLE_VARS = {"request_uri", "uri", "document_uri", "remote_addr", "binary_remote_addr",
                 "host", "request_method", "args", "query_string", "is_args"}
 
@@ -437,7 +510,14 @@ class KeyTemplate:
         for m in _VAR.finditer(text):
             if m.start() > pos:
                 self.parts.append(("lit", text[pos:m.start()]))
-            name = m.group(1) or m.group(2)
+            pos = m.end()
+            if m.group(1) is None and m.group(2) is None:  # "\$name": literal, as written
+                self.parts.append(("lit", m.group(0)))
+                continue
+            # nginx variable names are case-insensitive (ngx_http_get_variable_index:
+            # "ngx_strlow(v->name.data, name->data, name->len)"; ingress-nginx reads them as
+            # ``ngx.var[var_name]``, which lower-cases too): $Remote_Addr is $remote_addr.
+            name = (m.group(1) or m.group(2)).lower()
             if name in _SIMPLE_VARS:
                 self.parts.append((name, ""))
             elif name.startswith("http_") and len(name) > 5:
@@ -448,7 +528,6 @@ class KeyTemplate:
                 self.parts.append(("arg", name[4:]))
             else:
                 self.errors.append(f"unsupported variable ${name} (treated as empty)")
-            pos = m.end()
         if pos < len(text):
             self.parts.append(("lit", text[pos:]))
         self.fn = self._compile()
@@ -477,11 +556,13 @@ class KeyTemplate:
         if kind == "request_uri":
             return lambda m, h, p, q, hd, ip: p if q is None else f"{p}?{q}"
         if kind in ("uri", "document_uri"):
-            return lambda m, h, p, q, hd, ip: p
+            return lambda m, h, p, q, hd, ip: nginx_uri(p)
         if kind in ("remote_addr", "binary_remote_addr"):
             return lambda m, h, p, q, hd, ip: ip or ""
         if kind == "host":
-            return lambda m, h, p, q, hd, ip: h
+            # nginx $host: the request's host name lower-cased, without its port (and, as
+            # ngx_http_validate_host does, without a trailing dot): "A.test:8080" is "a.test".
+            return lambda m, h, p, q, hd, ip: normalize_host(h) or ""
         if kind == "request_method":
             return lambda m, h, p, q, hd, ip: m
         if kind in ("args", "query_string"):
@@ -490,9 +571,11 @@ class KeyTemplate:
             return lambda m, h, p, q, hd, ip: "?" if q else ""
         if kind == "http":
             bname = name.encode("latin-1")
-            return lambda m, h, p, q, hd, ip: header_value(hd, name, bname) or ""
+            # nginx's $http_NAME (>= 1.23): a repeated header's lines joined by ", ".
+            sep = "; " if name == "cookie" else ", "
+            return lambda m, h, p, q, hd, ip: header_value(hd, name, bname, sep) or ""
         if kind == "cookie":
-            return lambda m, h, p, q, hd, ip: cookie_value(hd, name) or ""
+            return lambda m, h, p, q, hd, ip: cookie_value(hd, name, True) or ""
         # "arg"
         return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
 
@@ -818,9 +901,9 @@ def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]
     raw = ann.get(_P + key)
     if raw is None:
         return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    # ingress-nginx: strconv.Atoi of the raw value (no blanks, no "1_0").
+    value = parse_int(raw)
+    if value is None:
         warn.append((_P + key, f"invalid value {raw!r}: not an integer; ignored"))
         return None
     if value < minimum:
@@ -833,12 +916,12 @@ def _bool_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str
     raw = ann.get(_P + key)
     if raw is None:
         return False
-    low = raw.strip().lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low not in ("false", "0", "no", "off", ""):
+    # ingress-nginx: parser.GetBoolAnnotation, strconv.ParseBool of the raw value.
+    value = parse_bool(raw)
+    if value is None:
         warn.append((_P + key, f"invalid boolean {raw!r}; using false"))
-    return False
+        return False
+    return value
 
 
 def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[str],

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ._balance import H11_HEADERS, Headers, cookie_value, header_value
-from ._route_state import Interleave
+from ._route_state import Interleave, http_header
 
 __all__ = [
     "CanaryConfig",
@@ -585,7 +585,9 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
     only mean something when neither is configured.
     """
     if cfg.header is not None:
-        got = header_value(headers, cfg.header, cfg.header_bytes)  # type: ignore[arg-type]
+        # nginx's $http_* (>= 1.23): a repeated header reads as its lines joined by ", ".
+        got = header_value(headers, cfg.header, cfg.header_bytes,  # type: ignore[arg-type]
+                           "; " if cfg.header == "cookie" else ", ")
         if got is not None:
             if cfg.header_value is not None:
                 if got == cfg.header_value:
@@ -598,7 +600,8 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
             elif got == "never":
                 return False
     if cfg.cookie is not None:
-        c = cookie_value(headers, cfg.cookie)
+        # nginx's ``$cookie_*``: the name matches case-insensitively (ngx_strncasecmp).
+        c = cookie_value(headers, cfg.cookie, True)
         if c == "always":
             return True
         if c == "never":
@@ -624,15 +627,14 @@ def compile_explicit(cfg: CanaryConfig) -> Callable[[Headers], bool | None]:
     def check(headers: Headers) -> bool | None:
         if type(headers) is not h11_type:
             return explicit_choice(cfg, headers)
-        for _, k, v in headers._full_items:  # type: ignore[union-attr]
-            if k == bname:  # first occurrence only, as nginx's $http_*
-                if v == yes:
-                    return True
-                if v == no:
-                    return False
-                break
+        v = http_header(headers._full_items, bname)  # type: ignore[union-attr,arg-type]
+        if v is not None:  # nginx's $http_*: a repeated header's lines joined by ", "
+            if v == yes:
+                return True
+            if v == no:
+                return False
         if cookie is not None:
-            c = cookie_value(headers, cookie)
+            c = cookie_value(headers, cookie, True)
             if c == "always":
                 return True
             if c == "never":

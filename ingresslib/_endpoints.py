@@ -12,6 +12,7 @@ Everything here is pure and runs at update time, never on the request path.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
@@ -64,6 +65,17 @@ def is_ready(conditions: EndpointConditions) -> bool:
     if conditions.ready is None:
         return conditions.terminating is not True
     return conditions.ready
+
+
+def _is_loopback(name: str) -> bool:
+    """``localhost`` or a loopback IP literal (``127.0.0.0/8``, ``::1``)."""
+    host = name.strip().rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _find_service_port(svc: Service, port: int | str | None) -> ServicePort | None:
@@ -149,13 +161,28 @@ class EndpointIndex:
             return EndpointSet(namespace, service, None,
                                reason=f"service {namespace}/{service} not found")
         sp = _find_service_port(svc, port)
+        ext_name = svc.spec.external_name if svc.spec.type == "ExternalName" else None
+        if sp is None and ext_name and isinstance(port, int):
+            # ingress-nginx externalNamePorts: "// ExternalName without port / return
+            # &apiv1.ServicePort{Protocol: "TCP", Port: int32(port), TargetPort:
+            # intstr.FromInt(port)}" - such Services often list no ports at all.
+            sp = ServicePort(port=port, target_port=port)
         if sp is None:
             return EndpointSet(namespace, service, None,
                                reason=f"service {namespace}/{service} has no port {port!r}")
-        if svc.spec.type == "ExternalName" and svc.spec.external_name:
+        if ext_name:
+            if _is_loopback(ext_name):
+                # ingress-nginx endpointslices.go: "if ip := net.ParseIP(s.Spec.ExternalName);
+                # s.Spec.ExternalName == "localhost" || (ip != nil && ip.IsLoopback()) {
+                # klog.Errorf("Invalid attempt to use localhost name ..."); return upsServers }"
+                # - a Service must not make the proxy connect to its own host.
+                return EndpointSet(svc.metadata.namespace, svc.metadata.name, None,
+                                   reason=f"service {svc.metadata.namespace}/{svc.metadata.name}"
+                                   f": ExternalName {ext_name!r} is a loopback "
+                                   "name; refused")
             # ingress-nginx proxies ExternalName Services to the DNS name at the Service port.
             target = sp.target_port if isinstance(sp.target_port, int) else sp.port
-            return self._finish(svc, target, [(svc.spec.external_name, target)])
+            return self._finish(svc, target, [(ext_name, target)])
         if service_upstream:
             cip = svc.spec.cluster_ip
             if cip and cip != "None":
@@ -165,7 +192,7 @@ class EndpointIndex:
             # Headless (or unknown) ClusterIP: fall back to the pods, as ingress-nginx does.
         numeric_target = sp.target_port if isinstance(sp.target_port, int) else (
             sp.port if sp.target_port is None else None)
-        addrs = self._from_slices(svc, sp)
+        addrs = self._from_slices(svc, sp, numeric_target)
         if addrs is None:
             addrs = self._from_endpoints(svc, sp)
         if addrs is None:
@@ -177,7 +204,12 @@ class EndpointIndex:
             resolved = min(addrs)[1]
         return self._finish(svc, resolved, addrs)
 
-    def _from_slices(self, svc: Service, sp: ServicePort) -> list[Address] | None:
+    def _from_slices(self, svc: Service, sp: ServicePort,
+                     numeric_target: int | None) -> list[Address] | None:
+        # _TCP_ONLY: ingress-nginx controller.go serviceEndpoints calls
+        # "getEndpointsFromSlices(svc, &servicePort, apiv1.ProtocolTCP, ...)", which skips other
+        # ports: "if !reflect.DeepEqual(*epPort.Protocol, proto) { continue }" - HTTP goes over
+        # TCP only. (The same rule applies to v1 Endpoints below.)
         slices = self._slices.get((svc.metadata.namespace, svc.metadata.name))
         if not slices:
             return None
@@ -189,8 +221,15 @@ class EndpointIndex:
             # EndpointPort.name "must match the name of the port in the Service" - an unnamed
             # Service port appears as name "" (or absent) in the slice.
             port_no = None
+            if not sl.ports:
+                # EndpointSlice.ports: "When ports is empty, it indicates that there are no
+                # defined ports"; ingress-nginx then uses the Service's numeric targetPort
+                # ("if len(eps.Ports) == 0 && port.TargetPort.Type == intstr.Int { ... ports =
+                # append(ports, port.TargetPort.IntVal)").
+                port_no = numeric_target
             for ep_port in sl.ports:
-                if (ep_port.name or "") == want and ep_port.port is not None:
+                if ((ep_port.name or "") == want and ep_port.port is not None
+                        and ep_port.protocol == "TCP"):  # HTTP: TCP ports only (_TCP_ONLY)
                     port_no = ep_port.port
                     break
             if port_no is None:
@@ -213,11 +252,12 @@ class EndpointIndex:
         for subset in eps.subsets:
             port_no = None
             for ep_port in subset.ports:
-                if (ep_port.name or "") == want and ep_port.port is not None:
+                if ((ep_port.name or "") == want and ep_port.port is not None
+                        and ep_port.protocol == "TCP"):
                     port_no = ep_port.port
                     break
             if port_no is None and len(subset.ports) == 1 and subset.ports[0].port is not None \
-                    and not want:
+                    and not want and subset.ports[0].protocol == "TCP":
                 port_no = subset.ports[0].port
             if port_no is None:
                 continue

@@ -8,7 +8,8 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import disjoint_base
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Interleave", "ROTATION_TYPE", "Rotation",
+           "http_header"]
 
 _T = TypeVar("_T")
 
@@ -34,8 +35,8 @@ class Interleave:
     @property
     def total(self) -> int: ...
 
-def first_header(items: list[Any], name: bytes) -> bytes | None:
-    """The value of the first ``(raw_name, name, value)`` triple whose name equals ``name``."""
+def http_header(items: list[Any], name: bytes) -> bytes | None:
+    """The header as nginx's ``$http_NAME``: one line as is, repeats joined by ``b", "``."""
 
 @disjoint_base
 class FastRoute:

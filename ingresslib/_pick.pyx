@@ -102,21 +102,25 @@ def _use_native_crc32(bint on):
         _zlib_crc32 = NULL
     return _zlib_crc32 != NULL
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Rotation", "ROTATION_TYPE", "Interleave", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Rotation", "ROTATION_TYPE", "Interleave",
+           "http_header"]
 
 
-def first_header(list items not None, bytes name not None):
-    # The request path's header read (canary-by-header, $http_NAME hashing): one C loop over
-    # h11's (raw name, lower-case name, value) triples instead of a Python loop of ~40 ns per
-    # header. Anything that is not such a triple is skipped, as the pure twin does.
-    return _first_header(items, name)
+def http_header(list items not None, bytes name not None):
+    # A request header as nginx's $http_NAME reads it (ngx_http_variable_unknown_header, nginx
+    # >= 1.23): one line's value as is, repeated lines joined by ", " ("; " for cookie). One C
+    # loop over h11's (raw name, lower-case name, value) triples instead of a Python loop of
+    # ~40 ns per header; anything that is not such a triple is skipped, as the pure twin does.
+    return _http_header(items, name)
 
 
-cdef object _first_header(list items, bytes name):
+cdef object _http_header(list items, bytes name):
     cdef Py_ssize_t i, n = PyList_GET_SIZE(items), size = PyBytes_GET_SIZE(name)
     cdef const char* want = PyBytes_AS_STRING(name)
     cdef PyObject* item
     cdef PyObject* key
+    cdef PyObject* first = NULL
+    cdef list more = None
     for i in range(n):
         item = PyList_GET_ITEM(items, i)
         if not PyTuple_CheckExact(<object>item) or PyTuple_GET_SIZE(<object>item) != 3:
@@ -125,8 +129,18 @@ cdef object _first_header(list items, bytes name):
         if key == <PyObject*>name or (
                 PyBytes_CheckExact(<object>key) and PyBytes_GET_SIZE(<object>key) == size
                 and memcmp(PyBytes_AS_STRING(<object>key), want, size) == 0):
-            return <object>PyTuple_GET_ITEM(<object>item, 2)
-    return None
+            if first == NULL:
+                # Borrowed: ``items`` (held by the caller) keeps the triple alive.
+                first = PyTuple_GET_ITEM(<object>item, 2)
+            elif more is None:
+                more = [<object>first, <object>PyTuple_GET_ITEM(<object>item, 2)]
+            else:
+                more.append(<object>PyTuple_GET_ITEM(<object>item, 2))
+    if more is not None:
+        return (b"; " if name == b"cookie" else b", ").join(more)
+    if first == NULL:
+        return None
+    return <object>first
 
 
 cdef extern from "structmember.h":
@@ -318,7 +332,7 @@ cdef class CanaryPick:
         if self._hname is not None:
             if type(headers) is not self._h11:
                 return None
-            v = _first_header(_items_of(headers, self._items_off), <bytes>self._hname)
+            v = _http_header(_items_of(headers, self._items_off), <bytes>self._hname)
             if v is not None:
                 if v == self._hyes:
                     choice = 1
@@ -405,7 +419,7 @@ cdef class HashPick:
         if self._kind == 3:
             if type(headers) is not self._h11:
                 return None
-            kb = _first_header(_items_of(headers, self._items_off), <bytes>self._hname)
+            kb = _http_header(_items_of(headers, self._items_off), <bytes>self._hname)
             if kb is None:
                 kb = b""
             elif type(kb) is not bytes:
@@ -424,6 +438,13 @@ cdef class HashPick:
             if buf == NULL:  # lone surrogates: the Python path encodes those
                 PyErr_Clear()
                 return None
+            if self._kind == 1:
+                # A path with an escape, "//" or "/." may not be canonical: the Python path
+                # hashes nginx's $uri (its canonical form). One pass over the bytes.
+                for i in range(n):
+                    if buf[i] == b'%' or (buf[i] == b'/' and i + 1 < n
+                                          and (buf[i + 1] == b'/' or buf[i + 1] == b'.')):
+                        return None
         if _zlib_crc32 != NULL and n < 0x7FFFFFFF:
             h = _zlib_crc32(0, <const unsigned char*>buf, <unsigned int>n)
         else:

@@ -5,14 +5,15 @@ the compiled ``_pick`` (same sequences, same errors).
 ``items[start % n]`` and never ends; ``Interleave(weight, total)`` is the smooth canary split:
 call k (0-based) yields True iff ``floor((k+1)w/T) > floor(kw/T)``, so over any window of n
 calls it yields True ``floor`` or ``ceil`` of ``n*w/T`` times. ``next()`` on either is atomic
-under the GIL: concurrent requests never share a tick. ``first_header(items, name)`` reads a
-request header from ``h11.Headers._full_items``.
+under the GIL: concurrent requests never share a tick. ``http_header(items, name)`` reads a
+request header from ``h11.Headers._full_items`` as nginx's ``$http_NAME`` does (every line of
+the name, joined by ``", "``).
 
 >>> r = Rotation(("a", "b", "c"), start=2)
 >>> [next(r) for _ in range(4)]
 ['c', 'a', 'b', 'c']
->>> first_header([(b"X-A", b"x-a", b"1"), (b"X-B", b"x-b", b"2"), (b"x-a", b"x-a", b"3")], b"x-a")
-b'1'
+>>> http_header([(b"X-A", b"x-a", b"1"), (b"X-B", b"x-b", b"2"), (b"x-a", b"x-a", b"3")], b"x-a")
+b'1, 3'
 >>> s = Interleave(2, 5)
 >>> "".join("C" if next(s) else "." for _ in range(10))
 '..C.C..C.C'
@@ -30,7 +31,8 @@ from typing import Any, TypeVar
 #: The ``array``/``memoryview`` code of a native 32-bit unsigned int (HashPick's ring points).
 U32 = next(code for code in "IL" if array(code).itemsize == 4)
 
-__all__ = ["CanaryPick", "FastRoute", "HashPick", "U32", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["CanaryPick", "FastRoute", "HashPick", "U32", "Interleave", "ROTATION_TYPE", "Rotation",
+           "http_header"]
 
 T = TypeVar("T")
 
@@ -74,16 +76,27 @@ class Interleave:
         return (k + 1) * self.weight // t > k * self.weight // t
 
 
-def first_header(items: list[Any], name: bytes) -> bytes | None:
-    """The value of the first ``(raw_name, name, value)`` triple in ``items`` (h11's
-    ``Headers._full_items``: names lower case) whose name equals ``name``; None when absent.
-    Items that are not such triples are skipped. nginx's ``$http_NAME`` also reads the first
-    occurrence only."""
+def http_header(items: list[Any], name: bytes) -> bytes | None:
+    """A request header as nginx's ``$http_NAME`` reads it (what ingress-nginx's canary header
+    and ``upstream-hash-by`` see): the value of the one ``(raw_name, name, value)`` triple of
+    ``items`` named ``name`` (the very object), or, when the name repeats, every value joined by
+    ``b", "`` (``b"; "`` for ``cookie``); None when absent. nginx >= 1.23
+    (``ngx_http_variable_unknown_header``) chains every line of the name - "*ph = &header[i];
+    ph = &header[i].next;" - and copies them with "*p++ = ','; *p++ = ' ';" in between.
+    Items that are not such triples are skipped."""
+    first: bytes | None = None
+    more: list[bytes] | None = None
     for item in items:
         if type(item) is tuple and len(item) == 3 and item[1] == name:
-            value: bytes = item[2]
-            return value
-    return None
+            if first is None:
+                first = item[2]
+            elif more is None:
+                more = [first, item[2]]
+            else:
+                more.append(item[2])
+    if more is None:
+        return first
+    return (b"; " if name == b"cookie" else b", ").join(more)
 
 
 class FastRoute:
@@ -126,7 +139,7 @@ class FastRoute:
 class CanaryPick:
     """A canary route whose choice needs neither a session nor a cookie nor a pattern: the
     inline header rule ``hname`` (on ``h11_headers``: the value ``hyes`` means canary, ``hno``
-    main; first occurrence only), then the smooth split ``steps``, then the chosen side's
+    main; the header read as :func:`http_header`), then the smooth split ``steps``, then the chosen side's
     round-robin (``yes`` canary, ``no`` main). :meth:`pick` answers None when the request needs
     the Router's Python path (a header rule on headers of another type); ``route`` is the
     Router's object for that path."""
@@ -150,7 +163,7 @@ class CanaryPick:
         if hname is not None:
             if type(headers) is not self._h11:
                 return None
-            v = first_header(headers._full_items, hname)
+            v = http_header(headers._full_items, hname)
             if v is not None:
                 if v == self._hyes:
                     choice = True
@@ -197,7 +210,7 @@ class HashPick:
         if self._kind == 3:
             if type(headers) is not self._h11:
                 return None
-            kb = first_header(headers._full_items, self._hname)  # type: ignore[arg-type]
+            kb = http_header(headers._full_items, self._hname)  # type: ignore[arg-type]
             if kb is None:
                 kb = b""
             elif not kb.isascii():
@@ -206,6 +219,8 @@ class HashPick:
             key = path if self._kind == 1 else (client_ip or "")
             if type(key) is not str:
                 return None
+            if self._kind == 1 and ("%" in key or "//" in key or "/." in key):
+                return None  # maybe not canonical: the Python path hashes nginx's $uri
             try:
                 kb = key.encode("utf-8")
             except UnicodeEncodeError:

@@ -11,23 +11,24 @@ from typing import TYPE_CHECKING
 
 from ._matcher import NO_EXTENSIONS
 
-__all__ = ["COUNTERS", "CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation", "first_header"]
+__all__ = ["COUNTERS", "CanaryPick", "FastRoute", "HashPick", "Interleave", "ROTATION_TYPE", "Rotation",
+           "http_header"]
 
 COUNTERS: str
 if TYPE_CHECKING:
-    from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, first_header
+    from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, http_header
 
     COUNTERS = "python"
 elif NO_EXTENSIONS:
-    from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, first_header
+    from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, http_header
 
     COUNTERS = "python"
 else:
     try:
-        from ._pick import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, first_header
+        from ._pick import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, http_header
 
         COUNTERS = "cython"
     except ImportError:  # not built (no compiler, or a pure wheel)
-        from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, first_header
+        from ._pick_py import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Interleave, Rotation, http_header
 
         COUNTERS = "python"

@@ -42,6 +42,7 @@ from ._balance import (
     RequestContext,
     RoundRobin,
     make_balancer,
+    nginx_uri,
     parse_balancer_spec,
     registered_balancers,
 )
@@ -53,11 +54,12 @@ from ._endpoints import (
     EndpointSet,
     parse_weights,
 )
+from ._goparse import parse_bool
 from ._hashing import DIRTY
 from ._models import Ingress
 from ._resources import Resources
 from ._pick_py import U32
-from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, first_header
+from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, http_header
 from ._table import Diagnostic, Match, RouteTable
 
 __all__ = ["Router", "Decision"]
@@ -96,6 +98,7 @@ _RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
 # Consistent-hash keys the request path reads without calling the key function.
 _KEY_FN, _KEY_URI, _KEY_ADDR, _KEY_HEADER = range(4)
 _MATERIALIZE_LOCK = threading.Lock()
+_CANARY_BEHAVIOR = "nginx.ingress.kubernetes.io/affinity-canary-behavior"
 #: Handed to balancers that never draw (built-in round-robin, plain consistent hashing).
 _UNUSED_RNG = random.Random(0)
 #: One shared object per distinct header name/value of the inline canary header rule: every
@@ -501,11 +504,12 @@ class Router:
                 if ka == _KEY_ADDR:
                     key = client_ip or ""
                 elif ka == _KEY_URI:
-                    key = path
+                    key = nginx_uri(path)  # HashPick hands over the paths this changes
                 elif ka == _KEY_HEADER and type(headers) is H11_HEADERS:
                     # The key bytes straight from h11 (same bytes as keyfn's str encodes to:
-                    # first occurrence, latin-1 decoded, UTF-8 encoded; b"" when absent).
-                    kb = first_header(headers._full_items, e.hname)  # type: ignore[union-attr]
+                    # nginx's $http_NAME - repeats joined by ", " - latin-1 decoded, UTF-8
+                    # encoded; b"" when absent).
+                    kb = http_header(headers._full_items, e.hname)  # type: ignore[union-attr]
                     if kb is None:
                         kb = b""
                     elif not kb.isascii():
@@ -533,7 +537,7 @@ class Router:
         choice: bool | None = None
         hn = r.hname
         if hn is not None and type(headers) is H11_HEADERS:
-            v = first_header(headers._full_items, hn)  # type: ignore[union-attr]
+            v = http_header(headers._full_items, hn)  # type: ignore[union-attr]
             if v is not None:
                 if v == r.hyes:
                     choice = True
@@ -675,11 +679,27 @@ class Router:
                 for key, msg in problems:
                     warn(ing, obj, key, msg)
                 spec_cache[ck] = spec
+            behaviour = ann.get(_CANARY_BEHAVIOR) if canary else None
+            if behaviour is not None and behaviour not in ("sticky", "legacy"):
+                warn(ing, obj, _CANARY_BEHAVIOR,
+                     f"unsupported value {behaviour!r} (sticky, legacy); using sticky")
+            if canary and spec.kind != "sticky":
+                # ingress-nginx mergeAlternativeBackend: "if ...SessionAffinity.CanaryBehavior !=
+                # "legacy" { priUps.SessionAffinity.DeepCopyInto(&altUps.SessionAffinity) }":
+                # the canary side takes the main rule's cookie affinity, so a session the
+                # weight sent to the canary stays there. (A canary with its own affinity keeps
+                # it: docs/router.md, differences.)
+                if behaviour != "legacy":
+                    main_spec = spec_cache.get((id(main.ingress_object), main.path))
+                    if main_spec is not None and main_spec.kind == "sticky":
+                        spec = main_spec
             upstream = False
             raw = ann.get(SERVICE_UPSTREAM_ANNOTATION)
             if raw is not None:
-                upstream = raw.strip().lower() == "true"
-                if raw.strip().lower() not in ("true", "false"):
+                # strconv.ParseBool, as ingress-nginx's parser.GetBoolAnnotation.
+                parsed = parse_bool(raw)
+                upstream = parsed is True
+                if parsed is None:
                     warn(ing, obj, SERVICE_UPSTREAM_ANNOTATION,
                          f"invalid boolean {raw!r}; using false")
             eps = index.resolve(match.namespace, match.service, match.port, upstream)
@@ -743,14 +763,16 @@ class Router:
         # Canary annotations on Ingresses that lost every pairing are still worth checking.
         for ing in table.served:
             ann = ing.metadata.annotations
-            if ann.get(CANARY_ANNOTATION) == "true" and id(ing) not in canary_cfgs:
+            raw_canary = ann.get(CANARY_ANNOTATION)
+            if raw_canary is None:
+                continue
+            is_canary = parse_bool(raw_canary)
+            if is_canary and id(ing) not in canary_cfgs:
                 for key, msg in parse_canary(ann)[1]:
                     warn(ing, f"Ingress {ing.metadata.ref}", key, msg)
-            raw_canary = ann.get(CANARY_ANNOTATION)
-            if raw_canary is not None and raw_canary not in ("true", "false"):
+            if is_canary is None:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
-                     f"invalid value {raw_canary!r}: only \"true\" makes a canary; "
-                     "treated as a normal Ingress")
+                     f"invalid boolean {raw_canary!r}: treated as a normal Ingress")
         for svc in res.services:
             text = svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
             if text:

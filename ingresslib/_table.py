@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ._errors import BadRequestError
+from ._goparse import parse_bool
 from ._models import (
     EMPTY_MAP,
     HTTPIngressPath,
@@ -78,7 +79,7 @@ class Match:
     @property
     def is_canary(self) -> bool:
         """True for the Match objects found in another Match's ``canary`` slot."""
-        return self.annotations.get("nginx.ingress.kubernetes.io/canary") == "true"
+        return _is_canary_value(self.annotations.get(CANARY_ANNOTATION))
 
 
 class _MatchInProgress:
@@ -198,8 +199,15 @@ def _age_key(ing: Ingress) -> tuple[int, datetime | int, str, str]:
     return (0, ts, ing.metadata.namespace, ing.metadata.name)
 
 
+def _is_canary_value(raw: str | None) -> bool:
+    # ingress-nginx canary/main.go: "config.Enabled, err = parser.GetBoolAnnotation(
+    # canaryAnnotation, ...)" -- strconv.ParseBool, so "True", "1" and "t" make a canary too;
+    # an invalid value is an error there and the Ingress is served as a normal one.
+    return raw is not None and parse_bool(raw) is True
+
+
 def _is_canary(ing: Ingress) -> bool:
-    return ing.metadata.annotations.get(CANARY_ANNOTATION) == "true"
+    return _is_canary_value(ing.metadata.annotations.get(CANARY_ANNOTATION))
 
 
 # --- building --------------------------------------------------------------------------------

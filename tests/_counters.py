@@ -37,14 +37,15 @@ def counters(request: pytest.FixtureRequest) -> Iterator[Any]:
     module = request.param
     if module is None:
         pytest.fail("INGRESSLIB_REQUIRE_EXTENSIONS is set but ingresslib._pick is not built")
-    names = ("Rotation", "ROTATION_TYPE", "FastRoute", "CanaryPick", "HashPick", "first_header")
-    saved = [getattr(_router, n) for n in names], _canary.Interleave
+    names = ("Rotation", "ROTATION_TYPE", "FastRoute", "CanaryPick", "HashPick", "http_header")
+    saved = [getattr(_router, n) for n in names], _canary.Interleave, _canary.http_header
     for n in names:
         setattr(_router, n, getattr(module, n))
     _canary.Interleave = module.Interleave
+    _canary.http_header = module.http_header
     try:
         yield module
     finally:
         for n, v in zip(names, saved[0]):
             setattr(_router, n, v)
-        _canary.Interleave = saved[1]
+        _canary.Interleave, _canary.http_header = saved[1], saved[2]

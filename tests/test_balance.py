@@ -199,6 +199,28 @@ def test_ewma_unknown_endpoints_first_and_tried() -> None:
     assert b.pick(EMPTY_REQUEST, e, set(e.endpoints)) is None
 
 
+def test_ewma_slow_start_for_endpoints_added_later() -> None:
+    # ingress-nginx ewma.lua sync: "slow_start_ewma is something we use to avoid sending too
+    # many requests to the newly introduced endpoints. We currently use average ewma values of
+    # existing endpoints." - and the stats of removed endpoints are deleted.
+    now = [0.0]
+    b = Ewma(BalancerOptions(rng=random.Random(3), clock=lambda: now[0]))
+    e2 = eps(2)
+    assert b.pick(EMPTY_REQUEST, e2, ()) is not None
+    b.observe(e2.endpoints[0], 0.2, True)
+    b.observe(e2.endpoints[1], 0.4, True)
+    e3 = eps(3)  # the same two and a new one
+    picks = Counter(b.pick(EMPTY_REQUEST, e3, ()) for _ in range(300))
+    # The newcomer starts at the average (0.3): it wins only the pair it makes with the 0.4
+    # endpoint (a third of the draws), not every pair it is in (two thirds, at score 0).
+    assert 60 < picks[2] < 140 and picks[0] > picks[2] > picks[1]
+    # Scaled down to one endpoint and back up: the one that came back starts at the average
+    # again (0.2, a tie with endpoint 0), not at its stale 0.4.
+    assert b.pick(EMPTY_REQUEST, eps(1), ()) == 0
+    picks = Counter(b.pick(EMPTY_REQUEST, eps(2), ()) for _ in range(100))
+    assert picks[0] > 20 and picks[1] > 20
+
+
 # --- consistent hashing --------------------------------------------------------------------------
 
 
@@ -329,6 +351,42 @@ def test_key_template(template: str, expected: str) -> None:
     assert t.render(ctx) == expected
 
 
+def test_key_template_variable_names_are_case_insensitive() -> None:
+    # nginx lower-cases variable names (ngx_http_get_variable_index: "ngx_strlow(v->name.data,
+    # name->data, name->len)"; ingress-nginx reads them as ``ngx.var[var_name]``), and
+    # $cookie_* matches the cookie name case-insensitively (ngx_strncasecmp).
+    ctx = RequestContext("POST", "h.test", "/p", [(b"x-user", b"bob"), (b"cookie", b"sid=s1")],
+                         "192.0.2.1", "x=1")
+    t = KeyTemplate("$Remote_Addr-${URI}-$HTTP_X_User-$Cookie_SID-$ARG_X")
+    assert t.errors == []
+    assert t.render(ctx) == "192.0.2.1-/p-bob-s1-1"
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("h.test", "h.test"), ("H.Test:8080", "h.test"), ("h.test.", "h.test"),
+    ("[FD00::1]:443", "[fd00::1]"), ("", ""),
+])
+def test_key_template_host_is_nginx_host(host: str, expected: str) -> None:
+    # nginx $host: "host name from the request line, or host name from the Host request header
+    # field" - lower-cased, without the port (ngx_http_validate_host also drops a trailing dot).
+    assert KeyTemplate("$host").render(RequestContext(host=host)) == expected
+
+
+def test_key_template_repeated_header_joined_as_nginx() -> None:
+    # nginx >= 1.23 ngx_http_variable_unknown_header joins every line with ", ".
+    ctx = RequestContext(headers=[(b"x-user", b"bob"), (b"X-User", b"eve")])
+    assert KeyTemplate("$http_x_user").render(ctx) == "bob, eve"
+
+
+def test_key_template_escapes_and_numbered_variables_as_ingress_nginx() -> None:
+    # util.lua parse_complex_value: "(\\\$[0-9a-zA-Z_]+) | \$\{([0-9a-zA-Z_]+)\} |
+    # \$([0-9a-zA-Z_]+) | (\$|[^$\\]+)" - an escaped "\$name" stays as written (backslash
+    # included); "$1" is a variable (a regex capture: empty here); a lone "$" is text.
+    t = KeyTemplate("\\$uri-$uri-$-$1")
+    assert t.render(RequestContext(path="/a")) == "\\$uri-/a-$-"
+    assert t.errors and "$1" in t.errors[0]
+
+
 def test_key_template_unknown_variable_reported() -> None:
     t = KeyTemplate("$nope-$uri")
     assert t.errors and "$nope" in t.errors[0]
@@ -439,6 +497,21 @@ def test_spec_invalid_values_warn_and_fall_back(ann: dict[str, str], bad_key: st
     spec, warnings = parse_balancer_spec(ann, "round_robin", KNOWN, "/")
     assert spec.kind == kind
     assert [k for k, _ in warnings] == [P + bad_key]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value", "warned"),
+    [("true", True, False), ("True", True, False), ("TRUE", True, False), ("t", True, False),
+     ("T", True, False), ("1", True, False), ("false", False, False), ("F", False, False),
+     ("0", False, False), ("yes", False, True), ("on", False, True), ("tRUE", False, True)],
+)
+def test_boolean_annotations_read_as_go_parse_bool(raw: str, value: bool, warned: bool) -> None:
+    # ingress-nginx parser.GetBoolAnnotation -> strconv.ParseBool: "It accepts 1, t, T, TRUE,
+    # true, True, 0, f, F, FALSE, false, False. Any other value returns an error."
+    ann = {P + "upstream-hash-by": "$uri", P + "upstream-hash-by-subset": raw}
+    spec, warnings = parse_balancer_spec(ann, "round_robin", KNOWN, "/")
+    assert spec.subset is value
+    assert bool(warnings) is warned
 
 
 def test_affinity_defaults_and_values() -> None:

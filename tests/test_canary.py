@@ -106,7 +106,15 @@ BOTH = cfg(canary_by_header="X-Canary", canary_by_cookie="canary")
         (CK, [(b"cookie", b"a=1; canary=always")], True),
         (CK, [(b"cookie", b"canary=never")], False),
         (CK, [(b"cookie", b"canary=yes")], None),
-        (CK, [(b"cookie", b"Canary=always")], None),  # cookie names case-sensitive
+        # nginx's $cookie_* (ngx_http_parse_multi_header_lines): "if (ngx_strncasecmp(start,
+        # name->data, name->len) != 0) goto skip;" - the name matches case-insensitively.
+        (CK, [(b"cookie", b"Canary=always")], True),
+        (CK, [(b"cookie", b"CANARY=never; canary=always")], False),  # the first one counts
+        # A repeated header reads as nginx's $http_* (>= 1.23): every line joined by ", ".
+        (H, [(b"x-canary", b"always"), (b"X-Canary", b"always")], None),
+        (H, [(b"x-canary", b"never"), (b"x-canary", b"never")], None),
+        (cfg(canary_by_header="X-Canary", canary_by_header_value="a, b"),
+         [(b"x-canary", b"a"), (b"x-canary", b"b")], True),
         (BOTH, [(b"x-canary", b"never"), (b"cookie", b"canary=always")], False),  # header first
         (BOTH, [(b"x-canary", b"other"), (b"cookie", b"canary=always")], True),   # fall through
     ],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ingresslib._endpoints import EndpointIndex, is_ready, parse_weights
-from ingresslib._models import EndpointConditions, ServicePort
+from ingresslib._models import EndpointConditions, EndpointPort, ServicePort
 
 from _router_helpers import endpoints_v1, resources, service, slice_
 
@@ -142,6 +144,59 @@ def test_external_name_service() -> None:
     ix = idx(service("ext", [ServicePort(443)], type="ExternalName", cluster_ip=None,
                      external_name="api.example.com"))
     assert ix.resolve("default", "ext", 443).endpoints == (("api.example.com", 443),)
+
+
+def test_external_name_without_ports_uses_the_backend_port() -> None:
+    # controller.go externalNamePorts: "// ExternalName without port / return
+    # &apiv1.ServicePort{Protocol: "TCP", Port: int32(port), TargetPort: intstr.FromInt(port)}"
+    # - ExternalName Services usually list no ports; the Ingress backend's number is used.
+    ix = idx(service("ext", [], type="ExternalName", cluster_ip=None,
+                     external_name="api.example.com"))
+    es = ix.resolve("default", "ext", 8443)
+    assert es.endpoints == (("api.example.com", 8443),) and es.port == 8443
+    # A port *name* needs a Service port of that name.
+    assert ix.resolve("default", "ext", "https").endpoints == ()
+
+
+def test_external_name_to_the_loopback_is_refused() -> None:
+    # ingress-nginx endpointslices.go: "if ip := net.ParseIP(s.Spec.ExternalName);
+    # s.Spec.ExternalName == "localhost" || (ip != nil && ip.IsLoopback()) { klog.Errorf("Invalid
+    # attempt to use localhost name ..."); return upsServers }" - never proxy to ourselves.
+    for name in ("localhost", "127.0.0.1", "127.9.9.9", "::1"):
+        ix = idx(service("ext", [ServicePort(443)], type="ExternalName", cluster_ip=None,
+                         external_name=name))
+        es = ix.resolve("default", "ext", 443)
+        assert es.endpoints == () and "loopback" in (es.reason or ""), name
+
+
+def test_slice_without_ports_uses_the_numeric_target_port() -> None:
+    # endpointslices.go: "if len(eps.Ports) == 0 && port.TargetPort.Type == intstr.Int {
+    # // When ports is empty, it indicates that there are no defined ports, using svc
+    # targePort if it's a number ... ports = append(ports, port.TargetPort.IntVal)".
+    ix = idx(service("web", [ServicePort(80, "http", 8080)]),
+             slice_("web-a", "web", ["10.0.0.1"], []))
+    es = ix.resolve("default", "web", 80)
+    assert es.endpoints == (("10.0.0.1", 8080),) and es.port == 8080
+    # A named targetPort has no number to use: nothing.
+    ix = idx(service("web", [ServicePort(80, "http", "web")]),
+             slice_("web-a", "web", ["10.0.0.1"], []))
+    assert ix.resolve("default", "web", 80).endpoints == ()
+
+
+def test_only_tcp_slice_ports_serve() -> None:
+    # controller.go serviceEndpoints: "getEndpointsFromSlices(svc, &servicePort,
+    # apiv1.ProtocolTCP, ...)", and there "if !reflect.DeepEqual(*epPort.Protocol, proto) {
+    # continue }": HTTP goes to TCP ports only.
+    udp = dataclasses.replace(slice_("web-u", "web", ["10.0.0.9"], [("http", 8080)]),
+                              ports=(EndpointPort(port=8080, name="http", protocol="UDP"),))
+    ix = idx(service("web", [ServicePort(80, "http", 8080)]), udp,
+             slice_("web-t", "web", ["10.0.0.1"], [("http", 8080)]))
+    assert ix.resolve("default", "web", 80).endpoints == (("10.0.0.1", 8080),)
+    eps = endpoints_v1("web", ["10.0.0.2"], ports=[("http", 8080)])
+    eps = dataclasses.replace(eps, subsets=(dataclasses.replace(
+        eps.subsets[0], ports=(EndpointPort(port=8080, name="http", protocol="SCTP"),)),))
+    assert idx(service("web", [ServicePort(80, "http", 8080)]), eps).resolve(
+        "default", "web", 80).endpoints == ()
 
 
 def test_weights_annotation() -> None:

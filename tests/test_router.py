@@ -109,6 +109,13 @@ def test_named_ports_through_the_router() -> None:
 def test_service_upstream_annotation() -> None:
     r = web({P + "service-upstream": "true"})
     assert {eps_of(r.route("GET", "a.test", "/app")) for _ in range(4)} == {("10.96.0.10", 80)}
+    # A boolean annotation as ingress-nginx reads it (strconv.ParseBool): "1", "t", "True"...
+    for raw in ("1", "T", "True"):
+        r = web({P + "service-upstream": raw})
+        assert eps_of(r.route("GET", "a.test", "/app")) == ("10.96.0.10", 80), raw
+        assert not r.warnings
+    r = web({P + "service-upstream": "yes"})
+    assert eps_of(r.route("GET", "a.test", "/app")) != ("10.96.0.10", 80) and r.warnings
 
 
 def test_headers_in_every_form() -> None:
@@ -155,6 +162,23 @@ def test_consistent_hash_fast_paths_agree_with_the_balancer(hash_by: str) -> Non
     assert absent is not None and absent.endpoint is not None
 
 
+def test_hash_by_uri_uses_the_normalised_uri() -> None:
+    # nginx's $uri is "the current URI in request, normalized" (percent-decoded, "//" merged,
+    # "." and ".." resolved): two spellings of one path share an endpoint (here: the canonical
+    # path of SEMANTICS §5, the path the backend receives).
+    r = web({P + "upstream-hash-by": "$uri"}, main_ips=[f"10.0.0.{i}" for i in range(1, 9)])
+    for i in range(40):
+        plain = f"/app/p{i}/x"
+        want = eps_of(r.route("GET", "a.test", plain))
+        for other in (f"/app//p{i}/x", f"/app/p{i}/./x", f"/app/p{i}/y/../x",
+                      f"/app/p{i}/%78", f"/%61pp/p{i}/x"):
+            d = r.route("GET", "a.test", other)
+            assert eps_of(d) == want, (plain, other)
+            assert d is not None
+            ctx = RequestContext("GET", "a.test", other)
+            assert d.handle.eps.endpoints[d.handle.balancer.pick(ctx, d.handle.eps, ())] == want
+
+
 def test_canary_header_inline_check_agrees_with_every_header_form() -> None:
     h11 = pytest.importorskip("h11")
     for ann, cases in (
@@ -166,12 +190,18 @@ def test_canary_header_inline_check_agrees_with_every_header_form() -> None:
         # weight 0: a request the header does not decide stays on the main side
         r = web(canary_ann=ann)
         for value, want in cases:
-            raw = [("Host", "a.test")] + ([("X-Canary", value), ("X-Canary", "always")]
-                                          if value is not None else [])
+            raw = [("Host", "a.test")] + ([("X-Canary", value)] if value is not None else [])
             for hd in (h11.Request(method="GET", target="/", headers=raw).headers, raw,
-                       dict(raw[:2])):  # a mapping holds one value: the first
+                       dict(raw)):
                 d = r.route("GET", "a.test", "/app", hd)  # type: ignore[arg-type]
                 assert d is not None and d.canary is bool(want), (ann, value, hd)
+            # Repeated, the header reads as nginx's $http_* does (>= 1.23): "v, always",
+            # which is neither value: the weight (0) decides, in every header form.
+            if value is not None:
+                raw2 = raw + [("X-Canary", "always")]
+                for hd in (h11.Request(method="GET", target="/", headers=raw2).headers, raw2):
+                    d = r.route("GET", "a.test", "/app", hd)  # type: ignore[arg-type]
+                    assert d is not None and not d.canary, (ann, value, hd)
 
 
 def test_round_robin_retries_leave_the_cycle_alone_and_rebuilds_stay_even() -> None:
@@ -462,6 +492,41 @@ def test_canary_session_stays_on_canary() -> None:
     assert d is not None and not d.canary
 
 
+def test_canary_takes_the_main_rules_session_affinity() -> None:
+    # ingress-nginx controller.go mergeAlternativeBackend: "if ing.ParsedAnnotations != nil &&
+    # ing.ParsedAnnotations.SessionAffinity.CanaryBehavior != "legacy" {
+    # priUps.SessionAffinity.DeepCopyInto(&altUps.SessionAffinity) }" - a session the weight
+    # sent to the canary sticks there, with the main Ingress's cookie settings.
+    r = web({P + "affinity": "cookie", P + "session-cookie-name": "sid"},
+            canary_ann={P + "canary-weight": "50"})
+    first = [r.route("GET", "a.test", "/app") for _ in range(2)]
+    can = next(d for d in first if d is not None and d.canary)
+    assert can.set_cookie is not None and can.set_cookie.startswith("sid=")
+    cookie = can.set_cookie.split(";")[0]
+    for _ in range(6):
+        d = r.route("GET", "a.test", "/app", [("cookie", cookie)])
+        assert d is not None and d.canary and d.endpoint == can.endpoint
+    # "affinity-canary-behavior: legacy" on the canary keeps the canary's own (none here).
+    r = web({P + "affinity": "cookie"},
+            canary_ann={P + "canary-weight": "100", P + "affinity-canary-behavior": "legacy"})
+    d = r.route("GET", "a.test", "/app")
+    assert d is not None and d.canary and d.set_cookie is None
+    # A canary with its own affinity keeps it (docs/router.md, differences).
+    r = web({P + "affinity": "cookie"},
+            canary_ann={P + "canary-weight": "100", P + "affinity": "cookie",
+                        P + "session-cookie-name": "beta"})
+    d = r.route("GET", "a.test", "/app")
+    assert d is not None and d.canary and (d.set_cookie or "").startswith("beta=")
+    # An unknown behaviour is reported and treated as the default ("sticky").
+    r = web({P + "affinity": "cookie"},
+            canary_ann={P + "canary-weight": "100", P + "affinity-canary-behavior": "odd"})
+    d = r.route("GET", "a.test", "/app")
+    assert d is not None and d.canary and (d.set_cookie or "").startswith("INGRESSCOOKIE=")
+    assert ("Ingress default/web-canary",
+            f"metadata.annotations[{P}affinity-canary-behavior]") in {
+        (w.object, w.field) for w in r.warnings}
+
+
 def test_invalid_canary_annotations_are_warnings() -> None:
     r = web(canary_ann={P + "canary-weight": "lots", P + "canary-by-header": "X-C",
                         P + "canary-by-header-pattern": "(a+)\\1"})
@@ -472,6 +537,19 @@ def test_invalid_canary_annotations_are_warnings() -> None:
             "metadata.annotations[nginx.ingress.kubernetes.io/canary-by-header-pattern]") in found
     # Fallback to the defaults: weight 0, no pattern -> main.
     assert not r.route("GET", "a.test", "/app", {"X-C": "aa"}).canary  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("value", "serves_canary", "warned"), [
+    ("True", True, False), ("1", True, False), ("yes", False, True), (" true", False, True)])
+def test_canary_flag_reads_as_go_parse_bool(value: str, serves_canary: bool, warned: bool) -> None:
+    # ingress-nginx: parser.GetBoolAnnotation (strconv.ParseBool) on the raw value; an invalid
+    # one is reported and the Ingress is an ordinary one (here shadowed by the older "web").
+    r = web(canary_ann={P + "canary": value, P + "canary-weight": "100"})
+    d = r.route("GET", "a.test", "/app")
+    assert d is not None and d.canary is serves_canary
+    field = f"metadata.annotations[{P}canary]"
+    assert (("Ingress default/web-canary", field) in {(w.object, w.field) for w in r.warnings}) \
+        is warned
 
 
 def test_other_invalid_annotations_are_warnings() -> None:

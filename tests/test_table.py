@@ -285,6 +285,28 @@ def test_canary_pairs_with_same_host_path_type(matcher: Any) -> None:
     assert len([x for x in msgs if "matches no main rule" in x]) == 2
 
 
+@pytest.mark.parametrize(("value", "canary"), [
+    ("true", True), ("True", True), ("TRUE", True), ("1", True), ("t", True),
+    ("false", False), ("0", False), (" true", False), ("yes", False), ("", False)])
+def test_canary_flag_reads_as_go_parse_bool(matcher: Any, value: str, canary: bool) -> None:
+    # ingress-nginx canary/main.go: parser.GetBoolAnnotation -> strconv.ParseBool of the raw
+    # value; an invalid one is an error there and the Ingress is an ordinary one.
+    t = build(
+        matcher,
+        ingress("main", [("h.com", [("/a", "Prefix", "main")])]),
+        ingress("other", [("h.com", [("/a", "Prefix", "other")])],
+                annotations={"nginx.ingress.kubernetes.io/canary": value}),
+    )
+    m = t.match("h.com", "/a")
+    assert m is not None and m.service == "main"
+    if canary:
+        assert m.canary is not None and m.canary.service == "other" and m.canary.is_canary
+    else:  # an ordinary Ingress with the same rule: shadowed by the older one, no canary
+        assert m.canary is None
+        assert any(d.object == "Ingress default/other" and "shadowed" in d.message
+                   for d in t.diagnostics)
+
+
 # --- build internals: the fast Match constructor, route ids, diagnostics order, GC pause ----------
 
 

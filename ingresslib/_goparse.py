@@ -1,0 +1,47 @@
+"""Annotation values read the way ingress-nginx's Go parser reads them.
+
+ingress-nginx's ``parser.GetBoolAnnotation`` and ``parser.GetIntAnnotation``
+(``internal/ingress/annotations/parser/main.go``) hand the raw annotation string to
+``strconv.ParseBool`` and ``strconv.Atoi``: nothing is trimmed or case-folded first. Every
+module that reads a boolean or integer annotation (the route table's canary flag, the router's
+balancer and canary annotations, the proxy's per-route options) uses these two, so that one
+value never means two things in two places.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_bool", "parse_int"]
+
+#: strconv.ParseBool: "It accepts 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False. Any
+#: other value returns an error."
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+#: strconv.Atoi: an optional sign and ASCII decimal digits (Python's int() would also take
+#: " 5", "1_0" and non-ASCII digits).
+_ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def parse_bool(value: str) -> bool | None:
+    """``strconv.ParseBool``: True, False, or None when Go would return an error.
+
+    >>> parse_bool("T"), parse_bool("0"), parse_bool(" true"), parse_bool("yes")
+    (True, False, None, None)
+    """
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def parse_int(value: str) -> int | None:
+    """``strconv.Atoi``: the integer, or None when Go would return an error.
+
+    >>> parse_int("-5"), parse_int(" 5"), parse_int("1_0"), parse_int("30s")
+    (-5, None, None, None)
+    """
+    if _ATOI.fullmatch(value) is None:
+        return None
+    return int(value)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import FieldError, ValidationError
-from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings
+from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
 
@@ -151,6 +151,14 @@ def _header_name(v: str) -> str:
     return v
 
 
+def _redirect_code(v: str) -> int:
+    # ingress-nginx (controller/template/configmap.go) reads http-redirect-code with
+    # strconv.Atoi and keeps the default (308) unless it is one of validRedirectCodes.
+    if _DECIMAL.fullmatch(v) is None or int(v) not in REDIRECT_CODES:
+        raise _Bad("supported codes: 301, 302, 307, 308")
+    return int(v)
+
+
 def _load_balance(v: str) -> str:
     v = v.strip()
     if v not in LOAD_BALANCE:
@@ -181,6 +189,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "generate-request-id": _bool,
     "proxy-add-original-uri-header": _bool,
     "ssl-redirect": _bool,
+    "force-ssl-redirect": _bool,
     "hsts": _bool,
     "hsts-max-age": _decimal,
     "hsts-include-subdomains": _bool,
@@ -190,6 +199,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy-send-timeout": _seconds,
     "proxy-next-upstream": _next_upstream,
     "proxy-next-upstream-tries": _int,
+    # config.go: "ProxyNextUpstreamTimeout int `json:\"proxy-next-upstream-timeout\"`"
+    # (seconds, like the other timeout keys; 0 = no limit).
+    "proxy-next-upstream-timeout": _seconds,
+    # config.go: "RetryNonIdempotent bool `json:\"retry-non-idempotent\"`".
+    "retry-non-idempotent": _bool,
     "proxy-body-size": _size,
     "keep-alive": _seconds,
     "keep-alive-requests": _int,
@@ -199,6 +213,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "client-header-timeout": _seconds,
     "client-body-timeout": _seconds,
     "enable-underscores-in-headers": _bool,
+    "ignore-invalid-headers": _bool,
+    "http-redirect-code": _redirect_code,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).

@@ -31,10 +31,16 @@ from ingresslib.proxy import (
 
 __all__ = [
     "FakeMatch", "FakeDecision", "FakeRouter", "Route", "Reply", "FakeUpstream", "ProxyPair",
-    "ok", "PEER",
+    "ok", "PEER", "CLOCK", "DATE",
 ]
 
 PEER = ("203.0.113.7", 40000)
+#: A fixed wall clock (RFC 9110's own example date) for tests about the Date header:
+#: ``ProxyPair(clock=lambda: CLOCK)``; every response without an upstream Date then carries
+#: ``DATE``. The default is no clock (no Date added), so that byte-exact tests compare the
+#: upstream's bytes as they are (tests/test_proxy_hostile.py among them).
+CLOCK = 784111777.0
+DATE = b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,11 +206,12 @@ class ProxyPair:
         https_port: int = 443,
         request_id: Callable[[], str] | None = lambda: "0123456789abcdef0123456789abcdef",
         router: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.router = router if router is not None else FakeRouter(
             routes if routes is not None else [Route()])
         self.proxy = Proxy(self.router, settings, tls_hosts=tls_hosts, https_port=https_port,
-                           request_id=request_id)
+                           request_id=request_id, clock=clock)
         self.app = app
         self.refuse = set(refuse)
         self.hang = set(hang)

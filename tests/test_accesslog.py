@@ -400,3 +400,17 @@ def test_request_line_and_user_through_the_core(target: bytes, status: int) -> N
     line = format_line(access_fields(record, NOW, UTC))
     assert line.startswith('203.0.113.7 - user [21/Nov/2026:13:25:42 +0000] "GET '
                            + target.decode() + ' HTTP/1.1" %d ' % status), line
+
+
+def test_a_failed_try_logs_nginx_status_not_a_dash() -> None:
+    # End to end through the core: a refused first try, a 200 from the second. nginx's
+    # ngx_http_upstream_next sets "u->state->status = status" (502, 504 for a timeout) for the
+    # failed try, so $upstream_status is "502, 200" where we used to log "-, 200".
+    from _proxy_harness import ProxyPair, Route
+
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps[:1])
+    pair.send(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    f = access_fields(pair.records[0], NOW, UTC)
+    assert (f["upstream_addr"], f["upstream_status"]) == ("10.0.0.1:80, 10.0.0.2:80", "502, 200")
+    assert f["upstream_response_length"] == "0, 4"

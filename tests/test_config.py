@@ -60,6 +60,13 @@ def test_empty_is_default() -> None:
         ("keep-alive-requests", "50", "keep_alive_requests", 50),
         ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
         ("enable-underscores-in-headers", "true", "enable_underscores_in_headers", True),
+        ("ignore-invalid-headers", "false", "ignore_invalid_headers", False),
+        ("force-ssl-redirect", "true", "force_ssl_redirect", True),
+        ("http-redirect-code", "301", "http_redirect_code", 301),
+        ("http-redirect-code", "307", "http_redirect_code", 307),
+        ("proxy-next-upstream-timeout", "15", "proxy_next_upstream_timeout", 15.0),
+        ("proxy-next-upstream-timeout", "0", "proxy_next_upstream_timeout", 0.0),
+        ("retry-non-idempotent", "true", "retry_non_idempotent", True),
     ],
 )
 def test_each_key(key: str, value: str, field: str, want: object) -> None:
@@ -129,7 +136,8 @@ def test_configmap_object_and_file(tmp_path: Path) -> None:
 # silently configure something ingress-nginx does not, so they are rejected, loudly.
 @pytest.mark.parametrize("key", ["proxy-connect-timeout", "proxy-read-timeout",
                                  "proxy-send-timeout", "keep-alive", "upstream-keepalive-timeout",
-                                 "client-header-timeout", "client-body-timeout"])
+                                 "client-header-timeout", "client-body-timeout",
+                                 "proxy-next-upstream-timeout"])
 @pytest.mark.parametrize("value", ["60s", "1m", "500ms", "2.5", " 60", "6_0", "\u0666\u0660"])
 def test_timeouts_are_whole_seconds(key: str, value: str) -> None:
     with pytest.raises(ValidationError) as ei:
@@ -211,3 +219,12 @@ def test_header_buffers_need_ascii_digits() -> None:
         parse_config_data({"large-client-header-buffers": "\u0664 8k"})
     with pytest.raises(ValidationError):
         parse_config_data({"large-client-header-buffers": "4 \u0668k"})
+
+
+@pytest.mark.parametrize("value", ["200", "303", "308s", "0x134", "", " 308"])
+def test_http_redirect_code_must_be_a_redirect_ingress_nginx_accepts(value: str) -> None:
+    # ingress-nginx configmap.go: strconv.Atoi, then `validRedirectCodes` (301, 302, 307, 308);
+    # anything else keeps the default there, with a log line: an error here.
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({"http-redirect-code": value})
+    assert "data.http-redirect-code" in str(ei.value)

@@ -591,3 +591,18 @@ def test_a_retried_request_observes_its_last_try() -> None:
     assert s[(f"{P}_connect_duration_seconds_sum", LABELS)] == pytest.approx(0.002)
     assert s[(f"{P}_header_duration_seconds_sum", LABELS)] == pytest.approx(0.1)
     assert s[(f"{P}_response_duration_seconds_sum", LABELS)] == pytest.approx(0.3)
+
+
+def test_requests_count_the_client_status_not_the_upstream_statuses() -> None:
+    # monitor.lua sends "status = ngx.var.status" and leaves "--upstreamStatus =
+    # ngx.var.upstream_status" commented out: a retried request (a refused try logged 502, then
+    # a 200) counts once, under 200; a failed one once, under the 502 the client got.
+    m = Metrics()
+    m.observe(rec(upstreams=(("10.0.0.1", 8080), ("10.0.0.2", 8080)),
+                  upstream_statuses=(502, 200), upstream_status=200))
+    m.observe(rec(status=502, upstreams=(("10.0.0.1", 8080),), upstream_statuses=(502,),
+                  upstream_status=502, upstream_first_byte=None, upstream_header_time=None))
+    s = samples(m)
+    assert s[(f"{P}_requests", LABELS)] == 1
+    assert s[(f"{P}_requests", LABELS_502)] == 1
+    assert sum(v for (name, _), v in s.items() if name == f"{P}_requests") == 2

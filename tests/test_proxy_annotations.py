@@ -51,6 +51,9 @@ def test_timeouts_and_retries() -> None:
     ("proxy-next-upstream-tries", "\u0665"),
     # validUpstreamAnnotation (proxy/main.go): one whitespace at most after each condition.
     ("proxy-next-upstream", "error  timeout"), ("proxy-next-upstream", " error"),
+    # proxy/main.go reads proxy-next-upstream-timeout with GetIntAnnotation (strconv.Atoi).
+    ("proxy-next-upstream-timeout", "10s"), ("proxy-next-upstream-timeout", "-1"),
+    ("proxy-next-upstream-timeout", "1.5"),
 ])
 def test_invalid_values_warn_and_fall_back(name: str, value: str,
                                            caplog: pytest.LogCaptureFixture) -> None:
@@ -63,10 +66,10 @@ def test_invalid_values_warn_and_fall_back(name: str, value: str,
     assert any(name in r.getMessage() for r in caplog.records)
     assert (o.body_size, o.read_timeout, o.connect_timeout, o.next_upstream,
             o.next_upstream_tries, o.ssl_redirect, o.app_root, o.force_ssl_redirect,
-            o.x_forwarded_prefix) == (
+            o.x_forwarded_prefix, o.next_upstream_timeout) == (
         default.body_size, default.read_timeout, default.connect_timeout, default.next_upstream,
         default.next_upstream_tries, default.ssl_redirect, default.app_root,
-        default.force_ssl_redirect, default.x_forwarded_prefix)
+        default.force_ssl_redirect, default.x_forwarded_prefix, default.next_upstream_timeout)
 
 
 def test_rewrite_with_regex_captures() -> None:
@@ -164,3 +167,130 @@ def test_other_prefixes_are_not_read() -> None:
 def test_next_upstream_separators() -> None:
     assert opts(proxy_next_upstream="error\ttimeout ").next_upstream == {"error", "timeout"}
     assert opts(proxy_next_upstream="off error").next_upstream == {"off", "error"}  # off wins
+
+
+def test_rewrite_target_equal_to_the_rule_path_is_no_rewrite() -> None:
+    # ingress-nginx template.go buildProxyPass: "if the path in the ingress rule is equals to
+    # the target: no special rewrite" (`if path == location.Rewrite.Target { return
+    # defProxyPass }`): the path is forwarded untouched, not replaced by the target.
+    o = opts("/", rewrite_target="/")
+    assert o.rewrite("/a/b") == "/a/b" and o.rewrite("/") == "/"
+    o = opts("/api", rewrite_target="/api")
+    assert o.rewrite("/api/v1") == "/api/v1"
+    o = opts("/api(/|$)(.*)", rewrite_target="/api(/|$)(.*)", use_regex="true")
+    assert o.rewrite("/api/x") == "/api/x"
+    # The comparison is on the rule path as written: a different target still rewrites.
+    assert opts("/api", rewrite_target="/api/").rewrite("/api/v1") == "/api/"
+
+
+def test_force_ssl_redirect_default_comes_from_the_configmap() -> None:
+    # ingress-nginx rewrite/main.go: `config.ForceSSLRedirect, err =
+    # parser.GetBoolAnnotation("force-ssl-redirect", ing); if err != nil {
+    # config.ForceSSLRedirect = a.r.GetDefaultBackend().ForceSSLRedirect }` (ConfigMap key
+    # force-ssl-redirect, default false).
+    s = ProxySettings(force_ssl_redirect=True)
+    assert parse_route_options({}, "/", s).force_ssl_redirect
+    assert not parse_route_options({PREFIX + "force-ssl-redirect": "false"}, "/",
+                                   s).force_ssl_redirect
+    assert not opts().force_ssl_redirect
+
+
+def test_force_ssl_redirect_configmap_through_the_core() -> None:
+    from _proxy_harness import ProxyPair, status_of
+
+    out = ProxyPair(settings=ProxySettings(force_ssl_redirect=True)).send(
+        b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert status_of(out) == 308 and b"location: https://example.test/a\r\n" in out
+
+
+@pytest.mark.parametrize("value", ["/app\x00", "/a\x1bb", "/a\x7f", "/a\x01"])
+def test_app_root_with_a_control_character_is_refused(value: str) -> None:
+    # ingress-nginx rewrite/main.go: `u, err := url.ParseRequestURI(config.AppRoot); if err !=
+    # nil { klog.Warningf("Annotation app-root contains an invalid value: %v", err);
+    # config.AppRoot = "" }`; Go's URL parser refuses any ASCII control character ("net/url:
+    # invalid control character in URL"). The value would otherwise reach the Location header.
+    o = opts(app_root=value)
+    assert o.app_root is None and o.warnings
+
+
+@pytest.mark.parametrize(("target", "query", "uri"), [
+    ("/x", "a=1", "/x?a=1"),            # no "?" in the target: the arguments stay
+    ("/x", None, "/x"),
+    ("/x?b=2", "a=1", "/x?b=2&a=1"),    # "the previous request arguments are appended"
+    ("/x?b=2", None, "/x?b=2"),
+    ("/x?b=2", "", "/x?b=2"),
+    ("/x?b=2?", "a=1", "/x?b=2"),       # "a question mark at the end ... avoids" appending
+    ("/x?", "a=1", "/x"),
+])
+def test_rewrite_uri_arguments_follow_nginx_rewrite(target: str, query: str | None,
+                                                    uri: str) -> None:
+    # nginx rewrite module docs: "If a replacement string includes the new request arguments,
+    # the previous request arguments are appended after them. If this is undesired, putting a
+    # question mark at the end of a replacement string avoids having them appended".
+    o = opts("/p", rewrite_target=target)
+    assert o.rewrite_uri("/p/q", query) == uri
+
+
+def test_rewrite_uri_without_a_match_keeps_path_and_query() -> None:
+    o = opts("/p(/|$)(.*)", rewrite_target="/$2?", use_regex="true")
+    assert o.rewrite_uri("/other", "a=1") == "/other?a=1"
+    assert opts("/").rewrite_uri("/a", None) == "/a"  # no rewrite-target at all
+
+
+@pytest.mark.parametrize("target", ["/a b", "/a\tb"])
+def test_rewrite_target_with_whitespace_is_refused(target: str) -> None:
+    # ingress-nginx writes `rewrite "(?i)<path>" <target> break;` unquoted: a space splits the
+    # directive and the nginx configuration test rejects the Ingress. Forwarded as is it would
+    # break the upstream request line ("GET /a b HTTP/1.1").
+    o = opts("/", rewrite_target=target)
+    assert o.rewrite_target is None and o.warnings
+    assert o.rewrite_uri("/z", None) == "/z"
+
+
+def test_rewrite_target_non_ascii_is_percent_encoded() -> None:
+    # nginx escapes the rewritten URI it proxies (ngx_escape_uri): a request target is ASCII.
+    o = opts("/p", rewrite_target="/café/$1")
+    assert o.rewrite("/p") == "/caf%C3%A9/"
+    assert o.rewrite_uri("/p", "q").isascii()
+
+
+@pytest.mark.parametrize(("target", "sent"), [("/x?b=2?", b"GET /x?b=2 HTTP/1.1\r\n"),
+                                              ("/x?", b"GET /x HTTP/1.1\r\n")])
+def test_rewrite_target_arguments_through_the_core(target: str, sent: bytes) -> None:
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route("/p", annotations={PREFIX + "rewrite-target": target})])
+    pair.send(b"GET /p/q?a=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert bytes(pair.upstreams[0].raw).startswith(sent)
+
+
+def test_rewrite_target_equal_to_the_rule_path_through_the_core() -> None:
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route("/", annotations={PREFIX + "rewrite-target": "/"})])
+    pair.send(b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert bytes(pair.upstreams[0].raw).startswith(b"GET /a/b?x=1 HTTP/1.1\r\n")
+
+
+def test_next_upstream_timeout_annotation_over_the_setting() -> None:
+    # ingress-nginx proxy/main.go: "config.NextUpstreamTimeout, err =
+    # parser.GetIntAnnotation(proxyNextUpstreamTimeoutAnnotation, ...); if err != nil {
+    # config.NextUpstreamTimeout = defBackend.ProxyNextUpstreamTimeout }" (0 = no limit).
+    assert parse_route_options({}, "/", ProxySettings()).next_upstream_timeout == 0.0
+    s = ProxySettings(proxy_next_upstream_timeout=7)
+    assert parse_route_options({}, "/", s).next_upstream_timeout == 7.0
+    assert opts(proxy_next_upstream_timeout="12").next_upstream_timeout == 12.0
+    o = parse_route_options({PREFIX + "proxy-next-upstream-timeout": "0"}, "/", s)
+    assert o.next_upstream_timeout == 0.0 and not o.warnings
+    o = parse_route_options({PREFIX + "proxy-next-upstream-timeout": "x"}, "/", s)
+    assert o.next_upstream_timeout == 7.0 and "using the default 7" in o.warnings[0]
+
+
+def test_retry_non_idempotent_appends_to_the_effective_conditions() -> None:
+    # ingress-nginx buildNextUpstream(location.Proxy.NextUpstream, Cfg.RetryNonIdempotent):
+    # "if retryNonIdempotent { nextUpstreamCodes = append(nextUpstreamCodes, nonIdempotent) }".
+    s = ProxySettings(retry_non_idempotent=True)
+    assert parse_route_options({}, "/", s).next_upstream == {"error", "timeout", "non_idempotent"}
+    o = parse_route_options({PREFIX + "proxy-next-upstream": "http_502"}, "/", s)
+    assert o.next_upstream == {"http_502", "non_idempotent"}
+    assert parse_route_options({}, "/", ProxySettings()).next_upstream == {"error", "timeout"}

@@ -21,7 +21,7 @@ from ingresslib.proxy import (
     TimerKind,
 )
 
-from _proxy_harness import FakeUpstream, ProxyPair, Reply, Route, ok, status_of
+from _proxy_harness import CLOCK, DATE, FakeUpstream, ProxyPair, Reply, Route, ok, status_of
 
 H = b"Host: example.test\r\n"
 GET = b"GET /a?x=1 HTTP/1.1\r\n" + H + b"\r\n"
@@ -480,7 +480,30 @@ def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
     out = pair.send(GET)
     assert status_of(out) == 200
     assert pair.opens[-1].pooled is False and len(pair.upstreams) == 2
-    assert pair.records[-1].upstreams == (("10.0.0.1", 8080),)
+    # nginx logs the dead cached connection as a try of its own ("10.0.0.1:8080,
+    # 10.0.0.1:8080" and "502, 200": ngx_http_upstream_connect starts a new state per connect)
+    # but does not count it ("if (u->peer.cached && ft_type == NGX_HTTP_UPSTREAM_FT_ERROR) {
+    # u->peer.tries++; }").
+    rec = pair.records[-1]
+    assert rec.upstreams == (("10.0.0.1", 8080),) * 2 and rec.upstream_statuses == (502, 200)
+
+
+def test_keep_alive_race_is_not_counted_as_a_try() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    conn, request = _timed_conn(eps, {"nginx.ingress.kubernetes.io/proxy-next-upstream-tries":
+                                      "2"})
+    op = request(0.5, 1.0)
+    conn.upstream_connected(op.conn_id, 1.0, reused=True)
+    [fresh] = [a for a in conn.upstream_eof(op.conn_id, 1.5) if isinstance(a, OpenUpstream)]
+    assert (fresh.endpoint, fresh.pooled) == (eps[0], False)
+    # The fresh connection is refused: that is try 1 of 2, so eps[1] still gets its try.
+    [retry] = [a for a in conn.upstream_failed(fresh.conn_id, 2.0)
+               if isinstance(a, OpenUpstream)]
+    assert retry.endpoint == eps[1]
+    rec = _record_of(conn.upstream_failed(retry.conn_id, 2.5))
+    assert rec.status == 502
+    assert rec.upstreams == (eps[0], eps[0], eps[1])
+    assert rec.upstream_statuses == (502, 502, 502)
 
 
 def test_pipelined_requests_answered_in_order() -> None:
@@ -543,6 +566,75 @@ def test_client_eof_mid_body_closes_upstream_without_reuse() -> None:
     pair.eof()
     assert pair.closed and pair.closes[-1].reuse is False
     assert pair.records[0].status == 499  # nginx's "client closed request", never sent
+
+
+# ngx_http_upstream_send_request_body: once the body is read, "if (!u->store &&
+# !r->post_action && !u->conf->ignore_client_abort) { r->read_event_handler =
+# ngx_http_upstream_rd_check_broken_connection; }", and ngx_http_upstream_check_broken_connection
+# on a client EOF: "if (!u->cacheable && u->peer.connection) { ngx_log_error(NGX_LOG_INFO, ev->log,
+# err, "client prematurely closed connection, so upstream connection is closed too");
+# ngx_http_upstream_finalize_request(r, u, NGX_HTTP_CLIENT_CLOSED_REQUEST);". The status logged
+# is 499 unless a response had begun: ngx_http_terminate_request "if (rc > 0 &&
+# (mr->headers_out.status == 0 || mr->connection->sent == 0)) { mr->headers_out.status = rc; }".
+def test_client_fin_after_a_complete_request_aborts_with_499() -> None:
+    from ingresslib.proxy import CloseDownstream
+
+    pair = ProxyPair(app=silent)
+    pair.send(GET)
+    assert pair.eof() == b""
+    assert pair.closed and pair.downstream_closes == [CloseDownstream(linger=False)]
+    assert [c.reuse for c in pair.closes] == [False] and pair.upstreams[0].closed
+    rec = pair.records[0]
+    assert rec.status == 499 and rec.upstream_statuses == (None,)
+    assert pair.router.observed == []  # the endpoint did nothing wrong
+
+
+def test_client_fin_while_the_connect_is_pending_cancels_it() -> None:
+    eps = [("10.0.0.1", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], defer=eps)
+    pair.send(GET)
+    pair.eof()
+    assert pair.closed and pair.closes[-1].reuse is False
+    assert pair.records[0].status == 499
+    assert pair.connect() == b"" and pair.upstreams[0].requests == []
+
+
+def test_client_fin_after_the_response_began_aborts_and_keeps_its_status() -> None:
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        return Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+
+    pair = ProxyPair(app=app)
+    assert pair.send(GET).endswith(b"abc")
+    pair.eof()
+    assert pair.closed and pair.closes[-1].reuse is False and pair.upstreams[0].closed
+    rec = pair.records[0]
+    assert rec.status == 200 and rec.bytes_out == len(pair.received)
+    assert rec.upstream_statuses == (200,) and pair.router.observed == []
+    # The rest of the body, if it was already on its way, goes nowhere.
+    assert pair.conn.upstream_data(pair.opens[0].conn_id, b"defghij", pair.now) == []
+
+
+def test_proxy_ignore_client_abort_lets_the_response_finish_after_a_fin() -> None:
+    held: list[FakeUpstream] = []
+    pair = ProxyPair(settings=ProxySettings(proxy_ignore_client_abort=True),
+                     app=lambda r, b, u: (held.append(u), None)[1])
+    pair.send(GET)
+    pair.eof()
+    assert not pair.closed and pair.records == []
+    out = pair.upstream_send(held[0], b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert status_of(out) == 200 and out.endswith(b"ok") and pair.closed
+    assert pair.records[0].status == 200
+
+
+def test_client_fin_ends_a_websocket_tunnel_either_way() -> None:
+    # ngx_http_upstream_process_upgraded: done when "(downstream->read->eof &&
+    # u->from_client.pos == u->from_client.last)", whatever proxy_ignore_client_abort says.
+    for ignore in (False, True):
+        pair = ProxyPair(settings=ProxySettings(proxy_ignore_client_abort=ignore), app=ws_app)
+        pair.send(WS)
+        pair.eof()
+        assert pair.closed and pair.records[0].status == 101, ignore
+        assert pair.closes[-1].reuse is False
 
 
 def test_upstream_answers_before_request_body_ends() -> None:
@@ -917,7 +1009,7 @@ def test_record_times_come_from_the_last_attempt_after_a_retry() -> None:
         op.conn_id, b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", 1.5)
         if isinstance(a, OpenUpstream)]
     rec = _record_of(conn.upstream_failed(retry.conn_id, 2.25))
-    assert (rec.status, rec.upstream_statuses) == (502, (502, None))
+    assert (rec.status, rec.upstream_statuses) == (502, (502, 502))
     assert rec.upstream_first_byte == 1.5  # the first try's head, as before
     assert rec.upstream_header_time is None
     assert rec.upstream_response_time == pytest.approx(0.75)
@@ -1205,8 +1297,11 @@ def test_the_core_imports_no_io_module() -> None:
 
 
 def test_half_close_after_pipelined_requests_answers_them_all() -> None:
+    # With proxy_ignore_client_abort on (nginx's default, off, aborts at the FIN: see
+    # test_client_fin_after_a_complete_request_aborts_with_499).
     held: list[FakeUpstream] = []
-    pair = ProxyPair(app=lambda r, b, u: (held.append(u), None)[1])
+    pair = ProxyPair(settings=ProxySettings(proxy_ignore_client_abort=True),
+                     app=lambda r, b, u: (held.append(u), None)[1])
     pair.send(b"GET /1 HTTP/1.1\r\n" + H + b"\r\nGET /2 HTTP/1.1\r\n" + H + b"\r\nGET /3 HT")
     pair.eof()  # shutdown(SHUT_WR) after writing
     assert not pair.closed
@@ -1521,3 +1616,375 @@ def test_a_driver_ignoring_reading_wanted_still_sends_the_whole_request() -> Non
     assert out.endswith(b"got %d" % len(body))
     assert pair.upstreams[0].requests[0][1] == body
     assert pair.conn.reading_wanted and pair.records[0].status == 200
+
+
+# ---------------------------------------------------------------------- nginx parity: statuses
+# ngx_http_upstream_next() (src/http/ngx_http_upstream.c) gives every failed try a status:
+#     case NGX_HTTP_UPSTREAM_FT_TIMEOUT: case NGX_HTTP_UPSTREAM_FT_HTTP_504:
+#         status = NGX_HTTP_GATEWAY_TIME_OUT; ...  default: status = NGX_HTTP_BAD_GATEWAY;
+#     ...
+#     u->state->status = status;
+# so $upstream_status reads "502, 200" (504 for a timeout), never "-, 200".
+def test_a_refused_try_has_status_502_in_the_record() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps[:1])
+    assert status_of(pair.send(GET)) == 200
+    rec = pair.records[0]
+    assert rec.upstreams == tuple(eps)
+    assert (rec.upstream_statuses, rec.upstream_status) == ((502, 200), 200)
+
+
+def test_every_try_refused_logs_502_for_each() -> None:
+    eps = [("10.0.0.%d" % i, 80) for i in range(1, 5)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps)
+    assert status_of(pair.send(GET)) == 502
+    rec = pair.records[0]
+    assert (rec.upstream_statuses, rec.upstream_status) == ((502, 502, 502), 502)
+
+
+def test_a_timed_out_try_has_status_504() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], hang=eps[:1])
+    assert status_of(pair.send(GET)) == 200
+    assert pair.records[0].upstream_statuses == (504, 200)
+    # A read timeout, nothing left to try: the client's 504 is the try's status too.
+    pair = ProxyPair([Route("/", endpoints=eps[:1])], app=silent)
+    pair.send(GET)
+    assert status_of(pair.fire(TimerKind.UPSTREAM_READ)) == 504
+    assert (pair.records[0].upstream_statuses, pair.records[0].upstream_status) == ((504,), 504)
+
+
+def test_an_invalid_response_head_is_a_502_try() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    bad = {eps[0]}
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        if u.endpoint in bad:
+            return Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked"
+                         b"\r\n\r\n")
+        return ok()
+
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "error timeout invalid_header"})
+    pair = ProxyPair([route], app=app)
+    assert status_of(pair.send(GET)) == 200
+    assert pair.records[0].upstream_statuses == (502, 200)
+    # Not retried (default conditions): the client's 502 and the try's agree.
+    pair = ProxyPair([Route("/", endpoints=eps)], app=app)
+    assert status_of(pair.send(GET)) == 502
+    assert pair.records[0].upstream_statuses == (502,)
+
+
+def test_a_websocket_try_logs_101() -> None:
+    # ngx_http_proxy_process_status_line: "u->state->status = ctx->status.code" (101 too).
+    pair = ProxyPair(app=ws_app)
+    pair.send(WS)
+    pair.eof()
+    assert (pair.records[0].upstream_statuses, pair.records[0].upstream_status) == ((101,), 101)
+
+
+def test_a_try_the_client_left_before_its_answer_logs_a_dash() -> None:
+    # The client goes away while the second try waits for its head: nginx finalizes with 499
+    # and that try's state keeps status 0, printed "-" ("502, -"), one entry per address.
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps[:1], app=silent)
+    pair.send(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+    pair._run(pair.conn.abort(pair.now))
+    rec = pair.records[0]
+    assert rec.upstreams == tuple(eps)
+    assert rec.upstream_statuses == (502, None) and rec.upstream_status is None
+
+
+# ---------------------------------------------------------------------- nginx parity: retries
+# ngx_http_upstream_next: "if (u->request_sent && (r->method & (NGX_HTTP_POST|NGX_HTTP_LOCK|
+# NGX_HTTP_PATCH))) ft_type |= NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT;" then no retry when
+# "(u->conf->next_upstream & ft_type) != ft_type": such a method is retried after it was sent
+# only when proxy_next_upstream lists non_idempotent too. No exception for an upgrade request.
+def test_websocket_upgrade_is_retried_when_a_connect_is_refused() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    pair = ProxyPair([Route("/", endpoints=eps)], refuse=eps[:1], app=ws_app)
+    out = pair.send(WS)
+    assert out.startswith(b"HTTP/1.1 101 ")
+    assert [o.endpoint for o in pair.opens] == eps and pair.tunnels == [2]
+    pair.eof()
+    assert pair.records[0].upstream_statuses == (502, 101)
+
+
+def test_websocket_upgrade_sent_then_dropped_is_retried_like_a_get() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        return Reply(b"", close=True) if u.endpoint == eps[0] else Reply(WS_101)
+
+    pair = ProxyPair([Route("/", endpoints=eps)], app=app)
+    assert pair.send(WS).startswith(b"HTTP/1.1 101 ")
+    assert len(pair.upstreams[1].requests) == 1 and pair.tunnels == [2]
+
+
+def test_post_is_retried_after_sending_only_with_non_idempotent() -> None:
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    post = b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc"
+    for conditions, opens in (("error timeout", 1), ("error timeout non_idempotent", 2)):
+        route = Route("/", endpoints=eps, annotations={
+            "nginx.ingress.kubernetes.io/proxy-next-upstream": conditions})
+        pair = ProxyPair([route], app=silent)
+        pair.send(post)
+        pair.fire(TimerKind.UPSTREAM_READ)
+        assert len(pair.opens) == opens, conditions
+    # http_502 on a POST: the same rule (ngx_http_upstream_test_next adds the same bit).
+    bad = lambda r, b, u: Reply(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+    for conditions, opens in (("http_502", 1), ("http_502 non_idempotent", 2)):
+        route = Route("/", endpoints=eps, annotations={
+            "nginx.ingress.kubernetes.io/proxy-next-upstream": conditions})
+        pair = ProxyPair([route], app=bad)
+        assert status_of(pair.send(post)) == 502
+        assert len(pair.opens) == opens, conditions
+        assert all(body == b"abc" for u in pair.upstreams for _, body in u.requests)
+
+
+def test_http_404_retry_is_not_a_failure_of_the_endpoint() -> None:
+    # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 || ft_type ==
+    # NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else { state =
+    # NGX_PEER_FAILED; }": a 403/404 moves on without counting against the endpoint.
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    first = {eps[0]}
+
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        if u.endpoint in first:
+            return Reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return ok()
+
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "error timeout http_404"})
+    pair = ProxyPair([route], app=app)
+    assert status_of(pair.send(GET)) == 200
+    assert pair.records[0].upstream_statuses == (404, 200)
+    assert pair.router.observed == [(eps[0], True), (eps[1], True)]
+    # A 503 retried is a failure (NGX_PEER_FAILED).
+    first.clear()
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "http_503"})
+    pair = ProxyPair([route], app=lambda r, b, u: Reply(
+        b"HTTP/1.1 503 x\r\nContent-Length: 0\r\n\r\n") if u.endpoint == eps[0] else ok())
+    assert status_of(pair.send(GET)) == 200
+    assert pair.router.observed == [(eps[0], False), (eps[1], True)]
+
+
+def test_retry_tries_count_the_first_try_for_http_conditions_too() -> None:
+    # ngx_http_upstream_test_next retries while "u->peer.tries > 1": tries=2 is one retry.
+    eps = [("10.0.0.%d" % i, 80) for i in range(1, 5)]
+    bad = lambda r, b, u: Reply(b"HTTP/1.1 503 x\r\nContent-Length: 1\r\n\r\nx")
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "http_503",
+        "nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "2"})
+    pair = ProxyPair([route], app=bad)
+    assert status_of(pair.send(GET)) == 503
+    assert len(pair.opens) == 2 and pair.records[0].upstream_statuses == (503, 503)
+
+
+def test_next_upstream_timeout_bounds_all_tries_from_the_first() -> None:
+    # ngx_http_upstream_next: no retry when "(timeout && ngx_current_msec -
+    # u->peer.start_time >= timeout)", start_time set once before the first connect.
+    # ingress-nginx nginx.tmpl: "proxy_next_upstream_timeout {{
+    # $location.Proxy.NextUpstreamTimeout }};" (the annotation, else the ConfigMap's value).
+    eps = [("10.0.0.%d" % i, 80) for i in range(1, 4)]
+    for budget, opens in (("0", 3), ("100", 2), ("30", 1)):
+        route = Route("/", endpoints=eps, annotations={
+            "nginx.ingress.kubernetes.io/proxy-next-upstream-timeout": budget})
+        pair = ProxyPair([route], app=silent)
+        pair.send(GET)
+        while status_of(pair.fire(TimerKind.UPSTREAM_READ) or b"x 0") != 504:
+            pass
+        assert len(pair.opens) == opens, budget  # each read timeout takes 60 s
+        assert pair.records[0].upstream_statuses == (504,) * opens
+    # The ConfigMap's proxy-next-upstream-timeout is the default of the annotation.
+    pair = ProxyPair([Route("/", endpoints=eps)], ProxySettings(proxy_next_upstream_timeout=100),
+                     app=silent)
+    pair.send(GET)
+    while status_of(pair.fire(TimerKind.UPSTREAM_READ) or b"x 0") != 504:
+        pass
+    assert len(pair.opens) == 2
+
+
+def test_retry_non_idempotent_setting_retries_a_sent_post() -> None:
+    # ingress-nginx nginx.tmpl: "proxy_next_upstream {{ buildNextUpstream
+    # $location.Proxy.NextUpstream $all.Cfg.RetryNonIdempotent }};" -- buildNextUpstream:
+    # "if retryNonIdempotent { nextUpstreamCodes = append(nextUpstreamCodes, nonIdempotent) }".
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    post = b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc"
+    for retry, opens in ((False, 1), (True, 2)):
+        pair = ProxyPair([Route("/", endpoints=eps)],
+                         ProxySettings(retry_non_idempotent=retry), app=silent)
+        pair.send(post)
+        pair.fire(TimerKind.UPSTREAM_READ)
+        assert len(pair.opens) == opens, retry
+    # Appended to an annotation's conditions too (the template passes both).
+    bad = lambda r, b, u: Reply(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "http_502"})
+    pair = ProxyPair([route], ProxySettings(retry_non_idempotent=True), app=bad)
+    assert status_of(pair.send(post)) == 502 and len(pair.opens) == 2
+
+
+# ---------------------------------------------------------------------- nginx parity: discard
+# ngx_http_special_response_handler: "r->expect_tested = 1; if (ngx_http_discard_request_body(r)
+# != NGX_OK) { r->keepalive = 0; }": a local answer sends no "100 Continue" and reads the
+# announced body to throw it away, by its framing. ngx_http_finalize_connection then bounds
+# that: "if (r->discard_body) { ... ngx_add_timer(r->connection->read,
+# clcf->lingering_timeout); if (r->lingering_time == 0) { r->lingering_time = ngx_time() +
+# (time_t) (clcf->lingering_time / 1000); } }", and ngx_http_discarded_request_body_handler
+# closes on "if (rev->timedout) { ... ngx_http_finalize_request(r, NGX_ERROR);" or once
+# lingering_time is past: 5 s without a byte, 30 s in all (nginx's defaults).
+EXPECT_POST = (b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+
+
+def test_local_answer_to_expect_sends_no_100_and_closes_after_5s_without_the_body() -> None:
+    from ingresslib.proxy import CloseDownstream
+
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(EXPECT_POST)
+    assert status_of(out) == 404 and b"100 Continue" not in out and not pair.closed
+    assert pair.timer == (TimerKind.BODY, 5.0)
+    assert pair.fire(TimerKind.BODY) == b""
+    assert pair.closed and pair.downstream_closes == [CloseDownstream(linger=False)]
+    assert [r.status for r in pair.records] == [404]
+
+
+def test_discarded_body_that_arrives_keeps_the_connection() -> None:
+    pair = ProxyPair([Route("/api")])
+    pair.send(EXPECT_POST)
+    pair.now += 4.0
+    assert pair.send(b"he") == b""
+    assert pair.timer == (TimerKind.BODY, 5.0)  # re-armed by every read
+    pair.now += 4.0
+    out = pair.send(b"llo" + b"GET /api HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 200 and not pair.closed
+    assert [r.status for r in pair.records] == [404, 200]
+
+
+def test_a_request_inside_the_announced_body_is_never_routed() -> None:
+    # The client skips the body after the 404 and sends its next request at once: those
+    # bytes are the announced body (framing decides, as in nginx), discarded; nothing routed.
+    inner = b"GET /api/admin HTTP/1.1\r\n" + H + b"\r\n"
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n"
+                    b"Expect: 100-continue\r\n\r\n" % (len(inner) + 10))
+    assert status_of(out) == 404
+    assert pair.send(inner) == b""
+    assert len(pair.router.calls) == 1 and pair.opens == []
+    assert pair.fire(TimerKind.BODY) == b"" and pair.closed
+    assert len(pair.router.calls) == 1 and pair.opens == []
+
+
+def test_discarding_a_trickled_body_stops_after_30s_in_all() -> None:
+    pair = ProxyPair([Route("/api")])
+    pair.send(b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\n")
+    for _ in range(7):  # a byte every 4 s: never 5 s quiet
+        pair.now += 4.0
+        pair.send(b"x")
+        assert not pair.closed
+    pair.now += 4.0  # 32 s after the answer
+    pair.send(b"x")
+    assert pair.closed and [r.status for r in pair.records] == [404]
+
+
+def test_redirect_and_503_discard_the_same_way() -> None:
+    route = Route("/", endpoints=[], annotations={
+        "nginx.ingress.kubernetes.io/force-ssl-redirect": "true"})
+    for r in (route, Route("/", endpoints=[])):
+        pair = ProxyPair([r])
+        out = pair.send(b"PUT /x HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n"
+                        b"Expect: 100-continue\r\n\r\n")
+        assert status_of(out) in (308, 503) and b"100 Continue" not in out
+        assert pair.timer == (TimerKind.BODY, 5.0)
+        pair.fire(TimerKind.BODY)
+        assert pair.closed
+
+
+def test_a_body_announced_to_a_404_and_never_sent_does_not_hold_the_connection() -> None:
+    # No Expect at all: the same bound. Before, the head/idle timers were ignored while the
+    # request was under way and nothing else was armed: one request held a connection forever.
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\n")
+    assert status_of(out) == 404 and pair.timer == (TimerKind.BODY, 5.0)
+    pair.fire(TimerKind.BODY)
+    assert pair.closed and [r.status for r in pair.records] == [404]
+
+
+# ---------------------------------------------------------------------- Date
+# RFC 9110 §6.6.1: "A recipient with a clock that receives a response message without a Date
+# header field MUST record the time it was received and append a corresponding Date header
+# field to the message's header section if it is cached or forwarded downstream", and "An
+# origin server with a clock MUST generate a Date header field if the response is 2xx, 3xx, or
+# 4xx". nginx writes its own on every response it sends (ngx_http_header_filter: "if
+# (r->headers_out.date == NULL) { len += sizeof("Date: Mon, 28 Sep 1970 06:00:00 GMT" CRLF) -
+# 1; }"), its error pages included.
+def test_local_answers_carry_a_date() -> None:
+    pair = ProxyPair([Route("/api")], clock=lambda: CLOCK)
+    out = pair.send(GET)
+    assert out.startswith(b"HTTP/1.1 404 Not Found\r\n" + DATE)
+    assert out.count(b"date: ") == 1
+
+
+def test_an_upstream_response_without_date_gets_one_appended() -> None:
+    pair = ProxyPair(app=lambda r, b, u: ok(b"hi"), clock=lambda: CLOCK)
+    assert pair.send(GET) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + DATE + b"\r\nhi"
+
+
+def test_an_upstream_date_is_kept() -> None:
+    upstream_date = b"Date: Mon, 07 Nov 1994 08:49:37 GMT\r\n"
+    pair = ProxyPair(app=lambda r, b, u: ok(b"hi", upstream_date), clock=lambda: CLOCK)
+    assert pair.send(GET) == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + upstream_date
+                              + b"\r\nhi")
+
+
+def test_date_follows_the_clock_and_is_formatted_once_per_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.utils
+
+    import ingresslib.proxy._connection as core
+
+    calls: list[float] = []
+
+    def formatdate(t: float, usegmt: bool) -> str:
+        calls.append(t)
+        return email.utils.formatdate(t, usegmt=usegmt)
+
+    monkeypatch.setattr(core, "formatdate", formatdate)
+    now = [CLOCK + 0.2]
+    pair = ProxyPair([Route("/api")], clock=lambda: now[0])
+    assert DATE in pair.send(GET)
+    now[0] = CLOCK + 0.9
+    assert DATE in pair.send(GET)
+    now[0] = CLOCK + 1.0
+    assert b"date: Sun, 06 Nov 1994 08:49:38 GMT\r\n" in pair.send(GET)
+    assert calls == [CLOCK, CLOCK + 1]
+
+
+def test_no_clock_no_date() -> None:
+    pair = ProxyPair([Route("/api")], clock=None)
+    assert b"date:" not in pair.send(GET).lower()
+
+
+def test_the_default_clock_is_the_wall_clock() -> None:
+    import email.utils
+    import time
+
+    from ingresslib.proxy import Proxy, SendDownstream
+
+    class NoRoutes:
+        def route(self, *a: Any) -> None:
+            return None
+
+        def next_endpoint(self, *a: Any) -> None:
+            return None
+
+    conn = Proxy(NoRoutes()).connection(("192.0.2.1", 5000), now=0.0)
+    before = int(time.time())
+    out = b"".join(a.data for a in conn.receive_data(GET, now=0.0)
+                   if isinstance(a, SendDownstream))
+    after = int(time.time())
+    value = out.split(b"\r\ndate: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    sent = email.utils.parsedate_to_datetime(value).timestamp()
+    assert before <= sent <= after and value.endswith(" GMT")

@@ -15,7 +15,9 @@ CONFIGMAP_KEYS = [
     "hsts-max-age", "hsts-include-subdomains", "proxy-connect-timeout", "proxy-read-timeout",
     "proxy-send-timeout", "proxy-next-upstream", "proxy-next-upstream-tries", "proxy-body-size",
     "keep-alive", "keep-alive-requests", "upstream-keepalive-connections",
-    "large-client-header-buffers", "enable-underscores-in-headers",
+    "large-client-header-buffers", "enable-underscores-in-headers", "ignore-invalid-headers",
+    "http-redirect-code", "force-ssl-redirect", "proxy-next-upstream-timeout",
+    "retry-non-idempotent",
 ]
 
 
@@ -110,3 +112,31 @@ def test_header_buffers_refuse_what_nginx_would(value: str) -> None:
 
     with pytest.raises(ValueError):
         parse_header_buffers(value)
+
+
+def test_http_redirect_code_default_and_range() -> None:
+    # ingress-nginx: "http-redirect-code ... Supported codes are 301,302,307 and 308" (308).
+    assert ProxySettings().http_redirect_code == 308
+    assert ProxySettings(http_redirect_code=301).http_redirect_code == 301
+    for bad in (200, 303, 399):
+        with pytest.raises(ValueError, match="http_redirect_code"):
+            ProxySettings(http_redirect_code=bad)
+
+
+def test_ignore_invalid_headers_defaults_on() -> None:
+    # ingress-nginx `ignore-invalid-headers: true` -> nginx `ignore_invalid_headers on`.
+    assert ProxySettings().ignore_invalid_headers
+
+
+def test_next_upstream_timeout_and_retry_non_idempotent_defaults() -> None:
+    # ingress-nginx defaults: ProxyNextUpstreamTimeout 0 (no limit), RetryNonIdempotent false.
+    s = ProxySettings()
+    assert s.proxy_next_upstream_timeout == 0.0 and s.retry_non_idempotent is False
+
+
+def test_proxy_ignore_client_abort_is_nginx_off_and_no_configmap_key() -> None:
+    from ingresslib._config import KNOWN_KEYS
+
+    # nginx "proxy_ignore_client_abort off" (default); ingress-nginx has no ConfigMap key.
+    assert ProxySettings().proxy_ignore_client_abort is False
+    assert "proxy-ignore-client-abort" not in KNOWN_KEYS

@@ -975,3 +975,164 @@ async def test_upload_during_a_slow_connect_is_held_to_a_bound(monkeypatch: pyte
         await server.shutdown(1)
         up.close()
         await up.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_expect_answered_locally_closes_when_the_body_never_comes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # nginx: a local answer sends no "100 Continue" and discards the body, closing after
+    # lingering_timeout (5 s; shortened here) without a byte of it. Before, the connection
+    # stayed open for good: the head/idle timers are ignored while a request is under way.
+    import ingresslib.proxy._connection as core
+
+    monkeypatch.setattr(core, "_DISCARD_TIMEOUT", 0.2)
+    records: list[Any] = []
+    server, port = await _proxy(StubRouter([], known="only.test"), records=records)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"POST /up HTTP/1.1\r\nHost: other.test\r\nContent-Length: 10\r\n"
+                b"Expect: 100-continue\r\n\r\n")
+        data = await asyncio.wait_for(r.read(65536), 2)
+        assert data.startswith(b"HTTP/1.1 404 ") and b"100 Continue" not in data
+        assert await asyncio.wait_for(r.read(), 2) == b""  # closed by the proxy
+        w.close()
+        assert [rec.status for rec in records] == [404]
+    finally:
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_refused_try_is_logged_502_before_the_200() -> None:
+    dead = await start_echo("svc", "dead")
+    dead_port = dead.port
+    await dead.stop()
+    a = await start_echo("svc", "a")
+    records: list[Any] = []
+    server, port = await _proxy(StubRouter([("127.0.0.1", dead_port), ("127.0.0.1", a.port)]),
+                                records=records)
+    try:
+        c = await Client.open(port)
+        assert (await c.get("a.test")).status == 200
+        await c.close()
+        assert records[0].upstreams == (("127.0.0.1", dead_port), ("127.0.0.1", a.port))
+        assert records[0].upstream_statuses == (502, 200)
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_client_reset_while_paused_is_noticed_once_the_upstream_stall_ends() -> None:
+    # A paused transport is not read, so a client's reset (or EOF) goes unnoticed while the
+    # server holds the client back (asyncio offers no EOF/RST notice without reading; nginx
+    # sees one through EPOLLRDHUP). What bounds it is the reason for the pause: here an upstream
+    # that takes no body bytes, cut by proxy_send_timeout (0.8 s); the client's reset is then
+    # read at once and nothing is left behind. (API.md, "Back-pressure".)
+    import struct
+
+    done = asyncio.Event()
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    lsock.bind(("127.0.0.1", 0))
+
+    async def never_read(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await done.wait()
+        w.close()
+
+    srv = await asyncio.start_server(never_read, sock=lsock)
+    uport = lsock.getsockname()[1]
+    records: list[Any] = []
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_send_timeout=0.8,
+                                proxy_body_size=0, records=records)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, b"POST / HTTP/1.1\r\nHost: a.test\r\n"
+                                      b"Content-Length: %d\r\n\r\n" % (64 << 20))
+        chunk = b"x" * (1 << 16)
+        t0 = loop.time()
+        while not any(d.upstream_full for d in server.connections) and loop.time() - t0 < 5:
+            with contextlib.suppress(BlockingIOError):
+                sock.send(chunk)
+            await asyncio.sleep(0)
+        (d,) = server.connections
+        assert d.client_paused and d.upstream_full
+        # Reset (SO_LINGER 0), while the server is not reading this client.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        t_reset = loop.time()
+        await asyncio.sleep(0.3)
+        assert d in server.connections and not d.closed and not records  # not noticed yet
+        while server.connections and loop.time() - t_reset < 5:
+            await asyncio.sleep(0.02)
+        assert not server.connections and not d.upstreams
+        assert 0.5 <= loop.time() - t_reset < 3
+        # The try timed out first (the stall ended it), so the record says 504, not 499.
+        assert [r.status for r in records] == [504]
+    finally:
+        sock.close()
+        await _stop_with_silent_upstream(server, srv, done)
+
+
+@pytest.mark.asyncio
+async def test_client_half_close_aborts_and_closes_the_upstream_promptly() -> None:
+    # nginx, proxy_ignore_client_abort off (its default): "client prematurely closed
+    # connection, so upstream connection is closed too", logged 499. The upstream's connection
+    # (and the endpoint's capacity) is freed at once, not held until proxy_read_timeout.
+    loop = asyncio.get_running_loop()
+    got_request = asyncio.Event()
+    upstream_closed = asyncio.Event()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        got_request.set()
+        await r.read()  # never answers; returns at the proxy's FIN or reset
+        upstream_closed.set()
+        w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    uport = srv.sockets[0].getsockname()[1]
+    records: list[Any] = []
+    router = StubRouter([("127.0.0.1", uport)])
+    server, port = await _proxy(router, proxy_read_timeout=30.0, records=records)
+    try:
+        c = await Client.open(port)
+        c.writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        await asyncio.wait_for(got_request.wait(), 5)
+        t0 = loop.time()
+        c.writer.write_eof()  # shutdown(SHUT_WR)
+        await asyncio.wait_for(upstream_closed.wait(), 5)
+        assert loop.time() - t0 < 2
+        assert await asyncio.wait_for(c.reader.read(), 5) == b""  # closed, nothing sent
+        assert [r.status for r in records] == [499]
+        assert router.observed == [] and server.pool.idle_count(("127.0.0.1", uport)) == 0
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_responses_carry_a_date_from_the_wall_clock() -> None:
+    # RFC 9110 §6.6.1 (append a Date to a forwarded response without one); nginx dates its own
+    # answers. ProxyServer's core uses the default clock, time.time.
+    import email.utils
+    import time
+
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)], known="only.test"))
+    try:
+        c = await Client.open(port)
+        before = int(time.time())
+        for host, want in (("only.test", 200), ("other.test", 404)):
+            r = await c.get(host)
+            assert r.status == want
+            sent = email.utils.parsedate_to_datetime(r.headers["date"]).timestamp()
+            assert before <= sent <= time.time()
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await a.stop()

@@ -26,3 +26,29 @@ async def test_bad_server_keywords_are_refused() -> None:
         ProxyServer(Router(Resources()), load_balance="least_conn")
     with pytest.raises(TypeError, match="unknown setting"):
         ProxyServer(Router(Resources()), proxy_reed_timeout=5)
+
+
+@pytest.mark.asyncio
+async def test_redirect_and_header_keywords() -> None:
+    # The ConfigMap keys http-redirect-code, force-ssl-redirect and ignore-invalid-headers are
+    # keyword arguments too.
+    server = ProxyServer(Router(Resources()), http_redirect_code=301, force_ssl_redirect=True,
+                         ignore_invalid_headers=False)
+    s = server.proxy.settings
+    assert (s.http_redirect_code, s.force_ssl_redirect, s.ignore_invalid_headers) == (
+        301, True, False)
+    with pytest.raises(ValueError, match="http_redirect_code"):
+        ProxyServer(Router(Resources()), http_redirect_code=200)
+
+
+@pytest.mark.asyncio
+async def test_retry_and_client_abort_keywords() -> None:
+    # ConfigMap proxy-next-upstream-timeout and retry-non-idempotent, and nginx's
+    # proxy_ignore_client_abort (no ConfigMap key), as keyword arguments.
+    server = ProxyServer(Router(Resources()), proxy_next_upstream_timeout=4,
+                         retry_non_idempotent=True, proxy_ignore_client_abort=True)
+    s = server.proxy.settings
+    assert (s.proxy_next_upstream_timeout, s.retry_non_idempotent,
+            s.proxy_ignore_client_abort) == (4, True, True)
+    opts = server.proxy.options_for(None)
+    assert opts.next_upstream_timeout == 4.0 and "non_idempotent" in opts.next_upstream

@@ -12,7 +12,13 @@ case-insensitive regex anchored at the start of the canonical path; when it matc
 path becomes ``rewrite-target`` with ``$1``..``$9`` replaced by the groups (missing groups are
 empty); when it does not, the path is forwarded unchanged. Without ``use-regex`` the rule path
 is escaped first (no groups), which gives ingress-nginx's well-known "everything becomes the
-target" behaviour of ``rewrite-target: /`` on a plain path.
+target" behaviour of ``rewrite-target: /`` on a plain path. (ingress-nginx implies use-regex
+when rewrite-target is set; with Prefix routing a request reaches the rule only when its path
+starts with the rule path literally, which the escaped pattern always matches and the raw one
+may not, so the literal reading is kept.) A rewrite-target equal to the rule path rewrites
+nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
+target: no special rewrite"). The query follows nginx's ``rewrite`` rules
+(:meth:`RouteOptions.rewrite_uri`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from typing import TypeVar
+from urllib.parse import quote
 
+from .._goparse import parse_bool, parse_int
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings
 
 _T = TypeVar("_T")
@@ -63,6 +71,9 @@ class RouteOptions:
     next_upstream: frozenset[str]
     next_upstream_tries: int
     body_size: int
+    #: ``proxy-next-upstream-timeout``: seconds allowed for all tries from the first one's
+    #: start; 0 = no limit (nginx ``proxy_next_upstream_timeout``).
+    next_upstream_timeout: float = 0.0
     #: ``backend-protocol: HTTPS``: talk TLS to the endpoints.
     backend_tls: bool = False
     #: Warnings found while parsing (also logged once).
@@ -70,11 +81,32 @@ class RouteOptions:
 
     def rewrite(self, path: str) -> str:
         """Apply rewrite-target to a canonical path (see the module docstring)."""
+        new = self._rewritten(path)
+        return path if new is None else new
+
+    def rewrite_uri(self, path: str, query: str | None) -> str:
+        """The upstream request target for a canonical ``path`` and the request's ``query``
+        (None: no ``?``), with nginx's ``rewrite`` rules for the arguments: "If a replacement
+        string includes the new request arguments, the previous request arguments are appended
+        after them. If this is undesired, putting a question mark at the end of a replacement
+        string avoids having them appended". Without a rewrite (no rewrite-target, or the rule
+        regex does not match) the path and query are unchanged."""
+        new = self._rewritten(path)
+        if new is None:
+            return path if query is None else f"{path}?{query}"
+        if new.endswith("?"):
+            return new[:-1]
+        if "?" in new:
+            return new + ("&" + query if query else "")
+        return new if query is None else f"{new}?{query}"
+
+    def _rewritten(self, path: str) -> str | None:
+        """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten."""
         if self.rewrite_target is None or self.rewrite_regex is None:
-            return path
+            return None
         m = self.rewrite_regex.match(path)
         if m is None:
-            return path
+            return None
         groups = m.groups()
 
         def group(g: re.Match[str]) -> str:
@@ -89,31 +121,22 @@ class RouteOptions:
         return new
 
 
-# Go's strconv.ParseBool, which ingress-nginx's annotation parser uses (``parser/main.go``
-# ``parseBool``; ``validators.go`` ``ValidateBool``): exactly these spellings, nothing trimmed or
-# lower-cased. Anything else ("tRuE", " true", "yes") makes ingress-nginx use the default.
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
+# Go's strconv.ParseBool and strconv.Atoi, which ingress-nginx's annotation parser uses
+# (``parser/main.go``; ``validators.go`` ``ValidateBool``/``ValidateInt``): exactly those
+# spellings, nothing trimmed or lower-cased. Anything else ("tRuE", " true", "yes", "30s") makes
+# ingress-nginx use the default.
 def _bool(value: str) -> bool:
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f'invalid boolean {value!r}: must be "true" or "false"')
-
-
-# Go's strconv.Atoi, which ingress-nginx uses for integer annotations (``parser/main.go``
-# ``parseInt``, ``validators.go`` ``ValidateInt``): optional sign, ASCII decimal digits, no
-# spaces or underscores (Python's int() would also take " 5", "1_0" and non-ASCII digits).
-_ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
+    b = parse_bool(value)
+    if b is None:
+        raise ValueError(f'invalid boolean {value!r}: must be "true" or "false"')
+    return b
 
 
 def _atoi(value: str) -> int:
-    if _ATOI.fullmatch(value) is None:
+    n = parse_int(value)
+    if n is None:
         raise ValueError(f"invalid integer {value!r}")
-    return int(value)
+    return n
 
 
 def _seconds(value: str) -> float:
@@ -166,6 +189,16 @@ def _tries(value: str) -> int:
     return n
 
 
+def _next_upstream_timeout(value: str) -> float:
+    # proxy/main.go: "config.NextUpstreamTimeout, err = parser.GetIntAnnotation(
+    # proxyNextUpstreamTimeoutAnnotation, ...)" -- strconv.Atoi, unitless seconds; 0 is
+    # nginx's "no limit". A negative value fails nginx's configuration test there.
+    n = _atoi(value)
+    if n < 0:
+        raise ValueError(f"invalid timeout {value!r}: must be 0 (no limit) or more seconds")
+    return float(n)
+
+
 def _show(value: object) -> str:
     """A setting's value as an annotation would spell it, for the warning's "default used"."""
     if isinstance(value, bool):
@@ -180,8 +213,12 @@ def _show(value: object) -> str:
 
 
 def _path_value(value: str) -> str:
+    # ingress-nginx rewrite/main.go reads app-root with ``url.ParseRequestURI`` and refuses an
+    # absolute URL; Go's parser refuses any ASCII control character ("net/url: invalid control
+    # character in URL"). Spaces are refused too: the value is written into a Location header.
     v = value.strip()
-    if not v.startswith("/") or any(c in v for c in " \t\r\n"):
+    if not v.startswith("/") or any(c in v for c in " \t\r\n") or any(
+            ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid path {value!r}")
     return v
 
@@ -191,6 +228,17 @@ def _header_value(value: str) -> str:
     if not v or any(ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid header value {value!r}")
     return v
+
+
+def _rewrite_target(value: str) -> str:
+    # ingress-nginx writes ``rewrite "(?i)<path>" <target> break;`` with the target unquoted:
+    # whitespace splits the directive and nginx's configuration test rejects it. Here the
+    # annotation is ignored with a warning; non-ASCII characters are percent-encoded as UTF-8
+    # (nginx escapes the rewritten URI it proxies, ngx_escape_uri): a request target is ASCII.
+    v = _header_value(value)
+    if any(c.isspace() for c in v):
+        raise ValueError(f"invalid rewrite-target {value!r}: whitespace")
+    return "".join(c if c.isascii() else quote(c, safe="") for c in v)
 
 
 def _compile_rule_path(rule_path: str | None, use_regex: bool) -> re.Pattern[str]:
@@ -223,20 +271,37 @@ def parse_route_options(
             return default
 
     ssl_redirect = get("ssl-redirect", _bool, settings.ssl_redirect)
-    force = get("force-ssl-redirect", _bool, False)
+    # rewrite/main.go: an unset or invalid annotation takes the ConfigMap's value
+    # (``a.r.GetDefaultBackend().ForceSSLRedirect``), as ssl-redirect does.
+    force = get("force-ssl-redirect", _bool, settings.force_ssl_redirect)
     app_root: str | None = get("app-root", _path_value, None)
-    rewrite_target: str | None = get("rewrite-target", _header_value, None)
+    rewrite_target: str | None = get("rewrite-target", _rewrite_target, None)
     use_regex = get("use-regex", _bool, False)
     prefix: str | None = get("x-forwarded-prefix", _header_value, None)
     connect = get("proxy-connect-timeout", _seconds, settings.proxy_connect_timeout)
     read = get("proxy-read-timeout", _seconds, settings.proxy_read_timeout)
     send = get("proxy-send-timeout", _seconds, settings.proxy_send_timeout)
     nxt = get("proxy-next-upstream", _next_upstream, frozenset(settings.proxy_next_upstream))
+    if settings.retry_non_idempotent:
+        # nginx.tmpl: "proxy_next_upstream {{ buildNextUpstream $location.Proxy.NextUpstream
+        # $all.Cfg.RetryNonIdempotent }};" -- buildNextUpstream: "if retryNonIdempotent {
+        # nextUpstreamCodes = append(nextUpstreamCodes, nonIdempotent) }", after the
+        # annotation (or the ConfigMap's proxy-next-upstream) was read.
+        nxt = nxt | {"non_idempotent"}
     tries = get("proxy-next-upstream-tries", _tries, settings.proxy_next_upstream_tries)
+    budget = get("proxy-next-upstream-timeout", _next_upstream_timeout,
+                 float(settings.proxy_next_upstream_timeout))
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
     backend_tls = get("backend-protocol", _backend_tls, False)
 
     regex: re.Pattern[str] | None = None
+    raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
+    if rewrite_target is not None and raw_target == (rule_path or "/"):
+        # ingress-nginx template.go buildProxyPass: "if the path in the ingress rule is equals
+        # to the target: no special rewrite" (``if path == location.Rewrite.Target { return
+        # defProxyPass }``). Without this, ``path: /`` + ``rewrite-target: /`` (a common
+        # copy-paste) would send every request to ``/``.
+        rewrite_target = None
     if rewrite_target is not None:
         try:
             regex = _compile_rule_path(rule_path, bool(use_regex))
@@ -260,6 +325,7 @@ def parse_route_options(
         next_upstream=nxt,
         next_upstream_tries=tries,
         body_size=body,
+        next_upstream_timeout=float(budget),
         backend_tls=backend_tls,
         warnings=tuple(warnings),
     )

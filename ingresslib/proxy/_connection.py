@@ -16,7 +16,12 @@ Flow of one request:
   (if ``Proxy.records``) -> next pipelined request or idle.
 
 A retry goes to another endpoint (``router.next_endpoint``) only before the response began, and,
-once any byte of the request was sent, only for idempotent methods with a body we still hold.
+once any byte of the request was sent, only for idempotent methods with a body we still hold
+(or any method when ``proxy-next-upstream`` lists ``non_idempotent``, which
+``retry-non-idempotent`` appends), while ``proxy-next-upstream-timeout`` has not run out since
+the first try began: nginx's ngx_http_upstream_next / ngx_http_upstream_test_next rules,
+quoted at ``_retry_allowed``. Every
+try is in the record with the status nginx logs for it ($upstream_status: 502, 504 for a timeout).
 
 Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_proxy_*.py``):
 - Raw head checks run before h11 sees a head: bare CR/LF, obs-fold, duplicate or listed
@@ -29,17 +34,27 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
 - A client that disconnects before its response is recorded with status 499 (nginx).
+- A client EOF while the upstream is still answering is an abort, as in nginx with
+  ``proxy_ignore_client_abort off`` (ngx_http_upstream_check_broken_connection): the upstream
+  connection is closed (not pooled), 499 (or the status of a response already begun) is
+  recorded and the client connection closed. ``ProxySettings.proxy_ignore_client_abort``
+  restores the lenient rule (a half-close after a complete request lets the response finish).
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
   broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
 - Trailers are not forwarded; the body is re-framed on each side (h11's framing rules).
+- ``Date``: local answers carry one and an upstream response without one gets one appended
+  (RFC 9110 §6.6.1), from ``Proxy.clock`` (wall clock, injectable; None: no Date), formatted
+  once per second. An upstream's own Date is kept (nginx replaces it with its own).
 - A pooled upstream connection that turns out closed before any response byte is retried once
-  on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try.
+  on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try
+  (nginx gives it back too) but logged as one (502), as nginx does.
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
 - The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
   from its ``OpenUpstream`` (nginx lists one per try; a record holds one).
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
-  1 MiB); malformed requests and 413 close it.
+  1 MiB, 5 s without a byte of it, 30 s in all: nginx's lingering timers), sending no
+  ``100 Continue`` (nginx: "r->expect_tested = 1;"); malformed requests and 413 close it.
 - Back-pressure on the client: body bytes no upstream can take yet (before the connect, between
   tries) and pipelined bytes behind a request in flight are held up to ``_HOLD_LIMIT`` (64
   KiB); beyond it ``reading_wanted`` turns False (the driver stops reading the client), and the
@@ -50,7 +65,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Collection
+from email.utils import formatdate
 from typing import Any
 
 import h11
@@ -82,6 +99,7 @@ from ._annotations import RouteOptions, parse_route_options
 from ._errors import LocalProxyError, RemoteProxyError
 from ._headers import (
     FORWARDED_DROP,
+    HEADER_NAME_CHARS,
     IDEMPOTENT,
     OPTIONS_ALLOW,
     REQUEST_DROP,
@@ -92,7 +110,10 @@ from ._headers import (
     check_partial_head,
     check_raw_head,
     client_ip_from_chain,
+    first_forwarded_host,
     has_control,
+    joined_field,
+    redirect_scheme,
     split_absolute_form,
     valid_request_id,
 )
@@ -119,10 +140,19 @@ _PIPELINE_LIMIT = 1024 * 1024
 #: in-memory part of a body nginx stores whole (the rest goes to disk), not a reading pause.
 #: (Bytes kept for a retry, ``_REPLAY_LIMIT``, are a separate, bounded copy.)
 _HOLD_LIMIT = _FEED_SLICE
+#: nginx ``lingering_timeout 5s`` and ``lingering_time 30s``, which also bound the discarding of
+#: a request body after a local answer (ngx_http_finalize_connection: "if (r->discard_body) {
+#: ... ngx_add_timer(r->connection->read, clcf->lingering_timeout); if (r->lingering_time ==
+#: 0) { r->lingering_time = ngx_time() + (time_t) (clcf->lingering_time / 1000); } }"): the
+#: most time without a byte of it, and in all, before the connection is closed. (The server's
+#: ``_LINGER_TIMEOUT``/``_LINGER_TIME`` are the same numbers for its lingering close.)
+_DISCARD_TIMEOUT = 5.0
+_DISCARD_TIME = 30.0
 
 _REASONS = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
-    302: b"Found", 308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
+    301: b"Moved Permanently", 302: b"Found", 307: b"Temporary Redirect",
+    308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
     405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
     414: b"URI Too Long", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
@@ -396,8 +426,16 @@ class Proxy:
         request_id: Callable[[], str] | None = None,
         logger: logging.Logger | None = None,
         records: bool = True,
+        clock: Callable[[], float] | None = time.time,
     ) -> None:
         self.router = router
+        #: Wall clock (seconds since the epoch) for the ``Date`` header; None: no Date is
+        #: added (the driver writes its own, or none is wanted). Read at most once per
+        #: response; the formatted value is cached per second, as nginx's
+        #: ``ngx_cached_http_time``. (Timers use the driver's ``now``, never this clock.)
+        self.clock = clock
+        self._date_second = -1
+        self._date = b""
         #: Emit ``RequestDone`` records. A driver nobody consumes them from sets it False
         #: and saves building one per request (read per request: may change at any time).
         self.records = records
@@ -429,6 +467,18 @@ class Proxy:
         self._trust = TrustPolicy(value.proxy_real_ip_cidr)
         self._options = {}
         self._default_options = parse_route_options({}, None, value)
+
+    def _http_date(self) -> bytes | None:
+        """The ``Date`` value for a response sent now (RFC 9110 §5.6.7 IMF-fixdate), or None
+        without a clock."""
+        clock = self.clock
+        if clock is None:
+            return None
+        second = int(clock())
+        if second != self._date_second:
+            self._date = formatdate(second, usegmt=True).encode("ascii")
+            self._date_second = second
+        return self._date
 
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
@@ -492,7 +542,7 @@ class _Request:
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
-        "authorization",
+        "authorization", "t_tries", "discard_until", "free_tries",
     )
 
     def __init__(self, now: float) -> None:
@@ -521,7 +571,12 @@ class _Request:
         self.replay_size = 0
         self.body_len = 0
         self.complete = False
+        #: Endpoints of every try, in order (nginx's $upstream_addr), the fresh connection
+        #: after the keep-alive race included; ``free_tries`` of them do not count against
+        #: proxy-next-upstream-tries (nginx: "if (u->peer.cached && ft_type ==
+        #: NGX_HTTP_UPSTREAM_FT_ERROR) { u->peer.tries++; }").
         self.tried: list[tuple[str, int]] = []
+        self.free_tries = 0
         self.statuses: list[int | None] = []
         self.start = now
         self.t_connect: float | None = None
@@ -533,6 +588,9 @@ class _Request:
         self.t_attempt: float | None = None
         self.t_header: float | None = None
         self.t_attempt_end: float | None = None
+        #: When the first try started (nginx's ``u->peer.start_time``, set once per request
+        #: before the first connect): the origin of ``proxy-next-upstream-timeout``.
+        self.t_tries: float | None = None
         self.request_id: str | None = None
         self.client_ip: str | None = None
         self.user_agent: str | None = None
@@ -552,6 +610,9 @@ class _Request:
         self.done = False
         #: A local answer was sent; the rest of the request body is read and discarded.
         self.answered = False
+        #: While discarding after a local answer: the time the discarding stops (nginx's
+        #: ``lingering_time`` from the answer).
+        self.discard_until: float | None = None
         self.continue_pending = False
         #: The client allows keep-alive (HTTP/1.1 without "Connection: close"), as h11 decides.
         self.keep_alive = True
@@ -697,11 +758,21 @@ class ClientConnection:
             self._close_all(now)
             return self._flush()
         req = self._req
-        if self._busy and req is not None and req.complete and self._up is not None \
-                and not req.upgrade:
-            # A half-close after a complete request: let the response finish (clients may shut
-            # down writing after sending), answer what is already buffered, then close.
+        if self.settings.proxy_ignore_client_abort and self._busy and req is not None \
+                and req.complete and self._up is not None and not req.upgrade:
+            # proxy_ignore_client_abort on: a half-close after a complete request lets the
+            # response finish (answer what is already buffered, then close).
             return self._flush()
+        # nginx's default (proxy_ignore_client_abort off): once the request is read, a client
+        # EOF is an abort. ngx_http_upstream_check_broken_connection: "if (!u->cacheable &&
+        # u->peer.connection) { ... "client prematurely closed connection, so upstream
+        # connection is closed too"); ngx_http_upstream_finalize_request(r, u,
+        # NGX_HTTP_CLIENT_CLOSED_REQUEST);" -- the upstream connection is closed (never
+        # pooled), the record says 499, or the status of a response already begun
+        # (ngx_http_terminate_request: "if (rc > 0 && (mr->headers_out.status == 0 ||
+        # mr->connection->sent == 0)) { mr->headers_out.status = rc; }"). The endpoint did
+        # nothing wrong: no failure observed, no retry. An EOF mid-body, before a route, or
+        # in a tunnel ends everything the same way.
         self._close_all(now, client_gone=True)
         return self._flush()
 
@@ -796,7 +867,14 @@ class ClientConnection:
                 self._try_failed(self._up, "timeout", now)
         elif kind is TimerKind.BODY:
             req = self._req
-            if req is not None and not req.complete and not req.done:
+            if req is not None and req.answered and not req.complete:
+                # Discarding the body after a local answer: 5 s without a byte of it (or 30 s
+                # in all). nginx's ngx_http_discarded_request_body_handler: "if
+                # (rev->timedout) { c->timedout = 1; c->error = 1;
+                # ngx_http_finalize_request(r, NGX_ERROR);" -- a plain close, the answer is out.
+                self._emit_record(req, now)
+                self._close_downstream(linger=False)
+            elif req is not None and not req.complete and not req.done:
                 if not self.reading_wanted:
                     # We are the ones holding the client back (its bytes wait for an upstream
                     # connect): its clock starts again when reading does; the connect has its
@@ -865,13 +943,15 @@ class ClientConnection:
             raise LocalProxyError(f"unknown upstream connection id {conn_id}")
         return None  # a stale connection of an earlier try: ignore it
 
-    def _close_downstream(self) -> None:
+    def _close_downstream(self, linger: bool | None = None) -> None:
         if not self.closed:
             self.closed = True
             self._timer = None
             req = self._req
-            # A request whose body was not read to its end: the client may still be sending.
-            linger = req is not None and not req.complete and not self._eof
+            if linger is None:
+                # A request whose body was not read to its end: the client may still be
+                # sending.
+                linger = req is not None and not req.complete and not self._eof
             self._out.append(CloseDownstream(linger))
 
     def _close_upstream(self, reuse: bool) -> None:
@@ -1009,14 +1089,23 @@ class ClientConnection:
         req.decision = decision
         opts = req.opts = self.proxy.options_for(decision.match)
         # Redirects come before the body and the endpoint (ingress-nginx does them in the
-        # server block, before proxying).
-        if not self.tls and (opts.force_ssl_redirect or (
+        # server block, before proxying). The scheme is $pass_access_scheme: a trusted hop's
+        # X-Forwarded-Proto with use-forwarded-headers (TLS offloaded in front), else ours.
+        scheme = self.scheme
+        port = self.proxy.https_port
+        if self._peer_trusted and self.settings.use_forwarded_headers:
+            forwarded = joined_field(event.headers._full_items, b"x-forwarded-proto")
+            scheme = redirect_scheme(scheme, forwarded)
+            if forwarded:
+                # The client spoke to the hop in front, whose https port is not ours:
+                # lua_ingress.lua writes "https://%s%s" (no port) unless use-port-in-redirects.
+                port = 443
+        if scheme == "http" and (opts.force_ssl_redirect or (
                 opts.ssl_redirect and req.host and self.proxy.tls_host(req.host))) \
                 and not req.path.startswith(_ACME):
-            port = self.proxy.https_port
             authority = req.host if port == 443 else f"{req.host}:{port}"
             target = req.path + ("?" + req.query if req.query is not None else "")
-            self._local_response(req, 308, now,
+            self._local_response(req, self.settings.http_redirect_code, now,
                                  [(b"location", f"https://{authority}{target}".encode())])
             return
         if opts.app_root is not None and req.path == "/":
@@ -1151,6 +1240,7 @@ class ClientConnection:
         """Hop-by-hop and Connection-named headers out, forwarded headers in (SEMANTICS §9)."""
         s = self.settings
         drop_underscore = not s.enable_underscores_in_headers
+        ignore_invalid = s.ignore_invalid_headers
         named = self._connection_tokens
         trusted_fwd = self._peer_trusted and s.use_forwarded_headers
         ff_name = s.forwarded_for_header.lower().encode("latin-1")
@@ -1178,11 +1268,18 @@ class ClientConnection:
                 if name == ff_name:
                     incoming_ff.append(value)
                 elif trusted_fwd:
-                    fwd[name] = value
+                    # nginx >= 1.23 $http_*: repeated headers joined with ", ".
+                    fwd[name] = fwd[name] + b", " + value if name in fwd else value
                 continue
             if named and name in named:
                 continue
-            if b"_" in name:
+            odd = name.translate(None, HEADER_NAME_CHARS)
+            if odd:
+                # nginx ignore_invalid_headers: a name character outside [a-z0-9-] (and '_',
+                # governed by underscores_in_headers below) drops the line.
+                if ignore_invalid and odd.replace(b"_", b""):
+                    continue
+            if b"_" in odd:
                 if drop_underscore:
                     continue
                 # X_Forwarded_For and X-Forwarded-For are both HTTP_X_FORWARDED_FOR to a
@@ -1231,14 +1328,19 @@ class ClientConnection:
             peer = (self.peer_ip or "").encode("ascii")
             client = (req.client_ip or "").encode("ascii")
             joined_ff = b", ".join(incoming_ff)
-            if s.compute_full_forwarded_for and joined_ff:
+            # nginx.tmpl: `{{ if and $all.Cfg.UseForwardedHeaders
+            # $all.Cfg.ComputeFullForwardedFor }} ... $full_x_forwarded_for`, else $remote_addr.
+            if s.compute_full_forwarded_for and s.use_forwarded_headers and joined_ff:
                 xff = joined_ff + b", " + peer
             else:
                 xff = client
             out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n" % (xff, client))
             if joined_ff:
                 out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
-        out.append(b"x-forwarded-host: %s\r\n" % (fwd.get(b"x-forwarded-host") or host_raw))
+        fwd_host = fwd.get(b"x-forwarded-host")
+        if fwd_host is not None:
+            fwd_host = first_forwarded_host(fwd_host)
+        out.append(b"x-forwarded-host: %s\r\n" % (fwd_host or host_raw))
         if s.proxy_add_original_uri_header:
             out.append(b"x-original-uri: %s\r\n" % req.original_uri.encode("ascii"))
         if fwd:
@@ -1263,13 +1365,8 @@ class ClientConnection:
                 prefix = opts.x_forwarded_prefix.encode("latin-1")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
             if opts.rewrite_target is not None:
-                new_path = opts.rewrite(req.path)
-                q = req.query
-                if "?" in new_path:
-                    target = new_path + ("&" + q if q else "")
-                else:
-                    target = new_path + ("?" + q if q is not None else "")
-                req.upstream_target = target.encode("utf-8")
+                # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
+                req.upstream_target = opts.rewrite_uri(req.path, req.query).encode("ascii")
         out.append(b"\r\n")
         req.up_head = b"%s %s HTTP/1.1\r\n%s%s" % (
             req.method, req.upstream_target, b"".join(hosts), b"".join(out))
@@ -1279,9 +1376,14 @@ class ClientConnection:
         if req.answered:
             # Answered locally (404, 503, redirect...): the body is read and discarded, up to
             # a bound, so that the connection can serve the next request.
-            if req.body_len > _REPLAY_LIMIT:
+            until = req.discard_until
+            if req.body_len > _REPLAY_LIMIT or (until is not None and now >= until):
+                # Too much, or too long (nginx: "if ((ngx_msec_int_t) timer <= 0) { ...
+                # ngx_http_finalize_request(r, NGX_ERROR);" once lingering_time is past).
                 self._emit_record(req, now)
-                self._close_downstream()
+                self._close_downstream(linger=False)
+            elif until is not None:
+                self._set_timer(TimerKind.BODY, min(_DISCARD_TIMEOUT, until - now))
             return
         opts = req.opts
         if opts is not None and opts.body_size and req.body_len > opts.body_size:
@@ -1336,8 +1438,9 @@ class ClientConnection:
         req.t_attempt = now
         req.t_header = None
         req.t_attempt_end = None
-        if pooled:
-            req.tried.append(endpoint)
+        req.tried.append(endpoint)
+        if req.t_tries is None:
+            req.t_tries = now
         opts = req.opts
         assert opts is not None
         self._out.append(OpenUpstream(up.conn_id, endpoint, opts.backend_tls, opts.connect_timeout,
@@ -1438,9 +1541,12 @@ class ClientConnection:
         assert opts is not None
         cond = _HTTP_CONDITIONS.get(status)
         if cond is not None and cond in opts.next_upstream and \
-                self._retry_allowed(req, up, cond):
+                self._retry_allowed(req, up, cond, now):
             req.statuses.append(status)
-            self._observe(req, up, now, False)
+            # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
+            # ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else {
+            # state = NGX_PEER_FAILED; }": a 403/404 moves on without blaming the endpoint.
+            self._observe(req, up, now, status in (403, 404))
             nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
             if nxt is not None:
                 self._close_upstream(False)
@@ -1464,6 +1570,7 @@ class ClientConnection:
         named: list[bytes] | None = None
         framing = 0
         has_hsts = False
+        has_date = False
         for item in items:
             name = item[1]
             if name in RESPONSE_DROP:
@@ -1476,6 +1583,8 @@ class ClientConnection:
                 framing |= 1
             elif name == b"strict-transport-security":
                 has_hsts = True
+            elif name == b"date":
+                has_date = True
             headers.append(item)
         if named:
             headers = [h for h in headers if h[1] not in named]
@@ -1488,6 +1597,16 @@ class ClientConnection:
         # A valid head, the one the client gets: nginx sets ``header_time`` once the head has
         # parsed. (A head retried above never reaches here; a retry's ``_open`` resets it.)
         req.t_header = now
+        if not has_date:
+            # RFC 9110 §6.6.1: "A recipient with a clock that receives a response message
+            # without a Date header field MUST record the time it was received and append a
+            # corresponding Date header field to the message's header section if it is cached
+            # or forwarded downstream." An upstream's own Date is kept (nginx hides it and
+            # sends its own, ngx_http_proxy_hide_headers: "Date", ...; the origin's is the
+            # one RFC 9111 age calculations downstream want).
+            date = self.proxy._http_date()
+            if date is not None:
+                headers.append((b"date", b"date", date))
         self._add_response_headers(req, headers, has_hsts)
         if not self._can_respond:
             self._close_all(now)
@@ -1536,6 +1655,8 @@ class ClientConnection:
         req.status = 101
         req.response_started = True
         req.t_header = now
+        # ngx_http_proxy_process_status_line: "u->state->status = ctx->status.code" (101 too).
+        req.statuses.append(101)
         headers = [(n, v) for n, v in event.headers if n not in RESPONSE_DROP]
         headers.append((b"connection", b"upgrade"))
         for n, v in event.headers:
@@ -1590,8 +1711,15 @@ class ClientConnection:
         if observe is not None:
             observe(req.decision, up.endpoint, now - up.started, ok)
 
-    def _retry_allowed(self, req: _Request, up: _Upstream, cond: str) -> bool:
-        if req.response_started or req.upgrade:
+    def _retry_allowed(self, req: _Request, up: _Upstream, cond: str, now: float) -> bool:
+        """nginx's ngx_http_upstream_next / ngx_http_upstream_test_next decision: no retry when
+        "u->peer.tries == 0 || ((u->conf->next_upstream & ft_type) != ft_type) ||
+        (u->request_sent && r->request_body_no_buffering) || (timeout && ngx_current_msec -
+        u->peer.start_time >= timeout)" (our body copy stands in for request buffering)."""
+        # nginx has no exception for an upgrade request: a WebSocket GET whose connect was
+        # refused (or that was sent and dropped before the 101) goes to the next endpoint.
+        # Once the 101 is forwarded the response has begun and nothing is retried.
+        if req.response_started:
             return False
         opts = req.opts
         if opts is None:
@@ -1599,7 +1727,13 @@ class ClientConnection:
         nxt = opts.next_upstream
         if "off" in nxt or cond not in nxt:
             return False
-        if opts.next_upstream_tries and len(req.tried) >= opts.next_upstream_tries:
+        if opts.next_upstream_tries and \
+                len(req.tried) - req.free_tries >= opts.next_upstream_tries:
+            return False
+        # proxy-next-upstream-timeout (ingress-nginx, default 0 = none): the time allowed for
+        # all tries, from the first one's start (``req.t_tries``, nginx's u->peer.start_time).
+        budget = opts.next_upstream_timeout
+        if budget and req.t_tries is not None and now - req.t_tries >= budget:
             return False
         if up.sent:
             # "idempotent methods only once the request was sent"
@@ -1626,18 +1760,26 @@ class ClientConnection:
                 not up.sent or (req.idempotent and req.replay is not None)):
             # The keep-alive race: the upstream closed an idle pooled connection just as we
             # reused it. Like Go's Transport, try once more on a fresh connection to the same
-            # endpoint; it does not count as a try.
+            # endpoint; it does not count as a try, but nginx logs it as one (a new upstream
+            # state per connect, status 502 for the dead one).
+            req.statuses.append(502)
+            req.free_tries += 1
             req.rewind()
             self._open(req, up.endpoint, now, pooled=False)
             return
-        req.statuses.append(None)
+        # The failed try's status is the one nginx would answer for it (ngx_http_upstream_next:
+        # "case NGX_HTTP_UPSTREAM_FT_TIMEOUT: ... status = NGX_HTTP_GATEWAY_TIME_OUT; ...
+        # default: status = NGX_HTTP_BAD_GATEWAY;" then "u->state->status = status;"), so
+        # $upstream_status reads "502, 200", never "-, 200".
+        status = 504 if cond == "timeout" else 502
+        req.statuses.append(status)
         self._observe(req, up, now, False)
-        if self._retry_allowed(req, up, cond):
+        if self._retry_allowed(req, up, cond, now):
             nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
             if nxt is not None:
                 self._start_retry(req, nxt, now)
                 return
-        self._local_response(req, 504 if cond == "timeout" else 502, now)
+        self._local_response(req, status, now)
 
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
         req.rewind()
@@ -1665,6 +1807,11 @@ class ClientConnection:
         headers: list[tuple[bytes, bytes, bytes]] = [
             (b"content-type", b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"content-length", b"%d" % len(body))]
+        date = self.proxy._http_date()
+        if date is not None:
+            # nginx's own answers carry its Date (ngx_http_header_filter writes it after
+            # Server, before Content-Type; ingress-nginx sends no Server).
+            headers.insert(0, (b"date", b"date", date))
         if extra:
             headers.extend((n, n, v) for n, v in extra)
         if close or not self._keep_alive_allowed(req):
@@ -1704,8 +1851,15 @@ class ClientConnection:
         if req.complete or conn.their_state is h11.DONE:
             self._emit_record(req, now)
             self._next_cycle(now)
-        # else: keep reading (and discarding) the request body; _on_request_complete will
-        # start the next cycle.
+            return
+        # Keep reading (and discarding) the request body; _on_request_complete will start the
+        # next cycle. No "100 Continue" was or will be sent for it (nginx's special response
+        # handler: "r->expect_tested = 1;" before ngx_http_discard_request_body), so a client
+        # that waits for one may never send the body: bounded by nginx's lingering timers.
+        # The announced framing still decides where the next request starts: bytes inside it
+        # are never parsed as a request.
+        req.discard_until = now + _DISCARD_TIME
+        self._set_timer(TimerKind.BODY, _DISCARD_TIMEOUT)
 
     def _emit_record(self, req: _Request, now: float) -> None:
         if req.done:
@@ -1726,6 +1880,13 @@ class ClientConnection:
         # response (or failure) the client got.
         t_attempt = req.t_attempt
         ev = req.event
+        statuses = req.statuses
+        if len(statuses) < len(req.tried):
+            # A try that ended with no status of its own (the client left or stalled first, the
+            # request body timed out): nginx's state keeps status 0, printed "-"
+            # (ngx_http_upstream_status_variable: "if (state[i].status) ... else *p++ = '-'"),
+            # one entry per address in $upstream_addr.
+            statuses = statuses + [None] * (len(req.tried) - len(statuses))
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -1735,8 +1896,8 @@ class ClientConnection:
             canary=canary,
             status=req.status, bytes_in=req.bytes_in, bytes_out=req.bytes_out,
             upstreams=tuple(req.tried),
-            upstream_status=req.statuses[-1] if req.statuses else None,
-            upstream_statuses=tuple(req.statuses), start=req.start,
+            upstream_status=statuses[-1] if statuses else None,
+            upstream_statuses=tuple(statuses), start=req.start,
             upstream_connect=req.t_connect, upstream_first_byte=req.t_first, end=now,
             request_id=req.request_id, client_ip=req.client_ip, http_version=req.http_version,
             user_agent=req.user_agent, referer=req.referer,

@@ -28,6 +28,10 @@ __all__ = [
     "IDEMPOTENT",
     "TrustPolicy",
     "client_ip_from_chain",
+    "joined_field",
+    "first_forwarded_host",
+    "redirect_scheme",
+    "HEADER_NAME_CHARS",
 ]
 
 # RFC 9110 §7.6.1: "Connection, Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, and
@@ -50,8 +54,27 @@ FORWARDED_DROP = frozenset({
     # the proxy had vouched for it.
     b"x-original-uri",
 })
+#: nginx ngx_http_proxy_module.c ``ngx_http_proxy_hide_headers[]`` (proxy_hide_header's
+#: default): "Date", "Server", "X-Pad", "X-Accel-Expires", "X-Accel-Redirect",
+#: "X-Accel-Limit-Rate", "X-Accel-Buffering", "X-Accel-Charset". The X-Accel-* family are
+#: instructions to nginx (an internal redirect target, rate limits) that often name internal
+#: paths; nginx never shows them to the client. Server: ingress-nginx passes the backend's only
+#: with ``allow-backend-server-header`` (``proxy_pass_header Server``) and, with the default
+#: ``show-server-tokens: false``, clears its own (``more_clear_headers Server``): no Server
+#: header at all. Date is not in this set: nginx replaces it with its own, and RFC 9110 §6.6.1
+#: wants a forwarded response to carry one, so the upstream's passes.
+_NGINX_HIDDEN = frozenset({
+    b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect", b"x-accel-limit-rate",
+    b"x-accel-buffering", b"x-accel-charset",
+})
 #: Response headers never forwarded to the client (framing is re-done by h11 downstream).
-RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"}
+RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"} | _NGINX_HIDDEN
+#: nginx's ``lowcase`` table in ngx_http_parse.c: the request header name characters it takes
+#: as valid (h11 gives names lower-cased). Any other one, ``_`` unless underscores_in_headers,
+#: sets ``r->invalid_header``, and ``ignore_invalid_headers on`` (ingress-nginx
+#: ``ignore-invalid-headers: "true"``) drops the line. ``name.translate(None, HEADER_NAME_CHARS)``
+#: is what is left: empty for a valid name.
+HEADER_NAME_CHARS = b"-0123456789abcdefghijklmnopqrstuvwxyz"
 #: RFC 9110 §9.2.2 idempotent methods: the only ones retried once the request was sent.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -128,7 +151,9 @@ def check_host(value: bytes) -> None:
     if not value:
         return
     m = _HOST_RE.fullmatch(value)
-    if m is None:
+    # nginx ngx_http_validate_host(): "case '.': if (dot_pos == i - 1) { return
+    # NGX_DECLINED; }" -- an empty label is "client sent invalid host header" (400).
+    if m is None or b".." in value:
         raise RemoteProxyError("invalid Host header", 400)
     port = m.group(1)
     if port is not None and not 0 < int(port) <= 65535:
@@ -243,9 +268,13 @@ class TrustPolicy:
         if not self.networks or not ip:
             return False
         try:
-            addr = ipaddress.ip_address(ip)
+            addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip)
         except ValueError:
             return False
+        # nginx ngx_cidr_match(): "if (IN6_IS_ADDR_V4MAPPED(inaddr6)) { family = AF_INET;
+        # ..." -- a dual-stack listener's ::ffff:a.b.c.d peer is compared as a.b.c.d.
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
         return any(addr in n for n in self.networks)
 
 
@@ -255,17 +284,80 @@ def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
     The peer is trusted (the caller checked). Walking right to left, trusted hops are skipped;
     the first untrusted address is the client. An unparsable entry stops the walk: what is to
     its left was written by someone we cannot vouch for, so the last trusted hop is the client.
+    Entries may carry a port (``1.2.3.4:5678``, ``[2001:db8::1]:443``), dropped as nginx does.
     """
     client = peer
     for item in reversed(chain.split(",")):
         item = item.strip()
         if not item:
             continue
-        try:
-            ipaddress.ip_address(item)
-        except ValueError:
+        addr = _chain_address(item)
+        if addr is None:
             return client
-        client = item
-        if not policy.trusted(item):
-            return item
+        client = addr
+        if not policy.trusted(addr):
+            return addr
     return client
+
+
+_PORT = re.compile(r":[0-9]{1,5}", re.ASCII)
+
+
+def _chain_address(item: str) -> str | None:
+    """The address of one forwarded-chain entry, or None if it is not one.
+
+    nginx ngx_http_get_forwarded_addr_internal() reads each entry with ngx_parse_addr_port():
+    an address, optionally with a port (``1.2.3.4:5678``, ``[2001:db8::1]:443``); the port is
+    dropped ($remote_addr has none). Brackets hold an IPv6 address only.
+    """
+    host = item
+    port = ""
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0:
+            return None
+        host, port = item[1:end], item[end + 1:]
+        if ":" not in host:
+            return None
+    elif item.count(":") == 1:
+        cut = item.index(":")
+        host, port = item[:cut], item[cut:]
+    if port and (_PORT.fullmatch(port) is None or not 0 < int(port[1:]) <= 65535):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
+
+
+def joined_field(items: Iterable[tuple[bytes, bytes, bytes]], name: bytes) -> bytes | None:
+    """nginx's ``$http_<name>`` over h11's ``(raw name, lower-case name, value)`` triples: every
+    value of the ``name`` headers joined with ``", "`` (nginx >= 1.23.0 "the $http_... variables
+    return all header lines with the same name joined"); None when there is none."""
+    values = [v for _, n, v in items if n == name]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else b", ".join(values)
+
+
+def first_forwarded_host(value: bytes) -> bytes:
+    """ingress-nginx lua_ingress.lua ``parse_x_forwarded_host()``: ``ngx_re_split(
+    ngx.var.http_x_forwarded_host, ",")`` then ``return hosts[1]``: the first element of a
+    (joined) X-Forwarded-Host list, here with its spaces trimmed."""
+    return value.split(b",", 1)[0].strip()
+
+
+def redirect_scheme(scheme: str, forwarded_proto: bytes | None) -> str:
+    """The scheme the ssl-redirect decision looks at: ingress-nginx's ``$pass_access_scheme``.
+
+    lua_ingress.lua ``rewrite()``: ``ngx.var.pass_access_scheme = ngx.var.scheme``, then with
+    use_forwarded_headers "trust http_x_forwarded_proto headers correctly indicate ssl
+    offloading": ``if ngx.var.http_x_forwarded_proto then ngx.var.pass_access_scheme =
+    ngx.var.http_x_forwarded_proto end``; ``redirect_to_https()`` redirects only when it is
+    exactly ``"http"``. ``forwarded_proto`` is the trusted hop's X-Forwarded-Proto (the caller
+    passes None unless the peer is trusted and ``use_forwarded_headers`` is on); an empty value
+    counts as absent (nginx's unset variable)."""
+    if forwarded_proto:
+        return forwarded_proto.decode("latin-1")
+    return scheme

@@ -12,7 +12,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "parse_header_buffers"]
+__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers"]
 
 #: Values understood in ``proxy-next-upstream`` (nginx ``proxy_next_upstream``).
 NEXT_UPSTREAM_CONDITIONS = frozenset({
@@ -24,6 +24,8 @@ NEXT_UPSTREAM_CONDITIONS = frozenset({
 _SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)  # nginx reads ASCII digits only
 _NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+#: ingress-nginx ``http-redirect-code``: "Supported codes are 301, 302, 307 and 308".
+REDIRECT_CODES = frozenset({301, 302, 307, 308})
 _DEFAULT_BUFFERS = "4 8k"
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 
@@ -96,6 +98,13 @@ class ProxySettings:
 
     # --- TLS related (ingress-nginx) ----------------------------------------------------
     ssl_redirect: bool = True
+    #: ingress-nginx ``force-ssl-redirect`` (ConfigMap default of the annotation, false):
+    #: redirect plain http to https even for hosts without a TLS certificate.
+    force_ssl_redirect: bool = False
+    #: ingress-nginx ``http-redirect-code`` (default 308): the status of the ssl-redirect
+    #: (lua_ingress.lua: ``return ngx_redirect(uri, config.http_redirect_code)``); one of
+    #: 301, 302, 307, 308, else ValueError. (app-root's redirect is always 302.)
+    http_redirect_code: int = 308
     hsts: bool = True
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True
@@ -109,10 +118,37 @@ class ProxySettings:
     proxy_next_upstream: tuple[str, ...] = ("error", "timeout")
     #: Tries in total, the first one included (ingress-nginx default 3); 0 = unlimited.
     proxy_next_upstream_tries: int = 3
+    #: ingress-nginx ``proxy-next-upstream-timeout`` (config.go ``ProxyNextUpstreamTimeout
+    #: int``, default 0 = no limit), nginx ``proxy_next_upstream_timeout``: "Limits the time
+    #: during which a request can be passed to the next server", counted from the first try's
+    #: start (ngx_http_upstream_next: no retry when "timeout && ngx_current_msec -
+    #: u->peer.start_time >= timeout"). Whole seconds in the ConfigMap; the default of the
+    #: annotation of the same name.
+    proxy_next_upstream_timeout: float = 0.0
+    #: ingress-nginx ``retry-non-idempotent`` (default false): "since 1.9.13 NGINX will not
+    #: retry non-idempotent requests (POST, LOCK, PATCH) in case of an error. The previous
+    #: behavior can be restored using the value true". On: ``non_idempotent`` is appended to
+    #: every route's effective ``proxy-next-upstream`` (the ConfigMap's or the annotation's),
+    #: as nginx.tmpl's ``buildNextUpstream $location.Proxy.NextUpstream
+    #: $all.Cfg.RetryNonIdempotent`` does.
+    retry_non_idempotent: bool = False
+    #: nginx ``proxy_ignore_client_abort`` (default off; ingress-nginx sets no value and has no
+    #: ConfigMap key for it, so ``--config`` does not read one: a keyword argument only). Off:
+    #: a client that closes (or half-closes) its connection while the upstream has not finished
+    #: answering aborts the request, as nginx's ngx_http_upstream_check_broken_connection does
+    #: ("client prematurely closed connection, so upstream connection is closed too"): the
+    #: upstream connection is closed, not pooled, the record says 499 (or the status of a
+    #: response already begun), and the client connection is closed. On: the response is let
+    #: finish after a half-close that follows a complete request (then the connection closes).
+    proxy_ignore_client_abort: bool = False
     #: ingress-nginx ``proxy-body-size: 1m``; 0 = unlimited. Larger bodies get 413.
     proxy_body_size: int = 1048576
     #: ingress-nginx: header names with ``_`` are dropped unless this is on.
     enable_underscores_in_headers: bool = False
+    #: ingress-nginx ``ignore-invalid-headers`` (default true; nginx
+    #: ``ignore_invalid_headers on``): a request header whose name holds a character other than
+    #: a letter, a digit, ``-`` (or ``_``, see above) is dropped, not forwarded.
+    ignore_invalid_headers: bool = True
     #: Idle pooled connections kept per endpoint (enforced by the server's pool); 0 = no reuse.
     upstream_keepalive_connections: int = 320
     upstream_keepalive_timeout: float = 60.0
@@ -122,6 +158,9 @@ class ProxySettings:
     max_response_header_size: int = 65536
 
     def __post_init__(self) -> None:
+        if self.http_redirect_code not in REDIRECT_CODES:
+            raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
+                             "301, 302, 307, 308")
         if self.large_client_header_buffers == _DEFAULT_BUFFERS:
             return
         try:

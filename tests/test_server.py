@@ -148,11 +148,9 @@ async def test_stalled_request_body_gives_408_not_an_upstream_failure() -> None:
         await _stop_with_silent_upstream(server, srv, done)
 
 
-@pytest.mark.asyncio
-async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() -> None:
-    # The upstream accepts but never reads: its buffers fill, the server stops reading the
-    # client, and after proxy_send_timeout the try fails as timed out (nginx: 504). The body
-    # timer, shorter, must not run out meanwhile: the client is not the one stalling.
+async def _upstream_that_never_reads() -> tuple[asyncio.Event, asyncio.Server, int]:
+    """An upstream on 127.0.0.1 that accepts and never reads, with a small receive buffer so
+    that it stops taking bytes soon; setting the event lets its handlers close."""
     done = asyncio.Event()
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -163,7 +161,15 @@ async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() 
         w.close()
 
     srv = await asyncio.start_server(never_read, sock=lsock)
-    uport = lsock.getsockname()[1]
+    return done, srv, lsock.getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_upstream_that_takes_no_body_bytes_times_out_504_not_the_client() -> None:
+    # The upstream accepts but never reads: its buffers fill, the server stops reading the
+    # client, and after proxy_send_timeout the try fails as timed out (nginx: 504). The body
+    # timer, shorter, must not run out meanwhile: the client is not the one stalling.
+    done, srv, uport = await _upstream_that_never_reads()
     router = StubRouter([("127.0.0.1", uport)])
     records: list[object] = []
     server, port = await _proxy(router, client_body_timeout=0.3, proxy_send_timeout=0.8,
@@ -1030,17 +1036,7 @@ async def test_client_reset_while_paused_is_noticed_once_the_upstream_stall_ends
     # read at once and nothing is left behind. (API.md, "Back-pressure".)
     import struct
 
-    done = asyncio.Event()
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    lsock.bind(("127.0.0.1", 0))
-
-    async def never_read(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await done.wait()
-        w.close()
-
-    srv = await asyncio.start_server(never_read, sock=lsock)
-    uport = lsock.getsockname()[1]
+    done, srv, uport = await _upstream_that_never_reads()
     records: list[Any] = []
     server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_send_timeout=0.8,
                                 proxy_body_size=0, records=records)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ._balance import H11_HEADERS, Headers, cookie_value, header_value
+from ._goparse import parse_int
 from ._route_state import Interleave, http_header
 
 __all__ = [
@@ -513,7 +514,10 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
     header = ann.get(_P + "canary-by-header")
     if header is not None:
         header = header.strip()
-        if not header or any(ch in header for ch in " \t:()<>@,;\\\"/[]?={}"):
+        # RFC 9110 token: visible ASCII without separators (no request can carry another
+        # name, and the name is kept as latin-1 bytes for the h11 fast path).
+        if not header or any(ch in header for ch in " \t:()<>@,;\\\"/[]?={}") or any(
+                not "!" <= ch <= "~" for ch in header):
             warn.append((_P + "canary-by-header", f"invalid header name {header!r}; ignored"))
             header = None
         else:
@@ -550,22 +554,21 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
     total = 100
     raw_total = ann.get(_P + "canary-weight-total")
     if raw_total is not None:
-        try:
-            total = int(raw_total.strip())
-            if total <= 0:
-                raise ValueError
-        except ValueError:
+        # canary/main.go: parser.GetIntAnnotation, strconv.Atoi of the raw value.
+        parsed = parse_int(raw_total)
+        if parsed is not None and parsed > 0:
+            total = parsed
+        else:
             warn.append((_P + "canary-weight-total",
                          f"invalid value {raw_total!r}: want a positive integer; using 100"))
             total = 100
     weight = 0
     raw_weight = ann.get(_P + "canary-weight")
     if raw_weight is not None:
-        try:
-            weight = int(raw_weight.strip())
-            if weight < 0:
-                raise ValueError
-        except ValueError:
+        parsed = parse_int(raw_weight)
+        if parsed is not None and parsed >= 0:
+            weight = parsed
+        else:
             warn.append((_P + "canary-weight",
                          f"invalid value {raw_weight!r}: want an integer >= 0; using 0"))
             weight = 0

@@ -21,6 +21,7 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 #: strconv.Atoi: an optional sign and ASCII decimal digits (Python's int() would also take
 #: " 5", "1_0" and non-ASCII digits).
 _ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def parse_bool(value: str) -> bool | None:
@@ -39,9 +40,14 @@ def parse_bool(value: str) -> bool | None:
 def parse_int(value: str) -> int | None:
     """``strconv.Atoi``: the integer, or None when Go would return an error.
 
-    >>> parse_int("-5"), parse_int(" 5"), parse_int("1_0"), parse_int("30s")
-    (-5, None, None, None)
+    >>> parse_int("-5"), parse_int(" 5"), parse_int("1_0"), parse_int("30s"), parse_int("9" * 19)
+    (-5, None, None, None, None)
     """
     if _ATOI.fullmatch(value) is None:
         return None
-    return int(value)
+    n = int(value)
+    # Go's int is 64 bits on the platforms ingress-nginx ships for: outside it Atoi returns
+    # ErrRange, an error like any other.
+    if not _INT_MIN <= n <= _INT_MAX:
+        return None
+    return n

@@ -47,6 +47,8 @@ def test_values_parsed() -> None:
             canary_by_cookie="beta", canary_weight="3", canary_weight_total="7")
     assert c.header == "x-canary" and c.header_bytes == b"x-canary"
     assert (c.header_value, c.cookie, c.weight, c.weight_total) == ("yes", "beta", 3, 7)
+    # strconv.Atoi takes a sign.
+    assert cfg(canary_weight="+3", canary_weight_total="+7").weight == 3
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,23 @@ def test_values_parsed() -> None:
         ({"canary-weight": "150"}, "canary-weight", lambda c: c.weight == 100),
         ({"canary-weight-total": "0"}, "canary-weight-total", lambda c: c.weight_total == 100),
         ({"canary-weight-total": "x"}, "canary-weight-total", lambda c: c.weight_total == 100),
+        # ingress-nginx canary/main.go reads both with parser.GetIntAnnotation (strconv.Atoi of
+        # the raw value, as _goparse.parse_int): no blanks, no "1_0", no non-ASCII digits.
+        # Before: Python's int(value.strip()) read these as 10 / 20.
+        ({"canary-weight": " 10"}, "canary-weight", lambda c: c.weight == 0),
+        ({"canary-weight": "1_0"}, "canary-weight", lambda c: c.weight == 0),
+        ({"canary-weight": "\u0661\u0660"}, "canary-weight", lambda c: c.weight == 0),
+        ({"canary-weight-total": "2_0"}, "canary-weight-total",
+         lambda c: c.weight_total == 100),
+        ({"canary-weight-total": "20 "}, "canary-weight-total",
+         lambda c: c.weight_total == 100),
         ({"canary-by-header": "X Canary"}, "canary-by-header", lambda c: c.header is None),
+        # A header name is an ASCII token: no request can carry this one. Before: "\u20ac"
+        # raised UnicodeEncodeError out of parse_canary (and so out of the Router's build, for
+        # every Ingress); "\xe4" and a control character were accepted.
+        ({"canary-by-header": "X-Can\u20acry"}, "canary-by-header", lambda c: c.header is None),
+        ({"canary-by-header": "X-C\xe4nary"}, "canary-by-header", lambda c: c.header is None),
+        ({"canary-by-header": "X-C\x01"}, "canary-by-header", lambda c: c.header is None),
         ({"canary-by-header-value": "v"}, "canary-by-header-value",
          lambda c: c.header_value is None),
         ({"canary-by-header": "X-C", "canary-by-header-pattern": "(a"},

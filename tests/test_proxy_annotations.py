@@ -203,7 +203,9 @@ def test_force_ssl_redirect_configmap_through_the_core() -> None:
     assert status_of(out) == 308 and b"location: https://example.test/a\r\n" in out
 
 
-@pytest.mark.parametrize("value", ["/app\x00", "/a\x1bb", "/a\x7f", "/a\x01"])
+# "/a\ud800": a lone surrogate (JSON manifests can carry one) has no bytes for the Location
+# header; before, it raised UnicodeEncodeError out of the core on every request to "/".
+@pytest.mark.parametrize("value", ["/app\x00", "/a\x1bb", "/a\x7f", "/a\x01", "/a\ud800"])
 def test_app_root_with_a_control_character_is_refused(value: str) -> None:
     # ingress-nginx rewrite/main.go: `u, err := url.ParseRequestURI(config.AppRoot); if err !=
     # nil { klog.Warningf("Annotation app-root contains an invalid value: %v", err);

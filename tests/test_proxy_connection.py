@@ -849,9 +849,38 @@ def test_x_forwarded_prefix() -> None:
     assert header(upstream_head(pair), b"x-forwarded-prefix") == [b"/svc"]
 
 
+def test_x_forwarded_prefix_outside_latin_1_is_sent_as_utf8() -> None:
+    # nginx writes the annotation's bytes as ingress-nginx put them in nginx.conf (UTF-8).
+    # Before: the value was encoded as latin-1 and "€" raised UnicodeEncodeError out of
+    # the core on every request of the route.
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/pr€"})
+    pair = ProxyPair([route])
+    assert status_of(pair.send(GET)) == 200
+    assert header(upstream_head(pair), b"x-forwarded-prefix") == ["/pr€".encode()]
+    # A lone surrogate (JSON manifests can carry "\ud800") encodes in no charset: the
+    # annotation is invalid (a warning, no header), never an exception per request.
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/p\ud800"})
+    pair = ProxyPair([route])
+    assert status_of(pair.send(GET)) == 200
+    assert header(upstream_head(pair), b"x-forwarded-prefix") == []
+
+
 def test_set_cookie_from_the_decision() -> None:
     pair = ProxyPair([Route("/", set_cookie="INGRESSCOOKIE=abc; Path=/")])
     assert b"set-cookie: INGRESSCOOKIE=abc; Path=/\r\n" in pair.send(GET)
+
+
+def test_set_cookie_outside_latin_1_is_sent_as_utf8() -> None:
+    # The affinity cookie's Path comes from session-cookie-path or the rule path, both free
+    # text (a rule path "/\u20ac" is valid). Before: encoded as latin-1, "\u20ac" raised
+    # UnicodeEncodeError out of the core on every request of the route.
+    pair = ProxyPair([Route("/", set_cookie="INGRESSCOOKIE=abc; Path=/\u20ac")])
+    out = pair.send(GET)
+    assert status_of(out) == 200
+    assert "set-cookie: INGRESSCOOKIE=abc; Path=/\u20ac\r\n".encode() in out
+    # Not even a lone surrogate (JSON manifests can carry "\ud800") escapes as an exception.
+    pair = ProxyPair([Route("/", set_cookie="INGRESSCOOKIE=abc; Path=/\ud800")])
+    assert status_of(pair.send(GET)) == 200
 
 
 # ---------------------------------------------------------------------- records and misuse
@@ -1770,6 +1799,21 @@ def test_http_404_retry_is_not_a_failure_of_the_endpoint() -> None:
     assert pair.router.observed == [(eps[0], False), (eps[1], True)]
 
 
+def test_a_retryable_status_with_no_endpoint_left_is_observed_once() -> None:
+    # Every endpoint answers 503 under http_503: the last try's 503 goes to the client, and the
+    # balancer hears about each try once. Before: the last try was observed twice (once as a
+    # retry that found no next endpoint, once as the response forwarded), which gave EWMA a
+    # double sample for it.
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    route = Route("/", endpoints=eps, annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": "http_503"})
+    pair = ProxyPair([route], app=lambda r, b, u: Reply(
+        b"HTTP/1.1 503 x\r\nContent-Length: 0\r\n\r\n"))
+    assert status_of(pair.send(GET)) == 503
+    assert pair.router.observed == [(eps[0], False), (eps[1], False)]
+    assert pair.records[0].upstream_statuses == (503, 503)
+
+
 def test_retry_tries_count_the_first_try_for_http_conditions_too() -> None:
     # ngx_http_upstream_test_next retries while "u->peer.tries > 1": tries=2 is one retry.
     eps = [("10.0.0.%d" % i, 80) for i in range(1, 5)]
@@ -1889,14 +1933,32 @@ def test_discarding_a_trickled_body_stops_after_30s_in_all() -> None:
     assert pair.closed and [r.status for r in pair.records] == [404]
 
 
+def test_a_body_over_the_discard_limit_closes_with_a_lingering_close() -> None:
+    # Past 1 MiB of a discarded body (our bound: nginx discards any size) the client is still
+    # sending: a plain close would reset the connection under the 404 it has not read yet
+    # (test_a_close_with_the_request_body_unread_asks_to_linger). Before: linger=False here,
+    # as for the lingering timers, where nginx closes plainly (the client went quiet).
+    from ingresslib.proxy import CloseDownstream
+
+    pair = ProxyPair([Route("/api")])
+    out = pair.send(b"POST /web HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % (4 << 20))
+    assert status_of(out) == 404
+    for _ in range(17):
+        if pair.closed:
+            break
+        pair.send(b"x" * (1 << 16))
+    assert pair.closed and pair.downstream_closes == [CloseDownstream(linger=True)]
+    assert [r.status for r in pair.records] == [404]
+
+
 def test_redirect_and_503_discard_the_same_way() -> None:
     route = Route("/", endpoints=[], annotations={
         "nginx.ingress.kubernetes.io/force-ssl-redirect": "true"})
-    for r in (route, Route("/", endpoints=[])):
+    for r, status in ((route, 308), (Route("/", endpoints=[]), 503)):
         pair = ProxyPair([r])
         out = pair.send(b"PUT /x HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n"
                         b"Expect: 100-continue\r\n\r\n")
-        assert status_of(out) in (308, 503) and b"100 Continue" not in out
+        assert status_of(out) == status and b"100 Continue" not in out
         assert pair.timer == (TimerKind.BODY, 5.0)
         pair.fire(TimerKind.BODY)
         assert pair.closed
@@ -1960,6 +2022,20 @@ def test_date_follows_the_clock_and_is_formatted_once_per_second(
     now[0] = CLOCK + 1.0
     assert b"date: Sun, 06 Nov 1994 08:49:38 GMT\r\n" in pair.send(GET)
     assert calls == [CLOCK, CLOCK + 1]
+
+
+def test_a_date_the_upstream_names_in_connection_is_replaced_by_ours() -> None:
+    # "Connection: date" makes the upstream's Date hop-by-hop: it is removed, and the response
+    # then has no Date, so ours is appended (RFC 9110 §6.6.1). Before: the Date was seen before
+    # the Connection-named headers were removed, and the client got no Date at all. The same
+    # for the backend's Strict-Transport-Security on HTTPS: ours is added.
+    upstream = b"Date: Mon, 07 Nov 1994 08:49:37 GMT\r\nConnection: date\r\n"
+    pair = ProxyPair(app=lambda r, b, u: ok(b"hi", upstream), clock=lambda: CLOCK)
+    out = pair.send(GET)
+    assert out.lower().count(b"date: ") == 1 and DATE in out
+    hsts = b"Strict-Transport-Security: max-age=1\r\nConnection: strict-transport-security\r\n"
+    out = ProxyPair(app=lambda r, b, u: ok(b"hi", hsts), tls=True).send(GET)
+    assert b"strict-transport-security: max-age=31536000; includeSubDomains\r\n" in out
 
 
 def test_no_clock_no_date() -> None:

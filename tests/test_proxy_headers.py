@@ -281,3 +281,21 @@ def test_host_with_consecutive_dots_is_refused(host: bytes) -> None:
     assert e.value.status_hint == 400
     # One trailing dot stays valid (nginx strips it; so does our routing).
     check_host(b"example.test.")
+
+
+def test_forwarded_entry_with_an_ipv6_zone_is_not_an_address() -> None:
+    # Python's ipaddress takes a scope id after '%' ("fe80::1%eth0", any text up to the end,
+    # spaces and non-ASCII included); nginx's ngx_parse_addr_port()/ngx_inet6_addr() reads no
+    # zone, so such an entry is not an address and ends the walk. Before: the entry became the
+    # client address, "fe80::1%a b" went into X-Real-IP and a non-ASCII one raised
+    # UnicodeEncodeError out of the core instead of forwarding the request.
+    policy = TrustPolicy(["10.0.0.0/8"])
+    assert client_ip_from_chain("fe80::1%eth0", "10.0.0.1", policy) == "10.0.0.1"
+    assert client_ip_from_chain("[fe80::1%eth0]:80, 10.0.0.2", "10.0.0.1", policy) == "10.0.0.2"
+    for value in (b"fe80::1%\xe9", b"fe80::1%a b"):
+        pair = ProxyPair(settings=TRUSTED)
+        out = pair.send(b"GET / HTTP/1.1\r\n" + HOST + b"X-Forwarded-For: " + value + b"\r\n\r\n")
+        assert status_of(out) == 200
+        head = _upstream_head(pair)
+        assert _header(head, b"x-real-ip") == [b"203.0.113.7"]
+        assert pair.records[0].client_ip == "203.0.113.7"

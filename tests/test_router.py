@@ -539,6 +539,15 @@ def test_invalid_canary_annotations_are_warnings() -> None:
     assert not r.route("GET", "a.test", "/app", {"X-C": "aa"}).canary  # type: ignore[union-attr]
 
 
+def test_a_canary_header_name_outside_latin_1_is_a_warning_not_a_crash() -> None:
+    # Before: parse_canary encoded the name as latin-1 and the UnicodeEncodeError escaped
+    # from the Router's build: one Ingress's annotation stopped every route.
+    r = web(canary_ann={P + "canary-weight": "0", P + "canary-by-header": "X-Can\u20acry"})
+    d = r.route("GET", "a.test", "/app", [("x-can\u20acry", "always")])
+    assert d is not None and not d.canary
+    assert (f"metadata.annotations[{P}canary-by-header]") in {w.field for w in r.warnings}
+
+
 @pytest.mark.parametrize(("value", "serves_canary", "warned"), [
     ("True", True, False), ("1", True, False), ("yes", False, True), (" true", False, True)])
 def test_canary_flag_reads_as_go_parse_bool(value: str, serves_canary: bool, warned: bool) -> None:

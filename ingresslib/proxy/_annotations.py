@@ -220,6 +220,7 @@ def _path_value(value: str) -> str:
     if not v.startswith("/") or any(c in v for c in " \t\r\n") or any(
             ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid path {value!r}")
+    v.encode("utf-8")  # a lone surrogate has no bytes for the header: UnicodeEncodeError
     return v
 
 
@@ -227,6 +228,8 @@ def _header_value(value: str) -> str:
     v = value.strip()
     if not v or any(ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid header value {value!r}")
+    # Sent as UTF-8: a lone surrogate (possible in JSON manifests) has no bytes at all.
+    v.encode("utf-8")  # UnicodeEncodeError is a ValueError: a warning, the default used
     return v
 
 

@@ -1362,7 +1362,8 @@ class ClientConnection:
         opts = req.opts
         if opts is not None:
             if opts.x_forwarded_prefix is not None:
-                prefix = opts.x_forwarded_prefix.encode("latin-1")
+                # UTF-8, the bytes nginx.conf would hold (latin-1 cannot encode every value).
+                prefix = opts.x_forwarded_prefix.encode("utf-8")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
             if opts.rewrite_target is not None:
                 # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
@@ -1377,8 +1378,13 @@ class ClientConnection:
             # Answered locally (404, 503, redirect...): the body is read and discarded, up to
             # a bound, so that the connection can serve the next request.
             until = req.discard_until
-            if req.body_len > _REPLAY_LIMIT or (until is not None and now >= until):
-                # Too much, or too long (nginx: "if ((ngx_msec_int_t) timer <= 0) { ...
+            if req.body_len > _REPLAY_LIMIT:
+                # Too much (our bound; nginx discards any size): the client is still sending,
+                # so a lingering close, or a reset could destroy the answer before it is read.
+                self._emit_record(req, now)
+                self._close_downstream(linger=True)
+            elif until is not None and now >= until:
+                # Too long (nginx: "if ((ngx_msec_int_t) timer <= 0) { ...
                 # ngx_http_finalize_request(r, NGX_ERROR);" once lingering_time is past).
                 self._emit_record(req, now)
                 self._close_downstream(linger=False)
@@ -1542,17 +1548,18 @@ class ClientConnection:
         cond = _HTTP_CONDITIONS.get(status)
         if cond is not None and cond in opts.next_upstream and \
                 self._retry_allowed(req, up, cond, now):
-            req.statuses.append(status)
-            # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
-            # ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else {
-            # state = NGX_PEER_FAILED; }": a 403/404 moves on without blaming the endpoint.
-            self._observe(req, up, now, status in (403, 404))
             nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
             if nxt is not None:
+                req.statuses.append(status)
+                # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
+                # ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else {
+                # state = NGX_PEER_FAILED; }": a 403/404 moves on without blaming the
+                # endpoint. (With no endpoint left the response is forwarded and observed
+                # once, by _response_complete.)
+                self._observe(req, up, now, status in (403, 404))
                 self._close_upstream(False)
                 self._start_retry(req, nxt, now)
                 return False
-            req.statuses.pop()
         req.statuses.append(status)
         # One pass over h11's (raw name, name, value) triples: the upstream's header case is
         # kept and nothing is re-validated (h11's parser already did).
@@ -1588,6 +1595,9 @@ class ClientConnection:
             headers.append(item)
         if named:
             headers = [h for h in headers if h[1] not in named]
+            # A Date or HSTS the upstream made hop-by-hop is gone: ours is added below.
+            has_date = has_date and b"date" not in named
+            has_hsts = has_hsts and b"strict-transport-security" not in named
         if framing == 3:
             # Both framings: h11 would follow Transfer-Encoding (RFC 9112 §6.3), but an
             # upstream that sends both is broken or hostile -- "invalid framing -> 502".
@@ -1634,7 +1644,9 @@ class ClientConnection:
         if d is not None:
             cookie = getattr(d, "set_cookie", None)
             if cookie and "\r" not in cookie and "\n" not in cookie:
-                headers.append((b"set-cookie", b"set-cookie", cookie.encode("latin-1")))
+                # UTF-8: the path part is free text (latin-1 cannot encode every value; a
+                # lone surrogate from a JSON manifest is replaced rather than raised here).
+                headers.append((b"set-cookie", b"set-cookie", cookie.encode("utf-8", "replace")))
         if not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
 

@@ -324,6 +324,10 @@ def _chain_address(item: str) -> str | None:
         host, port = item[:cut], item[cut:]
     if port and (_PORT.fullmatch(port) is None or not 0 < int(port[1:]) <= 65535):
         return None
+    if "%" in host:
+        # Python reads "fe80::1%<anything>" as a scoped address (spaces and non-ASCII text
+        # included); nginx's ngx_inet6_addr() reads no zone: not an address.
+        return None
     try:
         ipaddress.ip_address(host)
     except ValueError:

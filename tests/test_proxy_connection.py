@@ -2064,3 +2064,23 @@ def test_the_default_clock_is_the_wall_clock() -> None:
     value = out.split(b"\r\ndate: ", 1)[1].split(b"\r\n", 1)[0].decode()
     sent = email.utils.parsedate_to_datetime(value).timestamp()
     assert before <= sent <= after and value.endswith(" GMT")
+
+
+def test_a_retry_connect_is_not_cut_by_the_failed_try_read_timer() -> None:
+    # The first try connects (arming proxy_read_timeout for it), then its upstream closes with
+    # no answer: the retry goes to EP2, whose connect is still pending. nginx's read timeout
+    # belongs to a try (ngx_http_upstream_send_request arms it once the request is sent to
+    # that peer); the pending connect is bounded by the connect timeout, which the driver runs
+    # from OpenUpstream. So no UPSTREAM_READ of the dead try may stay armed and fail the new one.
+    def app(r: h11.Request, b: bytes, u: FakeUpstream) -> Reply:
+        return Reply(b"", close=True) if u.endpoint == EP1 else ok()
+
+    route = Route("/", endpoints=[EP1, EP2], annotations={
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "1"})
+    pair = ProxyPair([route], app=app, defer=[EP2])
+    assert pair.send(GET) == b""
+    assert [o.endpoint for o in pair.opens] == [EP1, EP2] and pair.pending
+    assert pair.timer is None or pair.timer[0] is not TimerKind.UPSTREAM_READ, pair.timer
+    pair.now += 3.0  # a slow connect, well within proxy-connect-timeout
+    assert status_of(pair.connect()) == 200
+    assert pair.records[0].upstream_statuses == (502, 200)

@@ -1447,6 +1447,11 @@ class ClientConnection:
         req.tried.append(endpoint)
         if req.t_tries is None:
             req.t_tries = now
+        if self._timer is TimerKind.UPSTREAM_READ:
+            # A failed try's read timer must not cut the next one's connect: nginx's
+            # proxy_read_timeout belongs to a try (armed once the request is sent to that
+            # peer), and the connect has its own limit, run by the driver from OpenUpstream.
+            self._set_timer(None, None)
         opts = req.opts
         assert opts is not None
         self._out.append(OpenUpstream(up.conn_id, endpoint, opts.backend_tls, opts.connect_timeout,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import FieldError, ValidationError
+from ._goparse import parse_bool
 from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
@@ -46,19 +47,14 @@ class _Bad(ValueError):
 
 # --- value parsers: str -> typed value ---------------------------------------------------------
 
-# Go's strconv.ParseBool, which ingress-nginx uses for boolean keys.
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
 def _bool(v: str) -> bool:
-    # Exactly ParseBool's spellings, untrimmed: ingress-nginx keeps the default for " false" (a
-    # ParseBool error) and mapstructure reads "" as false; both are errors here, not surprises.
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise _Bad('must be "true" or "false"')
+    # Go's strconv.ParseBool, which ingress-nginx uses for boolean keys: exactly its spellings,
+    # untrimmed. ingress-nginx keeps the default for " false" (a ParseBool error) and
+    # mapstructure reads "" as false; both are errors here, not surprises.
+    b = parse_bool(v)
+    if b is None:
+        raise _Bad('must be "true" or "false"')
+    return b
 
 
 # Go's strconv.ParseInt(s, 0, 64), which mapstructure (WeaklyTypedInput) applies to the int keys

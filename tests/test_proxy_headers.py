@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingresslib._route_state import http_header
 from ingresslib.proxy import ProxySettings, RemoteProxyError
 from ingresslib.proxy._headers import (
     TrustPolicy,
@@ -12,7 +13,6 @@ from ingresslib.proxy._headers import (
     check_raw_head,
     client_ip_from_chain,
     first_forwarded_host,
-    joined_field,
     redirect_scheme,
 )
 
@@ -214,9 +214,9 @@ def test_forwarded_helpers() -> None:
     items = [(b"X-Forwarded-Proto", b"x-forwarded-proto", b"https"),
              (b"Other", b"other", b"1"),
              (b"x-forwarded-proto", b"x-forwarded-proto", b"http")]
-    assert joined_field(items, b"x-forwarded-proto") == b"https, http"
-    assert joined_field(items, b"other") == b"1"
-    assert joined_field(items, b"x-forwarded-host") is None
+    assert http_header(items, b"x-forwarded-proto") == b"https, http"
+    assert http_header(items, b"other") == b"1"
+    assert http_header(items, b"x-forwarded-host") is None
     assert first_forwarded_host(b" a.example , b.example") == b"a.example"
     assert first_forwarded_host(b"a.example") == b"a.example"
     assert redirect_scheme("http", b"https") == "https"

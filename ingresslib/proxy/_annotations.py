@@ -217,8 +217,7 @@ def _path_value(value: str) -> str:
     # absolute URL; Go's parser refuses any ASCII control character ("net/url: invalid control
     # character in URL"). Spaces are refused too: the value is written into a Location header.
     v = value.strip()
-    if not v.startswith("/") or any(c in v for c in " \t\r\n") or any(
-            ord(c) < 32 or ord(c) == 127 for c in v):
+    if not v.startswith("/") or any(c == " " or ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid path {value!r}")
     v.encode("utf-8")  # a lone surrogate has no bytes for the header: UnicodeEncodeError
     return v

@@ -82,6 +82,7 @@ from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
 from .._errors import BadRequestError
 from .._normalize import canonical_path, normalize_host, split_target
+from .._route_state import http_header
 from ._actions import (
     Action,
     CloseDownstream,
@@ -112,7 +113,6 @@ from ._headers import (
     client_ip_from_chain,
     first_forwarded_host,
     has_control,
-    joined_field,
     redirect_scheme,
     split_absolute_form,
     valid_request_id,
@@ -1094,7 +1094,8 @@ class ClientConnection:
         scheme = self.scheme
         port = self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
-            forwarded = joined_field(event.headers._full_items, b"x-forwarded-proto")
+            # nginx's $http_x_forwarded_proto: repeated lines joined by ", ".
+            forwarded = http_header(event.headers._full_items, b"x-forwarded-proto")
             scheme = redirect_scheme(scheme, forwarded)
             if forwarded:
                 # The client spoke to the hop in front, whose https port is not ours:

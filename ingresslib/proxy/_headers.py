@@ -28,7 +28,6 @@ __all__ = [
     "IDEMPOTENT",
     "TrustPolicy",
     "client_ip_from_chain",
-    "joined_field",
     "first_forwarded_host",
     "redirect_scheme",
     "HEADER_NAME_CHARS",
@@ -333,16 +332,6 @@ def _chain_address(item: str) -> str | None:
     except ValueError:
         return None
     return host
-
-
-def joined_field(items: Iterable[tuple[bytes, bytes, bytes]], name: bytes) -> bytes | None:
-    """nginx's ``$http_<name>`` over h11's ``(raw name, lower-case name, value)`` triples: every
-    value of the ``name`` headers joined with ``", "`` (nginx >= 1.23.0 "the $http_... variables
-    return all header lines with the same name joined"); None when there is none."""
-    values = [v for _, n, v in items if n == name]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else b", ".join(values)
 
 
 def first_forwarded_host(value: bytes) -> bytes:

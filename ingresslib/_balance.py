@@ -45,7 +45,7 @@ from ._hashing import HashRing, hash_key, member_id
 from ._models import EMPTY_MAP
 from ._errors import BadRequestError
 from ._goparse import parse_bool, parse_int
-from ._normalize import canonical_path, normalize_host
+from ._normalize import _ASCII_LOWER, canonical_path, normalize_host
 
 __all__ = [
     "Address",
@@ -131,6 +131,10 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     return join.join(found) if found else None  # type: ignore[union-attr]
 
 
+def _ascii_lower(text: str) -> str:
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | None:
     """The first cookie named ``cookie``.
 
@@ -144,12 +148,13 @@ def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | Non
     if not raw:
         return None
     if fold:
-        want = cookie.lower()
-        if want not in raw.lower():
+        # ASCII letters only, as ngx_strncasecmp: str.lower() would also fold "É" to "é".
+        want = _ascii_lower(cookie)
+        if want not in _ascii_lower(raw):
             return None
         for part in raw.split(";"):
             k, sep, v = part.strip().partition("=")
-            if sep and k.rstrip(" ").lower() == want:
+            if sep and _ascii_lower(k.rstrip(" ")) == want:
                 return v.strip()
         return None
     if cookie not in raw:
@@ -380,7 +385,7 @@ class Ewma:
     MIN_SAMPLE_GAP = 0.1
     FAILURE_PENALTY = 1.0
     uses_request = False
-    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend")
+    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend", "_retired")
 
     def __init__(self, options: BalancerOptions) -> None:
         self._rng = options.rng
@@ -391,6 +396,9 @@ class Ewma:
         self._lock = threading.Lock()
         #: The endpoint set of the last pick (None before the first).
         self._backend: EndpointSet | None = None
+        #: The last few sets replaced by a newer one (identity, not equality: an update may
+        #: bring back an equal set, which must sync again).
+        self._retired: tuple[EndpointSet, ...] = ()
 
     def _sync(self, backend: EndpointSet) -> None:
         """A new endpoint set: ingress-nginx ``ewma.lua`` ``sync`` - "slow_start_ewma is
@@ -400,9 +408,15 @@ class Ewma:
         compare with (``new`` does no slow start): its unknown endpoints score 0."""
         with self._lock:
             old = self._backend
+            if any(backend is r for r in self._retired):
+                # A retry (or a request that started before an update) still holding a set
+                # this balancer already moved past: going "back" to it would drop the newer
+                # endpoints' statistics and restart them at the average on the next pick.
+                return
             self._backend = backend
             if old is None or old.endpoints == backend.endpoints:
                 return
+            self._retired = (old, *self._retired[:3])
             eps = backend.endpoints
             now_set = set(eps)
             before = set(old.endpoints)

@@ -95,6 +95,15 @@ def test_repeated_headers_and_cookies() -> None:
     assert cookie_value([], "s") is None
 
 
+def test_folded_cookie_names_fold_ascii_letters_only() -> None:
+    # nginx's $cookie_* compares names with ngx_strncasecmp, which folds A-Z only: a latin-1
+    # "\xc9" (É) is not "\xe9" (é). Header bytes reach us decoded as latin-1.
+    h = [(b"cookie", b"\xc9T=1; Canary=always")]
+    assert cookie_value(h, "\xe9t", True) is None
+    assert cookie_value(h, "\xc9t", True) == "1"
+    assert cookie_value(h, "CANARY", True) == "always"
+
+
 def test_args_and_request_uri() -> None:
     ctx = RequestContext(path="/p", query="A=1&b=%20x&a=3&flag")
     assert ctx.arg("a") == "1" and ctx.arg("B") == "%20x" and ctx.arg("flag") == ""
@@ -219,6 +228,27 @@ def test_ewma_slow_start_for_endpoints_added_later() -> None:
     assert b.pick(EMPTY_REQUEST, eps(1), ()) == 0
     picks = Counter(b.pick(EMPTY_REQUEST, eps(2), ()) for _ in range(100))
     assert picks[0] > 20 and picks[1] > 20
+
+
+def test_ewma_a_retry_holding_the_old_set_does_not_undo_the_sync() -> None:
+    # A request picked from the old set, an update arrives, a new request syncs to the new set,
+    # and then the first request's retry picks from the old set it still holds. That stale set
+    # must not sync "back": it would delete the newcomer's statistics, and the next pick from
+    # the new set would restart it at the average, forgetting what it measured.
+    now = [0.0]
+    b = Ewma(BalancerOptions(rng=random.Random(3), clock=lambda: now[0]))
+    e2 = eps(2)
+    b.pick(EMPTY_REQUEST, e2, ())
+    b.observe(e2.endpoints[0], 0.2, True)
+    b.observe(e2.endpoints[1], 0.2, True)
+    e3 = eps(3)
+    b.pick(EMPTY_REQUEST, e3, ())
+    for _ in range(20):  # the newcomer turns out slow
+        b.observe(e3.endpoints[2], 5.0, True)
+    assert b.pick(EMPTY_REQUEST, e2, {e2.endpoints[0]}) == 1  # the old request's retry
+    # Back on the current set: the newcomer keeps its measured slowness and loses every pair.
+    picks = Counter(b.pick(EMPTY_REQUEST, e3, ()) for _ in range(200))
+    assert picks[2] == 0
 
 
 # --- consistent hashing --------------------------------------------------------------------------

@@ -815,6 +815,32 @@ class CookieAffinity:
              tried: Collection[Address]) -> int | None:
         return self.pick_with_cookie(request, backend, tried)[0]
 
+    #: Random keys drawn per endpoint before ``cookie_for`` gives up: an endpoint holding a
+    #: 1/n share of the ring is missed 64n times in a row with probability about e^-64.
+    KEY_DRAWS_PER_ENDPOINT = 64
+
+    def cookie_for(self, backend: EndpointSet, index: int) -> str | None:
+        """The ``Set-Cookie`` for a new session that landed on ``backend.endpoints[index]``.
+
+        A retry that moved a new session to another endpoint must name the endpoint that
+        answered, as ingress-nginx does by calling ``set_cookie`` again on the retry's
+        ``balance()`` (the later Set-Cookie of a name wins in the browser). Persistent mode
+        names the endpoint; balanced mode draws random keys until one hashes to it. None when
+        no key was found (a session cookie pointing elsewhere would be worse than none).
+        """
+        eps = backend.endpoints
+        if not 0 <= index < len(eps):
+            return None
+        if self.config.mode == "persistent":
+            return self.set_cookie(member_id(*eps[index]))
+        ring = self._cache.get(backend)
+        for _ in range(self.KEY_DRAWS_PER_ENDPOINT * len(eps)):
+            with self._lock:
+                key = f"{self._rng.getrandbits(64):016x}{self.tag}"
+            if ring.lookup(hash_key(key)) == index:
+                return self.set_cookie(key)
+        return None
+
     def _attributes(self) -> str | None:
         """The constant part of Set-Cookie after the value (None when Expires varies)."""
         c = self.config
@@ -926,6 +952,12 @@ def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]
     return value
 
 
+def _cookie_attribute_ok(value: str) -> bool:
+    """RFC 6265 §4.1.1: an attribute value is "any CHAR except CTLs or \";\"": a ``;`` would
+    start another attribute (``/a; Domain=other.test``), a CTL could split the header."""
+    return ";" not in value and value.isprintable()
+
+
 def _bool_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]]) -> bool:
     raw = ann.get(_P + key)
     if raw is None:
@@ -954,12 +986,19 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
                          f"invalid cookie name {name!r}; using INGRESSCOOKIE"))
             name = "INGRESSCOOKIE"
         path = ann.get(_P + "session-cookie-path")
-        if path is not None and not path.startswith("/"):
+        if path is not None and (not path.startswith("/") or not _cookie_attribute_ok(path)):
             warn.append((_P + "session-cookie-path", f"invalid path {path!r}; using the rule path"))
             path = None
         if path is None:
             # ingress-nginx defaults the cookie path to the location (rule) path.
             path = rule_path if rule_path and rule_path.startswith("/") else "/"
+            if not _cookie_attribute_ok(path):
+                path = "/"  # a rule path with ";" would end the attribute early
+        domain = ann.get(_P + "session-cookie-domain")
+        if domain is not None and (not domain or not _cookie_attribute_ok(domain)
+                                   or " " in domain):
+            warn.append((_P + "session-cookie-domain", f"invalid domain {domain!r}; ignored"))
+            domain = None
         samesite_raw = ann.get(_P + "session-cookie-samesite")
         samesite = None
         if samesite_raw is not None:
@@ -977,7 +1016,7 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
             max_age=_int_annotation(ann, "session-cookie-max-age", warn),
             expires=_int_annotation(ann, "session-cookie-expires", warn),
             samesite=samesite, secure=_bool_annotation(ann, "session-cookie-secure", warn),
-            mode=mode, domain=ann.get(_P + "session-cookie-domain"))
+            mode=mode, domain=domain)
         return BalancerSpec("sticky", affinity=cfg), warn
     hash_by = ann.get(_P + "upstream-hash-by")
     if hash_by is not None:

@@ -617,6 +617,24 @@ class Router:
                 return ep
         return None
 
+    def session_cookie(self, decision: Decision, endpoint: tuple[str, int]) -> str | None:
+        """The ``Set-Cookie`` to send when a retry served ``decision``'s new session from
+        ``endpoint`` instead of ``decision.endpoint``.
+
+        Only a decision that started a session (``set_cookie`` not None) gets a new cookie; a
+        request that came with a session keeps it (ingress-nginx without
+        ``session-cookie-change-on-failure``). None: send no cookie."""
+        if decision.set_cookie is None or endpoint == decision.endpoint:
+            return decision.set_cookie
+        b = decision.handle
+        if not isinstance(b, _Backend) or b.sticky is None:
+            return None
+        try:
+            index = b.eps.endpoints.index(endpoint)
+        except ValueError:
+            return None
+        return b.sticky.cookie_for(b.eps, index)
+
     def observe(self, decision: Decision, endpoint: tuple[str, int], seconds: float,
                 ok: bool) -> None:
         """Tell the decision's balancer how a request to ``endpoint`` went (EWMA uses it)."""

@@ -557,6 +557,27 @@ def test_affinity_defaults_and_values() -> None:
     assert spec.affinity == AffinityConfig("S", "/x", 10, 20, "Lax", True, "persistent")
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("session-cookie-path", "/a; Domain=other.test"), ("session-cookie-path", "/a\x7fb"),
+    ("session-cookie-domain", "a.test; Secure"), ("session-cookie-domain", "a.test\tb"),
+    ("session-cookie-domain", "a test"), ("session-cookie-domain", ""),
+])
+def test_cookie_attributes_that_would_break_the_set_cookie_are_refused(key: str,
+                                                                        value: str) -> None:
+    # RFC 6265 4.1.1: path-value and domain values may not hold ";" or CTLs; a ";" would add
+    # an attribute of the Ingress author's choosing to every session cookie.
+    spec, w = parse_balancer_spec({P + "affinity": "cookie", P + key: value},
+                                  "round_robin", KNOWN, "/shop")
+    assert [k for k, _ in w] == [P + key]
+    assert spec.affinity is not None
+    assert spec.affinity.path == "/shop" and spec.affinity.domain is None
+
+
+def test_a_rule_path_with_a_semicolon_is_not_the_cookie_path() -> None:
+    spec, w = parse_balancer_spec({P + "affinity": "cookie"}, "round_robin", KNOWN, "/a;b")
+    assert w == [] and spec.affinity is not None and spec.affinity.path == "/"
+
+
 # --- the protocol and the registry -----------------------------------------------------------------
 
 

@@ -245,6 +245,28 @@ def test_cookie_affinity_through_router() -> None:
         assert d2 is not None and d2.endpoint == d.endpoint and d2.set_cookie is None
 
 
+@pytest.mark.parametrize("mode", ["persistent", "balanced"])
+def test_a_retried_new_session_names_the_endpoint_that_answered(mode: str) -> None:
+    # A new session's first try fails and the retry is served elsewhere: the Set-Cookie sent
+    # with that response must lead to the endpoint that answered (ingress-nginx calls
+    # set_cookie again from the retry's balance(); the later Set-Cookie wins), not to the one
+    # that failed.
+    r = web({P + "affinity": "cookie", P + "session-cookie-name": "sid",
+             P + "affinity-mode": mode}, seed=5)
+    for _ in range(10):
+        d = r.route("GET", "a.test", "/app/x")
+        assert d is not None and d.endpoint is not None and d.set_cookie is not None
+        assert r.session_cookie(d, d.endpoint) == d.set_cookie
+        nxt = r.next_endpoint(d, {d.endpoint})
+        assert nxt is not None and nxt != d.endpoint
+        cookie = r.session_cookie(d, nxt)
+        assert cookie is not None and cookie.startswith("sid=") and "Path=/app" in cookie
+        d2 = r.route("GET", "a.test", "/app/y", {"Cookie": cookie.split(";")[0]})
+        assert d2 is not None and d2.endpoint == nxt and d2.set_cookie is None
+        # A request that came with its session keeps it: no new cookie on its retry.
+        assert r.session_cookie(d2, d.endpoint) is None
+
+
 def test_ewma_annotation_and_observe() -> None:
     now = [0.0]
     r = web({P + "load-balance": "ewma"}, clock=lambda: now[0], seed=3)

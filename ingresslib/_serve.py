@@ -75,9 +75,14 @@ class Reloader:
     def __init__(
         self, server: Any, paths: Sequence[str], *, ingress_class: str | None,
         controller: str | None, load_balance: str | None = None, interval: float = 1.0,
-        on_reload: Callable[[bool, str], None] | None = None,
+        on_reload: Callable[[bool, str], None] | None = None, settle: float | None = None,
     ) -> None:
         self.server = server
+        #: How long a change must stay still before it is read (default: a quarter of the
+        #: interval, at most 0.25 s). A file caught mid-write (a shell's ``>`` truncates first,
+        #: an editor may write in pieces) can be valid YAML holding only part of the objects:
+        #: loading it would drop the missing routes until the next poll.
+        self.settle = min(0.25, interval / 4) if settle is None else settle
         self.paths = list(paths)
         self.ingress_class = ingress_class
         self.controller = controller
@@ -120,6 +125,10 @@ class Reloader:
         snap = await loop.run_in_executor(None, _snapshot, self.paths)
         if snap == self.snapshot:
             return None
+        if self.settle > 0:
+            await asyncio.sleep(self.settle)
+            if await loop.run_in_executor(None, _snapshot, self.paths) != snap:
+                return None  # still being written: look again at the next poll
         self.snapshot = snap
         try:
             served, res = await loop.run_in_executor(None, self._build)

@@ -143,6 +143,46 @@ async def test_listening_line_real_port_and_proxying(tmp_path: Path) -> None:
         await echo.stop()
 
 
+@pytest.mark.asyncio
+async def test_reload_waits_for_a_file_being_written(tmp_path: Path) -> None:
+    # A shell's `>` or an editor writing in pieces: a poll that catches the file half-written
+    # must not load it, even when the half is valid on its own (one Ingress of two): that would
+    # drop the other Ingress's routes until the next poll.
+    from ingresslib._serve import Reloader
+
+    class Router:
+        def __init__(self) -> None:
+            self.loaded: list[list[str]] = []
+
+        def update(self, res: object) -> None:
+            self.loaded.append(sorted(i.metadata.name for i in res.ingresses))  # type: ignore[attr-defined]
+
+    def ingress(name: str) -> str:
+        return (f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\n"
+                f"spec: {{defaultBackend: {{service: {{name: s, port: {{number: 80}}}}}}}}\n")
+
+    class Server:
+        router = Router()
+        cert_store = None
+
+    m = tmp_path / "m.yaml"
+    m.write_text(ingress("a") + "---\n" + ingress("b"))
+    reloader = Reloader(Server(), [str(tmp_path)], ingress_class=None, controller=None,
+                        interval=1.0)
+    m.write_text(ingress("a"))  # caught here, half written (valid on its own)
+
+    async def finish() -> None:
+        await asyncio.sleep(0.05)
+        with m.open("a") as f:
+            f.write("---\n" + ingress("c"))
+
+    writer = asyncio.ensure_future(finish())
+    assert await reloader.check() is None  # still changing: not loaded
+    await writer
+    assert await reloader.check() is True
+    assert Server.router.loaded == [["a", "c"]]
+
+
 @pytest.mark.network
 @pytest.mark.asyncio
 async def test_reload_under_traffic_zero_failures(tmp_path: Path) -> None:

@@ -877,12 +877,6 @@ def test_serve_healthz_and_reload_gauge(served_metrics: dict[str, str]) -> None:
                      served_metrics["metrics"], re.M)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingresslib serve never sets nginx_ingress_controller_config_hash: _serve.py's on_reload "
-    "calls Metrics.on_reload(ok, message), which calls reload_succeeded(time.time()) without "
-    "a config_hash, and nothing sets it at start; the gauge stays 0, while docs/observability.md "
-    "and README say it holds the hash of the configuration serving (kept after a rejected "
-    "reload)"))
 def test_serve_sets_config_hash(served_metrics: dict[str, str]) -> None:
     m = re.search(r"^nginx_ingress_controller_config_hash (\S+)$", served_metrics["metrics"], re.M)
     assert m is not None and float(m.group(1)) != 0.0

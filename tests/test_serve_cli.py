@@ -183,6 +183,26 @@ async def test_reload_waits_for_a_file_being_written(tmp_path: Path) -> None:
     assert Server.router.loaded == [["a", "c"]]
 
 
+def test_config_digest_follows_the_configuration_not_the_endpoints() -> None:
+    from ingresslib import parse_manifests
+    from ingresslib._serve import config_digest
+
+    base = _manifests("alpha", [8080])
+    res = parse_manifests(base)
+    d = config_digest(res, res.ingresses)
+    assert len(d) == 64 and d == config_digest(parse_manifests(base), res.ingresses)
+    # Endpoints change without a reload: the digest stays.
+    more = parse_manifests(_manifests("alpha", [8080, 8081]))
+    assert config_digest(more, more.ingresses) == d
+    # The Ingress, the Service or the ConfigMap settings change it.
+    other = parse_manifests(base.replace("app.test", "shop.test"))
+    assert config_digest(other, other.ingresses) != d
+    svc = parse_manifests(base.replace("port: 80, targetPort", "port: 81, targetPort"))
+    assert config_digest(svc, svc.ingresses) != d
+    assert config_digest(res, res.ingresses, "settings") != d
+    assert config_digest(res, ()) != d  # the same objects, but the Ingress is not served
+
+
 @pytest.mark.network
 @pytest.mark.asyncio
 async def test_reload_under_traffic_zero_failures(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ async def _until(pred: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _reload_metrics(port: int) -> tuple[float, float]:
+    text = (await _get(port, "localhost", "/metrics"))[1].decode()
+    found = dict(re.findall(r"^nginx_ingress_controller_(success|config_hash) (\S+)$",
+                            text, re.M))
+    return float(found["success"]), float(found["config_hash"])
+
+
+async def _watch_events(port: int, kind: str) -> float:
+    text = (await _get(port, "localhost", "/metrics"))[1].decode()
+    return sum(float(v) for v in re.findall(
+        r'^ingresslib_watch_events_total\{[^}]*kind="' + kind + r'"[^}]*\} (\S+)$', text, re.M))
+
+
 @pytest.mark.network
 @pytest.mark.asyncio
 async def test_serve_kubernetes_follows_the_cluster(tmp_path: Path) -> None:
@@ -84,6 +98,22 @@ async def test_serve_kubernetes_follows_the_cluster(tmp_path: Path) -> None:
             return s == 200 and parse_echo(b)["service"] == "green"
 
         await _until(green_serves)
+
+        # An endpoint change is not a reload (ingress-nginx's hash leaves endpoints out, and it
+        # does not reload nginx for them): neither the reload counter nor config_hash moves.
+        before = await _reload_metrics(ports["metrics"])
+        assert before[0] >= 2 and before[1] != 0.0  # the first snapshot, then the green edit
+        moved = _backend("green", green.port)[1]
+        moved["endpoints"].append({"addresses": ["127.0.0.2"], "conditions": {"ready": False}})
+        events = await _watch_events(ports["metrics"], "EndpointSlice")
+        kube.put(moved)
+
+        async def slice_seen() -> bool:
+            return await _watch_events(ports["metrics"], "EndpointSlice") > events
+
+        await _until(slice_seen)
+        await asyncio.sleep(0.3)  # past the watcher's debounce
+        assert await _reload_metrics(ports["metrics"]) == before
 
         # An invalid edit is reported and the last valid version keeps serving.
         bad = _ingress("blue", path="no-slash")

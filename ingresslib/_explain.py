@@ -55,7 +55,8 @@ def explain_url(
             }
             if d.endpoint is None:
                 out["status"] = 503
-                out["reason"] += "; the backend has no ready endpoint"
+                out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
+                                  "; a resource backend is not a Service: nothing to proxy to")
     return out
 
 
@@ -80,14 +81,24 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"     backend resource {r['kind']} {m['namespace']}/{r['name']}")
     if "canary" in m:
         c = m["canary"]
-        lines.append(f"     canary: Ingress {c['ingress']} -> service {c['namespace']}/{c['service']}:{c['port']}")
+        lines.append(f"     canary: Ingress {c['ingress']} -> {_backend_text(c)}")
     d = info.get("decision")
-    if d is not None:
+    if d is not None and d["service"] is None:
+        # A resource backend (Match.service None): the router has no Service to resolve.
+        lines.append("     router: a resource backend is not a Service, nothing to proxy to (503)")
+    elif d is not None:
         ep = d["endpoint"] or "none ready (503)"
         port = d["port"] if d["port"] is not None else "unknown (no such Service or port in the manifests)"
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
     return "\n".join(lines)
+
+
+def _backend_text(m: dict[str, Any]) -> str:
+    if m.get("service") is not None:
+        return f"service {m['namespace']}/{m['service']}:{m['port']}"
+    r = m.get("resource") or {}
+    return f"resource {r.get('kind')} {m['namespace']}/{r.get('name')}"
 
 
 def _load(files: Sequence[str], err: TextIO) -> Resources | None:
@@ -131,9 +142,43 @@ def check_main(args: argparse.Namespace) -> int:
     if res is None:
         return 2
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
-    for d in table.diagnostics:
+    diagnostics = list(table.diagnostics)
+    # SEMANTICS §2: "Annotation values that are invalid are reported as warnings and ignored, as
+    # ingress-nginx does, never silently." The router reads the canary and balancing annotations
+    # (the table only its own rules): its warnings belong in the validation report too.
+    try:
+        from ._router import Router
+    except ImportError:  # pragma: no cover - the router is optional for check
+        pass
+    else:
+        diagnostics += Router(res, ingress_class=args.ingress_class, controller=args.controller,
+                              table=table, seed=0).warnings
+    for d in diagnostics:
         print(d, file=sys.stderr)
+    proxy_warnings = _proxy_annotation_warnings(table)
+    for w in proxy_warnings:
+        print(f"warning: {w}", file=sys.stderr)
     n = len(table.served)
+    warned = sum(1 for d in diagnostics if d.severity == "warning") + len(proxy_warnings)
     print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
-          f"{sum(1 for d in table.diagnostics if d.severity == 'warning')} warning(s)")
+          f"{warned} warning(s)")
     return 0
+
+
+def _proxy_annotation_warnings(table: RouteTable) -> list[str]:
+    """The warnings the proxy would log for invalid annotation values on served routes (with
+    the built-in settings: ``check`` has no ``--config``), each once."""
+    try:
+        from .proxy._annotations import parse_route_options
+        from .proxy._settings import ProxySettings
+    except ImportError:  # pragma: no cover - the proxy is optional for check
+        return []
+    settings = ProxySettings()
+    seen: dict[str, None] = {}
+    for m in table.routes:
+        for route in (m,) if m.canary is None else (m, m.canary):
+            if route.annotations:
+                opts = parse_route_options(route.annotations, route.path, settings,
+                                           where=f"Ingress {route.ingress}")
+                seen.update(dict.fromkeys(opts.warnings))
+    return list(seen)

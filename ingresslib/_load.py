@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,16 @@ def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
 def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -> Iterator[tuple[int, Any]]:
     """(1-based document number, parsed document) pairs; syntax errors go to ``c``."""
     if isinstance(text, bytes):
+        # YAML 1.2 §5.2: "a YAML processor must support the UTF-8 and UTF-16 character
+        # encodings", told apart by the byte order mark; kubectl reads BOM'd UTF-16 files too
+        # (cli-runtime wraps every file in unicode.BOMOverride): what PowerShell's `>` writes.
+        # Without a BOM the bytes are UTF-8 (JSON's only encoding, RFC 8259 §8.1).
+        utf16 = text[:2] in (b"\xff\xfe", b"\xfe\xff")
         try:
-            text = text.decode("utf-8-sig")
+            text = text.decode("utf-16" if utf16 else "utf-8-sig")
         except UnicodeDecodeError as exc:
-            c.error(FieldError(source, f"byte {exc.start}", INVALID, "not valid UTF-8"), None)
+            what = "not valid UTF-16" if utf16 else "not valid UTF-8"
+            c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
             return
     if is_json or text.lstrip()[:1] in ("{", "["):
         # JSON is much faster through json than through a YAML parser. Text that only looks
@@ -88,12 +95,78 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
                 yield 1, doc
             return
     n = 0
+    # Aliases need an anchor ("&name" where a node starts): without one no document can share
+    # a node, and the expansion check below is skipped (ordinary manifests pay nothing, even
+    # with "a=1&b=2" in an annotation).
+    may_alias = _ANCHOR_RE.search(text) is not None
     try:
         for doc in yaml.load_all(text, Loader=_Loader):
             n += 1
+            problem = _aliasing_problem(doc) if may_alias else None
+            if problem is not None:
+                c.error(FieldError(source, f"document {n}", INVALID, problem), None)
+                continue
             yield n, doc
     except yaml.YAMLError as exc:
         c.error(_syntax_error(source, exc), None)
+
+
+_ANCHOR_RE = re.compile(r"(?:^|[\s\[{,])&[^\s,\[\]{}]")
+
+
+def _allowed_alias_ratio(decoded: int) -> float:
+    # go-yaml (the decoder behind kubectl and the API server), decode.go allowedAliasRatio:
+    # "allow 99% to come from alias expansion for small-to-medium documents", scaling down to
+    # 10% between 400,000 and 4,000,000 decoded nodes.
+    low, high = 400_000, 4_000_000
+    if decoded <= low:
+        return 0.99
+    if decoded >= high:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - low) / (high - low)
+
+
+def _aliasing_problem(doc: Any) -> str | None:
+    """Why a parsed document is refused for its aliases, or None.
+
+    PyYAML builds an alias as a shared object, so parsing stays linear, but everything that
+    walks the document (decoding, validation, the route table) pays for every expansion: a
+    10 KB file can stand for a million paths. go-yaml refuses such documents ("document
+    contains excessive aliasing": more than 100 nodes from aliases, more than 1,000 in all, and
+    alias-driven nodes above the allowed ratio) and recursive ones ("anchor ... value contains
+    itself"); so does this, counting nodes the same way, in time linear in the distinct nodes.
+    """
+    if not isinstance(doc, (dict, list)):
+        return None
+    expanded: dict[int, int] = {}  # id(container) -> nodes it stands for, aliases expanded
+    distinct = 0  # nodes as written: each container once, with its scalar children
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        obj, children_done = stack.pop()
+        key = id(obj)
+        children = list(obj.values()) if isinstance(obj, dict) else obj
+        if children_done:
+            expanded[key] = 1 + sum(expanded.get(id(ch), 1) if isinstance(ch, (dict, list)) else 1
+                                    for ch in children)
+            continue
+        if key in expanded:
+            if expanded[key] < 0:
+                return "YAML alias refers to a node that contains it (a recursive document)"
+            continue
+        expanded[key] = -1  # in progress: meeting it again below means a cycle
+        distinct += 1
+        stack.append((obj, True))
+        for ch in children:
+            if isinstance(ch, (dict, list)):
+                stack.append((ch, False))
+            else:
+                distinct += 1
+    total = expanded[id(doc)]
+    from_aliases = total - distinct
+    if from_aliases > 100 and total > 1000 and from_aliases / total > _allowed_alias_ratio(total):
+        return (f"YAML document contains excessive aliasing: {total} nodes once aliases are "
+                f"expanded, from {distinct} written")
+    return None
 
 
 def _parse_into(text: str | bytes, source: str | None, c: Collector, *, is_json: bool = False) -> None:

@@ -25,7 +25,7 @@ from cpython.mem cimport PyMem_Realloc as realloc
 from libc.stdlib cimport qsort
 from libc.string cimport memchr, memcmp, memcpy, memset
 
-from ._normalize import canonical_path as _canonical_path
+from ._normalize import canonical_path as _canonical_path, split_target as _split_target
 from ._normalize import is_canonical as _is_canonical
 from ._normalize import normalize_host as _normalize_host
 
@@ -223,7 +223,9 @@ cdef extern from *:
             if (counted != 0xFFFFu) {
                 /* p[n] is NUL: the end, unless it comes first at a NUL before n. */
                 t = (q - p) + __builtin_ctz(stop);
-                if (t == n || p[t] == '?')
+                /* A "#" in the query is rejected like one in the path (a fragment is never
+                   sent: RFC 9112 §3.2): only the byte loop's answer can say so. */
+                if (t == n || (p[t] == '?' && memchr(p + t, '#', (size_t)(n - t)) == NULL))
                     return 1;
                 break;
             }
@@ -289,8 +291,8 @@ cdef inline bint _plain_from(const unsigned char* p, Py_ssize_t n, Py_ssize_t i)
                     return False
                 if c == 46 and _ends_dot_segment(p[i + 2]):
                     return False
-        elif c == 63:                      # "?": the query starts
-            return True
+        elif c == 63:                      # "?": the query starts, with no "#" in it
+            return memchr(p + i, 35, n - i) == NULL
         else:
             return c == 0 and i == n
 
@@ -1018,7 +1020,7 @@ cdef class Matcher:
         # A path _canonical_after could not vouch for: its canonical form, or BadRequestError.
         cdef Py_ssize_t stop
         cdef PyObject* found
-        canon = path.partition("?")[0] or "/"
+        canon = _split_target(path)[0] or "/"
         if canon != "/":
             canon = _canonical_path(canon)
         if g.root < 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias
 
-from ._normalize import _PLAIN_RE, canonical_path, normalize_host
+from ._normalize import _PLAIN_RE, canonical_path, normalize_host, split_target
 
 __all__ = ["HostGroup", "Matcher", "RouteMatcher"]
 
@@ -104,6 +104,8 @@ class Matcher:
         """
         q = path.find("?")
         if q >= 0:
+            if "#" in path:  # in the query too: a fragment is never sent (split_target)
+                split_target(path)
             path = path[:q]
         if not path:
             path = "/"

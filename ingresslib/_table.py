@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ._errors import BadRequestError
 from ._goparse import parse_bool
@@ -432,6 +432,13 @@ def _longest_key(groups: Sequence[tuple[str | None, Mapping[str, Match], Mapping
                default=0)
 
 
+class _MatchFunction(Protocol):
+    """``table.match``'s type: the contract's argument names (``host``, ``path``) are part of
+    it, so ``table.match(host=..., path=...)`` type-checks as it runs."""
+
+    def __call__(self, host: str, path: str) -> Match | None: ...
+
+
 class RouteTable:
     """The merged routing rules of every served Ingress, ready for lookups.
 
@@ -457,7 +464,7 @@ class RouteTable:
 
     #: ``match(host, path) -> Match | None`` (bound straight to the matcher's lookup: no extra
     #: Python frame on the hot path). Raises :class:`BadRequestError` for paths to reject.
-    match: Callable[[str, str], Match | None]
+    match: _MatchFunction
 
     def __init__(
         self,

@@ -691,8 +691,10 @@ _PCHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 def _plain(path: str) -> bool:
     """_plain_from(path, 0) read from its comment: up to "?" (an embedded NUL is no end), pchar
     other than "%", and "/", with no "//" and no "." or ".." segment (ended by "/", ";" or the
-    end) after a "/"."""
-    path = path.split("?", 1)[0]
+    end) after a "/"; and no "#" in the query either."""
+    path, _, query = path.partition("?")
+    if "#" in query:
+        return False
     if "\x00" in path or not set(path) <= _PCHAR | {"/"} or "//" in path:
         return False
     return all(seg.split(";", 1)[0] not in (".", "..") for seg in path.split("/")[1:])
@@ -718,4 +720,5 @@ def test_compiled_fast_path_takes_exactly_the_plain_paths(monkeypatch: pytest.Mo
         # The in-place check reads one-byte-per-character strs that start with "/".
         fast = max(path) <= "\xff" and _plain(path)
         canon = path.partition("?")[0] or "/"
-        assert calls == ([] if fast or canon == "/" else [canon]), path
+        # A "#" (in the query too) is refused before any canonical form is made.
+        assert calls == ([] if fast or canon == "/" or "#" in path else [canon]), path

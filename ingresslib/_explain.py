@@ -53,6 +53,10 @@ def explain_url(
                 "endpoint": None if d.endpoint is None else f"{d.endpoint[0]}:{d.endpoint[1]}",
                 "canary": d.canary,
             }
+            # Why the target port or the endpoints are missing (the backend's EndpointSet).
+            why = getattr(getattr(d.handle, "eps", None), "reason", None)
+            if why:
+                out["decision"]["why"] = why
             if d.endpoint is None:
                 out["status"] = 503
                 out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
@@ -88,7 +92,14 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append("     router: a resource backend is not a Service, nothing to proxy to (503)")
     elif d is not None:
         ep = d["endpoint"] or "none ready (503)"
-        port = d["port"] if d["port"] is not None else "unknown (no such Service or port in the manifests)"
+        why = d.get("why")
+        if d["port"] is not None:
+            port = d["port"]
+        elif why and "no ready endpoint" in why:
+            # A named targetPort is resolved through the endpoints that name it.
+            port = f"unknown (a named targetPort, and {why} to name it)"
+        else:
+            port = f"unknown ({why or 'no such Service or port in the manifests'})"
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
     return "\n".join(lines)

@@ -72,7 +72,36 @@ def test_explain_text(manifests: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "backend service prod/cart:http" in out
     assert "canary: Ingress prod/shop-canary -> service prod/cart-v2:80" in out
     # No Service in these manifests: said plainly, not "port None".
-    assert "target port unknown (no such Service or port in the manifests), endpoint none ready (503)" in out
+    assert "target port unknown (service prod/cart not found), endpoint none ready (503)" in out
+
+
+def test_explain_says_why_a_named_target_port_is_unknown(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The Service exists; its named targetPort is resolved through the endpoints that name it,
+    # and there are none: "no such Service or port" would send the reader to the wrong place.
+    f = tmp_path / "m.yaml"
+    f.write_text("""apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: http, port: 80, targetPort: http}]}
+""")
+    assert main(["explain", "-f", str(f), "http://a.test/x"]) == 0
+    out = capsys.readouterr().out
+    assert ("target port unknown (a named targetPort, and service default/web has no ready "
+            "endpoint to name it), endpoint none ready (503)") in out
+    assert main(["explain", "-f", str(f), "-o", "json", "http://a.test/x"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"]["why"] == (
+        "service default/web has no ready endpoint")
 
 
 def test_explain_json(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2084,3 +2084,66 @@ def test_a_retry_connect_is_not_cut_by_the_failed_try_read_timer() -> None:
     pair.now += 3.0  # a slow connect, well within proxy-connect-timeout
     assert status_of(pair.connect()) == 200
     assert pair.records[0].upstream_statuses == (502, 200)
+
+
+# --- session affinity through the core ----------------------------------------------------------
+
+
+def _sticky_router(mode: str, seed: int, extra: dict[str, str] | None = None) -> Any:
+    import ingresslib
+
+    ann = {"nginx.ingress.kubernetes.io/affinity": "cookie",
+           "nginx.ingress.kubernetes.io/affinity-mode": mode, **(extra or {})}
+    res = ingresslib.Resources.from_dicts([
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+         "metadata": {"name": "web", "annotations": ann},
+         "spec": {"rules": [{"host": "example.test", "http": {"paths": [
+             {"path": "/", "pathType": "Prefix",
+              "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+         "addressType": "IPv4", "ports": [{"port": 8080}],
+         "endpoints": [{"addresses": [f"10.0.0.{i}"]} for i in (1, 2, 3)]},
+    ])
+    return ingresslib.Router(res, seed=seed)
+
+
+def _set_cookie(out: bytes) -> str:
+    (line,) = re.findall(rb"\r\nset-cookie: ([^\r]*)", out)
+    return line.decode()
+
+
+@pytest.mark.parametrize("mode", ["persistent", "balanced"])
+def test_a_new_session_retried_elsewhere_gets_the_cookie_of_the_endpoint_that_answered(
+        mode: str) -> None:
+    # Two of three endpoints refuse: a new session whose first try fails is served by the
+    # third, and its cookie must lead there (ingress-nginx sets the cookie again from the
+    # retry's balance()). Before, the cookie named the endpoint that failed.
+    working = ("10.0.0.3", 8080)
+    retried = 0
+    for seed in range(12):
+        router = _sticky_router(mode, seed)
+        pair = ProxyPair(router=router, refuse=[("10.0.0.1", 8080), ("10.0.0.2", 8080)])
+        out = pair.send(GET)
+        assert status_of(out) == 200 and pair.opens[-1].endpoint == working
+        retried += len(pair.opens) > 1
+        cookie = _set_cookie(out).split(";")[0]
+        d = router.route("GET", "example.test", "/a", [("cookie", cookie)])
+        assert d.endpoint == working and d.set_cookie is None, (seed, cookie)
+    assert retried >= 3  # the case under test did happen
+
+
+def test_the_session_cookie_is_secure_on_tls_as_ingress_nginx_sets_it() -> None:
+    # sticky.lua: "if cookie_secure == nil then cookie_secure = ngx.var.https == "on"".
+    plain = _set_cookie(ProxyPair(router=_sticky_router("persistent", 1)).send(GET))
+    assert "Secure" not in plain.split("; ")
+    tls = _set_cookie(ProxyPair(router=_sticky_router("persistent", 1), tls=True).send(GET))
+    assert tls.split("; ")[-1] == "Secure" and tls.count("Secure") == 1
+    # Asked for: Secure on plain http too, and once only on TLS.
+    ask = {"nginx.ingress.kubernetes.io/session-cookie-secure": "true"}
+    assert "Secure" in _set_cookie(
+        ProxyPair(router=_sticky_router("persistent", 1, ask)).send(GET)).split("; ")
+    assert _set_cookie(ProxyPair(router=_sticky_router("persistent", 1, ask), tls=True)
+                       .send(GET)).count("Secure") == 1

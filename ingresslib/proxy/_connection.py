@@ -75,6 +75,7 @@ from h11._connection import _body_framing, _keep_alive
 from h11._readers import (
     READERS,
     ChunkedReader,
+    ContentLengthReader,
     maybe_read_from_IDLE_client,
     maybe_read_from_SEND_RESPONSE_server,
 )
@@ -514,7 +515,7 @@ class Proxy:
 
 class _Upstream:
     __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
-                 "started", "upgrade", "request_done")
+                 "started", "upgrade", "request_done", "head_bytes")
 
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
@@ -530,6 +531,13 @@ class _Upstream:
         self.upgrade = upgrade
         #: The whole request (head, body, end of body) was written to this connection.
         self.request_done = False
+        #: Bytes of response heads received on this try: 1xx heads and the final one.
+        self.head_bytes = 0
+
+
+def _has_secure(set_cookie: str) -> bool:
+    """Whether a ``Set-Cookie`` value carries the ``Secure`` attribute."""
+    return any(a.strip().lower() == "secure" for a in set_cookie.split(";")[1:])
 
 
 class _Request:
@@ -542,7 +550,7 @@ class _Request:
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
-        "authorization", "t_tries", "discard_until", "free_tries",
+        "authorization", "t_tries", "discard_until", "free_tries", "set_cookie",
     )
 
     def __init__(self, now: float) -> None:
@@ -557,6 +565,8 @@ class _Request:
         #: The origin-form target as the client sent it (nginx's ``$request_uri``).
         self.original_uri = ""
         self.decision: Any = None
+        #: The session cookie to set (the decision's; a retry may replace it).
+        self.set_cookie: str | None = None
         self.opts: RouteOptions | None = None
         #: The upstream request head, serialised once (retries send it again).
         self.up_head = b""
@@ -714,6 +724,16 @@ class ClientConnection:
         if req is not None and req.unsent_size > _HOLD_LIMIT:
             return False
         return not self._busy or len(self._inbuf) <= _HOLD_LIMIT
+
+    def plain_body(self, n: int) -> bool:
+        """True when the next ``n`` client bytes are all body bytes of a request with a
+        Content-Length being read (the core's work on them is a copy), so a driver may hand
+        them over in one call however many they are; False when they may hold chunk lines
+        or requests, whose cost per byte is the parser's (see ``_server._FEED_SLICE``)."""
+        if not self._feeding or self._inbuf:
+            return False
+        body = self._h11._body
+        return type(body) is ContentLengthReader and body._remaining >= n
 
     def start(self, now: float) -> list[Action]:
         self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
@@ -1014,10 +1034,18 @@ class ClientConnection:
 
     def _pump_client(self, now: float) -> None:
         conn = self._h11
+        # Consecutive body events are handed on together (one SendUpstream, one timer, one
+        # replay append): a chunked body of 1-byte chunks is one h11 event per chunk, and
+        # passing each on alone cost an action, a write system call and a timer per 6 bytes
+        # of the client's.
+        body: list[bytes] = []
+        body_len = 0
         while not self.closed:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as e:
+                if body and not self._flush_body(body, now):
+                    return
                 status = e.error_status_hint
                 # h11 says 501 for an unsupported Transfer-Encoding ("chunked, identity"): for
                 # a proxy that is an ambiguous framing attempt, so 400 like the rest.
@@ -1025,11 +1053,22 @@ class ClientConnection:
                                      self._req, now)
                 return
             t = type(event)
-            req = self._req
             if t is h11.Data:
-                assert req is not None
-                self._on_body(req, event.data, now)
-            elif t is h11.Request:
+                data = event.data
+                if data:
+                    body.append(data)
+                    body_len += len(data)
+                    if body_len >= _FEED_SLICE:
+                        body_len = 0
+                        if not self._flush_body(body, now):
+                            return
+                continue
+            if body:
+                body_len = 0
+                if not self._flush_body(body, now):
+                    return
+            req = self._req
+            if t is h11.Request:
                 assert req is not None
                 self._can_respond = True
                 # h11's keep-alive rule: HTTP/1.0, or "close" listed in a Connection header,
@@ -1066,6 +1105,15 @@ class ClientConnection:
             else:  # NEED_DATA or PAUSED
                 return
 
+    def _flush_body(self, body: list[bytes], now: float) -> bool:
+        """Hand the body bytes gathered by ``_pump_client`` on; False once closed."""
+        req = self._req
+        assert req is not None
+        data = b"".join(body) if len(body) > 1 else body[0]
+        body.clear()
+        self._on_body(req, data, now)
+        return not self.closed
+
     def _reset_server_h11(self) -> None:
         self._h11 = _H11Reader(False, self._max_head)
 
@@ -1087,6 +1135,7 @@ class ClientConnection:
             self._local_response(req, 404, now)
             return
         req.decision = decision
+        req.set_cookie = getattr(decision, "set_cookie", None)
         opts = req.opts = self.proxy.options_for(decision.match)
         # Redirects come before the body and the endpoint (ingress-nginx does them in the
         # server block, before proxying). The scheme is $pass_access_scheme: a trusted hop's
@@ -1485,6 +1534,7 @@ class ClientConnection:
         assert req is not None
         parts: list[bytes] = []
         while True:
+            before = len(conn._buf)
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError:
@@ -1494,6 +1544,20 @@ class ClientConnection:
                 self._try_failed(up, "error" if eof else "invalid_header", now)
                 return
             t = type(event)
+            if t is h11.Response or t is h11.InformationalResponse:
+                # max_response_header_size bounds every head byte before the body: 1xx heads
+                # and the final one together. h11 (its "max_incomplete_event_size") only
+                # refuses a head still incomplete past the limit, so a larger head arriving
+                # complete in one read went through (to the client too); and 1xx heads, each
+                # small and well within proxy_read_timeout, could follow one another for as
+                # long as the upstream liked with nothing sent to the client. nginx reads
+                # everything up to the final response header into one buffer
+                # (proxy_buffer_size): "upstream sent too big header" -> 502.
+                up.head_bytes += before - len(conn._buf)
+                if up.head_bytes > self.settings.max_response_header_size:
+                    self._flush_parts(parts, req)
+                    self._try_failed(up, "invalid_header", now)
+                    return
             if t is h11.Data:
                 data = event.data
                 req.response_len += len(data)
@@ -1526,7 +1590,8 @@ class ClientConnection:
                     self._flush_parts(parts, req)
                     self._on_switch(req, up, event, now)
                     return
-                # 100 Continue was answered by us already; other 1xx are dropped.
+                # 100 Continue was answered by us already; other 1xx are dropped (their
+                # heads count toward max_response_header_size, above).
             elif t is h11.ConnectionClosed:
                 self._flush_parts(parts, req)
                 self._try_failed(up, "error", now)
@@ -1646,13 +1711,16 @@ class ClientConnection:
             if s.hsts_preload:
                 v += b"; preload"
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
-        d = req.decision
-        if d is not None:
-            cookie = getattr(d, "set_cookie", None)
-            if cookie and "\r" not in cookie and "\n" not in cookie:
-                # UTF-8: the path part is free text (latin-1 cannot encode every value; a
-                # lone surrogate from a JSON manifest is replaced rather than raised here).
-                headers.append((b"set-cookie", b"set-cookie", cookie.encode("utf-8", "replace")))
+        cookie = req.set_cookie
+        if cookie and "\r" not in cookie and "\n" not in cookie:
+            if self.tls and not _has_secure(cookie):
+                # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
+                # ngx.var.https == "on"": without session-cookie-secure (Go's omitempty
+                # drops a false), the cookie is Secure when the request came over TLS.
+                cookie += "; Secure"
+            # UTF-8: the path part is free text (latin-1 cannot encode every value; a
+            # lone surrogate from a JSON manifest is replaced rather than raised here).
+            headers.append((b"set-cookie", b"set-cookie", cookie.encode("utf-8", "replace")))
         if not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
 
@@ -1800,6 +1868,14 @@ class ClientConnection:
         self._local_response(req, status, now)
 
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
+        if getattr(req.decision, "set_cookie", None) is not None:
+            # A new session served by another endpoint than the first try's: its cookie must
+            # lead there (ingress-nginx's retry runs balance() again, which sets the cookie
+            # again; the later Set-Cookie wins). A router without session_cookie keeps the
+            # decision's.
+            session_cookie = getattr(self.proxy.router, "session_cookie", None)
+            if session_cookie is not None:
+                req.set_cookie = session_cookie(req.decision, endpoint)
         req.rewind()
         self._open(req, endpoint, now)
 

@@ -19,6 +19,7 @@ the client connection is cut, with no failure observed on the upstream and no re
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import collections
 import logging
 import socket
@@ -57,6 +58,21 @@ _LINGER_TIMEOUT = 5.0
 #: closed." ingress-nginx has no ConfigMap key for it (so no ``ProxySettings`` field): nginx's
 #: default, read when a stall starts (tests patch it). 0 disables it.
 _SEND_TIMEOUT = 60.0
+
+#: Client bytes are handed to the core in slices this size when a read is larger, and for
+#: at most ``_FEED_BUDGET`` seconds of loop time per loop iteration; the rest waits for the
+#: next iteration (``_Downstream._feed_pending``) and the client is not read meanwhile. The
+#: core's work per byte is not bounded by the byte count: a chunked body of 1-byte chunks is
+#: one h11 event (microseconds in h11's Python reader) per 6 bytes, pipelined requests
+#: answered locally cost an answer each. One read is up to 256 KiB (asyncio's ``max_size``):
+#: handed over whole, one connection held the event loop, and every other connection, for
+#: most of a second per read (tests/test_server_limits.py::
+#: test_a_body_of_tiny_chunks_does_not_starve_other_connections). Reads of this size or
+#: smaller (almost every request head), the bytes of a tunnel, and bytes that are all
+#: Content-Length body (``ClientConnection.plain_body``: the core's work is a copy) go in
+#: whole, as before.
+_FEED_SLICE = 4096
+_FEED_BUDGET = 0.002
 
 
 def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
@@ -169,16 +185,25 @@ class _Upstream(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per endpoint (ingress-nginx ``upstream-keepalive-*``).
+    """Idle keep-alive connections (ingress-nginx ``upstream-keepalive-*``), taken per endpoint.
 
     LIFO per endpoint: the most recently used connection is the least likely to have been closed
-    by the upstream's own idle timeout.
+    by the upstream's own idle timeout. ``upstream_keepalive_connections`` bounds the idle
+    connections of all endpoints together, as in ingress-nginx: one upstream block serves every
+    backend (nginx.tmpl: "upstream upstream_balancer { ... keepalive {{
+    $cfg.UpstreamKeepaliveConnections }};"), and nginx's ``keepalive`` is "the maximum number
+    of idle keepalive connections to upstream servers that are preserved in the cache of each
+    worker process. When this number is exceeded, the least recently used connections are
+    closed." (Per endpoint, idle sockets would grow with the number of endpoints.)
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: ProxySettings) -> None:
         self._loop = loop
         self.settings = settings
         self._idle: dict[tuple[tuple[str, int], bool], collections.deque[_Upstream]] = {}
+        #: Every idle connection, least recently put first (dict order): what goes first when
+        #: the pool is full.
+        self._lru: dict[_Upstream, None] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.upstream_ssl: ssl.SSLContext | None = None
 
@@ -189,6 +214,7 @@ class UpstreamPool:
         limit = self._loop.time() - self.settings.upstream_keepalive_timeout
         while q:
             up = q.pop()
+            self._lru.pop(up, None)
             if up.closed or up.transport is None or up.transport.is_closing():
                 continue
             if up.idle_since < limit:
@@ -209,18 +235,24 @@ class UpstreamPool:
                 or (s.upstream_keepalive_requests and up.requests >= s.upstream_keepalive_requests)):
             up.close()
             return
+        lru = self._lru
+        while len(lru) >= s.upstream_keepalive_connections:
+            oldest = next(iter(lru))
+            del lru[oldest]
+            oldest.close()  # -> discard(): out of its endpoint's queue too
+            self.discard(oldest)  # (even if it was already marked closed)
         q = self._idle.get(up.key)
         if q is None:
             q = self._idle[up.key] = collections.deque()
-        if len(q) >= s.upstream_keepalive_connections:
-            q.popleft().close()
         up.idle_since = self._loop.time()
         q.append(up)
+        lru[up] = None
         if self._sweeper is None:
-            self._sweeper = self._loop.call_later(
-                max(1.0, s.upstream_keepalive_timeout / 2), self._sweep)
+            self._sweeper = self._loop.call_at(
+                up.idle_since + s.upstream_keepalive_timeout, self._sweep)
 
     def discard(self, up: _Upstream) -> None:
+        self._lru.pop(up, None)
         q = self._idle.get(up.key)
         if q is not None:
             try:
@@ -231,19 +263,27 @@ class UpstreamPool:
                 del self._idle[up.key]
 
     def _sweep(self) -> None:
+        """Close the connections idle for ``upstream_keepalive_timeout``, then sleep until the
+        next one is due: nginx's keepalive_timeout is a timer per idle connection, so an idle
+        socket is held that long, not up to a sweep period more. ``_lru`` is in ``put``
+        order, which is ``idle_since`` order: the first one is always the next due."""
         self._sweeper = None
-        limit = self._loop.time() - self.settings.upstream_keepalive_timeout
-        for q in list(self._idle.values()):
-            for up in [u for u in q if u.idle_since < limit]:
-                up.close()
-        if self._idle:
-            self._sweeper = self._loop.call_later(
-                max(1.0, self.settings.upstream_keepalive_timeout / 2), self._sweep)
+        timeout = self.settings.upstream_keepalive_timeout
+        limit = self._loop.time() - timeout
+        lru = self._lru
+        while lru:
+            up = next(iter(lru))
+            if up.idle_since > limit:
+                self._sweeper = self._loop.call_at(up.idle_since + timeout, self._sweep)
+                return
+            del lru[up]
+            up.close()
+            self.discard(up)
 
     def idle_count(self, endpoint: tuple[str, int] | None = None, tls: bool = False) -> int:
         if endpoint is not None:
             return len(self._idle.get((endpoint, tls), ()))
-        return sum(len(q) for q in self._idle.values())
+        return len(self._lru)
 
     def close(self) -> None:
         if self._sweeper is not None:
@@ -253,6 +293,7 @@ class UpstreamPool:
             for up in list(q):
                 up.close()
         self._idle.clear()
+        self._lru.clear()
 
 
 # --- downstream side ---------------------------------------------------------------------------
@@ -264,7 +305,8 @@ class _Downstream(asyncio.Protocol):
     __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
                  "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
                  "client_paused", "upstream_full", "stall", "linger_until", "last_read",
-                 "client_full", "send_stall", "send_mark")
+                 "client_full", "send_stall", "send_mark", "tunnel", "accepted", "connecting",
+                 "pending", "feed_handle", "eof_pending")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -280,9 +322,11 @@ class _Downstream(asyncio.Protocol):
         self._queue: collections.deque[Action] = collections.deque()
         self._running = False
         self.closed = False
-        #: Reading from the client is paused by us, for either reason: an upstream's write
-        #: buffer is full (``upstream_full``), or the core holds as many of the client's bytes
-        #: as it will before an upstream can take them (``conn.reading_wanted`` False).
+        #: Reading from the client is paused by us, for any reason of ``_sync_reading``: an
+        #: upstream's write buffer is full (``upstream_full``), the core holds as many of the
+        #: client's bytes as it will before an upstream can take them
+        #: (``conn.reading_wanted`` False), the client's own write buffer is full
+        #: (``client_full``, outside a tunnel), or bytes already read wait (``pending``).
         self.client_paused = False
         #: An upstream's write buffer is full (asyncio ``pause_writing``).
         self.upstream_full = False
@@ -302,6 +346,21 @@ class _Downstream(asyncio.Protocol):
         #: Bytes in the transport's write buffer when the send timer was (re)armed, plus those
         #: written since: less than this at expiry means the client took some (progress).
         self.send_mark = 0
+        #: After ``TunnelEstablished``: the two directions are independent from then on.
+        self.tunnel = False
+        #: Loop time at accept (the protocol is made then; a TLS one's ``connection_made``
+        #: only comes after the handshake): the head deadline counts from here.
+        self.accepted = self._loop.time()
+        #: Upstream connects under way, by conn_id: cancelled when the core closes that
+        #: conn_id (or the connection) before they complete.
+        self.connecting: dict[int, asyncio.Task[None]] = {}
+        #: Bytes read from the client and not yet handed to the core (``_FEED_SLICE``); the
+        #: client is not read while there are any.
+        self.pending = b""
+        self.feed_handle: asyncio.Handle | None = None
+        #: The client's EOF came while ``pending`` was not empty: it goes to the core after
+        #: them.
+        self.eof_pending = False
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -309,8 +368,15 @@ class _Downstream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         srv = self.server
+        if self.tls:
+            # Admitted at accept, before its handshake (``_TLSAccept``), and counted since.
+            srv.handshaking.pop(self, None)
+            if srv.draining:
+                self.closed = True
+                transport.abort()
+                return
         # Lingering connections hold sockets too (nginx counts them in worker_connections).
-        if srv.draining or len(srv.connections) + len(srv.lingering) >= srv.max_connections:
+        elif srv.draining or srv.sockets_held() >= srv.max_connections:
             # Over the limit (or shutting down): refuse by closing at once, as nginx does when
             # worker_connections is exhausted.
             self.closed = True
@@ -330,11 +396,29 @@ class _Downstream(asyncio.Protocol):
         self.conn = srv.proxy.connection(
             (peer[0], peer[1]) if peer else None, tls=self.tls,
             local_port=local[1] if local else None, now=now)
-        self._run(self.conn.start(now))
+        actions = self.conn.start(now)
+        spent = now - self.accepted
+        if self.tls and spent > 0:
+            # TLS: connection_made comes after the handshake. nginx arms client_header_timeout
+            # at accept (ngx_http_init_connection: "ngx_add_timer(rev,
+            # cscf->client_header_timeout)") and the handshake and the first request head add
+            # it only "if (!rev->timer_set)": one deadline from accept for both. The
+            # handshake timeout (``_TLSAccept``) bounds a handshake that never ends; what it
+            # took is taken off the head timer here.
+            actions = [replace(a, seconds=max(a.seconds - spent, 0.001))
+                       if type(a) is SetTimer and a.kind is TimerKind.HEAD and a.seconds
+                       else a for a in actions]
+        self._run(actions)
 
     def data_received(self, data: bytes) -> None:
         if not self.closed:
-            self._run(self.conn.receive_data(data, self._loop.time()))
+            if self.pending:  # (not expected: reading is paused meanwhile)
+                self.pending += data
+            elif len(data) <= _FEED_SLICE or self.tunnel or self.conn.plain_body(len(data)):
+                self._run(self.conn.receive_data(data, self._loop.time()))
+            else:
+                self.pending = data
+                self._feed_pending()
         elif self.linger_until is not None:
             self.last_read = self._loop.time()  # dropped: the response is already written
 
@@ -343,11 +427,54 @@ class _Downstream(asyncio.Protocol):
             self._stop_lingering()
             return False
         if not self.closed:
+            if self.pending:
+                self.eof_pending = True
+                return True
             self._run(self.conn.receive_eof(self._loop.time()))
         # Keep the write side open: the core closes once the response is written.
         return not self.closed
 
+    def _feed_pending(self) -> None:
+        """Hand ``pending`` to the core in slices of ``_FEED_SLICE`` (all at once when it is
+        all plain body bytes, ``plain_body``) until ``_FEED_BUDGET`` of loop time is spent,
+        then go on in the next loop iteration, so that other connections run in between (the
+        client is not read meanwhile). Not while the client does not read our answers
+        (``client_full``, see ``_sync_reading``; then ``resume_writing`` goes on)."""
+        self.feed_handle = None
+        loop = self._loop
+        start = loop.time()
+        while self.pending and self._feeding_allowed():
+            data = self.pending
+            # Not pending while a slice is in: reading is paused only if the rest has to
+            # wait for the next loop iteration.
+            self.pending = b""
+            n = len(data) if self.conn.plain_body(len(data)) else _FEED_SLICE
+            self._run(self.conn.receive_data(data[:n] if n < len(data) else data, loop.time()))
+            if n >= len(data) or self.closed:
+                break
+            self.pending = data[n:]
+            if self._feeding_allowed() and loop.time() - start >= _FEED_BUDGET:
+                self.feed_handle = loop.call_soon(self._feed_pending)
+                self._sync_reading()
+                return
+        if self.closed:
+            self.pending = b""
+        elif not self.pending:
+            self._sync_reading()
+            if self.eof_pending:
+                self.eof_pending = False
+                self._run(self.conn.receive_eof(loop.time()))
+        else:
+            self._sync_reading()  # held back (client_full): not read meanwhile
+
+    def _feeding_allowed(self) -> bool:
+        return not self.closed and (not self.client_full or self.tunnel)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending and not self.closed:
+            # Read before the connection went: the core sees them first, as it would have.
+            data, self.pending = self.pending, b""
+            self._run(self.conn.receive_data(data, self._loop.time()))
         if not self.closed:
             self._run(self.conn.receive_eof(self._loop.time()))
             if not self.closed:
@@ -361,6 +488,9 @@ class _Downstream(asyncio.Protocol):
         for up in self.upstreams.values():
             if up.transport is not None:
                 up.transport.pause_reading()
+        # Nor the client itself (see ``_sync_reading``): what it sends next would only add
+        # answers to the buffer it does not drain.
+        self._sync_reading()
         if self.send_stall is None and _SEND_TIMEOUT > 0 and self.transport is not None:
             self.send_mark = self.transport.get_write_buffer_size()
             self.send_stall = self._loop.call_later(_SEND_TIMEOUT, self._send_timed_out)
@@ -373,6 +503,9 @@ class _Downstream(asyncio.Protocol):
         for up in self.upstreams.values():
             if up.transport is not None and not up.transport.is_closing():
                 up.transport.resume_reading()
+        if self.pending and self.feed_handle is None and not self.closed:
+            self.feed_handle = self._loop.call_soon(self._feed_pending)
+        self._sync_reading()
 
     def _send_timed_out(self) -> None:
         self.send_stall = None
@@ -421,12 +554,25 @@ class _Downstream(asyncio.Protocol):
         self._sync_reading()
 
     def _sync_reading(self) -> None:
-        """Read the client only when neither reason to pause holds. Not after ``_close``: a
-        lingering close reads and drops on its own terms."""
+        """Read the client only when no reason to pause holds. Not after ``_close``: a
+        lingering close reads and drops on its own terms.
+
+        The reasons: an upstream's write buffer is full; the core holds as many client bytes
+        as it will (``reading_wanted``); or the client's own write buffer is full (it does not
+        read what we answer). The last one is nginx's order of work: pipelined requests are
+        read one at a time, the next only once the current response is sent
+        (ngx_http_finalize_request waits for ``c->buffered`` to drain before
+        ngx_http_set_keepalive looks at the next request), so a client that does not read
+        holds one response. Reading on, every locally answered pipelined request (404, a
+        redirect as long as its request line) added an answer to a buffer it never drains:
+        ~8 MB per connection with the default keep-alive-requests. Not in a tunnel: there the
+        two directions are independent (nginx's ngx_http_upstream_process_upgraded), and the
+        upstream side is already paused."""
         t = self.transport
         if t is None or self.closed or self.conn is None:
             return
-        want = not self.upstream_full and self.conn.reading_wanted
+        want = not self.upstream_full and self.conn.reading_wanted and \
+            (not self.client_full or self.tunnel) and not self.pending
         if want == (not self.client_paused) or t.is_closing():
             return
         self.client_paused = not want
@@ -514,10 +660,19 @@ class _Downstream(asyncio.Protocol):
                             self.server.pool.put(up)
                         else:
                             up.close()
+                    else:
+                        # "A CloseUpstream for a conn_id whose connect is still pending
+                        # means: cancel the connect" (the client left, its body timed out...).
+                        # nginx closes the socket it is connecting; letting the connect run
+                        # to proxy_connect_timeout held a socket and a task per request that
+                        # has no client any more, outside max_connections.
+                        task = self.connecting.pop(a.conn_id, None)  # type: ignore[union-attr]
+                        if task is not None:
+                            task.cancel()
                 elif t is CloseDownstream:
                     self._close(a.linger)  # type: ignore[union-attr]
                 elif t is TunnelEstablished:
-                    pass
+                    self.tunnel = True
                 else:  # pragma: no cover - a new action kind the server does not know
                     raise TypeError(f"unknown action {a!r}")
         finally:
@@ -559,6 +714,8 @@ class _Downstream(asyncio.Protocol):
         task = self._loop.create_task(self._connect(a))
         srv.tasks.add(task)
         task.add_done_callback(srv.tasks.discard)
+        if not task.done():
+            self.connecting[a.conn_id] = task
 
     def _adopt(self, up: _Upstream, a: OpenUpstream) -> None:
         """``up`` (pooled or just connected) now carries the attempt ``a``; it is not read while
@@ -581,10 +738,15 @@ class _Downstream(asyncio.Protocol):
             ctx = pool.upstream_ssl or _insecure_client_context()
             pool.upstream_ssl = ctx
         try:
-            async with asyncio.timeout(a.connect_timeout):
-                _, up = await loop.create_connection(
-                    lambda: _Upstream(pool, key, a.tls), key[0], key[1], ssl=ctx,
-                    server_hostname=key[0] if ctx is not None else None)
+            try:
+                async with asyncio.timeout(a.connect_timeout):
+                    _, up = await loop.create_connection(
+                        lambda: _Upstream(pool, key, a.tls), key[0], key[1], ssl=ctx,
+                        server_hostname=key[0] if ctx is not None else None)
+            finally:
+                # Done connecting (before anything below may close this conn_id: a cancel
+                # must not hit this task once the connect is over).
+                self.connecting.pop(a.conn_id, None)
         except TimeoutError:
             if not self.closed:
                 self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=True))
@@ -611,6 +773,7 @@ class _Downstream(asyncio.Protocol):
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
+        self._cancel_connects()
         t = self.transport
         if t is not None:
             # Closed for the core, but the socket stays open until ``connection_lost``: while
@@ -685,7 +848,18 @@ class _Downstream(asyncio.Protocol):
         elif self.transport is not None:
             self.transport.abort()
 
+    def _cancel_connects(self) -> None:
+        # Connects for a connection that is gone: nobody will use them (nginx closes them).
+        if self.connecting:
+            for task in self.connecting.values():
+                task.cancel()
+            self.connecting.clear()
+
     def _cancel_timers(self) -> None:
+        if self.feed_handle is not None:
+            self.feed_handle.cancel()
+            self.feed_handle = None
+        self.pending = b""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -704,6 +878,7 @@ class _Downstream(asyncio.Protocol):
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
+        self._cancel_connects()
         self.server.connections.discard(self)
         self.server._maybe_drained()
 
@@ -715,6 +890,59 @@ class _Downstream(asyncio.Protocol):
         if not self.closed and self.conn is not None:
             self._run(self.conn.abort(self._loop.time()))
         self._close()
+
+
+class _ServerTLS(asyncio.sslproto.SSLProtocol):
+    """asyncio's own TLS protocol (what ``create_server(ssl=...)`` puts on each accepted
+    socket), told when the socket goes: a connection whose handshake never completes never
+    reaches its app protocol's ``connection_made``/``connection_lost``, so without this its
+    socket could not be counted."""
+
+    def __init__(self, server: ProxyServer, down: _Downstream, ctx: ssl.SSLContext,
+                 handshake_timeout: float | None) -> None:
+        # No waiter (asyncio's accept path awaits one; nobody would here, and a failed
+        # handshake would leave an exception never retrieved): SSLProtocol takes None
+        # (``_wakeup_waiter``: "if self._waiter is None: return"), typeshed does not say so.
+        # The timeout is a float at run time (asyncio's own default is 60.0).
+        super().__init__(server.loop, down, ctx, None,  # type: ignore[arg-type]
+                         server_side=True,
+                         ssl_handshake_timeout=handshake_timeout)  # type: ignore[arg-type]
+        self._srv = server
+        self._down = down
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._srv.handshaking.pop(self._down, None)
+        super().connection_lost(exc)
+
+
+class _TLSAccept(asyncio.Protocol):
+    """The TLS listener's protocol at accept: admit the socket or refuse it, before any
+    handshake work. nginx counts a connection in worker_connections from accept, its TLS
+    handshake included; with asyncio's ``create_server(ssl=...)`` the app protocol hears of a
+    connection only once its handshake is done, so sockets that never send a ClientHello were
+    held beyond ``max_connections`` (each up to the handshake timeout). Admitted, the socket
+    gets asyncio's TLS protocol (as ``loop.start_tls`` does) around a ``_Downstream``."""
+
+    def __init__(self, server: ProxyServer, ctx: ssl.SSLContext) -> None:
+        self.server = server
+        self.ctx = ctx
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        srv = self.server
+        if srv.draining or srv.sockets_held() >= srv.max_connections:
+            transport.abort()
+            srv.refused += 1
+            return
+        down = _Downstream(srv, True)
+        # The handshake is part of the head's deadline (nginx: client_header_timeout from
+        # accept covers the TLS handshake and the first request head); asyncio's own default
+        # (60 s) would add to it, whatever the setting. 0 (no head deadline) keeps asyncio's
+        # 60 s: a handshake is never left unbounded.
+        tls = _ServerTLS(srv, down, self.ctx, srv.settings.client_header_timeout or None)
+        srv.handshaking[down] = transport
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
 
 
 def _insecure_client_context() -> ssl.SSLContext:
@@ -797,6 +1025,9 @@ class ProxyServer:
         #: dropping the rest of a request body), in their TLS shutdown, or flushing what was
         #: written. Counted against ``max_connections`` until ``connection_lost``.
         self.lingering: set[_Downstream] = set()
+        #: Accepted TLS connections still in their handshake (their raw transports), counted
+        #: against ``max_connections`` too: nginx counts a connection from accept.
+        self.handshaking: dict[_Downstream, asyncio.Transport] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.Server] = []
         #: ``[("http", host, port), ("https", host, port)]`` once started.
@@ -862,8 +1093,10 @@ class ProxyServer:
 
                 self.cert_store = CertificateStore()
             ctx = self.cert_store.server_context()
+            # Plain sockets, TLS put on by ``_TLSAccept`` once a socket is admitted (counted
+            # from accept, as nginx does; the handshake bounded by client_header_timeout).
             srv = await loop.create_server(
-                lambda: _Downstream(self, True), tls_listen[0], tls_listen[1], ssl=ctx,
+                lambda: _TLSAccept(self, ctx), tls_listen[0], tls_listen[1],
                 backlog=backlog, reuse_address=True)
             self.servers.append(srv)
             self.addresses.append(("https", *_addr(srv, tls_listen[0])))
@@ -897,6 +1130,8 @@ class ProxyServer:
             c.abort()
         for c in list(self.lingering):  # the ones just aborted too (a TLS one starts its shutdown)
             c.end_closing()
+        for raw in list(self.handshaking.values()):
+            raw.abort()
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()
@@ -924,6 +1159,11 @@ class ProxyServer:
     def on_record(self, value: Callable[[RequestRecord], None] | None) -> None:
         self._on_record = value
         self.proxy.records = value is not None
+
+    def sockets_held(self) -> int:
+        """Client sockets held: open connections, closing ones, TLS handshakes under way
+        (what ``max_connections`` bounds, as nginx's worker_connections)."""
+        return len(self.connections) + len(self.lingering) + len(self.handshaking)
 
     def _maybe_drained(self) -> None:
         if self._drained is not None and not self.connections:

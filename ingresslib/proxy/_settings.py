@@ -27,6 +27,15 @@ _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 #: ingress-nginx ``http-redirect-code``: "Supported codes are 301, 302, 307 and 308".
 REDIRECT_CODES = frozenset({301, 302, 307, 308})
 _DEFAULT_BUFFERS = "4 8k"
+#: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
+#: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
+#: a keyword argument must not turn a typo into "no limit" either (every timer treats a value
+#: <= 0 as "not armed"). NaN is refused too: it compares false with everything.
+_DURATIONS = (
+    "client_header_timeout", "client_body_timeout", "keep_alive", "proxy_connect_timeout",
+    "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream_timeout",
+    "upstream_keepalive_timeout",
+)
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 
 
@@ -158,6 +167,10 @@ class ProxySettings:
     max_response_header_size: int = 65536
 
     def __post_init__(self) -> None:
+        for name in _DURATIONS:
+            value = getattr(self, name)
+            if not value >= 0:  # negative, or NaN
+                raise ValueError(f"{name}: {value!r} must be 0 or more seconds")
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")

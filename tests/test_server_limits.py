@@ -1,0 +1,746 @@
+"""Resource bounds of the asyncio server against hostile clients and upstreams.
+
+Each test names the resource a peer could otherwise hold without bound (memory, sockets, time,
+tasks) and the nginx (ingress-nginx) rule that bounds it. Everything runs on 127.0.0.1 with
+small timeouts given through the settings; every server started here is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from ingresslib._demo import start_echo
+from ingresslib.proxy import _server
+from ingresslib.proxy._server import ProxyServer
+from ingresslib.proxy._settings import ProxySettings
+from tests._server_helpers import Client, StubRouter
+
+pytestmark = pytest.mark.network
+
+_REQ = b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n"
+
+
+async def _proxy(router: object, *, tls: bool = False, **kw: object) -> tuple[ProxyServer, int]:
+    server = ProxyServer(router, **kw)  # type: ignore[arg-type]
+    if tls:
+        await server.start(None, ("127.0.0.1", 0))
+    else:
+        await server.start(("127.0.0.1", 0))
+    return server, server.addresses[0][2]
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """True if the peer closed (EOF or reset) within ``seconds``; bytes are read and dropped."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    try:
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            data = await asyncio.wait_for(reader.read(65536), left)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+    except (ConnectionError, ssl.SSLError):
+        return True
+
+
+async def _raw_upstream(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                          Awaitable[None]]) -> tuple[asyncio.Server, int]:
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await handler(r, w)
+        w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def _read_head(r: asyncio.StreamReader) -> bytes:
+    return await r.readuntil(b"\r\n\r\n")
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_negative_next_upstream_timeout_is_refused() -> None:
+    # The ConfigMap and the annotation refuse a negative proxy-next-upstream-timeout; the
+    # keyword argument must too (a negative budget would silently mean "no limit").
+    with pytest.raises(ValueError, match="proxy_next_upstream_timeout"):
+        ProxySettings(proxy_next_upstream_timeout=-1)
+    assert ProxySettings(proxy_next_upstream_timeout=0).proxy_next_upstream_timeout == 0
+
+
+@pytest.mark.parametrize("name", [
+    "client_header_timeout", "client_body_timeout", "keep_alive", "proxy_connect_timeout",
+    "proxy_read_timeout", "proxy_send_timeout", "upstream_keepalive_timeout",
+])
+def test_negative_or_nan_durations_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        ProxySettings(**{name: -1.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=name):
+        ProxySettings(**{name: float("nan")})  # type: ignore[arg-type]
+    ProxySettings(**{name: 0.0})  # type: ignore[arg-type]  # 0 keeps its meaning (off)
+
+
+# --- client side ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_pipelined_local_answers_to_a_client_that_does_not_read_stay_bounded() -> None:
+    # A client pipelines requests answered locally and never reads the answers: here 308
+    # (force-ssl-redirect) to a Location as long as the request line, so each ~8 KiB request
+    # adds ~8 KiB of answer. nginx handles pipelined requests one at a time and reads the next
+    # only once the current response is sent (ngx_http_set_keepalive runs after the output is
+    # flushed), so it holds one response. The server must stop reading the client while the
+    # client's write buffer is full; it read on, and with the default keep-alive-requests
+    # (1000) one connection held ~8 MB of answers.
+    server, port = await _proxy(StubRouter([("127.0.0.1", 9)]), force_ssl_redirect=True)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    r, w = await asyncio.open_connection(sock=sock)
+    try:
+        for _ in range(100):
+            if server.connections:
+                break
+            await asyncio.sleep(0.01)
+        (conn,) = server.connections
+        assert conn.transport is not None
+        conn.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        request = b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x.test\r\n\r\n"
+        peak = 0
+        for _ in range(80):  # up to 640 requests, ~5 MB of answers
+            w.write(request * 8)
+            try:
+                await asyncio.wait_for(w.drain(), 0.3)
+            except TimeoutError:
+                break  # the server stopped reading us: what we want
+            peak = max(peak, conn.transport.get_write_buffer_size())
+        peak = max(peak, conn.transport.get_write_buffer_size())
+        assert peak < 1024 * 1024, peak
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_tls_client_that_never_sends_a_client_hello_is_closed_by_client_header_timeout(
+) -> None:
+    # nginx arms client_header_timeout at accept (ngx_http_init_connection: "ngx_add_timer(rev,
+    # cscf->client_header_timeout)"), and the TLS handshake and the first request head only
+    # add it "if (!rev->timer_set)": one deadline from accept for the handshake and the head.
+    # asyncio's own handshake timeout (60 s) knew nothing of the setting.
+    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=0.3)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await _closed_within(r, 2.0)
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake() -> None:
+    # A slow handshake followed by a trickled head: the deadline is client_header_timeout
+    # from accept (nginx's one timer), not a fresh one once the handshake is done.
+    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=1.0)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    t0 = time.monotonic()
+    got = b""
+    try:
+        await asyncio.sleep(0.6)
+        await w.start_tls(ctx, server_hostname="a.test")
+        for b in b"GET / HTTP/1.1\r\nHost: a.test\r\n":
+            w.write(bytes([b]))
+            with contextlib.suppress(TimeoutError):
+                got += await asyncio.wait_for(r.read(65536), 0.05)
+            if b"408" in got or r.at_eof():
+                break
+        with contextlib.suppress(TimeoutError):
+            while b"408" not in got and not r.at_eof():
+                got += await asyncio.wait_for(r.read(65536), 2.0)
+        elapsed = time.monotonic() - t0
+        # 408 then close (a partial head); nginx closes at the same moment.
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert elapsed < 1.4, elapsed
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_tls_handshakes_in_progress_count_in_max_connections() -> None:
+    # nginx counts a connection in worker_connections from accept, its TLS handshake
+    # included. Here a handshaking connection was invisible to max_connections until its
+    # handshake ended: connections that never send a ClientHello held sockets beyond the
+    # limit (each for the handshake timeout).
+    server, port = await _proxy(StubRouter([]), tls=True, max_connections=2,
+                                client_header_timeout=5.0)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    try:
+        closed = [await _closed_within(r, 0.3) for r, _ in silent]
+        assert closed == [False, False, True, True]
+        assert server.refused == 2
+        # Still full: a real client is refused too.
+        with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+            c = await Client.open(port, tls=ctx, sni="a.test")
+            try:
+                await asyncio.wait_for(c.get("a.test"), 2.0)
+            finally:
+                await c.close()
+        # The silent ones leave before their handshake: their places are free again.
+        for _, w in silent[:2]:
+            w.transport.abort()
+        for _ in range(100):
+            if server.refused == 3 and len(server.handshaking) == 0:
+                break
+            await asyncio.sleep(0.01)
+        c = await Client.open(port, tls=ctx, sni="a.test")
+        assert (await asyncio.wait_for(c.get("a.test"), 2.0)).status == 503
+        await c.close()
+    finally:
+        for _, w in silent:
+            w.transport.abort()
+        await server.shutdown(1)
+
+
+# --- upstream side -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_upstream_1xx_flood_is_an_invalid_response() -> None:
+    # A hostile upstream answers with informational responses forever, each arriving well
+    # within proxy_read_timeout (so that timer never runs out) and each small. nginx reads
+    # everything before the final header into one buffer (proxy_buffer_size): the 1xx heads
+    # count toward our max_response_header_size, and past it the response is invalid (502).
+    stop = asyncio.Event()
+
+    async def flood(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _read_head(r)
+        while not stop.is_set():
+            w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" * 10)
+            await w.drain()
+            await asyncio.sleep(0.01)
+
+    srv, uport = await _raw_upstream(flood)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
+                                max_response_header_size=4096)
+    try:
+        c = await Client.open(port)
+        resp = await asyncio.wait_for(c.get("a.test"), 2.0)
+        assert resp.status == 502
+        await c.close()
+    finally:
+        stop.set()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("drip", [True, False])
+async def test_upstream_endless_or_huge_header_block_is_an_invalid_response(drip: bool) -> None:
+    # A response head that never ends (header lines dripped within proxy_read_timeout) or
+    # arrives all at once too large: max_response_header_size bounds what is buffered of it
+    # (nginx: proxy_buffer_size, "upstream sent too big header"), then 502.
+    stop = asyncio.Event()
+
+    async def endless(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _read_head(r)
+        w.write(b"HTTP/1.1 200 OK\r\n")
+        if not drip:
+            w.write(b"X-Big: " + b"b" * 100_000 + b"\r\n\r\n")
+        while not stop.is_set():
+            w.write(b"X-More: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 10)
+            await w.drain()
+            await asyncio.sleep(0.01)
+
+    srv, uport = await _raw_upstream(endless)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
+                                max_response_header_size=4096)
+    try:
+        c = await Client.open(port)
+        assert (await asyncio.wait_for(c.get("a.test"), 2.0)).status == 502
+        await c.close()
+    finally:
+        stop.set()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_upstream_keepalive_connections_bounds_idle_connections_in_all() -> None:
+    # ingress-nginx has one upstream block for every backend (nginx.tmpl: "upstream
+    # upstream_balancer { ... keepalive {{ $cfg.UpstreamKeepaliveConnections }}; ...}"), and
+    # nginx's keepalive is "the maximum number of idle keepalive connections to upstream
+    # servers that are preserved in the cache of each worker process. When this number is
+    # exceeded, the least recently used connections are closed." The pool kept that many per
+    # endpoint: idle sockets grew with the number of endpoints.
+    backends = [await start_echo("svc", p) for p in "abc"]
+    eps = [("127.0.0.1", b.port) for b in backends]
+    server, port = await _proxy(StubRouter(eps), upstream_keepalive_connections=2)
+    try:
+        c = await Client.open(port)
+        for _ in range(3):  # round robin: one request, one idle connection per endpoint
+            assert (await c.get("a.test")).status == 200
+        assert server.pool.idle_count() == 2
+        # The least recently used one went: the first endpoint's.
+        assert [server.pool.idle_count(ep) for ep in eps] == [0, 1, 1]
+        for _ in range(3):  # and the pool still serves every endpoint
+            assert (await c.get("a.test")).status == 200
+        assert server.pool.idle_count() == 2
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        for b in backends:
+            await b.stop()
+
+
+@contextlib.contextmanager
+def _unanswered_listener() -> Iterator[int]:
+    """A port on 127.0.0.1 whose connects hang: a listening socket whose accept queue
+    (``listen(0)``) is full, so Linux drops further SYNs. Yields the port."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fill = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            fill.append(s)
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        for s in fill:
+            s.close()
+        ls.close()
+
+
+@pytest.mark.asyncio
+async def test_client_abort_cancels_a_pending_upstream_connect() -> None:
+    # A client sends a request to an endpoint whose connect hangs, then leaves. nginx closes
+    # the upstream socket it is connecting (ngx_http_upstream_check_broken_connection ->
+    # finalize, proxy_ignore_client_abort off); the core says so too ("a CloseUpstream for a
+    # conn_id whose connect is still pending means: cancel the connect"). The server let the
+    # connect run to proxy_connect_timeout: a socket and a task per request that no longer
+    # has a client (and counts in no max_connections), at whatever rate a client leaves.
+    with _unanswered_listener() as uport:
+        server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_connect_timeout=3)
+        try:
+            for _ in range(5):
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                await w.drain()
+                await asyncio.sleep(0.05)
+                w.transport.abort()
+            for _ in range(50):
+                if not server.tasks and not server.connections:
+                    break
+                await asyncio.sleep(0.01)
+            assert not server.connections
+            assert not server.tasks
+        finally:
+            await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_a_body_of_tiny_chunks_does_not_starve_other_connections() -> None:
+    # Parsing a chunked body costs the core microseconds per chunk (h11's reader is Python):
+    # one read of 256 KiB of 1-byte chunks ("1\r\na\r\n" x 43000) kept the event loop
+    # busy for most of a second, and every other connection waited that long. The server
+    # hands a large read to the core in slices, yielding to the loop between them, so one
+    # connection's CPU-heavy bytes interleave with everyone else's.
+    async def sink(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _read_head(r)
+        while await r.read(65536):
+            pass
+
+    srv, uport = await _raw_upstream(sink)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)], known="a.test"),
+                                proxy_body_size=0)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    other = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        w.write(b"1\r\na\r\n" * 60000)  # 360 KB: the server reads it in big gulps
+        worst = 0.0
+        orr, ow = other
+        for _ in range(12):
+            t0 = time.monotonic()
+            ow.write(b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n")
+            head = await asyncio.wait_for(_read_head(orr), 5.0)
+            await orr.readexactly(14)
+            assert head.startswith(b"HTTP/1.1 404 ")
+            worst = max(worst, time.monotonic() - t0)
+            await asyncio.sleep(0.02)
+        assert worst < 0.3, worst
+    finally:
+        w.transport.abort()
+        other[1].transport.abort()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+# --- bounds that hold (regression tests) ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_alive() -> None:
+    # Slowloris: a head trickled one byte at a time. client_header_timeout is absolute from
+    # the head's first byte (from accept for the first request), bytes do not extend it; the
+    # same holds for the second request of a keep-alive connection.
+    server, port = await _proxy(StubRouter([], known="only.test"), client_header_timeout=0.5)
+    try:
+        for second in (False, True):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                if second:
+                    w.write(_REQ)  # answered 404, the connection stays
+                    head = await asyncio.wait_for(_read_head(r), 2.0)
+                    assert head.startswith(b"HTTP/1.1 404 ")
+                    await asyncio.wait_for(r.readexactly(14), 2.0)  # "404 Not Found\n"
+                    await asyncio.sleep(0.3)  # idle: the deadline starts at the next byte
+                t0 = time.monotonic()
+                got = b""
+                for b in b"GET / HTTP/1.1\r\nHost: x.test\r\nX-Slow: " + b"a" * 1000:
+                    w.write(bytes([b]))
+                    with contextlib.suppress(TimeoutError):
+                        got += await asyncio.wait_for(r.read(65536), 0.04)
+                    if got:
+                        break
+                assert got.startswith(b"HTTP/1.1 408 "), got
+                assert 0.4 < time.monotonic() - t0 < 0.9
+                assert await _closed_within(r, 1.0)
+            finally:
+                w.transport.abort()
+    finally:
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_keep_alive_requests_closes_after_the_last_one() -> None:
+    server, port = await _proxy(StubRouter([], known="only.test"), keep_alive_requests=3)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(_REQ * 5)  # two more than allowed, pipelined
+        data = b""
+        with contextlib.suppress(TimeoutError):
+            while not r.at_eof():
+                data += await asyncio.wait_for(r.read(65536), 2.0)
+        assert r.at_eof()
+        assert data.count(b"HTTP/1.1 404 ") == 3
+        assert data.count(b"connection: close") == 1
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)
+
+
+async def _tunnel_upstream(read_after: bool) -> tuple[asyncio.Server, int, asyncio.Event]:
+    done = asyncio.Event()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _read_head(r)
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n")
+        await w.drain()
+        if read_after:
+            while await r.read(65536):
+                pass
+        else:
+            await done.wait()
+
+    srv, port = await _raw_upstream(handle)
+    return srv, port, done
+
+
+_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n")
+
+
+@pytest.mark.asyncio
+async def test_idle_tunnel_is_closed_by_proxy_read_timeout() -> None:
+    # nginx's ngx_http_upstream_process_upgraded re-arms proxy_read_timeout on traffic either
+    # way; a tunnel with none is closed.
+    srv, uport, done = await _tunnel_upstream(read_after=True)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.4)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(_UPGRADE)
+        head = await asyncio.wait_for(_read_head(r), 2.0)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        t0 = time.monotonic()
+        for _ in range(3):  # traffic keeps it open
+            await asyncio.sleep(0.25)
+            w.write(b"ping")
+        assert not r.at_eof()
+        assert await _closed_within(r, 2.0)
+        assert 0.3 < time.monotonic() - t0 - 0.75 < 1.2
+    finally:
+        done.set()
+        w.transport.abort()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_tunnel_to_an_upstream_that_does_not_read_is_cut_by_proxy_send_timeout() -> None:
+    srv, uport, done = await _tunnel_upstream(read_after=False)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_send_timeout=0.3,
+                                proxy_read_timeout=30)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(_UPGRADE)
+        head = await asyncio.wait_for(_read_head(r), 2.0)
+        assert head.startswith(b"HTTP/1.1 101 ")
+
+        async def push() -> None:
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    w.write(b"x" * 65536)
+                    await w.drain()
+
+        pusher = asyncio.ensure_future(push())
+        try:
+            assert await _closed_within(r, 3.0)
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+        assert not server.connections
+    finally:
+        done.set()
+        w.transport.abort()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_pool_drops_idle_connections_after_the_timeout_and_ones_the_upstream_closed(
+) -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]),
+                                upstream_keepalive_timeout=0.2)
+    ep = ("127.0.0.1", a.port)
+    try:
+        c = await Client.open(port)
+        assert (await c.get("a.test")).status == 200
+        assert server.pool.idle_count(ep) == 1
+        # upstream-keepalive-timeout: closed once idle that long (nginx arms a timer per idle
+        # connection), not up to 1 s or 1.5 x the timeout later (a sweep every max(1 s, t/2)).
+        t0 = time.monotonic()
+        for _ in range(150):
+            if not server.pool.idle_count(ep):
+                break
+            await asyncio.sleep(0.01)
+        assert server.pool.idle_count(ep) == 0
+        assert time.monotonic() - t0 < 0.45
+        # A pooled connection the upstream closes leaves the pool at once.
+        server.pool.settings = ProxySettings(upstream_keepalive_timeout=60)
+        assert (await c.get("a.test")).status == 200
+        assert server.pool.idle_count(ep) == 1
+        for t in list(a.connections):
+            t.close()
+        for _ in range(100):
+            if not server.pool.idle_count(ep):
+                break
+            await asyncio.sleep(0.01)
+        assert server.pool.idle_count(ep) == 0
+        assert (await c.get("a.test")).status == 200
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_no_task_or_connection_left_after_clients_go() -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]))
+    me = asyncio.current_task()
+    try:
+        before = {t for t in asyncio.all_tasks() if t is not me}
+        for _ in range(5):
+            c = await Client.open(port)
+            assert (await c.get("a.test")).status == 200
+            await c.close()
+        # A client that leaves mid-request (head sent, never read).
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        await w.drain()
+        w.transport.abort()
+        for _ in range(100):
+            if not server.connections and not server.lingering and not server.tasks:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.connections and not server.lingering and not server.tasks
+        left = {t for t in asyncio.all_tasks() if t is not me} - before
+        # The echo backend's own handler tasks are not ours; ProxyServer makes none but
+        # connects, and it has none left.
+        assert not [t for t in left if "_connect" in repr(t.get_coro())]
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_accept_out_of_file_descriptors_neither_spins_nor_stops_the_server(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # EMFILE on accept: asyncio's accept loop reports it, stops watching the listening socket
+    # and tries again a second later (base_events ACCEPT_RETRY_DELAY) instead of spinning on a
+    # readable socket it cannot accept from; the server serves again once descriptors are free.
+    resource = pytest.importorskip("resource")
+    server, port = await _proxy(StubRouter([], known="only.test"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    socks: list[socket.socket] = []
+    try:
+        import os
+
+        used = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (used + 8, hard))
+        with contextlib.suppress(OSError):
+            for _ in range(64):  # every free descriptor becomes a client socket, queued
+                s = socket.socket()
+                socks.append(s)
+                s.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    s.connect(("127.0.0.1", port))
+        assert len(socks) < 64  # the limit was reached
+        cpu = time.process_time()
+        await asyncio.sleep(0.5)
+        assert time.process_time() - cpu < 0.3  # no busy loop on the listening socket
+        assert server.servers[0].is_serving()
+        assert any("out of system resource" in r.getMessage() for r in caplog.records)
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(_REQ)
+        head = await asyncio.wait_for(_read_head(r), 3.0)
+        assert head.startswith(b"HTTP/1.1 404 ")
+        w.close()
+    finally:
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_shutdown_closes_tls_handshakes_in_progress() -> None:
+    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=5.0)
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    try:
+        for _ in range(100):
+            if len(server.handshaking) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(server.handshaking) == 2
+        await server.shutdown(1)
+        assert not server.handshaking
+        assert [await _closed_within(r, 1.0) for r, _ in silent] == [True, True]
+    finally:
+        for _, w in silent:
+            w.transport.abort()
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+async def test_pipelined_requests_behind_one_in_flight_are_held_to_a_bound() -> None:
+    # A request waits on a silent upstream; the client pipelines megabytes behind it. The
+    # core holds 64 KiB of them (``reading_wanted``), the server stops reading: the rest stays
+    # in the client's socket.
+    gate = asyncio.Event()
+
+    async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _read_head(r)
+        await gate.wait()
+
+    srv, uport = await _raw_upstream(silent)
+    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=30)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        (conn,) = server.connections
+        sent = 0
+        for _ in range(200):  # up to ~13 MB
+            w.write(_REQ * 2000)
+            try:
+                await asyncio.wait_for(w.drain(), 0.2)
+            except TimeoutError:
+                break
+            sent += len(_REQ) * 2000
+        assert sent < 8 * 1024 * 1024
+        assert conn.client_paused
+        assert len(conn.conn._inbuf) <= 64 * 1024 + 256 * 1024
+    finally:
+        gate.set()
+        w.transport.abort()
+        await server.shutdown(1)
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_upstream_keepalive_requests_retires_a_pooled_connection() -> None:
+    a = await start_echo("svc", "a")
+    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]),
+                                upstream_keepalive_requests=2)
+    try:
+        c = await Client.open(port)
+        for _ in range(5):
+            assert (await c.get("a.test")).status == 200
+        await c.close()
+        assert a.requests == 5 and a.accepted == 3  # 2 + 2 + 1
+    finally:
+        await server.shutdown(1)
+        await a.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_half_close_after_sliced_pipelined_requests_comes_after_them() -> None:
+    # A large read of pipelined requests is handed to the core a slice per loop iteration;
+    # the client's EOF behind them must reach the core after every one of them, as before.
+    server, port = await _proxy(StubRouter([], known="only.test"), keep_alive_requests=5000)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(_REQ * 3000)
+        w.write_eof()
+        data = b""
+        while True:
+            d = await asyncio.wait_for(r.read(1 << 20), 5.0)
+            if not d:
+                break
+            data += d
+        assert data.count(b"HTTP/1.1 404 ") == 3000
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)

@@ -21,33 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, reject
+from hypothesis import given, reject
 from hypothesis import strategies as st
 
 import ingresslib
 from ingresslib import BadRequestError, Match, Resources, RouteTable, ValidationError
 
+from _matchers import MATCHER_PARAMS, required
+
 # --- fixtures and builders ------------------------------------------------------------------------
 
 
 def _matchers() -> list[Any]:
-    from ingresslib import _match_py
-
-    params = [pytest.param(_match_py.Matcher, id="python")]
-    try:
-        from ingresslib import _match
-    except ImportError:
-        if os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") not in ("", "0"):
-            raise
-        params.append(pytest.param(None, id="cython", marks=pytest.mark.skip("extension not built")))
-    else:
-        params.append(pytest.param(_match.Matcher, id="cython"))
-    return params
+    return MATCHER_PARAMS
 
 
 @pytest.fixture(params=_matchers())
 def matcher(request: pytest.FixtureRequest) -> Any:
-    return request.param
+    return required(request.param)
 
 
 Rule = tuple[str | None, "Sequence[tuple[str | None, str, str]] | None"]

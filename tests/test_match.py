@@ -4,7 +4,6 @@ plus differential tests of both against a brute-force oracle written from SEMANT
 from __future__ import annotations
 
 import gc
-import importlib
 import itertools
 import os
 import subprocess
@@ -20,34 +19,16 @@ from ingresslib import _match_py, _matcher
 from ingresslib._errors import BadRequestError
 from ingresslib._normalize import canonical_path, canonical_rule_path
 
-try:
-    _match_c: Any = importlib.import_module("ingresslib._match")
-except ImportError:
-    _match_c = None
-
-_REQUIRE = os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") not in ("", "0")
-
-IMPLEMENTATIONS = [
-    pytest.param(_match_py.Matcher, id="python"),
-    pytest.param(
-        None if _match_c is None else _match_c.Matcher,
-        id="cython",
-        marks=pytest.mark.skipif(
-            _match_c is None and not _REQUIRE, reason="ingresslib._match is not built"
-        ),
-    ),
-]
+from _matchers import MATCH_C as _match_c
+from _matchers import MATCHER_PARAMS as IMPLEMENTATIONS
+from _matchers import REQUIRE as _REQUIRE
+from _matchers import built_classes as _all_classes
+from _matchers import required
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def matcher_class(request: pytest.FixtureRequest) -> Any:
-    if request.param is None:
-        pytest.fail("INGRESSLIB_REQUIRE_EXTENSIONS is set but ingresslib._match is not built")
-    return request.param
-
-
-def _all_classes() -> list[Any]:
-    return [_match_py.Matcher] + ([] if _match_c is None else [_match_c.Matcher])
+    return required(request.param)
 
 
 def test_compiled_matcher_is_in_use_when_required() -> None:

@@ -10,43 +10,22 @@ tests/test_pick.py does), so a gap closed here is closed for both twins.
 from __future__ import annotations
 
 import bisect
-import importlib
-import os
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingresslib import _match_py
 from ingresslib._errors import BadRequestError
 
 from _counters import COUNTER_MODULES
 
-try:
-    _match_c: Any = importlib.import_module("ingresslib._match")
-except ImportError:
-    _match_c = None
-
-_REQUIRE = os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") not in ("", "0")
-
-MATCHERS = [
-    pytest.param(_match_py.Matcher, id="python"),
-    pytest.param(
-        None if _match_c is None else _match_c.Matcher,
-        id="cython",
-        marks=pytest.mark.skipif(
-            _match_c is None and not _REQUIRE, reason="ingresslib._match is not built"
-        ),
-    ),
-]
+from _matchers import MATCHER_PARAMS, required
 
 
-@pytest.fixture(params=MATCHERS)
+@pytest.fixture(params=MATCHER_PARAMS)
 def matcher_class(request: pytest.FixtureRequest) -> Any:
-    if request.param is None:
-        pytest.fail("INGRESSLIB_REQUIRE_EXTENSIONS is set but ingresslib._match is not built")
-    return request.param
+    return required(request.param)
 
 
 @pytest.fixture(params=COUNTER_MODULES)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
@@ -22,24 +21,14 @@ from ingresslib._models import IngressClass, IngressClassSpec, ObjectMeta
 from ingresslib._resources import Resources
 from ingresslib._table import Match, RouteTable, _new_match
 
+from _matchers import MATCHER_PARAMS, required
 from _table_oracle import actual, ingress, oracle
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def _matchers() -> list[Any]:
-    from ingresslib import _match_py
-
-    params = [pytest.param(_match_py.Matcher, id="python")]
-    try:
-        from ingresslib import _match
-    except ImportError:
-        if os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") not in ("", "0"):
-            raise
-        params.append(pytest.param(None, id="cython", marks=pytest.mark.skip("extension not built")))
-    else:
-        params.append(pytest.param(_match.Matcher, id="cython"))
-    return params
+    return MATCHER_PARAMS
 
 
 MATCHERS = _matchers()
@@ -47,7 +36,7 @@ MATCHERS = _matchers()
 
 @pytest.fixture(params=MATCHERS)
 def matcher(request: pytest.FixtureRequest) -> Any:
-    return request.param
+    return required(request.param)
 
 
 def build(matcher: Any, *ings: Any, classes: tuple[IngressClass, ...] = (), **kw: Any) -> RouteTable:

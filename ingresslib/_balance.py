@@ -45,7 +45,7 @@ from ._hashing import HashRing, hash_key, member_id
 from ._models import EMPTY_MAP
 from ._errors import BadRequestError
 from ._goparse import parse_bool, parse_int
-from ._normalize import _ASCII_LOWER, canonical_path, normalize_host
+from ._normalize import ascii_lower, canonical_path, normalize_host
 
 __all__ = [
     "Address",
@@ -131,10 +131,6 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     return join.join(found) if found else None  # type: ignore[union-attr]
 
 
-def _ascii_lower(text: str) -> str:
-    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
-
-
 def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | None:
     """The first cookie named ``cookie``.
 
@@ -149,12 +145,12 @@ def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | Non
         return None
     if fold:
         # ASCII letters only, as ngx_strncasecmp: str.lower() would also fold "É" to "é".
-        want = _ascii_lower(cookie)
-        if want not in _ascii_lower(raw):
+        want = ascii_lower(cookie)
+        if want not in ascii_lower(raw):
             return None
         for part in raw.split(";"):
             k, sep, v = part.strip().partition("=")
-            if sep and _ascii_lower(k.rstrip(" ")) == want:
+            if sep and ascii_lower(k.rstrip(" ")) == want:
                 return v.strip()
         return None
     if cookie not in raw:
@@ -799,8 +795,7 @@ class CookieAffinity:
             if idx2 is None:
                 return None, None
             return idx2, self.set_cookie(member_id(*eps[idx2]))
-        with self._lock:
-            key = f"{self._rng.getrandbits(64):016x}{self.tag}"
+        key = self._new_key()
         ring = self._cache.get(backend)
         if tried:
             skip = {k for k, ep in enumerate(eps) if ep in tried}
@@ -814,6 +809,12 @@ class CookieAffinity:
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
         return self.pick_with_cookie(request, backend, tried)[0]
+
+    def _new_key(self) -> str:
+        """A balanced-mode session key: 64 random bits (the lock keeps the seeded sequence
+        intact under threads), tagged on the canary side."""
+        with self._lock:
+            return f"{self._rng.getrandbits(64):016x}{self.tag}"
 
     #: Random keys drawn per endpoint before ``cookie_for`` gives up: an endpoint holding a
     #: 1/n share of the ring is missed 64n times in a row with probability about e^-64.
@@ -835,8 +836,7 @@ class CookieAffinity:
             return self.set_cookie(member_id(*eps[index]))
         ring = self._cache.get(backend)
         for _ in range(self.KEY_DRAWS_PER_ENDPOINT * len(eps)):
-            with self._lock:
-                key = f"{self._rng.getrandbits(64):016x}{self.tag}"
+            key = self._new_key()
             if ring.lookup(hash_key(key)) == index:
                 return self.set_cookie(key)
         return None

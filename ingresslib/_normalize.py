@@ -13,6 +13,7 @@ import re
 from ._errors import BadRequestError
 
 __all__ = [
+    "ascii_lower",
     "canonical_path",
     "canonical_rule_path",
     "is_canonical",
@@ -176,6 +177,14 @@ def canonical_rule_path(path: str) -> str:
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lower-cased and nothing else (DNS names, RFC 4343; nginx's
+    ``ngx_strlow``/``ngx_strncasecmp``). On an ASCII str, str.lower() changes only A-Z, like the
+    table, ~14x faster (1.3 us -> 0.09 us here); other text keeps the table, never Unicode's
+    lower()."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def normalize_host(host: str) -> str | None:
     """The Host header as matched: lower-case, no ``:port``, one trailing dot stripped.
 
@@ -187,9 +196,7 @@ def normalize_host(host: str) -> str | None:
     >>> normalize_host("WWW.Example.COM.:8443"), normalize_host("[::1]:80"), normalize_host("")
     ('www.example.com', '[::1]', None)
     """
-    # On an ASCII str, str.lower() changes only A-Z, like the table, ~14x faster (1.3 us ->
-    # 0.09 us here); other text keeps the table, never Unicode's lower().
-    host = host.lower() if host.isascii() else host.translate(_ASCII_LOWER)
+    host = ascii_lower(host)
     if host.startswith("["):
         end = host.find("]")
         # "IPv6 literals keep their brackets"; whatever follows "]" is the port.

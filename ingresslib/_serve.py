@@ -289,22 +289,24 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
     # The digest of the configuration serving, and whether the last attempt failed: an update
     # that leaves the digest as it was (an endpoint change from the cluster, a file touched
     # without a change) is not a reload, as ingress-nginx only counts nginx reloads.
-    serving: list[Any] = [None, False]
+    serving_digest: str | None = None
+    last_failed = False
 
     def on_reload(ok: bool, message: str, res: Resources | None = None,
                   digest: str | None = None) -> None:
+        nonlocal serving_digest, last_failed
         if metrics is None:
             return
         if not ok:
-            serving[1] = True
+            last_failed = True
             metrics.on_reload(False, message)
             return
         res = res if res is not None else reloader.last_resources if reloader else None
         if digest is None and reloader is not None:
             digest = reloader.last_digest
-        if digest is None or digest != serving[0] or serving[1]:
+        if digest is None or digest != serving_digest or last_failed:
             metrics.reload_succeeded(time.time(), digest)
-            serving[0], serving[1] = digest, False
+            serving_digest, last_failed = digest, False
         if res is not None:
             served_now = _served(res, args.ingress_class, args.controller)
             metrics.set_certificates(certificates_of(res, served_now))

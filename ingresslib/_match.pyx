@@ -31,8 +31,19 @@ from ._normalize import normalize_host as _normalize_host
 
 __all__ = ["Matcher"]
 
+cdef extern from *:
+    # PyUnicode_READY is a no-op from 3.12 on (PEP 623: every str is "ready") and deprecated;
+    # calling it only where it does something keeps the build working once headers drop it.
+    """
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define _ingresslib_unicode_ready(op) 0
+    #else
+    #define _ingresslib_unicode_ready(op) PyUnicode_READY(op)
+    #endif
+    """
+    int PyUnicode_READY "_ingresslib_unicode_ready"(object) except -1
+
 cdef extern from "Python.h":
-    int PyUnicode_READY(object) except -1
     int PyUnicode_KIND(object)
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -1120,7 +1131,7 @@ cdef class Matcher:
         assert not self._roots or self._roots[0] == 0, "nodes before the first group"
         for which in range(2):
             t = &self._exact_hosts if which == 0 else &self._wild_hosts
-            for k in range(t.mask + 1):
+            for k in range(<Py_ssize_t>t.mask + 1):
                 if t.entries[k].group.root >= 0:
                     assert t.entries[k].group.root in roots, "host entry without a root"
                     assert t.entries[k].hash == _hash(t.entries[k].key, t.entries[k].len)

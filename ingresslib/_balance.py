@@ -64,6 +64,7 @@ __all__ = [
     "Ewma",
     "ConsistentHash",
     "CookieAffinity",
+    "samesite_none_compatible",
     "register_balancer",
     "unregister_balancer",
     "registered_balancers",
@@ -735,6 +736,49 @@ class AffinityConfig:
     secure: bool = False
     mode: str = "balanced"
     domain: str | None = None
+    #: ``session-cookie-change-on-failure``: a retry that moves a session to another endpoint
+    #: also moves its cookie there.
+    change_on_failure: bool = False
+    #: ``session-cookie-conditional-samesite-none``: leave ``SameSite=None`` out for user agents
+    #: that mishandle it (:func:`samesite_none_compatible`).
+    conditional_samesite_none: bool = False
+    #: ``session-cookie-partitioned``: the ``Partitioned`` attribute (CHIPS).
+    partitioned: bool = False
+
+
+def samesite_none_compatible(user_agent: str | None) -> bool:
+    """False for the user agents known to reject or mishandle ``SameSite=None`` cookies.
+
+    A port of ingress-nginx's ``rootfs/etc/nginx/lua/util/same_site.lua``
+    (``same_site_none_compatible``; reference
+    https://www.chromium.org/updates/same-site/incompatible-clients). Its tests are Lua
+    ``string.match`` patterns without magic characters, so each is a plain substring test::
+
+        if string.match(user_agent, "Chrome/4") then return false
+        elseif string.match(user_agent, "Chrome/5") then return false
+        elseif string.match(user_agent, "Chrome/6") then return false
+        elseif string.match(user_agent, "CPU iPhone OS 12") then return false
+        elseif string.match(user_agent, "iPad; CPU OS 12") then return false
+        elseif string.match(user_agent, "Macintosh")
+            and string.match(user_agent, "Intel Mac OS X 10_14")
+            and string.match(user_agent, "Safari")
+            and not string.match(user_agent, "Chrome") then return false
+        end
+        return true
+
+    No ``User-Agent`` at all counts as compatible (ingress-nginx would call ``string.match``
+    on nil there, a Lua error).
+    """
+    if not user_agent:
+        return True
+    if "Chrome/4" in user_agent or "Chrome/5" in user_agent or "Chrome/6" in user_agent:
+        return False
+    if "CPU iPhone OS 12" in user_agent or "iPad; CPU OS 12" in user_agent:
+        return False
+    if ("Macintosh" in user_agent and "Intel Mac OS X 10_14" in user_agent
+            and "Safari" in user_agent and "Chrome" not in user_agent):
+        return False
+    return True
 
 
 class CookieAffinity:
@@ -745,9 +789,14 @@ class CookieAffinity:
     endpoints, so scaling out moves a fair share of sessions to the new endpoints. New sessions
     are spread round-robin (persistent) or by their random key (balanced). A cookie that no
     longer leads anywhere is replaced.
+
+    With ``conditional_samesite_none`` and ``SameSite=None`` (``ua_sensitive``), the cookie
+    depends on the request's ``User-Agent``: callers pass ``samesite_none`` (see
+    :meth:`samesite_none`) to the methods that render one.
     """
 
-    __slots__ = ("config", "tag", "_rng", "_lock", "_rr", "_cache", "_suffix")
+    __slots__ = ("config", "tag", "ua_sensitive", "_rng", "_lock", "_rr", "_cache", "_suffix",
+                 "_suffix_compat")
 
     def __init__(self, options: BalancerOptions, tag: str = "") -> None:
         spec = options.spec
@@ -759,7 +808,11 @@ class CookieAffinity:
         self._lock = threading.Lock()
         self._rr = itertools.count()
         self._cache = _RingCache()
-        self._suffix = self._attributes()
+        c = self.config
+        #: True when the cookie's attributes depend on the request's User-Agent.
+        self.ua_sensitive = c.conditional_samesite_none and c.samesite == "None"
+        self._suffix = self._attributes(True)
+        self._suffix_compat = self._attributes(False)
 
     def _index_for(self, value: str, backend: EndpointSet) -> int:
         _, ring, index_of = self._cache.entry(backend)
@@ -779,8 +832,26 @@ class CookieAffinity:
         value = cookie_value(request._raw, self.config.name)
         return bool(value) and self._index_for(value, backend) >= 0  # type: ignore[arg-type]
 
+    def samesite_none(self, request: RequestContext) -> bool:
+        """Whether a cookie for ``request`` may carry ``SameSite=None``: False only with
+        ``conditional_samesite_none``, ``SameSite=None`` and a User-Agent that mishandles it.
+
+        ingress-nginx ``sticky.lua`` ``set_cookie``: "if cookie_conditional_samesite_none and
+        cookie_samesite == "None" and not
+        same_site.same_site_none_compatible(ngx.var.http_user_agent) then cookie_samesite =
+        nil". ``$http_user_agent`` joins repeated lines with ", " (nginx >= 1.23).
+        """
+        if not self.ua_sensitive:
+            return True
+        return samesite_none_compatible(
+            header_value(request._raw, "user-agent", b"user-agent", join=", "))
+
     def pick_with_cookie(self, request: RequestContext, backend: EndpointSet,
-                         tried: Collection[Address]) -> tuple[int | None, str | None]:
+                         tried: Collection[Address], samesite_none: bool | None = None
+                         ) -> tuple[int | None, str | None]:
+        """The endpoint index, and the ``Set-Cookie`` when a new session starts.
+        ``samesite_none``: :meth:`samesite_none` of ``request`` if the caller has it (None:
+        decided here, when a cookie is rendered)."""
         eps = backend.endpoints
         n = len(eps)
         if not n:
@@ -790,11 +861,13 @@ class CookieAffinity:
             idx = self._index_for(value, backend)
             if idx >= 0 and not (tried and eps[idx] in tried):
                 return idx, None
+        if samesite_none is None:
+            samesite_none = self.samesite_none(request)
         if self.config.mode == "persistent":
             idx2 = _first_untried(n, next(self._rr) % n, eps, tried)
             if idx2 is None:
                 return None, None
-            return idx2, self.set_cookie(member_id(*eps[idx2]))
+            return idx2, self.set_cookie(member_id(*eps[idx2]), samesite_none)
         key = self._new_key()
         ring = self._cache.get(backend)
         if tried:
@@ -804,7 +877,7 @@ class CookieAffinity:
             idx3 = ring.lookup(hash_key(key))
         if idx3 < 0:
             return None, None
-        return idx3, self.set_cookie(key)
+        return idx3, self.set_cookie(key, samesite_none)
 
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
@@ -820,35 +893,38 @@ class CookieAffinity:
     #: 1/n share of the ring is missed 64n times in a row with probability about e^-64.
     KEY_DRAWS_PER_ENDPOINT = 64
 
-    def cookie_for(self, backend: EndpointSet, index: int) -> str | None:
-        """The ``Set-Cookie`` for a new session that landed on ``backend.endpoints[index]``.
+    def cookie_for(self, backend: EndpointSet, index: int, samesite_none: bool = True
+                   ) -> str | None:
+        """The ``Set-Cookie`` for a session that a retry moved to ``backend.endpoints[index]``.
 
         A retry that moved a new session to another endpoint must name the endpoint that
         answered, as ingress-nginx does by calling ``set_cookie`` again on the retry's
-        ``balance()`` (the later Set-Cookie of a name wins in the browser). Persistent mode
-        names the endpoint; balanced mode draws random keys until one hashes to it. None when
-        no key was found (a session cookie pointing elsewhere would be worse than none).
+        ``balance()`` (the later Set-Cookie of a name wins in the browser); so must a retry
+        that moved an existing session with ``change_on_failure``. Persistent mode names the
+        endpoint; balanced mode draws random keys until one hashes to it. None when no key was
+        found (a session cookie pointing elsewhere would be worse than none).
+        ``samesite_none``: as :meth:`samesite_none` said for the request.
         """
         eps = backend.endpoints
         if not 0 <= index < len(eps):
             return None
         if self.config.mode == "persistent":
-            return self.set_cookie(member_id(*eps[index]))
+            return self.set_cookie(member_id(*eps[index]), samesite_none)
         ring = self._cache.get(backend)
         for _ in range(self.KEY_DRAWS_PER_ENDPOINT * len(eps)):
             key = self._new_key()
             if ring.lookup(hash_key(key)) == index:
-                return self.set_cookie(key)
+                return self.set_cookie(key, samesite_none)
         return None
 
-    def _attributes(self) -> str | None:
+    def _attributes(self, samesite_none: bool) -> str | None:
         """The constant part of Set-Cookie after the value (None when Expires varies)."""
         c = self.config
         if c.expires is not None:
             return None
-        return self._render_attributes(None)
+        return self._render_attributes(None, samesite_none)
 
-    def _render_attributes(self, expires_at: float | None) -> str:
+    def _render_attributes(self, expires_at: float | None, samesite_none: bool = True) -> str:
         c = self.config
         parts = [f"Path={c.path}"]
         if c.domain:
@@ -857,19 +933,33 @@ class CookieAffinity:
             parts.append(f"Expires={formatdate(expires_at, usegmt=True)}")
         if c.max_age is not None:
             parts.append(f"Max-Age={c.max_age}")
-        if c.samesite:
-            parts.append(f"SameSite={c.samesite}")
-        if c.secure or c.samesite == "None":
-            # Browsers drop SameSite=None cookies without Secure.
+        # sticky.lua: with conditional_samesite_none and an incompatible User-Agent,
+        # "cookie_samesite = nil": no SameSite attribute at all.
+        samesite = c.samesite if samesite_none or c.samesite != "None" else None
+        if samesite:
+            parts.append(f"SameSite={samesite}")
+        # ingress-nginx's Secure is "cookie_secure = self.cookie_session_affinity.secure" (or
+        # https, which the proxy adds). Beyond that: browsers drop SameSite=None and
+        # Partitioned cookies without Secure. Where SameSite=None was left out for an old
+        # user agent, so is the Secure it required (as in ingress-nginx).
+        if c.secure or samesite == "None" or c.partitioned:
             parts.append("Secure")
         parts.append("HttpOnly")  # ingress-nginx always adds HttpOnly
+        if c.partitioned:
+            # ingress-nginx sessionaffinity/main.go: "This annotation sets the cookie as
+            # Partitioned" (``Partitioned bool `json:"partitioned"```); sticky_test.lua:
+            # "returns a cookie with Partitioned when user specifies partitioned=true",
+            # asserting "payload.partitioned" of the lua-resty-cookie call.
+            parts.append("Partitioned")
         return "; " + "; ".join(parts)
 
-    def set_cookie(self, value: str) -> str:
-        """The ``Set-Cookie`` value for a session cookie holding ``value``."""
-        suffix = self._suffix
+    def set_cookie(self, value: str, samesite_none: bool = True) -> str:
+        """The ``Set-Cookie`` value for a session cookie holding ``value``; ``samesite_none``
+        False leaves ``SameSite=None`` out (:meth:`samesite_none`)."""
+        suffix = self._suffix if samesite_none else self._suffix_compat
         if suffix is None:
-            suffix = self._render_attributes(time.time() + self.config.expires)  # type: ignore[operator]
+            suffix = self._render_attributes(time.time() + self.config.expires,  # type: ignore[operator]
+                                             samesite_none)
         return f"{self.config.name}={value}{suffix}"
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
@@ -1016,7 +1106,12 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
             max_age=_int_annotation(ann, "session-cookie-max-age", warn),
             expires=_int_annotation(ann, "session-cookie-expires", warn),
             samesite=samesite, secure=_bool_annotation(ann, "session-cookie-secure", warn),
-            mode=mode, domain=domain)
+            mode=mode, domain=domain,
+            # ingress-nginx sessionaffinity/main.go: parser.GetBoolAnnotation for each.
+            change_on_failure=_bool_annotation(ann, "session-cookie-change-on-failure", warn),
+            conditional_samesite_none=_bool_annotation(
+                ann, "session-cookie-conditional-samesite-none", warn),
+            partitioned=_bool_annotation(ann, "session-cookie-partitioned", warn))
         return BalancerSpec("sticky", affinity=cfg), warn
     hash_by = ann.get(_P + "upstream-hash-by")
     if hash_by is not None:

@@ -91,6 +91,11 @@ class Decision:
     backend: str | None = None
     #: Opaque: the backend state used by ``next_endpoint`` and ``observe``.
     handle: Any = field(default=None, repr=False, compare=False)
+    #: False when the backend has ``session-cookie-conditional-samesite-none`` with
+    #: ``SameSite=None`` and the request's User-Agent mishandles it: its session cookies
+    #: (``set_cookie``, and a retry's from ``Router.session_cookie``) leave ``SameSite=None``
+    #: out.
+    samesite_none: bool = True
 
 
 # How a backend picks, decided at update time so the request path branches once.
@@ -276,11 +281,15 @@ class _Backend:
             ctx = RequestContext(method, host, path, headers, client_ip, query)
             sticky = self.sticky
             if sticky is not None:
-                i, cookie = sticky.pick_with_cookie(ctx, eps, ())
-                if cookie is not None and i is not None:
+                # The User-Agent is read only when the cookie depends on it.
+                sn = sticky.samesite_none(ctx) if sticky.ua_sensitive else True
+                i, cookie = sticky.pick_with_cookie(ctx, eps, (), sn)
+                if (cookie is not None or not sn) and i is not None:
+                    # A new session's cookie; or an old user agent's request, whose Decision
+                    # must carry that for the cookie of a retry (``session_cookie``).
                     return Decision(eps.service, eps.namespace, eps.port, eps.endpoints[i],
                                     self.canary, self.match, cookie, self.served, self.label,
-                                    self)
+                                    self, sn)
             else:
                 i = self.pick(ctx, eps, ())
         if i is None or not 0 <= i < self.n:
@@ -618,22 +627,30 @@ class Router:
         return None
 
     def session_cookie(self, decision: Decision, endpoint: tuple[str, int]) -> str | None:
-        """The ``Set-Cookie`` to send when a retry served ``decision``'s new session from
-        ``endpoint`` instead of ``decision.endpoint``.
+        """The ``Set-Cookie`` to send when a retry served ``decision`` from ``endpoint``
+        instead of ``decision.endpoint``. None: send no cookie.
 
-        Only a decision that started a session (``set_cookie`` not None) gets a new cookie; a
-        request that came with a session keeps it (ingress-nginx without
-        ``session-cookie-change-on-failure``). None: send no cookie."""
-        if decision.set_cookie is None or endpoint == decision.endpoint:
+        A decision that started a session (``set_cookie`` not None) gets a cookie leading to
+        ``endpoint``. A request that came with a session keeps its cookie, unless the backend
+        has ``session-cookie-change-on-failure: "true"``: then its cookie moves to ``endpoint``
+        too. ingress-nginx ``sticky.lua`` ``balance()``: "local should_pick_new_upstream =
+        last_failure ~= nil and self.cookie_session_affinity.change_on_failure or
+        upstream_from_cookie == nil", and a new upstream gets "self:set_cookie(key)".
+        """
+        if endpoint == decision.endpoint:
             return decision.set_cookie
         b = decision.handle
-        if not isinstance(b, _Backend) or b.sticky is None:
+        if not isinstance(b, _Backend):
+            return None
+        sticky = b.sticky
+        if sticky is None or (decision.set_cookie is None
+                              and not sticky.config.change_on_failure):
             return None
         try:
             index = b.eps.endpoints.index(endpoint)
         except ValueError:
             return None
-        return b.sticky.cookie_for(b.eps, index)
+        return sticky.cookie_for(b.eps, index, decision.samesite_none)
 
     def observe(self, decision: Decision, endpoint: tuple[str, int], seconds: float,
                 ok: bool) -> None:

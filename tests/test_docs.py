@@ -446,12 +446,7 @@ def test_named_annotations_exist_in_code() -> None:
     named |= set(re.findall(
         r"`((?:canary|session-cookie|affinity|upstream-hash-by)[a-z-]*|load-balance|"
         r"service-upstream)`", text(DOCS["router"])))
-    # ... except the ones it lists as not supported (row 23).
-    unsupported = {n for ln in text(DOCS["router"]).splitlines() if "not supported" in ln
-                   for n in re.findall(r"`(session-cookie[a-z-]*)`", ln)}
-    assert len(unsupported) == 3
-    assert named - known == unsupported
-    assert unsupported & known == set()
+    assert named - known == set()
     assert "ingresslib.io/endpoint-weights" in strings
 
 

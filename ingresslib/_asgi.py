@@ -34,24 +34,60 @@ backend whose Service has no ready endpoint in the resources also gets ``503``; 
 mounted app is the endpoint. WebSocket requests are routed the same way; a refusal uses the
 ``websocket.http.response`` extension when the server offers it, else closes (the server then
 answers 403). Lifespan events go to every mounted app (and the fallback).
+
+Parity with the proxy core (proxy/_connection.py), wherever ASGI lets it (docs/asgi.md "Where
+it differs from the proxy" lists the rest): the same redirects (ssl-redirect for ``tls_hosts``,
+force-ssl-redirect, app-root; for a request without Host; for a known host's path no rule
+covers, before the 404 or the ``fallback``) before the 503; ``413`` for a body over
+``proxy-body-size``; HSTS on an ``https`` scope and the affinity cookie on every answer; and
+the app sees the request headers the proxy sends its backend (hop-by-hop and odd names out, the
+forwarded family and ``X-Request-ID`` written by this hop), the scope's ``client`` playing the
+TCP peer. The decisions are the proxy's own code (proxy/_actions.py, proxy/_headers.py), not
+copies of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
 from ._errors import BadRequestError
-from ._normalize import canonical_path
+from ._normalize import canonical_path, normalize_host
 from ._resources import Resources
 from ._router import Decision, Router
+from .proxy._actions import (
+    RouteOptionsSource,
+    _no_tls,
+    https_redirect,
+    redirect_for,
+    tls_host_predicate,
+)
+from .proxy._annotations import RouteOptions
 from .proxy._errors import RemoteProxyError
-from .proxy._headers import OPTIONS_ALLOW, check_host, split_absolute_form
+from .proxy._headers import (
+    HEADER_NAME_CHARS,
+    OPTIONS_ALLOW,
+    HeaderKind,
+    RequestIds,
+    TrustPolicy,
+    check_host,
+    client_ip_from_chain,
+    first_forwarded_host,
+    forwarded_for_value,
+    hsts_value,
+    local_body,
+    request_header_kind,
+    special_request_names,
+    split_absolute_form,
+    valid_request_id,
+)
+from .proxy._settings import ProxySettings
 
-__all__ = ["IngressASGI", "Scope", "Message", "Receive", "Send", "ASGIApp", "DECISION_KEY"]
+__all__ = ["IngressASGI", "BodyTooLarge", "Scope", "Message", "Receive", "Send", "ASGIApp",
+           "DECISION_KEY"]
 
 _log = logging.getLogger("ingresslib.asgi")
 
@@ -68,11 +104,21 @@ DECISION_KEY = "ingresslib.decision"
 # RFC 3986 pchar minus "%" (and "/"): what ``quote`` must leave alone when re-quoting ``path``.
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 
-_REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            503: "Service Unavailable"}
+# Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
+# answer bodies, the request-id generator and the header-name rules (proxy/_headers.py), the
+# route options and the redirect decision (proxy/_actions.py ``RouteOptionsSource``,
+# ``redirect_for``). What stays written here is the ASGI side of the same rules: the proxy
+# builds its backend head as bytes in one pass over h11's parsed headers, an ASGI app takes a
+# list of (name, value) pairs (``_backend_headers``).
+
+# HeaderKind members as globals: compared by identity once per special request header.
+_PASS, _HOST, _LENGTH, _CHUNKED, _UPGRADE = (HeaderKind.PASS, HeaderKind.HOST, HeaderKind.LENGTH,
+                                             HeaderKind.CHUNKED, HeaderKind.UPGRADE)
+_FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.FORWARDED,
+                                           HeaderKind.REQUEST_ID)
 
 
-class IngressASGI:
+class IngressASGI(RouteOptionsSource):
     """Route each HTTP and WebSocket request by the Ingress rules to a mounted ASGI app.
 
     ``router_or_resources`` is a :class:`Router` (share it with a cluster watcher:
@@ -108,6 +154,11 @@ class IngressASGI:
         fallback: ASGIApp | None = None,
         mount_prefix: bool = True,
         require_endpoints: bool = False,
+        settings: ProxySettings | None = None,
+        tls_hosts: Callable[[str], bool] | Collection[str] = (),
+        https_port: int = 443,
+        rewrite_headers: bool = True,
+        request_id: Callable[[], str] | None = None,
     ) -> None:
         if isinstance(router_or_resources, Router):
             self.router = router_or_resources
@@ -122,6 +173,44 @@ class IngressASGI:
         self.fallback = fallback
         self.mount_prefix = mount_prefix
         self.require_endpoints = require_endpoints
+        self.settings = settings if settings is not None else ProxySettings()
+        self.rewrite_headers = rewrite_headers
+        #: Makes an ``X-Request-ID`` when the client sent no usable one (32 lower-case hex,
+        #: ingress-nginx ``$req_id``): the proxy's generator.
+        self.request_id: Callable[[], str] = request_id or RequestIds()
+        # The proxy's reading of ``tls_hosts``; ``_no_tls`` when no host is served over HTTPS
+        # (an empty collection): the ssl-redirect test then needs no Host normalisation.
+        self.tls_host: Callable[[str], bool] = tls_host_predicate(tls_hosts) or _no_tls
+        self.https_port = https_port
+
+    @property
+    def settings(self) -> ProxySettings:
+        """The proxy's settings that apply in-process (docs/asgi.md "Options"): redirects,
+        HSTS, ``proxy_body_size``, the forwarded headers and header-name policy."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: ProxySettings) -> None:
+        # Route options (``options_for``, ``_unrouted_options``): ``RouteOptionsSource``, the
+        # proxy's own code.
+        self._set_route_settings(value)
+        self._trust = TrustPolicy(value.proxy_real_ip_cidr)
+        # Per-settings values, computed here once instead of per request.
+        self._ff_name = value.forwarded_for_header.lower().encode("latin-1")
+        #: Names _backend_headers asks ``request_header_kind`` about (any other valid one
+        #: passes as is).
+        self._special = special_request_names(self._ff_name)
+        #: The value of the HSTS header added to an https answer (None: ``hsts`` off).
+        #: proxy ``_add_response_headers``: "if self.tls and s.hsts and not has_hsts".
+        self._hsts = hsts_value(value.hsts_max_age, value.hsts_include_subdomains,
+                                value.hsts_preload) if value.hsts else None
+        #: The X-Forwarded-Port/-Proto/-Scheme/X-Scheme headers per (scheme, server port),
+        #: when no trusted hop sent its own.
+        self._fwd_blocks: dict[tuple[str, Any], list[tuple[bytes, bytes]]] = {}
+
+    @property
+    def _options_logger(self) -> logging.Logger:
+        return _log
 
     def update(self, res: Resources) -> None:
         """Swap to new resources (``ClusterWatcher(app.update)`` keeps the app in step with a
@@ -144,22 +233,26 @@ class IngressASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+                return
             raise RuntimeError(f"IngressASGI cannot handle scope type {kind!r}")
+        settings = self._settings
         root = scope.get("root_path", "") or ""
+        secure = scope.get("scheme") in ("https", "wss")
+        reply = _Reply(scope, send, self._hsts if secure and kind == "http" else None, secure)
+        method = scope.get("method", "GET")
         try:
-            if kind == "http" and scope.get("method") == "CONNECT":
+            if kind == "http" and method == "CONNECT":
                 # SEMANTICS §5 "CONNECT → 405", as the proxy answers it.
                 raise BadRequestError("CONNECT is not supported", 405)
-            host = _host(scope)
+            items, host, length, named = _read_headers(scope)
             target = _routing_target(scope, root)
-            if target == "*" and kind == "http" and scope.get("method") == "OPTIONS":
+            if target == "*" and kind == "http" and method == "OPTIONS":
                 # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
                 # OPTIONS itself (200 + allow): it asks about the server, not about an app.
-                await _answer_options(send)
+                await _answer_options(reply.send)
                 return
             if not target.startswith("/"):
                 # uvicorn (h11) passes an absolute-form target through as raw_path and path.
@@ -169,33 +262,227 @@ class IngressASGI:
                 target, host = _absolute_form(target, host)
             rel = canonical_path(target)
             client = scope.get("client")
+            peer: str | None = client[0] if client else None
+            client_ip = self._client_ip(items, peer)
+            query = (scope.get("query_string") or b"").decode("latin-1") or None
             decision = self.router.route(
-                scope.get("method", "GET"), host, rel, scope.get("headers") or (),
-                client[0] if client else None,
-                query=(scope.get("query_string") or b"").decode("latin-1") or None)
+                method, host, rel, scope.get("headers") or (), client_ip,
+                query=query)
         except BadRequestError as err:
-            await _refuse(scope, send, err.status_hint)
+            await reply.local(err.status_hint)
             return
+        scheme = "https" if secure else "http"
         app: ASGIApp | None = None
         mount = ""
-        if decision is not None:
+        if decision is None:
+            opts = self._default_options
+            if host and not secure:
+                redirect = self._unrouted_redirect(host, rel, query)
+                if redirect is not None:
+                    await reply.local(redirect[0], [(b"location", redirect[1])])
+                    return
+        else:
+            m = decision.match
+            opts = self.options_for(m)
+            # The proxy adds the affinity cookie to every answer once routed (its
+            # _add_response_headers), redirects and 503 included.
+            reply.set_cookie = decision.set_cookie
+            # The proxy's redirects, decided before the endpoint (proxy/_actions.py
+            # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
+            # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
+            # is normalised only when a redirect to https may follow.
+            host_n = ""
+            has_tls = False
+            if not secure and host and (opts.force_ssl_redirect or (
+                    opts.ssl_redirect and self.tls_host is not _no_tls)):
+                host_n = normalize_host(host) or ""
+                has_tls = bool(host_n) and opts.ssl_redirect and self.tls_host(host_n)
+            if has_tls or opts.force_ssl_redirect or opts.app_root is not None:
+                redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
+                                        self.https_port, settings.http_redirect_code,
+                                        rule_host=m.host)
+                if redirect is not None:
+                    await reply.local(redirect[0], [(b"location", redirect[1])])
+                    return
             app = self.backend_for(decision)
             if app is not None and self.require_endpoints and decision.endpoint is None:
                 app = None
-            m = decision.match
             if self.mount_prefix and m.path_type == "Prefix" and m.match_path:
-                mount = unquote(m.match_path.rstrip("/"))
+                mount = m.match_path.rstrip("/")
+                if "%" in mount:
+                    mount = unquote(mount)
         if app is None:
             if self.fallback is None:
-                await _refuse(scope, send, 404 if decision is None else 503)
+                await reply.local(404 if decision is None else 503)
                 return
             app, mount = self.fallback, ""
+        limit = opts.body_size if kind == "http" else 0
+        if limit and length > limit:
+            # The proxy refuses a declared length over proxy-body-size before any upstream.
+            await reply.local(413)
+            return
         child = dict(scope)
         child[DECISION_KEY] = decision
-        child["path"] = root + unquote(rel)
+        child["path"] = root + (unquote(rel) if "%" in rel else rel)
         child["raw_path"] = rel.encode("ascii")
         child["root_path"] = root + mount
-        await app(child, receive, send)
+        if self.rewrite_headers:
+            child["headers"] = self._backend_headers(
+                scope, items, named, host, peer, client_ip, scheme, opts)
+        if not limit and not reply.adds_headers:
+            await app(child, receive, send)  # nothing to add or count: the server's own
+            return
+        await reply.run(app, child, receive, limit)
+
+    def _unrouted_redirect(self, host: str, rel: str, query: str | None
+                           ) -> tuple[int, bytes] | None:
+        """The ssl-redirect of a plain-http request for a known host whose path no rule
+        covers: the proxy's ``_redirect_unrouted`` (the server's own ``location /``, with the
+        annotations of the oldest Ingress that has a rule for the host, before the 404 -- or
+        before the ``fallback`` app, which plays the default backend)."""
+        host_n = normalize_host(host) or ""
+        opts = self._unrouted_options(host_n) if host_n else None
+        if opts is None:
+            return None
+        has_tls = opts.ssl_redirect and self.tls_host(host_n)
+        return https_redirect(opts, "http", host_n, rel, query, has_tls, self.https_port,
+                              self._settings.http_redirect_code)
+
+    def _client_ip(self, items: list[tuple[bytes, bytes]], peer: str | None) -> str | None:
+        """The client address, as the proxy's ``_client_ip`` finds it: the peer (the scope's
+        ``client``, which the server may already have taken from a hop it trusts), or, when
+        that peer is in ``proxy_real_ip_cidr`` and ``use_forwarded_headers`` or
+        ``enable_real_ip`` is on, the rightmost untrusted address of the forwarded chain."""
+        s = self._settings
+        if not (s.use_forwarded_headers or s.enable_real_ip) or not self._trust.trusted(peer):
+            return peer
+        wanted = self._ff_name
+        chain = b",".join(bytes(v) for k, v in items if k == wanted)
+        if not chain or peer is None:
+            return peer
+        return client_ip_from_chain(chain.decode("latin-1"), peer, self._trust)
+
+    def _backend_headers(self, scope: Scope, items: list[tuple[bytes, bytes]],
+                         named: list[bytes], host: str, peer: str | None,
+                         client_ip: str | None, scheme: str,
+                         opts: RouteOptions) -> list[tuple[bytes, bytes]]:
+        """The request headers the mounted app sees: those the proxy sends its backend
+        (proxy/_connection.py ``_build_upstream_headers``, SEMANTICS §9) -- hop-by-hop and
+        Connection-named headers out, invalid and ``_`` names dropped, the forwarded family
+        and ``X-Request-ID`` written by this hop -- except the body framing
+        (``content-length``, ``transfer-encoding``), kept as the server gave it.
+
+        ``items`` are the scope's headers with lower-cased names (www.rst: names "should be
+        lowercased", which is all a server does), ``named`` the tokens of their Connection
+        headers.
+
+        What becomes of each header is the proxy's ``request_header_kind`` (asked for the
+        names in ``special_request_names``, a name with odd characters or one Connection
+        lists; any other passes as is), and the values written are the proxy's
+        (``valid_request_id``, ``forwarded_for_value``, ``first_forwarded_host``). What is
+        written twice is the dispatch on the kind: the proxy writes bytes of its upstream
+        head from h11's ``(raw, name, value)`` triples, in one pass on its hot path
+        (``_build_upstream_headers``); this writes an ASGI header list."""
+        s = self._settings
+        upgrade = scope["type"] == "websocket"
+        trusted_fwd = s.use_forwarded_headers and self._trust.trusted(peer)
+        ff_name = self._ff_name
+        special = self._special
+        out: list[tuple[bytes, bytes]] = []
+        incoming_ff: list[bytes] = []
+        fwd: dict[bytes, bytes] = {}
+        request_id: bytes | None = None
+        first_request_id = True
+        has_host = False
+        for item in items:
+            name = item[0]
+            if name not in special and not name.translate(None, HEADER_NAME_CHARS) and (
+                    not named or name not in named):
+                out.append(item)  # the common case: an ordinary header
+                continue
+            kind = request_header_kind(name, named, ff_name, s)
+            if kind is _HOST:
+                has_host = True
+                out.append(item)
+            elif kind is _PASS:
+                out.append(item)
+            elif kind is _LENGTH or kind is _CHUNKED:
+                out.append(item)  # the body framing: the server's, kept as it gave it
+            elif kind is _UPGRADE:
+                if upgrade:
+                    out.append(item)
+            elif kind is _FORWARDED_FOR:
+                incoming_ff.append(item[1])
+            elif kind is _FORWARDED:
+                if trusted_fwd:
+                    value = item[1]
+                    fwd[name] = fwd[name] + b", " + value if name in fwd else value
+            elif kind is _REQUEST_ID:
+                if first_request_id:
+                    first_request_id = False
+                    if valid_request_id(item[1]):
+                        request_id = item[1]
+        host_b = host.encode("ascii")
+        if not has_host and host_b:
+            # An absolute-form target's authority, or the Host a "Connection: host" took out:
+            # the proxy, too, sends its backend a Host.
+            out.insert(0, (b"host", host_b))
+        if upgrade:
+            out.append((b"connection", b"upgrade"))
+        if request_id is None and s.generate_request_id:
+            request_id = self.request_id().encode("ascii")
+        if request_id is not None:
+            out.append((b"x-request-id", request_id))
+        client_b = (client_ip or "").encode("ascii")
+        joined_ff = b", ".join(incoming_ff) if incoming_ff else b""
+        if joined_ff:
+            out.append((b"x-forwarded-for",
+                        forwarded_for_value(s, joined_ff, (peer or "").encode("ascii"),
+                                            client_b)))
+            out.append((b"x-real-ip", client_b))
+            out.append((b"x-original-forwarded-for", joined_ff))
+        else:
+            out.append((b"x-forwarded-for", client_b))
+            out.append((b"x-real-ip", client_b))
+        fwd_host = fwd.get(b"x-forwarded-host")
+        if fwd_host is not None:
+            fwd_host = first_forwarded_host(fwd_host)
+        out.append((b"x-forwarded-host", fwd_host or host_b))
+        if s.proxy_add_original_uri_header:
+            raw = scope.get("raw_path") or quote(scope.get("path") or "/", safe=_PATH_SAFE)
+            uri = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
+            qs = scope.get("query_string") or b""
+            out.append((b"x-original-uri", uri + (b"?" + qs if qs else b"")))
+        server = scope.get("server")
+        server_port = server[1] if server else None
+        if fwd:
+            port = (b"443" if scheme == "https" else b"80") if server_port is None \
+                else str(server_port).encode("ascii")
+            proto = fwd.get(b"x-forwarded-proto") or scheme.encode("ascii")
+            out += [(b"x-forwarded-port", fwd.get(b"x-forwarded-port") or port),
+                    (b"x-forwarded-proto", proto), (b"x-forwarded-scheme", proto),
+                    (b"x-scheme", proto)]
+        else:
+            out += self._fwd_block(scheme, server_port)
+        if opts.x_forwarded_prefix is not None:
+            out.append((b"x-forwarded-prefix", opts.x_forwarded_prefix.encode("utf-8")))
+        return out
+
+    def _fwd_block(self, scheme: str, server_port: Any) -> list[tuple[bytes, bytes]]:
+        """X-Forwarded-Port/-Proto/-Scheme and X-Scheme from this hop (the proxy's
+        ``_fwd_block``: constant per listener), made once per (scheme, server port)."""
+        key = (scheme, server_port)
+        block = self._fwd_blocks.get(key)
+        if block is None:
+            port = (b"443" if scheme == "https" else b"80") if server_port is None \
+                else str(server_port).encode("ascii")
+            proto = scheme.encode("ascii")
+            block = [(b"x-forwarded-port", port), (b"x-forwarded-proto", proto),
+                     (b"x-forwarded-scheme", proto), (b"x-scheme", proto)]
+            if len(self._fwd_blocks) > 64:
+                self._fwd_blocks.clear()
+            self._fwd_blocks[key] = block
+        return block
 
     # -- lifespan ----------------------------------------------------------------------------
 
@@ -305,8 +592,13 @@ def _routing_target(scope: Scope, root: str) -> str:
     return quote(path, safe=_PATH_SAFE)
 
 
-def _host(scope: Scope) -> str:
-    """The Host the request is routed on, refused (400) where the proxy refuses it.
+def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes]]:
+    """One pass over the request headers: ``(headers with lower-cased names, Host, declared
+    Content-Length, Connection tokens)``.
+
+    The Content-Length is the first one's value, -1 for none (or not a number: the server's
+    to refuse). The Host is the one the request is routed on, refused (400) where the proxy
+    refuses it.
 
     www.rst: ":authority ... must be added to the start of the iterable with host as the
     header name or replace any existing host header". A server that adds it and keeps the
@@ -316,22 +608,60 @@ def _host(scope: Scope) -> str:
     on. Each value must pass the proxy's ``check_host`` (SEMANTICS §9 "bad Host values
     (spaces, /, @, bad ports)"): ``shop.test:80@admin.test`` would otherwise route as
     shop.test while ``urlsplit`` (Starlette's ``request.url``) reads admin.test.
+
+    Over HTTP/1.x no server adds a Host: two of them came from the client, refused like the
+    proxy (h11: "Found multiple Host: headers") whatever their values; and an HTTP/1.1 request
+    without one is refused too (RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
+    status code to any HTTP/1.1 request message that lacks a Host header field"). A server
+    that does not check these itself (one built on httptools or twisted) hands them over.
+    www.rst: ``http_version`` "Optional; if missing defaults to "1.1"".
     """
+    version = scope.get("http_version") or "1.1"
+    items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
     host: bytes | None = None
-    for k, v in scope.get("headers") or ():
-        if k.lower() == b"host":
+    length = -1
+    seen_length = False
+    named: list[bytes] = []
+    for name, v in items:
+        if name not in _READ_NAMES:
+            continue
+        if name == b"host":
             value = bytes(v)
             if host is None:
                 host = value
-            elif value.lower() != host.lower():
+            elif version in ("1.0", "1.1") or value.lower() != host.lower():
                 raise BadRequestError("conflicting Host headers", 400)
+        elif name == b"content-length":
+            if not seen_length:
+                seen_length = True
+                try:
+                    length = int(v)
+                except ValueError:
+                    length = -1
+        else:
+            named.extend(t.strip().lower() for t in v.split(b","))
     if host is None:
-        return ""
-    try:
-        check_host(host)
-    except RemoteProxyError as err:
-        raise BadRequestError(str(err), err.status_hint) from None
-    return host.decode("ascii")
+        if version == "1.1":
+            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        return items, "", length, named
+    host_s = _CHECKED_HOSTS.get(host)
+    if host_s is None:
+        try:
+            check_host(host)
+        except RemoteProxyError as err:
+            raise BadRequestError(str(err), err.status_hint) from None
+        host_s = host.decode("ascii")
+        if len(_CHECKED_HOSTS) >= 1024:
+            _CHECKED_HOSTS.clear()
+        _CHECKED_HOSTS[host] = host_s
+    return items, host_s, length, named
+
+
+#: The header names ``_read_headers`` reads.
+_READ_NAMES = frozenset({b"host", b"content-length", b"connection"})
+#: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
+#: hosts come again and again.
+_CHECKED_HOSTS: dict[bytes, str] = {}
 
 
 def _absolute_form(target: str, host: str) -> tuple[str, str]:
@@ -357,19 +687,108 @@ async def _answer_options(send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _refuse(scope: Scope, send: Send, status: int) -> None:
-    reason = _REASONS.get(status, "Error")
-    body = f"{status} {reason}\n".encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
-               (b"content-length", str(len(body)).encode())]
-    if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
-        return
-    # Closing before accepting makes the server answer 403.
-    await send({"type": "websocket.close", "code": 1008})
+class BodyTooLarge(RuntimeError):
+    """A streamed request body went over ``proxy-body-size`` after the app had begun its
+    response: the proxy closes the client connection then, and an ASGI app can only make its
+    server do that by raising."""
+
+
+class _Reply:
+    """The ``send`` side of one request: local answers, and the headers the proxy adds to
+    every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
+
+    __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut")
+
+    def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
+        self.scope = scope
+        self.server_send = send
+        #: The HSTS value to add (an https ``http`` scope with ``hsts`` on), else None.
+        self.hsts = hsts
+        self.secure = secure
+        self.set_cookie: str | None = None
+        self.started = False  # a response start went to the server
+        self.cut = False  # the body went over the limit: the app's sends are dropped
+
+    @property
+    def adds_headers(self) -> bool:
+        return self.hsts is not None or bool(self.set_cookie)
+
+    async def send(self, message: Message) -> None:
+        if self.cut:
+            return  # answered 413 (or the connection is to be dropped): the app is done
+        kind = message["type"]
+        if kind in ("http.response.start", "websocket.http.response.start"):
+            self.started = True
+            if self.adds_headers:
+                message = dict(message)
+                message["headers"] = self._headers(list(message.get("headers") or ()))
+        await self.server_send(message)
+
+    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        if self.hsts is not None and not any(
+                bytes(n).lower() == b"strict-transport-security" for n, _ in headers):
+            headers.append((b"strict-transport-security", self.hsts))
+        cookie = self.set_cookie
+        if cookie and "\r" not in cookie and "\n" not in cookie:
+            if self.secure and not any(a.strip().lower() == "secure"
+                                       for a in cookie.split(";")[1:]):
+                # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
+                # ngx.var.https == "on"" (the proxy's _add_response_headers does the same).
+                cookie += "; Secure"
+            headers.append((b"set-cookie", cookie.encode("utf-8", "replace")))
+        return headers
+
+    async def local(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer ``status`` as the proxy does (its ``_local_response``): a text body, no body
+        for HEAD, the same headers."""
+        scope = self.scope
+        body = local_body(status)
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode()), *(extra or ())]
+        if scope.get("method") == "HEAD":
+            body = b""
+        if scope["type"] == "http":
+            await self.send({"type": "http.response.start", "status": status,
+                             "headers": headers})
+            await self.send({"type": "http.response.body", "body": body})
+            return
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await self.send({"type": "websocket.http.response.start", "status": status,
+                             "headers": headers})
+            await self.send({"type": "websocket.http.response.body", "body": body})
+            return
+        # Closing before accepting makes the server answer 403.
+        await self.send({"type": "websocket.close", "code": 1008})
+
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, limit: int) -> None:
+        """Run ``app`` with this send, counting the request body against ``limit`` (0: none)."""
+        if not limit:
+            await app(scope, receive, self.send)
+            return
+        seen = 0
+        late = False
+
+        async def counted() -> Message:
+            nonlocal seen, late
+            if self.cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body") or b"")
+                if seen > limit:
+                    # The proxy's _on_body: "if opts.body_size and req.body_len >
+                    # opts.body_size: if req.response_started: self._close_all(now) else:
+                    # ... self._error_response(413, req, now)". The app learns the request
+                    # is over for it as from a client gone away.
+                    if self.started:
+                        late = True
+                    else:
+                        await self.local(413)
+                    self.cut = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        await app(scope, counted, self.send)
+        if late:
+            raise BodyTooLarge(f"request body over {limit} bytes after the response began "
+                               "(413): the connection must be closed")

@@ -589,12 +589,19 @@ async def _behaving(scope: Any, receive: Any, send: Any) -> None:
                 break
         SEEN["body"] = msgs
         await send({**start, "headers": []})
-        await send({"type": "http.response.body", "body": b"".join(m["body"] for m in msgs)})
+        await send({"type": "http.response.body",
+                    "body": b"".join(m.get("body", b"") for m in msgs)})
         SEEN["after"] = await receive()  # www.rst: "http.disconnect" once the response is sent
         try:
             await send({"type": "http.response.body", "body": b"late"})
         except Exception as exc:  # noqa: BLE001 - what the server raises is what is checked
             SEEN["late_send"] = type(exc).__name__
+    elif what == "start-then-read":
+        await send({**start, "headers": []})
+        while (m := await receive()).get("more_body"):
+            pass
+        SEEN["last"] = m
+        await send({"type": "http.response.body", "body": b"done"})
     elif what == "raise-before":
         raise RuntimeError("boom")
     elif what == "raise-after":
@@ -797,11 +804,27 @@ async def test_scope_handed_to_the_app() -> None:
     assert scope == before  # the server's scope is left alone
     child = got[0]
     assert child is not scope
-    for key in ("type", "asgi", "http_version", "method", "scheme", "query_string", "headers",
+    for key in ("type", "asgi", "http_version", "method", "scheme", "query_string",
                 "client", "server", "state", "extensions"):
         assert child[key] is scope[key], key
     assert child["path"] == "/api/caf\u00e9 x" and child["raw_path"] == b"/api/caf%C3%A9%20x"
     assert child["root_path"] == "/api" and child[DECISION_KEY].backend == "default/api:80"
+    # The headers are those the proxy sends its backend (tests/test_asgi_conformance.py):
+    # the client's keep their order and duplicates (names lower-case, as www.rst has them),
+    # then this hop's forwarded headers.
+    names = [n for n, _ in child["headers"]]
+    assert child["headers"][:4] == [(b"host", b"shop.test"), (b"x-a", b"1"), (b"x-b", b"2"),
+                                    (b"x-a", b"3")]
+    assert names[4:] == [b"x-request-id", b"x-forwarded-for", b"x-real-ip",
+                         b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-proto",
+                         b"x-forwarded-scheme", b"x-scheme"]
+    assert dict(child["headers"])[b"x-forwarded-for"] == b"10.1.2.3"
+    assert dict(child["headers"])[b"x-forwarded-proto"] == b"https"
+    # rewrite_headers=False: the server's headers, as they are.
+    app_ = IngressASGI(parse_manifests(MANIFESTS), backends={"default/api": app},
+                       rewrite_headers=False)
+    await app_(scope, receive, send)
+    assert got[1]["headers"] is scope["headers"]
 
 
 @pytest.mark.asyncio
@@ -832,3 +855,37 @@ async def test_client_going_away_reaches_the_app_as_http_disconnect() -> None:
         await asyncio.wait_for(done.wait(), 5)
     assert msgs[0] == {"type": "http.request", "body": b"abc", "more_body": True}
     assert msgs[-1] == {"type": "http.disconnect"}
+
+
+@pytest.mark.asyncio
+async def test_body_size_limit_behind_uvicorn() -> None:
+    # proxy-body-size (SEMANTICS §9 "413 body too large"), by Content-Length and while a
+    # chunked body streams; tests/test_asgi_conformance.py compares with the proxy core.
+    manifests = MANIFESTS.replace("metadata: {name: shop, namespace: default}",
+                                  "metadata: {name: shop, namespace: default, annotations: "
+                                  "{nginx.ingress.kubernetes.io/proxy-body-size: '8'}}")
+    app = IngressASGI(parse_manifests(manifests), backends={"default/web": _behaving})
+    async with Served(app) as s:
+        SEEN.clear()
+        too_large = (413, b"413 Payload Too Large\n")
+        assert await s.raw(b"POST /x/body HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 9\r\n"
+                           b"Connection: close\r\n\r\n123456789") == too_large
+        assert "body" not in SEEN  # refused before the app
+        assert await s.raw(b"POST /x/body HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: "
+                           b"chunked\r\nConnection: close\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n"
+                           b"0\r\n\r\n") == too_large
+        assert await s.raw(b"POST /x/body HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: "
+                           b"chunked\r\nConnection: close\r\n\r\n4\r\n1234\r\n4\r\n5678\r\n"
+                           b"0\r\n\r\n") == (200, b"8\r\n12345678\r\n0\r\n\r\n")  # chunked
+        # Over the limit once the response began: the proxy closes the connection, and so
+        # does uvicorn when IngressASGI raises BodyTooLarge (no 413, no end of the body).
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(b"POST /x/start-then-read HTTP/1.1\r\nHost: shop.test\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n"
+                     b"0\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)  # EOF: keep-alive was not honoured
+        writer.close()
+        await writer.wait_closed()
+        assert data.startswith(b"HTTP/1.1 200") and b"413" not in data
+        assert not data.endswith(b"0\r\n\r\n") and b"done" not in data
+        assert SEEN["last"] == {"type": "http.disconnect"}

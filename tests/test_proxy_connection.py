@@ -2147,3 +2147,36 @@ def test_the_session_cookie_is_secure_on_tls_as_ingress_nginx_sets_it() -> None:
         ProxyPair(router=_sticky_router("persistent", 1, ask)).send(GET)).split("; ")
     assert _set_cookie(ProxyPair(router=_sticky_router("persistent", 1, ask), tls=True)
                        .send(GET)).count("Secure") == 1
+
+
+@pytest.mark.parametrize("mode", ["persistent", "balanced"])
+@pytest.mark.parametrize("change", [True, False])
+def test_change_on_failure_moves_an_existing_session_through_the_core(
+        mode: str, change: bool) -> None:
+    # sticky.lua balance(): "should_pick_new_upstream = last_failure ~= nil and
+    # self.cookie_session_affinity.change_on_failure or upstream_from_cookie == nil", then
+    # "self:set_cookie(key)". A session on a refusing endpoint is retried elsewhere either way
+    # (SEMANTICS §8); only with the annotation does its cookie move to the endpoint that answered.
+    extra = {"nginx.ingress.kubernetes.io/session-cookie-change-on-failure": str(change).lower()}
+    router = _sticky_router(mode, 7, extra)
+    for _ in range(200):
+        d = router.route("GET", "example.test", "/a")
+        if d.endpoint == ("10.0.0.1", 8080) and d.set_cookie:
+            break
+    else:
+        raise AssertionError("no session on 10.0.0.1")
+    cookie = d.set_cookie.split(";")[0]
+    pair = ProxyPair(router=router, refuse=[("10.0.0.1", 8080)])
+    out = pair.send(b"GET /a HTTP/1.1\r\nHost: example.test\r\nCookie: %s\r\n\r\n"
+                    % cookie.encode())
+    assert status_of(out) == 200 and len(pair.opens) == 2
+    assert pair.opens[0].endpoint == ("10.0.0.1", 8080)
+    answered = pair.opens[-1].endpoint
+    assert answered != ("10.0.0.1", 8080)
+    if not change:
+        assert b"set-cookie" not in out.lower()
+        return
+    moved = _set_cookie(out).split(";")[0]
+    assert moved != cookie
+    again = router.route("GET", "example.test", "/a", [("cookie", moved)])
+    assert again.endpoint == answered and again.set_cookie is None

@@ -7,13 +7,19 @@ import pytest
 from ingresslib._route_state import http_header
 from ingresslib.proxy import ProxySettings, RemoteProxyError
 from ingresslib.proxy._headers import (
+    HEADER_NAME_CHARS,
+    HeaderKind,
+    RequestIds,
     TrustPolicy,
     check_host,
     check_partial_head,
     check_raw_head,
     client_ip_from_chain,
     first_forwarded_host,
+    local_body,
     redirect_scheme,
+    request_header_kind,
+    special_request_names,
 )
 
 from _proxy_harness import ProxyPair, Reply, Route, status_of
@@ -299,3 +305,60 @@ def test_forwarded_entry_with_an_ipv6_zone_is_not_an_address() -> None:
         head = _upstream_head(pair)
         assert _header(head, b"x-real-ip") == [b"203.0.113.7"]
         assert pair.records[0].client_ip == "203.0.113.7"
+
+
+# -- what becomes of a request header (shared by the proxy core and IngressASGI) -------------
+
+XFF = b"x-forwarded-for"
+
+
+@pytest.mark.parametrize("name,named,settings,kind", [
+    (b"accept", [], S, HeaderKind.PASS),
+    (b"host", [], S, HeaderKind.HOST),
+    (b"content-length", [b"content-length"], S, HeaderKind.LENGTH),  # hop set before Connection
+    (b"transfer-encoding", [], S, HeaderKind.CHUNKED),
+    (b"upgrade", [b"upgrade"], S, HeaderKind.UPGRADE),
+    (b"keep-alive", [], S, HeaderKind.DROP),
+    (b"proxy", [], S, HeaderKind.DROP),  # httpoxy
+    (b"x-forwarded-for", [], S, HeaderKind.FORWARDED_FOR),
+    (b"x-forwarded-for", [b"x-forwarded-for"], S, HeaderKind.FORWARDED_FOR),  # rewritten anyway
+    (b"x-forwarded-host", [], S, HeaderKind.FORWARDED),
+    (b"x-request-id", [], S, HeaderKind.REQUEST_ID),
+    (b"x-request-id", [b"x-request-id"], S, HeaderKind.DROP),
+    (b"x-hop", [b"x-hop"], S, HeaderKind.DROP),
+    (b"x_custom", [], S, HeaderKind.DROP),  # underscores_in_headers off
+    (b"x_custom", [], ProxySettings(enable_underscores_in_headers=True), HeaderKind.PASS),
+    (b"x_forwarded_for", [], ProxySettings(enable_underscores_in_headers=True), HeaderKind.DROP),
+    (b"x_hop", [b"x-hop"], ProxySettings(enable_underscores_in_headers=True), HeaderKind.DROP),
+    (b"x.dot", [], S, HeaderKind.DROP),  # ignore_invalid_headers
+    (b"x.dot", [], ProxySettings(ignore_invalid_headers=False), HeaderKind.PASS),
+])
+def test_request_header_kind(name: bytes, named: list[bytes], settings: ProxySettings,
+                             kind: HeaderKind) -> None:
+    ff_name = settings.forwarded_for_header.lower().encode()
+    assert request_header_kind(name, named, ff_name, settings) is kind
+    # The fast path's promise: a name outside the special set, valid and not named in
+    # Connection, is PASS.
+    if name not in special_request_names(ff_name) and not name.translate(
+            None, HEADER_NAME_CHARS) and name not in named:
+        assert kind is HeaderKind.PASS
+
+
+def test_request_header_kind_follows_the_forwarded_for_header() -> None:
+    s = ProxySettings(forwarded_for_header="X-Real-IP")
+    assert request_header_kind(b"x-real-ip", [], b"x-real-ip", s) is HeaderKind.FORWARDED_FOR
+    assert request_header_kind(XFF, [], b"x-real-ip", s) is HeaderKind.FORWARDED
+    s = ProxySettings(forwarded_for_header="X-Client-IP")
+    assert request_header_kind(b"x-client-ip", [], b"x-client-ip", s) is \
+        HeaderKind.FORWARDED_FOR
+    assert b"x-client-ip" in special_request_names(b"x-client-ip")
+    assert special_request_names(b"x-client-ip") is special_request_names(b"x-client-ip")
+
+
+def test_request_ids_and_local_bodies() -> None:
+    gen = RequestIds()
+    ids = [gen() for _ in range(600)]  # past one 4 KiB refill
+    assert len(set(ids)) == 600
+    assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)
+    assert local_body(404) == b"404 Not Found\n"
+    assert local_body(599) == b"599 Error\n"

@@ -1,15 +1,33 @@
-"""What the core asks its driver to do, and the record it emits per request.
+"""What the core asks its driver to do, the record it emits per request, and the answers
+the proxy core and the ASGI adapter decide alike.
 
 Actions are frozen, slotted dataclasses; the driver performs them in order. They carry data
 only, never behaviour, so a driver can be asyncio, selectors or a test harness.
+
+The two front ends of one Ingress rule set -- the proxy core (``_connection.py``) and the
+ASGI adapter (``ingresslib/_asgi.py``) -- take from here what they must decide the same way:
+a route's options (``RouteOptionsSource``: per rule, and for a known host's path no rule
+covers) and the redirect those options ask for (``redirect_for``).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
+
+from .._table import _is_canary
+from ._annotations import RouteOptions, parse_route_options
+from ._headers import ACME_CHALLENGE
+from ._settings import ProxySettings
 
 __all__ = [
+    "RouteOptionsSource",
+    "tls_host_predicate",
+    "redirect_for",
+    "https_redirect",
     "TimerKind",
     "Action",
     "OpenUpstream",
@@ -190,3 +208,201 @@ class RequestDone:
 
 Action = (OpenUpstream | SendUpstream | CloseUpstream | SendDownstream | CloseDownstream
           | SetTimer | RequestDone | TunnelEstablished)
+
+
+# -- redirects ---------------------------------------------------------------------------------
+
+
+def tls_host_predicate(tls_hosts: Callable[[str], bool] | Collection[str]
+                       ) -> Callable[[str], bool] | None:
+    """``host -> served over HTTPS`` for the ``tls_hosts`` argument of ``Proxy`` and
+    ``IngressASGI``: a function as given, or membership in a collection of names where
+    ``*.example.com`` covers exactly one first label (SEMANTICS §4 and §10). None for an empty
+    collection (no host has TLS: the ssl-redirect test needs no lookup)."""
+    if callable(tls_hosts):
+        return tls_hosts
+    hosts = frozenset(h.lower() for h in tls_hosts)
+    if not hosts:
+        return None
+
+    def has_tls(host: str) -> bool:
+        return host in hosts or ("*." + host.partition(".")[2]) in hosts
+
+    return has_tls
+
+
+def _no_tls(host: str) -> bool:
+    return False
+
+
+def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query: str | None,
+                   has_tls: bool, https_port: int, code: int,
+                   rule_host: str | None = None) -> tuple[int, bytes] | None:
+    """ssl-redirect / force-ssl-redirect: ``(code, Location)``, or None (no redirect).
+
+    lua_ingress.lua ``redirect_to_https``: "if location_config.force_ssl_redirect and
+    ngx.var.pass_access_scheme == "http" then return true end" ... "return
+    location_config.ssl_redirect and certificate_configured_for_current_request()"; ACME
+    HTTP-01 challenges are never redirected. ``scheme`` is ``$pass_access_scheme`` (the
+    caller applies a trusted hop's X-Forwarded-Proto), ``host`` the normalised Host (empty:
+    none), ``has_tls`` whether HTTPS is served for it.
+
+    The Location is ``string_format("https://%s%s", redirect_host(), request_uri)`` with
+    ``ngx.var.best_http_host = ngx.var.http_host or ngx.var.host``: a request without Host
+    (HTTP/1.0 may omit it) gets nginx's $host, the matched server's name, ``_`` for
+    ingress-nginx's catch-all server: ``https://_/path``, a Location no client can follow.
+    Here: the matched rule's host (``rule_host``) when it names one host, else no redirect at
+    all (the request is served as it came: a request without Host can only reach a rule
+    without host, a catch-all, whose owner asked for https with no name to send the client
+    to). ``https_port`` other than 443 is written into the Location.
+    """
+    if scheme != "http" or not (opts.force_ssl_redirect or (opts.ssl_redirect and has_tls)) \
+            or path.startswith(ACME_CHALLENGE):
+        return None
+    if not host:
+        if not rule_host or rule_host[:1] == "*":
+            return None
+        host = rule_host
+    authority = host if https_port == 443 else f"{host}:{https_port}"
+    target = path if query is None else f"{path}?{query}"
+    return code, f"https://{authority}{target}".encode()
+
+
+def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path: str,
+                 query: str | None, has_tls: bool, https_port: int, code: int, *,
+                 rule_host: str | None = None,
+                 server_scheme: str | None = None) -> tuple[int, bytes] | None:
+    """The redirect a routed request gets before any endpoint is chosen (ingress-nginx does
+    them in the server block, before proxying): ``(status, Location)``, or None.
+
+    First ssl-redirect / force-ssl-redirect (``https_redirect``), then app-root: nginx.tmpl
+    "return 302 $scheme://$http_host{{ $location.Rewrite.AppRoot }};" for the path ``/``.
+    ``server_scheme`` is nginx's ``$scheme`` (this hop's own; default ``scheme``).
+    ``host_raw`` is the Host as received ($http_host), ``host`` the normalised one. Without
+    Host ($http_host empty, nginx would send ``http:///app``) the app-root Location is the
+    relative reference ``/app`` instead, which RFC 9110 §10.2.2 allows ("the field value
+    consists of a single URI-reference ... resolved relative to the target URI"): the client
+    stays on the server it asked. A value starting with ``//`` would then read as a
+    network-path reference (another host, RFC 3986 §4.2): it is sent as ``/.//...``, the same
+    path once dot segments are removed.
+    """
+    answer = https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
+                            rule_host)
+    if answer is not None:
+        return answer
+    app_root = opts.app_root
+    if app_root is None or path != "/":
+        return None
+    if host_raw:
+        location = f"{server_scheme or scheme}://{host_raw}{app_root}"
+    else:
+        location = "/." + app_root if app_root[:2] == "//" else app_root
+    return 302, location.encode()
+
+
+# -- route options -----------------------------------------------------------------------------
+
+_log = logging.getLogger("ingresslib.proxy")
+
+
+class RouteOptionsSource:
+    """A route's effective options (its Ingress's annotations over the settings), parsed once
+    per ``Match``, and the options of a known host's path no rule covers. Shared by
+    ``Proxy`` and ``IngressASGI``, which set ``router`` and call ``_set_route_settings``."""
+
+    router: Any
+    _settings: ProxySettings
+    _options: dict[int, tuple[Any, RouteOptions]]
+    _default_options: RouteOptions
+    _unrouted_table: Any
+    _unrouted_owners: dict[str, Any]
+    _unrouted_opts: dict[str, RouteOptions | None]
+
+    @property
+    def _options_logger(self) -> logging.Logger:
+        """Where invalid annotation values are reported."""
+        return _log
+
+    def _set_route_settings(self, value: ProxySettings) -> None:
+        self._settings = value
+        self._options = {}
+        self._default_options = parse_route_options({}, None, value)
+        #: ``_unrouted_options`` state: the table it was computed for, the oldest non-canary
+        #: Ingress per rule host of that table, and the options parsed per host so far.
+        self._unrouted_table = None
+        self._unrouted_owners = {}
+        self._unrouted_opts = {}
+
+    def options_for(self, match: Any) -> RouteOptions:
+        """The route's effective options, parsed once per ``Match`` object (a table build makes
+        new ones, so a reload re-parses and re-warns)."""
+        if match is None:
+            return self._default_options
+        hit = self._options.get(id(match))
+        if hit is not None and hit[0] is match:
+            return hit[1]
+        annotations = match.annotations
+        if not annotations:
+            opts = self._default_options
+        else:
+            opts = parse_route_options(annotations, match.path, self._settings,
+                                       self._options_logger, where=f"Ingress {match.ingress}")
+        if len(self._options) > 8192:
+            self._options.clear()
+        # Holding the Match keeps id() unique while the entry lives.
+        self._options[id(match)] = (match, opts)
+        return opts
+
+    def _unrouted_options(self, host: str) -> RouteOptions | None:
+        """The options of the server-wide ``location /`` ingress-nginx generates for ``host``
+        (normalised): what applies to a request for that host whose path no rule covers (and
+        no default backend serves). None: no Ingress has a rule for ``host``, so ingress-nginx
+        serves such a request from its default server, whose ``location /`` has no annotations
+        (no redirect).
+
+        internal/ingress/controller/controller.go ``createServers``: the first Ingress (oldest
+        first) with a rule for a host creates its server with ``loc := &ingress.Location{Path:
+        rootLocation, ..., IsDefBackend: true, ...}`` and ``locationApplyAnnotations(loc,
+        anns)`` (that Ingress's annotations: ``loc.Rewrite = anns.Rewrite``, which holds
+        ``ssl-redirect`` and ``force-ssl-redirect``); canary Ingresses are skipped ("Ingress %v
+        is marked as Canary, ignoring").
+
+        The router's ``table.served`` (oldest first) names the Ingresses; a router without one
+        (a custom router) gets the settings' defaults for every host. Computed once per table
+        and host (cold path: only requests no rule routes come here).
+        """
+        table = getattr(self.router, "table", None)
+        served = getattr(table, "served", None)
+        if served is None:
+            return self._default_options
+        if self._unrouted_table is not table:
+            owners: dict[str, Any] = {}
+            for ing in served:
+                if _is_canary(ing):
+                    continue
+                for rule in ing.spec.rules:
+                    if rule.host and rule.host not in owners:
+                        owners[rule.host] = ing
+            self._unrouted_table = table
+            self._unrouted_owners = owners
+            self._unrouted_opts = {}
+        cache = self._unrouted_opts
+        if host in cache:
+            return cache[host]
+        owners = self._unrouted_owners
+        # nginx picks an exact server_name before a wildcard one; a wildcard rule host covers
+        # one label (SEMANTICS §4), as the router matches it.
+        owner = owners.get(host)
+        if owner is None and "." in host:
+            owner = owners.get("*." + host.partition(".")[2])
+        opts: RouteOptions | None = None
+        if owner is not None:
+            ann = owner.metadata.annotations
+            # No logger: the same annotations were parsed (and warned about) for the Ingress's
+            # own rules already.
+            opts = parse_route_options(ann, None, self._settings) if ann \
+                else self._default_options
+        if len(cache) > 8192:
+            cache.clear()
+        cache[host] = opts
+        return opts

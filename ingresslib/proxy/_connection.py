@@ -55,6 +55,15 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
   1 MiB, 5 s without a byte of it, 30 s in all: nginx's lingering timers), sending no
   ``100 Continue`` (nginx: "r->expect_tested = 1;"); malformed requests and 413 close it.
+- Every record of a request carries ``request_id`` ($req_id), local answers included: the
+  client's first X-Request-ID when it is a token, else a generated id (``generate_request_id``);
+  a head refused before h11 parsed it gets a generated id, never one read from refused bytes.
+- ssl-redirect / force-ssl-redirect for a request without Host (HTTP/1.0): the matched rule's
+  host when it names one, else no redirect (ingress-nginx would send ``https://_/path``);
+  app-root without Host answers the relative ``Location: /app`` (RFC 9110 §10.2.2).
+- A path of a known host that no rule covers (and no default backend serves) gets the
+  ssl-redirect of ingress-nginx's server-wide ``location /`` (``Proxy._unrouted_options``: the
+  oldest non-canary Ingress with a rule for the host) before the 404.
 - Back-pressure on the client: body bytes no upstream can take yet (before the connect, between
   tries) and pipelined bytes behind a request in flight are held up to ``_HOLD_LIMIT`` (64
   KiB); beyond it ``reading_wanted`` turns False (the driver stops reading the client), and the
@@ -64,7 +73,6 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Collection
 from email.utils import formatdate
@@ -91,21 +99,27 @@ from ._actions import (
     OpenUpstream,
     RequestDone,
     RequestRecord,
+    RouteOptionsSource,
     SendDownstream,
     SendUpstream,
     SetTimer,
     TimerKind,
     TunnelEstablished,
+    _no_tls,
+    https_redirect,
+    redirect_for,
+    tls_host_predicate,
 )
-from ._annotations import RouteOptions, parse_route_options
+from ._annotations import RouteOptions
 from ._errors import LocalProxyError, RemoteProxyError
 from ._headers import (
-    FORWARDED_DROP,
     HEADER_NAME_CHARS,
     IDEMPOTENT,
     OPTIONS_ALLOW,
-    REQUEST_DROP,
+    REASONS,
     RESPONSE_DROP,
+    HeaderKind,
+    RequestIds,
     TrustPolicy,
     basic_auth_user,
     check_host,
@@ -113,8 +127,13 @@ from ._headers import (
     check_raw_head,
     client_ip_from_chain,
     first_forwarded_host,
+    forwarded_for_value,
     has_control,
+    hsts_value,
+    local_body,
     redirect_scheme,
+    request_header_kind,
+    special_request_names,
     split_absolute_form,
     valid_request_id,
 )
@@ -150,26 +169,18 @@ _HOLD_LIMIT = _FEED_SLICE
 _DISCARD_TIMEOUT = 5.0
 _DISCARD_TIME = 30.0
 
-_REASONS = {
-    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
-    301: b"Moved Permanently", 302: b"Found", 307: b"Temporary Redirect",
-    308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
-    414: b"URI Too Long", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
-}
-
 #: ``proxy-next-upstream`` conditions naming a response status.
 _HTTP_CONDITIONS = {code: f"http_{code}" for code in (403, 404, 429, 500, 502, 503, 504)}
-#: ingress-nginx never redirects ACME HTTP-01 challenges to HTTPS (certificates could not be
-#: issued for a host whose HTTPS is not up yet).
-_ACME = "/.well-known/acme-challenge/"
 _CONNECTION_CLOSE = (b"connection", b"connection", b"close")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-#: With ``enable-underscores-in-headers``, names that CGI/WSGI backends (``HTTP_X_FORWARDED_FOR``)
-#: cannot tell from a header the proxy drops or writes itself once ``_`` is read as ``-``.
-_UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"}
+#: The request-id generator lives in ``_headers`` (shared with the ASGI adapter); the name
+#: stays importable from here.
+_RequestIds = RequestIds
+# HeaderKind members as globals: compared by identity once per special request header.
+_PASS, _HOST, _LENGTH, _CHUNKED, _UPGRADE = (HeaderKind.PASS, HeaderKind.HOST, HeaderKind.LENGTH,
+                                             HeaderKind.CHUNKED, HeaderKind.UPGRADE)
+_FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.FORWARDED,
+                                           HeaderKind.REQUEST_ID)
 
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
@@ -324,25 +335,6 @@ class _H11Reader:
             raise
 
 
-class _RequestIds:
-    """32 lower-case hex characters of OS randomness per id (nginx ``$request_id``), read from
-    the OS 4 KiB at a time: one system call per 256 requests instead of one per request."""
-
-    __slots__ = ("_hex", "_pos")
-
-    def __init__(self) -> None:
-        self._hex = ""
-        self._pos = 0
-
-    def __call__(self) -> str:
-        pos = self._pos
-        if pos >= len(self._hex):
-            self._hex = os.urandom(4096).hex()
-            pos = 0
-        self._pos = pos + 32
-        return self._hex[pos:pos + 32]
-
-
 #: Downstream body framing of the response being written (what h11's writers would do).
 _FRAME_LENGTH, _FRAME_CHUNKED, _FRAME_CLOSE, _FRAME_NONE = range(4)
 
@@ -399,12 +391,7 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
     return b"".join(lines), framing, close_token or need_close
 
 
-def _body_for(status: int) -> bytes:
-    reason = _REASONS.get(status, b"Error")
-    return b"%d %s\n" % (status, reason)
-
-
-class Proxy:
+class Proxy(RouteOptionsSource):
     """Shared state of a proxy: router, settings, annotation cache. One per server.
 
     >>> class NoRoutes:
@@ -440,23 +427,11 @@ class Proxy:
         #: Emit ``RequestDone`` records. A driver nobody consumes them from sets it False
         #: and saves building one per request (read per request: may change at any time).
         self.records = records
-        self._settings = settings if settings is not None else ProxySettings()
-        self._trust = TrustPolicy(self._settings.proxy_real_ip_cidr)
-        if callable(tls_hosts):
-            self.tls_host: Callable[[str], bool] = tls_hosts
-        else:
-            hosts = frozenset(h.lower() for h in tls_hosts)
-
-            def has_tls(host: str) -> bool:
-                # A wildcard covers exactly one first label (SEMANTICS §4 and §10).
-                return host in hosts or ("*." + host.partition(".")[2]) in hosts
-
-            self.tls_host = has_tls
+        self.settings = settings if settings is not None else ProxySettings()
+        self.tls_host: Callable[[str], bool] = tls_host_predicate(tls_hosts) or _no_tls
         self.https_port = https_port
-        self.request_id: Callable[[], str] = request_id or _RequestIds()
+        self.request_id: Callable[[], str] = request_id or RequestIds()
         self.logger = logger or _log
-        self._options: dict[int, tuple[Any, RouteOptions]] = {}
-        self._default_options = parse_route_options({}, None, self._settings)
 
     @property
     def settings(self) -> ProxySettings:
@@ -464,10 +439,14 @@ class Proxy:
 
     @settings.setter
     def settings(self, value: ProxySettings) -> None:
-        self._settings = value
+        # Route options (``options_for``, ``_unrouted_options``) come from
+        # ``RouteOptionsSource``, shared with the ASGI adapter.
+        self._set_route_settings(value)
         self._trust = TrustPolicy(value.proxy_real_ip_cidr)
-        self._options = {}
-        self._default_options = parse_route_options({}, None, value)
+
+    @property
+    def _options_logger(self) -> logging.Logger:
+        return self.logger
 
     def _http_date(self) -> bytes | None:
         """The ``Date`` value for a response sent now (RFC 9110 §5.6.7 IMF-fixdate), or None
@@ -480,26 +459,6 @@ class Proxy:
             self._date = formatdate(second, usegmt=True).encode("ascii")
             self._date_second = second
         return self._date
-
-    def options_for(self, match: Any) -> RouteOptions:
-        """The route's effective options, parsed once per ``Match`` object (a table build makes
-        new ones, so a reload re-parses and re-warns)."""
-        if match is None:
-            return self._default_options
-        hit = self._options.get(id(match))
-        if hit is not None and hit[0] is match:
-            return hit[1]
-        annotations = match.annotations
-        if not annotations:
-            opts = self._default_options
-        else:
-            opts = parse_route_options(annotations, match.path, self._settings, self.logger,
-                                       where=f"Ingress {match.ingress}")
-        if len(self._options) > 8192:
-            self._options.clear()
-        # Holding the Match keeps id() unique while the entry lives.
-        self._options[id(match)] = (match, opts)
-        return opts
 
     def connection(
         self,
@@ -1132,7 +1091,8 @@ class ClientConnection:
             self._error_response(e.status_hint, req, now)
             return
         if decision is None:
-            self._local_response(req, 404, now)
+            if not self._redirect_unrouted(req, event, now):
+                self._local_response(req, 404, now)
             return
         req.decision = decision
         req.set_cookie = getattr(decision, "set_cookie", None)
@@ -1143,25 +1103,21 @@ class ClientConnection:
         scheme = self.scheme
         port = self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
-            # nginx's $http_x_forwarded_proto: repeated lines joined by ", ".
-            forwarded = http_header(event.headers._full_items, b"x-forwarded-proto")
-            scheme = redirect_scheme(scheme, forwarded)
-            if forwarded:
-                # The client spoke to the hop in front, whose https port is not ours:
-                # lua_ingress.lua writes "https://%s%s" (no port) unless use-port-in-redirects.
-                port = 443
-        if scheme == "http" and (opts.force_ssl_redirect or (
-                opts.ssl_redirect and req.host and self.proxy.tls_host(req.host))) \
-                and not req.path.startswith(_ACME):
-            authority = req.host if port == 443 else f"{req.host}:{port}"
-            target = req.path + ("?" + req.query if req.query is not None else "")
-            self._local_response(req, self.settings.http_redirect_code, now,
-                                 [(b"location", f"https://{authority}{target}".encode())])
-            return
-        if opts.app_root is not None and req.path == "/":
-            self._local_response(req, 302, now, [(b"location", f"{self.scheme}://{req.host_raw}"
-                                                 f"{opts.app_root}".encode())])
-            return
+            scheme, port = self._forwarded_scheme(event)
+        # The decision is ``redirect_for`` (shared with the ASGI adapter). Only the TLS lookup
+        # is done here, and the call only made when a redirect is possible at all: this runs
+        # for every proxied request, which mostly has neither force-ssl-redirect, app-root nor
+        # (over http) a TLS host.
+        has_tls = scheme == "http" and opts.ssl_redirect and bool(req.host) \
+            and self.proxy.tls_host(req.host)
+        if has_tls or opts.force_ssl_redirect or opts.app_root is not None:
+            redirect = redirect_for(
+                opts, scheme, req.host_raw, req.host, req.path, req.query, has_tls, port,
+                self.settings.http_redirect_code, rule_host=getattr(decision.match, "host", None),
+                server_scheme=self.scheme)
+            if redirect is not None:
+                self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
+                return
         if decision.endpoint is None:
             self._local_response(req, 503, now)
             return
@@ -1180,6 +1136,37 @@ class ClientConnection:
                 self._out.append(SendDownstream(data))
         self._build_upstream_headers(req, event)
         self._open(req, decision.endpoint, now)
+
+    def _forwarded_scheme(self, event: h11.Request) -> tuple[str, int]:
+        """$pass_access_scheme and the https port of a redirect, from a trusted hop's
+        X-Forwarded-Proto (the caller checks ``_peer_trusted`` and use-forwarded-headers)."""
+        # nginx's $http_x_forwarded_proto: repeated lines joined by ", ".
+        forwarded = http_header(event.headers._full_items, b"x-forwarded-proto")
+        if forwarded:
+            # The client spoke to the hop in front, whose https port is not ours:
+            # lua_ingress.lua writes "https://%s%s" (no port) unless use-port-in-redirects.
+            return redirect_scheme(self.scheme, forwarded), 443
+        return self.scheme, self.proxy.https_port
+
+    def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
+        """A request for a host whose path no rule covers: ingress-nginx serves it from the
+        server's own ``location /`` (``Proxy._unrouted_options``), where the server's
+        ssl-redirect applies before the default backend's 404. True if answered."""
+        if not req.host:
+            return False
+        opts = self.proxy._unrouted_options(req.host)
+        if opts is None:
+            return False
+        scheme, port = self.scheme, self.proxy.https_port
+        if self._peer_trusted and self.settings.use_forwarded_headers:
+            scheme, port = self._forwarded_scheme(event)
+        has_tls = opts.ssl_redirect and self.proxy.tls_host(req.host)
+        redirect = https_redirect(opts, scheme, req.host, req.path, req.query, has_tls, port,
+                                  self.settings.http_redirect_code)
+        if redirect is None:
+            return False
+        self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
+        return True
 
     def _parse_request(self, req: _Request, event: h11.Request) -> None:
         """The checks h11 does not make, and the canonical target."""
@@ -1287,13 +1274,18 @@ class ClientConnection:
         return client_ip_from_chain(chain.decode("latin-1"), peer, self.proxy._trust)
 
     def _build_upstream_headers(self, req: _Request, event: h11.Request) -> None:
-        """Hop-by-hop and Connection-named headers out, forwarded headers in (SEMANTICS §9)."""
+        """Hop-by-hop and Connection-named headers out, forwarded headers in (SEMANTICS §9).
+
+        What becomes of each header is ``request_header_kind``'s answer, which the ASGI
+        adapter (``IngressASGI._backend_headers``) asks too; an ordinary header (not in
+        ``special_request_names``, a valid name, not named in Connection) passes without the
+        call. What each kind then writes is done here, as bytes of the upstream head, in the
+        same pass (the adapter writes an ASGI header list)."""
         s = self.settings
-        drop_underscore = not s.enable_underscores_in_headers
-        ignore_invalid = s.ignore_invalid_headers
         named = self._connection_tokens
         trusted_fwd = self._peer_trusted and s.use_forwarded_headers
         ff_name = s.forwarded_for_header.lower().encode("latin-1")
+        special = special_request_names(ff_name)
         # Serialised here in one pass (what h11's writer would produce: Host first, then the
         # rest in order), without h11's per-header re-validation: every header came out of
         # h11's parser or is ours.
@@ -1306,49 +1298,35 @@ class ClientConnection:
         length: bytes | None = None
         chunked = False
         for raw, name, value in event.headers._full_items:
-            if name in REQUEST_DROP:
-                if name == b"content-length":
-                    length = value
-                elif name == b"transfer-encoding":
-                    chunked = True
-                elif name == b"upgrade" and req.upgrade:
-                    out.append(b"%s: %s\r\n" % (raw, value))
+            if name not in special and not name.translate(None, HEADER_NAME_CHARS) and not (
+                    named and name in named):
+                out.append(b"%s: %s\r\n" % (raw, value))  # the common case
                 continue
-            if name in FORWARDED_DROP or name == ff_name:
-                if name == ff_name:
-                    incoming_ff.append(value)
-                elif trusted_fwd:
+            kind = request_header_kind(name, named, ff_name, s)
+            if kind is _HOST:
+                hosts.append(b"%s: %s\r\n" % (raw, value))
+            elif kind is _PASS:
+                out.append(b"%s: %s\r\n" % (raw, value))
+            elif kind is _LENGTH:
+                length = value
+            elif kind is _CHUNKED:
+                chunked = True
+            elif kind is _UPGRADE:
+                if req.upgrade:
+                    out.append(b"%s: %s\r\n" % (raw, value))
+            elif kind is _FORWARDED_FOR:
+                incoming_ff.append(value)
+            elif kind is _FORWARDED:
+                if trusted_fwd:
                     # nginx >= 1.23 $http_*: repeated headers joined with ", ".
                     fwd[name] = fwd[name] + b", " + value if name in fwd else value
-                continue
-            if named and name in named:
-                continue
-            odd = name.translate(None, HEADER_NAME_CHARS)
-            if odd:
-                # nginx ignore_invalid_headers: a name character outside [a-z0-9-] (and '_',
-                # governed by underscores_in_headers below) drops the line.
-                if ignore_invalid and odd.replace(b"_", b""):
-                    continue
-            if b"_" in odd:
-                if drop_underscore:
-                    continue
-                # X_Forwarded_For and X-Forwarded-For are both HTTP_X_FORWARDED_FOR to a
-                # CGI/WSGI backend: a spelling of a dropped or proxy-written header is dropped.
-                alias = name.replace(b"_", b"-")
-                if alias in _UNDERSCORE_SHADOWED or alias == ff_name or (named and alias in named):
-                    continue
-            if name == b"x-request-id":
+            elif kind is _REQUEST_ID:
                 # nginx's $http_x_request_id is the first such header; ingress-nginx maps an
                 # empty one to a generated $request_id. Only an opaque token is passed through.
                 if first_request_id:
                     first_request_id = False
                     if valid_request_id(value):
                         request_id = value
-                continue
-            if name == b"host":
-                hosts.append(b"%s: %s\r\n" % (raw, value))
-                continue
-            out.append(b"%s: %s\r\n" % (raw, value))
         host_raw = req.host_raw.encode("ascii")
         if not hosts:
             hosts.append(b"host: %s\r\n" % (host_raw if host_raw
@@ -1378,12 +1356,7 @@ class ClientConnection:
             peer = (self.peer_ip or "").encode("ascii")
             client = (req.client_ip or "").encode("ascii")
             joined_ff = b", ".join(incoming_ff)
-            # nginx.tmpl: `{{ if and $all.Cfg.UseForwardedHeaders
-            # $all.Cfg.ComputeFullForwardedFor }} ... $full_x_forwarded_for`, else $remote_addr.
-            if s.compute_full_forwarded_for and s.use_forwarded_headers and joined_ff:
-                xff = joined_ff + b", " + peer
-            else:
-                xff = client
+            xff = forwarded_for_value(s, joined_ff, peer, client)
             out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n" % (xff, client))
             if joined_ff:
                 out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
@@ -1705,11 +1678,7 @@ class ClientConnection:
                               has_hsts: bool = False) -> None:
         s = self.settings
         if self.tls and s.hsts and not has_hsts:
-            v = b"max-age=%d" % s.hsts_max_age
-            if s.hsts_include_subdomains:
-                v += b"; includeSubDomains"
-            if s.hsts_preload:
-                v += b"; preload"
+            v = hsts_value(s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload)
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
         cookie = req.set_cookie
         if cookie and "\r" not in cookie and "\n" not in cookie:
@@ -1868,14 +1837,14 @@ class ClientConnection:
         self._local_response(req, status, now)
 
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
-        if getattr(req.decision, "set_cookie", None) is not None:
-            # A new session served by another endpoint than the first try's: its cookie must
-            # lead there (ingress-nginx's retry runs balance() again, which sets the cookie
-            # again; the later Set-Cookie wins). A router without session_cookie keeps the
-            # decision's.
-            session_cookie = getattr(self.proxy.router, "session_cookie", None)
-            if session_cookie is not None:
-                req.set_cookie = session_cookie(req.decision, endpoint)
+        # The retry's cookie: a new session served elsewhere, or (session-cookie-change-on-
+        # failure) an existing one moved, must name the endpoint that answers (ingress-nginx's
+        # retry runs balance() again, which sets the cookie; the later Set-Cookie wins). The
+        # router answers None when nothing is to be sent, decision.set_cookie when unchanged;
+        # a router without session_cookie keeps the decision's.
+        session_cookie = getattr(self.proxy.router, "session_cookie", None)
+        if session_cookie is not None:
+            req.set_cookie = session_cookie(req.decision, endpoint)
         req.rewind()
         self._open(req, endpoint, now)
 
@@ -1897,7 +1866,7 @@ class ClientConnection:
                         extra: list[tuple[bytes, bytes]] | None = None, *, close: bool = False,
                         body: bytes | None = None) -> None:
         if body is None:
-            body = _body_for(status)
+            body = local_body(status)
         headers: list[tuple[bytes, bytes, bytes]] = [
             (b"content-type", b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"content-length", b"%d" % len(body))]
@@ -1918,7 +1887,7 @@ class ClientConnection:
         conn = self._h11
         if self._can_respond:
             head, _, close_after = _response_head(
-                status, _REASONS.get(status, b""), headers, req.method,
+                status, REASONS.get(status, b""), headers, req.method,
                 req.http_version == "1.1", req.keep_alive)
             self._can_respond = False
             self._close_after = close_after
@@ -1926,7 +1895,7 @@ class ClientConnection:
         else:
             # No request h11 accepted (raw-head rejections), or a response was already
             # written for it: write this one as it is, then close.
-            lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
+            lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b""))]
             lines += [n + b": " + v for n, _, v in headers]
             head = b"\r\n".join(lines) + b"\r\n\r\n"
             close = True
@@ -1962,6 +1931,10 @@ class ClientConnection:
         self._requests += 1
         if not self.proxy.records:
             return
+        if req.request_id is None and not req.up_head:
+            # No upstream head was built, so no id was chosen: a local answer (404, 503,
+            # redirects, 400/413/414/431, 408...). ingress-nginx logs $req_id for every request.
+            req.request_id = self._local_request_id(req)
         d = req.decision
         m = d.match if d is not None else None
         served = getattr(d, "served", None) if d is not None else None
@@ -2011,6 +1984,36 @@ class ClientConnection:
                      0.0),
         )
         self._out.append(RequestDone(rec))
+
+    def _local_request_id(self, req: _Request) -> str | None:
+        """$req_id for a request answered here, by the rule ``_build_upstream_headers`` applies
+        to a proxied one (nginx.tmpl: "map $http_x_request_id $req_id { default
+        $http_x_request_id; {{ if $cfg.GenerateRequestID }} "" $request_id; {{ end }} }"): the
+        client's first X-Request-ID when it is an opaque token (``valid_request_id``) and not
+        named in Connection (the proxied path drops those before it looks), else a generated
+        id when ``generate_request_id`` is on, else None.
+
+        A request whose head was refused before h11 parsed it (bare LF, 414/431 limits, a head
+        deadline: no ``req.event``) gets a generated id, never one read out of bytes that were
+        refused as malformed: nginx's $http_x_request_id is empty for a request line it could
+        not parse, so its map falls to $request_id too."""
+        ev = req.event
+        if ev is not None:
+            items = ev.headers._full_items
+            first: bytes | None = None
+            named = False
+            for _, name, value in items:
+                if name == b"x-request-id":
+                    if first is None:
+                        first = value
+                elif name == b"connection":
+                    named = named or b"x-request-id" in (
+                        t.strip().lower() for t in value.split(b","))
+            if first is not None and not named and valid_request_id(first):
+                return first.decode("latin-1")
+        if self.settings.generate_request_id:
+            return self.proxy.request_id()
+        return None
 
     def _next_cycle(self, now: float) -> None:
         """The response is complete and the request fully read: next request or idle."""

@@ -1,13 +1,18 @@
 """Header policy: what the proxy refuses in a request head, what it strips, what it adds.
 
 This module decides the wire rules of SEMANTICS §9 that h11 does not enforce; it knows nothing of
-routing or sockets. Every function is pure.
+routing or sockets. Every function is pure. The proxy core (``_connection.py``) and the ASGI
+adapter (``ingresslib/_asgi.py``) both take their header rules, reason phrases and request ids
+from here, so that the two front ends cannot drift apart.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
+import functools
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 
@@ -31,6 +36,17 @@ __all__ = [
     "first_forwarded_host",
     "redirect_scheme",
     "HEADER_NAME_CHARS",
+    "REASONS",
+    "ACME_CHALLENGE",
+    "UNDERSCORE_SHADOWED",
+    "RequestIds",
+    "local_body",
+    "odd_name_dropped",
+    "forwarded_for_value",
+    "hsts_value",
+    "HeaderKind",
+    "special_request_names",
+    "request_header_kind",
 ]
 
 # RFC 9110 §7.6.1: "Connection, Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, and
@@ -74,6 +90,9 @@ RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"} | _NGINX_HIDDEN
 #: ``ignore-invalid-headers: "true"``) drops the line. ``name.translate(None, HEADER_NAME_CHARS)``
 #: is what is left: empty for a valid name.
 HEADER_NAME_CHARS = b"-0123456789abcdefghijklmnopqrstuvwxyz"
+#: With ``enable-underscores-in-headers``, names that CGI/WSGI backends (``HTTP_X_FORWARDED_FOR``)
+#: cannot tell from a header the proxy drops or writes itself once ``_`` is read as ``-``.
+UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"}
 #: RFC 9110 §9.2.2 idempotent methods: the only ones retried once the request was sent.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -157,6 +176,168 @@ def check_host(value: bytes) -> None:
     port = m.group(1)
     if port is not None and not 0 < int(port) <= 65535:
         raise RemoteProxyError("invalid port in Host header", 400)
+
+
+#: Reason phrases of the status lines the proxy writes; its own answers' bodies are
+#: ``"<status> <reason>\n"`` (``local_body``).
+REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
+    301: b"Moved Permanently", 302: b"Found", 307: b"Temporary Redirect",
+    308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+    414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+}
+#: ingress-nginx never redirects ACME HTTP-01 challenges to HTTPS (certificates could not be
+#: issued for a host whose HTTPS is not up yet).
+ACME_CHALLENGE = "/.well-known/acme-challenge/"
+
+
+def local_body(status: int) -> bytes:
+    """The body of an answer the proxy makes itself: ``b"404 Not Found\n"``."""
+    return b"%d %s\n" % (status, REASONS.get(status, b"Error"))
+
+
+class RequestIds:
+    """32 lower-case hex characters of OS randomness per id (nginx ``$request_id``), read from
+    the OS 4 KiB at a time: one system call per 256 requests instead of one per request."""
+
+    __slots__ = ("_hex", "_pos")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._pos = 0
+
+    def __call__(self) -> str:
+        pos = self._pos
+        if pos >= len(self._hex):
+            self._hex = os.urandom(4096).hex()
+            pos = 0
+        self._pos = pos + 32
+        return self._hex[pos:pos + 32]
+
+
+def odd_name_dropped(name: bytes, odd: bytes, named: list[bytes] | None, ff_name: bytes,
+                     settings: ProxySettings) -> bool:
+    """Whether a request header whose lower-cased ``name`` holds characters outside
+    ``HEADER_NAME_CHARS`` (``odd``: those characters, non-empty) is dropped on the way to the
+    backend. Only called for such names: an ordinary name never comes here.
+
+    - nginx ``ignore_invalid_headers`` (ingress-nginx ``ignore-invalid-headers: "true"``): a
+      name character outside ``[a-z0-9-]`` (and ``_``, governed below) drops the line.
+    - ``_`` with ``underscores_in_headers off`` (``enable-underscores-in-headers: "false"``,
+      the default) drops the line. With it on, ``X_Forwarded_For`` and ``X-Forwarded-For`` are
+      both ``HTTP_X_FORWARDED_FOR`` to a CGI/WSGI backend: a spelling of a header dropped or
+      written by the proxy (``UNDERSCORE_SHADOWED``, the forwarded-for header, a name listed
+      in Connection) is dropped.
+    """
+    if settings.ignore_invalid_headers and odd.replace(b"_", b""):
+        return True
+    if b"_" in odd:
+        if not settings.enable_underscores_in_headers:
+            return True
+        alias = name.replace(b"_", b"-")
+        return alias in UNDERSCORE_SHADOWED or alias == ff_name or bool(named and alias in named)
+    return False
+
+
+@functools.lru_cache(maxsize=16)
+def hsts_value(max_age: int, include_subdomains: bool, preload: bool) -> bytes:
+    """The ``Strict-Transport-Security`` value the proxy adds to an answer over TLS
+    (ingress-nginx ``hsts-max-age``, ``hsts-include-subdomains``, ``hsts-preload``). nginx.tmpl,
+    ``if ($scheme = https)``: ``more_set_headers "Strict-Transport-Security: max-age={{
+    $all.Cfg.HSTSMaxAge }}{{ if $all.Cfg.HSTSIncludeSubdomains }}; includeSubDomains{{ end
+    }}{{ if $all.Cfg.HSTSPreload }}; preload{{ end }}";``. Cached per setting values."""
+    value = b"max-age=%d" % max_age
+    if include_subdomains:
+        value += b"; includeSubDomains"
+    if preload:
+        value += b"; preload"
+    return value
+
+
+class HeaderKind(enum.IntEnum):
+    """What becomes of a request header on its way to the backend (``request_header_kind``)."""
+
+    #: Passed on as received.
+    PASS = 0
+    #: Not passed on: hop-by-hop, named in Connection, ``Proxy``, ``Expect``, a name nginx
+    #: ignores.
+    DROP = 1
+    #: ``Content-Length``: the body framing, re-done by whoever frames the body.
+    LENGTH = 2
+    #: ``Transfer-Encoding``: likewise.
+    CHUNKED = 3
+    #: ``Upgrade``: passed on for an upgrade request only (with ``Connection: upgrade``).
+    UPGRADE = 4
+    #: The forwarded-for header (``forwarded-for-header``): read as the incoming chain.
+    FORWARDED_FOR = 5
+    #: One of the other forwarded headers this hop writes: read only from a trusted hop.
+    FORWARDED = 6
+    #: ``X-Request-ID``: the first one passes if it is a token, else one is generated.
+    REQUEST_ID = 7
+    #: ``Host``.
+    HOST = 8
+
+
+@functools.lru_cache(maxsize=16)
+def special_request_names(ff_name: bytes) -> frozenset[bytes]:
+    """The names ``request_header_kind`` may say anything but PASS of, given the lower-cased
+    forwarded-for header name (``ProxySettings.forwarded_for_header``). A name outside this
+    set, of ``HEADER_NAME_CHARS`` only and not named in Connection, is PASS: the loops over a
+    request's headers test that first and call ``request_header_kind`` for the rest only.
+    Cached: one set per forwarded-for name, looked up per request."""
+    return REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host", ff_name}
+
+
+def request_header_kind(name: bytes, named: list[bytes] | None, ff_name: bytes,
+                        settings: ProxySettings) -> HeaderKind:
+    """What becomes of the request header ``name`` (lower-cased) on its way to the backend
+    (SEMANTICS §9), ``named`` being the tokens of the request's Connection headers and
+    ``ff_name`` the forwarded-for header name. The proxy core and the ASGI adapter both ask
+    this; each then writes the header its own way (bytes of an upstream head, an ASGI list).
+
+    The order is the rule: the hop-by-hop set first (RFC 9110 §7.6.1), then this hop's
+    forwarded headers (always rewritten, whatever their spelling elsewhere), then the names
+    Connection lists, then nginx's name policy (``odd_name_dropped``).
+    """
+    if name in REQUEST_DROP:
+        if name == b"content-length":
+            return HeaderKind.LENGTH
+        if name == b"transfer-encoding":
+            return HeaderKind.CHUNKED
+        if name == b"upgrade":
+            return HeaderKind.UPGRADE
+        return HeaderKind.DROP
+    if name == ff_name:
+        return HeaderKind.FORWARDED_FOR
+    if name in FORWARDED_DROP:
+        return HeaderKind.FORWARDED
+    if named and name in named:
+        return HeaderKind.DROP
+    odd = name.translate(None, HEADER_NAME_CHARS)
+    if odd and odd_name_dropped(name, odd, named, ff_name, settings):
+        return HeaderKind.DROP  # nginx ignore_invalid_headers / underscores_in_headers
+    if name == b"x-request-id":
+        return HeaderKind.REQUEST_ID
+    if name == b"host":
+        return HeaderKind.HOST
+    return HeaderKind.PASS
+
+
+def forwarded_for_value(settings: ProxySettings, incoming: bytes, peer: bytes,
+                        client: bytes) -> bytes:
+    """The X-Forwarded-For value sent to the backend, given the client's joined forwarded-for
+    chain ``incoming`` (empty: none), the TCP peer and the client address found.
+
+    nginx.tmpl: ``{{ if and $all.Cfg.UseForwardedHeaders $all.Cfg.ComputeFullForwardedFor }}
+    proxy_set_header X-Forwarded-For $full_x_forwarded_for; {{ else }} proxy_set_header
+    X-Forwarded-For $remote_addr;`` ($full_x_forwarded_for: the incoming chain, then the peer).
+    """
+    if settings.compute_full_forwarded_for and settings.use_forwarded_headers and incoming:
+        return incoming + b", " + peer
+    return client
 
 
 #: What the proxy answers to a server-wide ``OPTIONS *`` (it asks about the server itself).

@@ -95,6 +95,44 @@ def _seconds(v: str) -> float:
     return float(_int(v))
 
 
+#: nginx time units of a millisecond setting, largest first (ngx_parse_time with ``sec`` 0:
+#: "step = sec ? st_start : st_month", so years and months are refused), in milliseconds.
+_TIME_UNITS = {"w": 604800000, "d": 86400000, "h": 3600000, "m": 60000, "s": 1000, "ms": 1}
+_TIME_PART = re.compile(r"([0-9]+)(ms|[wdhms])?", re.ASCII)
+
+
+def _nginx_time(v: str) -> float:
+    # ``upstream-keepalive-time`` is a string in ingress-nginx (config.go: "UpstreamKeepaliveTime
+    # string `json:\"upstream-keepalive-time,omitempty\"`", default "1h"), written as is into
+    # nginx.tmpl ("keepalive_time {{ $cfg.UpstreamKeepaliveTime }};"), so its syntax is
+    # nginx's time syntax (ngx_parse_time): numbers with a unit (w, d, h, m, s, ms), largest
+    # first, each unit once, optionally separated by spaces ("1h 30m", "1h30m"); a bare number
+    # is seconds. nginx refuses values above 2147483647 ms ("if ((u_int) total > 2147483647)
+    # { return NGX_PARSE_LARGE_TIME; }").
+    text = v.strip()
+    pos, total, last = 0, 0, -1
+    order = list(_TIME_UNITS)
+    while pos < len(text):
+        m = _TIME_PART.match(text, pos)
+        if m is None:
+            break
+        unit = m.group(2)
+        rank = order.index(unit) if unit else len(order)
+        if rank <= last:  # units out of order, twice, or a bare number not last
+            break
+        last = rank
+        total += int(m.group(1)) * (_TIME_UNITS[unit] if unit else 1000)
+        pos = m.end()
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    else:
+        if text:
+            if total > 2147483647:
+                raise _Bad("must be at most 2147483647ms (about 24 days), as in nginx")
+            return total / 1000.0
+    raise _Bad('must be an nginx time such as "1h", "30m", "90s", "1h 30m" or "3600"')
+
+
 _SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)
 _SIZE_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -205,6 +243,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "keep-alive-requests": _int,
     "upstream-keepalive-connections": _int,
     "upstream-keepalive-timeout": _seconds,
+    "upstream-keepalive-time": _nginx_time,
     "upstream-keepalive-requests": _int,
     "client-header-timeout": _seconds,
     "client-body-timeout": _seconds,
@@ -295,6 +334,8 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
         docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d is not None]
     except (OSError, yaml.YAMLError) as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+    except UnicodeError as e:
+        raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]) from None
     maps = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
     if len(maps) != 1:
         raise ValidationError([FieldError(

@@ -14,8 +14,20 @@ Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`)
 name without a rule in the same Ingress is still served (lowest priority); a certificate that
 does not cover a host, or a broken Secret, is skipped so that another Ingress's valid
 certificate for the host can still be used (ingress-nginx pins its default certificate on the
-first failure). Protocols, ciphers, no compression and no renegotiation follow ingress-nginx's
-defaults; there is no ``ssl-ciphers``/``ssl-protocols`` setting yet.
+first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
+broken content keeps its last good certificate. Protocols, ciphers, no compression, no
+renegotiation and no session tickets (resumption from the session cache only) follow
+ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/``ssl-session-*``
+setting yet.
+
+Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
+OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m``; a client offering only
+protocols other than ``http/1.1`` in ALPN (``h2`` alone) gets no ALPN answer instead of nginx's
+``no_application_protocol`` alert; and a client that offers a cached session under another SNI
+name is resumed (OpenSSL decides before the SNI callback; in TLS 1.2 the callback is even
+told the session's original name), which RFC 8446 §4.6.1 leaves to clients ("Clients MUST only
+resume if the new SNI value is valid for the server certificate presented in the original
+session").
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import datetime
 import hashlib
 import logging
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -54,8 +67,10 @@ class TLSProblem:
     object: str
     field: str
     message: str
-    #: True when the certificate is still served (expired or not yet valid: ingress-nginx serves
-    #: those too and only warns, "SSL certificate for server %q expired").
+    #: True when a certificate is still served (expired, not yet valid, or expiring within 10
+    #: days: ingress-nginx serves those too and only warns, "SSL certificate for server %q
+    #: expired" / "is about to expire"; or a broken update of a Secret, whose last good
+    #: certificate is kept).
     warning: bool = False
 
     def __str__(self) -> str:
@@ -127,6 +142,44 @@ class _EncryptedKey(ValueError):
     pass
 
 
+# What OpenSSL's PEM reader looks for, to say which half of a Secret it could not read instead of
+# its bare "PEM lib": a "-----BEGIN <type>-----" line (at the start of a line, as Go's
+# pem.Decode also requires). Certificates: PEM_read_bio_X509_AUX's types; keys: any
+# "... PRIVATE KEY" (PKCS#8, PKCS#1 "RSA", SEC1 "EC", "ENCRYPTED").
+_CERT_BEGIN = re.compile(rb"^-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----", re.M)
+_KEY_BEGIN = re.compile(rb"^-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.M)
+# A PKCS#8 encrypted key, or a traditional one with its "Proc-Type: 4,ENCRYPTED" header.
+_ENCRYPTED = re.compile(
+    rb"^(?:-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: *4, *ENCRYPTED)", re.M)
+
+#: ingress-nginx warns when a served certificate expires within 10 days (controller.go
+#: createServers: "cert.ExpireTime.Before(now.Add(240 * time.Hour))" -> "SSL certificate for
+#: server %q is about to expire").
+_EXPIRY_WARNING = datetime.timedelta(hours=240)
+
+
+def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
+    """Why a Secret's PEM could not be loaded, naming the key (tls.crt/tls.key) at fault.
+    Never quotes the PEM itself."""
+    if isinstance(e, _EncryptedKey):
+        return str(e)
+    if not _CERT_BEGIN.search(crt):
+        # ingress-nginx (ssl.go CreateSSLCert): "no certificate PEM data found, make sure
+        # certificate content starts with 'BEGIN CERTIFICATE'".
+        return "tls.crt holds no PEM certificate (a '-----BEGIN CERTIFICATE-----' line)"
+    if not _KEY_BEGIN.search(key):
+        return "tls.key holds no PEM private key (a '-----BEGIN PRIVATE KEY-----' line)"
+    why = f"{type(e).__name__}: {e}"
+    if "KEY_VALUES_MISMATCH" in why:
+        # ingress-nginx: "certificate and private key does not have a matching public key".
+        why = "tls.key does not match the certificate in tls.crt (key values mismatch)"
+        if crt.count(b"-----BEGIN CERTIFICATE") > 1:
+            # ingress-nginx's TLS doc: "Ensure that the certificate order is
+            # leaf->intermediate->root".
+            why += "; the chain must start with the leaf: leaf, intermediate, root"
+    return why
+
+
 def _no_passphrase() -> bytes:
     # Without a password argument OpenSSL prompts on the controlling terminal ("Enter PEM pass
     # phrase:"), blocking the reload, or fails with a bare OSError when there is none. Secrets
@@ -157,17 +210,29 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     # No TLS compression (CRIME; Python's default already). No renegotiation: nginx refuses
     # client-initiated renegotiation; OpenSSL 3 does by default, OpenSSL 1.1.1 does not.
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    # No session tickets: ingress-nginx config.go NewDefault, "SSLSessionTickets: false"
+    # (ssl_session_tickets off). OpenSSL's ticket key lives as long as the process and is never
+    # rotated, so whoever obtains it can decrypt every recorded TLS 1.2 session it sealed (no
+    # forward secrecy). Sessions are resumed from the listening context's session cache instead
+    # (ingress-nginx: ssl-session-cache on); TLS 1.3 then issues stateful tickets. The
+    # listening context's options are what count (the SNI switch changes the certificate, not
+    # the options); every context carries them so that any of them can listen.
+    ctx.options |= ssl.OP_NO_TICKET
     # The proxy speaks HTTP/1.1 only; advertising it lets clients that insist on ALPN proceed.
     ctx.set_alpn_protocols(["http/1.1"])
     fd, path, in_memory = _pem_file()
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(key_pem.rstrip(b"\n") + b"\n" + cert_pem)
+            # The certificate first, as ingress-nginx writes its PEM (ssl.go CreateSSLCert:
+            # "pemCertBuffer.Write(cert) ... Write([]byte("\n")) ... Write(key)"): the leaf is
+            # tls.crt's first certificate even when tls.key carries certificates too (a
+            # "fullchain + key" file given as tls.key); those join the chain, as there.
+            f.write(cert_pem.rstrip(b"\r\n") + b"\n" + key_pem)
         try:
             ctx.load_cert_chain(path, password=_no_passphrase)
         except ssl.SSLError as e:
-            # The callback's exception is not passed through: OpenSSL reports "PEM lib".
-            if b"ENCRYPTED" in key_pem[:200]:
+            # Should the callback's exception not come through, OpenSSL reports "PEM lib".
+            if _ENCRYPTED.search(key_pem):
                 raise _EncryptedKey(
                     "tls.key is encrypted (a passphrase-protected key is not supported)") from e
             raise
@@ -258,6 +323,9 @@ class CertificateStore:
         self._tls_hosts: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
         self._cache: dict[bytes, _Cert] = {}
+        #: The last certificate each Secret (namespace, name) loaded successfully: a broken
+        #: update of the Secret keeps it (see :meth:`_load_entry`).
+        self._last_good: dict[tuple[str, str], _Cert] = {}
         self._server_ctx: ssl.SSLContext | None = None
 
     # -- building -----------------------------------------------------------------------------
@@ -268,7 +336,9 @@ class CertificateStore:
         """Replace the host map from ``res`` (only ``ingresses`` when given: the served ones).
 
         Returns the problems found; the affected hosts fall back to the default certificate
-        (problems with ``warning=True`` -- expired, not yet valid -- keep the certificate).
+        (problems with ``warning=True`` keep a certificate: expired, not yet valid, expiring
+        within 10 days; or a Secret that loaded before and is now broken, which keeps serving
+        its last good certificate until it is fixed or deleted, as in ingress-nginx).
 
         Which certificate a host gets, as ingress-nginx's ``createServers`` /
         ``extractTLSSecretName`` choose it:
@@ -296,9 +366,10 @@ class CertificateStore:
         # Every entry is loaded once, up front, so each Secret problem is reported even when the
         # host is served from elsewhere.
         loaded: dict[tuple[int, int], _Cert] = {}
+        last_good: dict[tuple[str, str], _Cert] = {}
         for n, ing in enumerate(ordered):
             for i, tls in enumerate(ing.spec.tls):
-                got = self._load_entry(ing, i, secrets, cache, problems, now)
+                got = self._load_entry(ing, i, secrets, cache, last_good, problems, now)
                 if got is not None:
                     loaded[n, i] = got
 
@@ -360,6 +431,7 @@ class CertificateStore:
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
         self._cache = cache
+        self._last_good = last_good
         for p in problems:
             _log.warning("tls: %s", p)
         return problems
@@ -370,10 +442,27 @@ class CertificateStore:
         i: int,
         secrets: Mapping[tuple[str, str], Secret],
         cache: dict[bytes, _Cert],
+        last_good: dict[tuple[str, str], _Cert],
         problems: list[TLSProblem],
         now: datetime.datetime,
     ) -> _Cert | None:
         obj, field = f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName"
+
+        def broken(ref: tuple[str, str], message: str) -> _Cert | None:
+            # A Secret that loaded before and is now broken keeps its last good certificate, as
+            # in ingress-nginx (backend_ssl.go syncSecret: "cert, err := s.getPemCertificate(key)
+            # if err != nil { klog.Warningf("Error obtaining X.509 certificate: %v", err)
+            # return }" leaves the local store as it was), and as SEMANTICS §11 keeps the last
+            # good table. A deleted Secret does not (its "not found" never comes here).
+            prev = self._last_good.get(ref)
+            if prev is None:
+                problems.append(TLSProblem(obj, field, message))
+                return None
+            last_good[ref] = prev
+            problems.append(TLSProblem(
+                obj, field, f"{message}; still serving its last good certificate", warning=True))
+            return prev
+
         tls = ing.spec.tls[i]
         if not tls.secret_name:
             problems.append(TLSProblem(obj, field, "no secretName"))
@@ -383,12 +472,11 @@ class CertificateStore:
             problems.append(TLSProblem(
                 obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
             return None
+        ref = (secret.metadata.namespace, secret.metadata.name)
         crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
         if not crt or not key:
-            problems.append(TLSProblem(
-                obj, field,
-                f"Secret {secret.metadata.ref} has no tls.crt/tls.key (type {secret.type})"))
-            return None
+            return broken(
+                ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key (type {secret.type})")
         digest = hashlib.sha256(crt + b"\0" + key).digest()
         cert = cache.get(digest) or self._cache.get(digest)
         if cert is None:
@@ -396,15 +484,10 @@ class CertificateStore:
                 cert = _load(crt, key)
             except Exception as e:  # noqa: BLE001 -- one bad Secret must not stop the others
                 # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
-                why = str(e) if isinstance(e, _EncryptedKey) else f"{type(e).__name__}: {e}"
-                if "KEY_VALUES_MISMATCH" in why and crt.count(b"-----BEGIN CERTIFICATE") > 1:
-                    # ingress-nginx's TLS doc: "Ensure that the certificate order is
-                    # leaf->intermediate->root".
-                    why += " (the chain must start with the leaf: leaf, intermediate, root)"
-                problems.append(TLSProblem(
-                    obj, field, f"Secret {secret.metadata.ref}: unusable certificate: {why}"))
-                return None
+                why = _unusable(e, crt, key)
+                return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
         cache[digest] = cert
+        last_good[ref] = cert
         if cert.not_after < now:
             problems.append(TLSProblem(
                 obj, field, f"certificate of Secret {secret.metadata.ref} expired on "
@@ -415,6 +498,10 @@ class CertificateStore:
                 obj, field, f"certificate of Secret {secret.metadata.ref} is not valid before "
                 f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
                 warning=True))
+        elif cert.not_after < now + _EXPIRY_WARNING:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} expires on "
+                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True))
         return cert
 
     # -- lookup -------------------------------------------------------------------------------

@@ -67,6 +67,10 @@ def test_empty_is_default() -> None:
         ("proxy-next-upstream-timeout", "15", "proxy_next_upstream_timeout", 15.0),
         ("proxy-next-upstream-timeout", "0", "proxy_next_upstream_timeout", 0.0),
         ("retry-non-idempotent", "true", "retry_non_idempotent", True),
+        ("upstream-keepalive-timeout", "5", "upstream_keepalive_timeout", 5.0),
+        ("upstream-keepalive-requests", "0", "upstream_keepalive_requests", 0),
+        ("upstream-keepalive-time", "1h", "upstream_keepalive_time", 3600.0),
+        ("upstream-keepalive-time", "30", "upstream_keepalive_time", 30.0),
     ],
 )
 def test_each_key(key: str, value: str, field: str, want: object) -> None:
@@ -228,3 +232,34 @@ def test_http_redirect_code_must_be_a_redirect_ingress_nginx_accepts(value: str)
     with pytest.raises(ValidationError) as ei:
         parse_config_data({"http-redirect-code": value})
     assert "data.http-redirect-code" in str(ei.value)
+
+
+# upstream-keepalive-time is a string in ingress-nginx (config.go "UpstreamKeepaliveTime string",
+# default "1h") written as is into nginx's "keepalive_time": nginx time syntax (ngx_parse_time),
+# not the whole seconds of the int timeout keys.
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("1h", 3600.0), ("3600", 3600.0), ("90s", 90.0), ("30m", 1800.0), ("1h30m", 5400.0),
+    ("1h 30m", 5400.0), ("500ms", 0.5), ("1s 500ms", 1.5), ("2d", 172800.0), ("1w", 604800.0),
+    ("0", 0.0),
+])
+def test_upstream_keepalive_time_reads_nginx_time(value: str, seconds: float) -> None:
+    cfg = parse_config_data({"upstream-keepalive-time": value})
+    assert cfg.settings.upstream_keepalive_time == seconds and cfg.warnings == ()
+
+
+@pytest.mark.parametrize("value", ["", "1x", "h", "-1", "1.5h", "30m1h", "1h1h", "3600 1h",
+                                   "1y", "1M", "25d", "1 h", "\u0661h"])
+def test_upstream_keepalive_time_refuses_what_nginx_would(value: str) -> None:
+    # Units out of order or twice, a bare number not last, years/months (not allowed in a
+    # millisecond setting), over 2147483647 ms (NGX_PARSE_LARGE_TIME): nginx -t fails on them.
+    with pytest.raises(ValidationError) as ei:
+        parse_config_data({"upstream-keepalive-time": value})
+    assert "data.upstream-keepalive-time" in str(ei.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_validation_error(tmp_path: Path) -> None:
+    p = tmp_path / "cm.yaml"
+    p.write_bytes(b"apiVersion: v1\nkind: ConfigMap\ndata:\n  ssl-redirect: \"\xff\"\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(p)
+    assert "not UTF-8" in str(info.value) and str(p) in str(info.value)

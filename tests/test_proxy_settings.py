@@ -17,7 +17,8 @@ CONFIGMAP_KEYS = [
     "keep-alive", "keep-alive-requests", "upstream-keepalive-connections",
     "large-client-header-buffers", "enable-underscores-in-headers", "ignore-invalid-headers",
     "http-redirect-code", "force-ssl-redirect", "proxy-next-upstream-timeout",
-    "retry-non-idempotent",
+    "retry-non-idempotent", "upstream-keepalive-time", "upstream-keepalive-timeout",
+    "upstream-keepalive-requests",
 ]
 
 
@@ -140,3 +141,14 @@ def test_proxy_ignore_client_abort_is_nginx_off_and_no_configmap_key() -> None:
     # nginx "proxy_ignore_client_abort off" (default); ingress-nginx has no ConfigMap key.
     assert ProxySettings().proxy_ignore_client_abort is False
     assert "proxy-ignore-client-abort" not in KNOWN_KEYS
+
+
+def test_upstream_keepalive_time_default_and_validation() -> None:
+    # ingress-nginx config.go: UpstreamKeepaliveTime "1h" (nginx keepalive_time's default too).
+    s = ProxySettings()
+    assert s.upstream_keepalive_time == 3600.0
+    assert (s.upstream_keepalive_timeout, s.upstream_keepalive_requests) == (60.0, 10000)
+    assert ProxySettings(upstream_keepalive_time=0).upstream_keepalive_time == 0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="upstream_keepalive_time"):
+            ProxySettings(upstream_keepalive_time=bad)

@@ -52,3 +52,17 @@ async def test_retry_and_client_abort_keywords() -> None:
             s.proxy_ignore_client_abort) == (4, True, True)
     opts = server.proxy.options_for(None)
     assert opts.next_upstream_timeout == 4.0 and "non_idempotent" in opts.next_upstream
+
+
+@pytest.mark.asyncio
+async def test_upstream_keepalive_keywords_reach_the_pool() -> None:
+    # ConfigMap upstream-keepalive-time / -timeout / -requests as keyword arguments; the
+    # server's pool (which enforces them) sees the same settings.
+    server = ProxyServer(Router(Resources()), upstream_keepalive_time=30,
+                         upstream_keepalive_timeout=5, upstream_keepalive_requests=7)
+    s = server.pool.settings
+    assert (s.upstream_keepalive_time, s.upstream_keepalive_timeout,
+            s.upstream_keepalive_requests) == (30, 5, 7)
+    assert server.proxy.settings is s
+    with pytest.raises(ValueError, match="upstream_keepalive_time"):
+        ProxyServer(Router(Resources()), upstream_keepalive_time=-1)

@@ -13,7 +13,9 @@ Back-pressure, both ways: while an upstream's write buffer is full the client is
 (it does not take our response) the upstreams are not read. That second stall is the client's:
 the core's ``UPSTREAM_READ`` timer does not run out meanwhile (we are the ones not reading), and
 nginx's ``send_timeout`` (:data:`_SEND_TIMEOUT`) bounds it instead: no progress for that long and
-the client connection is cut, with no failure observed on the upstream and no retry.
+the client connection is cut, with no failure observed on the upstream and no retry. A client
+not read for either reason is still watched for its FIN or reset (:class:`_HupWatch`, nginx's
+EPOLLRDHUP check), so that leaving aborts the upstream request at once (499).
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import collections
+import ipaddress
 import logging
+import re
+import select
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -75,29 +81,45 @@ _FEED_SLICE = 4096
 _FEED_BUDGET = 0.002
 
 
+_LISTEN = re.compile(r"(?:\[(?P<v6>[^\[\]\s]+)\]|(?P<host>[^\[\]\s:]*))(?::(?P<port>[0-9]+))?",
+                     re.ASCII)
+
+
 def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
-    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"``, ``"8080"`` -> ``(host, port)``.
+    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"``, ``"8080"`` -> ``(host, port)``;
+    ``ValueError`` saying what is wrong.
+
+    Strict on purpose: a typo must be an error, not a listener somewhere unexpected
+    (``"[::1]x"`` is not port 8080, ``"[]:80"`` not every interface, ``"127.0.0.1:80:90"``
+    not a host name, ``" 80"``/``"+80"`` not port 80).
 
     >>> parse_listen("[::1]:0"), parse_listen(":80"), parse_listen("localhost")
     (('::1', 0), ('0.0.0.0', 80), ('localhost', 8080))
     """
-    v = value.strip()
-    try:
-        if v.startswith("["):
-            host, _, rest = v[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else default_port
-        elif v.count(":") == 1:
-            host, _, p = v.partition(":")
-            port = int(p)
-        elif v.isdigit():
-            host, port = "", int(v)
-        else:
-            host, port = v, default_port
-    except ValueError:
-        raise ValueError(f"bad port in {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {value!r}")
-    return host or "0.0.0.0", port
+    if not value:
+        raise ValueError("empty")
+    if value.isascii() and value.isdigit():
+        value = ":" + value
+    m = _LISTEN.fullmatch(value)
+    if m is None:
+        if value.count(":") > 1 and "[" not in value:
+            raise ValueError("more than one ':' (an IPv6 address needs brackets: [::1]:8080)")
+        raise ValueError("not HOST:PORT")
+    host = m.group("v6")
+    if host is not None:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    else:
+        host = m.group("host") or "0.0.0.0"
+    port_text = m.group("port")
+    if port_text is None and value.endswith(":"):
+        raise ValueError("empty port")
+    port = int(port_text) if port_text is not None else default_port
+    if port > 65535:
+        raise ValueError(f"port {port} out of range (0-65535)")
+    return host, port
 
 
 # --- upstream side -----------------------------------------------------------------------------
@@ -107,7 +129,7 @@ class _Upstream(asyncio.Protocol):
     """One upstream TCP connection; owned by a client connection or idle in the pool."""
 
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
-                 "got_data", "send_timeout")
+                 "got_data", "send_timeout", "born")
 
     def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
         self.pool = pool
@@ -124,10 +146,14 @@ class _Upstream(asyncio.Protocol):
         #: The current request's proxy_send_timeout: the longest this connection may refuse
         #: our writes (its buffer full) before the try fails as timed out.
         self.send_timeout = 0.0
+        #: Loop time of the connect (nginx ``c->start_time``): ``upstream_keepalive_time``
+        #: counts from here.
+        self.born = pool._loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.born = self.pool._loop.time()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -211,13 +237,19 @@ class UpstreamPool:
         q = self._idle.get((endpoint, tls))
         if not q:
             return None
-        limit = self._loop.time() - self.settings.upstream_keepalive_timeout
+        now = self._loop.time()
+        limit = now - self.settings.upstream_keepalive_timeout
+        too_old = now - self.settings.upstream_keepalive_time
         while q:
             up = q.pop()
             self._lru.pop(up, None)
             if up.closed or up.transport is None or up.transport.is_closing():
                 continue
-            if up.idle_since < limit:
+            # Idle too long (keepalive_timeout), or past keepalive_time while idle: nginx
+            # checks the latter only when a connection is released (``put``), so it would
+            # still carry one more request; "Limits the maximum time during which requests
+            # can be processed through one keepalive connection" is kept here too.
+            if up.idle_since < limit or up.born < too_old:
                 up.close()
                 continue
             return up
@@ -230,9 +262,16 @@ class UpstreamPool:
         if t is not None and not t.is_closing() and not t.is_reading():
             # Paused for a slow client's sake; the next owner must be able to read it.
             t.resume_reading()
+        # ngx_http_upstream_free_keepalive_peer (ngx_http_upstream_keepalive_module.c), the
+        # rules that decide whether a released connection is kept:
+        # "if (c->requests >= kp->conf->requests) { goto invalid; }" (keepalive_requests;
+        # 0 keeps none) and "if (ngx_current_msec - c->start_time > kp->conf->time) { goto
+        # invalid; }" (keepalive_time, from the connect: closed after the request that
+        # crossed it).
         if (up.closed or up.transport is None or up.transport.is_closing()
                 or s.upstream_keepalive_connections <= 0
-                or (s.upstream_keepalive_requests and up.requests >= s.upstream_keepalive_requests)):
+                or up.requests >= s.upstream_keepalive_requests
+                or self._loop.time() - up.born > s.upstream_keepalive_time):
             up.close()
             return
         lru = self._lru
@@ -296,6 +335,84 @@ class UpstreamPool:
         self._lru.clear()
 
 
+# --- client liveness while not reading it ------------------------------------------------------
+
+
+class _HupWatch:
+    """Tells a paused client connection that its peer closed (FIN) or reset it.
+
+    nginx (``proxy_ignore_client_abort off``, its default) keeps an eye on the client while the
+    upstream works: ngx_http_upstream_check_broken_connection runs on the client's read events,
+    and with EPOLLRDHUP it needs no read at all: "if (!ev->pending_eof) { return; } ev->eof =
+    1; ... "client prematurely closed connection, so upstream connection is closed too";
+    ngx_http_upstream_finalize_request(r, u, NGX_HTTP_CLIENT_CLOSED_REQUEST);" (499).
+
+    asyncio has no such event: ``pause_reading`` takes the socket out of the loop's selector,
+    so while we do not read a client (back-pressure: an upstream slow to take the body, a
+    client that does not take our response, bytes the core holds), its FIN or reset was seen
+    only once reading resumed, and the upstream request ran on until proxy_send_timeout or
+    send_timeout. Adding the socket back with ``loop.add_reader`` is refused (asyncio: "File
+    descriptor ... is used by transport"), and a level-triggered read watch would fire
+    without end on the very bytes we are not reading; peeking (MSG_PEEK) cannot see a FIN
+    behind unread bytes either. So, as nginx does: a second epoll instance of our own,
+    watching only EPOLLRDHUP (EPOLLHUP and EPOLLERR always come) on the sockets of paused
+    clients, its own descriptor watched by the loop with ``add_reader`` (public API, any
+    selector loop or uvloop). Linux only (``select.epoll``); elsewhere, or on a loop without
+    ``add_reader``, nothing is watched and the close is seen when reading resumes, as before.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if sys.platform != "linux":  # pragma: no cover - EPOLLRDHUP is Linux's
+            raise NotImplementedError
+        self._loop = loop
+        self._ep = select.epoll()
+        self._mask = select.EPOLLRDHUP
+        self._by_fd: dict[int, _Downstream] = {}
+        try:
+            loop.add_reader(self._ep.fileno(), self._ready)
+        except BaseException:
+            self._ep.close()
+            raise
+
+    def watch(self, down: _Downstream, fd: int) -> bool:
+        if sys.platform != "linux":  # pragma: no cover
+            return False
+        try:
+            self._ep.register(fd, self._mask)
+        except FileExistsError:  # this socket is registered already (not expected)
+            self._ep.modify(fd, self._mask)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+        self._by_fd[fd] = down
+        return True
+
+    def unwatch(self, down: _Downstream, fd: int) -> None:
+        if self._by_fd.get(fd) is down:
+            del self._by_fd[fd]
+            if sys.platform == "linux":
+                try:
+                    self._ep.unregister(fd)
+                except (OSError, ValueError):  # already gone with its socket
+                    pass
+
+    def _ready(self) -> None:
+        if sys.platform != "linux":  # pragma: no cover
+            return
+        for fd, _events in self._ep.poll(0):
+            down = self._by_fd.pop(fd, None)
+            try:
+                self._ep.unregister(fd)  # level-triggered: once is enough
+            except (OSError, ValueError):
+                pass
+            if down is not None:
+                down.client_hup()
+
+    def close(self) -> None:
+        self._by_fd.clear()
+        self._loop.remove_reader(self._ep.fileno())
+        self._ep.close()
+
+
 # --- downstream side ---------------------------------------------------------------------------
 
 
@@ -306,7 +423,7 @@ class _Downstream(asyncio.Protocol):
                  "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
                  "client_paused", "upstream_full", "stall", "linger_until", "last_read",
                  "client_full", "send_stall", "send_mark", "tunnel", "accepted", "connecting",
-                 "pending", "feed_handle", "eof_pending")
+                 "pending", "feed_handle", "eof_pending", "fd", "hup_watched", "hup_seen")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -361,6 +478,12 @@ class _Downstream(asyncio.Protocol):
         #: The client's EOF came while ``pending`` was not empty: it goes to the core after
         #: them.
         self.eof_pending = False
+        #: The client socket's descriptor (-1: unknown), and whether :class:`_HupWatch`
+        #: watches it (only while reading is paused).
+        self.fd = -1
+        self.hup_watched = False
+        #: The watch reported the client gone: never watched again (level-triggered).
+        self.hup_seen = False
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -386,6 +509,7 @@ class _Downstream(asyncio.Protocol):
         srv.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
+            self.fd = sock.fileno()
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - not TCP
@@ -573,13 +697,58 @@ class _Downstream(asyncio.Protocol):
             return
         want = not self.upstream_full and self.conn.reading_wanted and \
             (not self.client_full or self.tunnel) and not self.pending
-        if want == (not self.client_paused) or t.is_closing():
+        if want != (not self.client_paused) and not t.is_closing():
+            self.client_paused = not want
+            if want:
+                t.resume_reading()
+            else:
+                t.pause_reading()
+        if self.client_paused or self.hup_watched:
+            self._sync_hup_watch(t)
+
+    def _sync_hup_watch(self, t: asyncio.Transport) -> None:
+        """Not read for now: still notice the client going away (``_HupWatch``), only while
+        that would abort something: an upstream at work for it, its EOF an abort
+        (proxy_ignore_client_abort off: nginx arms ngx_http_upstream_rd_check_broken_connection
+        only then, "if (... && !u->conf->ignore_client_abort)"), not in a tunnel (there the
+        bytes before the EOF still go to the upstream), and not for the loop iteration that
+        ``pending`` waits (that pause is over at once)."""
+        watch = (self.client_paused and not self.tunnel and self.fd >= 0 and not self.hup_seen
+                 and (self.upstream_full or self.client_full or not self.conn.reading_wanted)
+                 and bool(self.upstreams or self.connecting) and not self.conn.idle
+                 and not self.server.settings.proxy_ignore_client_abort
+                 and not t.is_closing())
+        if watch != self.hup_watched:
+            if watch:
+                hw = self.server._hup_watcher()
+                self.hup_watched = hw is not None and hw.watch(self, self.fd)
+            else:
+                self._unwatch_hup()
+
+    def _unwatch_hup(self) -> None:
+        self.hup_watched = False
+        watch = self.server._hup_watcher(create=False)
+        if watch is not None:
+            watch.unwatch(self, self.fd)
+
+    def client_hup(self) -> None:
+        """From :class:`_HupWatch`: the client closed (FIN) or reset its connection while we do
+        not read it. With a request in flight it is aborted as a client EOF would abort it
+        (499, the upstream connection closed, not pooled), without reading what the client
+        sent before (nginx's pending_eof path reads nothing either). Without an upstream
+        connection or connect under way there is nothing to abort: its EOF is seen once
+        reading resumes, as before."""
+        self.hup_watched = False
+        self.hup_seen = True
+        # Only while an upstream works for this client (nginx: "if (!u->cacheable &&
+        # u->peer.connection)"): requests answered here (404s, redirects, pipelined behind a
+        # full write buffer) are read and answered first, as before, then the EOF.
+        if (self.closed or self.conn is None or not self.client_paused or self.tunnel
+                or self.conn.idle or not (self.upstreams or self.connecting)
+                or self.server.settings.proxy_ignore_client_abort):
             return
-        self.client_paused = not want
-        if want:
-            t.resume_reading()
-        else:
-            t.pause_reading()
+        _log.debug("client closed the connection while it was not read: request aborted")
+        self._run(self.conn.receive_eof(self._loop.time()))
 
     def upstream_data(self, conn_id: int, data: bytes) -> None:
         if not self.closed:
@@ -769,6 +938,8 @@ class _Downstream(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.hup_watched:
+            self._unwatch_hup()
         self._cancel_timers()
         for up in self.upstreams.values():
             up.close()
@@ -869,6 +1040,8 @@ class _Downstream(asyncio.Protocol):
 
     def _teardown(self) -> None:
         self.closed = True
+        if self.hup_watched:
+            self._unwatch_hup()
         self._cancel_timers()
         if self.send_stall is not None:
             self.send_stall.cancel()
@@ -913,6 +1086,21 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._srv.handshaking.pop(self._down, None)
         super().connection_lost(exc)
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        # A failed handshake: OpenSSL has written its alert (protocol_version,
+        # handshake_failure...) into the outgoing BIO, but asyncio's _fatal_error then aborts
+        # the socket without sending it, so the client saw a bare reset. nginx sends the alert;
+        # so do we, before asyncio closes.
+        transport = self._transport
+        if handshake_exc is not None and isinstance(transport, asyncio.WriteTransport):
+            try:
+                alert = self._outgoing.read()  # type: ignore[attr-defined]
+            except (ssl.SSLError, ValueError):  # pragma: no cover - a BIO already gone
+                alert = b""
+            if alert:
+                transport.write(alert)
+        super()._on_handshake_complete(handshake_exc)
 
 
 class _TLSAccept(asyncio.Protocol):
@@ -1035,6 +1223,8 @@ class ProxyServer:
         self.draining = False
         self.refused = 0
         self._drained: asyncio.Event | None = None
+        #: Made on first use (the first client paused); False where it cannot work.
+        self._hup_watch: _HupWatch | None | bool = None
 
     # -- configuration that may change while serving -----------------------------------------
 
@@ -1135,6 +1325,10 @@ class ProxyServer:
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()
+        watch = self._hup_watcher(create=False)
+        self._hup_watch = None
+        if watch is not None:
+            watch.close()
         for srv in self.servers:
             await srv.wait_closed()
         # Let transports run their close callbacks before the loop goes away: an aborted TLS
@@ -1159,6 +1353,22 @@ class ProxyServer:
     def on_record(self, value: Callable[[RequestRecord], None] | None) -> None:
         self._on_record = value
         self.proxy.records = value is not None
+
+    def _hup_watcher(self, create: bool = True) -> _HupWatch | None:
+        """The :class:`_HupWatch` of this server (made on first use), or None where it cannot
+        work (not Linux, a loop without ``add_reader``)."""
+        w = self._hup_watch
+        if isinstance(w, _HupWatch):
+            return w
+        if w is False or not create:
+            return None
+        try:
+            w = _HupWatch(self.loop)
+        except (NotImplementedError, OSError):
+            self._hup_watch = False
+            return None
+        self._hup_watch = w
+        return w
 
     def sockets_held(self) -> int:
         """Client sockets held: open connections, closing ones, TLS handshakes under way

@@ -34,7 +34,7 @@ _DEFAULT_BUFFERS = "4 8k"
 _DURATIONS = (
     "client_header_timeout", "client_body_timeout", "keep_alive", "proxy_connect_timeout",
     "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream_timeout",
-    "upstream_keepalive_timeout",
+    "upstream_keepalive_timeout", "upstream_keepalive_time",
 )
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 
@@ -160,8 +160,21 @@ class ProxySettings:
     ignore_invalid_headers: bool = True
     #: Idle pooled connections kept per endpoint (enforced by the server's pool); 0 = no reuse.
     upstream_keepalive_connections: int = 320
+    #: ingress-nginx ``upstream-keepalive-timeout`` (nginx ``keepalive_timeout`` in upstream):
+    #: an idle pooled connection is closed once it has been idle this long.
     upstream_keepalive_timeout: float = 60.0
+    #: ingress-nginx ``upstream-keepalive-requests`` (nginx ``keepalive_requests`` in
+    #: upstream): a connection that has carried this many requests is closed after the last
+    #: one (ngx_http_upstream_free_keepalive_peer: "if (c->requests >= kp->conf->requests)
+    #: { goto invalid; }"), so 0 (or 1) means no reuse, as in nginx.
     upstream_keepalive_requests: int = 10000
+    #: ingress-nginx ``upstream-keepalive-time`` (config.go ``UpstreamKeepaliveTime string``,
+    #: default "1h"; nginx ``keepalive_time``): "Limits the maximum time during which requests
+    #: can be processed through one keepalive connection. After this time is reached, the
+    #: connection is closed following the subsequent request processing." Counted from the
+    #: connect (ngx_http_upstream_free_keepalive_peer: "if (ngx_current_msec - c->start_time >
+    #: kp->conf->time) { goto invalid; }"); 0: no connection is reused, as in nginx.
+    upstream_keepalive_time: float = 3600.0
     #: An upstream response head larger than this is invalid -> 502 (h11's 16 KiB default is
     #: too small for cookie-heavy apps; nginx ``proxy_buffer_size`` is 4k-8k, we are lenient).
     max_response_header_size: int = 65536

@@ -1,0 +1,435 @@
+"""The asyncio server's upstream keep-alive pool (ingress-nginx ``upstream-keepalive-*``, nginx's
+ngx_http_upstream_keepalive_module) against a real upstream on 127.0.0.1 that counts the
+connections it accepts, and the client's liveness while the upstream works."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable
+
+import pytest
+
+from ingresslib.proxy._actions import RequestRecord
+from ingresslib.proxy._server import ProxyServer, _Downstream
+from tests._server_helpers import Client, StubRouter
+
+pytestmark = pytest.mark.network
+
+
+class _Upstream:
+    """A keep-alive HTTP/1.1 upstream: answers each GET with ``200 ok`` after ``delay`` seconds;
+    counts connections accepted, requests, and the connections it saw closed by the proxy."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.requests = 0
+        self.closed_by_peer = 0
+        self.delay = 0.0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> _Upstream:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.writers.append(w)
+        try:
+            while True:
+                try:
+                    await r.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    self.closed_by_peer += 1
+                    return
+                self.requests += 1
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await w.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            w.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.transport.abort()
+        await self.server.wait_closed()
+
+
+async def _setup(**kw: object) -> tuple[_Upstream, ProxyServer, int, tuple[str, int]]:
+    up = await _Upstream().start()
+    ep = ("127.0.0.1", up.port)
+    server = ProxyServer(StubRouter([ep]), **kw)  # type: ignore[arg-type]
+    await server.start(("127.0.0.1", 0))
+    return up, server, server.addresses[0][2], ep
+
+
+async def _until(cond: Callable[[], object], seconds: float = 2.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(cond())
+
+
+# --- upstream-keepalive-time (nginx keepalive_time) ------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_keepalive_time_closes_the_connection_after_the_request_that_crosses_it() -> None:
+    # nginx: "After this time is reached, the connection is closed following the subsequent
+    # request processing" (ngx_http_upstream_free_keepalive_peer: "if (ngx_current_msec -
+    # c->start_time > kp->conf->time) { goto invalid; }").
+    up, server, port, ep = await _setup(upstream_keepalive_time=0.3)
+    try:
+        c = await Client.open(port)
+        for _ in range(3):  # well within the limit: one connection, reused
+            assert (await c.get("a.test")).status == 200
+        assert up.accepted == 1 and server.pool.idle_count(ep) == 1
+        up.delay = 0.4  # this request crosses the limit while in flight
+        assert (await c.get("a.test")).status == 200
+        # Not pooled: closed at once (the upstream sees the proxy's FIN).
+        assert server.pool.idle_count(ep) == 0
+        assert await _until(lambda: up.closed_by_peer == 1)
+        up.delay = 0.0
+        assert (await c.get("a.test")).status == 200
+        assert up.accepted == 2 and up.requests == 5
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_keepalive_time_an_idle_connection_past_it_is_not_taken_again() -> None:
+    # Stricter than nginx by one request (nginx checks only on release): an idle connection
+    # whose age passed keepalive_time while it waited carries no further request.
+    up, server, port, ep = await _setup(upstream_keepalive_time=0.2)
+    try:
+        c = await Client.open(port)
+        assert (await c.get("a.test")).status == 200
+        assert server.pool.idle_count(ep) == 1
+        await asyncio.sleep(0.3)
+        assert (await c.get("a.test")).status == 200
+        assert up.accepted == 2
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_keepalive_time_default_keeps_reusing() -> None:
+    up, server, port, ep = await _setup()
+    try:
+        assert server.settings.upstream_keepalive_time == 3600.0
+        c = await Client.open(port)
+        for _ in range(4):
+            assert (await c.get("a.test")).status == 200
+        assert up.accepted == 1 and up.requests == 4
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+# --- upstream-keepalive-requests and -timeout ------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("limit", "accepted"), [(1, 5), (0, 5), (3, 2)])
+async def test_keepalive_requests(limit: int, accepted: int) -> None:
+    # nginx: "if (c->requests >= kp->conf->requests) { goto invalid; }": after ``limit``
+    # requests the connection is closed; 0 and 1 keep none.
+    up, server, port, ep = await _setup(upstream_keepalive_requests=limit)
+    try:
+        c = await Client.open(port)
+        for _ in range(5):
+            assert (await c.get("a.test")).status == 200
+        assert up.accepted == accepted and up.requests == 5
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+@pytest.mark.asyncio
+async def test_keepalive_timeout_closes_an_idle_connection_and_it_is_not_reused() -> None:
+    # nginx keepalive_timeout: "Sets a timeout during which an idle keepalive connection to an
+    # upstream server will stay open" (a timer per idle connection: ngx_add_timer(c->read,
+    # kp->conf->timeout)).
+    up, server, port, ep = await _setup(upstream_keepalive_timeout=0.2)
+    try:
+        c = await Client.open(port)
+        assert (await c.get("a.test")).status == 200
+        assert (await c.get("a.test")).status == 200
+        assert up.accepted == 1
+        assert await _until(lambda: up.closed_by_peer == 1, 1.0)
+        assert server.pool.idle_count(ep) == 0
+        assert (await c.get("a.test")).status == 200
+        assert up.accepted == 2
+        await c.close()
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+# --- a client that goes away while it is not read ---------------------------------------------
+#
+# nginx (proxy_ignore_client_abort off, the default) watches the client while the upstream
+# works: ngx_http_upstream_check_broken_connection, on EPOLLRDHUP ("if (!ev->pending_eof)
+# { return; } ev->eof = 1; ... "client prematurely closed connection, so upstream connection
+# is closed too"; ngx_http_upstream_finalize_request(r, u, NGX_HTTP_CLIENT_CLOSED_REQUEST)").
+# The server stops reading a client for back-pressure; the client's FIN or reset must still be
+# seen then, not only once reading resumes (proxy_send_timeout, send_timeout later).
+
+
+async def _stalled_upload(port: int, server: ProxyServer) -> tuple[asyncio.StreamWriter,
+                                                                  _Downstream]:
+    """A POST whose body the upstream does not take: sent until the proxy stops reading it."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000000\r\n\r\n")
+    chunk = b"x" * 65536
+    for _ in range(2000):
+        w.write(chunk)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(w.drain(), 0.02)
+        downs = list(server.connections)
+        if downs and downs[0].client_paused and downs[0].upstream_full:
+            return w, downs[0]
+    raise AssertionError("the proxy never paused the client")
+
+
+async def _deaf_upstream() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter]]:
+    """Reads a request head, then nothing (its receive buffer fills), never answers."""
+    conns: list[asyncio.StreamWriter] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conns.append(w)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError,
+                                 asyncio.CancelledError):
+            await r.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(30)
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1], conns
+
+
+async def _stalled_proxy() -> tuple[asyncio.Server, list[asyncio.StreamWriter], ProxyServer, int,
+                                    list[RequestRecord]]:
+    srv, uport, conns = await _deaf_upstream()
+    records: list[RequestRecord] = []
+    # proxy_send_timeout long: without noticing the client, the request would end only then.
+    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
+                         proxy_send_timeout=20, proxy_body_size=0)
+    await server.start(("127.0.0.1", 0))
+    return srv, conns, server, server.addresses[0][2], records
+
+
+async def _teardown(srv: asyncio.Server, conns: list[asyncio.StreamWriter],
+                    server: ProxyServer) -> None:
+    await server.shutdown(1)
+    srv.close()
+    for w in conns:
+        w.transport.abort()
+    await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_client_reset_while_its_upload_is_paused_aborts_the_upstream_request() -> None:
+    srv, conns, server, port, records = await _stalled_proxy()
+    try:
+        w, down = await _stalled_upload(port, server)
+        watch = server._hup_watcher(create=False)
+        assert watch is not None and list(watch._by_fd.values()) == [down]
+        w.transport.abort()  # RST
+        assert await _until(lambda: records, 2.0), "client reset not seen while paused"
+        assert records[0].status == 499
+        assert not server.connections and not down.upstreams
+        assert not watch._by_fd
+    finally:
+        await _teardown(srv, conns, server)
+    assert server._hup_watcher(create=False) is None  # closed with the server
+
+
+@pytest.mark.asyncio
+async def test_a_client_fin_while_its_upload_is_paused_aborts_the_upstream_request() -> None:
+    srv, conns, server, port, records = await _stalled_proxy()
+    try:
+        w, down = await _stalled_upload(port, server)
+        w.transport.write_eof()  # FIN (after the bytes already written)
+        assert await _until(lambda: records, 2.0), "client FIN not seen while paused"
+        assert records[0].status == 499
+        assert not server.connections and not down.upstreams
+        w.transport.abort()
+    finally:
+        await _teardown(srv, conns, server)
+
+
+async def _streaming_upstream() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter],
+                                         list[str]]:
+    """Answers a GET with a 1 GB body, written as fast as the proxy takes it; notes how its
+    connection ended."""
+    conns: list[asyncio.StreamWriter] = []
+    ends: list[str] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conns.append(w)
+        try:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+            chunk = b"y" * 65536
+            for _ in range(15000):
+                w.write(chunk)
+                await w.drain()
+            ends.append("finished")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            ends.append("closed by the proxy")
+        except asyncio.CancelledError:
+            pass
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1], conns, ends
+
+
+async def _paused_download(port: int, server: ProxyServer) -> tuple[asyncio.StreamReader,
+                                                                    asyncio.StreamWriter,
+                                                                    _Downstream]:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    await w.drain()
+
+    def full() -> bool:
+        downs = list(server.connections)
+        return bool(downs) and downs[0].client_full and downs[0].client_paused
+
+    assert await _until(full, 5.0), "the client's write buffer never filled"
+    return r, w, next(iter(server.connections))
+
+
+@pytest.mark.asyncio
+async def test_a_client_half_close_while_its_response_is_held_aborts_the_upstream() -> None:
+    # The client does not read the response (our write buffer to it is full: reading it is
+    # paused too), then half-closes. nginx's check on EPOLLRDHUP aborts: the upstream
+    # connection is closed; the record keeps the status already sent (200).
+    srv, uport, conns, ends = await _streaming_upstream()
+    records: list[RequestRecord] = []
+    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append)
+    await server.start(("127.0.0.1", 0))
+    try:
+        r, w, down = await _paused_download(server.addresses[0][2], server)
+        w.write_eof()
+        assert await _until(lambda: records, 2.0), "client FIN not seen while paused"
+        assert records[0].status == 200
+        assert await _until(lambda: ends == ["closed by the proxy"], 2.0)
+        w.transport.abort()
+    finally:
+        await server.shutdown(1)
+        srv.close()
+        for c in conns:
+            c.transport.abort()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_with_proxy_ignore_client_abort_a_held_response_still_finishes() -> None:
+    # proxy_ignore_client_abort on: nginx does not arm the check ("... &&
+    # !u->conf->ignore_client_abort"); the response after a half-close is let finish.
+    srv, uport, conns, ends = await _streaming_upstream()
+    records: list[RequestRecord] = []
+    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
+                         proxy_ignore_client_abort=True)
+    await server.start(("127.0.0.1", 0))
+    try:
+        r, w, down = await _paused_download(server.addresses[0][2], server)
+        w.write_eof()
+        await asyncio.sleep(0.3)
+        assert not records and not ends
+        # The client reads again: the transfer goes on (a few MB are enough to show it).
+        got = 0
+        while got < 8_000_000:
+            got += len(await asyncio.wait_for(r.read(1 << 20), 5.0))
+        assert not records and not ends
+        w.transport.abort()
+    finally:
+        await server.shutdown(1)
+        srv.close()
+        for c in conns:
+            c.transport.abort()
+        await srv.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_pipelined_local_answers_then_a_half_close_are_all_answered() -> None:
+    # No upstream at work: nothing to abort. A client that sends many requests answered here
+    # (404) and half-closes without reading is paused (its write buffer full), yet every
+    # request is answered once it reads, then the connection closes.
+    server = ProxyServer(StubRouter([], known="only.test"), keep_alive_requests=5000)
+    await server.start(("127.0.0.1", 0))
+    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
+    try:
+        w.write(b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n" * 3000)
+        await asyncio.sleep(0.3)
+        w.write_eof()
+        await asyncio.sleep(0.3)
+        data = b""
+        while True:
+            d = await asyncio.wait_for(r.read(1 << 20), 5.0)
+            if not d:
+                break
+            data += d
+        assert data.count(b"HTTP/1.1 404 ") == 3000
+    finally:
+        w.transport.abort()
+        await server.shutdown(1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["reset", "fin"])
+async def test_over_tls_a_client_gone_while_its_upload_is_paused_is_seen(how: str) -> None:
+    # The same under TLS: the raw socket is watched (asyncio's TLS layer may have read the
+    # FIN already, but hands nothing to a paused protocol).
+    srv, uport, conns = await _deaf_upstream()
+    records: list[RequestRecord] = []
+    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
+                         proxy_send_timeout=20, proxy_body_size=0)
+    await server.start(None, ("127.0.0.1", 0))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2], ssl=ctx,
+                                         server_hostname="a.test")
+    try:
+        w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000000\r\n\r\n")
+        for _ in range(2000):
+            w.write(b"x" * 65536)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(w.drain(), 0.02)
+            downs = list(server.connections)
+            if downs and downs[0].client_paused and downs[0].upstream_full:
+                break
+        else:
+            raise AssertionError("the proxy never paused the client")
+        if how == "reset":
+            w.transport.abort()
+        else:  # a FIN without close_notify: shut the raw socket's sending side
+            raw = w.transport.get_extra_info("socket")
+            dup = socket.fromfd(raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            dup.shutdown(socket.SHUT_WR)
+            dup.close()
+        assert await _until(lambda: records, 2.0), "client gone, not seen while paused"
+        assert records[0].status == 499 and not server.connections
+    finally:
+        w.transport.abort()
+        await _teardown(srv, conns, server)

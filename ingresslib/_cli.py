@@ -1,6 +1,8 @@
 """The ``ingresslib`` command line: serve, explain, check, demo.
 
-Exit codes: 0 success, 2 invalid manifests or usage (argparse's own code), 1 runtime failure.
+Exit codes: 0 success, 2 invalid input at start-up (manifests, ``--config``, ``--listen``
+values, an unusable kubeconfig) or usage (argparse's own code), 1 runtime failure (a port in
+use, a cluster watch that cannot go on).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 
@@ -35,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="proxy HTTP(S) by the Ingress rules")
     _add_source_args(serve, required=False)
     serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
-    serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT")
+    serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
+                       help="HTTPS listener (certificates from kubernetes.io/tls Secrets; with "
+                            "--kubernetes, Secrets are read only when this is given)")
     serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT")
-    serve.add_argument("--config", default=None, metavar="PATH", help="ingress-nginx style ConfigMap")
+    serve.add_argument("--config", default=None, metavar="PATH",
+                       help="ingress-nginx style ConfigMap manifest; followed live like the "
+                            "manifests (an invalid edit keeps the settings in use)")
     serve.add_argument("--kubernetes", action="store_true",
                        help="watch the Kubernetes API instead of files (needs ingresslib[k8s])")
     serve.add_argument("--namespace", default=None, metavar="NS",
@@ -50,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int, default=10000, metavar="N",
                        help="client connections accepted at once (more are closed)")
     serve.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
-                       help="how often the manifest files are checked for changes (0: never)")
+                       help="how often the manifest and --config files are checked for "
+                            "changes (0: never)")
     serve.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
     serve.set_defaults(handler="serve")

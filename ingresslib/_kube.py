@@ -10,6 +10,8 @@ deletes missed meanwhile (``ResourceStore.replace_all``); 410 after 410 is backe
 failure (connection refused or dropped, HTTP error, a line that is not JSON) is logged with its
 HTTP status, counted, and followed by a reconnect from the last resourceVersion seen, after an
 exponential, capped, jittered backoff, or after the server's ``Retry-After`` when longer (429).
+An error body that is not a ``Status`` keeps its HTTP status and ``Retry-After``; an ``ERROR``
+event whose reason is ``Expired``/``Gone`` is a 410 whatever its code (client-go's reflector).
 401/403 are logged as errors naming what to check, and retried. Bursts of events are
 debounced (100 ms by default) into one ``on_snapshot(Resources)`` call, so an endpoint storm
 causes one table swap (ecosystem.md §7).
@@ -38,7 +40,7 @@ from os import PathLike
 from typing import Any, Protocol
 
 from ._resources import Resources
-from ._store import ResourceStore
+from ._store import EVENT_TYPES, ResourceStore
 
 __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
            "load_kube_config"]
@@ -190,6 +192,26 @@ def _selectors(spec: _Kind) -> dict[str, Any]:
     return out
 
 
+def _selected(spec: _Kind, obj: Any) -> bool:
+    """Whether ``obj`` matches the kind's selectors, checked again on our side: a server or
+    proxy that ignores ``fieldSelector``/``labelSelector`` must not bring other Secrets (an
+    Opaque one holds passwords) into the process, nor EndpointSlices that belong to no
+    Service."""
+    if not isinstance(obj, Mapping):
+        return True  # not ours to judge: the store reports it
+    for key, want in (spec.fields or {}).items():
+        if obj.get(key) != want:
+            return False
+    if spec.labels:
+        meta = obj.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, Mapping) else None
+        labels = labels if isinstance(labels, Mapping) else {}
+        for key, want in spec.labels.items():
+            if key not in labels or (want != "__exists__" and labels[key] != want):
+                return False
+    return True
+
+
 async def _watch_once(client: Any, res: Any, rv: str, ns: dict[str, str],
                       sel: dict[str, Any]) -> Any:
     """One watch request, from ``rv``, yielding ``(type, object)`` until the server ends it.
@@ -220,28 +242,88 @@ async def _watch_once(client: Any, res: Any, rv: str, ns: dict[str, str],
         if resp.is_error:
             await resp.aread()  # the Status body, so the error says what the server said
             gc.raise_for_status(resp)
-        async for line in resp.aiter_lines():
-            if line.strip():
-                yield wd.process_one_line(line)
+        # Lines split here rather than with ``aiter_lines``, which buffers until a newline
+        # comes: a server that never sends one must not make us buffer without end.
+        limit = _MAX_EVENT_BYTES
+        buf = bytearray()
+        scanned = 0
+        async for chunk in resp.aiter_bytes():
+            buf += chunk
+            while (i := buf.find(b"\n", scanned)) >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 1]
+                scanned = 0
+                if line.strip():
+                    yield wd.process_one_line(line)
+            scanned = len(buf)
+            if scanned > limit:
+                raise _EventTooLarge(f"watch event longer than {limit} bytes without a newline")
+        if buf.strip():
+            yield wd.process_one_line(bytes(buf))
     finally:
         await resp.aclose()
 
 
+class _EventTooLarge(ValueError):
+    pass
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling. An error response whose
+    body is not a ``Status`` (an HTML page from a proxy, a cut body, labelled JSON) makes
+    lightkube's ``ApiError`` fail to decode it: what reaches us is then a ``JSONDecodeError``
+    raised while handling the ``HTTPStatusError`` that still holds the response."""
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 8:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _status_of(exc: BaseException) -> Any:
+    for e in _chain(exc):
+        status = getattr(e, "status", None)
+        if status is not None and not isinstance(status, (int, str)):
+            return status
+    return None
+
+
 def _status_code(exc: BaseException) -> int | None:
     """The HTTP status of an error: the ``Status`` of an ``ERROR`` event or of an ``ApiError``,
-    else the response's own status (a watch request may itself be answered ``410 Gone``)."""
-    status = getattr(exc, "status", None)
-    code = getattr(status, "code", None)
-    if isinstance(code, int):
+    else the response's own status (a watch request may itself be answered ``410 Gone``, and
+    its body may be no ``Status`` at all)."""
+    code = getattr(_status_of(exc), "code", None)
+    if isinstance(code, int) and code:
         return code
-    code = getattr(getattr(exc, "response", None), "status_code", None)
-    return code if isinstance(code, int) else None
+    for e in _chain(exc):
+        code = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def _is_expired(exc: BaseException) -> bool:
+    """``410 Gone``: the resourceVersion (or a list's continue token) was compacted away.
+
+    As client-go's reflector decides it (``tools/cache/reflector.go``, ``isExpiredError``: "In
+    Kubernetes 1.17 and earlier, the api server returns both apierrors.StatusReasonExpired and
+    apierrors.StatusReasonGone for HTTP 410 (Gone) status code responses. In 1.18 the kube
+    server is more consistent and always returns apierrors.StatusReasonExpired" ... ``return
+    apierrors.IsResourceExpired(err) || apierrors.IsGone(err)``): by the ``Status`` reason,
+    ``Expired`` or ``Gone``, or by the code 410."""
+    reason = getattr(_status_of(exc), "reason", None)
+    return reason in ("Expired", "Gone") or _status_code(exc) == 410
 
 
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds asked for by a ``Retry-After`` header (429 Too Many Requests, some 503s)."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
+    value = None
+    for e in _chain(exc):
+        headers = getattr(getattr(e, "response", None), "headers", None)
+        if headers is not None:
+            value = headers.get("Retry-After")
+            break
     try:
         return min(_RETRY_AFTER_CAP, max(0.0, float(value))) if value is not None else None
     except ValueError:
@@ -250,6 +332,9 @@ def _retry_after(exc: BaseException) -> float | None:
 
 #: How the watcher waits between attempts (a module attribute so tests can record the delays).
 _backoff_sleep = asyncio.sleep
+#: The longest watch event line accepted. An object is at most about 1.5 MiB (etcd's default
+#: request limit, ``--max-request-bytes``); 16 MiB leaves room for any real event.
+_MAX_EVENT_BYTES = 16 * 1024 * 1024
 #: Never wait longer than this for a ``Retry-After``, whatever the server says.
 _RETRY_AFTER_CAP = 300.0
 #: A watch that ends normally sooner than this with no event is a "very short watch" (client-go's
@@ -350,10 +435,12 @@ class ClusterWatcher:
         while True:
             started = loop.time()
             delivered = 0
+            phase = "list"
             try:
                 if rv is None:
                     rv = await self._list(client, res, spec, gvk, ns, sel)
                     failures = 0
+                phase = "watch"
                 stream = _watch_once(client, res, rv, ns, sel)
                 async for etype, obj in _idle_guard(stream, self.idle_timeout):
                     delivered += 1
@@ -361,9 +448,15 @@ class ClusterWatcher:
                     new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
                     if etype == "BOOKMARK":
                         self.stats.bookmarks += 1
+                    elif etype in ("ADDED", "MODIFIED") and not _selected(spec, obj):
+                        # Outside the selection: what the API server reports as DELETED when
+                        # an object stops matching a selector.
+                        self._apply("DELETED", obj, gvk)
                     else:
                         self._apply(etype, obj, gvk)
-                    if self.metrics is not None:
+                    if self.metrics is not None and etype in EVENT_TYPES:
+                        # Only the known types: the type is a metric label, and a server that
+                        # sends made-up types must not grow the metrics without bound.
                         self.metrics.watch_event(spec.kind, etype)
                     if new_rv:
                         rv = new_rv
@@ -390,7 +483,7 @@ class ClusterWatcher:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise  # stopping: an error raised while unwinding is not a reason to retry
-                if _status_code(exc) == 410:
+                if _is_expired(exc):
                     # "410 Gone": our resourceVersion was compacted away (API concepts: clients
                     # "must handle the case by recognizing the status code 410 Gone, clearing
                     # their local cache, performing a new get or list operation, and starting the
@@ -409,7 +502,7 @@ class ClusterWatcher:
                 if loop.time() - started > self.backoff.reset_after:
                     failures = 0
                 failures += 1
-                self._error(spec, exc)
+                self._error(spec, exc, phase)
                 if self.metrics is not None:
                     self.metrics.watch_error(spec.kind)
                 delay = self.backoff.delay(failures, self._rng)
@@ -426,10 +519,28 @@ class ClusterWatcher:
                     sel: dict[str, Any]) -> str:
         listing = client.list(res, chunk_size=self.list_chunk_size, **ns, **sel)
         items = [dict(o) async for o in listing]
-        rv: str = listing.resourceVersion
+        items = [o for o in items if _selected(spec, o)]
+        try:
+            rv: str = listing.resourceVersion
+        except Exception:  # noqa: BLE001 - lightkube's NotReadyError: the list carried none
+            # A list without metadata.resourceVersion (a broken server or proxy). Retrying
+            # would get the same list forever; watch from "" instead: "Start at most recent",
+            # which begins with a synthetic ADDED of every object (API concepts, *Semantics for
+            # watch*), so nothing that exists is missed.
+            _log.warning("%s list carried no resourceVersion; watching from the most recent",
+                         spec.kind)
+            rv = ""
         invalid = self.store.invalid_total
         namespace = self.namespace if spec.namespaced else None
-        self.store.replace_all(gvk, items, namespace=namespace)
+        unkeyable: list[str] = []
+        # A list item that cannot even be keyed (no name) is skipped and counted, like such a
+        # watch event: failing the whole list would hold the kind (and the first table) back
+        # forever, since every re-list returns it again.
+        self.store.replace_all(gvk, items, namespace=namespace, unkeyable=unkeyable)
+        for why in unkeyable:
+            self.stats.garbage += 1
+            self._note(f"unusable {spec.kind} list item: {why}")
+            _log.warning("ignoring unusable %s list item: %s", spec.kind, why)
         self.stats.invalid_objects += self.store.invalid_total - invalid
         self.stats.lists += 1
         self.stats.resource_versions[spec.kind] = rv
@@ -451,7 +562,7 @@ class ClusterWatcher:
         self.stats.invalid_objects += self.store.invalid_total - invalid
         self._dirty.set()
 
-    def _error(self, spec: _Kind, exc: Exception) -> None:
+    def _error(self, spec: _Kind, exc: Exception, phase: str = "watch") -> None:
         transport = _is_transport_error(exc)
         if transport:
             self.stats.stream_errors += 1
@@ -460,15 +571,16 @@ class ClusterWatcher:
         code = _status_code(exc)
         # docs/cluster.md: "The failures are logged with the HTTP status."
         what = f"HTTP {code} {type(exc).__name__}" if code is not None else type(exc).__name__
-        self._note(f"{spec.kind}: {what}: {exc}")
+        detail = str(exc) or "no detail"  # httpx's timeouts carry no message
+        self._note(f"{spec.kind} {phase}: {what}: {detail}")
         if code in (401, 403):
             # Not transient: credentials or RBAC. Still retried (a fixed Role takes effect
             # without a restart), but said loudly, with what to check.
             _log.error("%s list/watch denied (%s: %s): check the credentials and that the "
                        "ServiceAccount may get, list and watch %s; retrying",
-                       spec.kind, what, exc, spec.kind)
+                       spec.kind, what, detail, spec.kind)
         else:
-            _log.warning("%s watch failed (%s: %s); reconnecting", spec.kind, what, exc)
+            _log.warning("%s %s failed (%s: %s); retrying", spec.kind, phase, what, detail)
 
     def _note(self, msg: str) -> None:
         self.stats.last_error = msg
@@ -511,22 +623,31 @@ class _Idle(Exception):
 
 
 async def _idle_guard(stream: Any, timeout: float | None) -> Any:
-    """Yield from ``stream``, raising ``_Idle`` when nothing arrives for ``timeout`` seconds."""
+    """Yield from ``stream``, raising ``_Idle`` when nothing arrives for ``timeout`` seconds.
+
+    ``asyncio.timeout``, not ``wait_for``: on Python 3.11, ``wait_for`` returns the inner
+    result when the awaited item is ready at the moment the task is cancelled, swallowing the
+    cancellation -- with a busy stream, nearly every time. The watcher then ignored ``stop``
+    and ``asyncio.run`` hung at exit waiting for it."""
     it = stream.__aiter__()
     try:
         while True:
+            deadline = asyncio.timeout(timeout)
             try:
-                item = await asyncio.wait_for(it.__anext__(), timeout)
+                async with deadline:
+                    item = await it.__anext__()
             except StopAsyncIteration:
                 return
-            except asyncio.TimeoutError:
-                raise _Idle() from None
+            except TimeoutError:
+                if deadline.expired():
+                    raise _Idle() from None
+                raise  # the stream's own (a socket timeout): an error, not silence
             yield item
     finally:
         aclose = getattr(it, "aclose", None)
         if aclose is not None:
-            # When we are cancelled inside wait_for, the inner __anext__ may still be winding
-            # down: aclose() then says "already running", and that must not mask the cancel.
+            # A stream interrupted mid-item may still be winding down: aclose() then says
+            # "already running", and that must not mask the cancel.
             with contextlib.suppress(RuntimeError):
                 await aclose()
 
@@ -534,6 +655,8 @@ async def _idle_guard(stream: Any, timeout: float | None) -> Any:
 def _is_transport_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return True
+    if _status_code(exc) is not None:
+        return True  # an HTTP error response, whatever its body
     # lightkube 1.x talks through httpx2, older releases through httpx; ApiError (an HTTP status)
     # derives from their HTTPError too.
     for mod in type(exc).__mro__:

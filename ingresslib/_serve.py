@@ -7,16 +7,21 @@ the last good table and reports why."
 The files are polled (mtime and size, about once a second: no inotify dependency, and it works
 for ConfigMap volume mounts, whose symlink swap an inotify watch on the file misses). A change
 loads and builds the new Router and TLS contexts in a worker thread, then swaps one attribute on
-the event loop thread.
+the event loop thread. The ``--config`` ConfigMap file is polled the same way (with
+``--kubernetes`` too) and applied live, as ingress-nginx applies edits of its ConfigMap; an
+invalid edit keeps the settings serving and logs why.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +35,15 @@ __all__ = ["serve_main", "Reloader", "build_router"]
 _log = logging.getLogger("ingresslib.serve")
 
 _SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# --- listen addresses -------------------------------------------------------------------------
+
+#: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT``, ``PORT``, ``HOST`` or ``[IPV6]`` (the default port):
+#: nginx's ``listen`` forms ("listen 127.0.0.1:8000; listen 8000; listen localhost; listen
+#: [::]:8000;", ngx_http_core_module). ASCII digits only: Python's int() would also take a sign,
+#: spaces and any Unicode digit.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -92,7 +106,8 @@ class Reloader:
         self, server: Any, paths: Sequence[str], *, ingress_class: str | None,
         controller: str | None, load_balance: str | None = None, interval: float = 1.0,
         on_reload: Callable[[bool, str], None] | None = None, settle: float | None = None,
-        config: Any = None,
+        config: Any = None, config_path: str | None = None, lock: threading.Lock | None = None,
+        snapshot: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         self.server = server
         #: How long a change must stay still before it is read (default: a quarter of the
@@ -101,12 +116,19 @@ class Reloader:
         #: loading it would drop the missing routes until the next poll.
         self.settle = min(0.25, interval / 4) if settle is None else settle
         self.paths = list(paths)
+        #: The ``--config`` ConfigMap file, polled with the manifests and applied live.
+        self.config_path = config_path
+        #: Held while the router is rebuilt (shared with the cluster watch's swaps).
+        self.lock = lock if lock is not None else threading.Lock()
         self.ingress_class = ingress_class
         self.controller = controller
         self.load_balance = load_balance
         self.interval = interval
         self.on_reload = on_reload
-        self.snapshot = _snapshot(self.paths)
+        #: The files' state when they were last read. ``serve`` passes the state taken *before*
+        #: its first load, so an edit landing while it starts up is not mistaken for the
+        #: state already loaded (and never applied until the next edit).
+        self.snapshot = snapshot if snapshot is not None else _snapshot(self._watched())
         #: Successful and failed reloads, for tests and metrics.
         self.reloads = 0
         self.failures = 0
@@ -117,43 +139,82 @@ class Reloader:
         self.config = config
         #: ``config_digest`` of the last successful reload (computed in the worker thread).
         self.last_digest: str | None = None
+        self._config_error: Exception | None = None
 
-    def _build(self) -> tuple[list[Any], Resources]:
+    def _watched(self) -> list[str]:
+        return self.paths + ([self.config_path] if self.config_path else [])
+
+    def _build(self) -> tuple[list[Any], Resources, Any]:
         # Runs in a worker thread: parsing, validation and the table build are all done here,
         # away from the loop that is proxying. ``Router.update`` builds the new state aside and
         # swaps it in with one assignment (balancer state and canary counters carry over); a
         # request routes on the state it read first, so in-flight requests finish on the old
-        # table. A ValidationError is raised before anything is swapped.
+        # table. A ValidationError (of the manifests or of the ConfigMap) is raised before
+        # anything is swapped: SEMANTICS §11, "an invalid update keeps the last good table".
+        from ._config import load_config
         from ._load import load_manifests
 
-        res = load_manifests(*self.paths)
-        router = self.server.router
-        if hasattr(router, "update"):
-            router.update(res)
-        else:  # pragma: no cover - a user-supplied router without update()
-            self.server.router = build_router(res, ingress_class=self.ingress_class,
-                                              controller=self.controller,
-                                              load_balance=self.load_balance)
-        table = getattr(self.server.router, "table", None)
-        # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
-        served = list(table.served) if table is not None else _served(res, self.ingress_class,
-                                                                       self.controller)
-        self.last_digest = config_digest(res, served, self.config)
-        return served, res
+        # The ConfigMap and the manifests are separate inputs: an invalid ConfigMap keeps the
+        # settings in use but does not hold back valid manifest edits (ingress-nginx also goes
+        # on syncing Ingresses whatever its ConfigMap holds). Its error is reported by check().
+        self._config_error = None
+        cfg = self.config
+        if self.config_path:
+            try:
+                cfg = load_config(self.config_path)
+            except ValidationError as e:
+                self._config_error = e
+        res = load_manifests(*self.paths) if self.paths else None
+        with self.lock:
+            router = self.server.router
+            if res is None:
+                # --kubernetes: only the ConfigMap is read here; the cluster gives the resources.
+                res = router.resources
+            old_lb = getattr(router, "load_balance", None)
+            if cfg is not None and cfg != self.config and old_lb is not None:
+                # ingress-nginx's ``load-balance`` is the router's default balancer: a new
+                # value takes effect with this build (balancers are keyed by their spec).
+                router.load_balance = cfg.load_balance or "round_robin"
+            try:
+                if hasattr(router, "update"):
+                    router.update(res)
+                else:  # pragma: no cover - a user-supplied router without update()
+                    self.server.router = build_router(
+                        res, ingress_class=self.ingress_class, controller=self.controller,
+                        load_balance=cfg.load_balance if cfg is not None else self.load_balance)
+            except BaseException:
+                if old_lb is not None:
+                    router.load_balance = old_lb
+                raise
+            table = getattr(self.server.router, "table", None)
+            # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
+            served = list(table.served) if table is not None else _served(
+                res, self.ingress_class, self.controller)
+            store = self.server.cert_store
+            if store is not None:
+                # Under the lock, with the router: certificates of another snapshot (a cluster
+                # update swapped in meanwhile) must not overwrite these, nor these them.
+                # Builds SSLContexts for new certificates only (unchanged ones are reused).
+                store.update(res, served)
+        if cfg is not None:
+            self.load_balance = cfg.load_balance
+        self.last_digest = config_digest(res, served, cfg)
+        return served, res, cfg
 
     async def check(self) -> bool | None:
         """One poll: None when nothing changed, else whether the reload succeeded."""
         loop = asyncio.get_running_loop()
-        snap = await loop.run_in_executor(None, _snapshot, self.paths)
+        watched = self._watched()
+        snap = await loop.run_in_executor(None, _snapshot, watched)
         if snap == self.snapshot:
             return None
         if self.settle > 0:
             await asyncio.sleep(self.settle)
-            if await loop.run_in_executor(None, _snapshot, self.paths) != snap:
+            if await loop.run_in_executor(None, _snapshot, watched) != snap:
                 return None  # still being written: look again at the next poll
         self.snapshot = snap
         try:
-            served, res = await loop.run_in_executor(None, self._build)
+            served, res, cfg = await loop.run_in_executor(None, self._build)
         except ValidationError as e:
             self.failures += 1
             self.last_error = str(e)
@@ -168,16 +229,30 @@ class Reloader:
             if self.on_reload:
                 self.on_reload(False, repr(e))
             return False
-        store = self.server.cert_store
-        if store is not None:
-            # Builds SSLContexts for new certificates only (unchanged ones are reused).
-            await loop.run_in_executor(None, store.update, res, served)
+        if cfg is not None and cfg != self.config:
+            # On the loop thread: the proxy reads its settings there, so a request never sees
+            # half of the old settings and half of the new.
+            self.server.settings = cfg.settings
+            for w in cfg.warnings:
+                _log.warning("%s", w)
+            _log.info("configuration %s applied", self.config_path)
+            self.config = cfg
         self.reloads += 1
         self.last_error = None
         self.last_resources = res
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
+        err = self._config_error
+        if err is not None:
+            self.failures += 1
+            self.last_error = str(err)
+            _log.error("ConfigMap %s rejected; keeping the settings in use "
+                       "(reload failed; keeping the last good configuration):\n%s",
+                       self.config_path, err)
+            if self.on_reload:
+                self.on_reload(False, str(err))
+            return False
         return True
 
     async def run(self) -> None:
@@ -233,11 +308,26 @@ def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
     return log
 
 
-async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
+async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
+                 kube_config: Any = None,
+                 files_state: dict[str, tuple[int, int]] | None = None) -> int:
     from ._tls import CertificateStore
     from .proxy._server import ProxyServer, parse_listen
 
-    listen = parse_listen(args.listen)
+    kube_client: Any = None
+    if kube_config is not None:
+        # Made before listening: a configuration that cannot be used (a CA file that does not
+        # exist...) is the user's to fix, not something to retry (exit 2, nothing served).
+        from lightkube import AsyncClient
+
+        try:
+            kube_client = AsyncClient(config=kube_config)
+        except Exception as e:  # noqa: BLE001 - lightkube raises OSError, ConfigError, ...
+            print(f"ingresslib serve: --kubernetes: cannot use the cluster configuration: {e}",
+                  file=sys.stderr)
+            return 2
+
+    listen = parse_listen(args.listen, 8080)
     tls_listen = parse_listen(args.tls_listen, 8443) if args.tls_listen else None
     metrics_listen = parse_listen(args.metrics_listen, 10254) if args.metrics_listen else None
     router = build_router(res, ingress_class=args.ingress_class, controller=args.controller,
@@ -326,43 +416,71 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / non-main thread
             pass
-    if getattr(args, "kubernetes", False):
-        task: asyncio.Task[Any] | None = loop.create_task(
-            _watch(args, server, store, metrics, stop, synced, on_reload=on_reload, config=cfg))
-    else:
-        reloader = Reloader(server, list(args.files), ingress_class=args.ingress_class,
-                            controller=args.controller, load_balance=cfg.load_balance,
-                            interval=getattr(args, "reload_interval", 1.0), on_reload=on_reload,
-                            config=cfg)
-        task = loop.create_task(reloader.run()) if reloader.interval > 0 else None
+    kube = getattr(args, "kubernetes", False)
+    interval = getattr(args, "reload_interval", 1.0)
+    #: One swap at a time: a ConfigMap edit rebuilds the router from its current resources, which
+    #: must not undo a cluster snapshot swapped in meanwhile.
+    swap_lock = threading.Lock()
+    if not kube or args.config:
+        # With --kubernetes, only the ConfigMap file is polled (no manifest paths).
+        reloader = Reloader(server, [] if kube else list(args.files),
+                            ingress_class=args.ingress_class, controller=args.controller,
+                            load_balance=cfg.load_balance, interval=interval,
+                            on_reload=on_reload, config=cfg, config_path=args.config,
+                            lock=swap_lock, snapshot=files_state)
+    tasks: list[asyncio.Task[Any]] = []
+    if reloader is not None and reloader.interval > 0:
+        tasks.append(loop.create_task(reloader.run()))
+    failed: list[str] = []
+    if kube:
+        tasks.append(loop.create_task(_watch(
+            args, server, store, metrics, stop, synced, on_reload=on_reload,
+            config=(lambda: reloader.config) if reloader is not None else (lambda: cfg),
+            kube_client=kube_client, lock=swap_lock, failed=failed)))
     try:
         await stop.wait()
     finally:
-        if task is not None:
-            task.cancel()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            # Let the watcher close its connections (bounded). asyncio.wait raises nothing for
+            # the tasks' own outcomes, so a second Ctrl-C still cancels us.
+            done, _ = await asyncio.wait(tasks, timeout=5)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: nothing it raised while stopping matters
         _log.info("stopping: finishing in-flight requests")
         await server.shutdown(timeout=getattr(args, "shutdown_timeout", 10.0))
         if metrics_server is not None:
             await metrics_server.close()
-    return 0
+        if kube_client is not None:
+            with contextlib.suppress(Exception):
+                await kube_client.close()
+    # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
+    return 1 if failed else 0
 
 
-async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any, stop: asyncio.Event,
-                 synced: asyncio.Event, *, on_reload: Callable[..., None],
-                 config: Any = None) -> None:
+async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any,
+                 stop: asyncio.Event, synced: asyncio.Event, *, on_reload: Callable[..., None],
+                 config: Callable[[], Any] = lambda: None, kube_client: Any = None,
+                 lock: threading.Lock | None = None, failed: list[str] | None = None) -> None:
     """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
-    from ._kube import ClusterWatcher
+    from ._kube import WATCHED_KINDS, ClusterWatcher
 
     loop = asyncio.get_running_loop()
+    swap = lock if lock is not None else threading.Lock()
 
     def apply(res: Resources) -> str:
-        server.router.update(res)
-        served = _served(res, args.ingress_class, args.controller)
-        if store is not None:
-            store.update(res, served)
-        return config_digest(res, served, config)
+        with swap:  # router and certificates of one snapshot, never mixed with a reload's
+            server.router.update(res)
+            table = getattr(server.router, "table", None)
+            served = list(table.served) if table is not None else _served(
+                res, args.ingress_class, args.controller)
+            if store is not None:
+                store.update(res, served)
+        return config_digest(res, served, config())
 
     async def on_snapshot(res: Resources) -> None:
         try:
@@ -375,12 +493,19 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         on_reload(True, "", res, digest)
         synced.set()
 
-    watcher = ClusterWatcher(on_snapshot, namespace=args.namespace, kubeconfig=args.kubeconfig,
-                             metrics=metrics)
+    # Secrets are read for HTTPS only (certificates by SNI). Without --tls-listen they are not
+    # watched at all: no Secret is ever fetched (least privilege: the Role may leave Secrets
+    # out), and a denied Secret list cannot hold back the first table.
+    kinds = WATCHED_KINDS if store is not None else tuple(
+        k for k in WATCHED_KINDS if k.kind != "Secret")
+    watcher = ClusterWatcher(on_snapshot, namespace=args.namespace, client=kube_client,
+                             kubeconfig=args.kubeconfig, metrics=metrics, kinds=kinds)
     try:
         await watcher.run(stop)
-    except Exception as e:  # a bad kubeconfig: nothing to retry
-        _log.error("cannot watch the cluster: %s", e)
+    except Exception as e:  # noqa: BLE001 - the watcher retries everything it can retry
+        _log.error("cannot watch the cluster: %s", e, exc_info=True)
+        if failed is not None:
+            failed.append(str(e))
         stop.set()
 
 
@@ -389,8 +514,6 @@ def serve_main(args: argparse.Namespace) -> int:
     from ._config import ServerConfig, load_config
     from ._load import load_manifests
 
-    from .proxy._server import parse_listen
-
     kube = getattr(args, "kubernetes", False)
     if not args.files and not kube:
         print("ingresslib serve: at least one -f PATH (or --kubernetes) is required", file=sys.stderr)
@@ -398,14 +521,50 @@ def serve_main(args: argparse.Namespace) -> int:
     if args.files and kube:
         print("ingresslib serve: -f and --kubernetes are exclusive", file=sys.stderr)
         return 2
-    for flag, value in (("--listen", args.listen), ("--tls-listen", args.tls_listen),
-                        ("--metrics-listen", args.metrics_listen)):
+    for flag, value in (("--namespace", getattr(args, "namespace", None)),
+                        ("--kubeconfig", getattr(args, "kubeconfig", None))):
+        if value is not None and not kube:
+            print(f"ingresslib serve: {flag} needs --kubernetes", file=sys.stderr)
+            return 2
+    ns = getattr(args, "namespace", None)
+    if ns is not None and not _DNS1123_LABEL.fullmatch(ns):
+        # A namespace name is an RFC 1123 label (the API server's ValidateNamespaceName); any
+        # other value would only ever be answered 404, and nothing would be served.
+        print(f"ingresslib serve: --namespace {ns!r}: a namespace is a lower-case RFC 1123 "
+              "label (a-z, 0-9, '-', at most 63 characters)", file=sys.stderr)
+        return 2
+    from .proxy._server import parse_listen
+
+    for flag, value, default in (("--listen", args.listen, 8080),
+                                 ("--tls-listen", args.tls_listen, 8443),
+                                 ("--metrics-listen", args.metrics_listen, 10254)):
         try:
-            if value:
-                parse_listen(value)
+            if value is not None:
+                parse_listen(value, default)
         except ValueError as e:
             print(f"ingresslib serve: {flag} {value!r}: expected HOST:PORT ({e})", file=sys.stderr)
             return 2
+    kube_config: Any = None
+    if kube:
+        # Read the cluster configuration now: a missing or broken kubeconfig (or no in-cluster
+        # ServiceAccount) is an input error to report before listening (exit 2), not a watch
+        # that fails in the background while the process serves nothing and exits 0.
+        try:
+            from ._kube import load_kube_config
+
+            kube_config = load_kube_config(args.kubeconfig)
+        except ImportError as e:
+            print(f"ingresslib serve: --kubernetes needs lightkube "
+                  f"(pip install 'ingresslib[k8s]'): {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # noqa: BLE001 - lightkube's ConfigError, OSError, YAML errors
+            where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"
+            print(f"ingresslib serve: {where}: cannot load the cluster configuration: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+    # Before reading anything: what the reloader compares with (see Reloader.snapshot).
+    files_state = _snapshot(([] if kube else list(args.files))
+                            + ([args.config] if args.config else []))
     cfg = ServerConfig()
     try:
         if args.config:
@@ -419,7 +578,7 @@ def serve_main(args: argparse.Namespace) -> int:
     for w in cfg.warnings:
         _log.warning("%s", w)
     try:
-        return asyncio.run(_serve(args, res, cfg))
+        return asyncio.run(_serve(args, res, cfg, kube_config, files_state))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
         return 0
     except ValidationError as e:  # Router build found problems load_manifests did not

@@ -172,17 +172,28 @@ class ResourceStore:
                 self._put(key, entry)
 
     def replace_all(self, kind: str, objs: Iterable[Mapping[str, Any]], *,
-                    namespace: str | None = None) -> None:
+                    namespace: str | None = None, unkeyable: list[str] | None = None) -> None:
         """Make ``objs`` the complete set of ``kind`` objects (after a list), in ``namespace``
         only when given. Keys of that kind missing from ``objs`` are dropped: that is how deletes
         missed while a watch was down (410 Gone) are caught up. An invalid item keeps the key's
-        last valid version, as in ``apply``."""
+        last valid version, as in ``apply``.
+
+        An item that cannot be keyed (no ``metadata.name``, not a mapping) raises ``ValueError``,
+        unless ``unkeyable`` is given: then why is appended to it and the item is skipped, so
+        one broken item does not make the whole list unusable (the watcher passes it)."""
         api_version, name = _split_kind(kind)
         api_version = api_version or KIND_API_VERSIONS.get(name)
         if api_version is None:
             raise ValueError(f"unknown kind {kind!r}: pass it as 'apiVersion/Kind'")
         gvk = f"{api_version}/{name}"
-        prepared = [self._prepare(o, gvk) for o in objs]
+        prepared = []
+        for o in objs:
+            try:
+                prepared.append(self._prepare(o, gvk))
+            except ValueError as exc:
+                if unkeyable is None:
+                    raise
+                unkeyable.append(str(exc))
         with self._lock:
             seen: set[ObjectKey] = set()
             for filled, key in prepared:

@@ -14,6 +14,12 @@ with an HTTP error, optionally with headers such as ``Retry-After``), ``end_watc
 Bookmarks go only to watches that asked for them with ``allowWatchBookmarks=true``, as on a real
 API server. Every request is recorded in ``requests``.
 
+Lists honour ``limit`` and ``continue`` as the API server does: the first page fixes the list's
+resourceVersion and every later page is served from that same snapshot (changes made between
+pages are not in the list; the watch from the list's version delivers them); ``expire_continues``
+makes outstanding tokens answer ``410 Expired`` ("the provided continue parameter is too old").
+``fail_next`` can send any body and Content-Type (an HTML page from a proxy, a cut JSON).
+
 It runs on the test's event loop (asyncio.start_server), one request per connection.
 """
 
@@ -69,14 +75,29 @@ class FakeKube:
         self.compacted = 0
         self.requests: list[Request] = []
         self.watches: list[_Watch] = []
-        self._fail: dict[str, list[tuple[int, dict[str, str], str]]] = {}
+        self._fail: dict[str, list[tuple[int, dict[str, str], str, bytes | None, str]]] = {}
+        #: plural -> how many more requests to leave unanswered (no status line, ever).
+        self._hang: dict[str, int] = {}
+        #: continue token -> (resourceVersion, items of the snapshot, offset of the next page)
+        self._continues: dict[str, tuple[int, list[dict[str, Any]], int]] = {}
+        #: When set, lists ignore ``limit`` above this (a server-side page cap).
+        self.max_page: int | None = None
+        #: Called with each request as it arrives, before it is answered (to script changes
+        #: between the pages of a list).
+        self.on_request: Callable[[Request], None] | None = None
         #: When set, every watch ends normally right after its replay (a server or proxy that
         #: closes watches at once).
         self.end_watches_at_once = False
+        #: When set, ``fieldSelector`` and ``labelSelector`` are ignored (a broken or hostile
+        #: server or proxy); the namespace still applies.
+        self.ignore_selectors = False
+        #: When set, lists carry no ``metadata.resourceVersion``.
+        self.omit_list_version = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Condition()
         self.port = 0
+        self._token_seq = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -145,6 +166,10 @@ class FakeKube:
     def garbage(self, plural: str, line: bytes = b"this is {not json") -> None:
         self._send(plural, ("line", line + b"\n"))
 
+    def raw_bytes(self, plural: str, data: bytes) -> None:
+        """``data`` as is on open watches (no newline added)."""
+        self._send(plural, ("line", data))
+
     def raw_event(self, plural: str, etype: str, obj: Any) -> None:
         """An event with any object (for invalid objects); not recorded in history."""
         self._send(plural, ("line", _event(etype, obj)))
@@ -165,8 +190,21 @@ class FakeKube:
         self.history.clear()
 
     def fail_next(self, plural: str, status: int, times: int = 1,
-                  headers: dict[str, str] | None = None, message: str = "scripted failure") -> None:
-        self._fail.setdefault(plural, []).extend([(status, dict(headers or {}), message)] * times)
+                  headers: dict[str, str] | None = None, message: str = "scripted failure",
+                  body: bytes | None = None, content_type: str = "application/json") -> None:
+        """Answer the next ``times`` requests for ``plural`` with ``status``: a ``Status`` JSON
+        body by default, or ``body`` as is (sent with ``content_type``)."""
+        self._fail.setdefault(plural, []).extend(
+            [(status, dict(headers or {}), message, body, content_type)] * times)
+
+    def hang_next(self, plural: str, times: int = 1) -> None:
+        """Accept the next ``times`` requests for ``plural`` and never answer them (a wedged
+        server or proxy: the TCP connection is up, no status line ever comes)."""
+        self._hang[plural] = self._hang.get(plural, 0) + times
+
+    def expire_continues(self) -> None:
+        """Outstanding continue tokens expire (etcd compacted their version)."""
+        self._continues.clear()
 
     def clear_failures(self) -> None:
         self._fail.clear()
@@ -226,32 +264,71 @@ class FakeKube:
         plural = segs[-1]
         namespace = segs[segs.index("namespaces") + 1] if "namespaces" in segs else None
         watch = query.get("watch") in ("true", "1")
-        self.requests.append(Request(plural, namespace, watch, query))
+        req = Request(plural, namespace, watch, query)
+        self.requests.append(req)
+        if self.on_request is not None:
+            self.on_request(req)
         await self._notify()
         if plural not in KINDS:
             await _send_json(writer, 404, _status(404, "NotFound", f"no {plural}"))
             return
+        if self._hang.get(plural):
+            self._hang[plural] -= 1
+            await asyncio.Event().wait()  # until stop() cancels this connection's task
         fails = self._fail.get(plural)
         if fails:
-            code, headers, message = fails.pop(0)
-            await _send_json(writer, code, _status(code, "InternalError", message), headers)
+            code, headers, message, raw, ctype = fails.pop(0)
+            if raw is None:
+                await _send_json(writer, code, _status(code, _REASONS.get(code, "InternalError"),
+                                                       message), headers)
+            else:
+                await _send_raw(writer, code, raw, dict(headers, **{"Content-Type": ctype}))
             return
-        accept = _selector(query, namespace)
+        accept = _selector({} if self.ignore_selectors else query, namespace)
         apiv, kind, _ = KINDS[plural]
         if not watch:
-            items = [o for o in self.objects[plural].values() if accept(o)]
-            body = {"kind": f"{kind}List", "apiVersion": apiv,
-                    "metadata": {"resourceVersion": str(self.rv)},
+            token = query.get("continue")
+            if token:
+                if token not in self._continues:
+                    await _send_json(writer, 410, _status(
+                        410, "Expired", "The provided continue parameter is too old to display "
+                        "a consistent list result. You can start a new list without the "
+                        "continue parameter."))
+                    return
+                list_rv, items, offset = self._continues.pop(token)
+            else:
+                list_rv, offset = self.rv, 0
+                # A snapshot: later pages show the collection as it was at list_rv.
+                items = [json.loads(json.dumps(o)) for _, o in sorted(self.objects[plural].items())
+                         if accept(o)]
+            limit = int(query.get("limit") or 0)
+            if self.max_page is not None and (limit == 0 or limit > self.max_page):
+                limit = self.max_page
+            page = items[offset:offset + limit] if limit > 0 else items[offset:]
+            meta: dict[str, Any] = {} if self.omit_list_version else {
+                "resourceVersion": str(list_rv)}
+            if limit > 0 and offset + limit < len(items):
+                self._token_seq += 1
+                nxt = f"tok{self._token_seq}"
+                self._continues[nxt] = (list_rv, items, offset + limit)
+                meta["continue"] = nxt
+                meta["remainingItemCount"] = len(items) - offset - limit
+            body = {"kind": f"{kind}List", "apiVersion": apiv, "metadata": meta,
                     # A real API server leaves kind/apiVersion out of list items.
                     "items": [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
-                              for o in items]}
+                              for o in page]}
             await _send_json(writer, 200, body)
             return
         since = int(query.get("resourceVersion") or 0)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         w = _Watch(plural, namespace, accept, bookmarks=query.get("allowWatchBookmarks") == "true")
-        if since and since < self.compacted:
+        if not query.get("resourceVersion"):
+            # "Start at most recent": a synthetic ADDED of every object, then the changes.
+            for _, obj in sorted(self.objects[plural].items()):
+                if accept(obj):
+                    w.queue.put_nowait(("line", _event("ADDED", obj)))
+        elif since and since < self.compacted:
             w.queue.put_nowait(("line", _event("ERROR", _status(410, "Expired",
                                                                 "too old resource version"))))
             w.queue.put_nowait(("end", b""))
@@ -295,6 +372,10 @@ def _selector(query: dict[str, str], namespace: str | None) -> Callable[[dict[st
     return accept
 
 
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Expired",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
@@ -310,6 +391,14 @@ async def _send_json(writer: asyncio.StreamWriter, status: int, body: Any,
     extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in (headers or {}).items())
     writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                  b"%sConnection: close\r\n\r\n%s" % (status, len(data), extra, data))
+    await writer.drain()
+
+
+async def _send_raw(writer: asyncio.StreamWriter, status: int, data: bytes,
+                    headers: dict[str, str]) -> None:
+    extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+    writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s"
+                 % (status, len(data), extra, data))
     await writer.drain()
 
 

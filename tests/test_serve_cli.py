@@ -327,3 +327,320 @@ data: {{tls.crt: {crt}, tls.key: {key}}}
     finally:
         await asyncio.to_thread(_stop, p)
         await echo.stop()
+
+
+# -- bad input at start-up -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "127.0.0.1:80:90",   # two ports: was taken as a host name, failed to bind, exit 1
+    "[::1",              # unclosed bracket
+    "[::1]x",            # junk after the bracket (was: port 8080)
+    "[]:0",              # empty bracketed host (was: 0.0.0.0, every interface)
+    "127.0.0.1:+0",      # int() accepts a sign and spaces; a port is digits only
+    "127.0.0.1: 0",
+    "127.0.0.1:\u0663",  # ... and any Unicode digit
+    "::1",               # an IPv6 literal needs brackets when a port may follow
+    "127.0.0.1:",
+    "127.0.0.1:65536",
+])
+def test_serve_rejects_malformed_listen_values(value: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [1]))
+    assert main(["serve", "-f", str(m), "--listen", value, "--reload-interval", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--listen" in err and "listening on" not in err
+
+
+def test_listen_values_accepted() -> None:
+    from ingresslib.proxy._server import parse_listen as check_listen
+
+    # "[::1]:0" is only parsed here, never bound: tests listen on 127.0.0.1 only.
+    assert check_listen("[::1]:0", 8080) == ("::1", 0)
+    assert check_listen("127.0.0.1:0", 8080) == ("127.0.0.1", 0)
+    assert check_listen("localhost", 8443) == ("localhost", 8443)  # no port: the default
+    assert check_listen(":8081", 8080) == ("0.0.0.0", 8081)
+    assert check_listen("8081", 8080) == ("0.0.0.0", 8081)
+
+
+def test_serve_port_in_use_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [1]))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", "-f", str(m), "--listen", f"127.0.0.1:{port}",
+                     "--reload-interval", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot listen" in err and "listening on" not in err
+
+
+def test_serve_missing_manifest_or_config_exits_2(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    assert main(["serve", "-f", missing, "--listen", "127.0.0.1:0"]) == 2
+    assert "Not found" in capsys.readouterr().err
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [1]))
+    assert main(["serve", "-f", str(m), "--config", missing, "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and "listening on" not in err
+    # Regression: a --config file that is not UTF-8 ended serve with a traceback and status 1.
+    binary = tmp_path / "cm.yaml"
+    binary.write_bytes(b"\xff\xfe\x00not text\x80")
+    assert main(["serve", "-f", str(m), "--config", str(binary), "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "cm.yaml" in err and "UTF-8" in err and "listening on" not in err
+    # A folder where the ConfigMap file should be is refused too.
+    assert main(["serve", "-f", str(m), "--config", str(tmp_path), "--listen", "127.0.0.1:0"]) == 2
+
+
+# -- live reloads -------------------------------------------------------------------------------
+
+
+def _bump(path: Path, text: str) -> None:
+    """Replace ``path`` atomically and move its mtime (writes may share a timestamp)."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+
+
+def _configmap(body_size: str) -> str:
+    return ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ingresslib}\n"
+            f"data: {{proxy-body-size: \"{body_size}\"}}\n")
+
+
+async def _post_status(port: int, size: int) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (size, b"x" * size))
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        return int(line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.network
+@pytest.mark.asyncio
+async def test_configmap_edits_apply_live_and_invalid_ones_keep_the_last_good(
+        tmp_path: Path) -> None:
+    # Regression: --config was read once at start-up; an edit of the ConfigMap file (a mounted
+    # ConfigMap volume) changed nothing until a restart. ingress-nginx applies ConfigMap edits
+    # live; an invalid edit keeps the settings serving (SEMANTICS §11) and is logged.
+    echo = await start_echo("web", "web-0")
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [echo.port]))
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(_configmap("5"))
+    p, ports = await asyncio.to_thread(_start_serve, "-f", str(m), "--config", str(cm),
+                                       "--listen", "127.0.0.1:0", "--reload-interval", "0.05",
+                                       "--access-log", "off")
+    port = ports["http"]
+
+    async def until_status(size: int, want: int) -> None:
+        for _ in range(100):
+            if await _post_status(port, size) == want:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never {want}")
+
+    try:
+        assert await _post_status(port, 10) == 413
+        _bump(cm, _configmap("1m"))
+        await until_status(10, 200)
+        _bump(cm, _configmap("big"))  # invalid: the 1m limit stays
+        await asyncio.sleep(0.5)
+        assert await _post_status(port, 10) == 200
+        _bump(cm, _configmap("5"))   # valid again
+        await until_status(10, 413)
+        assert p.poll() is None
+    finally:
+        err = await asyncio.to_thread(_stop, p)
+        await echo.stop()
+    assert "data.proxy-body-size" in err and "keeping the last good configuration" in err
+
+
+@pytest.mark.asyncio
+async def test_manifest_invalid_then_missing_then_valid_again(tmp_path: Path) -> None:
+    from ingresslib._serve import Reloader
+
+    class Router:
+        def __init__(self) -> None:
+            self.loaded: list[list[str]] = []
+
+        def update(self, res: object) -> None:
+            self.loaded.append(sorted(i.metadata.name for i in res.ingresses))  # type: ignore[attr-defined]
+
+    class Server:
+        router = Router()
+        cert_store = None
+
+    def ingress(name: str, path: str = "/") -> str:
+        return (f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\n"
+                f"spec: {{rules: [{{http: {{paths: [{{path: '{path}', pathType: Prefix, "
+                f"backend: {{service: {{name: s, port: {{number: 80}}}}}}}}]}}}}]}}\n")
+
+    m = tmp_path / "m.yaml"
+    m.write_text(ingress("a"))
+    r = Reloader(Server(), [str(m)], ingress_class=None, controller=None, settle=0)
+    _bump(m, ingress("b", path="no-slash"))
+    assert await r.check() is False and "spec.rules[0].http.paths[0].path" in (r.last_error or "")
+    m.unlink()  # gone (a ConfigMap volume key removed), or a dangling symlink: keep serving
+    m.symlink_to(tmp_path / "nowhere.yaml")
+    assert await r.check() is False and "Not found" in (r.last_error or "")
+    m.unlink()
+    _bump(m, ingress("c"))
+    assert await r.check() is True and r.last_error is None
+    assert Server.router.loaded == [["c"]]  # only the valid version was ever swapped in
+    assert r.failures == 2 and r.reloads == 1
+
+
+# -- graceful stop ------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_signal_finishes_requests_in_flight_and_closes_the_listener(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    got_request = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        got_request.set()
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow")
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(slow_upstream, "127.0.0.1", 0)
+    up_port = upstream.sockets[0].getsockname()[1]
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("web", [up_port]))
+    p, ports = await asyncio.to_thread(_start_serve, "-f", str(m), "--listen", "127.0.0.1:0",
+                                       "--access-log", "off", "--shutdown-timeout", "10")
+    port = ports["http"]
+    try:
+        c = await Client.open(port)
+        pending = asyncio.ensure_future(c.get("app.test", "/slow"))
+        await asyncio.wait_for(got_request.wait(), 5)
+        p.send_signal(sig)
+        # The listener closes at once: new connections are refused while the request runs.
+        for _ in range(100):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                await asyncio.sleep(0.05)
+            except ConnectionRefusedError:
+                break
+        else:
+            raise AssertionError(f"listener still open after {sig.name}")
+        assert p.poll() is None and not pending.done()
+        release.set()
+        r = await asyncio.wait_for(pending, 5)
+        assert r.status == 200 and r.body == b"slow"
+        await c.close()
+        await asyncio.to_thread(p.communicate, timeout=10)
+        assert p.returncode == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+        upstream.close()
+        await upstream.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_invalid_configmap_does_not_hold_back_manifest_edits(tmp_path: Path) -> None:
+    # Regression: the ConfigMap and the manifests were one reload: while the ConfigMap file held
+    # an invalid value, every manifest edit was refused too (and, polled once, never retried).
+    from ingresslib._config import load_config
+    from ingresslib._serve import Reloader
+
+    class Router:
+        load_balance = "round_robin"
+
+        def __init__(self) -> None:
+            self.loaded: list[list[str]] = []
+
+        def update(self, res: object) -> None:
+            self.loaded.append(sorted(i.metadata.name for i in res.ingresses))  # type: ignore[attr-defined]
+
+    class Server:
+        router = Router()
+        cert_store = None
+        settings: object = None
+
+    def ingress(name: str) -> str:
+        return (f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\n"
+                f"spec: {{defaultBackend: {{service: {{name: s, port: {{number: 80}}}}}}}}\n")
+
+    m = tmp_path / "m.yaml"
+    m.write_text(ingress("a"))
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(_configmap("5"))
+    server = Server()
+    r = Reloader(server, [str(m)], ingress_class=None, controller=None, settle=0,
+                 config=load_config(cm), config_path=str(cm))
+    _bump(cm, _configmap("big"))
+    assert await r.check() is False and "proxy-body-size" in (r.last_error or "")
+    _bump(m, ingress("b"))  # the ConfigMap is still invalid: the manifests apply all the same
+    assert await r.check() is False
+    assert Server.router.loaded[-1] == ["b"] and server.settings is None
+    _bump(cm, _configmap("1k"))
+    assert await r.check() is True
+    assert server.settings is not None and server.settings.proxy_body_size == 1024  # type: ignore[attr-defined]
+
+
+def test_edit_during_start_up_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression: the reloader took its first look at the files after serve had loaded them
+    # and started listening; an edit landing in between (a ConfigMap volume updated while the
+    # pod starts) was taken for the state already loaded and never applied.
+    import threading
+
+    import ingresslib._load
+    from ingresslib._serve import Reloader
+
+    # serve's SIGTERM handler (loop.add_signal_handler) is what the SIGTERMs below reach: it is
+    # only installed in the main thread, elsewhere they would end the test process.
+    assert threading.current_thread() is threading.main_thread()
+    m = tmp_path / "m.yaml"
+    m.write_text(_manifests("alpha", [1]))
+    real_load = ingresslib._load.load_manifests
+
+    def load_then_edit(*paths: str) -> object:
+        res = real_load(*paths)
+        _bump(m, _manifests("beta", [1]))  # right after start-up read the file
+        return res
+
+    monkeypatch.setattr(ingresslib._load, "load_manifests", load_then_edit)
+    seen: list[list[str]] = []
+    real_check, real_run = Reloader.check, Reloader.run
+
+    async def check(self: Reloader) -> bool | None:
+        monkeypatch.setattr(ingresslib._load, "load_manifests", real_load)
+        result = await real_check(self)
+        if result is not None:
+            seen.append(sorted(s.metadata.name for s in self.server.router.resources.services))
+            os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler: a graceful stop
+        return result
+
+    async def run(self: Reloader) -> None:
+        asyncio.get_running_loop().call_later(5, os.kill, os.getpid(), signal.SIGTERM)
+        await real_run(self)
+
+    monkeypatch.setattr(Reloader, "check", check)
+    monkeypatch.setattr(Reloader, "run", run)
+    assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:0", "--reload-interval", "0.05",
+                 "--access-log", "off"]) == 0
+    assert seen == [["beta"]]

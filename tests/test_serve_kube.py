@@ -137,3 +137,197 @@ async def test_serve_kubernetes_follows_the_cluster(tmp_path: Path) -> None:
         await kube.stop()
         await blue.stop()
         await green.stop()
+
+
+def _kubeconfig(tmp_path: Path, *, context: str = "fake", ca: str | None = None) -> str:
+    conf = kubeconfig_dict("http://127.0.0.1:9")
+    conf["current-context"] = context
+    if ca is not None:
+        conf["clusters"][0]["cluster"]["certificate-authority"] = ca
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(conf))
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["missing-file", "unknown-context", "missing-ca-file"])
+def test_serve_kubernetes_unusable_configuration_exits_2(
+        case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression: the kubeconfig was first read by the watch task, after "listening on"; its
+    # failure stopped the server with exit status 0, as if all had gone well.
+    from ingresslib._cli import main
+
+    if case == "missing-file":
+        path = str(tmp_path / "nope")
+    elif case == "unknown-context":
+        path = _kubeconfig(tmp_path, context="nope")
+    else:
+        path = _kubeconfig(tmp_path, ca=str(tmp_path / "no-ca.crt"))
+    assert main(["serve", "--kubernetes", "--kubeconfig", path, "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "cluster configuration" in err and "listening on" not in err
+
+
+def test_serve_kubernetes_watch_failure_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # A watcher that cannot go on (a bug, an unexpected error) ends serve with 1, the runtime
+    # failure code of _cli.py, not 0.
+    import ingresslib._kube
+    from ingresslib._cli import main
+
+    async def broken(self: Any, stop: Any = None) -> None:
+        raise RuntimeError("watcher exploded")
+
+    monkeypatch.setattr(ingresslib._kube.ClusterWatcher, "run", broken)
+    path = _kubeconfig(tmp_path)
+    assert main(["serve", "--kubernetes", "--kubeconfig", path, "--listen", "127.0.0.1:0",
+                 "--access-log", "off"]) == 1
+    err = capsys.readouterr().err
+    assert "watcher exploded" in err
+
+
+async def _post_status(port: int, host: str, size: int) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close"
+                     b"\r\n\r\n%s" % (host.encode(), size, b"x" * size))
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        return int(line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.network
+@pytest.mark.asyncio
+async def test_serve_kubernetes_with_classes_bad_objects_and_a_live_configmap(
+        tmp_path: Path) -> None:
+    import os
+    import ssl
+
+    web = await start_echo("web", "web-0")
+    kube = FakeKube()
+    url = await kube.start()
+
+    def ing(name: str, host: str, klass: str, path: str = "/",
+            tls: str | None = None) -> dict[str, Any]:
+        obj = _ingress("web", path)
+        obj["metadata"]["name"] = name
+        obj["spec"]["ingressClassName"] = klass
+        obj["spec"]["rules"][0]["host"] = host
+        if tls:
+            obj["spec"]["tls"] = [{"hosts": [host], "secretName": tls}]
+        return obj
+
+    kube.put({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+              "metadata": {"name": "ingresslib"}, "spec": {"controller": "ingresslib.io/c"}})
+    for obj in [ing("web", "app.test", "ingresslib"),
+                ing("theirs", "other.test", "nginx"),            # another class: not served
+                ing("broken", "broken.test", "ingresslib", path="no-slash"),  # invalid
+                ing("secure", "secure.test", "ingresslib", tls="bad-cert"),
+                *_backend("web", web.port)]:
+        kube.put(obj)
+    kube.put({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "bad-cert", "namespace": "default"},
+              "data": {"tls.crt": "bm90IGEgY2VydA==", "tls.key": "bm90IGEga2V5"}})
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    cm = tmp_path / "cm.yaml"
+    cm.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n'
+                  'data: {proxy-body-size: "5"}\n')
+    p, ports = await asyncio.to_thread(
+        _start_serve, "--kubernetes", "--kubeconfig", str(cfg), "--ingress-class", "ingresslib",
+        "--config", str(cm), "--reload-interval", "0.05", "--listen", "127.0.0.1:0",
+        "--tls-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--access-log", "off")
+    try:
+        async def healthy() -> bool:
+            return (await _get(ports["metrics"], "localhost", "/healthz"))[0] == 200
+
+        await _until(healthy)
+        assert (await _get(ports["http"], "app.test"))[0] == 200
+        assert (await _get(ports["http"], "other.test"))[0] == 404
+        assert (await _get(ports["http"], "broken.test"))[0] == 404
+        # A TLS Secret holding no certificate: HTTPS still answers (the default certificate).
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = await Client.open(ports["https"], tls=ctx, sni="secure.test")
+        r = await c.get("secure.test")
+        await c.close()
+        assert r.status == 200 and parse_echo(r.body)["service"] == "web"
+        # The ConfigMap file is followed with --kubernetes too.
+        assert await _post_status(ports["http"], "app.test", 10) == 413
+        cm.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n'
+                      'data: {proxy-body-size: "1m"}\n')
+        st = cm.stat()
+        os.utime(cm, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+
+        async def big_ok() -> bool:
+            return await _post_status(ports["http"], "app.test", 10) == 200
+
+        await _until(big_ok)
+        # ... and the cluster still drives the routes afterwards.
+        kube.put(ing("theirs", "other.test", "ingresslib"))
+
+        async def adopted() -> bool:
+            return (await _get(ports["http"], "other.test"))[0] == 200
+
+        await _until(adopted)
+        assert (await _get(ports["http"], "app.test"))[0] == 200
+    finally:
+        err = await asyncio.to_thread(_stop, p)
+        await kube.stop()
+        await web.stop()
+    assert "Ingress default/broken" in err and "bad-cert" in err
+
+
+@pytest.mark.network
+@pytest.mark.asyncio
+async def test_serve_kubernetes_without_tls_listen_never_reads_secrets(tmp_path: Path) -> None:
+    # Regression: Secrets were always watched, and a Role without "secrets" (TLS terminated in
+    # front of ingresslib) held back the first table forever: every request 404, /healthz never
+    # ready. Without --tls-listen no certificate is used, so no Secret is read at all.
+    web = await start_echo("web", "web-0")
+    kube = FakeKube()
+    url = await kube.start()
+    for obj in [_ingress("web"), *_backend("web", web.port)]:
+        kube.put(obj)
+    kube.fail_next("secrets", 403, times=10_000, message='secrets is forbidden: User '
+                   '"system:serviceaccount:ingresslib:ingresslib" cannot list resource "secrets"')
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    p, ports = await asyncio.to_thread(_start_serve, "--kubernetes", "--kubeconfig", str(cfg),
+                                       "--listen", "127.0.0.1:0", "--metrics-listen",
+                                       "127.0.0.1:0", "--access-log", "off")
+    try:
+        async def healthy() -> bool:
+            return (await _get(ports["metrics"], "localhost", "/healthz"))[0] == 200
+
+        await _until(healthy)
+        assert (await _get(ports["http"], "app.test"))[0] == 200
+        assert kube.count("secrets") == 0
+    finally:
+        await asyncio.to_thread(_stop, p)
+        await kube.stop()
+        await web.stop()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kubernetes", "--namespace", "Shop Floor"], "RFC 1123"),
+    (["--kubernetes", "--namespace=-shop"], "RFC 1123"),
+    (["--kubernetes", "--namespace", "a" * 64], "RFC 1123"),
+    (["-f", "m.yaml", "--namespace", "shop"], "--namespace needs --kubernetes"),
+    (["-f", "m.yaml", "--kubeconfig", "kc"], "--kubeconfig needs --kubernetes"),
+])
+def test_serve_kubernetes_option_misuse_exits_2(argv: list[str], message: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression: a namespace the API server can never have was watched anyway (404 forever,
+    # nothing served); --namespace or --kubeconfig without --kubernetes were silently ignored.
+    from ingresslib._cli import main
+
+    (tmp_path / "m.yaml").write_text(json.dumps(_ingress("web")))
+    argv = [str(tmp_path / a) if a in ("m.yaml", "kc") else a for a in argv]
+    if "--kubernetes" in argv:
+        argv += ["--kubeconfig", _kubeconfig(tmp_path)]
+    assert main(["serve", *argv, "--listen", "127.0.0.1:0", "--reload-interval", "0"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "listening on" not in err

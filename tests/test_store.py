@@ -265,6 +265,19 @@ def test_replace_all_with_invalid_item_keeps_last_valid() -> None:
     assert store.invalid_total == 1
 
 
+def test_replace_all_unkeyable_items_raise_or_are_reported() -> None:
+    nameless = {"metadata": {"namespace": "default"}, "spec": {"ports": [{"port": 80}]}}
+    store = ResourceStore()
+    store.apply("ADDED", svc("gone"))
+    with pytest.raises(ValueError, match="metadata.name"):
+        store.replace_all("Service", [svc("a"), nameless])
+    assert [s.metadata.name for s in store.snapshot().services] == ["gone"]  # untouched
+    why: list[str] = []
+    store.replace_all("Service", [svc("a"), nameless], unkeyable=why)
+    assert [s.metadata.name for s in store.snapshot().services] == ["a"]
+    assert len(why) == 1 and "metadata.name" in why[0]
+
+
 def test_concurrent_writers_and_readers() -> None:
     # The official client's SharedInformer calls handlers from its own thread.
     store = ResourceStore()

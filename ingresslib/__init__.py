@@ -18,7 +18,7 @@
 
 import logging as _logging
 
-from ._asgi import IngressASGI
+from ._asgi import BodyTooLarge, IngressASGI
 from ._balance import Balancer, RequestContext, register_balancer
 from ._errors import BadRequestError, FieldError, ValidationError
 from ._kube import ClusterWatcher, watch_cluster
@@ -36,6 +36,7 @@ _logging.getLogger("ingresslib").addHandler(_logging.NullHandler())
 __all__ = [
     "BadRequestError",
     "Balancer",
+    "BodyTooLarge",
     "ClientConnection",
     "ClusterWatcher",
     "Decision",

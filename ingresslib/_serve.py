@@ -37,12 +37,8 @@ _log = logging.getLogger("ingresslib.serve")
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
-# --- listen addresses -------------------------------------------------------------------------
-
-#: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT``, ``PORT``, ``HOST`` or ``[IPV6]`` (the default port):
-#: nginx's ``listen`` forms ("listen 127.0.0.1:8000; listen 8000; listen localhost; listen
-#: [::]:8000;", ngx_http_core_module). ASCII digits only: Python's int() would also take a sign,
-#: spaces and any Unicode digit.
+#: A namespace name (``--namespace``): an RFC 1123 label, the API server's
+#: ValidateNamespaceName.
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 

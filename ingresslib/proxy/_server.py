@@ -81,6 +81,10 @@ _FEED_SLICE = 4096
 _FEED_BUDGET = 0.002
 
 
+#: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT``, ``PORT``, ``HOST`` or ``[IPV6]`` (the default port):
+#: nginx's ``listen`` forms ("listen 127.0.0.1:8000; listen 8000; listen localhost; listen
+#: [::]:8000;", ngx_http_core_module). ASCII digits only: Python's int() would also take a sign,
+#: spaces and any Unicode digit.
 _LISTEN = re.compile(r"(?:\[(?P<v6>[^\[\]\s]+)\]|(?P<host>[^\[\]\s:]*))(?::(?P<port>[0-9]+))?",
                      re.ASCII)
 

@@ -103,7 +103,10 @@ def upstream_names(record: RequestRecord) -> tuple[str, str]:
     primary = getattr(record, "primary_service", None)
     if primary is None:
         return served, served
-    return _upstream(ns, primary, getattr(record, "primary_port", None)), served
+    # The main backend lives in the rule's Ingress's namespace (``ingress`` is
+    # "namespace/name"), which a canary Ingress paired by host and path need not share.
+    main_ns, sep, _ = (getattr(record, "ingress", None) or "").rpartition("/")
+    return _upstream(main_ns if sep else ns, primary, getattr(record, "primary_port", None)), served
 
 
 def _upstream(ns: str, service: str, port: object) -> str:
@@ -309,8 +312,39 @@ class AccessLogFormatter(logging.Formatter):
         if fields is None:
             return super().format(record)
         if self.json:
-            return _JSON.encode(fields)
+            return _JSON.encode(_json_fields(fields))
         return format_line(fields)
+
+
+#: The fields nginx copies from the bytes the client sent; the core keeps those bytes as
+#: latin-1 strings (one character per byte).
+_RAW_FIELDS = ("remote_user", "request", "http_referer", "http_user_agent", "req_id", "host")
+
+#: surrogateescape's stand-ins for undecodable bytes 0x80-0xFF -> ``\xHH`` as text.
+_HEX = {0xDC80 + i: f"\\x{0x80 + i:02X}" for i in range(128)}
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with the client's bytes as the text they spell.
+
+    nginx's ``escape=json`` (ngx_escape_json) escapes ``"``, ``\\`` and bytes below 0x20 and
+    copies every other byte as is ("if (ch > 0x1f) { if (ch == '\\\\' || ch == '"') ..."), so
+    a User-Agent sent as UTF-8 ``é`` (C3 A9) reads as ``é`` in ingress-nginx's JSON log, not as
+    ``Ã©`` (the two latin-1 characters the core holds). Bytes that are not UTF-8, which nginx
+    writes raw (making the line invalid UTF-8), become the text ``\\xHH`` as in the text line,
+    so the JSON stays valid and pure ASCII."""
+    out: dict[str, Any] | None = None
+    for key in _RAW_FIELDS:
+        v = fields.get(key)
+        if v.__class__ is str and not v.isascii():
+            try:
+                raw = v.encode("latin-1")
+            except UnicodeEncodeError:
+                continue  # not bytes as latin-1 (built by other code): already text
+            if out is None:
+                out = dict(fields)
+            out[key] = raw.decode("utf-8", "surrogateescape").translate(_HEX)
+    return fields if out is None else out
 
 
 # Built once: json.dumps with non-default arguments builds an encoder per call. ASCII only:

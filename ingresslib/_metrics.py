@@ -306,7 +306,9 @@ class Metrics:
     ``ingresslib``); the watch-stream counters, which ingress-nginx does not have, always use
     ``watch_prefix``. ``per_host=False`` drops the ``host`` label (ingress-nginx
     ``--metrics-per-host=false``); ``report_status_classes=True`` reports ``2xx``/``4xx``/...
-    instead of the exact status (``--report-status-classes``).
+    instead of the exact status (``--report-status-classes``). Until :meth:`set_hosts` is
+    called, at most ``max_hosts`` distinct Host values get a ``host`` label of their own (later
+    ones are counted with ``host=""``), so clients cannot create series without end.
     """
 
     def __init__(
@@ -317,6 +319,7 @@ class Metrics:
         report_status_classes: bool = False,
         go_names: bool = True,
         watch_prefix: str = "ingresslib",
+        max_hosts: int = 1000,
         time_buckets: Sequence[float] = TIME_BUCKETS,
         length_buckets: Sequence[float] = LENGTH_BUCKETS,
         size_buckets: Sequence[float] = SIZE_BUCKETS,
@@ -327,6 +330,11 @@ class Metrics:
         self.go_names = go_names
         #: The host names served (see :meth:`set_hosts`); None: not known.
         self._hosts: frozenset[str] | None = None
+        #: Without :meth:`set_hosts`: the host label values given out so far, at most
+        #: ``max_hosts`` (cardinality bound).
+        self.max_hosts = max_hosts
+        self._seen_hosts: set[str] = set()
+        self._hosts_capped = False
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         labels = _REQUEST_LABELS if per_host else _REQUEST_LABELS[:-1]
@@ -393,19 +401,31 @@ class Metrics:
         if self.report_status_classes:
             status = status[0] + "xx"
         method = record.method if record.method in _METHODS else "OTHER"
-        ingress = record.ingress or ""
-        # ``Match.ingress`` is "namespace/name"; ingress-nginx's label is the name alone.
-        ingress = ingress.rpartition("/")[2]
-        namespace = record.namespace or ""
-        service = record.service or ""
+        namespace, ingress, service = _location_labels(record)
         canary = _canary_label(record)
+        # monitor.lua: "path = ngx.var.location_path", which nginx.tmpl sets from
+        # getIngressInformation (template.go): "if ingressPath == \"\" { ingressPath = \"/\";
+        # info.Path = \"/\" }" -- a rule without a path (ImplementationSpecific) or an
+        # Ingress's defaultBackend is "/"; a location without an Ingress (no rule matched) "".
+        path = record.rule_path or ("/" if record.ingress else "")
         if self.per_host:
             hosts = self._hosts
             if hosts is None:
                 # Served hosts unknown (set_hosts never called): the Host header is client
-                # input, label it only when a rule matched. A catch-all or wildcard rule still
-                # lets clients choose it: call set_hosts.
+                # input, label it only when a rule matched, and only for the first
+                # ``max_hosts`` names seen: a catch-all or wildcard rule matches whatever Host
+                # a client sends, and each new name would be eight new series kept forever.
                 host = record.host if record.ingress is not None else ""
+                if host and host not in self._seen_hosts:
+                    if len(self._seen_hosts) >= self.max_hosts:
+                        if not self._hosts_capped:
+                            self._hosts_capped = True
+                            _log.warning(
+                                "metrics: more than %d distinct Host values and no set_hosts();"
+                                " further ones are counted with host=\"\"", self.max_hosts)
+                        host = ""
+                    else:
+                        self._seen_hosts.add(host)
             elif record.host in hosts:
                 host = record.host
             else:
@@ -414,10 +434,10 @@ class Metrics:
                 # unknown Host headers, and names only a wildcard or catch-all rule matched,
                 # are not counted, so clients cannot create series without end.
                 return
-            key: tuple[str, ...] = (status, method, record.rule_path or "", namespace, ingress,
-                                    service, canary, host)
+            key: tuple[str, ...] = (status, method, path, namespace, ingress, service, canary,
+                                    host)
         else:
-            key = (status, method, record.rule_path or "", namespace, ingress, service, canary)
+            key = (status, method, path, namespace, ingress, service, canary)
         self._requests.observe(key, (ingress, namespace, service, canary), record)
 
     __call__ = observe
@@ -438,7 +458,9 @@ class Metrics:
         it exactly); None leaves the hash gauge as it was."""
         self._reload_success.inc()
         self._config_ok.set(1)
-        self._config_ok_time.set(now)
+        # controller.go ConfigSuccess: "cm.configSuccessTime.Set(float64(time.Now().Unix()))",
+        # whole seconds.
+        self._config_ok_time.set(math.floor(now))
         if config_hash is not None:
             self._config_hash.set(_hash_value(config_hash))
 
@@ -521,6 +543,24 @@ class Metrics:
                 else:
                     out.append(f"{sname} {_go_float(s.value)}\n")
         return "".join(out).encode("utf-8")
+
+
+def _location_labels(record: RequestRecord) -> tuple[str, str, str]:
+    """``(namespace, ingress, service)`` as ingress-nginx labels a request: the variables its
+    template sets in the location, from the rule's (main) Ingress, also when the canary served
+    (nginx.tmpl: "set $namespace {{ $ing.Namespace | quote}}; set $ingress_name {{ $ing.Rule |
+    quote }}; set $service_name {{ $ing.Service | quote }};", ``$ing`` being
+    ``getIngressInformation $location.Ingress``; a canary Ingress has no location of its own,
+    controller.go createServers: "Ingress %v is marked as Canary, ignoring", its backend is the
+    main upstream's alternative). The canary shows in the ``canary`` label only."""
+    ns, sep, ingress = (record.ingress or "").rpartition("/")  # Match.ingress: "namespace/name"
+    namespace = ns if sep else record.namespace or ""
+    service = record.service or ""
+    if record.canary:
+        primary = getattr(record, "primary_service", None)
+        if primary is not None:
+            service = primary
+    return namespace, ingress, service
 
 
 def _canary_label(record: RequestRecord) -> str:

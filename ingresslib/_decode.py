@@ -59,6 +59,8 @@ from ._resources import Resources
 from ._validate import (
     INVALID,
     REQUIRED,
+    SPEC_RULES_DETAIL,
+    unique_errors,
     validate_endpoint_slice,
     validate_endpoints,
     validate_ingress,
@@ -110,11 +112,13 @@ def _is_scalar(v: Any) -> bool:
 class _Dec:
     """Errors of one object while it is decoded."""
 
-    __slots__ = ("obj", "errors")
+    __slots__ = ("obj", "errors", "empty_rules")
 
     def __init__(self, obj: str) -> None:
         self.obj = obj
         self.errors: list[FieldError] = []
+        #: An Ingress written with `rules: []` (an empty, non-nil slice to the API server).
+        self.empty_rules = False
 
     def wrong_type(self, path: str, value: Any, expected: str) -> None:
         scalar = _is_scalar(value)
@@ -279,7 +283,9 @@ def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
     s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
     db = _obj(dec, _get(s, "defaultBackend", "default_backend"), "spec.defaultBackend")
     rules = []
-    for i, r in enumerate(_list(dec, s.get("rules"), "spec.rules")):
+    raw_rules = s.get("rules")
+    dec.empty_rules = isinstance(raw_rules, (list, tuple)) and not raw_rules
+    for i, r in enumerate(_list(dec, raw_rules, "spec.rules")):
         rp = f"spec.rules[{i}]"
         r = _obj(dec, r, rp) or EMPTY_MAP
         http = _obj(dec, r.get("http"), rp + ".http")
@@ -544,10 +550,23 @@ class Collector:
     def add(
         self, obj: Any, source: str | None, *, list_kind: tuple[str, str] | None = None, where: str = ""
     ) -> None:
+        # Lists nest (kubectl flattens them recursively); an explicit stack rather than
+        # recursion, so a file of 600 nested Lists is decoded, not a RecursionError.
+        stack: list[tuple[Any, tuple[str, str] | None, str]] = [(obj, list_kind, where)]
+        while stack:
+            item, item_list_kind, item_where = stack.pop()
+            nested = self._add_one(item, source, item_list_kind, item_where)
+            if nested:
+                stack.extend(reversed(nested))
+
+    def _add_one(
+        self, obj: Any, source: str | None, list_kind: tuple[str, str] | None, where: str
+    ) -> list[tuple[Any, tuple[str, str] | None, str]] | None:
+        """Decode one object; for a list, return its items (to be added next, in order)."""
         label = where or "object"
         if not isinstance(obj, Mapping):
             self._early(source, label, "", INVALID, f"expected an object, got {_jtype(obj)}")
-            return
+            return None
         kind = obj.get("kind")
         api = _get(obj, "apiVersion", "api_version")
         if list_kind is not None:
@@ -557,32 +576,33 @@ class Collector:
             kind = kind if kind is not None else list_kind[1]
         if not isinstance(kind, str) or not kind:
             self._early(source, label, "kind", REQUIRED, "every object needs `kind` and `apiVersion`")
-            return
+            return None
         if not isinstance(api, str) or not api:
             self._early(source, label, "apiVersion", REQUIRED, "every object needs `kind` and `apiVersion`")
-            return
+            return None
         if kind == "List" or (kind.endswith("List") and "items" in obj):
-            self._add_list(obj, api, kind, source, label)
-            return
+            return self._list_items(obj, api, kind, source, label)
         entry = _KINDS.get((api, kind))
         if entry is None:
             # SEMANTICS §1: "Other kinds are kept aside, not rejected" (other apiVersions of
             # the same kinds too, e.g. extensions/v1beta1 Ingress).
             self.ignored.append(obj)
-            return
+            return None
         decoder, validator, attr, cluster_scoped = entry
         self._decode_one(obj, kind, decoder, validator, attr, cluster_scoped, source)
+        return None
 
-    def _add_list(self, obj: Mapping[str, Any], api: str, kind: str, source: str | None, label: str) -> None:
+    def _list_items(
+        self, obj: Mapping[str, Any], api: str, kind: str, source: str | None, label: str
+    ) -> list[tuple[Any, tuple[str, str] | None, str]] | None:
         items = obj.get("items")
         if items is None:
-            return
+            return None
         if not isinstance(items, (list, tuple)):
             self._early(source, label, "items", INVALID, f"expected array, got {_jtype(items)}")
-            return
+            return None
         list_kind = None if kind == "List" else (api, kind[: -len("List")])
-        for i, item in enumerate(items):
-            self.add(item, source, list_kind=list_kind, where=f"{label}: items[{i}]")
+        return [(item, list_kind, f"{label}: items[{i}]") for i, item in enumerate(items)]
 
     def _decode_one(
         self,
@@ -600,21 +620,29 @@ class Collector:
         dec.obj = f"{kind} {name}" if cluster_scoped else f"{kind} {meta.namespace}/{name}"
         model = decoder(dec, obj, meta)
         problems = validator(model, dec.obj)
+        if dec.empty_rules:
+            # The model holds `rules: []` and an absent `rules` alike; the API server prints
+            # json.Marshal of the slice: `[]` for the first, `null` for the second.
+            problems = [
+                dataclasses.replace(p, value=[])
+                if p.field == "spec" and p.detail == SPEC_RULES_DETAIL else p
+                for p in problems
+            ]
         if dec.errors:
             # Fix up the label of errors raised before the name was known.
             decode_errors = [
                 e
                 if e.object == dec.obj
-                else FieldError(dec.obj, e.field, e.type, e.detail, e.value, e.has_value)
+                else dataclasses.replace(e, object=dec.obj)
                 for e in dec.errors
             ]
             # A wrongly typed field was replaced by a placeholder; drop what validation says
             # about that placeholder or its ancestors ("port name or number is required" when
             # the number was "80"), so each mistake is reported once.
             paths = [e.field for e in decode_errors]
-            problems = decode_errors + [
+            problems = unique_errors(decode_errors + [
                 p for p in problems if not any(_covers(p.field, q) or _covers(q, p.field) for q in paths)
-            ]
+            ])
         if problems:
             self.errors.extend(_with_source(p, source) for p in problems)
             return

@@ -6,6 +6,7 @@ request (a remote peer's input) and carries the HTTP status a server should answ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,10 @@ class FieldError:
     has_value: bool = False
     #: The file the object came from, when known; ``str()`` then starts with it.
     source: str | None = None
+    #: Print ``value`` as Go's ``json.Marshal`` does (see :func:`_render_value`): set for values
+    #: the API server holds in a type other than ``string`` (a slice, a struct, a named string
+    #: type such as ``PathType``), so ``value`` itself stays plain Python data.
+    json_value: bool = False
 
     def __str__(self) -> str:
         parts = [self.source, self.object] if self.source else [self.object]
@@ -39,7 +44,7 @@ class FieldError:
             parts.append(self.field)
         parts.append(self.type)
         if self.has_value:
-            parts.append(_render_value(self.value))
+            parts.append(_go_json(self.value) if self.json_value else _render_value(self.value))
         if self.detail:
             parts.append(self.detail)
         return ": ".join(parts)
@@ -71,11 +76,37 @@ def _go_quote(text: str) -> str:
 
 
 def _render_value(value: Any) -> str:
+    # field/errors.go ErrorBody: `case int64, int32, float64, float32, bool: fmt.Sprintf("%s: %v",
+    # ...)`; `case string: fmt.Sprintf("%s: %q", ...)`; a nil value prints "null".
     if isinstance(value, str):
         return _go_quote(value)
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # Go's %v, not Python's True/False
     return str(value)
+
+
+# encoding/json's string escaping beyond Python's json.dumps(ensure_ascii=False): HTMLEscape
+# ("<", ">", "&" as \u003c, \u003e, \u0026) and U+2028/U+2029.
+_GO_JSON_EXTRA = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _go_json(value: Any) -> str:
+    """Go's ``json.Marshal(value)``: compact, non-ASCII kept as UTF-8, control characters as
+    ``\\u00XX`` (``\\b \\f \\n \\r \\t`` short, as Go 1.22+), HTML characters escaped.
+
+    field/errors.go ErrorBody prints with ``%q`` only values of Go type ``string`` and with
+    ``%v`` simple numbers and bools; anything else takes the ``default:`` arm, ``jb, err :=
+    json.Marshal(e.BadValue)``: a nil slice is ``null``, an empty one ``[]``, a named string
+    type (``networking.PathType("<x>")``) ``"\\u003cx\\u003e"`` where ``%q`` would give ``"<x>"``.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return _render_value(value)  # not JSON data: printing an error must never raise
+    return text.translate(_GO_JSON_EXTRA)
 
 
 class ValidationError(ValueError):

@@ -8,7 +8,14 @@ Endpoints) from ``pkg/apis/core/validation/validation.go``, EndpointSlice rules 
 ``ingresslib check`` prints what ``kubectl apply`` would.
 
 Validators work on decoded models (``_decode`` has already reported wrong JSON types) and return
-a list of :class:`~ingresslib._errors.FieldError`; they never raise.
+a list of :class:`~ingresslib._errors.FieldError`; they never raise. Identical errors of one
+object are reported once, as the API server's ``ErrorList.ToAggregate()`` prints them. Values
+print as field.Error's ErrorBody prints them: strings with ``%q``, numbers and bools with ``%v``,
+anything else as its ``json.Marshal`` text (``null`` for a nil slice, ``[]`` for an empty one).
+
+Fields the models do not hold are not validated (Service ``clusterIPs``/``ipFamilies``,
+EndpointSlice ``hints``/``deprecatedTopology``, ``metadata.generateName``, ``ownerReferences``,
+``finalizers``...): ingresslib never reads them.
 
 Deliberate differences from the API server, each documented:
 
@@ -30,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -78,6 +84,7 @@ FORBIDDEN = "Forbidden"
 DUPLICATE = "Duplicate value"
 TOO_LONG = "Too long"
 TOO_MANY = "Too many"
+SPEC_RULES_DETAIL = "either `defaultBackend` or `rules` must be specified"
 
 
 def object_label(kind: str, meta: ObjectMeta, *, cluster_scoped: bool = False) -> str:
@@ -150,6 +157,11 @@ _port_name_charset = re.compile("[-a-z0-9]+").fullmatch
 _has_letter = re.compile("[a-z]").search
 _ip_chars = re.compile("[0-9a-fA-F.:]+").fullmatch
 _sloppy_ipv4 = re.compile(r"[0-9]+(\.[0-9]+){3}").fullmatch
+
+
+def _byte_len(value: str) -> int:
+    """Go's len() of a string: its UTF-8 byte count (cheap for ASCII)."""
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
 def _too_long(value: str, limit: int) -> bool:
@@ -410,15 +422,39 @@ class _Errs:
     def forbidden(self, field: str, detail: str) -> None:
         self.out.append(FieldError(self.obj, field, FORBIDDEN, detail))
 
-    def unsupported(self, field: str, value: Any, supported: Sequence[str]) -> None:
-        self.out.append(FieldError(self.obj, field, UNSUPPORTED, _supported(supported), value, True))
+    def unsupported(self, field: str, value: Any, supported: Sequence[str], *, named: bool = False) -> None:
+        # `named`: the value's Go type is a named string type (core.Protocol...), which
+        # ErrorBody prints with json.Marshal, not %q (FieldError.json_value).
+        self.out.append(
+            FieldError(self.obj, field, UNSUPPORTED, _supported(supported), value, True, json_value=named)
+        )
 
     def too_long(self, field: str, limit: int) -> None:
         # field.TooLong: the value is omitted, "may not be more than %d bytes".
         self.out.append(FieldError(self.obj, field, TOO_LONG, f"may not be more than {limit} bytes"))
 
-    def duplicate(self, field: str, value: Any) -> None:
-        self.out.append(FieldError(self.obj, field, DUPLICATE, "", value, True))
+    def duplicate(self, field: str, value: Any, *, json_value: bool = False) -> None:
+        self.out.append(FieldError(self.obj, field, DUPLICATE, "", value, True, json_value=json_value))
+
+    def result(self) -> list[FieldError]:
+        return unique_errors(self.out)
+
+
+def unique_errors(errors: list[FieldError]) -> list[FieldError]:
+    """``errors`` without repeats, first occurrence kept: the API server's message is
+    ``errs.ToAggregate()`` (field/errors.go: `msg := fmt.Sprintf("%v", err); if
+    errorMsgs.Has(msg) { continue }`), so identical errors of one object print once (two labels
+    with the same bad value, say). Free for a valid object (no errors)."""
+    if len(errors) < 2:
+        return errors
+    seen: set[str] = set()
+    out: list[FieldError] = []
+    for err in errors:
+        text = str(err)
+        if text not in seen:
+            seen.add(text)
+            out.append(err)
+    return out
 
 
 # --- ObjectMeta (core ValidateObjectMeta) -----------------------------------------------------
@@ -450,7 +486,8 @@ def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool
     size = 0
     for k, v in meta.annotations.items():
         e.invalid_each("metadata.annotations", k, is_qualified_name(k.lower()))
-        size += len(k) + (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass")))
+        # `totalSize += (int64)(len(k)) + (int64)(len(v))`: Go's len() counts UTF-8 bytes.
+        size += _byte_len(k) + _byte_len(v)
     if size > _TOTAL_ANNOTATION_SIZE:
         e.too_long("metadata.annotations", _TOTAL_ANNOTATION_SIZE)
 
@@ -493,15 +530,18 @@ def validate_ingress(ing: Ingress, obj: str | None = None) -> list[FieldError]:
                 ann,
                 "must match `ingressClassName` when both are specified",
             )
-    return e.out
+    return e.result()
 
 
 def _validate_ingress_spec(e: _Errs, spec: IngressSpec) -> None:
     # `if len(spec.Rules) == 0 && spec.DefaultBackend == nil { errMsg := fmt.Sprintf("either
     # `%s` or `rules` must be specified", "defaultBackend"); field.Invalid(fldPath, spec.Rules,
     # errMsg) }`
+    # The value is spec.Rules, which ErrorBody renders with `json.Marshal(e.BadValue)`: `null`
+    # for a nil slice (`rules` absent or null, or a model built in code), `[]` for `rules: []`
+    # (the decoder sets the value to []: the model cannot tell the two apart).
     if not spec.rules and spec.default_backend is None:
-        e.invalid("spec", None, "either `defaultBackend` or `rules` must be specified")
+        e.out.append(FieldError(e.obj, "spec", INVALID, SPEC_RULES_DETAIL, None, True, json_value=True))
     if spec.default_backend is not None:
         _validate_backend(e, spec.default_backend, "spec.defaultBackend")
     for i, rule in enumerate(spec.rules):
@@ -574,7 +614,8 @@ def _validate_rule(e: _Errs, rule: IngressRule, base: str) -> None:
             if path and not path.startswith("/"):
                 e.invalid(pbase + ".path", path, "must be an absolute path")
         else:
-            e.unsupported(pbase + ".pathType", p.path_type, _SUPPORTED_PATH_TYPES)
+            # `field.NotSupported(..., *path.PathType, ...)`: a networking.PathType.
+            e.unsupported(pbase + ".pathType", p.path_type, _SUPPORTED_PATH_TYPES, named=True)
         _validate_backend(e, p.backend, pbase + ".backend")
 
 
@@ -667,7 +708,7 @@ def validate_ingress_class(ic: IngressClass, obj: str | None = None) -> list[Fie
         elif params.namespace is not None:
             # `field.Forbidden(fldPath.Child("namespace"), "`parameters.scope` is set to 'Cluster'")`
             e.forbidden(base + ".namespace", "`parameters.scope` is set to 'Cluster'")
-    return e.out
+    return e.result()
 
 
 def _domain_prefixed_path(e: _Errs, fld: str, value: str) -> None:
@@ -759,7 +800,8 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
     if cluster_ip and not headless and spec.type != "ExternalName" and not _is_ip(cluster_ip):
         e.invalid("spec.clusterIPs[0]", cluster_ip, _IP_MSG)
     if spec.type not in _SUPPORTED_SERVICE_TYPES:
-        e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES)
+        # `field.NotSupported(..., service.Spec.Type, ...)`: a core.ServiceType.
+        e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES, named=True)
     if spec.type == "ClusterIP":
         for i, port in enumerate(spec.ports):
             if port.node_port:
@@ -782,39 +824,19 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
     for i, port in enumerate(spec.ports):
         key = (port.protocol, port.port)
         if key in seen:
-            text = '{"Name":"","Protocol":%s,"AppProtocol":null,"Port":%d,"TargetPort":0,"NodePort":0}' % (
-                json.dumps(port.protocol), port.port)
-            e.duplicate(f"spec.ports[{i}]", _Rendered(text))
+            struct = {"Name": "", "Protocol": port.protocol, "AppProtocol": None, "Port": port.port,
+                      "TargetPort": 0, "NodePort": 0}
+            e.duplicate(f"spec.ports[{i}]", struct, json_value=True)
         seen.add(key)
-    return e.out
-
-
-class _Rendered:
-    """A value shown as Go's field.Error shows a struct: its JSON text, unquoted."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"_Rendered({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Rendered) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
+    return e.result()
 
 
 def _validate_protocol(e: _Errs, fld: str, protocol: str) -> None:
     if not protocol:
         e.required(fld)
     elif protocol not in _SUPPORTED_PROTOCOLS:
-        e.unsupported(fld, protocol, _SUPPORTED_PROTOCOLS)
+        # `field.NotSupported(..., sp.Protocol, ...)`: a core.Protocol.
+        e.unsupported(fld, protocol, _SUPPORTED_PROTOCOLS, named=True)
 
 
 # --- discovery.k8s.io/v1 EndpointSlice ----------------------------------------------------------
@@ -839,7 +861,8 @@ def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[F
     if not at:
         e.required("addressType")
     elif at not in _SUPPORTED_ADDRESS_TYPES:
-        e.unsupported("addressType", at, _SUPPORTED_ADDRESS_TYPES)
+        # `field.NotSupported(..., addressType, ...)`: a discovery.AddressType.
+        e.unsupported("addressType", at, _SUPPORTED_ADDRESS_TYPES, named=True)
     # `if len(endpoints) > maxEndpoints { field.TooMany(fldPath, len(endpoints), maxEndpoints);
     # return allErrs }`
     if len(es.endpoints) > _MAX_ENDPOINTS:
@@ -884,7 +907,7 @@ def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[F
         _too_many(e, "ports", len(es.ports), _MAX_PORTS)
     else:
         _validate_endpoint_ports(e, es.ports, "ports", require_name=False, slice_rules=True)
-    return e.out
+    return e.result()
 
 
 def _fqdn(e: _Errs, fld: str, name: str) -> None:
@@ -929,7 +952,8 @@ def _validate_endpoint_ports(
             # field.Duplicate(idxPath.Child("name"), endpointPort.Name) }` (unnamed ports too).
             # v1 Endpoints' validateEndpointPort has no such check.
             if name in names:
-                e.duplicate(pbase + ".name", name)
+                # `field.Duplicate(..., endpointPort.Name)`: a *string, printed as JSON.
+                e.duplicate(pbase + ".name", name, json_value=True)
             names.add(name)
         # EndpointSlice ports are range-checked although validatePorts is not (module docstring).
         if port.port is not None:
@@ -941,7 +965,7 @@ def _validate_endpoint_ports(
             # EndpointSlice validatePorts: `if endpointPort.Protocol == nil { Required } else if
             # !supportedPortProtocols.Has(*endpointPort.Protocol) { NotSupported }`: an explicit
             # "" (not defaulted: the field is a pointer) is an unsupported value.
-            e.unsupported(pbase + ".protocol", "", _SUPPORTED_PROTOCOLS)
+            e.unsupported(pbase + ".protocol", "", _SUPPORTED_PROTOCOLS, named=True)
         else:
             _validate_protocol(e, pbase + ".protocol", port.protocol)
         # Both kinds: `if port.AppProtocol != nil { ValidateQualifiedName(*port.AppProtocol) }`
@@ -984,7 +1008,7 @@ def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError
         _validate_endpoint_ports(
             e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False
         )
-    return e.out
+    return e.result()
 
 
 # --- v1 Secret ----------------------------------------------------------------------------------
@@ -1028,4 +1052,4 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
         for key in (_TLS_CERT_KEY, _TLS_KEY_KEY):
             if key not in sec.data and key not in sec.string_data:
                 e.required(f"data[{key}]")
-    return e.out
+    return e.result()

@@ -389,9 +389,9 @@ def test_port_number_as_string_is_reported_once() -> None:
     [
         (("spec", "rules"), "shop.example.com", "spec.rules: Invalid value: \"shop.example.com\": expected array, got string"),
         (("spec", "tls", 0, "hosts"), "a.com", 'spec.tls[0].hosts: Invalid value: "a.com": expected array, got string'),
-        (("spec", "ingressClassName"), True, "spec.ingressClassName: Invalid value: True: expected string, got boolean"),
+        (("spec", "ingressClassName"), True, "spec.ingressClassName: Invalid value: true: expected string, got boolean"),
         (("spec", "rules", 0, "http", "paths", 0, "backend", "service", "port", "number"), True,
-         "spec.rules[0].http.paths[0].backend.service.port.number: Invalid value: True: expected integer, got boolean"),
+         "spec.rules[0].http.paths[0].backend.service.port.number: Invalid value: true: expected integer, got boolean"),
         (("spec", "rules", 0, "http", "paths", 0, "backend", "service", "port", "number"), 80.0,
          "spec.rules[0].http.paths[0].backend.service.port.number: Invalid value: 80.0: expected integer, got number"),
         (("spec", "rules", 0, "http"), ["paths"], "spec.rules[0].http: Invalid value: expected object, got array"),
@@ -511,3 +511,27 @@ def test_random_junk_is_resources_or_validation_error(objs: list[Any]) -> None:
 @given(st.lists(mutated_ingresses(), min_size=1, max_size=2))
 def test_mutated_manifests_are_resources_or_validation_error(objs: list[Any]) -> None:
     _decode_or_validation_error(objs)
+
+
+def test_deeply_nested_lists_are_unwrapped_without_recursion() -> None:
+    # kubectl flattens nested Lists; 2000 levels once raised RecursionError (add -> _add_list
+    # -> add ...), a traceback instead of Resources or a ValidationError.
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                           "spec": {"ports": [{"port": 80}]}}
+    bad: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Bad"},
+                           "spec": {"ports": [{"port": 80}]}}
+    for _ in range(2000):
+        obj = {"apiVersion": "v1", "kind": "List", "items": [obj]}
+    res = decode_resources([obj, {"apiVersion": "v1", "kind": "List", "items": [obj]}])
+    assert [s.metadata.name for s in res.services] == ["web", "web"]
+    # Order and labels are kept: items in order, the label naming the path through the lists.
+    nested = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "List", "items": [bad, 7]}, "x"]}
+    with pytest.raises(ValidationError) as ei:
+        decode_resources([nested])
+    lines = [str(e) for e in ei.value.errors]
+    assert lines[0].startswith('Service default/Bad: metadata.name: Invalid value: "Bad": ')
+    assert lines[1:] == [
+        "object 1: items[0]: items[1]: Invalid value: expected an object, got integer",
+        "object 1: items[1]: Invalid value: expected an object, got string",
+    ]

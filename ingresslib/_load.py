@@ -76,6 +76,12 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             what = "not valid UTF-16" if utf16 else "not valid UTF-8"
             c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
             return
+    if len(text) > _MAX_DEPTH:  # shorter text cannot nest that deep
+        deep = _too_deep(text)
+        if deep is not None:
+            c.error(FieldError(source, f"line {deep[0]}, column {deep[1]}", INVALID,
+                               f"nested more than {_MAX_DEPTH} levels deep"), None)
+            return
     if is_json or text.lstrip()[:1] in ("{", "["):
         # JSON is much faster through json than through a YAML parser. Text that only looks
         # like JSON may be flow-style YAML: it falls back to the YAML parser, a *.json file
@@ -109,6 +115,45 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             yield n, doc
     except yaml.YAMLError as exc:
         c.error(_syntax_error(source, exc), None)
+
+
+#: Nesting deeper than this is refused before any parser sees it. PyYAML's C loader composes
+#: a node by recursing in C once per level and crashes the whole process (SIGSEGV) some 30,000
+#: levels down; json and the code that walks a document recurse in Python and would raise
+#: RecursionError near 1,000. go-yaml refuses 10,000 ("exceeded max depth"); a Kubernetes
+#: object nests about 10 levels, an Ingress 12.
+_MAX_DEPTH = 500
+_COLLECTION_START = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_COLLECTION_END = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """The (line, column) where ``text`` (YAML or JSON) nests past ``_MAX_DEPTH``, else None.
+
+    A cheap bound first: flow collections open with ``[`` or ``{``, and block ones nest by
+    indentation or by ``- ``/``? ``/``: `` indicators on one line, so depth is at most the
+    number of brackets plus twice the longest line. Only text past that bound (a very long
+    line, many brackets) is run through libyaml's event parser, which keeps its own stack
+    (no recursion): about 40 % of a load's time, for those files only."""
+    bound = text.count("[") + text.count("{") + 2 * max(map(len, text.splitlines()),
+                                                        default=0) + 2
+    if bound <= _MAX_DEPTH:
+        return None
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, _COLLECTION_START):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    mark = event.start_mark
+                    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            elif isinstance(event, _COLLECTION_END):
+                depth -= 1
+    except yaml.YAMLError:
+        # A syntax error before any too-deep point: the load reports it, and stops there
+        # (its composer never gets deeper than this pass did).
+        return None
+    return None
 
 
 _ANCHOR_RE = re.compile(r"(?:^|[\s\[{,])&[^\s,\[\]{}]")

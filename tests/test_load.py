@@ -212,3 +212,49 @@ def test_c_loader_is_used_when_available() -> None:
     # Safe: no arbitrary Python objects.
     with pytest.raises(ValidationError):
         parse_manifests("!!python/object/apply:os.system ['true']")
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 30000,              # flow YAML, unterminated
+    "[" * 30000 + "]" * 30000,        # JSON-looking, valid
+    '{"a":' * 30000 + "1" + "}" * 30000,
+    "a:\n" + "".join(" " * i + "- \n" for i in range(600)),  # block sequences
+])
+def test_nesting_past_the_limit_is_an_error_not_a_crash(text: str) -> None:
+    # PyYAML's C composer recursed in C once per level: 30,000 levels killed the process
+    # (SIGSEGV, exit 139); json raised RecursionError. Run in a child process, so that a
+    # regression fails this test instead of killing the suite.
+    import subprocess
+    import sys
+
+    code = ("import sys, ingresslib\n"
+            "try:\n"
+            "    ingresslib.parse_manifests(sys.stdin.read())\n"
+            "except ingresslib.ValidationError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "nested more than 500 levels deep" in out.stdout
+
+
+def test_deep_but_allowed_nesting_and_long_lines_still_load() -> None:
+    # 400 levels (under the limit) parse; a long line makes the cheap bound fail, so the
+    # event pass runs, and must let an ordinary manifest through.
+    deep = "a: " + "[" * 400 + "]" * 400
+    with pytest.raises(ValidationError) as info:
+        parse_manifests(deep)
+    assert "nested more than" not in str(info.value)
+    long_value = "x" * 2000
+    res = parse_manifests(f"""
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    example.com/long: "{long_value}"
+spec:
+  defaultBackend:
+    service: {{name: web, port: {{number: 80}}}}
+""")
+    assert res.ingresses[0].metadata.annotations["example.com/long"] == long_value

@@ -67,11 +67,22 @@ def test_request_refused_before_parsing_logs_dash_not_empty_method_and_path() ->
     assert access_fields(rec(method=""), NOW, UTC)["request"] == "- /api/users/7?x=1 HTTP/1.1"
 
 
-def test_request_refused_by_the_core_is_logged_with_dash() -> None:
+def test_request_refused_by_the_core_logs_its_request_line() -> None:
+    # A header nginx cannot parse after a good request line: $request is that line
+    # (ngx_http_variable_request_line, r->request_line set once the line parsed).
     from _proxy_harness import ProxyPair
 
     pair = ProxyPair()
     pair.send(b"GET / HTTP/1.1\r\nHost: example.test\r\nX-A: a\x01b\r\n\r\n")
+    assert '"GET / HTTP/1.1" 400 ' in format_line(access_fields(pair.records[0], NOW, UTC))
+
+
+def test_request_with_nothing_before_the_line_end_is_logged_with_dash() -> None:
+    from _proxy_harness import ProxyPair
+
+    # Nothing came before the first line end (a bare LF): nginx's $request is empty, "-".
+    pair = ProxyPair()
+    pair.send(b"\nGET / HTTP/1.1\n\n")
     assert '"-" 400 ' in format_line(access_fields(pair.records[0], NOW, UTC))
 
 

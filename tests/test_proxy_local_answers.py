@@ -295,3 +295,48 @@ def test_unrouted_options_follow_a_new_table() -> None:
     assert status_of(pair.send(get)) == 404
     r.update(ingresslib.Resources.from_dicts([_ing("a", "shop.test", "2024-01-01T00:00:00Z")]))
     assert status_of(pair.send(get)) == 308
+
+
+# ------------------------------------------------------------------ $request of a refused head
+
+
+@pytest.mark.parametrize(("head", "status", "line"), [
+    # TLS spoken to the plain-http port: nginx logs the bytes, escaped ("\x16\x03\x01...").
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400,
+     "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"),
+    # A request line h11 refuses (raw checks pass): what came up to the CR.
+    (b"GET /a b HTTP/1.1\r\nHost: example.test\r\n\r\n", 400, "GET /a b HTTP/1.1"),
+    # A bare LF refused by the raw checks: up to the LF.
+    (b"GET / HTTP/1.1\nHost: x\n\n", 400, "GET / HTTP/1.1"),
+    # A request line over the limit: the bytes that were read of it (bounded).
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, None),
+])
+def test_a_refused_head_logs_its_raw_request_line(head: bytes, status: int,
+                                                  line: str | None) -> None:
+    # ngx_http_variable_request_line: a request line nginx could not parse is logged as the
+    # bytes received up to the first CR or LF. Before, such records had no request line and
+    # the access log showed "-".
+    pair = ProxyPair()
+    out = pair.send(head)
+    assert status_of(out) == status
+    (r,) = pair.records
+    if line is None:
+        assert r.request_line is not None and r.request_line.startswith("GET /aaaa")
+        assert len(r.request_line) <= ProxySettings().max_request_line + 2
+    else:
+        assert r.request_line == line
+    logged = access_fields(r, now=0.0)["request"]
+    assert logged is not None and "\r" not in logged and "\n" not in logged
+
+
+def test_a_head_timeout_logs_the_partial_request_line() -> None:
+    pair = ProxyPair()
+    pair.send(b"GET /slow HTTP/1.1\r\nHost: exa")
+    assert status_of(pair.fire(TimerKind.HEAD)) == 408
+    assert pair.records[0].request_line == "GET /slow HTTP/1.1"
+
+
+def test_a_parsed_request_still_logs_its_parsed_line() -> None:
+    pair = ProxyPair(routes=[Route("/api")])
+    pair.send(b"GET /web?x=1 HTTP/1.1\r\n" + H + b"\r\n")
+    assert pair.records[0].request_line == "GET /web?x=1 HTTP/1.1"

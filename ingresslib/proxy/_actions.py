@@ -163,7 +163,9 @@ class RequestRecord:
     #: The Basic-authentication user name the client sent (nginx ``$remote_user``), else None.
     remote_user: str | None = None
     #: The request line as received, latin-1 (nginx ``$request``: "full original request
-    #: line"), before any canonicalisation; None when no request line was parsed.
+    #: line"), before any canonicalisation. A head refused before it was parsed: the bytes
+    #: received up to the first CR or LF, as nginx logs a line it could not parse; None when
+    #: there are none.
     request_line: str | None = None
     #: Response body bytes sent to the client (``bytes_out`` minus the head; nginx
     #: ``$body_bytes_sent``). The core always sets it; None means "not provided".

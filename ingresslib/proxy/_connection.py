@@ -335,6 +335,21 @@ class _H11Reader:
             raise
 
 
+def _raw_request_line(head: bytes | None) -> str | None:
+    """nginx's $request for a request line it could not parse (ngx_http_variable_request_line:
+    "p = r->request_start; ... for (s = p; s < r->header_in->last; s++) { if (*s == CR || *s ==
+    LF) { break; } }"): the bytes received up to the first CR or LF; None when there are none
+    (logged ``-``). The access log escapes them."""
+    if not head:
+        return None
+    end = len(head)
+    for stop in (b"\r", b"\n"):
+        i = head.find(stop, 0, end)
+        if i >= 0:
+            end = i
+    return head[:end].decode("latin-1") or None
+
+
 #: Downstream body framing of the response being written (what h11's writers would do).
 _FRAME_LENGTH, _FRAME_CHUNKED, _FRAME_CLOSE, _FRAME_NONE = range(4)
 
@@ -509,7 +524,7 @@ class _Request:
         "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
-        "authorization", "t_tries", "discard_until", "free_tries", "set_cookie",
+        "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
     )
 
     def __init__(self, now: float) -> None:
@@ -568,6 +583,10 @@ class _Request:
         #: the record's ``request_line`` and ``remote_user`` (derived only if records are made).
         self.event: h11.Request | None = None
         self.authorization: bytes | None = None
+        #: The head's bytes as received (a reference, no copy), or the start of a head refused
+        #: before it was parsed: a record without ``event`` logs its first line, as nginx's
+        #: $request does for a request line it could not parse.
+        self.raw_head: bytes | None = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -984,6 +1003,7 @@ class ClientConnection:
         req = self._req = _Request(self._head_started if self._head_started is not None else now)
         req.client_ip = self.peer_ip
         req.bytes_in = end
+        req.raw_head = head
         # Only the head goes to h11 now; the body is fed from ``_inbuf`` as h11 asks for it,
         # in bounded slices, so that bytes of later pipelined requests are not copied back and
         # forth once per request (quadratic work for the client's price of one packet).
@@ -1852,10 +1872,13 @@ class ClientConnection:
     def _error_response(self, status: int, req: _Request | None, now: float) -> None:
         """A malformed or refused request: answer, then close (SEMANTICS §9)."""
         self._feeding = False
-        self._inbuf.clear()
         if req is None:
             req = self._req = _Request(now)
             req.client_ip = self.peer_ip
+            # A head refused before it was parsed (raw checks, limits, the head timeout): what
+            # nginx's $request shows for it, the bytes up to the first CR or LF.
+            req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
+        self._inbuf.clear()
         self._close_upstream(False)
         if req.response_started:
             self._close_all(now)
@@ -1973,7 +1996,7 @@ class ClientConnection:
             primary_service=getattr(m, "service", None) if canary else None,
             primary_port=getattr(m, "port", None) if canary else None,
             remote_user=basic_auth_user(req.authorization),
-            request_line=None if ev is None else (
+            request_line=_raw_request_line(req.raw_head) if ev is None else (
                 ev.method + b" " + ev.target + b" HTTP/" + ev.http_version).decode("latin-1"),
             body_bytes_out=req.bytes_out - req.head_len,
             upstream_connect_time=req.connect_time,

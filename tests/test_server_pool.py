@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import ssl
+import struct
+import termios
 from collections.abc import Callable
 
 import pytest
@@ -195,20 +198,60 @@ async def test_keepalive_timeout_closes_an_idle_connection_and_it_is_not_reused(
 # seen then, not only once reading resumes (proxy_send_timeout, send_timeout later).
 
 
+async def _small_buffer_connection(port: int, ctx: ssl.SSLContext | None = None
+                                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client whose kernel send buffer is small: what it has written but the proxy has not
+    taken yet must fit in the proxy's receive buffer, or its FIN would wait behind those bytes
+    (a FIN nobody can see while the receiver does not read: nginx neither)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    if ctx is None:
+        return await asyncio.open_connection(sock=sock)
+    return await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname="a.test")
+
+
+async def _upload_until_paused(w: asyncio.StreamWriter, server: ProxyServer) -> _Downstream:
+    """Sends a POST body, 8 KiB at a time and only once the previous piece left our buffer,
+    until the proxy stops reading (its upstream takes nothing); then waits until every byte
+    sent is in the proxy's receive buffer (our kernel queue empty), so a FIN or reset sent
+    now reaches it at once."""
+    w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000000\r\n\r\n")
+    chunk = b"x" * 8192
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+    while loop.time() < end:
+        downs = list(server.connections)
+        if downs and downs[0].client_paused and downs[0].upstream_full:
+            break
+        if w.transport.get_write_buffer_size() == 0:
+            w.write(chunk)
+        await asyncio.sleep(0.001)
+    else:
+        raise AssertionError("the proxy never paused the client")
+    sock = w.transport.get_extra_info("socket")
+
+    def drained() -> bool:
+        unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+        return w.transport.get_write_buffer_size() == 0 and \
+            struct.unpack("i", unsent)[0] == 0
+    assert await _until(drained, 5.0), "the client's bytes never reached the proxy's buffer"
+    return downs[0]
+
+
 async def _stalled_upload(port: int, server: ProxyServer) -> tuple[asyncio.StreamWriter,
                                                                   _Downstream]:
     """A POST whose body the upstream does not take: sent until the proxy stops reading it."""
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000000\r\n\r\n")
-    chunk = b"x" * 65536
-    for _ in range(2000):
-        w.write(chunk)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(w.drain(), 0.02)
-        downs = list(server.connections)
-        if downs and downs[0].client_paused and downs[0].upstream_full:
-            return w, downs[0]
-    raise AssertionError("the proxy never paused the client")
+    _, w = await _small_buffer_connection(port)
+    return w, await _upload_until_paused(w, server)
+
+
+def _reset(w: asyncio.StreamWriter) -> None:
+    """Close with a reset (RST), whatever is queued: SO_LINGER 0 (a plain close sends a FIN)."""
+    w.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    w.transport.abort()
 
 
 async def _deaf_upstream() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter]]:
@@ -253,7 +296,7 @@ async def test_a_client_reset_while_its_upload_is_paused_aborts_the_upstream_req
         w, down = await _stalled_upload(port, server)
         watch = server._hup_watcher(create=False)
         assert watch is not None and list(watch._by_fd.values()) == [down]
-        w.transport.abort()  # RST
+        _reset(w)
         assert await _until(lambda: records, 2.0), "client reset not seen while paused"
         assert records[0].status == 499
         assert not server.connections and not down.upstreams
@@ -408,21 +451,11 @@ async def test_over_tls_a_client_gone_while_its_upload_is_paused_is_seen(how: st
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2], ssl=ctx,
-                                         server_hostname="a.test")
+    r, w = await _small_buffer_connection(server.addresses[0][2], ctx)
     try:
-        w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000000\r\n\r\n")
-        for _ in range(2000):
-            w.write(b"x" * 65536)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(w.drain(), 0.02)
-            downs = list(server.connections)
-            if downs and downs[0].client_paused and downs[0].upstream_full:
-                break
-        else:
-            raise AssertionError("the proxy never paused the client")
+        await _upload_until_paused(w, server)
         if how == "reset":
-            w.transport.abort()
+            _reset(w)
         else:  # a FIN without close_notify: shut the raw socket's sending side
             raw = w.transport.get_extra_info("socket")
             dup = socket.fromfd(raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
 from ._resources import Resources
-from ._validate import canonical_ip
+from ._validate import canonical_ip, is_dns1123_subdomain
 
 __all__ = [
     "EndpointSet",
     "EndpointIndex",
     "is_ready",
+    "external_name_problem",
     "parse_weights",
     "SERVICE_UPSTREAM_ANNOTATION",
     "ENDPOINT_WEIGHTS_ANNOTATION",
@@ -78,18 +79,58 @@ def _is_loopback(name: str) -> bool:
         return False
 
 
+def external_name_problem(name: str) -> str | None:
+    """Why an ExternalName Service's ``externalName`` gets no endpoint, or None when it can be
+    proxied to."""
+    if _is_loopback(name):
+        # ingress-nginx endpointslices.go: "if ip := net.ParseIP(s.Spec.ExternalName);
+        # s.Spec.ExternalName == "localhost" || (ip != nil && ip.IsLoopback()) {
+        # klog.Errorf("Invalid attempt to use localhost name ..."); return upsServers }"
+        # - a Service must not make the proxy connect to its own host.
+        return f"ExternalName {name!r} is a loopback name; refused"
+    if not _is_dns_name(name):
+        return (f"ExternalName {name!r} is no IP and no valid DNS name (RFC 1123 subdomain); "
+                "refused")
+    return None
+
+
 def _find_service_port(svc: Service, port: int | str | None) -> ServicePort | None:
     # Ingress ServiceBackendPort: "Name is the name of the port on the Service" / "Number is the
     # numerical port number (e.g. 80) on the Service" - both name the Service's port, never the
     # container's.
-    for sp in svc.spec.ports:
-        if isinstance(port, int):
+    if isinstance(port, int):
+        # One number can be listed twice, once per protocol (DNS: 53/UDP and 53/TCP). HTTP
+        # goes over TCP (ingress-nginx serviceEndpoints: "getEndpointsFromSlices(svc,
+        # &servicePort, apiv1.ProtocolTCP, ...)"), so the TCP port wins whatever the order;
+        # another protocol's port is returned only when it is the only one with that number.
+        found: ServicePort | None = None
+        for sp in svc.spec.ports:
             if sp.port == port:
-                return sp
-        elif port is not None and sp.name == port:
+                if sp.protocol == "TCP":
+                    return sp
+                if found is None:
+                    found = sp
+        return found
+    for sp in svc.spec.ports:
+        if port is not None and sp.name == port:
             return sp
     # A Service with a single unnamed port is addressed by number only; nothing else matches.
     return None
+
+
+def _is_dns_name(name: str) -> bool:
+    """ingress-nginx endpointslices.go, for ExternalName Services: "if
+    net.ParseIP(s.Spec.ExternalName) == nil { externalName := strings.TrimSuffix(
+    s.Spec.ExternalName, ".") if errs := validation.IsDNS1123Subdomain(externalName); len(errs)
+    > 0 { klog.Errorf("Invalid DNS name %s: %v", ...); return upsServers } }" - an IP, or a
+    lower-case RFC 1123 name (one trailing dot allowed)."""
+    if "%" not in name:  # Go's net.ParseIP takes no IPv6 zone ("fe80::1%eth0"); Python's does
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            pass
+    return not is_dns1123_subdomain(name.removesuffix("."))
 
 
 def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int], list[str]]:
@@ -114,10 +155,12 @@ def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int],
         key = key.strip()
         host, colon, port = key.rpartition(":")
         # "[fd00::1]:8080" or "10.0.0.1:8080" carry a port; a bare IPv6 has several colons.
+        # The address is read as the endpoints' are (canonical_ip: "FD00:0::1" is fd00::1,
+        # "010.0.0.1" is 10.0.0.1), so a weight names the endpoint however it is written.
         if colon and port.isdigit() and (host.startswith("[") or ":" not in host):
-            by_addr[(host.strip("[]"), int(port))] = weight
+            by_addr[(canonical_ip(host.strip("[]")), int(port))] = weight
         else:
-            by_ip[key.strip("[]")] = weight
+            by_ip[canonical_ip(key.strip("[]"))] = weight
     return by_addr, by_ip, errors
 
 
@@ -170,16 +213,17 @@ class EndpointIndex:
         if sp is None:
             return EndpointSet(namespace, service, None,
                                reason=f"service {namespace}/{service} has no port {port!r}")
+        if sp.protocol != "TCP" and not ext_name:
+            # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below).
+            return EndpointSet(namespace, service, None,
+                               reason=f"service {namespace}/{service} port {port!r} is "
+                               f"{sp.protocol}, not TCP")
         if ext_name:
-            if _is_loopback(ext_name):
-                # ingress-nginx endpointslices.go: "if ip := net.ParseIP(s.Spec.ExternalName);
-                # s.Spec.ExternalName == "localhost" || (ip != nil && ip.IsLoopback()) {
-                # klog.Errorf("Invalid attempt to use localhost name ..."); return upsServers }"
-                # - a Service must not make the proxy connect to its own host.
+            problem = external_name_problem(ext_name)
+            if problem is not None:
                 return EndpointSet(svc.metadata.namespace, svc.metadata.name, None,
                                    reason=f"service {svc.metadata.namespace}/{svc.metadata.name}"
-                                   f": ExternalName {ext_name!r} is a loopback "
-                                   "name; refused")
+                                   f": {problem}")
             # ingress-nginx proxies ExternalName Services to the DNS name at the Service port.
             target = sp.target_port if isinstance(sp.target_port, int) else sp.port
             return self._finish(svc, target, [(ext_name, target)])

@@ -16,10 +16,15 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-__all__ = ["HashRing", "POINTS_PER_MEMBER", "DIRTY", "hash_key", "member_id"]
+__all__ = ["HashRing", "POINTS_PER_MEMBER", "MAX_RING_POINTS", "DIRTY", "hash_key", "member_id"]
 
 #: libketama uses 40 digests x 4 points = 160 points per server (weight 1).
 POINTS_PER_MEMBER = 160
+#: At most this many points on a weighted ring (1,024 unit-weight members' worth): endpoint
+#: weights are user input (``ingresslib.io/endpoint-weights``), and 160 points per unit of a
+#: weight of 10**6 would be 160 million points built on a request. Bigger weights are scaled
+#: down in proportion (each member keeps at least one point).
+MAX_RING_POINTS = POINTS_PER_MEMBER * 1024
 _MASK = 0xFFFFFFFF
 #: A bucket of :attr:`HashRing.table` holding a ring point: its owner depends on the exact hash.
 DIRTY = 255
@@ -58,8 +63,15 @@ class HashRing:
         bits = max(8, (len(members) - 1).bit_length())
         low = (1 << bits) - 1
         keys: list[int] = []
+        counts = [POINTS_PER_MEMBER * (weights[i] if weights else 1) for i in range(len(members))]
+        total = sum(counts)
+        limit = max(MAX_RING_POINTS, POINTS_PER_MEMBER * len(members))
+        if total > limit:
+            # A member's points are a prefix of its SHAKE stream, so scaling keeps each
+            # member's first points where they were.
+            counts = [max(1, c * limit // total) for c in counts]
         for idx, name in enumerate(members):
-            count = POINTS_PER_MEMBER * (weights[idx] if weights else 1)
+            count = counts[idx]
             stream = hashlib.shake_128(name.encode()).digest(4 * count)
             keys.extend([(p << bits) | idx for p in struct.unpack(f"<{count}I", stream)])
         keys.sort()

@@ -52,6 +52,7 @@ from ._endpoints import (
     SERVICE_UPSTREAM_ANNOTATION,
     EndpointIndex,
     EndpointSet,
+    external_name_problem,
     parse_weights,
 )
 from ._goparse import parse_bool
@@ -809,6 +810,13 @@ class Router:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
                      f"invalid boolean {raw_canary!r}: treated as a normal Ingress")
         for svc in res.services:
+            if svc.spec.type == "ExternalName" and svc.spec.external_name:
+                # Said once per Service (ingress-nginx logs it with klog.Errorf); every
+                # backend on it answers 503.
+                problem = external_name_problem(svc.spec.external_name)
+                if problem is not None:
+                    warnings.append(Diagnostic(f"Service {svc.metadata.ref}",
+                                               "spec.externalName", problem))
             text = svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
             if text:
                 for msg in parse_weights(text)[2]:

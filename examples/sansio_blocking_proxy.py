@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import selectors
 import socket
 import sys
@@ -379,14 +380,26 @@ class Driver:
 
 
 def _hostport(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    """``IPv4:PORT``. An IP, not a name: the backend's address goes into an Endpoints object
+    (which holds IPs only), and the sockets here are IPv4. No empty host either: ``:8080``
+    would listen on every interface."""
+    host, sep, port = text.rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected IPv4:PORT, e.g. 127.0.0.1:9000") from None
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number 0-65535")
     return host, int(port)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", required=True, type=_hostport, help="IP:PORT of the backend")
-    ap.add_argument("--listen", default="127.0.0.1:8080", type=_hostport)
+    ap.add_argument("--backend", required=True, type=_hostport, metavar="IP:PORT",
+                    help="IPv4:PORT of the backend")
+    ap.add_argument("--listen", default="127.0.0.1:8080", type=_hostport, metavar="IP:PORT",
+                    help="IPv4:PORT to listen on (default 127.0.0.1:8080; port 0: a free port)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per request")
     args = ap.parse_args(argv)
     ip, port = args.backend

@@ -9,12 +9,15 @@ Errors and ``listening on`` lines go to stderr; machine output (``--output json`
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
 
 
-def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True,
+                     stdin: bool = False) -> None:
     p.add_argument(
         "-f",
         "--filename",
@@ -22,16 +25,27 @@ def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True) -> No
         action="append",
         required=required,
         metavar="PATH",
-        help="manifest file or folder (YAML or JSON); repeatable",
+        help="manifest file or folder (YAML or JSON"
+             + ("; - alone reads standard input" if stdin else "") + "); repeatable",
     )
-    p.add_argument("--ingress-class", default=None, help="serve only Ingresses of this IngressClass")
-    p.add_argument("--controller", default=None, help="serve only IngressClasses with this spec.controller")
+    verb = "serve only" if not stdin else "route as serve would: only"
+    p.add_argument("--ingress-class", default=None, metavar="NAME",
+                   help=f"{verb} Ingresses of this IngressClass")
+    p.add_argument("--controller", default=None, metavar="NAME",
+                   help=f"{verb} IngressClasses with this spec.controller")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return str(__version__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ingresslib", description="Kubernetes Ingress routing without a cluster."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="proxy HTTP(S) by the Ingress rules")
@@ -62,20 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
     serve.set_defaults(handler="serve")
 
-    explain = sub.add_parser("explain", help="which ingress, rule and backend a URL hits")
-    _add_source_args(explain)
-    explain.add_argument("url", help="http://host/path, host/path, or /path (host-less)")
+    explain = sub.add_parser(
+        "explain", help="which ingress, rule and backend a URL hits",
+        description="Which ingress, rule and backend a URL hits (or why none: 404, or a "
+                    "rejected path), and the endpoint the router picks when the files hold the "
+                    "Services and endpoints. Exit 0 whatever the route; 2 for invalid manifests "
+                    "or a bad argument.")
+    _add_source_args(explain, stdin=True)
+    explain.add_argument("url", help="http://host/path, host/path, or /path (host-less); "
+                                     "encoded as a browser sends it (IDNA host, %%XX path)")
     explain.add_argument("-H", "--header", dest="headers", action="append", default=[],
-                         metavar="NAME:VALUE", help="request header (for canary/affinity); repeatable")
+                         metavar="NAME:VALUE",
+                         help="request header (for canary/affinity; a Host header is routed on, "
+                              "as with curl); repeatable")
     explain.add_argument("-X", "--method", default="GET")
-    explain.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    explain.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                         help="json: one JSON document on stdout, errors included (exit 2)")
     explain.set_defaults(handler="explain")
 
-    check = sub.add_parser("check", help="validate manifests; exit 0, or 2 with every error")
-    _add_source_args(check)
+    check = sub.add_parser(
+        "check", help="validate manifests; exit 0, or 2 with every error",
+        description="Validate manifests; exit 0, or 2 with every error. Invalid annotation "
+                    "values and shadowed rules are printed as warnings (exit 0).")
+    _add_source_args(check, stdin=True)
+    check.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                       help="json: one JSON document on stdout, errors included (exit 2)")
     check.set_defaults(handler="check")
 
-    demo = sub.add_parser("demo", help="the embedded demo (see README)")
+    demo = sub.add_parser(
+        "demo", help="the embedded demo (see README)",
+        description="The embedded demo (see README): a proxy on 127.0.0.1 in front of echo pods, "
+                    "routed by examples/demo/demo.yaml (fan-out, wildcard host, canary, TLS).")
     demo.add_argument("--listen", default=None, metavar="HOST:PORT",
                       help="HTTP listener (default 127.0.0.1:8080; with --once a free port)")
     demo.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
@@ -90,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: str = args.handler
+    if handler == "serve":
+        from ._serve import serve_main
+
+        return serve_main(args)
+    try:
+        return _run(handler, args)
+    except BrokenPipeError:
+        # `ingresslib explain ... | head -1`: the reader left. Python's signal docs ("Note on
+        # SIGPIPE"): point stdout at devnull so the interpreter's final flush does not raise
+        # again, and exit 1 without a traceback.
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # a stdout with no file descriptor (tests, embedding)
+            return 1
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        return 1
+
+
+def _run(handler: str, args: argparse.Namespace) -> int:
     if handler == "explain":
         from ._explain import explain_main
 
@@ -102,8 +152,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import demo_main
 
         return demo_main(args)
-    if handler == "serve":
-        from ._serve import serve_main
-
-        return serve_main(args)
     raise AssertionError(handler)

@@ -406,8 +406,18 @@ def demo_main(args: argparse.Namespace) -> int:
 
     once = bool(getattr(args, "once", False))
     # --once picks free ports unless told otherwise, so it never collides with a running demo.
-    listen = parse_listen(getattr(args, "listen", None) or ("127.0.0.1:0" if once else "127.0.0.1:8080"))
-    tls = parse_listen(getattr(args, "tls_listen", None) or ("127.0.0.1:0" if once else "127.0.0.1:8443"))
+    addresses = []
+    for option, given, default in (
+            ("--listen", getattr(args, "listen", None), "127.0.0.1:0" if once else "127.0.0.1:8080"),
+            ("--tls-listen", getattr(args, "tls_listen", None),
+             "127.0.0.1:0" if once else "127.0.0.1:8443")):
+        try:
+            addresses.append(parse_listen(given or default))
+        except ValueError as exc:
+            # Usage, as for `serve`: exit 2 with the reason, not a traceback.
+            print(f"ingresslib demo: error: {option} {given!r}: {exc}", file=sys.stderr)
+            return 2
+    listen, tls = addresses
     try:
         return asyncio.run(run_demo(listen=listen, tls_listen=tls, once=once, out=sys.stdout,
                                     seed=getattr(args, "seed", None)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -13,23 +15,63 @@ from ._errors import ValidationError
 from ._resources import Resources
 from ._table import RouteTable
 
-__all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text"]
+__all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A command-line value ``explain`` cannot use (a URL, a ``-H`` header, a method)."""
+
+
+#: RFC 9110 §5.6.2: ``token = 1*tchar``; header names and methods are tokens.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a browser percent-encodes in a path or query (WHATWG URL, "path percent-encode set":
+#: C0 controls, space, ``"``, ``#``, ``<``, ``>``, ``?``, backquote, ``{``, ``}``, and every
+#: code point above ASCII, as UTF-8). ``#`` and ``?`` are split off before this is applied.
+_ENCODE_RE = re.compile(r'[\x00-\x20"<>`{}\x7f-\U0010ffff]')
+
+
+def _percent_encode(text: str) -> str:
+    return _ENCODE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
+
+
+def _ascii_host(host: str) -> str:
+    """``host[:port]`` as a client sends it: a non-ASCII name in its IDNA (``xn--``) form."""
+    if host.isascii():
+        return host
+    name, port = host, ""
+    head, sep, tail = host.rpartition(":")
+    if sep and tail.isdigit():
+        name, port = head, ":" + tail
+    try:
+        return name.encode("idna").decode("ascii") + port
+    except UnicodeError as exc:
+        raise UsageError(f"host {name!r} is not a valid internationalised domain name ({exc})") from None
 
 
 def split_url(url: str) -> tuple[str, str]:
     """``(host, path-with-query)`` from ``http://host/path``, ``host/path`` or ``/path``.
 
-    The path is kept exactly as written (percent-encoding included): it is what a client sends.
+    The path is kept as written (percent-encoding included): it is what a client sends. What a
+    client cannot send raw is encoded as a browser does: a non-ASCII host to its IDNA form,
+    spaces and non-ASCII characters of the path to ``%XX``. Userinfo and a fragment never
+    reach the server and are dropped. A URL that cannot be parsed raises :class:`UsageError`.
     """
+    if not url.strip():
+        raise UsageError("empty URL: give http://host/path, host/path or /path")
     if url.startswith("/"):
-        return "", url
+        host, rest = "", url
+        rest = rest.split("#", 1)[0]
+        return host, _percent_encode(rest)
     if "://" not in url:
         url = "http://" + url
-    parts = urlsplit(url)
-    path = parts.path or "/"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse URL {url!r}: {exc}") from None
+    path = _percent_encode(parts.path or "/")
     if parts.query:
-        path += "?" + parts.query
-    return parts.netloc.rsplit("@", 1)[-1], path
+        path += "?" + _percent_encode(parts.query)
+    return _ascii_host(parts.netloc.rsplit("@", 1)[-1]), path
 
 
 def explain_url(
@@ -37,9 +79,20 @@ def explain_url(
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
     controller: str | None = None,
 ) -> dict[str, Any]:
-    """What the table does with ``url``; with ``res``, also which endpoint the router picks."""
+    """What the table does with ``url``; with ``res``, also which endpoint the router picks.
+
+    A ``Host`` header in ``headers`` is the host routed on, as for ``curl -H 'Host: ...'``:
+    the Host header, not the URL, is what a server sees.
+    """
     host, path = split_url(url)
+    for name, value in headers:
+        if name.lower() == "host":
+            host = _ascii_host(value.strip())
     out = {"url": url, **table.explain(host, path)}
+    if out.get("match") is not None and "canary" in out["match"]:
+        served = table.match(host, path)  # does not raise: explain() just matched it
+        if served is not None and served.canary is not None:
+            out["match"]["canary"]["rules"] = _canary_rules(served.canary.annotations)
     if res is not None and out.get("match") is not None:
         try:
             from ._router import Router
@@ -57,11 +110,59 @@ def explain_url(
             why = getattr(getattr(d.handle, "eps", None), "reason", None)
             if why:
                 out["decision"]["why"] = why
+            affinity = _affinity(d)
+            if affinity is not None:
+                out["decision"]["affinity"] = affinity
             if d.endpoint is None:
                 out["status"] = 503
                 out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
                                   "; a resource backend is not a Service: nothing to proxy to")
     return out
+
+
+def _canary_rules(annotations: Any) -> dict[str, Any]:
+    """When the canary serves, from its annotations (parsed as the router parses them)."""
+    from ._canary import parse_canary
+
+    cfg, _warnings = parse_canary(annotations)
+    rules: dict[str, Any] = {"weight": cfg.weight, "weight_total": cfg.weight_total}
+    if cfg.header is not None:
+        rules["header"] = cfg.header
+        if cfg.header_value is not None:
+            rules["header_value"] = cfg.header_value
+        elif cfg.header_pattern is not None:
+            rules["header_pattern"] = annotations.get(
+                "nginx.ingress.kubernetes.io/canary-by-header-pattern")
+    if cfg.cookie is not None:
+        rules["cookie"] = cfg.cookie
+    return rules
+
+
+def _canary_text(rules: dict[str, Any]) -> str:
+    # ingress-nginx's canary docs: "canary-by-header -> canary-by-cookie -> canary-weight".
+    parts = []
+    if "header" in rules:
+        if "header_value" in rules:
+            parts.append(f"header {rules['header']}: {rules['header_value']}")
+        elif "header_pattern" in rules:
+            parts.append(f"header {rules['header']} matching {rules['header_pattern']!r}")
+        else:
+            parts.append(f"header {rules['header']}: always (never: the main backend)")
+    if "cookie" in rules:
+        parts.append(f"cookie {rules['cookie']}=always (never: the main backend)")
+    parts.append(f"weight {rules['weight']} of {rules['weight_total']} requests")
+    return ", else ".join(parts)
+
+
+def _affinity(d: Any) -> dict[str, Any] | None:
+    """Cookie affinity of the serving backend: the cookie, and what this request gets."""
+    served = d.served if d.served is not None else d.match
+    ann = served.annotations
+    if ann.get("nginx.ingress.kubernetes.io/affinity") != "cookie":
+        return None
+    name = d.set_cookie.split("=", 1)[0] if d.set_cookie else (
+        ann.get("nginx.ingress.kubernetes.io/session-cookie-name", "").strip() or "INGRESSCOOKIE")
+    return {"cookie": name, "set_cookie": d.set_cookie}
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -86,6 +187,8 @@ def render_text(info: dict[str, Any]) -> str:
     if "canary" in m:
         c = m["canary"]
         lines.append(f"     canary: Ingress {c['ingress']} -> {_backend_text(c)}")
+        if "rules" in c:
+            lines.append(f"       serves on {_canary_text(c['rules'])}")
     d = info.get("decision")
     if d is not None and d["service"] is None:
         # A resource backend (Match.service None): the router has no Service to resolve.
@@ -102,6 +205,13 @@ def render_text(info: dict[str, Any]) -> str:
             port = f"unknown ({why or 'no such Service or port in the manifests'})"
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
+        a = d.get("affinity")
+        if a is not None and a["set_cookie"]:
+            lines.append(f"     session affinity: cookie {a['cookie']} (none valid in the request: "
+                         f"the response sets {a['set_cookie']})")
+        elif a is not None:
+            lines.append(f"     session affinity: cookie {a['cookie']} (the request's cookie "
+                         f"keeps this endpoint)")
     return "\n".join(lines)
 
 
@@ -112,46 +222,107 @@ def _backend_text(m: dict[str, Any]) -> str:
     return f"resource {r.get('kind')} {m['namespace']}/{r.get('name')}"
 
 
-def _load(files: Sequence[str], err: TextIO) -> Resources | None:
-    from ._load import load_manifests
+def _error_entry(e: Any) -> dict[str, Any]:
+    return {"message": str(e), "source": e.source, "object": e.object, "field": e.field,
+            "type": e.type}
+
+
+def _load(files: Sequence[str], err: TextIO) -> Resources | ValidationError:
+    """The manifests of ``-f`` (``-`` is standard input, as for kubectl), or the error.
+
+    Raises :class:`UsageError` for ``-`` given with other ``-f`` values.
+    """
+    from ._load import load_manifests, parse_manifests
 
     try:
+        if "-" in files:
+            if len(files) > 1:
+                raise UsageError("-f - (standard input) cannot be combined with other -f values")
+            return parse_manifests(sys.stdin.buffer.read(), source="<stdin>")
         return load_manifests(*files)
     except ValidationError as exc:
-        for e in exc.errors:
-            print(e, file=err)
-        print(f"{len(exc.errors)} error(s)", file=err)
-        return None
+        return exc
+
+
+def _report_invalid(exc: ValidationError, output: str, url: str | None = None) -> int:
+    for e in exc.errors:
+        print(e, file=sys.stderr)
+    print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+    if output == "json":
+        doc: dict[str, Any] = {"ok": False, "error": "invalid manifests",
+                               "errors": [_error_entry(e) for e in exc.errors]}
+        if url is not None:
+            doc["url"] = url
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    return 2
+
+
+def _usage(command: str, exc: UsageError, output: str, url: str | None = None) -> int:
+    """A bad command-line value: argparse's form and exit code (2), never a traceback."""
+    print(f"ingresslib {command}: error: {exc}", file=sys.stderr)
+    if output == "json":
+        doc: dict[str, Any] = {"ok": False, "error": "usage", "errors": [{"message": str(exc)}]}
+        if url is not None:
+            doc["url"] = url
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    return 2
 
 
 def _parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
+    """``-H NAME:VALUE`` values, checked as a server would: RFC 9110 §5.1 field names are
+    tokens; §5.5 "field values containing CR, LF or NUL characters are invalid"."""
     out = []
     for h in raw:
         name, sep, value = h.partition(":")
         if not sep:
-            raise SystemExit(f"ingresslib explain: bad header {h!r}: expected NAME:VALUE")
-        out.append((name.strip(), value.strip()))
+            raise UsageError(f"bad header {h!r}: expected NAME:VALUE")
+        name, value = name.strip(), value.strip(" \t")
+        if not _TOKEN_RE.fullmatch(name):
+            raise UsageError(f"bad header {h!r}: the name must be a token (letters, digits, "
+                             "and !#$%&'*+-.^_`|~), not empty")
+        if any(ch in value for ch in "\r\n\x00"):
+            raise UsageError(f"bad header {h!r}: the value cannot hold CR, LF or NUL")
+        out.append((name, value))
     return out
 
 
 def explain_main(args: argparse.Namespace) -> int:
-    res = _load(args.files, sys.stderr)
-    if res is None:
-        return 2
+    try:
+        if not _TOKEN_RE.fullmatch(args.method):
+            raise UsageError(f"bad method {args.method!r}: a method is a token (e.g. GET)")
+        headers = _parse_headers(args.headers)
+        split_url(args.url)
+        for name, value in headers:  # the Host header is routed on: check it now
+            if name.lower() == "host":
+                _ascii_host(value)
+        loaded = _load(args.files, sys.stderr)
+    except UsageError as exc:
+        return _usage("explain", exc, args.output, args.url)
+    if isinstance(loaded, ValidationError):
+        return _report_invalid(loaded, args.output, args.url)
+    res = loaded
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
-    info = explain_url(table, args.url, res=res, method=args.method, headers=_parse_headers(args.headers),
+    info = explain_url(table, args.url, res=res, method=args.method, headers=headers,
                        ingress_class=args.ingress_class, controller=args.controller)
     if args.output == "json":
         print(json.dumps(info, indent=2, sort_keys=True))
     else:
         print(render_text(info))
+        if info.get("match") is not None and not res.services:
+            print("     (the files hold no Service: add the Services and EndpointSlices to see "
+                  "the target port and endpoint)")
     return 0
 
 
 def check_main(args: argparse.Namespace) -> int:
-    res = _load(args.files, sys.stderr)
-    if res is None:
-        return 2
+    output = getattr(args, "output", "text")
+    try:
+        loaded = _load(args.files, sys.stderr)
+    except UsageError as exc:
+        return _usage("check", exc, output)
+    if isinstance(loaded, ValidationError):
+        return _report_invalid(loaded, output)
+    res = loaded
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
     diagnostics = list(table.diagnostics)
     # SEMANTICS §2: "Annotation values that are invalid are reported as warnings and ignored, as
@@ -167,12 +338,25 @@ def check_main(args: argparse.Namespace) -> int:
     for d in diagnostics:
         print(d, file=sys.stderr)
     proxy_warnings = _proxy_annotation_warnings(table)
+    if not res.ingresses:
+        # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
+        # read as "your Ingresses are valid".
+        proxy_warnings.append("no Ingress in " + ", ".join(args.files) + (
+            " (folders are searched for *.yaml, *.yml and *.json files)"
+            if any(os.path.isdir(f) for f in args.files) else ""))
     for w in proxy_warnings:
         print(f"warning: {w}", file=sys.stderr)
     n = len(table.served)
     warned = sum(1 for d in diagnostics if d.severity == "warning") + len(proxy_warnings)
-    print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
-          f"{warned} warning(s)")
+    if output == "json":
+        print(json.dumps({
+            "ok": True, "ingresses": len(res.ingresses), "served": n, "routes": len(table.routes),
+            "diagnostics": [str(d) for d in diagnostics],
+            "warnings": [str(d) for d in diagnostics if d.severity == "warning"] + proxy_warnings,
+        }, indent=2, sort_keys=True))
+    else:
+        print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
+              f"{warned} warning(s)")
     return 0
 
 

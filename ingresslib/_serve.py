@@ -263,6 +263,27 @@ class Reloader:
 _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
 
 
+def _quiet_bad_sni() -> None:
+    """Turn the traceback CPython prints for a ClientHello whose server name is not ASCII into
+    a debug log line. The ``ssl`` module decodes the SNI before our callback runs and reports a
+    failure through ``sys.unraisablehook`` ("Exception ignored in: b'...'", a traceback on
+    stderr per handshake): any client could flood the log with them. The handshake fails with
+    an alert either way (nginx refuses such names too). Other unraisable errors go to the hook
+    in place before. Process-wide, so only ``serve`` installs it (a library leaves hooks alone).
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if (isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
+                and isinstance(unraisable.object, bytes)):
+            _log.debug("TLS handshake refused: server name %r is not ASCII", unraisable.object)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def _setup_logging(access_log: str, level: str) -> None:
     # Only the CLI configures output (library etiquette); calling it again (tests call main()
     # several times in one process) replaces what it added before.
@@ -571,6 +592,8 @@ def serve_main(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 2
     _setup_logging(getattr(args, "access_log", "text"), getattr(args, "log_level", "info"))
+    if args.tls_listen:
+        _quiet_bad_sni()
     for w in cfg.warnings:
         _log.warning("%s", w)
     try:

@@ -644,3 +644,50 @@ def test_edit_during_start_up_is_not_lost(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:0", "--reload-interval", "0.05",
                  "--access-log", "off"]) == 0
     assert seen == [["beta"]]
+
+
+def _client_hello(server_name: bytes) -> bytes:
+    """A real ClientHello (Python's own) whose SNI bytes are then swapped for ``server_name``
+    (same length, so no length field changes): the ssl module never sends a non-ASCII name."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    placeholder = b"a" * len(server_name) + b".test"
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=placeholder.decode())
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = outgoing.read()
+    assert hello.count(placeholder) == 1
+    return hello.replace(placeholder, server_name + b".test")
+
+
+@pytest.mark.asyncio
+async def test_serve_logs_a_non_ascii_sni_instead_of_printing_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # CPython decodes the SNI before any callback and reports a non-ASCII one through
+    # sys.unraisablehook: a traceback on stderr per handshake, which any client can repeat.
+    # serve installs a filter that makes it a debug line; the handshake still fails.
+    import logging
+
+    from ingresslib._serve import _quiet_bad_sni
+    from ingresslib.proxy._server import ProxyServer
+    from tests._server_helpers import StubRouter
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    _quiet_bad_sni()
+    server = ProxyServer(StubRouter([]))
+    await server.start(None, ("127.0.0.1", 0))
+    caplog.set_level(logging.DEBUG, logger="ingresslib.serve")
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
+        w.write(_client_hello("bücher".encode("latin-1")))
+        await w.drain()
+        answer = await asyncio.wait_for(r.read(100), 5)
+        assert answer[:1] == b"\x15"  # a TLS alert, then the close
+        w.close()
+        assert any("not ASCII" in rec.getMessage() for rec in caplog.records)
+    finally:
+        await server.shutdown(1)

@@ -95,6 +95,28 @@ def _seconds(v: str) -> float:
     return float(_int(v))
 
 
+def _timeout(v: str) -> float:
+    # The proxy and client timeouts: 0 is refused. ingress-nginx writes it as is
+    # ("proxy_read_timeout {{ $location.Proxy.ReadTimeout }}s;" -> "0s") and nginx arms a
+    # timer of 0 ms (ngx_add_timer(c->read, u->conf->read_timeout)): every wait times out at
+    # once. ingresslib's timers read 0 as "not armed" (the keyword argument's meaning), which
+    # would turn the same ConfigMap into no timeout at all; the annotations refuse 0 too
+    # (proxy/_annotations.py _seconds). keep-alive keeps its 0 ("disables keep-alive").
+    seconds = _seconds(v)
+    if seconds == 0:
+        raise _Bad("must be greater than 0 (nginx would time out every request at once)")
+    return seconds
+
+
+def _keepalive_requests(v: str) -> int:
+    # nginx reads keepalive_requests 0 as "no second request": ngx_http_update_location_config
+    # "} else if (r->connection->requests >= clcf->keepalive_requests) { r->keepalive = 0;",
+    # with requests counting from 1, so 0 and 1 both close after the first response. The
+    # proxy core reads keep_alive_requests 0 as "no limit"; nginx's meaning is kept by reading
+    # "0" as 1.
+    return max(_int(v), 1)
+
+
 #: nginx time units of a millisecond setting, largest first (ngx_parse_time with ``sec`` 0:
 #: "step = sec ? st_start : st_month", so years and months are refused), in milliseconds.
 _TIME_UNITS = {"w": 604800000, "d": 86400000, "h": 3600000, "m": 60000, "s": 1000, "ms": 1}
@@ -135,6 +157,7 @@ def _nginx_time(v: str) -> float:
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)
 _SIZE_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_MAX_OFF_T = (1 << 63) - 1  # NGX_MAX_OFF_T_VALUE on 64-bit platforms
 
 
 def _size(v: str) -> int:
@@ -144,7 +167,12 @@ def _size(v: str) -> int:
     if not m:
         raise _Bad('must be a size such as "1m", "8k" or "1048576"')
     unit = m.group(2).lower() if m.group(2) else None
-    return int(m.group(1)) * _SIZE_UNIT[unit]
+    n, scale = int(m.group(1)), _SIZE_UNIT[unit]
+    # ngx_parse_offset (client_max_body_size): "max = NGX_MAX_OFF_T_VALUE / scale; ... if
+    # (offset == NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses the value.
+    if n > _MAX_OFF_T // scale:
+        raise _Bad("too large (nginx refuses sizes above 2^63-1 bytes)")
+    return n * scale
 
 
 def _next_upstream(v: str) -> tuple[str, ...]:
@@ -228,9 +256,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "hsts-max-age": _decimal,
     "hsts-include-subdomains": _bool,
     "hsts-preload": _bool,
-    "proxy-connect-timeout": _seconds,
-    "proxy-read-timeout": _seconds,
-    "proxy-send-timeout": _seconds,
+    "proxy-connect-timeout": _timeout,
+    "proxy-read-timeout": _timeout,
+    "proxy-send-timeout": _timeout,
     "proxy-next-upstream": _next_upstream,
     "proxy-next-upstream-tries": _int,
     # config.go: "ProxyNextUpstreamTimeout int `json:\"proxy-next-upstream-timeout\"`"
@@ -240,13 +268,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retry-non-idempotent": _bool,
     "proxy-body-size": _size,
     "keep-alive": _seconds,
-    "keep-alive-requests": _int,
+    "keep-alive-requests": _keepalive_requests,
     "upstream-keepalive-connections": _int,
     "upstream-keepalive-timeout": _seconds,
     "upstream-keepalive-time": _nginx_time,
     "upstream-keepalive-requests": _int,
-    "client-header-timeout": _seconds,
-    "client-body-timeout": _seconds,
+    "client-header-timeout": _timeout,
+    "client-body-timeout": _timeout,
     "enable-underscores-in-headers": _bool,
     "ignore-invalid-headers": _bool,
     "http-redirect-code": _redirect_code,

@@ -263,3 +263,81 @@ def test_a_config_file_that_is_not_utf8_is_a_validation_error(tmp_path: Path) ->
     with pytest.raises(ValidationError) as info:
         load_config(p)
     assert "not UTF-8" in str(info.value) and str(p) in str(info.value)
+
+
+# --- session 10 review ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["proxy-connect-timeout", "proxy-read-timeout",
+                                 "proxy-send-timeout", "client-header-timeout",
+                                 "client-body-timeout"])
+def test_zero_timeout_is_an_error_naming_the_key(key: str) -> None:
+    # nginx.tmpl: "proxy_read_timeout {{ $location.Proxy.ReadTimeout }}s;" -> "0s", a timer
+    # of 0 ms in nginx (every wait times out at once); ingresslib's timers read 0 as "not
+    # armed", so accepting it would silently mean "no timeout at all".
+    with pytest.raises(ValidationError) as e:
+        parse_config_data({key: "0"})
+    assert f"data.{key}" in str(e.value)
+
+
+def test_zero_keeps_its_nginx_meaning_where_nginx_gives_one() -> None:
+    cfg = parse_config_data({"keep-alive": "0", "proxy-next-upstream-timeout": "0",
+                             "proxy-next-upstream-tries": "0", "proxy-body-size": "0"})
+    s = cfg.settings
+    assert (s.keep_alive, s.proxy_next_upstream_timeout) == (0.0, 0.0)
+    assert (s.proxy_next_upstream_tries, s.proxy_body_size) == (0, 0)
+
+
+def test_defaults_equal_ingress_nginx_newdefault() -> None:
+    # internal/ingress/controller/config/config.go NewDefault(): ClientHeaderTimeout: 60,
+    # ClientBodyTimeout: 60, HTTPRedirectCode: 308, HSTSIncludeSubdomains: true, HSTSPreload:
+    # false, KeepAlive: 75, KeepAliveRequests: 1000, LargeClientHeaderBuffers: "4 8k",
+    # ProxyBodySize "1m", ProxyConnectTimeout: 5, ProxyReadTimeout: 60, ProxySendTimeout: 60,
+    # ProxyNextUpstream: "error timeout", ProxyNextUpstreamTimeout: 0, ProxyNextUpstreamTries:
+    # 3, SSLRedirect: true, UpstreamKeepaliveConnections: 320, UpstreamKeepaliveTime: "1h",
+    # UpstreamKeepaliveTimeout: 60, UpstreamKeepaliveRequests: 10000, GenerateRequestID: true,
+    # IgnoreInvalidHeaders: true, EnableUnderscoresInHeaders: false.
+    s = ProxySettings()
+    assert (s.client_header_timeout, s.client_body_timeout, s.http_redirect_code) == (60, 60, 308)
+    assert (s.hsts, s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload) == \
+        (True, 31536000, True, False)
+    assert (s.keep_alive, s.keep_alive_requests, s.large_client_header_buffers) == \
+        (75, 1000, "4 8k")
+    assert s.proxy_body_size == 1 << 20
+    assert (s.proxy_connect_timeout, s.proxy_read_timeout, s.proxy_send_timeout) == (5, 60, 60)
+    assert s.proxy_next_upstream == ("error", "timeout")
+    assert (s.proxy_next_upstream_timeout, s.proxy_next_upstream_tries) == (0, 3)
+    assert s.ssl_redirect and not s.force_ssl_redirect
+    assert (s.upstream_keepalive_connections, s.upstream_keepalive_time,
+            s.upstream_keepalive_timeout, s.upstream_keepalive_requests) == (320, 3600, 60, 10000)
+    assert s.generate_request_id and s.ignore_invalid_headers
+    assert not s.enable_underscores_in_headers and not s.use_forwarded_headers
+    assert not s.compute_full_forwarded_for and s.forwarded_for_header == "X-Forwarded-For"
+
+
+def test_keep_alive_requests_zero_is_nginx_one_request_per_connection() -> None:
+    # nginx ngx_http_update_location_config: "r->connection->requests >=
+    # clcf->keepalive_requests" -> no keep-alive, requests counting from 1: 0 closes after the
+    # first response, like 1. ProxySettings' keep_alive_requests=0 means "no limit" in the
+    # core, so the ConfigMap's "0" must not reach it as 0.
+    assert parse_config_data({"keep-alive-requests": "0"}).settings.keep_alive_requests == 1
+    assert parse_config_data({"keep-alive-requests": "1"}).settings.keep_alive_requests == 1
+    assert parse_config_data({"keep-alive-requests": "7"}).settings.keep_alive_requests == 7
+
+
+def test_keep_alive_requests_zero_closes_after_one_response_through_the_core() -> None:
+    from _proxy_harness import ProxyPair
+
+    settings = parse_config_data({"keep-alive-requests": "0"}).settings
+    out = ProxyPair(settings=settings).send(b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert b"connection: close\r\n" in out.lower()
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "8589934592g", "99999999999999999999m"])
+def test_body_size_nginx_refuses_is_an_error(value: str) -> None:
+    # ngx_parse_offset: "if (offset == NGX_ERROR || offset > max) { return NGX_ERROR; }" with
+    # "max = NGX_MAX_OFF_T_VALUE / scale".
+    with pytest.raises(ValidationError) as e:
+        parse_config_data({"proxy-body-size": value})
+    assert "data.proxy-body-size" in str(e.value)
+    ok = parse_config_data({"proxy-body-size": "8589934591g"}).settings.proxy_body_size
+    assert ok == 8589934591 << 30

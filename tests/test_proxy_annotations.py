@@ -296,3 +296,80 @@ def test_retry_non_idempotent_appends_to_the_effective_conditions() -> None:
     o = parse_route_options({PREFIX + "proxy-next-upstream": "http_502"}, "/", s)
     assert o.next_upstream == {"http_502", "non_idempotent"}
     assert parse_route_options({}, "/", ProxySettings()).next_upstream == {"error", "timeout"}
+
+
+# --- session 10 review: values ingress-nginx's annotation validators refuse ----------------
+
+@pytest.mark.parametrize("target", [
+    "/$0",          # nginx: "$0" is a variable name, not a capture (captures are $1..$9)
+    "/$uri/x",      # an nginx variable: ingress-nginx would expand it, not forward "$uri"
+    "/x/${1}",      # "${...}" variable syntax; "{" also breaks nginx.conf
+    "/x$",          # nginx: "invalid variable name"
+    "/x;y",         # ";" ends the rewrite directive in nginx.conf
+    "/a{b}", "/a\\b", '/a"b', "/a<b>", "/a|b", "/a^b", "/a`b", "/a#b", "/a[b]",
+    "/a%zz", "/a%", "/a%4",  # "%" not starting a %XX escape: an invalid request target
+])
+def test_rewrite_target_characters_ingress_nginx_refuses(target: str) -> None:
+    # parser/validators.go: rewrite-target's validator is "ValidateRegex(
+    # parser.RegexPathWithCapture, false)", RegexPathWithCapture = `^/?[` + alphaNumericChars +
+    # `\/\$]*$`; nginx ngx_http_script_compile reads only "$1".."$9" as captures.
+    o = opts("/p(.*)", rewrite_target=target, use_regex="true")
+    assert o.rewrite_target is None and len(o.warnings) == 1
+    assert "rewrite-target" in o.warnings[0] and "using the default" in o.warnings[0]
+    assert o.rewrite_uri("/p/q", "a=1") == "/p/q?a=1"
+
+
+@pytest.mark.parametrize(("target", "path", "want"), [
+    ("/$1/$2", "/p/a/b", "/a/b"),
+    ("/$12", "/p/a/b", "/a2"),            # nginx: capture 1, then a literal "2"
+    ("/x?a=1&b=$2", "/p/a/b", "/x?a=1&b=b"),
+    ("/a%2Fb/$1", "/p/c/", "/a%2Fb/c"),
+    ("/~user/a.b-c_d:e@f!'()*+,=", "/p/z/", "/~user/a.b-c_d:e@f!'()*+,="),
+])
+def test_rewrite_target_uri_characters_and_captures_stay_allowed(
+        target: str, path: str, want: str) -> None:
+    o = opts("/p/([^/]*)/?(.*)", rewrite_target=target, use_regex="true")
+    assert o.warnings == () and o.rewrite(path) == want
+
+
+@pytest.mark.parametrize("value", ["/\\evil.test", "/a;b", "/a{b}", "/$1", "/a b", "/a%zz",
+                                   '/a"b', "/a<b>"])
+def test_app_root_characters_ingress_nginx_refuses(value: str) -> None:
+    # rewrite/main.go: app-root's validator is "ValidateRegex(parser.RegexPathWithCapture,
+    # false)". "/\evil.test" matters most: without Host the Location is that relative
+    # reference, which browsers resolve as "//evil.test" (another host).
+    o = opts(app_root=value)
+    assert o.app_root is None and len(o.warnings) == 1 and "app-root" in o.warnings[0]
+
+
+def test_app_root_backslash_is_no_open_redirect_through_the_core() -> None:
+    from _proxy_harness import ProxyPair, Route
+
+    pair = ProxyPair([Route("/", annotations={PREFIX + "app-root": "/\\evil.test"})])
+    out = pair.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert b"location: /\\evil.test" not in out.lower()
+
+
+@pytest.mark.parametrize("value", ["/a;b", "/a{b}", "/$1", "/a%20b", '/a"b', "/a\\b", "/a?b"])
+def test_x_forwarded_prefix_characters_ingress_nginx_refuses(value: str) -> None:
+    # xforwardedprefix/main.go: "Validator: parser.ValidateRegex(parser.BasicCharsRegex, true)",
+    # BasicCharsRegex = "^[/" + alphaNumericChars + "]*$" (spaces removed before the check).
+    o = opts(x_forwarded_prefix=value)
+    assert o.x_forwarded_prefix is None and len(o.warnings) == 1
+    assert "x-forwarded-prefix" in o.warnings[0]
+
+
+@pytest.mark.parametrize("value", ["/svc", "/a-b.c_d~e:f/g", "/a b", "/pr€"])
+def test_x_forwarded_prefix_basic_characters_stay_allowed(value: str) -> None:
+    o = opts(x_forwarded_prefix=value)
+    assert o.x_forwarded_prefix == value and o.warnings == ()
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "8589934592g"])
+def test_body_size_nginx_refuses_warns_and_falls_back(value: str) -> None:
+    # ngx_parse_offset refuses an offset above NGX_MAX_OFF_T_VALUE / scale.
+    with pytest.raises(ValueError):
+        parse_size(value)
+    o = opts(proxy_body_size=value)
+    assert o.body_size == ProxySettings().proxy_body_size and len(o.warnings) == 1
+    assert parse_size("9223372036854775807") == (1 << 63) - 1

@@ -18,7 +18,10 @@ starts with the rule path literally, which the escaped pattern always matches an
 may not, so the literal reading is kept.) A rewrite-target equal to the rule path rewrites
 nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
 target: no special rewrite"). The query follows nginx's ``rewrite`` rules
-(:meth:`RouteOptions.rewrite_uri`).
+(:meth:`RouteOptions.rewrite_uri`). In the target, ``$`` must start a capture ``$1``..``$9``
+(nginx reads ``$0`` or ``$name`` as a variable); ``rewrite-target``, ``app-root`` and
+``x-forwarded-prefix`` refuse the ASCII characters ingress-nginx's annotation validators refuse
+(``;``, ``{``, ``\\``, quotes, controls...; see ``_URI_CHARS``), with a warning.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ PREFIX = "nginx.ingress.kubernetes.io/"
 
 _SIZE_RE = re.compile(r"^([0-9]+)([kKmMgG]?)$")
 _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
-_TARGET_GROUP_RE = re.compile(r"\$([0-9])")
+_TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
 
 
 def parse_size(value: str) -> int:
@@ -50,7 +53,12 @@ def parse_size(value: str) -> int:
     m = _SIZE_RE.match(value.strip())
     if m is None:
         raise ValueError(f"invalid size {value!r}")
-    return int(m.group(1)) * _SIZE_UNIT[m.group(2).lower()]
+    n, scale = int(m.group(1)), _SIZE_UNIT[m.group(2).lower()]
+    # ngx_parse_offset (client_max_body_size): "max = NGX_MAX_OFF_T_VALUE / scale; ... if
+    # (offset == NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses the value.
+    if n > ((1 << 63) - 1) // scale:
+        raise ValueError(f"invalid size {value!r}: above 2^63-1 bytes")
+    return n * scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +119,6 @@ class RouteOptions:
 
         def group(g: re.Match[str]) -> str:
             i = int(g.group(1))
-            if i == 0:
-                return m.group(0)
             return (groups[i - 1] or "") if i <= len(groups) else ""
 
         new = _TARGET_GROUP_RE.sub(group, self.rewrite_target)
@@ -212,13 +218,51 @@ def _show(value: object) -> str:
     return str(value)
 
 
+# The characters ingress-nginx's annotation validators allow (parser/validators.go, v1.9+):
+# "alphaNumericChars = `\-\.\_\~a-zA-Z0-9\/:`"; rewrite-target and app-root use
+# "RegexPathWithCapture = regexp.MustCompile(`^/?[` + alphaNumericChars + `\/\$]*$`)",
+# x-forwarded-prefix "ValidateRegex(parser.BasicCharsRegex, true)" (BasicCharsRegex =
+# "^[/" + alphaNumericChars + "]*$", spaces removed first). Everything else (";", "{", "}",
+# "\", quotes, controls...) is refused there because the value is written into nginx.conf,
+# where ";" ends a directive and "{" opens a block. Nothing here writes nginx configuration, but
+# the same values are refused (a warning, the default used) so that an Ingress ingress-nginx
+# refuses is not silently served differently, and so that a Location or upstream header built
+# from them never carries a control character.
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NGINX_BASIC = _ALNUM | frozenset("-._~/:")
+# ingresslib keeps two documented leniencies for rewrite-target and app-root: the RFC 3986
+# characters a path and query may hold (sub-delims and "@", "?"; ";" excepted, see above), so
+# that nginx's rewrite argument rules (a "?" in the target) and queries in app-root keep
+# working (Go's url.ParseRequestURI, which app-root was checked with before v1.9, takes them),
+# and "%" when it starts a "%XX" escape. Non-ASCII characters are allowed (sent as UTF-8, or
+# percent-encoded in a request target); ASCII outside these sets is refused.
+_URI_CHARS = _NGINX_BASIC | frozenset("!&'()*+,=@?%")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# nginx ngx_http_script_compile: after "$", only "if (sc->source->data[i] >= '1' &&
+# sc->source->data[i] <= '9')" is a capture; "$0", "$uri", "${x}" or a final "$" are variable
+# names (or "invalid variable name"), which nginx would expand or refuse: never literal text.
+_NOT_A_CAPTURE = re.compile(r"\$(?![1-9])")
+
+
+def _refuse_chars(value: str, allowed: frozenset[str], what: str) -> None:
+    for c in value:
+        if c.isascii() and c not in allowed:
+            raise ValueError(f"invalid {what} {value!r}: the character {c!r} is not allowed "
+                             "(ingress-nginx's annotation validator refuses it too)")
+
+
 def _path_value(value: str) -> str:
     # ingress-nginx rewrite/main.go reads app-root with ``url.ParseRequestURI`` and refuses an
     # absolute URL; Go's parser refuses any ASCII control character ("net/url: invalid control
     # character in URL"). Spaces are refused too: the value is written into a Location header.
+    # A backslash is refused (RegexPathWithCapture has none): without Host the Location is the
+    # relative "/\evil.test", which browsers resolve as "//evil.test", another host.
     v = value.strip()
-    if not v.startswith("/") or any(c == " " or ord(c) < 32 or ord(c) == 127 for c in v):
+    if not v.startswith("/"):
         raise ValueError(f"invalid path {value!r}")
+    _refuse_chars(v, _URI_CHARS, "app-root")
+    if _BAD_PERCENT.search(v):
+        raise ValueError(f"invalid app-root {value!r}: \"%\" must start a %XX escape")
     v.encode("utf-8")  # a lone surrogate has no bytes for the header: UnicodeEncodeError
     return v
 
@@ -232,6 +276,15 @@ def _header_value(value: str) -> str:
     return v
 
 
+def _forwarded_prefix(value: str) -> str:
+    # xforwardedprefix/main.go: "Validator: parser.ValidateRegex(parser.BasicCharsRegex, true)"
+    # (spaces removed before the check, so inner spaces pass). Non-ASCII stays allowed (sent as
+    # UTF-8, ingresslib's choice).
+    v = _header_value(value)
+    _refuse_chars(v, _NGINX_BASIC | {" "}, "x-forwarded-prefix")
+    return v
+
+
 def _rewrite_target(value: str) -> str:
     # ingress-nginx writes ``rewrite "(?i)<path>" <target> break;`` with the target unquoted:
     # whitespace splits the directive and nginx's configuration test rejects it. Here the
@@ -240,6 +293,12 @@ def _rewrite_target(value: str) -> str:
     v = _header_value(value)
     if any(c.isspace() for c in v):
         raise ValueError(f"invalid rewrite-target {value!r}: whitespace")
+    _refuse_chars(v, _URI_CHARS | {"$"}, "rewrite-target")
+    if _NOT_A_CAPTURE.search(v):
+        raise ValueError(f"invalid rewrite-target {value!r}: \"$\" must start a capture $1..$9 "
+                         "(nginx reads \"$0\" or \"$name\" as a variable)")
+    if _BAD_PERCENT.search(v):
+        raise ValueError(f"invalid rewrite-target {value!r}: \"%\" must start a %XX escape")
     return "".join(c if c.isascii() else quote(c, safe="") for c in v)
 
 
@@ -279,7 +338,7 @@ def parse_route_options(
     app_root: str | None = get("app-root", _path_value, None)
     rewrite_target: str | None = get("rewrite-target", _rewrite_target, None)
     use_regex = get("use-regex", _bool, False)
-    prefix: str | None = get("x-forwarded-prefix", _header_value, None)
+    prefix: str | None = get("x-forwarded-prefix", _forwarded_prefix, None)
     connect = get("proxy-connect-timeout", _seconds, settings.proxy_connect_timeout)
     read = get("proxy-read-timeout", _seconds, settings.proxy_read_timeout)
     send = get("proxy-send-timeout", _seconds, settings.proxy_send_timeout)

@@ -1085,11 +1085,17 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
                          server_side=True,
                          ssl_handshake_timeout=handshake_timeout)  # type: ignore[arg-type]
         self._srv = server
-        self._down = down
+        self._down: _Downstream | None = down
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._srv.handshaking.pop(self._down, None)
+        if self._down is not None:
+            self._srv.handshaking.pop(self._down, None)
         super().connection_lost(exc)
+        # Break the cycle _Downstream.transport -> app transport -> this protocol -> _down, as
+        # asyncio's own SSLProtocol.connection_lost clears _app_protocol: without it every
+        # closed HTTPS connection (its SSLObject, buffers and 256 KiB read buffer) waited for
+        # the cyclic GC (the soak: RSS +139 MB in 90 s, +32 MB with this).
+        self._down = None
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         # A failed handshake: OpenSSL has written its alert (protocol_version,

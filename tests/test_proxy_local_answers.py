@@ -340,3 +340,44 @@ def test_a_parsed_request_still_logs_its_parsed_line() -> None:
     pair = ProxyPair(routes=[Route("/api")])
     pair.send(b"GET /web?x=1 HTTP/1.1\r\n" + H + b"\r\n")
     assert pair.records[0].request_line == "GET /web?x=1 HTTP/1.1"
+
+
+# ------------------------------------------------------------------ rewrite-target regex time
+
+
+def test_a_catastrophic_rewrite_regex_is_a_500_not_a_stalled_loop() -> None:
+    # A rule regex that backtracks exponentially (the Ingress author's) against a path that
+    # sets it off (the client's). Routing stays Prefix (README), on the canonical rule path, so
+    # the request starts with it; the rewrite regex is the rule path as written. With re,
+    # /x + 16 "a" took 59 s of event-loop time. nginx's PCRE stops at its match limit and
+    # answers 500; so does the core, within REWRITE_TIMEOUT.
+    import time
+
+    from ingresslib.proxy._annotations import REWRITE_TIMEOUT
+
+    rule = "/x(a|.)*(a|.)*(a|.)*y$"
+    res = ingresslib.Resources.from_dicts([
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+         "metadata": {"name": "re", "annotations": {P + "use-regex": "true",
+                                                    P + "rewrite-target": "/r/$1"}},
+         "spec": {"rules": [{"host": "example.test", "http": {"paths": [
+             {"path": rule, "pathType": "ImplementationSpecific",
+              "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+         "addressType": "IPv4", "ports": [{"port": 8080}],
+         "endpoints": [{"addresses": ["10.0.0.1"]}]},
+    ])
+    pair = ProxyPair(router=ingresslib.Router(res))
+    canonical = b"/x(a%7C.)*(a%7C.)*(a%7C.)*y$"
+    t0 = time.perf_counter()
+    out = pair.send(b"GET " + canonical + b"/" + b"a" * 30 + b" HTTP/1.1\r\n" + H + b"\r\n")
+    elapsed = time.perf_counter() - t0
+    assert status_of(out) == 500 and not pair.opens
+    assert elapsed < REWRITE_TIMEOUT + 1.0
+    assert pair.records[0].status == 500
+    # A path the regex settles quickly is still rewritten, on the same connection.
+    out = pair.send(b"GET " + canonical + b"/ay HTTP/1.1\r\n" + H + b"\r\n")
+    assert status_of(out) == 200 and bytes(pair.upstreams[-1].raw).startswith(b"GET /r/")

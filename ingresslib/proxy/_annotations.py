@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote
 
+import regex as _regex
+
 from .._goparse import parse_bool, parse_int
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings
 
@@ -46,6 +48,14 @@ PREFIX = "nginx.ingress.kubernetes.io/"
 _SIZE_RE = re.compile(r"^([0-9]+)([kKmMgG]?)$")
 _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
+#: The longest a rule path's regex may run on one request path (``rewrite-target`` with
+#: ``use-regex``). The regex is the Ingress author's and the path the client's; a backtracking
+#: engine without a bound lets one request hold the event loop for as long as the pattern
+#: allows (``/x(a|.)*(a|.)*(a|.)*y$`` against ``/x`` + 16 ``a``: 59 s with ``re``). nginx's
+#: PCRE stops at its match limit and fails the request ("ngx_regex_exec() failed", 500); the
+#: ``regex`` module's ``timeout`` does the same here (``RouteOptions.rewrite_uri`` raises
+#: ``TimeoutError``, the proxy answers 500).
+REWRITE_TIMEOUT = 0.05
 
 
 def parse_size(value: str) -> int:
@@ -71,7 +81,7 @@ class RouteOptions:
     app_root: str | None
     rewrite_target: str | None
     #: Compiled rule-path regex for rewrite-target (None when no rewrite).
-    rewrite_regex: re.Pattern[str] | None
+    rewrite_regex: _regex.Pattern[str] | None
     x_forwarded_prefix: str | None
     connect_timeout: float
     read_timeout: float
@@ -112,7 +122,7 @@ class RouteOptions:
         """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten."""
         if self.rewrite_target is None or self.rewrite_regex is None:
             return None
-        m = self.rewrite_regex.match(path)
+        m = self.rewrite_regex.match(path, timeout=REWRITE_TIMEOUT)  # TimeoutError past it
         if m is None:
             return None
         groups = m.groups()
@@ -302,12 +312,13 @@ def _rewrite_target(value: str) -> str:
     return "".join(c if c.isascii() else quote(c, safe="") for c in v)
 
 
-def _compile_rule_path(rule_path: str | None, use_regex: bool) -> re.Pattern[str]:
+def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern[str]:
+    # ``regex`` (its default V0 behaviour is ``re``'s) for the match timeout, REWRITE_TIMEOUT.
     if rule_path is None:
         rule_path = "/"
     if use_regex:
-        return re.compile(rule_path, re.IGNORECASE)
-    return re.compile(re.escape(rule_path), re.IGNORECASE)
+        return _regex.compile(rule_path, _regex.IGNORECASE)
+    return _regex.compile(_regex.escape(rule_path), _regex.IGNORECASE)
 
 
 def parse_route_options(
@@ -355,7 +366,7 @@ def parse_route_options(
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
     backend_tls = get("backend-protocol", _backend_tls, False)
 
-    regex: re.Pattern[str] | None = None
+    regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
     if rewrite_target is not None and raw_target == (rule_path or "/"):
         # ingress-nginx template.go buildProxyPass: "if the path in the ingress rule is equals
@@ -366,7 +377,7 @@ def parse_route_options(
     if rewrite_target is not None:
         try:
             regex = _compile_rule_path(rule_path, bool(use_regex))
-        except re.error as e:
+        except _regex.error as e:
             warnings.append(f"{where}: rule path {rule_path!r} is not a valid regex for "
                             f"rewrite-target ({e}); rewrite-target ignored")
             rewrite_target = None

@@ -1154,7 +1154,16 @@ class ClientConnection:
                 req.head_len += len(data)
                 req.bytes_out += len(data)
                 self._out.append(SendDownstream(data))
-        self._build_upstream_headers(req, event)
+        try:
+            self._build_upstream_headers(req, event)
+        except TimeoutError:
+            # The rule's rewrite-target regex ran past REWRITE_TIMEOUT on this path: nginx's
+            # PCRE stops at its match limit and fails the request ("ngx_regex_exec() failed",
+            # 500) rather than holding the worker.
+            self.proxy.logger.error("rewrite-target regex of Ingress %s timed out on %r; 500",
+                                    getattr(decision.match, "ingress", None), req.path[:200])
+            self._local_response(req, 500, now)
+            return
         self._open(req, decision.endpoint, now)
 
     def _forwarded_scheme(self, event: h11.Request) -> tuple[str, int]:

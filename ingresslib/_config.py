@@ -22,6 +22,7 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError
 from ._goparse import parse_bool
+from .proxy._annotations import parse_size
 from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
@@ -155,24 +156,15 @@ def _nginx_time(v: str) -> float:
     raise _Bad('must be an nginx time such as "1h", "30m", "90s", "1h 30m" or "3600"')
 
 
-_SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)
-_SIZE_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_MAX_OFF_T = (1 << 63) - 1  # NGX_MAX_OFF_T_VALUE on 64-bit platforms
-
-
 def _size(v: str) -> int:
-    # nginx size syntax (ngx_parse_size): bytes, or a k/m/g suffix (case-insensitive); ASCII
-    # digits only. ``proxy-body-size: 0`` means unlimited, as in nginx's client_max_body_size.
-    m = _SIZE.match(v.strip())
-    if not m:
-        raise _Bad('must be a size such as "1m", "8k" or "1048576"')
-    unit = m.group(2).lower() if m.group(2) else None
-    n, scale = int(m.group(1)), _SIZE_UNIT[unit]
-    # ngx_parse_offset (client_max_body_size): "max = NGX_MAX_OFF_T_VALUE / scale; ... if
-    # (offset == NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses the value.
-    if n > _MAX_OFF_T // scale:
-        raise _Bad("too large (nginx refuses sizes above 2^63-1 bytes)")
-    return n * scale
+    # nginx size syntax, the annotation's parser (proxy/_annotations.parse_size: bytes or a
+    # k/m/g suffix, at most 2^63-1 bytes as ngx_parse_offset allows). ``proxy-body-size: 0``
+    # means unlimited, as in nginx's client_max_body_size.
+    try:
+        return parse_size(v)
+    except ValueError as e:
+        raise _Bad(f'{e}: must be a size such as "1m", "8k" or "1048576", at most 2^63-1 '
+                   "bytes") from None
 
 
 def _next_upstream(v: str) -> tuple[str, ...]:

@@ -58,7 +58,7 @@ from typing import Any
 import h11
 import yaml
 
-from ingresslib._demo import EchoBackend, parse_echo, start_echo
+from ingresslib._demo import EchoBackend, _EchoProtocol, parse_echo, start_echo
 from ingresslib._tls import generate_certificate
 
 __all__ = ["SoakResult", "run_soak", "main"]
@@ -104,24 +104,13 @@ def _expected_service(host: str, path: str) -> set[str]:
     return set()
 
 
-class _TunnelProtocol(asyncio.Protocol):
-    """An upstream that accepts ``Upgrade`` (answers 101), names itself, then echoes bytes."""
+class _TunnelProtocol(_EchoProtocol):
+    """An upstream that accepts ``Upgrade`` (answers 101), names itself, then echoes bytes
+    (the demo's echo pod's connection bookkeeping, its own request handling)."""
 
     def __init__(self, backend: EchoBackend) -> None:
-        self.b = backend
-        self.buf = b""
+        super().__init__(backend)
         self.tunnel = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.b.connections.add(transport)
-        self.b.accepted += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.b.connections.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

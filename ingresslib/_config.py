@@ -22,8 +22,7 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError
 from ._goparse import parse_bool
-from .proxy._annotations import parse_size
-from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings
+from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
 
@@ -157,7 +156,7 @@ def _nginx_time(v: str) -> float:
 
 
 def _size(v: str) -> int:
-    # nginx size syntax, the annotation's parser (proxy/_annotations.parse_size: bytes or a
+    # nginx size syntax, the proxy's parser (proxy/_settings.parse_size: bytes or a
     # k/m/g suffix, at most 2^63-1 bytes as ngx_parse_offset allows). ``proxy-body-size: 0``
     # means unlimited, as in nginx's client_max_body_size.
     try:

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import regex as _regex
 
 from .._goparse import parse_bool, parse_int
-from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings
+from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 
 _T = TypeVar("_T")
 
@@ -45,8 +45,6 @@ __all__ = ["RouteOptions", "parse_route_options", "parse_size", "PREFIX"]
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
-_SIZE_RE = re.compile(r"^([0-9]+)([kKmMgG]?)$")
-_SIZE_UNIT = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
 #: The longest a rule path's regex may run on one request path (``rewrite-target`` with
 #: ``use-regex``). The regex is the Ingress author's and the path the client's; a backtracking
@@ -56,19 +54,6 @@ _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAP
 #: ``regex`` module's ``timeout`` does the same here (``RouteOptions.rewrite_uri`` raises
 #: ``TimeoutError``, the proxy answers 500).
 REWRITE_TIMEOUT = 0.05
-
-
-def parse_size(value: str) -> int:
-    """nginx size syntax: ``1m`` -> 1048576, ``8k``, ``512``; raises ValueError."""
-    m = _SIZE_RE.match(value.strip())
-    if m is None:
-        raise ValueError(f"invalid size {value!r}")
-    n, scale = int(m.group(1)), _SIZE_UNIT[m.group(2).lower()]
-    # ngx_parse_offset (client_max_body_size): "max = NGX_MAX_OFF_T_VALUE / scale; ... if
-    # (offset == NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses the value.
-    if n > ((1 << 63) - 1) // scale:
-        raise ValueError(f"invalid size {value!r}: above 2^63-1 bytes")
-    return n * scale
 
 
 @dataclass(frozen=True, slots=True)

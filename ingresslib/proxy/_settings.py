@@ -12,7 +12,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers"]
+__all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers",
+           "parse_size"]
 
 #: Values understood in ``proxy-next-upstream`` (nginx ``proxy_next_upstream``).
 NEXT_UPSTREAM_CONDITIONS = frozenset({
@@ -24,6 +25,24 @@ NEXT_UPSTREAM_CONDITIONS = frozenset({
 _SIZE = re.compile(r"^(\d+)([kKmMgG])?$", re.ASCII)  # nginx reads ASCII digits only
 _NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _SIZE_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+#: NGX_MAX_OFF_T_VALUE / NGX_MAX_SIZE_T_VALUE on 64-bit platforms.
+_MAX_SIZE = (1 << 63) - 1
+
+
+def parse_size(value: str) -> int:
+    """nginx size syntax: ``1m`` -> 1048576, ``8k``, ``512``; raises ValueError. Used by the
+    ConfigMap, the annotations and ``large_client_header_buffers`` alike.
+
+    ngx_parse_offset / ngx_parse_size: "max = NGX_MAX_OFF_T_VALUE / scale; ... if (offset ==
+    NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses a value past 2^63-1.
+    """
+    m = _SIZE.match(value.strip())
+    if m is None:
+        raise ValueError(f"invalid size {value!r}")
+    n, scale = int(m.group(1)), _SIZE_UNIT[(m.group(2) or "").lower()]
+    if n > _MAX_SIZE // scale:
+        raise ValueError(f"invalid size {value!r}: above 2^63-1 bytes")
+    return n * scale
 #: ingress-nginx ``http-redirect-code``: "Supported codes are 301, 302, 307 and 308".
 REDIRECT_CODES = frozenset({301, 302, 307, 308})
 _DEFAULT_BUFFERS = "4 8k"
@@ -54,9 +73,11 @@ def parse_header_buffers(value: str) -> tuple[int, int, int]:
     if m is None or _NUMBER.fullmatch(parts[0]) is None:  # ngx_atoi: ASCII digits
         raise ValueError('must be "<number> <size>", such as "4 8k"')
     n = int(parts[0])
-    size = int(m.group(1)) * _SIZE_UNIT[(m.group(2) or "").lower()]
+    size = parse_size(parts[1])
     if n < 1 or size < 1:
         raise ValueError("number and size must be positive")
+    if n > _MAX_SIZE // size:
+        raise ValueError("number times size must be at most 2^63-1 bytes")
     return size, size, n * size
 
 

@@ -61,7 +61,6 @@ from ._router import Decision, Router
 from .proxy._actions import (
     RouteOptionsSource,
     _no_tls,
-    https_redirect,
     redirect_for,
     tls_host_predicate,
 )
@@ -277,7 +276,10 @@ class IngressASGI(RouteOptionsSource):
         if decision is None:
             opts = self._default_options
             if host and not secure:
-                redirect = self._unrouted_redirect(host, rel, query)
+                # The proxy's server-wide ssl-redirect (RouteOptionsSource), before the 404
+                # or the ``fallback`` app, which plays the default backend.
+                redirect = self._unrouted_redirect(normalize_host(host) or "", "http", rel,
+                                                   query, self.https_port)
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
@@ -333,20 +335,6 @@ class IngressASGI(RouteOptionsSource):
             await app(child, receive, send)  # nothing to add or count: the server's own
             return
         await reply.run(app, child, receive, limit)
-
-    def _unrouted_redirect(self, host: str, rel: str, query: str | None
-                           ) -> tuple[int, bytes] | None:
-        """The ssl-redirect of a plain-http request for a known host whose path no rule
-        covers: the proxy's ``_redirect_unrouted`` (the server's own ``location /``, with the
-        annotations of the oldest Ingress that has a rule for the host, before the 404 -- or
-        before the ``fallback`` app, which plays the default backend)."""
-        host_n = normalize_host(host) or ""
-        opts = self._unrouted_options(host_n) if host_n else None
-        if opts is None:
-            return None
-        has_tls = opts.ssl_redirect and self.tls_host(host_n)
-        return https_redirect(opts, "http", host_n, rel, query, has_tls, self.https_port,
-                              self._settings.http_redirect_code)
 
     def _client_ip(self, items: list[tuple[bytes, bytes]], peer: str | None) -> str | None:
         """The client address, as the proxy's ``_client_ip`` finds it: the peer (the scope's

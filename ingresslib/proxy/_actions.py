@@ -313,6 +313,7 @@ class RouteOptionsSource:
     ``Proxy`` and ``IngressASGI``, which set ``router`` and call ``_set_route_settings``."""
 
     router: Any
+    tls_host: Callable[[str], bool]
     _settings: ProxySettings
     _options: dict[int, tuple[Any, RouteOptions]]
     _default_options: RouteOptions
@@ -354,6 +355,19 @@ class RouteOptionsSource:
         # Holding the Match keeps id() unique while the entry lives.
         self._options[id(match)] = (match, opts)
         return opts
+
+    def _unrouted_redirect(self, host: str, scheme: str, path: str, query: str | None,
+                           https_port: int) -> tuple[int, bytes] | None:
+        """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
+        rule covers: ingress-nginx serves it from the server's own ``location /``
+        (``_unrouted_options``), where the server's ssl-redirect applies before the default
+        backend's 404. ``(status, Location)``, or None."""
+        opts = self._unrouted_options(host) if host else None
+        if opts is None:
+            return None
+        has_tls = opts.ssl_redirect and self.tls_host(host)
+        return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
+                              self._settings.http_redirect_code)
 
     def _unrouted_options(self, host: str) -> RouteOptions | None:
         """The options of the server-wide ``location /`` ingress-nginx generates for ``host``

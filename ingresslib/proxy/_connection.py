@@ -106,7 +106,6 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
     _no_tls,
-    https_redirect,
     redirect_for,
     tls_host_predicate,
 )
@@ -1178,20 +1177,14 @@ class ClientConnection:
         return self.scheme, self.proxy.https_port
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
-        """A request for a host whose path no rule covers: ingress-nginx serves it from the
-        server's own ``location /`` (``Proxy._unrouted_options``), where the server's
-        ssl-redirect applies before the default backend's 404. True if answered."""
+        """A request for a host whose path no rule covers: the server-wide ssl-redirect
+        (``Proxy._unrouted_redirect``, shared with the ASGI adapter). True if answered."""
         if not req.host:
-            return False
-        opts = self.proxy._unrouted_options(req.host)
-        if opts is None:
             return False
         scheme, port = self.scheme, self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
             scheme, port = self._forwarded_scheme(event)
-        has_tls = opts.ssl_redirect and self.proxy.tls_host(req.host)
-        redirect = https_redirect(opts, scheme, req.host, req.path, req.query, has_tls, port,
-                                  self.settings.http_redirect_code)
+        redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port)
         if redirect is None:
             return False
         self._local_response(req, redirect[0], now, [(b"location", redirect[1])])

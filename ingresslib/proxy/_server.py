@@ -717,10 +717,8 @@ class _Downstream(asyncio.Protocol):
         only then, "if (... && !u->conf->ignore_client_abort)"), not in a tunnel (there the
         bytes before the EOF still go to the upstream), and not for the loop iteration that
         ``pending`` waits (that pause is over at once)."""
-        watch = (self.client_paused and not self.tunnel and self.fd >= 0 and not self.hup_seen
+        watch = (self.fd >= 0 and not self.hup_seen and self._hup_aborts()
                  and (self.upstream_full or self.client_full or not self.conn.reading_wanted)
-                 and bool(self.upstreams or self.connecting) and not self.conn.idle
-                 and not self.server.settings.proxy_ignore_client_abort
                  and not t.is_closing())
         if watch != self.hup_watched:
             if watch:
@@ -728,6 +726,14 @@ class _Downstream(asyncio.Protocol):
                 self.hup_watched = hw is not None and hw.watch(self, self.fd)
             else:
                 self._unwatch_hup()
+
+    def _hup_aborts(self) -> bool:
+        """Whether the client leaving now would abort something: paused, not a tunnel, an
+        upstream at work for a request (nginx: "if (!u->cacheable && u->peer.connection)"),
+        and proxy_ignore_client_abort off."""
+        return (self.client_paused and not self.tunnel and self.conn is not None
+                and not self.conn.idle and bool(self.upstreams or self.connecting)
+                and not self.server.settings.proxy_ignore_client_abort)
 
     def _unwatch_hup(self) -> None:
         self.hup_watched = False
@@ -744,12 +750,10 @@ class _Downstream(asyncio.Protocol):
         reading resumes, as before."""
         self.hup_watched = False
         self.hup_seen = True
-        # Only while an upstream works for this client (nginx: "if (!u->cacheable &&
-        # u->peer.connection)"): requests answered here (404s, redirects, pipelined behind a
-        # full write buffer) are read and answered first, as before, then the EOF.
-        if (self.closed or self.conn is None or not self.client_paused or self.tunnel
-                or self.conn.idle or not (self.upstreams or self.connecting)
-                or self.server.settings.proxy_ignore_client_abort):
+        # Only while an upstream works for this client: requests answered here (404s,
+        # redirects, pipelined behind a full write buffer) are read and answered first, as
+        # before, then the EOF.
+        if self.closed or not self._hup_aborts():
             return
         _log.debug("client closed the connection while it was not read: request aborted")
         self._run(self.conn.receive_eof(self._loop.time()))

@@ -10,6 +10,8 @@ from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Se
 
 __all__ = ["Resources"]
 
+_FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets", "ignored")
+
 
 @dataclass(frozen=True, slots=True)
 class Resources:
@@ -33,6 +35,16 @@ class Resources:
     secrets: tuple[Secret, ...] = ()
     #: Objects of other kinds, kept aside as read and otherwise ignored.
     ignored: tuple[Mapping[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        # "read-only sequences" (CONTRACT.md): a Resources built by hand from lists takes a
+        # tuple copy of each, so mutating the caller's list afterwards changes nothing here (nor
+        # a table or router built from it), and equal contents compare alike.
+        # tuple() of a tuple is the same object: free for the decoder's and the store's output.
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if type(value) is not tuple:
+                object.__setattr__(self, name, tuple(value))
 
     @classmethod
     def from_dicts(cls, objects: Iterable[Mapping[str, Any]]) -> Resources:

@@ -29,6 +29,7 @@ handlers from a thread while the event loop takes snapshots.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -268,6 +269,13 @@ class ResourceStore:
         for field in _FIELDS:
             items = getattr(res, field)
             if items:
+                if field == "ignored":
+                    # Kept as the raw dict, which shares its nested dicts with the caller's
+                    # object (``_prepare`` copies only the top level). A client that updates
+                    # its object in place and applies it again would otherwise have changed
+                    # the stored one already: the comparison in ``_put`` would see no change
+                    # and ``generation`` would not move. (Decoded kinds are immutable models.)
+                    return _Entry(field, copy.deepcopy(items[0]))
                 return _Entry(field, items[0])
         return None  # pragma: no cover - from_dicts of one object yields one object
 

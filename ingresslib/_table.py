@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timezone
+from typing import Any, Protocol, TypeVar
 
 from ._errors import BadRequestError
 from ._goparse import parse_bool
@@ -31,6 +32,8 @@ from ._normalize import canonical_path, canonical_rule_path, split_target
 from ._resources import Resources
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
+
+_T = TypeVar("_T")
 
 __all__ = ["Match", "Diagnostic", "RouteTable"]
 
@@ -156,23 +159,37 @@ class Diagnostic:
 def served_ingresses(
     res: Resources, ingress_class: str | None, controller: str | None
 ) -> tuple[list[Ingress], list[Diagnostic]]:
-    """The Ingresses a controller with this filter serves, and why the others are not."""
+    """The Ingresses a controller with this filter serves, oldest first, and why the others are
+    not (in the same order).
+
+    The answer depends on the set of objects, not on the order they were given in: a table built
+    from a ``ResourceStore`` snapshot (key order) equals one built from the same manifests read
+    in any order. An object given twice (same kind, namespace and name: two files defining
+    ``default/web``) counts once, the later definition winning with a warning, as a store fed
+    both versions (or ``kubectl apply`` of both files) would leave it; serving both would merge
+    two versions of one object, which no cluster can hold.
+    """
+    ingresses, notes = _last_definitions(res.ingresses, _ingress_key, "Ingress")
+    ingresses.sort(key=_age_key)
     if ingress_class is None and controller is None:
         # "With neither given every Ingress is served."
-        return list(res.ingresses), []
+        return ingresses, notes
 
     def class_matches(c: IngressClass) -> bool:
         return (ingress_class is None or c.metadata.name == ingress_class) and (
             controller is None or c.spec.controller == controller
         )
 
-    matching = {c.metadata.name: c for c in res.ingress_classes if class_matches(c)}
+    # Deduplicated before filtering: a later definition of a class that no longer matches
+    # the filter must hide the earlier one that did.
+    classes, class_notes = _last_definitions(res.ingress_classes, _class_key, "IngressClass")
+    notes = class_notes + notes
+    matching = {c.metadata.name: c for c in classes if class_matches(c)}
     # "An Ingress naming no class is served iff a matching class has
     # ingressclass.kubernetes.io/is-default-class: "true" (exactly "true")."
     has_default = any(c.is_default for c in matching.values())
     served: list[Ingress] = []
-    notes: list[Diagnostic] = []
-    for ing in res.ingresses:
+    for ing in ingresses:
         name = ing.class_name
         obj = f"Ingress {ing.metadata.ref}"
         if name is None:
@@ -190,12 +207,46 @@ def served_ingresses(
     return served, notes
 
 
+#: An Ingress's identity: (namespace, name). attrgetter: C speed, for 10,000 Ingresses a build.
+_ingress_key: Callable[[Ingress], Hashable] = operator.attrgetter("metadata.namespace", "metadata.name")
+#: Cluster-scoped: the name alone identifies an IngressClass, whatever namespace a manifest
+#: wrote in its metadata.
+_class_key: Callable[[IngressClass], Hashable] = operator.attrgetter("metadata.name")
+
+
+def _last_definitions(items: Sequence[_T], key: Callable[[_T], Hashable], kind: str
+                      ) -> tuple[list[_T], list[Diagnostic]]:
+    """``items`` with only the last definition of each key, and a warning per repeated key
+    (in name order, so the notes do not depend on the input order)."""
+    last = {key(item): item for item in items}
+    if len(last) == len(items):  # the usual case: every object once
+        return list(items), []
+    counts: dict[Hashable, int] = {}
+    for item in items:
+        k = key(item)
+        counts[k] = counts.get(k, 0) + 1
+    notes = sorted((
+        Diagnostic(f"{kind} {_ref_of(last[k])}", "", f"defined {n} times; the last definition is used")
+        for k, n in counts.items() if n > 1
+    ), key=lambda d: d.object)
+    return list(last.values()), notes
+
+
+def _ref_of(obj: Any) -> str:
+    meta = obj.metadata
+    return meta.name if isinstance(obj, IngressClass) else f"{meta.namespace}/{meta.name}"
+
+
 def _age_key(ing: Ingress) -> tuple[int, datetime | int, str, str]:
     """Oldest first: creationTimestamp, then namespace/name. Objects without a timestamp (files
-    on disk) count as the newest, since the API server would stamp them on create."""
+    on disk) count as the newest, since the API server would stamp them on create. A naive
+    timestamp (a model built by hand) is read as UTC, as the decoder reads one: comparing it
+    with an aware one would raise TypeError and take the whole build down."""
     ts = ing.metadata.creation_timestamp
     if ts is None:
         return (1, 0, ing.metadata.namespace, ing.metadata.name)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
     return (0, ts, ing.metadata.namespace, ing.metadata.name)
 
 
@@ -515,8 +566,7 @@ class RouteTable:
     @classmethod
     def _build(cls, res: Resources, ingress_class: str | None, controller: str | None,
                matcher_class: Any) -> RouteTable:
-        served, diags = served_ingresses(res, ingress_class, controller)
-        served.sort(key=_age_key)
+        served, diags = served_ingresses(res, ingress_class, controller)  # oldest first
         mains = [i for i in served if not _is_canary(i)]
         canaries = [i for i in served if _is_canary(i)]
 
@@ -531,6 +581,8 @@ class RouteTable:
         with_default = [i for i in mains if i.spec.default_backend is not None]
         global_default = _default_match(with_default[0], None, next(route_ids)) if with_default else None
         used_defaults = {id(with_default[0])} if with_default else set()
+        #: id(Ingress) -> the Ingresses whose default backend took a host group it has rules in.
+        beaten_by: dict[int, set[str]] = {}
 
         routes: list[Match] = []
         built: list[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]] = []
@@ -543,6 +595,9 @@ class RouteTable:
             if owner is not None:
                 used_defaults.add(id(owner))
                 gdefault: Match | None = _default_match(owner, host, next(route_ids))
+                for other in g.owners:
+                    if other is not owner and other.spec.default_backend is not None:
+                        beaten_by.setdefault(id(other), set()).add(owner.metadata.ref)
             elif global_default is not None:
                 gdefault = _default_match(with_default[0], host, next(route_ids))
             else:
@@ -556,8 +611,14 @@ class RouteTable:
             routes.append(global_default)
         for extra in with_default:
             if id(extra) not in used_defaults:
+                # A shadowed default backend, reported like a shadowed rule: naming what shadows
+                # it (the oldest default, which answers hosts without one of their own, and the
+                # older defaults of the host groups this Ingress has rules in), in name order.
+                winners = sorted(beaten_by.get(id(extra), set()) | {with_default[0].metadata.ref})
+                whose = ("backend of the older Ingress {} serves" if len(winners) == 1
+                         else "backends of the older Ingresses {} serve").format(", ".join(winners))
                 diags.append(Diagnostic(f"Ingress {extra.metadata.ref}", "spec.defaultBackend",
-                                        "never used: an older Ingress's default backend serves every host it could"))
+                                        f"never used: the default {whose} every host it could"))
         return cls(built, global_default, routes, diags, served, matcher_class)
 
     def explain(self, host: str, path: str) -> dict[str, Any]:

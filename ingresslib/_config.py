@@ -112,8 +112,8 @@ def _keepalive_requests(v: str) -> int:
     # nginx reads keepalive_requests 0 as "no second request": ngx_http_update_location_config
     # "} else if (r->connection->requests >= clcf->keepalive_requests) { r->keepalive = 0;",
     # with requests counting from 1, so 0 and 1 both close after the first response. The
-    # proxy core reads keep_alive_requests 0 as "no limit"; nginx's meaning is kept by reading
-    # "0" as 1.
+    # proxy core reads keep_alive_requests 0 the same way; "0" is read as 1 (same meaning) and
+    # a negative value, which ProxySettings refuses, as 1 too rather than failing the ConfigMap.
     return max(_int(v), 1)
 
 

@@ -317,8 +317,7 @@ def test_defaults_equal_ingress_nginx_newdefault() -> None:
 def test_keep_alive_requests_zero_is_nginx_one_request_per_connection() -> None:
     # nginx ngx_http_update_location_config: "r->connection->requests >=
     # clcf->keepalive_requests" -> no keep-alive, requests counting from 1: 0 closes after the
-    # first response, like 1. ProxySettings' keep_alive_requests=0 means "no limit" in the
-    # core, so the ConfigMap's "0" must not reach it as 0.
+    # first response, like 1 (the core reads keep_alive_requests=0 so too).
     assert parse_config_data({"keep-alive-requests": "0"}).settings.keep_alive_requests == 1
     assert parse_config_data({"keep-alive-requests": "1"}).settings.keep_alive_requests == 1
     assert parse_config_data({"keep-alive-requests": "7"}).settings.keep_alive_requests == 7

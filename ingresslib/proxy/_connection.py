@@ -42,7 +42,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
   broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
-- Trailers are not forwarded; the body is re-framed on each side (h11's framing rules).
+- Trailers are not forwarded; the body is re-framed on each side (h11's framing rules). A 204's
+  Content-Length is dropped (RFC 9110 §8.6 forbids it; nginx's header filter drops it too).
+- ``keep_alive_requests`` 0 means nginx's ``keepalive_requests 0``: one request per connection.
 - ``Date``: local answers carry one and an upstream response without one gets one appended
   (RFC 9110 §6.6.1), from ``Proxy.clock`` (wall clock, injectable; None: no Date), formatted
   once per second. An upstream's own Date is kept (nginx replaces it with its own).
@@ -1354,7 +1356,15 @@ class ClientConnection:
             hosts.append(b"host: %s\r\n" % (host_raw if host_raw
                                                else ("%s:%d" % req.decision.endpoint).encode("ascii")))
         if length is not None:
-            out.append(b"content-length: %s\r\n" % length)
+            # The length as we read it, in canonical decimal, never the client's spelling: a
+            # "Content-Length: 010" that we read as 10 and a backend as 8 (octal, strtol base
+            # 0) would leave 2 body bytes to be parsed as the start of the next request on a
+            # pooled connection, another client's. nginx sends its own value too
+            # (ngx_http_proxy_headers: "Content-Length" = "$proxy_internal_body_length",
+            # ngx_http_proxy_internal_body_length_variable: "v->len = ngx_sprintf(v->data,
+            # "%O", ctx->internal_body_length) - v->data;").
+            out.append(b"content-length: %d\r\n" % req.length
+                       if req.length is not None else b"content-length: %s\r\n" % length)
         elif chunked:
             out.append(b"transfer-encoding: chunked\r\n")
         req.up_chunked = length is None and chunked
@@ -1654,6 +1664,22 @@ class ClientConnection:
                 continue
             if name == b"content-length":
                 framing |= 1
+                if status == 204:
+                    # RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
+                    # any response with a status code of 1xx (Informational) or 204 (No
+                    # Content)": a client that believed it would take that many bytes of the
+                    # next response as this one's body. nginx drops it
+                    # (ngx_http_header_filter: "if (status == NGX_HTTP_NO_CONTENT) { ...
+                    # r->headers_out.content_length = NULL; r->headers_out.content_length_n
+                    # = -1; }"). (A 304's describes the selected representation: kept.)
+                    continue
+                value = item[2]
+                if value[:1] == b"0" and value != b"0":
+                    # The length h11 read (decimal; it checked the digits), not a spelling a
+                    # client could read otherwise ("010": 8 to a strtol base 0): the framing
+                    # the client sees is the one the body was cut by (request side: see
+                    # ``_build_upstream_headers``).
+                    item = (item[0], name, b"%d" % int(value))
             elif name == b"strict-transport-security":
                 has_hsts = True
             elif name == b"date":
@@ -1719,7 +1745,10 @@ class ClientConnection:
         s = self.settings
         if s.keep_alive <= 0 or (self._eof and not self._has_next_head()):
             return False
-        if s.keep_alive_requests and self._requests + 1 >= s.keep_alive_requests:
+        # nginx's rule, 0 included (ngx_http_update_location_config: "} else if
+        # (r->connection->requests >= clcf->keepalive_requests) { r->keepalive = 0;", with
+        # requests counting from 1): 0, like 1, ends the connection after the first response.
+        if self._requests + 1 >= s.keep_alive_requests:
             return False
         return True
 
@@ -2077,4 +2106,4 @@ class ClientConnection:
         s = self.settings
         if s.keep_alive <= 0 or (self._eof and not self._inbuf):
             return False
-        return not (s.keep_alive_requests and self._requests >= s.keep_alive_requests)
+        return self._requests < s.keep_alive_requests  # 0: none after the first (nginx)

@@ -214,6 +214,25 @@ class _Upstream(asyncio.Protocol):
                 self.transport.close()
 
 
+def _unread_input(up: _Upstream) -> bool:
+    """Whether an idle pooled connection's socket holds input the loop has not read yet (bytes,
+    an EOF, or an error): a poll with no wait on its descriptor, nothing consumed. A
+    connection whose socket cannot be asked (no descriptor) counts as clean, as before."""
+    t = up.transport
+    sock = t.get_extra_info("socket") if t is not None else None
+    if sock is None or not hasattr(select, "poll"):  # (no poll(): Windows)
+        return False
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class UpstreamPool:
     """Idle keep-alive connections (ingress-nginx ``upstream-keepalive-*``), taken per endpoint.
 
@@ -254,6 +273,23 @@ class UpstreamPool:
             # still carry one more request; "Limits the maximum time during which requests
             # can be processed through one keepalive connection" is kept here too.
             if up.idle_since < limit or up.born < too_old:
+                up.close()
+                continue
+            if _unread_input(up):
+                # Bytes (or an EOF) the upstream sent after its last response are already in
+                # the socket but not read yet: the loop reads them on its next poll, and
+                # ``data_received`` would close an idle connection then. Taken before that,
+                # in this loop iteration (another client's request handled first), they
+                # would be read as the start of the next owner's response: a response, or
+                # part of one, delivered to a client other than the one whose request
+                # caused it (a HEAD or 204 answered with a body written apart, a
+                # response longer than its Content-Length). nginx makes the same check
+                # when it caches a connection (ngx_http_upstream_free_keepalive_peer: "if
+                # (c->read->ready) { ngx_http_upstream_keepalive_close_handler(c->read); }"),
+                # whose close handler keeps it only if nothing is there to read:
+                # "n = recv(c->fd, buf, 1, MSG_PEEK); if (n == -1 && ngx_socket_errno ==
+                # NGX_EAGAIN) { ... return; }" and otherwise closes it. We ask when taking,
+                # which also covers what arrived while it was idle and not read yet.
                 up.close()
                 continue
             return up

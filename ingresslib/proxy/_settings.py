@@ -111,7 +111,13 @@ class ProxySettings:
     client_body_timeout: float = 60.0
     #: ingress-nginx ``keep-alive`` (seconds idle between requests); 0 disables keep-alive.
     keep_alive: float = 75.0
-    #: ingress-nginx ``keep-alive-requests``.
+    #: ingress-nginx ``keep-alive-requests`` (nginx ``keepalive_requests``): the most requests
+    #: served on one client connection; the response to the last says ``Connection: close``.
+    #: 0 means what it means to nginx, one request per connection like 1
+    #: (ngx_http_update_location_config: "} else if (r->connection->requests >=
+    #: clcf->keepalive_requests) { r->keepalive = 0;", requests counting from 1), not "no
+    #: limit": nginx has none, and ``keep-alive-requests: 0`` in the ConfigMap already meant
+    #: one request. A negative value raises ``ValueError``.
     keep_alive_requests: int = 1000
 
     # --- forwarded headers (ingress-nginx names and meaning; SEMANTICS §9) ---------------
@@ -205,6 +211,11 @@ class ProxySettings:
             value = getattr(self, name)
             if not value >= 0:  # negative, or NaN
                 raise ValueError(f"{name}: {value!r} must be 0 or more seconds")
+        if self.keep_alive_requests < 0:
+            # nginx refuses it ("invalid number": ngx_conf_set_num_slot reads ASCII digits);
+            # before, a negative value silently meant one request per connection.
+            raise ValueError(f"keep_alive_requests: {self.keep_alive_requests!r} must be 0 or "
+                             "more")
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")

@@ -5,9 +5,12 @@ goes to the API app (which sees ``root_path="/api"`` and routes on the rest), ev
 the site. Run it with either of::
 
     python examples/asgi_app.py                      # uvicorn on 127.0.0.1:8000
-    uvicorn examples.asgi_app:app --host 127.0.0.1 --port 8000
+    python examples/asgi_app.py --port 0             # a free port (uvicorn prints which)
+    uvicorn examples.asgi_app:app --host 127.0.0.1 --port 8000   # from the project folder
 
-then ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/api/items``.
+then ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/api/items`` (the API's JSON) and
+``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/about`` (the site's page). Without that
+``Host`` header no rule matches: 404.
 Any ASGI app can be mounted (Starlette, FastAPI, Django's ASGI handler, ...); these two are
 written without a framework to keep the example dependency-free.
 """
@@ -15,6 +18,7 @@ written without a framework to keep the example dependency-free.
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from ingresslib import IngressASGI, parse_manifests
@@ -42,7 +46,7 @@ async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> 
     await send({"type": "http.response.body", "body": body})
 
 
-async def api(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def api(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     """The API service. It routes on its own path: ``path`` minus ``root_path``."""
     if scope["type"] == "lifespan":
         return  # no startup work: returning tells IngressASGI (and the server) so
@@ -55,7 +59,7 @@ async def api(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, 404, b'{"error": "no such endpoint"}', b"application/json")
 
 
-async def site(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def site(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     """The web site: one page for every path."""
     if scope["type"] == "lifespan":
         return
@@ -73,6 +77,10 @@ app = IngressASGI(
 
 
 if __name__ == "__main__":
+    import argparse
+
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    ap = argparse.ArgumentParser(description="serve the example on 127.0.0.1 with uvicorn")
+    ap.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
+    uvicorn.run(app, host="127.0.0.1", port=ap.parse_args().port)

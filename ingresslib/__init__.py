@@ -17,6 +17,8 @@
 """
 
 import logging as _logging
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._asgi import BodyTooLarge, IngressASGI
 from ._balance import Balancer, RequestContext, register_balancer
@@ -30,10 +32,35 @@ from ._store import ResourceStore
 from ._table import Diagnostic, Match, RouteTable
 from .proxy import ClientConnection, Proxy, ProxySettings, RequestRecord, TimerKind
 
+if _TYPE_CHECKING:
+    from ._accesslog import AccessLog, configure_access_log
+    from ._metrics import Metrics, MetricsServer
+
+#: Observability names, imported on first use (PEP 562): prometheus-client and the access log
+#: stay out of ``import ingresslib`` for the embedders that route only.
+_LAZY = {
+    "AccessLog": "._accesslog",
+    "configure_access_log": "._accesslog",
+    "Metrics": "._metrics",
+    "MetricsServer": "._metrics",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingresslib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 # Library etiquette: never configure output; only the CLI adds handlers.
 _logging.getLogger("ingresslib").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AccessLog",
     "BadRequestError",
     "Balancer",
     "BodyTooLarge",
@@ -45,6 +72,8 @@ __all__ = [
     "IngressASGI",
     "MATCHER",
     "Match",
+    "Metrics",
+    "MetricsServer",
     "Proxy",
     "ProxySettings",
     "RequestContext",
@@ -55,6 +84,7 @@ __all__ = [
     "Router",
     "TimerKind",
     "ValidationError",
+    "configure_access_log",
     "load_manifests",
     "parse_manifests",
     "register_balancer",

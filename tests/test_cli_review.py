@@ -353,6 +353,7 @@ def test_asgi_example_as_a_script_serves_on_loopback(monkeypatch: pytest.MonkeyP
 
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(sys, "argv", ["asgi_app.py"])  # not pytest's own arguments
     ns = runpy.run_path(str(ROOT / "examples" / "asgi_app.py"), run_name="__main__")
     assert calls == [(ns["app"], {"host": "127.0.0.1", "port": 8000})]
 

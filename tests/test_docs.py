@@ -559,7 +559,7 @@ spec: {ports: [{port: 80, targetPort: 8080}]}
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b""}
 
-        async def send(m: dict[str, Any]) -> None:
+        async def send(m: Any) -> None:
             sent.append(m)
 
         hosts = [b"shop.example.test"] if host is None else host
@@ -679,7 +679,7 @@ def test_metric_labels_and_buckets_match() -> None:
     assert _metrics.TIME_BUCKETS[0] == 0.005 and _metrics.TIME_BUCKETS[-1] == 10.0
     assert _metrics.LENGTH_BUCKETS == tuple(float(x) for x in range(10, 101, 10))
     assert _metrics.SIZE_BUCKETS == tuple(float(10 ** i) for i in range(1, 8))
-    m = re.search(r"Class `ingresslib._metrics.Metrics\((.*?)\)`", s)
+    m = re.search(r"Class `ingresslib.Metrics\((.*?)\)`", s)
     assert m is not None
     params = inspect.signature(_metrics.Metrics).parameters
     for arg in m.group(1).split(", "):
@@ -868,6 +868,9 @@ def served_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 
 
 def test_serve_healthz_and_reload_gauge(served_metrics: dict[str, str]) -> None:
+    # The fixture found the stderr line the page documents, on the free port it asked for.
+    assert ("prints `metrics on http://HOST:PORT/metrics` to stderr" in
+            one_line(text(DOCS["observability"])))
     assert served_metrics["healthz"] == "200 ok"  # "`200 ok` while the server is healthy"
     assert re.search(r"^nginx_ingress_controller_config_last_reload_successful 1(\.0)?$",
                      served_metrics["metrics"], re.M)
@@ -1002,9 +1005,11 @@ def test_store_claims() -> None:
     assert store.invalid_total == 1 and store.snapshot().ingresses == (ing,)
     assert isinstance(store.errors[("networking.k8s.io/v1/Ingress", "default", "web")],
                       ingresslib.ValidationError)
-    for etype, obj, kind in [("FOO", {"metadata": {"name": "a"}}, "Ingress"),
-                             ("ADDED", {"metadata": {}}, "Ingress"),
-                             ("ADDED", {"metadata": {"name": "a"}}, None)]:
+    cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("FOO", {"metadata": {"name": "a"}}, "Ingress"),
+        ("ADDED", {"metadata": {}}, "Ingress"),
+        ("ADDED", {"metadata": {"name": "a"}}, None)]
+    for etype, obj, kind in cases:
         with pytest.raises(ValueError):
             store.apply(etype, obj, kind=kind)
     store.replace_all("Ingress", [])

@@ -252,7 +252,7 @@ def parse_manifests(text: str | bytes, *, source: str | None = None) -> Resource
     >>> res.services[0].metadata.ref
     'shop/web'
     """
-    c = Collector()
+    c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     _parse_into(text, source, c)
     return c.result()
 
@@ -278,7 +278,7 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
     sorted path order and hidden files and folders (``.git``) are skipped. Every problem of every
     file is raised at once as one :class:`ValidationError`; errors name the file they come from.
     """
-    c = Collector()
+    c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     for p in paths:
         path = Path(p)
         if path.is_dir():

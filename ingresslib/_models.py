@@ -2,7 +2,10 @@
 
 Only the fields ingresslib uses are modelled; field names are the API's, in snake_case. Every
 model is a frozen, slotted dataclass; map-typed fields (annotations, labels, selectors, Secret
-data) are read-only mappings whose keys are kept exactly as written.
+data) are read-only mappings whose keys are kept exactly as written, sequences are tuples. A
+model built by hand from a plain dict or list takes its own read-only copy (``__post_init__``),
+so the caller's dict can change afterwards without changing the model, a table built from it,
+or how a request is routed (``Match.is_canary`` and the proxy read annotations at request time).
 
 Decoding (camelCase or the official client's snake_case ``to_dict()``) and validation live in
 ``_decode`` and ``_validate``; these classes only hold the result.
@@ -70,6 +73,10 @@ class ObjectMeta:
     resource_version: str | None = None
     uid: str | None = None
 
+    def __post_init__(self) -> None:
+        # CONTRACT.md: "typed, immutable model objects".
+        _own_maps(self, "annotations", "labels")
+
     @property
     def ref(self) -> str:
         """``namespace/name``."""
@@ -126,11 +133,17 @@ class IngressRule:
     #: ``http.paths``; None when the rule has no ``http`` (a host-only rule).
     paths: tuple[HTTPIngressPath, ...] | None = None
 
+    def __post_init__(self) -> None:
+        _own_tuples(self, "paths")
+
 
 @dataclass(frozen=True, slots=True)
 class IngressTLS:
     hosts: tuple[str, ...] = ()
     secret_name: str | None = None
+
+    def __post_init__(self) -> None:
+        _own_tuples(self, "hosts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +152,9 @@ class IngressSpec:
     default_backend: IngressBackend | None = None
     rules: tuple[IngressRule, ...] = ()
     tls: tuple[IngressTLS, ...] = ()
+
+    def __post_init__(self) -> None:
+        _own_tuples(self, "rules", "tls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +221,10 @@ class ServiceSpec:
     selector: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     external_name: str | None = None
 
+    def __post_init__(self) -> None:
+        _own_tuples(self, "ports")
+        _own_maps(self, "selector")
+
 
 @dataclass(frozen=True, slots=True)
 class Service:
@@ -232,6 +252,9 @@ class Endpoint:
     node_name: str | None = None
     zone: str | None = None
 
+    def __post_init__(self) -> None:
+        _own_tuples(self, "addresses")
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointPort:
@@ -251,6 +274,9 @@ class EndpointSlice:
     ports: tuple[EndpointPort, ...] = ()
     kind: str = field(default="EndpointSlice", init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        _own_tuples(self, "endpoints", "ports")
+
     @property
     def service_name(self) -> str | None:
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
@@ -269,12 +295,18 @@ class EndpointSubset:
     not_ready_addresses: tuple[EndpointAddress, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
 
+    def __post_init__(self) -> None:
+        _own_tuples(self, "addresses", "not_ready_addresses", "ports")
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
     metadata: ObjectMeta
     subsets: tuple[EndpointSubset, ...] = ()
     kind: str = field(default="Endpoints", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _own_tuples(self, "subsets")
 
 
 # --- v1 Secret -------------------------------------------------------------------------------
@@ -290,6 +322,9 @@ class Secret:
     string_data: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     kind: str = field(default="Secret", init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        _own_maps(self, "data", "string_data")
+
     def get_bytes(self, key: str) -> bytes | None:
         """The decoded value of ``key`` (``stringData`` wins, as the API server merges it)."""
         if key in self.string_data:
@@ -301,6 +336,41 @@ class Secret:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             return None
+
+
+def _own_tuples(obj: Any, *names: str) -> None:
+    """Make each sequence field ``names`` of ``obj`` a tuple (None stays None).
+
+    A model built by hand from lists (``IngressSpec(rules=[...])``) would otherwise share the
+    caller's list, which can change afterwards (the proxy reads ``spec.rules`` of the served
+    Ingresses lazily), and would not compare equal to the decoded model. A tuple is kept as it
+    is: free for the decoder's output. As ``Resources.__post_init__`` does for its fields.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) is not tuple and value is not None:
+            object.__setattr__(obj, name, tuple(value))
+
+
+def _own_maps(obj: Any, *names: str) -> None:
+    """Give ``obj`` its own read-only copy of each map field ``names``.
+
+    Always a copy, even of a ``MappingProxyType``: a proxy is only a view, and one the caller
+    built over its own dict (``MappingProxyType(annotations)``) changes with that dict. The copy
+    is one small ``dict.copy`` per non-empty map (the decoder hands over the plain dict it built,
+    so decoding pays one copy, not two); the shared ``EMPTY_MAP`` and empty maps cost nothing.
+    Values are kept as given (no str() coercion: that is the decoder's and ``freeze_map``'s job).
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if value is EMPTY_MAP:
+            continue
+        if not value:
+            object.__setattr__(obj, name, EMPTY_MAP)
+            continue
+        # dict.copy() and mappingproxy.copy() are C calls; dict(value) takes any mapping.
+        own = value.copy() if type(value) is dict or type(value) is MappingProxyType else dict(value)
+        object.__setattr__(obj, name, MappingProxyType(own))
 
 
 def freeze_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:

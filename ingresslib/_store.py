@@ -13,6 +13,8 @@ Rules (docs/cluster.md repeats them for users):
   resource versions are numeric or collatable"; a watch delivers events in order, so the last
   event applied for a key wins. Two stores fed the same per-key event sequences hold the same
   objects whatever the interleaving between keys.
+- An update that changes only ``resourceVersion`` (a status update: the models hold no status)
+  is kept but does not move ``generation``: nothing to rebuild (see ``_put``).
 - Each object is decoded and validated when it is applied (through ``Resources.from_dicts``).
   An invalid object never reaches the snapshot: the store keeps the **last valid version** of
   that key (or nothing, if it never had one), records the ``ValidationError`` in ``errors`` and
@@ -29,7 +31,7 @@ handlers from a thread while the event loop takes snapshots.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -111,8 +113,10 @@ class ResourceStore:
         self._entries: dict[ObjectKey, _Entry] = {}
         self._errors: dict[ObjectKey, ValidationError] = {}
         self._snapshot: Resources | None = None
-        #: Bumped on every change to the objects a snapshot holds; a watcher compares it to skip
-        #: rebuilding when a burst of events changed nothing (bookmarks, identical MODIFIEDs).
+        #: Bumped on every change to the objects a snapshot holds, except a change of
+        #: ``metadata.resourceVersion`` alone (a status update); a watcher compares it to skip
+        #: rebuilding when a burst of events changed nothing (bookmarks, identical MODIFIEDs,
+        #: status updates).
         self.generation = 0
         #: Invalid objects seen so far (each ADDED/MODIFIED/list item that failed validation).
         self.invalid_total = 0
@@ -224,6 +228,18 @@ class ResourceStore:
         if old is not None and old == entry:
             return
         self._entries[key] = entry
+        if old is not None and _same_but_version(old.model, entry.model):
+            # Only resourceVersion moved: a status update (the API server bumps resourceVersion
+            # on every write, `status.loadBalancer` included, and the models hold no status), or
+            # a write that changed nothing ingresslib reads. The store keeps the newest object,
+            # but ``generation`` stays: nothing a table, a router or a certificate is built
+            # from changed, so the watcher has nothing to rebuild or reload. ingress-nginx
+            # likewise rebuilds its model on such an event and then finds it equal
+            # (internal/ingress/controller/controller.go, syncIngress: "if
+            # n.runningConfig.Equal(pcfg) { ... No configuration change detected, skipping
+            # backend reload"), so it does not reload either.
+            self._snapshot = None
+            return
         self._changed()
 
     def _prepare(self, obj: Mapping[str, Any], kind: str | None) -> tuple[dict[str, Any], ObjectKey]:
@@ -269,13 +285,10 @@ class ResourceStore:
         for field in _FIELDS:
             items = getattr(res, field)
             if items:
-                if field == "ignored":
-                    # Kept as the raw dict, which shares its nested dicts with the caller's
-                    # object (``_prepare`` copies only the top level). A client that updates
-                    # its object in place and applies it again would otherwise have changed
-                    # the stored one already: the comparison in ``_put`` would see no change
-                    # and ``generation`` would not move. (Decoded kinds are immutable models.)
-                    return _Entry(field, copy.deepcopy(items[0]))
+                # An object of another kind is the decoder's own deep copy of ``filled``
+                # (``_prepare`` copies only the top level): a client that updates its object in
+                # place and applies it again has not changed the stored one, so the comparison
+                # in ``_put`` sees the change. (Decoded kinds are immutable models.)
                 return _Entry(field, items[0])
         return None  # pragma: no cover - from_dicts of one object yields one object
 
@@ -284,6 +297,17 @@ class ResourceStore:
         self._errors[key] = err
         kept = "keeping its last valid version" if key in self._entries else "left out"
         _log.warning("invalid %s (%s):\n%s", _ref(key), kept, err)
+
+
+def _same_but_version(old: Any, new: Any) -> bool:
+    """True when two decoded models differ in ``metadata.resource_version`` only."""
+    meta = getattr(new, "metadata", None)
+    if meta is None or type(old) is not type(new):
+        return False  # an object of another kind: a dict, compared as a whole
+    if old.metadata.resource_version == meta.resource_version:
+        return False  # they differ elsewhere (the caller found them unequal)
+    return bool(old == dataclasses.replace(
+        new, metadata=dataclasses.replace(meta, resource_version=old.metadata.resource_version)))
 
 
 def _ref(key: ObjectKey) -> str:

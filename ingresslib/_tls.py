@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from ._models import Ingress, Secret
 from ._resources import Resources
+from ._table import _age_key, served_ingresses
 
 __all__ = [
     "CertificateStore",
@@ -291,15 +292,6 @@ def _covers(names: frozenset[str], host: str) -> bool:
     return dot > 0 and "*" + host[dot:] in names
 
 
-def _age_key(ing: Ingress) -> tuple[int, datetime.datetime | int, str, str]:
-    # SEMANTICS §4.3: oldest Ingress (creationTimestamp; none = newest) first, then
-    # namespace/name -- the same order as RouteTable (and ingress-nginx's sorted Ingresses).
-    ts = ing.metadata.creation_timestamp
-    if ts is None:
-        return (1, 0, ing.metadata.namespace, ing.metadata.name)
-    return (0, ts, ing.metadata.namespace, ing.metadata.name)
-
-
 class CertificateStore:
     """Per-host TLS contexts built from the TLS Secrets the Ingresses name.
 
@@ -362,7 +354,15 @@ class CertificateStore:
         problems: list[TLSProblem] = []
         cache: dict[bytes, _Cert] = {}
         now = datetime.datetime.now(datetime.timezone.utc)
-        ordered = sorted(res.ingresses if ingresses is None else ingresses, key=_age_key)
+        # SEMANTICS §4.3: oldest Ingress (creationTimestamp; none = newest) first, then
+        # namespace/name: RouteTable's order, by RouteTable's own functions, so the two cannot
+        # drift apart (a naive timestamp of a hand-built model is read as UTC, not a TypeError
+        # against an aware one; an Ingress given twice counts once, the later definition
+        # winning, as it routes).
+        if ingresses is None:
+            ordered = served_ingresses(res, None, None)[0]
+        else:
+            ordered = sorted(ingresses, key=_age_key)
         # Every entry is loaded once, up front, so each Secret problem is reported even when the
         # host is served from elsewhere.
         loaded: dict[tuple[int, int], _Cert] = {}

@@ -10,6 +10,8 @@ from typing import Any
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingresslib.proxy import (
     ClientConnection,
@@ -1366,6 +1368,12 @@ _REQUESTS = [
     b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 300 + b"\r\n\r\n",
     b"GET / HTTP/1.1\r\nHo",
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n",
+    # The reader's own fast path (session 11) hands these to h11's rules: keep them exact.
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 123456789012345678901\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n folded\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
 ]
 
 _RESPONSES = [
@@ -1438,6 +1446,47 @@ def test_reader_parses_responses_like_h11(method: bytes, data: bytes, one_byte: 
     reader = _H11Reader(True, 200)
     reader.method = method
     assert _drive(reader, data, one_byte, eof) == _drive(ref, data, one_byte, eof)
+
+
+_LINES = st.sampled_from([
+    b"Host: a", b"Host: b", b"host:a", b"Content-Length: 3", b"content-length: 03",
+    b"Content-Length: 3, 3", b"Content-Length: -1", b"Transfer-Encoding: chunked",
+    b"transfer-encoding: Chunked", b"Transfer-Encoding: gzip, chunked", b"Connection: close",
+    b"Connection: keep-alive, Upgrade", b"Upgrade: websocket", b"Expect: 100-continue",
+    b" folded", b"\tfolded", b"Bad Header", b"X:", b"X: \x00", b"X: \xff", b"X-Y: z ",
+    b":empty", b"X\x7f: y",
+])
+_STARTS = st.sampled_from([
+    b"GET / HTTP/1.1", b"POST /p HTTP/1.1", b"GET / HTTP/1.0", b"GET http://a/x HTTP/1.1",
+    b"OPTIONS * HTTP/1.1", b"GET  / HTTP/1.1", b"GET / HTTP/2.0", b"G\x00T / HTTP/1.1", b"",
+])
+
+
+@settings(deadline=None)
+@given(start=_STARTS, lines=st.lists(_LINES, max_size=6),
+       seps=st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=8, max_size=8),
+       body=st.sampled_from([b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"]),
+       one_byte=st.booleans(), eof=st.booleans())
+def test_reader_parses_composed_requests_like_h11(start: bytes, lines: list[bytes],
+                                                  seps: list[bytes], body: bytes,
+                                                  one_byte: bool, eof: bool) -> None:
+    # Heads built from the lines that decide framing and errors, with CRLF or bare LF at each
+    # end: the reader's CRLF fast path and h11's own loop must give h11.Connection's events.
+    from ingresslib.proxy._connection import _H11Reader
+
+    head = start + seps[0] + b"".join(line + sep for line, sep in zip(lines, seps[1:]))
+    data = head + seps[-1] + body
+    ref = h11.Connection(h11.SERVER, max_incomplete_event_size=200)
+    expected = _drive(ref, data, one_byte, eof)
+    # The one state the reader does not keep: h11's MIGHT_SWITCH_PROTOCOL after a request
+    # with Upgrade. The core decides upgrades itself (``req.upgrade``), so the reader reports
+    # the message as any other: DONE, or MUST_CLOSE when h11's keep-alive rule says so.
+    if h11.MIGHT_SWITCH_PROTOCOL in expected:
+        from h11._connection import _keep_alive
+
+        done = h11.DONE if _keep_alive(expected[0]) else h11.MUST_CLOSE
+        expected = [done if e is h11.MIGHT_SWITCH_PROTOCOL else e for e in expected]
+    assert _drive(_H11Reader(False, 200), data, one_byte, eof) == expected
 
 
 def test_reader_error_is_final_and_cycles_restart() -> None:

@@ -203,14 +203,15 @@ def stop(p: subprocess.Popen[bytes] | None) -> None:
 
 
 def start_ingresslib(tmp: Path, upstream_ports: list[int], *extra: str, log_level: str = "warning",
-                     stderr: object = None) -> tuple[subprocess.Popen[bytes], int]:
+                     stderr: object = None, root: Path = ROOT) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     mdir = tmp / "manifests"
     mdir.mkdir(exist_ok=True)
     bench_manifests(mdir / "bench.yaml", upstream_ports)
     cmd = ["taskset", "-c", PROXY_CORE, PY, *extra, "-m", "ingresslib", "serve", "-f", str(mdir),
            "--listen", f"127.0.0.1:{port}", "--access-log", "off", "--log-level", log_level]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)  # type: ignore[call-overload]
+    # cwd: ``python -m ingresslib`` imports the package of that tree (``--serve-ab`` runs two).
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, cwd=root)  # type: ignore[call-overload]
     wait_port(port)
     return p, port
 
@@ -263,6 +264,44 @@ def compare(duration: float, rounds: int = 1) -> dict[str, dict[str, float]]:
     print(f"ingresslib / aiohttp: {i['rps'] / a['rps']:.2f}x rps, {a['cpu_us_per_req'] / i['cpu_us_per_req']:.2f}x "
           f"CPU efficiency, p99 {i['p99_ms']:.2f} vs {a['p99_ms']:.2f} ms; ingresslib / nginx: "
           f"{i['rps'] / n['rps']:.2f}x rps", file=sys.stderr)
+    return results
+
+
+def serve_ab(trees: list[Path], duration: float, rounds: int) -> dict[str, dict[str, float]]:
+    """``ingresslib serve`` from two source trees (each with its extensions built in place),
+    the same upstream, measured one after the other for ``rounds`` interleaved rounds: the
+    A/B of a change to the proxy. Medians reported."""
+    import statistics
+
+    runs: dict[str, list[dict[str, float]]] = {str(t): [] for t in trees}
+    with tempfile.TemporaryDirectory(prefix="ingresslib-ab-") as t:
+        tmp = Path(t)
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            up_port = free_port()
+            procs.append(start_nginx(nginx_conf(
+                tmp, "upstream",
+                'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'),
+                up_port, CLIENT_CORE))
+            targets = []
+            for i, tree in enumerate(trees):
+                d = tmp / f"tree{i}"
+                d.mkdir()
+                p, port = start_ingresslib(d, [up_port], root=tree)
+                procs.append(p)
+                targets.append((str(tree), port, p.pid))
+            for r in range(rounds):
+                print(f"round {r + 1}/{rounds}", file=sys.stderr)
+                for name, port, pid in targets:
+                    runs[name].append(measure(name[-26:], port, pid, duration))
+        finally:
+            for p in procs:
+                stop(p)
+    results = {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()}
+    (a, ra), (b, rb) = results.items()
+    print(f"medians: {a} {ra['cpu_us_per_req']:.1f} us/req, {b} {rb['cpu_us_per_req']:.1f} us/req "
+          f"(ratio {rb['cpu_us_per_req'] / ra['cpu_us_per_req']:.2f}); req/s {ra['rps']:.0f} vs "
+          f"{rb['rps']:.0f}", file=sys.stderr)
     return results
 
 
@@ -439,6 +478,9 @@ def main() -> None:
                     help="measure the asyncio server with a canned core (no HTTP parsing)")
     ap.add_argument("--core-only", action="store_true",
                     help="measure the sans-IO core in process (no sockets, no wrk)")
+    ap.add_argument("--serve-ab", type=Path, nargs=2, default=None, metavar=("OLD", "NEW"),
+                    help="ingresslib serve from two source trees (extensions built in place), "
+                         "measured alternately (--rounds, --duration)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
     if args.core_only:
@@ -453,6 +495,11 @@ def main() -> None:
         return
     if args.server_only:
         server_only(args.duration)
+        return
+    if args.serve_ab:
+        ab = serve_ab(args.serve_ab, args.duration, args.rounds)
+        if args.json:
+            args.json.write_text(json.dumps(ab, indent=2) + "\n")
         return
     res: object = chaos(args.chaos) if args.chaos else compare(args.duration, args.rounds)
     if args.json:

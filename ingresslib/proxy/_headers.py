@@ -32,6 +32,7 @@ __all__ = [
     "FORWARDED_DROP",
     "IDEMPOTENT",
     "TrustPolicy",
+    "client_address",
     "client_ip_from_chain",
     "first_forwarded_host",
     "redirect_scheme",
@@ -456,6 +457,40 @@ class TrustPolicy:
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         return any(addr in n for n in self.networks)
+
+
+def client_address(peer: str | None, settings: ProxySettings, policy: TrustPolicy,
+                   headers: Iterable[tuple[bytes, ...]], ff_name: bytes | None = None, *,
+                   peer_trusted: bool | None = None) -> str | None:
+    """The client address of a request, for the proxy core and the ASGI adapter alike: the
+    TCP peer (the adapter's: the scope's ``client``), or, when that peer is a trusted hop
+    (``proxy-real-ip-cidr``) and ``use-forwarded-headers`` or ``enable-real-ip`` is on, the
+    rightmost untrusted address of the forwarded-for chain (``client_ip_from_chain``).
+
+    ``headers`` are the request's headers as tuples ending with ``(lower-cased name,
+    value)``: h11's ``(raw, name, value)`` triples, or ASGI ``(name, value)`` pairs; the
+    values of those named ``ff_name`` (default: the settings' ``forwarded-for-header``) are
+    the chain, joined with ``,`` in order. ``peer_trusted``: the peer's trust when the caller
+    knows it already (the proxy decides it once per connection); else ``policy`` is asked,
+    and only when the settings read forwarded headers at all.
+
+    ingress-nginx rootfs/etc/nginx/template/nginx.tmpl: ``{{ if or $cfg.UseForwardedHeaders
+    $cfg.UseProxyProtocol }}`` ... ``real_ip_header {{ $cfg.ForwardedForHeader }};``
+    ``real_ip_recursive on;`` ``{{ range $trusted_ip := $cfg.ProxyRealIPCIDR }}
+    set_real_ip_from {{ $trusted_ip }};``. ``enable_real_ip`` turns it on as well, as the
+    proxy core has always read it (one function now: the core and the adapter had a copy
+    each).
+    """
+    if not (settings.use_forwarded_headers or settings.enable_real_ip):
+        return peer
+    if not (policy.trusted(peer) if peer_trusted is None else peer_trusted):
+        return peer
+    wanted = ff_name if ff_name is not None else \
+        settings.forwarded_for_header.lower().encode("latin-1")
+    chain = b",".join(bytes(h[-1]) for h in headers if h[-2] == wanted)
+    if not chain or peer is None:
+        return peer
+    return client_ip_from_chain(chain.decode("latin-1"), peer, policy)
 
 
 def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:

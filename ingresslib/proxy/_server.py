@@ -133,13 +133,15 @@ class _Upstream(asyncio.Protocol):
     """One upstream TCP connection; owned by a client connection or idle in the pool."""
 
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
-                 "got_data", "send_timeout", "born")
+                 "got_data", "send_timeout", "born", "sock")
 
     def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
         self.pool = pool
         #: The pool's key: the endpoint, and whether the connection speaks TLS.
         self.key = (endpoint, tls)
         self.transport: asyncio.Transport | None = None
+        #: The transport's socket (``get_extra_info("socket")``), asked once, at connect.
+        self.sock: Any = None
         self.owner: _Downstream | None = None
         self.conn_id = 0
         self.requests = 0
@@ -158,7 +160,7 @@ class _Upstream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.born = self.pool._loop.time()
-        sock = transport.get_extra_info("socket")
+        sock = self.sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -218,8 +220,7 @@ def _unread_input(up: _Upstream) -> bool:
     """Whether an idle pooled connection's socket holds input the loop has not read yet (bytes,
     an EOF, or an error): a poll with no wait on its descriptor, nothing consumed. A
     connection whose socket cannot be asked (no descriptor) counts as clean, as before."""
-    t = up.transport
-    sock = t.get_extra_info("socket") if t is not None else None
+    sock = up.sock  # (the transport's, kept at connect: asked per reused connection)
     if sock is None or not hasattr(select, "poll"):  # (no poll(): Windows)
         return False
     try:
@@ -308,10 +309,11 @@ class UpstreamPool:
         # 0 keeps none) and "if (ngx_current_msec - c->start_time > kp->conf->time) { goto
         # invalid; }" (keepalive_time, from the connect: closed after the request that
         # crossed it).
-        if (up.closed or up.transport is None or up.transport.is_closing()
+        now = self._loop.time()
+        if (up.closed or t is None or t.is_closing()
                 or s.upstream_keepalive_connections <= 0
                 or up.requests >= s.upstream_keepalive_requests
-                or self._loop.time() - up.born > s.upstream_keepalive_time):
+                or now - up.born > s.upstream_keepalive_time):
             up.close()
             return
         lru = self._lru
@@ -323,7 +325,7 @@ class UpstreamPool:
         q = self._idle.get(up.key)
         if q is None:
             q = self._idle[up.key] = collections.deque()
-        up.idle_since = self._loop.time()
+        up.idle_since = now
         q.append(up)
         lru[up] = None
         if self._sweeper is None:

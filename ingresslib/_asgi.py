@@ -67,13 +67,15 @@ from .proxy._actions import (
 from .proxy._annotations import RouteOptions
 from .proxy._errors import RemoteProxyError
 from .proxy._headers import (
+    FORWARDED_DROP,
     HEADER_NAME_CHARS,
     OPTIONS_ALLOW,
+    REQUEST_DROP,
     HeaderKind,
     RequestIds,
     TrustPolicy,
     check_host,
-    client_ip_from_chain,
+    client_address,
     first_forwarded_host,
     forwarded_for_value,
     hsts_value,
@@ -106,15 +108,21 @@ _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 # Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
 # answer bodies, the request-id generator and the header-name rules (proxy/_headers.py), the
 # route options and the redirect decision (proxy/_actions.py ``RouteOptionsSource``,
-# ``redirect_for``). What stays written here is the ASGI side of the same rules: the proxy
-# builds its backend head as bytes in one pass over h11's parsed headers, an ASGI app takes a
-# list of (name, value) pairs (``_backend_headers``).
+# ``redirect_for``), the client address (``client_address``). What stays written here is the
+# ASGI side of the same rules: the proxy builds its backend head as bytes in one pass over
+# h11's parsed headers, an ASGI app takes a list of (name, value) pairs (``_scan_headers``
+# for the common request, in the pass that reads Host; ``_backend_headers`` for any other).
+# Per request, only what the request changes is computed: what a header name is (per
+# settings), what a route implies (per Match) and a raw path's canonical form are remembered.
 
 # HeaderKind members as globals: compared by identity once per special request header.
 _PASS, _HOST, _LENGTH, _CHUNKED, _UPGRADE = (HeaderKind.PASS, HeaderKind.HOST, HeaderKind.LENGTH,
                                              HeaderKind.CHUNKED, HeaderKind.UPGRADE)
 _FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.FORWARDED,
                                            HeaderKind.REQUEST_ID)
+#: ``_scan_headers``'s code for ``Connection`` (a DROP header whose tokens are read): not a
+#: HeaderKind value.
+_CONNECTION = -1
 
 
 class IngressASGI(RouteOptionsSource):
@@ -206,6 +214,22 @@ class IngressASGI(RouteOptionsSource):
         #: The X-Forwarded-Port/-Proto/-Scheme/X-Scheme headers per (scheme, server port),
         #: when no trusted hop sent its own.
         self._fwd_blocks: dict[tuple[str, Any], list[tuple[bytes, bytes]]] = {}
+        #: ``_scan_headers``'s cache: a header name as the server gives it -> (the name
+        #: lower-cased, what ``request_header_kind`` says of it with no Connection tokens, or
+        #: ``_CONNECTION``). None: these settings take the general path (a forwarded-for
+        #: header named like a hop-by-hop one or Host is read as the chain *and* as what that
+        #: name is, which the one-pass scan, one kind per name, does not do).
+        self._names: dict[bytes, tuple[bytes, int]] | None = \
+            None if self._ff_name in REQUEST_DROP or self._ff_name == b"host" else {}
+        #: The names of ``_names`` that pass and are lower-case as given.
+        self._plain: set[bytes] = set()
+        #: Connection tokens that cannot change what becomes of any header (see
+        #: ``_scan_headers``): a request whose tokens are all in here keeps the scan's
+        #: classification.
+        self._inert_tokens = REQUEST_DROP | FORWARDED_DROP | {self._ff_name}
+        #: Per ``Match``: (the Match, its options, its Prefix mount, its X-Forwarded-Prefix
+        #: value): what ``__call__`` derives from a route, once per table build.
+        self._plans: dict[int, tuple[Any, RouteOptions, str, bytes | None]] = {}
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -221,9 +245,12 @@ class IngressASGI(RouteOptionsSource):
         ``ns/svc:resolved-target-port``, then ``ns/svc``."""
         if decision.service is None:
             return None  # a resource backend: nothing to mount
+        backend = decision.backend
+        if backend is not None:
+            app = self.backends.get(backend)
+            if app is not None or backend in self.backends:
+                return app
         base = f"{decision.namespace}/{decision.service}"
-        if decision.backend is not None and decision.backend in self.backends:
-            return self.backends[decision.backend]
         if decision.port is not None:
             app = self.backends.get(f"{base}:{decision.port}")
             if app is not None:
@@ -242,27 +269,64 @@ class IngressASGI(RouteOptionsSource):
         secure = scope.get("scheme") in ("https", "wss")
         reply = _Reply(scope, send, self._hsts if secure and kind == "http" else None, secure)
         method = scope.get("method", "GET")
+        #: The scan's backend headers so far (None: the general path builds them).
+        out: list[tuple[bytes, bytes]] | None = None
+        has_host = False
+        ff_items: list[tuple[bytes, bytes]] = _NONE
+        fwd_items: list[tuple[bytes, bytes]] = _NONE
+        request_id: bytes | None = None
         try:
             if kind == "http" and method == "CONNECT":
                 # SEMANTICS §5 "CONNECT → 405", as the proxy answers it.
                 raise BadRequestError("CONNECT is not supported", 405)
-            items, host, length, named = _read_headers(scope)
-            target = _routing_target(scope, root)
-            if target == "*" and kind == "http" and method == "OPTIONS":
-                # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
-                # OPTIONS itself (200 + allow): it asks about the server, not about an app.
-                await _answer_options(reply.send)
-                return
-            if not target.startswith("/"):
-                # uvicorn (h11) passes an absolute-form target through as raw_path and path.
-                # SEMANTICS §5: "absolute-form is accepted when its authority equals Host,
-                # then forwarded as origin-form" -- the proxy's rule; anything else is a 400
-                # from canonical_path below.
-                target, host = _absolute_form(target, host)
-            rel = canonical_path(target)
+            names = self._names
+            items: list[tuple[bytes, bytes]] | None = None
+            head = None
+            if names is not None:
+                try:
+                    head = _scan_headers(scope, self._plain, names, self._learn,
+                                         kind == "websocket")
+                except _NotScanned:
+                    pass  # a server's odd header list: the general path decides
+            if head is None:
+                items, host, length, named = _read_headers(scope)
+            else:
+                host, length, named, out, has_host, ff_items, fwd_items, request_id = head
+            raw = scope.get("raw_path")
+            cached = _TARGETS.get(raw) if not root and type(raw) is bytes else None
+            if cached is not None:
+                rel, rel_b = cached  # the canonical form of this raw_path, found before
+            else:
+                target = _routing_target(scope, root)
+                if target == "*" and kind == "http" and method == "OPTIONS":
+                    # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
+                    # OPTIONS itself (200 + allow): it asks about the server, not about an app.
+                    await _answer_options(reply.send)
+                    return
+                if target.startswith("/"):
+                    rel = canonical_path(target)
+                    rel_b = rel.encode("ascii")
+                    if not root and type(raw) is bytes and 0 < len(raw) <= 256:
+                        # The target is a function of raw_path alone here (_routing_target):
+                        # remember its canonical form (a pure function of it). Short paths
+                        # only: 1024 of them take little memory whoever chose them.
+                        if len(_TARGETS) >= 1024:
+                            _TARGETS.clear()
+                        _TARGETS[raw] = (rel, rel_b)
+                else:
+                    # uvicorn (h11) passes an absolute-form target through as raw_path and
+                    # path. SEMANTICS §5: "absolute-form is accepted when its authority equals
+                    # Host, then forwarded as origin-form" -- the proxy's rule; anything else
+                    # is a 400 from canonical_path below.
+                    target, host = _absolute_form(target, host)
+                    rel = canonical_path(target)
+                    rel_b = rel.encode("ascii")
             client = scope.get("client")
             peer: str | None = client[0] if client else None
-            client_ip = self._client_ip(items, peer)
+            # The proxy's own function (proxy/_headers.py ``client_address``): the scan kept
+            # the forwarded-for headers, the general path has them all.
+            client_ip = client_address(peer, settings, self._trust,
+                                       ff_items if items is None else items, self._ff_name)
             query = (scope.get("query_string") or b"").decode("latin-1") or None
             decision = self.router.route(
                 method, host, rel, scope.get("headers") or (), client_ip,
@@ -273,8 +337,11 @@ class IngressASGI(RouteOptionsSource):
         scheme = "https" if secure else "http"
         app: ASGIApp | None = None
         mount = ""
+        prefix: bytes | None = None
         if decision is None:
             opts = self._default_options
+            if opts.x_forwarded_prefix is not None:
+                prefix = opts.x_forwarded_prefix.encode("utf-8")
             if host and not secure:
                 # The proxy's server-wide ssl-redirect (RouteOptionsSource), before the 404
                 # or the ``fallback`` app, which plays the default backend.
@@ -285,7 +352,10 @@ class IngressASGI(RouteOptionsSource):
                     return
         else:
             m = decision.match
-            opts = self.options_for(m)
+            plan = self._plans.get(id(m))
+            if plan is None or plan[0] is not m:
+                plan = self._plan(m)
+            opts = plan[1]
             # The proxy adds the affinity cookie to every answer once routed (its
             # _add_response_headers), redirects and 503 included.
             reply.set_cookie = decision.set_cookie
@@ -309,10 +379,9 @@ class IngressASGI(RouteOptionsSource):
             app = self.backend_for(decision)
             if app is not None and self.require_endpoints and decision.endpoint is None:
                 app = None
-            if self.mount_prefix and m.path_type == "Prefix" and m.match_path:
-                mount = m.match_path.rstrip("/")
-                if "%" in mount:
-                    mount = unquote(mount)
+            if self.mount_prefix:
+                mount = plan[2]
+            prefix = plan[3]
         if app is None:
             if self.fallback is None:
                 await reply.local(404 if decision is None else 503)
@@ -326,34 +395,77 @@ class IngressASGI(RouteOptionsSource):
         child = dict(scope)
         child[DECISION_KEY] = decision
         child["path"] = root + (unquote(rel) if "%" in rel else rel)
-        child["raw_path"] = rel.encode("ascii")
+        child["raw_path"] = rel_b
         child["root_path"] = root + mount
         if self.rewrite_headers:
-            child["headers"] = self._backend_headers(
-                scope, items, named, host, peer, client_ip, scheme, opts)
-        if not limit and not reply.adds_headers:
+            if out is None or (named and not self._inert_tokens.issuperset(named)):
+                # The general path: no scan, or Connection names a header whose fate the
+                # scan decided without that token.
+                if items is None:
+                    items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
+                child["headers"] = self._backend_headers(
+                    scope, items, named, host, peer, client_ip, scheme, prefix)
+            else:
+                fwd: dict[bytes, bytes] = _NO_FWD
+                if fwd_items and settings.use_forwarded_headers and self._trust.trusted(peer):
+                    fwd = {}
+                    for name, value in fwd_items:
+                        fwd[name] = fwd[name] + b", " + value if name in fwd else value
+                child["headers"] = self._add_forwarded(
+                    scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
+                    fwd, request_id, peer, client_ip, scheme, prefix)
+        if limit:
+            await app(child, reply.counting(receive, limit), reply.send)
+            if reply.late:
+                raise BodyTooLarge(f"request body over {limit} bytes after the response "
+                                   "began (413): the connection must be closed")
+        elif reply.hsts is not None or reply.set_cookie:
+            await app(child, receive, reply.send)
+        else:
             await app(child, receive, send)  # nothing to add or count: the server's own
-            return
-        await reply.run(app, child, receive, limit)
 
-    def _client_ip(self, items: list[tuple[bytes, bytes]], peer: str | None) -> str | None:
-        """The client address, as the proxy's ``_client_ip`` finds it: the peer (the scope's
-        ``client``, which the server may already have taken from a hop it trusts), or, when
-        that peer is in ``proxy_real_ip_cidr`` and ``use_forwarded_headers`` or
-        ``enable_real_ip`` is on, the rightmost untrusted address of the forwarded chain."""
-        s = self._settings
-        if not (s.use_forwarded_headers or s.enable_real_ip) or not self._trust.trusted(peer):
-            return peer
-        wanted = self._ff_name
-        chain = b",".join(bytes(v) for k, v in items if k == wanted)
-        if not chain or peer is None:
-            return peer
-        return client_ip_from_chain(chain.decode("latin-1"), peer, self._trust)
+    def _plan(self, m: Any) -> tuple[Any, RouteOptions, str, bytes | None]:
+        """What a request routed to ``m`` takes from its route, derived once per ``Match``
+        (a table build makes new ones): the options (``options_for``), the ``root_path``
+        extension of a ``Prefix`` rule (docs/asgi.md) and the X-Forwarded-Prefix value."""
+        opts = self.options_for(m)
+        mount = ""
+        if m.path_type == "Prefix" and m.match_path:
+            mount = m.match_path.rstrip("/")
+            if "%" in mount:
+                mount = unquote(mount)
+        prefix = opts.x_forwarded_prefix
+        plan = (m, opts, mount, None if prefix is None else prefix.encode("utf-8"))
+        if len(self._plans) > 8192:
+            self._plans.clear()
+        # Holding the Match keeps id() unique while the entry lives.
+        self._plans[id(m)] = plan
+        return plan
+
+    def _learn(self, raw: bytes) -> tuple[bytes, int]:
+        """``_scan_headers``'s entry for a header name not seen before (the cache is per
+        settings: the kind depends on the forwarded-for name and the name policy)."""
+        name = raw.lower()
+        if type(name) is not bytes:
+            raise _NotScanned  # a str or bytearray name: the general path's to refuse
+        kind = request_header_kind(name, None, self._ff_name, self._settings)
+        entry = (name, _CONNECTION if name == b"connection" else kind)
+        if len(raw) > 64:
+            return entry  # a long made-up name: not worth the memory
+        names = self._names
+        assert names is not None
+        if len(names) >= 512:
+            names.clear()  # a client making up names: keep the caches small
+            self._plain.clear()
+        names[raw] = entry
+        if kind is _PASS and name == raw and type(raw) is bytes:
+            self._plain.add(raw)
+        return entry
 
     def _backend_headers(self, scope: Scope, items: list[tuple[bytes, bytes]],
                          named: list[bytes], host: str, peer: str | None,
                          client_ip: str | None, scheme: str,
-                         opts: RouteOptions) -> list[tuple[bytes, bytes]]:
+                         prefix: bytes | None) -> list[tuple[bytes, bytes]]:
         """The request headers the mounted app sees: those the proxy sends its backend
         (proxy/_connection.py ``_build_upstream_headers``, SEMANTICS §9) -- hop-by-hop and
         Connection-named headers out, invalid and ``_`` names dropped, the forwarded family
@@ -370,7 +482,11 @@ class IngressASGI(RouteOptionsSource):
         (``valid_request_id``, ``forwarded_for_value``, ``first_forwarded_host``). What is
         written twice is the dispatch on the kind: the proxy writes bytes of its upstream
         head from h11's ``(raw, name, value)`` triples, in one pass on its hot path
-        (``_build_upstream_headers``); this writes an ASGI header list."""
+        (``_build_upstream_headers``); this writes an ASGI header list.
+
+        This is the general path; ``_scan_headers`` gives the same list in the pass that
+        reads Host for the common request (a Connection header naming only hop-by-hop or
+        forwarded headers, or none)."""
         s = self._settings
         upgrade = scope["type"] == "websocket"
         trusted_fwd = s.use_forwarded_headers and self._trust.trusted(peer)
@@ -410,12 +526,24 @@ class IngressASGI(RouteOptionsSource):
                     first_request_id = False
                     if valid_request_id(item[1]):
                         request_id = item[1]
+        return self._add_forwarded(scope, out, has_host, host, incoming_ff, fwd, request_id,
+                                   peer, client_ip, scheme, prefix)
+
+    def _add_forwarded(self, scope: Scope, out: list[tuple[bytes, bytes]], has_host: bool,
+                       host: str, incoming_ff: list[bytes], fwd: Mapping[bytes, bytes],
+                       request_id: bytes | None, peer: str | None, client_ip: str | None,
+                       scheme: str, prefix: bytes | None) -> list[tuple[bytes, bytes]]:
+        """``out`` (the request's headers that pass) with what this hop writes: Host when the
+        request had none, the forwarded family, X-Request-ID (``incoming_ff``: the
+        forwarded-for values received; ``fwd``: a trusted hop's other forwarded headers,
+        joined per name; ``request_id``: the client's, when it may pass)."""
+        s = self._settings
         host_b = host.encode("ascii")
         if not has_host and host_b:
             # An absolute-form target's authority, or the Host a "Connection: host" took out:
             # the proxy, too, sends its backend a Host.
             out.insert(0, (b"host", host_b))
-        if upgrade:
+        if scope["type"] == "websocket":
             out.append((b"connection", b"upgrade"))
         if request_id is None and s.generate_request_id:
             request_id = self.request_id().encode("ascii")
@@ -423,19 +551,17 @@ class IngressASGI(RouteOptionsSource):
             out.append((b"x-request-id", request_id))
         client_b = (client_ip or "").encode("ascii")
         joined_ff = b", ".join(incoming_ff) if incoming_ff else b""
-        if joined_ff:
-            out.append((b"x-forwarded-for",
-                        forwarded_for_value(s, joined_ff, (peer or "").encode("ascii"),
-                                            client_b)))
-            out.append((b"x-real-ip", client_b))
-            out.append((b"x-original-forwarded-for", joined_ff))
-        else:
-            out.append((b"x-forwarded-for", client_b))
-            out.append((b"x-real-ip", client_b))
-        fwd_host = fwd.get(b"x-forwarded-host")
+        fwd_host = fwd.get(b"x-forwarded-host") if fwd else None
         if fwd_host is not None:
             fwd_host = first_forwarded_host(fwd_host)
-        out.append((b"x-forwarded-host", fwd_host or host_b))
+        if joined_ff:
+            out += [(b"x-forwarded-for",
+                     forwarded_for_value(s, joined_ff, (peer or "").encode("ascii"), client_b)),
+                    (b"x-real-ip", client_b), (b"x-original-forwarded-for", joined_ff),
+                    (b"x-forwarded-host", fwd_host or host_b)]
+        else:
+            out += [(b"x-forwarded-for", client_b), (b"x-real-ip", client_b),
+                    (b"x-forwarded-host", fwd_host or host_b)]
         if s.proxy_add_original_uri_header:
             raw = scope.get("raw_path") or quote(scope.get("path") or "/", safe=_PATH_SAFE)
             uri = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
@@ -451,9 +577,10 @@ class IngressASGI(RouteOptionsSource):
                     (b"x-forwarded-proto", proto), (b"x-forwarded-scheme", proto),
                     (b"x-scheme", proto)]
         else:
-            out += self._fwd_block(scheme, server_port)
-        if opts.x_forwarded_prefix is not None:
-            out.append((b"x-forwarded-prefix", opts.x_forwarded_prefix.encode("utf-8")))
+            block = self._fwd_blocks.get((scheme, server_port))
+            out += block if block is not None else self._fwd_block(scheme, server_port)
+        if prefix is not None:
+            out.append((b"x-forwarded-prefix", prefix))
         return out
 
     def _fwd_block(self, scheme: str, server_port: Any) -> list[tuple[bytes, bytes]]:
@@ -632,6 +759,32 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)
         return items, "", length, named
+    return items, _host_str(host), length, named
+
+
+#: An empty list no one appends to (``__call__``'s defaults for what the scan did not find).
+_NONE: list[Any] = []
+#: No forwarded headers from a trusted hop.
+_NO_FWD: dict[bytes, bytes] = {}
+
+#: The header names ``_read_headers`` reads.
+_READ_NAMES = frozenset({b"host", b"content-length", b"connection"})
+#: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
+#: hosts come again and again.
+_CHECKED_HOSTS: dict[bytes, str] = {}
+#: ``raw_path`` -> (its canonical path, encoded) for a scope without ``root_path``, where the
+#: routing target is a function of ``raw_path`` alone (``_routing_target``) and
+#: ``canonical_path`` a pure one: the same few paths come again and again.
+_TARGETS: dict[bytes, tuple[str, bytes]] = {}
+
+
+class _NotScanned(Exception):
+    """A header name ``_scan_headers`` does not take (not ``bytes`` once lower-cased, or not
+    hashable): ``_read_headers`` and ``_backend_headers`` decide, as they always did."""
+
+
+def _host_str(host: bytes) -> str:
+    """``host`` as ``str`` once it passed the proxy's ``check_host`` (else 400)."""
     host_s = _CHECKED_HOSTS.get(host)
     if host_s is None:
         try:
@@ -642,14 +795,97 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
         if len(_CHECKED_HOSTS) >= 1024:
             _CHECKED_HOSTS.clear()
         _CHECKED_HOSTS[host] = host_s
-    return items, host_s, length, named
+    return host_s
 
 
-#: The header names ``_read_headers`` reads.
-_READ_NAMES = frozenset({b"host", b"content-length", b"connection"})
-#: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
-#: hosts come again and again.
-_CHECKED_HOSTS: dict[bytes, str] = {}
+def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[bytes, int]],
+                  learn: Callable[[bytes], tuple[bytes, int]], upgrade: bool
+                  ) -> tuple[str, int, list[bytes], list[tuple[bytes, bytes]], bool,
+                             list[tuple[bytes, bytes]], list[tuple[bytes, bytes]],
+                             bytes | None]:
+    """``_read_headers`` and the loop of ``_backend_headers`` in one pass, each header name
+    classified once per settings (``names``, filled by ``learn``): ``(Host, Content-Length,
+    Connection tokens, the headers that pass, whether Host is among them, the forwarded-for
+    headers, the other forwarded headers, the client's X-Request-ID if it may pass)``.
+    ``plain`` holds the names of ``names`` that pass as they are and are lower-case already
+    (all of them, from a server that follows www.rst): one set lookup each.
+
+    The kinds are ``request_header_kind``'s without the Connection tokens. A token changes no
+    kind when it names a hop-by-hop or forwarded header (those kinds come first in
+    ``request_header_kind``, and ``odd_name_dropped`` drops their ``_`` spellings anyway):
+    ``IngressASGI._inert_tokens``. Any other token (``Connection: close``, a named header)
+    sends the request to ``_backend_headers``, which asks with the tokens; Host, the length
+    and the tokens read here stand, they never depend on them.
+
+    Raises ``BadRequestError`` as ``_read_headers`` does, ``_NotScanned`` for a name that is
+    not ``bytes`` (then ``_read_headers`` decides)."""
+    version = scope.get("http_version") or "1.1"
+    out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    host: bytes | None = None
+    length = -1
+    seen_length = False
+    named: list[bytes] = []
+    has_host = False
+    ff_items: list[tuple[bytes, bytes]] = []
+    fwd_items: list[tuple[bytes, bytes]] = []
+    request_id: bytes | None = None
+    seen_request_id = False
+    try:
+        for k, v in scope.get("headers") or ():
+            if k in plain:
+                append((k, v))  # the common case: an ordinary header, named in lower case
+                continue
+            entry = names.get(k)
+            if entry is None:
+                entry = learn(k)
+            name, code = entry
+            if not code:  # _PASS
+                append((name, v))
+                continue
+            if code is _HOST:
+                value = bytes(v)
+                if host is None:
+                    host = value
+                elif version in ("1.0", "1.1") or value.lower() != host.lower():
+                    raise BadRequestError("conflicting Host headers", 400)
+                has_host = True
+                append((name, v))
+            elif code == _CONNECTION:
+                if b"," in v:
+                    named.extend([t.strip().lower() for t in v.split(b",")])
+                else:
+                    named.append(v.strip().lower())  # one token: "keep-alive"
+            elif code is _LENGTH:
+                if not seen_length:
+                    seen_length = True
+                    try:
+                        length = int(v)
+                    except ValueError:
+                        length = -1
+                append((name, v))  # the body framing: the server's, kept as it gave it
+            elif code is _CHUNKED:
+                append((name, v))
+            elif code is _UPGRADE:
+                if upgrade:
+                    append((name, v))
+            elif code is _FORWARDED_FOR:
+                ff_items.append((name, v))
+            elif code is _FORWARDED:
+                fwd_items.append((name, v))
+            elif code is _REQUEST_ID:
+                if not seen_request_id:
+                    seen_request_id = True
+                    if valid_request_id(v):
+                        request_id = v
+            # else DROP
+    except TypeError:
+        raise _NotScanned from None  # an unhashable name (bytearray)
+    if host is None:
+        if version == "1.1":
+            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        return "", length, named, out, has_host, ff_items, fwd_items, request_id
+    return _host_str(host), length, named, out, has_host, ff_items, fwd_items, request_id
 
 
 def _absolute_form(target: str, host: str) -> tuple[str, str]:
@@ -685,7 +921,8 @@ class _Reply:
     """The ``send`` side of one request: local answers, and the headers the proxy adds to
     every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
 
-    __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut")
+    __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
+                 "late", "_receive", "_limit", "_seen")
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -696,10 +933,9 @@ class _Reply:
         self.set_cookie: str | None = None
         self.started = False  # a response start went to the server
         self.cut = False  # the body went over the limit: the app's sends are dropped
-
-    @property
-    def adds_headers(self) -> bool:
-        return self.hsts is not None or bool(self.set_cookie)
+        #: The body went over the limit after the response began (``counting``): the caller
+        #: raises ``BodyTooLarge`` once the app returns.
+        self.late = False
 
     async def send(self, message: Message) -> None:
         if self.cut:
@@ -707,7 +943,7 @@ class _Reply:
         kind = message["type"]
         if kind in ("http.response.start", "websocket.http.response.start"):
             self.started = True
-            if self.adds_headers:
+            if self.hsts is not None or self.set_cookie:  # headers to add
                 message = dict(message)
                 message["headers"] = self._headers(list(message.get("headers") or ()))
         await self.server_send(message)
@@ -748,35 +984,30 @@ class _Reply:
         # Closing before accepting makes the server answer 403.
         await self.send({"type": "websocket.close", "code": 1008})
 
-    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, limit: int) -> None:
-        """Run ``app`` with this send, counting the request body against ``limit`` (0: none)."""
-        if not limit:
-            await app(scope, receive, self.send)
-            return
-        seen = 0
-        late = False
+    def counting(self, receive: Receive, limit: int) -> Receive:
+        """``receive`` counting the request body against ``limit`` (> 0): over it, the app
+        learns the request is over for it (``http.disconnect``), the client gets 413 if no
+        response began, else ``late`` is set (the caller raises ``BodyTooLarge``)."""
+        self._receive = receive
+        self._limit = limit
+        self._seen = 0
+        return self._counted
 
-        async def counted() -> Message:
-            nonlocal seen, late
-            if self.cut:
+    async def _counted(self) -> Message:
+        if self.cut:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body") or b"")
+            if self._seen > self._limit:
+                # The proxy's _on_body: "if opts.body_size and req.body_len >
+                # opts.body_size: if req.response_started: self._close_all(now) else:
+                # ... self._error_response(413, req, now)". The app learns the request
+                # is over for it as from a client gone away.
+                if self.started:
+                    self.late = True
+                else:
+                    await self.local(413)
+                self.cut = True
                 return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body") or b"")
-                if seen > limit:
-                    # The proxy's _on_body: "if opts.body_size and req.body_len >
-                    # opts.body_size: if req.response_started: self._close_all(now) else:
-                    # ... self._error_response(413, req, now)". The app learns the request
-                    # is over for it as from a client gone away.
-                    if self.started:
-                        late = True
-                    else:
-                        await self.local(413)
-                    self.cut = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        await app(scope, counted, self.send)
-        if late:
-            raise BodyTooLarge(f"request body over {limit} bytes after the response began "
-                               "(413): the connection must be closed")
+        return message

@@ -17,6 +17,7 @@
 # Memory comes from PyMem_Malloc, so tracemalloc accounts for the tree.
 
 from cpython.object cimport PyObject
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from cpython.mem cimport PyMem_Free as free
@@ -61,6 +62,9 @@ DEF _HOST_INLINE = 32
 DEF _HOST_MAX = 256
 # The longest rule path the tree stores (_Node.label_len is a uint16_t).
 DEF _MAX_KEY = 65535
+# The most nodes, and bytes of rule paths, one matcher takes (node indexes and label offsets
+# are int32_t).
+DEF _INDEX_MAX = 2147483647
 
 ctypedef union _Label:
     unsigned char chars[_INLINE]       # label_len <= _INLINE
@@ -115,6 +119,12 @@ cdef uint64_t _LOW_MASK[9]
 cdef _Group _NO_GROUP
 _NO_GROUP.root = -1
 _NO_GROUP.default = -1
+# The one slot of an empty host table (mask 0): what a matcher's tables are until __init__
+# builds them, so a lookup on a matcher made by Matcher.__new__ alone (or whose __init__
+# failed) finds no host instead of reading through a NULL table.
+cdef _HostEntry _EMPTY_SLOT
+memset(&_EMPTY_SLOT, 0, sizeof(_HostEntry))
+_EMPTY_SLOT.group = _NO_GROUP
 
 
 cdef void _init_tables():
@@ -185,7 +195,21 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    #if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+    /* The 16-byte loads below may read up to 15 bytes past a str's NUL (never past the page
+       that holds the NUL, and no byte after the NUL decides anything: see the proof at the
+       load). That is safe on the hardware but outside the object, so an AddressSanitizer
+       (or MemorySanitizer) build, and any build given -DINGRESSLIB_NO_OVERREAD (e.g. for
+       valgrind), leaves every byte to the byte loop: tests/sanitize.sh then checks the rest
+       of the code with no report to explain away. */
+    #if defined(__SANITIZE_ADDRESS__)
+    #define INGRESSLIB_NO_OVERREAD 1
+    #elif defined(__has_feature)
+    #if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+    #define INGRESSLIB_NO_OVERREAD 1
+    #endif
+    #endif
+    #if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) \
+        && !defined(INGRESSLIB_NO_OVERREAD)
     #include <emmintrin.h>
     #define INGRESSLIB_PLAIN_SIMD 1
     /* 0xFF where lo <= byte <= hi: shifted so that lo lands on -128, the range is one signed
@@ -212,7 +236,13 @@ cdef extern from *:
             unsigned int stop, counted, slash, slash_dot, after;
             Py_ssize_t t;
             /* The load may read past the str's NUL: harmless on x86 while it stays in the
-               page that holds q (faults are per page). */
+               page that holds q (faults are per page). Why it stays there and decides
+               nothing: q <= p + n (q starts at p + *pi, *pi <= n, and moves on only past 16
+               good bytes, none of them the NUL at p[n]), so q lies inside the str and the
+               test below keeps q[0..15] in q's page. The first byte that is not good is at
+               or before p[n] (NUL is not good); only bytes before it ("counted"), and that
+               byte itself (through "after", where it is no "/" nor "." since both are good),
+               feed a decision; "carry" is read only when all 16 bytes were good. */
             if (((uintptr_t)q & 4095) > 4096 - 16)
                 break;
             v = _mm_loadu_si128((const __m128i*)q);
@@ -610,6 +640,16 @@ cdef bint _tree_key(str path, bint prefix) except -1:
     return _is_canonical(path)
 
 
+cdef bytes _exact_bytes(object b):
+    # An exact bytes object with b's bytes (str.encode of a str subclass may return a bytes
+    # subclass, whose len() could run Python code while the matcher is half published).
+    if type(b) is bytes:
+        return b
+    if not isinstance(b, bytes):
+        raise TypeError(f"a host must encode to bytes, not {type(b).__name__}")
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
 cdef bint _plain_host(bytes key) except -1:
     # A wildcard key that is a normalised name as it stands: [a-z0-9-.]+, no trailing ".".
     cdef const unsigned char* k = key
@@ -807,6 +847,7 @@ cdef class Matcher:
     cdef tuple _roots
     cdef tuple _payloads
     cdef object _default
+    cdef bint _initialised             # __init__ has started (it runs once)
 
     def __cinit__(self):
         self._nodes = NULL
@@ -816,12 +857,22 @@ cdef class Matcher:
         self._pairs = NULL
         self._n_pairs = 0
         self._host_keys = NULL
-        self._exact_hosts.entries = NULL
+        # A valid empty matcher (every lookup answers the default, None) until __init__ has
+        # built and published its tables.
+        self._exact_hosts.entries = &_EMPTY_SLOT
         self._exact_hosts.raw = NULL
-        self._wild_hosts.entries = NULL
+        self._exact_hosts.mask = 0
+        self._wild_hosts.entries = &_EMPTY_SLOT
         self._wild_hosts.raw = NULL
+        self._wild_hosts.mask = 0
         self._hostless = _NO_GROUP
         self._wild_plain = False
+        self._n_nodes = 0
+        self._n_labels = 0
+        self._roots = ()
+        self._payloads = ()
+        self._default = None
+        self._initialised = False
 
     def __dealloc__(self):
         free(self._nodes_raw)
@@ -836,6 +887,15 @@ cdef class Matcher:
         # Every group's tree keys go into one C array (validated as they come), each group's
         # tree is then written in C into scratch arrays (_build_tree), and the final arrays
         # get their exact sizes (_build_nodes).
+        # Memory safety: the nodes hold borrowed payload pointers, and a lookup reaches nodes
+        # only through the host tables and the host-less group. So those are published last,
+        # after the payload tuple that keeps the payloads alive, and nothing between runs
+        # Python code; until then (and forever, if this raises) the matcher is the empty one
+        # of __cinit__. Running __init__ again would free arrays a published table points
+        # into: it is refused.
+        if self._initialised:
+            raise TypeError("Matcher.__init__ runs once: build a new Matcher instead")
+        self._initialised = True
         cdef _Keys keys
         cdef list keep = []          # what the key array borrows: key strs and payloads
         cdef list spans = []         # per group: (lo, hi, host, default, index); keys[lo:hi]
@@ -843,6 +903,7 @@ cdef class Matcher:
         cdef list exact_hosts = []   # (key, root, default, index)
         cdef list wild_hosts = []
         cdef list roots = []
+        cdef _Group hostless = _NO_GROUP
         cdef _Node* nodes = NULL
         cdef unsigned char* firsts = NULL
         cdef unsigned char* pool = NULL
@@ -865,6 +926,11 @@ cdef class Matcher:
                             keep.append(payload)
                 spans.append((lo, keys.n, host, group_default, index))
             bound = len(spans) + 2 * keys.n          # nodes (see _build_tree)
+            if bound > _INDEX_MAX or keys.nbytes > _INDEX_MAX:
+                # Node indexes (first_child, roots) and label pool offsets are 32 bits: past
+                # that they would wrap, and a lookup would read outside the arrays.
+                raise ValueError(f"{bound} nodes, {keys.nbytes} bytes of rule paths: the compiled "
+                                 f"matcher's 32-bit indexes hold at most {_INDEX_MAX} of each")
             nodes = <_Node*>malloc(max(bound, 1) * sizeof(_Node))
             firsts = <unsigned char*>malloc(max(bound, 1))
             stack = <_Span*>malloc(max(bound, 1) * sizeof(_Span))
@@ -890,27 +956,49 @@ cdef class Matcher:
                 gdefault = len(payloads)
                 payloads.append(group_default)
             if host is None:
-                self._hostless.root = root
-                self._hostless.default = gdefault
+                hostless.root = root
+                hostless.default = gdefault
             elif host.startswith("*."):
-                wild_hosts.append((host[2:].encode("utf-8", "surrogatepass"), root, gdefault, index))
+                wild_hosts.append((_exact_bytes(host[2:].encode("utf-8", "surrogatepass")),
+                                   root, gdefault, index))
             else:
-                exact_hosts.append((host.encode("utf-8", "surrogatepass"), root, gdefault, index))
-        self._build_hosts(exact_hosts, wild_hosts)
+                exact_hosts.append((_exact_bytes(host.encode("utf-8", "surrogatepass")),
+                                    root, gdefault, index))
+        # Publish: from here on no Python code runs (the rows hold exact bytes), and what a
+        # published table reaches is already alive.
         self._roots = tuple(roots)
         self._payloads = tuple(payloads)
         self._default = default
+        self._build_hosts(exact_hosts, wild_hosts)
+        self._hostless = hostless
 
     cdef _build_hosts(self, list exact_hosts, list wild_hosts):
+        # The rows' keys are exact bytes (_exact_bytes): nothing here runs Python code. Each
+        # table is built aside and published whole.
         cdef bytes arena = b"".join([row[0] for row in exact_hosts + wild_hosts])
-        cdef Py_ssize_t exact_len = sum([len(row[0]) for row in exact_hosts])
-        self._host_keys = <unsigned char*>malloc(max(len(arena), 1))
+        cdef Py_ssize_t exact_len = 0
+        cdef _HostTable exact, wild
+        exact.entries = wild.entries = NULL
+        exact.raw = wild.raw = NULL
+        for row in exact_hosts + wild_hosts:
+            if PyBytes_GET_SIZE(row[0]) > _INDEX_MAX:     # _HostEntry.len is an int32_t
+                raise ValueError("a host name longer than the compiled matcher takes")
+        for row in exact_hosts:
+            exact_len += PyBytes_GET_SIZE(row[0])
+        self._host_keys = <unsigned char*>malloc(max(PyBytes_GET_SIZE(arena), 1))
         if self._host_keys == NULL:
             raise MemoryError()
-        memcpy(self._host_keys, <const char*>arena, len(arena))
-        _host_table(&self._exact_hosts, exact_hosts, self._host_keys)
-        _host_table(&self._wild_hosts, wild_hosts, self._host_keys + exact_len)
+        memcpy(self._host_keys, <const char*>arena, PyBytes_GET_SIZE(arena))
+        try:
+            _host_table(&exact, exact_hosts, self._host_keys)
+            _host_table(&wild, wild_hosts, self._host_keys + exact_len)
+        except BaseException:
+            free(exact.raw)
+            free(wild.raw)
+            raise
         self._wild_plain = all([_plain_host(row[0]) for row in wild_hosts])
+        self._exact_hosts = exact
+        self._wild_hosts = wild
 
     cdef _build_nodes(self, const _Node* nodes, Py_ssize_t n, const unsigned char* firsts,
                       const unsigned char* labels, Py_ssize_t n_labels, const _Key* keys,

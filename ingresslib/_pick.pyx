@@ -12,7 +12,7 @@ cimport cython
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                             PyBytes_GET_SIZE)
 from cpython.exc cimport PyErr_Clear
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -115,14 +115,23 @@ def http_header(list items not None, bytes name not None):
 
 
 cdef object _http_header(list items, bytes name):
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(items), size = PyBytes_GET_SIZE(name)
+    # items is never None here (http_header and _items_of see to it). Memory safety: creating
+    # or growing ``more`` allocates, which may run the garbage collector, and so any finaliser,
+    # which may mutate ``items`` and free the triples read so far. So the borrowed first value
+    # and each further one are made strong references before anything allocates, and the
+    # list's size is read again after each allocation (the pure twin's ``for item in items``
+    # ends early the same way). One header line (the common case) allocates nothing: borrowed
+    # throughout.
+    cdef Py_ssize_t i = 0, n = PyList_GET_SIZE(items), size = PyBytes_GET_SIZE(name)
     cdef const char* want = PyBytes_AS_STRING(name)
     cdef PyObject* item
     cdef PyObject* key
     cdef PyObject* first = NULL
+    cdef object held, value
     cdef list more = None
-    for i in range(n):
+    while i < n:
         item = PyList_GET_ITEM(items, i)
+        i += 1
         if not PyTuple_CheckExact(<object>item) or PyTuple_GET_SIZE(<object>item) != 3:
             continue
         key = PyTuple_GET_ITEM(<object>item, 1)
@@ -130,12 +139,18 @@ cdef object _http_header(list items, bytes name):
                 PyBytes_CheckExact(<object>key) and PyBytes_GET_SIZE(<object>key) == size
                 and memcmp(PyBytes_AS_STRING(<object>key), want, size) == 0):
             if first == NULL:
-                # Borrowed: ``items`` (held by the caller) keeps the triple alive.
+                # Borrowed: ``items`` (held by the caller) keeps the triple alive for as long
+                # as nothing allocates, and nothing does until ``more`` is made.
                 first = PyTuple_GET_ITEM(<object>item, 2)
             elif more is None:
-                more = [<object>first, <object>PyTuple_GET_ITEM(<object>item, 2)]
+                held = <object>first
+                value = <object>PyTuple_GET_ITEM(<object>item, 2)
+                more = [held, value]
+                n = PyList_GET_SIZE(items)
             else:
-                more.append(<object>PyTuple_GET_ITEM(<object>item, 2))
+                value = <object>PyTuple_GET_ITEM(<object>item, 2)
+                more.append(value)
+                n = PyList_GET_SIZE(items)
     if more is not None:
         return (b"; " if name == b"cookie" else b", ").join(more)
     if first == NULL:
@@ -164,18 +179,31 @@ cdef Py_ssize_t _items_offset(headers_type) except -1:
     d = getattr(headers_type, "_full_items", None)
     if type(d) is not _MemberDescriptor:
         return 0
+    # The offset is only valid in instances of the class that declared the slot (and its
+    # subclasses): a descriptor copied onto an unrelated class ("_full_items =
+    # Headers._full_items") would have us read past that class's instances. Python's own
+    # descriptor refuses such an object (TypeError): the read by name then does the same.
+    if not issubclass(headers_type, d.__objclass__):
+        return 0
     m = (<PyMemberDescrObject*>d).d_member
     return m.offset if m.type == T_OBJECT_EX and m.offset > 0 else 0
 
 
-cdef inline object _items_of(headers, Py_ssize_t offset):
-    # headers._full_items; offset from _items_offset(type(headers)).
+cdef inline list _items_of(headers, Py_ssize_t offset):
+    # headers._full_items as a list; offset from _items_offset(type(headers)). Anything else
+    # in the slot (None, a tuple: h11 never puts one there) is read as the pure twin's loop
+    # reads it: list() of it, which raises TypeError for None as the twin's ``for`` does; a
+    # None must never reach _http_header's unchecked list reads.
     cdef PyObject* items
+    cdef object found
     if offset:
         items = (<PyObject**>(<char*>(<PyObject*>headers) + offset))[0]
-        if items != NULL:
-            return <object>items
-    return headers._full_items
+        if items != NULL and PyList_CheckExact(<object>items):
+            return <list>items
+    found = headers._full_items
+    if PyList_CheckExact(found):
+        return <list>found
+    return list(found)
 
 
 cdef class Rotation:
@@ -314,12 +342,15 @@ cdef class CanaryPick:
         if hname is not None and not (isinstance(hname, bytes) and isinstance(hyes, bytes)
                                       and (hno is None or isinstance(hno, bytes))):
             raise TypeError("header name and values must be bytes")
+        # The offset first: _items_offset may run Python code (getattr), which must never see
+        # a new _h11 with an old offset (a slot read past a smaller object).
+        cdef Py_ssize_t items_off = _items_offset(h11_headers)
         self.route = route
         self._hname = hname
         self._hyes = hyes
         self._hno = hno
         self._h11 = h11_headers
-        self._items_off = _items_offset(h11_headers)
+        self._items_off = items_off
         self._steps = steps
         self._yes = yes
         self._no = no
@@ -329,6 +360,9 @@ cdef class CanaryPick:
 
     cdef object _pick(self, headers):
         cdef int choice = -1
+        if self._steps is None:
+            # Made by CanaryPick.__new__ alone: _steps._take() would write into None.
+            raise TypeError("CanaryPick.__init__ was not called")
         if self._hname is not None:
             if type(headers) is not self._h11:
                 return None
@@ -385,6 +419,14 @@ cdef class HashPick:
         if (len(points) % 4 or len(points) // 4 != len(owners) or not owners
                 or max(owners) >= len(decisions)):
             raise ValueError("points and owners must describe a non-empty ring over decisions")
+        # __init__ may run again on a live object. _tab and _dec are raw pointers into
+        # _table and _decisions: the old objects are held here until every field is
+        # replaced, so no finaliser they trigger (a decision's __del__ may call pick) runs
+        # while _dec still points into a freed tuple; and _items_offset (getattr: Python code)
+        # runs before any field changes.
+        cdef Py_ssize_t items_off = _items_offset(h11_headers)
+        old = (self.backend, self._hname, self._table, self._decisions, self._h11,
+               self._points, self._owners)
         self._points = points
         self._owners = owners
         self.backend = backend
@@ -402,7 +444,8 @@ cdef class HashPick:
                 self._inline[i] = self._dec[i]
             self._dec = &self._inline[0]
         self._h11 = h11_headers
-        self._items_off = _items_offset(h11_headers)
+        self._items_off = items_off
+        del old
 
     def pick(self, path, headers, client_ip):
         return self._pick(path, headers, client_ip)
@@ -449,7 +492,9 @@ cdef class HashPick:
             h = _zlib_crc32(0, <const unsigned char*>buf, <unsigned int>n)
         else:
             h = _crc32(PyBytes_FromStringAndSize(buf, n))
-        i = <Py_ssize_t>(h >> self._shift)
+        # 64 bits wide whatever unsigned long is: shift may be 32, which would be undefined
+        # behaviour on a 32-bit unsigned long (Windows).
+        i = <Py_ssize_t>((<uint64_t>h) >> self._shift)
         if i >= self._ntab:
             return None
         o = self._tab[i]

@@ -527,6 +527,24 @@ def test_very_long_paths(matcher_class: Any) -> None:
     assert m.lookup("foo.com", "/x" * 5000 + "/.." * 5000 + "/foo/bar") == "Exact /foo/bar"
 
 
+_MEGABYTE_OF_SEGMENTS = """
+import sys
+from ingresslib import _match_py
+m = _match_py.Matcher([("foo.com", {}, {"": "/", "/foo": "/foo", "/foo/x/x": "/foo/x/x"}, None)])
+print(m.lookup("foo.com", "/foo" + "/x" * 524288), m.lookup("foo.com", "/fo" + "/x" * 524288))
+"""
+
+
+def test_pure_twin_is_linear_in_a_long_path_of_many_segments() -> None:
+    # The pure twin probed one prefix slice per "/" from the path's end: 2^19 segments of a
+    # 1 MiB path copied 2^19 slices (225 s). The probes now start at the longest key. Run in a
+    # child with a time limit, so a regression fails here instead of stalling the suite.
+    p = subprocess.run([sys.executable, "-c", _MEGABYTE_OF_SEGMENTS], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["/foo/x/x", "/"]
+
+
 def test_wrong_argument_types(matcher_class: Any) -> None:
     m = matcher_class([group_of("foo.com", PATH_RULES)])
     with pytest.raises(TypeError):

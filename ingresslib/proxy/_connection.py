@@ -334,16 +334,25 @@ def _head_headers(lines: list[Any]) -> tuple[Any, int, _Hint | None]:
     return _H11Headers(items), hosts, (length, chunked, close)
 
 
-def _read_request_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
-    """h11's ``maybe_read_from_IDLE_client`` (see above): its event, and the ``_framing``
-    hint."""
+def _head_lines(buf: ReceiveBuffer, what: str) -> list[Any] | None:
+    """The head's lines (``_extract_lines``), None while incomplete, with h11's two errors
+    of both readers: a first line that can already be seen to be no start line, no line."""
     lines = _extract_lines(buf)
     if lines is None:
         if buf.is_next_line_obviously_invalid_request_line():
             raise h11.LocalProtocolError("illegal request line")
         return None
     if not lines:
-        raise h11.LocalProtocolError("no request line received")
+        raise h11.LocalProtocolError(f"no {what} line received")
+    return lines
+
+
+def _read_request_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
+    """h11's ``maybe_read_from_IDLE_client`` (see above): its event, and the ``_framing``
+    hint."""
+    lines = _head_lines(buf, "request")
+    if lines is None:
+        return None
     first = lines[0]
     m = request_line_re.fullmatch(first)
     if m is None:
@@ -368,13 +377,9 @@ def _read_request_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
 def _read_response_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
     """h11's ``maybe_read_from_SEND_RESPONSE_server`` (see above): its event, and the
     ``_framing`` hint."""
-    lines = _extract_lines(buf)
+    lines = _head_lines(buf, "response")
     if lines is None:
-        if buf.is_next_line_obviously_invalid_request_line():
-            raise h11.LocalProtocolError("illegal request line")
         return None
-    if not lines:
-        raise h11.LocalProtocolError("no response line received")
     first = lines[0]
     m = status_line_re.fullmatch(first)
     if m is None:

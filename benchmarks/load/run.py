@@ -216,6 +216,16 @@ def start_ingresslib(tmp: Path, upstream_ports: list[int], *extra: str, log_leve
     return p, port
 
 
+def start_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The upstream every target proxies to: nginx answering a 20-byte body, on the client
+    core."""
+    port = free_port()
+    return start_nginx(nginx_conf(
+        tmp, "upstream",
+        'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'),
+        port, CLIENT_CORE), port
+
+
 def compare(duration: float, rounds: int = 1) -> dict[str, dict[str, float]]:
     """All targets started once, measured one after the other, ``rounds`` times (interleaved,
     so background load on a shared machine hits them alike); medians reported."""
@@ -226,11 +236,8 @@ def compare(duration: float, rounds: int = 1) -> dict[str, dict[str, float]]:
         tmp = Path(t)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            up_port = free_port()
-            procs.append(start_nginx(nginx_conf(
-                tmp, "upstream",
-                'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'),
-                up_port, CLIENT_CORE))
+            up, up_port = start_upstream(tmp)
+            procs.append(up)
             ngx_port = free_port()
             ngx = start_nginx(nginx_conf(
                 tmp, "proxy",
@@ -278,11 +285,8 @@ def serve_ab(trees: list[Path], duration: float, rounds: int) -> dict[str, dict[
         tmp = Path(t)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            up_port = free_port()
-            procs.append(start_nginx(nginx_conf(
-                tmp, "upstream",
-                'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'),
-                up_port, CLIENT_CORE))
+            up, up_port = start_upstream(tmp)
+            procs.append(up)
             targets = []
             for i, tree in enumerate(trees):
                 d = tmp / f"tree{i}"
@@ -372,8 +376,7 @@ def profile(duration: float) -> None:
     """cProfile ingresslib serve under wrk load; prints the top functions by own time."""
     with tempfile.TemporaryDirectory(prefix="ingresslib-prof-") as t:
         tmp = Path(t)
-        up_port = free_port()
-        upstream = start_nginx(nginx_conf(tmp, "upstream", 'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'), up_port, CLIENT_CORE)
+        upstream, up_port = start_upstream(tmp)
         out = tmp / "prof.out"
         ing, port = start_ingresslib(tmp, [up_port], "-m", "cProfile", "-o", str(out))
         try:
@@ -416,8 +419,7 @@ def server_only(duration: float) -> dict[str, float]:
     """The asyncio server with a canned core (null_core.py): the server's own cost per request."""
     with tempfile.TemporaryDirectory(prefix="ingresslib-null-") as t:
         tmp = Path(t)
-        up = free_port()
-        u = start_nginx(nginx_conf(tmp, "upstream", 'location / { default_type text/plain; return 200 "hello from upstream\\n"; }'), up, CLIENT_CORE)
+        u, up = start_upstream(tmp)
         port = free_port()
         p = subprocess.Popen(["taskset", "-c", PROXY_CORE, PY, str(HERE / "null_core.py"), str(port), str(up)])
         try:

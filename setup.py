@@ -1,18 +1,88 @@
-# The one thing pyproject.toml cannot say without setuptools' experimental table: an *optional*
-# extension (a missing compiler falls back to the pure twin) that an env var can switch off.
+"""The one thing pyproject.toml cannot say without setuptools' experimental table: *optional*
+C extensions (a missing compiler falls back to the pure-Python twins) that an env var can switch
+off, and a build log that says so in words.
+
+- ``INGRESSLIB_NO_EXTENSIONS=1``: no extension at all, a ``py3-none-any`` wheel (the runtime reads
+  the same variable and uses the twins even when the extensions are there).
+- ``INGRESSLIB_REQUIRE_EXTENSIONS=1``: a failed compile fails the build (CI, packagers).
+- neither: try to compile; on failure warn (see ``FALLBACK``) and ship the twins.
+"""
+
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
 
-from setuptools import Extension, setup
+# setuptools ships no type information (mypy --strict setup.py would otherwise fail).
+from setuptools import Extension, setup  # type: ignore[import-untyped, unused-ignore]
+from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped, unused-ignore]
 
-pure = os.environ.get("INGRESSLIB_NO_EXTENSIONS", "") not in ("", "0")
-optional = os.environ.get("INGRESSLIB_REQUIRE_EXTENSIONS", "") in ("", "0")
-setup(
-    ext_modules=[]
-    if pure
-    else [
-        # The route matcher, and the per-route counters of Router.route.
+#: The compiled modules: the route matcher, and the per-route counters of Router.route. Each has
+#: a pure-Python twin ``<name>_py`` with the same behaviour (chosen by ingresslib/_matcher.py and
+#: ingresslib/_route_state.py when the compiled one cannot be imported).
+NAMES = ("_match", "_pick")
+
+#: What the build log says when an optional extension could not be built. pip shows it with
+#: ``pip install -v``; ``python -m build`` always shows it.
+FALLBACK = """
+********************************************************************************
+ingresslib: the optional C extension(s) {names} could not be built (see the
+"building extension ... failed" warning(s) above: usually no C compiler or no Python headers).
+ingresslib will use its pure-Python twins instead: same results, slower route lookups;
+`python -c "import ingresslib; print(ingresslib.MATCHER)"` prints "python".
+For the compiled matcher, install a C compiler and the Python headers (e.g.
+`apt-get install gcc python3-dev`) and reinstall without pip's wheel cache:
+    pip install --no-cache-dir --force-reinstall --no-binary ingresslib ingresslib
+Set INGRESSLIB_REQUIRE_EXTENSIONS=1 to make this an error instead, or
+INGRESSLIB_NO_EXTENSIONS=1 to skip the compiler step on purpose.
+********************************************************************************"""
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    # The runtime's reading (ingresslib/_matcher.py): unset, "" and "0" mean off.
+    return env.get(name, "") not in ("", "0")
+
+
+def extensions(env: Mapping[str, str] = os.environ) -> list[Extension]:
+    """The extensions to build under ``env``'s INGRESSLIB_* variables."""
+    if _flag(env, "INGRESSLIB_NO_EXTENSIONS"):
+        return []
+    optional = not _flag(env, "INGRESSLIB_REQUIRE_EXTENSIONS")
+    return [
         Extension(f"ingresslib.{name}", [f"ingresslib/{name}.pyx"], optional=optional,
                   extra_compile_args=["-O3"])
-        for name in ("_match", "_pick")
+        for name in NAMES
     ]
-)
+
+
+class BuildExt(build_ext):  # type: ignore[misc, unused-ignore]
+    """setuptools' build_ext, plus one clear warning when optional extensions fell back.
+
+    setuptools alone logs only ``building extension "ingresslib._match" failed: <compiler
+    command>`` and builds the wheel anyway, which reads like a harmless compiler hiccup.
+    """
+
+    inplace: bool  # build_ext's --inplace option
+
+    def run(self) -> None:
+        super().run()
+        missing = self.missing()
+        if missing:
+            self.warn(FALLBACK.format(names=", ".join(missing)))
+
+    def missing(self) -> list[str]:
+        """The extensions whose module was not built (optional ones whose compile failed)."""
+        # Look in the build directory even for --inplace: setuptools builds there first and
+        # copies only what was built, so a stale in-place .so does not hide a failure.
+        inplace, self.inplace = self.inplace, False
+        try:
+            return [ext.name for ext in self.extensions
+                    if not os.path.exists(self.get_ext_fullpath(ext.name))]
+        finally:
+            self.inplace = inplace
+
+
+# setuptools.build_meta (pip, python -m build) and `python setup.py` run this file as __main__;
+# tests/test_packaging.py imports it under another name to check the above without building.
+if __name__ == "__main__":
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

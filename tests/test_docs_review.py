@@ -257,6 +257,7 @@ FOREIGN_FLAGS = {
     "--host", "--port", "--root-path", "--proxy-headers", "--forwarded-allow-ips",  # uvicorn
     "--metrics-per-host",                                            # ingress-nginx
     "--strict", "--benchmark-only",                                  # mypy, pytest
+    "--no-cache-dir", "--force-reinstall", "--no-binary",            # pip
     "--duration", "--rounds",                                        # benchmarks/load/run.py
     "--backend", "--verbose",                                        # sansio_blocking_proxy.py
 }

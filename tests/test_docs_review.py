@@ -258,7 +258,7 @@ FOREIGN_FLAGS = {
     "--metrics-per-host",                                            # ingress-nginx
     "--strict", "--benchmark-only",                                  # mypy, pytest
     "--no-cache-dir", "--force-reinstall", "--no-binary",            # pip
-    "--duration", "--rounds",                                        # benchmarks/load/run.py
+    "--duration", "--rounds", "--core-only", "--serve-ab",           # benchmarks/load/run.py
     "--backend", "--verbose",                                        # sansio_blocking_proxy.py
 }
 

@@ -18,8 +18,6 @@ import base64
 import copy
 import dataclasses
 import json
-import typing
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
@@ -40,7 +38,6 @@ from ingresslib._models import (
     HTTPIngressPath,
     Ingress,
     IngressBackend,
-    IngressClassSpec,
     IngressRule,
     IngressServiceBackend,
     IngressSpec,
@@ -53,7 +50,7 @@ from ingresslib._models import (
     freeze_map,
 )
 from ingresslib._resources import Resources
-from ingresslib._serve import _REPR_CANONICAL, config_digest
+from ingresslib._serve import config_digest
 from ingresslib._store import ResourceStore
 from ingresslib._table import RouteTable, served_ingresses
 from ingresslib._tls import CertificateStore
@@ -387,37 +384,6 @@ def test_an_object_given_twice_is_hashed_once_the_later_definition_winning() -> 
     assert _digest(objs + [copy.deepcopy(objs[3])]) == _digest(objs)
     changed = service("api", port=99)
     assert _digest(objs + [changed]) == _digest([o for o in objs if o is not objs[3]] + [changed])
-
-
-def _hints_mention(tp: Any, seen: set[Any]) -> set[str]:
-    """Names of the unsafe types (maps, ObjectMeta, datetime) reachable from ``tp``'s fields."""
-    found: set[str] = set()
-    if tp in seen:
-        return found
-    seen.add(tp)
-    if dataclasses.is_dataclass(tp):
-        for hint in typing.get_type_hints(tp).values():
-            found |= _hints_mention(hint, seen)
-        return found
-    origin = typing.get_origin(tp)
-    if origin is not None:
-        if isinstance(origin, type) and issubclass(origin, Mapping):
-            found.add("Mapping")
-        for arg in typing.get_args(tp):
-            found |= _hints_mention(arg, seen)
-        return found
-    if tp is ObjectMeta or tp is datetime:
-        found.add(getattr(tp, "__name__", str(tp)))
-    return found
-
-
-def test_models_hashed_by_repr_hold_no_map_metadata_or_timestamp() -> None:
-    # config_digest hashes these through repr(): only canonical if nothing order-dependent or
-    # source-dependent is inside. A map field added to IngressSpec later must fail here.
-    assert _REPR_CANONICAL == {IngressSpec, IngressClassSpec}
-    for tp in _REPR_CANONICAL:
-        assert _hints_mention(tp, set()) == set(), tp
-    assert _hints_mention(ServiceSpec, set()) == {"Mapping"}  # the check does see maps
 
 
 # --- 5. _store: status-only updates ----------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_http_header_survives_a_finaliser_that_clears_the_headers() -> None:
     # heap-use-after-free in Py_INCREF). Now both twins answer what they read before the list
     # was cleared (when the collector runs differs between them: any such answer is right).
     out = run_child("""
-        import gc
+        import gc, sys
         from ingresslib import _pick, _pick_py
         values = [b"v%d" % i * 3 for i in range(6)]
         valid = {None, values[0]} | {b", ".join(values[:k]) for k in range(2, 7)}
@@ -202,8 +202,13 @@ def test_http_header_survives_a_finaliser_that_clears_the_headers() -> None:
                 gc.collect()
                 assert got in valid, (impl.__name__, pad, got)
                 cut = cut or got not in (None, b", ".join(values))
-            # The finaliser did run inside the call (the case that crashed) at some pad.
-            assert cut or impl is _pick_py, impl.__name__
+            # The finaliser did run inside the call (the case that crashed) at some pad. Only
+            # before CPython 3.12: since gh-97922 "The Garbage Collector now runs only on the
+            # eval breaker mechanism of the Python bytecode evaluation loop instead on object
+            # allocations" (or in PyErr_CheckSignals), and the compiled loop runs neither, so
+            # no finaliser can run inside it there (the window that crashed is closed; both
+            # twins' answers are still checked above).
+            assert cut or impl is _pick_py or sys.version_info >= (3, 12), impl.__name__
         print("ok")
     """)
     assert out.split() == ["ok"]

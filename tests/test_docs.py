@@ -857,8 +857,17 @@ def served_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         base = url.rsplit("/", 1)[0]
         with urllib.request.urlopen(base + "/healthz", timeout=10) as r:
             health = f"{r.status} {r.read().decode()}"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            body = r.read().decode()
+        # The first configuration's digest is computed once the server listens (off the event
+        # loop), so config_hash reads 0 for that moment, as ingress-nginx's before its first
+        # reload: the page is read until the first reload is in (bounded).
+        deadline = time.monotonic() + 15
+        while True:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = r.read().decode()
+            if "nginx_ingress_controller_config_hash 0.0" not in body or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         yield {"healthz": health, "metrics": body}
     finally:
         proc.terminate()

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service
+from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service, _own_tuples
 
 __all__ = ["Resources"]
 
@@ -41,10 +41,7 @@ class Resources:
         # tuple copy of each, so mutating the caller's list afterwards changes nothing here (nor
         # a table or router built from it), and equal contents compare alike.
         # tuple() of a tuple is the same object: free for the decoder's and the store's output.
-        for name in _FIELDS:
-            value = getattr(self, name)
-            if type(value) is not tuple:
-                object.__setattr__(self, name, tuple(value))
+        _own_tuples(self, *_FIELDS)
 
     @classmethod
     def from_dicts(cls, objects: Iterable[Mapping[str, Any]]) -> Resources:

@@ -110,7 +110,7 @@ def config_digest(res: Resources, served: Sequence[Any], config: Any = None, *,
     after one Ingress changed. Still, call it off the event loop."""
     import hashlib
 
-    from ._table import _age_key
+    from ._table import _age_key, _class_key, _namespaced_key
 
     store = _DIGESTS if cache is None else cache
     known = store.runs
@@ -148,7 +148,7 @@ def config_digest(res: Resources, served: Sequence[Any], config: Any = None, *,
         return part
 
     parts = [run("served", served, _age_key, False),
-             run("classes", res.ingress_classes, _cluster_key, True),
+             run("classes", res.ingress_classes, _class_key, True),
              run("services", res.services, _namespaced_key, True),
              run("secrets", res.secrets, _namespaced_key, True),
              b"config\n", _encode(config)]
@@ -175,15 +175,6 @@ class _Run(typing.NamedTuple):
 
 def _sort_key(entry: _Entry) -> Any:
     return entry[1]
-
-
-def _namespaced_key(obj: Any) -> tuple[str, str]:
-    return (obj.metadata.namespace, obj.metadata.name)
-
-
-def _cluster_key(obj: Any) -> tuple[str, str]:
-    # IngressClass is cluster-scoped: its namespace (the model's default) means nothing.
-    return ("", obj.metadata.name)
 
 
 class _DigestCache:

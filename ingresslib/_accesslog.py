@@ -18,7 +18,6 @@ line or a JSON object. Only an application (the CLI: :func:`configure_access_log
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import logging

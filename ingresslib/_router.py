@@ -139,8 +139,8 @@ class _Backend:
         self.match = match
         self.served = served
         self.canary = canary
-        label = self.label = (f"{eps.namespace}/{eps.service}:{served.port}"
-                              if eps.service is not None else None)
+        self.label = (f"{eps.namespace}/{eps.service}:{served.port}"
+                      if eps.service is not None else None)
         n = len(eps.endpoints)
         self.n = n
         #: False until ``materialize`` built the Decisions (on the backend's first request).

@@ -284,8 +284,13 @@ class IngressASGI(RouteOptionsSource):
             head = None
             if names is not None:
                 try:
-                    head = _scan_headers(scope, self._plain, names, self._learn,
-                                         kind == "websocket")
+                    if self.rewrite_headers:
+                        head = _scan_headers(scope, self._plain, names, self._learn,
+                                             kind == "websocket")
+                    else:
+                        # The app gets the server's headers as they came: only what routing
+                        # reads is taken, no list of backend headers is built to be dropped.
+                        head = _scan_routing(scope, self._plain, names, self._learn)
                 except _NotScanned:
                     pass  # a server's odd header list: the general path decides
             if head is None:
@@ -886,6 +891,55 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
             raise BadRequestError("HTTP/1.1 request without Host", 400)
         return "", length, named, out, has_host, ff_items, fwd_items, request_id
     return _host_str(host), length, named, out, has_host, ff_items, fwd_items, request_id
+
+
+def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[bytes, int]],
+                  learn: Callable[[bytes], tuple[bytes, int]]
+                  ) -> tuple[str, int, list[bytes], list[tuple[bytes, bytes]], bool,
+                             list[tuple[bytes, bytes]], list[tuple[bytes, bytes]],
+                             bytes | None]:
+    """``_scan_headers`` for ``rewrite_headers=False``: the same Host, Content-Length and
+    forwarded-for headers (the client address), refused where it refuses them, and nothing
+    else -- no headers that pass, no Connection tokens, no other forwarded headers: nobody
+    reads them when the app gets the scope's own list. Same shape as ``_scan_headers``'s
+    answer, those parts empty."""
+    version = scope.get("http_version") or "1.1"
+    host: bytes | None = None
+    length = -1
+    seen_length = False
+    ff_items: list[tuple[bytes, bytes]] = _NONE
+    try:
+        for k, v in scope.get("headers") or ():
+            if k in plain:
+                continue  # the common case: an ordinary header, nothing routing reads
+            entry = names.get(k)
+            if entry is None:
+                entry = learn(k)
+            code = entry[1]
+            if code is _HOST:
+                value = bytes(v)
+                if host is None:
+                    host = value
+                elif version in ("1.0", "1.1") or value.lower() != host.lower():
+                    raise BadRequestError("conflicting Host headers", 400)
+            elif code is _LENGTH:
+                if not seen_length:
+                    seen_length = True
+                    try:
+                        length = int(v)
+                    except ValueError:
+                        length = -1
+            elif code is _FORWARDED_FOR:
+                if ff_items is _NONE:
+                    ff_items = []
+                ff_items.append((entry[0], v))
+    except TypeError:
+        raise _NotScanned from None  # an unhashable name (bytearray)
+    if host is None:
+        if version == "1.1":
+            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        return "", length, _NONE, _NONE, False, ff_items, _NONE, None
+    return _host_str(host), length, _NONE, _NONE, False, ff_items, _NONE, None
 
 
 def _absolute_form(target: str, host: str) -> tuple[str, str]:

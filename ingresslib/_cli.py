@@ -41,11 +41,37 @@ def _version() -> str:
     return str(__version__)
 
 
+def version_line(verbose: bool = False) -> str:
+    """``--version``'s line: ``ingresslib 0.1.0``; with ``--verbose`` also the implementations
+    in use, ``ingresslib 0.1.0 (matcher: cython, picker: python)``: the route matcher
+    (``_match`` compiled, or its pure twin ``_match_py``) and the balancers' per-route counters
+    (``_pick`` or ``_pick_py``). Each falls back to its twin when it was not built or with
+    ``INGRESSLIB_NO_EXTENSIONS=1``, and nothing at run time says so but this (and
+    ``ingresslib.MATCHER`` for the matcher). A table whose rules exceed the compiled matcher's
+    bounds is served by the twin whatever this says (``RouteTable.matcher``)."""
+    line = f"ingresslib {_version()}"
+    if not verbose:
+        return line
+    from ._matcher import MATCHER
+    from ._route_state import COUNTERS
+
+    return f"{line} (matcher: {MATCHER}, picker: {COUNTERS})"
+
+
+#: ``ingresslib --version --verbose`` (either order, nothing else): argparse's version action
+#: prints and exits as soon as it meets ``--version``, before a later ``--verbose`` is read,
+#: and the plain ``--version`` line stays as it is (a format scripts may read).
+_VERBOSE_VERSION = (["--version", "--verbose"], ["--verbose", "--version"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ingresslib", description="Kubernetes Ingress routing without a cluster."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="show the version and exit; --version --verbose also names the "
+                             "matcher and balancer picker in use (cython: compiled, python: "
+                             "the pure twin)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="proxy HTTP(S) by the Ingress rules")
@@ -119,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv) in _VERBOSE_VERSION:
+        print(version_line(verbose=True))
+        return 0
     args = build_parser().parse_args(argv)
     handler: str = args.handler
     if handler == "serve":

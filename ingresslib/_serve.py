@@ -70,6 +70,18 @@ def _served(res: Resources, ingress_class: str | None, controller: str | None) -
     return served_ingresses(res, ingress_class, controller)[0]
 
 
+def _served_by(router: Any, res: Resources, ingress_class: str | None,
+               controller: str | None) -> list[Any]:
+    """The Ingresses ``router`` serves right after it was built or updated from ``res``: its
+    table's own list (the build worked it out; working it out again is a second pass over
+    every Ingress, a sort by age included), else (a router without a table) from ``res``.
+    Call it with the swap lock held, or before anyone else can swap."""
+    table = getattr(router, "table", None)
+    if table is not None:
+        return list(table.served)
+    return _served(res, ingress_class, controller)
+
+
 def config_digest(res: Resources, served: Sequence[Any], config: Any = None, *,
                   cache: _DigestCache | None = None) -> str:
     """The ``config_hash`` metric's value: a SHA-256 of what the routes are built from - the
@@ -417,6 +429,8 @@ class Reloader:
         self.last_error: str | None = None
         #: The Resources of the last successful reload.
         self.last_resources: Resources | None = None
+        #: The Ingresses its table serves (oldest first), as the router's build found them.
+        self.last_served: list[Any] | None = None
         #: The ConfigMap settings, part of the configuration's digest.
         self.config = config
         #: ``config_digest`` of the last successful reload (computed in the worker thread).
@@ -468,10 +482,8 @@ class Reloader:
                 if old_lb is not None:
                     router.load_balance = old_lb
                 raise
-            table = getattr(self.server.router, "table", None)
             # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
-            served = list(table.served) if table is not None else _served(
-                res, self.ingress_class, self.controller)
+            served = _served_by(self.server.router, res, self.ingress_class, self.controller)
             store = self.server.cert_store
             if store is not None:
                 # Under the lock, with the router: certificates of another snapshot (a cluster
@@ -522,6 +534,7 @@ class Reloader:
         self.reloads += 1
         self.last_error = None
         self.last_resources = res
+        self.last_served = served
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
@@ -635,7 +648,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     metrics_listen = parse_listen(args.metrics_listen, 10254) if args.metrics_listen else None
     router = build_router(res, ingress_class=args.ingress_class, controller=args.controller,
                           load_balance=cfg.load_balance)
-    served = _served(res, args.ingress_class, args.controller)
+    served = _served_by(router, res, args.ingress_class, args.controller)
     store = None
     if tls_listen is not None:
         store = CertificateStore()
@@ -698,7 +711,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     last_failed = False
 
     def on_reload(ok: bool, message: str, res: Resources | None = None,
-                  digest: str | None = None) -> None:
+                  digest: str | None = None, served: Sequence[Any] | None = None) -> None:
+        # ``res`` and ``served``: the snapshot swapped in and the Ingresses its table serves
+        # (the router's build worked them out; a file reload leaves them on the reloader).
         nonlocal serving_digest, last_failed
         if metrics is None:
             return
@@ -706,23 +721,25 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             last_failed = True
             metrics.on_reload(False, message)
             return
-        res = res if res is not None else reloader.last_resources if reloader else None
+        if res is None and reloader is not None:
+            res, served = reloader.last_resources, reloader.last_served
         if digest is None and reloader is not None:
             digest = reloader.last_digest
         if digest is None or digest != serving_digest or last_failed:
             metrics.reload_succeeded(time.time(), digest)
             serving_digest, last_failed = digest, False
         if res is not None:
-            served_now = _served(res, args.ingress_class, args.controller)
-            metrics.set_certificates(certificates_of(res, served_now))
-            metrics.set_hosts(hosts_of(res, served_now))
+            if served is None:  # pragma: no cover - every caller passes the table's own
+                served = _served(res, args.ingress_class, args.controller)
+            metrics.set_certificates(certificates_of(res, served))
+            metrics.set_hosts(hosts_of(res, served))
 
     reloader: Reloader | None = None
     if not getattr(args, "kubernetes", False):
         # The configuration loaded at start is the first one serving (ingress-nginx's first
         # sync is its first reload); with --kubernetes that is the first complete snapshot.
         on_reload(True, "", res, await asyncio.get_running_loop().run_in_executor(
-            None, config_digest, res, served, cfg))
+            None, config_digest, res, served, cfg), served)
 
     kube = getattr(args, "kubernetes", False)
     interval = getattr(args, "reload_interval", 1.0)
@@ -780,25 +797,23 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
 
-    def apply(res: Resources) -> str:
+    def apply(res: Resources) -> tuple[str, list[Any]]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
             server.router.update(res)
-            table = getattr(server.router, "table", None)
-            served = list(table.served) if table is not None else _served(
-                res, args.ingress_class, args.controller)
+            served = _served_by(server.router, res, args.ingress_class, args.controller)
             if store is not None:
                 store.update(res, served)
-        return config_digest(res, served, config())
+        return config_digest(res, served, config()), served
 
     async def on_snapshot(res: Resources) -> None:
         try:
-            digest = await loop.run_in_executor(None, apply, res)
+            digest, served = await loop.run_in_executor(None, apply, res)
         except Exception as e:  # keep serving the last good table
             _log.exception("cluster update failed; keeping the last good configuration")
             on_reload(False, repr(e))
             raise
         _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
-        on_reload(True, "", res, digest)
+        on_reload(True, "", res, digest, served)
         synced.set()
 
     # Secrets are read for HTTPS only (certificates by SNI). Without --tls-listen they are not

@@ -478,10 +478,30 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _longest_key(groups: Sequence[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]]
-                 ) -> int:
-    return max((len(k) for _host, exact, prefix, _default in groups for keys in (exact, prefix) for k in keys),
-               default=0)
+def _default_matcher(groups: Sequence[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]],
+                     default: Match | None) -> Any:
+    """The matcher ``_matcher`` picks, or the pure twin for a table the compiled one refuses.
+
+    The compiled matcher has fixed-width fields: a rule path's label length is 16 bits (at most
+    ``max_key_length``, 64 KiB), node indexes and label offsets are 32 bits (at most 2 GiB of
+    rule paths; a host name's length is 32 bits). Past them its ``__init__`` raises ValueError
+    before the tree is built (the 2 GiB check before its arrays are allocated). Such a table is
+    valid, if odd, so it is served by the pure twin, the reference, rather than refused;
+    ``RouteTable.matcher`` then says ``"python"``. The compiled matcher's one other ValueError
+    (a duplicate host group, which a build never makes) the twin raises too, so it still
+    propagates. Its own check of the bounds is the only one: the table used to measure every
+    rule path before the build as well (``_longest_key``), a second pass over all the keys.
+    """
+    from . import _match_py
+    from ._matcher import Matcher
+
+    if Matcher is _match_py.Matcher:
+        return Matcher(groups, default)
+    try:
+        return Matcher(groups, default)
+    except ValueError:
+        pass  # out of the compiled layout's bounds: the twin has none
+    return _match_py.Matcher(groups, default)
 
 
 class _MatchFunction(Protocol):
@@ -528,13 +548,9 @@ class RouteTable:
         matcher_class: Any = None,
     ) -> None:
         if matcher_class is None:
-            from ._matcher import Matcher as matcher_class
-            limit = getattr(matcher_class, "max_key_length", None)
-            if limit is not None and _longest_key(groups) > limit:
-                # The compiled tree stores rule paths of up to 64 KiB; a table with a longer
-                # one (valid, if odd) is served by the pure twin rather than refused.
-                from ._match_py import Matcher as matcher_class
-        self._matcher = matcher_class(groups, default)
+            self._matcher = _default_matcher(groups, default)
+        else:
+            self._matcher = matcher_class(groups, default)
         self.match = self._matcher.lookup
         #: The implementation doing lookups: ``"cython"`` or ``"python"``.
         self.matcher = "cython" if type(self._matcher).__module__.endswith("._match") else "python"

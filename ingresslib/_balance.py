@@ -28,6 +28,7 @@ Writing a balancer::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -137,22 +138,36 @@ def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | Non
 
     ``fold=False`` (session affinity, as lua-resty-cookie's ``cookie:get(name)``, a table
     lookup): the name is case-sensitive. ``fold=True`` (canary cookie and ``$cookie_*`` in
-    ``upstream-hash-by``, both nginx variables): the name matches case-insensitively, as nginx's
-    ``ngx_http_parse_multi_header_lines`` does: "if (ngx_strncasecmp(start, name->data,
-    name->len) != 0) goto skip;".
+    ``upstream-hash-by``, both nginx variables): nginx's ``$cookie_NAME`` exactly
+    (:func:`_nginx_cookie_pattern`): the name matches case-insensitively
+    ("if (ngx_strncasecmp(start, name->data, name->len) != 0) goto skip;"), "," separates
+    pairs too, the value is not trimmed at its end.
     """
-    raw = header_value(headers, "cookie", b"cookie", join="; ")
-    if not raw:
-        return None
     if fold:
+        # Each Cookie line on its own, as nginx walks the header's lines ("for (h = headers;
+        # h; h = h->next)"): "\n" cannot occur inside a header value, so it marks the lines.
+        lines = header_value(headers, "cookie", b"cookie", join="\n")
+        if not lines:
+            return None
         # ASCII letters only, as ngx_strncasecmp: str.lower() would also fold "É" to "é".
         want = ascii_lower(cookie)
-        if want not in ascii_lower(raw):
+        low = ascii_lower(lines)
+        if want not in low:
             return None
-        for part in raw.split(";"):
-            k, sep, v = part.strip().partition("=")
-            if sep and ascii_lower(k.rstrip(" ")) == want:
-                return v.strip()
+        pattern = _nginx_cookie_pattern(want)
+        if "\n" not in lines:
+            m = pattern.match(low)
+            return None if m is None else lines[m.start(1):m.end(1)]
+        start = 0
+        for line in lines.split("\n"):
+            # ``low`` has the same length as ``lines`` (ascii_lower maps each character to one).
+            m = pattern.match(low, start, start + len(line))
+            if m is not None:
+                return lines[m.start(1):m.end(1)]
+            start += len(line) + 1
+        return None
+    raw = header_value(headers, "cookie", b"cookie", join="; ")
+    if not raw:
         return None
     if cookie not in raw:
         return None
@@ -161,6 +176,28 @@ def cookie_value(headers: Headers, cookie: str, fold: bool = False) -> str | Non
         if sep and k == cookie:
             return v.strip()
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _nginx_cookie_pattern(want: str) -> re.Pattern[str]:
+    """nginx's ``$cookie_NAME`` lookup on one ``Cookie`` line, as one anchored regex (run on the
+    ASCII-lower-cased line; ``want`` is the lower-cased name). A port of
+    ``ngx_http_parse_multi_header_lines`` (nginx/nginx ``src/http/ngx_http_parse.c``), quirks
+    included, since ingress-nginx's canary cookie and ``upstream-hash-by`` read that variable:
+
+    * a pair starting with the name ("ngx_strncasecmp(start, name->data, name->len)"), spaces,
+      then "=" is the answer: spaces skipped, the value runs to the next ";" only ("*last !=
+      ';'"), trailing blanks and commas included;
+    * a pair starting with the name whose next non-space character is not "=" has consumed
+      that character ("if (start == end || *start++ != '=') goto skip;") before skipping;
+    * skipping goes past the next ";" *or* "," ("if (ch == ';' || ch == ',') break;") and the
+      spaces (not tabs) after it.
+
+    So ``a=1, canary=always`` finds ``always``, ``canary=always ;`` reads ``"always "`` and
+    ``canary; canary=always`` finds nothing. Possessive repeats: nginx never backtracks."""
+    name = re.escape(want)
+    return re.compile(
+        rf"(?:{name} *+[^=][^;,]*+[;,] *+|(?!{name})[^;,]*+[;,] *+)*+{name} *+= *+([^;]*)")
 
 
 class RequestContext:
@@ -244,18 +281,30 @@ class RequestContext:
         return self.cookies().get(name)
 
     def arg(self, name: str) -> str | None:
-        """nginx ``$arg_name``: the raw (still escaped) value, name matched case-insensitively."""
+        """nginx ``$arg_name``: the raw (still escaped) value of the first ``name=``, the name
+        matched case-insensitively (A-Z only). nginx's ``ngx_http_arg`` (nginx/nginx
+        ``src/http/ngx_http_parse.c``) takes a match only where "(p == r->args.data || *(p - 1)
+        == '&') && *(p + len) == '='", so in ``flag&flag=1`` the bare ``flag`` is passed over
+        and ``$arg_flag`` is ``1``. A name that only ever appears bare reads as ``""`` (nginx
+        has no value then, which renders as empty text)."""
         a = self._args
         if a is None:
             a = {}
+            bare: list[str] = []
             if self.query:
                 for part in self.query.split("&"):
-                    k, _, v = part.partition("=")
-                    k = k.lower()
-                    if k and k not in a:
-                        a[k] = v
+                    k, eq, v = part.partition("=")
+                    if not k:
+                        continue
+                    k = ascii_lower(k)
+                    if eq:
+                        a.setdefault(k, v)
+                    else:
+                        bare.append(k)
+            for k in bare:
+                a.setdefault(k, "")
             self._args = a
-        return a.get(name.lower())
+        return a.get(ascii_lower(name))
 
 
 #: The context handed to balancers whose ``uses_request`` is False, and to retries.

@@ -50,25 +50,34 @@ class RegexError(ValueError):
     """The pattern is malformed or uses a feature with no linear-time implementation."""
 
 
-# Character-set items: (lo, hi) code point ranges, or one of "d", "w", "s" (Python's Unicode
-# meaning of \d, \w, \s) and their negations "D", "W", "S".
+# Character-set items: (lo, hi) code point ranges, or one of "d", "w", "s" and their negations
+# "D", "W", "S", with PCRE's meaning: ingress-nginx matches the pattern with
+# "ngx.re.match(header, traffic_shaping_policy.headerPattern)" (balancer.lua), no options, so
+# PCRE runs on the header's bytes with its default ("C" locale) character tables: \d is [0-9],
+# \w is [A-Za-z0-9_], \s is [ \t\n\v\f\r]. A byte above 0x7f (one latin-1 character here,
+# as the proxy decodes header values) is never a digit, word or space character; Python's
+# Unicode classes would take "é", "µ" or a no-break space.
 _SetItem = tuple[int, int] | str
+
+_DIGITS = frozenset("0123456789")
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_SPACE = frozenset(" \t\n\v\f\r")
 
 
 def _item_matches(item: _SetItem, ch: str) -> bool:
     if isinstance(item, tuple):
         return item[0] <= ord(ch) <= item[1]
     if item == "d":
-        return ch.isdecimal()
+        return ch in _DIGITS
     if item == "D":
-        return not ch.isdecimal()
+        return ch not in _DIGITS
     if item == "w":
-        return ch.isalnum() or ch == "_"
+        return ch in _WORD
     if item == "W":
-        return not (ch.isalnum() or ch == "_")
+        return ch not in _WORD
     if item == "s":
-        return ch.isspace()
-    return not ch.isspace()  # "S"
+        return ch in _SPACE
+    return ch not in _SPACE  # "S"
 
 
 class _CharSet:

@@ -243,6 +243,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy-add-original-uri-header": _bool,
     "ssl-redirect": _bool,
     "force-ssl-redirect": _bool,
+    # defaults.Backend: "PreserveTrailingSlash bool `json:\"preserve-trailing-slash\"`" (the
+    # ssl-redirect keeps the final "/" of the request target; the annotation's default).
+    "preserve-trailing-slash": _bool,
     "hsts": _bool,
     "hsts-max-age": _decimal,
     "hsts-include-subdomains": _bool,

@@ -12,6 +12,7 @@ covers) and the redirect those options ask for (``redirect_for``).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Collection
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._table import _is_canary
-from ._annotations import RouteOptions, parse_route_options
+from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._headers import ACME_CHALLENGE
 from ._settings import ProxySettings
 
@@ -257,6 +258,13 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     all (the request is served as it came: a request without Host can only reach a rule
     without host, a catch-all, whose owner asked for https with no name to send the client
     to). ``https_port`` other than 443 is written into the Location.
+
+    Without ``preserve-trailing-slash`` one final ``/`` of the request target is dropped, the
+    query included in the test: "-- do not append a trailing slash on redirects unless enabled
+    by annotations / if location_config.preserve_trailing_slash == false then if
+    string.byte(request_uri, -1, -1) == string.byte('/') then request_uri =
+    string.sub(request_uri, 1, -2)" (``/a/`` -> ``https://host/a``, ``/`` -> ``https://host``,
+    ``/a/?x=1`` unchanged).
     """
     if scheme != "http" or not (opts.force_ssl_redirect or (opts.ssl_redirect and has_tls)) \
             or path.startswith(ACME_CHALLENGE):
@@ -267,6 +275,8 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
         host = rule_host
     authority = host if https_port == 443 else f"{host}:{https_port}"
     target = path if query is None else f"{path}?{query}"
+    if target[-1:] == "/" and not opts.preserve_trailing_slash:
+        target = target[:-1]
     return code, f"https://{authority}{target}".encode()
 
 
@@ -277,8 +287,14 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
     """The redirect a routed request gets before any endpoint is chosen (ingress-nginx does
     them in the server block, before proxying): ``(status, Location)``, or None.
 
-    First ssl-redirect / force-ssl-redirect (``https_redirect``), then app-root: nginx.tmpl
-    "return 302 $scheme://$http_host{{ $location.Rewrite.AppRoot }};" for the path ``/``.
+    First app-root, then ssl-redirect / force-ssl-redirect (``https_redirect``). nginx.tmpl
+    writes app-root at the server level, outside the ``location`` blocks: "{{ if not (empty
+    $location.Rewrite.AppRoot) }} if ($uri = /) { return 302 $scheme://$http_host{{
+    $location.Rewrite.AppRoot }}; }", and nginx runs "the directives of this module specified
+    on the server level" before "a location is searched" (ngx_http_rewrite_module), so before
+    the location's ``rewrite_by_lua_block`` whose ``lua_ingress.rewrite`` does the
+    ssl-redirect: ``http://host/`` on a TLS host gets 302 ``http://host/app`` first (then 308
+    to https on the next request), not 308 ``https://host/``.
     ``server_scheme`` is nginx's ``$scheme`` (this hop's own; default ``scheme``).
     ``host_raw`` is the Host as received ($http_host), ``host`` the normalised one. Without
     Host ($http_host empty, nginx would send ``http:///app``) the app-root Location is the
@@ -288,18 +304,15 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
     network-path reference (another host, RFC 3986 §4.2): it is sent as ``/.//...``, the same
     path once dot segments are removed.
     """
-    answer = https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
-                            rule_host)
-    if answer is not None:
-        return answer
     app_root = opts.app_root
-    if app_root is None or path != "/":
-        return None
-    if host_raw:
-        location = f"{server_scheme or scheme}://{host_raw}{app_root}"
-    else:
-        location = "/." + app_root if app_root[:2] == "//" else app_root
-    return 302, location.encode()
+    if app_root is not None and path == "/":
+        if host_raw:
+            location = f"{server_scheme or scheme}://{host_raw}{app_root}"
+        else:
+            location = "/." + app_root if app_root[:2] == "//" else app_root
+        return 302, location.encode()
+    return https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
+                          rule_host)
 
 
 # -- route options -----------------------------------------------------------------------------
@@ -320,6 +333,8 @@ class RouteOptionsSource:
     _unrouted_table: Any
     _unrouted_owners: dict[str, Any]
     _unrouted_opts: dict[str, RouteOptions | None]
+    _app_root_table: Any
+    _app_roots: dict[str, str | None]
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -335,10 +350,15 @@ class RouteOptionsSource:
         self._unrouted_table = None
         self._unrouted_owners = {}
         self._unrouted_opts = {}
+        #: ``_server_app_root`` state: the table it was computed for, and per rule host with
+        #: an app-root somewhere on it, the app-root its server answers ``/`` with.
+        self._app_root_table = None
+        self._app_roots = {}
 
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
-        new ones, so a reload re-parses and re-warns)."""
+        new ones, so a reload re-parses and re-warns). ``app_root`` is the server's
+        (``_server_app_root``), not only the rule's own."""
         if match is None:
             return self._default_options
         hit = self._options.get(id(match))
@@ -350,6 +370,11 @@ class RouteOptionsSource:
         else:
             opts = parse_route_options(annotations, match.path, self._settings,
                                        self._options_logger, where=f"Ingress {match.ingress}")
+        host = getattr(match, "host", None)
+        if host:
+            root = self._server_app_root(host, opts.app_root)
+            if root != opts.app_root:
+                opts = dataclasses.replace(opts, app_root=root)
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.
@@ -357,14 +382,27 @@ class RouteOptionsSource:
         return opts
 
     def _unrouted_redirect(self, host: str, scheme: str, path: str, query: str | None,
-                           https_port: int) -> tuple[int, bytes] | None:
+                           https_port: int, *, host_raw: str = "",
+                           server_scheme: str | None = None) -> tuple[int, bytes] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
-        backend's 404. ``(status, Location)``, or None."""
+        backend's 404. ``(status, Location)``, or None.
+
+        With ``host_raw`` (the Host as received, nginx's ``$http_host``) a request for ``/``
+        first gets the host's server-level app-root (``_server_app_root``; nginx.tmpl's "if
+        ($uri = /) { return 302 $scheme://$http_host...; }" runs for every request to the
+        server, whichever location follows), as ``redirect_for`` gives it to routed requests.
+        ``server_scheme`` is nginx's ``$scheme`` (default ``scheme``). Without ``host_raw``
+        the app-root is not looked at (a caller that has no Host to write)."""
         opts = self._unrouted_options(host) if host else None
         if opts is None:
             return None
+        if path == "/" and host_raw:
+            server = host if host in self._unrouted_owners else "*." + host.partition(".")[2]
+            root = self._server_app_root(server, None)
+            if root is not None:
+                return 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
         has_tls = opts.ssl_redirect and self.tls_host(host)
         return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
                               self._settings.http_redirect_code)
@@ -422,3 +460,80 @@ class RouteOptionsSource:
             cache.clear()
         cache[host] = opts
         return opts
+
+    def _server_app_root(self, host: str, own: str | None) -> str | None:
+        """The app-root ingress-nginx's server for the rule host ``host`` (as written) answers
+        ``/`` with, whichever rule of that host the request reached; ``own``, the rule's own
+        app-root, when the router has no table to tell (a custom router).
+
+        nginx.tmpl writes every location's app-root at the server level, not in its location:
+        "{{ range $location := $server.Locations }} ... {{ if not (empty
+        $location.Rewrite.AppRoot) }} if ($uri = /) { return 302
+        $scheme://$http_host{{ $location.Rewrite.AppRoot }}; } {{ end }}". Every ``if`` runs
+        before a location is chosen, and the first true one returns: the app-root of the
+        first location in ``$server.Locations`` order that has one answers ``/`` for the whole
+        host, also when ``/`` is another Ingress's rule. That order is
+        internal/ingress/controller/controller.go ``getBackendServers``: "sort.SliceStable(
+        value.Locations, func(i, j int) bool { return value.Locations[i].Path >
+        value.Locations[j].Path })" then "... return len(value.Locations[i].Path) >
+        len(value.Locations[j].Path)": longest path first, then the greater string. The
+        server's own ``location /`` (``createServers``: "loc := &ingress.Location{Path:
+        rootLocation, ..., IsDefBackend: true, ...}; locationApplyAnnotations(loc, anns)")
+        carries the annotations of the oldest non-canary Ingress with a rule for the host,
+        unless a ``/`` rule replaced it ("the root location may be replaced by the ingress
+        path"). Canary Ingresses have no location of their own.
+
+        One pass over the served Ingresses per table finds the hosts where some Ingress sets
+        app-root (usually none: nothing more to do); those hosts' locations are then read from
+        ``table.routes``. Cold path: once per ``Match`` (``options_for`` caches).
+        """
+        table = getattr(self.router, "table", None)
+        served = getattr(table, "served", None)
+        routes = getattr(table, "routes", None)
+        if served is None or routes is None:
+            return own
+        if self._app_root_table is not table:
+            self._app_root_table = table
+            self._app_roots = _server_app_roots(served, routes)
+        # A host no Ingress with an app-root names: none (``own`` is None there too).
+        return self._app_roots.get(host, own)
+
+
+def _server_app_roots(served: Any, routes: Any) -> dict[str, str | None]:
+    """``_server_app_root`` for every rule host where a served non-canary Ingress sets a valid
+    app-root (other hosts: None)."""
+    roots: dict[int, str | None] = {}  # id(Ingress) -> its valid app-root, when it has one
+    hosts: set[str] = set()
+    mains = [ing for ing in served if not _is_canary(ing)]
+    for ing in mains:
+        raw = ing.metadata.annotations.get(PREFIX + "app-root")
+        root = None if raw is None else valid_app_root(raw)
+        if root is not None:
+            roots[id(ing)] = root
+            hosts.update(rule.host for rule in ing.spec.rules if rule.host)
+    if not hosts:
+        return {}  # the usual case: no Ingress sets app-root
+    first: dict[str, Any] = {}  # rule host -> oldest non-canary Ingress naming it
+    for ing in mains:
+        for rule in ing.spec.rules:
+            if rule.host in hosts:
+                first.setdefault(rule.host, ing)
+    # (path, app-root) per location of each such host, the server's root location first: a
+    # stable sort keeps it before an Exact "/" of the same path.
+    locations: dict[str, list[tuple[str, str | None]]] = {h: [] for h in hosts}
+    replaced: set[str] = set()
+    for m in routes:
+        host = m.host
+        if host not in locations or m.is_default_backend or m.ingress_object is None:
+            continue
+        path = m.path or "/"
+        if path == "/" and m.path_type != "Exact":
+            replaced.add(host)
+        locations[host].append((path, roots.get(id(m.ingress_object))))
+    out: dict[str, str | None] = {}
+    for host, locs in locations.items():
+        if host not in replaced:
+            locs.insert(0, ("/", roots.get(id(first[host]))))
+        locs.sort(key=lambda loc: (len(loc[0]), loc[0]), reverse=True)
+        out[host] = next((root for _, root in locs if root is not None), None)
+    return out

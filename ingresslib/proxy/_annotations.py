@@ -79,6 +79,10 @@ class RouteOptions:
     next_upstream_timeout: float = 0.0
     #: ``backend-protocol: HTTPS``: talk TLS to the endpoints.
     backend_tls: bool = False
+    #: ``preserve-trailing-slash`` (default: the settings' ``preserve_trailing_slash``, off):
+    #: off, the ssl-redirect's Location drops one final ``/`` of the request target
+    #: (lua_ingress.lua, see ``https_redirect``).
+    preserve_trailing_slash: bool = False
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
 
@@ -93,7 +97,14 @@ class RouteOptions:
         string includes the new request arguments, the previous request arguments are appended
         after them. If this is undesired, putting a question mark at the end of a replacement
         string avoids having them appended". Without a rewrite (no rewrite-target, or the rule
-        regex does not match) the path and query are unchanged."""
+        regex does not match) the path and query are unchanged.
+
+        A rewritten target carries ``?`` only with arguments: a rewrite clears
+        ``r->valid_unparsed_uri`` (ngx_http_script.c ``ngx_http_script_regex_start_code``:
+        "if (code->uri) { r->internal = 1; r->valid_unparsed_uri = 0;"), so
+        ngx_http_proxy_module.c ``ngx_http_proxy_create_request`` builds the request line from
+        the URI and "if (r->args.len > 0) { *b->last++ = '?'; ...": ``/old?`` rewritten to
+        ``/new`` goes up as ``/new``, not ``/new?``."""
         new = self._rewritten(path)
         if new is None:
             return path if query is None else f"{path}?{query}"
@@ -101,7 +112,7 @@ class RouteOptions:
             return new[:-1]
         if "?" in new:
             return new + ("&" + query if query else "")
-        return new if query is None else f"{new}?{query}"
+        return f"{new}?{query}" if query else new
 
     def _rewritten(self, path: str) -> str | None:
         """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten."""
@@ -262,6 +273,15 @@ def _path_value(value: str) -> str:
     return v
 
 
+def valid_app_root(value: str) -> str | None:
+    """An ``app-root`` annotation value as ``parse_route_options`` reads it, or None when it
+    is invalid there (without the warning: that is given for the Ingress's own rules)."""
+    try:
+        return _path_value(value)
+    except ValueError:
+        return None
+
+
 def _header_value(value: str) -> str:
     v = value.strip()
     if not v or any(ord(c) < 32 or ord(c) == 127 for c in v):
@@ -331,9 +351,20 @@ def parse_route_options(
     # rewrite/main.go: an unset or invalid annotation takes the ConfigMap's value
     # (``a.r.GetDefaultBackend().ForceSSLRedirect``), as ssl-redirect does.
     force = get("force-ssl-redirect", _bool, settings.force_ssl_redirect)
+    # rewrite/main.go: "config.PreserveTrailingSlash, err = parser.GetBoolAnnotation(
+    # preserveTrailingSlashAnnotation, ...); if err != nil { ... config.PreserveTrailingSlash =
+    # a.r.GetDefaultBackend().PreserveTrailingSlash }" (ValidateBool: Go's ParseBool).
+    keep_slash = get("preserve-trailing-slash", _bool, settings.preserve_trailing_slash)
     app_root: str | None = get("app-root", _path_value, None)
     rewrite_target: str | None = get("rewrite-target", _rewrite_target, None)
     use_regex = get("use-regex", _bool, False)
+    # ingress-nginx sends X-Forwarded-Prefix only together with a rewrite: template.go
+    # buildProxyPass writes "proxy_set_header X-Forwarded-Prefix" inside "if
+    # len(location.Rewrite.Target) > 0 { ... }", after "if path == location.Rewrite.Target {
+    # return defProxyPass }" (kubernetes/ingress-nginx#7880: "this annotation is disabled
+    # silently unless you also set rewrite-target"). The value is kept here either way: the
+    # ASGI adapter applies no rewrite and uses it on its own (docs/asgi.md); the proxy core
+    # should send it only when ``rewrite_target`` is set (_connection.py, not done yet).
     prefix: str | None = get("x-forwarded-prefix", _forwarded_prefix, None)
     connect = get("proxy-connect-timeout", _seconds, settings.proxy_connect_timeout)
     read = get("proxy-read-timeout", _seconds, settings.proxy_read_timeout)
@@ -384,5 +415,6 @@ def parse_route_options(
         body_size=body,
         next_upstream_timeout=float(budget),
         backend_tls=backend_tls,
+        preserve_trailing_slash=bool(keep_slash),
         warnings=tuple(warnings),
     )

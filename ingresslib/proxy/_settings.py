@@ -141,6 +141,14 @@ class ProxySettings:
     #: (lua_ingress.lua: ``return ngx_redirect(uri, config.http_redirect_code)``); one of
     #: 301, 302, 307, 308, else ValueError. (app-root's redirect is always 302.)
     http_redirect_code: int = 308
+    #: ingress-nginx ``preserve-trailing-slash`` (the default of the annotation of the same
+    #: name; off): off, the ssl-redirect's Location drops one final ``/`` of the request
+    #: target, as lua_ingress.lua does: "-- do not append a trailing slash on redirects unless
+    #: enabled by annotations / if location_config.preserve_trailing_slash == false then if
+    #: string.byte(request_uri, -1, -1) == string.byte('/') then request_uri =
+    #: string.sub(request_uri, 1, -2)" (``/a/`` -> ``https://host/a``, ``/`` ->
+    #: ``https://host``). On: the target is kept as it is.
+    preserve_trailing_slash: bool = False
     hsts: bool = True
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True

@@ -45,9 +45,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Trailers are not forwarded; the body is re-framed on each side (h11's framing rules). A 204's
   Content-Length is dropped (RFC 9110 §8.6 forbids it; nginx's header filter drops it too).
 - ``keep_alive_requests`` 0 means nginx's ``keepalive_requests 0``: one request per connection.
-- ``Date``: local answers carry one and an upstream response without one gets one appended
-  (RFC 9110 §6.6.1), from ``Proxy.clock`` (wall clock, injectable; None: no Date), formatted
-  once per second. An upstream's own Date is kept (nginx replaces it with its own).
+- ``Date``: every response carries ours, from ``Proxy.clock`` (wall clock, injectable),
+  formatted once per second: local answers, and upstream responses, whose own Date is
+  replaced as nginx does (proxy_hide_header's default list). Without a clock (None) none is
+  added and an upstream's Date passes.
 - A pooled upstream connection that turns out closed before any response byte is retried once
   on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try
   (nginx gives it back too) but logged as one (502), as nginx does.
@@ -156,7 +157,8 @@ _log = logging.getLogger("ingresslib.proxy")
 _REPLAY_LIMIT = 1024 * 1024
 #: Body bytes handed to h11 at a time out of the client buffer.
 _FEED_SLICE = 65536
-#: Bytes a client may pipeline while a response is pending before we stop listening to it.
+#: Bytes a client may pipeline while a response is pending before we stop listening to it
+#: (the connection is closed; the request in flight gets its record).
 _PIPELINE_LIMIT = 1024 * 1024
 #: Client bytes the core holds for nobody before it asks its driver to stop reading the client
 #: (``ClientConnection.reading_wanted``): request body bytes while no upstream can take them
@@ -978,7 +980,10 @@ class ClientConnection:
             self._inbuf += data
             if self._busy:
                 if len(self._inbuf) > _PIPELINE_LIMIT:
-                    self._close_downstream()
+                    # The request in flight ends here: its record (status 0, or the status
+                    # of a response already begun, as for ``abort``) and its upstream
+                    # connection closed, not pooled (its response is unread).
+                    self._close_all(now)
             else:
                 self._try_head(now)
         return self._flush()
@@ -1898,7 +1903,11 @@ class ClientConnection:
         named: list[bytes] | None = None
         framing = 0
         has_hsts = False
-        has_date = False
+        # nginx hides the upstream's Date (ngx_http_proxy_hide_headers: "Date", "Server", ...)
+        # and its header filter writes its own ("if (r->headers_out.date == NULL) { ...
+        # ngx_cached_http_time ..."): with a clock, ours replaces the upstream's. Without one,
+        # the upstream's passes (RFC 9110 §6.6.1 wants a forwarded response to carry one).
+        date = self.proxy._http_date()
         for item in items:
             name = item[1]
             if name in RESPONSE_DROP:
@@ -1928,12 +1937,12 @@ class ClientConnection:
             elif name == b"strict-transport-security":
                 has_hsts = True
             elif name == b"date":
-                has_date = True
+                if date is not None:
+                    continue
             headers.append(item)
         if named:
             headers = [h for h in headers if h[1] not in named]
-            # A Date or HSTS the upstream made hop-by-hop is gone: ours is added below.
-            has_date = has_date and b"date" not in named
+            # An HSTS the upstream made hop-by-hop is gone: ours is added below.
             has_hsts = has_hsts and b"strict-transport-security" not in named
         if framing == 3:
             # Both framings: h11 would follow Transfer-Encoding (RFC 9112 §6.3), but an
@@ -1944,16 +1953,14 @@ class ClientConnection:
         # A valid head, the one the client gets: nginx sets ``header_time`` once the head has
         # parsed. (A head retried above never reaches here; a retry's ``_open`` resets it.)
         req.t_header = now
-        if not has_date:
-            # RFC 9110 §6.6.1: "A recipient with a clock that receives a response message
+        if date is not None:
+            # Ours, after the upstream's headers (nginx writes it before them; RFC 9110 §5.3:
+            # "The order in which field lines with differing field names are received in a
+            # section is not significant"). For a response without one this is also RFC 9110
+            # §6.6.1's rule: "A recipient with a clock that receives a response message
             # without a Date header field MUST record the time it was received and append a
-            # corresponding Date header field to the message's header section if it is cached
-            # or forwarded downstream." An upstream's own Date is kept (nginx hides it and
-            # sends its own, ngx_http_proxy_hide_headers: "Date", ...; the origin's is the
-            # one RFC 9111 age calculations downstream want).
-            date = self.proxy._http_date()
-            if date is not None:
-                headers.append((b"date", b"date", date))
+            # corresponding Date header field".
+            headers.append((b"date", b"date", date))
         self._add_response_headers(req, headers, has_hsts)
         if not self._can_respond:
             self._close_all(now)

@@ -77,8 +77,9 @@ FORWARDED_DROP = frozenset({
 #: paths; nginx never shows them to the client. Server: ingress-nginx passes the backend's only
 #: with ``allow-backend-server-header`` (``proxy_pass_header Server``) and, with the default
 #: ``show-server-tokens: false``, clears its own (``more_clear_headers Server``): no Server
-#: header at all. Date is not in this set: nginx replaces it with its own, and RFC 9110 §6.6.1
-#: wants a forwarded response to carry one, so the upstream's passes.
+#: header at all. Date is not in this set: the core replaces it with its own when it has a
+#: clock (as nginx, whose header filter writes one when none is left), and lets it pass when
+#: it has none (RFC 9110 §6.6.1 wants a forwarded response to carry one).
 _NGINX_HIDDEN = frozenset({
     b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect", b"x-accel-limit-rate",
     b"x-accel-buffering", b"x-accel-charset",

@@ -29,6 +29,7 @@ Writing a balancer::
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import math
 import random
@@ -42,7 +43,7 @@ from math import exp as _exp
 from typing import Any, Protocol, runtime_checkable
 
 from ._endpoints import EndpointSet
-from ._hashing import HashRing, hash_key, member_id
+from ._hashing import HashRing, hash_key, member_id, salted_id
 from ._models import EMPTY_MAP
 from ._errors import BadRequestError
 from ._goparse import parse_bool, parse_int
@@ -71,6 +72,7 @@ __all__ = [
     "registered_balancers",
     "parse_balancer_spec",
     "make_balancer",
+    "upstream_name",
     "EMPTY_REQUEST",
     "nginx_uri",
 ]
@@ -646,24 +648,22 @@ class _RingCache:
     __slots__ = ("state",)
 
     def __init__(self) -> None:
-        # (endpoint set, ring, member id -> index), replaced whole so readers never mix two.
-        self.state: tuple[EndpointSet | None, HashRing, dict[str, int]] = (None, HashRing(()), {})
+        # (endpoint set, ring), replaced whole so readers never mix two.
+        self.state: tuple[EndpointSet | None, HashRing] = (None, HashRing(()))
 
     def get(self, backend: EndpointSet) -> HashRing:
-        return self.entry(backend)[1]
-
-    def entry(self, backend: EndpointSet) -> tuple[EndpointSet | None, HashRing, dict[str, int]]:
         st = self.state
         if st[0] is not backend:
             if st[0] is not None and st[0].endpoints == backend.endpoints \
                     and st[0].weights == backend.weights:
-                st = (backend, st[1], st[2])  # same endpoints after an update: keep the ring
+                st = (backend, st[1])  # same endpoints after an update: keep the ring
             else:
+                # Unsalted ids: the ring's layout is not secret (no cookie carries these).
                 ids = [member_id(ip, port) for ip, port in backend.endpoints]
                 weights = backend.weights if backend.weighted else None
-                st = (backend, HashRing(ids, weights), {m: i for i, m in enumerate(ids)})
+                st = (backend, HashRing(ids, weights))
             self.state = st
-        return st
+        return st[1]
 
 
 class ConsistentHash:
@@ -672,12 +672,14 @@ class ConsistentHash:
     clockwise to the next untried endpoint.
 
     With ``upstream-hash-by-subset: "true"`` the endpoints are grouped into subsets of
-    ``upstream-hash-by-subset-size`` (default 3; the last subset is topped up from the first
-    endpoints, as ingress-nginx's ``chashsubset.lua`` does), the key picks a subset on the ring and
-    a seeded random choice picks inside it."""
+    ``upstream-hash-by-subset-size`` (default 3), the key picks a subset on the ring and a seeded
+    random choice picks one of the subset's places. The subsets are ingress-nginx's
+    (``chashsubset.lua`` ``build_subset_map``): the endpoint list cycled to a multiple of the
+    size and cut in order, so the last subset is topped up from the first endpoints and, with
+    fewer endpoints than the size, one endpoint can hold several places (2 endpoints, size 3:
+    ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does)."""
 
-    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_sbackend", "_sring",
-                 "_subsets")
+    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state")
 
     def __init__(self, options: BalancerOptions) -> None:
         spec = options.spec
@@ -686,9 +688,12 @@ class ConsistentHash:
         self._rng = options.rng
         self._lock = threading.Lock()
         self._cache = _RingCache()
-        self._sbackend: EndpointSet | None = None
-        self._sring = HashRing(())
-        self._subsets: list[list[int]] = []
+        #: The endpoint set the subsets were cut from, the ring over the subsets, and per subset
+        #: its first place and (endpoint index, places it holds) per endpoint. One tuple, replaced
+        #: whole: a thread picking while another rebuilds never pairs a new ring with old subsets.
+        self._subset_state: tuple[EndpointSet | None, HashRing,
+                                  list[tuple[int, tuple[tuple[int, int], ...]]]] = (
+            None, HashRing(()), [])
 
     @property
     def uses_request(self) -> bool:
@@ -747,24 +752,44 @@ class ConsistentHash:
     def _pick_subset(self, start: int, backend: EndpointSet,
                      tried: Collection[Address]) -> int | None:
         eps = backend.endpoints
-        if self._sbackend is not backend:
+        size = self._subset
+        state = self._subset_state
+        if state[0] is not backend:
             with self._lock:
-                size = self._subset
                 n = len(eps)
                 count = max(1, math.ceil(n / size))
                 subsets = []
                 for s in range(count):
-                    subsets.append([(s * size + j) % n for j in range(min(size, n))])
-                self._sring = HashRing([f"subset-{s}" for s in range(count)])
-                self._subsets = subsets
-                self._sbackend = backend
-        sub = self._subsets[self._sring.lookup(start)]
-        cand = [k for k in sub if eps[k] not in tried] if tried else sub
+                    # chashsubset.lua pads with "table.insert(endpoints, endpoints[j]); j = j+1"
+                    # up to "set_count * subset_size" places (j runs on into the padding when
+                    # there are fewer endpoints than places: a cycle), then cuts the list in
+                    # order: place t holds endpoint t mod n, and every subset has ``size``
+                    # places (chashsubset_test.lua: "assert.are.equal(#endpoints, 3)"). Kept
+                    # as (first place, (endpoint, places it holds) per distinct endpoint): a
+                    # subset-size far above the endpoint count costs no memory.
+                    first = s * size
+                    held = tuple(
+                        (k, (first + size - 1 - k) // n - (first - 1 - k) // n)
+                        for k in ((first + j) % n for j in range(min(size, n))))
+                    subsets.append((first, held))
+                state = (backend, HashRing([f"subset-{s}" for s in range(count)]), subsets)
+                self._subset_state = state
+        first, held = state[2][state[1].lookup(start)]
+        if not tried:
+            # "endpoints[math.random(#endpoints)]": one of the subset's places, evenly.
+            with self._lock:
+                return (first + self._rng.randrange(size)) % len(eps)
+        cand = [(k, places) for k, places in held if eps[k] not in tried]
         if not cand:
             # The whole subset was tried: any untried endpoint beats failing the request.
             return _first_untried(len(eps), 0, eps, tried)
         with self._lock:
-            return cand[self._rng.randrange(len(cand))]
+            r = self._rng.randrange(sum(places for _, places in cand))
+        for k, places in cand:  # one of the untried endpoints' places, evenly
+            if r < places:
+                return k
+            r -= places
+        return None  # not reached: r < the total of the places
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         pass
@@ -793,6 +818,35 @@ class AffinityConfig:
     conditional_samesite_none: bool = False
     #: ``session-cookie-partitioned``: the ``Partitioned`` attribute (CHIPS).
     partitioned: bool = False
+
+
+def upstream_name(namespace: str, service: str | None, port: int | str | None) -> str:
+    """ingress-nginx's name for the upstream of Service ``service`` (in ``namespace``) on
+    ``port`` as written in the Ingress (number or name): ``internal/ingress/controller/util.go``
+    ``upstreamName``::
+
+        if service.Port.Number > 0 {
+            return fmt.Sprintf("%s-%s-%d", namespace, service.Name, service.Port.Number) }
+        if service.Port.Name != "" {
+            return fmt.Sprintf("%s-%s-%s", namespace, service.Name, service.Port.Name) }
+        return fmt.Sprintf("%s-INVALID", namespace)
+
+    It is the backend's ``name`` in the Lua balancers, the salt of persistent affinity cookies.
+
+    >>> upstream_name("shop", "web", 80), upstream_name("shop", "web", "http")
+    ('shop-web-80', 'shop-web-http')
+    """
+    if service is not None:
+        if type(port) is int and port > 0:
+            return f"{namespace}-{service}-{port}"
+        if type(port) is str and port:
+            return f"{namespace}-{service}-{port}"
+    return f"{namespace}-INVALID"
+
+
+def _md5(text: str) -> str:
+    """``ngx.md5``: the MD5 of the bytes, as 32 lower-case hex digits."""
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def samesite_none_compatible(user_agent: str | None) -> bool:
@@ -833,21 +887,29 @@ def samesite_none_compatible(user_agent: str | None) -> bool:
 class CookieAffinity:
     """Sticky sessions (ingress-nginx ``sticky_balanced.lua`` / ``sticky_persistent.lua``).
 
-    ``persistent``: the cookie names the endpoint (an MD5 of ``ip:port``); the session stays on it
-    as long as it is ready. ``balanced``: the cookie holds a random key hashed onto a ring of the
-    endpoints, so scaling out moves a fair share of sessions to the new endpoints. New sessions
-    are spread round-robin (persistent) or by their random key (balanced). A cookie that no
-    longer leads anywhere is replaced.
+    ``persistent``: the cookie names the endpoint, as ingress-nginx writes it
+    (:meth:`persistent_value`: a salted MD5 of ``ip:port``, then ``|`` and the backend's key);
+    the session stays on it as long as it is ready. ``balanced``: the cookie holds a random key
+    hashed onto a ring of the endpoints, so scaling out moves a fair share of sessions to the
+    new endpoints. New sessions are spread round-robin (persistent) or by their random key
+    (balanced). A cookie that no longer leads anywhere is replaced.
 
     With ``conditional_samesite_none`` and ``SameSite=None`` (``ua_sensitive``), the cookie
     depends on the request's ``User-Agent``: callers pass ``samesite_none`` (see
     :meth:`samesite_none`) to the methods that render one.
+
+    ``backend_name``: the backend's name as ingress-nginx names the upstream
+    (:func:`upstream_name`), the salt of persistent-mode values. None (a balancer made without
+    one) keeps the unsalted value ``MD5(ip:port)`` of ``nodemap.lua`` without a salt
+    ("if hash_salt == nil then hash_salt = '' end"), which anyone can reverse into the endpoint:
+    the Router always passes the name.
     """
 
-    __slots__ = ("config", "tag", "ua_sensitive", "_rng", "_lock", "_rr", "_cache", "_suffix",
-                 "_suffix_compat")
+    __slots__ = ("config", "tag", "ua_sensitive", "backend_name", "_rng", "_lock", "_rr",
+                 "_cache", "_suffix", "_suffix_compat", "_backend_key", "_keys")
 
-    def __init__(self, options: BalancerOptions, tag: str = "") -> None:
+    def __init__(self, options: BalancerOptions, tag: str = "",
+                 backend_name: str | None = None) -> None:
         spec = options.spec
         self.config = spec.affinity if spec and spec.affinity else AffinityConfig()
         #: Suffix marking balanced-mode keys of a canary backend, so the two sides of a canary
@@ -862,11 +924,51 @@ class CookieAffinity:
         self.ua_sensitive = c.conditional_samesite_none and c.samesite == "None"
         self._suffix = self._attributes(True)
         self._suffix_compat = self._attributes(False)
+        self.backend_name = backend_name
+        #: ingress-nginx ``sticky.lua`` ``sync``: "self.backend_key = ngx.md5(ngx.md5(backend.name)
+        #: .. backend.name)", appended to every value it writes: "value = value ..
+        #: COOKIE_VALUE_DELIMITER .. self.backend_key" (``COOKIE_VALUE_DELIMITER = "|"``).
+        self._backend_key = "" if backend_name is None else "|" + _md5(
+            _md5(backend_name) + backend_name)
+        #: Persistent mode: (endpoint set, salted key -> index, key per index), replaced whole.
+        self._keys: tuple[EndpointSet | None, dict[str, int], tuple[str, ...]] = (None, {}, ())
+
+    def _persistent_keys(self, backend: EndpointSet
+                         ) -> tuple[EndpointSet | None, dict[str, int], tuple[str, ...]]:
+        st = self._keys
+        if st[0] is not backend:
+            if st[0] is not None and st[0].endpoints == backend.endpoints:
+                st = (backend, st[1], st[2])  # same endpoints after an update: same keys
+            else:
+                salt = self.backend_name or ""
+                keys = tuple(salted_id(salt, ip, port) for ip, port in backend.endpoints)
+                st = (backend, {k: i for i, k in enumerate(keys)}, keys)
+            self._keys = st
+        return st
+
+    def persistent_value(self, backend: EndpointSet, index: int) -> str:
+        """The persistent-mode cookie value for ``backend.endpoints[index]``, as ingress-nginx
+        writes it: ``MD5(backend_name + "ip:port")`` (``nodemap.lua``; ``sticky_persistent.lua``
+        salts with "local hash_salt = backend["name"]") then ``|`` and ``MD5(MD5(backend_name) +
+        backend_name)`` (``sticky.lua`` ``set_cookie``). So a session ingress-nginx started for
+        the same backend is honoured here and the other way round, and a table of the unsalted
+        MD5s of the pod network's addresses no longer reverses the value into the endpoint.
+        (The salt is ingress-nginx's, and no secret: who guesses the upstream name can still
+        hash every candidate address. Obfuscation, as in ingress-nginx.) Without a
+        ``backend_name``: the unsalted MD5 alone."""
+        return self._persistent_keys(backend)[2][index] + self._backend_key
 
     def _index_for(self, value: str, backend: EndpointSet) -> int:
-        _, ring, index_of = self._cache.entry(backend)
+        # ingress-nginx ``sticky.lua`` ``get_cookie_parsed``: the value is split at "|" and its
+        # first part ("result.upstream_key = parsed_value[1]") is what leads to the endpoint;
+        # the backend key after it is not checked by ``balance()``.
+        if "|" in value:
+            value = value.partition("|")[0]
+            if not value:
+                return -1
         if self.config.mode == "persistent":
-            return index_of.get(value, -1)
+            return self._persistent_keys(backend)[1].get(value, -1)
+        ring = self._cache.get(backend)
         if self.tag:
             if not value.endswith(self.tag):
                 return -1
@@ -916,7 +1018,7 @@ class CookieAffinity:
             idx2 = _first_untried(n, next(self._rr) % n, eps, tried)
             if idx2 is None:
                 return None, None
-            return idx2, self.set_cookie(member_id(*eps[idx2]), samesite_none)
+            return idx2, self.set_cookie(self.persistent_value(backend, idx2), samesite_none)
         key = self._new_key()
         ring = self._cache.get(backend)
         if tried:
@@ -958,7 +1060,7 @@ class CookieAffinity:
         if not 0 <= index < len(eps):
             return None
         if self.config.mode == "persistent":
-            return self.set_cookie(member_id(*eps[index]), samesite_none)
+            return self.set_cookie(self.persistent_value(backend, index), samesite_none)
         ring = self._cache.get(backend)
         for _ in range(self.KEY_DRAWS_PER_ENDPOINT * len(eps)):
             key = self._new_key()
@@ -1187,9 +1289,13 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
 
 
 def make_balancer(spec: BalancerSpec, options: BalancerOptions,
-                  factories: Mapping[str, BalancerFactory], tag: str = "") -> Balancer:
+                  factories: Mapping[str, BalancerFactory], tag: str = "",
+                  backend: tuple[str, str | None, int | str | None] | None = None) -> Balancer:
+    """The balancer ``spec`` asks for. ``backend``: ``(namespace, service, port as written in
+    the Ingress)`` of the backend it serves; cookie affinity salts persistent cookies with its
+    :func:`upstream_name` (None: unsalted, see :class:`CookieAffinity`)."""
     if spec.kind == "sticky":
-        return CookieAffinity(options, tag)
+        return CookieAffinity(options, tag, None if backend is None else upstream_name(*backend))
     if spec.kind == "chash":
         return ConsistentHash(options)
     factory = factories.get(spec.kind) or RoundRobin

@@ -16,7 +16,8 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-__all__ = ["HashRing", "POINTS_PER_MEMBER", "MAX_RING_POINTS", "DIRTY", "hash_key", "member_id"]
+__all__ = ["HashRing", "POINTS_PER_MEMBER", "MAX_RING_POINTS", "DIRTY", "hash_key", "member_id",
+           "salted_id"]
 
 #: libketama uses 40 digests x 4 points = 160 points per server (weight 1).
 POINTS_PER_MEMBER = 160
@@ -37,8 +38,19 @@ def hash_key(key: str) -> int:
 
 
 def member_id(ip: str, port: int) -> str:
-    """The stable text naming an endpoint on the ring (and in persistent affinity cookies)."""
+    """The stable text naming an endpoint on the ring (the unsalted :func:`salted_id`)."""
     return hashlib.md5(f"{ip}:{port}".encode(), usedforsecurity=False).hexdigest()
+
+
+def salted_id(salt: str, ip: str, port: int) -> str:
+    """ingress-nginx's key for an endpoint in a persistent affinity cookie: the MD5 hex of the
+    salt followed by ``ip:port`` (``rootfs/etc/nginx/lua/util/nodemap.lua`` ``create_map``:
+    "local key = salt .. endpoint; local hash_key = ngx.md5(key)", the endpoint being
+    "endpoint.address .. ":" .. endpoint.port" from ``util.get_nodes``). The salt is there so
+    that the value cannot be reversed into the endpoint by brute force over the pod network
+    (nodemap.lua: "obfuscate the endpoint with a shared key to prevent brute force and rainbow
+    table attacks which could reveal internal endpoints")."""
+    return hashlib.md5(f"{salt}{ip}:{port}".encode(), usedforsecurity=False).hexdigest()
 
 
 class HashRing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Collection
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -649,3 +650,45 @@ def test_retries_never_repeat_while_untried_exists(kind: str, n: int, retry_ctx:
         assert e.endpoints[i] not in tried
         tried.add(e.endpoints[i])
     assert b.pick(ctx, e, tried) is None
+
+
+def test_consistent_hash_subset_rebuild_is_never_seen_half_done() -> None:
+    # A pick on the old endpoint set that runs while another thread rebuilds the subsets for a
+    # new one must see the old subsets or the new ones, never the new ring over the old subset
+    # list (an IndexError, or an index past the old endpoints). The interleaving is made
+    # deterministic with a line tracer: at every line of the rebuild, a pick on the old set runs.
+    import sys
+    import threading
+
+    from ingresslib import _balance
+
+    b = ConsistentHash(opts(kind="chash", hash_by="$arg_id", subset=True, subset_size=2))
+    old, new = eps(2), eps(12)
+    assert b.pick(RequestContext(query="id=1"), old, ()) is not None  # subsets cut for ``old``
+    # Re-entrant, so the nested pick (in this same thread) may itself rebuild instead of
+    # waiting for a lock its own thread holds.
+    b._lock = threading.RLock()  # type: ignore[misc]
+    seen: list[int | None] = []
+    code = _balance.ConsistentHash._pick_subset.__code__
+    depth = [0]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and depth[0] == 0:
+                depth[0] += 1
+                try:
+                    for i in range(20):
+                        seen.append(b.pick(RequestContext(query=f"id={i}"), old, ()))
+                finally:
+                    depth[0] -= 1
+            return line
+        return line
+
+    sys.settrace(tracer)
+    try:
+        b.pick(RequestContext(query="id=1"), new, ())
+    finally:
+        sys.settrace(None)
+    assert seen and all(i is not None and 0 <= i < 2 for i in seen)

@@ -37,9 +37,11 @@ answers 403). Lifespan events go to every mounted app (and the fallback).
 
 Parity with the proxy core (proxy/_connection.py), wherever ASGI lets it (docs/asgi.md "Where
 it differs from the proxy" lists the rest): the same redirects (ssl-redirect for ``tls_hosts``,
-force-ssl-redirect, app-root; for a request without Host; for a known host's path no rule
-covers, before the 404 or the ``fallback``) before the 503; ``413`` for a body over
-``proxy-body-size``; HSTS on an ``https`` scope and the affinity cookie on every answer; and
+force-ssl-redirect, app-root, temporal-/permanent-redirect, a rewrite-target URL,
+from-to-www-redirect; for a request without Host; for a known host's path no rule covers,
+before the 404 or the ``fallback``) before the 503; ``413`` for a body over
+``proxy-body-size``; HSTS on an ``https`` scope and the affinity cookie on every answer, and
+the app's ``Server``/``X-Pad``/``X-Accel-*`` response headers dropped; and
 the app sees the request headers the proxy sends its backend (hop-by-hop and odd names out, the
 forwarded family and ``X-Request-ID`` written by this hop), the scope's ``client`` playing the
 TCP peer. The decisions are the proxy's own code (proxy/_actions.py, proxy/_headers.py), not
@@ -71,6 +73,7 @@ from .proxy._headers import (
     HEADER_NAME_CHARS,
     OPTIONS_ALLOW,
     REQUEST_DROP,
+    _NGINX_HIDDEN,
     HeaderKind,
     RequestIds,
     TrustPolicy,
@@ -347,11 +350,13 @@ class IngressASGI(RouteOptionsSource):
             opts = self._default_options
             if opts.x_forwarded_prefix is not None:
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
-            if host and not secure:
-                # The proxy's server-wide ssl-redirect (RouteOptionsSource), before the 404
-                # or the ``fallback`` app, which plays the default backend.
-                redirect = self._unrouted_redirect(normalize_host(host) or "", "http", rel,
-                                                   query, self.https_port)
+            if host:
+                # The proxy's server-wide redirects (RouteOptionsSource: the www twin, the
+                # host's app-root -- hence the Host as received -- the server location's
+                # redirects, ssl-redirect), before the 404 or the ``fallback`` app, which
+                # plays the default backend.
+                redirect = self._unrouted_redirect(normalize_host(host) or "", scheme, rel,
+                                                   query, self.https_port, host_raw=host)
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
@@ -374,7 +379,7 @@ class IngressASGI(RouteOptionsSource):
                     opts.ssl_redirect and self.tls_host is not _no_tls)):
                 host_n = normalize_host(host) or ""
                 has_tls = bool(host_n) and opts.ssl_redirect and self.tls_host(host_n)
-            if has_tls or opts.force_ssl_redirect or opts.app_root is not None:
+            if has_tls or opts.force_ssl_redirect or opts.redirects:
                 redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
                                         self.https_port, settings.http_redirect_code,
                                         rule_host=m.host)
@@ -424,10 +429,10 @@ class IngressASGI(RouteOptionsSource):
             if reply.late:
                 raise BodyTooLarge(f"request body over {limit} bytes after the response "
                                    "began (413): the connection must be closed")
-        elif reply.hsts is not None or reply.set_cookie:
-            await app(child, receive, reply.send)
         else:
-            await app(child, receive, send)  # nothing to add or count: the server's own
+            # Always through ``reply.send``: the response head loses what the proxy hides
+            # from an upstream's (``_Reply.send``).
+            await app(child, receive, reply.send)
 
     def _plan(self, m: Any) -> tuple[Any, RouteOptions, str, bytes | None]:
         """What a request routed to ``m`` takes from its route, derived once per ``Match``
@@ -439,7 +444,9 @@ class IngressASGI(RouteOptionsSource):
             mount = m.match_path.rstrip("/")
             if "%" in mount:
                 mount = unquote(mount)
-        prefix = opts.x_forwarded_prefix
+        # As the proxy sends it (ingress-nginx's buildProxyPass): only with a rewrite-target,
+        # which the adapter does not apply but the backend behind the proxy would see.
+        prefix = opts.x_forwarded_prefix if opts.rewrite_target is not None else None
         plan = (m, opts, mount, None if prefix is None else prefix.encode("utf-8"))
         if len(self._plans) > 8192:
             self._plans.clear()
@@ -971,6 +978,16 @@ class BodyTooLarge(RuntimeError):
     server do that by raising."""
 
 
+#: ``_NGINX_HIDDEN`` as written by the spec (lower case) and the usual other spellings
+#: ("Server", "X-Accel-Redirect", "SERVER"): tested as given, without lower-casing each name.
+_HIDDEN_SPELLINGS = frozenset(
+    spelling for name in _NGINX_HIDDEN
+    for spelling in (name, name.title(), name.upper(), name.capitalize()))
+#: The messages that carry a response head (headers the proxy filters or adds to).
+_STARTS = frozenset({"http.response.start", "websocket.http.response.start",
+                     "websocket.accept"})
+
+
 class _Reply:
     """The ``send`` side of one request: local answers, and the headers the proxy adds to
     every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
@@ -995,11 +1012,33 @@ class _Reply:
         if self.cut:
             return  # answered 413 (or the connection is to be dropped): the app is done
         kind = message["type"]
-        if kind in ("http.response.start", "websocket.http.response.start"):
-            self.started = True
-            if self.hsts is not None or self.set_cookie:  # headers to add
+        if kind in _STARTS:
+            if kind != "websocket.accept":
+                self.started = True
+            headers = message.get("headers") or ()
+            # The app is this hop's upstream: the headers the proxy hides from its upstream's
+            # answer (proxy/_headers.py ``_NGINX_HIDDEN``: nginx's ngx_http_proxy_hide_headers,
+            # "Server", "X-Pad", "X-Accel-..."; X-Accel-Redirect often names internal paths)
+            # are dropped here too, on a 101 (``websocket.accept``) as the proxy's _on_switch
+            # drops them. The ASGI server writes its own Date and Server.
+            hidden = False
+            try:
+                for name, _ in headers:
+                    # www.rst: "Header names must be lowercased"; the usual other spellings
+                    # are in the set too, so that no name is lower-cased on this path.
+                    if name in _HIDDEN_SPELLINGS:
+                        hidden = True
+                        break
+            except TypeError:  # an unhashable name (a bytearray): the slow test
+                hidden = True
+            if hidden:
+                headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
+            if (self.hsts is not None or self.set_cookie) and kind != "websocket.accept":
+                headers = self._headers(list(headers))  # headers to add (not to a 101)
+                hidden = True
+            if hidden:
                 message = dict(message)
-                message["headers"] = self._headers(list(message.get("headers") or ()))
+                message["headers"] = headers
         await self.server_send(message)
 
     def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

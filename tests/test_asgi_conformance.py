@@ -73,6 +73,8 @@ MANIFESTS = "".join([
     _ingress("sticky", "sticky.test", {P + "affinity": "cookie",
                                         P + "session-cookie-name": "sid"}),
     _ingress("prefix", "prefix.test", {P + "x-forwarded-prefix": "/pre"}),
+    _ingress("prefixrw", "prefixrw.test", {P + "x-forwarded-prefix": "/pre",
+                                          P + "rewrite-target": "/r"}),
     _ingress("ghost", "ghost.test", service="ghost"),
     SERVICE.replace("SVC", "web"),
 ])
@@ -593,6 +595,7 @@ TRUSTING = ProxySettings(use_forwarded_headers=True, proxy_real_ip_cidr=("127.0.
     ("GET /x?a=%20 HTTP/1.1\r\nHost: plain.test", "http",
      ProxySettings(proxy_add_original_uri_header=True)),
     ("GET /x HTTP/1.1\r\nHost: prefix.test", "http", None),
+    ("GET /x HTTP/1.1\r\nHost: prefixrw.test", "http", None),
     ("POST /x HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 2", "http", None),
 ])
 @pytest.mark.asyncio

@@ -31,7 +31,8 @@ kind: Ingress
 metadata:
   name: shop
   namespace: default
-  annotations: {{'{P}x-forwarded-prefix': '/pre', '{P}proxy-body-size': '64'}}
+  annotations: {{'{P}x-forwarded-prefix': '/pre', '{P}rewrite-target': '/v1',
+                '{P}proxy-body-size': '64'}}
 spec:
   rules:
   - host: shop.test

@@ -792,7 +792,7 @@ def test_ssl_redirect_for_tls_hosts() -> None:
     pair = ProxyPair(tls_hosts={"example.test"})
     out = pair.send(b"GET /a/./b?x=1 HTTP/1.1\r\nHost: example.test:8080\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
-    assert b"location: https://example.test/a/b?x=1\r\n" in out
+    assert b"location: https://example.test/a/./b?x=1\r\n" in out
     assert pair.opens == [] and not pair.closed
     pair = ProxyPair(tls_hosts={"example.test"}, https_port=8443)
     assert b"location: https://example.test:8443/a?x=1\r\n" in pair.send(GET)
@@ -845,7 +845,9 @@ def test_rewrite_target_plain_replaces_the_path() -> None:
 
 
 def test_x_forwarded_prefix() -> None:
-    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/svc"})
+    # Sent with a rewrite only (template.go buildProxyPass; tests/test_proxy_followups.py).
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/svc",
+                                    "nginx.ingress.kubernetes.io/rewrite-target": "/app"})
     pair = ProxyPair([route])
     pair.send(GET)
     assert header(upstream_head(pair), b"x-forwarded-prefix") == [b"/svc"]
@@ -855,13 +857,15 @@ def test_x_forwarded_prefix_outside_latin_1_is_sent_as_utf8() -> None:
     # nginx writes the annotation's bytes as ingress-nginx put them in nginx.conf (UTF-8).
     # Before: the value was encoded as latin-1 and "€" raised UnicodeEncodeError out of
     # the core on every request of the route.
-    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/pr€"})
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/pr€",
+                                    "nginx.ingress.kubernetes.io/rewrite-target": "/app"})
     pair = ProxyPair([route])
     assert status_of(pair.send(GET)) == 200
     assert header(upstream_head(pair), b"x-forwarded-prefix") == ["/pr€".encode()]
     # A lone surrogate (JSON manifests can carry "\ud800") encodes in no charset: the
     # annotation is invalid (a warning, no header), never an exception per request.
-    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/p\ud800"})
+    route = Route("/", annotations={"nginx.ingress.kubernetes.io/x-forwarded-prefix": "/p\ud800",
+                                    "nginx.ingress.kubernetes.io/rewrite-target": "/app"})
     pair = ProxyPair([route])
     assert status_of(pair.send(GET)) == 200
     assert header(upstream_head(pair), b"x-forwarded-prefix") == []

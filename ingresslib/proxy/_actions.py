@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from .._goparse import parse_bool
 from .._table import _is_canary
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._headers import ACME_CHALLENGE
@@ -28,6 +29,7 @@ __all__ = [
     "RouteOptionsSource",
     "tls_host_predicate",
     "redirect_for",
+    "location_redirect",
     "https_redirect",
     "TimerKind",
     "Action",
@@ -303,6 +305,15 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
     stays on the server it asked. A value starting with ``//`` would then read as a
     network-path reference (another host, RFC 3986 §4.2): it is sent as ``/.//...``, the same
     path once dot segments are removed.
+
+    Between the two, the location's own redirects (``location_redirect``):
+    temporal-/permanent-redirect, then a rewrite-target that is a URL. Both are
+    ngx_http_rewrite_module directives of the location, so they run after the server-level
+    app-root and before the ssl-redirect of ``rewrite_by_lua_block`` (lua-nginx-module:
+    "this handler always runs *after* the standard ngx_http_rewrite_module").
+
+    The caller may skip the call when ``has_tls``, ``opts.force_ssl_redirect`` and
+    ``opts.redirects`` are all false: then there is nothing to redirect.
     """
     app_root = opts.app_root
     if app_root is not None and path == "/":
@@ -311,8 +322,43 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
         else:
             location = "/." + app_root if app_root[:2] == "//" else app_root
         return 302, location.encode()
+    if opts.redirects:
+        answer = location_redirect(opts, path, query)
+        if answer is not None:
+            return answer
     return https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
                           rule_host)
+
+
+def location_redirect(opts: RouteOptions, path: str, query: str | None
+                      ) -> tuple[int, bytes] | None:
+    """The redirects written in the route's nginx ``location``, in their order there:
+    ``(status, Location)``, or None.
+
+    1. temporal-/permanent-redirect. nginx.tmpl, in the location: "{{ if not (empty
+       $location.Redirect.URL) }} return {{ $location.Redirect.Code }} {{
+       $location.Redirect.URL }}; {{ end }}", before "{{ buildProxyPass ... }}": the URL as
+       written, the request's path and query not appended (``return`` appends nothing).
+    2. rewrite-target starting with ``http://`` or ``https://``: buildProxyPass writes
+       ``rewrite "(?i)<path>" <target> break;``, and nginx's ``rewrite`` then answers 302 to
+       the target, captures replaced and the arguments appended by its rules
+       (``RouteOptions.rewrite_redirect``), when the rule regex matches the path.
+
+    A rewrite regex that runs past REWRITE_TIMEOUT gives no redirect here: the proxy core
+    then fails the request with 500 when it rewrites the target (as nginx's PCRE match limit
+    does).
+    """
+    url = opts.redirect_url
+    if url is not None:
+        return opts.redirect_code, url.encode("ascii")
+    if opts.rewrite_is_redirect:
+        try:
+            location = opts.rewrite_redirect(path, query)
+        except TimeoutError:
+            return None
+        if location is not None:
+            return 302, location.encode("ascii")
+    return None
 
 
 # -- route options -----------------------------------------------------------------------------
@@ -335,6 +381,8 @@ class RouteOptionsSource:
     _unrouted_opts: dict[str, RouteOptions | None]
     _app_root_table: Any
     _app_roots: dict[str, str | None]
+    _twins_table: Any
+    _twins: dict[str, str]
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -354,6 +402,9 @@ class RouteOptionsSource:
         #: an app-root somewhere on it, the app-root its server answers ``/`` with.
         self._app_root_table = None
         self._app_roots = {}
+        #: ``_www_twins`` state: the table it was computed for, and its twin hosts.
+        self._twins_table = None
+        self._twins = {}
 
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
@@ -394,8 +445,19 @@ class RouteOptionsSource:
         ($uri = /) { return 302 $scheme://$http_host...; }" runs for every request to the
         server, whichever location follows), as ``redirect_for`` gives it to routed requests.
         ``server_scheme`` is nginx's ``$scheme`` (default ``scheme``). Without ``host_raw``
-        the app-root is not looked at (a caller that has no Host to write)."""
-        opts = self._unrouted_options(host) if host else None
+        the app-root is not looked at (a caller that has no Host to write).
+
+        The www / non-www twin of a host with ``from-to-www-redirect`` is answered first
+        (``_www_redirect``: ingress-nginx gives it a server of its own). Then, after the
+        app-root, the server's ``location /`` answers its own redirects
+        (``location_redirect``: it carries the oldest Ingress's redirect and rewrite-target
+        annotations like any location)."""
+        if not host:
+            return None
+        twin = self._www_redirect(host, scheme, path, query, https_port)
+        if twin is not None:
+            return twin
+        opts = self._unrouted_options(host)
         if opts is None:
             return None
         if path == "/" and host_raw:
@@ -403,9 +465,73 @@ class RouteOptionsSource:
             root = self._server_app_root(server, None)
             if root is not None:
                 return 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
+        if opts.redirects:
+            answer = location_redirect(opts, path, query)
+            if answer is not None:
+                return answer
         has_tls = opts.ssl_redirect and self.tls_host(host)
         return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
                               self._settings.http_redirect_code)
+
+    def _www_redirect(self, host: str, scheme: str, path: str, query: str | None,
+                      https_port: int) -> tuple[int, bytes] | None:
+        """``from-to-www-redirect``: the answer for ``host`` (normalised) when it is the www /
+        non-www twin of a rule host whose Ingress sets the annotation, else None.
+
+        internal/ingress/controller/nginx.go ``buildRedirects``: for each server with
+        ``RedirectFromToWWW`` (one of its locations has the annotation), "to :=
+        srv.Hostname ... if strings.HasPrefix(to, "www.") { from = strings.TrimPrefix(to,
+        "www.") } else { from = fmt.Sprintf("www.%v", to) }", skipped when "esrv.Hostname ==
+        from" for any server ("Already exists an Ingress with %q hostname. Skipping creation
+        of redirection"). nginx.tmpl then writes a server ``server_name {{ $redirect.From
+        }}`` (an exact name: it wins over a wildcard server) whose every request gets
+        "return {{ $all.Cfg.HTTPRedirectCode }} $redirect_to;" with "local request_uri =
+        ngx.var.request_uri; if string.sub(request_uri, -1) == "/" then request_uri =
+        string.sub(request_uri, 1, -2) end" and "string.format("%s://%s%s", redirectScheme,
+        "{{ $redirect.To }}", request_uri)" (``redirectScheme``: ``$scheme``, or with
+        use-forwarded-headers the X-Forwarded-Proto: the caller's ``scheme``). With an HTTPS
+        port other than 443 nginx.tmpl writes ":<https port>" whatever the scheme; here only
+        after ``https://`` (an http Location naming the TLS port cannot be followed)."""
+        twins = self._www_twins()
+        to = twins.get(host) if twins else None
+        if to is None:
+            return None
+        target = path if query is None else f"{path}?{query}"
+        if target[-1:] == "/":
+            target = target[:-1]
+        port = f":{https_port}" if scheme == "https" and https_port != 443 else ""
+        return self._settings.http_redirect_code, f"{scheme}://{to}{port}{target}".encode()
+
+    def _www_twins(self) -> dict[str, str]:
+        """twin host -> rule host, for ``_www_redirect``; computed once per table. Only
+        non-canary Ingresses make servers (``createServers``: "Ingress %v is marked as
+        Canary, ignoring"); a wildcard rule host has no www twin."""
+        table = getattr(self.router, "table", None)
+        served = getattr(table, "served", None)
+        if served is None:
+            return {}
+        if self._twins_table is table:
+            return self._twins
+        servers: set[str] = set()
+        flagged: list[str] = []
+        for ing in served:
+            if _is_canary(ing):
+                continue
+            raw = ing.metadata.annotations.get(PREFIX + "from-to-www-redirect")
+            on = raw is not None and parse_bool(raw) is True
+            for rule in ing.spec.rules:
+                if rule.host:
+                    servers.add(rule.host)
+                    if on and rule.host[:1] != "*":
+                        flagged.append(rule.host)
+        twins: dict[str, str] = {}
+        for to in flagged:
+            twin = to[4:] if to.startswith("www.") else "www." + to
+            if twin and twin not in servers and twin not in twins:
+                twins[twin] = to
+        self._twins_table = table
+        self._twins = twins
+        return twins
 
     def _unrouted_options(self, host: str) -> RouteOptions | None:
         """The options of the server-wide ``location /`` ingress-nginx generates for ``host``

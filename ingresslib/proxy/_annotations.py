@@ -22,6 +22,13 @@ target: no special rewrite"). The query follows nginx's ``rewrite`` rules
 (nginx reads ``$0`` or ``$name`` as a variable); ``rewrite-target``, ``app-root`` and
 ``x-forwarded-prefix`` refuse the ASCII characters ingress-nginx's annotation validators refuse
 (``;``, ``{``, ``\\``, quotes, controls...; see ``_URI_CHARS``), with a warning.
+
+A ``rewrite-target`` that starts with ``http://`` or ``https://`` is no rewrite: nginx's
+``rewrite`` answers 302 to it (``RouteOptions.rewrite_redirect``, answered by
+proxy/_actions.py ``redirect_for``). ``temporal-redirect`` / ``permanent-redirect`` and their
+codes are read as redirect/redirect.go reads them (``_redirect_url``, ``_redirect_code``);
+``from-to-www-redirect`` is kept per route and acted on per table
+(``RouteOptionsSource._www_twins``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from typing import TypeVar
 from urllib.parse import quote
@@ -77,14 +84,52 @@ class RouteOptions:
     #: ``proxy-next-upstream-timeout``: seconds allowed for all tries from the first one's
     #: start; 0 = no limit (nginx ``proxy_next_upstream_timeout``).
     next_upstream_timeout: float = 0.0
-    #: ``backend-protocol: HTTPS``: talk TLS to the endpoints.
+    #: ``backend-protocol: HTTPS``: talk TLS to the endpoints (``backend_protocol == "HTTPS"``).
     backend_tls: bool = False
+    #: ``backend-protocol``: ``HTTP``, ``HTTPS`` or ``AUTO_HTTP`` (TLS to the endpoints when the
+    #: client's connection is TLS: template.go ``case "AUTO_HTTP": proto = "$scheme://"``).
+    backend_protocol: str = "HTTP"
     #: ``preserve-trailing-slash`` (default: the settings' ``preserve_trailing_slash``, off):
     #: off, the ssl-redirect's Location drops one final ``/`` of the request target
     #: (lua_ingress.lua, see ``https_redirect``).
     preserve_trailing_slash: bool = False
+    #: ``temporal-redirect`` / ``permanent-redirect``: every request of the route is answered
+    #: ``redirect_code`` with this ``Location`` (nginx.tmpl's ``return <code> <url>;``).
+    redirect_url: str | None = None
+    redirect_code: int = 301
+    #: ``from-to-www-redirect``: the www / non-www twin of the rule host redirects to it
+    #: (``RouteOptionsSource``, per table: the twin is another host).
+    from_to_www: bool = False
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
+    #: True when ``redirect_for`` can answer whatever the scheme and TLS: app-root, a
+    #: redirect URL, or a rewrite-target that is a URL. Derived (``__post_init__``), so that a
+    #: caller's hot path tests one attribute before asking ``redirect_for``.
+    redirects: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "redirects", self.app_root is not None
+                           or self.redirect_url is not None or self.rewrite_is_redirect)
+
+    @property
+    def rewrite_is_redirect(self) -> bool:
+        """rewrite-target is a URL: nginx's ``rewrite`` answers a redirect instead of
+        rewriting (ngx_http_rewrite_module: "If a replacement string starts with "http://",
+        "https://", or "$scheme", the processing stops and the redirect is returned to a
+        client"; ngx_http_rewrite compares the bytes, case-sensitively)."""
+        t = self.rewrite_target
+        return t is not None and (t.startswith("http://") or t.startswith("https://"))
+
+    def rewrite_redirect(self, path: str, query: str | None) -> str | None:
+        """The Location of a rewrite-target URL for a canonical ``path`` (its captures put in
+        as for a rewrite, the arguments by nginx's rules: ``rewrite_uri``), or None: no such
+        target, or the rule regex does not match (nginx's ``rewrite`` then does nothing).
+        ngx_http_rewrite: "regex->status = NGX_HTTP_MOVED_TEMPORARILY; regex->redirect = 1":
+        the answer is 302."""
+        if not self.rewrite_is_redirect:
+            return None
+        new = self._rewritten(path, url=True)
+        return None if new is None else _with_args(new, query)
 
     def rewrite(self, path: str) -> str:
         """Apply rewrite-target to a canonical path (see the module docstring)."""
@@ -108,14 +153,11 @@ class RouteOptions:
         new = self._rewritten(path)
         if new is None:
             return path if query is None else f"{path}?{query}"
-        if new.endswith("?"):
-            return new[:-1]
-        if "?" in new:
-            return new + ("&" + query if query else "")
-        return f"{new}?{query}" if query else new
+        return _with_args(new, query)
 
-    def _rewritten(self, path: str) -> str | None:
-        """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten."""
+    def _rewritten(self, path: str, url: bool = False) -> str | None:
+        """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten.
+        ``url``: as a redirect's Location (no ``/`` put in front of a URL target)."""
         if self.rewrite_target is None or self.rewrite_regex is None:
             return None
         m = self.rewrite_regex.match(path, timeout=REWRITE_TIMEOUT)  # TimeoutError past it
@@ -128,9 +170,19 @@ class RouteOptions:
             return (groups[i - 1] or "") if i <= len(groups) else ""
 
         new = _TARGET_GROUP_RE.sub(group, self.rewrite_target)
-        if not new.startswith("/"):
+        if not new.startswith("/") and not url:
             new = "/" + new
         return new
+
+
+def _with_args(new: str, query: str | None) -> str:
+    """A rewritten target with the request's arguments, by nginx's ``rewrite`` rules
+    (``RouteOptions.rewrite_uri``)."""
+    if new.endswith("?"):
+        return new[:-1]
+    if "?" in new:
+        return new + ("&" + query if query else "")
+    return f"{new}?{query}" if query else new
 
 
 # Go's strconv.ParseBool and strconv.Atoi, which ingress-nginx's annotation parser uses
@@ -184,14 +236,16 @@ def _next_upstream(value: str) -> frozenset[str]:
     return parts
 
 
-def _backend_tls(value: str) -> bool:
-    # ingress-nginx: HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, FCGI; only the HTTP/1.1 ones apply here.
+def _backend_protocol(value: str) -> str:
+    # backendprotocol/main.go: "proto = strings.TrimSpace(strings.ToUpper(proto))", then
+    # validProtocols (AUTO_HTTP|HTTP|HTTPS|AJP|GRPC|GRPCS); template.go buildProxyPass also
+    # knows FCGI. GRPC(S) (grpc_pass, HTTP/2), AJP and FCGI are other protocols than the HTTP/1.1
+    # this proxy speaks: refused with a warning, HTTP used (what ingress-nginx does with a value
+    # it does not know: "Using HTTP as protocol").
     v = value.strip().upper()
-    if v in ("HTTP", "AUTO_HTTP"):
-        return False
-    if v == "HTTPS":
-        return True
-    raise ValueError(f"unsupported backend-protocol {value!r} (HTTP or HTTPS)")
+    if v in ("HTTP", "HTTPS", "AUTO_HTTP"):
+        return v
+    raise ValueError(f"unsupported backend-protocol {value!r} (HTTP, HTTPS or AUTO_HTTP)")
 
 
 def _tries(value: str) -> int:
@@ -317,6 +371,54 @@ def _rewrite_target(value: str) -> str:
     return "".join(c if c.isascii() else quote(c, safe="") for c in v)
 
 
+# redirect/redirect.go (ingress-nginx v1.10+): "if tr != "" { trc, err :=
+# parser.GetIntAnnotation(temporalRedirectAnnotationCode, ...); if trc <
+# http.StatusMultipleChoices || trc > http.StatusTemporaryRedirect { trc =
+# defaultTemporalRedirectCode }" (302), and for permanent-redirect "if prc <
+# http.StatusMultipleChoices || prc > http.StatusPermanentRedirect { prc =
+# defaultPermanentRedirectCode }" (301). nginx's ``return`` writes a Location only for
+# "status == NGX_HTTP_MOVED_PERMANENTLY || ... MOVED_TEMPORARILY || ... SEE_OTHER || ...
+# TEMPORARY_REDIRECT || ... PERMANENT_REDIRECT" (ngx_http_core_module.c
+# ``ngx_http_send_response``); 300, 304, 305 and 306 would answer with the URL as the body and
+# no Location, which no client follows: refused here too, with a warning.
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+def _redirect_code(highest: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        n = _atoi(value)
+        if n not in _REDIRECT_CODES or n > highest:
+            allowed = ", ".join(str(c) for c in sorted(_REDIRECT_CODES) if c <= highest)
+            raise ValueError(f"invalid redirect code {value!r}: one of {allowed}")
+        return n
+    return parse
+
+
+def _redirect_url(value: str) -> str:
+    # redirect.go ``isValidURL``: "u, err := url.Parse(s) ... if !strings.HasPrefix(u.Scheme,
+    # "http") { return errors.Errorf("only http and https are valid protocols (%v)", ...)";
+    # parser.GetStringAnnotation trims the value (an empty one is invalid). The validator
+    # ``URLIsValidRegex`` ("^[" + alphaNumericChars + urlEnabledChars + "]*$") has no "$": a
+    # URL with nginx variables (``https://new.test$request_uri``) is refused there, and here
+    # (ingresslib writes the URL as given, it expands no variable). The characters are
+    # ``_URI_CHARS`` (``%XX`` escapes and RFC 3986 sub-delims kept, as for app-root); the value
+    # is a Location header: ASCII only, no whitespace.
+    v = value.strip()
+    if not v or any(not c.isascii() or c.isspace() for c in v):
+        raise ValueError(f"invalid redirect URL {value!r}")
+    if "$" in v:
+        raise ValueError(f"invalid redirect URL {value!r}: nginx variables (\"$...\") are not "
+                         "supported (ingress-nginx's validator refuses \"$\" too)")
+    _refuse_chars(v, _URI_CHARS, "redirect URL")
+    if _BAD_PERCENT.search(v):
+        raise ValueError(f"invalid redirect URL {value!r}: \"%\" must start a %XX escape")
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?":
+        raise ValueError(f"invalid redirect URL {value!r}: an absolute http:// or https:// "
+                         "URL with a host")
+    return v
+
+
 def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern[str]:
     # ``regex`` (its default V0 behaviour is ``re``'s) for the match timeout, REWRITE_TIMEOUT.
     if rule_path is None:
@@ -362,10 +464,20 @@ def parse_route_options(
     # buildProxyPass writes "proxy_set_header X-Forwarded-Prefix" inside "if
     # len(location.Rewrite.Target) > 0 { ... }", after "if path == location.Rewrite.Target {
     # return defProxyPass }" (kubernetes/ingress-nginx#7880: "this annotation is disabled
-    # silently unless you also set rewrite-target"). The value is kept here either way: the
-    # ASGI adapter applies no rewrite and uses it on its own (docs/asgi.md); the proxy core
-    # should send it only when ``rewrite_target`` is set (_connection.py, not done yet).
+    # silently unless you also set rewrite-target"). The value is kept here either way; the
+    # proxy core and the ASGI adapter send it only when ``rewrite_target`` is set.
     prefix: str | None = get("x-forwarded-prefix", _forwarded_prefix, None)
+    # redirect.go ``Parse``: "If the Ingress contains both annotations the execution order is
+    # temporal and then permanent": a valid temporal-redirect wins; an invalid one (the whole
+    # redirect group fails there) is ignored here with a warning, and permanent-redirect read.
+    redirect_url: str | None = get("temporal-redirect", _redirect_url, None)
+    redirect_code = 302
+    if redirect_url is not None:
+        redirect_code = get("temporal-redirect-code", _redirect_code(307), 302)
+    else:
+        redirect_url = get("permanent-redirect", _redirect_url, None)
+        redirect_code = get("permanent-redirect-code", _redirect_code(308), 301)
+    from_to_www = get("from-to-www-redirect", _bool, False)
     connect = get("proxy-connect-timeout", _seconds, settings.proxy_connect_timeout)
     read = get("proxy-read-timeout", _seconds, settings.proxy_read_timeout)
     send = get("proxy-send-timeout", _seconds, settings.proxy_send_timeout)
@@ -380,7 +492,7 @@ def parse_route_options(
     budget = get("proxy-next-upstream-timeout", _next_upstream_timeout,
                  float(settings.proxy_next_upstream_timeout))
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
-    backend_tls = get("backend-protocol", _backend_tls, False)
+    backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
 
     regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
@@ -414,7 +526,11 @@ def parse_route_options(
         next_upstream_tries=tries,
         body_size=body,
         next_upstream_timeout=float(budget),
-        backend_tls=backend_tls,
+        backend_tls=backend_protocol == "HTTPS",
+        backend_protocol=backend_protocol,
         preserve_trailing_slash=bool(keep_slash),
+        redirect_url=redirect_url,
+        redirect_code=redirect_code,
+        from_to_www=bool(from_to_www),
         warnings=tuple(warnings),
     )

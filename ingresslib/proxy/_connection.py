@@ -116,6 +116,7 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
     _no_tls,
+    https_redirect,
     redirect_for,
     tls_host_predicate,
 )
@@ -137,6 +138,7 @@ from ._headers import (
     client_address,
     first_forwarded_host,
     forwarded_for_value,
+    forwarded_redirect_host,
     has_control,
     hsts_value,
     local_body,
@@ -1386,11 +1388,9 @@ class ClientConnection:
         # (over http) a TLS host.
         has_tls = scheme == "http" and opts.ssl_redirect and bool(req.host) \
             and self.proxy.tls_host(req.host)
-        if has_tls or opts.force_ssl_redirect or opts.app_root is not None:
-            redirect = redirect_for(
-                opts, scheme, req.host_raw, req.host, req.path, req.query, has_tls, port,
-                self.settings.http_redirect_code, rule_host=getattr(decision.match, "host", None),
-                server_scheme=self.scheme)
+        if has_tls or opts.force_ssl_redirect or opts.redirects:
+            redirect = self._routed_redirect(req, event, opts, scheme, port, has_tls,
+                                             getattr(decision.match, "host", None))
             if redirect is not None:
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
@@ -1433,6 +1433,46 @@ class ClientConnection:
             return redirect_scheme(self.scheme, forwarded), 443
         return self.scheme, self.proxy.https_port
 
+    def _routed_redirect(self, req: _Request, event: h11.Request, opts: RouteOptions,
+                         scheme: str, port: int, has_tls: bool,
+                         rule_host: str | None) -> tuple[int, bytes] | None:
+        """The redirect of a routed request: ``redirect_for`` decides (its order: app-root,
+        then ssl-redirect / force-ssl-redirect) on the canonical path and the Host; an
+        ssl-redirect's Location is then written as ingress-nginx writes it.
+
+        That Location is lua_ingress.lua's ``string_format("https://%s%s", redirect_host(),
+        request_uri)``: ``request_uri`` is ``ngx.var.request_uri``, the target as the client
+        sent it (``/a/../b`` stays ``/a/../b``; the host is ours, so even ``//x/y`` is a path
+        on it), and ``redirect_host()`` is ``best_http_host`` without its port, which with
+        use_forwarded_headers is the first X-Forwarded-Host ("if
+        ngx.var.http_x_forwarded_host then ngx.var.best_http_host = parse_x_forwarded_host()
+        end"): here only from a trusted peer, and only a valid host (else the Host). Whether to
+        redirect stays on the Host (``has_tls``: certificate.lua
+        ``configured_for_current_request`` looks up ``ngx.var.host``) and on the canonical
+        path (the ACME exemption); app-root keeps ``$http_host`` and the canonical path
+        (nginx.tmpl's "if ($uri = /) { return 302 $scheme://$http_host...").
+
+        The ssl-redirect is told apart from the other answers by comparing with
+        ``https_redirect`` on the same arguments: both calls run only when a redirect is
+        answered, never on a proxied request."""
+        code = self.settings.http_redirect_code
+        redirect = redirect_for(opts, scheme, req.host_raw, req.host, req.path, req.query,
+                                has_tls, port, code, rule_host=rule_host,
+                                server_scheme=self.scheme)
+        if redirect is None or redirect != https_redirect(
+                opts, scheme, req.host, req.path, req.query, has_tls, port, code, rule_host):
+            return redirect  # none, or another redirect than the ssl-redirect (app-root...)
+        host = req.host
+        if self._peer_trusted and self.settings.use_forwarded_headers:
+            forwarded = http_header(event.headers._full_items, b"x-forwarded-host")
+            if forwarded:
+                host = forwarded_redirect_host(forwarded) or host
+        path, query = split_target(req.original_uri)
+        # None only for a raw path under the ACME prefix whose canonical path is not (dot
+        # segments): the redirect decided on the canonical path stands.
+        return https_redirect(opts, scheme, host, path, query, has_tls, port, code,
+                              rule_host) or redirect
+
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
         """A request for a host whose path no rule covers: the server-wide ssl-redirect
         (``Proxy._unrouted_redirect``, shared with the ASGI adapter). True if answered."""
@@ -1441,7 +1481,10 @@ class ClientConnection:
         scheme, port = self.scheme, self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
             scheme, port = self._forwarded_scheme(event)
-        redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port)
+        # host_raw and $scheme: the host's server-level app-root answers "/" here too.
+        redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port,
+                                                 host_raw=req.host_raw,
+                                                 server_scheme=self.scheme)
         if redirect is None:
             return False
         self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
@@ -1665,14 +1708,18 @@ class ClientConnection:
                     % (self.local_port, proto, proto, proto))
             out.append(block)
         opts = req.opts
-        if opts is not None:
+        if opts is not None and opts.rewrite_target is not None:
+            # X-Forwarded-Prefix only with a rewrite, as ingress-nginx: template.go
+            # buildProxyPass writes "proxy_set_header X-Forwarded-Prefix" inside "if
+            # len(location.Rewrite.Target) > 0 {", after "if path == location.Rewrite.Target {
+            # return defProxyPass }" (parse_route_options clears such a target). A client's
+            # own X-Forwarded-Prefix is dropped either way (request_header_kind).
             if opts.x_forwarded_prefix is not None:
                 # UTF-8, the bytes nginx.conf would hold (latin-1 cannot encode every value).
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
-            if opts.rewrite_target is not None:
-                # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
-                req.upstream_target = opts.rewrite_uri(req.path, req.query).encode("ascii")
+            # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
+            req.upstream_target = opts.rewrite_uri(req.path, req.query).encode("ascii")
         out.append(b"\r\n")
         req.up_head = b"%s %s HTTP/1.1\r\n%s%s" % (
             req.method, req.upstream_target, b"".join(hosts), b"".join(out))
@@ -1759,7 +1806,11 @@ class ClientConnection:
             self._set_timer(None, None)
         opts = req.opts
         assert opts is not None
-        self._out.append(OpenUpstream(up.conn_id, endpoint, opts.backend_tls, opts.connect_timeout,
+        # backend-protocol AUTO_HTTP: template.go buildProxyPass "case "AUTO_HTTP": proto =
+        # "$scheme://"", TLS to the endpoint when the client's connection is TLS ($scheme is
+        # this hop's own, not a forwarded X-Forwarded-Proto).
+        tls = opts.backend_tls or (opts.backend_protocol == "AUTO_HTTP" and self.scheme == "https")
+        self._out.append(OpenUpstream(up.conn_id, endpoint, tls, opts.connect_timeout,
                                       opts.send_timeout, pooled))
 
     def _send_request(self, req: _Request, up: _Upstream) -> None:

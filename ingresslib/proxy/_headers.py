@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterable
 
+from .._normalize import normalize_host
 from ._errors import RemoteProxyError
 from ._settings import ProxySettings
 
@@ -35,6 +36,7 @@ __all__ = [
     "client_address",
     "client_ip_from_chain",
     "first_forwarded_host",
+    "forwarded_redirect_host",
     "redirect_scheme",
     "HEADER_NAME_CHARS",
     "REASONS",
@@ -556,6 +558,24 @@ def first_forwarded_host(value: bytes) -> bytes:
     ngx.var.http_x_forwarded_host, ",")`` then ``return hosts[1]``: the first element of a
     (joined) X-Forwarded-Host list, here with its spaces trimmed."""
     return value.split(b",", 1)[0].strip()
+
+
+def forwarded_redirect_host(value: bytes) -> str | None:
+    """The host an ssl-redirect's Location names for a trusted hop's X-Forwarded-Host (the
+    caller checks the peer and use-forwarded-headers), or None: then the Host is named.
+
+    lua_ingress.lua: ``ngx.var.best_http_host = parse_x_forwarded_host()`` (the first element)
+    and ``redirect_host()``: "local host_port, err = ngx_re_split(ngx.var.best_http_host,
+    ":") ... return host_port[1]" (no port). Here the first element must pass the Host
+    checks (``check_host``) and is normalised like the Host (lower-case, no port, no final
+    dot, ``normalize_host``); an empty or invalid one gives None (nginx would write it as it
+    is, ``https:///path`` for an empty one)."""
+    first = first_forwarded_host(value)
+    try:
+        check_host(first)
+    except RemoteProxyError:
+        return None
+    return normalize_host(first.decode("ascii"))
 
 
 def redirect_scheme(scheme: str, forwarded_proto: bytes | None) -> str:

@@ -387,3 +387,12 @@ class ProxyPair:
 def status_of(data: bytes) -> int:
     """Status code of the first response in ``data``."""
     return int(data.split(b" ", 2)[1])
+
+
+def location(out: bytes) -> bytes | None:
+    """The ``Location`` of the first response in ``out``, or None."""
+    for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"location":
+            return value.strip()
+    return None

@@ -16,18 +16,10 @@ from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._actions import https_redirect, redirect_for
 from ingresslib.proxy._annotations import PREFIX, parse_route_options
 
-from _proxy_harness import ProxyPair, Route, status_of
+from _proxy_harness import ProxyPair, Route, location, status_of
 
 H = b"Host: example.test\r\n"
 TLS = {"example.test"}
-
-
-def location(out: bytes) -> bytes | None:
-    for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.lower() == b"location":
-            return value.strip()
-    return None
 
 
 def get(target: bytes, annotations: dict[str, str] | None = None,

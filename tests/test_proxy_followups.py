@@ -13,7 +13,7 @@ import ingresslib
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import PREFIX, parse_route_options
 
-from _proxy_harness import PEER, ProxyPair, Route, status_of
+from _proxy_harness import PEER, ProxyPair, Route, location, status_of
 
 H = b"Host: example.test\r\n"
 TLS = {"example.test"}
@@ -21,14 +21,6 @@ TLS = {"example.test"}
 TRUSTING = ProxySettings(use_forwarded_headers=True, proxy_real_ip_cidr=(PEER[0] + "/32",))
 #: use-forwarded-headers, but the peer is outside proxy-real-ip-cidr: not trusted.
 NOT_TRUSTED = ProxySettings(use_forwarded_headers=True, proxy_real_ip_cidr=("192.0.2.0/24",))
-
-
-def location(out: bytes) -> bytes | None:
-    for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.lower() == b"location":
-            return value.strip()
-    return None
 
 
 def upstream_headers(pair: ProxyPair, name: bytes) -> list[bytes]:

@@ -13,19 +13,12 @@ import ingresslib
 from ingresslib._accesslog import access_fields
 from ingresslib.proxy import ProxySettings, TimerKind
 
-from _proxy_harness import FakeDecision, FakeMatch, FakeRouter, ProxyPair, Route, status_of
+from _proxy_harness import (FakeDecision, FakeMatch, FakeRouter, ProxyPair, Route, location,
+                            status_of)
 
 H = b"Host: example.test\r\n"
 RID = "0123456789abcdef0123456789abcdef"
 P = "nginx.ingress.kubernetes.io/"
-
-
-def location(out: bytes) -> bytes | None:
-    for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.lower() == b"location":
-            return value.strip()
-    return None
 
 
 # ------------------------------------------------------------------ 1. request ids

@@ -56,6 +56,37 @@ class EndpointSet:
     weighted: bool = False
 
 
+class _EndpointSetInProgress:
+    """An EndpointSet under construction: the same slots, minus the frozen ``__setattr__``."""
+
+    __slots__ = EndpointSet.__slots__
+
+    def __init__(self, namespace: str, service: str | None, port: int | None,
+                 endpoints: tuple[Address, ...], weights: tuple[int, ...], reason: str | None,
+                 weighted: bool) -> None:
+        self.namespace = namespace
+        self.service = service
+        self.port = port
+        self.endpoints = endpoints
+        self.weights = weights
+        self.reason = reason
+        self.weighted = weighted
+
+
+def _new_endpoint_set(namespace: str, service: str | None, port: int | None,
+                      endpoints: tuple[Address, ...], weights: tuple[int, ...],
+                      reason: str | None, weighted: bool) -> EndpointSet:
+    """``EndpointSet(...)`` with every field given, in a third of the time (~0.5 us instead of
+    ~1.6: the frozen dataclass ``__init__`` stores each field through ``object.__setattr__``),
+    as ``_table._new_match`` builds a Match: plain stores on a twin with the same slots, then
+    ``__class__`` assignment (which CPython checks: same layout or TypeError). A build resolves
+    one per backend - 10,000 when every rule has its own Service. tests/test_router_build.py
+    checks the result equals ``EndpointSet(...)``."""
+    e = _EndpointSetInProgress(namespace, service, port, endpoints, weights, reason, weighted)
+    e.__class__ = EndpointSet  # type: ignore[assignment]
+    return e  # type: ignore[return-value]
+
+
 def is_ready(conditions: EndpointConditions) -> bool:
     """``conditions.ready``: "nil should be interpreted as true" (EndpointConditions doc).
 
@@ -312,14 +343,16 @@ class EndpointIndex:
     def _finish(self, svc: Service, port: int | None, addrs: list[Address]) -> EndpointSet:
         # Deduplicate (an address can sit in two slices while they are being rewritten) and sort,
         # so balancing does not depend on the order objects arrived in.
-        unique = tuple(sorted(set(addrs)))
-        by_addr, by_ip, _ = parse_weights(
-            svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION))
-        if by_addr or by_ip:
-            weights = tuple(by_addr.get(a, by_ip.get(a[0], 1)) for a in unique)
-        else:
-            weights = (1,) * len(unique)
+        unique = tuple(sorted(set(addrs))) if addrs else ()
+        meta = svc.metadata
+        text = meta.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
+        weights = (1,) * len(unique)
+        weighted = False
+        if text:  # without the annotation (the common case) every weight is 1
+            by_addr, by_ip, _ = parse_weights(text)
+            if by_addr or by_ip:
+                weights = tuple(by_addr.get(a, by_ip.get(a[0], 1)) for a in unique)
+                weighted = len(set(weights)) > 1
         reason = None if unique else (
-            f"service {svc.metadata.namespace}/{svc.metadata.name} has no ready endpoint")
-        return EndpointSet(svc.metadata.namespace, svc.metadata.name, port, unique, weights,
-                           reason, len(set(weights)) > 1)
+            f"service {meta.namespace}/{meta.name} has no ready endpoint")
+        return _new_endpoint_set(meta.namespace, meta.name, port, unique, weights, reason, weighted)

@@ -25,7 +25,7 @@ import time
 from zlib import crc32
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,7 @@ from ._models import Ingress
 from ._resources import Resources
 from ._pick_py import U32
 from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, http_header
-from ._table import Diagnostic, Match, RouteTable
+from ._table import Diagnostic, Match, RouteTable, _gc_paused
 
 __all__ = ["Router", "Decision"]
 
@@ -118,6 +118,51 @@ def _intern(b: bytes) -> bytes:
     return _INTERNED.setdefault(b, b)
 
 
+#: How a backend picks, worked out from its balancer and endpoints: ``(mode, sticky, keyfn,
+#: keyarg, hname, pick)`` as the ``_Backend`` slots of those names.
+_Profile = tuple[int, "CookieAffinity | None", Any, int, bytes, Callable[..., "int | None"]]
+
+
+def _profile(eps: EndpointSet, balancer: Balancer) -> _Profile:
+    """How a backend on ``eps`` with ``balancer`` picks (see ``_Backend``)."""
+    sticky: CookieAffinity | None = None
+    keyfn: Any = None
+    keyarg = _KEY_FN
+    #: ``$http_NAME`` keys: the lower-case name as bytes (h11 header names are lower case).
+    hname = b""
+    if type(balancer) is RoundRobin and not eps.weighted:
+        mode = _RR
+    elif isinstance(balancer, CookieAffinity):
+        mode = _CTX
+        sticky = balancer
+    elif type(balancer) is ConsistentHash:
+        mode = _KEY if balancer.subset else _CHASH
+        keyfn = balancer.template.fn
+        parts = balancer.template.parts
+        kinds = [k for k, _ in parts]
+        if kinds in (["remote_addr"], ["binary_remote_addr"]):
+            keyarg = _KEY_ADDR
+        elif kinds in (["uri"], ["document_uri"]):
+            keyarg = _KEY_URI
+        elif kinds == ["http"] and H11_HEADERS is not None:
+            try:
+                hname = _intern(parts[0][1].encode("latin-1"))
+                keyarg = _KEY_HEADER
+            except UnicodeEncodeError:  # cannot be in an h11 header: use the generic path
+                pass
+    elif getattr(balancer, "uses_request", True):
+        mode = _CTX
+    else:
+        mode = _PLAIN
+    return mode, sticky, keyfn, keyarg, hname, balancer.pick
+
+
+def _label(eps: EndpointSet, served: Match) -> str | None:
+    """``"namespace/service:port"`` naming a backend (None for a resource backend)."""
+    return (f"{eps.namespace}/{eps.service}:{served.port}"
+            if eps.service is not None else None)
+
+
 class _Backend:
     """One side (main or canary) of one route: endpoints, balancer, prebuilt decisions.
 
@@ -132,17 +177,21 @@ class _Backend:
                  "match", "served", "canary", "label")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
-                 canary: bool) -> None:
+                 canary: bool, prepared: tuple[str | None, _Profile] | None = None) -> None:
+        # ``prepared``: the label and profile, which depend only on (eps, served.port) and
+        # (eps, balancer): a build works them out once per backend and hands them to every
+        # route on it instead of once per rule.
+        if prepared is None:
+            prepared = (_label(eps, served), _profile(eps, balancer))
+        label, profile = prepared
         self.eps = eps
         self.balancer = balancer
-        self.pick = balancer.pick
         self.match = match
         self.served = served
         self.canary = canary
-        self.label = (f"{eps.namespace}/{eps.service}:{served.port}"
-                      if eps.service is not None else None)
-        n = len(eps.endpoints)
-        self.n = n
+        self.label = label
+        self.n = len(eps.endpoints)
+        self.mode, self.sticky, self.keyfn, self.keyarg, self.hname, self.pick = profile
         #: False until ``materialize`` built the Decisions (on the backend's first request).
         self.ready = False
         #: The Decision without endpoint (503), and one Decision per endpoint: Decision is
@@ -150,13 +199,10 @@ class _Backend:
         #: nothing. Set by ``materialize``.
         self.empty: Decision
         self.decisions: tuple[Decision, ...] = ()
-        self.sticky: CookieAffinity | None = None
-        self.keyfn: Any = None
-        self.keyarg = _KEY_FN
-        #: ``$http_NAME`` keys: the lower-case name as bytes (h11 header names are lower case).
-        self.hname = b""
         self.points: list[int] | None = None
-        self.owners: list[int] = []
+        #: () until the ring is loaded: an empty list per backend would be one more object per
+        #: rule for the collector to walk.
+        self.owners: Sequence[int] = ()
         #: The ring's bucket table (see HashRing): None until the backend's first request.
         self.table: bytes | None = None
         self.shift = 32
@@ -166,30 +212,6 @@ class _Backend:
         #: starts where the balancer's counter says, so repeated endpoint changes do not always
         #: restart at the first endpoint. With no endpoint: the 503 Decision, forever.
         self.cycle: Iterator[Decision] | None = None
-        if type(balancer) is RoundRobin and not eps.weighted:
-            self.mode = _RR
-        elif isinstance(balancer, CookieAffinity):
-            self.mode = _CTX
-            self.sticky = balancer
-        elif type(balancer) is ConsistentHash:
-            self.mode = _KEY if balancer.subset else _CHASH
-            self.keyfn = balancer.template.fn
-            parts = balancer.template.parts
-            kinds = [k for k, _ in parts]
-            if kinds in (["remote_addr"], ["binary_remote_addr"]):
-                self.keyarg = _KEY_ADDR
-            elif kinds in (["uri"], ["document_uri"]):
-                self.keyarg = _KEY_URI
-            elif kinds == ["http"] and H11_HEADERS is not None:
-                try:
-                    self.hname = _intern(parts[0][1].encode("latin-1"))
-                    self.keyarg = _KEY_HEADER
-                except UnicodeEncodeError:  # cannot be in an h11 header: use the generic path
-                    pass
-        elif getattr(balancer, "uses_request", True):
-            self.mode = _CTX
-        else:
-            self.mode = _PLAIN
 
     def materialize(self) -> None:
         """Build the Decisions (and the round-robin cycle), once, on the backend's first
@@ -388,6 +410,13 @@ class _State:
     #: so a lookup reads nothing of the Match): the route's ``fast_entry()``, replaced by the
     #: route's first request once its state is built.
     fast: dict[Match, Any]
+
+
+#: What a build works out once per Ingress (see ``Router._build_state``): ``(obj, annotations,
+#: their items, service-upstream, its warning, balancer spec, the spec's problems)``; the spec
+#: is None for cookie affinity, whose default cookie path is each rule's own.
+_IngressInfo = tuple[str, Mapping[str, str], tuple[tuple[str, str], ...], bool, "str | None",
+                     "BalancerSpec | None", list[tuple[str, str]]]
 
 
 def _derive_seed(seed: int | None, key: str) -> random.Random:
@@ -677,6 +706,14 @@ class Router:
 
     def _build(self, res: Resources, table: RouteTable | None,
                previous: _State | None = None) -> _State:
+        # As RouteTable.build (whose pause this one includes): a large build allocates tens of
+        # thousands of objects and no reference cycle, and every collection it set off walked
+        # the Resources in the old generations for nothing - about half of a 10,000-rule build.
+        with _gc_paused():
+            return self._build_state(res, table, previous)
+
+    def _build_state(self, res: Resources, table: RouteTable | None,
+                     previous: _State | None) -> _State:
         if table is None:
             table = RouteTable.build(res, self.ingress_class, self.controller)
         index = EndpointIndex(res)
@@ -699,70 +736,125 @@ class Router:
         else:
             default_lb = self.load_balance
 
-        spec_cache: dict[tuple[int, str | None], BalancerSpec] = {}
+        # What is worked out once per build and reused, instead of once per rule. Each cache
+        # lives for this build only, so a reload never sees a stale entry, and holds its keys'
+        # objects, so the ``id()``s in keys stay unique while it is in use.
+        #
+        # parse_balancer_spec results by annotation content (and by rule path for cookie
+        # affinity, whose default cookie path is the rule's: parse_balancer_spec reads the rule
+        # path in that branch only, and only that branch answers "sticky"; a test pins it).
+        # Ingresses with the same annotations - most often none - parse once.
+        parsed: dict[tuple[Any, str | None], tuple[BalancerSpec, list[tuple[str, str]]]] = {}
+        # Per Ingress, by id (each is held by ``res`` for the whole build): (obj, annotations,
+        # their items, service-upstream, its warning, spec and its problems - None for cookie
+        # affinity, which is parsed per rule path).
+        infos: dict[int, _IngressInfo] = {}
+        # (namespace, service, port, service-upstream, id(spec), side) -> (endpoints, balancer,
+        # label, profile): what every route on one backend shares. The same inputs as the
+        # balancer key, with the spec by identity (its dataclass hash runs in Python).
+        sides: dict[tuple[Any, ...], tuple[EndpointSet, Balancer, tuple[str | None, _Profile]]] = {}
         balancers: dict[tuple[Any, ...], Balancer] = {}
         splits: dict[tuple[Any, ...], WeightSplit] = {}
 
-        def backend(match: Match, main: Match, canary: bool) -> _Backend:
-            # ``previous`` is only given when the table (so every Match) is the same object.
-            ing = match.ingress_object
+        def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
+                     path: str | None) -> tuple[BalancerSpec, list[tuple[str, str]]]:
+            got = parsed.get((items, None))
+            if got is None:
+                got = parsed.get((items, path))
+                if got is None:
+                    got = parse_balancer_spec(ann, default_lb, known, path)
+                    parsed[(items, path) if got[0].kind == "sticky" else (items, None)] = got
+            return got
+
+        def ingress_info(match: Match) -> _IngressInfo:
             ann = match.annotations
-            obj = f"Ingress {match.ingress}"
-            ck = (id(ing), match.path)
-            spec = spec_cache.get(ck)
-            if spec is None:
-                spec, problems = parse_balancer_spec(ann, default_lb, known, match.path)
-                for key, msg in problems:
-                    warn(ing, obj, key, msg)
-                spec_cache[ck] = spec
-            behaviour = ann.get(_CANARY_BEHAVIOR) if canary else None
-            if behaviour is not None and behaviour not in ("sticky", "legacy"):
-                warn(ing, obj, _CANARY_BEHAVIOR,
-                     f"unsupported value {behaviour!r} (sticky, legacy); using sticky")
-            if canary and spec.kind != "sticky":
-                # ingress-nginx mergeAlternativeBackend: "if ...SessionAffinity.CanaryBehavior !=
-                # "legacy" { priUps.SessionAffinity.DeepCopyInto(&altUps.SessionAffinity) }":
-                # the canary side takes the main rule's cookie affinity, so a session the
-                # weight sent to the canary stays there. (A canary with its own affinity keeps
-                # it: docs/router.md, differences.)
-                if behaviour != "legacy":
-                    main_spec = spec_cache.get((id(main.ingress_object), main.path))
-                    if main_spec is not None and main_spec.kind == "sticky":
-                        spec = main_spec
+            items = tuple(ann.items())
             upstream = False
+            upstream_warning = None
             raw = ann.get(SERVICE_UPSTREAM_ANNOTATION)
             if raw is not None:
                 # strconv.ParseBool, as ingress-nginx's parser.GetBoolAnnotation.
-                parsed = parse_bool(raw)
-                upstream = parsed is True
-                if parsed is None:
-                    warn(ing, obj, SERVICE_UPSTREAM_ANNOTATION,
-                         f"invalid boolean {raw!r}; using false")
-            eps = index.resolve(match.namespace, match.service, match.port, upstream)
-            tag = ".c" if canary else ""
-            bkey = (match.namespace, match.service, match.port, upstream, spec, tag)
-            bal = balancers.get(bkey) or self._balancers.get(bkey)
-            if bal is None:
-                # Seeding a Random costs ~10 us: only balancers that draw get their own.
-                draws = not ((spec.kind == "round_robin"
-                              and factories.get("round_robin") is RoundRobin)
-                             or (spec.kind == "chash" and not spec.subset))
-                rng = _derive_seed(self.seed, repr(bkey)) if draws else _UNUSED_RNG
-                options = BalancerOptions(ann, rng, self._clock,
-                                          spec)
-                try:
-                    bal = make_balancer(spec, options, factories, tag)
-                except Exception as exc:  # a third-party factory failed: say so, keep serving
-                    warn(ing, obj, "nginx.ingress.kubernetes.io/load-balance",
-                         f"balancer {spec.kind!r} failed to start ({exc}); using round_robin")
-                    bal = make_balancer(BalancerSpec("round_robin"), options, factories)
-            balancers[bkey] = bal
+                parsed_bool = parse_bool(raw)
+                upstream = parsed_bool is True
+                if parsed_bool is None:
+                    upstream_warning = f"invalid boolean {raw!r}; using false"
+            spec, problems = spec_for(ann, items, match.path)
+            if spec.kind == "sticky":
+                return (f"Ingress {match.ingress}", ann, items, upstream, upstream_warning, None,
+                        problems)
+            return (f"Ingress {match.ingress}", ann, items, upstream, upstream_warning, spec,
+                    problems)
+
+        def rule_spec(match: Match) -> tuple[_IngressInfo, BalancerSpec, list[tuple[str, str]]]:
+            ing = match.ingress_object
+            if ing is None:
+                info = ingress_info(match)
+            else:
+                got = infos.get(id(ing))
+                if got is None:
+                    got = infos[id(ing)] = ingress_info(match)
+                info = got
+            spec = info[5]
+            if spec is not None:
+                return info, spec, info[6]
+            spec, problems = spec_for(info[1], info[2], match.path)
+            return info, spec, problems
+
+        def backend(match: Match, main: Match, canary: bool) -> _Backend:
+            # ``previous`` is only given when the table (so every Match) is the same object.
+            # Warnings are said in the same order as per rule before (the spec's, the canary
+            # behaviour's, service-upstream's): ``warn`` drops repeats.
+            ing = match.ingress_object
+            info, spec, problems = rule_spec(match)
+            obj, ann, _items, upstream, upstream_warning = info[:5]
+            for key, msg in problems:
+                warn(ing, obj, key, msg)
+            if canary:
+                behaviour = ann.get(_CANARY_BEHAVIOR)
+                if behaviour is not None and behaviour not in ("sticky", "legacy"):
+                    warn(ing, obj, _CANARY_BEHAVIOR,
+                         f"unsupported value {behaviour!r} (sticky, legacy); using sticky")
+                if spec.kind != "sticky" and behaviour != "legacy":
+                    # ingress-nginx mergeAlternativeBackend: "if ...SessionAffinity.
+                    # CanaryBehavior != "legacy" { priUps.SessionAffinity.DeepCopyInto(
+                    # &altUps.SessionAffinity) }": the canary side takes the main rule's cookie
+                    # affinity, so a session the weight sent to the canary stays there. (A
+                    # canary with its own affinity keeps it: docs/router.md, differences.)
+                    main_spec = rule_spec(main)[1]
+                    if main_spec.kind == "sticky":
+                        spec = main_spec
+            if upstream_warning is not None:
+                warn(ing, obj, SERVICE_UPSTREAM_ANNOTATION, upstream_warning)
+            skey = (match.namespace, match.service, match.port, upstream, id(spec), canary)
+            side = sides.get(skey)
+            if side is None:
+                eps = index.resolve(match.namespace, match.service, match.port, upstream)
+                tag = ".c" if canary else ""
+                bkey = (match.namespace, match.service, match.port, upstream, spec, tag)
+                bal = balancers.get(bkey) or self._balancers.get(bkey)
+                if bal is None:
+                    # Seeding a Random costs ~10 us: only balancers that draw get their own.
+                    draws = not ((spec.kind == "round_robin"
+                                  and factories.get("round_robin") is RoundRobin)
+                                 or (spec.kind == "chash" and not spec.subset))
+                    rng = _derive_seed(self.seed, repr(bkey)) if draws else _UNUSED_RNG
+                    options = BalancerOptions(ann, rng, self._clock,
+                                              spec)
+                    try:
+                        bal = make_balancer(spec, options, factories, tag, bkey[:3])
+                    except Exception as exc:  # a third-party factory failed: say so, keep serving
+                        warn(ing, obj, "nginx.ingress.kubernetes.io/load-balance",
+                             f"balancer {spec.kind!r} failed to start ({exc}); using round_robin")
+                        bal = make_balancer(BalancerSpec("round_robin"), options, factories)
+                balancers[bkey] = bal
+                side = sides[skey] = (eps, bal, (_label(eps, match), _profile(eps, bal)))
+            eps, bal, prepared = side
             if previous is not None:
                 old_route = previous.routes[main.route_id]
                 old = old_route.canary if canary else old_route.main
-                if old is not None and old.balancer is bal and old.eps == eps:
+                if old is not None and old.balancer is bal and (old.eps is eps or old.eps == eps):
                     return old  # nothing changed for this backend: keep its decisions
-            return _Backend(eps, bal, main, match, canary)
+            return _Backend(eps, bal, main, match, canary, prepared)
 
         canary_cfgs: dict[int, CanaryConfig] = {}
         size = 1 + max((m.route_id for m in table.routes), default=-1)

@@ -396,3 +396,33 @@ def location(out: bytes) -> bytes | None:
         if name.lower() == b"location":
             return value.strip()
     return None
+
+
+def ingress_yaml(name: str, host: str, annotations: dict[str, str] | None = None,
+                 service: str = "web", tls: bool = False, path: str = "/",
+                 created: str = "2024-01-01T00:00:00Z", extra_paths: tuple[str, ...] = ()) -> str:
+    """One Ingress document (YAML, starting with ``---``) with one rule: Prefix ``path`` and
+    ``extra_paths`` to ``service`` port 80 (``host`` "": a rule without host)."""
+    ann = ", ".join(f"{k!r}: {v!r}" for k, v in (annotations or {}).items())
+    quoted = f"'{host}'" if host.startswith("*") else host  # YAML: "*" starts an alias
+    tls_block = f"\n  tls: [{{hosts: [{quoted}], secretName: {name}-tls}}]" if tls else ""
+    host_line = f"host: {quoted}\n    " if host else ""
+    paths = "".join(f"""
+      - path: {p}
+        pathType: Prefix
+        backend: {{service: {{name: {service}, port: {{number: 80}}}}}}"""
+                    for p in (path, *extra_paths))
+    return f"""
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  creationTimestamp: '{created}'
+  annotations: {{{ann}}}
+spec:{tls_block}
+  rules:
+  - {host_line}http:
+      paths:{paths}
+"""

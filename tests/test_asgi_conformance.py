@@ -18,34 +18,9 @@ from ingresslib._load import parse_manifests
 from ingresslib._router import Router
 from ingresslib.proxy import OpenUpstream, Proxy, ProxySettings, SendDownstream, SendUpstream
 
+from _proxy_harness import ingress_yaml as _ingress
+
 P = "nginx.ingress.kubernetes.io/"
-
-
-def _ingress(name: str, host: str, annotations: dict[str, str] | None = None,
-             service: str = "web", tls: bool = False, path: str = "/",
-             created: str = "2024-01-01T00:00:00Z") -> str:
-    """One Ingress with one rule (``host`` "": a rule without host)."""
-    ann = ", ".join(f"{k!r}: {v!r}" for k, v in (annotations or {}).items())
-    quoted = f"'{host}'" if host.startswith("*") else host  # YAML: "*" starts an alias
-    tls_block = f"\n  tls: [{{hosts: [{quoted}], secretName: {name}-tls}}]" if tls else ""
-    host_line = f"host: {quoted}\n    " if host else ""
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  creationTimestamp: '{created}'
-  annotations: {{{ann}}}
-spec:{tls_block}
-  rules:
-  - {host_line}http:
-      paths:
-      - path: {path}
-        pathType: Prefix
-        backend: {{service: {{name: {service}, port: {{number: 80}}}}}}
-"""
 
 
 SERVICE = """

@@ -21,36 +21,10 @@ from ingresslib.proxy._actions import redirect_for
 from ingresslib.proxy._annotations import PREFIX, parse_route_options
 
 from _proxy_harness import ProxyPair
+from _proxy_harness import ingress_yaml as _ingress
 
 P = PREFIX
 SETTINGS = ProxySettings()
-
-
-def _ingress(name: str, host: str, annotations: dict[str, str] | None = None,
-             path: str = "/", created: str = "2024-01-01T00:00:00Z", tls: bool = False,
-             extra_paths: tuple[str, ...] = ()) -> str:
-    ann = ", ".join(f"{k!r}: {v!r}" for k, v in (annotations or {}).items())
-    quoted = f"'{host}'" if host.startswith("*") else host
-    host_line = f"host: {quoted}\n    " if host else ""
-    tls_block = f"\n  tls: [{{hosts: [{quoted}], secretName: {name}-tls}}]" if tls else ""
-    paths = "".join(f"""
-      - path: {p}
-        pathType: Prefix
-        backend: {{service: {{name: web, port: {{number: 80}}}}}}""" for p in (path, *extra_paths))
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  creationTimestamp: '{created}'
-  annotations: {{{ann}}}
-spec:{tls_block}
-  rules:
-  - {host_line}http:
-      paths:{paths}
-"""
 
 
 def core(manifests: str, target: str, host: str | None = "example.test",

@@ -81,6 +81,7 @@ from .proxy._headers import (
     client_address,
     first_forwarded_host,
     forwarded_for_value,
+    forwarded_redirect_host,
     hsts_value,
     local_body,
     request_header_kind,
@@ -354,9 +355,15 @@ class IngressASGI(RouteOptionsSource):
                 # The proxy's server-wide redirects (RouteOptionsSource: the www twin, the
                 # host's app-root -- hence the Host as received -- the server location's
                 # redirects, ssl-redirect), before the 404 or the ``fallback`` app, which
-                # plays the default backend.
+                # plays the default backend. The ssl-redirect's Location as a routed one's
+                # (``_location_args``).
+                location_host = request_uri = None
+                if not secure:
+                    location_host, request_uri = self._location_args(scope, peer, rel, query)
                 redirect = self._unrouted_redirect(normalize_host(host) or "", scheme, rel,
-                                                   query, self.https_port, host_raw=host)
+                                                   query, self.https_port, host_raw=host,
+                                                   location_host=location_host,
+                                                   target=request_uri)
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
@@ -380,9 +387,13 @@ class IngressASGI(RouteOptionsSource):
                 host_n = normalize_host(host) or ""
                 has_tls = bool(host_n) and opts.ssl_redirect and self.tls_host(host_n)
             if has_tls or opts.force_ssl_redirect or opts.redirects:
+                location_host = request_uri = None
+                if not secure and (has_tls or opts.force_ssl_redirect):
+                    location_host, request_uri = self._location_args(scope, peer, rel, query)
                 redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
                                         self.https_port, settings.http_redirect_code,
-                                        rule_host=m.host)
+                                        rule_host=m.host, location_host=location_host,
+                                        target=request_uri)
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
@@ -433,6 +444,27 @@ class IngressASGI(RouteOptionsSource):
             # Always through ``reply.send``: the response head loses what the proxy hides
             # from an upstream's (``_Reply.send``).
             await app(child, receive, reply.send)
+
+    def _location_args(self, scope: Scope, peer: str | None, rel: str, query: str | None
+                       ) -> tuple[str | None, tuple[str, str | None]]:
+        """``(location_host, target)`` of an ssl-redirect's Location (proxy/_actions.py
+        ``https_redirect``), as the proxy core's ``_location_args`` gives them: the host is
+        the first X-Forwarded-Host when the forwarded family is trusted here
+        (use-forwarded-headers and the scope's ``client`` inside proxy-real-ip-cidr, as for
+        the headers the app sees) and it is a valid host (``forwarded_redirect_host``), else
+        None (the Host); the target is nginx's ``$request_uri`` (``_request_uri``). Only
+        called when an ssl-redirect may be answered: never for a proxied request that could
+        not be redirected."""
+        location_host = None
+        s = self._settings
+        if s.use_forwarded_headers and self._trust.trusted(peer):
+            # nginx's $http_x_forwarded_host joins repeated lines: the first one's first
+            # element is the one named.
+            for name, value in scope.get("headers") or ():
+                if bytes(name).lower() == b"x-forwarded-host":
+                    location_host = forwarded_redirect_host(bytes(value))
+                    break
+        return location_host, _request_uri(scope, rel, query)
 
     def _plan(self, m: Any) -> tuple[Any, RouteOptions, str, bytes | None]:
         """What a request routed to ``m`` takes from its route, derived once per ``Match``
@@ -717,6 +749,30 @@ def _routing_target(scope: Scope, root: str) -> str:
     if root and (path == root or path.startswith(root + "/")):
         path = path[len(root):] or "/"
     return quote(path, safe=_PATH_SAFE)
+
+
+def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | None]:
+    """nginx's ``$request_uri`` ("full original request URI (with arguments)") of an ASGI
+    request, as ``(path, query)``: ``raw_path`` ("The original HTTP path component,
+    unmodified from the bytes that were received by the web server", asgiref www.rst) --
+    ``root_path`` included when the server has it there, since the client sent it -- and
+    ``query`` (``query_string``). An absolute-form ``raw_path`` gives its path (nginx parses
+    scheme and host apart). Without ``raw_path``, ``path`` re-quoted, as for X-Original-URI.
+    Its routed part passed ``canonical_path`` already; a raw path that is not ASCII (no
+    client sends one) gives ``rel``, the canonical path routed on."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return quote(scope.get("path") or "/", safe=_PATH_SAFE), query
+    target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
+    target = target.partition("?")[0]
+    if not target.isascii():
+        return rel, query
+    if target[:1] != "/":
+        try:
+            target = split_absolute_form(target)[0]
+        except RemoteProxyError:
+            return rel, query
+    return target, query
 
 
 def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes]]:

@@ -242,7 +242,8 @@ def _no_tls(host: str) -> bool:
 
 def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query: str | None,
                    has_tls: bool, https_port: int, code: int,
-                   rule_host: str | None = None) -> tuple[int, bytes] | None:
+                   rule_host: str | None = None, *, location_host: str | None = None,
+                   target: tuple[str, str | None] | None = None) -> tuple[int, bytes] | None:
     """ssl-redirect / force-ssl-redirect: ``(code, Location)``, or None (no redirect).
 
     lua_ingress.lua ``redirect_to_https``: "if location_config.force_ssl_redirect and
@@ -250,16 +251,24 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     location_config.ssl_redirect and certificate_configured_for_current_request()"; ACME
     HTTP-01 challenges are never redirected. ``scheme`` is ``$pass_access_scheme`` (the
     caller applies a trusted hop's X-Forwarded-Proto), ``host`` the normalised Host (empty:
-    none), ``has_tls`` whether HTTPS is served for it.
+    none), ``has_tls`` whether HTTPS is served for it, ``path`` the canonical path: the
+    decision is taken on these (certificate.lua looks the certificate up by ``ngx.var.host``).
 
-    The Location is ``string_format("https://%s%s", redirect_host(), request_uri)`` with
-    ``ngx.var.best_http_host = ngx.var.http_host or ngx.var.host``: a request without Host
-    (HTTP/1.0 may omit it) gets nginx's $host, the matched server's name, ``_`` for
-    ingress-nginx's catch-all server: ``https://_/path``, a Location no client can follow.
-    Here: the matched rule's host (``rule_host``) when it names one host, else no redirect at
-    all (the request is served as it came: a request without Host can only reach a rule
-    without host, a catch-all, whose owner asked for https with no name to send the client
-    to). ``https_port`` other than 443 is written into the Location.
+    The Location is ``string_format("https://%s%s", redirect_host(), request_uri)``, which
+    the caller may give as it has them; they change the Location only. ``location_host`` is
+    ``redirect_host()`` when it is not the Host: with use-forwarded-headers ingress-nginx
+    sets "ngx.var.best_http_host = parse_x_forwarded_host()" (the caller checks the peer and
+    the value, ``forwarded_redirect_host``). ``target`` is ``request_uri``, ``(path, query)``
+    as the client sent them (nginx's ``$request_uri``, not canonicalised); default ``(path,
+    query)``. Without them the Location names the Host and the canonical target.
+
+    Otherwise ``ngx.var.best_http_host = ngx.var.http_host or ngx.var.host``; a request
+    without Host (HTTP/1.0 may omit it) gets nginx's $host, the matched server's name, ``_``
+    for ingress-nginx's catch-all server: ``https://_/path``, a Location no client can
+    follow. Here: the matched rule's host (``rule_host``) when it names one host, else no
+    redirect at all (the request is served as it came: a request without Host can only reach
+    a rule without host, a catch-all, whose owner asked for https with no name to send the
+    client to). ``https_port`` other than 443 is written into the Location.
 
     Without ``preserve-trailing-slash`` one final ``/`` of the request target is dropped, the
     query included in the test: "-- do not append a trailing slash on redirects unless enabled
@@ -275,17 +284,22 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
         if not rule_host or rule_host[:1] == "*":
             return None
         host = rule_host
+    if location_host:
+        host = location_host
     authority = host if https_port == 443 else f"{host}:{https_port}"
-    target = path if query is None else f"{path}?{query}"
-    if target[-1:] == "/" and not opts.preserve_trailing_slash:
-        target = target[:-1]
-    return code, f"https://{authority}{target}".encode()
+    if target is not None:
+        path, query = target
+    uri = path if query is None else f"{path}?{query}"
+    if uri[-1:] == "/" and not opts.preserve_trailing_slash:
+        uri = uri[:-1]
+    return code, f"https://{authority}{uri}".encode()
 
 
 def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path: str,
                  query: str | None, has_tls: bool, https_port: int, code: int, *,
                  rule_host: str | None = None,
-                 server_scheme: str | None = None) -> tuple[int, bytes] | None:
+                 server_scheme: str | None = None, location_host: str | None = None,
+                 target: tuple[str, str | None] | None = None) -> tuple[int, bytes] | None:
     """The redirect a routed request gets before any endpoint is chosen (ingress-nginx does
     them in the server block, before proxying): ``(status, Location)``, or None.
 
@@ -312,6 +326,10 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
     app-root and before the ssl-redirect of ``rewrite_by_lua_block`` (lua-nginx-module:
     "this handler always runs *after* the standard ngx_http_rewrite_module").
 
+    Last the ssl-redirect, whose Location alone takes ``location_host`` and ``target``
+    (``https_redirect``: the host and the raw target ingress-nginx writes there; app-root
+    keeps ``$http_host`` and the redirects of the location their URL).
+
     The caller may skip the call when ``has_tls``, ``opts.force_ssl_redirect`` and
     ``opts.redirects`` are all false: then there is nothing to redirect.
     """
@@ -327,7 +345,7 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
         if answer is not None:
             return answer
     return https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
-                          rule_host)
+                          rule_host, location_host=location_host, target=target)
 
 
 def location_redirect(opts: RouteOptions, path: str, query: str | None
@@ -434,7 +452,9 @@ class RouteOptionsSource:
 
     def _unrouted_redirect(self, host: str, scheme: str, path: str, query: str | None,
                            https_port: int, *, host_raw: str = "",
-                           server_scheme: str | None = None) -> tuple[int, bytes] | None:
+                           server_scheme: str | None = None, location_host: str | None = None,
+                           target: tuple[str, str | None] | None = None
+                           ) -> tuple[int, bytes] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
@@ -451,7 +471,10 @@ class RouteOptionsSource:
         (``_www_redirect``: ingress-nginx gives it a server of its own). Then, after the
         app-root, the server's ``location /`` answers its own redirects
         (``location_redirect``: it carries the oldest Ingress's redirect and rewrite-target
-        annotations like any location)."""
+        annotations like any location). Last its ssl-redirect, the same code as a routed
+        request's (lua_ingress.lua runs in that ``location /`` too): ``location_host`` and
+        ``target`` write its Location only (``https_redirect``); the decisions stay on
+        ``host`` and the canonical ``path``."""
         if not host:
             return None
         twin = self._www_redirect(host, scheme, path, query, https_port)
@@ -471,7 +494,8 @@ class RouteOptionsSource:
                 return answer
         has_tls = opts.ssl_redirect and self.tls_host(host)
         return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
-                              self._settings.http_redirect_code)
+                              self._settings.http_redirect_code,
+                              location_host=location_host, target=target)
 
     def _www_redirect(self, host: str, scheme: str, path: str, query: str | None,
                       https_port: int) -> tuple[int, bytes] | None:

@@ -116,7 +116,6 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
     _no_tls,
-    https_redirect,
     redirect_for,
     tls_host_predicate,
 )
@@ -1437,54 +1436,58 @@ class ClientConnection:
                          scheme: str, port: int, has_tls: bool,
                          rule_host: str | None) -> tuple[int, bytes] | None:
         """The redirect of a routed request: ``redirect_for`` decides (its order: app-root,
-        then ssl-redirect / force-ssl-redirect) on the canonical path and the Host; an
-        ssl-redirect's Location is then written as ingress-nginx writes it.
+        the location's redirects, then ssl-redirect / force-ssl-redirect) on the canonical
+        path and the Host; an ssl-redirect's Location is written as ingress-nginx writes it
+        (``_location_args``), app-root keeps ``$http_host`` and the canonical path (nginx.tmpl's
+        "if ($uri = /) { return 302 $scheme://$http_host...")."""
+        location_host = target = None
+        if scheme == "http" and (has_tls or opts.force_ssl_redirect):
+            location_host, target = self._location_args(req, event)
+        return redirect_for(opts, scheme, req.host_raw, req.host, req.path, req.query,
+                            has_tls, port, self.settings.http_redirect_code,
+                            rule_host=rule_host, server_scheme=self.scheme,
+                            location_host=location_host, target=target)
+
+    def _location_args(self, req: _Request, event: h11.Request
+                       ) -> tuple[str | None, tuple[str, str | None]]:
+        """``(location_host, target)`` of ``https_redirect``: the host and target of an
+        ssl-redirect's Location, routed or not (lua_ingress.lua runs in every location, the
+        server's own ``location /`` included).
 
         That Location is lua_ingress.lua's ``string_format("https://%s%s", redirect_host(),
         request_uri)``: ``request_uri`` is ``ngx.var.request_uri``, the target as the client
         sent it (``/a/../b`` stays ``/a/../b``; the host is ours, so even ``//x/y`` is a path
-        on it), and ``redirect_host()`` is ``best_http_host`` without its port, which with
-        use_forwarded_headers is the first X-Forwarded-Host ("if
-        ngx.var.http_x_forwarded_host then ngx.var.best_http_host = parse_x_forwarded_host()
-        end"): here only from a trusted peer, and only a valid host (else the Host). Whether to
-        redirect stays on the Host (``has_tls``: certificate.lua
+        on it; an absolute-form target's path and query), and ``redirect_host()`` is
+        ``best_http_host`` without its port, which with use_forwarded_headers is the first
+        X-Forwarded-Host ("if ngx.var.http_x_forwarded_host then ngx.var.best_http_host =
+        parse_x_forwarded_host() end"): here only from a trusted peer, and only a valid host
+        (else None: the Host). Whether to redirect stays on the Host (certificate.lua
         ``configured_for_current_request`` looks up ``ngx.var.host``) and on the canonical
-        path (the ACME exemption); app-root keeps ``$http_host`` and the canonical path
-        (nginx.tmpl's "if ($uri = /) { return 302 $scheme://$http_host...").
-
-        The ssl-redirect is told apart from the other answers by comparing with
-        ``https_redirect`` on the same arguments: both calls run only when a redirect is
-        answered, never on a proxied request."""
-        code = self.settings.http_redirect_code
-        redirect = redirect_for(opts, scheme, req.host_raw, req.host, req.path, req.query,
-                                has_tls, port, code, rule_host=rule_host,
-                                server_scheme=self.scheme)
-        if redirect is None or redirect != https_redirect(
-                opts, scheme, req.host, req.path, req.query, has_tls, port, code, rule_host):
-            return redirect  # none, or another redirect than the ssl-redirect (app-root...)
-        host = req.host
+        path (the ACME exemption)."""
+        location_host = None
         if self._peer_trusted and self.settings.use_forwarded_headers:
             forwarded = http_header(event.headers._full_items, b"x-forwarded-host")
             if forwarded:
-                host = forwarded_redirect_host(forwarded) or host
-        path, query = split_target(req.original_uri)
-        # None only for a raw path under the ACME prefix whose canonical path is not (dot
-        # segments): the redirect decided on the canonical path stands.
-        return https_redirect(opts, scheme, host, path, query, has_tls, port, code,
-                              rule_host) or redirect
+                location_host = forwarded_redirect_host(forwarded)
+        return location_host, split_target(req.original_uri)
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
         """A request for a host whose path no rule covers: the server-wide ssl-redirect
-        (``Proxy._unrouted_redirect``, shared with the ASGI adapter). True if answered."""
+        (``Proxy._unrouted_redirect``, shared with the ASGI adapter), its Location as a routed
+        request's (``_location_args``). True if answered."""
         if not req.host:
             return False
         scheme, port = self.scheme, self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
             scheme, port = self._forwarded_scheme(event)
+        location_host = target = None
+        if scheme == "http":  # else no ssl-redirect: the Location arguments are not needed
+            location_host, target = self._location_args(req, event)
         # host_raw and $scheme: the host's server-level app-root answers "/" here too.
         redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port,
                                                  host_raw=req.host_raw,
-                                                 server_scheme=self.scheme)
+                                                 server_scheme=self.scheme,
+                                                 location_host=location_host, target=target)
         if redirect is None:
             return False
         self._local_response(req, redirect[0], now, [(b"location", redirect[1])])

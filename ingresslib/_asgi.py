@@ -357,7 +357,10 @@ class IngressASGI(RouteOptionsSource):
                 # redirects, ssl-redirect), before the 404 or the ``fallback`` app, which
                 # plays the default backend. The ssl-redirect's Location as a routed one's
                 # (``_location_args``).
-                location_host = request_uri = None
+                # The raw target for the www twin's Location (any scheme) and the
+                # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http).
+                location_host: str | None = None
+                request_uri = _request_uri(scope, rel, query)
                 if not secure:
                     location_host, request_uri = self._location_args(scope, peer, rel, query)
                 redirect = self._unrouted_redirect(normalize_host(host) or "", scheme, rel,

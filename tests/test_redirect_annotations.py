@@ -340,6 +340,19 @@ async def test_www_twin_redirects_to_the_rule_host(host: str, target: str,
     assert (status, headers.get(b"location"), ran) == (308, [location], False)
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_www_twin_location_is_the_target_as_received(scheme: str) -> None:
+    # "local request_uri = ngx.var.request_uri" (above): the target as the client sent it,
+    # not the canonical path, over either scheme.
+    want = f"{scheme}://example.test/a/./b/../c".encode()
+    assert core(WWW, "/a/./b/../c/", host="www.example.test", tls=scheme == "https") == (
+        308, want)
+    status, headers, ran = await asgi_call(adapter(WWW), "/a/./b/../c/",
+                                           host="www.example.test", scheme=scheme)
+    assert (status, headers.get(b"location"), ran) == (308, [want], False)
+
+
 def test_www_rule_host_redirects_its_bare_twin_with_the_configured_code() -> None:
     ing = _ingress("www", "www.example.test", {P + "from-to-www-redirect": "true"})
     settings = ProxySettings(http_redirect_code=301)

@@ -474,10 +474,13 @@ class RouteOptionsSource:
         annotations like any location). Last its ssl-redirect, the same code as a routed
         request's (lua_ingress.lua runs in that ``location /`` too): ``location_host`` and
         ``target`` write its Location only (``https_redirect``); the decisions stay on
-        ``host`` and the canonical ``path``."""
+        ``host`` and the canonical ``path``. ``target`` (the request target as received,
+        nginx's ``$request_uri``) is also the www twin's Location target, whatever the
+        scheme; without it the canonical ``path`` and ``query`` stand in."""
         if not host:
             return None
-        twin = self._www_redirect(host, scheme, path, query, https_port)
+        twin = self._www_redirect(host, scheme, path if target is None else target[0],
+                                  query if target is None else target[1], https_port)
         if twin is not None:
             return twin
         opts = self._unrouted_options(host)

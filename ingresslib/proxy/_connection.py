@@ -1480,8 +1480,11 @@ class ClientConnection:
         scheme, port = self.scheme, self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
             scheme, port = self._forwarded_scheme(event)
-        location_host = target = None
-        if scheme == "http":  # else no ssl-redirect: the Location arguments are not needed
+        # The raw target for the www twin's Location (any scheme) and the ssl-redirect's; the
+        # forwarded host only matters for an ssl-redirect (plain http).
+        location_host: str | None = None
+        target = split_target(req.original_uri)
+        if scheme == "http":
             location_host, target = self._location_args(req, event)
         # host_raw and $scheme: the host's server-level app-root answers "/" here too.
         redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port,

@@ -356,13 +356,11 @@ class IngressASGI(RouteOptionsSource):
                 # host's app-root -- hence the Host as received -- the server location's
                 # redirects, ssl-redirect), before the 404 or the ``fallback`` app, which
                 # plays the default backend. The ssl-redirect's Location as a routed one's
-                # (``_location_args``).
+                # (``_location_host``).
                 # The raw target for the www twin's Location (any scheme) and the
                 # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http).
-                location_host: str | None = None
                 request_uri = _request_uri(scope, rel, query)
-                if not secure:
-                    location_host, request_uri = self._location_args(scope, peer, rel, query)
+                location_host = None if secure else self._location_host(scope, peer)
                 redirect = self._unrouted_redirect(normalize_host(host) or "", scheme, rel,
                                                    query, self.https_port, host_raw=host,
                                                    location_host=location_host,
@@ -392,7 +390,8 @@ class IngressASGI(RouteOptionsSource):
             if has_tls or opts.force_ssl_redirect or opts.redirects:
                 location_host = request_uri = None
                 if not secure and (has_tls or opts.force_ssl_redirect):
-                    location_host, request_uri = self._location_args(scope, peer, rel, query)
+                    location_host = self._location_host(scope, peer)
+                    request_uri = _request_uri(scope, rel, query)
                 redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
                                         self.https_port, settings.http_redirect_code,
                                         rule_host=m.host, location_host=location_host,
@@ -448,16 +447,14 @@ class IngressASGI(RouteOptionsSource):
             # from an upstream's (``_Reply.send``).
             await app(child, receive, reply.send)
 
-    def _location_args(self, scope: Scope, peer: str | None, rel: str, query: str | None
-                       ) -> tuple[str | None, tuple[str, str | None]]:
-        """``(location_host, target)`` of an ssl-redirect's Location (proxy/_actions.py
-        ``https_redirect``), as the proxy core's ``_location_args`` gives them: the host is
-        the first X-Forwarded-Host when the forwarded family is trusted here
-        (use-forwarded-headers and the scope's ``client`` inside proxy-real-ip-cidr, as for
-        the headers the app sees) and it is a valid host (``forwarded_redirect_host``), else
-        None (the Host); the target is nginx's ``$request_uri`` (``_request_uri``). Only
-        called when an ssl-redirect may be answered: never for a proxied request that could
-        not be redirected."""
+    def _location_host(self, scope: Scope, peer: str | None) -> str | None:
+        """``location_host`` of an ssl-redirect's Location (proxy/_actions.py
+        ``https_redirect``; its ``target`` is nginx's ``$request_uri``, ``_request_uri``), as
+        the proxy core's ``_location_host`` gives it: the first X-Forwarded-Host when the
+        forwarded family is trusted here (use-forwarded-headers and the scope's ``client``
+        inside proxy-real-ip-cidr, as for the headers the app sees) and it is a valid host
+        (``forwarded_redirect_host``), else None (the Host). Only called when an ssl-redirect
+        may be answered: never for a proxied request that could not be redirected."""
         location_host = None
         s = self._settings
         if s.use_forwarded_headers and self._trust.trusted(peer):
@@ -467,7 +464,7 @@ class IngressASGI(RouteOptionsSource):
                 if bytes(name).lower() == b"x-forwarded-host":
                     location_host = forwarded_redirect_host(bytes(value))
                     break
-        return location_host, _request_uri(scope, rel, query)
+        return location_host
 
     def _plan(self, m: Any) -> tuple[Any, RouteOptions, str, bytes | None]:
         """What a request routed to ``m`` takes from its route, derived once per ``Match``

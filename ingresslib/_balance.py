@@ -29,7 +29,6 @@ Writing a balancer::
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import math
 import random
@@ -43,7 +42,7 @@ from math import exp as _exp
 from typing import Any, Protocol, runtime_checkable
 
 from ._endpoints import EndpointSet
-from ._hashing import HashRing, hash_key, member_id, salted_id
+from ._hashing import HashRing, hash_key, member_id, ngx_md5, salted_id
 from ._models import EMPTY_MAP
 from ._errors import BadRequestError
 from ._goparse import parse_bool, parse_int
@@ -844,11 +843,6 @@ def upstream_name(namespace: str, service: str | None, port: int | str | None) -
     return f"{namespace}-INVALID"
 
 
-def _md5(text: str) -> str:
-    """``ngx.md5``: the MD5 of the bytes, as 32 lower-case hex digits."""
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
 def samesite_none_compatible(user_agent: str | None) -> bool:
     """False for the user agents known to reject or mishandle ``SameSite=None`` cookies.
 
@@ -928,8 +922,8 @@ class CookieAffinity:
         #: ingress-nginx ``sticky.lua`` ``sync``: "self.backend_key = ngx.md5(ngx.md5(backend.name)
         #: .. backend.name)", appended to every value it writes: "value = value ..
         #: COOKIE_VALUE_DELIMITER .. self.backend_key" (``COOKIE_VALUE_DELIMITER = "|"``).
-        self._backend_key = "" if backend_name is None else "|" + _md5(
-            _md5(backend_name) + backend_name)
+        self._backend_key = "" if backend_name is None else "|" + ngx_md5(
+            ngx_md5(backend_name) + backend_name)
         #: Persistent mode: (endpoint set, salted key -> index, key per index), replaced whole.
         self._keys: tuple[EndpointSet | None, dict[str, int], tuple[str, ...]] = (None, {}, ())
 

@@ -17,7 +17,7 @@ from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
 __all__ = ["HashRing", "POINTS_PER_MEMBER", "MAX_RING_POINTS", "DIRTY", "hash_key", "member_id",
-           "salted_id"]
+           "ngx_md5", "salted_id"]
 
 #: libketama uses 40 digests x 4 points = 160 points per server (weight 1).
 POINTS_PER_MEMBER = 160
@@ -37,9 +37,14 @@ def hash_key(key: str) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogateescape")) & _MASK
 
 
+def ngx_md5(text: str) -> str:
+    """``ngx.md5``: the MD5 of the text's bytes, as 32 lower-case hex digits."""
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
 def member_id(ip: str, port: int) -> str:
     """The stable text naming an endpoint on the ring (the unsalted :func:`salted_id`)."""
-    return hashlib.md5(f"{ip}:{port}".encode(), usedforsecurity=False).hexdigest()
+    return ngx_md5(f"{ip}:{port}")
 
 
 def salted_id(salt: str, ip: str, port: int) -> str:
@@ -50,7 +55,7 @@ def salted_id(salt: str, ip: str, port: int) -> str:
     that the value cannot be reversed into the endpoint by brute force over the pod network
     (nodemap.lua: "obfuscate the endpoint with a shared key to prevent brute force and rainbow
     table attacks which could reveal internal endpoints")."""
-    return hashlib.md5(f"{salt}{ip}:{port}".encode(), usedforsecurity=False).hexdigest()
+    return ngx_md5(f"{salt}{ip}:{port}")
 
 
 class HashRing:

@@ -779,11 +779,9 @@ class Router:
                 if parsed_bool is None:
                     upstream_warning = f"invalid boolean {raw!r}; using false"
             spec, problems = spec_for(ann, items, match.path)
-            if spec.kind == "sticky":
-                return (f"Ingress {match.ingress}", ann, items, upstream, upstream_warning, None,
-                        problems)
-            return (f"Ingress {match.ingress}", ann, items, upstream, upstream_warning, spec,
-                    problems)
+            # A sticky spec depends on the rule path (its cookie path): none kept per Ingress.
+            return (f"Ingress {match.ingress}", ann, items, upstream, upstream_warning,
+                    None if spec.kind == "sticky" else spec, problems)
 
         def rule_spec(match: Match) -> tuple[_IngressInfo, BalancerSpec, list[tuple[str, str]]]:
             ing = match.ingress_object

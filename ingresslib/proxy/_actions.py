@@ -394,13 +394,11 @@ class RouteOptionsSource:
     _settings: ProxySettings
     _options: dict[int, tuple[Any, RouteOptions]]
     _default_options: RouteOptions
-    _unrouted_table: Any
-    _unrouted_owners: dict[str, Any]
+    _owners_table: Any
+    _owners: dict[str, Any]
     _unrouted_opts: dict[str, RouteOptions | None]
-    _app_root_table: Any
-    _app_roots: dict[str, str | None]
-    _twins_table: Any
-    _twins: dict[str, str]
+    _app_roots: dict[str, str | None] | None
+    _twins: dict[str, str] | None
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -411,18 +409,14 @@ class RouteOptionsSource:
         self._settings = value
         self._options = {}
         self._default_options = parse_route_options({}, None, value)
-        #: ``_unrouted_options`` state: the table it was computed for, the oldest non-canary
-        #: Ingress per rule host of that table, and the options parsed per host so far.
-        self._unrouted_table = None
-        self._unrouted_owners = {}
+        #: Per table (``_server_owners``): the table, the oldest non-canary Ingress per rule
+        #: host, and what is derived from them on demand (None: not yet): the options of
+        #: ``_unrouted_options`` per host, ``_server_app_root``'s app-roots, ``_www_twins``.
+        self._owners_table = None
+        self._owners = {}
         self._unrouted_opts = {}
-        #: ``_server_app_root`` state: the table it was computed for, and per rule host with
-        #: an app-root somewhere on it, the app-root its server answers ``/`` with.
-        self._app_root_table = None
-        self._app_roots = {}
-        #: ``_www_twins`` state: the table it was computed for, and its twin hosts.
-        self._twins_table = None
-        self._twins = {}
+        self._app_roots = None
+        self._twins = None
 
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
@@ -487,7 +481,7 @@ class RouteOptionsSource:
         if opts is None:
             return None
         if path == "/" and host_raw:
-            server = host if host in self._unrouted_owners else "*." + host.partition(".")[2]
+            server = host if host in self._owners else "*." + host.partition(".")[2]
             root = self._server_app_root(server, None)
             if root is not None:
                 return 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
@@ -533,32 +527,53 @@ class RouteOptionsSource:
         """twin host -> rule host, for ``_www_redirect``; computed once per table. Only
         non-canary Ingresses make servers (``createServers``: "Ingress %v is marked as
         Canary, ignoring"); a wildcard rule host has no www twin."""
-        table = getattr(self.router, "table", None)
-        served = getattr(table, "served", None)
-        if served is None:
+        servers = self._server_owners()
+        if servers is None:
             return {}
-        if self._twins_table is table:
+        if self._twins is not None:
             return self._twins
-        servers: set[str] = set()
         flagged: list[str] = []
-        for ing in served:
+        for ing in self.router.table.served:
             if _is_canary(ing):
                 continue
             raw = ing.metadata.annotations.get(PREFIX + "from-to-www-redirect")
-            on = raw is not None and parse_bool(raw) is True
-            for rule in ing.spec.rules:
-                if rule.host:
-                    servers.add(rule.host)
-                    if on and rule.host[:1] != "*":
-                        flagged.append(rule.host)
+            if raw is not None and parse_bool(raw) is True:
+                flagged.extend(rule.host for rule in ing.spec.rules
+                               if rule.host and rule.host[:1] != "*")
         twins: dict[str, str] = {}
         for to in flagged:
             twin = to[4:] if to.startswith("www.") else "www." + to
             if twin and twin not in servers and twin not in twins:
                 twins[twin] = to
-        self._twins_table = table
         self._twins = twins
         return twins
+
+    def _server_owners(self) -> dict[str, Any] | None:
+        """Per rule host (as written) of the router's table, the Ingress whose server
+        ingress-nginx generates for it: the oldest non-canary served Ingress with a rule for
+        the host (controller.go ``createServers``: the first Ingress, oldest first, makes the
+        server; "Ingress %v is marked as Canary, ignoring"). None: a router without a table
+        (a custom router). Computed once per table; a new table also empties what
+        ``_unrouted_options``, ``_server_app_root`` and ``_www_twins`` derived from the old
+        one."""
+        table = getattr(self.router, "table", None)
+        served = getattr(table, "served", None)
+        if served is None:
+            return None
+        if self._owners_table is not table:
+            owners: dict[str, Any] = {}
+            for ing in served:
+                if _is_canary(ing):
+                    continue
+                for rule in ing.spec.rules:
+                    if rule.host and rule.host not in owners:
+                        owners[rule.host] = ing
+            self._owners_table = table
+            self._owners = owners
+            self._unrouted_opts = {}
+            self._app_roots = None
+            self._twins = None
+        return self._owners
 
     def _unrouted_options(self, host: str) -> RouteOptions | None:
         """The options of the server-wide ``location /`` ingress-nginx generates for ``host``
@@ -578,25 +593,12 @@ class RouteOptionsSource:
         (a custom router) gets the settings' defaults for every host. Computed once per table
         and host (cold path: only requests no rule routes come here).
         """
-        table = getattr(self.router, "table", None)
-        served = getattr(table, "served", None)
-        if served is None:
+        owners = self._server_owners()
+        if owners is None:
             return self._default_options
-        if self._unrouted_table is not table:
-            owners: dict[str, Any] = {}
-            for ing in served:
-                if _is_canary(ing):
-                    continue
-                for rule in ing.spec.rules:
-                    if rule.host and rule.host not in owners:
-                        owners[rule.host] = ing
-            self._unrouted_table = table
-            self._unrouted_owners = owners
-            self._unrouted_opts = {}
         cache = self._unrouted_opts
         if host in cache:
             return cache[host]
-        owners = self._unrouted_owners
         # nginx picks an exact server_name before a wildcard one; a wildcard rule host covers
         # one label (SEMANTICS §4), as the router matches it.
         owner = owners.get(host)
@@ -640,21 +642,20 @@ class RouteOptionsSource:
         app-root (usually none: nothing more to do); those hosts' locations are then read from
         ``table.routes``. Cold path: once per ``Match`` (``options_for`` caches).
         """
-        table = getattr(self.router, "table", None)
-        served = getattr(table, "served", None)
-        routes = getattr(table, "routes", None)
-        if served is None or routes is None:
+        owners = self._server_owners()
+        routes = getattr(getattr(self.router, "table", None), "routes", None)
+        if owners is None or routes is None:
             return own
-        if self._app_root_table is not table:
-            self._app_root_table = table
-            self._app_roots = _server_app_roots(served, routes)
+        if self._app_roots is None:
+            self._app_roots = _server_app_roots(self.router.table.served, routes, owners)
         # A host no Ingress with an app-root names: none (``own`` is None there too).
         return self._app_roots.get(host, own)
 
 
-def _server_app_roots(served: Any, routes: Any) -> dict[str, str | None]:
+def _server_app_roots(served: Any, routes: Any, owners: dict[str, Any]
+                      ) -> dict[str, str | None]:
     """``_server_app_root`` for every rule host where a served non-canary Ingress sets a valid
-    app-root (other hosts: None)."""
+    app-root (other hosts: None); ``owners`` is ``_server_owners``."""
     roots: dict[int, str | None] = {}  # id(Ingress) -> its valid app-root, when it has one
     hosts: set[str] = set()
     mains = [ing for ing in served if not _is_canary(ing)]
@@ -666,11 +667,6 @@ def _server_app_roots(served: Any, routes: Any) -> dict[str, str | None]:
             hosts.update(rule.host for rule in ing.spec.rules if rule.host)
     if not hosts:
         return {}  # the usual case: no Ingress sets app-root
-    first: dict[str, Any] = {}  # rule host -> oldest non-canary Ingress naming it
-    for ing in mains:
-        for rule in ing.spec.rules:
-            if rule.host in hosts:
-                first.setdefault(rule.host, ing)
     # (path, app-root) per location of each such host, the server's root location first: a
     # stable sort keeps it before an Exact "/" of the same path.
     locations: dict[str, list[tuple[str, str | None]]] = {h: [] for h in hosts}
@@ -686,7 +682,7 @@ def _server_app_roots(served: Any, routes: Any) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for host, locs in locations.items():
         if host not in replaced:
-            locs.insert(0, ("/", roots.get(id(first[host]))))
+            locs.insert(0, ("/", roots.get(id(owners[host]))))
         locs.sort(key=lambda loc: (len(loc[0]), loc[0]), reverse=True)
         out[host] = next((root for _, root in locs if root is not None), None)
     return out

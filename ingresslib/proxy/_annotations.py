@@ -27,7 +27,7 @@ A ``rewrite-target`` that starts with ``http://`` or ``https://`` is no rewrite:
 ``rewrite`` answers 302 to it (``RouteOptions.rewrite_redirect``, answered by
 proxy/_actions.py ``redirect_for``). ``temporal-redirect`` / ``permanent-redirect`` and their
 codes are read as redirect/redirect.go reads them (``_redirect_url``, ``_redirect_code``);
-``from-to-www-redirect`` is kept per route and acted on per table
+``from-to-www-redirect`` is only checked here (its warning) and acted on per table
 (``RouteOptionsSource._www_twins``).
 """
 
@@ -97,9 +97,6 @@ class RouteOptions:
     #: ``redirect_code`` with this ``Location`` (nginx.tmpl's ``return <code> <url>;``).
     redirect_url: str | None = None
     redirect_code: int = 301
-    #: ``from-to-www-redirect``: the www / non-www twin of the rule host redirects to it
-    #: (``RouteOptionsSource``, per table: the twin is another host).
-    from_to_www: bool = False
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
     #: True when ``redirect_for`` can answer whatever the scheme and TLS: app-root, a
@@ -477,7 +474,9 @@ def parse_route_options(
     else:
         redirect_url = get("permanent-redirect", _redirect_url, None)
         redirect_code = get("permanent-redirect-code", _redirect_code(308), 301)
-    from_to_www = get("from-to-www-redirect", _bool, False)
+    # Read here for its warning only: the twin is another host, answered per table
+    # (RouteOptionsSource._www_twins), not by this route.
+    get("from-to-www-redirect", _bool, False)
     connect = get("proxy-connect-timeout", _seconds, settings.proxy_connect_timeout)
     read = get("proxy-read-timeout", _seconds, settings.proxy_read_timeout)
     send = get("proxy-send-timeout", _seconds, settings.proxy_send_timeout)
@@ -531,6 +530,5 @@ def parse_route_options(
         preserve_trailing_slash=bool(keep_slash),
         redirect_url=redirect_url,
         redirect_code=redirect_code,
-        from_to_www=bool(from_to_www),
         warnings=tuple(warnings),
     )

@@ -1438,21 +1438,22 @@ class ClientConnection:
         """The redirect of a routed request: ``redirect_for`` decides (its order: app-root,
         the location's redirects, then ssl-redirect / force-ssl-redirect) on the canonical
         path and the Host; an ssl-redirect's Location is written as ingress-nginx writes it
-        (``_location_args``), app-root keeps ``$http_host`` and the canonical path (nginx.tmpl's
+        (``_location_host``), app-root keeps ``$http_host`` and the canonical path (nginx.tmpl's
         "if ($uri = /) { return 302 $scheme://$http_host...")."""
         location_host = target = None
         if scheme == "http" and (has_tls or opts.force_ssl_redirect):
-            location_host, target = self._location_args(req, event)
+            location_host = self._location_host(event)
+            target = split_target(req.original_uri)
         return redirect_for(opts, scheme, req.host_raw, req.host, req.path, req.query,
                             has_tls, port, self.settings.http_redirect_code,
                             rule_host=rule_host, server_scheme=self.scheme,
                             location_host=location_host, target=target)
 
-    def _location_args(self, req: _Request, event: h11.Request
-                       ) -> tuple[str | None, tuple[str, str | None]]:
-        """``(location_host, target)`` of ``https_redirect``: the host and target of an
-        ssl-redirect's Location, routed or not (lua_ingress.lua runs in every location, the
-        server's own ``location /`` included).
+    def _location_host(self, event: h11.Request) -> str | None:
+        """``location_host`` of ``https_redirect`` (its ``target`` is
+        ``split_target(req.original_uri)``): the host of an ssl-redirect's Location, routed or
+        not (lua_ingress.lua runs in every location, the server's own ``location /``
+        included).
 
         That Location is lua_ingress.lua's ``string_format("https://%s%s", redirect_host(),
         request_uri)``: ``request_uri`` is ``ngx.var.request_uri``, the target as the client
@@ -1469,12 +1470,12 @@ class ClientConnection:
             forwarded = http_header(event.headers._full_items, b"x-forwarded-host")
             if forwarded:
                 location_host = forwarded_redirect_host(forwarded)
-        return location_host, split_target(req.original_uri)
+        return location_host
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
         """A request for a host whose path no rule covers: the server-wide ssl-redirect
         (``Proxy._unrouted_redirect``, shared with the ASGI adapter), its Location as a routed
-        request's (``_location_args``). True if answered."""
+        request's (``_location_host``). True if answered."""
         if not req.host:
             return False
         scheme, port = self.scheme, self.proxy.https_port
@@ -1482,10 +1483,8 @@ class ClientConnection:
             scheme, port = self._forwarded_scheme(event)
         # The raw target for the www twin's Location (any scheme) and the ssl-redirect's; the
         # forwarded host only matters for an ssl-redirect (plain http).
-        location_host: str | None = None
         target = split_target(req.original_uri)
-        if scheme == "http":
-            location_host, target = self._location_args(req, event)
+        location_host = self._location_host(event) if scheme == "http" else None
         # host_raw and $scheme: the host's server-level app-root answers "/" here too.
         redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port,
                                                  host_raw=req.host_raw,

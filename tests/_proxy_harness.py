@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import h11
@@ -273,15 +274,15 @@ class ProxyPair:
         """Complete the oldest deferred connect; return what the client received meanwhile."""
         cid = self.pending.pop(0)
         start = len(self.received)
-        self._run(self._if_open(cid, lambda: self.conn.upstream_connected(cid, self.now)))
+        self._run(self._when_open(cid, partial(self.conn.upstream_connected, cid))())
         return bytes(self.received[start:])
 
     def fail_connect(self, timed_out: bool = False) -> bytes:
         """Fail the oldest deferred connect (refused, or timed out)."""
         cid = self.pending.pop(0)
         start = len(self.received)
-        self._run(self._if_open(cid, lambda: self.conn.upstream_failed(cid, self.now,
-                                                                        timed_out=timed_out)))
+        self._run(self._when_open(
+            cid, partial(self.conn.upstream_failed, cid, timed_out=timed_out))())
         return bytes(self.received[start:])
 
     def _id_of(self, up: FakeUpstream) -> int:
@@ -322,13 +323,12 @@ class ProxyPair:
                 self.opens.append(a)
                 cid = a.conn_id
                 if a.endpoint in self.refuse:
-                    events.append(lambda cid=cid: self._if_open(cid, lambda: conn.upstream_failed(
-                        cid, self.now)))
+                    events.append(self._when_open(cid, partial(conn.upstream_failed, cid)))
                     self.live[cid] = FakeUpstream(a.endpoint, self.app)
                     continue
                 if a.endpoint in self.hang:
-                    events.append(lambda cid=cid: self._if_open(cid, lambda: conn.upstream_failed(
-                        cid, self.now, timed_out=True)))
+                    events.append(self._when_open(
+                        cid, partial(conn.upstream_failed, cid, timed_out=True)))
                     self.live[cid] = FakeUpstream(a.endpoint, self.app)
                     continue
                 if a.endpoint in self.defer:
@@ -349,13 +349,12 @@ class ProxyPair:
                 up.uses += 1
                 self.live[cid] = up
                 if up.closed:
-                    events.append(lambda cid=cid: self._if_open(
-                        cid, lambda: conn.upstream_connected(cid, self.now, reused=True)))
-                    events.append(lambda cid=cid: self._if_open(
-                        cid, lambda: conn.upstream_eof(cid, self.now)))
+                    events.append(self._when_open(
+                        cid, partial(conn.upstream_connected, cid, reused=True)))
+                    events.append(self._when_open(cid, partial(conn.upstream_eof, cid)))
                     continue
-                events.append(lambda cid=cid, reused=reused: self._if_open(
-                    cid, lambda: conn.upstream_connected(cid, self.now, reused=reused)))
+                events.append(self._when_open(
+                    cid, partial(conn.upstream_connected, cid, reused=reused)))
             elif t is SendUpstream:
                 cid = a.conn_id
                 up = self.live[cid]
@@ -363,12 +362,11 @@ class ProxyPair:
                     continue
                 for reply in up.feed(a.data):
                     if reply.data:
-                        events.append(lambda cid=cid, d=reply.data: self._if_open(
-                            cid, lambda: conn.upstream_data(cid, d, self.now)))
+                        events.append(self._when_open(
+                            cid, partial(conn.upstream_data, cid, reply.data)))
                     if reply.close:
                         up.closed = True
-                        events.append(lambda cid=cid: self._if_open(
-                            cid, lambda: conn.upstream_eof(cid, self.now)))
+                        events.append(self._when_open(cid, partial(conn.upstream_eof, cid)))
             elif t is CloseUpstream:
                 self.closes.append(a)
                 up = self.live.pop(a.conn_id)
@@ -379,9 +377,11 @@ class ProxyPair:
             else:  # pragma: no cover - a new action type the harness does not know
                 raise AssertionError(f"unknown action {a!r}")
 
-    def _if_open(self, cid: int, call: Callable[[], list[Any]]) -> list[Any]:
-        # A connection the core already closed (cancelled connect) produces no events.
-        return call() if cid in self.live else []
+    def _when_open(self, cid: int, call: Callable[[float], list[Any]]
+                   ) -> Callable[[], list[Any]]:
+        # An event for upstream ``cid``, given the clock when it runs. A connection the core
+        # already closed (cancelled connect) produces no events.
+        return lambda: call(self.now) if cid in self.live else []
 
 
 def status_of(data: bytes) -> int:

@@ -2,11 +2,14 @@
 
 The same Ingress that fronts these services in a cluster routes them here, in-process: ``/api``
 goes to the API app (which sees ``root_path="/api"`` and routes on the rest), everything else to
-the site. Run it with either of::
+the site. It needs an ASGI server (``pip install uvicorn``; ingresslib does not depend on one).
+Run it with either of::
 
     python examples/asgi_app.py                      # uvicorn on 127.0.0.1:8000
     python examples/asgi_app.py --port 0             # a free port (uvicorn prints which)
-    uvicorn examples.asgi_app:app --host 127.0.0.1 --port 8000   # from the project folder
+    uvicorn asgi_app:app --host 127.0.0.1 --port 8000   # from the folder holding this file
+
+The file stands alone (its manifests are inline): copy it anywhere.
 
 then ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/api/items`` (the API's JSON) and
 ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/about`` (the site's page). Without that
@@ -79,7 +82,11 @@ app = IngressASGI(
 if __name__ == "__main__":
     import argparse
 
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise SystemExit("this example is served by uvicorn, which ingresslib does not install: "
+                         "pip install uvicorn") from None
 
     ap = argparse.ArgumentParser(description="serve the example on 127.0.0.1 with uvicorn")
     ap.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from ._asgi import BodyTooLarge, IngressASGI
-from ._balance import Balancer, RequestContext, register_balancer
+from ._balance import Balancer, BalancerOptions, RequestContext, register_balancer
+from ._endpoints import EndpointSet
 from ._errors import BadRequestError, FieldError, ValidationError
 from ._kube import ClusterWatcher, watch_cluster
 from ._load import load_manifests, parse_manifests
@@ -63,11 +64,13 @@ __all__ = [
     "AccessLog",
     "BadRequestError",
     "Balancer",
+    "BalancerOptions",
     "BodyTooLarge",
     "ClientConnection",
     "ClusterWatcher",
     "Decision",
     "Diagnostic",
+    "EndpointSet",
     "FieldError",
     "IngressASGI",
     "MATCHER",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any, Literal
@@ -354,17 +355,52 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 _installed: list[logging.Handler] = []
 
+#: Where a failing access-log stream is reported: a sibling of ``ingresslib.access`` (whose
+#: handler is the one failing), under ``ingresslib`` (the CLI's stderr handler).
+_write_errors = logging.getLogger("ingresslib.accesslog")
+
+
+class _AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stream handler of :func:`configure_access_log`. A write that fails (stdout piped to
+    a reader that left, a full disk) is reported on ``ingresslib.accesslog`` at most once every
+    ``report_every`` seconds, as nginx reports a failed access-log write (ngx_http_log_write:
+    "if (now - log->error_log_time > 59) { ngx_log_error(NGX_LOG_ALERT, ...
+    ngx_write_fd_n " to \"%s\" failed" ...)"), and the request goes on. logging's default
+    would print a traceback of some thirty lines on stderr for every request."""
+
+    report_every = 60.0
+
+    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(stream)
+        self.clock = clock
+        #: Entries that could not be written.
+        self.failures = 0
+        self._reported: float | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failures += 1
+        now = self.clock()
+        if self._reported is not None and now - self._reported < self.report_every:
+            return
+        self._reported = now
+        _write_errors.error(
+            "access log: writing to %s failed: %s (%d entr%s lost so far; reported at most "
+            "every %g s)", getattr(self.stream, "name", "the stream"), sys.exc_info()[1],
+            self.failures, "y" if self.failures == 1 else "ies", self.report_every)
+
 
 def configure_access_log(
     stream: IO[str], fmt: Literal["text", "json"] = "text",
 ) -> logging.Handler:
     """For applications (the CLI), never called by the library: write ``ingresslib.access`` to
     ``stream`` in ``fmt``, at INFO, without propagating to the root logger. Calling it again
-    replaces the handler it installed before. Returns the handler."""
+    replaces the handler it installed before. A write to ``stream`` that fails loses the entry
+    and is reported on ``ingresslib.accesslog`` at most once a minute (:class:`_AccessHandler`).
+    Returns the handler."""
     for h in _installed:
         _access.removeHandler(h)
     _installed.clear()
-    handler = logging.StreamHandler(stream)
+    handler = _AccessHandler(stream)
     handler.setFormatter(AccessLogFormatter(fmt))
     _access.addHandler(handler)
     _installed.append(handler)

@@ -178,7 +178,10 @@ class IngressASGI(RouteOptionsSource):
                                  controller=controller)
         for key in backends:
             ns, slash, rest = key.partition("/")
-            if not slash or not ns or not rest or rest.startswith(":") or rest.endswith(":"):
+            service, colon, port = rest.partition(":")
+            # A second '/' or ':' can never equal a decision's key: refused here, not a silent
+            # 503 for every request meant for it.
+            if (not ns or not service or "/" in rest or (colon and (not port or ":" in port))):
                 raise ValueError(f"backend key {key!r} is not 'namespace/service[:port]'")
         self.backends: dict[str, ASGIApp] = dict(backends)
         self.fallback = fallback

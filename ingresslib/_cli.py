@@ -2,13 +2,14 @@
 
 Exit codes: 0 success, 2 invalid input at start-up (manifests, ``--config``, ``--listen``
 values, an unusable kubeconfig) or usage (argparse's own code), 1 runtime failure (a port in
-use, a cluster watch that cannot go on).
+use, a cluster watch that cannot go on, output that cannot be written: one line, no traceback).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,29 @@ def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True,
                    help=f"{verb} Ingresses of this IngressClass")
     p.add_argument("--controller", default=None, metavar="NAME",
                    help=f"{verb} IngressClasses with this spec.controller")
+
+
+def _positive_int(text: str) -> int:
+    """``--max-connections``: 0 or less would make a server that closes every connection."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return n
+
+
+def _seconds(text: str) -> float:
+    """A duration option: a finite number of seconds, 0 or more (``nan``, ``inf`` and
+    negative values would silently turn the feature off or wait forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds, 0 or more")
+    return value
 
 
 def _version() -> str:
@@ -93,12 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's default line, JSON, or none")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    serve.add_argument("--max-connections", type=int, default=10000, metavar="N",
+    serve.add_argument("--max-connections", type=_positive_int, default=10000, metavar="N",
                        help="client connections accepted at once (more are closed)")
-    serve.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
+    serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",
                        help="how often the manifest and --config files are checked for "
                             "changes (0: never)")
-    serve.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
+    serve.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
     serve.set_defaults(handler="serve")
 
@@ -157,15 +181,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(handler, args)
     except BrokenPipeError:
-        # `ingresslib explain ... | head -1`: the reader left. Python's signal docs ("Note on
-        # SIGPIPE"): point stdout at devnull so the interpreter's final flush does not raise
-        # again, and exit 1 without a traceback.
-        try:
-            fd = sys.stdout.fileno()
-        except (OSError, ValueError):  # a stdout with no file descriptor (tests, embedding)
-            return 1
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        # `ingresslib explain ... | head -1`: the reader left; nothing to say.
+        _stdout_to_devnull()
         return 1
+    except OSError as exc:
+        # `ingresslib check ... > /dev/full` (ENOSPC), EIO: a runtime failure, one line.
+        print(f"ingresslib {handler}: error: cannot write the output: {exc}", file=sys.stderr)
+        _stdout_to_devnull()
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    """After a failed write to stdout: Python's signal docs ("Note on SIGPIPE") point stdout
+    at devnull so that the interpreter's final flush does not raise again (a second message,
+    "Exception ignored ...")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # no file descriptor (tests, embedding)
+        return
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
 def _run(handler: str, args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import marshal
+import re
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +59,7 @@ from ._models import (
 )
 from ._resources import Resources
 from ._validate import (
+    DUPLICATE,
     INVALID,
     REQUIRED,
     SPEC_RULES_DETAIL,
@@ -70,11 +72,14 @@ from ._validate import (
     validate_service,
 )
 
-__all__ = ["decode_resources", "Collector"]
+__all__ = ["decode_resources", "Collector", "unread_versions"]
 
 _log = logging.getLogger("ingresslib.decode")
 
 _UTC = timezone.utc
+_rfc3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+).fullmatch
 
 
 def _with_source(err: FieldError, source: str | None) -> FieldError:
@@ -113,13 +118,16 @@ def _is_scalar(v: Any) -> bool:
 class _Dec:
     """Errors of one object while it is decoded."""
 
-    __slots__ = ("obj", "errors", "empty_rules")
+    __slots__ = ("obj", "errors", "empty_rules", "entries")
 
     def __init__(self, obj: str) -> None:
         self.obj = obj
         self.errors: list[FieldError] = []
         #: An Ingress written with `rules: []` (an empty, non-nil slice to the API server).
         self.empty_rules = False
+        #: Paths of map entries (`metadata.labels[app]`) left out for a wrong type: no
+        #: placeholder stands in for them, so they hide no error of the map's other entries.
+        self.entries: set[str] = set()
 
     def wrong_type(self, path: str, value: Any, expected: str) -> None:
         scalar = _is_scalar(value)
@@ -202,6 +210,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
     out: dict[str, str] = {}
     for k, val in v.items():
         if type(k) is not str:
+            dec.entries.add(f"{path}[{k}]")
             dec.wrong_type(f"{path}[{k}]", k, "string key")
             continue
         if type(val) is str:
@@ -212,6 +221,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
         else:
             # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
             # field ObjectMeta.metadata.annotations of type string".
+            dec.entries.add(f"{path}[{k}]")
             dec.wrong_type(f"{path}[{k}]", val, "string")
     # The plain dict: every caller hands it straight to a model, whose __post_init__ takes its
     # own read-only copy (_models._own_maps); wrapping it here too would cost a second copy.
@@ -224,13 +234,17 @@ def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
     if isinstance(v, datetime):
         return v if v.tzinfo is not None else v.replace(tzinfo=_UTC)
     if isinstance(v, str):
+        # metav1.Time.UnmarshalJSON: `time.Parse(time.RFC3339, str)`: a "T", seconds and a zone
+        # ("Z" or +hh:mm) are required, where fromisoformat alone would also take "2024-01-02",
+        # a space for the "T" or no zone at all.
         try:
-            ts = datetime.fromisoformat(v)
+            ts = datetime.fromisoformat(v) if _rfc3339(v) else None
         except ValueError:
+            ts = None
+        if ts is None:
             detail = "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)"
             dec.errors.append(FieldError(dec.obj, path, INVALID, detail, v, True))
-            return None
-        return ts if ts.tzinfo is not None else ts.replace(tzinfo=_UTC)
+        return ts
     dec.wrong_type(path, v, "string")
     return None
 
@@ -477,10 +491,17 @@ def _endpoints(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoints:
 
 
 def _secret(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Secret:
+    data = _str_map(dec, d.get("data"), "data")
+    if any("\n" in v or "\r" in v for v in data.values()):
+        # The API server decodes `data` values with Go's base64.StdEncoding.Decode, which
+        # ignores "\r" and "\n" (encoding/base64: "New line characters (\r and \n) are
+        # ignored"): `base64 cert.pem` wraps at 76 columns, and a YAML block scalar of that
+        # output is a valid Secret. Stored here as the API server would hand it back: unwrapped.
+        data = {k: v.replace("\n", "").replace("\r", "") for k, v in data.items()}
     return Secret(
         metadata=meta,
         type=_str(dec, d.get("type"), "type") or "Opaque",
-        data=_str_map(dec, d.get("data"), "data"),
+        data=data,
         string_data=_str_map(dec, _get(d, "stringData", "string_data"), "stringData"),
     )
 
@@ -503,11 +524,66 @@ _KINDS: dict[tuple[str, str], tuple[_Decoder, _Validator, str, bool]] = {
 }
 
 
+def unread_versions(ignored: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A note per ignored object of a kind read under another apiVersion (an
+    ``extensions/v1beta1`` Ingress next to ``networking.k8s.io/v1`` ones): kept aside as the
+    contract says, but its routes do not exist, which ``check`` must not leave unsaid."""
+    read = {kind: (api, entry[3]) for (api, kind), entry in _KINDS.items()}
+    notes = []
+    for obj in ignored:
+        kind, api = obj.get("kind"), _get(obj, "apiVersion", "api_version")
+        if not isinstance(kind, str) or kind not in read:
+            continue
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        read_api, cluster_scoped = read[kind]
+        name = str(meta.get("name"))
+        if not cluster_scoped:
+            name = f"{meta.get('namespace') or 'default'}/{name}"
+        notes.append(f"{kind} {name}: apiVersion {api} is not read (ingresslib reads "
+                     f"{read_api} {kind} objects); the object is ignored")
+    return notes
+
+
 def _covers(a: str, b: str) -> bool:
     """Whether field path ``a`` is ``b`` or one of its ancestors."""
     if not a:
         return True
     return b == a or (b.startswith(a) and b[len(a)] in ".[")
+
+
+#: Errors validators report on an object *above* the fields they depend on, by detail, with the
+#: children whose absence causes them: a placeholder (`()` for a list that was a string, None
+#: for a number that was "80") under one of those children may be their only cause. An
+#: ancestor's other errors (label values, a Secret's total size, ...) never come from a
+#: placeholder below it and are kept.
+_ANCESTOR_CAUSES: dict[str, tuple[str, ...]] = {
+    SPEC_RULES_DETAIL: ("rules", "defaultBackend"),
+    "port name or number is required": ("service",),
+    "must specify `addresses` or `notReadyAddresses`": ("addresses", "notReadyAddresses"),
+}
+
+
+def _caused_by(problem: FieldError, placeholder: str, entry: bool) -> bool:
+    """Whether validation error ``problem`` may come from the placeholder decoded at path
+    ``placeholder`` in place of a wrongly typed value (``entry``: a map entry left out)."""
+    fld = problem.field
+    if _covers(placeholder, fld):
+        return True  # about the placeholder itself, or inside it
+    if entry or not _covers(fld, placeholder):
+        # A map entry left out hides nothing above it: the errors at `metadata.labels` are
+        # about the other labels. Nor does anything hide an unrelated path.
+        return False
+    if problem.type == DUPLICATE:
+        # `spec.ports[1]: Duplicate value` (a Service's port and protocol pair): two ports whose
+        # numbers both became the placeholder 0.
+        causes: tuple[str, ...] | None = ("port", "protocol")
+    else:
+        causes = _ANCESTOR_CAUSES.get(problem.detail)
+    if causes is None:
+        return False
+    rest = placeholder[(len(fld) + 1) if fld else 0:]  # the path below `fld`
+    return any(rest == c or rest.startswith((c + ".", c + "[")) for c in causes)
 
 
 def _copy_tree(root: Mapping[str, Any]) -> dict[str, Any]:
@@ -703,11 +779,11 @@ class Collector:
                 for e in dec.errors
             ]
             # A wrongly typed field was replaced by a placeholder; drop what validation says
-            # about that placeholder or its ancestors ("port name or number is required" when
-            # the number was "80"), so each mistake is reported once.
-            paths = [e.field for e in decode_errors]
+            # about that placeholder ("port name or number is required" when the number was
+            # "80"), so each mistake is reported once, and nothing else.
+            paths = [(e.field, e.field in dec.entries) for e in decode_errors]
             problems = unique_errors(decode_errors + [
-                p for p in problems if not any(_covers(p.field, q) or _covers(q, p.field) for q in paths)
+                p for p in problems if not any(_caused_by(p, q, entry) for q, entry in paths)
             ])
         if problems:
             self.errors.extend(_with_source(p, source) for p in problems)

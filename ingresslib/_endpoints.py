@@ -13,6 +13,7 @@ Everything here is pure and runs at update time, never on the request path.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
@@ -100,12 +101,65 @@ def is_ready(conditions: EndpointConditions) -> bool:
 
 
 def _is_loopback(name: str) -> bool:
-    """``localhost`` or a loopback IP literal (``127.0.0.0/8``, ``::1``)."""
+    """``localhost`` or a loopback IP literal (``127.0.0.0/8``, ``::1``), as Go's
+    ``net.IP.IsLoopback`` reads it: an IPv4-mapped ``::ffff:127.0.0.1`` is IPv4 loopback too
+    (``if ip4 := ip.To4(); ip4 != nil { return ip4[0] == 127 }``), where Python 3.11's
+    ``is_loopback`` says no."""
     host = name.strip().rstrip(".").lower()
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _reaches_this_host(name: str) -> str | None:
+    """Why connecting to ``name`` would reach this host although ingress-nginx's loopback test
+    lets it through, or None.
+
+    The proxy connects through the C resolver (``loop.create_connection`` -> ``getaddrinfo``),
+    which reads numbers ``inet_aton``'s way: ``127.1``, ``0x7f.0.0.1``, ``0177.0.0.1``,
+    ``2130706433`` are all 127.0.0.1 to it. Kubernetes takes them for DNS names (they are valid
+    RFC 1123 subdomains, so the API server accepts them as ``externalName``), and so does
+    ingress-nginx (Go's strict ``net.ParseIP`` gives nil, nginx's resolver looks the name up
+    in DNS), so there they never reach the loopback. ``AI_NUMERICHOST`` gives exactly the
+    reading the connect will make, with no DNS query. An address read that way that is not
+    the name as Kubernetes reads it is refused whatever it is (``010.0.0.1`` is 8.0.0.1 to
+    the C resolver, a DNS name to Kubernetes: no host anyone meant).
+
+    Also refused: the unspecified addresses (``0.0.0.0``, ``::``: on Linux a connect to them
+    reaches this host, the very thing the loopback test is there to stop), and RFC 6761
+    ``*.localhost`` names, which resolvers may answer with the loopback (nss-myhostname,
+    systemd-resolved do).
+    """
+    host = name.strip().lower()
+    if host.rstrip(".").endswith(".localhost"):
+        return "is a localhost name (RFC 6761)"
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError, ValueError):
+        return None  # not a numeric address: a DNS name, looked up when connecting
+    for info in infos:
+        addr = str(info[4][0]).partition("%")[0]
+        ip = ipaddress.ip_address(addr)
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        if ip.is_unspecified or (mapped is not None and mapped.is_unspecified):
+            return f"is the unspecified address {ip} (a connect to it reaches this host)"
+        if ip.is_loopback or (mapped is not None and mapped.is_loopback):
+            return f"is read by the C resolver as the loopback address {ip}"
+        if not _same_ip(host, ip):
+            return (f"is a DNS name to Kubernetes but the C resolver reads it as the address "
+                    f"{ip}")
+    return None
+
+
+def _same_ip(text: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        return ipaddress.ip_address(text) == ip
     except ValueError:
         return False
 
@@ -122,6 +176,9 @@ def external_name_problem(name: str) -> str | None:
     if not _is_dns_name(name):
         return (f"ExternalName {name!r} is no IP and no valid DNS name (RFC 1123 subdomain); "
                 "refused")
+    why = _reaches_this_host(name)
+    if why is not None:
+        return f"ExternalName {name!r} {why}; refused"
     return None
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from ._decode import unread_versions
 from ._errors import ValidationError
 from ._resources import Resources
 from ._table import RouteTable
@@ -85,9 +86,13 @@ def explain_url(
     the Host header, not the URL, is what a server sees.
     """
     host, path = split_url(url)
-    for name, value in headers:
-        if name.lower() == "host":
-            host = _ascii_host(value.strip())
+    hosts = [value for name, value in headers if name.lower() == "host"]
+    if hosts:
+        host = _ascii_host(hosts[-1].strip())
+    refused = _refused_before_routing(method, host, len(hosts))
+    if refused is not None:
+        return {"url": url, "host": host, "path": path, "status": refused[0],
+                "reason": f"rejected: {refused[1]}", "match": None}
     out = {"url": url, **table.explain(host, path)}
     if out.get("match") is not None and "canary" in out["match"]:
         served = table.match(host, path)  # does not raise: explain() just matched it
@@ -118,6 +123,27 @@ def explain_url(
                 out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
                                   "; a resource backend is not a Service: nothing to proxy to")
     return out
+
+
+def _refused_before_routing(method: str, host: str, n_hosts: int) -> tuple[int, str] | None:
+    """``(status, reason)`` when the proxy refuses the request before it routes it, as
+    ``ProxyConnection._parse_request`` does: CONNECT (405), two Host headers (400), and a Host
+    value ``check_host`` rejects (400: an empty label, a port that is no number in 1-65535,
+    control characters, ...), so explain does not report a route the server never takes."""
+    try:
+        from .proxy._errors import RemoteProxyError
+        from .proxy._headers import check_host
+    except ImportError:  # pragma: no cover - the proxy is optional for explain
+        return None
+    if method == "CONNECT":
+        return 405, "CONNECT is not supported"
+    if n_hosts > 1:
+        return 400, "duplicate Host"
+    try:
+        check_host(host.encode("latin-1", "replace"))
+    except RemoteProxyError as exc:
+        return exc.status_hint, str(exc)
+    return None
 
 
 def _canary_rules(annotations: Any) -> dict[str, Any]:
@@ -238,7 +264,13 @@ def _load(files: Sequence[str], err: TextIO) -> Resources | ValidationError:
         if "-" in files:
             if len(files) > 1:
                 raise UsageError("-f - (standard input) cannot be combined with other -f values")
-            return parse_manifests(sys.stdin.buffer.read(), source="<stdin>")
+            if sys.stdin is None:  # started with stdin closed (`<&-`)
+                raise UsageError("-f -: standard input is closed")
+            try:
+                data = sys.stdin.buffer.read()
+            except OSError as exc:
+                raise UsageError(f"-f -: cannot read standard input: {exc}") from None
+            return parse_manifests(data, source="<stdin>")
         return load_manifests(*files)
     except ValidationError as exc:
         return exc
@@ -305,7 +337,9 @@ def explain_main(args: argparse.Namespace) -> int:
     info = explain_url(table, args.url, res=res, method=args.method, headers=headers,
                        ingress_class=args.ingress_class, controller=args.controller)
     if args.output == "json":
-        print(json.dumps(info, indent=2, sort_keys=True))
+        # "ok" as in check's document and the error documents (false, exit 2): the URL was
+        # explained (exit 0), whatever the route.
+        print(json.dumps({"ok": True, **info}, indent=2, sort_keys=True))
     else:
         print(render_text(info))
         if info.get("match") is not None and not res.services:
@@ -337,7 +371,7 @@ def check_main(args: argparse.Namespace) -> int:
                               table=table, seed=0).warnings
     for d in diagnostics:
         print(d, file=sys.stderr)
-    proxy_warnings = _proxy_annotation_warnings(table)
+    proxy_warnings = _proxy_annotation_warnings(table) + unread_versions(res.ignored)
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".

@@ -6,7 +6,9 @@ normally is re-opened from the last resourceVersion seen, without a re-list (one
 once with nothing is backed off, so it cannot spin). ``410 Gone`` ("the requested
 resourceVersion is too old", API concepts, *Efficient detection of changes*), as an ``ERROR``
 event or as the status of the watch request, is answered by a fresh list, which also catches up
-deletes missed meanwhile (``ResourceStore.replace_all``); 410 after 410 is backed off. Any other
+deletes missed meanwhile (``ResourceStore.replace_all``); 410 after 410 is backed off. So is a
+version the server has not reached (``ResourceVersionTooLarge``: etcd restored from a backup),
+which is then re-listed too, as client-go's reflector does. Any other
 failure (connection refused or dropped, HTTP error, a line that is not JSON) is logged with its
 HTTP status, counted, and followed by a reconnect from the last resourceVersion seen, after an
 exponential, capped, jittered backoff, or after the server's ``Retry-After`` when longer (429).
@@ -115,7 +117,8 @@ class WatchStats:
     bookmarks: int = 0
     #: Full lists (the first one per kind included).
     lists: int = 0
-    #: Re-lists caused by ``410 Gone``.
+    #: Re-lists caused by an unusable resourceVersion: ``410 Gone``, or one the server has not
+    #: reached (``ResourceVersionTooLarge``).
     relists: int = 0
     #: Watch or list attempts that failed (HTTP errors, refused or dropped connections).
     stream_errors: int = 0
@@ -138,11 +141,20 @@ class WatchStats:
     resource_versions: dict[str, str] = field(default_factory=dict)
 
 
+def _without_lightkube(e: ImportError) -> ImportError:
+    # lightkube is an optional extra: say how to get it, where a bare "No module named
+    # 'lightkube'" would leave a library user guessing.
+    return ImportError(f"watching a cluster needs lightkube: pip install 'ingresslib[k8s]' ({e})")
+
+
 def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
                      context: str | None = None) -> Any:
     """A lightkube ``SingleConfig``: from ``kubeconfig`` when given, else in-cluster (the pod's
     service account) when run in a pod, else ``$KUBECONFIG`` or ``~/.kube/config``."""
-    from lightkube import KubeConfig
+    try:
+        from lightkube import KubeConfig
+    except ImportError as e:
+        raise _without_lightkube(e) from e
 
     conf = KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
     return conf.get(context_name=context)
@@ -178,6 +190,13 @@ def _raw_resource(spec: _Kind) -> Any:
     typed = getattr(importlib.import_module(f"lightkube.resources.{spec.module}"), spec.kind)
     base = lk_res.NamespacedResourceG if spec.namespaced else lk_res.GlobalResource
     return type(f"Raw{spec.kind}", (_RawObject, base), {"_api_info": typed._api_info})
+
+
+def _rbac_resource(spec: _Kind) -> tuple[str, str]:
+    """``(plural, API group)`` as RBAC rules name the kind: ``("ingresses",
+    "networking.k8s.io")``, ``("services", "")``."""
+    info = _raw_resource(spec)._api_info
+    return info.plural, info.resource.group
 
 
 def _selectors(spec: _Kind) -> dict[str, Any]:
@@ -316,6 +335,27 @@ def _is_expired(exc: BaseException) -> bool:
     return reason in ("Expired", "Gone") or _status_code(exc) == 410
 
 
+def _is_too_large(exc: BaseException) -> bool:
+    """The watch asked for a resourceVersion the API server has not reached: etcd was restored
+    from a backup (versions went back in time), or this API server's cache lags behind the one
+    that served the list. kube-apiserver answers after waiting 3 s: ``504``, reason ``Timeout``,
+    cause ``ResourceVersionTooLarge``. Retrying the same version can wait forever (a restore
+    never catches up, and serves stale objects if it does); client-go's reflector re-lists with
+    ``resourceVersion=""`` instead. Recognised as it does (``isTooLargeResourceVersionError``:
+    the cause, or a ``Timeout`` whose cause message or message says "Too large resource
+    version", from 1.17.0-1.18.5 servers)."""
+    status = _status_of(exc)
+    if status is None:
+        return False
+    causes = getattr(getattr(status, "details", None), "causes", None) or []
+    if any(getattr(c, "reason", None) == "ResourceVersionTooLarge" for c in causes):
+        return True
+    if getattr(status, "reason", None) != "Timeout":
+        return False
+    return (any(getattr(c, "message", None) == "Too large resource version" for c in causes)
+            or "Too large resource version" in (getattr(status, "message", None) or ""))
+
+
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds asked for by a ``Retry-After`` header (429 Too Many Requests, some 503s)."""
     value = None
@@ -401,7 +441,10 @@ class ClusterWatcher:
         client = self._client
         own_client = client is None
         if client is None:
-            from lightkube import AsyncClient
+            try:
+                from lightkube import AsyncClient
+            except ImportError as e:
+                raise _without_lightkube(e) from e
 
             config = self._config if self._config is not None else load_kube_config(
                 self._kubeconfig)
@@ -431,6 +474,9 @@ class ClusterWatcher:
         #: 410s in a row with no event between them (each re-lists; from the second on, with
         #: backoff, so a server that answers 410 to everything is not hammered with lists).
         gone_streak = 0
+        #: The last re-list was for a version the server had not reached: its success does not
+        #: reset the backoff, so a lagging API server is not re-listed every few seconds.
+        unreached = False
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -439,12 +485,14 @@ class ClusterWatcher:
             try:
                 if rv is None:
                     rv = await self._list(client, res, spec, gvk, ns, sel)
-                    failures = 0
+                    if not unreached:
+                        failures = 0
                 phase = "watch"
                 stream = _watch_once(client, res, rv, ns, sel)
                 async for etype, obj in _idle_guard(stream, self.idle_timeout):
                     delivered += 1
                     gone_streak = 0
+                    unreached = False
                     new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
                     if etype == "BOOKMARK":
                         self.stats.bookmarks += 1
@@ -511,6 +559,16 @@ class ClusterWatcher:
                     # 429 Too Many Requests (API priority and fairness) says when to come back.
                     delay = asked
                 await _backoff_sleep(delay)
+                if _is_too_large(exc):
+                    # The version is unusable, not just early: re-list (the list asks for the
+                    # latest state, so it cannot be "too large"), after the backoff, as
+                    # client-go's reflector does.
+                    rv = None
+                    unreached = True
+                    self.stats.relists += 1
+                    if self.metrics is not None:
+                        self.metrics.watch_relist(spec.kind)
+                    continue
                 self.stats.reconnects += 1
                 if self.metrics is not None:
                     self.metrics.watch_reconnect(spec.kind)
@@ -575,10 +633,19 @@ class ClusterWatcher:
         self._note(f"{spec.kind} {phase}: {what}: {detail}")
         if code in (401, 403):
             # Not transient: credentials or RBAC. Still retried (a fixed Role takes effect
-            # without a restart), but said loudly, with what to check.
-            _log.error("%s list/watch denied (%s: %s): check the credentials and that the "
-                       "ServiceAccount may get, list and watch %s; retrying",
-                       spec.kind, what, detail, spec.kind)
+            # without a restart), but said loudly, with what to fix in RBAC's own terms (the
+            # resource, its API group, the verb, the scope): an error body from a proxy in
+            # front of the API server says none of it.
+            plural, group = _rbac_resource(spec)
+            scope = (f"in namespace {self.namespace}" if spec.namespaced and self.namespace
+                     else "cluster-wide")
+            if code == 401:
+                fix = (f"the API server did not accept the credentials for the {phase} of "
+                       f"{plural} (token, client certificate, kubeconfig user)")
+            else:
+                fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: grant '
+                       f"the ServiceAccount get, list and watch on it")
+            _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.kind, what, detail, fix)
         else:
             _log.warning("%s %s failed (%s: %s); retrying", spec.kind, phase, what, detail)
 

@@ -1,8 +1,9 @@
 """Manifest files and text -> :class:`Resources`.
 
-YAML (multi-document) or JSON, files or folders; every problem of every file is collected into
-one :class:`ValidationError`. Errors found before an object exists name the file as
-``object`` and the place as ``field``:
+YAML (multi-document) or JSON (one object, an array of objects, or objects one after the
+other as kubectl reads a JSON stream), files or folders; every problem of every file is
+collected into one :class:`ValidationError`. Errors found before an object exists name the
+file as ``object`` and the place as ``field``:
 
 - YAML/JSON syntax: ``deploy/web.yaml: line 12, column 3: Invalid value: YAML syntax error: ...``
   (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
@@ -89,6 +90,16 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":
+                # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
+                # them as a stream (apimachinery util/yaml YAMLOrJSONDecoder: "a stream of JSON
+                # documents or YAML documents by sniffing for a leading { character", decoded
+                # with json.NewDecoder), each a document.
+                try:
+                    yield from enumerate(_json_stream(text), 1)
+                    return
+                except json.JSONDecodeError as stream_exc:
+                    exc = stream_exc
             if is_json:
                 where = f"line {exc.lineno}, column {exc.colno}"
                 c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
@@ -115,6 +126,24 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             yield n, doc
     except yaml.YAMLError as exc:
         c.error(_syntax_error(source, exc), None)
+
+
+_json_value = json.JSONDecoder().raw_decode
+_json_space = re.compile(r"[ \t\n\r]*").match  # RFC 8259 §2 whitespace, as json.Decoder skips
+
+
+def _json_stream(text: str) -> list[Any]:
+    """The JSON values of ``text``, one after the other; raises JSONDecodeError (with the line
+    and column in ``text``) at the first that does not parse. Eager, so that a broken value
+    reports its error before any document is handed on."""
+    docs: list[Any] = []
+    end = len(text)
+    pos = _json_space(text, 0).end()  # type: ignore[union-attr]
+    while pos < end:
+        doc, pos = _json_value(text, pos)
+        docs.append(doc)
+        pos = _json_space(text, pos).end()  # type: ignore[union-attr]
+    return docs
 
 
 #: Nesting deeper than this is refused before any parser sees it. PyYAML's C loader composes

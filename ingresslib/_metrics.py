@@ -384,8 +384,9 @@ class Metrics:
             "watch_reconnects", "Kubernetes watch reconnections, by resource kind", ("kind",),
             namespace=wp, registry=reg)
         self._watch_relists = Counter(
-            "watch_relists", "Kubernetes full re-lists (after 410 Gone), by resource kind",
-            ("kind",), namespace=wp, registry=reg)
+            "watch_relists", "Kubernetes full re-lists (after 410 Gone or a resourceVersion "
+            "the server has not reached), by resource kind", ("kind",), namespace=wp,
+            registry=reg)
 
         # Counters written without ``_total`` in go_names mode: the ingress-nginx ones only.
         self._go_counters = frozenset(f"{ns}_{n}" for n in ("requests", "success", "errors"))

@@ -333,7 +333,9 @@ class Secret:
         if raw is None:
             return None
         try:
-            return base64.b64decode(raw, validate=True)
+            # Line breaks are ignored, as Go's base64 decoder (the API server's) ignores them:
+            # a hand-built Secret may hold ``base64`` output wrapped at 76 columns.
+            return base64.b64decode(raw.replace("\r", "").replace("\n", ""), validate=True)
         except (binascii.Error, ValueError):
             return None
 

@@ -877,8 +877,7 @@ def serve_main(args: argparse.Namespace) -> int:
 
             kube_config = load_kube_config(args.kubeconfig)
         except ImportError as e:
-            print(f"ingresslib serve: --kubernetes needs lightkube "
-                  f"(pip install 'ingresslib[k8s]'): {e}", file=sys.stderr)
+            print(f"ingresslib serve: --kubernetes: {e}", file=sys.stderr)
             return 2
         except Exception as e:  # noqa: BLE001 - lightkube's ConfigError, OSError, YAML errors
             where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"

@@ -15,10 +15,14 @@ name without a rule in the same Ingress is still served (lowest priority); a cer
 does not cover a host, or a broken Secret, is skipped so that another Ingress's valid
 certificate for the host can still be used (ingress-nginx pins its default certificate on the
 first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
-broken content keeps its last good certificate. Protocols, ciphers, no compression, no
-renegotiation and no session tickets (resumption from the session cache only) follow
-ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/``ssl-session-*``
-setting yet.
+broken content keeps its last good certificate. A host that an Ingress without ``tls`` names
+exactly, under another Ingress's ``*.`` wildcard certificate, is given that certificate (it
+covers the name) where ingress-nginx registers the host's server with no certificate and
+serves its default one; as there, the host is not redirected to HTTPS (:meth:`has_tls`).
+Canary Ingresses supply no certificate, as in ingress-nginx. Protocols, ciphers, no
+compression, no renegotiation and no session tickets (resumption from the session cache only)
+follow ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/
+``ssl-session-*`` setting yet.
 
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
 OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m``; a client offering only
@@ -42,6 +46,8 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ._canary import CANARY_ANNOTATION
+from ._goparse import parse_bool
 from ._models import Ingress, Secret
 from ._resources import Resources
 from ._table import _age_key, served_ingresses
@@ -274,6 +280,20 @@ def _load(crt: bytes, key: bytes) -> _Cert:
                  leaf.not_valid_before_utc, leaf.not_valid_after_utc)
 
 
+def _names_text(names: frozenset[str]) -> str:
+    """The names a certificate covers, for a message (an IP-only SAN names none)."""
+    if not names:
+        return "it names no DNS name: no DNS SAN and no Common Name"
+    return "it names " + ", ".join(sorted(names))
+
+
+def _is_canary(ing: Ingress) -> bool:
+    """``nginx.ingress.kubernetes.io/canary`` read as ingress-nginx reads it (strconv.ParseBool,
+    as the router does)."""
+    raw = ing.metadata.annotations.get(CANARY_ANNOTATION)
+    return raw is not None and parse_bool(raw) is True
+
+
 def _norm(host: str) -> str:
     """Lower case, one trailing dot stripped (SEMANTICS §4.1, applied to SNI and tls hosts)."""
     host = host.lower()
@@ -311,8 +331,9 @@ class CertificateStore:
         #: the old pair or the new pair, never the new exact map with the old wildcards.
         self._maps: tuple[Mapping[str, ssl.SSLContext], Mapping[str, ssl.SSLContext]] = ({}, {})
         #: Hosts with TLS configured, whether or not their certificate could be used:
-        #: (exact names, wildcard suffixes). See :meth:`has_tls`.
-        self._tls_hosts: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        #: (exact names, wildcard suffixes, exact rule hosts without TLS). See :meth:`has_tls`.
+        self._tls_hosts: tuple[frozenset[str], frozenset[str], frozenset[str]] = (
+            frozenset(), frozenset(), frozenset())
         # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
         self._cache: dict[bytes, _Cert] = {}
         #: The last certificate each Secret (namespace, name) loaded successfully: a broken
@@ -347,6 +368,10 @@ class CertificateStore:
         3. ingresslib extension: a ``tls.hosts`` name for which the Ingress has no rule (e.g. an
            Ingress with only ``tls``) is served too, but only when no Ingress with a rule for
            that host supplied one (ingress-nginx ignores such names).
+        4. Canary Ingresses (``nginx.ingress.kubernetes.io/canary: "true"``) take no part, as in
+           ingress-nginx: their ``tls`` supplies no certificate and makes no host a TLS host; a
+           canary naming a Secret no non-canary Ingress of its namespace names is reported
+           (``warning=True``).
         """
         secrets: dict[tuple[str, str], Secret] = {
             (s.metadata.namespace, s.metadata.name): s for s in res.secrets
@@ -360,9 +385,15 @@ class CertificateStore:
         # against an aware one; an Ingress given twice counts once, the later definition
         # winning, as it routes).
         if ingresses is None:
-            ordered = served_ingresses(res, None, None)[0]
+            every = served_ingresses(res, None, None)[0]
         else:
-            ordered = sorted(ingresses, key=_age_key)
+            every = sorted(ingresses, key=_age_key)
+        # ingress-nginx createServers skips canary Ingresses in both its loops ("if
+        # anns.Canary.Enabled { klog.V(2).Infof("Ingress %v is marked as Canary, ignoring",
+        # ingKey); continue }"): a canary neither supplies a certificate nor makes a host a TLS
+        # host (ssl-redirect), whatever its age. Its hosts are the main Ingress's.
+        ordered = [ing for ing in every if not _is_canary(ing)]
+        canaries = [ing for ing in every if _is_canary(ing)]
         # Every entry is loaded once, up front, so each Secret problem is reported even when the
         # host is served from elsewhere.
         loaded: dict[tuple[int, int], _Cert] = {}
@@ -391,7 +422,7 @@ class CertificateStore:
                         problems.append(TLSProblem(
                             f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
                             f"certificate of Secret {ing.metadata.namespace}/{tls.secret_name} "
-                            f"does not cover {host!r} (it names {', '.join(sorted(cert.names))}); "
+                            f"does not cover {host!r} ({_names_text(cert.names)}); "
                             "using the default certificate"))
 
         rule_hosts = [
@@ -410,6 +441,18 @@ class CertificateStore:
         for n, ing in enumerate(ordered):
             check_listed(n, ing, False)
 
+        # Said, so that a canary naming a certificate of its own is not ignored silently; a
+        # canary repeating its main Ingress's Secret (a copied manifest) changes nothing.
+        named = {(ing.metadata.namespace, t.secret_name) for ing in ordered for t in ing.spec.tls}
+        for ing in canaries:
+            for i, tls in enumerate(ing.spec.tls):
+                if tls.secret_name and (ing.metadata.namespace, tls.secret_name) not in named:
+                    problems.append(TLSProblem(
+                        f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName",
+                        f"ignored: a canary Ingress ({CANARY_ANNOTATION}) supplies no "
+                        "certificate; its hosts take theirs from the non-canary Ingresses, as "
+                        "in ingress-nginx", warning=True))
+
         # ingress-nginx gives every rule host of an Ingress with a `tls` section a certificate,
         # its own or, when that fails, the default one ("Using default certificate"), and its
         # ssl-redirect follows that: such a host is redirected to HTTPS even when its Secret
@@ -419,8 +462,14 @@ class CertificateStore:
             if ing.spec.tls:
                 configured |= rule_hosts[n]
                 configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
+        # An exact rule host no TLS Ingress configures is a server of its own in ingress-nginx,
+        # with no certificate of its own, so no ssl-redirect, whatever a `*.` wildcard
+        # Ingress says (SEMANTICS §4.1: the precise host's group, never the wildcard's).
+        plain = {h for hosts in rule_hosts for h in hosts
+                 if not h.startswith("*.") and h not in configured}
         self._tls_hosts = (frozenset(h for h in configured if not h.startswith("*.")),
-                           frozenset(h[1:] for h in configured if h.startswith("*.")))
+                           frozenset(h[1:] for h in configured if h.startswith("*.")),
+                           frozenset(plain))
         exact: dict[str, ssl.SSLContext] = {}
         wild: dict[str, ssl.SSLContext] = {}
         for host, cert in chosen.items():
@@ -475,8 +524,20 @@ class CertificateStore:
         ref = (secret.metadata.namespace, secret.metadata.name)
         crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
         if not crt or not key:
-            return broken(
-                ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key (type {secret.type})")
+            # Name the key at fault and why: "has no tls.crt" misleads when the key is there
+            # but its value is not base64 (PEM text put under `data` instead of `stringData`).
+            faults = []
+            for k, v in (("tls.crt", crt), ("tls.key", key)):
+                if v:
+                    continue
+                if k not in secret.string_data and secret.data.get(k):
+                    faults.append(f"{k} is not valid base64 (PEM text belongs in stringData)")
+                elif k in secret.data or k in secret.string_data:
+                    faults.append(f"{k} is empty")
+                else:
+                    faults.append(f"no {k} key")
+            return broken(ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key "
+                          f"(type {secret.type}): {'; '.join(faults)}")
         digest = hashlib.sha256(crt + b"\0" + key).digest()
         cert = cache.get(digest) or self._cache.get(digest)
         if cert is None:
@@ -531,11 +592,17 @@ class CertificateStore:
         """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a
         ``tls`` section, or a ``tls.hosts`` name), whatever certificate it ends up with: what
         ``ssl-redirect`` and HSTS follow, as in ingress-nginx. Wildcards as in
-        :meth:`context_for`."""
-        exact, wild = self._tls_hosts
+        :meth:`context_for`, but a wildcard's TLS does not reach a host that an Ingress without
+        TLS names exactly: that host routes by its own rules, and ingress-nginx's server for it
+        has no certificate, so it is not redirected (nginx.tmpl: "redirect to HTTPS can be
+        achieved forcing the redirect or having a SSL Certificate configured for the server",
+        ``(and (not (empty $server.SSLCert.PemFileName)) $location.Rewrite.SSLRedirect)``)."""
+        exact, wild, plain = self._tls_hosts
         name = _norm(host)
         if name in exact:
             return True
+        if name in plain:
+            return False
         dot = name.find(".")
         return dot > 0 and name[dot:] in wild
 

@@ -46,7 +46,6 @@ def _project_files() -> list[str]:
 
 def _load_setup() -> ModuleType:
     """setup.py as a module: its ``setup()`` call only runs as ``__main__`` (as pip runs it)."""
-    pytest.importorskip("setuptools")
     spec = importlib.util.spec_from_file_location("_ingresslib_setup", ROOT / "setup.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -188,7 +187,6 @@ def test_wheel_leaves_generated_files_out() -> None:
 def _sdist_template(files: list[str], allfiles: list[str]) -> list[str]:
     """The sdist's file list after MANIFEST.in, starting from ``files`` (what setuptools added
     by default), the way ``setuptools.command.sdist`` applies the template."""
-    pytest.importorskip("setuptools")
     from setuptools._distutils.filelist import (  # type: ignore[import-untyped, unused-ignore]
         FileList,
     )

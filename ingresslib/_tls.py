@@ -16,10 +16,12 @@ does not cover a host, or a broken Secret, is skipped so that another Ingress's 
 certificate for the host can still be used (ingress-nginx pins its default certificate on the
 first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
 broken content keeps its last good certificate. A host that an Ingress without ``tls`` names
-exactly, under another Ingress's ``*.`` wildcard certificate, is given that certificate (it
-covers the name) where ingress-nginx registers the host's server with no certificate and
-serves its default one; as there, the host is not redirected to HTTPS (:meth:`has_tls`).
-Canary Ingresses supply no certificate, as in ingress-nginx. Protocols, ciphers, no
+exactly, under another Ingress's ``*.`` wildcard certificate, is given that certificate and is
+redirected to HTTPS, as in ingress-nginx (its server has no certificate of its own, so the
+controller sends it as ``emptyUID``, which ``configuration.lua`` deletes from
+``certificate_servers``; ``certificate.lua``'s lookup then falls back to the ``*.`` entry, for
+the handshake and for ``configured_for_current_request``, which ``lua_ingress.lua``'s
+``redirect_to_https`` asks). Canary Ingresses supply no certificate, as in ingress-nginx. Protocols, ciphers, no
 compression, no renegotiation and no session tickets (resumption from the session cache only)
 follow ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/
 ``ssl-session-*`` setting yet.
@@ -331,9 +333,8 @@ class CertificateStore:
         #: the old pair or the new pair, never the new exact map with the old wildcards.
         self._maps: tuple[Mapping[str, ssl.SSLContext], Mapping[str, ssl.SSLContext]] = ({}, {})
         #: Hosts with TLS configured, whether or not their certificate could be used:
-        #: (exact names, wildcard suffixes, exact rule hosts without TLS). See :meth:`has_tls`.
-        self._tls_hosts: tuple[frozenset[str], frozenset[str], frozenset[str]] = (
-            frozenset(), frozenset(), frozenset())
+        #: (exact names, wildcard suffixes). See :meth:`has_tls`.
+        self._tls_hosts: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
         self._cache: dict[bytes, _Cert] = {}
         #: The last certificate each Secret (namespace, name) loaded successfully: a broken
@@ -462,14 +463,8 @@ class CertificateStore:
             if ing.spec.tls:
                 configured |= rule_hosts[n]
                 configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
-        # An exact rule host no TLS Ingress configures is a server of its own in ingress-nginx,
-        # with no certificate of its own, so no ssl-redirect, whatever a `*.` wildcard
-        # Ingress says (SEMANTICS §4.1: the precise host's group, never the wildcard's).
-        plain = {h for hosts in rule_hosts for h in hosts
-                 if not h.startswith("*.") and h not in configured}
         self._tls_hosts = (frozenset(h for h in configured if not h.startswith("*.")),
-                           frozenset(h[1:] for h in configured if h.startswith("*.")),
-                           frozenset(plain))
+                           frozenset(h[1:] for h in configured if h.startswith("*.")))
         exact: dict[str, ssl.SSLContext] = {}
         wild: dict[str, ssl.SSLContext] = {}
         for host, cert in chosen.items():
@@ -592,17 +587,12 @@ class CertificateStore:
         """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a
         ``tls`` section, or a ``tls.hosts`` name), whatever certificate it ends up with: what
         ``ssl-redirect`` and HSTS follow, as in ingress-nginx. Wildcards as in
-        :meth:`context_for`, but a wildcard's TLS does not reach a host that an Ingress without
-        TLS names exactly: that host routes by its own rules, and ingress-nginx's server for it
-        has no certificate, so it is not redirected (nginx.tmpl: "redirect to HTTPS can be
-        achieved forcing the redirect or having a SSL Certificate configured for the server",
-        ``(and (not (empty $server.SSLCert.PemFileName)) $location.Rewrite.SSLRedirect)``)."""
-        exact, wild, plain = self._tls_hosts
+        :meth:`context_for`, also for a host that an Ingress without TLS names exactly (see the
+        module's docstring: ingress-nginx's certificate lookup falls back to the wildcard)."""
+        exact, wild = self._tls_hosts
         name = _norm(host)
         if name in exact:
             return True
-        if name in plain:
-            return False
         dot = name.find(".")
         return dot > 0 and name[dot:] in wild
 

@@ -63,6 +63,7 @@ from ._router import Decision, Router
 from .proxy._actions import (
     RouteOptionsSource,
     _no_tls,
+    access_answer,
     redirect_for,
     tls_host_predicate,
 )
@@ -371,6 +372,14 @@ class IngressASGI(RouteOptionsSource):
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
+            # The proxy's access control of the host's server location (or block-cidrs),
+            # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
+            status, challenge = self._unrouted_status(
+                (normalize_host(host) or "") if host else "", client_ip, _authorization(scope))
+            if status:
+                await reply.local(status, None if challenge is None
+                                  else [(b"www-authenticate", challenge)])
+                return
         else:
             m = decision.match
             plan = self._plans.get(id(m))
@@ -380,6 +389,13 @@ class IngressASGI(RouteOptionsSource):
             # The proxy adds the affinity cookie to every answer once routed (its
             # _add_response_headers), redirects and 503 included.
             reply.set_cookie = decision.set_cookie
+            access = opts.access
+            if access is not None and access.denied is not None \
+                    and not (rel == "/" and opts.app_root is not None):
+                # The proxy's order (proxy/_connection.py): a denied location answers 503
+                # after the server-level app-root only.
+                await reply.local(503)
+                return
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
             # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
             # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
@@ -401,6 +417,15 @@ class IngressASGI(RouteOptionsSource):
                                         target=request_uri)
                 if redirect is not None:
                     await reply.local(redirect[0], [(b"location", redirect[1])])
+                    return
+            if access is not None:
+                # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
+                # the proxy does (proxy/_actions.py ``access_answer``).
+                status, challenge = access_answer(
+                    access, client_ip, _authorization(scope) if access.basic else None)
+                if status:
+                    await reply.local(status, None if challenge is None
+                                      else [(b"www-authenticate", challenge)])
                     return
             app = self.backend_for(decision)
             if app is not None and self.require_endpoints and decision.endpoint is None:
@@ -440,6 +465,11 @@ class IngressASGI(RouteOptionsSource):
                 child["headers"] = self._add_forwarded(
                     scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
                     fwd, request_id, peer, client_ip, scheme, prefix)
+        if decision is not None and opts.access is not None and opts.access.basic is not None:
+            # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
+            # checked here are not handed to the app.
+            child["headers"] = [(k, v) for k, v in child.get("headers") or ()
+                                if bytes(k).lower() != b"authorization"]
         if limit:
             await app(child, reply.counting(receive, limit), reply.send)
             if reply.late:
@@ -731,6 +761,14 @@ class _SubLifespan:
                 await asyncio.wait_for(asyncio.shield(self.task), 5)
             except asyncio.TimeoutError:
                 self.task.cancel()
+
+
+def _authorization(scope: Scope) -> bytes | None:
+    """The request's ``Authorization`` value (the first one), for ``auth-type: basic``."""
+    for name, value in scope.get("headers") or ():
+        if bytes(name).lower() == b"authorization":
+            return bytes(value)
+    return None
 
 
 def _routing_target(scope: Scope, root: str) -> str:

@@ -194,6 +194,20 @@ def _cidrs(v: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _source_ranges(v: str) -> tuple[str, ...]:
+    # ingress-nginx template/configmap.go reads whitelist-source-range, denylist-source-range
+    # and block-cidrs with splitAndTrimSpace(val, ",") and writes each element into an nginx
+    # "allow"/"deny" line, which nginx refuses unless it is an address or a CIDR (the reload
+    # fails); the annotations' parser (proxy/_access.py) checks the elements here.
+    from .proxy._access import parse_source_ranges
+
+    parts = [p.strip() for p in v.split(",") if p.strip()]
+    try:
+        return parse_source_ranges(",".join(parts)) if parts else ()
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -272,6 +286,15 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "enable-underscores-in-headers": _bool,
     "ignore-invalid-headers": _bool,
     "http-redirect-code": _redirect_code,
+    # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
+    # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
+    # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).
+    "whitelist-source-range": _source_ranges,
+    "denylist-source-range": _source_ranges,
+    "block-cidrs": _source_ranges,
+    # ingresslib's own key: serve (with a warning) the routes of Ingresses whose access
+    # annotations ingresslib cannot enforce, instead of answering 503 (ProxySettings).
+    "deny-unenforced-access-annotations": _bool,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._goparse import parse_bool
 from .._table import _is_canary
+from ._access import Access, build_access
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._headers import ACME_CHALLENGE
 from ._settings import ProxySettings
@@ -29,6 +30,7 @@ __all__ = [
     "RouteOptionsSource",
     "tls_host_predicate",
     "redirect_for",
+    "access_answer",
     "location_redirect",
     "https_redirect",
     "TimerKind",
@@ -379,6 +381,21 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
     return None
 
 
+def access_answer(access: Access | None, client_ip: str | None,
+                  authorization: bytes | None) -> tuple[int, bytes | None]:
+    """nginx's access phase for a route: ``(0, None)`` to proceed, else the status to answer
+    and, for a 401, the ``WWW-Authenticate`` value. The source ranges first (403; 503 for a
+    denied location), then ``auth-type: basic`` (401; 503 when its Secret cannot be used), as
+    nginx runs ngx_http_access_module before ngx_http_auth_basic_module."""
+    if access is None:
+        return 0, None
+    status = access.status(client_ip)
+    if status or access.basic is None:
+        return status, None
+    status, _ = access.basic.check(authorization)
+    return status, access.basic.challenge if status == 401 else None
+
+
 # -- route options -----------------------------------------------------------------------------
 
 _log = logging.getLogger("ingresslib.proxy")
@@ -394,6 +411,9 @@ class RouteOptionsSource:
     _settings: ProxySettings
     _options: dict[int, tuple[Any, RouteOptions]]
     _default_options: RouteOptions
+    _server_access: Access | None
+    _warned_table: Any
+    _warned: set[str]
     _owners_table: Any
     _owners: dict[str, Any]
     _unrouted_opts: dict[str, RouteOptions | None]
@@ -409,6 +429,11 @@ class RouteOptionsSource:
         self._settings = value
         self._options = {}
         self._default_options = parse_route_options({}, None, value)
+        #: ingress-nginx's default server (a host no Ingress names): ``block-cidrs`` only.
+        self._server_access = build_access(None, value.block_cidrs, (), ())
+        #: The annotation warnings logged for ``_warned_table`` (``_warn_once``).
+        self._warned_table = None
+        self._warned = set()
         #: Per table (``_server_owners``): the table, the oldest non-canary Ingress per rule
         #: host, and what is derived from them on demand (None: not yet): the options of
         #: ``_unrouted_options`` per host, ``_server_app_root``'s app-roots, ``_www_twins``.
@@ -432,7 +457,12 @@ class RouteOptionsSource:
             opts = self._default_options
         else:
             opts = parse_route_options(annotations, match.path, self._settings,
-                                       self._options_logger, where=f"Ingress {match.ingress}")
+                                       where=f"Ingress {match.ingress}",
+                                       namespace=getattr(match, "namespace", None),
+                                       secrets=self._router_secrets,
+                                       auth_warn=self._warn_one)
+            if opts.warnings:
+                self._warn_once(opts.warnings)
         host = getattr(match, "host", None)
         if host:
             root = self._server_app_root(host, opts.app_root)
@@ -443,6 +473,51 @@ class RouteOptionsSource:
         # Holding the Match keeps id() unique while the entry lives.
         self._options[id(match)] = (match, opts)
         return opts
+
+    def log_annotation_warnings(self) -> None:
+        """Log now, once per table, the warnings of every annotated route of the router's
+        table (canaries included): what ``ingresslib check`` prints, so that a server's log
+        names an ignored or denying annotation at start, not at the route's first request.
+        Nothing for a router without a table (a custom router: its routes warn on their first
+        request). Cost: one parse per Ingress and rule path."""
+        routes = getattr(getattr(self.router, "table", None), "routes", None)
+        if routes is None:
+            return
+        done: set[tuple[int, str | None]] = set()
+        for m in routes:
+            canary = getattr(m, "canary", None)
+            for route in (m,) if canary is None else (m, canary):
+                ann = route.annotations
+                key = (id(ann), route.path)
+                if not ann or key in done:
+                    continue
+                done.add(key)
+                opts = parse_route_options(ann, route.path, self._settings,
+                                           where=f"Ingress {route.ingress}",
+                                           namespace=getattr(route, "namespace", None),
+                                           secrets=self._router_secrets,
+                                           auth_warn=self._warn_one)
+                if opts.warnings:
+                    self._warn_once(opts.warnings)
+                basic = opts.access.basic if opts.access is not None else None
+                if basic is not None and route is m:
+                    basic.load()  # an auth Secret's problems (missing, no key "auth"...)
+
+    def _warn_one(self, warning: str) -> None:
+        self._warn_once((warning,))
+
+    def _warn_once(self, warnings: tuple[str, ...]) -> None:
+        """Log each annotation warning once per table: every rule of an Ingress carries the
+        same annotations (and the same warnings naming the Ingress); a new table (a reload)
+        warns again, as ``check`` would."""
+        table = getattr(self.router, "table", None)
+        if table is not self._warned_table or len(self._warned) > 8192:
+            self._warned_table = table
+            self._warned = set()
+        for w in warnings:
+            if w not in self._warned:
+                self._warned.add(w)
+                self._options_logger.warning("%s", w)
 
     def _unrouted_redirect(self, host: str, scheme: str, path: str, query: str | None,
                            https_port: int, *, host_raw: str = "",
@@ -485,6 +560,8 @@ class RouteOptionsSource:
             root = self._server_app_root(server, None)
             if root is not None:
                 return 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
+        if opts.access is not None and opts.access.denied is not None:
+            return None  # the denied location's "return 503" comes before its redirects
         if opts.redirects:
             answer = location_redirect(opts, path, query)
             if answer is not None:
@@ -493,6 +570,27 @@ class RouteOptionsSource:
         return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
                               self._settings.http_redirect_code,
                               location_host=location_host, target=target)
+
+    def _router_secrets(self) -> Any:
+        """The router's current Secrets (``auth-type: basic`` reads its Secret there; a new
+        tuple after every change): ``router.resources.secrets``, () without resources."""
+        return getattr(getattr(self.router, "resources", None), "secrets", ())
+
+    def _unrouted_status(self, host: str, client_ip: str | None,
+                         authorization: bytes | None = None) -> tuple[int, bytes | None]:
+        """After ``_unrouted_redirect`` gave nothing, the status of a request for ``host``
+        (normalised; empty: none) whose path no rule covers: 0 (the 404 of the default
+        backend, or the ``fallback`` app), or the access control of the server's ``location
+        /`` (it carries the oldest Ingress's annotations, allow/deny lists and denial
+        included: ``_unrouted_options``): 403 or 503. A host no Ingress names is served by
+        ingress-nginx's default server, where only the ConfigMap's ``block-cidrs`` applies.
+        ``(status, WWW-Authenticate value or None)`` (``access_answer``). Cold path."""
+        access = self._server_access
+        if host:
+            opts = self._unrouted_options(host)
+            if opts is not None:
+                access = opts.access
+        return access_answer(access, client_ip, authorization)
 
     def _www_redirect(self, host: str, scheme: str, path: str, query: str | None,
                       https_port: int) -> tuple[int, bytes] | None:
@@ -609,7 +707,10 @@ class RouteOptionsSource:
             ann = owner.metadata.annotations
             # No logger: the same annotations were parsed (and warned about) for the Ingress's
             # own rules already.
-            opts = parse_route_options(ann, None, self._settings) if ann \
+            opts = parse_route_options(ann, None, self._settings,
+                                       namespace=owner.metadata.namespace,
+                                       secrets=self._router_secrets,
+                                       auth_warn=self._warn_one) if ann \
                 else self._default_options
         if len(cache) > 8192:
             cache.clear()

@@ -38,12 +38,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import regex as _regex
 
 from .._goparse import parse_bool, parse_int
+from ._access import SOURCE_RANGE_ANNOTATIONS, Access, route_access, unenforced_access
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 
 _T = TypeVar("_T")
@@ -51,6 +52,32 @@ _T = TypeVar("_T")
 __all__ = ["RouteOptions", "parse_route_options", "parse_size", "PREFIX"]
 
 PREFIX = "nginx.ingress.kubernetes.io/"
+
+#: Every ``nginx.ingress.kubernetes.io/`` annotation ingresslib implements (without the
+#: prefix): read here (the proxy's per-route options), in proxy/_access.py (source ranges),
+#: in _canary.py (``canary*``), _balance.py (``affinity``, ``session-cookie-*``,
+#: ``upstream-hash-by*``, ``load-balance``), _router.py (``affinity-canary-behavior``) and
+#: _endpoints.py (``service-upstream``). Any other one gets a warning naming the Ingress
+#: (``parse_route_options``): ingress-nginx would act on it, ingresslib does not.
+IMPLEMENTED = frozenset({
+    # here
+    "ssl-redirect", "force-ssl-redirect", "preserve-trailing-slash", "app-root",
+    "rewrite-target", "use-regex", "x-forwarded-prefix", "temporal-redirect",
+    "temporal-redirect-code", "permanent-redirect", "permanent-redirect-code",
+    "from-to-www-redirect", "proxy-connect-timeout", "proxy-read-timeout",
+    "proxy-send-timeout", "proxy-next-upstream", "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout", "proxy-body-size", "backend-protocol",
+    # _canary.py
+    "canary", "canary-by-header", "canary-by-header-value", "canary-by-header-pattern",
+    "canary-by-cookie", "canary-weight", "canary-weight-total",
+    # _balance.py, _router.py, _endpoints.py
+    "affinity", "affinity-mode", "affinity-canary-behavior", "session-cookie-name",
+    "session-cookie-path", "session-cookie-domain", "session-cookie-samesite",
+    "session-cookie-max-age", "session-cookie-expires", "session-cookie-secure",
+    "session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
+    "session-cookie-partitioned", "upstream-hash-by", "upstream-hash-by-subset",
+    "upstream-hash-by-subset-size", "load-balance", "service-upstream",
+}) | SOURCE_RANGE_ANNOTATIONS
 
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
 #: The longest a rule path's regex may run on one request path (``rewrite-target`` with
@@ -97,6 +124,10 @@ class RouteOptions:
     #: ``redirect_code`` with this ``Location`` (nginx.tmpl's ``return <code> <url>;``).
     redirect_url: str | None = None
     redirect_code: int = 301
+    #: Who may reach the route (proxy/_access.py): None when nothing restricts it (the usual
+    #: case: the request path tests only this); else ``access.status(client_ip)`` is the
+    #: answer (403 refused by a source range, 503 a denied location) or 0.
+    access: Access | None = None
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
     #: True when ``redirect_for`` can answer whatever the scheme and TLS: app-root, a
@@ -431,8 +462,16 @@ def parse_route_options(
     settings: ProxySettings,
     logger: logging.Logger | None = None,
     where: str = "",
+    *,
+    namespace: str | None = None,
+    secrets: Callable[[], Any] | None = None,
+    auth_warn: Callable[[str], None] | None = None,
 ) -> RouteOptions:
-    """Merge one route's annotations over ``settings``; invalid values warn and fall back."""
+    """Merge one route's annotations over ``settings``; invalid values warn and fall back.
+
+    ``namespace`` is the Ingress's, ``secrets`` returns the router's current Secrets (for
+    ``auth-type: basic``; None: not known here, as in ``check``), ``auth_warn`` is where the
+    Secret's problems are reported when it is read."""
     warnings: list[str] = []
 
     def get(name: str, conv: Callable[[str], _T], default: _T) -> _T:
@@ -493,6 +532,18 @@ def parse_route_options(
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
 
+    access, access_warnings = route_access(annotations, PREFIX, settings, where, namespace,
+                                           secrets, auth_warn)
+    warnings.extend(access_warnings)
+    # Never silently: an annotation ingress-nginx acts on and ingresslib does not is named
+    # (route_access already spoke of those that restrict access).
+    for key in sorted(annotations):
+        if key.startswith(PREFIX):
+            name = key[len(PREFIX):]
+            if name not in IMPLEMENTED and not unenforced_access(name):
+                warnings.append(f"{where}: annotation {key}: not implemented by ingresslib; "
+                                "ignored")
+
     regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
     if rewrite_target is not None and raw_target == (rule_path or "/"):
@@ -530,5 +581,6 @@ def parse_route_options(
         preserve_trailing_slash=bool(keep_slash),
         redirect_url=redirect_url,
         redirect_code=redirect_code,
+        access=access,
         warnings=tuple(warnings),
     )

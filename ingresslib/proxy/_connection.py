@@ -116,6 +116,7 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
     _no_tls,
+    access_answer,
     redirect_for,
     tls_host_predicate,
 )
@@ -1369,11 +1370,22 @@ class ClientConnection:
             return
         if decision is None:
             if not self._redirect_unrouted(req, event, now):
-                self._local_response(req, 404, now)
+                status, challenge = self.proxy._unrouted_status(
+                    req.host, req.client_ip, http_header(event.headers._full_items,
+                                                         b"authorization"))
+                self._local_response(req, status or 404, now, None if challenge is None
+                                     else [(b"www-authenticate", challenge)])
             return
         req.decision = decision
         req.set_cookie = getattr(decision, "set_cookie", None)
         opts = req.opts = self.proxy.options_for(decision.match)
+        access = opts.access
+        if access is not None and access.denied is not None \
+                and not (req.path == "/" and opts.app_root is not None):
+            # A denied location's "return 503" (nginx.tmpl) is the location's first rewrite
+            # directive: only the server-level app-root (redirect_for) runs before it.
+            self._local_response(req, 503, now)
+            return
         # Redirects come before the body and the endpoint (ingress-nginx does them in the
         # server block, before proxying). The scheme is $pass_access_scheme: a trusted hop's
         # X-Forwarded-Proto with use-forwarded-headers (TLS offloaded in front), else ours.
@@ -1392,6 +1404,16 @@ class ClientConnection:
                                              getattr(decision.match, "host", None))
             if redirect is not None:
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
+                return
+        if access is not None:
+            # nginx's access phase (allow/deny, then auth_basic) follows the rewrite phase
+            # (every redirect above): a refused client is redirected first, then refused.
+            status, challenge = access_answer(
+                access, req.client_ip, http_header(event.headers._full_items, b"authorization")
+                if access.basic is not None else None)
+            if status:
+                self._local_response(req, status, now, None if challenge is None
+                                     else [(b"www-authenticate", challenge)])
                 return
         if decision.endpoint is None:
             self._local_response(req, 503, now)
@@ -1649,6 +1671,11 @@ class ClientConnection:
                     first_request_id = False
                     if valid_request_id(value):
                         request_id = value
+        opts = req.opts
+        if opts is not None and opts.access is not None and opts.access.basic is not None:
+            # nginx.tmpl, with auth_basic: 'proxy_set_header Authorization "";' -- the
+            # credentials checked here are not sent to the backend.
+            out = [h for h in out if h[:14].lower() != b"authorization:"]
         host_raw = req.host_raw.encode("ascii")
         if not hosts:
             hosts.append(b"host: %s\r\n" % (host_raw if host_raw

@@ -187,7 +187,8 @@ def check_host(value: bytes) -> None:
 REASONS = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
     301: b"Moved Permanently", 302: b"Found", 307: b"Temporary Redirect",
-    308: b"Permanent Redirect", 400: b"Bad Request", 404: b"Not Found",
+    308: b"Permanent Redirect", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found",
     405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
     414: b"URI Too Long", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",

@@ -1289,6 +1289,7 @@ class ProxyServer:
         # One attribute store: requests already routed keep their Decision (and the core keeps
         # the router it started them with); new requests see the new router.
         self.proxy.router = router
+        self.proxy.log_annotation_warnings()
 
     @property
     def settings(self) -> ProxySettings:
@@ -1322,6 +1323,9 @@ class ProxyServer:
         backlog: int = 1024,
     ) -> None:
         """Bind the listeners; returns once they accept connections."""
+        # The annotation warnings ``check`` prints (ignored or denying annotations) are in the
+        # log from the start, not only at each route's first request.
+        self.proxy.log_annotation_warnings()
         loop = self.loop
         if listen is not None:
             srv = await loop.create_server(

@@ -12,6 +12,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+from ._access import parse_source_ranges
+
 __all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers",
            "parse_size"]
 
@@ -214,6 +216,28 @@ class ProxySettings:
     #: too small for cookie-heavy apps; nginx ``proxy_buffer_size`` is 4k-8k, we are lenient).
     max_response_header_size: int = 65536
 
+    # --- access control (proxy/_access.py; ingress-nginx ConfigMap keys) --------------------
+    #: ingress-nginx ``whitelist-source-range`` (defaults.Backend ``WhitelistSourceRange``):
+    #: the allowlist of every Ingress location without an ``allowlist-source-range`` /
+    #: ``whitelist-source-range`` annotation (ipallowlist/main.go: "A missing annotation is
+    #: not a problem, just use the default"): CIDRs or addresses; others get 403.
+    whitelist_source_range: tuple[str, ...] = ()
+    #: ingress-nginx ``denylist-source-range`` (defaults.Backend ``DenylistSourceRange``): the
+    #: denylist of every location without a ``denylist-source-range`` annotation.
+    denylist_source_range: tuple[str, ...] = ()
+    #: ingress-nginx ``block-cidrs``: addresses refused (403) on every request, routed or
+    #: not (nginx.tmpl's http-level "deny" lines), checked before any source-range annotation.
+    block_cidrs: tuple[str, ...] = ()
+    #: ingresslib's own switch (ConfigMap key ``deny-unenforced-access-annotations``). On (the
+    #: default): the routes of an Ingress carrying an access-control annotation ingresslib
+    #: does not implement (``auth-*`` but ``auth-type: basic``, ``satisfy``, ``*-snippet``)
+    #: answer 503, as ingress-nginx denies a location whose access annotation it cannot
+    #: apply; the warning says which.
+    #: Off: those annotations are ignored with a warning and the routes are served without
+    #: them -- only for a deployment where something else (the application, another proxy)
+    #: enforces them.
+    deny_unenforced_access_annotations: bool = True
+
     def __post_init__(self) -> None:
         for name in _DURATIONS:
             value = getattr(self, name)
@@ -224,6 +248,14 @@ class ProxySettings:
             # before, a negative value silently meant one request per connection.
             raise ValueError(f"keep_alive_requests: {self.keep_alive_requests!r} must be 0 or "
                              "more")
+        for name in ("whitelist_source_range", "denylist_source_range", "block_cidrs"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ValueError(f"{name}: a tuple of CIDRs, not the string {value!r}")
+            try:
+                parse_source_ranges(",".join(value)) if value else None
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")

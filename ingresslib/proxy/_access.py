@@ -1,0 +1,362 @@
+"""Who may reach a route: source ranges (allow/deny lists), and locations denied because an
+access-control annotation cannot be enforced here. Shared by the proxy core and ``IngressASGI``.
+
+ingress-nginx writes, in each ``location`` it allows (nginx.tmpl), the Ingress's
+``denylist-source-range`` as ``deny`` lines, then its ``allowlist-source-range`` (alias
+``whitelist-source-range``) as ``allow`` lines followed by ``deny all;``; a location whose
+annotations could not be applied (``ing_errors.LocationDenied``: an invalid source range, an
+auth Secret that does not exist...) gets only "# Location denied. Reason: ... return 503;".
+nginx's access module (``ngx_http_access_module``) then checks the rules in order against the
+client address ($remote_addr after the realip module: our ``client_address``), the first match
+deciding (``deny`` -> 403); an IPv4-mapped IPv6 address is checked against the IPv4 rules when
+there are any ("if (alcf->rules && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) { ... return
+ngx_http_access_inet(r, alcf, htonl(addr)); }").
+
+The ConfigMap's ``block-cidrs`` (nginx.tmpl: "# Global filters {{ range $ip := $cfg.BlockCIDRs
+}}deny {{ trimSpace $ip }};") is checked first, for every route: in nginx a location with its
+own allow/deny lines does not inherit the http-level ones, so an Ingress with an allowlist
+would let a blocked address in; ingresslib keeps the global block there too (it fails closed).
+
+Snippet annotations: ingress-nginx >= 1.12 defaults to ``allow-snippet-annotations: false``
+and ``annotations-risk-level: High`` (config.go ``NewDefault``: "AllowSnippetAnnotations:
+false, ... AnnotationsRiskLevel: "High""); the snippets are Critical-risk annotations, so
+annotations.go ``Extract`` fails the whole Ingress ("if err :=
+annotationParser.Validate(ing.GetAnnotations()); err != nil { return nil,
+errors.NewRiskyAnnotations(name) }") and its admission webhook refuses it ("Snippet directives
+are disabled by the Ingress administrator"). ingresslib answers 503 on that Ingress's routes
+instead (``route_access``): it fails closed on exactly its paths, where leaving the Ingress out
+would hand them to another rule or the default backend.
+
+Everything here is decided when a table's options are parsed; per request the proxy tests one
+attribute (``RouteOptions.access is None``) on routes without access control.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._table import _is_canary_value
+from ._basicauth import BasicAuth, basic_auth_config
+
+if TYPE_CHECKING:
+    from ._settings import ProxySettings
+
+__all__ = ["Access", "SourceRanges", "build_access", "parse_source_ranges", "route_access",
+           "unenforced_access", "access_kind", "SOURCE_RANGE_ANNOTATIONS", "FORBIDDEN", "DENIED"]
+
+#: nginx's ``deny`` answer (NGX_HTTP_FORBIDDEN).
+FORBIDDEN = 403
+#: A denied location's answer (nginx.tmpl "return 503;").
+DENIED = 503
+
+_V4_ALL = (1 << 32) - 1
+_V6_ALL = (1 << 128) - 1
+#: Verdicts remembered per Access object (client address -> status); cleared when full, so a
+#: client sending many addresses (through a trusted hop) costs memory bounded by this.
+_CACHE_MAX = 4096
+
+
+def parse_source_ranges(value: str) -> tuple[str, ...]:
+    """A comma-separated list of CIDRs or addresses, as ingress-nginx reads it
+    (internal/net/ipnet.go ``ParseIPNets``: each element trimmed, ``net.ParseCIDR`` then
+    ``net.ParseIP``; any element that is neither fails the whole list). Returns the networks
+    as strings (host bits cleared, as Go's ``ipnet.String()``); raises ValueError naming the
+    first bad element. An empty value or an empty element (``"10.0.0.0/8,"``) is invalid too
+    (neither parses in Go)."""
+    out: list[str] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        # Go's parsers refuse zones in a CIDR and leading zeros, as ``ipaddress`` does; "%"
+        # (an IPv6 zone) is refused explicitly since ``ipaddress`` may accept it.
+        try:
+            if not item or "%" in item:
+                raise ValueError
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a valid IP address or CIDR") from None
+        out.append(str(net))
+    return tuple(out)
+
+
+class SourceRanges:
+    """Ordered ``allow``/``deny`` rules per address family, nginx's access-module lists."""
+
+    __slots__ = ("v4", "v6")
+
+    def __init__(self) -> None:
+        #: (network, mask, deny) in order, as integers.
+        self.v4: list[tuple[int, int, bool]] = []
+        self.v6: list[tuple[int, int, bool]] = []
+
+    def add(self, cidrs: Iterable[str], deny: bool) -> None:
+        for text in cidrs:
+            net = ipaddress.ip_network(text, strict=False)
+            if net.version == 4:
+                mask = (_V4_ALL << (32 - net.prefixlen)) & _V4_ALL
+                self.v4.append((int(net.network_address), mask, deny))
+            else:
+                mask = (_V6_ALL << (128 - net.prefixlen)) & _V6_ALL
+                self.v6.append((int(net.network_address), mask, deny))
+
+    def deny_all(self) -> None:
+        # nginx "deny all;" adds a rule to every family's list.
+        self.v4.append((0, 0, True))
+        self.v6.append((0, 0, True))
+
+    def refuses(self, ip: str) -> bool:
+        """True when the first matching rule denies ``ip`` (no match: allowed)."""
+        rules, addr = self._rules_for(ip)
+        if addr is None:
+            # Not an address we can read (never from a socket or ``client_address``): only a
+            # list that denies everything can decide; fail closed when it has any rule.
+            return bool(self.v4 or self.v6)
+        for net, mask, deny in rules:
+            if addr & mask == net:
+                return deny
+        return False
+
+    def _rules_for(self, ip: str) -> tuple[Sequence[tuple[int, int, bool]], int | None]:
+        # ``ipaddress`` (the core imports no socket module); ``Access`` remembers verdicts,
+        # so a client's address is parsed once, not per request.
+        try:
+            parsed = ipaddress.ip_address(ip.partition("%")[0])
+        except ValueError:
+            return (), None
+        addr = int(parsed)
+        if parsed.version == 4:
+            return self.v4, addr
+        if self.v4 and addr >> 32 == 0xFFFF:  # ::ffff:a.b.c.d
+            return self.v4, addr & _V4_ALL
+        return self.v6, addr
+
+
+class Access:
+    """A route's access control: ``denied`` (a reason: every request gets 503), else the
+    global ``block-cidrs``, the route's denylist and allowlist as ``SourceRanges``."""
+
+    __slots__ = ("denied", "ranges", "basic", "_cache")
+
+    def __init__(self, denied: str | None, ranges: SourceRanges | None,
+                 basic: BasicAuth | None = None) -> None:
+        self.denied = denied
+        self.ranges = ranges
+        #: ``auth-type: basic`` (proxy/_basicauth.py), checked after the ranges, as nginx's
+        #: auth_basic runs after its access module.
+        self.basic = basic
+        self._cache: dict[str | None, int] = {}
+
+    def status(self, client_ip: str | None) -> int:
+        """0 when ``client_ip`` may reach the backend, else the status to answer: 503 for a
+        denied location, 403 when a source range refuses the address. A request without an
+        address (a Unix socket peer) is refused by any source range (fail closed)."""
+        if self.denied is not None:
+            return DENIED
+        cache = self._cache
+        hit = cache.get(client_ip)
+        if hit is not None:
+            return hit
+        ranges = self.ranges
+        if ranges is None:
+            verdict = 0
+        elif client_ip is None:
+            verdict = FORBIDDEN if (ranges.v4 or ranges.v6) else 0
+        else:
+            verdict = FORBIDDEN if ranges.refuses(client_ip) else 0
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[client_ip] = verdict
+        return verdict
+
+    def __repr__(self) -> str:
+        if self.denied is not None:
+            return f"Access(denied={self.denied!r})"
+        r = self.ranges
+        return f"Access(v4={len(r.v4) if r else 0} rules, v6={len(r.v6) if r else 0} rules)"
+
+
+def build_access(denied: str | None, block: Sequence[str], deny: Sequence[str],
+                 allow: Sequence[str], basic: BasicAuth | None = None) -> Access | None:
+    """The Access of a route, or None when nothing restricts it (the usual case)."""
+    if denied is not None:
+        return Access(denied, None)
+    if not (block or deny or allow):
+        return None if basic is None else Access(None, None, basic)
+    ranges = SourceRanges()
+    ranges.add(block, deny=True)
+    ranges.add(deny, deny=True)
+    if allow:
+        ranges.add(allow, deny=False)
+        ranges.deny_all()
+    return Access(None, ranges, basic)
+
+
+# -- annotations -------------------------------------------------------------------------------
+
+#: The source-range annotations (ipallowlist/main.go: ``allowlist-source-range`` with the alias
+#: ``whitelist-source-range``; ipdenylist/main.go: ``denylist-source-range``).
+ALLOWLIST, WHITELIST, DENYLIST = ("allowlist-source-range", "whitelist-source-range",
+                                  "denylist-source-range")
+SOURCE_RANGE_ANNOTATIONS = frozenset({ALLOWLIST, WHITELIST, DENYLIST})
+#: ``auth-type: basic`` and the annotations it reads (proxy/_basicauth.py).
+BASIC_AUTH_ANNOTATIONS = frozenset({"auth-type", "auth-secret", "auth-secret-type",
+                                    "auth-realm"})
+
+
+_BASIC = "basic/digest authentication"
+_EXTERNAL = "external authentication"
+_CLIENT_CERT = "client certificate authentication"
+#: ingress-nginx's access annotations (annotations.md "Authentication", "External
+#: Authentication", "Client Certificate Authentication", "Satisfy") and what they do there; the
+#: warning names it. Others are recognised by their prefix or suffix (``access_kind``).
+_ACCESS_KINDS = {
+    "auth-type": _BASIC, "auth-secret": _BASIC, "auth-secret-type": _BASIC,
+    "auth-realm": _BASIC,
+    "auth-url": _EXTERNAL, "auth-signin": _EXTERNAL, "auth-signin-redirect-param": _EXTERNAL,
+    "auth-method": _EXTERNAL, "auth-response-headers": _EXTERNAL,
+    "auth-proxy-set-headers": _EXTERNAL, "auth-request-redirect": _EXTERNAL,
+    "auth-cache-key": _EXTERNAL, "auth-cache-duration": _EXTERNAL,
+    "auth-always-set-cookie": _EXTERNAL, "auth-keepalive": _EXTERNAL,
+    "auth-snippet": _EXTERNAL,
+    "auth-tls-secret": _CLIENT_CERT, "auth-tls-verify-client": _CLIENT_CERT,
+    "auth-tls-verify-depth": _CLIENT_CERT, "auth-tls-error-page": _CLIENT_CERT,
+    "auth-tls-pass-certificate-to-upstream": _CLIENT_CERT, "auth-tls-match-cn": _CLIENT_CERT,
+    "satisfy": "how the access checks combine",
+    "configuration-snippet": "raw nginx configuration",
+    "server-snippet": "raw nginx configuration",
+}
+
+
+def access_kind(name: str) -> str | None:
+    """What ``name`` (without the prefix) does in ingress-nginx when it restricts who reaches
+    the backend and ingresslib cannot enforce it, else None: basic/digest auth and its Secret
+    (``auth-type``, ``auth-secret``, ``auth-realm``...), external auth (``auth-url``,
+    ``auth-signin``...), client certificates (``auth-tls-*``), ``satisfy``, and every
+    ``*-snippet`` (raw nginx configuration: ``configuration-snippet: "deny all;"`` is an
+    access rule as much as anything)."""
+    kind = _ACCESS_KINDS.get(name)
+    if kind is not None:
+        return kind
+    if name.startswith("auth-tls-"):
+        return _CLIENT_CERT
+    if name.startswith("auth-"):
+        return "authentication"
+    if name.endswith("-snippet"):
+        return "raw nginx configuration"
+    return None
+
+
+def unenforced_access(name: str) -> bool:
+    """``name`` (without the prefix) is an access annotation ingresslib cannot enforce
+    (``access_kind``)."""
+    return access_kind(name) is not None
+
+
+def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySettings,
+                 where: str, namespace: str | None = None,
+                 secrets: Callable[[], Any] | None = None,
+                 warn: Callable[[str], None] | None = None
+                 ) -> tuple[Access | None, list[str]]:
+    """The Access of a route whose Ingress has ``annotations``, and the warnings to give.
+
+    Source ranges are read as ipallowlist/ipdenylist ``Parse`` read them: the annotation, else
+    the ConfigMap's default (``whitelist_source_range`` / ``denylist_source_range``); the
+    alias ``whitelist-source-range`` only when ``allowlist-source-range`` is unset or empty
+    (parser/validators.go ``checkAnnotation``: "if annotationValue == "" { for _,
+    annotationAlias := range fields[name].AnnotationAliases {"). An invalid list denies the
+    location: "if err != nil && len(ips) == 0 { return &SourceRange{CIDR:
+    defaultAllowlistSourceRange}, ing_errors.LocationDenied{Reason: fmt.Errorf("the annotation
+    does not contain a valid IP address or network: %w", err)}" (ParseIPNets returns no
+    address at all on an error, so any bad element denies). An empty value is refused too
+    (ingresslib: an empty ``allowlist-source-range`` is an error there, an empty
+    ``whitelist-source-range`` alone would be read as unset, i.e. open).
+
+    A location ingress-nginx denies answers 503 (nginx.tmpl "# Location denied. Reason: {{
+    $location.Denied | quote }} return 503;"); the first denial wins, as in
+    annotations.go ``Extract`` ("_, alreadyDenied := data[DeniedKeyName]; if !alreadyDenied
+    {...").
+
+    A canary Ingress's access annotations are ignored with a warning: "when you mark an
+    ingress as canary, then all the other non-canary annotations will be ignored (inherited
+    from the corresponding main ingress)" (annotations.md), and the proxy applies the main
+    rule's options to canary traffic as well.
+    """
+    warnings: list[str] = []
+    canary = _is_canary_value(annotations.get(prefix + "canary"))
+    denied: str | None = None
+
+    def deny(reason: str) -> None:
+        nonlocal denied
+        if denied is None:
+            denied = reason
+
+    # auth-type: basic is implemented (proxy/_basicauth.py); its Secret is read by the proxy
+    # (``secrets``: the router's current Secrets); ``check`` has none to give (None).
+    basic: BasicAuth | None = None
+    implemented: frozenset[str] = frozenset()
+    auth_type = annotations.get(prefix + "auth-type")
+    if not canary and auth_type is not None and auth_type.strip() == "basic":
+        implemented = BASIC_AUTH_ANNOTATIONS
+        config, reason, auth_warnings = basic_auth_config(annotations, prefix, namespace)
+        warnings.extend(f"{where}: {w}" for w in auth_warnings)
+        if reason is not None:
+            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (ingress-nginx "
+                            "denies the location)")
+            deny(reason)
+        elif config is not None and secrets is not None:
+            basic = BasicAuth(*config, secrets, warn, where)
+
+    for key in sorted(annotations):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        kind = access_kind(name)
+        if kind is None or name in implemented:
+            continue
+        if canary:
+            warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as in "
+                            "ingress-nginx: the main Ingress's access control applies to "
+                            "canary traffic), and not implemented by ingresslib anyway")
+        elif settings.deny_unenforced_access_annotations:
+            reason = (f"annotation {key} ({kind}) restricts access and is not implemented "
+                      "by ingresslib")
+            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (as "
+                            "ingress-nginx denies a location whose access annotation it "
+                            "cannot apply); set deny-unenforced-access-annotations to "
+                            "\"false\" to serve them without it")
+            deny(reason)
+        else:
+            warnings.append(f"{where}: annotation {key}: not implemented by ingresslib; "
+                            "ignored (deny-unenforced-access-annotations is off: the routes "
+                            "are served without this access control)")
+
+    def ranges(names: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = next((n for n in names if annotations.get(prefix + n)), None)
+        if chosen is None:
+            chosen = next((n for n in names if prefix + n in annotations), None)
+        if chosen is None:
+            return default
+        key = prefix + chosen
+        for other in names:
+            if other != chosen and annotations.get(prefix + other):
+                warnings.append(f"{where}: annotation {prefix + other}: ignored, "
+                                f"{key} is set")
+        if canary:
+            warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as in "
+                            "ingress-nginx: the main Ingress's access control applies to "
+                            "canary traffic)")
+            return ()
+        try:
+            return parse_source_ranges(annotations[key])
+        except ValueError as e:
+            reason = f"annotation {key}: {e}"
+            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (ingress-nginx "
+                            "denies the location: \"the annotation does not contain a valid IP "
+                            "address or network\")")
+            deny(reason)
+            return default
+
+    allow = ranges((ALLOWLIST, WHITELIST), settings.whitelist_source_range)
+    refused = ranges((DENYLIST,), settings.denylist_source_range)
+    return build_access(denied, settings.block_cidrs, refused, allow, basic), warnings

@@ -1,0 +1,193 @@
+"""htpasswd password hashes, as nginx's ``auth_basic_user_file`` accepts them, verified with
+the standard library only.
+
+ngx_http_auth_basic_module: "The following password types are supported: encrypted with the
+crypt() function ...; hashed with the Apache variant of the MD5-based password algorithm
+(apr1); specified by the "{scheme}data" syntax (1.0.3+) as described in RFC 2307; currently
+implemented schemes include PLAIN (an example one, should not be used), SHA (1.3.13) (plain
+SHA-1 hashing, should not be used) and SSHA (salted SHA-1 hashing...)". Verified here:
+``{PLAIN}``, ``{SHA}``, ``{SSHA}``, ``$apr1$`` and ``$1$`` (MD5-crypt, Poul-Henning Kamp's
+algorithm; apr1 differs by its magic string only), ``$5$`` and ``$6$`` (SHA-crypt, Ulrich
+Drepper's "Unix crypt using SHA-256 and SHA-512" specification). Anything else (bcrypt
+``$2y$``, yescrypt ``$y$``, DES crypt) is ``None``: not verifiable here, so the user is
+refused (never accepted), with a warning where the Secret is read.
+
+Every comparison of a computed hash with the stored one is ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+__all__ = ["verify", "supported", "md5_crypt", "sha_crypt"]
+
+_ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _to64(value: int, n: int) -> str:
+    out = []
+    for _ in range(n):
+        out.append(_ITOA64[value & 0x3F])
+        value >>= 6
+    return "".join(out)
+
+
+def md5_crypt(password: bytes, salt: str, magic: str = "$1$") -> str:
+    """MD5-crypt (FreeBSD ``crypt-md5.c``; Apache's apr1 with ``magic="$apr1$"``)."""
+    salt = salt[:8]
+    s = salt.encode("ascii")
+    m = magic.encode("ascii")
+    alt = hashlib.md5(password + s + password).digest()
+    ctx = hashlib.md5(password + m + s)
+    n = len(password)
+    while n > 0:
+        ctx.update(alt[:min(16, n)])
+        n -= 16
+    i = len(password)
+    while i:
+        ctx.update(b"\0" if i & 1 else password[:1])
+        i >>= 1
+    final = ctx.digest()
+    for i in range(1000):
+        c = hashlib.md5(password if i & 1 else final)
+        if i % 3:
+            c.update(s)
+        if i % 7:
+            c.update(password)
+        c.update(final if i & 1 else password)
+        final = c.digest()
+    f = final
+    out = "".join(_to64((f[a] << 16) | (f[b] << 8) | f[c], 4)
+                  for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)))
+    return f"{magic}{salt}${out}{_to64(f[11], 2)}"
+
+
+# Drepper's specification: the byte order of the final encoding, per algorithm.
+_SHA256_ORDER = [(0, 10, 20), (21, 1, 11), (12, 22, 2), (3, 13, 23), (24, 4, 14), (15, 25, 5),
+                 (6, 16, 26), (27, 7, 17), (18, 28, 8), (9, 19, 29)]
+_SHA512_ORDER = [(0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4), (47, 5, 26),
+                 (6, 27, 48), (28, 49, 7), (50, 8, 29), (9, 30, 51), (31, 52, 10),
+                 (53, 11, 32), (12, 33, 54), (34, 55, 13), (56, 14, 35), (15, 36, 57),
+                 (37, 58, 16), (59, 17, 38), (18, 39, 60), (40, 61, 19), (62, 20, 41)]
+_ROUNDS_DEFAULT, _ROUNDS_MIN, _ROUNDS_MAX = 5000, 1000, 999_999_999
+#: The most rounds verified here: a round costs ~1.4 µs of Python ($6$: the default 5,000 rounds
+#: ~7 ms per verification, remembered per credentials afterwards), and
+#: the hash is the Secret author's; past this the user is refused (``verify`` -> None).
+ROUNDS_LIMIT = 20_000
+
+
+def sha_crypt(password: bytes, setting: str) -> str | None:
+    """SHA-crypt (``$5$`` SHA-256, ``$6$`` SHA-512) of ``password`` with ``setting``
+    (``$5$[rounds=N$]salt[$...]``), Drepper's specification steps; None when the setting is
+    not one (or asks for more than ROUNDS_LIMIT rounds)."""
+    parsed = _sha_setting(setting)
+    if parsed is None:
+        return None
+    rounds, custom, salt_s = parsed
+    if setting.startswith("$5$"):
+        algo, size, order = hashlib.sha256, 32, _SHA256_ORDER
+    else:
+        algo, size, order = hashlib.sha512, 64, _SHA512_ORDER
+    magic = setting[:3]
+    salt = salt_s.encode("ascii")
+    pw = password
+    b = algo(pw + salt + pw).digest()
+    a = algo(pw + salt)  # unlike MD5-crypt, no magic string in digest A
+    n = len(pw)
+    while n > size:
+        a.update(b)
+        n -= size
+    a.update(b[:n])
+    i = len(pw)
+    while i:
+        a.update(b if i & 1 else pw)
+        i >>= 1
+    da = a.digest()
+    dp = algo(pw * len(pw)).digest()
+    p = (dp * (len(pw) // size + 1))[:len(pw)]
+    ds = algo(salt * (16 + da[0])).digest()
+    s = (ds * (len(salt) // size + 1))[:len(salt)]
+    c = da
+    for r in range(rounds):
+        h = algo(p if r & 1 else c)
+        if r % 3:
+            h.update(s)
+        if r % 7:
+            h.update(p)
+        h.update(c if r & 1 else p)
+        c = h.digest()
+    out = "".join(_to64((c[x] << 16) | (c[y] << 8) | c[z], 4) for x, y, z in order)
+    if size == 32:
+        out += _to64((c[31] << 8) | c[30], 3)
+    else:
+        out += _to64(c[63], 2)
+    head = f"{magic}rounds={rounds}$" if custom else magic
+    return f"{head}{salt_s}${out}"
+
+
+def _sha_setting(setting: str) -> tuple[int, bool, str] | None:
+    """``(rounds, rounds given, salt)`` of a ``$5$``/``$6$`` setting; None when it is not one
+    or asks for more than ROUNDS_LIMIT rounds."""
+    if not (setting.startswith("$5$") or setting.startswith("$6$")):
+        return None
+    rest = setting[3:]
+    rounds, custom = _ROUNDS_DEFAULT, False
+    if rest.startswith("rounds="):
+        num, sep, rest = rest[7:].partition("$")
+        if not sep or not num.isdigit():
+            return None
+        rounds, custom = min(max(int(num), _ROUNDS_MIN), _ROUNDS_MAX), True
+    if rounds > ROUNDS_LIMIT:
+        return None
+    salt_s = rest.split("$", 1)[0][:16]
+    return (rounds, custom, salt_s) if salt_s.isascii() else None
+
+
+def supported(stored: str) -> bool:
+    """``verify`` can check a password against ``stored``. Without hashing: a Secret of many
+    SHA-crypt users is read on the event loop (~7 ms per ``$6$`` verification)."""
+    if stored.startswith("$5$") or stored.startswith("$6$"):
+        return _sha_setting(stored) is not None
+    if stored.startswith("$apr1$") or stored.startswith("$1$"):
+        md5_salt, sep, _ = stored[6 if stored.startswith("$apr1$") else 3:].partition("$")
+        return bool(sep) and md5_salt.isascii()
+    return verify(stored, b"") is not None  # {PLAIN}, {SHA}, {SSHA}: one cheap hash at most
+
+
+def verify(stored: str, password: bytes) -> bool | None:
+    """True / False when ``password`` does / does not match the htpasswd hash ``stored``;
+    None when the format is not one verifiable here (the caller refuses the user)."""
+    if stored.startswith("{PLAIN}"):
+        return hmac.compare_digest(stored[7:].encode("utf-8", "surrogateescape"), password)
+    if stored.startswith("{SHA}"):
+        want = _b64(stored[5:])
+        return None if want is None else hmac.compare_digest(
+            hashlib.sha1(password).digest(), want)
+    if stored.startswith("{SSHA}"):
+        raw = _b64(stored[6:])
+        if raw is None or len(raw) <= 20:
+            return None
+        digest, salt = raw[:20], raw[20:]
+        return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
+    if stored.startswith("$apr1$") or stored.startswith("$1$"):
+        magic = "$apr1$" if stored.startswith("$apr1$") else "$1$"
+        md5_salt, sep, _ = stored[len(magic):].partition("$")
+        if not sep or not md5_salt.isascii():
+            return None
+        return hmac.compare_digest(md5_crypt(password, md5_salt, magic).encode(),
+                                   stored.encode("utf-8", "surrogateescape"))
+    if stored.startswith("$5$") or stored.startswith("$6$"):
+        computed = sha_crypt(password, stored)
+        if computed is None:
+            return None
+        return hmac.compare_digest(computed.encode(), stored.encode("utf-8", "surrogateescape"))
+    return None
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        return None

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="client connections accepted at once (more are closed)")
     serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",
                        help="how often the manifest and --config files are checked for "
-                            "changes (0: never)")
+                            "changes (0: only on SIGHUP)")
     serve.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
     serve.set_defaults(handler="serve")

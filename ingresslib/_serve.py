@@ -4,12 +4,17 @@ SEMANTICS §11: "Reloads (file changes, API watch) build a new table off the hot
 atomically: requests in flight finish on the old one, nothing is dropped, an invalid update keeps
 the last good table and reports why."
 
-The files are polled (mtime and size, about once a second: no inotify dependency, and it works
-for ConfigMap volume mounts, whose symlink swap an inotify watch on the file misses). A change
+The files are polled (mtime, size, inode and ctime, about once a second: no inotify dependency,
+and it works for ConfigMap volume mounts, whose symlink swap an inotify watch on the file
+misses); SIGHUP reads them at once. A folder that cannot be listed fails the reload (the last
+good table stays) instead of being read as empty. A change
 loads and builds the new Router and TLS contexts in a worker thread, then swaps one attribute on
 the event loop thread. The ``--config`` ConfigMap file is polled the same way (with
 ``--kubernetes`` too) and applied live, as ingress-nginx applies edits of its ConfigMap; an
 invalid edit keeps the settings serving and logs why.
+
+SIGTERM and SIGINT stop accepting and let requests in flight finish for up to
+``--shutdown-timeout`` seconds (exit 0); a second SIGINT aborts what is left at once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import pickle
 import re
 import signal
@@ -34,15 +40,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._errors import ValidationError
+from ._errors import FieldError, ValidationError
 from ._models import EMPTY_MAP, ObjectMeta
 from ._resources import Resources
 
 __all__ = ["serve_main", "Reloader", "build_router"]
 
 _log = logging.getLogger("ingresslib.serve")
-
-_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 #: A namespace name (``--namespace``): an RFC 1123 label, the API server's
@@ -375,22 +379,70 @@ def _field_code(name: str, hint: Any, env: dict[str, Any]) -> str:
     return f"_canon({x})"
 
 
-def _snapshot(paths: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``{file: (mtime_ns, size)}`` of every manifest file under ``paths`` (missing ones too, so
-    a deletion is a change)."""
-    out: dict[str, tuple[int, int]] = {}
+#: A file's state as the poller compares it: ``(mtime_ns, size, inode, ctime_ns)``; a missing
+#: file is ``_MISSING``, a folder that cannot be listed ``(_UNREADABLE, errno)``.
+_State = tuple[int, ...]
+_MISSING: _State = (-1, -1)
+_UNREADABLE = -2
+
+
+def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
+    """``{file: state}`` of every manifest file under ``paths`` (missing ones too, so a deletion
+    is a change), found the way ``load_manifests`` finds them (``_load._walk``: hidden files and
+    folders skipped, symlinked folders not followed), and a folder that cannot be listed as
+    ``(_UNREADABLE, errno)``: ``load_manifests`` would silently read it as empty.
+
+    The state holds the inode and the ctime besides mtime and size: a file replaced by another
+    of the same size whose timestamp was kept (``cp -p``, ``tar``, ``rsync -t``, a ConfigMap's
+    ``..data`` swap onto files written in one clock tick) has a new inode, and an in-place
+    rewrite whose mtime was set back still moves the ctime, which no one can set. Never raises:
+    a folder removed while it is walked (``rm -rf``, a checkout) is a change like any other."""
+    from ._load import MANIFEST_SUFFIXES
+
+    out: dict[str, _State] = {}
+
+    def add(f: str) -> None:
+        try:
+            st = os.stat(f)
+            out[f] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        except OSError:
+            out[f] = _MISSING
+
+    def unreadable(e: OSError) -> None:
+        # os.walk skips what it cannot list; so does load_manifests, which would then swap in
+        # a table without that folder's Ingresses. Recorded here, refused by the reloader. A
+        # folder that vanished meanwhile is a deletion, seen through its files.
+        if not isinstance(e, FileNotFoundError) and e.filename is not None:
+            out[os.fspath(e.filename)] = (_UNREADABLE, e.errno or 0)
+
     for p in paths:
-        path = Path(p)
-        files = [path]
-        if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in _SUFFIXES)
-        for f in files:
-            try:
-                st = f.stat()
-                out[str(f)] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                out[str(f)] = (-1, -1)
+        if not os.path.isdir(p):
+            add(str(Path(p)))
+            continue
+        for dirpath, dirnames, filenames in os.walk(p, onerror=unreadable):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
+                    add(os.path.join(dirpath, name))
     return out
+
+
+def _unreadable_error(snap: Mapping[str, _State]) -> ValidationError | None:
+    """The folders ``snap`` found unreadable, as the error a reload (or the start) fails with."""
+    from ._validate import INVALID
+
+    bad = [FieldError(d, "", INVALID, f"cannot list the folder: {os.strerror(st[1])}")
+           for d, st in sorted(snap.items()) if st[0] == _UNREADABLE]
+    return ValidationError(bad) if bad else None
+
+
+def _log_route_warnings(server: Any) -> None:
+    """Log the new table's annotation warnings now (ignored or denying annotations), as the
+    server does at start, not at each route's first request. ``router.update`` keeps the router
+    object, so the server's router setter, which does this, is not involved."""
+    log = getattr(getattr(server, "proxy", None), "log_annotation_warnings", None)
+    if log is not None:
+        log()
 
 
 class Reloader:
@@ -401,7 +453,7 @@ class Reloader:
         controller: str | None, load_balance: str | None = None, interval: float = 1.0,
         on_reload: Callable[[bool, str], None] | None = None, settle: float | None = None,
         config: Any = None, config_path: str | None = None, lock: threading.Lock | None = None,
-        snapshot: dict[str, tuple[int, int]] | None = None,
+        snapshot: dict[str, _State] | None = None,
     ) -> None:
         self.server = server
         #: How long a change must stay still before it is read (default: a quarter of the
@@ -436,6 +488,9 @@ class Reloader:
         #: ``config_digest`` of the last successful reload (computed in the worker thread).
         self.last_digest: str | None = None
         self._config_error: Exception | None = None
+        #: Set by ``request_reload``: the next poll runs now and reads the files.
+        self._wake = asyncio.Event()
+        self._force = False
 
     def _watched(self) -> list[str]:
         return self.paths + ([self.config_path] if self.config_path else [])
@@ -482,6 +537,7 @@ class Reloader:
                 if old_lb is not None:
                     router.load_balance = old_lb
                 raise
+            _log_route_warnings(self.server)
             # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
             served = _served_by(self.server.router, res, self.ingress_class, self.controller)
             store = self.server.cert_store
@@ -495,19 +551,24 @@ class Reloader:
         self.last_digest = config_digest(res, served, cfg)
         return served, res, cfg
 
-    async def check(self) -> bool | None:
-        """One poll: None when nothing changed, else whether the reload succeeded."""
+    async def check(self, *, force: bool = False) -> bool | None:
+        """One poll: None when nothing changed, else whether the reload succeeded. ``force``
+        (SIGHUP) reads the files now, changed or not."""
         loop = asyncio.get_running_loop()
         watched = self._watched()
         snap = await loop.run_in_executor(None, _snapshot, watched)
-        if snap == self.snapshot:
+        if snap == self.snapshot and not force:
             return None
-        if self.settle > 0:
+        if self.settle > 0 and not force:
             await asyncio.sleep(self.settle)
             if await loop.run_in_executor(None, _snapshot, watched) != snap:
                 return None  # still being written: look again at the next poll
         self.snapshot = snap
         try:
+            unreadable = _unreadable_error(snap)
+            if unreadable is not None:
+                # load_manifests would read the folder as empty: a table without its Ingresses.
+                raise unreadable
             served, res, cfg = await loop.run_in_executor(None, self._build)
         except ValidationError as e:
             self.failures += 1
@@ -550,10 +611,32 @@ class Reloader:
             return False
         return True
 
+    def request_reload(self) -> None:
+        """Read the files at once, changed or not (``serve``'s SIGHUP, nginx's reload signal)."""
+        self._force = True
+        self._wake.set()
+
     async def run(self) -> None:
+        """Poll every ``interval`` seconds (0: only when ``request_reload`` asks), until
+        cancelled. A poll that fails (a folder removed while it is walked, a bug) is logged,
+        once while it keeps failing the same way, and polling goes on: an exception must not
+        end the task, which would stop every later reload without a word."""
+        logged: str | None = None
         while True:
-            await asyncio.sleep(self.interval)
-            await self.check()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval if self.interval > 0 else None):
+                    await self._wake.wait()
+            self._wake.clear()
+            force, self._force = self._force, False
+            try:
+                await (self.check(force=True) if force else self.check())
+            except Exception as e:  # noqa: BLE001 - see above
+                if repr(e) != logged:
+                    _log.error("polling the files failed; trying again: %r", e,
+                               exc_info=True)
+                    logged = repr(e)
+            else:
+                logged = None
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -626,7 +709,7 @@ def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
 
 async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                  kube_config: Any = None,
-                 files_state: dict[str, tuple[int, int]] | None = None) -> int:
+                 files_state: dict[str, _State] | None = None) -> int:
     from ._tls import CertificateStore
     from .proxy._server import ProxyServer, parse_listen
 
@@ -681,9 +764,25 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     # KeyboardInterrupt and cut them. Now it sets ``stop`` and the drain below runs.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP, nginx's reload signal, re-reads the files and the ConfigMap now. Left to its
+    # default action it killed the process on the spot, requests in flight included (`kill
+    # -HUP`, out of habit, or the terminal of a foreground `serve` closing).
+    reloader: Reloader | None = None
+
+    def on_hup() -> None:
+        if reloader is not None:
+            _log.info("SIGHUP: reading the files now")
+            reloader.request_reload()
+        else:
+            _log.info("SIGHUP: nothing to read (the cluster is watched); ignored")
+
+    handlers: list[tuple[int, Callable[[], None]]] = [(signal.SIGINT, stop.set),
+                                                      (signal.SIGTERM, stop.set)]
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        handlers.append((signal.SIGHUP, on_hup))
+    for sig, handler in handlers:
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / non-main thread
             pass
     try:
@@ -734,7 +833,6 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             metrics.set_certificates(certificates_of(res, served))
             metrics.set_hosts(hosts_of(res, served))
 
-    reloader: Reloader | None = None
     if not getattr(args, "kubernetes", False):
         # The configuration loaded at start is the first one serving (ingress-nginx's first
         # sync is its first reload); with --kubernetes that is the first complete snapshot.
@@ -754,7 +852,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                             on_reload=on_reload, config=cfg, config_path=args.config,
                             lock=swap_lock, snapshot=files_state)
     tasks: list[asyncio.Task[Any]] = []
-    if reloader is not None and reloader.interval > 0:
+    if reloader is not None:  # interval 0: no polling, but SIGHUP still reads the files
         tasks.append(loop.create_task(reloader.run()))
     failed: list[str] = []
     if kube:
@@ -765,17 +863,22 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     try:
         await stop.wait()
     finally:
+        # A second Ctrl-C cuts the drain short. SIGINT's handler above only sets ``stop``
+        # again: the drain went on for the whole --shutdown-timeout whatever was pressed.
+        again = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, again.set)
         for t in tasks:
             t.cancel()
         if tasks:
             # Let the watcher close its connections (bounded). asyncio.wait raises nothing for
-            # the tasks' own outcomes, so a second Ctrl-C still cancels us.
+            # the tasks' own outcomes.
             done, _ = await asyncio.wait(tasks, timeout=5)
             for t in done:
                 if not t.cancelled():
                     t.exception()  # retrieved: nothing it raised while stopping matters
         _log.info("stopping: finishing in-flight requests")
-        await server.shutdown(timeout=getattr(args, "shutdown_timeout", 10.0))
+        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
         if metrics_server is not None:
             await metrics_server.close()
         if kube_client is not None:
@@ -783,6 +886,25 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                 await kube_client.close()
     # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
     return 1 if failed else 0
+
+
+async def _drain(server: Any, timeout: float, interrupt: asyncio.Event) -> None:
+    """``server.shutdown(timeout)``: stop accepting, let in-flight requests finish for up to
+    ``timeout`` seconds; ``interrupt`` (a second Ctrl-C) aborts what is left at once."""
+    drain = asyncio.ensure_future(server.shutdown(timeout=timeout))
+    cut = asyncio.ensure_future(interrupt.wait())
+    try:
+        await asyncio.wait({drain, cut}, return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            _log.warning("interrupted again: aborting the requests in flight")
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+            await server.shutdown(timeout=0)
+        else:
+            drain.result()
+    finally:
+        cut.cancel()
+        drain.cancel()  # only when we are cancelled ourselves: it is done otherwise
 
 
 async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any,
@@ -800,6 +922,7 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     def apply(res: Resources) -> tuple[str, list[Any]]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
             server.router.update(res)
+            _log_route_warnings(server)
             served = _served_by(server.router, res, args.ingress_class, args.controller)
             if store is not None:
                 store.update(res, served)
@@ -889,6 +1012,9 @@ def serve_main(args: argparse.Namespace) -> int:
                             + ([args.config] if args.config else []))
     cfg = ServerConfig()
     try:
+        unreadable = _unreadable_error(files_state)
+        if unreadable is not None:  # load_manifests would read it as an empty folder
+            raise unreadable
         if args.config:
             cfg = load_config(args.config)
         # With --kubernetes the first table comes from the watch (empty until it has synced).

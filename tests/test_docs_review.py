@@ -334,7 +334,7 @@ def test_documented_serve_defaults() -> None:
     assert m.group(1).split(",") == list(action.choices) and ns.access_log == m.group(2)
     assert "Off when not given" in obs and ns.metrics_listen is None
     readme = one_line(text(README))
-    m = re.search(r"every `--reload-interval` seconds \(default (\d+)\)", readme)
+    m = re.search(r"every `--reload-interval` seconds \(default (\d+)[;)]", readme)
     assert m is not None and ns.reload_interval == float(m.group(1))
 
 

@@ -240,6 +240,13 @@ def test_deploy_container_command_lines_parse() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ns.metrics_listen.endswith(f":{ports['metrics']}")
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # Liveness is not readiness: /healthz is 503 until the first table and while draining.
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+    # The preStop sleep and the drain both fit in the grace period, or SIGKILL cuts the drain.
+    sleep = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep"
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert float(sleep[1]) + ns.shutdown_timeout < grace
     dockerfile = text(EXAMPLES / "deploy" / "Dockerfile")
     entry = ast.literal_eval(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
     cmd = ast.literal_eval(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]

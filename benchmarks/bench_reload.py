@@ -1,6 +1,6 @@
 """What a reload costs, side by side in one run at 1,000 and 10,000 rules: ``RouteTable.build``,
-``Router`` construction, and ``config_digest`` (the ``config_hash`` metric that ``serve``
-computes on every reload).
+``Router`` construction, ``config_digest`` (the ``config_hash`` metric that ``serve``
+computes on every reload), and ``Router.update`` when only endpoints changed.
 
     .venv/bin/python -m pytest benchmarks/bench_reload.py --benchmark-only -q
 
@@ -8,7 +8,7 @@ The tables come from gen_rules.py and become manifests as in bench_table.py (one
 host, one Service per Ingress, loaded through ``Resources.from_dicts``): 1,000 rules in 32
 Ingresses, 10,000 rules in 100. A third configuration has as many objects as rules: 10,000
 Ingresses of one rule each, each with its own Service (``many objects``), where what is paid
-per object (not per rule) shows. Four cases per configuration:
+per object (not per rule) shows. Six cases per configuration:
 
 * ``RouteTable.build`` and ``Router`` - building the table, and the whole Router (table,
   balancers, canary state) from the same ``Resources``;
@@ -19,6 +19,13 @@ per object (not per rule) shows. Four cases per configuration:
   and kept every other model object, as a ``ResourceStore`` snapshot does after one watch
   event. The rounds alternate between two configurations that differ in one Ingress (an
   annotation), so each round follows a digest of the other one.
+* ``Router.update, one Service's endpoints changed`` - what ``serve`` pays on the event loop
+  per endpoint change (a pod started, stopped or flipped readiness): the configuration with one
+  EndpointSlice of three ready endpoints per Service, and the same with one endpoint of one
+  slice gone (every other model object shared, as a store snapshot). The rounds alternate
+  between the two; the first update (which groups the Services' objects) is the warm-up.
+  ``..., full rebuild`` is the same with the Router's incremental path switched off
+  (``_incremental = False``): what every such update cost before.
 
 The code without a per-object cache gets no setup help: the same function is timed, so the
 file runs unchanged against an older ``ingresslib`` for an old/new comparison: copy it into the
@@ -47,7 +54,9 @@ from ingresslib._table import RouteTable, served_ingresses
 #: Configuration name -> (rules, rounds).
 CONFIGS = {"1,000 rules": (1_000, 30), "10,000 rules": (10_000, 9),
            "10,000 rules, many objects": (10_000, 5)}
-CASES = ["RouteTable.build", "Router", "config_digest cold", "config_digest one Ingress changed"]
+ENDPOINTS_CHANGED = "Router.update, one Service's endpoints changed"
+CASES = ["RouteTable.build", "Router", "config_digest cold", "config_digest one Ingress changed",
+         ENDPOINTS_CHANGED, ENDPOINTS_CHANGED + ", full rebuild"]
 
 
 def many_objects(n: int) -> list[dict[str, Any]]:
@@ -85,6 +94,29 @@ def configurations(name: str) -> tuple[tuple[Resources, list[Any]], tuple[Resour
             (other, served_ingresses(other, None, None)[0]))
 
 
+def _slice(service: str, ips: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"port": 8080}],
+            "endpoints": [{"addresses": [ip]} for ip in ips]}
+
+
+@functools.lru_cache(maxsize=1)
+def endpoint_configurations(name: str) -> tuple[Resources, Resources]:
+    """The configuration with one EndpointSlice per Service, and the same with one endpoint
+    gone from the middle slice (all other model objects shared)."""
+    n, _ = CONFIGS[name]
+    objs = many_objects(n) if "many" in name else manifests(gen_table(n, seed=1))
+    services = [o["metadata"]["name"] for o in objs if o["kind"] == "Service"]
+    objs += [_slice(svc, [f"10.{i // 250 % 250}.{i % 250}.{k}" for k in (1, 2, 3)])
+             for i, svc in enumerate(services)]
+    res = Resources.from_dicts(objs)
+    slices = list(res.endpoint_slices)
+    k = len(slices) // 2
+    slices[k] = dataclasses.replace(slices[k], endpoints=slices[k].endpoints[:-1])
+    return res, dataclasses.replace(res, endpoint_slices=tuple(slices))
+
+
 def _forget_digests() -> None:
     """Empty the per-object digest cache, if this version of ``_serve`` has one."""
     cache = getattr(_serve, "_DIGESTS", None)
@@ -105,6 +137,20 @@ def test_reload(benchmark: Any, record: Any, config: str, case: str) -> None:
     elif case == "Router":
         benchmark.pedantic(Router, args=(res,), kwargs={"seed": 1}, rounds=rounds,
                            warmup_rounds=1)
+    elif case.startswith(ENDPOINTS_CHANGED):
+        res, other = endpoint_configurations(config)
+        router = Router(res, seed=1)
+        if case.endswith("full rebuild"):
+            router._incremental = False
+        else:
+            rounds *= 20  # ~0.2 ms each: more rounds for a steady median
+        updates = itertools.cycle([other, res])
+
+        def next_update() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (next(updates),), {}
+
+        benchmark.pedantic(router.update, setup=next_update, rounds=rounds, warmup_rounds=1)
+        assert router.resources in (res, other)
     elif case == "config_digest cold":
         def cold() -> tuple[tuple[Any, ...], dict[str, Any]]:
             _forget_digests()

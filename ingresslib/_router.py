@@ -5,7 +5,10 @@ Everything a request needs is precomputed at update time into one immutable ``_S
 ``update`` publishes a new state with a single attribute assignment. A request thus reads one
 consistent snapshot: it can never see the new table with the old endpoints (CPython attribute
 stores are atomic). Mutable parts that must survive updates - balancer cycles, EWMA statistics,
-canary counters - live in objects the old and new states share by key.
+canary counters - live in objects the old and new states share by key. An update that changed
+only Services and endpoints (same Ingresses: the table is kept) works from what changed
+(``_update_endpoints``): the routes on backends whose endpoints changed get new objects, every
+other route's are shared with the previous state, with the result a full build would give.
 
 The request path is ``table.match`` + one list index + the per-route object built at update
 time: for plain round-robin a ``Rotation`` over prebuilt Decisions (one ``next()``), for
@@ -57,10 +60,11 @@ from ._endpoints import (
 )
 from ._goparse import parse_bool
 from ._hashing import DIRTY
-from ._models import Ingress
+from ._models import Ingress, Service
 from ._resources import Resources
 from ._pick_py import U32
 from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, http_header
+from ._router_delta import Change, ServiceObjects, changed_objects, touched_keys
 from ._table import Diagnostic, Match, RouteTable, _gc_paused
 
 __all__ = ["Router", "Decision"]
@@ -403,7 +407,6 @@ class _State:
     routes: list[_Route]
     warnings: tuple[Diagnostic, ...]
     resources: Resources
-    index: EndpointIndex
     #: ``table.match`` (one attribute load on the request path).
     match: Callable[[str, str], Match | None]
     #: What ``route`` reads, keyed by the Match a lookup returns (Matches hash by identity,
@@ -412,11 +415,69 @@ class _State:
     fast: dict[Match, Any]
 
 
+class _Side:
+    """One backend of a build - (namespace, service, port, service-upstream, balancer spec,
+    side) - with what every route on it shares, and which route sides those are: an update
+    that changed one Service's endpoints rebuilds these routes only (``_update_endpoints``)."""
+
+    __slots__ = ("eps", "balancer", "prepared", "port", "upstream", "canary", "users")
+
+    def __init__(self, eps: EndpointSet, balancer: Balancer, prepared: tuple[str | None, _Profile],
+                 port: int | str | None, upstream: bool, canary: bool) -> None:
+        self.eps = eps
+        self.balancer = balancer
+        self.prepared = prepared
+        self.port = port
+        self.upstream = upstream
+        #: Which side of its routes this backend is (part of the backend key).
+        self.canary = canary
+        #: The route ids of every route on this backend (on side ``canary``).
+        self.users: list[int] = []
+
+
+@dataclass(slots=True)
+class _Wiring:
+    """What a build of the current state knows that an endpoint-only update reuses."""
+
+    #: ``(namespace, service)`` -> the backends on that Service.
+    by_service: dict[tuple[str, str], list[_Side]]
+    #: The warnings that do not depend on Services, as a build that carries every balancer
+    #: over gives them (without "failed to start", said only by the build that made one).
+    route_warnings: tuple[Diagnostic, ...]
+    #: The Services' warnings, in ``resources.services`` order.
+    service_warnings: tuple[Diagnostic, ...]
+    #: The inputs besides the Resources that the build's balancers depend on.
+    load_balance: str
+    factories: dict[str, BalancerFactory]
+
+
+def _service_warnings(svc: Service) -> list[Diagnostic]:
+    """What is wrong with one Service (its backends answer 503 or ignore the weights)."""
+    out: list[Diagnostic] = []
+    if svc.spec.type == "ExternalName" and svc.spec.external_name:
+        # Said once per Service (ingress-nginx logs it with klog.Errorf); every
+        # backend on it answers 503.
+        problem = external_name_problem(svc.spec.external_name)
+        if problem is not None:
+            out.append(Diagnostic(f"Service {svc.metadata.ref}", "spec.externalName", problem))
+    text = svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
+    if text:
+        for msg in parse_weights(text)[2]:
+            out.append(Diagnostic(f"Service {svc.metadata.ref}",
+                                  f"metadata.annotations[{ENDPOINT_WEIGHTS_ANNOTATION}]", msg))
+    return out
+
+
 #: What a build works out once per Ingress (see ``Router._build_state``): ``(obj, annotations,
 #: their items, service-upstream, its warning, balancer spec, the spec's problems)``; the spec
 #: is None for cookie affinity, whose default cookie path is each rule's own.
 _IngressInfo = tuple[str, Mapping[str, str], tuple[tuple[str, str], ...], bool, "str | None",
                      "BalancerSpec | None", list[tuple[str, str]]]
+
+
+#: An update where more than this many objects of a kind (plus a quarter of them) changed
+#: rebuilds the whole state instead of following the change.
+_CHANGE_LIMIT = 64
 
 
 def _derive_seed(seed: int | None, key: str) -> random.Random:
@@ -458,6 +519,10 @@ class Router:
     [('10.0.0.1', 8080), ('10.0.0.2', 8080), ('10.0.0.1', 8080)]
     """
 
+    #: False: every update builds the whole state (what an endpoint-only update must equal;
+    #: tests and benchmarks compare the two).
+    _incremental = True
+
     def __init__(self, res: Resources, ingress_class: str | None = None,
                  controller: str | None = None, seed: int | None = None, *,
                  load_balance: str = "round_robin",
@@ -479,6 +544,11 @@ class Router:
         # Survive updates, keyed by what they belong to; pruned to the keys still in use.
         self._balancers: dict[tuple[Any, ...], Balancer] = {}
         self._splits: dict[tuple[Any, ...], WeightSplit] = {}
+        #: What the current state's build knows (set with the state), and the Services and
+        #: endpoints of its Resources grouped by Service (built on the first endpoint-only
+        #: update, then kept in step): an endpoint-only update works from these.
+        self._wiring: _Wiring | None = None
+        self._objects: ServiceObjects | None = None
         self._state: _State
         self._publish(self._build(res, table))
 
@@ -500,12 +570,18 @@ class Router:
 
     def update(self, res: Resources) -> None:
         """Swap to ``res`` atomically. When only Services/endpoints changed, the route table
-        is kept (no rebuild); balancer state and canary counters carry over."""
+        is kept (no rebuild); balancer state and canary counters carry over, and only the
+        routes on Services whose endpoints changed are rebuilt."""
         with self._lock:
             old = self._state
             if self._same_routing_inputs(old.resources, res):
-                self._publish(self._build(res, old.table, old))
+                st = self._update_endpoints(old, res) if self._incremental else None
+                if st is None:
+                    st = self._build(res, old.table, old)
+                self._publish(st)
             else:
+                if self._objects is not None:  # keep them for the next endpoint-only update
+                    self._follow_objects(old.resources, res)
                 self._publish(self._build(res, None))
 
     def _publish(self, st: _State) -> None:
@@ -699,6 +775,108 @@ class Router:
                 and (old.ingress_classes is new.ingress_classes
                      or old.ingress_classes == new.ingress_classes))
 
+    def _follow_objects(self, old: Resources, new: Resources) -> Change | None:
+        """What changed among the Services and endpoints from ``old`` to ``new`` (None: too
+        much to follow), with ``self._objects`` brought to ``new`` when it was at ``old`` (and
+        dropped when too much changed)."""
+        n = max(len(new.services), len(new.endpoint_slices), len(new.endpoints))
+        change = changed_objects(old, new, _CHANGE_LIMIT + n // 4)
+        objects = self._objects
+        if change is None:
+            self._objects = None
+        elif objects is not None and objects.resources is old:
+            objects.apply(change, new)
+        return change
+
+    def _update_endpoints(self, old: _State, res: Resources) -> _State | None:
+        """The state ``_build(res, old.table, old)`` would give, when only Services and
+        endpoints changed, built from what changed: the routes on Services whose endpoints (or
+        port resolution) changed get new backends, every other route keeps its objects. None
+        when that cannot be told apart from a full build cheaply (then build).
+
+        Why it equals the full build: with the same table, default balancer and factories, a
+        full build finds every balancer and canary split in the carried-over maps, makes the
+        same warnings except the Services' (and "failed to start", see ``_Wiring``), and keeps
+        every backend whose endpoint set is equal to its old one (its ``_Route`` is new but
+        holds the same backends, config and split: same decisions).
+        """
+        change = self._follow_objects(old.resources, res)
+        wiring = self._wiring
+        if (change is None or wiring is None or wiring.load_balance != self.load_balance
+                or wiring.factories != self._factories()):
+            return None
+        objects = self._objects
+        if objects is None or objects.resources is not res:
+            # The first endpoint-only update (or one after a change too large to follow):
+            # group every Service's objects once; later updates follow the changes.
+            objects = self._objects = ServiceObjects(res)
+        routes_before = old.routes
+        # The backends whose endpoint set changed: (backend, new endpoints, label and profile).
+        changed: list[tuple[_Side, EndpointSet, tuple[str | None, _Profile]]] = []
+        for key in touched_keys(change):
+            on_service = wiring.by_service.get(key)
+            if not on_service:
+                continue
+            index = objects.index(key)
+            if index is None:
+                return None
+            for side in on_service:
+                eps = index.resolve(key[0], key[1], side.port, side.upstream)
+                if eps == side.eps:
+                    continue  # a full build keeps these backends (and their Decisions)
+                first = routes_before[side.users[0]]
+                fb = first.canary if side.canary else first.main
+                assert fb is not None  # a canary backend's routes have a canary side
+                served = fb.served
+                changed.append((side, eps, (_label(eps, served), _profile(eps, side.balancer))))
+        if changed:
+            routes = list(routes_before)
+            fast = dict(old.fast)
+            # Route id -> its new (main, canary) backends (None: the old one stays).
+            rebuilt: dict[int, list[_Backend | None]] = {}
+            for side, eps, prepared in changed:
+                is_canary = side.canary
+                for rid in side.users:
+                    r = routes_before[rid]
+                    ob: _Backend = r.canary if is_canary else r.main  # type: ignore[assignment]
+                    pair = rebuilt.get(rid)
+                    if pair is None:
+                        pair = rebuilt[rid] = [None, None]
+                    pair[is_canary] = _Backend(eps, side.balancer, ob.match, ob.served,
+                                               is_canary, prepared)
+            for rid, (mb, cb) in rebuilt.items():
+                r = routes_before[rid]
+                m = r.main.match
+                if mb is None:
+                    mb = r.main
+                if r.canary is None:
+                    routes[rid] = _Route(mb, None, None, None)
+                    fast[m] = mb.fast_entry()
+                else:
+                    nr = routes[rid] = _Route(mb, cb or r.canary, r.cfg, r.split)
+                    fast[m] = nr.fast_entry()
+        else:
+            # Same routes: the old state's own list and entries (a route's first request in
+            # either state updates the entry both would have).
+            routes, fast = routes_before, old.fast
+        touched = change[0][0] + change[0][1]
+        if any(_service_warnings(svc) for svc in touched):
+            # Objects outside the change kept their order (see changed_objects): only a
+            # Service with warnings among the changed ones moves the list.
+            service_warnings = tuple(w for svc in res.services for w in _service_warnings(svc))
+        else:
+            service_warnings = wiring.service_warnings
+        warnings = wiring.route_warnings + service_warnings
+        for w in warnings:
+            log.debug("%s", w)
+        state = _State(old.table, routes, warnings, res, old.match, fast)
+        # Committed last: an exception above leaves the wiring of the published state as is.
+        for side, eps, prepared in changed:
+            side.eps = eps
+            side.prepared = prepared
+        wiring.service_warnings = service_warnings
+        return state
+
     def _factories(self) -> dict[str, BalancerFactory]:
         f = registered_balancers()
         f.update(self._own_factories)
@@ -749,10 +927,13 @@ class Router:
         # their items, service-upstream, its warning, spec and its problems - None for cookie
         # affinity, which is parsed per rule path).
         infos: dict[int, _IngressInfo] = {}
-        # (namespace, service, port, service-upstream, id(spec), side) -> (endpoints, balancer,
-        # label, profile): what every route on one backend shares. The same inputs as the
-        # balancer key, with the spec by identity (its dataclass hash runs in Python).
-        sides: dict[tuple[Any, ...], tuple[EndpointSet, Balancer, tuple[str | None, _Profile]]] = {}
+        # (namespace, service, port, service-upstream, id(spec), side) -> the backend: what
+        # every route on it shares. The same inputs as the balancer key, with the spec by
+        # identity (its dataclass hash runs in Python).
+        sides: dict[tuple[Any, ...], _Side] = {}
+        by_service: dict[tuple[str, str], list[_Side]] = {}
+        # Indices in ``warnings`` of "failed to start" (see _Wiring.route_warnings).
+        transient: set[int] = set()
         balancers: dict[tuple[Any, ...], Balancer] = {}
         splits: dict[tuple[Any, ...], WeightSplit] = {}
 
@@ -841,12 +1022,19 @@ class Router:
                     try:
                         bal = make_balancer(spec, options, factories, tag, bkey[:3])
                     except Exception as exc:  # a third-party factory failed: say so, keep serving
+                        said = len(warnings)
                         warn(ing, obj, "nginx.ingress.kubernetes.io/load-balance",
                              f"balancer {spec.kind!r} failed to start ({exc}); using round_robin")
+                        if len(warnings) > said:
+                            transient.add(said)
                         bal = make_balancer(BalancerSpec("round_robin"), options, factories)
                 balancers[bkey] = bal
-                side = sides[skey] = (eps, bal, (_label(eps, match), _profile(eps, bal)))
-            eps, bal, prepared = side
+                side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
+                                           match.port, upstream, canary)
+                if match.service is not None:
+                    by_service.setdefault((match.namespace, match.service), []).append(side)
+            side.users.append(main.route_id)
+            eps, bal, prepared = side.eps, side.balancer, side.prepared
             if previous is not None:
                 old_route = previous.routes[main.route_id]
                 old = old_route.canary if canary else old_route.main
@@ -899,23 +1087,19 @@ class Router:
             if is_canary is None:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
                      f"invalid boolean {raw_canary!r}: treated as a normal Ingress")
+        route_warnings = tuple(w for i, w in enumerate(warnings) if i not in transient) \
+            if transient else tuple(warnings)
+        service_warnings: list[Diagnostic] = []
         for svc in res.services:
-            if svc.spec.type == "ExternalName" and svc.spec.external_name:
-                # Said once per Service (ingress-nginx logs it with klog.Errorf); every
-                # backend on it answers 503.
-                problem = external_name_problem(svc.spec.external_name)
-                if problem is not None:
-                    warnings.append(Diagnostic(f"Service {svc.metadata.ref}",
-                                               "spec.externalName", problem))
-            text = svc.metadata.annotations.get(ENDPOINT_WEIGHTS_ANNOTATION)
-            if text:
-                for msg in parse_weights(text)[2]:
-                    warnings.append(Diagnostic(f"Service {svc.metadata.ref}",
-                                               f"metadata.annotations[{ENDPOINT_WEIGHTS_ANNOTATION}]",
-                                               msg))
+            if svc.spec.type == "ExternalName" or svc.metadata.annotations.get(
+                    ENDPOINT_WEIGHTS_ANNOTATION):  # else none: no call per Service
+                service_warnings += _service_warnings(svc)
+        warnings += service_warnings
         for w in warnings:
             log.debug("%s", w)
         # Publish the carried-over state maps before the state that uses them.
         self._balancers = balancers
         self._splits = splits
-        return _State(table, routes, tuple(warnings), res, index, table.match, fast)
+        self._wiring = _Wiring(by_service, route_warnings, tuple(service_warnings),
+                               self.load_balance, factories)
+        return _State(table, routes, tuple(warnings), res, table.match, fast)

@@ -1,0 +1,184 @@
+"""What changed among the Services, EndpointSlices and v1 Endpoints of two ``Resources``, and
+the endpoints of the Services it touched (for ``Router.update`` when the table is kept).
+
+A ``ResourceStore`` snapshot after one watch event holds new tuples of the same model objects
+but the one that changed, in the same (key) order: comparing the tuples position by position by
+identity (in C: ``map(is_not, ...)``) finds the change in microseconds at 10,000 objects, where
+re-resolving every backend costs tens to hundreds of milliseconds. Objects that are equal but not
+identical (a reload from files decodes everything anew) count as unchanged.
+
+``ServiceObjects`` groups the objects by ``(namespace, service name)`` exactly as
+``EndpointIndex`` does, so the endpoints of one touched Service are resolved by an
+``EndpointIndex`` over that Service's objects alone: the same function of the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import compress, count
+from operator import is_not, ne
+from typing import Any
+
+from ._endpoints import EndpointIndex
+from ._models import EndpointSlice, Endpoints, Service
+from ._resources import Resources
+
+__all__ = ["Change", "ServiceObjects", "changed_objects"]
+
+Key = tuple[str, str]
+_CHUNK = 256
+#: Objects gone and objects new, by kind: ``(services, slices, v1 endpoints)``, each
+#: ``(removed, added)``. An object changed in place is removed and added.
+Change = tuple[tuple[list[Service], list[Service]], tuple[list[EndpointSlice], list[EndpointSlice]],
+               tuple[list[Endpoints], list[Endpoints]]]
+
+
+def _first_difference(a: Iterable[Any], b: Iterable[Any], same: Any) -> int:
+    """How many leading items of ``a`` and ``b`` are the same (``same`` is ``is_not`` or
+    ``ne``: it answers True at the first difference)."""
+    return next(compress(count(), map(same, a, b)), -1)
+
+
+def _tuple_change(old: Sequence[Any], new: Sequence[Any], limit: int
+                  ) -> tuple[list[Any], list[Any]] | None:
+    """``(removed, added)`` between two tuples, or None when more than ``limit`` objects
+    changed. Objects outside the two lists keep their relative order (so per-object results
+    computed before, such as warnings, stay in order)."""
+    if old is new:
+        return [], []
+    n_old, n_new = len(old), len(new)
+    if n_old == n_new:
+        # In place (the store's snapshot after MODIFIED): position by position, a chunk at a
+        # time (tuple == compares in C, identical items first; ~4 ns per item where a
+        # per-item loop costs ~50). Equal twins (decoded anew) are no change.
+        at: list[int] = []
+        for i in range(0, n_old, _CHUNK):
+            j = i + _CHUNK
+            if old[i:j] != new[i:j]:
+                at += [k for k in range(i, min(j, n_old))
+                       if old[k] is not new[k] and old[k] != new[k]]
+                if len(at) > limit:
+                    return None
+        return [old[i] for i in at], [new[i] for i in at]
+    # ADDED/DELETED: one run in the middle differs. Identical ends first, then equal ones.
+    shortest = min(n_old, n_new)
+    for same in (is_not, ne):
+        head = _first_difference(old, new, same)
+        if head < 0:
+            head = shortest
+        tail = _first_difference(reversed(old), reversed(new), same)
+        if tail < 0:
+            tail = shortest
+        tail = min(tail, shortest - head)
+        removed, added = old[head:n_old - tail], new[head:n_new - tail]
+        if len(removed) + len(added) <= limit:
+            return list(removed), list(added)
+    return None
+
+
+def changed_objects(old: Resources, new: Resources, limit: int) -> Change | None:
+    """What changed among the Services, EndpointSlices and v1 Endpoints from ``old`` to
+    ``new``; None when more than ``limit`` objects of one kind did (rebuild instead)."""
+    svc = _tuple_change(old.services, new.services, limit)
+    if svc is None:
+        return None
+    sl = _tuple_change(old.endpoint_slices, new.endpoint_slices, limit)
+    if sl is None:
+        return None
+    ep = _tuple_change(old.endpoints, new.endpoints, limit)
+    if ep is None:
+        return None
+    return svc, sl, ep
+
+
+def _service_key(s: Service | Endpoints) -> Key:
+    return (s.metadata.namespace, s.metadata.name)
+
+
+def _slice_key(sl: EndpointSlice) -> Key | None:
+    # As EndpointIndex: a slice without the service-name label belongs to no Service.
+    name = sl.service_name
+    return (sl.metadata.namespace, name) if name else None
+
+
+def touched_keys(change: Change) -> set[Key]:
+    """The ``(namespace, service)`` whose endpoints may differ after ``change``."""
+    (s_old, s_new), (sl_old, sl_new), (e_old, e_new) = change
+    keys = {_service_key(s) for s in s_old}
+    keys.update(_service_key(s) for s in s_new)
+    keys.update(_service_key(e) for e in e_old)
+    keys.update(_service_key(e) for e in e_new)
+    for sl in sl_old + sl_new:
+        k = _slice_key(sl)
+        if k is not None:
+            keys.add(k)
+    return keys
+
+
+class ServiceObjects:
+    """The Services, EndpointSlices and v1 Endpoints of ``resources``, by ``(namespace,
+    name)``; kept up to date with ``apply`` instead of being rebuilt per update."""
+
+    __slots__ = ("resources", "_services", "_slices", "_endpoints")
+
+    def __init__(self, res: Resources) -> None:
+        #: The Resources these objects are those of.
+        self.resources = res
+        self._services: dict[Key, list[Service]] = {}
+        self._slices: dict[Key, list[EndpointSlice]] = {}
+        self._endpoints: dict[Key, list[Endpoints]] = {}
+        for s in res.services:
+            self._services.setdefault(_service_key(s), []).append(s)
+        for sl in res.endpoint_slices:
+            k = _slice_key(sl)
+            if k is not None:
+                self._slices.setdefault(k, []).append(sl)
+        for e in res.endpoints:
+            self._endpoints.setdefault(_service_key(e), []).append(e)
+
+    def apply(self, change: Change, res: Resources) -> None:
+        """Follow ``change`` (from ``self.resources`` to ``res``). Removals go by equality
+        (``list.remove``), so an equal twin decoded anew removes the object held here."""
+        (s_old, s_new), (sl_old, sl_new), (e_old, e_new) = change
+        for s in s_old:
+            _remove(self._services, _service_key(s), s)
+        for sl in sl_old:
+            k = _slice_key(sl)
+            if k is not None:
+                _remove(self._slices, k, sl)
+        for e in e_old:
+            _remove(self._endpoints, _service_key(e), e)
+        for s in s_new:
+            self._services.setdefault(_service_key(s), []).append(s)
+        for sl in sl_new:
+            k = _slice_key(sl)
+            if k is not None:
+                self._slices.setdefault(k, []).append(sl)
+        for e in e_new:
+            self._endpoints.setdefault(_service_key(e), []).append(e)
+        self.resources = res
+
+    def index(self, key: Key) -> EndpointIndex | None:
+        """An ``EndpointIndex`` that resolves the backends of Service ``key`` as one over the
+        whole ``resources`` does; None when two Services (or v1 Endpoints) share the key: the
+        whole index keeps the last one in order, which ``apply`` does not track."""
+        svcs = self._services.get(key, ())
+        eps = self._endpoints.get(key, ())
+        if len(svcs) > 1 or len(eps) > 1:
+            return None
+        # The slices' order does not matter: EndpointIndex sorts what they give.
+        return EndpointIndex(Resources(services=tuple(svcs),
+                                       endpoint_slices=tuple(self._slices.get(key, ())),
+                                       endpoints=tuple(eps)))
+
+
+def _remove(groups: dict[Key, list[Any]], key: Key, obj: Any) -> None:
+    group = groups.get(key)
+    if group is None:
+        return
+    try:
+        group.remove(obj)
+    except ValueError:  # pragma: no cover - not held: nothing to drop
+        return
+    if not group:
+        del groups[key]

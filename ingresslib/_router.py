@@ -55,6 +55,7 @@ from ._endpoints import (
     SERVICE_UPSTREAM_ANNOTATION,
     EndpointIndex,
     EndpointSet,
+    duplicate_notes,
     external_name_problem,
     parse_weights,
 )
@@ -810,6 +811,8 @@ class Router:
             # The first endpoint-only update (or one after a change too large to follow):
             # group every Service's objects once; later updates follow the changes.
             objects = self._objects = ServiceObjects(res)
+        if objects.ambiguous(change):
+            return None  # an object given twice changed: which copy wins is the full build's
         routes_before = old.routes
         # The backends whose endpoint set changed: (backend, new endpoints, label and profile).
         changed: list[tuple[_Side, EndpointSet, tuple[str | None, _Profile]]] = []
@@ -897,7 +900,10 @@ class Router:
         index = EndpointIndex(res)
         factories = self._factories()
         known = frozenset(factories)
-        warnings: list[Diagnostic] = []
+        # A Service, EndpointSlice or v1 Endpoints given twice: the later one is used (as for
+        # an Ingress, RouteTable's diagnostics). Kept by endpoint-only updates, which rebuild
+        # when a changed object has a twin (ServiceObjects.ambiguous).
+        warnings: list[Diagnostic] = duplicate_notes(res)
         warned: set[tuple[str, str, str]] = set()
 
         def warn(ing: Ingress | None, obj: str, key: str, message: str) -> None:

@@ -10,16 +10,21 @@ identical (a reload from files decodes everything anew) count as unchanged.
 ``ServiceObjects`` groups the objects by ``(namespace, service name)`` exactly as
 ``EndpointIndex`` does, so the endpoints of one touched Service are resolved by an
 ``EndpointIndex`` over that Service's objects alone: the same function of the same inputs.
+An object given twice is the exception: ``EndpointIndex`` keeps the later definition, and which
+one is later is the order of the whole ``Resources``, which the groups do not keep (``apply``
+appends). So where a touched Service's objects, or a changed EndpointSlice, have a twin of the
+same ``(namespace, name)`` (before or after the change), the answer is "rebuild" instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, count
 from operator import is_not, ne
 from typing import Any
 
-from ._endpoints import EndpointIndex
+from ._endpoints import EndpointIndex, slice_key
 from ._models import EndpointSlice, Endpoints, Service
 from ._resources import Resources
 
@@ -119,7 +124,7 @@ class ServiceObjects:
     """The Services, EndpointSlices and v1 Endpoints of ``resources``, by ``(namespace,
     name)``; kept up to date with ``apply`` instead of being rebuilt per update."""
 
-    __slots__ = ("resources", "_services", "_slices", "_endpoints")
+    __slots__ = ("resources", "_services", "_slices", "_endpoints", "_slice_names")
 
     def __init__(self, res: Resources) -> None:
         #: The Resources these objects are those of.
@@ -129,6 +134,9 @@ class ServiceObjects:
         self._endpoints: dict[Key, list[Endpoints]] = {}
         for s in res.services:
             self._services.setdefault(_service_key(s), []).append(s)
+        #: How many EndpointSlices (with the Service label or not) have each slice identity
+        #: ``(namespace, name)``: more than one is an object given twice.
+        self._slice_names: dict[Key, int] = Counter(map(slice_key, res.endpoint_slices))
         for sl in res.endpoint_slices:
             k = _slice_key(sl)
             if k is not None:
@@ -148,6 +156,17 @@ class ServiceObjects:
                 _remove(self._slices, k, sl)
         for e in e_old:
             _remove(self._endpoints, _service_key(e), e)
+        names = self._slice_names
+        for sl in sl_old:
+            n = slice_key(sl)
+            left = names.get(n, 0) - 1
+            if left > 0:
+                names[n] = left
+            else:
+                names.pop(n, None)
+        for sl in sl_new:
+            n = slice_key(sl)
+            names[n] = names.get(n, 0) + 1
         for s in s_new:
             self._services.setdefault(_service_key(s), []).append(s)
         for sl in sl_new:
@@ -158,18 +177,58 @@ class ServiceObjects:
             self._endpoints.setdefault(_service_key(e), []).append(e)
         self.resources = res
 
+    def ambiguous(self, change: Change) -> bool:
+        """True when an object of ``change`` (which ``resources`` is after) has a twin of the
+        same kind, namespace and name before or after it (rebuild then). For an EndpointSlice,
+        which definition wins, and so which Services' endpoints change, depends on the order of
+        the whole ``resources`` (removing the later twin hands the slice back to the earlier
+        one, perhaps labelled for a Service ``touched_keys`` does not name), which the groups
+        do not keep."""
+        (s_old, s_new), (sl_old, sl_new), (e_old, e_new) = change
+        if sl_old or sl_new:
+            names = self._slice_names
+            if _twinned(sl_old, sl_new, slice_key, lambda n: names.get(n, 0)):
+                return True
+        # Services and v1 Endpoints are keyed by their own name: a twin of one that changed
+        # is also what makes ``duplicate_notes`` warn or stop warning.
+        services, endpoints = self._services, self._endpoints
+        return ((bool(s_old or s_new) and _twinned(s_old, s_new, _service_key,
+                                                   lambda k: len(services.get(k, ()))))
+                or (bool(e_old or e_new) and _twinned(e_old, e_new, _service_key,
+                                                      lambda k: len(endpoints.get(k, ())))))
+
     def index(self, key: Key) -> EndpointIndex | None:
         """An ``EndpointIndex`` that resolves the backends of Service ``key`` as one over the
-        whole ``resources`` does; None when two Services (or v1 Endpoints) share the key: the
-        whole index keeps the last one in order, which ``apply`` does not track."""
+        whole ``resources`` does; None when two Services, v1 Endpoints or EndpointSlices of
+        one ``(namespace, name)`` are among its objects: the whole index keeps the last one in
+        order, which ``apply`` does not track."""
         svcs = self._services.get(key, ())
         eps = self._endpoints.get(key, ())
         if len(svcs) > 1 or len(eps) > 1:
             return None
+        slices = self._slices.get(key, ())
+        names = self._slice_names
+        if any(names.get(slice_key(sl), 0) > 1 for sl in slices):
+            # A twin (in this group or, relabelled, in another) may be the later definition.
+            return None
         # The slices' order does not matter: EndpointIndex sorts what they give.
-        return EndpointIndex(Resources(services=tuple(svcs),
-                                       endpoint_slices=tuple(self._slices.get(key, ())),
+        return EndpointIndex(Resources(services=tuple(svcs), endpoint_slices=tuple(slices),
                                        endpoints=tuple(eps)))
+
+
+def _twinned(removed: Sequence[Any], added: Sequence[Any], key: Callable[[Any], Key],
+             held: Callable[[Key], int]) -> bool:
+    """Whether a key of ``removed`` or ``added`` was held more than once before the change or
+    is after it (``held`` gives the count after)."""
+    delta: dict[Key, int] = {}
+    for obj in removed:
+        k = key(obj)
+        delta[k] = delta.get(k, 0) + 1
+    for obj in added:
+        k = key(obj)
+        delta[k] = delta.get(k, 0) - 1
+    # Before = after + removed - added.
+    return any(held(k) > 1 or held(k) + d > 1 for k, d in delta.items())
 
 
 def _remove(groups: dict[Key, list[Any]], key: Key, obj: Any) -> None:

@@ -331,7 +331,7 @@ class IngressASGI(RouteOptionsSource):
                     # path. SEMANTICS §5: "absolute-form is accepted when its authority equals
                     # Host, then forwarded as origin-form" -- the proxy's rule; anything else
                     # is a 400 from canonical_path below.
-                    target, host = _absolute_form(target, host)
+                    target, host = _absolute_form(target, host, _has_host(scope))
                     rel = canonical_path(target)
                     rel_b = rel.encode("ascii")
             client = scope.get("client")
@@ -642,6 +642,11 @@ class IngressASGI(RouteOptionsSource):
         if s.proxy_add_original_uri_header:
             raw = scope.get("raw_path") or quote(scope.get("path") or "/", safe=_PATH_SAFE)
             uri = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
+            if uri[:1] != b"/" and uri != b"*":
+                # nginx's $request_uri of an absolute-form target is its path (the parser
+                # takes scheme and authority apart), as the proxy sends it; routing accepted
+                # this target already, so it splits.
+                uri = split_absolute_form(uri.decode("latin-1"))[0].encode("latin-1")
             qs = scope.get("query_string") or b""
             out.append((b"x-original-uri", uri + (b"?" + qs if qs else b"")))
         server = scope.get("server")
@@ -1046,21 +1051,28 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
     return _host_str(host), length, _NONE, _NONE, False, ff_items, _NONE, None
 
 
-def _absolute_form(target: str, host: str) -> tuple[str, str]:
+def _has_host(scope: Scope) -> bool:
+    """Whether the request has a Host header at all (the scans give "" for a missing and for
+    an empty one alike); read on the rare absolute-form path only."""
+    return any(name.lower() == b"host" for name, _ in scope.get("headers") or ())
+
+
+def _absolute_form(target: str, host: str, has_host: bool) -> tuple[str, str]:
     """``(origin-form path, host)`` of an absolute-form target, as the proxy takes it: the
     authority must equal Host, case-insensitively ("two different hosts in one request is a
-    routing confusion attempt: refuse"); with no Host, the authority is the host."""
+    routing confusion attempt: refuse"), an empty Host included; with no Host header, the
+    authority is the host."""
     if not target[:8].lower().startswith(("http://", "https://")):
         return target, host  # not absolute-form: canonical_path refuses it
     try:
         path, authority = split_absolute_form(target)
-        if not host:
+        if not has_host:
             check_host(authority.encode("latin-1"))
     except RemoteProxyError as err:
         raise BadRequestError(str(err), err.status_hint) from None
-    if host and authority.lower() != host.lower():
+    if has_host and authority.lower() != host.lower():
         raise BadRequestError("absolute-form target does not match Host", 400)
-    return path, host or authority
+    return path, host if has_host else authority
 
 
 async def _answer_options(send: Send) -> None:

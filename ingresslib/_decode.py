@@ -13,6 +13,10 @@ refuses a body it cannot decode; the object is still built with a neutral placeh
 API rules of ``_validate`` run on the rest. Errors a placeholder would cause at the same place
 are dropped, so one mistake is reported once.
 
+Fields no Kubernetes type has (``ingressClassname``, a v1beta1 ``serviceName``), which the API
+server drops, and keys the YAML loader saw twice are collected as warnings
+(``Resources.warnings``, see ``_fields``): one ``frozenset.issuperset`` per mapping read.
+
 The decoder is plain code on purpose (no reflection on the hot path): decoding thousands of
 objects must cost far less than parsing their YAML.
 """
@@ -30,6 +34,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._errors import FieldError, ValidationError
+from ._fields import (
+    DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, duplicate_paths, extra_fields, shallow,
+)
 from ._models import (
     EMPTY_MAP,
     Endpoint,
@@ -118,7 +125,7 @@ def _is_scalar(v: Any) -> bool:
 class _Dec:
     """Errors of one object while it is decoded."""
 
-    __slots__ = ("obj", "errors", "empty_rules", "entries")
+    __slots__ = ("obj", "errors", "empty_rules", "entries", "unknown", "check")
 
     def __init__(self, obj: str) -> None:
         self.obj = obj
@@ -128,6 +135,16 @@ class _Dec:
         #: Paths of map entries (`metadata.labels[app]`) left out for a wrong type: no
         #: placeholder stands in for them, so they hide no error of the map's other entries.
         self.entries: set[str] = set()
+        #: Paths of the fields the API server would drop as unknown (warnings, _fields).
+        self.unknown: list[str] = []
+        #: False when nobody will read the warnings (see ``Collector.check_fields``).
+        self.check = True
+
+    def extra(self, obj: Mapping[str, Any], known: frozenset[str], schema: Schema, path: str) -> None:
+        """``obj`` holds a field outside ``known``: an unknown one, or one the decoder does
+        not enter (``status``, ``managedFields``) and whose fields are checked here."""
+        if self.check:
+            extra_fields(schema, known, obj, path, self.unknown)
 
     def wrong_type(self, path: str, value: Any, expected: str) -> None:
         scalar = _is_scalar(value)
@@ -256,6 +273,8 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
     m = _obj(dec, d.get("metadata"), "metadata")
     if not m:
         return ObjectMeta(name="")
+    if not _K_META.issuperset(m):
+        dec.extra(m, _K_META, _S_META, "metadata")
     name = _str(dec, m.get("name"), "metadata.name") or ""
     namespace = _str(dec, m.get("namespace"), "metadata.namespace") or "default"
     return ObjectMeta(
@@ -276,9 +295,15 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
 def _backend(dec: _Dec, d: Mapping[str, Any], path: str) -> IngressBackend:
     service = None
     resource = None
+    if not _K_BACKEND.issuperset(d):
+        dec.extra(d, _K_BACKEND, _S_BACKEND, path)
     s = _obj(dec, d.get("service"), path + ".service")
     if s is not None:
+        if not _K_SERVICE_BACKEND.issuperset(s):
+            dec.extra(s, _K_SERVICE_BACKEND, _S_SERVICE_BACKEND, path + ".service")
         p = _obj(dec, s.get("port"), path + ".service.port") or EMPTY_MAP
+        if not _K_BACKEND_PORT.issuperset(p):
+            dec.extra(p, _K_BACKEND_PORT, _S_BACKEND_PORT, path + ".service.port")
         service = IngressServiceBackend(
             name=_str(dec, s.get("name"), path + ".service.name") or "",
             port=ServiceBackendPort(
@@ -288,6 +313,8 @@ def _backend(dec: _Dec, d: Mapping[str, Any], path: str) -> IngressBackend:
         )
     r = _obj(dec, d.get("resource"), path + ".resource")
     if r is not None:
+        if not _K_RESOURCE.issuperset(r):
+            dec.extra(r, _K_RESOURCE, _S_RESOURCE, path + ".resource")
         resource = TypedLocalObjectReference(
             kind=_str(dec, r.get("kind"), path + ".resource.kind") or "",
             name=_str(dec, r.get("name"), path + ".resource.name") or "",
@@ -298,6 +325,8 @@ def _backend(dec: _Dec, d: Mapping[str, Any], path: str) -> IngressBackend:
 
 def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
     s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    if not _K_INGRESS_SPEC.issuperset(s):
+        dec.extra(s, _K_INGRESS_SPEC, _S_INGRESS_SPEC, "spec")
     db = _obj(dec, _get(s, "defaultBackend", "default_backend"), "spec.defaultBackend")
     rules = []
     raw_rules = s.get("rules")
@@ -305,13 +334,19 @@ def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
     for i, r in enumerate(_list(dec, raw_rules, "spec.rules")):
         rp = f"spec.rules[{i}]"
         r = _obj(dec, r, rp) or EMPTY_MAP
+        if not _K_RULE.issuperset(r):
+            dec.extra(r, _K_RULE, _S_RULE, rp)
         http = _obj(dec, r.get("http"), rp + ".http")
         paths: tuple[HTTPIngressPath, ...] | None = None
         if http is not None:
+            if not _K_HTTP.issuperset(http):
+                dec.extra(http, _K_HTTP, _S_HTTP, rp + ".http")
             plist = []
             for j, p in enumerate(_list(dec, http.get("paths"), rp + ".http.paths")):
                 pp = f"{rp}.http.paths[{j}]"
                 p = _obj(dec, p, pp) or EMPTY_MAP
+                if not _K_PATH.issuperset(p):
+                    dec.extra(p, _K_PATH, _S_PATH, pp)
                 b = _obj(dec, p.get("backend"), pp + ".backend") or EMPTY_MAP
                 plist.append(
                     HTTPIngressPath(
@@ -327,6 +362,8 @@ def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
     for i, t in enumerate(_list(dec, s.get("tls"), "spec.tls")):
         tp = f"spec.tls[{i}]"
         t = _obj(dec, t, tp) or EMPTY_MAP
+        if not _K_TLS.issuperset(t):
+            dec.extra(t, _K_TLS, _S_TLS, tp)
         tls.append(
             IngressTLS(
                 hosts=_str_list(dec, t.get("hosts"), tp + ".hosts"),
@@ -346,9 +383,13 @@ def _ingress(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress:
 
 def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> IngressClass:
     s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    if not _K_CLASS_SPEC.issuperset(s):
+        dec.extra(s, _K_CLASS_SPEC, _S_CLASS_SPEC, "spec")
     p = _obj(dec, s.get("parameters"), "spec.parameters")
     params = None
     if p is not None:
+        if not _K_CLASS_PARAMS.issuperset(p):
+            dec.extra(p, _K_CLASS_PARAMS, _S_CLASS_PARAMS, "spec.parameters")
         params = IngressClassParameters(
             kind=_str(dec, p.get("kind"), "spec.parameters.kind") or "",
             name=_str(dec, p.get("name"), "spec.parameters.name") or "",
@@ -375,10 +416,14 @@ def _int_or_string(dec: _Dec, v: Any, path: str) -> int | str | None:
 
 def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
     s = _obj(dec, d.get("spec"), "spec") or EMPTY_MAP
+    if not _K_SERVICE_SPEC.issuperset(s):
+        dec.extra(s, _K_SERVICE_SPEC, _S_SERVICE_SPEC, "spec")
     ports = []
     for i, p in enumerate(_list(dec, s.get("ports"), "spec.ports")):
         pp = f"spec.ports[{i}]"
         p = _obj(dec, p, pp) or EMPTY_MAP
+        if not _K_SERVICE_PORT.issuperset(p):
+            dec.extra(p, _K_SERVICE_PORT, _S_SERVICE_PORT, pp)
         port = _int(dec, p.get("port"), pp + ".port")
         target = _int_or_string(dec, _get(p, "targetPort", "target_port"), pp + ".targetPort")
         ports.append(
@@ -406,9 +451,12 @@ def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
 
 def _endpoint_ports(dec: _Dec, v: Any, path: str, *, slice_ports: bool) -> tuple[EndpointPort, ...]:
     out = []
+    # discovery/v1 EndpointPort and core/v1 EndpointPort hold the same four fields.
     for i, p in enumerate(_list(dec, v, path)):
         pp = f"{path}[{i}]"
         p = _obj(dec, p, pp) or EMPTY_MAP
+        if not _K_ENDPOINT_PORT.issuperset(p):
+            dec.extra(p, _K_ENDPOINT_PORT, _S_SLICE_PORT if slice_ports else _S_ENDPOINT_PORT, pp)
         out.append(
             EndpointPort(
                 port=_int(dec, p.get("port"), pp + ".port"),
@@ -435,7 +483,11 @@ def _endpoint_slice(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoi
     for i, ep in enumerate(_list(dec, d.get("endpoints"), "endpoints")):
         ep_path = f"endpoints[{i}]"
         ep = _obj(dec, ep, ep_path) or EMPTY_MAP
+        if not _K_ENDPOINT.issuperset(ep):
+            dec.extra(ep, _K_ENDPOINT, _S_ENDPOINT, ep_path)
         c = _obj(dec, ep.get("conditions"), ep_path + ".conditions") or EMPTY_MAP
+        if not _K_CONDITIONS.issuperset(c):
+            dec.extra(c, _K_CONDITIONS, _S_CONDITIONS, ep_path + ".conditions")
         endpoints.append(
             Endpoint(
                 addresses=_str_list(dec, ep.get("addresses"), ep_path + ".addresses"),
@@ -463,6 +515,8 @@ def _addresses(dec: _Dec, v: Any, path: str) -> tuple[EndpointAddress, ...]:
     for i, a in enumerate(_list(dec, v, path)):
         ap = f"{path}[{i}]"
         a = _obj(dec, a, ap) or EMPTY_MAP
+        if not _K_ADDRESS.issuperset(a):
+            dec.extra(a, _K_ADDRESS, _S_ADDRESS, ap)
         out.append(
             EndpointAddress(
                 ip=_str(dec, a.get("ip"), ap + ".ip") or "",
@@ -478,6 +532,8 @@ def _endpoints(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Endpoints:
     for i, ss in enumerate(_list(dec, d.get("subsets"), "subsets")):
         sp = f"subsets[{i}]"
         ss = _obj(dec, ss, sp) or EMPTY_MAP
+        if not _K_SUBSET.issuperset(ss):
+            dec.extra(ss, _K_SUBSET, _S_SUBSET, sp)
         subsets.append(
             EndpointSubset(
                 addresses=_addresses(dec, ss.get("addresses"), sp + ".addresses"),
@@ -505,6 +561,38 @@ def _secret(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Secret:
         string_data=_str_map(dec, _get(d, "stringData", "string_data"), "stringData"),
     )
 
+
+# The fields of each mapping the decoders read (see _fields.shallow): the object fields named
+# are the ones the decoder enters and checks itself.
+_K_META, _S_META = shallow("ObjectMeta")
+_K_INGRESS_SPEC, _S_INGRESS_SPEC = shallow("IngressSpec", ("defaultBackend", "rules", "tls"))
+_K_RULE, _S_RULE = shallow("IngressRule", ("http",))
+_K_HTTP, _S_HTTP = shallow("HTTPIngressRuleValue", ("paths",))
+_K_PATH, _S_PATH = shallow("HTTPIngressPath", ("backend",))
+_K_BACKEND, _S_BACKEND = shallow("IngressBackend", ("service", "resource"))
+_K_SERVICE_BACKEND, _S_SERVICE_BACKEND = shallow("IngressServiceBackend", ("port",))
+_K_BACKEND_PORT, _S_BACKEND_PORT = shallow("ServiceBackendPort")
+_K_RESOURCE, _S_RESOURCE = shallow("TypedLocalObjectReference")
+_K_TLS, _S_TLS = shallow("IngressTLS")
+_K_CLASS_SPEC, _S_CLASS_SPEC = shallow("IngressClassSpec", ("parameters",))
+_K_CLASS_PARAMS, _S_CLASS_PARAMS = shallow("IngressClassParametersReference")
+_K_SERVICE_SPEC, _S_SERVICE_SPEC = shallow("ServiceSpec", ("ports",))
+_K_SERVICE_PORT, _S_SERVICE_PORT = shallow("ServicePort")
+_K_ENDPOINT, _S_ENDPOINT = shallow("Endpoint", ("conditions",))
+_K_CONDITIONS, _S_CONDITIONS = shallow("EndpointConditions")
+_K_ENDPOINT_PORT, _S_ENDPOINT_PORT = shallow("EndpointPort")
+_S_SLICE_PORT = shallow("discovery.EndpointPort")[1]
+_K_SUBSET, _S_SUBSET = shallow("EndpointSubset", ("addresses", "notReadyAddresses", "ports"))
+_K_ADDRESS, _S_ADDRESS = shallow("EndpointAddress")
+#: Kind -> its top-level fields, as above.
+_TOP: dict[str, tuple[frozenset[str], Schema]] = {
+    "Ingress": shallow("Ingress", ("metadata", "spec")),
+    "IngressClass": shallow("IngressClass", ("metadata", "spec")),
+    "Service": shallow("Service", ("metadata", "spec")),
+    "EndpointSlice": shallow("EndpointSlice", ("metadata", "endpoints", "ports")),
+    "Endpoints": shallow("Endpoints", ("metadata", "subsets")),
+    "Secret": shallow("Secret", ("metadata",)),
+}
 
 _Decoder = Callable[[_Dec, Mapping[str, Any], ObjectMeta], Any]
 _Validator = Callable[[Any, str], list[FieldError]]
@@ -648,18 +736,28 @@ class Collector:
     """Accumulates decoded objects and errors over several inputs (files), then builds one
     :class:`Resources` or raises one :class:`ValidationError` with everything found."""
 
-    __slots__ = ("lists", "ignored", "errors", "copy_ignored")
+    __slots__ = ("lists", "ignored", "errors", "copy_ignored", "warnings", "duplicates",
+                 "check_fields")
 
-    def __init__(self, *, copy_ignored: bool = True) -> None:
+    def __init__(self, *, copy_ignored: bool = True, check_fields: bool = True) -> None:
         #: Keep a deep copy of objects of other kinds (the default). A caller whose objects
         #: nobody else holds (freshly parsed YAML) may pass False to skip the copy.
         self.copy_ignored = copy_ignored
+        #: Look for unknown fields (``warnings``). A caller that drops the warnings (objects
+        #: from the API server, which has already dropped what it does not know) may pass
+        #: False: the status and managedFields of every object are then not walked.
+        self.check_fields = check_fields
         self.lists: dict[str, list[Any]] = {
             "ingresses": [], "ingress_classes": [], "services": [],
             "endpoint_slices": [], "endpoints": [], "secrets": [],
         }
         self.ignored: list[Mapping[str, Any]] = []
         self.errors: list[FieldError] = []
+        #: Unknown and duplicate fields of the objects read (valid or not): ``Resources.warnings``.
+        self.warnings: list[FieldError] = []
+        #: Set by the YAML loader for the document being added, when one of its mappings has
+        #: a key written twice: ``{id(mapping): [key, ...]}`` (the parsed dict loses them).
+        self.duplicates: dict[int, list[Any]] | None = None
 
     def error(self, err: FieldError, source: str | None) -> None:
         self.errors.append(_with_source(err, source))
@@ -757,10 +855,16 @@ class Collector:
         source: str | None,
     ) -> None:
         dec = _Dec("")
+        dec.check = self.check_fields
         meta = _meta(dec, obj)
         name = meta.name or "<no name>"
         dec.obj = f"{kind} {name}" if cluster_scoped else f"{kind} {meta.namespace}/{name}"
         model = decoder(dec, obj, meta)
+        known, schema = _TOP[kind]
+        if not known.issuperset(obj):  # after the decoder: `status` comes last in the warnings
+            dec.extra(obj, known, schema, "")
+        if dec.unknown or self.duplicates:
+            self._warn(dec, obj, source)
         problems = validator(model, dec.obj)
         if dec.empty_rules:
             # The model holds `rules: []` and an absent `rules` alike; the API server prints
@@ -790,6 +894,16 @@ class Collector:
             return
         self.lists[attr].append(model)
 
+    def _warn(self, dec: _Dec, obj: Mapping[str, Any], source: str | None) -> None:
+        """Warnings for the unknown fields the decoder found and the keys the YAML loader saw
+        twice in ``obj``: what ``kubectl apply`` with ``--validate=warn`` prints, where the API
+        server's ``fieldValidation=Warn`` answers ``unknown field "spec.foo"``."""
+        found = [(UNKNOWN_FIELD, path) for path in dec.unknown]
+        if self.duplicates:
+            found += [(DUPLICATE_FIELD, path) for path in duplicate_paths(obj, self.duplicates)]
+        self.warnings.extend(FieldWarning(dec.obj, path, what, source=source)
+                             for what, path in found)
+
     def result(self) -> Resources:
         if self.errors:
             raise ValidationError(self.errors)
@@ -806,20 +920,24 @@ class Collector:
             endpoints=tuple(lists["endpoints"]),
             secrets=tuple(lists["secrets"]),
             ignored=tuple(self.ignored),
+            warnings=tuple(self.warnings),
         )
 
 
-def decode_resources(objects: Iterable[Mapping[str, Any]], *, source: str | None = None) -> Resources:
+def decode_resources(objects: Iterable[Mapping[str, Any]], *, source: str | None = None,
+                     check_fields: bool = True) -> Resources:
     """Decode and validate already-parsed objects (camelCase API form or the official client's
     snake_case ``to_dict()`` form); ``kind: List`` and typed lists unwrap.
 
-    Raises :class:`ValidationError` listing every problem of every object.
+    Raises :class:`ValidationError` listing every problem of every object. Unknown fields
+    are ``Resources.warnings``; ``check_fields=False`` skips looking for them (objects from
+    the API server, which has dropped them already).
 
     >>> res = decode_resources([{"apiVersion": "v1", "kind": "Service",
     ...     "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80, "target_port": 8080}]}}])
     >>> res.services[0].spec.ports[0].target_port
     8080
     """
-    c = Collector()
+    c = Collector(check_fields=check_fields)
     c.add_objects(objects, source)
     return c.result()

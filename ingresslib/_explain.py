@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ._decode import unread_versions
-from ._errors import ValidationError
+from ._errors import FieldError, ValidationError
 from ._resources import Resources
 from ._table import RouteTable
 
@@ -258,31 +258,52 @@ def _load(files: Sequence[str], err: TextIO) -> Resources | ValidationError:
 
     Raises :class:`UsageError` for ``-`` given with other ``-f`` values.
     """
-    from ._load import load_manifests, parse_manifests
+    return _load_with_warnings(files)[0]
 
+
+def _load_with_warnings(files: Sequence[str]) -> tuple[Resources | ValidationError, list[FieldError]]:
+    """``_load``, and the fields the API server would drop (``Resources.warnings``), which
+    are there for invalid manifests too: a typo (``pathtype``) is often why a field is missing
+    (``pathType: Required value``), and the warning says which."""
+    from ._load import collect_files, collect_text
+
+    if "-" in files:
+        if len(files) > 1:
+            raise UsageError("-f - (standard input) cannot be combined with other -f values")
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise UsageError("-f -: standard input is closed")
+        try:
+            data = sys.stdin.buffer.read()
+        except OSError as exc:
+            raise UsageError(f"-f -: cannot read standard input: {exc}") from None
+        c = collect_text(data, source="<stdin>")
+    else:
+        c = collect_files(*files)
     try:
-        if "-" in files:
-            if len(files) > 1:
-                raise UsageError("-f - (standard input) cannot be combined with other -f values")
-            if sys.stdin is None:  # started with stdin closed (`<&-`)
-                raise UsageError("-f -: standard input is closed")
-            try:
-                data = sys.stdin.buffer.read()
-            except OSError as exc:
-                raise UsageError(f"-f -: cannot read standard input: {exc}") from None
-            return parse_manifests(data, source="<stdin>")
-        return load_manifests(*files)
+        return c.result(), list(c.warnings)
     except ValidationError as exc:
-        return exc
+        return exc, list(c.warnings)
 
 
-def _report_invalid(exc: ValidationError, output: str, url: str | None = None) -> int:
+def _field_warning_lines(warnings: Sequence[FieldError]) -> list[str]:
+    """``FILE: Ingress default/web: unknown field "spec.x"``, each once (a file named twice
+    by ``-f`` warns once per object definition)."""
+    return list(dict.fromkeys(str(w) for w in warnings))
+
+
+def _report_invalid(exc: ValidationError, output: str, url: str | None = None,
+                    warnings: Sequence[str] = ()) -> int:
     for e in exc.errors:
         print(e, file=sys.stderr)
-    print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{len(exc.errors)} error(s)" + (f", {len(warnings)} warning(s)" if warnings else ""),
+          file=sys.stderr)
     if output == "json":
         doc: dict[str, Any] = {"ok": False, "error": "invalid manifests",
                                "errors": [_error_entry(e) for e in exc.errors]}
+        if warnings:
+            doc["warnings"] = list(warnings)
         if url is not None:
             doc["url"] = url
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -351,11 +372,14 @@ def explain_main(args: argparse.Namespace) -> int:
 def check_main(args: argparse.Namespace) -> int:
     output = getattr(args, "output", "text")
     try:
-        loaded = _load(args.files, sys.stderr)
+        loaded, dropped = _load_with_warnings(args.files)
     except UsageError as exc:
         return _usage("check", exc, output)
+    # Fields the API server would drop (`kubectl apply` refuses them by default), printed first:
+    # they often explain what follows (a canary annotation under `annotation:` is no canary).
+    field_warnings = _field_warning_lines(dropped)
     if isinstance(loaded, ValidationError):
-        return _report_invalid(loaded, output)
+        return _report_invalid(loaded, output, warnings=field_warnings)
     res = loaded
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
     diagnostics = list(table.diagnostics)
@@ -371,7 +395,8 @@ def check_main(args: argparse.Namespace) -> int:
                               table=table, seed=0).warnings
     for d in diagnostics:
         print(d, file=sys.stderr)
-    proxy_warnings = _proxy_annotation_warnings(table) + unread_versions(res.ignored)
+    proxy_warnings = (field_warnings + _proxy_annotation_warnings(table)
+                      + unread_versions(res.ignored))
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".

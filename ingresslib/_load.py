@@ -31,7 +31,7 @@ from ._errors import FieldError
 from ._resources import Resources
 from ._validate import INVALID
 
-__all__ = ["load_manifests", "parse_manifests", "MANIFEST_SUFFIXES"]
+__all__ = ["load_manifests", "parse_manifests", "collect_files", "collect_text", "MANIFEST_SUFFIXES"]
 
 #: Files picked up inside folders (files named explicitly are read whatever their name).
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -50,6 +50,42 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+    """PyYAML's ``construct_yaml_map``, noting the keys written twice in one mapping.
+
+    PyYAML keeps the last value of a repeated key without a word; the API server's decoder
+    reports it (sigs.k8s.io/json: ``duplicate field "..."``, an error with
+    ``--validate=strict``, a warning with ``fieldValidation=Warn``). A mapping with no repeated
+    key has as many entries as key nodes: one length comparison is all it pays."""
+    data: dict[Any, Any] = {}
+    yield data
+    # The node's own pairs: a merge (`<<: *x`) makes `node.value` a new list, the merged pairs
+    # followed by this list, from which the merge keys were deleted (flatten_mapping).
+    own = node.value
+    data.update(loader.construct_mapping(node))
+    if len(data) != len(node.value):
+        keys = _repeated_keys(loader, own)
+        if keys:
+            loader.duplicates[id(data)] = keys
+
+
+def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> list[Any]:
+    """The keys written more than once among a mapping's ``own`` pairs, compared as
+    constructed (``1`` and ``"1"`` differ, as in the dict). Keys a merge brought in are not
+    counted: overriding those is what a merge is for."""
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    for key_node, _ in own:
+        key = loader.construct_object(key_node)  # already built: the loader's cache
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
 def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
@@ -116,16 +152,28 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
     # a node, and the expansion check below is skipped (ordinary manifests pay nothing, even
     # with "a=1&b=2" in an annotation).
     may_alias = _ANCHOR_RE.search(text) is not None
+    # yaml.load_all, with the loader at hand: its `duplicates` go with each document.
+    loader = _Loader(text)
+    loader.duplicates = {}
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):
+        while loader.check_data():
+            doc = loader.get_data()
             n += 1
             problem = _aliasing_problem(doc) if may_alias else None
             if problem is not None:
                 c.error(FieldError(source, f"document {n}", INVALID, problem), None)
+                loader.duplicates = {}
                 continue
-            yield n, doc
+            c.duplicates = loader.duplicates or None
+            try:
+                yield n, doc
+            finally:
+                c.duplicates = None
+                loader.duplicates = {}
     except yaml.YAMLError as exc:
         c.error(_syntax_error(source, exc), None)
+    finally:
+        loader.dispose()
 
 
 _json_value = json.JSONDecoder().raw_decode
@@ -281,9 +329,15 @@ def parse_manifests(text: str | bytes, *, source: str | None = None) -> Resource
     >>> res.services[0].metadata.ref
     'shop/web'
     """
+    return collect_text(text, source=source).result()
+
+
+def collect_text(text: str | bytes, *, source: str | None = None) -> Collector:
+    """``parse_manifests`` up to the result: the :class:`Collector`, whose ``warnings`` are
+    there whether the objects are valid or not (``check`` prints both)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     _parse_into(text, source, c)
-    return c.result()
+    return c
 
 
 def _walk(root: Path) -> list[Path]:
@@ -306,7 +360,13 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
     Files named explicitly are read whatever their suffix. Inside a folder, files are read in
     sorted path order and hidden files and folders (``.git``) are skipped. Every problem of every
     file is raised at once as one :class:`ValidationError`; errors name the file they come from.
+    Fields the API server would drop (unknown or written twice) are ``Resources.warnings``.
     """
+    return collect_files(*paths).result()
+
+
+def collect_files(*paths: str | os.PathLike[str]) -> Collector:
+    """``load_manifests`` up to the result (see :func:`collect_text`)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     for p in paths:
         path = Path(p)
@@ -325,4 +385,4 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
                 c.error(FieldError(source, "", INVALID, exc.strerror or str(exc)), None)
                 continue
             _parse_into(data, source, c, is_json=f.suffix == ".json")
-    return c.result()
+    return c

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import FieldError
 from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service, _own_tuples
 
 __all__ = ["Resources"]
@@ -35,13 +36,21 @@ class Resources:
     secrets: tuple[Secret, ...] = ()
     #: Objects of other kinds, kept aside as read and otherwise ignored.
     ignored: tuple[Mapping[str, Any], ...] = ()
+    #: What the API server would warn about and drop when these manifests are applied: fields
+    #: no Kubernetes type has (``Ingress default/web: unknown field "spec.ingressClassname"``)
+    #: and keys written twice in one YAML mapping (``duplicate field "..."``), as
+    #: :class:`FieldError` values (``field`` is the path, ``type`` ``"unknown field"`` or
+    #: ``"duplicate field"``). Objects of other kinds are not checked. Not part of equality
+    #: (nor of ``repr``): two loads that give the same objects route alike, whatever was
+    #: dropped on the way.
+    warnings: tuple[FieldError, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # "read-only sequences" (CONTRACT.md): a Resources built by hand from lists takes a
         # tuple copy of each, so mutating the caller's list afterwards changes nothing here (nor
         # a table or router built from it), and equal contents compare alike.
         # tuple() of a tuple is the same object: free for the decoder's and the store's output.
-        _own_tuples(self, *_FIELDS)
+        _own_tuples(self, *_FIELDS, "warnings")
 
     @classmethod
     def from_dicts(cls, objects: Iterable[Mapping[str, Any]]) -> Resources:

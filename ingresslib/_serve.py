@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._errors import FieldError, ValidationError
+from ._fields import fresh_lines
 from ._models import EMPTY_MAP, ObjectMeta
 from ._resources import Resources
 
@@ -475,6 +476,8 @@ class Reloader:
         #: its first load, so an edit landing while it starts up is not mistaken for the
         #: state already loaded (and never applied until the next edit).
         self.snapshot = snapshot if snapshot is not None else _snapshot(self._watched())
+        #: Unknown/duplicate field warnings already logged (``serve`` shares its start-up set).
+        self.logged_fields: set[str] = set()
         #: Successful and failed reloads, for tests and metrics.
         self.reloads = 0
         self.failures = 0
@@ -596,6 +599,8 @@ class Reloader:
         self.last_error = None
         self.last_resources = res
         self.last_served = served
+        for line in fresh_lines(res.warnings, self.logged_fields):
+            _log.warning("%s", line)
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
@@ -844,6 +849,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     #: One swap at a time: a ConfigMap edit rebuilds the router from its current resources, which
     #: must not undo a cluster snapshot swapped in meanwhile.
     swap_lock = threading.Lock()
+    #: Unknown/duplicate field warnings already logged: each definition's once.
+    logged_fields: set[str] = set()
+    for line in fresh_lines(res.warnings, logged_fields):
+        _log.warning("%s", line)
     if not kube or args.config:
         # With --kubernetes, only the ConfigMap file is polled (no manifest paths).
         reloader = Reloader(server, [] if kube else list(args.files),
@@ -851,6 +860,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                             load_balance=cfg.load_balance, interval=interval,
                             on_reload=on_reload, config=cfg, config_path=args.config,
                             lock=swap_lock, snapshot=files_state)
+        reloader.logged_fields = logged_fields
     tasks: list[asyncio.Task[Any]] = []
     if reloader is not None:  # interval 0: no polling, but SIGHUP still reads the files
         tasks.append(loop.create_task(reloader.run()))

@@ -1,0 +1,327 @@
+"""The fields of every kind ingresslib reads, to warn about the ones the API server would drop.
+
+The API server decodes a body into Go structs and drops what no struct field names; with field
+validation (KEP-2885, GA in 1.27) it says so: ``strict decoding error: unknown field
+"spec.tls[0].secretNmae"`` for ``kubectl apply`` (``--validate=strict``, the default), a
+``Warning: unknown field "..."`` for ``fieldValidation=Warn``. ingresslib reads its manifests
+the same way and must not be quieter: a typo (``ingressClassname``, ``annotation:``,
+``pathtype``) or a v1beta1 leftover (``serviceName`` in a v1 backend) would silently change the
+routes. They are *warnings* here, not errors (SEMANTICS §2: valid-but-odd manifests load): a
+field this table does not know yet (one added to Kubernetes after it was written) costs a line
+of output, never a refused configuration.
+
+The table below is derived from the Kubernetes OpenAPI definitions as generated into
+``lightkube-models`` 1.37 (``lightkube/models/networking_v1.py``, ``core_v1.py``,
+``discovery_v1.py``, ``meta_v1.py``; ``tests/test_unknown_fields_s13.py`` checks it against
+them field for field): every field of every object ``kubectl get -o yaml`` prints, ``status``
+and ``metadata.managedFields`` included. ``None`` marks a leaf: a scalar, a list of scalars, or
+a map whose keys are data, not fields (annotations, labels, selector, Secret data,
+``managedFields[].fieldsV1``), never looked into.
+
+Each field is known under its JSON name and under the name the official ``kubernetes``
+client's ``to_dict()`` gives it (SEMANTICS §1), which its generator derives from the JSON name
+(``clusterIP`` -> ``cluster_ip``, ``clusterIPs`` -> ``cluster_i_ps``, ``fieldsV1`` ->
+``fields_v1``): see :func:`snake`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import FieldError, _go_quote
+
+__all__ = [
+    "DUPLICATE_FIELD", "FieldWarning", "ROOTS", "Schema", "UNKNOWN_FIELD", "duplicate_paths",
+    "extra_fields", "fresh_lines", "shallow", "snake",
+]
+
+#: ``FieldWarning.type`` values, the API server's words (sigs.k8s.io/json, decode.go:
+#: ``fmt.Errorf("unknown field %q", ...)``, ``fmt.Errorf("duplicate field %q", ...)``).
+UNKNOWN_FIELD = "unknown field"
+DUPLICATE_FIELD = "duplicate field"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWarning(FieldError):
+    """A :class:`FieldError` that is only a warning: ``field`` is the path of a field the API
+    server would drop, and ``str()`` reads as its warning does, after the object:
+    ``deploy/web.yaml: Ingress default/web: unknown field "spec.ingressClassname"``."""
+
+    def __str__(self) -> str:
+        head = [self.source, self.object] if self.source else [self.object]
+        return ": ".join([*head, f"{self.type} {_go_quote(self.field)}"])
+
+
+#: Go type -> {JSON field name: Go type of an object (or list of objects) value, else None}.
+_TYPES: dict[str, dict[str, str | None]] = {
+    # --- metav1 ----------------------------------------------------------------------------
+    "ObjectMeta": {
+        "annotations": None, "creationTimestamp": None, "deletionGracePeriodSeconds": None,
+        "deletionTimestamp": None, "finalizers": None, "generateName": None, "generation": None,
+        "labels": None, "managedFields": "ManagedFieldsEntry", "name": None, "namespace": None,
+        "ownerReferences": "OwnerReference", "resourceVersion": None, "selfLink": None,
+        "uid": None,
+    },
+    "ManagedFieldsEntry": {
+        "apiVersion": None, "fieldsType": None, "fieldsV1": None, "manager": None,
+        "operation": None, "subresource": None, "time": None,
+    },
+    "OwnerReference": {
+        "apiVersion": None, "blockOwnerDeletion": None, "controller": None, "kind": None,
+        "name": None, "uid": None,
+    },
+    "Condition": {
+        "lastTransitionTime": None, "message": None, "observedGeneration": None, "reason": None,
+        "status": None, "type": None,
+    },
+    # --- networking.k8s.io/v1 Ingress ------------------------------------------------------
+    "Ingress": {
+        "apiVersion": None, "kind": None, "metadata": "ObjectMeta", "spec": "IngressSpec",
+        "status": "IngressStatus",
+    },
+    "IngressSpec": {
+        "defaultBackend": "IngressBackend", "ingressClassName": None, "rules": "IngressRule",
+        "tls": "IngressTLS",
+    },
+    "IngressBackend": {"resource": "TypedLocalObjectReference", "service": "IngressServiceBackend"},
+    "IngressServiceBackend": {"name": None, "port": "ServiceBackendPort"},
+    "ServiceBackendPort": {"name": None, "number": None},
+    "TypedLocalObjectReference": {"apiGroup": None, "kind": None, "name": None},
+    "IngressRule": {"host": None, "http": "HTTPIngressRuleValue"},
+    "HTTPIngressRuleValue": {"paths": "HTTPIngressPath"},
+    "HTTPIngressPath": {"backend": "IngressBackend", "path": None, "pathType": None},
+    "IngressTLS": {"hosts": None, "secretName": None},
+    "IngressStatus": {"loadBalancer": "IngressLoadBalancerStatus"},
+    "IngressLoadBalancerStatus": {"ingress": "IngressLoadBalancerIngress"},
+    "IngressLoadBalancerIngress": {"hostname": None, "ip": None, "ports": "IngressPortStatus"},
+    "IngressPortStatus": {"error": None, "port": None, "protocol": None},
+    # --- networking.k8s.io/v1 IngressClass (no status) -------------------------------------
+    "IngressClass": {
+        "apiVersion": None, "kind": None, "metadata": "ObjectMeta", "spec": "IngressClassSpec",
+    },
+    "IngressClassSpec": {"controller": None, "parameters": "IngressClassParametersReference"},
+    "IngressClassParametersReference": {
+        "apiGroup": None, "kind": None, "name": None, "namespace": None, "scope": None,
+    },
+    # --- v1 Service --------------------------------------------------------------------------
+    "Service": {
+        "apiVersion": None, "kind": None, "metadata": "ObjectMeta", "spec": "ServiceSpec",
+        "status": "ServiceStatus",
+    },
+    "ServiceSpec": {
+        "allocateLoadBalancerNodePorts": None, "clusterIP": None, "clusterIPs": None,
+        "externalIPs": None, "externalName": None, "externalTrafficPolicy": None,
+        "healthCheckNodePort": None, "internalTrafficPolicy": None, "ipFamilies": None,
+        "ipFamilyPolicy": None, "loadBalancerClass": None, "loadBalancerIP": None,
+        "loadBalancerSourceRanges": None, "ports": "ServicePort",
+        "publishNotReadyAddresses": None, "selector": None, "sessionAffinity": None,
+        "sessionAffinityConfig": "SessionAffinityConfig", "trafficDistribution": None,
+        "type": None,
+    },
+    "ServicePort": {
+        "appProtocol": None, "name": None, "nodePort": None, "port": None, "protocol": None,
+        "targetPort": None,
+    },
+    "SessionAffinityConfig": {"clientIP": "ClientIPConfig"},
+    "ClientIPConfig": {"timeoutSeconds": None},
+    "ServiceStatus": {"conditions": "Condition", "loadBalancer": "LoadBalancerStatus"},
+    "LoadBalancerStatus": {"ingress": "LoadBalancerIngress"},
+    "LoadBalancerIngress": {"hostname": None, "ip": None, "ipMode": None, "ports": "PortStatus"},
+    "PortStatus": {"error": None, "port": None, "protocol": None},
+    # --- discovery.k8s.io/v1 EndpointSlice ---------------------------------------------------
+    "EndpointSlice": {
+        "addressType": None, "apiVersion": None, "endpoints": "Endpoint", "kind": None,
+        "metadata": "ObjectMeta", "ports": "discovery.EndpointPort",
+    },
+    "Endpoint": {
+        "addresses": None, "conditions": "EndpointConditions", "deprecatedTopology": None,
+        "hints": "EndpointHints", "hostname": None, "nodeName": None,
+        "targetRef": "ObjectReference", "zone": None,
+    },
+    "EndpointConditions": {"ready": None, "serving": None, "terminating": None},
+    "EndpointHints": {"forNodes": "ForNode", "forZones": "ForZone"},
+    "ForNode": {"name": None},
+    "ForZone": {"name": None},
+    "discovery.EndpointPort": {"appProtocol": None, "name": None, "port": None, "protocol": None},
+    "ObjectReference": {
+        "apiVersion": None, "fieldPath": None, "kind": None, "name": None, "namespace": None,
+        "resourceVersion": None, "uid": None,
+    },
+    # --- v1 Endpoints, Secret ----------------------------------------------------------------
+    "Endpoints": {
+        "apiVersion": None, "kind": None, "metadata": "ObjectMeta", "subsets": "EndpointSubset",
+    },
+    "EndpointSubset": {
+        "addresses": "EndpointAddress", "notReadyAddresses": "EndpointAddress",
+        "ports": "EndpointPort",
+    },
+    "EndpointAddress": {
+        "hostname": None, "ip": None, "nodeName": None, "targetRef": "ObjectReference",
+    },
+    "EndpointPort": {"appProtocol": None, "name": None, "port": None, "protocol": None},
+    "Secret": {
+        "apiVersion": None, "data": None, "immutable": None, "kind": None,
+        "metadata": "ObjectMeta", "stringData": None, "type": None,
+    },
+}
+
+_ACRONYM_RE = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL_RE = re.compile(r"([a-z\d])([A-Z])")
+
+
+def snake(name: str) -> str:
+    """The attribute name the official client gives JSON field ``name``: openapi-generator's
+    ``underscore()`` (``clusterIPs`` -> ``cluster_i_ps``, ``fieldsV1`` -> ``fields_v1``)."""
+    return _CAMEL_RE.sub(r"\1_\2", _ACRONYM_RE.sub(r"\1_\2", name)).replace("-", "_").lower()
+
+
+class Schema:
+    """The fields of one Go type, each under both spellings."""
+
+    __slots__ = ("name", "known", "children")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Every field name, JSON and snake_case.
+        self.known: frozenset[str] = frozenset()
+        #: Field name (either spelling) -> (its JSON name, for paths; the schema of its value)
+        #: for the fields whose value is an object or a list of objects.
+        self.children: dict[str, tuple[str, Schema]] = {}
+
+
+def _build() -> dict[str, Schema]:
+    schemas = {name: Schema(name) for name in _TYPES}
+    for name, fields in _TYPES.items():
+        s = schemas[name]
+        s.known = frozenset(fields) | frozenset(map(snake, fields))
+        for field, child in fields.items():
+            if child is not None:
+                s.children[field] = s.children[snake(field)] = (field, schemas[child])
+    return schemas
+
+
+_SCHEMAS = _build()
+
+#: Kind -> the schema of the whole object.
+ROOTS: dict[str, Schema] = {
+    kind: _SCHEMAS[kind]
+    for kind in ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")
+}
+
+
+def _walk(schema: Schema, obj: Mapping[str, Any], path: str, out: list[str]) -> None:
+    """Append to ``out`` the paths of the fields of ``obj`` (and below) that ``schema`` does
+    not know, in document order; known fields in their JSON spelling, the unknown one as
+    written. A field whose value is None is absent (the client's ``to_dict()`` lists every
+    field it knows, None when unset: a newer client's new fields must not warn on every
+    object). A value of the wrong type is the decoder's error, not looked into here."""
+    if schema.known.issuperset(obj):
+        # All known (the usual case: a managedFields entry, a status): only its object fields
+        # need a look, and a type with none (most) costs this one C-level test.
+        children = schema.children
+        if children:
+            _visit(schema, obj, [key for key in obj if key in children], path, out)
+    else:
+        _visit(schema, obj, list(obj), path, out)
+
+
+def _visit(schema: Schema, obj: Mapping[str, Any], keys: list[Any], path: str,
+           out: list[str]) -> None:
+    # Recursion: the depth follows the schema (at most 7 levels below an object), never the
+    # document's, since only known object fields are entered.
+    known = schema.known
+    children = schema.children
+    prefix = path + "." if path else ""
+    for key in keys:
+        value = obj[key]
+        if value is None:
+            continue
+        child = children.get(key)
+        if child is None:
+            if key not in known:
+                out.append(f"{prefix}{key}")
+            continue
+        field, sub = child
+        # (_walk's own first test, inline for a type without object fields: a managedFields
+        # entry, a Condition, most of status, pay no call.)
+        sub_known = None if sub.children else sub.known
+        if isinstance(value, Mapping):
+            if sub_known is None or not sub_known.issuperset(value):
+                _walk(sub, value, prefix + field, out)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping) and (sub_known is None
+                                                  or not sub_known.issuperset(item)):
+                    _walk(sub, item, f"{prefix}{field}[{i}]", out)
+
+
+def shallow(kind: str, decoded: tuple[str, ...] = ()) -> tuple[frozenset[str], Schema]:
+    """For a mapping the decoder reads itself: the field names it may hold that need no look
+    beyond ``frozenset.issuperset`` (leaves, and the ``decoded`` object fields the decoder
+    enters and checks in turn), and its schema, for :func:`extra_fields`.
+
+    One C-level subset test per mapping is all a manifest without surprises pays; ``status``,
+    ``managedFields`` and unknown keys take :func:`extra_fields`."""
+    schema = _SCHEMAS[kind]
+    skip = {key for key, (field, _) in schema.children.items() if field not in decoded}
+    return schema.known - skip, schema
+
+
+def extra_fields(schema: Schema, known: frozenset[str], obj: Mapping[str, Any], path: str,
+                 out: list[str]) -> None:
+    """The unknown fields of ``obj`` outside ``known`` (see :func:`shallow`), and those below
+    its fields the decoder does not enter, appended to ``out``."""
+    _visit(schema, obj, [key for key in obj if key not in known], path, out)
+
+
+_FIELD_NAME_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+def _child_path(path: str, key: Any) -> str:
+    """``spec.rules``, or ``metadata.annotations[nginx.ingress.kubernetes.io/rewrite-target]``
+    for a key that is no field name (a map's key: the decoder's errors write them so)."""
+    if isinstance(key, str) and _FIELD_NAME_RE.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key}]"
+
+
+def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]]) -> list[str]:
+    """The paths of the keys written twice in a mapping of ``obj`` (``duplicates``: the keys
+    of each such mapping, by ``id()``, as the YAML loader saw them), keys as written.
+
+    Only called for a document where the loader saw a repeated key, so a walk of the whole
+    object costs nothing to the others. An explicit stack: the object may nest deep."""
+    out: list[tuple[str, str]] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue  # a YAML alias: the same mapping reached twice
+        seen.add(id(node))
+        if isinstance(node, Mapping):
+            for key in duplicates.get(id(node), ()):
+                out.append((path, _child_path(path, key)))
+            for key, value in node.items():
+                if isinstance(value, (Mapping, list)):
+                    stack.append((value, _child_path(path, key)))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, (Mapping, list)):
+                    stack.append((item, f"{path}[{i}]"))
+    return [p for _, p in sorted(out)]
+
+
+def fresh_lines(warnings: Iterable[FieldError], logged: set[str]) -> list[str]:
+    """The lines of ``warnings`` to log now: each once, and none already in ``logged`` (the
+    lines of the previous load); ``logged`` becomes this load's lines. So a server that reloads
+    its manifests logs a warning once per object definition, not at every reload, and again
+    if it comes back after it was fixed."""
+    lines = list(dict.fromkeys(str(w) for w in warnings))
+    fresh = [line for line in lines if line not in logged]
+    logged.clear()
+    logged.update(lines)
+    return fresh

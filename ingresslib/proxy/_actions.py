@@ -452,17 +452,7 @@ class RouteOptionsSource:
         hit = self._options.get(id(match))
         if hit is not None and hit[0] is match:
             return hit[1]
-        annotations = match.annotations
-        if not annotations:
-            opts = self._default_options
-        else:
-            opts = parse_route_options(annotations, match.path, self._settings,
-                                       where=f"Ingress {match.ingress}",
-                                       namespace=getattr(match, "namespace", None),
-                                       secrets=self._router_secrets,
-                                       auth_warn=self._warn_one)
-            if opts.warnings:
-                self._warn_once(opts.warnings)
+        opts = self._parse(match) if match.annotations else self._default_options
         host = getattr(match, "host", None)
         if host:
             root = self._server_app_root(host, opts.app_root)
@@ -492,16 +482,20 @@ class RouteOptionsSource:
                 if not ann or key in done:
                     continue
                 done.add(key)
-                opts = parse_route_options(ann, route.path, self._settings,
-                                           where=f"Ingress {route.ingress}",
-                                           namespace=getattr(route, "namespace", None),
-                                           secrets=self._router_secrets,
-                                           auth_warn=self._warn_one)
-                if opts.warnings:
-                    self._warn_once(opts.warnings)
+                opts = self._parse(route)
                 basic = opts.access.basic if opts.access is not None else None
                 if basic is not None and route is m:
                     basic.load()  # an auth Secret's problems (missing, no key "auth"...)
+
+    def _parse(self, route: Any) -> RouteOptions:
+        """``parse_route_options`` of an annotated route, its warnings logged (once per table)."""
+        opts = parse_route_options(route.annotations, route.path, self._settings,
+                                   where=f"Ingress {route.ingress}",
+                                   namespace=getattr(route, "namespace", None),
+                                   secrets=self._router_secrets, auth_warn=self._warn_one)
+        if opts.warnings:
+            self._warn_once(opts.warnings)
+        return opts
 
     def _warn_one(self, warning: str) -> None:
         self._warn_once((warning,))

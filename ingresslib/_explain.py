@@ -395,7 +395,7 @@ def check_main(args: argparse.Namespace) -> int:
                               table=table, seed=0).warnings
     for d in diagnostics:
         print(d, file=sys.stderr)
-    proxy_warnings = (field_warnings + _proxy_annotation_warnings(table)
+    proxy_warnings = (field_warnings + _proxy_annotation_warnings(table, res)
                       + unread_versions(res.ignored))
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
@@ -419,9 +419,11 @@ def check_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _proxy_annotation_warnings(table: RouteTable) -> list[str]:
+def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) -> list[str]:
     """The warnings the proxy would log for invalid annotation values on served routes (with
-    the built-in settings: ``check`` has no ``--config``), each once."""
+    the built-in settings: ``check`` has no ``--config``), each once; with ``res``, also what
+    the server says of a basic-auth Secret (missing, no ``auth`` key, a hash format it cannot
+    verify), as it reads them at start."""
     try:
         from .proxy._annotations import parse_route_options
         from .proxy._settings import ProxySettings
@@ -432,7 +434,13 @@ def _proxy_annotation_warnings(table: RouteTable) -> list[str]:
     for m in table.routes:
         for route in (m,) if m.canary is None else (m, m.canary):
             if route.annotations:
-                opts = parse_route_options(route.annotations, route.path, settings,
-                                           where=f"Ingress {route.ingress}")
+                opts = parse_route_options(
+                    route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
+                    namespace=getattr(route, "namespace", None),
+                    secrets=None if res is None else (lambda: res.secrets),
+                    auth_warn=lambda w: seen.update({w: None}))
                 seen.update(dict.fromkeys(opts.warnings))
+                basic = opts.access.basic if opts.access is not None else None
+                if basic is not None and route is m:
+                    basic.load()
     return list(seen)

@@ -629,3 +629,37 @@ def test_reading_an_auth_secret_hashes_nothing(monkeypatch: pytest.MonkeyPatch) 
     assert all(_htpasswd.supported(h) for h in stored if h is not None)
     assert not _htpasswd.supported("$6$rounds=999999$salt$hash")
     assert not _htpasswd.supported("$2y$10$abcdefghijklmnopqrstuu")
+
+
+def test_check_reports_what_the_server_says_of_an_auth_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # check says what the server logs at start about a basic-auth Secret: missing (the routes
+    # answer 503), or a user whose hash format cannot be verified (that user is refused).
+    ing = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: admin
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: basic-auth
+spec:
+  rules:
+  - host: admin.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: admin, port: {number: 80}}}}
+"""
+    f = tmp_path / "a.yaml"
+    f.write_text(ing)
+    assert main(["check", "-f", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert "auth-secret default/basic-auth: no such Secret" in err
+    f.write_text(ing + _secret("basic-auth", {"auth": "carol:$2y$10$abcdefghijklmnopqrstuu\n"}))
+    assert main(["check", "-f", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert "no such Secret" not in err and "user 'carol'" in err
+    f.write_text(ing + _secret("basic-auth", {"auth": HTPASSWD.partition("carol:")[0]}))
+    assert main(["check", "-f", str(f)]) == 0
+    out, err = capsys.readouterr()
+    assert "auth-secret" not in err and "0 warning(s)" in out

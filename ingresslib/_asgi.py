@@ -64,6 +64,7 @@ from .proxy._actions import (
     RouteOptionsSource,
     _no_tls,
     access_answer,
+    denied_first,
     redirect_for,
     tls_host_predicate,
 )
@@ -375,7 +376,8 @@ class IngressASGI(RouteOptionsSource):
             # The proxy's access control of the host's server location (or block-cidrs),
             # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
             status, challenge = self._unrouted_status(
-                (normalize_host(host) or "") if host else "", client_ip, _authorization(scope))
+                (normalize_host(host) or "") if host else "", client_ip,
+                lambda: _authorization(scope))
             if status:
                 await reply.local(status, None if challenge is None
                                   else [(b"www-authenticate", challenge)])
@@ -390,10 +392,7 @@ class IngressASGI(RouteOptionsSource):
             # _add_response_headers), redirects and 503 included.
             reply.set_cookie = decision.set_cookie
             access = opts.access
-            if access is not None and access.denied is not None \
-                    and not (rel == "/" and opts.app_root is not None):
-                # The proxy's order (proxy/_connection.py): a denied location answers 503
-                # after the server-level app-root only.
+            if access is not None and denied_first(opts, rel):
                 await reply.local(503)
                 return
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
@@ -421,8 +420,8 @@ class IngressASGI(RouteOptionsSource):
             if access is not None:
                 # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
                 # the proxy does (proxy/_actions.py ``access_answer``).
-                status, challenge = access_answer(
-                    access, client_ip, _authorization(scope) if access.basic else None)
+                status, challenge = access_answer(access, client_ip,
+                                                  lambda: _authorization(scope))
                 if status:
                     await reply.local(status, None if challenge is None
                                       else [(b"www-authenticate", challenge)])

@@ -423,24 +423,24 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) 
     """The warnings the proxy would log for invalid annotation values on served routes (with
     the built-in settings: ``check`` has no ``--config``), each once; with ``res``, also what
     the server says of a basic-auth Secret (missing, no ``auth`` key, a hash format it cannot
-    verify), as it reads them at start."""
+    verify), as it reads them at start (the same walk: ``parse_each_route``)."""
     try:
-        from .proxy._annotations import parse_route_options
+        from .proxy._actions import parse_each_route
+        from .proxy._annotations import RouteOptions, parse_route_options
         from .proxy._settings import ProxySettings
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
     settings = ProxySettings()
     seen: dict[str, None] = {}
-    for m in table.routes:
-        for route in (m,) if m.canary is None else (m, m.canary):
-            if route.annotations:
-                opts = parse_route_options(
-                    route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
-                    namespace=getattr(route, "namespace", None),
-                    secrets=None if res is None else (lambda: res.secrets),
-                    auth_warn=lambda w: seen.update({w: None}))
-                seen.update(dict.fromkeys(opts.warnings))
-                basic = opts.access.basic if opts.access is not None else None
-                if basic is not None and route is m:
-                    basic.load()
+
+    def parse(route: Any) -> RouteOptions:
+        opts = parse_route_options(
+            route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
+            namespace=getattr(route, "namespace", None),
+            secrets=None if res is None else (lambda: res.secrets),
+            auth_warn=lambda w: seen.update({w: None}))
+        seen.update(dict.fromkeys(opts.warnings))
+        return opts
+
+    parse_each_route(table.routes, parse)
     return list(seen)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,16 +340,23 @@ def collect_text(text: str | bytes, *, source: str | None = None) -> Collector:
     return c
 
 
-def _walk(root: Path) -> list[Path]:
-    # Sorted by path components (a folder's files stay together: `b/z.yaml` before `b.yaml`)
-    # for a deterministic order: the order objects appear in is the spec order that breaks
-    # ties. Hidden files and folders (.git, editor swap files) are skipped.
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+def manifest_files(root: str | os.PathLike[str],
+                   onerror: Callable[[OSError], None] | None = None) -> Iterator[str]:
+    """The manifest files under folder ``root``, unordered: ``*.yaml``, ``*.yml``, ``*.json``;
+    hidden files and folders (.git, editor swap files) skipped, symlinked folders not followed.
+    ``onerror`` gets what ``os.walk`` cannot list (skipped otherwise)."""
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
-                found.append(Path(dirpath, name))
+                yield os.path.join(dirpath, name)
+
+
+def _walk(root: Path) -> list[Path]:
+    # Sorted by path components (a folder's files stay together: `b/z.yaml` before `b.yaml`)
+    # for a deterministic order: the order objects appear in is the spec order that breaks
+    # ties.
+    found = [Path(f) for f in manifest_files(root)]
     found.sort(key=lambda f: f.relative_to(root).parts)
     return found
 

@@ -398,7 +398,7 @@ def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
     ``..data`` swap onto files written in one clock tick) has a new inode, and an in-place
     rewrite whose mtime was set back still moves the ctime, which no one can set. Never raises:
     a folder removed while it is walked (``rm -rf``, a checkout) is a change like any other."""
-    from ._load import MANIFEST_SUFFIXES
+    from ._load import manifest_files
 
     out: dict[str, _State] = {}
 
@@ -420,11 +420,8 @@ def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
         if not os.path.isdir(p):
             add(str(Path(p)))
             continue
-        for dirpath, dirnames, filenames in os.walk(p, onerror=unreadable):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
-                    add(os.path.join(dirpath, name))
+        for f in manifest_files(p, unreadable):
+            add(f)
     return out
 
 

@@ -49,10 +49,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._canary import CANARY_ANNOTATION
-from ._goparse import parse_bool
 from ._models import Ingress, Secret
 from ._resources import Resources
-from ._table import _age_key, served_ingresses
+from ._table import _age_key, _split_canaries, served_ingresses
 
 __all__ = [
     "CertificateStore",
@@ -289,13 +288,6 @@ def _names_text(names: frozenset[str]) -> str:
     return "it names " + ", ".join(sorted(names))
 
 
-def _is_canary(ing: Ingress) -> bool:
-    """``nginx.ingress.kubernetes.io/canary`` read as ingress-nginx reads it (strconv.ParseBool,
-    as the router does)."""
-    raw = ing.metadata.annotations.get(CANARY_ANNOTATION)
-    return raw is not None and parse_bool(raw) is True
-
-
 def _norm(host: str) -> str:
     """Lower case, one trailing dot stripped (SEMANTICS §4.1, applied to SNI and tls hosts)."""
     host = host.lower()
@@ -393,8 +385,7 @@ class CertificateStore:
         # anns.Canary.Enabled { klog.V(2).Infof("Ingress %v is marked as Canary, ignoring",
         # ingKey); continue }"): a canary neither supplies a certificate nor makes a host a TLS
         # host (ssl-redirect), whatever its age. Its hosts are the main Ingress's.
-        ordered = [ing for ing in every if not _is_canary(ing)]
-        canaries = [ing for ing in every if _is_canary(ing)]
+        ordered, canaries = _split_canaries(every)
         # Every entry is loaded once, up front, so each Secret problem is reported even when the
         # host is served from elsewhere.
         loaded: dict[tuple[int, int], _Cert] = {}

@@ -31,6 +31,8 @@ __all__ = [
     "tls_host_predicate",
     "redirect_for",
     "access_answer",
+    "denied_first",
+    "parse_each_route",
     "location_redirect",
     "https_redirect",
     "TimerKind",
@@ -381,18 +383,48 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
     return None
 
 
+def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions]) -> None:
+    """``parse`` each annotated route of a table (canaries included) once per annotations and
+    rule path, and read each basic-auth Secret once per main route, so that ``parse`` and the
+    Secret's reader report every warning a request could meet (the server's log at start,
+    ``ingresslib check``)."""
+    done: set[tuple[int, str | None]] = set()
+    for m in routes:
+        canary = getattr(m, "canary", None)
+        for route in (m,) if canary is None else (m, canary):
+            ann = route.annotations
+            key = (id(ann), route.path)
+            if not ann or key in done:
+                continue
+            done.add(key)
+            opts = parse(route)
+            basic = opts.access.basic if opts.access is not None else None
+            if basic is not None and route is m:
+                basic.load()  # an auth Secret's problems (missing, no key "auth"...)
+
+
+def denied_first(opts: RouteOptions, path: str) -> bool:
+    """Whether a routed request gets the denied location's 503 before any redirect: nginx.tmpl
+    writes that "return 503" as the location's first rewrite directive, so only the
+    server-level app-root (``redirect_for``, for ``/``) runs before it."""
+    access = opts.access
+    return (access is not None and access.denied is not None
+            and not (path == "/" and opts.app_root is not None))
+
+
 def access_answer(access: Access | None, client_ip: str | None,
-                  authorization: bytes | None) -> tuple[int, bytes | None]:
+                  authorization: Callable[[], bytes | None]) -> tuple[int, bytes | None]:
     """nginx's access phase for a route: ``(0, None)`` to proceed, else the status to answer
     and, for a 401, the ``WWW-Authenticate`` value. The source ranges first (403; 503 for a
     denied location), then ``auth-type: basic`` (401; 503 when its Secret cannot be used), as
-    nginx runs ngx_http_access_module before ngx_http_auth_basic_module."""
+    nginx runs ngx_http_access_module before ngx_http_auth_basic_module. ``authorization``
+    reads the request's ``Authorization`` value, only when basic auth applies."""
     if access is None:
         return 0, None
     status = access.status(client_ip)
     if status or access.basic is None:
         return status, None
-    status, _ = access.basic.check(authorization)
+    status, _ = access.basic.check(authorization())
     return status, access.basic.challenge if status == 401 else None
 
 
@@ -471,21 +503,8 @@ class RouteOptionsSource:
         Nothing for a router without a table (a custom router: its routes warn on their first
         request). Cost: one parse per Ingress and rule path."""
         routes = getattr(getattr(self.router, "table", None), "routes", None)
-        if routes is None:
-            return
-        done: set[tuple[int, str | None]] = set()
-        for m in routes:
-            canary = getattr(m, "canary", None)
-            for route in (m,) if canary is None else (m, canary):
-                ann = route.annotations
-                key = (id(ann), route.path)
-                if not ann or key in done:
-                    continue
-                done.add(key)
-                opts = self._parse(route)
-                basic = opts.access.basic if opts.access is not None else None
-                if basic is not None and route is m:
-                    basic.load()  # an auth Secret's problems (missing, no key "auth"...)
+        if routes is not None:
+            parse_each_route(routes, self._parse)
 
     def _parse(self, route: Any) -> RouteOptions:
         """``parse_route_options`` of an annotated route, its warnings logged (once per table)."""
@@ -571,7 +590,8 @@ class RouteOptionsSource:
         return getattr(getattr(self.router, "resources", None), "secrets", ())
 
     def _unrouted_status(self, host: str, client_ip: str | None,
-                         authorization: bytes | None = None) -> tuple[int, bytes | None]:
+                         authorization: Callable[[], bytes | None] = lambda: None
+                         ) -> tuple[int, bytes | None]:
         """After ``_unrouted_redirect`` gave nothing, the status of a request for ``host``
         (normalised; empty: none) whose path no rule covers: 0 (the 404 of the default
         backend, or the ``fallback`` app), or the access control of the server's ``location

@@ -117,6 +117,7 @@ from ._actions import (
     TunnelEstablished,
     _no_tls,
     access_answer,
+    denied_first,
     redirect_for,
     tls_host_predicate,
 )
@@ -1371,8 +1372,8 @@ class ClientConnection:
         if decision is None:
             if not self._redirect_unrouted(req, event, now):
                 status, challenge = self.proxy._unrouted_status(
-                    req.host, req.client_ip, http_header(event.headers._full_items,
-                                                         b"authorization"))
+                    req.host, req.client_ip,
+                    lambda: http_header(event.headers._full_items, b"authorization"))
                 self._local_response(req, status or 404, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])
             return
@@ -1380,10 +1381,7 @@ class ClientConnection:
         req.set_cookie = getattr(decision, "set_cookie", None)
         opts = req.opts = self.proxy.options_for(decision.match)
         access = opts.access
-        if access is not None and access.denied is not None \
-                and not (req.path == "/" and opts.app_root is not None):
-            # A denied location's "return 503" (nginx.tmpl) is the location's first rewrite
-            # directive: only the server-level app-root (redirect_for) runs before it.
+        if access is not None and denied_first(opts, req.path):
             self._local_response(req, 503, now)
             return
         # Redirects come before the body and the endpoint (ingress-nginx does them in the
@@ -1409,8 +1407,8 @@ class ClientConnection:
             # nginx's access phase (allow/deny, then auth_basic) follows the rewrite phase
             # (every redirect above): a refused client is redirected first, then refused.
             status, challenge = access_answer(
-                access, req.client_ip, http_header(event.headers._full_items, b"authorization")
-                if access.basic is not None else None)
+                access, req.client_ip,
+                lambda: http_header(event.headers._full_items, b"authorization"))
             if status:
                 self._local_response(req, status, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])

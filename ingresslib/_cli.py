@@ -130,16 +130,29 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="which ingress, rule and backend a URL hits",
         description="Which ingress, rule and backend a URL hits (or why none: 404, or a "
                     "rejected path), and the endpoint the router picks when the files hold the "
-                    "Services and endpoints. Exit 0 whatever the route; 2 for invalid manifests "
-                    "or a bad argument.")
+                    "Services and endpoints; the route's access control (source ranges, basic "
+                    "authentication, a denied location) and what the proxy answers, in its "
+                    "own order (a redirect, 503, 403, 401, or the endpoint), for --client-ip "
+                    "and the -H headers. Exit 0 whatever the route; 2 for invalid manifests, "
+                    "an invalid --config or a bad argument.")
     _add_source_args(explain, stdin=True)
     explain.add_argument("url", help="http://host/path, host/path, or /path (host-less); "
                                      "encoded as a browser sends it (IDNA host, %%XX path)")
     explain.add_argument("-H", "--header", dest="headers", action="append", default=[],
                          metavar="NAME:VALUE",
                          help="request header (for canary/affinity; a Host header is routed on, "
-                              "as with curl); repeatable")
+                              "as with curl; Authorization is checked as the proxy checks "
+                              "basic authentication, never printed); repeatable")
     explain.add_argument("-X", "--method", default="GET")
+    explain.add_argument("--client-ip", default=None, metavar="ADDR",
+                         help="the client's address (the TCP peer): the verdict of the "
+                              "route's source ranges for it (403 or not); with --config "
+                              "trusting forwarded headers, -H 'X-Forwarded-For: ...' counts "
+                              "as serve reads it")
+    explain.add_argument("--config", default=None, metavar="PATH",
+                         help="the ingress-nginx style ConfigMap serve --config reads "
+                              "(block-cidrs, default source ranges, use-forwarded-headers, "
+                              "proxy-real-ip-cidr, ...)")
     explain.add_argument("--output", "-o", choices=("text", "json"), default="text",
                          help="json: one JSON document on stdout, errors included (exit 2)")
     explain.set_defaults(handler="explain")

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
 from ._resources import Resources
 from ._table import RouteTable
+
+if TYPE_CHECKING:
+    from ._explain_verdict import ProxyAnswer
+    from .proxy._access import Access
+    from .proxy._settings import ProxySettings
 
 __all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError"]
 
@@ -35,8 +42,19 @@ def _percent_encode(text: str) -> str:
     return _ENCODE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
 
 
+#: UTS 46 deviation characters (and U+1E9E, which UTS 46 maps to U+00DF). Python's ``idna``
+#: codec is IDNA 2003 (nameprep), which maps them away: ``faß.de`` -> ``fass.de``, ``ς`` ->
+#: ``σ``, the joiners deleted. Browsers and curl keep them (UTS 46 nontransitional
+#: processing: the URL Standard's "domain to ASCII" sets Transitional_Processing false, as
+#: Chrome, Firefox and Safari do; curl calls libidn2 with ``IDN2_NONTRANSITIONAL``):
+#: ``faß.de`` is ``xn--fa-hia.de``, another domain than ``fass.de``.
+_DEVIATION_RE = re.compile("([\u00df\u03c2\u200c\u200d])")
+_JOINERS = "\u200c\u200d"
+
+
 def _ascii_host(host: str) -> str:
-    """``host[:port]`` as a client sends it: a non-ASCII name in its IDNA (``xn--``) form."""
+    """``host[:port]`` as a client sends it: a non-ASCII name in its IDNA (``xn--``) form, as
+    browsers and curl write it (``_idna``)."""
     if host.isascii():
         return host
     name, port = host, ""
@@ -44,9 +62,45 @@ def _ascii_host(host: str) -> str:
     if sep and tail.isdigit():
         name, port = head, ":" + tail
     try:
-        return name.encode("idna").decode("ascii") + port
+        return _idna(name) + port
     except UnicodeError as exc:
         raise UsageError(f"host {name!r} is not a valid internationalised domain name ({exc})") from None
+
+
+def _idna(name: str) -> str:
+    """IDNA 2003 (Python's codec) where it agrees with UTS 46 nontransitional processing,
+    which browsers and curl use; the labels holding a deviation character (``_DEVIATION_RE``)
+    keep it, as UTS 46 does, instead of IDNA 2003's mapping. A joiner (U+200C, U+200D) is kept
+    after a virama (RFC 5892 CONTEXTJ, which browsers check) and refused elsewhere: IDNA 2003
+    would delete it and route another host (the ZWNJ rule of joining scripts, which needs
+    data Python's ``unicodedata`` lacks, is not modelled: give such a name in its ``xn--``
+    form)."""
+    name = name.replace("\u1e9e", "\u00df")
+    if _DEVIATION_RE.search(name) is None:
+        return name.encode("idna").decode("ascii")
+    from encodings import idna as idna2003
+
+    labels = idna2003.dots.split(name)
+    out = []
+    for label in labels:
+        if _DEVIATION_RE.search(label) is None:
+            out.append(label and idna2003.ToASCII(label).decode("ascii"))
+            continue
+        parts = _DEVIATION_RE.split(label)
+        # nameprep (case folding, NFKC, prohibited characters) around the deviation
+        # characters, which nameprep would map away; each is a starter with no decomposition,
+        # so no normalisation crosses them.
+        mapped = "".join(p if _DEVIATION_RE.fullmatch(p) else idna2003.nameprep(p)
+                         for p in parts)
+        for i, ch in enumerate(mapped):
+            if ch in _JOINERS and (i == 0 or unicodedata.combining(mapped[i - 1]) != 9):
+                raise UnicodeError(f"U+{ord(ch):04X} must follow a virama (RFC 5892 "
+                                   "CONTEXTJ); browsers refuse this name")
+        encoded = "xn--" + mapped.encode("punycode").decode("ascii")
+        if len(encoded) > 63:
+            raise UnicodeError("label too long")
+        out.append(encoded)
+    return ".".join(out)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -78,12 +132,16 @@ def split_url(url: str) -> tuple[str, str]:
 def explain_url(
     table: RouteTable, url: str, *, res: Resources | None = None, method: str = "GET",
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
-    controller: str | None = None,
+    controller: str | None = None, client_ip: str | None = None,
+    settings: ProxySettings | None = None, load_balance: str | None = None,
 ) -> dict[str, Any]:
-    """What the table does with ``url``; with ``res``, also which endpoint the router picks.
+    """What the table does with ``url``; with ``res``, also which endpoint the router picks
+    and what the proxy answers (``verdict``; ``access``: the route's access control).
 
     A ``Host`` header in ``headers`` is the host routed on, as for ``curl -H 'Host: ...'``:
-    the Host header, not the URL, is what a server sees.
+    the Host header, not the URL, is what a server sees. ``client_ip`` is the TCP peer's
+    address (None: unknown, and a verdict that hangs on it says so); ``settings`` the proxy's
+    (``--config``: block-cidrs, default source ranges, trusted forwarded headers...).
     """
     host, path = split_url(url)
     hosts = [value for name, value in headers if name.lower() == "host"]
@@ -98,31 +156,129 @@ def explain_url(
         served = table.match(host, path)  # does not raise: explain() just matched it
         if served is not None and served.canary is not None:
             out["match"]["canary"]["rules"] = _canary_rules(served.canary.annotations)
-    if res is not None and out.get("match") is not None:
-        try:
-            from ._router import Router
-        except ImportError:  # the router is optional for explain
-            return out
-        router = Router(res, ingress_class=ingress_class, controller=controller, seed=0)
-        d = router.route(method, host, path, headers=headers)
-        if d is not None:
-            out["decision"] = {
-                "service": d.service, "namespace": d.namespace, "port": d.port,
-                "endpoint": None if d.endpoint is None else f"{d.endpoint[0]}:{d.endpoint[1]}",
-                "canary": d.canary,
-            }
-            # Why the target port or the endpoints are missing (the backend's EndpointSet).
-            why = getattr(getattr(d.handle, "eps", None), "reason", None)
-            if why:
-                out["decision"]["why"] = why
-            affinity = _affinity(d)
-            if affinity is not None:
-                out["decision"]["affinity"] = affinity
-            if d.endpoint is None:
-                out["status"] = 503
-                out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
-                                  "; a resource backend is not a Service: nothing to proxy to")
+    if res is None or out["status"] == 400:
+        return out
+    try:
+        from ._router import Router
+    except ImportError:  # the router is optional for explain
+        return out
+    router = Router(res, ingress_class=ingress_class, controller=controller, seed=0,
+                    load_balance=load_balance or "round_robin")
+    answer = _ask_proxy(router, settings, method=method, host=host, target=path,
+                        headers=headers, peer=client_ip, tls=_scheme(url) == "https")
+    if answer is not None and answer.routed:
+        d = answer.decision  # the proxy's own route call: one balancer pick
+    elif out.get("match") is not None:
+        d = router.route(method, host, path, headers=headers, client_ip=client_ip)
+    else:
+        d = None
+    rule_reason = out["reason"]
+    if d is not None:
+        out["decision"] = {
+            "service": d.service, "namespace": d.namespace, "port": d.port,
+            "endpoint": None if d.endpoint is None else f"{d.endpoint[0]}:{d.endpoint[1]}",
+            "canary": d.canary,
+        }
+        # Why the target port or the endpoints are missing (the backend's EndpointSet).
+        why = getattr(getattr(d.handle, "eps", None), "reason", None)
+        if why:
+            out["decision"]["why"] = why
+        affinity = _affinity(d)
+        if affinity is not None:
+            out["decision"]["affinity"] = affinity
+        if d.endpoint is None:
+            out["status"] = 503
+            out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
+                              "; a resource backend is not a Service: nothing to proxy to")
+    if answer is not None:
+        _add_verdict(out, answer, client_ip, rule_reason)
     return out
+
+
+def endpoint_text(ip: str, port: int | str) -> str:
+    """``ip:port``, an IPv6 address in brackets (RFC 3986 §3.2.2 ``IP-literal``:
+    ``[fd00::1]:8080``, where ``fd00::1:8080`` reads as one address)."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _scheme(url: str) -> str:
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep and not url.startswith("/") else "http"
+
+
+def _ask_proxy(router: Any, settings: ProxySettings | None, **request: Any) -> ProxyAnswer | None:
+    try:
+        from ._explain_verdict import ask_proxy
+    except ImportError:  # pragma: no cover - the proxy is optional for explain
+        return None
+    return ask_proxy(router, settings, **request)
+
+
+def _add_verdict(out: dict[str, Any], answer: ProxyAnswer, client_ip: str | None,
+                 rule_reason: str) -> None:
+    """``access`` and ``verdict`` from the proxy's answer; ``status``/``reason`` follow a
+    verdict that does not hang on the client address (the proxy's answer is the truth: a route
+    the source ranges close is a 403, not a 200)."""
+    from ._explain_verdict import describe_access
+
+    access = answer.access
+    if access is not None:
+        out["access"] = describe_access(access)
+    status = answer.status
+    verdict: dict[str, Any] = {"client_ip": answer.client_ip if answer.routed else client_ip,
+                               "peer": client_ip, "status": status or None,
+                               "proxied": status == 0, "depends_on_client_ip": False}
+    if status == 403 and client_ip is None and access is not None:
+        # No address given: the proxy saw a peer without one, which every source range
+        # refuses. The answer is the source ranges' to give, per address.
+        verdict.update(status=None, depends_on_client_ip=True,
+                       reason="depends on the client address: the source ranges answer 403 "
+                              "to the addresses they refuse (give --client-ip ADDR)")
+    else:
+        verdict["reason"] = _verdict_reason(answer, access)
+    if answer.location is not None:
+        verdict["location"] = answer.location
+    if answer.challenge is not None:
+        verdict["www_authenticate"] = answer.challenge
+    if status == 0 and answer.basic is not None:
+        verdict["user"] = answer.basic[1]
+    if answer.warnings:
+        out["warnings"] = list(dict.fromkeys(answer.warnings))
+    out["verdict"] = verdict
+    if status and not verdict["depends_on_client_ip"] and status != out["status"]:
+        out["status"] = status
+        out["reason"] = f"{rule_reason}; {verdict['reason']}"
+    elif verdict["depends_on_client_ip"]:
+        out["reason"] += "; the answer depends on the client address (source ranges)"
+
+
+def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
+    """Why the proxy answers as it does, from what its answer and the route's access say."""
+    status = answer.status
+    if status == 0:
+        assert answer.endpoint is not None
+        user = answer.basic[1] if answer.basic is not None else None
+        return f"proxied to {endpoint_text(*answer.endpoint)}" + (
+            f" (basic authentication: user {user!r})" if user is not None else "")
+    if answer.location is not None:
+        return f"redirect to {answer.location}"
+    if status == 404:
+        return "no rule and no default backend matched"
+    if access is not None and status == 503 and access.denied is not None:
+        return "the location is denied (access: denied)"
+    if access is not None and status == 403:
+        who = answer.client_ip or "a client without an address"
+        return f"the source ranges refuse {who}"
+    if status == 401:
+        return ("basic authentication: the Authorization header does not verify"
+                if answer.has_authorization else
+                "basic authentication: no Authorization header; give -H 'Authorization: "
+                "Basic ...' to check credentials")
+    if status == 503 and answer.basic is not None and answer.basic[0] == 503:
+        return "basic authentication: its Secret cannot be used, see the warning"
+    if status == 503 and answer.decision is not None and answer.decision.endpoint is None:
+        return "the backend has no ready endpoint"
+    return f"the proxy answers {status} itself"
 
 
 def _refused_before_routing(method: str, host: str, n_hosts: int) -> tuple[int, str] | None:
@@ -198,7 +354,7 @@ def render_text(info: dict[str, Any]) -> str:
     m = info.get("match")
     if m is None:
         lines.append(f"  -> {info['status']}: {info['reason']}")
-        return "\n".join(lines)
+        return "\n".join(lines + _access_lines(info))
     if m["is_default_backend"]:
         lines.append(f"  -> default backend of Ingress {m['ingress']}"
                      + (f" (host {m['host']})" if m["host"] else ""))
@@ -220,7 +376,8 @@ def render_text(info: dict[str, Any]) -> str:
         # A resource backend (Match.service None): the router has no Service to resolve.
         lines.append("     router: a resource backend is not a Service, nothing to proxy to (503)")
     elif d is not None:
-        ep = d["endpoint"] or "none ready (503)"
+        ep = "none ready (503)" if d["endpoint"] is None else endpoint_text(
+            *d["endpoint"].rsplit(":", 1))
         why = d.get("why")
         if d["port"] is not None:
             port = d["port"]
@@ -238,7 +395,52 @@ def render_text(info: dict[str, Any]) -> str:
         elif a is not None:
             lines.append(f"     session affinity: cookie {a['cookie']} (the request's cookie "
                          f"keeps this endpoint)")
-    return "\n".join(lines)
+    return "\n".join(lines + _access_lines(info))
+
+
+#: Verdict reasons the lines above already give (the 404 line, the router's "none ready").
+_SAID = ("no rule and no default backend matched", "the backend has no ready endpoint")
+
+
+def _access_lines(info: dict[str, Any]) -> list[str]:
+    """The route's access control and the proxy's verdict (``_add_verdict``), and the
+    warnings the proxy logged for the request."""
+    lines = []
+    a = info.get("access")
+    if a is not None:
+        if a["denied"] is not None:
+            lines.append(f"     access: denied, every request answers 503: {a['denied']}")
+        ranges = a["source_ranges"]
+        if ranges is not None:
+            fams = [(name, rules) for name, rules in (("IPv4", ranges["ipv4"]),
+                                                      ("IPv6", ranges["ipv6"])) if rules]
+            text = "; ".join(
+                (f"{name}: " if len(fams) > 1 else "")
+                + ", ".join(f"{r['rule']} {_cidr_text(r['cidr'])}" for r in rules)
+                for name, rules in fams)
+            lines.append(f"     access: source ranges (first match decides; none matches: "
+                         f"allowed): {text}")
+        b = a["basic_auth"]
+        if b is not None:
+            lines.append(f"     access: basic authentication, realm {b['realm']!r}, users of "
+                         f"Secret {b['secret']} ({b['secret_type']})")
+    v = info.get("verdict")
+    if v is not None and (a is not None or v["peer"] is not None
+                          or not (v["proxied"] or v["reason"] in _SAID)):
+        who = ""
+        if v["client_ip"] is not None:
+            who = f" for client {v['client_ip']}"
+            if v["peer"] is not None and v["client_ip"] != v["peer"]:
+                who += f" (forwarded by trusted peer {v['peer']})"
+        what = v["reason"] if v["status"] is None else f"{v['status']} ({v['reason']})"
+        lines.append(f"     proxy answers{who}: {what}")
+    lines += [f"     warning: {w}" for w in info.get("warnings", ())]
+    return lines
+
+
+def _cidr_text(cidr: str) -> str:
+    # nginx's "deny all;" (and an allowlist of 0.0.0.0/0 or ::/0: every address).
+    return "all" if cidr.endswith("/0") else cidr
 
 
 def _backend_text(m: dict[str, Any]) -> str:
@@ -348,15 +550,20 @@ def explain_main(args: argparse.Namespace) -> int:
         for name, value in headers:  # the Host header is routed on: check it now
             if name.lower() == "host":
                 _ascii_host(value)
+        client_ip = _client_ip(getattr(args, "client_ip", None))
         loaded = _load(args.files, sys.stderr)
     except UsageError as exc:
         return _usage("explain", exc, args.output, args.url)
     if isinstance(loaded, ValidationError):
         return _report_invalid(loaded, args.output, args.url)
+    config = _explain_config(getattr(args, "config", None))
+    if isinstance(config, ValidationError):
+        return _report_invalid(config, args.output, args.url)
     res = loaded
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
     info = explain_url(table, args.url, res=res, method=args.method, headers=headers,
-                       ingress_class=args.ingress_class, controller=args.controller)
+                       ingress_class=args.ingress_class, controller=args.controller,
+                       client_ip=client_ip, settings=config[0], load_balance=config[1])
     if args.output == "json":
         # "ok" as in check's document and the error documents (false, exit 2): the URL was
         # explained (exit 0), whatever the route.
@@ -367,6 +574,36 @@ def explain_main(args: argparse.Namespace) -> int:
             print("     (the files hold no Service: add the Services and EndpointSlices to see "
                   "the target port and endpoint)")
     return 0
+
+
+def _client_ip(value: str | None) -> str | None:
+    """``--client-ip``: an IPv4 or IPv6 address (brackets allowed), written as a socket
+    gives the proxy its peer (``ipaddress``'s compressed form)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"bad --client-ip {value!r}: an IPv4 or IPv6 address") from None
+
+
+def _explain_config(path: str | None) -> tuple[ProxySettings | None, str | None] | ValidationError:
+    """``--config``: the settings and ``load-balance`` of the ConfigMap, as ``serve --config``
+    reads it (its warnings on stderr), or the error (exit 2)."""
+    if path is None:
+        return None, None
+    from ._config import load_config
+
+    try:
+        cfg = load_config(path)
+    except ValidationError as exc:
+        return exc
+    for w in cfg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return cfg.settings, cfg.load_balance
 
 
 def check_main(args: argparse.Namespace) -> int:

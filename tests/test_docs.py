@@ -179,6 +179,10 @@ def one_line(s: str) -> str:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "shop.yaml").write_text(SHOP, encoding="utf-8")
+    # README's explain line names a ConfigMap file as serve --config reads it.
+    (tmp_path / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ingress-nginx-controller}\n"
+        "data: {use-forwarded-headers: 'false'}\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -1,0 +1,176 @@
+"""``explain``'s verdict: what the proxy answers one request, asked of the proxy core itself.
+
+The request ``explain`` describes is written as an HTTP/1.1 head and fed to a sans-IO
+``ClientConnection`` of a :class:`~ingresslib.proxy.Proxy` over the same router, from the
+client address given (``--client-ip``). Its first answer is the verdict: ``OpenUpstream`` (the
+request reaches an endpoint) or a local response (status, ``Location``, ``WWW-Authenticate``).
+The phase order -- a denied location's 503, app-root and the location's redirects, the source
+ranges (403), basic authentication (401), no ready endpoint (503) -- is therefore the proxy's
+own (``ClientConnection._on_request`` with ``denied_first``, ``redirect_for``,
+``access_answer``), not a copy that could drift from it. What the route's access control *is*
+(its source ranges, basic-auth Secret, denial) is read from the options the proxy parsed
+(``Proxy.options_for``, ``Proxy._unrouted_options``) and only described here.
+
+Not modelled: the ssl-redirect of a host with TLS (``serve`` redirects only with
+``--tls-listen``, and which hosts have TLS is the certificate store's business): the verdict is
+that of a plain-HTTP ``serve`` without an HTTPS listener, or of an ``https://`` URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._normalize import normalize_host
+from .proxy._access import Access
+from .proxy._actions import OpenUpstream, SendDownstream
+from .proxy._connection import Proxy
+from .proxy._headers import client_address
+from .proxy._settings import ProxySettings
+
+__all__ = ["ProxyAnswer", "ask_proxy", "describe_access"]
+
+
+@dataclass
+class ProxyAnswer:
+    """The proxy's answer to one request, and what it saw on the way."""
+
+    #: 0: proxied to ``endpoint``; else the status the proxy answers itself.
+    status: int
+    endpoint: tuple[str, int] | None = None
+    #: A redirect's ``Location``, a 401's ``WWW-Authenticate``.
+    location: str | None = None
+    challenge: str | None = None
+    #: The client address the proxy's access checks see (``client_address``: the peer, or
+    #: with trusted forwarded headers the rightmost untrusted address of the chain).
+    client_ip: str | None = None
+    #: The router was asked (the head passed the proxy's checks), and its Decision.
+    routed: bool = False
+    decision: Any = None
+    #: The route's access control as the proxy parsed it (None: no restriction).
+    access: Access | None = None
+    #: ``BasicAuth.check`` of the request's Authorization (the proxy's verifier, its cached
+    #: verdict): (0, user), (401, None), or (503, None) for a Secret it cannot use; None
+    #: without basic authentication.
+    basic: tuple[int, str | None] | None = None
+    #: The request carried an Authorization header.
+    has_authorization: bool = False
+    #: The warnings the proxy logged for this request (the route's annotations, its Secret).
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Capture:
+    """The router as the proxy sees it: it routes once, and explain keeps that Decision (one
+    balancer pick, taken with the proxy's own arguments: canonical path, client address)."""
+
+    def __init__(self, router: Any) -> None:
+        self._router = router
+        self.routed = False
+        self.decision: Any = None
+
+    def route(self, *args: Any, **kwargs: Any) -> Any:
+        self.decision = self._router.route(*args, **kwargs)
+        self.routed = True
+        return self.decision
+
+    def __getattr__(self, name: str) -> Any:  # table, resources, next_endpoint...
+        return getattr(self._router, name)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]]) -> bytes:
+    """The request as a client sends it: HTTP/1.1 with ``Host`` (the last ``-H Host`` replaced
+    by the routed ``host``), HTTP/1.0 without one (a host-less ``/path``)."""
+    lines = [f"{method} {target} HTTP/{'1.1' if host else '1.0'}"]
+    if host:
+        lines.append(f"Host: {host}")
+    lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host: str,
+              target: str, headers: Sequence[tuple[str, str]], peer: str | None,
+              tls: bool = False) -> ProxyAnswer | None:
+    """Feed the request to a proxy over ``router`` from ``peer`` (None: a peer without an
+    address, which every source range refuses) and return its answer; None when the head
+    alone does not decide it (the proxy waits for more: never for a head without a body)."""
+    collect = _Collect()
+    logger = logging.Logger("ingresslib.explain")  # not the global tree: nothing is printed
+    logger.addHandler(collect)
+    capture = _Capture(router)
+    proxy = Proxy(capture, settings, logger=logger, records=False, clock=None,
+                  request_id=lambda: "0" * 32)
+    conn = proxy.connection(peer, tls=tls, now=0.0)
+    answer = ProxyAnswer(status=0, warnings=collect.lines)
+    for act in conn.receive_data(_head(method, host, target, headers), now=0.0):
+        if isinstance(act, OpenUpstream):
+            answer.endpoint = act.endpoint
+            break
+        if isinstance(act, SendDownstream):
+            _read_response(act.data, answer)
+            break
+    else:
+        return None
+    answer.routed, answer.decision = capture.routed, capture.decision
+    if answer.routed:
+        raw = [(n.lower().encode("latin-1", "replace"), v.encode("utf-8")) for n, v in headers]
+        answer.client_ip = client_address(peer, proxy.settings, proxy._trust, raw)
+        d = answer.decision
+        if d is not None:
+            answer.access = proxy.options_for(d.match).access
+        else:  # as ``_unrouted_status`` picks the access of a request no rule routes
+            norm = normalize_host(host) or ""
+            opts = proxy._unrouted_options(norm) if norm else None
+            answer.access = proxy._server_access if opts is None else opts.access
+        basic = answer.access.basic if answer.access is not None else None
+        if basic is not None:
+            auth = next((v for n, v in raw if n == b"authorization"), None)
+            answer.basic = basic.check(auth)
+            answer.has_authorization = auth is not None
+    return answer
+
+
+def _read_response(data: bytes, answer: ProxyAnswer) -> None:
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    answer.status = int(head[0].split(b" ", 2)[1])
+    for line in head[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"location":
+            answer.location = value.strip().decode("latin-1")
+        elif name == b"www-authenticate":
+            answer.challenge = value.strip().decode("latin-1")
+
+
+def _rules(rules: Sequence[tuple[int, int, bool]], version: int) -> list[dict[str, str]]:
+    """``SourceRanges`` rules (integers: network, mask, deny) as CIDR text."""
+    net_type = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    return [{"rule": "deny" if deny else "allow",
+             "cidr": str(net_type((net, bin(mask).count("1"))))} for net, mask, deny in rules]
+
+
+def describe_access(access: Access) -> dict[str, Any]:
+    """The route's access control as the proxy holds it, JSON-ready: ``denied`` (why every
+    request gets 503), ``source_ranges`` (nginx's ``allow``/``deny`` rules per address family,
+    in the order they are checked: the first match decides, no match allows) and
+    ``basic_auth`` (realm and Secret; never its users' hashes)."""
+    out: dict[str, Any] = {"denied": access.denied, "source_ranges": None, "basic_auth": None}
+    ranges = access.ranges
+    if ranges is not None and (ranges.v4 or ranges.v6):
+        out["source_ranges"] = {"ipv4": _rules(ranges.v4, 4), "ipv6": _rules(ranges.v6, 6)}
+    basic = access.basic
+    if basic is not None:
+        out["basic_auth"] = {"realm": basic.realm, "secret": f"{basic.namespace}/{basic.name}",
+                             "secret_type": "auth-map" if basic.map_type else "auth-file"}
+    return out

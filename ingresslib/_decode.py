@@ -14,7 +14,7 @@ API rules of ``_validate`` run on the rest. Errors a placeholder would cause at 
 are dropped, so one mistake is reported once.
 
 Fields no Kubernetes type has (``ingressClassname``, a v1beta1 ``serviceName``), which the API
-server drops, and keys the YAML loader saw twice are collected as warnings
+server drops, and keys the YAML or JSON parser saw twice are collected as warnings
 (``Resources.warnings``, see ``_fields``): one ``frozenset.issuperset`` per mapping read.
 
 The decoder is plain code on purpose (no reflection on the hot path): decoding thousands of
@@ -755,8 +755,9 @@ class Collector:
         self.errors: list[FieldError] = []
         #: Unknown and duplicate fields of the objects read (valid or not): ``Resources.warnings``.
         self.warnings: list[FieldError] = []
-        #: Set by the YAML loader for the document being added, when one of its mappings has
-        #: a key written twice: ``{id(mapping): [key, ...]}`` (the parsed dict loses them).
+        #: Set by the YAML loader (or the JSON decoder, ``_load._json_decoder``) for the
+        #: document being added, when one of its mappings has a key written twice:
+        #: ``{id(mapping): [key, ...]}`` (the parsed dict loses them).
         self.duplicates: dict[int, list[Any]] | None = None
 
     def error(self, err: FieldError, source: str | None) -> None:
@@ -895,7 +896,7 @@ class Collector:
         self.lists[attr].append(model)
 
     def _warn(self, dec: _Dec, obj: Mapping[str, Any], source: str | None) -> None:
-        """Warnings for the unknown fields the decoder found and the keys the YAML loader saw
+        """Warnings for the unknown fields the decoder found and the keys the parser saw
         twice in ``obj``: what ``kubectl apply`` with ``--validate=warn`` prints, where the API
         server's ``fieldValidation=Warn`` answers ``unknown field "spec.foo"``."""
         found = [(UNKNOWN_FIELD, path) for path in dec.unknown]
@@ -906,7 +907,8 @@ class Collector:
 
     def result(self) -> Resources:
         if self.errors:
-            raise ValidationError(self.errors)
+            # The warnings go with the errors (a typo is often why a field is missing).
+            raise ValidationError(self.errors, warnings=self.warnings)
         lists = self.lists
         _log.debug(
             "decoded %d ingresses, %d services, %d ignored objects",

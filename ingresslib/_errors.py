@@ -110,10 +110,18 @@ def _go_json(value: Any) -> str:
 
 
 class ValidationError(ValueError):
-    """Raised when manifests are invalid; ``errors`` lists every problem found."""
+    """Raised when manifests are invalid; ``errors`` lists every problem found.
 
-    def __init__(self, errors: Iterable[FieldError]) -> None:
+    ``warnings`` are the fields the API server would drop from the same input (unknown ones,
+    keys written twice: what ``Resources.warnings`` holds for a load that succeeds), kept
+    because a typo is often why a field is missing (``pathtype`` -> ``pathType: Required
+    value``). They are not part of the message: ``str(err)`` lists the errors only.
+    """
+
+    def __init__(self, errors: Iterable[FieldError], *,
+                 warnings: Iterable[FieldError] = ()) -> None:
         self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.warnings: tuple[FieldError, ...] = tuple(warnings)
         super().__init__("\n".join(str(e) for e in self.errors))
 
     def __str__(self) -> str:

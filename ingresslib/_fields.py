@@ -290,7 +290,7 @@ def _child_path(path: str, key: Any) -> str:
 
 def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]]) -> list[str]:
     """The paths of the keys written twice in a mapping of ``obj`` (``duplicates``: the keys
-    of each such mapping, by ``id()``, as the YAML loader saw them), keys as written.
+    of each such mapping, by ``id()``, as the YAML or JSON parser saw them), keys as written.
 
     Only called for a document where the loader saw a repeated key, so a walk of the whole
     object costs nothing to the others. An explicit stack: the object may nest deep."""

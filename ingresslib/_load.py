@@ -9,7 +9,12 @@ file as ``object`` and the place as ``field``:
   (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
-- a missing path: ``deploy/missing.yaml: Not found: no such file or directory``.
+- a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
+  a folder removed between the listing of its folder and its reading, as kubectl's walk does);
+- a folder that cannot be listed: ``deploy/private: Invalid value: cannot list the folder:
+  Permission denied`` (the words ``serve`` uses for it);
+- an empty path (``-f ''``): ``"": Not found: an empty path names no file or folder (use "."
+  for the current folder)``.
 
 Errors inside an object keep the contract form ``Ingress default/web`` in ``FieldError.object``
 and carry the file in ``.source``; ``str()`` prints ``deploy/web.yaml: Ingress default/web: ...``.
@@ -20,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,29 +128,32 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         # JSON is much faster through json than through a YAML parser. Text that only looks
         # like JSON may be flow-style YAML: it falls back to the YAML parser, a *.json file
         # does not (its errors are json's, with json's line and column).
+        decoder, duplicates = _json_decoder()
         try:
-            doc = json.loads(text)
+            doc = decoder.decode(text)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":
                 # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
                 # them as a stream (apimachinery util/yaml YAMLOrJSONDecoder: "a stream of JSON
                 # documents or YAML documents by sniffing for a leading { character", decoded
-                # with json.NewDecoder), each a document.
+                # with json.NewDecoder), each a document. A fresh decoder: the mappings of the
+                # failed attempt are gone, and their ids with them.
+                decoder, duplicates = _json_decoder()
                 try:
-                    yield from enumerate(_json_stream(text), 1)
-                    return
+                    docs = _json_stream(decoder, text)
                 except json.JSONDecodeError as stream_exc:
                     exc = stream_exc
+                else:
+                    yield from _with_duplicates(c, enumerate(docs, 1), duplicates)
+                    return
             if is_json:
                 where = f"line {exc.lineno}, column {exc.colno}"
                 c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
                 return
         else:
-            if isinstance(doc, list):
-                # A bare JSON array of objects: each element is a document.
-                yield from enumerate(doc, 1)
-            else:
-                yield 1, doc
+            # A bare JSON array of objects: each element is a document.
+            numbered = enumerate(doc, 1) if isinstance(doc, list) else iter([(1, doc)])
+            yield from _with_duplicates(c, numbered, duplicates)
             return
     n = 0
     # Aliases need an anchor ("&name" where a node starts): without one no document can share
@@ -176,22 +184,71 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         loader.dispose()
 
 
-_json_value = json.JSONDecoder().raw_decode
 _json_space = re.compile(r"[ \t\n\r]*").match  # RFC 8259 §2 whitespace, as json.Decoder skips
 
 
-def _json_stream(text: str) -> list[Any]:
+def _json_stream(decoder: json.JSONDecoder, text: str) -> list[Any]:
     """The JSON values of ``text``, one after the other; raises JSONDecodeError (with the line
     and column in ``text``) at the first that does not parse. Eager, so that a broken value
     reports its error before any document is handed on."""
     docs: list[Any] = []
     end = len(text)
+    value = decoder.raw_decode
     pos = _json_space(text, 0).end()  # type: ignore[union-attr]
     while pos < end:
-        doc, pos = _json_value(text, pos)
+        doc, pos = value(text, pos)
         docs.append(doc)
         pos = _json_space(text, pos).end()  # type: ignore[union-attr]
     return docs
+
+
+def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:
+    """A JSON decoder that notes the keys written twice in one object, and where it notes them:
+    ``{id(object): [key, ...]}``, what the YAML loader gives ``Collector.duplicates``.
+
+    json keeps the last value of a repeated key without a word, as PyYAML does; the API
+    server's decoder reports it for JSON bodies too (sigs.k8s.io/json: ``duplicate field
+    "..."``). Building each object from its pairs costs json's C scanner a list of tuples and
+    one call per object: about +50 % on the JSON parse itself, a few percent of a load."""
+    found: dict[int, list[Any]] = {}
+    # The pairs of an object with a repeated key hold the values its dict dropped: kept alive
+    # with them, so no later object of the parse can take the id of a dropped one that was
+    # itself noted (``found`` is keyed by id).
+    keep: list[Any] = []
+
+    def pairs_to_dict(pairs: list[tuple[str, Any]], dict: Any = dict, len: Any = len) -> Any:
+        # (builtins as defaults: local lookups, once per object of the input)
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            found[id(obj)] = _repeated_pair_keys(pairs)
+            keep.append(pairs)
+        return obj
+
+    return json.JSONDecoder(object_pairs_hook=pairs_to_dict), found
+
+
+def _repeated_pair_keys(pairs: list[tuple[str, Any]]) -> list[str]:
+    """The keys written more than once among ``pairs``, each once, in order."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for key, _ in pairs:
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
+def _with_duplicates(c: Collector, docs: Iterable[tuple[int, Any]],
+                     duplicates: dict[int, list[Any]]) -> Iterator[tuple[int, Any]]:
+    """``docs``, with ``c.duplicates`` set while each is added (see ``_documents``). One
+    map serves every document of the input: the objects noted are all alive, their ids
+    distinct."""
+    for n, doc in docs:
+        c.duplicates = duplicates or None
+        try:
+            yield n, doc
+        finally:
+            c.duplicates = None
 
 
 #: Nesting deeper than this is refused before any parser sees it. PyYAML's C loader composes
@@ -344,7 +401,8 @@ def manifest_files(root: str | os.PathLike[str],
                    onerror: Callable[[OSError], None] | None = None) -> Iterator[str]:
     """The manifest files under folder ``root``, unordered: ``*.yaml``, ``*.yml``, ``*.json``;
     hidden files and folders (.git, editor swap files) skipped, symlinked folders not followed.
-    ``onerror`` gets what ``os.walk`` cannot list (skipped otherwise)."""
+    ``onerror`` gets what ``os.walk`` cannot list (skipped otherwise: :func:`load_manifests`
+    makes each an error, ``serve``'s poller a state of its own)."""
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
@@ -352,13 +410,38 @@ def manifest_files(root: str | os.PathLike[str],
                 yield os.path.join(dirpath, name)
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path) -> tuple[list[Path], list[FieldError]]:
+    """The manifest files under folder ``root``, and the folders of it that could not be
+    listed, as errors.
+
+    A folder that cannot be listed (permissions, an fsGroup, a stale mount) is an error, not an
+    empty folder: read as empty it would load without its Ingresses, their hosts answering 404
+    and nothing said. A folder removed between the listing of its parent and its own (an
+    ``rm -rf`` or a checkout racing the load) is ``Not found``, as a file removed before its
+    reading is: kubectl's walk (cli-runtime ``ExpandPathsToFileVisitors``) stops at either with
+    ``error reading "deploy": ...``; here the rest is still read, so every problem is told."""
+    unlisted: list[OSError] = []
     # Sorted by path components (a folder's files stay together: `b/z.yaml` before `b.yaml`)
     # for a deterministic order: the order objects appear in is the spec order that breaks
     # ties.
-    found = [Path(f) for f in manifest_files(root)]
+    found = [Path(f) for f in manifest_files(root, unlisted.append)]
     found.sort(key=lambda f: f.relative_to(root).parts)
-    return found
+    errors = [_unlisted_error(root, exc) for exc in unlisted]
+    errors.sort(key=lambda e: Path(e.object).parts)
+    return found, errors
+
+
+def _unlisted_error(root: Path, exc: OSError) -> FieldError:
+    folder = os.fspath(exc.filename) if exc.filename is not None else str(root)
+    if isinstance(exc, FileNotFoundError):
+        return FieldError(folder, "", "Not found", "no such file or directory")
+    return FieldError(folder, "", INVALID,
+                      f"cannot list the folder: {exc.strerror or os.strerror(exc.errno or 0)}")
+
+
+#: What an empty path string (``load_manifests("")``, ``-f ''``) is refused with.
+EMPTY_PATH_ERROR = FieldError(
+    '""', "", "Not found", 'an empty path names no file or folder (use "." for the current folder)')
 
 
 def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
@@ -366,8 +449,10 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
 
     Files named explicitly are read whatever their suffix. Inside a folder, files are read in
     sorted path order and hidden files and folders (``.git``) are skipped. Every problem of every
-    file is raised at once as one :class:`ValidationError`; errors name the file they come from.
-    Fields the API server would drop (unknown or written twice) are ``Resources.warnings``.
+    file is raised at once as one :class:`ValidationError`; errors name the file they come from
+    (a missing path, a folder that cannot be listed, an empty path ``""`` are errors too).
+    Fields the API server would drop (unknown or written twice) are ``Resources.warnings``,
+    and the ``warnings`` of the :class:`ValidationError` when the load fails.
     """
     return collect_files(*paths).result()
 
@@ -376,9 +461,16 @@ def collect_files(*paths: str | os.PathLike[str]) -> Collector:
     """``load_manifests`` up to the result (see :func:`collect_text`)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     for p in paths:
+        if os.fspath(p) == "":
+            # Path("") is Path("."): an empty `-f ''` (an unset variable in a script) would
+            # load the current folder. kubectl: `the path "" does not exist`.
+            c.error(EMPTY_PATH_ERROR, None)
+            continue
         path = Path(p)
         if path.is_dir():
-            files = _walk(path)
+            files, unlisted = _walk(path)
+            for err in unlisted:
+                c.error(err, None)
         else:
             files = [path]
         for f in files:

@@ -38,7 +38,7 @@ class Resources:
     ignored: tuple[Mapping[str, Any], ...] = ()
     #: What the API server would warn about and drop when these manifests are applied: fields
     #: no Kubernetes type has (``Ingress default/web: unknown field "spec.ingressClassname"``)
-    #: and keys written twice in one YAML mapping (``duplicate field "..."``), as
+    #: and keys written twice in one YAML mapping or JSON object (``duplicate field "..."``), as
     #: :class:`FieldError` values (``field`` is the path, ``type`` ``"unknown field"`` or
     #: ``"duplicate field"``). Objects of other kinds are not checked. Not part of equality
     #: (nor of ``repr``): two loads that give the same objects route alike, whatever was

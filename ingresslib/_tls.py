@@ -5,10 +5,18 @@ chosen by SNI (wildcard certificates cover one label); routing still uses the Ho
 Unknown SNI gets a generated default certificate. [...] Certificate changes apply without
 restart."
 
-The listening :class:`ssl.SSLContext` carries the default certificate and an ``sni_callback``
-that swaps in the per-host context (the stdlib recipe: assign ``ssl_obj.context``). The host map
-is replaced as a whole on :meth:`CertificateStore.update`, so a handshake sees either the old or
-the new set, never a half-built one, and connections already established keep their certificate.
+The built-in HTTPS listener (``proxy/_server.py``) reads each ClientHello's server name itself
+and switches the connection's TLS object to the chosen certificate's context
+(:meth:`CertificateStore.context_for_hello`) before OpenSSL reads the hello; no context has a
+Python SNI callback there, because CPython's cannot take a name that is not ASCII
+(``proxy/_client_hello.py``). The session cache is :attr:`CertificateStore.default_context`'s,
+one for every certificate. For a listener of your own, :meth:`CertificateStore.server_context`
+carries the default certificate and an ``sni_callback`` that swaps in the per-host context (the
+stdlib recipe: assign ``ssl_obj.context``). The host map is replaced as a whole on
+:meth:`CertificateStore.update`, so a handshake sees either the old or the new set, never a
+half-built one, and connections already established keep their certificate. A ``spec.tls``
+entry without ``secretName`` (the field is optional) gives its hosts the default certificate, as
+in ingress-nginx, and is noted at INFO level, not reported as a problem.
 
 Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`): a ``tls.hosts``
 name without a rule in the same Ingress is still served (lowest priority); a certificate that
@@ -29,11 +37,14 @@ follow ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
 OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m``; a client offering only
 protocols other than ``http/1.1`` in ALPN (``h2`` alone) gets no ALPN answer instead of nginx's
-``no_application_protocol`` alert; and a client that offers a cached session under another SNI
-name is resumed (OpenSSL decides before the SNI callback; in TLS 1.2 the callback is even
-told the session's original name), which RFC 8446 §4.6.1 leaves to clients ("Clients MUST only
-resume if the new SNI value is valid for the server certificate presented in the original
-session").
+``no_application_protocol`` alert; the built-in listener, having no servername callback, does
+not acknowledge the SNI (no empty ``server_name`` extension in the ServerHello /
+EncryptedExtensions, which RFC 6066 §3 asks for and which clients do not need); and a client
+that offers a cached session under another SNI name is resumed (one session cache, looked up by
+OpenSSL), which RFC 8446 §4.6.1 leaves to clients ("Clients MUST only resume if the new SNI value
+is valid for the server certificate presented in the original session"). With
+:meth:`CertificateStore.server_context` (a listener of your own), a non-ASCII server name fails
+its handshake, and CPython reports the decoding error on stderr ("Exception ignored").
 """
 
 from __future__ import annotations
@@ -306,6 +317,29 @@ def _covers(names: frozenset[str], host: str) -> bool:
     return dot > 0 and "*" + host[dot:] in names
 
 
+def _note_no_secret_name(
+    ordered: list[Ingress], rule_hosts: list[set[str]], chosen: Mapping[str, _Cert]
+) -> None:
+    """Say, at INFO level, which hosts a ``spec.tls`` entry without ``secretName`` leaves on the
+    default certificate. Such an entry is valid (``secretName`` is optional in the Ingress API)
+    and not a problem: ingress-nginx serves its hosts the default certificate, with
+    ssl-redirect and HSTS as for any TLS host (controller.go ``createServers``: "Host %q is
+    listed in the TLS section but secretName is empty. Using default certificate", an Info at
+    V(3); the default certificate's UID makes ``certificate.lua``'s
+    ``configured_for_current_request`` true, which ``lua_ingress.lua``'s ``redirect_to_https``
+    asks). Hosts that another entry gives a certificate are not named."""
+    for n, ing in enumerate(ordered):
+        for i, tls in enumerate(ing.spec.tls):
+            if tls.secret_name:
+                continue
+            hosts = {_norm(h) for h in tls.hosts} or rule_hosts[n]
+            left = sorted(h for h in hosts if h not in chosen)
+            if left:
+                _log.info("tls: Ingress %s: spec.tls[%d] has no secretName: the default "
+                          "certificate for %s, as in ingress-nginx", ing.metadata.ref, i,
+                          ", ".join(left))
+
+
 class CertificateStore:
     """Per-host TLS contexts built from the TLS Secrets the Ingresses name.
 
@@ -319,7 +353,12 @@ class CertificateStore:
     def __init__(self, default_cert: tuple[bytes, bytes] | None = None) -> None:
         if default_cert is None:
             default_cert = generate_certificate(["ingress.local"], common_name=DEFAULT_CERT_NAME)
+        #: The default certificate's context, with no SNI callback: the built-in HTTPS listener
+        #: listens with it (its session cache serves every certificate) and switches to the
+        #: context :meth:`context_for_hello` chooses before OpenSSL reads the ClientHello, so
+        #: that no Python callback ever sees a name (``proxy/_client_hello.py``).
         self.default_context = _new_context(*default_cert)
+        self._default_cert = default_cert
         #: (exact host -> context, wildcard suffix ``".example.test"`` -> context), as ONE
         #: attribute: a handshake on the event loop while update() runs in a worker thread sees
         #: the old pair or the new pair, never the new exact map with the old wildcards.
@@ -456,6 +495,7 @@ class CertificateStore:
                 configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
         self._tls_hosts = (frozenset(h for h in configured if not h.startswith("*.")),
                            frozenset(h[1:] for h in configured if h.startswith("*.")))
+        _note_no_secret_name(ordered, rule_hosts, chosen)
         exact: dict[str, ssl.SSLContext] = {}
         wild: dict[str, ssl.SSLContext] = {}
         for host, cert in chosen.items():
@@ -500,8 +540,7 @@ class CertificateStore:
 
         tls = ing.spec.tls[i]
         if not tls.secret_name:
-            problems.append(TLSProblem(obj, field, "no secretName"))
-            return None
+            return None   # valid: the default certificate (update() says so, as a note)
         secret = secrets.get((ing.metadata.namespace, tls.secret_name))
         if secret is None:
             problems.append(TLSProblem(
@@ -574,6 +613,25 @@ class CertificateStore:
                 return ctx
         return self.default_context
 
+    def context_for_hello(self, server_name: bytes | None) -> ssl.SSLContext:
+        """The context to answer a ClientHello whose server_name extension holds the raw bytes
+        ``server_name`` (None: no SNI), as the HTTPS listener reads them before any handshake.
+
+        A name that is not ASCII (raw UTF-8 from a broken or hostile client) gets the default
+        certificate, as in ingress-nginx: ``certificate.lua`` lowercases only ``[A-Z]``, finds no
+        certificate for it and falls back to the default one (``get_pem_cert_uid(hostname)``,
+        then ``get_pem_cert_uid(DEFAULT_CERT_HOSTNAME)``). The ``sni_callback`` of
+        :meth:`server_context` cannot do this: CPython fails to decode such a name before the
+        callback runs and ends the handshake with an ``internal_error`` alert.
+        """
+        if not server_name:
+            return self.default_context
+        try:
+            name = server_name.decode("ascii")
+        except UnicodeDecodeError:
+            return self.default_context
+        return self.context_for(name)
+
     def has_tls(self, host: str) -> bool:
         """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a
         ``tls`` section, or a ``tls.hosts`` name), whatever certificate it ends up with: what
@@ -602,8 +660,18 @@ class CertificateStore:
         return None
 
     def server_context(self) -> ssl.SSLContext:
-        """The context for the listening socket: the default certificate plus SNI selection."""
+        """The context for a listening socket of your own (``asyncio.start_server(ssl=...)``,
+        an ASGI server's SSL option): the default certificate plus SNI selection by callback.
+        A context of its own, so that :attr:`default_context` stays free of the callback.
+
+        Known limit of the callback (the ``ssl`` module's): a ClientHello whose server name is
+        not ASCII fails its handshake, and CPython reports the decoding error through
+        ``sys.unraisablehook`` (stderr). ``ingresslib``'s own HTTPS listener
+        (:class:`~ingresslib.proxy.ProxyServer`) does not use this context: it reads the name
+        itself and serves such a name the default certificate (:meth:`context_for_hello`).
+        """
         if self._server_ctx is None:
-            self._server_ctx = self.default_context
-            self._server_ctx.sni_callback = self._sni_callback
+            ctx = _new_context(*self._default_cert)
+            ctx.sni_callback = self._sni_callback
+            self._server_ctx = ctx
         return self._server_ctx

@@ -47,6 +47,7 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
 )
+from ._client_hello import ClientHelloReader
 from ._settings import ProxySettings
 
 __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
@@ -1117,12 +1118,13 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
     reaches its app protocol's ``connection_made``/``connection_lost``, so without this its
     socket could not be counted."""
 
-    def __init__(self, server: ProxyServer, down: _Downstream, ctx: ssl.SSLContext,
+    def __init__(self, server: ProxyServer, down: _Downstream, ctx: ssl.SSLContext | _Serving,
                  handshake_timeout: float | None) -> None:
         # No waiter (asyncio's accept path awaits one; nobody would here, and a failed
         # handshake would leave an exception never retrieved): SSLProtocol takes None
         # (``_wakeup_waiter``: "if self._waiter is None: return"), typeshed does not say so.
-        # The timeout is a float at run time (asyncio's own default is 60.0).
+        # The timeout is a float at run time (asyncio's own default is 60.0). A ``_Serving``
+        # stands for a context: asyncio only calls its ``wrap_bio``.
         super().__init__(server.loop, down, ctx, None,  # type: ignore[arg-type]
                          server_side=True,
                          ssl_handshake_timeout=handshake_timeout)  # type: ignore[arg-type]
@@ -1155,17 +1157,56 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
         super()._on_handshake_complete(handshake_exc)
 
 
+class _Serving:
+    """What asyncio's TLS protocol takes as its context: ``listening``'s TLS object, switched to
+    ``cert``'s certificate before any byte of the ClientHello reaches OpenSSL (what an SNI
+    callback does, earlier and without a Python call in the handshake). The session cache stays
+    the listening context's: one cache for every certificate, as with the callback (one context
+    per certificate would multiply the memory a client can fill with sessions)."""
+
+    __slots__ = ("listening", "cert")
+
+    def __init__(self, listening: ssl.SSLContext, cert: ssl.SSLContext) -> None:
+        self.listening = listening
+        self.cert = cert
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | None = None) -> ssl.SSLObject:
+        obj = self.listening.wrap_bio(incoming, outgoing, server_side=server_side,
+                                      server_hostname=server_hostname)
+        obj.context = self.cert
+        return obj
+
+
 class _TLSAccept(asyncio.Protocol):
     """The TLS listener's protocol at accept: admit the socket or refuse it, before any
     handshake work. nginx counts a connection in worker_connections from accept, its TLS
     handshake included; with asyncio's ``create_server(ssl=...)`` the app protocol hears of a
     connection only once its handshake is done, so sockets that never send a ClientHello were
-    held beyond ``max_connections`` (each up to the handshake timeout). Admitted, the socket
-    gets asyncio's TLS protocol (as ``loop.start_tls`` does) around a ``_Downstream``."""
+    held beyond ``max_connections`` (each up to the handshake timeout).
 
-    def __init__(self, server: ProxyServer, ctx: ssl.SSLContext) -> None:
+    Admitted, the socket's ClientHello is read here (:class:`ClientHelloReader`) and the
+    certificate's context chosen from its server name (``context_for_hello``), then the socket
+    gets asyncio's TLS protocol around a ``_Downstream`` (as ``loop.start_tls`` does), with the
+    bytes read so far. OpenSSL thus never calls a Python SNI callback: CPython's cannot take a
+    name that is not ASCII (see ``_client_hello.py``), which nginx serves the default
+    certificate. A certificate store without ``context_for_hello``/``default_context`` gives
+    the listening context ``ctx`` instead, with its own SNI callback."""
+
+    def __init__(self, server: ProxyServer, ctx: ssl.SSLContext | None) -> None:
         self.server = server
         self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.down: _Downstream | None = None
+        self.hello: ClientHelloReader | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _timeout(self) -> float:
+        # The handshake is part of the head's deadline (nginx: client_header_timeout from
+        # accept covers the TLS handshake and the first request head); asyncio's own default
+        # (60 s) would add to it, whatever the setting. 0 (no head deadline) keeps asyncio's
+        # 60 s: a handshake is never left unbounded.
+        return self.server.settings.client_header_timeout or 60.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -1174,15 +1215,61 @@ class _TLSAccept(asyncio.Protocol):
             transport.abort()
             srv.refused += 1
             return
-        down = _Downstream(srv, True)
-        # The handshake is part of the head's deadline (nginx: client_header_timeout from
-        # accept covers the TLS handshake and the first request head); asyncio's own default
-        # (60 s) would add to it, whatever the setting. 0 (no head deadline) keeps asyncio's
-        # 60 s: a handshake is never left unbounded.
-        tls = _ServerTLS(srv, down, self.ctx, srv.settings.client_header_timeout or None)
+        self.transport = transport
+        self.down = down = _Downstream(srv, True)
         srv.handshaking[down] = transport
+        if self.ctx is not None:
+            self._start_tls(self.ctx, b"")
+            return
+        self.hello = ClientHelloReader()
+        # Bounded while the hello is read too (the same deadline, from accept).
+        self.timer = srv.loop.call_later(self._timeout(), transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        hello = self.hello
+        if hello is None or not hello.feed(data):
+            return
+        self.hello = None
+        store = self.server.cert_store
+        self._start_tls(store.default_context, bytes(hello.data),
+                        store.context_for_hello(hello.server_name))
+
+    def eof_received(self) -> bool:
+        # The client gave up before its ClientHello was complete: nothing to answer.
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        # Only while the hello is read: afterwards the socket belongs to ``_ServerTLS``.
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.down is not None:
+            self.server.handshaking.pop(self.down, None)
+            self.down = None
+
+    def _start_tls(self, ctx: ssl.SSLContext, data: bytes,
+                   cert: ssl.SSLContext | None = None) -> None:
+        """The TLS layer on the socket, listening with ``ctx`` (its session cache), serving
+        ``cert``'s certificate when given, fed ``data`` (what was read to find the name)."""
+        transport, down = self.transport, self.down
+        assert transport is not None and down is not None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.down = self.transport = None   # the socket is the TLS protocol's from here
+        left = max(self._timeout() - (self.server.loop.time() - down.accepted), 0.001)
+        listening = ctx if cert is None or cert is ctx else _Serving(ctx, cert)
+        tls = _ServerTLS(self.server, down, listening, left)
         transport.set_protocol(tls)
         tls.connection_made(transport)
+        # What was read to find the server name, fed as the transport would have.
+        view = memoryview(data)
+        while view and not transport.is_closing():
+            buf = tls.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            tls.buffer_updated(n)
+            view = view[n:]
 
 
 def _insecure_client_context() -> ssl.SSLContext:
@@ -1338,7 +1425,13 @@ class ProxyServer:
                 from .._tls import CertificateStore
 
                 self.cert_store = CertificateStore()
-            ctx = self.cert_store.server_context()
+            # A store that chooses from the ClientHello's raw server name (and listens with its
+            # ``default_context``) needs no listening context with an SNI callback (see
+            # ``_TLSAccept``).
+            ctx: ssl.SSLContext | None = None
+            if not all(hasattr(self.cert_store, a)
+                       for a in ("context_for_hello", "default_context")):
+                ctx = self.cert_store.server_context()
             # Plain sockets, TLS put on by ``_TLSAccept`` once a socket is admitted (counted
             # from accept, as nginx does; the handshake bounded by client_header_timeout).
             srv = await loop.create_server(

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --kubernetes: watch one namespace (default: all)")
     serve.add_argument("--kubeconfig", default=None, metavar="PATH",
                        help="with --kubernetes: kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    serve.add_argument("--no-auth-secrets", action="store_true",
+                       help="with --kubernetes: never read Opaque Secrets (auth-type: basic "
+                            "routes then answer 503, as for a missing Secret)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's default line, JSON, or none")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import itertools
 import logging
 import os
 import pickle
@@ -33,7 +34,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from operator import is_ as _is
 from pathlib import Path
@@ -391,7 +392,7 @@ def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
     """``{file: state}`` of every manifest file under ``paths`` (missing ones too, so a deletion
     is a change), found the way ``load_manifests`` finds them (``_load._walk``: hidden files and
     folders skipped, symlinked folders not followed), and a folder that cannot be listed as
-    ``(_UNREADABLE, errno)``: ``load_manifests`` would silently read it as empty.
+    ``(_UNREADABLE, errno)`` (so that it becoming listable again is a change).
 
     The state holds the inode and the ctime besides mtime and size: a file replaced by another
     of the same size whose timestamp was kept (``cp -p``, ``tar``, ``rsync -t``, a ConfigMap's
@@ -451,7 +452,7 @@ class Reloader:
         controller: str | None, load_balance: str | None = None, interval: float = 1.0,
         on_reload: Callable[[bool, str], None] | None = None, settle: float | None = None,
         config: Any = None, config_path: str | None = None, lock: threading.Lock | None = None,
-        snapshot: dict[str, _State] | None = None,
+        snapshot: dict[str, _State] | None = None, swaps: Iterator[int] | None = None,
     ) -> None:
         self.server = server
         #: How long a change must stay still before it is read (default: a quarter of the
@@ -487,6 +488,14 @@ class Reloader:
         self.config = config
         #: ``config_digest`` of the last successful reload (computed in the worker thread).
         self.last_digest: str | None = None
+        #: The ConfigMap settings the router was last built with, set under ``lock`` with the
+        #: swap (``config`` follows on the loop thread, a moment later): what a cluster swap
+        #: running meanwhile must put in its digest.
+        self.built_config = config
+        #: Numbers the swaps made under ``lock`` (shared with the cluster watch): a report of an
+        #: older swap that comes late must not overwrite a newer one's (``last_swap``).
+        self.swaps = swaps if swaps is not None else itertools.count(1)
+        self.last_swap = 0
         self._config_error: Exception | None = None
         #: Set by ``request_reload``: the next poll runs now and reads the files.
         self._wake = asyncio.Event()
@@ -546,9 +555,12 @@ class Reloader:
                 # update swapped in meanwhile) must not overwrite these, nor these them.
                 # Builds SSLContexts for new certificates only (unchanged ones are reused).
                 store.update(res, served)
+            self.built_config = cfg
+            swap = next(self.swaps)
         if cfg is not None:
             self.load_balance = cfg.load_balance
         self.last_digest = config_digest(res, served, cfg)
+        self.last_swap = swap
         return served, res, cfg
 
     async def check(self, *, force: bool = False) -> bool | None:
@@ -567,7 +579,7 @@ class Reloader:
         try:
             unreadable = _unreadable_error(snap)
             if unreadable is not None:
-                # load_manifests would read the folder as empty: a table without its Ingresses.
+                # The error load_manifests raises too, found without reading the files.
                 raise unreadable
             served, res, cfg = await loop.run_in_executor(None, self._build)
         except ValidationError as e:
@@ -645,27 +657,6 @@ class Reloader:
 
 
 _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
-
-
-def _quiet_bad_sni() -> None:
-    """Turn the traceback CPython prints for a ClientHello whose server name is not ASCII into
-    a debug log line. The ``ssl`` module decodes the SNI before our callback runs and reports a
-    failure through ``sys.unraisablehook`` ("Exception ignored in: b'...'", a traceback on
-    stderr per handshake): any client could flood the log with them. The handshake fails with
-    an alert either way (nginx refuses such names too). Other unraisable errors go to the hook
-    in place before. Process-wide, so only ``serve`` installs it (a library leaves hooks alone).
-    """
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        exc = unraisable.exc_value
-        if (isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
-                and isinstance(unraisable.object, bytes)):
-            _log.debug("TLS handshake refused: server name %r is not ASCII", unraisable.object)
-            return
-        previous(unraisable)
-
-    sys.unraisablehook = hook
 
 
 def _setup_logging(access_log: str, level: str) -> None:
@@ -790,8 +781,13 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     try:
         await server.start(listen, tls_listen)
         if metrics is not None and metrics_listen is not None:
-            metrics_server = MetricsServer(metrics, metrics_listen[0], metrics_listen[1],
-                                           healthy=lambda: synced.is_set() and not server.draining)
+            # Unready from the moment stopping starts (``stop``), before the watch tasks are
+            # cancelled (bounded, but not instant) and the drain begins: as ingress-nginx,
+            # whose Stop() first sets isShuttingDown, which its healthz Check() answers with
+            # "the ingress controller is shutting down".
+            metrics_server = MetricsServer(
+                metrics, metrics_listen[0], metrics_listen[1],
+                healthy=lambda: synced.is_set() and not stop.is_set() and not server.draining)
             mport = await metrics_server.start()
     except OSError as e:
         print(f"ingresslib serve: cannot listen: {e}", file=sys.stderr)
@@ -810,18 +806,29 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     # without a change) is not a reload, as ingress-nginx only counts nginx reloads.
     serving_digest: str | None = None
     last_failed = False
+    #: The swap the metrics describe. A ConfigMap reload and a cluster snapshot build in two
+    #: worker threads: the later swap can report first (its digest was quicker), and the older
+    #: report must not then put back a configuration that no longer serves.
+    reported_swap = 0
 
     def on_reload(ok: bool, message: str, res: Resources | None = None,
-                  digest: str | None = None, served: Sequence[Any] | None = None) -> None:
+                  digest: str | None = None, served: Sequence[Any] | None = None,
+                  swap: int | None = None) -> None:
         # ``res`` and ``served``: the snapshot swapped in and the Ingresses its table serves
         # (the router's build worked them out; a file reload leaves them on the reloader).
-        nonlocal serving_digest, last_failed
+        nonlocal serving_digest, last_failed, reported_swap
         if metrics is None:
             return
         if not ok:
             last_failed = True
             metrics.on_reload(False, message)
             return
+        if swap is None and reloader is not None:
+            swap = reloader.last_swap
+        if swap is not None:
+            if swap < reported_swap:
+                return  # a newer swap has reported already
+            reported_swap = swap
         if res is None and reloader is not None:
             res, served = reloader.last_resources, reloader.last_served
         if digest is None and reloader is not None:
@@ -846,6 +853,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     #: One swap at a time: a ConfigMap edit rebuilds the router from its current resources, which
     #: must not undo a cluster snapshot swapped in meanwhile.
     swap_lock = threading.Lock()
+    #: Numbers the swaps, under ``swap_lock`` (``on_reload`` keeps the newest).
+    swaps = itertools.count(1)
     #: Unknown/duplicate field warnings already logged: each definition's once.
     logged_fields: set[str] = set()
     for line in fresh_lines(res.warnings, logged_fields):
@@ -856,7 +865,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                             ingress_class=args.ingress_class, controller=args.controller,
                             load_balance=cfg.load_balance, interval=interval,
                             on_reload=on_reload, config=cfg, config_path=args.config,
-                            lock=swap_lock, snapshot=files_state)
+                            lock=swap_lock, snapshot=files_state, swaps=swaps)
         reloader.logged_fields = logged_fields
     tasks: list[asyncio.Task[Any]] = []
     if reloader is not None:  # interval 0: no polling, but SIGHUP still reads the files
@@ -865,8 +874,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     if kube:
         tasks.append(loop.create_task(_watch(
             args, server, store, metrics, stop, synced, on_reload=on_reload,
-            config=(lambda: reloader.config) if reloader is not None else (lambda: cfg),
-            kube_client=kube_client, lock=swap_lock, failed=failed)))
+            config=(lambda: reloader.built_config) if reloader is not None else (lambda: cfg),
+            kube_client=kube_client, lock=swap_lock, failed=failed, swaps=swaps)))
     try:
         await stop.wait()
     finally:
@@ -917,42 +926,58 @@ async def _drain(server: Any, timeout: float, interrupt: asyncio.Event) -> None:
 async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any,
                  stop: asyncio.Event, synced: asyncio.Event, *, on_reload: Callable[..., None],
                  config: Callable[[], Any] = lambda: None, kube_client: Any = None,
-                 lock: threading.Lock | None = None, failed: list[str] | None = None) -> None:
+                 lock: threading.Lock | None = None, failed: list[str] | None = None,
+                 swaps: Iterator[int] | None = None) -> None:
     """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
-    from ._kube import WATCHED_KINDS, ClusterWatcher
+    from ._kube import AUTH_SECRETS, WATCHED_KINDS, ClusterWatcher, auth_secret_refs
 
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
+    numbers = swaps if swaps is not None else itertools.count(1)
 
-    def apply(res: Resources) -> tuple[str, list[Any]]:
+    def apply(res: Resources) -> tuple[str, list[Any], int]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
             server.router.update(res)
             _log_route_warnings(server)
             served = _served_by(server.router, res, args.ingress_class, args.controller)
             if store is not None:
                 store.update(res, served)
-        return config_digest(res, served, config()), served
+            # The ConfigMap settings this router has: read with the swap, since a ConfigMap
+            # reload may have rebuilt it a moment ago (its ``config`` is set a little later).
+            cfg = config()
+            number = next(numbers)
+        return config_digest(res, served, cfg), served, number
 
     async def on_snapshot(res: Resources) -> None:
         try:
-            digest, served = await loop.run_in_executor(None, apply, res)
+            digest, served, number = await loop.run_in_executor(None, apply, res)
         except Exception as e:  # keep serving the last good table
             _log.exception("cluster update failed; keeping the last good configuration")
             on_reload(False, repr(e))
             raise
         _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
-        on_reload(True, "", res, digest, served)
+        on_reload(True, "", res, digest, served, number)
         synced.set()
 
-    # Secrets are read for HTTPS only (certificates by SNI). Without --tls-listen they are not
-    # watched at all: no Secret is ever fetched (least privilege: the Role may leave Secrets
-    # out), and a denied Secret list cannot hold back the first table.
+    # TLS Secrets are read for HTTPS only (certificates by SNI). Without --tls-listen they are
+    # not watched at all: no certificate Secret is ever fetched (least privilege: the Role may
+    # leave Secrets out), and a denied Secret list cannot hold back the first table.
     kinds = WATCHED_KINDS if store is not None else tuple(
         k for k in WATCHED_KINDS if k.kind != "Secret")
+    if not getattr(args, "no_auth_secrets", False):
+        # The Secrets of auth-type: basic, as from files: read only once a served Ingress names
+        # one, and only those (every other Opaque Secret is dropped on receipt). Without it
+        # (--no-auth-secrets) those routes answer 503, as for a missing Secret.
+        kinds = (*kinds, AUTH_SECRETS)
+
+    def auth_refs(res: Resources) -> frozenset[tuple[str, str]]:
+        return auth_secret_refs(_served(res, args.ingress_class, args.controller))
+
     watcher = ClusterWatcher(on_snapshot, namespace=args.namespace, client=kube_client,
-                             kubeconfig=args.kubeconfig, metrics=metrics, kinds=kinds)
+                             kubeconfig=args.kubeconfig, metrics=metrics, kinds=kinds,
+                             auth_refs=auth_refs)
     try:
         await watcher.run(stop)
     except Exception as e:  # noqa: BLE001 - the watcher retries everything it can retry
@@ -1020,7 +1045,7 @@ def serve_main(args: argparse.Namespace) -> int:
     cfg = ServerConfig()
     try:
         unreadable = _unreadable_error(files_state)
-        if unreadable is not None:  # load_manifests would read it as an empty folder
+        if unreadable is not None:  # as load_manifests would, without reading the files
             raise unreadable
         if args.config:
             cfg = load_config(args.config)
@@ -1030,8 +1055,6 @@ def serve_main(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 2
     _setup_logging(getattr(args, "access_log", "text"), getattr(args, "log_level", "info"))
-    if args.tls_listen:
-        _quiet_bad_sni()
     for w in cfg.warnings:
         _log.warning("%s", w)
     try:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -138,6 +138,11 @@ class ResourceStore:
         with self._lock:
             return sorted(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` (``(apiVersion/kind, namespace, name)``) holds a valid object."""
+        with self._lock:
+            return key in self._entries
+
     def snapshot(self) -> Resources:
         """Every valid object as one immutable ``Resources``, in key order (cached until the next
         change, so calling it after a no-op burst costs nothing)."""
@@ -152,13 +157,18 @@ class ResourceStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def apply(self, event_type: str, obj: Mapping[str, Any], *, kind: str | None = None) -> None:
+    def apply(self, event_type: str, obj: Mapping[str, Any], *, kind: str | None = None,
+              where: Callable[[Any], bool] | None = None) -> None:
         """Apply one watch event. ``kind`` (``"Ingress"`` or ``"networking.k8s.io/v1/Ingress"``)
         fills in objects that carry no ``apiVersion``/``kind``.
 
         ``ADDED`` and ``MODIFIED`` both mean "this is the object now" (an informer's resync
         re-sends ADDED for known objects); ``DELETED`` removes the key; ``BOOKMARK`` only moves a
         watcher's resourceVersion and changes nothing here.
+
+        ``where`` (a test on the stored, decoded object) limits what a ``DELETED`` may remove,
+        for a kind fed by several watches (Secrets of type ``kubernetes.io/tls`` and
+        ``Opaque``): a watch removes only what it brought.
         """
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown watch event type {event_type!r}")
@@ -169,6 +179,9 @@ class ResourceStore:
         filled, key = self._prepare(obj, kind)
         with self._lock:
             if event_type == "DELETED":
+                held = self._entries.get(key)
+                if held is not None and where is not None and not where(held.model):
+                    return  # another watch's object (a Secret re-created with another type)
                 self._errors.pop(key, None)
                 if self._entries.pop(key, None) is not None:
                     self._changed()
@@ -178,7 +191,8 @@ class ResourceStore:
                 self._put(key, entry)
 
     def replace_all(self, kind: str, objs: Iterable[Mapping[str, Any]], *,
-                    namespace: str | None = None, unkeyable: list[str] | None = None) -> None:
+                    namespace: str | None = None, unkeyable: list[str] | None = None,
+                    where: Callable[[Any], bool] | None = None) -> None:
         """Make ``objs`` the complete set of ``kind`` objects (after a list), in ``namespace``
         only when given. Keys of that kind missing from ``objs`` are dropped: that is how deletes
         missed while a watch was down (410 Gone) are caught up. An invalid item keeps the key's
@@ -186,7 +200,11 @@ class ResourceStore:
 
         An item that cannot be keyed (no ``metadata.name``, not a mapping) raises ``ValueError``,
         unless ``unkeyable`` is given: then why is appended to it and the item is skipped, so
-        one broken item does not make the whole list unusable (the watcher passes it)."""
+        one broken item does not make the whole list unusable (the watcher passes it).
+
+        ``where`` (a test on a stored, decoded object): the list is complete only for the
+        objects that pass it, and only those are dropped when missing (two watches of one kind
+        with different field selectors do not drop each other's objects)."""
         api_version, name = _split_kind(kind)
         api_version = api_version or KIND_API_VERSIONS.get(name)
         if api_version is None:
@@ -207,12 +225,14 @@ class ResourceStore:
                 entry = self._decode(filled, key)
                 if entry is not None:
                     self._put(key, entry)
-            stale = [k for k in self._entries
-                     if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)]
+            stale = [k for k, e in self._entries.items()
+                     if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
+                     and (where is None or where(e.model))]
             for k in stale:
                 del self._entries[k]
             for k in [k for k in self._errors
-                      if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)]:
+                      if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
+                      and k not in self._entries]:
                 del self._errors[k]
             if stale:
                 self._changed()

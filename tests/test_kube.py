@@ -559,8 +559,8 @@ async def test_http_410_on_watch_request_relists(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_repeated_410_backs_off(h: Harness) -> None:
-    # A 410 is answered by an immediate re-list; but 410 after 410 (a broken server or proxy)
-    # must not become a tight list loop.
+    # Every 410 is answered by a re-list after the backoff (client-go's BackoffUntil): 410
+    # after 410 (a broken server or proxy) must not become a tight list loop.
     w = h.start(backoff=Backoff(initial=0.05, maximum=0.05, jitter=0))
     await h.synced()
     await h.watching("services")

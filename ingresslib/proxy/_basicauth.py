@@ -150,7 +150,8 @@ class BasicAuth:
         key = f"{self.namespace}/{self.name}"
         if secret is None:
             self._deny(f"auth-secret {key}: no such Secret (serve --kubernetes reads only "
-                       "kubernetes.io/tls Secrets); the routes answer 503, as ingress-nginx "
+                       "Opaque auth Secrets, none with --no-auth-secrets); the routes answer "
+                       "503, as ingress-nginx "
                        "denies the location (\"unexpected error reading secret\")")
             return
         if self.map_type:

@@ -43,7 +43,8 @@ from ._basicauth import BasicAuth, basic_auth_config
 if TYPE_CHECKING:
     from ._settings import ProxySettings
 
-__all__ = ["Access", "SourceRanges", "build_access", "parse_source_ranges", "route_access",
+__all__ = ["Access", "SourceRanges", "build_access", "combine_access", "parse_source_ranges",
+           "route_access",
            "unenforced_access", "access_kind", "SOURCE_RANGE_ANNOTATIONS", "FORBIDDEN", "DENIED"]
 
 #: nginx's ``deny`` answer (NGX_HTTP_FORBIDDEN).
@@ -136,7 +137,7 @@ class Access:
     """A route's access control: ``denied`` (a reason: every request gets 503), else the
     global ``block-cidrs``, the route's denylist and allowlist as ``SourceRanges``."""
 
-    __slots__ = ("denied", "ranges", "basic", "_cache")
+    __slots__ = ("denied", "ranges", "basic", "also", "_cache")
 
     def __init__(self, denied: str | None, ranges: SourceRanges | None,
                  basic: BasicAuth | None = None) -> None:
@@ -145,6 +146,9 @@ class Access:
         #: ``auth-type: basic`` (proxy/_basicauth.py), checked after the ranges, as nginx's
         #: auth_basic runs after its access module.
         self.basic = basic
+        #: A second location's control the request must pass as well (``combine_access``):
+        #: its source ranges are part of ``status``, its basic auth is ``access_answer``'s.
+        self.also: Access | None = None
         self._cache: dict[str | None, int] = {}
 
     def status(self, client_ip: str | None) -> int:
@@ -164,6 +168,8 @@ class Access:
             verdict = FORBIDDEN if (ranges.v4 or ranges.v6) else 0
         else:
             verdict = FORBIDDEN if ranges.refuses(client_ip) else 0
+        if not verdict and self.also is not None:
+            verdict = self.also.status(client_ip)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
         cache[client_ip] = verdict
@@ -174,6 +180,25 @@ class Access:
             return f"Access(denied={self.denied!r})"
         r = self.ranges
         return f"Access(v4={len(r.v4) if r else 0} rules, v6={len(r.v6) if r else 0} rules)"
+
+
+def combine_access(first: Access | None, second: Access | None) -> Access | None:
+    """An Access a request passes only when it passes both ``first`` and ``second`` (fail
+    closed): a denial of either, then ``first``'s source ranges, ``second``'s, then basic auth
+    (``first``'s, and ``second``'s when both have one; ``basic`` is set whenever either has
+    one, so that the credentials never reach the backend). The parts are not changed."""
+    if first is None or second is first:
+        return second
+    if second is None:
+        return first
+    denied = first.denied if first.denied is not None else second.denied
+    if denied is not None:
+        return Access(denied, None)
+    both = Access(None, first.ranges, first.basic if first.basic is not None else second.basic)
+    second_basic = second.basic if first.basic is not None else None
+    if second.ranges is not None or second_basic is not None:
+        both.also = Access(None, second.ranges, second_basic)
+    return both
 
 
 def build_access(denied: str | None, block: Sequence[str], deny: Sequence[str],

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._goparse import parse_bool
 from .._table import _is_canary
-from ._access import Access, build_access
+from ._access import Access, build_access, combine_access
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._headers import ACME_CHALLENGE
 from ._settings import ProxySettings
@@ -422,10 +422,16 @@ def access_answer(access: Access | None, client_ip: str | None,
     if access is None:
         return 0, None
     status = access.status(client_ip)
-    if status or access.basic is None:
+    if status or (access.basic is None and access.also is None):
         return status, None
-    status, _ = access.basic.check(authorization())
-    return status, access.basic.challenge if status == 401 else None
+    # ``also``: a second location's control (``combine_access``), its basic auth after ours.
+    for part in (access, access.also):
+        basic = part.basic if part is not None else None
+        if basic is not None:
+            status, _ = basic.check(authorization())
+            if status:
+                return status, basic.challenge if status == 401 else None
+    return 0, None
 
 
 # -- route options -----------------------------------------------------------------------------
@@ -490,11 +496,40 @@ class RouteOptionsSource:
             root = self._server_app_root(host, opts.app_root)
             if root != opts.app_root:
                 opts = dataclasses.replace(opts, app_root=root)
+            if getattr(match, "is_default_backend", False):
+                opts = self._with_server_access(match, host, opts)
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.
         self._options[id(match)] = (match, opts)
         return opts
+
+    def _with_server_access(self, match: Any, host: str, opts: RouteOptions) -> RouteOptions:
+        """A host's default backend, served under the access control of the host's server.
+
+        ingress-nginx serves a host's paths no rule covers from the server's own ``location
+        /``, which carries the annotations of the oldest non-canary Ingress with a rule for the
+        host, whichever backend it proxies to (controller.go ``createServers``: "loc :=
+        &ingress.Location{Path: rootLocation, ..., IsDefBackend: true, Backend: un, Ingress:
+        ing}; locationApplyAnnotations(loc, anns)", and ``locationApplyAnnotations`` sets
+        "loc.Whitelist = anns.Whitelist", "loc.Denied = anns.Denied", "loc.BasicDigestAuth =
+        anns.BasicDigestAuth"). ingresslib may take the default backend from another Ingress
+        (SEMANTICS §4.5): that Ingress's annotations alone would let a client past the
+        allowlist or password the host's Ingress puts on ``/`` -- to any path of the host no
+        rule covers. The request passes both (``combine_access``): the server's and the
+        backend's own Ingress's (fail closed). The same owner as for a request no rule and no
+        default backend serves (``_unrouted_status``)."""
+        owners = self._server_owners()
+        if not owners:
+            return opts
+        owner = owners.get(host)
+        if owner is None or owner is getattr(match, "ingress_object", None):
+            return opts  # the host's own Ingress: its annotations are the server's already
+        server = self._unrouted_options(host)
+        if server is None or server.access is None:
+            return opts
+        access = combine_access(server.access, opts.access)
+        return opts if access is opts.access else dataclasses.replace(opts, access=access)
 
     def log_annotation_warnings(self) -> None:
         """Log now, once per table, the warnings of every annotated route of the router's

@@ -11,11 +11,16 @@ a regex for the matcher. For the rewrite only, ingress-nginx's generated
 case-insensitive regex anchored at the start of the canonical path; when it matches, the whole
 path becomes ``rewrite-target`` with ``$1``..``$9`` replaced by the groups (missing groups are
 empty); when it does not, the path is forwarded unchanged. Without ``use-regex`` the rule path
-is escaped first (no groups), which gives ingress-nginx's well-known "everything becomes the
-target" behaviour of ``rewrite-target: /`` on a plain path. (ingress-nginx implies use-regex
-when rewrite-target is set; with Prefix routing a request reaches the rule only when its path
+is escaped first (no groups), in its canonical form (``/café`` as ``/caf%C3%A9``, the form the
+table matched), which gives ingress-nginx's well-known "everything becomes the target"
+behaviour of ``rewrite-target: /`` on a plain path. (ingress-nginx implies use-regex when
+rewrite-target is set; with Prefix routing a request reaches the rule only when its path
 starts with the rule path literally, which the escaped pattern always matches and the raw one
-may not, so the literal reading is kept.) A rewrite-target equal to the rule path rewrites
+may not, so the literal reading is kept.) With ``use-regex`` the regex is matched as written
+against the canonical (percent-encoded) path: a regex spelling a non-ASCII character literally
+does not match it (nginx matches the decoded ``$uri``). A rule path holding regex syntax under
+``use-regex`` or a rewrite-target is reported (``_regex_path_warning``): ingress-nginx routes
+by that regex, ingresslib by the literal path. A rewrite-target equal to the rule path rewrites
 nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
 target: no special rewrite"). The query follows nginx's ``rewrite`` rules
 (:meth:`RouteOptions.rewrite_uri`). In the target, ``$`` must start a capture ``$1``..``$9``
@@ -43,7 +48,9 @@ from urllib.parse import quote
 
 import regex as _regex
 
+from .._errors import BadRequestError
 from .._goparse import parse_bool, parse_int
+from .._normalize import canonical_rule_path
 from ._access import SOURCE_RANGE_ANNOTATIONS, Access, route_access, unenforced_access
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 
@@ -453,7 +460,43 @@ def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern
         rule_path = "/"
     if use_regex:
         return _regex.compile(rule_path, _regex.IGNORECASE)
+    # The pattern runs on the canonical request path (SEMANTICS §5), so the literal rule path
+    # must be in that form too, as the table matched it: ``/café`` routes ``/caf%C3%A9`` and
+    # ``/%7Euser`` routes ``/~user``; escaped as written they never matched there, and every
+    # request the rule routed went up un-rewritten (nginx's ``rewrite`` compares the decoded
+    # ``$uri`` with the path as written, and rewrites them). A path the table skips (it can
+    # never match) keeps its written form: no request reaches it anyway.
+    try:
+        rule_path = canonical_rule_path(rule_path)
+    except BadRequestError:
+        pass
     return _regex.compile(_regex.escape(rule_path), _regex.IGNORECASE)
+
+
+#: Regex syntax a rule path can hold. ``.`` is left out: it also matches itself, so the literal
+#: reading routes a subset of what the regex does, with the same rule.
+_REGEX_SYNTAX = frozenset("()[]{}*+?|^$\\")
+
+
+def _regex_path_warning(rule_path: str | None, use_regex: bool, rewrite: bool,
+                        where: str) -> str | None:
+    """The warning for a rule path ingress-nginx reads as a regex and ingresslib as a literal
+    prefix (README divergences: ImplementationSpecific is Prefix, ``use-regex`` only shapes the
+    rewrite). ingress-nginx's template.go makes every path of the server a regex location when
+    one has ``use-regex`` or a rewrite-target (``enforceRegexModifier``: "if
+    needsRewrite(location) || location.Rewrite.UseRegex { return true }"; ``buildLocation``:
+    ``~* "^%s"``). Here no request spells ``/admin(/|$)(.*)``: the requests that regex matches
+    go to another rule or the default backend -- with that rule's access control, not this
+    one's. Routing stays as documented; the warning makes it visible (``check``, the server
+    log), as every other annotation ingresslib reads differently."""
+    if rule_path is None or not (use_regex or rewrite):
+        return None
+    if not any(c in _REGEX_SYNTAX for c in rule_path):
+        return None
+    return (f"{where}: rule path {rule_path!r} is a regex in ingress-nginx (use-regex or "
+            "rewrite-target) but is routed by ingresslib as a literal prefix: the requests "
+            "that regex matches go to another rule or the default backend, with that rule's "
+            "access control; use a Prefix path")
 
 
 def parse_route_options(
@@ -471,7 +514,8 @@ def parse_route_options(
 
     ``namespace`` is the Ingress's, ``secrets`` returns the router's current Secrets (for
     ``auth-type: basic``; None: not known here, as in ``check``), ``auth_warn`` is where the
-    Secret's problems are reported when it is read."""
+    Secret's problems are reported when it is read, and a rule path routed literally that
+    ingress-nginx reads as a regex (``_regex_path_warning``), at once."""
     warnings: list[str] = []
 
     def get(name: str, conv: Callable[[str], _T], default: _T) -> _T:
@@ -552,6 +596,13 @@ def parse_route_options(
         # defProxyPass }``). Without this, ``path: /`` + ``rewrite-target: /`` (a common
         # copy-paste) would send every request to ``/``.
         rewrite_target = None
+    regex_warning = _regex_path_warning(rule_path, bool(use_regex), rewrite_target is not None,
+                                        where)
+    if regex_warning is not None and auth_warn is not None:
+        # Not an invalid value (``warnings`` are those: the option's default was used) but a
+        # reading of the rule: reported where the Secret's problems go, the callers' channel
+        # for what is not a RouteOptions value (the server's log, ``check``).
+        auth_warn(regex_warning)
     if rewrite_target is not None:
         try:
             regex = _compile_rule_path(rule_path, bool(use_regex))

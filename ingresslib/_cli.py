@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the ingress-nginx style ConfigMap serve --config reads "
                               "(block-cidrs, default source ranges, use-forwarded-headers, "
                               "proxy-real-ip-cidr, ...)")
+    explain.add_argument("--tls", action="store_true",
+                         help="answer as serve --tls-listen would, its HTTPS port 443: "
+                              "http:// requests for a host with TLS get the ssl-redirect")
+    explain.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
+                         help="as --tls, with serve's --tls-listen value: the redirect's "
+                              "Location names its port")
     explain.add_argument("--output", "-o", choices=("text", "json"), default="text",
                          help="json: one JSON document on stdout, errors included (exit 2)")
     explain.set_defaults(handler="explain")

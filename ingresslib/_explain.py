@@ -134,6 +134,7 @@ def explain_url(
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
     controller: str | None = None, client_ip: str | None = None,
     settings: ProxySettings | None = None, load_balance: str | None = None,
+    tls_port: int | None = None,
 ) -> dict[str, Any]:
     """What the table does with ``url``; with ``res``, also which endpoint the router picks
     and what the proxy answers (``verdict``; ``access``: the route's access control).
@@ -142,6 +143,9 @@ def explain_url(
     the Host header, not the URL, is what a server sees. ``client_ip`` is the TCP peer's
     address (None: unknown, and a verdict that hangs on it says so); ``settings`` the proxy's
     (``--config``: block-cidrs, default source ranges, trusted forwarded headers...).
+    ``tls_port``: the verdict of a server with an HTTPS listener on that port (``serve
+    --tls-listen``): ``http://`` requests for the hosts with TLS get the ssl-redirect, whose
+    ``Location`` names the port unless it is 443. None (default): a plain-HTTP ``serve``.
     """
     host, path = split_url(url)
     hosts = [value for name, value in headers if name.lower() == "host"]
@@ -164,8 +168,16 @@ def explain_url(
         return out
     router = Router(res, ingress_class=ingress_class, controller=controller, seed=0,
                     load_balance=load_balance or "round_robin")
+    tls: dict[str, Any] = {}
+    if tls_port is not None:
+        # As serve --tls-listen configures its proxy: the certificate store's TLS hosts for
+        # the Ingresses the router serves (``_serve._served_by``), and the listener's port.
+        from ._tls import tls_hosts
+
+        served = getattr(getattr(router, "table", None), "served", None)
+        tls = {"tls_hosts": tls_hosts(res, served), "https_port": tls_port}
     answer = _ask_proxy(router, settings, method=method, host=host, target=path,
-                        headers=headers, peer=client_ip, tls=_scheme(url) == "https")
+                        headers=headers, peer=client_ip, tls=_scheme(url) == "https", **tls)
     if answer is not None and answer.routed:
         d = answer.decision  # the proxy's own route call: one balancer pick
     elif out.get("match") is not None:
@@ -405,25 +417,10 @@ _SAID = ("no rule and no default backend matched", "the backend has no ready end
 def _access_lines(info: dict[str, Any]) -> list[str]:
     """The route's access control and the proxy's verdict (``_add_verdict``), and the
     warnings the proxy logged for the request."""
-    lines = []
     a = info.get("access")
-    if a is not None:
-        if a["denied"] is not None:
-            lines.append(f"     access: denied, every request answers 503: {a['denied']}")
-        ranges = a["source_ranges"]
-        if ranges is not None:
-            fams = [(name, rules) for name, rules in (("IPv4", ranges["ipv4"]),
-                                                      ("IPv6", ranges["ipv6"])) if rules]
-            text = "; ".join(
-                (f"{name}: " if len(fams) > 1 else "")
-                + ", ".join(f"{r['rule']} {_cidr_text(r['cidr'])}" for r in rules)
-                for name, rules in fams)
-            lines.append(f"     access: source ranges (first match decides; none matches: "
-                         f"allowed): {text}")
-        b = a["basic_auth"]
-        if b is not None:
-            lines.append(f"     access: basic authentication, realm {b['realm']!r}, users of "
-                         f"Secret {b['secret']} ({b['secret_type']})")
+    lines = [] if a is None else _access_part_lines(a, "access")
+    if a is not None and a.get("also") is not None:
+        lines += _access_part_lines(a["also"], "access, also (both must pass)")
     v = info.get("verdict")
     if v is not None and (a is not None or v["peer"] is not None
                           or not (v["proxied"] or v["reason"] in _SAID)):
@@ -435,6 +432,28 @@ def _access_lines(info: dict[str, Any]) -> list[str]:
         what = v["reason"] if v["status"] is None else f"{v['status']} ({v['reason']})"
         lines.append(f"     proxy answers{who}: {what}")
     lines += [f"     warning: {w}" for w in info.get("warnings", ())]
+    return lines
+
+
+def _access_part_lines(a: dict[str, Any], label: str) -> list[str]:
+    """One ``describe_access`` part: its denial, source ranges and basic authentication."""
+    lines = []
+    if a["denied"] is not None:
+        lines.append(f"     {label}: denied, every request answers 503: {a['denied']}")
+    ranges = a["source_ranges"]
+    if ranges is not None:
+        fams = [(name, rules) for name, rules in (("IPv4", ranges["ipv4"]),
+                                                  ("IPv6", ranges["ipv6"])) if rules]
+        text = "; ".join(
+            (f"{name}: " if len(fams) > 1 else "")
+            + ", ".join(f"{r['rule']} {_cidr_text(r['cidr'])}" for r in rules)
+            for name, rules in fams)
+        lines.append(f"     {label}: source ranges (first match decides; none matches: "
+                     f"allowed): {text}")
+    b = a["basic_auth"]
+    if b is not None:
+        lines.append(f"     {label}: basic authentication, realm {b['realm']!r}, users of "
+                     f"Secret {b['secret']} ({b['secret_type']})")
     return lines
 
 
@@ -551,6 +570,7 @@ def explain_main(args: argparse.Namespace) -> int:
             if name.lower() == "host":
                 _ascii_host(value)
         client_ip = _client_ip(getattr(args, "client_ip", None))
+        tls_port = _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
         loaded = _load(args.files, sys.stderr)
     except UsageError as exc:
         return _usage("explain", exc, args.output, args.url)
@@ -563,7 +583,8 @@ def explain_main(args: argparse.Namespace) -> int:
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
     info = explain_url(table, args.url, res=res, method=args.method, headers=headers,
                        ingress_class=args.ingress_class, controller=args.controller,
-                       client_ip=client_ip, settings=config[0], load_balance=config[1])
+                       client_ip=client_ip, settings=config[0], load_balance=config[1],
+                       tls_port=tls_port)
     if args.output == "json":
         # "ok" as in check's document and the error documents (false, exit 2): the URL was
         # explained (exit 0), whatever the route.
@@ -588,6 +609,24 @@ def _client_ip(value: str | None) -> str | None:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise UsageError(f"bad --client-ip {value!r}: an IPv4 or IPv6 address") from None
+
+
+def _tls_port(tls: bool, tls_listen: str | None) -> int | None:
+    """``--tls`` (an HTTPS listener on 443) or ``--tls-listen HOST:PORT`` (serve's value, read
+    as serve reads it): the HTTPS port the verdict's ssl-redirect names; None: neither."""
+    if tls_listen is None:
+        return 443 if tls else None
+    from .proxy._server import parse_listen
+
+    try:
+        port = parse_listen(tls_listen, 8443)[1]
+    except ValueError as exc:
+        raise UsageError(f"bad --tls-listen {tls_listen!r}: expected HOST:PORT ({exc})") from None
+    if port == 0:
+        # serve picks a free port and prints it: the redirect names that one.
+        raise UsageError("bad --tls-listen: port 0 is chosen by serve when it starts; give "
+                         "the port serve printed (https://HOST:PORT)")
+    return port
 
 
 def _explain_config(path: str | None) -> tuple[ProxySettings | None, str | None] | ValidationError:

@@ -9,18 +9,20 @@ ranges (403), basic authentication (401), no ready endpoint (503) -- is therefor
 own (``ClientConnection._on_request`` with ``denied_first``, ``redirect_for``,
 ``access_answer``), not a copy that could drift from it. What the route's access control *is*
 (its source ranges, basic-auth Secret, denial) is read from the options the proxy parsed
-(``Proxy.options_for``, ``Proxy._unrouted_options``) and only described here.
+(``Proxy.options_for``, ``Proxy._unrouted_access``) and only described here.
 
-Not modelled: the ssl-redirect of a host with TLS (``serve`` redirects only with
-``--tls-listen``, and which hosts have TLS is the certificate store's business): the verdict is
-that of a plain-HTTP ``serve`` without an HTTPS listener, or of an ``https://`` URL.
+The ssl-redirect of a host with TLS: ``serve`` redirects only with ``--tls-listen``, so by
+default the verdict is that of a plain-HTTP ``serve``. Given ``tls_hosts`` and ``https_port``
+(``explain --tls``), the proxy is configured as ``serve --tls-listen`` configures it: the hosts
+the certificate store makes TLS hosts (``_tls.tls_hosts``, the store's own decision) and the
+HTTPS listener's port, which the redirect's ``Location`` names.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,16 +103,19 @@ def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]
 
 def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host: str,
               target: str, headers: Sequence[tuple[str, str]], peer: str | None,
-              tls: bool = False) -> ProxyAnswer | None:
+              tls: bool = False, tls_hosts: Callable[[str], bool] | Collection[str] = (),
+              https_port: int = 443) -> ProxyAnswer | None:
     """Feed the request to a proxy over ``router`` from ``peer`` (None: a peer without an
     address, which every source range refuses) and return its answer; None when the head
-    alone does not decide it (the proxy waits for more: never for a head without a body)."""
+    alone does not decide it (the proxy waits for more: never for a head without a body).
+    ``tls`` asks over the HTTPS listener; ``tls_hosts`` and ``https_port`` are ``Proxy``'s (an
+    HTTPS listener's: ``serve --tls-listen`` gives the store's ``has_tls`` and its port)."""
     collect = _Collect()
     logger = logging.Logger("ingresslib.explain")  # not the global tree: nothing is printed
     logger.addHandler(collect)
     capture = _Capture(router)
-    proxy = Proxy(capture, settings, logger=logger, records=False, clock=None,
-                  request_id=lambda: "0" * 32)
+    proxy = Proxy(capture, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
+                  records=False, clock=None, request_id=lambda: "0" * 32)
     conn = proxy.connection(peer, tls=tls, now=0.0)
     answer = ProxyAnswer(status=0, warnings=collect.lines)
     for act in conn.receive_data(_head(method, host, target, headers), now=0.0):
@@ -129,16 +134,27 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
         d = answer.decision
         if d is not None:
             answer.access = proxy.options_for(d.match).access
-        else:  # as ``_unrouted_status`` picks the access of a request no rule routes
-            norm = normalize_host(host) or ""
-            opts = proxy._unrouted_options(norm) if norm else None
-            answer.access = proxy._server_access if opts is None else opts.access
-        basic = answer.access.basic if answer.access is not None else None
-        if basic is not None:
+        else:  # the access ``_unrouted_status`` checks for a request no rule routes
+            answer.access = proxy._unrouted_access(normalize_host(host) or "")
+        if answer.access is not None:
             auth = next((v for n, v in raw if n == b"authorization"), None)
-            answer.basic = basic.check(auth)
+            answer.basic = _basic_verdict(answer.access, auth)
             answer.has_authorization = auth is not None
     return answer
+
+
+def _basic_verdict(access: Access, auth: bytes | None) -> tuple[int, str | None] | None:
+    """``BasicAuth.check`` of ``auth`` by each basic authentication of ``access`` in
+    ``access_answer``'s order (its own, then ``also``'s: ``combine_access``): the first that
+    refuses, else the last success (its user); None without basic authentication."""
+    verdict = None
+    for part in (access, access.also):
+        basic = part.basic if part is not None else None
+        if basic is not None:
+            verdict = basic.check(auth)
+            if verdict[0]:
+                break
+    return verdict
 
 
 def _read_response(data: bytes, answer: ProxyAnswer) -> None:
@@ -164,7 +180,13 @@ def describe_access(access: Access) -> dict[str, Any]:
     """The route's access control as the proxy holds it, JSON-ready: ``denied`` (why every
     request gets 503), ``source_ranges`` (nginx's ``allow``/``deny`` rules per address family,
     in the order they are checked: the first match decides, no match allows) and
-    ``basic_auth`` (realm and Secret; never its users' hashes)."""
+    ``basic_auth`` (realm and Secret; never its users' hashes).
+
+    ``also``, only when there is one: a second control the request must pass as well, in the
+    same form, checked after the first's source ranges (its source ranges) and after the
+    first's basic authentication (its basic authentication). ``combine_access`` makes it for
+    a host's path no rule covers, served by another Ingress's ``defaultBackend``: the host's
+    own Ingress's control (the server's ``location /``) and the default backend's."""
     out: dict[str, Any] = {"denied": access.denied, "source_ranges": None, "basic_auth": None}
     ranges = access.ranges
     if ranges is not None and (ranges.v4 or ranges.v6):
@@ -173,4 +195,6 @@ def describe_access(access: Access) -> dict[str, Any]:
     if basic is not None:
         out["basic_auth"] = {"realm": basic.realm, "secret": f"{basic.namespace}/{basic.name}",
                              "secret_type": "auth-map" if basic.map_type else "auth-file"}
+    if access.also is not None:
+        out["also"] = describe_access(access.also)
     return out

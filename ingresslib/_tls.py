@@ -66,7 +66,9 @@ from ._table import _age_key, _split_canaries, served_ingresses
 
 __all__ = [
     "CertificateStore",
+    "TLSHosts",
     "TLSProblem",
+    "tls_hosts",
     "generate_certificate",
     "DEFAULT_CERT_NAME",
     "INGRESS_NGINX_CIPHERS",
@@ -340,6 +342,80 @@ def _note_no_secret_name(
                           ", ".join(left))
 
 
+@dataclass(frozen=True, slots=True)
+class TLSHosts:
+    """The hosts an Ingress configures TLS for (what ``ssl-redirect`` and HSTS follow), as
+    :meth:`CertificateStore.update` decides them (:func:`tls_hosts`), and the lookup
+    :meth:`CertificateStore.has_tls` makes in them. Calling it answers for one host, so it can
+    be given as ``Proxy(tls_hosts=...)``."""
+
+    #: Exact names (lower case, no trailing dot).
+    exact: frozenset[str] = frozenset()
+    #: Wildcard names by suffix: ``*.example.test`` is ``".example.test"``.
+    wildcard: frozenset[str] = frozenset()
+
+    def __call__(self, host: str) -> bool:
+        """Whether ``host`` has TLS: an exact name, or a ``*.`` name standing for exactly its
+        first label (as :meth:`CertificateStore.context_for` chooses certificates)."""
+        name = _norm(host)
+        if name in self.exact:
+            return True
+        dot = name.find(".")
+        return dot > 0 and name[dot:] in self.wildcard
+
+
+def _main_ingresses(res: Resources, ingresses: Iterable[Ingress] | None
+                    ) -> tuple[list[Ingress], list[Ingress]]:
+    """The Ingresses :meth:`CertificateStore.update` reads, oldest first, split into the
+    non-canary ones and the canaries.
+
+    SEMANTICS §4.3: oldest Ingress (creationTimestamp; none = newest) first, then
+    namespace/name: RouteTable's order, by RouteTable's own functions, so the two cannot drift
+    apart (a naive timestamp of a hand-built model is read as UTC, not a TypeError against an
+    aware one; an Ingress given twice counts once, the later definition winning, as it
+    routes). ingress-nginx createServers skips canary Ingresses in both its loops ("if
+    anns.Canary.Enabled { klog.V(2).Infof("Ingress %v is marked as Canary, ignoring", ingKey);
+    continue }"): a canary neither supplies a certificate nor makes a host a TLS host
+    (ssl-redirect), whatever its age. Its hosts are the main Ingress's."""
+    if ingresses is None:
+        every = served_ingresses(res, None, None)[0]
+    else:
+        every = sorted(ingresses, key=_age_key)
+    return _split_canaries(every)
+
+
+def _rule_hosts(ordered: Iterable[Ingress]) -> list[set[str]]:
+    return [{_norm(r.host) for r in ing.spec.rules if r.host} for ing in ordered]
+
+
+def _configured(ordered: list[Ingress], rule_hosts: list[set[str]]) -> TLSHosts:
+    """The hosts with TLS configured. ingress-nginx gives every rule host of an Ingress with a
+    ``tls`` section a certificate, its own or, when that fails, the default one ("Using
+    default certificate"), and its ssl-redirect follows that: such a host is redirected to
+    HTTPS even when its Secret is missing or broken. ingresslib's own extension (``tls.hosts``
+    names without a rule) counts too. Every host a certificate is chosen for is one of these
+    (chosen hosts are ``tls.hosts`` names or rule hosts of an Ingress with ``tls``), so whether
+    a Secret loads never changes the set: it is decided without reading any Secret."""
+    configured: set[str] = set()
+    for n, ing in enumerate(ordered):
+        if ing.spec.tls:
+            configured |= rule_hosts[n]
+            configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
+    return TLSHosts(frozenset(h for h in configured if not h.startswith("*.")),
+                    frozenset(h[1:] for h in configured if h.startswith("*.")))
+
+
+def tls_hosts(res: Resources, ingresses: Iterable[Ingress] | None = None) -> TLSHosts:
+    """The hosts :meth:`CertificateStore.update` (same arguments) makes TLS hosts, without
+    loading a certificate: ``CertificateStore().update(res, ingresses)`` then
+    ``store.has_tls(host)`` answers as ``tls_hosts(res, ingresses)(host)``. ``ingresses``:
+    the served Ingresses (``RouteTable.served``); None: every Ingress of ``res``.
+
+    What ``serve --tls-listen`` redirects (ssl-redirect) and ``explain --tls`` shows."""
+    ordered, _canaries = _main_ingresses(res, ingresses)
+    return _configured(ordered, _rule_hosts(ordered))
+
+
 class CertificateStore:
     """Per-host TLS contexts built from the TLS Secrets the Ingresses name.
 
@@ -363,9 +439,9 @@ class CertificateStore:
         #: attribute: a handshake on the event loop while update() runs in a worker thread sees
         #: the old pair or the new pair, never the new exact map with the old wildcards.
         self._maps: tuple[Mapping[str, ssl.SSLContext], Mapping[str, ssl.SSLContext]] = ({}, {})
-        #: Hosts with TLS configured, whether or not their certificate could be used:
-        #: (exact names, wildcard suffixes). See :meth:`has_tls`.
-        self._tls_hosts: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        #: Hosts with TLS configured, whether or not their certificate could be used
+        #: (``tls_hosts``' decision). See :meth:`has_tls`.
+        self._tls_hosts = TLSHosts()
         # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
         self._cache: dict[bytes, _Cert] = {}
         #: The last certificate each Secret (namespace, name) loaded successfully: a broken
@@ -411,20 +487,9 @@ class CertificateStore:
         problems: list[TLSProblem] = []
         cache: dict[bytes, _Cert] = {}
         now = datetime.datetime.now(datetime.timezone.utc)
-        # SEMANTICS §4.3: oldest Ingress (creationTimestamp; none = newest) first, then
-        # namespace/name: RouteTable's order, by RouteTable's own functions, so the two cannot
-        # drift apart (a naive timestamp of a hand-built model is read as UTC, not a TypeError
-        # against an aware one; an Ingress given twice counts once, the later definition
-        # winning, as it routes).
-        if ingresses is None:
-            every = served_ingresses(res, None, None)[0]
-        else:
-            every = sorted(ingresses, key=_age_key)
-        # ingress-nginx createServers skips canary Ingresses in both its loops ("if
-        # anns.Canary.Enabled { klog.V(2).Infof("Ingress %v is marked as Canary, ignoring",
-        # ingKey); continue }"): a canary neither supplies a certificate nor makes a host a TLS
-        # host (ssl-redirect), whatever its age. Its hosts are the main Ingress's.
-        ordered, canaries = _split_canaries(every)
+        # Oldest first, canaries apart (they supply no certificate): ``_main_ingresses``,
+        # shared with ``tls_hosts``.
+        ordered, canaries = _main_ingresses(res, ingresses)
         # Every entry is loaded once, up front, so each Secret problem is reported even when the
         # host is served from elsewhere.
         loaded: dict[tuple[int, int], _Cert] = {}
@@ -456,9 +521,7 @@ class CertificateStore:
                             f"does not cover {host!r} ({_names_text(cert.names)}); "
                             "using the default certificate"))
 
-        rule_hosts = [
-            {_norm(r.host) for r in ing.spec.rules if r.host} for ing in ordered
-        ]
+        rule_hosts = _rule_hosts(ordered)
         for n, ing in enumerate(ordered):
             check_listed(n, ing, True)
             for host in sorted(rule_hosts[n]):
@@ -484,17 +547,9 @@ class CertificateStore:
                         "certificate; its hosts take theirs from the non-canary Ingresses, as "
                         "in ingress-nginx", warning=True))
 
-        # ingress-nginx gives every rule host of an Ingress with a `tls` section a certificate,
-        # its own or, when that fails, the default one ("Using default certificate"), and its
-        # ssl-redirect follows that: such a host is redirected to HTTPS even when its Secret
-        # is broken. ingresslib's own extension (tls.hosts names without a rule) counts too.
-        configured = set(chosen)
-        for n, ing in enumerate(ordered):
-            if ing.spec.tls:
-                configured |= rule_hosts[n]
-                configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
-        self._tls_hosts = (frozenset(h for h in configured if not h.startswith("*.")),
-                           frozenset(h[1:] for h in configured if h.startswith("*.")))
+        # The TLS hosts (ssl-redirect, HSTS) whatever certificate they got: ``_configured``,
+        # shared with ``tls_hosts`` (``explain --tls``).
+        self._tls_hosts = _configured(ordered, rule_hosts)
         _note_no_secret_name(ordered, rule_hosts, chosen)
         exact: dict[str, ssl.SSLContext] = {}
         wild: dict[str, ssl.SSLContext] = {}
@@ -638,12 +693,7 @@ class CertificateStore:
         ``ssl-redirect`` and HSTS follow, as in ingress-nginx. Wildcards as in
         :meth:`context_for`, also for a host that an Ingress without TLS names exactly (see the
         module's docstring: ingress-nginx's certificate lookup falls back to the wildcard)."""
-        exact, wild = self._tls_hosts
-        name = _norm(host)
-        if name in exact:
-            return True
-        dot = name.find(".")
-        return dot > 0 and name[dot:] in wild
+        return self._tls_hosts(host)
 
     @property
     def hosts(self) -> frozenset[str]:

@@ -634,12 +634,18 @@ class RouteOptionsSource:
         included: ``_unrouted_options``): 403 or 503. A host no Ingress names is served by
         ingress-nginx's default server, where only the ConfigMap's ``block-cidrs`` applies.
         ``(status, WWW-Authenticate value or None)`` (``access_answer``). Cold path."""
-        access = self._server_access
+        return access_answer(self._unrouted_access(host), client_ip, authorization)
+
+    def _unrouted_access(self, host: str) -> Access | None:
+        """The access control of a request for ``host`` (normalised; empty: none) whose path
+        no rule covers (``_unrouted_status``): that of the server's ``location /``
+        (``_unrouted_options``), or for a host no Ingress names the default server's
+        ``block-cidrs``. Also what ``explain`` shows for such a request."""
         if host:
             opts = self._unrouted_options(host)
             if opts is not None:
-                access = opts.access
-        return access_answer(access, client_ip, authorization)
+                return opts.access
+        return self._server_access
 
     def _www_redirect(self, host: str, scheme: str, path: str, query: str | None,
                       https_port: int) -> tuple[int, bytes] | None:

@@ -21,6 +21,9 @@ another kind, or is no object, is skipped with a warning (client-go's reflector)
 events are debounced (100 ms by default) into one ``on_snapshot(Resources)`` call, so an
 endpoint storm causes one table swap (ecosystem.md §7).
 
+The basic-auth Secrets (``AUTH_SECRETS``: which are named, which are kept, fetching the ones
+named later) are ``_kube_auth``'s bookkeeping; the watcher lists and watches them as any kind.
+
 Nothing here stops the watcher except cancellation or the ``stop`` event: SEMANTICS §11, "an
 invalid update keeps the last good table and reports why". An invalid object is kept out of the
 snapshot by the store (its last valid version stays).
@@ -39,12 +42,14 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Protocol
 
+# auth_secret_refs is re-exported: serve and programs (docs/cluster.md) import it from here.
+from ._kube_auth import AuthSecrets, all_auth_refs, auth_secret_refs
 from ._resources import Resources
 from ._store import EVENT_TYPES, ResourceStore
 
@@ -99,7 +104,7 @@ class _Kind:
     #: does not (two watches of Secrets).
     label: str = ""
     #: The Secrets of ``auth-type: basic``: watched once a served Ingress names one, and only
-    #: those named are kept (``ClusterWatcher``).
+    #: those named are kept (``_kube_auth.AuthSecrets``).
     auth: bool = False
 
     @property
@@ -124,35 +129,9 @@ WATCHED_KINDS: tuple[_Kind, ...] = (
 #: create secret generic`` makes, ingress-nginx's documented recipe (docs/examples/auth/basic).
 #: Not in ``WATCHED_KINDS``: pass ``kinds=WATCHED_KINDS + (AUTH_SECRETS,)``. The watch starts
 #: only once some Ingress names an auth Secret, and every other Secret it brings is dropped on
-#: receipt, never cached (``ClusterWatcher``); ``serve --kubernetes`` adds it unless told not to.
+#: receipt, never cached (``_kube_auth``); ``serve --kubernetes`` adds it unless told not to.
 AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
                      label="auth Secret", auth=True)
-
-_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
-
-
-def auth_secret_refs(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
-    """``(namespace, name)`` of the Secrets ``auth-type: basic`` reads for ``ingresses``: what
-    the proxy would look up (``proxy/_basicauth.basic_auth_config``: "name" or "namespace/name",
-    another namespace refused), canaries left out (their auth annotations are ignored)."""
-    from ._table import _is_canary
-    from .proxy._basicauth import basic_auth_config
-
-    refs: set[tuple[str, str]] = set()
-    for ing in ingresses:
-        annotations = ing.metadata.annotations
-        auth_type = annotations.get(_ANNOTATION_PREFIX + "auth-type")
-        if auth_type is None or auth_type.strip() != "basic" or _is_canary(ing):
-            continue
-        config, _, _ = basic_auth_config(annotations, _ANNOTATION_PREFIX, ing.metadata.namespace)
-        if config is not None:
-            refs.add((config[1], config[2]))
-    return frozenset(refs)
-
-
-def _all_refs(res: Resources) -> AbstractSet[tuple[str, str]]:
-    return auth_secret_refs(res.ingresses)
-
 
 def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:
     """The kind's field selector as a test on a stored (decoded) object: which objects of the
@@ -474,8 +453,6 @@ _RETRY_AFTER_CAP = 300.0
 #: A watch that ends normally sooner than this with no event is a "very short watch" (client-go's
 #: reflector): re-watching at once would spin, so it is backed off like an error.
 _SHORT_WATCH = 1.0
-#: The Secret kind's key in the store.
-_SECRET_GVK = "v1/Secret"
 
 
 class ClusterWatcher:
@@ -544,24 +521,11 @@ class ClusterWatcher:
         self._delivered_generation = -1
         #: Asked of the server per watch: a random value in [min, 2 * min) seconds.
         self.min_watch_timeout = min_watch_timeout
-        self.auth_refs = auth_refs if auth_refs is not None else _all_refs
-        self._auth_spec = next((k for k in kinds if k.auth), None)
-        #: ``(namespace, name)`` of the auth Secrets kept, and the Ingresses they come from.
-        self._wanted: frozenset[tuple[str, str]] = frozenset()
-        self._refs_from: Any = None
-        #: Set once a Secret is wanted: the auth Secret watch starts then.
-        self._auth_start = asyncio.Event()
-        #: Its first list was attempted (succeeded or not): the first snapshot waits for that.
-        self._auth_tried = False
-        #: Wanted Secrets a watch event or list has spoken for since they became wanted: a
-        #: ``get`` that answers later must not overwrite what they said (it may be older).
-        self._auth_heard: set[tuple[str, str]] = set()
-        #: Wanted Secrets whose ``get`` failed: tried again after the backoff (``_get_failures``
-        #: in a row).
-        self._auth_pending: set[tuple[str, str]] = set()
-        self._get_failures = 0
-        self._get_retry_at = 0.0
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.auth_refs = auth_refs if auth_refs is not None else all_auth_refs
+        auth_spec = next((k for k in kinds if k.auth), None)
+        #: The bookkeeping of the basic-auth Secrets, when they are watched.
+        self._auth = None if auth_spec is None else AuthSecrets(
+            self.store, _AuthHooks(self, auth_spec), where=_model_test(auth_spec))
         self._run_client: Any = None
 
     # -- running -----------------------------------------------------------------------------
@@ -586,13 +550,13 @@ class ClusterWatcher:
                 tasks.append(tg.create_task(self._flusher()))
                 stopper = tg.create_task((stop or asyncio.Event()).wait())
                 await stopper
-                for t in [*tasks, *self._side_tasks]:
+                for t in tasks:
                     t.cancel()
+                if self._auth is not None:
+                    self._auth.cancel()
         finally:
-            for t in self._side_tasks:
-                t.cancel()
-            if self._side_tasks:
-                await asyncio.gather(*self._side_tasks, return_exceptions=True)
+            if self._auth is not None:
+                await self._auth.close()
             if own_client:
                 await client.close()
 
@@ -605,9 +569,10 @@ class ClusterWatcher:
             ns["namespace"] = self.namespace or "*"
         gvk = f"{spec.api_version}/{spec.kind}"
         where = _model_test(spec)
-        if spec.auth:
-            # No Opaque Secret is read until an Ingress names one (``_track_auth_refs``).
-            await self._auth_start.wait()
+        auth = self._auth_of(spec)
+        if auth is not None:
+            # No Opaque Secret is read until an Ingress names one (``AuthSecrets.refresh``).
+            await auth.started.wait()
         rv: str | None = None
         failures = 0
         #: 410s in a row with no event between them (each re-lists; from the second on, with
@@ -626,11 +591,8 @@ class ClusterWatcher:
                     try:
                         rv = await self._list(client, res, spec, gvk, ns, sel)
                     finally:
-                        if spec.auth and not self._auth_tried:
-                            # Tried, even if it failed: the first snapshot waits no longer
-                            # (the routes answer 503 until the Secrets come, as if missing).
-                            self._auth_tried = True
-                            self._dirty.set()
+                        if auth is not None:
+                            auth.tried()
                     if not unreached:
                         failures = 0
                 phase = "watch"
@@ -657,11 +619,9 @@ class ClusterWatcher:
                         # Outside the selection: what the API server reports as DELETED when
                         # an object stops matching a selector.
                         self._apply("DELETED", obj, gvk, where)
-                    elif spec.auth and etype in ("ADDED", "MODIFIED") and not self._wants(obj):
+                    elif auth is not None and not auth.admit(etype, obj):
                         pass  # a Secret no served Ingress names: dropped, never cached
                     else:
-                        if spec.auth and self._wants(obj):
-                            self._auth_heard.add(_ref_of(obj))
                         self._apply(etype, obj, gvk, where)
                     if self.metrics is not None and etype in EVENT_TYPES:
                         # Only the known types: the type is a metric label, and a server that
@@ -703,9 +663,7 @@ class ClusterWatcher:
                     # manager (800 ms doubling to 30 s, jittered) before the next ListAndWatch.
                     # Replicas that all see a compaction at once then do not re-list in step.
                     # 410 after 410 (nothing in between) waits longer each time.
-                    self.stats.relists += 1
-                    if self.metrics is not None:
-                        self.metrics.watch_relist(spec.kind)
+                    self._relisting(spec)
                     _log.info("%s watch expired (410 Gone); re-listing", spec.name)
                     rv = None
                     gone_streak += 1
@@ -729,9 +687,7 @@ class ClusterWatcher:
                     # client-go's reflector does.
                     rv = None
                     unreached = True
-                    self.stats.relists += 1
-                    if self.metrics is not None:
-                        self.metrics.watch_relist(spec.kind)
+                    self._relisting(spec)
                     continue
                 self.stats.reconnects += 1
                 if self.metrics is not None:
@@ -739,6 +695,7 @@ class ClusterWatcher:
 
     async def _list(self, client: Any, res: Any, spec: _Kind, gvk: str, ns: dict[str, str],
                     sel: dict[str, Any]) -> str:
+        auth = self._auth_of(spec)
         listing = client.list(res, chunk_size=self.list_chunk_size, **ns, **sel)
         items = [dict(o) async for o in listing]
         items = [o for o in items if _selected(spec, o)]
@@ -750,7 +707,7 @@ class ClusterWatcher:
                 self.stats.garbage += 1
                 self._note(f"{spec.name} list: skipped item: {wrong}")
                 _log.warning("%s list: skipping an item: %s", spec.name, wrong)
-            elif not spec.auth or self._wants(o):
+            elif auth is None or auth.wants(o):
                 kept.append(o)  # auth Secrets: only those named; the others are dropped here
         items = kept
         try:
@@ -771,10 +728,6 @@ class ClusterWatcher:
         # forever, since every re-list returns it again.
         self.store.replace_all(gvk, items, namespace=namespace, unkeyable=unkeyable,
                                where=_model_test(spec))
-        if spec.auth:
-            # The list speaks for every Secret wanted now: a ``get`` still under way is older.
-            self._auth_heard |= self._wanted
-            self._auth_pending.clear()
         for why in unkeyable:
             self.stats.garbage += 1
             self._note(f"unusable {spec.name} list item: {why}")
@@ -784,11 +737,18 @@ class ClusterWatcher:
         self.stats.resource_versions[spec.name] = rv
         _log.debug("listed %d %s at resourceVersion %s", len(items), spec.name, rv)
         self._listed.add(spec.name)
+        if auth is not None:
+            auth.listed()
         self._dirty.set()
         return rv
 
-    def _wants(self, obj: Any) -> bool:
-        return _ref_of(obj) in self._wanted
+    def _auth_of(self, spec: _Kind) -> AuthSecrets | None:
+        return self._auth if spec.auth else None
+
+    def _relisting(self, spec: _Kind) -> None:
+        self.stats.relists += 1
+        if self.metrics is not None:
+            self.metrics.watch_relist(spec.kind)
 
     def _watch_timeout(self) -> int | None:
         # client-go's reflector: "timeoutSeconds := int64(r.minWatchTimeout.Seconds() *
@@ -845,6 +805,10 @@ class ClusterWatcher:
         self.stats.last_error = msg
         self.stats.last_error_time = time.time()
 
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        self.stats.callback_errors += 1
+        self._note(f"{name}: {type(exc).__name__}: {exc}")
+
     # -- debounce ----------------------------------------------------------------------------
 
     async def _flusher(self) -> None:
@@ -855,95 +819,11 @@ class ClusterWatcher:
             self._dirty.clear()
             if any(k.name not in self._listed for k in self.kinds if not k.auth):
                 continue  # wait for every kind's first list: no table without its Services
-            if self._auth_spec is not None:
-                await self._track_auth_refs(self._auth_spec)
-                if self._wanted and not self._auth_tried:
-                    continue  # the auth Secrets' first list is under way: it sets _dirty
+            if self._auth is not None:
+                await self._auth.refresh()
+                if not self._auth.ready:
+                    continue  # the auth Secrets' first list is under way: it wakes us
             await self._deliver()
-
-    # -- auth Secrets ------------------------------------------------------------------------
-
-    async def _track_auth_refs(self, spec: _Kind) -> None:
-        """Re-read which Secrets the Ingresses name (after a change of Ingresses or classes):
-        drop the ones no longer named, fetch the newly named ones."""
-        res = self.store.snapshot()
-        source = (res.ingresses, res.ingress_classes)
-        # Tuples of the same model objects compare by identity, item by item: cheap when no
-        # Ingress changed (the store keeps the objects of unchanged keys).
-        if self._refs_from is not None and self._refs_from == source:
-            if self._auth_pending and spec.name in self._listed:
-                self._fetch(spec, self._retry_due())
-            return
-        self._refs_from = source
-        # Off the loop: working out the served Ingresses sorts them all (about 14 ms at 10,000
-        # Ingresses), and the loop is proxying.
-        try:
-            wanted = frozenset(await asyncio.get_running_loop().run_in_executor(
-                None, self.auth_refs, res))
-        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the watch
-            self.stats.callback_errors += 1
-            self._note(f"auth_refs: {type(exc).__name__}: {exc}")
-            _log.exception("working out the basic-auth Secrets failed; keeping the last ones")
-            return
-        gone, new = self._wanted - wanted, wanted - self._wanted
-        self._wanted = wanted
-        where = _model_test(spec)
-        for ns, name in sorted(gone):
-            self._auth_heard.discard((ns, name))
-            self._auth_pending.discard((ns, name))
-            # No longer named by a served Ingress: out of the process's memory too.
-            self.store.apply("DELETED", {"metadata": {"name": name, "namespace": ns}},
-                             kind=_SECRET_GVK, where=where)
-        if wanted:
-            self._auth_start.set()
-        if spec.name in self._listed:
-            # Listed before these were named, so dropped then: fetch them by name. (Before the
-            # first list, that list brings them.)
-            self._fetch(spec, new | self._retry_due())
-
-    def _retry_due(self) -> set[tuple[str, str]]:
-        """The Secrets whose ``get`` failed, once their backoff is over."""
-        if asyncio.get_running_loop().time() < self._get_retry_at:
-            return set()
-        return set(self._auth_pending)
-
-    def _fetch(self, spec: _Kind, refs: set[tuple[str, str]] | frozenset[tuple[str, str]]
-               ) -> None:
-        todo = {r for r in refs if (_SECRET_GVK, *r) not in self.store}
-        if todo and self._run_client is not None:
-            task = asyncio.ensure_future(self._get_secrets(spec, todo))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
-
-    async def _get_secrets(self, spec: _Kind, refs: set[tuple[str, str]]) -> None:
-        """``get`` each of ``refs``, off the flusher (a slow answer holds back no swap)."""
-        res = _raw_resource(spec)
-        gvk = f"{spec.api_version}/{spec.kind}"
-        for ns, name in sorted(refs):
-            self._auth_heard.discard((ns, name))
-            self._auth_pending.discard((ns, name))
-            try:
-                obj = await self._run_client.get(res, name, namespace=ns)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried at the next flush
-                if _status_code(exc) == 404:
-                    continue  # no such Secret: its routes answer 503, as from files
-                self._error(spec, exc, "get")
-                self._auth_pending.add((ns, name))
-                self._get_failures += 1
-                loop = asyncio.get_running_loop()
-                delay = self.backoff.delay(self._get_failures, self._rng)
-                self._get_retry_at = loop.time() + delay
-                loop.call_later(delay, self._dirty.set)
-                continue
-            self._get_failures = 0
-            if ((ns, name) not in self._wanted or (ns, name) in self._auth_heard
-                    or _wrong_object(spec, obj) is not None or not _selected(spec, obj)):
-                # No longer named, already spoken for by the watch (which is newer), or not
-                # a Secret of the watched type (the watch would never follow it).
-                continue
-            self._apply("ADDED", obj, gvk, _model_test(spec))
 
     async def _deliver(self) -> None:
         generation = self.store.generation
@@ -956,8 +836,7 @@ class ClusterWatcher:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:  # noqa: BLE001 - a failing callback keeps the watch going
-            self.stats.callback_errors += 1
-            self._note(f"on_snapshot: {type(exc).__name__}: {exc}")
+            self._callback_failed("on_snapshot", exc)
             _log.exception("on_snapshot failed; keeping the watch going")
         else:
             self.stats.snapshots += 1
@@ -965,16 +844,48 @@ class ClusterWatcher:
         self.synced.set()
 
 
+class _AuthHooks:
+    """What ``AuthSecrets`` asks of the watcher (``_kube_auth.AuthWatch``): its client, counters,
+    backoff and flusher, for the watch of ``spec`` (``AUTH_SECRETS``)."""
+
+    __slots__ = ("_watcher", "_spec", "_gvk", "_where")
+
+    def __init__(self, watcher: ClusterWatcher, spec: _Kind) -> None:
+        self._watcher = watcher
+        self._spec = spec
+        self._gvk = f"{spec.api_version}/{spec.kind}"
+        self._where = _model_test(spec)
+
+    def refs(self, res: Resources) -> AbstractSet[tuple[str, str]]:
+        return self._watcher.auth_refs(res)
+
+    def refs_failed(self, exc: Exception) -> None:
+        self._watcher._callback_failed("auth_refs", exc)
+
+    async def get(self, namespace: str, name: str) -> Any:
+        return await self._watcher._run_client.get(_raw_resource(self._spec), name,
+                                                   namespace=namespace)
+
+    def retry_get(self, exc: Exception) -> bool:
+        if _status_code(exc) == 404:
+            return False
+        self._watcher._error(self._spec, exc, "get")
+        return True
+
+    def keep(self, obj: Any) -> None:
+        # Not a Secret of the watched type: the watch would never follow it.
+        if _wrong_object(self._spec, obj) is None and _selected(self._spec, obj):
+            self._watcher._apply("ADDED", obj, self._gvk, self._where)
+
+    def retry_delay(self, failures: int) -> float:
+        return self._watcher.backoff.delay(failures, self._watcher._rng)
+
+    def wake(self) -> None:
+        self._watcher._dirty.set()
+
+
 class _Idle(Exception):
     pass
-
-
-def _ref_of(obj: Any) -> tuple[str, str]:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    meta = meta if isinstance(meta, Mapping) else {}
-    ns, name = meta.get("namespace"), meta.get("name")
-    return (ns if isinstance(ns, str) and ns else "default"), (name if isinstance(name, str)
-                                                               else "")
 
 
 def _wrong_object(spec: _Kind, obj: Any) -> str | None:

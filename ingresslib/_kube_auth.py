@@ -1,0 +1,248 @@
+"""The basic-auth Secrets of a cluster watch: which are named, which are kept, fetching the rest.
+
+``auth-type: basic`` reads its users from an Opaque Secret (``auth-secret``). Watching every
+Opaque Secret would bring every password in the cluster into the process, so the watch of them
+(``_kube.AUTH_SECRETS``) starts only once a served Ingress names one, and keeps only the named
+ones. ``AuthSecrets`` is that bookkeeping: which Secrets the Ingresses name (re-read when the
+Ingresses or classes change), which watch events and list items are kept (``admit``,
+``wants``), dropping a Secret that stops being named, and fetching by name (``get``) one named
+after its watch listed (the list dropped it then), a failed ``get`` again after the backoff.
+
+It does no I/O of its own: ``ClusterWatcher`` lists and watches, and serves the hooks of
+``AuthWatch`` (the ``get``, the counters, the backoff, waking the flusher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, Protocol
+
+from ._resources import Resources
+from ._store import ResourceStore
+
+__all__ = ["AuthSecrets", "AuthWatch", "auth_secret_refs", "all_auth_refs"]
+
+# The watch's own logger: these lines are part of what the cluster watch says.
+_log = logging.getLogger("ingresslib.kube")
+
+_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
+#: The Secret kind's key in the store.
+_SECRET_GVK = "v1/Secret"
+
+#: ``(namespace, name)`` of a Secret.
+Ref = tuple[str, str]
+
+
+def auth_secret_refs(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
+    """``(namespace, name)`` of the Secrets ``auth-type: basic`` reads for ``ingresses``: what
+    the proxy would look up (``proxy/_basicauth.basic_auth_config``: "name" or "namespace/name",
+    another namespace refused), canaries left out (their auth annotations are ignored)."""
+    from ._table import _is_canary
+    from .proxy._basicauth import basic_auth_config
+
+    refs: set[tuple[str, str]] = set()
+    for ing in ingresses:
+        annotations = ing.metadata.annotations
+        auth_type = annotations.get(_ANNOTATION_PREFIX + "auth-type")
+        if auth_type is None or auth_type.strip() != "basic" or _is_canary(ing):
+            continue
+        config, _, _ = basic_auth_config(annotations, _ANNOTATION_PREFIX, ing.metadata.namespace)
+        if config is not None:
+            refs.add((config[1], config[2]))
+    return frozenset(refs)
+
+
+def all_auth_refs(res: Resources) -> AbstractSet[tuple[str, str]]:
+    """The default of ``ClusterWatcher(auth_refs=)``: the Secrets of every Ingress."""
+    return auth_secret_refs(res.ingresses)
+
+
+class AuthWatch(Protocol):
+    """What ``AuthSecrets`` asks of the watch it serves (``_kube.ClusterWatcher`` answers)."""
+
+    def refs(self, res: Resources) -> AbstractSet[Ref]:
+        """The Secrets the served Ingresses of ``res`` name (run off the event loop)."""
+
+    def refs_failed(self, exc: Exception) -> None:
+        """``refs`` raised: count it (the last Secrets are kept)."""
+
+    async def get(self, namespace: str, name: str) -> Any:
+        """The Secret, read by name from the API server."""
+
+    def retry_get(self, exc: Exception) -> bool:
+        """``get`` raised: report it, and say whether to try again (not when there is no such
+        Secret)."""
+
+    def keep(self, obj: Any) -> None:
+        """Store a fetched Secret, if it is one the watch would keep (the watched type)."""
+
+    def retry_delay(self, failures: int) -> float:
+        """The backoff before the next try, after ``failures`` in a row."""
+
+    def wake(self) -> None:
+        """Have the flusher run again (the first snapshot may be waiting, or a retry due)."""
+
+
+class AuthSecrets:
+    """The named auth Secrets of one watch of Opaque Secrets.
+
+    The watch calls ``admit``/``wants`` on what it receives, ``tried`` after its first list
+    attempt, ``listed`` after each list; it waits for ``started`` before reading any Secret.
+    The flusher calls ``refresh`` before each snapshot and holds it back until ``ready``.
+    """
+
+    def __init__(self, store: ResourceStore, watch: AuthWatch, *,
+                 where: Callable[[Any], bool] | None = None) -> None:
+        self._store = store
+        self._watch = watch
+        #: Which stored Secrets are this watch's (``ResourceStore.apply``'s ``where``).
+        self._where = where
+        #: ``(namespace, name)`` of the auth Secrets kept, and the Ingresses they come from.
+        self._wanted: frozenset[Ref] = frozenset()
+        self._refs_from: Any = None
+        #: Set once a Secret is wanted: the auth Secret watch starts then.
+        self.started = asyncio.Event()
+        #: Its first list was attempted (succeeded or not): the first snapshot waits for that.
+        self._tried = False
+        #: It listed at least once: a Secret named since was dropped by that list.
+        self._listed = False
+        #: Wanted Secrets a watch event or list has spoken for since they became wanted: a
+        #: ``get`` that answers later must not overwrite what they said (it may be older).
+        self._heard: set[Ref] = set()
+        #: Wanted Secrets whose ``get`` failed: tried again after the backoff (``_get_failures``
+        #: in a row).
+        self._pending: set[Ref] = set()
+        self._get_failures = 0
+        self._get_retry_at = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the watch's side --------------------------------------------------------------------
+
+    def wants(self, obj: Any) -> bool:
+        """Whether ``obj`` (a list item) is a Secret a served Ingress names."""
+        return _ref_of(obj) in self._wanted
+
+    def admit(self, etype: str, obj: Any) -> bool:
+        """Whether a watch event goes to the store: an ADDED or MODIFIED only for a named
+        Secret (any other is dropped, never cached), which it then speaks for."""
+        ref = _ref_of(obj)
+        if ref in self._wanted:
+            self._heard.add(ref)
+            return True
+        return etype not in ("ADDED", "MODIFIED")
+
+    def tried(self) -> None:
+        """The first list was attempted, even if it failed: the first snapshot waits no longer
+        (the routes answer 503 until the Secrets come, as if missing)."""
+        if not self._tried:
+            self._tried = True
+            self._watch.wake()
+
+    def listed(self) -> None:
+        """A list was stored: it speaks for every Secret wanted now (a ``get`` still under way
+        is older)."""
+        self._heard |= self._wanted
+        self._pending.clear()
+        self._listed = True
+
+    # -- the flusher's side ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """No Secret is named, or the first list of them was attempted."""
+        return not self._wanted or self._tried
+
+    async def refresh(self) -> None:
+        """Re-read which Secrets the Ingresses name (after a change of Ingresses or classes):
+        drop the ones no longer named, fetch the newly named ones and the retries due."""
+        res = self._store.snapshot()
+        source = (res.ingresses, res.ingress_classes)
+        # Tuples of the same model objects compare by identity, item by item: cheap when no
+        # Ingress changed (the store keeps the objects of unchanged keys).
+        if self._refs_from is not None and self._refs_from == source:
+            if self._pending and self._listed:
+                self._fetch(self._retry_due())
+            return
+        self._refs_from = source
+        # Off the loop: working out the served Ingresses sorts them all (about 14 ms at 10,000
+        # Ingresses), and the loop is proxying.
+        try:
+            wanted = frozenset(await asyncio.get_running_loop().run_in_executor(
+                None, self._watch.refs, res))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the watch
+            self._watch.refs_failed(exc)
+            _log.exception("working out the basic-auth Secrets failed; keeping the last ones")
+            return
+        gone, new = self._wanted - wanted, wanted - self._wanted
+        self._wanted = wanted
+        for ns, name in sorted(gone):
+            self._heard.discard((ns, name))
+            self._pending.discard((ns, name))
+            # No longer named by a served Ingress: out of the process's memory too.
+            self._store.apply("DELETED", {"metadata": {"name": name, "namespace": ns}},
+                              kind=_SECRET_GVK, where=self._where)
+        if wanted:
+            self.started.set()
+        if self._listed:
+            # Listed before these were named, so dropped then: fetch them by name. (Before the
+            # first list, that list brings them.)
+            self._fetch(new | self._retry_due())
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def close(self) -> None:
+        """Cancel the ``get`` under way and wait for it."""
+        self.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    def _retry_due(self) -> set[Ref]:
+        """The Secrets whose ``get`` failed, once their backoff is over."""
+        if asyncio.get_running_loop().time() < self._get_retry_at:
+            return set()
+        return set(self._pending)
+
+    def _fetch(self, refs: AbstractSet[Ref]) -> None:
+        todo = {r for r in refs if (_SECRET_GVK, *r) not in self._store}
+        if todo:
+            task = asyncio.ensure_future(self._get_all(todo))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _get_all(self, refs: set[Ref]) -> None:
+        """``get`` each of ``refs``, off the flusher (a slow answer holds back no swap)."""
+        for ref in sorted(refs):
+            self._heard.discard(ref)
+            self._pending.discard(ref)
+            try:
+                obj = await self._watch.get(*ref)
+            except Exception as exc:  # noqa: BLE001 - retried at a later flush
+                if not self._watch.retry_get(exc):
+                    continue  # no such Secret: its routes answer 503, as from files
+                self._pending.add(ref)
+                self._get_failures += 1
+                loop = asyncio.get_running_loop()
+                delay = self._watch.retry_delay(self._get_failures)
+                self._get_retry_at = loop.time() + delay
+                loop.call_later(delay, self._watch.wake)
+                continue
+            self._get_failures = 0
+            if ref not in self._wanted or ref in self._heard:
+                # No longer named, or already spoken for by the watch (which is newer).
+                continue
+            self._watch.keep(obj)
+
+
+def _ref_of(obj: Any) -> Ref:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
+    ns, name = meta.get("namespace"), meta.get("name")
+    return (ns if isinstance(ns, str) and ns else "default"), (name if isinstance(name, str)
+                                                               else "")

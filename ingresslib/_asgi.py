@@ -26,8 +26,10 @@ Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):
 
 Status answers: no rule → ``404``; a rule whose backend has no mounted app (and no ``fallback``)
 → ``503``, as the proxy answers a backend with no endpoint. Where the proxy answers a request
-itself, so does this app, before any routing: a Host the proxy refuses (``check_host``) or two
-different Host values → ``400``; ``CONNECT`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
+itself, so does this app, before any routing: a Host the proxy refuses
+(``check_host_header``: an empty one too), two different Host values, or a second line of a
+header nginx reads once (``UNIQUE_REQUEST``: Authorization, If-None-Match...) → ``400``;
+``CONNECT`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
 an absolute-form target (uvicorn passes it through) is routed on its path when its authority
 equals Host, else ``400``. With ``require_endpoints=True`` a
 backend whose Service has no ready endpoint in the resources also gets ``503``; by default the
@@ -75,12 +77,15 @@ from .proxy._headers import (
     HEADER_NAME_CHARS,
     OPTIONS_ALLOW,
     REQUEST_DROP,
+    UNIQUE_REQUEST,
     _NGINX_HIDDEN,
     HeaderKind,
     RequestIds,
     TrustPolicy,
     check_host,
+    check_host_header,
     client_address,
+    duplicate_header,
     first_forwarded_host,
     forwarded_for_value,
     forwarded_redirect_host,
@@ -129,6 +134,12 @@ _FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.
 #: ``_scan_headers``'s code for ``Connection`` (a DROP header whose tokens are read): not a
 #: HeaderKind value.
 _CONNECTION = -1
+#: ``_scan_headers``'s codes for a ``UNIQUE_REQUEST`` name that passes (Authorization,
+#: If-None-Match...) and for one that is dropped (Expect): a second line is refused, as the
+#: proxy refuses it (nginx's "client sent duplicate header line", 400). Content-Length and
+#: Transfer-Encoding keep their kinds; their branches refuse a second line.
+_UNIQUE = -2
+_UNIQUE_DROP = -3
 
 
 class IngressASGI(RouteOptionsSource):
@@ -225,11 +236,13 @@ class IngressASGI(RouteOptionsSource):
         self._fwd_blocks: dict[tuple[str, Any], list[tuple[bytes, bytes]]] = {}
         #: ``_scan_headers``'s cache: a header name as the server gives it -> (the name
         #: lower-cased, what ``request_header_kind`` says of it with no Connection tokens, or
-        #: ``_CONNECTION``). None: these settings take the general path (a forwarded-for
-        #: header named like a hop-by-hop one or Host is read as the chain *and* as what that
-        #: name is, which the one-pass scan, one kind per name, does not do).
+        #: ``_CONNECTION``, ``_UNIQUE``, ``_UNIQUE_DROP``). None: these settings take the
+        #: general path (a forwarded-for header named like a hop-by-hop one, Host or a
+        #: ``UNIQUE_REQUEST`` header is read as the chain *and* as what that name is, which
+        #: the one-pass scan, one kind per name, does not do).
         self._names: dict[bytes, tuple[bytes, int]] | None = \
-            None if self._ff_name in REQUEST_DROP or self._ff_name == b"host" else {}
+            None if self._ff_name in REQUEST_DROP or self._ff_name == b"host" or \
+            self._ff_name in UNIQUE_REQUEST else {}
         #: The names of ``_names`` that pass and are lower-case as given.
         self._plain: set[bytes] = set()
         #: Connection tokens that cannot change what becomes of any header (see
@@ -525,7 +538,12 @@ class IngressASGI(RouteOptionsSource):
         if type(name) is not bytes:
             raise _NotScanned  # a str or bytearray name: the general path's to refuse
         kind = request_header_kind(name, None, self._ff_name, self._settings)
-        entry = (name, _CONNECTION if name == b"connection" else kind)
+        code: int = kind
+        if name == b"connection":
+            code = _CONNECTION
+        elif name in UNIQUE_REQUEST and (kind is _PASS or kind is HeaderKind.DROP):
+            code = _UNIQUE if kind is _PASS else _UNIQUE_DROP
+        entry = (name, code)
         if len(raw) > 64:
             return entry  # a long made-up name: not worth the memory
         names = self._names
@@ -534,8 +552,8 @@ class IngressASGI(RouteOptionsSource):
             names.clear()  # a client making up names: keep the caches small
             self._plain.clear()
         names[raw] = entry
-        if kind is _PASS and name == raw and type(raw) is bytes:
-            self._plain.add(raw)
+        if code is _PASS and name == raw and type(raw) is bytes:
+            self._plain.add(raw)  # (not a UNIQUE_REQUEST name: those are counted)
         return entry
 
     def _backend_headers(self, scope: Scope, items: list[tuple[bytes, bytes]],
@@ -848,11 +866,19 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
     items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
     host: bytes | None = None
     length = -1
-    seen_length = False
     named: list[bytes] = []
+    unique: list[bytes] | None = None
     for name, v in items:
         if name not in _READ_NAMES:
             continue
+        if name in UNIQUE_REQUEST:
+            # The proxy's 400 for a second line (nginx's "client sent duplicate header line").
+            if unique is None:
+                unique = [name]
+            elif name in unique:
+                raise _duplicate(name)
+            else:
+                unique.append(name)
         if name == b"host":
             value = bytes(v)
             if host is None:
@@ -860,13 +886,11 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
             elif version in ("1.0", "1.1") or value.lower() != host.lower():
                 raise BadRequestError("conflicting Host headers", 400)
         elif name == b"content-length":
-            if not seen_length:
-                seen_length = True
-                try:
-                    length = int(v)
-                except ValueError:
-                    length = -1
-        else:
+            try:
+                length = int(v)
+            except ValueError:
+                length = -1
+        elif name == b"connection":
             named.extend(t.strip().lower() for t in v.split(b","))
     if host is None:
         if version == "1.1":
@@ -880,8 +904,8 @@ _NONE: list[Any] = []
 #: No forwarded headers from a trusted hop.
 _NO_FWD: dict[bytes, bytes] = {}
 
-#: The header names ``_read_headers`` reads.
-_READ_NAMES = frozenset({b"host", b"content-length", b"connection"})
+#: The header names ``_read_headers`` reads or counts.
+_READ_NAMES = UNIQUE_REQUEST | {b"host", b"content-length", b"connection"}
 #: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
 #: hosts come again and again.
 _CHECKED_HOSTS: dict[bytes, str] = {}
@@ -896,12 +920,19 @@ class _NotScanned(Exception):
     hashable): ``_read_headers`` and ``_backend_headers`` decide, as they always did."""
 
 
+def _duplicate(name: bytes) -> BadRequestError:
+    """The proxy's 400 for a second line of a ``UNIQUE_REQUEST`` header."""
+    err = duplicate_header(name)
+    return BadRequestError(str(err), err.status_hint)
+
+
 def _host_str(host: bytes) -> str:
-    """``host`` as ``str`` once it passed the proxy's ``check_host`` (else 400)."""
+    """``host`` (a Host header's value) as ``str`` once it passed the proxy's
+    ``check_host_header`` (else 400: an empty one too)."""
     host_s = _CHECKED_HOSTS.get(host)
     if host_s is None:
         try:
-            check_host(host)
+            check_host_header(host)
         except RemoteProxyError as err:
             raise BadRequestError(str(err), err.status_hint) from None
         host_s = host.decode("ascii")
@@ -944,6 +975,8 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
     fwd_items: list[tuple[bytes, bytes]] = []
     request_id: bytes | None = None
     seen_request_id = False
+    seen_chunked = False
+    unique: list[bytes] | None = None
     try:
         for k, v in scope.get("headers") or ():
             if k in plain:
@@ -969,15 +1002,30 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                     named.extend([t.strip().lower() for t in v.split(b",")])
                 else:
                     named.append(v.strip().lower())  # one token: "keep-alive"
+            elif code == _UNIQUE or code == _UNIQUE_DROP:
+                # Authorization, If-None-Match, Expect...: a second line is the proxy's 400.
+                # (After Host and Connection, which nearly every request has.)
+                if unique is None:
+                    unique = [name]
+                elif name in unique:
+                    raise _duplicate(name)
+                else:
+                    unique.append(name)
+                if code == _UNIQUE:
+                    append((name, v))
             elif code is _LENGTH:
-                if not seen_length:
-                    seen_length = True
-                    try:
-                        length = int(v)
-                    except ValueError:
-                        length = -1
+                if seen_length:
+                    raise _duplicate(name)
+                seen_length = True
+                try:
+                    length = int(v)
+                except ValueError:
+                    length = -1
                 append((name, v))  # the body framing: the server's, kept as it gave it
             elif code is _CHUNKED:
+                if seen_chunked:
+                    raise _duplicate(name)
+                seen_chunked = True
                 append((name, v))
             elif code is _UPGRADE:
                 if upgrade:
@@ -1015,6 +1063,8 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
     host: bytes | None = None
     length = -1
     seen_length = False
+    seen_chunked = False
+    unique: list[bytes] | None = None
     ff_items: list[tuple[bytes, bytes]] = _NONE
     try:
         for k, v in scope.get("headers") or ():
@@ -1030,13 +1080,27 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                     host = value
                 elif version in ("1.0", "1.1") or value.lower() != host.lower():
                     raise BadRequestError("conflicting Host headers", 400)
+            elif code == _UNIQUE or code == _UNIQUE_DROP:
+                # Refused as by ``_scan_headers``: the app would get both lines.
+                name = entry[0]
+                if unique is None:
+                    unique = [name]
+                elif name in unique:
+                    raise _duplicate(name)
+                else:
+                    unique.append(name)
             elif code is _LENGTH:
-                if not seen_length:
-                    seen_length = True
-                    try:
-                        length = int(v)
-                    except ValueError:
-                        length = -1
+                if seen_length:
+                    raise _duplicate(entry[0])
+                seen_length = True
+                try:
+                    length = int(v)
+                except ValueError:
+                    length = -1
+            elif code is _CHUNKED:
+                if seen_chunked:
+                    raise _duplicate(entry[0])
+                seen_chunked = True
             elif code is _FORWARDED_FOR:
                 if ff_items is _NONE:
                     ff_items = []

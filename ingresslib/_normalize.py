@@ -188,10 +188,10 @@ def ascii_lower(text: str) -> str:
 def normalize_host(host: str) -> str | None:
     """The Host header as matched: lower-case, no ``:port``, one trailing dot stripped.
 
-    Returns None when no host is left (an empty Host selects the host-less rules). IPv6
-    literals keep their brackets (``[::1]``) and so never equal a rule host. Lower-casing is
-    ASCII-only (RFC 4343): Unicode case folding would let ``\\u212a8s.io`` (Kelvin sign) reach
-    the rules of ``k8s.io``.
+    Returns None when no host is left (a request without Host selects the host-less rules;
+    the proxy refuses an empty Host header before routing). IPv6 literals keep their brackets
+    (``[::1]``) and so never equal a rule host. Lower-casing is ASCII-only (RFC 4343): Unicode
+    case folding would let ``\\u212a8s.io`` (Kelvin sign) reach the rules of ``k8s.io``.
 
     >>> normalize_host("WWW.Example.COM.:8443"), normalize_host("[::1]:80"), normalize_host("")
     ('www.example.com', '[::1]', None)

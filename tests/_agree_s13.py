@@ -15,6 +15,7 @@ saw, the other request header names it saw, and the HSTS / Set-Cookie response h
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,9 +104,21 @@ spec:{tls_block}{default}
 """
 
 
+#: The basic-auth users of ``auth-secret: users`` (the Secret every manifest set holds):
+#: ``alice`` / ``pw``.
+USERS_SECRET = f"""
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: users, namespace: default}}
+type: Opaque
+data: {{auth: {base64.b64encode(b"alice:{PLAIN}pw").decode()}}}
+"""
+
+
 def manifests_text(ingresses: tuple[IngressSpec, ...]) -> str:
     return "".join([*(ing.yaml(i) for i, ing in enumerate(ingresses)),
-                    *(service_yaml(s, i) for i, s in enumerate(SERVICES))])
+                    *(service_yaml(s, i) for i, s in enumerate(SERVICES)), USERS_SECRET])
 
 
 def tls_hosts_of(ingresses: tuple[IngressSpec, ...]) -> frozenset[str]:

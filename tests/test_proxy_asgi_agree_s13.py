@@ -4,11 +4,12 @@ ingresslib implements its ingress behaviour on two request paths: the h11 sans-I
 (ingresslib/proxy/) and the in-process ASGI adapter (ingresslib/_asgi.py). Hypothesis makes
 small manifest sets (hosts with wildcards, Exact/Prefix paths, canary Ingresses by header,
 cookie and weight, redirect / rewrite / body-size / affinity annotations, spec.tls hosts) and
-requests (method, Host with port/case/trailing dot, paths with escapes and dot-segments, query,
-hostile forwarded and hop-by-hop headers, a peer inside or outside the trusted CIDR, http or
-https), sends each through both paths with the same settings (tests/_agree_s13.py) and checks
-they agree on the status, Location, backend, the target the backend saw, the forwarded headers
-it saw, the other header names it saw (hop-by-hop removal), HSTS and the affinity cookie.
+requests (method, Host with port/case/trailing dot, empty or nothing but a dot, paths with
+escapes and dot-segments, query, hostile forwarded and hop-by-hop headers, header lines sent
+twice, a peer inside or outside the trusted CIDR, http or https), sends each through both
+paths with the same settings (tests/_agree_s13.py) and checks they agree on the status,
+Location, backend, the target the backend saw, the forwarded headers it saw, the other
+header names it saw (hop-by-hop removal), HSTS and the affinity cookie.
 
 Where docs/asgi.md documents a difference, the comparison says so next to the doc line it
 follows (``_documented``, and the bare ``?`` in ``check_agree``); the differences found that
@@ -25,7 +26,10 @@ What is not generated, and why:
   ASGI server's job"); names with ``_`` or ``.`` are generated;
 - WebSocket scopes, ``Expect: 100-continue``, HTTP/2, a server ``root_path`` and servers that
   give no ``raw_path``: the scope is the one uvicorn's h11 protocol builds;
-- access-control annotations and settings (being changed by another session);
+- access-control annotations and settings other than ``auth-type: basic`` (being changed by
+  another session); basic auth is generated for the Authorization header sent twice;
+- ``Content-Length`` or ``Transfer-Encoding`` sent twice: uvicorn's h11 merges or refuses
+  their repetition before any app (both paths' 400 for them: tests/test_unique_headers_s14.py);
 - more than one endpoint per Service: the endpoint the proxy connects to names the Service.
 """
 
@@ -79,6 +83,8 @@ ANNOTATIONS: tuple[tuple[tuple[tuple[str, str], ...], ...], ...] = (
      ((P + "rewrite-target", "/new/$2"),)),
     (((P + "temporal-redirect", "https://temp.test/r?a=1"),
       (P + "temporal-redirect-code", "307")),),
+    # The Secret every generated set holds (tests/_agree_s13.py USERS_SECRET).
+    (((P + "auth-type", "basic"), (P + "auth-secret", "users")),),
 )
 
 CANARY = (
@@ -139,10 +145,16 @@ SEGMENTS = ("api", "API", "app", "x", "y", "new", ".", "..", "%61pi", "%2e", "%2
             "x;p=1", "%41PI")
 
 
+#: Host values with no host in them: nginx's ngx_http_validate_host declines them (400).
+NO_HOST = ("", ".", ":80", ".:80")
+
+
 @st.composite
 def hosts(draw: st.DrawFn, rule_hosts: tuple[str, ...]) -> str | None:
     if draw(st.integers(0, 9)) == 0:
         return None  # HTTP/1.0 without Host
+    if draw(st.integers(0, 14)) == 0:
+        return draw(st.sampled_from(NO_HOST))
     # Mostly a host some rule names (a wildcard's "x." member; "www." twins come from
     # REQUEST_HOSTS), so that most requests reach a rule.
     named = [h.replace("*", "x") for h in rule_hosts if h]
@@ -198,6 +210,19 @@ HOSTILE = st.sampled_from((
 ))
 
 
+#: Header lines that may come twice: the ones nginx reads once (ngx_http_headers_in[]'s
+#: ngx_http_process_unique_header_line entries: a second line is 400) and some it reads as
+#: lists. Authorization with alice's good and bad password (the basic-auth annotation).
+REPEATABLE = st.sampled_from((
+    ("Authorization", "Basic YWxpY2U6cHc="), ("Authorization", "Basic YWxpY2U6bm9wZQ=="),
+    ("If-None-Match", '"v1"'), ("If-Match", '"v1"'), ("If-Range", '"v1"'),
+    ("If-Modified-Since", "Sat, 29 Oct 1994 19:43:31 GMT"),
+    ("If-Unmodified-Since", "Sat, 29 Oct 1994 19:43:31 GMT"),
+    ("Content-Range", "bytes 0-1/2"), ("Expect", "nothing"), ("Accept", "text/html"),
+    ("Cookie", "a=1"), ("Range", "bytes=0-1"), ("X-Foo", "2"),
+))
+
+
 @st.composite
 def requests(draw: st.DrawFn, ingresses: tuple[IngressSpec, ...]) -> RequestSpec:
     host = draw(hosts(tuple(i.host for i in ingresses)))
@@ -212,12 +237,16 @@ def requests(draw: st.DrawFn, ingresses: tuple[IngressSpec, ...]) -> RequestSpec
     if "AUTHORITY" in target:
         target = target.replace("AUTHORITY", host if host and draw(st.booleans())
                                 else draw(st.sampled_from(REQUEST_HOSTS)))
+    # One of them, sent twice now and then (rarely: most examples should reach a route).
+    repeated = draw(st.lists(REPEATABLE, max_size=1))
+    if repeated and draw(st.integers(0, 5)) == 0:
+        repeated.append(repeated[0])
     return RequestSpec(
         method=draw(st.sampled_from(("GET", "GET", "HEAD", "POST", "DELETE"))),
         target=target, host=host, http10=draw(st.integers(0, 9)) == 0,
         chunked=draw(st.integers(0, 4)) == 0,
-        headers=tuple(draw(st.lists(HOSTILE, max_size=5))) + draw(st.sampled_from(
-            ((), (("X-Canary", "always"),), (("Cookie", "cv=always"),)))),
+        headers=tuple(draw(st.permutations(draw(st.lists(HOSTILE, max_size=5)) + repeated)))
+        + draw(st.sampled_from(((), (("X-Canary", "always"),), (("Cookie", "cv=always"),)))),
         body=draw(st.sampled_from((b"", b"", b"abcdef", b"z" * 1500))),
         https=draw(st.booleans()),
         peer=draw(st.sampled_from(("127.0.0.1", "203.0.113.7"))))
@@ -358,3 +387,20 @@ def test_absolute_form_with_empty_host_is_refused() -> None:
     assert via_proxy(text, req, ProxySettings(), frozenset()).status == 400
     asgi = via_asgi(text, req, ProxySettings(), frozenset())
     assert (asgi.status, asgi.backend) == (400, None)
+
+
+def test_authorization_twice_on_a_basic_auth_route_is_refused_alike() -> None:
+    # Found by the property once it sent header lines twice (session 14, HYPOTHESIS_PROFILE=
+    # thorough): the proxy read the two lines joined ("Basic ..., Basic ...": 401), the adapter
+    # the first one (the app called). nginx answers 400 ("client sent duplicate header line").
+    locked = (IngressSpec("web", "a.test", (PathSpec("/", "Prefix", "s0"),),
+                          ((P + "auth-type", "basic"), (P + "auth-secret", "users"))),)
+    text = manifests_text(locked)
+    good = ("Authorization", "Basic YWxpY2U6cHc=")  # alice:pw (tests/_agree_s13.py)
+    once = RequestSpec("GET", "/", "a.test", (good,), b"", False, "127.0.0.1")
+    assert via_proxy(text, once, ProxySettings(), frozenset()).backend == "s0"
+    assert via_asgi(text, once, ProxySettings(), frozenset()).backend == "s0"
+    twice = replace(once, headers=(good, good))
+    for outcome in (via_proxy(text, twice, ProxySettings(), frozenset()),
+                    via_asgi(text, twice, ProxySettings(), frozenset())):
+        assert (outcome.status, outcome.backend) == (400, None)

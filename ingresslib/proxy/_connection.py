@@ -29,6 +29,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   Transfer-Encoding becomes 400 (an ambiguous framing attempt, refused like the others).
   Chunked request bodies get the same line rules (``_RequestChunkedReader``): a CTL in a chunk
   line or a bare LF in the trailer section is a 400, where h11 would accept it.
+- A second line of a header nginx reads once (``_headers.UNIQUE_REQUEST``: Authorization,
+  Expect, If-None-Match...; Host, Content-Length and Transfer-Encoding were refused already)
+  and a Host with no host in it (``Host:``, ``Host: .``) are 400 and close, as nginx's
+  ngx_http_process_unique_header_line and ngx_http_validate_host answer them.
 - An upstream status line whose reason phrase holds a CTL is an invalid response, like a CTL
   in a response header value.
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
@@ -129,14 +133,17 @@ from ._headers import (
     OPTIONS_ALLOW,
     REASONS,
     RESPONSE_DROP,
+    UNIQUE_REQUEST,
     HeaderKind,
     RequestIds,
     TrustPolicy,
     basic_auth_user,
     check_host,
+    check_host_header,
     check_partial_head,
     check_raw_head,
     client_address,
+    duplicate_header,
     first_forwarded_host,
     forwarded_for_value,
     forwarded_redirect_host,
@@ -194,6 +201,16 @@ _PASS, _HOST, _LENGTH, _CHUNKED, _UPGRADE = (HeaderKind.PASS, HeaderKind.HOST, H
                                              HeaderKind.CHUNKED, HeaderKind.UPGRADE)
 _FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.FORWARDED,
                                            HeaderKind.REQUEST_ID)
+
+
+#: The ``UNIQUE_REQUEST`` names ``_parse_request`` checks: a second Content-Length is refused
+#: before (``check_raw_head``), a second Transfer-Encoding by h11's ``normalize_and_validate``
+#: (501, answered 400).
+_UNIQUE_CHECKED = UNIQUE_REQUEST - {b"content-length", b"transfer-encoding"}
+#: The header names ``_parse_request`` reads or checks; any other is skipped at one lookup.
+_READ_NAMES = _UNIQUE_CHECKED | {
+    b"host", b"transfer-encoding", b"content-length", b"connection", b"upgrade", b"expect",
+    b"user-agent", b"referer", b"authorization"}
 
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
@@ -1532,7 +1549,19 @@ class ClientConnection:
         has_te = has_cl = False
         connection_tokens: list[bytes] = []
         upgrade = False
+        unique: list[bytes] | None = None
         for _, name, value in event.headers._full_items:
+            if name not in _READ_NAMES:
+                continue  # most headers: nothing to read or check here (one set lookup)
+            if name in _UNIQUE_CHECKED:
+                # nginx's ngx_http_process_unique_header_line (``UNIQUE_REQUEST``): a second
+                # line is 400, the connection closed; nothing reaches a backend.
+                if unique is None:
+                    unique = [name]
+                elif name in unique:
+                    raise duplicate_header(name)
+                else:
+                    unique.append(name)
             if name == b"host":
                 if host_raw is not None:
                     raise RemoteProxyError("duplicate Host", 400)
@@ -1558,8 +1587,8 @@ class ClientConnection:
                 req.user_agent = value.decode("latin-1")
             elif name == b"referer":
                 req.referer = value.decode("latin-1")
-            elif name == b"authorization" and req.authorization is None:
-                req.authorization = value
+            elif name == b"authorization":
+                req.authorization = value  # the only one (a second is refused above)
         # RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
         # Transfer-Encoding" -- the CL.TE / TE.CL smuggling pair; a proxy must.
         if has_te and has_cl:
@@ -1570,7 +1599,7 @@ class ClientConnection:
         req.upgrade = upgrade and b"upgrade" in connection_tokens and method == b"GET"
         self._connection_tokens = connection_tokens
         if host_raw is not None:
-            check_host(host_raw)
+            check_host_header(host_raw)  # "Host:" with no value is 400, as in nginx
         target = event.target
         if b"#" in target:
             raise RemoteProxyError("'#' in request target", 400)

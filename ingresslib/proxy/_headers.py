@@ -24,6 +24,9 @@ __all__ = [
     "basic_auth_user",
     "check_raw_head",
     "check_host",
+    "check_host_header",
+    "UNIQUE_REQUEST",
+    "duplicate_header",
     "split_absolute_form",
     "OPTIONS_ALLOW",
     "has_control",
@@ -169,7 +172,9 @@ def basic_auth_user(authorization: str | bytes | None) -> str | None:
 
 
 def check_host(value: bytes) -> None:
-    """Raise 400 unless ``value`` is a plausible Host header value (empty is allowed)."""
+    """Raise 400 unless ``value`` is a plausible host (a Host header value, an absolute-form
+    authority); empty is allowed here: no host at all (``check_host_header`` refuses an
+    empty Host *header*)."""
     if not value:
         return
     m = _HOST_RE.fullmatch(value)
@@ -180,6 +185,44 @@ def check_host(value: bytes) -> None:
     port = m.group(1)
     if port is not None and not 0 < int(port) <= 65535:
         raise RemoteProxyError("invalid port in Host header", 400)
+    # ngx_http_validate_host() again: "if (dot_pos == host_len - 1) { host_len--; }" then
+    # "if (host_len == 0) { return NGX_DECLINED; }" -- a host that is one dot ("." or ".:80")
+    # is nothing once its trailing dot goes, 400, where we would route it as no host.
+    if value[:1] == b"." and (len(value) == 1 or value[1:2] == b":"):
+        raise RemoteProxyError("empty host in Host header", 400)
+
+
+def check_host_header(value: bytes) -> None:
+    """``check_host`` for the value of a Host header line the client sent: an empty one is
+    refused too. An HTTP/1.0 request without a Host line has no host (allowed); ``Host:``
+    with nothing after it is "client sent invalid host header" in nginx:
+    ngx_http_process_host() calls ``ngx_http_validate_host``, which ends "if (host_len ==
+    0) { return NGX_DECLINED; }", and answers "if (rc == NGX_DECLINED) { ...
+    ngx_http_finalize_request(r, NGX_HTTP_BAD_REQUEST);" (400)."""
+    if not value:
+        raise RemoteProxyError("empty Host header", 400)
+    check_host(value)
+
+
+#: The request headers nginx reads with ``ngx_http_process_unique_header_line`` (its
+#: ``ngx_http_headers_in[]`` table, src/http/ngx_http_request.c: the same ten before and
+#: after nginx 1.23 reworked that table, and in freenginx today): a second line of any of them is "client sent duplicate header line" (400,
+#: the connection closed), whatever the values. Host has its own handler with the same rule
+#: (``ngx_http_process_host``: "client sent duplicate host header"). For a proxy these are
+#: the headers a backend reads as one value -- credentials, body framing, the conditions of
+#: a conditional or partial request -- where two lines are two readings waiting to happen
+#: (our basic auth read one, the backend another). If-Match and If-None-Match are lists in
+#: RFC 9110, and nginx refuses their repetition all the same: so do we.
+UNIQUE_REQUEST = frozenset({
+    b"if-modified-since", b"if-unmodified-since", b"if-match", b"if-none-match",
+    b"content-length", b"content-range", b"if-range", b"transfer-encoding", b"expect",
+    b"authorization",
+})
+
+
+def duplicate_header(name: bytes) -> RemoteProxyError:
+    """The 400 for a second line of a ``UNIQUE_REQUEST`` header (``name`` lower-cased)."""
+    return RemoteProxyError("duplicate %s header" % name.decode("latin-1"), 400)
 
 
 #: Reason phrases of the status lines the proxy writes; its own answers' bodies are

@@ -459,3 +459,62 @@ def test_store_context_for_hello(ca: trustme.CA) -> None:
     assert store.default_context.sni_callback is None
     assert store.context_for("a.test").sni_callback is None
     assert store.server_context().sni_callback is not None
+
+
+# --- the reader against arbitrary bytes and against OpenSSL's own hellos ---------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _openssl_hello(server_hostname: str | None) -> bytes:
+    """The first flight of a real client (CPython's ssl over OpenSSL) asking for a name."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(labels=st.lists(_LABEL, min_size=1, max_size=6), cuts=st.lists(
+    st.integers(1, 600), max_size=8))
+def test_reader_reads_the_name_openssl_sends(labels: list[str], cuts: list[int]) -> None:
+    name = ".".join(labels)
+    hello = _openssl_hello(name)
+    r = ClientHelloReader()
+    pos, done = 0, False
+    for n in cuts + [len(hello)]:
+        if done or pos >= len(hello):
+            break
+        done = r.feed(hello[pos:pos + n])
+        pos += n
+    assert done and pos >= len(hello)
+    assert r.server_name == name.encode() and bytes(r.data) == hello[:pos]
+
+
+def test_reader_without_a_name_from_openssl() -> None:
+    r = ClientHelloReader()
+    assert r.feed(_openssl_hello(None)) and r.server_name is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.one_of(
+    st.binary(max_size=400),
+    # Plausible records: a handshake header with random contents, so the body parser runs.
+    st.builds(lambda body: b"\x16\x03\x01" + len(body).to_bytes(2, "big") + body,
+              st.builds(lambda b: b"\x01" + len(b).to_bytes(3, "big") + b,
+                        st.binary(max_size=300)))))
+def test_reader_never_raises_and_ends_on_any_bytes(data: bytes) -> None:
+    r = ClientHelloReader()
+    done = r.feed(data)
+    # Ended with a name it can hand on, or still waiting for a record it has not seen whole.
+    assert r.server_name is None or (done and isinstance(r.server_name, bytes))
+    if done:
+        assert bytes(r.data) == data

@@ -29,7 +29,7 @@ Status answers: no rule → ``404``; a rule whose backend has no mounted app (an
 itself, so does this app, before any routing: a Host the proxy refuses
 (``check_host_header``: an empty one too), two different Host values, or a second line of a
 header nginx reads once (``UNIQUE_REQUEST``: Authorization, If-None-Match...) → ``400``;
-``CONNECT`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
+``CONNECT`` and ``TRACE`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
 an absolute-form target (uvicorn passes it through) is routed on its path when its authority
 equals Host, else ``400``. With ``require_endpoints=True`` a
 backend whose Service has no ready endpoint in the resources also gets ``503``; by default the
@@ -298,9 +298,10 @@ class IngressASGI(RouteOptionsSource):
         fwd_items: list[tuple[bytes, bytes]] = _NONE
         request_id: bytes | None = None
         try:
-            if kind == "http" and method == "CONNECT":
-                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it.
-                raise BadRequestError("CONNECT is not supported", 405)
+            if kind == "http" and (method == "CONNECT" or method == "TRACE"):
+                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
+                # (and the proxy) refuse it before routing: no app echoes the request back.
+                raise BadRequestError(f"{method} is not allowed", 405)
             names = self._names
             items: list[tuple[bytes, bytes]] | None = None
             head = None
@@ -798,7 +799,11 @@ def _routing_target(scope: Scope, root: str) -> str:
     if raw:
         target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
         target = target.partition("?")[0]
-        if root and (target == root or target.startswith(root + "/")):
+        if not root:
+            return target
+        # The mount as the server matched it: on the decoded path, whatever its spelling.
+        mounted = _mount_unescaped(target, root) if "%" in target else target
+        if mounted == root or mounted.startswith(root + "/"):
             # Servers differ on whether raw_path holds root_path (uvicorn 0.54 and
             # Starlette's Mount: yes; earlier uvicorn releases: no), while ``path`` holds it
             # (see the module docstring). raw_path is "unmodified from the bytes that were
@@ -806,12 +811,25 @@ def _routing_target(scope: Scope, root: str) -> str:
             # under the mount, and a request for "/mnt/x" there must not lose its "/mnt".
             decoded = scope.get("path")
             if not (isinstance(decoded, str) and decoded == root + unquote(target)):
-                target = target[len(root):] or "/"
+                target = mounted[len(root):] or "/"
         return target
     path: str = scope.get("path") or "/"
     if root and (path == root or path.startswith(root + "/")):
         path = path[len(root):] or "/"
     return quote(path, safe=_PATH_SAFE)
+
+
+def _mount_unescaped(target: str, root: str) -> str:
+    """``target`` with its first segments spelled as ``root`` when they are ``root`` with
+    escapes (``/%6Dnt/x`` under ``/mnt``): the server mounted the app on the decoded path
+    (Starlette's Mount matches ``path``), so those segments are the mount whatever their
+    spelling; left as sent, the request would be routed with the mount in its path, on
+    another rule than the same request spelled plainly. Anything else is returned as is."""
+    n = root.count("/") + 1
+    prefix = "/".join(target.split("/", n)[:n])
+    if prefix != root and unquote(prefix) == root:
+        return root + target[len(prefix):]
+    return target
 
 
 def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | None]:
@@ -869,6 +887,12 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
     named: list[bytes] = []
     unique: list[bytes] | None = None
     for name, v in items:
+        if type(name) is not bytes:
+            # www.rst: header names are byte strings. A str or bytearray one (the scans hand
+            # it over: ``_NotScanned``) is no name the proxy could receive, and would raise
+            # below (a bytearray is unhashable, a str has no bytes ``translate``): 400, as a
+            # head the proxy cannot parse.
+            raise BadRequestError("header name is not a byte string", 400)
         if name not in _READ_NAMES:
             continue
         if name in UNIQUE_REQUEST:

@@ -151,7 +151,7 @@ def explain_url(
     hosts = [value for name, value in headers if name.lower() == "host"]
     if hosts:
         host = _ascii_host(hosts[-1].strip())
-    refused = _refused_before_routing(method, host, len(hosts))
+    refused = _refused_before_routing(method, host, len(hosts), headers=headers)
     if refused is not None:
         return {"url": url, "host": host, "path": path, "status": refused[0],
                 "reason": f"rejected: {refused[1]}", "match": None}
@@ -178,6 +178,12 @@ def explain_url(
         tls = {"tls_hosts": tls_hosts(res, served), "https_port": tls_port}
     answer = _ask_proxy(router, settings, method=method, host=host, target=path,
                         headers=headers, peer=client_ip, tls=_scheme(url) == "https", **tls)
+    if answer is not None and answer.status == 400 and not answer.routed:
+        # A malformed request, refused before the router was asked, for a reason the checks
+        # above do not model (Content-Length with Transfer-Encoding...): no route to claim.
+        # (A size limit's 414/431 stays a verdict on the route: the URL does route.)
+        return {"url": url, "host": host, "path": path, "status": 400,
+                "reason": "rejected: the proxy refuses the request head (400)", "match": None}
     if answer is not None and answer.routed:
         d = answer.decision  # the proxy's own route call: one balancer pick
     elif out.get("match") is not None:
@@ -293,24 +299,56 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     return f"the proxy answers {status} itself"
 
 
-def _refused_before_routing(method: str, host: str, n_hosts: int) -> tuple[int, str] | None:
+def _refused_before_routing(method: str, host: str, n_hosts: int, *,
+                            headers: Sequence[tuple[str, str]] = ()) -> tuple[int, str] | None:
     """``(status, reason)`` when the proxy refuses the request before it routes it, as
-    ``ProxyConnection._parse_request`` does: CONNECT (405), two Host headers (400), and a Host
-    value ``check_host`` rejects (400: an empty label, a port that is no number in 1-65535,
-    control characters, ...), so explain does not report a route the server never takes."""
+    ``ProxyConnection._parse_request`` does: CONNECT and TRACE (405), two Host headers (400),
+    and a Host value ``check_host`` rejects (400: an empty label, a port that is no number in
+    1-65535, control characters, ...), so explain does not report a route the server never takes.
+    With ``headers`` (the ``-H`` lines), also a second line of a header read once
+    (``_refused_header_line``) and an empty Host header (``check_host_header``)."""
     try:
         from .proxy._errors import RemoteProxyError
-        from .proxy._headers import check_host
+        from .proxy._headers import check_host, check_host_header
     except ImportError:  # pragma: no cover - the proxy is optional for explain
         return None
     if method == "CONNECT":
         return 405, "CONNECT is not supported"
+    if method == "TRACE":
+        return 405, "TRACE is not allowed"
+    line = _refused_header_line(headers)  # the proxy walks the lines before it checks Host
+    if line is not None:
+        return line
     if n_hosts > 1:
         return 400, "duplicate Host"
     try:
-        check_host(host.encode("latin-1", "replace"))
+        # A Host header the client sent may not be empty (``Host:``); no Host at all (a
+        # host-less ``/path``, HTTP/1.0) is no host, routed to the host-less rules.
+        (check_host_header if n_hosts else check_host)(host.encode("latin-1", "replace"))
     except RemoteProxyError as exc:
         return exc.status_hint, str(exc)
+    return None
+
+
+def _refused_header_line(headers: Sequence[tuple[str, str]]) -> tuple[int, str] | None:
+    """The 400 for the first ``-H`` line that repeats a header the proxy takes once, in the
+    order ``ClientConnection._parse_request`` walks them: a second Host ("duplicate Host"),
+    a second line of a ``UNIQUE_REQUEST`` header (``duplicate_header``: Authorization,
+    Expect, If-Match..., which nginx reads once), whatever the values."""
+    try:
+        from .proxy._headers import UNIQUE_REQUEST, duplicate_header
+    except ImportError:  # pragma: no cover - the proxy is optional for explain
+        return None
+    seen: set[bytes] = set()
+    for name, _value in headers:
+        key = name.lower().encode("latin-1", "replace")
+        if key in seen:
+            if key == b"host":
+                return 400, "duplicate Host"
+            exc = duplicate_header(key)
+            return exc.status_hint, str(exc)
+        if key == b"host" or key in UNIQUE_REQUEST:
+            seen.add(key)
     return None
 
 

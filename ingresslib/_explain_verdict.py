@@ -93,9 +93,12 @@ class _Collect(logging.Handler):
 
 def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]]) -> bytes:
     """The request as a client sends it: HTTP/1.1 with ``Host`` (the last ``-H Host`` replaced
-    by the routed ``host``), HTTP/1.0 without one (a host-less ``/path``)."""
-    lines = [f"{method} {target} HTTP/{'1.1' if host else '1.0'}"]
-    if host:
+    by the routed ``host``), HTTP/1.0 without one (a host-less ``/path``). A ``-H Host`` with
+    an empty value is written as given (``Host:``, which the proxy refuses), not dropped: a
+    request without Host is another request, routed to the host-less rules."""
+    has_host = bool(host) or any(name.lower() == "host" for name, _ in headers)
+    lines = [f"{method} {target} HTTP/{'1.1' if has_host else '1.0'}"]
+    if has_host:
         lines.append(f"Host: {host}")
     lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

@@ -479,8 +479,6 @@ def test_guard_default_backend_access_of_both_ingresses_applies() -> None:
 
 # -- 7. IngressASGI under a mount, the mount spelled with escapes -----------------------------------
 
-@pytest.mark.xfail(strict=True, reason="ingresslib/_asgi.py _routing_target strips root_path "
-                   "from raw_path only when raw_path spells it literally (owner: _asgi.py)")
 @pytest.mark.parametrize("raw", ["/%6Dnt/admin", "/m%6Et/admin/x"])
 def test_defect_mount_spelled_with_escapes_routes_as_the_mount_spelled_plainly(raw: str) -> None:
     # IngressASGI mounted at /mnt (Starlette's Mount routes on the decoded path and keeps the
@@ -528,13 +526,10 @@ def test_combined_access_needs_both() -> None:
     assert access_answer(only_b_basic, "10.1.1.1", lambda: b"B") == (0, None)
 
 
-@pytest.mark.xfail(strict=True, reason="ingresslib/_asgi.py _read_headers hashes a bytearray "
-                   "header name (TypeError) where _scan_headers handed it over to be refused "
-                   "(owner: _asgi.py)")
 def test_defect_bytearray_header_name_is_refused_not_a_crash() -> None:
     # _scan_headers: "except TypeError: raise _NotScanned  # an unhashable name (bytearray)",
     # leaving it to the general path, which then raises TypeError itself: the server answers
-    # 500 with a traceback in its log, instead of the 400 a str name gets.
+    # 500 with a traceback in its log, where a name that is not bytes gets a 400 (as a str one).
     headers = [(b"host", b"a.test"), (bytearray(b"host"), b"b.test")]
     got = Seen()
 

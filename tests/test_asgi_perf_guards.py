@@ -65,9 +65,12 @@ endpoints: [{{addresses: [10.0.0.1]}}]
 """
 
 #: Header names: ordinary, special (hop-by-hop, forwarded, Host, X-Request-ID), in upper case
-#: (a server that does not lower-case them), odd (``_``, ``.``), and names Connection may list.
+#: (a server that does not lower-case them), odd (``_``, ``.``), names Connection may list, and
+#: names nginx reads once (``UNIQUE_REQUEST``: the scan's ``_UNIQUE`` -- passed, a second line
+#: 400 -- and ``_UNIQUE_DROP`` -- hop-by-hop like Expect, dropped, a second line 400 too).
 NAMES = [b"host", b"Host", b"content-length", b"transfer-encoding", b"connection",
          b"Connection", b"upgrade", b"keep-alive", b"te", b"proxy", b"expect",
+         b"authorization", b"Authorization", b"if-none-match",
          b"x-forwarded-for", b"X-Forwarded-For", b"x-forwarded-host", b"x-forwarded-proto",
          b"x-forwarded-port", b"x-real-ip", b"x-request-id", b"x-client-ip", b"accept",
          b"Accept", b"user-agent", b"x-custom", b"x_custom", b"x_forwarded_for", b"x.dot",

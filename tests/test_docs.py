@@ -580,6 +580,7 @@ spec: {ports: [{port: 80, targetPort: 8080}]}
         assert await call("GET", "/x", [b"bad host"]) == 400
         assert await call("GET", "/x", [b"a.test", b"b.test"]) == 400
         assert await call("CONNECT", "/x") == 405
+        assert await call("TRACE", "/x") == 405
         assert await call("OPTIONS", "*") == 200
         assert await call("GET", "http://shop.example.test/api/x") == 200
         assert await call("GET", "http://other.test/api/x") == 400

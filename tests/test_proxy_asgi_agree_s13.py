@@ -242,7 +242,7 @@ def requests(draw: st.DrawFn, ingresses: tuple[IngressSpec, ...]) -> RequestSpec
     if repeated and draw(st.integers(0, 5)) == 0:
         repeated.append(repeated[0])
     return RequestSpec(
-        method=draw(st.sampled_from(("GET", "GET", "HEAD", "POST", "DELETE"))),
+        method=draw(st.sampled_from(("GET", "GET", "HEAD", "POST", "DELETE", "TRACE"))),
         target=target, host=host, http10=draw(st.integers(0, 9)) == 0,
         chunked=draw(st.integers(0, 4)) == 0,
         headers=tuple(draw(st.permutations(draw(st.lists(HOSTILE, max_size=5)) + repeated)))

@@ -36,6 +36,8 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - An upstream status line whose reason phrase holds a CTL is an invalid response, like a CTL
   in a response header value.
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
+  ``CONNECT`` and ``TRACE`` are 405 and close before routing (nginx refuses both in
+  ngx_http_process_request_header, ``NGX_HTTP_NOT_ALLOWED``).
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
 - A client that disconnects before its response is recorded with status 499 (nginx).
 - A client EOF while the upstream is still answering is an abort, as in nginx with
@@ -1545,6 +1547,11 @@ class ClientConnection:
         req.idempotent = method in IDEMPOTENT
         if method == b"CONNECT":
             raise RemoteProxyError("CONNECT is not supported", 405)
+        if method == b"TRACE":
+            # nginx refuses it before any location (ngx_http_process_request_header: "client
+            # sent TRACE method", NGX_HTTP_NOT_ALLOWED): a TRACE never reaches a backend,
+            # which would echo the request's Cookie and Authorization back (XST).
+            raise RemoteProxyError("TRACE is not allowed", 405)
         host_raw: bytes | None = None
         has_te = has_cl = False
         connection_tokens: list[bytes] = []

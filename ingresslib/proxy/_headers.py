@@ -101,7 +101,8 @@ HEADER_NAME_CHARS = b"-0123456789abcdefghijklmnopqrstuvwxyz"
 #: cannot tell from a header the proxy drops or writes itself once ``_`` is read as ``-``.
 UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"}
 #: RFC 9110 §9.2.2 idempotent methods: the only ones retried once the request was sent.
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: (TRACE, idempotent too, never reaches a backend: 405 before routing, as nginx answers it.)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 
 # RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
 # reg-name allows sub-delims and pct-encoded, but a Host with '/', '@', spaces or a bad port is

@@ -821,8 +821,13 @@ class ClusterWatcher:
                 continue  # wait for every kind's first list: no table without its Services
             if self._auth is not None:
                 await self._auth.refresh()
-                if not self._auth.ready:
-                    continue  # the auth Secrets' first list is under way: it wakes us
+                if not self._auth.ready and not self.synced.is_set():
+                    # The first table waits for the auth Secrets' first list (it wakes us).
+                    # A later one does not: when the first basic-auth Ingress comes after the
+                    # first table, that list (every Opaque Secret, paged) must not hold back
+                    # every other change, endpoints included; its routes answer 503 until
+                    # it is in, as a Secret fetched by name later does.
+                    continue
             await self._deliver()
 
     async def _deliver(self) -> None:

@@ -91,7 +91,8 @@ class AuthSecrets:
 
     The watch calls ``admit``/``wants`` on what it receives, ``tried`` after its first list
     attempt, ``listed`` after each list; it waits for ``started`` before reading any Secret.
-    The flusher calls ``refresh`` before each snapshot and holds it back until ``ready``.
+    The flusher calls ``refresh`` before each snapshot and holds the first one back until
+    ``ready`` (later ones are not held: a Secret that comes late answers 503 meanwhile).
     """
 
     def __init__(self, store: ResourceStore, watch: AuthWatch, *,

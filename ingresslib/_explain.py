@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import os
@@ -11,7 +12,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from .proxy._access import Access
     from .proxy._settings import ProxySettings
 
-__all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError"]
+__all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError",
+           "shown_url", "url_credentials"]
 
 
 class UsageError(ValueError):
@@ -103,13 +105,51 @@ def _idna(name: str) -> str:
     return ".".join(out)
 
 
+def shown_url(url: str) -> str:
+    """``url`` as explain prints it: a password in its userinfo written ``***`` (the output
+    goes to terminals, CI logs and bug reports; the user name stays, it tells whose
+    credentials were sent). Reads the authority by hand: a URL ``urlsplit`` refuses is
+    printed in the error that says so."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        if url.startswith("/"):
+            return url
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    masked = userinfo.partition(":")[0] + ":***@" + hostport + rest[end:]
+    return f"{scheme}://{masked}" if sep else masked
+
+
+def url_credentials(url: str) -> str | None:
+    """The ``Authorization`` value curl sends for a URL with userinfo, else None: user and
+    password percent-decoded, as Basic credentials (curl lib/url.c ``parse_url_login``: "We
+    have a user in the URL ... conn->bits.user_passwd = TRUE; /* enable user+password */",
+    each part through ``curl_easy_unescape``); a user without password sends an empty one."""
+    if url.startswith("/"):
+        return None
+    try:
+        netloc = urlsplit(url if "://" in url else "http://" + url).netloc
+    except ValueError:
+        return None
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at:
+        return None
+    user, _, password = userinfo.partition(":")
+    raw = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
 def split_url(url: str) -> tuple[str, str]:
     """``(host, path-with-query)`` from ``http://host/path``, ``host/path`` or ``/path``.
 
     The path is kept as written (percent-encoding included): it is what a client sends. What a
     client cannot send raw is encoded as a browser does: a non-ASCII host to its IDNA form,
-    spaces and non-ASCII characters of the path to ``%XX``. Userinfo and a fragment never
-    reach the server and are dropped. A URL that cannot be parsed raises :class:`UsageError`.
+    spaces and non-ASCII characters of the path to ``%XX``. A fragment never reaches the
+    server and is dropped; userinfo is no part of the host (``explain_url`` sends it as
+    Basic credentials, as curl does: ``url_credentials``). A URL that cannot be parsed raises :class:`UsageError`.
     """
     if not url.strip():
         raise UsageError("empty URL: give http://host/path, host/path or /path")
@@ -122,7 +162,7 @@ def split_url(url: str) -> tuple[str, str]:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise UsageError(f"cannot parse URL {url!r}: {exc}") from None
+        raise UsageError(f"cannot parse URL {shown_url(url)!r}: {exc}") from None
     path = _percent_encode(parts.path or "/")
     if parts.query:
         path += "?" + _percent_encode(parts.query)
@@ -148,14 +188,19 @@ def explain_url(
     ``Location`` names the port unless it is 443. None (default): a plain-HTTP ``serve``.
     """
     host, path = split_url(url)
+    credentials = url_credentials(url)
+    if credentials is not None and not any(n.lower() == "authorization" for n, _ in headers):
+        # What curl sends for this URL; an -H Authorization replaces it, as in curl.
+        headers = [*headers, ("Authorization", credentials)]
+    shown = shown_url(url)
     hosts = [value for name, value in headers if name.lower() == "host"]
     if hosts:
         host = _ascii_host(hosts[-1].strip())
     refused = _refused_before_routing(method, host, len(hosts), headers=headers)
     if refused is not None:
-        return {"url": url, "host": host, "path": path, "status": refused[0],
+        return {"url": shown, "host": host, "path": path, "status": refused[0],
                 "reason": f"rejected: {refused[1]}", "match": None}
-    out = {"url": url, **table.explain(host, path)}
+    out = {"url": shown, **table.explain(host, path)}
     if out.get("match") is not None and "canary" in out["match"]:
         served = table.match(host, path)  # does not raise: explain() just matched it
         if served is not None and served.canary is not None:
@@ -182,7 +227,7 @@ def explain_url(
         # A malformed request, refused before the router was asked, for a reason the checks
         # above do not model (Content-Length with Transfer-Encoding...): no route to claim.
         # (A size limit's 414/431 stays a verdict on the route: the URL does route.)
-        return {"url": url, "host": host, "path": path, "status": 400,
+        return {"url": shown, "host": host, "path": path, "status": 400,
                 "reason": "rejected: the proxy refuses the request head (400)", "match": None}
     if answer is not None and answer.routed:
         d = answer.decision  # the proxy's own route call: one balancer pick
@@ -588,6 +633,13 @@ def _parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
         name, sep, value = h.partition(":")
         if not sep:
             raise UsageError(f"bad header {h!r}: expected NAME:VALUE")
+        if name != name.rstrip():
+            # curl sends the line as written (lib/http.c ``add_custom_headers``: "%s\r\n"), and
+            # RFC 9112 §5.1: "A server MUST reject, with a response status code of 400 (Bad
+            # Request), any received request message that contains whitespace between a
+            # header field name and colon" -- the proxy does; a route would be a false answer.
+            raise UsageError(f"bad header {h!r}: whitespace between the name and the colon "
+                             "(servers answer 400, RFC 9112 §5.1)")
         name, value = name.strip(), value.strip(" \t")
         if not _TOKEN_RE.fullmatch(name):
             raise UsageError(f"bad header {h!r}: the name must be a token (letters, digits, "
@@ -611,12 +663,12 @@ def explain_main(args: argparse.Namespace) -> int:
         tls_port = _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
         loaded = _load(args.files, sys.stderr)
     except UsageError as exc:
-        return _usage("explain", exc, args.output, args.url)
+        return _usage("explain", exc, args.output, shown_url(args.url))
     if isinstance(loaded, ValidationError):
-        return _report_invalid(loaded, args.output, args.url)
+        return _report_invalid(loaded, args.output, shown_url(args.url))
     config = _explain_config(getattr(args, "config", None))
     if isinstance(config, ValidationError):
-        return _report_invalid(config, args.output, args.url)
+        return _report_invalid(config, args.output, shown_url(args.url))
     res = loaded
     table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
     info = explain_url(table, args.url, res=res, method=args.method, headers=headers,

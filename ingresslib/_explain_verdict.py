@@ -127,6 +127,11 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
             break
         if isinstance(act, SendDownstream):
             _read_response(act.data, answer)
+            if 100 <= answer.status < 200:
+                # An interim answer (``Expect: 100-continue``'s 100 Continue): the request
+                # goes on, the verdict is what follows it.
+                answer.status, answer.location, answer.challenge = 0, None, None
+                continue
             break
     else:
         return None

@@ -91,6 +91,7 @@ from .proxy._headers import (
     forwarded_redirect_host,
     hsts_value,
     local_body,
+    note_read_once,
     request_header_kind,
     special_request_names,
     split_absolute_form,
@@ -897,12 +898,7 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
             continue
         if name in UNIQUE_REQUEST:
             # The proxy's 400 for a second line (nginx's "client sent duplicate header line").
-            if unique is None:
-                unique = [name]
-            elif name in unique:
-                raise _duplicate(name)
-            else:
-                unique.append(name)
+            unique = note_read_once(unique, name, _duplicate)
         if name == b"host":
             value = bytes(v)
             if host is None:
@@ -1029,12 +1025,7 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
             elif code == _UNIQUE or code == _UNIQUE_DROP:
                 # Authorization, If-None-Match, Expect...: a second line is the proxy's 400.
                 # (After Host and Connection, which nearly every request has.)
-                if unique is None:
-                    unique = [name]
-                elif name in unique:
-                    raise _duplicate(name)
-                else:
-                    unique.append(name)
+                unique = note_read_once(unique, name, _duplicate)
                 if code == _UNIQUE:
                     append((name, v))
             elif code is _LENGTH:
@@ -1107,12 +1098,7 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
             elif code == _UNIQUE or code == _UNIQUE_DROP:
                 # Refused as by ``_scan_headers``: the app would get both lines.
                 name = entry[0]
-                if unique is None:
-                    unique = [name]
-                elif name in unique:
-                    raise _duplicate(name)
-                else:
-                    unique.append(name)
+                unique = note_read_once(unique, name, _duplicate)
             elif code is _LENGTH:
                 if seen_length:
                     raise _duplicate(entry[0])

@@ -145,13 +145,13 @@ from ._headers import (
     check_partial_head,
     check_raw_head,
     client_address,
-    duplicate_header,
     first_forwarded_host,
     forwarded_for_value,
     forwarded_redirect_host,
     has_control,
     hsts_value,
     local_body,
+    note_read_once,
     redirect_scheme,
     request_header_kind,
     special_request_names,
@@ -1563,12 +1563,7 @@ class ClientConnection:
             if name in _UNIQUE_CHECKED:
                 # nginx's ngx_http_process_unique_header_line (``UNIQUE_REQUEST``): a second
                 # line is 400, the connection closed; nothing reaches a backend.
-                if unique is None:
-                    unique = [name]
-                elif name in unique:
-                    raise duplicate_header(name)
-                else:
-                    unique.append(name)
+                unique = note_read_once(unique, name)
             if name == b"host":
                 if host_raw is not None:
                     raise RemoteProxyError("duplicate Host", 400)

@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .._normalize import normalize_host
 from ._errors import RemoteProxyError
@@ -27,6 +27,7 @@ __all__ = [
     "check_host_header",
     "UNIQUE_REQUEST",
     "duplicate_header",
+    "note_read_once",
     "split_absolute_form",
     "OPTIONS_ALLOW",
     "has_control",
@@ -224,6 +225,19 @@ UNIQUE_REQUEST = frozenset({
 def duplicate_header(name: bytes) -> RemoteProxyError:
     """The 400 for a second line of a ``UNIQUE_REQUEST`` header (``name`` lower-cased)."""
     return RemoteProxyError("duplicate %s header" % name.decode("latin-1"), 400)
+
+
+def note_read_once(seen: list[bytes] | None, name: bytes,
+                   refuse: Callable[[bytes], Exception] = duplicate_header) -> list[bytes]:
+    """``seen`` (the ``UNIQUE_REQUEST`` names met so far in a head, None before the first)
+    with ``name`` added; its second line raises ``refuse(name)``, the proxy's 400 (nginx's
+    "client sent duplicate header line"). Called only for those names: most heads never."""
+    if seen is None:
+        return [name]
+    if name in seen:
+        raise refuse(name)
+    seen.append(name)
+    return seen
 
 
 #: Reason phrases of the status lines the proxy writes; its own answers' bodies are

@@ -403,9 +403,6 @@ class IngressASGI(RouteOptionsSource):
             if plan is None or plan[0] is not m:
                 plan = self._plan(m)
             opts = plan[1]
-            # The proxy adds the affinity cookie to every answer once routed (its
-            # _add_response_headers), redirects and 503 included.
-            reply.set_cookie = decision.set_cookie
             access = opts.access
             if access is not None and denied_first(opts, rel):
                 await reply.local(503)
@@ -457,6 +454,11 @@ class IngressASGI(RouteOptionsSource):
             # The proxy refuses a declared length over proxy-body-size before any upstream.
             await reply.local(413)
             return
+        if decision is not None and app is not self.fallback:
+            # The session cookie goes with the backend's answer only, as the proxy sets it
+            # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer
+            # phase): never with a redirect, a 403/401/503 or a 413 answered here.
+            reply.set_cookie = decision.set_cookie
         child = dict(scope)
         child[DECISION_KEY] = decision
         child["path"] = root + (unquote(rel) if "%" in rel else rel)

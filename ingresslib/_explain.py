@@ -255,7 +255,19 @@ def explain_url(
                               "; a resource backend is not a Service: nothing to proxy to")
     if answer is not None:
         _add_verdict(out, answer, client_ip, rule_reason)
+        _cookie_as_sent(out)
     return out
+
+
+def _cookie_as_sent(out: dict[str, Any]) -> None:
+    """The session cookie goes with a proxied response only (the proxy, as ingress-nginx's
+    balancer phase, sets it when it opens the upstream): a local answer (401, 403, 3xx,
+    503, 414, 431...) carries none. A verdict the client address decides keeps the cookie
+    the proxied answer would set; the text says when."""
+    a = out.get("decision", {}).get("affinity")
+    v = out.get("verdict")
+    if a is not None and v is not None and not (v["proxied"] or v["depends_on_client_ip"]):
+        a["set_cookie"] = None
 
 
 def endpoint_text(ip: str, port: int | str) -> str:
@@ -484,10 +496,16 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
         a = d.get("affinity")
+        v = info.get("verdict")
         if a is not None and a["set_cookie"]:
+            when = ("if the source ranges allow the client, " if v is not None
+                    and v["depends_on_client_ip"] else "")
             lines.append(f"     session affinity: cookie {a['cookie']} (none valid in the request: "
-                         f"the response sets {a['set_cookie']})")
-        elif a is not None:
+                         f"{when}the response sets {a['set_cookie']})")
+        elif a is not None and d["endpoint"] is not None and (
+                v is None or v["proxied"] or v["depends_on_client_ip"]):
+            # Only when the request reaches the endpoint: a local answer (the proxy's 503,
+            # 414, 431...) sends no cookie and keeps no session.
             lines.append(f"     session affinity: cookie {a['cookie']} (the request's cookie "
                          f"keeps this endpoint)")
     return "\n".join(lines + _access_lines(info))

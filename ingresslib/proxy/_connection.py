@@ -1397,7 +1397,6 @@ class ClientConnection:
                                      else [(b"www-authenticate", challenge)])
             return
         req.decision = decision
-        req.set_cookie = getattr(decision, "set_cookie", None)
         opts = req.opts = self.proxy.options_for(decision.match)
         access = opts.access
         if access is not None and denied_first(opts, req.path):
@@ -1458,6 +1457,10 @@ class ClientConnection:
                                     getattr(decision.match, "ingress", None), req.path[:200])
             self._local_response(req, 500, now)
             return
+        # The session cookie goes with the proxied response only: ingress-nginx sets it in
+        # sticky.lua's balance(), the balancer phase, which a denied location, a redirect,
+        # the source ranges' 403, basic authentication's 401 or a 413 never reach.
+        req.set_cookie = getattr(decision, "set_cookie", None)
         self._open(req, decision.endpoint, now)
 
     def _forwarded_scheme(self, event: h11.Request) -> tuple[str, int]:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import ipaddress
 import json
 import os
 import re
 import sys
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import unquote_to_bytes, urlsplit
 
 from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
+from ._explain_url import UsageError, shown_url, split_url, url_credentials
+from ._explain_url import ascii_host as _ascii_host
 from ._resources import Resources
 from ._table import RouteTable
 
@@ -25,148 +24,11 @@ if TYPE_CHECKING:
     from .proxy._settings import ProxySettings
 
 __all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError",
-           "shown_url", "url_credentials"]
-
-
-class UsageError(ValueError):
-    """A command-line value ``explain`` cannot use (a URL, a ``-H`` header, a method)."""
+           "shown_url", "url_credentials"]  # the URL's, re-exported from _explain_url
 
 
 #: RFC 9110 §5.6.2: ``token = 1*tchar``; header names and methods are tokens.
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: What a browser percent-encodes in a path or query (WHATWG URL, "path percent-encode set":
-#: C0 controls, space, ``"``, ``#``, ``<``, ``>``, ``?``, backquote, ``{``, ``}``, and every
-#: code point above ASCII, as UTF-8). ``#`` and ``?`` are split off before this is applied.
-_ENCODE_RE = re.compile(r'[\x00-\x20"<>`{}\x7f-\U0010ffff]')
-
-
-def _percent_encode(text: str) -> str:
-    return _ENCODE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
-
-
-#: UTS 46 deviation characters (and U+1E9E, which UTS 46 maps to U+00DF). Python's ``idna``
-#: codec is IDNA 2003 (nameprep), which maps them away: ``faß.de`` -> ``fass.de``, ``ς`` ->
-#: ``σ``, the joiners deleted. Browsers and curl keep them (UTS 46 nontransitional
-#: processing: the URL Standard's "domain to ASCII" sets Transitional_Processing false, as
-#: Chrome, Firefox and Safari do; curl calls libidn2 with ``IDN2_NONTRANSITIONAL``):
-#: ``faß.de`` is ``xn--fa-hia.de``, another domain than ``fass.de``.
-_DEVIATION_RE = re.compile("([\u00df\u03c2\u200c\u200d])")
-_JOINERS = "\u200c\u200d"
-
-
-def _ascii_host(host: str) -> str:
-    """``host[:port]`` as a client sends it: a non-ASCII name in its IDNA (``xn--``) form, as
-    browsers and curl write it (``_idna``)."""
-    if host.isascii():
-        return host
-    name, port = host, ""
-    head, sep, tail = host.rpartition(":")
-    if sep and tail.isdigit():
-        name, port = head, ":" + tail
-    try:
-        return _idna(name) + port
-    except UnicodeError as exc:
-        raise UsageError(f"host {name!r} is not a valid internationalised domain name ({exc})") from None
-
-
-def _idna(name: str) -> str:
-    """IDNA 2003 (Python's codec) where it agrees with UTS 46 nontransitional processing,
-    which browsers and curl use; the labels holding a deviation character (``_DEVIATION_RE``)
-    keep it, as UTS 46 does, instead of IDNA 2003's mapping. A joiner (U+200C, U+200D) is kept
-    after a virama (RFC 5892 CONTEXTJ, which browsers check) and refused elsewhere: IDNA 2003
-    would delete it and route another host (the ZWNJ rule of joining scripts, which needs
-    data Python's ``unicodedata`` lacks, is not modelled: give such a name in its ``xn--``
-    form)."""
-    name = name.replace("\u1e9e", "\u00df")
-    if _DEVIATION_RE.search(name) is None:
-        return name.encode("idna").decode("ascii")
-    from encodings import idna as idna2003
-
-    labels = idna2003.dots.split(name)
-    out = []
-    for label in labels:
-        if _DEVIATION_RE.search(label) is None:
-            out.append(label and idna2003.ToASCII(label).decode("ascii"))
-            continue
-        parts = _DEVIATION_RE.split(label)
-        # nameprep (case folding, NFKC, prohibited characters) around the deviation
-        # characters, which nameprep would map away; each is a starter with no decomposition,
-        # so no normalisation crosses them.
-        mapped = "".join(p if _DEVIATION_RE.fullmatch(p) else idna2003.nameprep(p)
-                         for p in parts)
-        for i, ch in enumerate(mapped):
-            if ch in _JOINERS and (i == 0 or unicodedata.combining(mapped[i - 1]) != 9):
-                raise UnicodeError(f"U+{ord(ch):04X} must follow a virama (RFC 5892 "
-                                   "CONTEXTJ); browsers refuse this name")
-        encoded = "xn--" + mapped.encode("punycode").decode("ascii")
-        if len(encoded) > 63:
-            raise UnicodeError("label too long")
-        out.append(encoded)
-    return ".".join(out)
-
-
-def shown_url(url: str) -> str:
-    """``url`` as explain prints it: a password in its userinfo written ``***`` (the output
-    goes to terminals, CI logs and bug reports; the user name stays, it tells whose
-    credentials were sent). Reads the authority by hand: a URL ``urlsplit`` refuses is
-    printed in the error that says so."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        if url.startswith("/"):
-            return url
-        scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    masked = userinfo.partition(":")[0] + ":***@" + hostport + rest[end:]
-    return f"{scheme}://{masked}" if sep else masked
-
-
-def url_credentials(url: str) -> str | None:
-    """The ``Authorization`` value curl sends for a URL with userinfo, else None: user and
-    password percent-decoded, as Basic credentials (curl lib/url.c ``parse_url_login``: "We
-    have a user in the URL ... conn->bits.user_passwd = TRUE; /* enable user+password */",
-    each part through ``curl_easy_unescape``); a user without password sends an empty one."""
-    if url.startswith("/"):
-        return None
-    try:
-        netloc = urlsplit(url if "://" in url else "http://" + url).netloc
-    except ValueError:
-        return None
-    userinfo, at, _ = netloc.rpartition("@")
-    if not at:
-        return None
-    user, _, password = userinfo.partition(":")
-    raw = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``(host, path-with-query)`` from ``http://host/path``, ``host/path`` or ``/path``.
-
-    The path is kept as written (percent-encoding included): it is what a client sends. What a
-    client cannot send raw is encoded as a browser does: a non-ASCII host to its IDNA form,
-    spaces and non-ASCII characters of the path to ``%XX``. A fragment never reaches the
-    server and is dropped; userinfo is no part of the host (``explain_url`` sends it as
-    Basic credentials, as curl does: ``url_credentials``). A URL that cannot be parsed raises :class:`UsageError`.
-    """
-    if not url.strip():
-        raise UsageError("empty URL: give http://host/path, host/path or /path")
-    if url.startswith("/"):
-        host, rest = "", url
-        rest = rest.split("#", 1)[0]
-        return host, _percent_encode(rest)
-    if "://" not in url:
-        url = "http://" + url
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise UsageError(f"cannot parse URL {shown_url(url)!r}: {exc}") from None
-    path = _percent_encode(parts.path or "/")
-    if parts.query:
-        path += "?" + _percent_encode(parts.query)
-    return _ascii_host(parts.netloc.rsplit("@", 1)[-1]), path
 
 
 def explain_url(

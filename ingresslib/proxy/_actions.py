@@ -493,19 +493,24 @@ class RouteOptionsSource:
         opts = self._parse(match) if match.annotations else self._default_options
         host = getattr(match, "host", None)
         if host:
-            root = self._server_app_root(host, opts.app_root)
+            default = getattr(match, "is_default_backend", False)
+            # A default backend is no location of its Ingress on this host: the host's app-root
+            # is its server's alone (the default backend's Ingress may have no rule here).
+            own = None if default and self._server_owners() is not None else opts.app_root
+            root = self._server_app_root(host, own)
             if root != opts.app_root:
                 opts = dataclasses.replace(opts, app_root=root)
-            if getattr(match, "is_default_backend", False):
-                opts = self._with_server_access(match, host, opts)
+            if default:
+                opts = self._with_server_location(match, host, opts)
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.
         self._options[id(match)] = (match, opts)
         return opts
 
-    def _with_server_access(self, match: Any, host: str, opts: RouteOptions) -> RouteOptions:
-        """A host's default backend, served under the access control of the host's server.
+    def _with_server_location(self, match: Any, host: str, opts: RouteOptions) -> RouteOptions:
+        """A host's default backend, served as the host's server ``location /``: under its
+        access control and with its redirects.
 
         ingress-nginx serves a host's paths no rule covers from the server's own ``location
         /``, which carries the annotations of the oldest non-canary Ingress with a rule for the
@@ -513,12 +518,23 @@ class RouteOptionsSource:
         &ingress.Location{Path: rootLocation, ..., IsDefBackend: true, Backend: un, Ingress:
         ing}; locationApplyAnnotations(loc, anns)", and ``locationApplyAnnotations`` sets
         "loc.Whitelist = anns.Whitelist", "loc.Denied = anns.Denied", "loc.BasicDigestAuth =
-        anns.BasicDigestAuth"). ingresslib may take the default backend from another Ingress
-        (SEMANTICS §4.5): that Ingress's annotations alone would let a client past the
-        allowlist or password the host's Ingress puts on ``/`` -- to any path of the host no
-        rule covers. The request passes both (``combine_access``): the server's and the
-        backend's own Ingress's (fail closed). The same owner as for a request no rule and no
-        default backend serves (``_unrouted_status``)."""
+        anns.BasicDigestAuth", "loc.Redirect = anns.Redirect", "loc.Rewrite = anns.Rewrite").
+        ingresslib may take the default backend from another Ingress (SEMANTICS §4.5).
+
+        Access: that Ingress's annotations alone would let a client past the allowlist or
+        password the host's Ingress puts on ``/`` -- to any path of the host no rule covers.
+        The request passes both (``combine_access``): the server's and the backend's own
+        Ingress's (fail closed).
+
+        Redirects: the server's only, as ``location /`` has them and as a request no rule and
+        no default backend serves gets them (``_unrouted_redirect``): ``ssl-redirect``,
+        ``force-ssl-redirect``, ``preserve-trailing-slash`` (``anns.Rewrite``),
+        ``permanent-/temporal-redirect`` (``anns.Redirect``) and a rewrite-target that is a
+        URL; the backend's Ingress's own are not the host's (they are its rules' locations').
+        app-root is the server's already (``options_for``), from-to-www-redirect answers
+        the twin host before any route (``_www_redirect``). What the proxying takes (timeouts,
+        body size, a rewrite-target that is a path...) stays the backend's Ingress's.
+        The owner is the one ``_unrouted_options`` reads."""
         owners = self._server_owners()
         if not owners:
             return opts
@@ -526,10 +542,21 @@ class RouteOptionsSource:
         if owner is None or owner is getattr(match, "ingress_object", None):
             return opts  # the host's own Ingress: its annotations are the server's already
         server = self._unrouted_options(host)
-        if server is None or server.access is None:
+        if server is None:
             return opts
         access = combine_access(server.access, opts.access)
-        return opts if access is opts.access else dataclasses.replace(opts, access=access)
+        if server.rewrite_is_redirect:
+            target, regex = server.rewrite_target, server.rewrite_regex
+        elif opts.rewrite_is_redirect:
+            target, regex = None, None  # the backend's Ingress's redirect: not this host's
+        else:
+            target, regex = opts.rewrite_target, opts.rewrite_regex
+        return dataclasses.replace(
+            opts, access=access, ssl_redirect=server.ssl_redirect,
+            force_ssl_redirect=server.force_ssl_redirect,
+            preserve_trailing_slash=server.preserve_trailing_slash,
+            redirect_url=server.redirect_url, redirect_code=server.redirect_code,
+            rewrite_target=target, rewrite_regex=regex)
 
     def log_annotation_warnings(self) -> None:
         """Log now, once per table, the warnings of every annotated route of the router's

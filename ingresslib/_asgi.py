@@ -29,7 +29,9 @@ Status answers: no rule → ``404``; a rule whose backend has no mounted app (an
 itself, so does this app, before any routing: a Host the proxy refuses
 (``check_host_header``: an empty one too), two different Host values, or a second line of a
 header nginx reads once (``UNIQUE_REQUEST``: Authorization, If-None-Match...) → ``400``;
-``CONNECT`` and ``TRACE`` → ``405``; ``OPTIONS *`` → ``200`` with ``allow``;
+a method with a character other than ``A-Z``, ``_``, ``-`` (``get``) → ``400``;
+``CONNECT`` and ``TRACE`` → ``405`` (after the head's 400s); ``OPTIONS *`` → ``200`` with
+``allow``;
 an absolute-form target (uvicorn passes it through) is routed on its path when its authority
 equals Host, else ``400``. With ``require_endpoints=True`` a
 backend whose Service has no ready endpoint in the resources also gets ``503``; by default the
@@ -75,6 +77,8 @@ from .proxy._errors import RemoteProxyError
 from .proxy._headers import (
     FORWARDED_DROP,
     HEADER_NAME_CHARS,
+    METHOD_CHARS,
+    NGINX_METHODS,
     OPTIONS_ALLOW,
     REQUEST_DROP,
     UNIQUE_REQUEST,
@@ -299,10 +303,10 @@ class IngressASGI(RouteOptionsSource):
         fwd_items: list[tuple[bytes, bytes]] = _NONE
         request_id: bytes | None = None
         try:
-            if kind == "http" and (method == "CONNECT" or method == "TRACE"):
-                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
-                # (and the proxy) refuse it before routing: no app echoes the request back.
-                raise BadRequestError(f"{method} is not allowed", 405)
+            if method not in _NGINX_METHODS and kind == "http" and method.strip(_METHOD_CHARS):
+                # The proxy's 400 (``METHOD_CHARS``): nginx's request line takes A-Z, '_', '-'
+                # only, and servers pass the method as sent (``get`` is not GET).
+                raise BadRequestError("invalid method", 400)
             names = self._names
             items: list[tuple[bytes, bytes]] | None = None
             head = None
@@ -321,6 +325,11 @@ class IngressASGI(RouteOptionsSource):
                 items, host, length, named = _read_headers(scope)
             else:
                 host, length, named, out, has_host, ff_items, fwd_items, request_id = head
+            if kind == "http" and (method == "CONNECT" or method == "TRACE"):
+                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
+                # (and the proxy) refuse it before routing: no app echoes the request back.
+                # After the head's 400s, as nginx (ngx_http_process_request_header's end).
+                raise BadRequestError(f"{method} is not allowed", 405)
             raw = scope.get("raw_path")
             cached = _TARGETS.get(raw) if not root and type(raw) is bytes else None
             if cached is not None:
@@ -927,6 +936,10 @@ _NONE: list[Any] = []
 _NO_FWD: dict[bytes, bytes] = {}
 
 #: The header names ``_read_headers`` reads or counts.
+#: ``METHOD_CHARS`` as text: ``method.strip(_METHOD_CHARS)`` is empty for a method nginx reads.
+_METHOD_CHARS = METHOD_CHARS.decode("ascii")
+#: ``NGINX_METHODS`` as text (one set lookup for the common method, no scan).
+_NGINX_METHODS = frozenset(m.decode("ascii") for m in NGINX_METHODS)
 _READ_NAMES = UNIQUE_REQUEST | {b"host", b"content-length", b"connection"}
 #: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
 #: hosts come again and again.

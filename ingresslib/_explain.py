@@ -221,20 +221,20 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
 def _refused_before_routing(method: str, host: str, n_hosts: int, *,
                             headers: Sequence[tuple[str, str]] = ()) -> tuple[int, str] | None:
     """``(status, reason)`` when the proxy refuses the request before it routes it, as
-    ``ProxyConnection._parse_request`` does: CONNECT and TRACE (405), two Host headers (400),
-    and a Host value ``check_host`` rejects (400: an empty label, a port that is no number in
-    1-65535, control characters, ...), so explain does not report a route the server never takes.
-    With ``headers`` (the ``-H`` lines), also a second line of a header read once
-    (``_refused_header_line``) and an empty Host header (``check_host_header``)."""
+    ``ProxyConnection._parse_request`` does, in its order (nginx's): a method with a character
+    other than ``A-Z``, ``_``, ``-`` (400, nginx's request-line parser), two Host headers (400),
+    a Host value ``check_host`` rejects (400: an empty label, a port that is no number in
+    1-65535, control characters, ...), then CONNECT and TRACE (405), so explain does not report
+    a route the server never takes. With ``headers`` (the ``-H`` lines), also a second line of
+    a header read once (``_refused_header_line``) and an empty Host header
+    (``check_host_header``)."""
     try:
         from .proxy._errors import RemoteProxyError
-        from .proxy._headers import check_host, check_host_header
+        from .proxy._headers import METHOD_CHARS, check_host, check_host_header
     except ImportError:  # pragma: no cover - the proxy is optional for explain
         return None
-    if method == "CONNECT":
-        return 405, "CONNECT is not supported"
-    if method == "TRACE":
-        return 405, "TRACE is not allowed"
+    if method.strip(METHOD_CHARS.decode("ascii")):
+        return 400, "invalid method"
     line = _refused_header_line(headers)  # the proxy walks the lines before it checks Host
     if line is not None:
         return line
@@ -246,6 +246,11 @@ def _refused_before_routing(method: str, host: str, n_hosts: int, *,
         (check_host_header if n_hosts else check_host)(host.encode("latin-1", "replace"))
     except RemoteProxyError as exc:
         return exc.status_hint, str(exc)
+    # After the head's checks, as nginx (ngx_http_process_request_header's end).
+    if method == "CONNECT":
+        return 405, "CONNECT is not supported"
+    if method == "TRACE":
+        return 405, "TRACE is not allowed"
     return None
 
 

@@ -37,7 +37,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   in a response header value.
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
   ``CONNECT`` and ``TRACE`` are 405 and close before routing (nginx refuses both in
-  ngx_http_process_request_header, ``NGX_HTTP_NOT_ALLOWED``).
+  ngx_http_process_request_header, ``NGX_HTTP_NOT_ALLOWED``), once the head passed its checks
+  (a 400 for the head comes first there). A method with a character other than ``A-Z``, ``_``,
+  ``-`` (``get``, ``G.T``, which h11 takes as tokens) is 400 and close, as nginx's
+  request-line parser answers it (``NGX_HTTP_PARSE_INVALID_METHOD``).
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
 - A client that disconnects before its response is recorded with status 499 (nginx).
 - A client EOF while the upstream is still answering is an abort, as in nginx with
@@ -132,6 +135,8 @@ from ._errors import LocalProxyError, RemoteProxyError
 from ._headers import (
     HEADER_NAME_CHARS,
     IDEMPOTENT,
+    METHOD_CHARS,
+    NGINX_METHODS,
     OPTIONS_ALLOW,
     REASONS,
     RESPONSE_DROP,
@@ -1548,13 +1553,9 @@ class ClientConnection:
         req.method = method
         req.method_s = method.decode("ascii")
         req.idempotent = method in IDEMPOTENT
-        if method == b"CONNECT":
-            raise RemoteProxyError("CONNECT is not supported", 405)
-        if method == b"TRACE":
-            # nginx refuses it before any location (ngx_http_process_request_header: "client
-            # sent TRACE method", NGX_HTTP_NOT_ALLOWED): a TRACE never reaches a backend,
-            # which would echo the request's Cookie and Authorization back (XST).
-            raise RemoteProxyError("TRACE is not allowed", 405)
+        if method not in NGINX_METHODS and method.translate(None, METHOD_CHARS):
+            # nginx's request-line parser: only A-Z, '_' and '-' (``get`` is not GET).
+            raise RemoteProxyError("invalid method", 400)
         host_raw: bytes | None = None
         has_te = has_cl = False
         connection_tokens: list[bytes] = []
@@ -1605,6 +1606,15 @@ class ClientConnection:
         self._connection_tokens = connection_tokens
         if host_raw is not None:
             check_host_header(host_raw)  # "Host:" with no value is 400, as in nginx
+        # After the head's checks, as nginx (the end of ngx_http_process_request_header): a
+        # CONNECT or TRACE with a bad head is its 400, not a 405.
+        if method == b"CONNECT":
+            raise RemoteProxyError("CONNECT is not supported", 405)
+        if method == b"TRACE":
+            # nginx refuses it before any location (ngx_http_process_request_header: "client
+            # sent TRACE method", NGX_HTTP_NOT_ALLOWED): a TRACE never reaches a backend,
+            # which would echo the request's Cookie and Authorization back (XST).
+            raise RemoteProxyError("TRACE is not allowed", 405)
         target = event.target
         if b"#" in target:
             raise RemoteProxyError("'#' in request target", 400)

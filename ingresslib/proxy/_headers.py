@@ -43,6 +43,8 @@ __all__ = [
     "forwarded_redirect_host",
     "redirect_scheme",
     "HEADER_NAME_CHARS",
+    "METHOD_CHARS",
+    "NGINX_METHODS",
     "REASONS",
     "ACME_CHALLENGE",
     "UNDERSCORE_SHADOWED",
@@ -101,6 +103,17 @@ HEADER_NAME_CHARS = b"-0123456789abcdefghijklmnopqrstuvwxyz"
 #: With ``enable-underscores-in-headers``, names that CGI/WSGI backends (``HTTP_X_FORWARDED_FOR``)
 #: cannot tell from a header the proxy drops or writes itself once ``_`` is read as ``-``.
 UNDERSCORE_SHADOWED = REQUEST_DROP | FORWARDED_DROP | {b"x-request-id", b"host"}
+#: nginx's request-line parser (``ngx_http_parse_request_line``): a method character that is not
+#: ``A-Z``, ``_`` or ``-`` is ``NGX_HTTP_PARSE_INVALID_METHOD``, a 400 before the headers are
+#: read. h11 takes any token (``get``, ``G.T``): a backend, or the proxy's own method checks
+#: (TRACE, idempotency), could read such a method as another one. ``method.translate(None,
+#: METHOD_CHARS)`` (``str.strip`` of its ``latin-1`` text) is empty for a method nginx reads.
+METHOD_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+#: The methods ngx_http_parse_request_line names, all spelled in ``METHOD_CHARS``: one set
+#: lookup (the bytes' hash is cached for ``IDEMPOTENT``'s) spares the common request the scan.
+NGINX_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+                           b"TRACE", b"CONNECT", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK",
+                           b"PROPFIND", b"PROPPATCH"})
 #: RFC 9110 §9.2.2 idempotent methods: the only ones retried once the request was sent.
 #: (TRACE, idempotent too, never reaches a backend: 405 before routing, as nginx answers it.)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})

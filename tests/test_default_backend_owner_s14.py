@@ -25,23 +25,10 @@ from ingresslib._router import Router
 
 from _proxy_harness import ProxyPair, location, status_of
 from test_asgi_conformance import assert_same_answer, proxy_answer, wire
+from test_trace_s14 import WEB  # the Service web and its endpoint
 
 P = "nginx.ingress.kubernetes.io/"
 
-WEB = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [10.0.0.1]}]
-"""
 
 
 def _ann(annotations: dict[str, str]) -> str:

@@ -27,34 +27,10 @@ from ingresslib._cli import main
 
 from _proxy_harness import ProxyPair, status_of
 from test_asgi_conformance import asgi_call, proxy_answer, wire
+from test_trace_s14 import HOST, NEXT, ROUTES
 
-ROUTES = """
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: default}
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [10.0.0.1]}]
-"""
-
-HOST = b"Host: shop.example.com\r\n"
-#: A request pipelined after the refused one: the connection is closed, nobody reads it.
-NEXT = b"GET /after HTTP/1.1\r\n" + HOST + b"\r\n"
+# The routes, the Host line and the request pipelined after a refused one (the connection
+# is closed: nobody reads it) are test_trace_s14's.
 
 #: Tokens h11 accepts (RFC 9110 tchar) that nginx's request-line parser refuses.
 BAD_METHODS = ["get", "Get", "gET", "M1", "G.T", "GET!", "P~T", "1", "a", "X+Y", "TRACe",

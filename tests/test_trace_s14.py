@@ -31,16 +31,8 @@ from ingresslib._normalize import canonical_path
 from _proxy_harness import ProxyPair, status_of
 from test_asgi_conformance import asgi_call, proxy_answer, wire
 
-ROUTES = """
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: default}
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+#: The Service ``web`` and its one endpoint (other test files add their Ingresses to it).
+WEB = """
 ---
 apiVersion: v1
 kind: Service
@@ -54,6 +46,18 @@ addressType: IPv4
 ports: [{port: 8080}]
 endpoints: [{addresses: [10.0.0.1]}]
 """
+
+ROUTES = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+""" + WEB
 
 HOST = b"Host: shop.example.com\r\n"
 #: A request for the same backend, pipelined after the refused one: it must reach nobody.

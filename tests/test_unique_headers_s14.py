@@ -40,24 +40,9 @@ from ingresslib.proxy import (
 from ingresslib.proxy import _headers
 from ingresslib.proxy._errors import RemoteProxyError
 
+from _agree_s13 import service_yaml as _svc
+
 P = "nginx.ingress.kubernetes.io/"
-
-
-def _svc(name: str, index: int) -> str:
-    return f"""
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: 8080}}]
-endpoints: [{{addresses: [10.0.{index}.1]}}]
-"""
 
 
 #: a.test -> web; any other host, no host included -> catchall (the rules without host);

@@ -171,8 +171,7 @@ def test_defect_owners_redirect_comes_before_its_access_phase() -> None:
                        P + "temporal-redirect": "https://tmp.test/"}, with_default=with_default)
         r = proxy_answer(wire(head), manifests=m, tls_hosts=set(), peer="192.0.2.1")
         assert (r.status, r.header(b"location")) == (302, b"https://tmp.test/")
-    asyncio.run(assert_same_answer(head, manifests=m, tls_hosts=set()))
-
+        asyncio.run(assert_same_answer(head, manifests=m, tls_hosts=set()))
 
 
 def test_defect_explain_shows_the_owners_redirect(tmp_path: Path,

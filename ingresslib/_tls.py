@@ -29,9 +29,11 @@ redirected to HTTPS, as in ingress-nginx (its server has no certificate of its o
 controller sends it as ``emptyUID``, which ``configuration.lua`` deletes from
 ``certificate_servers``; ``certificate.lua``'s lookup then falls back to the ``*.`` entry, for
 the handshake and for ``configured_for_current_request``, which ``lua_ingress.lua``'s
-``redirect_to_https`` asks). Canary Ingresses supply no certificate, as in ingress-nginx. Protocols, ciphers, no
-compression, no renegotiation and no session tickets (resumption from the session cache only)
-follow ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/
+``redirect_to_https`` asks). The www / non-www twin of a host with ``from-to-www-redirect``
+is given that host's certificate when it covers the twin, as in ingress-nginx (see
+:func:`_www_twins`). Canary Ingresses supply no certificate, as in ingress-nginx. Protocols,
+ciphers, no compression, no renegotiation and no session tickets (resumption from the session
+cache only) follow ingress-nginx's defaults; there is no ``ssl-ciphers``/``ssl-protocols``/
 ``ssl-session-*`` setting yet.
 
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
@@ -60,6 +62,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._canary import CANARY_ANNOTATION
+from ._goparse import parse_bool
 from ._models import Ingress, Secret
 from ._resources import Resources
 from ._table import _age_key, _split_canaries, served_ingresses
@@ -91,7 +94,8 @@ class TLSProblem:
     #: True when a certificate is still served (expired, not yet valid, or expiring within 10
     #: days: ingress-nginx serves those too and only warns, "SSL certificate for server %q
     #: expired" / "is about to expire"; or a broken update of a Secret, whose last good
-    #: certificate is kept).
+    #: certificate is kept; or a ``from-to-www-redirect`` twin its host's certificate does not
+    #: cover, the host keeping its certificate).
     warning: bool = False
 
     def __str__(self) -> str:
@@ -319,6 +323,39 @@ def _covers(names: frozenset[str], host: str) -> bool:
     return dot > 0 and "*" + host[dot:] in names
 
 
+#: The annotation whose www / non-www twin host gets its host's certificate (see
+#: :func:`_www_twins`).
+_FROM_TO_WWW = "nginx.ingress.kubernetes.io/from-to-www-redirect"
+
+
+def _www_twins(ordered: list[Ingress], rule_hosts: list[set[str]]
+               ) -> dict[str, tuple[str, Ingress]]:
+    """``from-to-www-redirect``: twin host -> (rule host, the Ingress asking), the twins the
+    proxy redirects (``proxy/_actions.py`` ``_www_twins``, the same rules: non-canary
+    Ingresses with the annotation true, their non-wildcard rule hosts, a twin no rule host
+    names, the first Ingress, oldest first, winning a twin).
+
+    ingress-nginx gives such a twin its host's certificate when that certificate covers it
+    (pkg/util/ingress ``BuildRedirects``: "if srv.SSLCert != nil { if
+    ssl.IsValidHostname(from, srv.SSLCert.CN) { r.SSLCert = srv.SSLCert }", and nginx.go
+    ``configureCertificates``: "configure(redirect.From, redirect.SSLCert)"), so that
+    ``https://www.example.com`` reaches its redirect without a certificate error."""
+    servers: set[str] = set().union(*rule_hosts)
+    twins: dict[str, tuple[str, Ingress]] = {}
+    for ing in ordered:
+        raw = ing.metadata.annotations.get(_FROM_TO_WWW)
+        if raw is None or parse_bool(raw) is not True:
+            continue
+        for rule in ing.spec.rules:
+            if not rule.host or rule.host.startswith("*"):
+                continue
+            to = _norm(rule.host)
+            twin = to[4:] if to.startswith("www.") else "www." + to
+            if twin and twin not in servers and twin not in twins:
+                twins[twin] = (to, ing)
+    return twins
+
+
 def _note_no_secret_name(
     ordered: list[Ingress], rule_hosts: list[set[str]], chosen: Mapping[str, _Cert]
 ) -> None:
@@ -480,6 +517,10 @@ class CertificateStore:
            ingress-nginx: their ``tls`` supplies no certificate and makes no host a TLS host; a
            canary naming a Secret no non-canary Ingress of its namespace names is reported
            (``warning=True``).
+        5. The www / non-www twin of a rule host whose Ingress sets ``from-to-www-redirect``
+           (the twins the proxy redirects) gets the host's certificate when it covers the twin,
+           before any ``tls.hosts`` extension (3.); when it does not, and nothing else serves
+           the twin, that is reported (``warning=True``), as ingress-nginx warns.
         """
         secrets: dict[tuple[str, str], Secret] = {
             (s.metadata.namespace, s.metadata.name): s for s in res.secrets
@@ -532,8 +573,32 @@ class CertificateStore:
                     if cert is not None and _covers(cert.names, host):
                         offer(host, cert)
                         break
+        # A from-to-www-redirect twin gets its host's certificate when it covers the twin, as
+        # in ingress-nginx (``_www_twins``); before the ``tls.hosts`` extension, which ranks
+        # last. A host left on the default certificate gives its twin none (ingress-nginx:
+        # the default certificate covers no twin).
+        uncovered: list[tuple[str, str, Ingress, _Cert]] = []
+        for twin, (to, ing) in _www_twins(ordered, rule_hosts).items():
+            cert = chosen.get(to)
+            if cert is None:
+                continue
+            if _covers(cert.names, twin):
+                offer(twin, cert)
+            else:
+                uncovered.append((twin, to, ing, cert))
         for n, ing in enumerate(ordered):
             check_listed(n, ing, False)
+        for twin, to, ing, cert in uncovered:
+            dot = twin.find(".")
+            if twin in chosen or (dot > 0 and "*" + twin[dot:] in chosen):
+                continue   # served a certificate of its own after all
+            # ingress-nginx: "the server %v has SSL configured but the SSL certificate does
+            # not contains a CN for %v. Redirects will not work for HTTPS to HTTPS".
+            problems.append(TLSProblem(
+                f"Ingress {ing.metadata.ref}", f"metadata.annotations[{_FROM_TO_WWW}]",
+                f"the certificate of {to!r} does not cover its twin {twin!r} "
+                f"({_names_text(cert.names)}): https://{twin}/ gets the default certificate, "
+                "so its redirect fails certificate checks", warning=True))
 
         # Said, so that a canary naming a certificate of its own is not ignored silently; a
         # canary repeating its main Ingress's Secret (a copied manifest) changes nothing.

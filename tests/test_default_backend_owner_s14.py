@@ -133,9 +133,9 @@ def test_defect_default_backends_own_redirects_do_not_answer_another_host(
 
 def test_guard_owner_app_root_and_ruled_paths_unchanged() -> None:
     # The owner's app-root answers "/" (server level, as before); a ruled path keeps its own
-    # options; a host no Ingress names (the catch-all server) keeps the catch-all's own, as
-    # before this change (ingress-nginx's catch-all server drops them: "TODO: Redirect and
-    # rewrite can affect the catch all behavior, skip for now" -- reported, not changed here).
+    # options; a host no Ingress names (the catch-all server) takes none of the catch-all's
+    # redirects (session 15, tests/test_catchall_s15.py: ingress-nginx's "TODO: Redirect and
+    # rewrite can affect the catch all behavior, skip for now").
     m = manifests({P + "app-root": "/app", P + "force-ssl-redirect": "true"},
                   {P + "permanent-redirect": "https://elsewhere.test/"})
     r = proxy_answer(wire("GET / HTTP/1.1\r\nHost: admin.test"), manifests=m, tls_hosts=set())
@@ -144,7 +144,7 @@ def test_guard_owner_app_root_and_ruled_paths_unchanged() -> None:
                      tls_hosts=set())
     assert (r.status, r.header(b"location")) == (308, b"https://admin.test/admin/x")
     r = proxy_answer(wire("GET /x HTTP/1.1\r\nHost: other.test"), manifests=m, tls_hosts=set())
-    assert (r.status, r.header(b"location")) == (301, b"https://elsewhere.test/")
+    assert r.status is None and r.upstream is not None
     for head in ("GET / HTTP/1.1\r\nHost: admin.test", "GET /admin/x HTTP/1.1\r\nHost: admin.test",
                  "GET /x HTTP/1.1\r\nHost: other.test"):
         asyncio.run(assert_same_answer(head, manifests=m, tls_hosts=set()))
@@ -180,11 +180,13 @@ def test_defect_explain_shows_the_owners_redirect(tmp_path: Path,
     files = tmp_path / "m.yaml"
     files.write_text(manifests({P + "force-ssl-redirect": "true"},
                                {P + "permanent-redirect": "https://elsewhere.test/"}))
-    for url, status, location in (("http://admin.test/x", 308, "https://admin.test/x"),
-                                  ("http://other.test/x", 301, "https://elsewhere.test/")):
-        assert main(["explain", "-f", str(files), "-o", "json", url]) == 0
-        verdict = json.loads(capsys.readouterr().out)["verdict"]
-        assert (verdict["status"], verdict["location"]) == (status, location)
+    assert main(["explain", "-f", str(files), "-o", "json", "http://admin.test/x"]) == 0
+    verdict = json.loads(capsys.readouterr().out)["verdict"]
+    assert (verdict["status"], verdict["location"]) == (308, "https://admin.test/x")
+    # The catch-all server: none of the catch-all's redirects (session 15).
+    assert main(["explain", "-f", str(files), "-o", "json", "http://other.test/x"]) == 0
+    verdict = json.loads(capsys.readouterr().out)["verdict"]
+    assert verdict["proxied"] is True and "location" not in verdict
 
 
 def test_defect_one_keep_alive_connection_through_the_harness() -> None:

@@ -439,6 +439,43 @@ def access_answer(access: Access | None, client_ip: str | None,
 _log = logging.getLogger("ingresslib.proxy")
 
 
+def _catch_all_location(opts: RouteOptions) -> RouteOptions:
+    """A default backend's options where it answers the catch-all server (a host no rule
+    names, or a request without Host: the host-less group of SEMANTICS §4): without its
+    Ingress's redirect and rewrite annotations.
+
+    ingress-nginx serves those requests from the ``location /`` of its catch-all server
+    ``_``, configured from an Ingress with a backend and no rules (kubernetes/ingress-nginx
+    internal/ingress/controller/controller.go ``createServers``): "// TODO: Redirect and
+    rewrite can affect the catch all behavior, skip for now / originalRedirect :=
+    defLoc.Redirect / originalRewrite := defLoc.Rewrite / locationApplyAnnotations(defLoc,
+    anns) / defLoc.Redirect = originalRedirect / defLoc.Rewrite = originalRewrite". The
+    original location is built without either ("Path: rootLocation, ..., IsDefBackend: true,
+    Backend: du.Name, Proxy: ngxProxy, ..."), so they stay the zero ``redirect.Config`` (URL,
+    Code, FromToWWW) and ``rewrite.Config`` (Target, SSLRedirect, ForceSSLRedirect,
+    PreserveTrailingSlash, AppRoot, UseRegex): no temporal-/permanent-redirect, no
+    rewrite-target -- a URL (a redirect) or a path (no rewrite, hence no X-Forwarded-Prefix,
+    which buildProxyPass writes only with a rewrite) --, no app-root, and ssl-redirect and
+    force-ssl-redirect off whatever the ConfigMap says (lua_ingress.lua's ``location_config``
+    is the location's: template.go ``locationConfigForLua`` writes "force_ssl_redirect = %t,
+    ssl_redirect = %t, ..." from "location.Rewrite.ForceSSLRedirect,
+    location.Rewrite.SSLRedirect"), as for a host no Ingress names without a default
+    backend (``_unrouted_options``: None). An Ingress with host-less rules never configures
+    that location either (its rules find the ``_`` server "already configured"); its rules'
+    own locations keep their annotations. Everything else (access control, timeouts, body
+    size, backend-protocol...) stays the default backend Ingress's, as
+    ``locationApplyAnnotations`` applies it. The ``Match`` alone tells the case (a default
+    backend without host), so a custom router's is treated alike."""
+    if (opts.rewrite_target is None and opts.redirect_url is None and opts.app_root is None
+            and not opts.ssl_redirect and not opts.force_ssl_redirect
+            and not opts.preserve_trailing_slash):
+        return opts
+    return dataclasses.replace(
+        opts, ssl_redirect=False, force_ssl_redirect=False, preserve_trailing_slash=False,
+        app_root=None, rewrite_target=None, rewrite_regex=None, redirect_url=None,
+        redirect_code=301)
+
+
 class RouteOptionsSource:
     """A route's effective options (its Ingress's annotations over the settings), parsed once
     per ``Match``, and the options of a known host's path no rule covers. Shared by
@@ -484,7 +521,10 @@ class RouteOptionsSource:
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
         new ones, so a reload re-parses and re-warns). ``app_root`` is the server's
-        (``_server_app_root``), not only the rule's own."""
+        (``_server_app_root``), not only the rule's own. A default backend answering a named
+        host is that host's server ``location /`` (``_with_server_location``); one answering
+        the catch-all server (a host no rule names, or no Host) takes no redirect or rewrite
+        (``_catch_all_location``)."""
         if match is None:
             return self._default_options
         hit = self._options.get(id(match))
@@ -502,6 +542,8 @@ class RouteOptionsSource:
                 opts = dataclasses.replace(opts, app_root=root)
             if default:
                 opts = self._with_server_location(match, host, opts)
+        elif getattr(match, "is_default_backend", False):
+            opts = _catch_all_location(opts)
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.

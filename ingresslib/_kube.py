@@ -17,12 +17,17 @@ exponential, capped, jittered backoff, or after the server's ``Retry-After`` whe
 An error body that is not a ``Status`` keeps its HTTP status and ``Retry-After``; an ``ERROR``
 event whose reason is ``Expired``/``Gone`` is a 410 whatever its code (client-go's reflector).
 401/403 are logged as errors naming what to check, and retried. An event whose object is of
-another kind, or is no object, is skipped with a warning (client-go's reflector). Bursts of
+another kind, or is no object, is skipped with a warning (client-go's reflector), and so is
+such a list item (the rest of the list is used). Bursts of
 events are debounced (100 ms by default) into one ``on_snapshot(Resources)`` call, so an
 endpoint storm causes one table swap (ecosystem.md §7).
 
 The basic-auth Secrets (``AUTH_SECRETS``: which are named, which are kept, fetching the ones
-named later) are ``_kube_auth``'s bookkeeping; the watcher lists and watches them as any kind.
+named later) are ``_kube_auth``'s bookkeeping; the watcher lists and watches them as any kind,
+while some served Ingress names one. The two watches of Secrets (``type: kubernetes.io/tls``,
+``type: Opaque``) each own the Secrets of their type in the store (``ResourceStore``'s
+``where``): their resource versions are not comparable, so neither replaces, deletes or
+clears the errors of the other's.
 
 Nothing here stops the watcher except cancellation or the ``stop`` event: SEMANTICS §11, "an
 invalid update keeps the last good table and reports why". An invalid object is kept out of the
@@ -127,19 +132,26 @@ WATCHED_KINDS: tuple[_Kind, ...] = (
 
 #: The Secrets ``auth-type: basic`` reads (``auth-secret``), of ``type: Opaque``: what ``kubectl
 #: create secret generic`` makes, ingress-nginx's documented recipe (docs/examples/auth/basic).
-#: Not in ``WATCHED_KINDS``: pass ``kinds=WATCHED_KINDS + (AUTH_SECRETS,)``. The watch starts
-#: only once some Ingress names an auth Secret, and every other Secret it brings is dropped on
+#: Not in ``WATCHED_KINDS``: pass ``kinds=WATCHED_KINDS + (AUTH_SECRETS,)``. The watch runs
+#: only while some Ingress names an auth Secret, and every other Secret it brings is dropped on
 #: receipt, never cached (``_kube_auth``); ``serve --kubernetes`` adds it unless told not to.
 AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
                      label="auth Secret", auth=True)
 
 def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:
-    """The kind's field selector as a test on a stored (decoded) object: which objects of the
-    kind this watch brought, so that its lists and deletes leave the other watch's alone."""
+    """The kind's field selector as a test on a stored object (a decoded model, or the wire
+    dict of an invalid one): which objects of the kind are this watch's, so that its lists,
+    deletes and errors leave the other watch's alone (``ResourceStore.apply``'s ``where``)."""
     if not spec.fields:
         return None
     wanted = dict(spec.fields)
-    return lambda model: all(getattr(model, k, None) == v for k, v in wanted.items())
+
+    def test(obj: Any) -> bool:
+        if isinstance(obj, Mapping):
+            return all(obj.get(k) == v for k, v in wanted.items())
+        return all(getattr(obj, k, None) == v for k, v in wanted.items())
+
+    return test
 
 
 @dataclass(slots=True)
@@ -205,14 +217,25 @@ class _RawMeta:
 
 class _RawObject(dict[str, Any]):
     """What lightkube decodes watch and list items into: the wire dict itself. lightkube reads
-    ``.metadata.resourceVersion`` to resume its own reconnects."""
+    ``.metadata.resourceVersion`` to resume its own reconnects.
+
+    A list item or event object that is no JSON object (a number, a string, null, an array)
+    becomes a ``_Malformed`` instead of raising: lightkube builds every item of a list page
+    with this class, so one bad item raised out of the whole list, which failed on every
+    retry (the same items come back) and held the kind, and the first table, back for good.
+    It is skipped with a warning, as a list item of another kind is."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and not isinstance(args[0], Mapping):
+            return _Malformed(f"the object is {_json_type(args[0])}, not an object")
+        return super().__new__(cls, *args, **kwargs)
 
     @property
     def metadata(self) -> _RawMeta:
         return _RawMeta(self.get("metadata"))
 
     @classmethod
-    def from_dict(cls, d: Any, lazy: bool = True) -> _RawObject:
+    def from_dict(cls, d: Any, lazy: bool = True) -> Any:
         # How lightkube releases before 1.0 build objects from decoded JSON.
         return cls(d)
 
@@ -333,6 +356,26 @@ class _Malformed:
 
     def __init__(self, why: str) -> None:
         self.why = why
+
+    @property
+    def metadata(self) -> _RawMeta:
+        # lightkube reads the version of every event's object: none here.
+        return _RawMeta(None)
+
+
+def _json_type(value: Any) -> str:
+    """How JSON names the type of a decoded value (what a list item or event object was)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
 
 
 def _event_of(wd: Any, line: bytes) -> tuple[str, Any]:
@@ -469,9 +512,10 @@ class ClusterWatcher:
     With :data:`AUTH_SECRETS` among ``kinds``, the Secrets of ``auth-type: basic`` are read too,
     and only those: ``auth_refs(resources)`` names them (default: :func:`auth_secret_refs` of
     every Ingress; ``serve`` passes the served ones). That watch starts once a Secret is named
-    (no Ingress with basic auth: no Opaque Secret is ever read); a Secret no Ingress names is
-    dropped on receipt, one that stops being named is dropped from the store, and one newly
-    named is fetched by name (``get``). The first snapshot waits for that watch's first list
+    (no Ingress with basic auth: no Opaque Secret is ever read) and stops once none is (a
+    later one starts it again, with a fresh list); a Secret no Ingress names is dropped on
+    receipt, one that stops being named is dropped from the store, and one newly named is
+    fetched by name (``get``). The first snapshot waits for that watch's first list
     attempt only: a failing one (RBAC) leaves the routes answering 503, as a missing Secret.
 
     Watches ask the server to end them after a random ``min_watch_timeout`` to twice that
@@ -561,6 +605,29 @@ class ClusterWatcher:
                 await client.close()
 
     async def _run_kind(self, client: Any, spec: _Kind) -> None:
+        auth = self._auth_of(spec)
+        if auth is None:
+            await self._list_and_watch(client, spec)
+            return
+        while True:
+            # No Opaque Secret is read until an Ingress names one (``AuthSecrets.refresh``),
+            # nor once none does any more: the watch stops then (every event it brought would
+            # be dropped) and, named again, lists afresh (it missed the changes meanwhile).
+            await auth.started.wait()
+            watch = asyncio.ensure_future(self._list_and_watch(client, spec))
+            idle = asyncio.ensure_future(auth.idle.wait())
+            try:
+                await asyncio.wait((watch, idle), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+                idle.cancel()
+                await asyncio.gather(watch, idle, return_exceptions=True)
+            failure = None if watch.cancelled() else watch.exception()
+            if failure is not None:
+                raise failure
+            self.stats.resource_versions.pop(spec.name, None)
+
+    async def _list_and_watch(self, client: Any, spec: _Kind) -> None:
         res = _raw_resource(spec)
         sel = _selectors(spec)
         ns: dict[str, str] = {}
@@ -570,9 +637,6 @@ class ClusterWatcher:
         gvk = f"{spec.api_version}/{spec.kind}"
         where = _model_test(spec)
         auth = self._auth_of(spec)
-        if auth is not None:
-            # No Opaque Secret is read until an Ingress names one (``AuthSecrets.refresh``).
-            await auth.started.wait()
         rv: str | None = None
         failures = 0
         #: 410s in a row with no event between them (each re-lists; from the second on, with
@@ -697,10 +761,13 @@ class ClusterWatcher:
                     sel: dict[str, Any]) -> str:
         auth = self._auth_of(spec)
         listing = client.list(res, chunk_size=self.list_chunk_size, **ns, **sel)
-        items = [dict(o) async for o in listing]
-        items = [o for o in items if _selected(spec, o)]
-        kept = []
-        for o in items:
+        # A ``_Malformed`` item (no JSON object) goes on as is, to be skipped just below.
+        received: list[Any] = [o if isinstance(o, _Malformed) else dict(o)
+                                async for o in listing]
+        kept: list[dict[str, Any]] = []
+        for o in received:
+            if not _selected(spec, o):
+                continue
             wrong = _wrong_object(spec, o)
             if wrong is not None:
                 # As on the watch: another kind's object would enter that kind's cache.

@@ -7,6 +7,8 @@ ones. ``AuthSecrets`` is that bookkeeping: which Secrets the Ingresses name (re-
 Ingresses or classes change), which watch events and list items are kept (``admit``,
 ``wants``), dropping a Secret that stops being named, and fetching by name (``get``) one named
 after its watch listed (the list dropped it then), a failed ``get`` again after the backoff.
+Once no Ingress names one any more, the watch stops (``idle``) until one is named again, when
+it lists afresh.
 
 It does no I/O of its own: ``ClusterWatcher`` lists and watches, and serves the hooks of
 ``AuthWatch`` (the ``get``, the counters, the backoff, waking the flusher).
@@ -90,7 +92,8 @@ class AuthSecrets:
     """The named auth Secrets of one watch of Opaque Secrets.
 
     The watch calls ``admit``/``wants`` on what it receives, ``tried`` after its first list
-    attempt, ``listed`` after each list; it waits for ``started`` before reading any Secret.
+    attempt, ``listed`` after each list; it waits for ``started`` before reading any Secret,
+    and stops when ``idle`` is set (no Secret named any more), to start again with a list.
     The flusher calls ``refresh`` before each snapshot and holds the first one back until
     ``ready`` (later ones are not held: a Secret that comes late answers 503 meanwhile).
     """
@@ -104,8 +107,11 @@ class AuthSecrets:
         #: ``(namespace, name)`` of the auth Secrets kept, and the Ingresses they come from.
         self._wanted: frozenset[Ref] = frozenset()
         self._refs_from: Any = None
-        #: Set once a Secret is wanted: the auth Secret watch starts then.
+        #: Set while a Secret is wanted: the auth Secret watch runs then.
         self.started = asyncio.Event()
+        #: Set while none is (the opposite of ``started``): the watch stops.
+        self.idle = asyncio.Event()
+        self.idle.set()
         #: Its first list was attempted (succeeded or not): the first snapshot waits for that.
         self._tried = False
         #: It listed at least once: a Secret named since was dropped by that list.
@@ -145,6 +151,8 @@ class AuthSecrets:
     def listed(self) -> None:
         """A list was stored: it speaks for every Secret wanted now (a ``get`` still under way
         is older)."""
+        if not self.started.is_set():
+            return  # the list of a watch that is being stopped: it speaks for nothing
         self._heard |= self._wanted
         self._pending.clear()
         self._listed = True
@@ -187,10 +195,27 @@ class AuthSecrets:
                               kind=_SECRET_GVK, where=self._where)
         if wanted:
             self.started.set()
+            self.idle.clear()
+        elif self.started.is_set():
+            self._stop()
+            return
         if self._listed:
             # Listed before these were named, so dropped then: fetch them by name. (Before the
             # first list, that list brings them.)
             self._fetch(new | self._retry_due())
+
+    def _stop(self) -> None:
+        """No Secret is named any more: the watch stops (it would bring every Opaque Secret's
+        events only to drop them), and forgets what it heard: started again, it lists."""
+        _log.info("no served Ingress names a basic-auth Secret; stopping the auth Secret watch")
+        self.started.clear()
+        self.idle.set()
+        self.cancel()
+        self._listed = False
+        self._heard.clear()
+        self._pending.clear()
+        self._get_failures = 0
+        self._get_retry_at = 0.0
 
     def cancel(self) -> None:
         for task in self._tasks:
@@ -219,6 +244,7 @@ class AuthSecrets:
 
     async def _get_all(self, refs: set[Ref]) -> None:
         """``get`` each of ``refs``, off the flusher (a slow answer holds back no swap)."""
+        failed = False
         for ref in sorted(refs):
             self._heard.discard(ref)
             self._pending.discard(ref)
@@ -228,17 +254,23 @@ class AuthSecrets:
                 if not self._watch.retry_get(exc):
                     continue  # no such Secret: its routes answer 503, as from files
                 self._pending.add(ref)
-                self._get_failures += 1
-                loop = asyncio.get_running_loop()
-                delay = self._watch.retry_delay(self._get_failures)
-                self._get_retry_at = loop.time() + delay
-                loop.call_later(delay, self._watch.wake)
+                failed = True
                 continue
-            self._get_failures = 0
             if ref not in self._wanted or ref in self._heard:
                 # No longer named, or already spoken for by the watch (which is newer).
                 continue
             self._watch.keep(obj)
+        if not failed:
+            self._get_failures = 0
+            return
+        # One step of backoff per round of gets, however many Secrets failed in it: ten
+        # Secrets named at once while the API server restarts are one failed attempt, to be
+        # retried after the first step (as the watches count attempts), not after the tenth.
+        self._get_failures += 1
+        loop = asyncio.get_running_loop()
+        delay = self._watch.retry_delay(self._get_failures)
+        self._get_retry_at = loop.time() + delay
+        loop.call_later(delay, self._watch.wake)
 
 
 def _ref_of(obj: Any) -> Ref:

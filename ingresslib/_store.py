@@ -20,7 +20,8 @@ Rules (docs/cluster.md repeats them for users):
   that key (or nothing, if it never had one), records the ``ValidationError`` in ``errors`` and
   counts it in ``invalid_total``. One bad object never takes the table down (SEMANTICS §11:
   "an invalid update keeps the last good table and reports why"); a later valid version or a
-  DELETED clears the error.
+  DELETED clears the error (for a kind fed by several watches, one from the same watch:
+  ``where``).
 - An event that cannot even be keyed (unknown event type, no ``metadata.name``, no kind) raises
   ``ValueError``: that is a broken feed, which the caller counts (the lightkube adapter does).
 - ``snapshot()`` returns a ``Resources`` in key order, so equal contents give equal snapshots.
@@ -113,6 +114,16 @@ class ResourceStore:
         self._lock = threading.Lock()
         self._entries: dict[ObjectKey, _Entry] = {}
         self._errors: dict[ObjectKey, ValidationError] = {}
+        #: The invalid objects behind each of ``errors`` (as applied) with their errors, one per
+        #: watch of the kind (``where`` judges the object to tell which watch's it is), the
+        #: shown one last: another watch's comes back when this one's is cleared.
+        self._rejected: dict[ObjectKey, list[tuple[Mapping[str, Any], ValidationError]]] = {}
+        #: For a kind fed by several watches (``where``): objects of the other watches under a
+        #: key another watch wrote last, shown again if that one is deleted first. A Secret's
+        #: type is immutable, so a same-named Secret of another type is a delete and a create,
+        #: which the two watches may report in either order (a lagging watch replays its old
+        #: object after the other watch's ADDED, then its DELETED). Usually empty.
+        self._hidden: dict[ObjectKey, list[_Entry]] = {}
         self._snapshot: Resources | None = None
         #: Bumped on every change to the objects a snapshot holds, except a change of
         #: ``metadata.resourceVersion`` alone (a status update); a watcher compares it to skip
@@ -166,9 +177,15 @@ class ResourceStore:
         re-sends ADDED for known objects); ``DELETED`` removes the key; ``BOOKMARK`` only moves a
         watcher's resourceVersion and changes nothing here.
 
-        ``where`` (a test on the stored, decoded object) limits what a ``DELETED`` may remove,
-        for a kind fed by several watches (Secrets of type ``kubernetes.io/tls`` and
-        ``Opaque``): a watch removes only what it brought.
+        ``where`` says which objects of the kind are this watch's, for a kind fed by several
+        watches (Secrets of type ``kubernetes.io/tls`` and ``Opaque``): a test on a stored
+        object (the decoded model; for an invalid object recorded in ``errors``, the object as
+        applied, a mapping). A watch removes only its own objects and errors. Its ADDED or
+        MODIFIED over another watch's object under the same key (a Secret deleted and
+        re-created with another type, reported by the two watches in either order) is shown,
+        and the other object is kept behind it: shown again if this one is deleted first,
+        dropped when its own watch deletes it. Resource versions of two watches are never
+        compared.
         """
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown watch event type {event_type!r}")
@@ -179,16 +196,13 @@ class ResourceStore:
         filled, key = self._prepare(obj, kind)
         with self._lock:
             if event_type == "DELETED":
-                held = self._entries.get(key)
-                if held is not None and where is not None and not where(held.model):
-                    return  # another watch's object (a Secret re-created with another type)
-                self._errors.pop(key, None)
-                if self._entries.pop(key, None) is not None:
+                self._drop_error(key, where)
+                if self._remove(key, where):
                     self._changed()
                 return
-            entry = self._decode(filled, key)
+            entry = self._decode(filled, key, where)
             if entry is not None:
-                self._put(key, entry)
+                self._put(key, entry, where)
 
     def replace_all(self, kind: str, objs: Iterable[Mapping[str, Any]], *,
                     namespace: str | None = None, unkeyable: list[str] | None = None,
@@ -202,9 +216,10 @@ class ResourceStore:
         unless ``unkeyable`` is given: then why is appended to it and the item is skipped, so
         one broken item does not make the whole list unusable (the watcher passes it).
 
-        ``where`` (a test on a stored, decoded object): the list is complete only for the
-        objects that pass it, and only those are dropped when missing (two watches of one kind
-        with different field selectors do not drop each other's objects)."""
+        ``where`` (as in ``apply``): the list is complete only for the objects and errors that
+        pass it, and only those are dropped when missing (two watches of one kind with
+        different field selectors do not drop each other's objects, nor each other's errors).
+        """
         api_version, name = _split_kind(kind)
         api_version = api_version or KIND_API_VERSIONS.get(name)
         if api_version is None:
@@ -222,19 +237,19 @@ class ResourceStore:
             seen: set[ObjectKey] = set()
             for filled, key in prepared:
                 seen.add(key)
-                entry = self._decode(filled, key)
+                entry = self._decode(filled, key, where)
                 if entry is not None:
-                    self._put(key, entry)
-            stale = [k for k, e in self._entries.items()
-                     if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
-                     and (where is None or where(e.model))]
-            for k in stale:
-                del self._entries[k]
-            for k in [k for k in self._errors
-                      if k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
-                      and k not in self._entries]:
-                del self._errors[k]
-            if stale:
+                    self._put(key, entry, where)
+
+            def missing(k: ObjectKey) -> bool:
+                return k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
+
+            changed = False
+            for k in [k for k in (*self._entries, *self._hidden) if missing(k)]:
+                changed = self._remove(k, where) or changed
+            for k in [k for k in self._errors if missing(k)]:
+                self._drop_error(k, where)
+            if changed:
                 self._changed()
 
     # -- internals ---------------------------------------------------------------------------
@@ -243,9 +258,60 @@ class ResourceStore:
         self.generation += 1
         self._snapshot = None
 
-    def _put(self, key: ObjectKey, entry: _Entry) -> None:
-        self._errors.pop(key, None)
+    def _remove(self, key: ObjectKey, where: Callable[[Any], bool] | None) -> bool:
+        """Remove the objects under ``key`` that ``where`` owns; True when the shown one
+        changed (another watch's object kept behind it is shown again)."""
+        # Without ``where`` the watch owns every object of the kind: nothing is left behind.
+        hidden = self._hidden.pop(key, [])
+        hidden = [] if where is None else [e for e in hidden if not where(e.model)]
+        held = self._entries.get(key)
+        if held is None or not (where is None or where(held.model)):
+            if hidden:
+                self._hidden[key] = hidden
+            return False
+        if hidden:
+            self._entries[key] = hidden.pop()
+            if hidden:
+                self._hidden[key] = hidden
+        else:
+            del self._entries[key]
+        return True
+
+    def _drop_error(self, key: ObjectKey, where: Callable[[Any], bool] | None) -> None:
+        """Forget the error of ``key`` that ``where``'s watch recorded (another watch's
+        error for that key, if any, is shown again)."""
+        if key not in self._errors:
+            return
+        others = [] if where is None else [
+            r for r in self._rejected.get(key, ()) if not where(r[0])]
+        if others:
+            self._rejected[key] = others
+            self._errors[key] = others[-1][1]
+        else:
+            del self._errors[key]
+            self._rejected.pop(key, None)
+
+    def _put(self, key: ObjectKey, entry: _Entry,
+             where: Callable[[Any], bool] | None = None) -> None:
+        self._drop_error(key, where)
         old = self._entries.get(key)
+        if where is None:
+            self._hidden.pop(key, None)
+        elif old is not None and not where(old.model):
+            # Another watch's object: kept behind this one (see ``apply``), in place of any
+            # older object of this watch kept there.
+            self._hidden[key] = [e for e in self._hidden.get(key, ()) if not where(e.model)]
+            self._hidden[key].append(old)
+            self._entries[key] = entry
+            self._changed()
+            return
+        elif key in self._hidden:
+            # This watch's object was behind another one: this watch speaks for it now.
+            others = [e for e in self._hidden[key] if not where(e.model)]
+            if others:
+                self._hidden[key] = others
+            else:
+                del self._hidden[key]
         if old is not None and old == entry:
             return
         self._entries[key] = entry
@@ -293,17 +359,18 @@ class ResourceStore:
         filled["kind"] = obj_kind
         return filled, (gvk, ns, name)
 
-    def _decode(self, filled: dict[str, Any], key: ObjectKey) -> _Entry | None:
+    def _decode(self, filled: dict[str, Any], key: ObjectKey,
+                where: Callable[[Any], bool] | None = None) -> _Entry | None:
         try:
             # Objects from the API server carry no unknown field (it prunes them): the field
             # walk would cost ~15 % of the decode of a kubectl-get-shaped object for nothing.
             res = decode_resources([filled], check_fields=False)
         except ValidationError as err:
-            self._reject(key, err)
+            self._reject(key, err, filled, where)
             return None
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the feed either
             _log.exception("cannot decode %s %s/%s", key[0], key[1], key[2])
-            self._reject(key, _wrap(key, exc))
+            self._reject(key, _wrap(key, exc), filled, where)
             return None
         for field in _FIELDS:
             items = getattr(res, field)
@@ -315,10 +382,16 @@ class ResourceStore:
                 return _Entry(field, items[0])
         return None  # pragma: no cover - from_dicts of one object yields one object
 
-    def _reject(self, key: ObjectKey, err: ValidationError) -> None:
+    def _reject(self, key: ObjectKey, err: ValidationError, obj: Mapping[str, Any],
+                where: Callable[[Any], bool] | None) -> None:
         self.invalid_total += 1
         self._errors[key] = err
-        kept = "keeping its last valid version" if key in self._entries else "left out"
+        others = [] if where is None else [
+            r for r in self._rejected.get(key, ()) if not where(r[0])]
+        self._rejected[key] = [*others, (obj, err)]
+        held = self._entries.get(key)
+        kept = ("keeping its last valid version"
+                if held is not None and (where is None or where(held.model)) else "left out")
         _log.warning("invalid %s (%s):\n%s", _ref(key), kept, err)
 
 

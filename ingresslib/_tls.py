@@ -19,7 +19,8 @@ entry without ``secretName`` (the field is optional) gives its hosts the default
 in ingress-nginx, and is noted at INFO level, not reported as a problem.
 
 Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`): a ``tls.hosts``
-name without a rule in the same Ingress is still served (lowest priority); a certificate that
+name without a rule in the same Ingress is still served (lowest priority), unless another
+namespace routes that host (then it is ignored and reported); a certificate that
 does not cover a host, or a broken Secret, is skipped so that another Ingress's valid
 certificate for the host can still be used (ingress-nginx pins its default certificate on the
 first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
@@ -357,7 +358,8 @@ def _www_twins(ordered: list[Ingress], rule_hosts: list[set[str]]
 
 
 def _note_no_secret_name(
-    ordered: list[Ingress], rule_hosts: list[set[str]], chosen: Mapping[str, _Cert]
+    ordered: list[Ingress], rule_hosts: list[set[str]], chosen: Mapping[str, _Cert],
+    tenancy: _Tenancy,
 ) -> None:
     """Say, at INFO level, which hosts a ``spec.tls`` entry without ``secretName`` leaves on the
     default certificate. Such an entry is valid (``secretName`` is optional in the Ingress API)
@@ -371,7 +373,9 @@ def _note_no_secret_name(
         for i, tls in enumerate(ing.spec.tls):
             if tls.secret_name:
                 continue
-            hosts = {_norm(h) for h in tls.hosts} or rule_hosts[n]
+            # Listings refused to this namespace (``_Tenancy``) give it no host at all.
+            hosts = {_norm(h) for j, h in enumerate(tls.hosts)
+                     if (n, i, j) not in tenancy.refused} if tls.hosts else rule_hosts[n]
             left = sorted(h for h in hosts if h not in chosen)
             if left:
                 _log.info("tls: Ingress %s: spec.tls[%d] has no secretName: the default "
@@ -390,6 +394,9 @@ class TLSHosts:
     exact: frozenset[str] = frozenset()
     #: Wildcard names by suffix: ``*.example.test`` is ``".example.test"``.
     wildcard: frozenset[str] = frozenset()
+    #: Exact names the wildcards do not stand for: hosts another namespace routes, under a
+    #: ``tls.hosts`` wildcard listed without a rule (see :meth:`CertificateStore.update`, 3.).
+    outside: frozenset[str] = frozenset()
 
     def __call__(self, host: str) -> bool:
         """Whether ``host`` has TLS: an exact name, or a ``*.`` name standing for exactly its
@@ -397,6 +404,8 @@ class TLSHosts:
         name = _norm(host)
         if name in self.exact:
             return True
+        if name in self.outside:
+            return False
         dot = name.find(".")
         return dot > 0 and name[dot:] in self.wildcard
 
@@ -425,21 +434,102 @@ def _rule_hosts(ordered: Iterable[Ingress]) -> list[set[str]]:
     return [{_norm(r.host) for r in ing.spec.rules if r.host} for ing in ordered]
 
 
-def _configured(ordered: list[Ingress], rule_hosts: list[set[str]]) -> TLSHosts:
+def _suffix(host: str) -> str | None:
+    """``".example.test"`` for ``a.example.test``: the wildcard that stands for ``host``."""
+    dot = host.find(".")
+    return host[dot:] if dot > 0 and not host.startswith("*.") else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Tenancy:
+    """Where the ``tls.hosts`` extension (:meth:`CertificateStore.update`, 3.) applies: only
+    within a tenant. A name listed without a rule of its own Ingress applies when no served
+    Ingress routes the host, or when the Ingress that routes it (its owner: the oldest
+    non-canary Ingress with a rule for it, as certificates are chosen; a ``*.`` rule when no
+    rule names the host exactly, as routing falls back) is in the listing's namespace. Else
+    another namespace could turn a plain-HTTP host it does not route into a TLS host
+    (ssl-redirect, HSTS) served with its own certificate. Decided from the Ingresses alone, so
+    that :func:`tls_hosts` and :meth:`CertificateStore.update` agree."""
+
+    #: ``(Ingress index, tls index, hosts index)`` of listings ignored, and why.
+    refused: Mapping[tuple[int, int, int], TLSProblem]
+    #: Exact hosts that the wildcard listings applying to their suffix do not stand for,
+    #: because another namespace routes them -> (their owner, those listings). Neither TLS
+    #: hosts through them nor served their certificate. A ``*.`` rule host of an Ingress with
+    #: ``tls`` still stands for every host under it, as in ingress-nginx.
+    outside: Mapping[str, tuple[Ingress, tuple[tuple[int, int, int], ...]]]
+
+
+def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
+    owners: dict[str, Ingress] = {}
+    for n, ing in enumerate(ordered):
+        for host in rule_hosts[n]:
+            owners.setdefault(host, ing)
+
+    def owner(host: str) -> Ingress | None:
+        got = owners.get(host)
+        suffix = _suffix(host)
+        if got is None and suffix is not None:
+            got = owners.get("*" + suffix)
+        return got
+
+    refused: dict[tuple[int, int, int], TLSProblem] = {}
+    # Wildcard listings that apply: suffix -> their namespaces, and the listings.
+    wild: dict[str, set[str]] = {}
+    wild_at: dict[str, list[tuple[int, int, int]]] = {}
+    # Wildcards that a rule host of an Ingress with ``tls`` configures: those stand for every
+    # host under them, as in ingress-nginx (see the module's docstring).
+    ruled: set[str] = set()
+    for n, ing in enumerate(ordered):
+        if ing.spec.tls:
+            ruled.update(h[1:] for h in rule_hosts[n] if h.startswith("*."))
+        for i, tls in enumerate(ing.spec.tls):
+            for j, raw in enumerate(tls.hosts):
+                host = _norm(raw)
+                if host in rule_hosts[n]:
+                    continue
+                by = owner(host)
+                ns = ing.metadata.namespace
+                if by is not None and by.metadata.namespace != ns:
+                    refused[n, i, j] = TLSProblem(
+                        f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                        f"ignored: {host!r} is routed by namespace {by.metadata.namespace} "
+                        f"(Ingress {by.metadata.ref}) and no rule of this Ingress names it; a "
+                        "tls.hosts name without a rule applies only to a host no other "
+                        "namespace routes: no certificate from this entry, no ssl-redirect or "
+                        "HSTS for it", warning=True)
+                elif host.startswith("*."):
+                    wild.setdefault(host[1:], set()).add(ns)
+                    wild_at.setdefault(host[1:], []).append((n, i, j))
+    outside: dict[str, tuple[Ingress, tuple[tuple[int, int, int], ...]]] = {}
+    for host, by in owners.items():
+        suffix = _suffix(host)
+        if suffix is None or suffix not in wild or suffix in ruled:
+            continue
+        if by.metadata.namespace not in wild[suffix]:
+            outside[host] = (by, tuple(wild_at[suffix]))
+    return _Tenancy(refused, outside)
+
+
+def _configured(ordered: list[Ingress], rule_hosts: list[set[str]],
+                tenancy: _Tenancy) -> TLSHosts:
     """The hosts with TLS configured. ingress-nginx gives every rule host of an Ingress with a
     ``tls`` section a certificate, its own or, when that fails, the default one ("Using
     default certificate"), and its ssl-redirect follows that: such a host is redirected to
     HTTPS even when its Secret is missing or broken. ingresslib's own extension (``tls.hosts``
-    names without a rule) counts too. Every host a certificate is chosen for is one of these
-    (chosen hosts are ``tls.hosts`` names or rule hosts of an Ingress with ``tls``), so whether
-    a Secret loads never changes the set: it is decided without reading any Secret."""
+    names without a rule) counts too, within a tenant (``tenancy``, :func:`_tenancy`). Every
+    host a certificate is chosen for is one of these (chosen hosts are ``tls.hosts`` names or
+    rule hosts of an Ingress with ``tls``), so whether a Secret loads never changes the set:
+    it is decided without reading any Secret."""
     configured: set[str] = set()
     for n, ing in enumerate(ordered):
         if ing.spec.tls:
             configured |= rule_hosts[n]
-            configured.update(_norm(h) for t in ing.spec.tls for h in t.hosts)
-    return TLSHosts(frozenset(h for h in configured if not h.startswith("*.")),
-                    frozenset(h[1:] for h in configured if h.startswith("*.")))
+            configured.update(_norm(h) for i, t in enumerate(ing.spec.tls)
+                              for j, h in enumerate(t.hosts) if (n, i, j) not in tenancy.refused)
+    exact = frozenset(h for h in configured if not h.startswith("*."))
+    return TLSHosts(exact, frozenset(h[1:] for h in configured if h.startswith("*.")),
+                    frozenset(h for h in tenancy.outside if h not in exact))
 
 
 def tls_hosts(res: Resources, ingresses: Iterable[Ingress] | None = None) -> TLSHosts:
@@ -450,7 +540,8 @@ def tls_hosts(res: Resources, ingresses: Iterable[Ingress] | None = None) -> TLS
 
     What ``serve --tls-listen`` redirects (ssl-redirect) and ``explain --tls`` shows."""
     ordered, _canaries = _main_ingresses(res, ingresses)
-    return _configured(ordered, _rule_hosts(ordered))
+    rule_hosts = _rule_hosts(ordered)
+    return _configured(ordered, rule_hosts, _tenancy(ordered, rule_hosts))
 
 
 class CertificateStore:
@@ -512,7 +603,17 @@ class CertificateStore:
            ingress-nginx >= 1.x, which pins the default certificate on the first failure.)
         3. ingresslib extension: a ``tls.hosts`` name for which the Ingress has no rule (e.g. an
            Ingress with only ``tls``) is served too, but only when no Ingress with a rule for
-           that host supplied one (ingress-nginx ignores such names).
+           that host supplied one (ingress-nginx ignores such names: ``createServers`` asks
+           ``extractTLSSecretName`` for the Ingress's own rule hosts only). Only within a
+           tenant: the name applies when no served Ingress routes the host, or when the one
+           that does (the oldest non-canary Ingress with a rule for it, else with a ``*.``
+           rule covering it) is in the listing's namespace. Otherwise the listing is ignored
+           (no certificate, no TLS host), so that no namespace can redirect another's
+           plain-HTTP host to HTTPS and serve it its own certificate; reported
+           (``warning=True``) when the host is not a TLS host of its own (its owner's ``tls``).
+           A listed ``*.`` name applies likewise, and does not stand for the exact hosts other
+           namespaces route (neither their certificate nor TLS hosts through it; reported
+           likewise); a ``*.`` rule host still does, as in ingress-nginx.
         4. Canary Ingresses (``nginx.ingress.kubernetes.io/canary: "true"``) take no part, as in
            ingress-nginx: their ``tls`` supplies no certificate and makes no host a TLS host; a
            canary naming a Secret no non-canary Ingress of its namespace names is reported
@@ -553,6 +654,8 @@ class CertificateStore:
                     host = _norm(raw)
                     if (host in rule_hosts[n]) != in_rules or cert is None:
                         continue
+                    if (n, i, j) in tenancy.refused:
+                        continue   # another namespace routes the host (reported below)
                     if _covers(cert.names, host):
                         offer(host, cert)
                     elif in_rules or host not in chosen:
@@ -563,6 +666,7 @@ class CertificateStore:
                             "using the default certificate"))
 
         rule_hosts = _rule_hosts(ordered)
+        tenancy = _tenancy(ordered, rule_hosts)
         for n, ing in enumerate(ordered):
             check_listed(n, ing, True)
             for host in sorted(rule_hosts[n]):
@@ -588,6 +692,30 @@ class CertificateStore:
                 uncovered.append((twin, to, ing, cert))
         for n, ing in enumerate(ordered):
             check_listed(n, ing, False)
+        tls_set = _configured(ordered, rule_hosts, tenancy)
+        # A refused listing is said when it would have made the host a TLS host: for a host
+        # its owner serves over HTTPS anyway, it changes nothing (as before: the rule wins).
+        problems.extend(p for (n, i, j), p in tenancy.refused.items()
+                        if not tls_set(ordered[n].spec.tls[i].hosts[j]))
+        # A host another namespace routes, under a wildcard only ``tls.hosts`` listings of
+        # other namespaces supply, is not served their certificate (``_Tenancy``): its own
+        # certificate, else the default one, never the wildcard's.
+        kept: set[str] = set()
+        for host in sorted(tenancy.outside):
+            by, listings = tenancy.outside[host]
+            if host not in chosen:
+                kept.add(host)
+            if tls_set(host):
+                continue   # a TLS host of its own: the listings change nothing for it
+            for n, i, j in listings:
+                ing = ordered[n]
+                problems.append(TLSProblem(
+                    f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                    f"{_norm(ing.spec.tls[i].hosts[j])!r} does not stand for {host!r}: it is "
+                    f"routed by namespace {by.metadata.namespace} (Ingress {by.metadata.ref}) "
+                    "and no rule of this Ingress names it; a tls.hosts name without a rule "
+                    "applies only to hosts no other namespace routes: no certificate from this "
+                    "entry, no ssl-redirect or HSTS for that host", warning=True))
         for twin, to, ing, cert in uncovered:
             dot = twin.find(".")
             if twin in chosen or (dot > 0 and "*" + twin[dot:] in chosen):
@@ -614,9 +742,10 @@ class CertificateStore:
 
         # The TLS hosts (ssl-redirect, HSTS) whatever certificate they got: ``_configured``,
         # shared with ``tls_hosts`` (``explain --tls``).
-        self._tls_hosts = _configured(ordered, rule_hosts)
-        _note_no_secret_name(ordered, rule_hosts, chosen)
-        exact: dict[str, ssl.SSLContext] = {}
+        self._tls_hosts = tls_set
+        _note_no_secret_name(ordered, rule_hosts, chosen, tenancy)
+        # The default certificate, so that the lookup does not fall back to the wildcard.
+        exact: dict[str, ssl.SSLContext] = dict.fromkeys(kept, self.default_context)
         wild: dict[str, ssl.SSLContext] = {}
         for host, cert in chosen.items():
             if host.startswith("*."):
@@ -764,7 +893,8 @@ class CertificateStore:
     def hosts(self) -> frozenset[str]:
         """Every host name with a certificate (wildcards as ``*.suffix``)."""
         exact, wild = self._maps
-        return frozenset(exact) | frozenset("*" + s for s in wild)
+        return (frozenset(h for h, ctx in exact.items() if ctx is not self.default_context)
+                | frozenset("*" + s for s in wild))
 
     def _sni_callback(
         self, ssl_obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext

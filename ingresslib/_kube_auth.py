@@ -236,7 +236,10 @@ class AuthSecrets:
         return set(self._pending)
 
     def _fetch(self, refs: AbstractSet[Ref]) -> None:
-        todo = {r for r in refs if (_SECRET_GVK, *r) not in self._store}
+        # Held by this watch, not merely shown: under the same name the store may show the TLS
+        # watch's Secret (a stale one, that watch lagging after a delete and re-create as
+        # Opaque), which says nothing of the Opaque Secret to read.
+        todo = {r for r in refs if not self._store.holds((_SECRET_GVK, *r), self._where)}
         if todo:
             task = asyncio.ensure_future(self._get_all(todo))
             self._tasks.add(task)

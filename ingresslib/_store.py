@@ -154,6 +154,18 @@ class ResourceStore:
         with self._lock:
             return key in self._entries
 
+    def holds(self, key: ObjectKey, where: Callable[[Any], bool] | None = None) -> bool:
+        """Whether ``key`` holds a valid object of the watch ``where`` describes (as in
+        ``apply``), shown or kept behind another watch's; without ``where``, ``key in self``.
+        ``in`` alone would answer for another watch's object under the same name (a stale
+        TLS Secret shown where an Opaque one of that name is wanted)."""
+        with self._lock:
+            held = self._entries.get(key)
+            if where is None:
+                return held is not None
+            return ((held is not None and where(held.model))
+                    or any(where(e.model) for e in self._hidden.get(key, ())))
+
     def snapshot(self) -> Resources:
         """Every valid object as one immutable ``Resources``, in key order (cached until the next
         change, so calling it after a no-op burst costs nothing)."""

@@ -216,7 +216,8 @@ def _str_list(dec: _Dec, v: Any, path: str) -> tuple[str, ...]:
 
 
 def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
-    """A map[string]string, keys exactly as written (never renamed)."""
+    """A map[string]string, keys exactly as written (never renamed; a key YAML read as an
+    integer or a bool becomes the string kubectl would send, see :func:`_yaml_key`)."""
     if v is None:
         return EMPTY_MAP
     if not isinstance(v, Mapping):
@@ -227,9 +228,12 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
     out: dict[str, str] = {}
     for k, val in v.items():
         if type(k) is not str:
-            dec.entries.add(f"{path}[{k}]")
-            dec.wrong_type(f"{path}[{k}]", k, "string key")
-            continue
+            key = _yaml_key(k)
+            if key is None:
+                dec.entries.add(f"{path}[{k}]")
+                dec.wrong_type(f"{path}[{k}]", k, "string key")
+                continue
+            k = key
         if type(val) is str:
             out[k] = val
         elif val is None:
@@ -243,6 +247,24 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
     # The plain dict: every caller hands it straight to a model, whose __post_init__ takes its
     # own read-only copy (_models._own_maps); wrapping it here too would cost a second copy.
     return out
+
+
+def _yaml_key(k: Any) -> str | None:
+    """The string kubectl sends for a map key YAML read as a bool or an integer (``labels:
+    {1: a}``, ``{on: b}``), None for any other non-string key.
+
+    kubectl turns YAML into JSON with sigs.k8s.io/yaml, whose ``convertToJSONableObject``
+    stringifies such keys ("JSON does not support arbitrary keys in a map, so we must convert
+    these keys to strings": ``case int: keyString = strconv.Itoa(typedKey)``, ``case bool: if
+    typedKey { keyString = "true" } else { keyString = "false" }``), so the API server sees
+    the label ``"1"``. Float keys (Go formats them its own way) and null keys stay errors.
+    """
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    if isinstance(k, int) and -(1 << 63) <= k < (1 << 64):
+        # (go-yaml reads a bigger integer as a float64, which Go would print as "1e+20".)
+        return str(int(k))
+    return None
 
 
 def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:

@@ -22,9 +22,10 @@ Deliberate differences from the API server, each documented:
 - ``spec.tls[].hosts`` must not be IP addresses either (SEMANTICS §2: "same rules for
   ``spec.tls[].hosts``"); the API server only checks the DNS shape there. An IP can never be an
   SNI name, so such an entry could not select a certificate anyway.
-- EndpointSlice and Endpoints addresses are not checked against the "special" ranges
-  (loopback, link-local; ValidateEndpointIP / ValidateNonSpecialIP): manifests for a local
-  ingresslib legitimately point at 127.0.0.1. Only those helpers' parse check is kept.
+- EndpointSlice and Endpoints addresses are not checked against the loopback and link-local
+  ranges (ValidateEndpointIP / ValidateNonSpecialIP): manifests for a local ingresslib
+  legitimately point at 127.0.0.1. Those helpers' parse check and their refusal of the
+  unspecified address (0.0.0.0, ::), which no manifest needs, are kept.
 - EndpointSlice ``ports[].port`` must be 1-65535 when set; the API server's validatePorts does
   not check it. ingresslib connects to that port, and a number outside the range would make the
   connect call raise instead of failing like an unreachable endpoint.
@@ -35,6 +36,7 @@ Deliberate differences from the API server, each documented:
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -380,17 +382,6 @@ def _is_to4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
     if ip is None:
         return False
     return isinstance(ip, ipaddress.IPv4Address) or ip.ipv4_mapped is not None
-
-
-def _is_ipv4(value: str) -> bool:
-    # IsValidIPv4Address: `if ip == nil || ip.To4() == nil { "must be a valid IPv4 address" }`
-    return _is_to4(_parse_ip_sloppy(value))
-
-
-def _is_ipv6(value: str) -> bool:
-    # IsValidIPv6Address: `if ip == nil || ip.To4() != nil { "must be a valid IPv6 address" }`
-    ip = _parse_ip_sloppy(value)
-    return ip is not None and not _is_to4(ip)
 
 
 def _supported(values: Iterable[str]) -> str:
@@ -880,18 +871,22 @@ def validate_endpoint_slice(es: EndpointSlice, obj: str | None = None) -> list[F
             fld = f"{base}.addresses[{j}]"
             # "This validates known address types, unknown types fall through and do not get
             # validated." IPv4/IPv6: IsValidIPv4Address / IsValidIPv6Address, then
-            # ValidateEndpointIP, whose parse check (`if ip == nil { "must be a valid IP
-            # address" }`) is kept; its special-range checks are not (module docstring).
+            # ValidateEndpointIP (_endpoint_ip: the parse and unspecified checks; the loopback
+            # and link-local ones are not kept, module docstring).
             if at == "IPv4":
-                if not _is_ipv4(addr):
+                # IsValidIPv4Address: `if ip == nil || ip.To4() == nil { "must be a valid IPv4
+                # address" }`; one parse serves it and ValidateEndpointIP.
+                ip = _parse_ip_sloppy(addr)
+                if not _is_to4(ip):
                     e.invalid(fld, addr, "must be a valid IPv4 address")
-                if not _is_ip(addr):
-                    e.invalid(fld, addr, "must be a valid IP address")
+                _endpoint_ip(e, fld, addr, ip)
             elif at == "IPv6":
-                if not _is_ipv6(addr):
+                # IsValidIPv6Address: `if ip == nil || ip.To4() != nil { "must be a valid IPv6
+                # address" }`
+                ip = _parse_ip_sloppy(addr)
+                if ip is None or _is_to4(ip):
                     e.invalid(fld, addr, "must be a valid IPv6 address")
-                if not _is_ip(addr):
-                    e.invalid(fld, addr, "must be a valid IP address")
+                _endpoint_ip(e, fld, addr, ip)
             elif at == "FQDN":
                 _fqdn(e, fld, addr)
         # `if endpoint.NodeName != nil { ValidateNodeName(*endpoint.NodeName) }`
@@ -932,6 +927,25 @@ def _fqdn(e: _Errs, fld: str, name: str) -> None:
         if errs:
             e.invalid(fld, label, ",".join(errs))
             return
+
+
+def _endpoint_ip(
+    e: _Errs, fld: str, addr: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+) -> None:
+    # ValidateEndpointIP (EndpointSlice) / ValidateNonSpecialIP (v1 Endpoints), both: `if ip ==
+    # nil { "must be a valid IP address"; return }; if ip.IsUnspecified() { field.Invalid(fldPath,
+    # ipAddress, fmt.Sprintf("may not be unspecified (%v)", ipAddress)) }`, then the loopback and
+    # link-local checks, which are not kept (module docstring). The unspecified one is: a
+    # connection to 0.0.0.0 or :: reaches this host, so such an endpoint would send the
+    # Ingress's traffic to whatever listens on the proxy's own machine.
+    if ip is None:
+        e.invalid(fld, addr, "must be a valid IP address")
+        return
+    if ip.is_unspecified or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+                             and ip.ipv4_mapped.is_unspecified):
+        # net.IP.IsUnspecified: `ip.Equal(IPv4zero) || ip.Equal(IPv6unspecified)`; Equal
+        # compares "::ffff:0.0.0.0" as IPv4zero.
+        e.invalid(fld, addr, f"may not be unspecified ({addr})")
 
 
 def _validate_endpoint_ports(
@@ -992,16 +1006,15 @@ def validate_endpoints(ep: Endpoints, obj: str | None = None) -> list[FieldError
                 abase = f"{base}.{key}[{j}]"
                 # validateEndpointAddress: IsValidIP; `if len(address.Hostname) > 0 {
                 # ValidateDNS1123Label }`; `if address.NodeName != nil { ValidateNodeName }`;
-                # then ValidateNonSpecialIP, of which only the parse check is kept.
-                ip_ok = _is_ip(addr.ip)
-                if not ip_ok:
+                # then ValidateNonSpecialIP (_endpoint_ip).
+                ip = _parse_ip_sloppy(addr.ip)
+                if ip is None:
                     e.invalid(abase + ".ip", addr.ip, _IP_MSG)
                 if addr.hostname:
                     e.invalid_each(abase + ".hostname", addr.hostname, is_dns1123_label(addr.hostname))
                 if addr.node_name is not None:
                     e.invalid_each(abase + ".nodeName", addr.node_name, is_dns1123_subdomain(addr.node_name))
-                if not ip_ok:
-                    e.invalid(abase + ".ip", addr.ip, "must be a valid IP address")
+                _endpoint_ip(e, abase + ".ip", addr.ip, ip)
         # `requireName := len(ss.Ports) > 1`
         _validate_endpoint_ports(
             e, ss.ports, base + ".ports", require_name=len(ss.ports) > 1, slice_rules=False
@@ -1063,10 +1076,95 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
     # field.TooLong(dataPath, "", core.MaxSecretSize) }` (MaxSecretSize = 1 MiB).
     if total > _MAX_SECRET_SIZE:
         e.too_long("data", _MAX_SECRET_SIZE)
-    if sec.type == "kubernetes.io/tls":
+    _validate_secret_type(e, sec)
+    return e.result()
+
+
+def _validate_secret_type(e: _Errs, sec: Secret) -> None:
+    """ValidateSecret's `switch secret.Type`: the keys each well-known type requires (other
+    types, Opaque and "" need none)."""
+    t = sec.type
+
+    def has(key: str) -> bool:
+        return key in sec.data or key in sec.string_data
+
+    if t == "kubernetes.io/tls":
         # `case core.SecretTypeTLS: if _, exists := secret.Data[core.TLSCertKey]; !exists {
         # field.Required(dataPath.Key(core.TLSCertKey), "") }` (same for tls.key).
         for key in (_TLS_CERT_KEY, _TLS_KEY_KEY):
-            if key not in sec.data and key not in sec.string_data:
+            if not has(key):
                 e.required(f"data[{key}]")
-    return e.result()
+    elif t == "kubernetes.io/basic-auth":
+        # `_, usernameFieldExists := secret.Data[core.BasicAuthUsernameKey]` (and password):
+        # "username or password might be empty, but the field must be present": `if
+        # !usernameFieldExists && !passwordFieldExists { field.Required(...username) ;
+        # field.Required(...password) }`
+        if not has("username") and not has("password"):
+            e.required("data[username]")
+            e.required("data[password]")
+    elif t == "kubernetes.io/ssh-auth":
+        # `if len(secret.Data[core.SSHAuthPrivateKey]) == 0 { field.Required(...) }`: present
+        # but empty is refused too.
+        if not _secret_value_len(sec, "ssh-privatekey"):
+            e.required("data[ssh-privatekey]")
+    elif t == "kubernetes.io/service-account-token":
+        # `if value := secret.Annotations[core.ServiceAccountNameKey]; len(value) == 0 {
+        # field.Required(field.NewPath("metadata", "annotations").Key(core.ServiceAccountNameKey),
+        # "") }`
+        if not sec.metadata.annotations.get("kubernetes.io/service-account.name"):
+            e.required("metadata.annotations[kubernetes.io/service-account.name]")
+    elif t in _DOCKER_KEYS:
+        # `dockercfgBytes, exists := secret.Data[core.DockerConfigKey]; if !exists {
+        # field.Required(...); break }; if err := json.Unmarshal(dockercfgBytes,
+        # &map[string]interface{}{}); err != nil { field.Invalid(dataPath.Key(...), "<secret
+        # contents redacted>", err.Error()) }` (".dockerconfigjson" likewise).
+        key = _DOCKER_KEYS[t]
+        if not has(key):
+            e.required(f"data[{key}]")
+        elif key in sec.string_data or _base64_len(sec.data[key]) is not None:
+            raw = sec.get_bytes(key)
+            problem = _json_object_error(raw or b"")
+            if problem:
+                e.invalid(f"data[{key}]", "<secret contents redacted>", problem)
+
+
+#: Secret type -> the data key it requires (core.DockerConfigKey, core.DockerConfigJSONKey).
+_DOCKER_KEYS = {
+    "kubernetes.io/dockercfg": ".dockercfg",
+    "kubernetes.io/dockerconfigjson": ".dockerconfigjson",
+}
+
+
+def _secret_value_len(sec: Secret, key: str) -> int:
+    """The decoded length of ``key`` (0 when absent; undecodable data is reported apart)."""
+    if key in sec.string_data:
+        return len(sec.string_data[key].encode("utf-8", "surrogatepass"))
+    raw = sec.data.get(key)
+    return 0 if raw is None else (_base64_len(raw) or 0)
+
+
+def _json_object_error(raw: bytes) -> str:
+    """The error of Go's ``json.Unmarshal(raw, &map[string]interface{}{})`` ("" if none).
+
+    The two common ones are Go's own words; for other syntax errors the detail is Python's
+    (Go names the offending character differently)."""
+    text = raw.decode("utf-8", "replace")
+    if not text.strip():
+        return "unexpected end of JSON input"
+
+    def no_constant(name: str) -> Any:
+        # Python takes NaN and Infinity; Go's decoder does not.
+        raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+    try:
+        value = json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return "unexpected end of JSON input"
+        return f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+    except ValueError as exc:
+        return str(exc)
+    if value is None or isinstance(value, dict):
+        return ""  # `null` leaves the map alone
+    kind = {bool: "bool", str: "string", list: "array"}.get(type(value), "number")
+    return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"

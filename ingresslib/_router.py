@@ -442,8 +442,9 @@ class _Wiring:
 
     #: ``(namespace, service)`` -> the backends on that Service.
     by_service: dict[tuple[str, str], list[_Side]]
-    #: The warnings that do not depend on Services, as a build that carries every balancer
-    #: over gives them (without "failed to start", said only by the build that made one).
+    #: The warnings that do not depend on the Services' contents: the notes on objects given
+    #: twice too (an update touching a twin rebuilds), and "failed to start" (its fallback
+    #: serves until a build drops the backend or tries a replaced factory).
     route_warnings: tuple[Diagnostic, ...]
     #: The Services' warnings, in ``resources.services`` order.
     service_warnings: tuple[Diagnostic, ...]
@@ -469,11 +470,32 @@ def _service_warnings(svc: Service) -> list[Diagnostic]:
     return out
 
 
+def _services_warnings(services: Sequence[Service], in_use: Callable[[Service], bool]
+                       ) -> tuple[Diagnostic, ...]:
+    """The warnings of every Service in use (of one given twice, the later definition: the
+    earlier one's would be about a Service nothing uses, or say the same thing twice)."""
+    out: list[Diagnostic] = []
+    said: set[tuple[str, str]] = set()  # the same object given twice is "in use" twice
+    for svc in services:
+        if (svc.spec.type == "ExternalName" or svc.metadata.annotations.get(
+                ENDPOINT_WEIGHTS_ANNOTATION)) and in_use(svc):  # else none: no call per Service
+            key = (svc.metadata.namespace, svc.metadata.name)
+            if key not in said:
+                said.add(key)
+                out += _service_warnings(svc)
+    return tuple(out)
+
+
 #: What a build works out once per Ingress (see ``Router._build_state``): ``(obj, annotations,
 #: their items, service-upstream, its warning, balancer spec, the spec's problems)``; the spec
 #: is None for cookie affinity, whose default cookie path is each rule's own.
 _IngressInfo = tuple[str, Mapping[str, str], tuple[tuple[str, str], ...], bool, "str | None",
                      "BalancerSpec | None", list[tuple[str, str]]]
+
+
+#: A balancer factory that raised (None for a built-in kind) and the warning saying so.
+_Fallback = tuple["BalancerFactory | None", str]
+_LOAD_BALANCE = "nginx.ingress.kubernetes.io/load-balance"
 
 
 #: An update where more than this many objects of a kind (plus a quarter of them) changed
@@ -544,6 +566,9 @@ class Router:
         self._lock = threading.Lock()
         # Survive updates, keyed by what they belong to; pruned to the keys still in use.
         self._balancers: dict[tuple[Any, ...], Balancer] = {}
+        #: The keys of ``_balancers`` holding a round-robin put in place of a factory that
+        #: raised: that factory and the warning saying so.
+        self._fallbacks: dict[tuple[Any, ...], _Fallback] = {}
         self._splits: dict[tuple[Any, ...], WeightSplit] = {}
         #: What the current state's build knows (set with the state), and the Services and
         #: endpoints of its Resources grouped by Service (built on the first endpoint-only
@@ -797,7 +822,7 @@ class Router:
 
         Why it equals the full build: with the same table, default balancer and factories, a
         full build finds every balancer and canary split in the carried-over maps, makes the
-        same warnings except the Services' (and "failed to start", see ``_Wiring``), and keeps
+        same warnings except the Services', and keeps
         every backend whose endpoint set is equal to its old one (its ``_Route`` is new but
         holds the same backends, config and split: same decisions).
         """
@@ -866,7 +891,7 @@ class Router:
         if any(_service_warnings(svc) for svc in touched):
             # Objects outside the change kept their order (see changed_objects): only a
             # Service with warnings among the changed ones moves the list.
-            service_warnings = tuple(w for svc in res.services for w in _service_warnings(svc))
+            service_warnings = _services_warnings(res.services, objects.in_use)
         else:
             service_warnings = wiring.service_warnings
         warnings = wiring.route_warnings + service_warnings
@@ -938,9 +963,8 @@ class Router:
         # identity (its dataclass hash runs in Python).
         sides: dict[tuple[Any, ...], _Side] = {}
         by_service: dict[tuple[str, str], list[_Side]] = {}
-        # Indices in ``warnings`` of "failed to start" (see _Wiring.route_warnings).
-        transient: set[int] = set()
         balancers: dict[tuple[Any, ...], Balancer] = {}
+        fallbacks: dict[tuple[Any, ...], _Fallback] = {}
         splits: dict[tuple[Any, ...], WeightSplit] = {}
 
         def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
@@ -1016,7 +1040,20 @@ class Router:
                 eps = index.resolve(match.namespace, match.service, match.port, upstream)
                 tag = ".c" if canary else ""
                 bkey = (match.namespace, match.service, match.port, upstream, spec, tag)
-                bal = balancers.get(bkey) or self._balancers.get(bkey)
+                bal = balancers.get(bkey)
+                if bal is None:
+                    # First use of this balancer in this build: carried over, unless it is
+                    # the fallback for a factory that failed and has been replaced since.
+                    bal = self._balancers.get(bkey)
+                    fell = self._fallbacks.get(bkey)
+                    if fell is not None:
+                        if fell[0] is factories.get(spec.kind):
+                            # Still serving in its place: said by every build, as a build
+                            # from scratch (whose factory fails again) says it.
+                            warn(ing, obj, _LOAD_BALANCE, fell[1])
+                            fallbacks[bkey] = fell
+                        else:
+                            bal = None
                 if bal is None:
                     # Seeding a Random costs ~10 us: only balancers that draw get their own.
                     draws = not ((spec.kind == "round_robin"
@@ -1028,12 +1065,14 @@ class Router:
                     try:
                         bal = make_balancer(spec, options, factories, tag, bkey[:3])
                     except Exception as exc:  # a third-party factory failed: say so, keep serving
-                        said = len(warnings)
-                        warn(ing, obj, "nginx.ingress.kubernetes.io/load-balance",
-                             f"balancer {spec.kind!r} failed to start ({exc}); using round_robin")
-                        if len(warnings) > said:
-                            transient.add(said)
-                        bal = make_balancer(BalancerSpec("round_robin"), options, factories)
+                        fell = (factories.get(spec.kind),
+                                f"balancer {spec.kind!r} failed to start ({exc}); "
+                                "using round_robin")
+                        warn(ing, obj, _LOAD_BALANCE, fell[1])
+                        fallbacks[bkey] = fell
+                        # The built-in: a "round_robin" factory of the user's may be the one
+                        # that failed (or fail too).
+                        bal = RoundRobin(options)
                 balancers[bkey] = bal
                 side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
                                            match.port, upstream, canary)
@@ -1093,19 +1132,17 @@ class Router:
             if is_canary is None:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
                      f"invalid boolean {raw_canary!r}: treated as a normal Ingress")
-        route_warnings = tuple(w for i, w in enumerate(warnings) if i not in transient) \
-            if transient else tuple(warnings)
-        service_warnings: list[Diagnostic] = []
-        for svc in res.services:
-            if svc.spec.type == "ExternalName" or svc.metadata.annotations.get(
-                    ENDPOINT_WEIGHTS_ANNOTATION):  # else none: no call per Service
-                service_warnings += _service_warnings(svc)
+        route_warnings = tuple(warnings)
+        service_warnings = _services_warnings(
+            res.services, lambda svc: index.service(svc.metadata.namespace,
+                                                    svc.metadata.name) is svc)
         warnings += service_warnings
         for w in warnings:
             log.debug("%s", w)
         # Publish the carried-over state maps before the state that uses them.
         self._balancers = balancers
+        self._fallbacks = fallbacks
         self._splits = splits
-        self._wiring = _Wiring(by_service, route_warnings, tuple(service_warnings),
+        self._wiring = _Wiring(by_service, route_warnings, service_warnings,
                                self.load_balance, factories)
         return _State(table, routes, tuple(warnings), res, table.match, fast)

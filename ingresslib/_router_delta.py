@@ -197,6 +197,15 @@ class ServiceObjects:
                 or (bool(e_old or e_new) and _twinned(e_old, e_new, _service_key,
                                                       lambda k: len(endpoints.get(k, ())))))
 
+    def in_use(self, svc: Service) -> bool:
+        """Whether ``svc`` (of ``resources``) is the definition of its ``(namespace, name)``
+        that counts: the later one of a Service given twice, as in ``EndpointIndex``."""
+        key = _service_key(svc)
+        if len(self._services.get(key, ())) <= 1:
+            return True
+        # Twins: which is later is the order of the whole ``resources`` (rare: read it there).
+        return next(s for s in reversed(self.resources.services) if _service_key(s) == key) is svc
+
     def index(self, key: Key) -> EndpointIndex | None:
         """An ``EndpointIndex`` that resolves the backends of Service ``key`` as one over the
         whole ``resources`` does; None when two Services, v1 Endpoints or EndpointSlices of

@@ -475,8 +475,8 @@ def test_a_balancer_registered_or_a_default_changed_meanwhile_rebuilds() -> None
 
 
 def test_a_failing_balancer_factory_warns_as_a_full_rebuild_does() -> None:
-    # Catches: the "failed to start" warning kept by endpoint-only updates (a full rebuild
-    # finds the fallback balancer carried over and does not say it again).
+    # Catches: endpoint-only updates and full rebuilds disagreeing on the "failed to start"
+    # warning (every update keeps it while the fallback serves).
     def boom(options: Any) -> Any:
         raise RuntimeError("no")
 

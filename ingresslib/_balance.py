@@ -1121,6 +1121,21 @@ _BUILTIN: dict[str, BalancerFactory] = {
 # balancer instances from it at update time. Routers can also be given their own factories.
 _REGISTRY: dict[str, BalancerFactory] = dict(_BUILTIN)
 _REGISTRY_LOCK = threading.Lock()
+#: The kinds of ``BalancerSpec`` that come from other annotations (``affinity: cookie``,
+#: ``upstream-hash-by``) and are always built in (``make_balancer``): a factory registered
+#: under one of these names would never be called, its backends silently served by the
+#: built-in, so such a name is refused.
+RESERVED_BALANCER_NAMES = frozenset({"sticky", "chash"})
+
+
+def check_balancer_name(name: object) -> None:
+    """Refuse what cannot name a pluggable balancer (``register_balancer``, ``Router``'s
+    ``balancers``)."""
+    if not name or not isinstance(name, str):
+        raise ValueError("balancer name must be a non-empty string")
+    if name in RESERVED_BALANCER_NAMES:
+        raise ValueError(f"balancer name {name!r} is reserved: cookie affinity and consistent "
+                         "hashing are chosen by the affinity and upstream-hash-by annotations")
 
 
 def register_balancer(name: str, factory: BalancerFactory) -> None:
@@ -1131,8 +1146,7 @@ def register_balancer(name: str, factory: BalancerFactory) -> None:
     True
     >>> unregister_balancer("first")
     """
-    if not name or not isinstance(name, str):
-        raise ValueError("balancer name must be a non-empty string")
+    check_balancer_name(name)
     if not callable(factory):
         raise TypeError("factory must be callable")
     with _REGISTRY_LOCK:

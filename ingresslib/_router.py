@@ -44,6 +44,7 @@ from ._balance import (
     Headers,
     RequestContext,
     RoundRobin,
+    check_balancer_name,
     make_balancer,
     nginx_uri,
     parse_balancer_spec,
@@ -559,6 +560,8 @@ class Router:
         #: The ConfigMap ``load-balance`` default for backends without the annotation.
         self.load_balance = load_balance
         self._own_factories = dict(balancers or {})
+        for name in self._own_factories:
+            check_balancer_name(name)
         #: True: the canary weight is a seeded random draw per request (ingress-nginx's way)
         #: instead of the exact smooth interleave.
         self.canary_random = canary_random

@@ -647,7 +647,7 @@ def check_main(args: argparse.Namespace) -> int:
     for d in diagnostics:
         print(d, file=sys.stderr)
     proxy_warnings = (field_warnings + _proxy_annotation_warnings(table, res)
-                      + unread_versions(res.ignored))
+                      + unread_versions(res.ignored) + _tls_warnings(res, table))
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".
@@ -668,6 +668,24 @@ def check_main(args: argparse.Namespace) -> int:
         print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
               f"{warned} warning(s)")
     return 0
+
+
+def _tls_warnings(res: Resources, table: RouteTable) -> list[str]:
+    """What ``serve --tls-listen`` logs of the served Ingresses' ``tls`` sections (a missing or
+    broken Secret, a certificate that does not cover a host, expired or about to, a refused
+    ``tls.hosts`` listing, a ``from-to-www-redirect`` twin left uncovered...): the certificate
+    store's own decision (``certificate_problems``), without a store, so no default
+    certificate is generated. Warnings, exit 0, whether the certificate is still served
+    (``warning=True``) or its hosts fall back to another one or the default certificate: as
+    in ingress-nginx, which serves its default certificate then, they are no validation
+    errors."""
+    if not any(ing.spec.tls for ing in table.served):
+        return []   # every such problem stems from a tls entry: spare the import
+    try:
+        from ._tls import certificate_problems
+    except ImportError:  # pragma: no cover - a Python without ssl
+        return []
+    return [str(p) for p in certificate_problems(res, table.served)]
 
 
 def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) -> list[str]:

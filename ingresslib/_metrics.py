@@ -657,30 +657,18 @@ def certificate_not_after(pem: bytes) -> datetime.datetime:
 def certificates_of(
     res: Resources, ingresses: Iterable[Ingress] | None = None,
 ) -> list[tuple[str, str, datetime.datetime]]:
-    """``(host, "namespace/secret", not_after)`` for every TLS host of ``ingresses`` (default:
-    all of ``res``), ready for :meth:`Metrics.set_certificates`. Secrets that are missing or hold
-    no readable certificate are left out (the TLS store reports those)."""
-    secrets = {(s.metadata.namespace, s.metadata.name): s for s in res.secrets}
-    out: list[tuple[str, str, datetime.datetime]] = []
-    seen: set[tuple[str, str]] = set()
-    for ing in res.ingresses if ingresses is None else ingresses:
-        ns = ing.metadata.namespace
-        for tls in ing.spec.tls:
-            secret = secrets.get((ns, tls.secret_name)) if tls.secret_name else None
-            if secret is None:
-                continue
-            try:
-                not_after = certificate_not_after(secret.get_bytes("tls.crt") or b"")
-            except (ValueError, UnicodeDecodeError):
-                continue
-            # As the TLS store reads it: no hosts means the hosts of this Ingress's rules.
-            hosts = tls.hosts or tuple(r.host for r in ing.spec.rules if r.host)
-            for host in hosts:
-                ref = f"{ns}/{tls.secret_name}"
-                if (host, ref) not in seen:
-                    seen.add((host, ref))
-                    out.append((host, ref, not_after))
-    return out
+    """``(host, "namespace/secret", not_after)`` for every host the TLS store serves a Secret's
+    certificate (``ingresses``: the served ones; default: all of ``res``), ready for
+    :meth:`Metrics.set_certificates`, by host. The store's own decision
+    (``_tls.served_certificates``), not a second reading of the manifests: a ``tls.hosts``
+    listing the store refuses (another namespace routes the host), a certificate that does not
+    cover the host, a Secret that is missing or does not load (the TLS store reports those)
+    give no series. As in ingress-nginx, whose ``SetSSLExpireTime`` reads the certificate each
+    server it configured got; a ``from-to-www-redirect`` twin served its host's certificate has
+    a series here too (a redirect, not a server, there), the same Secret and date as its host."""
+    from ._tls import served_certificates
+
+    return served_certificates(res, ingresses)
 
 
 def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> frozenset[str]:

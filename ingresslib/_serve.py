@@ -736,7 +736,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     mport = 0
     if metrics_listen is not None:
         metrics = Metrics()
-        metrics.set_certificates(certificates_of(res, served))
+        # The store's own list when there is one: a broken update's last good certificate
+        # is still served, so it keeps its series.
+        metrics.set_certificates(store.certificates() if store is not None
+                                 else certificates_of(res, served))
         # Requests for hosts no served rule names are not counted per host (ingress-nginx).
         metrics.set_hosts(hosts_of(res, served))
     access = getattr(args, "access_log", "text")
@@ -839,7 +842,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         if res is not None:
             if served is None:  # pragma: no cover - every caller passes the table's own
                 served = _served(res, args.ingress_class, args.controller)
-            metrics.set_certificates(certificates_of(res, served))
+            metrics.set_certificates(store.certificates() if store is not None
+                                     else certificates_of(res, served))
             metrics.set_hosts(hosts_of(res, served))
 
     if not getattr(args, "kubernetes", False):

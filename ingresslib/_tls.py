@@ -16,7 +16,9 @@ stdlib recipe: assign ``ssl_obj.context``). The host map is replaced as a whole 
 :meth:`CertificateStore.update`, so a handshake sees either the old or the new set, never a
 half-built one, and connections already established keep their certificate. A ``spec.tls``
 entry without ``secretName`` (the field is optional) gives its hosts the default certificate, as
-in ingress-nginx, and is noted at INFO level, not reported as a problem.
+in ingress-nginx, and is noted at INFO level, not reported as a problem. ``ingresslib check``
+(:func:`certificate_problems`) and the certificate-expiry metric (:func:`served_certificates`)
+take the store's own decision (:func:`_select`), without a store.
 
 Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`): a ``tls.hosts``
 name without a rule in the same Ingress is still served (lowest priority), unless another
@@ -58,15 +60,14 @@ import logging
 import os
 import re
 import ssl
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._canary import CANARY_ANNOTATION
-from ._goparse import parse_bool
 from ._models import Ingress, Secret
 from ._resources import Resources
 from ._table import _age_key, _split_canaries, served_ingresses
+from ._www import FROM_TO_WWW, www_twins
 
 __all__ = [
     "CertificateStore",
@@ -224,6 +225,8 @@ def _pem_file() -> tuple[int, str, bool]:
         if os.path.exists(path):
             return fd, path, True
         os.close(fd)  # no /proc (some sandboxes): fall back to a file
+    import tempfile   # here: its import (shutil, random...) would slow `ingresslib check`
+
     fd, path = tempfile.mkstemp(prefix="ingresslib-", suffix=".pem")
     return fd, path, False
 
@@ -324,37 +327,16 @@ def _covers(names: frozenset[str], host: str) -> bool:
     return dot > 0 and "*" + host[dot:] in names
 
 
-#: The annotation whose www / non-www twin host gets its host's certificate (see
-#: :func:`_www_twins`).
-_FROM_TO_WWW = "nginx.ingress.kubernetes.io/from-to-www-redirect"
-
-
-def _www_twins(ordered: list[Ingress], rule_hosts: list[set[str]]
-               ) -> dict[str, tuple[str, Ingress]]:
-    """``from-to-www-redirect``: twin host -> (rule host, the Ingress asking), the twins the
-    proxy redirects (``proxy/_actions.py`` ``_www_twins``, the same rules: non-canary
-    Ingresses with the annotation true, their non-wildcard rule hosts, a twin no rule host
-    names, the first Ingress, oldest first, winning a twin).
+def _www_twins(ordered: list[Ingress]) -> dict[str, tuple[str, Ingress]]:
+    """``from-to-www-redirect``: twin host -> (rule host, the Ingress asking), normalised: the
+    twins the proxy redirects (``_www.www_twins``, one decision for both).
 
     ingress-nginx gives such a twin its host's certificate when that certificate covers it
     (pkg/util/ingress ``BuildRedirects``: "if srv.SSLCert != nil { if
     ssl.IsValidHostname(from, srv.SSLCert.CN) { r.SSLCert = srv.SSLCert }", and nginx.go
     ``configureCertificates``: "configure(redirect.From, redirect.SSLCert)"), so that
     ``https://www.example.com`` reaches its redirect without a certificate error."""
-    servers: set[str] = set().union(*rule_hosts)
-    twins: dict[str, tuple[str, Ingress]] = {}
-    for ing in ordered:
-        raw = ing.metadata.annotations.get(_FROM_TO_WWW)
-        if raw is None or parse_bool(raw) is not True:
-            continue
-        for rule in ing.spec.rules:
-            if not rule.host or rule.host.startswith("*"):
-                continue
-            to = _norm(rule.host)
-            twin = to[4:] if to.startswith("www.") else "www." + to
-            if twin and twin not in servers and twin not in twins:
-                twins[twin] = (to, ing)
-    return twins
+    return {_norm(twin): (_norm(to), ing) for twin, (to, ing) in www_twins(ordered).items()}
 
 
 def _note_no_secret_name(
@@ -544,6 +526,285 @@ def tls_hosts(res: Resources, ingresses: Iterable[Ingress] | None = None) -> TLS
     return _configured(ordered, rule_hosts, _tenancy(ordered, rule_hosts))
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """The certificates one decision loaded: by a digest of their PEM (a reload that keeps a
+    certificate reuses it), and the last one each Secret (namespace, name) loaded (a broken
+    update of the Secret keeps it: :meth:`_Loader.entry`)."""
+
+    cache: Mapping[bytes, _Cert]
+    last_good: Mapping[tuple[str, str], _Cert]
+
+
+class _Loader:
+    """Loads the Secrets the ``spec.tls`` entries name, for one decision (:func:`_select`),
+    reusing what the last one loaded (``before``) and reporting into ``problems``."""
+
+    def __init__(self, secrets: Mapping[tuple[str, str], Secret], before: _Loaded,
+                 problems: list[TLSProblem]) -> None:
+        self._secrets = secrets
+        self._before = before
+        self._problems = problems
+        self._now = datetime.datetime.now(datetime.timezone.utc)
+        self.cache: dict[bytes, _Cert] = {}
+        self.last_good: dict[tuple[str, str], _Cert] = {}
+
+    def entry(self, ing: Ingress, i: int) -> _Cert | None:
+        """The certificate of ``ing.spec.tls[i]``'s Secret, or None (reported, unless the
+        entry has no ``secretName``)."""
+        secrets, problems, now = self._secrets, self._problems, self._now
+        cache, last_good = self.cache, self.last_good
+        obj, field = f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName"
+
+        def broken(ref: tuple[str, str], message: str) -> _Cert | None:
+            # A Secret that loaded before and is now broken keeps its last good certificate, as
+            # in ingress-nginx (backend_ssl.go syncSecret: "cert, err := s.getPemCertificate(key)
+            # if err != nil { klog.Warningf("Error obtaining X.509 certificate: %v", err)
+            # return }" leaves the local store as it was), and as SEMANTICS §11 keeps the last
+            # good table. A deleted Secret does not (its "not found" never comes here).
+            prev = self._before.last_good.get(ref)
+            if prev is None:
+                problems.append(TLSProblem(obj, field, message))
+                return None
+            last_good[ref] = prev
+            problems.append(TLSProblem(
+                obj, field, f"{message}; still serving its last good certificate", warning=True))
+            return prev
+
+        tls = ing.spec.tls[i]
+        if not tls.secret_name:
+            return None   # valid: the default certificate (update() says so, as a note)
+        secret = secrets.get((ing.metadata.namespace, tls.secret_name))
+        if secret is None:
+            problems.append(TLSProblem(
+                obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
+            return None
+        ref = (secret.metadata.namespace, secret.metadata.name)
+        crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
+        if not crt or not key:
+            # Name the key at fault and why: "has no tls.crt" misleads when the key is there
+            # but its value is not base64 (PEM text put under `data` instead of `stringData`).
+            faults = []
+            for k, v in (("tls.crt", crt), ("tls.key", key)):
+                if v:
+                    continue
+                if k not in secret.string_data and secret.data.get(k):
+                    faults.append(f"{k} is not valid base64 (PEM text belongs in stringData)")
+                elif k in secret.data or k in secret.string_data:
+                    faults.append(f"{k} is empty")
+                else:
+                    faults.append(f"no {k} key")
+            return broken(ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key "
+                          f"(type {secret.type}): {'; '.join(faults)}")
+        digest = hashlib.sha256(crt + b"\0" + key).digest()
+        cert = cache.get(digest) or self._before.cache.get(digest)
+        if cert is None:
+            try:
+                cert = _load(crt, key)
+            except Exception as e:  # noqa: BLE001 -- one bad Secret must not stop the others
+                # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
+                why = _unusable(e, crt, key)
+                return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
+        cache[digest] = cert
+        last_good[ref] = cert
+        if cert.not_after < now:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} expired on "
+                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+                warning=True))
+        elif cert.not_before > now:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} is not valid before "
+                f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+                warning=True))
+        elif cert.not_after < now + _EXPIRY_WARNING:
+            problems.append(TLSProblem(
+                obj, field, f"certificate of Secret {secret.metadata.ref} expires on "
+                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True))
+        return cert
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """What :func:`_select` decides."""
+
+    #: Host (normalised; ``*.suffix`` for a wildcard) -> (its certificate, the Secret
+    #: (namespace, name) it comes from).
+    chosen: Mapping[str, tuple[_Cert, tuple[str, str]]]
+    #: Exact hosts served the default certificate so that the lookup does not fall back to a
+    #: wildcard that does not stand for them (``_Tenancy.outside``).
+    kept: frozenset[str]
+    tls_hosts: TLSHosts
+    problems: list[TLSProblem]
+    #: What this decision loaded, for the next one.
+    loaded: _Loaded
+
+
+def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded,
+            *, note: bool = False) -> _Selection:
+    """The decision :meth:`CertificateStore.update` documents (which certificate each host
+    gets, the TLS hosts, the problems), without building the store's maps: one source for the
+    store, ``ingresslib check`` (:func:`certificate_problems`) and the certificate-expiry
+    metric (:func:`served_certificates`). ``before``: the certificates loaded by the last
+    decision of the same caller (reused by PEM digest; a broken Secret keeps its last good
+    one). ``note``: log the INFO note of entries without ``secretName`` (the store's)."""
+    secrets: dict[tuple[str, str], Secret] = {
+        (s.metadata.namespace, s.metadata.name): s for s in res.secrets
+    }
+    problems: list[TLSProblem] = []
+    loader = _Loader(secrets, before, problems)
+    # Oldest first, canaries apart (they supply no certificate): ``_main_ingresses``,
+    # shared with ``tls_hosts``.
+    ordered, canaries = _main_ingresses(res, ingresses)
+    # Every entry is loaded once, up front, so each Secret problem is reported even when the
+    # host is served from elsewhere.
+    loaded: dict[tuple[int, int], _Cert] = {}
+    for n, ing in enumerate(ordered):
+        for i, tls in enumerate(ing.spec.tls):
+            got = loader.entry(ing, i)
+            if got is not None:
+                loaded[n, i] = got
+
+    chosen: dict[str, _Cert] = {}
+    # Where each chosen certificate comes from: the Secret (namespace, name).
+    origin: dict[str, tuple[str, str]] = {}
+
+    def offer(host: str, at: tuple[int, int]) -> None:
+        if host not in chosen:
+            chosen[host] = loaded[at]
+            ing = ordered[at[0]]
+            origin[host] = (ing.metadata.namespace, ing.spec.tls[at[1]].secret_name or "")
+
+    def check_listed(n: int, ing: Ingress, in_rules: bool) -> None:
+        for i, tls in enumerate(ing.spec.tls):
+            cert = loaded.get((n, i))
+            for j, raw in enumerate(tls.hosts):
+                host = _norm(raw)
+                if (host in rule_hosts[n]) != in_rules or cert is None:
+                    continue
+                if (n, i, j) in tenancy.refused:
+                    continue   # another namespace routes the host (reported below)
+                if _covers(cert.names, host):
+                    offer(host, (n, i))
+                elif in_rules or host not in chosen:
+                    problems.append(TLSProblem(
+                        f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                        f"certificate of Secret {ing.metadata.namespace}/{tls.secret_name} "
+                        f"does not cover {host!r} ({_names_text(cert.names)}); "
+                        "using the default certificate"))
+
+    rule_hosts = _rule_hosts(ordered)
+    tenancy = _tenancy(ordered, rule_hosts)
+    for n, ing in enumerate(ordered):
+        check_listed(n, ing, True)
+        for host in sorted(rule_hosts[n]):
+            if host in chosen:
+                continue
+            for i in range(len(ing.spec.tls)):
+                cert = loaded.get((n, i))
+                if cert is not None and _covers(cert.names, host):
+                    offer(host, (n, i))
+                    break
+    # A from-to-www-redirect twin gets its host's certificate when it covers the twin, as
+    # in ingress-nginx (``_www_twins``); before the ``tls.hosts`` extension, which ranks
+    # last. A host left on the default certificate gives its twin none (ingress-nginx:
+    # the default certificate covers no twin).
+    uncovered: list[tuple[str, str, Ingress, _Cert]] = []
+    for twin, (to, ing) in _www_twins(ordered).items():
+        cert = chosen.get(to)
+        if cert is None:
+            continue
+        if _covers(cert.names, twin):
+            chosen.setdefault(twin, cert)
+            origin.setdefault(twin, origin[to])
+        else:
+            uncovered.append((twin, to, ing, cert))
+    for n, ing in enumerate(ordered):
+        check_listed(n, ing, False)
+    tls_set = _configured(ordered, rule_hosts, tenancy)
+    # A refused listing is said when it would have made the host a TLS host: for a host
+    # its owner serves over HTTPS anyway, it changes nothing (as before: the rule wins).
+    problems.extend(p for (n, i, j), p in tenancy.refused.items()
+                    if not tls_set(ordered[n].spec.tls[i].hosts[j]))
+    # A host another namespace routes, under a wildcard only ``tls.hosts`` listings of
+    # other namespaces supply, is not served their certificate (``_Tenancy``): its own
+    # certificate, else the default one, never the wildcard's.
+    kept: set[str] = set()
+    for host in sorted(tenancy.outside):
+        by, listings = tenancy.outside[host]
+        if host not in chosen:
+            kept.add(host)
+        if tls_set(host):
+            continue   # a TLS host of its own: the listings change nothing for it
+        for n, i, j in listings:
+            ing = ordered[n]
+            problems.append(TLSProblem(
+                f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                f"{_norm(ing.spec.tls[i].hosts[j])!r} does not stand for {host!r}: it is "
+                f"routed by namespace {by.metadata.namespace} (Ingress {by.metadata.ref}) "
+                "and no rule of this Ingress names it; a tls.hosts name without a rule "
+                "applies only to hosts no other namespace routes: no certificate from this "
+                "entry, no ssl-redirect or HSTS for that host", warning=True))
+    for twin, to, ing, cert in uncovered:
+        dot = twin.find(".")
+        if twin in chosen or (dot > 0 and "*" + twin[dot:] in chosen):
+            continue   # served a certificate of its own after all
+        # ingress-nginx: "the server %v has SSL configured but the SSL certificate does
+        # not contains a CN for %v. Redirects will not work for HTTPS to HTTPS".
+        problems.append(TLSProblem(
+            f"Ingress {ing.metadata.ref}", f"metadata.annotations[{FROM_TO_WWW}]",
+            f"the certificate of {to!r} does not cover its twin {twin!r} "
+            f"({_names_text(cert.names)}): https://{twin}/ gets the default certificate, "
+            "so its redirect fails certificate checks", warning=True))
+
+    # Said, so that a canary naming a certificate of its own is not ignored silently; a
+    # canary repeating its main Ingress's Secret (a copied manifest) changes nothing.
+    named = {(ing.metadata.namespace, t.secret_name) for ing in ordered for t in ing.spec.tls}
+    for ing in canaries:
+        for i, tls in enumerate(ing.spec.tls):
+            if tls.secret_name and (ing.metadata.namespace, tls.secret_name) not in named:
+                problems.append(TLSProblem(
+                    f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName",
+                    f"ignored: a canary Ingress ({CANARY_ANNOTATION}) supplies no "
+                    "certificate; its hosts take theirs from the non-canary Ingresses, as "
+                    "in ingress-nginx", warning=True))
+
+    if note:
+        _note_no_secret_name(ordered, rule_hosts, chosen, tenancy)
+    return _Selection(
+        {h: (cert, origin[h]) for h, cert in chosen.items()}, frozenset(kept), tls_set,
+        problems, _Loaded(loader.cache, loader.last_good))
+
+
+def certificate_problems(res: Resources, ingresses: Iterable[Ingress] | None = None
+                         ) -> list[TLSProblem]:
+    """The problems :meth:`CertificateStore.update` (same arguments) reports, as a fresh store
+    finds them, without a store: no default certificate is generated. What ``ingresslib check``
+    prints."""
+    return _select(res, ingresses, _Loaded({}, {})).problems
+
+
+#: What :func:`served_certificates` loaded last, reused by PEM digest on its next call (the
+#: metric is refreshed on every reload: only new certificates are loaded). Replaced as a whole.
+_served_loaded = [_Loaded({}, {})]
+
+
+def served_certificates(res: Resources, ingresses: Iterable[Ingress] | None = None
+                        ) -> list[tuple[str, str, datetime.datetime]]:
+    """``(host, "namespace/secret", not_after)`` for each host a fresh
+    :class:`CertificateStore` updated with the same arguments serves a Secret's certificate
+    (:meth:`CertificateStore.certificates`), by host: the certificate-expiry metric's list.
+    Wildcards as ``*.suffix``; hosts left on the default certificate are not listed."""
+    sel = _select(res, ingresses, _Loaded(_served_loaded[0].cache, {}))
+    _served_loaded[0] = _Loaded(sel.loaded.cache, {})
+    return _certificates(sel)
+
+
+def _certificates(sel: _Selection) -> list[tuple[str, str, datetime.datetime]]:
+    return sorted((host, f"{ns}/{name}", cert.not_after)
+                  for host, (cert, (ns, name)) in sel.chosen.items())
+
+
 class CertificateStore:
     """Per-host TLS contexts built from the TLS Secrets the Ingresses name.
 
@@ -571,11 +832,13 @@ class CertificateStore:
         #: (``tls_hosts``' decision). See :meth:`has_tls`.
         self._tls_hosts = TLSHosts()
         # Loaded Secrets by a digest of their PEM, so a reload that keeps a certificate reuses it.
-        self._cache: dict[bytes, _Cert] = {}
+        self._cache: Mapping[bytes, _Cert] = {}
         #: The last certificate each Secret (namespace, name) loaded successfully: a broken
-        #: update of the Secret keeps it (see :meth:`_load_entry`).
-        self._last_good: dict[tuple[str, str], _Cert] = {}
+        #: update of the Secret keeps it (see :meth:`_Loader.entry`).
+        self._last_good: Mapping[tuple[str, str], _Cert] = {}
         self._server_ctx: ssl.SSLContext | None = None
+        #: The last :meth:`update`'s decision (:meth:`certificates`).
+        self._selection: _Selection | None = None
 
     # -- building -----------------------------------------------------------------------------
 
@@ -623,221 +886,34 @@ class CertificateStore:
            before any ``tls.hosts`` extension (3.); when it does not, and nothing else serves
            the twin, that is reported (``warning=True``), as ingress-nginx warns.
         """
-        secrets: dict[tuple[str, str], Secret] = {
-            (s.metadata.namespace, s.metadata.name): s for s in res.secrets
-        }
-        problems: list[TLSProblem] = []
-        cache: dict[bytes, _Cert] = {}
-        now = datetime.datetime.now(datetime.timezone.utc)
-        # Oldest first, canaries apart (they supply no certificate): ``_main_ingresses``,
-        # shared with ``tls_hosts``.
-        ordered, canaries = _main_ingresses(res, ingresses)
-        # Every entry is loaded once, up front, so each Secret problem is reported even when the
-        # host is served from elsewhere.
-        loaded: dict[tuple[int, int], _Cert] = {}
-        last_good: dict[tuple[str, str], _Cert] = {}
-        for n, ing in enumerate(ordered):
-            for i, tls in enumerate(ing.spec.tls):
-                got = self._load_entry(ing, i, secrets, cache, last_good, problems, now)
-                if got is not None:
-                    loaded[n, i] = got
-
-        chosen: dict[str, _Cert] = {}
-
-        def offer(host: str, cert: _Cert) -> None:
-            chosen.setdefault(host, cert)
-
-        def check_listed(n: int, ing: Ingress, in_rules: bool) -> None:
-            for i, tls in enumerate(ing.spec.tls):
-                cert = loaded.get((n, i))
-                for j, raw in enumerate(tls.hosts):
-                    host = _norm(raw)
-                    if (host in rule_hosts[n]) != in_rules or cert is None:
-                        continue
-                    if (n, i, j) in tenancy.refused:
-                        continue   # another namespace routes the host (reported below)
-                    if _covers(cert.names, host):
-                        offer(host, cert)
-                    elif in_rules or host not in chosen:
-                        problems.append(TLSProblem(
-                            f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
-                            f"certificate of Secret {ing.metadata.namespace}/{tls.secret_name} "
-                            f"does not cover {host!r} ({_names_text(cert.names)}); "
-                            "using the default certificate"))
-
-        rule_hosts = _rule_hosts(ordered)
-        tenancy = _tenancy(ordered, rule_hosts)
-        for n, ing in enumerate(ordered):
-            check_listed(n, ing, True)
-            for host in sorted(rule_hosts[n]):
-                if host in chosen:
-                    continue
-                for i in range(len(ing.spec.tls)):
-                    cert = loaded.get((n, i))
-                    if cert is not None and _covers(cert.names, host):
-                        offer(host, cert)
-                        break
-        # A from-to-www-redirect twin gets its host's certificate when it covers the twin, as
-        # in ingress-nginx (``_www_twins``); before the ``tls.hosts`` extension, which ranks
-        # last. A host left on the default certificate gives its twin none (ingress-nginx:
-        # the default certificate covers no twin).
-        uncovered: list[tuple[str, str, Ingress, _Cert]] = []
-        for twin, (to, ing) in _www_twins(ordered, rule_hosts).items():
-            cert = chosen.get(to)
-            if cert is None:
-                continue
-            if _covers(cert.names, twin):
-                offer(twin, cert)
-            else:
-                uncovered.append((twin, to, ing, cert))
-        for n, ing in enumerate(ordered):
-            check_listed(n, ing, False)
-        tls_set = _configured(ordered, rule_hosts, tenancy)
-        # A refused listing is said when it would have made the host a TLS host: for a host
-        # its owner serves over HTTPS anyway, it changes nothing (as before: the rule wins).
-        problems.extend(p for (n, i, j), p in tenancy.refused.items()
-                        if not tls_set(ordered[n].spec.tls[i].hosts[j]))
-        # A host another namespace routes, under a wildcard only ``tls.hosts`` listings of
-        # other namespaces supply, is not served their certificate (``_Tenancy``): its own
-        # certificate, else the default one, never the wildcard's.
-        kept: set[str] = set()
-        for host in sorted(tenancy.outside):
-            by, listings = tenancy.outside[host]
-            if host not in chosen:
-                kept.add(host)
-            if tls_set(host):
-                continue   # a TLS host of its own: the listings change nothing for it
-            for n, i, j in listings:
-                ing = ordered[n]
-                problems.append(TLSProblem(
-                    f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
-                    f"{_norm(ing.spec.tls[i].hosts[j])!r} does not stand for {host!r}: it is "
-                    f"routed by namespace {by.metadata.namespace} (Ingress {by.metadata.ref}) "
-                    "and no rule of this Ingress names it; a tls.hosts name without a rule "
-                    "applies only to hosts no other namespace routes: no certificate from this "
-                    "entry, no ssl-redirect or HSTS for that host", warning=True))
-        for twin, to, ing, cert in uncovered:
-            dot = twin.find(".")
-            if twin in chosen or (dot > 0 and "*" + twin[dot:] in chosen):
-                continue   # served a certificate of its own after all
-            # ingress-nginx: "the server %v has SSL configured but the SSL certificate does
-            # not contains a CN for %v. Redirects will not work for HTTPS to HTTPS".
-            problems.append(TLSProblem(
-                f"Ingress {ing.metadata.ref}", f"metadata.annotations[{_FROM_TO_WWW}]",
-                f"the certificate of {to!r} does not cover its twin {twin!r} "
-                f"({_names_text(cert.names)}): https://{twin}/ gets the default certificate, "
-                "so its redirect fails certificate checks", warning=True))
-
-        # Said, so that a canary naming a certificate of its own is not ignored silently; a
-        # canary repeating its main Ingress's Secret (a copied manifest) changes nothing.
-        named = {(ing.metadata.namespace, t.secret_name) for ing in ordered for t in ing.spec.tls}
-        for ing in canaries:
-            for i, tls in enumerate(ing.spec.tls):
-                if tls.secret_name and (ing.metadata.namespace, tls.secret_name) not in named:
-                    problems.append(TLSProblem(
-                        f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName",
-                        f"ignored: a canary Ingress ({CANARY_ANNOTATION}) supplies no "
-                        "certificate; its hosts take theirs from the non-canary Ingresses, as "
-                        "in ingress-nginx", warning=True))
-
+        sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True)
         # The TLS hosts (ssl-redirect, HSTS) whatever certificate they got: ``_configured``,
         # shared with ``tls_hosts`` (``explain --tls``).
-        self._tls_hosts = tls_set
-        _note_no_secret_name(ordered, rule_hosts, chosen, tenancy)
+        self._tls_hosts = sel.tls_hosts
         # The default certificate, so that the lookup does not fall back to the wildcard.
-        exact: dict[str, ssl.SSLContext] = dict.fromkeys(kept, self.default_context)
+        exact: dict[str, ssl.SSLContext] = dict.fromkeys(sel.kept, self.default_context)
         wild: dict[str, ssl.SSLContext] = {}
-        for host, cert in chosen.items():
+        for host, (cert, _secret) in sel.chosen.items():
             if host.startswith("*."):
                 wild[host[1:]] = cert.ctx
             else:
                 exact[host] = cert.ctx
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
-        self._cache = cache
-        self._last_good = last_good
-        for p in problems:
+        self._selection = sel
+        self._cache = sel.loaded.cache
+        self._last_good = sel.loaded.last_good
+        for p in sel.problems:
             _log.warning("tls: %s", p)
-        return problems
+        return sel.problems
 
-    def _load_entry(
-        self,
-        ing: Ingress,
-        i: int,
-        secrets: Mapping[tuple[str, str], Secret],
-        cache: dict[bytes, _Cert],
-        last_good: dict[tuple[str, str], _Cert],
-        problems: list[TLSProblem],
-        now: datetime.datetime,
-    ) -> _Cert | None:
-        obj, field = f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].secretName"
-
-        def broken(ref: tuple[str, str], message: str) -> _Cert | None:
-            # A Secret that loaded before and is now broken keeps its last good certificate, as
-            # in ingress-nginx (backend_ssl.go syncSecret: "cert, err := s.getPemCertificate(key)
-            # if err != nil { klog.Warningf("Error obtaining X.509 certificate: %v", err)
-            # return }" leaves the local store as it was), and as SEMANTICS §11 keeps the last
-            # good table. A deleted Secret does not (its "not found" never comes here).
-            prev = self._last_good.get(ref)
-            if prev is None:
-                problems.append(TLSProblem(obj, field, message))
-                return None
-            last_good[ref] = prev
-            problems.append(TLSProblem(
-                obj, field, f"{message}; still serving its last good certificate", warning=True))
-            return prev
-
-        tls = ing.spec.tls[i]
-        if not tls.secret_name:
-            return None   # valid: the default certificate (update() says so, as a note)
-        secret = secrets.get((ing.metadata.namespace, tls.secret_name))
-        if secret is None:
-            problems.append(TLSProblem(
-                obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
-            return None
-        ref = (secret.metadata.namespace, secret.metadata.name)
-        crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
-        if not crt or not key:
-            # Name the key at fault and why: "has no tls.crt" misleads when the key is there
-            # but its value is not base64 (PEM text put under `data` instead of `stringData`).
-            faults = []
-            for k, v in (("tls.crt", crt), ("tls.key", key)):
-                if v:
-                    continue
-                if k not in secret.string_data and secret.data.get(k):
-                    faults.append(f"{k} is not valid base64 (PEM text belongs in stringData)")
-                elif k in secret.data or k in secret.string_data:
-                    faults.append(f"{k} is empty")
-                else:
-                    faults.append(f"no {k} key")
-            return broken(ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key "
-                          f"(type {secret.type}): {'; '.join(faults)}")
-        digest = hashlib.sha256(crt + b"\0" + key).digest()
-        cert = cache.get(digest) or self._cache.get(digest)
-        if cert is None:
-            try:
-                cert = _load(crt, key)
-            except Exception as e:  # noqa: BLE001 -- one bad Secret must not stop the others
-                # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
-                why = _unusable(e, crt, key)
-                return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
-        cache[digest] = cert
-        last_good[ref] = cert
-        if cert.not_after < now:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} expired on "
-                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
-                warning=True))
-        elif cert.not_before > now:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} is not valid before "
-                f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
-                warning=True))
-        elif cert.not_after < now + _EXPIRY_WARNING:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} expires on "
-                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True))
-        return cert
+    def certificates(self) -> list[tuple[str, str, datetime.datetime]]:
+        """``(host, "namespace/secret", not_after)`` for each host the last :meth:`update`
+        serves a Secret's certificate (a Secret's last good one included), by host: what the
+        certificate-expiry metric lists (``Metrics.set_certificates``). Wildcards as
+        ``*.suffix``; hosts left on the default certificate are not listed."""
+        sel = self._selection
+        return [] if sel is None else _certificates(sel)
 
     # -- lookup -------------------------------------------------------------------------------
 

@@ -296,7 +296,8 @@ def test_certificate_not_after_reads_real_certificates() -> None:
 
 def test_certificates_of_resources() -> None:
     ca = trustme.CA()
-    pem = ca.issue_cert("a.test", "b.test").cert_chain_pems[0].bytes()
+    issued = ca.issue_cert("a.test", "b.test")
+    pem, key = issued.cert_chain_pems[0].bytes(), issued.private_key_pem.bytes()
     from cryptography import x509
 
     when = x509.load_pem_x509_certificate(pem).not_valid_after_utc
@@ -304,7 +305,7 @@ def test_certificates_of_resources() -> None:
     def secret(name: str, crt: bytes) -> Secret:
         return Secret(metadata=ObjectMeta(name=name, namespace="shop"), type="kubernetes.io/tls",
                       data=freeze_map({"tls.crt": base64.b64encode(crt).decode(),
-                                       "tls.key": base64.b64encode(b"k").decode()}))
+                                       "tls.key": base64.b64encode(key).decode()}))
 
     def ingress(name: str, tls: tuple[tuple[tuple[str, ...], str], ...],
                 rule_hosts: tuple[str, ...] = ()) -> Ingress:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from .._goparse import parse_bool
 from .._table import _is_canary
+from .._www import www_twins
 from ._access import Access, build_access, combine_access
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._headers import ACME_CHALLENGE
@@ -746,27 +746,16 @@ class RouteOptionsSource:
         return self._settings.http_redirect_code, f"{scheme}://{to}{port}{target}".encode()
 
     def _www_twins(self) -> dict[str, str]:
-        """twin host -> rule host, for ``_www_redirect``; computed once per table. Only
-        non-canary Ingresses make servers (``createServers``: "Ingress %v is marked as
-        Canary, ignoring"); a wildcard rule host has no www twin."""
-        servers = self._server_owners()
-        if servers is None:
+        """twin host -> rule host, for ``_www_redirect``; computed once per table
+        (``_www.www_twins``: only non-canary Ingresses make servers, ``createServers``:
+        "Ingress %v is marked as Canary, ignoring"; a wildcard rule host has no www twin)."""
+        if self._server_owners() is None:
             return {}
         if self._twins is not None:
             return self._twins
-        flagged: list[str] = []
-        for ing in self.router.table.served:
-            if _is_canary(ing):
-                continue
-            raw = ing.metadata.annotations.get(PREFIX + "from-to-www-redirect")
-            if raw is not None and parse_bool(raw) is True:
-                flagged.extend(rule.host for rule in ing.spec.rules
-                               if rule.host and rule.host[:1] != "*")
-        twins: dict[str, str] = {}
-        for to in flagged:
-            twin = to[4:] if to.startswith("www.") else "www." + to
-            if twin and twin not in servers and twin not in twins:
-                twins[twin] = to
+        # The rules are ``www_twins``', shared with the certificate store (which serves a twin
+        # its host's certificate), so the two cannot drift apart.
+        twins = {twin: to for twin, (to, _ing) in www_twins(self.router.table.served).items()}
         self._twins = twins
         return twins
 

@@ -29,7 +29,9 @@ Status answers: no rule → ``404``; a rule whose backend has no mounted app (an
 itself, so does this app, before any routing: a Host the proxy refuses
 (``check_host_header``: an empty one too), two different Host values, or a second line of a
 header nginx reads once (``UNIQUE_REQUEST``: Authorization, If-None-Match...) → ``400``;
-a method with a character other than ``A-Z``, ``_``, ``-`` (``get``) → ``400``;
+a Content-Length or Transfer-Encoding the proxy refuses (``content_length``: ``+5``, ``1_0``,
+over 2**63 - 1; ``transfer_coding_error``: with a Content-Length, on HTTP/1.0, not
+``chunked``) → ``400``, whatever ``proxy-body-size`` says; a method with a character other than ``A-Z``, ``_``, ``-`` (``get``) → ``400``;
 ``CONNECT`` and ``TRACE`` → ``405`` (after the head's 400s); ``OPTIONS *`` → ``200`` with
 ``allow``;
 an absolute-form target (uvicorn passes it through) is routed on its path when its authority
@@ -89,6 +91,7 @@ from .proxy._headers import (
     check_host,
     check_host_header,
     client_address,
+    content_length,
     duplicate_header,
     first_forwarded_host,
     forwarded_for_value,
@@ -99,6 +102,7 @@ from .proxy._headers import (
     request_header_kind,
     special_request_names,
     split_absolute_form,
+    transfer_coding_error,
     valid_request_id,
 )
 from .proxy._settings import ProxySettings
@@ -872,8 +876,11 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
     """One pass over the request headers: ``(headers with lower-cased names, Host, declared
     Content-Length, Connection tokens)``.
 
-    The Content-Length is the first one's value, -1 for none (or not a number: the server's
-    to refuse). The Host is the one the request is routed on, refused (400) where the proxy
+    The Content-Length is its value, -1 for none; one the proxy refuses (``content_length``:
+    not digits, ``+5``, ``1_0``, over 2**63 - 1) is its 400 here too, limit or not, as is a
+    Transfer-Encoding it refuses (``transfer_coding_error``: HTTP/1.0, not ``chunked``, with
+    a Content-Length). A server built on ``int()`` or that lets both framings through hands
+    them over. The Host is the one the request is routed on, refused (400) where the proxy
     refuses it.
 
     www.rst: ":authority ... must be added to the start of the iterable with host as the
@@ -896,6 +903,7 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
     items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
     host: bytes | None = None
     length = -1
+    te: Any = None
     named: list[bytes] = []
     unique: list[bytes] | None = None
     for name, v in items:
@@ -917,12 +925,13 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
             elif version in ("1.0", "1.1") or value.lower() != host.lower():
                 raise BadRequestError("conflicting Host headers", 400)
         elif name == b"content-length":
-            try:
-                length = int(v)
-            except ValueError:
-                length = -1
+            length = _length(v)
+        elif name == b"transfer-encoding":
+            te = v
         elif name == b"connection":
             named.extend(t.strip().lower() for t in v.split(b","))
+    if te is not None:
+        _check_chunked(te, version, length >= 0)
     if host is None:
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)
@@ -959,6 +968,33 @@ def _duplicate(name: bytes) -> BadRequestError:
     """The proxy's 400 for a second line of a ``UNIQUE_REQUEST`` header."""
     err = duplicate_header(name)
     return BadRequestError(str(err), err.status_hint)
+
+
+#: ``bytes.isdigit`` (ASCII digits only): called on a ``str`` or ``bytearray`` it raises
+#: TypeError, which sends a scan to the general path (``_NotScanned``).
+_isdigit = bytes.isdigit
+
+
+def _length(value: Any) -> int:
+    """A Content-Length value as the proxy reads it (``content_length``), else its 400.
+
+    nginx: ``ngx_atoof`` failing is "client sent invalid "Content-Length" header", 400, in
+    ngx_http_process_request_header before the TRACE 405 and before any location, so whatever
+    ``proxy-body-size`` says (``0`` too): a 400, never the 413 ``int()`` made of ``+5`` or
+    ``1_000``, and no app for ``-5``, ``5 5`` or a value ``int()`` could not read."""
+    try:
+        return content_length(value)
+    except RemoteProxyError as err:
+        raise BadRequestError(str(err), err.status_hint) from None
+
+
+def _check_chunked(value: Any, version: str, has_length: bool) -> None:
+    """The proxy's 400 for a Transfer-Encoding it refuses (``transfer_coding_error``): on
+    HTTP/1.0, other than ``chunked``, with a Content-Length. uvicorn's h11 lets the first and
+    the last through (it reads the body chunked), httptools ``gzip, chunked``."""
+    why = transfer_coding_error(value, version == "1.0", has_length)
+    if why is not None:
+        raise BadRequestError(why, 400)
 
 
 def _host_str(host: bytes) -> str:
@@ -1047,15 +1083,18 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 if seen_length:
                     raise _duplicate(name)
                 seen_length = True
-                try:
-                    length = int(v)
-                except ValueError:
-                    length = -1
+                # Up to 18 ASCII digits (below 2**63) are read at once; anything else is
+                # read, or refused (400), as the proxy reads it (``_length``). A value that
+                # is not ``bytes`` raises TypeError here: the general path decides.
+                length = int(v) if len(v) < 19 and _isdigit(v) else _length(v)
+                if seen_chunked:
+                    raise BadRequestError("both Content-Length and Transfer-Encoding", 400)
                 append((name, v))  # the body framing: the server's, kept as it gave it
             elif code is _CHUNKED:
                 if seen_chunked:
                     raise _duplicate(name)
                 seen_chunked = True
+                _check_chunked(v, version, seen_length)
                 append((name, v))
             elif code is _UPGRADE:
                 if upgrade:
@@ -1118,14 +1157,14 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 if seen_length:
                     raise _duplicate(entry[0])
                 seen_length = True
-                try:
-                    length = int(v)
-                except ValueError:
-                    length = -1
+                length = int(v) if len(v) < 19 and _isdigit(v) else _length(v)
+                if seen_chunked:
+                    raise BadRequestError("both Content-Length and Transfer-Encoding", 400)
             elif code is _CHUNKED:
                 if seen_chunked:
                     raise _duplicate(entry[0])
                 seen_chunked = True
+                _check_chunked(v, version, seen_length)
             elif code is _FORWARDED_FOR:
                 if ff_items is _NONE:
                     ff_items = []

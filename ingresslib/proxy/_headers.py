@@ -15,6 +15,9 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
 from .._normalize import normalize_host
 from ._errors import RemoteProxyError
@@ -26,6 +29,9 @@ __all__ = [
     "check_host",
     "check_host_header",
     "UNIQUE_REQUEST",
+    "MAX_CONTENT_LENGTH",
+    "content_length",
+    "transfer_coding_error",
     "duplicate_header",
     "note_read_once",
     "split_absolute_form",
@@ -251,6 +257,56 @@ def note_read_once(seen: list[bytes] | None, name: bytes,
         raise refuse(name)
     seen.append(name)
     return seen
+
+
+#: nginx's NGX_MAX_OFF_T_VALUE: the largest request Content-Length it takes (``ngx_atoof``
+#: fails past it: "client sent invalid "Content-Length" header", 400).
+MAX_CONTENT_LENGTH = (1 << 63) - 1
+
+
+def content_length(value: Any) -> int:
+    """One Content-Length line's value as the proxy reads it, else its 400 (RemoteProxyError).
+
+    The proxy's reading is h11's, then its own range check (``_connection._parse_request``):
+    SP/HTAB around the value are no part of it (on the wire they are OWS, which h11's field
+    regex and nginx's header parser drop); what is left must be ASCII digits only (h11's
+    ``[0-9]+``, nginx's ``ngx_atoof``: no sign, ``_``, other whitespace, non-ASCII digit, hex
+    or list), at most ``CONTENT_LENGTH_MAX_DIGITS`` (20) of them, leading zeros counted (h11's
+    "bad Content-Length"), and at most ``MAX_CONTENT_LENGTH``. Python's ``int()`` takes
+    ``+5``, ``1_0``, ``"\\x0b5"`` and (from ``str``) Arabic-Indic digits: a reader built on it
+    lets through what the proxy refuses. A value that is no byte string (an ASGI server's
+    ``str``) is nothing the proxy could receive: 400 as well."""
+    if type(value) is not bytes:
+        if not isinstance(value, (bytearray, memoryview)):
+            raise RemoteProxyError("Content-Length is not a byte string", 400)
+        value = bytes(value)
+    digits = value.strip(b" \t")
+    if not digits.isdigit() or len(digits) > CONTENT_LENGTH_MAX_DIGITS:
+        raise RemoteProxyError("invalid Content-Length", 400)
+    n = int(digits)  # bytes.isdigit() is ASCII 0-9 only
+    if n > MAX_CONTENT_LENGTH:
+        raise RemoteProxyError("Content-Length out of range", 400)
+    return n
+
+
+def transfer_coding_error(value: Any, http10: bool, has_length: bool) -> str | None:
+    """Why the proxy answers 400 to a request with this Transfer-Encoding line (None: it
+    reads the body chunked): a TE in an HTTP/1.0 request (RFC 9112 §6.1; nginx: "client sent
+    HTTP/1.0 request with "Transfer-Encoding" header"), a coding other than ``chunked`` in any
+    case (h11 refuses it, 501, which the proxy answers 400 as an ambiguous framing; nginx
+    501), or a Content-Length besides it (RFC 9112 §6.1, request smuggling; nginx: "client
+    sent "Content-Length" and "Transfer-Encoding" headers at the same time", 400)."""
+    if http10:
+        return "Transfer-Encoding in an HTTP/1.0 request"
+    if type(value) is not bytes:
+        if not isinstance(value, (bytearray, memoryview)):
+            return "Transfer-Encoding is not a byte string"
+        value = bytes(value)
+    if value.strip(b" \t").lower() != b"chunked":
+        return "Transfer-Encoding other than chunked"
+    if has_length:
+        return "both Content-Length and Transfer-Encoding"
+    return None
 
 
 #: Reason phrases of the status lines the proxy writes; its own answers' bodies are

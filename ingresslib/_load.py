@@ -7,6 +7,9 @@ file as ``object`` and the place as ``field``:
 
 - YAML/JSON syntax: ``deploy/web.yaml: line 12, column 3: Invalid value: YAML syntax error: ...``
   (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
+- a value JSON cannot carry (kubectl's YAML-to-JSON step refuses the file): ``deploy/web.yaml:
+  line 7, column 13: Invalid value: .inf: not a JSON number (kubectl: json: unsupported value:
+  +Inf)``;
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
@@ -23,9 +26,11 @@ and carry the file in ``.source``; ``str()`` prints ``deploy/web.yaml: Ingress d
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+import struct
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,47 +48,282 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 _BaseLoader: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
+# --- plain scalars as kubectl reads them -------------------------------------------------------
+#
+# kubectl (and the API server for YAML bodies) turns YAML into JSON with sigs.k8s.io/yaml:
+# go-yaml v2 (its fork goyaml.v2) decodes into interface{}, convertToJSONableObject makes every
+# map key a string, json.Marshal writes the JSON the cluster decodes. PyYAML's YAML 1.1 resolver
+# reads some plain scalars otherwise, so the same file would be another object here: `y`/`n`
+# are booleans there (strings in PyYAML), `12:30` a string (base-60 750 in PyYAML), `0o17`,
+# `1e3`, `+.5` numbers (strings in PyYAML), `=` a string (an error in PyYAML). The resolver
+# below is go-yaml v2's `resolve` (goyaml.v2/resolve.go), the mapping constructor its merge
+# order and the JSON key conversion; values become what the cluster decodes from the JSON.
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+# go-yaml's resolveTable: the first character says what a plain scalar may be ("M": a word of
+# resolveMap; "D"/"S": a number; "."; anything else is a string without looking further).
+_HINT = {c: "M" for c in "yYnNtTfFoO~"}
+_HINT.update({c: "D" for c in "0123456789"}, **{"+": "S", "-": "S", ".": ".", "": "M", "<": "M"})
+
+_WORDS: dict[str, tuple[str, Any]] = {}
+for _words, _tag, _value in (
+    ("y Y yes Yes YES true True TRUE on On ON", _BOOL, True),
+    ("n N no No NO false False FALSE off Off OFF", _BOOL, False),
+    ("~ null Null NULL", _NULL, None),
+    (".nan .NaN .NAN", _FLOAT, math.nan),
+    (".inf .Inf .INF +.inf +.Inf +.INF", _FLOAT, math.inf),
+    ("-.inf -.Inf -.INF", _FLOAT, -math.inf),
+    # (go-yaml takes a plain `<<` key as a merge by its text, isMerge; it is a string elsewhere)
+    ("<<", _MERGE, "<<"),
+):
+    for _w in _words.split():
+        _WORDS[_w] = (_tag, _value)
+_WORDS[""] = (_NULL, None)
+
+# strconv.ParseInt/ParseUint(s, 0, 64), on the text without its underscores (go-yaml drops
+# them all first): a sign (ParseInt only), then 0b/0o/0x (either case), 0 (octal) or decimal.
+_GO_INT = re.compile(r"([-+]?)(0[bB][01]+|0[oO][0-7]+|0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_GO_BASES = {"b": 2, "B": 2, "o": 8, "O": 8, "x": 16, "X": 16}
+_YAML_STYLE_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+# strconv.ParseFloat of a scalar starting with ".": underscores only between digits.
+_DOT_FLOAT = re.compile(r"\.[0-9](?:_?[0-9])*(?:[eE][-+]?[0-9](?:_?[0-9])*)?")
+_BIN_TAIL = re.compile(r"[-+]?[01]+")
+_INT64 = 1 << 63
+
+
+def _go_scalar(value: str) -> tuple[str, Any]:
+    """(tag, value) of a plain scalar as go-yaml v2 resolves it into interface{}.
+
+    Timestamps (``2001-12-14``) are left out: go-yaml resolves them, then sets a string in an
+    interface{} ("for backward compatibility ... we set it as a string"), and no text both
+    starts with four digits and a dash and is a number."""
+    hint = _HINT.get(value[:1])
+    if hint is None:
+        return _STR, value
+    word = _WORDS.get(value)
+    if word is not None:
+        return word
+    if hint == "M":
+        return _STR, value
+    if hint == ".":
+        if _DOT_FLOAT.fullmatch(value):
+            f = float(value)
+            if math.isfinite(f):  # ParseFloat: out of range is an error
+                return _FLOAT, f
+        return _STR, value
+    plain = value.replace("_", "")
+    m = _GO_INT.fullmatch(plain)
+    big = False
+    n = 0
+    if m is not None:
+        sign, digits = m.groups()
+        n = int(digits[2:], _GO_BASES[digits[1]]) if digits[1:2].isalpha() else \
+            int(digits, 8 if digits[0] == "0" else 10)
+        if sign == "-":
+            n = -n
+        if -_INT64 <= n < _INT64 or (not sign and n < 2 * _INT64):  # ParseInt, ParseUint
+            return _INT, n
+        big = not sign  # ParseUint's range error: the fork's big.Int, after the float
+    if _YAML_STYLE_FLOAT.fullmatch(plain):
+        f = float(plain)
+        if math.isfinite(f):
+            return _FLOAT, f
+    if plain[:2] == "0b" and _BIN_TAIL.fullmatch(plain, 2):
+        n = int(plain[2:], 2)
+        if -_INT64 <= n < _INT64 or (plain[2] in "01" and n < 2 * _INT64):
+            return _INT, n
+    elif plain[:3] == "-0b" and _BIN_TAIL.fullmatch(plain, 3) and plain[3] in "01":
+        n = -int(plain[3:], 2)
+        if n >= -_INT64:
+            return _INT, n
+    if big:
+        return _INT, n
+    return _STR, value
+
+
+class _NotJSON(yaml.constructor.ConstructorError):
+    """A value JSON cannot carry (NaN, infinities): kubectl's json.Marshal refuses the
+    document ("json: unsupported value: NaN")."""
+
+
+def _json_number(f: float, node: yaml.Node) -> int | float:
+    """The number the cluster reads for float ``f``: Go's json.Marshal writes a float64 of
+    integral value below 1e21 without a fraction (``80.0`` -> ``80``), which the API server
+    reads as an integer (an int32 port accepts it)."""
+    if f.is_integer():
+        if abs(f) < 1e21:
+            return int(f)
+    elif not math.isfinite(f):
+        raise _NotJSON(None, None, f"{node.value}: not a JSON number (kubectl: json: unsupported "
+                       f"value: {'NaN' if f != f else '+Inf' if f > 0 else '-Inf'})",
+                       node.start_mark)
+    return f
+
+
+def _wrong_tag(node: yaml.Node, got: str) -> yaml.constructor.ConstructorError:
+    # go-yaml: "cannot decode !!str `12:30` as a !!int"
+    def short(tag: str) -> str:
+        return "!!" + tag.rsplit(":", 1)[-1]
+    return yaml.constructor.ConstructorError(
+        None, None, f"cannot decode {short(got)} `{node.value}` as a {short(node.tag)}",
+        node.start_mark)
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    tag, value = _go_scalar(node.value)
+    if tag != _INT:  # only an explicit !!int tag gets here with another text
+        raise _wrong_tag(node, tag)
+    return int(value)
+
+
+def _construct_float(loader: Any, node: yaml.ScalarNode) -> int | float:
+    tag, value = _go_scalar(node.value)
+    if tag not in (_FLOAT, _INT):  # (an integer under !!float is a float64 in go-yaml)
+        raise _wrong_tag(node, tag)
+    return _json_number(float(value), node)
+
+
+def _construct_bool(loader: Any, node: yaml.ScalarNode) -> bool:
+    tag, value = _go_scalar(node.value)
+    if tag != _BOOL:
+        raise _wrong_tag(node, tag)
+    return bool(value)
+
+
+def _construct_text(loader: Any, node: yaml.ScalarNode) -> str:
+    """``!!timestamp`` (go-yaml sets the text in an interface{}) and a `<<` that is not a key."""
+    return str(loader.construct_scalar(node))
+
+
+def _go_float_key(f: float) -> str:
+    """``strconv.FormatFloat(f, 'g', -1, 32)`` with go-yaml's names for the non-finite ones:
+    how convertToJSONableObject writes a float map key (``1.5: a`` is the key "1.5")."""
+    try:
+        f32 = struct.unpack("f", struct.pack("f", f))[0]
+    except OverflowError:
+        f32 = math.copysign(math.inf, f)
+    if math.isnan(f32):
+        return ".nan"
+    if math.isinf(f32):
+        return ".inf" if f32 > 0 else "-.inf"
+    sign = "-" if math.copysign(1.0, f32) < 0 else ""
+    if f32 == 0:
+        return sign + "0"
+    text = ""
+    for precision in range(1, 10):  # the shortest digits that read back as the same float32
+        text = f"{abs(f32):.{precision - 1}e}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == abs(f32):
+            break
+    mantissa, exp_text = text.split("e")
+    digits = mantissa.replace(".", "")
+    exp = int(exp_text)
+    if exp < -4 or exp >= 6:  # %e, at least two exponent digits
+        frac = "." + digits[1:] if len(digits) > 1 else ""
+        return f"{sign}{digits[0]}{frac}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+    whole, frac = digits[:exp + 1].ljust(exp + 1, "0"), digits[exp + 1:]
+    return f"{sign}{whole}.{frac}" if frac else sign + whole
+
+
+def _key(loader: Any, node: yaml.Node) -> Any:
+    """A mapping key as JSON has it: convertToJSONableObject writes int, bool and float keys
+    as strings (``1`` -> "1", ``true``/``y`` -> "true", ``1.5`` -> "1.5"), so ``1: a`` and
+    ``true: b`` stay two keys (one, ``1``, in a Python dict). Null and integer keys out of
+    int64 range are left as they are (kubectl refuses them; the decoder reports them)."""
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if tag == _FLOAT and isinstance(node, yaml.ScalarNode):
+        ftag, value = _go_scalar(node.value)
+        if ftag not in (_FLOAT, _INT):
+            raise _wrong_tag(node, ftag)
+        return _go_float_key(float(value))
+    key = loader.construct_object(node)
+    if key is True or key is False:
+        return "true" if key else "false"
+    if type(key) is int and -_INT64 <= key < _INT64:
+        return str(key)
+    if not isinstance(key, Hashable):
+        raise yaml.constructor.ConstructorError(
+            "while constructing a mapping", None, "found unhashable key", node.start_mark)
+    return key
+
+
+def _fill(loader: Any, node: yaml.MappingNode, data: dict[Any, Any], merging: tuple[int, ...]) -> int:
+    """Set ``node``'s pairs in ``data`` in the order written, go-yaml v2's order: a merge
+    (``<<: *base``) sets the keys of its maps where it stands (a key written before it is
+    overridden, one after it overrides; of a list of maps, the first wins), as
+    decoder.mapping/merge do. Returns the number of keys written, -1 when a merge took part."""
+    construct = loader.construct_object
+    written = 0
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            _merge(loader, value_node, data, merging + (id(node),))
+            continue
+        data[_key(loader, key_node)] = construct(value_node)
+        written += 1
+    return written if len(node.value) == written else -1
+
+
+def _merge(loader: Any, value: yaml.Node, data: dict[Any, Any], merging: tuple[int, ...]) -> None:
+    sources = reversed(value.value) if isinstance(value, yaml.SequenceNode) else [value]
+    for src in sources:
+        if not isinstance(src, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", None,
+                "map merge requires map or sequence of maps as the value", src.start_mark)
+        if id(src) in merging:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a merged map contains itself", src.start_mark)
+        _fill(loader, src, data, merging)
+
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
     """The safe loader (libyaml when available, SEMANTICS §1: "use the C loader when
-    available"), minus YAML 1.1 timestamps: kubectl's YAML-to-JSON step keeps an unquoted
-    ``2024-01-02T03:04:05Z`` a string, so an annotation value stays a string here too."""
+    available"), resolving plain scalars as kubectl's YAML-to-JSON step does (see above).
+    PyYAML's own resolvers and constructors are left alone: only this class's change."""
 
-
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
+    def resolve(self, kind: Any, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _go_scalar(value)[0]
+        return str(super().resolve(kind, value, implicit))
 
 
 def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
-    """PyYAML's ``construct_yaml_map``, noting the keys written twice in one mapping.
+    """A mapping, its keys as JSON has them (:func:`_key`), merges in go-yaml's order
+    (:func:`_fill`), noting the keys written twice in one mapping.
 
     PyYAML keeps the last value of a repeated key without a word; the API server's decoder
     reports it (sigs.k8s.io/json: ``duplicate field "..."``, an error with
     ``--validate=strict``, a warning with ``fieldValidation=Warn``). A mapping with no repeated
-    key has as many entries as key nodes: one length comparison is all it pays."""
+    key and no merge has as many entries as keys written: one comparison is all it pays."""
     data: dict[Any, Any] = {}
     yield data
-    # The node's own pairs: a merge (`<<: *x`) makes `node.value` a new list, the merged pairs
-    # followed by this list, from which the merge keys were deleted (flatten_mapping).
-    own = node.value
-    data.update(loader.construct_mapping(node))
-    if len(data) != len(node.value):
-        keys = _repeated_keys(loader, own)
+    written = _fill(loader, node, data, ())
+    if len(data) != written:
+        keys = _repeated_keys(loader, node.value)
         if keys:
             loader.duplicates[id(data)] = keys
 
 
 def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> list[Any]:
-    """The keys written more than once among a mapping's ``own`` pairs, compared as
-    constructed (``1`` and ``"1"`` differ, as in the dict). Keys a merge brought in are not
-    counted: overriding those is what a merge is for."""
+    """The keys written more than once among a mapping's ``own`` pairs, compared as JSON has
+    them (``1`` and ``"1"`` are one key). Keys a merge brought in are not counted: overriding
+    those is what a merge is for."""
     seen: set[Any] = set()
     repeated: list[Any] = []
     for key_node, _ in own:
-        key = loader.construct_object(key_node)  # already built: the loader's cache
+        if key_node.tag == _MERGE:
+            continue
+        key = _key(loader, key_node)
         if key in seen and key not in repeated:
             repeated.append(key)
         seen.add(key)
@@ -91,13 +331,18 @@ def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> list[
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor(_INT, _construct_int)
+_Loader.add_constructor(_FLOAT, _construct_float)
+_Loader.add_constructor(_BOOL, _construct_bool)
+_Loader.add_constructor(_TIMESTAMP, _construct_text)
+_Loader.add_constructor(_MERGE, _construct_text)
 
 
 def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
-    detail = f"YAML syntax error: {problem}"
+    detail = problem if isinstance(exc, _NotJSON) else f"YAML syntax error: {problem}"
     if context:
         detail += f" ({context})"
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -102,7 +102,7 @@ def test_v1beta1_backend_lists_both_leftovers_and_nothing_known() -> None:
     ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
      "spec: {selecter: {app: web}, ports: [{port: 80}]}", "spec.selecter", "Service default/web"),
     ("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\n"
-     "spec: {controller: k8s.io/ingress-nginx, parameters: {kind: X, name: y, scop: Cluster}}",
+     "spec: {controller: k8s.io/ingress-nginx, parameters: {kind: X, name: params, scop: Cluster}}",
      "spec.parameters.scop", "IngressClass nginx"),
     ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\n"
      "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], conditions: {redy: true}}]",

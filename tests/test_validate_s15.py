@@ -236,13 +236,13 @@ def test_every_secret_problem_is_collected_with_the_others() -> None:
 def test_integer_and_boolean_map_keys_load_as_kubectl_sends_them() -> None:
     res = ingresslib.parse_manifests(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc\n"
-        "  labels: {1: a, 0x10: b}\n  annotations: {8080: x, off: y}\n"
+        "  labels: {1: a, 0x10: b}\n  annotations: {8080: x, off: z}\n"
         "spec:\n  selector: {123: web}\n  ports: [{port: 80}]\n"
         "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {1: MQ==}\n"
     )
     (svc,) = res.services
     assert dict(svc.metadata.labels) == {"1": "a", "16": "b"}
-    assert dict(svc.metadata.annotations) == {"8080": "x", "false": "y"}
+    assert dict(svc.metadata.annotations) == {"8080": "x", "false": "z"}
     assert dict(svc.spec.selector) == {"123": "web"}
     assert res.secrets[0].get_bytes("1") == b"1"
 

@@ -381,6 +381,10 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
         raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
     except UnicodeError as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]) from None
+    except ValueError as e:
+        # PyYAML's resolver matches ``0x_`` as an integer its constructor then cannot read.
+        raise ValidationError([FieldError(str(p), "", "Invalid value",
+                                          f"YAML value error: {e}")]) from None
     maps = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
     if len(maps) != 1:
         raise ValidationError([FieldError(

@@ -205,3 +205,15 @@ def test_pyyaml_itself_is_left_as_it_was() -> None:
     ingresslib.parse_manifests(service("  labels: {y: a}\n"))
     assert yaml.safe_load("a: y\nb: 12:30\nc: 2001-12-14") == {
         "a": "y", "b": 750, "c": __import__("datetime").date(2001, 12, 14)}
+
+
+def test_a_configmap_with_a_number_pyyaml_cannot_read_is_a_validation_error(
+        tmp_path: Path) -> None:
+    # ``serve --config``: PyYAML matches ``0x_`` as an int, then int('', 16) raised out of
+    # load_config (a traceback instead of exit 2).
+    from ingresslib._config import load_config
+
+    f = tmp_path / "cm.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {x: 0x_}\n")
+    with pytest.raises(ingresslib.ValidationError, match="YAML value error"):
+        load_config(f)

@@ -226,7 +226,7 @@ def test_path_label_is_slash_for_a_rule_without_path_and_for_default_backend() -
     y = """\
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: a, namespace: n}
+metadata: {name: a, namespace: ns}
 spec:
   defaultBackend: {service: {name: d, port: {number: 80}}}
   rules:

@@ -2172,9 +2172,16 @@ class ClientConnection:
         conn = up.h11
         assert conn is not None
         # "a connection is reused only when both sides finished cleanly": our request fully
-        # sent, their response fully read, no stray bytes after it, keep-alive on both sides.
+        # sent, their response fully read, no stray bytes after it, keep-alive on both sides,
+        # and the upstream did not close: a response read until the upstream closed (HTTP/1.1
+        # without Content-Length or chunked) ends DONE, as keep-alive, at its EOF. Reused, its
+        # reader (``_spare``, handed to the next connection, fresh or pooled) would still say
+        # "closed": the next response arriving in two reads would be a 502, or its body cut.
+        # nginx keeps such a connection neither: u->keepalive is set only once a known
+        # length is read (ngx_http_proxy_input_filter_init, ..._copy_filter "if (p->length ==
+        # 0) { ... r->upstream->keepalive = !r->upstream->headers_in.connection_close; }").
         reuse = (up.request_done and conn.their_state is h11.DONE and not conn.has_trailing
-                 and self.settings.upstream_keepalive_connections > 0)
+                 and not conn._closed and self.settings.upstream_keepalive_connections > 0)
         self._observe(req, up, now, req.status < 500)
         if reuse:
             conn.start_next_cycle()

@@ -21,38 +21,22 @@ Every server here is tests/_fake_kube_s14.py's, bound to 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from _fake_kube import _event
 from _fake_kube_s14 import FakeKubeS14
-from ingresslib._kube import AUTH_SECRETS, WATCHED_KINDS, Backoff, _model_test
+from ingresslib._kube import Backoff
 from ingresslib._store import ResourceStore
 from test_kube import Harness, eventually, svc
 from test_kube_s14 import auth_secret, basic_ingress, secret_names
+# The Secret watches' kinds and store tests, and the harness fixture, are the per-watch tests'.
+from test_kube_watch_s15 import GVK, KINDS_WITH_AUTH, OPAQUE, TLS, TLS_SECRETS, h  # noqa: F401
 
 pytestmark = pytest.mark.network
 
-TLS_SECRETS = next(k for k in WATCHED_KINDS if k.kind == "Secret")
-KINDS_WITH_AUTH = (*WATCHED_KINDS, AUTH_SECRETS)
-TLS = _model_test(TLS_SECRETS)
-OPAQUE = _model_test(AUTH_SECRETS)
-GVK = "v1/Secret"
 KEY = (GVK, "default", "s")
-
-
-@pytest_asyncio.fixture
-async def h() -> AsyncIterator[Harness]:
-    kube = FakeKubeS14()
-    harness = Harness(kube, await kube.start())
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        await kube.stop()
 
 
 def tls_secret(name: str, rv: str = "50") -> dict[str, Any]:

@@ -28,6 +28,8 @@ __all__ = [
     "EndpointIndex",
     "is_ready",
     "external_name_problem",
+    "fqdn_address_problem",
+    "fqdn_slice_notes",
     "parse_weights",
     "last_slices",
     "duplicate_notes",
@@ -170,22 +172,57 @@ def _same_ip(text: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
         return False
 
 
-def external_name_problem(name: str) -> str | None:
-    """Why an ExternalName Service's ``externalName`` gets no endpoint, or None when it can be
-    proxied to."""
+def _name_problem(name: str) -> str | None:
+    """Why the proxy must not connect to host ``name`` (``"is a loopback name"``), or None."""
     if _is_loopback(name):
         # ingress-nginx endpointslices.go: "if ip := net.ParseIP(s.Spec.ExternalName);
         # s.Spec.ExternalName == "localhost" || (ip != nil && ip.IsLoopback()) {
         # klog.Errorf("Invalid attempt to use localhost name ..."); return upsServers }"
         # - a Service must not make the proxy connect to its own host.
-        return f"ExternalName {name!r} is a loopback name; refused"
+        return "is a loopback name"
     if not _is_dns_name(name):
-        return (f"ExternalName {name!r} is no IP and no valid DNS name (RFC 1123 subdomain); "
-                "refused")
-    why = _reaches_this_host(name)
-    if why is not None:
-        return f"ExternalName {name!r} {why}; refused"
-    return None
+        return "is no IP and no valid DNS name (RFC 1123 subdomain)"
+    return _reaches_this_host(name)
+
+
+def external_name_problem(name: str) -> str | None:
+    """Why an ExternalName Service's ``externalName`` gets no endpoint, or None when it can be
+    proxied to."""
+    why = _name_problem(name)
+    return None if why is None else f"ExternalName {name!r} {why}; refused"
+
+
+def fqdn_address_problem(address: str) -> str | None:
+    """Why an endpoint address of an ``addressType: FQDN`` EndpointSlice gets no traffic, or
+    None when it can be proxied to.
+
+    The rule of ``external_name_problem``: an FQDN slice is the other way a namespace user can
+    hand the proxy a host name, and the API server's FQDN check (IsFullyQualifiedDomainName:
+    an RFC 1123 subdomain of two labels or more) lets ``127.1``, ``127.0.0.1``, ``0.0.0.0`` or
+    ``x.localhost`` through. The host checked is the one the connect uses (``canonical_ip``:
+    ``010.0.0.1`` is 10.0.0.1 there, as in an IPv4 slice), so nothing refused is reached and
+    nothing reached is left unchecked. Case-folded first: DNS names are case-insensitive
+    (RFC 4343), and an FQDN slice's ``Backend.Example.com`` has always been proxied to (an
+    ExternalName's is refused, as ingress-nginx refuses it)."""
+    why = _name_problem(canonical_ip(address).lower())
+    return None if why is None else f"FQDN address {address!r} {why}; refused"
+
+
+def fqdn_slice_notes(slices: Iterable[EndpointSlice]) -> list[Diagnostic]:
+    """A warning per endpoint of an FQDN EndpointSlice among ``slices`` whose address gets no
+    traffic (``fqdn_address_problem``), ready or not (it is refused the moment it is ready),
+    in order. ``slices`` are the definitions in use (``last_slices``)."""
+    out: list[Diagnostic] = []
+    for sl in slices:
+        if sl.address_type != "FQDN":
+            continue
+        for i, ep in enumerate(sl.endpoints):
+            # Only the first address is used (EndpointIndex._from_slices).
+            problem = fqdn_address_problem(ep.addresses[0]) if ep.addresses else None
+            if problem is not None:
+                out.append(Diagnostic(f"EndpointSlice {sl.metadata.ref}",
+                                      f"endpoints[{i}].addresses[0]", problem))
+    return out
 
 
 def _find_service_port(svc: Service, port: int | str | None) -> ServicePort | None:
@@ -397,6 +434,13 @@ class EndpointIndex:
                     port_no = ep_port.port
                     break
             if port_no is None:
+                continue
+            if sl.address_type == "FQDN":
+                # A host name the proxy must not connect to (its own host) gets no traffic;
+                # Router.warnings says so (fqdn_slice_notes).
+                out += [(canonical_ip(ep.addresses[0]), port_no) for ep in sl.endpoints
+                        if ep.addresses and is_ready(ep.conditions)
+                        and fqdn_address_problem(ep.addresses[0]) is None]
                 continue
             for ep in sl.endpoints:
                 if not is_ready(ep.conditions):

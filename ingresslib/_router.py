@@ -30,6 +30,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from ._balance import (
@@ -58,11 +59,13 @@ from ._endpoints import (
     EndpointSet,
     duplicate_notes,
     external_name_problem,
+    fqdn_slice_notes,
+    last_slices,
     parse_weights,
 )
 from ._goparse import parse_bool
 from ._hashing import DIRTY
-from ._models import Ingress, Service
+from ._models import EndpointSlice, Ingress, Service
 from ._resources import Resources
 from ._pick_py import U32
 from ._route_state import ROTATION_TYPE, CanaryPick, FastRoute, HashPick, Rotation, http_header
@@ -449,6 +452,8 @@ class _Wiring:
     route_warnings: tuple[Diagnostic, ...]
     #: The Services' warnings, in ``resources.services`` order.
     service_warnings: tuple[Diagnostic, ...]
+    #: The FQDN EndpointSlices' warnings (``_slices_warnings``).
+    slice_warnings: tuple[Diagnostic, ...]
     #: The inputs besides the Resources that the build's balancers depend on.
     load_balance: str
     factories: dict[str, BalancerFactory]
@@ -485,6 +490,19 @@ def _services_warnings(services: Sequence[Service], in_use: Callable[[Service], 
                 said.add(key)
                 out += _service_warnings(svc)
     return tuple(out)
+
+
+_address_type = attrgetter("address_type")
+
+
+def _slices_warnings(slices: Sequence[EndpointSlice]) -> tuple[Diagnostic, ...]:
+    """The warnings of the FQDN EndpointSlices in use (of one given twice, the later
+    definition, as EndpointIndex uses it): an address the proxy must not connect to gets no
+    traffic (``fqdn_slice_notes``). FQDN slices are deprecated and rare: without one, a scan
+    in C (``in`` over ``map``) and no call per slice."""
+    if "FQDN" not in map(_address_type, slices):
+        return ()
+    return tuple(fqdn_slice_notes(last_slices(slices)))
 
 
 #: What a build works out once per Ingress (see ``Router._build_state``): ``(obj, annotations,
@@ -825,7 +843,7 @@ class Router:
 
         Why it equals the full build: with the same table, default balancer and factories, a
         full build finds every balancer and canary split in the carried-over maps, makes the
-        same warnings except the Services', and keeps
+        same warnings except the Services' and the FQDN EndpointSlices', and keeps
         every backend whose endpoint set is equal to its old one (its ``_Route`` is new but
         holds the same backends, config and split: same decisions).
         """
@@ -897,7 +915,16 @@ class Router:
             service_warnings = _services_warnings(res.services, objects.in_use)
         else:
             service_warnings = wiring.service_warnings
+        # The same for the FQDN slices: only a changed one can change their warnings (a
+        # changed slice with a twin rebuilt above, so which definition is used is as before).
+        # (``in`` over ``map``: in C, no call; this runs on every endpoint-only update.)
+        sl_removed, sl_added = change[1]
+        slice_warnings = (_slices_warnings(res.endpoint_slices)
+                          if "FQDN" in map(_address_type, sl_removed)
+                          or "FQDN" in map(_address_type, sl_added) else wiring.slice_warnings)
         warnings = wiring.route_warnings + service_warnings
+        if slice_warnings:
+            warnings += slice_warnings
         for w in warnings:
             log.debug("%s", w)
         state = _State(old.table, routes, warnings, res, old.match, fast)
@@ -906,6 +933,7 @@ class Router:
             side.eps = eps
             side.prepared = prepared
         wiring.service_warnings = service_warnings
+        wiring.slice_warnings = slice_warnings
         return state
 
     def _factories(self) -> dict[str, BalancerFactory]:
@@ -1139,13 +1167,15 @@ class Router:
         service_warnings = _services_warnings(
             res.services, lambda svc: index.service(svc.metadata.namespace,
                                                     svc.metadata.name) is svc)
+        slice_warnings = _slices_warnings(res.endpoint_slices)
         warnings += service_warnings
+        warnings += slice_warnings
         for w in warnings:
             log.debug("%s", w)
         # Publish the carried-over state maps before the state that uses them.
         self._balancers = balancers
         self._fallbacks = fallbacks
         self._splits = splits
-        self._wiring = _Wiring(by_service, route_warnings, service_warnings,
+        self._wiring = _Wiring(by_service, route_warnings, service_warnings, slice_warnings,
                                self.load_balance, factories)
         return _State(table, routes, tuple(warnings), res, table.match, fast)

@@ -440,6 +440,11 @@ class _Tenancy:
     #: hosts through them nor served their certificate. A ``*.`` rule host of an Ingress with
     #: ``tls`` still stands for every host under it, as in ingress-nginx.
     outside: Mapping[str, tuple[Ingress, tuple[tuple[int, int, int], ...]]]
+    #: Exact hosts under a suffix that wildcard listings of their owner's namespace AND of
+    #: other namespaces apply to -> the owner's namespace's listings, oldest first. Only one
+    #: wildcard certificate is chosen for the suffix, the oldest listing's; when it is another
+    #: namespace's, such a host is served its own namespace's instead (:func:`_select`).
+    shared: Mapping[str, tuple[tuple[int, int, int], ...]]
 
 
 def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
@@ -484,13 +489,17 @@ def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
                     wild.setdefault(host[1:], set()).add(ns)
                     wild_at.setdefault(host[1:], []).append((n, i, j))
     outside: dict[str, tuple[Ingress, tuple[tuple[int, int, int], ...]]] = {}
+    shared: dict[str, tuple[tuple[int, int, int], ...]] = {}
     for host, by in owners.items():
         suffix = _suffix(host)
         if suffix is None or suffix not in wild or suffix in ruled:
             continue
         if by.metadata.namespace not in wild[suffix]:
             outside[host] = (by, tuple(wild_at[suffix]))
-    return _Tenancy(refused, outside)
+        elif len(wild[suffix]) > 1:
+            shared[host] = tuple(at for at in wild_at[suffix]
+                                 if ordered[at[0]].metadata.namespace == by.metadata.namespace)
+    return _Tenancy(refused, outside, shared)
 
 
 def _configured(ordered: list[Ingress], rule_hosts: list[set[str]],
@@ -721,6 +730,36 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
             uncovered.append((twin, to, ing, cert))
     for n, ing in enumerate(ordered):
         check_listed(n, ing, False)
+    # A host whose namespace lists the wildcard over it, as another namespace does: the
+    # suffix's certificate is the oldest listing's; another namespace's does not stand for the
+    # host (``_Tenancy``), its own namespace's does: served exactly, else the default one.
+    kept: set[str] = set()
+    for host, own in sorted(tenancy.shared.items()):
+        wild_host = "*" + host[host.find("."):]
+        if host in chosen or wild_host not in chosen:
+            continue
+        ns = ordered[own[0][0]].metadata.namespace
+        if origin[wild_host][0] == ns:
+            continue
+        for n, i, _j in own:
+            cert = loaded.get((n, i))
+            if cert is not None and _covers(cert.names, host):
+                offer(host, (n, i))
+                break
+        else:
+            kept.add(host)
+            # Said when the namespace's Secret loaded but does not cover the host (a missing
+            # or broken one is said already): check_listed said nothing, the suffix having
+            # another namespace's certificate.
+            for n, i, j in own:
+                cert = loaded.get((n, i))
+                if cert is not None:
+                    ing = ordered[n]
+                    problems.append(TLSProblem(
+                        f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
+                        f"certificate of Secret {ns}/{ing.spec.tls[i].secret_name} does not "
+                        f"cover {host!r} ({_names_text(cert.names)}); using the default "
+                        "certificate"))
     tls_set = _configured(ordered, rule_hosts, tenancy)
     # A refused listing is said when it would have made the host a TLS host: for a host
     # its owner serves over HTTPS anyway, it changes nothing (as before: the rule wins).
@@ -729,7 +768,6 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
     # A host another namespace routes, under a wildcard only ``tls.hosts`` listings of
     # other namespaces supply, is not served their certificate (``_Tenancy``): its own
     # certificate, else the default one, never the wildcard's.
-    kept: set[str] = set()
     for host in sorted(tenancy.outside):
         by, listings = tenancy.outside[host]
         if host not in chosen:

@@ -257,6 +257,9 @@ class UpstreamPool:
         self._lru: dict[_Upstream, None] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.upstream_ssl: ssl.SSLContext | None = None
+        #: Endpoint names refused because they resolve only to this host (``_connect_name``),
+        #: so that each is warned about once.
+        self.refused_names: set[str] = set()
 
     def take(self, endpoint: tuple[str, int], tls: bool = False) -> _Upstream | None:
         q = self._idle.get((endpoint, tls))
@@ -956,9 +959,25 @@ class _Downstream(asyncio.Protocol):
         try:
             try:
                 async with asyncio.timeout(a.connect_timeout):
-                    _, up = await loop.create_connection(
-                        lambda: _Upstream(pool, key, a.tls), key[0], key[1], ssl=ctx,
-                        server_hostname=key[0] if ctx is not None else None)
+                    host = key[0]
+                    factory: Callable[[], _Upstream] = lambda: _Upstream(pool, key, a.tls)
+                    if _is_ip_literal(host):
+                        # Pod IPs, ClusterIPs, 127.0.0.1 in a local manifest: no lookup, the
+                        # connect as it always was (asyncio reads the literal itself).
+                        _, up = await loop.create_connection(
+                            factory, host, key[1], ssl=ctx,
+                            server_hostname=host if ctx is not None else None)
+                    else:
+                        sock = await _connect_name(loop, pool, host, key[1])
+                        try:
+                            # SNI (and the name a proxy-ssl-verify would check) stays the
+                            # name; only the socket comes from the vetted address.
+                            _, up = await loop.create_connection(
+                                factory, sock=sock, ssl=ctx,
+                                server_hostname=host if ctx is not None else None)
+                        except BaseException:
+                            sock.close()
+                            raise
             finally:
                 # Done connecting (before anything below may close this conn_id: a cancel
                 # must not hit this task once the connect is over).
@@ -1270,6 +1289,83 @@ class _TLSAccept(asyncio.Protocol):
             buf[:n] = view[:n]
             tls.buffer_updated(n)
             view = view[n:]
+
+
+def _is_ip_literal(host: str) -> bool:
+    """``host`` is an IP address as asyncio's ``create_connection`` reads one without a lookup
+    (``inet_pton``, as ``base_events._ipaddr_info``): endpoints from IPv4/IPv6 slices and v1
+    Endpoints are written canonically (``canonical_ip``), so they all are. A name (ExternalName,
+    FQDN slice) is anything else, ``127.1`` included (``inet_pton`` is strict; the resolver
+    would read it as 127.0.0.1, and ``_connect_name`` then refuses it)."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _reaches_this_host(sockaddr: tuple[Any, ...]) -> bool:
+    """A resolved address a connect to which reaches this host: loopback (``127.0.0.0/8``,
+    ``::1``) or unspecified (``0.0.0.0``, ``::``: Linux connects them to this host), IPv4-mapped
+    forms included (Python 3.11's ``is_loopback`` says no to ``::ffff:127.0.0.1``)."""
+    ip = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified
+
+
+async def _connect_name(loop: asyncio.AbstractEventLoop, pool: UpstreamPool, host: str,
+                        port: int) -> socket.socket:
+    """A connected socket to ``host:port`` for a host *name* (an ExternalName Service, an FQDN
+    EndpointSlice address), never to this host.
+
+    ``_endpoints`` refuses such names by their text (``localhost``, ``*.localhost``, loopback
+    literals), but what a name resolves to is only known now: ``localhost.localdomain``, the
+    machine's own host name, or a DNS name whose A record is (or, rebinding, becomes)
+    127.0.0.1 would let anyone who can write a Service point an Ingress at the proxy's own
+    loopback ports. So the name is resolved here, with the lookup ``create_connection`` would
+    make (``loop.getaddrinfo``, in the same order), every address that reaches this host is
+    dropped, and the socket connects to a remaining address itself: no second lookup, whose
+    answer could differ, ever happens. The addresses are tried in turn, as
+    ``create_connection`` does. None left: an ``OSError``, the connect failure the core
+    retries and answers 502 for, logged as a warning once per name."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    usable = [info for info in infos if not _reaches_this_host(info[4])]
+    if not usable:
+        why = (f"upstream {host}:{port} refused: the name resolves only to this host "
+               f"({', '.join(sorted({str(i[4][0]) for i in infos}))})")
+        if host not in pool.refused_names:
+            if len(pool.refused_names) >= _REFUSED_NAMES_MAX:
+                pool.refused_names.clear()
+            pool.refused_names.add(host)
+            _log.warning("%s", why)
+        raise OSError(why)
+    errors: list[OSError] = []
+    for family, type_, proto, _, sockaddr in usable:
+        sock: socket.socket | None = None
+        try:
+            # Inside the try, as in asyncio's ``_connect_sock``: a family this host cannot
+            # open (IPv6 disabled) is one failed address, not the end of the list.
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+            return sock
+        except OSError as e:
+            errors.append(e)
+            if sock is not None:
+                sock.close()
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+    if len(errors) == 1:
+        raise errors[0]
+    raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
+
+
+#: How many refused names ``UpstreamPool.refused_names`` remembers (each is warned about once);
+#: a bound, since Services come and go while the server runs.
+_REFUSED_NAMES_MAX = 1024
 
 
 def _insecure_client_context() -> ssl.SSLContext:

@@ -135,6 +135,7 @@ from ._errors import LocalProxyError, RemoteProxyError
 from ._headers import (
     HEADER_NAME_CHARS,
     IDEMPOTENT,
+    MAX_CONTENT_LENGTH,
     METHOD_CHARS,
     NGINX_METHODS,
     OPTIONS_ALLOW,
@@ -222,8 +223,6 @@ _READ_NAMES = _UNIQUE_CHECKED | {
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
 _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
-#: nginx's NGX_MAX_OFF_T_VALUE: the largest request Content-Length it accepts.
-_MAX_CONTENT_LENGTH = (1 << 63) - 1
 
 
 class _RequestChunkedReader(ChunkedReader):
@@ -1580,7 +1579,7 @@ class ClientConnection:
                 # nginx refuses a length its off_t cannot hold ("client sent invalid
                 # "Content-Length" header", 400), whatever client_max_body_size says: a backend
                 # parsing it into 64 bits would read another length than the one forwarded.
-                if req.length > _MAX_CONTENT_LENGTH:
+                if req.length > MAX_CONTENT_LENGTH:
                     raise RemoteProxyError("Content-Length out of range", 400)
             elif name == b"connection":
                 connection_tokens.extend(t.strip().lower() for t in value.split(b","))

@@ -427,11 +427,12 @@ class _Tenancy:
     """Where the ``tls.hosts`` extension (:meth:`CertificateStore.update`, 3.) applies: only
     within a tenant. A name listed without a rule of its own Ingress applies when no served
     Ingress routes the host, or when the Ingress that routes it (its owner: the oldest
-    non-canary Ingress with a rule for it, as certificates are chosen; a ``*.`` rule when no
-    rule names the host exactly, as routing falls back) is in the listing's namespace. Else
-    another namespace could turn a plain-HTTP host it does not route into a TLS host
-    (ssl-redirect, HSTS) served with its own certificate. Decided from the Ingresses alone, so
-    that :func:`tls_hosts` and :meth:`CertificateStore.update` agree."""
+    non-canary Ingress with a rule for it, as certificates are chosen; else, for a
+    ``from-to-www-redirect`` twin, the Ingress asking for it, whose redirect answers the twin
+    (``_www_twins``); else a ``*.`` rule covering it, as routing falls back) is in the
+    listing's namespace. Else another namespace could turn a plain-HTTP host it does not route
+    into a TLS host (ssl-redirect, HSTS) served with its own certificate. Decided from the
+    Ingresses alone, so that :func:`tls_hosts` and :meth:`CertificateStore.update` agree."""
 
     #: ``(Ingress index, tls index, hosts index)`` of listings ignored, and why.
     refused: Mapping[tuple[int, int, int], TLSProblem]
@@ -445,6 +446,18 @@ class _Tenancy:
     #: wildcard certificate is chosen for the suffix, the oldest listing's; when it is another
     #: namespace's, such a host is served its own namespace's instead (:func:`_select`).
     shared: Mapping[str, tuple[tuple[int, int, int], ...]]
+    #: The ``from-to-www-redirect`` twins (``_www_twins``), owned by the Ingress asking.
+    twins: Mapping[str, tuple[str, Ingress]]
+
+
+def _routed_by(twins: Mapping[str, tuple[str, Ingress]], host: str, by: Ingress) -> str:
+    """``by``, the owner of ``host`` (``_Tenancy``), for a message. A twin's owner has no rule
+    naming it: say that its redirect is what routes it."""
+    twin = twins.get(host)
+    if twin is not None and twin[1] is by:
+        return (f"namespace {by.metadata.namespace} (Ingress {by.metadata.ref}, whose "
+                f"{FROM_TO_WWW} redirects it to {twin[0]!r})")
+    return f"namespace {by.metadata.namespace} (Ingress {by.metadata.ref})"
 
 
 def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
@@ -452,6 +465,14 @@ def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
     for n, ing in enumerate(ordered):
         for host in rule_hosts[n]:
             owners.setdefault(host, ing)
+    # A twin the proxy redirects is routed by the Ingress asking for it: its redirect answers
+    # the twin before any ``*.`` rule (an exact server_name in ingress-nginx). Else another
+    # namespace's listing of the twin (or of a ``*.`` over it) would serve
+    # ``https://www.<host>`` its own certificate and make it a TLS host. Rule hosts come
+    # first: ``www_twins`` makes no twin of a host a rule names.
+    twins = _www_twins(ordered)
+    for twin, (_to, ing) in twins.items():
+        owners.setdefault(twin, ing)
 
     def owner(host: str) -> Ingress | None:
         got = owners.get(host)
@@ -480,11 +501,10 @@ def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
                 if by is not None and by.metadata.namespace != ns:
                     refused[n, i, j] = TLSProblem(
                         f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
-                        f"ignored: {host!r} is routed by namespace {by.metadata.namespace} "
-                        f"(Ingress {by.metadata.ref}) and no rule of this Ingress names it; a "
-                        "tls.hosts name without a rule applies only to a host no other "
-                        "namespace routes: no certificate from this entry, no ssl-redirect or "
-                        "HSTS for it", warning=True)
+                        f"ignored: {host!r} is routed by {_routed_by(twins, host, by)} and "
+                        "no rule of this Ingress names it; a tls.hosts name without a rule "
+                        "applies only to a host no other namespace routes: no certificate from "
+                        "this entry, no ssl-redirect or HSTS for it", warning=True)
                 elif host.startswith("*."):
                     wild.setdefault(host[1:], set()).add(ns)
                     wild_at.setdefault(host[1:], []).append((n, i, j))
@@ -499,7 +519,7 @@ def _tenancy(ordered: list[Ingress], rule_hosts: list[set[str]]) -> _Tenancy:
         elif len(wild[suffix]) > 1:
             shared[host] = tuple(at for at in wild_at[suffix]
                                  if ordered[at[0]].metadata.namespace == by.metadata.namespace)
-    return _Tenancy(refused, outside, shared)
+    return _Tenancy(refused, outside, shared, twins)
 
 
 def _configured(ordered: list[Ingress], rule_hosts: list[set[str]],
@@ -719,7 +739,7 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
     # last. A host left on the default certificate gives its twin none (ingress-nginx:
     # the default certificate covers no twin).
     uncovered: list[tuple[str, str, Ingress, _Cert]] = []
-    for twin, (to, ing) in _www_twins(ordered).items():
+    for twin, (to, ing) in tenancy.twins.items():
         cert = chosen.get(to)
         if cert is None:
             continue
@@ -779,13 +799,15 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
             problems.append(TLSProblem(
                 f"Ingress {ing.metadata.ref}", f"spec.tls[{i}].hosts[{j}]",
                 f"{_norm(ing.spec.tls[i].hosts[j])!r} does not stand for {host!r}: it is "
-                f"routed by namespace {by.metadata.namespace} (Ingress {by.metadata.ref}) "
-                "and no rule of this Ingress names it; a tls.hosts name without a rule "
-                "applies only to hosts no other namespace routes: no certificate from this "
-                "entry, no ssl-redirect or HSTS for that host", warning=True))
+                f"routed by {_routed_by(tenancy.twins, host, by)} and no rule of this "
+                "Ingress names it; a tls.hosts name without a rule applies only to hosts no "
+                "other namespace routes: no certificate from this entry, no ssl-redirect or "
+                "HSTS for that host", warning=True))
     for twin, to, ing, cert in uncovered:
         dot = twin.find(".")
-        if twin in chosen or (dot > 0 and "*" + twin[dot:] in chosen):
+        # Under a ``*.`` another namespace only lists, the twin is kept on the default
+        # certificate (``_Tenancy.outside``): that wildcard does not serve it.
+        if twin in chosen or (twin not in kept and dot > 0 and "*" + twin[dot:] in chosen):
             continue   # served a certificate of its own after all
         # ingress-nginx: "the server %v has SSL configured but the SSL certificate does
         # not contains a CN for %v. Redirects will not work for HTTPS to HTTPS".
@@ -907,11 +929,13 @@ class CertificateStore:
            that host supplied one (ingress-nginx ignores such names: ``createServers`` asks
            ``extractTLSSecretName`` for the Ingress's own rule hosts only). Only within a
            tenant: the name applies when no served Ingress routes the host, or when the one
-           that does (the oldest non-canary Ingress with a rule for it, else with a ``*.``
-           rule covering it) is in the listing's namespace. Otherwise the listing is ignored
-           (no certificate, no TLS host), so that no namespace can redirect another's
-           plain-HTTP host to HTTPS and serve it its own certificate; reported
-           (``warning=True``) when the host is not a TLS host of its own (its owner's ``tls``).
+           that does (the oldest non-canary Ingress with a rule for it; else, for a
+           ``from-to-www-redirect`` twin (5.), the Ingress asking for it, whose redirect answers
+           the twin; else one with a ``*.`` rule covering it) is in the listing's namespace.
+           Otherwise the listing is ignored (no certificate, no TLS host), so that no namespace
+           can redirect another's plain-HTTP host (or twin) to HTTPS and serve it its own
+           certificate; reported (``warning=True``) when the host is not a TLS host of its own
+           (its owner's ``tls``).
            A listed ``*.`` name applies likewise, and does not stand for the exact hosts other
            namespaces route (neither their certificate nor TLS hosts through it; reported
            likewise); a ``*.`` rule host still does, as in ingress-nginx.
@@ -921,8 +945,9 @@ class CertificateStore:
            (``warning=True``).
         5. The www / non-www twin of a rule host whose Ingress sets ``from-to-www-redirect``
            (the twins the proxy redirects) gets the host's certificate when it covers the twin,
-           before any ``tls.hosts`` extension (3.); when it does not, and nothing else serves
-           the twin, that is reported (``warning=True``), as ingress-nginx warns.
+           before any ``tls.hosts`` extension (3.), for which the twin is routed by that
+           Ingress; when it does not, and nothing else serves the twin, that is reported
+           (``warning=True``), as ingress-nginx warns.
         """
         sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True)
         # The TLS hosts (ssl-redirect, HSTS) whatever certificate they got: ``_configured``,

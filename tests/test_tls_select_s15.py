@@ -172,11 +172,16 @@ def test_twin_keeps_the_certificate_of_its_host_over_a_tls_only_listing(ca: trus
     both = ca.issue_cert("example.test", "www.example.test")
     other = ca.issue_cert("www.example.test", "other.test")
     store = CertificateStore()
-    assert store.update(Resources(
+    problems = store.update(Resources(
         ingresses=(_ing("web", ("example.test",), "t"),
                    _ing("listing", ("other.test",), "o", www=None, ns="other",
                         tls_hosts=("other.test", "www.example.test"))),
-        secrets=(_secret("t", *_pems(both)), _secret("o", *_pems(other), ns="other")))) == []
+        secrets=(_secret("t", *_pems(both)), _secret("o", *_pems(other), ns="other"))))
+    # Another namespace's listing of the twin is refused (the twin is routed by the Ingress
+    # asking for it: test_tls_twin_tenancy_s15), and said: it would have made it a TLS host.
+    assert [(p.object, p.field, p.warning) for p in problems] == [
+        ("Ingress other/listing", "spec.tls[0].hosts[1]", True)]
+    assert not store.has_tls("www.example.test")
     assert _served_sans(store, ca, "www.example.test") == {"example.test", "www.example.test"}
 
 

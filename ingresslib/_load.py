@@ -266,14 +266,22 @@ def _fill(loader: Any, node: yaml.MappingNode, data: dict[Any, Any], merging: tu
     written = 0
     for key_node, value_node in node.value:
         if key_node.tag == _MERGE:
-            _merge(loader, value_node, data, merging + (id(node),))
+            _merge(loader, key_node, value_node, data, merging + (id(node),))
             continue
         data[_key(loader, key_node)] = construct(value_node)
         written += 1
     return written if len(node.value) == written else -1
 
 
-def _merge(loader: Any, value: yaml.Node, data: dict[Any, Any], merging: tuple[int, ...]) -> None:
+def _merge(loader: Any, key: yaml.Node, value: yaml.Node, data: dict[Any, Any],
+           merging: tuple[int, ...]) -> None:
+    if isinstance(value, yaml.SequenceNode) and value.start_mark.index < key.start_mark.index:
+        # An alias (its node starts before the key that names it; an inline value cannot):
+        # go-yaml's merge takes an alias only of a map ("case aliasNode: if n.alias.kind !=
+        # mappingNode { failWantMap() }"), not of a sequence of maps, so kubectl refuses it.
+        raise yaml.constructor.ConstructorError(
+            "while constructing a mapping", None,
+            "map merge requires map or sequence of maps as the value", key.start_mark)
     sources = reversed(value.value) if isinstance(value, yaml.SequenceNode) else [value]
     for src in sources:
         if not isinstance(src, yaml.MappingNode):
@@ -283,7 +291,20 @@ def _merge(loader: Any, value: yaml.Node, data: dict[Any, Any], merging: tuple[i
         if id(src) in merging:
             raise yaml.constructor.ConstructorError(
                 None, None, "a merged map contains itself", src.start_mark)
-        _fill(loader, src, data, merging)
+        # Each map is flattened once and its result reused: setting its pairs one by one, last
+        # write winning, is an ``update`` with that result. Going through them again at every
+        # merge took time exponential in the depth of merges of merges (twelve short lines,
+        # each merging the one before ten times, ran for hours; go-yaml's alias budget does not
+        # stop that shape either, it decodes slowly to the same result).
+        # (The node is kept with its result: its id cannot be another node's later.)
+        cache: dict[int, tuple[yaml.Node, dict[Any, Any]]] = loader.__dict__.setdefault(
+            "merged", {})
+        held = cache.get(id(src))
+        if held is None or held[0] is not src:
+            flat: dict[Any, Any] = {}
+            _fill(loader, src, flat, merging)
+            held = cache[id(src)] = (src, flat)
+        data.update(held[1])
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc]

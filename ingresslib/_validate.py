@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -1156,15 +1157,85 @@ def _json_object_error(raw: bytes) -> str:
         # Python takes NaN and Infinity; Go's decoder does not.
         raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
+    too_big: list[str] = []
+
+    def number(literal: str) -> float:
+        # Go decodes a number into an interface{} as a float64: one out of its range is
+        # refused (decodeState.convertNumber); Python would make it inf or a big int.
+        f = float(literal)
+        if math.isinf(f) and not too_big:
+            too_big.append(literal)
+        return f
+
     try:
-        value = json.loads(text, parse_constant=no_constant)
+        value = json.loads(text, parse_constant=no_constant, parse_float=number,
+                           parse_int=number)
+    except RecursionError:
+        # Python's decoder recurses once per level and gives up near 1,000; Go's nests up to
+        # 10,000 (encoding/json maxNestingDepth): read such a value without recursing.
+        return _deep_json_error(text)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
             return "unexpected end of JSON input"
         return f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
     except ValueError as exc:
         return str(exc)
+    if isinstance(value, dict) and too_big:
+        return f"json: cannot unmarshal number {too_big[0]} into Go value of type float64"
     if value is None or isinstance(value, dict):
         return ""  # `null` leaves the map alone
     kind = {bool: "bool", str: "string", list: "array"}.get(type(value), "number")
+    return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+
+
+#: encoding/json's maxNestingDepth: "exceeded max depth" past it.
+_JSON_MAX_DEPTH = 10000
+#: One JSON token after optional whitespace: a string, another scalar, or a punctuation mark.
+_JSON_TOKEN = re.compile(
+    r'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")'
+    r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null)|([\[\]{},:]))")
+
+
+def _deep_json_error(text: str) -> str:
+    """``_json_object_error`` for a value nested too deep for Python's decoder: one pass with
+    an explicit stack of the open brackets. Go's words for the depth limit; a syntax error
+    gets a generic detail."""
+    stack: list[str] = []
+    want = "value"  # value, value_or_end, key, key_or_end, colon, next (a comma or the end)
+    pos = 0
+    too_big = ""
+    while m := _JSON_TOKEN.match(text, pos):
+        pos = m.end()
+        string, scalar, punct = m.groups()
+        if punct in ("[", "{") and want in ("value", "value_or_end"):
+            stack.append(punct)
+            if len(stack) > _JSON_MAX_DEPTH:
+                return f"invalid character '{punct}' exceeded max depth"
+            want = "key_or_end" if punct == "{" else "value_or_end"
+        elif (string or scalar) and want in ("value", "value_or_end"):
+            if scalar and scalar[0] not in "tfn" and math.isinf(float(scalar)) and not too_big:
+                too_big = scalar  # as in _json_object_error
+            want = "next"
+        elif string and want in ("key", "key_or_end"):
+            want = "colon"
+        elif punct == ":" and want == "colon":
+            want = "value"
+        elif punct == "," and want == "next" and stack:
+            want = "key" if stack[-1] == "{" else "value"
+        elif (stack and punct == ("}" if stack[-1] == "{" else "]")
+              and want in ("next", "key_or_end" if punct == "}" else "value_or_end")):
+            stack.pop()
+            want = "next"
+        else:
+            break
+        if want == "next" and not stack:
+            break
+    if want != "next" or stack or text[pos:].strip(" \t\n\r"):
+        return "invalid JSON: not a valid JSON value"
+    first = text.lstrip(" \t\n\r")[:1]
+    if first == "{" and too_big:
+        return f"json: cannot unmarshal number {too_big} into Go value of type float64"
+    if first == "{" or first == "n":
+        return ""
+    kind = {"[": "array", '"': "string", "t": "bool", "f": "bool"}.get(first, "number")
     return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"

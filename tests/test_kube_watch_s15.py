@@ -12,11 +12,9 @@ for two Secret watches changes nothing for a kind with one watch (no ``where``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,28 +25,18 @@ from ingresslib._store import ResourceStore
 from _fake_kube import _event
 from _fake_kube_s14 import FakeKubeS14
 from test_kube import Harness, eventually, ingress, names, svc
-from test_kube_s14 import auth_secret, basic_ingress, opaque_requests, secret_names
+# The harness fixture and the kinds with the auth watch are session 14's.
+from test_kube_s14 import (KINDS_WITH_AUTH, auth_secret, basic_ingress, h,  # noqa: F401
+                           opaque_requests, secret_names)
 
 pytestmark = pytest.mark.network
 
 TLS_SECRETS = next(k for k in WATCHED_KINDS if k.kind == "Secret")
-KINDS_WITH_AUTH = (*WATCHED_KINDS, AUTH_SECRETS)
 #: Without the TLS Secret watch: every Secret request is the auth watch's.
 AUTH_ONLY = (*[k for k in WATCHED_KINDS if k.kind != "Secret"], AUTH_SECRETS)
 TLS = _model_test(TLS_SECRETS)
 OPAQUE = _model_test(AUTH_SECRETS)
 GVK = "v1/Secret"
-
-
-@pytest_asyncio.fixture
-async def h() -> AsyncIterator[Harness]:
-    kube = FakeKubeS14()
-    harness = Harness(kube, await kube.start())
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        await kube.stop()
 
 
 def tls_secret(name: str, *, key: bool = True) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def explain_url(
     if tls_port is not None:
         # As serve --tls-listen configures its proxy: the certificate store's TLS hosts for
         # the Ingresses the router serves (``_serve._served_by``), and the listener's port.
-        from ._tls import tls_hosts
+        from ._tls_hosts import tls_hosts
 
         served = getattr(getattr(router, "table", None), "served", None)
         tls = {"tls_hosts": tls_hosts(res, served), "https_port": tls_port}

@@ -2,8 +2,9 @@
 
 One decision for the two readers that must agree on it: the proxy core and the ASGI adapter
 redirect a twin (``proxy/_actions.py`` ``RouteOptionsSource._www_twins``), and the certificate
-store serves a twin its host's certificate (``_tls.py``). A module of its own so that the
-sans-IO proxy package takes it without ``_tls``'s ``ssl``.
+store serves a twin its host's certificate (``_tls.py``; who owns a twin for the tenancy rule:
+``_tls_hosts.py``). A module of its own so that the sans-IO proxy package takes it without
+``_tls``'s ``ssl``.
 
 internal/ingress/controller/nginx.go ``buildRedirects`` (ingress-nginx): for each server with
 ``RedirectFromToWWW``, "to := srv.Hostname ... if strings.HasPrefix(to, "www.") { from =

@@ -57,6 +57,7 @@ copies of it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
@@ -326,9 +327,11 @@ class IngressASGI(RouteOptionsSource):
                 except _NotScanned:
                     pass  # a server's odd header list: the general path decides
             if head is None:
-                items, host, length, named = _read_headers(scope)
+                items, host, length, named, routed = _read_headers(
+                    scope, _read_names_for(settings, self.rewrite_headers))
             else:
                 host, length, named, out, has_host, ff_items, fwd_items, request_id = head
+                routed = scope.get("headers") or ()
             if kind == "http" and (method == "CONNECT" or method == "TRACE"):
                 # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
                 # (and the proxy) refuse it before routing: no app echoes the request back.
@@ -370,9 +373,19 @@ class IngressASGI(RouteOptionsSource):
             client_ip = client_address(peer, settings, self._trust,
                                        ff_items if items is None else items, self._ff_name)
             query = (scope.get("query_string") or b"").decode("latin-1") or None
-            decision = self.router.route(
-                method, host, rel, scope.get("headers") or (), client_ip,
-                query=query)
+            try:
+                decision = self.router.route(method, host, rel, routed, client_ip,
+                                             query=query)
+            except (TypeError, AttributeError):
+                # The scans read no value of a header only the router reads (a canary
+                # header, the Cookie): a ``bytearray`` or ``memoryview`` one makes the
+                # router's text join raise. Routed again on the general path's view of the
+                # headers (those as their bytes); an error not the headers' is raised.
+                if head is None or all(type(v) is bytes for _, v in routed):
+                    raise
+                decision = self.router.route(method, host, rel,
+                                             _router_headers([(k, v) for k, v in routed]),
+                                             client_ip, query=query)
         except BadRequestError as err:
             await reply.local(err.status_hint)
             return
@@ -478,7 +491,14 @@ class IngressASGI(RouteOptionsSource):
         child["raw_path"] = rel_b
         child["root_path"] = root + mount
         if self.rewrite_headers:
-            if out is None or (named and not self._inert_tokens.issuperset(named)):
+            try:
+                odd_tokens = named and not self._inert_tokens.issuperset(named)
+            except TypeError:
+                # The tokens of a ``bytearray`` Connection value (unhashable): read as their
+                # bytes, on the general path.
+                named = [bytes(t) for t in named]
+                odd_tokens = True
+            if out is None or odd_tokens:
                 # The general path: no scan, or Connection names a header whose fate the
                 # scan decided without that token.
                 if items is None:
@@ -872,9 +892,20 @@ def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | 
     return target, query
 
 
-def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes]]:
+def _read_headers(scope: Scope, read: frozenset[bytes]
+                  ) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes], Any]:
     """One pass over the request headers: ``(headers with lower-cased names, Host, declared
-    Content-Length, Connection tokens)``.
+    Content-Length, Connection tokens, the headers the router is given)``.
+
+    www.rst: names and values are byte strings. A name that is not ``bytes`` is a 400 (no
+    name the proxy could receive). A value of a header the adapter reads (``read``: Host,
+    the framing, Connection, Authorization, X-Request-ID, the forwarded family) is read as
+    the proxy reads its bytes: a ``bytearray`` or ``memoryview`` as its bytes, anything else
+    (a ``str``) 400, never a 500 from a ``bytes`` operation on it. The values of the other
+    headers go to the app as they came; the router, which reads any header a route names
+    (canary header and cookie, affinity cookie, ``upstream-hash-by``, a balancer's
+    ``RequestContext``), is given a ``bytearray`` or ``memoryview`` value as its bytes
+    (``_router_headers``).
 
     The Content-Length is its value, -1 for none; one the proxy refuses (``content_length``:
     not digits, ``+5``, ``1_0``, over 2**63 - 1) is its 400 here too, limit or not, as is a
@@ -900,19 +931,31 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
     www.rst: ``http_version`` "Optional; if missing defaults to "1.1"".
     """
     version = scope.get("http_version") or "1.1"
-    items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
+    raw_headers = scope.get("headers") or ()
+    items: list[tuple[bytes, bytes]] = []
+    odd = False  # a value that is not ``bytes``
+    for k, v in raw_headers:
+        if type(k) is not bytes:
+            # www.rst: header names are byte strings. A str, bytearray or memoryview one (the
+            # scans hand it over: ``_NotScanned``) is no name the proxy could receive, and
+            # would raise below (a bytearray is unhashable, a str has no bytes ``translate``,
+            # a memoryview no ``lower``): 400, as a head the proxy cannot parse.
+            raise BadRequestError("header name is not a byte string", 400)
+        name = k.lower()
+        if type(v) is not bytes:
+            odd = True
+            if name in read:
+                v = _value(v)
+        items.append((name, v))
+    routed: Any = raw_headers
+    if odd:
+        routed = _router_headers(items)
     host: bytes | None = None
     length = -1
     te: Any = None
     named: list[bytes] = []
     unique: list[bytes] | None = None
     for name, v in items:
-        if type(name) is not bytes:
-            # www.rst: header names are byte strings. A str or bytearray one (the scans hand
-            # it over: ``_NotScanned``) is no name the proxy could receive, and would raise
-            # below (a bytearray is unhashable, a str has no bytes ``translate``): 400, as a
-            # head the proxy cannot parse.
-            raise BadRequestError("header name is not a byte string", 400)
         if name not in _READ_NAMES:
             continue
         if name in UNIQUE_REQUEST:
@@ -929,14 +972,61 @@ def _read_headers(scope: Scope) -> tuple[list[tuple[bytes, bytes]], str, int, li
         elif name == b"transfer-encoding":
             te = v
         elif name == b"connection":
-            named.extend(t.strip().lower() for t in v.split(b","))
+            if name in read:  # (not with ``rewrite_headers`` off: the app's business)
+                named.extend(t.strip().lower() for t in v.split(b","))
     if te is not None:
         _check_chunked(te, version, length >= 0)
     if host is None:
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)
-        return items, "", length, named
-    return items, _host_str(host), length, named
+        return items, "", length, named, routed
+    return items, _host_str(host), length, named, routed
+
+
+@functools.lru_cache(maxsize=16)
+def _read_names(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
+    """The names whose values the adapter reads (``_read_headers``: one that is not a byte
+    string is a 400 there), with ``rewrite_headers`` (the scan's; the forwarded family and
+    X-Request-ID are read to be rewritten) and without (the routing scan's: Host, the
+    framing, the names nginx reads once, the client address, the X-Forwarded-Host of an
+    ssl-redirect's Location). Not an attribute: past 30 instance attributes CPython stops
+    sharing the instance dict's keys, and every ``self.x`` of the hot path gets slower."""
+    ff_name = settings.forwarded_for_header.lower().encode("latin-1")
+    if not rewrite:
+        return _READ_NAMES - {b"connection"} | {b"transfer-encoding", ff_name,
+                                                b"x-forwarded-host"}
+    return _READ_NAMES | {b"transfer-encoding", b"x-request-id", ff_name} | {
+        name for name in FORWARDED_DROP
+        if request_header_kind(name, None, ff_name, settings) in (
+            HeaderKind.FORWARDED, HeaderKind.FORWARDED_FOR)}
+
+
+def _read_names_for(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
+    """``_read_names``, also for settings that cannot be hashed (a list in a field)."""
+    try:
+        return _read_names(settings, rewrite)
+    except TypeError:
+        return _read_names.__wrapped__(settings, rewrite)
+
+
+def _value(v: Any) -> bytes:
+    """The value of a header the adapter reads, as the proxy would read those bytes: a
+    ``bytearray`` or ``memoryview`` as its bytes; anything else (a ``str``: www.rst says
+    byte strings, and no bytes are known for it) is the 400 of a head the proxy cannot
+    parse."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise BadRequestError("header value is not a byte string", 400)
+
+
+def _router_headers(items: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+    """The router's view of headers some of whose values are not ``bytes``: a ``bytearray``
+    or ``memoryview`` as its bytes (the router decodes ``bytes`` only: it joined one into a
+    TypeError, or compared it unequal to any text). A ``str`` stays: the router's API takes
+    text values (``Headers``), and the scans never look at the value of a header only the
+    router reads (docs/asgi.md)."""
+    return [(name, bytes(v)) if isinstance(v, (bytearray, memoryview)) else (name, v)
+            for name, v in items]
 
 
 #: An empty list no one appends to (``__call__``'s defaults for what the scan did not find).
@@ -1069,6 +1159,9 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 has_host = True
                 append((name, v))
             elif code == _CONNECTION:
+                # A ``str`` value raises TypeError here, a ``memoryview`` AttributeError (the
+                # general path decides); a ``bytearray`` one gives bytearray tokens, which
+                # ``__call__`` reads as their bytes.
                 if b"," in v:
                     named.extend([t.strip().lower() for t in v.split(b",")])
                 else:
@@ -1077,6 +1170,8 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 # Authorization, If-None-Match, Expect...: a second line is the proxy's 400.
                 # (After Host and Connection, which nearly every request has.)
                 unique = note_read_once(unique, name, _duplicate)
+                if type(v) is not bytes:
+                    raise _NotScanned  # Authorization's is read (basic auth): general path
                 if code == _UNIQUE:
                     append((name, v))
             elif code is _LENGTH:
@@ -1100,17 +1195,26 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 if upgrade:
                     append((name, v))
             elif code is _FORWARDED_FOR:
+                if type(v) is not bytes:
+                    raise _NotScanned  # a value read (the client address): general path
                 ff_items.append((name, v))
             elif code is _FORWARDED:
+                if type(v) is not bytes:
+                    raise _NotScanned
                 fwd_items.append((name, v))
             elif code is _REQUEST_ID:
+                if type(v) is not bytes:
+                    raise _NotScanned
                 if not seen_request_id:
                     seen_request_id = True
                     if valid_request_id(v):
                         request_id = v
             # else DROP
-    except TypeError:
-        raise _NotScanned from None  # an unhashable name (bytearray)
+    except (TypeError, AttributeError):
+        # An unhashable name (bytearray), or a value of a header read here that is not
+        # ``bytes`` (``str``: no ``bytes`` method takes it; ``memoryview``: no ``strip``):
+        # the general path decides (``_read_headers``).
+        raise _NotScanned from None
     if host is None:
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)
@@ -1153,6 +1257,8 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 # Refused as by ``_scan_headers``: the app would get both lines.
                 name = entry[0]
                 unique = note_read_once(unique, name, _duplicate)
+                if type(v) is not bytes:
+                    raise _NotScanned  # Authorization's is read (basic auth): general path
             elif code is _LENGTH:
                 if seen_length:
                     raise _duplicate(entry[0])
@@ -1166,11 +1272,19 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
                 seen_chunked = True
                 _check_chunked(v, version, seen_length)
             elif code is _FORWARDED_FOR:
+                if type(v) is not bytes:
+                    raise _NotScanned  # a value read (the client address): general path
                 if ff_items is _NONE:
                     ff_items = []
                 ff_items.append((entry[0], v))
-    except TypeError:
-        raise _NotScanned from None  # an unhashable name (bytearray)
+            elif code is _FORWARDED:
+                if type(v) is not bytes and entry[0] == b"x-forwarded-host":
+                    raise _NotScanned  # read for an ssl-redirect (``_location_host``)
+    except (TypeError, AttributeError):
+        # An unhashable name (bytearray), or a value of a header read here that is not
+        # ``bytes`` (``str``: no ``bytes`` method takes it; ``memoryview``: no ``strip``):
+        # the general path decides (``_read_headers``).
+        raise _NotScanned from None
     if host is None:
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)

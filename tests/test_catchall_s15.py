@@ -36,41 +36,13 @@ from ingresslib.proxy import ProxySettings
 
 from _proxy_harness import FakeMatch, FakeRouter, ProxyPair, Route, location, status_of
 from test_asgi_conformance import Seen, asgi_call, proxy_answer, wire
+# The Service web and its endpoint, the catch-all Ingress and admin.test's owner Ingress are
+# session 14's (its catch-all server was left as it was; this file changes it).
+from test_default_backend_owner_s14 import _ann, catch_all
+from test_default_backend_owner_s14 import owner as admin
+from test_trace_s14 import WEB
 
 P = "nginx.ingress.kubernetes.io/"
-
-WEB = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [10.0.0.1]}]
-"""
-
-
-def _ann(annotations: dict[str, str] | None) -> str:
-    return ", ".join(f"{k!r}: {v!r}" for k, v in (annotations or {}).items())
-
-
-def catch_all(annotations: dict[str, str] | None = None) -> str:
-    """The cluster's catch-all Ingress: no rules, a defaultBackend (ingress-nginx's ``_``)."""
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: catch-all, namespace: default, creationTimestamp: '2023-01-01T00:00:00Z',
-           annotations: {{{_ann(annotations)}}}}}
-spec:
-  defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}
-"""
-
 
 def hostless(annotations: dict[str, str] | None = None) -> str:
     """An Ingress with a host-less rule, /api, and a defaultBackend: SEMANTICS §4.5 serves
@@ -80,32 +52,13 @@ def hostless(annotations: dict[str, str] | None = None) -> str:
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {{name: hl, namespace: default, creationTimestamp: '2023-06-01T00:00:00Z',
-           annotations: {{{_ann(annotations)}}}}}
+           annotations: {{{_ann(annotations or {})}}}}}
 spec:
   defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}
   rules:
   - http:
       paths:
       - {{path: /api, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-"""
-
-
-def admin(annotations: dict[str, str] | None = None) -> str:
-    """admin.test's only Ingress: one rule, /admin, no defaultBackend (session 14's owner)."""
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: admin, namespace: default, creationTimestamp: '2024-01-01T00:00:00Z',
-           annotations: {{{_ann(annotations)}}}}}
-spec:
-  rules:
-  - host: admin.test
-    http:
-      paths:
-      - path: /admin
-        pathType: Prefix
-        backend: {{service: {{name: web, port: {{number: 80}}}}}}
 """
 
 

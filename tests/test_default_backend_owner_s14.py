@@ -48,14 +48,14 @@ spec:
 """
 
 
-def owner(annotations: dict[str, str]) -> str:
+def owner(annotations: dict[str, str] | None = None) -> str:
     """admin.test's only Ingress: one rule, /admin; no defaultBackend of its own."""
     return f"""
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {{name: admin, namespace: default, creationTimestamp: '2024-01-01T00:00:00Z',
-           annotations: {{{_ann(annotations)}}}}}
+           annotations: {{{_ann(annotations or {})}}}}}
 spec:
   rules:
   - host: admin.test

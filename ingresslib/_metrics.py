@@ -257,6 +257,19 @@ class _RequestCollector(Collector):
                 window = self.latency_window[lat_key] = _Window()
             window.add(connect, self.clock())
 
+    def retain(self, served: frozenset[tuple[str, str]]) -> None:
+        """Drop the series of Ingresses not in ``served`` (``(namespace, name)`` pairs); those
+        of requests no Ingress took (``ingress=""``) stay. New dicts, swapped in whole: a
+        scrape running meanwhile reads the old ones."""
+        def kept(namespace: str, ingress: str) -> bool:
+            return not ingress or (namespace, ingress) in served
+
+        # key: status, method, path, namespace, ingress, ...; latency: ingress, namespace, ...
+        self.series = {k: v for k, v in self.series.items() if kept(k[3], k[4])}
+        self.latency = {k: v for k, v in self.latency.items() if kept(k[1], k[0])}
+        self.latency_window = {k: v for k, v in self.latency_window.items()
+                               if kept(k[1], k[0])}
+
     def collect(self) -> Iterator[Metric]:
         ns = self.ns
         series = list(self.series.items())
@@ -368,6 +381,8 @@ class Metrics:
             "this certificate will expire in 10 days is: "
             f'"{ns}_ssl_expire_time_seconds < (time() + (10 * 24 * 3600))"',
             ("host", "namespace", "secret_name"), namespace=ns, registry=reg)
+        #: The label sets of ``_ssl_expire`` (see :meth:`set_certificates`).
+        self._ssl_series: set[tuple[str, str, str]] = set()
         # A fresh server has loaded its configuration (it would not be serving otherwise); the
         # reload hooks update these from then on.
         self._config_ok.set(1)
@@ -451,6 +466,26 @@ class Metrics:
         requests a rule matched are labelled with their Host)."""
         self._hosts = None if hosts is None else frozenset(hosts)
 
+    def set_ingresses(self, ingresses: Iterable[Ingress | str] | None) -> None:
+        """The Ingresses the configuration serves (:class:`~ingresslib.Ingress` objects or
+        ``"namespace/name"``), after each reload: the per-request series labelled with an
+        Ingress no longer among them are dropped, as ingress-nginx's ``RemoveMetrics`` drops
+        those of the Ingresses a reload removed (``GetRemovedIngresses``), so Ingresses that
+        come and go (preview environments) do not leave series behind for ever. Requests no
+        Ingress took (``ingress=""``) keep theirs. A request still in flight when its Ingress
+        went is counted under it when it ends (ingress-nginx likewise). None: keep everything
+        (the default, and what happens while this is never called)."""
+        if ingresses is None:
+            return
+        served: set[tuple[str, str]] = set()
+        for i in ingresses:
+            if isinstance(i, str):
+                namespace, _, name = i.rpartition("/")
+            else:
+                namespace, name = i.metadata.namespace, i.metadata.name
+            served.add((namespace, name))
+        self._requests.retain(frozenset(served))
+
     # -- reloads --------------------------------------------------------------------------------
 
     def reload_succeeded(self, now: float, config_hash: int | str | bytes | None = None) -> None:
@@ -487,13 +522,21 @@ class Metrics:
         """Replace the certificate expiry gauge: ``(host, "namespace/secret", not_after)`` each.
 
         Hosts no longer listed disappear from the exposition. A naive ``not_after`` is UTC.
+        The new list is read whole before the gauge changes, and only the series that go are
+        removed: a scrape meanwhile (``MetricsServer`` renders in a worker thread) never finds
+        the gauge emptied, so an alert on a host's series does not see it vanish for a moment.
         """
-        self._ssl_expire.clear()
+        new: dict[tuple[str, str, str], float] = {}
         for host, secret, not_after in certs:
             namespace, _, name = secret.rpartition("/")
             if not_after.tzinfo is None:
                 not_after = not_after.replace(tzinfo=datetime.timezone.utc)
-            self._ssl_expire.labels(host, namespace, name).set(not_after.timestamp())
+            new[(host, namespace, name)] = not_after.timestamp()
+        for gone in self._ssl_series - new.keys():
+            self._ssl_expire.remove(*gone)
+        for labels, value in new.items():
+            self._ssl_expire.labels(*labels).set(value)
+        self._ssl_series = set(new)
 
     # -- the cluster watch ----------------------------------------------------------------------
 
@@ -712,8 +755,13 @@ class MetricsServer:
         await server.close()
     """
 
-    #: Idle or slow clients are dropped after this many seconds without a complete request.
+    #: Idle or slow clients are dropped after this many seconds without a complete request
+    #: (one deadline for the whole request, started anew after each answer: a client trickling
+    #: a byte at a time is dropped too; ingress-nginx's ``ReadTimeout: 10 * time.Second``).
     timeout = 30.0
+    #: A client that stops reading its answer is cut off after this many seconds
+    #: (ingress-nginx's ``WriteTimeout: 300 * time.Second``): the exposition it holds is freed.
+    write_timeout = 300.0
 
     def __init__(
         self, metrics: Metrics, host: str = "127.0.0.1", port: int = 10254,
@@ -736,7 +784,12 @@ class MetricsServer:
         if self._server is not None:
             self._server.close()
         for w in list(self._writers):
-            w.close()
+            # An answer still queued would keep the socket (and its task) until the client
+            # reads it: drop it, as Go's Server.Close() closes active connections at once.
+            if w.transport.get_write_buffer_size():
+                w.transport.abort()
+            else:
+                w.close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -744,11 +797,15 @@ class MetricsServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         conn = h11.Connection(h11.SERVER)
+        loop = asyncio.get_running_loop()
+        # One deadline per request, not per read: bytes trickled one at a time must not keep
+        # a connection open for ever.
+        deadline = loop.time() + self.timeout
         try:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    async with asyncio.timeout(self.timeout):
+                    async with asyncio.timeout_at(deadline):
                         data = await reader.read(65536)
                     conn.receive_data(data)
                     continue
@@ -760,11 +817,19 @@ class MetricsServer:
                     if not head:
                         writer.write(conn.send(h11.Data(data=body)) or b"")
                     writer.write(conn.send(h11.EndOfMessage()) or b"")
-                    await writer.drain()
+                    try:
+                        async with asyncio.timeout(self.write_timeout):
+                            await writer.drain()
+                    except TimeoutError:
+                        # The client stopped reading: close() would wait for the buffer to
+                        # be read, which it never will be.
+                        writer.transport.abort()
+                        return
                 elif isinstance(event, h11.EndOfMessage):
                     if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                         break
                     conn.start_next_cycle()
+                    deadline = loop.time() + self.timeout
                 elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                     break
                 # h11.Data: request bodies are ignored
@@ -800,5 +865,13 @@ class MetricsServer:
         # Rendering many series takes a while: off the loop that is proxying
         # (prometheus-client values are thread-safe).
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, self.metrics.render)
+        try:
+            body = await loop.run_in_executor(None, self.metrics.render)
+        except Exception as e:  # a collector of the application's (``metrics.registry``) broke
+            # promhttp's default (HTTPErrorOnError): a 500 saying why, not a connection closed
+            # without an answer and an unhandled-exception traceback from asyncio.
+            _log.exception("metrics: rendering the exposition failed")
+            return (500, "text/plain; charset=utf-8",
+                    f"An error has occurred while serving metrics:\n\n{e}\n".encode(
+                        "utf-8", "replace"))
         return 200, CONTENT_TYPE, body

@@ -27,9 +27,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingresslib.proxy import ProxySettings, RequestRecord, TimerKind
-from ingresslib.proxy._server import ProxyServer
 
 from _proxy_harness import FakeUpstream, ProxyPair, Reply, Route, status_of
+from _upstream_helpers import TrackedUpstream, start_proxy, until
 from tests._server_helpers import Client, StubRouter
 
 A_EP = ("10.0.0.1", 8080)
@@ -417,22 +417,15 @@ def test_defect_keep_alive_requests_zero_closes_after_the_first_response() -> No
 # =========================================================================================
 
 
-class _ScriptedUpstream:
+class _ScriptedUpstream(TrackedUpstream):
     """An HTTP/1.1 upstream on 127.0.0.1 that answers each request head with
     ``script(target, method)`` (raw bytes, or None for the default ``ok <target>``), reads
     no body unless told, and keeps every connection's writer (to send unsolicited bytes)."""
 
     def __init__(self, script: Callable[[bytes, bytes], bytes | None] | None = None) -> None:
+        super().__init__()
         self.script = script
-        self.writers: list[asyncio.StreamWriter] = []
         self.heads: list[bytes] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> _ScriptedUpstream:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.writers.append(w)
@@ -470,23 +463,6 @@ class _ScriptedUpstream:
         finally:
             w.close()
 
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in self.writers:
-            w.transport.abort()
-        await self.server.wait_closed()
-
-
-async def _until(cond: Callable[[], object], seconds: float = 2.0) -> bool:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        if cond():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(cond())
-
 
 async def _raw_response(sock: socket.socket, until: bytes, seconds: float = 3.0) -> bytes:
     loop = asyncio.get_running_loop()
@@ -518,19 +494,17 @@ async def test_defect_bytes_on_an_idle_pooled_connection_never_reach_the_next_cl
     up = await _ScriptedUpstream().start()
     ep = ("127.0.0.1", up.port)
     records: list[RequestRecord] = []
-    server = ProxyServer(StubRouter([ep]), on_record=records.append)
-    await server.start(("127.0.0.1", 0))
-    port = server.addresses[0][2]
+    server, port = await start_proxy(StubRouter([ep]), on_record=records.append)
     c1 = await Client.open(port)
     sock = socket.socket()
     try:
         r = await c1.get("a.test", "/first")
         assert (r.status, r.body) == (200, b"ok /first")
-        assert await _until(lambda: server.pool.idle_count(ep) == 1)
+        assert await until(lambda: server.pool.idle_count(ep) == 1)
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        assert await _until(lambda: len(server.connections) == 2)
+        assert await until(lambda: len(server.connections) == 2)
         # In this order, with the loop held: client 2's request is read first at the next
         # poll (epoll reports descriptors in the order they became ready), then the
         # upstream's stray bytes, both in one loop iteration.
@@ -595,9 +569,7 @@ async def test_guard_after_an_upstream_desync_another_client_gets_its_own_respon
     # endpoint, so the same pool) must get exactly its own response, never a byte of the rest.
     up = await _ScriptedUpstream(_upstream_misbehaviour(kind)).start()
     ep = ("127.0.0.1", up.port)
-    server = ProxyServer(StubRouter([ep]), proxy_read_timeout=0.3)
-    await server.start(("127.0.0.1", 0))
-    port = server.addresses[0][2]
+    server, port = await start_proxy(StubRouter([ep]), proxy_read_timeout=0.3)
     c1 = await Client.open(port)
     c2 = await Client.open(port)
     try:
@@ -636,9 +608,7 @@ async def test_guard_pipelined_requests_for_two_backends_through_the_server() ->
             self.endpoints = [ep_a] if host == "a.test" else [ep_b]
             return super().route(method, host, path, headers, client_ip)
 
-    server = ProxyServer(TwoHosts([ep_a]))
-    await server.start(("127.0.0.1", 0))
-    port = server.addresses[0][2]
+    server, port = await start_proxy(TwoHosts([ep_a]))
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     try:

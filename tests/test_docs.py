@@ -54,6 +54,8 @@ from ingresslib._cli import build_parser, main as cli_main
 from ingresslib.proxy import ProxySettings, RequestRecord
 from ingresslib.proxy import _annotations
 
+from _shop import shop_manifests
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = {
@@ -68,63 +70,7 @@ PY = sys.executable
 
 #: The ``deploy/`` folder the docs load: README's shop.example.com (canary by header, endpoints
 #: that are never connected to), IngressClass ``nginx``.
-SHOP = """\
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: nginx}
-spec: {controller: k8s.io/ingress-nginx}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: shop, namespace: shop}
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: shop-canary
-  namespace: shop
-  annotations:
-    nginx.ingress.kubernetes.io/canary: "true"
-    nginx.ingress.kubernetes.io/canary-by-header: X-Canary
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api-v2, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: shop}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api-v2, namespace: shop}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: api}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [127.0.0.1]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-v2-1, namespace: shop, labels: {kubernetes.io/service-name: api-v2}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [127.0.0.2]}]
-"""
+SHOP = shop_manifests(ingress_class="nginx", addresses=("127.0.0.1", "127.0.0.2"))
 
 
 # --- reading the docs ----------------------------------------------------------------------------

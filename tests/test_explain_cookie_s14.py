@@ -26,6 +26,7 @@ from ingresslib._router import Router
 from ingresslib._table import RouteTable
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _explain_helpers import WEB, prod_ingress, users_secret  # noqa: E402
 from _proxy_harness import ProxyPair, status_of  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
@@ -33,18 +34,7 @@ P = "nginx.ingress.kubernetes.io/"
 
 def _ingress(name: str, host: str, annotations: dict[str, str], service: str = "web") -> str:
     ann = ", ".join(f"{P}{k}: {v!r}" for k, v in {"affinity": "cookie", **annotations}.items())
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: prod, annotations: {{{ann}}}}}
-spec:
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
-"""
+    return prod_ingress(name, host, "{" + ann + "}", service=service)
 
 
 MANIFESTS = (
@@ -53,27 +43,7 @@ MANIFESTS = (
     + _ingress("basic", "basic.test", {"auth-type": "basic", "auth-secret": "users"})
     + _ingress("redir", "redir.test", {"permanent-redirect": "https://elsewhere.test/"})
     + _ingress("noep", "noep.test", {}, service="gone")
-    + """
----
-apiVersion: v1
-kind: Secret
-metadata: {name: users, namespace: prod}
-stringData:
-  auth: "alice:{PLAIN}pw"
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: prod}
-spec:
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: prod, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-endpoints: [{addresses: ["127.0.0.1"]}]
-ports: [{port: 8080}]
-""")
+    + "\n" + users_secret("{PLAIN}pw") + WEB)
 
 RES = parse_manifests(MANIFESTS)
 TABLE = RouteTable.build(RES)

@@ -12,7 +12,6 @@ too large) was also described with a route, the proxy's 400/431 added as a verdi
 from __future__ import annotations
 
 import base64
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from ingresslib._cli import main
 from ingresslib._explain import explain_url
 from ingresslib._explain_verdict import ask_proxy
 from ingresslib._load import parse_manifests
@@ -29,6 +27,8 @@ from ingresslib._table import RouteTable
 from ingresslib.proxy._headers import UNIQUE_REQUEST, duplicate_header
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _explain_helpers import (WEB, explain_json, explain_text, prod_ingress,  # noqa: E402
+                             users_secret)
 from _proxy_harness import ProxyPair, status_of  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
@@ -36,18 +36,7 @@ PASSWORD = "queen-of-hearts-71"
 
 
 def _ingress(name: str, host: str | None, annotations: str = "{}") -> str:
-    rule_host = "" if host is None else f"host: {host}\n    "
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: prod, annotations: {annotations}}}
-spec:
-  rules:
-  - {rule_host}http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-"""
+    return prod_ingress(name, host, annotations)
 
 
 MANIFESTS = (
@@ -55,27 +44,7 @@ MANIFESTS = (
     _ingress("catchall", None)
     + _ingress("open", "open.test")
     + _ingress("basic", "basic.test", "{" + f"{P}auth-type: basic, {P}auth-secret: users" + "}")
-    + f"""
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: users, namespace: prod}}
-stringData:
-  auth: "alice:{{PLAIN}}{PASSWORD}"
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: prod}}
-spec:
-  ports: [{{port: 80, targetPort: 8080}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: prod, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-endpoints: [{{addresses: ["127.0.0.1"]}}]
-ports: [{{port: 8080}}]
-""")
+    + "\n" + users_secret("{PLAIN}" + PASSWORD) + WEB)
 
 RES = parse_manifests(MANIFESTS)
 TABLE = RouteTable.build(RES)
@@ -89,17 +58,6 @@ def files(tmp_path: Path) -> Path:
     p = tmp_path / "m.yaml"
     p.write_text(MANIFESTS)
     return p
-
-
-def _json(capsys: pytest.CaptureFixture[str], files: Path, *args: str) -> dict[str, Any]:
-    assert main(["explain", "-f", str(files), "-o", "json", *args]) == 0
-    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return doc
-
-
-def _text(capsys: pytest.CaptureFixture[str], files: Path, *args: str) -> str:
-    assert main(["explain", "-f", str(files), *args]) == 0
-    return capsys.readouterr().out
 
 
 def _proxy_status(head: bytes) -> int:
@@ -132,9 +90,9 @@ def test_empty_host_header_is_400_not_the_hostless_rules(res: Any) -> None:
 ])
 def test_empty_host_cli(files: Path, capsys: pytest.CaptureFixture[str], value: str,
                         reason: str) -> None:
-    doc = _json(capsys, files, "-H", f"Host: {value}", "http://open.test/")
+    doc = explain_json(capsys, files, "-H", f"Host: {value}", "http://open.test/")
     _refused(doc, reason)
-    out = _text(capsys, files, "-H", f"Host:{value}", "http://open.test/")
+    out = explain_text(capsys, files, "-H", f"Host:{value}", "http://open.test/")
     assert f"-> 400: rejected: {reason}" in out
     assert "Ingress" not in out and "router picks" not in out
     assert _proxy_status(f"GET / HTTP/1.1\r\nHost: {value}\r\n\r\n".encode()) == 400
@@ -145,7 +103,7 @@ def test_a_request_without_host_still_reaches_the_hostless_rules(
     for res in (None, RES):
         info = explain_url(TABLE, "/x", res=res)
         assert info["status"] == 200 and info["match"]["ingress"] == "prod/catchall"
-    doc = _json(capsys, files, "/x")
+    doc = explain_json(capsys, files, "/x")
     assert doc["status"] == 200 and doc["verdict"]["proxied"] is True
     assert _proxy_status(b"GET /x HTTP/1.0\r\n\r\n") == 200
 
@@ -167,15 +125,15 @@ def test_the_verdicts_head_keeps_an_empty_host_line() -> None:
 
 def test_two_authorization_lines_are_400(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ("-H", f"Authorization: {GOOD}", "-H", f"Authorization: {GOOD}", "http://basic.test/")
-    doc = _json(capsys, files, *args)
+    doc = explain_json(capsys, files, *args)
     _refused(doc, "duplicate authorization header")
-    out = _text(capsys, files, *args)
+    out = explain_text(capsys, files, *args)
     assert "-> 400: rejected: duplicate authorization header" in out
     assert "Ingress" not in out and "proxied" not in out
     assert _proxy_status(b"GET / HTTP/1.1\r\nHost: basic.test\r\nAuthorization: " + GOOD.encode()
                          + b"\r\nAuthorization: " + GOOD.encode() + b"\r\n\r\n") == 400
     # One line is still verified and proxied.
-    one = _json(capsys, files, "-H", f"Authorization: {GOOD}", "http://basic.test/")
+    one = explain_json(capsys, files, "-H", f"Authorization: {GOOD}", "http://basic.test/")
     assert one["status"] == 200 and one["verdict"]["user"] == "alice"
 
 
@@ -208,13 +166,13 @@ def test_the_first_refusal_in_the_proxys_order_gives_the_reason() -> None:
 
 def test_a_head_the_proxy_refuses_claims_no_route(files: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    doc = _json(capsys, files, "-H", "Content-Length: 5", "-H", "Transfer-Encoding: chunked",
-                "http://open.test/")
+    doc = explain_json(capsys, files, "-H", "Content-Length: 5", "-H", "Transfer-Encoding: chunked",
+                       "http://open.test/")
     assert doc["status"] == 400 and doc["match"] is None and "decision" not in doc
     assert doc["reason"] == "rejected: the proxy refuses the request head (400)"
     # A size limit is the proxy's answer to a request that does route (tests/test_cli_review
     # keeps a 100 KB path's route): the verdict, not a refusal.
-    big = _json(capsys, files, "-H", "X-Big: " + "a" * 20000, "http://open.test/")
+    big = explain_json(capsys, files, "-H", "X-Big: " + "a" * 20000, "http://open.test/")
     assert big["status"] == 431 and big["match"]["ingress"] == "prod/open"
 
 

@@ -29,6 +29,8 @@ from ingresslib._load import parse_manifests
 from ingresslib._router import Router
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _explain_helpers import (WEB, explain_json, explain_text, prod_ingress,  # noqa: E402
+                             users_secret)
 from _proxy_harness import ProxyPair, status_of  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
@@ -36,46 +38,14 @@ P = "nginx.ingress.kubernetes.io/"
 
 def ingress(name: str, host: str, annotations: dict[str, str], path: str = "/") -> str:
     ann = ", ".join(f"{k!r}: {v!r}" for k, v in annotations.items())
-    return f"""
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: prod, annotations: {{{ann}}}}}
-spec:
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-"""
+    return prod_ingress(name, host, "{" + ann + "}", path)
 
 
-BACKEND = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: prod}
-spec:
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: prod, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-endpoints: [{addresses: ["127.0.0.1"]}]
-ports: [{port: 8080}]
-"""
+BACKEND = "\n" + WEB
 
 PASSWORD = "wonderland-9f2c"
 HASH = "{PLAIN}" + PASSWORD
-USERS = f"""
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: users, namespace: prod}}
-stringData:
-  auth: "alice:{HASH}"
-"""
+USERS = "\n" + users_secret(HASH)
 
 RANGES = {P + "whitelist-source-range": "10.0.0.0/8, 2001:db8::/32",
           P + "denylist-source-range": "10.1.0.0/16"}
@@ -104,23 +74,12 @@ def files(tmp_path: Path) -> Path:
     return p
 
 
-def explain(capsys: pytest.CaptureFixture[str], files: Path, *args: str) -> dict[str, Any]:
-    assert main(["explain", "-f", str(files), "-o", "json", *args]) == 0
-    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return doc
-
-
-def text(capsys: pytest.CaptureFixture[str], files: Path, *args: str) -> str:
-    assert main(["explain", "-f", str(files), *args]) == 0
-    return capsys.readouterr().out
-
-
 # -- source ranges --------------------------------------------------------------------------
 
 
 def test_source_ranges_are_shown_and_the_verdict_needs_the_client_address(
         files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://ranges.test/x")
+    doc = explain_json(capsys, files, "http://ranges.test/x")
     assert doc["access"]["source_ranges"] == {
         "ipv4": [{"rule": "deny", "cidr": "10.1.0.0/16"}, {"rule": "allow", "cidr": "10.0.0.0/8"},
                  {"rule": "deny", "cidr": "0.0.0.0/0"}],
@@ -128,7 +87,7 @@ def test_source_ranges_are_shown_and_the_verdict_needs_the_client_address(
     assert doc["access"]["denied"] is None and doc["access"]["basic_auth"] is None
     assert doc["verdict"]["depends_on_client_ip"] is True
     assert doc["verdict"]["status"] is None
-    out = text(capsys, files, "http://ranges.test/x")
+    out = explain_text(capsys, files, "http://ranges.test/x")
     assert ("access: source ranges (first match decides; none matches: allowed): IPv4: deny "
             "10.1.0.0/16, allow 10.0.0.0/8, deny all; IPv6: allow 2001:db8::/32, deny all") in out
     assert "proxy answers: depends on the client address" in out
@@ -142,13 +101,13 @@ def test_source_ranges_are_shown_and_the_verdict_needs_the_client_address(
 ])
 def test_client_ip_gets_the_source_ranges_verdict(
         files: Path, capsys: pytest.CaptureFixture[str], ip: str, status: int | None) -> None:
-    doc = explain(capsys, files, "http://ranges.test/x", "--client-ip", ip)
+    doc = explain_json(capsys, files, "http://ranges.test/x", "--client-ip", ip)
     v = doc["verdict"]
     assert v["depends_on_client_ip"] is False
     assert v["status"] == status
     assert v["proxied"] is (status is None)
     assert doc["status"] == (200 if status is None else 403)
-    out = text(capsys, files, "http://ranges.test/x", "--client-ip", ip)
+    out = explain_text(capsys, files, "http://ranges.test/x", "--client-ip", ip)
     shown = str(ipaddress.ip_address(ip.strip("[]")))
     if status == 403:
         assert f"proxy answers for client {shown}: 403 (the source ranges refuse {shown})" in out
@@ -167,13 +126,13 @@ def test_bad_client_ip_is_a_usage_error(files: Path, capsys: pytest.CaptureFixtu
 
 def test_basic_auth_is_401_without_credentials(files: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://basic.test/")
+    doc = explain_json(capsys, files, "http://basic.test/")
     assert doc["access"]["basic_auth"] == {"realm": "Admin area", "secret": "prod/users",
                                            "secret_type": "auth-file"}
     assert doc["status"] == 401 and doc["verdict"]["status"] == 401
     assert "no Authorization header" in doc["verdict"]["reason"]
     assert doc["verdict"]["www_authenticate"] == 'Basic realm="Admin area"'
-    out = text(capsys, files, "http://basic.test/")
+    out = explain_text(capsys, files, "http://basic.test/")
     assert "access: basic authentication, realm 'Admin area', users of Secret prod/users" in out
     assert "proxy answers: 401 (basic authentication: no Authorization header" in out
 
@@ -181,10 +140,10 @@ def test_basic_auth_is_401_without_credentials(files: Path,
 def test_basic_auth_verifies_the_authorization_header(
         files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = auth("alice", PASSWORD)
-    doc = explain(capsys, files, "http://basic.test/", "-H", good)
+    doc = explain_json(capsys, files, "http://basic.test/", "-H", good)
     assert doc["verdict"]["proxied"] is True and doc["verdict"]["user"] == "alice"
     assert doc["status"] == 200
-    bad = explain(capsys, files, "http://basic.test/", "-H", auth("alice", "nope"))
+    bad = explain_json(capsys, files, "http://basic.test/", "-H", auth("alice", "nope"))
     assert bad["status"] == 401
     assert bad["verdict"]["reason"] == ("basic authentication: the Authorization header does "
                                         "not verify")
@@ -199,16 +158,17 @@ def test_basic_auth_verifies_the_authorization_header(
 def test_source_ranges_come_before_basic_auth(files: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     good = auth("alice", PASSWORD)
-    assert explain(capsys, files, "http://admin.test/", "--client-ip", "192.0.2.1",
-                   "-H", good)["status"] == 403
-    assert explain(capsys, files, "http://admin.test/", "--client-ip", "10.9.9.9")["status"] == 401
-    doc = explain(capsys, files, "http://admin.test/", "--client-ip", "10.9.9.9", "-H", good)
+    assert explain_json(capsys, files, "http://admin.test/", "--client-ip", "192.0.2.1",
+                        "-H", good)["status"] == 403
+    assert explain_json(capsys, files, "http://admin.test/",
+                        "--client-ip", "10.9.9.9")["status"] == 401
+    doc = explain_json(capsys, files, "http://admin.test/", "--client-ip", "10.9.9.9", "-H", good)
     assert doc["verdict"]["proxied"] is True and doc["status"] == 200
 
 
 def test_a_basic_auth_secret_that_does_not_exist_is_503(
         files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://gone.test/", "-H", auth("alice", PASSWORD))
+    doc = explain_json(capsys, files, "http://gone.test/", "-H", auth("alice", PASSWORD))
     assert doc["status"] == 503
     assert doc["verdict"]["reason"] == "basic authentication: its Secret cannot be used, see the warning"
     assert any("auth-secret prod/gone: no such Secret" in w for w in doc["warnings"])
@@ -219,29 +179,29 @@ def test_a_basic_auth_secret_that_does_not_exist_is_503(
 
 def test_an_unenforceable_access_annotation_is_503(files: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://ext.test/")
+    doc = explain_json(capsys, files, "http://ext.test/")
     assert doc["status"] == 503
     assert "auth-url (external authentication)" in doc["access"]["denied"]
-    out = text(capsys, files, "http://ext.test/")
+    out = explain_text(capsys, files, "http://ext.test/")
     assert "access: denied, every request answers 503: annotation nginx.ingress.kubernetes.io/" \
            "auth-url" in out
     assert "proxy answers: 503 (the location is denied" in out
 
 
 def test_redirects_come_before_the_403(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://moved.test/x", "--client-ip", "192.0.2.1")
+    doc = explain_json(capsys, files, "http://moved.test/x", "--client-ip", "192.0.2.1")
     assert doc["status"] == 301
     assert doc["verdict"]["location"] == "https://new.test/"
     # The denied location's 503 comes first, but for "/" the server-level app-root is earlier.
-    assert explain(capsys, files, "http://snippet.test/x")["status"] == 503
-    root = explain(capsys, files, "http://snippet.test/")
+    assert explain_json(capsys, files, "http://snippet.test/x")["status"] == 503
+    root = explain_json(capsys, files, "http://snippet.test/")
     assert root["status"] == 302 and root["verdict"]["location"] == "http://snippet.test/app"
 
 
 def test_an_open_route_keeps_its_output(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "http://open.test/")
+    doc = explain_json(capsys, files, "http://open.test/")
     assert "access" not in doc and doc["status"] == 200 and doc["verdict"]["proxied"] is True
-    out = text(capsys, files, "http://open.test/")
+    out = explain_text(capsys, files, "http://open.test/")
     assert "proxy answers" not in out and "access:" not in out
 
 
@@ -268,28 +228,28 @@ def config(tmp_path: Path) -> Path:
 def test_forwarded_for_from_a_trusted_peer_is_the_client(
         files: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ("--config", str(config), "http://ranges.test/", "--client-ip", "10.0.0.5")
-    doc = explain(capsys, files, *args, "-H", "X-Forwarded-For: 192.0.2.1")
+    doc = explain_json(capsys, files, *args, "-H", "X-Forwarded-For: 192.0.2.1")
     assert doc["verdict"]["client_ip"] == "192.0.2.1" and doc["status"] == 403
-    out = text(capsys, files, *args, "-H", "X-Forwarded-For: 192.0.2.1")
+    out = explain_text(capsys, files, *args, "-H", "X-Forwarded-For: 192.0.2.1")
     assert "for client 192.0.2.1 (forwarded by trusted peer 10.0.0.5): 403" in out
     # An untrusted peer's X-Forwarded-For is not read; the peer is the client.
-    doc = explain(capsys, files, "--config", str(config), "http://ranges.test/",
-                  "--client-ip", "10.2.0.5", "-H", "X-Forwarded-For: 192.0.2.1")
+    doc = explain_json(capsys, files, "--config", str(config), "http://ranges.test/",
+                       "--client-ip", "10.2.0.5", "-H", "X-Forwarded-For: 192.0.2.1")
     assert doc["verdict"]["client_ip"] == "10.2.0.5" and doc["status"] == 200
     # Without --config the header is not read either (use-forwarded-headers is off).
-    doc = explain(capsys, files, "http://ranges.test/", "--client-ip", "10.0.0.5",
-                  "-H", "X-Forwarded-For: 192.0.2.1")
+    doc = explain_json(capsys, files, "http://ranges.test/", "--client-ip", "10.0.0.5",
+                       "-H", "X-Forwarded-For: 192.0.2.1")
     assert doc["verdict"]["client_ip"] == "10.0.0.5" and doc["status"] == 200
 
 
 def test_block_cidrs_apply_to_paths_no_rule_routes(
         files: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain(capsys, files, "--config", str(config), "http://nowhere.test/",
-                  "--client-ip", "198.51.100.7")
+    doc = explain_json(capsys, files, "--config", str(config), "http://nowhere.test/",
+                       "--client-ip", "198.51.100.7")
     assert doc["match"] is None and doc["status"] == 403
     assert doc["access"]["source_ranges"]["ipv4"] == [{"rule": "deny", "cidr": "198.51.100.0/24"}]
-    assert explain(capsys, files, "--config", str(config), "http://nowhere.test/",
-                   "--client-ip", "192.0.2.1")["status"] == 404
+    assert explain_json(capsys, files, "--config", str(config), "http://nowhere.test/",
+                        "--client-ip", "192.0.2.1")["status"] == 404
 
 
 def test_an_invalid_config_is_exit_2(files: Path, tmp_path: Path,
@@ -311,7 +271,7 @@ def test_an_invalid_config_is_exit_2(files: Path, tmp_path: Path,
 def test_the_verdict_is_the_proxys_answer(files: Path, capsys: pytest.CaptureFixture[str],
                                           ip: Any, host: str, password: str | None) -> None:
     headers = () if password is None else ("-H", auth("alice", password))
-    doc = explain(capsys, files, f"http://{host}/x", "--client-ip", str(ip), *headers)
+    doc = explain_json(capsys, files, f"http://{host}/x", "--client-ip", str(ip), *headers)
     pair = ProxyPair(router=Router(parse_manifests(MANIFESTS), seed=0), peer=(str(ip), 4000))
     extra = b"" if password is None else auth("alice", password).encode() + b"\r\n"
     got = status_of(pair.send(b"GET /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra
@@ -368,7 +328,7 @@ def test_the_url_scheme_is_the_connection_s(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "f.yaml"
     f.write_text(ingress("f", "f.test", {P + "force-ssl-redirect": "true", **RANGES}) + BACKEND)
-    doc = explain(capsys, f, "http://f.test/a/", "--client-ip", "192.0.2.1")
+    doc = explain_json(capsys, f, "http://f.test/a/", "--client-ip", "192.0.2.1")
     assert doc["status"] == 308 and doc["verdict"]["location"] == "https://f.test/a"
-    assert explain(capsys, f, "HTTPS://f.test/a/", "--client-ip", "192.0.2.1")["status"] == 403
-    assert explain(capsys, f, "https://f.test/a/", "--client-ip", "10.2.0.1")["status"] == 200
+    assert explain_json(capsys, f, "HTTPS://f.test/a/", "--client-ip", "192.0.2.1")["status"] == 403
+    assert explain_json(capsys, f, "https://f.test/a/", "--client-ip", "10.2.0.1")["status"] == 200

@@ -7,6 +7,7 @@ events, bookmarks, ``ERROR`` 410, dropped connections, garbage lines, HTTP error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -82,6 +83,13 @@ class Harness:
     async def watching(self, plural: str, n: int = 1) -> None:
         await eventually(lambda: self.kube.open_watches(plural) >= n)
 
+    async def start_watching(self, plural: str, **options: Any) -> ClusterWatcher:
+        """``start(**options)``, then waits for the first table and for a watch of ``plural``."""
+        w = self.start(**options)
+        await self.synced()
+        await self.watching(plural)
+        return w
+
     @property
     def last(self) -> Resources:
         return self.snapshots[-1]
@@ -92,16 +100,35 @@ class Harness:
             await asyncio.wait_for(self._task, 5)
 
 
-@pytest_asyncio.fixture
-async def h() -> AsyncIterator[Harness]:
-    kube = FakeKube()
-    url = await kube.start()
-    harness = Harness(kube, url)
+@contextlib.asynccontextmanager
+async def running_harness(kube: FakeKube) -> AsyncIterator[Harness]:
+    """A Harness on ``kube``, started; its watcher (if one was started) and ``kube`` are
+    stopped after. The ``h`` fixtures of the cluster test files are this on their fake."""
+    harness = Harness(kube, await kube.start())
     try:
         yield harness
     finally:
         await harness.stop()
         await kube.stop()
+
+
+@pytest_asyncio.fixture
+async def h() -> AsyncIterator[Harness]:
+    async with running_harness(FakeKube()) as harness:
+        yield harness
+
+
+def record_backoff_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The watcher's backoff sleeps, noted instead of slept (each sleeps 1 ms)."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(t: float) -> None:
+        delays.append(t)
+        await real_sleep(0.001)
+
+    monkeypatch.setattr(ingresslib._kube, "_backoff_sleep", fake_sleep)
+    return delays
 
 
 def names(objs: Any) -> list[str]:
@@ -171,9 +198,7 @@ async def test_first_snapshot_waits_for_every_kind(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_bookmark_advances_resource_version(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     rv = h.kube.bookmark("services")
     await eventually(lambda: w.stats.bookmarks == 1)
     assert w.stats.resource_versions["Service"] == rv
@@ -191,9 +216,7 @@ async def _watch_then_miss_changes(h: Harness) -> ClusterWatcher:
     where the watch never sees it, and the history compacted away: only a re-list can tell."""
     h.kube.put(svc("keep"))
     h.kube.put(svc("lost"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.objects["services"].pop(("default", "lost"))
     h.kube.put(svc("new"))
     h.kube.compact()
@@ -216,9 +239,7 @@ async def test_410_gone_relists_and_catches_up_missed_deletes(h: Harness) -> Non
 
 @pytest.mark.asyncio
 async def test_watch_from_compacted_version_gets_410_and_relists(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("ingresses")
+    w = await h.start_watching("ingresses")
     h.kube.put(ingress("a"))
     await eventually(lambda: names(h.last.ingresses) == ["a"])
     # Connection drops; meanwhile history is compacted: the resumed watch is answered with 410.
@@ -240,9 +261,7 @@ async def test_dropped_connection_reconnects_with_backoff(h: Harness) -> None:
             delays.append(attempt)
             return 0.001
 
-    w = h.start(backoff=Recording())
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", backoff=Recording())
     h.kube.fail_next("services", 503, times=3)
     h.kube.drop("services")
     await eventually(lambda: h.kube.count("services", watch=True) == 5)
@@ -294,9 +313,7 @@ async def test_unreachable_api_server_is_retried(h: Harness) -> None:
 @pytest.mark.asyncio
 async def test_garbage_line_is_logged_counted_and_watch_continues(
         h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("ingresses")
+    w = await h.start_watching("ingresses")
     with caplog.at_level(logging.WARNING, logger="ingresslib.kube"):
         h.kube.garbage("ingresses")
         await eventually(lambda: w.stats.garbage == 1)
@@ -309,9 +326,7 @@ async def test_garbage_line_is_logged_counted_and_watch_continues(
 
 @pytest.mark.asyncio
 async def test_unusable_event_objects_are_counted(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.raw_event("services", "ADDED", {"kind": "Service", "metadata": {}})  # no name
     h.kube.raw_event("services", "ADDED", 42)                                  # not an object
     await eventually(lambda: w.stats.garbage == 2)
@@ -323,9 +338,7 @@ async def test_unusable_event_objects_are_counted(h: Harness) -> None:
 @pytest.mark.asyncio
 async def test_invalid_object_keeps_last_good_snapshot(h: Harness) -> None:
     h.kube.put(svc("web", 80))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     bad = svc("web", 0)
     bad["metadata"]["resourceVersion"] = "500"
     h.kube.raw_event("services", "MODIFIED", bad)
@@ -377,9 +390,7 @@ async def test_async_callback_is_awaited(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_burst_of_50_events_is_one_swap(h: Harness) -> None:
-    w = h.start(debounce=0.2)
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", debounce=0.2)
     before = len(h.snapshots)
     for i in range(50):
         h.kube.put(svc(f"s{i:02d}"))
@@ -483,9 +494,7 @@ async def test_list_asks_for_the_latest_state_and_watch_for_bookmarks(h: Harness
     # cache and go back in time), and the watch starts at the list's version and asks for
     # bookmarks: the server sends BOOKMARK events only to watches with allowWatchBookmarks=true.
     h.kube.put(svc("web"))
-    h.start()
-    await h.synced()
-    await h.watching("secrets")
+    await h.start_watching("secrets")
     for r in h.kube.requests:
         if not r.watch:
             assert "resourceVersion" not in r.query
@@ -501,9 +510,7 @@ async def test_list_asks_for_the_latest_state_and_watch_for_bookmarks(h: Harness
 
 @pytest.mark.asyncio
 async def test_bookmark_is_never_an_object(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("ingressclasses")
+    w = await h.start_watching("ingressclasses")
     before = (len(h.snapshots), w.stats.events, w.store.generation)
     rv = h.kube.bookmark("ingressclasses")
     await eventually(lambda: w.stats.bookmarks == 1)
@@ -515,9 +522,7 @@ async def test_bookmark_is_never_an_object(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_normal_watch_end_rewatches_from_last_version_without_relist(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.put(svc("a"))
     await eventually(lambda: names(h.last.services) == ["a"])
     last = w.stats.resource_versions["Service"]
@@ -561,9 +566,7 @@ async def test_http_410_on_watch_request_relists(h: Harness) -> None:
 async def test_repeated_410_backs_off(h: Harness) -> None:
     # Every 410 is answered by a re-list after the backoff (client-go's BackoffUntil): 410
     # after 410 (a broken server or proxy) must not become a tight list loop.
-    w = h.start(backoff=Backoff(initial=0.05, maximum=0.05, jitter=0))
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", backoff=Backoff(initial=0.05, maximum=0.05, jitter=0))
     h.kube.fail_next("services", 410, times=1000, message="too old resource version")
     h.kube.drop("services")
     await asyncio.sleep(0.5)
@@ -578,9 +581,7 @@ async def test_410_relist_rebuilds_state_across_namespaces_and_kinds(h: Harness)
     h.kube.put(svc("web", ns="a"))
     h.kube.put(svc("web", ns="b"))
     h.kube.put(ingress("web", ns="a"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.objects["services"].pop(("b", "web"))
     h.kube.put(svc("web", 81, ns="a"))
     h.kube.gone("services")
@@ -592,9 +593,7 @@ async def test_410_relist_rebuilds_state_across_namespaces_and_kinds(h: Harness)
 
 @pytest.mark.asyncio
 async def test_event_ordering_and_idempotence(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     # MODIFIED for an object never seen adds it.
     h.kube.raw_event("services", "MODIFIED", dict(svc("ghost"), metadata={
         "name": "ghost", "namespace": "default", "resourceVersion": "900"}))
@@ -620,17 +619,8 @@ async def test_event_ordering_and_idempotence(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_429_retry_after_is_honoured(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(t: float) -> None:
-        delays.append(t)
-        await real_sleep(0.001)
-
-    monkeypatch.setattr(ingresslib._kube, "_backoff_sleep", fake_sleep)
-    w = h.start(backoff=Backoff(initial=0.001, maximum=0.001, jitter=0))
-    await h.synced()
-    await h.watching("services")
+    delays = record_backoff_sleeps(monkeypatch)
+    w = await h.start_watching("services", backoff=Backoff(initial=0.001, maximum=0.001, jitter=0))
     h.kube.fail_next("services", 429, headers={"Retry-After": "3"})
     h.kube.drop("services")
     await eventually(lambda: len(delays) == 2)
@@ -644,9 +634,7 @@ async def test_429_retry_after_is_honoured(h: Harness, monkeypatch: pytest.Monke
 @pytest.mark.asyncio
 async def test_5xx_then_recovery_keeps_last_state(h: Harness) -> None:
     h.kube.put(svc("web"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.fail_next("services", 503, times=3)
     h.kube.drop("services")
     await eventually(lambda: w.stats.stream_errors == 4)
@@ -660,9 +648,7 @@ async def test_5xx_then_recovery_keeps_last_state(h: Harness) -> None:
 @pytest.mark.asyncio
 async def test_truncated_json_line_reconnects_from_last_version(h: Harness) -> None:
     h.kube.put(svc("web"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     rv = w.stats.resource_versions["Service"]
     h.kube.truncate("services", b'{"type": "ADDED", "object": {"kind": "Serv')
     await eventually(lambda: len(_watches(h.kube, "services")) == 2)
@@ -706,9 +692,7 @@ async def test_invalid_object_in_a_list_is_left_out_and_the_rest_serves(h: Harne
 
 @pytest.mark.asyncio
 async def test_namespace_option_filters_watch_events_too(h: Harness) -> None:
-    h.start(namespace="shop")
-    await h.synced()
-    await h.watching("services")
+    await h.start_watching("services", namespace="shop")
     assert {r.namespace for r in _watches(h.kube, "services")} == {"shop"}
     h.kube.put(svc("elsewhere", ns="other"))
     h.kube.put(svc("here", ns="shop"))

@@ -30,7 +30,7 @@ from _fake_kube_s14 import FakeKubeS14
 from ingresslib._kube import Backoff
 from ingresslib._store import ResourceStore
 from test_kube import Harness, eventually, svc
-from test_kube_s14 import auth_secret, basic_ingress, secret_names
+from test_kube_s14 import auth_secret, basic_ingress, secret_names, start_with_auth
 # The Secret watches' kinds and store tests, and the harness fixture, are the per-watch tests'.
 from test_kube_watch_s15 import GVK, KINDS_WITH_AUTH, OPAQUE, TLS, TLS_SECRETS, h  # noqa: F401
 
@@ -61,13 +61,9 @@ async def _stale_tls_shown(h: Harness) -> Any:
     the cluster but named by no Ingress (the auth watch dropped it), and the TLS watch replaying
     its old TLS "s" (as after the delete and re-create it has not yet reported): the store
     shows that stale TLS "s"."""
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(auth_secret("s", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              auth_secret("s", {"bob": "pw"}), secret_watches=2)
     assert secret_names(h.last) == ["default/passwords"]  # "s" is named by none: dropped
     events = w.stats.events
     watch_of(h.kube, "kubernetes.io/tls").queue.put_nowait(
@@ -135,14 +131,10 @@ async def test_a_failed_get_is_retried_though_the_tls_watch_shows_that_name(
         h: Harness) -> None:
     # The retry path has the same test: a get of "s" fails (500); before its retry is due, the
     # TLS watch's stale "s" is shown. Before: the retry was skipped for good.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(auth_secret("s", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH,
-                backoff=Backoff(initial=0.3, factor=2.0, maximum=1.0, jitter=0.0))
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              auth_secret("s", {"bob": "pw"}), secret_watches=2,
+                              backoff=Backoff(initial=0.3, factor=2.0, maximum=1.0, jitter=0.0))
     assert isinstance(h.kube, FakeKubeS14)
     h.kube.fail_next("secrets", 500)
     h.kube.put(basic_ingress("other", "s", host="b.example"))
@@ -162,14 +154,10 @@ async def test_no_get_when_the_auth_watchs_own_secret_is_kept_behind(h: Harness)
     # spoken for since reads nothing more. The get of newly named "s" fails; the auth watch
     # then reports "s" itself; the TLS watch's stale replay is shown over it; the retry comes
     # due: no second get. The TLS watch's DELETED brings the Opaque "s" back to the front.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(auth_secret("s", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH,
-                backoff=Backoff(initial=0.3, factor=2.0, maximum=1.0, jitter=0.0))
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              auth_secret("s", {"bob": "pw"}), secret_watches=2,
+                              backoff=Backoff(initial=0.3, factor=2.0, maximum=1.0, jitter=0.0))
     assert isinstance(h.kube, FakeKubeS14)
     h.kube.fail_next("secrets", 500)
     h.kube.put(basic_ingress("other", "s", host="b.example"))
@@ -246,14 +234,10 @@ async def test_unnamed_secret_kept_behind_leaves_memory(h: Harness) -> None:
     # Ingress names "s" any more. The auth watch's copy leaves the store though not shown;
     # the TLS watch's DELETED then leaves nothing (before the per-watch store, or with a
     # DELETED that missed the copy kept behind, the Opaque "s" came back into view).
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(basic_ingress("other", "s", host="b.example"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(auth_secret("s", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              basic_ingress("other", "s", host="b.example"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              auth_secret("s", {"bob": "pw"}), secret_watches=2)
     tls_watch = watch_of(h.kube, "kubernetes.io/tls")
     tls_watch.queue.put_nowait(("line", _event("MODIFIED", tls_secret("s"))))
     await eventually(lambda: shown(h.last).get("s") == "kubernetes.io/tls")

@@ -13,38 +13,15 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 import ingresslib._kube
 from ingresslib._kube import Backoff
 
-from _fake_kube import FakeKube, Request
-from test_kube import Harness, _watches, eventually, names, svc
+from _fake_kube import Request
+from test_kube import (Harness, _watches, eventually, h, names,  # noqa: F401 - h: the fixture
+                       record_backoff_sleeps, svc)
 
 pytestmark = pytest.mark.network
-
-
-@pytest_asyncio.fixture
-async def h() -> AsyncIterator[Harness]:
-    kube = FakeKube()
-    harness = Harness(kube, await kube.start())
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        await kube.stop()
-
-
-def _record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(t: float) -> None:
-        delays.append(t)
-        await real_sleep(0.001)
-
-    monkeypatch.setattr(ingresslib._kube, "_backoff_sleep", fake_sleep)
-    return delays
 
 
 # -- error responses whose body is not a Status ---------------------------------------------------
@@ -57,10 +34,8 @@ async def test_non_json_429_body_keeps_the_status_and_retry_after(
     # application/json. lightkube's ApiError cannot decode it and raises a JSONDecodeError
     # instead, which dropped the HTTP status and the Retry-After: the watcher came back after
     # its own (short) backoff and logged no status.
-    delays = _record_sleeps(monkeypatch)
-    w = h.start(backoff=Backoff(initial=0.001, maximum=0.001, jitter=0))
-    await h.synced()
-    await h.watching("services")
+    delays = record_backoff_sleeps(monkeypatch)
+    w = await h.start_watching("services", backoff=Backoff(initial=0.001, maximum=0.001, jitter=0))
     h.kube.fail_next("services", 429, headers={"Retry-After": "2"},
                      body=b"<html><body>Too many requests</body></html>")
     h.kube.drop("services")
@@ -77,9 +52,7 @@ async def test_non_json_410_body_relists(h: Harness) -> None:
     # expired resourceVersion forever instead of re-listing.
     h.kube.put(svc("keep"))
     h.kube.put(svc("lost"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.objects["services"].pop(("default", "lost"))  # deleted where no watch sees it
     h.kube.fail_next("services", 410, times=1000, body=b"gone, and not JSON")
     h.kube.drop("services")
@@ -95,9 +68,7 @@ async def test_error_event_expired_by_reason_relists(h: Harness, reason: str) ->
     # apierrors.IsGone(err) -- it decides by the Status *reason* (API servers up to 1.17 sent
     # "Gone", later ones "Expired"). An ERROR event saying so must re-list even when its code
     # is not 410.
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.raw_event("services", "ERROR", {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "too old resource version: 5 (100)", "reason": reason})
@@ -109,9 +80,7 @@ async def test_error_event_expired_by_reason_relists(h: Harness, reason: str) ->
 @pytest.mark.asyncio
 async def test_error_event_500_reconnects_from_the_same_version(h: Harness) -> None:
     h.kube.put(svc("web"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     rv = w.stats.resource_versions["Service"]
     h.kube.raw_event("services", "ERROR", {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -125,9 +94,7 @@ async def test_error_event_500_reconnects_from_the_same_version(h: Harness) -> N
 
 @pytest.mark.asyncio
 async def test_unknown_event_type_is_counted_and_skipped(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.raw_event("services", "RENAMED", dict(svc("odd"), metadata={
         "name": "odd", "namespace": "default", "resourceVersion": "500"}))
     h.kube.put(svc("after"))
@@ -214,9 +181,7 @@ async def test_forbidden_kind_after_sync_keeps_its_objects_and_others_go_on(
     # the Secrets already known stay (the last good state), every other kind keeps following.
     h.kube.put({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                 "metadata": {"name": "cert"}, "data": {"tls.crt": "eA==", "tls.key": "eA=="}})
-    w = h.start()
-    await h.synced()
-    await h.watching("secrets")
+    w = await h.start_watching("secrets")
     with caplog.at_level(logging.ERROR, logger="ingresslib.kube"):
         h.kube.fail_next("secrets", 403, times=10_000, message='secrets is forbidden')
         h.kube.drop("secrets")
@@ -253,7 +218,7 @@ async def test_missing_kind_holds_back_the_first_table_while_others_are_watched(
 @pytest.mark.asyncio
 async def test_backoff_is_capped_and_starts_again_after_a_healthy_watch(
         h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    delays = _record_sleeps(monkeypatch)
+    delays = record_backoff_sleeps(monkeypatch)
     w = h.start(backoff=Backoff(initial=0.01, maximum=0.04, factor=2, jitter=0,
                                 reset_after=0.3))
     await h.synced()
@@ -277,9 +242,7 @@ async def test_backoff_is_capped_and_starts_again_after_a_healthy_watch(
 async def test_changes_while_disconnected_come_once_after_reconnect(h: Harness) -> None:
     h.kube.put(svc("a"))
     h.kube.put(svc("b"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     h.kube.fail_next("services", 503, times=2)
     h.kube.drop("services")
     # Meanwhile (the watch is down): b deleted, c created, a modified.
@@ -301,9 +264,7 @@ async def test_watch_request_never_answered_is_retried_after_idle_timeout(h: Har
     # The API server (or a proxy) accepts the watch and never sends a status line: lightkube's
     # watch timeout has no read limit, so only the idle timeout gets the kind going again.
     h.kube.put(svc("web"))
-    w = h.start(idle_timeout=0.3)
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", idle_timeout=0.3)
     h.kube.hang_next("services")
     h.kube.drop("services")
     await eventually(lambda: len(_watches(h.kube, "services")) >= 3)
@@ -400,9 +361,7 @@ async def test_made_up_event_types_do_not_become_metric_labels(h: Harness) -> No
         def watch_reconnect(self, kind: str) -> None: ...
         def watch_relist(self, kind: str) -> None: ...
 
-    w = h.start(metrics=Recorder())
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", metrics=Recorder())
     for i in range(20):
         h.kube.raw_event("services", f"NOISE{i}", dict(svc(f"n{i}"), metadata={
             "name": f"n{i}", "namespace": "default", "resourceVersion": str(500 + i)}))
@@ -417,9 +376,7 @@ async def test_list_without_resource_version_watches_from_the_most_recent(h: Har
     # and the kind was re-listed forever: no first table, ever.
     h.kube.omit_list_version = True
     h.kube.put(svc("a"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     assert "resourceVersion" not in _watches(h.kube, "services")[0].query
     h.kube.put(svc("b"))  # created after the list: the watch brings it
     await eventually(lambda: names(h.last.services) == ["a", "b"])
@@ -434,9 +391,7 @@ async def test_endless_line_is_refused_not_buffered(h: Harness,
     # was stuck (no event, no error, the idle timeout never fired as bytes kept coming).
     monkeypatch.setattr(ingresslib._kube, "_MAX_EVENT_BYTES", 4096)
     h.kube.put(svc("web"))
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     rv = w.stats.resource_versions["Service"]
     for _ in range(5):
         h.kube.raw_bytes("services", b'{"type": "ADDED", "object": {"x": "' + b"y" * 1000)
@@ -489,9 +444,7 @@ async def test_cancel_is_never_swallowed_by_a_busy_stream() -> None:
 
 @pytest.mark.asyncio
 async def test_stop_during_an_event_storm(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     storm = True
 
     async def flood() -> None:

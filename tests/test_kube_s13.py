@@ -17,7 +17,8 @@ import yaml
 
 from _fake_kube import KINDS
 from _fake_kube_s13 import FakeKubeS13
-from test_kube import Harness, eventually, names, svc
+from test_kube import (Harness, eventually, names, record_backoff_sleeps, running_harness,
+                       svc)
 
 pytestmark = pytest.mark.network
 
@@ -26,13 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest_asyncio.fixture
 async def h() -> AsyncIterator[Harness]:
-    kube = FakeKubeS13()
-    harness = Harness(kube, await kube.start())
-    try:
+    async with running_harness(FakeKubeS13()) as harness:
         yield harness
-    finally:
-        await harness.stop()
-        await kube.stop()
 
 
 # -- a resourceVersion the server has not reached -------------------------------------------------
@@ -51,9 +47,7 @@ async def test_etcd_restored_from_a_backup_relists_instead_of_waiting_forever(h:
     kube.put(svc("kept"))
     backup = kube.backup()
     kube.put(svc("lost"))  # created after the backup: gone once it is restored
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     assert names(h.last.services) == ["kept", "lost"]
     kube.restore(backup)
     await eventually(lambda: names(h.last.services) == ["kept"], timeout=8)
@@ -172,9 +166,7 @@ async def test_denied_watch_names_the_rbac_resource_verb_and_scope(
     # a proxy in front of the API server (an HTML body), nothing else says it either.
     kube = h.kube
     kube.put(svc("web", ns="shop"))
-    h.start(namespace="shop")
-    await h.synced()
-    await h.watching("ingresses")
+    await h.start_watching("ingresses", namespace="shop")
     with caplog.at_level(logging.ERROR, logger="ingresslib.kube"):
         kube.fail_next("ingresses", 403, body=b"<html>403 Forbidden</html>",
                        content_type="text/html")
@@ -197,16 +189,14 @@ async def test_a_lagging_api_server_is_relisted_with_growing_backoff(
     # reset the backoff (that would re-list from etcd every second or so, per kind and replica,
     # for as long as the server lags); it grows as client-go's backoff manager does.
     from ingresslib._kube import Backoff
-    from test_kube_faults import _record_sleeps
 
     kube = h.kube
     assert isinstance(kube, FakeKubeS13)
     kube.too_large_retry_after = None
     kube.put(svc("web"))
-    w = h.start(backoff=Backoff(initial=0.01, maximum=0.08, factor=2, jitter=0))
-    await h.synced()
-    await h.watching("services")
-    delays = _record_sleeps(monkeypatch)
+    w = await h.start_watching(
+        "services", backoff=Backoff(initial=0.01, maximum=0.08, factor=2, jitter=0))
+    delays = record_backoff_sleeps(monkeypatch)
     kube.cache_lag["services"] = 1
     kube.drop("services")
     # A re-list is counted after its backoff sleep: wait for the count, not only the sleeps

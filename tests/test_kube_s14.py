@@ -26,11 +26,11 @@ import pytest
 import pytest_asyncio
 
 import ingresslib._kube
-from ingresslib._kube import AUTH_SECRETS, WATCHED_KINDS, Backoff
+from ingresslib._kube import AUTH_SECRETS, WATCHED_KINDS, Backoff, ClusterWatcher
 
 from _fake_kube import kubeconfig_dict
 from _fake_kube_s14 import FakeKubeS14
-from test_kube import Harness, eventually, ingress, names, svc
+from test_kube import Harness, eventually, ingress, names, running_harness, svc
 
 pytestmark = pytest.mark.network
 
@@ -41,13 +41,8 @@ P = "nginx.ingress.kubernetes.io/"
 
 @pytest_asyncio.fixture
 async def h() -> AsyncIterator[Harness]:
-    kube = FakeKubeS14()
-    harness = Harness(kube, await kube.start())
-    try:
+    async with running_harness(FakeKubeS14()) as harness:
         yield harness
-    finally:
-        await harness.stop()
-        await kube.stop()
 
 
 def sha(password: str) -> str:
@@ -72,6 +67,20 @@ def basic_ingress(name: str, secret: str, ns: str = "default", host: str = "a.ex
     return ing
 
 
+async def start_with_auth(h: Harness, *objects: dict[str, Any], secret_watches: int = 0,
+                          **options: Any) -> ClusterWatcher:
+    """Puts ``objects`` in the fake API server, in order, then starts the watcher with the auth
+    Secret watch (and ``options``) and waits for its first table (and, with
+    ``secret_watches``, until that many Secret watches are open)."""
+    for obj in objects:
+        h.kube.put(obj)
+    w = h.start(kinds=KINDS_WITH_AUTH, **options)
+    await h.synced()
+    if secret_watches:
+        await h.watching("secrets", secret_watches)
+    return w
+
+
 def secret_names(res: Any) -> list[str]:
     return sorted(f"{s.metadata.namespace}/{s.metadata.name}" for s in res.secrets)
 
@@ -87,11 +96,8 @@ def opaque_requests(kube: FakeKubeS14) -> list[Any]:
 @pytest.mark.asyncio
 async def test_no_opaque_secret_is_read_while_no_ingress_uses_basic_auth(h: Harness) -> None:
     # Least data: the auth Secret watch starts only once an Ingress names a Secret.
-    h.kube.put(svc("web"))
-    h.kube.put(ingress("plain"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
+    w = await start_with_auth(h, svc("web"), ingress("plain"),
+                              auth_secret("passwords", {"alice": "pw"}))
     await asyncio.sleep(0.2)
     assert opaque_requests(h.kube) == [] and h.kube.gets == []
     assert secret_names(h.last) == []
@@ -103,13 +109,10 @@ async def test_no_opaque_secret_is_read_while_no_ingress_uses_basic_auth(h: Harn
 
 @pytest.mark.asyncio
 async def test_only_named_secrets_are_kept_and_followed(h: Harness) -> None:
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(auth_secret("unrelated", {"bob": "pw"}))
-    h.kube.put(auth_secret("elsewhere", {"eve": "pw"}, ns="other"))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              auth_secret("unrelated", {"bob": "pw"}),
+                              auth_secret("elsewhere", {"eve": "pw"}, ns="other"))
     # The first table already has the Secret: it waited for the auth Secrets' first list.
     assert secret_names(h.snapshots[0]) == ["default/passwords"]
     assert len(w.store) == 3  # Service, Ingress, one Secret: the other two were dropped
@@ -127,13 +130,9 @@ async def test_only_named_secrets_are_kept_and_followed(h: Harness) -> None:
 
 @pytest.mark.asyncio
 async def test_newly_named_secret_is_fetched_and_unnamed_one_dropped(h: Harness) -> None:
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "first"))
-    h.kube.put(auth_secret("first", {"alice": "pw"}))
-    h.kube.put(auth_secret("second", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets")
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "first"),
+                              auth_secret("first", {"alice": "pw"}),
+                              auth_secret("second", {"bob": "pw"}), secret_watches=1)
     lists = len(h.kube.list_requests("secrets"))
     # The Ingress now names another Secret: fetched by name (no re-list of every Secret), and
     # the one no longer named leaves the store.
@@ -151,13 +150,9 @@ async def test_newly_named_secret_is_fetched_and_unnamed_one_dropped(h: Harness)
 
 @pytest.mark.asyncio
 async def test_a_failed_get_is_retried_after_the_backoff(h: Harness) -> None:
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "first"))
-    h.kube.put(auth_secret("first", {"alice": "pw"}))
-    h.kube.put(auth_secret("second", {"bob": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets")
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "first"),
+                              auth_secret("first", {"alice": "pw"}),
+                              auth_secret("second", {"bob": "pw"}), secret_watches=1)
     assert isinstance(h.kube, FakeKubeS14)
     h.kube.fail_next("secrets", 500, times=2)  # the next two requests: the get, and its retry
     h.kube.put(basic_ingress("staff", "second"))
@@ -175,9 +170,7 @@ async def test_cross_namespace_and_canary_references_read_nothing(h: Harness) ->
     h.kube.put(basic_ingress("cross", "other/passwords"))
     canary = basic_ingress("canary", "passwords")
     canary["metadata"]["annotations"][P + "canary"] = "true"
-    h.kube.put(canary)
-    h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
+    await start_with_auth(h, canary)
     await asyncio.sleep(0.2)
     assert opaque_requests(h.kube) == [] and secret_names(h.last) == []
 
@@ -260,17 +253,13 @@ async def test_serve_kubernetes_basic_auth_from_the_cluster(tmp_path: Path) -> N
     # basic answered 503 in a cluster while the same manifests worked from files.
     from ingresslib._demo import start_echo
     from tests.test_serve_cli import _start_serve, _stop
-    from tests.test_serve_kube import _backend
+    from tests.test_serve_kube import _backend, _fake_cluster
 
     web = await start_echo("web", "web-0")
-    kube = FakeKubeS14()
-    url = await kube.start()
-    for obj in [basic_ingress("staff", "passwords", host="app.test"),
-                auth_secret("passwords", {"alice": "s3cret"}),
-                auth_secret("unrelated", {"bob": "x"}), *_backend("web", web.port)]:
-        kube.put(obj)
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    kube, cfg = await _fake_cluster(tmp_path, basic_ingress("staff", "passwords", host="app.test"),
+                                    auth_secret("passwords", {"alice": "s3cret"}),
+                                    auth_secret("unrelated", {"bob": "x"}),
+                                    *_backend("web", web.port), kube=FakeKubeS14())
     p, ports = await asyncio.to_thread(_start_serve, "--kubernetes", "--kubeconfig", str(cfg),
                                        "--listen", "127.0.0.1:0", "--metrics-listen",
                                        "127.0.0.1:0", "--access-log", "off")
@@ -355,9 +344,7 @@ async def test_watches_ask_for_a_random_5_to_10_minute_timeout(h: Harness) -> No
 
 @pytest.mark.asyncio
 async def test_event_of_another_kind_is_skipped_not_cached(h: Harness) -> None:
-    w = h.start()
-    await h.synced()
-    await h.watching("ingresses")
+    w = await h.start_watching("ingresses")
     assert isinstance(h.kube, FakeKubeS14)
     watches = len(h.kube.watch_requests("ingresses"))
     intruder = svc("intruder")
@@ -377,9 +364,7 @@ async def test_event_of_another_kind_is_skipped_not_cached(h: Harness) -> None:
 async def test_event_whose_object_is_not_an_object_is_skipped(h: Harness, bad: Any) -> None:
     # Before: lightkube's dict(value) raised, the stream failed and reconnected from before
     # the event, which a real server would replay on every reconnect.
-    w = h.start()
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services")
     assert isinstance(h.kube, FakeKubeS14)
     watches = len(h.kube.watch_requests("services"))
     h.kube.raw_event("services", "MODIFIED", bad)
@@ -404,9 +389,7 @@ async def test_first_410_waits_for_the_backoff_before_relisting(
         await real_sleep(0)
 
     monkeypatch.setattr(ingresslib._kube, "_backoff_sleep", fake_sleep)
-    w = h.start(backoff=Backoff(initial=0.8, maximum=30, jitter=0))
-    await h.synced()
-    await h.watching("services")
+    w = await h.start_watching("services", backoff=Backoff(initial=0.8, maximum=30, jitter=0))
     h.kube.gone("services")
     await eventually(lambda: w.stats.relists == 1 and w.stats.lists == 6)
     # One sleep, of client-go's first backoff step (800 ms), before the second list.
@@ -451,14 +434,10 @@ sys.exit(main(sys.argv[1:]))
 async def test_healthz_is_unready_as_soon_as_stopping_starts(tmp_path: Path) -> None:
     # Regression: /healthz stayed 200 while the watch tasks were cancelled (up to 5 s) and only
     # turned 503 when the drain began; ingress-nginx fails its health check first.
-    from tests.test_serve_kube import _backend
+    from tests.test_serve_kube import _backend, _fake_cluster
 
-    kube = FakeKubeS14()
-    url = await kube.start()
-    for obj in [ingress("web"), *_backend("web", 9)]:
-        kube.put(obj)
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    kube, cfg = await _fake_cluster(tmp_path, ingress("web"), *_backend("web", 9),
+                                    kube=FakeKubeS14())
     script = tmp_path / "slow_stop.py"
     script.write_text(_SLOW_STOP)
     p = subprocess.Popen([sys.executable, str(script), "serve", "--kubernetes", "--kubeconfig",

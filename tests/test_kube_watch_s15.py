@@ -27,7 +27,7 @@ from _fake_kube_s14 import FakeKubeS14
 from test_kube import Harness, eventually, ingress, names, svc
 # The harness fixture and the kinds with the auth watch are session 14's.
 from test_kube_s14 import (KINDS_WITH_AUTH, auth_secret, basic_ingress, h,  # noqa: F401
-                           opaque_requests, secret_names)
+                           opaque_requests, secret_names, start_with_auth)
 
 pytestmark = pytest.mark.network
 
@@ -98,13 +98,9 @@ def test_delete_or_valid_version_from_one_watch_keeps_the_other_watchs_error() -
 async def test_auth_watch_relist_keeps_the_tls_watchs_error(h: Harness) -> None:
     # End to end: the TLS watch reports an invalid certificate Secret; the auth Secret watch
     # then gets 410 and re-lists. The error stays (it is still true).
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.kube.put(tls_secret("badcert", key=False))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}),
+                              tls_secret("badcert", key=False), secret_watches=2)
     key = (GVK, "default", "badcert")
     assert key in w.store.errors
     lists = w.stats.lists
@@ -161,12 +157,8 @@ async def test_lagging_tls_watch_does_not_remove_a_recreated_opaque_secret(h: Ha
     # End to end with both watches: the auth Secret "passwords" is in; the TLS watch then
     # delivers an old TLS "passwords" and its DELETED (a lagging watch's replay of a delete and
     # re-create with another type). The auth Secret stays, and so do its users.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}), secret_watches=2)
     tls_watch = watch_of(h.kube, "kubernetes.io/tls")
     old = tls_secret("passwords")
     old["metadata"]["resourceVersion"] = "50"
@@ -211,9 +203,7 @@ async def test_auth_watch_stops_when_the_last_basic_auth_ingress_goes(h: Harness
     h.kube.put(basic_ingress("staff", "passwords"))
     h.kube.put(auth_secret("passwords", {"alice": "pw"}))
     h.kube.put(auth_secret("other", {"bob": "pw"}))
-    w = h.start(kinds=AUTH_ONLY, metrics=seen)
-    await h.synced()
-    await h.watching("secrets")
+    w = await h.start_watching("secrets", kinds=AUTH_ONLY, metrics=seen)
     assert secret_names(h.last) == ["default/passwords"]
     h.kube.delete("Ingress", "default", "staff")
     await eventually(lambda: h.last.ingresses == () and secret_names(h.last) == [])

@@ -17,10 +17,11 @@ a connect to a documentation address (192.0.2.0/24) is redirected by a patched
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -130,6 +131,31 @@ async def _get(port: int) -> tuple[int, bytes]:
         await c.close()
 
 
+@contextlib.asynccontextmanager
+async def _behind_a_name(monkeypatch: pytest.MonkeyPatch, name: str,
+                         answer: Callable[[int], list[Any]],
+                         tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
+                         **proxy_kw: Any) -> AsyncIterator[tuple[_Backend, _Backend, int,
+                                                                  list[str]]]:
+    """A proxy whose one endpoint is ``name`` at the port of ``local`` (a backend on 127.0.0.1
+    answering "loopback-admin": what a loopback address would reach); ``name`` resolves by
+    ``answer`` (given the port); REMOTE is stood in for by ``remote`` (answering "remote").
+    Yields ``local``, ``remote``, the proxy's port and the addresses tried at the endpoint's
+    port (see _redirect_remote); stops all three after."""
+    local = await _Backend(b"loopback-admin").start(tls[0] if tls else None)
+    remote = await _Backend(b"remote").start(tls[1] if tls else None)
+    tried: list[str] = []
+    _fake_resolver(monkeypatch, {name: answer}, [])
+    _redirect_remote(monkeypatch, remote.port, tried, local.port)
+    server, port = await _proxy((name, local.port), **proxy_kw)
+    try:
+        yield local, remote, port, tried
+    finally:
+        await server.shutdown()
+        await local.stop()
+        await remote.stop()
+
+
 # --- the filter, unit level ---------------------------------------------------------------------
 
 
@@ -198,23 +224,12 @@ async def test_defect_mixed_answer_connects_only_to_the_address_elsewhere(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The name resolves to loopback, unspecified and IPv4-mapped loopback addresses first, and
     to one remote address last: only the remote one is tried (before: 127.0.0.1, first)."""
-    local = await _Backend(b"loopback-admin").start()
-    remote = await _Backend(b"remote").start()
-    calls: list[str] = []
-    tried: list[str] = []
-    _fake_resolver(monkeypatch, {"mixed.example.test": lambda p: [
-        _info("127.0.0.1", p), _info("::ffff:127.0.0.1", p), _info("0.0.0.0", p),
-        _info("::1", p), _info(REMOTE, p)]}, calls)
-    _redirect_remote(monkeypatch, remote.port, tried, local.port)
-    server, port = await _proxy(("mixed.example.test", local.port))
-    try:
+    async with _behind_a_name(monkeypatch, "mixed.example.test", lambda p: [
+            _info("127.0.0.1", p), _info("::ffff:127.0.0.1", p), _info("0.0.0.0", p),
+            _info("::1", p), _info(REMOTE, p)]) as (local, remote, port, tried):
         assert await _get(port) == (200, b"remote")
         assert local.connections == 0
         assert tried == [REMOTE]
-    finally:
-        await server.shutdown()
-        await local.stop()
-        await remote.stop()
 
 
 @pytest.mark.asyncio
@@ -222,24 +237,13 @@ async def test_defect_rebinding_to_loopback_is_refused_at_the_next_connect(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """DNS rebinding: the first lookup answers the remote address, the next one 127.0.0.1.
     Each connect is vetted on its own lookup and connects to what was vetted."""
-    local = await _Backend(b"loopback-admin").start()
-    remote = await _Backend(b"remote").start()
     answers = iter([REMOTE, "127.0.0.1"])
-    calls: list[str] = []
-    tried: list[str] = []
-    _fake_resolver(monkeypatch, {"rebind.example.test": lambda p: [_info(next(answers), p)]},
-                   calls)
-    _redirect_remote(monkeypatch, remote.port, tried, local.port)
-    server, port = await _proxy(("rebind.example.test", local.port))
-    try:
+    async with _behind_a_name(monkeypatch, "rebind.example.test",
+                              lambda p: [_info(next(answers), p)]) as (local, remote, port, tried):
         assert await _get(port) == (200, b"remote")
         assert (await _get(port))[0] == 502
         assert local.connections == 0
         assert tried == [REMOTE]
-    finally:
-        await server.shutdown()
-        await local.stop()
-        await remote.stop()
 
 
 @pytest.mark.asyncio
@@ -254,44 +258,24 @@ async def test_defect_https_upstream_connects_to_the_vetted_address_with_the_nam
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
         ctxs.append(ctx)
-    local = await _Backend(b"loopback-admin").start(ctxs[0])
-    remote = await _Backend(b"remote").start(ctxs[1])
-    calls: list[str] = []
-    tried: list[str] = []
-    _fake_resolver(monkeypatch, {"api.example.test": lambda p: [
-        _info("127.0.0.1", p), _info(REMOTE, p)]}, calls)
-    _redirect_remote(monkeypatch, remote.port, tried, local.port)
-    server, port = await _proxy(("api.example.test", local.port), annotations=HTTPS)
-    try:
+    async with _behind_a_name(monkeypatch, "api.example.test", lambda p: [
+            _info("127.0.0.1", p), _info(REMOTE, p)], tls=(ctxs[0], ctxs[1]),
+            annotations=HTTPS) as (local, remote, port, tried):
         assert await _get(port) == (200, b"remote")
         assert remote.sni == ["api.example.test"]
         assert local.connections == 0 and local.sni == []
-    finally:
-        await server.shutdown()
-        await local.stop()
-        await remote.stop()
 
 
 @pytest.mark.asyncio
 async def test_guard_remaining_addresses_are_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """As ``create_connection`` did: an address that refuses the connect is one failed address,
     the next one is tried (within the one connect timeout)."""
-    local = await _Backend(b"loopback-admin").start()
-    remote = await _Backend(b"remote").start()
-    calls: list[str] = []
-    tried: list[str] = []
-    _fake_resolver(monkeypatch, {"two.example.test": lambda p: [
-        _info("192.0.2.9", p), _info("127.0.0.1", p), _info(REMOTE, p)]}, calls)
-    _redirect_remote(monkeypatch, remote.port, tried, local.port)
-    server, port = await _proxy(("two.example.test", local.port))
-    try:
+    async with _behind_a_name(monkeypatch, "two.example.test", lambda p: [
+            _info("192.0.2.9", p), _info("127.0.0.1", p), _info(REMOTE, p)]) as (
+            local, remote, port, tried):
         assert await _get(port) == (200, b"remote")
         assert tried == ["192.0.2.9", REMOTE]
         assert local.connections == 0
-    finally:
-        await server.shutdown()
-        await local.stop()
-        await remote.stop()
 
 
 @pytest.mark.asyncio

@@ -17,6 +17,7 @@ from ingresslib._accesslog import AccessLogFormatter, access_fields, format_line
 from ingresslib._metrics import Metrics
 
 from _records import rec
+from _shop import shop_manifests
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 11, 21, 13, 25, 42, tzinfo=UTC).timestamp()
@@ -72,56 +73,7 @@ def test_canary_in_another_namespace_keeps_the_rule_namespace() -> None:
     assert " [shop-web-80] [canaries-web-v2-8080] " in line
 
 
-SHOP = """\
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: shop, namespace: shop}
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: shop-canary
-  namespace: shop
-  annotations:
-    nginx.ingress.kubernetes.io/canary: "true"
-    nginx.ingress.kubernetes.io/canary-by-header: X-Canary
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api-v2, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: shop}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api-v2, namespace: shop}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: api}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [10.0.0.1]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-v2-1, namespace: shop, labels: {kubernetes.io/service-name: api-v2}}
-addressType: IPv4
-ports: [{port: 8080}]
-endpoints: [{addresses: [10.0.0.2]}]
-"""
+SHOP = shop_manifests(addresses=("10.0.0.1", "10.0.0.2"))
 
 
 def test_canary_labels_through_the_router_and_the_core() -> None:

@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-from ingresslib._kube import AUTH_SECRETS, WATCHED_KINDS
-
 from test_kube import Harness, eventually, ingress, names, svc
-from test_kube_s14 import auth_secret, basic_ingress, h, secret_names  # noqa: F401
+from test_kube_s14 import (auth_secret, basic_ingress, h, secret_names,  # noqa: F401
+                           start_with_auth)
 
 pytestmark = pytest.mark.network
-KINDS_WITH_AUTH = (*WATCHED_KINDS, AUTH_SECRETS)
 
 
 def tls(name: str, ns: str = "default") -> dict[str, Any]:
@@ -38,11 +36,8 @@ async def test_first_basic_auth_ingress_after_the_first_table_holds_back_no_swap
     # Ingress with auth-type: basic added to a running cluster): endpoint and Ingress changes
     # waited up to the list's end (here the 10 s read timeout). Only the first table waits
     # for it (docs/cluster.md, "First table"); a Secret fetched later holds back no swap.
-    h.kube.put(svc("web"))
-    h.kube.put(ingress("plain"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
+    await start_with_auth(h, svc("web"), ingress("plain"),
+                          auth_secret("passwords", {"alice": "pw"}))
     # The auth Secret watch starts with the first Ingress that names a Secret; its first list
     # is slow (a large cluster's Opaque Secrets, paged; here one that never answers).
     h.kube.hang_next("secrets")
@@ -58,12 +53,9 @@ async def test_first_basic_auth_ingress_after_the_first_table_holds_back_no_swap
 async def test_secret_dropped_once_no_ingress_names_it(h: Harness) -> None:
     # Guard: two Ingresses name one Secret ("name" and "namespace/name"); it stays while one
     # does, and leaves the store with the last.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(basic_ingress("staff2", "default/passwords", host="b.example"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              basic_ingress("staff2", "default/passwords", host="b.example"),
+                              auth_secret("passwords", {"alice": "pw"}))
     assert secret_names(h.last) == ["default/passwords"]
     h.kube.delete("Ingress", "default", "staff")
     await asyncio.sleep(0.3)
@@ -77,12 +69,8 @@ async def test_secret_dropped_once_no_ingress_names_it(h: Harness) -> None:
 async def test_secret_recreated_with_another_type_under_both_watches(h: Harness) -> None:
     # Guard: the type of a Secret cannot change, but it can be deleted and re-created with
     # another; each watch's DELETED (``where=``) removes only its own type.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "passwords"))
-    h.kube.put(auth_secret("passwords", {"alice": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets", 2)
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "passwords"),
+                              auth_secret("passwords", {"alice": "pw"}), secret_watches=2)
     h.kube.delete("Secret", "default", "passwords")
     h.kube.put(tls("passwords"))
     await eventually(lambda: types(w) == {"passwords": "kubernetes.io/tls"})
@@ -96,12 +84,8 @@ async def test_secret_recreated_with_another_type_under_both_watches(h: Harness)
 @pytest.mark.asyncio
 async def test_stop_with_a_get_under_way(h: Harness) -> None:
     # Guard: a get the API server never answers does not hold up stopping, nor stays behind.
-    h.kube.put(svc("web"))
-    h.kube.put(basic_ingress("staff", "first"))
-    h.kube.put(auth_secret("first", {"alice": "pw"}))
-    w = h.start(kinds=KINDS_WITH_AUTH)
-    await h.synced()
-    await h.watching("secrets")
+    w = await start_with_auth(h, svc("web"), basic_ingress("staff", "first"),
+                              auth_secret("first", {"alice": "pw"}), secret_watches=1)
     h.kube.hang_next("secrets")
     h.kube.put(basic_ingress("staff", "second"))
     await eventually(lambda: ("secrets", "default", "second") in h.kube.gets)

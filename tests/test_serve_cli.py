@@ -416,16 +416,23 @@ def _configmap(body_size: str) -> str:
             f"data: {{proxy-body-size: \"{body_size}\"}}\n")
 
 
-async def _post_status(port: int, size: int) -> int:
+async def _first_status(port: int, request: bytes) -> int:
+    """The status of the answer to ``request``, sent on a new connection to 127.0.0.1."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n"
-                     b"Connection: close\r\n\r\n%s" % (size, b"x" * size))
+        writer.write(request)
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 5)
         return int(line.split()[1])
     finally:
         writer.close()
+
+
+async def _post_status(port: int, size: int, host: str = "app.test") -> int:
+    """The status of a ``size``-byte POST to ``host`` (Connection: close)."""
+    return await _first_status(
+        port, b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close"
+        b"\r\n\r\n%s" % (host.encode(), size, b"x" * size))
 
 
 @pytest.mark.network

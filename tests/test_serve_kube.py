@@ -15,7 +15,7 @@ import pytest
 from ingresslib._demo import parse_echo, start_echo
 from tests._fake_kube import FakeKube, kubeconfig_dict
 from tests._server_helpers import Client
-from tests.test_serve_cli import _start_serve, _stop
+from tests.test_serve_cli import _post_status, _start_serve, _stop
 
 
 def _ingress(service: str, path: str = "/") -> dict[str, Any]:
@@ -38,6 +38,19 @@ def _backend(service: str, port: int) -> list[dict[str, Any]]:
          "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
          "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]},
     ]
+
+
+async def _fake_cluster(tmp_path: Path, *objects: dict[str, Any],
+                        kube: FakeKube | None = None) -> tuple[FakeKube, Path]:
+    """``kube`` (a new FakeKube by default) started on 127.0.0.1 holding ``objects``, and a
+    kubeconfig file in ``tmp_path`` that points at it. The caller stops ``kube``."""
+    kube = FakeKube() if kube is None else kube
+    url = await kube.start()
+    for obj in objects:
+        kube.put(obj)
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    return kube, cfg
 
 
 async def _get(port: int, host: str, path: str = "/") -> tuple[int, bytes]:
@@ -74,12 +87,8 @@ async def _watch_events(port: int, kind: str) -> float:
 async def test_serve_kubernetes_follows_the_cluster(tmp_path: Path) -> None:
     blue = await start_echo("blue", "blue-0")
     green = await start_echo("green", "green-0")
-    kube = FakeKube()
-    url = await kube.start()
-    for obj in [_ingress("blue"), *_backend("blue", blue.port), *_backend("green", green.port)]:
-        kube.put(obj)
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    kube, cfg = await _fake_cluster(tmp_path, _ingress("blue"), *_backend("blue", blue.port),
+                                    *_backend("green", green.port))
     p, ports = await asyncio.to_thread(_start_serve, "--kubernetes", "--kubeconfig", str(cfg),
                                        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
     try:
@@ -185,18 +194,6 @@ def test_serve_kubernetes_watch_failure_exits_1(tmp_path: Path, monkeypatch: pyt
     assert "watcher exploded" in err
 
 
-async def _post_status(port: int, host: str, size: int) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close"
-                     b"\r\n\r\n%s" % (host.encode(), size, b"x" * size))
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 5)
-        return int(line.split()[1])
-    finally:
-        writer.close()
-
-
 @pytest.mark.network
 @pytest.mark.asyncio
 async def test_serve_kubernetes_with_classes_bad_objects_and_a_live_configmap(
@@ -205,8 +202,6 @@ async def test_serve_kubernetes_with_classes_bad_objects_and_a_live_configmap(
     import ssl
 
     web = await start_echo("web", "web-0")
-    kube = FakeKube()
-    url = await kube.start()
 
     def ing(name: str, host: str, klass: str, path: str = "/",
             tls: str | None = None) -> dict[str, Any]:
@@ -218,19 +213,18 @@ async def test_serve_kubernetes_with_classes_bad_objects_and_a_live_configmap(
             obj["spec"]["tls"] = [{"hosts": [host], "secretName": tls}]
         return obj
 
-    kube.put({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-              "metadata": {"name": "ingresslib"}, "spec": {"controller": "ingresslib.io/c"}})
-    for obj in [ing("web", "app.test", "ingresslib"),
-                ing("theirs", "other.test", "nginx"),            # another class: not served
-                ing("broken", "broken.test", "ingresslib", path="no-slash"),  # invalid
-                ing("secure", "secure.test", "ingresslib", tls="bad-cert"),
-                *_backend("web", web.port)]:
-        kube.put(obj)
-    kube.put({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-              "metadata": {"name": "bad-cert", "namespace": "default"},
-              "data": {"tls.crt": "bm90IGEgY2VydA==", "tls.key": "bm90IGEga2V5"}})
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    kube, cfg = await _fake_cluster(
+        tmp_path,
+        {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+         "metadata": {"name": "ingresslib"}, "spec": {"controller": "ingresslib.io/c"}},
+        ing("web", "app.test", "ingresslib"),
+        ing("theirs", "other.test", "nginx"),            # another class: not served
+        ing("broken", "broken.test", "ingresslib", path="no-slash"),  # invalid
+        ing("secure", "secure.test", "ingresslib", tls="bad-cert"),
+        *_backend("web", web.port),
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+         "metadata": {"name": "bad-cert", "namespace": "default"},
+         "data": {"tls.crt": "bm90IGEgY2VydA==", "tls.key": "bm90IGEga2V5"}})
     cm = tmp_path / "cm.yaml"
     cm.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n'
                   'data: {proxy-body-size: "5"}\n')
@@ -255,14 +249,14 @@ async def test_serve_kubernetes_with_classes_bad_objects_and_a_live_configmap(
         await c.close()
         assert r.status == 200 and parse_echo(r.body)["service"] == "web"
         # The ConfigMap file is followed with --kubernetes too.
-        assert await _post_status(ports["http"], "app.test", 10) == 413
+        assert await _post_status(ports["http"], 10, host="app.test") == 413
         cm.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n'
                       'data: {proxy-body-size: "1m"}\n')
         st = cm.stat()
         os.utime(cm, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
 
         async def big_ok() -> bool:
-            return await _post_status(ports["http"], "app.test", 10) == 200
+            return await _post_status(ports["http"], 10, host="app.test") == 200
 
         await _until(big_ok)
         # ... and the cluster still drives the routes afterwards.
@@ -287,14 +281,9 @@ async def test_serve_kubernetes_without_tls_listen_never_reads_secrets(tmp_path:
     # front of ingresslib) held back the first table forever: every request 404, /healthz never
     # ready. Without --tls-listen no certificate is used, so no Secret is read at all.
     web = await start_echo("web", "web-0")
-    kube = FakeKube()
-    url = await kube.start()
-    for obj in [_ingress("web"), *_backend("web", web.port)]:
-        kube.put(obj)
+    kube, cfg = await _fake_cluster(tmp_path, _ingress("web"), *_backend("web", web.port))
     kube.fail_next("secrets", 403, times=10_000, message='secrets is forbidden: User '
                    '"system:serviceaccount:ingresslib:ingresslib" cannot list resource "secrets"')
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
     p, ports = await asyncio.to_thread(_start_serve, "--kubernetes", "--kubeconfig", str(cfg),
                                        "--listen", "127.0.0.1:0", "--metrics-listen",
                                        "127.0.0.1:0", "--access-log", "off")

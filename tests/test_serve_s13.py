@@ -17,7 +17,7 @@ from ingresslib import _serve
 from ingresslib._cli import main
 from ingresslib._demo import start_echo
 from ingresslib._serve import Reloader
-from tests.test_serve_cli import _manifests, _start_serve, _stop
+from tests.test_serve_cli import _first_status, _manifests, _start_serve, _stop
 
 
 def _ingress(name: str, host: str = "") -> str:
@@ -46,18 +46,22 @@ def _reloader(server: _Server, paths: list[str], **kw: Any) -> Reloader:
     return Reloader(server, paths, ingress_class=None, controller=None, settle=0, **kw)
 
 
+def _folder_and_subfolder(folder: Path) -> Path:
+    """Ingress ``a`` in ``folder``, Ingress ``b`` (host b.test) in its new subfolder ``sub``,
+    which is returned."""
+    (folder / "a.yaml").write_text(_ingress("a"))
+    sub = folder / "sub"
+    sub.mkdir()
+    (sub / "b.yaml").write_text(_ingress("b", "b.test"))
+    return sub
+
+
 # -- SIGHUP -------------------------------------------------------------------------------------
 
 
 async def _status(port: int, host: str) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 5)
-        return int(line.split()[1])
-    finally:
-        writer.close()
+    return await _first_status(
+        port, f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
 
 
 @pytest.mark.network
@@ -120,10 +124,7 @@ async def test_a_subfolder_that_cannot_be_listed_keeps_the_last_good_table(
     # Regression: a subfolder that became unreadable (a volume's permissions, fsGroup) was
     # skipped by the poller and by load_manifests alike, so the reload swapped in a table
     # without that folder's Ingresses: their hosts answered 404, with no error anywhere.
-    (tmp_path / "a.yaml").write_text(_ingress("a"))
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "b.yaml").write_text(_ingress("b", "b.test"))
+    sub = _folder_and_subfolder(tmp_path)
     server = _Server()
     r = _reloader(server, [str(tmp_path)])
     _deny(monkeypatch, sub)
@@ -158,10 +159,7 @@ async def test_a_folder_removed_while_it_is_walked_is_a_change_not_an_exception(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Regression: `rm -rf deploy/old` landing while the poller walked the folder made the walk
     # raise FileNotFoundError out of the poll (and ended the polling task for good).
-    (tmp_path / "a.yaml").write_text(_ingress("a"))
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "b.yaml").write_text(_ingress("b", "b.test"))
+    sub = _folder_and_subfolder(tmp_path)
     server = _Server()
     r = _reloader(server, [str(tmp_path)])
     real = os.scandir
@@ -342,18 +340,10 @@ async def test_a_second_ctrl_c_aborts_the_drain(tmp_path: Path) -> None:
 async def test_sighup_with_kubernetes_keeps_serving(tmp_path: Path) -> None:
     # The same with --kubernetes and no --config: nothing to read, the signal is logged and
     # ignored (it used to kill the controller).
-    import json
-
-    from tests._fake_kube import FakeKube, kubeconfig_dict
-    from tests.test_serve_kube import _backend, _ingress as _kube_ingress
+    from tests.test_serve_kube import _backend, _fake_cluster, _ingress as _kube_ingress
 
     web = await start_echo("web", "web-0")
-    kube = FakeKube()
-    url = await kube.start()
-    for obj in [_kube_ingress("web"), *_backend("web", web.port)]:
-        kube.put(obj)
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps(kubeconfig_dict(url)))
+    kube, cfg = await _fake_cluster(tmp_path, _kube_ingress("web"), *_backend("web", web.port))
     p, ports = await asyncio.to_thread(_start_serve, "--kubernetes", "--kubeconfig", str(cfg),
                                        "--listen", "127.0.0.1:0", "--access-log", "off")
     try:

@@ -20,20 +20,13 @@ from ingresslib._demo import start_echo
 from ingresslib.proxy import _server
 from ingresslib.proxy._server import ProxyServer
 from ingresslib.proxy._settings import ProxySettings
+
+from _upstream_helpers import read_to_eof, start_proxy, until
 from tests._server_helpers import Client, StubRouter
 
 pytestmark = pytest.mark.network
 
 _REQ = b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n"
-
-
-async def _proxy(router: object, *, tls: bool = False, **kw: object) -> tuple[ProxyServer, int]:
-    server = ProxyServer(router, **kw)  # type: ignore[arg-type]
-    if tls:
-        await server.start(None, ("127.0.0.1", 0))
-    else:
-        await server.start(("127.0.0.1", 0))
-    return server, server.addresses[0][2]
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
@@ -107,7 +100,7 @@ async def test_pipelined_local_answers_to_a_client_that_does_not_read_stay_bound
     # flushed), so it holds one response. The server must stop reading the client while the
     # client's write buffer is full; it read on, and with the default keep-alive-requests
     # (1000) one connection held ~8 MB of answers.
-    server, port = await _proxy(StubRouter([("127.0.0.1", 9)]), force_ssl_redirect=True)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", 9)]), force_ssl_redirect=True)
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -115,10 +108,7 @@ async def test_pipelined_local_answers_to_a_client_that_does_not_read_stay_bound
     await loop.sock_connect(sock, ("127.0.0.1", port))
     r, w = await asyncio.open_connection(sock=sock)
     try:
-        for _ in range(100):
-            if server.connections:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.connections, 1.0)
         (conn,) = server.connections
         assert conn.transport is not None
         conn.transport.get_extra_info("socket").setsockopt(
@@ -146,7 +136,7 @@ async def test_tls_client_that_never_sends_a_client_hello_is_closed_by_client_he
     # cscf->client_header_timeout)"), and the TLS handshake and the first request head only
     # add it "if (!rev->timer_set)": one deadline from accept for the handshake and the head.
     # asyncio's own handshake timeout (60 s) knew nothing of the setting.
-    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=0.3)
+    server, port = await start_proxy(StubRouter([]), tls=True, client_header_timeout=0.3)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         assert await _closed_within(r, 2.0)
@@ -159,7 +149,7 @@ async def test_tls_client_that_never_sends_a_client_hello_is_closed_by_client_he
 async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake() -> None:
     # A slow handshake followed by a trickled head: the deadline is client_header_timeout
     # from accept (nginx's one timer), not a fresh one once the handshake is done.
-    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=1.0)
+    server, port = await start_proxy(StubRouter([]), tls=True, client_header_timeout=1.0)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -193,8 +183,8 @@ async def test_tls_handshakes_in_progress_count_in_max_connections() -> None:
     # included. Here a handshaking connection was invisible to max_connections until its
     # handshake ended: connections that never send a ClientHello held sockets beyond the
     # limit (each for the handshake timeout).
-    server, port = await _proxy(StubRouter([]), tls=True, max_connections=2,
-                                client_header_timeout=5.0)
+    server, port = await start_proxy(StubRouter([]), tls=True, max_connections=2,
+                                     client_header_timeout=5.0)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -213,10 +203,7 @@ async def test_tls_handshakes_in_progress_count_in_max_connections() -> None:
         # The silent ones leave before their handshake: their places are free again.
         for _, w in silent[:2]:
             w.transport.abort()
-        for _ in range(100):
-            if server.refused == 3 and len(server.handshaking) == 0:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.refused == 3 and len(server.handshaking) == 0, 1.0)
         c = await Client.open(port, tls=ctx, sni="a.test")
         assert (await asyncio.wait_for(c.get("a.test"), 2.0)).status == 503
         await c.close()
@@ -245,8 +232,8 @@ async def test_upstream_1xx_flood_is_an_invalid_response() -> None:
             await asyncio.sleep(0.01)
 
     srv, uport = await _raw_upstream(flood)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
-                                max_response_header_size=4096)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
+                                     max_response_header_size=4096)
     try:
         c = await Client.open(port)
         resp = await asyncio.wait_for(c.get("a.test"), 2.0)
@@ -278,8 +265,8 @@ async def test_upstream_endless_or_huge_header_block_is_an_invalid_response(drip
             await asyncio.sleep(0.01)
 
     srv, uport = await _raw_upstream(endless)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
-                                max_response_header_size=4096)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.5,
+                                     max_response_header_size=4096)
     try:
         c = await Client.open(port)
         assert (await asyncio.wait_for(c.get("a.test"), 2.0)).status == 502
@@ -301,7 +288,7 @@ async def test_upstream_keepalive_connections_bounds_idle_connections_in_all() -
     # endpoint: idle sockets grew with the number of endpoints.
     backends = [await start_echo("svc", p) for p in "abc"]
     eps = [("127.0.0.1", b.port) for b in backends]
-    server, port = await _proxy(StubRouter(eps), upstream_keepalive_connections=2)
+    server, port = await start_proxy(StubRouter(eps), upstream_keepalive_connections=2)
     try:
         c = await Client.open(port)
         for _ in range(3):  # round robin: one request, one idle connection per endpoint
@@ -351,7 +338,8 @@ async def test_client_abort_cancels_a_pending_upstream_connect() -> None:
     # connect run to proxy_connect_timeout: a socket and a task per request that no longer
     # has a client (and counts in no max_connections), at whatever rate a client leaves.
     with _unanswered_listener() as uport:
-        server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_connect_timeout=3)
+        server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]),
+                                         proxy_connect_timeout=3)
         try:
             for _ in range(5):
                 r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -382,8 +370,8 @@ async def test_a_body_of_tiny_chunks_does_not_starve_other_connections() -> None
             pass
 
     srv, uport = await _raw_upstream(sink)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)], known="a.test"),
-                                proxy_body_size=0)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)], known="a.test"),
+                                     proxy_body_size=0)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     other = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -418,7 +406,7 @@ async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_a
     # Slowloris: a head trickled one byte at a time. client_header_timeout is absolute from
     # the head's first byte (from accept for the first request), bytes do not extend it; the
     # same holds for the second request of a keep-alive connection.
-    server, port = await _proxy(StubRouter([], known="only.test"), client_header_timeout=0.5)
+    server, port = await start_proxy(StubRouter([], known="only.test"), client_header_timeout=0.5)
     try:
         for second in (False, True):
             r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -448,7 +436,7 @@ async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_a
 
 @pytest.mark.asyncio
 async def test_keep_alive_requests_closes_after_the_last_one() -> None:
-    server, port = await _proxy(StubRouter([], known="only.test"), keep_alive_requests=3)
+    server, port = await start_proxy(StubRouter([], known="only.test"), keep_alive_requests=3)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(_REQ * 5)  # two more than allowed, pipelined
@@ -491,7 +479,7 @@ async def test_idle_tunnel_is_closed_by_proxy_read_timeout() -> None:
     # nginx's ngx_http_upstream_process_upgraded re-arms proxy_read_timeout on traffic either
     # way; a tunnel with none is closed.
     srv, uport, done = await _tunnel_upstream(read_after=True)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.4)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=0.4)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(_UPGRADE)
@@ -515,8 +503,8 @@ async def test_idle_tunnel_is_closed_by_proxy_read_timeout() -> None:
 @pytest.mark.asyncio
 async def test_tunnel_to_an_upstream_that_does_not_read_is_cut_by_proxy_send_timeout() -> None:
     srv, uport, done = await _tunnel_upstream(read_after=False)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_send_timeout=0.3,
-                                proxy_read_timeout=30)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), proxy_send_timeout=0.3,
+                                     proxy_read_timeout=30)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(_UPGRADE)
@@ -549,8 +537,8 @@ async def test_tunnel_to_an_upstream_that_does_not_read_is_cut_by_proxy_send_tim
 async def test_pool_drops_idle_connections_after_the_timeout_and_ones_the_upstream_closed(
 ) -> None:
     a = await start_echo("svc", "a")
-    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]),
-                                upstream_keepalive_timeout=0.2)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", a.port)]),
+                                     upstream_keepalive_timeout=0.2)
     ep = ("127.0.0.1", a.port)
     try:
         c = await Client.open(port)
@@ -571,10 +559,7 @@ async def test_pool_drops_idle_connections_after_the_timeout_and_ones_the_upstre
         assert server.pool.idle_count(ep) == 1
         for t in list(a.connections):
             t.close()
-        for _ in range(100):
-            if not server.pool.idle_count(ep):
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not server.pool.idle_count(ep), 1.0)
         assert server.pool.idle_count(ep) == 0
         assert (await c.get("a.test")).status == 200
         await c.close()
@@ -586,7 +571,7 @@ async def test_pool_drops_idle_connections_after_the_timeout_and_ones_the_upstre
 @pytest.mark.asyncio
 async def test_no_task_or_connection_left_after_clients_go() -> None:
     a = await start_echo("svc", "a")
-    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]))
+    server, port = await start_proxy(StubRouter([("127.0.0.1", a.port)]))
     me = asyncio.current_task()
     try:
         before = {t for t in asyncio.all_tasks() if t is not me}
@@ -599,10 +584,7 @@ async def test_no_task_or_connection_left_after_clients_go() -> None:
         w.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         await w.drain()
         w.transport.abort()
-        for _ in range(100):
-            if not server.connections and not server.lingering and not server.tasks:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not (server.connections or server.lingering or server.tasks), 1.0)
         assert not server.connections and not server.lingering and not server.tasks
         left = {t for t in asyncio.all_tasks() if t is not me} - before
         # The echo backend's own handler tasks are not ours; ProxyServer makes none but
@@ -664,13 +646,10 @@ async def test_accept_out_of_file_descriptors_neither_spins_nor_stops_the_server
 
 @pytest.mark.asyncio
 async def test_shutdown_closes_tls_handshakes_in_progress() -> None:
-    server, port = await _proxy(StubRouter([]), tls=True, client_header_timeout=5.0)
+    server, port = await start_proxy(StubRouter([]), tls=True, client_header_timeout=5.0)
     silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
     try:
-        for _ in range(100):
-            if len(server.handshaking) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(server.handshaking) == 2, 1.0)
         assert len(server.handshaking) == 2
         await server.shutdown(1)
         assert not server.handshaking
@@ -693,7 +672,7 @@ async def test_pipelined_requests_behind_one_in_flight_are_held_to_a_bound() -> 
         await gate.wait()
 
     srv, uport = await _raw_upstream(silent)
-    server, port = await _proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=30)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), proxy_read_timeout=30)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -728,8 +707,8 @@ async def test_pipelined_requests_behind_one_in_flight_are_held_to_a_bound() -> 
 @pytest.mark.asyncio
 async def test_upstream_keepalive_requests_retires_a_pooled_connection() -> None:
     a = await start_echo("svc", "a")
-    server, port = await _proxy(StubRouter([("127.0.0.1", a.port)]),
-                                upstream_keepalive_requests=2)
+    server, port = await start_proxy(StubRouter([("127.0.0.1", a.port)]),
+                                     upstream_keepalive_requests=2)
     try:
         c = await Client.open(port)
         for _ in range(5):
@@ -745,17 +724,12 @@ async def test_upstream_keepalive_requests_retires_a_pooled_connection() -> None
 async def test_a_half_close_after_sliced_pipelined_requests_comes_after_them() -> None:
     # A large read of pipelined requests is handed to the core a slice per loop iteration;
     # the client's EOF behind them must reach the core after every one of them, as before.
-    server, port = await _proxy(StubRouter([], known="only.test"), keep_alive_requests=5000)
+    server, port = await start_proxy(StubRouter([], known="only.test"), keep_alive_requests=5000)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(_REQ * 3000)
         w.write_eof()
-        data = b""
-        while True:
-            d = await asyncio.wait_for(r.read(1 << 20), 5.0)
-            if not d:
-                break
-            data += d
+        data = await read_to_eof(r)
         assert data.count(b"HTTP/1.1 404 ") == 3000
     finally:
         w.transport.abort()

@@ -11,34 +11,29 @@ import socket
 import ssl
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from ingresslib.proxy._actions import RequestRecord
 from ingresslib.proxy._server import ProxyServer, _Downstream
+
+from _upstream_helpers import TrackedUpstream, read_to_eof, start_proxy, until
 from tests._server_helpers import Client, StubRouter
 
 pytestmark = pytest.mark.network
 
 
-class _Upstream:
+class _Upstream(TrackedUpstream):
     """A keep-alive HTTP/1.1 upstream: answers each GET with ``200 ok`` after ``delay`` seconds;
     counts connections accepted, requests, and the connections it saw closed by the proxy."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.accepted = 0
         self.requests = 0
         self.closed_by_peer = 0
         self.delay = 0.0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> _Upstream:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -60,30 +55,20 @@ class _Upstream:
         finally:
             w.close()
 
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in self.writers:
-            w.transport.abort()
-        await self.server.wait_closed()
 
-
-async def _setup(**kw: object) -> tuple[_Upstream, ProxyServer, int, tuple[str, int]]:
+@contextlib.asynccontextmanager
+async def _pooled(**kw: object) -> AsyncIterator[tuple[_Upstream, ProxyServer, int,
+                                                         tuple[str, int]]]:
+    """An upstream and a proxy to it (settings ``kw``): yields both, the proxy's port and the
+    upstream's endpoint; stops both after."""
     up = await _Upstream().start()
     ep = ("127.0.0.1", up.port)
-    server = ProxyServer(StubRouter([ep]), **kw)  # type: ignore[arg-type]
-    await server.start(("127.0.0.1", 0))
-    return up, server, server.addresses[0][2], ep
-
-
-async def _until(cond: Callable[[], object], seconds: float = 2.0) -> bool:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        if cond():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(cond())
+    server, port = await start_proxy(StubRouter([ep]), **kw)
+    try:
+        yield up, server, port, ep
+    finally:
+        await server.shutdown(1)
+        await up.stop()
 
 
 # --- upstream-keepalive-time (nginx keepalive_time) ------------------------------------------
@@ -94,8 +79,7 @@ async def test_keepalive_time_closes_the_connection_after_the_request_that_cross
     # nginx: "After this time is reached, the connection is closed following the subsequent
     # request processing" (ngx_http_upstream_free_keepalive_peer: "if (ngx_current_msec -
     # c->start_time > kp->conf->time) { goto invalid; }").
-    up, server, port, ep = await _setup(upstream_keepalive_time=0.3)
-    try:
+    async with _pooled(upstream_keepalive_time=0.3) as (up, server, port, ep):
         c = await Client.open(port)
         for _ in range(3):  # well within the limit: one connection, reused
             assert (await c.get("a.test")).status == 200
@@ -104,22 +88,18 @@ async def test_keepalive_time_closes_the_connection_after_the_request_that_cross
         assert (await c.get("a.test")).status == 200
         # Not pooled: closed at once (the upstream sees the proxy's FIN).
         assert server.pool.idle_count(ep) == 0
-        assert await _until(lambda: up.closed_by_peer == 1)
+        assert await until(lambda: up.closed_by_peer == 1)
         up.delay = 0.0
         assert (await c.get("a.test")).status == 200
         assert up.accepted == 2 and up.requests == 5
         await c.close()
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.asyncio
 async def test_keepalive_time_an_idle_connection_past_it_is_not_taken_again() -> None:
     # Stricter than nginx by one request (nginx checks only on release): an idle connection
     # whose age passed keepalive_time while it waited carries no further request.
-    up, server, port, ep = await _setup(upstream_keepalive_time=0.2)
-    try:
+    async with _pooled(upstream_keepalive_time=0.2) as (up, server, port, ep):
         c = await Client.open(port)
         assert (await c.get("a.test")).status == 200
         assert server.pool.idle_count(ep) == 1
@@ -127,24 +107,17 @@ async def test_keepalive_time_an_idle_connection_past_it_is_not_taken_again() ->
         assert (await c.get("a.test")).status == 200
         assert up.accepted == 2
         await c.close()
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.asyncio
 async def test_keepalive_time_default_keeps_reusing() -> None:
-    up, server, port, ep = await _setup()
-    try:
+    async with _pooled() as (up, server, port, ep):
         assert server.settings.upstream_keepalive_time == 3600.0
         c = await Client.open(port)
         for _ in range(4):
             assert (await c.get("a.test")).status == 200
         assert up.accepted == 1 and up.requests == 4
         await c.close()
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 # --- upstream-keepalive-requests and -timeout ------------------------------------------------
@@ -155,16 +128,12 @@ async def test_keepalive_time_default_keeps_reusing() -> None:
 async def test_keepalive_requests(limit: int, accepted: int) -> None:
     # nginx: "if (c->requests >= kp->conf->requests) { goto invalid; }": after ``limit``
     # requests the connection is closed; 0 and 1 keep none.
-    up, server, port, ep = await _setup(upstream_keepalive_requests=limit)
-    try:
+    async with _pooled(upstream_keepalive_requests=limit) as (up, server, port, ep):
         c = await Client.open(port)
         for _ in range(5):
             assert (await c.get("a.test")).status == 200
         assert up.accepted == accepted and up.requests == 5
         await c.close()
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.asyncio
@@ -172,20 +141,16 @@ async def test_keepalive_timeout_closes_an_idle_connection_and_it_is_not_reused(
     # nginx keepalive_timeout: "Sets a timeout during which an idle keepalive connection to an
     # upstream server will stay open" (a timer per idle connection: ngx_add_timer(c->read,
     # kp->conf->timeout)).
-    up, server, port, ep = await _setup(upstream_keepalive_timeout=0.2)
-    try:
+    async with _pooled(upstream_keepalive_timeout=0.2) as (up, server, port, ep):
         c = await Client.open(port)
         assert (await c.get("a.test")).status == 200
         assert (await c.get("a.test")).status == 200
         assert up.accepted == 1
-        assert await _until(lambda: up.closed_by_peer == 1, 1.0)
+        assert await until(lambda: up.closed_by_peer == 1, 1.0)
         assert server.pool.idle_count(ep) == 0
         assert (await c.get("a.test")).status == 200
         assert up.accepted == 2
         await c.close()
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 # --- a client that goes away while it is not read ---------------------------------------------
@@ -236,7 +201,7 @@ async def _upload_until_paused(w: asyncio.StreamWriter, server: ProxyServer) -> 
         unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
         return w.transport.get_write_buffer_size() == 0 and \
             struct.unpack("i", unsent)[0] == 0
-    assert await _until(drained, 5.0), "the client's bytes never reached the proxy's buffer"
+    assert await until(drained, 5.0), "the client's bytes never reached the proxy's buffer"
     return downs[0]
 
 
@@ -274,10 +239,10 @@ async def _stalled_proxy() -> tuple[asyncio.Server, list[asyncio.StreamWriter], 
     srv, uport, conns = await _deaf_upstream()
     records: list[RequestRecord] = []
     # proxy_send_timeout long: without noticing the client, the request would end only then.
-    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
-                         proxy_send_timeout=20, proxy_body_size=0)
-    await server.start(("127.0.0.1", 0))
-    return srv, conns, server, server.addresses[0][2], records
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]),
+                                     on_record=records.append, proxy_send_timeout=20,
+                                     proxy_body_size=0)
+    return srv, conns, server, port, records
 
 
 async def _teardown(srv: asyncio.Server, conns: list[asyncio.StreamWriter],
@@ -297,7 +262,7 @@ async def test_a_client_reset_while_its_upload_is_paused_aborts_the_upstream_req
         watch = server._hup_watcher(create=False)
         assert watch is not None and list(watch._by_fd.values()) == [down]
         _reset(w)
-        assert await _until(lambda: records, 2.0), "client reset not seen while paused"
+        assert await until(lambda: records, 2.0), "client reset not seen while paused"
         assert records[0].status == 499
         assert not server.connections and not down.upstreams
         assert not watch._by_fd
@@ -312,7 +277,7 @@ async def test_a_client_fin_while_its_upload_is_paused_aborts_the_upstream_reque
     try:
         w, down = await _stalled_upload(port, server)
         w.transport.write_eof()  # FIN (after the bytes already written)
-        assert await _until(lambda: records, 2.0), "client FIN not seen while paused"
+        assert await until(lambda: records, 2.0), "client FIN not seen while paused"
         assert records[0].status == 499
         assert not server.connections and not down.upstreams
         w.transport.abort()
@@ -357,7 +322,7 @@ async def _paused_download(port: int, server: ProxyServer) -> tuple[asyncio.Stre
         downs = list(server.connections)
         return bool(downs) and downs[0].client_full and downs[0].client_paused
 
-    assert await _until(full, 5.0), "the client's write buffer never filled"
+    assert await until(full, 5.0), "the client's write buffer never filled"
     return r, w, next(iter(server.connections))
 
 
@@ -368,21 +333,17 @@ async def test_a_client_half_close_while_its_response_is_held_aborts_the_upstrea
     # connection is closed; the record keeps the status already sent (200).
     srv, uport, conns, ends = await _streaming_upstream()
     records: list[RequestRecord] = []
-    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append)
-    await server.start(("127.0.0.1", 0))
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]),
+                                     on_record=records.append)
     try:
-        r, w, down = await _paused_download(server.addresses[0][2], server)
+        r, w, down = await _paused_download(port, server)
         w.write_eof()
-        assert await _until(lambda: records, 2.0), "client FIN not seen while paused"
+        assert await until(lambda: records, 2.0), "client FIN not seen while paused"
         assert records[0].status == 200
-        assert await _until(lambda: ends == ["closed by the proxy"], 2.0)
+        assert await until(lambda: ends == ["closed by the proxy"], 2.0)
         w.transport.abort()
     finally:
-        await server.shutdown(1)
-        srv.close()
-        for c in conns:
-            c.transport.abort()
-        await srv.wait_closed()
+        await _teardown(srv, conns, server)
 
 
 @pytest.mark.asyncio
@@ -391,11 +352,10 @@ async def test_with_proxy_ignore_client_abort_a_held_response_still_finishes() -
     # !u->conf->ignore_client_abort"); the response after a half-close is let finish.
     srv, uport, conns, ends = await _streaming_upstream()
     records: list[RequestRecord] = []
-    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
-                         proxy_ignore_client_abort=True)
-    await server.start(("127.0.0.1", 0))
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]),
+                                     on_record=records.append, proxy_ignore_client_abort=True)
     try:
-        r, w, down = await _paused_download(server.addresses[0][2], server)
+        r, w, down = await _paused_download(port, server)
         w.write_eof()
         await asyncio.sleep(0.3)
         assert not records and not ends
@@ -406,11 +366,7 @@ async def test_with_proxy_ignore_client_abort_a_held_response_still_finishes() -
         assert not records and not ends
         w.transport.abort()
     finally:
-        await server.shutdown(1)
-        srv.close()
-        for c in conns:
-            c.transport.abort()
-        await srv.wait_closed()
+        await _teardown(srv, conns, server)
 
 
 @pytest.mark.asyncio
@@ -418,20 +374,14 @@ async def test_pipelined_local_answers_then_a_half_close_are_all_answered() -> N
     # No upstream at work: nothing to abort. A client that sends many requests answered here
     # (404) and half-closes without reading is paused (its write buffer full), yet every
     # request is answered once it reads, then the connection closes.
-    server = ProxyServer(StubRouter([], known="only.test"), keep_alive_requests=5000)
-    await server.start(("127.0.0.1", 0))
-    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
+    server, port = await start_proxy(StubRouter([], known="only.test"), keep_alive_requests=5000)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         w.write(b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n" * 3000)
         await asyncio.sleep(0.3)
         w.write_eof()
         await asyncio.sleep(0.3)
-        data = b""
-        while True:
-            d = await asyncio.wait_for(r.read(1 << 20), 5.0)
-            if not d:
-                break
-            data += d
+        data = await read_to_eof(r)
         assert data.count(b"HTTP/1.1 404 ") == 3000
     finally:
         w.transport.abort()
@@ -445,13 +395,13 @@ async def test_over_tls_a_client_gone_while_its_upload_is_paused_is_seen(how: st
     # FIN already, but hands nothing to a paused protocol).
     srv, uport, conns = await _deaf_upstream()
     records: list[RequestRecord] = []
-    server = ProxyServer(StubRouter([("127.0.0.1", uport)]), on_record=records.append,
-                         proxy_send_timeout=20, proxy_body_size=0)
-    await server.start(None, ("127.0.0.1", 0))
+    server, port = await start_proxy(StubRouter([("127.0.0.1", uport)]), tls=True,
+                                     on_record=records.append, proxy_send_timeout=20,
+                                     proxy_body_size=0)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    r, w = await _small_buffer_connection(server.addresses[0][2], ctx)
+    r, w = await _small_buffer_connection(port, ctx)
     try:
         await _upload_until_paused(w, server)
         if how == "reset":
@@ -461,7 +411,7 @@ async def test_over_tls_a_client_gone_while_its_upload_is_paused_is_seen(how: st
             dup = socket.fromfd(raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
             dup.shutdown(socket.SHUT_WR)
             dup.close()
-        assert await _until(lambda: records, 2.0), "client gone, not seen while paused"
+        assert await until(lambda: records, 2.0), "client gone, not seen while paused"
         assert records[0].status == 499 and not server.connections
     finally:
         w.transport.abort()

@@ -14,13 +14,13 @@ or guards behaviour that was already right ("guard").
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ingresslib.proxy._server import ProxyServer
-
 from _proxy_harness import ProxyPair, Reply, status_of
+from _upstream_helpers import TrackedUpstream, start_proxy
 from tests._server_helpers import StubRouter
 
 GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
@@ -146,21 +146,14 @@ def test_guard_connection_tokens_from_the_upstream_are_dropped_set_cookie_kept()
 Script = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[bool]]
 
 
-class _ScriptedUpstream:
+class _ScriptedUpstream(TrackedUpstream):
     """A raw-socket upstream: for each request head on connection ``n`` it runs
     ``script(n, head, writer)``, which writes what it likes and says whether to close."""
 
     def __init__(self, script: Script) -> None:
+        super().__init__()
         self.script = script
         self.accepted = 0
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> _ScriptedUpstream:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         n = self.accepted
@@ -177,12 +170,21 @@ class _ScriptedUpstream:
         finally:
             w.close()
 
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in self.writers:
-            w.transport.abort()
-        await self.server.wait_closed()
+
+@contextlib.asynccontextmanager
+async def _client_through_proxy(script: Script) -> AsyncIterator[
+        tuple[_ScriptedUpstream, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """An upstream running ``script``, a proxy to it, and a client connection to the proxy;
+    yields the upstream and the client's reader and writer, closes all after."""
+    up = await _ScriptedUpstream(script).start()
+    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield up, r, w
+    finally:
+        w.close()
+        await server.shutdown(1)
+        await up.stop()
 
 
 async def _read_response(r: asyncio.StreamReader) -> bytes:
@@ -214,11 +216,7 @@ async def test_defect_server_next_response_after_a_read_until_close_one_is_whole
         await w.drain()
         return False
 
-    up = await _ScriptedUpstream(script).start()
-    server = ProxyServer(StubRouter([("127.0.0.1", up.port)]))
-    await server.start(("127.0.0.1", 0))
-    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
-    try:
+    async with _client_through_proxy(script) as (up, r, w):
         w.write(GET)
         first = await _read_response(r)
         assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"5\r\nhello\r\n0\r\n\r\n")
@@ -226,10 +224,6 @@ async def test_defect_server_next_response_after_a_read_until_close_one_is_whole
         second = await _read_response(r)
         assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b"\r\n\r\nhi")
         assert up.accepted == 2
-    finally:
-        w.close()
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.network
@@ -249,11 +243,7 @@ async def test_guard_server_late_bytes_on_a_pooled_connection_reach_no_client() 
         await w.drain()
         return False
 
-    up = await _ScriptedUpstream(script).start()
-    server = ProxyServer(StubRouter([("127.0.0.1", up.port)]))
-    await server.start(("127.0.0.1", 0))
-    r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
-    try:
+    async with _client_through_proxy(script) as (up, r, w):
         w.write(HEAD)
         head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 ")
@@ -264,7 +254,3 @@ async def test_guard_server_late_bytes_on_a_pooled_connection_reach_no_client() 
             assert out.endswith(b"\r\n\r\nok"), out
             await asyncio.sleep(0.2)
         assert up.accepted == 3
-    finally:
-        w.close()
-        await server.shutdown(1)
-        await up.stop()

@@ -21,6 +21,8 @@ import pytest
 
 import ingresslib
 
+from _shop import shop_manifests
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
@@ -52,32 +54,7 @@ def python_blocks(path: Path) -> list[str]:
     return out
 
 
-SHOP = """\
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: shop, namespace: shop}
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: shop-canary
-  namespace: shop
-  annotations:
-    nginx.ingress.kubernetes.io/canary: "true"
-    nginx.ingress.kubernetes.io/canary-by-header: X-Canary
-spec:
-  rules:
-  - host: shop.example.com
-    http:
-      paths:
-      - {path: /cart, pathType: Prefix, backend: {service: {name: api-v2, port: {number: 80}}}}
-"""
+SHOP = shop_manifests()
 
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:

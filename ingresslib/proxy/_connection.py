@@ -28,7 +28,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   Content-Length, line/size/count limits (414/431). h11 then parses; its 501 for an unknown
   Transfer-Encoding becomes 400 (an ambiguous framing attempt, refused like the others).
   Chunked request bodies get the same line rules (``_RequestChunkedReader``): a CTL in a chunk
-  line or a bare LF in the trailer section is a 400, where h11 would accept it.
+  line or a bare LF in the trailer section is a 400, where h11 would accept it. A chunk size
+  over nginx's bound (2^63 - 6, ``_MAX_CHUNK_SIZE``; h11 takes 20 hex digits) is a 400 too,
+  and in an upstream's response it ends the response there (client connection closed).
 - A second line of a header nginx reads once (``_headers.UNIQUE_REQUEST``: Authorization,
   Expect, If-None-Match...; Host, Content-Length and Transfer-Encoding were refused already)
   and a Host with no host in it (``Host:``, ``Host: .``) are 400 and close, as nginx's
@@ -225,14 +227,51 @@ _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignmen
 _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
 
 
+#: The largest chunk size nginx's ngx_http_parse_chunked takes, request and upstream side
+#: alike: a size digit is refused once "ctx->size > NGX_MAX_OFF_T_VALUE / 16" (so nothing
+#: over NGX_MAX_OFF_T_VALUE), and then "if (ctx->size > NGX_MAX_OFF_T_VALUE - 5) { goto
+#: invalid; }". h11 takes up to 20 hex digits (2^80 - 1).
+_MAX_CHUNK_SIZE = MAX_CONTENT_LENGTH - 5
+#: h11's reader itself (called unbound: no ``super()`` object per chunk).
+_chunked_read = ChunkedReader.__call__
+
+
+class _ChunkedReader(ChunkedReader):
+    """h11's chunked reader with nginx's chunk-size bound (``_MAX_CHUNK_SIZE``): a larger
+    size is an invalid chunked body, as ngx_http_parse_chunked's ``invalid`` (the request:
+    400; the upstream's response: "upstream sent invalid chunked response", the response
+    ends there). A 64-bit parser behind or in front of us would wrap such a size into
+    another, small one (0x1_0000_0000_0000_0003 read as 3) and end the body elsewhere."""
+
+    def __call__(self, buf: ReceiveBuffer) -> Any:
+        if self._bytes_in_chunk or self._reading_trailer:
+            return _chunked_read(self, buf)
+        return _check_chunk_size(self, _chunked_read(self, buf))
+
+
+def _check_chunk_size(reader: ChunkedReader, event: Any) -> Any:
+    """``event``, the reader's answer to a call that may have read a chunk line, if the
+    chunk's size is within ``_MAX_CHUNK_SIZE``: h11 set ``_bytes_in_chunk`` to it and took
+    what it could of the data (the size is what is left plus what it took)."""
+    size: int = reader._bytes_in_chunk
+    if size and type(event) is h11.Data:
+        # (Nothing left: the whole chunk was in the buffer, no size to worry about.)
+        size += len(event.data)
+    if size > _MAX_CHUNK_SIZE:
+        raise h11.LocalProtocolError("chunk size out of range")
+    return event
+
+
 class _RequestChunkedReader(ChunkedReader):
-    """h11's chunked reader, for request bodies, refusing two things h11 lets through where
+    """h11's chunked reader, for request bodies, refusing three things h11 lets through where
     another parser may see a different end of the request (the bytes after it are parsed as
     the next request, so a disagreement is a smuggled request):
 
     - a CTL (bare CR, NUL, ESC...) in a chunk line: h11 takes any chunk extension as ``;.*``,
       but RFC 9112 §7.1.1 ``chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
       chunk-ext-val ] )`` is tokens and quoted-strings, which hold no CTL but HTAB;
+    - a chunk size over ``_MAX_CHUNK_SIZE`` (``_ChunkedReader``'s rule, checked here in the
+      same call);
     - a bare LF in the trailer section: h11 ends the trailers at "\n" or "\n\n" (RFC 9112 §2.2
       "a recipient MAY recognize a single LF as a line terminator"), a CRLF-only parser reads
       the bytes after "0\r\n\n" as more trailer lines. The request head gets the same rule
@@ -259,9 +298,11 @@ class _RequestChunkedReader(ChunkedReader):
             end = data.find(b"\r\n", start)
             if end >= 0 and has_control(bytes(data[start:end])):
                 raise h11.LocalProtocolError("control character in chunk line")
-        return super().__call__(buf)
+            return _check_chunk_size(self, _chunked_read(self, buf))
+        return _chunked_read(self, buf)
 
 
+_RESPONSE_BODY_READERS: dict[str, Any] = {**_BODY_READERS, "chunked": _ChunkedReader}
 _REQUEST_BODY_READERS: dict[str, Any] = {**_BODY_READERS, "chunked": _RequestChunkedReader}
 #: Reader state: in the body of a message after which the peer closes (not keep-alive).
 _SEND_BODY_CLOSE: Any = object()
@@ -504,7 +545,7 @@ class _H11Reader:
         self._closed = False
         self._client = client
         self._head = _read_response_head if client else _read_request_head
-        self._readers = _BODY_READERS if client else _REQUEST_BODY_READERS
+        self._readers = _RESPONSE_BODY_READERS if client else _REQUEST_BODY_READERS
         #: h11's keep-alive of the last message head (``_keep_alive``: HTTP/1.1 without
         #: "close" in Connection).
         self.keep_alive = True
@@ -526,6 +567,11 @@ class _H11Reader:
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         return bytes(self._buf), self._closed
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer's EOF was received (``receive_data(b"")``) since the last ``reset``."""
+        return self._closed
 
     def receive_data(self, data: bytes) -> None:
         if data:
@@ -2036,12 +2082,25 @@ class ClientConnection:
             name = item[1]
             if name in RESPONSE_DROP:
                 if name == b"connection":
-                    named = [t.strip().lower() for t in item[2].split(b",")]
+                    # Every Connection line's options (RFC 9110 §5.3: several lines are
+                    # one comma-separated list), not only the last line's.
+                    tokens = [t.strip().lower() for t in item[2].split(b",")]
+                    named = tokens if named is None else named + tokens
                 elif name == b"transfer-encoding":
                     framing |= 2
                 continue
             if name == b"content-length":
                 framing |= 1
+                if len(item[2]) > 18 and int(item[2]) > MAX_CONTENT_LENGTH:
+                    # nginx reads it with ngx_atoof, which fails past NGX_MAX_OFF_T_VALUE
+                    # (nginx 1.23+, ngx_http_upstream_process_content_length: "upstream sent
+                    # invalid "Content-Length" header" -> NGX_HTTP_UPSTREAM_INVALID_HEADER,
+                    # 502; before 1.23 the length was taken as unknown). A
+                    # client reading it into 64 bits would take another length than the
+                    # one we forward the body by. (h11 checked the digits; 204 too.)
+                    req.statuses.pop()
+                    self._try_failed(up, "invalid_header", now)
+                    return False
                 if status == 204:
                     # RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
                     # any response with a status code of 1xx (Informational) or 204 (No
@@ -2139,7 +2198,17 @@ class ClientConnection:
         req.t_header = now
         # ngx_http_proxy_process_status_line: "u->state->status = ctx->status.code" (101 too).
         req.statuses.append(101)
-        headers = [(n, v) for n, v in event.headers if n not in RESPONSE_DROP]
+        # The same hop-by-hop rule as any response (``_on_response``; RFC 9110 §7.6.1: remove
+        # "any header or trailer field(s) from the message with the same name as the
+        # connection-option"): a header the upstream named in its Connection header was
+        # meant for this hop only. Upgrade and Connection are written below, as nginx's
+        # header filter does for a 101 ("Connection: upgrade", the upstream's Upgrade).
+        named: set[bytes] = set()
+        for n, v in event.headers:
+            if n == b"connection":
+                named.update(t.strip().lower() for t in v.split(b","))
+        headers = [(n, v) for n, v in event.headers
+                   if n not in RESPONSE_DROP and n not in named]
         headers.append((b"connection", b"upgrade"))
         for n, v in event.headers:
             if n == b"upgrade":
@@ -2180,7 +2249,8 @@ class ClientConnection:
         # length is read (ngx_http_proxy_input_filter_init, ..._copy_filter "if (p->length ==
         # 0) { ... r->upstream->keepalive = !r->upstream->headers_in.connection_close; }").
         reuse = (up.request_done and conn.their_state is h11.DONE and not conn.has_trailing
-                 and not conn._closed and self.settings.upstream_keepalive_connections > 0)
+                 and not conn.peer_closed
+                 and self.settings.upstream_keepalive_connections > 0)
         self._observe(req, up, now, req.status < 500)
         if reuse:
             conn.start_next_cycle()

@@ -3,17 +3,17 @@
 The same Ingress that fronts these services in a cluster routes them here, in-process: ``/api``
 goes to the API app (which sees ``root_path="/api"`` and routes on the rest), everything else to
 the site. It needs an ASGI server (``pip install uvicorn``; ingresslib does not depend on one).
-Run it with either of::
+Run it with one of::
 
     python examples/asgi_app.py                      # uvicorn on 127.0.0.1:8000
     python examples/asgi_app.py --port 0             # a free port (uvicorn prints which)
     uvicorn asgi_app:app --host 127.0.0.1 --port 8000   # from the folder holding this file
 
-The file stands alone (its manifests are inline): copy it anywhere.
-
 then ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/api/items`` (the API's JSON) and
 ``curl -H 'Host: shop.example.test' http://127.0.0.1:8000/about`` (the site's page). Without that
-``Host`` header no rule matches: 404.
+``Host`` header no rule matches: 404. The file stands alone (its manifests are inline): copy it
+anywhere.
+
 Any ASGI app can be mounted (Starlette, FastAPI, Django's ASGI handler, ...); these two are
 written without a framework to keep the example dependency-free.
 """

@@ -3,8 +3,10 @@
     python examples/sansio_blocking_proxy.py --backend 127.0.0.1:9000 [--listen 127.0.0.1:8080]
 
 Routes every request (host-less rule ``/``, an Ingress built in memory) to the backend given,
-with keep-alive to the backend. It prints ``listening on http://HOST:PORT`` on stderr once it
-accepts connections; ``--listen 127.0.0.1:0`` picks a free port. Ctrl-C stops it.
+with keep-alive to the backend (an idle pool bounded by ``upstream_keepalive_connections`` and
+``upstream_keepalive_timeout``; a socket the backend closed while idle is not reused). It
+prints ``listening on http://HOST:PORT`` on stderr once it accepts connections; ``--listen
+127.0.0.1:0`` picks a free port. Ctrl-C stops it.
 
 The whole driver is the loop below: it performs the core's actions (open / send / close / timers)
 and feeds back what the sockets say. The core decides everything HTTP. It also honours
@@ -77,6 +79,22 @@ def _recv(sock: socket.socket) -> bytes | None:
         return b""
 
 
+def _reusable(sock: socket.socket) -> bool:
+    """Whether an idle pooled socket may carry a new request: nothing to read on it. A backend
+    that closed it while idle (its keep-alive timeout) left an EOF there; sending a request on
+    it would fail after the bytes went out, and the core does not retry a POST once sent (the
+    keep-alive race), so the client would get a 502. nginx makes the same check
+    (ngx_http_upstream_keepalive_close_handler: ``recv(c->fd, buf, 1, MSG_PEEK)``), and so
+    does ProxyServer's pool."""
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True  # nothing there: still open, nothing unread
+    except OSError:
+        return False
+    return False  # an EOF, or bytes no request asked for
+
+
 class Client:
     """One downstream socket, its core connection, its upstream sockets and its timer."""
 
@@ -111,7 +129,8 @@ class Driver:
         self.lsock = socket.create_server(listen, reuse_port=False)
         self.lsock.setblocking(False)
         self.sel.register(self.lsock, selectors.EVENT_READ, ("listen", None))
-        self.pool: dict[tuple[str, int], list[socket.socket]] = {}
+        #: Idle upstream sockets, least recently released first: (released at, endpoint, sock).
+        self.idle: list[tuple[float, tuple[str, int], socket.socket]] = []
         self.clients: set[Client] = set()
         self.verbose = verbose
 
@@ -138,7 +157,7 @@ class Driver:
                 if up is not None:
                     self._unregister(up.sock)
                     if a.reuse and up.connected and not up.wbuf:
-                        self.pool.setdefault(up.endpoint, []).append(up.sock)
+                        self._release(up)
                     else:
                         up.sock.close()
             elif t is CloseDownstream:
@@ -155,14 +174,31 @@ class Driver:
                 pass
         self._flush_client(client)
 
+    def _release(self, up: Upstream) -> None:
+        """Keep a finished upstream socket for reuse, at most ``upstream_keepalive_connections``
+        of them in all (the least recently released closed first, as ingress-nginx's one
+        ``keepalive N`` upstream block does)."""
+        self.idle.append((time.monotonic(), up.endpoint, up.sock))
+        while len(self.idle) > max(self.proxy.settings.upstream_keepalive_connections, 0):
+            self.idle.pop(0)[2].close()
+
+    def _take(self, endpoint: tuple[str, int]) -> socket.socket | None:
+        """The most recently released idle socket to ``endpoint`` that is still usable."""
+        for i in range(len(self.idle) - 1, -1, -1):
+            if self.idle[i][1] == endpoint:
+                sock = self.idle.pop(i)[2]
+                if _reusable(sock):
+                    return sock
+                sock.close()
+        return None
+
     def _open(self, client: Client, a: OpenUpstream) -> None:
         now = time.monotonic()
-        pooled = self.pool.get(a.endpoint) if a.pooled else None
-        if pooled:
-            sock = pooled.pop()
-            up = Upstream(sock, a.endpoint, a.conn_id, client, True, 0.0)
+        pooled = self._take(a.endpoint) if a.pooled else None
+        if pooled is not None:
+            up = Upstream(pooled, a.endpoint, a.conn_id, client, True, 0.0)
             client.upstreams[a.conn_id] = up
-            self.sel.register(sock, selectors.EVENT_READ, ("up", up))
+            self.sel.register(pooled, selectors.EVENT_READ, ("up", up))
             self.perform(client, client.conn.upstream_connected(a.conn_id, now, reused=True))
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -339,6 +375,11 @@ class Driver:
         """Fire due timers; return seconds to the next one."""
         now = time.monotonic()
         nearest: float | None = None
+        keepalive = self.proxy.settings.upstream_keepalive_timeout
+        while self.idle and self.idle[0][0] + keepalive <= now:  # idle too long: close it
+            self.idle.pop(0)[2].close()
+        if self.idle:
+            nearest = self.idle[0][0] + keepalive
         for client in list(self.clients):
             if client.linger_until is not None:
                 at = min(client.linger_until, client.last_read + LINGER_TIMEOUT)

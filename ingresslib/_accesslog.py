@@ -332,8 +332,24 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
     a User-Agent sent as UTF-8 ``é`` (C3 A9) reads as ``é`` in ingress-nginx's JSON log, not as
     ``Ã©`` (the two latin-1 characters the core holds). Bytes that are not UTF-8, which nginx
     writes raw (making the line invalid UTF-8), become the text ``\\xHH`` as in the text line,
-    so the JSON stays valid and pure ASCII."""
-    out: dict[str, Any] | None = None
+    so the JSON stays valid and pure ASCII.
+
+    Times are numbers (``request_time``, ``upstream_response_time``: the text line's
+    three-decimal strings), and ``upstream_response_length`` is the length of the response that
+    reached the client whatever the number of tries (earlier tries' are always 0; the text line
+    lists them, ``0, 40``): a field that is a number on one line and a string on the next is a
+    mapping conflict for a log store, which drops the line."""
+    out = dict(fields)
+    try:  # (fields a handler of the application built may hold other values: kept as they are)
+        for key in ("request_time", "upstream_response_time"):
+            v = out.get(key)
+            if v.__class__ is str:
+                out[key] = float(v)
+        length = out.get("upstream_response_length")
+        if length.__class__ is str:
+            out["upstream_response_length"] = int(length.rpartition(", ")[2])
+    except ValueError:
+        pass
     for key in _RAW_FIELDS:
         v = fields.get(key)
         if v.__class__ is str and not v.isascii():
@@ -341,10 +357,8 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
                 raw = v.encode("latin-1")
             except UnicodeEncodeError:
                 continue  # not bytes as latin-1 (built by other code): already text
-            if out is None:
-                out = dict(fields)
             out[key] = raw.decode("utf-8", "surrogateescape").translate(_HEX)
-    return fields if out is None else out
+    return out
 
 
 # Built once: json.dumps with non-default arguments builds an encoder per call. ASCII only:

@@ -145,6 +145,9 @@ def split_url(url: str) -> tuple[str, str]:
         parts = urlsplit(url)
     except ValueError as exc:
         raise UsageError(f"cannot parse URL {shown_url(url)!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError(f"unsupported scheme {parts.scheme!r} in {shown_url(url)!r}: "
+                         "give http://host/path, https://host/path, host/path or /path")
     path = _percent_encode(parts.path or "/")
     if parts.query:
         path += "?" + _percent_encode(parts.query)

@@ -205,8 +205,11 @@ def served_ingresses(
             served.append(ing)
         else:
             # "A named class that does not exist is never served."
-            notes.append(Diagnostic(obj, "spec.ingressClassName",
-                                    f'class "{name}" does not match this controller; not served', "info"))
+            why = (f'IngressClass "{name}" is not among the objects given (SEMANTICS §3: a '
+                   "class that does not exist is never served; load the IngressClass too)"
+                   if all(c.metadata.name != name for c in classes)
+                   else f'class "{name}" does not match this controller')
+            notes.append(Diagnostic(obj, "spec.ingressClassName", f"{why}; not served", "info"))
     return served, notes
 
 

@@ -50,6 +50,11 @@ __all__ = [
 
 
 class TimerKind(enum.Enum):
+    """Which timer a :class:`SetTimer` arms (at most one per connection): ``HEAD``
+    (client_header_timeout), ``IDLE`` (keep_alive), ``UPSTREAM_READ`` (proxy_read_timeout),
+    ``BODY`` (client_body_timeout; 5 s between reads while a local answer's body is discarded).
+    On expiry the driver calls ``conn.timer_expired(kind, now)``."""
+
     #: Absolute deadline for a whole request head (nginx ``client_header_timeout``).
     HEAD = "head"
     #: Idle keep-alive time between two requests (ingress-nginx ``keep-alive``).

@@ -718,6 +718,7 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
 class Proxy(RouteOptionsSource):
     """Shared state of a proxy: router, settings, annotation cache. One per server.
 
+    >>> from ingresslib.proxy import SendDownstream
     >>> class NoRoutes:
     ...     def route(self, method, host, path, headers, client_ip): return None
     ...     def next_endpoint(self, decision, tried): return None

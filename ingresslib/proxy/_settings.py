@@ -48,6 +48,12 @@ def parse_size(value: str) -> int:
 #: ingress-nginx ``http-redirect-code``: "Supported codes are 301, 302, 307 and 308".
 REDIRECT_CODES = frozenset({301, 302, 307, 308})
 _DEFAULT_BUFFERS = "4 8k"
+#: Sizes and counts a negative value makes no sense for (the ConfigMap refuses them; a keyword
+#: argument must not either: proxy_body_size=-1 answered every request body 413).
+_COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_headers",
+           "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
+           "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age")
+
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
 #: a keyword argument must not turn a typo into "no limit" either (every timer treats a value
@@ -256,6 +262,13 @@ class ProxySettings:
                 parse_source_ranges(",".join(value)) if value else None
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
+        for name in _COUNTS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be 0 or more")
+        unknown = sorted(set(self.proxy_next_upstream) - NEXT_UPSTREAM_CONDITIONS)
+        if unknown:
+            raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
+                             + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")

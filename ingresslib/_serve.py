@@ -6,12 +6,15 @@ the last good table and reports why."
 
 The files are polled (mtime, size, inode and ctime, about once a second: no inotify dependency,
 and it works for ConfigMap volume mounts, whose symlink swap an inotify watch on the file
-misses); SIGHUP reads them at once. A folder that cannot be listed fails the reload (the last
+misses); SIGHUP reads them at once (one that comes while ``serve`` starts is kept until it
+can be acted on). A folder that cannot be listed fails the reload (the last
 good table stays) instead of being read as empty. A change
 loads and builds the new Router and TLS contexts in a worker thread, then swaps one attribute on
 the event loop thread. The ``--config`` ConfigMap file is polled the same way (with
 ``--kubernetes`` too) and applied live, as ingress-nginx applies edits of its ConfigMap; an
-invalid edit keeps the settings serving and logs why.
+invalid edit keeps the settings serving and logs why; invalid manifests keep the last good
+table but do not hold back a valid ConfigMap edit. What ``check`` warns of a table that builds
+(shadowed rules, Ingresses left out, ignored annotation values) is logged once per line.
 
 SIGTERM and SIGINT stop accepting and let requests in flight finish for up to
 ``--shutdown-timeout`` seconds (exit 0); a second SIGINT aborts what is left at once.
@@ -41,7 +44,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._errors import FieldError, ValidationError
+from ._errors import ValidationError
 from ._fields import fresh_lines
 from ._models import EMPTY_MAP, ObjectMeta
 from ._resources import Resources
@@ -426,13 +429,54 @@ def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
     return out
 
 
-def _unreadable_error(snap: Mapping[str, _State]) -> ValidationError | None:
-    """The folders ``snap`` found unreadable, as the error a reload (or the start) fails with."""
-    from ._validate import INVALID
+def _invalid_text(*errors: BaseException) -> str:
+    """What to print or log of a refused load: every error, then, as ``check`` prints them,
+    the unknown or duplicate fields the same files hold (``ValidationError.warnings``: a typo is
+    often why a field is missing, ``pathtype`` -> ``pathType: Required value``)."""
+    lines = [str(e) for e in errors]
+    warned = dict.fromkeys(f"warning: {w}" for e in errors
+                           for w in getattr(e, "warnings", ()))
+    return "\n".join([*lines, *warned])
 
-    bad = [FieldError(d, "", INVALID, f"cannot list the folder: {os.strerror(st[1])}")
-           for d, st in sorted(snap.items()) if st[0] == _UNREADABLE]
-    return ValidationError(bad) if bad else None
+
+def _notes_of(router: Any) -> tuple[Any, Any]:
+    """The router's table and warnings, taken together (with the swap lock held) for
+    ``_table_notes``, which may run after the next swap."""
+    return getattr(router, "table", None), getattr(router, "warnings", ())
+
+
+def _table_notes(of: tuple[Any, Any], res: Resources,
+                 paths: Sequence[str] = ()) -> dict[str, str]:
+    """What ``ingresslib check`` prints of a table that builds, ``{line: severity}``: the
+    table's diagnostics (shadowed rules, Ingresses the class filter leaves out, canaries
+    without a main rule...), the router's warnings (annotation values it ignores:
+    ``canary: maybe``) and, for ``paths``, that no Ingress was found. SEMANTICS §2: ignored
+    values are reported, "never silently"; ``serve`` logged the router's at debug level only
+    and the table's not at all, so a server answering 404 for a filtered-out or shadowed
+    Ingress said nothing about why. Worked out in the worker thread that built the table (one
+    ``str()`` per note: 12 ms at 8,000 notes), logged on the loop by ``_log_fresh_notes``."""
+    table, warnings = of
+    notes: list[Any] = [*getattr(table, "diagnostics", ()), *warnings]
+    lines = {str(d): getattr(d, "severity", "warning") for d in notes}
+    if paths and not res.ingresses:
+        lines["warning: no Ingress in " + ", ".join(paths) + (
+            " (folders are searched for *.yaml, *.yml and *.json files)"
+            if any(os.path.isdir(p) for p in paths) else "")] = "warning"
+    return lines
+
+
+def _log_fresh_notes(lines: Mapping[str, str], logged: set[str]) -> None:
+    """Log the ``_table_notes`` not in ``logged``, which becomes ``lines``: each line once, as
+    ``fresh_lines`` logs the field warnings, not again at every reload, again if it comes back
+    after it was fixed."""
+    for line, severity in lines.items():
+        if line not in logged:
+            # The log line has its level: "WARNING ...: Ingress default/web: ...", as check's
+            # "warning: Ingress default/web: ..." without the word twice.
+            text = line.removeprefix(f"{severity}: ")
+            _log.log(logging.INFO if severity == "info" else logging.WARNING, "%s", text)
+    logged.clear()
+    logged.update(lines)
 
 
 def _log_route_warnings(server: Any) -> None:
@@ -476,6 +520,8 @@ class Reloader:
         self.snapshot = snapshot if snapshot is not None else _snapshot(self._watched())
         #: Unknown/duplicate field warnings already logged (``serve`` shares its start-up set).
         self.logged_fields: set[str] = set()
+        #: The table's diagnostics and the router's warnings already logged (``serve``'s).
+        self.logged_notes: set[str] = set()
         #: Successful and failed reloads, for tests and metrics.
         self.reloads = 0
         self.failures = 0
@@ -486,6 +532,8 @@ class Reloader:
         self.last_served: list[Any] | None = None
         #: The ConfigMap settings, part of the configuration's digest.
         self.config = config
+        #: ``_table_notes`` of the last successful reload (worked out in the worker thread).
+        self.last_notes: dict[str, str] = {}
         #: ``config_digest`` of the last successful reload (computed in the worker thread).
         self.last_digest: str | None = None
         #: The ConfigMap settings the router was last built with, set under ``lock`` with the
@@ -497,6 +545,8 @@ class Reloader:
         self.swaps = swaps if swaps is not None else itertools.count(1)
         self.last_swap = 0
         self._config_error: Exception | None = None
+        #: The manifests' error of a reload that applied a ConfigMap edit without them.
+        self._manifests_error: Exception | None = None
         #: Set by ``request_reload``: the next poll runs now and reads the files.
         self._wake = asyncio.Event()
         self._force = False
@@ -509,22 +559,34 @@ class Reloader:
         # away from the loop that is proxying. ``Router.update`` builds the new state aside and
         # swaps it in with one assignment (balancer state and canary counters carry over); a
         # request routes on the state it read first, so in-flight requests finish on the old
-        # table. A ValidationError (of the manifests or of the ConfigMap) is raised before
-        # anything is swapped: SEMANTICS §11, "an invalid update keeps the last good table".
+        # table. A ValidationError of the manifests is raised before anything is swapped
+        # (unless a valid ConfigMap edit goes in with the last good ones): SEMANTICS §11, "an
+        # invalid update keeps the last good table".
         from ._config import load_config
         from ._load import load_manifests
 
         # The ConfigMap and the manifests are separate inputs: an invalid ConfigMap keeps the
         # settings in use but does not hold back valid manifest edits (ingress-nginx also goes
         # on syncing Ingresses whatever its ConfigMap holds). Its error is reported by check().
-        self._config_error = None
+        self._config_error = self._manifests_error = None
         cfg = self.config
         if self.config_path:
             try:
                 cfg = load_config(self.config_path)
             except ValidationError as e:
                 self._config_error = e
-        res = load_manifests(*self.paths) if self.paths else None
+        res = None
+        if self.paths:
+            try:
+                res = load_manifests(*self.paths)
+            except ValidationError as e:
+                # The other way round too: invalid manifests keep the last good table but do
+                # not hold back a valid ConfigMap edit, which goes in with the manifests
+                # serving (as with --kubernetes below). Reported by check().
+                if (cfg is None or cfg == self.config
+                        or not hasattr(self.server.router, "resources")):
+                    raise
+                self._manifests_error = e
         with self.lock:
             router = self.server.router
             if res is None:
@@ -557,8 +619,10 @@ class Reloader:
                 store.update(res, served)
             self.built_config = cfg
             swap = next(self.swaps)
+            notes_of = _notes_of(self.server.router)
         if cfg is not None:
             self.load_balance = cfg.load_balance
+        self.last_notes = _table_notes(notes_of, res, self.paths)
         self.last_digest = config_digest(res, served, cfg)
         self.last_swap = swap
         return served, res, cfg
@@ -577,17 +641,19 @@ class Reloader:
                 return None  # still being written: look again at the next poll
         self.snapshot = snap
         try:
-            unreadable = _unreadable_error(snap)
-            if unreadable is not None:
-                # The error load_manifests raises too, found without reading the files.
-                raise unreadable
+            # A folder the snapshot could not list is not refused here on its own: the load
+            # refuses it too (``_load._walk``), with every other error of the files besides.
             served, res, cfg = await loop.run_in_executor(None, self._build)
         except ValidationError as e:
+            # Every error: the ConfigMap's too when both are invalid (it was left out).
+            both = (e,) if self._config_error is None else (self._config_error, e)
+            message = "\n".join(str(x) for x in both)
             self.failures += 1
-            self.last_error = str(e)
-            _log.error("reload failed; keeping the last good configuration:\n%s", e)
+            self.last_error = message
+            _log.error("reload failed; keeping the last good configuration:\n%s",
+                       _invalid_text(*both))
             if self.on_reload:
-                self.on_reload(False, str(e))
+                self.on_reload(False, message)
             return False
         except Exception as e:  # a bug must not kill the server: keep serving the old table
             self.failures += 1
@@ -610,6 +676,7 @@ class Reloader:
         self.last_served = served
         for line in fresh_lines(res.warnings, self.logged_fields):
             _log.warning("%s", line)
+        _log_fresh_notes(self.last_notes, self.logged_notes)
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
@@ -620,6 +687,15 @@ class Reloader:
             _log.error("ConfigMap %s rejected; keeping the settings in use "
                        "(reload failed; keeping the last good configuration):\n%s",
                        self.config_path, err)
+            if self.on_reload:
+                self.on_reload(False, str(err))
+            return False
+        err = self._manifests_error
+        if err is not None:
+            self.failures += 1
+            self.last_error = str(err)
+            _log.error("reload failed; keeping the last good configuration (the ConfigMap "
+                       "%s applied to it):\n%s", self.config_path, _invalid_text(err))
             if self.on_reload:
                 self.on_reload(False, str(err))
             return False
@@ -702,7 +778,8 @@ def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
 
 async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                  kube_config: Any = None,
-                 files_state: dict[str, _State] | None = None) -> int:
+                 files_state: dict[str, _State] | None = None,
+                 early_hup: _EarlyHangup | None = None) -> int:
     from ._tls import CertificateStore
     from .proxy._server import ProxyServer, parse_listen
 
@@ -764,11 +841,20 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     # default action it killed the process on the spot, requests in flight included (`kill
     # -HUP`, out of habit, or the terminal of a foreground `serve` closing).
     reloader: Reloader | None = None
+    #: Files to read (manifests, or the --config file with --kubernetes): a SIGHUP that comes
+    #: before the reloader exists (while the listeners open and the first digest runs) is kept
+    #: for it, not dropped as if nothing were watched. One sent before the loop ran too.
+    reads_files = not getattr(args, "kubernetes", False) or bool(args.config)
+    hup_pending = early_hup is not None and early_hup.received
 
     def on_hup() -> None:
+        nonlocal hup_pending
         if reloader is not None:
             _log.info("SIGHUP: reading the files now")
             reloader.request_reload()
+        elif reads_files:
+            _log.info("SIGHUP: reading the files once started")
+            hup_pending = True
         else:
             _log.info("SIGHUP: nothing to read (the cluster is watched); ignored")
 
@@ -792,8 +878,12 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                 metrics, metrics_listen[0], metrics_listen[1],
                 healthy=lambda: synced.is_set() and not stop.is_set() and not server.draining)
             mport = await metrics_server.start()
-    except OSError as e:
-        print(f"ingresslib serve: cannot listen: {e}", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        # Which listener: the proxy binds --listen, then --tls-listen, each recorded in
+        # ``addresses`` once bound, and the metrics listener comes last. The bare message
+        # ("address already in use") did not say which of up to three it was.
+        which = _failed_listener(args, len(server.addresses), metrics_server is not None)
+        print(f"ingresslib serve: {which}: cannot listen: {e}", file=sys.stderr)
         await server.shutdown(0)
         return 1
     for url in server.urls:
@@ -845,6 +935,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             metrics.set_certificates(store.certificates() if store is not None
                                      else certificates_of(res, served))
             metrics.set_hosts(hosts_of(res, served))
+            # The series of Ingresses no longer served go (ingress-nginx's RemoveMetrics of
+            # the removed Ingresses on each sync): series would pile up as Ingresses come
+            # and go, one per preview environment.
+            metrics.set_ingresses(served)
 
     if not getattr(args, "kubernetes", False):
         # The configuration loaded at start is the first one serving (ingress-nginx's first
@@ -863,6 +957,11 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     logged_fields: set[str] = set()
     for line in fresh_lines(res.warnings, logged_fields):
         _log.warning("%s", line)
+    #: The table's diagnostics and the router's warnings already logged (``_table_notes``).
+    logged_notes: set[str] = set()
+    if not kube:  # with --kubernetes: once the first snapshot is in (``_watch``)
+        _log_fresh_notes(await loop.run_in_executor(
+            None, _table_notes, _notes_of(router), res, list(args.files)), logged_notes)
     if not kube or args.config:
         # With --kubernetes, only the ConfigMap file is polled (no manifest paths).
         reloader = Reloader(server, [] if kube else list(args.files),
@@ -871,6 +970,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                             on_reload=on_reload, config=cfg, config_path=args.config,
                             lock=swap_lock, snapshot=files_state, swaps=swaps)
         reloader.logged_fields = logged_fields
+        reloader.logged_notes = logged_notes
+        if hup_pending:
+            reloader.request_reload()
     tasks: list[asyncio.Task[Any]] = []
     if reloader is not None:  # interval 0: no polling, but SIGHUP still reads the files
         tasks.append(loop.create_task(reloader.run()))
@@ -879,7 +981,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         tasks.append(loop.create_task(_watch(
             args, server, store, metrics, stop, synced, on_reload=on_reload,
             config=(lambda: reloader.built_config) if reloader is not None else (lambda: cfg),
-            kube_client=kube_client, lock=swap_lock, failed=failed, swaps=swaps)))
+            kube_client=kube_client, lock=swap_lock, failed=failed, swaps=swaps,
+            logged_notes=logged_notes)))
     try:
         await stop.wait()
     finally:
@@ -908,6 +1011,64 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     return 1 if failed else 0
 
 
+def _failed_listener(args: argparse.Namespace, bound: int, metrics_made: bool) -> str:
+    """``--FLAG VALUE`` of the listener ``_serve`` failed to open: ``bound`` proxy listeners
+    were open (``--listen`` first, then ``--tls-listen``), and the metrics server is made only
+    once both are."""
+    flags = [("--listen", args.listen)]
+    if args.tls_listen is not None:
+        flags.append(("--tls-listen", args.tls_listen))
+    if bound < len(flags) and not metrics_made:
+        flag, value = flags[bound]
+    else:
+        flag, value = "--metrics-listen", args.metrics_listen
+    return f"{flag} {value}"
+
+
+def _listener_conflict(values: Sequence[tuple[str, tuple[str, int]]]) -> str | None:
+    """Two of ``(flag, (host, port))`` that can never both listen, a one-line reason, else
+    None: the same port (not 0) on the same host, or on an address and the wildcard of its
+    family (``0.0.0.0`` takes the port on every IPv4 address, ``::`` on every IPv6 one; asyncio
+    sets IPV6_V6ONLY, so ``::`` leaves IPv4 alone). Names are compared as written: they are
+    resolved at the bind, whose error names the option."""
+    import ipaddress
+
+    def family(host: str) -> int | None:
+        try:
+            return ipaddress.ip_address(host.partition("%")[0]).version
+        except ValueError:
+            return None
+
+    wildcard = {"0.0.0.0": 4, "::": 6}
+    for i, (flag_a, (host_a, port_a)) in enumerate(values):
+        for flag_b, (host_b, port_b) in values[i + 1:]:
+            if port_a != port_b or port_a == 0:
+                continue
+            if (host_a == host_b or wildcard.get(host_a, 0) == family(host_b)
+                    or wildcard.get(host_b, 0) == family(host_a)):
+                return (f"{flag_b} {host_b}:{port_b} and {flag_a} {host_a}:{port_a} cannot "
+                        "both listen (one port, one listener)")
+    return None
+
+
+def _host_error(host: str) -> str | None:
+    """Why ``host`` (of a ``HOST:PORT``) can never be looked up, else None: an IP literal, or
+    a name the resolver can encode (IDNA: no empty label, none over 63 characters). Such a name
+    reached the resolver at the bind and ended ``serve`` with a UnicodeError traceback."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+        return None
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except UnicodeError as e:
+        return f"{host!r} is not a host name: {e.__cause__ or e}"
+    return None
+
+
 async def _drain(server: Any, timeout: float, interrupt: asyncio.Event) -> None:
     """``server.shutdown(timeout)``: stop accepting, let in-flight requests finish for up to
     ``timeout`` seconds; ``interrupt`` (a second Ctrl-C) aborts what is left at once."""
@@ -931,7 +1092,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
                  stop: asyncio.Event, synced: asyncio.Event, *, on_reload: Callable[..., None],
                  config: Callable[[], Any] = lambda: None, kube_client: Any = None,
                  lock: threading.Lock | None = None, failed: list[str] | None = None,
-                 swaps: Iterator[int] | None = None) -> None:
+                 swaps: Iterator[int] | None = None,
+                 logged_notes: set[str] | None = None) -> None:
     """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
@@ -940,8 +1102,9 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
     numbers = swaps if swaps is not None else itertools.count(1)
+    notes = logged_notes if logged_notes is not None else set()
 
-    def apply(res: Resources) -> tuple[str, list[Any], int]:
+    def apply(res: Resources) -> tuple[str, list[Any], int, dict[str, str]]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
             server.router.update(res)
             _log_route_warnings(server)
@@ -952,16 +1115,18 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
             # reload may have rebuilt it a moment ago (its ``config`` is set a little later).
             cfg = config()
             number = next(numbers)
-        return config_digest(res, served, cfg), served, number
+            notes_of = _notes_of(server.router)
+        return config_digest(res, served, cfg), served, number, _table_notes(notes_of, res)
 
     async def on_snapshot(res: Resources) -> None:
         try:
-            digest, served, number = await loop.run_in_executor(None, apply, res)
+            digest, served, number, lines = await loop.run_in_executor(None, apply, res)
         except Exception as e:  # keep serving the last good table
             _log.exception("cluster update failed; keeping the last good configuration")
             on_reload(False, repr(e))
             raise
         _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
+        _log_fresh_notes(lines, notes)
         on_reload(True, "", res, digest, served, number)
         synced.set()
 
@@ -991,8 +1156,50 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         stop.set()
 
 
+class _EarlyHangup:
+    """SIGHUP from the start of ``serve`` until the event loop's own handler takes over.
+
+    Its default action kills the process, and reading a large set of manifests takes a while:
+    a ``kill -HUP`` sent after an edit while ``serve`` starts (a sidecar that signals on every
+    ConfigMap change) ended it with nothing said. Caught here, it is remembered and the files
+    are read again once the reloader runs (with ``--reload-interval 0`` nothing else would).
+    Main thread only (``signal.signal``); the handler in place before is put back on exit."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def __enter__(self) -> _EarlyHangup:
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            # None: the handler before was not set from Python (signal.signal's own word).
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
+            signal.signal(signal.SIGHUP, previous)
+
+
 def serve_main(args: argparse.Namespace) -> int:
-    """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input)."""
+    """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input,
+    130 for a Ctrl-C before it serves)."""
+    with _EarlyHangup() as hup:
+        try:
+            return _serve_main(args, hup)
+        except KeyboardInterrupt:
+            # Ctrl-C while the files (or the cluster configuration) are read: nothing serves
+            # yet, so nothing to drain; one line, not a traceback from the middle of a parser.
+            print("ingresslib serve: interrupted before serving", file=sys.stderr)
+            return 130
+
+
+def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
     from ._config import ServerConfig, load_config
     from ._load import load_manifests
 
@@ -1002,6 +1209,11 @@ def serve_main(args: argparse.Namespace) -> int:
         return 2
     if args.files and kube:
         print("ingresslib serve: -f and --kubernetes are exclusive", file=sys.stderr)
+        return 2
+    if "-" in (args.files or ()):
+        # check and explain read "-f -" once; serve re-reads its files on every change.
+        print("ingresslib serve: -f - (standard input) cannot be watched for changes; "
+              "give a file or folder", file=sys.stderr)
         return 2
     for flag, value in (("--namespace", getattr(args, "namespace", None)),
                         ("--kubeconfig", getattr(args, "kubeconfig", None))):
@@ -1017,15 +1229,26 @@ def serve_main(args: argparse.Namespace) -> int:
         return 2
     from .proxy._server import parse_listen
 
-    for flag, value, default in (("--listen", args.listen, 8080),
+    listeners: list[tuple[str, tuple[str, int]]] = []
+    for option, value, default in (("--listen", args.listen, 8080),
                                  ("--tls-listen", args.tls_listen, 8443),
                                  ("--metrics-listen", args.metrics_listen, 10254)):
+        if value is None:
+            continue
         try:
-            if value is not None:
-                parse_listen(value, default)
+            where = parse_listen(value, default)
+            problem = _host_error(where[0])
+            if problem is not None:
+                raise ValueError(problem)
         except ValueError as e:
-            print(f"ingresslib serve: {flag} {value!r}: expected HOST:PORT ({e})", file=sys.stderr)
+            print(f"ingresslib serve: {option} {value!r}: expected HOST:PORT ({e})",
+                  file=sys.stderr)
             return 2
+        listeners.append((option, where))
+    conflict = _listener_conflict(listeners)
+    if conflict is not None:
+        print(f"ingresslib serve: {conflict}", file=sys.stderr)
+        return 2
     kube_config: Any = None
     if kube:
         # Read the cluster configuration now: a missing or broken kubeconfig (or no in-cluster
@@ -1039,30 +1262,38 @@ def serve_main(args: argparse.Namespace) -> int:
             print(f"ingresslib serve: --kubernetes: {e}", file=sys.stderr)
             return 2
         except Exception as e:  # noqa: BLE001 - lightkube's ConfigError, OSError, YAML errors
-            where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"
-            print(f"ingresslib serve: {where}: cannot load the cluster configuration: "
+            source = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"
+            print(f"ingresslib serve: {source}: cannot load the cluster configuration: "
                   f"{type(e).__name__}: {e}", file=sys.stderr)
             return 2
     # Before reading anything: what the reloader compares with (see Reloader.snapshot).
     files_state = _snapshot(([] if kube else list(args.files))
                             + ([args.config] if args.config else []))
     cfg = ServerConfig()
-    try:
-        unreadable = _unreadable_error(files_state)
-        if unreadable is not None:  # as load_manifests would, without reading the files
-            raise unreadable
-        if args.config:
+    # With --kubernetes the first table comes from the watch (empty until it has synced).
+    res = Resources()
+    # Every error at once, of the ConfigMap and of the manifests alike, as `check` reports
+    # them: an operator fixing one should not have to restart to learn the next. A folder
+    # that cannot be listed is refused by the load itself, among the others.
+    invalid: list[ValidationError] = []
+    if args.config:
+        try:
             cfg = load_config(args.config)
-        # With --kubernetes the first table comes from the watch (empty until it has synced).
-        res = Resources() if kube else load_manifests(*args.files)
-    except ValidationError as e:
-        print(str(e), file=sys.stderr)
+        except ValidationError as e:
+            invalid.append(e)
+    if not kube:
+        try:
+            res = load_manifests(*args.files)
+        except ValidationError as e:
+            invalid.append(e)
+    if invalid:
+        print(_invalid_text(*invalid), file=sys.stderr)
         return 2
     _setup_logging(getattr(args, "access_log", "text"), getattr(args, "log_level", "info"))
     for w in cfg.warnings:
         _log.warning("%s", w)
     try:
-        return asyncio.run(_serve(args, res, cfg, kube_config, files_state))
+        return asyncio.run(_serve(args, res, cfg, kube_config, files_state, hup))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
         return 0
     except ValidationError as e:  # Router build found problems load_manifests did not

@@ -416,10 +416,9 @@ def test_the_diagnostic_names_the_missing_ingressclass() -> None:
     assert 'IngressClass "nginx"' in diag.message
 
 
-@pytest.mark.xfail(strict=True, reason="README: '`-f -` reads the manifests from standard input "
-                   "(alone)', under a block listing serve too; serve answers '-: Not found: no "
-                   "such file or directory'")
 def test_serve_says_it_cannot_read_standard_input() -> None:
+    # README: check and explain read "-f -"; serve, which re-reads its files, refuses it (it
+    # answered "-: Not found: no such file or directory").
     proc = subprocess.run(
         [PY, "-m", "ingresslib", "serve", "-f", "-", "--listen", "127.0.0.1:0",
          "--access-log", "off"], stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -320,6 +321,10 @@ class AccessLogFormatter(logging.Formatter):
 #: latin-1 strings (one character per byte).
 _RAW_FIELDS = ("remote_user", "request", "http_referer", "http_user_agent", "req_id", "host")
 
+#: The numbers ``access_fields`` writes as text: a time (``%.3f``) and a length.
+_TIME = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_LENGTH = re.compile(r"[0-9]+", re.ASCII)
+
 #: surrogateescape's stand-ins for undecodable bytes 0x80-0xFF -> ``\xHH`` as text.
 _HEX = {0xDC80 + i: f"\\x{0x80 + i:02X}" for i in range(128)}
 
@@ -340,16 +345,19 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
     lists them, ``0, 40``): a field that is a number on one line and a string on the next is a
     mapping conflict for a log store, which drops the line."""
     out = dict(fields)
-    try:  # (fields a handler of the application built may hold other values: kept as they are)
-        for key in ("request_time", "upstream_response_time"):
-            v = out.get(key)
-            if v.__class__ is str:
-                out[key] = float(v)
-        length = out.get("upstream_response_length")
-        if length.__class__ is str:
-            out["upstream_response_length"] = int(length.rpartition(", ")[2])
-    except ValueError:
-        pass
+    # Each field on its own: fields a handler of the application built may hold other values
+    # ("-", a list of times), kept as they are without keeping the next field from its number.
+    # Only the digits nginx writes are read: float() would take "nan" or "1e999", which the
+    # encoder writes as NaN / Infinity, no JSON.
+    for key in ("request_time", "upstream_response_time"):
+        v = out.get(key)
+        if v.__class__ is str and _TIME.fullmatch(v) is not None:
+            out[key] = float(v)
+    length = out.get("upstream_response_length")
+    if length.__class__ is str:
+        last = length.rpartition(", ")[2]
+        if _LENGTH.fullmatch(last) is not None:
+            out["upstream_response_length"] = int(last)
     for key in _RAW_FIELDS:
         v = fields.get(key)
         if v.__class__ is str and not v.isascii():

@@ -87,16 +87,29 @@ def _idna(name: str) -> str:
     return ".".join(out)
 
 
+#: A URL's scheme and its ``://`` (RFC 3986 §3.1: ``scheme = ALPHA *( ALPHA / DIGIT / "+" / "-"
+#: / "." )``), at the start only (after the C0 controls and spaces ``urlsplit`` strips):
+#: ``host/path?next=http://b/`` holds a ``://`` in its query and is a URL without a scheme
+#: (``http://`` is put in front, as curl does).
+_SCHEME = re.compile(r"[\x00-\x20]*[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _with_scheme(url: str) -> str:
+    return url if _SCHEME.match(url) else "http://" + url
+
+
 def shown_url(url: str) -> str:
     """``url`` as explain prints it: a password in its userinfo written ``***`` (the output
     goes to terminals, CI logs and bug reports; the user name stays, it tells whose
     credentials were sent). Reads the authority by hand: a URL ``urlsplit`` refuses is
     printed in the error that says so."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        if url.startswith("/"):
-            return url
-        scheme, rest = "", url
+    m = _SCHEME.match(url)
+    if m is not None:
+        scheme, sep, rest = url[:m.end() - 3], "://", url[m.end():]
+    elif url.startswith("/"):
+        return url
+    else:
+        scheme, sep, rest = "", "", url
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     userinfo, at, hostport = rest[:end].rpartition("@")
     if not at or ":" not in userinfo:
@@ -113,7 +126,7 @@ def url_credentials(url: str) -> str | None:
     if url.startswith("/"):
         return None
     try:
-        netloc = urlsplit(url if "://" in url else "http://" + url).netloc
+        netloc = urlsplit(_with_scheme(url)).netloc
     except ValueError:
         return None
     userinfo, at, _ = netloc.rpartition("@")
@@ -139,8 +152,7 @@ def split_url(url: str) -> tuple[str, str]:
         host, rest = "", url
         rest = rest.split("#", 1)[0]
         return host, _percent_encode(rest)
-    if "://" not in url:
-        url = "http://" + url
+    url = _with_scheme(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:

@@ -265,6 +265,12 @@ class ProxySettings:
         for name in _COUNTS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be 0 or more")
+        conditions: object = self.proxy_next_upstream  # (typed a tuple; callers may differ)
+        if isinstance(conditions, str):
+            # set() of a string is its letters: "error timeout" would be refused as the
+            # unknown conditions ' ', 'e', 'i'... (the ConfigMap's spelling; a tuple here).
+            raise ValueError("proxy_next_upstream: a tuple of conditions such as "
+                             f'("error", "timeout"), not the string {conditions!r}')
         unknown = sorted(set(self.proxy_next_upstream) - NEXT_UPSTREAM_CONDITIONS)
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "

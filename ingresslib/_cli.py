@@ -4,7 +4,8 @@ Exit codes: 0 success, 2 invalid input at start-up (manifests, ``--config``, ``-
 values, two listeners on one address, an unusable kubeconfig) or usage (argparse's own code),
 1 runtime failure (a port in use, a listen host that does not resolve, a cluster watch that
 cannot go on, output that cannot be written: one line, no traceback), 130 for a Ctrl-C while
-``serve`` reads its files, before it listens (the shell's 128 + SIGINT).
+``serve`` reads its files or builds its first table, before it listens (the shell's 128 +
+SIGINT).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 

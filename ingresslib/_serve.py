@@ -886,6 +886,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         print(f"ingresslib serve: {which}: cannot listen: {e}", file=sys.stderr)
         await server.shutdown(0)
         return 1
+    if early_hup is not None:
+        early_hup.serving = True
     for url in server.urls:
         print(f"listening on {url}", file=sys.stderr, flush=True)
     if metrics_server is not None:
@@ -971,7 +973,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                             lock=swap_lock, snapshot=files_state, swaps=swaps)
         reloader.logged_fields = logged_fields
         reloader.logged_notes = logged_notes
-        if hup_pending:
+        # ``received`` read again: a SIGHUP could land after ``hup_pending`` was first set
+        # and before the loop's handler (and its wakeup fd) took over.
+        if hup_pending or (early_hup is not None and early_hup.received):
             reloader.request_reload()
     tasks: list[asyncio.Task[Any]] = []
     if reloader is not None:  # interval 0: no polling, but SIGHUP still reads the files
@@ -1163,23 +1167,35 @@ class _EarlyHangup:
     a ``kill -HUP`` sent after an edit while ``serve`` starts (a sidecar that signals on every
     ConfigMap change) ended it with nothing said. Caught here, it is remembered and the files
     are read again once the reloader runs (with ``--reload-interval 0`` nothing else would).
-    Main thread only (``signal.signal``); the handler in place before is put back on exit."""
+    Main thread only (``signal.signal``); the handler in place before is put back on exit,
+    SIGINT's and SIGTERM's too: asyncio's loop, closing, leaves ``default_int_handler`` and
+    SIG_DFL behind, and a program embedding ``serve_main`` lost its own handlers."""
 
     def __init__(self) -> None:
         self.received = False
+        #: Set by ``_serve`` once it listens: a KeyboardInterrupt before that is a Ctrl-C
+        #: before serving (exit 130), not one while the loop closes.
+        self.serving = False
         self._previous: Any = None
         self._installed = False
+        #: SIGINT's and SIGTERM's handlers before ``serve`` (None: not set from Python).
+        self._others: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received = True
 
     def __enter__(self) -> _EarlyHangup:
-        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGHUP, self._on_signal)
-            self._installed = True
+        if threading.current_thread() is threading.main_thread():
+            self._others = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            if hasattr(signal, "SIGHUP"):
+                self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+                self._installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for sig, before in self._others.items():
+            if before is not None and signal.getsignal(sig) is not before:
+                signal.signal(sig, before)
         if self._installed:
             # None: the handler before was not set from Python (signal.signal's own word).
             previous = self._previous if self._previous is not None else signal.SIG_DFL
@@ -1193,8 +1209,9 @@ def serve_main(args: argparse.Namespace) -> int:
         try:
             return _serve_main(args, hup)
         except KeyboardInterrupt:
-            # Ctrl-C while the files (or the cluster configuration) are read: nothing serves
-            # yet, so nothing to drain; one line, not a traceback from the middle of a parser.
+            # Ctrl-C while the files (or the cluster configuration) are read or the first
+            # table is built: nothing serves yet, so nothing to drain; one line, not a
+            # traceback from the middle of a parser.
             print("ingresslib serve: interrupted before serving", file=sys.stderr)
             return 130
 
@@ -1294,8 +1311,12 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
         _log.warning("%s", w)
     try:
         return asyncio.run(_serve(args, res, cfg, kube_config, files_state, hup))
-    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
-        return 0
+    except KeyboardInterrupt:
+        if not hup.serving:
+            # A Ctrl-C while the table was built, before serve's own SIGINT handler was in:
+            # asyncio's cancelled the start-up. Nothing listens: serve_main's exit 130.
+            raise
+        return 0  # pragma: no cover - a Ctrl-C as the loop closes (its handlers gone)
     except ValidationError as e:  # Router build found problems load_manifests did not
         print(str(e), file=sys.stderr)
         return 2

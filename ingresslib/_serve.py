@@ -465,16 +465,30 @@ def _table_notes(of: tuple[Any, Any], res: Resources,
     return lines
 
 
+#: At most this many table notes are logged per table update, then one line saying how many
+#: more: this runs on the event loop, and 8,000 fresh notes (a generated table whose rules all
+#: shadow one another) took ~160 ms of it to log.
+MAX_NOTES_LOGGED = 100
+
+
 def _log_fresh_notes(lines: Mapping[str, str], logged: set[str]) -> None:
     """Log the ``_table_notes`` not in ``logged``, which becomes ``lines``: each line once, as
     ``fresh_lines`` logs the field warnings, not again at every reload, again if it comes back
-    after it was fixed."""
+    after it was fixed. Past ``MAX_NOTES_LOGGED`` fresh lines, one line counts the rest (they
+    count as logged: ``check`` lists them all)."""
+    fresh = 0
     for line, severity in lines.items():
         if line not in logged:
+            fresh += 1
+            if fresh > MAX_NOTES_LOGGED:
+                continue
             # The log line has its level: "WARNING ...: Ingress default/web: ...", as check's
             # "warning: Ingress default/web: ..." without the word twice.
             text = line.removeprefix(f"{severity}: ")
             _log.log(logging.INFO if severity == "info" else logging.WARNING, "%s", text)
+    if fresh > MAX_NOTES_LOGGED:
+        _log.warning("... and %d more notes on this table, not logged (ingresslib check -f ... "
+                     "lists them all)", fresh - MAX_NOTES_LOGGED)
     logged.clear()
     logged.update(lines)
 

@@ -13,6 +13,12 @@ HelloRetryRequest, which OpenSSL would otherwise pass to the callback again).
 Only what is needed to find the name is parsed; anything unexpected (not a handshake record, not
 a ClientHello, a malformed or oversized one) ends the reading with no name: the default
 certificate's context is used and OpenSSL, which parses the hello again, answers as it would.
+
+The first byte also says whether the client speaks TLS at all, as nginx decides it
+(``ngx_http_ssl_handshake`` peeks one byte: "if (buf[0] & 0x80 /* SSLv2 */ || buf[0] == 0x16
+/* SSLv3/TLSv1 */)" starts the handshake, anything else goes on as plain HTTP): a first byte
+that is neither ends the reading at once with :attr:`ClientHelloReader.plain` set, and the
+listener answers the request as nginx does (see ``_server._ToHTTPS``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ _MAX_HELLO = 131396
 #: protocol holds a read buffer of this size per connection anyway.
 _MAX_BUFFERED = 256 * 1024
 _HANDSHAKE = 22
+_SSLV2 = 0x80
 _CLIENT_HELLO = 1
 _SERVER_NAME = 0
 _HOST_NAME = 0
@@ -37,23 +44,35 @@ class ClientHelloReader:
     :meth:`feed` returns True once the reading is over; then :attr:`server_name` is the name
     the client sent (raw bytes, None without one or when the bytes are not a readable
     ClientHello) and :attr:`data` everything received, to be given to the TLS layer as is.
-    Linear in the bytes received, whatever their fragmentation.
+    :attr:`plain` is True when the first byte is not one a TLS client sends (nginx's test):
+    then :attr:`data` is a plain-HTTP client's first bytes, not for the TLS layer. Linear in
+    the bytes received, whatever their fragmentation.
 
     >>> r = ClientHelloReader()
-    >>> r.feed(b"GET / HTTP/1.1\\r\\n"), r.server_name
-    (True, None)
+    >>> r.feed(b"G"), r.plain, r.server_name
+    (True, True, None)
+    >>> r = ClientHelloReader()
+    >>> r.feed(b"\\x16\\x03\\x01"), r.plain
+    (False, False)
     """
 
-    __slots__ = ("data", "server_name", "_pos", "_hs")
+    __slots__ = ("data", "server_name", "plain", "_pos", "_hs")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.server_name: bytes | None = None
+        self.plain = False
         self._pos = 0                 # the next record's offset in ``data``
         self._hs = bytearray()        # handshake bytes gathered from the records so far
 
     def feed(self, chunk: bytes) -> bool:
         data = self.data
+        if chunk and chunk[0] != _HANDSHAKE and not data and not chunk[0] & _SSLV2:
+            # Decided on the first byte, as nginx does: neither a TLS record nor an SSLv2
+            # ClientHello (whose 2-byte record header has the high bit set).
+            self.plain = True
+            data += chunk
+            return True
         data += chunk
         while True:
             pos = self._pos

@@ -47,7 +47,10 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
 )
+from .._errors import BadRequestError
 from ._client_hello import ClientHelloReader
+from ._connection import ClientConnection
+from ._errors import RemoteProxyError
 from ._settings import ProxySettings
 
 __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
@@ -465,15 +468,20 @@ class _HupWatch:
 class _Downstream(asyncio.Protocol):
     """One client connection: feeds the core and performs its actions."""
 
-    __slots__ = ("server", "tls", "transport", "conn", "upstreams", "timer", "timer_kind",
-                 "timer_seconds", "deadline", "_queue", "_running", "_loop", "closed",
-                 "client_paused", "upstream_full", "stall", "linger_until", "last_read",
-                 "client_full", "send_stall", "send_mark", "tunnel", "accepted", "connecting",
-                 "pending", "feed_handle", "eof_pending", "fd", "hup_watched", "hup_seen")
+    __slots__ = ("server", "tls", "to_https", "transport", "conn", "upstreams", "timer",
+                 "timer_kind", "timer_seconds", "deadline", "_queue", "_running", "_loop",
+                 "closed", "client_paused", "upstream_full", "stall", "linger_until",
+                 "last_read", "client_full", "send_stall", "send_mark", "tunnel", "accepted",
+                 "connecting", "pending", "feed_handle", "eof_pending", "fd", "hup_watched",
+                 "hup_seen")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
         self.tls = tls
+        #: A plain-HTTP client on the TLS listener (``tls`` is then False: the socket has no
+        #: TLS layer): admitted at accept as a TLS connection is, its requests answered by
+        #: :class:`_ToHTTPS`.
+        self.to_https = False
         self._loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.conn: Any = None
@@ -537,7 +545,7 @@ class _Downstream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         srv = self.server
-        if self.tls:
+        if self.tls or self.to_https:
             # Admitted at accept, before its handshake (``_TLSAccept``), and counted since.
             srv.handshaking.pop(self, None)
             if srv.draining:
@@ -563,12 +571,16 @@ class _Downstream(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         now = self._loop.time()
-        self.conn = srv.proxy.connection(
-            (peer[0], peer[1]) if peer else None, tls=self.tls,
-            local_port=local[1] if local else None, now=now)
+        if self.to_https:
+            self.conn = _ToHTTPS(srv.proxy, (peer[0], peer[1]) if peer else None,
+                                 local_port=local[1] if local else None, now=now)
+        else:
+            self.conn = srv.proxy.connection(
+                (peer[0], peer[1]) if peer else None, tls=self.tls,
+                local_port=local[1] if local else None, now=now)
         actions = self.conn.start(now)
         spent = now - self.accepted
-        if self.tls and spent > 0:
+        if (self.tls or self.to_https) and spent > 0:
             # TLS: connection_made comes after the handshake. nginx arms client_header_timeout
             # at accept (ngx_http_init_connection: "ngx_add_timer(rev,
             # cscf->client_header_timeout)") and the handshake and the first request head add
@@ -1210,7 +1222,12 @@ class _TLSAccept(asyncio.Protocol):
     bytes read so far. OpenSSL thus never calls a Python SNI callback: CPython's cannot take a
     name that is not ASCII (see ``_client_hello.py``), which nginx serves the default
     certificate. A certificate store without ``context_for_hello``/``default_context`` gives
-    the listening context ``ctx`` instead, with its own SNI callback."""
+    the listening context ``ctx`` instead, with its own SNI callback.
+
+    A client whose first byte is not a TLS one (:attr:`ClientHelloReader.plain`, nginx's test)
+    speaks plain HTTP to the HTTPS port: it gets a ``_Downstream`` without TLS whose request is
+    answered as nginx answers it (:class:`_ToHTTPS`). With the ``ctx`` listener above there is
+    no reading before the handshake, and such a client's connection is closed by OpenSSL."""
 
     def __init__(self, server: ProxyServer, ctx: ssl.SSLContext | None) -> None:
         self.server = server
@@ -1249,6 +1266,9 @@ class _TLSAccept(asyncio.Protocol):
         if hello is None or not hello.feed(data):
             return
         self.hello = None
+        if hello.plain:
+            self._plain_http(bytes(hello.data))
+            return
         store = self.server.cert_store
         self._start_tls(store.default_context, bytes(hello.data),
                         store.context_for_hello(hello.server_name))
@@ -1265,6 +1285,25 @@ class _TLSAccept(asyncio.Protocol):
         if self.down is not None:
             self.server.handshaking.pop(self.down, None)
             self.down = None
+
+    def _plain_http(self, data: bytes) -> None:
+        """The client's first byte is not a TLS one (:attr:`ClientHelloReader.plain`): nginx
+        goes on with it as plain HTTP (``ngx_http_ssl_handshake``: "plain http", then
+        ``ngx_http_wait_request_handler``) and refuses its request once the head is read
+        (:class:`_ToHTTPS`). The socket gets a ``_Downstream`` without TLS, fed ``data``; its
+        head deadline still counts from accept (nginx's client_header_timeout timer, armed at
+        accept, is not re-armed while it runs)."""
+        transport, down = self.transport, self.down
+        assert transport is not None and down is not None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.down = self.transport = None   # the socket is the downstream's from here
+        down.tls = False
+        down.to_https = True
+        transport.set_protocol(down)
+        down.connection_made(transport)
+        down.data_received(data)
 
     def _start_tls(self, ctx: ssl.SSLContext, data: bytes,
                    cert: ssl.SSLContext | None = None) -> None:
@@ -1289,6 +1328,50 @@ class _TLSAccept(asyncio.Protocol):
             buf[:n] = view[:n]
             tls.buffer_updated(n)
             view = view[n:]
+
+
+#: nginx's page for NGX_HTTP_TO_HTTPS (ngx_http_special_response.c ``ngx_http_error_497_page``:
+#: title "400 The plain HTTP request was sent to HTTPS port", then "400 Bad Request" and "The
+#: plain HTTP request was sent to HTTPS port"), in the text form of the proxy's other local
+#: answers (``_headers.local_body``: ``b"400 Bad Request\n"``).
+_TO_HTTPS_BODY = b"400 Bad Request\nThe plain HTTP request was sent to HTTPS port\n"
+
+
+class _ToHTTPS(ClientConnection):
+    """The core for a plain-HTTP client on the TLS listener: nginx's answer to it.
+
+    nginx reads such a client's request as on a plain port, so a malformed or oversized head
+    gets its own 400/414/431, and the head's checks (ngx_http_process_request_header: HTTP/1.1
+    without Host, a bad Content-Length, TRACE's 405...) answer first; a head that passes them
+    reaches ``ngx_http_process_request``, which refuses it before any rewrite or location:
+    "client sent plain HTTP request to HTTPS port", ``NGX_HTTP_TO_HTTPS`` (497), which
+    ``ngx_http_special_response_handler`` sends as status 400 with its own page, keep-alive off,
+    and the access log shows as 400. ingress-nginx's template has no ``error_page 497`` that
+    would catch it (it only ever had one inside a location, for its own ``return 497``, which a
+    refused head never reaches). So the request is answered here, 400 with that page and
+    ``Connection: close``: never routed, never proxied, its record (access log, metrics) that
+    of any local answer."""
+
+    def _on_request(self, req: Any, event: Any, now: float) -> None:
+        try:
+            self._parse_request(req, event)
+        except (RemoteProxyError, BadRequestError) as e:
+            self._error_response(e.status_hint, req, now)
+            return
+        if not req.answered:
+            self._feeding = False
+            self._inbuf.clear()
+            self._local_response(req, 400, now, close=True, body=_TO_HTTPS_BODY)
+
+    def _local_response(self, req: Any, status: int, now: float,
+                        extra: list[tuple[bytes, bytes]] | None = None, *, close: bool = False,
+                        body: bytes | None = None) -> None:
+        if status < 400:
+            # The one answer the core makes before routing that is not a refusal: a
+            # server-wide ``OPTIONS *`` (200, about the proxy). nginx's request-line parser
+            # refuses a '*' target anyway; here it is one more plain request on the HTTPS port.
+            status, extra, close, body = 400, None, True, _TO_HTTPS_BODY
+        super()._local_response(req, status, now, extra, close=close, body=body)
 
 
 def _is_ip_literal(host: str) -> bool:

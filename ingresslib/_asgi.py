@@ -327,11 +327,10 @@ class IngressASGI(RouteOptionsSource):
                 except _NotScanned:
                     pass  # a server's odd header list: the general path decides
             if head is None:
-                items, host, length, named, routed = _read_headers(
+                items, host, length, named = _read_headers(
                     scope, _read_names_for(settings, self.rewrite_headers))
             else:
                 host, length, named, out, has_host, ff_items, fwd_items, request_id = head
-                routed = scope.get("headers") or ()
             if kind == "http" and (method == "CONNECT" or method == "TRACE"):
                 # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
                 # (and the proxy) refuse it before routing: no app echoes the request back.
@@ -373,19 +372,10 @@ class IngressASGI(RouteOptionsSource):
             client_ip = client_address(peer, settings, self._trust,
                                        ff_items if items is None else items, self._ff_name)
             query = (scope.get("query_string") or b"").decode("latin-1") or None
-            try:
-                decision = self.router.route(method, host, rel, routed, client_ip,
-                                             query=query)
-            except (TypeError, AttributeError):
-                # The scans read no value of a header only the router reads (a canary
-                # header, the Cookie): a ``bytearray`` or ``memoryview`` one makes the
-                # router's text join raise. Routed again on the general path's view of the
-                # headers (those as their bytes); an error not the headers' is raised.
-                if head is None or all(type(v) is bytes for _, v in routed):
-                    raise
-                decision = self.router.route(method, host, rel,
-                                             _router_headers([(k, v) for k, v in routed]),
-                                             client_ip, query=query)
+            # The server's headers as they came: the router reads a ``bytearray`` or
+            # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
+            decision = self.router.route(method, host, rel, scope.get("headers") or (),
+                                         client_ip, query=query)
         except BadRequestError as err:
             await reply.local(err.status_hint)
             return
@@ -893,19 +883,18 @@ def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | 
 
 
 def _read_headers(scope: Scope, read: frozenset[bytes]
-                  ) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes], Any]:
+                  ) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes]]:
     """One pass over the request headers: ``(headers with lower-cased names, Host, declared
-    Content-Length, Connection tokens, the headers the router is given)``.
+    Content-Length, Connection tokens)``.
 
     www.rst: names and values are byte strings. A name that is not ``bytes`` is a 400 (no
     name the proxy could receive). A value of a header the adapter reads (``read``: Host,
     the framing, Connection, Authorization, X-Request-ID, the forwarded family) is read as
     the proxy reads its bytes: a ``bytearray`` or ``memoryview`` as its bytes, anything else
     (a ``str``) 400, never a 500 from a ``bytes`` operation on it. The values of the other
-    headers go to the app as they came; the router, which reads any header a route names
-    (canary header and cookie, affinity cookie, ``upstream-hash-by``, a balancer's
-    ``RequestContext``), is given a ``bytearray`` or ``memoryview`` value as its bytes
-    (``_router_headers``).
+    headers go to the app as they came, and to the router, which reads any header a route
+    names (canary header and cookie, affinity cookie, ``upstream-hash-by``, a balancer's
+    ``RequestContext``): a ``bytearray`` or ``memoryview`` value as its bytes.
 
     The Content-Length is its value, -1 for none; one the proxy refuses (``content_length``:
     not digits, ``+5``, ``1_0``, over 2**63 - 1) is its 400 here too, limit or not, as is a
@@ -933,7 +922,6 @@ def _read_headers(scope: Scope, read: frozenset[bytes]
     version = scope.get("http_version") or "1.1"
     raw_headers = scope.get("headers") or ()
     items: list[tuple[bytes, bytes]] = []
-    odd = False  # a value that is not ``bytes``
     for k, v in raw_headers:
         if type(k) is not bytes:
             # www.rst: header names are byte strings. A str, bytearray or memoryview one (the
@@ -942,14 +930,9 @@ def _read_headers(scope: Scope, read: frozenset[bytes]
             # a memoryview no ``lower``): 400, as a head the proxy cannot parse.
             raise BadRequestError("header name is not a byte string", 400)
         name = k.lower()
-        if type(v) is not bytes:
-            odd = True
-            if name in read:
-                v = _value(v)
+        if type(v) is not bytes and name in read:
+            v = _value(v)
         items.append((name, v))
-    routed: Any = raw_headers
-    if odd:
-        routed = _router_headers(items)
     host: bytes | None = None
     length = -1
     te: Any = None
@@ -979,8 +962,8 @@ def _read_headers(scope: Scope, read: frozenset[bytes]
     if host is None:
         if version == "1.1":
             raise BadRequestError("HTTP/1.1 request without Host", 400)
-        return items, "", length, named, routed
-    return items, _host_str(host), length, named, routed
+        return items, "", length, named
+    return items, _host_str(host), length, named
 
 
 @functools.lru_cache(maxsize=16)
@@ -1017,16 +1000,6 @@ def _value(v: Any) -> bytes:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v)
     raise BadRequestError("header value is not a byte string", 400)
-
-
-def _router_headers(items: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
-    """The router's view of headers some of whose values are not ``bytes``: a ``bytearray``
-    or ``memoryview`` as its bytes (the router decodes ``bytes`` only: it joined one into a
-    TypeError, or compared it unequal to any text). A ``str`` stays: the router's API takes
-    text values (``Headers``), and the scans never look at the value of a header only the
-    router reads (docs/asgi.md)."""
-    return [(name, bytes(v)) if isinstance(v, (bytearray, memoryview)) else (name, v)
-            for name, v in items]
 
 
 #: An empty list no one appends to (``__call__``'s defaults for what the scan did not find).

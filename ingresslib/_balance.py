@@ -94,6 +94,17 @@ except ImportError:  # pragma: no cover - h11 is a dependency; a layout change c
 H11_HEADERS: Any = _H11Headers
 
 
+def _text(value: Any) -> Any:
+    """A header value that is not ``bytes`` or ``str``, as the router reads it: a ``bytearray``
+    or ``memoryview`` (what an ASGI server or middleware may hand over) as its bytes, latin-1
+    decoded as ``bytes`` values are; anything else as it is. Off the hot path: callers decode
+    ``bytes`` themselves first, and ``h11.Headers`` (the proxy's) never holds anything else:
+    h11 makes every value ``bytes``, so its reads need no check."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    return value
+
+
 def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None
                  ) -> str | None:
     """A header's value straight from the raw headers (no dict is built).
@@ -103,7 +114,9 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     occurrence joined by it: nginx's ``$http_*`` variables join with ``", "``, ``Cookie`` with
     ``"; "``). Fast paths:
     an ``h11.Headers`` object (what the proxy passes; names already lower case) and lists of
-    lower-case byte pairs, where a header costs one ``==``.
+    lower-case byte pairs, where a header costs one ``==``. Other than in ``h11.Headers``
+    (whose values h11 makes ``bytes``), a ``bytearray`` or ``memoryview`` value is read as its
+    bytes, as a ``bytes`` one (:func:`_text`).
     """
     t = type(headers)
     items: Iterable[tuple[str | bytes, str | bytes]]
@@ -127,10 +140,10 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     found: list[str] = []
     for k, v in items:
         if k == bname or (len(k) == ln and k.lower() == (bname if type(k) is bytes else name)):
-            sv = v.decode("latin-1") if type(v) is bytes else v
+            sv = v.decode("latin-1") if type(v) is bytes else v if type(v) is str else _text(v)
             if join is None:
-                return sv  # type: ignore[return-value]
-            found.append(sv)  # type: ignore[arg-type]
+                return sv
+            found.append(sv)
     return join.join(found) if found else None  # type: ignore[union-attr]
 
 
@@ -251,7 +264,8 @@ class RequestContext:
             for name, value in items:
                 n = (name.decode("latin-1") if isinstance(name, bytes) else name)
                 n = n.lower()
-                v = (value.decode("latin-1") if isinstance(value, bytes) else value)
+                v = (value.decode("latin-1") if isinstance(value, bytes)
+                     else value if isinstance(value, str) else _text(value))
                 old = h.get(n)
                 if old is None:
                     h[n] = v
@@ -1141,10 +1155,17 @@ def check_balancer_name(name: object) -> None:
 def register_balancer(name: str, factory: BalancerFactory) -> None:
     """Make ``nginx.ingress.kubernetes.io/load-balance: NAME`` use ``factory(options)``.
 
-    >>> register_balancer("first", lambda options: RoundRobin(options))
-    >>> "first" in registered_balancers()
-    True
+    >>> class First:                    # the first endpoint not tried yet
+    ...     def pick(self, request, backend, tried):
+    ...         return next((i for i, ep in enumerate(backend.endpoints) if ep not in tried), None)
+    ...     def observe(self, endpoint, seconds, ok):
+    ...         pass
+    >>> register_balancer("first", lambda options: First())
+    >>> from ingresslib._balance import unregister_balancer  # not public: this example's cleanup
     >>> unregister_balancer("first")
+
+    For one Router only: ``Router(res, balancers={"first": factory})``. The names ``sticky``
+    and ``chash`` are reserved (``ValueError``).
     """
     check_balancer_name(name)
     if not callable(factory):

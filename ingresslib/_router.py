@@ -29,7 +29,7 @@ from zlib import crc32
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
 
@@ -512,9 +512,26 @@ _IngressInfo = tuple[str, Mapping[str, str], tuple[tuple[str, str], ...], bool, 
                      "BalancerSpec | None", list[tuple[str, str]]]
 
 
-#: A balancer factory that raised (None for a built-in kind) and the warning saying so.
-_Fallback = tuple["BalancerFactory | None", str]
+#: A warning about a balancer that failed to start: (the object it is about, None for the
+#: backend's Ingress; the Diagnostic field; the message).
+_Said = tuple["str | None", str, str]
+#: A backend whose balancer factory raised: what its fallback depends on (that factory, the
+#: Router's default kind and that kind's factory: a change of any makes the next build try
+#: again) and the warnings saying so.
+_Fallback = tuple[tuple[Any, ...], tuple[_Said, ...]]
 _LOAD_BALANCE = "nginx.ingress.kubernetes.io/load-balance"
+#: The annotation that chose a built-in kind that does not come from ``load-balance``.
+_KIND_ANNOTATION = {"sticky": "nginx.ingress.kubernetes.io/affinity",
+                    "chash": "nginx.ingress.kubernetes.io/upstream-hash-by"}
+
+
+def _behaviour_problem(behaviour: str | None) -> str | None:
+    """What is wrong with an ``affinity-canary-behavior`` value (None: nothing). ingress-nginx
+    validates it as one of "sticky", "legacy" (sessionaffinity/main.go ``ValidateOptions``);
+    anything else means sticky (only "legacy" turns the main rule's affinity off)."""
+    if behaviour is not None and behaviour not in ("sticky", "legacy"):
+        return f"unsupported value {behaviour!r} (sticky, legacy); using sticky"
+    return None
 
 
 #: An update where more than this many objects of a kind (plus a quarter of them) changed
@@ -587,8 +604,9 @@ class Router:
         self._lock = threading.Lock()
         # Survive updates, keyed by what they belong to; pruned to the keys still in use.
         self._balancers: dict[tuple[Any, ...], Balancer] = {}
-        #: The keys of ``_balancers`` holding a round-robin put in place of a factory that
-        #: raised: that factory and the warning saying so.
+        #: The keys of ``_balancers`` holding a fallback put in place of a factory that raised
+        #: (the default kind's balancer, or a round-robin): what it depends on and the
+        #: warnings saying so (``_Fallback``).
         self._fallbacks: dict[tuple[Any, ...], _Fallback] = {}
         self._splits: dict[tuple[Any, ...], WeightSplit] = {}
         #: What the current state's build knows (set with the state), and the Services and
@@ -962,12 +980,14 @@ class Router:
         warnings: list[Diagnostic] = duplicate_notes(res)
         warned: set[tuple[str, str, str]] = set()
 
-        def warn(ing: Ingress | None, obj: str, key: str, message: str) -> None:
-            k = (obj, key, message)
+        def say(obj: str, fld: str, message: str) -> None:
+            k = (obj, fld, message)
             if k not in warned:
                 warned.add(k)
-                fld = f"metadata.annotations[{key}]" if key else ""
                 warnings.append(Diagnostic(obj, fld, message))
+
+        def warn(ing: Ingress | None, obj: str, key: str, message: str) -> None:
+            say(obj, f"metadata.annotations[{key}]" if key else "", message)
 
         if self.load_balance not in known:
             warn(None, "Router", "", f"unknown default load-balance {self.load_balance!r}; "
@@ -1040,6 +1060,40 @@ class Router:
             spec, problems = spec_for(info[1], info[2], match.path)
             return info, spec, problems
 
+        def fall_back(ann: Mapping[str, str], spec: BalancerSpec, options: BalancerOptions,
+                      exc: Exception, tag: str, upstream: tuple[str, str | None, int | str | None]
+                      ) -> tuple[Balancer, tuple[_Said, ...]]:
+            """The balancer serving in place of ``spec``'s, whose factory raised ``exc``, and
+            what to say about it. As for an unknown ``load-balance`` value (docs/router.md R28):
+            the Router's default kind, unless that is the kind that failed or fails too; then
+            the built-in round-robin (a "round_robin" factory of the user's may be the one that
+            failed). Said where the kind came from: the Ingress's annotation, or the Router's
+            ``load_balance`` (the ConfigMap default) for a backend without one."""
+            raw = ann.get(_LOAD_BALANCE)
+            from_default = spec.kind == default_lb and (raw is None or raw.strip() != spec.kind)
+            failed = [(exc, spec.kind, from_default)]
+            bal: Balancer | None = None
+            if spec.kind != default_lb:
+                dspec = BalancerSpec(default_lb)
+                try:
+                    bal = make_balancer(dspec, replace(options, spec=dspec), factories, tag,
+                                        upstream)
+                except Exception as dexc:  # the default's factory fails too
+                    failed.append((dexc, default_lb, True))
+            using = default_lb
+            if bal is None:
+                bal = RoundRobin(options)
+                using = "round_robin"
+            said: list[_Said] = []
+            for err, kind, default in failed:
+                msg = f"balancer {kind!r} failed to start ({err}); using {using}"
+                if default:
+                    said.append(("Router", "load_balance", msg))
+                else:
+                    key = _KIND_ANNOTATION.get(kind, _LOAD_BALANCE)
+                    said.append((None, f"metadata.annotations[{key}]", msg))
+            return bal, tuple(said)
+
         def backend(match: Match, main: Match, canary: bool) -> _Backend:
             # ``previous`` is only given when the table (so every Match) is the same object.
             # Warnings are said in the same order as per rule before (the spec's, the canary
@@ -1051,9 +1105,9 @@ class Router:
                 warn(ing, obj, key, msg)
             if canary:
                 behaviour = ann.get(_CANARY_BEHAVIOR)
-                if behaviour is not None and behaviour not in ("sticky", "legacy"):
-                    warn(ing, obj, _CANARY_BEHAVIOR,
-                         f"unsupported value {behaviour!r} (sticky, legacy); using sticky")
+                problem = _behaviour_problem(behaviour)
+                if problem is not None:
+                    warn(ing, obj, _CANARY_BEHAVIOR, problem)
                 if spec.kind != "sticky" and behaviour != "legacy":
                     # ingress-nginx mergeAlternativeBackend: "if ...SessionAffinity.
                     # CanaryBehavior != "legacy" { priUps.SessionAffinity.DeepCopyInto(
@@ -1078,13 +1132,15 @@ class Router:
                     bal = self._balancers.get(bkey)
                     fell = self._fallbacks.get(bkey)
                     if fell is not None:
-                        if fell[0] is factories.get(spec.kind):
+                        if fell[0] == (factories.get(spec.kind), default_lb,
+                                       factories.get(default_lb)):
                             # Still serving in its place: said by every build, as a build
                             # from scratch (whose factory fails again) says it.
-                            warn(ing, obj, _LOAD_BALANCE, fell[1])
+                            for where, fld, msg in fell[1]:
+                                say(obj if where is None else where, fld, msg)
                             fallbacks[bkey] = fell
                         else:
-                            bal = None
+                            bal = None  # a factory or the default changed since: try again
                 if bal is None:
                     # Seeding a Random costs ~10 us: only balancers that draw get their own.
                     draws = not ((spec.kind == "round_robin"
@@ -1096,14 +1152,11 @@ class Router:
                     try:
                         bal = make_balancer(spec, options, factories, tag, bkey[:3])
                     except Exception as exc:  # a third-party factory failed: say so, keep serving
-                        fell = (factories.get(spec.kind),
-                                f"balancer {spec.kind!r} failed to start ({exc}); "
-                                "using round_robin")
-                        warn(ing, obj, _LOAD_BALANCE, fell[1])
-                        fallbacks[bkey] = fell
-                        # The built-in: a "round_robin" factory of the user's may be the one
-                        # that failed (or fail too).
-                        bal = RoundRobin(options)
+                        bal, said = fall_back(ann, spec, options, exc, tag, bkey[:3])
+                        for where, fld, msg in said:
+                            say(obj if where is None else where, fld, msg)
+                        fallbacks[bkey] = ((factories.get(spec.kind), default_lb,
+                                            factories.get(default_lb)), said)
                 balancers[bkey] = bal
                 side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
                                            match.port, upstream, canary)
@@ -1160,6 +1213,11 @@ class Router:
             if is_canary and id(ing) not in canary_cfgs:
                 for key, msg in parse_canary(ann)[1]:
                     warn(ing, f"Ingress {ing.metadata.ref}", key, msg)
+                # As on a paired canary (``backend``): the annotation only means something
+                # on a canary, and ingress-nginx validates it on every Ingress.
+                problem = _behaviour_problem(ann.get(_CANARY_BEHAVIOR))
+                if problem is not None:
+                    warn(ing, f"Ingress {ing.metadata.ref}", _CANARY_BEHAVIOR, problem)
             if is_canary is None:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
                      f"invalid boolean {raw_canary!r}: treated as a normal Ingress")

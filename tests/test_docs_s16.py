@@ -4,9 +4,8 @@ from README.md, the docs, ``help()`` and examples/ alone.
 What the earlier doc tests (test_docs.py, test_docs_recipes.py, test_docs_review.py,
 test_user_audit_s13.py) do not check already. The example's defects are fixed in
 examples/sansio_blocking_proxy.py (each of those tests failed on the example before the fix);
-the places where the library does not do what its docs say are the ``xfail(strict=True)`` tests
-at the end, each naming the doc text it holds the code to: when the code (or the doc) is fixed,
-the test passes and its marker must go.
+the tests at the end held the library to what its docs say where it did not (session 16's
+audit): each names the doc text.
 """
 
 from __future__ import annotations
@@ -214,18 +213,9 @@ def _public_doctests() -> list[tuple[str, doctest.DocTest]]:
 
 
 _DOCTESTS = _public_doctests()
-#: Docstrings whose examples use names a user of ``ingresslib`` does not have (see the report).
-_PRIVATE_NAMES_IN_EXAMPLE = {
-    "register_balancer": "uses registered_balancers, unregister_balancer and RoundRobin, "
-                         "names of ingresslib._balance that ingresslib does not export",
-}
 
 
-@pytest.mark.parametrize("name,test", [
-    pytest.param(n, t, id=n, marks=[pytest.mark.xfail(strict=True,
-                                                      reason=_PRIVATE_NAMES_IN_EXAMPLE[n])]
-                 if n in _PRIVATE_NAMES_IN_EXAMPLE else [])
-    for n, t in _DOCTESTS])
+@pytest.mark.parametrize("name,test", [pytest.param(n, t, id=n) for n, t in _DOCTESTS])
 def test_public_docstring_examples_run_with_public_names(name: str,
                                                          test: doctest.DocTest) -> None:
     out: list[str] = []
@@ -326,7 +316,7 @@ def test_json_access_log_counts_are_numbers_and_missing_values_null() -> None:
     assert obj["http_referer"] is None and obj["remote_user"] is None
 
 
-# --- places where the code does not do what the docs say (xfail until fixed) ---------------------
+# --- places where the code did not do what the docs say (fixed in session 16) -------------------
 
 
 def test_json_access_log_times_are_numbers() -> None:

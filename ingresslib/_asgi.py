@@ -383,6 +383,7 @@ class IngressASGI(RouteOptionsSource):
         app: ASGIApp | None = None
         mount = ""
         prefix: bytes | None = None
+        checked_basic = False
         if decision is None:
             opts = self._default_options
             if opts.x_forwarded_prefix is not None:
@@ -406,13 +407,17 @@ class IngressASGI(RouteOptionsSource):
                     return
             # The proxy's access control of the host's server location (or block-cidrs),
             # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
-            status, challenge = self._unrouted_status(
-                (normalize_host(host) or "") if host else "", client_ip,
-                lambda: _authorization(scope))
+            server_host = (normalize_host(host) or "") if host else ""
+            status, challenge = self._unrouted_status(server_host, client_ip,
+                                                      lambda: _authorization(scope))
             if status:
                 await reply.local(status, None if challenge is None
                                   else [(b"www-authenticate", challenge)])
                 return
+            # The server location's basic auth passed: its 'proxy_set_header Authorization
+            # "";' holds for the ``fallback`` (the default backend) too.
+            server_access = self._unrouted_access(server_host)
+            checked_basic = server_access is not None and server_access.basic is not None
         else:
             m = decision.match
             plan = self._plans.get(id(m))
@@ -504,7 +509,8 @@ class IngressASGI(RouteOptionsSource):
                 child["headers"] = self._add_forwarded(
                     scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
                     fwd, request_id, peer, client_ip, scheme, prefix)
-        if decision is not None and opts.access is not None and opts.access.basic is not None:
+        if checked_basic or (decision is not None and opts.access is not None
+                             and opts.access.basic is not None):
             # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
             # checked here are not handed to the app.
             child["headers"] = [(k, v) for k, v in child.get("headers") or ()

@@ -59,24 +59,49 @@ _V6_ALL = (1 << 128) - 1
 _CACHE_MAX = 4096
 
 
-def parse_source_ranges(value: str) -> tuple[str, ...]:
+#: Characters Python's ``str.strip`` trims and Go's ``strings.TrimSpace`` does not.
+_NOT_GO_SPACE = frozenset("\x1c\x1d\x1e\x1f")
+
+
+def parse_source_ranges(value: str, *, annotation: bool = False) -> tuple[str, ...]:
     """A comma-separated list of CIDRs or addresses, as ingress-nginx reads it
     (internal/net/ipnet.go ``ParseIPNets``: each element trimmed, ``net.ParseCIDR`` then
     ``net.ParseIP``; any element that is neither fails the whole list). Returns the networks
     as strings (host bits cleared, as Go's ``ipnet.String()``); raises ValueError naming the
     first bad element. An empty value or an empty element (``"10.0.0.0/8,"``) is invalid too
-    (neither parses in Go)."""
+    (neither parses in Go).
+
+    With ``annotation`` (an Ingress's source-range annotation, read by Go), an IPv4-mapped IPv6
+    element (``::ffff:10.0.0.1``, ``::ffff:10.0.0.0/104``) becomes the IPv4 address or network,
+    as Go writes it: ``ip.String()`` is "dotted decimal ("192.0.2.1"), if
+    ip is an IPv4 or IP4-mapped IPv6 address" and ``IPNet.String()`` goes through
+    ``networkNumberAndMask`` ("if ip = n.IP.To4() ... case IPv6len: if len(ip) == IPv4len { m =
+    m[12:] }", golang/go src/net/ip.go), so nginx.tmpl writes ``deny 10.0.0.0/8;``, an IPv4
+    rule, which an IPv4 client meets; kept as IPv6 it would be checked against IPv6 clients
+    only, and a denylisted IPv4 client would pass. The ConfigMap's lists (``annotation``
+    False) are written to nginx as given ("deny {{ trimSpace $ip }};"), where such an element
+    stays an IPv6 rule. A netmask (``10.0.0.0/255.0.0.0``) is refused, as by Go's ParseCIDR and
+    nginx's ``ngx_ptocidr`` (a decimal prefix only)."""
     out: list[str] = []
     for raw in value.split(","):
         item = raw.strip()
         # Go's parsers refuse zones in a CIDR and leading zeros, as ``ipaddress`` does; "%"
-        # (an IPv6 zone) is refused explicitly since ``ipaddress`` may accept it.
+        # (an IPv6 zone) is refused explicitly since ``ipaddress`` may accept it, and a prefix
+        # that is not decimal digits (``ipaddress`` also reads netmasks and hostmasks).
+        # ``str.strip`` also trims U+001C..U+001F, which Go's TrimSpace (unicode.IsSpace)
+        # keeps, and then ParseCIDR/ParseIP refuse.
+        _, slash, prefix = item.partition("/")
         try:
-            if not item or "%" in item:
+            if not item or "%" in item or _NOT_GO_SPACE.intersection(raw) or (
+                    slash and not (prefix.isascii() and prefix.isdigit())):
                 raise ValueError
             net = ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise ValueError(f"{item!r} is not a valid IP address or CIDR") from None
+            raise ValueError(f"{raw.strip(' ')!r} is not a valid IP address or CIDR") from None
+        if annotation and isinstance(net, ipaddress.IPv6Network):
+            v4 = net.network_address.ipv4_mapped
+            if v4 is not None:  # only when prefix >= 96: ::ffff survives the mask
+                net = ipaddress.IPv4Network((int(v4), net.prefixlen - 96))
         out.append(str(net))
     return tuple(out)
 
@@ -373,7 +398,7 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
                             "canary traffic)")
             return ()
         try:
-            return parse_source_ranges(annotations[key])
+            return parse_source_ranges(annotations[key], annotation=True)
         except ValueError as e:
             reason = f"annotation {key}: {e}"
             warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (ingress-nginx "

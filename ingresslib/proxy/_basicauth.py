@@ -24,7 +24,6 @@ effect without a restart, as ingress-nginx rewrites the file on a Secret update.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -34,7 +33,7 @@ from typing import Any
 
 from ._htpasswd import supported, verify
 
-__all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm"]
+__all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm", "decode_credentials", "parse_htpasswd"]
 
 UNAUTHORIZED = 401
 _DENIED = 503
@@ -51,18 +50,51 @@ def valid_realm(value: str) -> bool:
 
 
 def parse_htpasswd(text: str) -> dict[str, str]:
-    """user -> hash, from an htpasswd file as nginx reads it (ngx_http_auth_basic_handler):
-    one ``user:hash`` per line, ``#`` starts a comment line, the hash ends at the end of the
-    line or at a ``:`` (a trailing comment field); the first line of a user wins."""
+    """user -> hash, from an htpasswd file as nginx reads it (ngx_http_auth_basic_handler's
+    state machine): lines end at LF only; a line starting with ``#`` or CR is skipped ("if
+    (buf[i] == '#' || buf[i] == CR) { state = sw_skip;"); the user is the text before the
+    first ``:``; the hash ends at the first CR, LF or ``:`` ("if (buf[i] == LF || buf[i] == CR
+    || buf[i] == ':')"), so a CRLF file reads as an LF one and a trailing ``:comment`` field
+    is dropped. The first line of a user wins. (``str.splitlines`` would also end lines at a
+    lone CR, VT, FF, U+0085, U+2028...: users nginx never sees.)"""
     users: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
+    for line in text.split("\n"):
+        if not line or line[0] in "#\r":
             continue
         user, sep, rest = line.partition(":")
         if not sep:
             continue
-        users.setdefault(user, rest.split(":", 1)[0])
+        users.setdefault(user, _HASH_END.split(rest, 1)[0])
     return users
+
+
+#: Where nginx's htpasswd reader ends a hash (LF is the line's end already).
+_HASH_END = re.compile("[\r:]")
+#: ngx_decode_base64's alphabet (``basis64``: the standard one, no URL-safe characters).
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+def decode_credentials(authorization: bytes) -> tuple[bytes, bytes] | None:
+    """``(user, password)`` from an ``Authorization`` value as nginx reads it
+    (src/http/ngx_http_core_module.c ``ngx_http_auth_basic_user``), else None (nginx:
+    NGX_DECLINED, a 401). "Basic " in any case ("ngx_strncasecmp(encoded.data, (u_char *)
+    "Basic ", sizeof("Basic ") - 1)"), then spaces; the base64 is read by
+    src/core/ngx_string.c ``ngx_decode_base64_internal``: the text before the first ``=``
+    ("if (src->data[len] == '=') { break; }"; what follows is not looked at), every character
+    of the standard alphabet, padding optional, a length of 4n+1 refused ("if (len % 4 == 1)
+    { return NGX_ERROR; }"); the user is the text before the first ``:`` and must not be empty
+    ("if (len == 0 || len == auth.len) { ... return NGX_DECLINED; }")."""
+    value = authorization.strip(b" \t")
+    if value[:6].lower() != b"basic ":
+        return None
+    encoded = value[6:].lstrip(b" ").split(b"=", 1)[0]
+    if not encoded or len(encoded) % 4 == 1 or _BASE64.fullmatch(encoded) is None:
+        return None
+    decoded = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
+    user, sep, password = decoded.partition(b":")
+    if not user or not sep:
+        return None
+    return user, password
 
 
 class BasicAuth:
@@ -119,22 +151,14 @@ class BasicAuth:
         return verdict
 
     def _verify(self, authorization: bytes) -> tuple[int, str | None]:
-        # ngx_http_auth_basic_user: "Basic " (any case), then base64 of "user:password".
-        scheme, _, encoded = authorization.strip().partition(b" ")
-        if scheme.lower() != b"basic":
+        credentials = decode_credentials(authorization)
+        if credentials is None:
             return UNAUTHORIZED, None
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return UNAUTHORIZED, None
-        user_b, sep, password = decoded.partition(b":")
-        if not sep:
-            return UNAUTHORIZED, None
-        user = user_b.decode("utf-8", "surrogateescape")
+        user = credentials[0].decode("utf-8", "surrogateescape")
         stored = self._users.get(user)
         if stored is None:
             return UNAUTHORIZED, None
-        ok = verify(stored, password)
+        ok = verify(stored, credentials[1])
         return (0, user) if ok else (UNAUTHORIZED, None)
 
     def _load(self, source: Any) -> None:
@@ -155,9 +179,14 @@ class BasicAuth:
                        "denies the location (\"unexpected error reading secret\")")
             return
         if self.map_type:
-            data = {k: _text(secret.get_bytes(k)) for k in
-                    {*secret.data, *secret.string_data}}
-            users = {u: h.strip() for u, h in data.items() if h is not None}
+            # auth/main.go dumpSecretAuthMap writes "user:value\n" per key into the file nginx
+            # reads; the same file is read here (keys sorted: Go's map order is random).
+            lines = []
+            for k in sorted({*secret.data, *secret.string_data}):
+                value = _text(secret.get_bytes(k))
+                if value is not None:
+                    lines.append(f"{k}:{value}\n")
+            users = parse_htpasswd("".join(lines))
         else:
             raw = secret.get_bytes("auth")
             if raw is None:

@@ -188,6 +188,6 @@ def verify(stored: str, password: bytes) -> bool | None:
 
 def _b64(text: str) -> bytes | None:
     try:
-        return base64.b64decode(text.strip(), validate=True)
+        return base64.b64decode(text, validate=True)
     except ValueError:
         return None

@@ -142,8 +142,8 @@ def test_defect_101_drops_headers_named_in_its_connection_header() -> None:
         b"Connection: Upgrade, X-Secret\r\nConnection: x-more\r\nX-Secret: s\r\n"
         b"X-More: m\r\nKeep-Alive: timeout=5\r\nSec-WebSocket-Accept: abc\r\n\r\n"))
     out = p.send(UPGRADE)
-    assert out == (b"HTTP/1.1 101 Switching Protocols\r\nsec-websocket-accept: abc\r\n"
-                   b"connection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    assert out == (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\n"
+                   b"connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
     assert p.tunnels
 
 

@@ -30,7 +30,11 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   Chunked request bodies get the same line rules (``_RequestChunkedReader``): a CTL in a chunk
   line or a bare LF in the trailer section is a 400, where h11 would accept it. A chunk size
   over nginx's bound (2^63 - 6, ``_MAX_CHUNK_SIZE``; h11 takes 20 hex digits) is a 400 too,
-  and in an upstream's response it ends the response there (client connection closed).
+  and in an upstream's response it ends the response there (client connection closed), as
+  do a bare CR or LF in an upstream's chunk line and a bare LF in its trailers
+  (``_ChunkedReader``: nginx's line rules, which let other control characters through).
+- An upstream's Content-Length is one line holding one number: "5, 5" or a second line (which
+  h11 merges into one) is an invalid response, 502, as in nginx 1.23+.
 - A second line of a header nginx reads once (``_headers.UNIQUE_REQUEST``: Authorization,
   Expect, If-None-Match...; Host, Content-Length and Transfer-Encoding were refused already)
   and a Host with no host in it (``Host:``, ``Host: .``) are 400 and close, as nginx's
@@ -57,7 +61,7 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   Content-Length is dropped (RFC 9110 §8.6 forbids it; nginx's header filter drops it too).
 - ``keep_alive_requests`` 0 means nginx's ``keepalive_requests 0``: one request per connection.
 - ``Date``: every response carries ours, from ``Proxy.clock`` (wall clock, injectable),
-  formatted once per second: local answers, and upstream responses, whose own Date is
+  formatted once per second: local answers, and upstream responses (a 101 too), whose own Date is
   replaced as nginx does (proxy_hide_header's default list). Without a clock (None) none is
   added and an upstream's Date passes.
 - A pooled upstream connection that turns out closed before any response byte is retried once
@@ -87,6 +91,7 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Collection
 from email.utils import formatdate
@@ -234,18 +239,54 @@ _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
 _MAX_CHUNK_SIZE = MAX_CONTENT_LENGTH - 5
 #: h11's reader itself (called unbound: no ``super()`` object per chunk).
 _chunked_read = ChunkedReader.__call__
+#: A match at the start of h11's buffer when the chunk line there (after the CRLF still to
+#: discard, if any: h11 checks those bytes) holds a bare CR or LF: its first CR or LF is a CR
+#: followed by another byte than LF, or an LF. A CR last in the buffer is no match: its LF
+#: may be in the next read. (Possessive: no backtracking into a skipped CRLF or the line.)
+_bad_chunk_line = re.compile(rb"(?:\r?\n)?+[^\r\n]*+(?:\r[^\n]|\n)").match
 
 
 class _ChunkedReader(ChunkedReader):
-    """h11's chunked reader with nginx's chunk-size bound (``_MAX_CHUNK_SIZE``): a larger
-    size is an invalid chunked body, as ngx_http_parse_chunked's ``invalid`` (the request:
-    400; the upstream's response: "upstream sent invalid chunked response", the response
-    ends there). A 64-bit parser behind or in front of us would wrap such a size into
-    another, small one (0x1_0000_0000_0000_0003 read as 3) and end the body elsewhere."""
+    """h11's chunked reader, for upstream responses, refusing what nginx's
+    ngx_http_parse_chunked calls ``invalid`` and h11 lets through ("upstream sent invalid
+    chunked response": the response ends there, the client connection is closed and the
+    upstream one not kept):
+
+    - a chunk size over ``_MAX_CHUNK_SIZE``: a 64-bit parser behind or in front of us would
+      wrap it into another, small one (0x1_0000_0000_0000_0003 read as 3) and end the body
+      elsewhere;
+    - a bare CR in a chunk line: h11 takes any chunk extension as ``;.*``, CR included
+      ("5;\\rX\\r\\n"); nginx's states: "case sw_chunk_extension: switch (ch) { case CR:
+      state = sw_chunk_extension_almost_done; ..." then "case sw_chunk_extension_almost_done:
+      if (ch == LF) { state = sw_chunk_data; break; } goto invalid;";
+    - a bare LF in a chunk line (before any CR): nginx's "case LF: goto invalid;" in
+      ``sw_chunk_extension``, and no LF in ``sw_chunk_size``. h11 refuses a line holding
+      one (its ``.`` stops at LF) but only once a CRLF ends it: a line ended by a bare LF
+      kept the response waiting for the upstream's read timeout;
+    - a bare LF in the trailer section (``_check_trailer``): nginx's "case sw_trailer: ...
+      case LF: goto invalid;", "case sw_trailer_header: ... case LF: goto invalid;".
+
+    The rest of a chunk line passes as in nginx, whose ``sw_chunk_extension`` takes any
+    byte but CR and LF: NUL or ESC in an extension is no framing (and extensions are
+    never forwarded: the body is re-chunked). The request side is stricter
+    (``_RequestChunkedReader``: any CTL, as RFC 9112's grammar); the check here is one
+    regex match per chunk line (the request side's find, slice and ``translate`` cost more:
+    4 % more instructions per proxied 100-byte chunk here, 10 % there).
+
+    The bytes are looked at in h11's buffer before h11 consumes them, only on calls that
+    start at a chunk line or in the trailers (a call inside a chunk's data reads no line)."""
 
     def __call__(self, buf: ReceiveBuffer) -> Any:
-        if self._bytes_in_chunk or self._reading_trailer:
+        if self._bytes_in_chunk:
             return _chunked_read(self, buf)
+        if self._reading_trailer:
+            _check_trailer(buf._data)
+            return _chunked_read(self, buf)
+        # (Nothing past the CRLF still to discard: no line to look at yet. This call comes
+        # once per chunk, after its data, and costs a match otherwise.)
+        data = buf._data
+        if len(data) > len(self._bytes_to_discard) and _bad_chunk_line(data) is not None:
+            raise h11.LocalProtocolError("bare CR or LF in chunk line")
         return _check_chunk_size(self, _chunked_read(self, buf))
 
 
@@ -285,13 +326,7 @@ class _RequestChunkedReader(ChunkedReader):
     def __call__(self, buf: ReceiveBuffer) -> Any:
         data = buf._data
         if self._reading_trailer:
-            if data[:2] != b"\r\n":
-                if data[:1] == b"\n":
-                    raise h11.LocalProtocolError("bare LF in chunked trailer section")
-                m = blank_line_regex.search(data)
-                section = data[:m.end()] if m is not None else data
-                if section.count(b"\n") != section.count(b"\r\n"):
-                    raise h11.LocalProtocolError("bare LF in chunked trailer section")
+            _check_trailer(data)
         elif self._bytes_in_chunk == 0:
             # The next chunk line starts after the CRLF still to discard (h11 checks those).
             start = len(self._bytes_to_discard)
@@ -300,6 +335,21 @@ class _RequestChunkedReader(ChunkedReader):
                 raise h11.LocalProtocolError("control character in chunk line")
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
+
+
+def _check_trailer(data: bytearray) -> None:
+    """Refuse a bare LF in the trailer section at the start of ``data`` (h11's buffer, when
+    its chunked reader is about to read the trailers): h11 ends the section at "\\n" or
+    "\\n\\n" (RFC 9112 §2.2: "a recipient MAY recognize a single LF as a line
+    terminator"), so after "0\\r\\n\\n" a CRLF-only parser reads more trailer lines where
+    h11 saw the message end: the next message starts at another byte for each."""
+    if data[:2] != b"\r\n":
+        if data[:1] == b"\n":
+            raise h11.LocalProtocolError("bare LF in chunked trailer section")
+        m = blank_line_regex.search(data)
+        section = data[:m.end()] if m is not None else data
+        if section.count(b"\n") != section.count(b"\r\n"):
+            raise h11.LocalProtocolError("bare LF in chunked trailer section")
 
 
 _RESPONSE_BODY_READERS: dict[str, Any] = {**_BODY_READERS, "chunked": _ChunkedReader}
@@ -443,9 +493,31 @@ def _read_request_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
     return event, hint
 
 
+def _check_response_length(lines: list[Any]) -> None:
+    """The one rule ``_read_response_head`` adds to h11's: a response's Content-Length is one
+    line holding one number. h11 merges equal values ("Content-Length: 5, 5", or two lines
+    of 5) into one; nginx 1.23+ refuses both as an invalid upstream header (502),
+    ngx_http_upstream_process_content_length: "if (u->headers_in.content_length) { ...
+    "upstream sent duplicate header line: ..." return NGX_HTTP_UPSTREAM_INVALID_HEADER; }"
+    and, for a list, ngx_atoof failing: "upstream sent invalid "Content-Length" header".
+    A client or cache behind us that reads the first of two lengths, or a list as its first
+    number, agrees with us here, but one that refuses them, or takes the last, need not:
+    the upstream's framing is ambiguous, and nginx does not forward it.
+
+    ``lines`` are the raw header lines after h11 read them (an obs-fold continuation was
+    appended to the line it continues, so a folded length is no number either)."""
+    seen = False
+    for line in lines:
+        name, colon, value = bytes(line).partition(b":")
+        if colon and name.lower() == b"content-length":
+            if seen or not value.strip(b" \t").isdigit():
+                raise h11.LocalProtocolError("Content-Length repeated or not one number")
+            seen = True
+
+
 def _read_response_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
     """h11's ``maybe_read_from_SEND_RESPONSE_server`` (see above): its event, and the
-    ``_framing`` hint."""
+    ``_framing`` hint; plus nginx's one Content-Length (``_check_response_length``)."""
     lines = _head_lines(buf, "response")
     if lines is None:
         return None
@@ -460,6 +532,10 @@ def _read_response_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
         reason = b""
     status_code = int(status)
     headers, _, hint = _head_headers(lines[1:])
+    if hint is None:
+        # (Only heads h11's own rules read: a second Content-Length or Transfer-Encoding,
+        # a length that is no plain number, an obs-fold.)
+        _check_response_length(lines[1:])
     event: Any
     if status_code < 200:
         if status_code < 100:
@@ -2204,16 +2280,26 @@ class ClientConnection:
         # connection-option"): a header the upstream named in its Connection header was
         # meant for this hop only. Upgrade and Connection are written below, as nginx's
         # header filter does for a 101 ("Connection: upgrade", the upstream's Upgrade).
+        # The upstream's header names keep their case, as in any other response (nginx
+        # copies them as received: "ngx_copy(b->last, header[i].key.data, ...)").
+        items = event.headers._full_items
         named: set[bytes] = set()
-        for n, v in event.headers:
+        for _, n, v in items:
             if n == b"connection":
                 named.update(t.strip().lower() for t in v.split(b","))
-        headers = [(n, v) for n, v in event.headers
-                   if n not in RESPONSE_DROP and n not in named]
+        # Our Date replaces the upstream's, as for any response (``_on_response``): nginx's
+        # header filter writes its own for a 101 too ("if (r->headers_out.date == NULL)"), the
+        # upstream's hidden (proxy_hide_header's default list).
+        date = self.proxy._http_date()
+        headers = [(raw, v) for raw, n, v in items
+                   if n not in RESPONSE_DROP and n not in named
+                   and (date is None or n != b"date")]
+        if date is not None:
+            headers.append((b"date", date))
         headers.append((b"connection", b"upgrade"))
-        for n, v in event.headers:
+        for raw, n, v in items:
             if n == b"upgrade":
-                headers.append((b"upgrade", v))
+                headers.append((raw, v))
         if not self._can_respond:
             self._close_all(now)
             return

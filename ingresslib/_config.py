@@ -346,8 +346,29 @@ def parse_config_data(
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
 
 
+#: JSON's names of the types a ConfigMap value may not have, and Go's (the API server's words:
+#: "json: cannot unmarshal bool into Go struct field ConfigMap.data of type string").
+_NOT_STRING = {bool: ("boolean", "bool"), int: ("integer", "number"), float: ("number", "number"),
+               list: ("array", "array"), dict: ("object", "object")}
+
+
+def _not_a_string(where: str, key: Any, raw: Any) -> FieldError:
+    json_type, go_type = _NOT_STRING.get(type(raw), (type(raw).__name__, type(raw).__name__))
+    scalar = not isinstance(raw, (list, dict))
+    return FieldError(
+        where, f"data.{key}", "Invalid value",
+        f"expected string, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
+        "into Go struct field ConfigMap.data of type string); quote the value",
+        raw if scalar else None, scalar)
+
+
 def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None) -> ServerConfig:
-    """Parse a whole ``v1`` ConfigMap object (a dict as read from YAML/JSON)."""
+    """Parse a whole ``v1`` ConfigMap object (a dict as read from YAML/JSON).
+
+    Its ``data`` values must be strings (or null, Go's ""), as the API server decodes them: an
+    unquoted ``true``, ``yes``, ``on`` or ``1`` in YAML is a boolean or a number there, and
+    ``kubectl apply`` of the ConfigMap fails, so it is an error here too rather than the
+    setting it would spell as a string."""
     meta = obj.get("metadata") or {}
     name = f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
     where = f"ConfigMap {name}"
@@ -365,28 +386,67 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
         errs.append(FieldError(where, "data", "Invalid value", "must be a map of strings",
                                type(data).__name__, True))
         data = {}
+    errs.extend(_not_a_string(where, key, raw) for key, raw in sorted(data.items())
+                if raw is not None and not isinstance(raw, str))
     if errs:
         raise ValidationError(errs)
     return parse_config_data(data, object=where, base=base)
 
 
+def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any, list[int]]],
+                        source: str) -> list[str]:
+    """One line per key written twice in a mapping of the ConfigMap ``doc`` (``found``: see
+    ``_load.DuplicateKeys``): go-yaml v2 keeps the last value, as kubectl sends it, and the
+    API server never sees the first; a ``data`` key or ``data`` itself written twice most
+    likely holds a setting that is not the one meant."""
+    meta = doc.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    where = f"ConfigMap {meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
+    out: list[tuple[int, str]] = []
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping):
+            for key, lines in found.get(id(node), {}).items():
+                at = f"line {lines[-1]}: " if lines else ""
+                first = f" (first at line {lines[0]})" if lines else ""
+                out.append((lines[-1] if lines else 0,
+                            f"{source}: {at}{where}: {path}{key}: written twice{first}; the "
+                            "last value is used, as kubectl sends it"))
+            stack.extend((v, f"{path}{k}.") for k, v in node.items() if isinstance(v, Mapping))
+    return [text for _, text in sorted(out)]
+
+
 def load_config(path: str | Path, *, base: ProxySettings | None = None) -> ServerConfig:
-    """Read a ConfigMap manifest (YAML or JSON, one document) from ``path``."""
-    import yaml
+    """Read a ConfigMap manifest (YAML or JSON, one document) from ``path``.
+
+    Read as ``kubectl apply -f`` reads it (the manifests' loader, ``_load``: go-yaml v2's plain
+    scalars, so ``yes``/``on`` are booleans and ``12:30`` a string, JSON without NaN); every
+    error names the file, and the line where the reader stopped."""
+    from ._load import read_documents
 
     p = Path(path)
     try:
-        docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d is not None]
-    except (OSError, yaml.YAMLError) as e:
-        raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+        text = p.read_text(encoding="utf-8")
     except UnicodeError as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]) from None
-    except ValueError as e:
-        # PyYAML's resolver matches ``0x_`` as an integer its constructor then cannot read.
-        raise ValidationError([FieldError(str(p), "", "Invalid value",
-                                          f"YAML value error: {e}")]) from None
-    maps = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
+    except OSError as e:
+        raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+    docs, errors = read_documents(text, str(p), is_json=p.suffix == ".json")
+    if errors:
+        raise ValidationError(errors)
+    maps = [(d, found) for d, found in docs
+            if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
     if len(maps) != 1:
         raise ValidationError([FieldError(
             str(p), "", "Invalid value", f"expected one ConfigMap, found {len(maps)}")])
-    return parse_configmap(maps[0], base=base)
+    doc, found = maps[0]
+    try:
+        cfg = parse_configmap(doc, base=base)
+    except ValidationError as e:
+        raise ValidationError([dataclasses.replace(err, source=str(p)) for err in e.errors]
+                              ) from None
+    if found:
+        cfg = dataclasses.replace(
+            cfg, warnings=tuple(_duplicate_warnings(doc, found, str(p))) + cfg.warnings)
+    return cfg

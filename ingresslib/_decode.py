@@ -35,7 +35,8 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError
 from ._fields import (
-    DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, duplicate_paths, extra_fields, shallow,
+    DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, _child_path, duplicate_paths,
+    extra_fields, shallow,
 )
 from ._models import (
     EMPTY_MAP,
@@ -125,7 +126,7 @@ def _is_scalar(v: Any) -> bool:
 class _Dec:
     """Errors of one object while it is decoded."""
 
-    __slots__ = ("obj", "errors", "empty_rules", "entries", "unknown", "check")
+    __slots__ = ("obj", "errors", "empty_rules", "entries", "unknown", "repeated", "check")
 
     def __init__(self, obj: str) -> None:
         self.obj = obj
@@ -137,6 +138,9 @@ class _Dec:
         self.entries: set[str] = set()
         #: Paths of the fields the API server would drop as unknown (warnings, _fields).
         self.unknown: list[str] = []
+        #: Paths of map keys that are one key once written as kubectl writes them (``1`` and
+        #: ``"1"`` in a dict handed to ``from_dicts``): duplicate-field warnings.
+        self.repeated: list[str] = []
         #: False when nobody will read the warnings (see ``Collector.check_fields``).
         self.check = True
 
@@ -226,6 +230,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
     if not v:
         return EMPTY_MAP
     out: dict[str, str] = {}
+    converted = False
     for k, val in v.items():
         if type(k) is not str:
             key = _yaml_key(k)
@@ -234,6 +239,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
                 dec.wrong_type(f"{path}[{k}]", k, "string key")
                 continue
             k = key
+            converted = True
         if type(val) is str:
             out[k] = val
         elif val is None:
@@ -244,9 +250,27 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
             # field ObjectMeta.metadata.annotations of type string".
             dec.entries.add(f"{path}[{k}]")
             dec.wrong_type(f"{path}[{k}]", val, "string")
+    if converted and dec.check:
+        _repeated_keys(dec, v, path)
     # The plain dict: every caller hands it straight to a model, whose __post_init__ takes its
     # own read-only copy (_models._own_maps); wrapping it here too would cost a second copy.
     return out
+
+
+def _repeated_keys(dec: _Dec, v: Mapping[Any, Any], path: str) -> None:
+    """Note the keys of ``v`` that are one key once written as kubectl writes them: a dict
+    (``from_dicts``) may hold both ``1`` and ``"1"``, which JSON cannot. The YAML loader warns
+    about the same two keys in a file (duplicate field, one value kept: which one, Go's map
+    order decides); the last one is kept here, as a key written twice."""
+    seen: set[str] = set()
+    for k in v:
+        key = k if type(k) is str else _yaml_key(k)
+        if key is None:
+            continue
+        child = _child_path(path, key)
+        if key in seen and child not in dec.repeated:
+            dec.repeated.append(child)
+        seen.add(key)
 
 
 def _yaml_key(k: Any) -> str | None:
@@ -258,11 +282,17 @@ def _yaml_key(k: Any) -> str | None:
     these keys to strings": ``case int: keyString = strconv.Itoa(typedKey)``, ``case bool: if
     typedKey { keyString = "true" } else { keyString = "false" }``), so the API server sees
     the label ``"1"``. Float keys (Go formats them its own way) and null keys stay errors.
+
+    So do integers out of int64 range: go-yaml v2 reads one below 2^64 as a uint64 and a
+    bigger hex or octal one as a *big.Int (goyaml.v2/resolve.go: ``strconv.ParseUint(plain,
+    0, 64)``, then ``value.SetString(plain, 0)`` on ErrRange), and convertToJSONableObject has
+    no case for either: ``default: return nil, fmt.Errorf("unsupported map key of type: %s,
+    ...")``, kubectl refuses the file. (A bigger decimal one is a float64 there: the YAML
+    loader writes it as Go does, ``1e+20``.)
     """
     if isinstance(k, bool):
         return "true" if k else "false"
-    if isinstance(k, int) and -(1 << 63) <= k < (1 << 64):
-        # (go-yaml reads a bigger integer as a float64, which Go would print as "1e+20".)
+    if isinstance(k, int) and -(1 << 63) <= k < (1 << 63):
         return str(int(k))
     return None
 
@@ -759,7 +789,7 @@ class Collector:
     :class:`Resources` or raises one :class:`ValidationError` with everything found."""
 
     __slots__ = ("lists", "ignored", "errors", "copy_ignored", "warnings", "duplicates",
-                 "check_fields")
+                 "duplicate_lines", "check_fields")
 
     def __init__(self, *, copy_ignored: bool = True, check_fields: bool = True) -> None:
         #: Keep a deep copy of objects of other kinds (the default). A caller whose objects
@@ -781,6 +811,9 @@ class Collector:
         #: document being added, when one of its mappings has a key written twice:
         #: ``{id(mapping): [key, ...]}`` (the parsed dict loses them).
         self.duplicates: dict[int, list[Any]] | None = None
+        #: The same keys with the 1-based lines each is written at (YAML only): ``{id(mapping):
+        #: {key: [line, ...]}}``.
+        self.duplicate_lines: dict[int, dict[Any, list[int]]] | None = None
 
     def error(self, err: FieldError, source: str | None) -> None:
         self.errors.append(_with_source(err, source))
@@ -886,7 +919,7 @@ class Collector:
         known, schema = _TOP[kind]
         if not known.issuperset(obj):  # after the decoder: `status` comes last in the warnings
             dec.extra(obj, known, schema, "")
-        if dec.unknown or self.duplicates:
+        if dec.unknown or self.duplicates or dec.repeated:
             self._warn(dec, obj, source)
         problems = validator(model, dec.obj)
         if dec.empty_rules:
@@ -924,6 +957,7 @@ class Collector:
         found = [(UNKNOWN_FIELD, path) for path in dec.unknown]
         if self.duplicates:
             found += [(DUPLICATE_FIELD, path) for path in duplicate_paths(obj, self.duplicates)]
+        found += [(DUPLICATE_FIELD, path) for path in dec.repeated]
         self.warnings.extend(FieldWarning(dec.obj, path, what, source=source)
                              for what, path in found)
 

@@ -9,7 +9,14 @@ file as ``object`` and the place as ``field``:
   (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
 - a value JSON cannot carry (kubectl's YAML-to-JSON step refuses the file): ``deploy/web.yaml:
   line 7, column 13: Invalid value: .inf: not a JSON number (kubectl: json: unsupported value:
-  +Inf)``;
+  +Inf)``; a map key it cannot write: ``... Invalid value: 9223372036854775808: not a JSON map
+  key (kubectl: unsupported map key of type: uint64)`` (null keys too);
+- ``NaN``/``Infinity`` in a ``*.json`` file (JSON has no such values; Python's json reads them):
+  ``deploy/web.json: line 3, column 12: Invalid value: JSON syntax error: NaN is not a JSON
+  value (kubectl: invalid character 'N' looking for beginning of value)``. Other text that
+  only looks like JSON is read as YAML when json refuses it, as kubectl does since 1.33
+  (kubernetes/kubernetes#130666): there a plain ``NaN`` is the string "NaN", as go-yaml reads
+  it;
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
@@ -41,7 +48,8 @@ from ._errors import FieldError
 from ._resources import Resources
 from ._validate import INVALID
 
-__all__ = ["load_manifests", "parse_manifests", "collect_files", "collect_text", "MANIFEST_SUFFIXES"]
+__all__ = ["load_manifests", "parse_manifests", "collect_files", "collect_text", "read_documents",
+           "MANIFEST_SUFFIXES"]
 
 #: Files picked up inside folders (files named explicitly are read whatever their name).
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -150,7 +158,7 @@ def _go_scalar(value: str) -> tuple[str, Any]:
 
 class _NotJSON(yaml.constructor.ConstructorError):
     """A value JSON cannot carry (NaN, infinities): kubectl's json.Marshal refuses the
-    document ("json: unsupported value: NaN")."""
+    document ("json: unsupported value: NaN"); or a map key it cannot write (:func:`_key`)."""
 
 
 def _json_number(f: float, node: yaml.Node) -> int | float:
@@ -236,8 +244,12 @@ def _go_float_key(f: float) -> str:
 def _key(loader: Any, node: yaml.Node) -> Any:
     """A mapping key as JSON has it: convertToJSONableObject writes int, bool and float keys
     as strings (``1`` -> "1", ``true``/``y`` -> "true", ``1.5`` -> "1.5"), so ``1: a`` and
-    ``true: b`` stay two keys (one, ``1``, in a Python dict). Null and integer keys out of
-    int64 range are left as they are (kubectl refuses them; the decoder reports them)."""
+    ``true: b`` stay two keys (one, ``1``, in a Python dict).
+
+    A key it has no case for refuses the document, as kubectl does ("error converting YAML to
+    JSON: unsupported map key of type: uint64"): null, and an integer out of int64 range,
+    which go-yaml v2's resolve makes a uint64 (below 2^64) or a *big.Int (a hex or octal
+    one beyond; a decimal one beyond is a float64, a float key here)."""
     tag = node.tag
     if tag == _STR:
         return node.value
@@ -249,8 +261,15 @@ def _key(loader: Any, node: yaml.Node) -> Any:
     key = loader.construct_object(node)
     if key is True or key is False:
         return "true" if key else "false"
-    if type(key) is int and -_INT64 <= key < _INT64:
-        return str(key)
+    if type(key) is int:
+        if -_INT64 <= key < _INT64:
+            return str(key)
+        raise _NotJSON(None, None, f"{node.value}: not a JSON map key (kubectl: unsupported map "
+                       f"key of type: {'uint64' if key < 2 * _INT64 else '*big.Int'})",
+                       node.start_mark)
+    if key is None:
+        raise _NotJSON(None, None, f"{node.value or 'null'}: not a JSON map key (kubectl: "
+                       "unsupported map key of type: <nil>)", node.start_mark)
     if not isinstance(key, Hashable):
         raise yaml.constructor.ConstructorError(
             "while constructing a mapping", None, "found unhashable key", node.start_mark)
@@ -332,23 +351,21 @@ def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[dict[Any, An
     if len(data) != written:
         keys = _repeated_keys(loader, node.value)
         if keys:
-            loader.duplicates[id(data)] = keys
+            loader.duplicates[id(data)] = list(keys)
+            loader.duplicate_lines[id(data)] = keys
 
 
-def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> list[Any]:
+def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> dict[Any, list[int]]:
     """The keys written more than once among a mapping's ``own`` pairs, compared as JSON has
-    them (``1`` and ``"1"`` are one key). Keys a merge brought in are not counted: overriding
-    those is what a merge is for."""
-    seen: set[Any] = set()
-    repeated: list[Any] = []
+    them (``1`` and ``"1"`` are one key), each with the 1-based lines it is written at. Keys a
+    merge brought in are not counted: overriding those is what a merge is for. (Only run for
+    a mapping with fewer entries than keys written: the lines cost the others nothing.)"""
+    lines: dict[Any, list[int]] = {}
     for key_node, _ in own:
         if key_node.tag == _MERGE:
             continue
-        key = _key(loader, key_node)
-        if key in seen and key not in repeated:
-            repeated.append(key)
-        seen.add(key)
-    return repeated
+        lines.setdefault(_key(loader, key_node), []).append(key_node.start_mark.line + 1)
+    return {key: at for key, at in lines.items() if len(at) > 1}
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
@@ -384,42 +401,21 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             what = "not valid UTF-16" if utf16 else "not valid UTF-8"
             c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
             return
+    if is_json or text.lstrip()[:1] in ("{", "["):
+        # JSON is much faster through json than through a YAML parser. Text that only looks
+        # like JSON may be flow-style YAML: it falls back to the YAML parser (kubectl's
+        # YAMLOrJSONDecoder does since kubernetes/kubernetes#130666: "will detect a failure to
+        # parse as JSON and instead flip to YAML parsing"), NaN/Infinity included, which json
+        # refuses here; a *.json file does not (its errors are json's, with json's line and
+        # column).
+        parsed = _json_documents(text, source, c, is_json=is_json)
+        if parsed is not None:
+            yield from _with_duplicates(c, parsed[0], parsed[1])
+            return
     if len(text) > _MAX_DEPTH:  # shorter text cannot nest that deep
         deep = _too_deep(text)
         if deep is not None:
-            c.error(FieldError(source, f"line {deep[0]}, column {deep[1]}", INVALID,
-                               f"nested more than {_MAX_DEPTH} levels deep"), None)
-            return
-    if is_json or text.lstrip()[:1] in ("{", "["):
-        # JSON is much faster through json than through a YAML parser. Text that only looks
-        # like JSON may be flow-style YAML: it falls back to the YAML parser, a *.json file
-        # does not (its errors are json's, with json's line and column).
-        decoder, duplicates = _json_decoder()
-        try:
-            doc = decoder.decode(text)
-        except json.JSONDecodeError as exc:
-            if exc.msg == "Extra data":
-                # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
-                # them as a stream (apimachinery util/yaml YAMLOrJSONDecoder: "a stream of JSON
-                # documents or YAML documents by sniffing for a leading { character", decoded
-                # with json.NewDecoder), each a document. A fresh decoder: the mappings of the
-                # failed attempt are gone, and their ids with them.
-                decoder, duplicates = _json_decoder()
-                try:
-                    docs = _json_stream(decoder, text)
-                except json.JSONDecodeError as stream_exc:
-                    exc = stream_exc
-                else:
-                    yield from _with_duplicates(c, enumerate(docs, 1), duplicates)
-                    return
-            if is_json:
-                where = f"line {exc.lineno}, column {exc.colno}"
-                c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
-                return
-        else:
-            # A bare JSON array of objects: each element is a document.
-            numbered = enumerate(doc, 1) if isinstance(doc, list) else iter([(1, doc)])
-            yield from _with_duplicates(c, numbered, duplicates)
+            c.error(_too_deep_error(source, deep), None)
             return
     n = 0
     # Aliases need an anchor ("&name" where a node starts): without one no document can share
@@ -429,6 +425,7 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
     # yaml.load_all, with the loader at hand: its `duplicates` go with each document.
     loader = _Loader(text)
     loader.duplicates = {}
+    loader.duplicate_lines = {}
     try:
         while loader.check_data():
             doc = loader.get_data()
@@ -437,35 +434,175 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             if problem is not None:
                 c.error(FieldError(source, f"document {n}", INVALID, problem), None)
                 loader.duplicates = {}
+                loader.duplicate_lines = {}
                 continue
             c.duplicates = loader.duplicates or None
+            c.duplicate_lines = loader.duplicate_lines or None
             try:
                 yield n, doc
             finally:
-                c.duplicates = None
+                c.duplicates = c.duplicate_lines = None
                 loader.duplicates = {}
+                loader.duplicate_lines = {}
     except yaml.YAMLError as exc:
         c.error(_syntax_error(source, exc), None)
     finally:
         loader.dispose()
 
 
+def _json_documents(text: str, source: str, c: Collector, *, is_json: bool
+                    ) -> tuple[list[tuple[int, Any]], dict[int, list[Any]]] | None:
+    """The numbered documents of JSON ``text`` and the keys its objects repeat (see
+    :func:`_json_decoder`); None when json refuses text that is not from a ``*.json`` file
+    (to be read as YAML); errors go to ``c`` (and no document comes back).
+
+    Nesting is checked after json has parsed the text, on the objects: json's C scanner stops
+    at Python's recursion limit with a RecursionError (no crash), and a walk of the parsed
+    containers costs a tenth of the libyaml event pass :func:`_too_deep` makes over the text,
+    which was half the load of a 10,000-rule JSON List (any JSON file with more than 500
+    brackets went through it)."""
+    decoder, duplicates = _json_decoder()
+    try:
+        try:
+            try:
+                doc = decoder.decode(text)
+            except _Constant:
+                raise _constant_error(text, 0) from None
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":
+                # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
+                # them as a stream (apimachinery util/yaml YAMLOrJSONDecoder: "a stream of JSON
+                # documents or YAML documents by sniffing for a leading { character", decoded
+                # with json.NewDecoder), each a document. A fresh decoder: the mappings of the
+                # failed attempt are gone, and their ids with them.
+                decoder, duplicates = _json_decoder()
+                try:
+                    docs, bracketed = _json_stream(decoder, text)
+                except json.JSONDecodeError as stream_exc:
+                    exc = stream_exc
+                else:
+                    if any(_nested_past(d, _MAX_DEPTH) for d in bracketed):
+                        c.error(_too_deep_error(source, _json_too_deep(text)), None)
+                        return [], {}
+                    return list(enumerate(docs, 1)), duplicates
+            if not is_json:
+                return None
+            where = f"line {exc.lineno}, column {exc.colno}"
+            c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
+            return [], {}
+    except RecursionError:
+        c.error(_too_deep_error(source, _json_too_deep(text)), None)
+        return [], {}
+    if _brackets(text, 0, len(text)) > _MAX_DEPTH and _nested_past(doc, _MAX_DEPTH):
+        c.error(_too_deep_error(source, _json_too_deep(text)), None)
+        return [], {}
+    # A bare JSON array of objects: each element is a document.
+    return (list(enumerate(doc, 1)) if isinstance(doc, list) else [(1, doc)]), duplicates
+
+
+def _brackets(text: str, start: int, end: int) -> int:
+    """A bound on the nesting of the JSON in ``text[start:end]`` (strings' brackets counted
+    too): two counts in C, so that most documents are not walked at all."""
+    return text.count("[", start, end) + text.count("{", start, end)
+
+
+def _nested_past(doc: Any, limit: int) -> bool:
+    """Whether parsed JSON ``doc`` nests containers more than ``limit`` deep (the top one is
+    level 1, as :func:`_too_deep` counts). An explicit stack: the document may be deep."""
+    if type(doc) is not dict and type(doc) is not list:
+        return False
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        for child in (node.values() if type(node) is dict else node):
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+    return False
+
+
+# A JSON string (skipped whole) or a bracket.
+_JSON_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _json_too_deep(text: str) -> tuple[int, int]:
+    """(line, column) of the bracket that opens level ``_MAX_DEPTH + 1`` of JSON ``text``
+    (only for text known to nest that deep: a pass over its brackets in Python)."""
+    depth = 0
+    for m in _JSON_BRACKET.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                at = m.start()
+                return text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        elif ch in "]}":
+            depth -= 1
+    return 1, 1
+
+
+def _too_deep_error(source: str, where: tuple[int, int]) -> FieldError:
+    return FieldError(source, f"line {where[0]}, column {where[1]}", INVALID,
+                      f"nested more than {_MAX_DEPTH} levels deep")
+
+
 _json_space = re.compile(r"[ \t\n\r]*").match  # RFC 8259 §2 whitespace, as json.Decoder skips
 
 
-def _json_stream(decoder: json.JSONDecoder, text: str) -> list[Any]:
-    """The JSON values of ``text``, one after the other; raises JSONDecodeError (with the line
+class _Constant(ValueError):
+    """json met ``NaN``, ``Infinity`` or ``-Infinity`` (see :func:`_no_constant`)."""
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads these three words as floats; JSON has no such values (RFC 8259 §6:
+    # "Numeric values that cannot be represented in the grammar below (such as Infinity and
+    # NaN) are not permitted") and Go's encoding/json, behind kubectl and the API server,
+    # stops at them: "invalid character 'N' looking for beginning of value". Called by json's
+    # C scanner only when it meets one: documents without them pay nothing.
+    raise _Constant(name)
+
+
+# A JSON string (skipped: "NaN" inside one is text) or one of the words json took.
+_JSON_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|-?Infinity)', re.DOTALL)
+
+
+def _constant_error(text: str, start: int) -> json.JSONDecodeError:
+    """The syntax error Go reports for the first ``NaN``/``Infinity`` of the JSON value that
+    starts at ``start`` (json stopped there; what comes before it is valid JSON, so skipping
+    strings finds it), at the character Go names."""
+    for m in _JSON_CONSTANT.finditer(text, start):
+        word = m.group(1)
+        if word is not None:
+            at = m.start(1) + (word[0] == "-")  # Go: "invalid character 'I' in numeric literal"
+            where = "in numeric literal" if word[0] == "-" else "looking for beginning of value"
+            return json.JSONDecodeError(
+                f"{word} is not a JSON value (kubectl: invalid character {text[at]!r} {where})",
+                text, at)
+    return json.JSONDecodeError("NaN or Infinity is not a JSON value", text, start)
+
+
+def _json_stream(decoder: json.JSONDecoder, text: str) -> tuple[list[Any], list[Any]]:
+    """The JSON values of ``text``, one after the other, and those of them with more than
+    ``_MAX_DEPTH`` brackets (which may nest too deep); raises JSONDecodeError (with the line
     and column in ``text``) at the first that does not parse. Eager, so that a broken value
     reports its error before any document is handed on."""
     docs: list[Any] = []
+    bracketed: list[Any] = []
     end = len(text)
     value = decoder.raw_decode
     pos = _json_space(text, 0).end()  # type: ignore[union-attr]
     while pos < end:
-        doc, pos = value(text, pos)
+        try:
+            doc, next_pos = value(text, pos)
+        except _Constant:
+            raise _constant_error(text, pos) from None
         docs.append(doc)
-        pos = _json_space(text, pos).end()  # type: ignore[union-attr]
-    return docs
+        if _brackets(text, pos, next_pos) > _MAX_DEPTH:
+            bracketed.append(doc)
+        pos = _json_space(text, next_pos).end()  # type: ignore[union-attr]
+    return docs, bracketed
 
 
 def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:
@@ -490,7 +627,7 @@ def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:
             keep.append(pairs)
         return obj
 
-    return json.JSONDecoder(object_pairs_hook=pairs_to_dict), found
+    return json.JSONDecoder(object_pairs_hook=pairs_to_dict, parse_constant=_no_constant), found
 
 
 def _repeated_pair_keys(pairs: list[tuple[str, Any]]) -> list[str]:
@@ -612,6 +749,30 @@ def _aliasing_problem(doc: Any) -> str | None:
         return (f"YAML document contains excessive aliasing: {total} nodes once aliases are "
                 f"expanded, from {distinct} written")
     return None
+
+
+#: The keys written twice in the mappings of a document, by ``id()`` of the mapping, each with
+#: the 1-based lines it is written at (none for JSON, whose parser does not tell).
+DuplicateKeys = dict[int, dict[Any, list[int]]]
+
+
+def read_documents(text: str | bytes, source: str, *, is_json: bool = False
+                   ) -> tuple[list[tuple[Any, DuplicateKeys]], list[FieldError]]:
+    """The documents of one file read as :func:`load_manifests` reads them (go-yaml v2's plain
+    scalars, kubectl's JSON), each with its :data:`DuplicateKeys`, and the errors that stop
+    the reading (syntax, NaN, encoding, nesting), naming ``source`` and the line: for a file
+    that is not a set of manifests, ``serve --config``'s ConfigMap. Empty documents are
+    left out."""
+    c = Collector(copy_ignored=False)
+    docs: list[tuple[Any, DuplicateKeys]] = []
+    for _, doc in _documents(text, source, c, is_json=is_json):
+        if doc is None:
+            continue
+        found: DuplicateKeys = dict(c.duplicate_lines or {})
+        for mapping, keys in (c.duplicates or {}).items():
+            found.setdefault(mapping, {key: [] for key in keys})
+        docs.append((doc, found))
+    return docs, c.errors
 
 
 def _parse_into(text: str | bytes, source: str | None, c: Collector, *, is_json: bool = False) -> None:

@@ -209,11 +209,13 @@ def test_pyyaml_itself_is_left_as_it_was() -> None:
 
 def test_a_configmap_with_a_number_pyyaml_cannot_read_is_a_validation_error(
         tmp_path: Path) -> None:
-    # ``serve --config``: PyYAML matches ``0x_`` as an int, then int('', 16) raised out of
-    # load_config (a traceback instead of exit 2).
+    # ``serve --config``: PyYAML matched ``0x_`` as an int, then int('', 16) raised out of
+    # load_config (a traceback instead of exit 2). Since session 16 the ConfigMap is read as
+    # kubectl reads it (go-yaml: the string "0x_"), refused as a value of its key.
     from ingresslib._config import load_config
 
     f = tmp_path / "cm.yaml"
-    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {x: 0x_}\n")
-    with pytest.raises(ingresslib.ValidationError, match="YAML value error"):
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+                 "data: {keep-alive: 0x_}\n")
+    with pytest.raises(ingresslib.ValidationError, match='data.keep-alive: Invalid value: "0x_"'):
         load_config(f)

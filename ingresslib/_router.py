@@ -512,13 +512,15 @@ _IngressInfo = tuple[str, Mapping[str, str], tuple[tuple[str, str], ...], bool, 
                      "BalancerSpec | None", list[tuple[str, str]]]
 
 
-#: A warning about a balancer that failed to start: (the object it is about, None for the
-#: backend's Ingress; the Diagnostic field; the message).
-_Said = tuple["str | None", str, str]
+#: A balancer factory that raised: (its kind, the message saying so, whether it was the
+#: Router's default tried in its place - said on ``Router: load_balance`` whoever uses the
+#: backend). Where the first one is said depends on each Ingress using the backend
+#: (``say_failures``): Ingresses with equal balancer annotations on one Service share it.
+_Failure = tuple[str, str, bool]
 #: A backend whose balancer factory raised: what its fallback depends on (that factory, the
 #: Router's default kind and that kind's factory: a change of any makes the next build try
-#: again) and the warnings saying so.
-_Fallback = tuple[tuple[Any, ...], tuple[_Said, ...]]
+#: again) and the factories that failed.
+_Fallback = tuple[tuple[Any, ...], tuple[_Failure, ...]]
 _LOAD_BALANCE = "nginx.ingress.kubernetes.io/load-balance"
 #: The annotation that chose a built-in kind that does not come from ``load-balance``.
 _KIND_ANNOTATION = {"sticky": "nginx.ingress.kubernetes.io/affinity",
@@ -606,7 +608,7 @@ class Router:
         self._balancers: dict[tuple[Any, ...], Balancer] = {}
         #: The keys of ``_balancers`` holding a fallback put in place of a factory that raised
         #: (the default kind's balancer, or a round-robin): what it depends on and the
-        #: warnings saying so (``_Fallback``).
+        #: factories that failed (``_Fallback``).
         self._fallbacks: dict[tuple[Any, ...], _Fallback] = {}
         self._splits: dict[tuple[Any, ...], WeightSplit] = {}
         #: What the current state's build knows (set with the state), and the Services and
@@ -1016,6 +1018,8 @@ class Router:
         by_service: dict[tuple[str, str], list[_Side]] = {}
         balancers: dict[tuple[Any, ...], Balancer] = {}
         fallbacks: dict[tuple[Any, ...], _Fallback] = {}
+        #: The failures of the fallbacks ``sides`` hold, by the same key.
+        failed_sides: dict[tuple[Any, ...], tuple[_Failure, ...]] = {}
         splits: dict[tuple[Any, ...], WeightSplit] = {}
 
         def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
@@ -1060,18 +1064,15 @@ class Router:
             spec, problems = spec_for(info[1], info[2], match.path)
             return info, spec, problems
 
-        def fall_back(ann: Mapping[str, str], spec: BalancerSpec, options: BalancerOptions,
-                      exc: Exception, tag: str, upstream: tuple[str, str | None, int | str | None]
-                      ) -> tuple[Balancer, tuple[_Said, ...]]:
+        def fall_back(spec: BalancerSpec, options: BalancerOptions, exc: Exception, tag: str,
+                      upstream: tuple[str, str | None, int | str | None]
+                      ) -> tuple[Balancer, tuple[_Failure, ...]]:
             """The balancer serving in place of ``spec``'s, whose factory raised ``exc``, and
-            what to say about it. As for an unknown ``load-balance`` value (docs/router.md R28):
-            the Router's default kind, unless that is the kind that failed or fails too; then
-            the built-in round-robin (a "round_robin" factory of the user's may be the one that
-            failed). Said where the kind came from: the Ingress's annotation, or the Router's
-            ``load_balance`` (the ConfigMap default) for a backend without one."""
-            raw = ann.get(_LOAD_BALANCE)
-            from_default = spec.kind == default_lb and (raw is None or raw.strip() != spec.kind)
-            failed = [(exc, spec.kind, from_default)]
+            the factories that failed. As for an unknown ``load-balance`` value
+            (docs/router.md R28): the Router's default kind, unless that is the kind that
+            failed or fails too; then the built-in round-robin (a "round_robin" factory of the
+            user's may be the one that failed)."""
+            failed = [(exc, spec.kind, False)]
             bal: Balancer | None = None
             if spec.kind != default_lb:
                 dspec = BalancerSpec(default_lb)
@@ -1084,15 +1085,21 @@ class Router:
             if bal is None:
                 bal = RoundRobin(options)
                 using = "round_robin"
-            said: list[_Said] = []
-            for err, kind, default in failed:
-                msg = f"balancer {kind!r} failed to start ({err}); using {using}"
-                if default:
-                    said.append(("Router", "load_balance", msg))
+            return bal, tuple((kind, f"balancer {kind!r} failed to start ({err}); using {using}",
+                               default) for err, kind, default in failed)
+
+        def say_failures(obj: str, ann: Mapping[str, str], failures: tuple[_Failure, ...]
+                         ) -> None:
+            """Say, for one Ingress using a fallback, where each failed kind came from: its
+            annotation, or the Router's ``load_balance`` (the ConfigMap default) for an
+            Ingress without one (or with a value that is not that kind: an unknown one)."""
+            raw = ann.get(_LOAD_BALANCE)
+            for kind, msg, default in failures:
+                if default or (kind == default_lb and (raw is None or raw.strip() != kind)):
+                    say("Router", "load_balance", msg)
                 else:
                     key = _KIND_ANNOTATION.get(kind, _LOAD_BALANCE)
-                    said.append((None, f"metadata.annotations[{key}]", msg))
-            return bal, tuple(said)
+                    say(obj, f"metadata.annotations[{key}]", msg)
 
         def backend(match: Match, main: Match, canary: bool) -> _Backend:
             # ``previous`` is only given when the table (so every Match) is the same object.
@@ -1134,10 +1141,8 @@ class Router:
                     if fell is not None:
                         if fell[0] == (factories.get(spec.kind), default_lb,
                                        factories.get(default_lb)):
-                            # Still serving in its place: said by every build, as a build
-                            # from scratch (whose factory fails again) says it.
-                            for where, fld, msg in fell[1]:
-                                say(obj if where is None else where, fld, msg)
+                            # Still serving in its place: said by every build (below), as a
+                            # build from scratch (whose factory fails again) says it.
                             fallbacks[bkey] = fell
                         else:
                             bal = None  # a factory or the default changed since: try again
@@ -1152,16 +1157,25 @@ class Router:
                     try:
                         bal = make_balancer(spec, options, factories, tag, bkey[:3])
                     except Exception as exc:  # a third-party factory failed: say so, keep serving
-                        bal, said = fall_back(ann, spec, options, exc, tag, bkey[:3])
-                        for where, fld, msg in said:
-                            say(obj if where is None else where, fld, msg)
+                        bal, failures = fall_back(spec, options, exc, tag, bkey[:3])
                         fallbacks[bkey] = ((factories.get(spec.kind), default_lb,
-                                            factories.get(default_lb)), said)
+                                            factories.get(default_lb)), failures)
                 balancers[bkey] = bal
                 side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
                                            match.port, upstream, canary)
                 if match.service is not None:
                     by_service.setdefault((match.namespace, match.service), []).append(side)
+                if fallbacks:
+                    fell = fallbacks.get(bkey)
+                    if fell is not None:
+                        failed_sides[skey] = fell[1]
+            if failed_sides:
+                # Said for every Ingress using a fallback, not only the one whose backend
+                # built it: Ingresses with equal balancer annotations (or none) on one
+                # Service share the backend's balancer, each in its own right.
+                failed = failed_sides.get(skey)
+                if failed is not None:
+                    say_failures(obj, ann, failed)
             side.users.append(main.route_id)
             eps, bal, prepared = side.eps, side.balancer, side.prepared
             if previous is not None:

@@ -239,11 +239,12 @@ _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
 _MAX_CHUNK_SIZE = MAX_CONTENT_LENGTH - 5
 #: h11's reader itself (called unbound: no ``super()`` object per chunk).
 _chunked_read = ChunkedReader.__call__
-#: A match at the start of h11's buffer when the chunk line there (after the CRLF still to
-#: discard, if any: h11 checks those bytes) holds a bare CR or LF: its first CR or LF is a CR
-#: followed by another byte than LF, or an LF. A CR last in the buffer is no match: its LF
-#: may be in the next read. (Possessive: no backtracking into a skipped CRLF or the line.)
-_bad_chunk_line = re.compile(rb"(?:\r?\n)?+[^\r\n]*+(?:\r[^\n]|\n)").match
+#: A match at ``pos`` in h11's buffer when the chunk line from there holds a bare CR or LF:
+#: its first CR or LF is a CR followed by another byte than LF, or an LF. A CR last in the
+#: buffer is no match: its LF may be in the next read. (Possessive: no backtracking.)
+_bad_chunk_line = re.compile(rb"[^\r\n]*+(?:\r[^\n]|\n)").match
+#: An LF with no CR before it (looks behind ``pos`` too).
+_bare_lf = re.compile(rb"(?<!\r)\n").search
 
 
 class _ChunkedReader(ChunkedReader):
@@ -274,19 +275,30 @@ class _ChunkedReader(ChunkedReader):
     4 % more instructions per proxied 100-byte chunk here, 10 % there).
 
     The bytes are looked at in h11's buffer before h11 consumes them, only on calls that
-    start at a chunk line or in the trailers (a call inside a chunk's data reads no line)."""
+    start at a chunk line or in the trailers (a call inside a chunk's data reads no line),
+    and only those no earlier call looked at: a line arriving a few bytes per read is read
+    once, as h11 reads it, not once per read (60 KB of chunk extension one byte per read
+    held the event loop for 9 s). The line's bytes start after the CRLF still to discard
+    (h11 checks those) or, when an earlier call found the line incomplete, at the last byte
+    that call saw: h11 keeps that count (``_next_line_search``: the buffer's length when its
+    search for the line's CRLF failed, reset when it takes bytes out), and that call's check
+    saw the same bytes and found no CR or LF in them but, maybe, a CR in the last one, whose
+    LF may be the first new byte."""
 
     def __call__(self, buf: ReceiveBuffer) -> Any:
         if self._bytes_in_chunk:
             return _chunked_read(self, buf)
         if self._reading_trailer:
-            _check_trailer(buf._data)
+            _check_trailer(buf)
             return _chunked_read(self, buf)
+        data = buf._data
+        start = len(self._bytes_to_discard)
         # (Nothing past the CRLF still to discard: no line to look at yet. This call comes
         # once per chunk, after its data, and costs a match otherwise.)
-        data = buf._data
-        if len(data) > len(self._bytes_to_discard) and _bad_chunk_line(data) is not None:
-            raise h11.LocalProtocolError("bare CR or LF in chunk line")
+        if len(data) > start:
+            seen: int = buf._next_line_search
+            if _bad_chunk_line(data, seen - 1 if seen else start) is not None:
+                raise h11.LocalProtocolError("bare CR or LF in chunk line")
         return _check_chunk_size(self, _chunked_read(self, buf))
 
 
@@ -324,31 +336,41 @@ class _RequestChunkedReader(ChunkedReader):
     """
 
     def __call__(self, buf: ReceiveBuffer) -> Any:
-        data = buf._data
         if self._reading_trailer:
-            _check_trailer(data)
+            _check_trailer(buf)
         elif self._bytes_in_chunk == 0:
-            # The next chunk line starts after the CRLF still to discard (h11 checks those).
+            # The next chunk line starts after the CRLF still to discard (h11 checks those);
+            # its CRLF is searched for from where an earlier call's search ended, if one did
+            # (as in ``_ChunkedReader``: once per line, not once per read).
+            data = buf._data
             start = len(self._bytes_to_discard)
-            end = data.find(b"\r\n", start)
-            if end >= 0 and has_control(bytes(data[start:end])):
-                raise h11.LocalProtocolError("control character in chunk line")
+            if len(data) > start:  # (else no line to look at yet)
+                seen: int = buf._next_line_search
+                end = data.find(b"\r\n", seen - 1 if seen else start)
+                if end >= 0 and has_control(bytes(data[start:end])):
+                    raise h11.LocalProtocolError("control character in chunk line")
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
 
 
-def _check_trailer(data: bytearray) -> None:
-    """Refuse a bare LF in the trailer section at the start of ``data`` (h11's buffer, when
+def _check_trailer(buf: ReceiveBuffer) -> None:
+    """Refuse a bare LF in the trailer section at the start of ``buf`` (h11's buffer, when
     its chunked reader is about to read the trailers): h11 ends the section at "\\n" or
     "\\n\\n" (RFC 9112 §2.2: "a recipient MAY recognize a single LF as a line
     terminator"), so after "0\\r\\n\\n" a CRLF-only parser reads more trailer lines where
-    h11 saw the message end: the next message starts at another byte for each."""
+    h11 saw the message end: the next message starts at another byte for each.
+
+    Only the bytes no earlier call looked at: h11's ``_multiple_lines_search`` (where its
+    search for the section's end starts again: two bytes before the end of the buffer it
+    last searched, reset when it takes bytes out); that call's check found no bare LF
+    before it (the look-behind sees the CR of a CRLF split there)."""
+    data = buf._data
     if data[:2] != b"\r\n":
         if data[:1] == b"\n":
             raise h11.LocalProtocolError("bare LF in chunked trailer section")
-        m = blank_line_regex.search(data)
-        section = data[:m.end()] if m is not None else data
-        if section.count(b"\n") != section.count(b"\r\n"):
+        start: int = buf._multiple_lines_search
+        m = blank_line_regex.search(data, start)
+        if _bare_lf(data, start, m.end() if m is not None else len(data)) is not None:
             raise h11.LocalProtocolError("bare LF in chunked trailer section")
 
 

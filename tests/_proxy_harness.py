@@ -389,6 +389,30 @@ def status_of(data: bytes) -> int:
     return int(data.split(b" ", 2)[1])
 
 
+def dechunk(body: bytes) -> tuple[bytes, bool]:
+    """The payload of the chunked ``body`` the client got, and whether its last chunk came."""
+    payload = b""
+    while body:
+        line, _, body = body.partition(b"\r\n")
+        size = int(line, 16)
+        if size == 0:
+            return payload, body == b"\r\n"
+        payload += body[:size]
+        body = body[size + 2:]
+    return payload, False
+
+
+def upstream_sends_bytewise(p: ProxyPair, data: bytes) -> bytes:
+    """The first upstream sends ``data`` one byte at a time (until the client connection is
+    closed): what the client received meanwhile."""
+    out = b""
+    for i in range(len(data)):
+        if p.closed:
+            break
+        out += p.upstream_send(p.upstreams[0], data[i:i + 1])
+    return out
+
+
 def location(out: bytes) -> bytes | None:
     """The ``Location`` of the first response in ``out``, or None."""
     for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:

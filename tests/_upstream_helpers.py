@@ -1,13 +1,16 @@
 """Shared pieces of the asyncio server tests that run a real upstream on 127.0.0.1: the
-upstream's listening and stopping, the proxy's start, and polling for a condition."""
+upstream's listening and stopping, the proxy's start (alone, or in front of one upstream), one
+exchange on a new connection, and polling for a condition."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from ingresslib.proxy._server import ProxyServer
+from tests._server_helpers import StubRouter
 
 _U = TypeVar("_U", bound="TrackedUpstream")
 
@@ -46,6 +49,29 @@ async def start_proxy(router: Any, *, tls: bool = False, **kw: Any) -> tuple[Pro
     else:
         await server.start(("127.0.0.1", 0))
     return server, server.addresses[0][2]
+
+
+@asynccontextmanager
+async def proxy_to(up: TrackedUpstream) -> AsyncIterator[int]:
+    """The port of a ProxyServer on 127.0.0.1 that sends every request to ``up`` (started);
+    on leaving, the proxy shuts down (1 s grace) and ``up`` stops."""
+    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
+    try:
+        yield port
+    finally:
+        await server.shutdown(1)
+        await up.stop()
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a new connection to 127.0.0.1:``port``: all it gets back until the
+    server closes (``read_to_eof``)."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(data)
+        return await read_to_eof(r)
+    finally:
+        w.close()
 
 
 async def until(cond: Callable[[], object], seconds: float = 2.0) -> bool:

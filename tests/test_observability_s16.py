@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -46,6 +47,47 @@ def _recv_all(sock: socket.socket, limit: float) -> tuple[int, bool]:
         return total, False
 
 
+@asynccontextmanager
+async def _serving(m: Metrics, **limits: float) -> AsyncIterator[int]:
+    """A MetricsServer of ``m`` on 127.0.0.1 with ``limits`` (``timeout``, ``write_timeout``)
+    set: its port; closed on leaving."""
+    server = MetricsServer(m, "127.0.0.1", 0)
+    for name, seconds in limits.items():
+        setattr(server, name, seconds)
+    port = await server.start()
+    try:
+        yield port
+    finally:
+        await server.close()
+
+
+@asynccontextmanager
+async def _small_window_client(m: Metrics, write_timeout: float) -> AsyncIterator[socket.socket]:
+    """A client of a MetricsServer of ``m`` with a 4 KiB receive buffer (the answer cannot
+    all sit in it), connected; closed on leaving, before the server."""
+    async with _serving(m, write_timeout=write_timeout) as port:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            client.connect(("127.0.0.1", port))
+            yield client
+        finally:
+            client.close()
+
+
+@asynccontextmanager
+async def _connected(m: Metrics, **limits: float) -> AsyncIterator[
+        tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A connection to a MetricsServer of ``m`` (``limits`` as ``_serving``); closed on
+    leaving, before the server."""
+    async with _serving(m, **limits) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
+
+
 @pytest.mark.asyncio
 async def test_a_scraper_that_stops_reading_is_dropped() -> None:
     # ingress-nginx's :10254 server (pkg/metrics/handler.go, StartHTTPServer) has
@@ -57,20 +99,11 @@ async def test_a_scraper_that_stops_reading_is_dropped() -> None:
     body = len(m.render())
     took = time.monotonic() - took  # the server renders it once more before writing
     assert body > 2_000_000
-    server = MetricsServer(m, "127.0.0.1", 0)
-    server.write_timeout = 0.5
-    port = await server.start()
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    try:
-        client.connect(("127.0.0.1", port))
+    async with _small_window_client(m, write_timeout=0.5) as client:
         client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         await asyncio.sleep(3 * took + 2.0)  # the client does not read meanwhile
         got, ended = await asyncio.to_thread(_recv_all, client, 2.0)
         assert ended and got < body, (got, body, ended)
-    finally:
-        client.close()
-        await server.close()
 
 
 @pytest.mark.asyncio
@@ -79,19 +112,10 @@ async def test_a_scraper_with_small_buffers_that_keeps_reading_gets_everything()
     # stalled client, not a small window: the whole answer arrives when the client reads.
     m = _big_metrics(120)
     body = len(m.render())
-    server = MetricsServer(m, "127.0.0.1", 0)
-    server.write_timeout = 5.0
-    port = await server.start()
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    try:
-        client.connect(("127.0.0.1", port))
+    async with _small_window_client(m, write_timeout=5.0) as client:
         client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         got, ended = await asyncio.to_thread(_recv_all, client, 5.0)
         assert ended and got > body
-    finally:
-        client.close()
-        await server.close()
 
 
 @pytest.mark.asyncio
@@ -100,11 +124,7 @@ async def test_a_request_head_trickled_byte_by_byte_is_dropped() -> None:
     # a complete request", as ingress-nginx's "ReadTimeout: 10 * time.Second" bounds the whole
     # request read (pkg/metrics/handler.go). The limit was per read(): a client sending one
     # byte every few seconds (slowloris) kept its connection for as long as it liked.
-    server = MetricsServer(Metrics(), "127.0.0.1", 0)
-    server.timeout = 0.6
-    port = await server.start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
+    async with _connected(Metrics(), timeout=0.6) as (reader, writer):
         started = time.monotonic()
         closed_after = None
         for byte in b"GET /metrics HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxx\r\n":
@@ -121,27 +141,17 @@ async def test_a_request_head_trickled_byte_by_byte_is_dropped() -> None:
                 break
         assert closed_after is not None, "the trickling client was never dropped"
         assert closed_after < 2.0
-    finally:
-        writer.close()
-        await server.close()
 
 
 @pytest.mark.asyncio
 async def test_the_read_deadline_starts_again_for_each_keep_alive_request() -> None:
     # (A guard for the fix above, passes before and after.) The deadline is per request: a
     # keep-alive scraper that comes back within it each time is served for as long as it does.
-    server = MetricsServer(Metrics(), "127.0.0.1", 0)
-    server.timeout = 1.0
-    port = await server.start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
+    async with _connected(Metrics(), timeout=1.0) as (reader, writer):
         for _ in range(4):  # 2 s in all, twice the deadline
             await asyncio.sleep(0.5)
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await asyncio.wait_for(reader.readuntil(b"ok"), 2)).startswith(b"HTTP/1.1 200")
-    finally:
-        writer.close()
-        await server.close()
 
 
 # --- series of Ingresses a reload removed --------------------------------------------------------
@@ -290,17 +300,11 @@ async def test_a_failing_collector_is_a_500_not_a_dropped_connection(
     m = Metrics()
     m.registry.register(AppCollector())
     broken[0] = True
-    server = MetricsServer(m, "127.0.0.1", 0)
-    port = await server.start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
+    async with _connected(m) as (reader, writer):
         writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = await asyncio.wait_for(reader.readuntil(b"unavailable\n"), 5)
         assert answer.startswith(b"HTTP/1.1 500 ")
         assert b"An error has occurred while serving metrics:" in answer
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await asyncio.wait_for(reader.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
-    finally:
-        writer.close()
-        await server.close()
     assert any("rendering the exposition failed" in r.getMessage() for r in caplog.records)

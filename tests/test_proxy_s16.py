@@ -15,8 +15,7 @@ import pytest
 from ingresslib.proxy._connection import _H11Reader
 
 from _proxy_harness import ProxyPair, Reply, status_of
-from _upstream_helpers import TrackedUpstream, read_to_eof, start_proxy, until
-from tests._server_helpers import StubRouter
+from _upstream_helpers import TrackedUpstream, exchange, proxy_to, until
 
 GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
 HEAD = b"HEAD / HTTP/1.1\r\nHost: a.test\r\n\r\n"
@@ -211,18 +210,11 @@ class _RecordingUpstream(TrackedUpstream):
 async def test_defect_server_huge_request_chunk_is_400_and_the_backend_gets_no_byte() -> None:
     # DEFECT: the request was streamed to the backend, head and chunk data.
     up = await _RecordingUpstream(b"").start()
-    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(CHUNKED_POST + b"fffffffffffffffffff\r\n" + b"x" * 1000)
-        out = await read_to_eof(r)
-        w.close()
+    async with proxy_to(up) as port:
+        out = await exchange(port, CHUNKED_POST + b"fffffffffffffffffff\r\n" + b"x" * 1000)
         assert out.startswith(b"HTTP/1.1 400 ")
         await asyncio.sleep(0.05)
         assert all(got == b"" for got in up.received)
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.network
@@ -232,15 +224,8 @@ async def test_defect_server_huge_upstream_chunk_ends_the_response() -> None:
     # gets; the client connection is closed and the upstream one too (never pooled).
     up = await _RecordingUpstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                   b"fffffffffffffffffff\r\n" + b"EVIL" * 100).start()
-    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(GET)
-        out = await read_to_eof(r)
-        w.close()
+    async with proxy_to(up) as port:
+        out = await exchange(port, GET)
         assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n")
         assert b"EVIL" not in out
         assert await until(lambda: up.ended == len(up.received) == 1)
-    finally:
-        await server.shutdown(1)
-        await up.stop()

@@ -27,6 +27,7 @@ from ingresslib.proxy._server import ProxyServer
 
 from _router_helpers import P, canary, ingress, resources, service, slice_
 from tests.test_access_s16 import status
+from tests.test_router_s16 import ANN_FIELD, LB, boom, boom2, failed
 from tests.test_tls import _ingress, _pems, _secret
 from tests.test_tls_plain_s16 import (  # noqa: F401 (ca, env: fixtures)
     _PAGE,
@@ -39,27 +40,7 @@ from tests.test_tls_plain_s16 import (  # noqa: F401 (ca, env: fixtures)
 )
 from tests.test_tls_s14 import _client_hello, _records
 
-LB = P + "load-balance"
-ANN_FIELD = f"metadata.annotations[{LB}]"
-
-
-class Boom(RuntimeError):
-    pass
-
-
-def boom(options: Any) -> Any:
-    raise Boom("cannot start")
-
-
-def boom2(options: Any) -> Any:
-    raise Boom("cannot start either")
-
-
 FACTORIES = {"boom": boom, "boom2": boom2}
-
-
-def failed(r: Router) -> list[tuple[str, str, str]]:
-    return [(w.object, w.field, w.message) for w in r.warnings if "failed to start" in w.message]
 
 
 # --- 1. the fallback of a factory that fails, on a backend two Ingresses share ------------

@@ -25,15 +25,11 @@ import pytest
 
 from ingresslib import _serve
 from ingresslib._cli import main
-from ingresslib._serve import Reloader, _listener_conflict
+from ingresslib._serve import _listener_conflict
 from tests.test_serve_cli import _bump, _manifests
 from tests.test_serve_s13 import _ingress
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _serve_helpers import free_port, signal_serve_after, stop_at_first_reload
 
 
 def _listening(port: int) -> bool:
@@ -57,7 +53,7 @@ def test_ctrl_c_while_the_first_table_builds_is_exit_130(
     assert threading.current_thread() is threading.main_thread()
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a", "a.test"))
-    port = _free_port()
+    port = free_port()
     real = _serve.build_router
     builds: list[int] = []
 
@@ -84,13 +80,7 @@ def test_after_start_up_sigint_still_drains_and_exits_0(
     # Unchanged by the fix above: once serving, Ctrl-C is the graceful stop (exit 0).
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a", "a.test"))
-    real_run = Reloader.run
-
-    async def run(self: Reloader) -> None:
-        asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGINT)
-        await real_run(self)
-
-    monkeypatch.setattr(Reloader, "run", run)
+    signal_serve_after(monkeypatch, 0.1, signal.SIGINT)
     assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:0", "--reload-interval", "0",
                  "--access-log", "off"]) == 0
     err = capsys.readouterr().err
@@ -113,13 +103,7 @@ def test_serve_main_puts_back_the_signal_handlers_it_found(
     def mine(signum: int, frame: Any) -> None:
         got.append(signum)
 
-    real_run = Reloader.run
-
-    async def run(self: Reloader) -> None:
-        asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGTERM)
-        await real_run(self)
-
-    monkeypatch.setattr(Reloader, "run", run)
+    signal_serve_after(monkeypatch, 0.1)
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     before = {s: signal.signal(s, mine) for s in sigs}
     try:
@@ -162,22 +146,8 @@ def test_a_sighup_just_before_the_loops_handler_is_not_lost(
         real_add(self, sig, callback, *args)
 
     monkeypatch.setattr(loop_cls, "add_signal_handler", add_signal_handler)
-    seen: list[list[str]] = []
-    real_check, real_run = Reloader.check, Reloader.run
-
-    async def check(self: Reloader, *, force: bool = False) -> bool | None:
-        result = await real_check(self, force=force)
-        if result is not None:
-            seen.append(sorted(s.metadata.name for s in self.server.router.resources.services))
-            os.kill(os.getpid(), signal.SIGTERM)
-        return result
-
-    async def run(self: Reloader) -> None:
-        asyncio.get_running_loop().call_later(2, os.kill, os.getpid(), signal.SIGTERM)
-        await real_run(self)
-
-    monkeypatch.setattr(Reloader, "check", check)
-    monkeypatch.setattr(Reloader, "run", run)
+    seen = stop_at_first_reload(monkeypatch)
+    signal_serve_after(monkeypatch, 2)
     assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:0", "--reload-interval", "0",
                  "--access-log", "off"]) == 0
     assert sent and seen == [["beta"]]
@@ -257,21 +227,13 @@ async def test_a_configmap_edit_over_invalid_manifests_reports_the_table_serving
     # Sound: the ConfigMap applied over the last good table is reported as that pair (its
     # digest is what serves), the reload counts once each way (a new configuration serves;
     # the files on disk are not what serves), and fixing the manifests then serves both.
-    from ingresslib import load_manifests
     from ingresslib._config import load_config
     from ingresslib._serve import config_digest
     from tests.test_serve_cli import _configmap
-    from tests.test_serve_s16 import BAD_INGRESS, _SettingsServer
+    from tests.test_serve_s16 import BAD_INGRESS, _with_configmap
 
-    m = tmp_path / "m.yaml"
-    m.write_text(_ingress("a", "a.test"))
-    cm = tmp_path / "cm.yaml"
-    cm.write_text(_configmap("5"))
     calls: list[bool] = []
-    server = _SettingsServer(load_manifests(str(m)))
-    r = Reloader(server, [str(m)], ingress_class=None, controller=None, settle=0,
-                 config=load_config(cm), config_path=str(cm),
-                 on_reload=lambda ok, message: calls.append(ok))
+    m, cm, server, r = _with_configmap(tmp_path, on_reload=lambda ok, message: calls.append(ok))
     good = server.router.resources
     _bump(m, BAD_INGRESS)
     _bump(cm, _configmap("1k"))

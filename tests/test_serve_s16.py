@@ -38,6 +38,8 @@ from ingresslib._serve import Reloader, build_router
 from tests.test_serve_cli import _bump, _configmap, _manifests, _start_serve, _stop
 from tests.test_serve_s13 import _deny, _ingress
 
+from _serve_helpers import free_port, signal_serve_after, stop_at_first_reload
+
 BAD_INGRESS = """apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: bad}
@@ -82,11 +84,7 @@ async def test_a_reload_with_a_folder_that_cannot_be_listed_logs_the_other_error
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("m", "m.test"))
 
-    class Server:
-        router = build_router(Resources(), ingress_class=None, controller=None)
-        cert_store = None
-
-    r = Reloader(Server(), [str(tmp_path)], ingress_class=None, controller=None, settle=0)
+    r = _reloader(_SettingsServer(Resources()), [tmp_path])
     _bump(m, BAD_INGRESS)
     _deny(monkeypatch, sub)
     assert await r.check() is False
@@ -143,8 +141,7 @@ async def test_a_refused_reload_logs_the_unknown_fields_that_explain_it(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a"))
-    r = Reloader(_SettingsServer(Resources()), [str(m)], ingress_class=None,
-                 controller=None, settle=0)
+    r = _reloader(_SettingsServer(Resources()), [m])
     _bump(m, TYPO)
     with caplog.at_level(logging.ERROR, logger="ingresslib.serve"):
         assert await r.check() is False
@@ -175,22 +172,8 @@ def test_sighup_during_the_first_digest_is_read_once_the_reloader_runs(
         return real_digest(*a, **k)
 
     monkeypatch.setattr(_serve, "config_digest", digest_then_edit)
-    seen: list[list[str]] = []
-    real_check, real_run = Reloader.check, Reloader.run
-
-    async def check(self: Reloader, *, force: bool = False) -> bool | None:
-        result = await real_check(self, force=force)
-        if result is not None:
-            seen.append(sorted(s.metadata.name for s in self.server.router.resources.services))
-            os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler: a graceful stop
-        return result
-
-    async def run(self: Reloader) -> None:
-        asyncio.get_running_loop().call_later(3, os.kill, os.getpid(), signal.SIGTERM)
-        await real_run(self)
-
-    monkeypatch.setattr(Reloader, "check", check)
-    monkeypatch.setattr(Reloader, "run", run)
+    seen = stop_at_first_reload(monkeypatch)
+    signal_serve_after(monkeypatch, 3)
     assert main(["serve", "-f", str(m), "--listen", "127.0.0.1:0", "--reload-interval", "0",
                  "--access-log", "off"]) == 0
     assert seen == [["beta"]]
@@ -277,12 +260,6 @@ def test_ctrl_c_while_the_files_are_read_is_one_line(
 # -- listeners ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("first, second", [
     ("--listen 127.0.0.1:{p}", "--metrics-listen 127.0.0.1:{p}"),
     ("--listen 127.0.0.1:{p}", "--tls-listen 127.0.0.1:{p}"),
@@ -298,7 +275,7 @@ def test_two_listeners_on_one_address_are_refused_before_listening(
     # neither option: the port looked taken by another process. An input error: exit 2.
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a"))
-    p = _free_port()
+    p = free_port()
     argv = ["serve", "-f", str(m), *first.format(p=p).split(), *second.format(p=p).split()]
     if "--listen" not in argv:
         argv += ["--listen", "127.0.0.1:0"]
@@ -313,7 +290,7 @@ def test_different_ports_or_hosts_are_not_a_conflict(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a"))
-    p = _free_port()
+    p = free_port()
     monkeypatch.setattr(_serve, "_serve", _never_serve)
     for extra in (["--metrics-listen", f"127.0.0.1:{p + 1}"], ["--metrics-listen", f"127.0.0.2:{p}"],
                   ["--tls-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
@@ -438,11 +415,7 @@ async def test_a_reload_logs_new_table_warnings_once(tmp_path: Path,
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("web", "app.test"))
 
-    class Server:
-        router = build_router(Resources(), ingress_class=None, controller=None)
-        cert_store = None
-
-    r = Reloader(Server(), [str(m)], ingress_class=None, controller=None, settle=0)
+    r = _reloader(_SettingsServer(Resources()), [m])
 
     def logged() -> list[str]:
         lines = [rec.getMessage() for rec in caplog.records if rec.name == "ingresslib.serve"
@@ -479,12 +452,15 @@ class _SettingsServer:
         self.settings: Any = None
 
 
-@pytest.mark.asyncio
-async def test_invalid_manifests_do_not_hold_back_a_configmap_edit(tmp_path: Path) -> None:
-    # Defect: the reverse of test_serve_cli's test_invalid_configmap_does_not_hold_back_...:
-    # while a manifest held an invalid edit (the last good table serving), a valid ConfigMap
-    # edit (raising proxy-body-size during an incident) was not applied until the manifests
-    # were fixed; the log only repeated the manifests' errors.
+def _reloader(server: Any, paths: list[Path], **kw: Any) -> Reloader:
+    """The Reloader of ``paths`` for ``server``: no class filter, no settle delay."""
+    return Reloader(server, [str(p) for p in paths], ingress_class=None, controller=None,
+                    settle=0, **kw)
+
+
+def _with_configmap(tmp_path: Path, **kw: Any) -> tuple[Path, Path, _SettingsServer, Reloader]:
+    """m.yaml (Ingress "a", a.test) and cm.yaml (proxy-body-size 5), served: the manifest,
+    the ConfigMap, the server and its Reloader of both (``kw``: more Reloader arguments)."""
     from ingresslib import load_manifests
     from ingresslib._config import load_config
 
@@ -493,8 +469,17 @@ async def test_invalid_manifests_do_not_hold_back_a_configmap_edit(tmp_path: Pat
     cm = tmp_path / "cm.yaml"
     cm.write_text(_configmap("5"))
     server = _SettingsServer(load_manifests(str(m)))
-    r = Reloader(server, [str(m)], ingress_class=None, controller=None, settle=0,
-                 config=load_config(cm), config_path=str(cm))
+    return m, cm, server, _reloader(server, [m], config=load_config(cm), config_path=str(cm),
+                                    **kw)
+
+
+@pytest.mark.asyncio
+async def test_invalid_manifests_do_not_hold_back_a_configmap_edit(tmp_path: Path) -> None:
+    # Defect: the reverse of test_serve_cli's test_invalid_configmap_does_not_hold_back_...:
+    # while a manifest held an invalid edit (the last good table serving), a valid ConfigMap
+    # edit (raising proxy-body-size during an incident) was not applied until the manifests
+    # were fixed; the log only repeated the manifests' errors.
+    m, cm, server, r = _with_configmap(tmp_path)
     _bump(m, BAD_INGRESS)
     assert await r.check() is False and "spec.rules[0].host" in (r.last_error or "")
     _bump(cm, _configmap("1k"))
@@ -512,16 +497,7 @@ async def test_invalid_manifests_do_not_hold_back_a_configmap_edit(tmp_path: Pat
 async def test_a_reload_with_both_invalid_logs_both(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     # Defect: the ConfigMap's error was dropped when the manifests failed too.
-    from ingresslib import load_manifests
-    from ingresslib._config import load_config
-
-    m = tmp_path / "m.yaml"
-    m.write_text(_ingress("a", "a.test"))
-    cm = tmp_path / "cm.yaml"
-    cm.write_text(_configmap("5"))
-    server = _SettingsServer(load_manifests(str(m)))
-    r = Reloader(server, [str(m)], ingress_class=None, controller=None, settle=0,
-                 config=load_config(cm), config_path=str(cm))
+    m, cm, server, r = _with_configmap(tmp_path)
     _bump(m, BAD_INGRESS)
     _bump(cm, _configmap("big"))
     with caplog.at_level(logging.ERROR, logger="ingresslib.serve"):
@@ -558,12 +534,6 @@ async def test_serve_kubernetes_logs_what_check_warns(tmp_path: Path) -> None:
     assert err.count(SHADOWED) == 1 and err.count(IGNORED) == 1, err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ingresses_in_request_series(port: int) -> set[str]:
     import re
     import urllib.request
@@ -580,7 +550,7 @@ def test_a_reload_drops_the_request_series_of_an_ingress_no_longer_served(
     # counted under its Ingress whatever its status.
     folder = tmp_path / "m"
     folder.mkdir()
-    (folder / "web.yaml").write_text(_manifests("web", [_free_port()]))
+    (folder / "web.yaml").write_text(_manifests("web", [free_port()]))
     (folder / "preview.yaml").write_text(_ingress("preview", "pr.test"))
     p, ports = _start_serve("-f", str(folder), "--listen", "127.0.0.1:0", "--metrics-listen",
                             "127.0.0.1:0", "--reload-interval", "0.1", "--access-log", "off")

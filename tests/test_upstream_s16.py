@@ -16,9 +16,10 @@ import asyncio
 
 import pytest
 
-from _proxy_harness import CLOCK, DATE, ProxyPair, Reply, status_of
-from _upstream_helpers import TrackedUpstream, read_to_eof, start_proxy, until
-from tests._server_helpers import StubRouter
+from _proxy_harness import (
+    CLOCK, DATE, ProxyPair, Reply, dechunk, status_of, upstream_sends_bytewise,
+)
+from _upstream_helpers import TrackedUpstream, exchange, proxy_to, until
 
 GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
 HEAD = b"HEAD / HTTP/1.1\r\nHost: a.test\r\n\r\n"
@@ -89,17 +90,14 @@ def test_guard_one_content_length_of_one_number_is_forwarded(line: bytes,
 # --- 2. chunk lines and trailers: bare CR, bare LF -------------------------------------------
 
 
-def _dechunk(body: bytes) -> tuple[bytes, bool]:
-    """The payload of the chunked ``body`` the client got, and whether its last chunk came."""
-    payload = b""
-    while body:
-        line, _, body = body.partition(b"\r\n")
-        size = int(line, 16)
-        if size == 0:
-            return payload, body == b"\r\n"
-        payload += body[:size]
-        body = body[size + 2:]
-    return payload, False
+def _chunked_response(body: bytes, split: bool) -> tuple[ProxyPair, bytes]:
+    """A GET answered with CHUNKED and then ``body``: with the head in one read, or with
+    ``split`` one byte at a time after it. The pair, and what the client got."""
+    p = ProxyPair(app=lambda r, b, u: Reply(CHUNKED if split else CHUNKED + body))
+    out = p.send(GET)
+    if split:
+        out += upstream_sends_bytewise(p, body)
+    return p, out
 
 
 def _assert_cut(p: ProxyPair, out: bytes) -> None:
@@ -124,16 +122,9 @@ def test_defect_bare_cr_in_an_upstream_chunk_line_ends_the_response(body: bytes,
     # DEFECT: h11's chunk extension is ";.*", CR included: the chunk was streamed, the
     # response completed and the upstream connection pooled. nginx: "case
     # sw_chunk_extension_almost_done: if (ch == LF) { ... } goto invalid;".
-    p = ProxyPair(app=lambda r, b, u: Reply(CHUNKED if split else CHUNKED + body))
-    out = p.send(GET)
-    if split:
-        # One byte at a time: the CR is seen whichever read brings it.
-        for i in range(len(body)):
-            if p.closed:
-                break
-            out += p.upstream_send(p.upstreams[0], body[i:i + 1])
+    p, out = _chunked_response(body, split)  # split: the CR is seen whichever read brings it
     assert out.startswith(CHUNKED)
-    payload, ended = _dechunk(out[len(CHUNKED):])
+    payload, ended = dechunk(out[len(CHUNKED):])
     assert payload == (b"hi" if body.startswith(b"2\r\nhi") else b"") and not ended
     _assert_cut(p, out)
 
@@ -146,7 +137,7 @@ def test_defect_chunk_line_ended_by_a_bare_lf_ends_the_response_at_once(body: by
     p = ProxyPair(app=lambda r, b, u: Reply(CHUNKED + body))
     out = p.send(GET)
     assert out.startswith(CHUNKED)
-    assert _dechunk(out[len(CHUNKED):]) == (b"hi" if body.startswith(b"2") else b"", False)
+    assert dechunk(out[len(CHUNKED):]) == (b"hi" if body.startswith(b"2") else b"", False)
     _assert_cut(p, out)
 
 
@@ -162,15 +153,9 @@ def test_defect_bare_lf_in_upstream_trailers_ends_the_response(body: bytes,
     # the upstream connection pooled where a CRLF-only reader (the upstream's own framing,
     # nginx's) is still in the trailers. nginx: "case sw_trailer: ... case LF: goto
     # invalid;", "case sw_trailer_header: ... case LF: goto invalid;".
-    p = ProxyPair(app=lambda r, b, u: Reply(CHUNKED if split else CHUNKED + body))
-    out = p.send(GET)
-    if split:
-        for i in range(len(body)):
-            if p.closed:
-                break
-            out += p.upstream_send(p.upstreams[0], body[i:i + 1])
+    p, out = _chunked_response(body, split)
     assert out.startswith(CHUNKED)
-    assert _dechunk(out[len(CHUNKED):]) == (b"hello", False)
+    assert dechunk(out[len(CHUNKED):]) == (b"hello", False)
     _assert_cut(p, out)
 
 
@@ -186,13 +171,9 @@ def test_guard_chunk_lines_nginx_takes_are_streamed(body: bytes, split: bool) ->
     # guard: nginx's sw_chunk_extension takes any byte but CR and LF (extensions never reach
     # the client: the body is re-chunked); a CR last in a read is the start of a CRLF whose
     # LF is still to come, not a bare CR.
-    p = ProxyPair(app=lambda r, b, u: Reply(CHUNKED if split else CHUNKED + body))
-    out = p.send(GET)
-    if split:
-        for i in range(len(body)):
-            out += p.upstream_send(p.upstreams[0], body[i:i + 1])
+    p, out = _chunked_response(body, split)
     assert out.startswith(CHUNKED)
-    assert _dechunk(out[len(CHUNKED):]) == (b"hello", True)
+    assert dechunk(out[len(CHUNKED):]) == (b"hello", True)
     assert not p.closed and [c.reuse for c in p.closes] == [True]
 
 
@@ -311,8 +292,7 @@ async def test_defect_server_repeated_content_length_is_502_and_the_connection_d
     # DEFECT: through the server the response went to the client with the merged length.
     up = await _OneReply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
                          b"hello").start()
-    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
-    try:
+    async with proxy_to(up) as port:
         r, w = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(2):
             w.write(GET)
@@ -323,9 +303,6 @@ async def test_defect_server_repeated_content_length_is_502_and_the_connection_d
         w.close()
         # Each try got a connection of its own: the first was not pooled.
         assert await until(lambda: up.accepted == 2)
-    finally:
-        await server.shutdown(1)
-        await up.stop()
 
 
 @pytest.mark.network
@@ -333,14 +310,7 @@ async def test_defect_server_repeated_content_length_is_502_and_the_connection_d
 async def test_defect_server_bare_cr_in_a_chunk_line_cuts_the_response() -> None:
     # DEFECT: the chunk and the rest of the response reached the client, complete.
     up = await _OneReply(CHUNKED + b"5;\rX\r\nhello\r\n0\r\n\r\n").start()
-    server, port = await start_proxy(StubRouter([("127.0.0.1", up.port)]))
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(GET)
-        out = await read_to_eof(r)
-        w.close()
+    async with proxy_to(up) as port:
+        out = await exchange(port, GET)
         assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n")
         assert b"hello" not in out
-    finally:
-        await server.shutdown(1)
-        await up.stop()

@@ -18,24 +18,12 @@ import h11
 import pytest
 
 from _proxy_harness import ProxyPair, Reply, status_of
+from _proxy_harness import dechunk as _dechunk
 from ingresslib.proxy._connection import _H11Reader
 
 GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 POST = b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
-def _dechunk(body: bytes) -> tuple[bytes, bool]:
-    """The payload of the chunked ``body`` the client got, and whether its last chunk came."""
-    payload = b""
-    while body:
-        line, _, body = body.partition(b"\r\n")
-        size = int(line, 16)
-        if size == 0:
-            return payload, body == b"\r\n"
-        payload += body[:size]
-        body = body[size + 2:]
-    return payload, False
 
 
 def _feed(reads: list[bytes]) -> tuple[ProxyPair, bytes]:

@@ -899,6 +899,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         which = _failed_listener(args, len(server.addresses), metrics_server is not None)
         print(f"ingresslib serve: {which}: cannot listen: {e}", file=sys.stderr)
         await server.shutdown(0)
+        if kube_client is not None:  # (its connection pool: an embedding's process goes on)
+            with contextlib.suppress(Exception):
+                await kube_client.close()
         return 1
     if early_hup is not None:
         early_hup.serving = True

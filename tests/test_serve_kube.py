@@ -320,3 +320,39 @@ def test_serve_kubernetes_option_misuse_exits_2(argv: list[str], message: str, t
     assert main(["serve", *argv, "--listen", "127.0.0.1:0", "--reload-interval", "0"]) == 2
     err = capsys.readouterr().err
     assert message in err and "listening on" not in err
+
+
+def test_serve_kubernetes_that_cannot_listen_closes_its_cluster_client(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cluster client is made before listening (an unusable configuration is exit 2); a
+    # port in use then ended serve with exit 1 and the client's connection pool left open
+    # (serve_main called in-process by an embedding).
+    import socket
+
+    import lightkube
+
+    from ingresslib._cli import main
+
+    made: list[Any] = []
+    real = lightkube.AsyncClient
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.closed = False
+            made.append(self)
+
+        async def close(self) -> None:
+            self.closed = True
+            await super().close()
+
+    monkeypatch.setattr(lightkube, "AsyncClient", Recording)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--kubernetes", "--kubeconfig", _kubeconfig(tmp_path),
+                     "--listen", f"127.0.0.1:{port}"]) == 1
+    assert "cannot listen" in capsys.readouterr().err
+    assert len(made) == 1 and made[0].closed

@@ -229,3 +229,32 @@ async def test_defect_server_huge_upstream_chunk_ends_the_response() -> None:
         assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n")
         assert b"EVIL" not in out
         assert await until(lambda: up.ended == len(up.received) == 1)
+
+
+# --- a method nginx refuses at its first byte, before the head is complete ----------------------
+
+
+@pytest.mark.parametrize("data", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),  # a TLS ClientHello
+    b"SSH-2.0-OpenSSH_9.6",                                     # an SSH banner
+    b"get /",                                                   # a lower-case method
+    b"G{T",
+    b"\r\nPRI",                                                 # fine so far...
+])
+def test_an_invalid_method_byte_is_400_before_the_head_is_complete(data: bytes) -> None:
+    # nginx's ngx_http_parse_request_line: "client sent invalid method" at the first byte
+    # that is not A-Z, '_' or '-' before the space. A TLS client on the plain port waited for
+    # the head deadline (60 s) here, holding the connection.
+    pair = ProxyPair()
+    out = pair.send(data)
+    if data == b"\r\nPRI":
+        assert out == b"" and not pair.closed
+        out = pair.send(b"*")  # ...until this byte
+    assert status_of(out) == 400 and pair.closed
+    assert pair.upstream_bytes == b""
+
+
+@pytest.mark.parametrize("data", [b"GE", b"GET", b"GET /x HT", b"\r", b"\r\n\r", b"M-SEARCH"])
+def test_a_partial_head_nginx_would_read_on_waits(data: bytes) -> None:
+    pair = ProxyPair()
+    assert pair.send(data) == b"" and not pair.closed

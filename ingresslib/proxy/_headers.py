@@ -547,7 +547,15 @@ def check_raw_head(head: bytes, settings: ProxySettings) -> None:
 
 def check_partial_head(buf: bytes | bytearray, settings: ProxySettings) -> None:
     """Limits that can be decided before the head is complete (so a huge line is refused
-    without buffering it)."""
+    without buffering it), and a method nginx refuses at its first byte: a TLS ClientHello or
+    an SSH banner sent to the plain port waited for the head deadline (60 s), where nginx's
+    ``ngx_http_parse_request_line`` answers at once ("client sent invalid method": a byte
+    other than ``A-Z``, ``_`` or ``-`` before the first space, ``METHOD_CHARS``)."""
+    sp = buf.find(b" ")
+    method = buf[:sp] if sp >= 0 else buf
+    # (A lone CR: the start of an empty line before the request line, its LF still to come.)
+    if method.translate(None, METHOD_CHARS) and method != b"\r":
+        raise RemoteProxyError("invalid method", 400)
     nl = buf.find(b"\n")
     if nl < 0:
         if len(buf) > settings.max_request_line + 1:

@@ -83,7 +83,8 @@ def decode_credentials(authorization: bytes) -> tuple[bytes, bytes] | None:
     ("if (src->data[len] == '=') { break; }"; what follows is not looked at), every character
     of the standard alphabet, padding optional, a length of 4n+1 refused ("if (len % 4 == 1)
     { return NGX_ERROR; }"); the user is the text before the first ``:`` and must not be empty
-    ("if (len == 0 || len == auth.len) { ... return NGX_DECLINED; }")."""
+    ("if (len == 0 || len == auth.len) { ... return NGX_DECLINED; }"). The one reading of the
+    header: basic auth checks it, the access log names its user (``_headers.basic_auth_user``)."""
     value = authorization.strip(b" \t")
     if value[:6].lower() != b"basic ":
         return None

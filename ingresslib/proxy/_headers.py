@@ -8,7 +8,6 @@ from here, so that the two front ends cannot drift apart.
 
 from __future__ import annotations
 
-import base64
 import enum
 import functools
 import ipaddress
@@ -20,6 +19,7 @@ from typing import Any
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
 from .._normalize import normalize_host
+from ._basicauth import decode_credentials
 from ._errors import RemoteProxyError
 from ._settings import ProxySettings
 
@@ -159,37 +159,19 @@ def valid_request_id(value: bytes) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
-_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 def basic_auth_user(authorization: str | bytes | None) -> str | None:
     """nginx ``$remote_user``: "user name supplied with the Basic authentication", read from
     an ``Authorization`` header value whatever the location's auth (None: no user; a ``str`` is
-    taken as latin-1 bytes, and so is the result). The core puts it in ``RequestRecord.remote_user``,
-    which the access log writes escaped (the client chooses it).
-
-    ngx_http_auth_basic_user: the value must start with ``Basic `` (any case), then spaces; the
-    base64 is decoded up to the first ``=`` (a character outside the alphabet, or a length of
-    4n+1, declines); the user is what precedes the first ``:``, and a credential without ``:``
-    or with an empty user declines.
-    """
+    taken as latin-1 bytes, and so is the result), as :func:`decode_credentials` reads it. The
+    core puts it in ``RequestRecord.remote_user``, which the access log writes escaped (the
+    client chooses it)."""
     if authorization is None:
         return None
     raw = authorization.encode("latin-1") if isinstance(authorization, str) else authorization
-    if raw[:6].lower() != b"basic ":
-        return None
-    encoded = raw[6:].lstrip(b" ")
-    end = encoded.find(b"=")
-    if end >= 0:
-        encoded = encoded[:end]
-    if not encoded or len(encoded) % 4 == 1 or not _BASE64.issuperset(encoded):
-        return None
-    # Only alphabet characters, length not 4n+1: padded, this always decodes.
-    decoded = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
-    user, colon, _ = decoded.partition(b":")
-    if not colon or not user:
-        return None
-    return user.decode("latin-1")
+    credentials = decode_credentials(raw)
+    return None if credentials is None else credentials[0].decode("latin-1")
 
 
 def check_host(value: bytes) -> None:

@@ -58,6 +58,15 @@ FIELDS = (
 #: ingress-nginx's name for the upstream of requests no rule matched.
 DEFAULT_UPSTREAM = "upstream-default-backend"
 
+#: Statuses of requests the core refuses before routing them (bad request line or headers,
+#: Host, limits, the plain-HTTP-on-TLS 400; the head timeout): no rule, no Ingress. nginx
+#: refuses those while reading the head, before any phase runs, so ingress-nginx's
+#: ``set $proxy_upstream_name "-";`` (server block) never ran and the variable is unset; with
+#: nginx.tmpl's ``uninitialized_variable_warn off;`` ngx_http_rewrite_var() reads it as
+#: ``ngx_http_variable_null_value`` (``ngx_http_variable("")``), which ngx_http_log_variable()
+#: writes as is (only ``not_found`` prints ``-``): ``[]`` in the line, ``""`` in JSON.
+_REFUSED_UNROUTED = frozenset((400, 408, 414, 431))
+
 # %b follows the locale; nginx's $time_local does not.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -88,7 +97,8 @@ def upstream_names(record: RequestRecord) -> tuple[str, str]:
 
     ingress-nginx names an upstream ``namespace-service-port`` (port as written in the Ingress:
     number or name). The main backend's name is logged first; when the canary served, its name
-    goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``.
+    goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``;
+    requests refused before routing (400/408/414/431 with no rule) have no name (``""``).
 
     The record's ``service``/``namespace`` are the backend that served. The port and, when the
     canary served, the main backend come from the optional record fields ``service_port``,
@@ -96,6 +106,8 @@ def upstream_names(record: RequestRecord) -> tuple[str, str]:
     is left out and a canary request names the canary backend in both places.
     """
     if record.service is None:
+        if record.ingress is None and record.status in _REFUSED_UNROUTED:
+            return "", ""
         return DEFAULT_UPSTREAM, ""
     ns = record.namespace or ""
     served = _upstream(ns, record.service, getattr(record, "service_port", None))

@@ -60,7 +60,7 @@ def test_request_refused_before_parsing_logs_dash_not_empty_method_and_path() ->
     f = access_fields(r, NOW, UTC)
     assert f["request"] is None
     assert format_line(f) == ('192.0.2.1 - - [21/Nov/2026:13:25:42 +0000] "-" 400 16 "-" "-" 0 '
-                              '0.000 [upstream-default-backend] [] - - - - -')
+                              '0.000 [] [] - - - - -')  # refused before routing (session 16)
     assert json.loads(AccessLogFormatter("json").format(logging.makeLogRecord(
         {"access": f})))["request"] is None
     assert access_fields(rec(path=""), NOW, UTC)["request"] == "GET -?x=1 HTTP/1.1"

@@ -620,11 +620,23 @@ def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
     The peer is trusted (the caller checked). Walking right to left, trusted hops are skipped;
     the first untrusted address is the client. An unparsable entry stops the walk: what is to
     its left was written by someone we cannot vouch for, so the last trusted hop is the client.
-    Entries may carry a port (``1.2.3.4:5678``, ``[2001:db8::1]:443``), dropped as nginx does.
+
+    Entries are read as nginx ngx_http_get_forwarded_addr_internal() reads them: separated by
+    runs of commas *and spaces* ("for (p = xff + xfflen - 1; p > xff; p--, xfflen--) { if (*p
+    != ' ' && *p != ',') break; }" ... "if (*p == ' ' || *p == ',') { p++; break; }"), each
+    entry read by ngx_parse_addr_port() (``_chain_address``). Trusted proxies write addresses
+    separated by ", ", which read the same either way; the rest of nginx's reading (spaces,
+    leading zeros, a leading separator) concerns entries only a client writes, and whatever the
+    reading, the walk passes an entry only when it is a trusted hop.
+    The first byte is never read as a separator (the scans stop at "p > xff" without testing
+    it), so when it is one the leftmost entry starts with it and parses as nothing.
     """
     client = peer
-    for item in reversed(chain.split(",")):
-        item = item.strip()
+    items = chain.replace(" ", ",").split(",")
+    if chain[:1] in (" ", ","):
+        items = chain[1:].replace(" ", ",").split(",")
+        items[0] = "\0"  # separator + whatever follows it up to the next one: not an address
+    for item in reversed(items):
         if not item:
             continue
         addr = _chain_address(item)
@@ -636,39 +648,68 @@ def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
     return client
 
 
-_PORT = re.compile(r":[0-9]{1,5}", re.ASCII)
+_IPV4 = re.compile(r"[0-9.]+", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
+def _ngx_addr(text: str) -> str | None:
+    """nginx ngx_parse_addr(): ngx_inet_addr(), else ngx_inet6_addr(), else not an address.
+
+    ngx_inet_addr() reads four dot-separated decimal octets ("octet = octet * 10 + (c - '0');
+    if (octet > 255) return INADDR_NONE;" ... "if (n == 3)"): a leading zero is decimal
+    (``010.0.0.1`` is 10.0.0.1, never octal 8.0.0.1), an empty octet is 0, and the result
+    INADDR_NONE (255.255.255.255) means "not an address". The IPv4 address is returned in
+    dotted-decimal form, as nginx's $remote_addr prints it, so that later readers (allowlists,
+    logs) see one spelling. An IPv6 address is returned as written; a zone (``%eth0``) is no
+    part of ngx_inet6_addr()'s grammar.
+    """
+    if _IPV4.fullmatch(text) is not None:
+        parts = text.split(".")
+        if len(parts) != 4:
+            return None
+        octets = [int(o) if o else 0 for o in parts]
+        if max(octets) > 255 or octets == [255, 255, 255, 255]:
+            return None
+        return "%d.%d.%d.%d" % (octets[0], octets[1], octets[2], octets[3])
+    if ":" not in text or "%" in text:
+        return None
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return text
 
 
 def _chain_address(item: str) -> str | None:
     """The address of one forwarded-chain entry, or None if it is not one.
 
-    nginx ngx_http_get_forwarded_addr_internal() reads each entry with ngx_parse_addr_port():
-    an address, optionally with a port (``1.2.3.4:5678``, ``[2001:db8::1]:443``); the port is
-    dropped ($remote_addr has none). Brackets hold an IPv6 address only.
+    nginx ngx_parse_addr_port(): the entry as an address (``_ngx_addr``); else, if it starts
+    with ``[``, "p = ngx_strlchr(text, last, ']'); if (p == NULL || p == last - 1 || *++p !=
+    ':') return NGX_DECLINED;" (a bracketed address needs a port; one exception below); else
+    the part before the first ``:``. The port is ngx_atoi() digits,
+    "if (port < 1 || port > 65535) return NGX_DECLINED;", and is dropped ($remote_addr has
+    none).
     """
-    host = item
-    port = ""
+    addr = _ngx_addr(item)
+    if addr is not None:
+        return addr
     if item.startswith("["):
         end = item.find("]")
-        if end < 0:
+        if end == len(item) - 1 and ":" in item:
+            # ``[2001:db8::1]`` with no port: nginx refuses it (the walk stops at the hop
+            # before); we read the IPv6 address, as we always have (README, divergences): a
+            # proxy that writes it means its client, and trust is still checked.
+            return _ngx_addr(item[1:end])
+        if end < 0 or end == len(item) - 1 or item[end + 1] != ":":
             return None
-        host, port = item[1:end], item[end + 1:]
-        if ":" not in host:
+        host, port = item[1:end], item[end + 2:]
+    else:
+        host, sep, port = item.partition(":")
+        if not sep:
             return None
-    elif item.count(":") == 1:
-        cut = item.index(":")
-        host, port = item[:cut], item[cut:]
-    if port and (_PORT.fullmatch(port) is None or not 0 < int(port[1:]) <= 65535):
+    if _DIGITS.fullmatch(port) is None or not 0 < int(port) <= 65535:
         return None
-    if "%" in host:
-        # Python reads "fe80::1%<anything>" as a scoped address (spaces and non-ASCII text
-        # included); nginx's ngx_inet6_addr() reads no zone: not an address.
-        return None
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return host
+    return _ngx_addr(host)
 
 
 def first_forwarded_host(value: bytes) -> bytes:

@@ -65,7 +65,9 @@ DEFAULT_UPSTREAM = "upstream-default-backend"
 #: nginx.tmpl's ``uninitialized_variable_warn off;`` ngx_http_rewrite_var() reads it as
 #: ``ngx_http_variable_null_value`` (``ngx_http_variable("")``), which ngx_http_log_variable()
 #: writes as is (only ``not_found`` prints ``-``): ``[]`` in the line, ``""`` in JSON.
-_REFUSED_UNROUTED = frozenset((400, 408, 414, 431))
+#: 405: CONNECT and TRACE, refused at the end of ngx_http_process_request_header() ("client
+#: sent TRACE method", ``NGX_HTTP_NOT_ALLOWED``), before any phase as well.
+_REFUSED_UNROUTED = frozenset((400, 405, 408, 414, 431))
 
 # %b follows the locale; nginx's $time_local does not.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -98,7 +100,7 @@ def upstream_names(record: RequestRecord) -> tuple[str, str]:
     ingress-nginx names an upstream ``namespace-service-port`` (port as written in the Ingress:
     number or name). The main backend's name is logged first; when the canary served, its name
     goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``;
-    requests refused before routing (400/408/414/431 with no rule) have no name (``""``).
+    requests refused before routing (400/405/408/414/431 with no rule) have no name (``""``).
 
     The record's ``service``/``namespace`` are the backend that served. The port and, when the
     canary served, the main backend come from the optional record fields ``service_port``,

@@ -667,8 +667,8 @@ def _ngx_addr(text: str) -> str | None:
         parts = text.split(".")
         if len(parts) != 4:
             return None
-        octets = [int(o) if o else 0 for o in parts]
-        if max(octets) > 255 or octets == [255, 255, 255, 255]:
+        octets = [v for v in (_decimal(o, 255) for o in parts) if v is not None]
+        if len(octets) != 4 or octets == [255, 255, 255, 255]:
             return None
         return "%d.%d.%d.%d" % (octets[0], octets[1], octets[2], octets[3])
     if ":" not in text or "%" in text:
@@ -707,9 +707,26 @@ def _chain_address(item: str) -> str | None:
         host, sep, port = item.partition(":")
         if not sep:
             return None
-    if _DIGITS.fullmatch(port) is None or not 0 < int(port) <= 65535:
+    if _DIGITS.fullmatch(port) is None or not _decimal(port, 65535):  # None, or port 0
         return None
     return _ngx_addr(host)
+
+
+def _decimal(digits: str, limit: int) -> int | None:
+    """ASCII ``digits`` (possibly empty: 0) as a number, None above ``limit``.
+
+    nginx reads any number of leading zeros and refuses a value past its bound
+    (ngx_inet_addr: "if (octet > 255) return INADDR_NONE;"; ngx_atoi's overflow check, then
+    "port > 65535"). ``int()`` of the whole text raises ValueError past 4300 digits
+    (``sys.int_info.default_max_str_digits``), which one header line holds: the exception
+    escaped ``client_address`` out of the proxy core. Leading zeros go first, and a rest
+    longer than the bound's is over it without being converted.
+    """
+    digits = digits.lstrip("0")
+    if len(digits) > len(str(limit)):
+        return None
+    value = int(digits) if digits else 0
+    return value if value <= limit else None
 
 
 def first_forwarded_host(value: bytes) -> bytes:

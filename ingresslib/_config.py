@@ -427,7 +427,9 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
 
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark is no text (kubectl reads past it, cli-runtime's
+        # unicode.BOMOverride); left in, json refused a ConfigMap.json that starts with one.
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeError as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]) from None
     except OSError as e:

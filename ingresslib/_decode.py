@@ -954,12 +954,14 @@ class Collector:
         """Warnings for the unknown fields the decoder found and the keys the parser saw
         twice in ``obj``: what ``kubectl apply`` with ``--validate=warn`` prints, where the API
         server's ``fieldValidation=Warn`` answers ``unknown field "spec.foo"``."""
-        found = [(UNKNOWN_FIELD, path) for path in dec.unknown]
+        found: list[tuple[str, str, int | None]] = [
+            (UNKNOWN_FIELD, path, None) for path in dec.unknown]
         if self.duplicates:
-            found += [(DUPLICATE_FIELD, path) for path in duplicate_paths(obj, self.duplicates)]
-        found += [(DUPLICATE_FIELD, path) for path in dec.repeated]
-        self.warnings.extend(FieldWarning(dec.obj, path, what, source=source)
-                             for what, path in found)
+            found += [(DUPLICATE_FIELD, path, line) for path, line
+                      in duplicate_paths(obj, self.duplicates, self.duplicate_lines)]
+        found += [(DUPLICATE_FIELD, path, None) for path in dec.repeated]
+        self.warnings.extend(FieldWarning(dec.obj, path, what, source=source, line=line)
+                             for what, path, line in found)
 
     def result(self) -> Resources:
         if self.errors:

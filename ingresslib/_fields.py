@@ -48,10 +48,18 @@ DUPLICATE_FIELD = "duplicate field"
 class FieldWarning(FieldError):
     """A :class:`FieldError` that is only a warning: ``field`` is the path of a field the API
     server would drop, and ``str()`` reads as its warning does, after the object:
-    ``deploy/web.yaml: Ingress default/web: unknown field "spec.ingressClassname"``."""
+    ``deploy/web.yaml: Ingress default/web: unknown field "spec.ingressClassname"``; a key
+    written twice in a YAML file names the line of its last writing, the one whose value is
+    kept: ``deploy/web.yaml: line 12: Ingress default/web: duplicate field "spec.rules[0].host"``
+    (JSON's parser tells no lines; a text without a file name is printed without one either)."""
+
+    #: The 1-based line in ``source`` the warning is about, when known.
+    line: int | None = None
 
     def __str__(self) -> str:
         head = [self.source, self.object] if self.source else [self.object]
+        if self.line is not None and self.source:
+            head.insert(1, f"line {self.line}")
         return ": ".join([*head, f"{self.type} {_go_quote(self.field)}"])
 
 
@@ -288,13 +296,18 @@ def _child_path(path: str, key: Any) -> str:
     return f"{path}[{key}]"
 
 
-def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]]) -> list[str]:
+def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]],
+                    lines: Mapping[int, Mapping[Any, list[int]]] | None = None
+                    ) -> list[tuple[str, int | None]]:
     """The paths of the keys written twice in a mapping of ``obj`` (``duplicates``: the keys
-    of each such mapping, by ``id()``, as the YAML or JSON parser saw them), keys as written.
+    of each such mapping, by ``id()``, as the YAML or JSON parser saw them), keys as written,
+    each with the line of its last writing when ``lines`` (the YAML loader's: the lines of
+    each key, by ``id()`` of its mapping) has it.
 
     Only called for a document where the loader saw a repeated key, so a walk of the whole
     object costs nothing to the others. An explicit stack: the object may nest deep."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, int | None]] = []
+    no_lines: Mapping[Any, list[int]] = {}
     seen: set[int] = set()
     stack: list[tuple[Any, str]] = [(obj, "")]
     while stack:
@@ -303,8 +316,12 @@ def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]])
             continue  # a YAML alias: the same mapping reached twice
         seen.add(id(node))
         if isinstance(node, Mapping):
-            for key in duplicates.get(id(node), ()):
-                out.append((path, _child_path(path, key)))
+            keys = duplicates.get(id(node), ())
+            if keys:
+                at = lines.get(id(node), no_lines) if lines else no_lines
+                for key in keys:
+                    written = at.get(key)
+                    out.append((path, _child_path(path, key), written[-1] if written else None))
             for key, value in node.items():
                 if isinstance(value, (Mapping, list)):
                     stack.append((value, _child_path(path, key)))
@@ -312,7 +329,8 @@ def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]])
             for i, item in enumerate(node):
                 if isinstance(item, (Mapping, list)):
                     stack.append((item, f"{path}[{i}]"))
-    return [p for _, p in sorted(out)]
+    out.sort(key=lambda found: found[:2])
+    return [(p, line) for _, p, line in out]
 
 
 def fresh_lines(warnings: Iterable[FieldError], logged: set[str]) -> list[str]:

@@ -37,6 +37,7 @@ import math
 import os
 import re
 import struct
+import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,13 +133,21 @@ def _go_scalar(value: str) -> tuple[str, Any]:
     n = 0
     if m is not None:
         sign, digits = m.groups()
-        n = int(digits[2:], _GO_BASES[digits[1]]) if digits[1:2].isalpha() else \
-            int(digits, 8 if digits[0] == "0" else 10)
-        if sign == "-":
-            n = -n
-        if -_INT64 <= n < _INT64 or (not sign and n < 2 * _INT64):  # ParseInt, ParseUint
-            return _INT, n
-        big = not sign  # ParseUint's range error: the fork's big.Int, after the float
+        if len(digits) > 640 and digits[0] != "0" and _past_str_digits(len(digits)):
+            # A decimal int() will not convert (ValueError: "Exceeds the limit (4300 digits)
+            # for integer string conversion", a traceback out of the load): far out of
+            # int64/uint64 range, go-yaml's big.Int without a sign, none of JSON's numbers
+            # (:func:`_construct_int` refuses it); with one, a float out of range: a string.
+            if not sign:
+                return _INT, None
+        else:
+            n = int(digits[2:], _GO_BASES[digits[1]]) if digits[1:2].isalpha() else \
+                int(digits, 8 if digits[0] == "0" else 10)
+            if sign == "-":
+                n = -n
+            if -_INT64 <= n < _INT64 or (not sign and n < 2 * _INT64):  # ParseInt, ParseUint
+                return _INT, n
+            big = not sign  # ParseUint's range error: the fork's big.Int, after the float
     if _YAML_STYLE_FLOAT.fullmatch(plain):
         f = float(plain)
         if math.isfinite(f):
@@ -154,6 +163,17 @@ def _go_scalar(value: str) -> tuple[str, Any]:
     if big:
         return _INT, n
     return _STR, value
+
+
+def _past_str_digits(n: int) -> bool:
+    """Whether int() refuses a decimal of ``n`` digits (sys.set_int_max_str_digits: 4,300 by
+    default, never below 640; 0 is no limit)."""
+    limit = sys.get_int_max_str_digits()
+    return 0 < limit < n
+
+
+def _out_of_range(text: str) -> str:
+    return f"{text[:20]}...: number out of range ({len(text)} characters)"
 
 
 class _NotJSON(yaml.constructor.ConstructorError):
@@ -188,6 +208,8 @@ def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
     tag, value = _go_scalar(node.value)
     if tag != _INT:  # only an explicit !!int tag gets here with another text
         raise _wrong_tag(node, tag)
+    if value is None:
+        raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
     return int(value)
 
 
@@ -195,6 +217,8 @@ def _construct_float(loader: Any, node: yaml.ScalarNode) -> int | float:
     tag, value = _go_scalar(node.value)
     if tag not in (_FLOAT, _INT):  # (an integer under !!float is a float64 in go-yaml)
         raise _wrong_tag(node, tag)
+    if value is None:
+        raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
     return _json_number(float(value), node)
 
 
@@ -257,6 +281,8 @@ def _key(loader: Any, node: yaml.Node) -> Any:
         ftag, value = _go_scalar(node.value)
         if ftag not in (_FLOAT, _INT):
             raise _wrong_tag(node, ftag)
+        if value is None:
+            raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
         return _go_float_key(float(value))
     key = loader.construct_object(node)
     if key is True or key is False:
@@ -461,6 +487,19 @@ def _json_documents(text: str, source: str, c: Collector, *, is_json: bool
     containers costs a tenth of the libyaml event pass :func:`_too_deep` makes over the text,
     which was half the load of a 10,000-rule JSON List (any JSON file with more than 500
     brackets went through it)."""
+    if sys.getrecursionlimit() > _JSON_SAFE_RECURSION and \
+            _brackets(text, 0, len(text)) > _MAX_DEPTH:
+        # json's C scanner stops at the recursion limit, not at the end of the C stack: a
+        # program that raised the limit crashes (SIGSEGV) on JSON some 100,000 levels deep.
+        # Then the nesting is bounded before json sees the text: a bracket scan that skips
+        # JSON strings counts at least the depth json would reach (up to json's first syntax
+        # error it follows the same text), streams included. (YAML that starts with a bracket
+        # and has more than 500 levels of brackets outside double-quoted strings, in a
+        # comment say, is refused too: the YAML path would need the same bound first.)
+        deep = _json_past(text)
+        if deep is not None:
+            c.error(_too_deep_error(source, deep), None)
+            return [], {}
     decoder, duplicates = _json_decoder()
     try:
         try:
@@ -468,6 +507,10 @@ def _json_documents(text: str, source: str, c: Collector, *, is_json: bool
                 doc = decoder.decode(text)
             except _Constant:
                 raise _constant_error(text, 0) from None
+            except json.JSONDecodeError:
+                raise
+            except ValueError:
+                raise _long_int_error(text, 0) from None
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":
                 # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
@@ -530,6 +573,11 @@ _JSON_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 def _json_too_deep(text: str) -> tuple[int, int]:
     """(line, column) of the bracket that opens level ``_MAX_DEPTH + 1`` of JSON ``text``
     (only for text known to nest that deep: a pass over its brackets in Python)."""
+    return _json_past(text) or (1, 1)
+
+
+def _json_past(text: str) -> tuple[int, int] | None:
+    """:func:`_json_too_deep`, None when the brackets outside strings never open that level."""
     depth = 0
     for m in _JSON_BRACKET.finditer(text):
         ch = m.group()
@@ -540,7 +588,7 @@ def _json_too_deep(text: str) -> tuple[int, int]:
                 return text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
         elif ch in "]}":
             depth -= 1
-    return 1, 1
+    return None
 
 
 def _too_deep_error(source: str, where: tuple[int, int]) -> FieldError:
@@ -583,6 +631,24 @@ def _constant_error(text: str, start: int) -> json.JSONDecodeError:
     return json.JSONDecodeError("NaN or Infinity is not a JSON value", text, start)
 
 
+# A JSON string (skipped) or an integer (json makes it an int; a fraction or an exponent, a
+# float).
+_JSON_INTEGER = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![0-9.eE+-])(-?[0-9]+)(?![0-9.eE])',
+                           re.DOTALL)
+
+
+def _long_int_error(text: str, start: int) -> json.JSONDecodeError:
+    """The error for the integer json's int() refused (more digits than
+    sys.get_int_max_str_digits: "Exceeds the limit (4300 digits) for integer string
+    conversion", a ValueError that is no JSONDecodeError) in the JSON value at ``start``:
+    far out of the range of Go's float64, which kubectl reads numbers into."""
+    for m in _JSON_INTEGER.finditer(text, start):
+        number = m.group(1)
+        if number is not None and _past_str_digits(len(number.lstrip("-"))):
+            return json.JSONDecodeError(_out_of_range(number), text, m.start(1))
+    return json.JSONDecodeError("number out of range", text, start)
+
+
 def _json_stream(decoder: json.JSONDecoder, text: str) -> tuple[list[Any], list[Any]]:
     """The JSON values of ``text``, one after the other, and those of them with more than
     ``_MAX_DEPTH`` brackets (which may nest too deep); raises JSONDecodeError (with the line
@@ -598,6 +664,10 @@ def _json_stream(decoder: json.JSONDecoder, text: str) -> tuple[list[Any], list[
             doc, next_pos = value(text, pos)
         except _Constant:
             raise _constant_error(text, pos) from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            raise _long_int_error(text, pos) from None
         docs.append(doc)
         if _brackets(text, pos, next_pos) > _MAX_DEPTH:
             bracketed.append(doc)
@@ -633,12 +703,15 @@ def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:
 def _repeated_pair_keys(pairs: list[tuple[str, Any]]) -> list[str]:
     """The keys written more than once among ``pairs``, each once, in order."""
     seen: set[str] = set()
-    repeated: list[str] = []
+    # (a dict, not a list searched at each repeat: an object of n keys written twice took
+    # time in n squared, a minute for a 2 MB file)
+    repeated: dict[str, None] = {}
     for key, _ in pairs:
-        if key in seen and key not in repeated:
-            repeated.append(key)
-        seen.add(key)
-    return repeated
+        if key in seen:
+            repeated[key] = None
+        else:
+            seen.add(key)
+    return list(repeated)
 
 
 def _with_duplicates(c: Collector, docs: Iterable[tuple[int, Any]],
@@ -660,6 +733,10 @@ def _with_duplicates(c: Collector, docs: Iterable[tuple[int, Any]],
 #: RecursionError near 1,000. go-yaml refuses 10,000 ("exceeded max depth"); a Kubernetes
 #: object nests about 10 levels, an Ingress 12.
 _MAX_DEPTH = 500
+#: Up to this recursion limit (Python's default is 1,000) json's C scanner raises
+#: RecursionError long before the end of an 8 MB C stack (it crashed between 50,000 and
+#: 100,000 levels here, in a thread); above it, JSON nesting is bounded before json runs.
+_JSON_SAFE_RECURSION = 10_000
 _COLLECTION_START = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
 _COLLECTION_END = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 

@@ -193,9 +193,10 @@ def test_keys_written_twice_in_a_yaml_mapping_warn() -> None:
     text = INGRESS.replace("  namespace: shop", "  namespace: shop\n  annotations: {example.com/a: '1', example.com/a: '2'}"
                            ).replace("  - host: shop.example.com",
                                      "  - host: shop.example.com\n    host: other.example.com")
+    # (with the line of the key's last writing, since session 16)
     assert warnings_of(text, "w.yaml") == [
-        'w.yaml: Ingress shop/web: duplicate field "metadata.annotations[example.com/a]"',
-        'w.yaml: Ingress shop/web: duplicate field "spec.rules[0].host"',
+        'w.yaml: line 7: Ingress shop/web: duplicate field "metadata.annotations[example.com/a]"',
+        'w.yaml: line 12: Ingress shop/web: duplicate field "spec.rules[0].host"',
     ]
     # The last value wins, as in Go.
     assert parse_manifests(text).ingresses[0].spec.rules[0].host == "other.example.com"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -651,9 +650,9 @@ def check_main(args: argparse.Namespace) -> int:
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".
-        proxy_warnings.append("no Ingress in " + ", ".join(args.files) + (
-            " (folders are searched for *.yaml, *.yml and *.json files)"
-            if any(os.path.isdir(f) for f in args.files) else ""))
+        from ._load import no_ingress_warning
+
+        proxy_warnings.append(no_ingress_warning(args.files))
     for w in proxy_warnings:
         print(f"warning: {w}", file=sys.stderr)
     n = len(table.served)

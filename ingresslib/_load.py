@@ -38,7 +38,7 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,18 @@ from ._resources import Resources
 from ._validate import INVALID
 
 __all__ = ["load_manifests", "parse_manifests", "collect_files", "collect_text", "read_documents",
-           "MANIFEST_SUFFIXES"]
+           "MANIFEST_SUFFIXES", "no_ingress_warning"]
 
 #: Files picked up inside folders (files named explicitly are read whatever their name).
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def no_ingress_warning(paths: Sequence[str]) -> str:
+    """What ``check`` and ``serve`` say when ``paths`` hold no Ingress (a folder of READMEs,
+    an empty file, a wrong path: "ok" alone would read as "your Ingresses are valid")."""
+    return "no Ingress in " + ", ".join(paths) + (
+        " (folders are searched for *.yaml, *.yml and *.json files)"
+        if any(os.path.isdir(p) for p in paths) else "")
 
 _BaseLoader: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 

@@ -459,9 +459,9 @@ def _table_notes(of: tuple[Any, Any], res: Resources,
     notes: list[Any] = [*getattr(table, "diagnostics", ()), *warnings]
     lines = {str(d): getattr(d, "severity", "warning") for d in notes}
     if paths and not res.ingresses:
-        lines["warning: no Ingress in " + ", ".join(paths) + (
-            " (folders are searched for *.yaml, *.yml and *.json files)"
-            if any(os.path.isdir(p) for p in paths) else "")] = "warning"
+        from ._load import no_ingress_warning
+
+        lines["warning: " + no_ingress_warning(paths)] = "warning"
     return lines
 
 

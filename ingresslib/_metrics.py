@@ -485,6 +485,12 @@ class Metrics:
                 namespace, name = i.metadata.namespace, i.metadata.name
             served.add((namespace, name))
         self._requests.retain(frozenset(served))
+        if self.per_host and self._hosts is None:
+            # The ``max_hosts`` bound counts names that still have series: the hosts of the
+            # Ingresses just dropped are free again, or preview environments coming and going
+            # would use the bound up and label every later host "".
+            self._seen_hosts = {k[7] for k in self._requests.series if k[7]}
+            self._hosts_capped = False
 
     # -- reloads --------------------------------------------------------------------------------
 

@@ -446,7 +446,8 @@ class Ewma:
     MIN_SAMPLE_GAP = 0.1
     FAILURE_PENALTY = 1.0
     uses_request = False
-    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend", "_retired")
+    __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend", "_retired",
+                 "_members")
 
     def __init__(self, options: BalancerOptions) -> None:
         self._rng = options.rng
@@ -460,6 +461,9 @@ class Ewma:
         #: The last few sets replaced by a newer one (identity, not equality: an update may
         #: bring back an equal set, which must sync again).
         self._retired: tuple[EndpointSet, ...] = ()
+        #: The endpoints of ``_backend`` (None before the first pick): ``observe`` records
+        #: samples of these only.
+        self._members: frozenset[Address] | None = None
 
     def _sync(self, backend: EndpointSet) -> None:
         """A new endpoint set: ingress-nginx ``ewma.lua`` ``sync`` - "slow_start_ewma is
@@ -476,10 +480,12 @@ class Ewma:
                 return
             self._backend = backend
             if old is None or old.endpoints == backend.endpoints:
+                if self._members is None:
+                    self._members = frozenset(backend.endpoints)
                 return
             self._retired = (old, *self._retired[:3])
             eps = backend.endpoints
-            now_set = set(eps)
+            now_set = self._members = frozenset(eps)
             before = set(old.endpoints)
             stats = self._stats
             for ep in before - now_set:
@@ -535,6 +541,12 @@ class Ewma:
         if not ok:
             seconds = max(seconds, self.FAILURE_PENALTY)
         with self._lock:
+            members = self._members
+            if members is not None and endpoint not in members:
+                # The late answer of a request picked before an update removed its endpoint:
+                # ``_sync`` deleted its statistics (ewma.lua ``sync``), and recording it again
+                # would keep them for good, one entry per departed pod.
+                return
             st = self._stats.get(endpoint)
             if st is None:
                 self._stats[endpoint] = [max(seconds, 0.0), 1.0 if ok else 0.0, now]
@@ -722,6 +734,8 @@ class ConsistentHash:
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
         if request.retry and tried:
+            if self._subset and backend.endpoints:
+                return self._retry_in_subset(backend, tried)
             # A retry has no request to re-hash: continue clockwise from the first tried
             # endpoint's own first point, which is deterministic and stays on the ring's order.
             return self.pick_point(self._start_of_tried(backend, tried), backend, tried)
@@ -762,8 +776,9 @@ class ConsistentHash:
             return hash_key(member_id(*ep))
         return 0
 
-    def _pick_subset(self, start: int, backend: EndpointSet,
-                     tried: Collection[Address]) -> int | None:
+    def _subsets(self, backend: EndpointSet) -> tuple[
+            EndpointSet | None, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]:
+        """The subset state of ``backend`` (built on its first use)."""
         eps = backend.endpoints
         size = self._subset
         state = self._subset_state
@@ -787,6 +802,38 @@ class ConsistentHash:
                     subsets.append((first, held))
                 state = (backend, HashRing([f"subset-{s}" for s in range(count)]), subsets)
                 self._subset_state = state
+        return state
+
+    def _retry_in_subset(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:
+        """A retry stays in the request's subset: ingress-nginx's ``chashsubset.lua``
+        ``balance()`` runs again for every try and hashes the same key to the same subset
+        ("local subset_id = self.instance:find(key); local endpoints =
+        self.subsets[subset_id]"). A retry here has no request to hash, but the endpoints it
+        tried were picked from that subset: one of the untried places of the subsets holding
+        a tried endpoint, evenly (an endpoint that pads the last subset is in two); any
+        untried endpoint once those are all tried."""
+        eps = backend.endpoints
+        subsets = self._subsets(backend)[2]
+        done = {k for k, ep in enumerate(eps) if ep in tried}
+        cand: list[tuple[int, int]] = []
+        for _first, held in subsets:
+            if any(k in done for k, _ in held):
+                cand.extend((k, places) for k, places in held if k not in done)
+        if not cand:
+            return _first_untried(len(eps), 0, eps, tried)
+        with self._lock:
+            r = self._rng.randrange(sum(places for _, places in cand))
+        for k, places in cand:
+            if r < places:
+                return k
+            r -= places
+        return None  # not reached: r < the total of the places
+
+    def _pick_subset(self, start: int, backend: EndpointSet,
+                     tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        size = self._subset
+        state = self._subsets(backend)
         first, held = state[2][state[1].lookup(start)]
         if not tried:
             # "endpoints[math.random(#endpoints)]": one of the subset's places, evenly.
@@ -985,11 +1032,24 @@ class CookieAffinity:
         return ring.lookup(hash_key(value))
 
     def affinitized(self, request: RequestContext, backend: EndpointSet) -> bool:
-        """True when the request carries this backend's cookie and it leads to a ready endpoint."""
+        """True when the request carries this backend's cookie: it leads to a ready endpoint,
+        or (persistent mode) it ends with this backend's key although its endpoint is gone.
+
+        ingress-nginx ``sticky.lua``: "function _M.is_affinitized(self) return
+        self:get_cookie_parsed().backend_key == self.backend_key end" - the side of a canary
+        is decided by the backend key after "|", not by the endpoint, so a session whose pod
+        was replaced stays on its side (``balance()`` then picks it a new endpoint there and
+        sets a new cookie) instead of being split by weight again."""
         if not backend.endpoints:
             return False
         value = cookie_value(request._raw, self.config.name)
-        return bool(value) and self._index_for(value, backend) >= 0  # type: ignore[arg-type]
+        if not value:
+            return False
+        if self._index_for(value, backend) >= 0:
+            return True
+        # split.split_string(raw_value, "|"): "result.backend_key = parsed_value[2]".
+        return (self.config.mode == "persistent" and bool(self._backend_key)
+                and value.count("|") >= 1 and value.split("|")[1] == self._backend_key[1:])
 
     def samesite_none(self, request: RequestContext) -> bool:
         """Whether a cookie for ``request`` may carry ``SameSite=None``: False only with

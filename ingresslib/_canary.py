@@ -589,6 +589,15 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
                         cookie, weight, total), warn
 
 
+def _utf8_text(value: str) -> str | None:
+    """A header value read as latin-1 (one character per byte: how the proxy and ASGI header
+    bytes reach the router) back as the UTF-8 text it spells; None when it is not UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+
+
 def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
     """The header, then the cookie: True (canary), False (main) or None (fall through).
 
@@ -601,11 +610,17 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
         got = header_value(headers, cfg.header, cfg.header_bytes,  # type: ignore[arg-type]
                            "; " if cfg.header == "cookie" else ", ")
         if got is not None:
+            # ingress-nginx compares bytes ("traffic_shaping_policy.headerValue == header"; the
+            # pattern runs on the header's bytes), the annotation's bytes being its UTF-8. A
+            # non-ASCII value from the proxy arrives one character per byte: read back as
+            # UTF-8 text, it compares with the annotation as written ("José" matches José).
+            text = None if got.isascii() else _utf8_text(got)
             if cfg.header_value is not None:
-                if got == cfg.header_value:
+                if got == cfg.header_value or text == cfg.header_value:
                     return True
             elif cfg.header_pattern is not None:
-                if cfg.header_pattern.search(got):
+                if cfg.header_pattern.search(got) or (
+                        text is not None and cfg.header_pattern.search(text)):
                     return True
             elif got == "always":
                 return True
@@ -625,12 +640,11 @@ def compile_explicit(cfg: CanaryConfig) -> Callable[[Headers], bool | None]:
     """:func:`explicit_choice` for one config, specialised at update time: for ``h11.Headers``
     (what the proxy passes) a header value is compared as bytes, with no decoding. Same answers
     as :func:`explicit_choice` for every input (tested)."""
-    if cfg.header is None or cfg.header_pattern is not None or H11_HEADERS is None:
+    if (cfg.header is None or cfg.header_pattern is not None or H11_HEADERS is None
+            or (cfg.header_value is not None and not cfg.header_value.isascii())):
+        # A non-ASCII value matches its UTF-8 bytes (and its latin-1 reading): explicit_choice.
         return functools.partial(explicit_choice, cfg)
-    try:
-        yes = (cfg.header_value if cfg.header_value is not None else "always").encode("latin-1")
-    except UnicodeEncodeError:
-        return functools.partial(explicit_choice, cfg)
+    yes = (cfg.header_value if cfg.header_value is not None else "always").encode("ascii")
     no = b"never" if cfg.header_value is None else None
     bname = cfg.header_bytes
     cookie = cfg.cookie

@@ -352,6 +352,7 @@ class _Route:
         self.hno: bytes | None = None
         if (cfg is not None and cfg.header is not None and cfg.header_bytes is not None
                 and cfg.header_pattern is None and cfg.cookie is None
+                and (cfg.header_value is None or cfg.header_value.isascii())
                 and H11_HEADERS is not None):
             try:
                 self.hyes = _intern((cfg.header_value if cfg.header_value is not None

@@ -359,7 +359,13 @@ def _parse_ip_sloppy(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
 def _sloppy_v4(value: str) -> ipaddress.IPv4Address | None:
     if not _sloppy_ipv4(value):
         return None
-    octets = [int(o) for o in value.split(".")]
+    # Go 1.16's dtoi reads any number of leading zeros ("0000000001" is 1) and gives up once
+    # the value passes 0xFFFFFF; int() would refuse a text past 4,300 digits with a ValueError
+    # (a crash out of validation), so the zeros go first and a long rest is no octet.
+    digits = [o.lstrip("0") or "0" for o in value.split(".")]
+    if any(len(d) > 3 for d in digits):
+        return None
+    octets = [int(d) for d in digits]
     if any(o > 255 for o in octets):
         return None
     return ipaddress.IPv4Address(".".join(map(str, octets)))
@@ -475,11 +481,21 @@ def _validate_meta(e: _Errs, meta: ObjectMeta, name_fn: Any, *, namespaced: bool
     # TotalAnnotationSizeLimitB) }`.
     size = 0
     for k, v in meta.annotations.items():
-        e.invalid_each("metadata.annotations", k, is_qualified_name(k.lower()))
+        e.invalid_each("metadata.annotations", k, is_qualified_name(_go_lower(k)))
         # `totalSize += (int64)(len(k)) + (int64)(len(v))`: Go's len() counts UTF-8 bytes.
         size += _byte_len(k) + _byte_len(v)
     if size > _TOTAL_ANNOTATION_SIZE:
         e.too_long("metadata.annotations", _TOTAL_ANNOTATION_SIZE)
+
+
+def _go_lower(key: str) -> str:
+    """Go's ``strings.ToLower``: each rune's simple lower case (``unicode.ToLower``). Python's
+    ``str.lower`` applies SpecialCasing too, whose one unconditional lower-case entry is U+0130
+    ("İ" -> "i" plus U+0307): Go makes it a plain "i", so an annotation key "İ" is valid to the
+    API server. (Final sigma, Python's other difference, stays a non-ASCII letter either way.)"""
+    if key.isascii():
+        return key.lower()
+    return key.replace("\u0130", "i").lower()
 
 
 def _validate_labels(e: _Errs, fld: str, labels: Mapping[str, str]) -> None:
@@ -965,8 +981,10 @@ def _validate_endpoint_ports(
             # field.Duplicate(idxPath.Child("name"), endpointPort.Name) }` (unnamed ports too).
             # v1 Endpoints' validateEndpointPort has no such check.
             if name in names:
-                # `field.Duplicate(..., endpointPort.Name)`: a *string, printed as JSON.
-                e.duplicate(pbase + ".name", name, json_value=True)
+                # `field.Duplicate(..., endpointPort.Name)`: a *string, which ErrorBody
+                # dereferences (`valueType.Kind() == reflect.Pointer` ... `value =
+                # reflectValue.Elem().Interface()`) before its `case string:` prints it with %q.
+                e.duplicate(pbase + ".name", name)
             names.add(name)
         # EndpointSlice ports are range-checked although validatePorts is not (module docstring).
         if port.port is not None:
@@ -1063,14 +1081,16 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
             e.invalid_each(f"data[{key}]", key, _is_config_key(key))
     total = 0
     for key, value in sec.data.items():
-        if key in sec.string_data:
-            continue  # replaced by stringData before anything decodes it
+        # The request body is decoded before stringData is merged into data, so a `data`
+        # value that is not base64 fails the request even when stringData replaces it
+        # (encoding/json: `n, err := base64.StdEncoding.Decode(b, s); if err != nil {
+        # d.saveError(err) }`); only its size no longer counts.
         n = _base64_len(value)
-        if n is not None:
-            total += n
-        else:
+        if n is None:
             # The value is not echoed: it may be key material.
             e.out.append(FieldError(e.obj, f"data[{key}]", INVALID, _BASE64_MSG))
+        elif key not in sec.string_data:
+            total += n
     for value in sec.string_data.values():
         total += len(value.encode("utf-8", "surrogatepass"))
     # `totalSize += len(value)` over the decoded data; `if totalSize > core.MaxSecretSize {

@@ -417,6 +417,36 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
     return [text for _, text in sorted(out)]
 
 
+def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]]
+                ) -> list[tuple[Any, dict[int, dict[Any, list[int]]]]]:
+    """``docs`` with each list (``kind: List``, or a kind ending in ``List`` with ``items``, as
+    the manifests' Collector reads them) replaced by its items, lists in lists too: kubectl
+    apply's FlattenListVisitor (cli-runtime) applies a ConfigMap inside a List as any other.
+    An item of a typed list (ConfigMapList) without kind or apiVersion takes the list's, as
+    the unstructured decoder sets them."""
+    out: list[tuple[Any, dict[int, dict[Any, list[int]]]]] = []
+    stack: list[tuple[Any, dict[int, dict[Any, list[int]]], tuple[Any, str] | None]] = [
+        (doc, found, None) for doc, found in reversed(docs)]
+    while stack:
+        doc, found, of = stack.pop()
+        if of is not None and isinstance(doc, Mapping) and not (doc.get("kind")
+                                                                and doc.get("apiVersion")):
+            copy = {**doc, "kind": doc.get("kind") or of[1],
+                    "apiVersion": doc.get("apiVersion") or of[0]}
+            if id(doc) in found:  # (keys written twice in it: noted by id)
+                found = {**found, id(copy): found[id(doc)]}
+            doc = copy
+        kind = doc.get("kind") if isinstance(doc, Mapping) else None
+        items = doc.get("items") if isinstance(doc, Mapping) else None
+        if isinstance(kind, str) and (kind == "List" or kind.endswith("List") and
+                                      items is not None) and isinstance(items, list):
+            item_of = None if kind == "List" else (doc.get("apiVersion"), kind[: -len("List")])
+            stack.extend((item, found, item_of) for item in reversed(items))
+            continue
+        out.append((doc, found))
+    return out
+
+
 def load_config(path: str | Path, *, base: ProxySettings | None = None) -> ServerConfig:
     """Read a ConfigMap manifest (YAML or JSON, one document) from ``path``.
 
@@ -427,21 +457,32 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
 
     p = Path(path)
     try:
-        # utf-8-sig: a byte order mark is no text (kubectl reads past it, cli-runtime's
-        # unicode.BOMOverride); left in, json refused a ConfigMap.json that starts with one.
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeError as e:
-        raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]) from None
+        raw = p.read_bytes()
     except OSError as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+    text: str | bytes = raw
+    if raw[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        # (UTF-16 with a byte order mark, what PowerShell's `>` writes, is decoded by the
+        # manifests' reader: kubectl reads it, cli-runtime's unicode.BOMOverride.)
+        try:
+            # utf-8-sig: a byte order mark is no text (kubectl reads past it); left in, json
+            # refused a ConfigMap.json that starts with one.
+            text = raw.decode("utf-8-sig")
+        except UnicodeError as e:
+            raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]
+                                  ) from None
     docs, errors = read_documents(text, str(p), is_json=p.suffix == ".json")
     if errors:
         raise ValidationError(errors)
-    maps = [(d, found) for d, found in docs
+    maps = [(d, found) for d, found in _list_items(docs)
             if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
     if len(maps) != 1:
+        # (a file that only starts with the bytes of a UTF-16 byte order mark reads as
+        # nonsense: say how it was read)
+        how = (" (read as UTF-16, not UTF-8: the file starts with a UTF-16 byte order mark)"
+               if isinstance(text, bytes) and not maps else "")
         raise ValidationError([FieldError(
-            str(p), "", "Invalid value", f"expected one ConfigMap, found {len(maps)}")])
+            str(p), "", "Invalid value", f"expected one ConfigMap, found {len(maps)}{how}")])
     doc, found = maps[0]
     try:
         cfg = parse_configmap(doc, base=base)

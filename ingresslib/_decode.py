@@ -807,7 +807,7 @@ class Collector:
         self.errors: list[FieldError] = []
         #: Unknown and duplicate fields of the objects read (valid or not): ``Resources.warnings``.
         self.warnings: list[FieldError] = []
-        #: Set by the YAML loader (or the JSON decoder, ``_load._json_decoder``) for the
+        #: Set by the YAML loader (or the JSON decoder, ``_json_manifests._json_decoder``) for the
         #: document being added, when one of its mappings has a key written twice:
         #: ``{id(mapping): [key, ...]}`` (the parsed dict loses them).
         self.duplicates: dict[int, list[Any]] | None = None

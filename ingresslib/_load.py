@@ -16,7 +16,11 @@ file as ``object`` and the place as ``field``:
   value (kubectl: invalid character 'N' looking for beginning of value)``. Other text that
   only looks like JSON is read as YAML when json refuses it, as kubectl does since 1.33
   (kubernetes/kubernetes#130666): there a plain ``NaN`` is the string "NaN", as go-yaml reads
-  it;
+  it (json refusing the second value of a stream, the rest is YAML; from the third on, the
+  stream stays JSON);
+- a JSON number Go cannot read, in any file: ``deploy/web.json: line 3, column 12: Invalid
+  value: 1e400: number out of range (kubectl: json: cannot unmarshal number 1e400 into Go
+  value of type float64)``;
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
@@ -32,13 +36,11 @@ and carry the file in ``.source``; ``str()`` prints ``deploy/web.yaml: Ingress d
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import struct
-import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ import yaml
 
 from ._decode import Collector
 from ._errors import FieldError
+from ._json_manifests import (_MAX_DEPTH, _json_documents, _out_of_range, _past_str_digits,
+                              _too_deep_error, _with_duplicates)
 from ._resources import Resources
 from ._validate import INVALID
 
@@ -171,17 +175,6 @@ def _go_scalar(value: str) -> tuple[str, Any]:
     if big:
         return _INT, n
     return _STR, value
-
-
-def _past_str_digits(n: int) -> bool:
-    """Whether int() refuses a decimal of ``n`` digits (sys.set_int_max_str_digits: 4,300 by
-    default, never below 640; 0 is no limit)."""
-    limit = sys.get_int_max_str_digits()
-    return 0 < limit < n
-
-
-def _out_of_range(text: str) -> str:
-    return f"{text[:20]}...: number out of range ({len(text)} characters)"
 
 
 class _NotJSON(yaml.constructor.ConstructorError):
@@ -435,23 +428,34 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             what = "not valid UTF-16" if utf16 else "not valid UTF-8"
             c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
             return
+    n = 0  # documents read
     if is_json or text.lstrip()[:1] in ("{", "["):
         # JSON is much faster through json than through a YAML parser. Text that only looks
         # like JSON may be flow-style YAML: it falls back to the YAML parser (kubectl's
         # YAMLOrJSONDecoder does since kubernetes/kubernetes#130666: "will detect a failure to
         # parse as JSON and instead flip to YAML parsing"), NaN/Infinity included, which json
-        # refuses here; a *.json file does not (its errors are json's, with json's line and
-        # column).
+        # refuses here, at the first or second value of a stream (_json_documents); a *.json
+        # file does not (its errors are json's, with json's line and column).
         parsed = _json_documents(text, source, c, is_json=is_json)
         if parsed is not None:
-            yield from _with_duplicates(c, parsed[0], parsed[1])
-            return
+            docs, duplicates, yaml_from = parsed
+            yield from _with_duplicates(c, docs, duplicates)
+            if yaml_from is None:
+                return
+            # One JSON value, then YAML (kubectl's decoder switched after the first): the
+            # YAML reader starts there, with the text before it blank so that its errors name
+            # the file's lines and columns (spaces before a flow collection only: before a
+            # block one they would indent it).
+            n = len(docs)
+            pad = "\n" * text.count("\n", 0, yaml_from)
+            if text.startswith(("{", "["), yaml_from):
+                pad += " " * (yaml_from - text.rfind("\n", 0, yaml_from) - 1)
+            text = pad + text[yaml_from:]
     if len(text) > _MAX_DEPTH:  # shorter text cannot nest that deep
         deep = _too_deep(text)
         if deep is not None:
             c.error(_too_deep_error(source, deep), None)
             return
-    n = 0
     # Aliases need an anchor ("&name" where a node starts): without one no document can share
     # a node, and the expansion check below is skipped (ordinary manifests pay nothing, even
     # with "a=1&b=2" in an annotation).
@@ -484,267 +488,6 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         loader.dispose()
 
 
-def _json_documents(text: str, source: str, c: Collector, *, is_json: bool
-                    ) -> tuple[list[tuple[int, Any]], dict[int, list[Any]]] | None:
-    """The numbered documents of JSON ``text`` and the keys its objects repeat (see
-    :func:`_json_decoder`); None when json refuses text that is not from a ``*.json`` file
-    (to be read as YAML); errors go to ``c`` (and no document comes back).
-
-    Nesting is checked after json has parsed the text, on the objects: json's C scanner stops
-    at Python's recursion limit with a RecursionError (no crash), and a walk of the parsed
-    containers costs a tenth of the libyaml event pass :func:`_too_deep` makes over the text,
-    which was half the load of a 10,000-rule JSON List (any JSON file with more than 500
-    brackets went through it)."""
-    if sys.getrecursionlimit() > _JSON_SAFE_RECURSION and \
-            _brackets(text, 0, len(text)) > _MAX_DEPTH:
-        # json's C scanner stops at the recursion limit, not at the end of the C stack: a
-        # program that raised the limit crashes (SIGSEGV) on JSON some 100,000 levels deep.
-        # Then the nesting is bounded before json sees the text: a bracket scan that skips
-        # JSON strings counts at least the depth json would reach (up to json's first syntax
-        # error it follows the same text), streams included. (YAML that starts with a bracket
-        # and has more than 500 levels of brackets outside double-quoted strings, in a
-        # comment say, is refused too: the YAML path would need the same bound first.)
-        deep = _json_past(text)
-        if deep is not None:
-            c.error(_too_deep_error(source, deep), None)
-            return [], {}
-    decoder, duplicates = _json_decoder()
-    try:
-        try:
-            try:
-                doc = decoder.decode(text)
-            except _Constant:
-                raise _constant_error(text, 0) from None
-            except json.JSONDecodeError:
-                raise
-            except ValueError:
-                raise _long_int_error(text, 0) from None
-        except json.JSONDecodeError as exc:
-            if exc.msg == "Extra data":
-                # Several JSON values one after the other (`jq -c '.items[]'`): kubectl reads
-                # them as a stream (apimachinery util/yaml YAMLOrJSONDecoder: "a stream of JSON
-                # documents or YAML documents by sniffing for a leading { character", decoded
-                # with json.NewDecoder), each a document. A fresh decoder: the mappings of the
-                # failed attempt are gone, and their ids with them.
-                decoder, duplicates = _json_decoder()
-                try:
-                    docs, bracketed = _json_stream(decoder, text)
-                except json.JSONDecodeError as stream_exc:
-                    exc = stream_exc
-                else:
-                    if any(_nested_past(d, _MAX_DEPTH) for d in bracketed):
-                        c.error(_too_deep_error(source, _json_too_deep(text)), None)
-                        return [], {}
-                    return list(enumerate(docs, 1)), duplicates
-            if not is_json:
-                return None
-            where = f"line {exc.lineno}, column {exc.colno}"
-            c.error(FieldError(source, where, INVALID, f"JSON syntax error: {exc.msg}"), None)
-            return [], {}
-    except RecursionError:
-        c.error(_too_deep_error(source, _json_too_deep(text)), None)
-        return [], {}
-    if _brackets(text, 0, len(text)) > _MAX_DEPTH and _nested_past(doc, _MAX_DEPTH):
-        c.error(_too_deep_error(source, _json_too_deep(text)), None)
-        return [], {}
-    # A bare JSON array of objects: each element is a document.
-    return (list(enumerate(doc, 1)) if isinstance(doc, list) else [(1, doc)]), duplicates
-
-
-def _brackets(text: str, start: int, end: int) -> int:
-    """A bound on the nesting of the JSON in ``text[start:end]`` (strings' brackets counted
-    too): two counts in C, so that most documents are not walked at all."""
-    return text.count("[", start, end) + text.count("{", start, end)
-
-
-def _nested_past(doc: Any, limit: int) -> bool:
-    """Whether parsed JSON ``doc`` nests containers more than ``limit`` deep (the top one is
-    level 1, as :func:`_too_deep` counts). An explicit stack: the document may be deep."""
-    if type(doc) is not dict and type(doc) is not list:
-        return False
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
-        if depth > limit:
-            return True
-        for child in (node.values() if type(node) is dict else node):
-            if type(child) is dict or type(child) is list:
-                push((child, depth + 1))
-    return False
-
-
-# A JSON string (skipped whole) or a bracket.
-_JSON_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-
-
-def _json_too_deep(text: str) -> tuple[int, int]:
-    """(line, column) of the bracket that opens level ``_MAX_DEPTH + 1`` of JSON ``text``
-    (only for text known to nest that deep: a pass over its brackets in Python)."""
-    return _json_past(text) or (1, 1)
-
-
-def _json_past(text: str) -> tuple[int, int] | None:
-    """:func:`_json_too_deep`, None when the brackets outside strings never open that level."""
-    depth = 0
-    for m in _JSON_BRACKET.finditer(text):
-        ch = m.group()
-        if ch in "[{":
-            depth += 1
-            if depth > _MAX_DEPTH:
-                at = m.start()
-                return text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
-        elif ch in "]}":
-            depth -= 1
-    return None
-
-
-def _too_deep_error(source: str, where: tuple[int, int]) -> FieldError:
-    return FieldError(source, f"line {where[0]}, column {where[1]}", INVALID,
-                      f"nested more than {_MAX_DEPTH} levels deep")
-
-
-_json_space = re.compile(r"[ \t\n\r]*").match  # RFC 8259 §2 whitespace, as json.Decoder skips
-
-
-class _Constant(ValueError):
-    """json met ``NaN``, ``Infinity`` or ``-Infinity`` (see :func:`_no_constant`)."""
-
-
-def _no_constant(name: str) -> Any:
-    # Python's json reads these three words as floats; JSON has no such values (RFC 8259 §6:
-    # "Numeric values that cannot be represented in the grammar below (such as Infinity and
-    # NaN) are not permitted") and Go's encoding/json, behind kubectl and the API server,
-    # stops at them: "invalid character 'N' looking for beginning of value". Called by json's
-    # C scanner only when it meets one: documents without them pay nothing.
-    raise _Constant(name)
-
-
-# A JSON string (skipped: "NaN" inside one is text) or one of the words json took.
-_JSON_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|-?Infinity)', re.DOTALL)
-
-
-def _constant_error(text: str, start: int) -> json.JSONDecodeError:
-    """The syntax error Go reports for the first ``NaN``/``Infinity`` of the JSON value that
-    starts at ``start`` (json stopped there; what comes before it is valid JSON, so skipping
-    strings finds it), at the character Go names."""
-    for m in _JSON_CONSTANT.finditer(text, start):
-        word = m.group(1)
-        if word is not None:
-            at = m.start(1) + (word[0] == "-")  # Go: "invalid character 'I' in numeric literal"
-            where = "in numeric literal" if word[0] == "-" else "looking for beginning of value"
-            return json.JSONDecodeError(
-                f"{word} is not a JSON value (kubectl: invalid character {text[at]!r} {where})",
-                text, at)
-    return json.JSONDecodeError("NaN or Infinity is not a JSON value", text, start)
-
-
-# A JSON string (skipped) or an integer (json makes it an int; a fraction or an exponent, a
-# float).
-_JSON_INTEGER = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![0-9.eE+-])(-?[0-9]+)(?![0-9.eE])',
-                           re.DOTALL)
-
-
-def _long_int_error(text: str, start: int) -> json.JSONDecodeError:
-    """The error for the integer json's int() refused (more digits than
-    sys.get_int_max_str_digits: "Exceeds the limit (4300 digits) for integer string
-    conversion", a ValueError that is no JSONDecodeError) in the JSON value at ``start``:
-    far out of the range of Go's float64, which kubectl reads numbers into."""
-    for m in _JSON_INTEGER.finditer(text, start):
-        number = m.group(1)
-        if number is not None and _past_str_digits(len(number.lstrip("-"))):
-            return json.JSONDecodeError(_out_of_range(number), text, m.start(1))
-    return json.JSONDecodeError("number out of range", text, start)
-
-
-def _json_stream(decoder: json.JSONDecoder, text: str) -> tuple[list[Any], list[Any]]:
-    """The JSON values of ``text``, one after the other, and those of them with more than
-    ``_MAX_DEPTH`` brackets (which may nest too deep); raises JSONDecodeError (with the line
-    and column in ``text``) at the first that does not parse. Eager, so that a broken value
-    reports its error before any document is handed on."""
-    docs: list[Any] = []
-    bracketed: list[Any] = []
-    end = len(text)
-    value = decoder.raw_decode
-    pos = _json_space(text, 0).end()  # type: ignore[union-attr]
-    while pos < end:
-        try:
-            doc, next_pos = value(text, pos)
-        except _Constant:
-            raise _constant_error(text, pos) from None
-        except json.JSONDecodeError:
-            raise
-        except ValueError:
-            raise _long_int_error(text, pos) from None
-        docs.append(doc)
-        if _brackets(text, pos, next_pos) > _MAX_DEPTH:
-            bracketed.append(doc)
-        pos = _json_space(text, next_pos).end()  # type: ignore[union-attr]
-    return docs, bracketed
-
-
-def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:
-    """A JSON decoder that notes the keys written twice in one object, and where it notes them:
-    ``{id(object): [key, ...]}``, what the YAML loader gives ``Collector.duplicates``.
-
-    json keeps the last value of a repeated key without a word, as PyYAML does; the API
-    server's decoder reports it for JSON bodies too (sigs.k8s.io/json: ``duplicate field
-    "..."``). Building each object from its pairs costs json's C scanner a list of tuples and
-    one call per object: about +50 % on the JSON parse itself, a few percent of a load."""
-    found: dict[int, list[Any]] = {}
-    # The pairs of an object with a repeated key hold the values its dict dropped: kept alive
-    # with them, so no later object of the parse can take the id of a dropped one that was
-    # itself noted (``found`` is keyed by id).
-    keep: list[Any] = []
-
-    def pairs_to_dict(pairs: list[tuple[str, Any]], dict: Any = dict, len: Any = len) -> Any:
-        # (builtins as defaults: local lookups, once per object of the input)
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            found[id(obj)] = _repeated_pair_keys(pairs)
-            keep.append(pairs)
-        return obj
-
-    return json.JSONDecoder(object_pairs_hook=pairs_to_dict, parse_constant=_no_constant), found
-
-
-def _repeated_pair_keys(pairs: list[tuple[str, Any]]) -> list[str]:
-    """The keys written more than once among ``pairs``, each once, in order."""
-    seen: set[str] = set()
-    # (a dict, not a list searched at each repeat: an object of n keys written twice took
-    # time in n squared, a minute for a 2 MB file)
-    repeated: dict[str, None] = {}
-    for key, _ in pairs:
-        if key in seen:
-            repeated[key] = None
-        else:
-            seen.add(key)
-    return list(repeated)
-
-
-def _with_duplicates(c: Collector, docs: Iterable[tuple[int, Any]],
-                     duplicates: dict[int, list[Any]]) -> Iterator[tuple[int, Any]]:
-    """``docs``, with ``c.duplicates`` set while each is added (see ``_documents``). One
-    map serves every document of the input: the objects noted are all alive, their ids
-    distinct."""
-    for n, doc in docs:
-        c.duplicates = duplicates or None
-        try:
-            yield n, doc
-        finally:
-            c.duplicates = None
-
-
-#: Nesting deeper than this is refused before any parser sees it. PyYAML's C loader composes
-#: a node by recursing in C once per level and crashes the whole process (SIGSEGV) some 30,000
-#: levels down; json and the code that walks a document recurse in Python and would raise
-#: RecursionError near 1,000. go-yaml refuses 10,000 ("exceeded max depth"); a Kubernetes
-#: object nests about 10 levels, an Ingress 12.
-_MAX_DEPTH = 500
-#: Up to this recursion limit (Python's default is 1,000) json's C scanner raises
-#: RecursionError long before the end of an 8 MB C stack (it crashed between 50,000 and
-#: 100,000 levels here, in a thread); above it, JSON nesting is bounded before json runs.
-_JSON_SAFE_RECURSION = 10_000
 _COLLECTION_START = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
 _COLLECTION_END = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 

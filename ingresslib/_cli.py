@@ -5,7 +5,7 @@ values, two listeners on one address, an unusable kubeconfig) or usage (argparse
 1 runtime failure (a port in use, a listen host that does not resolve, a cluster watch that
 cannot go on, output that cannot be written: one line, no traceback), 130 for a Ctrl-C while
 ``serve`` reads its files or builds its first table, before it listens (the shell's 128 +
-SIGINT).
+SIGINT), 143 for a SIGTERM then (128 + SIGTERM; once it listens, SIGTERM drains and exits 0).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 
@@ -200,8 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: str = args.handler
     if handler == "serve":
-        from ._serve import serve_main
-
+        try:
+            from ._serve import serve_main
+        except KeyboardInterrupt:  # Ctrl-C while serve's own modules are imported
+            print("ingresslib serve: interrupted before serving", file=sys.stderr)
+            return 130
         return serve_main(args)
     try:
         return _run(handler, args)

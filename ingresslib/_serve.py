@@ -32,6 +32,7 @@ import os
 import pickle
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -471,11 +472,30 @@ def _table_notes(of: tuple[Any, Any], res: Resources,
 MAX_NOTES_LOGGED = 100
 
 
-def _log_fresh_notes(lines: Mapping[str, str], logged: set[str]) -> None:
+class _LoggedNotes(set[str]):
+    """The notes logged already (``_log_fresh_notes``), and the number of the swap whose table
+    they are: the ConfigMap reloader and the cluster watch swap in turn (under one lock) but
+    log afterwards, on the loop, each when its own worker thread is done."""
+
+    swap = 0
+
+
+def _log_fresh_notes(lines: Mapping[str, str], logged: set[str],
+                     swap: int | None = None) -> None:
     """Log the ``_table_notes`` not in ``logged``, which becomes ``lines``: each line once, as
     ``fresh_lines`` logs the field warnings, not again at every reload, again if it comes back
     after it was fixed. Past ``MAX_NOTES_LOGGED`` fresh lines, one line counts the rest (they
-    count as logged: ``check`` lists them all)."""
+    count as logged: ``check`` lists them all).
+
+    ``swap``, the number of the swap that made the table (with a ``_LoggedNotes``): the notes
+    of a table older than the ones logged last are not logged at all. With ``--kubernetes
+    --config`` a ConfigMap reload whose digest took longer than a later cluster snapshot's
+    logged its older table's notes after the newer one's: lines fixed since came back, and
+    the next snapshot logged its own again."""
+    if swap is not None and isinstance(logged, _LoggedNotes):
+        if swap < logged.swap:
+            return
+        logged.swap = swap
     fresh = 0
     for line, severity in lines.items():
         if line not in logged:
@@ -535,7 +555,7 @@ class Reloader:
         #: Unknown/duplicate field warnings already logged (``serve`` shares its start-up set).
         self.logged_fields: set[str] = set()
         #: The table's diagnostics and the router's warnings already logged (``serve``'s).
-        self.logged_notes: set[str] = set()
+        self.logged_notes: set[str] = _LoggedNotes()
         #: Successful and failed reloads, for tests and metrics.
         self.reloads = 0
         self.failures = 0
@@ -690,7 +710,7 @@ class Reloader:
         self.last_served = served
         for line in fresh_lines(res.warnings, self.logged_fields):
             _log.warning("%s", line)
-        _log_fresh_notes(self.last_notes, self.logged_notes)
+        _log_fresh_notes(self.last_notes, self.logged_notes, self.last_swap)
         _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         if self.on_reload:
             self.on_reload(True, "")
@@ -781,8 +801,12 @@ def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
         observe = metrics.observe
 
         def both(rec: Any) -> None:
-            observe(rec)
-            log(rec)
+            # The access log whatever the metrics do: an entry lost to a metrics bug (a
+            # label value prometheus-client refuses) is a request no one can trace.
+            try:
+                observe(rec)
+            finally:
+                log(rec)
 
         return both
     if metrics is not None:
@@ -905,13 +929,13 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         return 1
     if early_hup is not None:
         early_hup.serving = True
-    for url in server.urls:
+    for url in _listening_urls(server):
         print(f"listening on {url}", file=sys.stderr, flush=True)
     if metrics_server is not None:
         assert metrics_listen is not None
-        h = metrics_listen[0]
-        print(f"metrics on http://{'[' + h + ']' if ':' in h else h}:{mport}/metrics",
-              file=sys.stderr, flush=True)
+        for url in _socket_urls("http", getattr(metrics_server, "_server", None),
+                                (metrics_listen[0], mport)):
+            print(f"metrics on {url}/metrics", file=sys.stderr, flush=True)
 
     # The digest of the configuration serving, and whether the last attempt failed: an update
     # that leaves the digest as it was (an endpoint change from the cluster, a file touched
@@ -977,7 +1001,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     for line in fresh_lines(res.warnings, logged_fields):
         _log.warning("%s", line)
     #: The table's diagnostics and the router's warnings already logged (``_table_notes``).
-    logged_notes: set[str] = set()
+    logged_notes: set[str] = _LoggedNotes()
     if not kube:  # with --kubernetes: once the first snapshot is in (``_watch``)
         _log_fresh_notes(await loop.run_in_executor(
             None, _table_notes, _notes_of(router), res, list(args.files)), logged_notes)
@@ -1012,6 +1036,12 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         again = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, again.set)
+            if hasattr(signal, "SIGHUP"):
+                # The reloader is cancelled below: a SIGHUP now reads nothing. Said so, not
+                # "reading the files now"; still caught (its default action would end the
+                # process and cut the drain).
+                loop.add_signal_handler(signal.SIGHUP, _log.info,
+                                        "SIGHUP while stopping: nothing is read again")
         for t in tasks:
             t.cancel()
         if tasks:
@@ -1032,6 +1062,41 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     return 1 if failed else 0
 
 
+def _url(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port`` as RFC 3986 writes the host: an IPv6 address in brackets, and
+    its zone's ``%`` as ``%25`` (RFC 6874, section 2: "%25" is the "ZoneID" delimiter), so
+    ``fe80::1%lo`` is ``http://[fe80::1%25lo]:8080``, a URL curl and browsers accept."""
+    if ":" in host:
+        address, pct, zone = host.partition("%")
+        host = f"[{address}%25{zone}]" if pct else f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _socket_urls(scheme: str, srv: Any, fallback: tuple[str, int]) -> list[str]:
+    """A URL per socket ``srv`` (an ``asyncio.Server``) listens on, IPv4 first, else
+    ``fallback``'s. asyncio binds a host name on each of its addresses, and with port 0 each
+    socket gets a free port of its own: ``localhost:0`` is ``127.0.0.1:41235`` and
+    ``[::1]:38177`` where localhost names both. Only the first socket was printed (in the
+    order of a set: either one), and the other listened unseen."""
+    names = []
+    for sock in getattr(srv, "sockets", None) or ():
+        name = sock.getsockname()
+        names.append((sock.family != socket.AF_INET, str(name[0]), int(name[1])))
+    urls = [_url(scheme, host, port) for _, host, port in sorted(names)]
+    return list(dict.fromkeys(urls)) or [_url(scheme, *fallback)]
+
+
+def _listening_urls(server: Any) -> list[str]:
+    """``serve``'s ``listening on`` URLs: every socket of each listener, ``--listen``'s then
+    ``--tls-listen``'s (``ProxyServer.addresses`` names the first socket of each)."""
+    servers = getattr(server, "servers", ())
+    addresses = getattr(server, "addresses", ())
+    if len(servers) != len(addresses):  # pragma: no cover - another server class
+        return list(server.urls)
+    return [url for (scheme, host, port), srv in zip(addresses, servers)
+            for url in _socket_urls(scheme, srv, (host, port))]
+
+
 def _failed_listener(args: argparse.Namespace, bound: int, metrics_made: bool) -> str:
     """``--FLAG VALUE`` of the listener ``_serve`` failed to open: ``bound`` proxy listeners
     were open (``--listen`` first, then ``--tls-listen``), and the metrics server is made only
@@ -1048,28 +1113,50 @@ def _failed_listener(args: argparse.Namespace, bound: int, metrics_made: bool) -
 
 def _listener_conflict(values: Sequence[tuple[str, tuple[str, int]]]) -> str | None:
     """Two of ``(flag, (host, port))`` that can never both listen, a one-line reason, else
-    None: the same port (not 0) on the same host, or on an address and the wildcard of its
+    None: the same port (not 0) on the same address, or on an address and the wildcard of its
     family (``0.0.0.0`` takes the port on every IPv4 address, ``::`` on every IPv6 one; asyncio
-    sets IPV6_V6ONLY, so ``::`` leaves IPv4 alone). Names are compared as written: they are
-    resolved at the bind, whose error names the option."""
-    import ipaddress
-
-    def family(host: str) -> int | None:
-        try:
-            return ipaddress.ip_address(host.partition("%")[0]).version
-        except ValueError:
-            return None
-
-    wildcard = {"0.0.0.0": 4, "::": 6}
-    for i, (flag_a, (host_a, port_a)) in enumerate(values):
-        for flag_b, (host_b, port_b) in values[i + 1:]:
+    sets IPV6_V6ONLY, so ``::`` leaves IPv4 alone). Addresses are compared as the bind reads
+    them (``_bind_key``: ``[::0]`` is ``[::]``, ``0`` and ``127.1`` are ``0.0.0.0`` and
+    ``127.0.0.1``); names as written: they are resolved at the bind, whose error names the
+    option."""
+    keys = [(flag, host, port, _bind_key(host)) for flag, (host, port) in values]
+    for i, (flag_a, host_a, port_a, key_a) in enumerate(keys):
+        for flag_b, host_b, port_b, key_b in keys[i + 1:]:
             if port_a != port_b or port_a == 0:
                 continue
-            if (host_a == host_b or wildcard.get(host_a, 0) == family(host_b)
-                    or wildcard.get(host_b, 0) == family(host_a)):
+            if key_a == key_b or _covers(key_a, key_b) or _covers(key_b, key_a):
                 return (f"{flag_b} {host_b}:{port_b} and {flag_a} {host_a}:{port_a} cannot "
                         "both listen (one port, one listener)")
     return None
+
+
+#: A listen host as the bind reads it: ``(family, address, IPv6 scope id)`` for an address
+#: literal, the host itself for a name.
+_BindKey = tuple[int, str, int] | str
+
+
+def _bind_key(host: str) -> _BindKey:
+    """``host`` read as the bind reads it, with no lookup (``AI_NUMERICHOST``): the C
+    library's spellings of an address are one key (``::0`` and ``::``; ``0``, ``127.1`` and
+    ``0x7f.0.0.1`` are IPv4's ``inet_aton`` forms; a zone by name or by number). A name (or a
+    zone the host does not have) is kept as written."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError, ValueError):
+        return host
+    family, _, _, _, addr = infos[0]
+    if family == socket.AF_INET6:
+        # (address, port, flowinfo, scope id): the zone, by name or number, is its id.
+        scope: Any = addr[3]  # type: ignore[misc]
+        return (6, str(addr[0]).partition("%")[0], int(scope))
+    return (4, str(addr[0]), 0)
+
+
+def _covers(wild: _BindKey, key: _BindKey) -> bool:
+    """Whether ``wild`` is its family's wildcard and ``key`` an address of that family."""
+    return (isinstance(wild, tuple) and isinstance(key, tuple) and wild[0] == key[0]
+            and wild[1:] in (("0.0.0.0", 0), ("::", 0)))
 
 
 def _host_error(host: str) -> str | None:
@@ -1123,7 +1210,7 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
     numbers = swaps if swaps is not None else itertools.count(1)
-    notes = logged_notes if logged_notes is not None else set()
+    notes = logged_notes if logged_notes is not None else _LoggedNotes()
 
     def apply(res: Resources) -> tuple[str, list[Any], int, dict[str, str]]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
@@ -1147,7 +1234,7 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
             on_reload(False, repr(e))
             raise
         _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
-        _log_fresh_notes(lines, notes)
+        _log_fresh_notes(lines, notes, number)
         on_reload(True, "", res, digest, served, number)
         synced.set()
 
@@ -1177,6 +1264,11 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         stop.set()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM before ``serve`` listens (``_EarlyHangup``): raised as a Ctrl-C is, so the start
+    stops where it is by the same paths; ``serve_main`` exits 143 (the shell's 128 + 15)."""
+
+
 class _EarlyHangup:
     """SIGHUP from the start of ``serve`` until the event loop's own handler takes over.
 
@@ -1186,7 +1278,12 @@ class _EarlyHangup:
     are read again once the reloader runs (with ``--reload-interval 0`` nothing else would).
     Main thread only (``signal.signal``); the handler in place before is put back on exit,
     SIGINT's and SIGTERM's too: asyncio's loop, closing, leaves ``default_int_handler`` and
-    SIG_DFL behind, and a program embedding ``serve_main`` lost its own handlers."""
+    SIG_DFL behind, and a program embedding ``serve_main`` lost its own handlers.
+
+    SIGTERM too, while its action is the default one: it stops the start (``_Terminated``).
+    In a container ``serve`` is often PID 1, and the kernel drops a signal PID 1 has no
+    handler for: a ``docker stop`` or a pod deletion while the files were read was lost, the
+    proxy went on to serve, and the SIGKILL that follows the grace period cut its requests."""
 
     def __init__(self) -> None:
         self.received = False
@@ -1201,9 +1298,15 @@ class _EarlyHangup:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received = True
 
+    @staticmethod
+    def _on_term(signum: int, frame: Any) -> None:
+        raise _Terminated
+
     def __enter__(self) -> _EarlyHangup:
         if threading.current_thread() is threading.main_thread():
             self._others = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            if self._others[signal.SIGTERM] is signal.SIG_DFL:  # not an embedder's own
+                signal.signal(signal.SIGTERM, self._on_term)
             if hasattr(signal, "SIGHUP"):
                 self._previous = signal.signal(signal.SIGHUP, self._on_signal)
                 self._installed = True
@@ -1221,10 +1324,13 @@ class _EarlyHangup:
 
 def serve_main(args: argparse.Namespace) -> int:
     """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input,
-    130 for a Ctrl-C before it serves)."""
+    130 for a Ctrl-C before it serves, 143 for a SIGTERM before it serves)."""
     with _EarlyHangup() as hup:
         try:
             return _serve_main(args, hup)
+        except _Terminated:
+            print("ingresslib serve: terminated before serving", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:
             # Ctrl-C while the files (or the cluster configuration) are read or the first
             # table is built: nothing serves yet, so nothing to drain; one line, not a

@@ -516,9 +516,17 @@ def _pair_canaries(canaries: list[Ingress], groups: dict[str | None, _Group], di
         for e in _entries(src, diags, canonical_cache):
             cgroup = groups.get(e.host)
             main = None if cgroup is None else (cgroup.exact if e.exact else cgroup.prefix).get(e.key)
-            if cgroup is None or main is None or main.path.path_type != e.path.path_type:
+            if cgroup is None or main is None:
                 diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {e.path.path or '/'!r} on host "
                                         f"{e.host or '*'} matches no main rule; ignored"))
+                continue
+            if main.path.path_type != e.path.path_type:
+                # A main rule of this host and path exists (a main rule of the canary's own
+                # pathType, if any, lost to it): name the rule that serves the path.
+                diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {e.path.path or '/'!r} on host "
+                                        f"{e.host or '*'}: the main rule serving that path is "
+                                        f"{main.path.path_type} {main.path.path or '/'!r} (Ingress "
+                                        f"{main.source.ref} {main.field}), not {e.path.path_type}; ignored"))
                 continue
             paired = cgroup.exact_canary if e.exact else cgroup.prefix_canary
             if paired is None:
@@ -674,7 +682,12 @@ class RouteTable:
         # --- default backends (SEMANTICS §4.5) ---
         with_default = [i for i in mains if i.spec.default_backend is not None]
         global_default = _default_match(with_default[0], None, next(route_ids)) if with_default else None
-        used_defaults = {id(with_default[0])} if with_default else set()
+        # The oldest default answers the requests that reach no host group: there are such
+        # requests only when no host-less rule exists (a host-less group takes every host no
+        # rule names). Otherwise it serves only the host groups without a default of their own.
+        used_defaults = {id(with_default[0])} if with_default and None not in groups else set()
+        #: The Ingress whose default backend answers the host-less group's misses.
+        hostless_default = ""
         #: id(Ingress) -> the Ingresses whose default backend took a host group it has rules in.
         beaten_by: dict[int, set[str]] = {}
 
@@ -697,6 +710,7 @@ class RouteTable:
                     if other is not owner and other.spec.default_backend is not None:
                         beaten_by.setdefault(id(other), set()).add(owner.metadata.ref)
             elif global_default is not None:
+                used_defaults.add(id(with_default[0]))
                 gdefault = _default_match(with_default[0], host, next(route_ids))
             else:
                 gdefault = None
@@ -704,11 +718,21 @@ class RouteTable:
             routes.extend(prefix.values())
             if gdefault is not None:
                 routes.append(gdefault)
+                if host is None:
+                    hostless_default = gdefault.ingress
             built.append((host, exact, prefix, gdefault))
         if global_default is not None:
             routes.append(global_default)
         for extra in with_default:
-            if id(extra) not in used_defaults:
+            if id(extra) not in used_defaults and extra is with_default[0]:
+                # The oldest default, with no rules of its own, when the host-less rules catch
+                # every host no rule names and every host group has a default of its own.
+                diags.append(Diagnostic(
+                    f"Ingress {extra.metadata.ref}", "spec.defaultBackend",
+                    "never used: the host-less rules answer every host no rule names (their misses "
+                    f"go to the default backend of Ingress {hostless_default}), and every "
+                    "host with rules has a default backend of its own"))
+            elif id(extra) not in used_defaults:
                 # A shadowed default backend, reported like a shadowed rule: naming what shadows
                 # it (the oldest default, which answers hosts without one of their own, and the
                 # older defaults of the host groups this Ingress has rules in), in name order.

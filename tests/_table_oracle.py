@@ -65,8 +65,13 @@ def _age(ing: Ingress) -> tuple[Any, ...]:
     return (ts is None, ts or 0, ing.metadata.namespace, ing.metadata.name)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+#: strconv.ParseBool's true spellings (the canary flag).
+_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+
+
 def _norm_host(host: str) -> str:
-    h = host.lower()
+    h = host.translate(_ASCII_LOWER)  # RFC 4343: A-Z only, never Unicode case folding
     if h.startswith("["):
         end = h.find("]")
         return h[: end + 1] if end >= 0 else h
@@ -96,10 +101,12 @@ def oracle(
     res: Resources, host: str, path: str, ingress_class: str | None = None, controller: str | None = None
 ) -> Expected | None:
     """Raises BadRequestError exactly when the path must be rejected."""
+    if "#" in path:  # §5 "`#` -> 400", the query included
+        raise BadRequestError("'#' in request target", 400)
     raw = path.split("?", 1)[0] or "/"
     p = canonical_path(raw)
     served = sorted(_served(res, ingress_class, controller), key=_age)
-    mains = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") != "true"]
+    mains = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") not in _GO_TRUE]
     canaries = [i for i in served if i not in mains]
     h = _norm_host(host)
     rule_hosts = {r.host for i in mains for r in i.spec.rules}

@@ -417,18 +417,36 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
     return [text for _, text in sorted(out)]
 
 
-def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]]
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return "string" if isinstance(v, str) else "array" if isinstance(v, list) else "object"
+
+
+def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source: str
                 ) -> list[tuple[Any, dict[int, dict[Any, list[int]]]]]:
     """``docs`` with each list (``kind: List``, or a kind ending in ``List`` with ``items``, as
     the manifests' Collector reads them) replaced by its items, lists in lists too: kubectl
     apply's FlattenListVisitor (cli-runtime) applies a ConfigMap inside a List as any other.
     An item of a typed list (ConfigMapList) without kind or apiVersion takes the list's, as
-    the unstructured decoder sets them."""
+    the unstructured decoder sets them.
+
+    An item that is no object refuses the file (``source``), as kubectl refuses it: its
+    unstructured decoder reads every item of a list into a map (``decodeToList``: "cannot
+    unmarshal number into Go value of type map[string]interface {}"); left out, the file's
+    ConfigMap was applied here where kubectl applies nothing."""
     out: list[tuple[Any, dict[int, dict[Any, list[int]]]]] = []
-    stack: list[tuple[Any, dict[int, dict[Any, list[int]]], tuple[Any, str] | None]] = [
-        (doc, found, None) for doc, found in reversed(docs)]
+    stack: list[tuple[Any, dict[int, dict[Any, list[int]]], tuple[Any, str] | None, str]] = [
+        (doc, found, None, "") for doc, found in reversed(docs)]
     while stack:
-        doc, found, of = stack.pop()
+        doc, found, of, where = stack.pop()
+        if where and not isinstance(doc, Mapping):
+            raise ValidationError([FieldError(
+                source, where, "Invalid value", f"expected an object, got {_json_type(doc)}")])
         if of is not None and isinstance(doc, Mapping) and not (doc.get("kind")
                                                                 and doc.get("apiVersion")):
             copy = {**doc, "kind": doc.get("kind") or of[1],
@@ -441,7 +459,9 @@ def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]]
         if isinstance(kind, str) and (kind == "List" or kind.endswith("List") and
                                       items is not None) and isinstance(items, list):
             item_of = None if kind == "List" else (doc.get("apiVersion"), kind[: -len("List")])
-            stack.extend((item, found, item_of) for item in reversed(items))
+            inside = f"{where}.items" if where else "items"
+            stack.extend((item, found, item_of, f"{inside}[{i}]")
+                         for i, item in reversed(list(enumerate(items))))
             continue
         out.append((doc, found))
     return out
@@ -474,7 +494,7 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
     docs, errors = read_documents(text, str(p), is_json=p.suffix == ".json")
     if errors:
         raise ValidationError(errors)
-    maps = [(d, found) for d, found in _list_items(docs)
+    maps = [(d, found) for d, found in _list_items(docs, str(p))
             if isinstance(d, Mapping) and d.get("kind") == "ConfigMap"]
     if len(maps) != 1:
         # (a file that only starts with the bytes of a UTF-16 byte order mark reads as

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ._errors import FieldError, ValidationError
+from ._errors import FieldError, ValidationError, key_text
 from ._fields import (
     DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, _child_path, duplicate_paths,
     extra_fields, shallow,
@@ -235,8 +235,10 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
         if type(k) is not str:
             key = _yaml_key(k)
             if key is None:
-                dec.entries.add(f"{path}[{k}]")
-                dec.wrong_type(f"{path}[{k}]", k, "string key")
+                # (key_text: an int of 5,000 digits from from_dicts, which str() refuses)
+                entry = f"{path}[{key_text(k)}]"
+                dec.entries.add(entry)
+                dec.wrong_type(entry, k, "string key")
                 continue
             k = key
             converted = True
@@ -710,6 +712,12 @@ def _caused_by(problem: FieldError, placeholder: str, entry: bool) -> bool:
     fld = problem.field
     if _covers(placeholder, fld):
         return True  # about the placeholder itself, or inside it
+    if (placeholder.endswith(".port") and fld == placeholder[:-len("port")] + "targetPort"
+            and type(problem.value) is int and problem.value == 0):
+        # A Service port's targetPort left unset is its port (SetDefaults_Service, before
+        # validation): the placeholder 0 of a wrongly typed port ("80") made it 0 too. (A
+        # targetPort written out of range holds its own value, never 0: 0 is unset.)
+        return True
     if entry or not _covers(fld, placeholder):
         # A map entry left out hides nothing above it: the errors at `metadata.labels` are
         # about the other labels. Nor does anything hide an unrelated path.

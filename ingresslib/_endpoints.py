@@ -264,6 +264,10 @@ def _is_dns_name(name: str) -> bool:
     return not is_dns1123_subdomain(name.removesuffix("."))
 
 
+def _isdigit(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int], list[str]]:
     """Parse :data:`ENDPOINT_WEIGHTS_ANNOTATION`: ``(by ip:port, by ip, errors)``."""
     by_addr: dict[Address, int] = {}
@@ -288,8 +292,16 @@ def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int],
         # "[fd00::1]:8080" or "10.0.0.1:8080" carry a port; a bare IPv6 has several colons.
         # The address is read as the endpoints' are (canonical_ip: "FD00:0::1" is fd00::1,
         # "010.0.0.1" is 10.0.0.1), so a weight names the endpoint however it is written.
-        if colon and port.isdigit() and (host.startswith("[") or ":" not in host):
-            by_addr[(canonical_ip(host.strip("[]")), int(port))] = weight
+        if colon and _isdigit(port) and (host.startswith("[") or ":" not in host):
+            # (ASCII digits only: str.isdigit() also takes "²", which int() refuses; and at
+            # most a port's worth, int() refusing 4,301 digits with a ValueError out of the
+            # Router: either is a bad entry, as a bad weight is.)
+            number = port.lstrip("0") or "0"
+            if len(number) > 5 or int(number) > 65535:
+                errors.append(f"invalid weight entry {item!r} (want IP[:PORT]=POSITIVE_INT; "
+                              "the port is past 65535)")
+                continue
+            by_addr[(canonical_ip(host.strip("[]")), int(number))] = weight
         else:
             by_ip[canonical_ip(key.strip("[]"))] = weight
     return by_addr, by_ip, errors

@@ -7,6 +7,7 @@ request (a remote peer's input) and carries the HTTP status a server should answ
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,29 @@ def _render_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"  # Go's %v, not Python's True/False
+    if isinstance(value, int):
+        return int_text(value)
     return str(value)
+
+
+def int_text(n: int) -> str:
+    """``str(n)``; for an integer str() refuses (more digits than sys.get_int_max_str_digits,
+    4,300 by default: a ValueError, which printing an error must never raise; a Python int
+    handed to ``Resources.from_dicts`` can be one) a stand-in that says so. str() raises
+    before converting anything, so the test costs nothing."""
+    try:
+        return str(n)
+    except ValueError:
+        sign = "-" if n < 0 else ""
+        return f"{sign}<an integer of more than {sys.get_int_max_str_digits()} digits>"
+
+
+def key_text(key: Any) -> str:
+    """A map key as a field path writes it (``metadata.labels[<key>]``): ``str()``, and
+    :func:`int_text` for an integer."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return int_text(key)
+    return str(key)
 
 
 # encoding/json's string escaping beyond Python's json.dumps(ensure_ascii=False): HTMLEscape

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import FieldError, _go_quote
+from ._errors import FieldError, _go_quote, key_text
 
 __all__ = [
     "DUPLICATE_FIELD", "FieldWarning", "ROOTS", "Schema", "UNKNOWN_FIELD", "duplicate_paths",
@@ -250,7 +250,7 @@ def _visit(schema: Schema, obj: Mapping[str, Any], keys: list[Any], path: str,
         child = children.get(key)
         if child is None:
             if key not in known:
-                out.append(f"{prefix}{key}")
+                out.append(f"{prefix}{key_text(key)}")
             continue
         field, sub = child
         # (_walk's own first test, inline for a type without object fields: a managedFields
@@ -293,7 +293,7 @@ def _child_path(path: str, key: Any) -> str:
     for a key that is no field name (a map's key: the decoder's errors write them so)."""
     if isinstance(key, str) and _FIELD_NAME_RE.fullmatch(key):
         return f"{path}.{key}" if path else key
-    return f"{path}[{key}]"
+    return f"{path}[{key_text(key)}]"
 
 
 def duplicate_paths(obj: Mapping[str, Any], duplicates: Mapping[int, list[Any]],

@@ -259,11 +259,13 @@ def _float64(number: str) -> float:
 
 
 def _int(number: str) -> int:
-    # parse_int. Go reads an integer past int64 as a float64: one past float64's range (more
-    # than 309 digits) is refused as `1e400` is. (int() raises its own ValueError past its
-    # digit limit, 4,300 by default, first: see _long_int_error.)
+    # parse_int. Go reads an integer past int64 as a float64: one past float64's range is
+    # refused as `1e400` is. Up to 308 digits it is below 1e308, inside the range; from 309
+    # digits on it may be past it (float64's largest is 1.79...e308: "9" * 309 is refused),
+    # so those are read as a float. (int() raises its own ValueError past its digit limit,
+    # 4,300 by default, first: see _long_int_error.)
     n = int(number)
-    if len(number) > 309:
+    if len(number) > 308:  # (with a minus sign: 308 digits, always inside; the test is cheap)
         _float64(number)
     return n
 

@@ -20,7 +20,9 @@ file as ``object`` and the place as ``field``:
   stream stays JSON);
 - a JSON number Go cannot read, in any file: ``deploy/web.json: line 3, column 12: Invalid
   value: 1e400: number out of range (kubectl: json: cannot unmarshal number 1e400 into Go
-  value of type float64)``;
+  value of type float64)``; a YAML integer past float64's range the same way (go-yaml keeps
+  it, the cluster's JSON decoder refuses it): ``... Invalid value: 99999999999999999999...:
+  number out of range (310 characters)``;
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
   object, got string`` (documents counted from 1, empty ones included);
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
@@ -48,8 +50,8 @@ import yaml
 
 from ._decode import Collector
 from ._errors import FieldError
-from ._json_manifests import (_MAX_DEPTH, _json_documents, _out_of_range, _past_str_digits,
-                              _too_deep_error, _with_duplicates)
+from ._json_manifests import (_MAX_DEPTH, _json_documents, _line_column, _out_of_range,
+                              _past_str_digits, _too_deep_error, _with_duplicates)
 from ._resources import Resources
 from ._validate import INVALID
 
@@ -205,11 +207,27 @@ def _wrong_tag(node: yaml.Node, got: str) -> yaml.constructor.ConstructorError:
         node.start_mark)
 
 
+def _past_float64(n: int) -> bool:
+    """Whether integer ``n`` is past float64's range (rounded as strconv.ParseFloat rounds)."""
+    if -_INT64 <= n < 2 * _INT64:
+        return False
+    try:
+        float(n)
+    except OverflowError:
+        return True
+    return False
+
+
 def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
     tag, value = _go_scalar(node.value)
     if tag != _INT:  # only an explicit !!int tag gets here with another text
         raise _wrong_tag(node, tag)
-    if value is None:
+    if value is None or (not -_INT64 <= value < 2 * _INT64 and _past_float64(value)):
+        # Past uint64 go-yaml's fork keeps a *big.Int, which json.Marshal writes as its
+        # digits; the cluster reads a number past int64 as a float64 and refuses one past
+        # its range ("json: cannot unmarshal number ... into Go value of type float64"), as
+        # the same number in JSON is refused (_json_manifests._int). (The range test is
+        # inline: every integer of a manifest comes here.)
         raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
     return int(value)
 
@@ -218,7 +236,8 @@ def _construct_float(loader: Any, node: yaml.ScalarNode) -> int | float:
     tag, value = _go_scalar(node.value)
     if tag not in (_FLOAT, _INT):  # (an integer under !!float is a float64 in go-yaml)
         raise _wrong_tag(node, tag)
-    if value is None:
+    if value is None or (tag == _INT and _past_float64(value)):
+        # (float() of such an integer raised OverflowError, a traceback out of the load)
         raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
     return _json_number(float(value), node)
 
@@ -282,10 +301,16 @@ def _key(loader: Any, node: yaml.Node) -> Any:
         ftag, value = _go_scalar(node.value)
         if ftag not in (_FLOAT, _INT):
             raise _wrong_tag(node, ftag)
-        if value is None:
+        if value is None or (ftag == _INT and _past_float64(value)):
             raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
         return _go_float_key(float(value))
-    key = loader.construct_object(node)
+    if tag == _INT and isinstance(node, yaml.ScalarNode):
+        # An integer key past float64 is refused below as convertToJSONableObject refuses a
+        # *big.Int key, before any JSON number is read (not as _construct_int refuses it).
+        itag, value = _go_scalar(node.value)
+        key = value if itag == _INT and value is not None else loader.construct_object(node)
+    else:
+        key = loader.construct_object(node)
     if key is True or key is False:
         return "true" if key else "false"
     if type(key) is int:
@@ -445,11 +470,14 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
             # One JSON value, then YAML (kubectl's decoder switched after the first): the
             # YAML reader starts there, with the text before it blank so that its errors name
             # the file's lines and columns (spaces before a flow collection only: before a
-            # block one they would indent it).
+            # block one they would indent it). Lines are counted as the YAML reader and the
+            # JSON errors count them: a lone \r ends one too (counting \n alone put the YAML
+            # of a file with old Mac line ends on line 1).
             n = len(docs)
-            pad = "\n" * text.count("\n", 0, yaml_from)
+            line, column = _line_column(text, yaml_from)
+            pad = "\n" * (line - 1)
             if text.startswith(("{", "["), yaml_from):
-                pad += " " * (yaml_from - text.rfind("\n", 0, yaml_from) - 1)
+                pad += " " * (column - 1)
             text = pad + text[yaml_from:]
     if len(text) > _MAX_DEPTH:  # shorter text cannot nest that deep
         deep = _too_deep(text)

@@ -787,8 +787,12 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         e.invalid_each(base + ".port", port.port, is_valid_port_num(port.port))
         _validate_protocol(e, base + ".protocol", port.protocol)
         # ValidatePortNumOrName(sp.TargetPort, ...): int -> IsValidPortNum, string ->
-        # IsValidPortName. Unset defaults to `port`.
-        tp = port.target_port
+        # IsValidPortName. Unset (0 or "") is `port` by then: SetDefaults_Service runs before
+        # validation (`if sp.TargetPort == intstr.FromInt32(0) || sp.TargetPort ==
+        # intstr.FromString("") { sp.TargetPort = intstr.FromInt32(sp.Port) }`), so a port out
+        # of range is told twice: "[spec.ports[0].port: Invalid value: 0: must be between 1
+        # and 65535, inclusive, spec.ports[0].targetPort: Invalid value: 0: ...]".
+        tp = port.port if port.target_port is None else port.target_port
         if isinstance(tp, int):
             e.invalid_each(base + ".targetPort", tp, is_valid_port_num(tp))
         elif isinstance(tp, str):

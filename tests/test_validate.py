@@ -567,7 +567,12 @@ def test_service_ports_required_unless_headless_or_external_name() -> None:
 
 @pytest.mark.parametrize("port", [0, 65536])
 def test_service_port_range(port: int) -> None:
-    assert errors(service([{"port": port}])) == [f"Service default/web: spec.ports[0].port: Invalid value: {port}: {RANGE_MSG}"]
+    # The unset targetPort is the port by validation time (SetDefaults_Service), so the API
+    # server tells it twice: "[spec.ports[0].port: Invalid value: 0: must be between 1 and
+    # 65535, inclusive, spec.ports[0].targetPort: Invalid value: 0: ...]".
+    assert errors(service([{"port": port}])) == [
+        f"Service default/web: spec.ports[0].port: Invalid value: {port}: {RANGE_MSG}",
+        f"Service default/web: spec.ports[0].targetPort: Invalid value: {port}: {RANGE_MSG}"]
 
 
 def test_service_port_names_required_when_several_and_unique() -> None:

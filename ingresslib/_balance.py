@@ -105,6 +105,15 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _name_bytes(name: Any) -> bytes | None:
+    """A header name that is neither ``bytes`` nor ``str``, lower-cased as bytes: a
+    ``bytearray`` or ``memoryview`` (an ASGI middleware's) is its bytes; anything else None
+    (matches nothing)."""
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        return bytes(name).lower()
+    return None
+
+
 def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None
                  ) -> str | None:
     """A header's value straight from the raw headers (no dict is built).
@@ -116,19 +125,22 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     an ``h11.Headers`` object (what the proxy passes; names already lower case) and lists of
     lower-case byte pairs, where a header costs one ``==``. Other than in ``h11.Headers``
     (whose values h11 makes ``bytes``), a ``bytearray`` or ``memoryview`` value is read as its
-    bytes, as a ``bytes`` one (:func:`_text`).
+    bytes, as a ``bytes`` one (:func:`_text`); so is one in an ``h11.Headers`` built by hand
+    (its constructor takes the triples as given). A ``bytearray`` or ``memoryview`` *name*
+    matches as its bytes do.
     """
     t = type(headers)
     items: Iterable[tuple[str | bytes, str | bytes]]
     if t is _H11Headers:
-        # h11.Headers: (raw name, lower-case name, value) triples, all bytes.
+        # h11.Headers: (raw name, lower-case name, value) triples, bytes when h11 made them.
         full = headers._full_items  # type: ignore[union-attr]
         if join is None:
             for _, k, v in full:
                 if k == bname:
-                    return v.decode("latin-1")  # type: ignore[no-any-return]
+                    return v.decode("latin-1") if type(v) is bytes else _text(v)
             return None
-        vals = [v.decode("latin-1") for _, k, v in full if k == bname]
+        vals = [v.decode("latin-1") if type(v) is bytes else _text(v)
+                for _, k, v in full if k == bname]
         return join.join(vals) if vals else None
     if t is list or t is tuple:
         items = headers  # type: ignore[assignment]
@@ -139,7 +151,9 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     ln = len(name)
     found: list[str] = []
     for k, v in items:
-        if k == bname or (len(k) == ln and k.lower() == (bname if type(k) is bytes else name)):
+        if k == bname or (len(k) == ln and (
+                k.lower() == bname if type(k) is bytes else k.lower() == name
+                if isinstance(k, str) else _name_bytes(k) == bname)):
             sv = v.decode("latin-1") if type(v) is bytes else v if type(v) is str else _text(v)
             if join is None:
                 return sv
@@ -249,8 +263,9 @@ class RequestContext:
         return self.path if self.query is None else f"{self.path}?{self.query}"
 
     def headers(self) -> dict[str, str]:
-        """All headers, names normalised (lower case, ``_`` -> ``-``), repeats joined by ``, ``
-        (``Cookie`` repeats by ``; ``, RFC 9113 §8.2.3)."""
+        """All headers, names lower-cased (a ``_`` in a request's header name is kept: see the
+        class), repeats joined by ``, `` (``Cookie`` repeats by ``; ``, RFC 9113 §8.2.3). A
+        ``bytearray`` or ``memoryview`` name or value reads as its bytes (latin-1)."""
         h = self._headers
         if h is None:
             h = {}
@@ -262,7 +277,8 @@ class RequestContext:
             else:
                 items = raw.items() if isinstance(raw, Mapping) else raw
             for name, value in items:
-                n = (name.decode("latin-1") if isinstance(name, bytes) else name)
+                n = (name.decode("latin-1") if isinstance(name, bytes)
+                     else name if isinstance(name, str) else _text(name))
                 n = n.lower()
                 v = (value.decode("latin-1") if isinstance(value, bytes)
                      else value if isinstance(value, str) else _text(value))

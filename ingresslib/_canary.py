@@ -598,6 +598,39 @@ def _utf8_text(value: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _utf8_pattern(pattern: str) -> LinearRegex | None:
+    """``canary-by-header-pattern`` as PCRE runs it in ingress-nginx: on bytes ("ngx.re.match
+    (header, traffic_shaping_policy.headerPattern)", no ``u`` flag), the pattern being its own
+    UTF-8 bytes. Here both are read one character per byte (latin-1): "é" in the pattern is
+    the two characters of its UTF-8, and ``.`` takes one byte of a UTF-8 value, as in
+    ingress-nginx. None when the pattern is ASCII (then it is its own byte form) or its byte
+    form does not parse."""
+    if pattern.isascii():
+        return None
+    try:
+        return LinearRegex(pattern.encode("utf-8").decode("latin-1"))
+    except RegexError:
+        return None
+
+
+def _sent_as_bytes(headers: Headers, cfg: CanaryConfig) -> bool:
+    """Whether ``cfg.header`` came as bytes (h11's headers; a ``bytes``, ``bytearray`` or
+    ``memoryview`` value in a list or mapping) rather than as text (a ``str`` value: an
+    embedding passing text). Only asked when the value or the annotation is not ASCII."""
+    if H11_HEADERS is not None and type(headers) is H11_HEADERS:
+        return True
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    seen = False
+    for k, v in items:
+        # header_value's own name test, on this one line.
+        if header_value([(k, "")], cfg.header, cfg.header_bytes) is not None:  # type: ignore[arg-type]
+            if isinstance(v, str):
+                return False
+            seen = True
+    return seen
+
+
 def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
     """The header, then the cookie: True (canary), False (main) or None (fall through).
 
@@ -611,16 +644,24 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
                            "; " if cfg.header == "cookie" else ", ")
         if got is not None:
             # ingress-nginx compares bytes ("traffic_shaping_policy.headerValue == header"; the
-            # pattern runs on the header's bytes), the annotation's bytes being its UTF-8. A
-            # non-ASCII value from the proxy arrives one character per byte: read back as
-            # UTF-8 text, it compares with the annotation as written ("José" matches José).
-            text = None if got.isascii() else _utf8_text(got)
+            # pattern runs on the header's bytes, PCRE without the "u" flag), the annotation's
+            # bytes being its UTF-8. A value sent as bytes (the proxy's, ASGI's) arrives one
+            # character per byte (latin-1): it is compared with the annotation's UTF-8 read
+            # the same way, so "José" matches the UTF-8 of José and "^.$" does not match it
+            # (two bytes), as in ingress-nginx. A value given as text is compared as written.
+            # (For ASCII values and annotations both readings are one and the same.)
             if cfg.header_value is not None:
-                if got == cfg.header_value or text == cfg.header_value:
+                if got.isascii() or cfg.header_value.isascii() or not _sent_as_bytes(
+                        headers, cfg):
+                    if got == cfg.header_value:
+                        return True
+                elif _utf8_text(got) == cfg.header_value:
                     return True
             elif cfg.header_pattern is not None:
-                if cfg.header_pattern.search(got) or (
-                        text is not None and cfg.header_pattern.search(text)):
+                pat: LinearRegex | None = cfg.header_pattern
+                if not cfg.header_pattern.pattern.isascii() and _sent_as_bytes(headers, cfg):
+                    pat = _utf8_pattern(cfg.header_pattern.pattern)
+                if pat is not None and pat.search(got):
                     return True
             elif got == "always":
                 return True
@@ -642,7 +683,7 @@ def compile_explicit(cfg: CanaryConfig) -> Callable[[Headers], bool | None]:
     as :func:`explicit_choice` for every input (tested)."""
     if (cfg.header is None or cfg.header_pattern is not None or H11_HEADERS is None
             or (cfg.header_value is not None and not cfg.header_value.isascii())):
-        # A non-ASCII value matches its UTF-8 bytes (and its latin-1 reading): explicit_choice.
+        # A non-ASCII value matches its UTF-8 bytes (or, given as text, itself): explicit_choice.
         return functools.partial(explicit_choice, cfg)
     yes = (cfg.header_value if cfg.header_value is not None else "always").encode("ascii")
     no = b"never" if cfg.header_value is None else None

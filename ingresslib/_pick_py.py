@@ -83,11 +83,13 @@ def http_header(items: list[Any], name: bytes) -> bytes | None:
     ``b", "`` (``b"; "`` for ``cookie``); None when absent. nginx >= 1.23
     (``ngx_http_variable_unknown_header``) chains every line of the name - "*ph = &header[i];
     ph = &header[i].next;" - and copies them with "*p++ = ','; *p++ = ' ';" in between.
-    Items that are not such triples are skipped."""
+    Items that are not such triples are skipped, and so are triples whose name is not
+    ``bytes`` (h11 makes every name ``bytes``; one built by hand with a ``memoryview`` name is
+    not read, as the compiled twin compares names as bytes only)."""
     first: bytes | None = None
     more: list[bytes] | None = None
     for item in items:
-        if type(item) is tuple and len(item) == 3 and item[1] == name:
+        if type(item) is tuple and len(item) == 3 and type(item[1]) is bytes and item[1] == name:
             if first is None:
                 first = item[2]
             elif more is None:
@@ -213,8 +215,8 @@ class HashPick:
             kb = http_header(headers._full_items, self._hname)  # type: ignore[arg-type]
             if kb is None:
                 kb = b""
-            elif not kb.isascii():
-                return None
+            elif type(kb) is not bytes or not kb.isascii():
+                return None  # (not bytes: an h11.Headers built by hand; as the compiled twin)
         else:
             key = path if self._kind == 1 else (client_ip or "")
             if type(key) is not str:

@@ -695,6 +695,11 @@ class Router:
                     kb = http_header(headers._full_items, e.hname)  # type: ignore[union-attr]
                     if kb is None:
                         kb = b""
+                    elif type(kb) is not bytes:
+                        # An h11.Headers built by hand with a bytearray or memoryview value:
+                        # the key as keyfn reads it (header_value: its bytes, latin-1).
+                        kb = e.keyfn(method, host, path, query, headers, client_ip).encode(
+                            "utf-8", "surrogateescape")
                     elif not kb.isascii():
                         kb = kb.decode("latin-1").encode("utf-8", "surrogateescape")
                     h = crc32(kb)
@@ -734,15 +739,19 @@ class Router:
                 choice = explicit(headers)
         if choice is None:
             if r.sticky:
-                # A session pinned to one side stays there (ingress-nginx checks the canary
-                # side's sticky cookie before anything else).
+                # A session pinned to one side stays there, the main side's first: ingress-nginx
+                # balancer.lua route_to_alternative_balancer, "If request is already
+                # affinitized to a primary balancer, keep the primary balancer", then "If
+                # request is affinitized to an alternative balancer, instruct caller to switch
+                # to alternative." (Both can hold when the sides' cookies have different names
+                # and the request carries both.)
                 c: _Backend = r.canary  # type: ignore[assignment]
                 main = r.main
                 ctx = RequestContext(method, host, path, headers, client_ip, query)
-                if c.sticky is not None and c.sticky.affinitized(ctx, c.eps):
-                    choice = True
-                elif main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
+                if main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
                     choice = False
+                elif c.sticky is not None and c.sticky.affinitized(ctx, c.eps):
+                    choice = True
             if choice is None:
                 steps = r.steps
                 if steps is not None:

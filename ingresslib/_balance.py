@@ -114,6 +114,16 @@ def _name_bytes(name: Any) -> bytes | None:
     return None
 
 
+def _pairs(headers: Iterable[tuple[str | bytes, str | bytes]]
+           ) -> Iterable[tuple[str | bytes, str | bytes]]:
+    """``headers`` as ``(name, value)`` pairs: a mapping-like header object that is no
+    ``Mapping`` (``http.client.HTTPMessage``, the ``self.headers`` of an ``http.server``
+    handler: an ``email.message.Message``, whose iteration yields names only) through its
+    ``items()``, which keeps repeated headers; an iterable of pairs as it is."""
+    items = getattr(headers, "items", None)
+    return items() if callable(items) else headers
+
+
 def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None
                  ) -> str | None:
     """A header's value straight from the raw headers (no dict is built).
@@ -147,7 +157,7 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     elif t is dict:
         items = headers.items()  # type: ignore[union-attr]
     else:
-        items = headers.items() if isinstance(headers, Mapping) else headers
+        items = headers.items() if isinstance(headers, Mapping) else _pairs(headers)
     ln = len(name)
     found: list[str] = []
     for k, v in items:
@@ -275,7 +285,7 @@ class RequestContext:
                 # h11.Headers, read without its per-item __getitem__
                 items = [(k, v) for _, k, v in raw._full_items]  # type: ignore[union-attr]
             else:
-                items = raw.items() if isinstance(raw, Mapping) else raw
+                items = raw.items() if isinstance(raw, Mapping) else _pairs(raw)
             for name, value in items:
                 n = (name.decode("latin-1") if isinstance(name, bytes)
                      else name if isinstance(name, str) else _text(name))

@@ -1138,6 +1138,13 @@ cdef class Matcher:
         return <object>PyTuple_GET_ITEM(self._payloads, g.default)
 
     def lookup(self, str host not None, str path not None):
+        """``table.match(host, path)``: the route of one request.
+
+        ``host`` is the Host header as sent (any case, an optional ``:port``, ``[v6]``);
+        ``path`` the request target's path, with its query if any. Returns the payload of the
+        rule that matches (longest path wins), else that host's default, else the table's
+        default, else None: in a ``RouteTable`` a :class:`Match`. Raises ``BadRequestError``
+        (``status_hint`` 400) for a path with no canonical form (SEMANTICS §5)."""
         # Host first (nothing in it can raise), then one walk over the raw path; a path that
         # is not certainly canonical goes to _lookup_slow, which raises or canonicalises it,
         # whatever the host ("regardless of host").

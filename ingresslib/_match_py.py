@@ -99,10 +99,13 @@ class Matcher:
         return self._hostless
 
     def lookup(self, host: str, path: str) -> object | None:
-        """The payload for ``(host, path)``, the group's default, or the matcher's default.
+        """``table.match(host, path)``: the route of one request.
 
-        Raises ``BadRequestError`` for a path that has no canonical form.
-        """
+        ``host`` is the Host header as sent (any case, an optional ``:port``, ``[v6]``);
+        ``path`` the request target's path, with its query if any. Returns the payload of the
+        rule that matches (longest path wins), else that host's default, else the table's
+        default, else None: in a ``RouteTable`` a :class:`Match`. Raises ``BadRequestError``
+        (``status_hint`` 400) for a path with no canonical form (SEMANTICS §5)."""
         q = path.find("?")
         if q >= 0:
             if "#" in path:  # in the query too: a fragment is never sent (split_target)

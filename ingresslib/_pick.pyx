@@ -301,6 +301,13 @@ cdef class FastRoute:
         self._slow = slow
 
     def route(self, method, host, path, headers=(), client_ip=None, *, query=None):
+        """``router.route(method, host, path, headers=(), client_ip=None, *, query=None)``:
+        the Decision for one request, or None when no rule and no default backend matched.
+
+        ``path`` is the request path without the query (as received); ``query`` (optional)
+        feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``; ``headers`` a
+        mapping or an iterable of ``(name, value)`` pairs. Raises ``BadRequestError`` as
+        ``RouteTable.match`` does (see ``Router.route``)."""
         m = self._match(host, path)
         if m is None:
             return None

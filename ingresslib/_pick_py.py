@@ -119,6 +119,13 @@ class FastRoute:
 
     def route(self, method: str, host: str, path: str, headers: Any = (),
               client_ip: str | None = None, *, query: str | None = None) -> Any:
+        """``router.route(method, host, path, headers=(), client_ip=None, *, query=None)``:
+        the Decision for one request, or None when no rule and no default backend matched.
+
+        ``path`` is the request path without the query (as received); ``query`` (optional)
+        feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``; ``headers`` a
+        mapping or an iterable of ``(name, value)`` pairs. Raises ``BadRequestError`` as
+        ``RouteTable.match`` does (see ``Router.route``)."""
         m = self._match(host, path)
         if m is None:
             return None

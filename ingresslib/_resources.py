@@ -53,9 +53,9 @@ class Resources:
         _own_tuples(self, *_FIELDS, "warnings")
 
     @classmethod
-    def from_dicts(cls, objects: Iterable[Mapping[str, Any]]) -> Resources:
+    def from_dicts(cls, list_of_dicts: Iterable[Mapping[str, Any]]) -> Resources:
         """Decode already-parsed objects (camelCase API form or the official client's
         snake_case ``to_dict()`` form); ``kind: List`` unwraps."""
         from ._decode import decode_resources
 
-        return decode_resources(objects)
+        return decode_resources(list_of_dicts)

@@ -58,7 +58,8 @@ FIELDS = (
 #: ingress-nginx's name for the upstream of requests no rule matched.
 DEFAULT_UPSTREAM = "upstream-default-backend"
 
-#: Statuses of requests the core refuses before routing them (bad request line or headers,
+#: For a record without ``phase`` (built by other code than the core, which sets it):
+#: statuses of requests the core refuses before routing them (bad request line or headers,
 #: Host, limits, the plain-HTTP-on-TLS 400; the head timeout): no rule, no Ingress. nginx
 #: refuses those while reading the head, before any phase runs, so ingress-nginx's
 #: ``set $proxy_upstream_name "-";`` (server block) never ran and the variable is unset; with
@@ -99,16 +100,27 @@ def upstream_names(record: RequestRecord) -> tuple[str, str]:
 
     ingress-nginx names an upstream ``namespace-service-port`` (port as written in the Ingress:
     number or name). The main backend's name is logged first; when the canary served, its name
-    goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``;
-    requests refused before routing (400/405/408/414/431 with no rule) have no name (``""``).
+    goes second (else it is empty). Requests no rule matched are ``upstream-default-backend``.
+    The record's ``phase`` says where nginx would have answered: a request refused while its
+    head was read has no name (``""``), one answered before its location ran (app-root's 302,
+    the 413 of a Content-Length over proxy-body-size) the server block's ``"-"``. A record
+    without ``phase`` (built elsewhere): requests refused before routing are inferred from the
+    status (400/405/408/414/431 with no rule: ``""``).
 
     The record's ``service``/``namespace`` are the backend that served. The port and, when the
     canary served, the main backend come from the optional record fields ``service_port``,
     ``primary_service`` and ``primary_port`` when the core provides them; without them the port
     is left out and a canary request names the canary backend in both places.
     """
+    phase = getattr(record, "phase", None)
+    if phase == "head":
+        return "", ""
+    if phase == "server":
+        # The server block's ``set $proxy_upstream_name "-";`` ran, the location's did not.
+        return "-", ""
     if record.service is None:
-        if record.ingress is None and record.status in _REFUSED_UNROUTED:
+        if phase is None and record.ingress is None and record.status in _REFUSED_UNROUTED:
+            # A record built elsewhere: "refused before routing" inferred from the status.
             return "", ""
         return DEFAULT_UPSTREAM, ""
     ns = record.namespace or ""

@@ -71,6 +71,7 @@ from .proxy._actions import (
     RouteOptionsSource,
     _no_tls,
     access_answer,
+    body_too_large,
     denied_first,
     redirect_for,
     tls_host_predicate,
@@ -428,6 +429,12 @@ class IngressASGI(RouteOptionsSource):
             if access is not None and denied_first(opts, rel):
                 await reply.local(503)
                 return
+            if kind == "http" and opts.body_size and length > opts.body_size \
+                    and body_too_large(opts, rel, length):
+                # A declared length over proxy-body-size, before the redirects and access
+                # control, as the proxy (``body_too_large``: nginx's find_config phase).
+                await reply.local(413)
+                return
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
             # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
             # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
@@ -472,7 +479,8 @@ class IngressASGI(RouteOptionsSource):
             app, mount = self.fallback, ""
         limit = opts.body_size if kind == "http" else 0
         if limit and length > limit:
-            # The proxy refuses a declared length over proxy-body-size before any upstream.
+            # The proxy refuses a declared length over proxy-body-size before any upstream
+            # (a routed request's is refused above already, before its redirects).
             await reply.local(413)
             return
         if decision is not None and app is not self.fallback:

@@ -203,6 +203,17 @@ class RequestRecord:
     #: time for a failed try. The core always sets it when an upstream was tried; None means
     #: "no upstream tried" (a local answer), or "not provided".
     upstream_response_time: float | None = None
+    #: How far nginx's request processing went before the answer, which decides what
+    #: ingress-nginx's ``$proxy_upstream_name`` holds (the access log's upstream name):
+    #: ``"head"``: refused while the head was read, before any phase (bad request line or
+    #: headers, limits, the head timeout, TRACE/CONNECT's 405, plain HTTP on the TLS port):
+    #: the variable was never set; ``"server"``: answered by the server block's rewrite phase
+    #: (app-root's 302) or the find_config phase (a 413 for the Content-Length), after the
+    #: server's ``set $proxy_upstream_name "-";`` and before the location's; ``"location"``:
+    #: the location's rewrite phase ran (its ``set $proxy_upstream_name``: the rule's upstream,
+    #: or the default backend's when no rule matched). The core always sets it; None means
+    #: "not provided" (the access log then infers it from the status and rule).
+    phase: str | None = None
 
     @property
     def duration(self) -> float:
@@ -415,6 +426,28 @@ def denied_first(opts: RouteOptions, path: str) -> bool:
     access = opts.access
     return (access is not None and access.denied is not None
             and not (path == "/" and opts.app_root is not None))
+
+
+def body_too_large(opts: RouteOptions, path: str, length: int | None) -> bool:
+    """Whether a routed request's declared length (``length``: its Content-Length, None or
+    negative without one) is refused 413 before its location's redirects and access control.
+
+    nginx checks client_max_body_size against Content-Length in
+    ``ngx_http_core_find_config_phase``, once the location is found: "if
+    (r->headers_in.content_length_n != -1 && !r->discard_body && clcf->client_max_body_size
+    && clcf->client_max_body_size < r->headers_in.content_length_n) { ... "client intended to
+    send too large body: %O bytes" ... ngx_http_finalize_request(r,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);". That phase comes after the server's rewrite phase
+    (nginx.tmpl's server-level app-root ``return 302``, ``redirect_for``) and before the
+    location's rewrite phase (its ``return`` redirects, lua_ingress's ssl-redirect in
+    ``rewrite_by_lua_block``) and its access phase (allow/deny 403, auth_basic 401); the
+    balancer's 503 (no endpoint) comes later still. ingress-nginx writes
+    ``client_max_body_size {{ $location.Proxy.BodySize }};`` in each location. The denied
+    location's 503 stays first (``denied_first``): nginx.tmpl writes no
+    ``client_max_body_size`` of the annotation in a denied location."""
+    limit = opts.body_size
+    return bool(limit) and length is not None and length > limit \
+        and not (path == "/" and opts.app_root is not None)
 
 
 def access_answer(access: Access | None, client_ip: str | None,

@@ -18,7 +18,7 @@ The first byte also says whether the client speaks TLS at all, as nginx decides 
 (``ngx_http_ssl_handshake`` peeks one byte: "if (buf[0] & 0x80 /* SSLv2 */ || buf[0] == 0x16
 /* SSLv3/TLSv1 */)" starts the handshake, anything else goes on as plain HTTP): a first byte
 that is neither ends the reading at once with :attr:`ClientHelloReader.plain` set, and the
-listener answers the request as nginx does (see ``_server._ToHTTPS``).
+listener answers the request as nginx does (see ``_server._TO_HTTPS``).
 """
 
 from __future__ import annotations

@@ -133,6 +133,7 @@ from ._actions import (
     TunnelEstablished,
     _no_tls,
     access_answer,
+    body_too_large,
     denied_first,
     redirect_for,
     tls_host_predicate,
@@ -347,8 +348,20 @@ class _RequestChunkedReader(ChunkedReader):
             if len(data) > start:  # (else no line to look at yet)
                 seen: int = buf._next_line_search
                 end = data.find(b"\r\n", seen - 1 if seen else start)
-                if end >= 0 and has_control(bytes(data[start:end])):
-                    raise h11.LocalProtocolError("control character in chunk line")
+                if end >= 0:
+                    if has_control(bytes(data[start:end])):
+                        raise h11.LocalProtocolError("control character in chunk line")
+                else:
+                    # No CRLF yet: h11 waits for one, but a bare LF (or any CTL) already in
+                    # the line is a 400 now, as nginx's ngx_http_parse_chunked refuses it at
+                    # that byte (no LF in ``sw_chunk_size``; "case LF: goto invalid;" in
+                    # ``sw_chunk_extension``): "5\n" followed by data must not hold the
+                    # connection until the body timeout. Only the bytes no earlier call looked
+                    # at (from the last one that call saw), and not a CR last in the buffer
+                    # (its LF may be the next byte).
+                    last = len(data) - 1 if data[-1] == 13 else len(data)
+                    if has_control(bytes(data[seen - 1 if seen else start:last])):
+                        raise h11.LocalProtocolError("control character in chunk line")
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
 
@@ -890,9 +903,12 @@ class Proxy(RouteOptionsSource):
         tls: bool = False,
         local_port: int | None = None,
         now: float,
+        refuse_requests: tuple[int, bytes] | None = None,
     ) -> ClientConnection:
-        """A new downstream connection from ``peer`` (``(ip, port)`` or ip)."""
-        return ClientConnection(self, peer, tls=tls, local_port=local_port, now=now)
+        """A new downstream connection from ``peer`` (``(ip, port)`` or ip);
+        ``refuse_requests`` as :class:`ClientConnection`'s."""
+        return ClientConnection(self, peer, tls=tls, local_port=local_port, now=now,
+                                refuse_requests=refuse_requests)
 
 
 class _Upstream:
@@ -933,9 +949,12 @@ class _Request:
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
+        "phase",
     )
 
     def __init__(self, now: float) -> None:
+        #: ``RequestRecord.phase``: "head" until the request is routed.
+        self.phase = "head"
         self.method = b""
         self.method_s = ""
         self.http_version = "1.1"
@@ -1048,8 +1067,14 @@ class ClientConnection:
         tls: bool = False,
         local_port: int | None = None,
         now: float = 0.0,
+        refuse_requests: tuple[int, bytes] | None = None,
     ) -> None:
         self.proxy = proxy
+        #: ``(status, body)``: every request whose head passes the head checks is answered so,
+        #: with ``Connection: close``, never routed (the server-wide ``OPTIONS *`` too). The
+        #: server's answer to plain HTTP on its TLS listener (``_server._TO_HTTPS``): nginx
+        #: refuses such a request in ngx_http_process_request, before any rewrite or location.
+        self._refuse = refuse_requests
         self.settings = proxy.settings
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else peer
         self.tls = tls
@@ -1531,12 +1556,18 @@ class ClientConnection:
             return
         if req.status:  # answered locally (OPTIONS *)
             return
+        if self._refuse is not None:
+            self._refuse_request(req, now)
+            return
         try:
             decision = self.proxy.router.route(req.method_s, req.host_raw, req.path, event.headers,
                                                req.client_ip)
         except BadRequestError as e:
             self._error_response(e.status_hint, req, now)
             return
+        # From here a location answers (the rule's, or the server's "location /" of the
+        # default backend): its upstream name is logged.
+        req.phase = "location"
         if decision is None:
             if not self._redirect_unrouted(req, event, now):
                 status, challenge = self.proxy._unrouted_status(
@@ -1551,8 +1582,16 @@ class ClientConnection:
         if access is not None and denied_first(opts, req.path):
             self._local_response(req, 503, now)
             return
-        # Redirects come before the body and the endpoint (ingress-nginx does them in the
-        # server block, before proxying). The scheme is $pass_access_scheme: a trusted hop's
+        length = req.length
+        if opts.body_size and length is not None and length > opts.body_size \
+                and body_too_large(opts, req.path, length):
+            # A declared length over proxy-body-size: nginx's find_config phase, before the
+            # location's redirects and access control (``body_too_large``).
+            req.phase = "server"
+            self._error_response(413, req, now)
+            return
+        # Redirects come before the endpoint (ingress-nginx does them in the rewrite
+        # phases, before proxying). The scheme is $pass_access_scheme: a trusted hop's
         # X-Forwarded-Proto with use-forwarded-headers (TLS offloaded in front), else ours.
         scheme = self.scheme
         port = self.proxy.https_port
@@ -1568,6 +1607,10 @@ class ClientConnection:
             redirect = self._routed_redirect(req, event, opts, scheme, port, has_tls,
                                              getattr(decision.match, "host", None))
             if redirect is not None:
+                if req.path == "/" and opts.app_root is not None:
+                    # app-root: nginx.tmpl's server-level "if ($uri = /) { return 302 ...",
+                    # before any location.
+                    req.phase = "server"
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
         if access is not None:
@@ -1582,10 +1625,6 @@ class ClientConnection:
                 return
         if decision.endpoint is None:
             self._local_response(req, 503, now)
-            return
-        length = req.length
-        if opts.body_size and length is not None and length > opts.body_size:
-            self._error_response(413, req, now)
             return
         if req.continue_pending:
             # We answer "100 Continue" ourselves once the request is acceptable (route found,
@@ -1611,6 +1650,15 @@ class ClientConnection:
         # the source ranges' 403, basic authentication's 401 or a 413 never reach.
         req.set_cookie = getattr(decision, "set_cookie", None)
         self._open(req, decision.endpoint, now)
+
+    def _refuse_request(self, req: _Request, now: float) -> None:
+        """Answer ``req`` with ``refuse_requests`` and close: its body is never read (the
+        connection ends after the answer, as nginx's keep-alive off does)."""
+        assert self._refuse is not None
+        status, body = self._refuse
+        self._feeding = False
+        self._inbuf.clear()
+        self._local_response(req, status, now, close=True, body=body)
 
     def _forwarded_scheme(self, event: h11.Request) -> tuple[str, int]:
         """$pass_access_scheme and the https port of a redirect, from a trusted hop's
@@ -1774,7 +1822,12 @@ class ClientConnection:
                 req.host_raw = (host_raw or b"").decode("ascii")
                 req.host = normalize_host(req.host_raw) or ""
                 req.path = "*"
-                self._local_response(req, 200, req.start, [(b"allow", OPTIONS_ALLOW)], body=b"")
+                # (No nginx counterpart, whose parser refuses a '*' target: logged as the
+                # default backend's, as before.)
+                req.phase = "location"
+                if self._refuse is None:  # (else ``_on_request`` refuses it as any other)
+                    self._local_response(req, 200, req.start, [(b"allow", OPTIONS_ALLOW)],
+                                         body=b"")
                 return
             target_s, authority = split_absolute_form(target_s)
             if host_raw is None:
@@ -2595,6 +2648,7 @@ class ClientConnection:
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),
+            phase=req.phase,
             upstream_response_time=None if t_attempt is None
             else max((now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt,
                      0.0),

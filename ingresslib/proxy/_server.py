@@ -47,10 +47,7 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
 )
-from .._errors import BadRequestError
 from ._client_hello import ClientHelloReader
-from ._connection import ClientConnection
-from ._errors import RemoteProxyError
 from ._settings import ProxySettings
 
 __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
@@ -480,7 +477,7 @@ class _Downstream(asyncio.Protocol):
         self.tls = tls
         #: A plain-HTTP client on the TLS listener (``tls`` is then False: the socket has no
         #: TLS layer): admitted at accept as a TLS connection is, its requests answered by
-        #: :class:`_ToHTTPS`.
+        #: ``_TO_HTTPS``.
         self.to_https = False
         self._loop = server.loop
         self.transport: asyncio.Transport | None = None
@@ -571,13 +568,10 @@ class _Downstream(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         now = self._loop.time()
-        if self.to_https:
-            self.conn = _ToHTTPS(srv.proxy, (peer[0], peer[1]) if peer else None,
-                                 local_port=local[1] if local else None, now=now)
-        else:
-            self.conn = srv.proxy.connection(
-                (peer[0], peer[1]) if peer else None, tls=self.tls,
-                local_port=local[1] if local else None, now=now)
+        self.conn = srv.proxy.connection(
+            (peer[0], peer[1]) if peer else None, tls=self.tls,
+            local_port=local[1] if local else None, now=now,
+            refuse_requests=_TO_HTTPS if self.to_https else None)
         actions = self.conn.start(now)
         spent = now - self.accepted
         if (self.tls or self.to_https) and spent > 0:
@@ -1226,7 +1220,7 @@ class _TLSAccept(asyncio.Protocol):
 
     A client whose first byte is not a TLS one (:attr:`ClientHelloReader.plain`, nginx's test)
     speaks plain HTTP to the HTTPS port: it gets a ``_Downstream`` without TLS whose request is
-    answered as nginx answers it (:class:`_ToHTTPS`). With the ``ctx`` listener above there is
+    answered as nginx answers it (``_TO_HTTPS``). With the ``ctx`` listener above there is
     no reading before the handshake, and such a client's connection is closed by OpenSSL."""
 
     def __init__(self, server: ProxyServer, ctx: ssl.SSLContext | None) -> None:
@@ -1290,7 +1284,7 @@ class _TLSAccept(asyncio.Protocol):
         """The client's first byte is not a TLS one (:attr:`ClientHelloReader.plain`): nginx
         goes on with it as plain HTTP (``ngx_http_ssl_handshake``: "plain http", then
         ``ngx_http_wait_request_handler``) and refuses its request once the head is read
-        (:class:`_ToHTTPS`). The socket gets a ``_Downstream`` without TLS, fed ``data``; its
+        (``_TO_HTTPS``). The socket gets a ``_Downstream`` without TLS, fed ``data``; its
         head deadline still counts from accept (nginx's client_header_timeout timer, armed at
         accept, is not re-armed while it runs)."""
         transport, down = self.transport, self.down
@@ -1335,43 +1329,20 @@ class _TLSAccept(asyncio.Protocol):
 #: plain HTTP request was sent to HTTPS port"), in the text form of the proxy's other local
 #: answers (``_headers.local_body``: ``b"400 Bad Request\n"``).
 _TO_HTTPS_BODY = b"400 Bad Request\nThe plain HTTP request was sent to HTTPS port\n"
-
-
-class _ToHTTPS(ClientConnection):
-    """The core for a plain-HTTP client on the TLS listener: nginx's answer to it.
-
-    nginx reads such a client's request as on a plain port, so a malformed or oversized head
-    gets its own 400/414/431, and the head's checks (ngx_http_process_request_header: HTTP/1.1
-    without Host, a bad Content-Length, TRACE's 405...) answer first; a head that passes them
-    reaches ``ngx_http_process_request``, which refuses it before any rewrite or location:
-    "client sent plain HTTP request to HTTPS port", ``NGX_HTTP_TO_HTTPS`` (497), which
-    ``ngx_http_special_response_handler`` sends as status 400 with its own page, keep-alive off,
-    and the access log shows as 400. ingress-nginx's template has no ``error_page 497`` that
-    would catch it (it only ever had one inside a location, for its own ``return 497``, which a
-    refused head never reaches). So the request is answered here, 400 with that page and
-    ``Connection: close``: never routed, never proxied, its record (access log, metrics) that
-    of any local answer."""
-
-    def _on_request(self, req: Any, event: Any, now: float) -> None:
-        try:
-            self._parse_request(req, event)
-        except (RemoteProxyError, BadRequestError) as e:
-            self._error_response(e.status_hint, req, now)
-            return
-        if not req.answered:
-            self._feeding = False
-            self._inbuf.clear()
-            self._local_response(req, 400, now, close=True, body=_TO_HTTPS_BODY)
-
-    def _local_response(self, req: Any, status: int, now: float,
-                        extra: list[tuple[bytes, bytes]] | None = None, *, close: bool = False,
-                        body: bytes | None = None) -> None:
-        if status < 400:
-            # The one answer the core makes before routing that is not a refusal: a
-            # server-wide ``OPTIONS *`` (200, about the proxy). nginx's request-line parser
-            # refuses a '*' target anyway; here it is one more plain request on the HTTPS port.
-            status, extra, close, body = 400, None, True, _TO_HTTPS_BODY
-        super()._local_response(req, status, now, extra, close=close, body=body)
+#: ``refuse_requests`` of the core for a plain-HTTP client on the TLS listener: nginx's answer
+#: to it. nginx reads such a client's request as on a plain port, so a malformed or oversized
+#: head gets its own 400/414/431, and the head's checks (ngx_http_process_request_header:
+#: HTTP/1.1 without Host, a bad Content-Length, TRACE's 405...) answer first; a head that
+#: passes them reaches ``ngx_http_process_request``, which refuses it before any rewrite or
+#: location: "client sent plain HTTP request to HTTPS port", ``NGX_HTTP_TO_HTTPS`` (497),
+#: which ``ngx_http_special_response_handler`` sends as status 400 with its own page,
+#: keep-alive off, and the access log shows as 400. ingress-nginx's template has no
+#: ``error_page 497`` that would catch it (it only ever had one inside a location, for its own
+#: ``return 497``, which a refused head never reaches). So the request is answered 400 with
+#: that page and ``Connection: close``: never routed, never proxied, its record (access log,
+#: metrics) that of any local answer. The server-wide ``OPTIONS *`` (200 elsewhere) is one
+#: more plain request here (nginx's request-line parser refuses a '*' target anyway).
+_TO_HTTPS = (400, _TO_HTTPS_BODY)
 
 
 def _is_ip_literal(host: str) -> bool:

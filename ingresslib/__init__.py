@@ -17,10 +17,12 @@
 """
 
 import logging as _logging
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 from typing import Any as _Any
 
-if _TYPE_CHECKING:
+# ``_typing.TYPE_CHECKING``: mypy knows the condition by that name only (an alias such as
+# ``_TYPE_CHECKING`` is a plain variable to it, and both branches are read).
+if _typing.TYPE_CHECKING:
     from ._accesslog import AccessLog, configure_access_log
     from ._asgi import BodyTooLarge, IngressASGI
     from ._balance import Balancer, BalancerOptions, RequestContext, register_balancer
@@ -61,25 +63,37 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
+def _lazy_attribute(name: str) -> _Any:
+    """``ingresslib.<name>`` on first use (the module's ``__getattr__`` at run time)."""
     import importlib
     import importlib.util
 
     module = _LAZY.get(name)
     if module is None:
         # A submodule not imported yet (``ingresslib.proxy``, ``ingresslib._kube``): the
-        # eager imports made every one of them an attribute of the package.
-        if (name.isidentifier() and not name.startswith("__")
-                and importlib.util.find_spec(f"{__name__}.{name}") is not None):
-            return importlib.import_module(f"{__name__}.{name}")
+        # eager imports made every one of them an attribute of the package. Not a folder
+        # without code (``examples``: a namespace package, whose spec has no origin).
+        if name.isidentifier() and not name.startswith("__"):
+            spec = importlib.util.find_spec(f"{__name__}.{name}")
+            if spec is not None and spec.origin is not None:
+                return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'ingresslib' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers: a module ``__getattr__`` makes every unknown name of the
+    # module ``Any`` to mypy and pyright, so ``ingresslib.Routr`` or ``from ingresslib import
+    # Rooter`` passed ``mypy --strict`` and failed at run time. They see the imports above.
+    __getattr__ = _lazy_attribute
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    # ``proxy``: the public subpackage (README's ``ingresslib.proxy.ProxyServer``), listed
+    # before its first use as the eager imports listed it (tab completion reads ``dir``).
+    return sorted({*globals(), *_LAZY, "proxy"})
 
 
 # Library etiquette: never configure output; only the CLI adds handlers.

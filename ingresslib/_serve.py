@@ -1140,6 +1140,8 @@ def _bind_key(host: str) -> _BindKey:
     library's spellings of an address are one key (``::0`` and ``::``; ``0``, ``127.1`` and
     ``0x7f.0.0.1`` are IPv4's ``inet_aton`` forms; a zone by name or by number). A name (or a
     zone the host does not have) is kept as written."""
+    import ipaddress
+
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM,
                                    flags=socket.AI_NUMERICHOST)
@@ -1147,9 +1149,14 @@ def _bind_key(host: str) -> _BindKey:
         return host
     family, _, _, _, addr = infos[0]
     if family == socket.AF_INET6:
-        # (address, port, flowinfo, scope id): the zone, by name or number, is its id.
+        # (address, port, flowinfo, scope id): the zone, by name or number, is its id. Only a
+        # link-local address has a zone: Linux's bind drops the scope id of any other
+        # (``__ipv6_addr_needs_scope_id``), so ``::1%1`` is ``::1`` and ``::%1`` the wildcard.
         scope: Any = addr[3]  # type: ignore[misc]
-        return (6, str(addr[0]).partition("%")[0], int(scope))
+        address = str(addr[0]).partition("%")[0]
+        if not ipaddress.IPv6Address(address).is_link_local:
+            scope = 0
+        return (6, address, int(scope))
     return (4, str(addr[0]), 0)
 
 

@@ -330,6 +330,28 @@ def _note_no_secret_name(
                           ", ".join(left))
 
 
+#: The Ingress annotations that make cert-manager's ingress-shim create the Certificate, and so
+#: the ``secretName`` Secret (cert-manager.io/docs/usage/ingress, "Supported Annotations";
+#: "secretName: myingress-cert # < cert-manager will store the created certificate in this
+#: secret"). ``kubernetes.io/tls-acme`` counts only as ``"true"`` (with a default issuer set).
+_CERT_MANAGER_ISSUERS = ("cert-manager.io/cluster-issuer", "cert-manager.io/issuer")
+_TLS_ACME = "kubernetes.io/tls-acme"
+
+
+def _cert_manager_note(ing: Ingress) -> str:
+    """For a missing Secret: that cert-manager is asked to create it, when the Ingress says so.
+    Manifests checked before they are applied (``ingresslib check``) hold no such Secret: a bare
+    "not found" reads as a Secret to add to them, where it is only not issued yet."""
+    anns = ing.metadata.annotations
+    asks = next((f"{a}: {anns[a]}" for a in _CERT_MANAGER_ISSUERS if anns.get(a)), None)
+    if asks is None and anns.get(_TLS_ACME) == "true":
+        asks = f"{_TLS_ACME}: true"
+    if asks is None:
+        return ""
+    return (f": cert-manager creates it once it has issued the certificate this Ingress asks "
+            f"for ({asks}); until then its hosts get the default certificate")
+
+
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """The certificates one decision loaded: by a digest of their PEM (a reload that keeps a
@@ -381,7 +403,8 @@ class _Loader:
         secret = secrets.get((ing.metadata.namespace, tls.secret_name))
         if secret is None:
             problems.append(TLSProblem(
-                obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"))
+                obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"
+                + _cert_manager_note(ing)))
             return None
         ref = (secret.metadata.namespace, secret.metadata.name)
         crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
@@ -621,7 +644,23 @@ def certificate_problems(res: Resources, ingresses: Iterable[Ingress] | None = N
 
 #: What :func:`served_certificates` loaded last, reused by PEM digest on its next call (the
 #: metric is refreshed on every reload: only new certificates are loaded). Replaced as a whole.
+#: Kept without their contexts (:func:`_listed_only`).
 _served_loaded = [_Loaded({}, {})]
+#: The one context the certificates kept there carry instead of their own (created once).
+_DROPPED: list[ssl.SSLContext] = []
+
+
+def _listed_only(cert: _Cert) -> _Cert:
+    """``cert`` for :func:`served_certificates`' cache: its names and dates, its context
+    replaced by one shared empty context that nothing serves. Each certificate is still loaded
+    into a context once, so that the metric lists exactly what the store would serve (OpenSSL
+    alone refuses, say, a 1024-bit RSA key: "ee key too small"); but kept, those contexts held
+    about 20 KB each for nothing (20 MB for 1,000 Secrets, for the life of the process)."""
+    if not _DROPPED:
+        _DROPPED.append(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    if cert.ctx is _DROPPED[0]:
+        return cert
+    return _Cert(_DROPPED[0], cert.names, cert.not_before, cert.not_after)
 
 
 def served_certificates(res: Resources, ingresses: Iterable[Ingress] | None = None
@@ -631,7 +670,7 @@ def served_certificates(res: Resources, ingresses: Iterable[Ingress] | None = No
     (:meth:`CertificateStore.certificates`), by host: the certificate-expiry metric's list.
     Wildcards as ``*.suffix``; hosts left on the default certificate are not listed."""
     sel = _select(res, ingresses, _Loaded(_served_loaded[0].cache, {}))
-    _served_loaded[0] = _Loaded(sel.loaded.cache, {})
+    _served_loaded[0] = _Loaded({d: _listed_only(c) for d, c in sel.loaded.cache.items()}, {})
     return _certificates(sel)
 
 

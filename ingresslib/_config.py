@@ -63,6 +63,8 @@ def _bool(v: str) -> bool:
 # than read as a different number than ingress-nginx reads.
 _DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _OTHER_BASE = re.compile(r"[+-]?0([0-9_]|[xXoObB])", re.ASCII)
+_INT64_MAX = (1 << 63) - 1
+_PAST_INT64 = f"must be at most {_INT64_MAX}"
 
 
 def _int(v: str) -> int:
@@ -71,10 +73,16 @@ def _int(v: str) -> int:
                    '0: "010" is 8); write the number in decimal without leading zeros')
     if _DECIMAL.fullmatch(v) is None:
         raise _Bad("must be an integer")
-    n = int(v)
-    if n < 0:
+    digits = v.lstrip("+-")  # (no leading zeros: _OTHER_BASE refused them)
+    if v[0] == "-" and digits != "0":
         raise _Bad("must be greater than or equal to 0")
-    return n
+    # ParseInt(s, 0, 64) fails past int64 ("value out of range") and ingress-nginx keeps the
+    # default: an error here, as "60s" is. (Counted before int(), which raises ValueError
+    # past 4,300 digits, and before float(), which overflows past 309: tracebacks out of
+    # load_config.)
+    if len(digits) > 19 or int(digits) > _INT64_MAX:
+        raise _Bad(_PAST_INT64 + " (ingress-nginx: strconv.ParseInt: value out of range)")
+    return int(v)
 
 
 def _decimal(v: str) -> int:
@@ -82,7 +90,13 @@ def _decimal(v: str) -> int:
     # into ``max-age=<value>``, which a browser reads as decimal delta-seconds (RFC 6797 6.1.1).
     if _DECIMAL.fullmatch(v) is None or not v[0].isdigit():
         raise _Bad("must be a whole number of seconds")
-    return int(v)
+    # (ingress-nginx writes any digits; a bound keeps the number one that int() converts and
+    # the header can be written from: int() refuses 4,301 digits. 2^63-1 seconds is far past
+    # any browser's cap.)
+    digits = v.lstrip("0") or "0"  # (int() counts leading zeros against its limit too)
+    if len(digits) > 19 or int(digits) > _INT64_MAX:
+        raise _Bad(_PAST_INT64)
+    return int(digits)
 
 
 def _seconds(v: str) -> float:
@@ -143,7 +157,11 @@ def _nginx_time(v: str) -> float:
         if rank <= last:  # units out of order, twice, or a bare number not last
             break
         last = rank
-        total += int(m.group(1)) * (_TIME_UNITS[unit] if unit else 1000)
+        # (more than 10 digits is past the bound below whatever the unit: not converted, as
+        # int() refuses 4,301 digits with a ValueError)
+        digits = m.group(1).lstrip("0")
+        total += (int(digits or "0") if len(digits) <= 10 else 1 << 31) * (
+            _TIME_UNITS[unit] if unit else 1000)
         pos = m.end()
         while pos < len(text) and text[pos] == " ":
             pos += 1
@@ -221,9 +239,11 @@ def _header_name(v: str) -> str:
 def _redirect_code(v: str) -> int:
     # ingress-nginx (controller/template/configmap.go) reads http-redirect-code with
     # strconv.Atoi and keeps the default (308) unless it is one of validRedirectCodes.
-    if _DECIMAL.fullmatch(v) is None or int(v) not in REDIRECT_CODES:
+    digits = v.lstrip("+").lstrip("0")  # (Atoi: "+301" and "0301" are 301)
+    if (_DECIMAL.fullmatch(v) is None or len(digits) > 3
+            or int(digits or "0") not in REDIRECT_CODES):
         raise _Bad("supported codes: 301, 302, 307, 308")
-    return int(v)
+    return int(digits)
 
 
 def _load_balance(v: str) -> str:

@@ -233,13 +233,25 @@ def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
 
 
 def _construct_float(loader: Any, node: yaml.ScalarNode) -> int | float:
+    return _json_number(float(_float_tagged(node)), node)
+
+
+def _float_tagged(node: yaml.ScalarNode) -> Any:
+    """go-yaml's resolve of a ``!!float`` scalar: a float, or an integer it turns into one.
+
+    Only an int or int64 is turned (resolve's deferred check: ``case int64: ... case int:
+    rtag = yaml_FLOAT_TAG; out = float64(v)``); a uint64 (2^63 to 2^64-1) or a *big.Int (a
+    hex, octal or binary one past uint64, or any past float64) fails the document: "cannot
+    decode !!int `18446744073709551615` as a !!float"."""
     tag, value = _go_scalar(node.value)
-    if tag not in (_FLOAT, _INT):  # (an integer under !!float is a float64 in go-yaml)
+    if tag not in (_FLOAT, _INT):
         raise _wrong_tag(node, tag)
-    if value is None or (tag == _INT and _past_float64(value)):
-        # (float() of such an integer raised OverflowError, a traceback out of the load)
-        raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
-    return _json_number(float(value), node)
+    if tag == _INT and (value is None or not -_INT64 <= value < _INT64):
+        if value is None or _past_float64(value):
+            # (float() of such an integer raised OverflowError, a traceback out of the load)
+            raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
+        raise _wrong_tag(node, _INT)
+    return value
 
 
 def _construct_bool(loader: Any, node: yaml.ScalarNode) -> bool:
@@ -298,12 +310,7 @@ def _key(loader: Any, node: yaml.Node) -> Any:
     if tag == _STR:
         return node.value
     if tag == _FLOAT and isinstance(node, yaml.ScalarNode):
-        ftag, value = _go_scalar(node.value)
-        if ftag not in (_FLOAT, _INT):
-            raise _wrong_tag(node, ftag)
-        if value is None or (ftag == _INT and _past_float64(value)):
-            raise _NotJSON(None, None, _out_of_range(node.value), node.start_mark)
-        return _go_float_key(float(value))
+        return _go_float_key(float(_float_tagged(node)))
     if tag == _INT and isinstance(node, yaml.ScalarNode):
         # An integer key past float64 is refused below as convertToJSONableObject refuses a
         # *big.Int key, before any JSON number is read (not as _construct_int refuses it).

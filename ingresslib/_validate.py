@@ -737,6 +737,10 @@ _SUPPORTED_PROTOCOLS = ("SCTP", "TCP", "UDP")
 _SUPPORTED_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 
 
+#: A Service port is an int32 (``ServicePort.Port``): past it, the object never decodes.
+_INT32 = 1 << 31
+
+
 def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
     """The Service rules ingresslib depends on (core ValidateService, create), in its order."""
     e = _Errs(obj or object_label("Service", svc.metadata))
@@ -791,8 +795,13 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         # validation (`if sp.TargetPort == intstr.FromInt32(0) || sp.TargetPort ==
         # intstr.FromString("") { sp.TargetPort = intstr.FromInt32(sp.Port) }`), so a port out
         # of range is told twice: "[spec.ports[0].port: Invalid value: 0: must be between 1
-        # and 65535, inclusive, spec.ports[0].targetPort: Invalid value: 0: ...]".
-        tp = port.port if port.target_port is None else port.target_port
+        # and 65535, inclusive, spec.ports[0].targetPort: Invalid value: 0: ...]". A port
+        # past int32 is never defaulted: the API server's decoder refuses the object before
+        # (`Port int32`: "cannot unmarshal number 3000000000 into Go struct field
+        # ServicePort.spec.ports.port of type int32"), so it is told once, at `port`.
+        tp = port.target_port
+        if tp is None and -_INT32 <= port.port < _INT32:
+            tp = port.port
         if isinstance(tp, int):
             e.invalid_each(base + ".targetPort", tp, is_valid_port_num(tp))
         elif isinstance(tp, str):

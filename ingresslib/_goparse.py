@@ -45,7 +45,12 @@ def parse_int(value: str) -> int | None:
     """
     if _ATOI.fullmatch(value) is None:
         return None
-    n = int(value)
+    digits = value.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 19:
+        # Past int64 whatever the digits (and int() refuses 4,301 of them with a ValueError,
+        # leading zeros counted: hence the digits alone).
+        return None
+    n = -int(digits) if value[0] == "-" else int(digits)
     # Go's int is 64 bits on the platforms ingress-nginx ships for: outside it Atoi returns
     # ErrRange, an error like any other.
     if not _INT_MIN <= n <= _INT_MAX:

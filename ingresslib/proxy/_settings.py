@@ -41,7 +41,12 @@ def parse_size(value: str) -> int:
     m = _SIZE.match(value.strip())
     if m is None:
         raise ValueError(f"invalid size {value!r}")
-    n, scale = int(m.group(1)), _SIZE_UNIT[(m.group(2) or "").lower()]
+    digits = m.group(1).lstrip("0") or "0"
+    if len(digits) > 19:
+        # Past 2^63-1 whatever the unit (and int() refuses 4,301 digits with its own message).
+        shown = repr(value) if len(value) <= 40 else f"{value[:40]!r}..."
+        raise ValueError(f"invalid size {shown}: above 2^63-1 bytes")
+    n, scale = int(digits), _SIZE_UNIT[(m.group(2) or "").lower()]
     if n > _MAX_SIZE // scale:
         raise ValueError(f"invalid size {value!r}: above 2^63-1 bytes")
     return n * scale

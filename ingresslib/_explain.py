@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
 from ._explain_url import UsageError, shown_url, split_url, url_credentials
-from ._explain_url import ascii_host as _ascii_host
 from ._resources import Resources
 from ._table import RouteTable
 
@@ -56,12 +55,28 @@ def explain_url(
     shown = shown_url(url)
     hosts = [value for name, value in headers if name.lower() == "host"]
     if hosts:
-        host = _ascii_host(hosts[-1].strip())
+        # As written: curl sends a -H value's bytes as they are (UTF-8), no IDNA (the URL's
+        # host is encoded, a header is not); the proxy judges them.
+        host = hosts[-1].strip()
     refused = _refused_before_routing(method, host, len(hosts), headers=headers)
+    if refused is not None:
+        # The proxy refuses some heads for what explain does not model, before the checks
+        # above (the size limits: 414, 431) or between them and CONNECT's and TRACE's 405
+        # (Content-Length, Transfer-Encoding: nginx's order): its own answer to the head,
+        # asked without a router (none of these is routed), says which refusal comes first.
+        first = _head_refusal(settings, method=method, host=host, target=path, headers=headers)
+        if first is not None and first[0] != refused[0]:
+            refused = first
     if refused is not None:
         return {"url": shown, "host": host, "path": path, "status": refused[0],
                 "reason": f"rejected: {refused[1]}", "match": None}
     out = {"url": shown, **table.explain(host, path)}
+    if out["status"] == 400:
+        # A path the table rejects: the proxy may refuse the head before it reads the path
+        # (a request line over the limit: 414, a header: 431), and that is its answer.
+        first = _head_refusal(settings, method=method, host=host, target=path, headers=headers)
+        if first is not None and first[0] != 400:
+            out.update(status=first[0], reason=f"rejected: {first[1]}")
     if out.get("match") is not None and "canary" in out["match"]:
         served = table.match(host, path)  # does not raise: explain() just matched it
         if served is not None and served.canary is not None:
@@ -113,11 +128,34 @@ def explain_url(
         if d.endpoint is None:
             out["status"] = 503
             out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
-                              "; a resource backend is not a Service: nothing to proxy to")
+                              f"; {_RESOURCE}")
     if answer is not None:
         _add_verdict(out, answer, client_ip, rule_reason)
         _cookie_as_sent(out)
     return out
+
+
+class _Routed(Exception):
+    """The proxy asked ``_NoRouter`` to route: it did not refuse the head."""
+
+
+class _NoRouter:
+    """The router of a proxy asked only whether it refuses a head before routing."""
+
+    def route(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Routed
+
+
+def _head_refusal(settings: ProxySettings | None, **request: Any) -> tuple[int, str] | None:
+    """``(status, reason)`` of the proxy's answer to a head it refuses before routing, else
+    None (it would route the request)."""
+    try:
+        answer = _ask_proxy(_NoRouter(), settings, peer=None, **request)
+    except _Routed:
+        return None
+    if answer is None or not answer.status:
+        return None
+    return answer.status, f"the proxy refuses the request head ({answer.status})"
 
 
 def _cookie_as_sent(out: dict[str, Any]) -> None:
@@ -213,7 +251,8 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     if status == 503 and answer.basic is not None and answer.basic[0] == 503:
         return "basic authentication: its Secret cannot be used, see the warning"
     if status == 503 and answer.decision is not None and answer.decision.endpoint is None:
-        return "the backend has no ready endpoint"
+        return ("the backend has no ready endpoint" if answer.decision.service is not None
+                else _RESOURCE)
     return f"the proxy answers {status} itself"
 
 
@@ -242,7 +281,7 @@ def _refused_before_routing(method: str, host: str, n_hosts: int, *,
     try:
         # A Host header the client sent may not be empty (``Host:``); no Host at all (a
         # host-less ``/path``, HTTP/1.0) is no host, routed to the host-less rules.
-        (check_host_header if n_hosts else check_host)(host.encode("latin-1", "replace"))
+        (check_host_header if n_hosts else check_host)(host.encode("utf-8"))
     except RemoteProxyError as exc:
         return exc.status_hint, str(exc)
     # After the head's checks, as nginx (ngx_http_process_request_header's end).
@@ -377,8 +416,12 @@ def render_text(info: dict[str, Any]) -> str:
     return "\n".join(lines + _access_lines(info))
 
 
-#: Verdict reasons the lines above already give (the 404 line, the router's "none ready").
-_SAID = ("no rule and no default backend matched", "the backend has no ready endpoint")
+#: The proxy's 503 for a resource backend (``Match.service`` None).
+_RESOURCE = "a resource backend is not a Service: nothing to proxy to"
+#: Verdict reasons the lines above already give (the 404 line, the router's "none ready",
+#: its line for a resource backend).
+_SAID = ("no rule and no default backend matched", "the backend has no ready endpoint",
+         _RESOURCE)
 
 
 def _access_lines(info: dict[str, Any]) -> list[str]:
@@ -540,9 +583,6 @@ def explain_main(args: argparse.Namespace) -> int:
             raise UsageError(f"bad method {args.method!r}: a method is a token (e.g. GET)")
         headers = _parse_headers(args.headers)
         split_url(args.url)
-        for name, value in headers:  # the Host header is routed on: check it now
-            if name.lower() == "host":
-                _ascii_host(value)
         client_ip = _client_ip(getattr(args, "client_ip", None))
         tls_port = _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
         loaded = _load(args.files, sys.stderr)

@@ -5,6 +5,7 @@ credentials as Basic, and the URL as printed (its password as ``***``)."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -152,7 +153,7 @@ def split_url(url: str) -> tuple[str, str]:
         host, rest = "", url
         rest = rest.split("#", 1)[0]
         return host, _percent_encode(rest)
-    url = _with_scheme(url)
+    given, url = url, _with_scheme(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -163,4 +164,62 @@ def split_url(url: str) -> tuple[str, str]:
     path = _percent_encode(parts.path or "/")
     if parts.query:
         path += "?" + _percent_encode(parts.query)
-    return ascii_host(parts.netloc.rsplit("@", 1)[-1]), path
+    return _url_host(parts.netloc.rsplit("@", 1)[-1], parts.scheme.lower(), given), path
+
+
+#: What cannot be in a URL's host once percent-decoded (the URL Standard's "forbidden domain
+#: code points": C0 controls, space, ``#%/:<>?@[\]^|`` and DEL): browsers and curl refuse such
+#: a URL, so no request carries it as its Host.
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+def _url_host(hostport: str, scheme: str, url: str) -> str:
+    """The ``Host`` a browser or curl sends for the authority ``hostport`` of ``url`` (its
+    userinfo removed), or :class:`UsageError` for a URL they refuse: no host
+    (``http:///x``), a port that is no number in 1-65535 (``h:80x``, ``h:65536``), a host
+    with a forbidden character. As they do: the host percent-decoded (``open%2Etest`` is
+    ``open.test``) and IDNA-encoded, an IPv6 literal's zone dropped (curl ``hostname_check``:
+    the zone only picks the interface; browsers refuse zones) and the address compressed, an
+    empty port and the scheme's default port left out (``h:`` and ``h:80`` send ``Host: h``)
+    and a port's leading zeros dropped."""
+    shown = shown_url(url)
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        literal, rest = hostport[1:end], hostport[end + 1:]
+        address = literal.partition("%")[0]  # RFC 6874 zone: "%25eth0" (curl: "%eth0" too)
+        try:
+            name = "[" + ipaddress.IPv6Address(address).compressed + "]"
+        except ValueError:
+            raise UsageError(f"bad IPv6 address [{literal}] in {shown!r}") from None
+        if rest and not rest.startswith(":"):
+            raise UsageError(f"bad host {hostport!r} in {shown!r}")
+        port = rest[1:]
+    else:
+        name, _, port = hostport.partition(":")
+        if ":" in port:
+            raise UsageError(f"bad host {hostport!r} in {shown!r}: one ':' before the port")
+        try:
+            name = unquote_to_bytes(name).decode("utf-8") if "%" in name else name
+        except UnicodeDecodeError:
+            raise UsageError(f"bad host {hostport!r} in {shown!r}: its percent-encoding is "
+                             "not UTF-8") from None
+        if not name:
+            raise UsageError(f"no host in {shown!r}: give http://host/path, or /path for a "
+                             "request without Host")
+        bad = _FORBIDDEN_HOST.search(name)
+        if bad is not None:
+            raise UsageError(f"bad host {name!r} in {shown!r}: {bad.group()!r} cannot be in a "
+                             "host name (browsers and curl refuse the URL)")
+        name = ascii_host(name)
+        # IDNA's mapping can make one (U+FF0F FULLWIDTH SOLIDUS is "/"): refused as well.
+        bad = _FORBIDDEN_HOST.search(name)
+        if bad is not None:
+            raise UsageError(f"bad host {hostport!r} in {shown!r}: it maps to {name!r}, and "
+                             f"{bad.group()!r} cannot be in a host name")
+    if port:
+        if not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise UsageError(f"bad port {port!r} in {shown!r}: a number in 1-65535")
+        if int(port) != _DEFAULT_PORT.get(scheme):
+            return f"{name}:{int(port)}"
+    return name

@@ -92,15 +92,19 @@ class _Collect(logging.Handler):
 
 
 def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]]) -> bytes:
-    """The request as a client sends it: HTTP/1.1 with ``Host`` (the last ``-H Host`` replaced
-    by the routed ``host``), HTTP/1.0 without one (a host-less ``/path``). A ``-H Host`` with
-    an empty value is written as given (``Host:``, which the proxy refuses), not dropped: a
-    request without Host is another request, routed to the host-less rules."""
-    has_host = bool(host) or any(name.lower() == "host" for name, _ in headers)
+    """The request as a client sends it: HTTP/1.1 with ``Host``, HTTP/1.0 without one (a
+    host-less ``/path``). ``-H Host`` lines are sent as curl sends them, each where it is,
+    the last one's value being the routed ``host``: two of them are two lines (the proxy's
+    "duplicate Host"), and an empty one is written as given (``Host:``, which the proxy
+    refuses), not dropped: a request without Host is another request, routed to the
+    host-less rules. Without one, the URL's ``host`` leads the headers, as curl puts it."""
+    last = max((i for i, (name, _) in enumerate(headers) if name.lower() == "host"),
+               default=None)
+    has_host = bool(host) or last is not None
     lines = [f"{method} {target} HTTP/{'1.1' if has_host else '1.0'}"]
-    if has_host:
+    if last is None and has_host:
         lines.append(f"Host: {host}")
-    lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
+    lines += [f"{name}: {host if i == last else value}" for i, (name, value) in enumerate(headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 

@@ -119,9 +119,12 @@ def _pairs(headers: Iterable[tuple[str | bytes, str | bytes]]
     """``headers`` as ``(name, value)`` pairs: a mapping-like header object that is no
     ``Mapping`` (``http.client.HTTPMessage``, the ``self.headers`` of an ``http.server``
     handler: an ``email.message.Message``, whose iteration yields names only) through its
-    ``items()``, which keeps repeated headers; an iterable of pairs as it is."""
+    ``items()``, which keeps repeated headers; an iterable of pairs as it is, a ``list`` or
+    ``tuple`` subclass too, whatever else it has called ``items``."""
     items = getattr(headers, "items", None)
-    return items() if callable(items) else headers
+    if callable(items) and not isinstance(headers, (list, tuple)):
+        return items()  # type: ignore[no-any-return]
+    return headers
 
 
 def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None

@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from ._balance import H11_HEADERS, Headers, cookie_value, header_value
+from ._balance import H11_HEADERS, Headers, _pairs, cookie_value, header_value
 from ._goparse import parse_int
 from ._route_state import Interleave, http_header
 
@@ -331,8 +332,14 @@ class _Parser:
             return "EOL"
         if c == "b" and in_class:
             return _CharSet([(8, 8)])
-        if c.isalnum():
-            # \b, \B, \1..\9 back-references, \N{...}, \p{...} and unknown letters.
+        if c.isascii() and c.isalnum():
+            # \b, \B, \1..\9 back-references, \N{...}, \p{...} and unknown letters. Any other
+            # character after a backslash is itself (pcrepattern: "if it is followed by a
+            # character that is not a number or a letter, it takes away any special meaning";
+            # on bytes a byte above 0x7f is no letter of the "C" tables, so "\é" - a backslash,
+            # then the two bytes of "é" - is "é" in ingress-nginx; "In a UTF mode, only ASCII
+            # numbers and letters have any special meaning after a backslash"; Python's re
+            # alike).
             raise RegexError(f"unsupported escape \\{c}")
         return _CharSet([(ord(c), ord(c))])
 
@@ -598,29 +605,54 @@ def _utf8_text(value: str) -> str | None:
         return None
 
 
+def _u_escape(pattern: str) -> bool:
+    """Whether ``pattern`` holds a ``\\u``/``\\U`` escape (``\\\\u`` is a backslash and a
+    ``u``): pcrepattern, "In Perl, the sequences \\l, \\L, \\u, and \\U are recognized by its
+    string handler ... By default, PCRE does not support these escape sequences" (pcre2pattern
+    alike; an error, as any unrecognized alphabetic escape). Python's ``re`` refuses them on
+    bytes too. Such a pattern does not compile in ingress-nginx."""
+    i = pattern.find("\\")
+    while i >= 0:
+        if pattern[i + 1:i + 2] in ("u", "U"):
+            return True
+        i = pattern.find("\\", i + 2)
+    return False
+
+
 @functools.lru_cache(maxsize=256)
-def _utf8_pattern(pattern: str) -> LinearRegex | None:
+def _byte_pattern(pattern: str) -> tuple[bool, LinearRegex | None]:
     """``canary-by-header-pattern`` as PCRE runs it in ingress-nginx: on bytes ("ngx.re.match
     (header, traffic_shaping_policy.headerPattern)", no ``u`` flag), the pattern being its own
     UTF-8 bytes. Here both are read one character per byte (latin-1): "é" in the pattern is
     the two characters of its UTF-8, and ``.`` takes one byte of a UTF-8 value, as in
-    ingress-nginx. None when the pattern is ASCII (then it is its own byte form) or its byte
-    form does not parse."""
+    ingress-nginx. Returns (whether that differs from the pattern as written, the byte form:
+    None when it does not compile in PCRE - its byte form does not parse, or a ``\\u``
+    escape - and then it matches nothing: balancer.lua logs ngx.re.match's error and keeps
+    the main side)."""
+    if _u_escape(pattern):
+        return True, None
     if pattern.isascii():
-        return None
+        return False, None  # its own byte form
     try:
-        return LinearRegex(pattern.encode("utf-8").decode("latin-1"))
+        return True, LinearRegex(pattern.encode("utf-8").decode("latin-1"))
     except RegexError:
-        return None
+        return True, None
 
 
 def _sent_as_bytes(headers: Headers, cfg: CanaryConfig) -> bool:
     """Whether ``cfg.header`` came as bytes (h11's headers; a ``bytes``, ``bytearray`` or
-    ``memoryview`` value in a list or mapping) rather than as text (a ``str`` value: an
+    ``memoryview`` value in a list or mapping; an ``http.client.HTTPMessage``, whose values
+    http.client decodes from the wire as latin-1) rather than as text (a ``str`` value: an
     embedding passing text). Only asked when the value or the annotation is not ASCII."""
     if H11_HEADERS is not None and type(headers) is H11_HEADERS:
         return True
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # http.server's self.headers: parse_headers reads the block as "decode('iso-8859-1')",
+    # one character per wire byte, as the proxy. (Not imported here: no HTTPMessage exists
+    # before http.client is.)
+    client = sys.modules.get("http.client")
+    if client is not None and isinstance(headers, client.HTTPMessage):
+        return True
+    items = headers.items() if isinstance(headers, Mapping) else _pairs(headers)
     seen = False
     for k, v in items:
         # header_value's own name test, on this one line.
@@ -658,10 +690,16 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
                 elif _utf8_text(got) == cfg.header_value:
                     return True
             elif cfg.header_pattern is not None:
-                pat: LinearRegex | None = cfg.header_pattern
-                if not cfg.header_pattern.pattern.isascii() and _sent_as_bytes(headers, cfg):
-                    pat = _utf8_pattern(cfg.header_pattern.pattern)
-                if pat is not None and pat.search(got):
+                pat: LinearRegex = cfg.header_pattern
+                differs, byte_form = _byte_pattern(cfg.header_pattern.pattern)
+                if differs and _sent_as_bytes(headers, cfg):
+                    if byte_form is None:
+                        # No PCRE pattern: balancer.lua, "elseif err then ngx.log(ngx.ERR,
+                        # "error when matching canary-by-header-pattern: ...) return false"
+                        # - the main side, the cookie and weight not asked.
+                        return False
+                    pat = byte_form
+                if pat.search(got):
                     return True
             elif got == "always":
                 return True

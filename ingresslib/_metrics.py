@@ -464,6 +464,12 @@ class Metrics:
         not one of them exactly are not counted, as ingress-nginx does (a wildcard such as
         ``*.foo.test`` is a name of its own, not a pattern). None: not known (the default;
         requests a rule matched are labelled with their Host)."""
+        if hosts is None and self._hosts is not None:
+            # Unknown again: the ``max_hosts`` bound restarts from the names that have series
+            # now (set_ingresses does not recount while the hosts are known).
+            self._hosts = None
+            self._recount_hosts()
+            return
         self._hosts = None if hosts is None else frozenset(hosts)
 
     def set_ingresses(self, ingresses: Iterable[Ingress | str] | None) -> None:
@@ -485,10 +491,14 @@ class Metrics:
                 namespace, name = i.metadata.namespace, i.metadata.name
             served.add((namespace, name))
         self._requests.retain(frozenset(served))
-        if self.per_host and self._hosts is None:
-            # The ``max_hosts`` bound counts names that still have series: the hosts of the
-            # Ingresses just dropped are free again, or preview environments coming and going
-            # would use the bound up and label every later host "".
+        if self._hosts is None:
+            self._recount_hosts()
+
+    def _recount_hosts(self) -> None:
+        # The ``max_hosts`` bound counts names that still have series: the hosts of the
+        # Ingresses dropped are free again, or preview environments coming and going would
+        # use the bound up and label every later host "".
+        if self.per_host:
             self._seen_hosts = {k[7] for k in self._requests.series if k[7]}
             self._hosts_capped = False
 

@@ -329,6 +329,19 @@ class _Backend:
         return self.decisions[i]
 
 
+def _reiterable(headers: Headers) -> Headers:
+    """``headers`` as something that can be read more than once: a one-shot iterator (a
+    generator of pairs: CONTRACT's "an iterable of (name, value) pairs") as a list, since a
+    request's header rule, cookie rule, affinity cookie and hash key each read the headers;
+    anything else as it is."""
+    try:
+        if iter(headers) is headers:
+            return list(headers)
+    except TypeError:
+        pass  # not iterable: whichever read needs it says so, as before
+    return headers
+
+
 class _Route:
     # Request-path fields first (slot order is memory order: fewer cache lines per request).
     __slots__ = ("hname", "hyes", "hno", "sticky", "steps", "yes_cycle", "no_cycle", "explicit",
@@ -679,6 +692,9 @@ class Router:
         """``route`` after the lookup, for every request FastRoute does not answer itself (it
         answers Rotation, CanaryPick and HashPick entries; a pick that declines hands over its
         route object): ``e`` is ``fast[m]`` of the state ``m`` came from, or that object."""
+        th = type(headers)
+        if th is not H11_HEADERS and th is not list and th is not tuple and th is not dict:
+            headers = _reiterable(headers)
         t = type(e)
         if t is _Backend:  # no canary
             tab = e.table

@@ -110,6 +110,10 @@ def _single_cp(cs: _CharSet) -> int | None:
     return None
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 class _Parser:
     """Recursive descent over the supported syntax; builds Thompson NFA fragments.
 
@@ -200,15 +204,20 @@ class _Parser:
             return False
         body = self.p[self.i + 1:j]
         lo, comma, hi = body.partition(",")
-        return lo.isdigit() and (not comma or hi == "" or hi.isdigit())
+        # ASCII digits only, as PCRE reads a quantifier: "{²}" is literal text there (and
+        # int() would refuse it).
+        return _digits(lo) and (not comma or hi == "" or _digits(hi))
 
     def _braces(self) -> tuple[int, int | None]:
         j = self.p.index("}", self.i)
         body = self.p[self.i + 1:j]
         self.i = j + 1
         lo_s, comma, hi_s = body.partition(",")
-        lo = int(lo_s)
-        hi = lo if not comma else (int(hi_s) if hi_s else None)
+        if len(lo_s.lstrip("0")) > 4 or len(hi_s.lstrip("0")) > 4:
+            # (before int(), which refuses 4,301 digits with a ValueError)
+            raise RegexError(f"repeat count above {_MAX_REPEAT}")
+        lo = int(lo_s.lstrip("0") or "0")
+        hi = lo if not comma else (int(hi_s.lstrip("0") or "0") if hi_s else None)
         if hi is not None and hi < lo:
             raise RegexError(f"bad repeat {{{body}}}")
         if lo > _MAX_REPEAT or (hi or 0) > _MAX_REPEAT:

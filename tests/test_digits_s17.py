@@ -77,3 +77,28 @@ def test_a_canary_weight_of_thousands_of_digits_is_a_warning(annotation: str) ->
     assert any(annotation in w.field for w in router.warnings), router.warnings
     d = router.route("GET", "shop.test", "/")
     assert d is not None and d.service == "web"
+
+
+@pytest.mark.parametrize("pattern, matches, misses", [
+    # PCRE reads a quantifier of ASCII digits only: "{²}" is literal text ("²".isdigit() is
+    # True, and int("²") raised ValueError out of Router()).
+    ("^a{²}$", "a{²}", "aa"),
+    # Leading zeros past int()'s 4,300 digits are still a small count.
+    ("^a{2," + "0" * 5000 + "3}$", "aaa", "aaaa"),
+])
+def test_a_canary_pattern_quantifier_is_read_as_pcre_reads_it(
+        pattern: str, matches: str, misses: str) -> None:
+    from ingresslib._canary import LinearRegex
+
+    regex = LinearRegex(pattern)
+    assert regex.search(matches) and not regex.search(misses)
+
+
+def test_a_canary_pattern_repeat_of_thousands_of_digits_is_a_warning() -> None:
+    manifests = CANARY % ("canary-by-header", "X-Canary")
+    manifests = manifests.replace(
+        '    nginx.ingress.kubernetes.io/canary-by-header: "X-Canary"\n',
+        '    nginx.ingress.kubernetes.io/canary-by-header: "X-Canary"\n'
+        f'    nginx.ingress.kubernetes.io/canary-by-header-pattern: "a{{{HUGE}}}"\n')
+    router = ingresslib.Router(ingresslib.parse_manifests(manifests))
+    assert any("canary-by-header-pattern" in w.field for w in router.warnings), router.warnings

@@ -49,6 +49,10 @@ from ._errors import ValidationError
 from ._fields import fresh_lines
 from ._models import EMPTY_MAP, ObjectMeta
 from ._resources import Resources
+# The URL of a socket, one function for serve's lines and ProxyServer.urls (serve runs the
+# proxy server anyway: importing it here costs ``serve`` nothing).
+from .proxy._server import _socket_urls
+from .proxy._server import _url as _url  # (re-exported: tests read _serve._url)
 
 __all__ = ["serve_main", "Reloader", "build_router"]
 
@@ -1062,39 +1066,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     return 1 if failed else 0
 
 
-def _url(scheme: str, host: str, port: int) -> str:
-    """``scheme://host:port`` as RFC 3986 writes the host: an IPv6 address in brackets, and
-    its zone's ``%`` as ``%25`` (RFC 6874, section 2: "%25" is the "ZoneID" delimiter), so
-    ``fe80::1%lo`` is ``http://[fe80::1%25lo]:8080``, a URL curl and browsers accept."""
-    if ":" in host:
-        address, pct, zone = host.partition("%")
-        host = f"[{address}%25{zone}]" if pct else f"[{host}]"
-    return f"{scheme}://{host}:{port}"
-
-
-def _socket_urls(scheme: str, srv: Any, fallback: tuple[str, int]) -> list[str]:
-    """A URL per socket ``srv`` (an ``asyncio.Server``) listens on, IPv4 first, else
-    ``fallback``'s. asyncio binds a host name on each of its addresses, and with port 0 each
-    socket gets a free port of its own: ``localhost:0`` is ``127.0.0.1:41235`` and
-    ``[::1]:38177`` where localhost names both. Only the first socket was printed (in the
-    order of a set: either one), and the other listened unseen."""
-    names = []
-    for sock in getattr(srv, "sockets", None) or ():
-        name = sock.getsockname()
-        names.append((sock.family != socket.AF_INET, str(name[0]), int(name[1])))
-    urls = [_url(scheme, host, port) for _, host, port in sorted(names)]
-    return list(dict.fromkeys(urls)) or [_url(scheme, *fallback)]
-
-
 def _listening_urls(server: Any) -> list[str]:
     """``serve``'s ``listening on`` URLs: every socket of each listener, ``--listen``'s then
-    ``--tls-listen``'s (``ProxyServer.addresses`` names the first socket of each)."""
-    servers = getattr(server, "servers", ())
-    addresses = getattr(server, "addresses", ())
-    if len(servers) != len(addresses):  # pragma: no cover - another server class
-        return list(server.urls)
-    return [url for (scheme, host, port), srv in zip(addresses, servers)
-            for url in _socket_urls(scheme, srv, (host, port))]
+    ``--tls-listen``'s (``ProxyServer.urls``)."""
+    return list(server.urls)
 
 
 def _failed_listener(args: argparse.Namespace, bound: int, metrics_made: bool) -> str:

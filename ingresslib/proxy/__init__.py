@@ -5,7 +5,8 @@ without asyncio).
 See ``API.md`` in this folder for the driver's contract.
 """
 
-from typing import Any
+import typing as _typing
+from typing import Any as _Any
 
 from ._actions import (
     Action,
@@ -24,6 +25,14 @@ from ._annotations import RouteOptions
 from ._connection import ClientConnection, Proxy
 from ._errors import LocalProxyError, ProxyError, RemoteProxyError
 from ._settings import ProxySettings
+
+# For type checkers only (``_typing.TYPE_CHECKING`` by that name: mypy reads an alias of it as
+# a plain variable): the lazy names' real types. At run time the core imports no asyncio
+# server (``_lazy_attribute`` below does, on first use). Written absolute: the static check in
+# tests/test_proxy_connection.py takes every relative import of the core for a run-time one.
+if _typing.TYPE_CHECKING:
+    from ingresslib.proxy._server import ProxyServer as ProxyServer
+    from ingresslib.proxy._server import UpstreamPool as UpstreamPool
 
 __all__ = [
     "Action",
@@ -48,10 +57,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def _lazy_attribute(name: str) -> _Any:
+    """``ProxyServer``/``UpstreamPool`` on first use (the module's ``__getattr__`` at run
+    time)."""
     if name in ("ProxyServer", "UpstreamPool"):
         # Lazy: the asyncio server is not part of the sans-IO core.
         import importlib
 
         return getattr(importlib.import_module(f"{__name__}._server"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers: a module ``__getattr__`` makes every unknown name of the
+    # module ``Any`` to mypy and pyright, so ``from ingresslib.proxy import ProxyServr``
+    # passed ``mypy --strict`` and failed at run time. They see the imports above.
+    __getattr__ = _lazy_attribute

@@ -206,13 +206,15 @@ class RequestRecord:
     #: How far nginx's request processing went before the answer, which decides what
     #: ingress-nginx's ``$proxy_upstream_name`` holds (the access log's upstream name):
     #: ``"head"``: refused while the head was read, before any phase (bad request line or
-    #: headers, limits, the head timeout, TRACE/CONNECT's 405, plain HTTP on the TLS port):
-    #: the variable was never set; ``"server"``: answered by the server block's rewrite phase
-    #: (app-root's 302) or the find_config phase (a 413 for the Content-Length), after the
-    #: server's ``set $proxy_upstream_name "-";`` and before the location's; ``"location"``:
-    #: the location's rewrite phase ran (its ``set $proxy_upstream_name``: the rule's upstream,
-    #: or the default backend's when no rule matched). The core always sets it; None means
-    #: "not provided" (the access log then infers it from the status and rule).
+    #: headers, limits, the head timeout, TRACE/CONNECT's 405, plain HTTP on the TLS port),
+    #: or answered by a server that never sets it (from-to-www-redirect's twin host): the
+    #: variable was never set; ``"server"``: answered by the server block's rewrite phase
+    #: (app-root's 302, routed or not) or the find_config phase (a 413 for the
+    #: Content-Length), after the server's ``set $proxy_upstream_name "-";`` and before the
+    #: location's; ``"location"``: the location's rewrite phase ran (its ``set
+    #: $proxy_upstream_name``: the rule's upstream, or the default backend's when no rule
+    #: matched). The core always sets it; None means "not provided" (the access log then
+    #: infers it from the status and rule).
     phase: str | None = None
 
     @property
@@ -679,10 +681,25 @@ class RouteOptionsSource:
                            server_scheme: str | None = None, location_host: str | None = None,
                            target: tuple[str, str | None] | None = None
                            ) -> tuple[int, bytes] | None:
+        """``_unrouted_answer``'s redirect, without its phase."""
+        answer = self._unrouted_answer(host, scheme, path, query, https_port, host_raw=host_raw,
+                                       server_scheme=server_scheme,
+                                       location_host=location_host, target=target)
+        return None if answer is None else (answer[1], answer[2])
+
+    def _unrouted_answer(self, host: str, scheme: str, path: str, query: str | None,
+                         https_port: int, *, host_raw: str = "",
+                         server_scheme: str | None = None, location_host: str | None = None,
+                         target: tuple[str, str | None] | None = None
+                         ) -> tuple[str, int, bytes] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
-        backend's 404. ``(status, Location)``, or None.
+        backend's 404. ``(phase, status, Location)``, or None: ``phase`` is
+        :attr:`RequestRecord.phase`, where nginx answers it, which names the upstream in the
+        access log (the www twin's server sets no ``$proxy_upstream_name``: ``"head"``, logged
+        empty; app-root: the server block's ``"-"``, ``"server"``; the rest:
+        ``"location"``, the server's ``location /``, logged as the default backend).
 
         With ``host_raw`` (the Host as received, nginx's ``$http_host``) a request for ``/``
         first gets the host's server-level app-root (``_server_app_root``; nginx.tmpl's "if
@@ -706,7 +723,9 @@ class RouteOptionsSource:
         twin = self._www_redirect(host, scheme, path if target is None else target[0],
                                   query if target is None else target[1], https_port)
         if twin is not None:
-            return twin
+            # nginx.tmpl's server of the twin: "server_name {{ $redirect.From }}; ... return {{
+            # $all.Cfg.HTTPRedirectCode }} $redirect_to;", no ``set $proxy_upstream_name``.
+            return "head", *twin
         opts = self._unrouted_options(host)
         if opts is None:
             return None
@@ -714,17 +733,20 @@ class RouteOptionsSource:
             server = host if host in self._owners else "*." + host.partition(".")[2]
             root = self._server_app_root(server, None)
             if root is not None:
-                return 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
+                # The server block's "if ($uri = /) { return 302 ...", after its ``set
+                # $proxy_upstream_name "-";`` and before any location's.
+                return "server", 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
         if opts.access is not None and opts.access.denied is not None:
             return None  # the denied location's "return 503" comes before its redirects
         if opts.redirects:
             answer = location_redirect(opts, path, query)
             if answer is not None:
-                return answer
+                return "location", *answer
         has_tls = opts.ssl_redirect and self.tls_host(host)
-        return https_redirect(opts, scheme, host, path, query, has_tls, https_port,
-                              self._settings.http_redirect_code,
-                              location_host=location_host, target=target)
+        redirect = https_redirect(opts, scheme, host, path, query, has_tls, https_port,
+                                  self._settings.http_redirect_code,
+                                  location_host=location_host, target=target)
+        return None if redirect is None else ("location", *redirect)
 
     def _router_secrets(self) -> Any:
         """The router's current Secrets (``auth-type: basic`` reads its Secret there; a new

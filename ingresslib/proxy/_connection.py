@@ -1712,9 +1712,10 @@ class ClientConnection:
         return location_host
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
-        """A request for a host whose path no rule covers: the server-wide ssl-redirect
-        (``Proxy._unrouted_redirect``, shared with the ASGI adapter), its Location as a routed
-        request's (``_location_host``). True if answered."""
+        """A request for a host whose path no rule covers: the server-wide redirects
+        (``Proxy._unrouted_answer``, ``_unrouted_redirect`` of the ASGI adapter), the
+        ssl-redirect's Location as a routed request's (``_location_host``), and ``req.phase``
+        where nginx answers it. True if answered."""
         if not req.host:
             return False
         scheme, port = self.scheme, self.proxy.https_port
@@ -1725,13 +1726,15 @@ class ClientConnection:
         target = split_target(req.original_uri)
         location_host = self._location_host(event) if scheme == "http" else None
         # host_raw and $scheme: the host's server-level app-root answers "/" here too.
-        redirect = self.proxy._unrouted_redirect(req.host, scheme, req.path, req.query, port,
-                                                 host_raw=req.host_raw,
-                                                 server_scheme=self.scheme,
-                                                 location_host=location_host, target=target)
-        if redirect is None:
+        answer = self.proxy._unrouted_answer(req.host, scheme, req.path, req.query, port,
+                                             host_raw=req.host_raw, server_scheme=self.scheme,
+                                             location_host=location_host, target=target)
+        if answer is None:
             return False
-        self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
+        # Where nginx answers it: the www twin's own server (no upstream name), the server
+        # block's app-root ("-") or the server's ``location /`` (the default backend's).
+        req.phase, status, location = answer
+        self._local_response(req, status, now, [(b"location", location)])
         return True
 
     def _parse_request(self, req: _Request, event: h11.Request) -> None:

@@ -1594,11 +1594,12 @@ class ProxyServer:
 
     @property
     def urls(self) -> list[str]:
-        out = []
-        for scheme, host, port in self.addresses:
-            h = f"[{host}]" if ":" in host else host
-            out.append(f"{scheme}://{h}:{port}")
-        return out
+        """A URL per socket of each listener, ``listen``'s then ``tls_listen``'s (IPv4 first
+        within one: ``localhost:0`` binds 127.0.0.1 and ::1, each on a port of its own), an
+        IPv6 zone written ``%25`` (:func:`_url`). ``addresses`` names each listener's first
+        socket only; a listener of one socket is its one URL, as before."""
+        return [url for (scheme, host, port), srv in zip(self.addresses, self.servers)
+                for url in _socket_urls(scheme, srv, (host, port))]
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Graceful stop: stop accepting, close idle keep-alive connections, let in-flight
@@ -1690,3 +1691,27 @@ class ProxyServer:
 def _addr(srv: asyncio.Server, requested: str) -> tuple[str, int]:
     name = srv.sockets[0].getsockname()
     return str(name[0]), int(name[1])
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port`` as RFC 3986 writes the host: an IPv6 address in brackets, and
+    its zone's ``%`` as ``%25`` (RFC 6874, section 2: "%25" is the "ZoneID" delimiter), so
+    ``fe80::1%lo`` is ``http://[fe80::1%25lo]:8080``, a URL curl and browsers accept."""
+    if ":" in host:
+        address, pct, zone = host.partition("%")
+        host = f"[{address}%25{zone}]" if pct else f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _socket_urls(scheme: str, srv: Any, fallback: tuple[str, int]) -> list[str]:
+    """A URL per socket ``srv`` (an ``asyncio.Server``) listens on, IPv4 first, else
+    ``fallback``'s (a closed server has no sockets). asyncio binds a host name on each of its
+    addresses, and with port 0 each socket gets a free port of its own: ``localhost:0`` is
+    ``127.0.0.1:41235`` and ``[::1]:38177`` where localhost names both. Only the first socket
+    was shown (in the order of a set: either one), and the other listened unseen."""
+    names = []
+    for sock in getattr(srv, "sockets", None) or ():
+        name = sock.getsockname()
+        names.append((sock.family != socket.AF_INET, str(name[0]), int(name[1])))
+    urls = [_url(scheme, host, port) for _, host, port in sorted(names)]
+    return list(dict.fromkeys(urls)) or [_url(scheme, *fallback)]

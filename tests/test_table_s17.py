@@ -11,7 +11,6 @@ fixture, or builds one table per loaded matcher and compares them.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -19,12 +18,13 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from ingresslib._errors import BadRequestError
-from ingresslib._models import IngressClass, IngressClassSpec, ObjectMeta
+
 from ingresslib._resources import Resources
 from ingresslib._table import RouteTable
 
 from _matchers import MATCHER_PARAMS, built_classes, required
 from _table_oracle import actual, ingress, oracle
+from test_table import build, klass, svc
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 CANARY = {"nginx.ingress.kubernetes.io/canary": "true"}
@@ -35,19 +35,6 @@ def matcher(request: pytest.FixtureRequest) -> Any:
     return required(request.param)
 
 
-def build(matcher: Any, *ings: Any, classes: tuple[IngressClass, ...] = (), **kw: Any) -> RouteTable:
-    return RouteTable.build(Resources(ingresses=tuple(ings), ingress_classes=classes), matcher_class=matcher, **kw)
-
-
-def klass(name: str, controller: str = "example.com/ingress", default: bool = False) -> IngressClass:
-    ann = {"ingressclass.kubernetes.io/is-default-class": "true"} if default else {}
-    return IngressClass(ObjectMeta(name=name, namespace="", annotations=MappingProxyType(ann)),
-                        IngressClassSpec(controller=controller))
-
-
-def svc(table: RouteTable, host: str, path: str) -> str | None:
-    m = table.match(host, path)
-    return None if m is None else m.service
 
 
 # --- §4.1 hosts ---------------------------------------------------------------------------------

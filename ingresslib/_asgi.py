@@ -46,7 +46,8 @@ it differs from the proxy" lists the rest): the same redirects (ssl-redirect for
 force-ssl-redirect, app-root, temporal-/permanent-redirect, a rewrite-target URL,
 from-to-www-redirect; for a request without Host; for a known host's path no rule covers,
 before the 404 or the ``fallback``) before the 503; ``413`` for a body over
-``proxy-body-size``; HSTS on an ``https`` scope and the affinity cookie on every answer, and
+``proxy-body-size`` (a WebSocket handshake's declared one too); HSTS on an ``https`` or
+``wss`` scope (not on a 101) and the affinity cookie on every answer, and
 the app's ``Server``/``X-Pad``/``X-Accel-*`` response headers dropped; and
 the app sees the request headers the proxy sends its backend (hop-by-hop and odd names out, the
 forwarded family and ``X-Request-ID`` written by this hop), the scope's ``client`` playing the
@@ -300,7 +301,10 @@ class IngressASGI(RouteOptionsSource):
         settings = self._settings
         root = scope.get("root_path", "") or ""
         secure = scope.get("scheme") in ("https", "wss")
-        reply = _Reply(scope, send, self._hsts if secure and kind == "http" else None, secure)
+        # HSTS on every answer over TLS, a wss handshake's refusal too (nginx.tmpl: "if
+        # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
+        # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
+        reply = _Reply(scope, send, self._hsts if secure else None, secure)
         method = scope.get("method", "GET")
         #: The scan's backend headers so far (None: the general path builds them).
         out: list[tuple[bytes, bytes]] | None = None
@@ -429,10 +433,11 @@ class IngressASGI(RouteOptionsSource):
             if access is not None and denied_first(opts, rel):
                 await reply.local(503)
                 return
-            if kind == "http" and opts.body_size and length > opts.body_size \
+            if opts.body_size and length > opts.body_size \
                     and body_too_large(opts, rel, length):
                 # A declared length over proxy-body-size, before the redirects and access
-                # control, as the proxy (``body_too_large``: nginx's find_config phase).
+                # control, as the proxy (``body_too_large``: nginx's find_config phase, for
+                # every request: a WebSocket handshake that declares a body too).
                 await reply.local(413)
                 return
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
@@ -477,12 +482,14 @@ class IngressASGI(RouteOptionsSource):
                 await reply.local(404 if decision is None else 503)
                 return
             app, mount = self.fallback, ""
-        limit = opts.body_size if kind == "http" else 0
-        if limit and length > limit:
+        if opts.body_size and length > opts.body_size:
             # The proxy refuses a declared length over proxy-body-size before any upstream
-            # (a routed request's is refused above already, before its redirects).
+            # (a routed request's is refused above already, before its redirects), a
+            # WebSocket handshake's too.
             await reply.local(413)
             return
+        # A streamed body is counted on an http scope (a WebSocket one has messages).
+        limit = opts.body_size if kind == "http" else 0
         if decision is not None and app is not self.fallback:
             # The session cookie goes with the backend's answer only, as the proxy sets it
             # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer
@@ -931,7 +938,11 @@ def _read_headers(scope: Scope, read: frozenset[bytes]
     without one is refused too (RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
     status code to any HTTP/1.1 request message that lacks a Host header field"). A server
     that does not check these itself (one built on httptools or twisted) hands them over.
-    www.rst: ``http_version`` "Optional; if missing defaults to "1.1"".
+    An HTTP/2 or HTTP/3 request with neither ``:authority`` nor Host is refused as well:
+    nginx's ngx_http_process_request_header refuses any version after 1.0 without one ("if
+    (r->headers_in.host == NULL && r->http_version > NGX_HTTP_VERSION_10)"); only HTTP/1.0
+    is routed without a host. www.rst: ``http_version`` "Optional; if missing defaults to
+    "1.1"".
     """
     version = scope.get("http_version") or "1.1"
     raw_headers = scope.get("headers") or ()
@@ -974,8 +985,10 @@ def _read_headers(scope: Scope, read: frozenset[bytes]
     if te is not None:
         _check_chunked(te, version, length >= 0)
     if host is None:
-        if version == "1.1":
-            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        if version != "1.0":
+            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
+            # HTTP/2 or HTTP/3 request without :authority or Host too.
+            raise BadRequestError("request without Host", 400)
         return items, "", length, named
     return items, _host_str(host), length, named
 
@@ -1203,8 +1216,10 @@ def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
         # the general path decides (``_read_headers``).
         raise _NotScanned from None
     if host is None:
-        if version == "1.1":
-            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        if version != "1.0":
+            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
+            # HTTP/2 or HTTP/3 request without :authority or Host too.
+            raise BadRequestError("request without Host", 400)
         return "", length, named, out, has_host, ff_items, fwd_items, request_id
     return _host_str(host), length, named, out, has_host, ff_items, fwd_items, request_id
 
@@ -1273,8 +1288,10 @@ def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[byte
         # the general path decides (``_read_headers``).
         raise _NotScanned from None
     if host is None:
-        if version == "1.1":
-            raise BadRequestError("HTTP/1.1 request without Host", 400)
+        if version != "1.0":
+            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
+            # HTTP/2 or HTTP/3 request without :authority or Host too.
+            raise BadRequestError("request without Host", 400)
         return "", length, _NONE, _NONE, False, ff_items, _NONE, None
     return _host_str(host), length, _NONE, _NONE, False, ff_items, _NONE, None
 
@@ -1335,7 +1352,7 @@ class _Reply:
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
         self.server_send = send
-        #: The HSTS value to add (an https ``http`` scope with ``hsts`` on), else None.
+        #: The HSTS value to add (an https or wss scope with ``hsts`` on), else None.
         self.hsts = hsts
         self.secure = secure
         self.set_cookie: str | None = None
@@ -1345,14 +1362,21 @@ class _Reply:
         #: raises ``BodyTooLarge`` once the app returns.
         self.late = False
 
-    async def send(self, message: Message) -> None:
-        if self.cut:
+    async def send(self, message: Message, own: bool = False) -> None:
+        """The app's ``send`` (``own``: this hop's answer, ``local``)."""
+        if self.cut and not own:
             return  # answered 413 (or the connection is to be dropped): the app is done
         kind = message["type"]
         if kind in _STARTS:
             if kind != "websocket.accept":
                 self.started = True
             headers = message.get("headers") or ()
+            # www.rst: "headers (Iterable[[byte string, byte string]])": a generator or other
+            # one-pass iterable is read once here and handed on as a list, not consumed by
+            # the checks below and passed on empty.
+            rebuilt = type(headers) is not list and type(headers) is not tuple
+            if rebuilt:
+                headers = list(headers)
             # The app is this hop's upstream: the headers the proxy hides from its upstream's
             # answer (proxy/_headers.py ``_NGINX_HIDDEN``: nginx's ngx_http_proxy_hide_headers,
             # "Server", "X-Pad", "X-Accel-..."; X-Accel-Redirect often names internal paths)
@@ -1370,10 +1394,11 @@ class _Reply:
                 hidden = True
             if hidden:
                 headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
+                rebuilt = True
             if (self.hsts is not None or self.set_cookie) and kind != "websocket.accept":
                 headers = self._headers(list(headers))  # headers to add (not to a 101)
-                hidden = True
-            if hidden:
+                rebuilt = True
+            if rebuilt:
                 message = dict(message)
                 message["headers"] = headers
         await self.server_send(message)
@@ -1401,18 +1426,20 @@ class _Reply:
                    (b"content-length", str(len(body)).encode()), *(extra or ())]
         if scope.get("method") == "HEAD":
             body = b""
+        # ``own``: sent even once ``cut`` drops the app's messages (the streamed 413).
+        send = self.send
         if scope["type"] == "http":
-            await self.send({"type": "http.response.start", "status": status,
-                             "headers": headers})
-            await self.send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.start", "status": status, "headers": headers},
+                       True)
+            await send({"type": "http.response.body", "body": body}, True)
             return
         if "websocket.http.response" in (scope.get("extensions") or {}):
-            await self.send({"type": "websocket.http.response.start", "status": status,
-                             "headers": headers})
-            await self.send({"type": "websocket.http.response.body", "body": body})
+            await send({"type": "websocket.http.response.start", "status": status,
+                        "headers": headers}, True)
+            await send({"type": "websocket.http.response.body", "body": body}, True)
             return
         # Closing before accepting makes the server answer 403.
-        await self.send({"type": "websocket.close", "code": 1008})
+        await send({"type": "websocket.close", "code": 1008}, True)
 
     def counting(self, receive: Receive, limit: int) -> Receive:
         """``receive`` counting the request body against ``limit`` (> 0): over it, the app
@@ -1434,10 +1461,13 @@ class _Reply:
                 # opts.body_size: if req.response_started: self._close_all(now) else:
                 # ... self._error_response(413, req, now)". The app learns the request
                 # is over for it as from a client gone away.
+                # Cut first: an app that sends from another task while the 413 is being
+                # written (its send waits on the server's) must not start a second response
+                # (the server's "response already completed" RuntimeError).
+                self.cut = True
                 if self.started:
                     self.late = True
                 else:
                     await self.local(413)
-                self.cut = True
                 return {"type": "http.disconnect"}
         return message

@@ -95,6 +95,10 @@ def _reusable(sock: socket.socket) -> bool:
     return False  # an EOF, or bytes no request asked for
 
 
+#: The longest single wait in ``select`` (seconds): one day, as asyncio's MAXIMUM_SELECT_TIMEOUT.
+MAX_WAIT = 24 * 3600.0
+
+
 class Client:
     """One downstream socket, its core connection, its upstream sockets and its timer."""
 
@@ -410,7 +414,11 @@ class Driver:
         print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
         while True:
             timeout = self._timers()
-            for key, mask in self.sel.select(timeout if timeout is not None else 1.0):
+            # A timer may be months away (proxy-read-timeout is up to 2^63 ms in nginx); epoll
+            # takes an int of milliseconds and raises OverflowError past 24.8 days, so the wait
+            # is capped as asyncio caps its own (a wake-up finds the timer not due yet).
+            wait = 1.0 if timeout is None else min(timeout, MAX_WAIT)
+            for key, mask in self.sel.select(wait):
                 kind, obj = key.data
                 if kind == "listen":
                     self._accept()

@@ -13,8 +13,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import ingresslib
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sansio_blocking_proxy.py"
 
@@ -114,3 +117,45 @@ def test_example_lingers_so_a_413_reaches_a_client_still_uploading(
             # The proxy went on reading and dropping the body: the whole upload got through.
             assert not t.is_alive() and sum(sent) == size
             s.close()
+
+
+def test_a_timer_months_away_does_not_stop_the_driver() -> None:
+    # proxy-read-timeout: "2200000" (25 days; nginx takes up to 2^63 ms) arms a timer that
+    # far away; the example handed it to select(), and epoll, which takes an int of
+    # milliseconds, raised OverflowError out of serve_forever (R17h). The wait is capped.
+    import importlib.util
+    import selectors
+
+    spec = importlib.util.spec_from_file_location("sansio_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    sel = selectors.DefaultSelector()
+    if isinstance(sel, selectors.EpollSelector):  # the premise, where it holds
+        with pytest.raises(OverflowError):
+            sel.select(2_200_000.0)
+    sel.close()
+
+    class Stop(Exception):
+        pass
+
+    waits: list[float] = []
+    driver = ex.Driver(ingresslib.Proxy(ingresslib.Router(ingresslib.parse_manifests(
+        ex.MANIFESTS.format(ip="127.0.0.1", port=9)))), ("127.0.0.1", 0))
+    real = driver.sel.select
+
+    def select(timeout: float) -> Any:
+        waits.append(timeout)
+        if len(waits) == 2:
+            raise Stop
+        return real(0)
+
+    driver._timers = lambda: 2_200_000.0
+    driver.sel.select = select
+    try:
+        with pytest.raises(Stop):
+            driver.serve_forever()
+    finally:
+        driver.lsock.close()
+        driver.sel.close()
+    assert waits and all(w * 1000 < 2**31 for w in waits), waits

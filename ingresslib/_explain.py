@@ -56,8 +56,10 @@ def explain_url(
     hosts = [value for name, value in headers if name.lower() == "host"]
     if hosts:
         # As written: curl sends a -H value's bytes as they are (UTF-8), no IDNA (the URL's
-        # host is encoded, a header is not); the proxy judges them.
-        host = hosts[-1].strip()
+        # host is encoded, a header is not); the proxy judges them. Only the optional
+        # whitespace around a field value (RFC 9110 §5.5: SP and HTAB) is no part of it: a
+        # form feed or a no-break space is, and the proxy refuses it.
+        host = hosts[-1].strip(" \t")
     refused = _refused_before_routing(method, host, len(hosts), headers=headers)
     if refused is not None:
         # The proxy refuses some heads for what explain does not model, before the checks
@@ -281,7 +283,8 @@ def _refused_before_routing(method: str, host: str, n_hosts: int, *,
     try:
         # A Host header the client sent may not be empty (``Host:``); no Host at all (a
         # host-less ``/path``, HTTP/1.0) is no host, routed to the host-less rules.
-        (check_host_header if n_hosts else check_host)(host.encode("utf-8"))
+        (check_host_header if n_hosts else check_host)(
+            host.encode("utf-8", "surrogateescape"))
     except RemoteProxyError as exc:
         return exc.status_hint, str(exc)
     # After the head's checks, as nginx (ngx_http_process_request_header's end).
@@ -567,6 +570,13 @@ def _parse_headers(raw: Sequence[str]) -> list[tuple[str, str]]:
             # header field name and colon" -- the proxy does; a route would be a false answer.
             raise UsageError(f"bad header {h!r}: whitespace between the name and the colon "
                              "(servers answer 400, RFC 9112 §5.1)")
+        if name != name.lstrip():
+            # Sent as written as well: a line that starts with whitespace continues the line
+            # before it (RFC 9112 §5.2 obs-fold, "A server that receives an obs-fold in a
+            # request message ... MUST either reject the message by sending a 400"; before the
+            # first header, §2.2: "MUST either reject the message as invalid"): the proxy does.
+            raise UsageError(f"bad header {h!r}: whitespace before the name (a folded line: "
+                             "servers answer 400, RFC 9112 §5.2)")
         name, value = name.strip(), value.strip(" \t")
         if not _TOKEN_RE.fullmatch(name):
             raise UsageError(f"bad header {h!r}: the name must be a token (letters, digits, "
@@ -604,7 +614,10 @@ def explain_main(args: argparse.Namespace) -> int:
         # explained (exit 0), whatever the route.
         print(json.dumps({"ok": True, **info}, indent=2, sort_keys=True))
     else:
-        print(render_text(info))
+        # A byte of the command line that is not UTF-8 (a lone surrogate in ``args``) written
+        # as ``\xff``: a terminal with strict UTF-8 output would raise on it.
+        text = render_text(info).encode("utf-8", "surrogateescape")
+        print(text.decode("utf-8", "backslashreplace"))
         if info.get("match") is not None and not res.services:
             print("     (the files hold no Service: add the Services and EndpointSlices to see "
                   "the target port and endpoint)")

@@ -24,7 +24,11 @@ _ENCODE_RE = re.compile(r'[\x00-\x20"<>`{}\x7f-\U0010ffff]')
 
 
 def _percent_encode(text: str) -> str:
-    return _ENCODE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
+    # surrogateescape: a command-line URL that is not UTF-8 (Python reads argv so) has its
+    # bytes encoded, as curl and browsers send them, not a UnicodeEncodeError.
+    return _ENCODE_RE.sub(
+        lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogateescape")),
+        text)
 
 
 #: UTS 46 deviation characters (and U+1E9E, which UTS 46 maps to U+00DF). Python's ``idna``
@@ -134,7 +138,9 @@ def url_credentials(url: str) -> str | None:
     if not at:
         return None
     user, _, password = userinfo.partition(":")
-    raw = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+    # Its bytes as given (a command-line value that is not UTF-8: surrogateescape).
+    raw = b":".join(unquote_to_bytes(part.encode("utf-8", "surrogateescape"))
+                    for part in (user, password))
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
@@ -167,11 +173,42 @@ def split_url(url: str) -> tuple[str, str]:
     return _url_host(parts.netloc.rsplit("@", 1)[-1], parts.scheme.lower(), given), path
 
 
-#: What cannot be in a URL's host once percent-decoded (the URL Standard's "forbidden domain
-#: code points": C0 controls, space, ``#%/:<>?@[\]^|`` and DEL): browsers and curl refuse such
-#: a URL, so no request carries it as its Host.
-_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+#: What cannot be in a URL's host once percent-decoded: the URL Standard's "forbidden domain
+#: code points" (C0 controls, space, ``#%/:<>?@[\]^|`` and DEL) that curl refuses as well
+#: (lib/urlapi.c ``hostname_check``: ``" \r\n\t/:#?!@{}[]\\$\'\"^`*<>=;,+&()%"``, and
+#: ``Curl_junkscan``: the controls and DEL), so that no request carries it as its Host. Not
+#: ``|``: browsers refuse it, curl sends it (``Host: a|b``), and the proxy answers that 400;
+#: nor what only curl refuses (``!``, ``*``...): browsers send it.
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^\x7f]")
 _DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+#: One part of an IPv4 address as URL parsers read it: hexadecimal (``0x7f``), octal (a
+#: leading ``0``: ``0177``) or decimal (ten digits at most: a longer one is past 32 bits, and
+#: ``int()`` refuses thousands of decimal digits).
+_IPV4_PART = re.compile(r"0[xX][0-9A-Fa-f]+|0[0-7]*|[1-9][0-9]{0,9}")
+
+
+def _ipv4(name: str) -> str | None:
+    """``name`` in dotted-quad form when it is an IPv4 address in one of the forms URL
+    parsers read (``127.1``, ``0x7f.1``, ``0177.0.0.1``, ``2130706433``), else None. Browsers
+    and curl send the address they connect to as the Host: ``http://127.1/`` sends ``Host:
+    127.0.0.1`` (WHATWG URL "IPv4 parser", serialized as four decimals; curl lib/urlapi.c
+    ``ipv4_normalize``: "Handle partial IPv4 numerical addresses and different bases, like
+    '16843009', '0x7f', '0x7f.1' '0177.1.1.1' etc."). The last part fills the bits left
+    (``a.b`` is 8 and 24 bits). A name that is no such address (``1.2.3.09``, ``10.0.0.256``)
+    is left as it is: curl sends it as a host name (browsers refuse it)."""
+    parts = name.split(".")
+    if len(parts) > 4 or not all(_IPV4_PART.fullmatch(p) for p in parts):
+        return None
+    nums = [int(p[2:], 16) if p[1:2] in ("x", "X") else int(p, 8) if p[:1] == "0"
+            else int(p) for p in parts]
+    if any(n > 255 for n in nums[:-1]) or nums[-1] >= 256 ** (5 - len(nums)):
+        return None
+    value = nums[-1]
+    for i, n in enumerate(nums[:-1]):
+        value += n << (8 * (3 - i))
+    return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
 
 
 def _url_host(hostport: str, scheme: str, url: str) -> str:
@@ -182,7 +219,8 @@ def _url_host(hostport: str, scheme: str, url: str) -> str:
     ``open.test``) and IDNA-encoded, an IPv6 literal's zone dropped (curl ``hostname_check``:
     the zone only picks the interface; browsers refuse zones) and the address compressed, an
     empty port and the scheme's default port left out (``h:`` and ``h:80`` send ``Host: h``)
-    and a port's leading zeros dropped."""
+    and a port's leading zeros dropped, an IPv4 address in a short or numeric form written as
+    four decimals (``127.1``: ``127.0.0.1``, :func:`_ipv4`)."""
     shown = shown_url(url)
     if hostport.startswith("["):
         end = hostport.find("]")
@@ -217,6 +255,7 @@ def _url_host(hostport: str, scheme: str, url: str) -> str:
         if bad is not None:
             raise UsageError(f"bad host {hostport!r} in {shown!r}: it maps to {name!r}, and "
                              f"{bad.group()!r} cannot be in a host name")
+        name = _ipv4(name) or name
     if port:
         if not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
             raise UsageError(f"bad port {port!r} in {shown!r}: a number in 1-65535")

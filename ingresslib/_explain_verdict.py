@@ -105,7 +105,9 @@ def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]
     if last is None and has_host:
         lines.append(f"Host: {host}")
     lines += [f"{name}: {host if i == last else value}" for i, (name, value) in enumerate(headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    # surrogateescape: the bytes of a command-line value that is not UTF-8 (Python reads
+    # argv so), sent as curl sends them.
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host: str,
@@ -141,7 +143,8 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
         return None
     answer.routed, answer.decision = capture.routed, capture.decision
     if answer.routed:
-        raw = [(n.lower().encode("latin-1", "replace"), v.encode("utf-8")) for n, v in headers]
+        raw = [(n.lower().encode("latin-1", "replace"), v.encode("utf-8", "surrogateescape"))
+               for n, v in headers]
         answer.client_ip = client_address(peer, proxy.settings, proxy._trust, raw)
         d = answer.decision
         if d is not None:

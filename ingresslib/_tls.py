@@ -65,7 +65,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._canary import CANARY_ANNOTATION
-from ._models import Ingress, Secret
+from ._models import Ingress, IngressTLS, Secret
 from ._resources import Resources
 from ._tls_hosts import (
     TLSHosts,
@@ -333,23 +333,49 @@ def _note_no_secret_name(
 #: The Ingress annotations that make cert-manager's ingress-shim create the Certificate, and so
 #: the ``secretName`` Secret (cert-manager.io/docs/usage/ingress, "Supported Annotations";
 #: "secretName: myingress-cert # < cert-manager will store the created certificate in this
-#: secret"). ``kubernetes.io/tls-acme`` counts only as ``"true"`` (with a default issuer set).
-_CERT_MANAGER_ISSUERS = ("cert-manager.io/cluster-issuer", "cert-manager.io/issuer")
+#: secret"), as cert-manager reads them (pkg/controller/certificate-shim/sync.go
+#: ``hasShimAnnotation``, ``issuerForIngressLike``, ``validateIngressLike``).
+_CM_ISSUER = "cert-manager.io/issuer"
+_CM_CLUSTER_ISSUER = "cert-manager.io/cluster-issuer"
+#: Set with ``cert-manager.io/cluster-issuer``, each is a "may not be set" error.
+_CM_NOT_WITH_CLUSTER_ISSUER = ("cert-manager.io/issuer-kind", "cert-manager.io/issuer-group")
 _TLS_ACME = "kubernetes.io/tls-acme"
+#: Go's ``strconv.ParseBool`` true values: ``tls-acme`` counts as any of them (with a default
+#: issuer set: ``--default-issuer-name``).
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
 
-def _cert_manager_note(ing: Ingress) -> str:
+def _cert_manager_note(ing: Ingress, tls: IngressTLS) -> str:
     """For a missing Secret: that cert-manager is asked to create it, when the Ingress says so.
     Manifests checked before they are applied (``ingresslib check``) hold no such Secret: a bare
-    "not found" reads as a Secret to add to them, where it is only not issued yet."""
+    "not found" reads as a Secret to add to them, where it is only not issued yet.
+
+    Only where cert-manager does create it: an issuer annotation counts when present, its
+    value naming the issuer (an empty name, or both ``issuer`` and ``cluster-issuer``, or
+    ``cluster-issuer`` with ``issuer-kind``/``issuer-group``, is an event "Could not determine
+    issuer for ingress due to bad annotations", and no Certificate); ``tls-acme`` as Go's
+    ``ParseBool`` reads it; an Ingress with two TLS entries naming one Secret gets no
+    Certificate ("this secret name must only appear in a single TLS entry"), and a TLS entry
+    without hosts none for its Secret ("Skipped a TLS block")."""
     anns = ing.metadata.annotations
-    asks = next((f"{a}: {anns[a]}" for a in _CERT_MANAGER_ISSUERS if anns.get(a)), None)
-    if asks is None and anns.get(_TLS_ACME) == "true":
-        asks = f"{_TLS_ACME}: true"
-    if asks is None:
+    acme = anns.get(_TLS_ACME) in _GO_TRUE
+    if _CM_CLUSTER_ISSUER in anns:
+        if _CM_ISSUER in anns or any(a in anns for a in _CM_NOT_WITH_CLUSTER_ISSUER):
+            return ""
+        asks, issuer = _CM_CLUSTER_ISSUER, anns[_CM_CLUSTER_ISSUER]
+    elif _CM_ISSUER in anns:
+        asks, issuer = _CM_ISSUER, anns[_CM_ISSUER]
+    elif acme:
+        asks, issuer = _TLS_ACME, anns[_TLS_ACME]
+    else:
+        return ""
+    if not issuer or not tls.hosts:
+        return ""
+    names = [t.secret_name for t in ing.spec.tls]
+    if len(names) != len(set(names)):
         return ""
     return (f": cert-manager creates it once it has issued the certificate this Ingress asks "
-            f"for ({asks}); until then its hosts get the default certificate")
+            f"for ({asks}: {issuer}); until then its hosts get the default certificate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +430,7 @@ class _Loader:
         if secret is None:
             problems.append(TLSProblem(
                 obj, field, f"Secret {ing.metadata.namespace}/{tls.secret_name} not found"
-                + _cert_manager_note(ing)))
+                + _cert_manager_note(ing, tls)))
             return None
         ref = (secret.metadata.namespace, secret.metadata.name)
         crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")

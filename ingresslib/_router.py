@@ -692,8 +692,10 @@ class Router:
         """``route`` after the lookup, for every request FastRoute does not answer itself (it
         answers Rotation, CanaryPick and HashPick entries; a pick that declines hands over its
         route object): ``e`` is ``fast[m]`` of the state ``m`` came from, or that object."""
+        # A list first: an ASGI scope's headers, the common type reaching this path (h11's
+        # mostly stay in FastRoute); the test costs a list ~110 instructions less this way.
         th = type(headers)
-        if th is not H11_HEADERS and th is not list and th is not tuple and th is not dict:
+        if th is not list and th is not H11_HEADERS and th is not tuple and th is not dict:
             headers = _reiterable(headers)
         t = type(e)
         if t is _Backend:  # no canary

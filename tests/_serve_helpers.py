@@ -7,6 +7,9 @@ import asyncio
 import os
 import signal
 import socket
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,83 @@ def stop_at_first_reload(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     monkeypatch.setattr(Reloader, "check", check)
     return seen
+
+
+def zone_scoped_ipv6_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket bound to ``::1`` reports the link-local, zone-scoped name ``fe80::1%lo``: what
+    a listener on a link-local address reports, without listening on one."""
+    real = socket.socket.getsockname
+
+    def getsockname(self: socket.socket) -> Any:
+        name = real(self)
+        if self.family == socket.AF_INET6 and name[0] == "::1":
+            return ("fe80::1%lo", *name[1:])
+        return name
+
+    monkeypatch.setattr(socket.socket, "getsockname", getsockname)
+
+
+def localhost_is_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``localhost`` resolves to 127.0.0.1 and ::1, as on most hosts (this one's /etc/hosts
+    may name 127.0.0.1 only). Lookups that only parse a literal (AI_NUMERICHOST) are left."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
+                    flags: int = 0) -> Any:
+        if host == "localhost" and not flags & socket.AI_NUMERICHOST:
+            out = []
+            for addr in ("127.0.0.1", "::1"):
+                out += real(addr, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+            return out
+        return real(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Path, first: Any,
+                                 second: Any, new_configmap: str) -> threading.Event:
+    """For ``serve --kubernetes``: a ClusterWatcher that delivers the Resources ``first``,
+    rewrites the mounted ``configmap`` file with ``new_configmap``, and delivers ``second``
+    while the reloader that the rewrite starts is computing its digest (the reloader waits
+    there, up to 5 s, for that snapshot), so the cluster's swap lands between the reloader's
+    swap and its report; serve stops 0.5 s later. Returns the event set once the reloader
+    reached its digest."""
+    import ingresslib._kube
+    from ingresslib import _serve
+
+    swapped, resume = threading.Event(), threading.Event()
+    in_reloader = threading.local()
+    real_digest, real_build = _serve.config_digest, _serve.Reloader._build
+
+    def build(self: Any) -> Any:
+        in_reloader.yes = True
+        try:
+            return real_build(self)
+        finally:
+            in_reloader.yes = False
+
+    def digest(res: Any, served: Any, config: Any = None, **kw: Any) -> str:
+        out = real_digest(res, served, config, **kw)
+        if getattr(in_reloader, "yes", False):
+            swapped.set()  # the reloader has swapped its router in and is computing its digest
+            resume.wait(5)
+        return out
+
+    class Watcher:
+        def __init__(self, on_snapshot: Any, **kw: Any) -> None:
+            self.on_snapshot = on_snapshot
+
+        async def run(self, stop: asyncio.Event | None = None) -> None:
+            assert stop is not None
+            await self.on_snapshot(first)
+            configmap.write_text(new_configmap)  # the mounted ConfigMap changes
+            await asyncio.to_thread(swapped.wait, 5)
+            await self.on_snapshot(second)  # a cluster change lands meanwhile
+            resume.set()
+            await asyncio.sleep(0.5)  # the reloader reports
+            stop.set()
+
+    monkeypatch.setattr(_serve, "config_digest", digest)
+    monkeypatch.setattr(_serve.Reloader, "_build", build)
+    monkeypatch.setattr(ingresslib._kube, "ClusterWatcher", Watcher)
+    return swapped

@@ -123,6 +123,17 @@ async def test_websocket_content_length_over_the_limit_is_413_as_from_the_proxy(
 
 # -- a streamed 413 racing the app's own response -------------------------------------------
 
+async def post_chunked_to_small(app: Any, receive: Any, send: Any) -> None:
+    """A chunked POST to small.test (``proxy-body-size: 10`` in MANIFESTS) through IngressASGI,
+    its backend being ``app``."""
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"small.test"), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    adapter = IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": app})
+    await adapter(scope, receive, send)
+
+
 @pytest.mark.asyncio
 async def test_a_streamed_413_is_the_only_response_when_the_app_sends_from_another_task(
         ) -> None:
@@ -153,12 +164,7 @@ async def test_a_streamed_413_is_the_only_response_when_the_app_sends_from_anoth
         assert (await rcv())["type"] == "http.disconnect"
         await task
 
-    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"small.test"), (b"transfer-encoding", b"chunked")],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    adapter = IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": app})
-    await adapter(scope, receive, server_send)
+    await post_chunked_to_small(app, receive, server_send)
     starts = [m for m in sent if m["type"] == "http.response.start"]
     assert [m["status"] for m in starts] == [413]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]

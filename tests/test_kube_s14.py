@@ -30,6 +30,7 @@ from ingresslib._kube import AUTH_SECRETS, WATCHED_KINDS, Backoff, ClusterWatche
 
 from _fake_kube import kubeconfig_dict
 from _fake_kube_s14 import FakeKubeS14
+from _serve_helpers import cluster_change_during_reload
 from test_kube import Harness, eventually, ingress, names, running_harness, svc
 
 pytestmark = pytest.mark.network
@@ -488,8 +489,6 @@ async def test_config_hash_is_the_newest_swaps_when_reload_and_snapshot_overlap(
     # ``config`` is set on the loop after the build) into its digest, and the reloader's own
     # report, which came later, put back the digest of the resources before the cluster swap.
     # config_hash then showed a configuration that never served, until the next change.
-    import threading
-
     from lightkube import KubeConfig
 
     from ingresslib import _serve
@@ -504,42 +503,9 @@ async def test_config_hash_is_the_newest_swaps_when_reload_and_snapshot_overlap(
     res1 = Resources.from_dicts([svc("web"), ingress("one", path="/one")])
     res2 = Resources.from_dicts([svc("web"), ingress("one", path="/one"),
                                  ingress("two", path="/two")])
-    swapped, resume = threading.Event(), threading.Event()
-    in_reloader = threading.local()
     recorded: list[Any] = []
-    real_digest, real_build = _serve.config_digest, _serve.Reloader._build
-
-    def build(self: Any) -> Any:
-        in_reloader.yes = True
-        try:
-            return real_build(self)
-        finally:
-            in_reloader.yes = False
-
-    def digest(res: Any, served: Any, config: Any = None, **kw: Any) -> str:
-        out = real_digest(res, served, config, **kw)
-        if getattr(in_reloader, "yes", False):
-            swapped.set()  # the reloader has swapped its router in and is computing its digest
-            resume.wait(5)
-        return out
-
-    class Watcher:
-        def __init__(self, on_snapshot: Any, **kw: Any) -> None:
-            self.on_snapshot = on_snapshot
-
-        async def run(self, stop: asyncio.Event | None = None) -> None:
-            assert stop is not None
-            await self.on_snapshot(res1)
-            cm.write_text(_configmap("ewma"))  # the mounted ConfigMap changes
-            await asyncio.to_thread(swapped.wait, 5)
-            await self.on_snapshot(res2)  # a cluster change lands meanwhile
-            resume.set()
-            await asyncio.sleep(0.5)  # the reloader reports
-            stop.set()
-
-    monkeypatch.setattr(_serve, "config_digest", digest)
-    monkeypatch.setattr(_serve.Reloader, "_build", build)
-    monkeypatch.setattr(ingresslib._kube, "ClusterWatcher", Watcher)
+    real_digest = _serve.config_digest
+    swapped = cluster_change_during_reload(monkeypatch, cm, res1, res2, _configmap("ewma"))
     monkeypatch.setattr(Metrics, "reload_succeeded",
                         lambda self, now, config_hash=None: recorded.append(config_hash))
     args = build_parser().parse_args([

@@ -123,13 +123,11 @@ def test_a_timer_months_away_does_not_stop_the_driver() -> None:
     # proxy-read-timeout: "2200000" (25 days; nginx takes up to 2^63 ms) arms a timer that
     # far away; the example handed it to select(), and epoll, which takes an int of
     # milliseconds, raised OverflowError out of serve_forever (R17h). The wait is capped.
-    import importlib.util
     import selectors
 
-    spec = importlib.util.spec_from_file_location("sansio_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    ex = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ex)
+    from test_docs_s16 import _load_example
+
+    ex = _load_example()
     sel = selectors.DefaultSelector()
     if isinstance(sel, selectors.EpollSelector):  # the premise, where it holds
         with pytest.raises(OverflowError):

@@ -20,6 +20,7 @@ from ingresslib._load import parse_manifests
 
 from _router_helpers import P, canary, ingress, resources, simple_backend
 from test_asgi_conformance import MANIFESTS, WS_HEAD, proxy_answer, wire
+from test_asgi_s17 import post_chunked_to_small
 
 
 async def _ok(scope: Any, receive: Any, send: Any) -> None:
@@ -129,12 +130,7 @@ async def test_the_streamed_413_goes_out_once_however_often_the_app_reads_and_se
         await snd({"type": "http.response.start", "status": 200, "headers": []})
         await snd({"type": "http.response.body", "body": b"late"})
 
-    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"small.test"), (b"transfer-encoding", b"chunked")],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    adapter = IngressASGI(parse_manifests(MANIFESTS), backends={"default/web": app})
-    await adapter(scope, receive, send)
+    await post_chunked_to_small(app, receive, send)
     assert reads == ["http.disconnect"] * 3
     assert [(m["type"], m.get("status")) for m in sent] == [
         ("http.response.start", 413), ("http.response.body", None)]

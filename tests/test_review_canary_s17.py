@@ -21,6 +21,7 @@ from ingresslib._router import Router
 from _counters import counters  # noqa: F401
 from _records import rec
 from _router_helpers import P, canary, ingress, resources, simple_backend
+from test_metrics_s17 import _hosts as _host_labels
 
 _ROUTERS: dict[tuple[tuple[str, str], ...], Router] = {}
 
@@ -181,12 +182,6 @@ def test_byte_patterns_match_as_pcre_through_the_router(tokens: list[str],
 # --- 5. Metrics: set_hosts(None) after set_ingresses dropped hosts (c1ca55a) --------------------
 
 
-def _host_labels(m: Metrics) -> set[str]:
-    out = set()
-    for line in m.render().decode().splitlines():
-        if line.startswith("nginx_ingress_controller_requests{"):
-            out.add(line.split('host="', 1)[1].split('"', 1)[0])
-    return out
 
 
 def test_hosts_dropped_while_hosts_were_known_free_the_bound_when_unknown_again() -> None:

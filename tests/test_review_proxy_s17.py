@@ -32,6 +32,8 @@ from ingresslib.proxy import _connection
 from ingresslib.proxy._headers import has_control
 from tests._proxy_harness import ProxyPair, ingress_yaml, status_of
 
+from _serve_helpers import localhost_is_both, zone_scoped_ipv6_names
+
 ROOT = Path(__file__).resolve().parent.parent
 P = "nginx.ingress.kubernetes.io/"
 
@@ -137,21 +139,6 @@ def test_the_proxy_server_is_still_imported_on_first_use() -> None:
 # 4. ProxyServer.urls ---------------------------------------------------------------------------
 
 
-def _localhost_is_both(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``localhost`` resolves to 127.0.0.1 and ::1 (as on most hosts; here /etc/hosts may
-    name one only)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
-                    flags: int = 0) -> Any:
-        if host == "localhost":
-            return [info for h in ("127.0.0.1", "::1")
-                    for info in real(h, port, family, type, proto, flags)]
-        return real(host, port, family, type, proto, flags)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 def _urls(listen: tuple[str, int], tls_listen: tuple[str, int] | None = None) -> list[str]:
     from ingresslib.proxy import ProxyServer
 
@@ -170,7 +157,7 @@ def _urls(listen: tuple[str, int], tls_listen: tuple[str, int] | None = None) ->
 def test_urls_lists_every_socket_of_a_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     # Regression: ``localhost:0`` binds 127.0.0.1 and ::1, each on a free port of its own;
     # ``urls`` named the first socket only (in the order of a set: either one).
-    _localhost_is_both(monkeypatch)
+    localhost_is_both(monkeypatch)
     urls = _urls(("localhost", 0))
     assert [u.rpartition(":")[0] for u in urls] == ["http://127.0.0.1", "http://[::1]"], urls
     assert all(u.rpartition(":")[2] != "0" for u in urls)
@@ -188,15 +175,7 @@ def test_urls_write_an_ipv6_zone_as_percent_25(monkeypatch: pytest.MonkeyPatch) 
     # Regression: RFC 6874 section 2, 'IPv6addrz = IPv6address "%25" ZoneID'; urls wrote
     # "http://[fe80::1%lo]:P", which curl refuses. (No link-local listening here: the ::1
     # socket reports a zone-scoped name.)
-    real = socket.socket.getsockname
-
-    def getsockname(self: socket.socket) -> Any:
-        name = real(self)
-        if self.family == socket.AF_INET6 and name[0] == "::1":
-            return ("fe80::1%lo", *name[1:])
-        return name
-
-    monkeypatch.setattr(socket.socket, "getsockname", getsockname)
+    zone_scoped_ipv6_names(monkeypatch)
     [url] = _urls(("::1", 0))
     assert url.startswith("http://[fe80::1%25lo]:"), url
 

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ from ingresslib import _serve
 from ingresslib._cli import main
 from tests.test_serve_cli import _manifests
 
-from _serve_helpers import free_port, signal_serve_after
+from _serve_helpers import (cluster_change_during_reload, free_port, localhost_is_both,
+                            signal_serve_after, zone_scoped_ipv6_names)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,23 +45,6 @@ def _listening(err: str, word: str = "listening on") -> list[str]:
 # -- 1. every bound address is printed -----------------------------------------------------------
 
 
-def _localhost_is_both(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``localhost`` resolves to 127.0.0.1 and ::1, as on most hosts (this one's /etc/hosts
-    may name 127.0.0.1 only). Lookups that only parse a literal (AI_NUMERICHOST) are left."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
-                    flags: int = 0) -> Any:
-        if host == "localhost" and not flags & socket.AI_NUMERICHOST:
-            out = []
-            for addr in ("127.0.0.1", "::1"):
-                out += real(addr, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-            return out
-        return real(host, port, family, type, proto, flags)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 @pytest.mark.network
 def test_a_name_bound_on_two_addresses_prints_both(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +53,7 @@ def test_a_name_bound_on_two_addresses_prints_both(
     # The metrics line had the same gap (and printed the name, not an address).
     m = tmp_path / "m.yaml"
     m.write_text(_manifests("web", [free_port()]))
-    _localhost_is_both(monkeypatch)
+    localhost_is_both(monkeypatch)
     reached: list[str] = []
     real_run = _serve.Reloader.run
 
@@ -111,15 +94,7 @@ def test_a_zone_scoped_address_is_printed_with_percent_25(
     # link-local address is not done here: the ::1 socket reports a zone-scoped name.
     m = tmp_path / "m.yaml"
     m.write_text(_manifests("web", [free_port()]))
-    real = socket.socket.getsockname
-
-    def getsockname(self: socket.socket) -> Any:
-        name = real(self)
-        if self.family == socket.AF_INET6 and name[0] == "::1":
-            return ("fe80::1%lo", *name[1:])
-        return name
-
-    monkeypatch.setattr(socket.socket, "getsockname", getsockname)
+    zone_scoped_ipv6_names(monkeypatch)
     signal_serve_after(monkeypatch, 0.2)
     assert main(["serve", "-f", str(m), "--listen", "[::1]:0", "--reload-interval", "0",
                  "--access-log", "off"]) == 0
@@ -306,14 +281,6 @@ def test_every_public_name_is_there_as_before() -> None:
 # -- 6. notes of an older table; the access log when the metrics fail ----------------------------
 
 
-def _configmap(balance: str) -> str:
-    import json
-
-    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": "ingresslib", "namespace": "ingresslib"},
-                       "data": {"load-balance": balance}})
-
-
 @pytest.mark.asyncio
 async def test_a_late_configmap_reload_does_not_log_an_older_tables_notes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -323,13 +290,13 @@ async def test_a_late_configmap_reload_does_not_log_an_older_tables_notes(
     # "shadowed" note again: a problem fixed already, reported as current.
     from lightkube import KubeConfig
 
-    import ingresslib._kube
     from ingresslib._cli import build_parser
     from ingresslib._config import ServerConfig
     from ingresslib._resources import Resources
 
     from _fake_kube import kubeconfig_dict
     from test_kube import ingress, svc
+    from test_kube_s14 import _configmap
 
     cm = tmp_path / "configmap.json"
     cm.write_text(_configmap("round_robin"))
@@ -338,41 +305,7 @@ async def test_a_late_configmap_reload_does_not_log_an_older_tables_notes(
                                      ingress("two", path="/one")])
     fixed = Resources.from_dicts([svc("web"), ingress("one", path="/one"),
                                   ingress("two", path="/two")])
-    swapped, resume = threading.Event(), threading.Event()
-    in_reloader = threading.local()
-    real_digest, real_build = _serve.config_digest, _serve.Reloader._build
-
-    def build(self: Any) -> Any:
-        in_reloader.yes = True
-        try:
-            return real_build(self)
-        finally:
-            in_reloader.yes = False
-
-    def digest(res: Any, served: Any, config: Any = None, **kw: Any) -> str:
-        out = real_digest(res, served, config, **kw)
-        if getattr(in_reloader, "yes", False):
-            swapped.set()
-            resume.wait(5)
-        return out
-
-    class Watcher:
-        def __init__(self, on_snapshot: Any, **kw: Any) -> None:
-            self.on_snapshot = on_snapshot
-
-        async def run(self, stop: asyncio.Event | None = None) -> None:
-            assert stop is not None
-            await self.on_snapshot(shadowed)
-            cm.write_text(_configmap("ewma"))
-            await asyncio.to_thread(swapped.wait, 5)
-            await self.on_snapshot(fixed)
-            resume.set()
-            await asyncio.sleep(0.5)  # the reloader reports
-            stop.set()
-
-    monkeypatch.setattr(_serve, "config_digest", digest)
-    monkeypatch.setattr(_serve.Reloader, "_build", build)
-    monkeypatch.setattr(ingresslib._kube, "ClusterWatcher", Watcher)
+    swapped = cluster_change_during_reload(monkeypatch, cm, shadowed, fixed, _configmap("ewma"))
     args = build_parser().parse_args([
         "serve", "--kubernetes", "--config", str(cm), "--reload-interval", "0.05",
         "--listen", "127.0.0.1:0", "--access-log", "off"])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -105,13 +105,13 @@ def step(kube: FakeKube, rng: random.Random, version: int) -> None:
         kube.drop("secrets")          # connection aborted between two lines
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("seed", range(6))
-async def test_the_tls_secret_store_converges_to_the_cluster(h: Harness, seed: int) -> None:
-    rng = random.Random(seed)
-    for name in NAMES[:2]:
-        h.kube.put(secret(name, "kubernetes.io/tls", 0))
-    await h.start_watching("secrets")
+_State = Callable[[Any], dict[str, tuple[str, str]]]
+
+
+async def walk(h: Harness, rng: random.Random, stored: _State, cluster: _State,
+               seed: int) -> dict[str, tuple[str, str]]:
+    """Twelve bursts of ``step``; returns the cluster's state at the end, once the store
+    (``stored``) holds it too (``cluster``)."""
     version = 1
     for _burst in range(12):
         # A burst: several steps with no pause between them (what the watch sees as one run of
@@ -123,12 +123,23 @@ async def test_the_tls_secret_store_converges_to_the_cluster(h: Harness, seed: i
         if rng.random() < 0.5:
             # Settled now and then, not after every burst: faults also land on a watch that
             # is still reconnecting or re-listing.
-            await eventually(lambda: stored_tls(h) == cluster_tls(h.kube), timeout=10)
-    want = cluster_tls(h.kube)
+            await eventually(lambda: stored(h) == cluster(h.kube), timeout=10)
+    want = cluster(h.kube)
     try:
-        await eventually(lambda: stored_tls(h) == want, timeout=10)
+        await eventually(lambda: stored(h) == want, timeout=10)
     except AssertionError:
-        raise AssertionError(f"seed {seed}: store {stored_tls(h)} != cluster {want}") from None
+        raise AssertionError(f"seed {seed}: store {stored(h)} != cluster {want}") from None
+    return want
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("seed", range(6))
+async def test_the_tls_secret_store_converges_to_the_cluster(h: Harness, seed: int) -> None:
+    rng = random.Random(seed)
+    for name in NAMES[:2]:
+        h.kube.put(secret(name, "kubernetes.io/tls", 0))
+    await h.start_watching("secrets")
+    want = await walk(h, rng, stored_tls, cluster_tls, seed)
     # Every change in the cluster reached the callback too (the last snapshot is the store's).
     await eventually(lambda: bool(h.snapshots) and {s.metadata.name for s in h.last.secrets}
                      == set(want))
@@ -162,19 +173,7 @@ async def test_both_secret_watches_converge_to_the_cluster(h: Harness, seed: int
     h.start(kinds=KINDS_WITH_AUTH)
     await h.synced()
     await h.watching("secrets", 2)
-    version = 1
-    for _burst in range(12):
-        for _ in range(rng.randrange(1, 6)):
-            step(h.kube, rng, version)
-            version += 1
-        await asyncio.sleep(rng.choice((0, 0, 0.005, 0.03)))
-        if rng.random() < 0.5:
-            await eventually(lambda: stored_all(h) == cluster_all(h.kube), timeout=10)
-    want = cluster_all(h.kube)
-    try:
-        await eventually(lambda: stored_all(h) == want, timeout=10)
-    except AssertionError:
-        raise AssertionError(f"seed {seed}: store {stored_all(h)} != cluster {want}") from None
+    await walk(h, rng, stored_all, cluster_all, seed)
 
 
 @pytest.mark.asyncio

@@ -540,8 +540,39 @@ def _report_invalid(exc: ValidationError, output: str, url: str | None = None,
             doc["warnings"] = list(warnings)
         if url is not None:
             doc["url"] = url
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print(_json(doc))
     return 2
+
+
+#: A lone surrogate: a byte of the command line that is not UTF-8 (Python reads argv with
+#: surrogateescape: 0xFF is U+DCFF), or a ``\ud800`` escape of a JSON manifest.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """``text`` without lone surrogates: an argv byte written ``\\xff``, another surrogate
+    ``\\ud800``. Printed, a surrogate raises UnicodeEncodeError on a UTF-8 stdout; in a JSON
+    string (``json.dumps`` escapes it as ``\\udcff``) it is no Unicode text (RFC 8259 §8.2:
+    "unpredictable"; I-JSON, RFC 7493 §2.1, forbids it): jq reads U+FFFD, the byte lost."""
+    def one(m: re.Match[str]) -> str:
+        code = ord(m.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE_RE.sub(one, text)
+
+
+def _json(doc: Any) -> str:
+    """A JSON document as the commands print it, its strings :func:`_printable`."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return _printable(value)
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(doc), indent=2, sort_keys=True)
 
 
 def _usage(command: str, exc: UsageError, output: str, url: str | None = None) -> int:
@@ -551,7 +582,7 @@ def _usage(command: str, exc: UsageError, output: str, url: str | None = None) -
         doc: dict[str, Any] = {"ok": False, "error": "usage", "errors": [{"message": str(exc)}]}
         if url is not None:
             doc["url"] = url
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print(_json(doc))
     return 2
 
 
@@ -612,12 +643,9 @@ def explain_main(args: argparse.Namespace) -> int:
     if args.output == "json":
         # "ok" as in check's document and the error documents (false, exit 2): the URL was
         # explained (exit 0), whatever the route.
-        print(json.dumps({"ok": True, **info}, indent=2, sort_keys=True))
+        print(_json({"ok": True, **info}))
     else:
-        # A byte of the command line that is not UTF-8 (a lone surrogate in ``args``) written
-        # as ``\xff``: a terminal with strict UTF-8 output would raise on it.
-        text = render_text(info).encode("utf-8", "surrogateescape")
-        print(text.decode("utf-8", "backslashreplace"))
+        print(_printable(render_text(info)))
         if info.get("match") is not None and not res.services:
             print("     (the files hold no Service: add the Services and EndpointSlices to see "
                   "the target port and endpoint)")
@@ -711,11 +739,11 @@ def check_main(args: argparse.Namespace) -> int:
     n = len(table.served)
     warned = sum(1 for d in diagnostics if d.severity == "warning") + len(proxy_warnings)
     if output == "json":
-        print(json.dumps({
+        print(_json({
             "ok": True, "ingresses": len(res.ingresses), "served": n, "routes": len(table.routes),
             "diagnostics": [str(d) for d in diagnostics],
             "warnings": [str(d) for d in diagnostics if d.severity == "warning"] + proxy_warnings,
-        }, indent=2, sort_keys=True))
+        }))
     else:
         print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
               f"{warned} warning(s)")

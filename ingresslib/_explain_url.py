@@ -196,8 +196,14 @@ def _ipv4(name: str) -> str | None:
     127.0.0.1`` (WHATWG URL "IPv4 parser", serialized as four decimals; curl lib/urlapi.c
     ``ipv4_normalize``: "Handle partial IPv4 numerical addresses and different bases, like
     '16843009', '0x7f', '0x7f.1' '0177.1.1.1' etc."). The last part fills the bits left
-    (``a.b`` is 8 and 24 bits). A name that is no such address (``1.2.3.09``, ``10.0.0.256``)
-    is left as it is: curl sends it as a host name (browsers refuse it)."""
+    (``a.b`` is 8 and 24 bits). A name that is no such address to curl is left as it is, as
+    curl sends it (curl 7.88: ``Host: 1.2.3.09``, ``10.0.0.256``, ``1..2``, ``127.1.``,
+    ``0x``). Browsers differ there: a name whose last label is a number is an IPv4 address or
+    a refused URL (WHATWG "ends in a number checker", commit ab0e820: "foo.0", "1.2.3.4.5"
+    are rejected), ``127.1.`` and ``0x`` read as addresses (a trailing dot dropped; ``0x`` is
+    0). Where curl and browsers disagree on the order, explain reads the address after the
+    percent-decoding and IDNA mapping, as browsers do (``127%2E1``: ``127.0.0.1``; curl reads
+    it before and sends ``Host: 127.1``)."""
     parts = name.split(".")
     if len(parts) > 4 or not all(_IPV4_PART.fullmatch(p) for p in parts):
         return None

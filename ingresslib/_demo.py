@@ -20,6 +20,7 @@ import asyncio
 import base64
 import importlib.resources
 import signal
+import socket
 import ssl
 import sys
 from collections import Counter
@@ -293,7 +294,13 @@ async def start_demo(
     except BaseException:
         await demo.stop()
         raise
-    for scheme, _, port in demo.server.addresses:
+    for (scheme, _, port), srv in zip(demo.server.addresses, demo.server.servers):
+        # The self-check and the curl lines go to 127.0.0.1: its socket's port. A host name
+        # is bound on each of its addresses, each with a free port of its own (localhost:0:
+        # 127.0.0.1 and ::1), and ``addresses`` names the first socket, in asyncio's set
+        # order: often ::1's, where 127.0.0.1 is not listening.
+        port = next((s.getsockname()[1] for s in srv.sockets
+                     if s.family == socket.AF_INET and s.getsockname()[0] == "127.0.0.1"), port)
         if scheme == "http":
             demo.http_port = port
         else:

@@ -410,20 +410,33 @@ class Metrics:
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request (runs per request: one dict lookup and a bisect per
-        histogram, see :class:`_RequestCollector`)."""
+        histogram, see :class:`_RequestCollector`). As ingress-nginx, whose ``monitor.call()``
+        runs in a location's log phase only, a request answered before a location (refused
+        while its head was read, app-root's 302, the from-to-www twin's redirect) is not
+        counted, and the 413 of a Content-Length has empty location labels
+        (:func:`_monitor_sees`)."""
         # nginx's $status is printed "%03ui" (ngx_http_variable_status): 0, a request that
         # got no response, is "000"; socket.go's class is "%cxx" of its first character.
         status = f"{record.status:03d}"
         if self.report_status_classes:
             status = status[0] + "xx"
         method = record.method if record.method in _METHODS else "OTHER"
-        namespace, ingress, service = _location_labels(record)
-        canary = _canary_label(record)
-        # monitor.lua: "path = ngx.var.location_path", which nginx.tmpl sets from
-        # getIngressInformation (template.go): "if ingressPath == \"\" { ingressPath = \"/\";
-        # info.Path = \"/\" }" -- a rule without a path (ImplementationSpecific) or an
-        # Ingress's defaultBackend is "/"; a location without an Ingress (no rule matched) "".
-        path = record.rule_path or ("/" if record.ingress else "")
+        seen = _monitor_sees(record)
+        if seen is None:
+            return
+        if seen:
+            namespace, ingress, service = _location_labels(record)
+            canary = _canary_label(record)
+            # monitor.lua: "path = ngx.var.location_path", which nginx.tmpl sets from
+            # getIngressInformation (template.go): "if ingressPath == \"\" { ingressPath =
+            # \"/\"; info.Path = \"/\" }" -- a rule without a path (ImplementationSpecific) or
+            # an Ingress's defaultBackend is "/"; a location without an Ingress (no rule
+            # matched) "".
+            path = record.rule_path or ("/" if record.ingress else "")
+        else:
+            # The location's log phase ran, its rewrite phase (every ``set`` of those
+            # variables, ``$proxy_alternative_upstream_name`` too) did not: all read "".
+            namespace = ingress = service = canary = path = ""
         if self.per_host:
             hosts = self._hosts
             if hosts is None:
@@ -621,6 +634,41 @@ def _location_labels(record: RequestRecord) -> tuple[str, str, str]:
         if primary is not None:
             service = primary
     return namespace, ingress, service
+
+
+def _monitor_sees(record: RequestRecord) -> bool | None:
+    """Whether ingress-nginx's ``monitor.call()`` runs for ``record``, from its ``phase``:
+    True, with the location's variables set (the location's rewrite phase ran; a record
+    without ``phase``, built elsewhere, is taken as one); False, with them unset; None, not at
+    all (the request is not counted).
+
+    nginx.tmpl calls ``monitor.call()`` in a ``log_by_lua_block`` of each ``location`` (and of
+    the custom-error locations) only, never at the ``http`` or ``server`` level, and the
+    from-to-www twin's server has no location. lua-nginx-module's log handler runs the block
+    of the request's current location configuration ("llcf = ngx_http_get_module_loc_conf(r,
+    ngx_http_lua_module); if (llcf->log_handler == NULL) { ... return NGX_DECLINED; }"). So:
+
+    - ``"head"`` (refused while the head was read: 400/405/408/414/431, plain HTTP on the TLS
+      port; the www twin's redirect): the configuration is the server's, no log handler: not
+      counted.
+    - ``"server"``, app-root's 302: the server block's ``if ($uri = /) { return 302 ...}``,
+      in the server rewrite phase, before any location is chosen (a server-level ``if`` keeps
+      the server's configuration, ngx_http_rewrite_module.c: "if_code->loc_conf = NULL"):
+      not counted.
+    - ``"server"``, the 413 of a Content-Length over the body size: the find_config phase
+      (``ngx_http_core_find_config_phase``) finalizes the request once the location is
+      chosen, so that location's log phase runs, but its rewrite phase, where nginx.tmpl sets ``$namespace``, ``$ingress_name``,
+      ``$service_name``, ``$location_path`` and ``$proxy_alternative_upstream_name``, never
+      did: unset ``set`` variables read as "" (ngx_http_rewrite_var's
+      ``ngx_http_variable_null_value``), and socket.go takes the labels as sent. Counted,
+      with those labels empty (``host`` and ``status`` as usual).
+    """
+    phase = getattr(record, "phase", None)
+    if phase is None or phase == "location":
+        return True
+    if phase == "server" and record.status == 413:
+        return False
+    return None
 
 
 def _canary_label(record: RequestRecord) -> str:

@@ -393,26 +393,31 @@ class IngressASGI(RouteOptionsSource):
             opts = self._default_options
             if opts.x_forwarded_prefix is not None:
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
+            server_host = (normalize_host(host) or "") if host else ""
+            # The proxy's answers before the 404 or the ``fallback`` app, which plays the
+            # default backend (RouteOptionsSource._unrouted_answer): the server-wide redirects
+            # (the www twin, the host's app-root -- hence the Host as received -- the server
+            # location's redirects, ssl-redirect) and the 413 of a Content-Length over the
+            # ``location /``'s proxy-body-size (the default server's without a named host).
             if host:
-                # The proxy's server-wide redirects (RouteOptionsSource: the www twin, the
-                # host's app-root -- hence the Host as received -- the server location's
-                # redirects, ssl-redirect), before the 404 or the ``fallback`` app, which
-                # plays the default backend. The ssl-redirect's Location as a routed one's
-                # (``_location_host``).
                 # The raw target for the www twin's Location (any scheme) and the
-                # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http).
+                # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http),
+                # whose Location is a routed one's (``_location_host``).
                 request_uri = _request_uri(scope, rel, query)
                 location_host = None if secure else self._location_host(scope, peer)
-                redirect = self._unrouted_redirect(normalize_host(host) or "", scheme, rel,
-                                                   query, self.https_port, host_raw=host,
-                                                   location_host=location_host,
-                                                   target=request_uri)
-                if redirect is not None:
-                    await reply.local(redirect[0], [(b"location", redirect[1])])
-                    return
+                answer = self._unrouted_answer(server_host, scheme, rel, query,
+                                               self.https_port, host_raw=host,
+                                               location_host=location_host,
+                                               target=request_uri, length=length)
+            else:
+                answer = self._unrouted_answer("", scheme, rel, query, 0, length=length)
+            if answer is not None:
+                location = answer[2]
+                await reply.local(answer[1], None if location is None
+                                  else [(b"location", location)])
+                return
             # The proxy's access control of the host's server location (or block-cidrs),
             # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
-            server_host = (normalize_host(host) or "") if host else ""
             status, challenge = self._unrouted_status(server_host, client_ip,
                                                       lambda: _authorization(scope))
             if status:
@@ -423,12 +428,17 @@ class IngressASGI(RouteOptionsSource):
             # "";' holds for the ``fallback`` (the default backend) too.
             server_access = self._unrouted_access(server_host)
             checked_basic = server_access is not None and server_access.basic is not None
+            # The ``fallback``'s body is the server ``location /``'s (its client_max_body_size:
+            # the host's owner's proxy-body-size), as the declared length's 413 above.
+            server_opts = self._unrouted_options(server_host) if server_host else None
+            body_size = (server_opts or opts).body_size
         else:
             m = decision.match
             plan = self._plans.get(id(m))
             if plan is None or plan[0] is not m:
                 plan = self._plan(m)
             opts = plan[1]
+            body_size = opts.body_size
             access = opts.access
             if access is not None and denied_first(opts, rel):
                 await reply.local(503)
@@ -482,14 +492,14 @@ class IngressASGI(RouteOptionsSource):
                 await reply.local(404 if decision is None else 503)
                 return
             app, mount = self.fallback, ""
-        if opts.body_size and length > opts.body_size:
+        if body_size and length > body_size:
             # The proxy refuses a declared length over proxy-body-size before any upstream
-            # (a routed request's is refused above already, before its redirects), a
-            # WebSocket handshake's too.
+            # (a routed request's is refused above already, before its redirects; an unrouted
+            # one's too, before its 404 or fallback), a WebSocket handshake's too.
             await reply.local(413)
             return
         # A streamed body is counted on an http scope (a WebSocket one has messages).
-        limit = opts.body_size if kind == "http" else 0
+        limit = body_size if kind == "http" else 0
         if decision is not None and app is not self.fallback:
             # The session cookie goes with the backend's answer only, as the proxy sets it
             # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer

@@ -250,6 +250,12 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
                 if answer.has_authorization else
                 "basic authentication: no Authorization header; give -H 'Authorization: "
                 "Basic ...' to check credentials")
+    if status == 413:
+        # nginx's find_config phase: the found location's client_max_body_size (the route's
+        # proxy-body-size; a path no rule covers: its server's ``location /``, the host's
+        # oldest Ingress's, or the default server's, the --config proxy-body-size).
+        return ("the request's Content-Length is over the location's proxy-body-size "
+                "(client_max_body_size)")
     if status == 503 and answer.basic is not None and answer.basic[0] == 503:
         return "basic authentication: its Secret cannot be used, see the warning"
     if status == 503 and answer.decision is not None and answer.decision.endpoint is None:

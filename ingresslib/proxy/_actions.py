@@ -681,25 +681,36 @@ class RouteOptionsSource:
                            server_scheme: str | None = None, location_host: str | None = None,
                            target: tuple[str, str | None] | None = None
                            ) -> tuple[int, bytes] | None:
-        """``_unrouted_answer``'s redirect, without its phase."""
+        """``_unrouted_answer``'s redirect (no length: no 413), without its phase."""
         answer = self._unrouted_answer(host, scheme, path, query, https_port, host_raw=host_raw,
                                        server_scheme=server_scheme,
                                        location_host=location_host, target=target)
-        return None if answer is None else (answer[1], answer[2])
+        if answer is None or answer[2] is None:
+            return None
+        return answer[1], answer[2]
 
     def _unrouted_answer(self, host: str, scheme: str, path: str, query: str | None,
                          https_port: int, *, host_raw: str = "",
                          server_scheme: str | None = None, location_host: str | None = None,
-                         target: tuple[str, str | None] | None = None
-                         ) -> tuple[str, int, bytes] | None:
+                         target: tuple[str, str | None] | None = None,
+                         length: int | None = None) -> tuple[str, int, bytes | None] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
         backend's 404. ``(phase, status, Location)``, or None: ``phase`` is
         :attr:`RequestRecord.phase`, where nginx answers it, which names the upstream in the
         access log (the www twin's server sets no ``$proxy_upstream_name``: ``"head"``, logged
-        empty; app-root: the server block's ``"-"``, ``"server"``; the rest:
-        ``"location"``, the server's ``location /``, logged as the default backend).
+        empty; app-root and the 413 below: the server block's ``"-"``, ``"server"``; the
+        rest: ``"location"``, the server's ``location /``, logged as the default backend).
+
+        ``length`` (the request's Content-Length, None without one): over the ``location
+        /``'s ``client_max_body_size`` it is ``(phase, 413, None)``, nginx's find_config
+        phase, after the server's app-root and before the location's redirects (as
+        ``body_too_large`` for a routed request). That location's limit is the server
+        owner's proxy-body-size (``createServers``' ``locationApplyAnnotations``: "loc.Proxy
+        = anns.Proxy"), for a host no Ingress names (or no Host) the default server's, the
+        settings' ``proxy_body_size``: a 404 of the default backend is never reached with
+        a body over it.
 
         With ``host_raw`` (the Host as received, nginx's ``$http_host``) a request for ``/``
         first gets the host's server-level app-root (``_server_app_root``; nginx.tmpl's "if
@@ -719,7 +730,7 @@ class RouteOptionsSource:
         nginx's ``$request_uri``) is also the www twin's Location target, whatever the
         scheme; without it the canonical ``path`` and ``query`` stand in."""
         if not host:
-            return None
+            return self._unrouted_too_large(self._default_options, length)
         twin = self._www_redirect(host, scheme, path if target is None else target[0],
                                   query if target is None else target[1], https_port)
         if twin is not None:
@@ -728,7 +739,7 @@ class RouteOptionsSource:
             return "head", *twin
         opts = self._unrouted_options(host)
         if opts is None:
-            return None
+            return self._unrouted_too_large(self._default_options, length)
         if path == "/" and host_raw:
             server = host if host in self._owners else "*." + host.partition(".")[2]
             root = self._server_app_root(server, None)
@@ -737,7 +748,12 @@ class RouteOptionsSource:
                 # $proxy_upstream_name "-";`` and before any location's.
                 return "server", 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
         if opts.access is not None and opts.access.denied is not None:
-            return None  # the denied location's "return 503" comes before its redirects
+            # The denied location's "return 503" comes before its redirects (and its 413, as
+            # a routed request's: ``denied_first``).
+            return None
+        too_large = self._unrouted_too_large(opts, length)
+        if too_large is not None:
+            return too_large
         if opts.redirects:
             answer = location_redirect(opts, path, query)
             if answer is not None:
@@ -747,6 +763,15 @@ class RouteOptionsSource:
                                   self._settings.http_redirect_code,
                                   location_host=location_host, target=target)
         return None if redirect is None else ("location", *redirect)
+
+    @staticmethod
+    def _unrouted_too_large(opts: RouteOptions, length: int | None
+                            ) -> tuple[str, int, bytes | None] | None:
+        """``_unrouted_answer``'s 413 when ``length`` is over ``opts.body_size``, else None."""
+        limit = opts.body_size
+        if limit and length is not None and length > limit:
+            return "server", 413, None
+        return None
 
     def _router_secrets(self) -> Any:
         """The router's current Secrets (``auth-type: basic`` reads its Secret there; a new

@@ -1712,29 +1712,38 @@ class ClientConnection:
         return location_host
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
-        """A request for a host whose path no rule covers: the server-wide redirects
-        (``Proxy._unrouted_answer``, ``_unrouted_redirect`` of the ASGI adapter), the
-        ssl-redirect's Location as a routed request's (``_location_host``), and ``req.phase``
-        where nginx answers it. True if answered."""
+        """A request for a host whose path no rule covers: the server-wide redirects and the
+        413 of a Content-Length (``Proxy._unrouted_answer``, as the ASGI adapter asks it),
+        the ssl-redirect's Location as a routed request's (``_location_host``), and
+        ``req.phase`` where nginx answers. True if answered."""
+        length = req.length
         if not req.host:
-            return False
-        scheme, port = self.scheme, self.proxy.https_port
-        if self._peer_trusted and self.settings.use_forwarded_headers:
-            scheme, port = self._forwarded_scheme(event)
-        # The raw target for the www twin's Location (any scheme) and the ssl-redirect's; the
-        # forwarded host only matters for an ssl-redirect (plain http).
-        target = split_target(req.original_uri)
-        location_host = self._location_host(event) if scheme == "http" else None
-        # host_raw and $scheme: the host's server-level app-root answers "/" here too.
-        answer = self.proxy._unrouted_answer(req.host, scheme, req.path, req.query, port,
-                                             host_raw=req.host_raw, server_scheme=self.scheme,
-                                             location_host=location_host, target=target)
+            # No server to look at: the default server's 413 only.
+            answer = self.proxy._unrouted_answer("", self.scheme, req.path, req.query, 0,
+                                                 length=length)
+        else:
+            scheme, port = self.scheme, self.proxy.https_port
+            if self._peer_trusted and self.settings.use_forwarded_headers:
+                scheme, port = self._forwarded_scheme(event)
+            # The raw target for the www twin's Location (any scheme) and the ssl-redirect's;
+            # the forwarded host only matters for an ssl-redirect (plain http).
+            target = split_target(req.original_uri)
+            location_host = self._location_host(event) if scheme == "http" else None
+            # host_raw and $scheme: the host's server-level app-root answers "/" here too.
+            answer = self.proxy._unrouted_answer(req.host, scheme, req.path, req.query, port,
+                                                 host_raw=req.host_raw,
+                                                 server_scheme=self.scheme,
+                                                 location_host=location_host, target=target,
+                                                 length=length)
         if answer is None:
             return False
         # Where nginx answers it: the www twin's own server (no upstream name), the server
-        # block's app-root ("-") or the server's ``location /`` (the default backend's).
+        # block's app-root or 413 ("-") or the server's ``location /`` (the default backend's).
         req.phase, status, location = answer
-        self._local_response(req, status, now, [(b"location", location)])
+        if location is None:  # the 413 of a Content-Length, as a routed request's
+            self._error_response(status, req, now)
+        else:
+            self._local_response(req, status, now, [(b"location", location)])
         return True
 
     def _parse_request(self, req: _Request, event: h11.Request) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ._balance import H11_HEADERS, Headers, _pairs, cookie_value, header_value
-from ._goparse import parse_int
+from ._goparse import ascii_digits, parse_int
 from ._route_state import Interleave, http_header
 
 __all__ = [
@@ -108,10 +108,6 @@ def _single_cp(cs: _CharSet) -> int | None:
         if isinstance(item, tuple) and item[0] == item[1]:
             return item[0]
     return None
-
-
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
 
 
 class _Parser:
@@ -206,7 +202,7 @@ class _Parser:
         lo, comma, hi = body.partition(",")
         # ASCII digits only, as PCRE reads a quantifier: "{²}" is literal text there (and
         # int() would refuse it).
-        return _digits(lo) and (not comma or hi == "" or _digits(hi))
+        return ascii_digits(lo) and (not comma or hi == "" or ascii_digits(hi))
 
     def _braces(self) -> tuple[int, int | None]:
         j = self.p.index("}", self.i)

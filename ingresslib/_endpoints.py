@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
+from ._goparse import ascii_digits
 from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
 from ._resources import Resources
 from ._table import Diagnostic, _last_definitions, _namespaced_key
@@ -264,10 +265,6 @@ def _is_dns_name(name: str) -> bool:
     return not is_dns1123_subdomain(name.removesuffix("."))
 
 
-def _isdigit(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
 def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int], list[str]]:
     """Parse :data:`ENDPOINT_WEIGHTS_ANNOTATION`: ``(by ip:port, by ip, errors)``."""
     by_addr: dict[Address, int] = {}
@@ -292,7 +289,7 @@ def parse_weights(text: str | None) -> tuple[dict[Address, int], dict[str, int],
         # "[fd00::1]:8080" or "10.0.0.1:8080" carry a port; a bare IPv6 has several colons.
         # The address is read as the endpoints' are (canonical_ip: "FD00:0::1" is fd00::1,
         # "010.0.0.1" is 10.0.0.1), so a weight names the endpoint however it is written.
-        if colon and _isdigit(port) and (host.startswith("[") or ":" not in host):
+        if colon and ascii_digits(port) and (host.startswith("[") or ":" not in host):
             # (ASCII digits only: str.isdigit() also takes "²", which int() refuses; and at
             # most a port's worth, int() refusing 4,301 digits with a ValueError out of the
             # Router: either is a bad entry, as a bad weight is.)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+import socket
 import unicodedata
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -207,14 +208,13 @@ def _ipv4(name: str) -> str | None:
     parts = name.split(".")
     if len(parts) > 4 or not all(_IPV4_PART.fullmatch(p) for p in parts):
         return None
-    nums = [int(p[2:], 16) if p[1:2] in ("x", "X") else int(p, 8) if p[:1] == "0"
-            else int(p) for p in parts]
-    if any(n > 255 for n in nums[:-1]) or nums[-1] >= 256 ** (5 - len(nums)):
+    # The parts checked above (the C library's inet_aton would also take trailing text after
+    # a space), the value is inet_aton's: the last part fills the bits left, each part
+    # bounded.
+    try:
+        return socket.inet_ntoa(socket.inet_aton(name))
+    except OSError:
         return None
-    value = nums[-1]
-    for i, n in enumerate(nums[:-1]):
-        value += n << (8 * (3 - i))
-    return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
 
 
 def _url_host(hostport: str, scheme: str, url: str) -> str:

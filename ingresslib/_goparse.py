@@ -37,6 +37,12 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
+def ascii_digits(text: str) -> bool:
+    """``text`` is ASCII digits only, as Go, nginx and PCRE read a number (``str.isdigit()``
+    also takes "²" and other Unicode digits, which ``int()`` then refuses or reads)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_int(value: str) -> int | None:
     """``strconv.Atoi``: the integer, or None when Go would return an error.
 

@@ -450,3 +450,29 @@ spec:{tls_block}
   - {host_line}http:
       paths:{paths}
 """
+
+
+#: Service ``web`` (port 80) with one ready endpoint, 10.0.0.1:80: the backend of the
+#: Ingresses ``ingress_yaml`` writes (appended to them).
+WEB_SERVICE_YAML = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
+"""
+
+
+def routed_pair(*docs: str, settings: ProxySettings | None = None) -> ProxyPair:
+    """A core over a real Router of ``docs`` plus ``WEB_SERVICE_YAML``."""
+    from ingresslib import Router, parse_manifests
+
+    return ProxyPair(router=Router(parse_manifests("".join(docs) + WEB_SERVICE_YAML)),
+                     settings=settings)

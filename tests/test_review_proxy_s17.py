@@ -30,32 +30,19 @@ from ingresslib import Router, parse_manifests
 from ingresslib._accesslog import DEFAULT_UPSTREAM, upstream_names
 from ingresslib.proxy import _connection
 from ingresslib.proxy._headers import has_control
-from tests._proxy_harness import ProxyPair, ingress_yaml, status_of
+from tests._proxy_harness import WEB_SERVICE_YAML, ProxyPair, ingress_yaml, routed_pair, status_of
 
 from _serve_helpers import localhost_is_both, zone_scoped_ipv6_names
 
 ROOT = Path(__file__).resolve().parent.parent
 P = "nginx.ingress.kubernetes.io/"
 
-_SERVICE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 80}]
-endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
-"""
+_SERVICE = WEB_SERVICE_YAML
 
 
 def _pair(*ingresses: str) -> ProxyPair:
     """A core over a real router of ``ingresses`` (no request here reaches an upstream)."""
-    return ProxyPair(router=Router(parse_manifests("".join(ingresses) + _SERVICE)))
+    return routed_pair(*ingresses)
 
 
 def _logged(p: ProxyPair) -> list[tuple[int, str]]:

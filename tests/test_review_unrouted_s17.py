@@ -20,27 +20,13 @@ from __future__ import annotations
 
 import h11
 
-from ingresslib import Router, parse_manifests
 from ingresslib._accesslog import upstream_names
 from ingresslib._metrics import Metrics
-from tests._proxy_harness import ProxyPair, Reply, ingress_yaml, status_of
+from tests._proxy_harness import WEB_SERVICE_YAML, ProxyPair, Reply, ingress_yaml, routed_pair, status_of
 
 P = "nginx.ingress.kubernetes.io/"
 
-_SERVICE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 80}]
-endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
-"""
+_SERVICE = WEB_SERVICE_YAML
 
 _CATCH_ALL = """
 ---
@@ -59,7 +45,7 @@ _BIG = b"Content-Length: 2000000\r\n\r\n"  # over the settings' proxy-body-size,
 
 
 def _pair(*docs: str) -> ProxyPair:
-    return ProxyPair(router=Router(parse_manifests("".join(docs) + _SERVICE)))
+    return routed_pair(*docs)
 
 
 def test_catch_all_ingress_body_size_applies_to_unknown_hosts() -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from ingresslib import Router, parse_manifests
+from ingresslib import parse_manifests
 from ingresslib._accesslog import DEFAULT_UPSTREAM, upstream_names
 from ingresslib._asgi import IngressASGI
 from ingresslib.proxy import ProxySettings
-from tests._proxy_harness import ProxyPair, ingress_yaml, status_of
+from tests._proxy_harness import WEB_SERVICE_YAML, ProxyPair, ingress_yaml, routed_pair, status_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _agree_s13 import (IngressSpec, PathSpec, RequestSpec, manifests_text,  # noqa: E402
@@ -31,28 +31,14 @@ from _explain_helpers import explain_json  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
 
-_SERVICE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 80}]
-endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
-"""
+_SERVICE = WEB_SERVICE_YAML
 
 _BIG = b"Content-Length: 2000000\r\n"  # over the default proxy-body-size, 1 MiB
 
 
 def _pair(*ingresses: str, settings: ProxySettings | None = None) -> ProxyPair:
     """A core over a real router of ``ingresses`` (no request here reaches an upstream)."""
-    return ProxyPair(router=Router(parse_manifests("".join(ingresses) + _SERVICE)),
-                     settings=settings)
+    return routed_pair(*ingresses, settings=settings)
 
 
 def _logged(p: ProxyPair) -> list[tuple[int, str]]:

@@ -90,7 +90,13 @@ class Backoff:
     reset_after: float = 60.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        try:
+            base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        except OverflowError:
+            # ``2.0 ** 1024`` does not fit a float: a kind failing for ~8.5 hours (30 s per
+            # attempt: a missing RBAC grant, an API group the cluster does not serve) reached
+            # it, and the OverflowError, raised while handling the failure, ended the watcher.
+            base = self.maximum
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 
@@ -241,13 +247,26 @@ class _RawObject(dict[str, Any]):
 
 
 def _raw_resource(spec: _Kind) -> Any:
-    import importlib
+    # One class per collection for the life of the process: lightkube caches a decoder model
+    # per resource class it lists (``decoders._list_models``, never emptied), so a class made
+    # afresh for each list was kept for good, one more each time the auth Secret watch started
+    # again (the last basic-auth Ingress gone, another one named).
+    key = (spec.module, spec.kind, spec.namespaced)
+    res = _RAW_RESOURCES.get(key)
+    if res is None:
+        import importlib
 
-    from lightkube.core import resource as lk_res
+        from lightkube.core import resource as lk_res
 
-    typed = getattr(importlib.import_module(f"lightkube.resources.{spec.module}"), spec.kind)
-    base = lk_res.NamespacedResourceG if spec.namespaced else lk_res.GlobalResource
-    return type(f"Raw{spec.kind}", (_RawObject, base), {"_api_info": typed._api_info})
+        typed = getattr(importlib.import_module(f"lightkube.resources.{spec.module}"), spec.kind)
+        base = lk_res.NamespacedResourceG if spec.namespaced else lk_res.GlobalResource
+        res = type(f"Raw{spec.kind}", (_RawObject, base), {"_api_info": typed._api_info})
+        _RAW_RESOURCES[key] = res
+    return res
+
+
+#: ``_raw_resource``'s classes, by (lightkube module, kind, namespaced).
+_RAW_RESOURCES: dict[tuple[str, str, bool], Any] = {}
 
 
 def _rbac_resource(spec: _Kind) -> tuple[str, str]:

@@ -2,7 +2,9 @@
 
 Any Kubernetes client can feed it: lightkube (``ingresslib._kube``), the official client's
 ``Watch``/``SharedInformer`` (``obj.to_dict()``, snake_case with ``None`` for unset fields),
-kr8s (``obj.raw``), or plain JSON from ``kubectl get -w -o json``. The store only sees dicts.
+kr8s (``obj.raw``), or the JSON events of ``kubectl get -w --output-watch-events -o json``
+(without ``--output-watch-events`` kubectl prints bare objects, a deleted one like any other,
+so deletes cannot be told apart). The store only sees dicts.
 
 Rules (docs/cluster.md repeats them for users):
 

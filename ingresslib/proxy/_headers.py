@@ -45,6 +45,7 @@ __all__ = [
     "TrustPolicy",
     "client_address",
     "client_ip_from_chain",
+    "client_ip_from_lines",
     "first_forwarded_host",
     "forwarded_redirect_host",
     "redirect_scheme",
@@ -65,9 +66,13 @@ __all__ = [
 ]
 
 # RFC 9110 §7.6.1: "Connection, Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, and
-# Upgrade" are connection-specific; Trailer and Proxy-Authorization complete nginx's list. The
-# body framing (Transfer-Encoding / Content-Length) is re-derived by h11 on each side, never
-# copied: "never forward framing bytes as-is".
+# Upgrade" are connection-specific; Trailer and Proxy-Authorization complete the set SEMANTICS
+# §9 names (Go's httputil.ReverseProxy ``hopHeaders`` too). nginx's proxy module clears fewer
+# on the request side (``ngx_http_proxy_headers[]``: Connection, Keep-Alive, TE, Expect,
+# Upgrade; ingress-nginx sets Connection and Upgrade itself) and passes Trailer,
+# Proxy-Connection and Proxy-Authorization. The body framing (Transfer-Encoding /
+# Content-Length) is re-derived by h11 on each side, never copied: "never forward framing
+# bytes as-is".
 _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
     b"proxy-connection", b"proxy-authorization",
@@ -209,8 +214,9 @@ def check_host_header(value: bytes) -> None:
 
 #: The request headers nginx reads with ``ngx_http_process_unique_header_line`` (its
 #: ``ngx_http_headers_in[]`` table, src/http/ngx_http_request.c: the same ten before and
-#: after nginx 1.23 reworked that table, and in freenginx today): a second line of any of them is "client sent duplicate header line" (400,
-#: the connection closed), whatever the values. Host has its own handler with the same rule
+#: after nginx 1.23 reworked that table, and in freenginx today): a second line of any of
+#: them is "client sent duplicate header line" (400, the connection closed), whatever the
+#: values. Host has its own handler with the same rule
 #: (``ngx_http_process_host``: "client sent duplicate host header"). For a proxy these are
 #: the headers a backend reads as one value -- credentials, body framing, the conditions of
 #: a conditional or partial request -- where two lines are two readings waiting to happen
@@ -590,10 +596,11 @@ def client_address(peer: str | None, settings: ProxySettings, policy: TrustPolic
 
     ``headers`` are the request's headers as tuples ending with ``(lower-cased name,
     value)``: h11's ``(raw, name, value)`` triples, or ASGI ``(name, value)`` pairs; the
-    values of those named ``ff_name`` (default: the settings' ``forwarded-for-header``) are
-    the chain, joined with ``,`` in order. ``peer_trusted``: the peer's trust when the caller
-    knows it already (the proxy decides it once per connection); else ``policy`` is asked,
-    and only when the settings read forwarded headers at all.
+    lines named ``ff_name`` (default: the settings' ``forwarded-for-header``) are the chain,
+    each line read on its own, the last first (``client_ip_from_lines``). ``peer_trusted``:
+    the peer's trust when the caller knows it already (the proxy decides it once per
+    connection); else ``policy`` is asked, and only when the settings read forwarded headers
+    at all.
 
     ingress-nginx rootfs/etc/nginx/template/nginx.tmpl: ``{{ if or $cfg.UseForwardedHeaders
     $cfg.UseProxyProtocol }}`` ... ``real_ip_header {{ $cfg.ForwardedForHeader }};``
@@ -608,10 +615,38 @@ def client_address(peer: str | None, settings: ProxySettings, policy: TrustPolic
         return peer
     wanted = ff_name if ff_name is not None else \
         settings.forwarded_for_header.lower().encode("latin-1")
-    chain = b",".join(bytes(h[-1]) for h in headers if h[-2] == wanted)
-    if not chain or peer is None:
+    lines = [bytes(h[-1]).decode("latin-1") for h in headers if h[-2] == wanted]
+    if not lines or peer is None:
         return peer
-    return client_ip_from_chain(chain.decode("latin-1"), peer, policy)
+    if len(lines) == 1:
+        return client_ip_from_chain(lines[0], peer, policy)
+    return client_ip_from_lines(lines, peer, policy)
+
+
+def client_ip_from_lines(lines: list[str], peer: str, policy: TrustPolicy) -> str:
+    """``client_ip_from_chain`` of a forwarded-for header sent as several ``lines``.
+
+    nginx (>= 1.23) keeps repeated request headers as a list and walks the X-Forwarded-For
+    lines one by one, the last line first, each with the one-line reading (src/http/
+    ngx_http_core_module.c ``ngx_http_get_forwarded_addr``: "/* iterate over all headers in
+    reverse order */ ... rc = ngx_http_get_forwarded_addr_internal(r, addr, h->value.data,
+    h->value.len, proxies, recursive); ... if (rc == NGX_DECLINED && found) { rc = NGX_DONE;
+    break; } if (rc != NGX_OK) { break; }"): the walk goes on to the line before only when
+    every entry of this one was a trusted hop. Joining the lines with "," is not the same
+    reading: the client's empty line before its proxy's ("X-Forwarded-For:" then the
+    proxy's own "X-Forwarded-For: <client>", as HAProxy's ``option forwardfor`` adds it)
+    joined into ",<client>", whose leading separator spoils its only entry, and the client
+    address became the trusted hop's own (allowlists naming the hop's network let it in).
+
+    (For a ``forwarded-for-header`` other than X-Forwarded-For nginx reads the first line
+    only, the client's when its proxy adds a line; every line is read here, the same way.)
+    """
+    client = peer
+    for line in reversed(lines):
+        client, more = _walk_chain(line, client, policy)
+        if not more:
+            break
+    return client
 
 
 def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
@@ -631,21 +666,30 @@ def client_ip_from_chain(chain: str, peer: str, policy: TrustPolicy) -> str:
     The first byte is never read as a separator (the scans stop at "p > xff" without testing
     it), so when it is one the leftmost entry starts with it and parses as nothing.
     """
-    client = peer
+    return _walk_chain(chain, peer, policy)[0]
+
+
+def _walk_chain(chain: str, client: str, policy: TrustPolicy) -> tuple[str, bool]:
+    """``client_ip_from_chain``'s walk of one line from ``client`` (the last trusted hop so
+    far), and whether the walk may go on to the line before it: True only when the line held
+    an entry and every entry was a trusted hop (nginx ``ngx_http_get_forwarded_addr_internal``
+    returns NGX_OK). An empty line has no entry: nginx parses nothing of it, and stops."""
     items = chain.replace(" ", ",").split(",")
     if chain[:1] in (" ", ","):
         items = chain[1:].replace(" ", ",").split(",")
         items[0] = "\0"  # separator + whatever follows it up to the next one: not an address
+    more = False
     for item in reversed(items):
         if not item:
             continue
         addr = _chain_address(item)
         if addr is None:
-            return client
+            return client, False
         client = addr
         if not policy.trusted(addr):
-            return addr
-    return client
+            return addr, False
+        more = True
+    return client, more
 
 
 _IPV4 = re.compile(r"[0-9.]+", re.ASCII)

@@ -176,7 +176,6 @@ def access_fields(
     query = f"?{record.query}" if record.query else ""
     tried = record.upstreams
     statuses = record.upstream_statuses
-    response_time = upstream_times(record)[1]
     body = getattr(record, "body_bytes_out", None)
     return {
         "remote_addr": record.client_ip,
@@ -197,9 +196,7 @@ def access_fields(
         # nginx lists every upstream tried, ", "-separated.
         "upstream_addr": ", ".join(_addr(h, p) for h, p in tried) if tried else None,
         "upstream_response_length": _response_lengths(record.upstream_response_length, tried),
-        # The last try's time only: nginx lists one per try, ", "-separated.
-        "upstream_response_time": (f"{response_time:.3f}"
-                                   if response_time is not None else None),
+        "upstream_response_time": _response_times(record, len(tried)),
         "upstream_status": (", ".join("-" if s is None else str(s) for s in statuses)
                             if statuses else None),
         "req_id": record.request_id,
@@ -241,6 +238,21 @@ def _response_lengths(length: int, tried: tuple[tuple[str, int], ...]) -> int | 
     return "0, " * (len(tried) - 1) + str(length)
 
 
+def _response_times(record: RequestRecord, tries: int) -> str | None:
+    """nginx ``$upstream_response_time``: one time per try, ``", "``-separated, ``-`` for a try
+    without one (ngx_http_upstream_response_time_variable: "if (ms != -1) { ... ngx_sprintf(p,
+    "%T.%03M", ...) } else { *p++ = '-'; }", then ", " before the next state), so that it lines
+    up with ``$upstream_addr`` and ``$upstream_status``. The times
+    of every try come from the optional record field ``upstream_response_times`` (one per
+    entry of ``upstreams``) when the core provides it; without it, the last try's time only
+    (:func:`upstream_times`)."""
+    times = getattr(record, "upstream_response_times", None)
+    if times and len(times) == tries:
+        return ", ".join("-" if t is None else f"{max(t, 0.0):.3f}" for t in times)
+    last = upstream_times(record)[1]
+    return None if last is None else f"{last:.3f}"
+
+
 def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -261,7 +273,14 @@ def _escape(value: object) -> str:
     try:
         raw = s.encode("latin-1")
     except UnicodeEncodeError:
-        raw = s.encode("utf-8", "surrogateescape")
+        try:
+            raw = s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            # A lone surrogate other than surrogateescape's U+DC80-U+DCFF (a value decoded
+            # with "surrogatepass"): its three UTF-8-style bytes, escaped like the rest. An
+            # exception here would lose the whole entry (logging drops a record it cannot
+            # format).
+            raw = s.encode("utf-8", "surrogatepass")
     return "".join(
         chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\x{b:02X}" for b in raw)
 
@@ -366,19 +385,27 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
     so the JSON stays valid and pure ASCII.
 
     Times are numbers (``request_time``, ``upstream_response_time``: the text line's
-    three-decimal strings), and ``upstream_response_length`` is the length of the response that
+    three-decimal strings; where the line lists one time per try, the last try's), and
+    ``upstream_response_length`` is the length of the response that
     reached the client whatever the number of tries (earlier tries' are always 0; the text line
     lists them, ``0, 40``): a field that is a number on one line and a string on the next is a
     mapping conflict for a log store, which drops the line."""
     out = dict(fields)
     # Each field on its own: fields a handler of the application built may hold other values
-    # ("-", a list of times), kept as they are without keeping the next field from its number.
+    # ("-", "n/a"), kept as they are without keeping the next field from its number.
     # Only the digits nginx writes are read: float() would take "nan" or "1e999", which the
     # encoder writes as NaN / Infinity, no JSON.
+    # ``upstream_response_time`` lists one time per try when the record has them all
+    # (``0.002, 0.031``); like the length, JSON keeps the last try's, the one whose response
+    # (or failure) the client got.
     for key in ("request_time", "upstream_response_time"):
         v = out.get(key)
-        if v.__class__ is str and _TIME.fullmatch(v) is not None:
-            out[key] = float(v)
+        if v.__class__ is str:
+            _, sep, last = v.rpartition(", ")
+            if _TIME.fullmatch(last) is not None:
+                out[key] = float(last)
+            elif sep and last == "-":
+                out[key] = None  # the last try has no time: null, as a single missing one
     length = out.get("upstream_response_length")
     if length.__class__ is str:
         last = length.rpartition(", ")[2]

@@ -178,14 +178,27 @@ class Access:
 
     def status(self, client_ip: str | None) -> int:
         """0 when ``client_ip`` may reach the backend, else the status to answer: 503 for a
-        denied location, 403 when a source range refuses the address. A request without an
-        address (a Unix socket peer) is refused by any source range (fail closed)."""
+        denied location (an annotation, or a basic-auth Secret that cannot be used), 403 when
+        a source range refuses the address. A request without an address (a Unix socket peer)
+        is refused by any source range (fail closed)."""
         if self.denied is not None:
             return DENIED
-        cache = self._cache
-        hit = cache.get(client_ip)
-        if hit is not None:
-            return hit
+        hit = self._cache.get(client_ip)
+        if hit is None:
+            hit = self._ranges_status(client_ip)
+        if hit and (self.basic is not None or self.also is not None) and self.secret_denied():
+            # ingress-nginx denies a location whose auth Secret it cannot read (auth/main.go:
+            # "unexpected error reading secret", "does not contain a key with value auth":
+            # LocationDenied), and nginx.tmpl writes "return 503;" in place of its allow/deny
+            # lines: a refused address gets that 503 too, not the 403. (An admitted one gets
+            # it from ``BasicAuth.check``.) Asked here, never cached: the Secret follows the
+            # router's Secrets.
+            return DENIED
+        return hit
+
+    def _ranges_status(self, client_ip: str | None) -> int:
+        """The source ranges' verdict (0 or 403), this control's then ``also``'s, remembered
+        per address."""
         ranges = self.ranges
         if ranges is None:
             verdict = 0
@@ -194,11 +207,22 @@ class Access:
         else:
             verdict = FORBIDDEN if ranges.refuses(client_ip) else 0
         if not verdict and self.also is not None:
-            verdict = self.also.status(client_ip)
+            verdict = self.also._ranges_status(client_ip)
+        cache = self._cache
         if len(cache) >= _CACHE_MAX:
             cache.clear()
         cache[client_ip] = verdict
         return verdict
+
+    def secret_denied(self) -> bool:
+        """A basic-auth Secret of this control (or of ``also``) cannot be used now: ingress-nginx
+        would have denied the location. A check without credentials hashes nothing and
+        answers 503 exactly then (``BasicAuth.check``)."""
+        for part in (self, self.also):
+            basic = part.basic if part is not None else None
+            if basic is not None and basic.check(None)[0] == DENIED:
+                return True
+        return False
 
     def __repr__(self) -> str:
         if self.denied is not None:

@@ -14,7 +14,9 @@ nginx.tmpl then writes ``auth_basic "<realm>"; auth_basic_user_file <file>;`` an
 ``proxy_set_header Authorization "";``: the credentials are not sent to the backend. The
 access module (allow/deny) runs before auth_basic in nginx's access phase (its handlers run in
 the reverse order of module registration, ngx_http_access_module after
-ngx_http_auth_basic_module), so a refused address gets 403 without a credentials prompt.
+ngx_http_auth_basic_module), so a refused address gets 403 without a credentials prompt;
+while the Secret cannot be used, the location is denied and every client gets 503
+(``Access.status``).
 
 The Secret is read when the route first needs it and again whenever the router's Secrets
 change (a new ``resources.secrets`` tuple), so a password change or a deleted Secret takes
@@ -228,9 +230,11 @@ def basic_auth_config(annotations: Mapping[str, str], prefix: str, namespace: st
     if not secret:
         return None, (f"annotation {prefix}auth-type: basic without {prefix}auth-secret "
                       "(ingress-nginx: \"error reading secret name from annotation\")"), warnings
-    ns, slash, name = secret.rpartition("/")
+    ns, _, name = secret.rpartition("/")
     own = namespace or "default"
-    if not slash:
+    if not ns:
+        # client-go cache.SplitMetaNamespaceKey: "name" and "/name" both give namespace "",
+        # then auth/main.go "if sns == "" { sns = ing.Namespace }".
         ns = own
     if not name or "/" in ns:
         return None, f"annotation {prefix}auth-secret {secret!r}: not \"name\" or " \
@@ -250,4 +254,7 @@ def basic_auth_config(annotations: Mapping[str, str], prefix: str, namespace: st
                         "digits, spaces and -._~/: only, as ingress-nginx's validator); using "
                         "an empty realm")
         realm = ""
-    return (realm, ns, name, kind == "auth-map"), None, warnings
+    # ingress-nginx validates the value as written, then parser.GetStringAnnotation trims it
+    # (``normalizeString``: "strings.TrimSpace(line)" per line); a valid realm's only white
+    # space is " ", so nginx gets ``auth_basic "Admin area";`` for " Admin area ".
+    return (realm.strip(" "), ns, name, kind == "auth-map"), None, warnings

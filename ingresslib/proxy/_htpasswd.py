@@ -136,9 +136,13 @@ def _sha_setting(setting: str) -> tuple[int, bool, str] | None:
     rounds, custom = _ROUNDS_DEFAULT, False
     if rest.startswith("rounds="):
         num, sep, rest = rest[7:].partition("$")
-        if not sep or not num.isdigit():
+        # ASCII digits only (crypt's strtoul; ``int`` also reads "²" as a digit and then
+        # raises, as it does past 4,300 digits): the Secret's text must not break its reading.
+        # Past nine significant digits the count is over _ROUNDS_MAX (refused either way).
+        digits = num.lstrip("0")
+        if not sep or not (num.isascii() and num.isdigit()) or len(digits) > 9:
             return None
-        rounds, custom = min(max(int(num), _ROUNDS_MIN), _ROUNDS_MAX), True
+        rounds, custom = min(max(int(digits or "0"), _ROUNDS_MIN), _ROUNDS_MAX), True
     if rounds > ROUNDS_LIMIT:
         return None
     salt_s = rest.split("$", 1)[0][:16]
@@ -167,7 +171,11 @@ def verify(stored: str, password: bytes) -> bool | None:
             hashlib.sha1(password).digest(), want)
     if stored.startswith("{SSHA}"):
         raw = _b64(stored[6:])
-        if raw is None or len(raw) <= 20:
+        # Twenty bytes is a digest with an empty salt, which nginx accepts
+        # (ngx_crypt_ssha: "ngx_sha1_update(&sha1, decoded.data + 20, decoded.len - 20);");
+        # fewer never match there ("if (rc != NGX_OK || decoded.len < 20) { decoded.len = 20; }"
+        # then the 28-character re-encoding is compared with the stored text).
+        if raw is None or len(raw) < 20:
             return None
         digest, salt = raw[:20], raw[20:]
         return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)

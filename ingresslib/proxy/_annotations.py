@@ -34,6 +34,9 @@ proxy/_actions.py ``redirect_for``). ``temporal-redirect`` / ``permanent-redirec
 codes are read as redirect/redirect.go reads them (``_redirect_url``, ``_redirect_code``);
 ``from-to-www-redirect`` is only checked here (its warning) and acted on per table
 (``RouteOptionsSource._www_twins``).
+
+On a canary Ingress none of these (``LOCATION_OPTIONS``) is read: canary traffic takes the main
+rule's options, as in ingress-nginx; each one set is reported as ignored.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import regex as _regex
 from .._errors import BadRequestError
 from .._goparse import parse_bool, parse_int
 from .._normalize import canonical_rule_path
+from .._table import _is_canary_value
 from ._access import SOURCE_RANGE_ANNOTATIONS, Access, route_access, unenforced_access
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 
@@ -66,14 +70,16 @@ PREFIX = "nginx.ingress.kubernetes.io/"
 #: ``upstream-hash-by*``, ``load-balance``), _router.py (``affinity-canary-behavior``) and
 #: _endpoints.py (``service-upstream``). Any other one gets a warning naming the Ingress
 #: (``parse_route_options``): ingress-nginx would act on it, ingresslib does not.
-IMPLEMENTED = frozenset({
-    # here
+#: Those read here: options of the location (the matched main rule), none of the upstream.
+LOCATION_OPTIONS = frozenset({
     "ssl-redirect", "force-ssl-redirect", "preserve-trailing-slash", "app-root",
     "rewrite-target", "use-regex", "x-forwarded-prefix", "temporal-redirect",
     "temporal-redirect-code", "permanent-redirect", "permanent-redirect-code",
     "from-to-www-redirect", "proxy-connect-timeout", "proxy-read-timeout",
     "proxy-send-timeout", "proxy-next-upstream", "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout", "proxy-body-size", "backend-protocol",
+})
+IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
     "canary", "canary-by-header", "canary-by-header-value", "canary-by-header-pattern",
     "canary-by-cookie", "canary-weight", "canary-weight-total",
@@ -256,8 +262,9 @@ def _seconds(value: str) -> float:
 
 # ingress-nginx validates the raw value with ``validUpstreamAnnotation`` (proxy/main.go): each
 # condition followed by at most one whitespace character, so " error" or "error  timeout" are
-# invalid there (the ConfigMap's value applies).
-_NEXT_UPSTREAM_RE = re.compile(r"(?:[a-z_0-9]+\s?)+", re.ASCII)
+# invalid there (the ConfigMap's value applies). Go's ``\s`` is ``[\t\n\f\r ]`` (RE2 syntax:
+# "whitespace (== [\t\n\f\r ])"), Python's also takes "\v": spelled out.
+_NEXT_UPSTREAM_RE = re.compile(r"(?:[a-z_0-9]+[\t\n\f\r ]?)+", re.ASCII)
 
 
 def _next_upstream(value: str) -> frozenset[str]:
@@ -517,10 +524,25 @@ def parse_route_options(
     Secret's problems are reported when it is read, and a rule path routed literally that
     ingress-nginx reads as a regex (``_regex_path_warning``), at once."""
     warnings: list[str] = []
+    # A canary Ingress lends only its backend to the main rule: the proxy applies the main
+    # rule's options to canary traffic (``Decision.match``), as ingress-nginx merges only the
+    # canary's upstream into the main location (annotations.md: "when you mark an ingress as
+    # canary, then all the other non-canary annotations will be ignored (inherited from the
+    # corresponding main ingress) except nginx.ingress.kubernetes.io/load-balance,
+    # nginx.ingress.kubernetes.io/upstream-hash-by, and annotations related to session
+    # affinity"). Each option set here is said to be ignored, not parsed:
+    # an invalid value's "using the default" would name a value canary traffic never gets.
+    canary = _is_canary_value(annotations.get(PREFIX + "canary"))
+    if canary:
+        for key in sorted(annotations):
+            if key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS:
+                warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as "
+                                "in ingress-nginx: the main Ingress's applies to canary "
+                                "traffic)")
 
     def get(name: str, conv: Callable[[str], _T], default: _T) -> _T:
         raw = annotations.get(PREFIX + name)
-        if raw is None:
+        if raw is None or canary:
             return default
         try:
             return conv(raw)

@@ -1,12 +1,14 @@
 """Drive ingresslib's sans-IO proxy core with plain sockets and ``selectors``: no asyncio.
 
-    python examples/sansio_blocking_proxy.py --backend 127.0.0.1:9000 [--listen 127.0.0.1:8080]
+    python examples/sansio_blocking_proxy.py --backend 127.0.0.1:9000 [--listen 127.0.0.1:8080] [-v]
 
 Routes every request (host-less rule ``/``, an Ingress built in memory) to the backend given,
 with keep-alive to the backend (an idle pool bounded by ``upstream_keepalive_connections`` and
 ``upstream_keepalive_timeout``; a socket the backend closed while idle is not reused). It
 prints ``listening on http://HOST:PORT`` on stderr once it accepts connections; ``--listen
-127.0.0.1:0`` picks a free port. Ctrl-C stops it.
+127.0.0.1:0`` picks a free port. Ctrl-C stops it. ``-v`` prints one line per request on stderr:
+the client, the request line as received (nginx's ``$request``), the status, the bytes sent,
+the time taken and the endpoints tried.
 
 The whole driver is the loop below: it performs the core's actions (open / send / close / timers)
 and feeds back what the sockets say. The core decides everything HTTP. It also honours
@@ -172,7 +174,11 @@ class Driver:
             elif t is RequestDone:
                 r = a.record
                 if self.verbose:
-                    print(f'{r.client_ip} "{r.method} {r.path}" {r.status} {r.bytes_out} '
+                    # nginx's "$request", the line as received: a request refused before
+                    # routing (400, 405) has no canonical path to show.
+                    line = (r.request_line if r.request_line is not None
+                            else f"{r.method} {r.path}")
+                    print(f'{r.client_ip} "{line}" {r.status} {r.bytes_out} '
                           f"{r.duration:.4f}s {r.upstreams}", file=sys.stderr)
             elif t is TunnelEstablished:
                 pass

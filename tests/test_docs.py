@@ -883,7 +883,7 @@ def test_readme_install_extra_and_script() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "pip install 'ingresslib[k8s]'" in text(README)
+    assert "pip install '.[k8s]'" in text(README)
     assert any(d.startswith("lightkube") for d in project["optional-dependencies"]["k8s"])
     assert project["scripts"]["ingresslib"] == "ingresslib._cli:main"
     makefile = (ROOT / "Makefile").read_text()

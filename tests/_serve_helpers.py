@@ -94,7 +94,7 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
     swap and its report; serve stops 0.5 s later. Returns the event set once the reloader
     reached its digest."""
     import ingresslib._kube
-    from ingresslib import _serve
+    from ingresslib import _serve, _serve_reload
 
     swapped, resume = threading.Event(), threading.Event()
     in_reloader = threading.local()
@@ -128,7 +128,7 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
             await asyncio.sleep(0.5)  # the reloader reports
             stop.set()
 
-    monkeypatch.setattr(_serve, "config_digest", digest)
+    monkeypatch.setattr(_serve_reload, "config_digest", digest)
     monkeypatch.setattr(_serve.Reloader, "_build", build)
     monkeypatch.setattr(ingresslib._kube, "ClusterWatcher", Watcher)
     return swapped

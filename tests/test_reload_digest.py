@@ -38,7 +38,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingresslib import _models, _serve
+from ingresslib import _models, _serve, _serve_digest
 from ingresslib._models import ObjectMeta
 from ingresslib._resources import Resources
 from ingresslib._serve import (
@@ -150,7 +150,7 @@ def test_only_new_objects_are_hashed_again(monkeypatch: pytest.MonkeyPatch) -> N
         encoded.append(value)
         return real(value)
 
-    monkeypatch.setattr(_serve, "_encode", counting)
+    monkeypatch.setattr(_serve_digest, "_encode", counting)
     assert digest(res, cache) == first
     assert encoded == [None]  # the config only: every object came from the cache
     # One Ingress changes (a new object, as a store snapshot gives): only it is hashed again.

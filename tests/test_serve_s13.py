@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ingresslib import _serve
+from ingresslib import _serve, _serve_reload
 from ingresslib._cli import main
 from ingresslib._demo import start_echo
 from ingresslib._serve import Reloader
@@ -193,7 +193,7 @@ async def test_polling_goes_on_after_a_poll_that_failed(
             raise OSError(5, "Input/output error")
         return real(paths)
 
-    monkeypatch.setattr(_serve, "_snapshot", flaky)
+    monkeypatch.setattr(_serve_reload, "_snapshot", flaky)
     task = asyncio.ensure_future(r.run())
     try:
         for _ in range(50):

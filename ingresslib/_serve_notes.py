@@ -1,0 +1,108 @@
+"""What ``serve`` says of a load: every error of a refused one (``_invalid_text``), and what
+``check`` warns of a table that builds (shadowed rules, Ingresses left out, ignored annotation
+values), logged once per line (``_log_fresh_notes``), at most ``MAX_NOTES_LOGGED`` lines per
+table update."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._resources import Resources
+
+__all__ = ["MAX_NOTES_LOGGED"]
+
+_log = logging.getLogger("ingresslib.serve")
+
+
+def _invalid_text(*errors: BaseException) -> str:
+    """What to print or log of a refused load: every error, then, as ``check`` prints them,
+    the unknown or duplicate fields the same files hold (``ValidationError.warnings``: a typo is
+    often why a field is missing, ``pathtype`` -> ``pathType: Required value``)."""
+    lines = [str(e) for e in errors]
+    warned = dict.fromkeys(f"warning: {w}" for e in errors
+                           for w in getattr(e, "warnings", ()))
+    return "\n".join([*lines, *warned])
+
+
+def _notes_of(router: Any) -> tuple[Any, Any]:
+    """The router's table and warnings, taken together (with the swap lock held) for
+    ``_table_notes``, which may run after the next swap."""
+    return getattr(router, "table", None), getattr(router, "warnings", ())
+
+
+def _table_notes(of: tuple[Any, Any], res: Resources,
+                 paths: Sequence[str] = ()) -> dict[str, str]:
+    """What ``ingresslib check`` prints of a table that builds, ``{line: severity}``: the
+    table's diagnostics (shadowed rules, Ingresses the class filter leaves out, canaries
+    without a main rule...), the router's warnings (annotation values it ignores:
+    ``canary: maybe``) and, for ``paths``, that no Ingress was found. SEMANTICS §2: ignored
+    values are reported, "never silently"; ``serve`` logged the router's at debug level only
+    and the table's not at all, so a server answering 404 for a filtered-out or shadowed
+    Ingress said nothing about why. Worked out in the worker thread that built the table (one
+    ``str()`` per note: 12 ms at 8,000 notes), logged on the loop by ``_log_fresh_notes``."""
+    table, warnings = of
+    notes: list[Any] = [*getattr(table, "diagnostics", ()), *warnings]
+    lines = {str(d): getattr(d, "severity", "warning") for d in notes}
+    if paths and not res.ingresses:
+        from ._load import no_ingress_warning
+
+        lines["warning: " + no_ingress_warning(paths)] = "warning"
+    return lines
+
+
+#: At most this many table notes are logged per table update, then one line saying how many
+#: more: this runs on the event loop, and 8,000 fresh notes (a generated table whose rules all
+#: shadow one another) took ~160 ms of it to log.
+MAX_NOTES_LOGGED = 100
+
+
+class _LoggedNotes(set[str]):
+    """The notes logged already (``_log_fresh_notes``), and the number of the swap whose table
+    they are: the ConfigMap reloader and the cluster watch swap in turn (under one lock) but
+    log afterwards, on the loop, each when its own worker thread is done."""
+
+    swap = 0
+
+
+def _log_fresh_notes(lines: Mapping[str, str], logged: set[str],
+                     swap: int | None = None) -> None:
+    """Log the ``_table_notes`` not in ``logged``, which becomes ``lines``: each line once, as
+    ``fresh_lines`` logs the field warnings, not again at every reload, again if it comes back
+    after it was fixed. Past ``MAX_NOTES_LOGGED`` fresh lines, one line counts the rest (they
+    count as logged: ``check`` lists them all).
+
+    ``swap``, the number of the swap that made the table (with a ``_LoggedNotes``): the notes
+    of a table older than the ones logged last are not logged at all. With ``--kubernetes
+    --config`` a ConfigMap reload whose digest took longer than a later cluster snapshot's
+    logged its older table's notes after the newer one's: lines fixed since came back, and
+    the next snapshot logged its own again."""
+    if swap is not None and isinstance(logged, _LoggedNotes):
+        if swap < logged.swap:
+            return
+        logged.swap = swap
+    fresh = 0
+    for line, severity in lines.items():
+        if line not in logged:
+            fresh += 1
+            if fresh > MAX_NOTES_LOGGED:
+                continue
+            # The log line has its level: "WARNING ...: Ingress default/web: ...", as check's
+            # "warning: Ingress default/web: ..." without the word twice.
+            text = line.removeprefix(f"{severity}: ")
+            _log.log(logging.INFO if severity == "info" else logging.WARNING, "%s", text)
+    if fresh > MAX_NOTES_LOGGED:
+        _log.warning("... and %d more notes on this table, not logged (ingresslib check -f ... "
+                     "lists them all)", fresh - MAX_NOTES_LOGGED)
+    logged.clear()
+    logged.update(lines)
+
+
+def _log_route_warnings(server: Any) -> None:
+    """Log the new table's annotation warnings now (ignored or denying annotations), as the
+    server does at start, not at each route's first request. ``router.update`` keeps the router
+    object, so the server's router setter, which does this, is not involved."""
+    log = getattr(getattr(server, "proxy", None), "log_annotation_warnings", None)
+    if log is not None:
+        log()

@@ -1,0 +1,333 @@
+"""``serve`` from files: ``Reloader`` polls the manifests (and the ``--config`` ConfigMap) and
+swaps a new router in when they change.
+
+SEMANTICS §11: "Reloads (file changes, API watch) build a new table off the hot path and swap it
+atomically: requests in flight finish on the old one, nothing is dropped, an invalid update keeps
+the last good table and reports why."
+
+The files are polled (mtime, size, inode and ctime, about once a second: no inotify dependency,
+and it works for ConfigMap volume mounts, whose symlink swap an inotify watch on the file
+misses); SIGHUP reads them at once (``request_reload``). A folder that cannot be listed fails
+the reload (the last good table stays) instead of being read as empty. A change loads and
+builds the new Router and TLS contexts in a worker thread, then swaps one attribute on the
+event loop thread. The ``--config`` ConfigMap file is polled the same way (with
+``--kubernetes`` too) and applied live, as ingress-nginx applies edits of its ConfigMap; an
+invalid edit keeps the settings serving and logs why; invalid manifests keep the last good
+table but do not hold back a valid ConfigMap edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import ValidationError
+from ._fields import fresh_lines
+from ._resources import Resources
+from ._serve_build import _served_by, build_router
+from ._serve_digest import config_digest
+from ._serve_notes import (
+    _invalid_text,
+    _log_fresh_notes,
+    _log_route_warnings,
+    _LoggedNotes,
+    _notes_of,
+    _table_notes,
+)
+
+__all__ = ["Reloader"]
+
+_log = logging.getLogger("ingresslib.serve")
+
+
+#: A file's state as the poller compares it: ``(mtime_ns, size, inode, ctime_ns)``; a missing
+#: file is ``_MISSING``, a folder that cannot be listed ``(_UNREADABLE, errno)``.
+_State = tuple[int, ...]
+_MISSING: _State = (-1, -1)
+_UNREADABLE = -2
+
+
+def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
+    """``{file: state}`` of every manifest file under ``paths`` (missing ones too, so a deletion
+    is a change), found the way ``load_manifests`` finds them (``_load._walk``: hidden files and
+    folders skipped, symlinked folders not followed), and a folder that cannot be listed as
+    ``(_UNREADABLE, errno)`` (so that it becoming listable again is a change).
+
+    The state holds the inode and the ctime besides mtime and size: a file replaced by another
+    of the same size whose timestamp was kept (``cp -p``, ``tar``, ``rsync -t``, a ConfigMap's
+    ``..data`` swap onto files written in one clock tick) has a new inode, and an in-place
+    rewrite whose mtime was set back still moves the ctime, which no one can set. Never raises:
+    a folder removed while it is walked (``rm -rf``, a checkout) is a change like any other."""
+    from ._load import manifest_files
+
+    out: dict[str, _State] = {}
+
+    def add(f: str) -> None:
+        try:
+            st = os.stat(f)
+            out[f] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        except OSError:
+            out[f] = _MISSING
+
+    def unreadable(e: OSError) -> None:
+        # os.walk skips what it cannot list; so does load_manifests, which would then swap in
+        # a table without that folder's Ingresses. Recorded here, refused by the reloader. A
+        # folder that vanished meanwhile is a deletion, seen through its files.
+        if not isinstance(e, FileNotFoundError) and e.filename is not None:
+            out[os.fspath(e.filename)] = (_UNREADABLE, e.errno or 0)
+
+    for p in paths:
+        if not os.path.isdir(p):
+            add(str(Path(p)))
+            continue
+        for f in manifest_files(p, unreadable):
+            add(f)
+    return out
+
+
+class Reloader:
+    """Polls ``paths`` and swaps the server's router (and certificates) when they change."""
+
+    def __init__(
+        self, server: Any, paths: Sequence[str], *, ingress_class: str | None,
+        controller: str | None, load_balance: str | None = None, interval: float = 1.0,
+        on_reload: Callable[[bool, str], None] | None = None, settle: float | None = None,
+        config: Any = None, config_path: str | None = None, lock: threading.Lock | None = None,
+        snapshot: dict[str, _State] | None = None, swaps: Iterator[int] | None = None,
+    ) -> None:
+        self.server = server
+        #: How long a change must stay still before it is read (default: a quarter of the
+        #: interval, at most 0.25 s). A file caught mid-write (a shell's ``>`` truncates first,
+        #: an editor may write in pieces) can be valid YAML holding only part of the objects:
+        #: loading it would drop the missing routes until the next poll.
+        self.settle = min(0.25, interval / 4) if settle is None else settle
+        self.paths = list(paths)
+        #: The ``--config`` ConfigMap file, polled with the manifests and applied live.
+        self.config_path = config_path
+        #: Held while the router is rebuilt (shared with the cluster watch's swaps).
+        self.lock = lock if lock is not None else threading.Lock()
+        self.ingress_class = ingress_class
+        self.controller = controller
+        self.load_balance = load_balance
+        self.interval = interval
+        self.on_reload = on_reload
+        #: The files' state when they were last read. ``serve`` passes the state taken *before*
+        #: its first load, so an edit landing while it starts up is not mistaken for the
+        #: state already loaded (and never applied until the next edit).
+        self.snapshot = snapshot if snapshot is not None else _snapshot(self._watched())
+        #: Unknown/duplicate field warnings already logged (``serve`` shares its start-up set).
+        self.logged_fields: set[str] = set()
+        #: The table's diagnostics and the router's warnings already logged (``serve``'s).
+        self.logged_notes: set[str] = _LoggedNotes()
+        #: Successful and failed reloads, for tests and metrics.
+        self.reloads = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        #: The Resources of the last successful reload.
+        self.last_resources: Resources | None = None
+        #: The Ingresses its table serves (oldest first), as the router's build found them.
+        self.last_served: list[Any] | None = None
+        #: The ConfigMap settings, part of the configuration's digest.
+        self.config = config
+        #: ``_table_notes`` of the last successful reload (worked out in the worker thread).
+        self.last_notes: dict[str, str] = {}
+        #: ``config_digest`` of the last successful reload (computed in the worker thread).
+        self.last_digest: str | None = None
+        #: The ConfigMap settings the router was last built with, set under ``lock`` with the
+        #: swap (``config`` follows on the loop thread, a moment later): what a cluster swap
+        #: running meanwhile must put in its digest.
+        self.built_config = config
+        #: Numbers the swaps made under ``lock`` (shared with the cluster watch): a report of an
+        #: older swap that comes late must not overwrite a newer one's (``last_swap``).
+        self.swaps = swaps if swaps is not None else itertools.count(1)
+        self.last_swap = 0
+        self._config_error: Exception | None = None
+        #: The manifests' error of a reload that applied a ConfigMap edit without them.
+        self._manifests_error: Exception | None = None
+        #: Set by ``request_reload``: the next poll runs now and reads the files.
+        self._wake = asyncio.Event()
+        self._force = False
+
+    def _watched(self) -> list[str]:
+        return self.paths + ([self.config_path] if self.config_path else [])
+
+    def _build(self) -> tuple[list[Any], Resources, Any]:
+        # Runs in a worker thread: parsing, validation and the table build are all done here,
+        # away from the loop that is proxying. ``Router.update`` builds the new state aside and
+        # swaps it in with one assignment (balancer state and canary counters carry over); a
+        # request routes on the state it read first, so in-flight requests finish on the old
+        # table. A ValidationError of the manifests is raised before anything is swapped
+        # (unless a valid ConfigMap edit goes in with the last good ones): SEMANTICS §11, "an
+        # invalid update keeps the last good table".
+        from ._config import load_config
+        from ._load import load_manifests
+
+        # The ConfigMap and the manifests are separate inputs: an invalid ConfigMap keeps the
+        # settings in use but does not hold back valid manifest edits (ingress-nginx also goes
+        # on syncing Ingresses whatever its ConfigMap holds). Its error is reported by check().
+        self._config_error = self._manifests_error = None
+        cfg = self.config
+        if self.config_path:
+            try:
+                cfg = load_config(self.config_path)
+            except ValidationError as e:
+                self._config_error = e
+        res = None
+        if self.paths:
+            try:
+                res = load_manifests(*self.paths)
+            except ValidationError as e:
+                # The other way round too: invalid manifests keep the last good table but do
+                # not hold back a valid ConfigMap edit, which goes in with the manifests
+                # serving (as with --kubernetes below). Reported by check().
+                if (cfg is None or cfg == self.config
+                        or not hasattr(self.server.router, "resources")):
+                    raise
+                self._manifests_error = e
+        with self.lock:
+            router = self.server.router
+            if res is None:
+                # --kubernetes: only the ConfigMap is read here; the cluster gives the resources.
+                res = router.resources
+            old_lb = getattr(router, "load_balance", None)
+            if cfg is not None and cfg != self.config and old_lb is not None:
+                # ingress-nginx's ``load-balance`` is the router's default balancer: a new
+                # value takes effect with this build (balancers are keyed by their spec).
+                router.load_balance = cfg.load_balance or "round_robin"
+            try:
+                if hasattr(router, "update"):
+                    router.update(res)
+                else:  # pragma: no cover - a user-supplied router without update()
+                    self.server.router = build_router(
+                        res, ingress_class=self.ingress_class, controller=self.controller,
+                        load_balance=cfg.load_balance if cfg is not None else self.load_balance)
+            except BaseException:
+                if old_lb is not None:
+                    router.load_balance = old_lb
+                raise
+            _log_route_warnings(self.server)
+            # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
+            served = _served_by(self.server.router, res, self.ingress_class, self.controller)
+            store = self.server.cert_store
+            if store is not None:
+                # Under the lock, with the router: certificates of another snapshot (a cluster
+                # update swapped in meanwhile) must not overwrite these, nor these them.
+                # Builds SSLContexts for new certificates only (unchanged ones are reused).
+                store.update(res, served)
+            self.built_config = cfg
+            swap = next(self.swaps)
+            notes_of = _notes_of(self.server.router)
+        if cfg is not None:
+            self.load_balance = cfg.load_balance
+        self.last_notes = _table_notes(notes_of, res, self.paths)
+        self.last_digest = config_digest(res, served, cfg)
+        self.last_swap = swap
+        return served, res, cfg
+
+    async def check(self, *, force: bool = False) -> bool | None:
+        """One poll: None when nothing changed, else whether the reload succeeded. ``force``
+        (SIGHUP) reads the files now, changed or not."""
+        loop = asyncio.get_running_loop()
+        watched = self._watched()
+        snap = await loop.run_in_executor(None, _snapshot, watched)
+        if snap == self.snapshot and not force:
+            return None
+        if self.settle > 0 and not force:
+            await asyncio.sleep(self.settle)
+            if await loop.run_in_executor(None, _snapshot, watched) != snap:
+                return None  # still being written: look again at the next poll
+        self.snapshot = snap
+        try:
+            # A folder the snapshot could not list is not refused here on its own: the load
+            # refuses it too (``_load._walk``), with every other error of the files besides.
+            served, res, cfg = await loop.run_in_executor(None, self._build)
+        except ValidationError as e:
+            # Every error: the ConfigMap's too when both are invalid (it was left out).
+            both = (e,) if self._config_error is None else (self._config_error, e)
+            message = "\n".join(str(x) for x in both)
+            self.failures += 1
+            self.last_error = message
+            _log.error("reload failed; keeping the last good configuration:\n%s",
+                       _invalid_text(*both))
+            if self.on_reload:
+                self.on_reload(False, message)
+            return False
+        except Exception as e:  # a bug must not kill the server: keep serving the old table
+            self.failures += 1
+            self.last_error = repr(e)
+            _log.exception("reload failed; keeping the last good configuration")
+            if self.on_reload:
+                self.on_reload(False, repr(e))
+            return False
+        if cfg is not None and cfg != self.config:
+            # On the loop thread: the proxy reads its settings there, so a request never sees
+            # half of the old settings and half of the new.
+            self.server.settings = cfg.settings
+            for w in cfg.warnings:
+                _log.warning("%s", w)
+            _log.info("configuration %s applied", self.config_path)
+            self.config = cfg
+        self.reloads += 1
+        self.last_error = None
+        self.last_resources = res
+        self.last_served = served
+        for line in fresh_lines(res.warnings, self.logged_fields):
+            _log.warning("%s", line)
+        _log_fresh_notes(self.last_notes, self.logged_notes, self.last_swap)
+        _log.info("reloaded: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
+        if self.on_reload:
+            self.on_reload(True, "")
+        err = self._config_error
+        if err is not None:
+            self.failures += 1
+            self.last_error = str(err)
+            _log.error("ConfigMap %s rejected; keeping the settings in use "
+                       "(reload failed; keeping the last good configuration):\n%s",
+                       self.config_path, err)
+            if self.on_reload:
+                self.on_reload(False, str(err))
+            return False
+        err = self._manifests_error
+        if err is not None:
+            self.failures += 1
+            self.last_error = str(err)
+            _log.error("reload failed; keeping the last good configuration (the ConfigMap "
+                       "%s applied to it):\n%s", self.config_path, _invalid_text(err))
+            if self.on_reload:
+                self.on_reload(False, str(err))
+            return False
+        return True
+
+    def request_reload(self) -> None:
+        """Read the files at once, changed or not (``serve``'s SIGHUP, nginx's reload signal)."""
+        self._force = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll every ``interval`` seconds (0: only when ``request_reload`` asks), until
+        cancelled. A poll that fails (a folder removed while it is walked, a bug) is logged,
+        once while it keeps failing the same way, and polling goes on: an exception must not
+        end the task, which would stop every later reload without a word."""
+        logged: str | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval if self.interval > 0 else None):
+                    await self._wake.wait()
+            self._wake.clear()
+            force, self._force = self._force, False
+            try:
+                await (self.check(force=True) if force else self.check())
+            except Exception as e:  # noqa: BLE001 - see above
+                if repr(e) != logged:
+                    _log.error("polling the files failed; trying again: %r", e,
+                               exc_info=True)
+                    logged = repr(e)
+            else:
+                logged = None

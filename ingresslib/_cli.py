@@ -103,11 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="proxy HTTP(S) by the Ingress rules")
     _add_source_args(serve, required=False)
-    serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                       help="HTTP listener (default: 127.0.0.1:8080, this machine only; "
+                            "0.0.0.0:8080 for every interface; HOST alone: port 8080; port 0: "
+                            "a free one, printed in the 'listening on' line)")
     serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                        help="HTTPS listener (certificates from kubernetes.io/tls Secrets; with "
                             "--kubernetes, Secrets are read only when this is given)")
-    serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT")
+    serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
+                       help="serve Prometheus /metrics and /healthz (200 once the first table "
+                            "is loaded, 503 before and while stopping) on their own listener "
+                            "(default: none; HOST alone: port 10254, as ingress-nginx)")
     serve.add_argument("--config", default=None, metavar="PATH",
                        help="ingress-nginx style ConfigMap manifest; followed live like the "
                             "manifests (an invalid edit keeps the settings in use)")
@@ -116,13 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default=None, metavar="NS",
                        help="with --kubernetes: watch one namespace (default: all)")
     serve.add_argument("--kubeconfig", default=None, metavar="PATH",
-                       help="with --kubernetes: kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+                       help="with --kubernetes: kubeconfig file (default: the pod's service "
+                            "account when run in a cluster, else $KUBECONFIG when set and not "
+                            "empty, else ~/.kube/config)")
     serve.add_argument("--no-auth-secrets", action="store_true",
                        help="with --kubernetes: never read Opaque Secrets (auth-type: basic "
                             "routes then answer 503, as for a missing Secret)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's default line, JSON, or none")
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                       help="the least severe messages logged on stderr (default: info; the "
+                            "access log, on stdout, is set by --access-log)")
     serve.add_argument("--max-connections", type=_positive_int, default=10000, metavar="N",
                        help="client connections accepted at once (more are closed)")
     serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",

@@ -13,6 +13,7 @@ all collected, raised as one :class:`ValidationError` (the CLI exits 2).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -324,6 +325,86 @@ _SPECIAL = {"large-client-header-buffers", "load-balance"}
 KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
 
 
+#: ingress-nginx's ConfigMap keys, understood here or not: the json tags of its
+#: internal/ingress/controller/config/config.go (``Configuration`` and ``defaults.Backend``),
+#: the ``global-auth-*`` keys, and keys of older releases (configmap.md: opentracing, zipkin,
+#: jaeger, datadog, use-geoip). Only used so that a misspelt key (``use-forwarded-header``)
+#: gets "did you mean use-forwarded-headers?" and a real key ingresslib ignores
+#: (``proxy-stream-timeout``, ``proxy-buffer-size``) gets no false guess.
+_INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
+    "allow-cross-namespace-resources", "enable-auth-access-log", "disable-http-access-log",
+    "disable-stream-access-log", "otel-max-queuesize", "otel-schedule-delay-millis",
+    "otel-max-export-batch-size", "bind-address-ipv4", "bind-address-ipv6",
+    "proxy-redirect-to", "global-external-auth",
+    "add-headers", "allow-backend-server-header", "allow-snippet-annotations",
+    "annotations-risk-level", "annotation-value-word-blocklist", "hide-headers",
+    "access-log-params", "access-log-path", "http-access-log-path", "stream-access-log-path",
+    "enable-access-log-for-default-backend", "error-log-path", "enable-modsecurity",
+    "modsecurity-snippet", "enable-owasp-modsecurity-crs", "enable-dynamic-tls-records",
+    "client-header-buffer-size", "client-body-buffer-size", "disable-access-log",
+    "disable-ipv6", "disable-ipv6-dns", "error-log-level", "http2-max-field-size",
+    "http2-max-header-size", "http2-max-requests", "http2-max-concurrent-streams",
+    "log-format-escape-none", "log-format-escape-json", "log-format-upstream",
+    "log-format-stream", "enable-multi-accept", "max-worker-connections",
+    "max-worker-open-files", "map-hash-bucket-size", "nginx-status-ipv4-whitelist",
+    "nginx-status-ipv6-whitelist", "proxy-set-headers", "server-name-hash-max-size",
+    "server-name-hash-bucket-size", "proxy-headers-hash-max-size",
+    "proxy-headers-hash-bucket-size", "plugins", "reuse-port", "server-tokens",
+    "ssl-ciphers", "ssl-ecdh-curve", "ssl-dh-param", "ssl-protocols", "ssl-early-data",
+    "ssl-session-cache", "ssl-session-cache-size", "ssl-session-tickets",
+    "ssl-session-ticket-key", "ssl-session-timeout", "ssl-buffer-size", "ssl-reject-handshake",
+    "use-proxy-protocol", "proxy-protocol-header-timeout", "enable-aio-write", "use-gzip",
+    "use-geoip", "use-geoip2", "geoip2-autoreload-in-minutes", "enable-brotli",
+    "brotli-level", "brotli-min-length", "brotli-types", "use-http2", "gzip-disable",
+    "gzip-level", "gzip-min-length", "gzip-types", "worker-processes", "worker-cpu-affinity",
+    "worker-shutdown-timeout", "variables-hash-bucket-size", "variables-hash-max-size",
+    "limit-conn-zone-variable", "proxy-stream-timeout", "proxy-stream-next-upstream",
+    "proxy-stream-next-upstream-timeout", "proxy-stream-next-upstream-tries",
+    "proxy-stream-responses", "bind-address", "enable-opentracing",
+    "opentracing-operation-name", "opentracing-location-operation-name",
+    "opentracing-trust-incoming-span", "enable-opentelemetry",
+    "opentelemetry-trust-incoming-span", "opentelemetry-operation-name",
+    "opentelemetry-config", "otlp-collector-host", "otlp-collector-port",
+    "otel-service-name", "otel-sampler", "otel-sampler-ratio", "otel-sampler-parent-based",
+    "zipkin-collector-host", "zipkin-collector-port", "zipkin-service-name",
+    "zipkin-sample-rate", "jaeger-collector-host", "jaeger-collector-port",
+    "jaeger-endpoint", "jaeger-service-name", "jaeger-propagation-format",
+    "jaeger-sampler-type", "jaeger-sampler-param", "jaeger-sampler-host",
+    "jaeger-sampler-port", "jaeger-trace-context-header-name",
+    "jaeger-debug-header", "jaeger-baggage-header", "jaeger-trace-baggage-header-prefix",
+    "datadog-collector-host", "datadog-collector-port", "datadog-service-name",
+    "datadog-environment", "datadog-operation-name-override", "datadog-priority-sampling",
+    "datadog-sample-rate", "main-snippet", "http-snippet", "server-snippet",
+    "stream-snippet", "location-snippet", "custom-http-errors", "proxy-buffering",
+    "proxy-buffers-number", "proxy-buffer-size", "proxy-busy-buffers-size",
+    "proxy-cookie-path", "proxy-cookie-domain", "proxy-redirect-from",
+    "proxy-request-buffering", "proxy-max-temp-file-size", "proxy-http-version",
+    "proxy-ssl-location-only", "default-type", "skip-access-log-urls", "limit-rate",
+    "limit-rate-after", "lua-shared-dicts", "limit-req-status-code",
+    "limit-conn-status-code", "enable-syslog", "syslog-host", "syslog-port",
+    "no-tls-redirect-locations", "no-auth-locations", "global-auth-url",
+    "global-auth-method", "global-auth-signin", "global-auth-signin-redirect-param",
+    "global-auth-response-headers", "global-auth-request-redirect", "global-auth-snippet",
+    "global-auth-cache-key", "global-auth-cache-duration", "global-auth-always-set-cookie",
+    "global-rate-limit-memcached-host",
+    "global-rate-limit-memcached-port", "global-rate-limit-memcached-connect-timeout",
+    "global-rate-limit-memcached-max-idle-timeout", "global-rate-limit-memcached-pool-size",
+    "global-rate-limit-status-code", "service-upstream", "debug-connections",
+    "strict-validate-path-type",
+    "block-user-agents", "block-referers", "upstream-keepalive-time", "enable-ocsp",
+    "enable-real-ip", "hsts", "keep-alive", "disable-proxy-intercept-errors",
+})
+
+
+def _did_you_mean(key: str) -> str:
+    """``; did you mean KEY?`` when ``key`` is not an ingress-nginx key and one ingresslib
+    reads is close to it (a typo), else ""."""
+    if key in _INGRESS_NGINX_KEYS:
+        return ""
+    close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.8)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def parse_config_data(
     data: Mapping[str, Any],
     *,
@@ -357,7 +438,7 @@ def parse_config_data(
                 assert name in known, name  # ProxySettings' naming rule
                 changes[name] = _PARSERS[key](value)
             else:
-                warnings.append(f"{object}: {field}: unknown key, ignored")
+                warnings.append(f"{object}: {field}: unknown key, ignored{_did_you_mean(key)}")
         except _Bad as e:
             errors.append(FieldError(object, field, "Invalid value", str(e), value, True))
     if errors:

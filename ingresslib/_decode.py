@@ -150,11 +150,11 @@ class _Dec:
         if self.check:
             extra_fields(schema, known, obj, path, self.unknown)
 
-    def wrong_type(self, path: str, value: Any, expected: str) -> None:
+    def wrong_type(self, path: str, value: Any, expected: str, hint: str = "") -> None:
         scalar = _is_scalar(value)
         self.errors.append(
             FieldError(
-                self.obj, path, INVALID, f"expected {expected}, got {_jtype(value)}",
+                self.obj, path, INVALID, f"expected {expected}, got {_jtype(value)}{hint}",
                 value if scalar else None, scalar,
             )
         )
@@ -251,7 +251,12 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
             # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
             # field ObjectMeta.metadata.annotations of type string".
             dec.entries.add(f"{path}[{k}]")
-            dec.wrong_type(f"{path}[{k}]", val, "string")
+            # YAML read `ssl-redirect: false` as a boolean: the fix is the quotes, which the
+            # API server's words do not say (_config.py says the same of a ConfigMap's
+            # values). Not for a Secret's ``data`` (base64: a number there is no quoting slip)
+            # nor a list or a map.
+            hint = "; quote the value" if _is_scalar(val) and path != "data" else ""
+            dec.wrong_type(f"{path}[{k}]", val, "string", hint)
     if converted and dec.check:
         _repeated_keys(dec, v, path)
     # The plain dict: every caller hands it straight to a model, whose __post_init__ takes its

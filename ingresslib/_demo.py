@@ -249,6 +249,23 @@ def demo_resources(pods: Mapping[str, Sequence[EchoBackend]], cert: tuple[bytes,
 # --- running it -----------------------------------------------------------------------------
 
 
+class ListenError(OSError):
+    """The demo's proxy could not open one of its listeners: which option, and why."""
+
+    def __init__(self, option: str, address: tuple[str, int], cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.option = option
+        self.address = address
+        self.cause = cause
+
+    def __str__(self) -> str:
+        host, port = self.address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # As serve names the option; and the way out, which the errno alone does not give.
+        return (f"{self.option} {shown}: cannot listen: {self.cause}; choose another with "
+                f"{self.option} 127.0.0.1:PORT (port 0: a free one)")
+
+
 @dataclass
 class Demo:
     """A running demo: pods, proxy, the generated certificate."""
@@ -290,7 +307,13 @@ async def start_demo(
         store.update(res, served_ingresses(res, None, None)[0])
         router = Router(res, seed=seed)
         demo.server = ProxyServer(router, cert_store=store, on_record=on_record)
-        await demo.server.start(listen, tls_listen)
+        try:
+            await demo.server.start(listen, tls_listen)
+        except OSError as e:
+            # Which option: the proxy binds --listen, then --tls-listen, recording each.
+            failed = ("--listen", listen) if not demo.server.addresses else (
+                "--tls-listen", tls_listen)
+            raise ListenError(*failed, e) from e
     except BaseException:
         await demo.stop()
         raise
@@ -378,6 +401,9 @@ async def run_demo(
         on_record = AccessLog()
     try:
         demo = await start_demo(listen, tls_listen, seed=seed, on_record=on_record)
+    except ListenError as e:
+        print(f"ingresslib demo: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"ingresslib demo: cannot listen: {e}", file=sys.stderr)
         return 1

@@ -73,6 +73,10 @@ def explain_url(
         return {"url": shown, "host": host, "path": path, "status": refused[0],
                 "reason": f"rejected: {refused[1]}", "match": None}
     out = {"url": shown, **table.explain(host, path)}
+    if out["status"] == 404 and out.get("match") is None and res is not None:
+        left_out = _not_served_matches(table, res, host, path)
+        if left_out:
+            out["not_served"] = left_out
     if out["status"] == 400:
         # A path the table rejects: the proxy may refuse the head before it reads the path
         # (a request line over the limit: 414, a header: 431), and that is its answer.
@@ -135,6 +139,32 @@ def explain_url(
         _add_verdict(out, answer, client_ip, rule_reason)
         _cookie_as_sent(out)
     return out
+
+
+def _not_served_matches(table: RouteTable, res: Resources, host: str,
+                        path: str) -> list[dict[str, str]]:
+    """The Ingresses the class filter left out (``--ingress-class``, ``--controller``) that
+    would have answered this request, with the table's reason (``check`` prints it as
+    ``info:``): a bare 404 hides that the rule exists and why it is not served."""
+    served = {id(ing) for ing in table.served}
+    reasons = {d.object: d.message.removesuffix("; not served") for d in table.diagnostics
+               if d.field == "spec.ingressClassName" and d.message.endswith("; not served")}
+    wanted = host.lower()
+    out: dict[str, dict[str, str]] = {}
+    for ing in res.ingresses:
+        why = reasons.get(f"Ingress {ing.metadata.ref}")
+        if id(ing) in served or why is None or ing.metadata.ref in out:
+            continue  # (an Ingress defined twice: named once)
+        # A cheap superset first (a rule of this host, a host-less or wildcard rule, a
+        # default backend), then the table of that Ingress alone says whether it matches.
+        if ing.spec.default_backend is None and not any(
+                r.host is None or r.host.lstrip("*").lower() in wanted
+                for r in ing.spec.rules):
+            continue
+        # (No BadRequestError: the filtered table matched the same host and path.)
+        if RouteTable.build(Resources(ingresses=(ing,))).match(host, path) is not None:
+            out[ing.metadata.ref] = {"ingress": ing.metadata.ref, "reason": why}
+    return list(out.values())
 
 
 class _Routed(Exception):
@@ -375,6 +405,8 @@ def render_text(info: dict[str, Any]) -> str:
     m = info.get("match")
     if m is None:
         lines.append(f"  -> {info['status']}: {info['reason']}")
+        lines += [f"     not served: Ingress {n['ingress']} matches this request, but "
+                  f"{n['reason']}" for n in info.get("not_served", ())]
         return "\n".join(lines + _access_lines(info))
     if m["is_default_backend"]:
         lines.append(f"  -> default backend of Ingress {m['ingress']}"

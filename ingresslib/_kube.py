@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -209,8 +210,27 @@ def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
     except ImportError as e:
         raise _without_lightkube(e) from e
 
-    conf = KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
+    if kubeconfig is not None:
+        conf = KubeConfig.from_file(kubeconfig)
+    else:
+        conf = _from_env(KubeConfig)
     return conf.get(context_name=context)
+
+
+def _from_env(kube_config: Any) -> Any:
+    """lightkube's ``KubeConfig.from_env`` (in-cluster, else ``$KUBECONFIG``, else
+    ``~/.kube/config``), with an empty ``KUBECONFIG`` read as unset, as kubectl reads it:
+    client-go's loader.go ``NewDefaultClientConfigLoadingRules``: "envVarFiles :=
+    os.Getenv(RecommendedConfigPathEnvVar); if len(envVarFiles) != 0 { ... } else { chain =
+    append(chain, RecommendedHomeFile) }". lightkube opened the file "" ("Configuration file
+    not found", no name to go on)."""
+    from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG
+    from lightkube.core.exceptions import ConfigError
+
+    try:
+        return kube_config.from_service_account()
+    except ConfigError:
+        return kube_config.from_file(os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG)
 
 
 class _RawMeta:
@@ -590,6 +610,8 @@ class ClusterWatcher:
         self._auth = None if auth_spec is None else AuthSecrets(
             self.store, _AuthHooks(self, auth_spec), where=_model_test(auth_spec))
         self._run_client: Any = None
+        #: The API server's URL (the config's), named when a list or watch fails.
+        self._server: str | None = _config_server(config)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -605,6 +627,7 @@ class ClusterWatcher:
 
             config = self._config if self._config is not None else load_kube_config(
                 self._kubeconfig)
+            self._server = _config_server(config)
             client = AsyncClient(config=config)
         self._run_client = client
         try:
@@ -885,7 +908,12 @@ class ClusterWatcher:
                        f"the ServiceAccount get, list and watch on it")
             _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.name, what, detail, fix)
         else:
-            _log.warning("%s %s failed (%s: %s); retrying", spec.name, phase, what, detail)
+            # Which server: a refused or unresolvable one says nothing else ("All connection
+            # attempts failed"), and the kubeconfig picked may not be the one meant.
+            server = _server_url(exc) or self._server
+            where = f"; API server {server}" if server else ""
+            _log.warning("%s %s failed (%s: %s%s); retrying", spec.name, phase, what, detail,
+                         where)
 
     def _note(self, msg: str) -> None:
         self.stats.last_error = msg
@@ -1022,6 +1050,25 @@ async def _idle_guard(stream: Any, timeout: float | None) -> Any:
             # "already running", and that must not mask the cancel.
             with contextlib.suppress(RuntimeError):
                 await aclose()
+
+
+def _server_url(exc: BaseException) -> str | None:
+    """``scheme://host:port`` of the request ``exc`` failed on: httpx's errors carry it
+    (``exc.request``; a RuntimeError when none was attached); None otherwise."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no request, or not an httpx error
+        return None
+    scheme, netloc = getattr(url, "scheme", None), getattr(url, "netloc", None)
+    if isinstance(netloc, bytes):
+        netloc = netloc.decode("ascii", "replace")
+    return f"{scheme}://{netloc}" if scheme and netloc else None
+
+
+def _config_server(config: Any) -> str | None:
+    """The API server of a lightkube ``SingleConfig`` (``cluster.server``), else None."""
+    server = getattr(getattr(config, "cluster", None), "server", None)
+    return server if isinstance(server, str) and server else None
 
 
 def _is_transport_error(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import time
+from http import HTTPStatus
 from bisect import bisect_left
 from decimal import Decimal
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -807,6 +808,16 @@ def _der(data: bytes, pos: int) -> tuple[int, int, int]:
 # --- the server ----------------------------------------------------------------------------------
 
 
+def _reason(status: int) -> bytes:
+    """The standard reason phrase (``OK``, ``Service Unavailable``): h11 sends none unless
+    told, and ``HTTP/1.1 200 `` (a valid, empty reason-phrase: RFC 9112 §4) reads as a
+    truncated line to a person with ``curl -i``."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
 class MetricsServer:
     """``GET /metrics`` (the exposition) and ``GET /healthz`` (``ok`` while ``healthy()``, else
     503) on their own listener, like ingress-nginx's ``:10254``.
@@ -877,7 +888,8 @@ class MetricsServer:
                     status, ctype, body = await self._answer(event)
                     head = event.method == b"HEAD"
                     headers = [("content-type", ctype), ("content-length", str(len(body)))]
-                    writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+                    writer.write(conn.send(h11.Response(status_code=status, headers=headers,
+                                                        reason=_reason(status))) or b"")
                     if not head:
                         writer.write(conn.send(h11.Data(data=body)) or b"")
                     writer.write(conn.send(h11.EndOfMessage()) or b"")
@@ -900,7 +912,7 @@ class MetricsServer:
         except h11.RemoteProtocolError as e:
             try:
                 writer.write(conn.send(h11.Response(
-                    status_code=e.error_status_hint,
+                    status_code=e.error_status_hint, reason=_reason(e.error_status_hint),
                     headers=[("content-length", "0"), ("connection", "close")])) or b"")
                 writer.write(conn.send(h11.EndOfMessage()) or b"")
             except h11.LocalProtocolError:

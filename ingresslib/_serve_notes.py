@@ -45,11 +45,28 @@ def _table_notes(of: tuple[Any, Any], res: Resources,
     table, warnings = of
     notes: list[Any] = [*getattr(table, "diagnostics", ()), *warnings]
     lines = {str(d): getattr(d, "severity", "warning") for d in notes}
+    if res.ingresses and not getattr(table, "served", True):
+        # Every Ingress left out by the class filter (--ingress-class, --controller, or no
+        # IngressClass among the files): the server answers 404 to every request, and the
+        # INFO lines saying why were all it said. Warnings then, with one line that says so.
+        lines = dict(_as_warning(line, sev) if _not_served(line, sev) else (line, sev)
+                     for line, sev in lines.items())
+        lines[f"warning: none of the {len(res.ingresses)} Ingress(es) is served (the class "
+              "filter left out every one, see above): every request answers 404"] = "warning"
     if paths and not res.ingresses:
         from ._load import no_ingress_warning
 
         lines["warning: " + no_ingress_warning(paths)] = "warning"
     return lines
+
+
+def _not_served(line: str, severity: str) -> bool:
+    """``line`` is the table's note on an Ingress the class filter leaves out."""
+    return severity == "info" and line.endswith("; not served")
+
+
+def _as_warning(line: str, severity: str) -> tuple[str, str]:
+    return f"warning: {line.removeprefix('info: ')}", "warning"
 
 
 #: At most this many table notes are logged per table update, then one line saying how many

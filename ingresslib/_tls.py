@@ -325,7 +325,8 @@ def _note_no_secret_name(
                      if (n, i, j) not in tenancy.refused} if tls.hosts else rule_hosts[n]
             left = sorted(h for h in hosts if h not in chosen)
             if left:
-                _log.info("tls: Ingress %s: spec.tls[%d] has no secretName: the default "
+                # (No "tls: " prefix: the logger's name says it, "INFO ingresslib.tls: ...".)
+                _log.info("Ingress %s: spec.tls[%d] has no secretName: the default "
                           "certificate for %s, as in ingress-nginx", ing.metadata.ref, i,
                           ", ".join(left))
 
@@ -807,7 +808,8 @@ class CertificateStore:
         self._cache = sel.loaded.cache
         self._last_good = sel.loaded.last_good
         for p in sel.problems:
-            _log.warning("tls: %s", p)
+            # As ``check`` prints it; the logger's name says "tls" (no "tls: tls: ...").
+            _log.warning("%s", p)
         return sel.problems
 
     def certificates(self) -> list[tuple[str, str, datetime.datetime]]:

@@ -397,7 +397,8 @@ def test_port_number_as_string_is_reported_once() -> None:
         (("spec", "rules", 0, "http"), ["paths"], "spec.rules[0].http: Invalid value: expected object, got array"),
         (("spec", "rules", 1), "only-host", 'spec.rules[1]: Invalid value: "only-host": expected object, got string'),
         (("metadata", "annotations", CANARY), 10,
-         f"metadata.annotations[{CANARY}]: Invalid value: 10: expected string, got integer"),
+         f"metadata.annotations[{CANARY}]: Invalid value: 10: expected string, got integer; "
+             "quote the value"),
         (("spec", "rules", 0, "http", "paths", 0, "path"), ["/"],
          "spec.rules[0].http.paths[0].path: Invalid value: expected string, got array"),
     ],

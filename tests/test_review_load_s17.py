@@ -180,7 +180,7 @@ def _service(**change: Any) -> dict[str, Any]:
      "key, got integer"),
     (_service(metadata__labels={"a": BIG}),
      f"Service default/web: metadata.labels[a]: Invalid value: {SHOWN}: expected string, got "
-     "integer"),
+     "integer; quote the value"),
     (_service(metadata__name=-BIG),
      f"Service default/<no name>: metadata.name: Invalid value: -{SHOWN}: expected string, got "
      "integer"),

@@ -400,8 +400,10 @@ def test_serve_logs_what_check_warns_at_start_up(tmp_path: Path) -> None:
     err = _serve_log("-f", str(m))
     assert SHADOWED in err and IGNORED in err and "warning: warning" not in err.lower()
     err = _serve_log("-f", str(m), "--ingress-class", "nginx")
-    assert ("INFO ingresslib.serve: Ingress default/web: spec.ingressClassName: names no class "
-            "and no matching IngressClass is the default; not served") in err
+    # Session 18: every Ingress left out is a WARNING (it was INFO), with one line saying so.
+    assert ("WARNING ingresslib.serve: Ingress default/web: spec.ingressClassName: names no "
+            "class and no matching IngressClass is the default; not served") in err
+    assert "every request answers 404" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     err = _serve_log("-f", str(empty))

@@ -169,7 +169,7 @@ def test_tls_entry_without_secret_name_is_not_a_problem(
     assert store.update(res) == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     notes = [r.getMessage() for r in caplog.records if r.name == "ingresslib.tls"]
-    assert notes == ["tls: Ingress default/web: spec.tls[0] has no secretName: the default "
+    assert notes == ["Ingress default/web: spec.tls[0] has no secretName: the default "
                      "certificate for a.test, as in ingress-nginx"]
     # The default certificate, and still a TLS host (ssl-redirect, HSTS): the default
     # certificate has a UID (ssl.go FakeSSLCertificateUID), so certificate.lua's

@@ -55,7 +55,8 @@ def test_a_label_of_the_wrong_type_does_not_hide_the_other_labels_errors() -> No
     # `version: 1` unquoted is the usual way a label value becomes a number.
     obj = service(labels={"version": 1, "tier": "front end"})
     assert errs(obj) == [
-        "Service default/web: metadata.labels[version]: Invalid value: 1: expected string, got integer",
+        "Service default/web: metadata.labels[version]: Invalid value: 1: expected string, got integer; "
+        "quote the value",
         f'Service default/web: metadata.labels: Invalid value: "front end": {LABEL_VALUE_MSG}',
     ]
 
@@ -64,7 +65,7 @@ def test_an_annotation_of_the_wrong_type_does_not_hide_a_bad_annotation_key() ->
     obj = service(annotations={"nginx.ingress.kubernetes.io/canary-weight": 10, "-bad": "x"})
     assert errs(obj) == [
         "Service default/web: metadata.annotations[nginx.ingress.kubernetes.io/canary-weight]: "
-        "Invalid value: 10: expected string, got integer",
+        "Invalid value: 10: expected string, got integer; quote the value",
         f'Service default/web: metadata.annotations: Invalid value: "-bad": {LABEL_KEY_MSG}',
     ]
 
@@ -74,7 +75,8 @@ def test_an_annotation_of_the_wrong_type_does_not_hide_the_total_size_limit() ->
     # allErrs = append(allErrs, field.TooLong(fldPath, "" /*unused*/, TotalAnnotationSizeLimitB)) }`
     obj = service(annotations={"big": "x" * (256 * 1024), "flag": True})
     assert errs(obj) == [
-        "Service default/web: metadata.annotations[flag]: Invalid value: true: expected string, got boolean",
+        "Service default/web: metadata.annotations[flag]: Invalid value: true: expected string, got boolean; "
+        "quote the value",
         "Service default/web: metadata.annotations: Too long: may not be more than 262144 bytes",
     ]
 

@@ -59,9 +59,9 @@ def test_y_and_n_hosts_are_booleans_as_kubectl_sends_them(word: str) -> None:
 def test_y_and_n_label_values_are_booleans() -> None:
     assert errors_of(service("  labels: {enabled: n, on: Y}\n")) == [
         "Service default/svc: metadata.labels[enabled]: Invalid value: false: expected string, "
-        "got boolean",
+        "got boolean; quote the value",
         "Service default/svc: metadata.labels[true]: Invalid value: true: expected string, "
-        "got boolean",
+        "got boolean; quote the value",
     ]
 
 
@@ -91,7 +91,8 @@ def test_numbers_of_go_yaml_are_not_string_annotations(text: str) -> None:
     # The annotation reaches the API server as a JSON number: refused (a string in PyYAML).
     (err,) = errors_of(service(f"  annotations: {{a: {text}}}\n"))
     assert err.startswith("Service default/svc: metadata.annotations[a]: Invalid value: ")
-    assert err.endswith(("expected string, got integer", "expected string, got number"))
+    assert err.endswith(("expected string, got integer; quote the value",
+                         "expected string, got number; quote the value"))
 
 
 @pytest.mark.parametrize(("text", "port"), [("80.0", 80), ("8e1", 80), ("0o120", 80),

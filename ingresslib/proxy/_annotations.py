@@ -41,6 +41,7 @@ rule's options, as in ingress-nginx; each one set is reported as ignored.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -91,6 +92,53 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     "session-cookie-partitioned", "upstream-hash-by", "upstream-hash-by-subset",
     "upstream-hash-by-subset-size", "load-balance", "service-upstream",
 }) | SOURCE_RANGE_ANNOTATIONS
+
+#: Every annotation ingress-nginx reads (without the prefix), implemented here or not: the
+#: table of ingress-nginx's docs/user-guide/nginx-configuration/annotations.md, with the rate
+#: limiting, custom headers and newer names its sections describe. Only used to tell a
+#: misspelt name (``rewrite-targt``: "did you mean ...rewrite-target?") from a real one
+#: ingresslib does not implement (``proxy-buffer-size`` must not be offered
+#: ``proxy-body-size``).
+INGRESS_NGINX_ANNOTATIONS = IMPLEMENTED | frozenset({
+    "app-root", "auth-realm", "auth-secret", "auth-secret-type", "auth-type", "auth-tls-secret",
+    "auth-tls-verify-depth", "auth-tls-verify-client", "auth-tls-error-page",
+    "auth-tls-pass-certificate-to-upstream", "auth-tls-match-cn", "auth-url", "auth-method",
+    "auth-signin", "auth-signin-redirect-param", "auth-response-headers",
+    "auth-request-redirect", "auth-always-set-cookie", "auth-cache-key",
+    "auth-cache-duration", "auth-keepalive", "auth-keepalive-share-vars",
+    "auth-keepalive-requests", "auth-keepalive-timeout", "auth-proxy-set-headers",
+    "auth-snippet", "enable-global-auth", "client-body-buffer-size", "configuration-snippet",
+    "custom-http-errors", "disable-proxy-intercept-errors", "custom-headers",
+    "default-backend", "enable-cors", "cors-allow-origin", "cors-allow-methods",
+    "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age",
+    "http2-push-preload", "limit-connections", "limit-rps", "limit-rpm",
+    "limit-burst-multiplier", "limit-rate", "limit-rate-after", "limit-whitelist",
+    "limit-allowlist", "global-rate-limit", "global-rate-limit-window",
+    "global-rate-limit-key", "global-rate-limit-ignored-cidrs", "proxy-cookie-domain",
+    "proxy-cookie-path", "proxy-request-buffering", "proxy-redirect-from",
+    "proxy-redirect-to", "proxy-http-version", "proxy-ssl-secret", "proxy-ssl-ciphers",
+    "proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-verify", "proxy-ssl-verify-depth",
+    "proxy-ssl-server-name", "enable-rewrite-log", "satisfy", "server-alias",
+    "server-snippet", "ssl-passthrough", "stream-snippet", "upstream-vhost",
+    "proxy-buffering", "proxy-buffers-number", "proxy-buffer-size",
+    "proxy-max-temp-file-size", "ssl-ciphers", "ssl-prefer-server-ciphers",
+    "connection-proxy-header", "enable-access-log", "enable-opentracing",
+    "opentracing-trust-incoming-span", "enable-opentelemetry",
+    "opentelemetry-trust-incoming-span", "opentelemetry-operation-name", "enable-influxdb",
+    "influxdb-measurement", "influxdb-port", "influxdb-host", "influxdb-server-name",
+    "enable-modsecurity", "enable-owasp-core-rules", "modsecurity-transaction-id",
+    "modsecurity-snippet", "mirror-request-body", "mirror-target", "mirror-host",
+})
+
+
+def did_you_mean(name: str) -> str | None:
+    """The ingress-nginx annotation (full key) ``name`` (without the prefix) is likely a
+    misspelling of, or None when ``name`` is one or nothing is close."""
+    if name in INGRESS_NGINX_ANNOTATIONS:
+        return None
+    close = difflib.get_close_matches(name, sorted(INGRESS_NGINX_ANNOTATIONS), n=1, cutoff=0.8)
+    return PREFIX + close[0] if close else None
+
 
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
 #: The longest a rule path's regex may run on one request path (``rewrite-target`` with
@@ -607,8 +655,15 @@ def parse_route_options(
         if key.startswith(PREFIX):
             name = key[len(PREFIX):]
             if name not in IMPLEMENTED and not unenforced_access(name):
-                warnings.append(f"{where}: annotation {key}: not implemented by ingresslib; "
-                                "ignored")
+                # A misspelt name is not "not implemented": saying so hides the typo (the
+                # user reads that rewrite-target is unsupported).
+                guess = did_you_mean(name)
+                if guess is not None:
+                    warnings.append(f"{where}: annotation {key}: unknown annotation, ignored; "
+                                    f"did you mean {guess}?")
+                else:
+                    warnings.append(f"{where}: annotation {key}: not implemented by "
+                                    "ingresslib; ignored")
 
     regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()

@@ -81,6 +81,9 @@ _SEND_TIMEOUT = 60.0
 _FEED_SLICE = 4096
 _FEED_BUDGET = 0.002
 
+#: How often ``ProxyServer.shutdown`` looks whether closed connections are done sending.
+_FLUSH_POLL = 0.01
+
 
 #: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT``, ``PORT``, ``HOST`` or ``[IPV6]`` (the default port):
 #: nginx's ``listen`` forms ("listen 127.0.0.1:8000; listen 8000; listen localhost; listen
@@ -588,13 +591,16 @@ class _Downstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.closed:
-            if self.pending:  # (not expected: reading is paused meanwhile)
-                self.pending += data
-            elif len(data) <= _FEED_SLICE or self.tunnel or self.conn.plain_body(len(data)):
-                self._run(self.conn.receive_data(data, self._loop.time()))
-            else:
-                self.pending = data
-                self._feed_pending()
+            try:
+                if self.pending:  # (not expected: reading is paused meanwhile)
+                    self.pending += data
+                elif len(data) <= _FEED_SLICE or self.tunnel or self.conn.plain_body(len(data)):
+                    self._run(self.conn.receive_data(data, self._loop.time()))
+                else:
+                    self.pending = data
+                    self._feed_pending()
+            except Exception:
+                self._crashed("reading the client")
         elif self.linger_until is not None:
             self.last_read = self._loop.time()  # dropped: the response is already written
 
@@ -606,11 +612,20 @@ class _Downstream(asyncio.Protocol):
             if self.pending:
                 self.eof_pending = True
                 return True
-            self._run(self.conn.receive_eof(self._loop.time()))
+            try:
+                self._run(self.conn.receive_eof(self._loop.time()))
+            except Exception:
+                self._crashed("the client's EOF")
         # Keep the write side open: the core closes once the response is written.
         return not self.closed
 
     def _feed_pending(self) -> None:
+        try:
+            self._feed_pending_now()
+        except Exception:
+            self._crashed("reading the client")
+
+    def _feed_pending_now(self) -> None:
         """Hand ``pending`` to the core in slices of ``_FEED_SLICE`` (all at once when it is
         all plain body bytes, ``plain_body``) until ``_FEED_BUDGET`` of loop time is spent,
         then go on in the next loop iteration, so that other connections run in between (the
@@ -647,15 +662,21 @@ class _Downstream(asyncio.Protocol):
         return not self.closed and (not self.client_full or self.tunnel)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.pending and not self.closed:
-            # Read before the connection went: the core sees them first, as it would have.
-            data, self.pending = self.pending, b""
-            self._run(self.conn.receive_data(data, self._loop.time()))
-        if not self.closed:
-            self._run(self.conn.receive_eof(self._loop.time()))
+        try:
+            if self.pending and not self.closed:
+                # Read before the connection went: the core sees them first, as it would have.
+                data, self.pending = self.pending, b""
+                self._run(self.conn.receive_data(data, self._loop.time()))
             if not self.closed:
-                self._run(self.conn.abort(self._loop.time()))
-        self._teardown()
+                self._run(self.conn.receive_eof(self._loop.time()))
+                if not self.closed:
+                    self._run(self.conn.abort(self._loop.time()))
+        except Exception:
+            _log.exception("client connection: the core failed on its close")
+        finally:
+            # Whatever the core did: the socket is gone, and it must leave ``connections``
+            # (max_connections, shutdown's drain) with its upstreams closed.
+            self._teardown()
 
     def pause_writing(self) -> None:
         # The client takes our response slower than the upstream sends it: stop reading the
@@ -700,7 +721,10 @@ class _Downstream(asyncio.Protocol):
             # The client's fault, not the upstream's: ``abort`` closes the upstream without an
             # observation or a retry and records the request as it stands (the status already
             # sent, the bytes handed out so far; 0 if no response had begun).
-            self._run(self.conn.abort(self._loop.time()))
+            try:
+                self._run(self.conn.abort(self._loop.time()))
+            except Exception:
+                self._crashed("the send timeout")
             self._close()
         if self.linger_until is not None:
             self._stop_lingering()
@@ -720,7 +744,10 @@ class _Downstream(asyncio.Protocol):
         # or a retry elsewhere), as nginx does.
         self.stall = None
         if not self.closed and conn_id in self.upstreams:
-            self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=True))
+            try:
+                self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=True))
+            except Exception:
+                self._crashed("the proxy_send_timeout")
 
     def resume_client(self) -> None:
         if self.stall is not None:
@@ -804,11 +831,19 @@ class _Downstream(asyncio.Protocol):
         if self.closed or not self._hup_aborts():
             return
         _log.debug("client closed the connection while it was not read: request aborted")
-        self._run(self.conn.receive_eof(self._loop.time()))
+        try:
+            self._run(self.conn.receive_eof(self._loop.time()))
+        except Exception:
+            self._crashed("the client's close")
 
     def upstream_data(self, conn_id: int, data: bytes) -> None:
         if not self.closed:
-            self._run(self.conn.upstream_data(conn_id, data, self._loop.time()))
+            try:
+                self._run(self.conn.upstream_data(conn_id, data, self._loop.time()))
+            except Exception:
+                # Not left to asyncio: it would close the upstream only, and this client's
+                # request would wait for an answer that never comes.
+                self._crashed("reading the upstream")
 
     def upstream_eof(self, conn_id: int, got_data: bool = True) -> None:
         self.upstreams.pop(conn_id, None)
@@ -816,13 +851,17 @@ class _Downstream(asyncio.Protocol):
             return
         if self.upstream_full:
             self.resume_client()
-        if got_data:
-            self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
-        else:
-            # Closed before a single byte of response: nginx counts that as "error" (a failure
-            # "passing a request to it, or reading the response header"), which is retried on
-            # another endpoint; fed to h11 as EOF it would look like an invalid response.
-            self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=False))
+        try:
+            if got_data:
+                self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
+            else:
+                # Closed before a single byte of response: nginx counts that as "error" (a
+                # failure "passing a request to it, or reading the response header"), which is
+                # retried on another endpoint; fed to h11 as EOF it would look like an invalid
+                # response.
+                self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=False))
+        except Exception:
+            self._crashed("the upstream's close")
 
     def _timer_fired(self) -> None:
         self.timer = None
@@ -844,7 +883,10 @@ class _Downstream(asyncio.Protocol):
             self.timer = self._loop.call_at(self.deadline, self._timer_fired)
             return
         self.deadline = None
-        self._run(self.conn.timer_expired(self.timer_kind, now))
+        try:
+            self._run(self.conn.timer_expired(self.timer_kind, now))
+        except Exception:
+            self._crashed("a timeout")
 
     # the action loop ---------------------------------------------------------------------------
 
@@ -962,11 +1004,17 @@ class _Downstream(asyncio.Protocol):
         if a.tls:
             ctx = pool.upstream_ssl or _insecure_client_context()
             pool.upstream_ssl = ctx
+        made: list[_Upstream] = []
+
+        def factory() -> _Upstream:
+            made.append(_Upstream(pool, key, a.tls))
+            return made[-1]
+
+        up: _Upstream | None = None
         try:
             try:
                 async with asyncio.timeout(a.connect_timeout):
                     host = key[0]
-                    factory: Callable[[], _Upstream] = lambda: _Upstream(pool, key, a.tls)
                     if _is_ip_literal(host):
                         # Pod IPs, ClusterIPs, 127.0.0.1 in a local manifest: no lookup, the
                         # connect as it always was (asyncio reads the literal itself).
@@ -988,23 +1036,42 @@ class _Downstream(asyncio.Protocol):
                 # Done connecting (before anything below may close this conn_id: a cancel
                 # must not hit this task once the connect is over).
                 self.connecting.pop(a.conn_id, None)
+                if up is None:
+                    # The connect completed, but the cancel (the client left, shutdown) or
+                    # the timeout came before this task resumed: the connection never reached
+                    # us, and nobody else would close it (it stayed open, owned by no one,
+                    # until the upstream closed it).
+                    for orphan in made:
+                        orphan.close()
         except TimeoutError:
             if not self.closed:
-                self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=True))
+                self._connect_done(a.conn_id, None, timed_out=True)
             return
         except (OSError, ssl.SSLError, ValueError) as e:
             _log.debug("connect to %s:%s failed: %s", key[0], key[1], e)
             if not self.closed:
-                self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
+                self._connect_done(a.conn_id, None, timed_out=False)
             return
         if self.closed:
             pool.put(up)
             return
-        if up.closed:  # the upstream closed right after accepting
-            self._run(self.conn.upstream_failed(a.conn_id, loop.time(), timed_out=False))
-            return
-        self._adopt(up, a)
-        self._run(self.conn.upstream_connected(a.conn_id, loop.time(), reused=False))
+        self._connect_done(a.conn_id, up, a)
+
+    def _connect_done(self, conn_id: int, up: _Upstream | None, a: OpenUpstream | None = None,
+                      timed_out: bool = False) -> None:
+        """Tell the core how a connect ended (``up`` None: it failed). In a task of its own:
+        an exception here would only reach the task, and the client would wait without a timer
+        for an answer that never comes."""
+        now = self._loop.time()
+        try:
+            if up is None or up.closed:  # (closed: the upstream closed right after accepting)
+                self._run(self.conn.upstream_failed(conn_id, now, timed_out=timed_out))
+                return
+            assert a is not None
+            self._adopt(up, a)
+            self._run(self.conn.upstream_connected(conn_id, now, reused=False))
+        except Exception:
+            self._crashed("the upstream connect")
 
     def _close(self, linger: bool = False) -> None:
         if self.closed:
@@ -1091,6 +1158,17 @@ class _Downstream(asyncio.Protocol):
         elif self.transport is not None:
             self.transport.abort()
 
+    def flushing(self) -> bool:
+        """Closed for the core, and bytes we wrote are still in the process, not yet taken by
+        the socket (shutdown lets them go out): the transport's write buffer, and for TLS the
+        socket transport's under it."""
+        t = self.transport
+        if not self.closed or t is None:
+            return False
+        raw = getattr(getattr(t, "_ssl_protocol", None), "_transport", None)
+        under = raw.get_write_buffer_size() if isinstance(raw, asyncio.WriteTransport) else 0
+        return t.get_write_buffer_size() + under > 0
+
     def _cancel_connects(self) -> None:
         # Connects for a connection that is gone: nobody will use them (nginx closes them).
         if self.connecting:
@@ -1135,6 +1213,23 @@ class _Downstream(asyncio.Protocol):
         if not self.closed and self.conn is not None:
             self._run(self.conn.abort(self._loop.time()))
         self._close()
+
+    def _crashed(self, where: str) -> None:
+        """An exception out of the core while handling ``where``: a bug, or one in a hook it
+        calls (the router's ``route``/``observe``/``next_endpoint``, ``request_id``). This
+        connection alone is reset (its upstreams closed, no record), as asyncio resets one
+        whose ``data_received`` raises; the server and every other connection go on. Called
+        from every callback that feeds the core, the loop's own ones (timers, connect tasks,
+        the upstreams' callbacks) too: there an exception reached only the loop's handler and
+        the connection stayed open without a timer, held until shutdown, counted against
+        max_connections, its client waiting forever."""
+        _log.exception("client connection reset: the proxy failed on %s", where)
+        self._queue.clear()  # the rest of a batch the core was producing: not performed
+        self._running = False
+        t = self.transport
+        self._teardown()
+        if t is not None:
+            t.abort()
 
 
 class _ServerTLS(asyncio.sslproto.SSLProtocol):
@@ -1603,7 +1698,16 @@ class ProxyServer:
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Graceful stop: stop accepting, close idle keep-alive connections, let in-flight
-        requests finish (up to ``timeout`` seconds), then abort what is left."""
+        requests finish (up to ``timeout`` seconds), then abort what is left.
+
+        A request is finished when its response is out of the process, not when the core is
+        done with it: a connection closed with bytes of its response still in its write buffer
+        (the tail of a download to a slow client) is given the same grace period to flush
+        them. Aborting it at once cut that tail (up to a write buffer and one upstream read),
+        and the client saw a truncated response; nginx's graceful stop likewise closes only
+        idle connections and lets a response being written finish."""
+        loop = self.loop
+        deadline = loop.time() + timeout
         self.draining = True
         for srv in self.servers:
             srv.close()
@@ -1612,10 +1716,18 @@ class ProxyServer:
         if self.connections:
             self._drained = asyncio.Event()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     await self._drained.wait()
             except TimeoutError:
                 _log.warning("shutdown: aborting %d connection(s) still busy", len(self.connections))
+        # Polled (only here): a TLS transport tells no one when its buffer is empty.
+        while any(c.flushing() for c in self.lingering):
+            left = deadline - loop.time()
+            if left <= 0:
+                _log.warning("shutdown: aborting %d connection(s) still sending a response",
+                             sum(c.flushing() for c in self.lingering))
+                break
+            await asyncio.sleep(min(_FLUSH_POLL, left))
         for c in list(self.connections):
             c.abort()
         for c in list(self.lingering):  # the ones just aborted too (a TLS one starts its shutdown)

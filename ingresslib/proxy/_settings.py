@@ -206,7 +206,9 @@ class ProxySettings:
     #: ``ignore_invalid_headers on``): a request header whose name holds a character other than
     #: a letter, a digit, ``-`` (or ``_``, see above) is dropped, not forwarded.
     ignore_invalid_headers: bool = True
-    #: Idle pooled connections kept per endpoint (enforced by the server's pool); 0 = no reuse.
+    #: ingress-nginx ``upstream-keepalive-connections``: idle pooled connections kept, all
+    #: endpoints together (its one ``upstream_balancer`` block has ``keepalive N``), the least
+    #: recently used closed first; enforced by the server's pool. 0 = no reuse.
     upstream_keepalive_connections: int = 320
     #: ingress-nginx ``upstream-keepalive-timeout`` (nginx ``keepalive_timeout`` in upstream):
     #: an idle pooled connection is closed once it has been idle this long.

@@ -30,8 +30,9 @@ per object (not per rule) shows. Six cases per configuration:
 The code without a per-object cache gets no setup help: the same function is timed, so the
 file runs unchanged against an older ``ingresslib`` for an old/new comparison: copy it into the
 old tree's ``benchmarks/`` and run it from there (``python -m pytest`` puts the current
-directory first on ``sys.path``, ahead of ``PYTHONPATH``); ``extra_info["module"]`` says which
-``_serve`` was timed.
+directory first on ``sys.path``, ahead of ``PYTHONPATH``); ``extra_info["module"]`` names the
+file whose ``config_digest`` was timed (``_serve_digest.py`` since session 18 split ``serve``;
+``_serve.py`` in an older tree).
 """
 
 from __future__ import annotations
@@ -39,17 +40,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import sys
 from typing import Any
 
 import pytest
 from bench_table import manifests
 from gen_rules import gen_table
 
-from ingresslib import Resources
-from ingresslib import _serve
+from ingresslib import Resources, _serve
 from ingresslib._router import Router
-from ingresslib._serve import config_digest
 from ingresslib._table import RouteTable, served_ingresses
+
+# The module that defines serve's config_digest (and holds its cache): _serve_digest since
+# session 18 split serve, _serve in an older tree. Found from the function, not by trying to
+# import _serve_digest: in an older tree run with this venv, the editable install's finder
+# would supply the current tree's _serve_digest.
+config_digest = _serve.config_digest
+digest_module = sys.modules[config_digest.__module__]
 
 #: Configuration name -> (rules, rounds).
 CONFIGS = {"1,000 rules": (1_000, 30), "10,000 rules": (10_000, 9),
@@ -118,8 +125,8 @@ def endpoint_configurations(name: str) -> tuple[Resources, Resources]:
 
 
 def _forget_digests() -> None:
-    """Empty the per-object digest cache, if this version of ``_serve`` has one."""
-    cache = getattr(_serve, "_DIGESTS", None)
+    """Empty the per-object digest cache, if this version of ``config_digest`` has one."""
+    cache = getattr(digest_module, "_DIGESTS", None)
     if cache is not None:
         cache.clear()
 
@@ -131,7 +138,7 @@ def test_reload(benchmark: Any, record: Any, config: str, case: str) -> None:
     n, rounds = CONFIGS[config]
     benchmark.group = f"reload, {config}"
     benchmark.extra_info.update(case=case, config=config, rules=n, ingresses=len(res.ingresses),
-                                services=len(res.services), module=_serve.__file__)
+                                services=len(res.services), module=digest_module.__file__)
     if case == "RouteTable.build":
         benchmark.pedantic(RouteTable.build, args=(res,), rounds=rounds, warmup_rounds=1)
     elif case == "Router":

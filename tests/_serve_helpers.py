@@ -90,15 +90,17 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
     """For ``serve --kubernetes``: a ClusterWatcher that delivers the Resources ``first``,
     rewrites the mounted ``configmap`` file with ``new_configmap``, and delivers ``second``
     while the reloader that the rewrite starts is computing its digest (the reloader waits
-    there, up to 5 s, for that snapshot), so the cluster's swap lands between the reloader's
-    swap and its report; serve stops 0.5 s later. Returns the event set once the reloader
-    reached its digest."""
+    there, up to 30 s, for that snapshot), so the cluster's swap lands between the reloader's
+    swap and its report; serve stops once the reloader has reported (waited for, up to 30 s:
+    a fixed 0.5 s could end serve first on a loaded machine). Returns the event set once the
+    reloader reached its digest."""
     import ingresslib._kube
     from ingresslib import _serve, _serve_reload
 
-    swapped, resume = threading.Event(), threading.Event()
+    swapped, resume, reported = threading.Event(), threading.Event(), threading.Event()
     in_reloader = threading.local()
     real_digest, real_build = _serve.config_digest, _serve.Reloader._build
+    real_check = _serve.Reloader.check
 
     def build(self: Any) -> Any:
         in_reloader.yes = True
@@ -111,8 +113,14 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
         out = real_digest(res, served, config, **kw)
         if getattr(in_reloader, "yes", False):
             swapped.set()  # the reloader has swapped its router in and is computing its digest
-            resume.wait(5)
+            resume.wait(30)
         return out
+
+    async def check(self: Any, *, force: bool = False) -> bool | None:
+        result = await real_check(self, force=force)
+        if result is not None and swapped.is_set():
+            reported.set()  # the reload that computed that digest has reported
+        return result
 
     class Watcher:
         def __init__(self, on_snapshot: Any, **kw: Any) -> None:
@@ -122,13 +130,14 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
             assert stop is not None
             await self.on_snapshot(first)
             configmap.write_text(new_configmap)  # the mounted ConfigMap changes
-            await asyncio.to_thread(swapped.wait, 5)
+            await asyncio.to_thread(swapped.wait, 30)
             await self.on_snapshot(second)  # a cluster change lands meanwhile
             resume.set()
-            await asyncio.sleep(0.5)  # the reloader reports
+            await asyncio.to_thread(reported.wait, 30)  # the reloader reports
             stop.set()
 
     monkeypatch.setattr(_serve_reload, "config_digest", digest)
     monkeypatch.setattr(_serve.Reloader, "_build", build)
+    monkeypatch.setattr(_serve.Reloader, "check", check)
     monkeypatch.setattr(ingresslib._kube, "ClusterWatcher", Watcher)
     return swapped

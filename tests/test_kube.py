@@ -395,7 +395,8 @@ async def test_burst_of_50_events_is_one_swap(h: Harness) -> None:
     for i in range(50):
         h.kube.put(svc(f"s{i:02d}"))
     await eventually(lambda: w.stats.events == 50)
-    await asyncio.sleep(0.4)
+    await eventually(lambda: len(h.snapshots) > before, timeout=30)  # the swap: waited for
+    await asyncio.sleep(0.4)  # two debounce periods more: room for a second swap to show
     assert len(h.snapshots) == before + 1
     assert len(h.last.services) == 50
 
@@ -546,6 +547,9 @@ async def test_watches_that_end_at_once_are_not_a_busy_loop(h: Harness) -> None:
     h.kube.end_watches_at_once = True
     h.kube.end("services")
     await asyncio.sleep(0.5)
+    # The lower bound waited for (a loaded machine may re-watch late); the upper bound counts
+    # what half a second more or less allowed (a busy loop makes hundreds).
+    await eventually(lambda: len(_watches(h.kube, "services")) >= 2, timeout=30)
     n = len(_watches(h.kube, "services"))
     assert 2 <= n <= 15, n
     assert w.synced.is_set()
@@ -570,6 +574,7 @@ async def test_repeated_410_backs_off(h: Harness) -> None:
     h.kube.fail_next("services", 410, times=1000, message="too old resource version")
     h.kube.drop("services")
     await asyncio.sleep(0.5)
+    await eventually(lambda: w.stats.relists >= 2, timeout=30)  # waited for, not slept for
     n = h.kube.count("services")
     h.kube.clear_failures()
     assert n <= 20, n

@@ -51,6 +51,7 @@ from ingresslib._serve import (
 )
 from ingresslib._store import ResourceStore
 from ingresslib._table import served_ingresses
+from tests._process_helpers import stderr_until_exit
 
 NAMES = ["a", "b", "c"]
 NAMESPACES = ["default", "x"]
@@ -460,7 +461,7 @@ def test_a_signal_before_the_first_digest_is_done_stops_gracefully(
         response = b""
         while chunk := client.recv(4096):
             response += chunk
-        _, err = p.communicate(timeout=30)
+        err = stderr_until_exit(p, 30)  # not communicate(): it drops what readline() buffered
     finally:
         if client is not None:
             client.close()

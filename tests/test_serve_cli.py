@@ -8,14 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ingresslib._cli import main
 from ingresslib._demo import parse_echo, start_echo
+from tests._process_helpers import kill_after, stderr_until_exit
 from tests._server_helpers import Client
+from tests._upstream_helpers import until
 
 
 def _manifests(service: str, ports: list[int], extra: str = "") -> str:
@@ -87,30 +88,33 @@ def _start_serve(*args: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ports: dict[str, int] = {}
     assert p.stderr is not None
-    deadline = time.monotonic() + 20
     want = 1 + ("--tls-listen" in args) + ("--metrics-listen" in args)
-    while len(ports) < want and time.monotonic() < deadline:
-        line = p.stderr.readline()
-        if not line:
-            break
-        if line.startswith("listening on "):
-            url = line.split()[2]
-            ports[url.split(":")[0]] = int(url.rsplit(":", 1)[1])
-        elif line.startswith("metrics on "):
-            ports["metrics"] = int(line.split()[2].rsplit(":", 1)[1].split("/")[0])
+    seen: list[str] = []
+    # readline() has no time limit of its own: a serve that hangs before its listening lines
+    # is killed (end of file). Generous: a loaded 2-core machine starts Python slowly.
+    with kill_after(p, 60):
+        while len(ports) < want:
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("listening on "):
+                url = line.split()[2]
+                ports[url.split(":")[0]] = int(url.rsplit(":", 1)[1])
+            elif line.startswith("metrics on "):
+                ports["metrics"] = int(line.split()[2].rsplit(":", 1)[1].split("/")[0])
     if len(ports) < want:
         p.kill()
-        raise AssertionError(f"no listening line; stderr: {p.stderr.read()}")
+        raise AssertionError(f"no listening line; stderr: {''.join(seen)}"
+                             f"{stderr_until_exit(p, 30)}")
     return p, ports
 
 
 def _stop(p: subprocess.Popen[str]) -> str:
+    """SIGTERM, then everything serve wrote to stderr after ``_start_serve``'s listening lines
+    (including what its readline() buffered: not ``communicate()``, which drops that)."""
     p.send_signal(signal.SIGTERM)
-    try:
-        _, err = p.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        raise
+    err = stderr_until_exit(p, 30)
     assert p.returncode == 0, err
     return err
 
@@ -247,17 +251,19 @@ async def test_reload_under_traffic_zero_failures(tmp_path: Path) -> None:
         for i in range(6):
             await asyncio.sleep(0.3)
             write(_manifests("beta" if i % 2 == 0 else "alpha", [x.port for x in (b if i % 2 == 0 else a)]))
-        await asyncio.sleep(0.3)
+        # Alpha (i=5) serves: waited for, not slept for (a loaded machine polls late).
+        assert await until(lambda: services[-20:] == ["alpha"] * 20, 30)
         # An invalid edit: the last good table (alpha, from i=5) keeps serving.
         write(_manifests("alpha", [a[0].port]).replace("pathType: Prefix", "pathType: Sideways"))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a few polls (the log below says it was read)
         n = len(services)
-        await asyncio.sleep(0.3)
+        assert await until(lambda: len(services) >= n + 20, 30)  # some traffic since
         assert set(services[n:]) == {"alpha"}
+        assert await until(lambda: len(services) > 100, 30)  # asserted below
         stop = True
 
     try:
-        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4)), editor()), 30)
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4)), editor()), 120)
         assert failures == []
         assert {"alpha", "beta"} <= set(services) and len(services) > 100
     finally:

@@ -35,6 +35,7 @@ from ingresslib import _serve
 from ingresslib._cli import main
 from ingresslib._resources import Resources
 from ingresslib._serve import Reloader, build_router
+from tests._process_helpers import stderr_until_exit
 from tests.test_serve_cli import _bump, _configmap, _manifests, _start_serve, _stop
 from tests.test_serve_s13 import _deny, _ingress
 
@@ -231,7 +232,7 @@ def test_sighup_while_the_files_are_read_does_not_kill_serve(tmp_path: Path) -> 
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=15)
+        err = stderr_until_exit(p, 30)  # not communicate(): it drops what readline() buffered
     assert p.returncode == 0 and "Traceback" not in err
 
 

@@ -495,8 +495,11 @@ async def test_router_swap_under_traffic_drops_nothing() -> None:
 
 @pytest.mark.asyncio
 async def test_graceful_shutdown_finishes_in_flight() -> None:
+    arrived = asyncio.Event()
+
     async def slow(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await r.readuntil(b"\r\n\r\n")
+        arrived.set()
         await asyncio.sleep(0.3)
         w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
         await w.drain()
@@ -509,7 +512,13 @@ async def test_graceful_shutdown_finishes_in_flight() -> None:
         busy = await Client.open(port)
         idle = await Client.open(port)
         pending = asyncio.create_task(busy.get("a.test"))
-        await asyncio.sleep(0.1)
+        # In flight (at the upstream) and both connections accepted: waited for, not slept for
+        # (after a fixed 0.1 s a loaded machine may not have read the request: "busy" idle).
+        await asyncio.wait_for(arrived.wait(), 30)
+        for _ in range(3000):
+            if len(server.connections) == 2:
+                break
+            await asyncio.sleep(0.01)
         shut = asyncio.create_task(server.shutdown(5))
         await asyncio.sleep(0.05)
         # Idle connection: closed at once; new connections: refused.

@@ -677,7 +677,7 @@ async def test_pipelined_requests_behind_one_in_flight_are_held_to_a_bound() -> 
     try:
         w.write(b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n")
         await w.drain()
-        await asyncio.sleep(0.05)
+        await until(lambda: server.connections, 30)  # accepted: waited for, not slept for
         (conn,) = server.connections
         sent = 0
         for _ in range(200):  # up to ~13 MB

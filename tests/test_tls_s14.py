@@ -27,6 +27,7 @@ from ingresslib._tls import DEFAULT_CERT_NAME, CertificateStore
 from ingresslib.proxy._client_hello import ClientHelloReader
 from ingresslib.proxy._server import ProxyServer
 from tests._server_helpers import StubRouter
+from tests._upstream_helpers import until
 from tests.test_tls import _ingress, _pems, _secret
 
 # --- a hand-built ClientHello (raw SNI bytes: the ssl module never sends a non-ASCII name) -----
@@ -254,7 +255,7 @@ async def test_non_ascii_sni_gets_the_default_certificate_without_stderr_noise(
     answer = await _exchange(port, _client_hello(name))        # TLS 1.3 too
     assert [t for t, _ in _records(answer)][:1] == [22] and _records(answer)[0][1][0] == 2
     assert unraisable == []
-    await asyncio.sleep(0.05)
+    await until(lambda: listener.handshaking == {}, 30)  # waited for, not slept for
     assert listener.handshaking == {}
 
 
@@ -328,7 +329,7 @@ async def test_a_client_that_never_finishes_its_hello_is_closed_at_the_deadline(
     try:
         r, w = await asyncio.open_connection("127.0.0.1", port)
         w.write(_client_hello(b"a.test")[:20])
-        await asyncio.sleep(0.1)
+        await until(lambda: server.handshaking, 30)  # accepted: waited for, not slept for
         assert len(server.handshaking) == 1
         # The only slot is taken: a second client is refused at accept.
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
@@ -339,7 +340,7 @@ async def test_a_client_that_never_finishes_its_hello_is_closed_at_the_deadline(
         assert await asyncio.wait_for(r.read(), 3) == b""
         assert loop.time() - t0 < 1.0
         w.close()
-        await asyncio.sleep(0.05)
+        await until(lambda: server.handshaking == {}, 30)
         assert server.handshaking == {}
     finally:
         await server.shutdown(1)

@@ -243,10 +243,11 @@ def _response_times(record: RequestRecord, tries: int) -> str | None:
     without one (ngx_http_upstream_response_time_variable: "if (ms != -1) { ... ngx_sprintf(p,
     "%T.%03M", ...) } else { *p++ = '-'; }", then ", " before the next state), so that it lines
     up with ``$upstream_addr`` and ``$upstream_status``. The times
-    of every try come from the optional record field ``upstream_response_times`` (one per
-    entry of ``upstreams``) when the core provides it; without it, the last try's time only
-    (:func:`upstream_times`)."""
-    times = getattr(record, "upstream_response_times", None)
+    of every try are the record's ``upstream_response_times`` (one per entry of
+    ``upstreams``; the core always fills it). A record that leaves it empty (built by other
+    code, which RequestRecord's defaults allow) or gives another number of times than tries
+    writes the last try's time only (:func:`upstream_times`)."""
+    times = record.upstream_response_times
     if times and len(times) == tries:
         return ", ".join("-" if t is None else f"{max(t, 0.0):.3f}" for t in times)
     last = upstream_times(record)[1]

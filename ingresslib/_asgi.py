@@ -533,7 +533,8 @@ class IngressASGI(RouteOptionsSource):
                         fwd[name] = fwd[name] + b", " + value if name in fwd else value
                 child["headers"] = self._add_forwarded(
                     scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
-                    fwd, request_id, peer, client_ip, scheme, prefix)
+                    fwd, request_id, peer, client_ip, scheme, prefix,
+                    [v for n, v in fwd_items if n == b"x-forwarded-for"] if fwd_items else _NONE)
         if checked_basic or (decision is not None and opts.access is not None
                              and opts.access.basic is not None):
             # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
@@ -646,6 +647,7 @@ class IngressASGI(RouteOptionsSource):
         special = self._special
         out: list[tuple[bytes, bytes]] = []
         incoming_ff: list[bytes] = []
+        xff: list[bytes] = []  # X-Forwarded-For lines when another header is the ff header
         fwd: dict[bytes, bytes] = {}
         request_id: bytes | None = None
         first_request_id = True
@@ -670,8 +672,10 @@ class IngressASGI(RouteOptionsSource):
             elif kind is _FORWARDED_FOR:
                 incoming_ff.append(item[1])
             elif kind is _FORWARDED:
+                value = item[1]
+                if name == b"x-forwarded-for":
+                    xff.append(value)  # whatever the trust, as the proxy
                 if trusted_fwd:
-                    value = item[1]
                     fwd[name] = fwd[name] + b", " + value if name in fwd else value
             elif kind is _REQUEST_ID:
                 if first_request_id:
@@ -679,16 +683,19 @@ class IngressASGI(RouteOptionsSource):
                     if valid_request_id(item[1]):
                         request_id = item[1]
         return self._add_forwarded(scope, out, has_host, host, incoming_ff, fwd, request_id,
-                                   peer, client_ip, scheme, prefix)
+                                   peer, client_ip, scheme, prefix, xff)
 
     def _add_forwarded(self, scope: Scope, out: list[tuple[bytes, bytes]], has_host: bool,
                        host: str, incoming_ff: list[bytes], fwd: Mapping[bytes, bytes],
                        request_id: bytes | None, peer: str | None, client_ip: str | None,
-                       scheme: str, prefix: bytes | None) -> list[tuple[bytes, bytes]]:
+                       scheme: str, prefix: bytes | None, xff: list[bytes]
+                       ) -> list[tuple[bytes, bytes]]:
         """``out`` (the request's headers that pass) with what this hop writes: Host when the
         request had none, the forwarded family, X-Request-ID (``incoming_ff``: the
         forwarded-for values received; ``fwd``: a trusted hop's other forwarded headers,
-        joined per name; ``request_id``: the client's, when it may pass)."""
+        joined per name; ``request_id``: the client's, when it may pass; ``xff``: the
+        X-Forwarded-For lines received, whatever the trust, when another header is the
+        forwarded-for header)."""
         s = self._settings
         host_b = host.encode("ascii")
         if not has_host and host_b:
@@ -706,11 +713,17 @@ class IngressASGI(RouteOptionsSource):
         fwd_host = fwd.get(b"x-forwarded-host") if fwd else None
         if fwd_host is not None:
             fwd_host = first_forwarded_host(fwd_host)
-        if joined_ff:
+        # As the proxy (``_build_upstream_headers``): nginx's $full_x_forwarded_for is built
+        # from $http_x_forwarded_for whatever forwarded-for-header names.
+        full = joined_ff if self._ff_name == b"x-forwarded-for" else (
+            b", ".join(xff) if xff else b"")
+        if joined_ff or full:
             out += [(b"x-forwarded-for",
-                     forwarded_for_value(s, joined_ff, (peer or "").encode("ascii"), client_b)),
-                    (b"x-real-ip", client_b), (b"x-original-forwarded-for", joined_ff),
-                    (b"x-forwarded-host", fwd_host or host_b)]
+                     forwarded_for_value(s, full, (peer or "").encode("ascii"), client_b)),
+                    (b"x-real-ip", client_b)]
+            if joined_ff:
+                out.append((b"x-original-forwarded-for", joined_ff))
+            out.append((b"x-forwarded-host", fwd_host or host_b))
         else:
             out += [(b"x-forwarded-for", client_b), (b"x-real-ip", client_b),
                     (b"x-forwarded-host", fwd_host or host_b)]

@@ -166,6 +166,9 @@ class RequestRecord:
     http_version: str
     user_agent: str | None
     referer: str | None
+    #: The last try's response bytes read from the upstream after its head, as received:
+    #: chunk framing included (nginx's ``$upstream_response_length``, which adds each read
+    #: before the chunked filter decodes it); 0 when the try got no usable head.
     upstream_response_length: int
     #: The served backend's port as written in the Ingress (number or port name).
     service_port: int | str | None = None
@@ -216,6 +219,11 @@ class RequestRecord:
     #: matched). The core always sets it; None means "not provided" (the access log then
     #: infers it from the status and rule).
     phase: str | None = None
+    #: Every try's ``upstream_response_time``, one per entry of ``upstreams`` (nginx's
+    #: ``$upstream_response_time`` lists them all, ``", "``-separated); the last equals
+    #: ``upstream_response_time``; None for a try without a time. The core always sets it;
+    #: ``()`` means "not provided" (the access log then writes the last try's time only).
+    upstream_response_times: tuple[float | None, ...] = ()
 
     @property
     def duration(self) -> float:

@@ -913,7 +913,7 @@ class Proxy(RouteOptionsSource):
 
 class _Upstream:
     __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
-                 "started", "upgrade", "request_done", "head_bytes")
+                 "started", "upgrade", "request_done", "head_bytes", "fed")
 
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
@@ -931,6 +931,9 @@ class _Upstream:
         self.request_done = False
         #: Bytes of response heads received on this try: 1xx heads and the final one.
         self.head_bytes = 0
+        #: Bytes received on this try (all ``upstream_data``): less ``head_bytes``, what
+        #: nginx's ``$upstream_response_length`` counts.
+        self.fed = 0
 
 
 def _has_secure(set_cookie: str) -> bool:
@@ -945,11 +948,11 @@ class _Request:
         "replay_size",
         "body_len", "complete", "tried", "statuses", "start", "t_connect", "connect_time",
         "t_first", "request_id", "client_ip", "user_agent", "referer", "status", "bytes_in",
-        "bytes_out", "response_started", "response_len", "upgrade", "idempotent", "done",
+        "bytes_out", "response_started", "resp_up", "upgrade", "idempotent", "done",
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
-        "phase",
+        "phase", "times",
     )
 
     def __init__(self, now: float) -> None:
@@ -989,6 +992,10 @@ class _Request:
         self.tried: list[tuple[str, int]] = []
         self.free_tries = 0
         self.statuses: list[int | None] = []
+        #: The response time of each try before the current one (nginx sets a try's
+        #: ``response_time`` when ngx_http_upstream_next abandons it). A tuple: no allocation
+        #: for the common request with one try.
+        self.times: tuple[float, ...] = ()
         self.start = now
         self.t_connect: float | None = None
         self.connect_time: float | None = None
@@ -1018,7 +1025,9 @@ class _Request:
         self.bytes_in = 0
         self.bytes_out = 0
         self.response_started = False
-        self.response_len = 0
+        #: The try whose response head was accepted (None: none, or a later try started):
+        #: its ``fed - head_bytes`` is $upstream_response_length.
+        self.resp_up: _Upstream | None = None
         self.upgrade = False
         self.idempotent = True
         #: The record was emitted.
@@ -1251,6 +1260,7 @@ class ClientConnection:
         if up is None or up.h11 is None:
             return []  # an earlier try's connection, already closed: ignore its bytes
         up.received = True
+        up.fed += len(data)
         up.h11.receive_data(data)
         self._pump_upstream(up, now)
         if not self.closed and self._up is up and self._tunnel is None:
@@ -1794,9 +1804,15 @@ class ClientConnection:
                 if value.lower() == b"100-continue" and version == b"1.1":
                     req.continue_pending = True
             elif name == b"user-agent":
-                req.user_agent = value.decode("latin-1")
+                # nginx >= 1.23 keeps every line of a header (ngx_http_process_header_line
+                # links them) and its variable joins them (ngx_http_variable_headers_internal:
+                # "*p++ = sep; *p++ = ' ';", sep ','): $http_user_agent and $http_referer log
+                # "a, b", not one of the lines.
+                ua = value.decode("latin-1")
+                req.user_agent = ua if req.user_agent is None else f"{req.user_agent}, {ua}"
             elif name == b"referer":
-                req.referer = value.decode("latin-1")
+                ref = value.decode("latin-1")
+                req.referer = ref if req.referer is None else f"{req.referer}, {ref}"
             elif name == b"authorization":
                 req.authorization = value  # the only one (a second is refused above)
         # RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
@@ -1887,6 +1903,8 @@ class ClientConnection:
         out: list[bytes] = []
         hosts: list[bytes] = []
         incoming_ff: list[bytes] = []
+        #: X-Forwarded-For lines when another header is the forwarded-for header.
+        xff: list[bytes] | None = None
         fwd: dict[bytes, bytes] = {}
         request_id: bytes | None = None
         first_request_id = True
@@ -1912,6 +1930,12 @@ class ClientConnection:
             elif kind is _FORWARDED_FOR:
                 incoming_ff.append(value)
             elif kind is _FORWARDED:
+                if name == b"x-forwarded-for":
+                    # $full_x_forwarded_for reads it whatever the trust (below).
+                    if xff is None:
+                        xff = [value]
+                    else:
+                        xff.append(value)
                 if trusted_fwd:
                     # nginx >= 1.23 $http_*: repeated headers joined with ", ".
                     fwd[name] = fwd[name] + b", " + value if name in fwd else value
@@ -1952,7 +1976,7 @@ class ClientConnection:
         if request_id is not None:
             req.request_id = request_id.decode("latin-1")
             out.append(b"x-request-id: %s\r\n" % request_id)
-        if not incoming_ff and req.client_ip == self.peer_ip:
+        if not incoming_ff and xff is None and req.client_ip == self.peer_ip:
             # The common case (no forwarded chain, client = peer): one block per connection.
             block = self._fwd_ip_block
             if block is None:
@@ -1964,8 +1988,14 @@ class ClientConnection:
             peer = (self.peer_ip or "").encode("ascii")
             client = (req.client_ip or "").encode("ascii")
             joined_ff = b", ".join(incoming_ff)
-            xff = forwarded_for_value(s, joined_ff, peer, client)
-            out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n" % (xff, client))
+            # nginx.tmpl: "map $http_x_forwarded_for $full_x_forwarded_for { default
+            # "$http_x_forwarded_for, $realip_remote_addr"; ... }": the X-Forwarded-For lines
+            # whatever forwarded-for-header names (that header only finds the client, for
+            # real_ip_header, and fills X-Original-Forwarded-For below).
+            full = joined_ff if ff_name == b"x-forwarded-for" else (
+                b", ".join(xff) if xff is not None else b"")
+            out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n"
+                       % (forwarded_for_value(s, full, peer, client), client))
             if joined_ff:
                 out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
         fwd_host = fwd.get(b"x-forwarded-host")
@@ -2076,6 +2106,11 @@ class ClientConnection:
         self._up = up
         # A new attempt (a retry, or the fresh connection after the keep-alive race: nginx
         # starts a new upstream state for it too): its times start here.
+        if req.t_attempt is not None:
+            # The try it replaces ends here, unless it ended before (_try_failed).
+            end = now if req.t_attempt_end is None else req.t_attempt_end
+            req.times += (max(end - req.t_attempt, 0.0),)
+            req.resp_up = None
         req.t_attempt = now
         req.t_header = None
         req.t_attempt_end = None
@@ -2149,7 +2184,6 @@ class ClientConnection:
                     return
             if t is h11.Data:
                 data = event.data
-                req.response_len += len(data)
                 framing = req.framing
                 if framing == _FRAME_CHUNKED:
                     if data:
@@ -2300,6 +2334,7 @@ class ClientConnection:
         # A valid head, the one the client gets: nginx sets ``header_time`` once the head has
         # parsed. (A head retried above never reaches here; a retry's ``_open`` resets it.)
         req.t_header = now
+        req.resp_up = up  # its bytes after this head are $upstream_response_length
         if date is not None:
             # Ours, after the upstream's headers (nginx writes it before them; RFC 9110 §5.3:
             # "The order in which field lines with differing field names are received in a
@@ -2635,6 +2670,9 @@ class ClientConnection:
             # (ngx_http_upstream_status_variable: "if (state[i].status) ... else *p++ = '-'"),
             # one entry per address in $upstream_addr.
             statuses = statuses + [None] * (len(req.tried) - len(statuses))
+        resp_up = req.resp_up
+        last_time = None if t_attempt is None else max(
+            (now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt, 0.0)
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -2649,7 +2687,11 @@ class ClientConnection:
             upstream_connect=req.t_connect, upstream_first_byte=req.t_first, end=now,
             request_id=req.request_id, client_ip=req.client_ip, http_version=req.http_version,
             user_agent=req.user_agent, referer=req.referer,
-            upstream_response_length=req.response_len,
+            # nginx's $upstream_response_length: every byte read after the head, added before
+            # the chunked filter decodes it (ngx_http_upstream_process_non_buffered_request:
+            # "u->state->response_length += n; if (u->input_filter(...": framing included).
+            upstream_response_length=0 if resp_up is None
+            else resp_up.fed - resp_up.head_bytes,
             service_port=getattr(served if served is not None else m, "port", None),
             primary_service=getattr(m, "service", None) if canary else None,
             primary_port=getattr(m, "port", None) if canary else None,
@@ -2661,9 +2703,9 @@ class ClientConnection:
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),
             phase=req.phase,
-            upstream_response_time=None if t_attempt is None
-            else max((now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt,
-                     0.0),
+            upstream_response_time=last_time,
+            upstream_response_times=() if last_time is None
+            else (*req.times, last_time) if req.times else (last_time,),
         )
         self._out.append(RequestDone(rec))
 

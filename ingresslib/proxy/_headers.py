@@ -453,10 +453,13 @@ def forwarded_for_value(settings: ProxySettings, incoming: bytes, peer: bytes,
 
     nginx.tmpl: ``{{ if and $all.Cfg.UseForwardedHeaders $all.Cfg.ComputeFullForwardedFor }}
     proxy_set_header X-Forwarded-For $full_x_forwarded_for; {{ else }} proxy_set_header
-    X-Forwarded-For $remote_addr;`` ($full_x_forwarded_for: the incoming chain, then the peer).
+    X-Forwarded-For $remote_addr;`` ($full_x_forwarded_for: the incoming X-Forwarded-For chain,
+    then the peer; the peer alone without one: "map $http_x_forwarded_for $full_x_forwarded_for
+    { default "$http_x_forwarded_for, $realip_remote_addr"; '' "$realip_remote_addr"; }" --
+    the client found in another ``forwarded-for-header`` is not in it).
     """
-    if settings.compute_full_forwarded_for and settings.use_forwarded_headers and incoming:
-        return incoming + b", " + peer
+    if settings.compute_full_forwarded_for and settings.use_forwarded_headers:
+        return incoming + b", " + peer if incoming else peer
     return client
 
 

@@ -13,7 +13,6 @@ all collected, raised as one :class:`ValidationError` (the CLI exits 2).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError
 from ._goparse import parse_bool
+from ._spelling import close_name
 from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
@@ -394,6 +394,7 @@ _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "block-user-agents", "block-referers", "upstream-keepalive-time", "enable-ocsp",
     "enable-real-ip", "hsts", "keep-alive", "disable-proxy-intercept-errors",
 })
+_SORTED_KNOWN_KEYS = sorted(KNOWN_KEYS)
 
 
 def _did_you_mean(key: str) -> str:
@@ -401,8 +402,13 @@ def _did_you_mean(key: str) -> str:
     reads is close to it (a typo), else ""."""
     if key in _INGRESS_NGINX_KEYS:
         return ""
-    close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.8)
-    return f"; did you mean {close[0]}?" if close else ""
+    # Any case of a key names it (``HSTS``: keys are case-sensitive); a guess of opposite
+    # meaning, a deny list for an allow list, is never offered (close_name).
+    lowered = key.lower()
+    if lowered in _INGRESS_NGINX_KEYS:
+        return f"; did you mean {lowered}?"
+    close = close_name(key, KNOWN_KEYS, _SORTED_KNOWN_KEYS)
+    return f"; did you mean {close}?" if close is not None else ""
 
 
 def parse_config_data(
@@ -456,10 +462,15 @@ _NOT_STRING = {bool: ("boolean", "bool"), int: ("integer", "number"), float: ("n
 def _not_a_string(where: str, key: Any, raw: Any) -> FieldError:
     json_type, go_type = _NOT_STRING.get(type(raw), (type(raw).__name__, type(raw).__name__))
     scalar = not isinstance(raw, (list, dict))
+    # The way out: quotes for a scalar YAML typed (``true``, ``1``); a YAML list quoted would
+    # be the text "['10.0.0.0/8', ...]": ingress-nginx's list values are one comma-separated
+    # string (``proxy-real-ip-cidr: "10.0.0.0/8,192.168.0.0/16"``). A map has no string form.
+    hint = ("; quote the value" if scalar else
+            "; write the items as one comma-separated string" if isinstance(raw, list) else "")
     return FieldError(
         where, f"data.{key}", "Invalid value",
         f"expected string, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
-        "into Go struct field ConfigMap.data of type string); quote the value",
+        f"into Go struct field ConfigMap.data of type string){hint}",
         raw if scalar else None, scalar)
 
 

@@ -48,6 +48,7 @@ import logging
 import os
 import random
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -92,7 +93,12 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         try:
-            base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+            # In floating point: an int ``factor`` (``Backoff(factor=2)``, as users write it)
+            # made the power an exact integer, its cost growing with the attempt (a kind
+            # failing for a year: ~10**6 attempts, 0.13 s of the event loop per attempt at
+            # factor 3), before the multiplication raised the OverflowError below anyway.
+            base = min(self.maximum,
+                       self.initial * float(self.factor) ** max(0, attempt - 1))
         except OverflowError:
             # ``2.0 ** 1024`` does not fit a float: a kind failing for ~8.5 hours (30 s per
             # attempt: a missing RBAC grant, an API group the cluster does not serve) reached
@@ -1066,9 +1072,22 @@ def _server_url(exc: BaseException) -> str | None:
 
 
 def _config_server(config: Any) -> str | None:
-    """The API server of a lightkube ``SingleConfig`` (``cluster.server``), else None."""
+    """``scheme://host:port`` of the API server of a lightkube ``SingleConfig``
+    (``cluster.server``), else None. Only those parts, as ``_server_url``: the URL is logged,
+    and a kubeconfig's may carry credentials (``https://user:password@host``, a token in the
+    query)."""
     server = getattr(getattr(config, "cluster", None), "server", None)
-    return server if isinstance(server, str) and server else None
+    if not isinstance(server, str) or not server:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(server)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port out of range or not a number, a bad IPv6 literal
+        return None
+    if not parts.scheme or not host:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
 
 
 def _is_transport_error(exc: BaseException) -> bool:

@@ -321,6 +321,18 @@ def access_kind(name: str) -> str | None:
     return None
 
 
+def _did_you_mean(name: str, prefix: str) -> str:
+    """``"; did you mean <key>?"`` when ``name`` (without ``prefix``) is not an ingress-nginx
+    annotation and one is close to it (``_annotations.did_you_mean``), else ``""``."""
+    # Imported here: proxy/_annotations.py imports this module (route_access).
+    from ._annotations import PREFIX, did_you_mean
+
+    guess = did_you_mean(name)
+    if guess is None:
+        return ""
+    return f"; did you mean {prefix}{guess[len(PREFIX):]}?"
+
+
 def unenforced_access(name: str) -> bool:
     """``name`` (without the prefix) is an access annotation ingresslib cannot enforce
     (``access_kind``)."""
@@ -370,7 +382,8 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
     basic: BasicAuth | None = None
     implemented: frozenset[str] = frozenset()
     auth_type = annotations.get(prefix + "auth-type")
-    if not canary and auth_type is not None and auth_type.strip() == "basic":
+    basic_type = auth_type is not None and auth_type.strip() == "basic"
+    if not canary and basic_type:
         implemented = BASIC_AUTH_ANNOTATIONS
         config, reason, auth_warnings = basic_auth_config(annotations, prefix, namespace)
         warnings.extend(f"{where}: {w}" for w in auth_warnings)
@@ -388,22 +401,30 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         kind = access_kind(name)
         if kind is None or name in implemented:
             continue
+        # A misspelt name (``auth-urll``) is classed by its shape and still fails closed (an
+        # unknown auth-* name may restrict access: safer denied), but the warning names the
+        # annotation it is likely meant to be: "not implemented" alone hides the typo.
+        hint = _did_you_mean(name, prefix)
         if canary:
+            # auth-type: basic and its Secret are implemented (on a main Ingress): "anyway"
+            # would say otherwise.
+            anyway = "" if basic_type and name in BASIC_AUTH_ANNOTATIONS else (
+                ", and not implemented by ingresslib anyway")
             warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as in "
                             "ingress-nginx: the main Ingress's access control applies to "
-                            "canary traffic), and not implemented by ingresslib anyway")
+                            f"canary traffic){anyway}{hint}")
         elif settings.deny_unenforced_access_annotations:
             reason = (f"annotation {key} ({kind}) restricts access and is not implemented "
                       "by ingresslib")
             warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (as "
                             "ingress-nginx denies a location whose access annotation it "
                             "cannot apply); set deny-unenforced-access-annotations to "
-                            "\"false\" to serve them without it")
+                            f"\"false\" to serve them without it{hint}")
             deny(reason)
         else:
             warnings.append(f"{where}: annotation {key}: not implemented by ingresslib; "
                             "ignored (deny-unenforced-access-annotations is off: the routes "
-                            "are served without this access control)")
+                            f"are served without this access control){hint}")
 
     def ranges(names: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
         chosen = next((n for n in names if annotations.get(prefix + n)), None)

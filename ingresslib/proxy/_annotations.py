@@ -36,12 +36,12 @@ codes are read as redirect/redirect.go reads them (``_redirect_url``, ``_redirec
 (``RouteOptionsSource._www_twins``).
 
 On a canary Ingress none of these (``LOCATION_OPTIONS``) is read: canary traffic takes the main
-rule's options, as in ingress-nginx; each one set is reported as ignored.
+rule's options, as in ingress-nginx; each one set is reported as ignored, unless it has the main
+rule's value (``main_annotations``: a canary copied from its main Ingress loses nothing).
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -55,6 +55,7 @@ import regex as _regex
 from .._errors import BadRequestError
 from .._goparse import parse_bool, parse_int
 from .._normalize import canonical_rule_path
+from .._spelling import close_name
 from .._table import _is_canary_value
 from ._access import SOURCE_RANGE_ANNOTATIONS, Access, route_access, unenforced_access
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
@@ -128,16 +129,24 @@ INGRESS_NGINX_ANNOTATIONS = IMPLEMENTED | frozenset({
     "influxdb-measurement", "influxdb-port", "influxdb-host", "influxdb-server-name",
     "enable-modsecurity", "enable-owasp-core-rules", "modsecurity-transaction-id",
     "modsecurity-snippet", "mirror-request-body", "mirror-target", "mirror-host",
+    "use-port-in-redirects", "fastcgi-index", "fastcgi-params-configmap",
+    # names of older releases, still met in manifests (``session-cookie-hash`` must not be
+    # offered ``session-cookie-path``)
+    "session-cookie-hash", "secure-backends", "secure-verify-ca-secret", "grpc-backend",
+    "add-base-url", "base-url-scheme", "upstream-max-fails", "upstream-fail-timeout",
+    "mirror-uri", "lua-resty-waf",
 })
+_SORTED_ANNOTATIONS = sorted(INGRESS_NGINX_ANNOTATIONS)
 
 
 def did_you_mean(name: str) -> str | None:
     """The ingress-nginx annotation (full key) ``name`` (without the prefix) is likely a
-    misspelling of, or None when ``name`` is one or nothing is close."""
+    misspelling of, or None when ``name`` is one or nothing is close (``close_name``: any
+    case of a name, ``Rewrite-Target``, offers it; never a guess of opposite meaning)."""
     if name in INGRESS_NGINX_ANNOTATIONS:
         return None
-    close = difflib.get_close_matches(name, sorted(INGRESS_NGINX_ANNOTATIONS), n=1, cutoff=0.8)
-    return PREFIX + close[0] if close else None
+    close = close_name(name, INGRESS_NGINX_ANNOTATIONS, _SORTED_ANNOTATIONS)
+    return PREFIX + close if close is not None else None
 
 
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
@@ -564,13 +573,16 @@ def parse_route_options(
     namespace: str | None = None,
     secrets: Callable[[], Any] | None = None,
     auth_warn: Callable[[str], None] | None = None,
+    main_annotations: Mapping[str, str] | None = None,
 ) -> RouteOptions:
     """Merge one route's annotations over ``settings``; invalid values warn and fall back.
 
     ``namespace`` is the Ingress's, ``secrets`` returns the router's current Secrets (for
     ``auth-type: basic``; None: not known here, as in ``check``), ``auth_warn`` is where the
     Secret's problems are reported when it is read, and a rule path routed literally that
-    ingress-nginx reads as a regex (``_regex_path_warning``), at once."""
+    ingress-nginx reads as a regex (``_regex_path_warning``), at once. For a canary route,
+    ``main_annotations`` are those of the main rule it joins (None: not known, every location
+    option set is reported)."""
     warnings: list[str] = []
     # A canary Ingress lends only its backend to the main rule: the proxy applies the main
     # rule's options to canary traffic (``Decision.match``), as ingress-nginx merges only the
@@ -580,10 +592,16 @@ def parse_route_options(
     # nginx.ingress.kubernetes.io/upstream-hash-by, and annotations related to session
     # affinity"). Each option set here is said to be ignored, not parsed:
     # an invalid value's "using the default" would name a value canary traffic never gets.
+    # A canary is usually a copy of its main Ingress plus the canary annotations: an option
+    # with the main's very value changes nothing, and a warning per copied annotation per
+    # canary would be noise that teaches to skip warnings. Only one that differs (or that the
+    # main does not set) is named: the value the canary's author expects and does not get.
     canary = _is_canary_value(annotations.get(PREFIX + "canary"))
     if canary:
         for key in sorted(annotations):
-            if key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS:
+            if (key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS
+                    and (main_annotations is None
+                         or main_annotations.get(key) != annotations[key])):
                 warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as "
                                 "in ingress-nginx: the main Ingress's applies to canary "
                                 "traffic)")

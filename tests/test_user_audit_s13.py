@@ -167,7 +167,7 @@ def test_live_update_wrapper_still_serves_while_the_watcher_runs(
 
 def test_asgi_page_says_clusterwatcher_needs_the_k8s_extra() -> None:
     s = one_line((DOCS / "asgi.md").read_text(encoding="utf-8"))
-    assert "`ClusterWatcher` needs the `k8s` extra: `pip install 'ingresslib[k8s]'`" in s
+    assert "`ClusterWatcher` needs the `k8s` extra: `pip install '.[k8s]'` from a checkout" in s
 
 
 # --- examples/asgi_app.py: runs outside the repository, says what it needs ---------------------

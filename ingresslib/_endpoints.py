@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from ._goparse import ascii_digits
-from ._models import EndpointConditions, EndpointSlice, Endpoints, Service, ServicePort
+from ._models import (
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    Endpoints,
+    Service,
+    ServicePort,
+)
 from ._resources import Resources
 from ._table import Diagnostic, _last_definitions, _namespaced_key
 from ._validate import canonical_ip, is_dns1123_subdomain
@@ -60,7 +67,8 @@ class EndpointSet:
     endpoints: tuple[Address, ...] = ()
     #: One positive weight per endpoint (all 1 unless the Service says otherwise).
     weights: tuple[int, ...] = ()
-    #: Why there is no endpoint, for diagnostics (``"service default/web not found"``).
+    #: Why there is no endpoint, for diagnostics (``"Service default/web not found"``,
+    #: ``"Service default/web has no ready endpoint: 3 endpoints, none ready"``).
     reason: str | None = None
     #: True when the weights differ (smooth weighted round-robin applies); set by the builder.
     weighted: bool = False
@@ -368,7 +376,7 @@ class EndpointIndex:
         svc = self._services.get((namespace, service))
         if svc is None:
             return EndpointSet(namespace, service, None,
-                               reason=f"service {namespace}/{service} not found")
+                               reason=f"Service {namespace}/{service} not found")
         sp = _find_service_port(svc, port)
         ext_name = svc.spec.external_name if svc.spec.type == "ExternalName" else None
         if sp is None and ext_name and isinstance(port, int):
@@ -378,17 +386,18 @@ class EndpointIndex:
             sp = ServicePort(port=port, target_port=port)
         if sp is None:
             return EndpointSet(namespace, service, None,
-                               reason=f"service {namespace}/{service} has no port {port!r}")
+                               reason=f"Service {namespace}/{service} has no port "
+                               f"{_wanted_port(port)} (its ports: {_ports_text(svc.spec.ports)})")
         if sp.protocol != "TCP" and not ext_name:
             # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below).
             return EndpointSet(namespace, service, None,
-                               reason=f"service {namespace}/{service} port {port!r} is "
+                               reason=f"Service {namespace}/{service} port {port!r} is "
                                f"{sp.protocol}, not TCP")
         if ext_name:
             problem = external_name_problem(ext_name)
             if problem is not None:
                 return EndpointSet(svc.metadata.namespace, svc.metadata.name, None,
-                                   reason=f"service {svc.metadata.namespace}/{svc.metadata.name}"
+                                   reason=f"Service {svc.metadata.namespace}/{svc.metadata.name}"
                                    f": {problem}")
             # ingress-nginx proxies ExternalName Services to the DNS name at the Service port.
             target = sp.target_port if isinstance(sp.target_port, int) else sp.port
@@ -412,7 +421,7 @@ class EndpointIndex:
             # Named targetPort: the endpoints name the container port; they agree per Service
             # port unless pods disagree, in which case the first (sorted) endpoint's port is shown.
             resolved = min(addrs)[1]
-        return self._finish(svc, resolved, addrs)
+        return self._finish(svc, resolved, addrs, sp, numeric_target)
 
     def _from_slices(self, svc: Service, sp: ServicePort,
                      numeric_target: int | None) -> list[Address] | None:
@@ -482,7 +491,8 @@ class EndpointIndex:
             out.extend((canonical_ip(a.ip), port_no) for a in subset.addresses)
         return out
 
-    def _finish(self, svc: Service, port: int | None, addrs: list[Address]) -> EndpointSet:
+    def _finish(self, svc: Service, port: int | None, addrs: list[Address],
+                sp: ServicePort | None = None, numeric_target: int | None = None) -> EndpointSet:
         # Deduplicate (an address can sit in two slices while they are being rewritten) and sort,
         # so balancing does not depend on the order objects arrived in.
         unique = tuple(sorted(set(addrs))) if addrs else ()
@@ -495,6 +505,132 @@ class EndpointIndex:
             if by_addr or by_ip:
                 weights = tuple(by_addr.get(a, by_ip.get(a[0], 1)) for a in unique)
                 weighted = len(set(weights)) > 1
+        # Why there is none, worked out only then (``_why_none``): a backend with endpoints
+        # pays nothing for it.
         reason = None if unique else (
-            f"service {meta.namespace}/{meta.name} has no ready endpoint")
+            f"Service {meta.namespace}/{meta.name} has no ready endpoint"
+            + ("" if sp is None else f": {self._why_none(svc, sp, numeric_target)}"))
         return _new_endpoint_set(meta.namespace, meta.name, port, unique, weights, reason, weighted)
+
+    # --- why a backend has no endpoint (only asked when it has none) ---------------------------
+
+    def _why_none(self, svc: Service, sp: ServicePort, numeric_target: int | None) -> str:
+        """What the objects say of Service ``svc`` port ``sp`` that has no ready endpoint: the
+        same walk as ``_from_slices``/``_from_endpoints``, counting what each step dropped.
+        Slices are read in name order, so the text does not depend on the order they came in
+        (an index over one Service's objects gives the text the whole one gives)."""
+        key = (svc.metadata.namespace, svc.metadata.name)
+        slices = self._slices.get(key)
+        if slices:
+            return _slices_why(sorted(slices, key=slice_key), sp, numeric_target)
+        eps = self._endpoints.get(key)
+        if eps is not None:
+            return _endpoints_why(eps, sp)
+        return (f"no EndpointSlice labelled kubernetes.io/service-name={svc.metadata.name} "
+                f"(and no v1 Endpoints)")
+
+
+#: At most this many objects are named in one reason; the rest are counted.
+_NAMED = 3
+
+
+def _wanted_port(port: int | str | None) -> str:
+    return f"named {port!r}" if isinstance(port, str) else str(port)
+
+
+def _port_text(name: str | None, number: int | None, protocol: str) -> str:
+    """``'http' 8080``, ``'' 19002`` (no name), ``'dns' 53/UDP``, ``'http' (no number)``."""
+    text = f"{name or ''!r} {number if number is not None else '(no number)'}"
+    return text if protocol == "TCP" else f"{text}/{protocol}"
+
+
+def _ports_text(ports: Sequence[ServicePort] | Sequence[EndpointPort]) -> str:
+    if not ports:
+        return "none"
+    return ", ".join(_port_text(p.name, p.port, p.protocol) for p in ports)
+
+
+def _want_text(want: str) -> str:
+    return (f"named {want!r}" if want else
+            "without a name (the Service port has none)")
+
+
+def _some(items: list[str]) -> str:
+    more = len(items) - _NAMED
+    return "; ".join(items[:_NAMED]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 'es' if what.endswith('s') else 's'}"
+
+
+def _slices_why(slices: Sequence[EndpointSlice], sp: ServicePort,
+                numeric_target: int | None) -> str:
+    want = sp.name or ""
+    unusable: list[str] = []  # slices no endpoint of which can serve this port
+    empty: list[str] = []  # usable slices listing no endpoint
+    total = not_ready = refused = no_address = 0
+    for sl in slices:
+        ref = f"EndpointSlice {sl.metadata.ref}"
+        if sl.address_type not in ("IPv4", "IPv6", "FQDN"):
+            unusable.append(f"{ref} has addressType {sl.address_type!r} (not IPv4, IPv6 or "
+                            "FQDN)")
+            continue
+        if not sl.ports:
+            if numeric_target is None:
+                unusable.append(f"{ref} lists no port, and the Service's targetPort "
+                                f"{sp.target_port!r} is a name only a slice port can give")
+                continue
+        elif not any((p.name or "") == want and p.port is not None and p.protocol == "TCP"
+                     for p in sl.ports):
+            unusable.append(f"{ref} has no TCP port {_want_text(want)} (its ports: "
+                            f"{_ports_text(sl.ports)})")
+            continue
+        if not sl.endpoints:
+            empty.append(ref)
+        for ep in sl.endpoints:
+            total += 1
+            if not ep.addresses:
+                no_address += 1
+            elif not is_ready(ep.conditions):
+                not_ready += 1
+            else:  # ready, with an address: an FQDN one refused (fqdn_address_problem)
+                refused += 1
+    parts: list[str] = []
+    if total:
+        if not_ready == total:
+            parts.append(f"{_count(total, 'endpoint')}, none ready" if total > 1 else
+                         "1 endpoint, not ready")
+        else:
+            counts = [f"{n} {what}" for n, what in (
+                (not_ready, "not ready"), (no_address, "without an address"),
+                (refused, "refused (an FQDN address the proxy must not connect to)")) if n]
+            parts.append(f"{_count(total, 'endpoint')}, none usable: {', '.join(counts)}")
+    elif empty:
+        parts.append(f"{_some(empty)} list{'s' if len(empty) == 1 else ''} no endpoint")
+    return _some(parts + unusable)
+
+
+def _endpoints_why(eps: Endpoints, sp: ServicePort) -> str:
+    want = sp.name or ""
+    ref = f"Endpoints {eps.metadata.ref}"
+    matched = False
+    not_ready = 0
+    ports: list[EndpointPort] = []
+    for subset in eps.subsets:
+        ports += subset.ports
+        ok = any((p.name or "") == want and p.port is not None and p.protocol == "TCP"
+                 for p in subset.ports) or (
+            len(subset.ports) == 1 and subset.ports[0].port is not None and not want
+            and subset.ports[0].protocol == "TCP")
+        if ok:
+            matched = True
+            not_ready += len(subset.not_ready_addresses)
+    if not eps.subsets:
+        return f"{ref} lists no subset (no address)"
+    if not matched:
+        return f"{ref} has no TCP port {_want_text(want)} (its ports: {_ports_text(ports)})"
+    if not_ready:
+        return (f"{ref}: {_count(not_ready, 'address')} in notReadyAddresses, none ready"
+                if not_ready > 1 else f"{ref}: 1 address, in notReadyAddresses (not ready)")
+    return f"{ref} lists no address for this port"

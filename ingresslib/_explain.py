@@ -250,6 +250,14 @@ def _add_verdict(out: dict[str, Any], answer: ProxyAnswer, client_ip: str | None
         verdict["user"] = answer.basic[1]
     if answer.warnings:
         out["warnings"] = list(dict.fromkeys(answer.warnings))
+    d = answer.decision
+    if status == 503 and d is not None and d.endpoint is None and d.service is not None \
+            and verdict.get("reason") == _NO_ENDPOINT:
+        # Why the backend has none (the EndpointSet's reason, as ``decision.why``), on the
+        # verdict it causes.
+        why = getattr(getattr(d.handle, "eps", None), "reason", None)
+        if why:
+            verdict["no_endpoint"] = why
     out["verdict"] = verdict
     if status and not verdict["depends_on_client_ip"] and status != out["status"]:
         out["status"] = status
@@ -289,8 +297,7 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     if status == 503 and answer.basic is not None and answer.basic[0] == 503:
         return "basic authentication: its Secret cannot be used, see the warning"
     if status == 503 and answer.decision is not None and answer.decision.endpoint is None:
-        return ("the backend has no ready endpoint" if answer.decision.service is not None
-                else _RESOURCE)
+        return _NO_ENDPOINT if answer.decision.service is not None else _RESOURCE
     return f"the proxy answers {status} itself"
 
 
@@ -432,15 +439,21 @@ def render_text(info: dict[str, Any]) -> str:
         ep = "none ready (503)" if d["endpoint"] is None else endpoint_text(
             *d["endpoint"].rsplit(":", 1))
         why = d.get("why")
+        said = False  # ``why`` is in the line already
         if d["port"] is not None:
             port = d["port"]
-        elif why and "no ready endpoint" in why:
+        elif why and "has no ready endpoint" in why:
             # A named targetPort is resolved through the endpoints that name it.
-            port = f"unknown (a named targetPort, and {why} to name it)"
+            port = "unknown (a named targetPort, and no ready endpoint to name it)"
         else:
             port = f"unknown ({why or 'no such Service or port in the manifests'})"
+            said = True
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
+        if why and d["endpoint"] is None and not said:
+            # What the objects say (W18): a slice without the Service label, a port name
+            # the slice does not carry, endpoints none of which is ready...
+            lines.append(f"     why no endpoint: {why}")
         a = d.get("affinity")
         v = info.get("verdict")
         if a is not None and a["set_cookie"]:
@@ -457,11 +470,13 @@ def render_text(info: dict[str, Any]) -> str:
     return "\n".join(lines + _access_lines(info))
 
 
+#: The proxy's 503 for a Service backend without a ready endpoint.
+_NO_ENDPOINT = "the backend has no ready endpoint"
 #: The proxy's 503 for a resource backend (``Match.service`` None).
 _RESOURCE = "a resource backend is not a Service: nothing to proxy to"
 #: Verdict reasons the lines above already give (the 404 line, the router's "none ready",
 #: its line for a resource backend).
-_SAID = ("no rule and no default backend matched", "the backend has no ready endpoint",
+_SAID = ("no rule and no default backend matched", _NO_ENDPOINT,
          _RESOURCE)
 
 
@@ -760,8 +775,12 @@ def check_main(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - the router is optional for check
         pass
     else:
-        diagnostics += Router(res, ingress_class=args.ingress_class, controller=args.controller,
-                              table=table, seed=0).warnings
+        router = Router(res, ingress_class=args.ingress_class, controller=args.controller,
+                        table=table, seed=0)
+        # With any Service or endpoints among the files, each backend without endpoint is
+        # one of these warnings (Router.no_endpoint); with Ingresses alone, none: a check of
+        # the Ingresses alone is a legitimate one ("ok" says the Ingresses are valid).
+        diagnostics += router.warnings
     for d in diagnostics:
         print(d, file=sys.stderr)
     proxy_warnings = (field_warnings + _proxy_annotation_warnings(table, res)

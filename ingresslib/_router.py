@@ -28,7 +28,7 @@ import time
 from zlib import crc32
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
@@ -432,6 +432,8 @@ class _State:
     #: so a lookup reads nothing of the Match): the route's ``fast_entry()``, replaced by the
     #: route's first request once its state is built.
     fast: dict[Match, Any]
+    #: ``Router.no_endpoint``.
+    no_endpoint: tuple[Diagnostic, ...] = ()
 
 
 class _Side:
@@ -439,10 +441,10 @@ class _Side:
     side) - with what every route on it shares, and which route sides those are: an update
     that changed one Service's endpoints rebuilds these routes only (``_update_endpoints``)."""
 
-    __slots__ = ("eps", "balancer", "prepared", "port", "upstream", "canary", "users")
+    __slots__ = ("eps", "balancer", "prepared", "port", "upstream", "canary", "users", "first")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, prepared: tuple[str | None, _Profile],
-                 port: int | str | None, upstream: bool, canary: bool) -> None:
+                 port: int | str | None, upstream: bool, canary: bool, first: Match) -> None:
         self.eps = eps
         self.balancer = balancer
         self.prepared = prepared
@@ -452,6 +454,8 @@ class _Side:
         self.canary = canary
         #: The route ids of every route on this backend (on side ``canary``).
         self.users: list[int] = []
+        #: The Match of the first route on it (the one its warnings name).
+        self.first = first
 
 
 @dataclass(slots=True)
@@ -468,6 +472,9 @@ class _Wiring:
     service_warnings: tuple[Diagnostic, ...]
     #: The FQDN EndpointSlices' warnings (``_slices_warnings``).
     slice_warnings: tuple[Diagnostic, ...]
+    #: The Service backends with no endpoint (``_no_endpoint_notes``), and what is said of them.
+    empty: set[_Side]
+    no_endpoint: tuple[Diagnostic, ...]
     #: The inputs besides the Resources that the build's balancers depend on.
     load_balance: str
     factories: dict[str, BalancerFactory]
@@ -507,6 +514,41 @@ def _services_warnings(services: Sequence[Service], in_use: Callable[[Service], 
 
 
 _address_type = attrgetter("address_type")
+
+
+def _empty_order(side: _Side) -> tuple[int, bool]:
+    # The order a build meets the backends in (each is made at its first route's rule, the
+    # main side first), whichever way the set of them was reached.
+    return side.users[0], side.canary
+
+
+def _no_endpoint_notes(empty: Iterable[_Side],
+                       eps_of: Mapping[_Side, EndpointSet] | None = None
+                       ) -> tuple[Diagnostic, ...]:
+    """A warning per Service backend with no ready endpoint, naming the first Ingress on it
+    and why (``EndpointSet.reason``: ``"Service shop/site has no port named 'htpp' (its
+    ports: 'http' 80)"``): every request to it answers 503, the commonest surprise of a new
+    setup, and ingress-nginx logs it on every sync ("Service %q does not have any active
+    Endpoint."). Only backends with none are ever looked at: a build or update of healthy
+    backends does no work for this. ``eps_of``: endpoint sets not yet committed to their
+    sides (``_update_endpoints``)."""
+    notes: dict[Diagnostic, None] = {}
+    for side in sorted(empty, key=_empty_order):
+        eps = side.eps if eps_of is None else eps_of.get(side, side.eps)
+        m = side.first
+        port = f"port {m.port!r}" if isinstance(m.port, str) else f"port {m.port}"
+        what = "canary backend" if side.canary else "backend"
+        notes[Diagnostic(f"Ingress {m.ingress}", "",
+                         f"{what} {m.service} {port}: every request answers 503: "
+                         f"{eps.reason}")] = None
+    return tuple(notes)
+
+
+def _holds_endpoint_objects(res: Resources) -> bool:
+    """The Resources hold a Service, EndpointSlice or v1 Endpoints: their backends' missing
+    endpoints are warned of. Ingresses alone are a check of the Ingresses alone (every
+    backend would be "not found"): ``Router.no_endpoint`` still lists them."""
+    return bool(res.services or res.endpoint_slices or res.endpoints)
 
 
 def _slices_warnings(slices: Sequence[EndpointSlice]) -> tuple[Diagnostic, ...]:
@@ -644,6 +686,15 @@ class Router:
         """Invalid annotations (each naming the Ingress and the annotation) and other problems
         found while wiring routes to backends."""
         return self._state.warnings
+
+    @property
+    def no_endpoint(self) -> tuple[Diagnostic, ...]:
+        """A warning per Service backend with no ready endpoint (every request to it answers
+        503) and why: ``Ingress shop/site: backend site port 'htpp': every request answers
+        503: Service shop/site has no port named 'htpp' (its ports: 'http' 80)``. Also in
+        ``warnings`` when the Resources hold any Service, EndpointSlice or v1 Endpoints (with
+        Ingresses alone, every backend has none: ``serve`` logs one INFO line then)."""
+        return self._state.no_endpoint
 
     @property
     def resources(self) -> Resources:
@@ -970,18 +1021,34 @@ class Router:
         slice_warnings = (_slices_warnings(res.endpoint_slices)
                           if "FQDN" in map(_address_type, sl_removed)
                           or "FQDN" in map(_address_type, sl_added) else wiring.slice_warnings)
+        # The backends with no endpoint: only the changed ones can join or leave.
+        empty = wiring.empty
+        no_endpoint = wiring.no_endpoint
+        if changed:
+            empty = set(empty)
+            for side, eps, _prepared in changed:
+                if eps.endpoints:
+                    empty.discard(side)
+                else:
+                    empty.add(side)
+            if empty or wiring.empty:
+                no_endpoint = _no_endpoint_notes(empty, {side: eps for side, eps, _ in changed})
         warnings = wiring.route_warnings + service_warnings
         if slice_warnings:
             warnings += slice_warnings
+        if no_endpoint and _holds_endpoint_objects(res):
+            warnings += no_endpoint
         for w in warnings:
             log.debug("%s", w)
-        state = _State(old.table, routes, warnings, res, old.match, fast)
+        state = _State(old.table, routes, warnings, res, old.match, fast, no_endpoint)
         # Committed last: an exception above leaves the wiring of the published state as is.
         for side, eps, prepared in changed:
             side.eps = eps
             side.prepared = prepared
         wiring.service_warnings = service_warnings
         wiring.slice_warnings = slice_warnings
+        wiring.empty = empty
+        wiring.no_endpoint = no_endpoint
         return state
 
     def _factories(self) -> dict[str, BalancerFactory]:
@@ -1049,6 +1116,8 @@ class Router:
         #: The failures of the fallbacks ``sides`` hold, by the same key.
         failed_sides: dict[tuple[Any, ...], tuple[_Failure, ...]] = {}
         splits: dict[tuple[Any, ...], WeightSplit] = {}
+        #: The Service backends with no endpoint (``_no_endpoint_notes``).
+        empty: set[_Side] = set()
 
         def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
                      path: str | None) -> tuple[BalancerSpec, list[tuple[str, str]]]:
@@ -1190,9 +1259,11 @@ class Router:
                                             factories.get(default_lb)), failures)
                 balancers[bkey] = bal
                 side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
-                                           match.port, upstream, canary)
+                                           match.port, upstream, canary, match)
                 if match.service is not None:
                     by_service.setdefault((match.namespace, match.service), []).append(side)
+                    if not eps.endpoints:
+                        empty.add(side)
                 if fallbacks:
                     fell = fallbacks.get(bkey)
                     if fell is not None:
@@ -1270,6 +1341,9 @@ class Router:
         slice_warnings = _slices_warnings(res.endpoint_slices)
         warnings += service_warnings
         warnings += slice_warnings
+        no_endpoint = _no_endpoint_notes(empty) if empty else ()
+        if no_endpoint and _holds_endpoint_objects(res):
+            warnings += no_endpoint
         for w in warnings:
             log.debug("%s", w)
         # Publish the carried-over state maps before the state that uses them.
@@ -1277,5 +1351,5 @@ class Router:
         self._fallbacks = fallbacks
         self._splits = splits
         self._wiring = _Wiring(by_service, route_warnings, service_warnings, slice_warnings,
-                               self.load_balance, factories)
-        return _State(table, routes, tuple(warnings), res, table.match, fast)
+                               empty, no_endpoint, self.load_balance, factories)
+        return _State(table, routes, tuple(warnings), res, table.match, fast, no_endpoint)

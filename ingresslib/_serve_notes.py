@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._resources import Resources
+from ._table import Diagnostic
 
-__all__ = ["MAX_NOTES_LOGGED"]
+__all__ = ["MAX_NOTES_LOGGED", "no_endpoint_info"]
 
 _log = logging.getLogger("ingresslib.serve")
 
@@ -26,13 +27,30 @@ def _invalid_text(*errors: BaseException) -> str:
     return "\n".join([*lines, *warned])
 
 
-def _notes_of(router: Any) -> tuple[Any, Any]:
-    """The router's table and warnings, taken together (with the swap lock held) for
-    ``_table_notes``, which may run after the next swap."""
-    return getattr(router, "table", None), getattr(router, "warnings", ())
+def _notes_of(router: Any) -> tuple[Any, ...]:
+    """The router's table, warnings and backends without endpoint, taken together (with the
+    swap lock held) for ``_table_notes``, which may run after the next swap."""
+    return (getattr(router, "table", None), getattr(router, "warnings", ()),
+            getattr(router, "no_endpoint", ()))
 
 
-def _table_notes(of: tuple[Any, Any], res: Resources,
+def no_endpoint_info(res: Resources, no_endpoint: Sequence[Any]) -> Diagnostic | None:
+    """The one line said of backends without endpoint when ``res`` holds Ingresses alone (no
+    Service, EndpointSlice or v1 Endpoints): a legitimate check of the Ingresses alone, where
+    a warning per backend would be noise, and a server that answers 503 to all of them
+    (``Router.no_endpoint``; with any of those kinds, each is a warning of its own)."""
+    if not no_endpoint or res.services or res.endpoint_slices or res.endpoints:
+        return None
+    n = len(no_endpoint)
+    return Diagnostic(
+        "Router", "",
+        f"no Service, EndpointSlice or Endpoints among the manifests: the {n} Service "
+        f"backend{'s' if n != 1 else ''} of the Ingresses {'have' if n != 1 else 'has'} no "
+        f"endpoint (every request to {'them' if n != 1 else 'it'} answers 503); add the "
+        "Services and their EndpointSlices to the files to check them", "info")
+
+
+def _table_notes(of: tuple[Any, ...], res: Resources,
                  paths: Sequence[str] = ()) -> dict[str, str]:
     """What ``ingresslib check`` prints of a table that builds, ``{line: severity}``: the
     table's diagnostics (shadowed rules, Ingresses the class filter leaves out, canaries
@@ -42,9 +60,12 @@ def _table_notes(of: tuple[Any, Any], res: Resources,
     and the table's not at all, so a server answering 404 for a filtered-out or shadowed
     Ingress said nothing about why. Worked out in the worker thread that built the table (one
     ``str()`` per note: 12 ms at 8,000 notes), logged on the loop by ``_log_fresh_notes``."""
-    table, warnings = of
+    table, warnings, *rest = of
     notes: list[Any] = [*getattr(table, "diagnostics", ()), *warnings]
     lines = {str(d): getattr(d, "severity", "warning") for d in notes}
+    info = no_endpoint_info(res, rest[0]) if rest else None
+    if info is not None:
+        lines[str(info)] = "info"
     if res.ingresses and not getattr(table, "served", True):
         # Every Ingress left out by the class filter (--ingress-class, --controller, or no
         # IngressClass among the files): the server answers 404 to every request, and the

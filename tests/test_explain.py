@@ -72,7 +72,7 @@ def test_explain_text(manifests: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "backend service prod/cart:http" in out
     assert "canary: Ingress prod/shop-canary -> service prod/cart-v2:80" in out
     # No Service in these manifests: said plainly, not "port None".
-    assert "target port unknown (service prod/cart not found), endpoint none ready (503)" in out
+    assert "target port unknown (Service prod/cart not found), endpoint none ready (503)" in out
 
 
 def test_explain_says_why_a_named_target_port_is_unknown(tmp_path: Path,
@@ -97,11 +97,12 @@ spec: {ports: [{name: http, port: 80, targetPort: http}]}
 """)
     assert main(["explain", "-f", str(f), "http://a.test/x"]) == 0
     out = capsys.readouterr().out
-    assert ("target port unknown (a named targetPort, and service default/web has no ready "
-            "endpoint to name it), endpoint none ready (503)") in out
+    assert ("target port unknown (a named targetPort, and no ready endpoint to name it), "
+            "endpoint none ready (503)") in out
     assert main(["explain", "-f", str(f), "-o", "json", "http://a.test/x"]) == 0
     assert json.loads(capsys.readouterr().out)["decision"]["why"] == (
-        "service default/web has no ready endpoint")
+        "Service default/web has no ready endpoint: no EndpointSlice labelled "
+        "kubernetes.io/service-name=web (and no v1 Endpoints)")
 
 
 def test_explain_json(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:

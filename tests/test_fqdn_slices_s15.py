@@ -117,7 +117,12 @@ def test_only_the_definition_in_use_is_warned_about() -> None:
     r = Router(web([GOOD], "FQDN", old))  # web() puts its slice first: `old` is the later one
     assert endpoints(r) == ()
     assert [w.message for w in r.warnings] == ["defined 2 times; the last definition is used",
-                                               fqdn_address_problem("127.1")]
+                                               fqdn_address_problem("127.1"),
+                                               # its backend has none left (W18)
+                                               "backend web port 'http': every request "
+                                               "answers 503: Service default/web has no ready "
+                                               "endpoint: 1 endpoint, none usable: 1 refused "
+                                               "(an FQDN address the proxy must not connect to)"]
     r2 = Router(resources(ingress("web", [("a.test", "/", "Prefix", "web", "http")]),
                           service("web", [ServicePort(80, "http", 8080)]), old,
                           slice_("web-fq", "web", [GOOD], [("http", 8080)],

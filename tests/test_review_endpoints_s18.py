@@ -410,7 +410,8 @@ def test_slices_without_a_ready_endpoint_still_beat_v1_endpoints() -> None:
                               (EndpointPort(port=8080, name="http"),))
     got = _resolve(service("web", [ServicePort(80, "http", 8080)]), not_ready,
                    endpoints_v1("web", ["10.0.1.1"], ports=[("http", 8080)]))
-    assert got.endpoints == () and got.reason == "service default/web has no ready endpoint"
+    assert got.endpoints == () and got.reason == (
+        "Service default/web has no ready endpoint: 1 endpoint, not ready")
 
 
 def test_a_slice_port_without_number_gives_no_endpoint() -> None:

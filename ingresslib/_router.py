@@ -522,25 +522,52 @@ def _empty_order(side: _Side) -> tuple[int, bool]:
     return side.users[0], side.canary
 
 
-def _no_endpoint_notes(empty: Iterable[_Side],
-                       eps_of: Mapping[_Side, EndpointSet] | None = None
+def _no_endpoint_notes(empty: Iterable[_Side], routes: Sequence[Any]
                        ) -> tuple[Diagnostic, ...]:
     """A warning per Service backend with no ready endpoint, naming the first Ingress on it
     and why (``EndpointSet.reason``: ``"Service shop/site has no port named 'htpp' (its
-    ports: 'http' 80)"``): every request to it answers 503, the commonest surprise of a new
-    setup, and ingress-nginx logs it on every sync ("Service %q does not have any active
+    ports: 'http' 80)"``): every request to it answers 503 (but where the route's other side,
+    canary or main, has endpoints: R2), the commonest surprise of a new setup, and
+    ingress-nginx logs it on every sync ("Service %q does not have any active
     Endpoint."). Only backends with none are ever looked at: a build or update of healthy
-    backends does no work for this. ``eps_of``: endpoint sets not yet committed to their
-    sides (``_update_endpoints``)."""
-    notes: dict[Diagnostic, None] = {}
+    backends does no work for this. ``routes``: the state's routes, whose backends hold the
+    endpoint sets (``_update_endpoints`` commits them to the sides last)."""
+    # One note per backend: routes on one Service port with other balancer annotations or
+    # service-upstream hold sides of their own (same endpoints, same reason), and the note
+    # names the first Ingress on the backend, not one per side (docs/router.md "Warnings").
+    groups: dict[tuple[str, str | None, int | str | None, bool], list[_Side]] = {}
     for side in sorted(empty, key=_empty_order):
-        eps = side.eps if eps_of is None else eps_of.get(side, side.eps)
         m = side.first
+        groups.setdefault((m.namespace, m.service, m.port, side.canary), []).append(side)
+    notes: dict[Diagnostic, None] = {}
+    for group in groups.values():
+        side = group[0]
+        m, canary = side.first, side.canary
+        first = routes[side.users[0]]
+        eps = (first.canary if canary else first.main).eps
+        # R2: a route whose other side (main or canary) has endpoints is served by it, so the
+        # backend's requests there do not answer 503. A route is on one main side and at most
+        # one canary side: the group's sides have disjoint users (no route counted twice).
+        served = total = 0
+        for s in group:
+            total += len(s.users)
+            for rid in s.users:
+                r = routes[rid]
+                other = r.main if canary else r.canary
+                if other is not None and other.eps.endpoints:
+                    served += 1
+        other_name = "main" if canary else "canary"
+        if not served:
+            effect = "every request answers 503"
+        elif served == total:
+            effect = f"the {other_name} backend serves its requests"
+        else:
+            effect = (f"every request answers 503 except on the {served} of its {total} "
+                      f"routes whose {other_name} backend serves them")
         port = f"port {m.port!r}" if isinstance(m.port, str) else f"port {m.port}"
-        what = "canary backend" if side.canary else "backend"
+        what = "canary backend" if canary else "backend"
         notes[Diagnostic(f"Ingress {m.ingress}", "",
-                         f"{what} {m.service} {port}: every request answers 503: "
-                         f"{eps.reason}")] = None
+                         f"{what} {m.service} {port}: {effect}: {eps.reason}")] = None
     return tuple(notes)
 
 
@@ -690,8 +717,10 @@ class Router:
     @property
     def no_endpoint(self) -> tuple[Diagnostic, ...]:
         """A warning per Service backend with no ready endpoint (every request to it answers
-        503) and why: ``Ingress shop/site: backend site port 'htpp': every request answers
-        503: Service shop/site has no port named 'htpp' (its ports: 'http' 80)``. Also in
+        503, unless the route's canary or main side has endpoints and serves it: R2) and
+        why, on the first Ingress using it: ``Ingress shop/site: backend site port 'htpp':
+        every request answers 503: Service shop/site has no port named 'htpp' (its ports:
+        'http' 80)``. Also in
         ``warnings`` when the Resources hold any Service, EndpointSlice or v1 Endpoints (with
         Ingresses alone, every backend has none: ``serve`` logs one INFO line then)."""
         return self._state.no_endpoint
@@ -1032,7 +1061,7 @@ class Router:
                 else:
                     empty.add(side)
             if empty or wiring.empty:
-                no_endpoint = _no_endpoint_notes(empty, {side: eps for side, eps, _ in changed})
+                no_endpoint = _no_endpoint_notes(empty, routes)
         warnings = wiring.route_warnings + service_warnings
         if slice_warnings:
             warnings += slice_warnings
@@ -1341,7 +1370,7 @@ class Router:
         slice_warnings = _slices_warnings(res.endpoint_slices)
         warnings += service_warnings
         warnings += slice_warnings
-        no_endpoint = _no_endpoint_notes(empty) if empty else ()
+        no_endpoint = _no_endpoint_notes(empty, routes) if empty else ()
         if no_endpoint and _holds_endpoint_objects(res):
             warnings += no_endpoint
         for w in warnings:

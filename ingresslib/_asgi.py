@@ -379,8 +379,14 @@ class IngressASGI(RouteOptionsSource):
             query = (scope.get("query_string") or b"").decode("latin-1") or None
             # The server's headers as they came: the router reads a ``bytearray`` or
             # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
-            decision = self.router.route(method, host, rel, scope.get("headers") or (),
-                                         client_ip, query=query)
+            # A www twin's own server answers it (RouteOptionsSource._www_twin_hosts): not
+            # routed.
+            twins = self._www_twin_hosts()
+            if twins and host and (normalize_host(host) or "") in twins:
+                decision = None
+            else:
+                decision = self.router.route(method, host, rel, scope.get("headers") or (),
+                                             client_ip, query=query)
         except BadRequestError as err:
             await reply.local(err.status_hint)
             return

@@ -7,7 +7,7 @@ import ipaddress
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._decode import unread_versions
@@ -73,6 +73,14 @@ def explain_url(
         return {"url": shown, "host": host, "path": path, "status": refused[0],
                 "reason": f"rejected: {refused[1]}", "match": None}
     out = {"url": shown, **table.explain(host, path)}
+    twin = _www_twin_of(table, host)
+    if twin is not None:
+        # The twin's own server answers before any rule the table would match (a ``*.``
+        # rule, a host-less rule, a catch-all default backend): the proxy does not route it
+        # (``RouteOptionsSource._www_twin_hosts``), nor does explain.
+        # ingress-nginx's http-redirect-code (308 unless the ConfigMap says otherwise).
+        out.update(status=308 if settings is None else settings.http_redirect_code,
+                   match=None, reason=twin)
     if out["status"] == 404 and out.get("match") is None and res is not None:
         left_out = _not_served_matches(table, res, host, path)
         if left_out:
@@ -139,6 +147,24 @@ def explain_url(
         _add_verdict(out, answer, client_ip, rule_reason)
         _cookie_as_sent(out)
     return out
+
+
+def _www_twin_of(table: RouteTable, host: str) -> str | None:
+    """Why ``host`` is answered by a ``from-to-www-redirect`` twin's server, or None when it
+    is no twin of the table's served Ingresses (``_www.www_twins``, the proxy's rule)."""
+    from ._normalize import normalize_host
+    from ._www import www_twins
+
+    name = normalize_host(host) if host else None
+    hit = www_twins(table.served).get(name or "")
+    if hit is None:
+        return None
+    to, ing = hit
+    return (f"host {name} is the from-to-www-redirect twin of {to} (Ingress "
+            f"{ing.metadata.namespace or 'default'}/{ing.metadata.name}): ingress-nginx gives "
+            "it a server of its own (nginx.go buildRedirects; an exact server_name, chosen "
+            "before any *. rule, host-less rule or default backend), which redirects every "
+            f"request to {to}")
 
 
 def _not_served_matches(table: RouteTable, res: Resources, host: str,
@@ -839,14 +865,16 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) 
     settings = ProxySettings()
     seen: dict[str, None] = {}
 
-    def parse(route: Any) -> RouteOptions:
+    def parse(route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
+        # ``main``: a canary's main rule's annotations (an option copied from it is not
+        # reported ignored on the canary).
         opts = parse_route_options(
             route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
             namespace=getattr(route, "namespace", None),
             secrets=None if res is None else (lambda: res.secrets),
-            auth_warn=lambda w: seen.update({w: None}))
+            auth_warn=lambda w: seen.update({w: None}), main_annotations=main)
         seen.update(dict.fromkeys(opts.warnings))
         return opts
 
-    parse_each_route(table.routes, parse)
+    parse_each_route(table.routes, parse, parse_canary=parse)
     return list(seen)

@@ -33,11 +33,12 @@ def www_twins(served: Sequence[Ingress]) -> dict[str, tuple[str, Ingress]]:
     oldest first (``RouteTable.served``'s order).
 
     The rules: canary Ingresses take no part (neither ask nor make a server); an Ingress asks
-    when the annotation is true (Go's ``strconv.ParseBool``: ``parse_bool``); its non-wildcard
-    rule hosts get a twin (a ``*.`` host has none); a twin that a rule host of any non-canary
-    Ingress names is a server of its own, not a twin; the first Ingress, oldest first, wins a
-    twin. Hosts as written: valid rule hosts are DNS-1123 subdomains (lower case, no trailing
-    dot), so that is their normal form already."""
+    when the annotation is true (Go's ``strconv.ParseBool``: ``parse_bool``); the hosts of its
+    non-wildcard rules with paths get a twin (a ``*.`` host has none, nor a host-only rule); a
+    twin that a rule host of any non-canary Ingress names (with paths or not) is a server of
+    its own, not a twin; the first Ingress, oldest first, wins a twin. Hosts as written: valid
+    rule hosts are DNS-1123 subdomains (lower case, no trailing dot), so that is their normal
+    form already."""
     mains, _canaries = _split_canaries(served)
     servers = {rule.host for ing in mains for rule in ing.spec.rules if rule.host}
     twins: dict[str, tuple[str, Ingress]] = {}
@@ -47,7 +48,11 @@ def www_twins(served: Sequence[Ingress]) -> dict[str, tuple[str, Ingress]]:
             continue
         for rule in ing.spec.rules:
             to = rule.host
-            if not to or to[:1] == "*":
+            # Only a rule with paths asks: ingress-nginx sets ``RedirectFromToWWW`` where a
+            # path of the Ingress becomes a location of the host's server (controller.go
+            # getBackendServers: "if loc.Redirect.FromToWWW { server.RedirectFromToWWW = true
+            # }"), after "if rule.HTTP == nil && host != defServerName { ... continue }".
+            if not to or to[:1] == "*" or not rule.paths:
                 continue
             twin = to[4:] if to.startswith("www.") else "www." + to
             if twin and twin not in servers and twin not in twins:

@@ -34,10 +34,12 @@ _REQ = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
 
 
 class _ObserveRaises(StubRouter):
-    """A router whose ``observe`` hook has a bug."""
+    """A router whose ``next_endpoint`` hook has a bug: called on a failed try, from the
+    connect's task, a loop timer or the upstream's callback. (``observe`` is feedback only:
+    the core logs its exception and goes on.)"""
 
-    def observe(self, decision: Any, endpoint: tuple[str, int], seconds: float, ok: bool) -> None:
-        raise RuntimeError("observe bug")
+    def next_endpoint(self, decision: Any, tried: Any) -> tuple[str, int] | None:
+        raise RuntimeError("next_endpoint bug")
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes | None:

@@ -20,7 +20,9 @@ import pytest
 import trustme
 
 from ingresslib import Router, parse_manifests
-from ingresslib._models import Ingress, IngressRule, IngressSpec, IngressTLS, ObjectMeta, freeze_map
+from ingresslib._models import (HTTPIngressPath, Ingress, IngressBackend, IngressRule,
+                                 IngressServiceBackend, IngressSpec, IngressTLS, ObjectMeta,
+                                 ServiceBackendPort, freeze_map)
 from ingresslib._resources import Resources
 from ingresslib._tls import DEFAULT_CERT_NAME, CertificateStore
 from ingresslib.proxy._server import ProxyServer
@@ -44,7 +46,14 @@ def _ing(name: str, hosts: tuple[str, ...], secret: str | None, *, www: str | No
         IngressTLS(hosts=hosts if tls_hosts is None else tls_hosts, secret_name=secret),)
     return Ingress(metadata=ObjectMeta(name=name, namespace=ns,
                                        annotations=freeze_map(annotations)),
-                   spec=IngressSpec(rules=tuple(IngressRule(host=h) for h in hosts), tls=tls))
+                   spec=IngressSpec(rules=tuple(IngressRule(host=h, paths=_PATHS) for h in hosts),
+                                    tls=tls))
+
+
+#: One path per rule: a host-only rule asks for no www twin (controller.go getBackendServers
+#: sets RedirectFromToWWW from the rule's locations).
+_PATHS = (HTTPIngressPath(
+    IngressBackend(IngressServiceBackend("web", ServiceBackendPort(number=80))), "/", "Prefix"),)
 
 
 def _default(store: CertificateStore, sni: str) -> bool:

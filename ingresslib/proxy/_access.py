@@ -342,7 +342,8 @@ def unenforced_access(name: str) -> bool:
 def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySettings,
                  where: str, namespace: str | None = None,
                  secrets: Callable[[], Any] | None = None,
-                 warn: Callable[[str], None] | None = None
+                 warn: Callable[[str], None] | None = None, *,
+                 main_annotations: Mapping[str, str] | None = None
                  ) -> tuple[Access | None, list[str]]:
     """The Access of a route whose Ingress has ``annotations``, and the warnings to give.
 
@@ -366,7 +367,10 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
     A canary Ingress's access annotations are ignored with a warning: "when you mark an
     ingress as canary, then all the other non-canary annotations will be ignored (inherited
     from the corresponding main ingress)" (annotations.md), and the proxy applies the main
-    rule's options to canary traffic as well.
+    rule's options to canary traffic as well. ``main_annotations``: for a canary, those of
+    the main rule it joins (None: not known); an annotation with the main's very value is
+    not named (a copied main Ingress changes nothing), as ``parse_route_options`` does for
+    the location options.
     """
     warnings: list[str] = []
     canary = _is_canary_value(annotations.get(prefix + "canary"))
@@ -376,6 +380,9 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         nonlocal denied
         if denied is None:
             denied = reason
+
+    def copied(key: str) -> bool:
+        return main_annotations is not None and main_annotations.get(key) == annotations[key]
 
     # auth-type: basic is implemented (proxy/_basicauth.py); its Secret is read by the proxy
     # (``secrets``: the router's current Secrets); ``check`` has none to give (None).
@@ -405,6 +412,8 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         # unknown auth-* name may restrict access: safer denied), but the warning names the
         # annotation it is likely meant to be: "not implemented" alone hides the typo.
         hint = _did_you_mean(name, prefix)
+        if canary and copied(key):
+            continue
         if canary:
             # auth-type: basic and its Secret are implemented (on a main Ingress): "anyway"
             # would say otherwise.
@@ -438,9 +447,10 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
                 warnings.append(f"{where}: annotation {prefix + other}: ignored, "
                                 f"{key} is set")
         if canary:
-            warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as in "
-                            "ingress-nginx: the main Ingress's access control applies to "
-                            "canary traffic)")
+            if not copied(key):
+                warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as "
+                                "in ingress-nginx: the main Ingress's access control applies "
+                                "to canary traffic)")
             return ()
         try:
             return parse_source_ranges(annotations[key], annotation=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -409,21 +409,27 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
     return None
 
 
-def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions]) -> None:
+def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
+                     parse_canary: Callable[[Any, Mapping[str, str]], RouteOptions] | None
+                     = None) -> None:
     """``parse`` each annotated route of a table (canaries included) once per annotations and
     rule path, and read each basic-auth Secret once per main route, so that ``parse`` and the
     Secret's reader report every warning a request could meet (the server's log at start,
-    ``ingresslib check``)."""
-    done: set[tuple[int, str | None]] = set()
+    ``ingresslib check``). ``parse_canary`` parses a canary with its main rule's annotations
+    (only an option the canary sets otherwise is reported ignored); without it ``parse``
+    parses canaries too."""
+    done: set[tuple[int, str | None, int]] = set()
     for m in routes:
         canary = getattr(m, "canary", None)
         for route in (m,) if canary is None else (m, canary):
             ann = route.annotations
-            key = (id(ann), route.path)
+            main = None if route is m or parse_canary is None else m.annotations
+            key = (id(ann), route.path, id(main))
             if not ann or key in done:
                 continue
             done.add(key)
-            opts = parse(route)
+            opts = parse(route) if main is None or parse_canary is None \
+                else parse_canary(route, main)
             basic = opts.access.basic if opts.access is not None else None
             if basic is not None and route is m:
                 basic.load()  # an auth Secret's problems (missing, no key "auth"...)
@@ -434,7 +440,7 @@ def denied_first(opts: RouteOptions, path: str) -> bool:
     writes that "return 503" as the location's first rewrite directive, so only the
     server-level app-root (``redirect_for``, for ``/``) runs before it."""
     access = opts.access
-    return (access is not None and access.denied is not None
+    return (access is not None and (access.denied is not None or access.secret_denied())
             and not (path == "/" and opts.app_root is not None))
 
 
@@ -542,6 +548,8 @@ class RouteOptionsSource:
     _unrouted_opts: dict[str, RouteOptions | None]
     _app_roots: dict[str, str | None] | None
     _twins: dict[str, str] | None
+    _twin_hosts_table: Any
+    _twin_hosts: frozenset[str]
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -565,6 +573,9 @@ class RouteOptionsSource:
         self._unrouted_opts = {}
         self._app_roots = None
         self._twins = None
+        #: ``_www_twin_hosts``: the table its set was built for (a fresh object: none yet).
+        self._twin_hosts_table = object()
+        self._twin_hosts = frozenset()
 
     def options_for(self, match: Any) -> RouteOptions:
         """The route's effective options, parsed once per ``Match`` object (a table build makes
@@ -656,14 +667,16 @@ class RouteOptionsSource:
         request). Cost: one parse per Ingress and rule path."""
         routes = getattr(getattr(self.router, "table", None), "routes", None)
         if routes is not None:
-            parse_each_route(routes, self._parse)
+            parse_each_route(routes, self._parse, parse_canary=self._parse)
 
-    def _parse(self, route: Any) -> RouteOptions:
-        """``parse_route_options`` of an annotated route, its warnings logged (once per table)."""
+    def _parse(self, route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
+        """``parse_route_options`` of an annotated route, its warnings logged (once per table);
+        ``main``: a canary's main rule's annotations."""
         opts = parse_route_options(route.annotations, route.path, self._settings,
                                    where=f"Ingress {route.ingress}",
                                    namespace=getattr(route, "namespace", None),
-                                   secrets=self._router_secrets, auth_warn=self._warn_one)
+                                   secrets=self._router_secrets, auth_warn=self._warn_one,
+                                   main_annotations=main)
         if opts.warnings:
             self._warn_once(opts.warnings)
         return opts
@@ -755,7 +768,8 @@ class RouteOptionsSource:
                 # The server block's "if ($uri = /) { return 302 ...", after its ``set
                 # $proxy_upstream_name "-";`` and before any location's.
                 return "server", 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
-        if opts.access is not None and opts.access.denied is not None:
+        access = opts.access
+        if access is not None and (access.denied is not None or access.secret_denied()):
             # The denied location's "return 503" comes before its redirects (and its 413, as
             # a routed request's: ``denied_first``).
             return None
@@ -837,6 +851,24 @@ class RouteOptionsSource:
             target = target[:-1]
         port = f":{https_port}" if scheme == "https" and https_port != 443 else ""
         return self._settings.http_redirect_code, f"{scheme}://{to}{port}{target}".encode()
+
+    def _www_twin_hosts(self) -> frozenset[str]:
+        """The ``from-to-www-redirect`` twin hosts of the router's current table (empty: none,
+        or a router without a table): each is a server of its own in ingress-nginx (nginx.tmpl
+        ``server_name {{ $redirect.From }}``, an exact name), which nginx picks before a
+        ``*.`` server and before the default server ``_`` (the host-less rules, the catch-all
+        default backend). Such a request is answered by ``_www_redirect`` and never routed:
+        the router would hand it to a ``*.`` rule, a host-less rule or the catch-all (and
+        count it in a canary's weight window, advance a balancer).
+
+        Read before routing every request: one table read and one identity test, the set
+        built once per table (``_www_twins``); callers look a host up only when it is not
+        empty, so a table without the annotation pays no hashing."""
+        table = getattr(self.router, "table", None)
+        if table is not self._twin_hosts_table:
+            self._twin_hosts = frozenset(self._www_twins())
+            self._twin_hosts_table = table
+        return self._twin_hosts
 
     def _www_twins(self) -> dict[str, str]:
         """twin host -> rule host, for ``_www_redirect``; computed once per table

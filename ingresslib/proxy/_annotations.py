@@ -665,7 +665,8 @@ def parse_route_options(
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
 
     access, access_warnings = route_access(annotations, PREFIX, settings, where, namespace,
-                                           secrets, auth_warn)
+                                           secrets, auth_warn,
+                                           main_annotations=main_annotations)
     warnings.extend(access_warnings)
     # Never silently: an annotation ingress-nginx acts on and ingresslib does not is named
     # (route_access already spoke of those that restrict access).

@@ -177,6 +177,8 @@ from ._settings import ProxySettings
 __all__ = ["Proxy", "ClientConnection"]
 
 _log = logging.getLogger("ingresslib.proxy")
+#: Seconds between two reports of a failing hook (``Proxy._hook_failed``).
+_HOOK_LOG_INTERVAL = 60.0
 
 #: Request bodies up to this size are kept so that a retry can replay them (nginx buffers
 #: request bodies by default, ``proxy_request_buffering on``; we stream and keep a copy).
@@ -868,6 +870,34 @@ class Proxy(RouteOptionsSource):
         self.https_port = https_port
         self.request_id: Callable[[], str] = request_id or RequestIds()
         self.logger = logger or _log
+        #: ``_hook_failed``: per hook, when it was last logged and the failures since.
+        self._hook_failures: dict[str, tuple[float, int]] = {}
+        #: The generator ``_request_id_failed`` falls back on (made at its first use).
+        self._own_ids: RequestIds | None = None
+
+    def _hook_failed(self, hook: str) -> None:
+        """Log the exception being handled, raised by a caller-supplied hook (``hook``: its
+        name) whose failure the core gets over, with its traceback: at most once a minute per
+        hook (a hook failing on every request must not flood the log), with the number of
+        failures not logged since. Call it from an ``except`` block."""
+        now = time.monotonic()
+        last = self._hook_failures.get(hook)
+        if last is not None and now - last[0] < _HOOK_LOG_INTERVAL:
+            self._hook_failures[hook] = (last[0], last[1] + 1)
+            return
+        self._hook_failures[hook] = (now, 0)
+        more = f" ({last[1]} more times since the last report)" if last and last[1] else ""
+        self.logger.error("%s failed%s; going on without it", hook, more, exc_info=True)
+
+    def _request_id_failed(self) -> str:
+        """A generated id when the ``request_id`` callable raised (logged by
+        ``_hook_failed``): the request keeps its answer (a refused head its 400) and its
+        record; nginx's ``$request_id`` cannot fail."""
+        self._hook_failed("request_id")
+        ids = self._own_ids
+        if ids is None:
+            ids = self._own_ids = RequestIds()
+        return ids()
 
     @property
     def settings(self) -> ProxySettings:
@@ -1570,8 +1600,18 @@ class ClientConnection:
             self._refuse_request(req, now)
             return
         try:
-            decision = self.proxy.router.route(req.method_s, req.host_raw, req.path, event.headers,
-                                               req.client_ip)
+            proxy = self.proxy
+            router = proxy.router
+            # ``_www_twin_hosts`` inlined (every request): the set of the current table.
+            twins = proxy._twin_hosts
+            if getattr(router, "table", None) is not proxy._twin_hosts_table:
+                twins = proxy._www_twin_hosts()
+            if twins and req.host in twins:
+                # A www twin's own server answers it (``_www_twin_hosts``): not routed.
+                decision = None
+            else:
+                decision = router.route(req.method_s, req.host_raw, req.path, event.headers,
+                                        req.client_ip)
         except BadRequestError as e:
             self._error_response(e.status_hint, req, now)
             return
@@ -1972,7 +2012,10 @@ class ClientConnection:
             out.append(b"connection: upgrade\r\n")
         # X-Request-ID: passed through, or generated (32 lower-case hex, ingress-nginx $req_id).
         if request_id is None and s.generate_request_id:
-            request_id = self.proxy.request_id().encode("ascii")
+            try:
+                request_id = self.proxy.request_id().encode("ascii")
+            except Exception:
+                request_id = self.proxy._request_id_failed().encode("ascii")
         if request_id is not None:
             req.request_id = request_id.decode("latin-1")
             out.append(b"x-request-id: %s\r\n" % request_id)
@@ -2477,7 +2520,12 @@ class ClientConnection:
     def _observe(self, req: _Request, up: _Upstream, now: float, ok: bool) -> None:
         observe = getattr(self.proxy.router, "observe", None)
         if observe is not None:
-            observe(req.decision, up.endpoint, now - up.started, ok)
+            try:
+                observe(req.decision, up.endpoint, now - up.started, ok)
+            except Exception:
+                # Feedback only (balancer statistics): the request still gets its answer,
+                # retry, 502 or 504.
+                self.proxy._hook_failed("router.observe")
 
     def _retry_allowed(self, req: _Request, up: _Upstream, cond: str, now: float) -> bool:
         """nginx's ngx_http_upstream_next / ngx_http_upstream_test_next decision: no retry when
@@ -2736,7 +2784,10 @@ class ClientConnection:
             if first is not None and not named and valid_request_id(first):
                 return first.decode("latin-1")
         if self.settings.generate_request_id:
-            return self.proxy.request_id()
+            try:
+                return self.proxy.request_id()
+            except Exception:
+                return self.proxy._request_id_failed()
         return None
 
     def _next_cycle(self, now: float) -> None:

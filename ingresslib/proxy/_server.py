@@ -1216,7 +1216,8 @@ class _Downstream(asyncio.Protocol):
 
     def _crashed(self, where: str) -> None:
         """An exception out of the core while handling ``where``: a bug, or one in a hook it
-        calls (the router's ``route``/``observe``/``next_endpoint``, ``request_id``). This
+        calls (the router's ``route``/``next_endpoint``; ``observe`` and ``request_id`` failures
+        the core logs and goes on without). This
         connection alone is reset (its upstreams closed, no record), as asyncio resets one
         whose ``data_received`` raises; the server and every other connection go on. Called
         from every callback that feeds the core, the loop's own ones (timers, connect tasks,

@@ -61,7 +61,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote, unquote
 
 from ._errors import BadRequestError
@@ -69,6 +69,7 @@ from ._normalize import canonical_path, normalize_host
 from ._resources import Resources
 from ._router import Decision, Router
 from .proxy._actions import (
+    HookFailures,
     RouteOptionsSource,
     _no_tls,
     access_answer,
@@ -217,10 +218,26 @@ class IngressASGI(RouteOptionsSource):
         #: Makes an ``X-Request-ID`` when the client sent no usable one (32 lower-case hex,
         #: ingress-nginx ``$req_id``): the proxy's generator.
         self.request_id: Callable[[], str] = request_id or RequestIds()
+        #: ``_request_id_failed``: the failures logged (rate-limited) and the generator it
+        #: falls back on (made at its first use).
+        self._hook_failures = HookFailures()
+        self._own_ids: RequestIds | None = None
+        #: ``_report_mounts``: the last warning logged (None: none, or all mounted since).
+        self._mount_warning: str | None = None
         # The proxy's reading of ``tls_hosts``; ``_no_tls`` when no host is served over HTTPS
         # (an empty collection): the ssl-redirect test then needs no Host normalisation.
         self.tls_host: Callable[[str], bool] = tls_host_predicate(tls_hosts) or _no_tls
         self.https_port = https_port
+
+    def _request_id_failed(self) -> str:
+        """A generated id when the ``request_id`` callable raised, logged with its traceback
+        on ``ingresslib.asgi`` at most once a minute (``HookFailures``): the request keeps
+        its answer instead of becoming the ASGI server's 500. Call it from an ``except``."""
+        self._hook_failures.failed(_log, "request_id")
+        ids = self._own_ids
+        if ids is None:
+            ids = self._own_ids = RequestIds()
+        return ids()
 
     @property
     def settings(self) -> ProxySettings:
@@ -272,7 +289,82 @@ class IngressASGI(RouteOptionsSource):
     def update(self, res: Resources) -> None:
         """Swap to new resources (``ClusterWatcher(app.update)`` keeps the app in step with a
         cluster); requests in flight finish on the old table."""
+        table = self.router.table
         self.router.update(res)
+        if self.router.table is table and self._twin_hosts_table is table:
+            # The same table (only Services/endpoints changed): a resolved target port, which
+            # a ``backends`` key may name, can have changed.
+            self._report_mounts()
+
+    def _table_seen(self) -> None:
+        self._report_mounts()
+
+    def _report_mounts(self) -> None:
+        """Warn (on ``ingresslib.asgi``) when ``backends`` does not fit the served rules:
+        keys that name no backend of them (``backend_for`` never looks them up: a request
+        meant for one answers 503), and, without a ``fallback``, the Service backends no key
+        mounts (each of their requests answers 503). Silent when every key names a backend
+        and every backend has an app; a report is not repeated until it changes. Once per
+        table (``_table_seen``) and after an update that kept the table. Cost: one pass over
+        the table's routes."""
+        unused, unmounted = self._mount_report()
+        if not unused and not unmounted:
+            self._mount_warning = None
+            return
+        parts = []
+        if unused:
+            parts.append(f"backends key(s) {_listed(unused)} name no backend of the served "
+                         "rules (keys: 'namespace/service', 'namespace/service:port' with "
+                         "the port as the Ingress writes it or the resolved target port; "
+                         "compare with `ingresslib explain`)")
+        if unmounted:
+            parts.append(f"backend(s) {_listed(unmounted)} have no app and there is no "
+                         "fallback: their requests answer 503")
+        message = "IngressASGI: " + "; ".join(parts)
+        if message != self._mount_warning:
+            self._mount_warning = message
+            _log.warning("%s", message)
+
+    def _mount_report(self) -> tuple[list[str], list[str]]:
+        """(the ``backends`` keys no served backend looks up, the Service backends
+        ``backend_for`` finds no app for), each in order. A backend's candidate keys are
+        ``backend_for``'s: ``ns/svc:port-as-written``, ``ns/svc:resolved-target-port`` (from
+        the router's built routes), ``ns/svc``. Resource backends are left out (never
+        mounted: they take the ``fallback``)."""
+        routes = getattr(getattr(self.router, "table", None), "routes", None)
+        if routes is None:
+            return [], []
+        built = getattr(getattr(self.router, "_state", None), "routes", None)
+        names: set[str] = set()
+        #: ``ns/svc`` of the backends whose resolved port is not known (any port key of
+        #: theirs may be in use).
+        unresolved: set[str] = set()
+        unmounted: dict[str, None] = {}
+        for m in routes:
+            rid = getattr(m, "route_id", None)
+            route = built[rid] if built is not None and type(rid) is int \
+                and 0 <= rid < len(built) else None
+            for side, backend in ((m, getattr(route, "main", None)),
+                                  (getattr(m, "canary", None), getattr(route, "canary", None))):
+                if side is None or getattr(side, "service", None) is None:
+                    continue
+                base = f"{side.namespace}/{side.service}"
+                label = f"{base}:{side.port}"
+                eps = getattr(backend, "eps", None)
+                port = eps.port if eps is not None else None
+                names.update((label, base))
+                if port is not None:
+                    names.add(f"{base}:{port}")
+                elif eps is None:
+                    unresolved.add(base)
+                # ``backend_for`` itself, so that the report cannot disagree with it: it
+                # reads these four fields of a Decision.
+                looked = cast(Decision, _Looked(side.service, side.namespace, port, label))
+                if self.fallback is None and self.backend_for(looked) is None:
+                    unmounted[label] = None
+        unused = [key for key in self.backends if key not in names
+                  and key.partition(":")[0] not in unresolved]
+        return unused, list(unmounted)
 
     def backend_for(self, decision: Decision) -> ASGIApp | None:
         """The mounted app for a Decision: ``ns/svc:port-as-written``, then
@@ -711,7 +803,12 @@ class IngressASGI(RouteOptionsSource):
         if scope["type"] == "websocket":
             out.append((b"connection", b"upgrade"))
         if request_id is None and s.generate_request_id:
-            request_id = self.request_id().encode("ascii")
+            try:
+                request_id = self.request_id().encode("ascii")
+            except Exception:
+                # As the proxy core (``Proxy._request_id_failed``): nginx's $request_id cannot
+                # fail, so a raising callable costs the request nothing but its own id.
+                request_id = self._request_id_failed().encode("ascii")
         if request_id is not None:
             out.append((b"x-request-id", request_id))
         client_b = (client_ip or "").encode("ascii")
@@ -1060,6 +1157,21 @@ def _value(v: Any) -> bytes:
 
 #: An empty list no one appends to (``__call__``'s defaults for what the scan did not find).
 _NONE: list[Any] = []
+
+
+class _Looked(NamedTuple):
+    """What ``IngressASGI.backend_for`` reads of a Decision (``_mount_report``)."""
+
+    service: str
+    namespace: str
+    port: int | None
+    backend: str
+
+
+def _listed(items: list[str], most: int = 10) -> str:
+    """``items`` quoted and comma-separated, at most ``most`` of them named."""
+    shown = ", ".join(repr(i) for i in items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 #: No forwarded headers from a trusted hop.
 _NO_FWD: dict[bytes, bytes] = {}
 

@@ -223,7 +223,7 @@ def test_backend_keys_are_what_explain_prints(tmp_path: Path, monkeypatch: pytes
     s = one_line((DOCS / "asgi.md").read_text(encoding="utf-8"))
     assert ("The keys of `backends` are the backends as `ingresslib explain -f deploy/ URL` "
             "prints them (`backend service shop/api:80`).") in s
-    assert "so when everything answers `503`, compare the keys with `explain`'s output." in s
+    assert "mounted set logs nothing. Compare the keys with `explain`'s output." in s
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "shop.yaml").write_text(SHOP, encoding="utf-8")
     monkeypatch.chdir(tmp_path)

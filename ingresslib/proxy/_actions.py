@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from ._headers import ACME_CHALLENGE
 from ._settings import ProxySettings
 
 __all__ = [
+    "HookFailures",
+    "HOOK_LOG_INTERVAL",
     "RouteOptionsSource",
     "tls_host_predicate",
     "redirect_for",
@@ -530,6 +533,38 @@ def _catch_all_location(opts: RouteOptions) -> RouteOptions:
         redirect_code=301)
 
 
+# -- failing hooks ------------------------------------------------------------------------------
+
+#: Seconds between two reports of a failing hook.
+HOOK_LOG_INTERVAL = 60.0
+
+
+class HookFailures:
+    """Rate-limited reports of a failing caller-supplied hook (a router's ``observe``, a
+    ``request_id`` callable) whose failure the request path gets over, shared by the proxy
+    core (``Proxy._hook_failed``) and IngressASGI so that both log alike. Per hook name: when
+    it was last logged and the failures not logged since."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def failed(self, logger: logging.Logger, hook: str) -> None:
+        """Log the exception being handled, raised by ``hook``, with its traceback: at most
+        once per ``HOOK_LOG_INTERVAL`` (monotonic clock) per hook, so that a hook failing on
+        every request cannot flood the log, with the number of failures not logged since.
+        Call it from an ``except`` block."""
+        now = time.monotonic()
+        last = self._seen.get(hook)
+        if last is not None and now - last[0] < HOOK_LOG_INTERVAL:
+            self._seen[hook] = (last[0], last[1] + 1)
+            return
+        self._seen[hook] = (now, 0)
+        more = f" ({last[1]} more times since the last report)" if last and last[1] else ""
+        logger.error("%s failed%s; going on without it", hook, more, exc_info=True)
+
+
 class RouteOptionsSource:
     """A route's effective options (its Ingress's annotations over the settings), parsed once
     per ``Match``, and the options of a known host's path no rule covers. Shared by
@@ -868,7 +903,13 @@ class RouteOptionsSource:
         if table is not self._twin_hosts_table:
             self._twin_hosts = frozenset(self._www_twins())
             self._twin_hosts_table = table
+            self._table_seen()
         return self._twin_hosts
+
+    def _table_seen(self) -> None:
+        """Called once per router table (and after a settings change), by the first request
+        that meets it (``_www_twin_hosts``): a subclass checks what depends on the table there
+        at no cost per request (IngressASGI: ``backends`` keys no rule uses)."""
 
     def _www_twins(self) -> dict[str, str]:
         """twin host -> rule host, for ``_www_redirect``; computed once per table

@@ -125,6 +125,7 @@ from ._actions import (
     OpenUpstream,
     RequestDone,
     RequestRecord,
+    HookFailures,
     RouteOptionsSource,
     SendDownstream,
     SendUpstream,
@@ -177,8 +178,6 @@ from ._settings import ProxySettings
 __all__ = ["Proxy", "ClientConnection"]
 
 _log = logging.getLogger("ingresslib.proxy")
-#: Seconds between two reports of a failing hook (``Proxy._hook_failed``).
-_HOOK_LOG_INTERVAL = 60.0
 
 #: Request bodies up to this size are kept so that a retry can replay them (nginx buffers
 #: request bodies by default, ``proxy_request_buffering on``; we stream and keep a copy).
@@ -871,7 +870,7 @@ class Proxy(RouteOptionsSource):
         self.request_id: Callable[[], str] = request_id or RequestIds()
         self.logger = logger or _log
         #: ``_hook_failed``: per hook, when it was last logged and the failures since.
-        self._hook_failures: dict[str, tuple[float, int]] = {}
+        self._hook_failures = HookFailures()
         #: The generator ``_request_id_failed`` falls back on (made at its first use).
         self._own_ids: RequestIds | None = None
 
@@ -880,14 +879,7 @@ class Proxy(RouteOptionsSource):
         name) whose failure the core gets over, with its traceback: at most once a minute per
         hook (a hook failing on every request must not flood the log), with the number of
         failures not logged since. Call it from an ``except`` block."""
-        now = time.monotonic()
-        last = self._hook_failures.get(hook)
-        if last is not None and now - last[0] < _HOOK_LOG_INTERVAL:
-            self._hook_failures[hook] = (last[0], last[1] + 1)
-            return
-        self._hook_failures[hook] = (now, 0)
-        more = f" ({last[1]} more times since the last report)" if last and last[1] else ""
-        self.logger.error("%s failed%s; going on without it", hook, more, exc_info=True)
+        self._hook_failures.failed(self.logger, hook)
 
     def _request_id_failed(self) -> str:
         """A generated id when the ``request_id`` callable raised (logged by

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError
 from ._goparse import parse_bool
+from ._iptext import network_text
 from ._spelling import close_name
 from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size
 
@@ -207,7 +208,7 @@ def _cidrs(v: str) -> tuple[str, ...]:
         if not part:
             continue
         try:
-            out.append(str(ipaddress.ip_network(part, strict=False)))
+            out.append(network_text(ipaddress.ip_network(part, strict=False)))
         except ValueError:
             raise _Bad(f"{part!r} is not a valid CIDR") from None
     return tuple(out)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
 from ._explain_url import UsageError, shown_url, split_url, url_credentials
+from ._iptext import ip_text
 from ._resources import Resources
 from ._table import RouteTable
 
@@ -740,7 +741,7 @@ def _client_ip(value: str | None) -> str | None:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:
-        return str(ipaddress.ip_address(text))
+        return ip_text(ipaddress.ip_address(text))
     except ValueError:
         raise UsageError(f"bad --client-ip {value!r}: an IPv4 or IPv6 address") from None
 

@@ -44,6 +44,7 @@ from functools import lru_cache
 from typing import Any
 
 from ._errors import FieldError
+from ._iptext import ip_text
 from ._models import (
     LEGACY_CLASS_ANNOTATION,
     Endpoint,
@@ -381,7 +382,7 @@ def canonical_ip(value: str) -> str:
     would not do: the C resolver reads a leading-zero octet as octal ("010.0.0.1" is 8.0.0.1
     to getaddrinfo, 10.0.0.1 to Kubernetes)."""
     ip = _parse_ip_sloppy(value)
-    return value if ip is None else str(ip)
+    return value if ip is None else ip_text(ip)
 
 
 def _is_to4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:

@@ -73,7 +73,8 @@ def test_parse_source_ranges_writes_mapped_entries_as_go_does() -> None:
     # A mask that cuts into ::ffff is no IPv4-mapped network (Go: To4() fails): IPv6.
     assert parse_source_ranges("::ffff:0:0/95", annotation=True) == ("::fffe:0:0/95",)
     # The ConfigMap's lists go to nginx as written ("deny {{ trimSpace $ip }};"): an IPv6 rule.
-    assert parse_source_ranges("::ffff:10.0.0.1") == ("::ffff:a00:1/128",)
+    # Written in RFC 5952's mixed form on every Python (3.13 changed str() of such addresses).
+    assert parse_source_ranges("::ffff:10.0.0.1") == ("::ffff:10.0.0.1/128",)
 
 
 @pytest.mark.parametrize("value", ["192.0.2.0/255.255.255.0", "192.0.2.0/0.0.0.255",

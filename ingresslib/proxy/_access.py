@@ -37,6 +37,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._iptext import network_text
 from .._table import _is_canary_value
 from ._basicauth import BasicAuth, basic_auth_config
 
@@ -102,7 +103,7 @@ def parse_source_ranges(value: str, *, annotation: bool = False) -> tuple[str, .
             v4 = net.network_address.ipv4_mapped
             if v4 is not None:  # only when prefix >= 96: ::ffff survives the mask
                 net = ipaddress.IPv4Network((int(v4), net.prefixlen - 96))
-        out.append(str(net))
+        out.append(network_text(net))
     return tuple(out)
 
 

@@ -1,0 +1,317 @@
+"""Consistent hashing (``upstream-hash-by``, §8): the key template with its nginx variables
+(``KeyTemplate``, ``nginx_uri``), the endpoint ring kept per endpoint set (``_RingCache``,
+shared with cookie affinity), and the ``ConsistentHash`` balancer with its subsets."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable, Collection
+
+from ._balance_protocol import Address, BalancerOptions, _first_untried
+from ._balance_request import Headers, RequestContext, cookie_value, header_value
+from ._endpoints import EndpointSet
+from ._errors import BadRequestError
+from ._hashing import HashRing, hash_key, member_id
+from ._normalize import canonical_path, normalize_host
+
+__all__ = [
+    "KeyTemplate",
+    "ConsistentHash",
+    "nginx_uri",
+]
+
+
+def nginx_uri(path: str) -> str:
+    """nginx's ``$uri``: "current URI in request, normalized" - here the canonical path of
+    SEMANTICS §5 (escapes of unreserved characters decoded, ``//`` merged, dot segments
+    removed: the path the backend receives), so two spellings of one path hash alike. A path
+    without ``%``, ``//`` or ``/.`` is already canonical (the common case: no work); one that
+    cannot be made canonical (the table would have refused it) is used as is."""
+    if "%" not in path and "//" not in path and "/." not in path:
+        return path
+    try:
+        return canonical_path(path)
+    except BadRequestError:
+        return path
+
+# ingress-nginx util.lua parse_complex_value: "(\\\$[0-9a-zA-Z_]+) | \$\{([0-9a-zA-Z_]+)\} |
+# \$([0-9a-zA-Z_]+) | (\$|[^$\\]+)": an escaped ``\$name`` is literal text (backslash kept),
+# ``${name}`` and ``$name`` are variables (a name may start with a digit: ``$1``), the rest text.
+_VAR = re.compile(r"\\\$[0-9A-Za-z_]+|\$(?:\{([0-9A-Za-z_]+)\}|([0-9A-Za-z_]+))")
+_SIMPLE_VARS = {"request_uri", "uri", "document_uri", "remote_addr", "binary_remote_addr",
+                "host", "request_method", "args", "query_string", "is_args"}
+
+
+class KeyTemplate:
+    """A compiled ``upstream-hash-by`` value: literal text and nginx variables (``$request_uri``,
+    ``$uri``, ``$remote_addr``, ``$host``, ``$request_method``, ``$args``, ``$http_NAME``,
+    ``$cookie_NAME``, ``$arg_NAME``; ``${name}`` also accepted)."""
+
+    __slots__ = ("text", "parts", "errors", "fn")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        pos = 0
+        for m in _VAR.finditer(text):
+            if m.start() > pos:
+                self.parts.append(("lit", text[pos:m.start()]))
+            pos = m.end()
+            if m.group(1) is None and m.group(2) is None:  # "\$name": literal, as written
+                self.parts.append(("lit", m.group(0)))
+                continue
+            # nginx variable names are case-insensitive (ngx_http_get_variable_index:
+            # "ngx_strlow(v->name.data, name->data, name->len)"; ingress-nginx reads them as
+            # ``ngx.var[var_name]``, which lower-cases too): $Remote_Addr is $remote_addr.
+            name = (m.group(1) or m.group(2)).lower()
+            if name in _SIMPLE_VARS:
+                self.parts.append((name, ""))
+            elif name.startswith("http_") and len(name) > 5:
+                self.parts.append(("http", name[5:].lower().replace("_", "-")))
+            elif name.startswith("cookie_") and len(name) > 7:
+                self.parts.append(("cookie", name[7:]))
+            elif name.startswith("arg_") and len(name) > 4:
+                self.parts.append(("arg", name[4:]))
+            else:
+                self.errors.append(f"unsupported variable ${name} (treated as empty)")
+        if pos < len(text):
+            self.parts.append(("lit", text[pos:]))
+        self.fn = self._compile()
+
+    def render(self, r: RequestContext) -> str:
+        """The key for a request context."""
+        return self.raw(r.method, r.host, r.path, r.query, r._raw, r.client_ip)
+
+    def raw(self, method: str, host: str, path: str, query: str | None, headers: Headers,
+            client_ip: str | None) -> str:
+        """The key from the request's raw parts (what the Router calls: no context object)."""
+        return self.fn(method, host, path, query, headers, client_ip)
+
+    def _compile(self) -> Callable[[str, str, str, str | None, Headers, str | None], str]:
+        getters = [self._getter(kind, name) for kind, name in self.parts]
+        if not getters:
+            return lambda m, h, p, q, hd, ip: ""
+        if len(getters) == 1:
+            return getters[0]
+        return lambda m, h, p, q, hd, ip: "".join([g(m, h, p, q, hd, ip) for g in getters])
+
+    @staticmethod
+    def _getter(kind: str, name: str) -> Callable[[str, str, str, str | None, Headers, str | None], str]:
+        if kind == "lit":
+            return lambda m, h, p, q, hd, ip: name
+        if kind == "request_uri":
+            return lambda m, h, p, q, hd, ip: p if q is None else f"{p}?{q}"
+        if kind in ("uri", "document_uri"):
+            return lambda m, h, p, q, hd, ip: nginx_uri(p)
+        if kind in ("remote_addr", "binary_remote_addr"):
+            return lambda m, h, p, q, hd, ip: ip or ""
+        if kind == "host":
+            # nginx $host: the request's host name lower-cased, without its port (and, as
+            # ngx_http_validate_host does, without a trailing dot): "A.test:8080" is "a.test".
+            return lambda m, h, p, q, hd, ip: normalize_host(h) or ""
+        if kind == "request_method":
+            return lambda m, h, p, q, hd, ip: m
+        if kind in ("args", "query_string"):
+            return lambda m, h, p, q, hd, ip: q or ""
+        if kind == "is_args":
+            return lambda m, h, p, q, hd, ip: "?" if q else ""
+        if kind == "http":
+            bname = name.encode("latin-1")
+            # nginx's $http_NAME (>= 1.23): a repeated header's lines joined by ", ".
+            sep = "; " if name == "cookie" else ", "
+            return lambda m, h, p, q, hd, ip: header_value(hd, name, bname, sep) or ""
+        if kind == "cookie":
+            return lambda m, h, p, q, hd, ip: cookie_value(hd, name, True) or ""
+        # "arg"
+        return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
+
+
+class _RingCache:
+    """The ring of the current endpoint set, rebuilt only when the endpoints change."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        # (endpoint set, ring), replaced whole so readers never mix two.
+        self.state: tuple[EndpointSet | None, HashRing] = (None, HashRing(()))
+
+    def get(self, backend: EndpointSet) -> HashRing:
+        st = self.state
+        if st[0] is not backend:
+            if st[0] is not None and st[0].endpoints == backend.endpoints \
+                    and st[0].weights == backend.weights:
+                st = (backend, st[1])  # same endpoints after an update: keep the ring
+            else:
+                # Unsalted ids: the ring's layout is not secret (no cookie carries these).
+                ids = [member_id(ip, port) for ip, port in backend.endpoints]
+                weights = backend.weights if backend.weighted else None
+                st = (backend, HashRing(ids, weights))
+            self.state = st
+        return st[1]
+
+
+class ConsistentHash:
+    """``upstream-hash-by``: the key is hashed onto a ketama ring of the endpoints; adding one of
+    N endpoints moves only the keys it takes over (about 1/(N+1)). Retries walk the ring
+    clockwise to the next untried endpoint.
+
+    With ``upstream-hash-by-subset: "true"`` the endpoints are grouped into subsets of
+    ``upstream-hash-by-subset-size`` (default 3), the key picks a subset on the ring and a seeded
+    random choice picks one of the subset's places. The subsets are ingress-nginx's
+    (``chashsubset.lua`` ``build_subset_map``): the endpoint list cycled to a multiple of the
+    size and cut in order, so the last subset is topped up from the first endpoints and, with
+    fewer endpoints than the size, one endpoint can hold several places (2 endpoints, size 3:
+    ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does)."""
+
+    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state")
+
+    def __init__(self, options: BalancerOptions) -> None:
+        spec = options.spec
+        self._template = KeyTemplate(spec.hash_by if spec and spec.hash_by else "$request_uri")
+        self._subset = spec.subset_size if spec and spec.subset else 0
+        self._rng = options.rng
+        self._lock = threading.Lock()
+        self._cache = _RingCache()
+        #: The endpoint set the subsets were cut from, the ring over the subsets, and per subset
+        #: its first place and (endpoint index, places it holds) per endpoint. One tuple, replaced
+        #: whole: a thread picking while another rebuilds never pairs a new ring with old subsets.
+        self._subset_state: tuple[EndpointSet | None, HashRing,
+                                  list[tuple[int, tuple[tuple[int, int], ...]]]] = (
+            None, HashRing(()), [])
+
+    @property
+    def uses_request(self) -> bool:
+        return bool(self._template.parts) and not all(k == "lit" for k, _ in self._template.parts)
+
+    @property
+    def template(self) -> KeyTemplate:
+        return self._template
+
+    def key(self, request: RequestContext) -> str:
+        return self._template.render(request)
+
+    def pick(self, request: RequestContext, backend: EndpointSet,
+             tried: Collection[Address]) -> int | None:
+        if request.retry and tried:
+            if self._subset and backend.endpoints:
+                return self._retry_in_subset(backend, tried)
+            # A retry has no request to re-hash: continue clockwise from the first tried
+            # endpoint's own first point, which is deterministic and stays on the ring's order.
+            return self.pick_point(self._start_of_tried(backend, tried), backend, tried)
+        return self.pick_point(hash_key(self._template.render(request)), backend, tried)
+
+    @property
+    def subset(self) -> int:
+        return self._subset
+
+    def ring(self, backend: EndpointSet) -> HashRing:
+        """The ring over ``backend``'s endpoints (built once per endpoint set)."""
+        return self._cache.get(backend)
+
+    def pick_key(self, key: str, backend: EndpointSet) -> int | None:
+        """The endpoint owning ``key`` (nothing tried yet)."""
+        if not backend.endpoints:
+            return None
+        if self._subset:
+            return self.pick_point(hash_key(key), backend, ())
+        return self._cache.get(backend).lookup(hash_key(key))
+
+    def pick_point(self, start: int, backend: EndpointSet,
+                   tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        if not eps:
+            return None
+        if self._subset:
+            return self._pick_subset(start, backend, tried)
+        ring = self._cache.get(backend)
+        if not tried:
+            return ring.lookup(start)
+        skip = {k for k, ep in enumerate(eps) if ep in tried}
+        found = ring.lookup_skipping(start, skip)
+        return None if found < 0 else found
+
+    def _start_of_tried(self, backend: EndpointSet, tried: Collection[Address]) -> int:
+        for ep in tried:
+            return hash_key(member_id(*ep))
+        return 0
+
+    def _subsets(self, backend: EndpointSet) -> tuple[
+            EndpointSet | None, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]:
+        """The subset state of ``backend`` (built on its first use)."""
+        eps = backend.endpoints
+        size = self._subset
+        state = self._subset_state
+        if state[0] is not backend:
+            with self._lock:
+                n = len(eps)
+                count = max(1, math.ceil(n / size))
+                subsets = []
+                for s in range(count):
+                    # chashsubset.lua pads with "table.insert(endpoints, endpoints[j]); j = j+1"
+                    # up to "set_count * subset_size" places (j runs on into the padding when
+                    # there are fewer endpoints than places: a cycle), then cuts the list in
+                    # order: place t holds endpoint t mod n, and every subset has ``size``
+                    # places (chashsubset_test.lua: "assert.are.equal(#endpoints, 3)"). Kept
+                    # as (first place, (endpoint, places it holds) per distinct endpoint): a
+                    # subset-size far above the endpoint count costs no memory.
+                    first = s * size
+                    held = tuple(
+                        (k, (first + size - 1 - k) // n - (first - 1 - k) // n)
+                        for k in ((first + j) % n for j in range(min(size, n))))
+                    subsets.append((first, held))
+                state = (backend, HashRing([f"subset-{s}" for s in range(count)]), subsets)
+                self._subset_state = state
+        return state
+
+    def _retry_in_subset(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:
+        """A retry stays in the request's subset: ingress-nginx's ``chashsubset.lua``
+        ``balance()`` runs again for every try and hashes the same key to the same subset
+        ("local subset_id = self.instance:find(key); local endpoints =
+        self.subsets[subset_id]"). A retry here has no request to hash, but the endpoints it
+        tried were picked from that subset: one of the untried places of the subsets holding
+        a tried endpoint, evenly (an endpoint that pads the last subset is in two); any
+        untried endpoint once those are all tried."""
+        eps = backend.endpoints
+        subsets = self._subsets(backend)[2]
+        done = {k for k, ep in enumerate(eps) if ep in tried}
+        cand: list[tuple[int, int]] = []
+        for _first, held in subsets:
+            if any(k in done for k, _ in held):
+                cand.extend((k, places) for k, places in held if k not in done)
+        if not cand:
+            return _first_untried(len(eps), 0, eps, tried)
+        with self._lock:
+            r = self._rng.randrange(sum(places for _, places in cand))
+        for k, places in cand:
+            if r < places:
+                return k
+            r -= places
+        return None  # not reached: r < the total of the places
+
+    def _pick_subset(self, start: int, backend: EndpointSet,
+                     tried: Collection[Address]) -> int | None:
+        eps = backend.endpoints
+        size = self._subset
+        state = self._subsets(backend)
+        first, held = state[2][state[1].lookup(start)]
+        if not tried:
+            # "endpoints[math.random(#endpoints)]": one of the subset's places, evenly.
+            with self._lock:
+                return (first + self._rng.randrange(size)) % len(eps)
+        cand = [(k, places) for k, places in held if eps[k] not in tried]
+        if not cand:
+            # The whole subset was tried: any untried endpoint beats failing the request.
+            return _first_untried(len(eps), 0, eps, tried)
+        with self._lock:
+            r = self._rng.randrange(sum(places for _, places in cand))
+        for k, places in cand:  # one of the untried endpoints' places, evenly
+            if r < places:
+                return k
+            r -= places
+        return None  # not reached: r < the total of the places
+
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        pass

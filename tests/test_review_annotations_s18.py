@@ -7,7 +7,6 @@ not from ingresslib's output.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from ingresslib._www import www_twins
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import LOCATION_OPTIONS, PREFIX, parse_route_options
 
+from _asgi_call import asgi_get
 from _proxy_harness import ingress_yaml
 
 P = PREFIX
@@ -110,24 +110,7 @@ def test_canary_traffic_takes_the_main_rules_options() -> None:
                                 service="web2", created="2024-02-01T00:00:00Z"))
     asgi = IngressASGI(parse_manifests(manifests),
                        backends={"default/web": app("main"), "default/web2": app("canary")})
-
-    async def call() -> int:
-        sent: list[dict[str, Any]] = []
-
-        async def send(m: Any) -> None:
-            sent.append(dict(m))
-
-        async def receive() -> Any:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": "/page", "raw_path": b"/page",
-                 "root_path": "", "query_string": b"", "client": ("10.1.1.1", 5000),
-                 "server": ("127.0.0.1", 80), "headers": [(b"host", b"a.test")]}
-        await asgi(scope, receive, send)
-        return int(sent[0]["status"])
-
-    assert asyncio.run(call()) == 200
+    assert asgi_get(asgi, "a.test", "/page", b"")[0] == 200
     assert seen == [("canary", "/page")]
 
 

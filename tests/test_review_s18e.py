@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import re
@@ -28,6 +27,7 @@ from ingresslib._router import Router
 from ingresslib.proxy import _actions
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _asgi_call import asgi_get  # noqa: E402
 from _proxy_harness import ingress_yaml  # noqa: E402
 from test_www_twin_s18 import CATCH_ALL, WWW, _core  # noqa: E402
 
@@ -42,22 +42,7 @@ class _Clock:
         return self.now[0]
 
 
-def _asgi_call(asgi: IngressASGI, host: str, path: str = "/x",
-               query: bytes = b"q=1") -> tuple[int, dict[bytes, bytes]]:
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode())]}
-    asyncio.run(asgi(scope, receive, send))
-    return sent[0]["status"], dict(sent[0].get("headers") or [])
+_asgi_call = asgi_get
 
 
 # -- IngressASGI: a raising request_id ----------------------------------------------------------

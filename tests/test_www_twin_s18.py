@@ -34,6 +34,7 @@ from ingresslib._router import Router
 from ingresslib._www import www_twins
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _asgi_call import asgi_get  # noqa: E402
 from _proxy_harness import (  # noqa: E402
     FakeRouter, ProxyPair, Reply, Route, ingress_yaml, status_of)
 from test_access_control_s13 import BASIC, HTPASSWD, _secret  # noqa: E402
@@ -89,21 +90,8 @@ def test_twin_beats_routes_in_the_asgi_adapter(other: str) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     asgi = IngressASGI(parse_manifests(manifests), backends={"default/web": app})
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
-             "root_path": "", "query_string": b"q=1", "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", b"www.a.test")]}
-    asyncio.run(asgi(scope, receive, send))
-    headers = dict(sent[0].get("headers") or [])
-    assert (sent[0]["status"], headers.get(b"location"), calls) == (308, b"http://a.test/x?q=1", [])
+    status, headers = asgi_get(asgi, "www.a.test")
+    assert (status, headers.get(b"location"), calls) == (308, b"http://a.test/x?q=1", [])
 
 
 def test_twin_set_is_built_once_per_table() -> None:

@@ -1,0 +1,26 @@
+"""One plain ASGI HTTP request through an app, for tests that ask IngressASGI a single question."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+def asgi_get(asgi: Any, host: str, path: str = "/x",
+             query: bytes = b"q=1") -> tuple[int, dict[bytes, bytes]]:
+    """GET ``path?query`` with ``Host: host`` from client 10.1.1.1; the response's status and
+    headers (the first message sent)."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(m: Any) -> None:
+        sent.append(dict(m))
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
+             "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode())]}
+    asyncio.run(asgi(scope, receive, send))
+    return sent[0]["status"], dict(sent[0].get("headers") or [])

@@ -107,7 +107,7 @@ def explain_url(
     tls: dict[str, Any] = {}
     if tls_port is not None:
         # As serve --tls-listen configures its proxy: the certificate store's TLS hosts for
-        # the Ingresses the router serves (``_serve._served_by``), and the listener's port.
+        # the Ingresses the router serves (``_serve_build._served_by``), and the listener's port.
         from ._tls_hosts import tls_hosts
 
         served = getattr(getattr(router, "table", None), "served", None)

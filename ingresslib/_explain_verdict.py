@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._iptext import network_text
 from ._normalize import normalize_host
 from .proxy._access import Access
 from .proxy._actions import OpenUpstream, SendDownstream
@@ -185,10 +186,13 @@ def _read_response(data: bytes, answer: ProxyAnswer) -> None:
 
 
 def _rules(rules: Sequence[tuple[int, int, bool]], version: int) -> list[dict[str, str]]:
-    """``SourceRanges`` rules (integers: network, mask, deny) as CIDR text."""
+    """``SourceRanges`` rules (integers: network, mask, deny) as CIDR text, written as the
+    lists they come from are (``network_text``: a ConfigMap's ``::ffff:10.0.0.0/104`` stays an
+    IPv6 rule, whose ``str()`` depends on the Python)."""
     net_type = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
     return [{"rule": "deny" if deny else "allow",
-             "cidr": str(net_type((net, bin(mask).count("1"))))} for net, mask, deny in rules]
+             "cidr": network_text(net_type((net, bin(mask).count("1"))))}
+            for net, mask, deny in rules]
 
 
 def describe_access(access: Access) -> dict[str, Any]:

@@ -34,6 +34,10 @@ def _notes_of(router: Any) -> tuple[Any, ...]:
             getattr(router, "no_endpoint", ()))
 
 
+#: ``no_endpoint_info``'s message starts so (``_table_wide`` knows it by that).
+_NO_SERVICES = "no Service, EndpointSlice or Endpoints among the manifests"
+
+
 def no_endpoint_info(res: Resources, no_endpoint: Sequence[Any]) -> Diagnostic | None:
     """The one line said of backends without endpoint when ``res`` holds Ingresses alone (no
     Service, EndpointSlice or v1 Endpoints): a legitimate check of the Ingresses alone, where
@@ -44,7 +48,7 @@ def no_endpoint_info(res: Resources, no_endpoint: Sequence[Any]) -> Diagnostic |
     n = len(no_endpoint)
     return Diagnostic(
         "Router", "",
-        f"no Service, EndpointSlice or Endpoints among the manifests: the {n} Service "
+        f"{_NO_SERVICES}: the {n} Service "
         f"backend{'s' if n != 1 else ''} of the Ingresses {'have' if n != 1 else 'has'} no "
         f"endpoint (every request to {'them' if n != 1 else 'it'} answers 503); add the "
         "Services and their EndpointSlices to the files to check them", "info")
@@ -72,13 +76,26 @@ def _table_notes(of: tuple[Any, ...], res: Resources,
         # INFO lines saying why were all it said. Warnings then, with one line that says so.
         lines = dict(_as_warning(line, sev) if _not_served(line, sev) else (line, sev)
                      for line, sev in lines.items())
-        lines[f"warning: none of the {len(res.ingresses)} Ingress(es) is served (the class "
+        lines[f"{_NONE_SERVED}{len(res.ingresses)} Ingress(es) is served (the class "
               "filter left out every one, see above): every request answers 404"] = "warning"
     if paths and not res.ingresses:
         from ._load import no_ingress_warning
 
         lines["warning: " + no_ingress_warning(paths)] = "warning"
     return lines
+
+
+#: The starts of the lines ``_table_notes`` says of the whole table (not of one object):
+#: logged past ``MAX_NOTES_LOGGED``. The line saying that every request answers 404 comes
+#: after one note per Ingress left out, so with more Ingresses than the cap it was the one
+#: line never logged.
+_NONE_SERVED = "warning: none of the "
+_NO_INGRESS = "warning: no Ingress in "
+_NO_ENDPOINT_INFO = "info: Router: " + _NO_SERVICES
+
+
+def _table_wide(line: str) -> bool:
+    return line.startswith((_NONE_SERVED, _NO_INGRESS, _NO_ENDPOINT_INFO))
 
 
 def _not_served(line: str, severity: str) -> bool:
@@ -109,7 +126,8 @@ def _log_fresh_notes(lines: Mapping[str, str], logged: set[str],
     """Log the ``_table_notes`` not in ``logged``, which becomes ``lines``: each line once, as
     ``fresh_lines`` logs the field warnings, not again at every reload, again if it comes back
     after it was fixed. Past ``MAX_NOTES_LOGGED`` fresh lines, one line counts the rest (they
-    count as logged: ``check`` lists them all).
+    count as logged: ``check`` lists them all); the lines said of the whole table
+    (``_table_wide``) are logged whatever their number, after the rest.
 
     ``swap``, the number of the swap that made the table (with a ``_LoggedNotes``): the notes
     of a table older than the ones logged last are not logged at all. With ``--kubernetes
@@ -121,20 +139,30 @@ def _log_fresh_notes(lines: Mapping[str, str], logged: set[str],
             return
         logged.swap = swap
     fresh = 0
+    wide: list[tuple[str, str]] = []  # ``_table_wide`` lines: logged last, never capped
     for line, severity in lines.items():
         if line not in logged:
+            if _table_wide(line):
+                wide.append((line, severity))
+                continue
             fresh += 1
             if fresh > MAX_NOTES_LOGGED:
                 continue
-            # The log line has its level: "WARNING ...: Ingress default/web: ...", as check's
-            # "warning: Ingress default/web: ..." without the word twice.
-            text = line.removeprefix(f"{severity}: ")
-            _log.log(logging.INFO if severity == "info" else logging.WARNING, "%s", text)
+            _log_note(line, severity)
     if fresh > MAX_NOTES_LOGGED:
         _log.warning("... and %d more notes on this table, not logged (ingresslib check -f ... "
                      "lists them all)", fresh - MAX_NOTES_LOGGED)
+    for line, severity in wide:
+        _log_note(line, severity)
     logged.clear()
     logged.update(lines)
+
+
+def _log_note(line: str, severity: str) -> None:
+    # The log line has its level: "WARNING ...: Ingress default/web: ...", as check's
+    # "warning: Ingress default/web: ..." without the word twice.
+    text = line.removeprefix(f"{severity}: ")
+    _log.log(logging.INFO if severity == "info" else logging.WARNING, "%s", text)
 
 
 def _log_route_warnings(server: Any) -> None:

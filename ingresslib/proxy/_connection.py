@@ -69,7 +69,8 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   (nginx gives it back too) but logged as one (502), as nginx does.
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
 - The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
-  from its ``OpenUpstream`` (nginx lists one per try; a record holds one).
+  from its ``OpenUpstream`` (nginx lists one per try: ``upstream_response_times`` holds every
+  try's response time, the access log lists them).
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
   1 MiB, 5 s without a byte of it, 30 s in all: nginx's lingering timers), sending no
   ``100 Continue`` (nginx: "r->expect_tested = 1;"); malformed requests and 413 close it.
@@ -2699,8 +2700,9 @@ class ClientConnection:
         # "keeps time spent on receiving the response header from the upstream server" / "keeps
         # time spent on receiving the response from the upstream server"; both count from the
         # attempt's start (ngx_http_upstream_connect), "Times of several responses are
-        # separated by commas": one per try. The record keeps the last try's, the one whose
-        # response (or failure) the client got.
+        # separated by commas": one per try. The record's two times are the last try's, the one
+        # whose response (or failure) the client got; ``upstream_response_times`` lists every
+        # try's.
         t_attempt = req.t_attempt
         ev = req.event
         statuses = req.statuses

@@ -15,7 +15,7 @@ from ._errors import FieldError, ValidationError
 from ._explain_url import UsageError, shown_url, split_url, url_credentials
 from ._iptext import ip_text
 from ._resources import Resources
-from ._table import RouteTable
+from ._table import NOT_SERVED, RouteTable
 
 if TYPE_CHECKING:
     from ._explain_verdict import ProxyAnswer
@@ -162,7 +162,7 @@ def _www_twin_of(table: RouteTable, host: str) -> str | None:
         return None
     to, ing = hit
     return (f"host {name} is the from-to-www-redirect twin of {to} (Ingress "
-            f"{ing.metadata.namespace or 'default'}/{ing.metadata.name}): ingress-nginx gives "
+            f"{ing.metadata.ref}): ingress-nginx gives "
             "it a server of its own (nginx.go buildRedirects; an exact server_name, chosen "
             "before any *. rule, host-less rule or default backend), which redirects every "
             f"request to {to}")
@@ -174,8 +174,8 @@ def _not_served_matches(table: RouteTable, res: Resources, host: str,
     would have answered this request, with the table's reason (``check`` prints it as
     ``info:``): a bare 404 hides that the rule exists and why it is not served."""
     served = {id(ing) for ing in table.served}
-    reasons = {d.object: d.message.removesuffix("; not served") for d in table.diagnostics
-               if d.field == "spec.ingressClassName" and d.message.endswith("; not served")}
+    reasons = {d.object: d.message.removesuffix(NOT_SERVED) for d in table.diagnostics
+               if d.field == "spec.ingressClassName" and d.message.endswith(NOT_SERVED)}
     wanted = host.lower()
     out: dict[str, dict[str, str]] = {}
     for ing in res.ingresses:

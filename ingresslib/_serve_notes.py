@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._resources import Resources
-from ._table import Diagnostic
+from ._table import NOT_SERVED, Diagnostic
 
 __all__ = ["MAX_NOTES_LOGGED", "no_endpoint_info"]
 
@@ -100,7 +100,7 @@ def _table_wide(line: str) -> bool:
 
 def _not_served(line: str, severity: str) -> bool:
     """``line`` is the table's note on an Ingress the class filter leaves out."""
-    return severity == "info" and line.endswith("; not served")
+    return severity == "info" and line.endswith(NOT_SERVED)
 
 
 def _as_warning(line: str, severity: str) -> tuple[str, str]:

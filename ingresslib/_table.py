@@ -159,6 +159,11 @@ class Diagnostic:
 # --- which Ingresses are served (SEMANTICS §3) ------------------------------------------------
 
 
+#: How a note on an Ingress the class filter leaves out ends (``explain`` and ``serve`` find
+#: those notes by it).
+NOT_SERVED = "; not served"
+
+
 def served_ingresses(
     res: Resources, ingress_class: str | None, controller: str | None
 ) -> tuple[list[Ingress], list[Diagnostic]]:
@@ -200,7 +205,8 @@ def served_ingresses(
                 served.append(ing)
             else:
                 notes.append(Diagnostic(obj, "spec.ingressClassName",
-                                        "names no class and no matching IngressClass is the default; not served", "info"))
+                                        "names no class and no matching IngressClass is the "
+                                        f"default{NOT_SERVED}", "info"))
         elif name in matching:
             served.append(ing)
         else:
@@ -209,7 +215,7 @@ def served_ingresses(
                    "class that does not exist is never served; load the IngressClass too)"
                    if all(c.metadata.name != name for c in classes)
                    else f'class "{name}" does not match this controller')
-            notes.append(Diagnostic(obj, "spec.ingressClassName", f"{why}; not served", "info"))
+            notes.append(Diagnostic(obj, "spec.ingressClassName", f"{why}{NOT_SERVED}", "info"))
     return served, notes
 
 

@@ -705,7 +705,7 @@ def test_examples_type_check_strict() -> None:
     """The examples are code users copy: they pass ``mypy --strict`` as the library does
     (asgi_app.py annotated its apps' scope as ``dict``, which IngressASGI's backends refuse)."""
     files = [str(p) for p in sorted(EXAMPLES.glob("*.py"))]
-    assert len(files) == 2
+    assert len(files) == 3
     # The library itself is mypy-checked by `make test`: only the examples' own errors here.
     out = subprocess.run([PY, "-m", "mypy", "--strict", "--follow-imports=silent", *files],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)

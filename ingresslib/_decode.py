@@ -846,6 +846,14 @@ class Collector:
             # on its own instead of in a list.
             self.add(objects, source)
             return
+        if isinstance(objects, (str, bytes, bytearray)):
+            # Manifest text handed to from_dicts: iterated, it was one "expected an object,
+            # got string" per character (30,000 errors for a 30 KB file). One error, which
+            # says what reads text.
+            detail = (f"expected a list of objects, got {_jtype(objects)} (manifest text is "
+                      "read by parse_manifests)")
+            self.errors.append(FieldError(source or "input", "", INVALID, detail))
+            return
         try:
             for i, obj in enumerate(objects, 1):
                 self.add(obj, source, where=f"object {i}")

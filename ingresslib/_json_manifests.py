@@ -247,7 +247,7 @@ class _NumberError(json.JSONDecodeError):
     :func:`_number_error`): an error of the file, not a syntax error."""
 
 
-def _float64(number: str) -> float:
+def _float64(number: str) -> int | float:
     # parse_float (a number with a fraction or an exponent). Python's float() makes `1e400`
     # inf; Go's strconv.ParseFloat returns ErrRange, and kubectl (sigs.k8s.io/json, as the API
     # server) refuses the object: "json: cannot unmarshal number 1e400 into Go value of type
@@ -255,6 +255,12 @@ def _float64(number: str) -> float:
     f = float(number)
     if f - f != 0.0:  # inf (json hands no NaN here)
         raise _OutOfRange(number)
+    if f.is_integer() and -1e21 < f < 1e21:
+        # kubectl reads the file into an unstructured object (a float64 80 for `80.0` or
+        # `8e1`) and sends json.Marshal of it, which writes an integral float64 below 1e21
+        # without a fraction: the API server reads `80`, an int32 port takes it. As the YAML
+        # reader reads `port: 80.0` (_load._json_number).
+        return int(f)
     return f
 
 

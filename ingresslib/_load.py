@@ -6,7 +6,12 @@ collected into one :class:`ValidationError`. Errors found before an object exist
 file as ``object`` and the place as ``field``:
 
 - YAML/JSON syntax: ``deploy/web.yaml: line 12, column 3: Invalid value: YAML syntax error: ...``
-  (line and column 1-based; ``JSON syntax error`` for ``*.json`` files);
+  (line and column 1-based; ``JSON syntax error`` for ``*.json`` files), a character YAML does
+  not allow too: ``... line 6, column 9: Invalid value: YAML syntax error: unacceptable
+  character #x001b: control characters are not allowed``;
+- a ``str`` no UTF-8 file can be (a lone surrogate, from text decoded with
+  ``errors="surrogateescape"``): ``<text>: line 3, column 21: Invalid value: not valid UTF-8:
+  lone surrogate U+DCE9``;
 - a value JSON cannot carry (kubectl's YAML-to-JSON step refuses the file): ``deploy/web.yaml:
   line 7, column 13: Invalid value: .inf: not a JSON number (kubectl: json: unsupported value:
   +Inf)``; a map key it cannot write: ``... Invalid value: 9223372036854775808: not a JSON map
@@ -435,7 +440,20 @@ _Loader.add_constructor(_TIMESTAMP, _construct_text)
 _Loader.add_constructor(_MERGE, _construct_text)
 
 
-def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
+def _syntax_error(source: str, exc: yaml.YAMLError, text: str) -> FieldError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A character YAML does not allow (a control character: an ESC of pasted colored
+        # output, a NUL): the reader's error has no mark, only an offset, and its str() is
+        # two lines naming '"<unicode string>", position 95'. Told as the other syntax errors
+        # are, at its line and column; libyaml's offset counts the UTF-8 bytes of the text it
+        # was handed (the pure-Python reader's, characters).
+        at = exc.position
+        if _BaseLoader is not yaml.SafeLoader and not text.isascii():
+            at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
+        char = exc.character  # a str (PyYAML), an int (libyaml)
+        shown = f"#x{ord(char) if isinstance(char, str) else int(char):04x}"
+        return FieldError(source, "line {}, column {}".format(*_line_column(text, at)), INVALID,
+                          f"YAML syntax error: unacceptable character {shown}: {exc.reason}")
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -444,6 +462,21 @@ def _syntax_error(source: str, exc: yaml.YAMLError) -> FieldError:
         detail += f" ({context})"
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return FieldError(source, where, INVALID, detail)
+
+
+def _lone_surrogate(text: str, source: str) -> FieldError | None:
+    """The error for a ``str`` holding a lone surrogate (``"\\ud800"``: text decoded with
+    ``errors="surrogateescape"`` from bytes that were not UTF-8), else None. No UTF-8 text
+    holds one, so no file kubectl reads does; the YAML reader cannot take it (libyaml is
+    handed the text's UTF-8 bytes: a UnicodeEncodeError out of the load)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return FieldError(source, "line {}, column {}".format(*_line_column(text, exc.start)),
+                          INVALID, f"not valid UTF-8: lone surrogate U+{ord(text[exc.start]):04X}")
+    return None
 
 
 def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -> Iterator[tuple[int, Any]]:
@@ -459,6 +492,11 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         except UnicodeDecodeError as exc:
             what = "not valid UTF-16" if utf16 else "not valid UTF-8"
             c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
+            return
+    else:
+        surrogate = _lone_surrogate(text, source)
+        if surrogate is not None:
+            c.error(surrogate, None)
             return
     n = 0  # documents read
     if is_json or text.lstrip()[:1] in ("{", "["):
@@ -518,7 +556,7 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
                 loader.duplicates = {}
                 loader.duplicate_lines = {}
     except yaml.YAMLError as exc:
-        c.error(_syntax_error(source, exc), None)
+        c.error(_syntax_error(source, exc, text), None)
     finally:
         loader.dispose()
 
@@ -556,7 +594,10 @@ def _too_deep(text: str) -> tuple[int, int] | None:
     return None
 
 
-_ANCHOR_RE = re.compile(r"(?:^|[\s\[{,])&[^\s,\[\]{}]")
+# (A byte order mark may stand before the first node of a str: `"\ufeff&a [*a]"`, text read
+# with encoding="utf-8", not "utf-8-sig". Not whitespace to the regex, it hid that anchor,
+# and the recursive document loaded.)
+_ANCHOR_RE = re.compile(r"(?:^|[\s\[{,\ufeff])&[^\s,\[\]{}]")
 
 
 def _allowed_alias_ratio(decoded: int) -> float:

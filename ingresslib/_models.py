@@ -95,7 +95,11 @@ class ServiceBackendPort:
 
     @property
     def value(self) -> int | str | None:
-        return self.number if self.number is not None else self.name
+        # A number of 0 is no number: validateIngressBackend's `hasPortNumber :=
+        # backend.Service.Port.Number != 0`, so `{name: http, number: 0}` is valid and names
+        # the port "http" (the API server stores it without the number: `json:"number,
+        # omitempty"`), which the route must use, not a port 0 no Service has.
+        return self.number if self.number else self.name
 
 
 @dataclass(frozen=True, slots=True)

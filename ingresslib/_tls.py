@@ -192,6 +192,15 @@ def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
     if not _KEY_BEGIN.search(key):
         return "tls.key holds no PEM private key (a '-----BEGIN PRIVATE KEY-----' line)"
     why = f"{type(e).__name__}: {e}"
+    if isinstance(e, ssl.SSLError) and "KEY_VALUES_MISMATCH" not in why:
+        half = _unreadable_half(crt, key)
+        if half is not None:
+            # OpenSSL reads both halves as one file and reports "PEM lib (_ssl.c:3905)" or
+            # "bad end line", naming neither: a block cut short or damaged by a copy is the
+            # usual cause, and which key of the Secret holds it is what the user needs.
+            detail = f" ({e.reason.lower().replace('_', ' ')})" if e.reason else ""
+            return (f"{half} holds a PEM block that cannot be read{detail}: cut short or "
+                    "damaged (its BEGIN/END lines and the base64 between them must be whole)")
     if "KEY_VALUES_MISMATCH" in why:
         # ingress-nginx: "certificate and private key does not have a matching public key".
         why = "tls.key does not match the certificate in tls.crt (key values mismatch)"
@@ -200,6 +209,30 @@ def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
             # leaf->intermediate->root".
             why += "; the chain must start with the leaf: leaf, intermediate, root"
     return why
+
+
+def _unreadable_half(crt: bytes, key: bytes) -> str | None:
+    """``"tls.crt"`` or ``"tls.key"``: the half of a Secret whose PEM cannot be read, once
+    loading both failed; None when both read (the failure is something else). tls.crt is read
+    by OpenSSL's own certificate reader (every block, as the chain is read: a truncated second
+    certificate counts), tls.key by cryptography's key reader (which skips certificates before
+    the key, as OpenSSL does). Only on a failed load: neither is on the serving path."""
+    try:
+        # A str is PEM to cadata (bytes would be DER); non-ASCII text around the blocks is not
+        # what fails, and must not make the probe itself fail.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
+            cadata=crt.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError):
+        return "tls.crt"
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(key, password=None)
+    except TypeError:
+        return None   # encrypted: said as such (``_EncryptedKey``)
+    except Exception:  # noqa: BLE001 -- ValueError, UnsupportedAlgorithm...: unreadable here
+        return "tls.key"
+    return None
 
 
 def _no_passphrase() -> bytes:

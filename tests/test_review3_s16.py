@@ -96,7 +96,7 @@ def _bytes_scanned(monkeypatch: pytest.MonkeyPatch, client: bool, head: bytes, s
     line arrive one byte per read (each read followed by ``next_event`` up to NEED_DATA):
     the chunk-line and bare-LF regexes and the trailer's blank-line search are counted at the
     position they start from, the request side's CRLF search by the buffer's ``find``."""
-    from ingresslib.proxy import _connection as conn
+    from ingresslib.proxy import _chunked as conn
 
     _CountingBuffer.scanned = 0
 

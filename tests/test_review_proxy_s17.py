@@ -28,7 +28,7 @@ import pytest
 
 from ingresslib import Router, parse_manifests
 from ingresslib._accesslog import DEFAULT_UPSTREAM, upstream_names
-from ingresslib.proxy import _connection
+from ingresslib.proxy import _chunked
 from ingresslib.proxy._headers import has_control
 from tests._proxy_harness import WEB_SERVICE_YAML, ProxyPair, ingress_yaml, routed_pair, status_of
 
@@ -204,7 +204,7 @@ def test_a_chunk_line_arriving_byte_by_byte_is_scanned_linearly(
         scanned[0] += len(value)
         return real(value)
 
-    monkeypatch.setattr(_connection, "has_control", counting)
+    monkeypatch.setattr(_chunked, "has_control", counting)
     totals = []
     for n in (1_000, 8_000):
         scanned[0] = 0

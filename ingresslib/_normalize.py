@@ -30,7 +30,8 @@ _PCHAR_LITERAL = "A-Za-z0-9\\-._~!$&'()*+,;=:@"
 # Written as an unrolled loop (runs of literals between escapes): an alternation per character
 # costs the regex engine a group entry per character, about ten times slower on long paths.
 _VALID_RE = re.compile(f"[{_PCHAR_LITERAL}/]*(?:%[0-9A-Fa-f]{{2}}[{_PCHAR_LITERAL}/]*)*")
-# The literal characters a canonical path may contain (no "%": see _is_canonical_fast).
+# Paths made of these alone (no "%": an escape may need decoding) and "/" skip canonical_path in
+# the pure matcher when they hold no "//" nor "/." (_match_py.Matcher.lookup).
 _PLAIN_RE = re.compile(f"[{_PCHAR_LITERAL}/]*")
 _ESCAPE_RE = re.compile("%([0-9A-Fa-f]{2})")
 _SLASHES_RE = re.compile("//+")

@@ -6,12 +6,9 @@ configure the cluster's ingress then route inside one Python process (docs/asgi.
 
 Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):
 
-- The routing path is the canonical form (SEMANTICS §5) of ``raw_path`` when the server gives
-  it (uvicorn, hypercorn, daphne do), else of ``path`` re-quoted. A path that has no canonical
-  form is answered ``400`` (``BadRequestError.status_hint``) and never reaches an app.
-- ``path`` includes ``root_path`` (asgiref: "root_path ... does not change the path being
-  routed"; Starlette ≥ 0.35 and uvicorn ≥ 0.26 follow it): routing uses the part after the
-  incoming ``root_path``.
+- The routing path is the canonical form (SEMANTICS §5) of the request's path under the
+  incoming ``root_path`` (``_asgi_scan``: how ``raw_path``, ``path`` and ``root_path`` are
+  read). A path that has no canonical form is answered ``400`` and never reaches an app.
 - The mounted app sees ``path = root_path + canonical path`` (percent-decoded, as ``path``
   always is), ``raw_path`` = the canonical path (encoded), so app and ingress agree on one path
   ("the path the router matched is the path the backend receives").
@@ -58,12 +55,40 @@ copies of it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
-from typing import Any, NamedTuple, cast
+from typing import Any
 from urllib.parse import quote, unquote
 
+from ._asgi_lifespan import _SubLifespan
+from ._asgi_mounts import _MountReport
+from ._asgi_reply import BodyTooLarge as BodyTooLarge
+from ._asgi_reply import _answer_options, _Reply
+from ._asgi_scan import (
+    _CHUNKED,
+    _CONNECTION,
+    _FORWARDED,
+    _FORWARDED_FOR,
+    _HOST,
+    _LENGTH,
+    _NONE,
+    _PASS,
+    _PATH_SAFE,
+    _REQUEST_ID,
+    _UNIQUE,
+    _UNIQUE_DROP,
+    _UPGRADE,
+    _absolute_form,
+    _authorization,
+    _has_host,
+    _NotScanned,
+    _read_headers,
+    _read_names_for,
+    _request_uri,
+    _scan_headers,
+    _scan_routing,
+)
+from ._asgi_scan import _routing_target as _routing_target
 from ._errors import BadRequestError
 from ._normalize import canonical_path, normalize_host
 from ._resources import Resources
@@ -79,34 +104,24 @@ from .proxy._actions import (
     tls_host_predicate,
 )
 from .proxy._annotations import RouteOptions
-from .proxy._errors import RemoteProxyError
 from .proxy._headers import (
     FORWARDED_DROP,
     HEADER_NAME_CHARS,
     METHOD_CHARS,
     NGINX_METHODS,
-    OPTIONS_ALLOW,
     REQUEST_DROP,
     UNIQUE_REQUEST,
-    _NGINX_HIDDEN,
     HeaderKind,
     RequestIds,
     TrustPolicy,
-    check_host,
-    check_host_header,
     client_address,
-    content_length,
-    duplicate_header,
     first_forwarded_host,
     forwarded_for_value,
     forwarded_redirect_host,
     hsts_value,
-    local_body,
-    note_read_once,
     request_header_kind,
     special_request_names,
     split_absolute_form,
-    transfer_coding_error,
     valid_request_id,
 )
 from .proxy._settings import ProxySettings
@@ -126,9 +141,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope key holding the routing Decision.
 DECISION_KEY = "ingresslib.decision"
 
-# RFC 3986 pchar minus "%" (and "/"): what ``quote`` must leave alone when re-quoting ``path``.
-_PATH_SAFE = "/-._~!$&'()*+,;=:@"
-
 # Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
 # answer bodies, the request-id generator and the header-name rules (proxy/_headers.py), the
 # route options and the redirect decision (proxy/_actions.py ``RouteOptionsSource``,
@@ -139,23 +151,8 @@ _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 # Per request, only what the request changes is computed: what a header name is (per
 # settings), what a route implies (per Match) and a raw path's canonical form are remembered.
 
-# HeaderKind members as globals: compared by identity once per special request header.
-_PASS, _HOST, _LENGTH, _CHUNKED, _UPGRADE = (HeaderKind.PASS, HeaderKind.HOST, HeaderKind.LENGTH,
-                                             HeaderKind.CHUNKED, HeaderKind.UPGRADE)
-_FORWARDED_FOR, _FORWARDED, _REQUEST_ID = (HeaderKind.FORWARDED_FOR, HeaderKind.FORWARDED,
-                                           HeaderKind.REQUEST_ID)
-#: ``_scan_headers``'s code for ``Connection`` (a DROP header whose tokens are read): not a
-#: HeaderKind value.
-_CONNECTION = -1
-#: ``_scan_headers``'s codes for a ``UNIQUE_REQUEST`` name that passes (Authorization,
-#: If-None-Match...) and for one that is dropped (Expect): a second line is refused, as the
-#: proxy refuses it (nginx's "client sent duplicate header line", 400). Content-Length and
-#: Transfer-Encoding keep their kinds; their branches refuse a second line.
-_UNIQUE = -2
-_UNIQUE_DROP = -3
 
-
-class IngressASGI(RouteOptionsSource):
+class IngressASGI(RouteOptionsSource, _MountReport):
     """Route each HTTP and WebSocket request by the Ingress rules to a mounted ASGI app.
 
     ``router_or_resources`` is a :class:`Router` (share it with a cluster watcher:
@@ -298,73 +295,6 @@ class IngressASGI(RouteOptionsSource):
 
     def _table_seen(self) -> None:
         self._report_mounts()
-
-    def _report_mounts(self) -> None:
-        """Warn (on ``ingresslib.asgi``) when ``backends`` does not fit the served rules:
-        keys that name no backend of them (``backend_for`` never looks them up: a request
-        meant for one answers 503), and, without a ``fallback``, the Service backends no key
-        mounts (each of their requests answers 503). Silent when every key names a backend
-        and every backend has an app; a report is not repeated until it changes. Once per
-        table (``_table_seen``) and after an update that kept the table. Cost: one pass over
-        the table's routes."""
-        unused, unmounted = self._mount_report()
-        if not unused and not unmounted:
-            self._mount_warning = None
-            return
-        parts = []
-        if unused:
-            parts.append(f"backends key(s) {_listed(unused)} name no backend of the served "
-                         "rules (keys: 'namespace/service', 'namespace/service:port' with "
-                         "the port as the Ingress writes it or the resolved target port; "
-                         "compare with `ingresslib explain`)")
-        if unmounted:
-            parts.append(f"backend(s) {_listed(unmounted)} have no app and there is no "
-                         "fallback: their requests answer 503")
-        message = "IngressASGI: " + "; ".join(parts)
-        if message != self._mount_warning:
-            self._mount_warning = message
-            _log.warning("%s", message)
-
-    def _mount_report(self) -> tuple[list[str], list[str]]:
-        """(the ``backends`` keys no served backend looks up, the Service backends
-        ``backend_for`` finds no app for), each in order. A backend's candidate keys are
-        ``backend_for``'s: ``ns/svc:port-as-written``, ``ns/svc:resolved-target-port`` (from
-        the router's built routes), ``ns/svc``. Resource backends are left out (never
-        mounted: they take the ``fallback``)."""
-        routes = getattr(getattr(self.router, "table", None), "routes", None)
-        if routes is None:
-            return [], []
-        built = getattr(getattr(self.router, "_state", None), "routes", None)
-        names: set[str] = set()
-        #: ``ns/svc`` of the backends whose resolved port is not known (any port key of
-        #: theirs may be in use).
-        unresolved: set[str] = set()
-        unmounted: dict[str, None] = {}
-        for m in routes:
-            rid = getattr(m, "route_id", None)
-            route = built[rid] if built is not None and type(rid) is int \
-                and 0 <= rid < len(built) else None
-            for side, backend in ((m, getattr(route, "main", None)),
-                                  (getattr(m, "canary", None), getattr(route, "canary", None))):
-                if side is None or getattr(side, "service", None) is None:
-                    continue
-                base = f"{side.namespace}/{side.service}"
-                label = f"{base}:{side.port}"
-                eps = getattr(backend, "eps", None)
-                port = eps.port if eps is not None else None
-                names.update((label, base))
-                if port is not None:
-                    names.add(f"{base}:{port}")
-                elif eps is None:
-                    unresolved.add(base)
-                # ``backend_for`` itself, so that the report cannot disagree with it: it
-                # reads these four fields of a Decision.
-                looked = cast(Decision, _Looked(side.service, side.namespace, port, label))
-                if self.fallback is None and self.backend_for(looked) is None:
-                    unmounted[label] = None
-        unused = [key for key in self.backends if key not in names
-                  and key.partition(":")[0] not in unresolved]
-        return unused, list(unmounted)
 
     def backend_for(self, decision: Decision) -> ASGIApp | None:
         """The mounted app for a Decision: ``ns/svc:port-as-written``, then
@@ -894,721 +824,15 @@ class IngressASGI(RouteOptionsSource):
                 return
 
 
-class _SubLifespan:
-    """One mounted app's lifespan, driven by the messages IngressASGI receives."""
-
-    def __init__(self, app: ASGIApp, scope: Scope) -> None:
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.outbox: asyncio.Queue[Message | None] = asyncio.Queue()
-        self.supported = True
-        self.answered = False  # sent at least one lifespan message: it takes part
-        self.failed = False  # sent a ".failed" message itself
-        self.error: str | None = None  # raised after taking part: reported once
-        self.task = asyncio.ensure_future(self._run(app, scope))
-
-    async def _run(self, app: ASGIApp, scope: Scope) -> None:
-        try:
-            await app(scope, self.inbox.get, self._send)
-        except Exception as exc:  # noqa: BLE001 - the app's error is reported, never raised here
-            if self.answered:
-                # It answered (startup.complete) and then raised: its cleanup did not
-                # complete. Hiding that behind "complete" would lose the error; uvicorn
-                # (lifespan="on") reads an exception there as a failure too.
-                if not self.failed:
-                    self.error = f"{type(exc).__name__}: {exc}"
-            else:
-                # lifespan.rst: "If an exception is raised when calling the application
-                # callable with a lifespan.startup message or a scope with type lifespan, the
-                # server must continue but not send any lifespan events."
-                _log.debug("lifespan unsupported by %r: %s", app, exc)
-                self.supported = False
-        finally:
-            self.outbox.put_nowait(None)
-
-    async def _send(self, message: Message) -> None:
-        self.answered = True
-        if str(message.get("type", "")).endswith(".failed"):
-            self.failed = True
-        await self.outbox.put(message)
-
-    def _take_error(self) -> str | None:
-        error, self.error = self.error, None
-        return error
-
-    async def send(self, message: Message) -> str | None:
-        """Forward one server message; return an error text if the app reported failure."""
-        if not self.supported:
-            return None
-        if self.task.done():
-            return self._take_error()  # it raised while running: reported at shutdown
-        await self.inbox.put(message)
-        reply = await self.outbox.get()
-        if reply is None:
-            # Returned or raised without answering: no lifespan support, unless it raised
-            # after taking part.
-            return self._take_error()
-        if reply["type"].endswith(".failed"):
-            return str(reply.get("message", "")) or "failed"
-        return None
-
-    async def finish(self) -> None:
-        if not self.task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), 5)
-            except asyncio.TimeoutError:
-                self.task.cancel()
-
-
-def _authorization(scope: Scope) -> bytes | None:
-    """The request's ``Authorization`` value (the first one), for ``auth-type: basic``."""
-    for name, value in scope.get("headers") or ():
-        if bytes(name).lower() == b"authorization":
-            return bytes(value)
-    return None
-
-
-def _routing_target(scope: Scope, root: str) -> str:
-    raw = scope.get("raw_path")
-    if raw:
-        target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
-        target = target.partition("?")[0]
-        if not root:
-            return target
-        # The mount as the server matched it: on the decoded path, whatever its spelling.
-        mounted = _mount_unescaped(target, root) if "%" in target else target
-        if mounted == root or mounted.startswith(root + "/"):
-            # Servers differ on whether raw_path holds root_path (uvicorn 0.54 and
-            # Starlette's Mount: yes; earlier uvicorn releases: no), while ``path`` holds it
-            # (see the module docstring). raw_path is "unmodified from the bytes that were
-            # received": when ``path`` is root_path + raw_path decoded, raw_path is the part
-            # under the mount, and a request for "/mnt/x" there must not lose its "/mnt".
-            decoded = scope.get("path")
-            if not (isinstance(decoded, str) and decoded == root + unquote(target)):
-                target = mounted[len(root):] or "/"
-        return target
-    path: str = scope.get("path") or "/"
-    if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root):] or "/"
-    return quote(path, safe=_PATH_SAFE)
-
-
-def _mount_unescaped(target: str, root: str) -> str:
-    """``target`` with its first segments spelled as ``root`` when they are ``root`` with
-    escapes (``/%6Dnt/x`` under ``/mnt``): the server mounted the app on the decoded path
-    (Starlette's Mount matches ``path``), so those segments are the mount whatever their
-    spelling; left as sent, the request would be routed with the mount in its path, on
-    another rule than the same request spelled plainly. Anything else is returned as is."""
-    n = root.count("/") + 1
-    prefix = "/".join(target.split("/", n)[:n])
-    if prefix != root and unquote(prefix) == root:
-        return root + target[len(prefix):]
-    return target
-
-
-def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | None]:
-    """nginx's ``$request_uri`` ("full original request URI (with arguments)") of an ASGI
-    request, as ``(path, query)``: ``raw_path`` ("The original HTTP path component,
-    unmodified from the bytes that were received by the web server", asgiref www.rst) --
-    ``root_path`` included when the server has it there, since the client sent it -- and
-    ``query`` (``query_string``). An absolute-form ``raw_path`` gives its path (nginx parses
-    scheme and host apart). Without ``raw_path``, ``path`` re-quoted, as for X-Original-URI.
-    Its routed part passed ``canonical_path`` already; a raw path that is not ASCII (no
-    client sends one) gives ``rel``, the canonical path routed on."""
-    raw = scope.get("raw_path")
-    if not raw:
-        return quote(scope.get("path") or "/", safe=_PATH_SAFE), query
-    target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
-    target = target.partition("?")[0]
-    if not target.isascii():
-        return rel, query
-    if target[:1] != "/":
-        try:
-            target = split_absolute_form(target)[0]
-        except RemoteProxyError:
-            return rel, query
-    return target, query
-
-
-def _read_headers(scope: Scope, read: frozenset[bytes]
-                  ) -> tuple[list[tuple[bytes, bytes]], str, int, list[bytes]]:
-    """One pass over the request headers: ``(headers with lower-cased names, Host, declared
-    Content-Length, Connection tokens)``.
-
-    www.rst: names and values are byte strings. A name that is not ``bytes`` is a 400 (no
-    name the proxy could receive). A value of a header the adapter reads (``read``: Host,
-    the framing, Connection, Authorization, X-Request-ID, the forwarded family) is read as
-    the proxy reads its bytes: a ``bytearray`` or ``memoryview`` as its bytes, anything else
-    (a ``str``) 400, never a 500 from a ``bytes`` operation on it. The values of the other
-    headers go to the app as they came, and to the router, which reads any header a route
-    names (canary header and cookie, affinity cookie, ``upstream-hash-by``, a balancer's
-    ``RequestContext``): a ``bytearray`` or ``memoryview`` value as its bytes.
-
-    The Content-Length is its value, -1 for none; one the proxy refuses (``content_length``:
-    not digits, ``+5``, ``1_0``, over 2**63 - 1) is its 400 here too, limit or not, as is a
-    Transfer-Encoding it refuses (``transfer_coding_error``: HTTP/1.0, not ``chunked``, with
-    a Content-Length). A server built on ``int()`` or that lets both framings through hands
-    them over. The Host is the one the request is routed on, refused (400) where the proxy
-    refuses it.
-
-    www.rst: ":authority ... must be added to the start of the iterable with host as the
-    header name or replace any existing host header". A server that adds it and keeps the
-    client's Host hands over two; the proxy refuses a duplicate Host (RFC 9112 §3.2: "more
-    than one Host header field line" → 400). Two *different* values are refused here: an app
-    that joins them (Django) or takes the last would see another host than the one routed
-    on. Each value must pass the proxy's ``check_host`` (SEMANTICS §9 "bad Host values
-    (spaces, /, @, bad ports)"): ``shop.test:80@admin.test`` would otherwise route as
-    shop.test while ``urlsplit`` (Starlette's ``request.url``) reads admin.test.
-
-    Over HTTP/1.x no server adds a Host: two of them came from the client, refused like the
-    proxy (h11: "Found multiple Host: headers") whatever their values; and an HTTP/1.1 request
-    without one is refused too (RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
-    status code to any HTTP/1.1 request message that lacks a Host header field"). A server
-    that does not check these itself (one built on httptools or twisted) hands them over.
-    An HTTP/2 or HTTP/3 request with neither ``:authority`` nor Host is refused as well:
-    nginx's ngx_http_process_request_header refuses any version after 1.0 without one ("if
-    (r->headers_in.host == NULL && r->http_version > NGX_HTTP_VERSION_10)"); only HTTP/1.0
-    is routed without a host. www.rst: ``http_version`` "Optional; if missing defaults to
-    "1.1"".
-    """
-    version = scope.get("http_version") or "1.1"
-    raw_headers = scope.get("headers") or ()
-    items: list[tuple[bytes, bytes]] = []
-    for k, v in raw_headers:
-        if type(k) is not bytes:
-            # www.rst: header names are byte strings. A str, bytearray or memoryview one (the
-            # scans hand it over: ``_NotScanned``) is no name the proxy could receive, and
-            # would raise below (a bytearray is unhashable, a str has no bytes ``translate``,
-            # a memoryview no ``lower``): 400, as a head the proxy cannot parse.
-            raise BadRequestError("header name is not a byte string", 400)
-        name = k.lower()
-        if type(v) is not bytes and name in read:
-            v = _value(v)
-        items.append((name, v))
-    host: bytes | None = None
-    length = -1
-    te: Any = None
-    named: list[bytes] = []
-    unique: list[bytes] | None = None
-    for name, v in items:
-        if name not in _READ_NAMES:
-            continue
-        if name in UNIQUE_REQUEST:
-            # The proxy's 400 for a second line (nginx's "client sent duplicate header line").
-            unique = note_read_once(unique, name, _duplicate)
-        if name == b"host":
-            value = bytes(v)
-            if host is None:
-                host = value
-            elif version in ("1.0", "1.1") or value.lower() != host.lower():
-                raise BadRequestError("conflicting Host headers", 400)
-        elif name == b"content-length":
-            length = _length(v)
-        elif name == b"transfer-encoding":
-            te = v
-        elif name == b"connection":
-            if name in read:  # (not with ``rewrite_headers`` off: the app's business)
-                named.extend(t.strip().lower() for t in v.split(b","))
-    if te is not None:
-        _check_chunked(te, version, length >= 0)
-    if host is None:
-        if version != "1.0":
-            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
-            # HTTP/2 or HTTP/3 request without :authority or Host too.
-            raise BadRequestError("request without Host", 400)
-        return items, "", length, named
-    return items, _host_str(host), length, named
-
-
-@functools.lru_cache(maxsize=16)
-def _read_names(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
-    """The names whose values the adapter reads (``_read_headers``: one that is not a byte
-    string is a 400 there), with ``rewrite_headers`` (the scan's; the forwarded family and
-    X-Request-ID are read to be rewritten) and without (the routing scan's: Host, the
-    framing, the names nginx reads once, the client address, the X-Forwarded-Host of an
-    ssl-redirect's Location). Not an attribute: past 30 instance attributes CPython stops
-    sharing the instance dict's keys, and every ``self.x`` of the hot path gets slower."""
-    ff_name = settings.forwarded_for_header.lower().encode("latin-1")
-    if not rewrite:
-        return _READ_NAMES - {b"connection"} | {b"transfer-encoding", ff_name,
-                                                b"x-forwarded-host"}
-    return _READ_NAMES | {b"transfer-encoding", b"x-request-id", ff_name} | {
-        name for name in FORWARDED_DROP
-        if request_header_kind(name, None, ff_name, settings) in (
-            HeaderKind.FORWARDED, HeaderKind.FORWARDED_FOR)}
-
-
-def _read_names_for(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
-    """``_read_names``, also for settings that cannot be hashed (a list in a field)."""
-    try:
-        return _read_names(settings, rewrite)
-    except TypeError:
-        return _read_names.__wrapped__(settings, rewrite)
-
-
-def _value(v: Any) -> bytes:
-    """The value of a header the adapter reads, as the proxy would read those bytes: a
-    ``bytearray`` or ``memoryview`` as its bytes; anything else (a ``str``: www.rst says
-    byte strings, and no bytes are known for it) is the 400 of a head the proxy cannot
-    parse."""
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v)
-    raise BadRequestError("header value is not a byte string", 400)
-
-
-#: An empty list no one appends to (``__call__``'s defaults for what the scan did not find).
-_NONE: list[Any] = []
-
-
-class _Looked(NamedTuple):
-    """What ``IngressASGI.backend_for`` reads of a Decision (``_mount_report``)."""
-
-    service: str
-    namespace: str
-    port: int | None
-    backend: str
-
-
-def _listed(items: list[str], most: int = 10) -> str:
-    """``items`` quoted and comma-separated, at most ``most`` of them named."""
-    shown = ", ".join(repr(i) for i in items[:most])
-    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 #: No forwarded headers from a trusted hop.
 _NO_FWD: dict[bytes, bytes] = {}
 
-#: The header names ``_read_headers`` reads or counts.
 #: ``METHOD_CHARS`` as text: ``method.strip(_METHOD_CHARS)`` is empty for a method nginx reads.
 _METHOD_CHARS = METHOD_CHARS.decode("ascii")
 #: ``NGINX_METHODS`` as text (one set lookup for the common method, no scan).
 _NGINX_METHODS = frozenset(m.decode("ascii") for m in NGINX_METHODS)
-_READ_NAMES = UNIQUE_REQUEST | {b"host", b"content-length", b"connection"}
-#: Host values that passed ``check_host`` (a pure check), with their ``str``: a handful of
-#: hosts come again and again.
-_CHECKED_HOSTS: dict[bytes, str] = {}
+
 #: ``raw_path`` -> (its canonical path, encoded) for a scope without ``root_path``, where the
 #: routing target is a function of ``raw_path`` alone (``_routing_target``) and
 #: ``canonical_path`` a pure one: the same few paths come again and again.
 _TARGETS: dict[bytes, tuple[str, bytes]] = {}
-
-
-class _NotScanned(Exception):
-    """A header name ``_scan_headers`` does not take (not ``bytes`` once lower-cased, or not
-    hashable): ``_read_headers`` and ``_backend_headers`` decide, as they always did."""
-
-
-def _duplicate(name: bytes) -> BadRequestError:
-    """The proxy's 400 for a second line of a ``UNIQUE_REQUEST`` header."""
-    err = duplicate_header(name)
-    return BadRequestError(str(err), err.status_hint)
-
-
-#: ``bytes.isdigit`` (ASCII digits only): called on a ``str`` or ``bytearray`` it raises
-#: TypeError, which sends a scan to the general path (``_NotScanned``).
-_isdigit = bytes.isdigit
-
-
-def _length(value: Any) -> int:
-    """A Content-Length value as the proxy reads it (``content_length``), else its 400.
-
-    nginx: ``ngx_atoof`` failing is "client sent invalid "Content-Length" header", 400, in
-    ngx_http_process_request_header before the TRACE 405 and before any location, so whatever
-    ``proxy-body-size`` says (``0`` too): a 400, never the 413 ``int()`` made of ``+5`` or
-    ``1_000``, and no app for ``-5``, ``5 5`` or a value ``int()`` could not read."""
-    try:
-        return content_length(value)
-    except RemoteProxyError as err:
-        raise BadRequestError(str(err), err.status_hint) from None
-
-
-def _check_chunked(value: Any, version: str, has_length: bool) -> None:
-    """The proxy's 400 for a Transfer-Encoding it refuses (``transfer_coding_error``): on
-    HTTP/1.0, other than ``chunked``, with a Content-Length. uvicorn's h11 lets the first and
-    the last through (it reads the body chunked), httptools ``gzip, chunked``."""
-    why = transfer_coding_error(value, version == "1.0", has_length)
-    if why is not None:
-        raise BadRequestError(why, 400)
-
-
-def _host_str(host: bytes) -> str:
-    """``host`` (a Host header's value) as ``str`` once it passed the proxy's
-    ``check_host_header`` (else 400: an empty one too)."""
-    host_s = _CHECKED_HOSTS.get(host)
-    if host_s is None:
-        try:
-            check_host_header(host)
-        except RemoteProxyError as err:
-            raise BadRequestError(str(err), err.status_hint) from None
-        host_s = host.decode("ascii")
-        if len(_CHECKED_HOSTS) >= 1024:
-            _CHECKED_HOSTS.clear()
-        _CHECKED_HOSTS[host] = host_s
-    return host_s
-
-
-def _scan_headers(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[bytes, int]],
-                  learn: Callable[[bytes], tuple[bytes, int]], upgrade: bool
-                  ) -> tuple[str, int, list[bytes], list[tuple[bytes, bytes]], bool,
-                             list[tuple[bytes, bytes]], list[tuple[bytes, bytes]],
-                             bytes | None]:
-    """``_read_headers`` and the loop of ``_backend_headers`` in one pass, each header name
-    classified once per settings (``names``, filled by ``learn``): ``(Host, Content-Length,
-    Connection tokens, the headers that pass, whether Host is among them, the forwarded-for
-    headers, the other forwarded headers, the client's X-Request-ID if it may pass)``.
-    ``plain`` holds the names of ``names`` that pass as they are and are lower-case already
-    (all of them, from a server that follows www.rst): one set lookup each.
-
-    The kinds are ``request_header_kind``'s without the Connection tokens. A token changes no
-    kind when it names a hop-by-hop or forwarded header (those kinds come first in
-    ``request_header_kind``, and ``odd_name_dropped`` drops their ``_`` spellings anyway):
-    ``IngressASGI._inert_tokens``. Any other token (``Connection: close``, a named header)
-    sends the request to ``_backend_headers``, which asks with the tokens; Host, the length
-    and the tokens read here stand, they never depend on them.
-
-    Raises ``BadRequestError`` as ``_read_headers`` does, ``_NotScanned`` for a name that is
-    not ``bytes`` (then ``_read_headers`` decides)."""
-    version = scope.get("http_version") or "1.1"
-    out: list[tuple[bytes, bytes]] = []
-    append = out.append
-    host: bytes | None = None
-    length = -1
-    seen_length = False
-    named: list[bytes] = []
-    has_host = False
-    ff_items: list[tuple[bytes, bytes]] = []
-    fwd_items: list[tuple[bytes, bytes]] = []
-    request_id: bytes | None = None
-    seen_request_id = False
-    seen_chunked = False
-    unique: list[bytes] | None = None
-    try:
-        for k, v in scope.get("headers") or ():
-            if k in plain:
-                append((k, v))  # the common case: an ordinary header, named in lower case
-                continue
-            entry = names.get(k)
-            if entry is None:
-                entry = learn(k)
-            name, code = entry
-            if not code:  # _PASS
-                append((name, v))
-                continue
-            if code is _HOST:
-                value = bytes(v)
-                if host is None:
-                    host = value
-                elif version in ("1.0", "1.1") or value.lower() != host.lower():
-                    raise BadRequestError("conflicting Host headers", 400)
-                has_host = True
-                append((name, v))
-            elif code == _CONNECTION:
-                # A ``str`` value raises TypeError here, a ``memoryview`` AttributeError (the
-                # general path decides); a ``bytearray`` one gives bytearray tokens, which
-                # ``__call__`` reads as their bytes.
-                if b"," in v:
-                    named.extend([t.strip().lower() for t in v.split(b",")])
-                else:
-                    named.append(v.strip().lower())  # one token: "keep-alive"
-            elif code == _UNIQUE or code == _UNIQUE_DROP:
-                # Authorization, If-None-Match, Expect...: a second line is the proxy's 400.
-                # (After Host and Connection, which nearly every request has.)
-                unique = note_read_once(unique, name, _duplicate)
-                if type(v) is not bytes:
-                    raise _NotScanned  # Authorization's is read (basic auth): general path
-                if code == _UNIQUE:
-                    append((name, v))
-            elif code is _LENGTH:
-                if seen_length:
-                    raise _duplicate(name)
-                seen_length = True
-                # Up to 18 ASCII digits (below 2**63) are read at once; anything else is
-                # read, or refused (400), as the proxy reads it (``_length``). A value that
-                # is not ``bytes`` raises TypeError here: the general path decides.
-                length = int(v) if len(v) < 19 and _isdigit(v) else _length(v)
-                if seen_chunked:
-                    raise BadRequestError("both Content-Length and Transfer-Encoding", 400)
-                append((name, v))  # the body framing: the server's, kept as it gave it
-            elif code is _CHUNKED:
-                if seen_chunked:
-                    raise _duplicate(name)
-                seen_chunked = True
-                _check_chunked(v, version, seen_length)
-                append((name, v))
-            elif code is _UPGRADE:
-                if upgrade:
-                    append((name, v))
-            elif code is _FORWARDED_FOR:
-                if type(v) is not bytes:
-                    raise _NotScanned  # a value read (the client address): general path
-                ff_items.append((name, v))
-            elif code is _FORWARDED:
-                if type(v) is not bytes:
-                    raise _NotScanned
-                fwd_items.append((name, v))
-            elif code is _REQUEST_ID:
-                if type(v) is not bytes:
-                    raise _NotScanned
-                if not seen_request_id:
-                    seen_request_id = True
-                    if valid_request_id(v):
-                        request_id = v
-            # else DROP
-    except (TypeError, AttributeError):
-        # An unhashable name (bytearray), or a value of a header read here that is not
-        # ``bytes`` (``str``: no ``bytes`` method takes it; ``memoryview``: no ``strip``):
-        # the general path decides (``_read_headers``).
-        raise _NotScanned from None
-    if host is None:
-        if version != "1.0":
-            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
-            # HTTP/2 or HTTP/3 request without :authority or Host too.
-            raise BadRequestError("request without Host", 400)
-        return "", length, named, out, has_host, ff_items, fwd_items, request_id
-    return _host_str(host), length, named, out, has_host, ff_items, fwd_items, request_id
-
-
-def _scan_routing(scope: Scope, plain: set[bytes], names: dict[bytes, tuple[bytes, int]],
-                  learn: Callable[[bytes], tuple[bytes, int]]
-                  ) -> tuple[str, int, list[bytes], list[tuple[bytes, bytes]], bool,
-                             list[tuple[bytes, bytes]], list[tuple[bytes, bytes]],
-                             bytes | None]:
-    """``_scan_headers`` for ``rewrite_headers=False``: the same Host, Content-Length and
-    forwarded-for headers (the client address), refused where it refuses them, and nothing
-    else -- no headers that pass, no Connection tokens, no other forwarded headers: nobody
-    reads them when the app gets the scope's own list. Same shape as ``_scan_headers``'s
-    answer, those parts empty."""
-    version = scope.get("http_version") or "1.1"
-    host: bytes | None = None
-    length = -1
-    seen_length = False
-    seen_chunked = False
-    unique: list[bytes] | None = None
-    ff_items: list[tuple[bytes, bytes]] = _NONE
-    try:
-        for k, v in scope.get("headers") or ():
-            if k in plain:
-                continue  # the common case: an ordinary header, nothing routing reads
-            entry = names.get(k)
-            if entry is None:
-                entry = learn(k)
-            code = entry[1]
-            if code is _HOST:
-                value = bytes(v)
-                if host is None:
-                    host = value
-                elif version in ("1.0", "1.1") or value.lower() != host.lower():
-                    raise BadRequestError("conflicting Host headers", 400)
-            elif code == _UNIQUE or code == _UNIQUE_DROP:
-                # Refused as by ``_scan_headers``: the app would get both lines.
-                name = entry[0]
-                unique = note_read_once(unique, name, _duplicate)
-                if type(v) is not bytes:
-                    raise _NotScanned  # Authorization's is read (basic auth): general path
-            elif code is _LENGTH:
-                if seen_length:
-                    raise _duplicate(entry[0])
-                seen_length = True
-                length = int(v) if len(v) < 19 and _isdigit(v) else _length(v)
-                if seen_chunked:
-                    raise BadRequestError("both Content-Length and Transfer-Encoding", 400)
-            elif code is _CHUNKED:
-                if seen_chunked:
-                    raise _duplicate(entry[0])
-                seen_chunked = True
-                _check_chunked(v, version, seen_length)
-            elif code is _FORWARDED_FOR:
-                if type(v) is not bytes:
-                    raise _NotScanned  # a value read (the client address): general path
-                if ff_items is _NONE:
-                    ff_items = []
-                ff_items.append((entry[0], v))
-            elif code is _FORWARDED:
-                if type(v) is not bytes and entry[0] == b"x-forwarded-host":
-                    raise _NotScanned  # read for an ssl-redirect (``_location_host``)
-    except (TypeError, AttributeError):
-        # An unhashable name (bytearray), or a value of a header read here that is not
-        # ``bytes`` (``str``: no ``bytes`` method takes it; ``memoryview``: no ``strip``):
-        # the general path decides (``_read_headers``).
-        raise _NotScanned from None
-    if host is None:
-        if version != "1.0":
-            # Every version after 1.0 (nginx: "r->http_version > NGX_HTTP_VERSION_10"), an
-            # HTTP/2 or HTTP/3 request without :authority or Host too.
-            raise BadRequestError("request without Host", 400)
-        return "", length, _NONE, _NONE, False, ff_items, _NONE, None
-    return _host_str(host), length, _NONE, _NONE, False, ff_items, _NONE, None
-
-
-def _has_host(scope: Scope) -> bool:
-    """Whether the request has a Host header at all (the scans give "" for a missing and for
-    an empty one alike); read on the rare absolute-form path only."""
-    return any(name.lower() == b"host" for name, _ in scope.get("headers") or ())
-
-
-def _absolute_form(target: str, host: str, has_host: bool) -> tuple[str, str]:
-    """``(origin-form path, host)`` of an absolute-form target, as the proxy takes it: the
-    authority must equal Host, case-insensitively ("two different hosts in one request is a
-    routing confusion attempt: refuse"), an empty Host included; with no Host header, the
-    authority is the host."""
-    if not target[:8].lower().startswith(("http://", "https://")):
-        return target, host  # not absolute-form: canonical_path refuses it
-    try:
-        path, authority = split_absolute_form(target)
-        if not has_host:
-            check_host(authority.encode("latin-1"))
-    except RemoteProxyError as err:
-        raise BadRequestError(str(err), err.status_hint) from None
-    if has_host and authority.lower() != host.lower():
-        raise BadRequestError("absolute-form target does not match Host", 400)
-    return path, host if has_host else authority
-
-
-async def _answer_options(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})
-
-
-class BodyTooLarge(RuntimeError):
-    """A streamed request body went over ``proxy-body-size`` after the app had begun its
-    response: the proxy closes the client connection then, and an ASGI app can only make its
-    server do that by raising."""
-
-
-#: ``_NGINX_HIDDEN`` as written by the spec (lower case) and the usual other spellings
-#: ("Server", "X-Accel-Redirect", "SERVER"): tested as given, without lower-casing each name.
-_HIDDEN_SPELLINGS = frozenset(
-    spelling for name in _NGINX_HIDDEN
-    for spelling in (name, name.title(), name.upper(), name.capitalize()))
-#: The messages that carry a response head (headers the proxy filters or adds to).
-_STARTS = frozenset({"http.response.start", "websocket.http.response.start",
-                     "websocket.accept"})
-
-
-class _Reply:
-    """The ``send`` side of one request: local answers, and the headers the proxy adds to
-    every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
-
-    __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
-                 "late", "_receive", "_limit", "_seen")
-
-    def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
-        self.scope = scope
-        self.server_send = send
-        #: The HSTS value to add (an https or wss scope with ``hsts`` on), else None.
-        self.hsts = hsts
-        self.secure = secure
-        self.set_cookie: str | None = None
-        self.started = False  # a response start went to the server
-        self.cut = False  # the body went over the limit: the app's sends are dropped
-        #: The body went over the limit after the response began (``counting``): the caller
-        #: raises ``BodyTooLarge`` once the app returns.
-        self.late = False
-
-    async def send(self, message: Message, own: bool = False) -> None:
-        """The app's ``send`` (``own``: this hop's answer, ``local``)."""
-        if self.cut and not own:
-            return  # answered 413 (or the connection is to be dropped): the app is done
-        kind = message["type"]
-        if kind in _STARTS:
-            if kind != "websocket.accept":
-                self.started = True
-            headers = message.get("headers") or ()
-            # www.rst: "headers (Iterable[[byte string, byte string]])": a generator or other
-            # one-pass iterable is read once here and handed on as a list, not consumed by
-            # the checks below and passed on empty.
-            rebuilt = type(headers) is not list and type(headers) is not tuple
-            if rebuilt:
-                headers = list(headers)
-            # The app is this hop's upstream: the headers the proxy hides from its upstream's
-            # answer (proxy/_headers.py ``_NGINX_HIDDEN``: nginx's ngx_http_proxy_hide_headers,
-            # "Server", "X-Pad", "X-Accel-..."; X-Accel-Redirect often names internal paths)
-            # are dropped here too, on a 101 (``websocket.accept``) as the proxy's _on_switch
-            # drops them. The ASGI server writes its own Date and Server.
-            hidden = False
-            try:
-                for name, _ in headers:
-                    # www.rst: "Header names must be lowercased"; the usual other spellings
-                    # are in the set too, so that no name is lower-cased on this path.
-                    if name in _HIDDEN_SPELLINGS:
-                        hidden = True
-                        break
-            except TypeError:  # an unhashable name (a bytearray): the slow test
-                hidden = True
-            if hidden:
-                headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
-                rebuilt = True
-            if (self.hsts is not None or self.set_cookie) and kind != "websocket.accept":
-                headers = self._headers(list(headers))  # headers to add (not to a 101)
-                rebuilt = True
-            if rebuilt:
-                message = dict(message)
-                message["headers"] = headers
-        await self.server_send(message)
-
-    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        if self.hsts is not None and not any(
-                bytes(n).lower() == b"strict-transport-security" for n, _ in headers):
-            headers.append((b"strict-transport-security", self.hsts))
-        cookie = self.set_cookie
-        if cookie and "\r" not in cookie and "\n" not in cookie:
-            if self.secure and not any(a.strip().lower() == "secure"
-                                       for a in cookie.split(";")[1:]):
-                # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
-                # ngx.var.https == "on"" (the proxy's _add_response_headers does the same).
-                cookie += "; Secure"
-            headers.append((b"set-cookie", cookie.encode("utf-8", "replace")))
-        return headers
-
-    async def local(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        """Answer ``status`` as the proxy does (its ``_local_response``): a text body, no body
-        for HEAD, the same headers."""
-        scope = self.scope
-        body = local_body(status)
-        headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", str(len(body)).encode()), *(extra or ())]
-        if scope.get("method") == "HEAD":
-            body = b""
-        # ``own``: sent even once ``cut`` drops the app's messages (the streamed 413).
-        send = self.send
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": status, "headers": headers},
-                       True)
-            await send({"type": "http.response.body", "body": body}, True)
-            return
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            await send({"type": "websocket.http.response.start", "status": status,
-                        "headers": headers}, True)
-            await send({"type": "websocket.http.response.body", "body": body}, True)
-            return
-        # Closing before accepting makes the server answer 403.
-        await send({"type": "websocket.close", "code": 1008}, True)
-
-    def counting(self, receive: Receive, limit: int) -> Receive:
-        """``receive`` counting the request body against ``limit`` (> 0): over it, the app
-        learns the request is over for it (``http.disconnect``), the client gets 413 if no
-        response began, else ``late`` is set (the caller raises ``BodyTooLarge``)."""
-        self._receive = receive
-        self._limit = limit
-        self._seen = 0
-        return self._counted
-
-    async def _counted(self) -> Message:
-        if self.cut:
-            return {"type": "http.disconnect"}
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self._seen += len(message.get("body") or b"")
-            if self._seen > self._limit:
-                # The proxy's _on_body: "if opts.body_size and req.body_len >
-                # opts.body_size: if req.response_started: self._close_all(now) else:
-                # ... self._error_response(413, req, now)". The app learns the request
-                # is over for it as from a client gone away.
-                # Cut first: an app that sends from another task while the 413 is being
-                # written (its send waits on the server's) must not start a second response
-                # (the server's "response already completed" RuntimeError).
-                self.cut = True
-                if self.started:
-                    self.late = True
-                else:
-                    await self.local(413)
-                return {"type": "http.disconnect"}
-        return message

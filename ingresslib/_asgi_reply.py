@@ -1,0 +1,171 @@
+"""The ``send`` side of an IngressASGI request (``_Reply``): this hop's own answers, as the
+proxy's ``_local_response`` writes them (``_answer_options``: the server-wide ``OPTIONS *``);
+the app's response head as the proxy passes an upstream's on (``Server``, ``X-Pad`` and
+``X-Accel-*`` dropped; HSTS on an ``https`` or ``wss`` scope, not on a 101; the affinity
+cookie); and a streamed request body counted against ``proxy-body-size`` (413 before the
+response began, ``BodyTooLarge`` after).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .proxy._headers import OPTIONS_ALLOW, _NGINX_HIDDEN, local_body
+
+if TYPE_CHECKING:
+    from ._asgi import Message, Receive, Scope, Send
+
+__all__ = ["BodyTooLarge", "_Reply", "_answer_options"]
+
+
+async def _answer_options(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class BodyTooLarge(RuntimeError):
+    """A streamed request body went over ``proxy-body-size`` after the app had begun its
+    response: the proxy closes the client connection then, and an ASGI app can only make its
+    server do that by raising."""
+
+
+#: ``_NGINX_HIDDEN`` as written by the spec (lower case) and the usual other spellings
+#: ("Server", "X-Accel-Redirect", "SERVER"): tested as given, without lower-casing each name.
+_HIDDEN_SPELLINGS = frozenset(
+    spelling for name in _NGINX_HIDDEN
+    for spelling in (name, name.title(), name.upper(), name.capitalize()))
+#: The messages that carry a response head (headers the proxy filters or adds to).
+_STARTS = frozenset({"http.response.start", "websocket.http.response.start",
+                     "websocket.accept"})
+
+
+class _Reply:
+    """The ``send`` side of one request: local answers, and the headers the proxy adds to
+    every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
+
+    __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
+                 "late", "_receive", "_limit", "_seen")
+
+    def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
+        self.scope = scope
+        self.server_send = send
+        #: The HSTS value to add (an https or wss scope with ``hsts`` on), else None.
+        self.hsts = hsts
+        self.secure = secure
+        self.set_cookie: str | None = None
+        self.started = False  # a response start went to the server
+        self.cut = False  # the body went over the limit: the app's sends are dropped
+        #: The body went over the limit after the response began (``counting``): the caller
+        #: raises ``BodyTooLarge`` once the app returns.
+        self.late = False
+
+    async def send(self, message: Message, own: bool = False) -> None:
+        """The app's ``send`` (``own``: this hop's answer, ``local``)."""
+        if self.cut and not own:
+            return  # answered 413 (or the connection is to be dropped): the app is done
+        kind = message["type"]
+        if kind in _STARTS:
+            if kind != "websocket.accept":
+                self.started = True
+            headers = message.get("headers") or ()
+            # www.rst: "headers (Iterable[[byte string, byte string]])": a generator or other
+            # one-pass iterable is read once here and handed on as a list, not consumed by
+            # the checks below and passed on empty.
+            rebuilt = type(headers) is not list and type(headers) is not tuple
+            if rebuilt:
+                headers = list(headers)
+            # The app is this hop's upstream: the headers the proxy hides from its upstream's
+            # answer (proxy/_headers.py ``_NGINX_HIDDEN``: nginx's ngx_http_proxy_hide_headers,
+            # "Server", "X-Pad", "X-Accel-..."; X-Accel-Redirect often names internal paths)
+            # are dropped here too, on a 101 (``websocket.accept``) as the proxy's _on_switch
+            # drops them. The ASGI server writes its own Date and Server.
+            hidden = False
+            try:
+                for name, _ in headers:
+                    # www.rst: "Header names must be lowercased"; the usual other spellings
+                    # are in the set too, so that no name is lower-cased on this path.
+                    if name in _HIDDEN_SPELLINGS:
+                        hidden = True
+                        break
+            except TypeError:  # an unhashable name (a bytearray): the slow test
+                hidden = True
+            if hidden:
+                headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
+                rebuilt = True
+            if (self.hsts is not None or self.set_cookie) and kind != "websocket.accept":
+                headers = self._headers(list(headers))  # headers to add (not to a 101)
+                rebuilt = True
+            if rebuilt:
+                message = dict(message)
+                message["headers"] = headers
+        await self.server_send(message)
+
+    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        if self.hsts is not None and not any(
+                bytes(n).lower() == b"strict-transport-security" for n, _ in headers):
+            headers.append((b"strict-transport-security", self.hsts))
+        cookie = self.set_cookie
+        if cookie and "\r" not in cookie and "\n" not in cookie:
+            if self.secure and not any(a.strip().lower() == "secure"
+                                       for a in cookie.split(";")[1:]):
+                # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
+                # ngx.var.https == "on"" (the proxy's _add_response_headers does the same).
+                cookie += "; Secure"
+            headers.append((b"set-cookie", cookie.encode("utf-8", "replace")))
+        return headers
+
+    async def local(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer ``status`` as the proxy does (its ``_local_response``): a text body, no body
+        for HEAD, the same headers."""
+        scope = self.scope
+        body = local_body(status)
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode()), *(extra or ())]
+        if scope.get("method") == "HEAD":
+            body = b""
+        # ``own``: sent even once ``cut`` drops the app's messages (the streamed 413).
+        send = self.send
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": status, "headers": headers},
+                       True)
+            await send({"type": "http.response.body", "body": body}, True)
+            return
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": status,
+                        "headers": headers}, True)
+            await send({"type": "websocket.http.response.body", "body": body}, True)
+            return
+        # Closing before accepting makes the server answer 403.
+        await send({"type": "websocket.close", "code": 1008}, True)
+
+    def counting(self, receive: Receive, limit: int) -> Receive:
+        """``receive`` counting the request body against ``limit`` (> 0): over it, the app
+        learns the request is over for it (``http.disconnect``), the client gets 413 if no
+        response began, else ``late`` is set (the caller raises ``BodyTooLarge``)."""
+        self._receive = receive
+        self._limit = limit
+        self._seen = 0
+        return self._counted
+
+    async def _counted(self) -> Message:
+        if self.cut:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body") or b"")
+            if self._seen > self._limit:
+                # The proxy's _on_body: "if opts.body_size and req.body_len >
+                # opts.body_size: if req.response_started: self._close_all(now) else:
+                # ... self._error_response(413, req, now)". The app learns the request
+                # is over for it as from a client gone away.
+                # Cut first: an app that sends from another task while the 413 is being
+                # written (its send waits on the server's) must not start a second response
+                # (the server's "response already completed" RuntimeError).
+                self.cut = True
+                if self.started:
+                    self.late = True
+                else:
+                    await self.local(413)
+                return {"type": "http.disconnect"}
+        return message

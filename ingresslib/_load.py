@@ -452,7 +452,7 @@ def _syntax_error(source: str, exc: yaml.YAMLError, text: str) -> FieldError:
             at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
         char = exc.character  # a str (PyYAML), an int (libyaml)
         shown = f"#x{ord(char) if isinstance(char, str) else int(char):04x}"
-        return FieldError(source, "line {}, column {}".format(*_line_column(text, at)), INVALID,
+        return FieldError(source, _text_place(text, at), INVALID,
                           f"YAML syntax error: unacceptable character {shown}: {exc.reason}")
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
@@ -474,9 +474,20 @@ def _lone_surrogate(text: str, source: str) -> FieldError | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        return FieldError(source, "line {}, column {}".format(*_line_column(text, exc.start)),
-                          INVALID, f"not valid UTF-8: lone surrogate U+{ord(text[exc.start]):04X}")
+        return FieldError(source, _text_place(text, exc.start), INVALID,
+                          f"not valid UTF-8: lone surrogate U+{ord(text[exc.start]):04X}")
     return None
+
+
+def _text_place(text: str, at: int) -> str:
+    """``line L, column C`` of ``text[at]`` for an error told by offset, placed as the YAML
+    readers place the others. A byte order mark opening the text is no column: both readers
+    skip it before they count (a mark on that line is one column left of the offset's), and
+    the same file given as bytes loses it to the utf-8-sig decoding."""
+    line, column = _line_column(text, at)
+    if line == 1 and at > 0 and text.startswith("\ufeff"):
+        column -= 1
+    return f"line {line}, column {column}"
 
 
 def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -> Iterator[tuple[int, Any]]:
@@ -534,7 +545,13 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
     # with "a=1&b=2" in an annotation).
     may_alias = _ANCHOR_RE.search(text) is not None
     # yaml.load_all, with the loader at hand: its `duplicates` go with each document.
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        # PyYAML's own reader (no libyaml) checks every character of a str as it is made:
+        # its ReaderError came here, before the load, and left parse_manifests as itself.
+        c.error(_syntax_error(source, exc, text), None)
+        return
     loader.duplicates = {}
     loader.duplicate_lines = {}
     try:

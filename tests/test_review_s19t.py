@@ -166,9 +166,9 @@ def test_guard_the_other_pem_messages_are_unchanged(ca: trustme.CA) -> None:
 # keep-alive timeout) it sends its close_notify and closes the socket. asyncio's TLS transport
 # sends its close_notify and then waits up to ssl_shutdown_timeout (30 s) for the client's,
 # holding the socket (counted against max_connections) for a client that keeps its end open
-# without answering. Changing that is left to the lead (it contradicts two tests of
-# test_server.py, which build exactly that state); these guards hold either way: the response
-# is flushed whole before the close, and a session the server closed still resumes.
+# without answering. ``_ServerTLS._do_shutdown`` now closes as nginx does (tests in
+# test_server_s19.py); these guards hold either way: the response is flushed whole before the
+# close, and a session the server closed still resumes.
 
 
 class _Backend:

@@ -666,9 +666,9 @@ async def test_413_reaches_a_tls_client_still_uploading(monkeypatch: pytest.Monk
 
 
 class _QuietTLSClient:
-    """A TLS client over a plain connection (``ssl.MemoryBIO``) that never answers the server's
-    close_notify unless told to: the server's TLS shutdown then stays pending (up to asyncio's
-    ssl_shutdown_timeout, 30 s). asyncio's own TLS client would answer at once."""
+    """A TLS client over a plain connection (``ssl.MemoryBIO``): it reads the socket only when
+    asked, and never answers the server's close_notify unless told to (asyncio's own TLS client
+    reads on into its buffers, and would answer at once)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
@@ -676,8 +676,19 @@ class _QuietTLSClient:
         self.tls, self._in, self._out = tls, incoming, outgoing
 
     @classmethod
-    async def open(cls, port: int, ctx: ssl.SSLContext) -> _QuietTLSClient:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, ctx: ssl.SSLContext, rcvbuf: int = 0) -> _QuietTLSClient:
+        """``rcvbuf``: the socket's receive buffer, set before the connect (a small TCP window,
+        so that what the server writes stays on its side while this client does not read)."""
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        r, w = await asyncio.open_connection(sock=sock)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         c = cls(r, w, ctx.wrap_bio(incoming, outgoing, server_hostname="a.test"), incoming, outgoing)
         while True:
@@ -716,57 +727,78 @@ class _QuietTLSClient:
                 return out
             out += chunk
 
-    async def close(self) -> None:
-        """Answer the close_notify, then close the socket."""
-        with contextlib.suppress(ssl.SSLError, ValueError):
-            self.tls.unwrap()
-        with contextlib.suppress(ConnectionError):
-            self.writer.write(self._out.read())
-            await self.writer.drain()
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
+
+_FLUSHED_SIZE = 48 * 1024  # under asyncio's 64 KiB high-water mark: the upstream never paused
 
 
-async def _tls_413_left_in_shutdown(https_port: int, ctx: ssl.SSLContext) -> _QuietTLSClient:
-    """A TLS client starts an upload over proxy_body_size, gets its 413, stops sending, and
-    gets the server's close_notify once it has been quiet for the linger timeout (the tests
-    patch it short), which it does not answer: the server is left in its TLS shutdown.
+async def _sized_upstream(size: int) -> tuple[asyncio.Server, int]:
+    """An upstream answering every request on a connection with ``size`` bytes of ``y``."""
 
-    It stops rather than going on uploading: records that reach the server after its
-    close_notify make OpenSSL fail the shutdown (APPLICATION_DATA_AFTER_CLOSE_NOTIFY) and
-    asyncio aborts the connection, which frees the socket at once."""
-    c = await _QuietTLSClient.open(https_port, ctx)
-    await c.send(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % (16 << 20)
-                 + b"x" * 4096)
-    reply = await asyncio.wait_for(c.read_to_close_notify(), 10)
-    assert reply.startswith(b"HTTP/1.1 413 "), reply[:40]
-    await asyncio.sleep(0.05)  # the server's side settles (it would abort on an SSL error)
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await r.readuntil(b"\r\n\r\n")
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"y" * size)
+                await w.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def _tls_close_left_flushing(server: ProxyServer, https_port: int, ctx: ssl.SSLContext
+                                   ) -> _QuietTLSClient:
+    """A TLS client asks for ``_FLUSHED_SIZE`` bytes with ``Connection: close`` and does not
+    read (4 KiB socket buffers both sides): the whole response passes the core, the server
+    closes the connection, and its TLS close is left flushing the response (then its
+    close_notify) to the client. The socket is still open, held by the server."""
+    c = await _QuietTLSClient.open(https_port, ctx, rcvbuf=4096)
+    for _ in range(250):
+        if server.connections:
+            break
+        await asyncio.sleep(0.02)
+    (down,) = server.connections
+    assert down.transport is not None
+    down.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    reading = c.writer.transport
+    assert isinstance(reading, asyncio.Transport)
+    reading.pause_reading()  # (the StreamReader would read on into its buffer)
+    await c.send(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    for _ in range(250):
+        if down in server.lingering and down.flushing():
+            break
+        await asyncio.sleep(0.02)
+    assert down in server.lingering and down.flushing() and not server.connections
     return c
 
 
 @pytest.mark.asyncio
-async def test_tls_connection_in_its_shutdown_counts_in_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    # After the 413 a TLS connection lingers (reads and drops through TLS), then its TLS
-    # shutdown holds the socket until the client's close_notify (or 30 s). Until
-    # connection_lost it counts against the limit, else a client could hold sockets outside
-    # max_connections by provoking 413s.
-    server, up, https_port, client_ctx = await _https_proxy_lingering(
-        monkeypatch, 0.2, max_connections=1)
+async def test_tls_connection_in_its_shutdown_counts_in_the_limit() -> None:
+    # A TLS connection the server closed (here Connection: close) keeps its socket while its
+    # close flushes the response and then the close_notify to a client that does not read
+    # (up to ssl_shutdown_timeout, 30 s). Until connection_lost it counts against the limit,
+    # else a client could hold sockets outside max_connections by not reading what it asked.
+    # (Its close no longer waits for the client's close_notify, as nginx: test_server_s19.py.)
+    up, up_port = await _sized_upstream(_FLUSHED_SIZE)
+    server, _, https_port, client_ctx = await _https_proxy(up_port, max_connections=1)
+    c = c2 = None
     try:
-        c = await _tls_413_left_in_shutdown(https_port, client_ctx)
-        assert len(server.lingering) == 1 and not server.connections
+        c = await _tls_close_left_flushing(server, https_port, client_ctx)
         # At the limit: the next connection is refused (aborted once its handshake is done).
         with pytest.raises((ConnectionError, ssl.SSLError)):
             c2 = await Client.open(https_port, tls=client_ctx, sni="a.test")
-            try:
-                await asyncio.wait_for(c2.get("a.test"), 2)
-            finally:
-                c2.writer.transport.abort()
+            await asyncio.wait_for(c2.get("a.test"), 2)
         assert server.refused == 1
-        # The first client answers the close_notify: its TLS shutdown ends, the socket is freed.
-        await c.close()
-        for _ in range(100):
+        # The first client reads: the whole response, then the close_notify; the socket is
+        # freed (without the client answering the close_notify).
+        c.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        reply = await asyncio.wait_for(c.read_to_close_notify(), 10)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and body == b"y" * _FLUSHED_SIZE
+        for _ in range(250):
             if not server.lingering:
                 break
             await asyncio.sleep(0.02)
@@ -776,26 +808,36 @@ async def test_tls_connection_in_its_shutdown_counts_in_the_limit(monkeypatch: p
         await c3.close()
         assert server.refused == 1
     finally:
+        for client in (c, c2):
+            if client is not None:
+                client.writer.transport.abort()
         await server.shutdown(1)
-        await up.stop()
+        up.close()
+        await up.wait_closed()
 
 
 @pytest.mark.asyncio
-async def test_shutdown_ends_a_tls_connection_in_its_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    server, up, https_port, client_ctx = await _https_proxy_lingering(monkeypatch, 0.2)
-    c = await _tls_413_left_in_shutdown(https_port, client_ctx)
+async def test_shutdown_ends_a_tls_connection_in_its_shutdown() -> None:
+    # A TLS close still flushing to a client that does not read, past shutdown's grace period:
+    # shutdown aborts it (it would otherwise outlive the server by up to ssl_shutdown_timeout,
+    # 30 s), and the client sees the end at once.
+    up, up_port = await _sized_upstream(_FLUSHED_SIZE)
+    server, _, https_port, client_ctx = await _https_proxy(up_port)
+    c = None
     try:
-        assert len(server.lingering) == 1
-        t0 = asyncio.get_running_loop().time()
-        await server.shutdown(1)
-        assert asyncio.get_running_loop().time() - t0 < 0.5  # nothing in flight to wait for
-        assert not server.lingering
-        # Aborted, not left to asyncio's 30 s ssl_shutdown_timeout: the client sees the end.
-        with contextlib.suppress(ConnectionError):
-            assert await asyncio.wait_for(c.reader.read(), 2) == b""
+        c = await _tls_close_left_flushing(server, https_port, client_ctx)
+        await server.shutdown(0.2)
+        assert not server.lingering and server.sockets_held() == 0
+        c.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        # Cut: a reset or EOF before the whole response and the close_notify.
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            await asyncio.wait_for(c.read_to_close_notify(), 2)
     finally:
-        c.writer.transport.abort()
-        await up.stop()
+        if c is not None:
+            c.writer.transport.abort()
+        await server.shutdown(1)
+        up.close()
+        await up.wait_closed()
 
 
 @pytest.mark.asyncio

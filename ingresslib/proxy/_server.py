@@ -1087,10 +1087,10 @@ class _Downstream(asyncio.Protocol):
         t = self.transport
         if t is not None:
             # Closed for the core, but the socket stays open until ``connection_lost``: while
-            # we linger (below), while a TLS transport runs its shutdown (close_notify out,
-            # then waiting for the client's until ssl_shutdown_timeout, 30 s: a client that
-            # stops sending and never answers holds the socket that long), or while a plain
-            # one flushes what was written. It still holds a socket, so it
+            # we linger (below), while a TLS transport runs its shutdown (what was written,
+            # then our close_notify, flushed within ssl_shutdown_timeout, 30 s; the client's
+            # close_notify is not waited for, as in nginx: ``_ServerTLS._do_shutdown``), or
+            # while a plain one flushes what was written. It still holds a socket, so it
             # still counts against max_connections (nginx counts such connections in
             # worker_connections). One set, ``lingering``, rather than a second one counted
             # the same way: the limit, shutdown and ``_teardown`` treat all of them alike
@@ -1150,9 +1150,9 @@ class _Downstream(asyncio.Protocol):
         """Shutdown: end a connection already closed for the core whose socket is still open.
 
         Our own lingering close ends as it would on its own (close: FIN already sent, the
-        response out). Anything else (a TLS shutdown waiting for the client's close_notify, a
-        plain close still flushing) is aborted: the loop is going away, and those would
-        otherwise outlive it by up to ssl_shutdown_timeout or send_timeout."""
+        response out). Anything else (a TLS close still flushing the response and its
+        close_notify, a plain close still flushing) is aborted: the loop is going away, and
+        those would otherwise outlive it by up to ssl_shutdown_timeout or send_timeout."""
         if self.linger_until is not None:
             self._stop_lingering()
         elif self.transport is not None:
@@ -1276,6 +1276,26 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
             if alert:
                 transport.write(alert)
         super()._on_handshake_complete(handshake_exc)
+
+    def _do_shutdown(self) -> None:
+        # Our close: asyncio sends our close_notify, then waits for the client's, up to
+        # ssl_shutdown_timeout (30 s), holding the socket (counted against max_connections)
+        # for a client that keeps its end open without answering: an idle keep-alive client
+        # closed by keepalive_timeout, one gone without a FIN. nginx does not wait for it
+        # once the handshake is done (ngx_http_request.c ngx_http_ssl_handshake_handler: "The
+        # majority of browsers do not send the "close notify" alert" ... "c->ssl->
+        # no_wait_shutdown = 1;"): its close_notify out, the socket closes. So does this one;
+        # the raw transport's close still flushes what is buffered (the response, then the
+        # close_notify), and the shutdown timeout, still armed, bounds that flush as before.
+        # What asyncio still holds above it (writing into it paused: over its high-water
+        # mark) is not lost: the closing transport calls resume_writing as it drains and
+        # takes the rest (test_server_s19.py, ..._with_writing_paused_still_sends_everything).
+        super()._do_shutdown()  # type: ignore[misc]  # (not in typeshed)
+        raw = self._transport
+        if (getattr(self, "_shutdown_timeout_handle", None) is not None and raw is not None
+                and not raw.is_closing()):
+            # Still armed: the close_notify is out and super() waits for the client's.
+            raw.close()
 
 
 class _Serving:
@@ -1543,6 +1563,20 @@ def _with_load_balance(router: Any, load_balance: str) -> Any:
                   seed=router.seed, load_balance=load_balance, canary_random=router.canary_random)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop:
+    """The running event loop, for a ProxyServer made without ``loop=``. Made outside one (at
+    module level, in plain ``main()``), asyncio's own error was a bare "no running event
+    loop" from deep in the constructor, which does not say what to do."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "ProxyServer(router) needs an event loop and none is running: create it inside a "
+            "running event loop (in an async function, e.g. one run by asyncio.run(main())), "
+            "or pass loop= the event loop that will run start() and serve "
+            "(ProxyServer(router, loop=loop))") from None
+
+
 class ProxyServer:
     """HTTP (and HTTPS) listeners in front of a router.
 
@@ -1583,7 +1617,7 @@ class ProxyServer:
             # every backend): an ingresslib Router is rebuilt with it, as `serve --config` does.
             router = _with_load_balance(router, load_balance)
         settings = replace(settings or ProxySettings(), **overrides)
-        self.loop = loop or asyncio.get_running_loop()
+        self.loop = loop or _running_loop()
         self.cert_store = cert_store
         self.max_connections = max_connections
         self._on_record = on_record

@@ -59,6 +59,15 @@ async def main(argv: list[str] | None = None) -> int:
         _say(str(err))
         return 2
     router = ingresslib.Router(res)
+    # The signals are ours before "listening on" is printed: a SIGTERM or SIGHUP sent as soon
+    # as the server is up would otherwise meet Python's default (the process killed, requests
+    # in flight cut) while the metrics listener is still being set up.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: asyncio.Queue[None] = asyncio.Queue()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
     metrics = ingresslib.Metrics()
     server = ProxyServer(router, on_record=metrics.observe)
     await server.start(args.listen)
@@ -71,13 +80,6 @@ async def main(argv: list[str] | None = None) -> int:
                                            healthy=lambda: not server.draining)
         _say(f"metrics on http://{mhost}:{await mserver.start()}/metrics")
     metrics.reload_succeeded(time.time())
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reloads: asyncio.Queue[None] = asyncio.Queue()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
 
     async def reload_forever() -> None:
         while True:

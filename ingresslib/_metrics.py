@@ -715,19 +715,32 @@ def _write_family(fam: Metric, go_counters: frozenset[str], out: list[str]) -> N
         typ = "untyped"
     out.append(_help_type(name, fam.documentation, typ))
     created = fam.name + "_created"
+    # generate_latest: a gauge histogram's _gsum and _gcount are not histogram samples (no
+    # such suffix in the text format): gauges of their own, after the family.
+    apart = (fam.name + "_gcount", fam.name + "_gsum")
+    moved: dict[str, list[str]] = {}
     for s in fam.samples:
         if s.name == created:
             continue
         sname = rename.get(s.name, s.name)
+        # A collector's own timestamp (seconds) is written in milliseconds, as generate_latest.
+        at = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
         if s.labels:
             labels = s.labels
             le = labels.get("le")
             if le is not None:
                 labels = dict(labels, le=_go_le(le))
             lab = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
-            out.append(f"{sname}{{{lab}}} {_go_float(s.value)}\n")
+            line = f"{sname}{{{lab}}} {_go_float(s.value)}{at}\n"
         else:
-            out.append(f"{sname} {_go_float(s.value)}\n")
+            line = f"{sname} {_go_float(s.value)}{at}\n"
+        if s.name in apart:
+            moved.setdefault(s.name, []).append(line)
+        else:
+            out.append(line)
+    for gname, lines in sorted(moved.items()):
+        out.append(_help_type(gname, fam.documentation, "gauge"))
+        out.extend(lines)
 
 
 def _location_labels(record: RequestRecord) -> tuple[str, str, str]:

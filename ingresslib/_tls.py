@@ -213,17 +213,16 @@ def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
 
 def _unreadable_half(crt: bytes, key: bytes) -> str | None:
     """``"tls.crt"`` or ``"tls.key"``: the half of a Secret whose PEM cannot be read, once
-    loading both failed; None when both read (the failure is something else). tls.crt is read
-    by OpenSSL's own certificate reader (every block, as the chain is read: a truncated second
-    certificate counts), tls.key by cryptography's key reader (which skips certificates before
-    the key, as OpenSSL does). Only on a failed load: neither is on the serving path."""
-    try:
-        # A str is PEM to cadata (bytes would be DER); non-ASCII text around the blocks is not
-        # what fails, and must not make the probe itself fail.
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
-            cadata=crt.decode("ascii", "replace"))
-    except (ssl.SSLError, ValueError):
+    loading both failed; None when both read (the failure is something else). Certificates are
+    read by OpenSSL's own certificate reader (every block, as the chain is read: a truncated
+    second certificate counts), in tls.crt and in a tls.key that carries some (a "key +
+    fullchain" file: they join the chain, see :func:`_new_context`); the key by cryptography's
+    key reader (which skips certificates before the key, as OpenSSL does). Only on a failed
+    load: neither is on the serving path."""
+    if _certificates_unreadable(crt):
         return "tls.crt"
+    if _CERT_BEGIN.search(key) and _certificates_unreadable(key):
+        return "tls.key"
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
@@ -233,6 +232,24 @@ def _unreadable_half(crt: bytes, key: bytes) -> str | None:
     except Exception:  # noqa: BLE001 -- ValueError, UnsupportedAlgorithm...: unreadable here
         return "tls.key"
     return None
+
+
+#: Every byte above 127 as ``?``: cadata takes ASCII text only (anything else is a TypeError).
+_ASCII_ONLY = bytes(range(128)) + b"?" * 128
+
+
+def _certificates_unreadable(pem: bytes) -> bool:
+    """Whether OpenSSL's certificate reader fails on a PEM block of ``pem`` (the other blocks'
+    types are skipped, as when the chain is read)."""
+    try:
+        # A str is PEM to cadata (bytes would be DER), and must be ASCII: a byte above 127
+        # (an "openssl x509 -text" dump's "Müller" before the block) is not what fails the
+        # load, and must not make the probe itself raise. Inside a block it stays an error.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
+            cadata=pem.translate(_ASCII_ONLY).decode("ascii"))
+    except (ssl.SSLError, ValueError):
+        return True
+    return False
 
 
 def _no_passphrase() -> bytes:

@@ -18,8 +18,10 @@ code around it (an admin endpoint, your own reload trigger, your own logging):
 It prints ``listening on http://HOST:PORT`` on stderr once it accepts connections (``--listen
 127.0.0.1:0`` picks a free port), then one line per reload. Manifests whose endpoints name
 cluster addresses (``10.0.0.1``) must be rewritten to addresses you can reach first. Unix
-only (``loop.add_signal_handler``). HTTPS, reload on file change and the cluster watch need
-names that are not public yet: run ``ingresslib serve`` for those.
+only (``loop.add_signal_handler``). For HTTPS give the server an
+``ingresslib.proxy.CertificateStore`` (``ingresslib/proxy/API.md``, "HTTPS"); reload on file
+change and the cluster watch need names that are not public yet: run ``ingresslib serve`` for
+those.
 """
 
 from __future__ import annotations

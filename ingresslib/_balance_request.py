@@ -6,21 +6,47 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from ._normalize import ascii_lower
 
 __all__ = [
     "RequestContext",
     "Headers",
+    "HeaderItems",
+    "HeaderValue",
     "H11_HEADERS",
     "header_value",
     "cookie_value",
     "EMPTY_REQUEST",
 ]
 
-Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+#: A header value as the router reads it: ``str``, or bytes read as latin-1 (``bytearray`` and
+#: ``memoryview`` too: an ASGI server or middleware may hand one over; see :func:`_text`).
+HeaderValue = str | bytes | bytearray | memoryview
+
+
+class HeaderItems(Protocol):
+    """A header object read through its ``items()``: ``http.client.HTTPMessage`` (an
+    ``http.server`` handler's ``self.headers``, whose iteration yields names only; see
+    :func:`_pairs`)."""
+
+    def items(self) -> Iterable[tuple[str | bytes, HeaderValue]]: ...
+
+    def __iter__(self) -> Iterator[object]: ...
+
+
+#: What ``Router.route(headers=...)`` takes (CONTRACT: "a mapping or an iterable of (name,
+#: value) pairs (str or bytes)"; docs/router.md: ``bytearray``/``memoryview`` values,
+#: ``h11.Headers``, ``http.client.HTTPMessage``, a generator). Mapping keys are invariant, so
+#: str-keyed, bytes-keyed and mixed mappings are each a member.
+Headers = (Mapping[str, HeaderValue] | Mapping[bytes, HeaderValue]
+           | Mapping[str | bytes, HeaderValue]
+           | Iterable[tuple[str | bytes, HeaderValue]] | HeaderItems)
+#: One ``(name, value)`` pair as the readers below take it: as the caller gave it (a
+#: ``bytearray``/``memoryview`` name or value too, read by :func:`_name_bytes`/:func:`_text`).
+_Pair = tuple[Any, Any]
 
 _H11Headers: Any = None
 try:  # What the proxy passes: h11's header list, read through its lower-cased triples.
@@ -52,8 +78,7 @@ def _name_bytes(name: Any) -> bytes | None:
     return None
 
 
-def _pairs(headers: Iterable[tuple[str | bytes, str | bytes]]
-           ) -> Iterable[tuple[str | bytes, str | bytes]]:
+def _pairs(headers: Headers) -> Iterable[_Pair]:
     """``headers`` as ``(name, value)`` pairs: a mapping-like header object that is no
     ``Mapping`` (``http.client.HTTPMessage``, the ``self.headers`` of an ``http.server``
     handler: an ``email.message.Message``, whose iteration yields names only) through its
@@ -62,7 +87,8 @@ def _pairs(headers: Iterable[tuple[str | bytes, str | bytes]]
     items = getattr(headers, "items", None)
     if callable(items) and not isinstance(headers, (list, tuple)):
         return items()  # type: ignore[no-any-return]
-    return headers
+    # (A Mapping or HeaderItems never gets here: each has an ``items``.)
+    return headers  # type: ignore[return-value]
 
 
 def header_value(headers: Headers, name: str, bname: bytes, join: str | None = None
@@ -81,7 +107,7 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     matches as its bytes do.
     """
     t = type(headers)
-    items: Iterable[tuple[str | bytes, str | bytes]]
+    items: Iterable[_Pair]
     if t is _H11Headers:
         # h11.Headers: (raw name, lower-case name, value) triples, bytes when h11 made them.
         full = headers._full_items  # type: ignore[union-attr]
@@ -221,7 +247,7 @@ class RequestContext:
         if h is None:
             h = {}
             raw = self._raw
-            items: Iterable[tuple[str | bytes, str | bytes]]
+            items: Iterable[_Pair]
             if type(raw) is _H11Headers:
                 # h11.Headers, read without its per-item __getitem__
                 items = [(k, v) for _, k, v in raw._full_items]  # type: ignore[union-attr]

@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ingress-nginx style ConfigMap manifest; followed live like the "
                             "manifests (an invalid edit keeps the settings in use)")
     serve.add_argument("--kubernetes", action="store_true",
-                       help="watch the Kubernetes API instead of files (needs ingresslib[k8s])")
+                       help="watch the Kubernetes API instead of files (needs lightkube, the "
+                            "k8s extra: pip install 'lightkube>=1.0.1,<1.1', or "
+                            "pip install '.[k8s]' from an ingresslib checkout)")
     serve.add_argument("--namespace", default=None, metavar="NS",
                        help="with --kubernetes: watch one namespace (default: all)")
     serve.add_argument("--kubeconfig", default=None, metavar="PATH",

@@ -34,7 +34,9 @@ LOAD_BALANCE = ("round_robin", "ewma")
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """The settings a ConfigMap gives: the proxy core's, and the router's balancer."""
+    """The settings a ConfigMap gives (:func:`load_config`, :func:`parse_config_data`): the
+    proxy's (``settings``, for :class:`ProxyServer` or :class:`Proxy`) and the router's
+    default balancer (``load_balance``, for ``ingresslib.Router(res, load_balance=...)``)."""
 
     settings: ProxySettings = ProxySettings()
     #: ingress-nginx ``load-balance`` (``round_robin`` default), or None when not set.
@@ -418,7 +420,10 @@ def parse_config_data(
     object: str = "ConfigMap",
     base: ProxySettings | None = None,
 ) -> ServerConfig:
-    """Parse a ConfigMap's ``data``; raises :class:`ValidationError` listing every bad value.
+    """Parse a ConfigMap's ``data`` (ingress-nginx keys, string values); raises
+    :class:`ingresslib.ValidationError` listing every bad value. ``base``: the settings the
+    keys change (default ``ProxySettings()``); ``object``: the name errors and warnings give
+    the ConfigMap.
 
     >>> cfg = parse_config_data({"proxy-body-size": "8m", "hsts": "false", "foo": "1"})
     >>> cfg.settings.proxy_body_size, cfg.settings.hsts
@@ -583,9 +588,14 @@ def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source:
 def load_config(path: str | Path, *, base: ProxySettings | None = None) -> ServerConfig:
     """Read a ConfigMap manifest (YAML or JSON, one document) from ``path``.
 
-    Read as ``kubectl apply -f`` reads it (the manifests' loader, ``_load``: go-yaml v2's plain
-    scalars, so ``yes``/``on`` are booleans and ``12:30`` a string, JSON without NaN); every
-    error names the file, and the line where the reader stopped."""
+    Read as ``kubectl apply -f`` reads it (as :func:`ingresslib.load_manifests` reads
+    manifests: go-yaml v2's plain scalars, so ``yes``/``on`` are booleans and ``12:30`` a
+    string, JSON without NaN); every error names the file, and the line where the reader
+    stopped. Raises :class:`ingresslib.ValidationError` listing every bad value.
+
+    The result's ``settings`` go to :class:`ProxyServer` (or :class:`Proxy`), its
+    ``load_balance`` (when set) to :class:`ingresslib.Router`; its ``warnings`` are for the
+    log."""
     from ._load import read_documents
 
     p = Path(path)

@@ -203,8 +203,12 @@ class WatchStats:
 
 def _without_lightkube(e: ImportError) -> ImportError:
     # lightkube is an optional extra: say how to get it, where a bare "No module named
-    # 'lightkube'" would leave a library user guessing.
-    return ImportError(f"watching a cluster needs lightkube: pip install 'ingresslib[k8s]' ({e})")
+    # 'lightkube'" would leave a library user guessing. Not "pip install 'ingresslib[k8s]'":
+    # ingresslib is not on PyPI (that would fail, or install someone else's package). The
+    # bounds are pyproject.toml's k8s extra (tests/test_user_s19m.py checks they agree).
+    return ImportError("watching a cluster needs lightkube (the k8s extra): pip install "
+                       "'lightkube>=1.0.1,<1.1', or pip install '.[k8s]' from an ingresslib "
+                       f"checkout ({e})")
 
 
 def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -631,6 +632,12 @@ def _derive_seed(seed: int | None, key: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 60 characters (a list of manifests can be long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 class Router:
     """Routes requests to endpoints: the table, the Services' ready endpoints, the balancers
     and the canary rules of one ``Resources``.
@@ -674,6 +681,16 @@ class Router:
                  canary_random: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  table: RouteTable | None = None) -> None:
+        given: object = res  # (typed Resources; an untyped caller may pass anything)
+        if not isinstance(given, Resources):
+            # A path ("deploy/") or a list of dicts failed later as "'str' object has no
+            # attribute 'ingresses'". Construction only: requests never come here.
+            hint = (f"; for files: Router(ingresslib.load_manifests({_short(given)}))"
+                    if isinstance(given, (str, os.PathLike)) else "")
+            raise TypeError(
+                "Router takes a Resources (from ingresslib.load_manifests(path), "
+                "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
+                f"not {type(given).__name__} {_short(given)}{hint}")
         self.ingress_class = ingress_class
         self.controller = controller
         self.seed = seed

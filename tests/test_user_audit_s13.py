@@ -478,9 +478,9 @@ def test_cluster_watcher_without_lightkube_says_how_to_install(
     ``serve --kubernetes`` said ``pip install 'ingresslib[k8s]'``, the library API did not."""
     monkeypatch.setitem(sys.modules, "lightkube", None)
     watcher = ingresslib.ClusterWatcher(lambda res: None)
-    with pytest.raises(ImportError, match=re.escape("pip install 'ingresslib[k8s]'")):
+    with pytest.raises(ImportError, match=re.escape("pip install 'lightkube>=1.0.1,<1.1'")):
         asyncio.run(watcher.run(asyncio.Event()))
-    with pytest.raises(ImportError, match=re.escape("pip install 'ingresslib[k8s]'")):
+    with pytest.raises(ImportError, match=re.escape("pip install 'lightkube>=1.0.1,<1.1'")):
         ingresslib._kube.load_kube_config()
 
 
@@ -491,7 +491,7 @@ def test_serve_kubernetes_without_lightkube_says_it_once() -> None:
             "sys.exit(main(['serve', '--kubernetes', '--listen', '127.0.0.1:0']))")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.count("pip install 'ingresslib[k8s]'") == 1, out.stderr
+    assert out.stderr.count("pip install 'lightkube>=1.0.1,<1.1'") == 1, out.stderr
     assert out.stderr.startswith("ingresslib serve: --kubernetes: "), out.stderr
     assert "Traceback" not in out.stderr
 

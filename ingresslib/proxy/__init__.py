@@ -1,6 +1,9 @@
 """The sans-IO reverse-proxy core (no socket, asyncio, ssl or logging handlers), and the asyncio
 server that drives it (``ProxyServer``, imported on first use so the core stays importable
-without asyncio).
+without asyncio), with what an embedding builds it from: ``CertificateStore`` (the HTTPS
+certificates ``ProxyServer`` serves) and the ConfigMap reader (``load_config``,
+``parse_config_data`` -> ``ServerConfig``, whose ``settings`` is a ``ProxySettings``), also
+imported on first use.
 
 See ``API.md`` in this folder for the driver's contract.
 """
@@ -31,11 +34,28 @@ from ._settings import ProxySettings
 # server (``_lazy_attribute`` below does, on first use). Written absolute: the static check in
 # tests/test_proxy_connection.py takes every relative import of the core for a run-time one.
 if _typing.TYPE_CHECKING:
+    from ingresslib._config import ServerConfig as ServerConfig
+    from ingresslib._config import load_config as load_config
+    from ingresslib._config import parse_config_data as parse_config_data
+    from ingresslib._tls import CertificateStore as CertificateStore
     from ingresslib.proxy._server import ProxyServer as ProxyServer
     from ingresslib.proxy._server import UpstreamPool as UpstreamPool
 
+#: The names imported on first use, and their modules: the asyncio server, ``ssl`` and the
+#: certificate code, and the ConfigMap reader are no part of the sans-IO core (``import
+#: ingresslib.proxy`` imports none of them).
+_LAZY = {
+    "ProxyServer": "ingresslib.proxy._server",
+    "UpstreamPool": "ingresslib.proxy._server",
+    "CertificateStore": "ingresslib._tls",
+    "ServerConfig": "ingresslib._config",
+    "load_config": "ingresslib._config",
+    "parse_config_data": "ingresslib._config",
+}
+
 __all__ = [
     "Action",
+    "CertificateStore",
     "ClientConnection",
     "CloseDownstream",
     "CloseUpstream",
@@ -51,21 +71,25 @@ __all__ = [
     "RouteOptions",
     "SendDownstream",
     "SendUpstream",
+    "ServerConfig",
     "SetTimer",
     "TimerKind",
     "TunnelEstablished",
+    "load_config",
+    "parse_config_data",
 ]
 
 
 def _lazy_attribute(name: str) -> _Any:
-    """``ProxyServer``/``UpstreamPool`` on first use (the module's ``__getattr__`` at run
-    time)."""
-    if name in ("ProxyServer", "UpstreamPool"):
-        # Lazy: the asyncio server is not part of the sans-IO core.
-        import importlib
+    """A name of ``_LAZY`` on first use (the module's ``__getattr__`` at run time)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(f"{__name__}._server"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 if not _typing.TYPE_CHECKING:
@@ -73,3 +97,8 @@ if not _typing.TYPE_CHECKING:
     # module ``Any`` to mypy and pyright, so ``from ingresslib.proxy import ProxyServr``
     # passed ``mypy --strict`` and failed at run time. They see the imports above.
     __getattr__ = _lazy_attribute
+
+
+def __dir__() -> list[str]:
+    # The lazy names before their first use too (tab completion reads ``dir``).
+    return sorted({*globals(), *_LAZY})

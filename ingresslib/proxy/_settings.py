@@ -9,6 +9,7 @@ precedent cited beside it.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -97,6 +98,11 @@ def parse_header_buffers(value: str) -> tuple[int, int, int]:
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     """Every proxy setting. ``ProxySettings()`` is the documented default.
+
+    Each field takes the Python type it is annotated with (seconds as an ``int`` too, a list
+    where a tuple is taken); another type raises ``TypeError`` naming the field
+    (``hsts="false"``: pass ``False``), a string where a tuple is taken ``ValueError``. A
+    ConfigMap's strings go through :func:`ingresslib.proxy.parse_config_data`.
 
     >>> ProxySettings().proxy_body_size
     1048576
@@ -252,6 +258,10 @@ class ProxySettings:
     deny_unenforced_access_annotations: bool = True
 
     def __post_init__(self) -> None:
+        # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
+        # "10.0.0.0/8") was taken as it was -- "false" is truthy, so use_forwarded_headers=
+        # "false" trusted X-Forwarded-For -- or failed later naming no field.
+        _check_types(self)
         for name in _DURATIONS:
             value = getattr(self, name)
             if not value >= 0:  # negative, or NaN
@@ -263,21 +273,20 @@ class ProxySettings:
                              "more")
         for name in ("whitelist_source_range", "denylist_source_range", "block_cidrs"):
             value = getattr(self, name)
-            if isinstance(value, str):
-                raise ValueError(f"{name}: a tuple of CIDRs, not the string {value!r}")
             try:
                 parse_source_ranges(",".join(value)) if value else None
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
+        for cidr in self.proxy_real_ip_cidr:
+            # As TrustPolicy reads them (proxy/_headers.py), so that Proxy() and the ASGI
+            # adapter cannot fail later on one, naming no setting.
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError as e:
+                raise ValueError(f"proxy_real_ip_cidr: {e}") from None
         for name in _COUNTS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be 0 or more")
-        conditions: object = self.proxy_next_upstream  # (typed a tuple; callers may differ)
-        if isinstance(conditions, str):
-            # set() of a string is its letters: "error timeout" would be refused as the
-            # unknown conditions ' ', 'e', 'i'... (the ConfigMap's spelling; a tuple here).
-            raise ValueError("proxy_next_upstream: a tuple of conditions such as "
-                             f'("error", "timeout"), not the string {conditions!r}')
         unknown = sorted(set(self.proxy_next_upstream) - NEXT_UPSTREAM_CONDITIONS)
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
@@ -302,3 +311,100 @@ class ProxySettings:
     def field_names(cls) -> frozenset[str]:
         """The snake_case setting names (for a ConfigMap parser)."""
         return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+#: Every field of ``ProxySettings`` with the kind of value it takes, from its annotation (one
+#: pass over this per construction: a ``ProxySettings`` is built once per proxy or server,
+#: never per route).
+_KINDS: tuple[tuple[str, str], ...] = tuple(
+    (f.name, str(f.type)) for f in dataclasses.fields(ProxySettings))
+assert {kind for _, kind in _KINDS} <= {"bool", "int", "float", "str", "tuple[str, ...]"}
+#: The exact types a kind takes without a closer look (the common case: one ``is`` test).
+_EXACT = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": tuple}
+_FLOAT_OK = (float, int)
+_CONFIGMAP_READER = ("ConfigMap spellings go through the ConfigMap reader, "
+                     "ingresslib.proxy.parse_config_data")
+
+
+def _check_types(s: ProxySettings) -> None:
+    """Refuse a value of the wrong type, naming the field, the value and what it takes. An
+    ``int`` where a float is taken is fine (``proxy_read_timeout=60``); a ``bool`` where a
+    number is taken is not (``proxy_body_size=True`` would be a 1-byte limit). A list where a
+    tuple is taken is kept as a tuple (equal to, and hashable as, the tuple spelling)."""
+    for name, kind in _KINDS:
+        value = getattr(s, name)
+        t = type(value)
+        if t is _EXACT[kind]:
+            if t is tuple:
+                _check_items(name, value)
+            continue
+        if kind == "bool":
+            if t is not bool:
+                raise TypeError(f"{name}: {value!r} is not a bool; {_pass_bool(value)}")
+        elif kind == "int":
+            if t is bool or not isinstance(value, int):
+                raise TypeError(f"{name}: {value!r} is {_not('an int', t)}; it takes "
+                                f"{_unit(name)}{_spelled(name, value)}")
+        elif kind == "float":
+            if t is not int and (t is bool or not isinstance(value, _FLOAT_OK)):
+                raise TypeError(f"{name}: {value!r} is {_not('a number', t)}; it takes "
+                                f"seconds (an int or a float){_spelled(name, value)}")
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: {value!r} is not a str")
+        else:  # a tuple of str
+            if isinstance(value, (str, bytes)):
+                # (set() of a string is its letters: "error timeout" would be refused as the
+                # unknown conditions ' ', 'e', 'i'...; a string of CIDRs failed in Proxy().)
+                what = ('conditions such as ("error", "timeout")'
+                        if name == "proxy_next_upstream" else "CIDRs")
+                # ValueError, as these fields said before for a string (tests pin it).
+                raise ValueError(f"{name}: a tuple of {what}, not the string {value!r}; "
+                                 + _CONFIGMAP_READER)
+            if t is not list:
+                raise TypeError(f"{name}: {value!r} is not a tuple of str")
+            value = tuple(value)
+            _check_items(name, value)
+            object.__setattr__(s, name, value)
+
+
+def _check_items(name: str, value: tuple[object, ...]) -> None:
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"{name}: item {item!r} of {value!r} is not a str")
+
+
+def _pass_bool(value: object) -> str:
+    """The way out for a bool field given something else: ``"false"`` -> pass False."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return (f"pass {value.strip().capitalize()} (the Python bool); "
+                + _CONFIGMAP_READER)
+    return "pass True or False"
+
+
+def _not(what: str, t: type) -> str:
+    # A bool is an int to Python, not to a reader of "True is not an int".
+    return f"a bool, not {what}" if t is bool else f"not {what}"
+
+
+def _unit(name: str) -> str:
+    if name in ("max_request_line", "max_header_line", "max_headers_size", "proxy_body_size",
+                "max_response_header_size"):
+        return "a size in bytes (0 or more)"
+    if name == "hsts_max_age":
+        return "seconds (an int)"
+    return "an int"
+
+
+def _spelled(name: str, value: object) -> str:
+    """For a string: what it means, when it is nginx size syntax (``"8m"``: pass 8388608),
+    and where ConfigMap spellings go."""
+    if not isinstance(value, str):
+        return ""
+    hint = ""
+    if _unit(name).startswith("a size"):
+        try:
+            hint = f" (pass {parse_size(value)} for {value!r})"
+        except ValueError:
+            pass
+    return f"{hint}; {_CONFIGMAP_READER}"

@@ -25,13 +25,16 @@ class _MountReport:
     """The mount report of ``IngressASGI`` (a base of it): ``_report_mounts``, which
     ``IngressASGI._table_seen`` and ``update`` call."""
 
-    # Declared, not set: what the report reads of the app, which IngressASGI sets (its
-    # ``__init__``) or defines (``backend_for``).
-    router: Any
-    backends: dict[str, ASGIApp]
-    fallback: ASGIApp | None
-    _mount_warning: str | None
-    backend_for: Callable[[Decision], ASGIApp | None]
+    if TYPE_CHECKING:
+        # Declared, not set: what the report reads of the app, which IngressASGI sets (its
+        # ``__init__``) or defines (``backend_for``). For type checkers only: as class
+        # annotations they named ``ASGIApp``, which this module cannot import at run time
+        # (``_asgi`` imports it), and ``typing.get_type_hints(IngressASGI)`` raised NameError.
+        router: Any
+        backends: dict[str, ASGIApp]
+        fallback: ASGIApp | None
+        _mount_warning: str | None
+        backend_for: Callable[[Decision], ASGIApp | None]
 
     def _report_mounts(self) -> None:
         """Warn (on ``ingresslib.asgi``) when ``backends`` does not fit the served rules:

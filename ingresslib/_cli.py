@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                        help="HTTPS listener (certificates from kubernetes.io/tls Secrets; with "
                             "--kubernetes, Secrets are read only when this is given)")
+    serve.add_argument("--default-ssl-certificate", default=None, metavar="NAMESPACE/NAME",
+                       help="with --tls-listen: the kubernetes.io/tls Secret served when no "
+                            "other certificate applies (no SNI, an unknown name, a host whose "
+                            "Secret is missing or unusable), as ingress-nginx's flag; from the "
+                            "manifests (-f) or the cluster, followed when it changes; missing "
+                            "or unusable: the generated certificate, with a warning")
     serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
                        help="serve Prometheus /metrics and /healthz (200 once the first table "
                             "is loaded, 503 before and while stopping) on their own listener "

@@ -153,7 +153,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     served = _served_by(router, res, args.ingress_class, args.controller)
     store = None
     if tls_listen is not None:
-        store = CertificateStore()
+        store = CertificateStore(
+            default_secret=getattr(args, "default_ssl_certificate", None))
         store.update(res, served)
     from ._metrics import Metrics, MetricsServer, certificates_of, hosts_of
 
@@ -563,6 +564,29 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
         print(f"ingresslib serve: --namespace {ns!r}: a namespace is a lower-case RFC 1123 "
               "label (a-z, 0-9, '-', at most 63 characters)", file=sys.stderr)
         return 2
+    default_cert = getattr(args, "default_ssl_certificate", None)
+    if default_cert is not None:
+        from ._tls import parse_secret_ref
+
+        try:
+            cert_ns, _name = parse_secret_ref(default_cert)
+        except ValueError as e:
+            print(f"ingresslib serve: --default-ssl-certificate {e}", file=sys.stderr)
+            return 2
+        if not args.tls_listen:
+            # Refused rather than ignored, as --namespace without --kubernetes: without an
+            # HTTPS listener nothing would ever serve it, and nothing would say so.
+            print("ingresslib serve: --default-ssl-certificate needs --tls-listen",
+                  file=sys.stderr)
+            return 2
+        if ns is not None and cert_ns != ns:
+            # Only --namespace's Secrets are listed: one elsewhere could never be read.
+            # ingress-nginx accepts it and falls back to its fake certificate for good
+            # (kubernetes/ingress-nginx#9196, documented since #11947); refused here at once.
+            print(f"ingresslib serve: --default-ssl-certificate {default_cert}: outside "
+                  f"--namespace {ns}, the only namespace watched; its Secret could never be "
+                  "read", file=sys.stderr)
+            return 2
     from .proxy._server import parse_listen
 
     listeners: list[tuple[str, tuple[str, int]]] = []

@@ -317,6 +317,30 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
+#: A Secret's name (``metadata.name``): an RFC 1123 subdomain, as the API server validates it.
+_DNS1123_SUBDOMAIN = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+#: A namespace: an RFC 1123 label.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+
+
+def parse_secret_ref(text: str) -> tuple[str, str]:
+    """``"namespace/name"`` -> ``(namespace, name)``; ValueError otherwise. ingress-nginx takes
+    ``--default-ssl-certificate`` in this form only (``ParseNameNS``: "invalid format
+    (namespace/name)"); the names are checked as the API server checks them, since a Secret
+    by any other name cannot exist."""
+    ns, sep, name = text.partition("/")
+    if not sep or "/" in name:
+        raise ValueError(f"{text!r}: expected NAMESPACE/NAME")
+    if not _DNS1123_LABEL.fullmatch(ns):
+        raise ValueError(f"{text!r}: the namespace {ns!r} is not a lower-case RFC 1123 label "
+                         "(a-z, 0-9, '-', at most 63 characters)")
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"{text!r}: the Secret name {name!r} is not a lower-case RFC 1123 "
+                         "subdomain (a-z, 0-9, '-', '.', at most 253 characters)")
+    return ns, name
+
+
 @dataclass(frozen=True, slots=True)
 class _Cert:
     """A loaded Secret: its context, the names it covers, its validity window."""
@@ -764,17 +788,33 @@ class CertificateStore:
     >>> problems = store.update(Resources())
     >>> store.context_for("unknown.test") is store.default_context
     True
+
+    ``default_secret="namespace/name"`` (``serve --default-ssl-certificate``, ingress-nginx's
+    flag): that Secret of each :meth:`update`'s Resources is the default certificate, for no
+    SNI, unknown names and hosts without a usable certificate of their own; while it is
+    missing or unusable, ``default_cert`` (else the generated one) serves, and a warning says
+    so. A change of its certificate replaces :attr:`default_context` (a new session cache).
     """
 
-    def __init__(self, default_cert: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(self, default_cert: tuple[bytes, bytes] | None = None, *,
+                 default_secret: str | None = None) -> None:
         if default_cert is None:
             default_cert = generate_certificate(["ingress.local"], common_name=DEFAULT_CERT_NAME)
+        #: ``"namespace/name"`` of a ``kubernetes.io/tls`` Secret to serve as the default
+        #: certificate (ingress-nginx's ``--default-ssl-certificate``), read from the Resources
+        #: of each :meth:`update`; ``default_cert`` serves while it is missing or unusable.
+        self._default_ref = None if default_secret is None else parse_secret_ref(default_secret)
+        #: The constructor's default (generated or ``default_cert``), the fallback.
+        self._fallback: tuple[ssl.SSLContext, tuple[bytes, bytes]] | None = None
+        #: The default Secret's certificate in use (its PEM digest and context), if any.
+        self._default_loaded: tuple[bytes, ssl.SSLContext] | None = None
         #: The default certificate's context, with no SNI callback: the built-in HTTPS listener
         #: listens with it (its session cache serves every certificate) and switches to the
         #: context :meth:`context_for_hello` chooses before OpenSSL reads the ClientHello, so
         #: that no Python callback ever sees a name (``proxy/_client_hello.py``).
         self.default_context = _new_context(*default_cert)
         self._default_cert = default_cert
+        self._fallback = (self.default_context, default_cert)
         #: (exact host -> context, wildcard suffix ``".example.test"`` -> context), as ONE
         #: attribute: a handshake on the event loop while update() runs in a worker thread sees
         #: the old pair or the new pair, never the new exact map with the old wildcards.
@@ -841,6 +881,10 @@ class CertificateStore:
            (``warning=True``), as ingress-nginx warns.
         """
         sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True)
+        problems = sel.problems
+        if self._default_ref is not None:
+            # Before the maps: the hosts left on the default certificate get the new one.
+            problems = [*problems, *self._update_default(res)]
         # The TLS hosts (ssl-redirect, HSTS) whatever certificate they got: ``_configured``,
         # shared with ``tls_hosts`` (``explain --tls``).
         self._tls_hosts = sel.tls_hosts
@@ -857,10 +901,57 @@ class CertificateStore:
         self._selection = sel
         self._cache = sel.loaded.cache
         self._last_good = sel.loaded.last_good
-        for p in sel.problems:
+        for p in problems:
             # As ``check`` prints it; the logger's name says "tls" (no "tls: tls: ...").
             _log.warning("%s", p)
-        return sel.problems
+        return problems
+
+    def _update_default(self, res: Resources) -> list[TLSProblem]:
+        """Serve the ``default_secret`` Secret of ``res`` as the default certificate, as
+        ingress-nginx's ``getDefaultSSLCertificate`` does ("read custom default SSL
+        certificate, fall back to generated default certificate"): missing or unusable, the
+        constructor's default serves and that is reported; a Secret that served and is then
+        updated with broken content keeps its last good certificate (its ``syncSecret``
+        leaves the local store as it was), until it is fixed or deleted. Unchanged content
+        keeps its context (and the listening context's session cache)."""
+        assert self._default_ref is not None and self._fallback is not None
+        ns, name = self._default_ref
+        what = f"--default-ssl-certificate {ns}/{name}"
+        secret = next((s for s in res.secrets
+                       if s.metadata.namespace == ns and s.metadata.name == name), None)
+        if secret is None:
+            self._default_loaded = None
+            self.default_context, self._default_cert = self._fallback
+            return [TLSProblem("default certificate", what, "Secret not found; serving the "
+                               "generated default certificate")]
+        crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
+        why: str | None = None
+        digest = b""
+        ctx: ssl.SSLContext | None = None
+        if not crt or not key:
+            why = f"Secret {secret.metadata.ref} has no usable tls.crt/tls.key"
+        else:
+            digest = hashlib.sha256(crt + b"\0" + key).digest()
+            loaded = self._default_loaded
+            if loaded is not None and loaded[0] == digest:
+                return []
+            try:
+                # A context of its own even when an Ingress names the same Secret: the
+                # default is told apart by identity (``hosts``, ``ProxyServer._has_tls``).
+                ctx = _load(crt, key).ctx
+            except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
+                why = f"Secret {secret.metadata.ref}: unusable certificate: {_unusable(e, crt, key)}"
+        if why is not None:
+            if self._default_loaded is not None:
+                return [TLSProblem("default certificate", what, f"{why}; still serving its "
+                                   "last good certificate", warning=True)]
+            self.default_context, self._default_cert = self._fallback
+            return [TLSProblem("default certificate", what,
+                               f"{why}; serving the generated default certificate")]
+        assert ctx is not None and crt is not None and key is not None
+        self._default_loaded = (digest, ctx)
+        self.default_context, self._default_cert = ctx, (crt, key)
+        return []
 
     def certificates(self) -> list[tuple[str, str, datetime.datetime]]:
         """``(host, "namespace/secret", not_after)`` for each host the last :meth:`update`

@@ -263,7 +263,7 @@ def test_deploy_container_command_lines_parse() -> None:
 FOREIGN_FLAGS = {
     "--replicas", "--image",                                        # kubectl
     "--host", "--port", "--root-path", "--proxy-headers", "--forwarded-allow-ips",  # uvicorn
-    "--metrics-per-host", "--annotations-prefix",                    # ingress-nginx
+    "--metrics-per-host", "--annotations-prefix", "--watch-namespace",  # ingress-nginx
     "--strict", "--benchmark-only",                                  # mypy, pytest
     "--no-cache-dir", "--force-reinstall", "--no-binary",            # pip
 }

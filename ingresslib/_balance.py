@@ -243,8 +243,16 @@ class Ewma:
             self._sync(backend)
         eps = backend.endpoints
         n = len(eps)
-        if tried:
+        # Still not the current set after ``_sync``: a set this balancer has moved past (the
+        # retry of a request routed before an endpoint update). Its removed endpoints have no
+        # statistics any more, so they would score 0 - the best score - and draw the retry to
+        # a pod that is gone; ingress-nginx's retry only sees the synced peers. Prefer the
+        # endpoints that are still members.
+        members = self._members if backend is not self._backend else None
+        if tried or members is not None:
             cand = [k for k in range(n) if eps[k] not in tried]
+            if members is not None:
+                cand = [k for k in cand if eps[k] in members] or cand
             m = len(cand)
         else:
             cand = None
@@ -323,11 +331,10 @@ def register_balancer(name: str, factory: BalancerFactory) -> None:
     ...     def observe(self, endpoint, seconds, ok):
     ...         pass
     >>> register_balancer("first", lambda options: First())
-    >>> from ingresslib._balance import unregister_balancer  # not public: this example's cleanup
-    >>> unregister_balancer("first")
 
-    For one Router only: ``Router(res, balancers={"first": factory})``. The names ``sticky``
-    and ``chash`` are reserved (``ValueError``).
+    The registration is process-wide and stays (registering the name again replaces it). For
+    one Router only: ``Router(res, balancers={"first": factory})``. The names ``sticky`` and
+    ``chash`` are reserved (``ValueError``).
     """
     check_balancer_name(name)
     if not callable(factory):

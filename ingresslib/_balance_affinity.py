@@ -105,7 +105,7 @@ class CookieAffinity:
     """
 
     __slots__ = ("config", "tag", "ua_sensitive", "backend_name", "_rng", "_lock", "_rr",
-                 "_cache", "_suffix", "_suffix_compat", "_backend_key", "_keys")
+                 "_cache", "_suffix", "_suffix_compat", "_backend_key", "_keys", "_retry_keys")
 
     def __init__(self, options: BalancerOptions, tag: str = "",
                  backend_name: str | None = None) -> None:
@@ -131,6 +131,11 @@ class CookieAffinity:
             ngx_md5(backend_name) + backend_name)
         #: Persistent mode: (endpoint set, salted key -> index, key per index), replaced whole.
         self._keys: tuple[EndpointSet | None, dict[str, int], tuple[str, ...]] = (None, {}, ())
+        #: Balanced mode: (endpoint set, endpoint index -> a key a retry pick drew that hashes
+        #: to it), replaced whole. ``cookie_for`` takes the key from here instead of drawing
+        #: about n keys until one lands on a 1/n share of the ring (ingress-nginx draws the key
+        #: first and goes where it leads: ``sticky_balanced.lua`` ``pick_new_upstream``).
+        self._retry_keys: tuple[EndpointSet | None, dict[int, str]] = (None, {})
 
     def _persistent_keys(self, backend: EndpointSet
                          ) -> tuple[EndpointSet | None, dict[str, int], tuple[str, ...]]:
@@ -215,6 +220,12 @@ class CookieAffinity:
         """The endpoint index, and the ``Set-Cookie`` when a new session starts.
         ``samesite_none``: :meth:`samesite_none` of ``request`` if the caller has it (None:
         decided here, when a cookie is rendered)."""
+        return self._choose(request, backend, tried, samesite_none, False)
+
+    def _choose(self, request: RequestContext, backend: EndpointSet, tried: Collection[Address],
+                samesite_none: bool | None, remember: bool) -> tuple[int | None, str | None]:
+        # ``remember``: keep a retry's new key for ``cookie_for`` - only where the caller drops
+        # the cookie returned here (``pick``), so that no key goes to two sessions.
         eps = backend.endpoints
         n = len(eps)
         if not n:
@@ -234,17 +245,43 @@ class CookieAffinity:
         key = self._new_key()
         ring = self._cache.get(backend)
         if tried:
-            skip = {k for k, ep in enumerate(eps) if ep in tried}
-            idx3 = ring.lookup_skipping(hash_key(key), skip)
+            point = hash_key(key)
+            idx3 = ring.lookup(point)
+            if idx3 >= 0 and eps[idx3] not in tried:
+                # The key leads to an untried endpoint (what ``lookup_skipping`` would answer,
+                # without its pass over every endpoint): ``cookie_for`` may hand it out.
+                if remember:
+                    self._remember_retry_key(backend, idx3, key)
+            else:
+                skip = {k for k, ep in enumerate(eps) if ep in tried}
+                idx3 = ring.lookup_skipping(point, skip)
         else:
             idx3 = ring.lookup(hash_key(key))
         if idx3 < 0:
             return None, None
         return idx3, self.set_cookie(key, samesite_none)
 
+    #: At most this many remembered retry keys per endpoint set (a retry whose endpoint fails
+    #: too never collects its key).
+    MAX_RETRY_KEYS = 64
+
+    def _remember_retry_key(self, backend: EndpointSet, index: int, key: str) -> None:
+        st = self._retry_keys
+        if st[0] is not backend or len(st[1]) >= self.MAX_RETRY_KEYS:
+            st = self._retry_keys = (backend, {})
+        st[1][index] = key
+
+    def _take_retry_key(self, backend: EndpointSet, index: int) -> str | None:
+        st = self._retry_keys
+        if st[0] is not backend:
+            return None
+        # pop: a key leads one session only (sessions sharing a key would move together
+        # when the endpoints change).
+        return st[1].pop(index, None)
+
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
-        return self.pick_with_cookie(request, backend, tried)[0]
+        return self._choose(request, backend, tried, None, bool(tried))[0]
 
     def _new_key(self) -> str:
         """A balanced-mode session key: 64 random bits (the lock keeps the seeded sequence
@@ -264,7 +301,8 @@ class CookieAffinity:
         answered, as ingress-nginx does by calling ``set_cookie`` again on the retry's
         ``balance()`` (the later Set-Cookie of a name wins in the browser); so must a retry
         that moved an existing session with ``change_on_failure``. Persistent mode names the
-        endpoint; balanced mode draws random keys until one hashes to it. None when no key was
+        endpoint; balanced mode uses the key the retry's pick drew (ingress-nginx's
+        ``pick_new_upstream``), else draws random keys until one hashes to it. None when no key was
         found (a session cookie pointing elsewhere would be worse than none).
         ``samesite_none``: as :meth:`samesite_none` said for the request.
         """
@@ -274,6 +312,9 @@ class CookieAffinity:
         if self.config.mode == "persistent":
             return self.set_cookie(self.persistent_value(backend, index), samesite_none)
         ring = self._cache.get(backend)
+        key = self._take_retry_key(backend, index)
+        if key is not None and ring.lookup(hash_key(key)) == index:
+            return self.set_cookie(key, samesite_none)
         for _ in range(self.KEY_DRAWS_PER_ENDPOINT * len(eps)):
             key = self._new_key()
             if ring.lookup(hash_key(key)) == index:

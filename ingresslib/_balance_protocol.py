@@ -40,9 +40,14 @@ class Balancer(Protocol):
     """
 
     def pick(self, request: RequestContext, backend: EndpointSet,
-             tried: Collection[Address]) -> int | None: ...
+             tried: Collection[Address]) -> int | None:
+        """The index into ``backend.endpoints`` of the endpoint for this try, or None when
+        every endpoint is in ``tried`` (the ``(ip, port)`` already tried for this request) or
+        there is none."""
 
-    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None: ...
+    def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
+        """How a try to ``endpoint`` (``(ip, port)``) went: ``seconds`` it took, ``ok`` False
+        for a failed try. May do nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,6 +273,8 @@ class RequestContext:
         return self.headers().get(name.lower().replace("_", "-"))
 
     def cookies(self) -> dict[str, str]:
+        """The request's cookies, name -> value, from its ``Cookie`` header(s); the first of a
+        repeated name wins. Read it, do not change it (it is cached)."""
         c = self._cookies
         if c is None:
             c = {}
@@ -286,6 +288,7 @@ class RequestContext:
         return c
 
     def cookie(self, name: str) -> str | None:
+        """The value of the cookie named exactly ``name``, or None."""
         return self.cookies().get(name)
 
     def arg(self, name: str) -> str | None:

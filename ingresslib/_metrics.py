@@ -659,12 +659,16 @@ class Metrics:
         self._watch_events.labels(kind, event_type).inc()
 
     def watch_error(self, kind: str) -> None:
+        """Count one list/watch error of ``kind`` (a broken stream, garbage, an invalid object)."""
         self._watch_errors.labels(kind).inc()
 
     def watch_reconnect(self, kind: str) -> None:
+        """Count one reconnection of the watch of ``kind``."""
         self._watch_reconnects.labels(kind).inc()
 
     def watch_relist(self, kind: str) -> None:
+        """Count one full re-list of ``kind`` (after 410 Gone or a resourceVersion the API
+        server has not reached)."""
         self._watch_relists.labels(kind).inc()
 
     # -- exposition -----------------------------------------------------------------------------
@@ -1005,6 +1009,8 @@ class MetricsServer:
         return port
 
     async def close(self) -> None:
+        """Stop listening and close every client connection at once (an answer still being
+        written is dropped); returns once the listener is closed."""
         if self._server is not None:
             self._server.close()
         for w in list(self._writers):

@@ -723,6 +723,8 @@ class Router:
 
     @property
     def table(self) -> RouteTable:
+        """The :class:`RouteTable` of the resources in use (a new one after an ``update`` that
+        changed routes)."""
         return self._state.table
 
     @property
@@ -744,6 +746,7 @@ class Router:
 
     @property
     def resources(self) -> Resources:
+        """The :class:`Resources` in use: the last ones given to the constructor or ``update``."""
         return self._state.resources
 
     def update(self, res: Resources) -> None:

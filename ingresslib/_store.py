@@ -148,6 +148,7 @@ class ResourceStore:
             return len(self._entries)
 
     def keys(self) -> list[ObjectKey]:
+        """The ``(apiVersion/kind, namespace, name)`` keys of the valid objects held, sorted."""
         with self._lock:
             return sorted(self._entries)
 

@@ -78,6 +78,8 @@ class Match:
 
     @property
     def annotations(self) -> Mapping[str, str]:
+        """The owning Ingress's ``metadata.annotations`` (read-only; empty when the Match
+        carries no Ingress object)."""
         if self.ingress_object is None:
             return EMPTY_MAP
         return self.ingress_object.metadata.annotations

@@ -5,7 +5,7 @@ certificates ``ProxyServer`` serves) and the ConfigMap reader (``load_config``,
 ``parse_config_data`` -> ``ServerConfig``, whose ``settings`` is a ``ProxySettings``), also
 imported on first use.
 
-See ``API.md`` in this folder for the driver's contract.
+The driver's contract is in the installed file ``ingresslib/proxy/API.md``.
 """
 
 import typing as _typing

@@ -230,10 +230,14 @@ class RequestRecord:
 
     @property
     def duration(self) -> float:
+        """Seconds from the request's first byte to its end (``end - start``, the driver's
+        ``now`` clock; nginx's ``$request_time``)."""
         return self.end - self.start
 
     @property
     def upstream_latency(self) -> float | None:
+        """Seconds from the request's start to the first upstream response byte
+        (``upstream_first_byte - start``), or None when no upstream answered."""
         if self.upstream_first_byte is None:
             return None
         return self.upstream_first_byte - self.start

@@ -285,6 +285,8 @@ class Proxy(RouteOptionsSource):
 
     @property
     def settings(self) -> ProxySettings:
+        """The ``ProxySettings`` in use; assign a new one to change it (connections and
+        requests that start later see it)."""
         return self._settings
 
     @settings.setter
@@ -333,7 +335,11 @@ def _has_secure(set_cookie: str) -> bool:
 class ClientConnection:
     """One downstream connection. Every input method returns the actions to perform, in order.
 
-    See ``API.md`` for the driver's contract.
+    Made by ``Proxy.connection``. The driver feeds it the client's and the upstreams' bytes,
+    EOFs and timer expiries, each with ``now`` (seconds, a monotonic clock), and performs the
+    returned actions (``OpenUpstream``, ``SendDownstream``, ``SetTimer``, ...) in order; ``closed``
+    turns True once ``CloseDownstream`` was returned. The driver's whole contract is in the
+    installed file ``ingresslib/proxy/API.md`` (``ClientConnection`` and "Actions").
     """
 
     def __init__(
@@ -394,6 +400,8 @@ class ClientConnection:
     # ---------------------------------------------------------------- public inputs
     @property
     def idle(self) -> bool:
+        """True between requests (no request under way, no unread bytes, not closed): a
+        graceful shutdown may close the connection now."""
         return not self._busy and not self._inbuf and not self.closed
 
     @property
@@ -424,10 +432,14 @@ class ClientConnection:
         return type(body) is ContentLengthReader and body._remaining >= n
 
     def start(self, now: float) -> list[Action]:
+        """Call once, right after accepting the connection: arms the head timer
+        (``client_header_timeout``)."""
         self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
         return self._flush()
 
     def receive_data(self, data: bytes, now: float) -> list[Action]:
+        """Bytes read from the client (any split). Returns the actions they lead to: a
+        route's ``OpenUpstream``, a local answer, ``SendUpstream`` of the request..."""
         if self.closed or not data:
             return []
         if self._tunnel is not None:
@@ -462,6 +474,9 @@ class ClientConnection:
         return self._flush()
 
     def receive_eof(self, now: float) -> list[Action]:
+        """The client half-closed, closed or reset the connection: the request under way is
+        aborted (recorded as 499, or the status of a response already begun), unless
+        ``proxy_ignore_client_abort`` lets its response finish."""
         if self.closed:
             return []
         self._eof = True
@@ -488,6 +503,8 @@ class ClientConnection:
         return self._flush()
 
     def upstream_connected(self, conn_id: int, now: float, reused: bool = False) -> list[Action]:
+        """The connection of ``OpenUpstream(conn_id, ...)`` is ready (``reused``: taken from
+        the idle pool). A ``conn_id`` already given up gets ``[CloseUpstream(conn_id, False)]``."""
         up = self._upstream(conn_id)
         if up is None:
             return [CloseUpstream(conn_id, False)]
@@ -510,6 +527,8 @@ class ClientConnection:
         return self._flush()
 
     def upstream_failed(self, conn_id: int, now: float, timed_out: bool = False) -> list[Action]:
+        """The connect failed, or (``timed_out``) ran past ``connect_timeout`` or a send
+        stalled past ``send_timeout``: the try fails (a retry, or 502/504)."""
         up = self._upstream(conn_id)
         if up is None:
             return []
@@ -517,6 +536,8 @@ class ClientConnection:
         return self._flush()
 
     def upstream_data(self, conn_id: int, data: bytes, now: float) -> list[Action]:
+        """Bytes read from the upstream connection ``conn_id``; an earlier try's ids are
+        ignored."""
         if self._tunnel is not None:
             if conn_id == self._tunnel:
                 if self._req is not None:
@@ -536,6 +557,7 @@ class ClientConnection:
         return self._flush()
 
     def upstream_eof(self, conn_id: int, now: float) -> list[Action]:
+        """The upstream connection ``conn_id`` closed or failed after its connect."""
         if self._tunnel is not None:
             if conn_id == self._tunnel:
                 self._close_all(now)
@@ -555,6 +577,8 @@ class ClientConnection:
         return self._flush()
 
     def timer_expired(self, kind: TimerKind, now: float) -> list[Action]:
+        """The timer of the last ``SetTimer(kind, seconds)`` ran out; a ``kind`` no longer
+        armed (replaced or cancelled since) is ignored."""
         if self.closed or kind is not self._timer:
             return []
         self._timer = None
@@ -603,6 +627,8 @@ class ClientConnection:
         return self._flush()
 
     def abort(self, now: float) -> list[Action]:
+        """Close everything now (server shutdown, a stalled client): the upstream connections
+        and the client's, with the request's record; no endpoint failure is observed."""
         if not self.closed:
             self._close_all(now)
         return self._flush()

@@ -1583,7 +1583,7 @@ class ProxyServer:
     ``settings`` is a :class:`ProxySettings`; any of its fields may also be passed as a keyword
     argument (``ProxyServer(router, proxy_read_timeout=5)``).
 
-    ``cert_store`` (an :class:`ingresslib._tls.CertificateStore`) provides the listening TLS
+    ``cert_store`` (an :class:`ingresslib.proxy.CertificateStore`) provides the listening TLS
     context and which hosts have TLS (ssl-redirect, HSTS).
 
     Usage::
@@ -1649,6 +1649,8 @@ class ProxyServer:
 
     @property
     def router(self) -> Any:
+        """The router requests are routed with; assign another to switch (requests already
+        routed keep theirs)."""
         return self.proxy.router
 
     @router.setter
@@ -1660,6 +1662,8 @@ class ProxyServer:
 
     @property
     def settings(self) -> ProxySettings:
+        """The :class:`ProxySettings` in use; assign a new one to change them (for the core and
+        the upstream pool; connections and requests that start later see them)."""
         s: ProxySettings = self.proxy.settings
         return s
 
@@ -1787,6 +1791,8 @@ class ProxyServer:
             await asyncio.sleep(0)
 
     async def serve_until(self, stop: asyncio.Event, timeout: float = 10.0) -> None:
+        """Serve until ``stop`` is set, then ``shutdown(timeout)`` (seconds of grace for the
+        requests in flight)."""
         await stop.wait()
         await self.shutdown(timeout)
 
@@ -1794,6 +1800,8 @@ class ProxyServer:
 
     @property
     def on_record(self) -> Callable[[RequestRecord], None] | None:
+        """Called with each finished request's :class:`RequestRecord` (access log, metrics),
+        or None: then the core builds no records. Assignable."""
         return self._on_record
 
     @on_record.setter

@@ -124,7 +124,7 @@ def _app_lines(text: str, prefix: str) -> list[str]:
     """The lines (HELP, TYPE, samples) of the families whose name starts with ``prefix``."""
     out = []
     for ln in text.splitlines():
-        name = ln.split(" ")[2] if ln.startswith("#") else re.split(r"[{ ]", ln, 1)[0]
+        name = ln.split(" ")[2] if ln.startswith("#") else re.split(r"[{ ]", ln, maxsplit=1)[0]
         if name.startswith(prefix):
             out.append(ln)
     return out

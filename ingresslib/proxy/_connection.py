@@ -59,7 +59,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   added and an upstream's Date passes.
 - A pooled upstream connection that turns out closed before any response byte is retried once
   on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try
-  (nginx gives it back too) but logged as one (502), as nginx does.
+  (nginx gives it back too) but logged as one (502), as nginx does. The request was written to
+  it, so only one whose body we hold and that may be sent twice: an idempotent method, or any
+  when ``proxy-next-upstream`` lists ``non_idempotent`` (nginx's rule for every sent POST).
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
 - The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
   from its ``OpenUpstream`` (nginx lists one per try: ``upstream_response_times`` holds every
@@ -285,8 +287,10 @@ class Proxy(RouteOptionsSource):
 
     @property
     def settings(self) -> ProxySettings:
-        """The ``ProxySettings`` in use; assign a new one to change it (connections and
-        requests that start later see it)."""
+        """The ``ProxySettings`` in use; assign a new one to change it. Connections opened
+        later use it whole; on a connection already open, the requests read later get the new
+        route options (body size, redirects, ...), while the connection's own reading (head
+        limits, client timeouts, keep-alive) keeps the settings it was opened with."""
         return self._settings
 
     @settings.setter
@@ -1837,11 +1841,16 @@ class ClientConnection:
             return
         self._close_upstream(False)
         if cond == "error" and up.reused and not up.received and (
-                not up.sent or (req.idempotent and req.replay is not None)):
+                not up.sent or (req.replay is not None and (
+                    req.idempotent or (req.opts is not None
+                                       and "non_idempotent" in req.opts.next_upstream)))):
             # The keep-alive race: the upstream closed an idle pooled connection just as we
             # reused it. Like Go's Transport, try once more on a fresh connection to the same
             # endpoint; it does not count as a try, but nginx logs it as one (a new upstream
-            # state per connect, status 502 for the dead one).
+            # state per connect, status 502 for the dead one). A sent non-idempotent request
+            # only when proxy-next-upstream lists non_idempotent: nginx's rule for any sent
+            # POST ("ft_type |= NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT"), the cached connection's
+            # failure included.
             req.statuses.append(502)
             req.free_tries += 1
             req.rewind()

@@ -129,6 +129,13 @@ class KeyTemplate:
         return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
 
 
+def _same(known: EndpointSet | None, backend: EndpointSet) -> bool:
+    """Whether ``known`` (a set the cache holds a ring of) has ``backend``'s endpoints and
+    weights: an update that rebuilt the set object without changing them."""
+    return known is not None and known.endpoints == backend.endpoints \
+        and known.weights == backend.weights
+
+
 class _RingCache:
     """The ring of the current endpoint set, rebuilt only when the endpoints change."""
 
@@ -148,15 +155,19 @@ class _RingCache:
         if st[0] is not backend:
             if st[2] is backend:
                 return st[3]
-            if st[0] is not None and st[0].endpoints == backend.endpoints \
-                    and st[0].weights == backend.weights:
-                ring = st[1]  # same endpoints after an update: keep the ring
+            if _same(st[0], backend):
+                # Same endpoints after an update: keep the ring, and the one before it (an
+                # equal set is no new set to make room for).
+                st = self.state = (backend, st[1], st[2], st[3])
+            elif _same(st[2], backend):
+                # Back to the endpoints before the last update (a pod's readiness flapping:
+                # all, all but one, all again): that ring, not a rebuild at every flip.
+                st = self.state = (backend, st[3], st[0], st[1])
             else:
                 # Unsalted ids: the ring's layout is not secret (no cookie carries these).
                 ids = [member_id(ip, port) for ip, port in backend.endpoints]
                 weights = backend.weights if backend.weighted else None
-                ring = HashRing(ids, weights)
-            st = self.state = (backend, ring, st[0], st[1])
+                st = self.state = (backend, HashRing(ids, weights), st[0], st[1])
         return st[1]
 
 

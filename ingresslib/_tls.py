@@ -830,6 +830,8 @@ class CertificateStore:
         self._server_ctx: ssl.SSLContext | None = None
         #: The last :meth:`update`'s decision (:meth:`certificates`).
         self._selection: _Selection | None = None
+        #: The lines of the problems the last :meth:`update` reported: only new ones are logged.
+        self._logged: frozenset[str] = frozenset()
 
     # -- building -----------------------------------------------------------------------------
 
@@ -841,7 +843,10 @@ class CertificateStore:
         Returns the problems found; the affected hosts fall back to the default certificate
         (problems with ``warning=True`` keep a certificate: expired, not yet valid, expiring
         within 10 days; or a Secret that loaded before and is now broken, which keeps serving
-        its last good certificate until it is fixed or deleted, as in ingress-nginx).
+        its last good certificate until it is fixed or deleted, as in ingress-nginx). Each is
+        logged (logger ``ingresslib.tls``) when the previous update did not report it: a
+        problem that lasts is logged once, not again at every cluster snapshot (endpoint churn
+        updates every few seconds), as ``serve`` logs its other notes.
 
         Which certificate a host gets, as ingress-nginx's ``createServers`` /
         ``extractTLSSecretName`` choose it:
@@ -901,9 +906,12 @@ class CertificateStore:
         self._selection = sel
         self._cache = sel.loaded.cache
         self._last_good = sel.loaded.last_good
-        for p in problems:
-            # As ``check`` prints it; the logger's name says "tls" (no "tls: tls: ...").
-            _log.warning("%s", p)
+        lines = [str(p) for p in problems]
+        for line in lines:
+            if line not in self._logged:
+                # As ``check`` prints it; the logger's name says "tls" (no "tls: tls: ...").
+                _log.warning("%s", line)
+        self._logged = frozenset(lines)
         return problems
 
     def _update_default(self, res: Resources) -> list[TLSProblem]:

@@ -1663,7 +1663,9 @@ class ProxyServer:
     @property
     def settings(self) -> ProxySettings:
         """The :class:`ProxySettings` in use; assign a new one to change them (for the core and
-        the upstream pool; connections and requests that start later see them)."""
+        the upstream pool). Connections accepted later use them whole; a connection already
+        open applies the new route options to its later requests and keeps its own head
+        limits, client timeouts and keep-alive as they were (``Proxy.settings``)."""
         s: ProxySettings = self.proxy.settings
         return s
 

@@ -22,6 +22,7 @@ from ._errors import BadRequestError
 from ._goparse import parse_bool
 from ._models import (
     EMPTY_MAP,
+    LEGACY_CLASS_ANNOTATION,
     HTTPIngressPath,
     Ingress,
     IngressBackend,
@@ -217,6 +218,12 @@ def served_ingresses(
                    "class that does not exist is never served; load the IngressClass too)"
                    if all(c.metadata.name != name for c in classes)
                    else f'class "{name}" does not match this controller')
+            if ing.spec.ingress_class_name is None:
+                # The note's field stays spec.ingressClassName (``explain`` finds the notes by
+                # it); the message says the name came from the legacy annotation, which the
+                # user has to edit instead.
+                why = (f"named by the annotation {LEGACY_CLASS_ANNOTATION} (spec.ingressClassName "
+                       f"is unset): {why}")
             notes.append(Diagnostic(obj, "spec.ingressClassName", f"{why}{NOT_SERVED}", "info"))
     return served, notes
 
@@ -299,12 +306,12 @@ def _split_canaries(served: Sequence[Ingress]) -> tuple[list[Ingress], list[Ingr
 
 # Precedence among the candidates for one slot (host, Exact or not, matcher key); lower wins
 # (``_Entry.rank``). "Prefix /foo/ beats Prefix /foo" (the same key once the slash is dropped):
-# a written trailing slash adds 0, none adds _NO_SLASH_RANK; then at equal length Prefix beats
-# ImplementationSpecific (documented choice: the stricter type wins, as Exact does). All Exact
-# rules of one slot are identical rules (rank 0). The last tie-break, "for identical rules the
-# oldest Ingress, then namespace/name, then spec order", is the order the build meets the
-# candidates in (see ``_group_rules``), so a later candidate takes a slot only with a strictly
-# lower rank.
+# a trailing slash in the canonical rule path adds 0, none adds _NO_SLASH_RANK; then at equal
+# length Prefix beats ImplementationSpecific (documented choice: the stricter type wins, as
+# Exact does). All Exact rules of one slot are identical rules (rank 0). The last tie-break,
+# "for identical rules the oldest Ingress, then namespace/name, then spec order", is the order
+# the build meets the candidates in (see ``_group_rules``), so a later candidate takes a slot
+# only with a strictly lower rank.
 _TYPE_RANK = {"Prefix": 0, "ImplementationSpecific": 1}
 _OTHER_TYPE_RANK = 2  # no pathType (the validator requires one; kept last as before)
 _NO_SLASH_RANK = 3  # above every type rank: the slash is compared first
@@ -353,8 +360,10 @@ class _Entry:
         if self.exact:
             return 0
         rank = _TYPE_RANK.get(self.path.path_type or "", _OTHER_TYPE_RANK)
-        written = self.path.path or "/"
-        if not written.endswith("/") or written == "/":
+        # The canonical path's slash, not the written one's: "/foo/%2e" (a valid Prefix path)
+        # and "/foo/." are "/foo/", and beat "/foo" as "/foo/" does (the rules are compared
+        # and matched in their canonical form; a dot segment never removes the last slash).
+        if not self.canonical.endswith("/") or self.canonical == "/":
             rank += _NO_SLASH_RANK
         return rank
 
@@ -420,6 +429,10 @@ def _entry(src: _Source, ri: int, pi: int, host: str | None, p: HTTPIngressPath,
     return _Entry(src, ri, pi, host, p, canonical, False, canonical.rstrip("/"))
 
 
+#: The place of a shadowed rule's note in the diagnostics until its slot's winner is known.
+_PENDING = Diagnostic("", "", "")
+
+
 def _shadowed(loser: _Entry, winner: _Entry) -> Diagnostic:
     p = loser.path
     return Diagnostic(
@@ -436,6 +449,11 @@ def _group_rules(mains: list[Ingress], diags: list[Diagnostic],
     first, then in spec order, which is the last tie-break of the precedence (see _TYPE_RANK).
     """
     groups: dict[str | None, _Group] = {}
+    #: (index in ``diags``, losing rule): the notes on shadowed rules are written once every
+    #: slot is settled, so that each names the rule that kept the slot (a later rule of lower
+    #: rank can take it from the one a loser met, which then never matches either). Meanwhile
+    #: each holds its place in ``diags``. One entry per loser, and one note, as before.
+    beaten: list[tuple[int, _Entry]] = []
     # One pass over each Ingress's rules (``_entries`` inlined): a generator per Ingress and a
     # second loop over its rules are paid per object, which shows with one rule per Ingress.
     # Making a rule's host group just before its candidates are placed, instead of every group
@@ -463,9 +481,14 @@ def _group_rules(mains: list[Ingress], diags: list[Diagnostic],
                     continue
                 if e.rank() < prev.rank():
                     slot[e.key] = e
-                    diags.append(_shadowed(prev, e))
+                    loser = prev
                 else:
-                    diags.append(_shadowed(e, prev))
+                    loser = e
+                beaten.append((len(diags), loser))
+                diags.append(_PENDING)
+    for i, loser in beaten:
+        g = groups[loser.host]
+        diags[i] = _shadowed(loser, (g.exact if loser.exact else g.prefix)[loser.key])
     return groups
 
 

@@ -391,7 +391,7 @@ def _canary_rules(annotations: Any) -> dict[str, Any]:
     """When the canary serves, from its annotations (parsed as the router parses them)."""
     from ._canary import parse_canary
 
-    cfg, _warnings = parse_canary(annotations)
+    cfg, warnings = parse_canary(annotations)
     rules: dict[str, Any] = {"weight": cfg.weight, "weight_total": cfg.weight_total}
     if cfg.header is not None:
         rules["header"] = cfg.header
@@ -402,6 +402,12 @@ def _canary_rules(annotations: Any) -> dict[str, Any]:
                 "nginx.ingress.kubernetes.io/canary-by-header-pattern")
     if cfg.cookie is not None:
         rules["cookie"] = cfg.cookie
+    if warnings:
+        # What check and serve say of these annotations (a header pattern PCRE cannot compile
+        # on the header's bytes never serves, an ignored value...): without it the line above
+        # reads as if the rule applied.
+        rules["warnings"] = list(dict.fromkeys(f"{key.rpartition('/')[2]}: {message}"
+                                               for key, message in warnings))
     return rules
 
 
@@ -458,6 +464,7 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"     canary: Ingress {c['ingress']} -> {_backend_text(c)}")
         if "rules" in c:
             lines.append(f"       serves on {_canary_text(c['rules'])}")
+            lines += [f"       warning: {w}" for w in c["rules"].get("warnings", ())]
     d = info.get("decision")
     if d is not None and d["service"] is None:
         # A resource backend (Match.service None): the router has no Service to resolve.

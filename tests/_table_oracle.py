@@ -139,7 +139,7 @@ def oracle(
                     key = (
                         n,
                         hp.path_type == "Exact",
-                        written.endswith("/") and written != "/",
+                        c.endswith("/") and c != "/",  # the canonical path, as the table ranks
                         hp.path_type == "Prefix",
                         -order,
                         -ri,

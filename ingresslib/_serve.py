@@ -165,7 +165,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         metrics = Metrics()
         # The store's own list when there is one: a broken update's last good certificate
         # is still served, so it keeps its series.
-        metrics.set_certificates(store.certificates() if store is not None
+        metrics.set_certificates(store.certificates(default=True) if store is not None
                                  else certificates_of(res, served))
         # Requests for hosts no served rule names are not counted per host (ingress-nginx).
         metrics.set_hosts(hosts_of(res, served))
@@ -287,7 +287,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         if res is not None:
             if served is None:  # pragma: no cover - every caller passes the table's own
                 served = _served(res, args.ingress_class, args.controller)
-            metrics.set_certificates(store.certificates() if store is not None
+            metrics.set_certificates(store.certificates(default=True) if store is not None
                                      else certificates_of(res, served))
             metrics.set_hosts(hosts_of(res, served))
             # The series of Ingresses no longer served go (ingress-nginx's RemoveMetrics of

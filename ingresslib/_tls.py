@@ -179,6 +179,42 @@ _ENCRYPTED = re.compile(
 #: server %q is about to expire").
 _EXPIRY_WARNING = datetime.timedelta(hours=240)
 
+#: The default server's name: ingress-nginx's ``defServerName``, the ``host`` label its
+#: ``ssl_expire_time_seconds`` gives the default certificate (``createServers``:
+#: ``servers[defServerName] = &ingress.Server{Hostname: defServerName, SSLCert:
+#: n.getDefaultSSLCertificate(), ...}``, exported by ``SetSSLExpireTime`` as every server).
+DEFAULT_SERVER_NAME = "_"
+
+
+def _validity(leaf_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """``(not_before, not_after)`` of the first certificate in ``leaf_pem`` (aware, UTC)."""
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificate(leaf_pem)
+    return leaf.not_valid_before_utc, leaf.not_valid_after_utc
+
+
+def _date_problems(obj: str, field: str, ref: str, cert: _Cert, now: datetime.datetime
+                   ) -> list[TLSProblem]:
+    """The warnings about a served certificate's dates (expired, not yet valid, expiring within
+    10 days), as ingress-nginx's ``createServers`` warns for an Ingress host's ("SSL certificate
+    for server %q expired" / "is about to expire"); the certificate is still served."""
+    if cert.not_after < now:
+        return [TLSProblem(
+            obj, field, f"certificate of Secret {ref} expired on "
+            f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+            warning=True)]
+    if cert.not_before > now:
+        return [TLSProblem(
+            obj, field, f"certificate of Secret {ref} is not valid before "
+            f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
+            warning=True)]
+    if cert.not_after < now + _EXPIRY_WARNING:
+        return [TLSProblem(
+            obj, field, f"certificate of Secret {ref} expires on "
+            f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True)]
+    return []
+
 
 def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
     """Why a Secret's PEM could not be loaded, naming the key (tls.crt/tls.key) at fault.
@@ -535,20 +571,7 @@ class _Loader:
                 return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
         cache[digest] = cert
         last_good[ref] = cert
-        if cert.not_after < now:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} expired on "
-                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
-                warning=True))
-        elif cert.not_before > now:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} is not valid before "
-                f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
-                warning=True))
-        elif cert.not_after < now + _EXPIRY_WARNING:
-            problems.append(TLSProblem(
-                obj, field, f"certificate of Secret {secret.metadata.ref} expires on "
-                f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True))
+        problems.extend(_date_problems(obj, field, secret.metadata.ref, cert, now))
         return cert
 
 
@@ -806,8 +829,9 @@ class CertificateStore:
         self._default_ref = None if default_secret is None else parse_secret_ref(default_secret)
         #: The constructor's default (generated or ``default_cert``), the fallback.
         self._fallback: tuple[ssl.SSLContext, tuple[bytes, bytes]] | None = None
-        #: The default Secret's certificate in use (its PEM digest and context), if any.
-        self._default_loaded: tuple[bytes, ssl.SSLContext] | None = None
+        #: The default Secret's certificate in use (its PEM digest, the loaded certificate and
+        #: the Secret's ``namespace/name``), if any.
+        self._default_loaded: tuple[bytes, _Cert, str] | None = None
         #: The default certificate's context, with no SNI callback: the built-in HTTPS listener
         #: listens with it (its session cache serves every certificate) and switches to the
         #: context :meth:`context_for_hello` chooses before OpenSSL reads the ClientHello, so
@@ -815,6 +839,8 @@ class CertificateStore:
         self.default_context = _new_context(*default_cert)
         self._default_cert = default_cert
         self._fallback = (self.default_context, default_cert)
+        #: The constructor's default certificate's ``notAfter`` (its expiry series).
+        self._fallback_not_after = _validity(default_cert[0])[1]
         #: (exact host -> context, wildcard suffix ``".example.test"`` -> context), as ONE
         #: attribute: a handshake on the event loop while update() runs in a worker thread sees
         #: the old pair or the new pair, never the new exact map with the old wildcards.
@@ -936,38 +962,66 @@ class CertificateStore:
         why: str | None = None
         digest = b""
         ctx: ssl.SSLContext | None = None
+        cert: _Cert | None = None
         if not crt or not key:
             why = f"Secret {secret.metadata.ref} has no usable tls.crt/tls.key"
         else:
             digest = hashlib.sha256(crt + b"\0" + key).digest()
             loaded = self._default_loaded
             if loaded is not None and loaded[0] == digest:
-                return []
+                return self._default_dates(what)
             try:
                 # A context of its own even when an Ingress names the same Secret: the
                 # default is told apart by identity (``hosts``, ``ProxyServer._has_tls``).
-                ctx = _load(crt, key).ctx
+                cert = _load(crt, key)
+                ctx = cert.ctx
             except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
                 why = f"Secret {secret.metadata.ref}: unusable certificate: {_unusable(e, crt, key)}"
         if why is not None:
             if self._default_loaded is not None:
                 return [TLSProblem("default certificate", what, f"{why}; still serving its "
-                                   "last good certificate", warning=True)]
+                                   "last good certificate", warning=True),
+                        *self._default_dates(what)]
             self.default_context, self._default_cert = self._fallback
             return [TLSProblem("default certificate", what,
                                f"{why}; serving the generated default certificate")]
-        assert ctx is not None and crt is not None and key is not None
-        self._default_loaded = (digest, ctx)
+        assert cert is not None and ctx is not None and crt is not None and key is not None
+        self._default_loaded = (digest, cert, secret.metadata.ref)
         self.default_context, self._default_cert = ctx, (crt, key)
-        return []
+        return self._default_dates(what)
 
-    def certificates(self) -> list[tuple[str, str, datetime.datetime]]:
+    def _default_dates(self, what: str) -> list[TLSProblem]:
+        """The date warnings of the default Secret's certificate in use (its last good one
+        included), at every update while they last, as those of the Ingresses' certificates:
+        :meth:`update` logs each once. ingresslib's own: ingress-nginx checks the dates only
+        in ``createServers``' loop over the Ingresses' TLS hosts, so its default certificate
+        gets no warning, only its ``host="_"`` series. A generated default (or the
+        constructor's ``default_cert``) gets none here either: no Secret to renew."""
+        assert self._default_loaded is not None
+        _digest, cert, ref = self._default_loaded
+        return _date_problems("default certificate", what, ref, cert,
+                              datetime.datetime.now(datetime.timezone.utc))
+
+    def certificates(self, *, default: bool = False) -> list[tuple[str, str, datetime.datetime]]:
         """``(host, "namespace/secret", not_after)`` for each host the last :meth:`update`
         serves a Secret's certificate (a Secret's last good one included), by host: what the
         certificate-expiry metric lists (``Metrics.set_certificates``). Wildcards as
-        ``*.suffix``; hosts left on the default certificate are not listed."""
+        ``*.suffix``; hosts left on the default certificate are not listed.
+
+        ``default=True`` adds the default certificate's row, as ingress-nginx exports its
+        default server's: host ``"_"``, the ``default_secret``'s ``"namespace/name"`` while it
+        serves (its last good certificate included), else ``""`` (the generated certificate or
+        the constructor's ``default_cert``, which ingress-nginx exports too: its fake
+        certificate is the default server's ``SSLCert``). What ``serve`` exports."""
         sel = self._selection
-        return [] if sel is None else _certificates(sel)
+        rows = [] if sel is None else _certificates(sel)
+        if default:
+            loaded = self._default_loaded
+            if loaded is not None:
+                rows.append((DEFAULT_SERVER_NAME, loaded[2], loaded[1].not_after))
+            else:
+                rows.append((DEFAULT_SERVER_NAME, "", self._fallback_not_after))
+        return rows
 
     # -- lookup -------------------------------------------------------------------------------
 

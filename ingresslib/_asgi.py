@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
@@ -89,7 +90,7 @@ from ._asgi_scan import (
     _scan_routing,
 )
 from ._asgi_scan import _routing_target as _routing_target
-from ._errors import BadRequestError
+from ._errors import BadRequestError, short_repr
 from ._normalize import canonical_path, normalize_host
 from ._resources import Resources
 from ._router import Decision, Router
@@ -152,6 +153,27 @@ DECISION_KEY = "ingresslib.decision"
 # settings), what a route implies (per Match) and a raw path's canonical form are remembered.
 
 
+def _check_backends(backends: object) -> None:
+    """Refuse a ``backends`` that is no mapping of ``"namespace/service[:port]"`` strings,
+    naming the argument: a list of pairs failed as "'tuple' object has no attribute
+    'partition'", a single app as "'function' object is not iterable", a string was read one
+    character a key. Construction only."""
+    # (An object with ``keys()``, as ``dict()`` reads one, was taken and still is.)
+    if not isinstance(backends, Mapping) and not callable(getattr(backends, "keys", None)):
+        if callable(backends):
+            hint = ("; one app for every backend: IngressASGI(res, {}, fallback=app), or "
+                    "{'namespace/service': app}")
+        elif isinstance(backends, (list, tuple)):
+            hint = "; for (key, app) pairs: dict(pairs)"
+        else:
+            hint = ""
+        raise TypeError("IngressASGI's backends is a mapping of 'namespace/service[:port]' to "
+                        f"an ASGI app, not {type(backends).__name__} {short_repr(backends)}{hint}")
+    for key in backends:  # type: ignore[attr-defined]
+        if not isinstance(key, str):
+            raise TypeError(f"backend key {key!r} is not a str 'namespace/service[:port]'")
+
+
 class IngressASGI(RouteOptionsSource, _MountReport):
     """Route each HTTP and WebSocket request by the Ingress rules to a mounted ASGI app.
 
@@ -194,11 +216,21 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         rewrite_headers: bool = True,
         request_id: Callable[[], str] | None = None,
     ) -> None:
-        if isinstance(router_or_resources, Router):
-            self.router = router_or_resources
+        given: object = router_or_resources  # (typed; an untyped caller may pass anything)
+        if isinstance(given, Router):
+            self.router = given
+        elif isinstance(given, Resources):
+            self.router = Router(given, ingress_class=ingress_class, controller=controller)
         else:
-            self.router = Router(router_or_resources, ingress_class=ingress_class,
-                                 controller=controller)
+            # Router's own refusal named Router(...), a call the caller never wrote.
+            hint = (f"; for files: IngressASGI(ingresslib.load_manifests({short_repr(given)}), "
+                    "backends)" if isinstance(given, (str, os.PathLike)) else "")
+            raise TypeError(
+                "IngressASGI takes a Router or a Resources (from "
+                "ingresslib.load_manifests(path), ingresslib.parse_manifests(text) or "
+                "ingresslib.Resources.from_dicts(objects)), not "
+                f"{type(given).__name__} {short_repr(given)}{hint}")
+        _check_backends(backends)
         for key in backends:
             ns, slash, rest = key.partition("/")
             service, colon, port = rest.partition(":")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import FieldError, ValidationError
+from ._errors import FieldError, ValidationError, short_repr
 from ._goparse import parse_bool
 from ._iptext import network_text
 from ._spelling import close_name
@@ -430,7 +430,11 @@ def parse_config_data(
     (8388608, False)
     >>> cfg.warnings
     ('ConfigMap: data.foo: unknown key, ignored',)
+
+    A value that is no string (``{"hsts": False}``) is an error, as it is in a ConfigMap file
+    (the API server holds ``data`` as ``map[string]string``); None is Go's "" as there.
     """
+    _check_data(data, object)
     known = ProxySettings.field_names()
     changes: dict[str, Any] = {}
     errors: list[FieldError] = []
@@ -438,7 +442,7 @@ def parse_config_data(
     load_balance: str | None = None
     for key in sorted(data):
         raw = data[key]
-        value = "" if raw is None else str(raw)
+        value = "" if raw is None else raw
         field = f"data.{key}"
         try:
             if key == "large-client-header-buffers":
@@ -478,6 +482,34 @@ def _not_a_string(where: str, key: Any, raw: Any) -> FieldError:
         f"expected string, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
         f"into Go struct field ConfigMap.data of type string){hint}",
         raw if scalar else None, scalar)
+
+
+def _check_data(data: object, where: str) -> None:
+    """Refuse what ``parse_config_data`` cannot read as a ConfigMap's ``data``: no mapping
+    (TypeError; a whole ConfigMap object is named so), a key or value that is no string
+    (ValidationError listing each, as :func:`parse_configmap` lists a file's). Read before
+    the values: ``str(False)`` was the string "False", read as the setting the caller never
+    spelled, and an int key failed as "'int' object has no attribute 'lower'"."""
+    if not isinstance(data, Mapping):
+        hint = " (a ConfigMap without data: pass {})" if data is None else ""
+        raise TypeError("parse_config_data takes a ConfigMap's data, a mapping of str to str "
+                        f"(ingress-nginx keys, string values), not {type(data).__name__} "
+                        f"{short_repr(data)}{hint}")
+    if data.get("kind") == "ConfigMap" and any(isinstance(data.get(k), Mapping)
+                                               for k in ("data", "metadata")):
+        # The whole object (its metadata/data are maps, never a ConfigMap value): say so
+        # rather than "data.data: expected string".
+        raise TypeError("parse_config_data takes a ConfigMap's data, not the whole ConfigMap "
+                        "object: pass its data (parse_config_data(configmap['data'])), or the "
+                        "file to ingresslib.proxy.load_config(path)")
+    errs = [FieldError(where, f"data[{key!r}]", "Invalid value",
+                       f"expected a string key, got {_json_type(key)}; ConfigMap data keys "
+                       "are strings", key, True)
+            for key in sorted(data, key=str) if not isinstance(key, str)]
+    errs.extend(_not_a_string(where, key, data[key]) for key in sorted(data, key=str)
+                if data[key] is not None and not isinstance(data[key], str))
+    if errs:
+        raise ValidationError(errs)
 
 
 def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None) -> ServerConfig:

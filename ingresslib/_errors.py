@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FieldError", "ValidationError", "BadRequestError"]
+__all__ = ["FieldError", "ValidationError", "BadRequestError", "short_repr"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +157,10 @@ class BadRequestError(ValueError):
     def __init__(self, msg: str, status_hint: int = 400) -> None:
         super().__init__(msg)
         self.status_hint = status_hint
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to 60 characters: a wrong argument quoted in a TypeError (a list of
+    manifests can be long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

@@ -64,6 +64,7 @@ from ._endpoints import (
     last_slices,
     parse_weights,
 )
+from ._errors import short_repr
 from ._goparse import parse_bool
 from ._hashing import DIRTY
 from ._models import EndpointSlice, Ingress, Service
@@ -632,12 +633,6 @@ def _derive_seed(seed: int | None, key: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def _short(value: object) -> str:
-    """``repr(value)``, cut to 60 characters (a list of manifests can be long)."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
 class Router:
     """Routes requests to endpoints: the table, the Services' ready endpoints, the balancers
     and the canary rules of one ``Resources``.
@@ -685,12 +680,12 @@ class Router:
         if not isinstance(given, Resources):
             # A path ("deploy/") or a list of dicts failed later as "'str' object has no
             # attribute 'ingresses'". Construction only: requests never come here.
-            hint = (f"; for files: Router(ingresslib.load_manifests({_short(given)}))"
+            hint = (f"; for files: Router(ingresslib.load_manifests({short_repr(given)}))"
                     if isinstance(given, (str, os.PathLike)) else "")
             raise TypeError(
                 "Router takes a Resources (from ingresslib.load_manifests(path), "
                 "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
-                f"not {type(given).__name__} {_short(given)}{hint}")
+                f"not {type(given).__name__} {short_repr(given)}{hint}")
         self.ingress_class = ingress_class
         self.controller = controller
         self.seed = seed

@@ -154,7 +154,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     store = None
     if tls_listen is not None:
         store = CertificateStore(
-            default_secret=getattr(args, "default_ssl_certificate", None))
+            default_secret=getattr(args, "default_ssl_certificate", None),
+            default_source="--default-ssl-certificate")
         store.update(res, served)
     from ._metrics import Metrics, MetricsServer, certificates_of, hosts_of
 

@@ -817,16 +817,31 @@ class CertificateStore:
     SNI, unknown names and hosts without a usable certificate of their own; while it is
     missing or unusable, ``default_cert`` (else the generated one) serves, and a warning says
     so. A change of its certificate replaces :attr:`default_context` (a new session cache).
+    Its problems name it ``"Secret namespace/name"``; ``default_source`` replaces ``"Secret"``
+    there (``serve`` passes its flag, ``"--default-ssl-certificate"``).
     """
 
     def __init__(self, default_cert: tuple[bytes, bytes] | None = None, *,
-                 default_secret: str | None = None) -> None:
+                 default_secret: str | None = None,
+                 default_source: str | None = None) -> None:
+        if default_secret is not None and not isinstance(default_secret, str):
+            # Checked here, or it would fail as "'int' object has no attribute 'partition'".
+            raise TypeError('default_secret: expected a str "namespace/name" or None, got '
+                            f"{type(default_secret).__name__}")
+        try:
+            #: ``(namespace, name)`` of a ``kubernetes.io/tls`` Secret to serve as the default
+            #: certificate (ingress-nginx's ``--default-ssl-certificate``), read from the
+            #: Resources of each :meth:`update`; ``default_cert`` serves while it is missing
+            #: or unusable.
+            self._default_ref = (None if default_secret is None
+                                 else parse_secret_ref(default_secret))
+        except ValueError as e:
+            # parse_secret_ref's text is serve's (after its flag); here it names the argument.
+            raise ValueError(f"default_secret={e}") from None
+        #: How problems name the default Secret (``"<source> namespace/name"``).
+        self._default_source = "Secret" if default_source is None else default_source
         if default_cert is None:
             default_cert = generate_certificate(["ingress.local"], common_name=DEFAULT_CERT_NAME)
-        #: ``"namespace/name"`` of a ``kubernetes.io/tls`` Secret to serve as the default
-        #: certificate (ingress-nginx's ``--default-ssl-certificate``), read from the Resources
-        #: of each :meth:`update`; ``default_cert`` serves while it is missing or unusable.
-        self._default_ref = None if default_secret is None else parse_secret_ref(default_secret)
         #: The constructor's default (generated or ``default_cert``), the fallback.
         self._fallback: tuple[ssl.SSLContext, tuple[bytes, bytes]] | None = None
         #: The default Secret's certificate in use (its PEM digest, the loaded certificate and
@@ -950,7 +965,7 @@ class CertificateStore:
         keeps its context (and the listening context's session cache)."""
         assert self._default_ref is not None and self._fallback is not None
         ns, name = self._default_ref
-        what = f"--default-ssl-certificate {ns}/{name}"
+        what = f"{self._default_source} {ns}/{name}"
         secret = next((s for s in res.secrets
                        if s.metadata.namespace == ns and s.metadata.name == name), None)
         if secret is None:

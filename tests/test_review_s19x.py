@@ -223,17 +223,27 @@ _rule_path = (st.lists(st.sampled_from(_RULE_SEGMENTS + ["", ".", ".."]), max_si
               | st.sampled_from(["/", "", "/foo/", "/café", "/a b", "/a%2fb", "/a?b"]))
 
 
+# The constant strategies below are built once, not at every draw: a new strategy object
+# is validated again each time (a third of this test's time when built inside the draws).
+_HOST_LISTS = st.lists(st.sampled_from(_HOST_NAMES), unique=True, max_size=4)
+_RULES = st.lists(st.tuples(st.booleans(), _rule_path), max_size=6)
+_WILDCARD_FILL = st.sampled_from(["t", "T", "", "a.b", "-"])
+_ANY_HOST = st.text(max_size=8)
+_SEP = st.sampled_from(["", "/"])
+_SUFFIX = st.lists(st.sampled_from(_RULE_SEGMENTS + _HOSTILE + ["/", ""]), max_size=6)
+_NOT_ORIGIN = st.sampled_from(["http://", "HTTP://", "http://a@b", "*", "?x"])
+
+
 @st.composite
 def _tables(draw: st.DrawFn) -> tuple[list[_match_py.HostGroup], object]:
-    hosts: list[str | None] = list(draw(st.lists(st.sampled_from(_HOST_NAMES), unique=True,
-                                                 max_size=4)))
+    hosts: list[str | None] = list(draw(_HOST_LISTS))
     if draw(st.booleans()):
         hosts.append(None)
     groups: list[_match_py.HostGroup] = []
     for h in hosts:
         exact: dict[str, object] = {}
         prefix: dict[str, object] = {}
-        for is_exact, written in draw(st.lists(st.tuples(st.booleans(), _rule_path), max_size=6)):
+        for is_exact, written in draw(_RULES):
             try:
                 canon = canonical_rule_path(written or "/")
             except BadRequestError:
@@ -250,21 +260,20 @@ def _tables(draw: st.DrawFn) -> tuple[list[_match_py.HostGroup], object]:
 def _requests(draw: st.DrawFn, groups: Sequence[_match_py.HostGroup]) -> tuple[str, str]:
     keys = [k for g in groups for k in (*g[1], *g[2])] or ["/"]
     names = [g[0] for g in groups if g[0]] or ["foo.test"]
-    h = draw(st.sampled_from(names)).replace("*", draw(st.sampled_from(["t", "T", "", "a.b", "-"])))
+    h = draw(st.sampled_from(names)).replace("*", draw(_WILDCARD_FILL))
     host = draw(st.sampled_from([h, h.upper(), h + ":", h + ":0", h + ":99999", h + ".",
                                  h + "..", h + ".:80", "[::1]", "[::1]:80", "::1", f"[{h}]",
                                  "u@" + h, h + "/x", "\u212a" + h, "." + h, "", " " + h])
-                | st.text(max_size=8))
+                | _ANY_HOST)
     path = draw(st.sampled_from(keys)) or "/"
-    sep = draw(st.sampled_from(["", "/"]))
-    path += sep + sep.join(draw(st.lists(st.sampled_from(_RULE_SEGMENTS + _HOSTILE + ["/", ""]),
-                                         max_size=6)))
+    sep = draw(_SEP)
+    path += sep + sep.join(draw(_SUFFIX))
     mode = draw(st.integers(0, 4))
     if mode == 1 and "%" in path:                   # mixed-case hex
         j = draw(st.integers(0, len(path) - 1))
         path = path[:j] + path[j:].swapcase()
     elif mode == 2:                                 # not origin-form
-        path = draw(st.sampled_from(["http://", "HTTP://", "http://a@b", "*", "?x"])) + path
+        path = draw(_NOT_ORIGIN) + path
     elif mode == 3:
         path += "?" + draw(st.text(max_size=5))
     return host, path

@@ -153,12 +153,13 @@ DECISION_KEY = "ingresslib.decision"
 # settings), what a route implies (per Match) and a raw path's canonical form are remembered.
 
 
-def _check_backends(backends: object) -> None:
-    """Refuse a ``backends`` that is no mapping of ``"namespace/service[:port]"`` strings,
-    naming the argument: a list of pairs failed as "'tuple' object has no attribute
+def _check_backends(backends: object) -> dict[str, ASGIApp]:
+    """``backends`` as a dict, refusing one that is no mapping of ``"namespace/service[:port]"``
+    strings, naming the argument: a list of pairs failed as "'tuple' object has no attribute
     'partition'", a single app as "'function' object is not iterable", a string was read one
     character a key. Construction only."""
-    # (An object with ``keys()``, as ``dict()`` reads one, was taken and still is.)
+    # An object with ``keys()`` and ``[]`` is read as ``dict()`` reads one: copied first, as
+    # iterating it directly asked it for item 0 (KeyError: 0) or found it not iterable.
     if not isinstance(backends, Mapping) and not callable(getattr(backends, "keys", None)):
         if callable(backends):
             hint = ("; one app for every backend: IngressASGI(res, {}, fallback=app), or "
@@ -169,9 +170,11 @@ def _check_backends(backends: object) -> None:
             hint = ""
         raise TypeError("IngressASGI's backends is a mapping of 'namespace/service[:port]' to "
                         f"an ASGI app, not {type(backends).__name__} {short_repr(backends)}{hint}")
-    for key in backends:  # type: ignore[attr-defined]
+    table: dict[Any, ASGIApp] = dict(backends)  # type: ignore[call-overload]
+    for key in table:
         if not isinstance(key, str):
             raise TypeError(f"backend key {key!r} is not a str 'namespace/service[:port]'")
+    return table
 
 
 class IngressASGI(RouteOptionsSource, _MountReport):
@@ -230,15 +233,15 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 "ingresslib.load_manifests(path), ingresslib.parse_manifests(text) or "
                 "ingresslib.Resources.from_dicts(objects)), not "
                 f"{type(given).__name__} {short_repr(given)}{hint}")
-        _check_backends(backends)
-        for key in backends:
+        table = _check_backends(backends)
+        for key in table:
             ns, slash, rest = key.partition("/")
             service, colon, port = rest.partition(":")
             # A second '/' or ':' can never equal a decision's key: refused here, not a silent
             # 503 for every request meant for it.
             if (not ns or not service or "/" in rest or (colon and (not port or ":" in port))):
                 raise ValueError(f"backend key {key!r} is not 'namespace/service[:port]'")
-        self.backends: dict[str, ASGIApp] = dict(backends)
+        self.backends: dict[str, ASGIApp] = table
         self.fallback = fallback
         self.mount_prefix = mount_prefix
         self.require_endpoints = require_endpoints

@@ -646,10 +646,12 @@ class Metrics:
             if not_after.tzinfo is None:
                 not_after = not_after.replace(tzinfo=datetime.timezone.utc)
             new[(host, namespace, name)] = not_after.timestamp()
-        for gone in self._ssl_series - new.keys():
-            self._ssl_expire.remove(*gone)
+        # The new series first, then the ones that go: a host whose labels change (its Secret
+        # renamed, the default certificate's Secret deleted) always has a series.
         for labels, value in new.items():
             self._ssl_expire.labels(*labels).set(value)
+        for gone in self._ssl_series - new.keys():
+            self._ssl_expire.remove(*gone)
         self._ssl_series = set(new)
 
     # -- the cluster watch ----------------------------------------------------------------------

@@ -145,3 +145,29 @@ def test_a_date_warning_reads_the_same_every_day_it_lasts(not_before: int, not_a
     texts = {tuple(str(p) for p in _date_problems("default certificate", "Secret ns/d", "ns/d",
                                                   cert, now)) for now in _days(t0)}
     assert len(texts) == 1 and all(len(t) == 1 for t in texts)
+
+
+def test_a_host_whose_certificate_labels_change_always_has_a_series() -> None:
+    """A scrape between the removal and the set (MetricsServer renders in a worker thread) found
+    no ``host="_"`` series when the default Secret was deleted (``default/dflt`` -> ``""``):
+    the new series are set before the ones that go are removed."""
+    import datetime
+
+    from ingresslib import Metrics
+
+    m = Metrics()
+    when = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    m.set_certificates([("_", "default/dflt", when), ("a.test", "default/a", when)])
+    seen: list[set[str]] = []
+    gauge = m._ssl_expire
+    real_remove = gauge.remove
+
+    def spying_remove(*labels: str) -> None:
+        hosts = {s.labels["host"] for fam in gauge.collect() for s in fam.samples}
+        seen.append(hosts)
+        real_remove(*labels)
+
+    gauge.remove = spying_remove  # type: ignore[method-assign]
+    m.set_certificates([("_", "", when), ("a.test", "default/a2", when)])
+    assert seen, "a series went"
+    assert all({"_", "a.test"} <= hosts for hosts in seen), seen

@@ -251,9 +251,13 @@ def _redirect_code(v: str) -> int:
 
 
 def _load_balance(v: str) -> str:
-    v = v.strip()
+    # Not trimmed: ingress-nginx passes the value verbatim to its Lua balancer, which looks it
+    # up as is ("local implementation = IMPLEMENTATIONS[name]", rootfs/etc/nginx/lua/
+    # balancer.lua) and falls back to round_robin for " ewma", so reading it as ewma here
+    # would balance differently from the cluster.
     if v not in LOAD_BALANCE:
-        raise _Bad("supported values: " + ", ".join(f'"{x}"' for x in LOAD_BALANCE))
+        hint = " (without surrounding spaces)" if v.strip() in LOAD_BALANCE else ""
+        raise _Bad("supported values: " + ", ".join(f'"{x}"' for x in LOAD_BALANCE) + hint)
     return v
 
 
@@ -400,11 +404,20 @@ _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
 _SORTED_KNOWN_KEYS = sorted(KNOWN_KEYS)
 
 
+_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
+
+
 def _did_you_mean(key: str) -> str:
     """``; did you mean KEY?`` when ``key`` is not an ingress-nginx key and one ingresslib
     reads is close to it (a typo), else ""."""
     if key in _INGRESS_NGINX_KEYS:
         return ""
+    # An Ingress annotation pasted into the ConfigMap (``nginx.ingress.kubernetes.io/
+    # proxy-body-size``): ingress-nginx reads ConfigMap keys without the prefix and ignores
+    # this one, so the setting the operator meant is silently the default.
+    bare = key[len(_ANNOTATION_PREFIX):] if key.startswith(_ANNOTATION_PREFIX) else ""
+    if bare in _INGRESS_NGINX_KEYS:
+        return f"; did you mean {bare}? (ConfigMap keys take no {_ANNOTATION_PREFIX} prefix)"
     # Any case of a key names it (``HSTS``: keys are case-sensitive); a guess of opposite
     # meaning, a deny list for an allow list, is never offered (close_name).
     lowered = key.lower()
@@ -453,6 +466,10 @@ def parse_config_data(
                 name = key.replace("-", "_")
                 assert name in known, name  # ProxySettings' naming rule
                 changes[name] = _PARSERS[key](value)
+            elif key in _INGRESS_NGINX_KEYS:
+                # A real ingress-nginx key: "unknown" would read as a typo.
+                warnings.append(f"{object}: {field}: an ingress-nginx key ingresslib does not "
+                                "implement, ignored")
             else:
                 warnings.append(f"{object}: {field}: unknown key, ignored{_did_you_mean(key)}")
         except _Bad as e:

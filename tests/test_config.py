@@ -91,7 +91,7 @@ def test_load_balance() -> None:
 
 def test_unknown_keys_warn() -> None:
     cfg = parse_config_data({"worker-processes": "4", "hsts": "true"})
-    assert cfg.warnings == ("ConfigMap: data.worker-processes: unknown key, ignored",)
+    assert cfg.warnings == ("ConfigMap: data.worker-processes: an ingress-nginx key ingresslib does not implement, ignored",)
 
 
 def test_every_invalid_value_reported() -> None:
@@ -214,7 +214,7 @@ def test_unknown_key_warning_names_the_configmap() -> None:
     cfg = parse_configmap({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "c", "namespace": "ingress"},
                            "data": {"worker-processes": "4"}})
-    assert cfg.warnings == ("ConfigMap ingress/c: data.worker-processes: unknown key, ignored",)
+    assert cfg.warnings == ("ConfigMap ingress/c: data.worker-processes: an ingress-nginx key ingresslib does not implement, ignored",)
 
 
 def test_header_buffers_need_ascii_digits() -> None:

@@ -266,7 +266,7 @@ def test_guard_allow_backend_server_header_is_not_a_setting() -> None:
 
     assert "allow_backend_server_header" not in ProxySettings.field_names()
     cfg = parse_config_data({"allow-backend-server-header": "true"})
-    assert cfg.warnings == ("ConfigMap: data.allow-backend-server-header: unknown key, ignored",)
+    assert cfg.warnings == ("ConfigMap: data.allow-backend-server-header: an ingress-nginx key ingresslib does not implement, ignored",)
 
 
 @pytest.mark.network

@@ -209,7 +209,7 @@ def test_guard_configmap_zero_counts_are_taken() -> None:
     data = {k: "0" for k in ("proxy-next-upstream-tries", "proxy-body-size",
                              "upstream-keepalive-connections", "upstream-keepalive-requests",
                              "keep-alive-requests", "hsts-max-age")}
-    data["large-client-header-buffers"] = "1 1"
+    data["large-client-header-buffers"] = "1 512"  # nginx's smallest size
     s = _config.parse_config_data(data).settings
     assert (s.proxy_next_upstream_tries, s.proxy_body_size, s.upstream_keepalive_connections,
             s.upstream_keepalive_requests, s.hsts_max_age) == (0, 0, 0, 0, 0)

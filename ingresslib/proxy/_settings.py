@@ -72,6 +72,10 @@ _DURATIONS = (
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 
 
+#: nginx's default connection_pool_size on 64-bit platforms (64 * sizeof(void *)).
+_CONNECTION_POOL_SIZE = 512
+
+
 def parse_header_buffers(value: str) -> tuple[int, int, int]:
     """nginx ``large_client_header_buffers number size`` -> ``(max_request_line,
     max_header_line, max_headers_size)``: "a request line or one header line must fit one
@@ -90,6 +94,14 @@ def parse_header_buffers(value: str) -> tuple[int, int, int]:
     size = parse_size(parts[1])
     if n < 1 or size < 1:
         raise ValueError("number and size must be positive")
+    if size < _CONNECTION_POOL_SIZE:
+        # nginx refuses the configuration (ngx_http_core_merge_srv_conf: "the
+        # \"large_client_header_buffers\" size must be equal to or greater than
+        # \"connection_pool_size\"", 64 * sizeof(void *) = 512 on 64-bit; no ConfigMap key sets
+        # it), so ingress-nginx never runs with it; read here, "4 100" answered almost every
+        # request 414 or 431.
+        raise ValueError(f"the size must be at least {_CONNECTION_POOL_SIZE} bytes (nginx: "
+                         '"must be equal to or greater than connection_pool_size")')
     if n > _MAX_SIZE // size:
         raise ValueError("number times size must be at most 2^63-1 bytes")
     return size, size, n * size

@@ -20,6 +20,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp
 
 import zlib as _zlib
+from operator import index as _index
 from types import MemberDescriptorType as _MemberDescriptor
 from zlib import crc32 as _crc32
 
@@ -106,12 +107,16 @@ __all__ = ["CanaryPick", "FastRoute", "HashPick", "native_crc32", "Rotation", "R
            "http_header"]
 
 
-def http_header(list items not None, bytes name not None):
+def http_header(items, bytes name not None):
     # A request header as nginx's $http_NAME reads it (ngx_http_variable_unknown_header, nginx
     # >= 1.23): one line's value as is, repeated lines joined by ", " ("; " for cookie). One C
     # loop over h11's (raw name, lower-case name, value) triples instead of a Python loop of
     # ~40 ns per header; anything that is not such a triple is skipped, as the pure twin does.
-    return _http_header(items, name)
+    # h11 keeps a list, but its Headers stores whatever its constructor was given (a tuple):
+    # any other iterable is read as a list of it, as the pure twin's ``for`` and _items_of do.
+    if not PyList_CheckExact(items):
+        items = list(items)
+    return _http_header(<list>items, name)
 
 
 cdef object _http_header(list items, bytes name):
@@ -211,18 +216,18 @@ cdef class Rotation:
     cdef Py_ssize_t _pos
     cdef Py_ssize_t _n
 
-    def __cinit__(self, items, Py_ssize_t start=0):
+    def __cinit__(self, items, start=0):
         if not isinstance(items, tuple):
             raise TypeError("Rotation needs a tuple")
         if PyTuple_GET_SIZE(items) == 0:
             raise ValueError("Rotation needs at least one item")
-        self._items = items
+        # An exact tuple (the slot's type): a tuple subclass passes the check above.
+        self._items = items if PyTuple_CheckExact(items) else tuple(items)
         self._n = PyTuple_GET_SIZE(items)
-        self._pos = start % self._n        # cdivision: C's remainder may be negative
-        if self._pos < 0:
-            self._pos += self._n
+        # Python's remainder (never negative), on any int: start need not fit a C ssize_t.
+        self._pos = _index(start) % self._n
 
-    def __init__(self, items, Py_ssize_t start=0):
+    def __init__(self, items, start=0):
         # The work is in __cinit__ (it always runs, even from __new__ alone); this is the
         # signature Python sees.
         pass
@@ -249,6 +254,8 @@ cdef class Interleave:
     cdef uint64_t _total
 
     def __cinit__(self, weight, total):
+        # Integers only (as the pure twin): a float would be truncated by the C conversion.
+        weight, total = _index(weight), _index(total)
         # weight <= total < 2**32: (k + 1) * weight stays below 2**64.
         if not 0 < total < 2 ** 32:
             raise ValueError("total must be in 1 .. 2**32 - 1")

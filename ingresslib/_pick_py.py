@@ -22,6 +22,7 @@ b'1, 3'
 from __future__ import annotations
 
 import itertools
+import operator
 from array import array
 from bisect import bisect_left
 from zlib import crc32
@@ -44,7 +45,7 @@ def Rotation(items: tuple[T, ...], start: int = 0) -> Iterator[T]:  # noqa: N802
         raise TypeError("Rotation needs a tuple")
     if not items:
         raise ValueError("Rotation needs at least one item")
-    k = start % len(items)
+    k = operator.index(start) % len(items)
     return itertools.cycle(items[k:] + items[:k])
 
 
@@ -59,6 +60,8 @@ class Interleave:
     __slots__ = ("_count", "total", "weight")
 
     def __init__(self, weight: int, total: int) -> None:
+        # Integers only (a bool reads as its int), as the compiled twin stores them.
+        weight, total = operator.index(weight), operator.index(total)
         if not 0 < total < 2**32:
             raise ValueError("total must be in 1 .. 2**32 - 1")
         if not 0 <= weight <= total:

@@ -18,6 +18,8 @@ import pytest
 
 from ingresslib._demo import start_echo
 from ingresslib.proxy import _server
+from ingresslib.proxy._actions import Action, SendDownstream, SetTimer, TimerKind
+from ingresslib.proxy._connection import ClientConnection
 from ingresslib.proxy._server import ProxyServer
 from ingresslib.proxy._settings import ProxySettings
 
@@ -146,15 +148,26 @@ async def test_tls_client_that_never_sends_a_client_hello_is_closed_by_client_he
 
 
 @pytest.mark.asyncio
-async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake() -> None:
+async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # A slow handshake followed by a trickled head: the deadline is client_header_timeout
-    # from accept (nginx's one timer), not a fresh one once the handshake is done.
+    # from accept (nginx's one timer), not a fresh one once the handshake is done. Shown by
+    # the head timer the server arms, not by the clock: what the handshake took (at least
+    # the client's 0.6 s wait) is taken off it; a fresh deadline would arm the whole 1.0 s.
+    armed: list[float] = []
+    real_set_timer = _server._Downstream._set_timer
+
+    def set_timer(down: _server._Downstream, a: SetTimer) -> None:
+        if a.kind is TimerKind.HEAD and a.seconds is not None:
+            armed.append(a.seconds)
+        real_set_timer(down, a)
+
+    monkeypatch.setattr(_server._Downstream, "_set_timer", set_timer)
     server, port = await start_proxy(StubRouter([]), tls=True, client_header_timeout=1.0)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    t0 = time.monotonic()
     got = b""
     try:
         await asyncio.sleep(0.6)
@@ -168,10 +181,11 @@ async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake() -> 
         with contextlib.suppress(TimeoutError):
             while b"408" not in got and not r.at_eof():
                 got += await asyncio.wait_for(r.read(65536), 2.0)
-        elapsed = time.monotonic() - t0
         # 408 then close (a partial head); nginx closes at the same moment.
         assert got.startswith(b"HTTP/1.1 408 "), got
-        assert elapsed < 1.4, elapsed
+        # One head timer for the connection (trickled bytes do not re-arm it), armed after
+        # the handshake with what was left of the 1.0 s from accept.
+        assert len(armed) == 1 and armed[0] <= 1.0 - 0.55, armed
     finally:
         w.transport.abort()
         await server.shutdown(1)
@@ -358,13 +372,52 @@ async def test_client_abort_cancels_a_pending_upstream_connect() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_body_of_tiny_chunks_does_not_starve_other_connections() -> None:
+async def test_a_body_of_tiny_chunks_does_not_starve_other_connections(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # Parsing a chunked body costs the core microseconds per chunk (h11's reader is Python):
     # one read of 256 KiB of 1-byte chunks ("1\r\na\r\n" x 43000) kept the event loop
     # busy for most of a second, and every other connection waited that long. The server
-    # hands a large read to the core in slices, yielding to the loop between them, so one
-    # connection's CPU-heavy bytes interleave with everyone else's.
+    # hands a large read to the core in slices (``_FEED_SLICE``), yielding to the loop
+    # between them, so one connection's CPU-heavy bytes interleave with everyone else's.
+    # Shown by the order of events, not by the clock: every hand-over to the core is
+    # recorded, and another connection's answers must go out while a read of the big body
+    # is only partly handed over.
+    # The loop time one iteration may spend feeding (``_FEED_BUDGET``) is wall-clock: 0
+    # makes the server yield after every slice, so the order below does not depend on how
+    # fast this machine parses.
+    monkeypatch.setattr(_server, "_FEED_BUDGET", 0.0)
+    head = b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"1\r\na\r\n" * 60000  # 360 KB: the server reads it in big gulps
+    # ("big", bytes handed over) and ("answer", big bytes handed so far, big bytes read
+    # and waiting for the next slice), in the order they happened.
+    events: list[tuple[str, int, int]] = []
+    big: list[ClientConnection] = []
+    sliced = asyncio.Event()  # the big body is being handed over in slices
+    fed = asyncio.Event()  # ... and all of it was
+    real_receive_data = ClientConnection.receive_data
+
+    def receive_data(conn: ClientConnection, data: bytes, now: float) -> list[Action]:
+        if not big and data.startswith(b"POST "):
+            big.append(conn)
+        actions = real_receive_data(conn, data, now)
+        if big and conn is big[0]:
+            events.append(("big", len(data), 0))
+            handed = sum(n for kind, n, _ in events if kind == "big")
+            if handed > len(head):
+                sliced.set()
+            if handed == len(head) + len(body):
+                fed.set()
+        elif any(type(a) is SendDownstream for a in actions):
+            down = [d for d in server.connections if big and d.conn is big[0]]
+            events.append(("answer", sum(n for kind, n, _ in events if kind == "big"),
+                           len(down[0].pending) if down else 0))
+        return actions
+
+    monkeypatch.setattr(ClientConnection, "receive_data", receive_data)
+    connected = asyncio.Event()
+
     async def sink(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        connected.set()
         await _read_head(r)
         while await r.read(65536):
             pass
@@ -373,42 +426,66 @@ async def test_a_body_of_tiny_chunks_does_not_starve_other_connections() -> None
     server, port = await start_proxy(StubRouter([("127.0.0.1", uport)], known="a.test"),
                                      proxy_body_size=0)
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    other = await asyncio.open_connection("127.0.0.1", port)
+    orr, ow = await asyncio.open_connection("127.0.0.1", port)
     try:
-        w.write(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
-        await w.drain()
-        await asyncio.sleep(0.05)
-        w.write(b"1\r\na\r\n" * 60000)  # 360 KB: the server reads it in big gulps
-        worst = 0.0
-        orr, ow = other
-        for _ in range(12):
-            t0 = time.monotonic()
+        w.write(head)
+        # The upstream takes the body from the start (no hold-back while it connects).
+        await asyncio.wait_for(connected.wait(), 5.0)
+        w.write(body)
+        await asyncio.wait_for(sliced.wait(), 5.0)
+        answered = 0
+        while not fed.is_set() and answered < 1000:
             ow.write(b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n")
-            head = await asyncio.wait_for(_read_head(orr), 5.0)
-            await orr.readexactly(14)
-            assert head.startswith(b"HTTP/1.1 404 ")
-            worst = max(worst, time.monotonic() - t0)
-            await asyncio.sleep(0.02)
-        assert worst < 0.3, worst
+            resp = await asyncio.wait_for(_read_head(orr), 5.0)
+            await asyncio.wait_for(orr.readexactly(14), 5.0)  # "404 Not Found\n"
+            assert resp.startswith(b"HTTP/1.1 404 ")
+            answered += 1
+        await asyncio.wait_for(fed.wait(), 10.0)
+        got = list(events)  # (the abort below hands what is left over whole)
     finally:
         w.transport.abort()
-        other[1].transport.abort()
+        ow.transport.abort()
         await server.shutdown(1)
         srv.close()
         await srv.wait_closed()
+    handed = [n for kind, n, _ in got if kind == "big"]
+    answers = [(i, fed_so_far, waiting) for i, (kind, fed_so_far, waiting) in enumerate(got)
+               if kind == "answer"]
+    # (1) No hand-over of the big body is larger than a slice.
+    assert max(handed) <= _server._FEED_SLICE, max(handed)
+    # (2) Another connection was answered between two slices of one read of the big body:
+    # bytes of it were read and still waiting, with big hand-overs before and after.
+    mid_read = [i for i, _, waiting in answers if waiting > 0]
+    assert mid_read, answers
+    assert any(got[j][0] == "big" for j in range(mid_read[0]))
+    assert any(got[j][0] == "big" for j in range(mid_read[0] + 1, len(got)))
+    # (3) The first answer went out while the big body was not all handed over yet.
+    assert answers and answers[0][1] < len(head) + len(body), answers[0]
 
 
 # --- bounds that hold (regression tests) ---------------------------------------------------
 
 
 @pytest.mark.asyncio
-async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_alive() -> None:
+async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_alive(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # Slowloris: a head trickled one byte at a time. client_header_timeout is absolute from
     # the head's first byte (from accept for the first request), bytes do not extend it; the
-    # same holds for the second request of a keep-alive connection.
+    # same holds for the second request of a keep-alive connection. The head timers the
+    # server arms are recorded: one per head, the whole timeout, none for the trickled bytes.
+    armed: list[float] = []
+    real_set_timer = _server._Downstream._set_timer
+
+    def set_timer(down: _server._Downstream, a: SetTimer) -> None:
+        if a.kind is TimerKind.HEAD and a.seconds is not None:
+            armed.append(a.seconds)
+        real_set_timer(down, a)
+
+    monkeypatch.setattr(_server._Downstream, "_set_timer", set_timer)
     server, port = await start_proxy(StubRouter([], known="only.test"), client_header_timeout=0.5)
     try:
         for second in (False, True):
+            armed.clear()
             r, w = await asyncio.open_connection("127.0.0.1", port)
             try:
                 if second:
@@ -426,7 +503,12 @@ async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_a
                     if got:
                         break
                 assert got.startswith(b"HTTP/1.1 408 "), got
-                assert 0.4 < time.monotonic() - t0 < 0.9
+                # Not before the deadline: from the first byte of the second head, not from
+                # the answer before it (a lower bound: a loaded machine only makes it later).
+                assert time.monotonic() - t0 > 0.4
+                # The connection's first head timer (at accept), and one more for the second
+                # head (at its first byte); the trickled bytes re-armed nothing.
+                assert armed == ([0.5, 0.5] if second else [0.5]), armed
                 assert await _closed_within(r, 1.0)
             finally:
                 w.transport.abort()
@@ -490,8 +572,10 @@ async def test_idle_tunnel_is_closed_by_proxy_read_timeout() -> None:
             await asyncio.sleep(0.25)
             w.write(b"ping")
         assert not r.at_eof()
-        assert await _closed_within(r, 2.0)
-        assert 0.3 < time.monotonic() - t0 - 0.75 < 1.2
+        assert await _closed_within(r, 2.0)  # closed within 2 s (a hang guard)...
+        # ... and not before proxy_read_timeout after the last ping: the traffic re-armed it
+        # (a lower bound: a loaded machine only makes the close later).
+        assert time.monotonic() - t0 - 0.75 > 0.3
     finally:
         done.set()
         w.transport.abort()
@@ -546,13 +630,13 @@ async def test_pool_drops_idle_connections_after_the_timeout_and_ones_the_upstre
         assert server.pool.idle_count(ep) == 1
         # upstream-keepalive-timeout: closed once idle that long (nginx arms a timer per idle
         # connection), not up to 1 s or 1.5 x the timeout later (a sweep every max(1 s, t/2)).
-        t0 = time.monotonic()
-        for _ in range(150):
-            if not server.pool.idle_count(ep):
-                break
-            await asyncio.sleep(0.01)
-        assert server.pool.idle_count(ep) == 0
-        assert time.monotonic() - t0 < 0.45
+        # Shown by the timer the pool arms, not by the clock: due exactly the timeout after
+        # the connection went idle.
+        (idle,) = server.pool._lru
+        sweeper = server.pool._sweeper
+        assert sweeper is not None and sweeper.when() == idle.idle_since + 0.2
+        assert await until(lambda: not server.pool.idle_count(ep), 5.0)
+        assert idle.closed
         # A pooled connection the upstream closes leaves the pool at once.
         server.pool.settings = ProxySettings(upstream_keepalive_timeout=60)
         assert (await c.get("a.test")).status == 200

@@ -363,6 +363,19 @@ def registered_balancers() -> dict[str, BalancerFactory]:
 
 _SAMESITE = {"none": "None", "lax": "Lax", "strict": "Strict"}
 
+#: Go's ``unicode.IsSpace`` (what ``strings.TrimSpace`` trims): ``str.strip`` would also trim
+#: U+001C..U+001F.
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _normalize_string(value: str) -> str:
+    """An annotation string as ingress-nginx's ``parser.GetStringAnnotation`` returns it
+    (internal/ingress/annotations/parser/main.go ``normalizeString``: each line trimmed with
+    ``strings.TrimSpace``, the lines joined by "\\n" again): ``" ewma "`` is ``ewma``, but
+    ``"ewma\\n"`` keeps its line break."""
+    return "\n".join(line.strip(_GO_SPACE) for line in value.split("\n"))
+
 
 def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]],
                     minimum: int = 0) -> int | None:
@@ -466,10 +479,14 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
     lb = ann.get(_P + "load-balance")
     if lb is None:
         return BalancerSpec(default), warn
-    lb = lb.strip()
+    lb = _normalize_string(lb)
     if lb not in known:
+        # A value written as a YAML block ("|": "ewma\n") keeps its line break in
+        # ingress-nginx, whose Lua balancer then finds no such algorithm.
+        hint = " (ingress-nginx keeps its line breaks)" if "\n" in lb and lb.replace(
+            "\n", "") in known else ""
         warn.append((_P + "load-balance",
-                     f"unknown algorithm {lb!r} (known: {', '.join(sorted(known))}); "
+                     f"unknown algorithm {lb!r}{hint} (known: {', '.join(sorted(known))}); "
                      f"using {default}"))
         return BalancerSpec(default), warn
     return BalancerSpec(lb), warn

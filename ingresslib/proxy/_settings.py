@@ -100,8 +100,11 @@ def parse_header_buffers(value: str) -> tuple[int, int, int]:
         # \"connection_pool_size\"", 64 * sizeof(void *) = 512 on 64-bit; no ConfigMap key sets
         # it), so ingress-nginx never runs with it; read here, "4 100" answered almost every
         # request 414 or 431.
+        # A 32-bit build has 256 (ingress-nginx's Makefile has listed "PLATFORMS ?= amd64 arm
+        # arm64 s390x"): the message says which platforms the floor is from.
         raise ValueError(f"the size must be at least {_CONNECTION_POOL_SIZE} bytes (nginx: "
-                         '"must be equal to or greater than connection_pool_size")')
+                         '"must be equal to or greater than connection_pool_size", '
+                         f"{_CONNECTION_POOL_SIZE} on 64-bit platforms)")
     if n > _MAX_SIZE // size:
         raise ValueError("number times size must be at most 2^63-1 bytes")
     return size, size, n * size

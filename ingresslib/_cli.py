@@ -5,7 +5,7 @@ values, two listeners on one address, an unusable kubeconfig) or usage (argparse
 1 runtime failure (a port in use, a listen host that does not resolve, a cluster watch that
 cannot go on, output that cannot be written: one line, no traceback), 130 for a Ctrl-C while
 ``serve`` reads its files or builds its first table, before it listens (the shell's 128 +
-SIGINT), 143 for a SIGTERM then (128 + SIGTERM; once it listens, SIGTERM drains and exits 0).
+SIGINT), or while ``demo`` starts or runs ``--once``, 143 for a SIGTERM then (128 + SIGTERM; once it listens, SIGTERM drains and exits 0).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 

@@ -339,7 +339,7 @@ def _curl_lines(demo: Demo) -> list[str]:
         f"curl -s http://127.0.0.1:{p}/admin/x -H 'Host: example.test'   # admin-0..2 round-robin",
         f"curl -s http://127.0.0.1:{p}/ -H 'Host: a.example.test'        # *.example.test -> tenants",
         f"curl -si http://127.0.0.1:{p}/ -H 'Host: a.b.example.test'     # 404: a wildcard covers one label",
-        f"curl -sk --resolve example.test:{s}:127.0.0.1 https://example.test:{s}/admin   # HTTPS (+HSTS)",
+        f"curl -sik --resolve example.test:{s}:127.0.0.1 https://example.test:{s}/admin  # HTTPS (+HSTS)",
     ]
 
 
@@ -375,7 +375,10 @@ async def self_check(demo: Demo, out: TextIO) -> bool:
     split: Counter[str] = Counter()
     for _ in range(40):
         split[(await http_get(p, "example.test", "/")).echo.get("service", "?")] += 1
-    canary_ok = set(split) <= {"web", "web-v2"} and split["web"] > 0
+    # The demo's Router splits exactly (the smooth interleave): 4 of these 40 go to web-v2.
+    # Checking only that web answered let a canary that never serves, or takes the wrong
+    # share, pass; 3-5 allows for one request to / sent before the check.
+    canary_ok = set(split) <= {"web", "web-v2"} and 3 <= split["web-v2"] <= 5
     ok &= canary_ok
     print(f"  {'ok ' if canary_ok else 'BAD'} canary 90/10      40 x GET http://example.test/ -> "
           + ", ".join(f"{k} {v}" for k, v in sorted(split.items())), file=out)
@@ -435,6 +438,22 @@ async def run_demo(
 
 
 def demo_main(args: argparse.Namespace) -> int:
+    """Exit 0 (stopped with Ctrl-C or SIGTERM once serving; --once: every answer as expected),
+    1 (a port in use; --once: an answer not as expected), 2 (usage), 130 (a Ctrl-C before it
+    serves, or during --once's self-check)."""
+    try:
+        return _demo_main(args)
+    except KeyboardInterrupt:
+        # Only reaches here before run_demo's signal handlers are in place (imports, start-up)
+        # or in --once, which installs none: as serve, 130 with one line, never a traceback,
+        # and never 0 for a self-check that did not run to its end.
+        what = ": the self-check did not finish" if getattr(args, "once", False) else (
+            " before serving")
+        print(f"ingresslib demo: interrupted{what}", file=sys.stderr)
+        return 130
+
+
+def _demo_main(args: argparse.Namespace) -> int:
     from .proxy._server import parse_listen
 
     once = bool(getattr(args, "once", False))
@@ -451,8 +470,5 @@ def demo_main(args: argparse.Namespace) -> int:
             print(f"ingresslib demo: error: {option} {given!r}: {exc}", file=sys.stderr)
             return 2
     listen, tls = addresses
-    try:
-        return asyncio.run(run_demo(listen=listen, tls_listen=tls, once=once, out=sys.stdout,
-                                    seed=getattr(args, "seed", None)))
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        return 0
+    return asyncio.run(run_demo(listen=listen, tls_listen=tls, once=once, out=sys.stdout,
+                                seed=getattr(args, "seed", None)))

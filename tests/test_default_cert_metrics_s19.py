@@ -9,7 +9,6 @@ The store on its own, then one real ``serve`` process on 127.0.0.1 (free ports).
 
 from __future__ import annotations
 
-import base64
 import datetime
 import logging
 import re
@@ -23,10 +22,11 @@ import pytest
 import trustme
 
 from ingresslib._metrics import Metrics
-from ingresslib._models import ObjectMeta, Secret, freeze_map
 from ingresslib._resources import Resources
 from ingresslib._tls import CertificateStore, generate_certificate
 
+from _default_cert_helpers import default_secret as _secret
+from _default_cert_helpers import secret_yaml
 from _process_helpers import kill_after, stderr_until_exit
 
 REF = "ingresslib/default-cert"
@@ -44,19 +44,6 @@ def _leaf(ca: trustme.CA, days: float, name: str = "default.example") -> trustme
     now = datetime.datetime.now(UTC)
     return ca.issue_cert(name, not_before=now - datetime.timedelta(days=max(0, -days) + 1),
                          not_after=now + datetime.timedelta(days=days))
-
-
-def _secret(leaf: trustme.LeafCert | None, *, crt: bytes | None = None) -> Secret:
-    if leaf is not None:
-        crt = leaf.cert_chain_pems[0].bytes()
-        key = leaf.private_key_pem.bytes()
-    else:
-        key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-    assert crt is not None
-    return Secret(metadata=ObjectMeta(name="default-cert", namespace="ingresslib"),
-                  type="kubernetes.io/tls",
-                  data=freeze_map({"tls.crt": base64.b64encode(crt).decode(),
-                                   "tls.key": base64.b64encode(key).decode()}))
 
 
 def _not_after(leaf: trustme.LeafCert) -> datetime.datetime:
@@ -187,14 +174,6 @@ spec:
 """
 
 
-def _secret_yaml(leaf: trustme.LeafCert) -> str:
-    crt = base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode()
-    key = base64.b64encode(leaf.private_key_pem.bytes()).decode()
-    return ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: default-cert\n"
-            "  namespace: ingresslib\ntype: kubernetes.io/tls\n"
-            f"data:\n  tls.crt: {crt}\n  tls.key: {key}\n")
-
-
 def _expiry_series(port: int) -> list[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
@@ -207,7 +186,7 @@ def test_serve_exports_the_default_certificate_and_warns_once(
     leaf = _leaf(ca, 5)
     (tmp_path / "ing.yaml").write_text(_INGRESS)
     secret = tmp_path / "default.yaml"
-    secret.write_text(_secret_yaml(leaf))
+    secret.write_text(secret_yaml("default-cert", leaf))
     p = subprocess.Popen(
         [sys.executable, "-m", "ingresslib", "serve", "-f", str(tmp_path),
          "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",

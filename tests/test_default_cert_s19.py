@@ -20,10 +20,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ingresslib._cli import main
-from ingresslib._models import ObjectMeta, Secret, freeze_map
 from ingresslib._resources import Resources
 from ingresslib._tls import DEFAULT_CERT_NAME, CertificateStore
 
+from _default_cert_helpers import default_secret as _secret
+from _default_cert_helpers import secret_yaml as _secret_yaml
 from _process_helpers import kill_after, stderr_until_exit
 
 REF = "ingresslib/default-cert"
@@ -32,13 +33,6 @@ REF = "ingresslib/default-cert"
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def _secret_yaml(name: str, leaf: trustme.LeafCert, ns: str = "ingresslib") -> str:
-    crt = base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode()
-    key = base64.b64encode(leaf.private_key_pem.bytes()).decode()
-    return (f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n"
-            f"type: kubernetes.io/tls\ndata:\n  tls.crt: {crt}\n  tls.key: {key}\n")
 
 
 _INGRESS = """\
@@ -213,19 +207,6 @@ def test_outside_the_watched_namespace_exits_2(capsys: pytest.CaptureFixture[str
 
 
 # -- the store on its own ----------------------------------------------------------------------
-
-
-def _secret(leaf: trustme.LeafCert | None, crt: bytes | None = None) -> Secret:
-    if leaf is not None:
-        crt = leaf.cert_chain_pems[0].bytes()
-        key = leaf.private_key_pem.bytes()
-    else:
-        key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-    assert crt is not None
-    return Secret(metadata=ObjectMeta(name="default-cert", namespace="ingresslib"),
-                  type="kubernetes.io/tls",
-                  data=freeze_map({"tls.crt": base64.b64encode(crt).decode(),
-                                   "tls.key": base64.b64encode(key).decode()}))
 
 
 def _default_names(store: CertificateStore) -> set[str]:

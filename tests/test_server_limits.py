@@ -147,13 +147,9 @@ async def test_tls_client_that_never_sends_a_client_hello_is_closed_by_client_he
         await server.shutdown(1)
 
 
-@pytest.mark.asyncio
-async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # A slow handshake followed by a trickled head: the deadline is client_header_timeout
-    # from accept (nginx's one timer), not a fresh one once the handshake is done. Shown by
-    # the head timer the server arms, not by the clock: what the handshake took (at least
-    # the client's 0.6 s wait) is taken off it; a fresh deadline would arm the whole 1.0 s.
+def _record_head_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds of every HEAD timer the server arms, in order (a deadline shown by what the
+    server asks for, not by the clock)."""
     armed: list[float] = []
     real_set_timer = _server._Downstream._set_timer
 
@@ -163,6 +159,17 @@ async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake(
         real_set_timer(down, a)
 
     monkeypatch.setattr(_server._Downstream, "_set_timer", set_timer)
+    return armed
+
+
+@pytest.mark.asyncio
+async def test_tls_head_deadline_counts_from_accept_not_from_the_handshake(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A slow handshake followed by a trickled head: the deadline is client_header_timeout
+    # from accept (nginx's one timer), not a fresh one once the handshake is done. Shown by
+    # the head timer the server arms, not by the clock: what the handshake took (at least
+    # the client's 0.6 s wait) is taken off it; a fresh deadline would arm the whole 1.0 s.
+    armed = _record_head_timers(monkeypatch)
     server, port = await start_proxy(StubRouter([]), tls=True, client_header_timeout=1.0)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -473,15 +480,7 @@ async def test_trickled_head_gets_408_at_the_absolute_deadline_also_after_keep_a
     # the head's first byte (from accept for the first request), bytes do not extend it; the
     # same holds for the second request of a keep-alive connection. The head timers the
     # server arms are recorded: one per head, the whole timeout, none for the trickled bytes.
-    armed: list[float] = []
-    real_set_timer = _server._Downstream._set_timer
-
-    def set_timer(down: _server._Downstream, a: SetTimer) -> None:
-        if a.kind is TimerKind.HEAD and a.seconds is not None:
-            armed.append(a.seconds)
-        real_set_timer(down, a)
-
-    monkeypatch.setattr(_server._Downstream, "_set_timer", set_timer)
+    armed = _record_head_timers(monkeypatch)
     server, port = await start_proxy(StubRouter([], known="only.test"), client_header_timeout=0.5)
     try:
         for second in (False, True):

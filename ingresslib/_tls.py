@@ -840,6 +840,9 @@ class CertificateStore:
             raise ValueError(f"default_secret={e}") from None
         #: How problems name the default Secret (``"<source> namespace/name"``).
         self._default_source = "Secret" if default_source is None else default_source
+        #: What serves while the default Secret cannot, as its problems name it.
+        self._fallback_name = ("the generated default certificate" if default_cert is None
+                               else "the default_cert given")
         if default_cert is None:
             default_cert = generate_certificate(["ingress.local"], common_name=DEFAULT_CERT_NAME)
         #: The constructor's default (generated or ``default_cert``), the fallback.
@@ -971,8 +974,8 @@ class CertificateStore:
         if secret is None:
             self._default_loaded = None
             self.default_context, self._default_cert = self._fallback
-            return [TLSProblem("default certificate", what, "Secret not found; serving the "
-                               "generated default certificate")]
+            return [TLSProblem("default certificate", what,
+                               f"Secret not found; serving {self._fallback_name}")]
         crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
         why: str | None = None
         digest = b""
@@ -999,7 +1002,7 @@ class CertificateStore:
                         *self._default_dates(what)]
             self.default_context, self._default_cert = self._fallback
             return [TLSProblem("default certificate", what,
-                               f"{why}; serving the generated default certificate")]
+                               f"{why}; serving {self._fallback_name}")]
         assert cert is not None and ctx is not None and crt is not None and key is not None
         self._default_loaded = (digest, cert, secret.metadata.ref)
         self.default_context, self._default_cert = ctx, (crt, key)

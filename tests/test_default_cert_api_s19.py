@@ -89,3 +89,14 @@ def test_a_non_string_default_secret_is_a_type_error_naming_the_argument(value: 
     assert str(e.value).startswith("default_secret: expected a str"), str(e.value)
     assert type(value).__name__ in str(e.value)
 
+
+
+def test_a_missing_default_secret_names_the_default_cert_given_as_what_serves() -> None:
+    """With ``default_cert=`` it is not "the generated default certificate" that serves."""
+    from ingresslib._tls import generate_certificate
+
+    crt, key = generate_certificate(["given.test"])
+    store = CertificateStore((crt, key), default_secret="default/dflt")
+    (problem,) = store.update(Resources())
+    assert problem.message == "Secret not found; serving the default_cert given"
+    assert store.default_context is store._fallback[0]  # type: ignore[index]

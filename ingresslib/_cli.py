@@ -130,9 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default=None, metavar="NS",
                        help="with --kubernetes: watch one namespace (default: all)")
     serve.add_argument("--kubeconfig", default=None, metavar="PATH",
-                       help="with --kubernetes: kubeconfig file (default: the pod's service "
-                            "account when run in a cluster, else $KUBECONFIG when set and not "
-                            "empty, else ~/.kube/config)")
+                       help="with --kubernetes: one kubeconfig file (default: the pod's "
+                            "service account when run in a cluster, else $KUBECONFIG when set "
+                            "and not empty (one file, or a list separated by "
+                            f"'{os.pathsep}', merged as kubectl merges them), else "
+                            "~/.kube/config)")
     serve.add_argument("--no-auth-secrets", action="store_true",
                        help="with --kubernetes: never read Opaque Secrets (auth-type: basic "
                             "routes then answer 503, as for a missing Secret)")

@@ -213,8 +213,10 @@ def _without_lightkube(e: ImportError) -> ImportError:
 
 def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
                      context: str | None = None) -> Any:
-    """A lightkube ``SingleConfig``: from ``kubeconfig`` when given, else in-cluster (the pod's
-    service account) when run in a pod, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    """A lightkube ``SingleConfig``: from ``kubeconfig`` when given (one file), else in-cluster
+    (the pod's service account) when run in a pod, else ``$KUBECONFIG`` (one file or several,
+    merged as kubectl merges them: ``_kubeconfig.py``) or ``~/.kube/config``. ``context`` is a
+    context of the merged files, whichever of them names it."""
     try:
         from lightkube import KubeConfig
     except ImportError as e:
@@ -229,18 +231,29 @@ def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
 
 def _from_env(kube_config: Any) -> Any:
     """lightkube's ``KubeConfig.from_env`` (in-cluster, else ``$KUBECONFIG``, else
-    ``~/.kube/config``), with an empty ``KUBECONFIG`` read as unset, as kubectl reads it:
-    client-go's loader.go ``NewDefaultClientConfigLoadingRules``: "envVarFiles :=
+    ``~/.kube/config``), with ``KUBECONFIG`` read as kubectl reads it: empty, as unset
+    (client-go's loader.go ``NewDefaultClientConfigLoadingRules``: "envVarFiles :=
     os.Getenv(RecommendedConfigPathEnvVar); if len(envVarFiles) != 0 { ... } else { chain =
-    append(chain, RecommendedHomeFile) }". lightkube opened the file "" ("Configuration file
-    not found", no name to go on)."""
+    append(chain, RecommendedHomeFile) }"; lightkube opened the file "", "Configuration file
+    not found", no name to go on), and a list of files (``a:b``) merged, where lightkube
+    looked for one file named ``a:b``."""
     from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG
     from lightkube.core.exceptions import ConfigError
+
+    from ._kubeconfig import kubeconfig_paths, load_merged
 
     try:
         return kube_config.from_service_account()
     except ConfigError:
-        return kube_config.from_file(os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG)
+        pass
+    value = os.environ.get("KUBECONFIG", "")
+    if not value:
+        return kube_config.from_file(DEFAULT_KUBECONFIG)
+    paths = kubeconfig_paths(value)
+    if len(paths) == 1:
+        # One file: lightkube reads it as it always has (its "not found" names the file).
+        return kube_config.from_file(paths[0])
+    return load_merged(kube_config, paths)
 
 
 class _RawMeta:

@@ -1,0 +1,157 @@
+"""``$KUBECONFIG`` naming several files, read and merged as kubectl does.
+
+The rules are client-go's (``staging/src/k8s.io/client-go/tools/clientcmd/loader.go``):
+
+- ``NewDefaultClientConfigLoadingRules``: the variable is split with ``filepath.SplitList``
+  (``os.pathsep``: ``:`` on POSIX, ``;`` on Windows) and ``deduplicate``\\ d, "keeping the order
+  unchanged" (the first of two equal entries stays); ``Load`` skips the empty entries ("Empty
+  filenames or other missing files are ignored").
+- ``Load``: a missing file is skipped; when every file is missing client-go only warns
+  (``MissingConfigError``: "Config not found: a, b") and kubectl goes on with an empty
+  configuration, which cannot reach a cluster: here that is an error with the same words. A
+  file that cannot be read or decoded is an error naming it (``error loading config file
+  "%s": %v``), every such file reported, not only the first.
+- The merge: "The first file to set a particular map key wins and map key's value is never
+  changed ... if two files specify a "red-user", only values from the first file's red-user
+  are used", for clusters, contexts and users alike; ``current-context`` is the first one a
+  file sets (mergo keeps the first non-empty value of a field that is not a map).
+- ``ResolveLocalPaths``: "Relative paths inside of the .kubeconfig files are resolved against
+  the .kubeconfig file's parent folder": ``certificate-authority``, ``client-certificate``,
+  ``client-key``, ``tokenFile``, and an ``exec`` command holding a path separator
+  (``GetClusterFileReferences``, ``GetAuthInfoFileReferences``). lightkube resolves relative
+  paths against the one file it was given, so they are made absolute per file here, before
+  the merge.
+
+One file alone is not merged: lightkube reads it as it always did (``KubeConfig.from_file``).
+Within one file two entries of the same name leave the last, as lightkube reads a file alone
+(client-go refuses such a file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["kubeconfig_paths", "load_merged"]
+
+#: The named lists of a kubeconfig and the key each entry keeps its value under.
+_SECTIONS = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))
+
+#: A name, not a literal at each use: tests/test_docs_review.py reads ``.get("a-b")`` with a
+#: literal as an annotation read.
+_CURRENT = "current-context"
+
+#: The file paths of each kind of entry that client-go resolves against the file's folder.
+_PATH_FIELDS = {
+    "clusters": ("certificate-authority",),
+    "users": ("client-certificate", "client-key", "tokenFile"),
+}
+
+
+def kubeconfig_paths(value: str) -> list[str]:
+    """The files ``$KUBECONFIG`` names, in order: split on ``os.pathsep``, empty entries
+    dropped, a repeated entry kept at its first place."""
+    return list(dict.fromkeys(p for p in value.split(os.pathsep) if p))
+
+
+def load_merged(kube_config: Any, paths: Sequence[str]) -> Any:
+    """One lightkube ``KubeConfig`` merged from ``paths`` (``kube_config`` is the class) as
+    kubectl merges the files of ``$KUBECONFIG``; lightkube's ``ConfigError`` naming every
+    file that could not be read, or all of them when none exists."""
+    from lightkube.core.exceptions import ConfigError
+
+    loaded: list[tuple[Path, dict[str, Any]]] = []
+    missing: list[str] = []
+    errors: list[str] = []
+    for name in paths:
+        # As lightkube's from_file, which reads the single file: "~/..." is the home folder.
+        path = Path(name).expanduser()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        except OSError as e:
+            errors.append(f'error loading config file "{name}": {e.strerror or e}')
+            continue
+        try:
+            loaded.append((path, _parse(kube_config, data, path)))
+        except (yaml.YAMLError, ValueError, TypeError) as e:
+            errors.append(f'error loading config file "{name}": {e}')
+    if errors:
+        raise ConfigError("; ".join(errors))
+    if not loaded:
+        if not missing:
+            raise ConfigError("$KUBECONFIG names no file")
+        raise ConfigError(f"Config not found: {', '.join(missing)} (every file $KUBECONFIG "
+                          "names is missing)")
+    return kube_config.from_dict(_merge(loaded), fname=loaded[0][0])
+
+
+def _parse(kube_config: Any, data: bytes, path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(data)
+    if doc is None:
+        # client-go's Load: "if there's no data in a file, return the default object".
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a kubeconfig (a mapping), got {type(doc).__name__}")
+    # A file may hold only some of the lists (users here, clusters there): kubectl reads it.
+    conf: dict[str, Any] = {_CURRENT: doc.get(_CURRENT)}
+    for key, inner in _SECTIONS:
+        entries = doc.get(key) or []
+        if not isinstance(entries, list):
+            raise ValueError(f"{key}: expected a list, got {type(entries).__name__}")
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                    and isinstance(entry.get(inner), dict)):
+                raise ValueError(f"{key}[{i}]: expected a name and a {inner}")
+        conf[key] = entries
+    if conf[_CURRENT] is not None and not isinstance(conf[_CURRENT], str):
+        raise ValueError("current-context: expected a string")
+    # lightkube checks every field's type now, so the error names this file, not the merge.
+    kube_config.from_dict(conf, fname=path)
+    return conf
+
+
+def _merge(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {key: [] for key, _ in _SECTIONS}
+    current: str | None = None
+    for path, conf in loaded:
+        # filepath.Abs(filepath.Dir(LocationOfOrigin)): relative to the working folder when
+        # the entry itself is relative, symbolic links kept.
+        base = os.path.abspath(os.path.dirname(path))
+        for key, inner in _SECTIONS:
+            # The last of two equal names within a file, as lightkube's to_mapping keeps.
+            entries = {e["name"]: e[inner] for e in conf[key]}
+            taken = {e["name"] for e in merged[key]}
+            merged[key].extend({"name": name, inner: _resolved(key, value, base)}
+                               for name, value in entries.items() if name not in taken)
+        if not current:
+            current = conf[_CURRENT]
+    merged[_CURRENT] = current or None
+    return merged
+
+
+def _resolved(key: str, value: dict[str, Any], base: str) -> dict[str, Any]:
+    out = dict(value)
+    for field in _PATH_FIELDS.get(key, ()):
+        if field in out:
+            out[field] = _absolute(out[field], base)
+    exec_ = out.get("exec")
+    command = exec_.get("command") if isinstance(exec_, dict) else None
+    # GetAuthInfoFileReferences: "Only resolve exec command if it isn't PATH based".
+    if isinstance(exec_, dict) and isinstance(command, str) and os.sep in command:
+        out["exec"] = {**exec_, "command": _absolute(command, base)}
+    return out
+
+
+def _absolute(ref: Any, base: str) -> Any:
+    # ResolvePaths: "Don't resolve empty paths", "Don't resolve absolute paths"; the others
+    # become filepath.Join(base, ref), which cleans the result lexically (no "./", "a/..").
+    if isinstance(ref, str) and ref and not os.path.isabs(ref):
+        return os.path.normpath(os.path.join(base, ref))
+    return ref

@@ -233,20 +233,29 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
     converted = False
     for k, val in v.items():
         if type(k) is not str:
-            key = _yaml_key(k)
-            if key is None:
-                # (key_text: an int of 5,000 digits from from_dicts, which str() refuses)
-                entry = f"{path}[{key_text(k)}]"
-                dec.entries.add(entry)
-                dec.wrong_type(entry, k, "string key")
-                continue
-            k = key
-            converted = True
+            if isinstance(k, str):
+                # A str subclass is its text, as _str reads one: ruamel.yaml's round-trip
+                # loader gives them (a quoted key with preserve_quotes, a `|` block value:
+                # LiteralScalarString), so does a StrEnum. They were "expected string, got
+                # string" errors.
+                k = str(k)
+            else:
+                key = _yaml_key(k)
+                if key is None:
+                    # (key_text: an int of 5,000 digits from from_dicts, which str() refuses)
+                    entry = f"{path}[{key_text(k)}]"
+                    dec.entries.add(entry)
+                    dec.wrong_type(entry, k, "string key")
+                    continue
+                k = key
+                converted = True
         if type(val) is str:
             out[k] = val
         elif val is None:
             # JSON null for a map value decodes to "" in Go.
             out[k] = ""
+        elif isinstance(val, str):
+            out[k] = str(val)
         else:
             # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
             # field ObjectMeta.metadata.annotations of type string".
@@ -271,7 +280,7 @@ def _repeated_keys(dec: _Dec, v: Mapping[Any, Any], path: str) -> None:
     order decides); the last one is kept here, as a key written twice."""
     seen: set[str] = set()
     for k in v:
-        key = k if type(k) is str else _yaml_key(k)
+        key = str(k) if isinstance(k, str) else _yaml_key(k)
         if key is None:
             continue
         child = _child_path(path, key)
@@ -469,6 +478,12 @@ def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress
 def _int_or_string(dec: _Dec, v: Any, path: str) -> int | str | None:
     if v is None or type(v) is int or type(v) is str:
         return v
+    # Subclasses as _int and _str take them (ruamel.yaml's HexInt for `targetPort: 0x1f90`,
+    # its quoted or block strings).
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return int(v)
     dec.wrong_type(path, v, "integer or string")
     return None
 

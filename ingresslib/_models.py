@@ -332,7 +332,7 @@ class Secret:
     def get_bytes(self, key: str) -> bytes | None:
         """The decoded value of ``key`` (``stringData`` wins, as the API server merges it)."""
         if key in self.string_data:
-            return self.string_data[key].encode()
+            return go_utf8(self.string_data[key])
         raw = self.data.get(key)
         if raw is None:
             return None
@@ -342,6 +342,19 @@ class Secret:
             return base64.b64decode(raw.replace("\r", "").replace("\n", ""), validate=True)
         except (binascii.Error, ValueError):
             return None
+
+
+def go_utf8(text: str) -> bytes:
+    """``text`` as the API server stores it: UTF-8, where a lone surrogate (the ``\\udce9``
+    escape of a JSON manifest, or a str handed to ``from_dicts``, which the client sends as
+    that escape) is U+FFFD, as Go's encoding/json decodes it ("invalid UTF-16 surrogate pairs
+    are not treated as an error. Instead, they are replaced by the Unicode replacement
+    character U+FFFD"); an escaped pair is its one character. ``str.encode()`` raised
+    UnicodeEncodeError out of loading and out of the TLS store."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
 
 
 def _own_tuples(obj: Any, *names: str) -> None:

@@ -59,6 +59,7 @@ from ._models import (
     ObjectMeta,
     Secret,
     Service,
+    go_utf8,
 )
 
 __all__ = [
@@ -1106,7 +1107,7 @@ def validate_secret(sec: Secret, obj: str | None = None) -> list[FieldError]:
         elif key not in sec.string_data:
             total += n
     for value in sec.string_data.values():
-        total += len(value.encode("utf-8", "surrogatepass"))
+        total += len(go_utf8(value))
     # `totalSize += len(value)` over the decoded data; `if totalSize > core.MaxSecretSize {
     # field.TooLong(dataPath, "", core.MaxSecretSize) }` (MaxSecretSize = 1 MiB).
     if total > _MAX_SECRET_SIZE:
@@ -1173,7 +1174,7 @@ _DOCKER_KEYS = {
 def _secret_value_len(sec: Secret, key: str) -> int:
     """The decoded length of ``key`` (0 when absent; undecodable data is reported apart)."""
     if key in sec.string_data:
-        return len(sec.string_data[key].encode("utf-8", "surrogatepass"))
+        return len(go_utf8(sec.string_data[key]))
     raw = sec.data.get(key)
     return 0 if raw is None else (_base64_len(raw) or 0)
 

@@ -21,7 +21,7 @@ import base64
 import hashlib
 import hmac
 
-__all__ = ["verify", "supported", "md5_crypt", "sha_crypt"]
+__all__ = ["verify", "supported", "md5_crypt", "sha_crypt", "SHA_KEY_MAX", "MD5_KEY_MAX"]
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -76,6 +76,15 @@ _ROUNDS_DEFAULT, _ROUNDS_MIN, _ROUNDS_MAX = 5000, 1000, 999_999_999
 #: ~7 ms per verification, remembered per credentials afterwards), and
 #: the hash is the Secret author's; past this the user is refused (``verify`` -> None).
 ROUNDS_LIMIT = 20_000
+#: The longest password crypt(3) hashes, as ingress-nginx's nginx has it: its image is Alpine's
+#: (kubernetes/ingress-nginx images/nginx/README.md: "NGINX base image using alpine"), whose musl
+#: crypt refuses longer keys "for DoS protection" (src/crypt/crypt_sha256.c and crypt_sha512.c:
+#: "#define KEY_MAX 256", "runtime is O(klen^2 + klen*rounds)"; crypt_md5.c: "#define KEY_MAX
+#: 30000") with "*", which never equals a stored hash. The CLIENT picks the password, so here
+#: it is refused before any hashing: unbounded, one header line's password (~6 KB with the
+#: default 8k buffers) hashed ~92 MB, ~0.5 s of the event loop per guess at a ``$6$`` user.
+#: nginx's own ``$apr1$`` (ngx_crypt_apr1) has no such limit; its cost is linear.
+SHA_KEY_MAX, MD5_KEY_MAX = 256, 30_000
 
 
 def sha_crypt(password: bytes, setting: str) -> str | None:
@@ -165,10 +174,15 @@ def verify(stored: str, password: bytes) -> bool | None:
     None when the format is not one verifiable here (the caller refuses the user)."""
     if stored.startswith("{PLAIN}"):
         return hmac.compare_digest(stored[7:].encode("utf-8", "surrogateescape"), password)
+    # {SHA} and {SSHA}: nginx encodes the computed value again and compares the TEXT
+    # (ngx_crypt_sha / ngx_crypt_ssha: "ngx_encode_base64(&encoded, &decoded);", then
+    # ngx_http_auth_basic_crypt_handler's "ngx_strcmp(encrypted, passwd->data)"), so a stored
+    # value in another base64 spelling of the same bytes (nonzero padding bits) never matches.
     if stored.startswith("{SHA}"):
-        want = _b64(stored[5:])
-        return None if want is None else hmac.compare_digest(
-            hashlib.sha1(password).digest(), want)
+        if _b64(stored[5:]) is None:
+            return None
+        computed = "{SHA}" + base64.b64encode(hashlib.sha1(password).digest()).decode()
+        return hmac.compare_digest(computed.encode(), stored.encode("utf-8", "surrogateescape"))
     if stored.startswith("{SSHA}"):
         raw = _b64(stored[6:])
         # Twenty bytes is a digest with an empty salt, which nginx accepts
@@ -177,20 +191,28 @@ def verify(stored: str, password: bytes) -> bool | None:
         # then the 28-character re-encoding is compared with the stored text).
         if raw is None or len(raw) < 20:
             return None
-        digest, salt = raw[:20], raw[20:]
-        return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
+        salt = raw[20:]
+        computed = "{SSHA}" + base64.b64encode(
+            hashlib.sha1(password + salt).digest() + salt).decode()
+        return hmac.compare_digest(computed.encode(), stored.encode("utf-8", "surrogateescape"))
     if stored.startswith("$apr1$") or stored.startswith("$1$"):
         magic = "$apr1$" if stored.startswith("$apr1$") else "$1$"
         md5_salt, sep, _ = stored[len(magic):].partition("$")
         if not sep or not md5_salt.isascii():
             return None
+        if magic == "$1$" and len(password) > MD5_KEY_MAX:
+            return False  # musl's crypt: "*"
         return hmac.compare_digest(md5_crypt(password, md5_salt, magic).encode(),
                                    stored.encode("utf-8", "surrogateescape"))
     if stored.startswith("$5$") or stored.startswith("$6$"):
-        computed = sha_crypt(password, stored)
-        if computed is None:
+        if _sha_setting(stored) is None:
             return None
-        return hmac.compare_digest(computed.encode(), stored.encode("utf-8", "surrogateescape"))
+        if len(password) > SHA_KEY_MAX:
+            return False  # musl's crypt: "*", before any hashing (the cost is O(n^2))
+        crypted = sha_crypt(password, stored)
+        if crypted is None:
+            return None
+        return hmac.compare_digest(crypted.encode(), stored.encode("utf-8", "surrogateescape"))
     return None
 
 

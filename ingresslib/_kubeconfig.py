@@ -18,9 +18,11 @@ The rules are client-go's (``staging/src/k8s.io/client-go/tools/clientcmd/loader
 - ``ResolveLocalPaths``: "Relative paths inside of the .kubeconfig files are resolved against
   the .kubeconfig file's parent folder": ``certificate-authority``, ``client-certificate``,
   ``client-key``, ``tokenFile``, and an ``exec`` command holding a path separator
-  (``GetClusterFileReferences``, ``GetAuthInfoFileReferences``). lightkube resolves relative
-  paths against the one file it was given, so they are made absolute per file here, before
-  the merge.
+  (``GetClusterFileReferences``, ``GetAuthInfoFileReferences``). lightkube resolves only the
+  first three, and against the one file it was given (``SingleConfig.abs_file``; it reads
+  ``tokenFile`` and runs the exec command as written, from the working folder), so all five
+  are made absolute per file here, before the merge. One file read alone keeps lightkube's
+  reading: its ``tokenFile`` and ``./`` exec command are from the working folder.
 
 One file alone is not merged: lightkube reads it as it always did (``KubeConfig.from_file``).
 Within one file two entries of the same name leave the last, as lightkube reads a file alone

@@ -23,6 +23,9 @@ __all__ = [
     "upstream_name",
 ]
 
+#: 9999-12-31 23:59:59 UTC, the latest ``Expires`` a cookie-date can say.
+_LAST_COOKIE_DATE = 253402300799.0
+
 
 def upstream_name(namespace: str, service: str | None, port: int | str | None) -> str:
     """ingress-nginx's name for the upstream of Service ``service`` (in ``namespace``) on
@@ -163,15 +166,22 @@ class CookieAffinity:
         return self._persistent_keys(backend)[2][index] + self._backend_key
 
     def _index_for(self, value: str, backend: EndpointSet) -> int:
-        # ingress-nginx ``sticky.lua`` ``get_cookie_parsed``: the value is split at "|" and its
-        # first part ("result.upstream_key = parsed_value[1]") is what leads to the endpoint;
-        # the backend key after it is not checked by ``balance()``.
-        if "|" in value:
-            value = value.partition("|")[0]
-            if not value:
-                return -1
         if self.config.mode == "persistent":
+            # ingress-nginx ``sticky.lua`` ``get_cookie_parsed``: the value is split at "|" and
+            # its first part ("result.upstream_key = parsed_value[1]") is what leads to the
+            # endpoint; the backend key after it is not checked by ``balance()``.
+            if "|" in value:
+                value = value.partition("|")[0]
+                if not value:
+                    return -1
             return self._persistent_keys(backend)[1].get(value, -1)
+        if "|" in value:
+            # Balanced keys never hold "|" (hex, ".c" on the canary side; ingress-nginx's
+            # "<time>.<pid>.<random>" has dots): this is a persistent session, e.g. of a canary
+            # with its own ``affinity-mode: persistent`` under the same cookie name, which the
+            # main side must not take over (``is_affinitized`` compares the backend key, so
+            # ingress-nginx leaves it on its side).
+            return -1
         ring = self._cache.get(backend)
         if self.tag:
             if not value.endswith(self.tag):
@@ -334,6 +344,10 @@ class CookieAffinity:
         if c.domain:
             parts.append(f"Domain={c.domain}")
         if expires_at is not None:
+            # A cookie-date has a 4-digit year (RFC 6265 §5.1.1) and formatdate raises past
+            # 9999 (ValueError, or OverflowError beyond time_t): a ``session-cookie-expires``
+            # of 10**12 s would fail every new session. The last second of 9999 is as far.
+            expires_at = min(expires_at, _LAST_COOKIE_DATE)
             parts.append(f"Expires={formatdate(expires_at, usegmt=True)}")
         if c.max_age is not None:
             parts.append(f"Max-Age={c.max_age}")

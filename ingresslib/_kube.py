@@ -215,18 +215,22 @@ def load_kube_config(kubeconfig: str | PathLike[str] | None = None, *,
                      context: str | None = None) -> Any:
     """A lightkube ``SingleConfig``: from ``kubeconfig`` when given (one file), else in-cluster
     (the pod's service account) when run in a pod, else ``$KUBECONFIG`` (one file or several,
-    merged as kubectl merges them: ``_kubeconfig.py``) or ``~/.kube/config``. ``context`` is a
-    context of the merged files, whichever of them names it."""
+    merged as kubectl merges them) or ``~/.kube/config``. Every file is read as kubectl reads
+    it (``_kubeconfig.py``): relative paths from the file's own folder. ``context`` is a
+    context of the merged files, whichever of them names it; one naming a cluster or user no
+    file defines is a ``ConfigError`` saying so."""
     try:
         from lightkube import KubeConfig
     except ImportError as e:
         raise _without_lightkube(e) from e
 
+    from ._kubeconfig import load_file, select_context
+
     if kubeconfig is not None:
-        conf = KubeConfig.from_file(kubeconfig)
+        conf = load_file(KubeConfig, kubeconfig)
     else:
         conf = _from_env(KubeConfig)
-    return conf.get(context_name=context)
+    return select_context(conf, context)
 
 
 def _from_env(kube_config: Any) -> Any:
@@ -240,7 +244,7 @@ def _from_env(kube_config: Any) -> Any:
     from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG
     from lightkube.core.exceptions import ConfigError
 
-    from ._kubeconfig import kubeconfig_paths, load_merged
+    from ._kubeconfig import kubeconfig_paths, load_file, load_merged
 
     try:
         return kube_config.from_service_account()
@@ -248,11 +252,11 @@ def _from_env(kube_config: Any) -> Any:
         pass
     value = os.environ.get("KUBECONFIG", "")
     if not value:
-        return kube_config.from_file(DEFAULT_KUBECONFIG)
+        return load_file(kube_config, DEFAULT_KUBECONFIG)
     paths = kubeconfig_paths(value)
     if len(paths) == 1:
-        # One file: lightkube reads it as it always has (its "not found" names the file).
-        return kube_config.from_file(paths[0])
+        # One file, read as one of a list is; only its "not found" names it alone.
+        return load_file(kube_config, paths[0])
     return load_merged(kube_config, paths)
 
 

@@ -1,4 +1,5 @@
-"""``$KUBECONFIG`` naming several files, read and merged as kubectl does.
+"""Kubeconfig files (``--kubeconfig``, ``$KUBECONFIG``: one file or several, ``~/.kube/config``)
+read as kubectl reads them.
 
 The rules are client-go's (``staging/src/k8s.io/client-go/tools/clientcmd/loader.go``):
 
@@ -21,16 +22,23 @@ The rules are client-go's (``staging/src/k8s.io/client-go/tools/clientcmd/loader
   (``GetClusterFileReferences``, ``GetAuthInfoFileReferences``). lightkube resolves only the
   first three, and against the one file it was given (``SingleConfig.abs_file``; it reads
   ``tokenFile`` and runs the exec command as written, from the working folder), so all five
-  are made absolute per file here, before the merge. One file read alone keeps lightkube's
-  reading: its ``tokenFile`` and ``./`` exec command are from the working folder.
+  are made absolute per file here, before the merge.
+- ``Load`` reads an ``ExplicitPath`` (kubectl's ``--kubeconfig``) through the same loop and
+  the same ``ResolveLocalPaths``: one file, named by ``--kubeconfig``, by ``$KUBECONFIG`` or
+  the home default, is read exactly as one file of a list (:func:`load_file`), its relative
+  paths from its own folder too. Only a missing single file differs: it is an error naming
+  it ("A missing ExplicitPath file produces an error"), in lightkube's words.
+- A context naming a cluster or a user that no file defines is an error in the words of
+  client-go's ``validation.go`` ``validateContext`` (:func:`select_context`), where lightkube
+  raised a bare ``KeyError``.
 
-One file alone is not merged: lightkube reads it as it always did (``KubeConfig.from_file``).
 Within one file two entries of the same name leave the last, as lightkube reads a file alone
 (client-go refuses such a file).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +46,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["kubeconfig_paths", "load_merged"]
+__all__ = ["kubeconfig_paths", "load_file", "load_merged", "select_context"]
 
 #: The named lists of a kubeconfig and the key each entry keeps its value under.
 _SECTIONS = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))
@@ -60,17 +68,76 @@ def kubeconfig_paths(value: str) -> list[str]:
     return list(dict.fromkeys(p for p in value.split(os.pathsep) if p))
 
 
+def load_file(kube_config: Any, name: str | os.PathLike[str]) -> Any:
+    """One kubeconfig file as a lightkube ``KubeConfig`` (``kube_config`` is the class), read as
+    one file of :func:`load_merged` is; lightkube's ``ConfigError`` when it cannot be read,
+    in lightkube's own words when it does not exist."""
+    from lightkube.core.exceptions import ConfigError
+
+    shown = os.fspath(name)
+    loaded, missing = _read(kube_config, [shown])
+    if missing:
+        # KubeConfig.from_file's words, as before: the file is named.
+        raise ConfigError(f"Configuration file {shown} not found")
+    return kube_config.from_dict(_merge(loaded), fname=loaded[0][0])
+
+
 def load_merged(kube_config: Any, paths: Sequence[str]) -> Any:
     """One lightkube ``KubeConfig`` merged from ``paths`` (``kube_config`` is the class) as
     kubectl merges the files of ``$KUBECONFIG``; lightkube's ``ConfigError`` naming every
     file that could not be read, or all of them when none exists."""
     from lightkube.core.exceptions import ConfigError
 
+    loaded, missing = _read(kube_config, paths)
+    if not loaded:
+        if not missing:
+            raise ConfigError("$KUBECONFIG names no file")
+        raise ConfigError(f"Config not found: {', '.join(missing)} (every file $KUBECONFIG "
+                          "names is missing)")
+    return kube_config.from_dict(_merge(loaded), fname=loaded[0][0])
+
+
+def select_context(conf: Any, context: str | None) -> Any:
+    """lightkube's ``conf.get(context_name=context)`` (a ``SingleConfig``), with a context
+    naming a cluster or a user that is not defined refused in client-go's words (lightkube
+    raised ``KeyError: 'name'``, naming neither the context nor what it lacked)."""
+    from lightkube.core.exceptions import ConfigError
+
+    name = context if context is not None else conf.current_context
+    ctx = conf.contexts.get(name) if name is not None else None
+    if ctx is not None:
+        # validation.go validateContext, both reported as client-go reports them (it does not
+        # return early). kubectl itself reads a missing user as no credentials and a missing
+        # cluster as no server ("no configuration has been provided"); here both are errors,
+        # as they were (the KeyError), now named.
+        problems = []
+        if ctx.user and ctx.user not in conf.users:
+            problems.append(f"user {_q(ctx.user)} was not found for context {_q(name)}")
+        if ctx.cluster not in conf.clusters:
+            problems.append(f"cluster was not specified for context {_q(name)}"
+                            if not ctx.cluster else
+                            f"cluster {_q(ctx.cluster)} was not found for context {_q(name)}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+    return conf.get(context_name=context)
+
+
+def _q(name: Any) -> str:
+    # Go's %q for the names a kubeconfig holds: quoted, escapes as JSON writes them.
+    return json.dumps(str(name), ensure_ascii=False)
+
+
+def _read(kube_config: Any, paths: Sequence[str]) -> tuple[list[tuple[Path, dict[str, Any]]],
+                                                            list[str]]:
+    """The files of ``paths`` that exist, parsed, and the names of those missing; lightkube's
+    ``ConfigError`` naming every file that exists but cannot be read."""
+    from lightkube.core.exceptions import ConfigError
+
     loaded: list[tuple[Path, dict[str, Any]]] = []
     missing: list[str] = []
     errors: list[str] = []
     for name in paths:
-        # As lightkube's from_file, which reads the single file: "~/..." is the home folder.
+        # As lightkube's from_file: "~/..." is the home folder.
         path = Path(name).expanduser()
         try:
             data = path.read_bytes()
@@ -86,12 +153,7 @@ def load_merged(kube_config: Any, paths: Sequence[str]) -> Any:
             errors.append(f'error loading config file "{name}": {e}')
     if errors:
         raise ConfigError("; ".join(errors))
-    if not loaded:
-        if not missing:
-            raise ConfigError("$KUBECONFIG names no file")
-        raise ConfigError(f"Config not found: {', '.join(missing)} (every file $KUBECONFIG "
-                          "names is missing)")
-    return kube_config.from_dict(_merge(loaded), fname=loaded[0][0])
+    return loaded, missing
 
 
 def _parse(kube_config: Any, data: bytes, path: Path) -> dict[str, Any]:

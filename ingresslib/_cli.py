@@ -5,7 +5,8 @@ values, two listeners on one address, an unusable kubeconfig) or usage (argparse
 1 runtime failure (a port in use, a listen host that does not resolve, a cluster watch that
 cannot go on, output that cannot be written: one line, no traceback), 130 for a Ctrl-C while
 ``serve`` reads its files or builds its first table, before it listens (the shell's 128 +
-SIGINT), or while ``demo`` starts or runs ``--once``, 143 for a SIGTERM then (128 + SIGTERM; once it listens, SIGTERM drains and exits 0).
+SIGINT), while ``demo`` starts or runs ``--once``, or while ``check`` or ``explain`` runs
+(reading ``-f -`` from a terminal...), 143 for a SIGTERM then (128 + SIGTERM; once it listens, SIGTERM drains and exits 0).
 Errors and ``listening on`` lines go to stderr; machine output (``--output json``) to stdout.
 """
 
@@ -159,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Services and endpoints; the route's access control (source ranges, basic "
                     "authentication, a denied location) and what the proxy answers, in its "
                     "own order (a redirect, 503, 403, 401, or the endpoint), for --client-ip "
-                    "and the -H headers. Exit 0 whatever the route; 2 for invalid manifests, "
-                    "an invalid --config or a bad argument.")
+                    "and the -H headers; the rules the one it hits shadows (check's "
+                    "warnings), and for an https:// URL the certificate the handshake gets. "
+                    "Exit 0 whatever the route; 2 for invalid manifests, an invalid --config "
+                    "or a bad argument.")
     _add_source_args(explain, stdin=True)
     explain.add_argument("url", help="http://host/path, host/path, or /path (host-less); "
                                      "encoded as a browser sends it (IDNA host, %%XX path)")
@@ -228,6 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(args)
     try:
         return _run(handler, args)
+    except KeyboardInterrupt:
+        if handler == "demo":  # demo answers its own Ctrl-C (130) where it can
+            raise
+        # Ctrl-C while `check -f -` waits for standard input (typed by mistake, a terminal),
+        # or while a large folder is read: the shell's 128 + SIGINT, and no traceback.
+        print(f"ingresslib {handler}: interrupted", file=sys.stderr)
+        if getattr(args, "output", "text") == "json":  # one document, errors included
+            import json
+
+            print(json.dumps({"error": "interrupted", "errors": [{"message": "interrupted"}],
+                              "ok": False}, indent=2, sort_keys=True))
+        return 130
     except BrokenPipeError:
         # `ingresslib explain ... | head -1`: the reader left; nothing to say.
         _stdout_to_devnull()

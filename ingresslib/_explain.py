@@ -47,6 +47,10 @@ def explain_url(
     ``tls_port``: the verdict of a server with an HTTPS listener on that port (``serve
     --tls-listen``): ``http://`` requests for the hosts with TLS get the ssl-redirect, whose
     ``Location`` names the port unless it is 443. None (default): a plain-HTTP ``serve``.
+
+    Also ``shadowed``: the table's notes on the rules the matched one shadows (each would
+    answer this request and never does); with ``res`` and an ``https://`` URL, ``tls``: the
+    SNI sent and the Secret whose certificate answers it (None: the default certificate).
     """
     host, path = split_url(url)
     credentials = url_credentials(url)
@@ -92,10 +96,17 @@ def explain_url(
         first = _head_refusal(settings, method=method, host=host, target=path, headers=headers)
         if first is not None and first[0] != 400:
             out.update(status=first[0], reason=f"rejected: {first[1]}")
-    if out.get("match") is not None and "canary" in out["match"]:
+    if out.get("match") is not None:
         served = table.match(host, path)  # does not raise: explain() just matched it
-        if served is not None and served.canary is not None:
+        if served is not None and served.canary is not None and "canary" in out["match"]:
             out["match"]["canary"]["rules"] = _canary_rules(served.canary.annotations)
+        shadowed = [] if served is None else _shadowed_by(table, served)
+        if shadowed:
+            out["shadowed"] = shadowed
+    if res is not None and _scheme(url) == "https":
+        tls_info = _certificate_for(res, table, split_url(url)[0])
+        if tls_info is not None:
+            out["tls"] = tls_info
     if res is None or out["status"] == 400:
         return out
     try:
@@ -148,6 +159,84 @@ def explain_url(
         _add_verdict(out, answer, client_ip, rule_reason)
         _cookie_as_sent(out)
     return out
+
+
+def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
+    """The table's notes (``check``'s warnings) on the rules ``m`` shadows: same host, same
+    path and kind of match, so each would have answered this very request and never does
+    (a rule written twice, a second Ingress for the same path). Without them explain named
+    the winner only, and "why does my rule not get this request?" had no answer but
+    ``check``'s whole list. For a default backend, the default backends it leaves unused."""
+    if m.is_default_backend:
+        # "never used: the default backend(s) of the older Ingress(es) A, B serve(s) ..."
+        named = re.compile(r"Ingress(?:es)? (?:\S+, )*" + re.escape(m.ingress) + r"[ ,)]")
+        return [_note(d) for d in table.diagnostics
+                if d.field == "spec.defaultBackend" and d.message.startswith("never used:")
+                and named.search(d.message)]
+    ing = m.ingress_object
+    if ing is None:
+        return []
+    # The rule written as m's (its field is what the notes name); of two written alike, the
+    # first in spec order keeps the slot (the build's tie-break) and the others are losers.
+    obj = f"Ingress {m.ingress}"
+    losers = {d.field for d in table.diagnostics if d.object == obj}
+    fields = [f"spec.rules[{ri}].http.paths[{pi}]"
+              for ri, rule in enumerate(ing.spec.rules) if (rule.host or None) == m.host
+              for pi, p in enumerate(rule.paths or ()) if p.path == m.path
+              and p.path_type == m.path_type]
+    winner = next((f for f in fields if f not in losers), None)
+    if winner is None:
+        return []
+    tail = f" is shadowed by {obj} {winner} and never matches"
+    return [_note(d) for d in table.diagnostics if d.message.endswith(tail)]
+
+
+def _note(d: Any) -> str:
+    """A table note without its severity label: ``Ingress ns/n: field: message``."""
+    return str(d).removeprefix(f"{d.severity}: ")
+
+
+def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[str, Any] | None:
+    """The certificate ``serve --tls-listen`` answers an ``https://`` URL's handshake with:
+    the SNI a client sends (the URL's host name; none for an IP address, RFC 6066 §3: "Literal
+    IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does (an
+    exact name, else a ``*.`` wildcard one label up: ``CertificateStore.context_for``) among
+    the Secrets' certificates it serves (``served_certificates``, the same selection). None
+    when ``ssl`` is missing. Not modelled: serve's ``--default-ssl-certificate`` (``secret``
+    None says "the default certificate", whichever serve has)."""
+    try:
+        from ._tls import served_certificates
+    except ImportError:  # pragma: no cover - a Python without ssl
+        return None
+    name = (url_host.partition("]")[0] + "]" if url_host.startswith("[")
+            else url_host.rsplit(":", 1)[0])
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        sni = None
+    except ValueError:
+        sni = name.lower().removesuffix(".")
+    out: dict[str, Any] = {"sni": sni, "secret": None, "not_after": None}
+    if sni is None:
+        return out
+    rows = {host: (secret, not_after)
+            for host, secret, not_after in served_certificates(res, table.served)}
+    dot = sni.find(".")
+    hit = rows.get(sni) or (rows.get("*" + sni[dot:]) if dot > 0 else None)
+    if hit is not None:
+        out.update(secret=hit[0], not_after=hit[1].isoformat())
+    return out
+
+
+def _tls_line(t: dict[str, Any]) -> str:
+    if t["secret"] is not None:
+        return (f"  TLS (SNI {t['sni']}): the certificate of Secret {t['secret']} (valid until "
+                f"{t['not_after']})")
+    default = ("the default certificate (serve's --default-ssl-certificate, else a generated "
+               "one)")
+    if t["sni"] is None:
+        return f"  TLS (no SNI: an IP address): {default}"
+    return (f"  TLS (SNI {t['sni']}): no Secret's certificate covers it (check says why when a "
+            f"tls entry names it): {default}")
 
 
 def _www_twin_of(table: RouteTable, host: str) -> str | None:
@@ -442,6 +531,8 @@ def render_text(info: dict[str, Any]) -> str:
     lines = [f"{info['url']}"]
     lines.append(f"  host {info['host']!r}, path {info['path']!r}"
                  + (f" (canonical {info['canonical_path']!r})" if "canonical_path" in info else ""))
+    if info.get("tls") is not None:
+        lines.append(_tls_line(info["tls"]))
     m = info.get("match")
     if m is None:
         lines.append(f"  -> {info['status']}: {info['reason']}")
@@ -465,6 +556,7 @@ def render_text(info: dict[str, Any]) -> str:
         if "rules" in c:
             lines.append(f"       serves on {_canary_text(c['rules'])}")
             lines += [f"       warning: {w}" for w in c["rules"].get("warnings", ())]
+    lines += [f"     warning: {s}" for s in info.get("shadowed", ())]
     d = info.get("decision")
     if d is not None and d["service"] is None:
         # A resource backend (Match.service None): the router has no Service to resolve.
@@ -727,6 +819,12 @@ def explain_main(args: argparse.Namespace) -> int:
                        ingress_class=args.ingress_class, controller=args.controller,
                        client_ip=client_ip, settings=config[0], load_balance=config[1],
                        tls_port=tls_port)
+    if not res.ingresses:
+        # A wrong folder, an empty file: the 404 below would read as "no rule matches this
+        # URL" (check and serve say this too). Among the warnings the output lists.
+        from ._load import no_ingress_warning
+
+        info["warnings"] = [no_ingress_warning(args.files), *info.get("warnings", ())]
     if args.output == "json":
         # "ok" as in check's document and the error documents (false, exit 2): the URL was
         # explained (exit 0), whatever the route.
@@ -833,7 +931,11 @@ def check_main(args: argparse.Namespace) -> int:
         print(_json({
             "ok": True, "ingresses": len(res.ingresses), "served": n, "routes": len(table.routes),
             "diagnostics": [str(d) for d in diagnostics],
-            "warnings": [str(d) for d in diagnostics if d.severity == "warning"] + proxy_warnings,
+            # Each warning's text alone, as the others of the list (a field, TLS, annotation
+            # warning): the severity is the list's ("warning: warning: ..." for a reader
+            # that labels them).
+            "warnings": [str(d).removeprefix("warning: ") for d in diagnostics
+                         if d.severity == "warning"] + proxy_warnings,
         }))
     else:
         print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
@@ -884,5 +986,5 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) 
         seen.update(dict.fromkeys(opts.warnings))
         return opts
 
-    parse_each_route(table.routes, parse, parse_canary=parse)
+    parse_each_route(table.routes, parse, parse_canary=parse, served=table.served)
     return list(seen)

@@ -33,28 +33,61 @@ def www_twins(served: Sequence[Ingress]) -> dict[str, tuple[str, Ingress]]:
     oldest first (``RouteTable.served``'s order).
 
     The rules: canary Ingresses take no part (neither ask nor make a server); an Ingress asks
-    when the annotation is true (Go's ``strconv.ParseBool``: ``parse_bool``); the hosts of its
-    non-wildcard rules with paths get a twin (a ``*.`` host has none, nor a host-only rule); a
-    twin that a rule host of any non-canary Ingress names (with paths or not) is a server of
-    its own, not a twin; the first Ingress, oldest first, wins a twin. Hosts as written: valid
-    rule hosts are DNS-1123 subdomains (lower case, no trailing dot), so that is their normal
-    form already."""
+    when the annotation is true (Go's ``strconv.ParseBool``: ``parse_bool``) for the hosts
+    where one of its paths makes a location (``_locations``): a non-wildcard rule host with
+    paths gets a twin (a ``*.`` host has none, nor a host-only rule); a twin that a rule host
+    of any non-canary Ingress names (with paths or not) is a server of its own, not a twin;
+    the first Ingress, oldest first, wins a twin. Hosts as written: valid rule hosts are
+    DNS-1123 subdomains (lower case, no trailing dot), so that is their normal form already."""
     mains, _canaries = _split_canaries(served)
+    asks = [_asks(ing) for ing in mains]
+    if True not in asks:
+        return {}  # the usual case: no Ingress has the annotation
+    hosts = {rule.host for ing, a in zip(mains, asks) if a for rule in ing.spec.rules
+             if rule.host and rule.host[:1] != "*"}
     servers = {rule.host for ing in mains for rule in ing.spec.rules if rule.host}
     twins: dict[str, tuple[str, Ingress]] = {}
-    for ing in mains:
-        raw = ing.metadata.annotations.get(FROM_TO_WWW)
-        if raw is None or parse_bool(raw) is not True:
+    for i, to in _locations(mains, hosts):
+        if not asks[i]:
             continue
-        for rule in ing.spec.rules:
-            to = rule.host
-            # Only a rule with paths asks: ingress-nginx sets ``RedirectFromToWWW`` where a
-            # path of the Ingress becomes a location of the host's server (controller.go
-            # getBackendServers: "if loc.Redirect.FromToWWW { server.RedirectFromToWWW = true
-            # }"), after "if rule.HTTP == nil && host != defServerName { ... continue }".
-            if not to or to[:1] == "*" or not rule.paths:
-                continue
-            twin = to[4:] if to.startswith("www.") else "www." + to
-            if twin and twin not in servers and twin not in twins:
-                twins[twin] = (to, ing)
+        twin = to[4:] if to.startswith("www.") else "www." + to
+        if twin and twin not in servers and twin not in twins:
+            twins[twin] = (to, mains[i])
     return twins
+
+
+def _asks(ing: Ingress) -> bool:
+    raw = ing.metadata.annotations.get(FROM_TO_WWW)
+    return raw is not None and parse_bool(raw) is True
+
+
+def _locations(mains: Sequence[Ingress], hosts: set[str]) -> list[tuple[int, str]]:
+    """(index in ``mains``, rule host) for each path of ``mains`` (oldest first) on one of
+    ``hosts`` that makes a location of the host's server in ingress-nginx, in their order:
+    only such a path sets the server's ``RedirectFromToWWW``.
+
+    internal/ingress/controller/controller.go ``getBackendServers``, for each path: "if
+    path.Backend.Service == nil { // skip non-service backends ... continue }"; "nginxPath :=
+    rootLocation; if path.Path != "" { nginxPath = path.Path }"; then for a location of the
+    server with that path and the same type, "addLoc = false; if !loc.IsDefBackend { ...
+    "Location %q already configured for server %q ..." break }", else it replaces the server's
+    root location (``createServers``: "Path: rootLocation, PathType: &pathTypePrefix,
+    IsDefBackend: true"); "if loc.Redirect.FromToWWW { server.RedirectFromToWWW = true }" is
+    only reached when the path replaced that root location or was added ("if addLoc {").
+    So the first path, oldest Ingress first, for a (host, path, type) makes the location; a
+    later identical one (a duplicate rule, which routes nothing: SEMANTICS §4.3, the oldest
+    wins) asks for nothing. A rule without ``http`` makes no location ("if rule.HTTP == nil
+    ... continue")."""
+    made: set[tuple[str, str, str | None]] = set()
+    out: list[tuple[int, str]] = []
+    for i, ing in enumerate(mains):
+        for rule in ing.spec.rules:
+            host = rule.host
+            if not host or host not in hosts or not rule.paths:
+                continue
+            for path in rule.paths:
+                key = (host, path.path or "/", path.path_type)
+                if key not in made and path.backend.service is not None:
+                    made.add(key)
+                    out.append((i, host))
+    return out

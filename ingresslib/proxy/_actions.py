@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -277,6 +278,37 @@ def _no_tls(host: str) -> bool:
     return False
 
 
+# A character a Location's request-derived part may not carry as it is: outside printable
+# ASCII (controls, space, DEL, and every non-ASCII one).
+_NOT_URI_CHAR = re.compile(r"[^\x21-\x7e]")
+
+
+def _escape_uri_char(m: re.Match[str]) -> str:
+    c = m.group()
+    # A request's target and query reach here as text decoded from their bytes with latin-1
+    # (the ASGI adapter's ``query_string``; the proxy core's are ASCII): each character up to
+    # U+00FF is one byte the client sent. Beyond that (no front end makes one) its UTF-8.
+    raw = c.encode("latin-1") if c <= "\xff" else c.encode("utf-8", "surrogatepass")
+    return "".join(f"%{b:02X}" for b in raw)
+
+
+def _uri_bytes(uri: str) -> bytes:
+    """The request-derived part of a redirect's Location (a request target, a path, a query,
+    or a Location built from them), as header bytes: percent-encoded (RFC 3986 §2.1) where it
+    is not printable ASCII, byte for byte as the client sent it.
+
+    An ASGI server may pass a query with bytes over 0x7F (httptools does, a UTF-8 ``q=é``
+    as its two bytes); the adapter decodes ``query_string`` with latin-1, so encoding that
+    text with UTF-8 wrote each such byte as two (a client following the Location sent
+    ``q=%C3%83%C2%A9``), and ``encode("ascii")`` raised (a rewrite-target URL: a 500).
+    nginx writes ``$request_uri``'s bytes as received; a browser sends them percent-encoded,
+    as here. The proxy core's targets are printable ASCII (h11's request-target grammar):
+    unchanged."""
+    if _NOT_URI_CHAR.search(uri) is None:
+        return uri.encode("ascii")
+    return _NOT_URI_CHAR.sub(_escape_uri_char, uri).encode("ascii")
+
+
 def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query: str | None,
                    has_tls: bool, https_port: int, code: int,
                    rule_host: str | None = None, *, location_host: str | None = None,
@@ -329,7 +361,7 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     uri = path if query is None else f"{path}?{query}"
     if uri[-1:] == "/" and not opts.preserve_trailing_slash:
         uri = uri[:-1]
-    return code, f"https://{authority}{uri}".encode()
+    return code, f"https://{authority}".encode() + _uri_bytes(uri)
 
 
 def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path: str,
@@ -412,19 +444,56 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
         except TimeoutError:
             return None
         if location is not None:
-            return 302, location.encode("ascii")
+            # The rewrite-target and the path's captures are ASCII already; the query is
+            # the request's, as it came.
+            return 302, _uri_bytes(location)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerLocation:
+    """A host server's own ``location /`` as ``parse_each_route``'s ``parse`` reads a route:
+    the annotations of the Ingress owning the server (``server_owners``), no rule path."""
+
+    annotations: Mapping[str, str]
+    #: ``namespace/name`` of the Ingress, as a route names it.
+    ingress: str
+    namespace: str
+    path: None = None
+
+
+def server_owners(served: Any) -> dict[str, Any]:
+    """Per rule host (as written) of the served Ingresses ``served`` (oldest first), the
+    Ingress whose server ingress-nginx generates for it: the oldest non-canary one with a rule
+    for the host, with paths or not (controller.go ``createServers``: the first Ingress makes
+    the server, "// server already configured" for the next; "Ingress %v is marked as Canary,
+    ignoring"). Its annotations configure the server's ``location /``
+    (``RouteOptionsSource._unrouted_options``)."""
+    owners: dict[str, Any] = {}
+    for ing in served:
+        if _is_canary(ing):
+            continue
+        for rule in ing.spec.rules:
+            if rule.host and rule.host not in owners:
+                owners[rule.host] = ing
+    return owners
 
 
 def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
                      parse_canary: Callable[[Any, Mapping[str, str]], RouteOptions] | None
-                     = None) -> None:
+                     = None, served: Any = None) -> None:
     """``parse`` each annotated route of a table (canaries included) once per annotations and
     rule path, and read each basic-auth Secret once per main route, so that ``parse`` and the
     Secret's reader report every warning a request could meet (the server's log at start,
     ``ingresslib check``). ``parse_canary`` parses a canary with its main rule's annotations
     (only an option the canary sets otherwise is reported ignored); without it ``parse``
-    parses canaries too."""
+    parses canaries too.
+
+    ``served`` (the table's served Ingresses): also each host owner (``server_owners``) that
+    has no route of its own -- an Ingress whose rules for its hosts are host-only --, once,
+    as a ``_ServerLocation``: its annotations apply to every path of the host no rule covers
+    (an invalid allowlist there answers 503), and are read nowhere else. An owner with routes
+    was parsed with them (the same annotations, the same warnings)."""
     done: set[tuple[int, str | None, int]] = set()
     for m in routes:
         canary = getattr(m, "canary", None)
@@ -440,6 +509,19 @@ def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
             basic = opts.access.basic if opts.access is not None else None
             if basic is not None and route is m:
                 basic.load()  # an auth Secret's problems (missing, no key "auth"...)
+    if served is None:
+        return
+    routed = {id(getattr(m, "ingress_object", None)) for m in routes}
+    # Each owner once (an Ingress owns every host it names first), in the table's order.
+    for ing in {id(ing): ing for ing in server_owners(served).values()}.values():
+        meta = ing.metadata
+        if not meta.annotations or id(ing) in routed:
+            continue
+        opts = parse(_ServerLocation(meta.annotations, f"{meta.namespace}/{meta.name}",
+                                     meta.namespace))
+        basic = opts.access.basic if opts.access is not None else None
+        if basic is not None:
+            basic.load()
 
 
 def denied_first(opts: RouteOptions, path: str) -> bool:
@@ -700,13 +782,17 @@ class RouteOptionsSource:
 
     def log_annotation_warnings(self) -> None:
         """Log now, once per table, the warnings of every annotated route of the router's
-        table (canaries included): what ``ingresslib check`` prints, so that a server's log
-        names an ignored or denying annotation at start, not at the route's first request.
-        Nothing for a router without a table (a custom router: its routes warn on their first
-        request). Cost: one parse per Ingress and rule path."""
-        routes = getattr(getattr(self.router, "table", None), "routes", None)
+        table (canaries included), and of each host owner without a route of its own (its
+        annotations configure the server's ``location /``: ``parse_each_route``'s ``served``):
+        what ``ingresslib check`` prints, so that a server's log names an ignored or denying
+        annotation at start, not at the route's first request. Nothing for a router without a
+        table (a custom router: its routes warn on their first request). Cost: one parse per
+        Ingress and rule path."""
+        table = getattr(self.router, "table", None)
+        routes = getattr(table, "routes", None)
         if routes is not None:
-            parse_each_route(routes, self._parse, parse_canary=self._parse)
+            parse_each_route(routes, self._parse, parse_canary=self._parse,
+                             served=getattr(table, "served", None))
 
     def _parse(self, route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
         """``parse_route_options`` of an annotated route, its warnings logged (once per table);
@@ -889,7 +975,8 @@ class RouteOptionsSource:
         if target[-1:] == "/":
             target = target[:-1]
         port = f":{https_port}" if scheme == "https" and https_port != 443 else ""
-        return self._settings.http_redirect_code, f"{scheme}://{to}{port}{target}".encode()
+        return (self._settings.http_redirect_code,
+                f"{scheme}://{to}{port}".encode() + _uri_bytes(target))
 
     def _www_twin_hosts(self) -> frozenset[str]:
         """The ``from-to-www-redirect`` twin hosts of the router's current table (empty: none,
@@ -942,15 +1029,8 @@ class RouteOptionsSource:
         if served is None:
             return None
         if self._owners_table is not table:
-            owners: dict[str, Any] = {}
-            for ing in served:
-                if _is_canary(ing):
-                    continue
-                for rule in ing.spec.rules:
-                    if rule.host and rule.host not in owners:
-                        owners[rule.host] = ing
             self._owners_table = table
-            self._owners = owners
+            self._owners = server_owners(served)
             self._unrouted_opts = {}
             self._app_roots = None
             self._twins = None
@@ -987,14 +1067,20 @@ class RouteOptionsSource:
             owner = owners.get("*." + host.partition(".")[2])
         opts: RouteOptions | None = None
         if owner is not None:
-            ann = owner.metadata.annotations
-            # No logger: the same annotations were parsed (and warned about) for the Ingress's
-            # own rules already.
+            meta = owner.metadata
+            ann = meta.annotations
             opts = parse_route_options(ann, None, self._settings,
-                                       namespace=owner.metadata.namespace,
+                                       where=f"Ingress {meta.namespace}/{meta.name}",
+                                       namespace=meta.namespace,
                                        secrets=self._router_secrets,
                                        auth_warn=self._warn_one) if ann \
                 else self._default_options
+            if opts.warnings:
+                # Logged once per table (``_warn_once``): the same text as its rules' when it
+                # has any; an owner without a route of its own (host-only rules) is only ever
+                # parsed here, and its invalid values (a denying allowlist: every path no rule
+                # covers answers 503) must not apply silently.
+                self._warn_once(opts.warnings)
         if len(cache) > 8192:
             cache.clear()
         cache[host] = opts

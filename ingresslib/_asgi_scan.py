@@ -268,7 +268,9 @@ def _read_names(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
 
 
 def _read_names_for(settings: ProxySettings, rewrite: bool) -> frozenset[bytes]:
-    """``_read_names``, also for settings that cannot be hashed (a list in a field)."""
+    """``_read_names``, also for settings that cannot be hashed: ProxySettings' own fields
+    always hash (a list given for a tuple is kept as a tuple), but a subclass's own field is
+    not checked (``@dataclass(frozen=True) class S(ProxySettings): tags: list[str]``)."""
     try:
         return _read_names(settings, rewrite)
     except TypeError:

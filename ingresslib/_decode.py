@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import marshal
+import mmap
 import re
 
 import logging
@@ -171,7 +172,7 @@ def _str(dec: _Dec, v: Any, path: str) -> str | None:
     if v is None or type(v) is str:
         return v
     if isinstance(v, str):
-        return str(v)
+        return str.__str__(v)
     dec.wrong_type(path, v, "string")
     return None
 
@@ -180,7 +181,7 @@ def _int(dec: _Dec, v: Any, path: str) -> int | None:
     if v is None or type(v) is int:
         return v
     if isinstance(v, int) and not isinstance(v, bool):
-        return int(v)
+        return int.__int__(v)
     # An int32 field: "80" (a YAML string) and 80.0 are refused, as the API server's decoder
     # refuses them.
     dec.wrong_type(path, v, "integer")
@@ -238,7 +239,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
                 # loader gives them (a quoted key with preserve_quotes, a `|` block value:
                 # LiteralScalarString), so does a StrEnum. They were "expected string, got
                 # string" errors.
-                k = str(k)
+                k = str.__str__(k)
             else:
                 key = _yaml_key(k)
                 if key is None:
@@ -255,7 +256,7 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
             # JSON null for a map value decodes to "" in Go.
             out[k] = ""
         elif isinstance(val, str):
-            out[k] = str(val)
+            out[k] = str.__str__(val)
         else:
             # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
             # field ObjectMeta.metadata.annotations of type string".
@@ -280,7 +281,7 @@ def _repeated_keys(dec: _Dec, v: Mapping[Any, Any], path: str) -> None:
     order decides); the last one is kept here, as a key written twice."""
     seen: set[str] = set()
     for k in v:
-        key = str(k) if isinstance(k, str) else _yaml_key(k)
+        key = str.__str__(k) if isinstance(k, str) else _yaml_key(k)
         if key is None:
             continue
         child = _child_path(path, key)
@@ -309,7 +310,7 @@ def _yaml_key(k: Any) -> str | None:
     if isinstance(k, bool):
         return "true" if k else "false"
     if isinstance(k, int) and -(1 << 63) <= k < (1 << 63):
-        return str(int(k))
+        return str(int.__int__(k))
     return None
 
 
@@ -481,9 +482,9 @@ def _int_or_string(dec: _Dec, v: Any, path: str) -> int | str | None:
     # Subclasses as _int and _str take them (ruamel.yaml's HexInt for `targetPort: 0x1f90`,
     # its quoted or block strings).
     if isinstance(v, str):
-        return str(v)
+        return str.__str__(v)
     if isinstance(v, int) and not isinstance(v, bool):
-        return int(v)
+        return int.__int__(v)
     dec.wrong_type(path, v, "integer or string")
     return None
 
@@ -861,21 +862,24 @@ class Collector:
             # on its own instead of in a list.
             self.add(objects, source)
             return
-        if isinstance(objects, (str, bytes, bytearray)):
+        if isinstance(objects, (str, bytes, bytearray, memoryview, mmap.mmap)):
             # Manifest text handed to from_dicts: iterated, it was one "expected an object,
-            # got string" per character (30,000 errors for a 30 KB file). One error, which
-            # says what reads text.
+            # got string" per character (30,000 errors for a 30 KB file), one per byte for a
+            # memoryview (its items are ints) or an mmap. One error, which says what reads text.
             detail = (f"expected a list of objects, got {_jtype(objects)} (manifest text is "
                       "read by parse_manifests)")
             self.errors.append(FieldError(source or "input", "", INVALID, detail))
             return
         try:
-            for i, obj in enumerate(objects, 1):
-                self.add(obj, source, where=f"object {i}")
+            items = iter(objects)
         except TypeError:
-            # `objects` itself is not iterable (from_dicts(42)).
+            # `objects` itself is not iterable (from_dicts(42)). Only `iter`: a TypeError
+            # while adding an object is a defect of its own, not "got list".
             detail = f"expected a list of objects, got {_jtype(objects)}"
             self.errors.append(FieldError(source or "input", "", INVALID, detail))
+            return
+        for i, obj in enumerate(items, 1):
+            self.add(obj, source, where=f"object {i}")
 
     def add(
         self, obj: Any, source: str | None, *, list_kind: tuple[str, str] | None = None, where: str = ""

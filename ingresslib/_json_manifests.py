@@ -83,6 +83,9 @@ def _json_documents(text: str, source: str, c: Collector, *, is_json: bool) -> J
         if deep is not None:
             c.error(_too_deep_error(source, deep), None)
             return [], {}, None
+    # A lone surrogate escape read as Go reads it, in every string and key (two keys that
+    # become one are a repeat, as the API server sees them).
+    text = _go_surrogates(text)
     decoder, duplicates = _json_decoder()
     try:
         docs, bracketed, failed = _json_stream(decoder, text)
@@ -338,6 +341,35 @@ def _json_stream(decoder: json.JSONDecoder, text: str
         last = next_pos
         pos = _json_space(text, next_pos).end()  # type: ignore[union-attr]
     return docs, bracketed, None
+
+
+#: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``): only text holding one can
+#: decode to a lone surrogate (a raw one is refused before JSON is read: no UTF-8 text holds
+#: one, ``_load._lone_surrogate``).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+#: One escape: a surrogate pair (kept), a lone surrogate (group 1), or any other (kept whole,
+#: so that the "u" after an escaped backslash is no escape).
+_ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|"
+                     r"(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.DOTALL)
+
+
+def _lone_to_fffd(m: re.Match[str]) -> str:
+    return "\\ufffd" if m.group(1) else m.group(0)
+
+
+def _go_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate escape written ``\\ufffd``: what Go's encoding/json
+    decodes it to ("invalid UTF-16 surrogate pairs are not treated as an error. Instead, they
+    are replaced by the Unicode replacement character U+FFFD", sigs.k8s.io/json decode.go,
+    behind kubectl and the API server), where Python's json keeps a lone surrogate. Every
+    string, key and document alike; an escaped pair stays one character (both read it so).
+    Six characters for six: every offset (an error's line and column, where YAML takes over)
+    is the same in both texts. Text without a surrogate escape is returned as it is, after a
+    search for a backslash (memchr: most manifests hold none)."""
+    at = text.find("\\")
+    if at < 0 or _SURROGATE_ESCAPE.search(text, at) is None:
+        return text
+    return text[:at] + _ESCAPE.sub(_lone_to_fffd, text[at:])
 
 
 def _json_decoder() -> tuple[json.JSONDecoder, dict[int, list[Any]]]:

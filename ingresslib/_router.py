@@ -748,6 +748,16 @@ class Router:
         """Swap to ``res`` atomically. When only Services/endpoints changed, the route table
         is kept (no rebuild); balancer state and canary counters carry over, and only the
         routes on Services whose endpoints changed are rebuilt."""
+        given: object = res  # (typed Resources; an untyped caller may pass anything)
+        if not isinstance(given, Resources):
+            # As the constructor refuses it, before the lock and the state: the state in use
+            # keeps serving (a dict or None failed deep inside as an AttributeError).
+            hint = (f"; for files: router.update(ingresslib.load_manifests({short_repr(given)}))"
+                    if isinstance(given, (str, os.PathLike)) else "")
+            raise TypeError(
+                "Router.update takes a Resources (from ingresslib.load_manifests(path), "
+                "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
+                f"not {type(given).__name__} {short_repr(given)}{hint}")
         with self._lock:
             old = self._state
             if self._same_routing_inputs(old.resources, res):

@@ -1,11 +1,13 @@
 """What changed among the Services, EndpointSlices and v1 Endpoints of two ``Resources``, and
 the endpoints of the Services it touched (for ``Router.update`` when the table is kept).
 
-A ``ResourceStore`` snapshot after one watch event holds new tuples of the same model objects
-but the one that changed, in the same (key) order: comparing the tuples position by position by
-identity (in C: ``map(is_not, ...)``) finds the change in microseconds at 10,000 objects, where
-re-resolving every backend costs tens to hundreds of milliseconds. Objects that are equal but not
-identical (a reload from files decodes everything anew) count as unchanged.
+A ``ResourceStore`` snapshot after one watch event holds the last snapshot's tuples for the kinds
+that did not change (``old is new``: nothing to compare) and, for the one that did, a new tuple of
+the same model objects but the one that changed, in the same (key) order: comparing the tuples
+position by position by identity (in C: ``map(is_not, ...)``) finds the change in microseconds at
+10,000 objects, where re-resolving every backend costs tens to hundreds of milliseconds. Objects
+that are equal but not identical (a reload from files decodes everything anew) count as
+unchanged.
 
 ``ServiceObjects`` groups the objects by ``(namespace, service name)`` exactly as
 ``EndpointIndex`` does, so the endpoints of one touched Service are resolved by an

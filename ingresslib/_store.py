@@ -27,6 +27,11 @@ Rules (docs/cluster.md repeats them for users):
 - An event that cannot even be keyed (unknown event type, no ``metadata.name``, no kind) raises
   ``ValueError``: that is a broken feed, which the caller counts (the lightkube adapter does).
 - ``snapshot()`` returns a ``Resources`` in key order, so equal contents give equal snapshots.
+  A kind that did not change since the last snapshot keeps its tuple (the same object); the
+  one that did is patched in key order where the keys changed (or sorted anew after a burst
+  that changed many): a snapshot after one event costs a copy of that kind's tuple, not a sort
+  of every key held (20 ms of CPU at 10,000 Services and their slices, against 0.4 ms for the
+  Router to follow the change).
 
 The store is thread-safe (one lock), because the official client's ``SharedInformer`` calls its
 handlers from a thread while the event loop takes snapshots.
@@ -37,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -76,6 +82,10 @@ EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
 #: ``Resources`` fields holding decoded objects, in snapshot order.
 _FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets",
            "ignored")
+
+
+#: ``_ordered``'s marker for a key no longer held.
+_GONE: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,15 @@ class ResourceStore:
         #: object after the other watch's ADDED, then its DELETED). Usually empty.
         self._hidden: dict[ObjectKey, list[_Entry]] = {}
         self._snapshot: Resources | None = None
+        #: Per ``Resources`` field: its models by key (``_entries`` split by field), and the
+        #: keys (sorted) and models of ``_last``, the last snapshot made; ``_pending`` holds
+        #: the keys of each field set or removed since (``_set``/``_unset``: O(1) per event,
+        #: the order is worked out by ``snapshot``, once per burst).
+        self._by_field: dict[str, dict[ObjectKey, Any]] = {f: {} for f in _FIELDS}
+        self._order: dict[str, list[ObjectKey]] = {f: [] for f in _FIELDS}
+        self._models: dict[str, list[Any]] = {f: [] for f in _FIELDS}
+        self._pending: dict[str, set[ObjectKey]] = {}
+        self._last = Resources()
         #: Bumped on every change to the objects a snapshot holds, except a change of
         #: ``metadata.resourceVersion`` alone (a status update); a watcher compares it to skip
         #: rebuilding when a burst of events changed nothing (bookmarks, identical MODIFIEDs,
@@ -174,11 +193,13 @@ class ResourceStore:
         change, so calling it after a no-op burst costs nothing)."""
         with self._lock:
             if self._snapshot is None:
-                buckets: dict[str, list[Any]] = {f: [] for f in _FIELDS}
-                for key in sorted(self._entries):
-                    entry = self._entries[key]
-                    buckets[entry.field].append(entry.model)
-                self._snapshot = Resources(**{f: tuple(v) for f, v in buckets.items()})
+                # The unchanged kinds' tuples are the last snapshot's own: Router.update
+                # tells them unchanged by identity (``_router_delta``, ``is`` first).
+                last = self._last
+                fields = {f: self._ordered(f) if f in self._pending else getattr(last, f)
+                          for f in _FIELDS}
+                self._pending.clear()
+                self._snapshot = self._last = Resources(**fields)
             return self._snapshot
 
     # -- writing -----------------------------------------------------------------------------
@@ -285,11 +306,11 @@ class ResourceStore:
                 self._hidden[key] = hidden
             return False
         if hidden:
-            self._entries[key] = hidden.pop()
+            self._set(key, hidden.pop())
             if hidden:
                 self._hidden[key] = hidden
         else:
-            del self._entries[key]
+            self._unset(key)
         return True
 
     def _drop_error(self, key: ObjectKey, where: Callable[[Any], bool] | None) -> None:
@@ -317,7 +338,7 @@ class ResourceStore:
             # older object of this watch kept there.
             self._hidden[key] = [e for e in self._hidden.get(key, ()) if not where(e.model)]
             self._hidden[key].append(old)
-            self._entries[key] = entry
+            self._set(key, entry)
             self._changed()
             return
         elif key in self._hidden:
@@ -329,7 +350,7 @@ class ResourceStore:
                 del self._hidden[key]
         if old is not None and old == entry:
             return
-        self._entries[key] = entry
+        self._set(key, entry)
         if old is not None and _same_but_version(old.model, entry.model):
             # Only resourceVersion moved: a status update (the API server bumps resourceVersion
             # on every write, `status.loadBalancer` included, and the models hold no status), or
@@ -343,6 +364,47 @@ class ResourceStore:
             self._snapshot = None
             return
         self._changed()
+
+    def _set(self, key: ObjectKey, entry: _Entry) -> None:
+        """Hold ``entry`` under ``key`` (every change to ``_entries`` goes through here or
+        ``_unset``, which keep the per-field view ``snapshot`` orders)."""
+        old = self._entries.get(key)
+        if old is not None and old.field != entry.field:  # pragma: no cover - kind is fixed
+            self._unset(key)
+        self._entries[key] = entry
+        self._by_field[entry.field][key] = entry.model
+        self._pending.setdefault(entry.field, set()).add(key)
+
+    def _unset(self, key: ObjectKey) -> None:
+        field = self._entries.pop(key).field
+        del self._by_field[field][key]
+        self._pending.setdefault(field, set()).add(key)
+
+    def _ordered(self, field: str) -> tuple[Any, ...]:
+        """The models of ``field`` in key order: the last snapshot's, patched where keys were
+        set or removed since (a binary search each), or sorted anew when many were."""
+        held = self._by_field[field]
+        order, models = self._order[field], self._models[field]
+        pending = self._pending[field]
+        if len(pending) * 8 > len(order):
+            # A burst (a first list, a re-list): one sort beats many shifts of long lists.
+            order[:] = sorted(held)
+            models[:] = map(held.__getitem__, order)
+            return tuple(models)
+        for key in pending:
+            i = bisect_left(order, key)
+            was = i < len(order) and order[i] == key
+            model = held.get(key, _GONE)
+            if model is _GONE:
+                if was:
+                    del order[i]
+                    del models[i]
+            elif was:
+                models[i] = model
+            else:
+                order.insert(i, key)
+                models.insert(i, model)
+        return tuple(models)
 
     def _prepare(self, obj: Mapping[str, Any], kind: str | None) -> tuple[dict[str, Any], ObjectKey]:
         if not isinstance(obj, Mapping):

@@ -781,7 +781,8 @@ def _copy_tree(root: Mapping[str, Any]) -> dict[str, Any]:
 
 def _copy_tree_slow(root: Mapping[str, Any]) -> dict[str, Any]:
     """``_copy_tree`` for what marshal refuses: dicts and lists (and other Mappings, as dicts)
-    copied, JSON scalars shared, anything else through ``copy.deepcopy``.
+    copied, JSON scalars shared, anything else through ``copy.deepcopy`` (shared as it is when
+    it cannot be copied).
 
     An explicit stack, not recursion (the decoder takes a file of 600 nested Lists; a deeply
     nested object of another kind must not raise RecursionError either), and a memo, so shared
@@ -805,7 +806,18 @@ def _copy_tree_slow(root: Mapping[str, Any]) -> dict[str, Any]:
                     c = memo[id(v)] = [] if t is list else {}
                     stack.append((v, c))
             else:
-                c = copy.deepcopy(v, memo)
+                known = len(memo)
+                try:
+                    c = copy.deepcopy(v, memo)
+                except (TypeError, copy.Error):
+                    # What cannot be copied (a memoryview, a lock, a generator: "cannot
+                    # pickle") is kept as it is, shared: the object is kept aside, not
+                    # refused (the TypeError escaped from_dicts). The copies the failed call
+                    # began are dropped from the memo (the last entries): a list it had
+                    # entered, half filled, would stand for that list where it recurs.
+                    while len(memo) > known:
+                        memo.popitem()
+                    c = v
             if is_list:
                 dst.append(c)
             else:

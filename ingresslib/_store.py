@@ -16,7 +16,9 @@ Rules (docs/cluster.md repeats them for users):
   event applied for a key wins. Two stores fed the same per-key event sequences hold the same
   objects whatever the interleaving between keys.
 - An update that changes only ``resourceVersion`` (a status update: the models hold no status)
-  is kept but does not move ``generation``: nothing to rebuild (see ``_put``).
+  is kept but does not move ``generation``: nothing to rebuild (see ``_put``). The next
+  snapshot holds the newer object; ``Router.update`` compares Ingresses and IngressClasses
+  without ``resource_version``, so it keeps its route table for it too.
 - Each object is decoded and validated when it is applied (through ``Resources.from_dicts``).
   An invalid object never reaches the snapshot: the store keeps the **last valid version** of
   that key (or nothing, if it never had one), records the ``ValidationError`` in ``errors`` and
@@ -360,7 +362,13 @@ class ResourceStore:
             # likewise rebuilds its model on such an event and then finds it equal
             # (internal/ingress/controller/controller.go, syncIngress: "if
             # n.runningConfig.Equal(pcfg) { ... No configuration change detected, skipping
-            # backend reload"), so it does not reload either.
+            # backend reload"), so it does not reload either. The next snapshot (after a real
+            # change, an endpoint update) holds this newer object: Router.update compares
+            # Ingresses without resource_version (``_router._equal_but_versions``) and keeps
+            # its table. The object is kept rather than the old one because the snapshot is
+            # the cluster's objects as they are now (``resource_version`` included: tests and
+            # users read it), and a caller feeding a Router without a store gets new objects
+            # with moved versions as well, which only the Router's comparison covers.
             self._snapshot = None
             return
         self._changed()

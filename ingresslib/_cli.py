@@ -240,8 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "output", "text") == "json":  # one document, errors included
             import json
 
-            print(json.dumps({"error": "interrupted", "errors": [{"message": "interrupted"}],
-                              "ok": False}, indent=2, sort_keys=True))
+            try:
+                print(json.dumps({"error": "interrupted", "errors": [{"message": "interrupted"}],
+                                  "ok": False}, indent=2, sort_keys=True))
+            except BrokenPipeError:
+                # `check -o json -f - | jq`: the terminal's Ctrl-C ends the reader too, so this
+                # write meets a closed pipe; still the Ctrl-C's exit, no second traceback.
+                _stdout_to_devnull()
         return 130
     except BrokenPipeError:
         # `ingresslib explain ... | head -1`: the reader left; nothing to say.

@@ -650,8 +650,13 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
     p = Path(path)
     try:
         raw = p.read_bytes()
+    except FileNotFoundError:
+        # Told as the manifests' loader tells it (`-f`), not as Python's OSError text.
+        raise ValidationError([FieldError(str(p), "", "Not found", "no such file or directory")]
+                              ) from None
     except OSError as e:
-        raise ValidationError([FieldError(str(p), "", "Invalid value", str(e))]) from None
+        raise ValidationError([FieldError(str(p), "", "Invalid value", e.strerror or str(e))]
+                              ) from None
     text: str | bytes = raw
     if raw[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         # (UTF-16 with a byte order mark, what PowerShell's `>` writes, is decoded by the
@@ -660,9 +665,9 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
             # utf-8-sig: a byte order mark is no text (kubectl reads past it); left in, json
             # refused a ConfigMap.json that starts with one.
             text = raw.decode("utf-8-sig")
-        except UnicodeError as e:
-            raise ValidationError([FieldError(str(p), "", "Invalid value", f"not UTF-8: {e}")]
-                                  ) from None
+        except UnicodeDecodeError as e:
+            raise ValidationError([FieldError(str(p), f"byte {e.start}", "Invalid value",
+                                              "not valid UTF-8")]) from None
     docs, errors = read_documents(text, str(p), is_json=p.suffix == ".json")
     if errors:
         raise ValidationError(errors)

@@ -454,6 +454,7 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _demo_main(args: argparse.Namespace) -> int:
+    from ._serve_listen import _host_error
     from .proxy._server import parse_listen
 
     once = bool(getattr(args, "once", False))
@@ -464,7 +465,13 @@ def _demo_main(args: argparse.Namespace) -> int:
             ("--tls-listen", getattr(args, "tls_listen", None),
              "127.0.0.1:0" if once else "127.0.0.1:8443")):
         try:
-            addresses.append(parse_listen(given or default))
+            where = parse_listen(given or default)
+            # A name the resolver cannot encode (`x..y`) ended the demo in a UnicodeError
+            # traceback at the bind: refused here, as `serve` refuses it.
+            problem = _host_error(where[0])
+            if problem is not None:
+                raise ValueError(problem)
+            addresses.append(where)
         except ValueError as exc:
             # Usage, as for `serve`: exit 2 with the reason, not a traceback.
             print(f"ingresslib demo: error: {option} {given!r}: {exc}", file=sys.stderr)

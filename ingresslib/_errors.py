@@ -32,7 +32,8 @@ class FieldError:
     detail: str = ""
     value: Any = None
     has_value: bool = False
-    #: The file the object came from, when known; ``str()`` then starts with it.
+    #: The file the object came from, when known (for an error of a whole file: that file,
+    #: the same as ``object``); ``str()`` then starts with it.
     source: str | None = None
     #: Print ``value`` as Go's ``json.Marshal`` does (see :func:`_render_value`): set for values
     #: the API server holds in a type other than ``string`` (a slice, a struct, a named string
@@ -40,7 +41,9 @@ class FieldError:
     json_value: bool = False
 
     def __str__(self) -> str:
-        parts = [self.source, self.object] if self.source else [self.object]
+        # An error of a whole file has the file as both (named once).
+        parts = [self.source, self.object] if self.source and self.source != self.object else [
+            self.object]
         if self.field:
             parts.append(self.field)
         parts.append(self.type)

@@ -188,7 +188,44 @@ def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
     if winner is None:
         return []
     tail = f" is shadowed by {obj} {winner} and never matches"
-    return [_note(d) for d in table.diagnostics if d.message.endswith(tail)]
+    return ([_note(d) for d in table.diagnostics if d.message.endswith(tail)]
+            + _ignored_canaries(table, m))
+
+
+_RULE_FIELD = re.compile(r"spec\.rules\[(\d+)\]\.http\.paths\[(\d+)\]")
+
+
+def _ignored_canaries(table: RouteTable, m: Any) -> list[str]:
+    """The table's notes on the canary rules of this request's slot that a first canary
+    shadows ("rule already has the canary X; ignored", X being the canary that answers here):
+    each would have been this request's canary. The note names no path: the rule it is on is
+    read from its field, and kept when it pairs with ``m``'s slot (same host, Exact or not,
+    same canonical path, a Prefix one without its trailing slash), as ``_pair_canaries``
+    pairs them."""
+    if m.canary is None:
+        return []
+    from ._normalize import canonical_rule_path
+
+    def slot(host: str | None, path: str | None, path_type: str | None) -> tuple[Any, ...]:
+        exact = path_type == "Exact"
+        key = canonical_rule_path(path or "/")
+        return host, exact, key if exact else key.rstrip("/")
+
+    mine = slot(m.host, m.path, m.path_type)
+    message = f"rule already has the canary {m.canary.ingress}; ignored"
+    by_ref = {f"Ingress {ing.metadata.ref}": ing for ing in table.served}
+    out = []
+    for d in table.diagnostics:
+        at = _RULE_FIELD.fullmatch(d.field) if d.message == message else None
+        ing = by_ref.get(d.object)
+        if at is None or ing is None:
+            continue
+        rule = ing.spec.rules[int(at[1])]
+        p = (rule.paths or ())[int(at[2])]
+        # canonical_rule_path does not raise here: an unmatchable path has no such note.
+        if slot(rule.host or None, p.path, p.path_type) == mine:
+            out.append(_note(d))
+    return out
 
 
 def _note(d: Any) -> str:
@@ -200,12 +237,13 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[s
     """The certificate ``serve --tls-listen`` answers an ``https://`` URL's handshake with:
     the SNI a client sends (the URL's host name; none for an IP address, RFC 6066 §3: "Literal
     IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does (an
-    exact name, else a ``*.`` wildcard one label up: ``CertificateStore.context_for``) among
-    the Secrets' certificates it serves (``served_certificates``, the same selection). None
+    exact name, else a ``*.`` wildcard one label up, except for the hosts it keeps on the
+    default certificate: ``CertificateStore.context_for``) in the store's own decision
+    (``_select``, what ``update`` builds its maps from). None
     when ``ssl`` is missing. Not modelled: serve's ``--default-ssl-certificate`` (``secret``
     None says "the default certificate", whichever serve has)."""
     try:
-        from ._tls import served_certificates
+        from ._tls import _Loaded, _select
     except ImportError:  # pragma: no cover - a Python without ssl
         return None
     name = (url_host.partition("]")[0] + "]" if url_host.startswith("[")
@@ -218,12 +256,17 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[s
     out: dict[str, Any] = {"sni": sni, "secret": None, "not_after": None}
     if sni is None:
         return out
-    rows = {host: (secret, not_after)
-            for host, secret, not_after in served_certificates(res, table.served)}
+    # The store's decision itself (``_select``), not ``served_certificates``' rows alone: its
+    # ``kept`` hosts (another namespace lists the ``*.`` over a host it does not route) are
+    # served the default certificate, where a lookup in the rows fell back to that wildcard.
+    sel = _select(res, table.served, _Loaded({}, {}))
     dot = sni.find(".")
-    hit = rows.get(sni) or (rows.get("*" + sni[dot:]) if dot > 0 else None)
+    hit = sel.chosen.get(sni)
+    if hit is None and sni not in sel.kept and dot > 0:
+        hit = sel.chosen.get("*" + sni[dot:])
     if hit is not None:
-        out.update(secret=hit[0], not_after=hit[1].isoformat())
+        cert, (ns, secret) = hit
+        out.update(secret=f"{ns}/{secret}", not_after=cert.not_after.isoformat())
     return out
 
 
@@ -861,7 +904,7 @@ def _tls_port(tls: bool, tls_listen: str | None) -> int | None:
     try:
         port = parse_listen(tls_listen, 8443)[1]
     except ValueError as exc:
-        raise UsageError(f"bad --tls-listen {tls_listen!r}: expected HOST:PORT ({exc})") from None
+        raise UsageError(f"bad --tls-listen {tls_listen!r}: {exc}") from None
     if port == 0:
         # serve picks a free port and prints it: the redirect names that one.
         raise UsageError("bad --tls-listen: port 0 is chosen by serve when it starts; give "

@@ -648,12 +648,20 @@ class ClusterWatcher:
         own_client = client is None
         if client is None:
             try:
-                from lightkube import AsyncClient
+                from lightkube import AsyncClient, KubeConfig
             except ImportError as e:
                 raise _without_lightkube(e) from e
 
             config = self._config if self._config is not None else load_kube_config(
                 self._kubeconfig)
+            if isinstance(config, KubeConfig):
+                # A KubeConfig (docs/cluster.md): its current context, as AsyncClient would take
+                # it (``config.get()``), but through select_context, so that a context naming
+                # an undefined cluster or user is said as load_kube_config says it (lightkube:
+                # a bare KeyError), and the server is known for the messages.
+                from ._kubeconfig import select_context
+
+                config = select_context(config, None)
             self._server = _config_server(config)
             client = AsyncClient(config=config)
         self._run_client = client

@@ -43,6 +43,7 @@ and carry the file in ``.source``; ``str()`` prints ``deploy/web.yaml: Ingress d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -742,7 +743,18 @@ def collect_text(text: str | bytes, *, source: str | None = None) -> Collector:
     there whether the objects are valid or not (``check`` prints both)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     _parse_into(text, source, c)
+    if source is not None:
+        _name_files(c, {source})
     return c
+
+
+def _name_files(c: Collector, files: set[str]) -> None:
+    """Put the file in ``source`` for the errors of a whole file (not found, not YAML, a
+    document that is no object): their ``object`` is the file, ``source`` was None, where an
+    object's errors have ``source`` = its file: ``-o json`` readers had to look in two places.
+    ``str()`` names the file once (:class:`FieldError` skips a ``source`` equal to ``object``)."""
+    c.errors[:] = [dataclasses.replace(e, source=e.object)
+                   if e.source is None and e.object in files else e for e in c.errors]
 
 
 def manifest_files(root: str | os.PathLike[str],
@@ -808,6 +820,7 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
 def collect_files(*paths: str | os.PathLike[str]) -> Collector:
     """``load_manifests`` up to the result (see :func:`collect_text`)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
+    named: set[str] = set()  # the files and folders read: what a whole-file error names
     for p in paths:
         if os.fspath(p) == "":
             # Path("") is Path("."): an empty `-f ''` (an unset variable in a script) would
@@ -818,11 +831,13 @@ def collect_files(*paths: str | os.PathLike[str]) -> Collector:
         if path.is_dir():
             files, unlisted = _walk(path)
             for err in unlisted:
+                named.add(err.object)
                 c.error(err, None)
         else:
             files = [path]
         for f in files:
             source = str(f)
+            named.add(source)
             try:
                 data = f.read_bytes()
             except FileNotFoundError:
@@ -832,4 +847,5 @@ def collect_files(*paths: str | os.PathLike[str]) -> Collector:
                 c.error(FieldError(source, "", INVALID, exc.strerror or str(exc)), None)
                 continue
             _parse_into(data, source, c, is_json=f.suffix == ".json")
+    _name_files(c, named)
     return c

@@ -602,7 +602,7 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
             if problem is not None:
                 raise ValueError(problem)
         except ValueError as e:
-            print(f"ingresslib serve: {option} {value!r}: expected HOST:PORT ({e})",
+            print(f"ingresslib serve: {option} {value!r}: {e}",
                   file=sys.stderr)
             return 2
         listeners.append((option, where))

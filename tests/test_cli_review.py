@@ -326,7 +326,7 @@ def test_explain_without_services_says_how_to_see_endpoints(
 def test_demo_bad_listen_is_a_usage_error(option: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Values parse_listen refuses before any socket or name lookup.
     code, out, err = run(["demo", "--once", option, "127.0.0.1:notaport"], capsys)
-    assert code == 2 and err == f"ingresslib demo: error: {option} '127.0.0.1:notaport': not HOST:PORT\n"
+    assert code == 2 and err == f"ingresslib demo: error: {option} '127.0.0.1:notaport': port 'notaport' is not a number (0-65535)\n"
 
 
 @pytest.mark.parametrize("value", ["localhost:9000", "[::1]:9000", "9000", "127.0.0.1:70000"])

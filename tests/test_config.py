@@ -262,7 +262,7 @@ def test_a_config_file_that_is_not_utf8_is_a_validation_error(tmp_path: Path) ->
     p.write_bytes(b"apiVersion: v1\nkind: ConfigMap\ndata:\n  ssl-redirect: \"\xff\"\n")
     with pytest.raises(ValidationError) as info:
         load_config(p)
-    assert "not UTF-8" in str(info.value) and str(p) in str(info.value)
+    assert "not valid UTF-8" in str(info.value) and str(p) in str(info.value)
 
 
 # --- session 10 review ----------------------------------------------------------------------

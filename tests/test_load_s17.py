@@ -187,7 +187,7 @@ def test_a_utf16_config_file_with_a_byte_order_mark_is_read(tmp_path: Path, enco
 def test_a_config_file_that_is_not_utf8_is_still_refused(tmp_path: Path) -> None:
     f = tmp_path / "cm.yaml"
     f.write_bytes(b"apiVersion: v1\nkind: ConfigMap\ndata:\n  ssl-redirect: \"\xff\"\n")
-    with pytest.raises(ValidationError, match="not UTF-8"):
+    with pytest.raises(ValidationError, match="not valid UTF-8"):
         load_config(f)
 
 

@@ -163,7 +163,8 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as e:
         load_config(path)
     (err,) = e.value.errors
-    assert err.object == str(path) and "No such file or directory" in err.detail
+    assert err.object == str(path) and err.type == "Not found"
+    assert err.detail == "no such file or directory"
 
 
 def test_load_config_directory(tmp_path: Path) -> None:

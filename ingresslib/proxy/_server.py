@@ -105,14 +105,12 @@ def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
     (('::1', 0), ('0.0.0.0', 80), ('localhost', 8080))
     """
     if not value:
-        raise ValueError("empty")
+        raise ValueError(f"empty; expected {_LISTEN_FORMS}")
     if value.isascii() and value.isdigit():
         value = ":" + value
     m = _LISTEN.fullmatch(value)
     if m is None:
-        if value.count(":") > 1 and "[" not in value:
-            raise ValueError("more than one ':' (an IPv6 address needs brackets: [::1]:8080)")
-        raise ValueError("not HOST:PORT")
+        raise ValueError(_listen_problem(value))
     host = m.group("v6")
     if host is not None:
         try:
@@ -122,12 +120,44 @@ def parse_listen(value: str, default_port: int = 8080) -> tuple[str, int]:
     else:
         host = m.group("host") or "0.0.0.0"
     port_text = m.group("port")
-    if port_text is None and value.endswith(":"):
-        raise ValueError("empty port")
     port = int(port_text) if port_text is not None else default_port
     if port > 65535:
         raise ValueError(f"port {port} out of range (0-65535)")
     return host, port
+
+
+_LISTEN_FORMS = "HOST:PORT, [IPV6]:PORT, :PORT, PORT or HOST"
+
+
+def _listen_problem(value: str) -> str:
+    """What is wrong with ``value``, which ``_LISTEN`` refused: the message names the part at
+    fault (a bare "not HOST:PORT" left the user to find it)."""
+    if re.search(r"\s", value, re.ASCII):
+        return "contains whitespace"
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            return "'[' without a closing ']'"
+        if close == 1:
+            return "no IPv6 address between the brackets (all interfaces: [::]:PORT or :PORT)"
+        rest = value[close + 1:]
+        if not rest.startswith(":"):
+            return f"{rest!r} after ']' (expected :PORT or nothing)"
+        if "[" not in value[1:close] and "]" not in rest:
+            return _port_problem(rest[1:])
+    if "[" in value or "]" in value:
+        return "brackets go only around an IPv6 address at the start: [::1]:8080"
+    if value.count(":") > 1:
+        return "more than one ':' (an IPv6 address needs brackets: [::1]:8080)"
+    return _port_problem(value.partition(":")[2])
+
+
+def _port_problem(text: str) -> str:
+    if not text:
+        return "no port after ':'"
+    if not (text.isascii() and text.isdigit()):
+        return f"port {text!r} is not a number (0-65535)"
+    return f"expected {_LISTEN_FORMS}"  # not reached: digits are a port _LISTEN takes
 
 
 # --- upstream side -----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from ._balance_spec import AffinityConfig as AffinityConfig
 from ._balance_spec import BalancerSpec as BalancerSpec
 from ._endpoints import EndpointSet
 from ._goparse import parse_bool, parse_int
+from ._models import go_utf8
 
 __all__ = [
     "Address",
@@ -466,6 +467,12 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
         return BalancerSpec("sticky", affinity=cfg), warn
     hash_by = ann.get(_P + "upstream-hash-by")
     if hash_by is not None:
+        # Read as the API server stores it (Go's encoding/json: a lone surrogate is U+FFFD), as
+        # a manifest's ``\ud800`` escape already reads (``_json_manifests._go_surrogates``);
+        # only ``Resources.from_dicts`` still hands one over. Kept, it made every request's key
+        # unencodable (UnicodeEncodeError out of ``Router.route``: a 500 on each request of
+        # the route), or hashed other bytes than the same object's manifest (``\udce9``).
+        hash_by = go_utf8(hash_by).decode()
         if not hash_by.strip():
             warn.append((_P + "upstream-hash-by", "empty value; ignored"))
         else:

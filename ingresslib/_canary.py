@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ._balance import H11_HEADERS, Headers, _pairs, cookie_value, header_value
 from ._goparse import ascii_digits, parse_int
+from ._models import go_utf8
 from ._route_state import Interleave, http_header
 
 __all__ = [
@@ -557,6 +558,12 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
             header = header.lower().replace("_", "-")
     value = ann.get(_P + "canary-by-header-value")
     pattern_text = ann.get(_P + "canary-by-header-pattern")
+    if pattern_text is not None:
+        # Read as the API server stores it (Go's encoding/json: a lone surrogate is U+FFFD),
+        # as a manifest's ``\ud800`` escape already reads (``_json_manifests._go_surrogates``);
+        # only ``Resources.from_dicts`` still hands one over, and its byte form (the pattern's
+        # UTF-8, ``_byte_pattern``) raised UnicodeEncodeError out of building the Router.
+        pattern_text = go_utf8(pattern_text).decode()
     pattern: LinearRegex | None = None
     if value is not None and value == "":
         value = None

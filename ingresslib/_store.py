@@ -430,12 +430,17 @@ class ResourceStore:
         name = meta.get("name") if isinstance(meta, Mapping) else None
         if not isinstance(name, str) or not name:
             raise ValueError(f"{obj_kind} has no metadata.name")
+        # The key's parts by value, as the decoder reads a str subclass (``_decode._str``): an
+        # old-style ``class K(str, Enum)`` formats as "K.SERVICE", a key that no DELETED or
+        # re-list in plain strings matched (the object stayed in every snapshot).
+        obj_kind, api_version, name = (str.__str__(obj_kind), str.__str__(api_version),
+                                       str.__str__(name))
         gvk = f"{api_version}/{obj_kind}"
         if gvk in _CLUSTER_SCOPED:
             ns = ""
         else:
             raw_ns = meta.get("namespace") if isinstance(meta, Mapping) else None
-            ns = raw_ns if isinstance(raw_ns, str) and raw_ns else "default"
+            ns = str.__str__(raw_ns) if isinstance(raw_ns, str) and raw_ns else "default"
         filled = dict(obj)
         # Fill in what list items lack, in the object's own key style so the decoder sees one
         # spelling (snake_case objects come from the official client's to_dict()).

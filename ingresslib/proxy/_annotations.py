@@ -439,7 +439,9 @@ def _header_value(value: str) -> str:
     v = value.strip()
     if not v or any(ord(c) < 32 or ord(c) == 127 for c in v):
         raise ValueError(f"invalid header value {value!r}")
-    # Sent as UTF-8: a lone surrogate (possible in JSON manifests) has no bytes at all.
+    # Sent as UTF-8: a lone surrogate has no bytes at all. Only ``Resources.from_dicts`` can
+    # give one (a manifest's ``\udce9`` escape reads as U+FFFD, as Go decodes it:
+    # ``_json_manifests._go_surrogates``; a raw one in manifest text is refused, ``_load``).
     v.encode("utf-8")  # UnicodeEncodeError is a ValueError: a warning, the default used
     return v
 

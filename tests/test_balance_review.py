@@ -54,6 +54,7 @@ from ingresslib._router import Router
 # Every test runs once per counter implementation (compiled _pick, pure _pick_py).
 from _counters import counters  # noqa: F401
 from _router_helpers import P, canary, ingress, resources, simple_backend
+from _budget import examples
 
 
 def _h11(*cookie_lines: str) -> h11.Request:
@@ -173,7 +174,7 @@ _COOKIE_TEXT = st.lists(st.sampled_from(["canary", "Canary", "can", "=", ";", ",
                                          "always", "x", "É"]), max_size=14).map("".join)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(), deadline=None)
 @given(st.lists(_COOKIE_TEXT, min_size=1, max_size=3))
 def test_folded_cookie_value_equals_the_nginx_loop(lines: list[str]) -> None:
     expected = None

@@ -33,6 +33,7 @@ from ingresslib.proxy._server import _socket_urls
 from ingresslib.proxy._settings import parse_size
 from tests._proxy_harness import ingress_yaml, status_of
 from tests.test_review_proxy_s17 import P, _logged, _pair
+from _budget import examples
 
 INT64_MAX = (1 << 63) - 1
 
@@ -167,7 +168,7 @@ _EDGES = st.builds(lambda n, zeros, plus: ("+" if plus and n >= 0 else "") + (
     st.integers(0, 3), st.booleans())
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(), deadline=None)
 @given(st.one_of(_NUMERIC, _JUNK, _EDGES))
 @example("9223372036854775807")
 @example("-9223372036854775808")
@@ -197,7 +198,7 @@ def _nginx_size(s: str) -> int | None:
     return n * scale if n <= INT64_MAX // scale else None
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(), deadline=None)
 @given(st.one_of(_NUMERIC, _JUNK, _EDGES, _EDGES.map(lambda v: v + "k")))
 @example("9223372036854775807")
 @example("8589934591g")
@@ -219,7 +220,7 @@ _QUANT = st.one_of(st.sampled_from(["", "*", "+", "?"]),
                              st.integers(0, 6), st.integers(0, 6)))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(), deadline=None)
 @given(st.lists(st.tuples(_ATOM, _QUANT), min_size=1, max_size=4),
        st.booleans(), st.text("abx19{},", max_size=14))
 def test_canary_repeats_match_as_re(parts: list[tuple[str, str]], anchored: bool,

@@ -39,6 +39,7 @@ from tests.test_tls_plain_s16 import (  # noqa: F401 (ca, env: fixtures)
     env,
 )
 from tests.test_tls_s14 import _client_hello, _records
+from _budget import examples
 
 FACTORIES = {"boom": boom, "boom2": boom2}
 
@@ -192,7 +193,7 @@ PIECES = st.one_of(st.binary(max_size=10), st.binary(max_size=9).map(base64.b64e
                                     b"\t", b"YQ", b"OmI"]))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(), deadline=None)
 @given(st.lists(PIECES, max_size=5).map(b"".join))
 @example(b"Basic YTpi=garbage")
 @example(b"Basic OmI=")

@@ -94,11 +94,12 @@ ingresslib.proxy.UpstreamPol
 """
 
 
-def test_mypy_strict_refuses_a_misspelt_name_of_the_proxy_package(tmp_path: Path) -> None:
+def test_mypy_strict_refuses_a_misspelt_name_of_the_proxy_package(
+        tmp_path: Path, mypy_cache_dir: Path) -> None:
     # Regression: the module ``__getattr__`` (PEP 562) of the lazy ProxyServer returned Any,
     # and mypy and pyright type every name the module does not define by it.
     (tmp_path / "user.py").write_text(_USER, encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache_dir),
                           "--follow-imports=silent", "user.py"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "MYPYPATH": str(ROOT)})

@@ -59,12 +59,13 @@ from ingresslib import Rooter
 """
 
 
-def test_mypy_strict_refuses_a_misspelt_public_name(tmp_path: Path) -> None:
+def test_mypy_strict_refuses_a_misspelt_public_name(
+        tmp_path: Path, mypy_cache_dir: Path) -> None:
     # Regression: ``__getattr__`` (PEP 562) is a module attribute mypy and pyright honour: any
     # name the module does not define had its return type, Any. ``ingresslib.Routr(...)``
     # and ``from ingresslib import Rooter`` passed ``mypy --strict`` and failed at run time.
     (tmp_path / "user.py").write_text(_USER, encoding="utf-8")
-    out = subprocess.run([PY, "-m", "mypy", "--strict", "--no-incremental",
+    out = subprocess.run([PY, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache_dir),
                           "--follow-imports=silent", "user.py"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "MYPYPATH": str(ROOT)})  # as if installed

@@ -452,7 +452,8 @@ watcher = ClusterWatcher(app.update, namespace="shop")
 '''
 
 
-def test_user_program_type_checks_strict(tmp_path: Path) -> None:
+def test_user_program_type_checks_strict(
+        tmp_path: Path, mypy_cache_dir: Path) -> None:
     """A program using the documented API, written outside the repository, passes
     ``mypy --strict`` (the package ships py.typed and the .pyi stubs of its extensions), with the
     docs' live-update wrapper pasted in as is."""
@@ -462,7 +463,7 @@ def test_user_program_type_checks_strict(tmp_path: Path) -> None:
                               " send: Send) -> None:")
     prog = USER_PROGRAM.replace("parse_manifests(SHOP)", f"parse_manifests({SHOP!r})") + wrapper
     (tmp_path / "user_service.py").write_text(prog, encoding="utf-8")
-    out = subprocess.run([PY, "-m", "mypy", "--strict", "--no-incremental",
+    out = subprocess.run([PY, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache_dir),
                           "--follow-imports=silent", "user_service.py"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "MYPYPATH": str(ROOT)})  # as if installed

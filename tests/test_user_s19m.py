@@ -233,10 +233,10 @@ def embed(path: str) -> ProxyServer | None:
 
 
 def test_mypy_strict_accepts_every_documented_header_form_and_the_new_public_names(
-        tmp_path: Path) -> None:
+        tmp_path: Path, mypy_cache_dir: Path) -> None:
     (tmp_path / "user_headers.py").write_text(_USER_HEADERS, encoding="utf-8")
     (tmp_path / "user_public.py").write_text(_USER_PUBLIC, encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache_dir),
                           "--follow-imports=silent", "user_headers.py", "user_public.py"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "MYPYPATH": str(ROOT)})

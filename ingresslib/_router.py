@@ -669,6 +669,19 @@ def _equal_but_versions(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return True
 
 
+def _require_resources(given: object, name: str, call: str) -> None:
+    """The TypeError of ``Router(x)`` / ``router.update(x)`` for an ``x`` that is no
+    ``Resources`` (typed callers never pass one; untyped ones may pass anything)."""
+    if isinstance(given, Resources):
+        return
+    hint = (f"; for files: {call}(ingresslib.load_manifests({short_repr(given)}))"
+            if isinstance(given, (str, os.PathLike)) else "")
+    raise TypeError(
+        f"{name} takes a Resources (from ingresslib.load_manifests(path), "
+        "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
+        f"not {type(given).__name__} {short_repr(given)}{hint}")
+
+
 class Router:
     """Routes requests to endpoints: the table, the Services' ready endpoints, the balancers
     and the canary rules of one ``Resources``.
@@ -712,16 +725,9 @@ class Router:
                  canary_random: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  table: RouteTable | None = None) -> None:
-        given: object = res  # (typed Resources; an untyped caller may pass anything)
-        if not isinstance(given, Resources):
-            # A path ("deploy/") or a list of dicts failed later as "'str' object has no
-            # attribute 'ingresses'". Construction only: requests never come here.
-            hint = (f"; for files: Router(ingresslib.load_manifests({short_repr(given)}))"
-                    if isinstance(given, (str, os.PathLike)) else "")
-            raise TypeError(
-                "Router takes a Resources (from ingresslib.load_manifests(path), "
-                "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
-                f"not {type(given).__name__} {short_repr(given)}{hint}")
+        # A path ("deploy/") or a list of dicts failed later as "'str' object has no
+        # attribute 'ingresses'". Construction only: requests never come here.
+        _require_resources(res, "Router", "Router")
         self.ingress_class = ingress_class
         self.controller = controller
         self.seed = seed
@@ -782,18 +788,12 @@ class Router:
 
     def update(self, res: Resources) -> None:
         """Swap to ``res`` atomically. When only Services/endpoints changed (or Ingresses/
-        IngressClasses only in ``resourceVersion``), the route table is kept (no rebuild); balancer state and canary counters carry over, and only the
-        routes on Services whose endpoints changed are rebuilt."""
-        given: object = res  # (typed Resources; an untyped caller may pass anything)
-        if not isinstance(given, Resources):
-            # As the constructor refuses it, before the lock and the state: the state in use
-            # keeps serving (a dict or None failed deep inside as an AttributeError).
-            hint = (f"; for files: router.update(ingresslib.load_manifests({short_repr(given)}))"
-                    if isinstance(given, (str, os.PathLike)) else "")
-            raise TypeError(
-                "Router.update takes a Resources (from ingresslib.load_manifests(path), "
-                "ingresslib.parse_manifests(text) or ingresslib.Resources.from_dicts(objects)), "
-                f"not {type(given).__name__} {short_repr(given)}{hint}")
+        IngressClasses only in ``resourceVersion``), the route table is kept (no rebuild);
+        balancer state and canary counters carry over, and only the routes on Services whose
+        endpoints changed are rebuilt."""
+        # As the constructor refuses it, before the lock and the state: the state in use keeps
+        # serving (a dict or None failed deep inside as an AttributeError).
+        _require_resources(res, "Router.update", "router.update")
         with self._lock:
             old = self._state
             if self._same_routing_inputs(old.resources, res):

@@ -8,10 +8,10 @@ header cannot carry them), never re-encoded, and never steer the client to anoth
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from _asgi_call import asgi_get
 from _proxy_harness import WEB_SERVICE_YAML, ProxyPair, ingress_yaml, location, status_of
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,20 +34,8 @@ def _asgi(*docs: str, **kw: Any) -> IngressASGI:
 def _get(asgi: IngressASGI, host: bytes, path: str, query: bytes) -> tuple[int, bytes | None]:
     """One GET through ``asgi`` as an ASGI server hands it over (``raw_path`` and
     ``query_string`` as the bytes received): status and Location."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode("ascii"),
-             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", host)]}
-    asyncio.run(asgi(scope, receive, send))
-    return sent[0]["status"], dict(sent[0].get("headers") or []).get(b"location")
+    status, headers = asgi_get(asgi, host.decode("ascii"), path, query)
+    return status, headers.get(b"location")
 
 
 # A UTF-8 "é" in the query, as httptools (uvicorn's default parser) passes it: raw bytes.

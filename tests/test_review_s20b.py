@@ -27,8 +27,6 @@ nginx's state machine, the header decoding, the realm) passed before and after.
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
 import hashlib
 import string
 import sys
@@ -37,6 +35,7 @@ from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings as hsettings, strategies as st
+from test_access_control_s13 import _system_crypt
 
 from ingresslib.proxy import _basicauth, _htpasswd
 from ingresslib.proxy._basicauth import basic_auth_config, decode_credentials, parse_htpasswd
@@ -204,15 +203,6 @@ def test_settings_are_written_as_crypt_writes_them() -> None:
         VECTORS[3][0]
     assert _htpasswd.sha_crypt(b"the minimum number is still observed",
                                "$6$rounds=10$roundstoolow") == VECTORS[7][0]
-
-
-def _system_crypt() -> Any:
-    name = ctypes.util.find_library("crypt")
-    if name is None:
-        pytest.skip("no libcrypt on this platform")
-    fn = ctypes.CDLL(name).crypt
-    fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_char_p, ctypes.c_char_p]
-    return fn
 
 
 @hsettings(max_examples=40)

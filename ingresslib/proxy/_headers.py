@@ -344,19 +344,25 @@ def odd_name_dropped(name: bytes, odd: bytes, named: list[bytes] | None, ff_name
     ``HEADER_NAME_CHARS`` (``odd``: those characters, non-empty) is dropped on the way to the
     backend. Only called for such names: an ordinary name never comes here.
 
-    - nginx ``ignore_invalid_headers`` (ingress-nginx ``ignore-invalid-headers: "true"``): a
-      name character outside ``[a-z0-9-]`` (and ``_``, governed below) drops the line.
-    - ``_`` with ``underscores_in_headers off`` (``enable-underscores-in-headers: "false"``,
-      the default) drops the line. With it on, ``X_Forwarded_For`` and ``X-Forwarded-For`` are
-      both ``HTTP_X_FORWARDED_FOR`` to a CGI/WSGI backend: a spelling of a header dropped or
+    - A name character outside ``[a-z0-9-]``, or ``_`` with ``underscores_in_headers off``
+      (``enable-underscores-in-headers: "false"``, the default), makes the name invalid, and
+      nginx ``ignore_invalid_headers on`` (ingress-nginx ``ignore-invalid-headers: "true"``,
+      the default) drops such a line. nginx's documentation of ``underscores_in_headers``:
+      "When the use of underscores is disabled, request header fields whose names contain
+      underscores are marked as invalid and become subject to the ignore_invalid_headers
+      directive" (ngx_http_parse_header_line: "r->invalid_header = 1", which
+      ngx_http_process_request_headers skips only "if (r->invalid_header &&
+      cscf->ignore_invalid_headers)"): with ``ignore-invalid-headers: "false"`` a ``_`` name
+      passes whatever ``enable-underscores-in-headers`` says.
+    - A ``_`` name that passes: ``X_Forwarded_For`` and ``X-Forwarded-For`` are both
+      ``HTTP_X_FORWARDED_FOR`` to a CGI/WSGI backend, so a spelling of a header dropped or
       written by the proxy (``UNDERSCORE_SHADOWED``, the forwarded-for header, a name listed
-      in Connection) is dropped.
+      in Connection) is dropped all the same (nginx passes it).
     """
-    if settings.ignore_invalid_headers and odd.replace(b"_", b""):
-        return True
+    if settings.ignore_invalid_headers and (
+            odd.replace(b"_", b"") or not settings.enable_underscores_in_headers):
+        return True  # (``odd`` is non-empty: it holds ``_`` when nothing else)
     if b"_" in odd:
-        if not settings.enable_underscores_in_headers:
-            return True
         alias = name.replace(b"_", b"-")
         return alias in UNDERSCORE_SHADOWED or alias == ff_name or bool(named and alias in named)
     return False

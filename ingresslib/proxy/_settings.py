@@ -221,11 +221,16 @@ class ProxySettings:
     proxy_ignore_client_abort: bool = False
     #: ingress-nginx ``proxy-body-size: 1m``; 0 = unlimited. Larger bodies get 413.
     proxy_body_size: int = 1048576
-    #: ingress-nginx: header names with ``_`` are dropped unless this is on.
+    #: ingress-nginx ``enable-underscores-in-headers`` (nginx ``underscores_in_headers``): off,
+    #: a request header name with ``_`` is invalid, dropped under ``ignore_invalid_headers``.
     enable_underscores_in_headers: bool = False
     #: ingress-nginx ``ignore-invalid-headers`` (default true; nginx
     #: ``ignore_invalid_headers on``): a request header whose name holds a character other than
-    #: a letter, a digit, ``-`` (or ``_``, see above) is dropped, not forwarded.
+    #: a letter, a digit, ``-`` (or ``_`` unless ``enable_underscores_in_headers``) is dropped,
+    #: not forwarded. Off, such names pass, ``_`` ones too (nginx: "marked as invalid and
+    #: become subject to the ignore_invalid_headers directive"), except a ``_`` spelling of a
+    #: header the proxy drops or writes (``X_Forwarded_For``: CGI/WSGI read it as
+    #: ``X-Forwarded-For``).
     ignore_invalid_headers: bool = True
     #: ingress-nginx ``upstream-keepalive-connections``: idle pooled connections kept, all
     #: endpoints together (its one ``upstream_balancer`` block has ``keepalive N``), the least

@@ -17,6 +17,12 @@ Fields no Kubernetes type has (``ingressClassname``, a v1beta1 ``serviceName``),
 server drops, and keys the YAML or JSON parser saw twice are collected as warnings
 (``Resources.warnings``, see ``_fields``): one ``frozenset.issuperset`` per mapping read.
 
+Every string is read as the API server stores it (``_models.go_text``): a lone surrogate (a
+str out of ``json.loads`` of a ``\\udce9`` escape, or decoded with ``surrogateescape``) is
+U+FFFD, as Go's encoding/json decodes the escape the official client sends for it, and as a JSON
+manifest reads (``_json_manifests._go_surrogates``). Kept, it raised UnicodeEncodeError
+wherever the text was encoded later: a header, a log line, a command's output.
+
 The decoder is plain code on purpose (no reflection on the hot path): decoding thousands of
 objects must cost far less than parsing their YAML.
 """
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import marshal
 import mmap
 import re
 
@@ -65,6 +70,7 @@ from ._models import (
     ServicePort,
     ServiceSpec,
     TypedLocalObjectReference,
+    go_text,
 )
 from ._resources import Resources
 from ._validate import (
@@ -149,7 +155,11 @@ class _Dec:
         """``obj`` holds a field outside ``known``: an unknown one, or one the decoder does
         not enter (``status``, ``managedFields``) and whose fields are checked here."""
         if self.check:
-            extra_fields(schema, known, obj, path, self.unknown)
+            unknown = self.unknown
+            n = len(unknown)
+            extra_fields(schema, known, obj, path, unknown)
+            for i in range(n, len(unknown)):
+                unknown[i] = go_text(unknown[i])  # a field name is a string too
 
     def wrong_type(self, path: str, value: Any, expected: str, hint: str = "") -> None:
         scalar = _is_scalar(value)
@@ -169,10 +179,12 @@ def _get(d: Mapping[str, Any], camel: str, snake: str) -> Any:
 
 
 def _str(dec: _Dec, v: Any, path: str) -> str | None:
-    if v is None or type(v) is str:
+    if type(v) is str:
+        return v if v.isascii() else go_text(v)
+    if v is None:
         return v
     if isinstance(v, str):
-        return str.__str__(v)
+        return go_text(str.__str__(v))
     dec.wrong_type(path, v, "string")
     return None
 
@@ -250,13 +262,19 @@ def _str_map(dec: _Dec, v: Any, path: str) -> Mapping[str, str]:
                     continue
                 k = key
                 converted = True
+        if not k.isascii():
+            stored = go_text(k)
+            if stored != k:
+                # Two keys may be one once stored ("k\ud800", "k\udfff"): a repeat.
+                k = stored
+                converted = True
         if type(val) is str:
-            out[k] = val
+            out[k] = val if val.isascii() else go_text(val)
         elif val is None:
             # JSON null for a map value decodes to "" in Go.
             out[k] = ""
         elif isinstance(val, str):
-            out[k] = str.__str__(val)
+            out[k] = go_text(str.__str__(val))
         else:
             # e.g. `canary-weight: 10` unquoted: "json: cannot unmarshal number into Go struct
             # field ObjectMeta.metadata.annotations of type string".
@@ -281,7 +299,7 @@ def _repeated_keys(dec: _Dec, v: Mapping[Any, Any], path: str) -> None:
     order decides); the last one is kept here, as a key written twice."""
     seen: set[str] = set()
     for k in v:
-        key = str.__str__(k) if isinstance(k, str) else _yaml_key(k)
+        key = go_text(str.__str__(k)) if isinstance(k, str) else _yaml_key(k)
         if key is None:
             continue
         child = _child_path(path, key)
@@ -329,7 +347,7 @@ def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
             ts = None
         if ts is None:
             detail = "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)"
-            dec.errors.append(FieldError(dec.obj, path, INVALID, detail, v, True))
+            dec.errors.append(FieldError(dec.obj, path, INVALID, detail, go_text(v), True))
         return ts
     dec.wrong_type(path, v, "string")
     return None
@@ -477,12 +495,12 @@ def _ingress_class(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Ingress
 
 
 def _int_or_string(dec: _Dec, v: Any, path: str) -> int | str | None:
-    if v is None or type(v) is int or type(v) is str:
+    if v is None or type(v) is int:
         return v
     # Subclasses as _int and _str take them (ruamel.yaml's HexInt for `targetPort: 0x1f90`,
     # its quoted or block strings).
     if isinstance(v, str):
-        return str.__str__(v)
+        return _str(dec, v, path)
     if isinstance(v, int) and not isinstance(v, bool):
         return int.__int__(v)
     dec.wrong_type(path, v, "integer or string")
@@ -764,25 +782,12 @@ def _copy_tree(root: Mapping[str, Any]) -> dict[str, Any]:
     ``MappingProxyType`` or tuples would break, and a list copied as a tuple would no longer
     compare equal to the original.
 
-    ``marshal`` round trip first: done in C, it copies dicts, lists, tuples, sets and scalars,
-    keeps shared and self-referencing parts as they are (YAML anchors: ``&a [*a]``), and costs
-    about a quarter of ``copy.deepcopy`` (15 us for a small Deployment, against 63 us). It
-    refuses anything else (a ``datetime`` from a client's ``to_dict()``, a Mapping that is not
-    a dict, a str subclass) and nesting deeper than 2000: those go the slow way.
-    """
-    if type(root) is not dict:
-        return _copy_tree_slow(root)
-    try:
-        copied: dict[str, Any] = marshal.loads(marshal.dumps(root))
-    except ValueError:
-        return _copy_tree_slow(root)
-    return copied
-
-
-def _copy_tree_slow(root: Mapping[str, Any]) -> dict[str, Any]:
-    """``_copy_tree`` for what marshal refuses: dicts and lists (and other Mappings, as dicts)
-    copied, JSON scalars shared, anything else through ``copy.deepcopy`` (shared as it is when
-    it cannot be copied).
+    Dicts and lists (and other Mappings, as dicts) are copied, JSON scalars shared, anything
+    else goes through ``copy.deepcopy`` (shared as it is when it cannot be copied): a
+    ``bytearray`` stays a (copied) bytearray, a ``memoryview`` the caller's. (A ``marshal``
+    round trip, once the fast path, gave ``bytes`` for every buffer object: an
+    ``array('i', [1])`` came back as ``b'\\x01\\x00\\x00\\x00'``. Telling them apart took a walk
+    that cost more than this one: 13-25 us against 12-21 us for a Deployment or a Pod.)
 
     An explicit stack, not recursion (the decoder takes a file of 600 nested Lists; a deeply
     nested object of another kind must not raise RecursionError either), and a memo, so shared

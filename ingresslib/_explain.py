@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import ipaddress
 import json
 import re
@@ -236,14 +237,14 @@ def _note(d: Any) -> str:
 def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[str, Any] | None:
     """The certificate ``serve --tls-listen`` answers an ``https://`` URL's handshake with:
     the SNI a client sends (the URL's host name; none for an IP address, RFC 6066 §3: "Literal
-    IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does (an
-    exact name, else a ``*.`` wildcard one label up, except for the hosts it keeps on the
-    default certificate: ``CertificateStore.context_for``) in the store's own decision
-    (``_select``, what ``update`` builds its maps from). None
-    when ``ssl`` is missing. Not modelled: serve's ``--default-ssl-certificate`` (``secret``
-    None says "the default certificate", whichever serve has)."""
+    IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does
+    (``_tls.certificate_for_name``: the store's own decision and lookup), and whether it is
+    valid now (``validity``: ``"expired"`` or ``"not yet valid"`` is still served, as
+    ingress-nginx serves it; ``check`` warns). None when ``ssl`` is missing. Not modelled:
+    serve's ``--default-ssl-certificate`` (``secret`` None says "the default certificate",
+    whichever serve has)."""
     try:
-        from ._tls import _Loaded, _select
+        from ._tls import certificate_for_name
     except ImportError:  # pragma: no cover - a Python without ssl
         return None
     name = (url_host.partition("]")[0] + "]" if url_host.startswith("[")
@@ -253,27 +254,31 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[s
         sni = None
     except ValueError:
         sni = name.lower().removesuffix(".")
-    out: dict[str, Any] = {"sni": sni, "secret": None, "not_after": None}
+    out: dict[str, Any] = {"sni": sni, "secret": None, "not_after": None, "validity": None}
     if sni is None:
         return out
-    # The store's decision itself (``_select``), not ``served_certificates``' rows alone: its
-    # ``kept`` hosts (another namespace lists the ``*.`` over a host it does not route) are
-    # served the default certificate, where a lookup in the rows fell back to that wildcard.
-    sel = _select(res, table.served, _Loaded({}, {}))
-    dot = sni.find(".")
-    hit = sel.chosen.get(sni)
-    if hit is None and sni not in sel.kept and dot > 0:
-        hit = sel.chosen.get("*" + sni[dot:])
+    hit = certificate_for_name(res, table.served, sni)
     if hit is not None:
-        cert, (ns, secret) = hit
-        out.update(secret=f"{ns}/{secret}", not_after=cert.not_after.isoformat())
+        secret, not_before, not_after = hit
+        now = datetime.datetime.now(datetime.timezone.utc)
+        validity = ("expired" if not_after < now else
+                    "not yet valid" if not_before > now else "valid")
+        out.update(secret=secret, not_after=not_after.isoformat(), validity=validity)
     return out
 
 
 def _tls_line(t: dict[str, Any]) -> str:
     if t["secret"] is not None:
-        return (f"  TLS (SNI {t['sni']}): the certificate of Secret {t['secret']} (valid until "
-                f"{t['not_after']})")
+        validity = t.get("validity")
+        if validity == "expired":
+            dates = f"expired on {t['not_after']}; still served, as ingress-nginx does"
+        elif validity == "not yet valid":
+            # (check's warning names the day it starts.)
+            dates = (f"not yet valid, valid until {t['not_after']}; still served, as "
+                     "ingress-nginx does")
+        else:
+            dates = f"valid until {t['not_after']}"
+        return f"  TLS (SNI {t['sni']}): the certificate of Secret {t['secret']} ({dates})"
     default = ("the default certificate (serve's --default-ssl-certificate, else a generated "
                "one)")
     if t["sni"] is None:

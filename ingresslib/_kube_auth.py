@@ -23,6 +23,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from ._resources import Resources
+from ._router import _equal_but_versions
 from ._store import ResourceStore
 
 __all__ = ["AuthSecrets", "AuthWatch", "auth_secret_refs", "all_auth_refs"]
@@ -169,13 +170,17 @@ class AuthSecrets:
         drop the ones no longer named, fetch the newly named ones and the retries due."""
         res = self._store.snapshot()
         source = (res.ingresses, res.ingress_classes)
-        # Tuples of the same model objects compare by identity, item by item: cheap when no
-        # Ingress changed (the store keeps the objects of unchanged keys).
-        if self._refs_from is not None and self._refs_from == source:
+        before, self._refs_from = self._refs_from, source
+        # Skipped in C for the same model objects (the store keeps the objects of unchanged
+        # keys). A status write (``status.loadBalancer``, ours or another controller's, on any
+        # Ingress) is a new object whose resourceVersion alone moved: the store keeps it
+        # without a new generation, and the Secrets named are the same. Compared with ``==``,
+        # each one worked the Secrets out again (the served Ingresses sorted off the loop).
+        if (before is not None and _equal_but_versions(before[0], source[0])
+                and _equal_but_versions(before[1], source[1])):
             if self._pending and self._listed:
                 self._fetch(self._retry_due())
             return
-        self._refs_from = source
         # Off the loop: working out the served Ingresses sorts them all (about 14 ms at 10,000
         # Ingresses), and the loop is proxying.
         try:

@@ -357,6 +357,20 @@ def go_utf8(text: str) -> bytes:
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
 
 
+def go_text(text: str) -> str:
+    """``text`` as the API server stores it, as a str: :func:`go_utf8`'s text, ``text`` itself
+    when it holds no surrogate (ASCII, the common case, costs one ``isascii``). What the decoder
+    reads every string of ``from_dicts`` with, as a JSON manifest's escapes already read
+    (``_json_manifests._go_surrogates``)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def _own_tuples(obj: Any, *names: str) -> None:
     """Make each sequence field ``names`` of ``obj`` a tuple (None stays None).
 

@@ -766,6 +766,26 @@ def certificate_problems(res: Resources, ingresses: Iterable[Ingress] | None = N
     return _select(res, ingresses, _Loaded({}, {})).problems
 
 
+def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, server_name: str
+                         ) -> tuple[str, datetime.datetime, datetime.datetime] | None:
+    """``("namespace/secret", not_before, not_after)`` of the Secret certificate a fresh
+    :class:`CertificateStore` updated with ``res`` and ``ingresses`` answers a ClientHello
+    naming ``server_name`` with; None: the default certificate. The store's own decision
+    (:func:`_select`: the hosts it ``kept`` on the default certificate do not fall back to a
+    wildcard) and lookup (:meth:`CertificateStore.context_for`: an exact name, else a ``*.``
+    one label up). What ``ingresslib explain`` says of an ``https://`` URL."""
+    sel = _select(res, ingresses, _Loaded({}, {}))
+    name = _norm(server_name)
+    hit = sel.chosen.get(name)
+    dot = name.find(".")
+    if hit is None and name not in sel.kept and dot > 0:
+        hit = sel.chosen.get("*" + name[dot:])
+    if hit is None:
+        return None
+    cert, (ns, secret) = hit
+    return f"{ns}/{secret}", cert.not_before, cert.not_after
+
+
 #: What :func:`served_certificates` loaded last, reused by PEM digest on its next call (the
 #: metric is refreshed on every reload: only new certificates are loaded). Replaced as a whole.
 #: Kept without their contexts (:func:`_listed_only`).

@@ -79,7 +79,7 @@ def test_explain_names_no_wildcard_the_store_keeps_a_host_from(ca: trustme.CA,
     assert store.context_for("other.example.test") is not store.default_context
 
     assert _explain(f, f"https://{HOST}/")["tls"] == {
-        "sni": HOST, "secret": None, "not_after": None}
+        "sni": HOST, "secret": None, "not_after": None, "validity": None}
     # Upper case, a trailing dot and a port: the same SNI, the same answer.
     assert _explain(f, "https://SHOP.example.test.:8443/")["tls"]["secret"] is None
     other = _explain(f, "https://other.example.test/")["tls"]
@@ -111,7 +111,7 @@ def test_guard_explain_agrees_with_the_store_on_exact_wildcard_and_two_secrets(
     assert store.context_for("y.x.w.test") is store.default_context
     assert _explain(f, "https://y.x.w.test/")["tls"]["secret"] is None
     assert _explain(f, "https://[::1]:8443/")["tls"] == {
-        "sni": None, "secret": None, "not_after": None}
+        "sni": None, "secret": None, "not_after": None, "validity": None}
 
 
 # -- 2. ClusterWatcher(config=KubeConfig) ------------------------------------------------------

@@ -10,7 +10,7 @@ agreement.
    written as a manifest hashes U+FFFD's bytes: another endpoint for the same request. The
    template is now read as the API server stores it.
 2. The same for ``canary-by-header-pattern``: its byte form (the pattern's UTF-8, as PCRE runs
-   it) raised UnicodeEncodeError out of ``Router(...)`` itself for ``"v\ud800.*"``.
+   it) raised UnicodeEncodeError out of ``Router(...)`` itself for ``"v\\ud800.*"``.
 3. c9e4d59 reads str subclasses by value (``str.__str__``: an old-style ``class K(str, Enum)``
    stored ``K.x``), but ``ResourceStore`` keyed objects by ``f"{apiVersion}/{kind}"``: such a
    kind or apiVersion made the key ``v1/K.SERVICE``, which no DELETED or re-list in plain

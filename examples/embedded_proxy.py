@@ -114,17 +114,6 @@ async def main(argv: list[str] | None = None) -> int:
             _say(f"tls: {problem}")
         metrics.set_certificates(store.certificates(default=True))
     metrics.set_hosts(_hosts(router))
-    server = ProxyServer(router, cert_store=store, on_record=metrics.observe)
-    await server.start(args.listen, tls_listen=args.tls_listen)
-    for url in server.urls:
-        _say(f"listening on {url}")
-    mserver = None
-    if args.metrics_listen is not None:
-        mhost, mport = args.metrics_listen
-        mserver = ingresslib.MetricsServer(metrics, mhost, mport,
-                                           healthy=lambda: not server.draining)
-        _say(f"metrics on http://{mhost}:{await mserver.start()}/metrics")
-    metrics.reload_succeeded(time.time())
 
     async def reload_forever() -> None:
         while True:
@@ -165,18 +154,29 @@ async def main(argv: list[str] | None = None) -> int:
             seen = now
             reloads.put_nowait(None)
 
-    tasks = [asyncio.create_task(reload_forever())]
-    if args.reload_interval > 0:
-        tasks.append(asyncio.create_task(poll_forever(args.reload_interval)))
-    try:
-        await server.serve_until(stop)                # graceful shutdown once `stop` is set
-    finally:
-        for task in tasks:
-            task.cancel()
-        await server.shutdown()                       # at once if serve_until finished it;
-                                                      # else (cancelled) stop the listeners
-        if mserver is not None:
-            await mserver.close()
+    server = ProxyServer(router, cert_store=store, on_record=metrics.observe)
+    await server.start(args.listen, tls_listen=args.tls_listen)
+    async with server:                                # shutdown() on the way out, however it
+                                                      # ends (at once after serve_until's)
+        for url in server.urls:
+            _say(f"listening on {url}")
+        mserver = None
+        if args.metrics_listen is not None:
+            mhost, mport = args.metrics_listen
+            mserver = ingresslib.MetricsServer(metrics, mhost, mport,
+                                               healthy=lambda: not server.draining)
+            _say(f"metrics on http://{mhost}:{await mserver.start()}/metrics")
+        metrics.reload_succeeded(time.time())
+        tasks = [asyncio.create_task(reload_forever())]
+        if args.reload_interval > 0:
+            tasks.append(asyncio.create_task(poll_forever(args.reload_interval)))
+        try:
+            await server.serve_until(stop)            # graceful shutdown once `stop` is set
+        finally:
+            for task in tasks:
+                task.cancel()
+            if mserver is not None:
+                await mserver.close()
     _say("stopped")
     return 0
 

@@ -922,8 +922,10 @@ class RouteOptionsSource:
 
     def _router_secrets(self) -> Any:
         """The router's current Secrets (``auth-type: basic`` reads its Secret there; a new
-        tuple after every change): ``router.resources.secrets``, () without resources."""
-        return getattr(getattr(self.router, "resources", None), "secrets", ())
+        tuple after every change): ``router.resources.secrets``; None when the router exposes
+        none (a wrapper that does not hand ``resources`` on: its basic-auth routes answer
+        503, and the log says why rather than "no such Secret")."""
+        return getattr(getattr(self.router, "resources", None), "secrets", None)
 
     def _unrouted_status(self, host: str, client_ip: str | None,
                          authorization: Callable[[], bytes | None] = lambda: None

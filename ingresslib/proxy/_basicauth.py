@@ -113,7 +113,8 @@ class BasicAuth:
         self.namespace = namespace
         self.name = name
         self.map_type = map_type
-        #: () -> the router's current Secrets (a tuple, replaced on every change).
+        #: () -> the router's current Secrets (a tuple, replaced on every change), or None
+        #: when the router exposes none.
         self._secrets = secrets
         self._source: Any = _UNSET
         self._users: dict[str, str] = {}
@@ -175,6 +176,11 @@ class BasicAuth:
             if meta.name == self.name and (meta.namespace or "default") == self.namespace:
                 secret = s
         key = f"{self.namespace}/{self.name}"
+        if source is None:
+            self._deny(f"auth-secret {key}: the router exposes no resources.secrets (a "
+                       "wrapper around the Router must hand `resources` on to it); the "
+                       "routes answer 503")
+            return
         if secret is None:
             self._deny(f"auth-secret {key}: no such Secret (serve --kubernetes reads only "
                        "Opaque auth Secrets, none with --no-auth-secrets); the routes answer "

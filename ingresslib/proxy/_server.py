@@ -1622,6 +1622,10 @@ class ProxyServer:
         await server.start(listen=("127.0.0.1", 0))
         print(server.urls)
         await server.serve_until(stop_event)   # graceful shutdown when the event is set
+
+    or ``async with server:`` (after ``start``; or ``async with ProxyServer(router) as
+    server:``, which calls ``start()`` with its defaults): ``shutdown()`` on the way out,
+    however the block ends.
     """
 
     def __init__(
@@ -1824,9 +1828,57 @@ class ProxyServer:
 
     async def serve_until(self, stop: asyncio.Event, timeout: float = 10.0) -> None:
         """Serve until ``stop`` is set, then ``shutdown(timeout)`` (seconds of grace for the
-        requests in flight)."""
-        await stop.wait()
-        await self.shutdown(timeout)
+        requests in flight).
+
+        Cancelled (a ``TaskGroup`` whose other task failed, ``asyncio.timeout``, Ctrl-C under
+        ``asyncio.run``), it shuts the server down the same way before the ``CancelledError``
+        goes on, as asyncio's ``Server.serve_forever`` closes its server: before, the server
+        went on listening and serving. A cancellation during that shutdown cuts its grace
+        short (``shutdown(0)``: what is still in flight is aborted)."""
+        try:
+            await stop.wait()
+        except asyncio.CancelledError:
+            await self._shutdown_shielded(timeout)
+            raise
+        await self._shutdown_shielded(timeout)
+
+    async def _shutdown_shielded(self, timeout: float) -> None:
+        """``shutdown(timeout)`` carried to its end although the caller may be cancelled (it
+        runs as a task of its own, so the caller's cancellation does not interrupt it half
+        way: listeners closed, connections left open). Cancelled while it waits, the caller
+        cuts the grace short with ``shutdown(0)`` and raises ``CancelledError`` once that is
+        done."""
+        drain = self.loop.create_task(self.shutdown(timeout))
+        try:
+            await asyncio.shield(drain)
+            return
+        except asyncio.CancelledError:
+            drain.cancel()
+            abort = self.loop.create_task(self.shutdown(0))
+            try:
+                await asyncio.shield(abort)
+            except asyncio.CancelledError:
+                pass  # (it ends by itself within a few loop iterations)
+            raise
+
+    async def __aenter__(self) -> ProxyServer:
+        """``async with server:`` -- ``start()`` with its defaults (``127.0.0.1:8080``) unless
+        ``start`` was already called (to listen elsewhere, call it first); a start that fails
+        closes what it had bound."""
+        if self.draining:
+            raise RuntimeError("this ProxyServer was shut down: make a new one to serve again")
+        if not self.servers:
+            try:
+                await self.start()
+            except BaseException:
+                await self._shutdown_shielded(0)
+                raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """``shutdown()``, however the block ended (its default grace of 10 s; a cancellation
+        during it cuts the grace short, as in ``serve_until``)."""
+        await self._shutdown_shielded(10.0)
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -754,6 +754,8 @@ class Router:
         self._wiring: _Wiring | None = None
         self._objects: ServiceObjects | None = None
         self._state: _State
+        #: The current state's ``FastRoute.route`` (what ``Router.route`` calls).
+        self._fast_route: Callable[..., Decision | None]
         self._publish(self._build(res, table))
 
     # --- public surface ------------------------------------------------------------------------
@@ -810,9 +812,23 @@ class Router:
         self._state = st
         # The request path of this state, published with one attribute store: a request sees
         # the match function and the routes of one state, never one old and one new (CPython
-        # attribute stores are atomic). The instance attribute shadows the method below, so a
-        # call goes straight into FastRoute.route (compiled: no Python frame for round-robin).
-        self.route = FastRoute(st.match, st.fast, self._route_entry).route  # type: ignore[method-assign]
+        # attribute stores are atomic).
+        fast = FastRoute(st.match, st.fast, self._route_entry).route
+        mine = self.__dict__.get("_fast_route")  # the previous state's (None: the first)
+        self._fast_route = fast
+        if type(self).route is _ROUTER_ROUTE:
+            # A plain Router (or a subclass keeping ``route``): the instance attribute
+            # shadows the method below, so a call goes straight into FastRoute.route
+            # (compiled: no Python frame for round-robin). Decided here, per update, so the
+            # request path checks nothing.
+            self.route = fast  # type: ignore[method-assign]
+        elif mine is not None and self.__dict__.get("route") is mine:
+            # The class's ``route`` was replaced since the last state (a patched class):
+            # the previous state's path must not go on shadowing it.
+            del self.route
+        # A subclass's own ``route`` is left to be found on its class (an instance attribute
+        # would shadow it); its ``super().route(...)`` reaches ``fast`` through
+        # ``_fast_route``. (An instance attribute put there by hand is left alone.)
 
     def route(self, method: str, host: str, path: str, headers: Headers = (),
               client_ip: str | None = None, *, query: str | None = None) -> Decision | None:
@@ -821,11 +837,15 @@ class Router:
         ``path`` is the request path without the query (as received); ``query`` (optional)
         feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``. Raises
         :class:`BadRequestError` as ``RouteTable.match`` does.
+
+        A subclass may override it (and call ``super().route(...)``); on a plain Router the
+        instance attribute ``route`` is the current state's compiled path, replaced by every
+        ``update``, so an assignment ``router.route = f`` lasts only until the next one.
         """
-        # Only reached through the class (``Router.route(router, ...)``): instances call the
-        # published FastRoute directly (see _publish).
-        fast_route: Callable[..., Decision | None] = self.__dict__["route"]
-        return fast_route(method, host, path, headers, client_ip, query=query)
+        # Reached through the class: ``super().route(...)`` of a subclass's own ``route``, or
+        # ``Router.route(router, ...)``. A plain Router's instances call the published
+        # FastRoute directly (see _publish).
+        return self._fast_route(method, host, path, headers, client_ip, query=query)
 
     def _route_entry(self, m: Match, e: Any, fast: dict[Match, Any], method: str, host: str, path: str,
                      headers: Headers, client_ip: str | None, query: str | None
@@ -1443,3 +1463,8 @@ class Router:
         self._wiring = _Wiring(by_service, route_warnings, service_warnings, slice_warnings,
                                empty, no_endpoint, self.load_balance, factories)
         return _State(table, routes, tuple(warnings), res, table.match, fast, no_endpoint)
+
+
+#: ``Router.route`` as defined here: ``_publish`` puts the compiled path on the instance only
+#: when the instance's class still has this one (a subclass's own ``route`` is left visible).
+_ROUTER_ROUTE = Router.route

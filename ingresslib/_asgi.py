@@ -10,8 +10,9 @@ Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):
   incoming ``root_path`` (``_asgi_scan``: how ``raw_path``, ``path`` and ``root_path`` are
   read). A path that has no canonical form is answered ``400`` and never reaches an app.
 - The mounted app sees ``path = root_path + canonical path`` (percent-decoded, as ``path``
-  always is), ``raw_path`` = the canonical path (encoded), so app and ingress agree on one path
-  ("the path the router matched is the path the backend receives").
+  always is), ``raw_path`` = the incoming ``root_path`` (encoded) + the canonical path
+  (encoded), as uvicorn (0.54 and later) and Starlette's ``Mount`` give them, so app and
+  ingress agree on one path ("the path the router matched is the path the backend receives").
 - For a ``Prefix`` rule, ``root_path`` is extended by the rule's path without its trailing
   ``/``, like Starlette's ``Mount``: rule ``/api``, request ``/api/users`` → ``root_path`` +=
   ``"/api"``, ``path`` stays ``/api/users``; the app routes on ``/users``. ``Exact``,
@@ -55,10 +56,12 @@ copies of it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from ._asgi_lifespan import _SubLifespan
@@ -142,6 +145,37 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope key holding the routing Decision.
 DECISION_KEY = "ingresslib.decision"
 
+
+class RouterLike(Protocol):
+    """A router as ``IngressASGI`` (and the proxy) take one: a ``Router``, or your own object
+    around one (docs/router.md "Your own code around ``route``"). ``route`` is called for every
+    request, with ``query=`` when its signature takes it (a ``query`` parameter or
+    ``**kwargs``); ``update`` by ``IngressASGI.update``; ``table``, ``resources`` and the
+    Router's internals are read when present (app-root, www redirects, basic auth's Secrets,
+    the mount report), as the proxy reads them."""
+
+    def route(self, method: str, host: str, path: str, headers: Any, client_ip: str | None,
+              /) -> Decision | None: ...
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_root(root: str) -> bytes:
+    """A server's ``root_path`` percent-encoded, for the front of the app's ``raw_path``
+    (a server has one or a few: remembered)."""
+    return quote(root, safe=_PATH_SAFE).encode("ascii")
+
+
+def _takes_query(route: object) -> bool:
+    """Whether ``route`` can be called with ``query=`` (Router.route can; the proxy's own
+    call passes none, so a router written for the proxy may have no such parameter)."""
+    try:
+        params = inspect.signature(route).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True  # no signature to read (a builtin): called as a Router's
+    return any(p.kind is p.VAR_KEYWORD or (p.name == "query" and p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) for p in params)
+
+
 # Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
 # answer bodies, the request-id generator and the header-name rules (proxy/_headers.py), the
 # route options and the redirect decision (proxy/_actions.py ``RouteOptionsSource``,
@@ -181,10 +215,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
     """Route each HTTP and WebSocket request by the Ingress rules to a mounted ASGI app.
 
     ``router_or_resources`` is a :class:`Router` (share it with a cluster watcher:
-    ``watcher`` calls ``app.update``) or a ``Resources`` (a Router is built with
-    ``ingress_class``/``controller``). ``backends`` maps ``"namespace/service:port"`` (the port
-    as written in the Ingress backend, number or name) or ``"namespace/service"`` (any port) to
-    an ASGI app.
+    ``watcher`` calls ``app.update``), your own object around one (``RouterLike``, as the
+    proxy takes it) or a ``Resources`` (a Router is built with
+    ``ingress_class``/``controller``). ``backends`` maps ``"namespace/service:port"`` (the
+    port as written in the Ingress backend, number or name) or ``"namespace/service"`` (any
+    port) to an ASGI app.
 
     >>> import ingresslib
     >>> res = ingresslib.parse_manifests('''
@@ -205,7 +240,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
 
     def __init__(
         self,
-        router_or_resources: Router | Resources,
+        router_or_resources: Router | Resources | RouterLike,
         backends: Mapping[str, ASGIApp],
         *,
         ingress_class: str | None = None,
@@ -220,19 +255,30 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         request_id: Callable[[], str] | None = None,
     ) -> None:
         given: object = router_or_resources  # (typed; an untyped caller may pass anything)
+        #: A router whose ``route`` takes no ``query=`` (None: every router's does).
+        self._no_query: Any = None
         if isinstance(given, Router):
             self.router = given
         elif isinstance(given, Resources):
             self.router = Router(given, ingress_class=ingress_class, controller=controller)
+        elif not isinstance(given, type) and callable(route := getattr(given, "route", None)):
+            # Your own object around a Router (RouterLike), as the proxy takes it.
+            self.router = given
+            if not _takes_query(route):
+                self._no_query = given
         else:
             # Router's own refusal named Router(...), a call the caller never wrote.
             hint = (f"; for files: IngressASGI(ingresslib.load_manifests({short_repr(given)}), "
                     "backends)" if isinstance(given, (str, os.PathLike)) else "")
+            missing = ("" if isinstance(given, (str, os.PathLike, Mapping, list, tuple, type))
+                       else "; it has no 'route' method" if getattr(given, "route", None) is None
+                       else "; its 'route' is not callable")
             raise TypeError(
                 "IngressASGI takes a Router or a Resources (from "
                 "ingresslib.load_manifests(path), ingresslib.parse_manifests(text) or "
-                "ingresslib.Resources.from_dicts(objects)), not "
-                f"{type(given).__name__} {short_repr(given)}{hint}")
+                "ingresslib.Resources.from_dicts(objects)), or an object with a Router's "
+                "route method (docs/router.md), not "
+                f"{type(given).__name__} {short_repr(given)}{missing}{hint}")
         table = _check_backends(backends)
         for key in table:
             ns, slash, rest = key.partition("/")
@@ -321,9 +367,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
     def update(self, res: Resources) -> None:
         """Swap to new resources (``ClusterWatcher(app.update)`` keeps the app in step with a
         cluster); requests in flight finish on the old table."""
-        table = self.router.table
-        self.router.update(res)
-        if self.router.table is table and self._twin_hosts_table is table:
+        router = self.router
+        update = getattr(router, "update", None)
+        if not callable(update):
+            raise TypeError(f"IngressASGI.update: its router ({type(router).__name__}) has no "
+                            "'update' method; update the router itself")
+        table = getattr(router, "table", None)
+        update(res)
+        if getattr(router, "table", None) is table and self._twin_hosts_table is table:
             # The same table (only Services/endpoints changed): a resolved target port, which
             # a ``backends`` key may name, can have changed.
             self._report_mounts()
@@ -442,8 +493,13 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             if twins and host and (normalize_host(host) or "") in twins:
                 decision = None
             else:
-                decision = self.router.route(method, host, rel, scope.get("headers") or (),
-                                             client_ip, query=query)
+                router = self.router
+                if router is not self._no_query:
+                    decision = router.route(method, host, rel, scope.get("headers") or (),
+                                            client_ip, query=query)
+                else:
+                    decision = router.route(method, host, rel, scope.get("headers") or (),
+                                            client_ip)
         except BadRequestError as err:
             await reply.local(err.status_hint)
             return
@@ -552,6 +608,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             prefix = plan[3]
         if app is None:
             if self.fallback is None:
+                if decision is None and body_size and length < 0 and kind == "http" \
+                        and await _over_limit(reply, receive, body_size):
+                    return  # the 413 is out
                 await reply.local(404 if decision is None else 503)
                 return
             app, mount = self.fallback, ""
@@ -571,7 +630,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         child = dict(scope)
         child[DECISION_KEY] = decision
         child["path"] = root + (unquote(rel) if "%" in rel else rel)
-        child["raw_path"] = rel_b
+        # path = unquote(raw_path), as the server gives them (uvicorn >= 0.54, Starlette's
+        # Mount): an app under the mount -- another IngressASGI too -- finds its root_path at
+        # the front of raw_path, as it finds it in path.
+        child["raw_path"] = _quoted_root(root) + rel_b if root else rel_b
         child["root_path"] = root + mount
         if self.rewrite_headers:
             try:
@@ -848,7 +910,18 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         while True:
             message = await receive()
             phase = message["type"].rpartition(".")[2]  # "startup" / "shutdown"
-            errors = [e for e in await asyncio.gather(*(s.send(message) for s in subs)) if e]
+            results = await asyncio.gather(*(s.send(message) for s in subs))
+            errors = [e for e in results if e]
+            if errors and phase == "startup":
+                # The server sends no shutdown after a failed startup (uvicorn and hypercorn
+                # exit): the apps that did start are shut down now, as an AsyncExitStack
+                # unwinds, or their cleanup (a pool's close) would never run.
+                started = [s for s, e in zip(subs, results) if e is None and s.running]
+                down = {"type": "lifespan.shutdown"}
+                errors += [e for e in await asyncio.gather(*(s.send(down) for s in started))
+                           if e]
+                for s in started:
+                    await s.finish()
             if errors:
                 await send({"type": f"lifespan.{phase}.failed", "message": "; ".join(errors)})
             else:
@@ -857,6 +930,21 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 for s in subs:
                     await s.finish()
                 return
+
+
+async def _over_limit(reply: _Reply, receive: Receive, limit: int) -> bool:
+    """Read a streamed request body (no Content-Length) that no rule routes, as the proxy
+    does before its 404 (proxy/_connection.py ``_defer_unrouted``: ingress-nginx proxies it
+    to the default backend from the server's ``location /``, and nginx's chunked body filter
+    refuses one past that location's client_max_body_size). True when it went over ``limit``:
+    the 413 is answered (``_Reply.counting``); False at its end or the client's disconnect."""
+    counted = reply.counting(receive, limit)
+    while True:
+        message = await counted()
+        if reply.cut:
+            return True
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return False
 
 
 #: No forwarded headers from a trusted hop.

@@ -1,7 +1,8 @@
 """Lifespan for IngressASGI's mounted apps: the server's lifespan events go to every mounted
 app and the ``fallback`` (``_SubLifespan``, one per app). An app that raises before answering
 has no lifespan support (lifespan.rst) and is left out; one that fails, or raises after taking
-part, makes the event fail with its error; at shutdown each app gets 5 s to return.
+part, makes the event fail with its error; at shutdown each app gets 5 s to return. A failed
+startup shuts down the apps that started (``IngressASGI._lifespan``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class _SubLifespan:
         if str(message.get("type", "")).endswith(".failed"):
             self.failed = True
         await self.outbox.put(message)
+
+    @property
+    def running(self) -> bool:
+        """It takes part in lifespan and has not returned: it waits for the next event."""
+        return self.supported and self.answered and not self.task.done()
 
     def _take_error(self) -> str | None:
         error, self.error = self.error, None

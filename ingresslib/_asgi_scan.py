@@ -140,17 +140,20 @@ def _request_uri(scope: Scope, rel: str, query: str | None) -> tuple[str, str | 
     request, as ``(path, query)``: ``raw_path`` ("The original HTTP path component,
     unmodified from the bytes that were received by the web server", asgiref www.rst) --
     ``root_path`` included when the server has it there, since the client sent it -- and
-    ``query`` (``query_string``). An absolute-form ``raw_path`` gives its path (nginx parses
-    scheme and host apart). Without ``raw_path``, ``path`` re-quoted, as for X-Original-URI.
+    ``query`` (``query_string``). Without ``raw_path``, ``path`` re-quoted, as for
+    X-Original-URI. An absolute-form one gives its path (nginx parses scheme and host apart).
     Its routed part passed ``canonical_path`` already; a raw path that is not ASCII (no
     client sends one) gives ``rel``, the canonical path routed on."""
     raw = scope.get("raw_path")
     if not raw:
-        return quote(scope.get("path") or "/", safe=_PATH_SAFE), query
-    target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
-    target = target.partition("?")[0]
-    if not target.isascii():
-        return rel, query
+        # An absolute-form ``path`` (routing accepted it) gives its path below, as from
+        # ``raw_path``: the Location was "https://hosthttp://host/x".
+        target = quote(scope.get("path") or "/", safe=_PATH_SAFE)
+    else:
+        target = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else str(raw)
+        target = target.partition("?")[0]
+        if not target.isascii():
+            return rel, query
     if target[:1] != "/":
         try:
             target = split_absolute_form(target)[0]

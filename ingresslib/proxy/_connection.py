@@ -68,7 +68,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   try's response time, the access log lists them).
 - Local answers (404/503/redirects) keep the connection and discard the request body (up to
   1 MiB, 5 s without a byte of it, 30 s in all: nginx's lingering timers), sending no
-  ``100 Continue`` (nginx: "r->expect_tested = 1;"); malformed requests and 413 close it.
+  ``100 Continue`` (nginx: "r->expect_tested = 1;"); malformed requests and 413 close it. A
+  discarded body that turns out malformed closes it with no second response. A request no rule
+  routes whose body is chunked is answered (404) at the body's end, or 413 once it passes the
+  server's proxy-body-size (``_defer_unrouted``: nginx reads it for the default backend).
 - Every record of a request carries ``request_id`` ($req_id), local answers included: the
   client's first X-Request-ID when it is a token, else a generated id (``generate_request_id``);
   a head refused before h11 parsed it gets a generated id, never one read from refused bytes.
@@ -891,6 +894,8 @@ class ClientConnection:
                 status, challenge = self.proxy._unrouted_status(
                     req.host, req.client_ip,
                     lambda: http_header(event.headers._full_items, b"authorization"))
+                if not status and self._defer_unrouted(req):
+                    return
                 self._local_response(req, status or 404, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])
             return
@@ -968,6 +973,41 @@ class ClientConnection:
         # the source ranges' 403, basic authentication's 401 or a 413 never reach.
         req.set_cookie = getattr(decision, "set_cookie", None)
         self._open(req, decision.endpoint, now)
+
+    def _defer_unrouted(self, req: _Request) -> bool:
+        """For a request no rule routes that the default backend would answer (404): True
+        when its body is chunked and the server has a body limit, so that the body is read
+        first and the answer given at its end, a 413 once it passes the limit
+        (``_on_body``), else the 404 (``_on_request_complete``).
+
+        ingress-nginx proxies such a request to the default backend from the server's
+        ``location /``, whose ``client_max_body_size`` is the server owner's proxy-body-size
+        (the default server's: the settings', as ``Proxy._unrouted_answer`` takes it for the
+        413 of a Content-Length). nginx reads the body before proxying (proxy_request_buffering
+        on) and its chunked body filter refuses one past the limit
+        (ngx_http_request_body_chunked_filter: "if (clcf->client_max_body_size &&
+        clcf->client_max_body_size - r->headers_in.content_length_n < rb->chunked->size) {
+        ... "client intended to send too large chunked body" ... return
+        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;"). Answering the 404 at once and discarding the
+        body sent no 413 at all. The body is counted, never held; "100 Continue" goes out as
+        nginx sends it when it starts reading a body (ngx_http_test_expect); the wait between
+        two reads is client_body_timeout (408). A Content-Length body needs none of this: its
+        413 is decided on the head (``_redirect_unrouted``), its 404 sent at once."""
+        if type(self._h11._body) is not _RequestChunkedReader:
+            return False
+        proxy = self.proxy
+        opts = proxy._unrouted_options(req.host) if req.host else None
+        limit = (opts if opts is not None else proxy._default_options).body_size
+        if not limit:
+            return False
+        req.defer_limit = limit
+        if req.continue_pending:
+            req.continue_pending = False
+            req.head_len += len(_CONTINUE)
+            req.bytes_out += len(_CONTINUE)
+            self._out.append(SendDownstream(_CONTINUE))
+        self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+        return True
 
     def _refuse_request(self, req: _Request, now: float) -> None:
         """Answer ``req`` with ``refuse_requests`` and close: its body is never read (the
@@ -1368,6 +1408,14 @@ class ClientConnection:
                 self._set_timer(TimerKind.BODY, min(_DISCARD_TIMEOUT, until - now))
             return
         opts = req.opts
+        if opts is None and req.defer_limit:
+            # An unrouted request's chunked body, read before its answer (``_defer_unrouted``):
+            # counted, never held; past the server's limit, nginx's 413.
+            if req.body_len > req.defer_limit:
+                self._error_response(413, req, now)
+            else:
+                self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+            return
         if opts is not None and opts.body_size and req.body_len > opts.body_size:
             if req.response_started:
                 self._close_all(now)
@@ -1398,6 +1446,12 @@ class ClientConnection:
             # Answered locally before the body ended: now the request and the cycle finish.
             self._emit_record(req, now)
             self._next_cycle(now)
+            return
+        if req.defer_limit:
+            # The whole chunked body of an unrouted request, within the limit: the default
+            # backend's 404 now (``_defer_unrouted``).
+            req.defer_limit = 0
+            self._local_response(req, 404, now)
             return
         up = self._up
         if up is not None and up.connected and up.h11 is not None:
@@ -1896,6 +1950,16 @@ class ClientConnection:
         self._close_upstream(False)
         if req.response_started:
             self._close_all(now)
+            return
+        if req.answered:
+            # A local answer (404, a redirect, 403...) is out already and the body being
+            # discarded turned out malformed (a bad chunk line, a bare LF in the trailers): a
+            # second response for the one request would be read by the client as the answer to
+            # its next one. nginx closes, writing nothing (ngx_http_discarded_request_body_
+            # handler: "if (rc >= NGX_HTTP_SPECIAL_RESPONSE) { c->error = 1;
+            # ngx_http_finalize_request(r, NGX_ERROR);"); the record keeps the status sent.
+            self._emit_record(req, now)
+            self._close_downstream(linger=False)
             return
         self._local_response(req, status, now, close=True)
 

@@ -66,7 +66,7 @@ class _Request:
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
-        "phase", "times",
+        "phase", "times", "defer_limit",
     )
 
     def __init__(self, now: float) -> None:
@@ -152,6 +152,10 @@ class _Request:
         #: ``lingering_time`` from the answer).
         self.discard_until: float | None = None
         self.continue_pending = False
+        #: A request no rule routes, whose chunked body is read before the default backend's
+        #: 404 is answered: the server's body limit (``proxy-body-size``), past which it is a
+        #: 413 instead (``ClientConnection._defer_unrouted``); 0: not such a request.
+        self.defer_limit = 0
         #: The client allows keep-alive (HTTP/1.1 without "Connection: close"), as h11 decides.
         self.keep_alive = True
         #: Downstream body framing of the response being written (``_FRAME_*``).

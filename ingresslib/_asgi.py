@@ -847,16 +847,22 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         # from $http_x_forwarded_for whatever forwarded-for-header names.
         full = joined_ff if self._ff_name == b"x-forwarded-for" else (
             b", ".join(xff) if xff else b"")
+        # As the proxy, a header whose value would be empty is not sent (nginx's
+        # proxy_set_header): no X-Forwarded-For/X-Real-IP for a scope without client, no
+        # X-Forwarded-Host for a request without Host.
         if joined_ff or full:
-            out += [(b"x-forwarded-for",
-                     forwarded_for_value(s, full, (peer or "").encode("ascii"), client_b)),
-                    (b"x-real-ip", client_b)]
+            ff_value = forwarded_for_value(s, full, (peer or "").encode("ascii"), client_b)
+            if ff_value:
+                out.append((b"x-forwarded-for", ff_value))
+            if client_b:
+                out.append((b"x-real-ip", client_b))
             if joined_ff:
                 out.append((b"x-original-forwarded-for", joined_ff))
-            out.append((b"x-forwarded-host", fwd_host or host_b))
-        else:
-            out += [(b"x-forwarded-for", client_b), (b"x-real-ip", client_b),
-                    (b"x-forwarded-host", fwd_host or host_b)]
+        elif client_b:
+            out += [(b"x-forwarded-for", client_b), (b"x-real-ip", client_b)]
+        fwd_host = fwd_host or host_b
+        if fwd_host:
+            out.append((b"x-forwarded-host", fwd_host))
         if s.proxy_add_original_uri_header:
             raw = scope.get("raw_path") or quote(scope.get("path") or "/", safe=_PATH_SAFE)
             uri = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")

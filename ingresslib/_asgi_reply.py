@@ -93,16 +93,20 @@ class _Reply:
             if hidden:
                 headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
                 rebuilt = True
-            if (self.hsts is not None or self.set_cookie) and kind != "websocket.accept":
-                headers = self._headers(list(headers))  # headers to add (not to a 101)
+            accept = kind == "websocket.accept"
+            if self.set_cookie or (self.hsts is not None and not accept):
+                # Headers to add: on a 101 (``websocket.accept``) the affinity cookie only,
+                # as the proxy's _on_switch (no HSTS).
+                headers = self._headers(list(headers), not accept)
                 rebuilt = True
             if rebuilt:
                 message = dict(message)
                 message["headers"] = headers
         await self.server_send(message)
 
-    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        if self.hsts is not None and not any(
+    def _headers(self, headers: list[tuple[bytes, bytes]],
+                 hsts: bool = True) -> list[tuple[bytes, bytes]]:
+        if hsts and self.hsts is not None and not any(
                 bytes(n).lower() == b"strict-transport-security" for n, _ in headers):
             headers.append((b"strict-transport-security", self.hsts))
         cookie = self.set_cookie

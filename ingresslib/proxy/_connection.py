@@ -711,9 +711,28 @@ class ClientConnection:
             req = self._req
             if linger is None:
                 # A request whose body was not read to its end: the client may still be
-                # sending.
-                linger = req is not None and not req.complete and not self._eof
+                # sending. A head answered at once (a local 404/503/redirect) leaves its
+                # request incomplete here although nothing is left to read: its body (none,
+                # or all of it) is buffered already, and nginx lingers only when input is left
+                # (ngx_http_finalize_connection: "r->lingering_close || r->header_in->pos <
+                # r->header_in->last || r->connection->read->ready || r->connection->pipeline").
+                # Only over TLS, though: there a lingering close holds a client that reads
+                # to EOF for up to 5 s (asyncio cannot half-close TLS: the server's _close),
+                # while on plain TCP it sends its FIN first and costs the client nothing, and
+                # it keeps a reset from overtaking the answer when bytes the core dropped
+                # unread are followed by more (plain HTTP on the TLS port, pipelined).
+                linger = req is not None and not req.complete and not self._eof \
+                    and (not self.tls or self._input_left())
             self._out.append(CloseDownstream(linger))
+
+    def _input_left(self) -> bool:
+        """False when the request's Content-Length body is buffered to its last byte and no
+        byte follows it (nothing more for a lingering close to wait for), else True."""
+        h = self._h11
+        body = h._body
+        if type(body) is not ContentLengthReader:
+            return True  # no head parsed yet, or a chunked body: may still be coming
+        return body._remaining != len(h._buf._data) + len(self._inbuf)
 
     def _close_upstream(self, reuse: bool) -> None:
         up = self._up
@@ -1318,6 +1337,12 @@ class ClientConnection:
         req.up_chunked = length is None and chunked
         if req.upgrade:
             out.append(b"connection: upgrade\r\n")
+        elif s.upstream_keepalive_connections <= 0:
+            # nginx.tmpl: "map $http_upgrade $connection_upgrade { default upgrade; {{ if (gt
+            # $cfg.UpstreamKeepaliveConnections 0) }} '' ''; {{ else }} '' close; {{ end }} }",
+            # sent as "proxy_set_header Connection $connection_upgrade;": no upstream keepalive,
+            # the backend is told that the connection closes after its response.
+            out.append(b"connection: close\r\n")
         # X-Request-ID: passed through, or generated (32 lower-case hex, ingress-nginx $req_id).
         if request_id is None and s.generate_request_id:
             try:
@@ -1332,8 +1357,10 @@ class ClientConnection:
             block = self._fwd_ip_block
             if block is None:
                 client = (req.client_ip or "").encode("ascii")
+                # No peer address (a unix socket): nothing to send. nginx's proxy_set_header
+                # sends no header whose value is empty.
                 block = self._fwd_ip_block = (b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n"
-                                              % (client, client))
+                                              % (client, client)) if client else b""
             out.append(block)
         else:
             peer = (self.peer_ip or "").encode("ascii")
@@ -1345,14 +1372,19 @@ class ClientConnection:
             # real_ip_header, and fills X-Original-Forwarded-For below).
             full = joined_ff if ff_name == b"x-forwarded-for" else (
                 b", ".join(xff) if xff is not None else b"")
-            out.append(b"x-forwarded-for: %s\r\nx-real-ip: %s\r\n"
-                       % (forwarded_for_value(s, full, peer, client), client))
+            ff_value = forwarded_for_value(s, full, peer, client)
+            if ff_value:
+                out.append(b"x-forwarded-for: %s\r\n" % ff_value)
+            if client:
+                out.append(b"x-real-ip: %s\r\n" % client)
             if joined_ff:
                 out.append(b"x-original-forwarded-for: %s\r\n" % joined_ff)
         fwd_host = fwd.get(b"x-forwarded-host")
         if fwd_host is not None:
             fwd_host = first_forwarded_host(fwd_host)
-        out.append(b"x-forwarded-host: %s\r\n" % (fwd_host or host_raw))
+        fwd_host = fwd_host or host_raw
+        if fwd_host:  # none for an HTTP/1.0 request without Host (README, divergences)
+            out.append(b"x-forwarded-host: %s\r\n" % fwd_host)
         if s.proxy_add_original_uri_header:
             out.append(b"x-original-uri: %s\r\n" % req.original_uri.encode("ascii"))
         if fwd:
@@ -1727,18 +1759,25 @@ class ClientConnection:
         if self.tls and s.hsts and not has_hsts:
             v = hsts_value(s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload)
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
-        cookie = req.set_cookie
-        if cookie and "\r" not in cookie and "\n" not in cookie:
-            if self.tls and not _has_secure(cookie):
-                # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
-                # ngx.var.https == "on"": without session-cookie-secure (Go's omitempty
-                # drops a false), the cookie is Secure when the request came over TLS.
-                cookie += "; Secure"
-            # UTF-8: the path part is free text (latin-1 cannot encode every value; a
-            # lone surrogate from a JSON manifest is replaced rather than raised here).
-            headers.append((b"set-cookie", b"set-cookie", cookie.encode("utf-8", "replace")))
+        cookie = self._affinity_cookie(req)
+        if cookie is not None:
+            headers.append((b"set-cookie", b"set-cookie", cookie))
         if not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
+
+    def _affinity_cookie(self, req: _Request) -> bytes | None:
+        """The ``Set-Cookie`` value of the request's session affinity, or None."""
+        cookie = req.set_cookie
+        if not cookie or "\r" in cookie or "\n" in cookie:
+            return None
+        if self.tls and not _has_secure(cookie):
+            # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =
+            # ngx.var.https == "on"": without session-cookie-secure (Go's omitempty
+            # drops a false), the cookie is Secure when the request came over TLS.
+            cookie += "; Secure"
+        # UTF-8: the path part is free text (latin-1 cannot encode every value; a
+        # lone surrogate from a JSON manifest is replaced rather than raised here).
+        return cookie.encode("utf-8", "replace")
 
     def _keep_alive_allowed(self, req: _Request) -> bool:
         s = self.settings
@@ -1783,6 +1822,12 @@ class ClientConnection:
                    and (date is None or n != b"date")]
         if date is not None:
             headers.append((b"date", date))
+        # The affinity cookie of a new session, as on any response: sticky.lua puts it in
+        # r->headers_out before the upstream answers, and nginx's header filter writes those
+        # on a 101 too (browsers store a WebSocket handshake's cookies, RFC 6455 §4.1).
+        cookie = self._affinity_cookie(req)
+        if cookie is not None:
+            headers.append((b"set-cookie", cookie))
         headers.append((b"connection", b"upgrade"))
         for raw, n, v in items:
             if n == b"upgrade":

@@ -465,7 +465,8 @@ def forwarded_for_value(settings: ProxySettings, incoming: bytes, peer: bytes,
     the client found in another ``forwarded-for-header`` is not in it).
     """
     if settings.compute_full_forwarded_for and settings.use_forwarded_headers:
-        return incoming + b", " + peer if incoming else peer
+        # (No peer address, a unix socket: the chain alone, never a trailing ", ".)
+        return incoming + b", " + peer if incoming and peer else incoming or peer
     return client
 
 

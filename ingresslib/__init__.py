@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
     from ._balance import Balancer, BalancerOptions, RequestContext, register_balancer
     from ._endpoints import EndpointSet
     from ._errors import BadRequestError, FieldError, ValidationError
+    from ._explain_api import check, explain
     from ._kube import ClusterWatcher, watch_cluster
     from ._load import load_manifests, parse_manifests
     from ._matcher import MATCHER
@@ -50,6 +51,7 @@ _LAZY = {
                     "._balance"),
     "EndpointSet": "._endpoints",
     **dict.fromkeys(("BadRequestError", "FieldError", "ValidationError"), "._errors"),
+    **dict.fromkeys(("check", "explain"), "._explain_api"),
     **dict.fromkeys(("ClusterWatcher", "watch_cluster"), "._kube"),
     **dict.fromkeys(("load_manifests", "parse_manifests"), "._load"),
     "MATCHER": "._matcher",
@@ -126,7 +128,9 @@ __all__ = [
     "Router",
     "TimerKind",
     "ValidationError",
+    "check",
     "configure_access_log",
+    "explain",
     "load_manifests",
     "parse_manifests",
     "register_balancer",

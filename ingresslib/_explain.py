@@ -11,7 +11,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._decode import unread_versions
 from ._errors import FieldError, ValidationError
 from ._explain_url import UsageError, shown_url, split_url, url_credentials
 from ._iptext import ip_text
@@ -20,6 +19,7 @@ from ._table import NOT_SERVED, RouteTable
 
 if TYPE_CHECKING:
     from ._explain_verdict import ProxyAnswer
+    from ._tls_hosts import TLSProblem
     from .proxy._access import Access
     from .proxy._settings import ProxySettings
 
@@ -852,7 +852,7 @@ def explain_main(args: argparse.Namespace) -> int:
         headers = _parse_headers(args.headers)
         split_url(args.url)
         client_ip = _client_ip(getattr(args, "client_ip", None))
-        tls_port = _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
+        _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
         loaded = _load(args.files, sys.stderr)
     except UsageError as exc:
         return _usage("explain", exc, args.output, shown_url(args.url))
@@ -862,21 +862,16 @@ def explain_main(args: argparse.Namespace) -> int:
     if isinstance(config, ValidationError):
         return _report_invalid(config, args.output, shown_url(args.url))
     res = loaded
-    table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
-    info = explain_url(table, args.url, res=res, method=args.method, headers=headers,
-                       ingress_class=args.ingress_class, controller=args.controller,
-                       client_ip=client_ip, settings=config[0], load_balance=config[1],
-                       tls_port=tls_port)
-    if not res.ingresses:
-        # A wrong folder, an empty file: the 404 below would read as "no rule matches this
-        # URL" (check and serve say this too). Among the warnings the output lists.
-        from ._load import no_ingress_warning
+    from ._explain_api import explain
 
-        info["warnings"] = [no_ingress_warning(args.files), *info.get("warnings", ())]
+    # The document of ``ingresslib.explain`` (one code path), the values checked above.
+    info = explain(res, args.url, method=args.method, headers=headers,
+                   ingress_class=args.ingress_class, controller=args.controller,
+                   client_ip=client_ip, settings=config[0], load_balance=config[1],
+                   tls=getattr(args, "tls", False), tls_listen=getattr(args, "tls_listen", None),
+                   sources=args.files)
     if args.output == "json":
-        # "ok" as in check's document and the error documents (false, exit 2): the URL was
-        # explained (exit 0), whatever the route.
-        print(_json({"ok": True, **info}))
+        print(_json(info))
     else:
         print(_printable(render_text(info)))
         if info.get("match") is not None and not res.services:
@@ -939,59 +934,34 @@ def check_main(args: argparse.Namespace) -> int:
         loaded, dropped = _load_with_warnings(args.files)
     except UsageError as exc:
         return _usage("check", exc, output)
-    # Fields the API server would drop (`kubectl apply` refuses them by default), printed first:
-    # they often explain what follows (a canary annotation under `annotation:` is no canary).
-    field_warnings = _field_warning_lines(dropped)
     if isinstance(loaded, ValidationError):
-        return _report_invalid(loaded, output, warnings=field_warnings)
+        # Fields the API server would drop (`kubectl apply` refuses them by default) go with
+        # the errors: a typo (`pathtype`) is often why a field is missing.
+        return _report_invalid(loaded, output, warnings=_field_warning_lines(dropped))
     res = loaded
-    table = RouteTable.build(res, ingress_class=args.ingress_class, controller=args.controller)
-    diagnostics = list(table.diagnostics)
-    # SEMANTICS §2: "Annotation values that are invalid are reported as warnings and ignored, as
-    # ingress-nginx does, never silently." The router reads the canary and balancing annotations
-    # (the table only its own rules): its warnings belong in the validation report too.
-    try:
-        from ._router import Router
-    except ImportError:  # pragma: no cover - the router is optional for check
-        pass
-    else:
-        router = Router(res, ingress_class=args.ingress_class, controller=args.controller,
-                        table=table, seed=0)
-        # With any Service or endpoints among the files, each backend without endpoint is
-        # one of these warnings (Router.no_endpoint); with Ingresses alone, none: a check of
-        # the Ingresses alone is a legitimate one ("ok" says the Ingresses are valid).
-        diagnostics += router.warnings
+    from ._explain_api import check_findings
+
+    # ``ingresslib.check``'s findings (one code path), each printed as its str().
+    table, diagnostics = check_findings(res, args.ingress_class, args.controller, args.files)
     for d in diagnostics:
         print(d, file=sys.stderr)
-    proxy_warnings = (field_warnings + _proxy_annotation_warnings(table, res)
-                      + unread_versions(res.ignored) + _tls_warnings(res, table))
-    if not res.ingresses:
-        # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
-        # read as "your Ingresses are valid".
-        from ._load import no_ingress_warning
-
-        proxy_warnings.append(no_ingress_warning(args.files))
-    for w in proxy_warnings:
-        print(f"warning: {w}", file=sys.stderr)
     n = len(table.served)
-    warned = sum(1 for d in diagnostics if d.severity == "warning") + len(proxy_warnings)
+    warnings = [str(d).removeprefix("warning: ") for d in diagnostics if d.severity == "warning"]
     if output == "json":
         print(_json({
             "ok": True, "ingresses": len(res.ingresses), "served": n, "routes": len(table.routes),
             "diagnostics": [str(d) for d in diagnostics],
-            # Each warning's text alone, as the others of the list (a field, TLS, annotation
-            # warning): the severity is the list's ("warning: warning: ..." for a reader
-            # that labels them).
-            "warnings": [str(d).removeprefix("warning: ") for d in diagnostics
-                         if d.severity == "warning"] + proxy_warnings,
+            # Each warning's text alone (the severity is the list's: "warning: warning: ..."
+            # for a reader that labels them).
+            "warnings": warnings,
         }))
     else:
         print(f"ok: {len(res.ingresses)} Ingress(es), {n} served, {len(table.routes)} route(s), "
-              f"{warned} warning(s)")
+              f"{len(warnings)} warning(s)")
     return 0
 
 
-def _tls_warnings(res: Resources, table: RouteTable) -> list[str]:
+def _tls_problems(res: Resources, table: RouteTable) -> list[TLSProblem]:
     """What ``serve --tls-listen`` logs of the served Ingresses' ``tls`` sections (a missing or
     broken Secret, a certificate that does not cover a host, expired or about to, a refused
     ``tls.hosts`` listing, a ``from-to-www-redirect`` twin left uncovered...): the certificate
@@ -1006,7 +976,7 @@ def _tls_warnings(res: Resources, table: RouteTable) -> list[str]:
         from ._tls import certificate_problems
     except ImportError:  # pragma: no cover - a Python without ssl
         return []
-    return [str(p) for p in certificate_problems(res, table.served)]
+    return certificate_problems(res, table.served)
 
 
 def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) -> list[str]:

@@ -1589,6 +1589,12 @@ def _with_load_balance(router: Any, load_balance: str) -> Any:
         raise TypeError("load_balance needs an ingresslib Router (pass it to your router instead)")
     if router.load_balance == load_balance:
         return router
+    if type(router) is not Router:
+        # Rebuilt as a plain Router, a subclass's own ``route`` was silently never called.
+        name = type(router).__name__
+        raise TypeError(f"load_balance={load_balance!r} would replace your {name} with a plain "
+                        f"Router (without its own code): pass it to your router instead "
+                        f"({name}(res, load_balance={load_balance!r}))")
     return Router(router.resources, ingress_class=router.ingress_class, controller=router.controller,
                   seed=router.seed, load_balance=load_balance, canary_random=router.canary_random)
 
@@ -1789,7 +1795,10 @@ class ProxyServer:
         for c in list(self.connections):
             c.close_if_idle()
         if self.connections:
-            self._drained = asyncio.Event()
+            if self._drained is None or self._drained.is_set():
+                # One event for shutdowns at once (serve_until's and ``async with``'s): a new
+                # one here left the earlier call waiting out its whole grace period.
+                self._drained = asyncio.Event()
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._drained.wait()

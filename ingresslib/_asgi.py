@@ -609,7 +609,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         if app is None:
             if self.fallback is None:
                 if decision is None and body_size and length < 0 and kind == "http" \
-                        and await _over_limit(reply, receive, body_size):
+                        and _streamed(scope) and await _over_limit(reply, receive, body_size):
                     return  # the 413 is out
                 await reply.local(404 if decision is None else 503)
                 return
@@ -936,6 +936,15 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 for s in subs:
                     await s.finish()
                 return
+
+
+def _streamed(scope: Scope) -> bool:
+    """Whether a request without Content-Length may have a body: on HTTP/1.x only with a
+    Transfer-Encoding (else none follows: nothing to read, and no "100 Continue" from the
+    server for it, as the proxy sends none); on HTTP/2 and 3 its frames say, so it is read."""
+    if str(scope.get("http_version", "1.1")).startswith("1"):
+        return any(n.lower() == b"transfer-encoding" for n, _ in scope.get("headers") or ())
+    return True
 
 
 async def _over_limit(reply: _Reply, receive: Receive, limit: int) -> bool:

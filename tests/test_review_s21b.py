@@ -70,3 +70,14 @@ async def test_load_balance_never_drops_a_router_subclass() -> None:
     assert kept.router is mine
     plain = ProxyServer(Router(parse_manifests(WEB)), load_balance="ewma")
     assert type(plain.router) is Router and plain.router.load_balance == "ewma"
+
+
+def test_an_unread_apiversion_note_holds_no_lone_surrogate() -> None:
+    # Ignored objects are kept as given, so a name read from a dict with a lone surrogate
+    # reached the note check and explain print (UnicodeEncodeError on a UTF-8 stream).
+    from ingresslib._decode import unread_versions
+
+    (note,) = unread_versions([{"apiVersion": "extensions/v1beta1", "kind": "Ingress",
+                                "metadata": {"name": "we\udce9b", "namespace": "ns"}}])
+    note.encode("utf-8")
+    assert note.startswith("Ingress ns/we\ufffdb: apiVersion extensions/v1beta1 is not read")

@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 
-def asgi_get(asgi: Any, host: str, path: str = "/x",
-             query: bytes = b"q=1") -> tuple[int, dict[bytes, bytes]]:
-    """GET ``path?query`` with ``Host: host`` from client 10.1.1.1; the response's status and
-    headers (the first message sent)."""
+def asgi_exchange(asgi: Any, host: str, path: str = "/x",
+                  query: bytes = b"q=1") -> list[dict[str, Any]]:
+    """GET ``path?query`` with ``Host: host`` from client 10.1.1.1; every message the app
+    sent, in order."""
     sent: list[dict[str, Any]] = []
 
     async def send(m: Any) -> None:
@@ -23,4 +23,12 @@ def asgi_get(asgi: Any, host: str, path: str = "/x",
              "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
              "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode())]}
     asyncio.run(asgi(scope, receive, send))
+    return sent
+
+
+def asgi_get(asgi: Any, host: str, path: str = "/x",
+             query: bytes = b"q=1") -> tuple[int, dict[bytes, bytes]]:
+    """GET ``path?query`` with ``Host: host`` from client 10.1.1.1; the response's status and
+    headers (the first message sent)."""
+    sent = asgi_exchange(asgi, host, path, query)
     return sent[0]["status"], dict(sent[0].get("headers") or [])

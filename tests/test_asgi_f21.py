@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _asgi_call import asgi_exchange
 from _budget import examples
 from ingresslib import parse_manifests
 from ingresslib._asgi import DECISION_KEY, IngressASGI
@@ -234,19 +235,7 @@ def test_the_router_class_itself_is_refused() -> None:
 
 
 def _get(app: IngressASGI, path: str, query: bytes = b"") -> tuple[int, Any]:
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", b"shop.test")]}
-    asyncio.run(app(scope, receive, send))
+    sent = asgi_exchange(app, "shop.test", path, query)
     body = b"".join(m.get("body", b"") for m in sent[1:])
     return sent[0]["status"], json.loads(body) if body else None
 

@@ -12,7 +12,6 @@ docs/router.md, "Your own code around ``route``").
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from ingresslib import parse_manifests
 from ingresslib._asgi import IngressASGI
 from ingresslib._router import Decision, Router
 
+from _asgi_call import asgi_exchange
 from _proxy_harness import WEB_SERVICE_YAML, ProxyPair, ingress_yaml, status_of
 
 
@@ -146,19 +146,7 @@ async def leaf(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None
 
 
 def get(app: IngressASGI, path: str, query: bytes = b"") -> int:
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", b"shop.test")]}
-    asyncio.run(app(scope, receive, send))
+    sent = asgi_exchange(app, "shop.test", path, query)
     return int(sent[0]["status"])
 
 

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
@@ -97,6 +96,7 @@ from ._errors import BadRequestError, short_repr
 from ._normalize import canonical_path, normalize_host
 from ._resources import Resources
 from ._router import Decision, Router
+from ._router import takes_query as _takes_query
 from .proxy._actions import (
     HookFailures,
     RouteOptionsSource,
@@ -163,17 +163,6 @@ def _quoted_root(root: str) -> bytes:
     """A server's ``root_path`` percent-encoded, for the front of the app's ``raw_path``
     (a server has one or a few: remembered)."""
     return quote(root, safe=_PATH_SAFE).encode("ascii")
-
-
-def _takes_query(route: object) -> bool:
-    """Whether ``route`` can be called with ``query=`` (Router.route can; the proxy's own
-    call passes none, so a router written for the proxy may have no such parameter)."""
-    try:
-        params = inspect.signature(route).parameters.values()  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return True  # no signature to read (a builtin): called as a Router's
-    return any(p.kind is p.VAR_KEYWORD or (p.name == "query" and p.kind in (
-        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) for p in params)
 
 
 # Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
@@ -259,6 +248,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         self._no_query: Any = None
         if isinstance(given, Router):
             self.router = given
+            if type(given).route is not Router.route and not _takes_query(given.route):
+                # A subclass's own route written as the proxy calls it (CONTRACT.md's
+                # signature, no ``query=``): called as the proxy calls it, not a TypeError.
+                self._no_query = given
         elif isinstance(given, Resources):
             self.router = Router(given, ingress_class=ingress_class, controller=controller)
         elif not isinstance(given, type) and callable(route := getattr(given, "route", None)):

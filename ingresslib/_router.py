@@ -1468,3 +1468,16 @@ class Router:
 #: ``Router.route`` as defined here: ``_publish`` puts the compiled path on the instance only
 #: when the instance's class still has this one (a subclass's own ``route`` is left visible).
 _ROUTER_ROUTE = Router.route
+
+
+def takes_query(route: object) -> bool:
+    """Whether ``route`` can be called with ``query=`` (Router.route can; CONTRACT.md's
+    signature has no such parameter, so a router written to it may not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(route).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True  # no signature to read (a builtin): called as a Router's
+    return any(p.kind is p.VAR_KEYWORD or (p.name == "query" and p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) for p in params)

@@ -251,6 +251,10 @@ class Proxy(RouteOptionsSource):
         clock: Callable[[], float] | None = time.time,
     ) -> None:
         self.router = router
+        #: The router whose ``route`` was last checked for a ``query=`` parameter
+        #: (``_note_router``; ``router`` may be replaced at any time) and the answer.
+        self._query_router: Any = None
+        self._route_query = False
         #: Wall clock (seconds since the epoch) for the ``Date`` header; None: no Date is
         #: added (the driver writes its own, or none is wanted). Read at most once per
         #: response; the formatted value is cached per second, as nginx's
@@ -270,6 +274,14 @@ class Proxy(RouteOptionsSource):
         self._hook_failures = HookFailures()
         #: The generator ``_request_id_failed`` falls back on (made at its first use).
         self._own_ids: RequestIds | None = None
+
+    def _note_router(self, router: Any) -> None:
+        """Check once per router (not per request) whether its ``route`` takes ``query=``:
+        Router's does; a duck-typed one written to CONTRACT.md's signature may not."""
+        from .._router import takes_query
+
+        self._route_query = takes_query(getattr(router, "route", None))
+        self._query_router = router
 
     def _hook_failed(self, hook: str) -> None:
         """Log the exception being handled, raised by a caller-supplied hook (``hook``: its
@@ -900,8 +912,15 @@ class ClientConnection:
                 # A www twin's own server answers it (``_www_twin_hosts``): not routed.
                 decision = None
             else:
-                decision = router.route(req.method_s, req.host_raw, req.path, event.headers,
-                                        req.client_ip)
+                if router is not proxy._query_router:
+                    proxy._note_router(router)
+                if proxy._route_query:
+                    # ``$request_uri``/``$args``/``$arg_*`` of upstream-hash-by read the query.
+                    decision = router.route(req.method_s, req.host_raw, req.path,
+                                            event.headers, req.client_ip, query=req.query)
+                else:  # a router written to CONTRACT.md's route, without ``query=``
+                    decision = router.route(req.method_s, req.host_raw, req.path,
+                                            event.headers, req.client_ip)
         except BadRequestError as e:
             self._error_response(e.status_hint, req, now)
             return

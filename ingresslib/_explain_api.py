@@ -49,8 +49,12 @@ class _Said(Diagnostic):
 
 
 #: ``annotation KEY: message`` (an invalid or ignored value), ``annotation KEY (kind) ...``
-#: (an access annotation the proxy denies): the proxy's warnings on one annotation.
-_ANNOTATION_RE = re.compile(r"annotation (\S+?)(?:: (.*)|( \(.*))", re.S)
+#: (an access annotation the proxy denies), ``annotation KEY 'value': ...`` (a basic-auth
+#: Secret reference or type it refuses): the proxy's warnings on one annotation.
+_ANNOTATION_RE = re.compile(r"annotation (\S+?)(?:: (.*)|( [(\'\"].*))", re.S)
+#: ``auth-secret NS/NAME: ...``: what the proxy says of the Secret an auth-secret annotation
+#: names (missing, no "auth" key, a hash it cannot verify).
+_AUTH_SECRET_RE = re.compile(r"auth-secret \S+: .*", re.S)
 
 
 def _proxy_note(text: str) -> Diagnostic:
@@ -60,6 +64,10 @@ def _proxy_note(text: str) -> Diagnostic:
     obj, _, rest = text.partition(": ")
     m = _ANNOTATION_RE.fullmatch(rest)
     if m is None:
+        if _AUTH_SECRET_RE.fullmatch(rest):
+            from .proxy._annotations import PREFIX
+
+            return _Said(obj, f"metadata.annotations[{PREFIX}auth-secret]", rest, text=text)
         return _Said(obj, "", rest, text=text)
     message = m[2] if m[2] is not None else rest
     return _Said(obj, f"metadata.annotations[{m[1]}]", message, text=text)

@@ -97,6 +97,28 @@ def _matches(rule_canonical: str, ptype: str | None, path: str) -> int | None:
     return None
 
 
+#: The last Resources the oracle read (with the class filter) and what it drew from them alone:
+#: the differential tests ask about many requests against one Resources, and only the request
+#: part changes. Held by reference and compared with ``is`` (Resources and its models are
+#: frozen), so a recycled id never matches.
+_Prepared = tuple[list[Ingress], list[Ingress], set[str | None]]
+_last: list[tuple[Resources, str | None, str | None, _Prepared]] = []
+
+
+def _prepared(res: Resources, ingress_class: str | None, controller: str | None) -> _Prepared:
+    """The served canaries and main Ingresses, oldest first, and the main rules' hosts."""
+    if _last and _last[0][0] is res and _last[0][1:3] == (ingress_class, controller):
+        return _last[0][3]
+    served = sorted(_served(res, ingress_class, controller), key=_age)
+    # Split on the flag itself: ``i not in mains`` compared whole Ingresses field by field
+    # (dataclass equality), quadratic, most of the differential tests' time. Same split.
+    canaries = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") in _GO_TRUE]
+    mains = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") not in _GO_TRUE]
+    rule_hosts = {r.host for i in mains for r in i.spec.rules}
+    _last[:] = [(res, ingress_class, controller, (canaries, mains, rule_hosts))]
+    return canaries, mains, rule_hosts
+
+
 def oracle(
     res: Resources, host: str, path: str, ingress_class: str | None = None, controller: str | None = None
 ) -> Expected | None:
@@ -105,13 +127,8 @@ def oracle(
         raise BadRequestError("'#' in request target", 400)
     raw = path.split("?", 1)[0] or "/"
     p = canonical_path(raw)
-    served = sorted(_served(res, ingress_class, controller), key=_age)
-    # Split on the flag itself: ``i not in mains`` compared whole Ingresses field by field
-    # (dataclass equality), quadratic, most of the differential tests' time. Same split.
-    canaries = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") in _GO_TRUE]
-    mains = [i for i in served if i.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") not in _GO_TRUE]
+    canaries, mains, rule_hosts = _prepared(res, ingress_class, controller)
     h = _norm_host(host)
-    rule_hosts = {r.host for i in mains for r in i.spec.rules}
     if h and h in rule_hosts and not h.startswith("*"):
         group: str | None | bool = h
     elif "." in h and h.split(".", 1)[0] and not h.startswith("[") and "*." + h.split(".", 1)[1] in rule_hosts:

@@ -674,7 +674,8 @@ def backend() -> Iterator[int]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), H)
     server.daemon_threads = True
-    t = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for serve_forever's next poll (0.5 s by default).
+    t = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     t.start()
     yield int(server.server_address[1])
     server.shutdown()

@@ -40,7 +40,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def backend() -> Iterator[tuple[str, int]]:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for serve_forever's next poll (0.5 s by default).
+    t = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
     t.start()
     try:
         yield "127.0.0.1", srv.server_address[1]

@@ -38,7 +38,7 @@ from tests.test_tls_plain_s16 import (  # noqa: F401 (ca, env: fixtures)
     ca,
     env,
 )
-from tests.test_tls_s14 import _client_hello, _records
+from tests.test_tls_s14 import _client_hello, _first_record, _records
 from _budget import examples
 
 FACTORIES = {"boom": boom, "boom2": boom2}
@@ -260,7 +260,7 @@ async def test_a_client_hello_in_one_byte_segments_still_gets_tls(env: _Env) -> 
     # segment is read whole and answered with a ServerHello.
     hello = _client_hello(b"a.test", tls13=False)
     answer, _ = await _exchange(env.port, *[hello[i:i + 1] for i in range(len(hello))],
-                                pause=0.001, wait=1)
+                                pause=0.001, wait=1, enough=_first_record)
     assert _records(answer)[0][0] == 22
     assert env.records == []
 

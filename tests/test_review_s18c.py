@@ -8,16 +8,23 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
+from tests import _process_helpers
 from tests._process_helpers import stderr_until_exit
 
 
-def test_stderr_until_exit_is_bounded_when_a_grandchild_holds_the_pipe(tmp_path: Path) -> None:
+def test_stderr_until_exit_is_bounded_when_a_grandchild_holds_the_pipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The child exits at once, but a process it started inherited its stderr and lives on (600
     # s, killed below): the pipe has no end of file. stderr_until_exit read it in the calling
     # thread, so it waited for that process, and its timer did nothing (the child it kills had
     # exited). Run in a thread so that the old behaviour fails this test instead of hanging
     # it; the join's bound is only that guard: the call must come back while the grandchild
     # still holds the pipe, i.e. long before it ends on its own.
+    # The end-of-file grace is how long the call waits here: 1 s instead of 5 (the line
+    # "up" is in the pipe before the child exits; only the grandchild's end is waited for).
+    monkeypatch.setattr(_process_helpers, "_EOF_GRACE", 1.0)
     pidfile = tmp_path / "pid"
     p = subprocess.Popen(["sh", "-c", f"sleep 600 & echo $! > {pidfile}; echo up >&2"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

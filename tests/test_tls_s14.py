@@ -7,13 +7,14 @@ what reading the ClientHello before OpenSSL must not change."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import ssl
 import struct
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,9 +91,46 @@ def _tls12_leaf(data: bytes) -> x509.Certificate | None:
     return None
 
 
-async def _exchange(port: int, *chunks: bytes, pause: float = 0.0) -> bytes:
+def _whole_records(data: bytes) -> list[tuple[int, bytes]]:
+    """The records of ``data`` that have arrived whole (``_records`` also cuts a partial one)."""
+    out = []
+    while len(data) >= 5 and len(data) >= 5 + struct.unpack("!H", data[3:5])[0]:
+        n = struct.unpack("!H", data[3:5])[0]
+        out.append((data[0], data[5:5 + n]))
+        data = data[5 + n:]
+    return out
+
+
+def _tls12_flight(data: bytes) -> bool:
+    """The server's whole first TLS 1.2 flight (through ServerHelloDone), or an alert: all it
+    sends before the client speaks again."""
+    recs = _whole_records(data)
+    if any(t == 21 for t, _ in recs):
+        return True
+    hs = b"".join(p for t, p in recs if t == 22)
+    while len(hs) >= 4:
+        kind, n = hs[0], int.from_bytes(hs[1:4], "big")
+        if len(hs) < 4 + n:
+            return False
+        if kind == 14:
+            return True
+        hs = hs[4 + n:]
+    return False
+
+
+def _first_record(data: bytes) -> bool:
+    return bool(_whole_records(data))
+
+
+def _http_head(data: bytes) -> bool:
+    return b"\r\n\r\n" in data
+
+
+async def _exchange(port: int, *chunks: bytes, pause: float = 0.0,
+                    enough: Callable[[bytes], bool] | None = None) -> bytes:
     """Send ``chunks`` (``pause`` between them) and read what comes back until the server
-    goes quiet or closes."""
+    goes quiet or closes, or (sooner) until ``enough`` of the answer holds what the test reads:
+    a TLS server waits for the client after its flight, so "quiet" alone costs a second."""
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
         for c in chunks:
@@ -101,7 +139,7 @@ async def _exchange(port: int, *chunks: bytes, pause: float = 0.0) -> bytes:
             if pause:
                 await asyncio.sleep(pause)
         data = b""
-        while True:
+        while enough is None or not enough(data):
             try:
                 got = await asyncio.wait_for(r.read(65536), 1.0)
             except TimeoutError:
@@ -207,12 +245,14 @@ async def test_tls_entry_without_secret_name_redirects_and_serves_the_default_ce
     await server.start(("127.0.0.1", 0), ("127.0.0.1", 0))
     (_, _, http_port), (_, _, https_port) = server.addresses
     try:
-        answer = await _exchange(http_port, b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        answer = await _exchange(http_port, b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                                 enough=_http_head)
         head = answer.split(b"\r\n\r\n")[0].decode()
         assert head.startswith("HTTP/1.1 308"), head
         assert f"location: https://a.test:{https_port}/x" in head.lower() or \
             "location: https://a.test/x" in head.lower(), head
-        served = _tls12_leaf(await _exchange(https_port, _client_hello(b"a.test", tls13=False)))
+        served = _tls12_leaf(await _exchange(https_port, _client_hello(b"a.test", tls13=False),
+                                             enough=_tls12_flight))
         assert DEFAULT_CERT_NAME in _cn(served)
     finally:
         await server.shutdown(1)
@@ -249,10 +289,10 @@ async def test_non_ascii_sni_gets_the_default_certificate_without_stderr_noise(
     # an internal_error alert (21, 0x50). nginx + certificate.lua: no certificate for such a
     # name, so the default one.
     port = listener.addresses[0][2]
-    answer = await _exchange(port, _client_hello(name, tls13=False))
+    answer = await _exchange(port, _client_hello(name, tls13=False), enough=_tls12_flight)
     assert _records(answer)[0][0] == 22, answer[:16]          # a ServerHello, not an alert
     assert DEFAULT_CERT_NAME in _cn(_tls12_leaf(answer))
-    answer = await _exchange(port, _client_hello(name))        # TLS 1.3 too
+    answer = await _exchange(port, _client_hello(name), enough=_first_record)  # TLS 1.3 too
     assert [t for t, _ in _records(answer)][:1] == [22] and _records(answer)[0][1][0] == 2
     assert unraisable == []
     await until(lambda: listener.handshaking == {}, 30)  # waited for, not slept for
@@ -297,7 +337,8 @@ async def test_sni_choice_through_the_listener(
     # Guard. ingress-nginx certificate.lua get_pem_cert_uid: one trailing dot removed
     # (re_sub(raw_hostname, "\\.$", "")), [A-Z] lowercased, the exact name, then the first label
     # replaced by "*" (re_sub(hostname, "^[^\\.]+\\.", "*.")), then the default certificate.
-    answer = await _exchange(listener.addresses[0][2], _client_hello(sni, tls13=False))
+    answer = await _exchange(listener.addresses[0][2], _client_hello(sni, tls13=False),
+                             enough=_tls12_flight)
     leaf = _tls12_leaf(answer)
     if expected is None:
         assert DEFAULT_CERT_NAME in _cn(leaf)
@@ -312,7 +353,7 @@ async def test_a_client_hello_in_fragments_still_gets_its_certificate(
     # Guard: the hello split into two records, sent byte groups apart.
     hello = _client_hello(b"a.test", tls13=False, split=40)
     answer = await _exchange(listener.addresses[0][2], hello[:3], hello[3:50], hello[50:],
-                             pause=0.02)
+                             pause=0.02, enough=_tls12_flight)
     assert _sans(_tls12_leaf(answer)) == ["a.test"]
 
 
@@ -377,7 +418,8 @@ async def test_a_store_without_context_for_hello_keeps_its_sni_callback(ca: trus
     server = ProxyServer(StubRouter([]), cert_store=_CallbackOnlyStore(store))
     await server.start(None, ("127.0.0.1", 0))
     try:
-        answer = await _exchange(server.addresses[0][2], _client_hello(b"a.test", tls13=False))
+        answer = await _exchange(server.addresses[0][2], _client_hello(b"a.test", tls13=False),
+                                 enough=_tls12_flight)
         assert _sans(_tls12_leaf(answer)) == ["a.test"]
     finally:
         await server.shutdown(1)
@@ -469,11 +511,19 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-def _openssl_hello(server_hostname: str | None) -> bytes:
-    """The first flight of a real client (CPython's ssl over OpenSSL) asking for a name."""
+@functools.cache
+def _client_context() -> ssl.SSLContext:
+    """Built once: loading the default CA store is most of an example's time, and a client's
+    hello carries nothing of it."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _openssl_hello(server_hostname: str | None) -> bytes:
+    """The first flight of a real client (CPython's ssl over OpenSSL) asking for a name."""
+    ctx = _client_context()
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
     with pytest.raises(ssl.SSLWantReadError):

@@ -73,7 +73,8 @@ def _backend(name: str) -> http.server.ThreadingHTTPServer:
             pass
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    # A short poll: shutdown() waits for serve_forever's next poll (0.5 s by default).
+    threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True).start()
     return srv
 
 

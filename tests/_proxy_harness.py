@@ -452,22 +452,29 @@ spec:{tls_block}
 """
 
 
-#: Service ``web`` (port 80) with one ready endpoint, 10.0.0.1:80: the backend of the
-#: Ingresses ``ingress_yaml`` writes (appended to them).
-WEB_SERVICE_YAML = """
+def web_service_yaml(endpoints: int = 1) -> str:
+    """Service ``web`` (port 80) with ``endpoints`` ready endpoints, 10.0.0.1:80 up: the
+    backend of the Ingresses ``ingress_yaml`` writes (appended to them)."""
+    ready = ", ".join(f"{{addresses: [10.0.0.{i}], conditions: {{ready: true}}}}"
+                      for i in range(1, endpoints + 1))
+    return f"""
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{port: 80}}]}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
 addressType: IPv4
-ports: [{port: 80}]
-endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}}]
+ports: [{{port: 80}}]
+endpoints: [{ready}]
 """
+
+
+#: Service ``web`` (port 80) with one ready endpoint, 10.0.0.1:80.
+WEB_SERVICE_YAML = web_service_yaml()
 
 
 def routed_pair(*docs: str, settings: ProxySettings | None = None) -> ProxyPair:

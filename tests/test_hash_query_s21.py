@@ -9,22 +9,9 @@ from typing import Any
 import pytest
 
 from ingresslib import Decision, Router, parse_manifests
-from tests._proxy_harness import ProxyPair, ingress_yaml
+from tests._proxy_harness import ProxyPair, ingress_yaml, web_service_yaml
 
-_FIVE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 80}]
-endpoints: [""" + ", ".join(f"{{addresses: [10.0.0.{i}], conditions: {{ready: true}}}}"
-                             for i in range(1, 6)) + "]\n"
+_FIVE = web_service_yaml(5)
 
 
 def _router(hash_by: str, cls: type[Router] = Router) -> Router:

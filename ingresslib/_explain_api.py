@@ -128,7 +128,9 @@ def check_findings(res: Resources, ingress_class: str | None = None,
             seen.add(str(w))
             found.append(_field_note(w))
     found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res)]
-    found += [_unread_note(w) for w in unread_versions(res.ignored)]
+    # Each once too: an object of an unread apiVersion is kept aside per definition (a file
+    # named twice holds it twice), and its note names the object, not the file.
+    found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]
     found += [_Said(p.object, p.field, p.message, text=str(p))
               for p in _tls_problems(res, table)]
     if not res.ingresses:
@@ -216,7 +218,7 @@ def _header_pairs(headers: object) -> list[tuple[str, str]]:
     """``headers`` as ``Router.route`` takes them (a mapping, or (name, value) pairs; str or
     bytes, bytes read as UTF-8 as sent), checked as ``explain -H`` checks its lines."""
     from ._explain import _parse_headers
-    from ._explain_url import UsageError
+    from ._explain_url import UsageError, client_text
 
     if isinstance(headers, (str, bytes)) or not isinstance(headers, (Mapping, Iterable)):
         raise TypeError("ingresslib.explain(): headers must be a mapping or (name, value) "
@@ -232,7 +234,9 @@ def _header_pairs(headers: object) -> list[tuple[str, str]]:
             if isinstance(part, bytes):
                 part = part.decode("utf-8", "surrogateescape")
             _require(part, "a header name or value", "explain", (str,), "str or bytes")
-            pair.append(part)
+            # A lone surrogate other than a byte's stand-in (``"\\ud800"``) as U+FFFD, as in
+            # the URL (``client_text``): not a UnicodeEncodeError when the request is written.
+            pair.append(client_text(part))
         if ":" in pair[0]:
             raise UsageError(f"bad header name {pair[0]!r}: the name must be a token (letters, "
                              "digits, and !#$%&'*+-.^_`|~), not empty")

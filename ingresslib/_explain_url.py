@@ -11,7 +11,7 @@ import socket
 import unicodedata
 from urllib.parse import unquote_to_bytes, urlsplit
 
-__all__ = ["UsageError", "split_url", "shown_url", "url_credentials", "ascii_host"]
+__all__ = ["UsageError", "split_url", "shown_url", "url_credentials", "ascii_host", "client_text"]
 
 
 class UsageError(ValueError):
@@ -24,12 +24,39 @@ class UsageError(ValueError):
 _ENCODE_RE = re.compile(r'[\x00-\x20"<>`{}\x7f-\U0010ffff]')
 
 
+#: A UTF-16 surrogate pair, or a lone surrogate that is no ``surrogateescape`` stand-in for a
+#: byte (U+DC80-U+DCFF): a ``\ud800`` no command line gives (Python reads argv with
+#: surrogateescape), only a str built in Python.
+_SURROGATE_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udc7f\udd00-\udfff]")
+
+
+def client_text(text: str) -> str:
+    """``text`` (a URL or a header value given to ``explain``) as a client reads it: a
+    ``surrogateescape`` stand-in kept (the byte of a command-line value that is not UTF-8, sent
+    as given, as curl sends it), a surrogate pair as the character it encodes and another lone
+    surrogate as U+FFFD, as a browser reads it (the URL parser's input is a USVString: WebIDL
+    converts a lone surrogate to U+FFFD, ``new URL("http://h/\\ud800")`` is
+    ``http://h/%EF%BF%BD``; as the library reads a manifest's, ``_models.go_text``). Encoded
+    with ``surrogateescape``, it raises no UnicodeEncodeError."""
+    if _SURROGATE_RE.search(text) is None:
+        return text
+    return _SURROGATE_RE.sub(
+        lambda m: m.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"),
+        text)
+
+
+def _client_bytes(text: str) -> bytes:
+    """``text`` as the bytes a client sends (:func:`client_text`, as UTF-8)."""
+    return client_text(text).encode("utf-8", "surrogateescape")
+
+
 def _percent_encode(text: str) -> str:
     # surrogateescape: a command-line URL that is not UTF-8 (Python reads argv so) has its
-    # bytes encoded, as curl and browsers send them, not a UnicodeEncodeError.
+    # bytes encoded, as curl and browsers send them; another lone surrogate is U+FFFD
+    # (``client_text``): not a UnicodeEncodeError.
     return _ENCODE_RE.sub(
         lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogateescape")),
-        text)
+        client_text(text))
 
 
 #: UTS 46 deviation characters (and U+1E9E, which UTS 46 maps to U+00DF). Python's ``idna``
@@ -140,8 +167,7 @@ def url_credentials(url: str) -> str | None:
         return None
     user, _, password = userinfo.partition(":")
     # Its bytes as given (a command-line value that is not UTF-8: surrogateescape).
-    raw = b":".join(unquote_to_bytes(part.encode("utf-8", "surrogateescape"))
-                    for part in (user, password))
+    raw = b":".join(unquote_to_bytes(_client_bytes(part)) for part in (user, password))
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 

@@ -1677,6 +1677,8 @@ class ProxyServer:
         self.handshaking: dict[_Downstream, asyncio.Transport] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.Server] = []
+        #: ``start`` was called (``start(None)`` binds no listener): ``async with`` binds none.
+        self._started = False
         #: ``[("http", host, port), ("https", host, port)]`` once started.
         self.addresses: list[tuple[str, str, int]] = []
         self.draining = False
@@ -1736,6 +1738,7 @@ class ProxyServer:
         backlog: int = 1024,
     ) -> None:
         """Bind the listeners; returns once they accept connections."""
+        self._started = True
         # The annotation warnings ``check`` prints (ignored or denying annotations) are in the
         # log from the start, not only at each route's first request.
         self.proxy.log_annotation_warnings()
@@ -1876,7 +1879,7 @@ class ProxyServer:
         closes what it had bound."""
         if self.draining:
             raise RuntimeError("this ProxyServer was shut down: make a new one to serve again")
-        if not self.servers:
+        if not self._started:
             try:
                 await self.start()
             except BaseException:

@@ -13,8 +13,9 @@ from ingresslib.proxy import ProxyServer
 async def test_load_balance_keyword_rebuilds_the_router() -> None:
     router = Router(Resources(), seed=3)
     server = ProxyServer(router, load_balance="ewma", proxy_read_timeout=5)
-    assert server.proxy.router is not router
-    assert server.proxy.router.load_balance == "ewma" and server.proxy.router.seed == 3
+    # Session 22: applied to the caller's router (a copy never saw its later updates).
+    assert server.proxy.router is router
+    assert router.load_balance == "ewma" and router.seed == 3
     assert server.proxy.settings.proxy_read_timeout == 5
     # Unchanged value: the router is kept as given.
     assert ProxyServer(router, load_balance="round_robin").proxy.router is router

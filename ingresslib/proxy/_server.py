@@ -1579,7 +1579,9 @@ def _insecure_client_context() -> ssl.SSLContext:
 # --- the server --------------------------------------------------------------------------------
 
 
-def _with_load_balance(router: Any, load_balance: str) -> Any:
+def _check_load_balance(router: Any, load_balance: str) -> None:
+    """Refuse ``ProxyServer(router, load_balance=...)`` before anything is changed: an unknown
+    value, or a router that is not an ingresslib Router (its balancing is its own)."""
     from .._config import LOAD_BALANCE
     from .._router import Router
 
@@ -1587,16 +1589,49 @@ def _with_load_balance(router: Any, load_balance: str) -> Any:
         raise ValueError(f"load_balance {load_balance!r}: expected one of {', '.join(LOAD_BALANCE)}")
     if not isinstance(router, Router):
         raise TypeError("load_balance needs an ingresslib Router (pass it to your router instead)")
-    if router.load_balance == load_balance:
-        return router
-    if type(router) is not Router:
-        # Rebuilt as a plain Router, a subclass's own ``route`` was silently never called.
-        name = type(router).__name__
-        raise TypeError(f"load_balance={load_balance!r} would replace your {name} with a plain "
-                        f"Router (without its own code): pass it to your router instead "
-                        f"({name}(res, load_balance={load_balance!r}))")
-    return Router(router.resources, ingress_class=router.ingress_class, controller=router.controller,
-                  seed=router.seed, load_balance=load_balance, canary_random=router.canary_random)
+
+
+def _set_load_balance(router: Any, load_balance: str) -> None:
+    """Make ``load_balance`` the default balancer of the user's own Router (a subclass too),
+    rebuilt with its resources, as ``serve --config`` does on a reload: the server serves the
+    object the caller holds, so the caller's later ``router.update(res)`` is what is served and
+    keeps the default (a copy built from ``router.resources`` went on serving the first table
+    after every update, and lost the router's ``balancers`` and ``clock``). On a failure the
+    router is left as it was."""
+    old = router.load_balance
+    if old == load_balance:
+        return
+    router.load_balance = load_balance
+    try:
+        # Same resources: the table is kept, the routes are rebuilt (the default changed).
+        router.update(router.resources)
+    except BaseException:
+        router.load_balance = old
+        raise
+
+
+#: The head limits ``ProxySettings.__post_init__`` derives from ``large_client_header_buffers``.
+_BUFFER_LIMITS = ("max_request_line", "max_header_line", "max_headers_size")
+
+
+def _with_overrides(settings: ProxySettings | None, overrides: dict[str, Any]) -> ProxySettings:
+    """``settings`` (default: ``ProxySettings()``) with the keyword arguments' fields.
+
+    ``large_client_header_buffers`` given without the three limits it sets: limits that
+    ``settings`` derived from its own value (or left at their defaults) are derived again from
+    the new one. ``replace`` alone copied them, so ``ProxyServer(router, settings=
+    ProxySettings(large_client_header_buffers="4 16k"), large_client_header_buffers="4 32k")``
+    served 16k limits while saying "4 32k". Limits given explicitly still win."""
+    from ._settings import parse_header_buffers
+
+    base = settings if settings is not None else ProxySettings()
+    if "large_client_header_buffers" in overrides and not set(_BUFFER_LIMITS) & set(overrides):
+        limits = tuple(getattr(base, name) for name in _BUFFER_LIMITS)
+        if limits == parse_header_buffers(base.large_client_header_buffers):
+            # The defaults, so that __post_init__ derives them from the new value.
+            default = ProxySettings()
+            overrides = {**{n: getattr(default, n) for n in _BUFFER_LIMITS}, **overrides}
+    return replace(base, **overrides)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -1617,7 +1652,9 @@ class ProxyServer:
     """HTTP (and HTTPS) listeners in front of a router.
 
     ``settings`` is a :class:`ProxySettings`; any of its fields may also be passed as a keyword
-    argument (``ProxyServer(router, proxy_read_timeout=5)``).
+    argument (``ProxyServer(router, proxy_read_timeout=5)``). ``load_balance`` (the ConfigMap's
+    ``load-balance``) is set on the ingresslib ``Router`` given, which is served as it is: its
+    later ``update`` is what the server serves.
 
     ``cert_store`` (an :class:`ingresslib.proxy.CertificateStore`) provides the listening TLS
     context and which hosts have TLS (ssl-redirect, HSTS).
@@ -1653,11 +1690,14 @@ class ProxyServer:
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if load_balance is not None:
-            # The ConfigMap's `load-balance` belongs to the router (the default balancer of
-            # every backend): an ingresslib Router is rebuilt with it, as `serve --config` does.
-            router = _with_load_balance(router, load_balance)
-        settings = replace(settings or ProxySettings(), **overrides)
+            _check_load_balance(router, load_balance)
+        settings = _with_overrides(settings, overrides)
         self.loop = loop or _running_loop()
+        if load_balance is not None:
+            # The ConfigMap's `load-balance` belongs to the router (the default balancer of
+            # every backend): set on the caller's Router, so its later updates are served. Last
+            # of the checks above, so a refused constructor leaves the router as it was.
+            _set_load_balance(router, load_balance)
         self.cert_store = cert_store
         self.max_connections = max_connections
         self._on_record = on_record

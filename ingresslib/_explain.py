@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._explain_verdict import ProxyAnswer
     from ._tls_hosts import TLSProblem
     from .proxy._access import Access
+    from .proxy._annotations import RouteWarning
     from .proxy._settings import ProxySettings
 
 __all__ = ["explain_main", "check_main", "split_url", "explain_url", "render_text", "UsageError",
@@ -979,19 +980,74 @@ def _tls_problems(res: Resources, table: RouteTable) -> list[TLSProblem]:
     return certificate_problems(res, table.served)
 
 
-def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) -> list[str]:
+def _rule_path_fields(ing: Any) -> dict[tuple[str | None, str | None, str | None], str]:
+    """``spec.rules[i].http.paths[j].path`` of each rule of ``ing`` by (host or None, path,
+    pathType) as a table's Match names them: the first such rule (a later twin is a duplicate
+    the first shadows)."""
+    out: dict[tuple[str | None, str | None, str | None], str] = {}
+    for ri, rule in enumerate(ing.spec.rules):
+        for pi, p in enumerate(rule.paths or ()):
+            out.setdefault((rule.host or None, p.path, p.path_type),
+                           f"spec.rules[{ri}].http.paths[{pi}].path")
+    return out
+
+
+#: ``annotation KEY: message`` (an invalid or ignored value), ``annotation KEY (kind) ...``
+#: (an access annotation the proxy denies), ``annotation KEY 'value': ...`` (a basic-auth
+#: Secret reference or type it refuses): the proxy's warnings on one annotation.
+_ANNOTATION_RE = re.compile(r"annotation (\S+?)(?:: (.*)|( [(\'\"].*))", re.S)
+#: ``auth-secret NS/NAME: ...``: what the proxy says of the Secret an auth-secret annotation
+#: names (missing, no "auth" key, a hash it cannot verify).
+_AUTH_SECRET_RE = re.compile(r"auth-secret \S+: .*", re.S)
+
+
+def _unstructured(text: str) -> RouteWarning:
+    """A warning line given as a plain str, ``Ingress NS/NAME: ...``, read back into its parts:
+    only proxy/_access.py ``route_access``'s and proxy/_basicauth.py's lines (the access
+    annotations, the auth Secret) come so; ``parse_route_options``'s own are
+    ``RouteWarning``s. The field of an annotation's warning is ``metadata.annotations[KEY]``."""
+    from .proxy._annotations import PREFIX, RouteWarning, annotation_field
+
+    obj, _, rest = text.partition(": ")
+    m = _ANNOTATION_RE.fullmatch(rest)
+    if m is None:
+        field = annotation_field(PREFIX + "auth-secret") if _AUTH_SECRET_RE.fullmatch(rest) \
+            else ""
+        return RouteWarning(text, obj, field, rest)
+    return RouteWarning(text, obj, annotation_field(m[1]), rest if m[2] is None else m[2])
+
+
+def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
+                               ) -> list[RouteWarning]:
     """The warnings the proxy would log for invalid annotation values on served routes (with
     the built-in settings: ``check`` has no ``--config``), each once; with ``res``, also what
     the server says of a basic-auth Secret (missing, no ``auth`` key, a hash format it cannot
-    verify), as it reads them at start (the same walk: ``parse_each_route``)."""
+    verify), as it reads them at start (the same walk: ``parse_each_route``). Each is a
+    ``RouteWarning``: its text the server's log line, its object, field and message given
+    where it is made (``check`` reports them as they are)."""
     try:
         from .proxy._actions import parse_each_route
-        from .proxy._annotations import RouteOptions, parse_route_options
+        from .proxy._annotations import RouteOptions, RouteWarning, parse_route_options
         from .proxy._settings import ProxySettings
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
     settings = ProxySettings()
-    seen: dict[str, None] = {}
+    seen: dict[str, RouteWarning] = {}
+    fields: dict[int, dict[tuple[str | None, str | None, str | None], str]] = {}
+
+    def path_field(route: Any) -> str:
+        # The rule path's field, for a warning on the path (one index per Ingress).
+        ing = getattr(route, "ingress_object", None)
+        if ing is None or route.path is None:
+            return ""
+        index = fields.get(id(ing))
+        if index is None:
+            index = fields[id(ing)] = _rule_path_fields(ing)
+        return index.get((route.host, route.path, route.path_type), "")
+
+    def keep(w: str) -> None:
+        if w not in seen:
+            seen[w] = w if isinstance(w, RouteWarning) else _unstructured(w)
 
     def parse(route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
         # ``main``: a canary's main rule's annotations (an option copied from it is not
@@ -1000,9 +1056,10 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None) 
             route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
             namespace=getattr(route, "namespace", None),
             secrets=None if res is None else (lambda: res.secrets),
-            auth_warn=lambda w: seen.update({w: None}), main_annotations=main)
-        seen.update(dict.fromkeys(opts.warnings))
+            auth_warn=keep, main_annotations=main, path_field=path_field(route))
+        for w in opts.warnings:
+            keep(w)
         return opts
 
     parse_each_route(table.routes, parse, parse_canary=parse, served=table.served)
-    return list(seen)
+    return list(seen.values())

@@ -5,7 +5,6 @@ parse their options, load the files, and print what these return."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from ._table import Diagnostic, RouteTable
 
 if TYPE_CHECKING:
     from ._errors import FieldError
+    from .proxy._annotations import RouteWarning
     from .proxy._settings import ProxySettings
 
 __all__ = ["check", "check_findings", "explain"]
@@ -48,29 +48,12 @@ class _Said(Diagnostic):
     __hash__ = Diagnostic.__hash__
 
 
-#: ``annotation KEY: message`` (an invalid or ignored value), ``annotation KEY (kind) ...``
-#: (an access annotation the proxy denies), ``annotation KEY 'value': ...`` (a basic-auth
-#: Secret reference or type it refuses): the proxy's warnings on one annotation.
-_ANNOTATION_RE = re.compile(r"annotation (\S+?)(?:: (.*)|( [(\'\"].*))", re.S)
-#: ``auth-secret NS/NAME: ...``: what the proxy says of the Secret an auth-secret annotation
-#: names (missing, no "auth" key, a hash it cannot verify).
-_AUTH_SECRET_RE = re.compile(r"auth-secret \S+: .*", re.S)
-
-
-def _proxy_note(text: str) -> Diagnostic:
-    """One of the proxy's route warnings, ``Ingress NS/NAME: ...``, as a Diagnostic: the
-    field of an annotation warning is the annotation's (``metadata.annotations[KEY]``, as the
-    router's own annotation warnings name it)."""
-    obj, _, rest = text.partition(": ")
-    m = _ANNOTATION_RE.fullmatch(rest)
-    if m is None:
-        if _AUTH_SECRET_RE.fullmatch(rest):
-            from .proxy._annotations import PREFIX
-
-            return _Said(obj, f"metadata.annotations[{PREFIX}auth-secret]", rest, text=text)
-        return _Said(obj, "", rest, text=text)
-    message = m[2] if m[2] is not None else rest
-    return _Said(obj, f"metadata.annotations[{m[1]}]", message, text=text)
+def _proxy_note(w: RouteWarning) -> Diagnostic:
+    """One of the proxy's route warnings (``Ingress NS/NAME: ...``) as a Diagnostic: its
+    object, field and message as the proxy made it (an annotation's warning on
+    ``metadata.annotations[KEY]``, as the router's own annotation warnings name it; a rule
+    path's on ``spec.rules[i].http.paths[j].path``), its line the one ``serve`` logs."""
+    return _Said(w.object, w.field, w.message, text=str(w))
 
 
 def _field_note(w: FieldError) -> Diagnostic:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from ingresslib._cli import main
 from ingresslib._explain import UsageError, explain_url
@@ -272,6 +272,10 @@ _LINES = st.lists(st.tuples(
        host_header=st.none() | st.lists(_HOST_PIECES, max_size=4).map("".join),
        method=st.sampled_from(["GET", "POST", "OPTIONS", "TRACE", "CONNECT", "get"]),
        lines=_LINES)
+# Unrouted with a body to come: the proxy reads it before its 404 (found by the search once).
+@example(url_host="a", path="", host_header=None, method="GET",
+         lines=[("Transfer-Encoding", "chunked")])
+@example(url_host="a", path="", host_header=None, method="GET", lines=[("Content-Length", "5")])
 def test_explain_answers_as_the_proxy(url_host: str, path: str, host_header: str | None,
                                       method: str, lines: list[tuple[str, str]]) -> None:
     """For every URL explain accepts, its status is the proxy's for the request explain says
@@ -295,10 +299,21 @@ def test_explain_answers_as_the_proxy(url_host: str, path: str, host_header: str
     if data and status_of(data) == 100:  # Expect: 100-continue: the answer that follows
         data = data.split(b"\r\n\r\n", 1)[1]
     if not data:
-        # The upstream waits for the body (Transfer-Encoding: chunked, Content-Length): the
-        # proxy opened it, the request was proxied.
-        assert info["verdict"]["proxied"] is True, (url, headers, method, info["reason"])
-        return
+        # Someone waits for the body (Transfer-Encoding: chunked, Content-Length): either the
+        # upstream (explain says proxied) or, since session 21, the proxy itself, which reads an
+        # unrouted request's body before its local answer; then that answer must come once the
+        # body is sent.
+        assert any(n.lower() in ("transfer-encoding", "content-length") for n, _ in lines)
+        if "verdict" in info:
+            assert info["verdict"]["proxied"] is True, (url, headers, method, info["reason"])
+            return
+        if any(n.lower() == "transfer-encoding" for n, _ in lines):
+            body = b"0\r\n\r\n"
+        else:
+            body = b"x" * max(int(v) for n, v in lines if n.lower() == "content-length")
+        data = _proxy(("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body)
+        if data and status_of(data) == 100:
+            data = data.split(b"\r\n\r\n", 1)[1]
     assert info["status"] == status_of(data), (url, headers, method, info["reason"])
 
 

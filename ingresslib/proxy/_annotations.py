@@ -544,8 +544,49 @@ def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern
 _REGEX_SYNTAX = frozenset("()[]{}*+?|^$\\")
 
 
+class RouteWarning(str):
+    """One of the proxy's warnings on an Ingress's annotations or rule paths: the line it logs
+    (``Ingress NS/NAME: ...``, this string, unchanged) with its parts, given where it is made,
+    so that ``ingresslib check`` reports it without reading the text back: ``object``
+    (``"Ingress NS/NAME"``, the ``where`` of ``parse_route_options``), ``field`` (the
+    annotation's ``metadata.annotations[KEY]``, or a rule path's
+    ``spec.rules[i].http.paths[j].path``; ``""`` when not known) and ``message``. A str: the
+    server logs it, sets and dicts dedupe it by its text, as before."""
+
+    object: str
+    field: str
+    message: str
+
+    def __new__(cls, text: str, object_: str, field: str, message: str) -> RouteWarning:
+        self = super().__new__(cls, text)
+        self.object = object_
+        self.field = field
+        self.message = message
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A str subclass with its own __new__: copy and pickle call it with these.
+        return (type(self), (str(self), self.object, self.field, self.message))
+
+    @classmethod
+    def on(cls, where: str, body: str, field: str = "",
+           message: str | None = None) -> RouteWarning:
+        """``"{where}: {body}"`` on ``where``; ``message`` defaults to ``body``."""
+        return cls(f"{where}: {body}", where, field, body if message is None else message)
+
+    @classmethod
+    def annotation(cls, where: str, key: str, message: str) -> RouteWarning:
+        """``"{where}: annotation {key}: {message}"``, on ``metadata.annotations[key]``."""
+        return cls.on(where, f"annotation {key}: {message}", annotation_field(key), message)
+
+
+def annotation_field(key: str) -> str:
+    """The field path of annotation ``key``, as every warning on one names it."""
+    return f"metadata.annotations[{key}]"
+
+
 def _regex_path_warning(rule_path: str | None, use_regex: bool, rewrite: bool,
-                        where: str) -> str | None:
+                        where: str, path_field: str = "") -> RouteWarning | None:
     """The warning for a rule path ingress-nginx reads as a regex and ingresslib as a literal
     prefix (README divergences: ImplementationSpecific is Prefix, ``use-regex`` only shapes the
     rewrite). ingress-nginx's template.go makes every path of the server a regex location when
@@ -559,10 +600,11 @@ def _regex_path_warning(rule_path: str | None, use_regex: bool, rewrite: bool,
         return None
     if not any(c in _REGEX_SYNTAX for c in rule_path):
         return None
-    return (f"{where}: rule path {rule_path!r} is a regex in ingress-nginx (use-regex or "
-            "rewrite-target) but is routed by ingresslib as a literal prefix: the requests "
-            "that regex matches go to another rule or the default backend, with that rule's "
-            "access control; use a Prefix path")
+    return RouteWarning.on(
+        where, f"rule path {rule_path!r} is a regex in ingress-nginx (use-regex or "
+        "rewrite-target) but is routed by ingresslib as a literal prefix: the requests that "
+        "regex matches go to another rule or the default backend, with that rule's access "
+        "control; use a Prefix path", path_field)
 
 
 def parse_route_options(
@@ -576,6 +618,7 @@ def parse_route_options(
     secrets: Callable[[], Any] | None = None,
     auth_warn: Callable[[str], None] | None = None,
     main_annotations: Mapping[str, str] | None = None,
+    path_field: str = "",
 ) -> RouteOptions:
     """Merge one route's annotations over ``settings``; invalid values warn and fall back.
 
@@ -584,7 +627,9 @@ def parse_route_options(
     Secret's problems are reported when it is read, and a rule path routed literally that
     ingress-nginx reads as a regex (``_regex_path_warning``), at once. For a canary route,
     ``main_annotations`` are those of the main rule it joins (None: not known, every location
-    option set is reported)."""
+    option set is reported). ``path_field``: the rule path's field
+    (``spec.rules[i].http.paths[j].path``), named by a warning on the path (``check``).
+    The warnings made here are :class:`RouteWarning` values (``route_access``'s are lines)."""
     warnings: list[str] = []
     # A canary Ingress lends only its backend to the main rule: the proxy applies the main
     # rule's options to canary traffic (``Decision.match``), as ingress-nginx merges only the
@@ -604,9 +649,9 @@ def parse_route_options(
             if (key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS
                     and (main_annotations is None
                          or main_annotations.get(key) != annotations[key])):
-                warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as "
-                                "in ingress-nginx: the main Ingress's applies to canary "
-                                "traffic)")
+                warnings.append(RouteWarning.annotation(
+                    where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
+                    "Ingress's applies to canary traffic)"))
 
     def get(name: str, conv: Callable[[str], _T], default: _T) -> _T:
         raw = annotations.get(PREFIX + name)
@@ -615,8 +660,8 @@ def parse_route_options(
         try:
             return conv(raw)
         except (ValueError, re.error) as e:
-            warnings.append(f"{where}: annotation {PREFIX}{name}: {e}; "
-                            f"using the default {_show(default)}")
+            warnings.append(RouteWarning.annotation(
+                where, PREFIX + name, f"{e}; using the default {_show(default)}"))
             return default
 
     ssl_redirect = get("ssl-redirect", _bool, settings.ssl_redirect)
@@ -680,11 +725,11 @@ def parse_route_options(
                 # user reads that rewrite-target is unsupported).
                 guess = did_you_mean(name)
                 if guess is not None:
-                    warnings.append(f"{where}: annotation {key}: unknown annotation, ignored; "
-                                    f"did you mean {guess}?")
+                    warnings.append(RouteWarning.annotation(
+                        where, key, f"unknown annotation, ignored; did you mean {guess}?"))
                 else:
-                    warnings.append(f"{where}: annotation {key}: not implemented by "
-                                    "ingresslib; ignored")
+                    warnings.append(RouteWarning.annotation(
+                        where, key, "not implemented by ingresslib; ignored"))
 
     regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
@@ -695,7 +740,7 @@ def parse_route_options(
         # copy-paste) would send every request to ``/``.
         rewrite_target = None
     regex_warning = _regex_path_warning(rule_path, bool(use_regex), rewrite_target is not None,
-                                        where)
+                                        where, path_field)
     if regex_warning is not None and auth_warn is not None:
         # Not an invalid value (``warnings`` are those: the option's default was used) but a
         # reading of the rule: reported where the Secret's problems go, the callers' channel
@@ -705,8 +750,9 @@ def parse_route_options(
         try:
             regex = _compile_rule_path(rule_path, bool(use_regex))
         except _regex.error as e:
-            warnings.append(f"{where}: rule path {rule_path!r} is not a valid regex for "
-                            f"rewrite-target ({e}); rewrite-target ignored")
+            warnings.append(RouteWarning.on(
+                where, f"rule path {rule_path!r} is not a valid regex for rewrite-target "
+                f"({e}); rewrite-target ignored", path_field))
             rewrite_target = None
     if logger is not None:
         for w in warnings:

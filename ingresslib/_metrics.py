@@ -84,6 +84,10 @@ _REQUEST_LABELS = ("status", "method", "path", "namespace", "ingress", "service"
 # socket.go: the deprecated upstream latency summary has a smaller label set.
 _LATENCY_LABELS = ("ingress", "namespace", "service", "canary")
 
+#: ingress-nginx's catch-all server's name (``defServerName``), the ``host`` label of a
+#: request that named no host once the served hosts are known.
+_DEFAULT_SERVER = "_"
+
 # A hostile client can send any token as a method; the label keeps a bounded set (cardinality).
 _METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
@@ -283,7 +287,7 @@ class _RequestCollector(Collector):
         drops it with that Ingress; here it has no Ingress, so the host going is what ends it.
         New dict, swapped in whole, as :meth:`retain`."""
         self.series = {k: v for k, v in self.series.items()
-                       if k[4] or not k[7] or k[7] in served}
+                       if k[4] or not k[7] or k[7] in served or k[7] == _DEFAULT_SERVER}
 
     def collect(self) -> Iterator[Metric]:
         if getattr(self.direct, "on", False):
@@ -400,6 +404,9 @@ class Metrics:
     instead of the exact status (``--report-status-classes``). Until :meth:`set_hosts` is
     called, at most ``max_hosts`` distinct Host values get a ``host`` label of their own (later
     ones are counted with ``host=""``), so clients cannot create series without end.
+    ``time_buckets``, ``length_buckets`` and ``size_buckets`` are histogram upper bounds, kept
+    in increasing order, once each; ``+Inf`` is the bucket every histogram has anyway (as in
+    client_golang) and NaN is refused (ValueError).
     """
 
     def __init__(
@@ -433,7 +440,7 @@ class Metrics:
 
         # -- per request (socket.go): plain-Python state, one object per label tuple --
         self._requests = _RequestCollector(
-            ns, labels, tuple(time_buckets), tuple(length_buckets), tuple(size_buckets))
+            ns, labels, _bounds(time_buckets), _bounds(length_buckets), _bounds(size_buckets))
         reg.register(self._requests)
 
         # -- controller (controller.go) --
@@ -535,6 +542,13 @@ class Metrics:
                         self._seen_hosts.add(host)
             elif record.host in hosts:
                 host = record.host
+            elif not record.host or record.host == _DEFAULT_SERVER:
+                # A request that named no host (HTTP/1.0 without Host) reaches the catch-all
+                # server, and nginx's $host is then that server's name (ngx_http_variable_host:
+                # "cscf->server_name", ``server_name _`` in nginx.tmpl); ingress-nginx's
+                # getConfiguration puts every server's Hostname in SetHosts, the catch-all's
+                # "_" too, so such a request is counted, with host="_".
+                host = _DEFAULT_SERVER
             else:
                 # socket.go: "if sc.metricsPerHost && !sc.hosts.Has(stats.Host) { continue }"
                 # ("Skipping metric for host not being served"; ingress-nginx#3713, #3844):
@@ -556,6 +570,8 @@ class Metrics:
         ``*.foo.test`` is a name of its own, not a pattern), and the series no Ingress took
         (``ingress=""``: a path no rule covers) of hosts no longer among them are dropped
         (ingress-nginx counts those under the host's first Ingress, and drops them with it).
+        A request that names no host (HTTP/1.0 without Host) is counted with ``host="_"``,
+        the catch-all server's name, which ingress-nginx's hosts always include.
         None: not known (the default; requests a rule matched are labelled with their Host)."""
         if hosts is None and self._hosts is not None:
             # Unknown again: the ``max_hosts`` bound restarts from the names that have series
@@ -839,6 +855,28 @@ def _go_le(le: str) -> str:
     return f"{neg}{text[:x + 1]}.{text[x + 1:]}"
 
 
+def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
+    """Histogram upper bounds as :class:`Metrics` keeps them: increasing, each once, without
+    ``+Inf``.
+
+    The ``+Inf`` bucket is always written; client_golang's ``newHistogram`` drops one given
+    ("The +Inf bucket is implicit. Remove it here.") and prometheus-client's ``Histogram``
+    takes a trailing ``inf`` as that bucket; kept, it would write a second ``le="+Inf"``
+    sample for every series (the same series twice in one exposition). Both clients refuse
+    bounds out of order (client_golang: "histogram buckets must be in increasing order",
+    prometheus-client: "Buckets not in sorted order"); bisected as given they would count
+    observations into the wrong buckets, so they are taken as the set of bounds they are.
+    A NaN bound bounds nothing: ValueError."""
+    out: set[float] = set()
+    for b in buckets:
+        f = float(b)
+        if math.isnan(f):
+            raise ValueError("a histogram bucket bound must be a number, not NaN")
+        if f != math.inf:
+            out.add(f)
+    return tuple(sorted(out))
+
+
 def _escape_label(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -912,10 +950,16 @@ def certificates_of(
 def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> frozenset[str]:
     """The rule hosts of ``ingresses`` (default: all of ``res``), for :meth:`Metrics.set_hosts`:
     ingress-nginx's ``SetHosts`` gets its servers' names, one per rule host (a wildcard stays a
-    name; rules without a host go to the catch-all server, whose requests are not counted per
-    host)."""
+    name; rules without a host go to the catch-all server ``_``, which counts only the
+    requests that name no host, see :meth:`Metrics.set_hosts`). A canary Ingress's hosts are
+    not among them: createServers skips it ("Ingress %v is marked as Canary, ignoring"), so a
+    host only a canary names has no server (the router routes none of its requests either: a
+    canary joins a main rule or serves nothing); the main Ingress's rule brings a host both
+    name."""
+    from ._table import _is_canary
+
     return frozenset(r.host for ing in (res.ingresses if ingresses is None else ingresses)
-                     for r in ing.spec.rules if r.host)
+                     if not _is_canary(ing) for r in ing.spec.rules if r.host)
 
 
 def _der(data: bytes, pos: int) -> tuple[int, int, int]:

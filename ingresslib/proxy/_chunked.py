@@ -9,21 +9,211 @@ Choice made here (SEMANTICS leaves it open; tested in ``tests/test_proxy_*.py``)
   and in an upstream's response it ends the response there (client connection closed), as
   do a bare CR or LF in an upstream's chunk line and a bare LF in its trailers
   (``_ChunkedReader``: nginx's line rules, which let other control characters through).
+- A chunk extension of any length passes, as in nginx (``_drop_extension``): its bytes are
+  checked and dropped as they come, never held until the line's CRLF (h11's way, which made
+  a chunk line longer than the head limit a 431 when it came in several reads).
+
+h11's internals (the proxy core drives h11's readers and receive buffer without
+``h11.Connection``): ``check_h11_internals`` probes every one the core reads, once, when this
+module is imported (``_connection`` and ``_h11_reader`` import it before they run anything of
+h11's), and an h11 whose internals differ is an ``H11InternalsError`` naming its version
+(``tests/test_h11_private_s22.py``). A RuntimeError, not an ImportError: callers that take an
+ImportError of the proxy for "the proxy is not installed" (``explain`` leaves the proxy's
+verdict out then) must not pass over an h11 the core would misread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import h11
-from h11._readers import ChunkedReader
-from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
 from ._headers import MAX_CONTENT_LENGTH, has_control
 
-__all__ = ["_ChunkedReader", "_RequestChunkedReader", "_MAX_CHUNK_SIZE"]
+__all__ = ["_ChunkedReader", "_RequestChunkedReader", "_MAX_CHUNK_SIZE", "H11_TESTED",
+           "H11InternalsError", "check_h11_internals"]
 
+# --- h11's internals ----------------------------------------------------------------------------
+
+#: The h11 releases whose internals the proxy core was tested with (pyproject.toml's pin).
+H11_TESTED = ">=0.16,<0.17"
+
+
+class H11InternalsError(RuntimeError):
+    """The installed h11's internals are not the ones the proxy core reads (raised when the
+    core is imported)."""
+
+
+def _h11_mismatch(problem: str) -> H11InternalsError:
+    version = getattr(h11, "__version__", "of unknown version")
+    return H11InternalsError(
+        f"ingresslib.proxy drives h11's own parser internals (h11._readers, "
+        f"h11._receivebuffer, h11._headers) and was tested with h11{H11_TESTED}; the "
+        f"installed h11 {version} differs: {problem}. Install a tested release: "
+        f"pip install 'h11{H11_TESTED}'")
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Mismatch(what)
+
+
+def _probe_h11() -> None:
+    """Raise ``_Mismatch`` (or anything else) unless h11's internals that ingresslib reads
+    are there and behave as in the tested releases. Each private name the proxy core (and
+    the router, on the headers it is given) uses is looked up here at call time, from h11's
+    modules, and driven through one small case (the comments name the modules that read
+    them)."""
+    from h11 import _events, _headers, _readers, _receivebuffer
+
+    # The events _h11_reader builds in place (object.__new__, one field at a time).
+    for name, fields in (("Request", ("method", "headers", "target", "http_version")),
+                         ("Response", ("headers", "http_version", "reason", "status_code")),
+                         ("InformationalResponse",
+                          ("headers", "http_version", "reason", "status_code"))):
+        cls = getattr(h11, name)
+        _need(getattr(_events, name) is cls, f"h11._events.{name} is not h11.{name}")
+        _need(tuple(f.name for f in dataclasses.fields(cls)) == fields,
+              f"h11.{name}'s fields are not {fields} (_h11_reader builds it field by field)")
+
+    # ReceiveBuffer: its bytearray and the two search marks (_chunked, _h11_reader,
+    # _connection).
+    RB = _receivebuffer.ReceiveBuffer
+    buf = RB()
+    _need(type(buf._data) is bytearray and not buf._data and buf._next_line_search == 0
+          and buf._multiple_lines_search == 0,
+          "a new ReceiveBuffer has no empty bytearray _data, or no _next_line_search / "
+          "_multiple_lines_search of 0")
+    buf += b"5;ab"
+    _need(buf.maybe_extract_next_line() is None and buf._next_line_search == 4,
+          "ReceiveBuffer._next_line_search is not the buffer's length after a line search "
+          "that failed")
+    buf += b"\r\nab: c\r\n"
+    line: Any = buf.maybe_extract_next_line()
+    _need(line == b"5;ab\r\n" and buf._data == b"ab: c\r\n" and buf._next_line_search == 0,
+          "ReceiveBuffer.maybe_extract_next_line does not take the line and reset "
+          "_next_line_search")
+    _need(buf.maybe_extract_lines() is None
+          and buf._multiple_lines_search == len(buf._data) - 2,
+          "ReceiveBuffer._multiple_lines_search is not two bytes before the buffer's end "
+          "after a head search that failed")
+    out = buf._extract(4)
+    _need(type(out) is bytearray and out == b"ab: " and buf._data == b"c\r\n"
+          and buf._next_line_search == buf._multiple_lines_search == 0,
+          "ReceiveBuffer._extract does not take the bytes and reset both search marks")
+    _need(bytes(buf) == b"c\r\n" and buf.is_next_line_obviously_invalid_request_line() is False,
+          "ReceiveBuffer's bytes() / is_next_line_obviously_invalid_request_line")
+    _need(_receivebuffer.blank_line_regex.pattern == b"\n\r?\n",
+          "h11._receivebuffer.blank_line_regex is not \\n\\r?\\n")
+
+    # ChunkedReader: its three state attributes (_chunked reads them before h11 does).
+    CR = _readers.ChunkedReader
+    r = CR()
+    _need((r._bytes_in_chunk, r._bytes_to_discard, r._reading_trailer) == (0, b"", False),
+          "a new ChunkedReader has no _bytes_in_chunk 0, _bytes_to_discard b'' and "
+          "_reading_trailer False")
+    buf = RB()
+    buf += b"3;x\r\nab"
+    ev = r(buf)
+    _need(type(ev) is h11.Data and ev.data == b"ab" and r._bytes_in_chunk == 1
+          and not buf._data, "ChunkedReader._bytes_in_chunk is not what is left of the chunk")
+    buf += b"c\r"
+    ev = r(buf)
+    _need(type(ev) is h11.Data and ev.data == b"c" and r._bytes_in_chunk == 0
+          and r._bytes_to_discard == b"\r\n" and buf._data == b"\r",
+          "ChunkedReader._bytes_to_discard is not the chunk's CRLF, left in the buffer")
+    _need(r(buf) is None and r._bytes_to_discard == b"\n" and not buf._data,
+          "ChunkedReader._bytes_to_discard is not what is left of the CRLF")
+    buf += b"\n0\r\n"
+    _need(r(buf) is None and r._reading_trailer is True and not buf._data,
+          "ChunkedReader._reading_trailer is not True after the last chunk")
+    buf += b"\r\n"
+    ev = r(buf)
+    _need(type(ev) is h11.EndOfMessage and not buf._data, "ChunkedReader's end of message")
+    try:
+        CR().read_eof()
+    except h11.RemoteProtocolError:
+        pass
+    else:
+        raise _Mismatch("ChunkedReader.read_eof does not raise RemoteProtocolError")
+
+    # The body reader table and the Content-Length reader's count (_h11_reader, _connection).
+    readers = _readers.READERS[h11.SEND_BODY]
+    _need(isinstance(readers, dict)
+          and set(readers) == {"chunked", "content-length", "http/1.0"}
+          and readers["chunked"] is CR
+          and readers["content-length"] is _readers.ContentLengthReader,
+          "h11._readers.READERS[SEND_BODY] is not the chunked / content-length / http/1.0 "
+          "reader table")
+    _need(_readers.ContentLengthReader(5)._remaining == 5,
+          "ContentLengthReader._remaining is not the count left")
+
+    # The head readers' regexes and header decoding (_h11_reader).
+    m = _readers.request_line_re.fullmatch(b"GET / HTTP/1.1")
+    _need(m is not None and m.group("method", "target", "http_version")
+          == (b"GET", b"/", b"1.1"), "h11._readers.request_line_re's groups")
+    m = _readers.status_line_re.fullmatch(b"HTTP/1.1 200 OK")
+    _need(m is not None and m.group("http_version", "status_code", "reason")
+          == (b"1.1", b"200", b"OK"), "h11._readers.status_line_re's groups")
+    m = _readers.header_field_re.fullmatch(b"a: b")
+    _need(m is not None and m.group("field_name", "field_value") == (b"a", b"b"),
+          "h11._readers.header_field_re's groups")
+    lines: Any = [bytearray(b"a: b")]  # (what h11's head split gives it)
+    _need(list(_readers._decode_header_lines(lines)) == [(b"a", b"b")],
+          "h11._readers._decode_header_lines")
+
+    # Headers: the (raw, lower-cased, value) triples everyone reads (_h11_reader builds them,
+    # _connection, the router and the balancers read them).
+    H = _headers.Headers
+    hs = _headers.normalize_and_validate([(b"Host", b"a")], _parsed=True)
+    _need(type(hs) is H and hs._full_items == [(b"Host", b"host", b"a")],
+          "h11._headers.normalize_and_validate does not give Headers of "
+          "(raw, lower-cased, value) _full_items")
+    _need(H([(b"A", b"a", b"b")])._full_items == [(b"A", b"a", b"b")],
+          "h11._headers.Headers(items)._full_items")
+    _need(type(h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers) is H,
+          "an h11.Request's headers are not h11._headers.Headers")
+    _need(type(_headers.CONTENT_LENGTH_MAX_DIGITS) is int,
+          "h11._headers.CONTENT_LENGTH_MAX_DIGITS")
+
+    # The error conversion _h11_reader re-raises with.
+    try:
+        h11.LocalProtocolError("x", error_status_hint=431)._reraise_as_remote_protocol_error()
+    except h11.RemoteProtocolError as e:
+        _need(e.error_status_hint == 431,
+              "LocalProtocolError._reraise_as_remote_protocol_error loses the status")
+    else:
+        raise _Mismatch("LocalProtocolError._reraise_as_remote_protocol_error does not raise")
+
+
+def check_h11_internals() -> None:
+    """Raise ``H11InternalsError`` naming the installed h11's version unless its internals the
+    proxy core reads are there and behave as in the releases it was tested with
+    (``H11_TESTED``): a renamed attribute or a changed meaning is refused here, once, never
+    met as an AttributeError in the middle of a request or, worse, read wrongly (a search
+    mark that no longer means what ``_chunked`` takes it for lets a bare LF through)."""
+    try:
+        _probe_h11()
+    except _Mismatch as exc:
+        raise _h11_mismatch(str(exc)) from None
+    except Exception as exc:
+        raise _h11_mismatch(f"{type(exc).__name__}: {exc}") from exc
+
+
+try:
+    from h11._readers import ChunkedReader
+    from h11._receivebuffer import ReceiveBuffer, blank_line_regex
+except ImportError as exc:  # (h11's own message names the missing module or name)
+    raise _h11_mismatch(str(exc)) from exc
+check_h11_internals()
+
+# --- the readers ------------------------------------------------------------------------------
 
 #: The largest chunk size nginx's ngx_http_parse_chunked takes, request and upstream side
 #: alike: a size digit is refused once "ctx->size > NGX_MAX_OFF_T_VALUE / 16" (so nothing
@@ -38,6 +228,13 @@ _chunked_read = ChunkedReader.__call__
 _bad_chunk_line = re.compile(rb"[^\r\n]*+(?:\r[^\n]|\n)").match
 #: An LF with no CR before it (looks behind ``pos`` too).
 _bare_lf = re.compile(rb"(?<!\r)\n").search
+#: A chunk line longer than this, still without its CRLF, has its checked extension bytes
+#: dropped (``_drop_extension``); a usual line is read whole, as h11 reads it.
+_LONG_LINE = 4096
+#: A chunk line's size, as h11's ``chunk_header_re`` takes it (1 to 20 hex digits).
+_chunk_size_digits = re.compile(rb"[0-9A-Fa-f]{1,20}").match
+#: Spaces and tabs (a match ends at the first other byte: no copy, no scan past it).
+_ows = re.compile(rb"[ \t]*+").match
 
 
 class _ChunkedReader(ChunkedReader):
@@ -92,7 +289,44 @@ class _ChunkedReader(ChunkedReader):
             seen: int = buf._next_line_search
             if _bad_chunk_line(data, seen - 1 if seen else start) is not None:
                 raise h11.LocalProtocolError("bare CR or LF in chunk line")
+            if len(data) - start > _LONG_LINE:
+                _drop_extension(buf, start)
         return _check_chunk_size(self, _chunked_read(self, buf))
+
+
+def _drop_extension(buf: ReceiveBuffer, start: int) -> None:
+    """Drop the chunk extension bytes of the chunk line at ``start`` in ``buf`` (h11's buffer),
+    every byte of which was checked, when it has no CRLF yet: the line keeps its size digits
+    and ";", and a CR last in the buffer (its LF may be the next byte).
+
+    nginx's ngx_http_parse_chunked reads a chunk line byte by byte and keeps none of it:
+    ``sw_chunk_extension`` takes any byte but CR and LF, however many (client and upstream
+    side alike; ``client_max_body_size`` counts chunk data only). h11 takes the line whole
+    (``maybe_extract_next_line``), so a long extension arriving in several reads grew the
+    buffer past the head limit: 431 for a request, the response cut for an upstream, where
+    the same line in one read passed. h11's verdict on the line is the same without the
+    dropped bytes: its chunk line is ``HEXDIG{1,20}(;.*)?OWS\r\n`` in full, and after a
+    ";" its ``.*`` takes any bytes but LF (refused before this call on both sides); with
+    no ";", a line of only spaces and tabs after the size is one OWS to it as well. The
+    extension is never forwarded (the body is re-chunked). Any other line (more than 20
+    size digits, or bytes other than OWS with no ";" first) stays whole: h11 refuses it once
+    its CRLF comes. Then ``_next_line_search`` is the buffer's length, as after h11's own
+    failed search."""
+    data = buf._data
+    seen = buf._next_line_search
+    if data.find(b"\r\n", seen - 1 if seen else start) >= 0:
+        return  # the line is complete: h11 takes it now
+    m = _chunk_size_digits(data, start)
+    if m is None:
+        return
+    ext = m.end()  # the extension's first byte: a ";" or, in nginx, a space or a tab
+    end = len(data) - 1 if data[-1] == 13 else len(data)
+    if data[ext] != 59:  # (59: ";")
+        ows = _ows(data, ext, end)
+        if ows is None or ows.end() != end:
+            return  # no ";" after the size, and not only OWS: h11 refuses it at its CRLF
+    del data[ext + 1:end]
+    buf._next_line_search = len(data)
 
 
 def _check_chunk_size(reader: ChunkedReader, event: Any) -> Any:
@@ -154,6 +388,8 @@ class _RequestChunkedReader(ChunkedReader):
                     last = len(data) - 1 if data[-1] == 13 else len(data)
                     if has_control(bytes(data[seen - 1 if seen else start:last])):
                         raise h11.LocalProtocolError("control character in chunk line")
+                    if last - start > _LONG_LINE:
+                        _drop_extension(buf, start)
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
 

@@ -2,6 +2,8 @@
 response heads and bodies from an upstream), parsed with h11's own parser functions, without
 h11's two-party state machine; the head readers and the body framing decision it runs.
 Its chunked body readers are ``_chunked``'s. No socket, asyncio, ssl or logging handler here.
+It reads h11's internals (its head regexes, ``ReceiveBuffer``, ``Headers``): ``_chunked``'s
+``check_h11_internals`` probes them when the module is imported.
 
 Choice made here (SEMANTICS leaves it open; tested in ``tests/test_proxy_*.py``):
 - An upstream's Content-Length is one line holding one number: "5, 5" or a second line (which
@@ -13,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import h11
-from h11._events import InformationalResponse as _InformationalResponse
-from h11._events import Request as _H11Request
-from h11._events import Response as _H11Response
+
+# (First: importing ``_chunked`` checks h11's internals, the ones below included, and refuses
+# an h11 whose internals differ with an error naming its version.)
+from ._chunked import _ChunkedReader, _RequestChunkedReader
+
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS as _CONTENT_LENGTH_MAX_DIGITS
 from h11._headers import Headers as _H11Headers
 from h11._headers import normalize_and_validate
@@ -28,9 +32,12 @@ from h11._readers import (
 )
 from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
-from ._chunked import _ChunkedReader, _RequestChunkedReader
-
 __all__ = ["_H11Reader"]
+
+# h11's public event classes (the very classes its readers build).
+_InformationalResponse = h11.InformationalResponse
+_H11Request = h11.Request
+_H11Response = h11.Response
 
 _BODY_READERS: dict[str, Any] = READERS[h11.SEND_BODY]  # type: ignore[assignment]
 

@@ -209,8 +209,18 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         else:
             _log.info("SIGHUP: nothing to read (the cluster is watched); ignored")
 
-    handlers: list[tuple[int, Callable[[], None]]] = [(signal.SIGINT, stop.set),
-                                                      (signal.SIGTERM, stop.set)]
+    #: The signals that set ``stop``, in order: one that comes while the listeners open (before
+    #: "listening on") stops the start as one before the loop ran (exit 130 or 143).
+    stopped_by: list[int] = []
+
+    def stop_on(sig: int) -> Callable[[], None]:
+        def handler() -> None:
+            stopped_by.append(sig)
+            stop.set()
+        return handler
+
+    handlers: list[tuple[int, Callable[[], None]]] = [(signal.SIGINT, stop_on(signal.SIGINT)),
+                                                      (signal.SIGTERM, stop_on(signal.SIGTERM))]
     if hasattr(signal, "SIGHUP"):  # not on Windows
         handlers.append((signal.SIGHUP, on_hup))
     for sig, handler in handlers:
@@ -240,6 +250,21 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             with contextlib.suppress(Exception):
                 await kube_client.close()
         return 1
+    if stop.is_set():
+        # A Ctrl-C (or SIGTERM) while the listeners opened: nothing was said to listen yet, so
+        # it stops the start as one a moment earlier did (exit 130 or 143, serve_main's line),
+        # not "listening on" followed by a graceful stop and exit 0. Still a graceful stop: a
+        # client that connected meanwhile has its request finished (a second Ctrl-C cuts it).
+        again = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, again.set)
+        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
+        if metrics_server is not None:
+            await metrics_server.close()
+        if kube_client is not None:
+            with contextlib.suppress(Exception):
+                await kube_client.close()
+        raise _Terminated() if stopped_by[:1] == [signal.SIGTERM] else KeyboardInterrupt()
     if early_hup is not None:
         early_hup.serving = True
     for url in _listening_urls(server):
@@ -481,7 +506,17 @@ class _EarlyHangup:
     SIGTERM too, while its action is the default one: it stops the start (``_Terminated``).
     In a container ``serve`` is often PID 1, and the kernel drops a signal PID 1 has no
     handler for: a ``docker stop`` or a pod deletion while the files were read was lost, the
-    proxy went on to serve, and the SIGKILL that follows the grace period cut its requests."""
+    proxy went on to serve, and the SIGKILL that follows the grace period cut its requests.
+
+    SIGINT is Python's own ``default_int_handler`` for the start, whatever handler was in place
+    (unless SIGINT is ignored, as the process was started): a Ctrl-C raises KeyboardInterrupt
+    while the files are read, and ``asyncio.run`` then puts in its own handler, which cancels
+    the start (exit 130). ``asyncio.run`` does that only if it finds ``default_int_handler``:
+    with any other handler in place (an embedding's, or one a library left behind, as
+    uvicorn's ``Server.handle_exit`` or an unclosed event loop's), a Ctrl-C while the first
+    table was built went to that handler alone, and ``serve`` went on to listen and serve as
+    if nothing had been pressed. ``serve`` takes SIGINT once it listens anyway (its graceful
+    stop); the handler found is put back on exit."""
 
     def __init__(self) -> None:
         self.received = False
@@ -503,6 +538,8 @@ class _EarlyHangup:
     def __enter__(self) -> _EarlyHangup:
         if threading.current_thread() is threading.main_thread():
             self._others = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            if self._others[signal.SIGINT] not in (signal.default_int_handler, signal.SIG_IGN):
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             if self._others[signal.SIGTERM] is signal.SIG_DFL:  # not an embedder's own
                 signal.signal(signal.SIGTERM, self._on_term)
             if hasattr(signal, "SIGHUP"):

@@ -8,6 +8,7 @@ the proxy core: ``pytest tests/test_match.py tests/test_proxy_fuzz.py`` with it 
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,23 @@ def mypy_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first analyses the package, the others reuse it (a few seconds each instead of ~10). Fresh per
     session, and mypy rechecks any module whose source changed, so nothing stale is reused."""
     return tmp_path_factory.mktemp("mypy_cache")
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored() -> Iterator[None]:
+    """Put back the SIGINT handler a test found. uvicorn's ``capture_signals`` restores, at a
+    server's teardown, the handler it saw at start-up: inside an async fixture that is the
+    per-test asyncio Runner's, which then stays the process's handler after the Runner is gone.
+    ``serve`` behaves differently under a handler other than Python's default (session 22:
+    a Ctrl-C while the first table builds was lost under a handler that only records it), so a
+    test must not leave one to the next."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    if signal.getsignal(signal.SIGINT) is not before and before is not None:
+        signal.signal(signal.SIGINT, before)

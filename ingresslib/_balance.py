@@ -417,17 +417,30 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
     """The balancer the annotations ask for, and ``(annotation, message)`` warnings for every
     invalid value (each falls back to the documented default)."""
     warn: list[tuple[str, str]] = []
+    # sessionaffinity/main.go reads ``affinity``, ``affinity-mode``, ``session-cookie-path``
+    # and ``-domain`` with parser.GetStringAnnotation: through normalizeString, each line
+    # trimmed (their validators trim too: ValidateOptions(..., trimSpace=true), ValidateRegex
+    # (..., removeSpace=true)), so " cookie " is cookie affinity and " persistent" persistent
+    # there (balancer.lua compares the parsed values: ``["name"] == "cookie"``, ``["mode"] ==
+    # "persistent"``).
     affinity = ann.get(_P + "affinity")
+    if affinity is not None:
+        affinity = _normalize_string(affinity)
     if affinity is not None and affinity != "cookie":
         warn.append((_P + "affinity", f"unsupported value {affinity!r} (only \"cookie\"); ignored"))
         affinity = None
     if affinity == "cookie":
-        name = ann.get(_P + "session-cookie-name", "INGRESSCOOKIE").strip() or "INGRESSCOOKIE"
+        # (normalizeString, as the others: a kept line break fails the name check below, as
+        # ingress-nginx's validator refuses it - MaliciousRegex - and falls back to the default.)
+        name = _normalize_string(ann.get(_P + "session-cookie-name", "INGRESSCOOKIE")) \
+            or "INGRESSCOOKIE"
         if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
             warn.append((_P + "session-cookie-name",
                          f"invalid cookie name {name!r}; using INGRESSCOOKIE"))
             name = "INGRESSCOOKIE"
         path = ann.get(_P + "session-cookie-path")
+        if path is not None:
+            path = _normalize_string(path)
         if path is not None and (not path.startswith("/") or not _cookie_attribute_ok(path)):
             warn.append((_P + "session-cookie-path", f"invalid path {path!r}; using the rule path"))
             path = None
@@ -437,6 +450,8 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
             if not _cookie_attribute_ok(path):
                 path = "/"  # a rule path with ";" would end the attribute early
         domain = ann.get(_P + "session-cookie-domain")
+        if domain is not None:
+            domain = _normalize_string(domain)
         if domain is not None and (not domain or not _cookie_attribute_ok(domain)
                                    or " " in domain):
             warn.append((_P + "session-cookie-domain", f"invalid domain {domain!r}; ignored"))
@@ -448,7 +463,7 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
             if samesite is None:
                 warn.append((_P + "session-cookie-samesite",
                              f"unsupported value {samesite_raw!r} (None, Lax, Strict); ignored"))
-        mode = ann.get(_P + "affinity-mode", "balanced")
+        mode = _normalize_string(ann.get(_P + "affinity-mode", "balanced"))
         if mode not in ("balanced", "persistent"):
             warn.append((_P + "affinity-mode",
                          f"unsupported value {mode!r} (balanced, persistent); using balanced"))

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from ._balance import H11_HEADERS, Headers, _pairs, cookie_value, header_value
+from ._balance import H11_HEADERS, Headers, _normalize_string, _pairs, cookie_value, header_value
 from ._goparse import ascii_digits, parse_int
 from ._models import go_utf8
 from ._route_state import Interleave, http_header
@@ -541,24 +541,45 @@ class CanaryDecision:
     reason: str
 
 
+#: Said of a string annotation whose line break was kept (a YAML block scalar's "|").
+_LINE_BREAK_HINT = " (ingress-nginx keeps its line breaks: a YAML block scalar \"|\" ends in one)"
+
+
 def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, str]]]:
     """Read the canary annotations; every invalid value becomes an ``(annotation, message)``
     warning and falls back to the default (BETTER: ingress-nginx drops some silently)."""
     warn: list[tuple[str, str]] = []
     header = ann.get(_P + "canary-by-header")
     if header is not None:
-        header = header.strip()
+        # parser.GetStringAnnotation: normalizeString trims each line but keeps the line
+        # breaks, so a YAML block scalar's "X-Canary\n" names no header in ingress-nginx
+        # (balancer.lua looks up ``ngx.var["http_X_Canary\n"]``): invalid here too, and said.
+        header = _normalize_string(header)
         # RFC 9110 token: visible ASCII without separators (no request can carry another
         # name, and the name is kept as latin-1 bytes for the h11 fast path).
         if not header or any(ch in header for ch in " \t:()<>@,;\\\"/[]?={}") or any(
                 not "!" <= ch <= "~" for ch in header):
-            warn.append((_P + "canary-by-header", f"invalid header name {header!r}; ignored"))
+            warn.append((_P + "canary-by-header", f"invalid header name {header!r}"
+                         f"{_LINE_BREAK_HINT if chr(10) in header else ''}; ignored"))
             header = None
         else:
             header = header.lower().replace("_", "-")
+    # canary/main.go reads both with parser.GetStringAnnotation, which returns the value
+    # through normalizeString (each line trimmed with strings.TrimSpace) and refuses what is
+    # then empty ("if len(s) == 0 { return "", errors.NewInvalidAnnotationContent(...) }"):
+    # " beta " is "beta" there, and a blank value is no value. Kept as written, " beta" could
+    # never equal a request's value (a field value carries no surrounding blanks).
     value = ann.get(_P + "canary-by-header-value")
+    if value is not None:
+        value = _normalize_string(value)
+        if "\n" in value and header is not None:
+            # Kept, as ingress-nginx keeps it, but said: no field value holds a line break.
+            warn.append((_P + "canary-by-header-value",
+                         f"{value!r} holds a line break{_LINE_BREAK_HINT}: no request header "
+                         "can equal it"))
     pattern_text = ann.get(_P + "canary-by-header-pattern")
     if pattern_text is not None:
+        pattern_text = _normalize_string(pattern_text)
         # Read as the API server stores it (Go's encoding/json: a lone surrogate is U+FFFD),
         # as a manifest's ``\ud800`` escape already reads (``_json_manifests._go_surrogates``);
         # only ``Resources.from_dicts`` still hands one over, and its byte form (the pattern's
@@ -598,9 +619,11 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
                                  "ingress-nginx"))
     cookie = ann.get(_P + "canary-by-cookie")
     if cookie is not None:
-        cookie = cookie.strip()
-        if not cookie or any(ch in cookie for ch in " \t;,="):
-            warn.append((_P + "canary-by-cookie", f"invalid cookie name {cookie!r}; ignored"))
+        cookie = _normalize_string(cookie)  # as canary-by-header
+        if not cookie or any(ch in cookie for ch in " \t;,=") or not cookie.isprintable():
+            # (A control character - a kept line break - can be in no Cookie header.)
+            warn.append((_P + "canary-by-cookie", f"invalid cookie name {cookie!r}"
+                         f"{_LINE_BREAK_HINT if chr(10) in cookie else ''}; ignored"))
             cookie = None
     total = 100
     raw_total = ann.get(_P + "canary-weight-total")

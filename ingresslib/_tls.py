@@ -738,6 +738,7 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
             f"the certificate of {to!r} does not cover its twin {twin!r} "
             f"({_names_text(cert.names)}): https://{twin}/ gets the default certificate, "
             "so its redirect fails certificate checks", warning=True))
+    problems.extend(_unlisted_uncovered(ordered, rule_hosts, loaded, chosen, kept))
 
     # Said, so that a canary naming a certificate of its own is not ignored silently; a
     # canary repeating its main Ingress's Secret (a copied manifest) changes nothing.
@@ -756,6 +757,53 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
     return _Selection(
         {h: (cert, origin[h]) for h, cert in chosen.items()}, frozenset(kept), tls_set,
         problems, _Loaded(loader.cache, loader.last_good))
+
+
+def _unlisted_uncovered(ordered: list[Ingress], rule_hosts: list[set[str]],
+                        loaded: Mapping[tuple[int, int], _Cert], chosen: Mapping[str, _Cert],
+                        kept: set[str]) -> list[TLSProblem]:
+    """The rule hosts of an Ingress with ``tls`` that no entry of it lists and none of its
+    certificates covers, left on the default certificate: said, as a listed host its
+    certificate does not cover is said. ingress-nginx serves such a host its default
+    certificate and redirects it to HTTPS (``extractTLSSecretName`` finds no listing and no
+    certificate whose SAN covers the host and returns "", so ``createServers`` sets
+    ``getDefaultSSLCertificate()``), and only logs it at ``-v 3`` ("Host %q is listed in the
+    TLS section but secretName is empty. Using default certificate"): the usual case is an
+    entry without ``hosts`` (``tls: [{secretName: ...}]``) whose certificate does not name
+    the host, which otherwise went unreported. Not said when the host is served a Secret's
+    certificate anyway (another Ingress's, or a ``*.`` one the lookup falls back to), when an
+    entry without ``secretName`` and without ``hosts`` gives it the default certificate on
+    purpose (an INFO note says that), or when one of the Ingress's Secrets could not be
+    loaded (that is said already, and may be the one meant to cover it)."""
+    out: list[TLSProblem] = []
+    for n, ing in enumerate(ordered):
+        tls = ing.spec.tls
+        if not tls or any(not t.secret_name and not t.hosts for t in tls):
+            continue
+        if any(t.secret_name and (n, i) not in loaded for i, t in enumerate(tls)):
+            continue
+        listed = {_norm(h) for t in tls for h in t.hosts}
+        for host in sorted(rule_hosts[n] - listed):
+            dot = host.find(".")
+            wild = "*" + host[dot:] if dot > 0 and not host.startswith("*.") else None
+            if host in chosen or (wild is not None and (
+                    wild in listed or (host not in kept and wild in chosen))):
+                # Served a Secret's certificate, or under a ``*.`` name this Ingress lists
+                # (whose own problem, if any, is said for that listing).
+                continue
+            rule = next(r for r, rl in enumerate(ing.spec.rules)
+                        if rl.host and _norm(rl.host) == host)
+            certs = "; ".join(
+                f"Secret {ing.metadata.namespace}/{t.secret_name}: "
+                f"{_names_text(loaded[n, i].names)}"
+                for i, t in enumerate(tls) if t.secret_name) or "its entries name no Secret"
+            out.append(TLSProblem(
+                f"Ingress {ing.metadata.ref}", f"spec.rules[{rule}].host",
+                f"no spec.tls entry of this Ingress lists {host!r} and none of its "
+                f"certificates covers it ({certs}); using the default certificate, with "
+                "ssl-redirect to HTTPS as for every rule host of an Ingress with tls (as in "
+                "ingress-nginx)"))
+    return out
 
 
 def certificate_problems(res: Resources, ingresses: Iterable[Ingress] | None = None
@@ -924,6 +972,10 @@ class CertificateStore:
            reported and skipped ("Using default certificate"), so it can neither be served for
            a name it does not cover nor hide another Ingress's valid certificate. (Unlike
            ingress-nginx >= 1.x, which pins the default certificate on the first failure.)
+           A rule host that no entry of its Ingress lists and none of that Ingress's
+           certificates covers (an entry without ``hosts`` whose certificate does not name
+           it) gets the default certificate and stays a TLS host, as in ingress-nginx; that is
+           reported too (ingress-nginx logs it at ``-v 3`` only).
         3. ingresslib extension: a ``tls.hosts`` name for which the Ingress has no rule (e.g. an
            Ingress with only ``tls``) is served too, but only when no Ingress with a rule for
            that host supplied one (ingress-nginx ignores such names: ``createServers`` asks

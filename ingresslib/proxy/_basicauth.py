@@ -21,19 +21,29 @@ while the Secret cannot be used, the location is denied and every client gets 50
 The Secret is read when the route first needs it and again whenever the router's Secrets
 change (a new ``resources.secrets`` tuple), so a password change or a deleted Secret takes
 effect without a restart, as ingress-nginx rewrites the file on a Secret update.
+
+nginx hashes the password on every request (ngx_http_auth_basic_crypt_handler: "rc =
+ngx_crypt(r->pool, r->headers_in.passwd.data, passwd->data, &encrypted);"), in C and in one of
+several workers. Here the hashing is pure Python on the proxy's one event loop (a ``$6$``
+verification, 5,000 rounds: ~3 ms; benchmarks/bench_basicauth.py), so the verdict of each
+hashing verification is remembered (``_GOOD``, ``_BAD``): per (stored hash, password), not per
+header or route, so that neither another spelling of the same credentials nor a reload nor a
+route sharing the Secret hashes again, and a Secret update that changes the user's hash is
+another key (the old verdict is never used again). Answers that need no hashing (no or
+malformed credentials, an unknown user, a password over musl's length limits) are not
+remembered: they cost less than the lookup, and a client sending them can evict nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._htpasswd import supported, verify
+from ._htpasswd import ROUNDS_LIMIT, hashes, rounds_over_limit, supported, verify
 
 __all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm", "decode_credentials", "parse_htpasswd"]
 
@@ -42,9 +52,70 @@ _DENIED = 503
 #: ingress-nginx's validator of auth-realm: parser.CharsWithSpace, "^[/" + alphaNumericChars +
 #: " ]*$" (alphaNumericChars = `\-\.\_\~a-zA-Z0-9\/:`).
 _REALM = re.compile(r"[-._~a-zA-Z0-9/: ]*")
+#: The most verdicts remembered of each kind (good, refused): 4,096 keys of 32 bytes each.
 _CACHE_MAX = 4096
-#: Keys the verdict cache (an HMAC of the Authorization value, so the cache holds no password).
+#: Keys the verdict caches' BLAKE2b MAC of (stored hash, password): a process-random key, so
+#: the caches hold no password nor any value comparable across processes.
 _CACHE_KEY = os.urandom(32)
+
+
+class _Verdicts:
+    """Keys of one verdict, at most ``size``, the least recently used dropped first.
+
+    No lock: a BasicAuth may be checked from several threads (an IngressASGI app served by
+    several event loops), and every step here tolerates another thread's in between (each
+    dict operation is atomic under the GIL). The worst an interleaving does is forget a key
+    (the next request with those credentials hashes again) or hold one key over the bound
+    for a moment; a verdict is never wrong, as a key names one (stored hash, password) pair,
+    whose verdict never changes."""
+
+    __slots__ = ("_keys", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._keys: dict[bytes, None] = {}
+        self._size = size
+
+    def __contains__(self, key: bytes) -> bool:
+        keys = self._keys
+        try:
+            del keys[key]
+        except KeyError:
+            return False  # a miss is followed by a hashing: the exception costs nothing here
+        keys[key] = None  # the most recently used now (a dict keeps the insertion order)
+        return True
+
+    def add(self, key: bytes) -> None:
+        keys = self._keys
+        while len(keys) >= self._size:
+            try:
+                del keys[next(iter(keys))]
+            except (KeyError, StopIteration, RuntimeError):
+                pass  # another thread changed it meanwhile: look again
+        keys[key] = None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+#: Verdicts of the hashing verifications, shared by every route, Secret and table of the
+#: process: the credentials that matched, and those that did not (kept apart, so that a
+#: client guessing passwords can never evict a user who logged in).
+_GOOD, _BAD = _Verdicts(_CACHE_MAX), _Verdicts(_CACHE_MAX)
+
+
+def _mac(stored: str) -> hashlib.blake2b:
+    """The keyed BLAKE2b the caches' keys of passwords checked against ``stored`` continue
+    (``.copy()``, ``.update(password)``, ``.digest()``): the hash's length first, so that no
+    two (stored, password) pairs give the same input."""
+    raw = stored.encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(len(raw).to_bytes(8, "big") + raw, key=_CACHE_KEY, digest_size=32)
+
+
+def _verdict_key(stored: str, password: bytes) -> bytes:
+    """The caches' key of ``password`` checked against ``stored``."""
+    mac = _mac(stored)
+    mac.update(password)
+    return mac.digest()
 
 
 def valid_realm(value: str) -> bool:
@@ -104,7 +175,7 @@ class BasicAuth:
     """One route's basic authentication; ``check`` is called per request."""
 
     __slots__ = ("realm", "namespace", "name", "map_type", "_secrets", "_source", "_users",
-                 "_reason", "_cache", "_warn_to", "_where", "challenge")
+                 "_macs", "_reason", "_warn_to", "_where", "challenge")
 
     def __init__(self, realm: str, namespace: str, name: str, map_type: bool,
                  secrets: Callable[[], Any], warn: Callable[[str], None] | None,
@@ -118,8 +189,9 @@ class BasicAuth:
         self._secrets = secrets
         self._source: Any = _UNSET
         self._users: dict[str, str] = {}
+        #: stored hash -> its ``_mac`` (made at its first check; the Secret's hashes at most).
+        self._macs: dict[str, hashlib.blake2b] = {}
         self._reason: str | None = None
-        self._cache: dict[bytes, tuple[int, str | None]] = {}
         #: Where the Secret's problems are reported (the proxy logs each once per table).
         self._warn_to = warn
         self._where = where
@@ -144,17 +216,6 @@ class BasicAuth:
             return _DENIED, None
         if not authorization:
             return UNAUTHORIZED, None
-        key = hmac.new(_CACHE_KEY, authorization, hashlib.sha256).digest()
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        verdict = self._verify(authorization)
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        self._cache[key] = verdict
-        return verdict
-
-    def _verify(self, authorization: bytes) -> tuple[int, str | None]:
         credentials = decode_credentials(authorization)
         if credentials is None:
             return UNAUTHORIZED, None
@@ -162,13 +223,31 @@ class BasicAuth:
         stored = self._users.get(user)
         if stored is None:
             return UNAUTHORIZED, None
-        ok = verify(stored, credentials[1])
-        return (0, user) if ok else (UNAUTHORIZED, None)
+        password = credentials[1]
+        if not hashes(stored, password):
+            return (0, user) if verify(stored, password) else (UNAUTHORIZED, None)
+        mac = self._macs.get(stored)
+        if mac is None:
+            mac = self._macs[stored] = _mac(stored)
+        mac = mac.copy()
+        mac.update(password)
+        key = mac.digest()
+        if key in _GOOD:
+            return 0, user
+        if key in _BAD:
+            return UNAUTHORIZED, None
+        ok = verify(stored, password)
+        if ok:
+            _GOOD.add(key)
+            return 0, user
+        if ok is False:  # None: a hash not verifiable here, refused without hashing
+            _BAD.add(key)
+        return UNAUTHORIZED, None
 
     def _load(self, source: Any) -> None:
         self._source = source
-        self._cache = {}
         self._users = {}
+        self._macs = {}
         self._reason = None
         secret = None
         for s in source or ():
@@ -205,7 +284,14 @@ class BasicAuth:
                 return
             users = parse_htpasswd(raw.decode("utf-8", "surrogateescape"))
         for user, stored in users.items():
-            if not supported(stored):
+            rounds = rounds_over_limit(stored)
+            if rounds is not None:
+                self._warn(f"auth-secret {key}: user {user!r}: a hash of {rounds:,} rounds, "
+                           f"more than the {ROUNDS_LIMIT:,} ingresslib verifies (every "
+                           "request with a new password for that user would hash on the "
+                           "event loop); the user is refused (ingress-nginx's musl crypt "
+                           "takes up to 9,999,999)")
+            elif not supported(stored):
                 self._warn(f"auth-secret {key}: user {user!r}: a password hash format "
                            "ingresslib cannot verify (supported: {PLAIN}, {SHA}, {SSHA}, "
                            "$apr1$, $1$, $5$, $6$); the user is refused")

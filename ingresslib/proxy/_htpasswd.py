@@ -21,7 +21,8 @@ import base64
 import hashlib
 import hmac
 
-__all__ = ["verify", "supported", "md5_crypt", "sha_crypt", "SHA_KEY_MAX", "MD5_KEY_MAX"]
+__all__ = ["verify", "supported", "hashes", "rounds_over_limit", "md5_crypt", "sha_crypt",
+           "SHA_KEY_MAX", "MD5_KEY_MAX", "ROUNDS_LIMIT"]
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -71,10 +72,17 @@ _SHA512_ORDER = [(0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4)
                  (6, 27, 48), (28, 49, 7), (50, 8, 29), (9, 30, 51), (31, 52, 10),
                  (53, 11, 32), (12, 33, 54), (34, 55, 13), (56, 14, 35), (15, 36, 57),
                  (37, 58, 16), (59, 17, 38), (18, 39, 60), (40, 61, 19), (62, 20, 41)]
-_ROUNDS_DEFAULT, _ROUNDS_MIN, _ROUNDS_MAX = 5000, 1000, 999_999_999
-#: The most rounds verified here: a round costs ~1.4 µs of Python ($6$: the default 5,000 rounds
-#: ~7 ms per verification, remembered per credentials afterwards), and
-#: the hash is the Secret author's; past this the user is refused (``verify`` -> None).
+#: musl's (src/crypt/crypt_sha256.c, crypt_sha512.c: "#define ROUNDS_DEFAULT 5000", "#define
+#: ROUNDS_MIN 1000", "#define ROUNDS_MAX 9999999"; "if (u < ROUNDS_MIN) r = ROUNDS_MIN; else if
+#: (u > ROUNDS_MAX) return 0;": a count over the maximum is "*", never a match). glibc clamps
+#: at 999,999,999 instead; ingress-nginx's nginx is musl's.
+_ROUNDS_DEFAULT, _ROUNDS_MIN, _ROUNDS_MAX = 5000, 1000, 9_999_999
+#: The most rounds verified here, far below musl's 9,999,999: a ``$6$`` round costs ~0.6 µs of
+#: Python on the proxy's one event loop (glibc's C crypt ~0.25 µs; benchmarks/bench_basicauth.py),
+#: and EVERY client can make it hash, a wrong password each time (only the verdict is
+#: remembered, per password): 9,999,999 rounds would stall all traffic ~6 s per guess, passlib's
+#: default 656,000 ~0.4 s. 20,000 rounds cost ~12 ms. Past this the user is refused (``verify``
+#: -> None), with a warning naming the rounds where the Secret is read (``rounds_over_limit``).
 ROUNDS_LIMIT = 20_000
 #: The longest password crypt(3) hashes, as ingress-nginx's nginx has it: its image is Alpine's
 #: (kubernetes/ingress-nginx images/nginx/README.md: "NGINX base image using alpine"), whose musl
@@ -139,6 +147,12 @@ def sha_crypt(password: bytes, setting: str) -> str | None:
 def _sha_setting(setting: str) -> tuple[int, bool, str] | None:
     """``(rounds, rounds given, salt)`` of a ``$5$``/``$6$`` setting; None when it is not one
     or asks for more than ROUNDS_LIMIT rounds."""
+    parsed = _sha_parse(setting)
+    return None if parsed is None or parsed[0] > ROUNDS_LIMIT else parsed
+
+
+def _sha_parse(setting: str) -> tuple[int, bool, str] | None:
+    """``_sha_setting`` without ROUNDS_LIMIT: musl's reading (None where its crypt is "*")."""
     if not (setting.startswith("$5$") or setting.startswith("$6$")):
         return None
     rest = setting[3:]
@@ -147,26 +161,44 @@ def _sha_setting(setting: str) -> tuple[int, bool, str] | None:
         num, sep, rest = rest[7:].partition("$")
         # ASCII digits only (crypt's strtoul; ``int`` also reads "²" as a digit and then
         # raises, as it does past 4,300 digits): the Secret's text must not break its reading.
-        # Past nine significant digits the count is over _ROUNDS_MAX (refused either way).
+        # Past seven significant digits the count is over _ROUNDS_MAX.
         digits = num.lstrip("0")
-        if not sep or not (num.isascii() and num.isdigit()) or len(digits) > 9:
+        if not sep or not (num.isascii() and num.isdigit()) or len(digits) > 7:
             return None
-        rounds, custom = min(max(int(digits or "0"), _ROUNDS_MIN), _ROUNDS_MAX), True
-    if rounds > ROUNDS_LIMIT:
-        return None
+        rounds, custom = max(int(digits or "0"), _ROUNDS_MIN), True
+        if rounds > _ROUNDS_MAX:
+            return None
     salt_s = rest.split("$", 1)[0][:16]
     return (rounds, custom, salt_s) if salt_s.isascii() else None
 
 
+def rounds_over_limit(stored: str) -> int | None:
+    """The rounds of a ``$5$``/``$6$`` hash musl's crypt would verify but that asks for more
+    than ROUNDS_LIMIT (its user is refused here), else None."""
+    parsed = _sha_parse(stored)
+    return parsed[0] if parsed is not None and parsed[0] > ROUNDS_LIMIT else None
+
+
 def supported(stored: str) -> bool:
     """``verify`` can check a password against ``stored``. Without hashing: a Secret of many
-    SHA-crypt users is read on the event loop (~7 ms per ``$6$`` verification)."""
+    SHA-crypt users is read on the event loop (~3 ms per ``$6$`` verification)."""
     if stored.startswith("$5$") or stored.startswith("$6$"):
         return _sha_setting(stored) is not None
     if stored.startswith("$apr1$") or stored.startswith("$1$"):
         md5_salt, sep, _ = stored[6 if stored.startswith("$apr1$") else 3:].partition("$")
         return bool(sep) and md5_salt.isascii()
     return verify(stored, b"") is not None  # {PLAIN}, {SHA}, {SSHA}: one cheap hash at most
+
+
+def hashes(stored: str, password: bytes) -> bool:
+    """``verify(stored, password)`` runs a crypt loop (MD5-crypt's 1,000 rounds, SHA-crypt's
+    rounds): a verdict worth remembering. False for the schemes of one cheap hash at most and
+    for a password refused without hashing (over musl's KEY_MAX)."""
+    if stored.startswith("$5$") or stored.startswith("$6$"):
+        return len(password) <= SHA_KEY_MAX
+    if stored.startswith("$1$"):
+        return len(password) <= MD5_KEY_MAX
+    return stored.startswith("$apr1$")
 
 
 def verify(stored: str, password: bytes) -> bool | None:

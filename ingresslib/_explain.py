@@ -992,29 +992,15 @@ def _rule_path_fields(ing: Any) -> dict[tuple[str | None, str | None, str | None
     return out
 
 
-#: ``annotation KEY: message`` (an invalid or ignored value), ``annotation KEY (kind) ...``
-#: (an access annotation the proxy denies), ``annotation KEY 'value': ...`` (a basic-auth
-#: Secret reference or type it refuses): the proxy's warnings on one annotation.
-_ANNOTATION_RE = re.compile(r"annotation (\S+?)(?:: (.*)|( [(\'\"].*))", re.S)
-#: ``auth-secret NS/NAME: ...``: what the proxy says of the Secret an auth-secret annotation
-#: names (missing, no "auth" key, a hash it cannot verify).
-_AUTH_SECRET_RE = re.compile(r"auth-secret \S+: .*", re.S)
-
-
 def _unstructured(text: str) -> RouteWarning:
-    """A warning line given as a plain str, ``Ingress NS/NAME: ...``, read back into its parts:
-    only proxy/_access.py ``route_access``'s and proxy/_basicauth.py's lines (the access
-    annotations, the auth Secret) come so; ``parse_route_options``'s own are
-    ``RouteWarning``s. The field of an annotation's warning is ``metadata.annotations[KEY]``."""
-    from .proxy._annotations import PREFIX, RouteWarning, annotation_field
+    """A warning line given as a plain str: every proxy warning is made a ``RouteWarning``
+    where it is made (``parse_route_options``, ``route_access``, ``BasicAuth``), so none comes
+    here (tests/test_check_fields_s22.py checks it); a future one keeps its line, on the
+    object before its first ": ", with no field, rather than a field guessed from its words."""
+    from .proxy._annotations import RouteWarning
 
     obj, _, rest = text.partition(": ")
-    m = _ANNOTATION_RE.fullmatch(rest)
-    if m is None:
-        field = annotation_field(PREFIX + "auth-secret") if _AUTH_SECRET_RE.fullmatch(rest) \
-            else ""
-        return RouteWarning(text, obj, field, rest)
-    return RouteWarning(text, obj, annotation_field(m[1]), rest if m[2] is None else m[2])
+    return RouteWarning(text, obj, "", rest)
 
 
 def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None

@@ -377,3 +377,17 @@ def test_each_kind_of_finding_has_its_field(make: Callable[[], list[Diagnostic]]
         # The printed line names the object (the no-Ingress line names the files instead).
         assert str(d).startswith(f"{severity}: {obj}" if obj != "Resources" else
                                  f"{severity}: no Ingress")
+
+@pytest.mark.parametrize("objects", [c[1] for c in ANNOTATION_CASES]
+                         + [[ingress(annotations={P + "auth-type": "basic", P + "auth-secret": "s"}),
+                             *c[1]] for c in SECRET_CASES],
+                         ids=[c[0] for c in ANNOTATION_CASES] + [c[0] for c in SECRET_CASES])
+def test_every_proxy_warning_is_made_with_its_parts(objects: list[dict[str, Any]],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import ingresslib._explain as explain_module
+
+    def refuse(text: str) -> Any:
+        raise AssertionError(f"read back from its text: {text}")
+
+    monkeypatch.setattr(explain_module, "_unstructured", refuse)
+    assert [d for d in check(*objects) if d.object.startswith("Ingress")]

@@ -42,6 +42,7 @@ from .._table import _is_canary_value
 from ._basicauth import BasicAuth, basic_auth_config
 
 if TYPE_CHECKING:
+    from ._annotations import RouteWarning
     from ._settings import ProxySettings
 
 __all__ = ["Access", "SourceRanges", "build_access", "combine_access", "parse_source_ranges",
@@ -345,7 +346,7 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
                  secrets: Callable[[], Any] | None = None,
                  warn: Callable[[str], None] | None = None, *,
                  main_annotations: Mapping[str, str] | None = None
-                 ) -> tuple[Access | None, list[str]]:
+                 ) -> tuple[Access | None, list[RouteWarning]]:
     """The Access of a route whose Ingress has ``annotations``, and the warnings to give.
 
     Source ranges are read as ipallowlist/ipdenylist ``Parse`` read them: the annotation, else
@@ -371,9 +372,13 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
     rule's options to canary traffic as well. ``main_annotations``: for a canary, those of
     the main rule it joins (None: not known); an annotation with the main's very value is
     not named (a copied main Ingress changes nothing), as ``parse_route_options`` does for
-    the location options.
+    the location options. Each warning is a ``RouteWarning`` (its object is ``where``, its field
+    the annotation's).
     """
-    warnings: list[str] = []
+    # Imported here: proxy/_annotations.py imports this module.
+    from ._annotations import RouteWarning, annotation_field
+
+    warnings: list[RouteWarning] = []
     canary = _is_canary_value(annotations.get(prefix + "canary"))
     denied: str | None = None
 
@@ -393,12 +398,15 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
     basic_type = auth_type is not None and auth_type.strip() == "basic"
     if not canary and basic_type:
         implemented = BASIC_AUTH_ANNOTATIONS
-        config, reason, auth_warnings = basic_auth_config(annotations, prefix, namespace)
-        warnings.extend(f"{where}: {w}" for w in auth_warnings)
-        if reason is not None:
-            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (ingress-nginx "
-                            "denies the location)")
-            deny(reason)
+        config, refusal, auth_warnings = basic_auth_config(annotations, prefix, namespace)
+        warnings.extend(RouteWarning.annotation(where, key, w) for key, w in auth_warnings)
+        if refusal is not None:
+            # ``annotation KEY: ...`` or ``annotation KEY 'value': ...``: the annotation's
+            # field; the message as for any other (``refusal.message``: after ``KEY: ``).
+            suffix = ": the Ingress's routes answer 503 (ingress-nginx denies the location)"
+            warnings.append(RouteWarning.on(where, f"{refusal}{suffix}", refusal.field,
+                                            f"{refusal.message}{suffix}"))
+            deny(str(refusal))
         elif config is not None and secrets is not None:
             basic = BasicAuth(*config, secrets, warn, where)
 
@@ -420,21 +428,23 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
             # would say otherwise.
             anyway = "" if basic_type and name in BASIC_AUTH_ANNOTATIONS else (
                 ", and not implemented by ingresslib anyway")
-            warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as in "
-                            "ingress-nginx: the main Ingress's access control applies to "
-                            f"canary traffic){anyway}{hint}")
+            warnings.append(RouteWarning.annotation(
+                where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
+                f"Ingress's access control applies to canary traffic){anyway}{hint}"))
         elif settings.deny_unenforced_access_annotations:
             reason = (f"annotation {key} ({kind}) restricts access and is not implemented "
                       "by ingresslib")
-            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (as "
-                            "ingress-nginx denies a location whose access annotation it "
-                            "cannot apply); set deny-unenforced-access-annotations to "
-                            f"\"false\" to serve them without it{hint}")
+            warnings.append(RouteWarning.on(
+                where, f"{reason}: the Ingress's routes answer 503 (as ingress-nginx denies a "
+                "location whose access annotation it cannot apply); set "
+                f"deny-unenforced-access-annotations to \"false\" to serve them without "
+                f"it{hint}", annotation_field(key)))
             deny(reason)
         else:
-            warnings.append(f"{where}: annotation {key}: not implemented by ingresslib; "
-                            "ignored (deny-unenforced-access-annotations is off: the routes "
-                            f"are served without this access control){hint}")
+            warnings.append(RouteWarning.annotation(
+                where, key, "not implemented by ingresslib; ignored "
+                "(deny-unenforced-access-annotations is off: the routes are served without "
+                f"this access control){hint}"))
 
     def ranges(names: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
         chosen = next((n for n in names if annotations.get(prefix + n)), None)
@@ -445,21 +455,22 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         key = prefix + chosen
         for other in names:
             if other != chosen and annotations.get(prefix + other):
-                warnings.append(f"{where}: annotation {prefix + other}: ignored, "
-                                f"{key} is set")
+                warnings.append(RouteWarning.annotation(where, prefix + other,
+                                                        f"ignored, {key} is set"))
         if canary:
             if not copied(key):
-                warnings.append(f"{where}: annotation {key}: ignored on a canary Ingress (as "
-                                "in ingress-nginx: the main Ingress's access control applies "
-                                "to canary traffic)")
+                warnings.append(RouteWarning.annotation(
+                    where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
+                    "Ingress's access control applies to canary traffic)"))
             return ()
         try:
             return parse_source_ranges(annotations[key], annotation=True)
         except ValueError as e:
             reason = f"annotation {key}: {e}"
-            warnings.append(f"{where}: {reason}: the Ingress's routes answer 503 (ingress-nginx "
-                            "denies the location: \"the annotation does not contain a valid IP "
-                            "address or network\")")
+            warnings.append(RouteWarning.annotation(
+                where, key, f"{e}: the Ingress's routes answer 503 (ingress-nginx denies the "
+                "location: \"the annotation does not contain a valid IP address or "
+                "network\")"))
             deny(reason)
             return default
 

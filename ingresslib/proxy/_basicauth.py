@@ -41,9 +41,12 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._htpasswd import ROUNDS_LIMIT, hashes, rounds_over_limit, supported, verify
+
+if TYPE_CHECKING:
+    from ._annotations import RouteWarning
 
 __all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm", "decode_credentials", "parse_htpasswd"]
 
@@ -302,8 +305,13 @@ class BasicAuth:
         self._warn(reason)
 
     def _warn(self, message: str) -> None:
+        """``message`` (``auth-secret NS/NAME: ...``) on the route's Ingress and its
+        ``auth-secret`` annotation (a ``RouteWarning``)."""
         if self._warn_to is not None:
-            self._warn_to(f"{self._where}: {message}")
+            from ._annotations import PREFIX, RouteWarning, annotation_field
+
+            self._warn_to(RouteWarning.on(self._where, message,
+                                          annotation_field(PREFIX + "auth-secret")))
 
 
 _UNSET = object()
@@ -314,14 +322,27 @@ def _text(value: bytes | None) -> str | None:
 
 
 def basic_auth_config(annotations: Mapping[str, str], prefix: str, namespace: str | None,
-                      ) -> tuple[tuple[str, str, str, bool] | None, str | None, list[str]]:
+                      ) -> tuple[tuple[str, str, str, bool] | None, RouteWarning | None,
+                                 list[tuple[str, str]]]:
     """The static part of ``auth-type: basic``: ``((realm, namespace, name, map_type), denial
-    reason, warnings)``; the Secret itself is read per table by ``BasicAuth``."""
-    warnings: list[str] = []
+    reason, warnings)``; the Secret itself is read per table by ``BasicAuth``. The reason is
+    ``annotation KEY...`` (a ``RouteWarning`` on no object: its field is the annotation's,
+    its message what follows ``KEY: ``), each warning a (annotation key, message) pair."""
+    # Imported here: proxy/_annotations.py imports this module (through _access).
+    from ._annotations import RouteWarning, annotation_field
+
+    def refused(key: str, message: str, after: str = ": ") -> RouteWarning:
+        # ``annotation KEY: message`` (its message: ``message``) or ``annotation KEY 'value':
+        # ...`` (``after`` is the value and its colon; its message: the whole text).
+        text = f"annotation {prefix}{key}{after}{message}"
+        return RouteWarning(text, "", annotation_field(prefix + key),
+                            message if after == ": " else text)
+
+    warnings: list[tuple[str, str]] = []
     secret = (annotations.get(prefix + "auth-secret") or "").strip()
     if not secret:
-        return None, (f"annotation {prefix}auth-type: basic without {prefix}auth-secret "
-                      "(ingress-nginx: \"error reading secret name from annotation\")"), warnings
+        return None, refused("auth-type", f"basic without {prefix}auth-secret (ingress-nginx: "
+                             "\"error reading secret name from annotation\")"), warnings
     ns, _, name = secret.rpartition("/")
     own = namespace or "default"
     if not ns:
@@ -329,22 +350,21 @@ def basic_auth_config(annotations: Mapping[str, str], prefix: str, namespace: st
         # then auth/main.go "if sns == "" { sns = ing.Namespace }".
         ns = own
     if not name or "/" in ns:
-        return None, f"annotation {prefix}auth-secret {secret!r}: not \"name\" or " \
-                     "\"namespace/name\"", warnings
+        return None, refused("auth-secret", "not \"name\" or \"namespace/name\"",
+                             f" {secret!r}: "), warnings
     if ns != own:
-        return None, (f"annotation {prefix}auth-secret {secret!r}: a Secret of another "
-                      "namespace (ingress-nginx: \"cross namespace usage of secrets is not "
-                      "allowed\" by default)"), warnings
+        return None, refused("auth-secret", "a Secret of another namespace (ingress-nginx: "
+                             "\"cross namespace usage of secrets is not allowed\" by default)",
+                             f" {secret!r}: "), warnings
     kind = (annotations.get(prefix + "auth-secret-type") or "auth-file").strip()
     if kind not in ("auth-file", "auth-map"):
-        return None, (f"annotation {prefix}auth-secret-type {kind!r}: \"invalid "
-                      "auth-secret-type in annotation, must be 'auth-file' or 'auth-map'\""), \
-            warnings
+        return None, refused("auth-secret-type", "\"invalid auth-secret-type in annotation, "
+                             "must be 'auth-file' or 'auth-map'\"", f" {kind!r}: "), warnings
     realm = annotations.get(prefix + "auth-realm") or ""
     if not valid_realm(realm):
-        warnings.append(f"annotation {prefix}auth-realm: invalid realm {realm!r} (letters, "
-                        "digits, spaces and -._~/: only, as ingress-nginx's validator); using "
-                        "an empty realm")
+        warnings.append((f"{prefix}auth-realm", f"invalid realm {realm!r} (letters, digits, "
+                         "spaces and -._~/: only, as ingress-nginx's validator); using an "
+                         "empty realm"))
         realm = ""
     # ingress-nginx validates the value as written, then parser.GetStringAnnotation trims it
     # (``normalizeString``: "strings.TrimSpace(line)" per line); a valid realm's only white

@@ -536,8 +536,9 @@ def _canary_rules(annotations: Any) -> dict[str, Any]:
         if cfg.header_value is not None:
             rules["header_value"] = cfg.header_value
         elif cfg.header_pattern is not None:
-            rules["header_pattern"] = annotations.get(
-                "nginx.ingress.kubernetes.io/canary-by-header-pattern")
+            # The pattern the router matches (each line trimmed, as GetStringAnnotation
+            # reads it: " ^beta$ " matches as "^beta$"), not the annotation as written.
+            rules["header_pattern"] = cfg.header_pattern.pattern
     if cfg.cookie is not None:
         rules["cookie"] = cfg.cookie
     if warnings:
@@ -554,7 +555,11 @@ def _canary_text(rules: dict[str, Any]) -> str:
     parts = []
     if "header" in rules:
         if "header_value" in rules:
-            parts.append(f"header {rules['header']}: {rules['header_value']}")
+            value = rules["header_value"]
+            # A value with a kept line break (a YAML block scalar's, which no request header
+            # can equal: rules["warnings"] says so) is quoted, not printed across lines.
+            parts.append(f"header {rules['header']}: "
+                         f"{value if value.isprintable() else repr(value)}")
         elif "header_pattern" in rules:
             parts.append(f"header {rules['header']} matching {rules['header_pattern']!r}")
         else:
@@ -567,12 +572,18 @@ def _canary_text(rules: dict[str, Any]) -> str:
 
 def _affinity(d: Any) -> dict[str, Any] | None:
     """Cookie affinity of the serving backend: the cookie, and what this request gets."""
+    from ._balance import parse_balancer_spec
+
     served = d.served if d.served is not None else d.match
-    ann = served.annotations
-    if ann.get("nginx.ingress.kubernetes.io/affinity") != "cookie":
+    # Read as the router reads it (GetStringAnnotation: " cookie" is cookie affinity; an
+    # invalid session-cookie-name is INGRESSCOOKIE), not as written: the cookie named here is
+    # the one the request's Cookie header is looked up by. The load-balance part is not read
+    # (affinity answers before it).
+    spec, _warnings = parse_balancer_spec(served.annotations, "round_robin", (),
+                                          served.path)
+    if spec.affinity is None:
         return None
-    name = d.set_cookie.split("=", 1)[0] if d.set_cookie else (
-        ann.get("nginx.ingress.kubernetes.io/session-cookie-name", "").strip() or "INGRESSCOOKIE")
+    name = d.set_cookie.split("=", 1)[0] if d.set_cookie else spec.affinity.name
     return {"cookie": name, "set_cookie": d.set_cookie}
 
 

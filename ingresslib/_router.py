@@ -808,6 +808,14 @@ class Router:
                     self._follow_objects(old.resources, res)
                 self._publish(self._build(res, None))
 
+    def _rebuild_routes(self) -> None:
+        """Rebuild the routes of the resources in use (after ``load_balance`` changed), under
+        the lock: an ``update`` made meanwhile by another thread is kept, never undone (reading
+        ``resources`` and then calling ``update`` could put older resources back)."""
+        with self._lock:
+            old = self._state
+            self._publish(self._build(old.resources, old.table, old))
+
     def _publish(self, st: _State) -> None:
         self._state = st
         # The request path of this state, published with one attribute store: a request sees

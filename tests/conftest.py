@@ -48,3 +48,21 @@ def _sigint_handler_restored() -> Iterator[None]:
     yield
     if signal.getsignal(signal.SIGINT) is not before and before is not None:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture(autouse=True)
+def _ingresslib_loggers_restored() -> Iterator[None]:
+    """Put back the ``ingresslib`` and ``ingresslib.access`` loggers as a test found them.
+    ``serve`` run in-process sets them up for a CLI (``--access-log off`` disables the access
+    logger, any other value stops it propagating) and a CLI never needs them back; a later
+    test reading them through ``caplog`` then saw nothing (test_tls_plain_s16 after
+    test_serve_sigint_s22, session 22)."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("ingresslib", "ingresslib.access")]
+    saved = [(lg, lg.disabled, lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
+    yield
+    for lg, disabled, propagate, level, handlers in saved:
+        lg.disabled, lg.propagate = disabled, propagate
+        lg.setLevel(level)
+        lg.handlers[:] = handlers

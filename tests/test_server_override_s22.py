@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +226,36 @@ async def test_header_limits_given_explicitly_still_win() -> None:
     # Without settings=, as before: the keyword alone derives them.
     s = ProxyServer(router, large_client_header_buffers="2 1k").settings
     assert (s.max_request_line, s.max_header_line, s.max_headers_size) == (1024, 1024, 2048)
+
+
+@pytest.mark.asyncio
+async def test_load_balance_override_never_undoes_an_update_made_meanwhile() -> None:
+    # Seams review (W1): the override read ``router.resources`` and then called
+    # ``router.update`` with them, outside the router's lock; a watcher thread's update landing
+    # in between was put back to the older resources (new.test no longer routed).
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _explain_helpers import WEB, prod_ingress
+
+    old = parse_manifests(prod_ingress("web", "old.test", "{}") + WEB)
+    new = parse_manifests(prod_ingress("web", "new.test", "{}") + WEB)
+
+    class Watched(Router):
+        lands = True
+
+        @property
+        def resources(self) -> Any:
+            got = super().resources
+            if self.lands:  # the other thread's update, just after this read
+                self.lands = False
+                Router.update(self, new)
+            return got
+
+    r = Watched(old)
+    ProxyServer(r, load_balance="ewma")
+    if r.lands:  # never read: the watcher's update lands after the constructor instead
+        r.lands = False
+        Router.update(r, new)
+    assert r.route("GET", "new.test", "/") is not None
+    assert r.route("GET", "old.test", "/") is None
+    assert r.load_balance == "ewma"

@@ -1603,8 +1603,9 @@ def _set_load_balance(router: Any, load_balance: str) -> None:
         return
     router.load_balance = load_balance
     try:
-        # Same resources: the table is kept, the routes are rebuilt (the default changed).
-        router.update(router.resources)
+        # Same resources: the table is kept, the routes are rebuilt (the default changed),
+        # under the router's lock (an update made meanwhile by another thread stays).
+        router._rebuild_routes()
     except BaseException:
         router.load_balance = old
         raise

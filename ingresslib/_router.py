@@ -47,6 +47,7 @@ from ._balance import (
     Headers,
     RequestContext,
     RoundRobin,
+    _normalize_string,
     check_balancer_name,
     make_balancer,
     nginx_uri,
@@ -66,7 +67,7 @@ from ._endpoints import (
     parse_weights,
 )
 from ._errors import short_repr
-from ._goparse import parse_bool
+from ._goparse import parse_bool, parse_int
 from ._hashing import DIRTY
 from ._models import EndpointSlice, Ingress, Service
 from ._resources import Resources
@@ -117,6 +118,21 @@ _RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
 _KEY_FN, _KEY_URI, _KEY_ADDR, _KEY_HEADER = range(4)
 _MATERIALIZE_LOCK = threading.Lock()
 _CANARY_BEHAVIOR = "nginx.ingress.kubernetes.io/affinity-canary-behavior"
+#: The canary settings that make an Ingress that is not a canary an error in ingress-nginx
+#: (canary/main.go Parse: "if !config.Enabled && (config.Weight > 0 || config.Header != "" ||
+#: config.HeaderValue != "" || config.Cookie != "" || config.HeaderPattern != "") { return nil,
+#: errors.NewInvalidAnnotationConfiguration(canaryAnnotation, "configured but not enabled") }",
+#: after which the Ingress is an ordinary one): the weight when strconv.Atoi reads it above 0,
+#: the strings when GetStringAnnotation's normalizeString leaves something. Not
+#: canary-weight-total (nor a weight of 0): ingress-nginx says nothing of those. True: the
+#: integer one.
+_CANARY_ONLY: tuple[tuple[str, bool], ...] = (
+    ("nginx.ingress.kubernetes.io/canary-weight", True),
+    ("nginx.ingress.kubernetes.io/canary-by-header", False),
+    ("nginx.ingress.kubernetes.io/canary-by-header-value", False),
+    ("nginx.ingress.kubernetes.io/canary-by-header-pattern", False),
+    ("nginx.ingress.kubernetes.io/canary-by-cookie", False),
+)
 #: Handed to balancers that never draw (built-in round-robin, plain consistent hashing).
 _UNUSED_RNG = random.Random(0)
 #: One shared object per distinct header name/value of the inline canary header rule: every
@@ -1434,13 +1450,14 @@ class Router:
             r = routes[m.route_id] = _Route(mb, cb, cfg, split)
             fast[m] = r.fast_entry()  # sides kept from the previous state may be built
 
-        # Canary annotations on Ingresses that lost every pairing are still worth checking.
+        # Canary annotations on Ingresses that lost every pairing are still worth checking,
+        # and canary settings on Ingresses that are no canary are said.
         for ing in table.served:
             ann = ing.metadata.annotations
-            raw_canary = ann.get(CANARY_ANNOTATION)
-            if raw_canary is None:
+            if not ann:
                 continue
-            is_canary = parse_bool(raw_canary)
+            raw_canary = ann.get(CANARY_ANNOTATION)
+            is_canary = None if raw_canary is None else parse_bool(raw_canary)
             if is_canary and id(ing) not in canary_cfgs:
                 for key, msg in parse_canary(ann)[1]:
                     warn(ing, f"Ingress {ing.metadata.ref}", key, msg)
@@ -1449,9 +1466,22 @@ class Router:
                 problem = _behaviour_problem(ann.get(_CANARY_BEHAVIOR))
                 if problem is not None:
                     warn(ing, f"Ingress {ing.metadata.ref}", _CANARY_BEHAVIOR, problem)
-            if is_canary is None:
+            if is_canary is None and raw_canary is not None:
                 warn(ing, f"Ingress {ing.metadata.ref}", CANARY_ANNOTATION,
                      f"invalid boolean {raw_canary!r}: treated as a normal Ingress")
+            if not is_canary:
+                # Canary settings on an Ingress that is no canary: ingress-nginx refuses them
+                # ("configured but not enabled", _CANARY_ONLY) and serves the Ingress as an
+                # ordinary one, as here; said, not silently dropped.
+                why = ("no canary annotation" if raw_canary is None else
+                       f"canary is {raw_canary!r}" if is_canary is False else
+                       f"canary {raw_canary!r} is not a boolean")
+                for key, numeric in _CANARY_ONLY:
+                    raw = ann.get(key)
+                    if raw is not None and ((parse_int(raw) or 0) > 0 if numeric
+                                            else _normalize_string(raw) != ""):
+                        warn(ing, f"Ingress {ing.metadata.ref}", key, "has no effect: the "
+                             f"Ingress is not a canary ({why}); ignored")
         route_warnings = tuple(warnings)
         service_warnings = _services_warnings(
             res.services, lambda svc: index.service(svc.metadata.namespace,

@@ -570,6 +570,18 @@ def _pair_canaries(canaries: list[Ingress], groups: dict[str | None, _Group], di
                 diags.append(Diagnostic(obj, e.field, f"rule already has the canary {paired[e.key].ingress}; ignored"))
                 continue
             paired[e.key] = _rule_match(e, None, next(route_ids))
+            written, main_written = e.path.path or "/", main.path.path or "/"
+            if written != main_written:
+                # Paired here by the canonical path (the two rules match the same requests:
+                # "/foo/" and "/foo" as Prefix, "/café" and "/caf%C3%A9"), but ingress-nginx's
+                # mergeAlternativeBackends merges a canary only into a location with
+                # "loc.Path == path.Path && *loc.PathType == *path.PathType" (an empty path
+                # read as "/" by the store) and deletes it otherwise: said, as a divergence.
+                diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {written!r} on host "
+                                        f"{e.host or '*'}: paired with the main rule {main.path.path_type} "
+                                        f"{main_written!r} (Ingress {main.source.ref} {main.field}), which "
+                                        "matches the same requests; ingress-nginx pairs a canary only with "
+                                        f"a rule of the identical path and drops this one: write {main_written!r}"))
 
 
 @contextmanager

@@ -167,7 +167,7 @@ class _Upstream(asyncio.Protocol):
     """One upstream TCP connection; owned by a client connection or idle in the pool."""
 
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
-                 "got_data", "send_timeout", "born", "sock")
+                 "got_data", "send_timeout", "stall_mark", "born", "sock")
 
     def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
         self.pool = pool
@@ -186,6 +186,10 @@ class _Upstream(asyncio.Protocol):
         #: The current request's proxy_send_timeout: the longest this connection may refuse
         #: our writes (its buffer full) before the try fails as timed out.
         self.send_timeout = 0.0
+        #: Bytes in the write buffer when the owner's proxy_send_timeout was (re)armed, plus
+        #: those written since: less than this at its expiry means the upstream took some
+        #: (progress: the timeout starts again, as ``_Downstream.send_mark`` does for a client).
+        self.stall_mark = 0
         #: Loop time of the connect (nginx ``c->start_time``): ``upstream_keepalive_time``
         #: counts from here.
         self.born = pool._loop.time()
@@ -248,6 +252,12 @@ class _Upstream(asyncio.Protocol):
             self.pool.discard(self)
             if self.transport is not None:
                 self.transport.close()
+
+
+def _write_buffered(up: _Upstream) -> int:
+    """Bytes written to ``up`` that its transport has not handed to the socket yet."""
+    t = up.transport
+    return t.get_write_buffer_size() if t is not None else 0
 
 
 def _unread_input(up: _Upstream) -> bool:
@@ -767,12 +777,26 @@ class _Downstream(asyncio.Protocol):
         self.upstream_full = True
         self._sync_reading()
         if self.stall is None and up.send_timeout > 0:
+            up.stall_mark = _write_buffered(up)
             self.stall = self._loop.call_later(up.send_timeout, self._send_stalled, up.conn_id)
 
     def _send_stalled(self, conn_id: int) -> None:
         # The upstream took none of our bytes for proxy_send_timeout: its try timed out (504,
-        # or a retry elsewhere), as nginx does.
+        # or a retry elsewhere), as nginx does. Its timer runs "only between two successive
+        # write operations, not for the transmission of the whole request" (proxy_send_timeout
+        # docs): every write event that finds more to send re-arms it
+        # (ngx_http_upstream_send_request: "if (rc == NGX_AGAIN) { if (!c->write->ready ||
+        # u->request_body_blocked) { ngx_add_timer(c->write, u->conf->send_timeout); }"). So
+        # an upstream that took some bytes in this period (its buffer shrank, though not below
+        # the low-water mark that resumes reading the client) gets another period.
         self.stall = None
+        up = self.upstreams.get(conn_id)
+        if up is not None and self.upstream_full and not self.closed:
+            size = _write_buffered(up)
+            if size < up.stall_mark:
+                up.stall_mark = size
+                self.stall = self._loop.call_later(up.send_timeout, self._send_stalled, conn_id)
+                return
         if not self.closed and conn_id in self.upstreams:
             try:
                 self._run(self.conn.upstream_failed(conn_id, self._loop.time(), timed_out=True))
@@ -942,6 +966,8 @@ class _Downstream(asyncio.Protocol):
                     up = self.upstreams.get(a.conn_id)  # type: ignore[union-attr]
                     if up is not None and up.transport is not None:
                         up.transport.write(a.data)  # type: ignore[union-attr]
+                        if self.stall is not None:
+                            up.stall_mark += len(a.data)  # type: ignore[union-attr]
                 elif t is SetTimer:
                     self._set_timer(a)  # type: ignore[arg-type]
                 elif t is RequestDone:

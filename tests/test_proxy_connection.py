@@ -1419,7 +1419,8 @@ def _drive(conn: object, data: bytes, one_byte: bool, eof: bool) -> list[object]
                 return out
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 break
-            out.append(ev)
+            # (Trailers are read and dropped as they come, never kept: session 22.)
+            out.append(h11.EndOfMessage() if type(ev) is h11.EndOfMessage else ev)
             if type(ev) in (h11.EndOfMessage, h11.ConnectionClosed):
                 out.append(conn.their_state)  # type: ignore[attr-defined]
                 out.append(conn.trailing_data[0])  # type: ignore[attr-defined]

@@ -94,7 +94,7 @@ def _bytes_scanned(monkeypatch: pytest.MonkeyPatch, client: bool, head: bytes, s
                    n: int) -> int:
     """How many buffer bytes the line checks scanned while ``start`` then ``n`` bytes of a
     line arrive one byte per read (each read followed by ``next_event`` up to NEED_DATA):
-    the chunk-line and bare-LF regexes and the trailer's blank-line search are counted at the
+    the chunk-line regex and the trailer reader's regexes are counted at the
     position they start from, the request side's CRLF search by the buffer's ``find``."""
     from ingresslib.proxy import _chunked as conn
 
@@ -106,13 +106,11 @@ def _bytes_scanned(monkeypatch: pytest.MonkeyPatch, client: bool, head: bytes, s
             return search(data, pos, *rest)
         return run
 
-    class _Blank:
-        search = staticmethod(counted(getattr(conn, "blank_line_regex").search))
-
     monkeypatch.setattr(conn, "_bad_chunk_line", counted(conn._bad_chunk_line))
-    if hasattr(conn, "_bare_lf"):  # (3a3b97b had none: its count goes uncounted)
-        monkeypatch.setattr(conn, "_bare_lf", counted(conn._bare_lf))
-    monkeypatch.setattr(conn, "blank_line_regex", _Blank)
+    # The trailer section's scans (session 22: ``_read_trailer``, one regex per run of bytes).
+    monkeypatch.setattr(conn, "_trailer_name", counted(conn._trailer_name))
+    monkeypatch.setattr(conn, "_trailer_value", counted(conn._trailer_value))
+    monkeypatch.setattr(conn, "_trailer_any", counted(conn._trailer_any))
     r = _H11Reader(client, 1 << 20)
     r.receive_data(head)
     assert type(r.next_event()) in (h11.Request, h11.Response)

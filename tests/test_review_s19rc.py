@@ -214,7 +214,7 @@ def test_guard_a_request_chunk_line_is_checked_by_chunked_has_control(
 def test_guard_the_upstream_chunk_checks_read_chunked_globals(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # guard: tests/test_review3_s16.py counts the upstream side's scans through
-    # ``_chunked._bad_chunk_line``, ``_bare_lf`` and ``blank_line_regex``: each is called
+    # ``_chunked._bad_chunk_line`` and the trailer reader's ``_trailer_any``: each is called
     # when an upstream's chunked body with trailers is read.
     calls: dict[str, int] = {}
 
@@ -224,14 +224,10 @@ def test_guard_the_upstream_chunk_checks_read_chunked_globals(
             return fn(*args)
         return run
 
-    class _Blank:
-        search = staticmethod(counted(
-            "blank_line_regex", _chunked.blank_line_regex.search))  # type: ignore[attr-defined]
-
     monkeypatch.setattr(_chunked, "_bad_chunk_line", counted("_bad_chunk_line",
                                                              _chunked._bad_chunk_line))
-    monkeypatch.setattr(_chunked, "_bare_lf", counted("_bare_lf", _chunked._bare_lf))
-    monkeypatch.setattr(_chunked, "blank_line_regex", _Blank)
+    monkeypatch.setattr(_chunked, "_trailer_any", counted("_trailer_any",
+                                                          _chunked._trailer_any))
     r = _H11Reader(True, 1 << 20)
     r.receive_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                    b"5;x=1\r\nhello\r\n0\r\nT: v\r\n\r\n")
@@ -239,7 +235,7 @@ def test_guard_the_upstream_chunk_checks_read_chunked_globals(
     while (event := r.next_event()) is not h11.NEED_DATA and event is not h11.PAUSED:
         events.append(type(event))
     assert events[-1] is h11.EndOfMessage
-    assert calls.keys() == {"_bad_chunk_line", "_bare_lf", "blank_line_regex"}, calls
+    assert calls.keys() == {"_bad_chunk_line", "_trailer_any"}, calls
 
 
 def test_guard_connection_reads_its_patched_timer_and_clock(

@@ -12,6 +12,15 @@ Choice made here (SEMANTICS leaves it open; tested in ``tests/test_proxy_*.py``)
 - A chunk extension of any length passes, as in nginx (``_drop_extension``): its bytes are
   checked and dropped as they come, never held until the line's CRLF (h11's way, which made
   a chunk line longer than the head limit a 431 when it came in several reads).
+- A space or a tab after the chunk size starts the extension, as in nginx ("5 x", "5 ;x"
+  are a chunk of 5; h11 refused them), and any other byte there but ";" and CR is refused
+  at once (``_check_size_end``). The extension is never forwarded: the body is re-chunked.
+- The trailer section is read as it comes and dropped (``_read_trailer``), as nginx reads
+  and drops it: of any length, whatever the reads (h11 held it whole: a 431, or an
+  upstream's response cut, in several reads where one read passed), never interpreted as a
+  head (h11's 501 for "Transfer-Encoding: gzip" there). A bare CR or LF is refused on both
+  sides; the upstream side takes any other byte (nginx's rule), the request side h11's
+  field-line grammar.
 
 h11's internals (the proxy core drives h11's readers and receive buffer without
 ``h11.Connection``): ``check_h11_internals`` probes every one the core reads, once, when this
@@ -26,11 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, Callable, cast
 
 import h11
 
-from ._headers import MAX_CONTENT_LENGTH, has_control
+# (Nothing of the package is imported here: ``_headers`` imports this module before its own
+# import of h11's internals, so that the check below runs first.)
 
 __all__ = ["_ChunkedReader", "_RequestChunkedReader", "_MAX_CHUNK_SIZE", "H11_TESTED",
            "H11InternalsError", "check_h11_internals"]
@@ -208,7 +218,7 @@ def check_h11_internals() -> None:
 
 try:
     from h11._readers import ChunkedReader
-    from h11._receivebuffer import ReceiveBuffer, blank_line_regex
+    from h11._receivebuffer import ReceiveBuffer
 except ImportError as exc:  # (h11's own message names the missing module or name)
     raise _h11_mismatch(str(exc)) from exc
 check_h11_internals()
@@ -219,22 +229,43 @@ check_h11_internals()
 #: alike: a size digit is refused once "ctx->size > NGX_MAX_OFF_T_VALUE / 16" (so nothing
 #: over NGX_MAX_OFF_T_VALUE), and then "if (ctx->size > NGX_MAX_OFF_T_VALUE - 5) { goto
 #: invalid; }". h11 takes up to 20 hex digits (2^80 - 1).
-_MAX_CHUNK_SIZE = MAX_CONTENT_LENGTH - 5
+#: (NGX_MAX_OFF_T_VALUE is ``_headers.MAX_CONTENT_LENGTH``, 2^63 - 1.)
+_MAX_CHUNK_SIZE = (1 << 63) - 1 - 5
+#: CTLs but HTAB: ``_headers``'s value rule (``has_control``), kept here as this module
+#: imports nothing of the package (tests/test_chunked_s22.py checks that both agree).
+_CTL_BUT_HTAB = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
+
+
+def has_control(value: bytes) -> bool:
+    """True if ``value`` holds a CTL other than HTAB (``_headers.has_control``)."""
+    return len(value.translate(None, _CTL_BUT_HTAB)) != len(value)
+
+
 #: h11's reader itself (called unbound: no ``super()`` object per chunk).
 _chunked_read = ChunkedReader.__call__
 #: A match at ``pos`` in h11's buffer when the chunk line from there holds a bare CR or LF:
 #: its first CR or LF is a CR followed by another byte than LF, or an LF. A CR last in the
 #: buffer is no match: its LF may be in the next read. (Possessive: no backtracking.)
 _bad_chunk_line = re.compile(rb"[^\r\n]*+(?:\r[^\n]|\n)").match
-#: An LF with no CR before it (looks behind ``pos`` too).
-_bare_lf = re.compile(rb"(?<!\r)\n").search
 #: A chunk line longer than this, still without its CRLF, has its checked extension bytes
 #: dropped (``_drop_extension``); a usual line is read whole, as h11 reads it.
 _LONG_LINE = 4096
-#: A chunk line's size, as h11's ``chunk_header_re`` takes it (1 to 20 hex digits).
-_chunk_size_digits = re.compile(rb"[0-9A-Fa-f]{1,20}").match
-#: Spaces and tabs (a match ends at the first other byte: no copy, no scan past it).
-_ows = re.compile(rb"[ \t]*+").match
+#: A chunk line's size, as h11's ``chunk_header_re`` takes it (1 to 20 hex digits;
+#: possessive: a 21st digit is no match of the byte after the size).
+_chunk_size_digits = re.compile(rb"[0-9A-Fa-f]{1,20}+").match
+#: A trailer line's field name so far (h11's ``token``), its value (h11's ``field_vchar``,
+#: ``[^\x00\s]``, SP and HTAB: what its ``header_field_re`` takes after the colon, OWS
+#: included), and any bytes but CR and LF (nginx's ``sw_trailer_header``). Possessive: each
+#: byte read once.
+#: (``X*+`` always matches: typed as such.)
+_Run = Callable[[bytearray, int], "re.Match[bytes]"]
+_trailer_name = cast(_Run, re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]*+").match)
+_trailer_value = cast(_Run, re.compile(rb"[^\x00\n\r\x0b\x0c]*+").match)
+_trailer_any = cast(_Run, re.compile(rb"[^\r\n]*+").match)
+#: ``_read_trailer``'s states: at a line's start (none read yet / after a field line), in a
+#: field name, in a field value (or an obs-fold continuation, or, lax, anywhere in a line).
+_T_FIRST, _T_LINE, _T_NAME, _T_VALUE = 0, 1, 2, 3
+_END_OF_MESSAGE = h11.EndOfMessage
 
 
 class _ChunkedReader(ChunkedReader):
@@ -254,14 +285,22 @@ class _ChunkedReader(ChunkedReader):
       ``sw_chunk_extension``, and no LF in ``sw_chunk_size``. h11 refuses a line holding
       one (its ``.`` stops at LF) but only once a CRLF ends it: a line ended by a bare LF
       kept the response waiting for the upstream's read timeout;
-    - a bare LF in the trailer section (``_check_trailer``): nginx's "case sw_trailer: ...
-      case LF: goto invalid;", "case sw_trailer_header: ... case LF: goto invalid;".
+    - a bare LF or CR in the trailer section (``_read_trailer``): nginx's "case sw_trailer:
+      ... case LF: goto invalid;", "case sw_trailer_header: ... case LF: goto invalid;" and
+      its ``*_almost_done`` states, which want the LF after a CR.
+
+    The trailer section is nginx's otherwise: any bytes but CR and LF in its lines, however
+    many, read as they come and dropped (``_read_trailer``, lax; never forwarded). h11
+    refused a line that is no header field (with h11's rules for a Content-Length or
+    Transfer-Encoding value among them: "Transfer-Encoding: gzip" was its 501), and held
+    the section whole: the response was cut once it outgrew max_response_header_size in
+    several reads, where the same bytes in one read passed.
 
     The rest of a chunk line passes as in nginx, whose ``sw_chunk_extension`` takes any
     byte but CR and LF: NUL or ESC in an extension is no framing (and extensions are
     never forwarded: the body is re-chunked). The request side is stricter
-    (``_RequestChunkedReader``: any CTL, as RFC 9112's grammar); the check here is one
-    regex match per chunk line (the request side's find, slice and ``translate`` cost more:
+    (``_RequestChunkedReader``: any CTL, as RFC 9112's grammar); the checks here are two
+    regex matches per chunk line (the request side's find, slice and ``translate`` cost more:
     4 % more instructions per proxied 100-byte chunk here, 10 % there).
 
     The bytes are looked at in h11's buffer before h11 consumes them, only on calls that
@@ -275,12 +314,14 @@ class _ChunkedReader(ChunkedReader):
     saw the same bytes and found no CR or LF in them but, maybe, a CR in the last one, whose
     LF may be the first new byte."""
 
+    #: ``_read_trailer``'s state (a class default: set on the instance once trailers come).
+    _trailer_state = _T_FIRST
+
     def __call__(self, buf: ReceiveBuffer) -> Any:
         if self._bytes_in_chunk:
             return _chunked_read(self, buf)
         if self._reading_trailer:
-            _check_trailer(buf)
-            return _chunked_read(self, buf)
+            return _read_trailer(self, buf, True)
         data = buf._data
         start = len(self._bytes_to_discard)
         # (Nothing past the CRLF still to discard: no line to look at yet. This call comes
@@ -289,6 +330,7 @@ class _ChunkedReader(ChunkedReader):
             seen: int = buf._next_line_search
             if _bad_chunk_line(data, seen - 1 if seen else start) is not None:
                 raise h11.LocalProtocolError("bare CR or LF in chunk line")
+            _check_size_end(data, start)
             if len(data) - start > _LONG_LINE:
                 _drop_extension(buf, start)
         return _check_chunk_size(self, _chunked_read(self, buf))
@@ -306,12 +348,11 @@ def _drop_extension(buf: ReceiveBuffer, start: int) -> None:
     buffer past the head limit: 431 for a request, the response cut for an upstream, where
     the same line in one read passed. h11's verdict on the line is the same without the
     dropped bytes: its chunk line is ``HEXDIG{1,20}(;.*)?OWS\r\n`` in full, and after a
-    ";" its ``.*`` takes any bytes but LF (refused before this call on both sides); with
-    no ";", a line of only spaces and tabs after the size is one OWS to it as well. The
-    extension is never forwarded (the body is re-chunked). Any other line (more than 20
-    size digits, or bytes other than OWS with no ";" first) stays whole: h11 refuses it once
-    its CRLF comes. Then ``_next_line_search`` is the buffer's length, as after h11's own
-    failed search."""
+    ";" (which ``_check_size_end`` put in place of a space or a tab) its ``.*`` takes any
+    bytes but LF (refused before this call on both sides). The extension is never forwarded
+    (the body is re-chunked). Any other line (more than 20 size digits) stays whole: h11
+    refuses it once its CRLF comes. Then ``_next_line_search`` is the buffer's length, as
+    after h11's own failed search."""
     data = buf._data
     seen = buf._next_line_search
     if data.find(b"\r\n", seen - 1 if seen else start) >= 0:
@@ -319,14 +360,41 @@ def _drop_extension(buf: ReceiveBuffer, start: int) -> None:
     m = _chunk_size_digits(data, start)
     if m is None:
         return
-    ext = m.end()  # the extension's first byte: a ";" or, in nginx, a space or a tab
-    end = len(data) - 1 if data[-1] == 13 else len(data)
+    ext = m.end()  # the extension's ";"
     if data[ext] != 59:  # (59: ";")
-        ows = _ows(data, ext, end)
-        if ows is None or ows.end() != end:
-            return  # no ";" after the size, and not only OWS: h11 refuses it at its CRLF
+        return
+    end = len(data) - 1 if data[-1] == 13 else len(data)
     del data[ext + 1:end]
     buf._next_line_search = len(data)
+
+
+def _check_size_end(data: bytearray, start: int) -> None:
+    """The byte after a chunk line's size (the line at ``start`` in h11's buffer ``data``),
+    read as nginx's ngx_http_parse_chunked reads it: "case sw_chunk_size: ... switch (ch) {
+    case CR: ...; case ';': case ' ': case '\\t': state = sw_chunk_extension; break;
+    default: goto invalid; }" (``sw_last_chunk_extension`` for the last chunk, alike).
+
+    - A space or a tab starts the extension, as a ";" does: "5 x", "5 ;x", "5\\t;x" are a
+      chunk of 5 to nginx. h11's ``chunk_header_re`` (``HEXDIG{1,20}(;.*)?OWS\r\n``)
+      refused them (400, or the upstream's response cut); the byte becomes a ";" in h11's
+      buffer (the extension is never read: the body is re-chunked, upstream and client
+      side alike), so h11 reads the same size. The size is the digits before it for every
+      parser that takes the line at all: nothing to disagree on.
+    - Any other byte (a 21st digit, a letter, a CTL), or a line with no size digit, is
+      refused at once, as nginx does: h11 refused it only at the line's CRLF, so a long
+      one was a 431 in several reads and a 400 in one (upstream: cut either way).
+    A line holding only its size so far is left to the next read."""
+    m = _chunk_size_digits(data, start)
+    if m is None:
+        raise h11.LocalProtocolError("illegal chunk header: no chunk size")
+    end = m.end()
+    if end < len(data):
+        c = data[end]
+        if c == 32 or c == 9:  # (SP, HTAB)
+            data[end] = 59  # ";"
+        elif c != 59 and c != 13:
+            raise h11.LocalProtocolError("illegal chunk header: no ';', space, tab or CRLF "
+                                         "after the chunk size")
 
 
 def _check_chunk_size(reader: ChunkedReader, event: Any) -> Any:
@@ -358,14 +426,25 @@ class _RequestChunkedReader(ChunkedReader):
       in ``check_raw_head`` (bare CR/LF refused: "a proxy whose framing differs from the
       backend's is the root of smuggling").
 
+    Trailer lines keep h11's field-line grammar (``_read_trailer``, strict: a field name,
+    a colon, a value of any bytes but NUL, CR, LF, VT and FF, obs-fold lines after a first
+    line), but not h11's rules for a Content-Length or Transfer-Encoding value among them
+    (trailers are never forwarded: "Transfer-Encoding: gzip" there was h11's 501), and the
+    section is read as it comes, never held: of any length, as nginx (which discards a
+    request's trailers, byte by byte, with no limit) takes it, where h11's section grew past
+    the head limit in several reads (431) and passed in one. nginx takes any bytes but CR
+    and LF there; the grammar stays for a client's bytes as for its chunk lines.
+
     The bytes are looked at in h11's buffer before h11 consumes them; raising
     ``LocalProtocolError`` is how h11's readers refuse (the caller answers 400 and closes).
     """
 
+    _trailer_state = _T_FIRST
+
     def __call__(self, buf: ReceiveBuffer) -> Any:
         if self._reading_trailer:
-            _check_trailer(buf)
-        elif self._bytes_in_chunk == 0:
+            return _read_trailer(self, buf, False)
+        if self._bytes_in_chunk == 0:
             # The next chunk line starts after the CRLF still to discard (h11 checks those);
             # its CRLF is searched for from where an earlier call's search ended, if one did
             # (as in ``_ChunkedReader``: once per line, not once per read).
@@ -377,6 +456,7 @@ class _RequestChunkedReader(ChunkedReader):
                 if end >= 0:
                     if has_control(bytes(data[start:end])):
                         raise h11.LocalProtocolError("control character in chunk line")
+                    _check_size_end(data, start)
                 else:
                     # No CRLF yet: h11 waits for one, but a bare LF (or any CTL) already in
                     # the line is a 400 now, as nginx's ngx_http_parse_chunked refuses it at
@@ -388,28 +468,90 @@ class _RequestChunkedReader(ChunkedReader):
                     last = len(data) - 1 if data[-1] == 13 else len(data)
                     if has_control(bytes(data[seen - 1 if seen else start:last])):
                         raise h11.LocalProtocolError("control character in chunk line")
+                    _check_size_end(data, start)
                     if last - start > _LONG_LINE:
                         _drop_extension(buf, start)
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
 
 
-def _check_trailer(buf: ReceiveBuffer) -> None:
-    """Refuse a bare LF in the trailer section at the start of ``buf`` (h11's buffer, when
-    its chunked reader is about to read the trailers): h11 ends the section at "\\n" or
-    "\\n\\n" (RFC 9112 §2.2: "a recipient MAY recognize a single LF as a line
-    terminator"), so after "0\\r\\n\\n" a CRLF-only parser reads more trailer lines where
-    h11 saw the message end: the next message starts at another byte for each.
+def _read_trailer(reader: Any, buf: ReceiveBuffer, lax: bool) -> Any:
+    """The trailer section at the start of ``buf`` (h11's buffer, once ``reader`` read the last
+    chunk): None until its empty line comes, then h11's ``EndOfMessage`` (with no headers:
+    trailers are never forwarded, client or upstream side, as nginx drops them), the bytes
+    after the section left in ``buf`` (the next message's). Every byte is read once and
+    dropped as it is read (a CR last in the buffer stays: its LF may be the next byte), so
+    the section may be of any length, the buffer never holds more than one read of it, and
+    the verdict does not depend on how the bytes arrive. ``reader._trailer_state`` keeps
+    where the line read last stopped (``_T_*``).
 
-    Only the bytes no earlier call looked at: h11's ``_multiple_lines_search`` (where its
-    search for the section's end starts again: two bytes before the end of the buffer it
-    last searched, reset when it takes bytes out); that call's check found no bare LF
-    before it (the look-behind sees the CR of a CRLF split there)."""
+    Refused (``LocalProtocolError``), both sides, as nginx's ngx_http_parse_chunked refuses
+    them ("case sw_trailer: ... case LF: goto invalid;", "case sw_trailer_almost_done: if
+    (ch == LF) { goto done; } goto invalid;", and alike in ``sw_trailer_header*``): a bare LF
+    (h11 ends the section at "\\n" or "\\n\\n", RFC 9112 §2.2 "a recipient MAY recognize a
+    single LF as a line terminator": after "0\\r\\n\\n" a CRLF-only parser reads on, and
+    the next message starts at another byte for each) and a CR not followed by LF. ``lax``
+    (the upstream side): any other byte passes, as in nginx. Strict (the request side):
+    h11's ``header_field_re`` for each line (a token, ":", then any bytes but NUL, CR, LF,
+    VT and FF: h11's ``field_vchar`` is ``[^\\x00\\s]``, with SP and HTAB between),
+    and its obs-fold (a line starting with SP or HTAB continues the one before, whose value
+    it extends; none before it: "continuation line at start of headers")."""
     data = buf._data
-    if data[:2] != b"\r\n":
-        if data[:1] == b"\n":
+    n = len(data)
+    state: int = reader._trailer_state
+    pos = 0
+    while pos < n:
+        c = data[pos]
+        if state <= _T_LINE:  # a line's first byte
+            if c == 13:  # (CR) the empty line: the end of the section
+                if pos + 1 == n:
+                    break
+                if data[pos + 1] != 10:
+                    raise h11.LocalProtocolError("bare CR in chunked trailer section")
+                buf._extract(pos + 2)
+                reader._trailer_state = _T_FIRST
+                return _END_OF_MESSAGE()
+            if c == 10:
+                raise h11.LocalProtocolError("bare LF in chunked trailer section")
+            if lax:
+                state = _T_VALUE
+            elif c == 32 or c == 9:  # (SP, HTAB) obs-fold
+                if state == _T_FIRST:
+                    raise h11.LocalProtocolError("continuation line at start of trailers")
+                state = _T_VALUE
+                pos += 1
+            else:
+                end = _trailer_name(data, pos).end()
+                if end == pos:  # (no field name: ":", a CTL, a separator...)
+                    raise h11.LocalProtocolError("illegal trailer line")
+                pos = end
+                state = _T_NAME
+            continue
+        if state == _T_NAME:
+            pos = _trailer_name(data, pos).end()
+            if pos == n:
+                break
+            if data[pos] != 58:  # (58: ":") a name ends at its colon
+                raise h11.LocalProtocolError("illegal trailer line")
+            pos += 1
+            state = _T_VALUE
+            continue
+        pos = (_trailer_any if lax else _trailer_value)(data, pos).end()
+        if pos == n:
+            break
+        c = data[pos]
+        if c == 13:
+            if pos + 1 == n:
+                break  # (the CR stays)
+            if data[pos + 1] != 10:
+                raise h11.LocalProtocolError("bare CR in chunked trailer section")
+            pos += 2
+            state = _T_LINE
+        elif c == 10:
             raise h11.LocalProtocolError("bare LF in chunked trailer section")
-        start: int = buf._multiple_lines_search
-        m = blank_line_regex.search(data, start)
-        if _bare_lf(data, start, m.end() if m is not None else len(data)) is not None:
-            raise h11.LocalProtocolError("bare LF in chunked trailer section")
+        else:
+            raise h11.LocalProtocolError("control character in chunked trailer section")
+    if pos:
+        buf._extract(pos)
+    reader._trailer_state = state
+    return None

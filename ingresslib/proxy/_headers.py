@@ -16,6 +16,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+# (First: importing ``_chunked`` checks h11's internals, the one below included, and refuses
+# an h11 whose internals differ with an error naming its version. ``_headers`` is the
+# package's first module to import one: ``__init__`` -> ``_actions`` -> here.)
+from ._chunked import H11_TESTED as _H11_TESTED  # noqa: F401
+
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
 from .._normalize import normalize_host

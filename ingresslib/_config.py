@@ -263,7 +263,7 @@ def _load_balance(v: str) -> str:
 
 def _header_buffers(v: str) -> dict[str, Any]:
     # One parser for the ConfigMap and the keyword argument (ProxySettings derives the same
-    # limits from large_client_header_buffers).
+    # limits from large_client_header_buffers; parse_config_data passes it the value only).
     from .proxy._settings import parse_header_buffers
 
     try:
@@ -435,8 +435,9 @@ def parse_config_data(
 ) -> ServerConfig:
     """Parse a ConfigMap's ``data`` (ingress-nginx keys, string values); raises
     :class:`ingresslib.ValidationError` listing every bad value. ``base``: the settings the
-    keys change (default ``ProxySettings()``); ``object``: the name errors and warnings give
-    the ConfigMap.
+    keys change (default ``ProxySettings()``), as ``dataclasses.replace(base, ...)`` does:
+    ``large-client-header-buffers`` derives the three head limits unless ``base`` was given
+    them explicitly; ``object``: the name errors and warnings give the ConfigMap.
 
     >>> cfg = parse_config_data({"proxy-body-size": "8m", "hsts": "false", "foo": "1"})
     >>> cfg.settings.proxy_body_size, cfg.settings.hsts
@@ -459,7 +460,12 @@ def parse_config_data(
         field = f"data.{key}"
         try:
             if key == "large-client-header-buffers":
-                changes.update(_header_buffers(value))
+                # The value only: ProxySettings derives the three limits from it, marked as
+                # derived, so that a replace() of these settings with another value derives them
+                # again (given as ints, they stayed this value's), and limits a ``base`` was
+                # given explicitly win, as over a ProxyServer keyword argument.
+                name = "large_client_header_buffers"
+                changes[name] = _header_buffers(value)[name]
             elif key == "load-balance":
                 load_balance = _load_balance(value)
             elif key in _PARSERS:

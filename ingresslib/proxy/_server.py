@@ -1637,30 +1637,6 @@ def _set_load_balance(router: Any, load_balance: str) -> None:
         raise
 
 
-#: The head limits ``ProxySettings.__post_init__`` derives from ``large_client_header_buffers``.
-_BUFFER_LIMITS = ("max_request_line", "max_header_line", "max_headers_size")
-
-
-def _with_overrides(settings: ProxySettings | None, overrides: dict[str, Any]) -> ProxySettings:
-    """``settings`` (default: ``ProxySettings()``) with the keyword arguments' fields.
-
-    ``large_client_header_buffers`` given without the three limits it sets: limits that
-    ``settings`` derived from its own value (or left at their defaults) are derived again from
-    the new one. ``replace`` alone copied them, so ``ProxyServer(router, settings=
-    ProxySettings(large_client_header_buffers="4 16k"), large_client_header_buffers="4 32k")``
-    served 16k limits while saying "4 32k". Limits given explicitly still win."""
-    from ._settings import parse_header_buffers
-
-    base = settings if settings is not None else ProxySettings()
-    if "large_client_header_buffers" in overrides and not set(_BUFFER_LIMITS) & set(overrides):
-        limits = tuple(getattr(base, name) for name in _BUFFER_LIMITS)
-        if limits == parse_header_buffers(base.large_client_header_buffers):
-            # The defaults, so that __post_init__ derives them from the new value.
-            default = ProxySettings()
-            overrides = {**{n: getattr(default, n) for n in _BUFFER_LIMITS}, **overrides}
-    return replace(base, **overrides)
-
-
 def _running_loop() -> asyncio.AbstractEventLoop:
     """The running event loop, for a ProxyServer made without ``loop=``. Made outside one (at
     module level, in plain ``main()``), asyncio's own error was a bare "no running event
@@ -1718,7 +1694,9 @@ class ProxyServer:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if load_balance is not None:
             _check_load_balance(router, load_balance)
-        settings = _with_overrides(settings, overrides)
+        # (ProxySettings derives the head limits again when large_client_header_buffers
+        # changes; limits given explicitly, in settings= or here, win.)
+        settings = replace(settings or ProxySettings(), **overrides)
         self.loop = loop or _running_loop()
         if load_balance is not None:
             # The ConfigMap's `load-balance` belongs to the router (the default balancer of

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import threading
 from dataclasses import dataclass
 
 from ._access import parse_source_ranges
@@ -70,6 +71,47 @@ _DURATIONS = (
     "upstream_keepalive_timeout", "upstream_keepalive_time",
 )
 _DEFAULT_LIMITS = (8192, 8192, 32768)
+
+
+#: The head limits derived from each ``large_client_header_buffers`` value met, and which value
+#: each limit object comes from (by ``id``; the entry holds the object, so the id stays its
+#: own). This is what tells a derived limit from one given once the settings exist:
+#: ``dataclasses.replace`` passes every field back to ``__init__``, so ``replace(s,
+#: large_client_header_buffers="4 32k")`` handed the limits ``s`` had derived from its own
+#: value over as if given, and they stayed the old ones (and were served) while the settings
+#: said "4 32k". The limits stay plain ints (a mark carried by an ``int`` subclass would change
+#: their exact type); a limit the caller writes is another object, even when equal. Limits are
+#: at least 512 (``parse_header_buffers``), never one of CPython's shared small ints. A few
+#: values a process; past ``_DERIVED_MAX`` the oldest are forgotten (their limits then read as
+#: given, as every limit did before).
+_DERIVED: dict[str, tuple[int, int, int]] = {}
+_SOURCE: dict[int, tuple[int, str]] = {}
+_DERIVED_MAX = 256
+_DERIVED_LOCK = threading.Lock()
+
+
+def _derive(buffers: str) -> tuple[int, int, int]:
+    """``parse_header_buffers(buffers)``, the limits recorded as derived from ``buffers``."""
+    limits = _DERIVED.get(buffers)
+    if limits is None:
+        limits = parse_header_buffers(buffers)
+        with _DERIVED_LOCK:
+            if len(_DERIVED) >= _DERIVED_MAX:
+                for limit in _DERIVED.pop(next(iter(_DERIVED))):
+                    _SOURCE.pop(id(limit), None)
+            limits = _DERIVED.setdefault(buffers, limits)
+            for limit in limits:
+                _SOURCE[id(limit)] = (limit, buffers)
+    return limits
+
+
+def _derived_from(value: int, default: int) -> str | None:
+    """The ``large_client_header_buffers`` value a head limit comes from: the one it was
+    derived from, ``"4 8k"`` for the field's default, None for a limit given."""
+    entry = _SOURCE.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    return _DEFAULT_BUFFERS if value == default else None
 
 
 #: nginx's default connection_pool_size on 64-bit platforms (64 * sizeof(void *)).
@@ -133,10 +175,13 @@ class ProxySettings:
     max_headers_size: int = 32768
     #: Header count; 100 is Go's/aiohttp's order of magnitude -> 431.
     max_headers: int = 100
-    #: nginx ``large_client_header_buffers``: when it differs from ``"4 8k"`` and the three
-    #: limits above were left at their defaults, ``__post_init__`` derives them from it (so the
-    #: keyword argument alone takes effect, CONTRACT: "The same settings are keyword arguments
-    #: of the Python server API"); limits given explicitly win. An invalid value: ValueError.
+    #: nginx ``large_client_header_buffers``: when none of the three limits above is given,
+    #: ``__post_init__`` derives them from it (so the keyword argument alone takes effect,
+    #: CONTRACT: "The same settings are keyword arguments of the Python server API"), and
+    #: again in every copy ``dataclasses.replace`` makes with another value (the limits a
+    #: ConfigMap's ``large-client-header-buffers`` gives are derived, too); limits given
+    #: explicitly win (one equal to its default counts as not given). An invalid value:
+    #: ValueError.
     large_client_header_buffers: str = _DEFAULT_BUFFERS
     #: nginx ``client_header_timeout 60s``: absolute deadline for a whole request head.
     client_header_timeout: float = 60.0
@@ -314,18 +359,25 @@ class ProxySettings:
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")
-        if self.large_client_header_buffers == _DEFAULT_BUFFERS:
-            return
-        try:
-            limits = parse_header_buffers(self.large_client_header_buffers)
-        except ValueError as e:
-            raise ValueError(f"large_client_header_buffers: {e}") from None
-        if (self.max_request_line, self.max_header_line,
-                self.max_headers_size) == _DEFAULT_LIMITS:
-            # Frozen dataclass: the derived limits are set once, here.
-            object.__setattr__(self, "max_request_line", limits[0])
-            object.__setattr__(self, "max_header_line", limits[1])
-            object.__setattr__(self, "max_headers_size", limits[2])
+        buffers = self.large_client_header_buffers
+        if buffers == _DEFAULT_BUFFERS:
+            derived = _DEFAULT_LIMITS
+        else:
+            try:
+                derived = _derive(buffers)
+            except ValueError as e:
+                raise ValueError(f"large_client_header_buffers: {e}") from None
+        source = _derived_from(self.max_request_line, _DEFAULT_LIMITS[0])
+        if (source is not None and source != buffers
+                and _derived_from(self.max_header_line, _DEFAULT_LIMITS[1]) == source
+                and _derived_from(self.max_headers_size, _DEFAULT_LIMITS[2]) == source):
+            # None of the three was given (the defaults, or the limits of the settings this is
+            # a replace() of, all derived from one other value; a limit copied alone from other
+            # settings comes from another value: given): derived from this value. Frozen
+            # dataclass: set once, here.
+            object.__setattr__(self, "max_request_line", derived[0])
+            object.__setattr__(self, "max_header_line", derived[1])
+            object.__setattr__(self, "max_headers_size", derived[2])
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

@@ -413,6 +413,23 @@ def upstream_sends_bytewise(p: ProxyPair, data: bytes) -> bytes:
     return out
 
 
+def silent_app(request: h11.Request, body: bytes, up: FakeUpstream) -> Reply | None:
+    """An upstream app that answers nothing: the test sends the upstream's bytes itself."""
+    return None
+
+
+def upstream_sends(p: ProxyPair, data: bytes, size: int) -> bytes:
+    """The first upstream sends ``data`` in pieces of ``size`` bytes (until its connection is
+    gone): what the client received meanwhile."""
+    up = p.upstreams[0]
+    out = b""
+    for i in range(0, len(data), size):
+        if up not in p.live.values():
+            break
+        out += p.upstream_send(up, data[i:i + size])
+    return out
+
+
 def location(out: bytes) -> bytes | None:
     """The ``Location`` of the first response in ``out``, or None."""
     for line in out.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from ingresslib.proxy._h11_reader import _H11Reader
 from tests._budget import examples
-from tests._proxy_harness import ProxyPair, Reply, dechunk, status_of
+from tests._proxy_harness import ProxyPair, dechunk, silent_app, status_of, upstream_sends
 
 _HEAD = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 _RESP = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -43,28 +43,14 @@ def _send_in(p: ProxyPair, data: bytes, size: int) -> bytes:
     return out
 
 
-def _silent(request: h11.Request, body: bytes, up: Any) -> Reply | None:
-    return None
-
-
-def _upstream_sends(p: ProxyPair, data: bytes, size: int) -> bytes:
-    up = p.upstreams[0]
-    out = b""
-    for i in range(0, len(data), size):
-        if up not in p.live.values():
-            break
-        out += p.upstream_send(up, data[i:i + size])
-    return out
-
-
 def _upstream_bodies(p: ProxyPair) -> list[bytes]:
     return [body for up in p.upstreams for _, body in up.requests]
 
 
 def _upstream_response(body: bytes, size: int) -> tuple[ProxyPair, bytes]:
-    p = ProxyPair(app=_silent)
+    p = ProxyPair(app=silent_app)
     p.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    return p, _upstream_sends(p, _RESP + body, size)
+    return p, upstream_sends(p, _RESP + body, size)
 
 
 def _verdict(client: bool, body: bytes, cuts: list[int], limit: int = 8192

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from ingresslib.proxy._chunked import H11_TESTED, H11InternalsError, check_h11_internals
 from ingresslib.proxy._h11_reader import _H11Reader
 from tests._budget import examples
-from tests._proxy_harness import ProxyPair, Reply, dechunk, status_of
+from tests._proxy_harness import ProxyPair, dechunk, silent_app, status_of, upstream_sends
 
 _ROOT = Path(__file__).resolve().parents[1]
 _H11_VERSION: str = getattr(h11, "__version__")  # (not in h11's __all__)
@@ -262,20 +262,6 @@ def _upstream_body_or_none(p: ProxyPair) -> bytes | None:
     return reqs[0][1] if reqs else None
 
 
-def _silent(request: h11.Request, body: bytes, up: Any) -> Reply | None:
-    return None
-
-
-def _upstream_sends(p: ProxyPair, data: bytes, size: int) -> bytes:
-    up = p.upstreams[0]
-    out = b""
-    for i in range(0, len(data), size):
-        if up not in p.live.values():
-            break
-        out += p.upstream_send(up, data[i:i + size])
-    return out
-
-
 _RESP = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
@@ -283,9 +269,9 @@ def test_long_upstream_chunk_extension_passes_in_many_reads() -> None:
     """An upstream's 200 KB extension arriving in 4 KiB reads: the response goes through
     whole, the connection kept (before: cut once the incomplete line outgrew
     max_response_header_size, the client connection closed)."""
-    p = ProxyPair(app=_silent)
+    p = ProxyPair(app=silent_app)
     p.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    out = _upstream_sends(p, _RESP + b"5;" + b"y" * 200_000 + b"\r\nhello\r\n0\r\n\r\n", 4096)
+    out = upstream_sends(p, _RESP + b"5;" + b"y" * 200_000 + b"\r\nhello\r\n0\r\n\r\n", 4096)
     head, _, body = out.partition(b"\r\n\r\n")
     assert status_of(out) == 200 and dechunk(body) == (b"hello", True)
     assert not p.closed and b"yyyy" not in out
@@ -294,9 +280,9 @@ def test_long_upstream_chunk_extension_passes_in_many_reads() -> None:
 @pytest.mark.parametrize("bad", [b"\rx", b"\n"])
 def test_bare_cr_or_lf_deep_in_a_long_upstream_extension_still_cuts(bad: bytes) -> None:
     """guard: nginx's "upstream sent invalid chunked response", wherever the byte is."""
-    p = ProxyPair(app=_silent)
+    p = ProxyPair(app=silent_app)
     p.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    out = _upstream_sends(
+    out = upstream_sends(
         p, _RESP + b"5;" + b"y" * 50_000 + bad + b"y" * 50_000 + b"\r\nhello\r\n0\r\n\r\n",
         4096)
     assert status_of(out) == 200 and p.closed

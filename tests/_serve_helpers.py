@@ -23,6 +23,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def interrupt_the_first_build(monkeypatch: pytest.MonkeyPatch, pause: float = 0.0) -> list[int]:
+    """The operator's Ctrl-C in the middle of serve's first table build: a SIGINT to this
+    process as ``build_router`` returns the first time (then ``pause`` seconds). Returns the
+    list that gets an item once that happened."""
+    import time
+
+    from ingresslib import _serve
+
+    real = _serve.build_router
+    builds: list[int] = []
+
+    def build_then_interrupt(*a: Any, **k: Any) -> Any:
+        router = real(*a, **k)
+        if not builds:
+            builds.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            if pause:
+                time.sleep(pause)
+        return router
+
+    monkeypatch.setattr(_serve, "build_router", build_then_interrupt)
+    return builds
+
+
 def signal_serve_after(monkeypatch: pytest.MonkeyPatch, seconds: float,
                        sig: int = signal.SIGTERM) -> None:
     """Once the reloader runs, send this process ``sig`` after ``seconds``: serve's own handler

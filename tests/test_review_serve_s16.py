@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from ingresslib import _serve
 from ingresslib._cli import main
 from ingresslib._serve import _listener_conflict
 from tests.test_serve_cli import _bump, _manifests
 from tests.test_serve_s13 import _ingress
 
-from _serve_helpers import free_port, signal_serve_after, stop_at_first_reload
+from _serve_helpers import (free_port, interrupt_the_first_build, signal_serve_after,
+                            stop_at_first_reload)
 
 
 def _listening(port: int) -> bool:
@@ -54,18 +54,7 @@ def test_ctrl_c_while_the_first_table_builds_is_exit_130(
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a", "a.test"))
     port = free_port()
-    real = _serve.build_router
-    builds: list[int] = []
-
-    def build_then_interrupt(*a: Any, **k: Any) -> Any:
-        router = real(*a, **k)
-        if not builds:
-            builds.append(1)
-            os.kill(os.getpid(), signal.SIGINT)  # the operator's Ctrl-C, mid-build
-            time.sleep(0.05)
-        return router
-
-    monkeypatch.setattr(_serve, "build_router", build_then_interrupt)
+    builds = interrupt_the_first_build(monkeypatch, pause=0.05)  # the operator's Ctrl-C
     # Watchdog: once under load (session 21) this run never returned (serve went on serving,
     # the interrupt lost). A SIGTERM after 60 s stops such a serve gracefully (exit 0), so the
     # test fails on the exit code below instead of holding CI until its limit. (Session 22: a

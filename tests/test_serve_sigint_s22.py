@@ -28,12 +28,11 @@ from typing import Any
 
 import pytest
 
-from ingresslib import _serve
 from ingresslib._cli import main
 from ingresslib.proxy._server import ProxyServer
 from tests.test_serve_s13 import _ingress
 
-from _serve_helpers import free_port, signal_serve_after
+from _serve_helpers import free_port, interrupt_the_first_build, signal_serve_after
 
 
 def _listening(port: int) -> bool:
@@ -57,21 +56,6 @@ def _serve_args(m: Path, port: int) -> list[str]:
             "--access-log", "off"]
 
 
-def _interrupt_the_first_build(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    real = _serve.build_router
-    builds: list[int] = []
-
-    def build_then_interrupt(*a: Any, **k: Any) -> Any:
-        router = real(*a, **k)
-        if not builds:
-            builds.append(1)
-            os.kill(os.getpid(), signal.SIGINT)  # the operator's Ctrl-C, mid-build
-        return router
-
-    monkeypatch.setattr(_serve, "build_router", build_then_interrupt)
-    return builds
-
-
 @pytest.mark.parametrize("leftover", [_records, unix_events._sighandler_noop],
                          ids=["handler-that-records", "asyncio-loop-leftover"])
 def test_ctrl_c_while_building_is_exit_130_whatever_sigint_handler_was_in_place(
@@ -85,7 +69,7 @@ def test_ctrl_c_while_building_is_exit_130_whatever_sigint_handler_was_in_place(
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a", "a.test"))
     port = free_port()
-    builds = _interrupt_the_first_build(monkeypatch)
+    builds = interrupt_the_first_build(monkeypatch)
     signal_serve_after(monkeypatch, 0, signal.SIGTERM)  # (only reached if serve serves)
     before = signal.signal(signal.SIGINT, leftover)
     try:
@@ -108,7 +92,7 @@ def test_an_ignored_sigint_stays_ignored_while_serve_starts(
     # serving, SIGINT is serve's graceful stop as always. SIG_IGN is put back on exit.
     m = tmp_path / "m.yaml"
     m.write_text(_ingress("a", "a.test"))
-    builds = _interrupt_the_first_build(monkeypatch)
+    builds = interrupt_the_first_build(monkeypatch)
     signal_serve_after(monkeypatch, 0, signal.SIGTERM)
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

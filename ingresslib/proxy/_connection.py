@@ -572,7 +572,17 @@ class ClientConnection:
         up.h11.receive_data(data)
         self._pump_upstream(up, now)
         if not self.closed and self._up is up and self._tunnel is None:
-            self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+            req = self._req
+            if req is None or req.complete:
+                self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+            # Else the client still owes body bytes: its BODY timer (client_body_timeout,
+            # between two reads from the client) stays as it is, neither replaced nor re-armed
+            # by the upstream's bytes; a client that stalls mid-body gets its 408 and the
+            # upstream is not blamed (no 504, no retry). nginx buffers the body before the
+            # upstream sees the request (proxy_request_buffering on); with it off, its
+            # client_body_timeout still runs on the client's read event while the upstream
+            # answers (ngx_http_read_unbuffered_request_body). ``_on_request_complete`` hands
+            # the wait to UPSTREAM_READ once the body is in.
         return self._flush()
 
     def upstream_eof(self, conn_id: int, now: float) -> list[Action]:
@@ -2010,6 +2020,13 @@ class ClientConnection:
             # A head refused before it was parsed (raw checks, limits, the head timeout): what
             # nginx's $request shows for it, the bytes up to the first CR or LF.
             req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
+            # Its $request_length: the bytes of the head received, as for a head h11 refuses
+            # (``_try_head`` counts it before h11 sees it): a complete head to its blank line
+            # (not the body or pipelined bytes after it), else all of the partial head read
+            # (a limit passed, an invalid method, the head timeout). The empty lines before a
+            # request line are not counted (nginx's request_start is after them).
+            end = self._inbuf.find(b"\r\n\r\n")
+            req.bytes_in = end + 4 if end >= 0 else len(self._inbuf)
         self._inbuf.clear()
         self._close_upstream(False)
         if req.response_started:

@@ -568,7 +568,8 @@ class ClusterWatcher:
     """List-then-watch the kinds ingresslib needs and call ``on_snapshot(Resources)`` after each
     debounced burst of changes (``Router.update`` fits; a coroutine function is awaited).
 
-    ``namespace=None`` watches every namespace. ``config`` is a lightkube ``SingleConfig`` or
+    ``namespace=None`` watches every namespace (so does ``""``, the API's and client-go's
+    ``NamespaceAll``). ``config`` is a lightkube ``SingleConfig`` or
     ``KubeConfig`` (default: :func:`load_kube_config` of ``kubeconfig``); ``client`` an existing
     lightkube ``AsyncClient``. ``backoff`` and ``debounce`` are injectable for tests.
 
@@ -611,7 +612,8 @@ class ClusterWatcher:
         #: Told about each event, error, reconnect and re-list per kind (``_metrics.Metrics``
         #: implements this), on top of the aggregate ``stats``.
         self.metrics = metrics
-        self.namespace = namespace
+        #: None for every namespace (``""`` too: client-go's ``metav1.NamespaceAll``).
+        self.namespace = namespace or None
         self.store = store if store is not None else ResourceStore()
         self.debounce = debounce
         self.backoff = backoff
@@ -739,20 +741,24 @@ class ClusterWatcher:
                 phase = "watch"
                 stream = _watch_once(client, res, rv, ns, sel, self._watch_timeout())
                 async for etype, obj in _idle_guard(stream, self.idle_timeout):
-                    delivered += 1
-                    gone_streak = 0
-                    unreached = False
                     wrong = _wrong_object(spec, obj)
                     if wrong is not None:
                         # Another kind's object, or none (client-go's reflector: "expected gvk
                         # ..., but watch event object had gvk ...", skipped): it must not enter
                         # this kind's cache, nor any other, nor stop the watch. Its version is
-                        # not taken either.
+                        # not taken either, and it is no event delivered (client-go skips it
+                        # before ``eventCount++``): a watch that brought only such events and
+                        # ended at once is a "very short watch", backed off, and a 410 after
+                        # it is still a 410 in a row. Counted, a server replaying one stray
+                        # event and closing every watch was re-watched in a busy loop.
                         self.stats.garbage += 1
                         self._note(f"{spec.name} watch: skipped {etype} event: {wrong}")
                         _log.warning("%s watch: skipping a %s event: %s", spec.name, etype,
                                      wrong)
                         continue
+                    delivered += 1
+                    gone_streak = 0
+                    unreached = False
                     new_rv = obj.metadata.resourceVersion if isinstance(obj, _RawObject) else None
                     if etype == "BOOKMARK":
                         self.stats.bookmarks += 1
@@ -865,7 +871,10 @@ class ClusterWatcher:
                          spec.name)
             rv = ""
         invalid = self.store.invalid_total
-        namespace = self.namespace if spec.namespaced else None
+        # Every namespace (None) when watching all of them, ``""`` included (client-go's
+        # NamespaceAll): as a namespace, "" would make the list complete for no object, and a
+        # re-list would drop nothing deleted while the watch was down.
+        namespace = (self.namespace or None) if spec.namespaced else None
         unkeyable: list[str] = []
         # A list item that cannot even be keyed (no name) is skipped and counted, like such a
         # watch event: failing the whole list would hold the kind (and the first table) back

@@ -273,16 +273,22 @@ class ResourceStore:
                 unkeyable.append(str(exc))
         with self._lock:
             seen: set[ObjectKey] = set()
+            changed = False
             for filled, key in prepared:
                 seen.add(key)
                 entry = self._decode(filled, key, where)
                 if entry is not None:
                     self._put(key, entry, where)
+                elif _recreated(self._entries.get(key), filled, where):
+                    # The name now holds another object (deleted and re-created while the
+                    # watch was down: a new metadata.uid), and it is invalid. The watch would
+                    # have removed the old one (DELETED) before leaving the new one out; so
+                    # does the list, rather than serve an object the cluster no longer has.
+                    changed = self._remove(key, where) or changed
 
             def missing(k: ObjectKey) -> bool:
                 return k[0] == gvk and k not in seen and (namespace is None or k[1] == namespace)
 
-            changed = False
             for k in [k for k in (*self._entries, *self._hidden) if missing(k)]:
                 changed = self._remove(k, where) or changed
             for k in [k for k in self._errors if missing(k)]:
@@ -483,6 +489,18 @@ class ResourceStore:
         kept = ("keeping its last valid version"
                 if held is not None and (where is None or where(held.model)) else "left out")
         _log.warning("invalid %s (%s):\n%s", _ref(key), kept, err)
+
+
+def _recreated(held: _Entry | None, obj: Mapping[str, Any],
+               where: Callable[[Any], bool] | None) -> bool:
+    """Whether ``obj`` is another object than the one ``held`` (of this watch) under its name:
+    both carry a ``metadata.uid``, and they differ."""
+    if held is None or not (where is None or where(held.model)):
+        return False
+    meta = obj.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, Mapping) else None
+    old = getattr(getattr(held.model, "metadata", None), "uid", None)
+    return isinstance(uid, str) and bool(uid) and isinstance(old, str) and bool(old) and uid != old
 
 
 def _same_but_version(old: Any, new: Any) -> bool:

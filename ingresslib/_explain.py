@@ -1029,7 +1029,11 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
     settings = ProxySettings()
-    seen: dict[str, RouteWarning] = {}
+    # By (text, field): the same line on two rule paths (use-regex and one regex path under
+    # two hosts) is two findings, each naming its rule path (the second was dropped: check
+    # named spec.rules[0] alone). Identical annotation warnings (every rule of an Ingress has
+    # them) are still one.
+    seen: dict[tuple[str, str], RouteWarning] = {}
     fields: dict[int, dict[tuple[str | None, str | None, str | None], str]] = {}
 
     def path_field(route: Any) -> str:
@@ -1043,20 +1047,67 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
         return index.get((route.host, route.path, route.path_type), "")
 
     def keep(w: str) -> None:
-        if w not in seen:
-            seen[w] = w if isinstance(w, RouteWarning) else _unstructured(w)
+        rw = w if isinstance(w, RouteWarning) else _unstructured(w)
+        seen.setdefault((str(rw), rw.field), rw)
+
+    # The routes ``parse_each_route`` parses once (by its key: the same annotations, rule path
+    # and main rule's annotations): one regex path under two hosts is parsed for the first;
+    # its path warnings are the other rule paths' too.
+    alike: dict[tuple[int, str | None, int], list[Any]] = {}
+    for m in table.routes:
+        canary = getattr(m, "canary", None)
+        for r in (m,) if canary is None else (m, canary):
+            key = (id(r.annotations), r.path, id(None if r is m else m.annotations))
+            alike.setdefault(key, []).append(r)
 
     def parse(route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
         # ``main``: a canary's main rule's annotations (an option copied from it is not
         # reported ignored on the canary).
+        own = path_field(route)
+        twins = [f for f in dict.fromkeys(
+            path_field(r) for r in alike.get((id(route.annotations), route.path, id(main)), ()))
+            if f and f != own]
+
+        def keep_each(w: str) -> None:
+            keep(w)
+            if own and isinstance(w, RouteWarning) and w.field == own:
+                for f in twins:
+                    keep(RouteWarning(str(w), w.object, f, w.message))
+
         opts = parse_route_options(
             route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
             namespace=getattr(route, "namespace", None),
             secrets=None if res is None else (lambda: res.secrets),
-            auth_warn=keep, main_annotations=main, path_field=path_field(route))
+            auth_warn=keep_each, main_annotations=main, path_field=own)
         for w in opts.warnings:
-            keep(w)
+            keep_each(w)
         return opts
 
     parse_each_route(table.routes, parse, parse_canary=parse, served=table.served)
-    return list(seen.values())
+    return _each_line_once(list(seen.values()))
+
+
+def _each_line_once(found: list[RouteWarning]) -> list[RouteWarning]:
+    """``found`` (one per text and field) with no line twice, as ``check`` prints every other
+    finding: a line (the server's log line) found on several fields -- the same regex rule
+    path under two hosts -- is given as each field's own line, ``OBJECT: FIELD: MESSAGE``, as
+    the table's findings on a rule path read (``spec.rules[1].http.paths[0].path: rule path
+    ...``); a line found once stays the one ``serve`` logs. One without a field beside such
+    lines adds nothing to them and is dropped."""
+    from .proxy._annotations import RouteWarning
+
+    fields: dict[str, list[str]] = {}
+    for w in found:
+        fields.setdefault(str(w), []).append(w.field)
+    out: list[RouteWarning] = []
+    for w in found:
+        named = [f for f in fields[str(w)] if f]
+        if not w.field:
+            if not named:
+                out.append(w)
+        elif len(named) == 1:
+            out.append(w)
+        else:
+            out.append(RouteWarning(f"{w.object}: {w.field}: {w.message}", w.object, w.field,
+                                    w.message))
+    return out

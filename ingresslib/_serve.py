@@ -228,7 +228,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / non-main thread
             pass
-    try:
+    async def open_listeners() -> None:
+        nonlocal metrics_server, mport
         await server.start(listen, tls_listen)
         if metrics is not None and metrics_listen is not None:
             # Unready from the moment stopping starts (``stop``), before the watch tasks are
@@ -239,6 +240,15 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                 metrics, metrics_listen[0], metrics_listen[1],
                 healthy=lambda: synced.is_set() and not stop.is_set() and not server.draining)
             mport = await metrics_server.start()
+
+    # A task of its own, shielded: a cancellation of serve's task during the start (an
+    # embedding's TaskGroup or timeout, asyncio.run cancelling what is left) that landed on the
+    # ``sleep(0)`` asyncio's ``create_server`` takes once its listener serves lost the
+    # ``asyncio.Server`` itself (it never reached ``ProxyServer.start``), and its socket stayed
+    # open until garbage collection.
+    opening = loop.create_task(open_listeners())
+    try:
+        await asyncio.shield(opening)
     except (OSError, ValueError) as e:
         # Which listener: the proxy binds --listen, then --tls-listen, each recorded in
         # ``addresses`` once bound, and the metrics listener comes last. The bare message
@@ -250,6 +260,13 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             with contextlib.suppress(Exception):
                 await kube_client.close()
         return 1
+    except BaseException:
+        # Cancelled or interrupted while the listeners opened: the opening is let finish (it
+        # ends by itself: a bind or a name lookup), so everything it opened is known, and all
+        # of it is closed before the exception goes on. Only OSError and ValueError closed
+        # the listeners before; any other exception left those already bound listening.
+        await _closed_after(opening, server, lambda: metrics_server, kube_client)
+        raise
     if stop.is_set():
         # A Ctrl-C (or SIGTERM) while the listeners opened: nothing was said to listen yet, so
         # it stops the start as one a moment earlier did (exit 130 or 143, serve_main's line),
@@ -398,6 +415,30 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                 await kube_client.close()
     # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
     return 1 if failed else 0
+
+
+async def _closed_after(opening: asyncio.Task[None], server: Any,
+                        metrics_server: Callable[[], Any], kube_client: Any) -> None:
+    """Waits for ``opening`` (the listeners opening) to end, however often the caller is
+    cancelled meanwhile, then closes what it opened: the proxy's listeners (``shutdown(0)``:
+    nothing was served yet), the metrics listener and the cluster client. A cancellation
+    during the closing does not leave a listener open: each is closed at once, first thing."""
+    while not opening.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({opening})
+    if not opening.cancelled():
+        opening.exception()  # (retrieved: the caller's exception is the one that goes on)
+    try:
+        await server.shutdown(0)
+    finally:
+        ms = metrics_server()
+        try:
+            if ms is not None:
+                await ms.close()
+        finally:
+            if kube_client is not None:
+                with contextlib.suppress(Exception):
+                    await kube_client.close()
 
 
 async def _drain(server: Any, timeout: float, interrupt: asyncio.Event) -> None:
@@ -549,7 +590,20 @@ class _EarlyHangup:
 
     def __exit__(self, *exc: object) -> None:
         for sig, before in self._others.items():
-            if before is not None and signal.getsignal(sig) is not before:
+            if before is None:
+                # Set outside Python (an embedding's C handler): signal.signal cannot put it
+                # back, and once replaced (serve's SIGINT for the start, asyncio's loop) it is
+                # gone. If it was replaced, Python's own handler for the signal goes back, the
+                # one the interpreter installs when it owns the signal: SIGINT's
+                # default_int_handler (a Ctrl-C raises KeyboardInterrupt, which the embedding
+                # can catch; SIG_DFL would end the process at the next one), SIGTERM's SIG_DFL.
+                # Untouched (getsignal still None: a start that ended before the loop), the
+                # C handler is still in place and stays.
+                if signal.getsignal(sig) is None:
+                    continue
+                before = (signal.default_int_handler if sig == signal.SIGINT
+                          else signal.SIG_DFL)
+            if signal.getsignal(sig) is not before:
                 signal.signal(sig, before)
         if self._installed:
             # None: the handler before was not set from Python (signal.signal's own word).

@@ -95,6 +95,12 @@ _UTC = timezone.utc
 _rfc3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 ).fullmatch
+#: ``str()`` (and ``isoformat()``) of a datetime: what the official client's ``to_dict()``
+#: ``creation_timestamp`` (a datetime) becomes through ``json.dumps(..., default=str)``:
+#: "2026-01-01 00:00:00+00:00", "... 00:00:00.250000+00:00"; no zone for a naive one.
+_py_datetime = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?([+-][0-9]{2}:[0-9]{2})?"
+).fullmatch
 
 
 def _with_source(err: FieldError, source: str | None) -> FieldError:
@@ -332,7 +338,10 @@ def _yaml_key(k: Any) -> str | None:
     return None
 
 
-def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
+def _timestamp(dec: _Dec, v: Any, path: str, *, client: bool = False) -> datetime | None:
+    """``client``: read from the snake_case ``creation_timestamp``, a key only the official
+    client's ``to_dict()`` writes, where the value is a datetime, or its ``str()`` once that
+    dict went through ``json.dumps(..., default=str)`` (a cache, a message queue)."""
     if v is None:
         return None
     if isinstance(v, datetime):
@@ -340,11 +349,15 @@ def _timestamp(dec: _Dec, v: Any, path: str) -> datetime | None:
     if isinstance(v, str):
         # metav1.Time.UnmarshalJSON: `time.Parse(time.RFC3339, str)`: a "T", seconds and a zone
         # ("Z" or +hh:mm) are required, where fromisoformat alone would also take "2024-01-02",
-        # a space for the "T" or no zone at all.
+        # a space for the "T" or no zone at all. The client's form also takes str(datetime)
+        # (a space, and no zone for a naive one: UTC, as the datetime itself is read).
         try:
-            ts = datetime.fromisoformat(v) if _rfc3339(v) else None
+            ts = (datetime.fromisoformat(v)
+                  if _rfc3339(v) or (client and _py_datetime(v)) else None)
         except ValueError:
             ts = None
+        if ts is not None and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=_UTC)
         if ts is None:
             detail = "must be an RFC 3339 date-time (e.g. 2024-01-02T03:04:05Z)"
             dec.errors.append(FieldError(dec.obj, path, INVALID, detail, go_text(v), True))
@@ -364,13 +377,16 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
         dec.extra(m, _K_META, _S_META, "metadata")
     name = _str(dec, m.get("name"), "metadata.name") or ""
     namespace = _str(dec, m.get("namespace"), "metadata.namespace") or "default"
+    stamp = m.get("creationTimestamp")
+    camel_stamp = stamp is not None
     return ObjectMeta(
         name=name,
         namespace=namespace,
         annotations=_str_map(dec, m.get("annotations"), "metadata.annotations"),
         labels=_str_map(dec, m.get("labels"), "metadata.labels"),
         creation_timestamp=_timestamp(
-            dec, _get(m, "creationTimestamp", "creation_timestamp"), "metadata.creationTimestamp"
+            dec, stamp if camel_stamp else m.get("creation_timestamp"),
+            "metadata.creationTimestamp", client=not camel_stamp,
         ),
         resource_version=_str(
             dec, _get(m, "resourceVersion", "resource_version"), "metadata.resourceVersion"
@@ -670,6 +686,13 @@ _K_TLS, _S_TLS = shallow("IngressTLS")
 _K_CLASS_SPEC, _S_CLASS_SPEC = shallow("IngressClassSpec", ("parameters",))
 _K_CLASS_PARAMS, _S_CLASS_PARAMS = shallow("IngressClassParametersReference")
 _K_SERVICE_SPEC, _S_SERVICE_SPEC = shallow("ServiceSpec", ("ports",))
+# The official client spells two ServiceSpec fields two ways: ``cluster_i_ps`` and
+# ``external_i_ps`` in older releases (what ``_fields.snake`` derives), ``cluster_ips`` and
+# ``external_ips`` in newer ones (kubernetes 37.0.2's ``V1ServiceSpec.attribute_map``). Every
+# Service read from the API server has ``clusterIPs``: unknown to the schema, the newer
+# spelling was a ``unknown field "spec.cluster_ips"`` warning per Service. (No other field of
+# the kinds read differs between the two: tests/test_review_s22_todict.py.)
+_K_SERVICE_SPEC = _K_SERVICE_SPEC | {"cluster_ips", "external_ips"}
 _K_SERVICE_PORT, _S_SERVICE_PORT = shallow("ServicePort")
 _K_ENDPOINT, _S_ENDPOINT = shallow("Endpoint", ("conditions",))
 _K_CONDITIONS, _S_CONDITIONS = shallow("EndpointConditions")
@@ -832,6 +855,21 @@ def _copy_tree(root: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _needs_kind(obj: Mapping[str, Any]) -> str:
+    """The detail of a missing ``kind`` or ``apiVersion``. The official client's ``to_dict()``
+    (the snake_case ``api_version`` key, which only it writes) leaves both None in the items of
+    a list it read (the API server sets them on the list only: ``[i.to_dict() for i in
+    api.list_ingress_for_all_namespaces().items]``) and in a model built without them: say so,
+    with the form that works."""
+    detail = "every object needs `kind` and `apiVersion`"
+    if ("api_version" in obj and obj.get("api_version") is None and obj.get("apiVersion") is None
+            and obj.get("kind") is None):
+        detail += (" (the official client leaves kind and api_version None in the items of a "
+                   "list it read: pass the list's to_dict(), whose kind names its items; and in "
+                   "a model built without them: set them)")
+    return detail
+
+
 class Collector:
     """Accumulates decoded objects and errors over several inputs (files), then builds one
     :class:`Resources` or raises one :class:`ValidationError` with everything found."""
@@ -928,10 +966,10 @@ class Collector:
             api = api if api is not None else list_kind[0]
             kind = kind if kind is not None else list_kind[1]
         if not isinstance(kind, str) or not kind:
-            self._early(source, label, "kind", REQUIRED, "every object needs `kind` and `apiVersion`")
+            self._early(source, label, "kind", REQUIRED, _needs_kind(obj))
             return None
         if not isinstance(api, str) or not api:
-            self._early(source, label, "apiVersion", REQUIRED, "every object needs `kind` and `apiVersion`")
+            self._early(source, label, "apiVersion", REQUIRED, _needs_kind(obj))
             return None
         if kind == "List" or (kind.endswith("List") and "items" in obj):
             return self._list_items(obj, api, kind, source, label)

@@ -48,13 +48,36 @@ Headers = (Mapping[str, HeaderValue] | Mapping[bytes, HeaderValue]
 #: ``bytearray``/``memoryview`` name or value too, read by :func:`_name_bytes`/:func:`_text`).
 _Pair = tuple[Any, Any]
 
-_H11Headers: Any = None
-try:  # What the proxy passes: h11's header list, read through its lower-cased triples.
-    from h11._headers import Headers as _H11Headers
-except ImportError:  # pragma: no cover - h11 is a dependency; a layout change costs speed only
-    pass
-#: ``h11.Headers`` (or None): header lists of this type are read through their lower-cased
-#: ``(raw, lower, value)`` triples.
+
+def _h11_headers_type() -> Any:
+    """h11's header list class (what the proxy passes) when it keeps the ``_full_items``
+    ``(raw, lower-cased, value)`` triples the fast paths read, else None.
+
+    That attribute is h11's internal: a release that renamed it would fail requests with an
+    AttributeError, and one that changed its meaning (another order, names not lower-cased)
+    would have headers misread, a canary header not seen. ``proxy._chunked``'s
+    ``check_h11_internals`` probes this for the proxy, but importing it costs the whole proxy
+    (120 ms) where the router needs none of it: the same questions are asked here (tens of
+    µs), and a mismatch costs speed only: h11's header lists are then read through their
+    public ``(lower-cased name, value)`` items, as any sequence of pairs."""
+    try:
+        import h11
+        from h11._headers import Headers
+        hs = h11.Request(method="GET", target="/",
+                         headers=[("Host", "a"), ("X-Key", "B c")]).headers
+        expect = [(b"Host", b"host", b"a"), (b"X-Key", b"x-key", b"B c")]
+        if (type(hs) is Headers and hs._full_items == expect
+                and list(hs) == [(b"host", b"a"), (b"x-key", b"B c")]
+                and Headers(expect)._full_items == expect):
+            return Headers
+    except Exception:  # any change of h11's internals: the public reading
+        pass
+    return None
+
+
+_H11Headers: Any = _h11_headers_type()
+#: ``h11.Headers`` (or None: see :func:`_h11_headers_type`): header lists of this type are
+#: read through their lower-cased ``(raw, lower, value)`` triples.
 H11_HEADERS: Any = _H11Headers
 
 

@@ -21,12 +21,14 @@ out the ``_created`` series, which is what dashboards written for ingress-nginx 
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import gzip
 import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import time
 from http import HTTPStatus
@@ -91,6 +93,30 @@ _DEFAULT_SERVER = "_"
 # A hostile client can send any token as a method; the label keeps a bounded set (cardinality).
 _METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+
+#: A lone surrogate: a ``str`` that cannot be written as UTF-8 (``"\udcff"``, what
+#: ``surrogateescape`` decodes the byte 0xff to). A label value holding one (a record built by
+#: other code than the core) would make the whole exposition fail to encode, every scrape after
+#: it too; it is written as U+FFFD instead, what ingress-nginx's collector reads in place of
+#: bytes that are not UTF-8 (socket.go ``json.Unmarshal``: "invalid UTF-8 or invalid UTF-16
+#: surrogate pairs are not treated as an error. Instead, they are replaced by the Unicode
+#: replacement character U+FFFD").
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _utf8_key(key: tuple[str, ...]) -> tuple[str, ...]:
+    """``key`` itself when every label value is valid UTF-8, else a copy with U+FFFD for each
+    lone surrogate (two such values then count in one series, as ingress-nginx's)."""
+    try:
+        "".join(key).encode("utf-8")
+    except UnicodeEncodeError:
+        return tuple(_utf8(v) for v in key)
+    return key
 
 
 class _Hist:
@@ -222,7 +248,13 @@ class _RequestCollector(Collector):
     def observe(self, key: tuple[str, ...], lat_key: tuple[str, ...], r: RequestRecord) -> None:
         s = self.series.get(key)
         if s is None:
-            s = self.series[key] = _Series(self.sizes)
+            # A new series (only then: the hot path is the lookup) keeps label values that
+            # can be written (_SURROGATE).
+            key = _utf8_key(key)
+            lat_key = _utf8_key(lat_key)
+            s = self.series.get(key)
+            if s is None:
+                s = self.series[key] = _Series(self.sizes)
         s.requests += 1
         h = s.hists
         which = self.which
@@ -694,7 +726,13 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text format (:data:`CONTENT_TYPE`)."""
         if not self.go_names:
-            return generate_latest(self.registry)
+            try:
+                return generate_latest(self.registry)
+            except UnicodeEncodeError:
+                # A lone surrogate in a label value or help text of a collector of the
+                # application's (``registry``): written as U+FFFD (_SURROGATE), not a failed
+                # scrape, nor every later one.
+                return generate_latest(_Utf8Registry(self.registry))
         out: list[str] = []
         direct = self._requests.direct
         direct.on = True  # this thread only: a generate_latest elsewhere gets the samples
@@ -706,7 +744,29 @@ class Metrics:
                     _write_family(fam, self._go_counters, out)
         finally:
             direct.on = False
-        return "".join(out).encode("utf-8")
+        text = "".join(out)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate in a collector's label value or help text (_SURROGATE).
+            return _utf8(text).encode("utf-8")
+
+
+class _Utf8Registry(CollectorRegistry):
+    """``registry``'s families, each lone surrogate of a label value or help text written as
+    U+FFFD (_SURROGATE): for :func:`generate_latest`, which encodes strictly."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(auto_describe=False)
+        self._inner = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in self._inner.collect():
+            fixed = copy.copy(fam)
+            fixed.documentation = _utf8(fam.documentation)
+            fixed.samples = [s._replace(labels={_utf8(k): _utf8(v) for k, v in s.labels.items()})
+                             for s in fam.samples]
+            yield fixed
 
 
 def _help_type(name: str, doc: str, typ: str) -> str:

@@ -182,7 +182,9 @@ class RouteOptions:
     #: start; 0 = no limit (nginx ``proxy_next_upstream_timeout``).
     next_upstream_timeout: float = 0.0
     #: ``backend-protocol: HTTPS``: talk TLS to the endpoints (``backend_protocol == "HTTPS"``).
-    backend_tls: bool = False
+    #: Derived (``__post_init__``), so that every copy (``dataclasses.replace(opts,
+    #: backend_protocol=...)``) agrees with its ``backend_protocol``.
+    backend_tls: bool = field(init=False, default=False)
     #: ``backend-protocol``: ``HTTP``, ``HTTPS`` or ``AUTO_HTTP`` (TLS to the endpoints when the
     #: client's connection is TLS: template.go ``case "AUTO_HTTP": proto = "$scheme://"``).
     backend_protocol: str = "HTTP"
@@ -206,6 +208,7 @@ class RouteOptions:
     redirects: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
         object.__setattr__(self, "redirects", self.app_root is not None
                            or self.redirect_url is not None or self.rewrite_is_redirect)
 
@@ -771,7 +774,6 @@ def parse_route_options(
         next_upstream_tries=tries,
         body_size=body,
         next_upstream_timeout=float(budget),
-        backend_tls=backend_protocol == "HTTPS",
         backend_protocol=backend_protocol,
         preserve_trailing_slash=bool(keep_slash),
         redirect_url=redirect_url,

@@ -53,12 +53,14 @@ def _cancel_at_create_servers_sleep(monkeypatch: pytest.MonkeyPatch, nth: int) -
     """The ``nth`` (1-based) ``create_server`` of the start (``--listen``'s, ``--tls-listen``'s,
     the metrics listener's ``start_server``) is where ``serve``'s task is cancelled: at the
     ``sleep(0)`` it takes once its listener serves (as an embedding's TaskGroup or timeout
-    would cancel it)."""
+    would cancel it): ``create_server``'s own, or ``Server.start_serving``'s for a listener
+    made with ``start_serving=False``."""
     real = asyncio.tasks.sleep
     seen: list[int] = []
 
     async def sleep(delay: float, result: Any = None) -> Any:
-        if delay == 0 and sys._getframe(1).f_code.co_name == "create_server":
+        if delay == 0 and sys._getframe(1).f_code.co_name in ("create_server",
+                                                              "start_serving"):
             seen.append(1)
             if len(seen) == nth:
                 _serve_task().cancel()
@@ -86,6 +88,7 @@ def test_a_start_cancelled_while_a_listener_opens_leaves_nothing_listening(
     # down either (only OSError and ValueError did that).
     ports, args = _manifest_and_args(tmp_path)
     seen = _cancel_at_create_servers_sleep(monkeypatch, nth)
+    signal_serve_after(monkeypatch, 0.5)  # serve reached serving: it stops, and the test fails
     with pytest.raises(asyncio.CancelledError) as cancelled:
         main(args)
     assert len(seen) >= nth

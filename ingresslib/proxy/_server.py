@@ -1789,11 +1789,14 @@ class ProxyServer:
         self.proxy.log_annotation_warnings()
         loop = self.loop
         if listen is not None:
+            # Held before it serves (start_serving=False): a cancellation at create_server's
+            # own sleep once it served lost the server, its socket open until collected.
             srv = await loop.create_server(
                 lambda: _Downstream(self, False), listen[0], listen[1], backlog=backlog,
-                reuse_address=True)
+                reuse_address=True, start_serving=False)
             self.servers.append(srv)
             self.addresses.append(("http", *_addr(srv, listen[0])))
+            await srv.start_serving()
         if tls_listen is not None:
             if self.cert_store is None:
                 from .._tls import CertificateStore
@@ -1810,11 +1813,12 @@ class ProxyServer:
             # from accept, as nginx does; the handshake bounded by client_header_timeout).
             srv = await loop.create_server(
                 lambda: _TLSAccept(self, ctx), tls_listen[0], tls_listen[1],
-                backlog=backlog, reuse_address=True)
+                backlog=backlog, reuse_address=True, start_serving=False)
             self.servers.append(srv)
             self.addresses.append(("https", *_addr(srv, tls_listen[0])))
             self.proxy.https_port = self.addresses[-1][2]
             self._tls_listening = True
+            await srv.start_serving()
 
     @property
     def urls(self) -> list[str]:

@@ -41,8 +41,8 @@ from typing import Any
 
 from ._errors import FieldError, ValidationError, key_text
 from ._fields import (
-    DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, _child_path, duplicate_paths,
-    extra_fields, shallow,
+    DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, WrongTypes, _child_path,
+    duplicate_paths, extra_fields, shallow,
 )
 from ._models import (
     EMPTY_MAP,
@@ -163,9 +163,14 @@ class _Dec:
         if self.check:
             unknown = self.unknown
             n = len(unknown)
-            extra_fields(schema, known, obj, path, unknown)
+            wrong: WrongTypes = []
+            extra_fields(schema, known, obj, path, unknown, wrong)
             for i in range(n, len(unknown)):
                 unknown[i] = go_text(unknown[i])  # a field name is a string too
+            # A field the decoder does not read (status, ownerReferences, sessionAffinity...)
+            # holding a value of the wrong JSON type: the API server's decoder refuses it.
+            for where, value, expected in wrong:
+                self.wrong_type(go_text(where), value, expected)
 
     def wrong_type(self, path: str, value: Any, expected: str, hint: str = "") -> None:
         scalar = _is_scalar(value)
@@ -776,6 +781,10 @@ def _caused_by(problem: FieldError, placeholder: str, entry: bool) -> bool:
     fld = problem.field
     if _covers(placeholder, fld):
         return True  # about the placeholder itself, or inside it
+    if entry and placeholder.startswith("stringData[") and fld == "data" + placeholder[10:]:
+        # A Secret's stringData is validated merged into data (`data[tls.crt]: Required value`
+        # for a tls.crt written `tls.crt: 1` under stringData).
+        return True
     if (placeholder.endswith(".port") and fld == placeholder[:-len("port")] + "targetPort"
             and type(problem.value) is int and problem.value == 0):
         # A Service port's targetPort left unset is its port (SetDefaults_Service, before

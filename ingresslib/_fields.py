@@ -10,6 +10,11 @@ routes. They are *warnings* here, not errors (SEMANTICS §2: valid-but-odd manif
 field this table does not know yet (one added to Kubernetes after it was written) costs a line
 of output, never a refused configuration.
 
+A value of the wrong JSON type in a field the decoder does not read (``status``,
+``spec.sessionAffinity``, ``metadata.ownerReferences``...) is another matter: the API server's
+decoder refuses the whole object, so :func:`extra_fields` hands such values back (``wrong``)
+for the decoder to report as errors (``_LISTS``, ``_CHECKED``).
+
 The table below is derived from the Kubernetes OpenAPI definitions as generated into
 ``lightkube-models`` 1.37 (``lightkube/models/networking_v1.py``, ``core_v1.py``,
 ``discovery_v1.py``, ``meta_v1.py``; ``tests/test_unknown_fields_s13.py`` checks it against
@@ -29,13 +34,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ._errors import FieldError, _go_quote, key_text
 
 __all__ = [
-    "DUPLICATE_FIELD", "FieldWarning", "ROOTS", "Schema", "UNKNOWN_FIELD", "duplicate_paths",
-    "extra_fields", "fresh_lines", "shallow", "snake",
+    "DUPLICATE_FIELD", "FieldWarning", "ROOTS", "Schema", "UNKNOWN_FIELD", "WrongTypes",
+    "duplicate_paths", "extra_fields", "fresh_lines", "shallow", "snake",
 ]
 
 #: ``FieldWarning.type`` values, the API server's words (sigs.k8s.io/json, decode.go:
@@ -176,6 +182,77 @@ _TYPES: dict[str, dict[str, str | None]] = {
     },
 }
 
+#: The object fields of ``_TYPES`` whose value is a *list* of objects (``[]OwnerReference``);
+#: the others hold one object. A value of the other shape (``ownerReferences: {name: x}``,
+#: ``sessionAffinityConfig: [...]``) is the decoder's error at the API server ("json: cannot
+#: unmarshal object into Go struct field ObjectMeta.metadata.ownerReferences of type
+#: []v1.OwnerReference"), not fields to look into: see :func:`extra_fields`' ``wrong``.
+_LISTS: dict[str, frozenset[str]] = {
+    "ObjectMeta": frozenset({"managedFields", "ownerReferences"}),
+    "IngressSpec": frozenset({"rules", "tls"}),
+    "HTTPIngressRuleValue": frozenset({"paths"}),
+    "IngressLoadBalancerStatus": frozenset({"ingress"}),
+    "IngressLoadBalancerIngress": frozenset({"ports"}),
+    "ServiceSpec": frozenset({"ports"}),
+    "ServiceStatus": frozenset({"conditions"}),
+    "LoadBalancerStatus": frozenset({"ingress"}),
+    "LoadBalancerIngress": frozenset({"ports"}),
+    "EndpointSlice": frozenset({"endpoints", "ports"}),
+    "EndpointHints": frozenset({"forNodes", "forZones"}),
+    "Endpoints": frozenset({"subsets"}),
+    "EndpointSubset": frozenset({"addresses", "notReadyAddresses", "ports"}),
+}
+
+#: The leaves the decoder does not read, by Go type: field -> the JSON type its value must
+#: have ("string", "integer", "boolean"; "time": a string, or the datetime the official
+#: client's ``to_dict()`` gives; "strings": a list of strings; "strmap": a map of strings). A
+#: value of another type is the API server decoder's error ("json: cannot unmarshal number
+#: into Go struct field ServiceSpec.spec.sessionAffinity of type v1.ServiceAffinity"), so it
+#: goes to :func:`extra_fields`' ``wrong`` like a mis-shaped object field. (The leaves the
+#: decoder reads, it checks itself; ``fieldsV1`` takes any JSON value.) Only the JSON type is
+#: checked, not the content (a malformed timestamp in a condition is not seen).
+_CHECKED: dict[str, dict[str, str]] = {
+    "ObjectMeta": {
+        "deletionGracePeriodSeconds": "integer", "deletionTimestamp": "time",
+        "finalizers": "strings", "generateName": "string", "generation": "integer",
+        "selfLink": "string",
+    },
+    "ManagedFieldsEntry": {
+        "apiVersion": "string", "fieldsType": "string", "manager": "string",
+        "operation": "string", "subresource": "string", "time": "time",
+    },
+    "OwnerReference": {
+        "apiVersion": "string", "blockOwnerDeletion": "boolean", "controller": "boolean",
+        "kind": "string", "name": "string", "uid": "string",
+    },
+    "Condition": {
+        "lastTransitionTime": "time", "message": "string", "observedGeneration": "integer",
+        "reason": "string", "status": "string", "type": "string",
+    },
+    "IngressLoadBalancerIngress": {"hostname": "string", "ip": "string"},
+    "IngressPortStatus": {"error": "string", "port": "integer", "protocol": "string"},
+    "ServiceSpec": {
+        "allocateLoadBalancerNodePorts": "boolean", "clusterIPs": "strings",
+        "externalIPs": "strings", "externalTrafficPolicy": "string",
+        "healthCheckNodePort": "integer", "internalTrafficPolicy": "string",
+        "ipFamilies": "strings", "ipFamilyPolicy": "string", "loadBalancerClass": "string",
+        "loadBalancerIP": "string", "loadBalancerSourceRanges": "strings",
+        "publishNotReadyAddresses": "boolean", "sessionAffinity": "string",
+        "trafficDistribution": "string",
+    },
+    "ClientIPConfig": {"timeoutSeconds": "integer"},
+    "LoadBalancerIngress": {"hostname": "string", "ip": "string", "ipMode": "string"},
+    "PortStatus": {"error": "string", "port": "integer", "protocol": "string"},
+    "Endpoint": {"deprecatedTopology": "strmap"},
+    "ForNode": {"name": "string"},
+    "ForZone": {"name": "string"},
+    "ObjectReference": {
+        "apiVersion": "string", "fieldPath": "string", "kind": "string", "name": "string",
+        "namespace": "string", "resourceVersion": "string", "uid": "string",
+    },
+    "Secret": {"immutable": "boolean"},
+}
+
 _ACRONYM_RE = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL_RE = re.compile(r"([a-z\d])([A-Z])")
 
@@ -189,7 +266,7 @@ def snake(name: str) -> str:
 class Schema:
     """The fields of one Go type, each under both spellings."""
 
-    __slots__ = ("name", "known", "children")
+    __slots__ = ("name", "known", "children", "lists", "checks", "plain")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -198,6 +275,14 @@ class Schema:
         #: Field name (either spelling) -> (its JSON name, for paths; the schema of its value)
         #: for the fields whose value is an object or a list of objects.
         self.children: dict[str, tuple[str, Schema]] = {}
+        #: The JSON names of the fields in ``children`` whose value is a list of objects.
+        self.lists: frozenset[str] = frozenset()
+        #: Leaf name (either spelling) -> (its JSON name, its JSON type) for the leaves whose
+        #: type is checked here (``_CHECKED``).
+        self.checks: dict[str, tuple[str, str]] = {}
+        #: ``known`` without the keys of ``checks``: a mapping within it needs no look at its
+        #: leaves.
+        self.plain: frozenset[str] = frozenset()
 
 
 def _build() -> dict[str, Schema]:
@@ -205,6 +290,10 @@ def _build() -> dict[str, Schema]:
     for name, fields in _TYPES.items():
         s = schemas[name]
         s.known = frozenset(fields) | frozenset(map(snake, fields))
+        s.lists = _LISTS.get(name, frozenset())
+        for field, jtype in _CHECKED.get(name, {}).items():
+            s.checks[field] = s.checks[snake(field)] = (field, jtype)
+        s.plain = s.known - s.checks.keys()
         for field, child in fields.items():
             if child is not None:
                 s.children[field] = s.children[snake(field)] = (field, schemas[child])
@@ -220,28 +309,67 @@ ROOTS: dict[str, Schema] = {
 }
 
 
-def _walk(schema: Schema, obj: Mapping[str, Any], path: str, out: list[str]) -> None:
+#: Where :func:`extra_fields` notes a value of the wrong JSON type: (its path, the value, the
+#: JSON type the field holds: "object", "array", "string", "integer" or "boolean").
+WrongTypes = list[tuple[str, Any, str]]
+
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "boolean": bool, "time": (str, datetime),
+}
+
+
+def _check_leaf(path: str, value: Any, jtype: str, wrong: WrongTypes) -> None:
+    """Note ``value`` (not None) in ``wrong`` unless it is of JSON type ``jtype`` (``_CHECKED``)."""
+    if jtype == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            wrong.append((path, value, "integer"))
+    elif jtype == "strings":
+        if not isinstance(value, (list, tuple)):
+            wrong.append((path, value, "array"))
+            return
+        for i, item in enumerate(value):
+            # (a null item is Go's zero value, "")
+            if item is not None and not isinstance(item, str):
+                wrong.append((f"{path}[{i}]", item, "string"))
+    elif jtype == "strmap":
+        if not isinstance(value, Mapping):
+            wrong.append((path, value, "object"))
+            return
+        for key, item in value.items():
+            if item is not None and not isinstance(item, str):
+                # (a map's key: `[key]`, as the decoder's errors write labels' entries)
+                wrong.append((f"{path}[{key_text(key)}]", item, "string"))
+    elif not isinstance(value, _PLAIN_TYPES[jtype]):
+        wrong.append((path, value, "string" if jtype == "time" else jtype))
+
+
+def _walk(schema: Schema, obj: Mapping[str, Any], path: str, out: list[str],
+          wrong: WrongTypes | None) -> None:
     """Append to ``out`` the paths of the fields of ``obj`` (and below) that ``schema`` does
     not know, in document order; known fields in their JSON spelling, the unknown one as
     written. A field whose value is None is absent (the client's ``to_dict()`` lists every
     field it knows, None when unset: a newer client's new fields must not warn on every
-    object). A value of the wrong type is the decoder's error, not looked into here."""
-    if schema.known.issuperset(obj):
+    object). An object field whose value is of the wrong JSON type (a map where the field
+    holds a list, a list or a scalar where it holds an object) is not looked into: it goes to
+    ``wrong`` when given (the API server's decoder refuses the object), never to ``out``;
+    so does a leaf of ``_CHECKED`` whose value is of the wrong JSON type."""
+    if schema.plain.issuperset(obj):
         # All known (the usual case: a managedFields entry, a status): only its object fields
         # need a look, and a type with none (most) costs this one C-level test.
         children = schema.children
         if children:
-            _visit(schema, obj, [key for key in obj if key in children], path, out)
+            _visit(schema, obj, [key for key in obj if key in children], path, out, wrong)
     else:
-        _visit(schema, obj, list(obj), path, out)
+        _visit(schema, obj, list(obj), path, out, wrong)
 
 
 def _visit(schema: Schema, obj: Mapping[str, Any], keys: list[Any], path: str,
-           out: list[str]) -> None:
+           out: list[str], wrong: WrongTypes | None) -> None:
     # Recursion: the depth follows the schema (at most 7 levels below an object), never the
     # document's, since only known object fields are entered.
     known = schema.known
     children = schema.children
+    checks = schema.checks
     prefix = path + "." if path else ""
     for key in keys:
         value = obj[key]
@@ -249,40 +377,60 @@ def _visit(schema: Schema, obj: Mapping[str, Any], keys: list[Any], path: str,
             continue
         child = children.get(key)
         if child is None:
-            if key not in known:
+            check = checks.get(key)
+            if check is not None:
+                if wrong is not None:
+                    _check_leaf(prefix + check[0], value, check[1], wrong)
+            elif key not in known:
                 out.append(f"{prefix}{key_text(key)}")
             continue
         field, sub = child
         # (_walk's own first test, inline for a type without object fields: a managedFields
         # entry, a Condition, most of status, pay no call.)
-        sub_known = None if sub.children else sub.known
-        if isinstance(value, Mapping):
-            if sub_known is None or not sub_known.issuperset(value):
-                _walk(sub, value, prefix + field, out)
-        elif isinstance(value, (list, tuple)):
+        sub_known = None if sub.children else sub.plain
+        if field in schema.lists:
+            if not isinstance(value, (list, tuple)):
+                if wrong is not None:
+                    wrong.append((prefix + field, value, "array"))
+                continue
             for i, item in enumerate(value):
-                if isinstance(item, Mapping) and (sub_known is None
-                                                  or not sub_known.issuperset(item)):
-                    _walk(sub, item, f"{prefix}{field}[{i}]", out)
+                if isinstance(item, Mapping):
+                    if sub_known is None or not sub_known.issuperset(item):
+                        _walk(sub, item, f"{prefix}{field}[{i}]", out, wrong)
+                elif item is not None and wrong is not None:
+                    # (a null item is Go's zero value: `[null]` decodes)
+                    wrong.append((f"{prefix}{field}[{i}]", item, "object"))
+        elif isinstance(value, Mapping):
+            if sub_known is None or not sub_known.issuperset(value):
+                _walk(sub, value, prefix + field, out, wrong)
+        elif wrong is not None:
+            wrong.append((prefix + field, value, "object"))
 
 
 def shallow(kind: str, decoded: tuple[str, ...] = ()) -> tuple[frozenset[str], Schema]:
     """For a mapping the decoder reads itself: the field names it may hold that need no look
     beyond ``frozenset.issuperset`` (leaves, and the ``decoded`` object fields the decoder
-    enters and checks in turn), and its schema, for :func:`extra_fields`.
+    enters and checks in turn), and its schema, for :func:`extra_fields`. The leaves of
+    ``_CHECKED`` (those the decoder does not read) are left out: their type is checked there.
 
     One C-level subset test per mapping is all a manifest without surprises pays; ``status``,
     ``managedFields`` and unknown keys take :func:`extra_fields`."""
     schema = _SCHEMAS[kind]
     skip = {key for key, (field, _) in schema.children.items() if field not in decoded}
-    return schema.known - skip, schema
+    return schema.plain - skip, schema
 
 
 def extra_fields(schema: Schema, known: frozenset[str], obj: Mapping[str, Any], path: str,
-                 out: list[str]) -> None:
+                 out: list[str], wrong: WrongTypes | None = None) -> None:
     """The unknown fields of ``obj`` outside ``known`` (see :func:`shallow`), and those below
-    its fields the decoder does not enter, appended to ``out``."""
-    _visit(schema, obj, [key for key in obj if key not in known], path, out)
+    its fields the decoder does not enter, appended to ``out``; the fields it does not read
+    whose value is of the wrong JSON type, appended to ``wrong`` when given, as (path, value,
+    the JSON type expected): errors, as the decoder's own ``expected array, got object``, for
+    the API server's decoder refuses the object. Those are the object fields it does not
+    enter (``status: {loadBalancer: {ingress: {ip: ...}}}``, a map for a list) and the leaves
+    of ``_CHECKED`` (``spec.sessionAffinity: 5``). A mis-shaped object value is never looked
+    into: its keys are no fields of the type (they were warned about as unknown ones)."""
+    _visit(schema, obj, [key for key in obj if key not in known], path, out, wrong)
 
 
 _FIELD_NAME_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")

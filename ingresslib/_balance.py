@@ -163,7 +163,8 @@ class Ewma:
 
     Score = latency EWMA decayed towards 0 while idle (10 s decay time, so a slow endpoint gets
     another chance), divided by a success-rate EWMA. A failure counts as a sample of at least
-    :attr:`FAILURE_PENALTY` seconds, so an endpoint that fails fast never looks attractive.
+    :attr:`FAILURE_PENALTY` seconds, so an endpoint that fails fast never looks attractive; a
+    sample counts at most :attr:`MAX_SAMPLE` seconds (an infinite one too), a NaN as 0.
     Endpoints of the first endpoint set seen score 0 and are tried first; endpoints added
     later start at the average of the others (slow start, as ingress-nginx's ``sync``), and the
     statistics of removed endpoints are dropped. Difference from ingress-nginx: a sample
@@ -174,6 +175,8 @@ class Ewma:
     DECAY_TIME = 10.0
     MIN_SAMPLE_GAP = 0.1
     FAILURE_PENALTY = 1.0
+    #: The longest sample counted, in seconds (a day); longer ones count as this long.
+    MAX_SAMPLE = 86400.0
     uses_request = False
     __slots__ = ("_rng", "_random", "_clock", "_stats", "_lock", "_backend", "_retired",
                  "_members")
@@ -275,6 +278,12 @@ class Ewma:
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         now = self._clock()
+        if not seconds < self.MAX_SAMPLE:
+            # NaN (no time measured: as a negative time, 0) or too long, infinity included: an
+            # infinite or NaN sample would stay in the average for good (``inf * exp(-t)`` never
+            # decays, NaN compares false and so wins every other draw), where a slow endpoint
+            # is to get another chance once its average has decayed.
+            seconds = self.MAX_SAMPLE if seconds >= self.MAX_SAMPLE else 0.0
         if not ok:
             seconds = max(seconds, self.FAILURE_PENALTY)
         with self._lock:
@@ -488,6 +497,10 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
         # unencodable (UnicodeEncodeError out of ``Router.route``: a 500 on each request of
         # the route), or hashed other bytes than the same object's manifest (``\udce9``).
         hash_by = go_utf8(hash_by).decode()
+        # upstreamhashby/main.go reads it with parser.GetStringAnnotation, as the others above:
+        # each line trimmed (normalizeString), so " $remote_addr " hashes the address alone,
+        # not the address between two blanks (and takes the Router's inline key path).
+        hash_by = _normalize_string(hash_by)
         if not hash_by.strip():
             warn.append((_P + "upstream-hash-by", "empty value; ignored"))
         else:

@@ -4,14 +4,13 @@ cookies, and the user agents that get no ``SameSite=None``."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Collection
 from email.utils import formatdate
 
 from ._balance_hash import _RingCache
-from ._balance_protocol import Address, BalancerOptions, _first_untried
+from ._balance_protocol import Address, BalancerOptions
 from ._balance_request import RequestContext, cookie_value, header_value
 from ._balance_spec import AffinityConfig
 from ._endpoints import EndpointSet
@@ -119,7 +118,12 @@ class CookieAffinity:
         self.tag = tag
         self._rng = options.rng
         self._lock = threading.Lock()
-        self._rr = itertools.count()
+        # New persistent sessions: round-robin as the backend's own balancer would be (a
+        # strict cycle; nginx's smooth weighted round-robin when ``ingresslib.io/endpoint-weights``
+        # gives the endpoints weights, as the balanced mode's ring and upstream-hash-by honour
+        # them). Imported here: ``_balance`` imports this module.
+        from ._balance import RoundRobin
+        self._rr = RoundRobin()
         self._cache = _RingCache()
         c = self.config
         #: True when the cookie's attributes depend on the request's User-Agent.
@@ -248,7 +252,7 @@ class CookieAffinity:
         if samesite_none is None:
             samesite_none = self.samesite_none(request)
         if self.config.mode == "persistent":
-            idx2 = _first_untried(n, next(self._rr) % n, eps, tried)
+            idx2 = self._rr.pick(request, backend, tried)
             if idx2 is None:
                 return None, None
             return idx2, self.set_cookie(self.persistent_value(backend, idx2), samesite_none)

@@ -129,6 +129,11 @@ class KeyTemplate:
         return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
 
 
+#: The subsets of an endpoint count: the count, the ring over the subsets, and per subset its
+#: first place and (endpoint index, places it holds) per distinct endpoint.
+_SubsetState = tuple[int, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
+
+
 def _same(known: EndpointSet | None, backend: EndpointSet) -> bool:
     """Whether ``known`` (a set the cache holds a ring of) has ``backend``'s endpoints and
     weights: an update that rebuilt the set object without changing them."""
@@ -193,12 +198,17 @@ class ConsistentHash:
         self._rng = options.rng
         self._lock = threading.Lock()
         self._cache = _RingCache()
-        #: The endpoint set the subsets were cut from, the ring over the subsets, and per subset
-        #: its first place and (endpoint index, places it holds) per endpoint. One tuple, replaced
-        #: whole: a thread picking while another rebuilds never pairs a new ring with old subsets.
-        self._subset_state: tuple[EndpointSet | None, HashRing,
-                                  list[tuple[int, tuple[tuple[int, int], ...]]]] = (
-            None, HashRing(()), [])
+        #: The endpoint count the subsets were cut for (they and their ring depend on nothing
+        #: else: places hold endpoint indexes, the ring's members are ``subset-<i>``), the ring
+        #: over the subsets, and per subset its first place and (endpoint index, places it
+        #: holds) per endpoint; then the same for the count before. One tuple, replaced whole:
+        #: a thread picking while another rebuilds never pairs a new ring with old subsets.
+        #: Two entries, as ``_RingCache``: the retry of a request routed before an endpoint
+        #: update still holds the set before it, and with one entry each such retry and each
+        #: new request after it rebuilt the ring (~20 ms at 1,000 endpoints); an update that
+        #: keeps the count (another set object, or pods replaced) rebuilds nothing.
+        empty: _SubsetState = (-1, HashRing(()), [])
+        self._subset_state: tuple[_SubsetState, _SubsetState] = (empty, empty)
 
     @property
     def uses_request(self) -> bool:
@@ -216,8 +226,9 @@ class ConsistentHash:
         if request.retry and tried:
             if self._subset and backend.endpoints:
                 return self._retry_in_subset(backend, tried)
-            # A retry has no request to re-hash: continue clockwise from the first tried
-            # endpoint's own first point, which is deterministic and stays on the ring's order.
+            # A retry has no request to re-hash: continue clockwise from the point the first
+            # tried endpoint's id hashes to (``_start_of_tried``; not one of its ring points),
+            # which is deterministic and stays on the ring's order.
             return self.pick_point(self._start_of_tried(backend, tried), backend, tried)
         return self.pick_point(hash_key(self._template.render(request)), backend, tried)
 
@@ -259,15 +270,20 @@ class ConsistentHash:
             return hash_key(member_id(*ep))
         return 0
 
-    def _subsets(self, backend: EndpointSet) -> tuple[
-            EndpointSet | None, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]:
-        """The subset state of ``backend`` (built on its first use)."""
-        eps = backend.endpoints
+    def _subsets(self, backend: EndpointSet) -> _SubsetState:
+        """The subset state of ``backend``'s endpoint count (built on its first use)."""
+        n = len(backend.endpoints)
         size = self._subset
-        state = self._subset_state
-        if state[0] is not backend:
+        states = self._subset_state
+        state = states[0]
+        if state[0] != n:
+            if states[1][0] == n:
+                # The count before the last change (a retry routed before an endpoint
+                # update, or a pod's readiness flapping): that state, not a rebuild.
+                state = states[1]
+                self._subset_state = (state, states[0])
+                return state
             with self._lock:
-                n = len(eps)
                 count = max(1, math.ceil(n / size))
                 subsets = []
                 for s in range(count):
@@ -283,8 +299,8 @@ class ConsistentHash:
                         (k, (first + size - 1 - k) // n - (first - 1 - k) // n)
                         for k in ((first + j) % n for j in range(min(size, n))))
                     subsets.append((first, held))
-                state = (backend, HashRing([f"subset-{s}" for s in range(count)]), subsets)
-                self._subset_state = state
+                state = (n, HashRing([f"subset-{s}" for s in range(count)]), subsets)
+                self._subset_state = (state, self._subset_state[0])
         return state
 
     def _retry_in_subset(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:

@@ -88,15 +88,29 @@ def http_header(items: list[Any], name: bytes) -> bytes | None:
     ph = &header[i].next;" - and copies them with "*p++ = ','; *p++ = ' ';" in between.
     Items that are not such triples are skipped, and so are triples whose name is not
     ``bytes`` (h11 makes every name ``bytes``; one built by hand with a ``memoryview`` name is
-    not read, as the compiled twin compares names as bytes only)."""
+    not read, as the compiled twin compares names as bytes only). ``name`` must be exactly
+    ``bytes`` (``TypeError`` otherwise, as the compiled twin's typed argument refuses a ``str``,
+    ``None`` or a ``bytes`` subclass)."""
+    if type(name) is not bytes:
+        raise TypeError(f"Argument 'name' has incorrect type (expected bytes, got "
+                        f"{type(name).__name__})")
+    return _http_header(items, name)
+
+
+def _http_header(items: Any, name: bytes) -> bytes | None:
+    """:func:`http_header` without the check of ``name`` (the per-route pickers pass the name
+    they were built with, a ``bytes`` subclass too, as the compiled twin's do)."""
+    found = False  # (not ``first is None``: a value of None, in a list made by hand, is found)
     first: bytes | None = None
     more: list[bytes] | None = None
     for item in items:
-        if type(item) is tuple and len(item) == 3 and type(item[1]) is bytes and item[1] == name:
-            if first is None:
+        if type(item) is tuple and len(item) == 3 and (
+                item[1] is name or (type(item[1]) is bytes and item[1] == name)):
+            if not found:
+                found = True
                 first = item[2]
             elif more is None:
-                more = [first, item[2]]
+                more = [first, item[2]]  # type: ignore[list-item]
             else:
                 more.append(item[2])
     if more is None:
@@ -175,7 +189,7 @@ class CanaryPick:
         if hname is not None:
             if type(headers) is not self._h11:
                 return None
-            v = http_header(headers._full_items, hname)
+            v = _http_header(headers._full_items, hname)
             if v is not None:
                 if v == self._hyes:
                     choice = True
@@ -222,7 +236,7 @@ class HashPick:
         if self._kind == 3:
             if type(headers) is not self._h11:
                 return None
-            kb = http_header(headers._full_items, self._hname)  # type: ignore[arg-type]
+            kb = _http_header(headers._full_items, self._hname)  # type: ignore[arg-type]
             if kb is None:
                 kb = b""
             elif type(kb) is not bytes or not kb.isascii():

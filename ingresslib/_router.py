@@ -364,7 +364,7 @@ def _reiterable(headers: Headers) -> Headers:
 class _Route:
     # Request-path fields first (slot order is memory order: fewer cache lines per request).
     __slots__ = ("hname", "hyes", "hno", "sticky", "steps", "yes_cycle", "no_cycle", "explicit",
-                 "split", "yes", "no", "main", "canary", "cfg")
+                 "split", "yes", "no", "main", "canary", "cfg", "pickable")
     explicit: Callable[[Headers], bool | None] | None
 
     def __init__(self, main: _Backend, canary: _Backend | None, cfg: CanaryConfig | None,
@@ -411,6 +411,10 @@ class _Route:
         self.no = no
         self.yes_cycle = yes.cycle
         self.no_cycle = no.cycle
+        #: True once ``fast_entry`` answered a ``CanaryPick``: the Python path then sees this
+        #: route only for a request the pick declined, or from an entry that predates the
+        #: pick (``Router._route_entry``).
+        self.pickable = False
 
     def materialize(self) -> None:
         """Build both sides' Decisions on the route's first request: the side a request did
@@ -433,6 +437,7 @@ class _Route:
                 and (self.hname is not None or self.explicit is None)
                 and yes is not None and no is not None
                 and type(yes) is ROTATION_TYPE and type(no) is ROTATION_TYPE):
+            self.pickable = True
             return CanaryPick(self, self.hname, self.hyes, self.hno, H11_HEADERS, self.steps,
                               yes, no)
         return self
@@ -876,7 +881,16 @@ class Router:
                      ) -> Decision | None:
         """``route`` after the lookup, for every request FastRoute does not answer itself (it
         answers Rotation, CanaryPick and HashPick entries; a pick that declines hands over its
-        route object): ``e`` is ``fast[m]`` of the state ``m`` came from, or that object."""
+        route object): ``e`` is ``fast[m]`` of the state ``m`` came from, or that object.
+
+        A stale entry: states share the objects of unchanged routes, each state with its own
+        entries (an endpoint-only update copies the previous state's dict). A route's first
+        request puts its built entry in the dict of the state it was routed by, so a route
+        first requested through the previous state (a request in flight while an update
+        publishes, or one routed while the update copied the entries) leaves the new state's
+        entry on the unbuilt object, and every later request on the Python path. Such an
+        entry is replaced on the next request it gets here (the checks below cost nothing on
+        the paths FastRoute answers)."""
         # A list first: an ASGI scope's headers, the common type reaching this path (h11's
         # mostly stay in FastRoute); the test costs a list ~110 instructions less this way.
         th = type(headers)
@@ -887,6 +901,10 @@ class Router:
             tab = e.table
             if tab:  # consistent hashing, ring loaded: inline
                 ka = e.keyarg
+                if ka != _KEY_FN and fast.get(m) is e:
+                    # A HashPick backend whose entry predates its ring (a stale entry: see
+                    # above); a request the HashPick declined finds the HashPick there.
+                    fast[m] = e.fast_entry()  # type: ignore[union-attr]
                 if ka == _KEY_ADDR:
                     key = client_ip or ""
                 elif ka == _KEY_URI:
@@ -922,9 +940,19 @@ class Router:
                 # From now on the route's entry is what FastRoute answers itself, if anything.
                 fast[m] = e.fast_entry()
                 return d
+            cycle = e.cycle
+            if cycle is not None:
+                # Round-robin, built, yet not answered by FastRoute: an entry that predates the
+                # build (a stale entry: see above). Put the Rotation in its place.
+                fast[m] = cycle
+                return next(cycle)  # type: ignore[no-any-return]
             return e.choose(method, host, path, headers, client_ip,  # type: ignore[no-any-return]
                             query)
         r: _Route = e
+        if r.pickable and fast.get(m) is r:
+            # Built, with a CanaryPick, yet its entry is the route (a stale entry: see
+            # above); a request the pick declined finds the pick there.
+            fast[m] = r.fast_entry()
         choice: bool | None = None
         hn = r.hname
         if hn is not None and type(headers) is H11_HEADERS:
@@ -971,7 +999,10 @@ class Router:
             if cyc is not None:
                 return next(cyc)
             side = r.no
-        if not side.ready:  # the route's first request
+        if not side.ready or side.cycle is not None:
+            # The route's first request; or a round-robin side built through another route
+            # object of the previous state (a full build made this one before that, so it
+            # holds no cycle: a stale entry, see above).
             r.materialize()
             fast[m] = r.fast_entry()
         return side.choose(method, host, path, headers, client_ip, query)

@@ -77,6 +77,25 @@ _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 # --- output ------------------------------------------------------------------------------------
 
 
+def _say(text: str) -> None:
+    """One message of ``serve``'s own on stderr (an error, a ``listening on`` line), flushed.
+
+    A stderr that cannot be written loses the message and nothing else, as the log's lines are
+    lost (``logging`` drops a failed write): a pipe whose reader left (``serve ... 2>&1 | grep
+    -m1 'listening on'``, a log shipper that died), a full disk. The ``BrokenPipeError`` of a
+    ``listening on`` line ended the server it announced (exit 1, its listeners just opened),
+    and that of an error line turned its exit code (2 for invalid manifests...) into 1.
+    No stderr at all (``sys.stderr`` None: started with file descriptor 2 closed, ``2>&-``):
+    nothing is written; ``print`` wrote these lines to stdout, among the access log's."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        print(text, file=err, flush=True)
+    except (OSError, ValueError):  # ValueError: stderr closed (an embedding's)
+        pass
+
+
 _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []
 
 
@@ -94,7 +113,10 @@ def _setup_logging(access_log: str, level: str) -> None:
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(h)
     _HANDLERS.append((root, h))
-    if access_log == "off":
+    if access_log == "off" or sys.stdout is None:
+        # No stdout at all (``sys.stdout`` None: started with descriptor 1 closed, ``>&-``): no
+        # access log. A handler given None writes to stderr: the access log's lines went among
+        # the error log's.
         logging.getLogger("ingresslib.access").disabled = True
     else:
         configure_access_log(sys.stdout, "json" if access_log == "json" else "text")
@@ -141,8 +163,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         try:
             kube_client = AsyncClient(config=kube_config)
         except Exception as e:  # noqa: BLE001 - lightkube raises OSError, ConfigError, ...
-            print(f"ingresslib serve: --kubernetes: cannot use the cluster configuration: {e}",
-                  file=sys.stderr)
+            _say(f"ingresslib serve: --kubernetes: cannot use the cluster configuration: {e}")
             return 2
 
     listen = parse_listen(args.listen, 8080)
@@ -170,7 +191,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                                  else certificates_of(res, served))
         # Requests for hosts no served rule names are not counted per host (ingress-nginx).
         metrics.set_hosts(hosts_of(res, served))
-    access = getattr(args, "access_log", "text")
+    # (no stdout: no access log, as ``_setup_logging`` says)
+    access = getattr(args, "access_log", "text") if sys.stdout is not None else "off"
     server = ProxyServer(
         router, cfg.settings, cert_store=store,
         max_connections=getattr(args, "max_connections", 10000),
@@ -254,11 +276,11 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # ``addresses`` once bound, and the metrics listener comes last. The bare message
         # ("address already in use") did not say which of up to three it was.
         which = _failed_listener(args, len(server.addresses), metrics_server is not None)
-        print(f"ingresslib serve: {which}: cannot listen: {e}", file=sys.stderr)
-        await server.shutdown(0)
-        if kube_client is not None:  # (its connection pool: an embedding's process goes on)
-            with contextlib.suppress(Exception):
-                await kube_client.close()
+        _say(f"ingresslib serve: {which}: cannot listen: {e}")
+        try:
+            await server.shutdown(0)
+        finally:
+            await _close_side_servers(metrics_server, kube_client)
         return 1
     except BaseException:
         # Cancelled or interrupted while the listeners opened: the opening is let finish (it
@@ -275,22 +297,20 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         again = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, again.set)
-        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
-        if metrics_server is not None:
-            await metrics_server.close()
-        if kube_client is not None:
-            with contextlib.suppress(Exception):
-                await kube_client.close()
+        try:
+            await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
+        finally:
+            await _close_side_servers(metrics_server, kube_client)
         raise _Terminated() if stopped_by[:1] == [signal.SIGTERM] else KeyboardInterrupt()
     if early_hup is not None:
         early_hup.serving = True
     for url in _listening_urls(server):
-        print(f"listening on {url}", file=sys.stderr, flush=True)
+        _say(f"listening on {url}")
     if metrics_server is not None:
         assert metrics_listen is not None
         for url in _socket_urls("http", getattr(metrics_server, "_server", None),
                                 (metrics_listen[0], mport)):
-            print(f"metrics on {url}/metrics", file=sys.stderr, flush=True)
+            _say(f"metrics on {url}/metrics")
 
     # The digest of the configuration serving, and whether the last attempt failed: an update
     # that leaves the digest as it was (an endpoint change from the cluster, a file touched
@@ -407,12 +427,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                 if not t.cancelled():
                     t.exception()  # retrieved: nothing it raised while stopping matters
         _log.info("stopping: finishing in-flight requests")
-        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
-        if metrics_server is not None:
-            await metrics_server.close()
-        if kube_client is not None:
-            with contextlib.suppress(Exception):
-                await kube_client.close()
+        try:
+            await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
+        finally:
+            await _close_side_servers(metrics_server, kube_client)
     # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
     return 1 if failed else 0
 
@@ -431,14 +449,23 @@ async def _closed_after(opening: asyncio.Task[None], server: Any,
     try:
         await server.shutdown(0)
     finally:
-        ms = metrics_server()
-        try:
-            if ms is not None:
-                await ms.close()
-        finally:
-            if kube_client is not None:
-                with contextlib.suppress(Exception):
-                    await kube_client.close()
+        await _close_side_servers(metrics_server(), kube_client)
+
+
+async def _close_side_servers(metrics_server: Any, kube_client: Any) -> None:
+    """Closes what ``serve`` runs besides the proxy, once the proxy's listeners are shut: the
+    metrics listener (None: there is none; one whose start failed closes as nothing) and the
+    cluster client (its connection pool: an embedding's process goes on; an error closing it
+    is dropped, nothing more is done with it). The client is closed even when closing the
+    metrics listener raised. Every way ``_serve`` ends calls it: a listener that cannot open,
+    a stop during the start, a stop once serving."""
+    try:
+        if metrics_server is not None:
+            await metrics_server.close()
+    finally:
+        if kube_client is not None:
+            with contextlib.suppress(Exception):
+                await kube_client.close()
 
 
 async def _drain(server: Any, timeout: float, interrupt: asyncio.Event) -> None:
@@ -618,13 +645,13 @@ def serve_main(args: argparse.Namespace) -> int:
         try:
             return _serve_main(args, hup)
         except _Terminated:
-            print("ingresslib serve: terminated before serving", file=sys.stderr)
+            _say("ingresslib serve: terminated before serving")
             return 143
         except KeyboardInterrupt:
             # Ctrl-C while the files (or the cluster configuration) are read or the first
             # table is built: nothing serves yet, so nothing to drain; one line, not a
             # traceback from the middle of a parser.
-            print("ingresslib serve: interrupted before serving", file=sys.stderr)
+            _say("ingresslib serve: interrupted before serving")
             return 130
 
 
@@ -634,27 +661,27 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
 
     kube = getattr(args, "kubernetes", False)
     if not args.files and not kube:
-        print("ingresslib serve: at least one -f PATH (or --kubernetes) is required", file=sys.stderr)
+        _say("ingresslib serve: at least one -f PATH (or --kubernetes) is required")
         return 2
     if args.files and kube:
-        print("ingresslib serve: -f and --kubernetes are exclusive", file=sys.stderr)
+        _say("ingresslib serve: -f and --kubernetes are exclusive")
         return 2
     if "-" in (args.files or ()):
         # check and explain read "-f -" once; serve re-reads its files on every change.
-        print("ingresslib serve: -f - (standard input) cannot be watched for changes; "
-              "give a file or folder", file=sys.stderr)
+        _say("ingresslib serve: -f - (standard input) cannot be watched for changes; "
+             "give a file or folder")
         return 2
     for flag, value in (("--namespace", getattr(args, "namespace", None)),
                         ("--kubeconfig", getattr(args, "kubeconfig", None))):
         if value is not None and not kube:
-            print(f"ingresslib serve: {flag} needs --kubernetes", file=sys.stderr)
+            _say(f"ingresslib serve: {flag} needs --kubernetes")
             return 2
     ns = getattr(args, "namespace", None)
     if ns is not None and not _DNS1123_LABEL.fullmatch(ns):
         # A namespace name is an RFC 1123 label (the API server's ValidateNamespaceName); any
         # other value would only ever be answered 404, and nothing would be served.
-        print(f"ingresslib serve: --namespace {ns!r}: a namespace is a lower-case RFC 1123 "
-              "label (a-z, 0-9, '-', at most 63 characters)", file=sys.stderr)
+        _say(f"ingresslib serve: --namespace {ns!r}: a namespace is a lower-case RFC 1123 "
+             "label (a-z, 0-9, '-', at most 63 characters)")
         return 2
     default_cert = getattr(args, "default_ssl_certificate", None)
     if default_cert is not None:
@@ -663,21 +690,20 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
         try:
             cert_ns, _name = parse_secret_ref(default_cert)
         except ValueError as e:
-            print(f"ingresslib serve: --default-ssl-certificate {e}", file=sys.stderr)
+            _say(f"ingresslib serve: --default-ssl-certificate {e}")
             return 2
         if not args.tls_listen:
             # Refused rather than ignored, as --namespace without --kubernetes: without an
             # HTTPS listener nothing would ever serve it, and nothing would say so.
-            print("ingresslib serve: --default-ssl-certificate needs --tls-listen",
-                  file=sys.stderr)
+            _say("ingresslib serve: --default-ssl-certificate needs --tls-listen")
             return 2
         if ns is not None and cert_ns != ns:
             # Only --namespace's Secrets are listed: one elsewhere could never be read.
             # ingress-nginx accepts it and falls back to its fake certificate for good
             # (kubernetes/ingress-nginx#9196, documented since #11947); refused here at once.
-            print(f"ingresslib serve: --default-ssl-certificate {default_cert}: outside "
-                  f"--namespace {ns}, the only namespace watched; its Secret could never be "
-                  "read", file=sys.stderr)
+            _say(f"ingresslib serve: --default-ssl-certificate {default_cert}: outside "
+                 f"--namespace {ns}, the only namespace watched; its Secret could never be "
+                 "read")
             return 2
     from .proxy._server import parse_listen
 
@@ -693,13 +719,12 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
             if problem is not None:
                 raise ValueError(problem)
         except ValueError as e:
-            print(f"ingresslib serve: {option} {value!r}: {e}",
-                  file=sys.stderr)
+            _say(f"ingresslib serve: {option} {value!r}: {e}")
             return 2
         listeners.append((option, where))
     conflict = _listener_conflict(listeners)
     if conflict is not None:
-        print(f"ingresslib serve: {conflict}", file=sys.stderr)
+        _say(f"ingresslib serve: {conflict}")
         return 2
     kube_config: Any = None
     if kube:
@@ -711,12 +736,12 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
 
             kube_config = load_kube_config(args.kubeconfig)
         except ImportError as e:
-            print(f"ingresslib serve: --kubernetes: {e}", file=sys.stderr)
+            _say(f"ingresslib serve: --kubernetes: {e}")
             return 2
         except Exception as e:  # noqa: BLE001 - lightkube's ConfigError, OSError, YAML errors
             source = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"
-            print(f"ingresslib serve: {source}: cannot load the cluster configuration: "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            _say(f"ingresslib serve: {source}: cannot load the cluster configuration: "
+                 f"{type(e).__name__}: {e}")
             return 2
     # Before reading anything: what the reloader compares with (see Reloader.snapshot).
     files_state = _snapshot(([] if kube else list(args.files))
@@ -739,7 +764,7 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
         except ValidationError as e:
             invalid.append(e)
     if invalid:
-        print(_invalid_text(*invalid), file=sys.stderr)
+        _say(_invalid_text(*invalid))
         return 2
     _setup_logging(getattr(args, "access_log", "text"), getattr(args, "log_level", "info"))
     for w in cfg.warnings:
@@ -753,5 +778,5 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
             raise
         return 0  # pragma: no cover - a Ctrl-C as the loop closes (its handlers gone)
     except ValidationError as e:  # Router build found problems load_manifests did not
-        print(str(e), file=sys.stderr)
+        _say(str(e))
         return 2

@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "the pure twin)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="proxy HTTP(S) by the Ingress rules")
+    serve = sub.add_parser(
+        "serve", help="proxy HTTP(S) by the Ingress rules",
+        description="Proxy HTTP(S) by the Ingress rules of the manifests (-f) or of the cluster "
+                    "(--kubernetes); reload on a file change or SIGHUP, drain on SIGTERM.")
     _add_source_args(serve, required=False)
     serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                        help="HTTP listener (default: 127.0.0.1:8080, this machine only; "
@@ -140,17 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --kubernetes: never read Opaque Secrets (auth-type: basic "
                             "routes then answer 503, as for a missing Secret)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
-                       help="access log on stdout: ingress-nginx's default line, JSON, or none")
+                       help="access log on stdout: ingress-nginx's default line, JSON, or none "
+                            "(default: text)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                        help="the least severe messages logged on stderr (default: info; the "
                             "access log, on stdout, is set by --access-log)")
     serve.add_argument("--max-connections", type=_positive_int, default=10000, metavar="N",
-                       help="client connections accepted at once (more are closed)")
+                       help="client connections accepted at once (more are closed; default: 10000)")
     serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",
                        help="how often the manifest and --config files are checked for "
-                            "changes (0: only on SIGHUP)")
+                            "changes (default: 1; 0: only on SIGHUP)")
     serve.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+                       help="on SIGINT/SIGTERM, how long in-flight requests may take to finish "
+                            "(default: 10)")
     serve.set_defaults(handler="serve")
 
     explain = sub.add_parser(

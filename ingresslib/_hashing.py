@@ -34,10 +34,21 @@ _MASK = 0xFFFFFFFF
 DIRTY = 255
 
 
+def key_bytes(key: str) -> bytes:
+    """A request key's bytes: its UTF-8, a byte the server decoded with ``surrogateescape``
+    given back as that byte. A lone surrogate of another kind (``"\\ud800"``: only a ``str``
+    an embedder passed can hold one) is written as it stands (``surrogatepass``) rather than
+    raise UnicodeEncodeError from inside ``Router.route``."""
+    try:
+        return key.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "surrogatepass")
+
+
 def hash_key(key: str) -> int:
     """The ring position of a request key. CRC-32 (C, ~50 ns) is enough here: the spread over
     members comes from the MD5-placed member points, not from the key hash."""
-    return zlib.crc32(key.encode("utf-8", "surrogateescape")) & _MASK
+    return zlib.crc32(key_bytes(key)) & _MASK
 
 
 def ngx_md5(text: str) -> str:

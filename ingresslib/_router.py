@@ -68,7 +68,7 @@ from ._endpoints import (
 )
 from ._errors import short_repr
 from ._goparse import parse_bool, parse_int
-from ._hashing import DIRTY
+from ._hashing import DIRTY, key_bytes
 from ._models import EndpointSlice, Ingress, Service
 from ._resources import Resources
 from ._pick_py import U32
@@ -320,7 +320,7 @@ class _Backend:
             if self.table is None:
                 self.load_ring()
             key = self.keyfn(method, host, path, query, headers, client_ip)
-            return self.hashed(key.encode("utf-8", "surrogateescape"))
+            return self.hashed(key_bytes(key))
         eps = self.eps
         i: int | None
         if mode == _KEY:
@@ -931,7 +931,7 @@ class Router:
                 try:
                     h = crc32(key.encode())
                 except UnicodeEncodeError:
-                    h = crc32(key.encode("utf-8", "surrogateescape"))
+                    h = crc32(key_bytes(key))
                 o = tab[h >> e.shift]
                 return e.decisions[o] if o != DIRTY else e.hashed_slow(h)  # type: ignore[no-any-return]
             if not e.ready:  # the backend's first request since it was built

@@ -47,9 +47,15 @@ def _listener_conflict(values: Sequence[tuple[str, tuple[str, int]]]) -> str | N
             if port_a != port_b or port_a == 0:
                 continue
             if key_a == key_b or _covers(key_a, key_b) or _covers(key_b, key_a):
-                return (f"{flag_b} {host_b}:{port_b} and {flag_a} {host_a}:{port_a} cannot "
-                        "both listen (one port, one listener)")
+                return (f"{flag_b} {_hostport(host_b, port_b)} and {flag_a} "
+                        f"{_hostport(host_a, port_a)} cannot both listen (one port, one "
+                        "listener)")
     return None
+
+
+def _hostport(host: str, port: int) -> str:
+    """``HOST:PORT`` as ``--listen`` takes it: an IPv6 address in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 #: A listen host as the bind reads it: ``(family, address, IPv6 scope id)`` for an address

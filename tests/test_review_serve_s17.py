@@ -115,8 +115,8 @@ def test_a_zone_on_an_address_that_is_not_link_local_is_the_address() -> None:
     # instead of 2). ``[::%1]`` is the wildcard: it takes every IPv6 address's port.
     one = [("--listen", ("::1%1", 8080)), ("--metrics-listen", ("::1", 8080))]
     conflict = _serve._listener_conflict(one)
-    assert conflict == ("--metrics-listen ::1:8080 and --listen ::1%1:8080 cannot both listen "
-                        "(one port, one listener)")
+    assert conflict == ("--metrics-listen [::1]:8080 and --listen [::1%1]:8080 cannot both "
+                        "listen (one port, one listener)")
     wild = [("--listen", ("::%1", 8080)), ("--tls-listen", ("::1", 8080))]
     assert _serve._listener_conflict(wild) is not None
     # A link-local address is one per interface: its zone stays part of it.

@@ -9,6 +9,8 @@
   ``surrogateescape`` byte (``"\\ud800"`` in a ``str`` header, cookie, query or client address an
   embedder passes to ``Router.route``) raised UnicodeEncodeError from inside the router (found by
   Y7's review); the key's bytes are now its ``surrogatepass`` form.
+- serve's listener-conflict message wrote IPv6 hosts without brackets (``--metrics-listen
+  ::1:18096 and --listen :::18096``), not as ``--listen`` takes them (found by Y6).
 """
 
 from __future__ import annotations
@@ -113,3 +115,15 @@ def test_serve_help_has_a_description_and_says_every_default() -> None:
               if a.default not in (None, False, argparse.SUPPRESS) and a.help
               and "default" not in a.help]
     assert silent == []
+
+
+def test_a_listener_conflict_names_ipv6_hosts_as_the_options_take_them() -> None:
+    from ingresslib import _serve
+
+    text = _serve._listener_conflict([("--listen", ("::", 18096)),
+                                      ("--metrics-listen", ("::1", 18096))])
+    assert text == ("--metrics-listen [::1]:18096 and --listen [::]:18096 cannot both listen "
+                    "(one port, one listener)")
+    text = _serve._listener_conflict([("--listen", ("127.0.0.1", 80)),
+                                      ("--tls-listen", ("0.0.0.0", 80))])
+    assert text is not None and "--tls-listen 0.0.0.0:80 and --listen 127.0.0.1:80" in text

@@ -113,6 +113,24 @@ def _seconds(v: str) -> float:
     return float(_int(v))
 
 
+#: The most seconds nginx takes in "<n>s" (ngx_parse_time, unit "s" of a millisecond setting:
+#: "max = NGX_MAX_INT32_VALUE; ... if (step != st_msec && !is_sec) { scale *= 1000; max /=
+#: 1000; } if ((ngx_uint_t) value > max) { return NGX_ERROR; }"): 2147483, about 24.8 days.
+_NGINX_MAX_SECONDS = 2147483647 // 1000
+
+
+def _nginx_seconds(v: str) -> float:
+    # The keys nginx.tmpl writes as "<value>s" (proxy_connect/send/read_timeout,
+    # client_header/body_timeout, keepalive_timeout of the server and of the upstream): past
+    # 2147483 nginx -t fails ("invalid value") and ingress-nginx applies nothing; accepted
+    # here, "3000000" armed a 35-day timer. (proxy-next-upstream-timeout is written bare.)
+    seconds = _seconds(v)
+    if seconds > _NGINX_MAX_SECONDS:
+        raise _Bad(f"must be at most {_NGINX_MAX_SECONDS} seconds (about 24 days): ingress-nginx "
+                   'writes it as "<value>s", which nginx refuses past that ("invalid value")')
+    return seconds
+
+
 def _timeout(v: str) -> float:
     # The proxy and client timeouts: 0 is refused. ingress-nginx writes it as is
     # ("proxy_read_timeout {{ $location.Proxy.ReadTimeout }}s;" -> "0s") and nginx arms a
@@ -120,7 +138,7 @@ def _timeout(v: str) -> float:
     # once. ingresslib's timers read 0 as "not armed" (the keyword argument's meaning), which
     # would turn the same ConfigMap into no timeout at all; the annotations refuse 0 too
     # (proxy/_annotations.py _seconds). keep-alive keeps its 0 ("disables keep-alive").
-    seconds = _seconds(v)
+    seconds = _nginx_seconds(v)
     if seconds == 0:
         raise _Bad("must be greater than 0 (nginx would time out every request at once)")
     return seconds
@@ -130,8 +148,8 @@ def _keepalive_requests(v: str) -> int:
     # nginx reads keepalive_requests 0 as "no second request": ngx_http_update_location_config
     # "} else if (r->connection->requests >= clcf->keepalive_requests) { r->keepalive = 0;",
     # with requests counting from 1, so 0 and 1 both close after the first response. The
-    # proxy core reads keep_alive_requests 0 the same way; "0" is read as 1 (same meaning) and
-    # a negative value, which ProxySettings refuses, as 1 too rather than failing the ConfigMap.
+    # proxy core reads keep_alive_requests 0 the same way; "0" is read as 1 (same meaning). A
+    # negative value is an error (_int), as in nginx ("invalid number": ngx_conf_set_num_slot).
     return max(_int(v), 1)
 
 
@@ -146,10 +164,17 @@ def _nginx_time(v: str) -> float:
     # string `json:\"upstream-keepalive-time,omitempty\"`", default "1h"), written as is into
     # nginx.tmpl ("keepalive_time {{ $cfg.UpstreamKeepaliveTime }};"), so its syntax is
     # nginx's time syntax (ngx_parse_time): numbers with a unit (w, d, h, m, s, ms), largest
-    # first, each unit once, optionally separated by spaces ("1h 30m", "1h30m"); a bare number
-    # is seconds. nginx refuses values above 2147483647 ms ("if ((u_int) total > 2147483647)
-    # { return NGX_PARSE_LARGE_TIME; }").
-    text = v.strip()
+    # first, each unit once ("1h30m"); a bare number is seconds. nginx refuses values above
+    # 2147483647 ms ("if ((u_int) total > 2147483647) { return NGX_PARSE_LARGE_TIME; }").
+    # Unquoted in the template, a space splits the value into two arguments of a directive
+    # that takes one (keepalive_time: NGX_CONF_TAKE1): "1h 30m" fails nginx -t ("invalid
+    # number of arguments"), so ingress-nginx never applies it; refused here too (it was read
+    # as 5400 s). Only the spaces around the value are nginx's separators, not part of it.
+    text = v.strip(" \t\r\n")
+    if any(c.isspace() for c in text):
+        raise _Bad("must be one nginx time, without spaces inside (ingress-nginx writes it "
+                   "unquoted, and nginx reads the parts as arguments of keepalive_time, which "
+                   f'takes one: nginx -t fails); write "{"".join(text.split())}"')
     pos, total, last = 0, 0, -1
     order = list(_TIME_UNITS)
     while pos < len(text):
@@ -167,14 +192,12 @@ def _nginx_time(v: str) -> float:
         total += (int(digits or "0") if len(digits) <= 10 else 1 << 31) * (
             _TIME_UNITS[unit] if unit else 1000)
         pos = m.end()
-        while pos < len(text) and text[pos] == " ":
-            pos += 1
     else:
         if text:
             if total > 2147483647:
                 raise _Bad("must be at most 2147483647ms (about 24 days), as in nginx")
             return total / 1000.0
-    raise _Bad('must be an nginx time such as "1h", "30m", "90s", "1h 30m" or "3600"')
+    raise _Bad('must be an nginx time such as "1h", "30m", "90s", "1h30m" or "3600"')
 
 
 def _size(v: str) -> int:
@@ -303,10 +326,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # config.go: "RetryNonIdempotent bool `json:\"retry-non-idempotent\"`".
     "retry-non-idempotent": _bool,
     "proxy-body-size": _size,
-    "keep-alive": _seconds,
+    "keep-alive": _nginx_seconds,
     "keep-alive-requests": _keepalive_requests,
     "upstream-keepalive-connections": _int,
-    "upstream-keepalive-timeout": _seconds,
+    "upstream-keepalive-timeout": _nginx_seconds,
     "upstream-keepalive-time": _nginx_time,
     "upstream-keepalive-requests": _int,
     "client-header-timeout": _timeout,
@@ -483,6 +506,20 @@ def parse_config_data(
     if errors:
         raise ValidationError(errors)
     settings = dataclasses.replace(base or ProxySettings(), **changes)
+    if not settings.proxy_real_ip_cidr and "proxy-real-ip-cidr" not in data:
+        # ingress-nginx trusts every peer unless told (configmap.go ReadConfig: no
+        # proxy-real-ip-cidr -> "0.0.0.0/0", written as set_real_ip_from); ingresslib trusts
+        # none (SEMANTICS §9). A ConfigMap moved over with the switch on and no list had the
+        # switch do nothing, silently: every client was its load balancer's address, for
+        # whitelist-source-range and the logs alike.
+        for key in ("use-forwarded-headers", "enable-real-ip"):
+            if changes.get(key.replace("-", "_")) is True:
+                warnings.append(
+                    f"{object}: data.{key}: on, but no proxy-real-ip-cidr: ingresslib trusts no "
+                    "peer's forwarded headers unless listed there (ingress-nginx's default is "
+                    '"0.0.0.0/0"), so none are read; set proxy-real-ip-cidr to the addresses '
+                    "of the proxies in front")
+                break
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
 
 
@@ -563,7 +600,26 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
                 if raw is not None and not isinstance(raw, str))
     if errs:
         raise ValidationError(errs)
-    return parse_config_data(data, object=where, base=base)
+    cfg = parse_config_data(data, object=where, base=base)
+    # Read, never silently dropped: a field a ConfigMap has not (``Data:``, ``date:``: every
+    # setting was silently the default, where kubectl apply's strict field validation refuses
+    # the object) and binaryData (ingress-nginx reads ``data`` only; the settings written
+    # there were silently not applied, as they are not there either).
+    extra = [f'{where}: unknown field "{key}", ignored; the settings go in data'
+             for key in sorted(obj, key=str) if key not in _CONFIGMAP_FIELDS]
+    binary = obj.get("binaryData")
+    if isinstance(binary, Mapping):
+        extra.extend(f"{where}: binaryData.{key}: not read (ingress-nginx reads data only), "
+                     "ignored" for key in sorted(binary, key=str))
+    if extra:
+        cfg = dataclasses.replace(cfg, warnings=tuple(extra) + cfg.warnings)
+    return cfg
+
+
+#: The fields of a v1 ConfigMap (core/v1 types.go ``ConfigMap``: TypeMeta, ObjectMeta, data,
+#: binaryData, immutable).
+_CONFIGMAP_FIELDS = frozenset({"apiVersion", "kind", "metadata", "data", "binaryData",
+                               "immutable"})
 
 
 def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any, list[int]]],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -40,7 +41,10 @@ def parse_size(value: str) -> int:
     ngx_parse_offset / ngx_parse_size: "max = NGX_MAX_OFF_T_VALUE / scale; ... if (offset ==
     NGX_ERROR || offset > max) { return NGX_ERROR; }": nginx refuses a value past 2^63-1.
     """
-    m = _SIZE.match(value.strip())
+    # Only nginx's separators around the value (ngx_conf_read_token: space, tab, CR, LF): a
+    # Unicode space (" 8m" with U+00A0, what a copy from a web page holds) is part of the
+    # token there, which nginx refuses; str.strip() took it away and read 8m.
+    m = _SIZE.match(value.strip(" \t\r\n"))
     if m is None:
         raise ValueError(f"invalid size {value!r}")
     digits = m.group(1).lstrip("0") or "0"
@@ -71,6 +75,18 @@ _DURATIONS = (
     "upstream_keepalive_timeout", "upstream_keepalive_time",
 )
 _DEFAULT_LIMITS = (8192, 8192, 32768)
+#: The largest int a duration may be: a timer adds it to a float clock.
+_MAX_SECONDS = int(sys.float_info.max)
+#: RFC 9110 token: what ``forwarded_for_header`` must be (as ``_config._header_name`` reads it).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, but a few words for a huge int (whose repr, past 4,300 digits, is a
+    ValueError of its own)."""
+    if type(value) is int and value.bit_length() > 256:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
 
 
 #: The head limits derived from each ``large_client_header_buffers`` value met, and which value
@@ -330,12 +346,24 @@ class ProxySettings:
         for name in _DURATIONS:
             value = getattr(self, name)
             if not value >= 0:  # negative, or NaN
-                raise ValueError(f"{name}: {value!r} must be 0 or more seconds")
+                raise ValueError(f"{name}: {_shown(value)} must be 0 or more seconds")
+            if type(value) is int and value > _MAX_SECONDS:
+                # An int past a float's range: every timer adds it to a float clock, and
+                # OverflowError ("int too large to convert to float") came out of each request
+                # (proxy_read_timeout=10**400). (A float, math.inf too, is a time already.)
+                raise ValueError(f"{name}: {_shown(value)} is more seconds than a float holds")
         if self.keep_alive_requests < 0:
             # nginx refuses it ("invalid number": ngx_conf_set_num_slot reads ASCII digits);
             # before, a negative value silently meant one request per connection.
-            raise ValueError(f"keep_alive_requests: {self.keep_alive_requests!r} must be 0 or "
-                             "more")
+            raise ValueError(f"keep_alive_requests: {_shown(self.keep_alive_requests)} must be "
+                             "0 or more")
+        if not _HEADER_NAME.fullmatch(self.forwarded_for_header):
+            # The ConfigMap refuses it (_config._header_name); a keyword argument must not take
+            # it either: "" or "X Real IP" never named a request header (the client address
+            # was silently the peer's), and a name outside Latin-1 ("X-Client-\u0130P") failed
+            # every request with UnicodeEncodeError, naming no setting.
+            raise ValueError(f"forwarded_for_header: {self.forwarded_for_header!r} is not an "
+                             "HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces)")
         for name in ("whitelist_source_range", "denylist_source_range", "block_cidrs"):
             value = getattr(self, name)
             try:
@@ -349,9 +377,15 @@ class ProxySettings:
                 ipaddress.ip_network(cidr.strip(), strict=False)
             except ValueError as e:
                 raise ValueError(f"proxy_real_ip_cidr: {e}") from None
-        for name in _COUNTS:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: {getattr(self, name)!r} must be 0 or more")
+        for name in _COUNTS + ("keep_alive_requests",):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name}: {_shown(value)} must be 0 or more")
+            if value > _MAX_SIZE:
+                # The ConfigMap's bound (_config._int, parse_size: nginx's and Go's int64); past
+                # 4,300 digits an hsts_max_age failed every answer over TLS ("Exceeds the limit
+                # (4300 digits) for integer string conversion"), naming no setting.
+                raise ValueError(f"{name}: {_shown(value)} must be at most 2^63-1")
         unknown = sorted(set(self.proxy_next_upstream) - NEXT_UPSTREAM_CONDITIONS)
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
@@ -412,7 +446,7 @@ def _check_types(s: ProxySettings) -> None:
             continue
         if kind == "bool":
             if t is not bool:
-                raise TypeError(f"{name}: {value!r} is not a bool; {_pass_bool(value)}")
+                raise TypeError(f"{name}: {_shown(value)} is not a bool; {_pass_bool(value)}")
         elif kind == "int":
             if t is bool or not isinstance(value, int):
                 raise TypeError(f"{name}: {value!r} is {_not('an int', t)}; it takes "
@@ -423,7 +457,7 @@ def _check_types(s: ProxySettings) -> None:
                                 f"seconds (an int or a float){_spelled(name, value)}")
         elif kind == "str":
             if not isinstance(value, str):
-                raise TypeError(f"{name}: {value!r} is not a str")
+                raise TypeError(f"{name}: {_shown(value)} is not a str")
         else:  # a tuple of str
             if isinstance(value, (str, bytes)):
                 # (set() of a string is its letters: "error timeout" would be refused as the

@@ -270,8 +270,12 @@ class Reloader:
             # On the loop thread: the proxy reads its settings there, so a request never sees
             # half of the old settings and half of the new.
             self.server.settings = cfg.settings
+            # Each warning once, as the manifests' (fresh_lines): an edit of another key does
+            # not log the unsupported keys already reported again.
+            old = set(self.config.warnings) if self.config is not None else set()
             for w in cfg.warnings:
-                _log.warning("%s", w)
+                if w not in old:
+                    _log.warning("%s", w)
             _log.info("configuration %s applied", self.config_path)
             self.config = cfg
         self.reloads += 1

@@ -11,6 +11,9 @@
   Y7's review); the key's bytes are now its ``surrogatepass`` form.
 - serve's listener-conflict message wrote IPv6 hosts without brackets (``--metrics-listen
   ::1:18096 and --listen :::18096``), not as ``--listen`` takes them (found by Y6).
+- serve's reload logged every warning of the ConfigMap again at each applied edit (an
+  unsupported key reported at every change of another key; found by Y3): once now, as the
+  manifests' warnings.
 """
 
 from __future__ import annotations
@@ -127,3 +130,52 @@ def test_a_listener_conflict_names_ipv6_hosts_as_the_options_take_them() -> None
     text = _serve._listener_conflict([("--listen", ("127.0.0.1", 80)),
                                       ("--tls-listen", ("0.0.0.0", 80))])
     assert text is not None and "--tls-listen 0.0.0.0:80 and --listen 127.0.0.1:80" in text
+
+
+@pytest.mark.asyncio
+async def test_a_configmap_edit_logs_only_the_warnings_not_logged_before(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+    import os
+
+    from ingresslib._config import load_config
+    from ingresslib._serve import Reloader
+
+    class Router:
+        load_balance = "round_robin"
+
+        def update(self, res: object) -> None:
+            pass
+
+    class Server:
+        router = Router()
+        cert_store = None
+        settings: object = None
+
+    def configmap(body: str, *extra: str) -> str:
+        data = {"proxy-body-size": body, **{k: "1" for k in extra}}
+        return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "c", "namespace": "n"}, "data": data})
+
+    def bump(path: Path, text: str) -> None:
+        st = path.stat() if path.exists() else None
+        path.write_text(text)
+        if st is not None:  # a new mtime even within the file system's clock tick
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    m = tmp_path / "m.yaml"
+    m.write_text("")
+    cm = tmp_path / "cm.json"
+    cm.write_text(configmap("1m", "worker-processes"))
+    r = Reloader(Server(), [str(m)], ingress_class=None, controller=None, settle=0,
+                 config=load_config(cm), config_path=str(cm))
+    with caplog.at_level(logging.WARNING, logger="ingresslib.serve"):
+        bump(cm, configmap("2m", "worker-processes"))
+        assert await r.check() is True
+        bump(cm, configmap("3m", "worker-processes", "worker-cpu-affinity"))
+        assert await r.check() is True
+    warned = [rec.getMessage() for rec in caplog.records
+              if rec.name == "ingresslib.serve" and "ConfigMap" in rec.getMessage()]
+    assert warned == ["ConfigMap n/c: data.worker-cpu-affinity: an ingress-nginx key "
+                      "ingresslib does not implement, ignored"], warned

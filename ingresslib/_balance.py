@@ -468,7 +468,11 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
         samesite_raw = ann.get(_P + "session-cookie-samesite")
         samesite = None
         if samesite_raw is not None:
-            samesite = _SAMESITE.get(samesite_raw.strip().lower())
+            # sessionaffinity/main.go reads it with parser.GetStringAnnotation too: each line
+            # trimmed of Go's spaces (normalizeString), a line break kept ("Lax\n" is no
+            # SameSite value there: lua-resty-cookie's ``bake`` drops it), U+001C..U+001F
+            # not trimmed (``str.strip`` trims them).
+            samesite = _SAMESITE.get(_normalize_string(samesite_raw).lower())
             if samesite is None:
                 warn.append((_P + "session-cookie-samesite",
                              f"unsupported value {samesite_raw!r} (None, Lax, Strict); ignored"))

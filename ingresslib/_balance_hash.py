@@ -4,9 +4,11 @@ shared with cookie affinity), and the ``ConsistentHash`` balancer with its subse
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Collection
 
 from ._balance_protocol import Address, BalancerOptions, _first_untried
@@ -134,6 +136,11 @@ class KeyTemplate:
 _SubsetState = tuple[int, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
 
 
+#: A ring and, per endpoint index, the ring indexes of its points and their arcs' running
+#: lengths (``ConsistentHash._arcs_of``).
+_Arcs = tuple[HashRing | None, dict[int, tuple[list[int], list[int]]]]
+
+
 def _same(known: EndpointSet | None, backend: EndpointSet) -> bool:
     """Whether ``known`` (a set the cache holds a ring of) has ``backend``'s endpoints and
     weights: an update that rebuilt the set object without changing them."""
@@ -178,8 +185,18 @@ class _RingCache:
 
 class ConsistentHash:
     """``upstream-hash-by``: the key is hashed onto a ketama ring of the endpoints; adding one of
-    N endpoints moves only the keys it takes over (about 1/(N+1)). Retries walk the ring
-    clockwise to the next untried endpoint.
+    N endpoints moves only the keys it takes over (about 1/(N+1)).
+
+    Retries (§8: never an endpoint already tried while another is untried) walk the ring
+    clockwise to the next untried endpoint. A retry given the request (a context with ``retry``
+    False, the tried endpoints in ``tried``) starts from its key's point: the same key always
+    retries to the same endpoint, and the keys of a failed endpoint spread over the survivors
+    as they would if it left the ring. A retry context (``retry`` True: ``Router.next_endpoint``,
+    no request known) cannot hash the key; it starts from a point inside the arcs the first
+    tried endpoint owns, the k-th such retry at the k-th point of a low-discrepancy sequence
+    over those arcs, so its retries also spread over the survivors in those shares instead of
+    all landing on one endpoint. (ingress-nginx's ``chash.lua`` ``balance()`` hashes the same
+    key again on every try and so retries the same endpoint: kubernetes/ingress-nginx#11852.)
 
     With ``upstream-hash-by-subset: "true"`` the endpoints are grouped into subsets of
     ``upstream-hash-by-subset-size`` (default 3), the key picks a subset on the ring and a seeded
@@ -189,7 +206,8 @@ class ConsistentHash:
     fewer endpoints than the size, one endpoint can hold several places (2 endpoints, size 3:
     ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does)."""
 
-    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state")
+    __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state",
+                 "_retries", "_arcs")
 
     def __init__(self, options: BalancerOptions) -> None:
         spec = options.spec
@@ -209,6 +227,13 @@ class ConsistentHash:
         #: keeps the count (another set object, or pods replaced) rebuilds nothing.
         empty: _SubsetState = (-1, HashRing(()), [])
         self._subset_state: tuple[_SubsetState, _SubsetState] = (empty, empty)
+        #: Keyless retries so far (``_retry_start``): next() on itertools.count is atomic.
+        self._retries = itertools.count()
+        #: Per ring the arcs were measured on, per endpoint index the ring indexes of its
+        #: points and their arcs' running lengths (``_arcs_of``): the last two rings, as
+        #: ``_RingCache`` keeps two (retries of requests routed before an endpoint update
+        #: alternating with newer ones measure each ring once). Replaced whole.
+        self._arcs: tuple[_Arcs, _Arcs] = ((None, {}), (None, {}))
 
     @property
     def uses_request(self) -> bool:
@@ -226,10 +251,9 @@ class ConsistentHash:
         if request.retry and tried:
             if self._subset and backend.endpoints:
                 return self._retry_in_subset(backend, tried)
-            # A retry has no request to re-hash: continue clockwise from the point the first
-            # tried endpoint's id hashes to (``_start_of_tried``; not one of its ring points),
-            # which is deterministic and stays on the ring's order.
-            return self.pick_point(self._start_of_tried(backend, tried), backend, tried)
+            # A retry context has no request to re-hash: start inside the first tried
+            # endpoint's arcs (``_retry_start``), a different one for each retry.
+            return self.pick_point(self._retry_start(backend, tried), backend, tried)
         return self.pick_point(hash_key(self._template.render(request)), backend, tried)
 
     @property
@@ -265,10 +289,59 @@ class ConsistentHash:
         found = ring.lookup_skipping(start, skip)
         return None if found < 0 else found
 
-    def _start_of_tried(self, backend: EndpointSet, tried: Collection[Address]) -> int:
+    #: 2**32 / the golden ratio: the k-th keyless retry lands at the fraction ``k * _GOLDEN /
+    #: 2**32`` (mod 1) of the arcs' length, a sequence that covers them evenly from its first
+    #: terms on.
+    _GOLDEN = 0x9E3779B9
+
+    def _retry_start(self, backend: EndpointSet, tried: Collection[Address]) -> int:
+        """Where a keyless retry starts walking the ring: a point in one of the arcs the first
+        tried endpoint owns (the keys it served lie there), the k-th retry at the k-th term
+        of a golden-ratio sequence over their total length. Each survivor then gets the
+        share of the retries it would get of the failed endpoint's keys if that left the
+        ring, where one fixed start sent all of them to one endpoint. An endpoint no longer
+        in ``backend`` (routed before an update) starts where its id hashes to."""
+        eps = backend.endpoints
         for ep in tried:
-            return hash_key(member_id(*ep))
+            try:
+                k = eps.index(ep)
+            except ValueError:
+                return hash_key(member_id(*ep))
+            ring = self._cache.get(backend)
+            idx, cum = self._arcs_of(ring, k)
+            if not idx or not cum[-1]:
+                return hash_key(member_id(*ep))
+            t = (next(self._retries) * self._GOLDEN & 0xFFFFFFFF) * cum[-1] >> 32
+            return ring.points[idx[bisect_right(cum, t)]]
         return 0
+
+    def _arcs_of(self, ring: HashRing, k: int) -> tuple[list[int], list[int]]:
+        """The ring indexes of member ``k``'s points and the running total of the lengths of
+        the arcs they close (a point owns the hashes after the point before it, up to it)."""
+        last, before = self._arcs
+        if last[0] is ring:
+            per = last[1]
+        elif before[0] is ring:
+            per = before[1]
+        else:
+            per = {}
+            self._arcs = ((ring, per), last)
+        got = per.get(k)
+        if got is None:
+            pts = ring.points
+            n = len(pts) - 1  # without the sentinel
+            idx: list[int] = []
+            cum: list[int] = []
+            total = 0
+            for j, o in enumerate(ring.owners[:n]):
+                if o == k:
+                    # (A zero-length arc - two points on one hash - adds nothing, and
+                    # ``bisect_right`` never lands on it.)
+                    total += (pts[j] - pts[j - 1]) if j else pts[0] + (1 << 32) - pts[n - 1]
+                    idx.append(j)
+                    cum.append(total)
+            got = per[k] = (idx, cum)
+        return got
 
     def _subsets(self, backend: EndpointSet) -> _SubsetState:
         """The subset state of ``backend``'s endpoint count (built on its first use)."""

@@ -399,6 +399,15 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 await self._lifespan(scope, receive, send)
                 return
             raise RuntimeError(f"IngressASGI cannot handle scope type {kind!r}")
+        headers = scope.get("headers")
+        if type(headers) is not list and type(headers) is not tuple and headers is not None:
+            # www.rst: the scope's "headers (Iterable[[byte string, byte string]])": a
+            # one-pass iterable is read once, as a list, in a copy of the scope (as ``_Reply``
+            # reads a response's). The scan, the router (canary header and cookie), basic
+            # auth and the app each read the headers: the scan used it up, the router routed
+            # a canary header's request to the main backend and the app got none.
+            scope = dict(scope)
+            scope["headers"] = list(headers)
         settings = self._settings
         root = scope.get("root_path", "") or ""
         secure = scope.get("scheme") in ("https", "wss")
@@ -858,7 +867,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             out.append((b"x-forwarded-host", fwd_host))
         if s.proxy_add_original_uri_header:
             raw = scope.get("raw_path") or quote(scope.get("path") or "/", safe=_PATH_SAFE)
-            uri = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
+            # A ``bytearray`` raw_path as its bytes, as routing reads it (``_routing_target``):
+            # its ``str()`` ("bytearray(b'/x')") was no target, and split_absolute_form's
+            # refusal escaped as the server's 500. Its path only, as routing and
+            # ``_request_uri`` read it: www.rst's raw_path excludes the query string, but
+            # httpx's ASGITransport (encode/httpx#2810) put it there, and the query came twice
+            # ("/x?a=1?a=1").
+            uri = (bytes(raw) if isinstance(raw, (bytes, bytearray))
+                   else str(raw).encode("latin-1")).partition(b"?")[0]
             if uri[:1] != b"/" and uri != b"*":
                 # nginx's $request_uri of an absolute-form target is its path (the parser
                 # takes scheme and authority apart), as the proxy sends it; routing accepted

@@ -20,7 +20,8 @@ __all__ = ["BodyTooLarge", "_Reply", "_answer_options"]
 
 async def _answer_options(send: Send) -> None:
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0")]})
+                "headers": [(b"allow", OPTIONS_ALLOW), (b"content-length", b"0"),
+                            (b"content-type", b"text/plain; charset=utf-8")]})
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -32,9 +33,18 @@ class BodyTooLarge(RuntimeError):
 
 #: ``_NGINX_HIDDEN`` as written by the spec (lower case) and the usual other spellings
 #: ("Server", "X-Accel-Redirect", "SERVER"): tested as given, without lower-casing each name.
-_HIDDEN_SPELLINGS = frozenset(
-    spelling for name in _NGINX_HIDDEN
-    for spelling in (name, name.title(), name.upper(), name.capitalize()))
+#: Each also as a ``str``: www.rst wants byte strings, but uvicorn's h11 writes a ``str`` name
+#: an app sends, so such an app works behind uvicorn and must not break (or pass ``Server``)
+#: behind IngressASGI.
+_HIDDEN_SPELLINGS: frozenset[bytes | str] = frozenset(
+    form for name in _NGINX_HIDDEN
+    for spelling in (name, name.title(), name.upper(), name.capitalize())
+    for form in (spelling, spelling.decode("latin-1")))
+
+
+def _name(name: bytes | bytearray | memoryview | str) -> bytes:
+    """A response header name as bytes (a ``str`` one as uvicorn's h11 writes it)."""
+    return name.encode("latin-1") if isinstance(name, str) else bytes(name)
 #: The messages that carry a response head (headers the proxy filters or adds to).
 _STARTS = frozenset({"http.response.start", "websocket.http.response.start",
                      "websocket.accept"})
@@ -91,7 +101,7 @@ class _Reply:
             except TypeError:  # an unhashable name (a bytearray): the slow test
                 hidden = True
             if hidden:
-                headers = [h for h in headers if bytes(h[0]).lower() not in _NGINX_HIDDEN]
+                headers = [h for h in headers if _name(h[0]).lower() not in _NGINX_HIDDEN]
                 rebuilt = True
             accept = kind == "websocket.accept"
             if self.set_cookie or (self.hsts is not None and not accept):
@@ -107,7 +117,7 @@ class _Reply:
     def _headers(self, headers: list[tuple[bytes, bytes]],
                  hsts: bool = True) -> list[tuple[bytes, bytes]]:
         if hsts and self.hsts is not None and not any(
-                bytes(n).lower() == b"strict-transport-security" for n, _ in headers):
+                _name(n).lower() == b"strict-transport-security" for n, _ in headers):
             headers.append((b"strict-transport-security", self.hsts))
         cookie = self.set_cookie
         if cookie and "\r" not in cookie and "\n" not in cookie:

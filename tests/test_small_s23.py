@@ -14,6 +14,10 @@
 - serve's reload logged every warning of the ConfigMap again at each applied edit (an
   unsupported key reported at every change of another key; found by Y3): once now, as the
   manifests' warnings.
+- IngressASGI: an app sending ``str`` response header names (uvicorn's h11 writes them) got
+  ``Server`` passed on where the proxy hides an upstream's, and on an https scope with HSTS
+  every answer failed (``bytes("strict-transport-security")``: TypeError, a 500); the adapter's
+  ``OPTIONS *`` answer had no ``Content-Type`` where the proxy's has one (found by Z4).
 """
 
 from __future__ import annotations
@@ -179,3 +183,36 @@ async def test_a_configmap_edit_logs_only_the_warnings_not_logged_before(
               if rec.name == "ingresslib.serve" and "ConfigMap" in rec.getMessage()]
     assert warned == ["ConfigMap n/c: data.worker-cpu-affinity: an ingress-nginx key "
                       "ingresslib does not implement, ignored"], warned
+
+
+def test_ingress_asgi_reads_an_apps_str_header_names_as_uvicorn_writes_them() -> None:
+    from test_review_s23_asgi import CANARY, _call
+
+    from ingresslib import IngressASGI, parse_manifests
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [("Server", "app"), ("content-length", "2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    asgi = IngressASGI(Router(parse_manifests(CANARY), seed=1),
+                       {"default/api": app, "default/can": app})
+    sent = _call(asgi, scheme="https")
+    head = sent[0]
+    names = [bytes(n).lower() if not isinstance(n, str) else n.lower().encode()
+             for n, _ in head["headers"]]
+    assert head["status"] == 200 and b"server" not in names
+    assert names.count(b"strict-transport-security") == 1
+    assert sent[-1]["body"] == b"ok"
+
+
+def test_ingress_asgi_options_asterisk_has_the_proxys_content_type() -> None:
+    from test_review_s23_asgi import CANARY, _call
+
+    from ingresslib import IngressASGI, parse_manifests
+
+    asgi = IngressASGI(Router(parse_manifests(CANARY), seed=1), {})
+    sent = _call(asgi, method="OPTIONS", path="*", raw_path=b"*")
+    assert sent[0]["status"] == 200
+    got = {bytes(n).lower(): bytes(v) for n, v in sent[0]["headers"]}
+    assert got[b"content-type"] == b"text/plain; charset=utf-8"

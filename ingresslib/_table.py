@@ -68,7 +68,8 @@ class Match:
     is_default_backend: bool
     #: The ``resource`` backend, when the backend is not a Service.
     resource: TypedLocalObjectReference | None = None
-    #: The canary Ingress's backend for this same rule (host, path, pathType), if one exists.
+    #: The canary Ingress's backend for this same rule (host, path, pathType), if one exists;
+    #: for a default backend, the canary Prefix ``/`` of its host (ingress-nginx's root location).
     canary: Match | None = None
     #: The whole Ingress object (annotations drive balancers, canary and proxy behaviour).
     ingress_object: Ingress | None = None
@@ -383,10 +384,13 @@ class _Group:
     prefix_canary: dict[str, Match] | None
     #: Served Ingresses with rules for this host, oldest first (for the default backend).
     owners: list[Ingress]
+    #: The canary Prefix ``/`` paired with the host's default backend (its implicit root
+    #: location, see ``_root_pairing``), if any.
+    root_canary: Match | None = None
 
 
 def _new_group(host: str | None) -> _Group:
-    return _Group(host, {}, {}, None, None, [])
+    return _Group(host, {}, {}, None, None, [], None)
 
 
 def _canonical_or_error(written: str) -> str | BadRequestError:
@@ -524,20 +528,25 @@ def _rule_matches(entries: dict[str, _Entry], canaries: dict[str, Match] | None,
                                  route_ids)))
 
 
-def _default_match(ing: Ingress, host: str | None, route_id: int) -> Match:
+def _default_match(ing: Ingress, host: str | None, route_id: int, canary: Match | None = None) -> Match:
     assert ing.spec.default_backend is not None
     service, port, resource = _backend_fields(ing.spec.default_backend)
     return Match(
         service=service, port=port, namespace=ing.metadata.namespace, ingress=ing.metadata.ref,
         host=host, path=None, path_type=None, is_default_backend=True, resource=resource,
-        ingress_object=ing, route_id=route_id,
+        canary=canary, ingress_object=ing, route_id=route_id,
     )
 
 
 def _pair_canaries(canaries: list[Ingress], groups: dict[str | None, _Group], diags: list[Diagnostic],
-                   canonical_cache: dict[str, str | BadRequestError], route_ids: Iterator[int]) -> None:
+                   canonical_cache: dict[str, str | BadRequestError], route_ids: Iterator[int],
+                   any_default: bool) -> Match | None:
     """Store each canary rule's Match in its main rule's group: "a second Ingress with the same
-    host, path and pathType as a main rule"."""
+    host, path and pathType as a main rule"; a canary Prefix ``/`` with no main rule of its
+    own pairs with the host's default backend where ingress-nginx's implicit root location has
+    it (``_root_pairing``). Returns the host-less canary ``/`` paired with the table's default
+    (no host-less rules: the catch-all server's root location is the table's default)."""
+    global_root: Match | None = None
     for ing in canaries:
         src = _Source.of(ing)
         obj = f"Ingress {src.ref}"
@@ -547,6 +556,30 @@ def _pair_canaries(canaries: list[Ingress], groups: dict[str | None, _Group], di
         for e in _entries(src, diags, canonical_cache):
             cgroup = groups.get(e.host)
             main = None if cgroup is None else (cgroup.exact if e.exact else cgroup.prefix).get(e.key)
+            if main is None and not e.exact and e.key == "" and e.path.path_type == "Prefix":
+                why = _root_pairing(cgroup, e.host, any_default)
+                if why is None:
+                    written = e.path.path or "/"
+                    held = global_root if cgroup is None else cgroup.root_canary
+                    if held is not None:
+                        diags.append(Diagnostic(obj, e.field, f"rule already has the canary {held.ingress}; ignored"))
+                        continue
+                    paired_root = _rule_match(e, None, next(route_ids))
+                    if cgroup is None:
+                        global_root = paired_root
+                    else:
+                        cgroup.root_canary = paired_root
+                    if written != "/":
+                        diags.append(Diagnostic(obj, e.field, f"canary Prefix {written!r} on host {e.host or '*'}: "
+                                                "paired with the host's default backend (its root location "
+                                                "'/'), which matches the same requests; ingress-nginx pairs a "
+                                                "canary only with a location of the identical path and drops "
+                                                "this one: write '/'"))
+                    continue
+                if why:
+                    diags.append(Diagnostic(obj, e.field, f"canary Prefix {e.path.path or '/'!r} on host "
+                                            f"{e.host or '*'} matches no main rule; ignored ({why})"))
+                    continue
             if cgroup is None or main is None:
                 diags.append(Diagnostic(obj, e.field, f"canary {e.path.path_type} {e.path.path or '/'!r} on host "
                                         f"{e.host or '*'} matches no main rule; ignored"))
@@ -582,6 +615,40 @@ def _pair_canaries(canaries: list[Ingress], groups: dict[str | None, _Group], di
                                         f"{main_written!r} (Ingress {main.source.ref} {main.field}), which "
                                         "matches the same requests; ingress-nginx pairs a canary only with "
                                         f"a rule of the identical path and drops this one: write {main_written!r}"))
+    return global_root
+
+
+def _root_pairing(group: _Group | None, host: str | None, any_default: bool) -> str | None:
+    """Whether a canary Prefix ``/`` with no main rule of that path pairs with the default
+    backend of its host: None if it does, else why not ("" when no more than "matches no main
+    rule" is to be said).
+
+    ingress-nginx (controller.go) gives every server an implicit root location: createServers
+    adds ``Path: "/", PathType: &pathTypePrefix, IsDefBackend: true`` with ``Backend: un``, the
+    upstream of the ``defaultBackend`` of the first (oldest) Ingress with a rule for the host,
+    or the controller's default upstream when that Ingress has none; the catch-all server
+    ``_`` (host-less rules, and every host no rule names) takes the backend of any main
+    Ingress's ``defaultBackend``. A main Prefix ``/`` rule takes that location over (it is then
+    the main rule). mergeAlternativeBackends merges a canary into a location on ``loc.Path ==
+    path.Path && *loc.PathType == *path.PathType`` with no look at ``IsDefBackend``, but
+    canMergeBackend refuses the controller's default upstream (``primary.Name !=
+    defUpstreamName``). So the canary pairs with the host's default backend when that is the
+    oldest owner's own (a named host), or when any default backend exists (host-less). A host
+    with no group (no main rule names it) has no server: no pairing.
+    """
+    if host is None:
+        return None if any_default else ""
+    if group is None:
+        return ""
+    first = group.owners[0]
+    if first.spec.default_backend is not None:
+        return None
+    if not any_default:
+        return ""
+    return (f"ingress-nginx pairs a canary Prefix '/' with the host's default backend only when it is "
+            f"the defaultBackend of the oldest Ingress with rules for the host, here Ingress "
+            f"{first.metadata.ref}, which has none: its root location has the controller's default "
+            "backend, which takes no canary")
 
 
 @contextmanager
@@ -720,11 +787,12 @@ class RouteTable:
         # Route ids are handed out in build order: canaries, the global default, then per host
         # its Exact rules, Prefix rules and default backend.
         route_ids = itertools.count()
-        _pair_canaries(canaries, groups, diags, canonical_cache, route_ids)
+        with_default = [i for i in mains if i.spec.default_backend is not None]
+        global_root = _pair_canaries(canaries, groups, diags, canonical_cache, route_ids, bool(with_default))
 
         # --- default backends (SEMANTICS §4.5) ---
-        with_default = [i for i in mains if i.spec.default_backend is not None]
-        global_default = _default_match(with_default[0], None, next(route_ids)) if with_default else None
+        global_default = (_default_match(with_default[0], None, next(route_ids), global_root)
+                          if with_default else None)
         # The oldest default answers the requests that reach no host group: there are such
         # requests only when no host-less rule exists (a host-less group takes every host no
         # rule names). Otherwise it serves only the host groups without a default of their own.
@@ -748,13 +816,13 @@ class RouteTable:
                     break
             if owner is not None:
                 used_defaults.add(id(owner))
-                gdefault: Match | None = _default_match(owner, host, next(route_ids))
+                gdefault: Match | None = _default_match(owner, host, next(route_ids), g.root_canary)
                 for other in g.owners:
                     if other is not owner and other.spec.default_backend is not None:
                         beaten_by.setdefault(id(other), set()).add(owner.metadata.ref)
             elif global_default is not None:
                 used_defaults.add(id(with_default[0]))
-                gdefault = _default_match(with_default[0], host, next(route_ids))
+                gdefault = _default_match(with_default[0], host, next(route_ids), g.root_canary)
             else:
                 gdefault = None
             routes.extend(exact.values())

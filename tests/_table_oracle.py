@@ -189,7 +189,31 @@ def oracle(
         assert cand.spec.default_backend is not None
         service, port = _backend(cand.spec.default_backend)
         return Expected(cand.metadata.ref, group if isinstance(group, str) else None, None, None,
-                        service, port, True)
+                        service, port, True, _root_canary(canaries, group, owners))
+    return None
+
+
+def _root_canary(canaries: list[Ingress], group: str | None | bool, owners: list[Ingress]) -> str | None:
+    """The canary of a default backend (ingress-nginx's implicit root location of the server,
+    controller.go createServers/mergeAlternativeBackends): the oldest canary Prefix rule whose
+    path is "/" once canonical, on the same host; a named host's only when its oldest Ingress
+    with rules has a defaultBackend (else the root location has the controller's default
+    upstream, which takes no canary); the catch-all server's (host-less canary) whenever a
+    default backend answers at all (the caller's case)."""
+    host = group if isinstance(group, str) else None
+    if host is not None and not owners[0].spec.default_backend:
+        return None
+    for can in canaries:  # oldest first
+        for rule in can.spec.rules:
+            if rule.host != host:
+                continue
+            for chp in rule.paths or ():
+                try:
+                    cc = canonical_rule_path(chp.path or "/")
+                except BadRequestError:
+                    continue
+                if chp.path_type == "Prefix" and cc == "/":
+                    return can.metadata.ref
     return None
 
 

@@ -112,6 +112,18 @@ def oracle_table(res: Resources, ingress_class: str | None, controller: str | No
     # Canary: "a second Ingress with the same host, path and pathType as a main rule"; the
     # oldest canary of a rule is its canary.
     canary_of: dict[Any, str] = {}
+    # A canary Prefix "/" with no main rule of its slot pairs with the host's implicit root
+    # location (ingress-nginx createServers/mergeAlternativeBackends): a named host's when its
+    # oldest Ingress with rules has a defaultBackend, the catch-all server's (host-less) when
+    # any main Ingress has one. Not a rule: kept apart from ``rules``.
+    with_default = [i for i in mains if i.spec.default_backend is not None]
+    root_of: dict[Any, str] = {}
+
+    def root_pairs(host: str | None) -> bool:
+        if host is None:
+            return bool(with_default)
+        owners = [i for i in mains if any(r.host == host for r in i.spec.rules)]
+        return bool(owners) and owners[0].spec.default_backend is not None
     #: (object, field) -> what the note on an unpaired canary rule says: no main rule, the
     #: main rule of another pathType, or another canary first.
     unpaired: dict[tuple[str, str], str] = {}
@@ -120,7 +132,13 @@ def oracle_table(res: Resources, ingress_class: str | None, controller: str | No
             for pi, hp in enumerate(rule.paths or ()):
                 where = (f"Ingress {can.metadata.ref}", f"spec.rules[{ri}].http.paths[{pi}]")
                 slot = _slot(rule.host, hp)
-                if slot not in winners:
+                if slot not in winners and slot[1:] == (False, "") and hp.path_type == "Prefix" \
+                        and root_pairs(rule.host):
+                    if rule.host in root_of:
+                        unpaired[where] = root_of[rule.host]
+                    else:
+                        root_of[rule.host] = can.metadata.ref
+                elif slot not in winners:
                     unpaired[where] = "no main rule"
                 elif winners[slot][1][4].path_type != hp.path_type:
                     unpaired[where] = f"Ingress {winners[slot][1][0].metadata.ref}"
@@ -132,7 +150,6 @@ def oracle_table(res: Resources, ingress_class: str | None, controller: str | No
              for slot, (_o, c) in winners.items()}
     # Defaults: "the defaultBackend of the oldest served Ingress with rules in that host group
     # that has one; else the oldest served Ingress's defaultBackend".
-    with_default = [i for i in mains if i.spec.default_backend is not None]
     oldest = with_default[0].metadata.ref if with_default else None
     hosts = {rule.host for ing in mains for rule in ing.spec.rules}
     defaults = {}

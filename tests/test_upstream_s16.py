@@ -242,12 +242,14 @@ def test_guard_bodyless_status_with_transfer_encoding_has_no_body(status: bytes)
     # guard: a 204/304 has no body whatever its framing headers say (nginx's
     # ngx_http_proxy_input_filter_init: "1xx, 204, and 304 and replies to HEAD requests" ->
     # length 0, keepalive kept); Transfer-Encoding is not forwarded, nothing follows the head,
-    # and a clean connection is kept.
+    # and a clean 304 connection is kept. A 204 announcing a body (RFC 9110 §8.6 forbids it)
+    # is not pooled since session 23: a body it wrote late would answer another client
+    # (tests/test_review_s23_http.py).
     p = ProxyPair(app=lambda r, b, u: Reply(
         b"HTTP/1.1 %s\r\nTransfer-Encoding: chunked\r\n\r\n" % status))
     out = p.send(GET)
     assert out == b"HTTP/1.1 %s\r\n\r\n" % status
-    assert [c.reuse for c in p.closes] == [True]
+    assert [c.reuse for c in p.closes] == [status.startswith(b"304")]
 
 
 def test_guard_head_answered_with_a_chunked_body_forwards_no_byte_of_it() -> None:

@@ -50,6 +50,11 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
   broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
+- The upstream connection of a response to HEAD, or of a 204, whose head announces a body
+  (Transfer-Encoding, a Content-Length other than 0) is not pooled, where nginx keeps it: a
+  body written late would answer the next request sent on it (``_H11Reader.spent``). A 304's
+  is kept, as in nginx (its framing headers are the representation's; conditional GETs are
+  common).
 - Trailers are not forwarded; the body is re-framed on each side (h11's framing rules). A 204's
   Content-Length is dropped (RFC 9110 §8.6 forbids it; nginx's header filter drops it too).
 - ``keep_alive_requests`` 0 means nginx's ``keepalive_requests 0``: one request per connection.
@@ -199,6 +204,10 @@ _DISCARD_TIME = 30.0
 #: ``proxy-next-upstream`` conditions naming a response status.
 _HTTP_CONDITIONS = {code: f"http_{code}" for code in (403, 404, 429, 500, 502, 503, 504)}
 _CONNECTION_CLOSE = (b"connection", b"connection", b"close")
+#: What an HTTP/1.0 client that asked for keep-alive is told when it is kept (nginx's header
+#: filter: "if (r->keepalive) { ... "Connection: keep-alive" CRLF"): without it an HTTP/1.0
+#: client takes the response as the connection's last.
+_CONNECTION_KEEP_ALIVE = (b"Connection", b"connection", b"keep-alive")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: The request-id generator lives in ``_headers`` (shared with the ASGI adapter); the name
 #: stays importable from here.
@@ -1219,6 +1228,14 @@ class ClientConnection:
         if has_te and version == b"1.0":
             raise RemoteProxyError("Transfer-Encoding in an HTTP/1.0 request", 400)
         req.upgrade = upgrade and b"upgrade" in connection_tokens and method == b"GET"
+        if version == b"1.0" and b"keep-alive" in connection_tokens and \
+                b"close" not in connection_tokens:
+            # An HTTP/1.0 request asking for keep-alive keeps its connection, as in nginx
+            # (ngx_http_handler: "case NGX_HTTP_CONNECTION_KEEP_ALIVE: r->keepalive = 1;",
+            # whatever the version; "close" wins: ngx_http_process_connection looks for it
+            # first), where h11 (the reader) takes every HTTP/1.0 message for the last. Its
+            # responses say "Connection: keep-alive", one of unknown length "close".
+            req.keep_alive = True
         self._connection_tokens = connection_tokens
         if host_raw is not None:
             check_host_header(host_raw)  # "Host:" with no value is 400, as in nginx
@@ -1773,6 +1790,10 @@ class ClientConnection:
         if not self._can_respond:
             self._close_all(now)
             return False
+        if req.http_version == "1.0" and req.keep_alive and _CONNECTION_CLOSE not in headers:
+            # (A response of unknown length turns it into "Connection: close":
+            # ``_response_head`` ends the body by closing for an HTTP/1.0 client.)
+            headers.append(_CONNECTION_KEEP_ALIVE)
         head, req.framing, self._close_after = _response_head(
             status, event.reason, headers, req.method, req.http_version == "1.1", req.keep_alive)
         self._can_respond = False
@@ -1896,8 +1917,10 @@ class ClientConnection:
         # nginx keeps such a connection neither: u->keepalive is set only once a known
         # length is read (ngx_http_proxy_input_filter_init, ..._copy_filter "if (p->length ==
         # 0) { ... r->upstream->keepalive = !r->upstream->headers_in.connection_close; }").
+        # Nor after a HEAD or 204 whose head announced a body (``_H11Reader.spent``): a
+        # body written late would answer the next request sent on the connection.
         reuse = (up.request_done and conn.their_state is h11.DONE and not conn.has_trailing
-                 and not conn.peer_closed
+                 and not conn.peer_closed and not conn.spent
                  and self.settings.upstream_keepalive_connections > 0)
         self._observe(req, up, now, req.status < 500)
         if reuse:
@@ -2066,6 +2089,8 @@ class ClientConnection:
         self._add_response_headers(req, headers)
         if close and _CONNECTION_CLOSE not in headers:
             headers.append(_CONNECTION_CLOSE)
+        elif req.http_version == "1.0" and req.keep_alive and _CONNECTION_CLOSE not in headers:
+            headers.append(_CONNECTION_KEEP_ALIVE)
         conn = self._h11
         if self._can_respond:
             head, _, close_after = _response_head(
@@ -2212,6 +2237,7 @@ class ClientConnection:
     def _next_cycle(self, now: float) -> None:
         """The response is complete and the request fully read: next request or idle."""
         conn = self._h11
+        req = self._req
         self._busy = False
         self._feeding = False
         self._req = None
@@ -2221,7 +2247,10 @@ class ClientConnection:
         self._tail = b""
         if tail:
             self._inbuf[:0] = tail
-        if self._close_after or conn.their_state is h11.MUST_CLOSE \
+        # (h11's MUST_CLOSE for an HTTP/1.0 request is overruled by its "keep-alive":
+        # ``req.keep_alive``, set by ``_parse_request``.)
+        if self._close_after or (conn.their_state is h11.MUST_CLOSE
+                                 and not (req is not None and req.keep_alive)) \
                 or not self._keep_alive_allowed_after():
             self._close_downstream()
             return

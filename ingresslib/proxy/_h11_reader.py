@@ -281,6 +281,18 @@ def _framing(method: bytes, event: Any, hint: _Hint | None = None
     return "http/1.0", (), keep_alive
 
 
+def _announces_body(event: Any, hint: _Hint | None) -> bool:
+    """Whether a response head announces a body: a Transfer-Encoding, or a Content-Length
+    other than 0 (``hint``: what ``_head_headers`` gathered; None: the headers are looked at)."""
+    if hint is not None:
+        length, chunked, _ = hint
+        return chunked or (length is not None and int(length) != 0)
+    for _, name, value in event.headers._full_items:
+        if name == b"transfer-encoding" or (name == b"content-length" and int(value) != 0):
+            return True
+    return False
+
+
 class _H11Reader:
     """One side's incoming messages, parsed by h11's own parser functions (the same
     request/status-line and header-field regexes, framing rules, body readers and size limit as
@@ -302,7 +314,7 @@ class _H11Reader:
     """
 
     __slots__ = ("_buf", "_closed", "_head", "_body", "_max", "_state", "method", "_readers",
-                 "_client", "keep_alive")
+                 "_client", "keep_alive", "spent")
 
     def __init__(self, client: bool, max_incomplete_event_size: int) -> None:
         # client=True: we are the client, the peer sends responses.
@@ -319,6 +331,14 @@ class _H11Reader:
         self._state: Any = h11.IDLE
         #: The method of the request a response answers (HEAD/CONNECT change its framing).
         self.method = b"GET"
+        #: The last response has no body by its request or status (HEAD, 204) but its
+        #: head announces one (``_announces_body``): the connection is not to be reused,
+        #: though h11 keeps it. An upstream that writes that body anyway, in a write of its
+        #: own, has its bytes arrive after the connection went back to the pool, and the
+        #: next request sent there -- another client's -- takes them for its response (the
+        #: pool's look for unread bytes when it hands a connection out, as nginx's
+        #: ngx_http_upstream_free_keepalive_peer, only sees bytes already there).
+        self.spent = False
 
     @property
     def their_state(self) -> Any:
@@ -347,6 +367,7 @@ class _H11Reader:
     def start_next_cycle(self) -> None:
         self._state = h11.IDLE
         self._body = None
+        self.spent = False
 
     def reset(self) -> None:
         """As a new reader (same side, same limit): the server side's next request."""
@@ -355,6 +376,7 @@ class _H11Reader:
         self._body = None
         self._state = h11.IDLE
         self.keep_alive = True
+        self.spent = False
 
     def next_event(self) -> Any:
         state = self._state
@@ -378,6 +400,13 @@ class _H11Reader:
                             event.method if t is _H11Request else self.method, event, hint)
                         self._body = self._readers[kind](*args)
                         self.keep_alive = keep_alive
+                        # A 304 keeps its connection, as in nginx: its framing headers are
+                        # the representation's (RFC 9110 §15.4.5) and conditional GETs are
+                        # common; an upstream writing a 304 body is rarer than one writing a
+                        # HEAD body, and a 204 announcing one breaks RFC 9110 §8.6 already.
+                        if t is _H11Response and (self.method == b"HEAD"
+                                                  or event.status_code == 204):
+                            self.spent = _announces_body(event, hint)
                         self._state = _SEND_BODY if keep_alive else _SEND_BODY_CLOSE
                     elif event.status_code == 101:
                         self._state = _DONE  # switched protocols: no more HTTP here

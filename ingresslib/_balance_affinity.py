@@ -14,7 +14,7 @@ from ._balance_protocol import Address, BalancerOptions
 from ._balance_request import RequestContext, cookie_value, header_value
 from ._balance_spec import AffinityConfig
 from ._endpoints import EndpointSet
-from ._hashing import hash_key, ngx_md5, salted_id
+from ._hashing import TriedMembers, hash_key, ngx_md5, salted_id
 
 __all__ = [
     "CookieAffinity",
@@ -267,8 +267,7 @@ class CookieAffinity:
                 if remember:
                     self._remember_retry_key(backend, idx3, key)
             else:
-                skip = {k for k, ep in enumerate(eps) if ep in tried}
-                idx3 = ring.lookup_skipping(point, skip)
+                idx3 = ring.lookup_skipping(point, TriedMembers(eps, tried))
         else:
             idx3 = ring.lookup(hash_key(key))
         if idx3 < 0:

@@ -15,7 +15,7 @@ from ._balance_protocol import Address, BalancerOptions, _first_untried
 from ._balance_request import Headers, RequestContext, cookie_value, header_value
 from ._endpoints import EndpointSet
 from ._errors import BadRequestError
-from ._hashing import HashRing, hash_key, member_id
+from ._hashing import HashRing, TriedMembers, hash_key, member_id
 from ._normalize import canonical_path, normalize_host
 
 __all__ = [
@@ -285,8 +285,7 @@ class ConsistentHash:
         found = ring.lookup(start)
         if eps[found] not in tried:
             return found  # the owner itself is untried: no pass over every endpoint
-        skip = {k for k, ep in enumerate(eps) if ep in tried}
-        found = ring.lookup_skipping(start, skip)
+        found = ring.lookup_skipping(start, TriedMembers(eps, tried))
         return None if found < 0 else found
 
     #: 2**32 / the golden ratio: the k-th keyless retry lands at the fraction ``k * _GOLDEN /

@@ -719,18 +719,11 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
     except OSError as e:
         raise ValidationError([FieldError(str(p), "", "Invalid value", e.strerror or str(e))]
                               ) from None
-    text: str | bytes = raw
-    if raw[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-        # (UTF-16 with a byte order mark, what PowerShell's `>` writes, is decoded by the
-        # manifests' reader: kubectl reads it, cli-runtime's unicode.BOMOverride.)
-        try:
-            # utf-8-sig: a byte order mark is no text (kubectl reads past it); left in, json
-            # refused a ConfigMap.json that starts with one.
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise ValidationError([FieldError(str(p), f"byte {e.start}", "Invalid value",
-                                              "not valid UTF-8")]) from None
-    docs, errors = read_documents(text, str(p), is_json=p.suffix == ".json")
+    # The manifests' reader decodes the bytes (UTF-8 after a byte order mark or without one,
+    # UTF-16 after its mark, as kubectl's unicode.BOMOverride) and places a bad byte at its
+    # line and column, as for -f.
+    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+    docs, errors = read_documents(raw, str(p), is_json=p.suffix == ".json")
     if errors:
         raise ValidationError(errors)
     maps = [(d, found) for d, found in _list_items(docs, str(p))
@@ -739,7 +732,7 @@ def load_config(path: str | Path, *, base: ProxySettings | None = None) -> Serve
         # (a file that only starts with the bytes of a UTF-16 byte order mark reads as
         # nonsense: say how it was read)
         how = (" (read as UTF-16, not UTF-8: the file starts with a UTF-16 byte order mark)"
-               if isinstance(text, bytes) and not maps else "")
+               if utf16 and not maps else "")
         raise ValidationError([FieldError(
             str(p), "", "Invalid value", f"expected one ConfigMap, found {len(maps)}{how}")])
     doc, found = maps[0]

@@ -884,7 +884,7 @@ class Collector:
     :class:`Resources` or raises one :class:`ValidationError` with everything found."""
 
     __slots__ = ("lists", "ignored", "errors", "copy_ignored", "warnings", "duplicates",
-                 "duplicate_lines", "check_fields")
+                 "duplicate_lines", "check_fields", "text_name")
 
     def __init__(self, *, copy_ignored: bool = True, check_fields: bool = True) -> None:
         #: Keep a deep copy of objects of other kinds (the default). A caller whose objects
@@ -909,18 +909,26 @@ class Collector:
         #: The same keys with the 1-based lines each is written at (YAML only): ``{id(mapping):
         #: {key: [line, ...]}}``.
         self.duplicate_lines: dict[int, dict[Any, list[int]]] | None = None
+        #: What the errors of a whole document name when its text has no ``source``
+        #: (``"<text>"``, set by ``parse_manifests``): the name its syntax errors and
+        #: "expected an object" errors already carry, so that every whole-document error
+        #: reads ``<text>: document 1: ...`` and none ``document 1: ...``.
+        self.text_name: str | None = None
 
     def error(self, err: FieldError, source: str | None) -> None:
         self.errors.append(_with_source(err, source))
 
-    def _early(self, source: str | None, label: str, field: str, type: str, detail: str) -> None:
+    def _early(self, source: str | None, label: str, field: str, type: str, detail: str,
+               value: Any = None, has_value: bool = False) -> None:
         """An error found before the object has a kind and a name: ``object`` is the file
-        (or the object's position when there is no file), ``field`` says where in it."""
-        if source is not None:
+        (or the object's position when there is no file, or :attr:`text_name` for text
+        without one), ``field`` says where in it."""
+        name = source if source is not None else self.text_name
+        if name is not None:
             field = f"{label}: {field}" if field else label
-            self.errors.append(FieldError(source, field, type, detail))
+            self.errors.append(FieldError(name, field, type, detail, value, has_value))
         else:
-            self.errors.append(FieldError(label, field, type, detail))
+            self.errors.append(FieldError(label, field, type, detail, value, has_value))
 
     def add_objects(self, objects: Iterable[Any], source: str | None) -> None:
         if isinstance(objects, Mapping):
@@ -974,11 +982,18 @@ class Collector:
             # kind/apiVersion of their own.
             api = api if api is not None else list_kind[0]
             kind = kind if kind is not None else list_kind[1]
-        if not isinstance(kind, str) or not kind:
-            self._early(source, label, "kind", REQUIRED, _needs_kind(obj))
-            return None
-        if not isinstance(api, str) or not api:
-            self._early(source, label, "apiVersion", REQUIRED, _needs_kind(obj))
+        if not (isinstance(kind, str) and kind and isinstance(api, str) and api):
+            field, value = ("kind", kind) if not (isinstance(kind, str) and kind) else (
+                "apiVersion", api)
+            if value is None or isinstance(value, str):
+                self._early(source, label, field, REQUIRED, _needs_kind(obj))
+            else:
+                # Written, but not a string (`kind: 5`, `apiVersion: [v1]`): not "Required
+                # value" (it is there, and a user looking for a missing line finds none), but
+                # what is wrong with it, with the value, as a field of the wrong type is told.
+                scalar = _is_scalar(value)
+                self._early(source, label, field, INVALID,
+                            f"expected string, got {_jtype(value)}", value, scalar)
             return None
         if kind == "List" or (kind.endswith("List") and "items" in obj):
             return self._list_items(obj, api, kind, source, label)

@@ -9,6 +9,9 @@ file as ``object`` and the place as ``field``:
   (line and column 1-based; ``JSON syntax error`` for ``*.json`` files), a character YAML does
   not allow too: ``... line 6, column 9: Invalid value: YAML syntax error: unacceptable
   character #x001b: control characters are not allowed``;
+- bytes that are not UTF-8 (nor UTF-16 after its byte order mark), at the first bad byte:
+  ``deploy/web.yaml: line 4, column 12: Invalid value: not valid UTF-8: byte 0xE9 at offset
+  50``;
 - a ``str`` no UTF-8 file can be (a lone surrogate, from text decoded with
   ``errors="surrogateescape"``): ``<text>: line 3, column 21: Invalid value: not valid UTF-8:
   lone surrogate U+DCE9``;
@@ -29,7 +32,10 @@ file as ``object`` and the place as ``field``:
   it, the cluster's JSON decoder refuses it): ``... Invalid value: 99999999999999999999...:
   number out of range (310 characters)``;
 - a document that is not a mapping: ``deploy/web.yaml: document 2: Invalid value: expected an
-  object, got string`` (documents counted from 1, empty ones included);
+  object, got string`` (documents counted from 1, empty ones included); one without a kind:
+  ``deploy/web.yaml: document 2: kind: Required value: ...``, with a kind that is no string:
+  ``... document 2: kind: Invalid value: 5: expected string, got integer``; text without a
+  ``source`` is named ``<text>`` in all of these, as in its syntax errors;
 - a missing path: ``deploy/missing.yaml: Not found: no such file or directory`` (also a file or
   a folder removed between the listing of its folder and its reading, as kubectl's walk does);
 - a folder that cannot be listed: ``deploy/private: Invalid value: cannot list the folder:
@@ -43,6 +49,7 @@ and carry the file in ``.source``; ``str()`` prints ``deploy/web.yaml: Ingress d
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import math
 import os
@@ -54,7 +61,7 @@ from typing import Any
 
 import yaml
 
-from ._decode import Collector
+from ._decode import Collector, _jtype  # (one naming of types: "got integer" everywhere)
 from ._errors import FieldError
 from ._json_manifests import (_MAX_DEPTH, _json_documents, _line_column, _out_of_range,
                               _past_str_digits, _too_deep_error, _with_duplicates)
@@ -224,7 +231,12 @@ def _past_float64(n: int) -> bool:
     return False
 
 
-def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+def _construct_int(loader: Any, node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        # `!!int [1]`: go-yaml decodes a collection by its kind, whatever its tag; here
+        # _go_scalar got the node's list of children ("TypeError: unhashable type: 'list'"
+        # out of the load). The same for the other scalar tags below.
+        return _construct_other(loader, node)
     tag, value = _go_scalar(node.value)
     if tag != _INT:  # only an explicit !!int tag gets here with another text
         raise _wrong_tag(node, tag)
@@ -238,7 +250,9 @@ def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
     return int(value)
 
 
-def _construct_float(loader: Any, node: yaml.ScalarNode) -> int | float:
+def _construct_float(loader: Any, node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return _construct_other(loader, node)
     return _json_number(float(_float_tagged(node)), node)
 
 
@@ -260,15 +274,19 @@ def _float_tagged(node: yaml.ScalarNode) -> Any:
     return value
 
 
-def _construct_bool(loader: Any, node: yaml.ScalarNode) -> bool:
+def _construct_bool(loader: Any, node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return _construct_other(loader, node)
     tag, value = _go_scalar(node.value)
     if tag != _BOOL:
         raise _wrong_tag(node, tag)
     return bool(value)
 
 
-def _construct_text(loader: Any, node: yaml.ScalarNode) -> str:
+def _construct_text(loader: Any, node: yaml.Node) -> Any:
     """``!!timestamp`` (go-yaml sets the text in an interface{}) and a `<<` that is not a key."""
+    if not isinstance(node, yaml.ScalarNode):
+        return _construct_other(loader, node)
     return str(loader.construct_scalar(node))
 
 
@@ -433,7 +451,45 @@ def _repeated_keys(loader: Any, own: list[tuple[yaml.Node, yaml.Node]]) -> dict[
     return {key: at for key, at in lines.items() if len(at) > 1}
 
 
+def _construct_binary(loader: Any, node: yaml.Node) -> Any:
+    """``!!binary``: go-yaml sets the decoded bytes as a Go string in an interface{} (decoder
+    scalar: ``resolved = string(data)``), which json.Marshal writes with each byte that is not
+    UTF-8 as U+FFFD. PyYAML made ``bytes``, refused everywhere as "got bytes" (a Python type
+    name in a Kubernetes message) and in a map key kept as bytes. Base64 read as Go's
+    StdEncoding reads it: padding required, only line breaks skipped (a folded scalar)."""
+    if not isinstance(node, yaml.ScalarNode):
+        return _construct_other(loader, node)  # (a tagged collection: by its kind)
+    text = node.value.replace("\r", "").replace("\n", "")
+    try:
+        data = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!!binary value contains invalid base64 data", node.start_mark) from None
+    return _GO_INVALID_BYTE.sub("\ufffd", data.decode("utf-8", "surrogateescape"))
+
+
+_GO_INVALID_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _construct_other(loader: Any, node: yaml.Node) -> Any:
+    """A node with a tag go-yaml v2 does not resolve (``!!set``, ``!!omap``, ``!!pairs``,
+    ``!custom``, ``!!python/object:...``): go-yaml decodes it by its kind alone (its
+    ``resolve`` returns the text of an unresolvable tag; ``mapping`` and ``sequence`` look at no
+    tag), so kubectl applies ``!Ref x`` as the string "x" and ``!!set {a, b}`` as a map of
+    nulls. PyYAML refused the first ("could not determine a constructor for the tag") and
+    made a Python ``set`` (``got set``) of the second, tuples of ``!!omap``. Only plain data
+    is made, whatever the tag says."""
+    if isinstance(node, yaml.MappingNode):
+        return _construct_map(loader, node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_yaml_seq(node)
+    return str(node.value)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:binary", _construct_binary)
+for _other in ("tag:yaml.org,2002:set", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs", None):
+    _Loader.add_constructor(_other, _construct_other)
 _Loader.add_constructor(_INT, _construct_int)
 _Loader.add_constructor(_FLOAT, _construct_float)
 _Loader.add_constructor(_BOOL, _construct_bool)
@@ -452,9 +508,12 @@ def _syntax_error(source: str, exc: yaml.YAMLError, text: str) -> FieldError:
         if _BaseLoader is not yaml.SafeLoader and not text.isascii():
             at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
         char = exc.character  # a str (PyYAML), an int (libyaml)
-        shown = f"#x{ord(char) if isinstance(char, str) else int(char):04x}"
-        return FieldError(source, _text_place(text, at), INVALID,
-                          f"YAML syntax error: unacceptable character {shown}: {exc.reason}")
+        code = ord(char) if isinstance(char, str) else int(char)
+        detail = f"YAML syntax error: unacceptable character #x{code:04x}: {exc.reason}"
+        if code == 0 and _looks_utf16(text):
+            detail += (" (the file looks like UTF-16 without a byte order mark, which kubectl "
+                       "does not read either: save it as UTF-8)")
+        return FieldError(source, _text_place(text, at), INVALID, detail)
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -463,6 +522,15 @@ def _syntax_error(source: str, exc: yaml.YAMLError, text: str) -> FieldError:
         detail += f" ({context})"
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return FieldError(source, where, INVALID, detail)
+
+
+def _looks_utf16(text: str) -> bool:
+    """Whether ``text`` (decoded as UTF-8) is ASCII written as UTF-16 without a byte order
+    mark: a NUL in every other character of its start (what some Windows tools write)."""
+    head = text[:64]
+    if len(head) < 4:
+        return False
+    return any(set(head[i::2]) == {"\0"} and "\0" not in head[1 - i::2] for i in (0, 1))
 
 
 def _lone_surrogate(text: str, source: str) -> FieldError | None:
@@ -491,6 +559,27 @@ def _text_place(text: str, at: int) -> str:
     return f"line {line}, column {column}"
 
 
+def _undecodable(data: bytes, exc: UnicodeDecodeError, source: str, utf16: bool) -> FieldError:
+    """The error for bytes that are not the text they claim to be, at the line and column of
+    the first bad byte (the text before it is good: its lines are counted as a syntax error's
+    are), the byte offset kept in the detail. Only ``byte 48213`` was said: no editor goes
+    there (a Latin-1 ``café`` in one annotation of a long file).
+
+    ``deploy/web.yaml: line 4, column 12: Invalid value: not valid UTF-8: byte 0xE9 at
+    offset 50``."""
+    # (The error's object is the bytes after a UTF-8 mark, all of them for UTF-16; the
+    # offset told is the file's, the columns are counted after the mark as YAML counts them.)
+    body = exc.object
+    offset = exc.start + len(data) - len(body)
+    good = bytes(body[:exc.start]).decode(exc.encoding, "replace").lstrip("\ufeff")
+    line, column = _line_column(good, len(good))
+    if utf16:
+        what = f"not valid UTF-16: {exc.reason} at offset {offset}"
+    else:
+        what = f"not valid UTF-8: byte 0x{body[exc.start]:02X} at offset {offset}"
+    return FieldError(source, f"line {line}, column {column}", INVALID, what)
+
+
 def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -> Iterator[tuple[int, Any]]:
     """(1-based document number, parsed document) pairs; syntax errors go to ``c``."""
     if isinstance(text, bytes):
@@ -499,11 +588,11 @@ def _documents(text: str | bytes, source: str, c: Collector, *, is_json: bool) -
         # (cli-runtime wraps every file in unicode.BOMOverride): what PowerShell's `>` writes.
         # Without a BOM the bytes are UTF-8 (JSON's only encoding, RFC 8259 §8.1).
         utf16 = text[:2] in (b"\xff\xfe", b"\xfe\xff")
+        data = text
         try:
-            text = text.decode("utf-16" if utf16 else "utf-8-sig")
+            text = data.decode("utf-16" if utf16 else "utf-8-sig")
         except UnicodeDecodeError as exc:
-            what = "not valid UTF-16" if utf16 else "not valid UTF-8"
-            c.error(FieldError(source, f"byte {exc.start}", INVALID, what), None)
+            c.error(_undecodable(data, exc, source, utf16), None)
             return
     else:
         surrogate = _lone_surrogate(text, source)
@@ -699,6 +788,7 @@ def read_documents(text: str | bytes, source: str, *, is_json: bool = False
 
 def _parse_into(text: str | bytes, source: str | None, c: Collector, *, is_json: bool = False) -> None:
     label = source or "<text>"
+    c.text_name = label  # (the documents' own early errors name it too, not "document 1")
     for n, doc in _documents(text, label, c, is_json=is_json):
         if doc is None:
             continue  # empty documents ("---" twice, comments only) are skipped
@@ -707,18 +797,6 @@ def _parse_into(text: str | bytes, source: str | None, c: Collector, *, is_json:
             c.error(FieldError(label, f"document {n}", INVALID, detail), None)
             continue
         c.add(doc, source, where=f"document {n}")
-
-
-def _jtype(v: Any) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return type(v).__name__
 
 
 def parse_manifests(text: str | bytes, *, source: str | None = None) -> Resources:

@@ -144,7 +144,8 @@ def test_parse_bytes_with_bom() -> None:
 def test_parse_non_utf8() -> None:
     with pytest.raises(ValidationError) as ei:
         parse_manifests(b"kind: \xff", source="x.yaml")
-    assert [str(e) for e in ei.value.errors] == ["x.yaml: byte 6: Invalid value: not valid UTF-8"]
+    assert [str(e) for e in ei.value.errors] == [
+        "x.yaml: line 1, column 7: Invalid value: not valid UTF-8: byte 0xFF at offset 6"]
 
 
 def test_parse_errors_without_source() -> None:

@@ -235,7 +235,8 @@ def test_config_missing_file_reads_as_manifests(tmp_path: Path) -> None:
 def test_config_bad_utf8_reads_as_manifests(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_bytes(b"a: \xff\n")
-    assert _config_error(f) == f"{f}: byte 3: Invalid value: not valid UTF-8"
+    assert _config_error(f) == (f"{f}: line 1, column 4: Invalid value: not valid UTF-8: "
+                                "byte 0xFF at offset 3")
     assert _config_error(f) == _manifest_error(f)
 
 

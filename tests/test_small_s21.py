@@ -176,8 +176,14 @@ def _decoded(build: Callable[[], Resources]) -> Resources | list[tuple[Any, ...]
     except ValidationError as exc:
         str(exc).encode()  # the message as a command prints it
         # (An object without kind is "object 1" of a list, "document 1" of a file.)
-        return [(re.sub(r"^document ", "object ", e.object), e.field, e.type, e.detail, e.value)
-                for e in exc.errors]
+        return [_as_object(e.object, e.field) + (e.type, e.detail, e.value) for e in exc.errors]
+
+
+def _as_object(obj: str, field: str) -> tuple[str, str]:
+    # parse_manifests names text without a source "<text>": "<text>: document 1: kind: ...".
+    if obj == "<text>" and field.startswith("document "):
+        obj, _, field = field.partition(": ")
+    return re.sub(r"^document ", "object ", obj), field
 
 
 def _warnings(res: Resources) -> list[tuple[str, str, str]]:

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import FieldError, ValidationError
-from ._explain_url import UsageError, shown_url, split_url, url_credentials
+from ._explain_url import (UsageError, remove_dot_segments, shown_url, split_url,
+                           url_credentials)
 from ._iptext import ip_text
 from ._resources import Resources
 from ._table import NOT_SERVED, RouteTable
@@ -33,6 +34,57 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def explain_url(
+    table: RouteTable, url: str, *, res: Resources | None = None, method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
+    controller: str | None = None, client_ip: str | None = None,
+    settings: ProxySettings | None = None, load_balance: str | None = None,
+    tls_port: int | None = None,
+) -> dict[str, Any]:
+    """:func:`_explain_url`, and ``clients_send``: the path curl (without ``--path-as-is``)
+    and browsers send for a URL whose path has ``.`` or ``..`` segments (they remove them,
+    RFC 3986 §5.2.4: ``http://h/../x`` is ``GET /x``), where explain sends it as written,
+    the proxy's own answer to it (``'..' above the root``: 400). Without it an operator read
+    a 400 that curl never meets, or a route curl does not take."""
+    out = _explain_url(table, url, res=res, method=method, headers=headers,
+                       ingress_class=ingress_class, controller=controller, client_ip=client_ip,
+                       settings=settings, load_balance=load_balance, tls_port=tls_port)
+    if not url.startswith("/"):  # a target alone is sent as written by every client
+        path, sep, query = str(out.get("path", "")).partition("?")
+        sent = remove_dot_segments(path)
+        if sent != path:
+            out["clients_send"] = sent + sep + query
+    if tls_port is None and res is not None and _scheme(url) == "http" \
+            and out.get("verdict") is not None and out["verdict"]["proxied"]:
+        with_tls = _with_tls(table, url, res, out, method=method, headers=headers,
+                             ingress_class=ingress_class, controller=controller,
+                             client_ip=client_ip, settings=settings, load_balance=load_balance)
+        if with_tls is not None:
+            out["with_tls"] = with_tls
+    return out
+
+
+def _with_tls(table: RouteTable, url: str, res: Resources, out: dict[str, Any],
+              **request: Any) -> dict[str, Any] | None:
+    """``with_tls``: the redirect ``serve --tls-listen`` (and ingress-nginx, which always has
+    its HTTPS port) answers this ``http://`` request, which explain without ``--tls`` proxies
+    as a plain-HTTP ``serve`` does: ``{"status", "location"}`` for a host with TLS whose
+    ssl-redirect applies, else None. Without it the proxied answer read as the cluster's."""
+    try:
+        from ._tls_hosts import tls_hosts
+    except ImportError:  # pragma: no cover - a Python without ssl
+        return None
+    host = str(out.get("host") or "")
+    name = host.partition("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+    if not name or not tls_hosts(res, table.served)(name):
+        return None
+    other = _explain_url(table, url, res=res, tls_port=443, **request)
+    v = other.get("verdict")
+    if v is None or v["proxied"] or v.get("location") is None:
+        return None
+    return {"status": v["status"], "location": v["location"]}
+
+
+def _explain_url(
     table: RouteTable, url: str, *, res: Resources | None = None, method: str = "GET",
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
     controller: str | None = None, client_ip: str | None = None,
@@ -153,6 +205,9 @@ def explain_url(
         affinity = _affinity(d)
         if affinity is not None:
             out["decision"]["affinity"] = affinity
+        side = _canary_side(d, headers, getattr(router, "warnings", ()))
+        if side is not None:
+            out["decision"]["canary_reason"] = side
         if d.endpoint is None:
             out["status"] = 503
             out["reason"] += ("; the backend has no ready endpoint" if d.service is not None else
@@ -459,6 +514,13 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
         # oldest Ingress's, or the default server's, the --config proxy-body-size).
         return ("the request's Content-Length is over the location's proxy-body-size "
                 "(client_max_body_size)")
+    if status == 414:
+        # nginx's large_client_header_buffers (ingress-nginx's large-client-header-buffers,
+        # "4 8k"): a request line longer than one buffer is "414 Request-URI Too Large".
+        return "the request line is longer than one large-client-header-buffers buffer"
+    if status == 431:
+        return ("the request's header lines are over large-client-header-buffers (one line "
+                "longer than a buffer, or all of them more than the buffers hold) or too many")
     if status == 503 and answer.basic is not None and answer.basic[0] == 503:
         return "basic authentication: its Secret cannot be used, see the warning"
     if status == 503 and answer.decision is not None and answer.decision.endpoint is None:
@@ -550,6 +612,61 @@ def _canary_rules(annotations: Any) -> dict[str, Any]:
     return rules
 
 
+def _canary_side(d: Any, headers: Sequence[tuple[str, str]],
+                 notes: Sequence[Any] = ()) -> str | None:
+    """Why the router took the side it took (``decision.canary``) for a rule with a canary, in
+    ingress-nginx's order ("canary-by-header -> canary-by-cookie -> canary-weight"): the header
+    (``always``/``never``, its value or pattern), the cookie, else the weight; a side those
+    choose that has no ready endpoint is served by the other (router.md R2: ``notes``, the
+    router's warnings, say so). None without a canary, or when something else chose."""
+    canary = getattr(d.match, "canary", None)
+    if canary is None:
+        return None
+    from dataclasses import replace
+
+    from ._canary import explicit_choice, parse_canary
+
+    cfg = parse_canary(canary.annotations)[0]
+    if cfg.header is not None:
+        chosen = explicit_choice(replace(cfg, cookie=None), headers)
+        if chosen is not None:
+            if chosen != d.canary:
+                return _other_side(d, canary, chosen, f"the request's {cfg.header} header", notes)
+            how = (f"equals canary-by-header-value {cfg.header_value!r}"
+                   if cfg.header_value is not None else
+                   f"matches canary-by-header-pattern {cfg.header_pattern.pattern!r}"
+                   if cfg.header_pattern is not None and chosen else
+                   f"is {'always' if chosen else 'never'}")
+            return f"the request's {cfg.header} header {how}"
+    if cfg.cookie is not None:
+        chosen = explicit_choice(replace(cfg, header=None), headers)
+        if chosen is not None:
+            if chosen != d.canary:
+                return _other_side(d, canary, chosen, f"the request's cookie {cfg.cookie}",
+                                   notes)
+            return f"the request's cookie {cfg.cookie} is {'always' if chosen else 'never'}"
+    w, total = cfg.weight, cfg.weight_total
+    if (w <= 0 and d.canary) or (w >= total and not d.canary):
+        return _other_side(d, canary, w > 0, f"weight {w} of {total}", notes)
+    draw = ("no request goes to the canary" if w <= 0 else
+            "every request goes to the canary" if w >= total else
+            "a random draw for each request")
+    return f"no header or cookie decides: weight {w} of {total}, {draw}"
+
+
+def _other_side(d: Any, canary: Any, chosen: bool, rule: str,
+                notes: Sequence[Any]) -> str | None:
+    """The side ``rule`` chose (``chosen``: the canary) is not the one that serves: the
+    router's note on its backend without endpoint says why (R2), else None."""
+    ing = canary.ingress if chosen else d.match.ingress
+    what = f"canary backend {canary.service} " if chosen else f"backend {d.match.service} "
+    for n in notes:
+        if n.object == f"Ingress {ing}" and n.message.startswith(what):
+            side = "the canary" if chosen else "the main backend"
+            return f"{rule} chooses {side}, but {n.message}"
+    return None
+
+
 def _canary_text(rules: dict[str, Any]) -> str:
     # ingress-nginx's canary docs: "canary-by-header -> canary-by-cookie -> canary-weight".
     parts = []
@@ -589,8 +706,17 @@ def _affinity(d: Any) -> dict[str, Any] | None:
 
 def render_text(info: dict[str, Any]) -> str:
     lines = [f"{info['url']}"]
-    lines.append(f"  host {info['host']!r}, path {info['path']!r}"
+    # A host-less /path is a request without Host: HTTP/1.0's (RFC 9112 §3.2: an HTTP/1.1
+    # one without Host is answered 400, and the proxy does).
+    lines.append(f"  host {info['host']!r}"
+                 + (" (no Host header: an HTTP/1.0 request; HTTP/1.1 without Host gets 400)"
+                    if info["host"] == "" and not str(info.get("reason", "")).startswith(
+                        "rejected") else "")
+                 + f", path {info['path']!r}"
                  + (f" (canonical {info['canonical_path']!r})" if "canonical_path" in info else ""))
+    if info.get("clients_send") is not None:
+        lines.append(f"  note: the path is sent as written (curl --path-as-is); curl and "
+                     f"browsers remove its dot segments and send {info['clients_send']!r}")
     if info.get("tls") is not None:
         lines.append(_tls_line(info["tls"]))
     m = info.get("match")
@@ -636,6 +762,8 @@ def render_text(info: dict[str, Any]) -> str:
             said = True
         lines.append(f"     router picks {'canary' if d['canary'] else 'main'} {d['namespace']}/{d['service']}"
                      f" target port {port}, endpoint {ep}")
+        if d.get("canary_reason"):
+            lines.append(f"     why {'canary' if d['canary'] else 'main'}: {d['canary_reason']}")
         if why and d["endpoint"] is None and not said:
             # What the objects say (W18): a slice without the Service label, a port name
             # the slice does not carry, endpoints none of which is ready...
@@ -684,6 +812,11 @@ def _access_lines(info: dict[str, Any]) -> list[str]:
         what = v["reason"] if v["status"] is None else f"{v['status']} ({v['reason']})"
         lines.append(f"     proxy answers{who}: {what}")
     lines += [f"     warning: {w}" for w in info.get("warnings", ())]
+    t = info.get("with_tls")
+    if t is not None:
+        lines.append(f"     with an HTTPS listener (serve --tls-listen; ingress-nginx always has "
+                     f"one): {t['status']} (redirect to {t['location']}); give --tls or "
+                     "--tls-listen to explain that")
     return lines
 
 
@@ -751,11 +884,60 @@ def _load_with_warnings(files: Sequence[str]) -> tuple[Resources | ValidationErr
             raise UsageError(f"-f -: cannot read standard input: {exc}") from None
         c = collect_text(data, source="<stdin>")
     else:
-        c = collect_files(*files)
+        c = collect_files(*_distinct_paths(files))
     try:
         return c.result(), list(c.warnings)
     except ValidationError as exc:
         return exc, list(c.warnings)
+
+
+def _distinct_paths(files: Sequence[str]) -> list[str]:
+    """``files`` with each file read once: a file named twice (``-f m -f m/a.yaml``, a folder
+    given twice or inside another, a symlink to a file given too) was read twice, and its
+    objects counted twice ("2 Ingress(es)") and warned about as if written twice ("defined 2
+    times; the last definition is used"). The first naming of a file keeps it (its place in
+    the order); a later one is dropped, a folder holding files read already is given as its
+    other files (its listing order, ``_load._walk``'s). A path that cannot be read or listed
+    is kept as given: the loader reports it."""
+    from pathlib import Path
+
+    from ._load import _walk
+
+    seen: set[tuple[int, int]] = set()
+    out: list[str] = []
+    for p in files:
+        path = Path(p)
+        if p == "" or not path.is_dir():
+            key = _file_key(path) if p else None
+            if key is None or key not in seen:
+                out.append(p)
+            if key is not None:
+                seen.add(key)
+            continue
+        found, unlisted = _walk(path)
+        fresh = []
+        for f in found:
+            key = _file_key(f)
+            if key is None or key not in seen:
+                fresh.append(str(f))
+            if key is not None:
+                seen.add(key)
+        if len(fresh) == len(found) or unlisted:
+            out.append(p)  # (a folder that cannot be listed whole: its errors are the loader's)
+        else:
+            out.extend(fresh)
+    return out
+
+
+def _file_key(path: Any) -> tuple[int, int] | None:
+    """The file's identity (device, inode), None when it cannot be read (the loader says why)."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _field_warning_lines(warnings: Sequence[FieldError]) -> list[str]:
@@ -782,6 +964,9 @@ def _report_invalid(exc: ValidationError, output: str, url: str | None = None,
         print(_json(doc))
     return 2
 
+
+#: A surrogateescape stand-in as repr() writes it (``\\udcff``), not after a backslash.
+_ESCAPED_BYTE_RE = re.compile(r"(?<!\\)\\udc([89a-f][0-9a-f])")
 
 #: A lone surrogate: a byte of the command line that is not UTF-8 (Python reads argv with
 #: surrogateescape: 0xFF is U+DCFF), or a ``\ud800`` escape of a JSON manifest.
@@ -816,9 +1001,13 @@ def _json(doc: Any) -> str:
 
 def _usage(command: str, exc: UsageError, output: str, url: str | None = None) -> int:
     """A bad command-line value: argparse's form and exit code (2), never a traceback."""
-    print(f"ingresslib {command}: error: {exc}", file=sys.stderr)
+    # A byte of the command line that is not UTF-8 is U+DC80-U+DCFF in Python's argv, and
+    # repr() (the messages quote values with it) writes it "\udcff": written "\xff", the
+    # byte typed, as _printable writes one that was not repr'd.
+    message = _ESCAPED_BYTE_RE.sub(r"\\x\1", str(exc))
+    print(f"ingresslib {command}: error: {_printable(message)}", file=sys.stderr)
     if output == "json":
-        doc: dict[str, Any] = {"ok": False, "error": "usage", "errors": [{"message": str(exc)}]}
+        doc: dict[str, Any] = {"ok": False, "error": "usage", "errors": [{"message": message}]}
         if url is not None:
             doc["url"] = url
         print(_json(doc))

@@ -238,7 +238,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     (``"ok"``, ``"status"``, ``"reason"``, ``"match"``: the Ingress, rule and backend;
     ``"decision"``: the endpoint the router picks when ``resources`` hold the Services and
     endpoints; ``"verdict"``: what the proxy answers, its access control; ``"shadowed"``,
-    ``"not_served"``, ``"tls"``, ``"warnings"`` when they apply). README's explain paragraphs
+    ``"not_served"``, ``"tls"``, ``"warnings"``, ``"clients_send"`` (the path curl and browsers
+    send for a URL with dot segments), ``"with_tls"`` (an HTTPS listener's redirect) when they
+    apply; ``decision["canary_reason"]``: why the canary or the main backend). README's explain paragraphs
     describe each key.
 
     ``url``: ``http://host/path``, ``host/path`` or ``/path``, sent as a browser or curl sends

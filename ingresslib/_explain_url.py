@@ -11,7 +11,8 @@ import socket
 import unicodedata
 from urllib.parse import unquote_to_bytes, urlsplit
 
-__all__ = ["UsageError", "split_url", "shown_url", "url_credentials", "ascii_host", "client_text"]
+__all__ = ["UsageError", "split_url", "shown_url", "url_credentials", "ascii_host", "client_text",
+           "remove_dot_segments"]
 
 
 class UsageError(ValueError):
@@ -200,6 +201,34 @@ def split_url(url: str) -> tuple[str, str]:
     return _url_host(parts.netloc.rsplit("@", 1)[-1], parts.scheme.lower(), given), path
 
 
+def remove_dot_segments(path: str) -> str:
+    """``path`` without its ``.`` and ``..`` segments, as curl (without ``--path-as-is``) and
+    browsers send a URL's path (RFC 3986 §5.2.4 ``remove_dot_segments``; curl lib/urlapi.c
+    ``dedotdotify``, the WHATWG URL path state): ``http://h/a/../b`` sends ``GET /b``,
+    ``http://h/../x`` sends ``GET /x`` (a ``..`` at the root stays at the root),
+    ``http://h/a/..`` sends ``GET /``. Only the literal segments: curl sends ``%2e%2e`` as
+    written (the proxy decodes it). explain sends the path as written (``curl --path-as-is``,
+    what the proxy's own checks answer) and says what these clients send instead."""
+    if "." not in path:
+        return path
+    segments = path.split("/")
+    out: list[str] = []
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")  # "/a/." is "/a/"
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")  # "/a/b/.." is "/a/"
+        else:
+            out.append(seg)
+    result = "/".join(out)
+    return result if result.startswith("/") else "/" + result
+
+
 #: What cannot be in a URL's host once percent-decoded: the URL Standard's "forbidden domain
 #: code points" (C0 controls, space, ``#%/:<>?@[\]^|`` and DEL) that curl refuses as well
 #: (lib/urlapi.c ``hostname_check``: ``" \r\n\t/:#?!@{}[]\\$\'\"^`*<>=;,+&()%"``, and
@@ -281,6 +310,12 @@ def _url_host(hostport: str, scheme: str, url: str) -> str:
         if bad is not None:
             raise UsageError(f"bad host {name!r} in {shown!r}: {bad.group()!r} cannot be in a "
                              "host name (browsers and curl refuse the URL)")
+        if any("\udc80" <= ch <= "\udcff" for ch in name):
+            # A command-line byte that is not UTF-8 (argv's surrogateescape stand-in): no name
+            # IDNA can encode; said as the percent-decoded case above says it, with its bytes
+            # (the IDNA codec's message named a "\udcff" no one typed).
+            raise UsageError(f"bad host {hostport!r} in {shown!r}: it is not UTF-8 (browsers "
+                             "and curl refuse the URL)")
         name = ascii_host(name)
         # IDNA's mapping can make one (U+FF0F FULLWIDTH SOLIDUS is "/"): refused as well.
         bad = _FORBIDDEN_HOST.search(name)

@@ -886,9 +886,11 @@ def load_manifests(*paths: str | os.PathLike[str]) -> Resources:
     """Load manifests from files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``).
 
     Files named explicitly are read whatever their suffix. Inside a folder, files are read in
-    sorted path order and hidden files and folders (``.git``) are skipped. Every problem of every
-    file is raised at once as one :class:`ValidationError`; errors name the file they come from
-    (a missing path, a folder that cannot be listed, an empty path ``""`` are errors too).
+    sorted path order and hidden files and folders (``.git``) are skipped. A file reached twice
+    (named twice, through a folder and by name, through a symlink) is read once. Every problem
+    of every file is raised at once as one :class:`ValidationError`; errors name the file they
+    come from (a missing path, a folder that cannot be listed, an empty path ``""`` are errors
+    too).
     Fields the API server would drop (unknown or written twice) are ``Resources.warnings``,
     and the ``warnings`` of the :class:`ValidationError` when the load fails.
     """
@@ -899,6 +901,10 @@ def collect_files(*paths: str | os.PathLike[str]) -> Collector:
     """``load_manifests`` up to the result (see :func:`collect_text`)."""
     c = Collector(copy_ignored=False)  # freshly parsed: the objects are shared with nobody
     named: set[str] = set()  # the files and folders read: what a whole-file error names
+    # A file named twice (`-f m -f m/a.yaml`, a folder inside another, a symlink to a file
+    # named too) is read once, at its first naming: read twice, its every object was "defined
+    # 2 times" and counted twice.
+    read: set[tuple[int, int]] = set()
     for p in paths:
         if os.fspath(p) == "":
             # Path("") is Path("."): an empty `-f ''` (an unset variable in a script) would
@@ -916,6 +922,14 @@ def collect_files(*paths: str | os.PathLike[str]) -> Collector:
         for f in files:
             source = str(f)
             named.add(source)
+            try:
+                st = f.stat()
+            except OSError:
+                pass  # read_bytes below says why, as for any file it cannot read
+            else:
+                if (st.st_dev, st.st_ino) in read:
+                    continue
+                read.add((st.st_dev, st.st_ino))
             try:
                 data = f.read_bytes()
             except FileNotFoundError:

@@ -216,3 +216,27 @@ def test_ingress_asgi_options_asterisk_has_the_proxys_content_type() -> None:
     assert sent[0]["status"] == 200
     got = {bytes(n).lower(): bytes(v) for n, v in sent[0]["headers"]}
     assert got[b"content-type"] == b"text/plain; charset=utf-8"
+
+
+def test_load_manifests_reads_a_file_named_twice_once(tmp_path: Path) -> None:
+    # Found by Z3: check/explain read such a file once (_explain._distinct_paths), serve and
+    # load_manifests read it twice: each of its objects "defined 2 times", counted twice.
+    import os
+
+    from ingresslib import load_manifests
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    a = folder / "a.yaml"
+    a.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+                 "spec: {ports: [{port: 80}]}\n")
+    os.symlink(a, tmp_path / "link.yaml")
+    for paths in ([a, a], [folder, a], [a, folder], [tmp_path / "link.yaml", folder]):
+        res = load_manifests(*paths)
+        assert [s.metadata.name for s in res.services] == ["web"], paths
+        assert not [w for w in Router(res).warnings if "2 times" in w.message], paths
+    b = tmp_path / "b.yaml"
+    b.write_text(a.read_text())  # another file defining the same object still warns
+    res = load_manifests(a, b)
+    assert len(res.services) == 2
+    assert [w for w in Router(res).warnings if "2 times" in w.message]

@@ -191,8 +191,9 @@ class ConsistentHash:
     clockwise to the next untried endpoint. A retry given the request (a context with ``retry``
     False, the tried endpoints in ``tried``) starts from its key's point: the same key always
     retries to the same endpoint, and the keys of a failed endpoint spread over the survivors
-    as they would if it left the ring. A retry context (``retry`` True: ``Router.next_endpoint``,
-    no request known) cannot hash the key; it starts from a point inside the arcs the first
+    as they would if it left the ring (``Router.next_endpoint`` given ``request=``, as the
+    proxy's retries are). A retry context (``retry`` True: ``next_endpoint`` without the
+    request) cannot hash the key; it starts from a point inside the arcs the first
     tried endpoint owns, the k-th such retry at the k-th point of a low-discrepancy sequence
     over those arcs, so its retries also spread over the survivors in those shares instead of
     all landing on one endpoint. (ingress-nginx's ``chash.lua`` ``balance()`` hashes the same

@@ -1007,11 +1007,20 @@ class Router:
             fast[m] = r.fast_entry()
         return side.choose(method, host, path, headers, client_ip, query)
 
-    def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]]
-                      ) -> tuple[str, int] | None:
+    def next_endpoint(self, decision: Decision, tried: Collection[tuple[str, int]], *,
+                      request: RequestContext | None = None) -> tuple[str, int] | None:
         """Another ready endpoint of the decision's backend, not in ``tried``, chosen by its
         balancer; None when every endpoint was tried. (§8: "A retry never goes back to an
-        endpoint this request already tried while another is untried.")"""
+        endpoint this request already tried while another is untried.")
+
+        ``request`` (optional): the request as it was routed (``RequestContext(method, host,
+        path, headers, client_ip, query)``, the arguments ``route`` was given; the proxy
+        passes it). Consistent hashing (``upstream-hash-by``) then hashes its key again and
+        walks the ring clockwise from the key's point to the first untried endpoint, so the
+        same key always retries to the same endpoint (with ``upstream-hash-by-subset``: one of
+        the untried endpoints of the key's own subset). Without it, the key is unknown and a
+        failed endpoint's retries spread over the survivors in ring shares, not per key. Other
+        balancers are asked as before (a context with ``retry`` True)."""
         b = decision.handle
         if not isinstance(b, _Backend):
             return None
@@ -1033,8 +1042,11 @@ class Router:
                 if ep not in tried:
                     return ep
             return None
-        i = b.pick(RequestContext(host=decision.match.host or "",
-                                  path=decision.match.path or "/", retry=True), b.eps, tried)
+        if request is not None and isinstance(b.balancer, ConsistentHash):
+            i = b.pick(request, b.eps, tried)
+        else:
+            i = b.pick(RequestContext(host=decision.match.host or "",
+                                      path=decision.match.path or "/", retry=True), b.eps, tried)
         if i is not None and 0 <= i < len(eps) and eps[i] not in tried:
             return eps[i]
         # A third-party balancer that answered a tried (or no) endpoint: keep the promise anyway.
@@ -1539,14 +1551,29 @@ class Router:
 _ROUTER_ROUTE = Router.route
 
 
+def takes_request(next_endpoint: object) -> bool:
+    """Whether ``next_endpoint`` can be called with ``request=`` (Router.next_endpoint can;
+    CONTRACT.md's and the proxy API's ``next_endpoint(decision, tried)`` has no such
+    parameter, so a router written to it may not). One whose signature cannot be read is
+    not given it: a keyless retry is the safe side, a TypeError on every retry is not."""
+    return _takes_keyword(next_endpoint, "request", False)
+
+
 def takes_query(route: object) -> bool:
     """Whether ``route`` can be called with ``query=`` (Router.route can; CONTRACT.md's
-    signature has no such parameter, so a router written to it may not)."""
+    signature has no such parameter, so a router written to it may not). One whose signature
+    cannot be read is called as a Router's."""
+    return _takes_keyword(route, "query", True)
+
+
+def _takes_keyword(fn: object, name: str, unknown: bool) -> bool:
+    """Whether ``fn`` takes the keyword argument ``name`` (or ``**kwargs``); ``unknown`` when
+    its signature cannot be read."""
     import inspect
 
     try:
-        params = inspect.signature(route).parameters.values()  # type: ignore[arg-type]
+        params = inspect.signature(fn).parameters.values()  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return True  # no signature to read (a builtin): called as a Router's
-    return any(p.kind is p.VAR_KEYWORD or (p.name == "query" and p.kind in (
+        return unknown  # no signature to read (a builtin): the caller's safe side
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind in (
         p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) for p in params)

@@ -103,6 +103,7 @@ from typing import Any
 import h11
 from h11._readers import ContentLengthReader
 
+from .._balance_request import RequestContext
 from .._errors import BadRequestError
 from .._normalize import canonical_path, normalize_host, split_target
 from .._route_state import http_header
@@ -264,6 +265,8 @@ class Proxy(RouteOptionsSource):
         #: (``_note_router``; ``router`` may be replaced at any time) and the answer.
         self._query_router: Any = None
         self._route_query = False
+        #: Whether that router's ``next_endpoint`` takes ``request=`` (``_note_router``).
+        self._retry_request = False
         #: Wall clock (seconds since the epoch) for the ``Date`` header; None: no Date is
         #: added (the driver writes its own, or none is wanted). Read at most once per
         #: response; the formatted value is cached per second, as nginx's
@@ -285,11 +288,13 @@ class Proxy(RouteOptionsSource):
         self._own_ids: RequestIds | None = None
 
     def _note_router(self, router: Any) -> None:
-        """Check once per router (not per request) whether its ``route`` takes ``query=``:
-        Router's does; a duck-typed one written to CONTRACT.md's signature may not."""
-        from .._router import takes_query
+        """Check once per router (not per request) whether its ``route`` takes ``query=``
+        and its ``next_endpoint`` ``request=``: Router's do; a duck-typed one written to
+        CONTRACT.md's signatures may not."""
+        from .._router import takes_query, takes_request
 
         self._route_query = takes_query(getattr(router, "route", None))
+        self._retry_request = takes_request(getattr(router, "next_endpoint", None))
         self._query_router = router
 
     def _hook_failed(self, hook: str) -> None:
@@ -1685,7 +1690,7 @@ class ClientConnection:
         cond = _HTTP_CONDITIONS.get(status)
         if cond is not None and cond in opts.next_upstream and \
                 self._retry_allowed(req, up, cond, now):
-            nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
+            nxt = self._next_endpoint(req)
             if nxt is not None:
                 req.statuses.append(status)
                 # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
@@ -2015,11 +2020,30 @@ class ClientConnection:
         req.statuses.append(status)
         self._observe(req, up, now, False)
         if self._retry_allowed(req, up, cond, now):
-            nxt = self.proxy.router.next_endpoint(req.decision, tuple(req.tried))
+            nxt = self._next_endpoint(req)
             if nxt is not None:
                 self._start_retry(req, nxt, now)
                 return
         self._local_response(req, status, now)
+
+    def _next_endpoint(self, req: _Request) -> tuple[str, int] | None:
+        """The endpoint of the request's next try (``router.next_endpoint``), None when none
+        is left. A router whose ``next_endpoint`` takes ``request=`` (Router's does) is given
+        the request as ``route`` was (its method, Host as received, path, headers, client
+        address and, when ``route`` took it, query): consistent hashing then retries each key
+        to the same endpoint. Built only here, on a retry: the request path pays nothing."""
+        proxy = self.proxy
+        router = proxy.router
+        if router is not proxy._query_router:
+            proxy._note_router(router)  # replaced since this request was routed
+        if proxy._retry_request:
+            event = req.event
+            return router.next_endpoint(  # type: ignore[no-any-return]
+                req.decision, tuple(req.tried), request=RequestContext(
+                    req.method_s, req.host_raw, req.path,
+                    event.headers if event is not None else (), req.client_ip,
+                    req.query if proxy._route_query else None))
+        return router.next_endpoint(req.decision, tuple(req.tried))  # type: ignore[no-any-return]
 
     def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
         # The retry's cookie: a new session served elsewhere, or (session-cookie-change-on-

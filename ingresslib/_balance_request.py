@@ -250,7 +250,8 @@ class RequestContext:
         self.path = path
         self.query = query
         self.client_ip = client_ip
-        #: True for contexts made by ``Router.next_endpoint`` (no headers are known then).
+        #: True for contexts ``Router.next_endpoint`` makes when it was not given the request
+        #: (``request=``; no headers are known then).
         self.retry = retry
         self._raw = headers
         self._headers: dict[str, str] | None = None

@@ -6,6 +6,7 @@ prefix, no shared code with ``_table`` except the canonical path functions (test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -170,18 +171,10 @@ def oracle(
         ing, hp, c = best_rule
         service, port = _backend(hp.backend)
         canary = None
-        for can in sorted(canaries, key=_age):
-            for rule in can.spec.rules:
-                if rule.host != group:
-                    continue
-                for chp in rule.paths or ():
-                    try:
-                        cc = canonical_rule_path(chp.path or "/")
-                    except BadRequestError:
-                        continue
-                    same_key = cc == c if hp.path_type == "Exact" else cc.rstrip("/") == c.rstrip("/")
-                    if chp.path_type == hp.path_type and same_key and canary is None:
-                        canary = can.metadata.ref
+        for can, chp, cc in _canary_paths(sorted(canaries, key=_age), group):
+            same_key = cc == c if hp.path_type == "Exact" else cc.rstrip("/") == c.rstrip("/")
+            if chp.path_type == hp.path_type and same_key and canary is None:
+                canary = can.metadata.ref
         return Expected(ing.metadata.ref, group if isinstance(group, str) else None, hp.path, hp.path_type,
                         service, port, False, canary)
     owners = [i for i in mains if group is not False and any(r.host == group for r in i.spec.rules)]
@@ -203,18 +196,24 @@ def _root_canary(canaries: list[Ingress], group: str | None | bool, owners: list
     host = group if isinstance(group, str) else None
     if host is not None and not owners[0].spec.default_backend:
         return None
-    for can in canaries:  # oldest first
+    for can, chp, cc in _canary_paths(canaries, host):  # oldest first
+        if chp.path_type == "Prefix" and cc == "/":
+            return can.metadata.ref
+    return None
+
+
+def _canary_paths(canaries: list[Ingress], host: str | None | bool) -> Iterator[tuple[Ingress, Any, str]]:
+    """Each rule path of ``canaries`` (in the order given) on ``host``, with its canonical path;
+    a path that has none is left out."""
+    for can in canaries:
         for rule in can.spec.rules:
             if rule.host != host:
                 continue
             for chp in rule.paths or ():
                 try:
-                    cc = canonical_rule_path(chp.path or "/")
+                    yield can, chp, canonical_rule_path(chp.path or "/")
                 except BadRequestError:
                     continue
-                if chp.path_type == "Prefix" and cc == "/":
-                    return can.metadata.ref
-    return None
 
 
 def actual(m: Any) -> Expected | None:

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 __all__ = ["main", "build_parser"]
 
@@ -221,7 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _closed_streams_to_devnull() -> None:
+    """Started with file descriptor 1 or 2 closed (``>&-``, ``2>&-``), Python has no
+    ``sys.stdout`` / ``sys.stderr`` (None), and ``print(..., file=sys.stderr)`` with None
+    writes to *stdout*: ``check -o json -f bad.yaml 2>&-`` wrote its error lines into the JSON
+    document, ``demo 2>&-`` its ``listening on`` lines among the access log, and ``demo >&-``
+    its access log to stderr (``serve`` checks for None itself since 8f5d4b2; the other
+    subcommands did not). A missing stream is the null device here: what would go there is
+    dropped, as with ``>/dev/null``, and nothing lands on the other stream."""
+    global _NULL_STREAM
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            if _NULL_STREAM is None:
+                # One for the process (a ``main`` called again, in-process, reuses it: a new
+                # file per call would be left unclosed when its caller puts None back).
+                _NULL_STREAM = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+            setattr(sys, name, _NULL_STREAM)
+
+
+#: The null device ``_closed_streams_to_devnull`` stands in for a missing stream.
+_NULL_STREAM: TextIO | None = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _closed_streams_to_devnull()
     if list(sys.argv[1:] if argv is None else argv) in _VERBOSE_VERSION:
         print(version_line(verbose=True))
         return 0

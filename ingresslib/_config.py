@@ -593,8 +593,16 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        errs.append(FieldError(where, "data", "Invalid value", "must be a map of strings",
-                               type(data).__name__, True))
+        # As the manifests' wrong types say it (a YAML list, ``!!omap`` or ``!!pairs`` alike:
+        # sequences, as go-yaml reads them), not the Python type's name ("list").
+        json_type, go_type = ("string", "string") if isinstance(data, str) else _NOT_STRING.get(
+            type(data), (type(data).__name__, type(data).__name__))
+        scalar = not isinstance(data, (list, tuple))
+        errs.append(FieldError(
+            where, "data", "Invalid value",
+            f"expected object, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
+            "into Go struct field ConfigMap.data of type map[string]string); data is a map of "
+            "ingress-nginx keys to string values", data if scalar else None, scalar))
         data = {}
     errs.extend(_not_a_string(where, key, raw) for key, raw in sorted(data.items())
                 if raw is not None and not isinstance(raw, str))

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ._serve_listen import _say
+
 __all__ = [
     "demo_main",
     "run_demo",
@@ -405,14 +407,14 @@ async def run_demo(
     try:
         demo = await start_demo(listen, tls_listen, seed=seed, on_record=on_record)
     except ListenError as e:
-        print(f"ingresslib demo: {e}", file=sys.stderr)
+        _say(f"ingresslib demo: {e}")
         return 1
     except OSError as e:
-        print(f"ingresslib demo: cannot listen: {e}", file=sys.stderr)
+        _say(f"ingresslib demo: cannot listen: {e}")
         return 1
     try:
         for url in demo.server.urls:
-            print(f"listening on {url}", file=sys.stderr, flush=True)
+            _say(f"listening on {url}")
         pods = ", ".join(f"{s}: {' '.join(str(b.port) for b in bs)}" for s, bs in demo.pods.items())
         print(f"echo pods on 127.0.0.1 ports  {pods}", file=out)
         if once:
@@ -449,7 +451,7 @@ def demo_main(args: argparse.Namespace) -> int:
         # and never 0 for a self-check that did not run to its end.
         what = ": the self-check did not finish" if getattr(args, "once", False) else (
             " before serving")
-        print(f"ingresslib demo: interrupted{what}", file=sys.stderr)
+        _say(f"ingresslib demo: interrupted{what}")
         return 130
 
 
@@ -474,7 +476,7 @@ def _demo_main(args: argparse.Namespace) -> int:
             addresses.append(where)
         except ValueError as exc:
             # Usage, as for `serve`: exit 2 with the reason, not a traceback.
-            print(f"ingresslib demo: error: {option} {given!r}: {exc}", file=sys.stderr)
+            _say(f"ingresslib demo: error: {option} {given!r}: {exc}")
             return 2
     listen, tls = addresses
     return asyncio.run(run_demo(listen=listen, tls_listen=tls, once=once, out=sys.stdout,

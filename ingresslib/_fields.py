@@ -253,6 +253,18 @@ _CHECKED: dict[str, dict[str, str]] = {
     "Secret": {"immutable": "boolean"},
 }
 
+#: The "integer" leaves of ``_CHECKED`` that are Go ``int32``s; the others are ``int64``s. An
+#: integer past its Go type is the decoder's error too ("json: cannot unmarshal number
+#: 2147483648 into Go struct field ServiceSpec.spec.healthCheckNodePort of type int32"):
+#: go-yaml and Python read any size, so a YAML ``generation: 9223372036854775808`` arrives.
+_INT32: frozenset[tuple[str, str]] = frozenset({
+    ("IngressPortStatus", "port"), ("ServiceSpec", "healthCheckNodePort"),
+    ("ClientIPConfig", "timeoutSeconds"), ("PortStatus", "port"),
+})
+
+#: The half-range of each Go integer type ``_check_leaf`` is given (``-bound <= v < bound``).
+_INT_BOUNDS = {"int32": 1 << 31, "int64": 1 << 63}
+
 _ACRONYM_RE = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL_RE = re.compile(r"([a-z\d])([A-Z])")
 
@@ -285,18 +297,35 @@ class Schema:
         self.plain: frozenset[str] = frozenset()
 
 
+#: The official client's second spelling of a field: kubernetes 37.0.2 names ServiceSpec's
+#: ``clusterIPs`` ``cluster_ips`` (older releases ``cluster_i_ps``, what :func:`snake`
+#: derives), ``externalIPs`` ``external_ips``. Both are the field, type checks included.
+_CLIENT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "clusterIPs": ("cluster_ips",), "externalIPs": ("external_ips",),
+}
+
+
+def _spellings(field: str) -> tuple[str, ...]:
+    """Every name ``field`` may be given under: its JSON name and the client's."""
+    return (field, snake(field), *_CLIENT_SPELLINGS.get(field, ()))
+
+
 def _build() -> dict[str, Schema]:
     schemas = {name: Schema(name) for name in _TYPES}
     for name, fields in _TYPES.items():
         s = schemas[name]
-        s.known = frozenset(fields) | frozenset(map(snake, fields))
+        s.known = frozenset(spelling for field in fields for spelling in _spellings(field))
         s.lists = _LISTS.get(name, frozenset())
         for field, jtype in _CHECKED.get(name, {}).items():
-            s.checks[field] = s.checks[snake(field)] = (field, jtype)
+            if jtype == "integer":
+                jtype = "int32" if (name, field) in _INT32 else "int64"
+            for spelling in _spellings(field):
+                s.checks[spelling] = (field, jtype)
         s.plain = s.known - s.checks.keys()
         for field, child in fields.items():
             if child is not None:
-                s.children[field] = s.children[snake(field)] = (field, schemas[child])
+                for spelling in _spellings(field):
+                    s.children[spelling] = (field, schemas[child])
     return schemas
 
 
@@ -310,7 +339,8 @@ ROOTS: dict[str, Schema] = {
 
 
 #: Where :func:`extra_fields` notes a value of the wrong JSON type: (its path, the value, the
-#: JSON type the field holds: "object", "array", "string", "integer" or "boolean").
+#: JSON type the field holds: "object", "array", "string", "integer" or "boolean"; "int32" or
+#: "int64" for an integer out of that Go type's range).
 WrongTypes = list[tuple[str, Any, str]]
 
 _PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -320,9 +350,12 @@ _PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
 
 def _check_leaf(path: str, value: Any, jtype: str, wrong: WrongTypes) -> None:
     """Note ``value`` (not None) in ``wrong`` unless it is of JSON type ``jtype`` (``_CHECKED``)."""
-    if jtype == "integer":
+    bound = _INT_BOUNDS.get(jtype)
+    if bound is not None:
         if not isinstance(value, int) or isinstance(value, bool):
             wrong.append((path, value, "integer"))
+        elif not -bound <= value < bound:
+            wrong.append((path, value, jtype))
     elif jtype == "strings":
         if not isinstance(value, (list, tuple)):
             wrong.append((path, value, "array"))

@@ -48,6 +48,7 @@ from ._serve_digest import _encode as _encode
 from ._serve_digest import _make_encoder as _make_encoder
 from ._serve_digest import _SKIPPED_FIELDS as _SKIPPED_FIELDS
 from ._serve_listen import _failed_listener, _host_error, _listener_conflict, _listening_urls
+from ._serve_listen import _say
 from ._serve_listen import _bind_key as _bind_key  # (re-exported: tests read _serve._bind_key)
 from ._serve_notes import (
     _invalid_text,
@@ -75,25 +76,6 @@ _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 
 # --- output ------------------------------------------------------------------------------------
-
-
-def _say(text: str) -> None:
-    """One message of ``serve``'s own on stderr (an error, a ``listening on`` line), flushed.
-
-    A stderr that cannot be written loses the message and nothing else, as the log's lines are
-    lost (``logging`` drops a failed write): a pipe whose reader left (``serve ... 2>&1 | grep
-    -m1 'listening on'``, a log shipper that died), a full disk. The ``BrokenPipeError`` of a
-    ``listening on`` line ended the server it announced (exit 1, its listeners just opened),
-    and that of an error line turned its exit code (2 for invalid manifests...) into 1.
-    No stderr at all (``sys.stderr`` None: started with file descriptor 2 closed, ``2>&-``):
-    nothing is written; ``print`` wrote these lines to stdout, among the access log's."""
-    err = sys.stderr
-    if err is None:
-        return
-    try:
-        print(text, file=err, flush=True)
-    except (OSError, ValueError):  # ValueError: stderr closed (an embedding's)
-        pass
 
 
 _HANDLERS: list[tuple[logging.Logger, logging.Handler]] = []

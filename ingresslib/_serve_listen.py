@@ -6,11 +6,32 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 #: No public name: ``_serve`` imports the checks by their own (underscore) names.
 __all__: list[str] = []
+
+
+def _say(text: str) -> None:
+    """One message of ``serve``'s (or ``demo``'s) own on stderr (an error, a ``listening on``
+    line), flushed.
+
+    A stderr that cannot be written loses the message and nothing else, as the log's lines are
+    lost (``logging`` drops a failed write): a pipe whose reader left (``serve ... 2>&1 | grep
+    -m1 'listening on'``, a log shipper that died), a full disk. The ``BrokenPipeError`` of a
+    ``listening on`` line ended the server it announced (exit 1, its listeners just opened),
+    and that of an error line turned its exit code (2 for invalid manifests...) into 1.
+    No stderr at all (``sys.stderr`` None: started with file descriptor 2 closed, ``2>&-``):
+    nothing is written; ``print`` wrote these lines to stdout, among the access log's."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        print(text, file=err, flush=True)
+    except (OSError, ValueError):  # ValueError: stderr closed (an embedding's)
+        pass
 
 
 def _listening_urls(server: Any) -> list[str]:

@@ -28,13 +28,14 @@ chooses among them (:func:`_select`), and re-exports :class:`TLSHosts`, :class:`
 Differences from ingress-nginx, on purpose (see :meth:`CertificateStore.update`; those about
 which hosts are TLS hosts are in ``_tls_hosts.py``'s docstring): a ``tls.hosts`` name without a
 rule in the same Ingress is served its certificate (lowest priority) within its tenant; a
-certificate that does not cover a host, or a broken Secret, is skipped so that another
-Ingress's valid certificate for the host can still be used (ingress-nginx pins its default
-certificate on the first failure). As in ingress-nginx, a Secret that loaded before and is then
-updated with broken content keeps its last good certificate. A host that an Ingress without
-``tls`` names exactly, under another Ingress's ``*.`` wildcard certificate, is given that
-certificate, as in ingress-nginx. The www / non-www twin of a host with
-``from-to-www-redirect`` is given that host's certificate when it covers the twin, as in
+certificate that does not cover a host, or a broken Secret, is skipped so that another Ingress's
+valid certificate for the host can still be used (ingress-nginx pins its default certificate on
+the first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
+broken content keeps its last good certificate, and a ``ca.crt`` (then a ``ca.crl``) that cannot
+be read makes the whole Secret unusable (:func:`_ca_problem`), although ingresslib uses neither.
+A host that an Ingress without ``tls`` names exactly, under another Ingress's ``*.`` wildcard
+certificate, is given that certificate, as in ingress-nginx. The www / non-www twin of a host
+with ``from-to-www-redirect`` is given that host's certificate when it covers the twin, as in
 ingress-nginx (see ``_tls_hosts._www_twins``). Canary Ingresses supply no certificate, as in
 ingress-nginx. Protocols, ciphers, no compression, no renegotiation and no session tickets
 (resumption from the session cache only) follow ingress-nginx's defaults; there is no
@@ -42,10 +43,11 @@ ingress-nginx. Protocols, ciphers, no compression, no renegotiation and no sessi
 
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
 OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m``; a client offering only
-protocols other than ``http/1.1`` in ALPN (``h2`` alone) gets no ALPN answer instead of nginx's
-``no_application_protocol`` alert; the built-in listener, having no servername callback, does
-not acknowledge the SNI (no empty ``server_name`` extension in the ServerHello /
-EncryptedExtensions, which RFC 6066 §3 asks for and which clients do not need); and a client
+protocols other than ``http/1.1`` and ``http/1.0`` in ALPN (``h2`` alone) gets no ALPN answer
+instead of nginx's ``no_application_protocol`` alert; the built-in listener, having no
+servername callback, does not acknowledge the SNI (no empty ``server_name`` extension in the
+ServerHello / EncryptedExtensions, which RFC 6066 §3 asks for and which clients do not need);
+and a client
 that offers a cached session under another SNI name is resumed (one session cache, looked up by
 OpenSSL), which RFC 8446 §4.6.1 leaves to clients ("Clients MUST only resume if the new SNI value
 is valid for the server certificate presented in the original session"). With
@@ -61,7 +63,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ._canary import CANARY_ANNOTATION
@@ -288,6 +290,79 @@ def _certificates_unreadable(pem: bytes) -> bool:
     return False
 
 
+#: A PEM BEGIN line as Go's ``pem.Decode`` finds one: at the start of a line, any type.
+_PEM_BEGIN = re.compile(rb"^-----BEGIN ([^\r\n-]{0,200})-----[ \t]*\r?\n", re.M)
+
+
+def _pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, DER)`` of each PEM block of ``data`` whose base64 decodes, in order, as Go's
+    ``pem.Decode`` loop reads them (a block whose base64 does not decode is skipped). Linear in
+    ``data`` (a Secret's bytes are anyone's with write access to one): a BEGIN line without
+    its END line ends the reading, where Go would look for a later block."""
+    import base64
+    import binascii
+
+    pos = 0
+    while True:
+        m = _PEM_BEGIN.search(data, pos)
+        if m is None:
+            return
+        end = data.find(b"-----END " + m.group(1) + b"-----", m.end())
+        if end < 0:
+            return
+        body = data[m.end():end]
+        pos = end + 1
+        head, sep, rest = body.partition(b"\n\n")
+        if sep and b":" in head:
+            body = rest   # RFC 1421 headers (Proc-Type...) first
+        try:
+            yield m.group(1), base64.b64decode(b"".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+
+
+def _ca_problem(ca: bytes, crl: bytes | None = None) -> str | None:
+    """Why a TLS Secret's ``ca.crt`` (and then its ``ca.crl``) would make ingress-nginx refuse
+    the whole Secret, or None.
+
+    ingress-nginx reads ``ca.crt`` (the client CA of ``auth-tls-*``) with the certificate
+    (backend_ssl.go ``getPemCertificate``: "if len(ca) > 0 { caCert, err :=
+    ssl.CheckCACert(ca); if err != nil { return nil, fmt.Errorf("parsing CA certificate: %v",
+    err) }"): every PEM block must be a certificate (``x509.ParseCertificate``), and there must
+    be one ("error decoding CA certificate/s"); then a non-empty ``ca.crl`` ("if len(crl) > 0
+    { err = ssl.ConfigureCRL(...)": "error configuring CRL certificate"): its first PEM block
+    must be an ``X509 CRL`` that parses. The Secret is then not loaded at all and its hosts get
+    the default certificate, which is what ingresslib does too, although it reads ``ca.crt``
+    and ``ca.crl`` for nothing else (``auth-tls-*`` is not applied). An empty ``ca.crt`` is
+    skipped there, as here, and so is its ``ca.crl``."""
+    from cryptography import x509
+
+    found = 0
+    for kind, der in _pem_blocks(ca):
+        try:
+            x509.load_der_x509_certificate(der)
+        except ValueError:
+            return (f"ca.crt: its PEM block {found + 1} "
+                    f"({kind.decode('ascii', 'replace')!r}) is not a readable certificate")
+        found += 1
+    if not found:
+        return ("ca.crt holds no readable PEM certificate (a '-----BEGIN CERTIFICATE-----' "
+                "block, whole)")
+    if not crl:
+        return None
+    # Go's pem.Decode: the first block that decodes; ConfigureCRL looks at that one only.
+    for kind, der in _pem_blocks(crl):
+        if kind != b"X509 CRL":
+            return ("ca.crl: its first PEM block is not an '-----BEGIN X509 CRL-----' one "
+                    f"({kind.decode('ascii', 'replace')!r})")
+        try:
+            x509.load_der_x509_crl(der)
+        except ValueError:
+            return "ca.crl: its X509 CRL block is not a readable CRL"
+        return None
+    return "ca.crl holds no readable PEM block (an '-----BEGIN X509 CRL-----' one)"
+
+
 def _no_passphrase() -> bytes:
     # Without a password argument OpenSSL prompts on the controlling terminal ("Enter PEM pass
     # phrase:"), blocking the reload, or fails with a bare OSError when there is none. Secrets
@@ -328,8 +403,13 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     # listening context's options are what count (the SNI switch changes the certificate, not
     # the options); every context carries them so that any of them can listen.
     ctx.options |= ssl.OP_NO_TICKET
-    # The proxy speaks HTTP/1.1 only; advertising it lets clients that insist on ALPN proceed.
-    ctx.set_alpn_protocols(["http/1.1"])
+    # ALPN: what the proxy speaks, in nginx's order of preference without h2 (which it does
+    # not speak: a client offering h2 and http/1.1 gets http/1.1). nginx's list
+    # (ngx_http_ssl_module.c ``NGX_HTTP_ALPN_PROTOS``: "http/1.1", "http/1.0", "http/0.9",
+    # chosen by ``ngx_http_ssl_alpn_select`` in the server's order) also names http/1.0, so a
+    # client offering only http/1.0 is answered http/1.0 there. Not http/0.9: the proxy
+    # refuses HTTP/0.9 requests.
+    ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
     fd, path, in_memory = _pem_file()
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
@@ -489,6 +569,13 @@ def _cert_manager_note(ing: Ingress, tls: IngressTLS) -> str:
             f"for ({asks}: {issuer}); until then its hosts get the default certificate")
 
 
+def _pem_digest(crt: bytes, key: bytes, ca: bytes | None, crl: bytes | None) -> bytes:
+    """What a loaded certificate is cached under: its PEM, and the ``ca.crt`` and ``ca.crl``
+    beside it (:func:`_ca_problem` is checked on a load only)."""
+    extra = b"" if not ca else b"\0" + ca + (b"\0" + crl if crl else b"")
+    return hashlib.sha256(crt + b"\0" + key + extra).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """The certificates one decision loaded: by a digest of their PEM (a reload that keeps a
@@ -560,7 +647,9 @@ class _Loader:
                     faults.append(f"no {k} key")
             return broken(ref, f"Secret {secret.metadata.ref} has no tls.crt/tls.key "
                           f"(type {secret.type}): {'; '.join(faults)}")
-        digest = hashlib.sha256(crt + b"\0" + key).digest()
+        ca = secret.get_bytes("ca.crt")
+        crl = secret.get_bytes("ca.crl") if ca else None
+        digest = _pem_digest(crt, key, ca, crl)
         cert = cache.get(digest) or self._before.cache.get(digest)
         if cert is None:
             try:
@@ -569,6 +658,13 @@ class _Loader:
                 # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
                 why = _unusable(e, crt, key)
                 return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
+            # Only on a load: ``ca.crt`` and ``ca.crl`` are part of the digest, so a cached
+            # certificate's were checked when it loaded.
+            ca_why = _ca_problem(ca, crl) if ca else None
+            if ca_why is not None:
+                return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: "
+                              f"{ca_why}; ingress-nginx refuses such a Secret (\"parsing CA "
+                              "certificate\")")
         cache[digest] = cert
         last_good[ref] = cert
         problems.extend(_date_problems(obj, field, secret.metadata.ref, cert, now))
@@ -1056,7 +1152,9 @@ class CertificateStore:
         if not crt or not key:
             why = f"Secret {secret.metadata.ref} has no usable tls.crt/tls.key"
         else:
-            digest = hashlib.sha256(crt + b"\0" + key).digest()
+            ca = secret.get_bytes("ca.crt")
+            crl = secret.get_bytes("ca.crl") if ca else None
+            digest = _pem_digest(crt, key, ca, crl)
             loaded = self._default_loaded
             if loaded is not None and loaded[0] == digest:
                 return self._default_dates(what)
@@ -1067,6 +1165,12 @@ class CertificateStore:
                 ctx = cert.ctx
             except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
                 why = f"Secret {secret.metadata.ref}: unusable certificate: {_unusable(e, crt, key)}"
+            else:
+                # ingress-nginx loads its default Secret as any other (``getPemCertificate``).
+                ca_why = _ca_problem(ca, crl) if ca else None
+                if ca_why is not None:
+                    why = (f"Secret {secret.metadata.ref}: unusable certificate: {ca_why}; "
+                           "ingress-nginx refuses such a Secret (\"parsing CA certificate\")")
         if why is not None:
             if self._default_loaded is not None:
                 return [TLSProblem("default certificate", what, f"{why}; still serving its "

@@ -476,8 +476,10 @@ class ClientConnection:
         if self.closed or not data:
             return []
         if self._tunnel is not None:
-            if self._req is not None:
-                self._req.bytes_in += len(data)
+            # nginx's $request_length (``bytes_in``) is the request's head and body: the bytes
+            # a tunnel carries are relayed by ngx_http_upstream_process_upgraded with
+            # ``c->recv`` and never added to ``r->request_length``, as the bytes that came
+            # with the head (forwarded from ``header_in``) are not either.
             # Traffic either way keeps a tunnel alive (proxy-read-timeout is an idle limit).
             return [SendUpstream(self._tunnel, data),
                     SetTimer(TimerKind.UPSTREAM_READ, self._read_timeout())]

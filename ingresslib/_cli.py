@@ -13,6 +13,7 @@ Errors and ``listening on`` lines go to stderr; machine output (``--output json`
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
 import sys
@@ -237,6 +238,9 @@ def _closed_streams_to_devnull() -> None:
                 # One for the process (a ``main`` called again, in-process, reuses it: a new
                 # file per call would be left unclosed when its caller puts None back).
                 _NULL_STREAM = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+                # Closed at exit (a ResourceWarning otherwise): the atexit functions run
+                # before the interpreter flushes sys.stdout/stderr, which skips closed files.
+                atexit.register(_NULL_STREAM.close)
             setattr(sys, name, _NULL_STREAM)
 
 

@@ -136,11 +136,6 @@ class KeyTemplate:
 _SubsetState = tuple[int, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
 
 
-#: A ring and, per endpoint index, the ring indexes of its points and their arcs' running
-#: lengths (``ConsistentHash._arcs_of``).
-_Arcs = tuple[HashRing | None, dict[int, tuple[list[int], list[int]]]]
-
-
 def _same(known: EndpointSet | None, backend: EndpointSet) -> bool:
     """Whether ``known`` (a set the cache holds a ring of) has ``backend``'s endpoints and
     weights: an update that rebuilt the set object without changing them."""
@@ -208,7 +203,7 @@ class ConsistentHash:
     ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does)."""
 
     __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state",
-                 "_retries", "_arcs")
+                 "_retries")
 
     def __init__(self, options: BalancerOptions) -> None:
         spec = options.spec
@@ -230,11 +225,6 @@ class ConsistentHash:
         self._subset_state: tuple[_SubsetState, _SubsetState] = (empty, empty)
         #: Keyless retries so far (``_retry_start``): next() on itertools.count is atomic.
         self._retries = itertools.count()
-        #: Per ring the arcs were measured on, per endpoint index the ring indexes of its
-        #: points and their arcs' running lengths (``_arcs_of``): the last two rings, as
-        #: ``_RingCache`` keeps two (retries of requests routed before an endpoint update
-        #: alternating with newer ones measure each ring once). Replaced whole.
-        self._arcs: tuple[_Arcs, _Arcs] = ((None, {}), (None, {}))
 
     @property
     def uses_request(self) -> bool:
@@ -308,40 +298,12 @@ class ConsistentHash:
             except ValueError:
                 return hash_key(member_id(*ep))
             ring = self._cache.get(backend)
-            idx, cum = self._arcs_of(ring, k)
+            idx, cum = ring.arcs_of(k)
             if not idx or not cum[-1]:
                 return hash_key(member_id(*ep))
             t = (next(self._retries) * self._GOLDEN & 0xFFFFFFFF) * cum[-1] >> 32
             return ring.points[idx[bisect_right(cum, t)]]
         return 0
-
-    def _arcs_of(self, ring: HashRing, k: int) -> tuple[list[int], list[int]]:
-        """The ring indexes of member ``k``'s points and the running total of the lengths of
-        the arcs they close (a point owns the hashes after the point before it, up to it)."""
-        last, before = self._arcs
-        if last[0] is ring:
-            per = last[1]
-        elif before[0] is ring:
-            per = before[1]
-        else:
-            per = {}
-            self._arcs = ((ring, per), last)
-        got = per.get(k)
-        if got is None:
-            pts = ring.points
-            n = len(pts) - 1  # without the sentinel
-            idx: list[int] = []
-            cum: list[int] = []
-            total = 0
-            for j, o in enumerate(ring.owners[:n]):
-                if o == k:
-                    # (A zero-length arc - two points on one hash - adds nothing, and
-                    # ``bisect_right`` never lands on it.)
-                    total += (pts[j] - pts[j - 1]) if j else pts[0] + (1 << 32) - pts[n - 1]
-                    idx.append(j)
-                    cum.append(total)
-            got = per[k] = (idx, cum)
-        return got
 
     def _subsets(self, backend: EndpointSet) -> _SubsetState:
         """The subset state of ``backend``'s endpoint count (built on its first use)."""

@@ -85,7 +85,7 @@ class HashRing:
     buckets per point, ~6 % of them dirty) costs one. Empty (``b""``) for 255 or more members.
     """
 
-    __slots__ = ("points", "owners", "size", "table", "shift")
+    __slots__ = ("points", "owners", "size", "table", "shift", "_arcs")
 
     def __init__(self, members: Sequence[str], weights: Sequence[int] | None = None) -> None:
         # Each point packed with its member index as one int, ``point << bits | index``: sorting
@@ -115,6 +115,8 @@ class HashRing:
         #: Built by :meth:`build_table` (~0.1 ms for 3 members): worth it for busy rings only.
         self.table = b""
         self.shift = 32
+        #: Per member, :meth:`arcs_of`'s answer (measured on first use).
+        self._arcs: dict[int, tuple[list[int], list[int]]] = {}
 
     def build_table(self) -> bytes:
         """Build (once) and return the bucket table; ``b""`` when the ring cannot have one."""
@@ -134,6 +136,27 @@ class HashRing:
         if not self.points:
             return -1
         return self.owners[bisect_left(self.points, point)]
+
+    def arcs_of(self, member: int) -> tuple[list[int], list[int]]:
+        """The indexes of ``member``'s points and the running total of the lengths of the arcs
+        they close (a point owns the hashes after the point before it, up to it); measured on
+        first use, kept with the ring."""
+        got = self._arcs.get(member)
+        if got is None:
+            pts = self.points
+            n = len(pts) - 1  # without the sentinel
+            idx: list[int] = []
+            cum: list[int] = []
+            total = 0
+            for j, o in enumerate(self.owners[:n]):
+                if o == member:
+                    # (A zero-length arc - two points on one hash - adds nothing, and a
+                    # ``bisect_right`` over ``cum`` never lands on it.)
+                    total += (pts[j] - pts[j - 1]) if j else pts[0] + (1 << 32) - pts[n - 1]
+                    idx.append(j)
+                    cum.append(total)
+            got = self._arcs[member] = (idx, cum)
+        return got
 
     def lookup_skipping(self, point: int, skip: Container[int]) -> int:
         """The first member clockwise from ``point`` that is not in ``skip``; -1 if none.

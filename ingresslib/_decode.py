@@ -784,7 +784,8 @@ def _caused_by(problem: FieldError, placeholder: str, entry: bool) -> bool:
     fld = problem.field
     if _covers(placeholder, fld):
         return True  # about the placeholder itself, or inside it
-    if entry and placeholder.startswith("stringData[") and fld == "data" + placeholder[10:]:
+    if (entry and placeholder.startswith("stringData[")
+            and fld == "data" + placeholder[len("stringData"):]):
         # A Secret's stringData is validated merged into data (`data[tls.crt]: Required value`
         # for a tls.crt written `tls.crt: 1` under stringData).
         return True
@@ -927,11 +928,11 @@ class Collector:
         (or the object's position when there is no file, or :attr:`text_name` for text
         without one), ``field`` says where in it."""
         name = source if source is not None else self.text_name
-        if name is not None:
-            field = f"{label}: {field}" if field else label
-            self.errors.append(FieldError(name, field, type, detail, value, has_value))
+        if name is None:
+            name = label
         else:
-            self.errors.append(FieldError(label, field, type, detail, value, has_value))
+            field = f"{label}: {field}" if field else label
+        self.errors.append(FieldError(name, field, type, detail, value, has_value))
 
     def add_objects(self, objects: Iterable[Any], source: str | None) -> None:
         if isinstance(objects, Mapping):

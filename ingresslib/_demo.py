@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ._serve_listen import _say
+from ._serve_listen import _hostport, _say
 
 __all__ = [
     "demo_main",
@@ -262,10 +262,9 @@ class ListenError(OSError):
 
     def __str__(self) -> str:
         host, port = self.address
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         # As serve names the option; and the way out, which the errno alone does not give.
-        return (f"{self.option} {shown}: cannot listen: {self.cause}; choose another with "
-                f"{self.option} 127.0.0.1:PORT (port 0: a free one)")
+        return (f"{self.option} {_hostport(host, port)}: cannot listen: {self.cause}; choose "
+                f"another with {self.option} 127.0.0.1:PORT (port 0: a free one)")
 
 
 @dataclass

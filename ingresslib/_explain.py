@@ -73,9 +73,10 @@ def _with_tls(table: RouteTable, url: str, res: Resources, out: dict[str, Any],
         from ._tls_hosts import tls_hosts
     except ImportError:  # pragma: no cover - a Python without ssl
         return None
-    host = str(out.get("host") or "")
-    name = host.partition("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
-    if not name or not tls_hosts(res, table.served)(name):
+    from ._normalize import normalize_host
+
+    name = normalize_host(str(out.get("host") or ""))  # (the Host as the server matches it)
+    if name is None or not tls_hosts(res, table.served)(name):
         return None
     other = _explain_url(table, url, res=res, tls_port=443, **request)
     v = other.get("verdict")
@@ -884,60 +885,12 @@ def _load_with_warnings(files: Sequence[str]) -> tuple[Resources | ValidationErr
             raise UsageError(f"-f -: cannot read standard input: {exc}") from None
         c = collect_text(data, source="<stdin>")
     else:
-        c = collect_files(*_distinct_paths(files))
+        # (a file named twice is read once: collect_files, by device and inode)
+        c = collect_files(*files)
     try:
         return c.result(), list(c.warnings)
     except ValidationError as exc:
         return exc, list(c.warnings)
-
-
-def _distinct_paths(files: Sequence[str]) -> list[str]:
-    """``files`` with each file read once: a file named twice (``-f m -f m/a.yaml``, a folder
-    given twice or inside another, a symlink to a file given too) was read twice, and its
-    objects counted twice ("2 Ingress(es)") and warned about as if written twice ("defined 2
-    times; the last definition is used"). The first naming of a file keeps it (its place in
-    the order); a later one is dropped, a folder holding files read already is given as its
-    other files (its listing order, ``_load._walk``'s). A path that cannot be read or listed
-    is kept as given: the loader reports it."""
-    from pathlib import Path
-
-    from ._load import _walk
-
-    seen: set[tuple[int, int]] = set()
-    out: list[str] = []
-    for p in files:
-        path = Path(p)
-        if p == "" or not path.is_dir():
-            key = _file_key(path) if p else None
-            if key is None or key not in seen:
-                out.append(p)
-            if key is not None:
-                seen.add(key)
-            continue
-        found, unlisted = _walk(path)
-        fresh = []
-        for f in found:
-            key = _file_key(f)
-            if key is None or key not in seen:
-                fresh.append(str(f))
-            if key is not None:
-                seen.add(key)
-        if len(fresh) == len(found) or unlisted:
-            out.append(p)  # (a folder that cannot be listed whole: its errors are the loader's)
-        else:
-            out.extend(fresh)
-    return out
-
-
-def _file_key(path: Any) -> tuple[int, int] | None:
-    """The file's identity (device, inode), None when it cannot be read (the loader says why)."""
-    import os
-
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _field_warning_lines(warnings: Sequence[FieldError]) -> list[str]:

@@ -871,10 +871,10 @@ class ClusterWatcher:
                          spec.name)
             rv = ""
         invalid = self.store.invalid_total
-        # Every namespace (None) when watching all of them, ``""`` included (client-go's
-        # NamespaceAll): as a namespace, "" would make the list complete for no object, and a
-        # re-list would drop nothing deleted while the watch was down.
-        namespace = (self.namespace or None) if spec.namespaced else None
+        # (Every namespace is None, ``""`` made None in __init__: as a namespace, "" would
+        # make the list complete for no object, and a re-list would drop nothing deleted
+        # while the watch was down.)
+        namespace = self.namespace if spec.namespaced else None
         unkeyable: list[str] = []
         # A list item that cannot even be keyed (no name) is skipped and counted, like such a
         # watch event: failing the whole list would hold the kind (and the first table) back

@@ -52,6 +52,7 @@ from prometheus_client.utils import floatToGoString as _untyped_float
 from ._accesslog import upstream_names, upstream_times
 from ._models import Ingress
 from ._resources import Resources
+from ._table import _is_canary
 from .proxy._actions import RequestRecord
 
 __all__ = [
@@ -1016,8 +1017,6 @@ def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> froz
     host only a canary names has no server (the router routes none of its requests either: a
     canary joins a main rule or serves nothing); the main Ingress's rule brings a host both
     name."""
-    from ._table import _is_canary
-
     return frozenset(r.host for ing in (res.ingresses if ingresses is None else ingresses)
                      if not _is_canary(ing) for r in ing.spec.rules if r.host)
 

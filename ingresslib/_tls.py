@@ -63,8 +63,9 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._canary import CANARY_ANNOTATION
 from ._models import Ingress, IngressTLS, Secret
@@ -165,6 +166,8 @@ INGRESS_NGINX_CIPHERS = (
 class _EncryptedKey(ValueError):
     pass
 
+
+_V = TypeVar("_V")
 
 # What OpenSSL's PEM reader looks for, to say which half of a Secret it could not read instead of
 # its bare "PEM lib": a "-----BEGIN <type>-----" line (at the start of a line, as Go's
@@ -361,6 +364,16 @@ def _ca_problem(ca: bytes, crl: bytes | None = None) -> str | None:
             return "ca.crl: its X509 CRL block is not a readable CRL"
         return None
     return "ca.crl holds no readable PEM block (an '-----BEGIN X509 CRL-----' one)"
+
+
+def _ca_refusal(ref: str, ca: bytes | None, crl: bytes | None) -> str | None:
+    """The problem of Secret ``ref`` (either a rule's or the default one) when its ``ca.crt``
+    or ``ca.crl`` makes ingress-nginx refuse it (:func:`_ca_problem`; an empty ``ca.crt`` is
+    skipped), or None."""
+    why = _ca_problem(ca, crl) if ca else None
+    return None if why is None else (f"Secret {ref}: unusable certificate: {why}; "
+                                     "ingress-nginx refuses such a Secret (\"parsing CA "
+                                     "certificate\")")
 
 
 def _no_passphrase() -> bytes:
@@ -660,11 +673,9 @@ class _Loader:
                 return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: {why}")
             # Only on a load: ``ca.crt`` and ``ca.crl`` are part of the digest, so a cached
             # certificate's were checked when it loaded.
-            ca_why = _ca_problem(ca, crl) if ca else None
+            ca_why = _ca_refusal(secret.metadata.ref, ca, crl)
             if ca_why is not None:
-                return broken(ref, f"Secret {secret.metadata.ref}: unusable certificate: "
-                              f"{ca_why}; ingress-nginx refuses such a Secret (\"parsing CA "
-                              "certificate\")")
+                return broken(ref, ca_why)
         cache[digest] = cert
         last_good[ref] = cert
         problems.extend(_date_problems(obj, field, secret.metadata.ref, cert, now))
@@ -822,10 +833,9 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
                 "other namespace routes: no certificate from this entry, no ssl-redirect or "
                 "HSTS for that host", warning=True))
     for twin, to, ing, cert in uncovered:
-        dot = twin.find(".")
         # Under a ``*.`` another namespace only lists, the twin is kept on the default
         # certificate (``_Tenancy.outside``): that wildcard does not serve it.
-        if twin in chosen or (twin not in kept and dot > 0 and "*" + twin[dot:] in chosen):
+        if _chosen_for(chosen, kept, twin) is not None:
             continue   # served a certificate of its own after all
         # ingress-nginx: "the server %v has SSL configured but the SSL certificate does
         # not contains a CN for %v. Redirects will not work for HTTPS to HTTPS".
@@ -855,6 +865,17 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
         problems, _Loaded(loader.cache, loader.last_good))
 
 
+def _chosen_for(chosen: Mapping[str, _V], kept: Collection[str], host: str) -> _V | None:
+    """What ``chosen`` serves ``host`` (normalised): its own name's, else, unless the host is
+    ``kept`` on the default certificate, the ``*.`` name one label up (the lookup of
+    :meth:`CertificateStore.context_for`); None: the default certificate."""
+    hit = chosen.get(host)
+    dot = host.find(".")
+    if hit is None and host not in kept and dot > 0:
+        hit = chosen.get("*" + host[dot:])
+    return hit
+
+
 def _unlisted_uncovered(ordered: list[Ingress], rule_hosts: list[set[str]],
                         loaded: Mapping[tuple[int, int], _Cert], chosen: Mapping[str, _Cert],
                         kept: set[str]) -> list[TLSProblem]:
@@ -881,9 +902,8 @@ def _unlisted_uncovered(ordered: list[Ingress], rule_hosts: list[set[str]],
         listed = {_norm(h) for t in tls for h in t.hosts}
         for host in sorted(rule_hosts[n] - listed):
             dot = host.find(".")
-            wild = "*" + host[dot:] if dot > 0 and not host.startswith("*.") else None
-            if host in chosen or (wild is not None and (
-                    wild in listed or (host not in kept and wild in chosen))):
+            if _chosen_for(chosen, kept, host) is not None or (
+                    dot > 0 and "*" + host[dot:] in listed):
                 # Served a Secret's certificate, or under a ``*.`` name this Ingress lists
                 # (whose own problem, if any, is said for that listing).
                 continue
@@ -920,10 +940,7 @@ def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, se
     one label up). What ``ingresslib explain`` says of an ``https://`` URL."""
     sel = _select(res, ingresses, _Loaded({}, {}))
     name = _norm(server_name)
-    hit = sel.chosen.get(name)
-    dot = name.find(".")
-    if hit is None and name not in sel.kept and dot > 0:
-        hit = sel.chosen.get("*" + name[dot:])
+    hit = _chosen_for(sel.chosen, sel.kept, name)
     if hit is None:
         return None
     cert, (ns, secret) = hit
@@ -1167,10 +1184,7 @@ class CertificateStore:
                 why = f"Secret {secret.metadata.ref}: unusable certificate: {_unusable(e, crt, key)}"
             else:
                 # ingress-nginx loads its default Secret as any other (``getPemCertificate``).
-                ca_why = _ca_problem(ca, crl) if ca else None
-                if ca_why is not None:
-                    why = (f"Secret {secret.metadata.ref}: unusable certificate: {ca_why}; "
-                           "ingress-nginx refuses such a Secret (\"parsing CA certificate\")")
+                why = _ca_refusal(secret.metadata.ref, ca, crl)
         if why is not None:
             if self._default_loaded is not None:
                 return [TLSProblem("default certificate", what, f"{why}; still serving its "

@@ -219,7 +219,7 @@ def test_ingress_asgi_options_asterisk_has_the_proxys_content_type() -> None:
 
 
 def test_load_manifests_reads_a_file_named_twice_once(tmp_path: Path) -> None:
-    # Found by Z3: check/explain read such a file once (_explain._distinct_paths), serve and
+    # Found by Z3: check/explain read such a file once (their own walk, now this one), serve and
     # load_manifests read it twice: each of its objects "defined 2 times", counted twice.
     import os
 

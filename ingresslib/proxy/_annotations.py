@@ -632,8 +632,8 @@ def parse_route_options(
     ``main_annotations`` are those of the main rule it joins (None: not known, every location
     option set is reported). ``path_field``: the rule path's field
     (``spec.rules[i].http.paths[j].path``), named by a warning on the path (``check``).
-    The warnings made here are :class:`RouteWarning` values (``route_access``'s are lines)."""
-    warnings: list[str] = []
+    Every warning, ``route_access``'s and ``auth_warn``'s too, is a :class:`RouteWarning`."""
+    warnings: list[RouteWarning] = []
     # A canary Ingress lends only its backend to the main rule: the proxy applies the main
     # rule's options to canary traffic (``Decision.match``), as ingress-nginx merges only the
     # canary's upstream into the main location (annotations.md: "when you mark an ingress as

@@ -24,11 +24,12 @@ Choice made here (SEMANTICS leaves it open; tested in ``tests/test_proxy_*.py``)
 
 h11's internals (the proxy core drives h11's readers and receive buffer without
 ``h11.Connection``): ``check_h11_internals`` probes every one the core reads, once, when this
-module is imported (``_connection`` and ``_h11_reader`` import it before they run anything of
-h11's), and an h11 whose internals differ is an ``H11InternalsError`` naming its version
-(``tests/test_h11_private_s22.py``). A RuntimeError, not an ImportError: callers that take an
-ImportError of the proxy for "the proxy is not installed" (``explain`` leaves the proxy's
-verdict out then) must not pass over an h11 the core would misread.
+module is imported (``_headers``, the package's first module to read h11's internals, imports
+it before it does: ``__init__`` -> ``_actions`` -> ``_headers``), and an h11 whose internals
+differ is an ``H11InternalsError`` naming its version (``tests/test_h11_private_s22.py``).
+A RuntimeError, not an ImportError: callers that take an ImportError of the proxy for "the
+proxy is not installed" (``explain`` leaves the proxy's verdict out then) must not pass over
+an h11 the core would misread.
 """
 
 from __future__ import annotations
@@ -231,13 +232,14 @@ check_h11_internals()
 #: invalid; }". h11 takes up to 20 hex digits (2^80 - 1).
 #: (NGX_MAX_OFF_T_VALUE is ``_headers.MAX_CONTENT_LENGTH``, 2^63 - 1.)
 _MAX_CHUNK_SIZE = (1 << 63) - 1 - 5
-#: CTLs but HTAB: ``_headers``'s value rule (``has_control``), kept here as this module
-#: imports nothing of the package (tests/test_chunked_s22.py checks that both agree).
+#: CTLs but HTAB: the header value rule, here as this module imports nothing of the
+#: package (``_headers`` imports ``has_control`` from here).
 _CTL_BUT_HTAB = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])
 
 
 def has_control(value: bytes) -> bool:
-    """True if ``value`` holds a CTL other than HTAB (``_headers.has_control``)."""
+    """True if ``value`` (one or several header values joined) holds a CTL other than HTAB
+    (``_headers.has_control``: this very function)."""
     return len(value.translate(None, _CTL_BUT_HTAB)) != len(value)
 
 
@@ -330,16 +332,18 @@ class _ChunkedReader(ChunkedReader):
             seen: int = buf._next_line_search
             if _bad_chunk_line(data, seen - 1 if seen else start) is not None:
                 raise h11.LocalProtocolError("bare CR or LF in chunk line")
-            _check_size_end(data, start)
-            if len(data) - start > _LONG_LINE:
-                _drop_extension(buf, start)
+            ext = _check_size_end(data, start)
+            if len(data) - start > _LONG_LINE and data.find(
+                    b"\r\n", seen - 1 if seen else start) < 0:  # (complete: h11 takes it now)
+                _drop_extension(buf, ext)
         return _check_chunk_size(self, _chunked_read(self, buf))
 
 
-def _drop_extension(buf: ReceiveBuffer, start: int) -> None:
-    """Drop the chunk extension bytes of the chunk line at ``start`` in ``buf`` (h11's buffer),
-    every byte of which was checked, when it has no CRLF yet: the line keeps its size digits
-    and ";", and a CR last in the buffer (its LF may be the next byte).
+def _drop_extension(buf: ReceiveBuffer, ext: int) -> None:
+    """Drop the chunk extension bytes of the last chunk line in ``buf`` (h11's buffer), every
+    byte of which was checked, and which has no CRLF yet: the line keeps its size digits
+    and the ";" at ``ext`` (``_check_size_end``'s answer), and a CR last in the buffer (its
+    LF may be the next byte).
 
     nginx's ngx_http_parse_chunked reads a chunk line byte by byte and keeps none of it:
     ``sw_chunk_extension`` takes any byte but CR and LF, however many (client and upstream
@@ -350,25 +354,17 @@ def _drop_extension(buf: ReceiveBuffer, start: int) -> None:
     dropped bytes: its chunk line is ``HEXDIG{1,20}(;.*)?OWS\r\n`` in full, and after a
     ";" (which ``_check_size_end`` put in place of a space or a tab) its ``.*`` takes any
     bytes but LF (refused before this call on both sides). The extension is never forwarded
-    (the body is re-chunked). Any other line (more than 20 size digits) stays whole: h11
-    refuses it once its CRLF comes. Then ``_next_line_search`` is the buffer's length, as
-    after h11's own failed search."""
+    (the body is re-chunked). (A line this long with no CRLF has its ";" at ``ext``:
+    ``_check_size_end`` refused any other byte after 1 to 20 size digits, and a CR there
+    is last in the buffer or before an LF.) Then ``_next_line_search`` is the buffer's
+    length, as after h11's own failed search."""
     data = buf._data
-    seen = buf._next_line_search
-    if data.find(b"\r\n", seen - 1 if seen else start) >= 0:
-        return  # the line is complete: h11 takes it now
-    m = _chunk_size_digits(data, start)
-    if m is None:
-        return
-    ext = m.end()  # the extension's ";"
-    if data[ext] != 59:  # (59: ";")
-        return
     end = len(data) - 1 if data[-1] == 13 else len(data)
     del data[ext + 1:end]
     buf._next_line_search = len(data)
 
 
-def _check_size_end(data: bytearray, start: int) -> None:
+def _check_size_end(data: bytearray, start: int) -> int:
     """The byte after a chunk line's size (the line at ``start`` in h11's buffer ``data``),
     read as nginx's ngx_http_parse_chunked reads it: "case sw_chunk_size: ... switch (ch) {
     case CR: ...; case ';': case ' ': case '\\t': state = sw_chunk_extension; break;
@@ -383,7 +379,8 @@ def _check_size_end(data: bytearray, start: int) -> None:
     - Any other byte (a 21st digit, a letter, a CTL), or a line with no size digit, is
       refused at once, as nginx does: h11 refused it only at the line's CRLF, so a long
       one was a 431 in several reads and a 400 in one (upstream: cut either way).
-    A line holding only its size so far is left to the next read."""
+    A line holding only its size so far is left to the next read. Returns where the size
+    ends (the ";" or CR after it, or the buffer's end)."""
     m = _chunk_size_digits(data, start)
     if m is None:
         raise h11.LocalProtocolError("illegal chunk header: no chunk size")
@@ -395,6 +392,7 @@ def _check_size_end(data: bytearray, start: int) -> None:
         elif c != 59 and c != 13:
             raise h11.LocalProtocolError("illegal chunk header: no ';', space, tab or CRLF "
                                          "after the chunk size")
+    return end
 
 
 def _check_chunk_size(reader: ChunkedReader, event: Any) -> Any:
@@ -468,9 +466,9 @@ class _RequestChunkedReader(ChunkedReader):
                     last = len(data) - 1 if data[-1] == 13 else len(data)
                     if has_control(bytes(data[seen - 1 if seen else start:last])):
                         raise h11.LocalProtocolError("control character in chunk line")
-                    _check_size_end(data, start)
+                    ext = _check_size_end(data, start)
                     if last - start > _LONG_LINE:
-                        _drop_extension(buf, start)
+                        _drop_extension(buf, ext)
             return _check_chunk_size(self, _chunked_read(self, buf))
         return _chunked_read(self, buf)
 

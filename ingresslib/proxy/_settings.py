@@ -60,10 +60,13 @@ def parse_size(value: str) -> int:
 REDIRECT_CODES = frozenset({301, 302, 307, 308})
 _DEFAULT_BUFFERS = "4 8k"
 #: Sizes and counts a negative value makes no sense for (the ConfigMap refuses them; a keyword
-#: argument must not either: proxy_body_size=-1 answered every request body 413).
+#: argument must not either: proxy_body_size=-1 answered every request body 413; nginx refuses a
+#: negative keep_alive_requests, "invalid number", where it silently meant one request per
+#: connection).
 _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_headers",
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
-           "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age")
+           "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
+           "keep_alive_requests")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -352,11 +355,6 @@ class ProxySettings:
                 # OverflowError ("int too large to convert to float") came out of each request
                 # (proxy_read_timeout=10**400). (A float, math.inf too, is a time already.)
                 raise ValueError(f"{name}: {_shown(value)} is more seconds than a float holds")
-        if self.keep_alive_requests < 0:
-            # nginx refuses it ("invalid number": ngx_conf_set_num_slot reads ASCII digits);
-            # before, a negative value silently meant one request per connection.
-            raise ValueError(f"keep_alive_requests: {_shown(self.keep_alive_requests)} must be "
-                             "0 or more")
         if not _HEADER_NAME.fullmatch(self.forwarded_for_header):
             # The ConfigMap refuses it (_config._header_name); a keyword argument must not take
             # it either: "" or "X Real IP" never named a request header (the client address
@@ -377,7 +375,7 @@ class ProxySettings:
                 ipaddress.ip_network(cidr.strip(), strict=False)
             except ValueError as e:
                 raise ValueError(f"proxy_real_ip_cidr: {e}") from None
-        for name in _COUNTS + ("keep_alive_requests",):
+        for name in _COUNTS:
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name}: {_shown(value)} must be 0 or more")

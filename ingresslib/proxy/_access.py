@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from ._annotations import RouteWarning
     from ._settings import ProxySettings
 
-__all__ = ["Access", "SourceRanges", "build_access", "combine_access", "parse_source_ranges",
-           "route_access",
+__all__ = ["Access", "SourceRanges", "build_access", "canary_ignored", "combine_access",
+           "parse_source_ranges", "route_access",
            "unenforced_access", "access_kind", "SOURCE_RANGE_ANNOTATIONS", "FORBIDDEN", "DENIED"]
 
 #: nginx's ``deny`` answer (NGX_HTTP_FORBIDDEN).
@@ -335,6 +335,23 @@ def _did_you_mean(name: str, prefix: str) -> str:
     return f"; did you mean {prefix}{guess[len(PREFIX):]}?"
 
 
+def canary_ignored(annotations: Mapping[str, str], main_annotations: Mapping[str, str] | None,
+                   where: str, key: str, what: str = "", tail: str = "") -> RouteWarning | None:
+    """The one warning for an annotation ``key`` of a canary Ingress that is not read (a
+    location option, ``parse_route_options``; an access annotation, ``route_access``): the
+    main Ingress's ``what`` (``""``: its value; ``"access control "``) applies to canary
+    traffic, then ``tail``. None when the main rule's annotations (``main_annotations``; None:
+    not known) have the very same value: a canary copied from its main Ingress loses
+    nothing, and a warning per copied annotation would be noise."""
+    from ._annotations import RouteWarning
+
+    if main_annotations is not None and main_annotations.get(key) == annotations[key]:
+        return None
+    return RouteWarning.annotation(
+        where, key, "ignored on a canary Ingress (as in ingress-nginx: the main Ingress's "
+        f"{what}applies to canary traffic){tail}")
+
+
 def unenforced_access(name: str) -> bool:
     """``name`` (without the prefix) is an access annotation ingresslib cannot enforce
     (``access_kind``)."""
@@ -387,9 +404,6 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         if denied is None:
             denied = reason
 
-    def copied(key: str) -> bool:
-        return main_annotations is not None and main_annotations.get(key) == annotations[key]
-
     # auth-type: basic is implemented (proxy/_basicauth.py); its Secret is read by the proxy
     # (``secrets``: the router's current Secrets); ``check`` has none to give (None).
     basic: BasicAuth | None = None
@@ -421,16 +435,15 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         # unknown auth-* name may restrict access: safer denied), but the warning names the
         # annotation it is likely meant to be: "not implemented" alone hides the typo.
         hint = _did_you_mean(name, prefix)
-        if canary and copied(key):
-            continue
         if canary:
             # auth-type: basic and its Secret are implemented (on a main Ingress): "anyway"
             # would say otherwise.
             anyway = "" if basic_type and name in BASIC_AUTH_ANNOTATIONS else (
                 ", and not implemented by ingresslib anyway")
-            warnings.append(RouteWarning.annotation(
-                where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
-                f"Ingress's access control applies to canary traffic){anyway}{hint}"))
+            ignored = canary_ignored(annotations, main_annotations, where, key,
+                                     "access control ", anyway + hint)
+            if ignored is not None:
+                warnings.append(ignored)
         elif settings.deny_unenforced_access_annotations:
             reason = (f"annotation {key} ({kind}) restricts access and is not implemented "
                       "by ingresslib")
@@ -458,10 +471,10 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
                 warnings.append(RouteWarning.annotation(where, prefix + other,
                                                         f"ignored, {key} is set"))
         if canary:
-            if not copied(key):
-                warnings.append(RouteWarning.annotation(
-                    where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
-                    "Ingress's access control applies to canary traffic)"))
+            ignored = canary_ignored(annotations, main_annotations, where, key,
+                                     "access control ")
+            if ignored is not None:
+                warnings.append(ignored)
             return ()
         try:
             return parse_source_ranges(annotations[key], annotation=True)

@@ -57,7 +57,8 @@ from .._goparse import parse_bool, parse_int
 from .._normalize import canonical_rule_path
 from .._spelling import close_name
 from .._table import _is_canary_value
-from ._access import SOURCE_RANGE_ANNOTATIONS, Access, route_access, unenforced_access
+from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, route_access,
+                      unenforced_access)
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 
 _T = TypeVar("_T")
@@ -130,6 +131,11 @@ INGRESS_NGINX_ANNOTATIONS = IMPLEMENTED | frozenset({
     "enable-modsecurity", "enable-owasp-core-rules", "modsecurity-transaction-id",
     "modsecurity-snippet", "mirror-request-body", "mirror-target", "mirror-host",
     "use-port-in-redirects", "fastcgi-index", "fastcgi-params-configmap",
+    # upstreamhashby/main.go (networking/v1 releases): "parser.GetBoolAnnotation(
+    # "upstream-hash-by-use-hostname", ing)"; balancer/chash.lua keys the ring by
+    # ``endpoint.hostname`` instead of "address:port". Not in annotations.md's table; without it
+    # here the name was taken for a misspelling of upstream-hash-by-subset.
+    "upstream-hash-by-use-hostname",
     # names of older releases, still met in manifests (``session-cookie-hash`` must not be
     # offered ``session-cookie-path``)
     "session-cookie-hash", "secure-backends", "secure-verify-ca-secret", "grpc-backend",
@@ -304,6 +310,17 @@ def _atoi(value: str) -> int:
     return n
 
 
+#: The most seconds nginx takes for a millisecond setting written "<n>s": ngx_parse_time
+#: (src/core/ngx_parse.c), unit "s": "max = NGX_MAX_INT32_VALUE; ... if (step != st_msec &&
+#: !is_sec) { scale *= 1000; max /= 1000; } if ((ngx_uint_t) value > max) { return NGX_ERROR;
+#: }": 2147483 s, about 24.8 days. Past it ``nginx -t`` fails ("invalid value") and
+#: ingress-nginx applies nothing of the configuration. The bound of the timeout annotations
+#: nginx.tmpl writes that way (``_seconds``); the ConfigMap's keys have the same one
+#: (_config.py ``_nginx_seconds``). A bare number is not checked there ("if (valid) { return
+#: total + value * scale; }"): proxy-next-upstream-timeout, written bare, has no such bound.
+NGINX_MAX_SECONDS = 2147483647 // 1000
+
+
 def _seconds(value: str) -> float:
     # "All timeout values are unitless and in seconds" (ingress-nginx annotations.md, Custom
     # timeouts); proxy/main.go reads them with GetIntAnnotation, so "30s" or "4.5" are invalid
@@ -317,6 +334,11 @@ def _seconds(value: str) -> float:
         # ingress-nginx's Atoi takes "0" and writes "proxy_read_timeout 0s;"; a zero or
         # negative timeout is refused here instead (ingresslib's choice), with a warning.
         raise ValueError(f"invalid timeout {value!r}: must be greater than 0")
+    if n > NGINX_MAX_SECONDS:
+        # nginx.tmpl: "proxy_read_timeout {{ $location.Proxy.ReadTimeout }}s;" (connect, send
+        # alike): "3000000" armed a 35-day timer here, where nginx -t fails.
+        raise ValueError(f"invalid timeout {value!r}: must be at most {NGINX_MAX_SECONDS} "
+                         'seconds (about 24 days): nginx refuses a longer one ("invalid value")')
     return float(n)
 
 
@@ -649,12 +671,10 @@ def parse_route_options(
     canary = _is_canary_value(annotations.get(PREFIX + "canary"))
     if canary:
         for key in sorted(annotations):
-            if (key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS
-                    and (main_annotations is None
-                         or main_annotations.get(key) != annotations[key])):
-                warnings.append(RouteWarning.annotation(
-                    where, key, "ignored on a canary Ingress (as in ingress-nginx: the main "
-                    "Ingress's applies to canary traffic)"))
+            if key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS:
+                ignored = canary_ignored(annotations, main_annotations, where, key)
+                if ignored is not None:
+                    warnings.append(ignored)
 
     def get(name: str, conv: Callable[[str], _T], default: _T) -> _T:
         raw = annotations.get(PREFIX + name)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, Literal
 
+from ._iptext import host_port
 from .proxy._actions import RequestRecord
 from .proxy._headers import basic_auth_user
 
@@ -194,7 +195,7 @@ def access_fields(
         "proxy_upstream_name": upstream,
         "proxy_alternative_upstream_name": alternative,
         # nginx lists every upstream tried, ", "-separated.
-        "upstream_addr": ", ".join(_addr(h, p) for h, p in tried) if tried else None,
+        "upstream_addr": ", ".join(host_port(h, p) for h, p in tried) if tried else None,
         "upstream_response_length": _response_lengths(record.upstream_response_length, tried),
         "upstream_response_time": _response_times(record, len(tried)),
         "upstream_status": (", ".join("-" if s is None else str(s) for s in statuses)
@@ -252,10 +253,6 @@ def _response_times(record: RequestRecord, tries: int) -> str | None:
         return ", ".join("-" if t is None else f"{max(t, 0.0):.3f}" for t in times)
     last = upstream_times(record)[1]
     return None if last is None else f"{last:.3f}"
-
-
-def _addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _escape(value: object) -> str:

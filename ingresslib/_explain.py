@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._errors import FieldError, ValidationError
 from ._explain_url import (UsageError, remove_dot_segments, shown_url, split_url,
                            url_credentials)
-from ._iptext import ip_text
+from ._iptext import host_port, ip_text
 from ._resources import Resources
 from ._table import NOT_SERVED, RouteTable
 
@@ -54,7 +54,7 @@ def explain_url(
         if sent != path:
             out["clients_send"] = sent + sep + query
     if tls_port is None and res is not None and _scheme(url) == "http" \
-            and out.get("verdict") is not None and out["verdict"]["proxied"]:
+            and out.get("verdict") is not None:
         with_tls = _with_tls(table, url, res, out, method=method, headers=headers,
                              ingress_class=ingress_class, controller=controller,
                              client_ip=client_ip, settings=settings, load_balance=load_balance)
@@ -66,9 +66,11 @@ def explain_url(
 def _with_tls(table: RouteTable, url: str, res: Resources, out: dict[str, Any],
               **request: Any) -> dict[str, Any] | None:
     """``with_tls``: the redirect ``serve --tls-listen`` (and ingress-nginx, which always has
-    its HTTPS port) answers this ``http://`` request, which explain without ``--tls`` proxies
+    its HTTPS port) answers this ``http://`` request, which explain without ``--tls`` answers
     as a plain-HTTP ``serve`` does: ``{"status", "location"}`` for a host with TLS whose
-    ssl-redirect applies, else None. Without it the proxied answer read as the cluster's."""
+    ssl-redirect applies, else None. Without it the proxied answer read as the cluster's;
+    and so did a 503 (no ready endpoint), 403 or 401, which the redirect comes before (the
+    proxy's order: a denied location, then the redirects, then access and endpoints)."""
     try:
         from ._tls_hosts import tls_hosts
     except ImportError:  # pragma: no cover - a Python without ssl
@@ -82,6 +84,9 @@ def _with_tls(table: RouteTable, url: str, res: Resources, out: dict[str, Any],
     v = other.get("verdict")
     if v is None or v["proxied"] or v.get("location") is None:
         return None
+    plain = out["verdict"]
+    if (plain["status"], plain.get("location")) == (v["status"], v["location"]):
+        return None  # the same answer (app-root's redirect comes first)
     return {"status": v["status"], "location": v["location"]}
 
 
@@ -206,7 +211,10 @@ def _explain_url(
         affinity = _affinity(d)
         if affinity is not None:
             out["decision"]["affinity"] = affinity
-        side = _canary_side(d, headers, getattr(router, "warnings", ()))
+        # The headers as the router read them: the proxy's (bytes, as on the wire) when it
+        # routed, the -H text when explain asked the router itself.
+        side = _canary_side(d, _as_sent(headers) if answer is not None and answer.routed
+                            else headers, getattr(router, "warnings", ()))
         if side is not None:
             out["decision"]["canary_reason"] = side
         if d.endpoint is None:
@@ -228,9 +236,11 @@ def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
     if m.is_default_backend:
         # "never used: the default backend(s) of the older Ingress(es) A, B serve(s) ..."
         named = re.compile(r"Ingress(?:es)? (?:\S+, )*" + re.escape(m.ingress) + r"[ ,)]")
+        # And the root canaries (Prefix "/", paired with this default backend) a first one
+        # shadows, as check names them.
         return [_note(d) for d in table.diagnostics
                 if d.field == "spec.defaultBackend" and d.message.startswith("never used:")
-                and named.search(d.message)]
+                and named.search(d.message)] + _ignored_canaries(table, m)
     ing = m.ingress_object
     if ing is None:
         return []
@@ -257,9 +267,10 @@ def _ignored_canaries(table: RouteTable, m: Any) -> list[str]:
     """The table's notes on the canary rules of this request's slot that a first canary
     shadows ("rule already has the canary X; ignored", X being the canary that answers here):
     each would have been this request's canary. The note names no path: the rule it is on is
-    read from its field, and kept when it pairs with ``m``'s slot (same host, Exact or not,
-    same canonical path, a Prefix one without its trailing slash), as ``_pair_canaries``
-    pairs them."""
+    read from its field, and kept when it pairs with the slot of ``m``'s canary (same host,
+    Exact or not, same canonical path, a Prefix one without its trailing slash), as
+    ``_pair_canaries`` pairs them: the slot of a rule, or the root Prefix "/" of a host (or
+    of every host) that a default backend serves."""
     if m.canary is None:
         return []
     from ._normalize import canonical_rule_path
@@ -269,7 +280,7 @@ def _ignored_canaries(table: RouteTable, m: Any) -> list[str]:
         key = canonical_rule_path(path or "/")
         return host, exact, key if exact else key.rstrip("/")
 
-    mine = slot(m.host, m.path, m.path_type)
+    mine = slot(m.canary.host, m.canary.path, m.canary.path_type)
     message = f"rule already has the canary {m.canary.ingress}; ignored"
     by_ref = {f"Ingress {ing.metadata.ref}": ing for ing in table.served}
     out = []
@@ -422,12 +433,6 @@ def _cookie_as_sent(out: dict[str, Any]) -> None:
         a["set_cookie"] = None
 
 
-def endpoint_text(ip: str, port: int | str) -> str:
-    """``ip:port``, an IPv6 address in brackets (RFC 3986 §3.2.2 ``IP-literal``:
-    ``[fd00::1]:8080``, where ``fd00::1:8080`` reads as one address)."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def _scheme(url: str) -> str:
     head, sep, _ = url.partition("://")
     return head.lower() if sep and not url.startswith("/") else "http"
@@ -493,7 +498,8 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     if status == 0:
         assert answer.endpoint is not None
         user = answer.basic[1] if answer.basic is not None else None
-        return f"proxied to {endpoint_text(*answer.endpoint)}" + (
+        # ``ip:port``, IPv6 in brackets (``[fd00::1]:8080``), as serve's own HOST:PORT.
+        return f"proxied to {host_port(*answer.endpoint)}" + (
             f" (basic authentication: user {user!r})" if user is not None else "")
     if answer.location is not None:
         return f"redirect to {answer.location}"
@@ -613,7 +619,7 @@ def _canary_rules(annotations: Any) -> dict[str, Any]:
     return rules
 
 
-def _canary_side(d: Any, headers: Sequence[tuple[str, str]],
+def _canary_side(d: Any, headers: Sequence[tuple[Any, Any]],
                  notes: Sequence[Any] = ()) -> str | None:
     """Why the router took the side it took (``decision.canary``) for a rule with a canary, in
     ingress-nginx's order ("canary-by-header -> canary-by-cookie -> canary-weight"): the header
@@ -633,10 +639,18 @@ def _canary_side(d: Any, headers: Sequence[tuple[str, str]],
         if chosen is not None:
             if chosen != d.canary:
                 return _other_side(d, canary, chosen, f"the request's {cfg.header} header", notes)
+            if cfg.header_pattern is not None and not chosen:
+                # A pattern decides "main" only when PCRE cannot compile it (explicit_choice:
+                # no byte form): balancer.lua logs ngx.re.match's error and returns false,
+                # whatever the header's value, before the cookie and the weight.
+                return (f"the request carries the {cfg.header} header, and "
+                        f"canary-by-header-pattern {cfg.header_pattern.pattern!r} does not "
+                        "compile in PCRE: ingress-nginx logs the error and keeps the main "
+                        "side, the cookie and the weight not asked")
             how = (f"equals canary-by-header-value {cfg.header_value!r}"
                    if cfg.header_value is not None else
                    f"matches canary-by-header-pattern {cfg.header_pattern.pattern!r}"
-                   if cfg.header_pattern is not None and chosen else
+                   if cfg.header_pattern is not None else
                    f"is {'always' if chosen else 'never'}")
             return f"the request's {cfg.header} header {how}"
     if cfg.cookie is not None:
@@ -653,6 +667,14 @@ def _canary_side(d: Any, headers: Sequence[tuple[str, str]],
             "every request goes to the canary" if w >= total else
             "a random draw for each request")
     return f"no header or cookie decides: weight {w} of {total}, {draw}"
+
+
+def _as_sent(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """The -H lines as the proxy's router reads them (``ask_proxy`` sends them so): bytes,
+    a value as its UTF-8 without the whitespace around it (h11 strips it). A non-ASCII value
+    or canary pattern is compared on those bytes (``explicit_choice``), not on the text."""
+    return [(n.strip(" \t").lower().encode("latin-1", "replace"),
+             v.strip(" \t").encode("utf-8", "surrogateescape")) for n, v in headers]
 
 
 def _other_side(d: Any, canary: Any, chosen: bool, rule: str,
@@ -749,8 +771,11 @@ def render_text(info: dict[str, Any]) -> str:
         # A resource backend (Match.service None): the router has no Service to resolve.
         lines.append("     router: a resource backend is not a Service, nothing to proxy to (503)")
     elif d is not None:
-        ep = "none ready (503)" if d["endpoint"] is None else endpoint_text(
-            *d["endpoint"].rsplit(":", 1))
+        ip, _, ep_port = str(d["endpoint"]).rpartition(":")
+        v = info.get("verdict")
+        # "(503)": the proxy's answer, unless it answers otherwise first (a redirect, 403...).
+        ep = (("none ready (503)" if v is None or v["status"] in (None, 503) else "none ready")
+              if d["endpoint"] is None else host_port(ip, int(ep_port)))
         why = d.get("why")
         said = False  # ``why`` is in the line already
         if d["port"] is not None:
@@ -770,7 +795,6 @@ def render_text(info: dict[str, Any]) -> str:
             # the slice does not carry, endpoints none of which is ready...
             lines.append(f"     why no endpoint: {why}")
         a = d.get("affinity")
-        v = info.get("verdict")
         if a is not None and a["set_cookie"]:
             when = ("if the source ranges allow the client, " if v is not None
                     and v["depends_on_client_ip"] else "")
@@ -1145,17 +1169,6 @@ def _rule_path_fields(ing: Any) -> dict[tuple[str | None, str | None, str | None
     return out
 
 
-def _unstructured(text: str) -> RouteWarning:
-    """A warning line given as a plain str: every proxy warning is made a ``RouteWarning``
-    where it is made (``parse_route_options``, ``route_access``, ``BasicAuth``), so none comes
-    here (tests/test_check_fields_s22.py checks it); a future one keeps its line, on the
-    object before its first ": ", with no field, rather than a field guessed from its words."""
-    from .proxy._annotations import RouteWarning
-
-    obj, _, rest = text.partition(": ")
-    return RouteWarning(text, obj, "", rest)
-
-
 def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
                                ) -> list[RouteWarning]:
     """The warnings the proxy would log for invalid annotation values on served routes (with
@@ -1165,7 +1178,7 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
     ``RouteWarning``: its text the server's log line, its object, field and message given
     where it is made (``check`` reports them as they are)."""
     try:
-        from .proxy._actions import parse_each_route
+        from .proxy._actions import parse_each_route, parse_key
         from .proxy._annotations import RouteOptions, RouteWarning, parse_route_options
         from .proxy._settings import ProxySettings
     except ImportError:  # pragma: no cover - the proxy is optional for check
@@ -1189,8 +1202,11 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
         return index.get((route.host, route.path, route.path_type), "")
 
     def keep(w: str) -> None:
-        rw = w if isinstance(w, RouteWarning) else _unstructured(w)
-        seen.setdefault((str(rw), rw.field), rw)
+        # Every proxy warning is a RouteWarning where it is made (``parse_route_options``,
+        # ``route_access``, ``BasicAuth``, ``_regex_path_warning``): its object and field are
+        # given, never read back from its text (tests/test_check_fields_s22.py).
+        assert isinstance(w, RouteWarning), f"a proxy warning without its parts: {w!r}"
+        seen.setdefault((str(w), w.field), w)
 
     # The routes ``parse_each_route`` parses once (by its key: the same annotations, rule path
     # and main rule's annotations): one regex path under two hosts is parsed for the first;
@@ -1199,15 +1215,14 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
     for m in table.routes:
         canary = getattr(m, "canary", None)
         for r in (m,) if canary is None else (m, canary):
-            key = (id(r.annotations), r.path, id(None if r is m else m.annotations))
-            alike.setdefault(key, []).append(r)
+            alike.setdefault(parse_key(r, None if r is m else m.annotations), []).append(r)
 
     def parse(route: Any, main: Mapping[str, str] | None = None) -> RouteOptions:
         # ``main``: a canary's main rule's annotations (an option copied from it is not
         # reported ignored on the canary).
         own = path_field(route)
         twins = [f for f in dict.fromkeys(
-            path_field(r) for r in alike.get((id(route.annotations), route.path, id(main)), ()))
+            path_field(r) for r in alike.get(parse_key(route, main), ()))
             if f and f != own]
 
         def keep_each(w: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["ip_text", "network_text"]
+__all__ = ["ip_text", "network_text", "host_port"]
 
 
 def ip_text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -26,3 +26,9 @@ def network_text(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     if isinstance(net, ipaddress.IPv6Network):
         return f"{ip_text(net.network_address)}/{net.prefixlen}"
     return str(net)
+
+
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT`` as ``--listen`` takes it and nginx writes ``$upstream_addr``: an IPv6
+    address in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -320,7 +320,7 @@ class _RequestCollector(Collector):
         drops it with that Ingress; here it has no Ingress, so the host going is what ends it.
         New dict, swapped in whole, as :meth:`retain`."""
         self.series = {k: v for k, v in self.series.items()
-                       if k[4] or not k[7] or k[7] in served or k[7] == _DEFAULT_SERVER}
+                       if k[4] or not k[7] or k[7] in served}
 
     def collect(self) -> Iterator[Metric]:
         if getattr(self.direct, "on", False):
@@ -573,14 +573,12 @@ class Metrics:
                         host = ""
                     else:
                         self._seen_hosts.add(host)
-            elif record.host in hosts:
+            elif record.host in hosts:  # the catch-all's "_" among them (set_hosts)
                 host = record.host
-            elif not record.host or record.host == _DEFAULT_SERVER:
+            elif not record.host:
                 # A request that named no host (HTTP/1.0 without Host) reaches the catch-all
                 # server, and nginx's $host is then that server's name (ngx_http_variable_host:
-                # "cscf->server_name", ``server_name _`` in nginx.tmpl); ingress-nginx's
-                # getConfiguration puts every server's Hostname in SetHosts, the catch-all's
-                # "_" too, so such a request is counted, with host="_".
+                # "cscf->server_name", ``server_name _`` in nginx.tmpl): host="_".
                 host = _DEFAULT_SERVER
             else:
                 # socket.go: "if sc.metricsPerHost && !sc.hosts.Has(stats.Host) { continue }"
@@ -612,7 +610,9 @@ class Metrics:
             self._hosts = None
             self._recount_hosts()
             return
-        self._hosts = None if hosts is None else frozenset(hosts)
+        # ingress-nginx's getConfiguration puts every server's Hostname in SetHosts, the
+        # catch-all's "_" too: its requests are counted, and its series are never dropped.
+        self._hosts = None if hosts is None else frozenset(hosts) | {_DEFAULT_SERVER}
         if self._hosts is not None and self.per_host:
             # The series of a host no longer served that no Ingress took (a 404 for a path no
             # rule covers, the 413 of a Content-Length) would stay for ever: set_ingresses
@@ -953,42 +953,11 @@ def _hash_value(h: int | str | bytes) -> float:
 
 
 def certificate_not_after(pem: bytes) -> datetime.datetime:
-    """The ``notAfter`` of the first certificate in ``pem`` (aware, UTC).
+    """The ``notAfter`` of the first certificate in ``pem`` (aware, UTC), as the TLS store
+    reads it (``_tls._validity``). Raises ValueError when ``pem`` holds no readable one."""
+    from ._tls import _validity
 
-    A minimal DER walk (Certificate -> tbsCertificate -> validity, RFC 5280 §4.1) so that no
-    X.509 library is needed at runtime. Raises ValueError on anything else.
-    """
-    import base64
-    import re
-
-    m = re.search(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S)
-    if m is None:
-        raise ValueError("no PEM certificate")
-    der = base64.b64decode(b"".join(m.group(1).split()))
-    tag, body, _ = _der(der, 0)
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    tag, tbs, _ = _der(der, body)  # tbsCertificate
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    pos = tbs
-    tag, _, pos = _der(der, pos)
-    if tag == 0xA0:  # [0] EXPLICIT version
-        tag, _, pos = _der(der, pos)  # serialNumber
-    for _field in ("signature", "issuer"):
-        tag, _, pos = _der(der, pos)
-    tag, validity, _ = _der(der, pos)
-    if tag != 0x30:
-        raise ValueError("bad validity")
-    _, _, after = _der(der, validity)  # notBefore
-    tag, start, end = _der(der, after)
-    text = der[start:end].decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ; RFC 5280: YY >= 50 is 19YY
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-        raise ValueError("bad notAfter")
-    return datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    return _validity(pem)[1]
 
 
 def certificates_of(
@@ -1019,23 +988,6 @@ def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> froz
     name."""
     return frozenset(r.host for ing in (res.ingresses if ingresses is None else ingresses)
                      if not _is_canary(ing) for r in ing.spec.rules if r.host)
-
-
-def _der(data: bytes, pos: int) -> tuple[int, int, int]:
-    """``(tag, content start, content end)`` of the DER element at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag, n = data[pos], data[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if k == 0 or k > 4 or pos + k > len(data):
-            raise ValueError("bad DER length")
-        n = int.from_bytes(data[pos:pos + k], "big")
-        pos += k
-    if pos + n > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + n
 
 
 # --- the server ----------------------------------------------------------------------------------

@@ -837,6 +837,24 @@ class Router:
             old = self._state
             self._publish(self._build(old.resources, old.table, old))
 
+    def _set_load_balance(self, load_balance: str, res: Resources | None = None) -> None:
+        """Make ``load_balance`` the default balancer and rebuild: ``update(res)``, or the
+        routes of the resources in use (``res`` None; nothing to do when the default is
+        unchanged). A build that raises leaves the previous default in place, with the state
+        it serves (``ProxyServer(load_balance=...)``, ``serve --config``'s ConfigMap edits)."""
+        old = self.load_balance
+        if res is None and old == load_balance:
+            return
+        self.load_balance = load_balance
+        try:
+            if res is None:
+                self._rebuild_routes()
+            else:
+                self.update(res)
+        except BaseException:
+            self.load_balance = old
+            raise
+
     def _publish(self, st: _State) -> None:
         self._state = st
         # The request path of this state, published with one attribute store: a request sees

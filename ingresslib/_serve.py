@@ -191,6 +191,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     # the default action: SIGTERM killed the process with requests in flight, SIGINT raised
     # KeyboardInterrupt and cut them. Now it sets ``stop`` and the drain below runs.
     stop = asyncio.Event()
+    #: A second Ctrl-C once stopping has started: the drain is cut short (``_drain``).
+    again = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP, nginx's reload signal, re-reads the files and the ConfigMap now. Left to its
     # default action it killed the process on the spot, requests in flight included (`kill
@@ -204,7 +206,13 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
 
     def on_hup() -> None:
         nonlocal hup_pending
-        if reloader is not None:
+        if stop.is_set():
+            # Stopping: the reloader is cancelled (or never ran), and a SIGHUP reads nothing.
+            # Said so, not "reading the files now" (or "once started", a start that is not
+            # going to go on); still caught (its default action would end the process and
+            # cut the drain).
+            _log.info("SIGHUP while stopping: nothing is read again")
+        elif reloader is not None:
             _log.info("SIGHUP: reading the files now")
             reloader.request_reload()
         elif reads_files:
@@ -219,6 +227,12 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
 
     def stop_on(sig: int) -> Callable[[], None]:
         def handler() -> None:
+            if sig == signal.SIGINT and stop.is_set():
+                # A second Ctrl-C, whenever it comes once stopping started: before the drain
+                # began too (the first digest, the listeners opening, the watch tasks ending),
+                # where it was taken for the first one again and the drain then went on for the
+                # whole --shutdown-timeout.
+                again.set()
             stopped_by.append(sig)
             stop.set()
         return handler
@@ -276,13 +290,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # it stops the start as one a moment earlier did (exit 130 or 143, serve_main's line),
         # not "listening on" followed by a graceful stop and exit 0. Still a graceful stop: a
         # client that connected meanwhile has its request finished (a second Ctrl-C cuts it).
-        again = asyncio.Event()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, again.set)
-        try:
-            await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
-        finally:
-            await _close_side_servers(metrics_server, kube_client)
+        await _stop_serving(server, args, again, metrics_server, kube_client)
         raise _Terminated() if stopped_by[:1] == [signal.SIGTERM] else KeyboardInterrupt()
     if early_hup is not None:
         early_hup.serving = True
@@ -388,33 +396,34 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     try:
         await stop.wait()
     finally:
-        # A second Ctrl-C cuts the drain short. SIGINT's handler above only sets ``stop``
-        # again: the drain went on for the whole --shutdown-timeout whatever was pressed.
-        again = asyncio.Event()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, again.set)
-            if hasattr(signal, "SIGHUP"):
-                # The reloader is cancelled below: a SIGHUP now reads nothing. Said so, not
-                # "reading the files now"; still caught (its default action would end the
-                # process and cut the drain).
-                loop.add_signal_handler(signal.SIGHUP, _log.info,
-                                        "SIGHUP while stopping: nothing is read again")
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            # Let the watcher close its connections (bounded). asyncio.wait raises nothing for
-            # the tasks' own outcomes.
-            done, _ = await asyncio.wait(tasks, timeout=5)
-            for t in done:
-                if not t.cancelled():
-                    t.exception()  # retrieved: nothing it raised while stopping matters
-        _log.info("stopping: finishing in-flight requests")
-        try:
-            await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
-        finally:
-            await _close_side_servers(metrics_server, kube_client)
+        await _stop_serving(server, args, again, metrics_server, kube_client, tasks)
     # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
     return 1 if failed else 0
+
+
+async def _stop_serving(server: Any, args: argparse.Namespace, again: asyncio.Event,
+                        metrics_server: Any, kube_client: Any,
+                        tasks: Sequence[asyncio.Task[Any]] = ()) -> None:
+    """``serve``'s graceful stop, once ``stop`` is set (serving, or while the listeners
+    opened): ``tasks`` (the reloader, the cluster watch) are cancelled, the requests in flight
+    finish for up to ``--shutdown-timeout`` seconds (``_drain``; ``again``, a second Ctrl-C,
+    cuts it short), then the metrics listener and the cluster client close. (The signal
+    handlers ``_serve`` put in know that stopping started: SIGINT sets ``again``, SIGHUP reads
+    nothing.)"""
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        # Let the watcher close its connections (bounded). asyncio.wait raises nothing for
+        # the tasks' own outcomes.
+        done, _ = await asyncio.wait(tasks, timeout=5)
+        for t in done:
+            if not t.cancelled():
+                t.exception()  # retrieved: nothing it raised while stopping matters
+    _log.info("stopping: finishing in-flight requests")
+    try:
+        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
+    finally:
+        await _close_side_servers(metrics_server, kube_client)
 
 
 async def _closed_after(opening: asyncio.Task[None], server: Any,

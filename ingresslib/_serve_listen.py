@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._iptext import host_port
+
 #: No public name: ``_serve`` imports the checks by their own (underscore) names.
 __all__: list[str] = []
 
@@ -74,9 +76,9 @@ def _listener_conflict(values: Sequence[tuple[str, tuple[str, int]]]) -> str | N
     return None
 
 
-def _hostport(host: str, port: int) -> str:
-    """``HOST:PORT`` as ``--listen`` takes it: an IPv6 address in brackets (``[::1]:8080``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+#: ``HOST:PORT`` (``[::1]:8080``), one function for every writer of one (``demo`` and
+#: ``explain`` import it from here by this name).
+_hostport = host_port
 
 
 #: A listen host as the bind reads it: ``(family, address, IPv6 scope id)`` for an address

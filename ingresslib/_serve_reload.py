@@ -196,22 +196,18 @@ class Reloader:
             if res is None:
                 # --kubernetes: only the ConfigMap is read here; the cluster gives the resources.
                 res = router.resources
-            old_lb = getattr(router, "load_balance", None)
-            if cfg is not None and cfg != self.config and old_lb is not None:
+            if (cfg is not None and cfg != self.config
+                    and hasattr(router, "_set_load_balance")):  # an ingresslib Router
                 # ingress-nginx's ``load-balance`` is the router's default balancer: a new
-                # value takes effect with this build (balancers are keyed by their spec).
-                router.load_balance = cfg.load_balance or "round_robin"
-            try:
-                if hasattr(router, "update"):
-                    router.update(res)
-                else:  # pragma: no cover - a user-supplied router without update()
-                    self.server.router = build_router(
-                        res, ingress_class=self.ingress_class, controller=self.controller,
-                        load_balance=cfg.load_balance if cfg is not None else self.load_balance)
-            except BaseException:
-                if old_lb is not None:
-                    router.load_balance = old_lb
-                raise
+                # value takes effect with this build (balancers are keyed by their spec); a
+                # build that fails keeps the default serving.
+                router._set_load_balance(cfg.load_balance or "round_robin", res)
+            elif hasattr(router, "update"):
+                router.update(res)
+            else:  # pragma: no cover - a user-supplied router without update()
+                self.server.router = build_router(
+                    res, ingress_class=self.ingress_class, controller=self.controller,
+                    load_balance=cfg.load_balance if cfg is not None else self.load_balance)
             _log_route_warnings(self.server)
             # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
             served = _served_by(self.server.router, res, self.ingress_class, self.controller)

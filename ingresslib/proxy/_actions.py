@@ -479,6 +479,14 @@ def server_owners(served: Any) -> dict[str, Any]:
     return owners
 
 
+def parse_key(route: Any, main: Mapping[str, str] | None) -> tuple[int, str | None, int]:
+    """What :func:`parse_each_route` parses a route once by: its annotations (the object,
+    one per Ingress), its rule path, and for a canary parsed with its main rule's
+    annotations (``main``) those; routes with the same key get the same warnings
+    (``ingresslib check`` names each rule path of such a group)."""
+    return id(route.annotations), route.path, id(main)
+
+
 def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
                      parse_canary: Callable[[Any, Mapping[str, str]], RouteOptions] | None
                      = None, served: Any = None) -> None:
@@ -500,7 +508,7 @@ def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
         for route in (m,) if canary is None else (m, canary):
             ann = route.annotations
             main = None if route is m or parse_canary is None else m.annotations
-            key = (id(ann), route.path, id(main))
+            key = parse_key(route, main)
             if not ann or key in done:
                 continue
             done.add(key)

@@ -114,13 +114,6 @@ def _mac(stored: str) -> hashlib.blake2b:
     return hashlib.blake2b(len(raw).to_bytes(8, "big") + raw, key=_CACHE_KEY, digest_size=32)
 
 
-def _verdict_key(stored: str, password: bytes) -> bytes:
-    """The caches' key of ``password`` checked against ``stored``."""
-    mac = _mac(stored)
-    mac.update(password)
-    return mac.digest()
-
-
 def valid_realm(value: str) -> bool:
     return _REALM.fullmatch(value) is not None
 

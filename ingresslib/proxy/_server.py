@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from .._iptext import host_port
 from ._actions import (
     Action,
     CloseDownstream,
@@ -1617,26 +1618,6 @@ def _check_load_balance(router: Any, load_balance: str) -> None:
         raise TypeError("load_balance needs an ingresslib Router (pass it to your router instead)")
 
 
-def _set_load_balance(router: Any, load_balance: str) -> None:
-    """Make ``load_balance`` the default balancer of the user's own Router (a subclass too),
-    rebuilt with its resources, as ``serve --config`` does on a reload: the server serves the
-    object the caller holds, so the caller's later ``router.update(res)`` is what is served and
-    keeps the default (a copy built from ``router.resources`` went on serving the first table
-    after every update, and lost the router's ``balancers`` and ``clock``). On a failure the
-    router is left as it was."""
-    old = router.load_balance
-    if old == load_balance:
-        return
-    router.load_balance = load_balance
-    try:
-        # Same resources: the table is kept, the routes are rebuilt (the default changed),
-        # under the router's lock (an update made meanwhile by another thread stays).
-        router._rebuild_routes()
-    except BaseException:
-        router.load_balance = old
-        raise
-
-
 def _running_loop() -> asyncio.AbstractEventLoop:
     """The running event loop, for a ProxyServer made without ``loop=``. Made outside one (at
     module level, in plain ``main()``), asyncio's own error was a bare "no running event
@@ -1701,8 +1682,12 @@ class ProxyServer:
         if load_balance is not None:
             # The ConfigMap's `load-balance` belongs to the router (the default balancer of
             # every backend): set on the caller's Router, so its later updates are served. Last
-            # of the checks above, so a refused constructor leaves the router as it was.
-            _set_load_balance(router, load_balance)
+            # of the checks above, so a refused constructor leaves the router as it was. The
+            # object the caller holds is rebuilt with its resources, not a copy: the caller's
+            # later ``router.update(res)`` is what is served and keeps the default (a copy went
+            # on serving the first table, and lost the router's ``balancers`` and ``clock``).
+            # On a failure the router is left as it was.
+            router._set_load_balance(load_balance)
         self.cert_store = cert_store
         self.max_connections = max_connections
         self._on_record = on_record
@@ -1998,9 +1983,8 @@ def _url(scheme: str, host: str, port: int) -> str:
     its zone's ``%`` as ``%25`` (RFC 6874, section 2: "%25" is the "ZoneID" delimiter), so
     ``fe80::1%lo`` is ``http://[fe80::1%25lo]:8080``, a URL curl and browsers accept."""
     if ":" in host:
-        address, pct, zone = host.partition("%")
-        host = f"[{address}%25{zone}]" if pct else f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+        host = host.replace("%", "%25", 1)
+    return f"{scheme}://{host_port(host, port)}"
 
 
 def _socket_urls(scheme: str, srv: Any, fallback: tuple[str, int]) -> list[str]:

@@ -35,6 +35,7 @@ from .proxy._headers import (
     duplicate_header,
     note_read_once,
     request_header_kind,
+    same_authority,
     split_absolute_form,
     transfer_coding_error,
     valid_request_id,
@@ -556,17 +557,18 @@ def _has_host(scope: Scope) -> bool:
 
 def _absolute_form(target: str, host: str, has_host: bool) -> tuple[str, str]:
     """``(origin-form path, host)`` of an absolute-form target, as the proxy takes it: the
-    authority must equal Host, case-insensitively ("two different hosts in one request is a
-    routing confusion attempt: refuse"), an empty Host included; with no Host header, the
-    authority is the host."""
+    authority, a valid host (nginx: "client sent invalid host in request line"), must name
+    the same host and port as Host (``same_authority``: "two different hosts in one request
+    is a routing confusion attempt: refuse"), an empty Host included; with no Host header,
+    the authority is the host."""
     if not target[:8].lower().startswith(("http://", "https://")):
         return target, host  # not absolute-form: canonical_path refuses it
     try:
         path, authority = split_absolute_form(target)
-        if not has_host:
-            check_host(authority.encode("latin-1"))
+        check_host(authority.encode("latin-1"))
     except RemoteProxyError as err:
         raise BadRequestError(str(err), err.status_hint) from None
-    if has_host and authority.lower() != host.lower():
+    default_port = 443 if target[:6].lower() == "https:" else 80
+    if has_host and not same_authority(authority, host, default_port):
         raise BadRequestError("absolute-form target does not match Host", 400)
     return path, host if has_host else authority

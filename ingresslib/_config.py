@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._decode import _bool as _decode_bool
+from ._decode import _Dec, _meta, _str_map
 from ._errors import FieldError, ValidationError, short_repr
 from ._goparse import parse_bool
 from ._iptext import network_text
 from ._spelling import close_name
-from .proxy._settings import NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size
+from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
+from .proxy._settings import (
+    HEADER_NAME, NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size,
+)
 
 __all__ = ["ServerConfig", "parse_config_data", "parse_configmap", "load_config", "LOAD_BALANCE"]
 
@@ -111,12 +116,6 @@ def _seconds(v: str) -> float:
     if _DECIMAL.fullmatch(v) is None:
         raise _Bad('must be a whole number of seconds, without a unit, such as "60"')
     return float(_int(v))
-
-
-#: The most seconds nginx takes in "<n>s" (ngx_parse_time, unit "s" of a millisecond setting:
-#: "max = NGX_MAX_INT32_VALUE; ... if (step != st_msec && !is_sec) { scale *= 1000; max /=
-#: 1000; } if ((ngx_uint_t) value > max) { return NGX_ERROR; }"): 2147483, about 24.8 days.
-_NGINX_MAX_SECONDS = 2147483647 // 1000
 
 
 def _nginx_seconds(v: str) -> float:
@@ -253,12 +252,9 @@ def _source_ranges(v: str) -> tuple[str, ...]:
         raise _Bad(str(e)) from None
 
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
 def _header_name(v: str) -> str:
     v = v.strip()
-    if not _TOKEN.match(v):
+    if not HEADER_NAME.fullmatch(v):
         raise _Bad("must be a valid HTTP header name")
     return v
 
@@ -523,20 +519,33 @@ def parse_config_data(
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
 
 
-#: JSON's names of the types a ConfigMap value may not have, and Go's (the API server's words:
-#: "json: cannot unmarshal bool into Go struct field ConfigMap.data of type string").
-_NOT_STRING = {bool: ("boolean", "bool"), int: ("integer", "number"), float: ("number", "number"),
-               list: ("array", "array"), dict: ("object", "object")}
+def _type_names(raw: Any) -> tuple[str, str, bool]:
+    """JSON's name of the type of a value where a ConfigMap holds a string or a map, Go's (the
+    API server's words: "json: cannot unmarshal bool into Go struct field ConfigMap.data of
+    type string"), and whether it is a scalar. A tuple is an array and any Mapping an object,
+    as the manifests' decoder names them (``_decode._jtype``): never a Python type's name."""
+    if isinstance(raw, bool):
+        return "boolean", "bool", True
+    if isinstance(raw, int):
+        return "integer", "number", True
+    if isinstance(raw, float):
+        return "number", "number", True
+    if isinstance(raw, str):
+        return "string", "string", True
+    if isinstance(raw, (list, tuple)):
+        return "array", "array", False
+    if isinstance(raw, Mapping):
+        return "object", "object", False
+    return type(raw).__name__, type(raw).__name__, True
 
 
 def _not_a_string(where: str, key: Any, raw: Any) -> FieldError:
-    json_type, go_type = _NOT_STRING.get(type(raw), (type(raw).__name__, type(raw).__name__))
-    scalar = not isinstance(raw, (list, dict))
+    json_type, go_type, scalar = _type_names(raw)
     # The way out: quotes for a scalar YAML typed (``true``, ``1``); a YAML list quoted would
     # be the text "['10.0.0.0/8', ...]": ingress-nginx's list values are one comma-separated
     # string (``proxy-real-ip-cidr: "10.0.0.0/8,192.168.0.0/16"``). A map has no string form.
     hint = ("; quote the value" if scalar else
-            "; write the items as one comma-separated string" if isinstance(raw, list) else "")
+            "; write the items as one comma-separated string" if json_type == "array" else "")
     return FieldError(
         where, f"data.{key}", "Invalid value",
         f"expected string, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
@@ -579,10 +588,16 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
     unquoted ``true``, ``yes``, ``on`` or ``1`` in YAML is a boolean or a number there, and
     ``kubectl apply`` of the ConfigMap fails, so it is an error here too rather than the
     setting it would spell as a string."""
-    meta = obj.get("metadata") or {}
-    name = f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
-    where = f"ConfigMap {name}"
-    errs = []
+    where = f"ConfigMap {_object_name(obj)}"
+    # The fields besides data, type-checked as the manifests' decoder checks an object's
+    # (the API server's decoder refuses the whole object for any of them): a metadata that
+    # is no object was an AttributeError, and a number for its name, ``immutable: "yes"`` or
+    # a list for binaryData loaded where kubectl apply refuses the ConfigMap.
+    dec = _Dec(where)
+    _meta(dec, obj)
+    _decode_bool(dec, obj.get("immutable"), "immutable")
+    _str_map(dec, obj.get("binaryData"), "binaryData")
+    errs = list(dec.errors)
     if obj.get("kind") != "ConfigMap":
         errs.append(FieldError(where, "kind", "Unsupported value", 'must be "ConfigMap"',
                                obj.get("kind"), True))
@@ -595,9 +610,7 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
     if not isinstance(data, Mapping):
         # As the manifests' wrong types say it (a YAML list, ``!!omap`` or ``!!pairs`` alike:
         # sequences, as go-yaml reads them), not the Python type's name ("list").
-        json_type, go_type = ("string", "string") if isinstance(data, str) else _NOT_STRING.get(
-            type(data), (type(data).__name__, type(data).__name__))
-        scalar = not isinstance(data, (list, tuple))
+        json_type, go_type, scalar = _type_names(data)
         errs.append(FieldError(
             where, "data", "Invalid value",
             f"expected object, got {json_type} (kubectl apply: json: cannot unmarshal {go_type} "
@@ -615,6 +628,7 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
     # there were silently not applied, as they are not there either).
     extra = [f'{where}: unknown field "{key}", ignored; the settings go in data'
              for key in sorted(obj, key=str) if key not in _CONFIGMAP_FIELDS]
+    extra.extend(f'{where}: unknown field "{path}", ignored' for path in dec.unknown)
     binary = obj.get("binaryData")
     if isinstance(binary, Mapping):
         extra.extend(f"{where}: binaryData.{key}: not read (ingress-nginx reads data only), "
@@ -622,6 +636,16 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
     if extra:
         cfg = dataclasses.replace(cfg, warnings=tuple(extra) + cfg.warnings)
     return cfg
+
+
+def _object_name(obj: Mapping[str, Any]) -> str:
+    """``namespace/name`` of a ConfigMap object for its messages (``default``, ``?`` where one
+    is missing or is no string: its metadata's errors say what it is)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    return (f"{namespace if isinstance(namespace, str) and namespace else 'default'}/"
+            f"{name if isinstance(name, str) and name else '?'}")
 
 
 #: The fields of a v1 ConfigMap (core/v1 types.go ``ConfigMap``: TypeMeta, ObjectMeta, data,
@@ -636,9 +660,7 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
     ``_load.DuplicateKeys``): go-yaml v2 keeps the last value, as kubectl sends it, and the
     API server never sees the first; a ``data`` key or ``data`` itself written twice most
     likely holds a setting that is not the one meant."""
-    meta = doc.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    where = f"ConfigMap {meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
+    where = f"ConfigMap {_object_name(doc)}"
     out: list[tuple[int, str]] = []
     stack: list[tuple[Any, str]] = [(doc, "")]
     while stack:
@@ -655,13 +677,8 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
 
 
 def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    return "string" if isinstance(v, str) else "array" if isinstance(v, list) else "object"
+    """JSON's name of the type of ``v`` (``_type_names``; "null" for None)."""
+    return "null" if v is None else _type_names(v)[0]
 
 
 def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source: str

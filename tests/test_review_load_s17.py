@@ -249,7 +249,7 @@ def test_a_target_port_of_its_own_is_checked_alone() -> None:
 
 
 @pytest.mark.parametrize("items, where, got", [
-    ("[1, {cm}]", "items[0]", "number"),
+    ("[1, {cm}]", "items[0]", "integer"),
     ("[{cm}, x]", "items[1]", "string"),
     ("[{{apiVersion: v1, kind: List, items: [{cm}, null]}}]", "items[0].items[1]", "null"),
 ])

@@ -35,6 +35,10 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - An upstream status line whose reason phrase holds a CTL is an invalid response, like a CTL
   in a response header value.
 - ``OPTIONS *`` is answered by the proxy (200, ``allow``): it asks about the server itself.
+  nginx's request-line parser refuses it (400), so it is recorded as a refused head (phase
+  "head": no upstream name in the access log, not in the metrics).
+- An absolute-form target is accepted when its authority names the Host's host and port
+  (after ``normalize_host``, the scheme's default port filled in); another host is 400.
   ``CONNECT`` and ``TRACE`` are 405 and close before routing (nginx refuses both in
   ngx_http_process_request_header, ``NGX_HTTP_NOT_ALLOWED``), once the head passed its checks
   (a 400 for the head comes first there). A method with a character other than ``A-Z``, ``_``,
@@ -162,6 +166,7 @@ from ._headers import (
     note_read_once,
     redirect_scheme,
     request_header_kind,
+    same_authority,
     special_request_names,
     split_absolute_form,
     valid_request_id,
@@ -1270,20 +1275,32 @@ class ClientConnection:
                 req.host_raw = (host_raw or b"").decode("ascii")
                 req.host = normalize_host(req.host_raw) or ""
                 req.path = "*"
-                # (No nginx counterpart, whose parser refuses a '*' target: logged as the
-                # default backend's, as before.)
-                req.phase = "location"
+                # nginx's request-line parser refuses a '*' target (ngx_http_parse_request_line,
+                # sw_spaces_before_uri: neither '/' nor a scheme letter is
+                # NGX_HTTP_PARSE_INVALID_REQUEST, 400): no server or location ran, so it is
+                # logged as nginx logs a refused head (no upstream name) and not counted in
+                # the metrics (no location's log_by_lua). The answer stays ours (SEMANTICS §5).
+                req.phase = "head"
                 if self._refuse is None:  # (else ``_on_request`` refuses it as any other)
                     self._local_response(req, 200, req.start, [(b"allow", OPTIONS_ALLOW)],
                                          body=b"")
                 return
+            https = target_s[:6].lower() == "https:"
             target_s, authority = split_absolute_form(target_s)
+            # nginx validates the request line's host as a Host header's
+            # (ngx_http_process_request_line: "ngx_http_validate_host(&host, r->pool, 0)",
+            # "client sent invalid host in request line", 400).
+            check_host(authority.encode("ascii"))
             if host_raw is None:
                 host_raw = authority.encode("ascii")
-                check_host(host_raw)
-            elif authority.lower() != host_raw.decode("ascii").lower():
-                # RFC 9112 §3.2.2 says the Host header is replaced by the authority; two
-                # different hosts in one request is a routing confusion attempt: refuse.
+            elif not same_authority(authority, host_raw.decode("ascii"), 443 if https else 80):
+                # RFC 9112 §3.2.2: an origin uses the target's authority and ignores Host;
+                # nginx routes on the request line's host (ngx_http_process_host: "if
+                # (r->headers_in.server.len) { return NGX_OK; }") and still forwards the Host
+                # header ($http_host): the rule of one host, the Host of another, at its
+                # backend. Two different hosts in one request is a routing confusion attempt:
+                # refuse it (SEMANTICS §9). The same host written differently (case, one
+                # trailing dot, the scheme's default port) is no mismatch.
                 raise RemoteProxyError("absolute-form target does not match Host", 400)
         host_s = host_raw.decode("ascii") if host_raw is not None else ""
         req.host_raw = host_s

@@ -41,6 +41,7 @@ __all__ = [
     "transfer_coding_error",
     "duplicate_header",
     "note_read_once",
+    "same_authority",
     "split_absolute_form",
     "OPTIONS_ALLOW",
     "has_control",
@@ -476,6 +477,21 @@ def forwarded_for_value(settings: ProxySettings, incoming: bytes, peer: bytes,
 OPTIONS_ALLOW = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 
 
+def same_authority(authority: str, host: str, default_port: int) -> bool:
+    """Whether an absolute-form target's ``authority`` and the ``Host`` header name the same
+    host and port (both already passed ``check_host``): the host as routed (``normalize_host``:
+    ASCII case, one trailing dot) and the port, the target scheme's default when absent
+    (RFC 9110 §4.2.3: "http://a.test:80/" and "http://a.test/" are equivalent)."""
+    if authority == host:
+        return True
+
+    def key(value: str) -> tuple[str | None, int]:
+        colon = value.find(":", value.rfind("]") + 1)
+        return normalize_host(value), int(value[colon + 1:]) if colon >= 0 else default_port
+
+    return key(authority) == key(host)
+
+
 def split_absolute_form(target: str) -> tuple[str, str]:
     """``(origin-form path, authority)`` of an absolute-form request target (RFC 9112 §3.2.2);
     400 for any other target that is not origin-form, or an empty or userinfo authority."""
@@ -714,10 +730,12 @@ def _ngx_addr(text: str) -> str | None:
     ngx_inet_addr() reads four dot-separated decimal octets ("octet = octet * 10 + (c - '0');
     if (octet > 255) return INADDR_NONE;" ... "if (n == 3)"): a leading zero is decimal
     (``010.0.0.1`` is 10.0.0.1, never octal 8.0.0.1), an empty octet is 0, and the result
-    INADDR_NONE (255.255.255.255) means "not an address". The IPv4 address is returned in
-    dotted-decimal form, as nginx's $remote_addr prints it, so that later readers (allowlists,
-    logs) see one spelling. An IPv6 address is returned as written; a zone (``%eth0``) is no
-    part of ngx_inet6_addr()'s grammar.
+    INADDR_NONE (255.255.255.255) means "not an address". The address is returned as nginx's
+    $remote_addr prints it (ngx_http_realip_set_addr() prints the address it found with
+    ngx_sock_ntop()), so that later readers (X-Real-IP, X-Forwarded-For, allowlists, logs) see
+    one spelling: IPv4 in dotted decimal, IPv6 as ngx_inet6_ntop() writes it
+    (``_ipv6_text``: ``2001:DB8:0:0::7`` is ``2001:db8::7``). A zone (``%eth0``) is no part of
+    ngx_inet6_addr()'s grammar.
     """
     if _IPV4.fullmatch(text) is not None:
         parts = text.split(".")
@@ -730,10 +748,51 @@ def _ngx_addr(text: str) -> str | None:
     if ":" not in text or "%" in text:
         return None
     try:
-        ipaddress.IPv6Address(text)
+        packed = ipaddress.IPv6Address(text).packed
     except ValueError:
         return None
-    return text
+    return _ipv6_text(packed)
+
+
+def _ipv6_text(p: bytes) -> str:
+    """The 16 bytes ``p`` of an IPv6 address as nginx ngx_inet6_ntop() prints them: lower-case
+    hex without leading zeros, the longest run of two or more zero groups (the first of equal
+    ones) written ``::``, and the last four bytes in dotted decimal after a zero run that
+    starts the address and is six groups long, or five followed by ``ffff`` (``::ffff:1.2.3.4``),
+    or seven unless the last group is ``1`` or its first byte 0: "if ((max == 5 && p[10] ==
+    0xff && p[11] == 0xff) || (max == 6) || (max == 7 && p[14] != 0 && p[15] != 1)) { n = 12;
+    }". Python's ``str(IPv6Address)`` writes ``::ffff:102:304`` (before Python 3.13)."""
+    words = [p[i] << 8 | p[i + 1] for i in range(0, 16, 2)]
+    zero, longest, run, start = -1, 1, 0, -1
+    for i, word in enumerate(words):
+        if word:
+            if longest < run:
+                zero, longest = start, run
+            run = 0
+        else:
+            if run == 0:
+                start = i
+            run += 1
+    if longest < run:
+        zero, longest = start, run
+    n = 8
+    out = ""
+    if zero == 0:
+        if ((longest == 5 and words[5] == 0xFFFF) or longest == 6
+                or (longest == 7 and p[14] != 0 and p[15] != 1)):
+            n = 6
+        out = ":"
+    i = 0
+    while i < n:
+        if i == zero:
+            out += ":"
+            i += longest
+            continue
+        out += "%x:" % words[i] if i < 7 else "%x" % words[i]
+        i += 1
+    if n == 6:
+        out += "%d.%d.%d.%d" % (p[12], p[13], p[14], p[15])
+    return out
 
 
 def _chain_address(item: str) -> str | None:

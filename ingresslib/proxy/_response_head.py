@@ -20,6 +20,10 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
     machine and header re-validation: every header here came out of h11's parser or is ours.
     - No Content-Length (and not 204/304/HEAD): chunked to an HTTP/1.1 client, else the body
       is delimited by closing the connection ("Connection: close" added).
+    - A HEAD response without Content-Length gets no framing header at all, as nginx sends it
+      (ngx_http_chunked_header_filter returns early for "(r->method & NGX_HTTP_HEAD)", keeping
+      the connection; the upstream's Transfer-Encoding is never passed on): h11 would add
+      ``Transfer-Encoding: chunked`` (GET's framing, RFC 9110 §9.3.2 allows either).
     - The client asked for close (or is HTTP/1.0): ``Connection: close`` replaces any
       Connection header ("keep-alive" removed), title case, last -- as h11 writes it.
     """
@@ -35,13 +39,11 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
             close_token = True
     if status in (204, 304) or method == b"HEAD":
         framing = _FRAME_NONE
-    # h11 chooses the headers as if HEAD were GET: a HEAD response carries GET's framing.
     if not has_length and status not in (204, 304):
-        if client_11:
+        if client_11 and method != b"HEAD":
             headers = [h for h in headers if h[1] != b"transfer-encoding"]
             headers.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
-            if framing != _FRAME_NONE:
-                framing = _FRAME_CHUNKED
+            framing = _FRAME_CHUNKED
         else:
             headers = [h for h in headers if h[1] != b"transfer-encoding"]
             if method != b"HEAD":

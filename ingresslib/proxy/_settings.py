@@ -80,8 +80,9 @@ _DURATIONS = (
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 #: The largest int a duration may be: a timer adds it to a float clock.
 _MAX_SECONDS = int(sys.float_info.max)
-#: RFC 9110 token: what ``forwarded_for_header`` must be (as ``_config._header_name`` reads it).
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
+#: RFC 9110 token: what ``forwarded_for_header`` must be (``_config._header_name`` reads the
+#: ConfigMap's with it).
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
 
 
 def _shown(value: object) -> str:
@@ -355,7 +356,7 @@ class ProxySettings:
                 # OverflowError ("int too large to convert to float") came out of each request
                 # (proxy_read_timeout=10**400). (A float, math.inf too, is a time already.)
                 raise ValueError(f"{name}: {_shown(value)} is more seconds than a float holds")
-        if not _HEADER_NAME.fullmatch(self.forwarded_for_header):
+        if not HEADER_NAME.fullmatch(self.forwarded_for_header):
             # The ConfigMap refuses it (_config._header_name); a keyword argument must not take
             # it either: "" or "X Real IP" never named a request header (the client address
             # was silently the peer's), and a name outside Latin-1 ("X-Client-\u0130P") failed

@@ -10,7 +10,9 @@ requested resourceVersion is too old", API concepts, *Efficient detection of cha
 backoff (client-go's reflector backs off before every re-list), which also catches up deletes
 missed meanwhile (``ResourceStore.replace_all``); 410 after 410 waits longer. So is a
 version the server has not reached (``ResourceVersionTooLarge``: etcd restored from a backup),
-which is then re-listed too, as client-go's reflector does. Any other
+which is then re-listed too, as client-go's reflector does. A continue token that expires
+between the pages of a list (410) is followed at once by one unpaged list (client-go's pager).
+Any other
 failure (connection refused or dropped, HTTP error, a line that is not JSON) is logged with its
 HTTP status, counted, and followed by a reconnect from the last resourceVersion seen, after an
 exponential, capped, jittered backoff, or after the server's ``Retry-After`` when longer (429).
@@ -177,8 +179,8 @@ class WatchStats:
     bookmarks: int = 0
     #: Full lists (the first one per kind included).
     lists: int = 0
-    #: Re-lists caused by an unusable resourceVersion: ``410 Gone``, or one the server has not
-    #: reached (``ResourceVersionTooLarge``).
+    #: Re-lists caused by an unusable resourceVersion: ``410 Gone`` (an expired continue token
+    #: included: its unpaged list), or one the server has not reached (``ResourceVersionTooLarge``).
     relists: int = 0
     #: Watch or list attempts that failed (HTTP errors, refused or dropped connections).
     stream_errors: int = 0
@@ -246,10 +248,18 @@ def _from_env(kube_config: Any) -> Any:
 
     from ._kubeconfig import kubeconfig_paths, load_file, load_merged
 
-    try:
-        return kube_config.from_service_account()
-    except ConfigError:
-        pass
+    # A service account token but no ``KUBERNETES_SERVICE_HOST``/``_PORT``, or an empty one (a
+    # token mounted into a container run outside Kubernetes): not in a pod, as client-go's
+    # ``rest.InClusterConfig`` decides ("if len(host) == 0 || len(port) == 0 { return nil,
+    # ErrNotInCluster }"), so the kubeconfig is used. lightkube reads the token first, then
+    # raised the bare KeyError of a missing variable out of serve, or made the server
+    # ``https://:443`` of an empty one.
+    if all(os.environ.get(v) != "" for v in ("KUBERNETES_SERVICE_HOST",
+                                             "KUBERNETES_SERVICE_PORT")):
+        try:
+            return kube_config.from_service_account()
+        except (ConfigError, KeyError):
+            pass
     value = os.environ.get("KUBECONFIG", "")
     if not value:
         return load_file(kube_config, DEFAULT_KUBECONFIG)
@@ -258,6 +268,34 @@ def _from_env(kube_config: Any) -> Any:
         # One file, read as one of a list is; only its "not found" names it alone.
         return load_file(kube_config, paths[0])
     return load_merged(kube_config, paths)
+
+
+_EXEC_V1 = "client.authentication.k8s.io/v1"
+_EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
+
+
+def _exec_runnable(config: Any) -> Any:
+    """``config`` (a lightkube ``SingleConfig``) with an exec credential plugin of
+    ``client.authentication.k8s.io/v1`` run as ``v1beta1``.
+
+    lightkube runs only v1alpha1 and v1beta1 plugins: with v1 (GA since Kubernetes 1.22, what
+    recent ``aws eks update-kubeconfig``, gke-gcloud-auth-plugin and kubelogin setups write),
+    every request raised "auth exec api version ... not implemented", retried for ever, and the
+    first table never came. It reads only ``status.token`` of the plugin's answer, the same
+    field in v1 as in v1beta1 (client-go's ``ExecCredentialStatus``), and gives the plugin no
+    ``KUBERNETES_EXEC_INFO`` in either version, so the plugin runs as kubectl runs it. The
+    configuration ``load_kube_config`` returns is left as lightkube reads it."""
+    user: Any = getattr(config, "user", None)
+    exec_: Any = getattr(user, "exec", None)
+    if getattr(exec_, "apiVersion", None) != _EXEC_V1:
+        return config
+    try:
+        import msgspec
+
+        return config._replace(user=msgspec.structs.replace(
+            user, exec=msgspec.structs.replace(exec_, apiVersion=_EXEC_V1BETA1)))
+    except Exception:  # noqa: BLE001 - models of another lightkube release: left as is
+        return config
 
 
 class _RawMeta:
@@ -410,6 +448,12 @@ async def _watch_once(client: Any, res: Any, rv: str, ns: dict[str, str],
             yield _event_of(wd, bytes(buf))
     finally:
         await resp.aclose()
+
+
+async def _received(listing: Any) -> list[Any]:
+    """The items of a list, as plain dicts; a ``_Malformed`` item (no JSON object) goes on
+    as is, to be skipped by the caller."""
+    return [o if isinstance(o, _Malformed) else dict(o) async for o in listing]
 
 
 class _Malformed:
@@ -665,7 +709,7 @@ class ClusterWatcher:
 
                 config = select_context(config, None)
             self._server = _config_server(config)
-            client = AsyncClient(config=config)
+            client = AsyncClient(config=_exec_runnable(config))
         self._run_client = client
         try:
             async with asyncio.TaskGroup() as tg:
@@ -844,9 +888,23 @@ class ClusterWatcher:
                     sel: dict[str, Any]) -> str:
         auth = self._auth_of(spec)
         listing = client.list(res, chunk_size=self.list_chunk_size, **ns, **sel)
-        # A ``_Malformed`` item (no JSON object) goes on as is, to be skipped just below.
-        received: list[Any] = [o if isinstance(o, _Malformed) else dict(o)
-                                async for o in listing]
+        try:
+            received = await _received(listing)
+        except Exception as exc:
+            if not (self.list_chunk_size and _is_expired(exc)):
+                raise
+            # A continue token expired (410) between two pages: etcd compacted the first
+            # page's version. Restarting the paged list could fail the same way for ever on a
+            # cluster whose pages take longer than a compaction interval (5 minutes); list once
+            # more, unpaged, at once, as client-go's pager does (tools/pager/pager.go,
+            # ``ListPager.List``: "the list expired while we were processing, fall back to a
+            # full list at the requested ResourceVersion", ``options.Limit = 0``). A 410 on
+            # that list too is the caller's (a re-list after the backoff).
+            self._relisting(spec)
+            _log.info("%s list: continue token expired (410); listing again, unpaged",
+                      spec.name)
+            listing = client.list(res, chunk_size=None, **ns, **sel)
+            received = await _received(listing)
         kept: list[dict[str, Any]] = []
         for o in received:
             if not _selected(spec, o):

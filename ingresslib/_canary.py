@@ -604,8 +604,16 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
             try:
                 pattern = LinearRegex(pattern_text)
             except RegexError as exc:
+                # The header rule goes with it: with a pattern set, balancer.lua never reads
+                # "always"/"never" ("elseif traffic_shaping_policy.headerPattern ... elseif
+                # header == "always""), so keeping the header would send "X-Canary: always"
+                # to a canary its author gave no such rule. The header then decides nothing
+                # (as a pattern matching no value): the cookie and the weight do.
                 warn.append((_P + "canary-by-header-pattern",
-                             f"invalid or unsupported regex {pattern_text!r}: {exc}; ignored"))
+                             f"invalid or unsupported regex {pattern_text!r}: {exc}; ignored, "
+                             f"and with it canary-by-header {header!r}: the header decides "
+                             "nothing (a pattern turns \"always\"/\"never\" off)"))
+                header = None
             else:
                 differs, byte_form = _byte_pattern(pattern_text)
                 if differs and byte_form is None:
@@ -663,6 +671,12 @@ def _utf8_text(value: str) -> str | None:
         return None
 
 
+def _wire_name(name: str) -> str:
+    """``name``'s UTF-8 read one character per byte (latin-1): how a name written in an
+    annotation appears in a header the proxy decoded from the wire."""
+    return name.encode("utf-8").decode("latin-1")
+
+
 def _u_escape(pattern: str) -> bool:
     """Whether ``pattern`` holds a ``\\u``/``\\U`` escape (``\\\\u`` is a backslash and a
     ``u``): pcrepattern, "In Perl, the sequences \\l, \\L, \\u, and \\U are recognized by its
@@ -697,11 +711,13 @@ def _byte_pattern(pattern: str) -> tuple[bool, LinearRegex | None]:
         return True, None
 
 
-def _sent_as_bytes(headers: Headers, cfg: CanaryConfig) -> bool:
-    """Whether ``cfg.header`` came as bytes (h11's headers; a ``bytes``, ``bytearray`` or
-    ``memoryview`` value in a list or mapping; an ``http.client.HTTPMessage``, whose values
-    http.client decodes from the wire as latin-1) rather than as text (a ``str`` value: an
-    embedding passing text). Only asked when the value or the annotation is not ASCII."""
+def _sent_as_bytes(headers: Headers, cfg: CanaryConfig, name: str | None = None,
+                   bname: bytes | None = None) -> bool:
+    """Whether ``cfg.header`` (or the header ``name``/``bname``: ``Cookie``) came as bytes
+    (h11's headers; a ``bytes``, ``bytearray`` or ``memoryview`` value in a list or mapping; an
+    ``http.client.HTTPMessage``, whose values http.client decodes from the wire as latin-1)
+    rather than as text (a ``str`` value: an embedding passing text). Only asked when the
+    value, the annotation or the cookie name is not ASCII."""
     if H11_HEADERS is not None and type(headers) is H11_HEADERS:
         return True
     # http.server's self.headers: parse_headers reads the block as "decode('iso-8859-1')",
@@ -710,11 +726,13 @@ def _sent_as_bytes(headers: Headers, cfg: CanaryConfig) -> bool:
     client = sys.modules.get("http.client")
     if client is not None and isinstance(headers, client.HTTPMessage):
         return True
+    if name is None:
+        name, bname = cfg.header, cfg.header_bytes
     items = headers.items() if isinstance(headers, Mapping) else _pairs(headers)
     seen = False
     for k, v in items:
         # header_value's own name test, on this one line.
-        if header_value([(k, "")], cfg.header, cfg.header_bytes) is not None:  # type: ignore[arg-type]
+        if header_value([(k, "")], name, bname) is not None:  # type: ignore[arg-type]
             if isinstance(v, str):
                 return False
             seen = True
@@ -764,8 +782,13 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
             elif got == "never":
                 return False
     if cfg.cookie is not None:
-        # nginx's ``$cookie_*``: the name matches case-insensitively (ngx_strncasecmp).
-        c = cookie_value(headers, cfg.cookie, True)
+        # nginx's ``$cookie_*``: the name matches case-insensitively (ngx_strncasecmp), byte
+        # for byte: a non-ASCII name is its UTF-8 (the annotation's bytes) in a Cookie header
+        # sent as bytes, which arrives one character per byte (latin-1), as the value above.
+        cookie = cfg.cookie
+        if not cookie.isascii() and _sent_as_bytes(headers, cfg, "cookie", b"cookie"):
+            cookie = _wire_name(cookie)
+        c = cookie_value(headers, cookie, True)
         if c == "always":
             return True
         if c == "never":
@@ -784,7 +807,8 @@ def compile_explicit(cfg: CanaryConfig) -> Callable[[Headers], bool | None]:
     yes = (cfg.header_value if cfg.header_value is not None else "always").encode("ascii")
     no = b"never" if cfg.header_value is None else None
     bname = cfg.header_bytes
-    cookie = cfg.cookie
+    # h11's values are bytes (read latin-1): a non-ASCII cookie name is looked for as its UTF-8.
+    cookie = None if cfg.cookie is None else _wire_name(cfg.cookie)
     h11_type = H11_HEADERS
 
     def check(headers: Headers) -> bool | None:

@@ -224,9 +224,13 @@ class ServiceSpec:
     cluster_ip: str | None = None
     selector: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     external_name: str | None = None
+    #: ``spec.loadBalancerSourceRanges`` (CIDRs), read for validation only: the API server
+    #: checks it, or else the ``service.beta.kubernetes.io/load-balancer-source-ranges``
+    #: annotation.
+    load_balancer_source_ranges: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _own_tuples(self, "ports")
+        _own_tuples(self, "ports", "load_balancer_source_ranges")
         _own_maps(self, "selector")
 
 

@@ -748,6 +748,17 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
     e = _Errs(obj or object_label("Service", svc.metadata))
     # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
     _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
+    # `if topologyModeSet && topologyHintsSet && topologyModeVal != topologyHintsVal {
+    # field.Invalid(metaPath.Child("annotations").Key(core.AnnotationTopologyMode),
+    # topologyModeVal, fmt.Sprintf("must match annotations[%s] when both are specified",
+    # core.DeprecatedAnnotationTopologyAwareHints)) }`
+    ann = svc.metadata.annotations
+    mode = ann.get(_TOPOLOGY_MODE)
+    if mode is not None:
+        hints = ann.get(_TOPOLOGY_HINTS)
+        if hints is not None and hints != mode:
+            e.invalid(f"metadata.annotations[{_TOPOLOGY_MODE}]", mode,
+                      f"must match annotations[{_TOPOLOGY_HINTS}] when both are specified")
     spec = svc.spec
     # The strategy copies `clusterIP` into `clusterIPs` before validating, hence that path.
     cluster_ip = spec.cluster_ip or ""
@@ -849,7 +860,67 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
                       "TargetPort": 0, "NodePort": 0}
             e.duplicate(f"spec.ports[{i}]", struct, json_value=True)
         seen.add(key)
+    _validate_source_ranges(e, svc)
     return e.result()
+
+
+#: core.AnnotationTopologyMode and core.DeprecatedAnnotationTopologyAwareHints.
+_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
+_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"
+#: core.AnnotationLoadBalancerSourceRangesKey.
+_LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
+_LB_ONLY = "may only be used when `type` is 'LoadBalancer'"
+#: IsValidCIDR's detail.
+_CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+#: What Go's strings.TrimSpace trims (unicode.IsSpace): Python's str.strip() would also
+#: trim U+001C-U+001F.
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + (
+    "\u2028\u2029\u202f\u205f\u3000")
+_cidr_mask = re.compile("[0-9]+").fullmatch
+
+
+def _is_cidr(value: str) -> bool:
+    """netutils.ParseCIDRSloppy (Go 1.16's net.ParseCIDR) accepts ``value``: an address as
+    ``_parse_ip_sloppy`` reads it, "/", and a decimal prefix length (leading zeros allowed:
+    dtoi) of at most 32 for an IPv4 address, 128 for an IPv6 one ("::ffff:1.2.3.4/96" too)."""
+    addr, sep, mask = value.partition("/")
+    if not sep or not _cidr_mask(mask) or _parse_ip_sloppy(addr) is None:
+        return False
+    bits = mask.lstrip("0") or "0"
+    return len(bits) <= 3 and int(bits) <= (128 if ":" in addr else 32)
+
+
+def _validate_source_ranges(e: _Errs, svc: Service) -> None:
+    """ValidateService's "Validate SourceRanges field or annotation": the field when it holds
+    any entry, else the annotation when it is set (even to ""). Each needs `type:
+    LoadBalancer`; each CIDR, space-trimmed (the annotation's also split at ","), must parse."""
+    spec = svc.spec
+    if spec.load_balancer_source_ranges:
+        # `fieldPath := specPath.Child("LoadBalancerSourceRanges")` (capitalized, as written).
+        fld = "spec.LoadBalancerSourceRanges"
+        if spec.type != "LoadBalancer":
+            e.forbidden(fld, _LB_ONLY)
+        for i, value in enumerate(spec.load_balancer_source_ranges):
+            # "due to a historical accident around transition from the annotation value,
+            # these values are allowed to be space-padded"
+            value = value.strip(_GO_SPACE)
+            if not _is_cidr(value):
+                e.invalid(f"{fld}[{i}]", value, _CIDR_MSG)
+        return
+    val = svc.metadata.annotations.get(_LB_SOURCE_RANGES)
+    if val is None:
+        return
+    fld = f"metadata.annotations[{_LB_SOURCE_RANGES}]"
+    if spec.type != "LoadBalancer":
+        e.forbidden(fld, _LB_ONLY)
+    # `val = strings.TrimSpace(val); if val != "" { cidrs := strings.Split(val, ","); for _,
+    # value := range cidrs { value = strings.TrimSpace(value); IsValidCIDR(fieldPath, value) } }`
+    val = val.strip(_GO_SPACE)
+    if val:
+        for value in val.split(","):
+            value = value.strip(_GO_SPACE)
+            if not _is_cidr(value):
+                e.invalid(fld, value, _CIDR_MSG)
 
 
 def _validate_protocol(e: _Errs, fld: str, protocol: str) -> None:

@@ -33,7 +33,8 @@ over 2**63 - 1; ``transfer_coding_error``: with a Content-Length, on HTTP/1.0, n
 ``CONNECT`` and ``TRACE`` → ``405`` (after the head's 400s); ``OPTIONS *`` → ``200`` with
 ``allow``;
 an absolute-form target (uvicorn passes it through) is routed on its path when its authority
-equals Host, else ``400``. With ``require_endpoints=True`` a
+names the same host and port as Host (``same_authority``: ``http://A.test:80/x`` with ``Host:
+a.test``), else ``400``. With ``require_endpoints=True`` a
 backend whose Service has no ready endpoint in the resources also gets ``503``; by default the
 mounted app is the endpoint. WebSocket requests are routed the same way; a refusal uses the
 ``websocket.http.response`` extension when the server offers it, else closes (the server then
@@ -477,7 +478,12 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     # path. SEMANTICS §5: "absolute-form is accepted when its authority equals
                     # Host, then forwarded as origin-form" -- the proxy's rule; anything else
                     # is a 400 from canonical_path below.
-                    target, host = _absolute_form(target, host, _has_host(scope))
+                    had_host = _has_host(scope)
+                    target, host = _absolute_form(target, host, had_host)
+                    if not had_host:
+                        # No Host header: the proxy's backend gets nginx's $host, the
+                        # authority lower-cased without its port (``normalize_host``).
+                        host = normalize_host(host) or host
                     rel = canonical_path(target)
                     rel_b = rel.encode("ascii")
             client = scope.get("client")
@@ -887,10 +893,19 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         if fwd:
             port = (b"443" if scheme == "https" else b"80") if server_port is None \
                 else str(server_port).encode("ascii")
-            proto = fwd.get(b"x-forwarded-proto") or scheme.encode("ascii")
-            out += [(b"x-forwarded-port", fwd.get(b"x-forwarded-port") or port),
-                    (b"x-forwarded-proto", proto), (b"x-forwarded-scheme", proto),
-                    (b"x-scheme", proto)]
+            # As the proxy: a trusted hop's empty X-Forwarded-Proto/-Port is set (""), and
+            # no header whose value is empty is sent.
+            proto = fwd.get(b"x-forwarded-proto")
+            if proto is None:
+                proto = scheme.encode("ascii")
+            fport = fwd.get(b"x-forwarded-port")
+            if fport is None:
+                fport = port
+            if fport:
+                out.append((b"x-forwarded-port", fport))
+            if proto:
+                out += [(b"x-forwarded-proto", proto), (b"x-forwarded-scheme", proto),
+                        (b"x-scheme", proto)]
         else:
             block = self._fwd_blocks.get((scheme, server_port))
             out += block if block is not None else self._fwd_block(scheme, server_port)

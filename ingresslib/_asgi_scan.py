@@ -3,7 +3,8 @@ the scope (``_routing_target``, ``_request_uri``), and the request headers, read
 checked where the proxy checks them (``_scan_headers``; ``_scan_routing`` with
 ``rewrite_headers=False``; ``_read_headers``, the general path): a Host the proxy refuses or
 two different ones, a second line of a header nginx reads once, a Content-Length or
-Transfer-Encoding the proxy refuses, an absolute-form target whose authority is not Host --
+Transfer-Encoding the proxy refuses, an absolute-form target whose authority names another host
+or port than Host --
 each a ``BadRequestError`` with its 400, raised before any routing.
 
 Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):

@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate manifests; exit 0, or 2 with every error. Invalid annotation "
                     "values and shadowed rules are printed as warnings (exit 0).")
     _add_source_args(check, stdin=True)
+    check.add_argument("--config", default=None, metavar="PATH",
+                       help="the ingress-nginx style ConfigMap serve --config reads: checked "
+                            "as serve checks it (exit 2 naming file and field), and the "
+                            "annotation warnings name its defaults")
     check.add_argument("--output", "-o", choices=("text", "json"), default="text",
                        help="json: one JSON document on stdout, errors included (exit 2)")
     check.set_defaults(handler="check")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._decode import _bool as _decode_bool
-from ._decode import _Dec, _meta, _str_map
+from ._decode import _Dec, _jtype, _meta, _str_map
 from ._errors import FieldError, ValidationError, short_repr
 from ._goparse import parse_bool
 from ._iptext import network_text
@@ -519,24 +519,17 @@ def parse_config_data(
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
 
 
+#: Go's name of a JSON type in the API server's words ("json: cannot unmarshal bool into Go
+#: struct field ConfigMap.data of type string"), by JSON's name (``_decode._jtype``).
+_GO_TYPE = {"boolean": "bool", "integer": "number", "number": "number"}
+
+
 def _type_names(raw: Any) -> tuple[str, str, bool]:
-    """JSON's name of the type of a value where a ConfigMap holds a string or a map, Go's (the
-    API server's words: "json: cannot unmarshal bool into Go struct field ConfigMap.data of
-    type string"), and whether it is a scalar. A tuple is an array and any Mapping an object,
-    as the manifests' decoder names them (``_decode._jtype``): never a Python type's name."""
-    if isinstance(raw, bool):
-        return "boolean", "bool", True
-    if isinstance(raw, int):
-        return "integer", "number", True
-    if isinstance(raw, float):
-        return "number", "number", True
-    if isinstance(raw, str):
-        return "string", "string", True
-    if isinstance(raw, (list, tuple)):
-        return "array", "array", False
-    if isinstance(raw, Mapping):
-        return "object", "object", False
-    return type(raw).__name__, type(raw).__name__, True
+    """JSON's name of the type of a value where a ConfigMap holds a string or a map, as the
+    manifests' decoder names it (``_decode._jtype``: a tuple is an array, any Mapping an
+    object, never a Python type's name), Go's, and whether it is a scalar."""
+    json_type = _jtype(raw)
+    return json_type, _GO_TYPE.get(json_type, json_type), json_type not in ("array", "object")
 
 
 def _not_a_string(where: str, key: Any, raw: Any) -> FieldError:
@@ -572,7 +565,7 @@ def _check_data(data: object, where: str) -> None:
                         "object: pass its data (parse_config_data(configmap['data'])), or the "
                         "file to ingresslib.proxy.load_config(path)")
     errs = [FieldError(where, f"data[{key!r}]", "Invalid value",
-                       f"expected a string key, got {_json_type(key)}; ConfigMap data keys "
+                       f"expected a string key, got {_jtype(key)}; ConfigMap data keys "
                        "are strings", key, True)
             for key in sorted(data, key=str) if not isinstance(key, str)]
     errs.extend(_not_a_string(where, key, data[key]) for key in sorted(data, key=str)
@@ -676,9 +669,6 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
     return [text for _, text in sorted(out)]
 
 
-def _json_type(v: Any) -> str:
-    """JSON's name of the type of ``v`` (``_type_names``; "null" for None)."""
-    return "null" if v is None else _type_names(v)[0]
 
 
 def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source: str
@@ -700,7 +690,7 @@ def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source:
         doc, found, of, where = stack.pop()
         if where and not isinstance(doc, Mapping):
             raise ValidationError([FieldError(
-                source, where, "Invalid value", f"expected an object, got {_json_type(doc)}")])
+                source, where, "Invalid value", f"expected an object, got {_jtype(doc)}")])
         if of is not None and isinstance(doc, Mapping) and not (doc.get("kind")
                                                                 and doc.get("apiVersion")):
             copy = {**doc, "kind": doc.get("kind") or of[1],

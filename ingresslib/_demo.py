@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ._serve_listen import _hostport, _say
+from ._iptext import host_port
+from ._serve_listen import _say
 
 __all__ = [
     "demo_main",
@@ -263,7 +264,7 @@ class ListenError(OSError):
     def __str__(self) -> str:
         host, port = self.address
         # As serve names the option; and the way out, which the errno alone does not give.
-        return (f"{self.option} {_hostport(host, port)}: cannot listen: {self.cause}; choose "
+        return (f"{self.option} {host_port(host, port)}: cannot listen: {self.cause}; choose "
                 f"another with {self.option} 127.0.0.1:PORT (port 0: a free one)")
 
 

@@ -1090,20 +1090,23 @@ def _tls_port(tls: bool, tls_listen: str | None) -> int | None:
     return port
 
 
-def _explain_config(path: str | None) -> tuple[ProxySettings | None, str | None] | ValidationError:
-    """``--config``: the settings and ``load-balance`` of the ConfigMap, as ``serve --config``
-    reads it (its warnings on stderr), or the error (exit 2)."""
+def _explain_config(path: str | None, say: bool = True
+                    ) -> tuple[ProxySettings | None, str | None, tuple[str, ...]] | ValidationError:
+    """``--config``: the settings, ``load-balance`` and warnings of the ConfigMap, as ``serve
+    --config`` reads it (``say``: the warnings printed on stderr here), or the error (exit
+    2)."""
     if path is None:
-        return None, None
+        return None, None, ()
     from ._config import load_config
 
     try:
         cfg = load_config(path)
     except ValidationError as exc:
         return exc
-    for w in cfg.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    return cfg.settings, cfg.load_balance
+    if say:
+        for w in cfg.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return cfg.settings, cfg.load_balance, cfg.warnings
 
 
 def check_main(args: argparse.Namespace) -> int:
@@ -1116,19 +1119,29 @@ def check_main(args: argparse.Namespace) -> int:
         # Fields the API server would drop (`kubectl apply` refuses them by default) go with
         # the errors: a typo (`pathtype`) is often why a field is missing.
         return _report_invalid(loaded, output, warnings=_field_warning_lines(dropped))
+    # ``--config``: the ConfigMap ``serve --config`` reads, checked as serve checks it (its
+    # errors name the file and the field; exit 2), its settings the defaults the annotation
+    # warnings name ("using the default 120", as serve logs it with that ConfigMap).
+    # Its warnings (an unknown key...) are check's first ones, counted and listed with them.
+    config = _explain_config(getattr(args, "config", None), say=False)
+    if isinstance(config, ValidationError):
+        return _report_invalid(config, output)
     res = loaded
     from ._explain_api import check_findings
 
     # ``ingresslib.check``'s findings (one code path), each printed as its str().
-    table, diagnostics = check_findings(res, args.ingress_class, args.controller, args.files)
-    for d in diagnostics:
-        print(d, file=sys.stderr)
+    table, diagnostics = check_findings(res, args.ingress_class, args.controller, args.files,
+                                        settings=config[0], load_balance=config[1])
+    lines = [f"warning: {w}" for w in config[2]] + [str(d) for d in diagnostics]
+    for line in lines:
+        print(line, file=sys.stderr)
     n = len(table.served)
-    warnings = [str(d).removeprefix("warning: ") for d in diagnostics if d.severity == "warning"]
+    warnings = [*config[2], *(str(d).removeprefix("warning: ") for d in diagnostics
+                              if d.severity == "warning")]
     if output == "json":
         print(_json({
             "ok": True, "ingresses": len(res.ingresses), "served": n, "routes": len(table.routes),
-            "diagnostics": [str(d) for d in diagnostics],
+            "diagnostics": lines,
             # Each warning's text alone (the severity is the list's: "warning: warning: ..."
             # for a reader that labels them).
             "warnings": warnings,
@@ -1169,10 +1182,10 @@ def _rule_path_fields(ing: Any) -> dict[tuple[str | None, str | None, str | None
     return out
 
 
-def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
-                               ) -> list[RouteWarning]:
+def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None,
+                               settings: ProxySettings | None = None) -> list[RouteWarning]:
     """The warnings the proxy would log for invalid annotation values on served routes (with
-    the built-in settings: ``check`` has no ``--config``), each once; with ``res``, also what
+    ``settings``, ``check --config``'s, else the built-in ones), each once; with ``res``, also what
     the server says of a basic-auth Secret (missing, no ``auth`` key, a hash format it cannot
     verify), as it reads them at start (the same walk: ``parse_each_route``). Each is a
     ``RouteWarning``: its text the server's log line, its object, field and message given
@@ -1183,7 +1196,8 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None
         from .proxy._settings import ProxySettings
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
-    settings = ProxySettings()
+    if settings is None:
+        settings = ProxySettings()
     # By (text, field): the same line on two rule paths (use-regex and one regex path under
     # two hosts) is two findings, each naming its rule path (the second was dropped: check
     # named spec.rules[0] alone). Identical annotation warnings (every rule of an Ingress has

@@ -79,10 +79,13 @@ def _no_ingress_note(sources: Sequence[str]) -> Diagnostic:
 
 
 def check_findings(res: Resources, ingress_class: str | None = None,
-                   controller: str | None = None, sources: Sequence[str] = ()
+                   controller: str | None = None, sources: Sequence[str] = (), *,
+                   settings: ProxySettings | None = None, load_balance: str | None = None
                    ) -> tuple[RouteTable, list[Diagnostic]]:
     """The table ``check`` builds and every finding it reports, in the order it prints them
-    (:func:`check` without the argument checks; ``ingresslib check`` prints these)."""
+    (:func:`check` without the argument checks; ``ingresslib check`` prints these).
+    ``settings`` and ``load_balance``: a ConfigMap's (``check --config``), as ``serve
+    --config`` gives them to the proxy and the router; None: the built-in ones."""
     from ._decode import unread_versions
     from ._explain import _proxy_annotation_warnings, _tls_problems
 
@@ -97,7 +100,7 @@ def check_findings(res: Resources, ingress_class: str | None = None,
         pass
     else:
         router = Router(res, ingress_class=ingress_class, controller=controller, table=table,
-                        seed=0)
+                        seed=0, load_balance=load_balance or "round_robin")
         # With any Service or endpoints among the files, each backend without endpoint is
         # one of these warnings (Router.no_endpoint); with Ingresses alone, none: a check of
         # the Ingresses alone is a legitimate one ("ok" says the Ingresses are valid).
@@ -110,7 +113,7 @@ def check_findings(res: Resources, ingress_class: str | None = None,
         if str(w) not in seen:
             seen.add(str(w))
             found.append(_field_note(w))
-    found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res)]
+    found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res, settings)]
     # Each once too: an object of an unread apiVersion is kept aside per definition (a file
     # named twice holds it twice), and its note names the object, not the file.
     found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]
@@ -153,22 +156,25 @@ def _require_sources(sources: object, call: str) -> list[str]:
 
 
 def check(resources: Resources, *, ingress_class: str | None = None,
-          controller: str | None = None, sources: Sequence[str] = ()) -> list[Diagnostic]:
+          controller: str | None = None, sources: Sequence[str] = (),
+          settings: ProxySettings | None = None, load_balance: str | None = None
+          ) -> list[Diagnostic]:
     """Everything ``ingresslib check`` reports of ``resources``, as :class:`Diagnostic` values
     (``object``, ``field``, ``message``, ``severity``), in the order it prints them: the
     table's notes (shadowed and duplicate rules, a canary with no main rule, Ingresses the
     class filter leaves out: ``"info"``), the router's warnings (an invalid canary or balancing
     annotation, a backend without ready endpoint when Services are given), the fields the API
     server would drop, the annotation values the proxy ignores (``proxy-read-timeout: 30s``,
-    an annotation ingresslib does not implement; with the built-in settings), objects of an
-    apiVersion not read, TLS problems (a missing Secret, an expired certificate) and, when
+    an annotation ingresslib does not implement; "using the default" names ``settings``'),
+    objects of an apiVersion not read, TLS problems (a missing Secret, an expired certificate) and, when
     ``resources`` hold no Ingress, a warning saying so. ``str()`` of each is the line
     ``check`` prints; ``check -o json`` lists them. Loaded Resources are valid: the errors of
     invalid manifests are raised by the loaders (:class:`ValidationError`).
 
     ``ingress_class`` and ``controller`` filter as for :class:`RouteTable`. ``sources``: the
     files or folders the resources were read from, named by the no-Ingress warning as
-    ``check -f`` names them.
+    ``check -f`` names them. ``settings`` and ``load_balance`` are its ``--config``: those of
+    ``ingresslib.proxy.load_config(path)`` (None: the built-in ones), as for :func:`explain`.
 
     Gate a test suite on the warnings:
 
@@ -193,8 +199,15 @@ def check(resources: Resources, *, ingress_class: str | None = None,
              "(str) or None")
     _require(controller, "controller", "check", (str, type(None)),
              "an IngressClass spec.controller value (str) or None")
+    _require(load_balance, "load_balance", "check", (str, type(None)), "str or None")
+    if settings is not None:
+        from .proxy._settings import ProxySettings
+
+        _require(settings, "settings", "check", (ProxySettings,),
+                 "an ingresslib.ProxySettings or None")
     paths = _require_sources(sources, "check")
-    return check_findings(resources, ingress_class, controller, paths)[1]
+    return check_findings(resources, ingress_class, controller, paths, settings=settings,
+                          load_balance=load_balance)[1]
 
 
 def _header_pairs(headers: object) -> list[tuple[str, str]]:

@@ -199,24 +199,26 @@ def _validity(leaf_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
     return leaf.not_valid_before_utc, leaf.not_valid_after_utc
 
 
-def _date_problems(obj: str, field: str, ref: str, cert: _Cert, now: datetime.datetime
-                   ) -> list[TLSProblem]:
+def _date_problems(obj: str, field: str, ref: str | None, cert: _Cert,
+                   now: datetime.datetime) -> list[TLSProblem]:
     """The warnings about a served certificate's dates (expired, not yet valid, expiring within
     10 days), as ingress-nginx's ``createServers`` warns for an Ingress host's ("SSL certificate
-    for server %q expired" / "is about to expire"); the certificate is still served."""
+    for server %q expired" / "is about to expire"); the certificate is still served. ``ref``
+    None: ``field`` names the Secret already ("its certificate")."""
+    of = "its certificate" if ref is None else f"certificate of Secret {ref}"
     if cert.not_after < now:
         return [TLSProblem(
-            obj, field, f"certificate of Secret {ref} expired on "
+            obj, field, f"{of} expired on "
             f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
             warning=True)]
     if cert.not_before > now:
         return [TLSProblem(
-            obj, field, f"certificate of Secret {ref} is not valid before "
+            obj, field, f"{of} is not valid before "
             f"{cert.not_before:%Y-%m-%d %H:%M:%S}Z (still served, as ingress-nginx does)",
             warning=True)]
     if cert.not_after < now + _EXPIRY_WARNING:
         return [TLSProblem(
-            obj, field, f"certificate of Secret {ref} expires on "
+            obj, field, f"{of} expires on "
             f"{cert.not_after:%Y-%m-%d %H:%M:%S}Z, in less than 10 days", warning=True)]
     return []
 
@@ -233,6 +235,10 @@ def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
     if not _KEY_BEGIN.search(key):
         return "tls.key holds no PEM private key (a '-----BEGIN PRIVATE KEY-----' line)"
     why = f"{type(e).__name__}: {e}"
+    if isinstance(e, ssl.SSLError) and e.reason in _SECURITY_REFUSALS:
+        weak = _too_weak(e.reason, crt, key)
+        if weak is not None:
+            return weak
     if isinstance(e, ssl.SSLError) and "KEY_VALUES_MISMATCH" not in why:
         half = _unreadable_half(crt, key)
         if half is not None:
@@ -250,6 +256,58 @@ def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
             # leaf->intermediate->root".
             why += "; the chain must start with the leaf: leaf, intermediate, root"
     return why
+
+
+#: OpenSSL's refusals of a readable certificate's key at the context's security level
+#: (``ssl_security_cert``): the leaf's, a chain certificate's. (A weak signature digest,
+#: ``CA_MD_TOO_WEAK``, keeps OpenSSL's words.)
+_SECURITY_REFUSALS = frozenset({"EE_KEY_TOO_SMALL", "CA_KEY_TOO_SMALL"})
+#: Security level -> the security bits it requires (OpenSSL's SSL_CTX_set_security_level).
+_LEVEL_BITS = {1: 80, 2: 112, 3: 128, 4: 192, 5: 256}
+#: Security bits -> the smallest RSA / DSA key giving them (NIST SP 800-57, as OpenSSL counts).
+_RSA_MIN = {80: 1024, 112: 2048, 128: 3072, 192: 7680, 256: 15360}
+
+
+def _too_weak(reason: str, crt: bytes, key: bytes) -> str | None:
+    """In words, why OpenSSL refused a readable pair at the serving context's security level
+    (``reason``, one of :data:`_SECURITY_REFUSALS`): which certificate, its key type and size,
+    and the minimum; None when the certificate at fault cannot be told (OpenSSL's reason is
+    then given). OpenSSL's own text ("ee key too small") names none of them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+
+    level = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).security_level
+    bits = _LEVEL_BITS.get(level)
+    if bits is None:
+        return None
+    certs: list[tuple[str, x509.Certificate]] = []
+    for half, pem in (("tls.crt", crt), ("tls.key", key)):
+        for kind, der in _pem_blocks(pem):
+            if kind in (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"):
+                try:
+                    certs.append((half, x509.load_der_x509_certificate(der)))
+                except ValueError:
+                    pass
+    if not certs:
+        return None
+    floor = f"OpenSSL's security level {level} asks for"
+    for i, (half, cert) in enumerate(certs):
+        if (i == 0) != (reason == "EE_KEY_TOO_SMALL"):
+            continue   # the leaf's key for EE_KEY_TOO_SMALL, the chain's for CA_KEY_TOO_SMALL
+        which = ("the certificate in tls.crt" if i == 0
+                 else f"the chain's certificate {i + 1} (in {half})")
+        pub = cert.public_key()
+        if isinstance(pub, (rsa.RSAPublicKey, dsa.DSAPublicKey)):
+            size, least = pub.key_size, _RSA_MIN[bits]
+            kind_name = "RSA" if isinstance(pub, rsa.RSAPublicKey) else "DSA"
+        elif isinstance(pub, ec.EllipticCurvePublicKey):
+            size, least, kind_name = pub.key_size, 2 * bits, f"EC ({pub.curve.name})"
+        else:
+            continue
+        if size < least:
+            return (f"{which} has a {size}-bit {kind_name} key, too small to serve: the "
+                    f"minimum is {least} bits ({floor} {bits}-bit security)")
+    return None
 
 
 def _unreadable_half(crt: bytes, key: bytes) -> str | None:
@@ -366,12 +424,14 @@ def _ca_problem(ca: bytes, crl: bytes | None = None) -> str | None:
     return "ca.crl holds no readable PEM block (an '-----BEGIN X509 CRL-----' one)"
 
 
-def _ca_refusal(ref: str, ca: bytes | None, crl: bytes | None) -> str | None:
+def _ca_refusal(ref: str | None, ca: bytes | None, crl: bytes | None) -> str | None:
     """The problem of Secret ``ref`` (either a rule's or the default one) when its ``ca.crt``
     or ``ca.crl`` makes ingress-nginx refuse it (:func:`_ca_problem`; an empty ``ca.crt`` is
-    skipped), or None."""
+    skipped), or None. ``ref`` None: the Secret is not named (the default Secret's problems
+    name it first)."""
     why = _ca_problem(ca, crl) if ca else None
-    return None if why is None else (f"Secret {ref}: unusable certificate: {why}; "
+    named = "" if ref is None else f"Secret {ref}: "
+    return None if why is None else (f"{named}unusable certificate: {why}; "
                                      "ingress-nginx refuses such a Secret (\"parsing CA "
                                      "certificate\")")
 
@@ -1167,7 +1227,8 @@ class CertificateStore:
         ctx: ssl.SSLContext | None = None
         cert: _Cert | None = None
         if not crt or not key:
-            why = f"Secret {secret.metadata.ref} has no usable tls.crt/tls.key"
+            # ``what`` names the Secret already (no "Secret ns/name: Secret ns/name: ...").
+            why = "no usable tls.crt/tls.key"
         else:
             ca = secret.get_bytes("ca.crt")
             crl = secret.get_bytes("ca.crl") if ca else None
@@ -1181,10 +1242,10 @@ class CertificateStore:
                 cert = _load(crt, key)
                 ctx = cert.ctx
             except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
-                why = f"Secret {secret.metadata.ref}: unusable certificate: {_unusable(e, crt, key)}"
+                why = f"unusable certificate: {_unusable(e, crt, key)}"
             else:
                 # ingress-nginx loads its default Secret as any other (``getPemCertificate``).
-                why = _ca_refusal(secret.metadata.ref, ca, crl)
+                why = _ca_refusal(None, ca, crl)
         if why is not None:
             if self._default_loaded is not None:
                 return [TLSProblem("default certificate", what, f"{why}; still serving its "
@@ -1206,8 +1267,9 @@ class CertificateStore:
         gets no warning, only its ``host="_"`` series. A generated default (or the
         constructor's ``default_cert``) gets none here either: no Secret to renew."""
         assert self._default_loaded is not None
-        _digest, cert, ref = self._default_loaded
-        return _date_problems("default certificate", what, ref, cert,
+        _digest, cert, _ref = self._default_loaded
+        # ``what`` names the Secret: ``ref`` is not repeated ("its certificate").
+        return _date_problems("default certificate", what, None, cert,
                               datetime.datetime.now(datetime.timezone.utc))
 
     def certificates(self, *, default: bool = False) -> list[tuple[str, str, datetime.datetime]]:

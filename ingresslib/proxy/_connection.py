@@ -45,11 +45,13 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   ``-`` (``get``, ``G.T``, which h11 takes as tokens) is 400 and close, as nginx's
   request-line parser answers it (``NGX_HTTP_PARSE_INVALID_METHOD``).
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
-- A client that disconnects before its response is recorded with status 499 (nginx).
+- A client that disconnects before its response is recorded with status 499 (nginx), 400
+  while it still owed request body bytes (nginx's body reader: "client prematurely closed
+  connection", ``NGX_HTTP_BAD_REQUEST``).
 - A client EOF while the upstream is still answering is an abort, as in nginx with
   ``proxy_ignore_client_abort off`` (ngx_http_upstream_check_broken_connection): the upstream
-  connection is closed (not pooled), 499 (or the status of a response already begun) is
-  recorded and the client connection closed. ``ProxySettings.proxy_ignore_client_abort``
+  connection is closed (not pooled), 499 (400 mid-body, or the status of a response already
+  begun) is recorded and the client connection closed. ``ProxySettings.proxy_ignore_client_abort``
   restores the lenient rule (a half-close after a complete request lets the response finish).
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
@@ -515,7 +517,8 @@ class ClientConnection:
 
     def receive_eof(self, now: float) -> list[Action]:
         """The client half-closed, closed or reset the connection: the request under way is
-        aborted (recorded as 499, or the status of a response already begun), unless
+        aborted (recorded as 499, 400 when it still owed body bytes, or the status of a
+        response already begun), unless
         ``proxy_ignore_client_abort`` lets its response finish."""
         if self.closed:
             return []
@@ -788,8 +791,13 @@ class ClientConnection:
         self._close_upstream(False)
         if req is not None and not req.done:
             if client_gone and not req.status:
-                # nginx's 499 "client closed request": logged, never sent.
-                req.status = 499
+                # Logged, never sent. A client that still owed request body bytes is nginx's
+                # 400: its body reader (ngx_http_do_read_client_request_body, buffered or not)
+                # on recv() == 0: "client prematurely closed connection" ... "c->error = 1;
+                # return NGX_HTTP_BAD_REQUEST;", and ngx_http_terminate_request logs that rc
+                # when nothing was sent. Once the request is read, nginx's 499 "client closed
+                # request" (ngx_http_upstream_check_broken_connection).
+                req.status = 400 if not req.complete and self._input_left() else 499
             self._emit_record(req, now)
         self._close_downstream()
 
@@ -1092,7 +1100,9 @@ class ClientConnection:
         X-Forwarded-Proto (the caller checks ``_peer_trusted`` and use-forwarded-headers)."""
         # nginx's $http_x_forwarded_proto: repeated lines joined by ", ".
         forwarded = http_header(event.headers._full_items, b"x-forwarded-proto")
-        if forwarded:
+        if forwarded is not None:
+            # Sent empty, it is still set: $pass_access_scheme is "" (``redirect_scheme``),
+            # which no ssl-redirect follows (lua_ingress.lua redirect_to_https() wants "http").
             # The client spoke to the hop in front, whose https port is not ours:
             # lua_ingress.lua writes "https://%s%s" (no port) unless use-port-in-redirects.
             return redirect_scheme(self.scheme, forwarded), 443
@@ -1293,6 +1303,7 @@ class ClientConnection:
             check_host(authority.encode("ascii"))
             if host_raw is None:
                 host_raw = authority.encode("ascii")
+                req.host_from_target = True
             elif not same_authority(authority, host_raw.decode("ascii"), 443 if https else 80):
                 # RFC 9112 §3.2.2: an origin uses the target's authority and ignores Host;
                 # nginx routes on the request line's host (ngx_http_process_host: "if
@@ -1390,6 +1401,13 @@ class ClientConnection:
             out = [h for h in out if h[:14].lower() != b"authorization:"]
         host_raw = req.host_raw.encode("ascii")
         if not hosts:
+            if req.host_from_target:
+                # No Host header, an absolute-form target (HTTP/1.0): ingress-nginx sends
+                # $best_http_host, "ngx.var.http_host or ngx.var.host" (lua_ingress.lua
+                # rewrite), and $host is the request line's host as ngx_http_validate_host
+                # leaves it: lower-cased, no port, one trailing dot stripped -- as Host and
+                # as X-Forwarded-Host (below), never the target's "Other.test:81".
+                host_raw = req.host.encode("ascii")
             hosts.append(b"host: %s\r\n" % (host_raw if host_raw
                                                else ("%s:%d" % req.decision.endpoint).encode("ascii")))
         if length is not None:
@@ -1458,11 +1476,22 @@ class ClientConnection:
         if s.proxy_add_original_uri_header:
             out.append(b"x-original-uri: %s\r\n" % req.original_uri.encode("ascii"))
         if fwd:
-            proto = fwd.get(b"x-forwarded-proto") or self.scheme.encode("ascii")
-            out.append(b"x-forwarded-port: %s\r\nx-forwarded-proto: %s\r\n"
-                       b"x-forwarded-scheme: %s\r\nx-scheme: %s\r\n" % (
-                           fwd.get(b"x-forwarded-port") or str(self.local_port).encode("ascii"),
-                           proto, proto, proto))
+            # lua_ingress.lua rewrite(): "if ngx.var.http_x_forwarded_proto then
+            # ngx.var.pass_access_scheme = ngx.var.http_x_forwarded_proto end" (and the same for
+            # the port): a header sent empty is set (ngx.var gives "" for a header present
+            # with no value, nil only for one absent), and proxy_set_header sends no header
+            # whose value is empty -- no X-Forwarded-Proto/-Scheme, X-Scheme or -Port then.
+            proto = fwd.get(b"x-forwarded-proto")
+            if proto is None:
+                proto = self.scheme.encode("ascii")
+            fport = fwd.get(b"x-forwarded-port")
+            if fport is None:
+                fport = str(self.local_port).encode("ascii")
+            if fport:
+                out.append(b"x-forwarded-port: %s\r\n" % fport)
+            if proto:
+                out.append(b"x-forwarded-proto: %s\r\nx-forwarded-scheme: %s\r\n"
+                           b"x-scheme: %s\r\n" % (proto, proto, proto))
         else:
             # Constant per connection (listener port and scheme).
             block = self._fwd_block

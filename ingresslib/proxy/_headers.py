@@ -878,7 +878,9 @@ def redirect_scheme(scheme: str, forwarded_proto: bytes | None) -> str:
     ngx.var.http_x_forwarded_proto end``; ``redirect_to_https()`` redirects only when it is
     exactly ``"http"``. ``forwarded_proto`` is the trusted hop's X-Forwarded-Proto (the caller
     passes None unless the peer is trusted and ``use_forwarded_headers`` is on); an empty value
-    counts as absent (nginx's unset variable)."""
-    if forwarded_proto:
+    is ``""``, as there: ``ngx.var.http_x_forwarded_proto`` is ``""`` (true in Lua) for a
+    header present with no value, nil only for one absent (``ngx_http_lua_ffi_var_get``:
+    NGX_DECLINED on ``vv->not_found`` alone), so no ssl-redirect follows."""
+    if forwarded_proto is not None:
         return forwarded_proto.decode("latin-1")
     return scheme

@@ -66,7 +66,7 @@ class _Request:
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
-        "phase", "times", "defer_limit",
+        "phase", "times", "defer_limit", "host_from_target",
     )
 
     def __init__(self, now: float) -> None:
@@ -76,6 +76,8 @@ class _Request:
         self.method_s = ""
         self.http_version = "1.1"
         self.host_raw = ""
+        #: ``host_raw`` is an absolute-form target's authority: the request had no Host.
+        self.host_from_target = False
         self.host = ""
         self.path = ""
         self.query: str | None = None

@@ -6,7 +6,7 @@
 
 The case names are bench_router.py's; the table has 100 rules (BENCH_ROUTER_RULES), so the
 counts are the CPU cost with warm caches. Only what runs inside ``itertools.starmap`` (the
-calls) is counted.
+calls) is counted. The ingresslib imported is this file's tree's (A/B: run each copy's).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import os
 import sys
 
 os.environ.setdefault("BENCH_ROUTER_RULES", "100")
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# This tree's ingresslib, not the one the interpreter has installed (an editable install names
+# another checkout): run from a copy of another commit, the counts are that commit's.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_router as br  # noqa: E402
 

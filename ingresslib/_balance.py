@@ -53,7 +53,6 @@ from ._balance_protocol import Address as Address
 from ._balance_protocol import Balancer as Balancer
 from ._balance_protocol import BalancerFactory as BalancerFactory
 from ._balance_protocol import BalancerOptions as BalancerOptions
-from ._balance_protocol import _first_untried
 from ._balance_request import EMPTY_REQUEST as EMPTY_REQUEST
 from ._balance_request import H11_HEADERS as H11_HEADERS
 from ._balance_request import Headers as Headers
@@ -107,11 +106,13 @@ class RoundRobin:
     when the endpoints carry unequal weights."""
 
     uses_request = False
-    __slots__ = ("counter", "_lock", "_wbackend", "_current")
+    __slots__ = ("counter", "_lock", "_wbackend", "_current", "_spread")
 
     def __init__(self, options: BalancerOptions | None = None) -> None:
         # next() on itertools.count is atomic under the GIL: no lost or repeated ticks.
         self.counter = itertools.count()
+        #: Turns among the untried endpoints, for a retry whose tick fell on a tried one.
+        self._spread = itertools.count()
         self._lock = threading.Lock()
         self._wbackend: EndpointSet | None = None
         self._current: list[int] = []
@@ -126,8 +127,19 @@ class RoundRobin:
             return self._pick_weighted(backend, tried)
         i = next(self.counter) % n
         if tried and eps[i] in tried:
-            return _first_untried(n, i, eps, tried)
+            return self._spread_untried(eps, tried)
         return i
+
+    def _spread_untried(self, eps: tuple[Address, ...],
+                        tried: Collection[Address]) -> int | None:
+        """An untried endpoint, the untried ones taking turns: a retry whose tick fell on a
+        tried endpoint. (The untried endpoint after the tick, as before, gave every such retry
+        of a failed endpoint to its successor in the list: with one of n endpoints failing,
+        the successor took its own share and the failed one's, twice the others' load.)"""
+        untried = [k for k, ep in enumerate(eps) if ep not in tried]
+        if not untried:
+            return None
+        return untried[next(self._spread) % len(untried)]
 
     def _pick_weighted(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:
         eps = backend.endpoints

@@ -63,7 +63,8 @@ from ._resources import Resources
 from ._store import EVENT_TYPES, ResourceStore
 
 __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
-           "AUTH_SECRETS", "auth_secret_refs", "load_kube_config"]
+           "AUTH_SECRETS", "auth_secret_refs", "load_kube_config", "cluster_client",
+           "ExecCredentialError"]
 
 _log = logging.getLogger("ingresslib.kube")
 
@@ -284,7 +285,8 @@ def _exec_runnable(config: Any) -> Any:
     first table never came. It reads only ``status.token`` of the plugin's answer, the same
     field in v1 as in v1beta1 (client-go's ``ExecCredentialStatus``), and gives the plugin no
     ``KUBERNETES_EXEC_INFO`` in either version, so the plugin runs as kubectl runs it. The
-    configuration ``load_kube_config`` returns is left as lightkube reads it."""
+    configuration ``load_kube_config`` returns is left as lightkube reads it: clients made
+    by ``cluster_client`` run it through this."""
     user: Any = getattr(config, "user", None)
     exec_: Any = getattr(user, "exec", None)
     if getattr(exec_, "apiVersion", None) != _EXEC_V1:
@@ -296,6 +298,123 @@ def _exec_runnable(config: Any) -> Any:
             user, exec=msgspec.structs.replace(exec_, apiVersion=_EXEC_V1BETA1)))
     except Exception:  # noqa: BLE001 - models of another lightkube release: left as is
         return config
+
+
+#: The client's timeouts: 10 s to connect, write and get a pooled connection (lightkube's
+#: default for everything), and 65 s between two reads of an answer. lightkube's 10 s read
+#: limit failed a list whose first byte took longer (an unpaged list of a large cluster: the
+#: API server reads it all from etcd before answering), retried for ever with the same result.
+#: client-go sets none (``rest.Config.Timeout`` 0); the API server ends a request itself after
+#: its ``--request-timeout`` (60 s by default) with a ``504`` that says so, which a limit a
+#: little longer lets through. Watches have no read limit (lightkube's ``_watch_timeout``; a
+#: silent watch is ``idle_timeout``'s).
+_READ_TIMEOUT = 65.0
+
+
+def cluster_client(config: Any) -> Any:
+    """A lightkube ``AsyncClient`` for ``config`` (a ``SingleConfig`` or ``KubeConfig``), as
+    ``ClusterWatcher`` makes its own: an exec credential plugin of
+    ``client.authentication.k8s.io/v1`` run (``_exec_runnable``), its answer read by
+    ``_fit_exec``, and the read timeout of ``_READ_TIMEOUT`` (``_fit_timeout``).
+    ``serve --kubernetes`` should make its client here too."""
+    from lightkube import AsyncClient
+
+    client = AsyncClient(config=_exec_runnable(config))
+    _fit_timeout(client)
+    _fit_exec(client)
+    return client
+
+
+def _http_of(client: Any) -> Any:
+    """The httpx client inside a lightkube ``AsyncClient`` (None when it is not built as
+    lightkube 1.0 builds it)."""
+    return getattr(getattr(client, "_client", None), "_client", None)
+
+
+def _fit_timeout(client: Any) -> None:
+    """The read timeout of ``_READ_TIMEOUT`` on a lightkube ``AsyncClient``; the others stay
+    lightkube's 10 s."""
+    try:
+        http = _http_of(client)
+        timeout = http.timeout
+        http.timeout = type(timeout)(connect=timeout.connect, read=_READ_TIMEOUT,
+                                     write=timeout.write, pool=timeout.pool)
+    except Exception:  # noqa: BLE001 - another lightkube release: its own timeout stays
+        return
+
+
+def _fit_exec(client: Any) -> None:
+    """A lightkube ``AsyncClient``'s exec credential plugin, if it has one: run as
+    ``v1beta1`` when it is of ``v1`` (``_exec_runnable``: a client made from the
+    configuration as lightkube reads it, as ``serve`` made its own, failed every request),
+    and its answer read by ``_exec_token`` (in words when it holds no token). Done on any
+    client the watcher is given too: neither can work otherwise."""
+    try:
+        import msgspec
+        from lightkube.config import client_adapter
+
+        http = _http_of(client)
+        auth = http.auth
+        base = client_adapter.ExecAuth
+        if type(auth) is not base:
+            return
+        exec_ = auth._exec
+        if getattr(exec_, "apiVersion", None) == _EXEC_V1:
+            exec_ = msgspec.structs.replace(exec_, apiVersion=_EXEC_V1BETA1)
+    except Exception:  # noqa: BLE001 - another lightkube release: its own reading stays
+        return
+
+    class _ExecAuth(base):  # type: ignore[misc, valid-type]
+        async def async_auth_flow(self, request: Any) -> Any:
+            # lightkube's flow (the token kept until a 401), reading the answer with words.
+            me: Any = self
+            if me._last_bearer:
+                request.headers["Authorization"] = me._last_bearer
+                response = yield request
+                if response.status_code != 401:
+                    return
+            command, env = me._prepare()
+            output = await client_adapter.async_check_output(command, env=env)
+            token = _exec_token(command[0], output)
+            request.headers["Authorization"] = me._last_bearer = f"Bearer {token}"
+            yield request
+
+    http.auth = _ExecAuth(exec_)
+
+
+class ExecCredentialError(Exception):
+    """An exec credential plugin's answer that gives no bearer token."""
+
+
+def _exec_token(command: str, output: bytes) -> str:
+    """The bearer token of an exec credential plugin's answer (``ExecCredential``), or
+    ``ExecCredentialError`` saying what the answer held instead. lightkube read
+    ``["status"]["token"]`` and raised a bare ``KeyError: 'token'`` for a plugin answering with
+    a client certificate (``status.clientCertificateData``/``clientKeyData``, client-go's
+    other form), ``KeyError: 'status'`` or a JSONDecodeError for other answers: the log said
+    only that, on every retry."""
+    import json
+
+    try:
+        answer = json.loads(output)
+    except ValueError:
+        raise ExecCredentialError(
+            f"the exec credential plugin {command} did not answer with JSON (an "
+            f"ExecCredential): {output[:200]!r}") from None
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if not isinstance(status, dict):
+        raise ExecCredentialError(f"the exec credential plugin {command} answered an "
+                                  "ExecCredential without a status")
+    token = status.get("token")
+    if isinstance(token, str) and token:
+        return token
+    if status.get("clientCertificateData") or status.get("clientKeyData"):
+        raise ExecCredentialError(
+            f"the exec credential plugin {command} answered with a client certificate "
+            "(status.clientCertificateData), which ingresslib cannot use: only a plugin that "
+            "answers with a token (status.token) is supported")
+    raise ExecCredentialError(f"the exec credential plugin {command} answered no token "
+                              "(status.token)")
 
 
 class _RawMeta:
@@ -694,7 +813,7 @@ class ClusterWatcher:
         own_client = client is None
         if client is None:
             try:
-                from lightkube import AsyncClient, KubeConfig
+                from lightkube import KubeConfig
             except ImportError as e:
                 raise _without_lightkube(e) from e
 
@@ -709,7 +828,18 @@ class ClusterWatcher:
 
                 config = select_context(config, None)
             self._server = _config_server(config)
-            client = AsyncClient(config=_exec_runnable(config))
+            client = cluster_client(config)
+        else:
+            # A client made elsewhere (``serve`` makes its own before listening): its exec
+            # plugin is run as ours is (a v1 one failed every request). Its timeouts are its
+            # maker's.
+            _fit_exec(client)
+        if self._server is None:
+            # A client made elsewhere (``serve`` makes its own before listening): its
+            # configuration's server, so that every failure names it as with our own client (a
+            # line that is not JSON said none: only httpx's errors carry their request's URL).
+            self._server = _config_server(getattr(getattr(client, "_client", None), "config",
+                                                  None))
         self._run_client = client
         try:
             async with asyncio.TaskGroup() as tg:
@@ -1187,8 +1317,8 @@ def _config_server(config: Any) -> str | None:
 
 
 def _is_transport_error(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return True
+    if isinstance(exc, (OSError, ExecCredentialError)):
+        return True  # (the credentials, as lightkube's ConfigError of a failing plugin)
     if _status_code(exc) is not None:
         return True  # an HTTP error response, whatever its body
     # lightkube 1.x talks through httpx2, older releases through httpx; ApiError (an HTTP status)

@@ -637,8 +637,10 @@ _KIND_ANNOTATION = {"sticky": "nginx.ingress.kubernetes.io/affinity",
 def _behaviour_problem(behaviour: str | None) -> str | None:
     """What is wrong with an ``affinity-canary-behavior`` value (None: nothing). ingress-nginx
     validates it as one of "sticky", "legacy" (sessionaffinity/main.go ``ValidateOptions``);
-    anything else means sticky (only "legacy" turns the main rule's affinity off)."""
-    if behaviour is not None and behaviour not in ("sticky", "legacy"):
+    anything else means sticky (only "legacy" turns the main rule's affinity off). The value
+    is read as ``parser.GetStringAnnotation`` returns it (``_normalize_string``: " legacy " is
+    "legacy"; ``ValidateOptions(..., true, true)`` trims too)."""
+    if behaviour is not None and _normalize_string(behaviour) not in ("sticky", "legacy"):
         return f"unsupported value {behaviour!r} (sticky, legacy); using sticky"
     return None
 
@@ -1046,20 +1048,17 @@ class Router:
         if not eps:
             return None
         if b.cycle is not None:
-            # Round-robin: a retry must not move the shared cycle, or every request would start
-            # on the same failing endpoint (each failure pushing the cursor past its healthy
-            # successor). Walk the list from the endpoint after the first one this request tried.
-            n = len(eps)
-            start = 0
-            for j, ep in enumerate(eps):
-                if ep in tried:
-                    start = j + 1
-                    break
-            for k in range(n):
-                ep = eps[(start + k) % n]
-                if ep not in tried:
-                    return ep
-            return None
+            # Round-robin: a retry must not move the requests' cycle (the Rotation), or every
+            # request would start on the same failing endpoint more often (each failure pushing
+            # the cursor past its healthy successor). The balancer's own counter (used otherwise
+            # only where a rebuilt cycle starts) takes the retries, the untried endpoints in
+            # turn: a failed endpoint's retries spread evenly over the survivors. (Walking the
+            # list from the failed endpoint, as before, gave all of them to its successor,
+            # twice the load of the others.) ingress-nginx's retry calls ``balance()`` again,
+            # taking the next turn of the one shared cursor; the survivors' shares come out
+            # even either way.
+            i = b.pick(EMPTY_REQUEST, b.eps, tried)
+            return eps[i] if i is not None and eps[i] not in tried else None
         if request is not None and isinstance(b.balancer, ConsistentHash):
             i = b.pick(request, b.eps, tried)
         else:
@@ -1407,7 +1406,8 @@ class Router:
                 problem = _behaviour_problem(behaviour)
                 if problem is not None:
                     warn(ing, obj, _CANARY_BEHAVIOR, problem)
-                if spec.kind != "sticky" and behaviour != "legacy":
+                if spec.kind != "sticky" and (
+                        behaviour is None or _normalize_string(behaviour) != "legacy"):
                     # ingress-nginx mergeAlternativeBackend: "if ...SessionAffinity.
                     # CanaryBehavior != "legacy" { priUps.SessionAffinity.DeepCopyInto(
                     # &altUps.SessionAffinity) }": the canary side takes the main rule's cookie

@@ -140,10 +140,12 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     if kube_config is not None:
         # Made before listening: a configuration that cannot be used (a CA file that does not
         # exist...) is the user's to fix, not something to retry (exit 2, nothing served).
-        from lightkube import AsyncClient
+        from ._kube import cluster_client
 
         try:
-            kube_client = AsyncClient(config=kube_config)
+            # Not lightkube's AsyncClient as is: exec plugins of client-go's v1 run, a plugin
+            # answer without a token said in words, lists given the API server's 60 s.
+            kube_client = cluster_client(kube_config)
         except Exception as e:  # noqa: BLE001 - lightkube raises OSError, ConfigError, ...
             _say(f"ingresslib serve: --kubernetes: cannot use the cluster configuration: {e}")
             return 2

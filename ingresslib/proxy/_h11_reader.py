@@ -142,24 +142,25 @@ def _head_headers(lines: list[Any]) -> tuple[Any, int, _Hint | None]:
     return _H11Headers(items), hosts, (length, chunked, close)
 
 
-def _head_lines(buf: ReceiveBuffer, what: str) -> list[Any] | None:
-    """The head's lines (``_extract_lines``), None while incomplete, with h11's two errors
-    of both readers: a first line that can already be seen to be no start line, no line."""
-    lines = _extract_lines(buf)
+def _no_head(buf: ReceiveBuffer, lines: list[Any] | None, what: str) -> None:
+    """h11's two errors of both head readers when ``_extract_lines`` gave no line
+    (``lines``: None while the head is incomplete, ``[]`` for none): a first line that can
+    already be seen to be no start line, and no line; an incomplete head that may still be
+    one waits for more (no error). Called only then: a complete head, every request and
+    response, costs no call for it."""
     if lines is None:
         if buf.is_next_line_obviously_invalid_request_line():
             raise h11.LocalProtocolError("illegal request line")
-        return None
-    if not lines:
-        raise h11.LocalProtocolError(f"no {what} line received")
-    return lines
+        return
+    raise h11.LocalProtocolError(f"no {what} line received")
 
 
 def _read_request_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
     """h11's ``maybe_read_from_IDLE_client`` (see above): its event, and the ``_framing``
     hint."""
-    lines = _head_lines(buf, "request")
-    if lines is None:
+    lines = _extract_lines(buf)
+    if not lines:
+        _no_head(buf, lines, "request")
         return None
     first = lines[0]
     m = request_line_re.fullmatch(first)
@@ -207,8 +208,9 @@ def _check_response_length(lines: list[Any]) -> None:
 def _read_response_head(buf: ReceiveBuffer) -> tuple[Any, _Hint | None] | None:
     """h11's ``maybe_read_from_SEND_RESPONSE_server`` (see above): its event, and the
     ``_framing`` hint; plus nginx's one Content-Length (``_check_response_length``)."""
-    lines = _head_lines(buf, "response")
-    if lines is None:
+    lines = _extract_lines(buf)
+    if not lines:
+        _no_head(buf, lines, "response")
         return None
     first = lines[0]
     m = status_line_re.fullmatch(first)

@@ -127,7 +127,9 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
     (whose values h11 makes ``bytes``), a ``bytearray`` or ``memoryview`` value is read as its
     bytes, as a ``bytes`` one (:func:`_text`); so is one in an ``h11.Headers`` built by hand
     (its constructor takes the triples as given). A ``bytearray`` or ``memoryview`` *name*
-    matches as its bytes do.
+    matches as its bytes do. A ``str`` value's surrounding blanks (spaces, tabs: OWS) are no
+    part of it, as on the wire (h11 strips them, nginx skips them): ``" always "`` reads
+    ``always``; a bytes value is taken as the server that parsed it gave it.
     """
     t = type(headers)
     items: Iterable[_Pair]
@@ -154,7 +156,12 @@ def header_value(headers: Headers, name: str, bname: bytes, join: str | None = N
         if k == bname or (len(k) == ln and (
                 k.lower() == bname if type(k) is bytes else k.lower() == name
                 if isinstance(k, str) else _name_bytes(k) == bname)):
-            sv = v.decode("latin-1") if type(v) is bytes else v if type(v) is str else _text(v)
+            # A text value without the blanks around it (OWS), as h11 and nginx read a header
+            # line ("OWS field-value OWS"; ngx_http_parse_header_line's sw_space_before_value
+            # and sw_space_after_value). Bytes are the value as a server parsed it (h11's and
+            # ASGI servers' come stripped): taken as given.
+            sv = (v.decode("latin-1") if type(v) is bytes else v.strip(" \t") if type(v) is str
+                  else _text(v))
             if join is None:
                 return sv
             found.append(sv)
@@ -282,7 +289,8 @@ class RequestContext:
                      else name if isinstance(name, str) else _text(name))
                 n = n.lower()
                 v = (value.decode("latin-1") if isinstance(value, bytes)
-                     else value if isinstance(value, str) else _text(value))
+                     else value.strip(" \t") if isinstance(value, str)  # OWS: header_value
+                     else _text(value))
                 old = h.get(n)
                 if old is None:
                     h[n] = v

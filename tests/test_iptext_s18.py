@@ -23,5 +23,7 @@ def test_mapped_addresses_in_the_mixed_form() -> None:
 def test_the_text_names_the_same_address(n: int) -> None:
     ip = ipaddress.IPv6Address(n)
     assert ipaddress.ip_address(ip_text(ip)) == ip
-    if ip.ipv4_mapped is None:
+    # Python's text but for mapped and IPv4-compatible addresses (::1.2.3.4 as nginx's
+    # ngx_inet6_ntop writes it: one writer for the proxy and explain, session 24)
+    if ip.ipv4_mapped is None and ip.packed[:10] != bytes(10):
         assert ip_text(ip) == str(ip)

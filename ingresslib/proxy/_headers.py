@@ -25,6 +25,7 @@ from ._chunked import has_control
 
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
+from .._iptext import ipv6_text as _ipv6_text
 from .._normalize import normalize_host
 from ._basicauth import decode_credentials
 from ._errors import RemoteProxyError
@@ -752,47 +753,6 @@ def _ngx_addr(text: str) -> str | None:
     except ValueError:
         return None
     return _ipv6_text(packed)
-
-
-def _ipv6_text(p: bytes) -> str:
-    """The 16 bytes ``p`` of an IPv6 address as nginx ngx_inet6_ntop() prints them: lower-case
-    hex without leading zeros, the longest run of two or more zero groups (the first of equal
-    ones) written ``::``, and the last four bytes in dotted decimal after a zero run that
-    starts the address and is six groups long, or five followed by ``ffff`` (``::ffff:1.2.3.4``),
-    or seven unless the last group is ``1`` or its first byte 0: "if ((max == 5 && p[10] ==
-    0xff && p[11] == 0xff) || (max == 6) || (max == 7 && p[14] != 0 && p[15] != 1)) { n = 12;
-    }". Python's ``str(IPv6Address)`` writes ``::ffff:102:304`` (before Python 3.13)."""
-    words = [p[i] << 8 | p[i + 1] for i in range(0, 16, 2)]
-    zero, longest, run, start = -1, 1, 0, -1
-    for i, word in enumerate(words):
-        if word:
-            if longest < run:
-                zero, longest = start, run
-            run = 0
-        else:
-            if run == 0:
-                start = i
-            run += 1
-    if longest < run:
-        zero, longest = start, run
-    n = 8
-    out = ""
-    if zero == 0:
-        if ((longest == 5 and words[5] == 0xFFFF) or longest == 6
-                or (longest == 7 and p[14] != 0 and p[15] != 1)):
-            n = 6
-        out = ":"
-    i = 0
-    while i < n:
-        if i == zero:
-            out += ":"
-            i += longest
-            continue
-        out += "%x:" % words[i] if i < 7 else "%x" % words[i]
-        i += 1
-    if n == 6:
-        out += "%d.%d.%d.%d" % (p[12], p[13], p[14], p[15])
-    return out
 
 
 def _chain_address(item: str) -> str | None:

@@ -64,7 +64,7 @@ from ._balance_spec import AffinityConfig as AffinityConfig
 from ._balance_spec import BalancerSpec as BalancerSpec
 from ._endpoints import EndpointSet
 from ._goparse import parse_bool, parse_int
-from ._models import go_utf8
+from ._models import GO_SPACE, go_utf8
 
 __all__ = [
     "Address",
@@ -382,13 +382,7 @@ def registered_balancers() -> dict[str, BalancerFactory]:
 # --- annotations -> balancer spec ----------------------------------------------------------------
 
 
-
 _SAMESITE = {"none": "None", "lax": "Lax", "strict": "Strict"}
-
-#: Go's ``unicode.IsSpace`` (what ``strings.TrimSpace`` trims): ``str.strip`` would also trim
-#: U+001C..U+001F.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def _normalize_string(value: str) -> str:
@@ -396,7 +390,7 @@ def _normalize_string(value: str) -> str:
     (internal/ingress/annotations/parser/main.go ``normalizeString``: each line trimmed with
     ``strings.TrimSpace``, the lines joined by "\\n" again): ``" ewma "`` is ``ewma``, but
     ``"ewma\\n"`` keeps its line break."""
-    return "\n".join(line.strip(_GO_SPACE) for line in value.split("\n"))
+    return "\n".join(line.strip(GO_SPACE) for line in value.split("\n"))
 
 
 def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]],

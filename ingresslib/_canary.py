@@ -711,10 +711,9 @@ def _byte_pattern(pattern: str) -> tuple[bool, LinearRegex | None]:
         return True, None
 
 
-def _sent_as_bytes(headers: Headers, cfg: CanaryConfig, name: str | None = None,
-                   bname: bytes | None = None) -> bool:
-    """Whether ``cfg.header`` (or the header ``name``/``bname``: ``Cookie``) came as bytes
-    (h11's headers; a ``bytes``, ``bytearray`` or ``memoryview`` value in a list or mapping; an
+def _sent_as_bytes(headers: Headers, name: str, bname: bytes | None) -> bool:
+    """Whether the header ``name`` (``bname``: its bytes, lower-case) came as bytes (h11's
+    headers; a ``bytes``, ``bytearray`` or ``memoryview`` value in a list or mapping; an
     ``http.client.HTTPMessage``, whose values http.client decodes from the wire as latin-1)
     rather than as text (a ``str`` value: an embedding passing text). Only asked when the
     value, the annotation or the cookie name is not ASCII."""
@@ -726,8 +725,6 @@ def _sent_as_bytes(headers: Headers, cfg: CanaryConfig, name: str | None = None,
     client = sys.modules.get("http.client")
     if client is not None and isinstance(headers, client.HTTPMessage):
         return True
-    if name is None:
-        name, bname = cfg.header, cfg.header_bytes
     items = headers.items() if isinstance(headers, Mapping) else _pairs(headers)
     seen = False
     for k, v in items:
@@ -760,7 +757,7 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
             # (For ASCII values and annotations both readings are one and the same.)
             if cfg.header_value is not None:
                 if got.isascii() or cfg.header_value.isascii() or not _sent_as_bytes(
-                        headers, cfg):
+                        headers, cfg.header, cfg.header_bytes):
                     if got == cfg.header_value:
                         return True
                 elif _utf8_text(got) == cfg.header_value:
@@ -768,7 +765,7 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
             elif cfg.header_pattern is not None:
                 pat: LinearRegex = cfg.header_pattern
                 differs, byte_form = _byte_pattern(cfg.header_pattern.pattern)
-                if differs and _sent_as_bytes(headers, cfg):
+                if differs and _sent_as_bytes(headers, cfg.header, cfg.header_bytes):
                     if byte_form is None:
                         # No PCRE pattern: balancer.lua, "elseif err then ngx.log(ngx.ERR,
                         # "error when matching canary-by-header-pattern: ...) return false"
@@ -786,7 +783,7 @@ def explicit_choice(cfg: CanaryConfig, headers: Headers) -> bool | None:
         # for byte: a non-ASCII name is its UTF-8 (the annotation's bytes) in a Cookie header
         # sent as bytes, which arrives one character per byte (latin-1), as the value above.
         cookie = cfg.cookie
-        if not cookie.isascii() and _sent_as_bytes(headers, cfg, "cookie", b"cookie"):
+        if not cookie.isascii() and _sent_as_bytes(headers, "cookie", b"cookie"):
             cookie = _wire_name(cookie)
         c = cookie_value(headers, cookie, True)
         if c == "always":

@@ -669,8 +669,6 @@ def _duplicate_warnings(doc: Mapping[str, Any], found: Mapping[int, Mapping[Any,
     return [text for _, text in sorted(out)]
 
 
-
-
 def _list_items(docs: list[tuple[Any, dict[int, dict[Any, list[int]]]]], source: str
                 ) -> list[tuple[Any, dict[int, dict[Any, list[int]]]]]:
     """``docs`` with each list (``kind: List``, or a kind ending in ``List`` with ``items``, as

@@ -275,31 +275,6 @@ _EXEC_V1 = "client.authentication.k8s.io/v1"
 _EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
 
 
-def _exec_runnable(config: Any) -> Any:
-    """``config`` (a lightkube ``SingleConfig``) with an exec credential plugin of
-    ``client.authentication.k8s.io/v1`` run as ``v1beta1``.
-
-    lightkube runs only v1alpha1 and v1beta1 plugins: with v1 (GA since Kubernetes 1.22, what
-    recent ``aws eks update-kubeconfig``, gke-gcloud-auth-plugin and kubelogin setups write),
-    every request raised "auth exec api version ... not implemented", retried for ever, and the
-    first table never came. It reads only ``status.token`` of the plugin's answer, the same
-    field in v1 as in v1beta1 (client-go's ``ExecCredentialStatus``), and gives the plugin no
-    ``KUBERNETES_EXEC_INFO`` in either version, so the plugin runs as kubectl runs it. The
-    configuration ``load_kube_config`` returns is left as lightkube reads it: clients made
-    by ``cluster_client`` run it through this."""
-    user: Any = getattr(config, "user", None)
-    exec_: Any = getattr(user, "exec", None)
-    if getattr(exec_, "apiVersion", None) != _EXEC_V1:
-        return config
-    try:
-        import msgspec
-
-        return config._replace(user=msgspec.structs.replace(
-            user, exec=msgspec.structs.replace(exec_, apiVersion=_EXEC_V1BETA1)))
-    except Exception:  # noqa: BLE001 - models of another lightkube release: left as is
-        return config
-
-
 #: The client's timeouts: 10 s to connect, write and get a pooled connection (lightkube's
 #: default for everything), and 65 s between two reads of an answer. lightkube's 10 s read
 #: limit failed a list whose first byte took longer (an unpaged list of a large cluster: the
@@ -313,13 +288,11 @@ _READ_TIMEOUT = 65.0
 
 def cluster_client(config: Any) -> Any:
     """A lightkube ``AsyncClient`` for ``config`` (a ``SingleConfig`` or ``KubeConfig``), as
-    ``ClusterWatcher`` makes its own: an exec credential plugin of
-    ``client.authentication.k8s.io/v1`` run (``_exec_runnable``), its answer read by
-    ``_fit_exec``, and the read timeout of ``_READ_TIMEOUT`` (``_fit_timeout``).
-    ``serve --kubernetes`` should make its client here too."""
+    ``ClusterWatcher`` and ``serve --kubernetes`` make theirs: its exec credential plugin run
+    as ``_fit_exec`` runs it, and the read timeout of ``_READ_TIMEOUT`` (``_fit_timeout``)."""
     from lightkube import AsyncClient
 
-    client = AsyncClient(config=_exec_runnable(config))
+    client = AsyncClient(config=config)
     _fit_timeout(client)
     _fit_exec(client)
     return client
@@ -345,10 +318,17 @@ def _fit_timeout(client: Any) -> None:
 
 def _fit_exec(client: Any) -> None:
     """A lightkube ``AsyncClient``'s exec credential plugin, if it has one: run as
-    ``v1beta1`` when it is of ``v1`` (``_exec_runnable``: a client made from the
-    configuration as lightkube reads it, as ``serve`` made its own, failed every request),
-    and its answer read by ``_exec_token`` (in words when it holds no token). Done on any
-    client the watcher is given too: neither can work otherwise."""
+    ``v1beta1`` when it is of ``client.authentication.k8s.io/v1``, and its answer read by
+    ``_exec_token`` (in words when it holds no token). Done on any client the watcher is
+    given too: neither can work otherwise.
+
+    lightkube runs only v1alpha1 and v1beta1 plugins: with v1 (GA since Kubernetes 1.22, what
+    recent ``aws eks update-kubeconfig``, gke-gcloud-auth-plugin and kubelogin setups write),
+    every request raised "auth exec api version ... not implemented", retried for ever, and the
+    first table never came. Only ``status.token`` of the plugin's answer is read, the same
+    field in v1 as in v1beta1 (client-go's ``ExecCredentialStatus``), and the plugin gets no
+    ``KUBERNETES_EXEC_INFO`` in either version, so it runs as kubectl runs it. The
+    configuration ``load_kube_config`` returns is left as lightkube reads it."""
     try:
         import msgspec
         from lightkube.config import client_adapter
@@ -831,15 +811,14 @@ class ClusterWatcher:
             client = cluster_client(config)
         else:
             # A client made elsewhere (``serve`` makes its own before listening): its exec
-            # plugin is run as ours is (a v1 one failed every request). Its timeouts are its
-            # maker's.
+            # plugin is run as ours is (a v1 one failed every request), its timeouts are its
+            # maker's, and its configuration's server is named by every failure as with our
+            # own client (a line that is not JSON said none: only httpx's errors carry their
+            # request's URL).
             _fit_exec(client)
-        if self._server is None:
-            # A client made elsewhere (``serve`` makes its own before listening): its
-            # configuration's server, so that every failure names it as with our own client (a
-            # line that is not JSON said none: only httpx's errors carry their request's URL).
-            self._server = _config_server(getattr(getattr(client, "_client", None), "config",
-                                                  None))
+            if self._server is None:
+                self._server = _config_server(getattr(getattr(client, "_client", None),
+                                                      "config", None))
         self._run_client = client
         try:
             async with asyncio.TaskGroup() as tg:

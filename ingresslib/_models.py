@@ -375,6 +375,12 @@ def go_text(text: str) -> str:
     return text
 
 
+#: Go's ``unicode.IsSpace``, what ``strings.TrimSpace`` trims (``text.strip(GO_SPACE)``):
+#: ``str.strip()`` would also trim U+001C..U+001F.
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def _own_tuples(obj: Any, *names: str) -> None:
     """Make each sequence field ``names`` of ``obj`` a tuple (None stays None).
 

@@ -70,15 +70,10 @@ def _listener_conflict(values: Sequence[tuple[str, tuple[str, int]]]) -> str | N
             if port_a != port_b or port_a == 0:
                 continue
             if key_a == key_b or _covers(key_a, key_b) or _covers(key_b, key_a):
-                return (f"{flag_b} {_hostport(host_b, port_b)} and {flag_a} "
-                        f"{_hostport(host_a, port_a)} cannot both listen (one port, one "
+                return (f"{flag_b} {host_port(host_b, port_b)} and {flag_a} "
+                        f"{host_port(host_a, port_a)} cannot both listen (one port, one "
                         "listener)")
     return None
-
-
-#: ``HOST:PORT`` (``[::1]:8080``), one function for every writer of one (``demo`` and
-#: ``explain`` import it from here by this name).
-_hostport = host_port
 
 
 #: A listen host as the bind reads it: ``(family, address, IPv6 scope id)`` for an address

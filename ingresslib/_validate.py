@@ -46,6 +46,7 @@ from typing import Any
 from ._errors import FieldError
 from ._iptext import ip_text
 from ._models import (
+    GO_SPACE,
     LEGACY_CLASS_ANNOTATION,
     Endpoint,
     EndpointPort,
@@ -872,10 +873,6 @@ _LB_SOURCE_RANGES = "service.beta.kubernetes.io/load-balancer-source-ranges"
 _LB_ONLY = "may only be used when `type` is 'LoadBalancer'"
 #: IsValidCIDR's detail.
 _CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
-#: What Go's strings.TrimSpace trims (unicode.IsSpace): Python's str.strip() would also
-#: trim U+001C-U+001F.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + (
-    "\u2028\u2029\u202f\u205f\u3000")
 _cidr_mask = re.compile("[0-9]+").fullmatch
 
 
@@ -903,7 +900,7 @@ def _validate_source_ranges(e: _Errs, svc: Service) -> None:
         for i, value in enumerate(spec.load_balancer_source_ranges):
             # "due to a historical accident around transition from the annotation value,
             # these values are allowed to be space-padded"
-            value = value.strip(_GO_SPACE)
+            value = value.strip(GO_SPACE)
             if not _is_cidr(value):
                 e.invalid(f"{fld}[{i}]", value, _CIDR_MSG)
         return
@@ -915,10 +912,10 @@ def _validate_source_ranges(e: _Errs, svc: Service) -> None:
         e.forbidden(fld, _LB_ONLY)
     # `val = strings.TrimSpace(val); if val != "" { cidrs := strings.Split(val, ","); for _,
     # value := range cidrs { value = strings.TrimSpace(value); IsValidCIDR(fieldPath, value) } }`
-    val = val.strip(_GO_SPACE)
+    val = val.strip(GO_SPACE)
     if val:
         for value in val.split(","):
-            value = value.strip(_GO_SPACE)
+            value = value.strip(GO_SPACE)
             if not _is_cidr(value):
                 e.invalid(fld, value, _CIDR_MSG)
 

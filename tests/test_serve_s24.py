@@ -28,7 +28,6 @@ from ingresslib._iptext import host_port
 from ingresslib._load import parse_manifests
 from ingresslib._resources import Resources
 from ingresslib._router import Router
-from ingresslib._serve_listen import _hostport
 from ingresslib.proxy._server import ProxyServer
 from ingresslib.proxy._server import _url
 
@@ -197,5 +196,5 @@ def test_proxy_server_load_balance_is_set_on_the_callers_router() -> None:
 @pytest.mark.parametrize("host, text", [("10.0.0.1", "10.0.0.1:80"), ("::1", "[::1]:80"),
                                         ("app.test", "app.test:80")])
 def test_host_port_is_one_function(host: str, text: str) -> None:
-    assert host_port(host, 80) == _hostport(host, 80) == text
+    assert host_port(host, 80) == text
     assert _url("http", host, 80) == f"http://{text}"

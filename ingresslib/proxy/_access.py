@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._iptext import network_text
+from .._models import GO_SPACE
 from .._table import _is_canary_value
 from ._basicauth import BasicAuth, basic_auth_config
 
@@ -61,10 +62,6 @@ _V6_ALL = (1 << 128) - 1
 _CACHE_MAX = 4096
 
 
-#: Characters Python's ``str.strip`` trims and Go's ``strings.TrimSpace`` does not.
-_NOT_GO_SPACE = frozenset("\x1c\x1d\x1e\x1f")
-
-
 def parse_source_ranges(value: str, *, annotation: bool = False) -> tuple[str, ...]:
     """A comma-separated list of CIDRs or addresses, as ingress-nginx reads it
     (internal/net/ipnet.go ``ParseIPNets``: each element trimmed, ``net.ParseCIDR`` then
@@ -86,15 +83,13 @@ def parse_source_ranges(value: str, *, annotation: bool = False) -> tuple[str, .
     nginx's ``ngx_ptocidr`` (a decimal prefix only)."""
     out: list[str] = []
     for raw in value.split(","):
-        item = raw.strip()
+        item = raw.strip(GO_SPACE)
         # Go's parsers refuse zones in a CIDR and leading zeros, as ``ipaddress`` does; "%"
         # (an IPv6 zone) is refused explicitly since ``ipaddress`` may accept it, and a prefix
         # that is not decimal digits (``ipaddress`` also reads netmasks and hostmasks).
-        # ``str.strip`` also trims U+001C..U+001F, which Go's TrimSpace (unicode.IsSpace)
-        # keeps, and then ParseCIDR/ParseIP refuse.
         _, slash, prefix = item.partition("/")
         try:
-            if not item or "%" in item or _NOT_GO_SPACE.intersection(raw) or (
+            if not item or "%" in item or (
                     slash and not (prefix.isascii() and prefix.isdigit())):
                 raise ValueError
             net = ipaddress.ip_network(item, strict=False)

@@ -1481,12 +1481,8 @@ class ClientConnection:
             # the port): a header sent empty is set (ngx.var gives "" for a header present
             # with no value, nil only for one absent), and proxy_set_header sends no header
             # whose value is empty -- no X-Forwarded-Proto/-Scheme, X-Scheme or -Port then.
-            proto = fwd.get(b"x-forwarded-proto")
-            if proto is None:
-                proto = self.scheme.encode("ascii")
-            fport = fwd.get(b"x-forwarded-port")
-            if fport is None:
-                fport = str(self.local_port).encode("ascii")
+            proto = fwd.get(b"x-forwarded-proto", self.scheme.encode("ascii"))
+            fport = fwd.get(b"x-forwarded-port", str(self.local_port).encode("ascii"))
             if fport:
                 out.append(b"x-forwarded-port: %s\r\n" % fport)
             if proto:

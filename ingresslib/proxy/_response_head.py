@@ -40,13 +40,12 @@ def _response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes,
     if status in (204, 304) or method == b"HEAD":
         framing = _FRAME_NONE
     if not has_length and status not in (204, 304):
-        if client_11 and method != b"HEAD":
-            headers = [h for h in headers if h[1] != b"transfer-encoding"]
-            headers.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
-            framing = _FRAME_CHUNKED
-        else:
-            headers = [h for h in headers if h[1] != b"transfer-encoding"]
-            if method != b"HEAD":
+        headers = [h for h in headers if h[1] != b"transfer-encoding"]
+        if method != b"HEAD":  # (HEAD: no framing header, _FRAME_NONE)
+            if client_11:
+                headers.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
+                framing = _FRAME_CHUNKED
+            else:
                 need_close = True
                 framing = _FRAME_CLOSE
     if not client_keep_alive or need_close:

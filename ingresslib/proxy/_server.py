@@ -1681,12 +1681,9 @@ class ProxyServer:
         self.loop = loop or _running_loop()
         if load_balance is not None:
             # The ConfigMap's `load-balance` belongs to the router (the default balancer of
-            # every backend): set on the caller's Router, so its later updates are served. Last
-            # of the checks above, so a refused constructor leaves the router as it was. The
-            # object the caller holds is rebuilt with its resources, not a copy: the caller's
-            # later ``router.update(res)`` is what is served and keeps the default (a copy went
-            # on serving the first table, and lost the router's ``balancers`` and ``clock``).
-            # On a failure the router is left as it was.
+            # every backend): set on the caller's Router itself, not a copy, so that its later
+            # ``update(res)`` is what is served and keeps it (a copy went on serving the first
+            # table). Last of the checks above: a refused constructor leaves the router as it was.
             router._set_load_balance(load_balance)
         self.cert_store = cert_store
         self.max_connections = max_connections

@@ -420,6 +420,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         #: The scan's backend headers so far (None: the general path builds them).
         out: list[tuple[bytes, bytes]] | None = None
         has_host = False
+        #: The Host the app is given when the request had none (None: ``host``).
+        sent_host: str | None = None
         ff_items: list[tuple[bytes, bytes]] = _NONE
         fwd_items: list[tuple[bytes, bytes]] = _NONE
         request_id: bytes | None = None
@@ -482,8 +484,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     target, host = _absolute_form(target, host, had_host)
                     if not had_host:
                         # No Host header: the proxy's backend gets nginx's $host, the
-                        # authority lower-cased without its port (``normalize_host``).
-                        host = normalize_host(host) or host
+                        # authority lower-cased without its port (``normalize_host``), as
+                        # Host and X-Forwarded-Host only. Routing and the redirects keep the
+                        # authority as the proxy does (its ``host_raw``: app-root's
+                        # ``Location: http://Other.test.:81/app``).
+                        sent_host = normalize_host(host) or host
                     rel = canonical_path(target)
                     rel_b = rel.encode("ascii")
             client = scope.get("client")
@@ -618,7 +623,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             if self.fallback is None:
                 if decision is None and body_size and length < 0 and kind == "http" \
                         and _streamed(scope) and await _over_limit(reply, receive, body_size):
-                    return  # the 413 is out
+                    return  # the 413 is out, or the client is gone
                 await reply.local(404 if decision is None else 503)
                 return
             app, mount = self.fallback, ""
@@ -644,6 +649,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         child["raw_path"] = _quoted_root(root) + rel_b if root else rel_b
         child["root_path"] = root + mount
         if self.rewrite_headers:
+            if sent_host is not None:
+                host = sent_host
             try:
                 odd_tokens = named and not self._inert_tokens.issuperset(named)
             except TypeError:
@@ -895,12 +902,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 else str(server_port).encode("ascii")
             # As the proxy: a trusted hop's empty X-Forwarded-Proto/-Port is set (""), and
             # no header whose value is empty is sent.
-            proto = fwd.get(b"x-forwarded-proto")
-            if proto is None:
-                proto = scheme.encode("ascii")
-            fport = fwd.get(b"x-forwarded-port")
-            if fport is None:
-                fport = port
+            proto = fwd.get(b"x-forwarded-proto", scheme.encode("ascii"))
+            fport = fwd.get(b"x-forwarded-port", port)
             if fport:
                 out.append((b"x-forwarded-port", fport))
             if proto:
@@ -975,12 +978,15 @@ async def _over_limit(reply: _Reply, receive: Receive, limit: int) -> bool:
     """Read a streamed request body (no Content-Length) that no rule routes, as the proxy
     does before its 404 (proxy/_connection.py ``_defer_unrouted``: ingress-nginx proxies it
     to the default backend from the server's ``location /``, and nginx's chunked body filter
-    refuses one past that location's client_max_body_size). True when it went over ``limit``:
-    the 413 is answered (``_Reply.counting``); False at its end or the client's disconnect."""
+    refuses one past that location's client_max_body_size). True when nothing is left to
+    answer: it went over ``limit`` (the 413 is answered, ``_Reply.counting``), or the client
+    went away before its end (``http.disconnect``: the proxy records 400, nginx's "client
+    prematurely closed connection", and sends nothing; a server following www.rst raises
+    OSError on a send to a closed connection). False at its end."""
     counted = reply.counting(receive, limit)
     while True:
         message = await counted()
-        if reply.cut:
+        if reply.cut or message["type"] == "http.disconnect":
             return True
         if message["type"] != "http.request" or not message.get("more_body"):
             return False

@@ -7,6 +7,7 @@ request (a remote peer's input) and carries the HTTP status a server should answ
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,13 +46,23 @@ class FieldError:
         parts = [self.source, self.object] if self.source and self.source != self.object else [
             self.object]
         if self.field:
-            parts.append(self.field)
+            # A map key holding a control character (a Secret's data key "\n") is written
+            # escaped, as the value is: one error, one line.
+            parts.append(_CONTROL.sub(_escape_control, self.field))
         parts.append(self.type)
         if self.has_value:
             parts.append(_go_json(self.value) if self.json_value else _render_value(self.value))
         if self.detail:
             parts.append(self.detail)
         return ": ".join(parts)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    c = m.group()
+    return _GO_ESCAPES.get(c) or f"\\x{ord(c):02x}"
 
 
 _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",

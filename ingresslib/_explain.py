@@ -1060,7 +1060,8 @@ def explain_main(args: argparse.Namespace) -> int:
 
 def _client_ip(value: str | None) -> str | None:
     """``--client-ip``: an IPv4 or IPv6 address (brackets allowed), written as a socket
-    gives the proxy its peer (``ipaddress``'s compressed form)."""
+    gives the proxy its peer (``_iptext.ip_text``: nginx's form, ``::1.2.3.4`` for an
+    IPv4-compatible address)."""
     if value is None:
         return None
     text = value.strip()
@@ -1115,15 +1116,21 @@ def check_main(args: argparse.Namespace) -> int:
         loaded, dropped = _load_with_warnings(args.files)
     except UsageError as exc:
         return _usage("check", exc, output)
-    if isinstance(loaded, ValidationError):
-        # Fields the API server would drop (`kubectl apply` refuses them by default) go with
-        # the errors: a typo (`pathtype`) is often why a field is missing.
-        return _report_invalid(loaded, output, warnings=_field_warning_lines(dropped))
     # ``--config``: the ConfigMap ``serve --config`` reads, checked as serve checks it (its
     # errors name the file and the field; exit 2), its settings the defaults the annotation
     # warnings name ("using the default 120", as serve logs it with that ConfigMap).
     # Its warnings (an unknown key...) are check's first ones, counted and listed with them.
+    # Read before the manifests' verdict: "exit 2 with every error" holds for both files.
     config = _explain_config(getattr(args, "config", None), say=False)
+    if isinstance(loaded, ValidationError):
+        # Fields the API server would drop (`kubectl apply` refuses them by default) go with
+        # the errors: a typo (`pathtype`) is often why a field is missing.
+        warnings = _field_warning_lines(dropped)
+        if isinstance(config, ValidationError):
+            loaded = ValidationError([*loaded.errors, *config.errors], warnings=loaded.warnings)
+        else:
+            warnings = [*config[2], *warnings]
+        return _report_invalid(loaded, output, warnings=warnings)
     if isinstance(config, ValidationError):
         return _report_invalid(config, output)
     res = loaded

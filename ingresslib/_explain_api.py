@@ -165,9 +165,9 @@ def check(resources: Resources, *, ingress_class: str | None = None,
     class filter leaves out: ``"info"``), the router's warnings (an invalid canary or balancing
     annotation, a backend without ready endpoint when Services are given), the fields the API
     server would drop, the annotation values the proxy ignores (``proxy-read-timeout: 30s``,
-    an annotation ingresslib does not implement; "using the default" names ``settings``'),
-    objects of an apiVersion not read, TLS problems (a missing Secret, an expired certificate) and, when
-    ``resources`` hold no Ingress, a warning saying so. ``str()`` of each is the line
+    an annotation ingresslib does not implement; "using the default" names the value of
+    ``settings``), objects of an apiVersion not read, TLS problems (a missing Secret, an
+    expired certificate) and, when ``resources`` hold no Ingress, a warning saying so. ``str()`` of each is the line
     ``check`` prints; ``check -o json`` lists them. Loaded Resources are valid: the errors of
     invalid manifests are raised by the loaders (:class:`ValidationError`).
 

@@ -216,7 +216,8 @@ def served_ingresses(
         else:
             # "A named class that does not exist is never served."
             why = (f'IngressClass "{name}" is not among the objects given (SEMANTICS §3: a '
-                   "class that does not exist is never served; load the IngressClass too)"
+                   "class that does not exist is never served; load the IngressClass too, or, "
+                   "watching a cluster, create it)"
                    if all(c.metadata.name != name for c in classes)
                    else f'class "{name}" does not match this controller')
             if ing.spec.ingress_class_name is None:

@@ -153,7 +153,7 @@ def test_explain_json_lists_the_ingresses_left_out(tmp_path: Path) -> None:
     assert doc["not_served"] == [{
         "ingress": "default/web",
         "reason": 'IngressClass "nginx" is not among the objects given (SEMANTICS §3: a class '
-                  "that does not exist is never served; load the IngressClass too)"}]
+                  "that does not exist is never served; load the IngressClass too, or, watching a cluster, create it)"}]
 
 
 def test_explain_names_an_ingress_without_a_class_when_none_is_the_default(

@@ -304,9 +304,14 @@ _FILE_BYTES = st.sampled_from([b"a", b"b", b"#", b":", b"\r", b"\n", b" ", b"\xf
 def test_htpasswd_reader_agrees_with_nginx(file: bytes, user: bytes) -> None:
     # (A header user holding LF is left out: nginx compares it across lines, "a\nb" matching
     # the lines "a" and "b:hash"; ingresslib refuses it.)
+    # The reader BasicAuth.check uses: the parsed map, or nginx's state machine (``lookup``)
+    # where a line without ":" begins the user (session 24: "a\nab:x" hides "ab" from nginx).
     want = _nginx_lookup(file, user)
-    got = parse_htpasswd(file.decode("utf-8", "surrogateescape")).get(
-        user.decode("utf-8", "surrogateescape"))
+    text = file.decode("utf-8", "surrogateescape")
+    if any(user.startswith(line) for line in _basicauth.odd_lines(text)):
+        assert _basicauth.lookup(file, user) == want
+        return
+    got = parse_htpasswd(text).get(user.decode("utf-8", "surrogateescape"))
     assert (None if got is None else got.encode("utf-8", "surrogateescape")) == want
 
 

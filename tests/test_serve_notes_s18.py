@@ -35,7 +35,7 @@ def test_every_ingress_left_out_is_a_warning(caplog: pytest.LogCaptureFixture) -
     logged = _logged(res, RouteTable.build(res, ingress_class="other"), caplog)
     assert (logging.WARNING, 'Ingress default/web: spec.ingressClassName: IngressClass "nginx" '
             "is not among the objects given (SEMANTICS §3: a class that does not exist is never "
-            "served; load the IngressClass too); not served") in logged
+            "served; load the IngressClass too, or, watching a cluster, create it); not served") in logged
     assert (logging.WARNING, "none of the 1 Ingress(es) is served (the class filter left out "
             "every one, see above): every request answers 404") in logged
 

@@ -151,7 +151,8 @@ class RequestRecord:
     namespace: str | None
     canary: bool
     #: Status sent to the client; 499 when the client went away before a response (nginx's
-    #: "client closed request", never sent); 0 when none was sent (``abort``).
+    #: "client closed request", never sent), 400 when it went away still owing request body
+    #: bytes ("client prematurely closed connection"); 0 when none was sent (``abort``).
     status: int
     #: Request bytes read from the client (head and body).
     bytes_in: int
@@ -885,7 +886,11 @@ class RouteOptionsSource:
         scheme; without it the canonical ``path`` and ``query`` stand in."""
         if not host:
             return self._unrouted_too_large(self._default_options, length)
-        twin = self._www_redirect(host, scheme, path if target is None else target[0],
+        # A trusted hop's empty X-Forwarded-Proto (``scheme`` ""): ingress-nginx's redirect
+        # server writes "://www.host/..." (redirectScheme ""), which no client can follow;
+        # this hop's own scheme then (README row).
+        twin = self._www_redirect(host, scheme or server_scheme or "http",
+                                  path if target is None else target[0],
                                   query if target is None else target[1], https_port)
         if twin is not None:
             # nginx.tmpl's server of the twin: "server_name {{ $redirect.From }}; ... return {{

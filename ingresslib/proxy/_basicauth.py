@@ -32,6 +32,8 @@ route sharing the Secret hashes again, and a Secret update that changes the user
 another key (the old verdict is never used again). Answers that need no hashing (no or
 malformed credentials, an unknown user, a password over musl's length limits) are not
 remembered: they cost less than the lookup, and a client sending them can evict nothing.
+``BasicAuth.unsettled`` hands a hashing verification to a caller that can run it off the
+event loop (a worker thread) before ``check``; the proxy server does not use it yet.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from ._htpasswd import ROUNDS_LIMIT, hashes, rounds_over_limit, supported, verif
 if TYPE_CHECKING:
     from ._annotations import RouteWarning
 
-__all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm", "decode_credentials", "parse_htpasswd"]
+__all__ = ["BasicAuth", "UNAUTHORIZED", "valid_realm", "decode_credentials", "parse_htpasswd",
+           "odd_lines", "lookup"]
 
 UNAUTHORIZED = 401
 _DENIED = 503
@@ -124,8 +127,9 @@ def parse_htpasswd(text: str) -> dict[str, str]:
     (buf[i] == '#' || buf[i] == CR) { state = sw_skip;"); the user is the text before the
     first ``:``; the hash ends at the first CR, LF or ``:`` ("if (buf[i] == LF || buf[i] == CR
     || buf[i] == ':')"), so a CRLF file reads as an LF one and a trailing ``:comment`` field
-    is dropped. The first line of a user wins. (``str.splitlines`` would also end lines at a
-    lone CR, VT, FF, U+0085, U+2028...: users nginx never sees.)"""
+    is dropped, and so is what follows a NUL. The first line of a user wins. (``str.splitlines``
+    would also end lines at a lone CR, VT, FF, U+0085, U+2028...: users nginx never sees.)
+    Exact for every user but those a line without ``:`` begins (``odd_lines``; ``lookup``)."""
     users: dict[str, str] = {}
     for line in text.split("\n"):
         if not line or line[0] in "#\r":
@@ -137,8 +141,53 @@ def parse_htpasswd(text: str) -> dict[str, str]:
     return users
 
 
-#: Where nginx's htpasswd reader ends a hash (LF is the line's end already).
-_HASH_END = re.compile("[\r:]")
+def odd_lines(text: str) -> tuple[bytes, ...]:
+    """The lines of an htpasswd file without ``:`` that nginx's reader compares with a user
+    (not empty, not starting with ``#`` or CR), as bytes. Where one is a prefix of the
+    header's user, nginx reads the file differently from ``parse_htpasswd``: the LF ending the
+    line is compared with the user's next byte, so the line after it is skipped unread (or,
+    for a user holding that LF, compared on with it); ``lookup`` reads it as nginx does."""
+    return tuple(line.encode("utf-8", "surrogateescape") for line in text.split("\n")
+                 if line and line[0] not in "#\r" and ":" not in line)
+
+
+def lookup(data: bytes, user: bytes) -> bytes | None:
+    """The hash nginx reads for ``user`` in the htpasswd file ``data``, else None: a port of
+    ngx_http_auth_basic_handler's state machine (sw_login, sw_passwd, sw_skip). In sw_login a
+    byte that differs from ``user:`` (``headers_in.user.data[login]``, the ':' that ended the
+    user at ``login == user.len``) switches to sw_skip, which waits for the next LF, even
+    when that byte was the LF ending the line; only at ``login == 0`` are ``#`` and CR a
+    comment and LF an empty line. The hash ends at LF, CR or ':' (or the file's end), and at
+    a NUL for its C-string readers."""
+    wanted = user + b":"
+    i, n = 0, len(data)
+    while i < n:
+        c = data[i]
+        if c == 0x0A:
+            i += 1
+            continue
+        if c not in b"#\r":
+            login = 0
+            while i < n and data[i] == wanted[login]:
+                i += 1
+                login += 1
+                if login == len(wanted):
+                    return _HASH_END_BYTES.split(data[i:], 1)[0]
+            if i >= n:
+                return None
+        # sw_skip from the byte after the one that differed (or the comment's first).
+        end = data.find(b"\n", i + 1)
+        if end < 0:
+            return None
+        i = end + 1
+    return None
+
+
+#: Where nginx's htpasswd reader ends a hash (LF is the line's end already); a NUL ends it
+#: too for every reader of it (crypt(3)'s setting, ngx_crypt's salt and
+#: ngx_http_auth_basic_crypt_handler's "ngx_strcmp(encrypted, passwd->data)" are C strings).
+_HASH_END = re.compile("[\r:\0]")
+_HASH_END_BYTES = re.compile(b"[\n\r:\0]")
 #: ngx_decode_base64's alphabet (``basis64``: the standard one, no URL-safe characters).
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
 
@@ -167,10 +216,29 @@ def decode_credentials(authorization: bytes) -> tuple[bytes, bytes] | None:
     return user, password
 
 
+class _Unsettled:
+    """A verification ``BasicAuth.check`` must hash: ``settle`` hashes and remembers it."""
+
+    __slots__ = ("user", "stored", "password", "key")
+
+    def __init__(self, user: str, stored: str, password: bytes, key: bytes) -> None:
+        self.user, self.stored, self.password, self.key = user, stored, password, key
+
+    def settle(self) -> tuple[int, str | None]:
+        ok = verify(self.stored, self.password)
+        if ok:
+            _GOOD.add(self.key)
+            return 0, self.user
+        if ok is False:  # None: a hash not verifiable here, refused without hashing
+            _BAD.add(self.key)
+        return UNAUTHORIZED, None
+
+
 class BasicAuth:
     """One route's basic authentication; ``check`` is called per request."""
 
     __slots__ = ("realm", "namespace", "name", "map_type", "_secrets", "_source", "_users",
+                 "_odd", "_raw",
                  "_macs", "_reason", "_warn_to", "_where", "challenge")
 
     def __init__(self, realm: str, namespace: str, name: str, map_type: bool,
@@ -185,6 +253,9 @@ class BasicAuth:
         self._secrets = secrets
         self._source: Any = _UNSET
         self._users: dict[str, str] = {}
+        #: The file's ``odd_lines`` and, when there are any, its bytes (for ``lookup``).
+        self._odd: tuple[bytes, ...] = ()
+        self._raw = b""
         #: stored hash -> its ``_mac`` (made at its first check; the Secret's hashes at most).
         self._macs: dict[str, hashlib.blake2b] = {}
         self._reason: str | None = None
@@ -205,6 +276,18 @@ class BasicAuth:
         """``(0, user)`` when the credentials match a user of the Secret; ``(401, None)``
         when they are missing or wrong (or the user's hash is a format not verifiable here);
         ``(503, None)`` when the Secret cannot be used (the location is denied)."""
+        step = self._step(authorization)
+        return step.settle() if isinstance(step, _Unsettled) else step
+
+    def unsettled(self, authorization: bytes | None) -> Callable[[], object] | None:
+        """A function hashing ``authorization``'s password and remembering the verdict when
+        ``check`` would hash now (no verdict remembered), else None. For a server that keeps
+        its event loop free: run it in a worker thread, then ``check`` (measured: the loop
+        keeps ~1/3 of its idle pace meanwhile, none while ``check`` hashes on it)."""
+        step = self._step(authorization)
+        return step.settle if isinstance(step, _Unsettled) else None
+
+    def _step(self, authorization: bytes | None) -> tuple[int, str | None] | _Unsettled:
         source = self._secrets()
         if source is not self._source:
             self._load(source)
@@ -217,9 +300,15 @@ class BasicAuth:
             return UNAUTHORIZED, None
         user = credentials[0].decode("utf-8", "surrogateescape")
         stored = self._users.get(user)
+        if self._odd and any(credentials[0].startswith(line) for line in self._odd):
+            found = lookup(self._raw, credentials[0])
+            stored = None if found is None else found.decode("utf-8", "surrogateescape")
         if stored is None:
             return UNAUTHORIZED, None
-        password = credentials[1]
+        # nginx hands the password to ngx_crypt as a C string (ngx_http_auth_basic_user:
+        # "auth.data[auth.len] = '\0';"; ngx_crypt_plain/_apr1/_sha/_ssha: "ngx_strlen(key)",
+        # crypt(3) likewise): it ends at its first NUL byte.
+        password = credentials[1].split(b"\0", 1)[0]
         if not hashes(stored, password):
             return (0, user) if verify(stored, password) else (UNAUTHORIZED, None)
         mac = self._macs.get(stored)
@@ -232,17 +321,12 @@ class BasicAuth:
             return 0, user
         if key in _BAD:
             return UNAUTHORIZED, None
-        ok = verify(stored, password)
-        if ok:
-            _GOOD.add(key)
-            return 0, user
-        if ok is False:  # None: a hash not verifiable here, refused without hashing
-            _BAD.add(key)
-        return UNAUTHORIZED, None
+        return _Unsettled(user, stored, password, key)
 
     def _load(self, source: Any) -> None:
         self._source = source
         self._users = {}
+        self._odd, self._raw = (), b""
         self._macs = {}
         self._reason = None
         secret = None
@@ -270,7 +354,7 @@ class BasicAuth:
                 value = _text(secret.get_bytes(k))
                 if value is not None:
                     lines.append(f"{k}:{value}\n")
-            users = parse_htpasswd("".join(lines))
+            text = "".join(lines)
         else:
             raw = secret.get_bytes("auth")
             if raw is None:
@@ -278,7 +362,11 @@ class BasicAuth:
                            "auth-file); the routes answer 503, as ingress-nginx denies the "
                            "location")
                 return
-            users = parse_htpasswd(raw.decode("utf-8", "surrogateescape"))
+            text = raw.decode("utf-8", "surrogateescape")
+        users = parse_htpasswd(text)
+        self._odd = odd_lines(text)
+        if self._odd:
+            self._raw = text.encode("utf-8", "surrogateescape")
         for user, stored in users.items():
             rounds = rounds_over_limit(stored)
             if rounds is not None:

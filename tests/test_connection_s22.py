@@ -107,7 +107,9 @@ def test_a_client_stalling_its_body_after_an_early_partial_head_gets_408(method:
 
 def test_upstream_bytes_do_not_extend_the_clients_body_deadline() -> None:
     # client_body_timeout is the time between two reads from the CLIENT: the upstream's bytes
-    # neither replace nor re-arm it.
+    # do not re-arm it (when the client's deadline comes first, as here; once the upstream's
+    # response head is in, its proxy_read_timeout shares the timer when earlier: session 24,
+    # tests/test_timeouts_s24.py).
     pair = ProxyPair(settings=ProxySettings(client_body_timeout=5.0, proxy_read_timeout=7.0),
                      app=lambda r, b, u: None)
     pair.send(BODY_HEAD + b"abc")

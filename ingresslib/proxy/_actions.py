@@ -66,7 +66,8 @@ class TimerKind(enum.Enum):
     #: Time between two reads from the upstream (``proxy-read-timeout``).
     UPSTREAM_READ = "upstream_read"
     #: Time between two reads of the request body from the client (``client-body-timeout``):
-    #: armed while the body is still coming, instead of ``UPSTREAM_READ``.
+    #: armed while the body is still coming, instead of ``UPSTREAM_READ``, for the earlier of
+    #: that and, once the upstream's response head is in, its ``proxy-read-timeout``.
     BODY = "body"
 
 

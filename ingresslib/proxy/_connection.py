@@ -497,7 +497,21 @@ class ClientConnection:
             else:
                 req.bytes_in += len(data)
                 self._h11.receive_data(data)
+            body_by = self._body_by
             self._pump_client(now)
+            if self._timer is TimerKind.BODY and self._body_by == body_by and \
+                    self._req is req and not req.complete and not req.answered:
+                # A read that handed on no body bytes (a chunk-size line, its CRLF, the last
+                # chunk or trailers arriving alone; or bytes held for a connect) is a read all
+                # the same: client_body_timeout runs "only for a period between two successive
+                # read operations" (ngx_http_do_read_client_request_body re-arms it after any
+                # recv, framing included). Before, such reads left the deadline of the last
+                # data bytes running: a client sending "0\r\n" and then "\r\n", each well
+                # within the timeout, got its 408.
+                if req.defer_limit:
+                    self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+                else:
+                    self._set_request_timer(req, now)
         else:
             if not self._busy and not self._inbuf:
                 # The head deadline runs from this first byte; it is armed by ``_try_head``
@@ -566,7 +580,7 @@ class ClientConnection:
         else:
             up.h11 = _H11Reader(True, self.settings.max_response_header_size)
         self._send_request(req, up)
-        self._set_request_timer(req)
+        self._set_request_timer(req, now)
         return self._flush()
 
     def upstream_failed(self, conn_id: int, now: float, timed_out: bool = False) -> list[Action]:
@@ -599,14 +613,32 @@ class ClientConnection:
             req = self._req
             if req is None or req.complete:
                 self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
-            # Else the client still owes body bytes: its BODY timer (client_body_timeout,
-            # between two reads from the client) stays as it is, neither replaced nor re-armed
-            # by the upstream's bytes; a client that stalls mid-body gets its 408 and the
-            # upstream is not blamed (no 504, no retry). nginx buffers the body before the
-            # upstream sees the request (proxy_request_buffering on); with it off, its
-            # client_body_timeout still runs on the client's read event while the upstream
-            # answers (ngx_http_read_unbuffered_request_body). ``_on_request_complete`` hands
-            # the wait to UPSTREAM_READ once the body is in.
+            else:
+                # The client still owes body bytes: its deadline (client_body_timeout, between
+                # two reads from the client) stays as it is, not moved by the upstream's bytes;
+                # a client that stalls mid-body gets its 408 and the upstream is not blamed (no
+                # 504, no retry). nginx buffers the body before the upstream sees the request
+                # (proxy_request_buffering on); with it off, its client_body_timeout still
+                # runs on the client's read event while the upstream answers
+                # (ngx_http_read_unbuffered_request_body). But once the upstream's response
+                # head is in (the response has begun), it owes its next bytes within
+                # proxy_read_timeout, "between two successive read operations", the request
+                # body unfinished or not (ngx_http_upstream_process_non_buffered_request and
+                # ngx_event_pipe re-arm p->read_timeout after each read): one that stalled
+                # mid-response was never timed out while the client kept sending. Both
+                # deadlines run then (``_set_request_timer``), the first to pass decides. A
+                # partial head or a 1xx arms nothing (nginx's ngx_http_upstream_process_header
+                # arms no timer until the request is sent whole: an upstream may send 103
+                # Early Hints, then read a long upload). ``_on_request_complete`` hands the
+                # wait to UPSTREAM_READ alone once the body is in.
+                read_timeout = self._read_timeout()
+                if req.response_started and read_timeout > 0:
+                    was = up.read_by
+                    read_by = up.read_by = now + read_timeout
+                    body_by = self._body_by
+                    if not (self._timer is TimerKind.BODY and body_by is not None
+                            and read_by >= body_by and (was is None or was >= body_by)):
+                        self._arm_body(now)  # else the client's deadline, armed, comes first
         return self._flush()
 
     def upstream_eof(self, conn_id: int, now: float) -> list[Action]:
@@ -656,7 +688,14 @@ class ClientConnection:
                 self._try_failed(self._up, "timeout", now)
         elif kind is TimerKind.BODY:
             req = self._req
-            if req is not None and req.answered and not req.complete:
+            up = self._up
+            if req is not None and not req.complete and not req.answered and up is not None \
+                    and up.read_by is not None and (self._body_by is None
+                                                    or up.read_by <= self._body_by):
+                # The upstream's deadline (its response begun, then nothing from it for
+                # proxy_read_timeout) came first: as UPSTREAM_READ's expiry, a close.
+                self._try_failed(up, "timeout", now)
+            elif req is not None and req.answered and not req.complete:
                 # Discarding the body after a local answer: 5 s without a byte of it (or 30 s
                 # in all). nginx's ngx_http_discarded_request_body_handler: "if
                 # (rev->timedout) { c->timedout = 1; c->error = 1;
@@ -668,7 +707,7 @@ class ClientConnection:
                     # We are the ones holding the client back (its bytes wait for an upstream
                     # connect): its clock starts again when reading does; the connect has its
                     # own timeout.
-                    self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+                    self._set_request_timer(req, now)
                     return self._flush()
                 # "client_body_timeout": the client stopped sending its body. Its fault, not
                 # the upstream's: no failure observed, no retry; nginx answers 408.
@@ -728,13 +767,43 @@ class ClientConnection:
             action = _SET_TIMERS[key] = SetTimer(kind, seconds)
         self._out.append(action)
 
-    def _set_request_timer(self, req: _Request) -> None:
+    #: While a request body arrives: when client_body_timeout runs out (None: no limit).
+    _body_by: float | None = None
+
+    def _set_request_timer(self, req: _Request, now: float) -> None:
         # While the client still owes body bytes, waiting is on the client (BODY); once the
         # request is sent whole, on the upstream (UPSTREAM_READ).
         if req.complete:
             self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
-        else:
-            self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
+            return
+        seconds = self.settings.client_body_timeout
+        self._body_by = now + seconds if seconds > 0 else None
+        up = self._up
+        if up is None or up.read_by is None:
+            self._set_timer(TimerKind.BODY, seconds)
+            return
+        self._arm_body(now)
+
+    def _arm_body(self, now: float) -> None:
+        """Arm BODY for the earlier of the client's body deadline (``_body_by``) and, once the
+        upstream's response head is in, its read deadline (``_Upstream.read_by``)."""
+        up = self._up
+        read_by = up.read_by if up is not None else None
+        if read_by is None:
+            body_by = self._body_by
+            self._set_timer(TimerKind.BODY, None if body_by is None else max(body_by - now,
+                                                                              0.001))
+            return
+        # The upstream's response has begun (``upstream_data``): its deadline runs too, and
+        # the one timer is armed for the earlier of the two (``timer_expired`` tells which).
+        if read_by <= now and up is not None:
+            # Passed unnoticed: the driver held the timer while the client was not read (its
+            # response not taken, the upstreams not read meanwhile: that stall is the
+            # client's, as for UPSTREAM_READ). The upstream's clock starts again.
+            read_by = up.read_by = now + self._read_timeout()
+        body_by = self._body_by
+        due = read_by if body_by is None or read_by <= body_by else body_by
+        self._set_timer(TimerKind.BODY, max(due - now, 0.001))
 
     def _read_timeout(self) -> float:
         req = self._req
@@ -1563,8 +1632,9 @@ class ClientConnection:
                 up.sent = True
                 self._out.append(SendUpstream(up.conn_id, b"%x\r\n%s\r\n" % (len(data), data)
                                               if req.up_chunked else data))
-            # Still sending: the upstream cannot be blamed for not answering yet.
-            self._set_request_timer(req)
+            # Still sending: the upstream cannot be blamed for not answering yet (unless it
+            # began to and stalled: ``upstream_data``).
+            self._set_request_timer(req, now)
         else:
             req.hold(data)  # no upstream can take them yet
 
@@ -1587,7 +1657,8 @@ class ClientConnection:
                 up.sent = True
                 self._out.append(SendUpstream(up.conn_id, b"0\r\n\r\n"))
             if self._timer is TimerKind.BODY:
-                self._set_request_timer(req)  # the body is in: now the upstream owes an answer
+                # The body is in: now the upstream owes an answer.
+                self._set_request_timer(req, now)
 
     # ---------------------------------------------------------------- upstream side
     def _open(self, req: _Request, endpoint: tuple[str, int], now: float,

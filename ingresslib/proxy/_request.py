@@ -32,7 +32,7 @@ def _raw_request_line(head: bytes | None) -> str | None:
 
 class _Upstream:
     __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
-                 "started", "upgrade", "request_done", "head_bytes", "fed")
+                 "started", "upgrade", "request_done", "head_bytes", "fed", "read_by")
 
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
@@ -48,6 +48,10 @@ class _Upstream:
         self.upgrade = upgrade
         #: The whole request (head, body, end of body) was written to this connection.
         self.request_done = False
+        #: While the client still sends the request body: when this try's proxy_read_timeout
+        #: runs out, counted from its last read (None until its response head is in: until
+        #: then only the client's client_body_timeout runs).
+        self.read_by: float | None = None
         #: Bytes of response heads received on this try: 1xx heads and the final one.
         self.head_bytes = 0
         #: Bytes received on this try (all ``upstream_data``): less ``head_bytes``, what

@@ -15,7 +15,8 @@ the core's ``UPSTREAM_READ`` timer does not run out meanwhile (we are the ones n
 nginx's ``send_timeout`` (:data:`_SEND_TIMEOUT`) bounds it instead: no progress for that long and
 the client connection is cut, with no failure observed on the upstream and no retry. A client
 not read for either reason is still watched for its FIN or reset (:class:`_HupWatch`, nginx's
-EPOLLRDHUP check), so that leaving aborts the upstream request at once (499).
+EPOLLRDHUP check), so that leaving aborts the upstream request at once (499, or 400 while
+request body bytes were still owed).
 """
 
 from __future__ import annotations
@@ -874,7 +875,8 @@ class _Downstream(asyncio.Protocol):
     def client_hup(self) -> None:
         """From :class:`_HupWatch`: the client closed (FIN) or reset its connection while we do
         not read it. With a request in flight it is aborted as a client EOF would abort it
-        (499, the upstream connection closed, not pooled), without reading what the client
+        (499, or 400 while request body bytes were still owed; the upstream connection
+        closed, not pooled), without reading what the client
         sent before (nginx's pending_eof path reads nothing either). Without an upstream
         connection or connect under way there is nothing to abort: its EOF is seen once
         reading resumes, as before."""

@@ -103,6 +103,7 @@ from .proxy._actions import (
     RouteOptionsSource,
     _no_tls,
     access_answer,
+    access_job,
     body_too_large,
     denied_first,
     redirect_for,
@@ -157,6 +158,17 @@ class RouterLike(Protocol):
 
     def route(self, method: str, host: str, path: str, headers: Any, client_ip: str | None,
               /) -> Decision | None: ...
+
+
+async def _hash_off_loop(access: Any, client_ip: str | None, scope: Scope) -> None:
+    """The basic-auth password hashing ``access_answer`` would do on the event loop, done in
+    a worker thread first (``access_job``; at most one per location's basic auth): its
+    verdict is remembered, so ``access_answer`` then hashes nothing."""
+    for _ in range(2):
+        job = access_job(access, client_ip, lambda: _authorization(scope))
+        if job is None:
+            return
+        await asyncio.to_thread(job)
 
 
 @functools.lru_cache(maxsize=64)
@@ -550,6 +562,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 return
             # The proxy's access control of the host's server location (or block-cidrs),
             # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
+            await _hash_off_loop(self._unrouted_access(server_host), client_ip, scope)
             status, challenge = self._unrouted_status(server_host, client_ip,
                                                       lambda: _authorization(scope))
             if status:
@@ -606,7 +619,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     return
             if access is not None:
                 # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
-                # the proxy does (proxy/_actions.py ``access_answer``).
+                # the proxy does (proxy/_actions.py ``access_answer``). A password to hash is
+                # hashed in a worker thread first (``access_job``), not on the event loop.
+                await _hash_off_loop(access, client_ip, scope)
                 status, challenge = access_answer(access, client_ip,
                                                   lambda: _authorization(scope))
                 if status:

@@ -19,7 +19,6 @@ must keep every counter exactly.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from hypothesis import example, given, settings
@@ -33,10 +32,10 @@ from _budget import examples
 from _router_helpers import resources, service
 from test_review_s23_router import (
     CONDITIONS,
-    HEADERS,
     IPV4,
     IPV6,
     OBJECT_KEYS,
+    REQUESTS,
     SERVICES,
     STEPS,
     World,
@@ -56,38 +55,9 @@ S23_START: dict[Any, Any] = {
     ("default", "b"): (0, (), (), False), ("other", "a"): (0, (), (), False)}
 S23_STEPS: list[tuple[Any, Any]] = [(("main", 1), None)]
 
-#: Requests per batch: a multiple of every canary split's total (2, 3, 100 at weight 50), and
-#: large enough that a side given a third of it (8) covers the longest weighted round-robin
-#: cycle of the World: a kind-9 Service weighs 10.0.0.1 at 3 and every other ready endpoint at
-#: 1 (three IPv4 addresses, two IPv6, one FQDN name: 3 + 1 + 1 + 2 + 1 = 8 positions).
-BATCH = 24
-REQUESTS = [(host, path, headers) for host, path in (("x.test", "/"), ("x.test", "/p"),
-                                                      ("y.test", "/"), ("z.test", "/"))
-            for headers in HEADERS]
-
-
-def answers(r: Router, h11_headers: bool) -> list[Any]:
-    """As the s23 ``answers``, with batches of ``BATCH``: per request, how many went to each
-    side and which endpoints each side reached (both independent of the counters' positions
-    once a batch covers every side's cycle)."""
-    out: list[Any] = [tuple(r.warnings), tuple(r.no_endpoint)]
-    for host, path, headers in REQUESTS:
-        hd: Any = as_h11(headers) if h11_headers else headers
-        sides: Counter[Any] = Counter()
-        reached: dict[Any, set[Any]] = {}
-        for _ in range(BATCH):
-            d = r.route("GET", host, path, hd, "192.0.2.1")
-            if d is None:
-                sides[None] += 1
-                continue
-            served = d.served
-            what = (d.canary, d.service, d.namespace, d.port, d.backend, d.match.ingress,
-                    d.match.path, served.ingress if served is not None else None)
-            sides[what] += 1
-            reached.setdefault(what, set()).add(d.endpoint)
-        out.append((host, path, headers, sorted(sides.items(), key=repr),
-                    sorted(((k, sorted(v, key=repr)) for k, v in reached.items()), key=repr)))
-    return out
+#: The s23 test's ``answers`` batches 24 requests since this session (its comment says why:
+#: a third of a batch covers the longest weighted round-robin cycle of the World).
+answers = s23_answers
 
 
 def _route_log(r: Router, n: int) -> list[Any]:

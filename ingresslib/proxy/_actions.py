@@ -49,6 +49,8 @@ __all__ = [
     "SetTimer",
     "RequestDone",
     "TunnelEstablished",
+    "Offload",
+    "access_job",
     "RequestRecord",
 ]
 
@@ -133,6 +135,17 @@ class TunnelEstablished:
     """The upstream answered 101: from now on bytes are relayed both ways untouched."""
 
     conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """Run ``job()`` off the event loop (a worker thread), then call the connection's
+    ``offload_done(now)`` and perform the actions it returns. Only returned by a connection
+    made with ``offload=True`` (``Proxy.connection``); its request waits meanwhile (pipelined
+    requests behind it too, in order). The job is a basic-auth password hashing
+    (``BasicAuth.unsettled``): it touches no connection state, and its result is ignored."""
+
+    job: Callable[[], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +265,7 @@ class RequestDone:
 
 
 Action = (OpenUpstream | SendUpstream | CloseUpstream | SendDownstream | CloseDownstream
-          | SetTimer | RequestDone | TunnelEstablished)
+          | SetTimer | RequestDone | TunnelEstablished | Offload)
 
 
 # -- redirects ---------------------------------------------------------------------------------
@@ -585,6 +598,28 @@ def access_answer(access: Access | None, client_ip: str | None,
             if status:
                 return status, basic.challenge if status == 401 else None
     return 0, None
+
+
+def access_job(access: Access | None, client_ip: str | None,
+               authorization: Callable[[], bytes | None]) -> Callable[[], object] | None:
+    """The password hashing ``access_answer`` would do now, as a function to run off the
+    event loop (``BasicAuth.unsettled``), else None (``access_answer`` then hashes nothing:
+    no basic auth, a refused address, a verdict remembered or one that needs no hashing). With
+    two locations' basic auth (``also``), the first one's; the second's is asked again after
+    it."""
+    if access is None or (access.basic is None and access.also is None) \
+            or access.status(client_ip):
+        return None
+    for part in (access, access.also):
+        basic = part.basic if part is not None else None
+        if basic is not None:
+            value = authorization()
+            job = basic.unsettled(value)
+            if job is not None:
+                return job
+            if basic.check(value)[0]:
+                return None
+    return None
 
 
 # -- route options -----------------------------------------------------------------------------

@@ -24,16 +24,18 @@ effect without a restart, as ingress-nginx rewrites the file on a Secret update.
 
 nginx hashes the password on every request (ngx_http_auth_basic_crypt_handler: "rc =
 ngx_crypt(r->pool, r->headers_in.passwd.data, passwd->data, &encrypted);"), in C and in one of
-several workers. Here the hashing is pure Python on the proxy's one event loop (a ``$6$``
-verification, 5,000 rounds: ~3 ms; benchmarks/bench_basicauth.py), so the verdict of each
+several workers. Here the hashing is pure Python (a ``$6$`` verification, 5,000 rounds:
+~3 ms; benchmarks/bench_basicauth.py) and the proxy has one event loop, so the verdict of each
 hashing verification is remembered (``_GOOD``, ``_BAD``): per (stored hash, password), not per
 header or route, so that neither another spelling of the same credentials nor a reload nor a
 route sharing the Secret hashes again, and a Secret update that changes the user's hash is
 another key (the old verdict is never used again). Answers that need no hashing (no or
 malformed credentials, an unknown user, a password over musl's length limits) are not
 remembered: they cost less than the lookup, and a client sending them can evict nothing.
-``BasicAuth.unsettled`` hands a hashing verification to a caller that can run it off the
-event loop (a worker thread) before ``check``; the proxy server does not use it yet.
+``BasicAuth.unsettled`` hands a hashing verification to a caller that runs it off the
+event loop (a worker thread) before ``check``: the core's ``Offload`` action
+(``_actions.access_job``), which ProxyServer runs with ``run_in_executor``, and IngressASGI
+with ``asyncio.to_thread``; a driver of the core that did not opt in hashes in ``check``.
 """
 
 from __future__ import annotations
@@ -372,8 +374,8 @@ class BasicAuth:
             if rounds is not None:
                 self._warn(f"auth-secret {key}: user {user!r}: a hash of {rounds:,} rounds, "
                            f"more than the {ROUNDS_LIMIT:,} ingresslib verifies (every "
-                           "request with a new password for that user would hash on the "
-                           "event loop); the user is refused (ingress-nginx's musl crypt "
+                           "request with a new password for that user would hash for "
+                           "seconds, holding the GIL); the user is refused (ingress-nginx's musl crypt "
                            "takes up to 9,999,999)")
             elif not supported(stored):
                 self._warn(f"auth-secret {key}: user {user!r}: a password hash format "

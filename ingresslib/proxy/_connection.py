@@ -117,6 +117,7 @@ from ._actions import (
     Action,
     CloseDownstream,
     CloseUpstream,
+    Offload,
     OpenUpstream,
     RequestDone,
     RequestRecord,
@@ -129,6 +130,7 @@ from ._actions import (
     TunnelEstablished,
     _no_tls,
     access_answer,
+    access_job,
     body_too_large,
     denied_first,
     redirect_for,
@@ -360,11 +362,12 @@ class Proxy(RouteOptionsSource):
         local_port: int | None = None,
         now: float,
         refuse_requests: tuple[int, bytes] | None = None,
+        offload: bool = False,
     ) -> ClientConnection:
         """A new downstream connection from ``peer`` (``(ip, port)`` or ip);
-        ``refuse_requests`` as :class:`ClientConnection`'s."""
+        ``refuse_requests`` and ``offload`` as :class:`ClientConnection`'s."""
         return ClientConnection(self, peer, tls=tls, local_port=local_port, now=now,
-                                refuse_requests=refuse_requests)
+                                refuse_requests=refuse_requests, offload=offload)
 
 
 def _has_secure(set_cookie: str) -> bool:
@@ -391,8 +394,14 @@ class ClientConnection:
         local_port: int | None = None,
         now: float = 0.0,
         refuse_requests: tuple[int, bytes] | None = None,
+        offload: bool = False,
     ) -> None:
         self.proxy = proxy
+        #: The driver performs ``Offload`` (runs its job off the loop, then calls
+        #: ``offload_done``); False: the core runs such jobs itself, inline.
+        self._offload = offload
+        #: ``(request, continuation)`` while an ``Offload``'s job runs (``offload_done``).
+        self._parked: tuple[_Request, Callable[[float], None]] | None = None
         #: ``(status, body)``: every request whose head passes the head checks is answered so,
         #: with ``Connection: close``, never routed (the server-wide ``OPTIONS *`` too). The
         #: server's answer to plain HTTP on its TLS listener (``_server._TO_HTTPS``): nginx
@@ -718,6 +727,32 @@ class ClientConnection:
                     self._error_response(408, req, now)
         return self._flush()
 
+    def offload_done(self, now: float) -> list[Action]:
+        """The job of the last ``Offload`` returned (whatever its result): the request it held
+        goes on (its basic-auth verdict is remembered now), unless it ended meanwhile (the
+        client left, its body timed out...)."""
+        parked = self._parked
+        self._parked = None
+        if parked is None or self.closed:
+            return self._flush()
+        req, resume = parked
+        if self._req is req and not req.answered and not req.done:
+            resume(now)
+        return self._flush()
+
+    def _offloaded(self, req: _Request, job: Callable[[], object] | None,
+                   resume: Callable[[float], None]) -> bool:
+        """True when ``job`` (a password hashing, ``access_job``) went to the driver as an
+        ``Offload``, ``resume`` to run at ``offload_done``."""
+        if job is None or req.offloads >= 2:
+            # At most two per request (one per location's basic auth, ``also``): a verdict
+            # that is not remembered (evicted meanwhile) is then hashed here.
+            return False
+        req.offloads += 1
+        self._parked = (req, resume)
+        self._out.append(Offload(job))
+        return True
+
     def abort(self, now: float) -> list[Action]:
         """Close everything now (server shutdown, a stalled client): the upstream connections
         and the client's, with the request's record; no endpoint failure is observed."""
@@ -1037,13 +1072,7 @@ class ClientConnection:
         req.phase = "location"
         if decision is None:
             if not self._redirect_unrouted(req, event, now):
-                status, challenge = self.proxy._unrouted_status(
-                    req.host, req.client_ip,
-                    lambda: http_header(event.headers._full_items, b"authorization"))
-                if not status and self._defer_unrouted(req):
-                    return
-                self._local_response(req, status or 404, now, None if challenge is None
-                                     else [(b"www-authenticate", challenge)])
+                self._answer_unrouted(req, event, now)
             return
         req.decision = decision
         opts = req.opts = self.proxy.options_for(decision.match)
@@ -1082,12 +1111,43 @@ class ClientConnection:
                     req.phase = "server"
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
+        self._access_phase(req, event, now)
+
+    def _answer_unrouted(self, req: _Request, event: h11.Request, now: float) -> None:
+        """The default backend's answer to an unrouted request, after its server's access
+        control (``Proxy._unrouted_status``)."""
+        def authorization() -> bytes | None:
+            return http_header(event.headers._full_items, b"authorization")
+        if self._offload and self._offloaded(
+                req, access_job(self.proxy._unrouted_access(req.host), req.client_ip,
+                                authorization),
+                lambda later: self._answer_unrouted(req, event, later)):
+            return
+        status, challenge = self.proxy._unrouted_status(req.host, req.client_ip, authorization)
+        if not status and self._defer_unrouted(req):
+            return
+        self._local_response(req, status or 404, now, None if challenge is None
+                             else [(b"www-authenticate", challenge)])
+
+    def _access_phase(self, req: _Request, event: h11.Request, now: float) -> None:
+        """A routed request from nginx's access phase on: allow/deny and basic auth, then
+        the upstream (or the 503 of a route without endpoint)."""
+        decision = req.decision
+        opts = req.opts
+        assert decision is not None and opts is not None
+        access = opts.access
         if access is not None:
             # nginx's access phase (allow/deny, then auth_basic) follows the rewrite phase
             # (every redirect above): a refused client is redirected first, then refused.
-            status, challenge = access_answer(
-                access, req.client_ip,
-                lambda: http_header(event.headers._full_items, b"authorization"))
+            def authorization() -> bytes | None:
+                return http_header(event.headers._full_items, b"authorization")
+            if self._offload and self._offloaded(
+                    req, access_job(access, req.client_ip, authorization),
+                    lambda later: self._access_phase(req, event, later)):
+                # The password is hashed off the loop (``Offload``): the request waits for
+                # ``offload_done``; its body bytes are held meanwhile as before a connect.
+                return
+            status, challenge = access_answer(access, req.client_ip, authorization)
             if status:
                 self._local_response(req, status, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])

@@ -78,9 +78,10 @@ _SHA512_ORDER = [(0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4)
 #: at 999,999,999 instead; ingress-nginx's nginx is musl's.
 _ROUNDS_DEFAULT, _ROUNDS_MIN, _ROUNDS_MAX = 5000, 1000, 9_999_999
 #: The most rounds verified here, far below musl's 9,999,999: a ``$6$`` round costs ~0.6 µs of
-#: Python on the proxy's one event loop (glibc's C crypt ~0.25 µs; benchmarks/bench_basicauth.py),
+#: Python (glibc's C crypt ~0.25 µs; benchmarks/bench_basicauth.py), in a worker thread of the
+#: proxy (``Offload``) but holding the GIL, so the event loop keeps about a third of its pace;
 #: and EVERY client can make it hash, a wrong password each time (only the verdict is
-#: remembered, per password): 9,999,999 rounds would stall all traffic ~6 s per guess, passlib's
+#: remembered, per password): 9,999,999 rounds would slow all traffic ~6 s per guess, passlib's
 #: default 656,000 ~0.4 s. 20,000 rounds cost ~12 ms. Past this the user is refused (``verify``
 #: -> None), with a warning naming the rounds where the Secret is read (``rounds_over_limit``).
 ROUNDS_LIMIT = 20_000
@@ -90,7 +91,7 @@ ROUNDS_LIMIT = 20_000
 #: "#define KEY_MAX 256", "runtime is O(klen^2 + klen*rounds)"; crypt_md5.c: "#define KEY_MAX
 #: 30000") with "*", which never equals a stored hash. The CLIENT picks the password, so here
 #: it is refused before any hashing: unbounded, one header line's password (~6 KB with the
-#: default 8k buffers) hashed ~92 MB, ~0.5 s of the event loop per guess at a ``$6$`` user.
+#: default 8k buffers) hashed ~92 MB, ~0.5 s of Python per guess at a ``$6$`` user.
 #: nginx's own ``$apr1$`` (ngx_crypt_apr1) has no such limit; its cost is linear.
 SHA_KEY_MAX, MD5_KEY_MAX = 256, 30_000
 
@@ -181,7 +182,7 @@ def rounds_over_limit(stored: str) -> int | None:
 
 def supported(stored: str) -> bool:
     """``verify`` can check a password against ``stored``. Without hashing: a Secret of many
-    SHA-crypt users is read on the event loop (~3 ms per ``$6$`` verification)."""
+    SHA-crypt users is read where the Router is built (~3 ms per ``$6$`` verification)."""
     if stored.startswith("$5$") or stored.startswith("$6$"):
         return _sha_setting(stored) is not None
     if stored.startswith("$apr1$") or stored.startswith("$1$"):

@@ -70,7 +70,7 @@ class _Request:
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
-        "phase", "times", "defer_limit", "host_from_target",
+        "phase", "times", "defer_limit", "host_from_target", "offloads",
     )
 
     def __init__(self, now: float) -> None:
@@ -162,6 +162,8 @@ class _Request:
         #: 404 is answered: the server's body limit (``proxy-body-size``), past which it is a
         #: 413 instead (``ClientConnection._defer_unrouted``); 0: not such a request.
         self.defer_limit = 0
+        #: ``Offload`` actions this request waited for (``ClientConnection._offloaded``).
+        self.offloads = 0
         #: The client allows keep-alive (HTTP/1.1 without "Connection: close"), as h11 decides.
         self.keep_alive = True
         #: Downstream body framing of the response being written (``_FRAME_*``).

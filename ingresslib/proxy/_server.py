@@ -40,6 +40,7 @@ from ._actions import (
     Action,
     CloseDownstream,
     CloseUpstream,
+    Offload,
     OpenUpstream,
     RequestDone,
     RequestRecord,
@@ -616,7 +617,7 @@ class _Downstream(asyncio.Protocol):
         self.conn = srv.proxy.connection(
             (peer[0], peer[1]) if peer else None, tls=self.tls,
             local_port=local[1] if local else None, now=now,
-            refuse_requests=_TO_HTTPS if self.to_https else None)
+            refuse_requests=_TO_HTTPS if self.to_https else None, offload=True)
         actions = self.conn.start(now)
         spent = now - self.accepted
         if (self.tls or self.to_https) and spent > 0:
@@ -999,6 +1000,8 @@ class _Downstream(asyncio.Protocol):
                     self._close(a.linger)  # type: ignore[union-attr]
                 elif t is TunnelEstablished:
                     self.tunnel = True
+                elif t is Offload:
+                    self._offload(a)  # type: ignore[arg-type]
                 else:  # pragma: no cover - a new action kind the server does not know
                     raise TypeError(f"unknown action {a!r}")
         finally:
@@ -1008,6 +1011,22 @@ class _Downstream(asyncio.Protocol):
         self._sync_reading()
         if self.server.draining and not self.closed and self.conn.idle:
             self._close()
+
+    def _offload(self, a: Offload) -> None:
+        """A basic-auth password hashing (``Offload``): in the loop's default executor, so
+        that the loop serves the other connections meanwhile; the core goes on at its end."""
+        done = self._loop.run_in_executor(None, a.job)
+
+        def finished(fut: asyncio.Future[object]) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                _log.error("basic auth: hashing a password failed: %r", fut.exception())
+            if not self.closed:
+                try:
+                    self._run(self.conn.offload_done(self._loop.time()))
+                except Exception:
+                    self._crashed("a basic-auth check")
+
+        done.add_done_callback(finished)
 
     def _set_timer(self, a: SetTimer) -> None:
         # Lazy re-arming: the core re-arms the read timer on every upstream chunk. Instead of a

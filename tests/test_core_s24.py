@@ -365,7 +365,7 @@ def _build(ings: list[dict[str, Any]], classes: list[dict[str, Any]], ic: str | 
 
 
 @pytest.mark.parametrize("matcher", _MATCHERS, ids=lambda m: m.__module__)
-@settings(max_examples=examples(3))
+@settings(max_examples=examples(1))
 @given(tables(), st.data())
 def test_match_agrees_with_the_oracle(matcher: Any, table: Any, data: Any) -> None:
     ings, classes, ic, ctl = table
@@ -387,7 +387,7 @@ def _probe_host(host: str | None) -> str:
 
 
 @pytest.mark.parametrize("matcher", _MATCHERS, ids=lambda m: m.__module__)
-@settings(max_examples=examples(1))
+@settings(max_examples=examples(0.4))
 @given(tables())
 def test_every_served_rule_is_reachable_or_reported(matcher: Any, table: Any) -> None:
     """§4.6 "The build also reports shadowed/duplicate rules as diagnostics": a served rule no
@@ -470,7 +470,7 @@ _REQ_SEGS = st.sampled_from(["a", "ab", "abc", "b", "a.b", "~", "%7e", "%C3%A9",
 
 
 @pytest.mark.parametrize("matcher", _MATCHERS, ids=lambda m: m.__module__)
-@settings(max_examples=examples(2))
+@settings(max_examples=examples(1))
 @given(st.lists(st.tuples(st.lists(_KEY_SEGS, max_size=5), st.booleans(), st.booleans()), max_size=60),
        st.lists(st.tuples(st.lists(_REQ_SEGS, max_size=7), st.booleans()), min_size=1, max_size=20))
 def test_many_nested_keys_in_one_group(matcher: Any, rules: list[tuple[list[str], bool, bool]],
@@ -510,7 +510,7 @@ _HOST_PIECES = st.sampled_from(["foo", "FOO", "com", "CoM", "k8s", "io", "x", ".
 
 
 @pytest.mark.parametrize("matcher", _MATCHERS, ids=lambda m: m.__module__)
-@settings(max_examples=examples(3))
+@settings(max_examples=examples(1))
 @given(st.lists(_HOST_PIECES, max_size=8).map("".join), st.booleans())
 def test_host_groups_by_the_oracle(matcher: Any, host: str, hostless: bool) -> None:
     """§4.1: precise host, else the wildcard of exactly one first label, else host-less."""
@@ -529,7 +529,7 @@ def test_host_groups_by_the_oracle(matcher: Any, host: str, hostless: bool) -> N
     assert m.lookup(host, "/x") == want, (host, h)
 
 
-@settings(max_examples=examples(1))
+@settings(max_examples=examples(0.4))
 @given(tables(), st.randoms(use_true_random=False))
 def test_the_table_depends_on_the_set_of_objects_not_their_order(table: Any, rnd: Any) -> None:
     """§4.3-§4.5 order by age and name, never by input order: the same objects shuffled give the
@@ -601,7 +601,7 @@ def test_long_and_non_ascii_paths_by_the_oracle(matcher: Any, rule_len: int) -> 
 
 
 @pytest.mark.parametrize("matcher", _MATCHERS, ids=lambda m: m.__module__)
-@settings(max_examples=examples(1))
+@settings(max_examples=examples(0.4))
 @given(tables())
 def test_a_default_backend_is_reported_unused_iff_no_request_reaches_it(matcher: Any, table: Any) -> None:
     """§4.5 and §4.6: a `defaultBackend` the build calls "never used" answers no request; when

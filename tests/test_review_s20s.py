@@ -25,6 +25,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from _budget import examples
 from ingresslib import Resources, load_manifests
 from ingresslib._router import Router
 from ingresslib._serve_build import build_router
@@ -397,7 +398,8 @@ class StoreFollowsAsAFreshBuild(RuleBasedStateMachine):
         assert decisions(r, self.jars[0]) == decisions(ref, self.jars[1])
 
 
-StoreFollowsAsAFreshBuild.TestCase.settings = settings(stateful_step_count=25)
+StoreFollowsAsAFreshBuild.TestCase.settings = settings(stateful_step_count=25,
+                                                      max_examples=examples(0.5))
 TestStoreFollowsAsAFreshBuild = StoreFollowsAsAFreshBuild.TestCase
 
 

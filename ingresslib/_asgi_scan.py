@@ -30,13 +30,12 @@ from .proxy._headers import (
     FORWARDED_DROP,
     UNIQUE_REQUEST,
     HeaderKind,
-    check_host,
+    absolute_form,
     check_host_header,
     content_length,
     duplicate_header,
     note_read_once,
     request_header_kind,
-    same_authority,
     split_absolute_form,
     transfer_coding_error,
     valid_request_id,
@@ -565,11 +564,7 @@ def _absolute_form(target: str, host: str, has_host: bool) -> tuple[str, str]:
     if not target[:8].lower().startswith(("http://", "https://")):
         return target, host  # not absolute-form: canonical_path refuses it
     try:
-        path, authority = split_absolute_form(target)
-        check_host(authority.encode("latin-1"))
+        path, authority = absolute_form(target, host if has_host else None)
     except RemoteProxyError as err:
         raise BadRequestError(str(err), err.status_hint) from None
-    default_port = 443 if target[:6].lower() == "https:" else 80
-    if has_host and not same_authority(authority, host, default_port):
-        raise BadRequestError("absolute-form target does not match Host", 400)
     return path, host if has_host else authority

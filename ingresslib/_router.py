@@ -1047,18 +1047,10 @@ class Router:
         eps = b.eps.endpoints
         if not eps:
             return None
-        if b.cycle is not None:
-            # Round-robin: a retry must not move the requests' cycle (the Rotation), or every
-            # request would start on the same failing endpoint more often (each failure pushing
-            # the cursor past its healthy successor). The balancer's own counter (used otherwise
-            # only where a rebuilt cycle starts) takes the retries, the untried endpoints in
-            # turn: a failed endpoint's retries spread evenly over the survivors. (Walking the
-            # list from the failed endpoint, as before, gave all of them to its successor,
-            # twice the load of the others.) ingress-nginx's retry calls ``balance()`` again,
-            # taking the next turn of the one shared cursor; the survivors' shares come out
-            # even either way.
-            i = b.pick(EMPTY_REQUEST, b.eps, tried)
-            return eps[i] if i is not None and eps[i] not in tried else None
+        # Round-robin (``b.cycle``) needs no branch of its own: a retry leaves the requests'
+        # cycle (the Rotation) alone, and the balancer's own pick gives the untried endpoints
+        # in turn (RoundRobin._spread), so a failed endpoint's retries spread evenly over the
+        # survivors (ingress-nginx's retry calls balance() again: even shares either way).
         if request is not None and isinstance(b.balancer, ConsistentHash):
             i = b.pick(request, b.eps, tried)
         else:

@@ -155,8 +155,8 @@ from ._headers import (
     HeaderKind,
     RequestIds,
     TrustPolicy,
+    absolute_form,
     basic_auth_user,
-    check_host,
     check_host_header,
     check_partial_head,
     check_raw_head,
@@ -170,9 +170,7 @@ from ._headers import (
     note_read_once,
     redirect_scheme,
     request_header_kind,
-    same_authority,
     special_request_names,
-    split_absolute_form,
     valid_request_id,
 )
 from ._h11_reader import _H11Reader as _H11Reader
@@ -1424,24 +1422,11 @@ class ClientConnection:
                     self._local_response(req, 200, req.start, [(b"allow", OPTIONS_ALLOW)],
                                          body=b"")
                 return
-            https = target_s[:6].lower() == "https:"
-            target_s, authority = split_absolute_form(target_s)
-            # nginx validates the request line's host as a Host header's
-            # (ngx_http_process_request_line: "ngx_http_validate_host(&host, r->pool, 0)",
-            # "client sent invalid host in request line", 400).
-            check_host(authority.encode("ascii"))
+            target_s, authority = absolute_form(
+                target_s, None if host_raw is None else host_raw.decode("ascii"))
             if host_raw is None:
                 host_raw = authority.encode("ascii")
                 req.host_from_target = True
-            elif not same_authority(authority, host_raw.decode("ascii"), 443 if https else 80):
-                # RFC 9112 §3.2.2: an origin uses the target's authority and ignores Host;
-                # nginx routes on the request line's host (ngx_http_process_host: "if
-                # (r->headers_in.server.len) { return NGX_OK; }") and still forwards the Host
-                # header ($http_host): the rule of one host, the Host of another, at its
-                # backend. Two different hosts in one request is a routing confusion attempt:
-                # refuse it (SEMANTICS §9). The same host written differently (case, one
-                # trailing dot, the scheme's default port) is no mismatch.
-                raise RemoteProxyError("absolute-form target does not match Host", 400)
         host_s = host_raw.decode("ascii") if host_raw is not None else ""
         req.host_raw = host_s
         req.host = normalize_host(host_s) or ""

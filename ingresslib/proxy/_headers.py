@@ -42,6 +42,7 @@ __all__ = [
     "transfer_coding_error",
     "duplicate_header",
     "note_read_once",
+    "absolute_form",
     "same_authority",
     "split_absolute_form",
     "OPTIONS_ALLOW",
@@ -491,6 +492,22 @@ def same_authority(authority: str, host: str, default_port: int) -> bool:
         return normalize_host(value), int(value[colon + 1:]) if colon >= 0 else default_port
 
     return key(authority) == key(host)
+
+
+def absolute_form(target: str, host: str | None) -> tuple[str, str]:
+    """``(origin-form path, authority)`` of an absolute-form ``target`` as the proxy core and
+    IngressASGI take it: the authority validated as a Host (nginx's "client sent invalid host
+    in request line", 400) and, with a ``Host`` header (``host``; None: none), naming the same
+    host and port (``same_authority``, the target scheme's default port), else 400: RFC 9112
+    §3.2.2 has an origin use the authority and ignore Host, and nginx routes on the request
+    line's host while forwarding the Host header, the rule of one host at another's backend;
+    two different hosts in one request is a routing confusion attempt (SEMANTICS §9)."""
+    path, authority = split_absolute_form(target)
+    check_host(authority.encode("latin-1"))
+    if host is not None and not same_authority(
+            authority, host, 443 if target[:6].lower() == "https:" else 80):
+        raise RemoteProxyError("absolute-form target does not match Host", 400)
+    return path, authority
 
 
 def split_absolute_form(target: str) -> tuple[str, str]:

@@ -273,6 +273,9 @@ def _from_env(kube_config: Any) -> Any:
 
 _EXEC_V1 = "client.authentication.k8s.io/v1"
 _EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
+#: The clock an exec credential's ``status.expirationTimestamp`` is compared with (wall time,
+#: as the timestamp is): a module attribute, so that tests set it.
+_exec_now: Callable[[], float] = time.time
 
 
 #: The client's timeouts: 10 s to connect, write and get a pooled connection (lightkube's
@@ -328,7 +331,14 @@ def _fit_exec(client: Any) -> None:
     first table never came. Only ``status.token`` of the plugin's answer is read, the same
     field in v1 as in v1beta1 (client-go's ``ExecCredentialStatus``), and the plugin gets no
     ``KUBERNETES_EXEC_INFO`` in either version, so it runs as kubectl runs it. The
-    configuration ``load_kube_config`` returns is left as lightkube reads it."""
+    configuration ``load_kube_config`` returns is left as lightkube reads it.
+
+    The token is kept until a 401, or until the answer's ``status.expirationTimestamp`` (EKS
+    tokens live 15 minutes): a request made at or after it runs the plugin again before it
+    is sent, as client-go does (``plugin/pkg/client/auth/exec/exec.go``: ``getCreds`` re-runs
+    the plugin when ``credsExpired``, ``a.now().After(a.exp)``). lightkube read no expiry:
+    every request past it was sent once with the dead token, answered 401, and only then
+    sent again."""
     try:
         import msgspec
         from lightkube.config import client_adapter
@@ -347,8 +357,10 @@ def _fit_exec(client: Any) -> None:
     class _ExecAuth(base):  # type: ignore[misc, valid-type]
         async def async_auth_flow(self, request: Any) -> Any:
             # lightkube's flow (the token kept until a 401), reading the answer with words.
+            # An expired token is not sent (``_fit_exec``): the plugin runs first.
             me: Any = self
-            if me._last_bearer:
+            expiry = getattr(me, "_expiry", None)
+            if me._last_bearer and (expiry is None or _exec_now() < expiry):
                 request.headers["Authorization"] = me._last_bearer
                 response = yield request
                 if response.status_code != 401:
@@ -356,10 +368,32 @@ def _fit_exec(client: Any) -> None:
             command, env = me._prepare()
             output = await client_adapter.async_check_output(command, env=env)
             token = _exec_token(command[0], output)
+            me._expiry = _exec_expiry(output)
             request.headers["Authorization"] = me._last_bearer = f"Bearer {token}"
             yield request
 
     http.auth = _ExecAuth(exec_)
+
+
+def _exec_expiry(output: bytes) -> float | None:
+    """``status.expirationTimestamp`` of an exec credential plugin's answer (RFC 3339, as
+    ``metav1.Time``) as a POSIX time, or None when it has none (the token then lives until a
+    401, as in client-go) or one that does not parse (likewise: the token is not refused for
+    it)."""
+    import datetime
+    import json
+
+    try:
+        status = json.loads(output).get("status")
+        stamp = status.get("expirationTimestamp")
+        if not isinstance(stamp, str):
+            return None
+        when = datetime.datetime.fromisoformat(stamp)
+    except (ValueError, AttributeError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 class ExecCredentialError(Exception):

@@ -26,6 +26,17 @@ Rules (docs/cluster.md repeats them for users):
   "an invalid update keeps the last good table and reports why"); a later valid version or a
   DELETED clears the error (for a kind fed by several watches, one from the same watch:
   ``where``).
+- Objects are read as the API server stored them. A few create-time rules of ``_validate``
+  only mirror the API server's admission and say nothing about what ingresslib routes
+  (``_ADMISSION_ONLY``: a Service's ``topology-mode`` annotation disagreeing with
+  ``topology-aware-hints``; ``loadBalancerSourceRanges``, field or annotation, on a Service that
+  is not ``type: LoadBalancer`` or holding a value that is not a CIDR). The API server added
+  them after objects breaking them were stored, and keeps admitting those on update (it
+  ratchets: an unchanged invalid field of a stored object stays accepted). Such an object is
+  held and served, the broken rules kept in ``warnings`` and logged once per object version;
+  ingress-nginx likewise never re-validates what the API server stored. Every other rule (all
+  a route, an endpoint or a certificate is built from) still sets the object aside. Files
+  (``check``, ``serve -f``) keep every rule: they stand in for the API server.
 - An event that cannot even be keyed (unknown event type, no ``metadata.name``, no kind) raises
   ``ValueError``: that is a broken feed, which the caller counts (the lightkube adapter does).
 - ``snapshot()`` returns a ``Resources`` in key order, so equal contents give equal snapshots.
@@ -50,9 +61,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ._decode import decode_resources
-from ._errors import ValidationError
+from ._decode import _KINDS, Collector, decode_resources
+from ._errors import FieldError, ValidationError
 from ._resources import Resources
+from ._validate import _CIDR_MSG, _LB_ONLY, _LB_SOURCE_RANGES, _TOPOLOGY_HINTS, _TOPOLOGY_MODE
 
 __all__ = ["ResourceStore", "ObjectKey", "KIND_API_VERSIONS", "EVENT_TYPES"]
 
@@ -138,6 +150,10 @@ class ResourceStore:
         #: which the two watches may report in either order (a lagging watch replays its old
         #: object after the other watch's ADDED, then its DELETED). Usually empty.
         self._hidden: dict[ObjectKey, list[_Entry]] = {}
+        #: Keys held although their latest version breaks an admission-only rule
+        #: (``_ADMISSION_ONLY``), with those rules; and the version each was last logged for.
+        self._warnings: dict[ObjectKey, tuple[FieldError, ...]] = {}
+        self._warned: dict[ObjectKey, Any] = {}
         self._snapshot: Resources | None = None
         #: Per ``Resources`` field: its models by key (``_entries`` split by field), and the
         #: keys (sorted) and models of ``_last``, the last snapshot made; ``_pending`` holds
@@ -163,6 +179,14 @@ class ResourceStore:
         """The keys whose latest version is invalid, with why (a read-only copy)."""
         with self._lock:
             return MappingProxyType(dict(self._errors))
+
+    @property
+    def warnings(self) -> Mapping[ObjectKey, tuple[FieldError, ...]]:
+        """The keys held (and served) although their latest version breaks a rule that only
+        mirrors the API server's admission (see the module's rules), with those rules (a
+        read-only copy)."""
+        with self._lock:
+            return MappingProxyType(dict(self._warnings))
 
     def __len__(self) -> int:
         with self._lock:
@@ -235,6 +259,7 @@ class ResourceStore:
         with self._lock:
             if event_type == "DELETED":
                 self._drop_error(key, where)
+                self._drop_warning(key)
                 if self._remove(key, where):
                     self._changed()
                 return
@@ -293,6 +318,8 @@ class ResourceStore:
                 changed = self._remove(k, where) or changed
             for k in [k for k in self._errors if missing(k)]:
                 self._drop_error(k, where)
+            for k in [k for k in self._warnings if missing(k)]:
+                self._drop_warning(k)
             if changed:
                 self._changed()
 
@@ -334,6 +361,10 @@ class ResourceStore:
         else:
             del self._errors[key]
             self._rejected.pop(key, None)
+
+    def _drop_warning(self, key: ObjectKey) -> None:
+        self._warnings.pop(key, None)
+        self._warned.pop(key, None)
 
     def _put(self, key: ObjectKey, entry: _Entry,
              where: Callable[[Any], bool] | None = None) -> None:
@@ -457,13 +488,17 @@ class ResourceStore:
 
     def _decode(self, filled: dict[str, Any], key: ObjectKey,
                 where: Callable[[Any], bool] | None = None) -> _Entry | None:
+        admitted: list[FieldError] = []
         try:
             # Objects from the API server carry no unknown field (it prunes them): the field
             # walk would cost ~15 % of the decode of a kubectl-get-shaped object for nothing.
             res = decode_resources([filled], check_fields=False)
         except ValidationError as err:
-            self._reject(key, err, filled, where)
-            return None
+            lenient = _decode_admitted(filled, key, err, admitted)
+            if lenient is None:
+                self._reject(key, err, filled, where)
+                return None
+            res = lenient
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the feed either
             _log.exception("cannot decode %s %s/%s", key[0], key[1], key[2])
             self._reject(key, _wrap(key, exc), filled, where)
@@ -475,8 +510,28 @@ class ResourceStore:
                 # (``_prepare`` copies only the top level): a client that updates its object in
                 # place and applies it again has not changed the stored one, so the comparison
                 # in ``_put`` sees the change. (Decoded kinds are immutable models.)
+                self._note_admitted(key, items[0], admitted)
                 return _Entry(field, items[0])
         return None  # pragma: no cover - from_dicts of one object yields one object
+
+    def _note_admitted(self, key: ObjectKey, model: Any, admitted: list[FieldError]) -> None:
+        """Keep (or clear) the admission-only rules ``key``'s new version breaks; log them once
+        per object version (an informer's resync re-sends the same version: not again)."""
+        if not admitted:
+            self._drop_warning(key)
+            return
+        rules = tuple(admitted)
+        meta = getattr(model, "metadata", None)
+        version = getattr(meta, "resource_version", None) or rules
+        self._warnings[key] = rules
+        if self._warned.get(key) == version:
+            return
+        self._warned[key] = version
+        _log.warning(
+            "%s breaks a rule the API server checks when an object is created, not on an "
+            "object it already stored (stored before the rule, or kept on update): served "
+            "as stored, since the rule does not change what ingresslib routes:\n%s",
+            _ref(key), "\n".join(str(e) for e in rules))
 
     def _reject(self, key: ObjectKey, err: ValidationError, obj: Mapping[str, Any],
                 where: Callable[[Any], bool] | None) -> None:
@@ -489,6 +544,61 @@ class ResourceStore:
         kept = ("keeping its last valid version"
                 if held is not None and (where is None or where(held.model)) else "left out")
         _log.warning("invalid %s (%s):\n%s", _ref(key), kept, err)
+
+
+#: Service rules of ``_validate`` that only mirror the API server's admission: (field path or
+#: its prefix before ``[``, detail). What each guards is a field ingresslib never reads (no
+#: route, endpoint, port or certificate depends on it), so an object breaking it routes as it
+#: would without it; ingress-nginx does not read these fields either.
+#:
+#: - ``metadata.annotations[service.kubernetes.io/topology-mode]`` "must match ..." (added to
+#:   ValidateService in Kubernetes 1.27): kube-proxy's and the EndpointSlice controller's
+#:   business (zone hints); ingresslib reads no topology annotation.
+#: - ``spec.LoadBalancerSourceRanges`` / the ``load-balancer-source-ranges`` annotation:
+#:   "may only be used when `type` is 'LoadBalancer'" and "must be a valid CIDR value": the
+#:   cloud load balancer's firewall; ingresslib's own source ranges are Ingress annotations
+#:   (whitelist-source-range), parsed strictly there.
+_ADMISSION_ONLY: frozenset[tuple[str, str]] = frozenset({
+    (f"metadata.annotations[{_TOPOLOGY_MODE}]",
+     f"must match annotations[{_TOPOLOGY_HINTS}] when both are specified"),
+    ("spec.LoadBalancerSourceRanges", _LB_ONLY),
+    ("spec.LoadBalancerSourceRanges", _CIDR_MSG),
+    (f"metadata.annotations[{_LB_SOURCE_RANGES}]", _LB_ONLY),
+    (f"metadata.annotations[{_LB_SOURCE_RANGES}]", _CIDR_MSG),
+})
+_ADMISSION_ONLY_KINDS = frozenset({"v1/Service"})
+
+
+def _admission_only(err: FieldError) -> bool:
+    field = err.field
+    if field.startswith("spec.LoadBalancerSourceRanges["):
+        field = "spec.LoadBalancerSourceRanges"
+    return (field, err.detail) in _ADMISSION_ONLY
+
+
+def _decode_admitted(filled: Mapping[str, Any], key: ObjectKey, err: ValidationError,
+                     admitted: list[FieldError]) -> Resources | None:
+    """``filled`` decoded without the admission-only rules when those are among ``err``'s (the
+    rules it breaks are appended to ``admitted``), or None: any other error sets it aside."""
+    if key[0] not in _ADMISSION_ONLY_KINDS or not any(map(_admission_only, err.errors)):
+        return None
+    api, kind = key[0].rpartition("/")[::2]
+    decoder, validator, attr, cluster_scoped = _KINDS[(api, kind)]
+    found: list[FieldError] = []
+
+    def lenient(model: Any, label: str) -> list[FieldError]:
+        problems = validator(model, label)
+        found.extend(p for p in problems if _admission_only(p))
+        return [p for p in problems if not _admission_only(p)]
+
+    c = Collector(check_fields=False)
+    c._decode_one(filled, kind, decoder, lenient, attr, cluster_scoped, None)
+    try:
+        res = c.result()
+    except ValidationError:
+        return None
+    admitted.extend(found)
+    return res
 
 
 def _recreated(held: _Entry | None, obj: Mapping[str, Any],

@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how often the manifest and --config files are checked for "
                             "changes (default: 1; 0: only on SIGHUP)")
     serve.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="on SIGINT/SIGTERM, how long in-flight requests may take to finish "
-                            "(default: 10)")
+                       help="on SIGINT/SIGTERM/SIGQUIT, how long in-flight requests may take "
+                            "to finish (default: 10)")
     serve.set_defaults(handler="serve")
 
     explain = sub.add_parser(

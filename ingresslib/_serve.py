@@ -7,8 +7,9 @@ the last good table and reports why."
 This module reads the command line, loads the first table, opens the listeners and the metrics
 server, sets up the output, follows the cluster with ``--kubernetes`` (``_watch``) and handles
 the signals. SIGHUP reads the files at once (one that comes while ``serve`` starts is kept until
-it can be acted on). SIGTERM and SIGINT stop accepting and let requests in flight finish for up
-to ``--shutdown-timeout`` seconds (exit 0); a second SIGINT aborts what is left at once.
+it can be acted on). SIGTERM, SIGINT and SIGQUIT (nginx's graceful stop, ``nginx -s quit``)
+stop accepting and let requests in flight finish for up to ``--shutdown-timeout`` seconds
+(exit 0); a second SIGINT aborts what is left at once.
 
 Its parts, one job each: ``_serve_reload`` (the files polled and swapped in: ``Reloader``),
 ``_serve_build`` (the router and the Ingresses it serves), ``_serve_digest`` (``config_digest``,
@@ -47,6 +48,7 @@ from ._serve_digest import _DIGESTS as _DIGESTS
 from ._serve_digest import _encode as _encode
 from ._serve_digest import _make_encoder as _make_encoder
 from ._serve_digest import _SKIPPED_FIELDS as _SKIPPED_FIELDS
+from ._serve_jobs import BoundedExecutor
 from ._serve_listen import _failed_listener, _host_error, _listener_conflict, _listening_urls
 from ._serve_listen import _say
 from ._serve_listen import _bind_key as _bind_key  # (re-exported: tests read _serve._bind_key)
@@ -136,6 +138,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     from ._tls import CertificateStore
     from .proxy._server import ProxyServer, parse_listen
 
+    # Worker threads a stop does not wait for beyond a second (``_serve_jobs``): asyncio.run's
+    # own executor held the exit until a reload being built ended, however long that took.
+    asyncio.get_running_loop().set_default_executor(BoundedExecutor())
     kube_client: Any = None
     if kube_config is not None:
         # Made before listening: a configuration that cannot be used (a CA file that does not
@@ -241,6 +246,11 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
 
     handlers: list[tuple[int, Callable[[], None]]] = [(signal.SIGINT, stop_on(signal.SIGINT)),
                                                       (signal.SIGTERM, stop_on(signal.SIGTERM))]
+    if hasattr(signal, "SIGQUIT"):  # not on Windows
+        # nginx's graceful stop (``nginx -s quit``; its TERM and INT are the fast one, which
+        # serve, as ingress-nginx's controller on SIGTERM, makes graceful too). Left to its
+        # default action it killed the process with requests in flight and dumped core.
+        handlers.append((signal.SIGQUIT, stop_on(signal.SIGQUIT)))
     if hasattr(signal, "SIGHUP"):  # not on Windows
         handlers.append((signal.SIGHUP, on_hup))
     for sig, handler in handlers:
@@ -293,7 +303,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # not "listening on" followed by a graceful stop and exit 0. Still a graceful stop: a
         # client that connected meanwhile has its request finished (a second Ctrl-C cuts it).
         await _stop_serving(server, args, again, metrics_server, kube_client)
-        raise _Terminated() if stopped_by[:1] == [signal.SIGTERM] else KeyboardInterrupt()
+        if stopped_by[:1] and stopped_by[0] != signal.SIGINT:  # SIGTERM, SIGQUIT
+            raise _Terminated(stopped_by[0])
+        raise KeyboardInterrupt()
     if early_hup is not None:
         early_hup.serving = True
     for url in _listening_urls(server):
@@ -549,8 +561,13 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM before ``serve`` listens (``_EarlyHangup``): raised as a Ctrl-C is, so the start
-    stops where it is by the same paths; ``serve_main`` exits 143 (the shell's 128 + 15)."""
+    """SIGTERM (or SIGQUIT) before ``serve`` listens (``_EarlyHangup``): raised as a Ctrl-C is,
+    so the start stops where it is by the same paths; ``serve_main`` exits 128 + the signal's
+    number, as a shell reports it (143 for SIGTERM, 131 for SIGQUIT)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
 
 
 class _EarlyHangup:
@@ -564,7 +581,8 @@ class _EarlyHangup:
     SIGINT's and SIGTERM's too: asyncio's loop, closing, leaves ``default_int_handler`` and
     SIG_DFL behind, and a program embedding ``serve_main`` lost its own handlers.
 
-    SIGTERM too, while its action is the default one: it stops the start (``_Terminated``).
+    SIGTERM too, while its action is the default one: it stops the start (``_Terminated``);
+    SIGQUIT likewise (its default action also dumped core).
     In a container ``serve`` is often PID 1, and the kernel drops a signal PID 1 has no
     handler for: a ``docker stop`` or a pod deletion while the files were read was lost, the
     proxy went on to serve, and the SIGKILL that follows the grace period cut its requests.
@@ -594,15 +612,17 @@ class _EarlyHangup:
 
     @staticmethod
     def _on_term(signum: int, frame: Any) -> None:
-        raise _Terminated
+        raise _Terminated(signum)
 
     def __enter__(self) -> _EarlyHangup:
         if threading.current_thread() is threading.main_thread():
-            self._others = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            stops = (signal.SIGTERM, *((signal.SIGQUIT,) if hasattr(signal, "SIGQUIT") else ()))
+            self._others = {s: signal.getsignal(s) for s in (signal.SIGINT, *stops)}
             if self._others[signal.SIGINT] not in (signal.default_int_handler, signal.SIG_IGN):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-            if self._others[signal.SIGTERM] is signal.SIG_DFL:  # not an embedder's own
-                signal.signal(signal.SIGTERM, self._on_term)
+            for s in stops:
+                if self._others[s] is signal.SIG_DFL:  # not an embedder's own
+                    signal.signal(s, self._on_term)
             if hasattr(signal, "SIGHUP"):
                 self._previous = signal.signal(signal.SIGHUP, self._on_signal)
                 self._installed = True
@@ -633,13 +653,13 @@ class _EarlyHangup:
 
 def serve_main(args: argparse.Namespace) -> int:
     """``ingresslib serve``; returns the exit code (0, 1 runtime failure, 2 invalid input,
-    130 for a Ctrl-C before it serves, 143 for a SIGTERM before it serves)."""
+    130 for a Ctrl-C before it serves, 143 for a SIGTERM before it serves, 131 a SIGQUIT)."""
     with _EarlyHangup() as hup:
         try:
             return _serve_main(args, hup)
-        except _Terminated:
+        except _Terminated as e:
             _say("ingresslib serve: terminated before serving")
-            return 143
+            return 128 + e.signum
         except KeyboardInterrupt:
             # Ctrl-C while the files (or the cluster configuration) are read or the first
             # table is built: nothing serves yet, so nothing to drain; one line, not a

@@ -223,7 +223,9 @@ class _Upstream(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._gone()
+        # ``exc``: the connection failed (a reset, ECONNRESET), not an orderly FIN (which
+        # eof_received saw first): a response delimited by the close is then cut, not ended.
+        self._gone(failed=exc is not None)
 
     def pause_writing(self) -> None:
         # The upstream reads slower than the client sends (a large upload): stop reading the
@@ -235,14 +237,14 @@ class _Upstream(asyncio.Protocol):
         if self.owner is not None:
             self.owner.resume_client()
 
-    def _gone(self) -> None:
+    def _gone(self, failed: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
         owner = self.owner
         if owner is not None:
             self.owner = None
-            owner.upstream_eof(self.conn_id, self.got_data)
+            owner.upstream_eof(self.conn_id, self.got_data, failed)
         else:
             self.pool.discard(self)
         if self.transport is not None:
@@ -903,14 +905,24 @@ class _Downstream(asyncio.Protocol):
                 # request would wait for an answer that never comes.
                 self._crashed("reading the upstream")
 
-    def upstream_eof(self, conn_id: int, got_data: bool = True) -> None:
+    def upstream_eof(self, conn_id: int, got_data: bool = True, failed: bool = False) -> None:
+        """The upstream connection ``conn_id`` ended: a FIN, or (``failed``) an error such as
+        a reset. A reset is the try's failure (``upstream_failed``), not the end of the
+        response: fed to h11 as EOF, a body delimited by the close (HTTP/1.0, or 1.1 without a
+        length) ended there as if complete, its last chunk sent and the client's connection
+        kept alive, a truncated download passed off as a whole one. nginx reads the reset as
+        an error (ngx_event_pipe_read_upstream: recv_chain returns NGX_ERROR, "p->upstream_error
+        = 1"), and ngx_http_upstream_process_request finalizes with NGX_HTTP_BAD_GATEWAY,
+        which, the response header sent, closes the client's connection without the last
+        chunk; before a response began it is an "error" try (retried, or 502), as here. A
+        tunnel's upstream reset ends the tunnel as its close does."""
         self.upstreams.pop(conn_id, None)
         if self.closed:
             return
         if self.upstream_full:
             self.resume_client()
         try:
-            if got_data:
+            if got_data and not (failed and not self.tunnel):
                 self._run(self.conn.upstream_eof(conn_id, self._loop.time()))
             else:
                 # Closed before a single byte of response: nginx counts that as "error" (a

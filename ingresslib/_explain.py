@@ -16,7 +16,7 @@ from ._explain_url import (UsageError, remove_dot_segments, shown_url, split_url
                            url_credentials)
 from ._iptext import host_port, ip_text
 from ._resources import Resources
-from ._table import NOT_SERVED, RouteTable
+from ._table import CAUGHT_DEFAULT, NOT_SERVED, RouteTable
 
 if TYPE_CHECKING:
     from ._explain_verdict import ProxyAnswer
@@ -174,7 +174,7 @@ def _explain_url(
     except ImportError:  # the router is optional for explain
         return out
     router = Router(res, ingress_class=ingress_class, controller=controller, seed=0,
-                    load_balance=load_balance or "round_robin")
+                    load_balance="round_robin" if load_balance is None else load_balance)
     tls: dict[str, Any] = {}
     if tls_port is not None:
         # As serve --tls-listen configures its proxy: the certificate store's TLS hosts for
@@ -240,6 +240,7 @@ def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
         # shadows, as check names them.
         return [_note(d) for d in table.diagnostics
                 if d.field == "spec.defaultBackend" and d.message.startswith("never used:")
+                and not d.message.startswith(CAUGHT_DEFAULT)
                 and named.search(d.message)] + _ignored_canaries(table, m)
     ing = m.ingress_object
     if ing is None:

@@ -100,7 +100,7 @@ def check_findings(res: Resources, ingress_class: str | None = None,
         pass
     else:
         router = Router(res, ingress_class=ingress_class, controller=controller, table=table,
-                        seed=0, load_balance=load_balance or "round_robin")
+                        seed=0, load_balance="round_robin" if load_balance is None else load_balance)
         # With any Service or endpoints among the files, each backend without endpoint is
         # one of these warnings (Router.no_endpoint); with Ingresses alone, none: a check of
         # the Ingresses alone is a legitimate one ("ok" says the Ingresses are valid).

@@ -18,6 +18,7 @@ __all__ = [
     "canonical_rule_path",
     "is_canonical",
     "normalize_host",
+    "rule_path_spelling",
     "split_target",
 ]
 
@@ -157,6 +158,27 @@ def canonical_rule_path(path: str) -> str:
     if _VALID_RE.fullmatch(path) is not None:
         # Nothing to encode (the usual case): one regex pass instead of a scan per character.
         return _canonical_valid(path)
+    return canonical_path(_rule_encoded(path))
+
+
+def rule_path_spelling(path: str) -> str:
+    """``path`` as ``canonical_rule_path`` spells it before it resolves the path's structure:
+    raw characters percent-encoded, unreserved escapes decoded, but repeated slashes and dot
+    segments (``%2e`` included) left as they are. Where ``canonical_rule_path`` differs from
+    this, the rule stands for another path than the one written (``/a/%2e%2e`` is ``/``).
+    Only for a path ``canonical_rule_path`` accepts.
+
+    >>> rule_path_spelling("/café/%7e/%2e%2e"), canonical_rule_path("/café/%7e/%2e%2e")
+    ('/caf%C3%A9/~/..', '/caf%C3%A9/')
+    """
+    if _VALID_RE.fullmatch(path) is None:
+        path = _rule_encoded(path)
+    return _ESCAPE_RE.sub(_decode_escape, path) if "%" in path else path
+
+
+def _rule_encoded(path: str) -> str:
+    """``path`` with every character that is not pchar, ``/`` or an escape percent-encoded
+    (UTF-8, upper-case hex)."""
     pieces: list[str] = []
     pos = 0
     n = len(path)
@@ -172,7 +194,7 @@ def canonical_rule_path(path: str) -> str:
             raise _reject("rule path is not encodable as UTF-8", path) from None
         pieces.append("".join(_HEX_UPPER[b] for b in encoded))
         pos += 1
-    return canonical_path("".join(pieces))
+    return "".join(pieces)
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

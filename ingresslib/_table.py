@@ -29,7 +29,7 @@ from ._models import (
     IngressClass,
     TypedLocalObjectReference,
 )
-from ._normalize import canonical_path, canonical_rule_path, split_target
+from ._normalize import canonical_path, canonical_rule_path, rule_path_spelling, split_target
 from ._resources import Resources
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
@@ -429,9 +429,24 @@ def _entry(src: _Source, ri: int, pi: int, host: str | None, p: HTTPIngressPath,
         diags.append(Diagnostic(f"Ingress {src.ref}", f"spec.rules[{ri}].http.paths[{pi}].path",
                                 f"{written!r} can never match a request: {canonical}"))
         return None
+    if canonical != written and canonical != rule_path_spelling(written):
+        diags.append(_stands_for(src, ri, pi, host, p, written, canonical))
     if p.path_type == "Exact":
         return _Entry(src, ri, pi, host, p, canonical, True, canonical)
     return _Entry(src, ri, pi, host, p, canonical, False, canonical.rstrip("/"))
+
+
+def _stands_for(src: _Source, ri: int, pi: int, host: str | None, p: HTTPIngressPath, written: str,
+                canonical: str) -> Diagnostic:
+    """The note on a rule path whose canonical form resolves dot segments (``%2e`` included)
+    or repeated slashes: it is matched as another path than the one written (Exact
+    ``/a/%2e%2e`` is Exact ``/``). Spelling alone (``%7e`` for ``~``, ``/café`` encoded)
+    changes nothing a request can tell, and is not noted."""
+    return Diagnostic(
+        f"Ingress {src.ref}", f"spec.rules[{ri}].http.paths[{pi}].path",
+        f"{p.path_type} {written!r} on host {host or '*'} matches as {p.path_type} {canonical!r} "
+        "(its canonical form: dot segments and repeated slashes resolved as in request paths); "
+        "ingress-nginx compares the path as written with the normalised request path")
 
 
 #: The place of a shadowed rule's note in the diagnostics until its slot's winner is known.
@@ -802,6 +817,12 @@ class RouteTable:
         hostless_default = ""
         #: id(Ingress) -> the Ingresses whose default backend took a host group it has rules in.
         beaten_by: dict[int, set[str]] = {}
+        #: The ids of the Ingresses whose default backend answers some request: the oldest one's
+        #: for the hosts of no host group, and those of the groups without a catch-all rule.
+        reached = set(used_defaults)
+        #: id(Ingress) -> the catch-all rules (a Prefix ``/``: matcher key "") in front of its
+        #: default backend in the host groups it serves.
+        caught: dict[int, list[_Entry]] = {}
 
         routes: list[Match] = []
         built: list[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]] = []
@@ -829,6 +850,12 @@ class RouteTable:
             routes.extend(exact.values())
             routes.extend(prefix.values())
             if gdefault is not None:
+                default_of = id(owner if owner is not None else with_default[0])
+                catch_all = g.prefix.get("")
+                if catch_all is None:
+                    reached.add(default_of)
+                else:
+                    caught.setdefault(default_of, []).append(catch_all)
                 routes.append(gdefault)
                 if host is None:
                     hostless_default = gdefault.ingress
@@ -853,6 +880,8 @@ class RouteTable:
                          else "backends of the older Ingresses {} serve").format(", ".join(winners))
                 diags.append(Diagnostic(f"Ingress {extra.metadata.ref}", "spec.defaultBackend",
                                         f"never used: the default {whose} every host it could"))
+            elif id(extra) not in reached:
+                diags.append(_caught_default(extra, caught[id(extra)]))
         return cls(built, global_default, routes, diags, served, matcher_class)
 
     def explain(self, host: str, path: str) -> dict[str, Any]:
@@ -870,6 +899,22 @@ class RouteTable:
             return out
         out.update(status=200, reason="default backend" if m.is_default_backend else "rule", match=match_to_dict(m))
         return out
+
+
+#: How the note on a default backend behind catch-all rules begins (``explain`` tells it from
+#: the notes on default backends another one shadows by it).
+CAUGHT_DEFAULT = "never used: every request it could answer matches the catch-all rule"
+
+
+def _caught_default(ing: Ingress, rules: Sequence[_Entry]) -> Diagnostic:
+    """The note on a default backend that serves host groups only where a catch-all rule
+    (Prefix ``/``) answers every request first: "the default backend serves requests no rule
+    matches", and there are none. Names the rules, three at most."""
+    shown = [f"{e.path.path_type} {e.path.path or '/'!r} on host {e.host or '*'} "
+             f"(Ingress {e.source.ref} {e.field})" for e in rules[:3]]
+    more = f" and {len(rules) - 3} more" if len(rules) > 3 else ""
+    return Diagnostic(f"Ingress {ing.metadata.ref}", "spec.defaultBackend",
+                      f"{CAUGHT_DEFAULT}{'s' if len(rules) > 1 else ''} {', '.join(shown)}{more}")
 
 
 def match_to_dict(m: Match) -> dict[str, Any]:

@@ -241,6 +241,10 @@ def test_a_root_canary_written_otherwise_pairs_with_a_note() -> None:
     m = t.match("x.test", "/zzz")
     assert m is not None and m.canary is not None
     assert _notes(t) == [
+        # Session 25: a rule path standing for another path is said too.
+        "Prefix '/.' on host x.test matches as Prefix '/' (its canonical form: dot segments and "
+        "repeated slashes resolved as in request paths); ingress-nginx compares the path as "
+        "written with the normalised request path",
         "canary Prefix '/.' on host x.test: paired with the host's default backend (its root "
         "location '/'), which matches the same requests; ingress-nginx pairs a canary only with a "
         "location of the identical path and drops this one: write '/'"]

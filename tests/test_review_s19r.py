@@ -188,7 +188,10 @@ def actual_table(t: RouteTable) -> dict[str, Any]:
             unpaired[(d.object, d.field)] = "Ingress " + d.message.split("(Ingress ", 1)[1].split(" ", 1)[0]
         elif "rule already has the canary " in d.message:
             unpaired[(d.object, d.field)] = d.message.split("rule already has the canary ", 1)[1].split(";")[0]
-    unused = {d.object for d in t.diagnostics if d.field == "spec.defaultBackend" and "never used" in d.message}
+    # The structural "never used" (no host group takes it); session 25's note on a default
+    # behind catch-all rules (``CAUGHT_DEFAULT``) is another question, not this oracle's.
+    unused = {d.object for d in t.diagnostics if d.field == "spec.defaultBackend"
+              and "never used" in d.message and "catch-all" not in d.message}
     return {"served": [i.metadata.ref for i in t.served], "rules": rules, "shadowed": shadowed,
             "defaults": defaults, "default": None if t.default is None else t.default.ingress,
             "unpaired": unpaired, "unused": unused}
@@ -297,7 +300,8 @@ def test_a_rule_path_whose_canonical_form_ends_in_a_slash_beats_the_bare_one(
     t = RouteTable.build(res, matcher_class=matcher)
     m = t.match("h.example", "/foo/x")
     assert m is not None and m.ingress == "default/new"
-    assert [(d.object, d.message) for d in t.diagnostics] == [(
+    # (Session 25: the rule path standing for another path has its own note, on ``.path``.)
+    assert [(d.object, d.message) for d in t.diagnostics if not d.field.endswith(".path")] == [(
         "Ingress default/old", "Prefix '/foo' on host h.example is shadowed by Ingress default/new "
         "spec.rules[0].http.paths[0] and never matches")]
 

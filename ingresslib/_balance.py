@@ -106,7 +106,7 @@ class RoundRobin:
     when the endpoints carry unequal weights."""
 
     uses_request = False
-    __slots__ = ("counter", "_lock", "_wbackend", "_current", "_spread")
+    __slots__ = ("counter", "_lock", "_wbackend", "_current", "_spread", "_wretired")
 
     def __init__(self, options: BalancerOptions | None = None) -> None:
         # next() on itertools.count is atomic under the GIL: no lost or repeated ticks.
@@ -116,6 +116,9 @@ class RoundRobin:
         self._lock = threading.Lock()
         self._wbackend: EndpointSet | None = None
         self._current: list[int] = []
+        #: Weighted sets replaced by a newer one (identity): a retry still holding one picks
+        #: without touching the current cycle.
+        self._wretired: tuple[EndpointSet, ...] = ()
 
     def pick(self, request: RequestContext, backend: EndpointSet,
              tried: Collection[Address]) -> int | None:
@@ -145,13 +148,28 @@ class RoundRobin:
         eps = backend.endpoints
         weights = backend.weights
         with self._lock:
-            if self._wbackend is not backend:
-                # Keep counters of endpoints that stay, so an endpoint change does not restart
-                # the interleave for everyone.
-                old = dict(zip(self._wbackend.endpoints, self._current)) if self._wbackend else {}
-                self._current = [old.get(ep, 0) for ep in eps]
-                self._wbackend = backend
             cur = self._current
+            if self._wbackend is not backend:
+                old = self._wbackend
+                if any(backend is r for r in self._wretired):
+                    # A retry (or a request routed before an update) holding a set this
+                    # balancer has moved past: smooth pick on a scratch state, the current
+                    # cycle left alone (switching to the old set and back would restart it).
+                    cur = [0] * len(eps)
+                elif (old is not None and old.endpoints == eps
+                        and old.weights == weights):
+                    self._wbackend = backend  # an equal set: the cycle goes on
+                else:
+                    # Changed endpoints or weights: the cycle restarts from zero counters, as
+                    # nginx's own smooth weighted round-robin starts, and as ingress-nginx's
+                    # balancer/resty.lua ``sync`` calls resty.roundrobin's ``reinit`` only
+                    # when the nodes changed. Survivors' counters carried over summed to
+                    # anything but 0 and could differ by about the old total weight: with a
+                    # heavy endpoint removed, a light survivor took dozens of picks in a row.
+                    if old is not None:
+                        self._wretired = (old, *self._wretired[:3])
+                    cur = self._current = [0] * len(eps)
+                    self._wbackend = backend
             best = -1
             total = 0
             for k, w in enumerate(weights):

@@ -167,6 +167,10 @@ class _EncryptedKey(ValueError):
     pass
 
 
+class _NotCertificateFirst(ValueError):
+    """tls.crt's first PEM block is not a ``CERTIFICATE`` one (:func:`_leaf_first`)."""
+
+
 _V = TypeVar("_V")
 
 # What OpenSSL's PEM reader looks for, to say which half of a Secret it could not read instead of
@@ -226,7 +230,7 @@ def _date_problems(obj: str, field: str, ref: str | None, cert: _Cert,
 def _unusable(e: Exception, crt: bytes, key: bytes) -> str:
     """Why a Secret's PEM could not be loaded, naming the key (tls.crt/tls.key) at fault.
     Never quotes the PEM itself."""
-    if isinstance(e, _EncryptedKey):
+    if isinstance(e, (_EncryptedKey, _NotCertificateFirst)):
         return str(e)
     if not _CERT_BEGIN.search(crt):
         # ingress-nginx (ssl.go CreateSSLCert): "no certificate PEM data found, make sure
@@ -485,14 +489,28 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
     fd, path, in_memory = _pem_file()
     try:
+        key_fd, key_path, key_in_memory = _pem_file()
+    except BaseException:
+        os.close(fd)
+        if not in_memory:
+            os.unlink(path)
+        raise
+    try:
         with os.fdopen(fd, "wb", closefd=False) as f:
             # The certificate first, as ingress-nginx writes its PEM (ssl.go CreateSSLCert:
             # "pemCertBuffer.Write(cert) ... Write([]byte("\n")) ... Write(key)"): the leaf is
             # tls.crt's first certificate even when tls.key carries certificates too (a
             # "fullchain + key" file given as tls.key); those join the chain, as there.
             f.write(cert_pem.rstrip(b"\r\n") + b"\n" + key_pem)
+        with os.fdopen(key_fd, "wb", closefd=False) as f:
+            # The key from tls.key alone, as ingress-nginx pairs them (``tls.X509KeyPair(cert,
+            # key)``: "tls: failed to find any PEM data in key input", "private key does not
+            # match public key"). Read from the file above, OpenSSL took the first key there,
+            # one that tls.crt carries (a "cert + key" bundle) before tls.key's: a tls.key that
+            # does not match, or holds no key at all, was served.
+            f.write(key_pem)
         try:
-            ctx.load_cert_chain(path, password=_no_passphrase)
+            ctx.load_cert_chain(path, key_path, password=_no_passphrase)
         except ssl.SSLError as e:
             # Should the callback's exception not come through, OpenSSL reports "PEM lib".
             if _ENCRYPTED.search(key_pem):
@@ -500,9 +518,11 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
                     "tls.key is encrypted (a passphrase-protected key is not supported)") from e
             raise
     finally:
-        os.close(fd)
-        if not in_memory:
-            os.unlink(path)
+        for one, one_path, one_in_memory in ((fd, path, in_memory),
+                                             (key_fd, key_path, key_in_memory)):
+            os.close(one)
+            if not one_in_memory:
+                os.unlink(one_path)
     return ctx
 
 
@@ -540,10 +560,30 @@ class _Cert:
     not_after: datetime.datetime
 
 
+def _leaf_first(crt: bytes) -> None:
+    """Refuse a tls.crt whose first PEM block (as Go's ``pem.Decode`` finds it) is not a
+    ``CERTIFICATE`` one, as ingress-nginx does (ssl.go ``CreateSSLCert``: "if pemBlock.Type !=
+    "CERTIFICATE" { return nil, fmt.Errorf("no certificate PEM data found, make sure
+    certificate content starts with 'BEGIN CERTIFICATE'") }"): a "key + certificate" bundle,
+    an ``X509 CERTIFICATE`` or ``EC PARAMETERS`` block first. OpenSSL would skip to the first
+    certificate and serve it. A tls.crt without a readable block is said otherwise
+    (:func:`_unusable`)."""
+    first = next(_pem_blocks(crt), None)
+    if first is not None and first[0] != b"CERTIFICATE" and _CERT_BEGIN.search(crt):
+        # repr: the type is the Secret writer's text (no control character reaches a log).
+        kind = first[0].decode("ascii", "replace")
+        raise _NotCertificateFirst(
+            f"tls.crt starts with a PEM block of type {kind!r}: its first block must be the "
+            "certificate ('-----BEGIN CERTIFICATE-----'), as ingress-nginx requires ('no "
+            "certificate PEM data found, make sure certificate content starts with 'BEGIN "
+            "CERTIFICATE'')")
+
+
 def _load(crt: bytes, key: bytes) -> _Cert:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
+    _leaf_first(crt)
     ctx = _new_context(crt, key)
     # The first PEM block is the leaf: load_cert_chain just paired it with the key.
     leaf = x509.load_pem_x509_certificate(crt)

@@ -402,8 +402,12 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
             _, sep, last = v.rpartition(", ")
             if _TIME.fullmatch(last) is not None:
                 out[key] = float(last)
-            elif sep and last == "-":
-                out[key] = None  # the last try has no time: null, as a single missing one
+            elif last == "-" and (sep or key == "upstream_response_time"):
+                # The last try has no time: null, as a missing one. A lone "-" upstream
+                # time is ``_response_times``' single try without one (a record with
+                # ``upstream_response_times=(None,)``): null too, as the "-" of "0.002, -";
+                # a handler's own "-" ``request_time`` stays as it is.
+                out[key] = None
     length = out.get("upstream_response_length")
     if length.__class__ is str:
         last = length.rpartition(", ")[2]

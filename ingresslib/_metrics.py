@@ -466,6 +466,11 @@ class Metrics:
         self.max_hosts = max_hosts
         self._seen_hosts: set[str] = set()
         self._hosts_capped = False
+        #: Held while a request is counted and while the series are pruned (set_hosts,
+        #: set_ingresses): ``s.requests += 1`` and a new series' ``series[key] = ...`` are
+        #: read-modify-writes that two threads counting at once would lose (measured: 1,682
+        #: of 20,000 requests from four threads). Scrapes read without it.
+        self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         labels = _REQUEST_LABELS if per_host else _REQUEST_LABELS[:-1]
@@ -532,7 +537,17 @@ class Metrics:
         runs in a location's log phase only, a request answered before a location (refused
         while its head was read, app-root's 302, the from-to-www twin's redirect) is not
         counted, and the 413 of a Content-Length has empty location labels
-        (:func:`_monitor_sees`)."""
+        (:func:`_monitor_sees`).
+
+        Safe from several threads at once (drivers on loops of their own sharing one
+        :class:`Metrics`): one lock around the update, as prometheus-client's own metrics
+        take; a scrape never waits for it."""
+        with self._lock:
+            self._observe(record)
+
+    __call__ = observe
+
+    def _observe(self, record: RequestRecord) -> None:
         # nginx's $status is printed "%03ui" (ngx_http_variable_status): 0, a request that
         # got no response, is "000"; socket.go's class is "%cxx" of its first character.
         status = f"{record.status:03d}"
@@ -592,8 +607,6 @@ class Metrics:
             key = (status, method, path, namespace, ingress, service, canary)
         self._requests.observe(key, (ingress, namespace, service, canary), record)
 
-    __call__ = observe
-
     def set_hosts(self, hosts: Iterable[str] | None) -> None:
         """The host names the configuration serves (:func:`hosts_of`), like ingress-nginx's
         ``SetHosts`` after each reload. With ``per_host`` (the default), requests whose Host is
@@ -604,20 +617,23 @@ class Metrics:
         A request that names no host (HTTP/1.0 without Host) is counted with ``host="_"``,
         the catch-all server's name, which ingress-nginx's hosts always include.
         None: not known (the default; requests a rule matched are labelled with their Host)."""
-        if hosts is None and self._hosts is not None:
-            # Unknown again: the ``max_hosts`` bound restarts from the names that have series
-            # now (set_ingresses does not recount while the hosts are known).
-            self._hosts = None
-            self._recount_hosts()
-            return
         # ingress-nginx's getConfiguration puts every server's Hostname in SetHosts, the
         # catch-all's "_" too: its requests are counted, and its series are never dropped.
-        self._hosts = None if hosts is None else frozenset(hosts) | {_DEFAULT_SERVER}
-        if self._hosts is not None and self.per_host:
-            # The series of a host no longer served that no Ingress took (a 404 for a path no
-            # rule covers, the 413 of a Content-Length) would stay for ever: set_ingresses
-            # keeps ``ingress=""`` series, and one preview host after another would pile up.
-            self._requests.retain_hosts(self._hosts)
+        new = None if hosts is None else frozenset(hosts) | {_DEFAULT_SERVER}
+        with self._lock:  # (a thread counting meanwhile: see ``_lock``)
+            if new is None and self._hosts is not None:
+                # Unknown again: the ``max_hosts`` bound restarts from the names that have
+                # series now (set_ingresses does not recount while the hosts are known).
+                self._hosts = None
+                self._recount_hosts()
+                return
+            self._hosts = new
+            if new is not None and self.per_host:
+                # The series of a host no longer served that no Ingress took (a 404 for a
+                # path no rule covers, the 413 of a Content-Length) would stay for ever:
+                # set_ingresses keeps ``ingress=""`` series, and one preview host after
+                # another would pile up.
+                self._requests.retain_hosts(new)
 
     def set_ingresses(self, ingresses: Iterable[Ingress | str] | None) -> None:
         """The Ingresses the configuration serves (:class:`~ingresslib.Ingress` objects or
@@ -637,9 +653,10 @@ class Metrics:
             else:
                 namespace, name = i.metadata.namespace, i.metadata.name
             served.add((namespace, name))
-        self._requests.retain(frozenset(served))
-        if self._hosts is None:
-            self._recount_hosts()
+        with self._lock:  # a series a thread adds meanwhile is not lost in the swap
+            self._requests.retain(frozenset(served))
+            if self._hosts is None:
+                self._recount_hosts()
 
     def _recount_hosts(self) -> None:
         # The ``max_hosts`` bound counts names that still have series: the hosts of the
@@ -1142,7 +1159,11 @@ class MetricsServer:
         if path not in (b"/metrics", b"/healthz"):
             return 404, "text/plain; charset=utf-8", b"404 Not Found\n", []
         if req.method not in (b"GET", b"HEAD"):
-            return 405, "text/plain; charset=utf-8", b"405 Method Not Allowed\n", []
+            # RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field in a
+            # 405 response containing a list of the target resource's currently supported
+            # methods."
+            return (405, "text/plain; charset=utf-8", b"405 Method Not Allowed\n",
+                    [("allow", "GET, HEAD")])
         if path == b"/healthz":
             try:
                 ok = self.healthy()

@@ -67,8 +67,8 @@ ADMIN = ingress_yaml("admin", "admin.test", {
     ALLOW: "10.0.0.0/8",
     P + "auth-type": "basic",
     P + "auth-secret": "basic-auth",
-    P + "limit-rps": "5",
-    P + "enable-cors": "true",
+    P + "limit-rate": "5",
+    P + "proxy-buffering": "true",
     P + "configuration-snippet": "deny all;",
 })
 
@@ -80,7 +80,7 @@ def test_check_names_every_annotation_it_does_not_implement(
     assert main(["check", "-f", str(f)]) == 0
     out, err = capsys.readouterr()
     text = out + err
-    for name in ("limit-rps", "enable-cors"):
+    for name in ("limit-rate", "proxy-buffering"):
         assert (f"Ingress default/admin: annotation {P}{name}: not implemented by ingresslib; "
                 "ignored") in text
     line = next(ln for ln in text.splitlines() if f"{P}configuration-snippet " in ln)
@@ -145,13 +145,13 @@ def test_configmap_keys() -> None:
 def test_server_log_warns_once_per_table(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "ingresslib.proxy")
     # Two rules of the same Ingress (the harness names the Ingress after the service).
-    routes = [Route("/a", host="a.test", annotations={P + "limit-rps": "5"}),
-              Route("/b", host="a.test", annotations={P + "limit-rps": "5"})]
+    routes = [Route("/a", host="a.test", annotations={P + "limit-rate": "5"}),
+              Route("/b", host="a.test", annotations={P + "limit-rate": "5"})]
     pair = ProxyPair(routes)
     assert status_of(pair.send(get(path="/a"))) == 200
     pair.send(get(path="/b"))
-    msgs = [r.getMessage() for r in caplog.records if "limit-rps" in r.getMessage()]
-    assert msgs == [f"Ingress default/web: annotation {P}limit-rps: not implemented by "
+    msgs = [r.getMessage() for r in caplog.records if "limit-rate" in r.getMessage()]
+    assert msgs == [f"Ingress default/web: annotation {P}limit-rate: not implemented by "
                     "ingresslib; ignored"]
 
 
@@ -416,7 +416,7 @@ async def test_server_logs_the_warnings_at_start(caplog: pytest.LogCaptureFixtur
     await server.start(("127.0.0.1", 0))
     try:
         msgs = [r.getMessage() for r in caplog.records]
-        for name in ("limit-rps", "enable-cors", "configuration-snippet"):
+        for name in ("limit-rate", "proxy-buffering", "configuration-snippet"):
             assert sum(f"Ingress default/admin: annotation {P}{name}" in m for m in msgs) == 1
         # The auth Secret is read at start too: its absence is logged once.
         assert sum(m.startswith("Ingress default/locked: auth-secret default/gone: no such "
@@ -464,7 +464,7 @@ def test_htpasswd_unverifiable_formats_are_never_accepted() -> None:
     from ingresslib.proxy import _htpasswd
 
     for stored in ("$2y$10$abcdefghijklmnopqrstuu5VpYZ5v5d8JfG0Y7p2v3K4mQ9X0u",
-                   "$y$j9T$abc$def", "abJnggxhB/yWI", "", "$5$rounds=999999$salt$x"):
+                   "$y$j9T$abc$def", "_J9..abcdefghijkl", "", "$5$rounds=999999$salt$x"):
         assert _htpasswd.verify(stored, b"") is None
         assert _htpasswd.verify(stored, b"anything") is None
 

@@ -380,7 +380,7 @@ class BasicAuth:
             elif not supported(stored):
                 self._warn(f"auth-secret {key}: user {user!r}: a password hash format "
                            "ingresslib cannot verify (supported: {PLAIN}, {SHA}, {SSHA}, "
-                           "$apr1$, $1$, $5$, $6$); the user is refused")
+                           "$apr1$, $1$, $5$, $6$, DES crypt); the user is refused")
         self._users = users
 
     def _deny(self, reason: str) -> None:

@@ -755,6 +755,9 @@ def render_text(info: dict[str, Any]) -> str:
     else:
         lines.append(f"  -> Ingress {m['ingress']}, rule host {m['host'] or '*'}, "
                      f"{m['path_type']} {m['path']!r}")
+    if info.get("server_alias") is not None:
+        a = info["server_alias"]
+        lines.append(f"     by the server-alias {a['alias']!r} of host {a['host'] or '*'} (Ingress {a['ingress']})")
     if m.get("service") is not None:
         lines.append(f"     backend service {m['namespace']}/{m['service']}:{m['port']}")
     elif "resource" in m:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import itertools
 import operator
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +29,7 @@ from ._models import (
     IngressClass,
     TypedLocalObjectReference,
 )
-from ._normalize import canonical_path, canonical_rule_path, rule_path_spelling, split_target
+from ._normalize import canonical_path, canonical_rule_path, normalize_host, rule_path_spelling, split_target
 from ._resources import Resources
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
@@ -39,7 +39,7 @@ _T = TypeVar("_T")
 #: ``map(_rule_match, rules, _NO_CANARIES, ids)``: no canary for any rule of a host group.
 _NO_CANARIES = itertools.repeat(None)
 
-__all__ = ["Match", "Diagnostic", "RouteTable"]
+__all__ = ["Match", "Diagnostic", "RouteTable", "SERVER_ALIAS", "parse_server_alias", "server_aliases"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -667,6 +667,94 @@ def _root_pairing(group: _Group | None, host: str | None, any_default: bool) -> 
             "backend, which takes no canary")
 
 
+# --- server-alias (ingress-nginx annotations/alias, controller.go createServers) ----------------
+
+#: The annotation (ingress-nginx's name).
+SERVER_ALIAS = "nginx.ingress.kubernetes.io/server-alias"
+
+
+def parse_server_alias(raw: str) -> tuple[list[str], list[str]]:
+    """The names a ``server-alias`` value gives, and why each name refused is refused.
+
+    ingress-nginx alias/main.go: ``strings.Split(val, ",")``, each ``strings.TrimSpace``-d,
+    empty ones skipped, duplicates dropped (``sets.NewString``), sorted. nginx's server_name
+    is case-insensitive: names are compared in lower case here. Only the names the router can
+    match are kept: a host name (DNS-1123 subdomain) or a ``*.`` wildcard, which stands for one
+    first label as a ``*.`` rule host does (SEMANTICS §4.1). nginx's other server_name forms
+    (a regex ``~...``, ``.example.com``, ``www.example.*``) and anything else are refused with
+    a warning; ingress-nginx writes them into ``server_name`` as they are."""
+    from ._validate import is_dns1123_subdomain, is_wildcard_dns1123_subdomain
+
+    names: set[str] = set()
+    refused: list[str] = []
+    for part in raw.split(","):
+        name = part.strip()
+        if not name:
+            continue
+        low = name.lower()
+        if low.startswith("~"):
+            refused.append(f"{name!r}: a regex server name (nginx's '~') is not supported; ignored")
+        elif (is_wildcard_dns1123_subdomain(low) if low.startswith("*") else is_dns1123_subdomain(low)):
+            refused.append(f"{name!r} is not a host name or a '*.' wildcard; ignored")
+        else:
+            names.add(low)
+    return sorted(names), refused
+
+
+def server_aliases(mains: Sequence[Ingress], hosts: Iterable[str | None]
+                   ) -> tuple[dict[str, tuple[str | None, Ingress]], list[Diagnostic]]:
+    """alias -> (the host group it stands for, the Ingress giving it), and the notes on the
+    aliases dropped. ``mains``: the served non-canary Ingresses, oldest first; ``hosts``: the
+    host groups (rule hosts, None for the host-less rules).
+
+    ingress-nginx controller.go ``createServers``: canary Ingresses are skipped ("is marked as
+    Canary, ignoring"); per rule host (``_`` for a host-less rule) the first Ingress, oldest
+    first, with aliases sets the server's aliases, a later one is skipped ("Aliases already
+    configured for server %q, skipping"); then each server's aliases drop "alias == host" and
+    any alias that is a server's host name ("if _, ok := servers[alias]; ok { continue }").
+    An alias two servers both claim is written in both server_name lists; nginx keeps the
+    first server block (the servers are sorted by host name, ``_`` among them) and warns
+    "conflicting server name": here the server whose host sorts first keeps it."""
+    host_list = list(hosts)
+    servers = {h for h in host_list if h is not None}
+    diags: list[Diagnostic] = []
+    given: dict[str | None, tuple[Ingress, list[str]]] = {}
+    for ing in mains:
+        raw = ing.metadata.annotations.get(SERVER_ALIAS)
+        if raw is None:
+            continue
+        obj, fld = f"Ingress {ing.metadata.ref}", f"metadata.annotations[{SERVER_ALIAS}]"
+        names, refused = parse_server_alias(raw)
+        diags.extend(Diagnostic(obj, fld, why) for why in refused)
+        if not names:
+            continue
+        for host in dict.fromkeys(rule.host or None for rule in ing.spec.rules):
+            had = given.setdefault(host, (ing, names))
+            if had[0] is not ing:
+                diags.append(Diagnostic(obj, fld, f"ignored for host {host or '*'}: its aliases are "
+                                        f"already set by the older Ingress {had[0].metadata.ref} "
+                                        "(ingress-nginx: the first Ingress with the annotation "
+                                        "sets a server's aliases)"))
+    claimed: dict[str, tuple[str | None, Ingress]] = {}
+    for host in sorted(given, key=lambda h: "_" if h is None else h):
+        ing, names = given[host]
+        obj, fld = f"Ingress {ing.metadata.ref}", f"metadata.annotations[{SERVER_ALIAS}]"
+        for name in names:
+            if name == host:
+                diags.append(Diagnostic(obj, fld, f"alias {name!r} is the host itself; ignored", "info"))
+            elif name in servers:
+                diags.append(Diagnostic(obj, fld, f"alias {name!r} of host {host or '*'} dropped: "
+                                        f"{name!r} is a rule host, with rules of its own"))
+            elif name in claimed:
+                diags.append(Diagnostic(obj, fld, f"alias {name!r} of host {host or '*'} dropped: it is "
+                                        f"already an alias of host {claimed[name][0] or '*'} (Ingress "
+                                        f"{claimed[name][1].metadata.ref}), whose server comes first "
+                                        "(nginx: conflicting server name, the first server keeps it)"))
+            else:
+                claimed[name] = (host, ing)
+    return claimed, diags
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector, if it runs, for a bulk build.
@@ -773,7 +861,12 @@ class RouteTable:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
         #: The served Ingresses, oldest first.
         self.served: tuple[Ingress, ...] = tuple(served)
+        #: Every host key of the matcher: rule hosts (None for the host-less rules), then the
+        #: ``server-alias`` names.
         self.hosts: tuple[str | None, ...] = tuple([g[0] for g in groups])
+        #: ``server-alias`` name -> (the rule host it stands for, None for the host-less rules;
+        #: the Ingress giving it): the aliases kept (see ``server_aliases``).
+        self.aliases: Mapping[str, tuple[str | None, str]] = {}
 
     @classmethod
     def build(
@@ -862,6 +955,10 @@ class RouteTable:
             built.append((host, exact, prefix, gdefault))
         if global_default is not None:
             routes.append(global_default)
+        aliases: dict[str, tuple[str | None, Ingress]] = {}
+        if any(SERVER_ALIAS in a for a in map(_annotations_of, served)):
+            alias_groups, aliases = _alias_groups(mains, canaries, groups, built, diags)
+            built.extend(alias_groups)
         for extra in with_default:
             if id(extra) not in used_defaults and extra is with_default[0]:
                 # The oldest default, with no rules of its own, when the host-less rules catch
@@ -882,7 +979,9 @@ class RouteTable:
                                         f"never used: the default {whose} every host it could"))
             elif id(extra) not in reached:
                 diags.append(_caught_default(extra, caught[id(extra)]))
-        return cls(built, global_default, routes, diags, served, matcher_class)
+        table = cls(built, global_default, routes, diags, served, matcher_class)
+        table.aliases = {alias: (host, ing.metadata.ref) for alias, (host, ing) in aliases.items()}
+        return table
 
     def explain(self, host: str, path: str) -> dict[str, Any]:
         """A JSON-ready account of what ``match`` does with this request (for ``explain``)."""
@@ -898,7 +997,51 @@ class RouteTable:
             out.update(status=404, reason="no rule and no default backend matched", match=None)
             return out
         out.update(status=200, reason="default backend" if m.is_default_backend else "rule", match=match_to_dict(m))
+        if self.aliases:
+            via = self.alias_of(host)
+            if via is not None:
+                out["server_alias"] = via
         return out
+
+    def alias_of(self, host: str) -> dict[str, Any] | None:
+        """The ``server-alias`` a request's Host reaches its server by (exact, else the ``*.``
+        alias over it), as ``{"alias", "host", "ingress"}``; None when it is no alias (a rule
+        host routes it first)."""
+        name = normalize_host(host)
+        if not name or name.startswith("["):
+            return None
+        got = self.aliases.get(name)
+        alias = name
+        if got is None:
+            if name in self.hosts:
+                return None  # a rule host
+            dot = name.find(".")
+            alias = "*" + name[dot:] if dot > 0 else ""
+            if alias in self.hosts and alias not in self.aliases:
+                return None  # a ``*.`` rule host routes it
+            got = self.aliases.get(alias)
+        if got is None:
+            return None
+        return {"alias": alias, "host": got[0], "ingress": got[1]}
+
+
+def _alias_groups(mains: Sequence[Ingress], canaries: Sequence[Ingress], groups: Mapping[str | None, _Group],
+                  built: Sequence[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]],
+                  diags: list[Diagnostic]
+                  ) -> tuple[list[tuple[str | None, Mapping[str, Match], Mapping[str, Match], Match | None]],
+                             dict[str, tuple[str | None, Ingress]]]:
+    """A matcher group per ``server-alias`` name: another key to its host's group, with the
+    same Match objects (the same rules, default backend, canaries and route ids), so an alias
+    request routes exactly as a request to the host. Notes on what is dropped go to ``diags``."""
+    for ing in canaries:
+        if SERVER_ALIAS in ing.metadata.annotations:
+            diags.append(Diagnostic(f"Ingress {ing.metadata.ref}", f"metadata.annotations[{SERVER_ALIAS}]",
+                                    "ignored on a canary Ingress (ingress-nginx: a canary makes no server; "
+                                    "the main Ingress's aliases apply to it)"))
+    claimed, notes = server_aliases(mains, groups)
+    diags.extend(notes)
+    by_host = {g[0]: g for g in built}
+    return [(alias, *by_host[host][1:]) for alias, (host, _ing) in claimed.items()], claimed
 
 
 #: How the note on a default backend behind catch-all rules begins (``explain`` tells it from

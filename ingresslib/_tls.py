@@ -70,6 +70,7 @@ from typing import TypeVar
 from ._canary import CANARY_ANNOTATION
 from ._models import Ingress, IngressTLS, Secret
 from ._resources import Resources
+from ._table import SERVER_ALIAS, server_aliases
 from ._tls_hosts import (
     TLSHosts,
     TLSProblem,
@@ -798,6 +799,15 @@ class _Selection:
     loaded: _Loaded
 
 
+def _aliases_of(ordered: list[Ingress]) -> dict[str, tuple[str | None, Ingress]]:
+    """The ``server-alias`` names of the non-canary Ingresses ``ordered`` (oldest first), as
+    the route table keeps them (``_table.server_aliases``)."""
+    if not any(SERVER_ALIAS in ing.metadata.annotations for ing in ordered):
+        return {}
+    hosts = dict.fromkeys(rule.host or None for ing in ordered for rule in ing.spec.rules)
+    return server_aliases(ordered, hosts)[0]
+
+
 def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded,
             *, note: bool = False) -> _Selection:
     """The decision :meth:`CertificateStore.update` documents (which certificate each host
@@ -877,6 +887,15 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
             origin.setdefault(twin, origin[to])
         else:
             uncovered.append((twin, to, ing, cert))
+    # A server-alias gets its server's certificate when it covers the alias, as in
+    # ingress-nginx (nginx.go ``configureCertificates``: "if rawServer.SSLCert != nil &&
+    # ssl.IsValidHostname(alias, rawServer.SSLCert.CN) { configuration.Servers[alias] =
+    # rawServer.SSLCert.UID } else { ... emptyUID }"); else nothing of its own.
+    for alias, (server, _ing) in _aliases_of(ordered).items():
+        alias_cert = chosen.get(server) if server is not None else None
+        if alias_cert is not None and server is not None and _covers(alias_cert.names, alias):
+            chosen.setdefault(alias, alias_cert)
+            origin.setdefault(alias, origin[server])
     for n, ing in enumerate(ordered):
         check_listed(n, ing, False)
     # A host whose namespace lists the wildcard over it, as another namespace does: the

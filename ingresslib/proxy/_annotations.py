@@ -86,6 +86,8 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
     "canary", "canary-by-header", "canary-by-header-value", "canary-by-header-pattern",
     "canary-by-cookie", "canary-weight", "canary-weight-total",
+    # _table.py (RouteTable.build: another host key to the server's rules; _tls.py)
+    "server-alias",
     # _balance.py, _router.py, _endpoints.py
     "affinity", "affinity-mode", "affinity-canary-behavior", "session-cookie-name",
     "session-cookie-path", "session-cookie-domain", "session-cookie-samesite",

@@ -60,6 +60,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
@@ -130,7 +131,11 @@ from .proxy._headers import (
     split_absolute_form,
     valid_request_id,
 )
+from .proxy._cors import PREFLIGHT_STATUS, asgi_origin
+from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
+from .proxy._ratelimit import Held, RateLimiter
 from .proxy._settings import ProxySettings
+from .proxy._response_head import rewriting_send
 
 __all__ = ["IngressASGI", "BodyTooLarge", "Scope", "Message", "Receive", "Send", "ASGIApp",
            "DECISION_KEY"]
@@ -312,6 +317,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         # (an empty collection): the ssl-redirect test then needs no Host normalisation.
         self.tls_host: Callable[[str], bool] = tls_host_predicate(tls_hosts) or _no_tls
         self.https_port = https_port
+        #: The rate limit zones (``limit-rps``, ``limit-rpm``, ``limit-connections``:
+        #: proxy/_ratelimit.py), as the proxy's ``Proxy.rate_limits``, and their clock
+        #: (seconds, monotonic; replaceable, e.g. by a test).
+        self.rate_limits = RateLimiter()
+        self.limit_clock: Callable[[], float] = time.monotonic
 
     def _request_id_failed(self) -> str:
         """A generated id when the ``request_id`` callable raised, logged with its traceback
@@ -406,6 +416,17 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         return self.backends.get(base)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        held: list[Held] = []
+        try:
+            await self._serve(scope, receive, send, held)
+        finally:
+            # The limit-connections count of the request, released however it ended (the
+            # app's answer, an exception, a cancellation: ngx_http_limit_conn_cleanup).
+            for h in held:
+                RateLimiter.release(h)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send,
+                     held: list[Held]) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
@@ -595,6 +616,17 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # every request: a WebSocket handshake that declares a body too).
                 await reply.local(413)
                 return
+            if opts.cors is not None and (access is None or (
+                    access.denied is None and not access.secret_denied())):
+                # The location's CORS (proxy/_cors.py), as the proxy's _cors_headers: on
+                # every answer from here on; an OPTIONS with an allowed Origin is answered
+                # 204 at once (the location's rewrite phase), unless app-root redirects it.
+                reply.cors = opts.cors.headers(asgi_origin(scope.get("headers")))
+                if reply.cors is not None and kind == "http" \
+                        and scope.get("method") == "OPTIONS" \
+                        and not (rel == "/" and opts.app_root is not None):
+                    await reply.local(PREFLIGHT_STATUS)
+                    return
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
             # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
             # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
@@ -615,8 +647,21 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                                         rule_host=m.host, location_host=location_host,
                                         target=request_uri)
                 if redirect is not None:
+                    if rel == "/" and opts.app_root is not None:
+                        reply.cors = None  # the server-level app-root: not the location's
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
+            if opts.rate_limit is not None:
+                # nginx's preaccess phase (limit_req, limit_conn), as the proxy's: after the
+                # redirects, before allow/deny and basic auth (proxy/_ratelimit.py).
+                status, limit_held = self.rate_limits.enter(
+                    opts.rate_limit, client_ip, self.limit_clock(),
+                    settings.limit_req_status_code, settings.limit_conn_status_code)
+                if status:
+                    await reply.local(status)
+                    return
+                if limit_held is not None:
+                    held.append(limit_held)
             if access is not None:
                 # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
                 # the proxy does (proxy/_actions.py ``access_answer``). A password to hash is
@@ -696,15 +741,31 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # checked here are not handed to the app.
             child["headers"] = [(k, v) for k, v in child.get("headers") or ()
                                 if bytes(k).lower() != b"authorization"]
+        if (self.rewrite_headers and app is not self.fallback
+                and getattr(decision, "default_backend", None) is not None):
+            # A default-backend annotation's Service answers: X-Code etc., as the proxy sends
+            # them (proxy/_error_pages.py).
+            child["headers"] = [(k, v) for k, v in child.get("headers") or ()
+                                if bytes(k).lower() not in DEFAULT_BACKEND_SET_NAMES] + (
+                default_backend_fields(decision, scope.get("headers") or ()))
+        app_send: Send = reply.send
+        if decision is not None:
+            if opts.upstream_vhost is not None and self.rewrite_headers:
+                # upstream-vhost: the app's Host, as the proxy's backend gets it
+                # (proxy/_response_head.py); ``server`` stays the listener's.
+                child["headers"] = [(b"host", opts.upstream_vhost)] + [
+                    (k, v) for k, v in child.get("headers") or () if bytes(k).lower() != b"host"]
+            if opts.response_rewrite is not None:
+                app_send = rewriting_send(reply.send, opts.response_rewrite)
         if limit:
-            await app(child, reply.counting(receive, limit), reply.send)
+            await app(child, reply.counting(receive, limit), app_send)
             if reply.late:
                 raise BodyTooLarge(f"request body over {limit} bytes after the response "
                                    "began (413): the connection must be closed")
         else:
             # Always through ``reply.send``: the response head loses what the proxy hides
             # from an upstream's (``_Reply.send``).
-            await app(child, receive, reply.send)
+            await app(child, receive, app_send)
 
     def _location_host(self, scope: Scope, peer: str | None) -> str | None:
         """``location_host`` of an ssl-redirect's Location (proxy/_actions.py

@@ -88,6 +88,14 @@ class _MountReport:
                 base = f"{side.namespace}/{side.service}"
                 label = f"{base}:{side.port}"
                 eps = getattr(backend, "eps", None)
+                if eps is not None and getattr(backend, "dflt", None) is not None:
+                    # Served by its Ingress's default-backend Service (Decision.default_backend):
+                    # that Service's keys are looked up; the rule's own resolve to no port here.
+                    dbase = f"{eps.namespace}/{eps.service}"
+                    names.update((dbase, getattr(backend, "label", label), f"{dbase}:{eps.port}"))
+                    names.update((label, base))
+                    unresolved.add(base)
+                    continue
                 port = eps.port if eps is not None else None
                 names.update((label, base))
                 if port is not None:

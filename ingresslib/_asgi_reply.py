@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .proxy._cors import asgi_merge
 from .proxy._headers import OPTIONS_ALLOW, _NGINX_HIDDEN, local_body
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class _Reply:
     every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
 
     __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
-                 "late", "_receive", "_limit", "_seen")
+                 "late", "_receive", "_limit", "_seen", "cors")
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -64,6 +65,9 @@ class _Reply:
         self.hsts = hsts
         self.secure = secure
         self.set_cookie: str | None = None
+        #: The location's CORS headers for this request (proxy/_cors.py), set on every answer
+        #: but a 101, replacing the app's of those names (more_set_headers); None: none.
+        self.cors: list[tuple[bytes, bytes]] | None = None
         self.started = False  # a response start went to the server
         self.cut = False  # the body went over the limit: the app's sends are dropped
         #: The body went over the limit after the response began (``counting``): the caller
@@ -109,6 +113,9 @@ class _Reply:
                 # as the proxy's _on_switch (no HSTS).
                 headers = self._headers(list(headers), not accept)
                 rebuilt = True
+            if self.cors is not None and not accept:
+                headers = asgi_merge(headers, self.cors)
+                rebuilt = True
             if rebuilt:
                 message = dict(message)
                 message["headers"] = headers
@@ -138,6 +145,10 @@ class _Reply:
                    (b"content-length", str(len(body)).encode()), *(extra or ())]
         if scope.get("method") == "HEAD":
             body = b""
+        if status == 204:
+            # As the proxy's _local_response: nginx's header filter drops Content-Type and
+            # Content-Length from a 204 (a CORS preflight's answer, proxy/_cors.py).
+            headers, body = list(extra or ()), b""
         # ``own``: sent even once ``cut`` drops the app's messages (the streamed 413).
         send = self.send
         if scope["type"] == "http":

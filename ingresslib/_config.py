@@ -269,6 +269,16 @@ def _redirect_code(v: str) -> int:
     return int(digits)
 
 
+def _limit_status(v: str) -> int:
+    # config.go: "LimitReqStatusCode int `json:\"limit-req-status-code\"`" (and
+    # LimitConnStatusCode), written as "limit_req_status {{ $cfg.LimitReqStatusCode }};":
+    # nginx takes 400 to 599 ("value must be between 400 and 599"), else nginx -t fails.
+    digits = v.lstrip("+").lstrip("0")
+    if _DECIMAL.fullmatch(v) is None or len(digits) > 3 or not 400 <= int(digits or "0") <= 599:
+        raise _Bad("must be a status code from 400 to 599")
+    return int(digits)
+
+
 def _load_balance(v: str) -> str:
     # Not trimmed: ingress-nginx passes the value verbatim to its Lua balancer, which looks it
     # up as is ("local implementation = IMPLEMENTATIONS[name]", rootfs/etc/nginx/lua/
@@ -333,6 +343,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "enable-underscores-in-headers": _bool,
     "ignore-invalid-headers": _bool,
     "http-redirect-code": _redirect_code,
+    # Rate limits (proxy/_ratelimit.py): the status of a refused request.
+    "limit-req-status-code": _limit_status,
+    "limit-conn-status-code": _limit_status,
     # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
     # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
     # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).

@@ -44,9 +44,14 @@ __all__ = [
     "slice_key",
     "SERVICE_UPSTREAM_ANNOTATION",
     "ENDPOINT_WEIGHTS_ANNOTATION",
+    "DEFAULT_BACKEND_ANNOTATION",
+    "custom_default_backend",
 ]
 
 SERVICE_UPSTREAM_ANNOTATION = "nginx.ingress.kubernetes.io/service-upstream"
+#: The Service (in the Ingress's namespace) that answers for a rule whose backend has no ready
+#: endpoint (ingress-nginx internal/ingress/annotations/defaultbackend/main.go).
+DEFAULT_BACKEND_ANNOTATION = "nginx.ingress.kubernetes.io/default-backend"
 #: ingresslib's own Service annotation giving endpoints weights (``"10.0.0.1=3, 10.0.0.2:8080=1"``);
 #: Kubernetes endpoints carry no weight, so this is the only source. Unlisted endpoints weigh 1.
 ENDPOINT_WEIGHTS_ANNOTATION = "ingresslib.io/endpoint-weights"
@@ -634,3 +639,27 @@ def _endpoints_why(eps: Endpoints, sp: ServicePort) -> str:
         return (f"{ref}: {_count(not_ready, 'address')} in notReadyAddresses, none ready"
                 if not_ready > 1 else f"{ref}: 1 address, in notReadyAddresses (not ready)")
     return f"{ref} lists no address for this port"
+
+
+def custom_default_backend(index: EndpointIndex, namespace: str, raw: str
+                           ) -> tuple[EndpointSet | None, int | None, str | None]:
+    """The ``default-backend`` annotation's backend for an Ingress in ``namespace``: ``(its
+    endpoints, its Service port, None)``, or ``(None, None, why it is ignored)``.
+
+    As ingress-nginx: defaultbackend/main.go ``Parse`` reads the Service ``namespace/<value>``
+    (``GetStringAnnotation``: each line trimmed) and fails when there is none ("unexpected
+    error reading service"); controller.go ``createUpstreams`` takes the Service's first port
+    (``location.DefaultBackend.Spec.Ports[0]``; none: "has no ports. Ignoring") and uses the
+    backend only when that port has an endpoint ("custom backend is valid only if contains at
+    least one endpoint"). The endpoints are read as for a rule backend on that port number.
+    """
+    name = "\n".join(line.strip(" \t\n\v\f\r") for line in raw.split("\n"))
+    if not name:
+        return None, None, "empty Service name; ignored"
+    svc = index.service(namespace, name)
+    if svc is None:
+        return None, None, f"Service {namespace}/{name} not found; ignored"
+    if not svc.spec.ports:
+        return None, None, f"Service {namespace}/{name} has no ports; ignored"
+    port = svc.spec.ports[0].port
+    return index.resolve(namespace, name, port), port, None

@@ -56,10 +56,12 @@ from ._balance import (
 )
 from ._canary import CANARY_ANNOTATION, CanaryConfig, WeightSplit, compile_explicit, parse_canary
 from ._endpoints import (
+    DEFAULT_BACKEND_ANNOTATION,
     ENDPOINT_WEIGHTS_ANNOTATION,
     SERVICE_UPSTREAM_ANNOTATION,
     EndpointIndex,
     EndpointSet,
+    custom_default_backend,
     duplicate_notes,
     external_name_problem,
     fqdn_slice_notes,
@@ -110,6 +112,12 @@ class Decision:
     #: (``set_cookie``, and a retry's from ``Router.session_cookie``) leave ``SameSite=None``
     #: out.
     samesite_none: bool = True
+    #: The rule's backend has no ready endpoint and its Ingress's ``default-backend``
+    #: annotation names a Service that has one: that Service serves (``service``,
+    #: ``namespace``, ``port``, ``endpoint`` and ``backend`` are its), and this is its upstream
+    #: name as ingress-nginx logs it, ``"custom-default-backend-<namespace>-<service>"``
+    #: (controller.go createUpstreams). None otherwise.
+    default_backend: str | None = None
 
 
 # How a backend picks, decided at update time so the request path branches once.
@@ -202,7 +210,7 @@ class _Backend:
     # fields share the object's first cache line(s).
     __slots__ = ("table", "shift", "keyarg", "decisions", "hname", "keyfn", "cycle", "ready", "eps",
                  "balancer", "pick", "mode", "n", "sticky", "points", "owners", "empty",
-                 "match", "served", "canary", "label")
+                 "match", "served", "canary", "label", "dflt")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
                  canary: bool, prepared: tuple[str | None, _Profile] | None = None) -> None:
@@ -218,6 +226,8 @@ class _Backend:
         self.served = served
         self.canary = canary
         self.label = label
+        #: ``Decision.default_backend`` of this backend's decisions.
+        self.dflt: str | None = None
         self.n = len(eps.endpoints)
         self.mode, self.sticky, self.keyfn, self.keyarg, self.hname, self.pick = profile
         #: False until ``materialize`` built the Decisions (on the backend's first request).
@@ -251,11 +261,12 @@ class _Backend:
                 return
             eps, match, served, canary, label = (self.eps, self.match, self.served,
                                                  self.canary, self.label)
+            dflt = self.dflt
             self.empty = Decision(eps.service, eps.namespace, eps.port, None, canary, match,
-                                  None, served, label, self)
+                                  None, served, label, self, default_backend=dflt)
             decs = self.decisions = tuple(
                 Decision(eps.service, eps.namespace, eps.port, ep, canary, match, None, served,
-                         label, self) for ep in eps.endpoints)
+                         label, self, default_backend=dflt) for ep in eps.endpoints)
             if self.mode == _RR:
                 n = self.n
                 if n:
@@ -340,7 +351,7 @@ class _Backend:
                     # must carry that for the cookie of a retry (``session_cookie``).
                     return Decision(eps.service, eps.namespace, eps.port, eps.endpoints[i],
                                     self.canary, self.match, cookie, self.served, self.label,
-                                    self, sn)
+                                    self, sn, self.dflt)
             else:
                 i = self.pick(ctx, eps, ())
         if i is None or not 0 <= i < self.n:
@@ -502,6 +513,9 @@ class _Wiring:
     #: The inputs besides the Resources that the build's balancers depend on.
     load_balance: str
     factories: dict[str, BalancerFactory]
+    #: True when a route is served by a ``default-backend`` annotation's Service: which routes
+    #: that is depends on two Services' endpoints, so endpoint-only updates build in full.
+    custom_default: bool = False
 
 
 def _service_warnings(svc: Service) -> list[Diagnostic]:
@@ -1135,7 +1149,7 @@ class Router:
         change = self._follow_objects(old.resources, res)
         wiring = self._wiring
         if (change is None or wiring is None or wiring.load_balance != self.load_balance
-                or wiring.factories != self._factories()):
+                or wiring.factories != self._factories() or wiring.custom_default):
             return None
         objects = self._objects
         if objects is None or objects.resources is not res:
@@ -1304,6 +1318,10 @@ class Router:
         splits: dict[tuple[Any, ...], WeightSplit] = {}
         #: The Service backends with no endpoint (``_no_endpoint_notes``).
         empty: set[_Side] = set()
+        #: ``default-backend`` annotations by (namespace, value): ``custom_default_backend``'s
+        #: answer; and whether any served rule has one (``_Wiring.custom_default``).
+        custom_dflt: dict[tuple[str, str], tuple[EndpointSet | None, int | None, str | None]] = {}
+        custom_used = [False]
 
         def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
                      path: str | None) -> tuple[BalancerSpec, list[tuple[str, str]]]:
@@ -1410,12 +1428,34 @@ class Router:
                         spec = main_spec
             if upstream_warning is not None:
                 warn(ing, obj, SERVICE_UPSTREAM_ANNOTATION, upstream_warning)
-            skey = (match.namespace, match.service, match.port, upstream, id(spec), canary)
+            b_service, b_port, b_upstream = match.service, match.port, upstream
+            dflt: str | None = None
+            raw_dflt = None if canary or match.service is None else ann.get(
+                DEFAULT_BACKEND_ANNOTATION)
+            if raw_dflt is not None:
+                # ingress-nginx: a location whose upstream has no endpoint is served by the
+                # annotation's Service ("custom-default-backend-<ns>-<name>", a copy of the
+                # rule's upstream with that Service's endpoints: same balancer settings). Not
+                # on a canary side: its Ingress's location annotations are dropped by the
+                # canary merge (controller.go mergeAlternativeBackends).
+                found_dflt = custom_dflt.get((match.namespace, raw_dflt))
+                if found_dflt is None:
+                    found_dflt = custom_dflt[(match.namespace, raw_dflt)] = custom_default_backend(
+                        index, match.namespace, raw_dflt)
+                custom_used[0] = True
+                d_eps, d_port, d_problem = found_dflt
+                if d_problem is not None:
+                    warn(ing, obj, DEFAULT_BACKEND_ANNOTATION, d_problem)
+                elif (d_eps is not None and d_eps.endpoints and not index.resolve(
+                        match.namespace, match.service, match.port, upstream).endpoints):
+                    b_service, b_port, b_upstream = d_eps.service, d_port, False
+                    dflt = f"custom-default-backend-{match.namespace}-{d_eps.service}"
+            skey = (match.namespace, b_service, b_port, b_upstream, id(spec), canary, dflt)
             side = sides.get(skey)
             if side is None:
-                eps = index.resolve(match.namespace, match.service, match.port, upstream)
+                eps = index.resolve(match.namespace, b_service, b_port, b_upstream)
                 tag = ".c" if canary else ""
-                bkey = (match.namespace, match.service, match.port, upstream, spec, tag)
+                bkey = (match.namespace, b_service, b_port, b_upstream, spec, tag)
                 bal = balancers.get(bkey)
                 if bal is None:
                     # First use of this balancer in this build: carried over, unless it is
@@ -1445,10 +1485,12 @@ class Router:
                         fallbacks[bkey] = ((factories.get(spec.kind), default_lb,
                                             factories.get(default_lb)), failures)
                 balancers[bkey] = bal
-                side = sides[skey] = _Side(eps, bal, (_label(eps, match), _profile(eps, bal)),
-                                           match.port, upstream, canary, match)
+                label = (_label(eps, match) if dflt is None
+                         else f"{eps.namespace}/{eps.service}:{b_port}")
+                side = sides[skey] = _Side(eps, bal, (label, _profile(eps, bal)),
+                                           b_port, b_upstream, canary, match)
                 if match.service is not None:
-                    by_service.setdefault((match.namespace, match.service), []).append(side)
+                    by_service.setdefault((match.namespace, b_service or ""), []).append(side)
                     if not eps.endpoints:
                         empty.add(side)
                 if fallbacks:
@@ -1467,9 +1509,12 @@ class Router:
             if previous is not None:
                 old_route = previous.routes[main.route_id]
                 old = old_route.canary if canary else old_route.main
-                if old is not None and old.balancer is bal and (old.eps is eps or old.eps == eps):
+                if (old is not None and old.balancer is bal and old.dflt == dflt
+                        and (old.eps is eps or old.eps == eps)):
                     return old  # nothing changed for this backend: keep its decisions
-            return _Backend(eps, bal, main, match, canary, prepared)
+            made = _Backend(eps, bal, main, match, canary, prepared)
+            made.dflt = dflt
+            return made
 
         canary_cfgs: dict[int, CanaryConfig] = {}
         size = 1 + max((m.route_id for m in table.routes), default=-1)
@@ -1552,7 +1597,8 @@ class Router:
         self._fallbacks = fallbacks
         self._splits = splits
         self._wiring = _Wiring(by_service, route_warnings, service_warnings, slice_warnings,
-                               empty, no_endpoint, self.load_balance, factories)
+                               empty, no_endpoint, self.load_balance, factories,
+                               custom_used[0])
         return _State(table, routes, tuple(warnings), res, table.match, fast, no_endpoint)
 
 

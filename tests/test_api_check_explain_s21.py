@@ -2,7 +2,7 @@
 (session 21, E21).
 
 A test rig that gated its suite on warnings had to run ``ingresslib check -o json`` in a
-subprocess: the proxy's annotation warnings (``proxy-read-timeout: 30s``, ``enable-cors``) are
+subprocess: the proxy's annotation warnings (``proxy-read-timeout: 30s``, ``proxy-buffering``) are
 in neither ``router.warnings`` nor ``table.diagnostics``, and ``explain``'s document existed
 only as command output. The commands are now built on the two functions: here both agree
 with the command line on several manifests (the examples' among them), and wrong argument
@@ -33,7 +33,7 @@ metadata:
   annotation: {{x: y}}
   annotations:
     {P}proxy-read-timeout: 30s
-    {P}enable-cors: "true"
+    {P}proxy-buffering: "true"
     {P}rewrite-targte: /
     {P}auth-url: http://auth.example/
 spec:
@@ -126,7 +126,7 @@ def test_check_holds_the_proxys_warnings_as_values(files: dict[str, str]) -> Non
     fields = {(d.object, d.field) for d in found if d.severity == "warning"}
     web = "Ingress default/web"
     # The proxy's annotation warnings, on the annotation's field (as the router's own).
-    for key in ("proxy-read-timeout", "enable-cors", "rewrite-targte", "auth-url"):
+    for key in ("proxy-read-timeout", "proxy-buffering", "rewrite-targte", "auth-url"):
         assert (web, f"metadata.annotations[{P}{key}]") in fields, key
     # ... which neither the router's warnings nor the table's diagnostics hold.
     router = ingresslib.Router(res)

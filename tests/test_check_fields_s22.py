@@ -157,8 +157,8 @@ ANNOTATION_CASES: list[tuple[str, list[dict[str, Any]], str, str, bool]] = [
      "proxy-read-timeout", "using the default", False),
     ("unknown-did-you-mean", [ingress(annotations={P + "rewrite-targte": "/"})],
      "rewrite-targte", "unknown annotation, ignored; did you mean", False),
-    ("not-implemented", [ingress(annotations={P + "enable-cors": "true"})],
-     "enable-cors", "not implemented by ingresslib; ignored", False),
+    ("not-implemented", [ingress(annotations={P + "proxy-buffering": "true"})],
+     "proxy-buffering", "not implemented by ingresslib; ignored", False),
     ("canary-option", [MAIN, ingress("c", {P + "canary": "true", P + "canary-weight": "5",
                                            P + "proxy-read-timeout": "7"})],
      "proxy-read-timeout", "ignored on a canary Ingress", False),
@@ -250,7 +250,7 @@ def test_parse_route_options_makes_structured_warnings_with_the_same_lines() -> 
     log.addHandler(Keep())
     side: list[str] = []
     opts = parse_route_options(
-        {P + "proxy-read-timeout": "30s", P + "enable-cors": "true", P + "use-regex": "true",
+        {P + "proxy-read-timeout": "30s", P + "proxy-buffering": "true", P + "use-regex": "true",
          P + "rewrite-target": "/$1"}, "/a(", ProxySettings(), log, "Ingress ns/web",
         auth_warn=side.append, path_field="spec.rules[0].http.paths[0].path")
     assert lines == list(opts.warnings)  # logged as made, the lines unchanged

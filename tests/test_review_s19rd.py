@@ -47,6 +47,8 @@ from tests.test_server_s19 import _close_with_writing_paused, _raw_eof_within, _
 
 #: A valid value of every key the reader knows (a bool key: "true"; a count or seconds: "7").
 _VALID = {
+    "limit-req-status-code": "429",
+    "limit-conn-status-code": "503",
     "forwarded-for-header": "X-Client-IP",
     "proxy-real-ip-cidr": "10.0.0.1/8, ::ffff:10.0.0.0/104",
     "proxy-next-upstream": "error timeout",

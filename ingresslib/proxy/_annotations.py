@@ -59,7 +59,11 @@ from .._spelling import close_name
 from .._table import _is_canary_value
 from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, route_access,
                       unenforced_access)
+from ._cors import CORS_ANNOTATIONS, Cors, parse_cors
+from ._ratelimit import RATE_LIMIT_ANNOTATIONS, RateLimit, parse_rate_limit
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
+from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
+                             parse_redirect_word, parse_upstream_vhost)
 
 _T = TypeVar("_T")
 
@@ -81,6 +85,13 @@ LOCATION_OPTIONS = frozenset({
     "from-to-www-redirect", "proxy-connect-timeout", "proxy-read-timeout",
     "proxy-send-timeout", "proxy-next-upstream", "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout", "proxy-body-size", "backend-protocol",
+    # proxy/_cors.py
+    *CORS_ANNOTATIONS,
+    # proxy/_ratelimit.py
+    *RATE_LIMIT_ANNOTATIONS,
+    # proxy/_response_head.py
+    "upstream-vhost", "proxy-redirect-from", "proxy-redirect-to", "proxy-cookie-domain",
+    "proxy-cookie-path",
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -95,6 +106,8 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     "session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
     "session-cookie-partitioned", "upstream-hash-by", "upstream-hash-by-subset",
     "upstream-hash-by-subset-size", "load-balance", "service-upstream",
+    # _router.py / _endpoints.py (custom_default_backend), proxy/_error_pages.py
+    "default-backend",
 }) | SOURCE_RANGE_ANNOTATIONS
 
 #: Every annotation ingress-nginx reads (without the prefix), implemented here or not: the
@@ -210,10 +223,20 @@ class RouteOptions:
     access: Access | None = None
     #: Warnings found while parsing (also logged once).
     warnings: tuple[str, ...] = ()
+    #: ``enable-cors`` and the ``cors-*`` annotations (proxy/_cors.py); None: CORS is off.
+    cors: Cors | None = None
+    #: ``limit-rps``/``limit-rpm``/``limit-connections`` of the Ingress (proxy/_ratelimit.py);
+    #: None: not limited.
+    rate_limit: RateLimit | None = None
     #: True when ``redirect_for`` can answer whatever the scheme and TLS: app-root, a
     #: redirect URL, or a rewrite-target that is a URL. Derived (``__post_init__``), so that a
     #: caller's hot path tests one attribute before asking ``redirect_for``.
     redirects: bool = field(init=False, default=False)
+    #: ``upstream-vhost``: the Host sent upstream instead of the client's (None: the client's).
+    upstream_vhost: bytes | None = None
+    #: ``proxy-redirect-*`` / ``proxy-cookie-*``: the upstream response's Location, Refresh
+    #: and Set-Cookie rewriting (proxy/_response_head.py); None: nothing to rewrite.
+    response_rewrite: ResponseRewrite | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
@@ -735,6 +758,24 @@ def parse_route_options(
                  float(settings.proxy_next_upstream_timeout))
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
+    vhost: bytes | None = get("upstream-vhost", parse_upstream_vhost, None)
+    redirect_to: str | None = get("proxy-redirect-to",
+                                  lambda v: parse_redirect_word(v, "proxy-redirect-to"), None)
+    rewrite_out = ResponseRewrite(
+        redirect=get("proxy-redirect-from", lambda v: parse_redirect(v, redirect_to), None),
+        cookie_domain=get("proxy-cookie-domain",
+                          lambda v: parse_cookie_pair(v, "proxy-cookie-domain"), None),
+        cookie_path=get("proxy-cookie-path",
+                        lambda v: parse_cookie_pair(v, "proxy-cookie-path"), None))
+
+    cors: Cors | None = None
+    rate_limit: RateLimit | None = None
+    if not canary:
+        rate_limit = parse_rate_limit(annotations, PREFIX, where, lambda key, message:
+                                      warnings.append(RouteWarning.annotation(where, key,
+                                                                              message)))
+        cors = parse_cors(annotations, PREFIX, lambda key, message: warnings.append(
+            RouteWarning.annotation(where, key, message)))
 
     access, access_warnings = route_access(annotations, PREFIX, settings, where, namespace,
                                            secrets, auth_warn,
@@ -802,4 +843,8 @@ def parse_route_options(
         redirect_code=redirect_code,
         access=access,
         warnings=tuple(warnings),
+        cors=cors,
+        rate_limit=rate_limit,
+        upstream_vhost=vhost,
+        response_rewrite=rewrite_out or None,
     )

@@ -141,7 +141,10 @@ from ._annotations import RouteOptions
 from ._chunked import _MAX_CHUNK_SIZE as _MAX_CHUNK_SIZE
 from ._chunked import _ChunkedReader as _ChunkedReader
 from ._chunked import _RequestChunkedReader as _RequestChunkedReader
+from ._cors import PREFLIGHT_STATUS
+from ._cors import merge as cors_merge
 from ._errors import LocalProxyError, RemoteProxyError
+from ._error_pages import default_backend_lines, without_set_names
 from ._headers import (
     HEADER_NAME_CHARS,
     IDEMPOTENT,
@@ -175,7 +178,9 @@ from ._headers import (
 )
 from ._h11_reader import _H11Reader as _H11Reader
 from ._request import _Request, _Upstream, _raw_request_line
-from ._response_head import _FRAME_CHUNKED, _FRAME_NONE, _response_head
+from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
+                             rewrite_response_headers)
+from ._ratelimit import Held, RateLimiter
 from ._settings import ProxySettings
 
 __all__ = ["Proxy", "ClientConnection"]
@@ -289,6 +294,9 @@ class Proxy(RouteOptionsSource):
         self.https_port = https_port
         self.request_id: Callable[[], str] = request_id or RequestIds()
         self.logger = logger or _log
+        #: The rate limit zones of every connection (``limit-rps``, ``limit-rpm``,
+        #: ``limit-connections``: proxy/_ratelimit.py), timed by the drivers' ``now``.
+        self.rate_limits = RateLimiter()
         #: ``_hook_failed``: per hook, when it was last logged and the failures since.
         self._hook_failures = HookFailures()
         #: The generator ``_request_id_failed`` falls back on (made at its first use).
@@ -443,6 +451,9 @@ class ClientConnection:
         self._can_respond = False
         #: The response written says "Connection: close" (or is delimited by the close).
         self._close_after = False
+        #: ``(request, held)``: the limit-connections count the current request holds,
+        #: released when it ends (``_emit_record``: done, refused, aborted, the client gone).
+        self._limit_held: tuple[_Request, Held] | None = None
 
     # ---------------------------------------------------------------- public inputs
     @property
@@ -1097,6 +1108,14 @@ class ClientConnection:
         # is done here, and the call only made when a redirect is possible at all: this runs
         # for every proxied request, which mostly has neither force-ssl-redirect, app-root nor
         # (over http) a TLS host.
+        if opts.cors is not None and req.method_s == "OPTIONS" \
+                and not (req.path == "/" and opts.app_root is not None) \
+                and self._cors_headers(req) is not None:
+            # A CORS preflight: nginx.tmpl's "if ($cors = "trueoptions") { ... return 204; }",
+            # the location's rewrite phase, before its redirects and access control
+            # (proxy/_cors.py); the headers are added by ``_add_response_headers``.
+            self._local_response(req, PREFLIGHT_STATUS, now, body=b"")
+            return
         has_tls = scheme == "http" and opts.ssl_redirect and bool(req.host) \
             and self.proxy.tls_host(req.host)
         if has_tls or opts.force_ssl_redirect or opts.redirects:
@@ -1109,6 +1128,19 @@ class ClientConnection:
                     req.phase = "server"
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
+        rate_limit = opts.rate_limit
+        if rate_limit is not None:
+            # nginx's preaccess phase (limit_req, then limit_conn): after the redirects,
+            # before allow/deny and basic auth (proxy/_ratelimit.py).
+            settings = self.proxy.settings  # the current ConfigMap's statuses
+            status, held = self.proxy.rate_limits.enter(
+                rate_limit, req.client_ip, now, settings.limit_req_status_code,
+                settings.limit_conn_status_code)
+            if status:
+                self._local_response(req, status, now)
+                return
+            if held is not None:
+                self._limit_held = (req, held)
         self._access_phase(req, event, now)
 
     def _answer_unrouted(self, req: _Request, event: h11.Request, now: float) -> None:
@@ -1513,6 +1545,10 @@ class ClientConnection:
             # nginx.tmpl, with auth_basic: 'proxy_set_header Authorization "";' -- the
             # credentials checked here are not sent to the backend.
             out = [h for h in out if h[:14].lower() != b"authorization:"]
+        if getattr(req.decision, "default_backend", None) is not None:
+            # A default-backend annotation's Service serves (proxy/_error_pages.py).
+            out = without_set_names(out)
+            out.append(default_backend_lines(req.decision, event.headers._full_items))
         host_raw = req.host_raw.encode("ascii")
         if not hosts:
             if req.host_from_target:
@@ -1524,6 +1560,10 @@ class ClientConnection:
                 host_raw = req.host.encode("ascii")
             hosts.append(b"host: %s\r\n" % (host_raw if host_raw
                                                else ("%s:%d" % req.decision.endpoint).encode("ascii")))
+        if opts is not None and opts.upstream_vhost is not None:
+            # upstream-vhost: nginx.tmpl 'proxy_set_header Host "<vhost>";' replaces
+            # $best_http_host (proxy/_response_head.py); X-Forwarded-Host stays the client's.
+            hosts = [b"host: %s\r\n" % opts.upstream_vhost]
         if length is not None:
             # The length as we read it, in canonical decimal, never the client's spelling: a
             # "Content-Length: 010" that we read as 10 and a backend as 8 (octal, strtol base
@@ -1951,6 +1991,9 @@ class ClientConnection:
             # without a Date header field MUST record the time it was received and append a
             # corresponding Date header field".
             headers.append((b"date", b"date", date))
+        if opts.response_rewrite is not None:
+            # proxy-redirect-* / proxy-cookie-* (proxy/_response_head.py)
+            headers = rewrite_response_headers(headers, opts.response_rewrite)
         self._add_response_headers(req, headers, has_hsts)
         if not self._can_respond:
             self._close_all(now)
@@ -1979,6 +2022,26 @@ class ClientConnection:
             headers.append((b"set-cookie", b"set-cookie", cookie))
         if not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
+        opts = req.opts
+        if opts is not None and opts.cors is not None:
+            cors = self._cors_headers(req)
+            if cors is not None:
+                # more_set_headers: replaces the upstream's headers of those names.
+                headers[:] = cors_merge(headers, cors)
+
+    def _cors_headers(self, req: _Request) -> list[tuple[bytes, bytes]] | None:
+        """The CORS headers of a response to ``req`` (proxy/_cors.py), or None: no CORS on its
+        location, its Origin not allowed, or not answered by the location (the server-level
+        app-root redirect and 413, a denied location's 503)."""
+        opts = req.opts
+        if opts is None or opts.cors is None or req.phase != "location":
+            return None
+        access = opts.access
+        if access is not None and (access.denied is not None or access.secret_denied()):
+            return None
+        ev = req.event
+        origin = http_header(ev.headers._full_items, b"origin") if ev is not None else None
+        return opts.cors.headers(None if origin is None else origin.decode("latin-1"))
 
     def _affinity_cookie(self, req: _Request) -> bytes | None:
         """The ``Set-Cookie`` value of the request's session affinity, or None."""
@@ -2266,6 +2329,11 @@ class ClientConnection:
             headers.insert(0, (b"date", b"date", date))
         if extra:
             headers.extend((n, n, v) for n, v in extra)
+        if status == 204:
+            # nginx's header filter: "if (r->headers_out.status == NGX_HTTP_NO_CONTENT) { ...
+            # ngx_str_null(&r->headers_out.content_type); ... content_length = NULL" (and RFC
+            # 9110 §8.6: no Content-Length on a 204): a CORS preflight's answer.
+            headers = [h for h in headers if h[1] not in (b"content-type", b"content-length")]
         if close or not self._keep_alive_allowed(req):
             close = True
         if req.method == b"HEAD":
@@ -2320,6 +2388,10 @@ class ClientConnection:
             return
         req.done = True
         self._requests += 1
+        held = self._limit_held
+        if held is not None and held[0] is req:
+            self._limit_held = None
+            RateLimiter.release(held[1])
         if not self.proxy.records:
             return
         if req.request_id is None and not req.up_head:

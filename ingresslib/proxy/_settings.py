@@ -341,6 +341,12 @@ class ProxySettings:
     #: them -- only for a deployment where something else (the application, another proxy)
     #: enforces them.
     deny_unenforced_access_annotations: bool = True
+    #: ingress-nginx ``limit-req-status-code`` / ``limit-conn-status-code`` (default 503):
+    #: the status of a request refused by ``limit-rps``/``limit-rpm`` or by
+    #: ``limit-connections`` (nginx's ``limit_req_status`` / ``limit_conn_status``: 400 to
+    #: 599). proxy/_ratelimit.py.
+    limit_req_status_code: int = 503
+    limit_conn_status_code: int = 503
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -392,6 +398,11 @@ class ProxySettings:
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")
+        for name in ("limit_req_status_code", "limit_conn_status_code"):
+            if not 400 <= getattr(self, name) <= 599:
+                # nginx's limit_req_status / limit_conn_status: "value must be between 400
+                # and 599" (ngx_conf_check_num_bounds), else nginx -t fails.
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be from 400 to 599")
         buffers = self.large_client_header_buffers
         if buffers == _DEFAULT_BUFFERS:
             derived = _DEFAULT_LIMITS

@@ -623,8 +623,9 @@ def parse_configmap(obj: Mapping[str, Any], *, base: ProxySettings | None = None
             "into Go struct field ConfigMap.data of type map[string]string); data is a map of "
             "ingress-nginx keys to string values", data if scalar else None, scalar))
         data = {}
-    errs.extend(_not_a_string(where, key, raw) for key, raw in sorted(data.items())
-                if raw is not None and not isinstance(raw, str))
+    # (sorted by text: a caller's dict may mix key types, which ``<`` cannot order)
+    errs.extend(_not_a_string(where, key, data[key]) for key in sorted(data, key=str)
+                if data[key] is not None and not isinstance(data[key], str))
     if errs:
         raise ValidationError(errs)
     cfg = parse_config_data(data, object=where, base=base)

@@ -331,7 +331,9 @@ def _key(loader: Any, node: yaml.Node) -> Any:
     which go-yaml v2's resolve makes a uint64 (below 2^64) or a *big.Int (a hex or octal
     one beyond; a decimal one beyond is a float64, a float key here)."""
     tag = node.tag
-    if tag == _STR:
+    if tag == _STR and isinstance(node, yaml.ScalarNode):
+        # (A collection tagged ``!!str``, ``!!str [a]: 1``, is constructed below, which refuses
+        # it: its value is a list of nodes, which as a key was a TypeError, "unhashable".)
         return node.value
     if tag == _FLOAT and isinstance(node, yaml.ScalarNode):
         return _go_float_key(float(_float_tagged(node)))
@@ -728,10 +730,17 @@ def _aliasing_problem(doc: Any) -> str | None:
     contains excessive aliasing": more than 100 nodes from aliases, more than 1,000 in all, and
     alias-driven nodes above the allowed ratio) and recursive ones ("anchor ... value contains
     itself"); so does this, counting nodes the same way, in time linear in the distinct nodes.
+
+    The nesting bound the text is held to (``_MAX_DEPTH``, :func:`_too_deep`) holds for the
+    document as built too: an alias (or a merge) of a deep node placed deep in another (``l1:
+    &l1 [[...400 levels... *l0]]``, ten times) nested thousands of levels where the text nests
+    400, and the object loaded (an unknown kind, kept as read) only to fail later with a
+    RecursionError from ``repr()`` or ``==`` of the result.
     """
     if not isinstance(doc, (dict, list)):
         return None
     expanded: dict[int, int] = {}  # id(container) -> nodes it stands for, aliases expanded
+    depth: dict[int, int] = {}  # id(container) -> levels it nests, aliases expanded
     distinct = 0  # nodes as written: each container once, with its scalar children
     stack: list[tuple[Any, bool]] = [(doc, False)]
     while stack:
@@ -741,6 +750,9 @@ def _aliasing_problem(doc: Any) -> str | None:
         if children_done:
             expanded[key] = 1 + sum(expanded.get(id(ch), 1) if isinstance(ch, (dict, list)) else 1
                                     for ch in children)
+            depth[key] = 1 + max((depth.get(id(ch), 1) for ch in children
+                                  if isinstance(ch, (dict, list))),
+                                 default=0)
             continue
         if key in expanded:
             if expanded[key] < 0:
@@ -759,6 +771,8 @@ def _aliasing_problem(doc: Any) -> str | None:
     if from_aliases > 100 and total > 1000 and from_aliases / total > _allowed_alias_ratio(total):
         return (f"YAML document contains excessive aliasing: {total} nodes once aliases are "
                 f"expanded, from {distinct} written")
+    if depth[id(doc)] > _MAX_DEPTH:
+        return f"nested more than {_MAX_DEPTH} levels deep once YAML aliases are expanded"
     return None
 
 

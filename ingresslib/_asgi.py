@@ -69,6 +69,7 @@ from ._asgi_lifespan import _SubLifespan
 from ._asgi_mounts import _MountReport
 from ._asgi_reply import BodyTooLarge as BodyTooLarge
 from ._asgi_reply import _answer_options, _Reply
+from ._asgi_error_pages import ErrorPages
 from ._asgi_scan import (
     _CHUNKED,
     _CONNECTION,
@@ -132,6 +133,7 @@ from .proxy._headers import (
     valid_request_id,
 )
 from .proxy._cors import PREFLIGHT_STATUS, asgi_origin
+from .proxy._header_sets import combine, config_maps_of
 from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
 from .proxy._ratelimit import Held, RateLimiter
 from .proxy._settings import ProxySettings
@@ -616,6 +618,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # every request: a WebSocket handshake that declares a body too).
                 await reply.local(413)
                 return
+            custom: tuple[tuple[bytes, bytes], ...] = ()
+            if opts.custom_headers is not None and (access is None or (
+                    access.denied is None and not access.secret_denied())):
+                # custom-headers (proxy/_header_sets.py), as the proxy's _custom_headers.
+                custom = opts.custom_headers.headers(config_maps_of(self.router))
             if opts.cors is not None and (access is None or (
                     access.denied is None and not access.secret_denied())):
                 # The location's CORS (proxy/_cors.py), as the proxy's _cors_headers: on
@@ -625,8 +632,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if reply.cors is not None and kind == "http" \
                         and scope.get("method") == "OPTIONS" \
                         and not (rel == "/" and opts.app_root is not None):
+                    reply.cors = combine(reply.cors, custom)
                     await reply.local(PREFLIGHT_STATUS)
                     return
+            if custom:  # (a plain request pays one test: combine returns its first otherwise)
+                reply.cors = combine(reply.cors, custom)
             # The proxy's redirects, decided before the endpoint (proxy/_actions.py
             # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
             # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
@@ -757,6 +767,13 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     (k, v) for k, v in child.get("headers") or () if bytes(k).lower() != b"host"]
             if opts.response_rewrite is not None:
                 app_send = rewriting_send(reply.send, opts.response_rewrite)
+        pages: ErrorPages | None = None
+        if (decision is not None and opts.custom_http_errors and opts.intercept_errors
+                and kind == "http" and app is not self.fallback):
+            # custom-http-errors: a listed status is answered by the default-backend
+            # annotation's app instead (_asgi_error_pages.py).
+            pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors)
+            receive, app_send = pages.receive, pages.send
         if limit:
             await app(child, reply.counting(receive, limit), app_send)
             if reply.late:
@@ -766,6 +783,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # Always through ``reply.send``: the response head loses what the proxy hides
             # from an upstream's (``_Reply.send``).
             await app(child, receive, app_send)
+        if pages is not None:
+            await pages.serve(child, scope, root, _quoted_root(root) if root else b"", reply)
 
     def _location_host(self, scope: Scope, peer: str | None) -> str | None:
         """``location_host`` of an ssl-redirect's Location (proxy/_actions.py

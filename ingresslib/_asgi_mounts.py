@@ -88,6 +88,11 @@ class _MountReport:
                 base = f"{side.namespace}/{side.service}"
                 label = f"{base}:{side.port}"
                 eps = getattr(backend, "eps", None)
+                errs = getattr(backend, "errors", None)
+                if errs is not None and errs.eps is not None:
+                    # custom-http-errors' error pages: the default-backend Service's app.
+                    ebase = f"{errs.eps.namespace}/{errs.eps.service}"
+                    names.update((ebase, errs.label or ebase, f"{ebase}:{errs.eps.port}"))
                 if eps is not None and getattr(backend, "dflt", None) is not None:
                     # Served by its Ingress's default-backend Service (Decision.default_backend):
                     # that Service's keys are looked up; the rule's own resolve to no port here.

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="proxy HTTP(S) by the Ingress rules",
         description="Proxy HTTP(S) by the Ingress rules of the manifests (-f) or of the cluster "
-                    "(--kubernetes); reload on a file change or SIGHUP, drain on SIGTERM.")
+                    "(--kubernetes); reload on a file change or SIGHUP, drain on SIGTERM, "
+                    "SIGINT or SIGQUIT.")
     _add_source_args(serve, required=False)
     serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                        help="HTTP listener (default: 127.0.0.1:8080, this machine only; "
@@ -166,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "rejected path), and the endpoint the router picks when the files hold the "
                     "Services and endpoints; the route's access control (source ranges, basic "
                     "authentication, a denied location) and what the proxy answers, in its "
-                    "own order (a redirect, 503, 403, 401, or the endpoint), for --client-ip "
-                    "and the -H headers; the rules the one it hits shadows (check's "
+                    "own order (a redirect, a CORS preflight's 204, 503, 403, 401, or the "
+                    "endpoint), for --client-ip and the -H headers; its CORS headers, rate "
+                    "limits, upstream Host and default-backend Service; the rules the one it hits shadows (check's "
                     "warnings), and for an https:// URL the certificate the handshake gets. "
                     "Exit 0 whatever the route; 2 for invalid manifests, an invalid --config "
                     "or a bad argument.")
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "encoded as a browser sends it (IDNA host, %%XX path)")
     explain.add_argument("-H", "--header", dest="headers", action="append", default=[],
                          metavar="NAME:VALUE",
-                         help="request header (for canary/affinity; a Host header is routed on, "
+                         help="request header (for canary/affinity, Origin for CORS; a Host header is routed on, "
                               "as with curl; Authorization is checked as the proxy checks "
                               "basic authentication, never printed); repeatable")
     explain.add_argument("-X", "--method", default="GET")

@@ -303,6 +303,15 @@ def _header_buffers(v: str) -> dict[str, Any]:
             "max_header_line": header, "max_headers_size": total}
 
 
+def _allowed_headers(v: str) -> tuple[str, ...]:
+    from .proxy._header_sets import parse_allowed_headers
+
+    try:
+        return parse_allowed_headers(v)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 # Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "use-forwarded-headers": _bool,
@@ -355,6 +364,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # ingresslib's own key: serve (with a warning) the routes of Ingresses whose access
     # annotations ingresslib cannot enforce, instead of answering 503 (ProxySettings).
     "deny-unenforced-access-annotations": _bool,
+    # config.go "GlobalAllowedResponseHeaders string `json:\"global-allowed-response-headers\"`":
+    # the names a custom-headers ConfigMap may set (proxy/_header_sets.py).
+    "global-allowed-response-headers": _allowed_headers,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).

@@ -57,6 +57,7 @@ from ._models import (
     Ingress,
     IngressBackend,
     IngressClass,
+    ConfigMap,
     IngressClassParameters,
     IngressClassSpec,
     IngressRule,
@@ -79,6 +80,7 @@ from ._validate import (
     REQUIRED,
     SPEC_RULES_DETAIL,
     unique_errors,
+    validate_config_map,
     validate_endpoint_slice,
     validate_endpoints,
     validate_ingress,
@@ -692,6 +694,14 @@ def _secret(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Secret:
     )
 
 
+def _config_map(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> ConfigMap:
+    binary = _str_map(dec, _get(d, "binaryData", "binary_data"), "binaryData")
+    if any("\n" in v or "\r" in v for v in binary.values()):
+        # base64 as a Secret's data: Go's decoder ignores line breaks (see _secret).
+        binary = {k: v.replace("\n", "").replace("\r", "") for k, v in binary.items()}
+    return ConfigMap(metadata=meta, data=_str_map(dec, d.get("data"), "data"), binary_data=binary)
+
+
 # The fields of each mapping the decoders read (see _fields.shallow): the object fields named
 # are the ones the decoder enters and checks itself.
 _K_META, _S_META = shallow("ObjectMeta")
@@ -911,6 +921,7 @@ class Collector:
         self.lists: dict[str, list[Any]] = {
             "ingresses": [], "ingress_classes": [], "services": [],
             "endpoint_slices": [], "endpoints": [], "secrets": [],
+            "config_maps": [],
         }
         self.ignored: list[Mapping[str, Any]] = []
         self.errors: list[FieldError] = []
@@ -1018,10 +1029,32 @@ class Collector:
             # caller's dict (from_dicts, a watch event) may change afterwards, and that must not
             # change this Resources, nor the ResourceStore holding it.
             self.ignored.append(_copy_tree(obj) if self.copy_ignored else obj)
+            if kind == "ConfigMap" and api == "v1":
+                self._config_map(obj, source)
             return None
         decoder, validator, attr, cluster_scoped = entry
         self._decode_one(obj, kind, decoder, validator, attr, cluster_scoped, source)
         return None
+
+    def _config_map(self, obj: Mapping[str, Any], source: str | None) -> None:
+        """A v1 ConfigMap, also kept aside in ``ignored`` (it routes nothing: SEMANTICS §1,
+        CONTRACT): decoded into ``config_maps`` for the ``custom-headers`` annotation
+        (proxy/_header_sets.py) when the API server would take it; else its problems are
+        warnings ("...; not used by custom-headers") and the load goes on, as before. Its
+        fields are not checked for unknown ones (other kinds are not)."""
+        dec = _Dec("")
+        dec.check = False
+        meta = _meta(dec, obj)
+        dec.obj = f"ConfigMap {meta.namespace}/{meta.name or '<no name>'}"
+        model = _config_map(dec, obj, meta)
+        problems = [e if e.object == dec.obj else dataclasses.replace(e, object=dec.obj)
+                    for e in dec.errors] or validate_config_map(model, dec.obj)
+        if problems:
+            self.warnings.extend(_with_source(dataclasses.replace(
+                p, detail=(p.detail + "; " if p.detail else "") + "not used by custom-headers"),
+                source) for p in unique_errors(problems))
+            return
+        self.lists["config_maps"].append(model)
 
     def _list_items(
         self, obj: Mapping[str, Any], api: str, kind: str, source: str | None, label: str
@@ -1115,6 +1148,7 @@ class Collector:
             endpoints=tuple(lists["endpoints"]),
             secrets=tuple(lists["secrets"]),
             ignored=tuple(self.ignored),
+            config_maps=tuple(lists["config_maps"]),
             warnings=tuple(self.warnings),
         )
 

@@ -208,6 +208,9 @@ def _explain_url(
         why = getattr(getattr(d.handle, "eps", None), "reason", None)
         if why:
             out["decision"]["why"] = why
+        if getattr(d, "default_backend", None) is not None:
+            # The upstream name of a default-backend annotation's Service (it serves).
+            out["decision"]["default_backend"] = d.default_backend
         affinity = _affinity(d)
         if affinity is not None:
             out["decision"]["affinity"] = affinity
@@ -223,8 +226,87 @@ def _explain_url(
                               f"; {_RESOURCE}")
     if answer is not None:
         _add_verdict(out, answer, client_ip, rule_reason)
+        _add_location_features(out, answer, headers, getattr(router, "warnings", ()))
         _cookie_as_sent(out)
     return out
+
+
+def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
+                           headers: Sequence[tuple[str, str]], notes: Sequence[Any]) -> None:
+    """What the route's location does beside choosing the answer, as the proxy parsed and
+    did it (``_explain_verdict``): ``cors``, ``rate_limit``, ``upstream_vhost``,
+    ``response_rewrite``, ``default_backend`` and the verdict's ``upstream_host`` (the Host
+    the endpoint gets), each only when it applies."""
+    from ._explain_verdict import (describe_cors, describe_rate_limit, describe_rewrite,
+                                   request_origin, upstream_field, upstream_vhost)
+
+    if not answer.routed or answer.decision is None:
+        return
+    cors = describe_cors(answer, answer.method, request_origin(headers))
+    if cors is not None:
+        out["cors"] = cors
+    limit = describe_rate_limit(answer)
+    if limit is not None:
+        out["rate_limit"] = limit
+    vhost = upstream_vhost(answer)
+    if vhost is not None:
+        out["upstream_vhost"] = vhost
+    rewrite = describe_rewrite(answer)
+    if rewrite is not None:
+        out["response_rewrite"] = rewrite
+    host = upstream_field(answer, "host")
+    if host is not None and out.get("verdict") is not None:
+        out["verdict"]["upstream_host"] = host
+    dflt = _default_backend(answer, notes)
+    if dflt is not None:
+        out["default_backend"] = dflt
+
+
+def _default_backend(answer: ProxyAnswer, notes: Sequence[Any]) -> dict[str, Any] | None:
+    """``default_backend``: the matched rule's Ingress's ``default-backend`` annotation and
+    whether its Service serves this request (the Router's ``Decision.default_backend``: the
+    rule's Service has no ready endpoint and the annotation's has one), with the headers the
+    proxy sent it (X-Code 503...); else why not (the Router's warning: no such Service, no
+    ports; or no ready endpoint; or the rule's Service has one). None without the annotation
+    (or for a resource backend, which ingress-nginx does not give one)."""
+    from ._endpoints import DEFAULT_BACKEND_ANNOTATION
+    from ._explain_verdict import default_backend_headers
+
+    d = answer.decision
+    m = d.match
+    raw = (getattr(m, "annotations", None) or {}).get(DEFAULT_BACKEND_ANNOTATION)
+    if raw is None or m.service is None:
+        return None
+    # Read as the Router reads it (``custom_default_backend``: each line trimmed).
+    name = "\n".join(line.strip(" \t\n\v\f\r") for line in raw.split("\n"))
+    service = f"{m.namespace}/{name}"
+    info: dict[str, Any] = {"annotation": raw, "service": service, "used": False,
+                            "upstream": None, "reason": "", "headers": {}}
+    field = f"metadata.annotations[{DEFAULT_BACKEND_ANNOTATION}]"
+    problem = next((n.message for n in notes
+                    if n.object == f"Ingress {m.ingress}" and n.field == field), None)
+    if d.default_backend is not None:
+        why = f"the rule's Service {m.namespace}/{m.service} has no ready endpoint"
+        info["upstream"] = d.default_backend
+        if answer.status == 0:
+            info.update(used=True, headers=default_backend_headers(answer),
+                        reason=f"{why}: served by the default-backend Service {service}")
+        else:
+            # A local answer comes first (a redirect, the CORS preflight, 403, 401...).
+            info["reason"] = (f"{why}: the default-backend Service {service} would serve, "
+                              f"but the proxy answers {answer.status} itself first")
+    elif problem is not None:
+        info["reason"] = f"ignored: {problem.removesuffix('; ignored')}"
+    elif d.canary:
+        info["reason"] = ("not used: the canary serves (the annotation applies to the main "
+                          "rule's backend)")
+    elif d.endpoint is None:
+        info["reason"] = (f"ignored: Service {service} has no ready endpoint either "
+                          "(ingress-nginx uses it only with one): the 503 stays")
+    else:
+        info["reason"] = (f"not used: the rule's Service {m.namespace}/{m.service} has a ready "
+                          "endpoint")
+    return info
 
 
 def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
@@ -499,9 +581,23 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     if status == 0:
         assert answer.endpoint is not None
         user = answer.basic[1] if answer.basic is not None else None
+        d = answer.decision
+        dflt = ""
+        if d is not None and getattr(d, "default_backend", None) is not None:
+            from ._explain_verdict import upstream_field
+
+            code = upstream_field(answer, "x-code")
+            dflt = (f" (served by the default-backend Service {d.namespace}/{d.service}: the "
+                    "rule's Service has no ready endpoint"
+                    + (f"; X-Code: {code}" if code is not None else "") + ")")
         # ``ip:port``, IPv6 in brackets (``[fd00::1]:8080``), as serve's own HOST:PORT.
-        return f"proxied to {host_port(*answer.endpoint)}" + (
+        return f"proxied to {host_port(*answer.endpoint)}" + dflt + (
             f" (basic authentication: user {user!r})" if user is not None else "")
+    from ._explain_verdict import is_preflight
+
+    if is_preflight(answer, answer.method):
+        return ("answered 204 by the CORS preflight: enable-cors, an OPTIONS request whose "
+                "Origin the location allows")
     if answer.location is not None:
         return f"redirect to {answer.location}"
     if status == 404:
@@ -810,7 +906,67 @@ def render_text(info: dict[str, Any]) -> str:
             # 414, 431...) sends no cookie and keeps no session.
             lines.append(f"     session affinity: cookie {a['cookie']} (the request's cookie "
                          f"keeps this endpoint)")
-    return "\n".join(lines + _access_lines(info))
+    return "\n".join(lines + _feature_lines(info) + _access_lines(info))
+
+
+def _feature_lines(info: dict[str, Any]) -> list[str]:
+    """``default_backend``, ``cors``, ``rate_limit``, ``upstream_vhost`` and
+    ``response_rewrite`` (``_add_location_features``), one line each."""
+    lines = []
+    db = info.get("default_backend")
+    if db is not None:
+        sent = ", ".join(f"{k}: {v}" for k, v in db["headers"].items())
+        lines.append(f"     default-backend {db['service']}: {db['reason']}"
+                     + (f" (upstream {db['upstream']}; it gets {sent})" if db["used"] else ""))
+    c = info.get("cors")
+    if c is not None:
+        origins = ", ".join(c["allow_origin"]) or "none valid"
+        given = ("no Origin header (give -H 'Origin: ...')" if c["origin"] is None
+                 else f"Origin {c['origin']!r}")
+        if c["preflight"]:
+            what = "answered 204 by the CORS preflight, with"
+        elif c["headers"]:
+            what = "the answer gets"
+        else:
+            what = "no CORS header on the answer"
+        heads = "; ".join(f"{k}: {v}" for k, v in c["headers"].items())
+        lines.append(f"     CORS (allowed origins {origins}): {given}: {what}"
+                     + (f" {heads}" if heads else ""))
+    r = info.get("rate_limit")
+    if r is not None:
+        parts = []
+        if r["rps"]:
+            parts.append(f"{r['rps']} requests/s (burst {r['rps_burst']})")
+        if r["rpm"]:
+            parts.append(f"{r['rpm']} requests/min (burst {r['rpm_burst']})")
+        if r["connections"]:
+            parts.append(f"{r['connections']} requests at a time")
+        past = []
+        if r["rps"] or r["rpm"]:
+            past.append(f"{r['status_rate']} past a rate")
+        if r["connections"]:
+            past.append(f"{r['status_connections']} past the connections")
+        if r["allowlist"]:
+            who = ("give --client-ip to know whether the client is in it"
+                   if r["client_allowlisted"] is None else
+                   f"client {r['client_ip']} is {'in it: never limited' if r['client_allowlisted'] else 'not in it'}")
+            allow = f"; allowlist {', '.join(r['allowlist'])}: {who}"
+        else:
+            allow = ""
+        lines.append(f"     rate limits of Ingress {r['ingress']} (all its paths), per client "
+                     f"address: {', '.join(parts)}; refused with {' and '.join(past)}{allow} "
+                     "(explain sends one request: the limits are said, not simulated)")
+    if info.get("upstream_vhost") is not None:
+        lines.append(f"     upstream-vhost: the endpoint gets Host: {info['upstream_vhost']} "
+                     "(X-Forwarded-Host stays the client's)")
+    rw = info.get("response_rewrite")
+    if rw is not None:
+        said = [f"{what} {p['from']!r} -> {p['to']!r}" for what, p in (
+            ("Location/Refresh", rw["proxy_redirect"]),
+            ("Set-Cookie domain", rw["proxy_cookie_domain"]),
+            ("Set-Cookie path", rw["proxy_cookie_path"])) if p is not None]
+        lines.append(f"     the upstream's response rewritten: {'; '.join(said)}")
+    return lines
 
 
 #: The proxy's 503 for a Service backend without a ready endpoint.

@@ -252,7 +252,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     ``"decision"``: the endpoint the router picks when ``resources`` hold the Services and
     endpoints; ``"verdict"``: what the proxy answers, its access control; ``"shadowed"``,
     ``"not_served"``, ``"tls"``, ``"warnings"``, ``"clients_send"`` (the path curl and browsers
-    send for a URL with dot segments), ``"with_tls"`` (an HTTPS listener's redirect) when they
+    send for a URL with dot segments), ``"with_tls"`` (an HTTPS listener's redirect), and what
+    the route's location does as the proxy does it: ``"cors"``, ``"rate_limit"``,
+    ``"upstream_vhost"``, ``"response_rewrite"``, ``"default_backend"``, when they
     apply; ``decision["canary_reason"]``: why the canary or the main backend). README's explain paragraphs
     describe each key.
 

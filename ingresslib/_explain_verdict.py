@@ -16,6 +16,13 @@ default the verdict is that of a plain-HTTP ``serve``. Given ``tls_hosts`` and `
 (``explain --tls``), the proxy is configured as ``serve --tls-listen`` configures it: the hosts
 the certificate store makes TLS hosts (``_tls.tls_hosts``, the store's own decision) and the
 HTTPS listener's port, which the redirect's ``Location`` names.
+
+A proxied request goes on through the same connection: the upstream connects and answers a bare
+``200`` (``_through_upstream``), so that the head the endpoint gets (its Host, upstream-vhost's;
+a default-backend Service's X-Code...) and the head the client gets (the CORS headers the
+location adds) are the proxy's own, as are a local answer's (the CORS preflight's 204). The
+``describe_*`` functions say the route's CORS, rate limits and response rewrites as the proxy
+parsed them (``Proxy.options_for``).
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from typing import Any
 from ._iptext import network_text
 from ._normalize import normalize_host
 from .proxy._access import Access
-from .proxy._actions import OpenUpstream, SendDownstream
+from .proxy._actions import OpenUpstream, SendDownstream, SendUpstream
 from .proxy._connection import Proxy
 from .proxy._headers import client_address
 from .proxy._settings import ProxySettings
 
-__all__ = ["ProxyAnswer", "ask_proxy", "describe_access"]
+__all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_cors", "describe_rate_limit",
+           "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
+           "upstream_field", "upstream_vhost"]
 
 
 @dataclass
@@ -63,6 +72,20 @@ class ProxyAnswer:
     has_authorization: bool = False
     #: The warnings the proxy logged for this request (the route's annotations, its Secret).
     warnings: list[str] = field(default_factory=list)
+    #: The head of the answer the client gets, as ``(lower-case name, value)`` pairs: a local
+    #: answer's own; for a proxied request, the proxy's head over an upstream's bare ``200``
+    #: (``Content-Length: 0``, nothing else: what the proxy adds or replaces, CORS's headers).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: A proxied request's head as the proxy sends it to the endpoint (``(lower-case name,
+    #: value)`` pairs: its Host, a default-backend's X-Code...); None: not proxied.
+    upstream_headers: list[tuple[str, str]] | None = None
+    #: The route's options as the proxy parsed them (``Proxy.options_for``: CORS, rate
+    #: limits, upstream-vhost, rewrites); None: not routed to a rule.
+    options: Any = None
+    #: The proxy's settings (its ConfigMap's limit-req-status-code...).
+    settings: ProxySettings | None = None
+    #: The request's method, as sent.
+    method: str = "GET"
 
 
 class _Capture:
@@ -127,10 +150,11 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
     proxy = Proxy(capture, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
                   records=False, clock=None, request_id=lambda: "0" * 32)
     conn = proxy.connection(peer, tls=tls, now=0.0)
-    answer = ProxyAnswer(status=0, warnings=collect.lines)
+    answer = ProxyAnswer(status=0, warnings=collect.lines, method=method)
     for act in conn.receive_data(_head(method, host, target, headers), now=0.0):
         if isinstance(act, OpenUpstream):
             answer.endpoint = act.endpoint
+            _through_upstream(conn, act.conn_id, answer)
             break
         if isinstance(act, SendDownstream):
             _read_response(act.data, answer)
@@ -138,18 +162,22 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
                 # An interim answer (``Expect: 100-continue``'s 100 Continue): the request
                 # goes on, the verdict is what follows it.
                 answer.status, answer.location, answer.challenge = 0, None, None
+                answer.response_headers = []
                 continue
             break
     else:
         return None
     answer.routed, answer.decision = capture.routed, capture.decision
+    answer.settings = proxy.settings
+    if answer.routed and answer.decision is not None:
+        answer.options = proxy.options_for(answer.decision.match)
     if answer.routed:
         raw = [(n.lower().encode("latin-1", "replace"), v.encode("utf-8", "surrogateescape"))
                for n, v in headers]
         answer.client_ip = client_address(peer, proxy.settings, proxy._trust, raw)
         d = answer.decision
         if d is not None:
-            answer.access = proxy.options_for(d.match).access
+            answer.access = answer.options.access
         else:  # the access ``_unrouted_status`` checks for a request no rule routes
             answer.access = proxy._unrouted_access(normalize_host(host) or "")
         if answer.access is not None:
@@ -173,16 +201,51 @@ def _basic_verdict(access: Access, auth: bytes | None) -> tuple[int, str | None]
     return verdict
 
 
-def _read_response(data: bytes, answer: ProxyAnswer) -> None:
+#: What explain's upstream answers a proxied request with: a bare 200, so that the head the
+#: client gets shows what the proxy itself puts there (CORS's headers replace an upstream's).
+_UPSTREAM_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def _through_upstream(conn: Any, conn_id: int, answer: ProxyAnswer) -> None:
+    """The rest of a proxied request, through the same connection: the upstream connects
+    (``upstream_connected``: the head the proxy sends the endpoint, ``upstream_headers``),
+    then answers ``_UPSTREAM_OK`` (``upstream_data``: the head the client gets,
+    ``response_headers``). Nothing else is read from them: the verdict stays the endpoint."""
+    sent = b""
+    for act in conn.upstream_connected(conn_id, now=0.0):
+        if isinstance(act, SendUpstream) and act.conn_id == conn_id:
+            sent += act.data
+    if b"\r\n\r\n" in sent:
+        answer.upstream_headers = _head_fields(sent)[1]
+    got = b""
+    for act in conn.upstream_data(conn_id, _UPSTREAM_OK, now=0.0):
+        if isinstance(act, SendDownstream):
+            got += act.data
+    if b"\r\n\r\n" in got:
+        answer.response_headers = _head_fields(got)[1]
+
+
+def _head_fields(data: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """A message head's first line and its ``(lower-case name, value)`` fields (values
+    trimmed, read as Latin-1: the bytes as they are)."""
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    answer.status = int(head[0].split(b" ", 2)[1])
+    fields = []
     for line in head[1:]:
         name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"location":
-            answer.location = value.strip().decode("latin-1")
-        elif name == b"www-authenticate":
-            answer.challenge = value.strip().decode("latin-1")
+        fields.append((name.strip().lower().decode("latin-1"),
+                       value.strip(b" \t").decode("latin-1")))
+    return head[0], fields
+
+
+def _read_response(data: bytes, answer: ProxyAnswer) -> None:
+    first, fields = _head_fields(data)
+    answer.status = int(first.split(b" ", 2)[1])
+    answer.response_headers = fields
+    for name, value in fields:
+        if name == "location":
+            answer.location = value
+        elif name == "www-authenticate":
+            answer.challenge = value
 
 
 def _rules(rules: Sequence[tuple[int, int, bool]], version: int) -> list[dict[str, str]]:
@@ -217,3 +280,121 @@ def describe_access(access: Access) -> dict[str, Any]:
     if access.also is not None:
         out["also"] = describe_access(access.also)
     return out
+
+
+#: The request headers a ``default-backend`` annotation's Service gets (proxy/_error_pages.py
+#: ``SET_NAMES``), written as ingress-nginx's template names them.
+_DEFAULT_BACKEND_NAMES = {"x-code": "X-Code", "x-format": "X-Format",
+                          "x-namespace": "X-Namespace", "x-ingress-name": "X-Ingress-Name",
+                          "x-service-name": "X-Service-Name", "x-service-port": "X-Service-Port"}
+
+#: The CORS headers, written as nginx.tmpl's CORS block names them (proxy/_cors.py).
+_CORS_NAMES = {n.lower(): n for n in (
+    "Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+    "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+    "Access-Control-Expose-Headers", "Access-Control-Max-Age")}
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def request_origin(headers: Sequence[tuple[str, str]]) -> str | None:
+    """``$http_origin`` of the request: its Origin line's value, repeats joined by ``", "``
+    (``http_header``, as the proxy reads it); None without one."""
+    from ._route_state import http_header
+
+    raw = [(n.strip(" \t").lower().encode("latin-1", "replace"),) * 2
+           + (v.strip(" \t").encode("utf-8", "surrogateescape"),) for n, v in headers]
+    return _text(http_header(raw, b"origin"))
+
+
+def describe_cors(answer: ProxyAnswer, method: str, origin: str | None) -> dict[str, Any] | None:
+    """``cors``: the route's CORS (``enable-cors``, as the proxy parsed it) and what this
+    request gets from it: ``headers``, the ``Access-Control-*`` headers of the proxy's answer
+    (read from the head it writes; ``{}``: none, the Origin is not allowed or the answer is
+    not the location's), ``preflight`` (answered 204 by the location itself). None: the
+    route has no CORS."""
+    opts = answer.options
+    cors = getattr(opts, "cors", None)
+    if cors is None:
+        return None
+    headers = {_CORS_NAMES[n]: v for n, v in answer.response_headers if n in _CORS_NAMES}
+    return {
+        "allow_origin": list(cors.origins), "allow_methods": cors.allow_methods,
+        "allow_headers": cors.allow_headers, "allow_credentials": cors.allow_credentials,
+        "expose_headers": cors.expose_headers, "max_age": cors.max_age,
+        "origin": origin, "preflight": is_preflight(answer, method), "headers": headers,
+    }
+
+
+def is_preflight(answer: ProxyAnswer, method: str) -> bool:
+    """The proxy answered this request with the CORS preflight's 204 (nginx.tmpl's
+    ``$cors = "trueoptions"``: an OPTIONS request whose Origin the location allows)."""
+    from .proxy._cors import PREFLIGHT_STATUS
+
+    return (method == "OPTIONS" and answer.status == PREFLIGHT_STATUS
+            and getattr(answer.options, "cors", None) is not None
+            and any(n in _CORS_NAMES for n, _ in answer.response_headers))
+
+
+def describe_rate_limit(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``rate_limit``: the route's Ingress's limits as the proxy parsed them (one set of zones
+    per Ingress, all its paths and hosts), the statuses past them (the ConfigMap's
+    ``limit-req-status-code``/``limit-conn-status-code``), the allowlist and whether the
+    client (``client_ip``: the address the proxy keys the zones on) is in it: ``limited``
+    False for an allowlisted client, None when no address was given and an allowlist
+    decides. One request: the limits are said, not simulated. None: no limit."""
+    limit = getattr(answer.options, "rate_limit", None)
+    if limit is None:
+        return None
+    settings = answer.settings if answer.settings is not None else ProxySettings()
+    client = answer.client_ip
+    allowlisted: bool | None
+    if client is None:
+        allowlisted = None if limit.allowlist else False
+    else:
+        allowlisted = limit.exempt(client)
+    m = limit.burst_multiplier
+    return {
+        # The zones' Ingress (``RateLimit.zone``: "Ingress NS/NAME").
+        "ingress": limit.zone.removeprefix("Ingress "), "rps": limit.rps, "rpm": limit.rpm, "burst_multiplier": m,
+        "rps_burst": limit.rps * m, "rpm_burst": limit.rpm * m,
+        "connections": limit.connections, "allowlist": list(limit.allowlist),
+        "client_ip": client, "client_allowlisted": allowlisted,
+        "limited": None if allowlisted is None else not allowlisted,
+        "status_rate": settings.limit_req_status_code,
+        "status_connections": settings.limit_conn_status_code,
+    }
+
+
+def describe_rewrite(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``response_rewrite``: ``proxy-redirect-from/to`` (``proxy_redirect``: the Location's
+    and Refresh's prefix), ``proxy-cookie-domain`` and ``proxy-cookie-path`` (Set-Cookie's
+    attributes), each ``{"from", "to"}`` or None, as the proxy parsed them. None: none set."""
+    rw = getattr(answer.options, "response_rewrite", None)
+    if not rw:
+        return None
+
+    def pair(p: tuple[bytes, bytes] | None) -> dict[str, str] | None:
+        return None if p is None else {"from": p[0].decode("ascii"), "to": p[1].decode("ascii")}
+
+    return {"proxy_redirect": pair(rw.redirect), "proxy_cookie_domain": pair(rw.cookie_domain),
+            "proxy_cookie_path": pair(rw.cookie_path)}
+
+
+def upstream_vhost(answer: ProxyAnswer) -> str | None:
+    """The route's ``upstream-vhost`` as the proxy parsed it (None: unset or refused)."""
+    return _text(getattr(answer.options, "upstream_vhost", None))
+
+
+def upstream_field(answer: ProxyAnswer, name: str) -> str | None:
+    """A field of the head the proxy sent the endpoint (None: not proxied, or absent)."""
+    return next((v for n, v in answer.upstream_headers or () if n == name), None)
+
+
+def default_backend_headers(answer: ProxyAnswer) -> dict[str, str]:
+    """The ingress-nginx headers a ``default-backend`` annotation's Service got in the head
+    the proxy sent it (X-Code, X-Format...), by name."""
+    return {_DEFAULT_BACKEND_NAMES[n]: v for n, v in answer.upstream_headers or ()
+            if n in _DEFAULT_BACKEND_NAMES}

@@ -542,8 +542,14 @@ class Metrics:
         Safe from several threads at once (drivers on loops of their own sharing one
         :class:`Metrics`): one lock around the update, as prometheus-client's own metrics
         take; a scrape never waits for it."""
-        with self._lock:
+        # acquire/release rather than ``with``: about 1,000 fewer instructions per request
+        # (callgrind, benchmarks/hotpath_ab.py observe: 44,606 -> 43,585; 42,242 unlocked).
+        lock = self._lock
+        lock.acquire()
+        try:
             self._observe(record)
+        finally:
+            lock.release()
 
     __call__ = observe
 

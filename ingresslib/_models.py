@@ -348,6 +348,23 @@ class Secret:
             return None
 
 
+# --- v1 ConfigMap ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMap:
+    """A ConfigMap (the ``custom-headers`` annotation names one: proxy/_header_sets.py);
+    ``binary_data`` keeps the base64 text, as a Secret's ``data``."""
+
+    metadata: ObjectMeta
+    data: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    binary_data: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    kind: str = field(default="ConfigMap", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _own_maps(self, "data", "binary_data")
+
+
 def go_utf8(text: str) -> bytes:
     """``text`` as the API server stores it: UTF-8, where a lone surrogate (the ``\\udce9``
     escape of a JSON manifest, or a str handed to ``from_dicts``, which the client sends as

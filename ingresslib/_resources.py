@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import FieldError
-from ._models import EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service, _own_tuples
+from ._models import ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass, Secret, Service, _own_tuples
 
 __all__ = ["Resources"]
 
-_FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets", "ignored")
+_FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets", "ignored",
+           "config_maps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,9 @@ class Resources:
     secrets: tuple[Secret, ...] = ()
     #: Objects of other kinds, kept aside as read and otherwise ignored.
     ignored: tuple[Mapping[str, Any], ...] = ()
+    #: v1 ConfigMaps (read for the ``custom-headers`` annotation: proxy/_header_sets.py).
+    #: After ``ignored`` so that positional construction keeps its meaning.
+    config_maps: tuple[ConfigMap, ...] = ()
     #: What the API server would warn about and drop when these manifests are applied: fields
     #: no Kubernetes type has (``Ingress default/web: unknown field "spec.ingressClassname"``)
     #: and keys written twice in one YAML mapping or JSON object (``duplicate field "..."``), as

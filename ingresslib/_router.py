@@ -126,6 +126,8 @@ _RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
 _KEY_FN, _KEY_URI, _KEY_ADDR, _KEY_HEADER = range(4)
 _MATERIALIZE_LOCK = threading.Lock()
 _CANARY_BEHAVIOR = "nginx.ingress.kubernetes.io/affinity-canary-behavior"
+#: proxy/_error_pages.py: a route with it gets an error page backend (``Router.error_page``).
+_CUSTOM_ERRORS = "nginx.ingress.kubernetes.io/custom-http-errors"
 #: The canary settings that make an Ingress that is not a canary an error in ingress-nginx
 #: (canary/main.go Parse: "if !config.Enabled && (config.Weight > 0 || config.Header != "" ||
 #: config.HeaderValue != "" || config.Cookie != "" || config.HeaderPattern != "") { return nil,
@@ -210,7 +212,7 @@ class _Backend:
     # fields share the object's first cache line(s).
     __slots__ = ("table", "shift", "keyarg", "decisions", "hname", "keyfn", "cycle", "ready", "eps",
                  "balancer", "pick", "mode", "n", "sticky", "points", "owners", "empty",
-                 "match", "served", "canary", "label", "dflt")
+                 "match", "served", "canary", "label", "dflt", "errors")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
                  canary: bool, prepared: tuple[str | None, _Profile] | None = None) -> None:
@@ -228,6 +230,9 @@ class _Backend:
         self.label = label
         #: ``Decision.default_backend`` of this backend's decisions.
         self.dflt: str | None = None
+        #: ``custom-http-errors``: the backend answering for an intercepted status (the
+        #: ``default-backend`` annotation's Service; ``Router.error_page``), None: none.
+        self.errors: _Backend | None = None
         self.n = len(eps.endpoints)
         self.mode, self.sticky, self.keyfn, self.keyarg, self.hname, self.pick = profile
         #: False until ``materialize`` built the Decisions (on the backend's first request).
@@ -1078,6 +1083,19 @@ class Router:
                 return ep
         return None
 
+    def error_page(self, decision: Decision, request: RequestContext | None = None
+                   ) -> Decision | None:
+        """The Decision serving the error page of an intercepted response to ``decision``
+        (``custom-http-errors``): an endpoint of its Ingress's ``default-backend`` Service,
+        picked round-robin, whose ``default_backend`` is set; None when there is none (no
+        annotation, its Service without a ready endpoint, a router-less decision)."""
+        b = decision.handle
+        if not isinstance(b, _Backend) or b.errors is None:
+            return None
+        r = request if request is not None else RequestContext()
+        d: Decision = b.errors.choose(r.method, r.host, r.path, r._raw, r.client_ip, r.query)
+        return d if d.endpoint is not None else None
+
     def session_cookie(self, decision: Decision, endpoint: tuple[str, int]) -> str | None:
         """The ``Set-Cookie`` to send when a retry served ``decision`` from ``endpoint``
         instead of ``decision.endpoint``. None: send no cookie.
@@ -1521,8 +1539,35 @@ class Router:
         # Canary Matches own ids too but are never returned by a lookup: their slots stay None.
         routes: list[Any] = [None] * size
         fast: dict[Match, Any] = {}
+        def error_side(m: Match) -> _Backend | None:
+            """The ``custom-http-errors`` backend of route ``m``: its Ingress's
+            ``default-backend`` Service, when it has an endpoint (ingress-nginx: the
+            ``@custom_<upstream>_<code>`` location proxies to it; without the annotation, to
+            the controller's default backend, which ingresslib has not)."""
+            ing = m.ingress_object
+            ann = ing.metadata.annotations if ing is not None else None
+            if not ann or m.service is None or _CUSTOM_ERRORS not in ann:
+                return None
+            raw = ann.get(DEFAULT_BACKEND_ANNOTATION)
+            if raw is None:
+                return None
+            custom_used[0] = True  # endpoint-only updates build in full (_Wiring)
+            found = custom_dflt.get((m.namespace, raw))
+            if found is None:
+                found = custom_dflt[(m.namespace, raw)] = custom_default_backend(
+                    index, m.namespace, raw)
+            d_eps, d_port, _problem = found  # the problem is said by ``backend``
+            if d_eps is None or not d_eps.endpoints:
+                return None
+            bal = RoundRobin()
+            made = _Backend(d_eps, bal, m, m, False,
+                            (f"{d_eps.namespace}/{d_eps.service}:{d_port}", _profile(d_eps, bal)))
+            made.dflt = f"custom-default-backend-{m.namespace}-{d_eps.service}"
+            return made
+
         for m in table.routes:
             mb = backend(m, m, False)
+            mb.errors = error_side(m)
             cm = m.canary
             if cm is None or cm.ingress_object is None:
                 routes[m.route_id] = _Route(mb, None, None, None)
@@ -1536,6 +1581,9 @@ class Router:
                     warn(cing, f"Ingress {cm.ingress}", key, msg)
                 canary_cfgs[id(cing)] = cfg
             cb = backend(cm, m, True)
+            # The main rule's location intercepts the canary's answers too (its annotations
+            # are the location's; a canary's own are dropped).
+            cb.errors = mb.errors
             # The counter belongs to the rule (BETTER: per-rule scope), and survives updates
             # while the rule, its canary and the weights stay the same.
             skey = (m.ingress, m.host, m.path, m.path_type, m.is_default_backend, cm.ingress,

@@ -29,7 +29,7 @@ __all__ = ["config_digest"]
 def config_digest(res: Resources, served: Sequence[Any], config: Any = None, *,
                   cache: _DigestCache | None = None) -> str:
     """The ``config_hash`` metric's value: a SHA-256 of what the routes are built from - the
-    served Ingresses, the IngressClasses, the Services, the TLS Secrets and the ConfigMap
+    served Ingresses, the IngressClasses, the Services, the TLS Secrets, the ConfigMaps (custom-headers) and the ConfigMap
     settings - and not of the endpoints, which change without a reload, as in ingress-nginx
     (its hash leaves ``Endpoints`` out: ``Backend.HashInclude``). Equal configurations give
     equal digests in every process, so replicas can be compared.
@@ -107,6 +107,8 @@ def config_digest(res: Resources, served: Sequence[Any], config: Any = None, *,
              run("classes", res.ingress_classes, _class_key, True),
              run("services", res.services, _namespaced_key, True),
              run("secrets", res.secrets, _namespaced_key, True),
+             # custom-headers reads them: an edit of one alone changes what is served.
+             run("config_maps", res.config_maps, _namespaced_key, True),
              b"config\n", _encode(config)]
     # Only the objects of this call stay cached: an object replaced or deleted is let go at the
     # next call. (Two calls at once from two threads: the last one's set is kept, and the

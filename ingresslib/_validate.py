@@ -46,6 +46,7 @@ from typing import Any
 from ._errors import FieldError
 from ._iptext import ip_text
 from ._models import (
+    ConfigMap,
     GO_SPACE,
     LEGACY_CLASS_ANNOTATION,
     Endpoint,
@@ -1145,6 +1146,30 @@ def _base64_len(value: str) -> int | None:
     if len(value) % 4 or not _base64_text(value):
         return None
     return len(value) // 4 * 3 - (len(value) - len(value.rstrip("=")))
+
+
+def validate_config_map(cm: ConfigMap, obj: str | None = None) -> list[FieldError]:
+    """The ConfigMap rules (core ValidateConfigMap): the name a DNS subdomain, each key of
+    ``data`` and ``binaryData`` a ConfigMap key, in one of them only ("duplicate of key %q"),
+    ``binaryData`` base64 and the whole at most 1 MiB (core.MaxSecretSize)."""
+    e = _Errs(obj or object_label("ConfigMap", cm.metadata))
+    _validate_meta(e, cm.metadata, is_dns1123_subdomain, namespaced=True)
+    total = 0
+    for key, value in cm.data.items():
+        e.invalid_each(f"data[{key}]", key, _is_config_key(key))
+        total += len(go_utf8(value))
+    for key, value in cm.binary_data.items():
+        e.invalid_each(f"binaryData[{key}]", key, _is_config_key(key))
+        if key in cm.data:
+            e.invalid(f"binaryData[{key}]", key, f'duplicate of key "{key}"')
+        n = _base64_len(value)
+        if n is None:
+            e.out.append(FieldError(e.obj, f"binaryData[{key}]", INVALID, _BASE64_MSG))
+        else:
+            total += n
+    if total > _MAX_SECRET_SIZE:
+        e.too_long("", _MAX_SECRET_SIZE)
+    return e.result()
 
 
 _TLS_CERT_KEY = "tls.crt"

@@ -12,6 +12,13 @@ strings.TrimPrefix(to, "www.") } else { from = fmt.Sprintf("www.%v", to) }", ski
 "esrv.Hostname == from" for any server ("Already exists an Ingress with %q hostname. Skipping
 creation of redirection"). Servers come from non-canary Ingresses only (``createServers``:
 "Ingress %v is marked as Canary, ignoring").
+
+``server-alias`` names take no part, as in ``buildRedirects``: it compares the twin with each
+server's ``Hostname`` only, and an alias gets no twin (``to := srv.Hostname``). A twin that
+is also another server's alias stays the redirect: nginx.tmpl writes the redirect servers
+before the others, and nginx keeps the first server of a ``server_name`` ("conflicting server
+name ... ignored"); ``_actions``' check of the twin hosts before routing gives the same
+(tests/test_seams_s25.py).
 """
 
 from __future__ import annotations

@@ -936,7 +936,8 @@ class RouteOptionsSource:
         if opts is None:
             return self._unrouted_too_large(self._default_options, length)
         if path == "/" and host_raw:
-            server = host if host in self._owners else "*." + host.partition(".")[2]
+            named = self._alias_server(host)
+            server = named if named in self._owners else "*." + named.partition(".")[2]
             root = self._server_app_root(server, None)
             if root is not None:
                 # The server block's "if ($uri = /) { return 302 ...", after its ``set
@@ -1111,6 +1112,7 @@ class RouteOptionsSource:
         cache = self._unrouted_opts
         if host in cache:
             return cache[host]
+        key, host = host, self._alias_server(host)
         # nginx picks an exact server_name before a wildcard one; a wildcard rule host covers
         # one label (SEMANTICS §4), as the router matches it.
         owner = owners.get(host)
@@ -1134,8 +1136,22 @@ class RouteOptionsSource:
                 self._warn_once(opts.warnings)
         if len(cache) > 8192:
             cache.clear()
-        cache[host] = opts
+        cache[key] = opts
         return opts
+
+    def _alias_server(self, host: str) -> str:
+        """The rule host (as written) whose server ``host`` (normalised) names through a
+        ``server-alias`` of the router's table, else ``host``. ingress-nginx writes an alias
+        into its server's ``server_name`` (nginx.tmpl "server_name {{ buildServerName
+        $server.Hostname }} {{ buildServerName $server.Aliases }}"), so a request for it whose
+        path no rule covers is answered by that server's ``location /`` and app-root, as one
+        for the host."""
+        table = getattr(self.router, "table", None)
+        if table is None or not getattr(table, "aliases", None):
+            return host
+        via = table.alias_of(host)
+        server = None if via is None else via["host"]
+        return host if server is None else str(server)
 
     def _server_app_root(self, host: str, own: str | None) -> str | None:
         """The app-root ingress-nginx's server for the rule host ``host`` (as written) answers

@@ -62,6 +62,8 @@ from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, route_ac
 from ._cors import CORS_ANNOTATIONS, Cors, parse_cors
 from ._ratelimit import RATE_LIMIT_ANNOTATIONS, RateLimit, parse_rate_limit
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
+from ._error_pages import CUSTOM_HTTP_ERRORS, parse_custom_http_errors
+from ._header_sets import CUSTOM_HEADERS, CustomHeaders, parse_custom_headers
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
                              parse_redirect_word, parse_upstream_vhost)
 
@@ -92,6 +94,10 @@ LOCATION_OPTIONS = frozenset({
     # proxy/_response_head.py
     "upstream-vhost", "proxy-redirect-from", "proxy-redirect-to", "proxy-cookie-domain",
     "proxy-cookie-path",
+    # proxy/_error_pages.py (the error page backend: _router.py Router.error_page)
+    "custom-http-errors", "disable-proxy-intercept-errors",
+    # proxy/_header_sets.py (a ConfigMap's headers on every answer of the location)
+    CUSTOM_HEADERS,
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -237,6 +243,15 @@ class RouteOptions:
     #: ``proxy-redirect-*`` / ``proxy-cookie-*``: the upstream response's Location, Refresh
     #: and Set-Cookie rewriting (proxy/_response_head.py); None: nothing to rewrite.
     response_rewrite: ResponseRewrite | None = None
+    #: ``custom-http-errors``: the upstream statuses answered by the ``default-backend``
+    #: annotation's Service instead (proxy/_error_pages.py); empty: none.
+    custom_http_errors: frozenset[int] = frozenset()
+    #: False with ``disable-proxy-intercept-errors: "true"``: ``custom_http_errors`` then
+    #: applies to ingresslib's own 502/504 only, never to an upstream's response.
+    intercept_errors: bool = True
+    #: ``custom-headers``: the ConfigMap whose ``data`` is set on every answer of the route
+    #: (proxy/_header_sets.py, looked up in the router's current ConfigMaps); None: none.
+    custom_headers: CustomHeaders | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
@@ -770,12 +785,20 @@ def parse_route_options(
 
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
+    custom_errors: frozenset[int] = frozenset()
+    custom_headers: CustomHeaders | None = None
     if not canary:
         rate_limit = parse_rate_limit(annotations, PREFIX, where, lambda key, message:
                                       warnings.append(RouteWarning.annotation(where, key,
                                                                               message)))
         cors = parse_cors(annotations, PREFIX, lambda key, message: warnings.append(
             RouteWarning.annotation(where, key, message)))
+        custom_errors = _custom_errors(annotations, where, warnings)
+        custom_headers = get(CUSTOM_HEADERS, lambda v: parse_custom_headers(
+            v, namespace, settings.global_allowed_response_headers, where), None)
+    # nginx.tmpl: "proxy_intercept_errors on;" only without it: the error_page lines then
+    # apply to nginx's own errors alone (ingresslib: its 502/504 after the last try).
+    intercept = not get("disable-proxy-intercept-errors", _bool, False)
 
     access, access_warnings = route_access(annotations, PREFIX, settings, where, namespace,
                                            secrets, auth_warn,
@@ -847,4 +870,25 @@ def parse_route_options(
         rate_limit=rate_limit,
         upstream_vhost=vhost,
         response_rewrite=rewrite_out or None,
+        custom_http_errors=custom_errors,
+        intercept_errors=intercept,
+        custom_headers=custom_headers,
     )
+
+
+def _custom_errors(annotations: Mapping[str, str], where: str,
+                   warnings: list[RouteWarning]) -> frozenset[int]:
+    """``custom-http-errors`` (proxy/_error_pages.py), said when ignored or without effect."""
+    raw = annotations.get(PREFIX + CUSTOM_HTTP_ERRORS)
+    if raw is None:
+        return frozenset()
+    codes, problem = parse_custom_http_errors(raw)
+    if problem is not None:
+        warnings.append(RouteWarning.annotation(where, PREFIX + CUSTOM_HTTP_ERRORS, problem))
+    elif PREFIX + "default-backend" not in annotations:
+        # ingress-nginx sends the errors to the controller's default backend; ingresslib has
+        # none: the upstream's answer passes untouched.
+        warnings.append(RouteWarning.annotation(
+            where, PREFIX + CUSTOM_HTTP_ERRORS, "has no effect without a default-backend annotation "
+            "(ingresslib has no controller default backend): responses pass untouched"))
+    return codes

@@ -143,8 +143,9 @@ from ._chunked import _ChunkedReader as _ChunkedReader
 from ._chunked import _RequestChunkedReader as _RequestChunkedReader
 from ._cors import PREFLIGHT_STATUS
 from ._cors import merge as cors_merge
+from ._header_sets import config_maps_of
 from ._errors import LocalProxyError, RemoteProxyError
-from ._error_pages import default_backend_lines, without_set_names
+from ._error_pages import default_backend_lines, error_page_head, without_set_names
 from ._headers import (
     HEADER_NAME_CHARS,
     IDEMPOTENT,
@@ -454,6 +455,8 @@ class ClientConnection:
         #: ``(request, held)``: the limit-connections count the current request holds,
         #: released when it ends (``_emit_record``: done, refused, aborted, the client gone).
         self._limit_held: tuple[_Request, Held] | None = None
+        #: The request whose error page (custom-http-errors) is being fetched: never twice.
+        self._error_page_req: _Request | None = None
 
     # ---------------------------------------------------------------- public inputs
     @property
@@ -1776,6 +1779,8 @@ class ClientConnection:
         # "$scheme://"", TLS to the endpoint when the client's connection is TLS ($scheme is
         # this hop's own, not a forwarded X-Forwarded-Proto).
         tls = opts.backend_tls or (opts.backend_protocol == "AUTO_HTTP" and self.scheme == "https")
+        if self._error_page_req is req:
+            tls = False  # the error page's named location: "proxy_pass http://upstream_balancer"
         self._out.append(OpenUpstream(up.conn_id, endpoint, tls, opts.connect_timeout,
                                       opts.send_timeout, pooled))
 
@@ -1902,6 +1907,9 @@ class ClientConnection:
                 self._close_upstream(False)
                 self._start_retry(req, nxt, now)
                 return False
+        if opts.custom_http_errors and status in opts.custom_http_errors and \
+                opts.intercept_errors and self._error_page(req, status, now, up):
+            return False  # custom-http-errors: the default backend answers instead
         req.statuses.append(status)
         # One pass over h11's (raw name, name, value) triples: the upstream's header case is
         # kept and nothing is re-validated (h11's parser already did).
@@ -2028,6 +2036,22 @@ class ClientConnection:
             if cors is not None:
                 # more_set_headers: replaces the upstream's headers of those names.
                 headers[:] = cors_merge(headers, cors)
+        if opts is not None and opts.custom_headers is not None:
+            custom = self._custom_headers(req)
+            if custom:
+                # more_set_headers too (proxy/_header_sets.py): the ConfigMap's headers.
+                headers[:] = cors_merge(headers, list(custom))
+
+    def _custom_headers(self, req: _Request) -> tuple[tuple[bytes, bytes], ...]:
+        """The ``custom-headers`` ConfigMap's headers for an answer to ``req``: as
+        ``_cors_headers``, only on the location's own answers (not a denied location's 503)."""
+        opts = req.opts
+        if opts is None or opts.custom_headers is None or req.phase != "location":
+            return ()
+        access = opts.access
+        if access is not None and (access.denied is not None or access.secret_denied()):
+            return ()
+        return opts.custom_headers.headers(config_maps_of(self.proxy.router))
 
     def _cors_headers(self, req: _Request) -> list[tuple[bytes, bytes]] | None:
         """The CORS headers of a response to ``req`` (proxy/_cors.py), or None: no CORS on its
@@ -2247,6 +2271,9 @@ class ClientConnection:
             if nxt is not None:
                 self._start_retry(req, nxt, now)
                 return
+        if req.opts is not None and status in req.opts.custom_http_errors and \
+                self._error_page(req, status, now):
+            return  # custom-http-errors on our own 502/504 (nginx's error_page)
         self._local_response(req, status, now)
 
     def _next_endpoint(self, req: _Request) -> tuple[str, int] | None:
@@ -2279,6 +2306,48 @@ class ClientConnection:
             req.set_cookie = session_cookie(req.decision, endpoint)
         req.rewind()
         self._open(req, endpoint, now)
+
+    def _error_page(self, req: _Request, status: int, now: float,
+                    up: _Upstream | None = None) -> bool:
+        """custom-http-errors: fetch the answer to ``status`` from the router's error page
+        backend (``router.error_page``) instead; ``up``: the try whose response head is
+        dropped. False (nothing done) when there is none, for a second error of the same
+        request, an upgrade, or a body too large to send again (proxy/_error_pages.py)."""
+        error_page = getattr(self.proxy.router, "error_page", None)
+        if (error_page is None or self._error_page_req is req or req.upgrade
+                or req.replay is None or req.event is None):
+            return False
+        event = req.event
+        try:
+            dec = error_page(req.decision, RequestContext(
+                req.method_s, req.host_raw, req.path, event.headers, req.client_ip, req.query))
+        except Exception:
+            self.proxy._hook_failed("router.error_page")
+            return False
+        if dec is None or dec.endpoint is None:
+            return False
+        if up is not None:
+            # nginx's proxy_intercept_errors: the upstream's head and body are dropped (the
+            # connection closed), its status logged ($upstream_status "404, 200").
+            req.statuses.append(status)
+            self._observe(req, up, now, status < 500)
+            self._close_upstream(False)
+        self._error_page_req = req
+        host = None
+        if req.opts is not None and req.opts.upstream_vhost is not None:
+            # The named location's "proxy_set_header Host $best_http_host", not the vhost.
+            host = req.host_raw.encode("ascii") if req.host_raw and not req.host_from_target \
+                else req.host.encode("ascii")
+        req.up_head = error_page_head(req.up_head, status, dec, event.headers._full_items,
+                                      req.original_uri, req.query, host)
+        req.decision = dec
+        req.set_cookie = dec.set_cookie
+        # The named location's tries are its own (proxy-next-upstream-tries/-timeout).
+        req.free_tries = len(req.tried)
+        req.t_tries = None
+        req.rewind()
+        self._open(req, dec.endpoint, now)
+        return True
 
     # ---------------------------------------------------------------- answers and cycles
     def _error_response(self, status: int, req: _Request | None, now: float) -> None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["SET_NAMES", "default_backend_fields", "default_backend_lines", "without_set_names"]
+__all__ = ["SET_NAMES", "CUSTOM_HTTP_ERRORS", "default_backend_fields", "default_backend_lines",
+           "error_page_head", "parse_custom_http_errors", "without_set_names"]
 
 #: The names ingress-nginx's ``proxy_set_header`` sets for a default backend: the client's own
 #: headers of these names are not passed (nginx passes no client header that a
@@ -48,17 +49,18 @@ def _accept(headers: Iterable[tuple[Any, ...]]) -> bytes:
     return b", ".join(found)
 
 
-def default_backend_fields(decision: Any, headers: Iterable[tuple[Any, ...]]
+def default_backend_fields(decision: Any, headers: Iterable[tuple[Any, ...]], code: int = 503
                            ) -> list[tuple[bytes, bytes]]:
     """The extra ``(name, value)`` request headers (lower-case names) for ``decision``: none
-    unless a ``default-backend`` annotation's Service serves it."""
+    unless a ``default-backend`` annotation's Service serves it. ``code``: X-Code (503 for a
+    rule without endpoints, the intercepted status for ``custom-http-errors``)."""
     if getattr(decision, "default_backend", None) is None:
         return []
     m = decision.match
     ing = getattr(m, "ingress_object", None)
     ingress = (ing.metadata.name if ing is not None
                else (m.ingress or "").rpartition("/")[2])
-    out = [(b"x-code", b"503")]
+    out = [(b"x-code", b"%d" % code)]
     accept = _accept(headers)
     if accept:
         out.append((b"x-format", accept))
@@ -78,3 +80,63 @@ def without_set_names(lines: list[bytes]) -> list[bytes]:
     """Upstream head ``lines`` (``b"Name: value\r\n"`` each) without the client's headers of
     ``SET_NAMES``."""
     return [h for h in lines if h.partition(b":")[0].lower() not in SET_NAMES]
+
+
+# --------------------------------------------------------------------------- custom-http-errors
+#: The annotation (without the prefix): ingress-nginx annotations/customhttperrors/main.go.
+CUSTOM_HTTP_ERRORS = "custom-http-errors"
+
+#: The headers the error page's named location sets (nginx.tmpl ``CUSTOM_ERRORS``: X-Code,
+#: X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port), and
+#: X-Forwarded-Prefix, which only a rewritten location sends: the lines of these names in the
+#: original upstream head are replaced.
+_ERROR_PAGE_NAMES = SET_NAMES | {b"x-original-uri", b"x-forwarded-prefix"}
+
+
+def parse_custom_http_errors(raw: str) -> tuple[frozenset[int], str | None]:
+    r"""``custom-http-errors``: ``(codes, None)`` or ``(frozenset(), why it is ignored)``.
+
+    As customhttperrors/main.go: the value must match ``^(?:(?:[45]\d\d)(?:,\s*)?)+$`` (its
+    validator; a failure ignores the whole annotation with a warning), then it is split on
+    ``,`` and each item read with ``strconv.Atoi`` (which takes no blank: ``"404, 500"``
+    fails there). Codes 400-599 only."""
+    value = raw.strip()
+    if not value:
+        return frozenset(), "empty; ignored"
+    codes: set[int] = set()
+    for item in value.split(","):
+        if not (len(item) == 3 and item.isascii() and item.isdigit() and item[0] in "45"):
+            return frozenset(), (f"invalid status code {item!r} in {raw!r} (a comma-separated "
+                                 "list of codes 400-599, no blanks); ignored")
+        codes.add(int(item))
+    return frozenset(codes), None
+
+
+def error_page_head(up_head: bytes, code: int, decision: Any,
+                    headers: Iterable[tuple[Any, ...]], original_uri: str,
+                    query: str | None, host: bytes | None = None) -> bytes:
+    """The upstream request head for the error page of ``code`` (``decision``: the
+    ``default-backend`` annotation's Service), made from the original request's ``up_head``.
+
+    nginx.tmpl ``CUSTOM_ERRORS`` (``location @custom_<upstream>_<code>``): ``rewrite (.*) /
+    break;`` -- the path is ``/``, the query kept (a replacement without ``?`` keeps the
+    arguments) -- and ``proxy_set_header`` X-Code ``<code>``, X-Format ``$http_accept``,
+    X-Original-URI ``$request_uri``, X-Namespace, X-Ingress-Name, X-Service-Name,
+    X-Service-Port (the original location's), X-Request-ID (the same). The method, the other
+    headers and the body framing are the original request's. ``host``: the Host to send
+    instead of the head's (``Host $best_http_host``, for a location whose ``upstream-vhost``
+    set another)."""
+    line_end = up_head.index(b"\r\n")
+    method = up_head[:up_head.index(b" ")]
+    drop = _ERROR_PAGE_NAMES if host is None else _ERROR_PAGE_NAMES | {b"host"}
+    lines = [h for h in up_head[line_end + 2:-2].split(b"\r\n")[:-1]
+             if h.partition(b":")[0].lower() not in drop]
+    if host is not None:
+        lines.insert(0, b"host: " + host)
+    fields = default_backend_fields(decision, headers, code)
+    fields.insert(2 if len(fields) > 1 and fields[1][0] == b"x-format" else 1,
+                  (b"x-original-uri", original_uri.encode("ascii", "replace")))
+    target = b"/?" + query.encode("ascii", "replace") if query else b"/"
+    return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
+        method, target, b"".join(h + b"\r\n" for h in lines),
+        b"".join(b"%s: %s\r\n" % f for f in fields))

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from ._access import parse_source_ranges
+from ._header_sets import valid_header_name
 
 __all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers",
            "parse_size"]
@@ -347,6 +348,10 @@ class ProxySettings:
     #: 599). proxy/_ratelimit.py.
     limit_req_status_code: int = 503
     limit_conn_status_code: int = 503
+    #: ingress-nginx ``global-allowed-response-headers``: the header names a ``custom-headers``
+    #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
+    #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
+    global_allowed_response_headers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -398,6 +403,10 @@ class ProxySettings:
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")
+        for header in self.global_allowed_response_headers:
+            if not valid_header_name(header):
+                raise ValueError(f"global_allowed_response_headers: {header!r} is not a valid "
+                                 "header name (letters, digits, - and _)")
         for name in ("limit_req_status_code", "limit_conn_status_code"):
             if not 400 <= getattr(self, name) <= 599:
                 # nginx's limit_req_status / limit_conn_status: "value must be between 400

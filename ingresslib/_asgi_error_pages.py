@@ -1,0 +1,154 @@
+"""``custom-http-errors`` in IngressASGI: the mounted app's answer with a listed status is
+replaced by the answer of the Ingress's ``default-backend`` Service's app, as the proxy core
+replaces an upstream's (proxy/_error_pages.py, ``Router.error_page``).
+
+``ErrorPageSend`` wraps the app's ``send``: a ``http.response.start`` whose status is listed,
+when the router has an error page backend with a mounted app, is held back with the rest of
+that answer (nginx's ``proxy_intercept_errors``: the upstream's head and body are dropped);
+``ErrorPageReceive`` keeps the request body the app read (up to a bound) so that the error
+page's app gets it again, as nginx's named location sends the buffered body again. Then
+``error_page_scope`` is the scope the error page's app is called with: path ``/``, the query
+kept (``rewrite (.*) / break``), and X-Code, X-Format, X-Original-URI, X-Namespace,
+X-Ingress-Name, X-Service-Name, X-Service-Port (nginx.tmpl ``CUSTOM_ERRORS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .proxy._error_pages import _ERROR_PAGE_NAMES, default_backend_fields
+
+__all__ = ["ErrorPageReceive", "ErrorPageSend", "ErrorPages", "error_page_scope"]
+
+Message = MutableMapping[str, Any]
+
+#: The request body kept for the error page's app; a longer one is not sent again, and its
+#: answer is passed untouched (the proxy core's replay bound is the same idea).
+BODY_LIMIT = 1 << 20
+
+
+class ErrorPageReceive:
+    """The app's ``receive``, keeping the ``http.request`` bodies it read (``chunks``; None
+    once over ``BODY_LIMIT``), and, once ``replaying``, giving them again."""
+
+    __slots__ = ("receive", "chunks", "size", "replaying", "done")
+
+    def __init__(self, receive: Callable[[], Awaitable[Message]]) -> None:
+        self.receive = receive
+        self.chunks: list[bytes] | None = []
+        self.size = 0
+        self.replaying = False
+        #: The app read the whole body.
+        self.done = False
+
+    async def __call__(self) -> Message:
+        if self.replaying:
+            # The kept body in one message, then the client's own next messages (the rest of
+            # a body the app did not read, a disconnect).
+            if self.chunks is not None:
+                body, self.chunks = b"".join(self.chunks), None
+                return {"type": "http.request", "body": body, "more_body": not self.done}
+            return await self.receive()
+        message = await self.receive()
+        if message.get("type") == "http.request" and self.chunks is not None:
+            body = bytes(message.get("body") or b"")
+            self.size += len(body)
+            self.done = not message.get("more_body", False)
+            if self.size > BODY_LIMIT:
+                self.chunks = None
+            else:
+                self.chunks.append(body)
+        return message
+
+
+class ErrorPageSend:
+    """The app's ``send``: an answer whose status is in ``codes`` is dropped when ``resolve``
+    (asked once, with the status) finds an error page app; ``intercepted`` is then the
+    status."""
+
+    __slots__ = ("send", "codes", "resolve", "started", "intercepted", "receive")
+
+    def __init__(self, send: Callable[[Message], Awaitable[None]], codes: frozenset[int],
+                 resolve: Callable[[int], bool], receive: ErrorPageReceive) -> None:
+        self.send = send
+        self.codes = codes
+        self.resolve = resolve
+        self.receive = receive
+        self.started = False
+        self.intercepted: int | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self.intercepted is not None:
+            return  # the intercepted answer's body: dropped
+        if not self.started and message.get("type") == "http.response.start":
+            self.started = True
+            status = message.get("status")
+            if (type(status) is int and status in self.codes
+                    and self.receive.chunks is not None and self.resolve(status)):
+                self.intercepted = status
+                return
+        await self.send(message)
+
+
+def error_page_scope(child: Message, scope: Message, decision: Any, code: int, root: str,
+                     raw_root: bytes, rewrite_headers: bool) -> Message:
+    """The scope of the error page's app: ``child`` (the scope the app got) with path ``/``
+    under ``root`` (the query kept), ``decision`` (``Router.error_page``'s) and, when the
+    adapter writes the backend headers, the named location's ones for ``code``."""
+    out = dict(child)
+    out["path"] = root + "/"
+    out["raw_path"] = raw_root + b"/"
+    out["root_path"] = root
+    if rewrite_headers:
+        raw = scope.get("raw_path") or scope.get("path", "/").encode("utf-8")
+        qs = scope.get("query_string") or b""
+        uri = bytes(raw) + (b"?" + bytes(qs) if qs else b"")
+        fields = default_backend_fields(decision, scope.get("headers") or (), code)
+        fields.insert(2 if len(fields) > 1 and fields[1][0] == b"x-format" else 1,
+                      (b"x-original-uri", uri))
+        out["headers"] = [(k, v) for k, v in child.get("headers") or ()
+                          if bytes(k).lower() not in _ERROR_PAGE_NAMES] + fields
+    return out
+
+
+class ErrorPages:
+    """One request's ``custom-http-errors`` state: ``receive`` and ``send`` for its app, and
+    ``serve`` calling the error page's app when the answer was intercepted. ``adapter`` is
+    the IngressASGI (``router.error_page``, ``backend_for``)."""
+
+    __slots__ = ("adapter", "decision", "receive", "send", "error", "app")
+
+    def __init__(self, adapter: Any, decision: Any, receive: Callable[[], Awaitable[Message]],
+                 send: Callable[[Message], Awaitable[None]], codes: frozenset[int]) -> None:
+        self.adapter = adapter
+        self.decision = decision
+        self.receive = ErrorPageReceive(receive)
+        self.send = ErrorPageSend(send, codes, self._resolve, self.receive)
+        self.error: Any = None
+        self.app: Any = None
+
+    def _resolve(self, status: int) -> bool:
+        error_page = getattr(self.adapter.router, "error_page", None)
+        if error_page is None:
+            return False
+        err = error_page(self.decision)
+        app = self.adapter.backend_for(err) if err is not None else None
+        if app is None:
+            return False
+        self.error, self.app = err, app
+        return True
+
+    async def serve(self, child: Message, scope: Message, root: str, raw_root: bytes,
+                    reply: Any) -> bool:
+        """Call the error page's app (True) when the app's answer was intercepted."""
+        code = self.send.intercepted
+        if code is None:
+            return False
+        self.receive.replaying = True
+        reply.set_cookie = self.error.set_cookie
+        page = error_page_scope(child, scope, self.error, code, root, raw_root,
+                                self.adapter.rewrite_headers)
+        page["ingresslib.decision"] = self.error
+        await self.app(page, self.receive, reply.send)
+        return True

@@ -110,6 +110,8 @@ from .proxy._actions import (
     denied_first,
     redirect_for,
     tls_host_predicate,
+    unrouted_headers,
+    unrouted_limit,
 )
 from .proxy._annotations import RouteOptions
 from .proxy._headers import (
@@ -133,7 +135,15 @@ from .proxy._headers import (
     valid_request_id,
 )
 from .proxy._cors import PREFLIGHT_STATUS, asgi_origin
-from .proxy._header_sets import combine, config_maps_of
+from .proxy._header_sets import (
+    combine,
+    config_maps_of,
+    global_headers,
+    hidden_names,
+    hiding_send,
+    set_header_pairs,
+    upstream_set_headers,
+)
 from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
 from .proxy._ratelimit import Held, RateLimiter
 from .proxy._settings import ProxySettings
@@ -451,6 +461,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
         # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
         reply = _Reply(scope, send, self._hsts if secure else None, secure)
+        #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
+        #: before the location's CORS and custom-headers.
+        added = list(global_headers(settings.add_headers, self.router)) or None \
+            if settings.add_headers else None
+        reply.cors = added
         method = scope.get("method", "GET")
         #: The scan's backend headers so far (None: the general path builds them).
         out: list[tuple[bytes, bytes]] | None = None
@@ -572,17 +587,42 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # whose Location is a routed one's (``_location_host``).
                 request_uri = _request_uri(scope, rel, query)
                 location_host = None if secure else self._location_host(scope, peer)
+                origin = asgi_origin(scope.get("headers"))
                 answer = self._unrouted_answer(server_host, scheme, rel, query,
                                                self.https_port, host_raw=host,
                                                location_host=location_host,
-                                               target=request_uri, length=length)
+                                               target=request_uri, length=length,
+                                               method=method if kind == "http" else "",
+                                               origin=origin)
+                # The server ``location /``'s CORS, custom-headers and rate limits, as the
+                # proxy's (``_server_location``, ``_limit_unrouted``).
+                loc_opts = self._unrouted_options(server_host) if server_host else None
+                located = unrouted_headers(loc_opts, origin, config_maps_of(self.router))
             else:
                 answer = self._unrouted_answer("", scheme, rel, query, 0, length=length)
+                loc_opts, located = None, ()
             if answer is not None:
                 location = answer[2]
+                if located and answer[0] == "location":  # not app-root, 413, www twin
+                    reply.cors = combine(reply.cors, located)
+                if answer[1] == PREFLIGHT_STATUS:
+                    await reply.local(PREFLIGHT_STATUS)
+                    return
                 await reply.local(answer[1], None if location is None
                                   else [(b"location", location)])
                 return
+            if located:
+                reply.cors = combine(reply.cors, located)
+            loc_limit = unrouted_limit(loc_opts)
+            if loc_limit is not None:
+                status, limit_held = self.rate_limits.enter(
+                    loc_limit, client_ip, self.limit_clock(), settings.limit_req_status_code,
+                    settings.limit_conn_status_code)
+                if status:
+                    await reply.local(status)
+                    return
+                if limit_held is not None:
+                    held.append(limit_held)
             # The proxy's access control of the host's server location (or block-cidrs),
             # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
             await _hash_off_loop(self._unrouted_access(server_host), client_ip, scope)
@@ -628,8 +668,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # The location's CORS (proxy/_cors.py), as the proxy's _cors_headers: on
                 # every answer from here on; an OPTIONS with an allowed Origin is answered
                 # 204 at once (the location's rewrite phase), unless app-root redirects it.
-                reply.cors = opts.cors.headers(asgi_origin(scope.get("headers")))
-                if reply.cors is not None and kind == "http" \
+                cors = opts.cors.headers(asgi_origin(scope.get("headers")))
+                if cors is not None:
+                    reply.cors = combine(reply.cors, tuple(cors))
+                if cors is not None and kind == "http" \
                         and scope.get("method") == "OPTIONS" \
                         and not (rel == "/" and opts.app_root is not None):
                     reply.cors = combine(reply.cors, custom)
@@ -658,7 +700,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                                         target=request_uri)
                 if redirect is not None:
                     if rel == "/" and opts.app_root is not None:
-                        reply.cors = None  # the server-level app-root: not the location's
+                        reply.cors = added  # the server-level app-root: not the location's
                     await reply.local(redirect[0], [(b"location", redirect[1])])
                     return
             if opts.rate_limit is not None:
@@ -745,6 +787,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
                     fwd, request_id, peer, client_ip, scheme, prefix,
                     [v for n, v in fwd_items if n == b"x-forwarded-for"] if fwd_items else _NONE)
+            if settings.proxy_set_headers:
+                # ConfigMap proxy-set-headers, as the proxy's (proxy/_header_sets.py).
+                pairs = upstream_set_headers(settings.proxy_set_headers, self.router)
+                if pairs:
+                    child["headers"] = set_header_pairs(child["headers"], pairs)
         if checked_basic or (decision is not None and opts.access is not None
                              and opts.access.basic is not None):
             # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
@@ -767,6 +814,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     (k, v) for k, v in child.get("headers") or () if bytes(k).lower() != b"host"]
             if opts.response_rewrite is not None:
                 app_send = rewriting_send(reply.send, opts.response_rewrite)
+        if settings.hide_headers:
+            # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
+            app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
         pages: ErrorPages | None = None
         if (decision is not None and opts.custom_http_errors and opts.intercept_errors
                 and kind == "http" and app is not self.fallback):
@@ -774,6 +824,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # annotation's app instead (_asgi_error_pages.py).
             pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors)
             receive, app_send = pages.receive, pages.send
+            # The app, then the error page's app when its answer was intercepted (under the
+            # same body limit; also when the app raised after its listed status).
+            app = pages.wrap(app, scope, root, _quoted_root(root) if root else b"", reply, limit)
         if limit:
             await app(child, reply.counting(receive, limit), app_send)
             if reply.late:
@@ -783,8 +836,6 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # Always through ``reply.send``: the response head loses what the proxy hides
             # from an upstream's (``_Reply.send``).
             await app(child, receive, app_send)
-        if pages is not None:
-            await pages.serve(child, scope, root, _quoted_root(root) if root else b"", reply)
 
     def _location_host(self, scope: Scope, peer: str | None) -> str | None:
         """``location_host`` of an ssl-redirect's Location (proxy/_actions.py

@@ -140,15 +140,41 @@ class ErrorPages:
         return True
 
     async def serve(self, child: Message, scope: Message, root: str, raw_root: bytes,
-                    reply: Any) -> bool:
-        """Call the error page's app (True) when the app's answer was intercepted."""
+                    reply: Any, limit: int = 0) -> bool:
+        """Call the error page's app (True) when the app's answer was intercepted.
+        ``limit``: the location's ``proxy-body-size`` (0: none), counted again over the
+        whole body the error page's app reads (the kept part given again, then the rest):
+        nginx's body limit holds for the request whichever location reads it."""
         code = self.send.intercepted
-        if code is None:
+        if code is None or reply.cut or reply.started:
+            # Nothing intercepted, or the client already has an answer (the 413 of a body
+            # over the limit): the error page's app is not called.
             return False
         self.receive.replaying = True
         reply.set_cookie = self.error.set_cookie
         page = error_page_scope(child, scope, self.error, code, root, raw_root,
                                 self.adapter.rewrite_headers)
         page["ingresslib.decision"] = self.error
-        await self.app(page, self.receive, reply.send)
+        receive = reply.counting(self.receive, limit) if limit else self.receive
+        await self.app(page, receive, reply.send)
         return True
+
+    def wrap(self, app: Any, scope: Message, root: str, raw_root: bytes, reply: Any,
+             limit: int = 0) -> Callable[[Message, Any, Any], Awaitable[None]]:
+        """``app`` followed by ``serve``. An app that raises after its listed status was
+        intercepted still gets the error page answered (nginx decides on the upstream's
+        response head: ``ngx_http_upstream_intercept_errors`` finalizes the upstream and
+        the named location answers, whatever the upstream does after), then the exception
+        goes on to the ASGI server (which logs it; the answer is complete)."""
+
+        async def run(child: Message, receive: Any, send: Any) -> None:
+            try:
+                await app(child, receive, send)
+            except Exception:
+                if self.send.intercepted is None:
+                    raise
+                await self.serve(child, scope, root, raw_root, reply, limit)
+                raise
+            await self.serve(child, scope, root, raw_root, reply, limit)
+
+        return run

@@ -312,6 +312,24 @@ def _allowed_headers(v: str) -> tuple[str, ...]:
         raise _Bad(str(e)) from None
 
 
+def _add_headers(v: str) -> str:
+    from .proxy._header_sets import parse_add_headers
+
+    try:
+        return parse_add_headers(v) or ""
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
+def _proxy_set_headers(v: str) -> str:
+    from .proxy._header_sets import PROXY_SET_HEADERS, parse_add_headers
+
+    try:
+        return parse_add_headers(v, PROXY_SET_HEADERS) or ""
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 # Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "use-forwarded-headers": _bool,
@@ -367,6 +385,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # config.go "GlobalAllowedResponseHeaders string `json:\"global-allowed-response-headers\"`":
     # the names a custom-headers ConfigMap may set (proxy/_header_sets.py).
     "global-allowed-response-headers": _allowed_headers,
+    # config.go "AddHeaders string `json:\"add-headers\"`" / "HideHeaders []string
+    # `json:\"hide-headers\"`" (proxy/_header_sets.py).
+    "add-headers": _add_headers,
+    "hide-headers": _allowed_headers,
+    # config.go "ProxySetHeaders string `json:\"proxy-set-headers\"`".
+    "proxy-set-headers": _proxy_set_headers,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).

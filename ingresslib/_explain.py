@@ -1425,6 +1425,94 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None,
     return _each_line_once(list(seen.values()))
 
 
+def _reference_warnings(table: RouteTable, res: Resources,
+                        settings: ProxySettings | None = None) -> list[RouteWarning]:
+    """What ``check`` says of the objects an Ingress's annotations name, which the proxy only
+    finds out at request time, each once, on the annotation's field:
+
+    - ``custom-headers``: its ConfigMap not among the objects, or unusable (an invalid or
+      not allowed header): no header is added (``CustomHeaders.resolve``; ingress-nginx logs
+      "unable to find configMap" and denies the location: README row).
+    - ``default-backend``: a Service that exists without a ready endpoint on its first port
+      (controller.go ``createUpstreams``: "custom backend is valid only if contains at least
+      one endpoint"): a rule whose own Service has none still answers 503; and, when it has
+      one, each rule whose own Service has none, served by it instead (ingress-nginx still
+      logs "Service %q does not have any active Endpoint." for the rule's Service, and the
+      router says nothing of that backend). A Service not found is the router's warning.
+
+    Canary Ingresses are skipped: both annotations are dropped from a canary's locations."""
+    try:
+        from ._endpoints import (DEFAULT_BACKEND_ANNOTATION, SERVICE_UPSTREAM_ANNOTATION,
+                                 EndpointIndex, custom_default_backend)
+        from ._table import _is_canary
+        from .proxy._annotations import RouteWarning
+        from .proxy._header_sets import CUSTOM_HEADERS, parse_custom_headers
+        from .proxy._settings import ProxySettings
+    except ImportError:  # pragma: no cover - the proxy is optional for check
+        return []
+    if settings is None:
+        settings = ProxySettings()
+    headers_key = "nginx.ingress.kubernetes.io/" + CUSTOM_HEADERS
+    found: dict[str, RouteWarning] = {}
+    index: EndpointIndex | None = None
+    done: set[tuple[int, str | None, object]] = set()
+    for m in table.routes:
+        ing = getattr(m, "ingress_object", None)
+        if ing is None or _is_canary(ing):
+            continue
+        ann = ing.metadata.annotations or {}
+        ns = ing.metadata.namespace
+        where = f"Ingress {ns}/{ing.metadata.name}"
+        raw = ann.get(headers_key)
+        if raw is not None and (id(ing), None, None) not in done:
+            done.add((id(ing), None, None))
+            try:
+                custom = parse_custom_headers(raw, ns, settings.global_allowed_response_headers,
+                                              where)
+            except ValueError:
+                custom = None  # an invalid reference: the proxy's annotation warning
+            if custom is not None:
+                _, problem = custom.resolve(res.config_maps)
+                if problem is not None:
+                    if "not found" in problem:
+                        problem = (f"ConfigMap {custom.ref!r} is not among the objects "
+                                   "(ingress-nginx: \"unable to find configMap\")")
+                    w = RouteWarning.annotation(where, headers_key,
+                                                f"{problem}; no header added")
+                    found.setdefault(str(w), w)
+        raw = ann.get(DEFAULT_BACKEND_ANNOTATION)
+        if raw is None or m.service is None:
+            continue
+        if index is None:
+            index = EndpointIndex(res)
+        d_eps, d_port, problem = custom_default_backend(index, ns, raw)
+        if problem is not None or d_eps is None:
+            continue  # the router's warning (not found, no ports, empty name)
+        if not d_eps.endpoints:
+            w = RouteWarning.annotation(
+                where, DEFAULT_BACKEND_ANNOTATION,
+                (d_eps.reason or f"Service {ns}/{d_eps.service} port {d_port} has no ready "
+                 "endpoint") + ": it serves no request (a rule whose Service has no ready "
+                "endpoint still answers 503)")
+            found.setdefault(str(w), w)
+            continue
+        upstream = str(ann.get(SERVICE_UPSTREAM_ANNOTATION, "")).strip().lower() == "true"
+        key = (id(ing), m.service, m.port)
+        if key in done:
+            continue
+        done.add(key)
+        own = index.resolve(ns, m.service, m.port, upstream)
+        if not own.endpoints:
+            port = f"port {m.port!r}" if isinstance(m.port, str) else f"port {m.port}"
+            w = RouteWarning.annotation(
+                where, DEFAULT_BACKEND_ANNOTATION,
+                f"backend {m.service} {port}: "
+                + (own.reason or f"Service {ns}/{m.service} has no ready endpoint")
+                + f": the default-backend Service {ns}/{d_eps.service} serves its requests")
+            found.setdefault(str(w), w)
+    return list(found.values())
+
+
 def _each_line_once(found: list[RouteWarning]) -> list[RouteWarning]:
     """``found`` (one per text and field) with no line twice, as ``check`` prints every other
     finding: a line (the server's log line) found on several fields -- the same regex rule

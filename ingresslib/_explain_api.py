@@ -87,7 +87,7 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     ``settings`` and ``load_balance``: a ConfigMap's (``check --config``), as ``serve
     --config`` gives them to the proxy and the router; None: the built-in ones."""
     from ._decode import unread_versions
-    from ._explain import _proxy_annotation_warnings, _tls_problems
+    from ._explain import _proxy_annotation_warnings, _reference_warnings, _tls_problems
 
     table = RouteTable.build(res, ingress_class=ingress_class, controller=controller)
     found: list[Diagnostic] = list(table.diagnostics)
@@ -114,6 +114,9 @@ def check_findings(res: Resources, ingress_class: str | None = None,
             seen.add(str(w))
             found.append(_field_note(w))
     found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res, settings)]
+    # What the annotations name (a custom-headers ConfigMap, a default-backend Service's
+    # endpoints), found only at request time by the proxy: said here too.
+    found += [_proxy_note(w) for w in _reference_warnings(table, res, settings)]
     # Each once too: an object of an unread apiVersion is kept aside per definition (a file
     # named twice holds it twice), and its note names the object, not the file.
     found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]

@@ -62,6 +62,8 @@ _VALID = {
     "load-balance": "ewma",
     "hsts-max-age": "100",
     "keep-alive-requests": "50",
+    "add-headers": "ingress/global",
+    "proxy-set-headers": "ingress/upstream",
 }
 
 

@@ -25,6 +25,7 @@ from .._table import _is_canary
 from .._www import www_twins
 from ._access import Access, build_access, combine_access
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
+from ._cors import PREFLIGHT_STATUS
 from ._headers import ACME_CHALLENGE
 from ._settings import ProxySettings
 
@@ -884,7 +885,8 @@ class RouteOptionsSource:
                          https_port: int, *, host_raw: str = "",
                          server_scheme: str | None = None, location_host: str | None = None,
                          target: tuple[str, str | None] | None = None,
-                         length: int | None = None) -> tuple[str, int, bytes | None] | None:
+                         length: int | None = None, method: str = "",
+                         origin: str | None = None) -> tuple[str, int, bytes | None] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
@@ -919,7 +921,15 @@ class RouteOptionsSource:
         ``target`` write its Location only (``https_redirect``); the decisions stay on
         ``host`` and the canonical ``path``. ``target`` (the request target as received,
         nginx's ``$request_uri``) is also the www twin's Location target, whatever the
-        scheme; without it the canonical ``path`` and ``query`` stand in."""
+        scheme; without it the canonical ``path`` and ``query`` stand in.
+
+        ``method`` and ``origin`` (the request's Origin value, None without one): a CORS
+        preflight the server's ``location /`` answers (its ``enable-cors``:
+        ``locationApplyAnnotations`` sets "loc.CorsConfig = anns.CorsConfig" on that location
+        too) is ``("location", 204, b"")``, after the app-root and the 413 and before the
+        location's redirects, as a routed request's (nginx.tmpl's CORS ``if``s come first in
+        the location's rewrite phase); the caller answers it with the CORS headers
+        (``unrouted_location``)."""
         if not host:
             return self._unrouted_too_large(self._default_options, length)
         # A trusted hop's empty X-Forwarded-Proto (``scheme`` ""): ingress-nginx's redirect
@@ -951,6 +961,9 @@ class RouteOptionsSource:
         too_large = self._unrouted_too_large(opts, length)
         if too_large is not None:
             return too_large
+        if opts.cors is not None and method == "OPTIONS" \
+                and opts.cors.headers(origin) is not None:
+            return "location", PREFLIGHT_STATUS, b""
         if opts.redirects:
             answer = location_redirect(opts, path, query)
             if answer is not None:
@@ -1223,3 +1236,44 @@ def _server_app_roots(served: Any, routes: Any, owners: dict[str, Any]
         locs.sort(key=lambda loc: (len(loc[0]), loc[0]), reverse=True)
         out[host] = next((root for _, root in locs if root is not None), None)
     return out
+
+
+# -- the server's ``location /`` of an unrouted request ----------------------------------------
+
+def unrouted_limit(server: RouteOptions | None) -> Any:
+    """The rate limit (``proxy/_ratelimit.py`` ``RateLimit``) a request no rule covers meets in
+    its server's ``location /`` (``server``: ``_unrouted_options``), or None: ingress-nginx's
+    ``createServers`` applies the host's oldest Ingress's annotations to that location
+    (``locationApplyAnnotations``: "loc.RateLimit = anns.RateLimit", as "loc.CorsConfig =
+    anns.CorsConfig" and "loc.CustomHeaders = anns.CustomHeaders"), and nginx.tmpl writes its
+    ``limit_req`` / ``limit_conn`` lines (``buildRateLimit``) in every location, that one too.
+    None for a denied location: its ``return 503`` comes first (``denied_first``)."""
+    if server is None or server.rate_limit is None:
+        return None
+    access = server.access
+    if access is not None and (access.denied is not None or access.secret_denied()):
+        return None
+    return server.rate_limit
+
+
+def unrouted_headers(server: RouteOptions | None, origin: str | None, config_maps: Any
+                     ) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers IngressASGI sets on the answers of an unrouted request's server ``location
+    /`` (``server``: ``_unrouted_options``): its CORS headers for ``origin`` then its
+    custom-headers ConfigMap's (``config_maps``: the router's), as the proxy core's
+    ``_add_response_headers`` adds them (``locationApplyAnnotations``: "loc.CorsConfig =
+    anns.CorsConfig", "loc.CustomHeaders = anns.CustomHeaders"); none on a denied location's
+    503."""
+    if server is None or (server.cors is None and server.custom_headers is None):
+        return ()
+    access = server.access
+    if access is not None and (access.denied is not None or access.secret_denied()):
+        return ()
+    out: list[tuple[bytes, bytes]] = []
+    if server.cors is not None:
+        out += server.cors.headers(origin) or ()
+    if server.custom_headers is not None:
+        custom = server.custom_headers.headers(config_maps)
+        names = {n.lower() for n, _ in custom}
+        out = [h for h in out if h[0].lower() not in names] + list(custom)
+    return tuple(out)

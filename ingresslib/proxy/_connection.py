@@ -135,6 +135,7 @@ from ._actions import (
     denied_first,
     redirect_for,
     tls_host_predicate,
+    unrouted_limit,
 )
 from ._annotations import RouteOptions
 # Re-exported (``X as X``): tests and tools import these from here.
@@ -143,7 +144,13 @@ from ._chunked import _ChunkedReader as _ChunkedReader
 from ._chunked import _RequestChunkedReader as _RequestChunkedReader
 from ._cors import PREFLIGHT_STATUS
 from ._cors import merge as cors_merge
-from ._header_sets import config_maps_of
+from ._header_sets import (
+    config_maps_of,
+    global_headers,
+    hidden_names,
+    set_header_lines,
+    upstream_set_headers,
+)
 from ._errors import LocalProxyError, RemoteProxyError
 from ._error_pages import default_backend_lines, error_page_head, without_set_names
 from ._headers import (
@@ -457,6 +464,9 @@ class ClientConnection:
         self._limit_held: tuple[_Request, Held] | None = None
         #: The request whose error page (custom-http-errors) is being fetched: never twice.
         self._error_page_req: _Request | None = None
+        #: ``(request, options)``: an unrouted request and its server ``location /``'s options
+        #: (``_unrouted_location``): the CORS and custom-headers of its answers.
+        self._server_location: tuple[_Request, RouteOptions] | None = None
 
     # ---------------------------------------------------------------- public inputs
     @property
@@ -1083,7 +1093,12 @@ class ClientConnection:
         # default backend): its upstream name is logged.
         req.phase = "location"
         if decision is None:
-            if not self._redirect_unrouted(req, event, now):
+            server = self.proxy._unrouted_options(req.host) if req.host else None
+            # The server's ``location /`` answers: its CORS, custom-headers and rate limits
+            # (proxy/_actions.py ``unrouted_location``).
+            self._server_location = None if server is None else (req, server)
+            if not self._redirect_unrouted(req, event, now) \
+                    and not self._limit_unrouted(req, server, now):
                 self._answer_unrouted(req, event, now)
             return
         req.decision = decision
@@ -1145,6 +1160,31 @@ class ClientConnection:
             if held is not None:
                 self._limit_held = (req, held)
         self._access_phase(req, event, now)
+
+    @staticmethod
+    def _origin(event: h11.Request) -> str | None:
+        """The request's ``Origin`` as ``_cors_headers`` reads it."""
+        origin = http_header(event.headers._full_items, b"origin")
+        return None if origin is None else origin.decode("latin-1")
+
+    def _limit_unrouted(self, req: _Request, server: RouteOptions | None, now: float) -> bool:
+        """The rate limits of an unrouted request's server ``location /`` (the host's oldest
+        Ingress's ``limit-*``: ``locationApplyAnnotations`` "loc.RateLimit = anns.RateLimit"),
+        as a routed request's: after the location's redirects, before its access control, the
+        same zones as that Ingress's rules. True if refused (answered)."""
+        limit = unrouted_limit(server)
+        if limit is None:
+            return False
+        settings = self.proxy.settings
+        status, held = self.proxy.rate_limits.enter(
+            limit, req.client_ip, now, settings.limit_req_status_code,
+            settings.limit_conn_status_code)
+        if status:
+            self._local_response(req, status, now)
+            return True
+        if held is not None:
+            self._limit_held = (req, held)
+        return False
 
     def _answer_unrouted(self, req: _Request, event: h11.Request, now: float) -> None:
         """The default backend's answer to an unrouted request, after its server's access
@@ -1333,7 +1373,8 @@ class ClientConnection:
                                                  host_raw=req.host_raw,
                                                  server_scheme=self.scheme,
                                                  location_host=location_host, target=target,
-                                                 length=length)
+                                                 length=length, method=req.method_s,
+                                                 origin=self._origin(event))
         if answer is None:
             return False
         # Where nginx answers it: the www twin's own server (no upstream name), the server
@@ -1341,6 +1382,8 @@ class ClientConnection:
         req.phase, status, location = answer
         if location is None:  # the 413 of a Content-Length, as a routed request's
             self._error_response(status, req, now)
+        elif status == PREFLIGHT_STATUS:  # the server location's CORS preflight
+            self._local_response(req, status, now, body=b"")
         else:
             self._local_response(req, status, now, [(b"location", location)])
         return True
@@ -1543,6 +1586,12 @@ class ClientConnection:
                     first_request_id = False
                     if valid_request_id(value):
                         request_id = value
+        if s.proxy_set_headers:
+            # ConfigMap proxy-set-headers: proxy_set_header, the client's of those names
+            # replaced (proxy/_header_sets.py); basic auth's Authorization "" still applies.
+            pairs = upstream_set_headers(s.proxy_set_headers, self.proxy.router)
+            if pairs:
+                out = set_header_lines(out, pairs)
         opts = req.opts
         if opts is not None and opts.access is not None and opts.access.basic is not None:
             # nginx.tmpl, with auth_basic: 'proxy_set_header Authorization "";' -- the
@@ -1981,6 +2030,11 @@ class ClientConnection:
             headers = [h for h in headers if h[1] not in named]
             # An HSTS the upstream made hop-by-hop is gone: ours is added below.
             has_hsts = has_hsts and b"strict-transport-security" not in named
+        if self.settings.hide_headers:
+            # ConfigMap hide-headers: nginx's proxy_hide_header (proxy/_header_sets.py).
+            hidden = hidden_names(self.settings.hide_headers)
+            headers = [h for h in headers if h[1] not in hidden]
+            has_hsts = has_hsts and b"strict-transport-security" not in hidden
         if framing == 3:
             # Both framings: h11 would follow Transfer-Encoding (RFC 9112 §6.3), but an
             # upstream that sends both is broken or hostile -- "invalid framing -> 502".
@@ -2006,6 +2060,13 @@ class ClientConnection:
         if not self._can_respond:
             self._close_all(now)
             return False
+        if not req.complete and _CONNECTION_CLOSE not in headers:
+            # The upstream answers before the request body has ended: the connection is
+            # closed after this response (``_response_complete``), which RFC 9112 §9.6 wants
+            # announced ("A server that sends a "close" connection option MUST initiate a
+            # close of the connection ... after it sends the response"); ``_response_head``
+            # then sets ``_close_after``, so it closes even if the body ends meanwhile.
+            headers.append(_CONNECTION_CLOSE)
         if req.http_version == "1.0" and req.keep_alive and _CONNECTION_CLOSE not in headers:
             # (A response of unknown length turns it into "Connection: close":
             # ``_response_head`` ends the body by closing for an HTTP/1.0 client.)
@@ -2030,22 +2091,34 @@ class ClientConnection:
             headers.append((b"set-cookie", b"set-cookie", cookie))
         if not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
+        if s.add_headers:
+            # ConfigMap add-headers: the http block's more_set_headers, on every answer and
+            # before the location's own (CORS, custom-headers) -- proxy/_header_sets.py.
+            added = global_headers(s.add_headers, self.proxy.router)
+            if added:
+                headers[:] = cors_merge(headers, list(added))
         opts = req.opts
+        if opts is None:
+            server = self._server_location
+            opts = server[1] if server is not None and server[0] is req else None
         if opts is not None and opts.cors is not None:
-            cors = self._cors_headers(req)
+            cors = self._cors_headers(req, opts)
             if cors is not None:
                 # more_set_headers: replaces the upstream's headers of those names.
                 headers[:] = cors_merge(headers, cors)
         if opts is not None and opts.custom_headers is not None:
-            custom = self._custom_headers(req)
+            custom = self._custom_headers(req, opts)
             if custom:
                 # more_set_headers too (proxy/_header_sets.py): the ConfigMap's headers.
                 headers[:] = cors_merge(headers, list(custom))
 
-    def _custom_headers(self, req: _Request) -> tuple[tuple[bytes, bytes], ...]:
+    def _custom_headers(self, req: _Request, opts: RouteOptions | None = None
+                        ) -> tuple[tuple[bytes, bytes], ...]:
         """The ``custom-headers`` ConfigMap's headers for an answer to ``req``: as
-        ``_cors_headers``, only on the location's own answers (not a denied location's 503)."""
-        opts = req.opts
+        ``_cors_headers``, only on the location's own answers (not a denied location's 503).
+        ``opts``: the location's (default: the route's)."""
+        if opts is None:
+            opts = req.opts
         if opts is None or opts.custom_headers is None or req.phase != "location":
             return ()
         access = opts.access
@@ -2053,11 +2126,14 @@ class ClientConnection:
             return ()
         return opts.custom_headers.headers(config_maps_of(self.proxy.router))
 
-    def _cors_headers(self, req: _Request) -> list[tuple[bytes, bytes]] | None:
+    def _cors_headers(self, req: _Request, opts: RouteOptions | None = None
+                      ) -> list[tuple[bytes, bytes]] | None:
         """The CORS headers of a response to ``req`` (proxy/_cors.py), or None: no CORS on its
         location, its Origin not allowed, or not answered by the location (the server-level
-        app-root redirect and 413, a denied location's 503)."""
-        opts = req.opts
+        app-root redirect and 413, a denied location's 503). ``opts``: the location's (default:
+        the route's; an unrouted request's: its server ``location /``'s)."""
+        if opts is None:
+            opts = req.opts
         if opts is None or opts.cors is None or req.phase != "location":
             return None
         access = opts.access
@@ -2122,6 +2198,10 @@ class ClientConnection:
         headers = [(raw, v) for raw, n, v in items
                    if n not in RESPONSE_DROP and n not in named
                    and (date is None or n != b"date")]
+        if self.settings.hide_headers:
+            # hide-headers (proxy_hide_header) on a 101 too, as ASGI's hiding_send.
+            hidden = hidden_names(self.settings.hide_headers)
+            headers = [h for h in headers if h[0].lower() not in hidden]
         if date is not None:
             headers.append((b"date", date))
         # The affinity cookie of a new session, as on any response: sticky.lua puts it in
@@ -2566,6 +2646,9 @@ class ClientConnection:
         self._busy = False
         self._feeding = False
         self._req = None
+        # custom-http-errors: the finished request (and its kept body, up to _REPLAY_LIMIT)
+        # is not held by an idle keep-alive connection.
+        self._error_page_req = None
         if self.closed:
             return
         tail = self._tail

@@ -1,4 +1,6 @@
-"""Header sets from ConfigMaps: the ``custom-headers`` annotation (pure, no I/O).
+"""Header sets from ConfigMaps: the ``custom-headers`` annotation and the controller ConfigMap
+keys ``add-headers``, ``proxy-set-headers`` and ``hide-headers`` (pure, no I/O; see the
+sections below for the keys).
 
 ingress-nginx (internal/ingress/annotations/customheaders/main.go, ``customHeaders.Parse``)
 reads the annotation's value as the key ``namespace/name`` of a ConfigMap
@@ -22,15 +24,21 @@ ConfigMap applies it, one that removes it stops it. The answer is remembered per
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["CUSTOM_HEADERS", "CustomHeaders", "combine", "config_maps_of", "parse_custom_headers", "parse_allowed_headers",
-           "valid_header_name", "valid_header_value"]
+__all__ = ["ADD_HEADERS", "AddHeaders", "CUSTOM_HEADERS", "CustomHeaders", "PROXY_SET_HEADERS",
+           "SetHeaders", "add_headers_for", "combine", "config_maps_of", "global_headers",
+           "hidden_names", "hiding_send", "parse_add_headers", "parse_allowed_headers",
+           "parse_custom_headers", "parse_hide_headers", "set_header_lines", "set_header_pairs",
+           "set_headers_for", "upstream_set_headers", "valid_header_name", "valid_header_value"]
 
 CUSTOM_HEADERS = "custom-headers"
+ADD_HEADERS = "add-headers"
+PROXY_SET_HEADERS = "proxy-set-headers"
 _UNSET = object()
 
 _log = logging.getLogger("ingresslib.proxy")
@@ -75,6 +83,12 @@ class CustomHeaders:
     the current ConfigMaps by :meth:`headers`."""
 
     __slots__ = ("namespace", "name", "allowed", "where", "_cached")
+    #: What the warnings name after ``where``.
+    _KEY = f"annotation nginx.ingress.kubernetes.io/{CUSTOM_HEADERS}"
+    #: Whether each name must be listed in ``allowed`` (global-allowed-response-headers).
+    _CHECK_ALLOWED = True
+    #: Whether an empty value is taken (proxy_set_header: the header is not sent).
+    _EMPTY_OK = False
 
     def __init__(self, namespace: str, name: str, allowed: Iterable[str], where: str) -> None:
         self.namespace = namespace
@@ -111,8 +125,7 @@ class CustomHeaders:
         found, problem = self.resolve(config_maps)
         self._cached = (config_maps, found)
         if problem is not None:
-            text = f"{self.where}: annotation nginx.ingress.kubernetes.io/{CUSTOM_HEADERS}: " \
-                f"{problem}; no header added"
+            text = f"{self.where}: {self._KEY}: {problem}; no header added"
             if warn is not None:
                 warn(text)
             else:
@@ -139,18 +152,25 @@ class CustomHeaders:
             value = cm.data[name]
             if not valid_header_name(name):
                 return (), f"ConfigMap {self.ref!r}: invalid header name {name!r}"
-            if not valid_header_value(value):
+            problem = self._name_problem(name)
+            if problem is not None:
+                return (), f"ConfigMap {self.ref!r}: {problem}"
+            if not (self._EMPTY_OK and value == "") and not valid_header_value(value):
                 return (), f"ConfigMap {self.ref!r}: invalid value of header {name!r} " \
                     "(printable ASCII only, no control character)"
             if "$" in value:
                 return (), f"ConfigMap {self.ref!r}: the value of header {name!r} holds " \
                     "\"$\": nginx variables are not supported"
-            if name not in self.allowed:
+            if self._CHECK_ALLOWED and name not in self.allowed:
                 shown = ", ".join(sorted(self.allowed)) or "none"
                 return (), f"ConfigMap {self.ref!r}: header {name!r} is not listed in the " \
                     f"ConfigMap key global-allowed-response-headers (allowed: {shown})"
             out.append((name.encode("ascii"), value.encode("ascii")))
         return tuple(out), None
+
+    def _name_problem(self, name: str) -> str | None:
+        """Why a valid ``name`` cannot be in the set (None: it can)."""
+        return None
 
 
 def combine(first: list[tuple[bytes, bytes]] | None,
@@ -187,3 +207,181 @@ def parse_custom_headers(value: str, namespace: str | None, allowed: Iterable[st
         raise ValueError(f"ConfigMap {v!r} is in another namespace than the Ingress's "
                          f"({own!r}): only ConfigMaps of the same namespace are allowed")
     return CustomHeaders(ns, name, allowed, where)
+
+
+# ---------------------------------------------------------------- controller ConfigMap keys
+# ingress-nginx's ``add-headers`` and ``hide-headers`` (config.go ``AddHeaders string
+# `json:"add-headers"```, ``HideHeaders []string `json:"hide-headers"```). controller.go reads
+# ``add-headers`` as the key ``namespace/name`` of a ConfigMap (``n.store.GetConfigMap``; a
+# missing one: "Error reading ConfigMap %q from local store", nothing added) and nginx.tmpl
+# writes each entry in the http block: ``more_set_headers "K: V";`` -- on every answer of every
+# server, the proxy's own too, before a location's own more_set_headers (headers-more's
+# merge_loc_conf runs the parent's commands first): CORS and custom-headers win a name they
+# share. ``hide-headers`` becomes ``proxy_hide_header NAME;`` (http block): the named headers
+# of an upstream's answer are dropped (never the proxy's own answers, never this hop's added
+# headers).
+
+
+class AddHeaders(CustomHeaders):
+    """The controller ConfigMap's ``add-headers``: the ConfigMap ``namespace``/``name`` whose
+    data are set on every answer, resolved as :class:`CustomHeaders` (same name and value
+    checks, no ``$`` expansion) but not limited to global-allowed-response-headers (the
+    template writes them unchecked)."""
+
+    __slots__ = ()
+    _KEY = f"ConfigMap key {ADD_HEADERS}"
+    _CHECK_ALLOWED = False
+
+    def __repr__(self) -> str:
+        return f"AddHeaders({self.ref!r})"
+
+
+def _ref(value: str, what: str) -> tuple[str, str]:
+    v = value.strip()
+    if not v or _REF_RE.match(v) is None:
+        raise ValueError(f"invalid ConfigMap reference {value!r} for {what} (\"namespace/name\": "
+                         "letters, digits and -._~/ only)")
+    ns, sep, name = v.partition("/")
+    if not sep or not ns or not name or "/" in name:
+        raise ValueError(f"invalid ConfigMap reference {value!r} for {what}: \"namespace/name\" "
+                         "(ingress-nginx looks the ConfigMap up by that key)")
+    return ns, name
+
+
+def parse_add_headers(value: str, key: str = ADD_HEADERS) -> str | None:
+    """The ConfigMap key ``add-headers`` (or ``proxy-set-headers``: ``key``):
+    ``namespace/name`` (None: empty, none); ValueError when it cannot name a ConfigMap."""
+    if not value.strip():
+        return None
+    ns, name = _ref(value, key)
+    return f"{ns}/{name}"
+
+
+def parse_hide_headers(value: str) -> tuple[str, ...]:
+    """The ConfigMap key ``hide-headers``: a comma-separated list of header names (as
+    ``global-allowed-response-headers``: trimmed, letters, digits, ``-`` and ``_``)."""
+    return parse_allowed_headers(value)
+
+
+@functools.lru_cache(maxsize=16)
+def add_headers_for(ref: str) -> AddHeaders:
+    """The one :class:`AddHeaders` of the reference ``namespace/name`` (its cache per
+    ConfigMaps tuple is shared by every connection)."""
+    ns, _, name = ref.partition("/")
+    return AddHeaders(ns, name, (), "controller ConfigMap")
+
+
+def global_headers(add_headers: str, router: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """The ``add-headers`` ConfigMap's headers (``add_headers``: its ``namespace/name``, ""
+    for none) against ``router``'s current ConfigMaps (a missing or invalid one: none, warned
+    once per ConfigMaps tuple)."""
+    if not add_headers:
+        return ()
+    return add_headers_for(add_headers).headers(config_maps_of(router))
+
+
+#: Never hidden: the framing the proxy forwards a body by is its own business (a hidden
+#: Content-Length would leave the client without the length the body is cut by).
+_NEVER_HIDDEN = frozenset({b"content-length", b"transfer-encoding"})
+
+
+@functools.lru_cache(maxsize=16)
+def hidden_names(names: tuple[str, ...]) -> frozenset[bytes]:
+    """``hide-headers`` as lower-case bytes (nginx compares names case-insensitively)."""
+    return frozenset(n.lower().encode("ascii") for n in names) - _NEVER_HIDDEN
+
+
+_ASGI_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
+
+
+def hiding_send(send: Callable[[Any], Awaitable[None]], hidden: frozenset[bytes]
+                ) -> Callable[[Any], Awaitable[None]]:
+    """IngressASGI: the mounted app's ``send`` with the ``hide-headers`` names dropped from its
+    response start (the app is this hop's upstream), before this hop adds its own headers."""
+
+    async def hiding(message: Any) -> None:
+        if message.get("type") in _ASGI_STARTS or message.get("type") == "websocket.accept":
+            headers = message.get("headers")
+            if headers:
+                # (read once: a one-pass iterable is handed on as the list)
+                message = dict(message)
+                message["headers"] = [h for h in headers if bytes(h[0]).lower() not in hidden]
+        await send(message)
+
+    return hiding
+
+
+# ---------------------------------------------------------------- proxy-set-headers
+# config.go ``ProxySetHeaders string `json:"proxy-set-headers"```: controller.go reads it as
+# add-headers (``n.store.GetConfigMap(cfg.ProxySetHeaders)``, a missing one warned, nothing
+# set) and nginx.tmpl writes each entry in every proxied location, after this hop's own
+# ``proxy_set_header`` lines (Host, X-Request-ID, X-Real-IP, X-Forwarded-*, X-Original-
+# Forwarded-For, X-Scheme, Proxy ""): ``proxy_set_header {{ $k }} {{ $v | quote }};``. nginx
+# then sends the request's headers without any of the names set (ngx_http_proxy_module's
+# headers hash: the client's header of that name is replaced), and a set header whose value is
+# empty is not sent at all. A name this hop writes itself would go upstream twice (nginx sends
+# both proxy_set_header lines: two Host headers, two X-Forwarded-For): refused here.
+
+
+@functools.lru_cache(maxsize=1)
+def _own_request_names() -> frozenset[str]:
+    from ._headers import UNDERSCORE_SHADOWED  # (imports _settings, which imports this module)
+
+    return frozenset(n.decode("ascii") for n in UNDERSCORE_SHADOWED) | {"transfer-encoding"}
+
+
+class SetHeaders(CustomHeaders):
+    """The controller ConfigMap's ``proxy-set-headers``: the ConfigMap ``namespace``/``name``
+    whose data are request headers sent upstream (``proxy_set_header``), replacing the
+    client's of those names; an empty value: neither sent. Names and values as
+    :class:`AddHeaders` (no ``$`` expansion); a name ingresslib writes or drops itself (Host,
+    X-Forwarded-*, X-Real-IP, X-Request-ID, hop-by-hop and framing headers) refuses the set."""
+
+    __slots__ = ()
+    _KEY = f"ConfigMap key {PROXY_SET_HEADERS}"
+    _CHECK_ALLOWED = False
+    _EMPTY_OK = True
+
+    def __repr__(self) -> str:
+        return f"SetHeaders({self.ref!r})"
+
+    def _name_problem(self, name: str) -> str | None:
+        if name.lower() in _own_request_names():
+            return f"header {name!r} is one ingresslib writes or drops itself (ingress-nginx " \
+                "would send it twice)"
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def set_headers_for(ref: str) -> SetHeaders:
+    """The one :class:`SetHeaders` of the reference ``namespace/name``."""
+    ns, _, name = ref.partition("/")
+    return SetHeaders(ns, name, (), "controller ConfigMap")
+
+
+def upstream_set_headers(proxy_set_headers: str, router: Any
+                         ) -> tuple[tuple[bytes, bytes], ...]:
+    """The ``proxy-set-headers`` ConfigMap's (name, value) pairs ("": none) against
+    ``router``'s current ConfigMaps (a missing or invalid one: none, warned once per tuple)."""
+    if not proxy_set_headers:
+        return ()
+    return set_headers_for(proxy_set_headers).headers(config_maps_of(router))
+
+
+def set_header_lines(lines: list[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> list[bytes]:
+    """The proxy core: the request's header ``lines`` (``b"Name: value\\r\\n"``) without
+    those ``pairs`` name, then the pairs that have a value."""
+    names = {n.lower() for n, _ in pairs}
+    kept = [line for line in lines if line.split(b":", 1)[0].lower() not in names]
+    kept.extend(b"%s: %s\r\n" % (n, v) for n, v in pairs if v)
+    return kept
+
+
+def set_header_pairs(headers: Iterable[tuple[bytes, bytes]],
+                     pairs: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """IngressASGI: the app's request ``headers`` without those ``pairs`` name, then the
+    pairs that have a value (names lower-cased, as an ASGI server gives them)."""
+    names = {n.lower() for n, _ in pairs}
+    kept = [h for h in headers if bytes(h[0]).lower() not in names]
+    kept.extend((n.lower(), v) for n, v in pairs if v)
+    return kept

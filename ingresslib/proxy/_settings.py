@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from ._access import parse_source_ranges
-from ._header_sets import valid_header_name
+from ._header_sets import parse_add_headers, valid_header_name
 
 __all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers",
            "parse_size"]
@@ -352,6 +352,21 @@ class ProxySettings:
     #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
     #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
     global_allowed_response_headers: tuple[str, ...] = ()
+    #: ingress-nginx ``add-headers``: the ``namespace/name`` of a ConfigMap whose data are set
+    #: on every answer (nginx.tmpl's http-level ``more_set_headers``), the proxy's own too;
+    #: a location's CORS and custom-headers win a name they share. Looked up in the router's
+    #: ``resources.config_maps`` (proxy/_header_sets.py). Default "": none.
+    add_headers: str = ""
+    #: ingress-nginx ``hide-headers``: response header names dropped from an upstream's
+    #: answer (nginx's ``proxy_hide_header``, case-insensitive); never this hop's own
+    #: headers, never Content-Length/Transfer-Encoding. Default: none.
+    hide_headers: tuple[str, ...] = ()
+    #: ingress-nginx ``proxy-set-headers``: the ``namespace/name`` of a ConfigMap whose data
+    #: are request headers sent upstream (nginx's ``proxy_set_header`` in every location, after
+    #: this hop's own), replacing the client's of those names; an empty value: neither sent.
+    #: A name ingresslib writes itself (Host, X-Forwarded-*...) refuses the set with a warning
+    #: (proxy/_header_sets.py). Default "": none.
+    proxy_set_headers: str = ""
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -407,6 +422,16 @@ class ProxySettings:
             if not valid_header_name(header):
                 raise ValueError(f"global_allowed_response_headers: {header!r} is not a valid "
                                  "header name (letters, digits, - and _)")
+        for header in self.hide_headers:
+            if not valid_header_name(header):
+                raise ValueError(f"hide_headers: {header!r} is not a valid header name "
+                                 "(letters, digits, - and _)")
+        if self.add_headers and parse_add_headers(self.add_headers) != self.add_headers:
+            raise ValueError(f"add_headers: {self.add_headers!r} is not \"namespace/name\"")
+        if self.proxy_set_headers and \
+                parse_add_headers(self.proxy_set_headers) != self.proxy_set_headers:
+            raise ValueError(f"proxy_set_headers: {self.proxy_set_headers!r} is not "
+                             "\"namespace/name\"")
         for name in ("limit_req_status_code", "limit_conn_status_code"):
             if not 400 <= getattr(self, name) <= 599:
                 # nginx's limit_req_status / limit_conn_status: "value must be between 400

@@ -428,414 +428,417 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         return self.backends.get(base)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        held: list[Held] = []
+        #: The limit-connections count the request holds, released however it ends (the
+        #: answer, an exception, a cancellation: ngx_http_limit_conn_cleanup). One coroutine
+        #: with the try/finally in it (free in 3.11): a request holding no count pays a test.
+        held: Held | None = None
         try:
-            await self._serve(scope, receive, send, held)
-        finally:
-            # The limit-connections count of the request, released however it ended (the
-            # app's answer, an exception, a cancellation: ngx_http_limit_conn_cleanup).
-            for h in held:
-                RateLimiter.release(h)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send,
-                     held: list[Held]) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            if kind == "lifespan":
-                await self._lifespan(scope, receive, send)
-                return
-            raise RuntimeError(f"IngressASGI cannot handle scope type {kind!r}")
-        headers = scope.get("headers")
-        if type(headers) is not list and type(headers) is not tuple and headers is not None:
-            # www.rst: the scope's "headers (Iterable[[byte string, byte string]])": a
-            # one-pass iterable is read once, as a list, in a copy of the scope (as ``_Reply``
-            # reads a response's). The scan, the router (canary header and cookie), basic
-            # auth and the app each read the headers: the scan used it up, the router routed
-            # a canary header's request to the main backend and the app got none.
-            scope = dict(scope)
-            scope["headers"] = list(headers)
-        settings = self._settings
-        root = scope.get("root_path", "") or ""
-        secure = scope.get("scheme") in ("https", "wss")
-        # HSTS on every answer over TLS, a wss handshake's refusal too (nginx.tmpl: "if
-        # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
-        # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
-        reply = _Reply(scope, send, self._hsts if secure else None, secure)
-        #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
-        #: before the location's CORS and custom-headers.
-        added = list(global_headers(settings.add_headers, self.router)) or None \
-            if settings.add_headers else None
-        reply.cors = added
-        method = scope.get("method", "GET")
-        #: The scan's backend headers so far (None: the general path builds them).
-        out: list[tuple[bytes, bytes]] | None = None
-        has_host = False
-        #: The Host the app is given when the request had none (None: ``host``).
-        sent_host: str | None = None
-        ff_items: list[tuple[bytes, bytes]] = _NONE
-        fwd_items: list[tuple[bytes, bytes]] = _NONE
-        request_id: bytes | None = None
-        try:
-            if method not in _NGINX_METHODS and kind == "http" and method.strip(_METHOD_CHARS):
-                # The proxy's 400 (``METHOD_CHARS``): nginx's request line takes A-Z, '_', '-'
-                # only, and servers pass the method as sent (``get`` is not GET).
-                raise BadRequestError("invalid method", 400)
-            names = self._names
-            items: list[tuple[bytes, bytes]] | None = None
-            head = None
-            if names is not None:
-                try:
-                    if self.rewrite_headers:
-                        head = _scan_headers(scope, self._plain, names, self._learn,
-                                             kind == "websocket")
+            kind = scope["type"]
+            if kind != "http" and kind != "websocket":
+                if kind == "lifespan":
+                    await self._lifespan(scope, receive, send)
+                    return
+                raise RuntimeError(f"IngressASGI cannot handle scope type {kind!r}")
+            headers = scope.get("headers")
+            if type(headers) is not list and type(headers) is not tuple and headers is not None:
+                # www.rst: the scope's "headers (Iterable[[byte string, byte string]])": a
+                # one-pass iterable is read once, as a list, in a copy of the scope (as ``_Reply``
+                # reads a response's). The scan, the router (canary header and cookie), basic
+                # auth and the app each read the headers: the scan used it up, the router routed
+                # a canary header's request to the main backend and the app got none.
+                scope = dict(scope)
+                scope["headers"] = list(headers)
+            settings = self._settings
+            root = scope.get("root_path", "") or ""
+            secure = scope.get("scheme") in ("https", "wss")
+            # HSTS on every answer over TLS, a wss handshake's refusal too (nginx.tmpl: "if
+            # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
+            # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
+            reply = _Reply(scope, send, self._hsts if secure else None, secure)
+            #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
+            #: before the location's CORS and custom-headers.
+            added = list(global_headers(settings.add_headers, self.router)) or None \
+                if settings.add_headers else None
+            reply.cors = added
+            method = scope.get("method", "GET")
+            #: The scan's backend headers so far (None: the general path builds them).
+            out: list[tuple[bytes, bytes]] | None = None
+            has_host = False
+            #: The Host the app is given when the request had none (None: ``host``).
+            sent_host: str | None = None
+            ff_items: list[tuple[bytes, bytes]] = _NONE
+            fwd_items: list[tuple[bytes, bytes]] = _NONE
+            request_id: bytes | None = None
+            try:
+                if method not in _NGINX_METHODS and kind == "http" and method.strip(_METHOD_CHARS):
+                    # The proxy's 400 (``METHOD_CHARS``): nginx's request line takes A-Z, '_', '-'
+                    # only, and servers pass the method as sent (``get`` is not GET).
+                    raise BadRequestError("invalid method", 400)
+                names = self._names
+                items: list[tuple[bytes, bytes]] | None = None
+                head = None
+                if names is not None:
+                    try:
+                        if self.rewrite_headers:
+                            head = _scan_headers(scope, self._plain, names, self._learn,
+                                                 kind == "websocket")
+                        else:
+                            # The app gets the server's headers as they came: only what routing
+                            # reads is taken, no list of backend headers is built to be dropped.
+                            head = _scan_routing(scope, self._plain, names, self._learn)
+                    except _NotScanned:
+                        pass  # a server's odd header list: the general path decides
+                if head is None:
+                    items, host, length, named = _read_headers(
+                        scope, _read_names_for(settings, self.rewrite_headers))
+                else:
+                    host, length, named, out, has_host, ff_items, fwd_items, request_id = head
+                if kind == "http" and (method == "CONNECT" or method == "TRACE"):
+                    # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
+                    # (and the proxy) refuse it before routing: no app echoes the request back.
+                    # After the head's 400s, as nginx (ngx_http_process_request_header's end).
+                    raise BadRequestError(f"{method} is not allowed", 405)
+                raw = scope.get("raw_path")
+                cached = _TARGETS.get(raw) if not root and type(raw) is bytes else None
+                if cached is not None:
+                    rel, rel_b = cached  # the canonical form of this raw_path, found before
+                else:
+                    target = _routing_target(scope, root)
+                    if target == "*" and kind == "http" and method == "OPTIONS":
+                        # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
+                        # OPTIONS itself (200 + allow): it asks about the server, not about an app.
+                        await _answer_options(reply.send)
+                        return
+                    if target.startswith("/"):
+                        rel = canonical_path(target)
+                        rel_b = rel.encode("ascii")
+                        if not root and type(raw) is bytes and 0 < len(raw) <= 256:
+                            # The target is a function of raw_path alone here (_routing_target):
+                            # remember its canonical form (a pure function of it). Short paths
+                            # only: 1024 of them take little memory whoever chose them.
+                            if len(_TARGETS) >= 1024:
+                                _TARGETS.clear()
+                            _TARGETS[raw] = (rel, rel_b)
                     else:
-                        # The app gets the server's headers as they came: only what routing
-                        # reads is taken, no list of backend headers is built to be dropped.
-                        head = _scan_routing(scope, self._plain, names, self._learn)
-                except _NotScanned:
-                    pass  # a server's odd header list: the general path decides
-            if head is None:
-                items, host, length, named = _read_headers(
-                    scope, _read_names_for(settings, self.rewrite_headers))
-            else:
-                host, length, named, out, has_host, ff_items, fwd_items, request_id = head
-            if kind == "http" and (method == "CONNECT" or method == "TRACE"):
-                # SEMANTICS §5 "CONNECT → 405", as the proxy answers it; TRACE too, as nginx
-                # (and the proxy) refuse it before routing: no app echoes the request back.
-                # After the head's 400s, as nginx (ngx_http_process_request_header's end).
-                raise BadRequestError(f"{method} is not allowed", 405)
-            raw = scope.get("raw_path")
-            cached = _TARGETS.get(raw) if not root and type(raw) is bytes else None
-            if cached is not None:
-                rel, rel_b = cached  # the canonical form of this raw_path, found before
-            else:
-                target = _routing_target(scope, root)
-                if target == "*" and kind == "http" and method == "OPTIONS":
-                    # SEMANTICS §5 "`*` only for OPTIONS"; the proxy answers the server-wide
-                    # OPTIONS itself (200 + allow): it asks about the server, not about an app.
-                    await _answer_options(reply.send)
-                    return
-                if target.startswith("/"):
-                    rel = canonical_path(target)
-                    rel_b = rel.encode("ascii")
-                    if not root and type(raw) is bytes and 0 < len(raw) <= 256:
-                        # The target is a function of raw_path alone here (_routing_target):
-                        # remember its canonical form (a pure function of it). Short paths
-                        # only: 1024 of them take little memory whoever chose them.
-                        if len(_TARGETS) >= 1024:
-                            _TARGETS.clear()
-                        _TARGETS[raw] = (rel, rel_b)
+                        # uvicorn (h11) passes an absolute-form target through as raw_path and
+                        # path. SEMANTICS §5: "absolute-form is accepted when its authority equals
+                        # Host, then forwarded as origin-form" -- the proxy's rule; anything else
+                        # is a 400 from canonical_path below.
+                        had_host = _has_host(scope)
+                        target, host = _absolute_form(target, host, had_host)
+                        if not had_host:
+                            # No Host header: the proxy's backend gets nginx's $host, the
+                            # authority lower-cased without its port (``normalize_host``), as
+                            # Host and X-Forwarded-Host only. Routing and the redirects keep the
+                            # authority as the proxy does (its ``host_raw``: app-root's
+                            # ``Location: http://Other.test.:81/app``).
+                            sent_host = normalize_host(host) or host
+                        rel = canonical_path(target)
+                        rel_b = rel.encode("ascii")
+                client = scope.get("client")
+                peer: str | None = client[0] if client else None
+                # The proxy's own function (proxy/_headers.py ``client_address``): the scan kept
+                # the forwarded-for headers, the general path has them all.
+                client_ip = client_address(peer, settings, self._trust,
+                                           ff_items if items is None else items, self._ff_name)
+                query = (scope.get("query_string") or b"").decode("latin-1") or None
+                # The server's headers as they came: the router reads a ``bytearray`` or
+                # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
+                # A www twin's own server answers it (RouteOptionsSource._www_twin_hosts): not
+                # routed.
+                twins = self._www_twin_hosts()
+                if twins and host and (normalize_host(host) or "") in twins:
+                    decision = None
                 else:
-                    # uvicorn (h11) passes an absolute-form target through as raw_path and
-                    # path. SEMANTICS §5: "absolute-form is accepted when its authority equals
-                    # Host, then forwarded as origin-form" -- the proxy's rule; anything else
-                    # is a 400 from canonical_path below.
-                    had_host = _has_host(scope)
-                    target, host = _absolute_form(target, host, had_host)
-                    if not had_host:
-                        # No Host header: the proxy's backend gets nginx's $host, the
-                        # authority lower-cased without its port (``normalize_host``), as
-                        # Host and X-Forwarded-Host only. Routing and the redirects keep the
-                        # authority as the proxy does (its ``host_raw``: app-root's
-                        # ``Location: http://Other.test.:81/app``).
-                        sent_host = normalize_host(host) or host
-                    rel = canonical_path(target)
-                    rel_b = rel.encode("ascii")
-            client = scope.get("client")
-            peer: str | None = client[0] if client else None
-            # The proxy's own function (proxy/_headers.py ``client_address``): the scan kept
-            # the forwarded-for headers, the general path has them all.
-            client_ip = client_address(peer, settings, self._trust,
-                                       ff_items if items is None else items, self._ff_name)
-            query = (scope.get("query_string") or b"").decode("latin-1") or None
-            # The server's headers as they came: the router reads a ``bytearray`` or
-            # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
-            # A www twin's own server answers it (RouteOptionsSource._www_twin_hosts): not
-            # routed.
-            twins = self._www_twin_hosts()
-            if twins and host and (normalize_host(host) or "") in twins:
-                decision = None
-            else:
-                router = self.router
-                if router is not self._no_query:
-                    decision = router.route(method, host, rel, scope.get("headers") or (),
-                                            client_ip, query=query)
-                else:
-                    decision = router.route(method, host, rel, scope.get("headers") or (),
-                                            client_ip)
-        except BadRequestError as err:
-            await reply.local(err.status_hint)
-            return
-        scheme = "https" if secure else "http"
-        app: ASGIApp | None = None
-        mount = ""
-        prefix: bytes | None = None
-        checked_basic = False
-        if decision is None:
-            opts = self._default_options
-            if opts.x_forwarded_prefix is not None:
-                prefix = opts.x_forwarded_prefix.encode("utf-8")
-            server_host = (normalize_host(host) or "") if host else ""
-            # The proxy's answers before the 404 or the ``fallback`` app, which plays the
-            # default backend (RouteOptionsSource._unrouted_answer): the server-wide redirects
-            # (the www twin, the host's app-root -- hence the Host as received -- the server
-            # location's redirects, ssl-redirect) and the 413 of a Content-Length over the
-            # ``location /``'s proxy-body-size (the default server's without a named host).
-            if host:
-                # The raw target for the www twin's Location (any scheme) and the
-                # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http),
-                # whose Location is a routed one's (``_location_host``).
-                request_uri = _request_uri(scope, rel, query)
-                location_host = None if secure else self._location_host(scope, peer)
-                origin = asgi_origin(scope.get("headers"))
-                answer = self._unrouted_answer(server_host, scheme, rel, query,
-                                               self.https_port, host_raw=host,
-                                               location_host=location_host,
-                                               target=request_uri, length=length,
-                                               method=method if kind == "http" else "",
-                                               origin=origin)
-                # The server ``location /``'s CORS, custom-headers and rate limits, as the
-                # proxy's (``_server_location``, ``_limit_unrouted``).
-                loc_opts = self._unrouted_options(server_host) if server_host else None
-                located = unrouted_headers(loc_opts, origin, config_maps_of(self.router))
-            else:
-                answer = self._unrouted_answer("", scheme, rel, query, 0, length=length)
-                loc_opts, located = None, ()
-            if answer is not None:
-                location = answer[2]
-                if located and answer[0] == "location":  # not app-root, 413, www twin
-                    reply.cors = combine(reply.cors, located)
-                if answer[1] == PREFLIGHT_STATUS:
-                    await reply.local(PREFLIGHT_STATUS)
-                    return
-                await reply.local(answer[1], None if location is None
-                                  else [(b"location", location)])
+                    router = self.router
+                    if router is not self._no_query:
+                        decision = router.route(method, host, rel, scope.get("headers") or (),
+                                                client_ip, query=query)
+                    else:
+                        decision = router.route(method, host, rel, scope.get("headers") or (),
+                                                client_ip)
+            except BadRequestError as err:
+                await reply.local(err.status_hint)
                 return
-            if located:
-                reply.cors = combine(reply.cors, located)
-            loc_limit = unrouted_limit(loc_opts)
-            if loc_limit is not None:
-                status, limit_held = self.rate_limits.enter(
-                    loc_limit, client_ip, self.limit_clock(), settings.limit_req_status_code,
-                    settings.limit_conn_status_code)
-                if status:
-                    await reply.local(status)
-                    return
-                if limit_held is not None:
-                    held.append(limit_held)
-            # The proxy's access control of the host's server location (or block-cidrs),
-            # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
-            await _hash_off_loop(self._unrouted_access(server_host), client_ip, scope)
-            status, challenge = self._unrouted_status(server_host, client_ip,
-                                                      lambda: _authorization(scope))
-            if status:
-                await reply.local(status, None if challenge is None
-                                  else [(b"www-authenticate", challenge)])
-                return
-            # The server location's basic auth passed: its 'proxy_set_header Authorization
-            # "";' holds for the ``fallback`` (the default backend) too.
-            server_access = self._unrouted_access(server_host)
-            checked_basic = server_access is not None and server_access.basic is not None
-            # The ``fallback``'s body is the server ``location /``'s (its client_max_body_size:
-            # the host's owner's proxy-body-size), as the declared length's 413 above.
-            server_opts = self._unrouted_options(server_host) if server_host else None
-            body_size = (server_opts or opts).body_size
-        else:
-            m = decision.match
-            plan = self._plans.get(id(m))
-            if plan is None or plan[0] is not m:
-                plan = self._plan(m)
-            opts = plan[1]
-            body_size = opts.body_size
-            access = opts.access
-            if access is not None and denied_first(opts, rel):
-                await reply.local(503)
-                return
-            if opts.body_size and length > opts.body_size \
-                    and body_too_large(opts, rel, length):
-                # A declared length over proxy-body-size, before the redirects and access
-                # control, as the proxy (``body_too_large``: nginx's find_config phase, for
-                # every request: a WebSocket handshake that declares a body too).
-                await reply.local(413)
-                return
-            custom: tuple[tuple[bytes, bytes], ...] = ()
-            if opts.custom_headers is not None and (access is None or (
-                    access.denied is None and not access.secret_denied())):
-                # custom-headers (proxy/_header_sets.py), as the proxy's _custom_headers.
-                custom = opts.custom_headers.headers(config_maps_of(self.router))
-            if opts.cors is not None and (access is None or (
-                    access.denied is None and not access.secret_denied())):
-                # The location's CORS (proxy/_cors.py), as the proxy's _cors_headers: on
-                # every answer from here on; an OPTIONS with an allowed Origin is answered
-                # 204 at once (the location's rewrite phase), unless app-root redirects it.
-                cors = opts.cors.headers(asgi_origin(scope.get("headers")))
-                if cors is not None:
-                    reply.cors = combine(reply.cors, tuple(cors))
-                if cors is not None and kind == "http" \
-                        and scope.get("method") == "OPTIONS" \
-                        and not (rel == "/" and opts.app_root is not None):
-                    reply.cors = combine(reply.cors, custom)
-                    await reply.local(PREFLIGHT_STATUS)
-                    return
-            if custom:  # (a plain request pays one test: combine returns its first otherwise)
-                reply.cors = combine(reply.cors, custom)
-            # The proxy's redirects, decided before the endpoint (proxy/_actions.py
-            # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
-            # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
-            # is normalised only when a redirect to https may follow.
-            host_n = ""
-            has_tls = False
-            if not secure and host and (opts.force_ssl_redirect or (
-                    opts.ssl_redirect and self.tls_host is not _no_tls)):
-                host_n = normalize_host(host) or ""
-                has_tls = bool(host_n) and opts.ssl_redirect and self.tls_host(host_n)
-            if has_tls or opts.force_ssl_redirect or opts.redirects:
-                location_host = request_uri = None
-                if not secure and (has_tls or opts.force_ssl_redirect):
-                    location_host = self._location_host(scope, peer)
+            scheme = "https" if secure else "http"
+            app: ASGIApp | None = None
+            mount = ""
+            prefix: bytes | None = None
+            checked_basic = False
+            if decision is None:
+                opts = self._default_options
+                if opts.x_forwarded_prefix is not None:
+                    prefix = opts.x_forwarded_prefix.encode("utf-8")
+                server_host = (normalize_host(host) or "") if host else ""
+                # The proxy's answers before the 404 or the ``fallback`` app, which plays the
+                # default backend (RouteOptionsSource._unrouted_answer): the server-wide redirects
+                # (the www twin, the host's app-root -- hence the Host as received -- the server
+                # location's redirects, ssl-redirect) and the 413 of a Content-Length over the
+                # ``location /``'s proxy-body-size (the default server's without a named host).
+                if host:
+                    # The raw target for the www twin's Location (any scheme) and the
+                    # ssl-redirect's; the forwarded host only for an ssl-redirect (plain http),
+                    # whose Location is a routed one's (``_location_host``).
                     request_uri = _request_uri(scope, rel, query)
-                redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
-                                        self.https_port, settings.http_redirect_code,
-                                        rule_host=m.host, location_host=location_host,
-                                        target=request_uri)
-                if redirect is not None:
-                    if rel == "/" and opts.app_root is not None:
-                        reply.cors = added  # the server-level app-root: not the location's
-                    await reply.local(redirect[0], [(b"location", redirect[1])])
+                    location_host = None if secure else self._location_host(scope, peer)
+                    origin = asgi_origin(scope.get("headers"))
+                    answer = self._unrouted_answer(server_host, scheme, rel, query,
+                                                   self.https_port, host_raw=host,
+                                                   location_host=location_host,
+                                                   target=request_uri, length=length,
+                                                   method=method if kind == "http" else "",
+                                                   origin=origin)
+                    # The server ``location /``'s CORS, custom-headers and rate limits, as the
+                    # proxy's (``_server_location``, ``_limit_unrouted``).
+                    loc_opts = self._unrouted_options(server_host) if server_host else None
+                    located = unrouted_headers(loc_opts, origin, config_maps_of(self.router))
+                else:
+                    answer = self._unrouted_answer("", scheme, rel, query, 0, length=length)
+                    loc_opts, located = None, ()
+                if answer is not None:
+                    location = answer[2]
+                    if located and answer[0] == "location":  # not app-root, 413, www twin
+                        reply.cors = combine(reply.cors, located)
+                    if answer[1] == PREFLIGHT_STATUS:
+                        await reply.local(PREFLIGHT_STATUS)
+                        return
+                    await reply.local(answer[1], None if location is None
+                                      else [(b"location", location)])
                     return
-            if opts.rate_limit is not None:
-                # nginx's preaccess phase (limit_req, limit_conn), as the proxy's: after the
-                # redirects, before allow/deny and basic auth (proxy/_ratelimit.py).
-                status, limit_held = self.rate_limits.enter(
-                    opts.rate_limit, client_ip, self.limit_clock(),
-                    settings.limit_req_status_code, settings.limit_conn_status_code)
-                if status:
-                    await reply.local(status)
-                    return
-                if limit_held is not None:
-                    held.append(limit_held)
-            if access is not None:
-                # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
-                # the proxy does (proxy/_actions.py ``access_answer``). A password to hash is
-                # hashed in a worker thread first (``access_job``), not on the event loop.
-                await _hash_off_loop(access, client_ip, scope)
-                status, challenge = access_answer(access, client_ip,
-                                                  lambda: _authorization(scope))
+                if located:
+                    reply.cors = combine(reply.cors, located)
+                loc_limit = unrouted_limit(loc_opts)
+                if loc_limit is not None:
+                    status, limit_held = self.rate_limits.enter(
+                        loc_limit, client_ip, self.limit_clock(), settings.limit_req_status_code,
+                        settings.limit_conn_status_code)
+                    if status:
+                        await reply.local(status)
+                        return
+                    if limit_held is not None:
+                        held = limit_held
+                # The proxy's access control of the host's server location (or block-cidrs),
+                # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
+                await _hash_off_loop(self._unrouted_access(server_host), client_ip, scope)
+                status, challenge = self._unrouted_status(server_host, client_ip,
+                                                          lambda: _authorization(scope))
                 if status:
                     await reply.local(status, None if challenge is None
                                       else [(b"www-authenticate", challenge)])
                     return
-            app = self.backend_for(decision)
-            if app is not None and self.require_endpoints and decision.endpoint is None:
-                app = None
-            if self.mount_prefix:
-                mount = plan[2]
-            prefix = plan[3]
-        if app is None:
-            if self.fallback is None:
-                if decision is None and body_size and length < 0 and kind == "http" \
-                        and _streamed(scope) and await _over_limit(reply, receive, body_size):
-                    return  # the 413 is out, or the client is gone
-                await reply.local(404 if decision is None else 503)
-                return
-            app, mount = self.fallback, ""
-        if body_size and length > body_size:
-            # The proxy refuses a declared length over proxy-body-size before any upstream
-            # (a routed request's is refused above already, before its redirects; an unrouted
-            # one's too, before its 404 or fallback), a WebSocket handshake's too.
-            await reply.local(413)
-            return
-        # A streamed body is counted on an http scope (a WebSocket one has messages).
-        limit = body_size if kind == "http" else 0
-        if decision is not None and app is not self.fallback:
-            # The session cookie goes with the backend's answer only, as the proxy sets it
-            # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer
-            # phase): never with a redirect, a 403/401/503 or a 413 answered here.
-            reply.set_cookie = decision.set_cookie
-        child = dict(scope)
-        child[DECISION_KEY] = decision
-        child["path"] = root + (unquote(rel) if "%" in rel else rel)
-        # path = unquote(raw_path), as the server gives them (uvicorn >= 0.54, Starlette's
-        # Mount): an app under the mount -- another IngressASGI too -- finds its root_path at
-        # the front of raw_path, as it finds it in path.
-        child["raw_path"] = _quoted_root(root) + rel_b if root else rel_b
-        child["root_path"] = root + mount
-        if self.rewrite_headers:
-            if sent_host is not None:
-                host = sent_host
-            try:
-                odd_tokens = named and not self._inert_tokens.issuperset(named)
-            except TypeError:
-                # The tokens of a ``bytearray`` Connection value (unhashable): read as their
-                # bytes, on the general path.
-                named = [bytes(t) for t in named]
-                odd_tokens = True
-            if out is None or odd_tokens:
-                # The general path: no scan, or Connection names a header whose fate the
-                # scan decided without that token.
-                if items is None:
-                    items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
-                child["headers"] = self._backend_headers(
-                    scope, items, named, host, peer, client_ip, scheme, prefix)
+                # The server location's basic auth passed: its 'proxy_set_header Authorization
+                # "";' holds for the ``fallback`` (the default backend) too.
+                server_access = self._unrouted_access(server_host)
+                checked_basic = server_access is not None and server_access.basic is not None
+                # The ``fallback``'s body is the server ``location /``'s (its client_max_body_size:
+                # the host's owner's proxy-body-size), as the declared length's 413 above.
+                server_opts = self._unrouted_options(server_host) if server_host else None
+                body_size = (server_opts or opts).body_size
             else:
-                fwd: dict[bytes, bytes] = _NO_FWD
-                if fwd_items and settings.use_forwarded_headers and self._trust.trusted(peer):
-                    fwd = {}
-                    for name, value in fwd_items:
-                        fwd[name] = fwd[name] + b", " + value if name in fwd else value
-                child["headers"] = self._add_forwarded(
-                    scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
-                    fwd, request_id, peer, client_ip, scheme, prefix,
-                    [v for n, v in fwd_items if n == b"x-forwarded-for"] if fwd_items else _NONE)
-            if settings.proxy_set_headers:
-                # ConfigMap proxy-set-headers, as the proxy's (proxy/_header_sets.py).
-                pairs = upstream_set_headers(settings.proxy_set_headers, self.router)
-                if pairs:
-                    child["headers"] = set_header_pairs(child["headers"], pairs)
-        if checked_basic or (decision is not None and opts.access is not None
-                             and opts.access.basic is not None):
-            # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
-            # checked here are not handed to the app.
-            child["headers"] = [(k, v) for k, v in child.get("headers") or ()
-                                if bytes(k).lower() != b"authorization"]
-        if (self.rewrite_headers and app is not self.fallback
-                and getattr(decision, "default_backend", None) is not None):
-            # A default-backend annotation's Service answers: X-Code etc., as the proxy sends
-            # them (proxy/_error_pages.py).
-            child["headers"] = [(k, v) for k, v in child.get("headers") or ()
-                                if bytes(k).lower() not in DEFAULT_BACKEND_SET_NAMES] + (
-                default_backend_fields(decision, scope.get("headers") or ()))
-        app_send: Send = reply.send
-        if decision is not None:
-            if opts.upstream_vhost is not None and self.rewrite_headers:
-                # upstream-vhost: the app's Host, as the proxy's backend gets it
-                # (proxy/_response_head.py); ``server`` stays the listener's.
-                child["headers"] = [(b"host", opts.upstream_vhost)] + [
-                    (k, v) for k, v in child.get("headers") or () if bytes(k).lower() != b"host"]
-            if opts.response_rewrite is not None:
-                app_send = rewriting_send(reply.send, opts.response_rewrite)
-        if settings.hide_headers:
-            # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
-            app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
-        pages: ErrorPages | None = None
-        if (decision is not None and opts.custom_http_errors and opts.intercept_errors
-                and kind == "http" and app is not self.fallback):
-            # custom-http-errors: a listed status is answered by the default-backend
-            # annotation's app instead (_asgi_error_pages.py).
-            pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors)
-            receive, app_send = pages.receive, pages.send
-            # The app, then the error page's app when its answer was intercepted (under the
-            # same body limit; also when the app raised after its listed status).
-            app = pages.wrap(app, scope, root, _quoted_root(root) if root else b"", reply, limit)
-        if limit:
-            await app(child, reply.counting(receive, limit), app_send)
-            if reply.late:
-                raise BodyTooLarge(f"request body over {limit} bytes after the response "
-                                   "began (413): the connection must be closed")
-        else:
-            # Always through ``reply.send``: the response head loses what the proxy hides
-            # from an upstream's (``_Reply.send``).
-            await app(child, receive, app_send)
+                m = decision.match
+                plan = self._plans.get(id(m))
+                if plan is None or plan[0] is not m:
+                    plan = self._plan(m)
+                opts = plan[1]
+                body_size = opts.body_size
+                access = opts.access
+                if access is not None and denied_first(opts, rel):
+                    await reply.local(503)
+                    return
+                if opts.body_size and length > opts.body_size \
+                        and body_too_large(opts, rel, length):
+                    # A declared length over proxy-body-size, before the redirects and access
+                    # control, as the proxy (``body_too_large``: nginx's find_config phase, for
+                    # every request: a WebSocket handshake that declares a body too).
+                    await reply.local(413)
+                    return
+                custom: tuple[tuple[bytes, bytes], ...] = ()
+                if opts.custom_headers is not None and (access is None or (
+                        access.denied is None and not access.secret_denied())):
+                    # custom-headers (proxy/_header_sets.py), as the proxy's _custom_headers.
+                    custom = opts.custom_headers.headers(config_maps_of(self.router))
+                if opts.cors is not None and (access is None or (
+                        access.denied is None and not access.secret_denied())):
+                    # The location's CORS (proxy/_cors.py), as the proxy's _cors_headers: on
+                    # every answer from here on; an OPTIONS with an allowed Origin is answered
+                    # 204 at once (the location's rewrite phase), unless app-root redirects it.
+                    cors = opts.cors.headers(asgi_origin(scope.get("headers")))
+                    if cors is not None:
+                        reply.cors = combine(reply.cors, tuple(cors))
+                    if cors is not None and kind == "http" \
+                            and scope.get("method") == "OPTIONS" \
+                            and not (rel == "/" and opts.app_root is not None):
+                        reply.cors = combine(reply.cors, custom)
+                        await reply.local(PREFLIGHT_STATUS)
+                        return
+                if custom:  # (a plain request pays one test: combine returns its first otherwise)
+                    reply.cors = combine(reply.cors, custom)
+                # The proxy's redirects, decided before the endpoint (proxy/_actions.py
+                # ``redirect_for``). The scheme is the scope's: an ASGI server that trusts a hop's
+                # X-Forwarded-Proto (uvicorn --forwarded-allow-ips) has already set it. The Host
+                # is normalised only when a redirect to https may follow.
+                host_n = ""
+                has_tls = False
+                if not secure and host and (opts.force_ssl_redirect or (
+                        opts.ssl_redirect and self.tls_host is not _no_tls)):
+                    host_n = normalize_host(host) or ""
+                    has_tls = bool(host_n) and opts.ssl_redirect and self.tls_host(host_n)
+                if has_tls or opts.force_ssl_redirect or opts.redirects:
+                    location_host = request_uri = None
+                    if not secure and (has_tls or opts.force_ssl_redirect):
+                        location_host = self._location_host(scope, peer)
+                        request_uri = _request_uri(scope, rel, query)
+                    redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
+                                            self.https_port, settings.http_redirect_code,
+                                            rule_host=m.host, location_host=location_host,
+                                            target=request_uri)
+                    if redirect is not None:
+                        if rel == "/" and opts.app_root is not None:
+                            reply.cors = added  # the server-level app-root: not the location's
+                        await reply.local(redirect[0], [(b"location", redirect[1])])
+                        return
+                if opts.rate_limit is not None:
+                    # nginx's preaccess phase (limit_req, limit_conn), as the proxy's: after the
+                    # redirects, before allow/deny and basic auth (proxy/_ratelimit.py).
+                    status, limit_held = self.rate_limits.enter(
+                        opts.rate_limit, client_ip, self.limit_clock(),
+                        settings.limit_req_status_code, settings.limit_conn_status_code)
+                    if status:
+                        await reply.local(status)
+                        return
+                    if limit_held is not None:
+                        held = limit_held
+                if access is not None:
+                    # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
+                    # the proxy does (proxy/_actions.py ``access_answer``). A password to hash is
+                    # hashed in a worker thread first (``access_job``), not on the event loop.
+                    await _hash_off_loop(access, client_ip, scope)
+                    status, challenge = access_answer(access, client_ip,
+                                                      lambda: _authorization(scope))
+                    if status:
+                        await reply.local(status, None if challenge is None
+                                          else [(b"www-authenticate", challenge)])
+                        return
+                app = self.backend_for(decision)
+                if app is not None and self.require_endpoints and decision.endpoint is None:
+                    app = None
+                if self.mount_prefix:
+                    mount = plan[2]
+                prefix = plan[3]
+            if app is None:
+                if self.fallback is None:
+                    if decision is None and body_size and length < 0 and kind == "http" \
+                            and _streamed(scope) and await _over_limit(reply, receive, body_size):
+                        return  # the 413 is out, or the client is gone
+                    await reply.local(404 if decision is None else 503)
+                    return
+                app, mount = self.fallback, ""
+            if body_size and length > body_size:
+                # The proxy refuses a declared length over proxy-body-size before any upstream
+                # (a routed request's is refused above already, before its redirects; an unrouted
+                # one's too, before its 404 or fallback), a WebSocket handshake's too.
+                await reply.local(413)
+                return
+            # A streamed body is counted on an http scope (a WebSocket one has messages).
+            limit = body_size if kind == "http" else 0
+            if decision is not None and app is not self.fallback:
+                # The session cookie goes with the backend's answer only, as the proxy sets it
+                # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer
+                # phase): never with a redirect, a 403/401/503 or a 413 answered here.
+                reply.set_cookie = decision.set_cookie
+            child = dict(scope)
+            child[DECISION_KEY] = decision
+            child["path"] = root + (unquote(rel) if "%" in rel else rel)
+            # path = unquote(raw_path), as the server gives them (uvicorn >= 0.54, Starlette's
+            # Mount): an app under the mount -- another IngressASGI too -- finds its root_path at
+            # the front of raw_path, as it finds it in path.
+            child["raw_path"] = _quoted_root(root) + rel_b if root else rel_b
+            child["root_path"] = root + mount
+            if self.rewrite_headers:
+                if sent_host is not None:
+                    host = sent_host
+                try:
+                    odd_tokens = named and not self._inert_tokens.issuperset(named)
+                except TypeError:
+                    # The tokens of a ``bytearray`` Connection value (unhashable): read as their
+                    # bytes, on the general path.
+                    named = [bytes(t) for t in named]
+                    odd_tokens = True
+                if out is None or odd_tokens:
+                    # The general path: no scan, or Connection names a header whose fate the
+                    # scan decided without that token.
+                    if items is None:
+                        items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
+                    child["headers"] = self._backend_headers(
+                        scope, items, named, host, peer, client_ip, scheme, prefix)
+                else:
+                    fwd: dict[bytes, bytes] = _NO_FWD
+                    if fwd_items and settings.use_forwarded_headers and self._trust.trusted(peer):
+                        fwd = {}
+                        for name, value in fwd_items:
+                            fwd[name] = fwd[name] + b", " + value if name in fwd else value
+                    child["headers"] = self._add_forwarded(
+                        scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
+                        fwd, request_id, peer, client_ip, scheme, prefix,
+                        [v for n, v in fwd_items if n == b"x-forwarded-for"]
+                        if fwd_items else _NONE)
+                if settings.proxy_set_headers:
+                    # ConfigMap proxy-set-headers, as the proxy's (proxy/_header_sets.py).
+                    pairs = upstream_set_headers(settings.proxy_set_headers, self.router)
+                    if pairs:
+                        child["headers"] = set_header_pairs(child["headers"], pairs)
+            if checked_basic or (decision is not None and opts.access is not None
+                                 and opts.access.basic is not None):
+                # As the proxy (nginx.tmpl 'proxy_set_header Authorization "";'): the credentials
+                # checked here are not handed to the app.
+                child["headers"] = [(k, v) for k, v in child.get("headers") or ()
+                                    if bytes(k).lower() != b"authorization"]
+            if (self.rewrite_headers and app is not self.fallback
+                    and getattr(decision, "default_backend", None) is not None):
+                # A default-backend annotation's Service answers: X-Code etc., as the proxy sends
+                # them (proxy/_error_pages.py).
+                child["headers"] = [(k, v) for k, v in child.get("headers") or ()
+                                    if bytes(k).lower() not in DEFAULT_BACKEND_SET_NAMES] + (
+                    default_backend_fields(decision, scope.get("headers") or ()))
+            app_send: Send = reply.send
+            if decision is not None:
+                if opts.upstream_vhost is not None and self.rewrite_headers:
+                    # upstream-vhost: the app's Host, as the proxy's backend gets it
+                    # (proxy/_response_head.py); ``server`` stays the listener's.
+                    child["headers"] = [(b"host", opts.upstream_vhost)] + [
+                        (k, v) for k, v in child.get("headers") or ()
+                        if bytes(k).lower() != b"host"]
+                if opts.response_rewrite is not None:
+                    app_send = rewriting_send(reply.send, opts.response_rewrite)
+            if settings.hide_headers:
+                # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
+                app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
+            pages: ErrorPages | None = None
+            if (decision is not None and opts.custom_http_errors and opts.intercept_errors
+                    and kind == "http" and app is not self.fallback):
+                # custom-http-errors: a listed status is answered by the default-backend
+                # annotation's app instead (_asgi_error_pages.py), hide-headers holding for
+                # its answer too.
+                pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors,
+                                   hiding_send(reply.send, hidden_names(settings.hide_headers))
+                                   if settings.hide_headers else None)
+                receive, app_send = pages.receive, pages.send
+                # The app, then the error page's app when its answer was intercepted (under the
+                # same body limit; also when the app raised after its listed status).
+                app = pages.wrap(app, scope, root, _quoted_root(root) if root else b"", reply,
+                                 limit)
+            if limit:
+                await app(child, reply.counting(receive, limit), app_send)
+                if reply.late:
+                    raise BodyTooLarge(f"request body over {limit} bytes after the response "
+                                       "began (413): the connection must be closed")
+            else:
+                # Always through ``reply.send``: the response head loses what the proxy hides
+                # from an upstream's (``_Reply.send``).
+                await app(child, receive, app_send)
+        finally:
+            if held is not None:
+                RateLimiter.release(held)
 
     def _location_host(self, scope: Scope, peer: str | None) -> str | None:
         """``location_host`` of an ssl-redirect's Location (proxy/_actions.py

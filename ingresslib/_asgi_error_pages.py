@@ -117,11 +117,15 @@ class ErrorPages:
     ``serve`` calling the error page's app when the answer was intercepted. ``adapter`` is
     the IngressASGI (``router.error_page``, ``backend_for``)."""
 
-    __slots__ = ("adapter", "decision", "receive", "send", "error", "app")
+    __slots__ = ("adapter", "decision", "receive", "send", "error", "app", "page_send")
 
     def __init__(self, adapter: Any, decision: Any, receive: Callable[[], Awaitable[Message]],
-                 send: Callable[[Message], Awaitable[None]], codes: frozenset[int]) -> None:
+                 send: Callable[[Message], Awaitable[None]], codes: frozenset[int],
+                 page_send: Callable[[Message], Awaitable[None]] | None = None) -> None:
         self.adapter = adapter
+        #: The error page's app's ``send`` (None: ``reply.send``): the ConfigMap hide-headers
+        #: hold for it too (proxy_hide_header is http-level: the named location inherits it).
+        self.page_send = page_send
         self.decision = decision
         self.receive = ErrorPageReceive(receive)
         self.send = ErrorPageSend(send, codes, self._resolve, self.receive)
@@ -156,7 +160,7 @@ class ErrorPages:
                                 self.adapter.rewrite_headers)
         page["ingresslib.decision"] = self.error
         receive = reply.counting(self.receive, limit) if limit else self.receive
-        await self.app(page, receive, reply.send)
+        await self.app(page, receive, self.page_send or reply.send)
         return True
 
     def wrap(self, app: Any, scope: Message, root: str, raw_root: bytes, reply: Any,

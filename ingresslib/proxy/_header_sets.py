@@ -194,17 +194,10 @@ def parse_custom_headers(value: str, namespace: str | None, allowed: Iterable[st
     """The annotation's value ``namespace/name``; ValueError when it cannot name a ConfigMap
     ingress-nginx would use (its validator's characters; a key ``namespace/name``; the
     Ingress's own namespace: "Only ConfigMaps on the same namespace are allowed")."""
-    v = value.strip()
-    if not v or _REF_RE.match(v) is None:
-        raise ValueError(f"invalid ConfigMap reference {value!r} (\"namespace/name\": letters, "
-                         "digits and -._~/ only)")
-    ns, sep, name = v.partition("/")
-    if not sep or not ns or not name or "/" in name:
-        raise ValueError(f"invalid ConfigMap reference {value!r}: \"namespace/name\" "
-                         "(ingress-nginx looks the ConfigMap up by that key)")
+    ns, name = _ref(value, "custom-headers")
     own = namespace or "default"
     if ns != own:
-        raise ValueError(f"ConfigMap {v!r} is in another namespace than the Ingress's "
+        raise ValueError(f"ConfigMap {value.strip()!r} is in another namespace than the Ingress's "
                          f"({own!r}): only ConfigMaps of the same namespace are allowed")
     return CustomHeaders(ns, name, allowed, where)
 

@@ -163,6 +163,9 @@ def _explain_url(
         shadowed = [] if served is None else _shadowed_by(table, served)
         if shadowed:
             out["shadowed"] = shadowed
+        stands = None if served is None else _stands_for(table, served)
+        if stands is not None:
+            out["path_note"] = stands
     if res is not None and _scheme(url) == "https":
         tls_info = _certificate_for(res, table, split_url(url)[0])
         if tls_info is not None:
@@ -237,10 +240,16 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     did it (``_explain_verdict``): ``cors``, ``rate_limit``, ``upstream_vhost``,
     ``response_rewrite``, ``default_backend`` and the verdict's ``upstream_host`` (the Host
     the endpoint gets), each only when it applies."""
-    from ._explain_verdict import (describe_cors, describe_rate_limit, describe_rewrite,
-                                   request_origin, upstream_field, upstream_vhost)
+    from ._explain_verdict import (describe_config_headers, describe_cors,
+                                   describe_custom_headers, describe_rate_limit,
+                                   describe_rewrite, request_origin, upstream_field,
+                                   upstream_vhost)
 
-    if not answer.routed or answer.decision is None:
+    if answer.routed:
+        config = describe_config_headers(answer)
+        if config is not None:
+            out["config_headers"] = config
+    if not answer.routed or (answer.decision is None and not answer.server_location):
         return
     cors = describe_cors(answer, answer.method, request_origin(headers))
     if cors is not None:
@@ -248,6 +257,15 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     limit = describe_rate_limit(answer)
     if limit is not None:
         out["rate_limit"] = limit
+    custom = describe_custom_headers(answer)
+    if custom is not None:
+        out["custom_headers"] = custom
+    if answer.decision is None:
+        # A path no rule covers: the server's ``location /`` (the host's oldest Ingress's
+        # annotations) gave the CORS, limits and custom-headers above; nothing else applies.
+        if "cors" in out or "rate_limit" in out or "custom_headers" in out:
+            out["server_location"] = True
+        return
     vhost = upstream_vhost(answer)
     if vhost is not None:
         out["upstream_vhost"] = vhost
@@ -306,7 +324,32 @@ def _default_backend(answer: ProxyAnswer, notes: Sequence[Any]) -> dict[str, Any
     else:
         info["reason"] = (f"not used: the rule's Service {m.namespace}/{m.service} has a ready "
                           "endpoint")
+    # custom-http-errors: the statuses of the upstream's answer the Service answers instead
+    # (the proxy's own, asked with an upstream answering each listed status).
+    caught = {code: ep for code, ep in answer.intercepted.items() if ep is not None}
+    info["intercepts"] = sorted(caught)
+    if caught:
+        codes = ", ".join(str(c) for c in sorted(caught))
+        ep = host_port(*next(iter(caught.values())))
+        info["reason"] = (info["reason"].replace("not used: ", "not used for this answer: ", 1)
+                          + f"; custom-http-errors: an upstream answer {codes} is answered by "
+                          f"it instead (endpoint {ep})")
+    elif answer.intercepted:
+        info["reason"] += ("; custom-http-errors: the proxy intercepts none of "
+                           + ", ".join(str(c) for c in sorted(answer.intercepted))
+                           + " (the upstream's answer passes)")
     return info
+
+
+def _stands_for(table: RouteTable, m: Any) -> str | None:
+    """The table's note on the matched rule when its path stands for another path once
+    canonical (``_table._stands_for``: Exact ``/a/%2e%2e`` matches as Exact ``/``), as check
+    says it; None: the path is matched as written."""
+    if m.path is None:
+        return None
+    head = f"{m.path_type} {m.path!r} on host {m.host or '*'} matches as "
+    return next((d.message for d in table.diagnostics
+                 if d.object == f"Ingress {m.ingress}" and d.message.startswith(head)), None)
 
 
 def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
@@ -844,7 +887,10 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"  -> {info['status']}: {info['reason']}")
         lines += [f"     not served: Ingress {n['ingress']} matches this request, but "
                   f"{n['reason']}" for n in info.get("not_served", ())]
-        return "\n".join(lines + _access_lines(info))
+        if info.get("server_location"):
+            lines.append("     the host's server location / (its oldest Ingress's "
+                         "annotations) applies:")
+        return "\n".join(lines + _feature_lines(info) + _access_lines(info))
     if m["is_default_backend"]:
         lines.append(f"  -> default backend of Ingress {m['ingress']}"
                      + (f" (host {m['host']})" if m["host"] else ""))
@@ -866,6 +912,8 @@ def render_text(info: dict[str, Any]) -> str:
             lines.append(f"       serves on {_canary_text(c['rules'])}")
             lines += [f"       warning: {w}" for w in c["rules"].get("warnings", ())]
     lines += [f"     warning: {s}" for s in info.get("shadowed", ())]
+    if info.get("path_note") is not None:
+        lines.append(f"     warning: {info['path_note']}")
     d = info.get("decision")
     if d is not None and d["service"] is None:
         # A resource backend (Match.service None): the router has no Service to resolve.
@@ -959,6 +1007,12 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
     if info.get("upstream_vhost") is not None:
         lines.append(f"     upstream-vhost: the endpoint gets Host: {info['upstream_vhost']} "
                      "(X-Forwarded-Host stays the client's)")
+    ch = info.get("custom_headers")
+    if ch is not None:
+        heads = "; ".join(f"{k}: {v}" for k, v in ch["headers"].items())
+        lines.append(f"     custom-headers (ConfigMap {ch['config_map']}): "
+                     + (f"the answer gets {heads}" if heads else "no header of it on the answer"))
+    lines += _config_header_lines(info.get("config_headers"))
     rw = info.get("response_rewrite")
     if rw is not None:
         said = [f"{what} {p['from']!r} -> {p['to']!r}" for what, p in (
@@ -966,6 +1020,31 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
             ("Set-Cookie domain", rw["proxy_cookie_domain"]),
             ("Set-Cookie path", rw["proxy_cookie_path"])) if p is not None]
         lines.append(f"     the upstream's response rewritten: {'; '.join(said)}")
+    return lines
+
+
+def _config_header_lines(ch: dict[str, Any] | None) -> list[str]:
+    """The controller ConfigMap's add-headers, proxy-set-headers and hide-headers
+    (``config_headers``), one line each."""
+    if ch is None:
+        return []
+    lines = []
+    add = ch.get("add_headers")
+    if add is not None:
+        heads = "; ".join(f"{k}: {v}" for k, v in add["headers"].items())
+        lines.append(f"     add-headers (ConfigMap {add['config_map']}): "
+                     + (f"the answer gets {heads}" if heads else "no header of it on the answer"))
+    up = ch.get("proxy_set_headers")
+    if up is not None:
+        if up["headers"] is None:
+            what = "not proxied: nothing sent upstream"
+        else:
+            heads = "; ".join(f"{k}: {v}" for k, v in up["headers"].items())
+            what = f"the endpoint gets {heads}" if heads else "no header of it sent upstream"
+        lines.append(f"     proxy-set-headers (ConfigMap {up['config_map']}): {what}")
+    if ch.get("hide_headers"):
+        lines.append(f"     hide-headers: the upstream's {', '.join(ch['hide_headers'])} "
+                     "dropped from its answers")
     return lines
 
 

@@ -38,11 +38,12 @@ from ._normalize import normalize_host
 from .proxy._access import Access
 from .proxy._actions import OpenUpstream, SendDownstream, SendUpstream
 from .proxy._connection import Proxy
+from .proxy._header_sets import config_maps_of
 from .proxy._headers import client_address
 from .proxy._settings import ProxySettings
 
-__all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_cors", "describe_rate_limit",
-           "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
+__all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
+           "describe_cors", "describe_custom_headers", "describe_rate_limit", "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
            "upstream_field", "upstream_vhost"]
 
 
@@ -86,6 +87,16 @@ class ProxyAnswer:
     settings: ProxySettings | None = None
     #: The request's method, as sent.
     method: str = "GET"
+    #: ``options`` are those of the server's ``location /`` (``Proxy._unrouted_options``): the
+    #: request is for a known host, and no rule covers its path.
+    server_location: bool = False
+    #: The router's ConfigMaps (``config_maps_of``), which custom-headers and the ConfigMap's
+    #: add-headers / proxy-set-headers name.
+    config_maps: Any = None
+    #: custom-http-errors: each listed status an upstream's answer to this request may have,
+    #: and the endpoint the proxy then asks instead (the default-backend Service's; None: the
+    #: upstream's answer passes), as the proxy did it with an upstream answering that status.
+    intercepted: dict[int, tuple[str, int] | None] = field(default_factory=dict)
 
 
 class _Capture:
@@ -169,8 +180,14 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
         return None
     answer.routed, answer.decision = capture.routed, capture.decision
     answer.settings = proxy.settings
+    answer.config_maps = config_maps_of(router)
     if answer.routed and answer.decision is not None:
         answer.options = proxy.options_for(answer.decision.match)
+    elif answer.routed and normalize_host(host):
+        # A path no rule covers: its server's ``location /`` (the host's oldest Ingress's
+        # annotations: CORS, limits, custom-headers), as the proxy's unrouted branch takes it.
+        answer.options = proxy._unrouted_options(normalize_host(host) or "")
+        answer.server_location = answer.options is not None
     if answer.routed:
         raw = [(n.lower().encode("latin-1", "replace"), v.encode("utf-8", "surrogateescape"))
                for n, v in headers]
@@ -184,7 +201,37 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
             auth = next((v for n, v in raw if n == b"authorization"), None)
             answer.basic = _basic_verdict(answer.access, auth)
             answer.has_authorization = auth is not None
+    codes = getattr(answer.options, "custom_http_errors", ())
+    if answer.status == 0 and answer.decision is not None and codes:
+        head = _head(method, host, target, headers)
+        for code in sorted(codes):
+            answer.intercepted[code] = _intercept(router, settings, head, code, peer=peer,
+                                                  tls=tls, tls_hosts=tls_hosts,
+                                                  https_port=https_port)
     return answer
+
+
+def _intercept(router: Any, settings: ProxySettings | None, head: bytes, code: int, *,
+               peer: str | None, tls: bool, tls_hosts: Callable[[str], bool] | Collection[str],
+               https_port: int) -> tuple[str, int] | None:
+    """The endpoint the proxy asks for the answer to ``head`` when its upstream answers
+    ``code`` (custom-http-errors: the default-backend Service's), None when the upstream's
+    answer passes: the same request through a proxy of its own, its upstream answering
+    ``code`` with an empty body."""
+    logger = logging.Logger("ingresslib.explain")
+    logger.addHandler(logging.NullHandler())
+    proxy = Proxy(router, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
+                  records=False, clock=None, request_id=lambda: "0" * 32)
+    conn = proxy.connection(peer, tls=tls, now=0.0)
+    first = next((a for a in conn.receive_data(head, now=0.0) if isinstance(a, OpenUpstream)),
+                 None)
+    if first is None:
+        return None
+    list(conn.upstream_connected(first.conn_id, now=0.0))
+    reply = f"HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n".encode("ascii")
+    again = next((a for a in conn.upstream_data(first.conn_id, reply, now=0.0)
+                  if isinstance(a, OpenUpstream)), None)
+    return None if again is None else again.endpoint
 
 
 def _basic_verdict(access: Access, auth: bytes | None) -> tuple[int, str | None] | None:
@@ -345,7 +392,13 @@ def describe_rate_limit(answer: ProxyAnswer) -> dict[str, Any] | None:
     client (``client_ip``: the address the proxy keys the zones on) is in it: ``limited``
     False for an allowlisted client, None when no address was given and an allowlist
     decides. One request: the limits are said, not simulated. None: no limit."""
-    limit = getattr(answer.options, "rate_limit", None)
+    if answer.server_location:
+        from .proxy._actions import unrouted_limit
+
+        # The limits the proxy's unrouted branch applies (none on a denied location).
+        limit = unrouted_limit(answer.options)
+    else:
+        limit = getattr(answer.options, "rate_limit", None)
     if limit is None:
         return None
     settings = answer.settings if answer.settings is not None else ProxySettings()
@@ -398,3 +451,49 @@ def default_backend_headers(answer: ProxyAnswer) -> dict[str, str]:
     the proxy sent it (X-Code, X-Format...), by name."""
     return {_DEFAULT_BACKEND_NAMES[n]: v for n, v in answer.upstream_headers or ()
             if n in _DEFAULT_BACKEND_NAMES}
+
+
+def _seen(pairs: Sequence[tuple[bytes, bytes]], fields: Sequence[tuple[str, str]] | None
+          ) -> dict[str, str]:
+    """The fields of ``fields`` (a head the proxy wrote) whose names ``pairs`` set, by the
+    name as the ConfigMap writes it: what the proxy put there, read from its own head."""
+    names = {n.decode("latin-1").lower(): n.decode("latin-1") for n, _ in pairs}
+    return {names[n]: v for n, v in fields or () if n in names}
+
+
+def describe_custom_headers(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``custom_headers``: the location's ``custom-headers`` ConfigMap (``ns/name``) and the
+    headers of it on the proxy's answer (read from the head it wrote: ``{}`` for a missing or
+    invalid ConfigMap, or an answer that is not the location's). None: no custom-headers."""
+    custom = getattr(answer.options, "custom_headers", None)
+    if custom is None:
+        return None
+    pairs = custom.headers(answer.config_maps, lambda _: None)
+    return {"config_map": custom.ref, "headers": _seen(pairs, answer.response_headers)}
+
+
+def describe_config_headers(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``config_headers``: the controller ConfigMap's ``add-headers`` (its ConfigMap and the
+    headers of it on the proxy's answer), ``proxy-set-headers`` (its ConfigMap and the headers
+    of it in the head sent upstream; None when not proxied) and ``hide-headers`` (the names
+    dropped from an upstream's answer), each only when set. None: none of them set."""
+    from .proxy._header_sets import add_headers_for, set_headers_for
+
+    s = answer.settings
+    if s is None or not (s.add_headers or s.proxy_set_headers or s.hide_headers):
+        return None
+    out: dict[str, Any] = {}
+    if s.add_headers:
+        pairs = add_headers_for(s.add_headers).headers(answer.config_maps, lambda _: None)
+        out["add_headers"] = {"config_map": s.add_headers,
+                              "headers": _seen(pairs, answer.response_headers)}
+    if s.proxy_set_headers:
+        pairs = set_headers_for(s.proxy_set_headers).headers(answer.config_maps,
+                                                             lambda _: None)
+        out["proxy_set_headers"] = {
+            "config_map": s.proxy_set_headers,
+            "headers": None if answer.upstream_headers is None
+            else _seen(pairs, answer.upstream_headers)}
+    if s.hide_headers:
+        out["hide_headers"] = list(s.hide_headers)
+    return out

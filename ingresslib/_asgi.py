@@ -810,6 +810,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         if bytes(k).lower() != b"host"]
                 if opts.response_rewrite is not None:
                     app_send = rewriting_send(reply.send, opts.response_rewrite)
+                    reply.rewrite = opts.response_rewrite  # a websocket.accept's (_asgi_reply)
             if settings.hide_headers:
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
                 app_send = hiding_send(app_send, hidden_names(settings.hide_headers))

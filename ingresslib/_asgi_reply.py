@@ -2,7 +2,8 @@
 proxy's ``_local_response`` writes them (``_answer_options``: the server-wide ``OPTIONS *``);
 the app's response head as the proxy passes an upstream's on (``Server``, ``X-Pad`` and
 ``X-Accel-*`` dropped; HSTS on an ``https`` or ``wss`` scope, not on a 101; the affinity
-cookie); and a streamed request body counted against ``proxy-body-size`` (413 before the
+cookie; add-headers, CORS and custom-headers, a 101's too, with its proxy-redirect /
+proxy-cookie rewrite); and a streamed request body counted against ``proxy-body-size`` (413 before the
 response began, ``BodyTooLarge`` after).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .proxy._cors import asgi_merge
+from .proxy._response_head import ResponseRewrite, rewrite_response_headers
 from .proxy._headers import OPTIONS_ALLOW, _NGINX_HIDDEN, local_body
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class _Reply:
     every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
 
     __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
-                 "late", "_receive", "_limit", "_seen", "cors")
+                 "late", "_receive", "_limit", "_seen", "cors", "rewrite")
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -66,8 +68,12 @@ class _Reply:
         self.secure = secure
         self.set_cookie: str | None = None
         #: The location's CORS headers for this request (proxy/_cors.py), set on every answer
-        #: but a 101, replacing the app's of those names (more_set_headers); None: none.
+        #: (a 101 too), replacing the app's of those names (more_set_headers); None: none.
         self.cors: list[tuple[bytes, bytes]] | None = None
+        #: The location's proxy-redirect / proxy-cookie rewrite for a ``websocket.accept``
+        #: (``rewriting_send`` does the other heads): nginx's ngx_http_proxy_process_header
+        #: rewrites a 101's head too.
+        self.rewrite: ResponseRewrite | None = None
         self.started = False  # a response start went to the server
         self.cut = False  # the body went over the limit: the app's sends are dropped
         #: The body went over the limit after the response began (``counting``): the caller
@@ -108,12 +114,17 @@ class _Reply:
                 headers = [h for h in headers if _name(h[0]).lower() not in _NGINX_HIDDEN]
                 rebuilt = True
             accept = kind == "websocket.accept"
+            if accept and self.rewrite is not None and headers:
+                headers = [(raw, v) for raw, _, v in rewrite_response_headers(
+                    [(_name(n), _name(n).lower(), bytes(v)) for n, v in headers],
+                    self.rewrite)]
+                rebuilt = True
             if self.set_cookie or (self.hsts is not None and not accept):
-                # Headers to add: on a 101 (``websocket.accept``) the affinity cookie only,
-                # as the proxy's _on_switch (no HSTS).
+                # Headers to add: on a 101 (``websocket.accept``) no HSTS, as the proxy's
+                # _on_switch (the affinity cookie, and add-headers/CORS below, it gets).
                 headers = self._headers(list(headers), not accept)
                 rebuilt = True
-            if self.cors is not None and not accept:
+            if self.cors is not None:
                 headers = asgi_merge(headers, self.cors)
                 rebuilt = True
             if rebuilt:

@@ -152,7 +152,8 @@ from ._header_sets import (
     upstream_set_headers,
 )
 from ._errors import LocalProxyError, RemoteProxyError
-from ._error_pages import default_backend_lines, error_page_head, without_set_names
+from ._error_pages import (default_backend_lines, error_page_head, error_page_options,
+                           without_set_names)
 from ._headers import (
     HEADER_NAME_CHARS,
     IDEMPOTENT,
@@ -2081,15 +2082,18 @@ class ClientConnection:
         return True
 
     def _add_response_headers(self, req: _Request, headers: list[tuple[bytes, bytes, bytes]],
-                              has_hsts: bool = False) -> None:
+                              has_hsts: bool = False, *, switch: bool = False) -> None:
+        """The headers this hop adds to an answer. ``switch``: a 101 (``_on_switch``): no
+        HSTS (as IngressASGI's accept) and no Connection: close (it writes Connection:
+        upgrade)."""
         s = self.settings
-        if self.tls and s.hsts and not has_hsts:
+        if self.tls and s.hsts and not has_hsts and not switch:
             v = hsts_value(s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload)
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
         cookie = self._affinity_cookie(req)
         if cookie is not None:
             headers.append((b"set-cookie", b"set-cookie", cookie))
-        if not self._keep_alive_allowed(req):
+        if not switch and not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
         if s.add_headers:
             # ConfigMap add-headers: the http block's more_set_headers, on every answer and
@@ -2195,21 +2199,29 @@ class ClientConnection:
         # header filter writes its own for a 101 too ("if (r->headers_out.date == NULL)"), the
         # upstream's hidden (proxy_hide_header's default list).
         date = self.proxy._http_date()
-        headers = [(raw, v) for raw, n, v in items
-                   if n not in RESPONSE_DROP and n not in named
-                   and (date is None or n != b"date")]
+        triples = [item for item in items
+                   if item[1] not in RESPONSE_DROP and item[1] not in named
+                   and (date is None or item[1] != b"date")]
         if self.settings.hide_headers:
             # hide-headers (proxy_hide_header) on a 101 too, as ASGI's hiding_send.
             hidden = hidden_names(self.settings.hide_headers)
-            headers = [h for h in headers if h[0].lower() not in hidden]
+            triples = [h for h in triples if h[1] not in hidden]
         if date is not None:
-            headers.append((b"date", date))
+            triples.append((b"date", b"date", date))
+        opts = req.opts
+        if opts is not None and opts.response_rewrite is not None:
+            # proxy-redirect-* / proxy-cookie-* on a 101 too: ngx_http_proxy_process_header
+            # runs the proxy_redirect / proxy_cookie_* rewrites on every upstream head
+            # (ngx_http_upstream_rewrite_location / _set_cookie, 101 included).
+            triples = rewrite_response_headers(triples, opts.response_rewrite)
         # The affinity cookie of a new session, as on any response: sticky.lua puts it in
         # r->headers_out before the upstream answers, and nginx's header filter writes those
-        # on a 101 too (browsers store a WebSocket handshake's cookies, RFC 6455 §4.1).
-        cookie = self._affinity_cookie(req)
-        if cookie is not None:
-            headers.append((b"set-cookie", cookie))
+        # on a 101 too (browsers store a WebSocket handshake's cookies, RFC 6455 §4.1). The
+        # ConfigMap's add-headers and the location's CORS and custom-headers too: ngx_http_
+        # upstream_upgrade sends the 101 through the header filters (ngx_http_send_header),
+        # headers-more's more_set_headers among them (no -s: every status).
+        self._add_response_headers(req, triples, switch=True)
+        headers = [(raw, v) for raw, _, v in triples]
         headers.append((b"connection", b"upgrade"))
         for raw, n, v in items:
             if n == b"upgrade":
@@ -2422,6 +2434,10 @@ class ClientConnection:
                                       req.original_uri, req.query, host)
         req.decision = dec
         req.set_cookie = dec.set_cookie
+        if req.opts is not None:
+            # The named location's retries are nginx's defaults, not the location's
+            # proxy-next-upstream (proxy/_error_pages.py ``error_page_options``).
+            req.opts = error_page_options(req.opts)
         # The named location's tries are its own (proxy-next-upstream-tries/-timeout).
         req.free_tries = len(req.tried)
         req.t_tries = None

@@ -24,11 +24,16 @@ default backend's own, status included (``proxy_pass``, not ``error_page``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SET_NAMES", "CUSTOM_HTTP_ERRORS", "default_backend_fields", "default_backend_lines",
-           "error_page_head", "parse_custom_http_errors", "without_set_names"]
+if TYPE_CHECKING:
+    from ._annotations import RouteOptions
+
+__all__ = ["SET_NAMES", "CUSTOM_HTTP_ERRORS", "ERROR_PAGE_NEXT_UPSTREAM", "default_backend_fields",
+           "default_backend_lines", "error_page_head", "error_page_options",
+           "parse_custom_http_errors", "without_set_names"]
 
 #: The names ingress-nginx's ``proxy_set_header`` sets for a default backend: the client's own
 #: headers of these names are not passed (nginx passes no client header that a
@@ -140,3 +145,23 @@ def error_page_head(up_head: bytes, code: int, decision: Any,
     return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
         method, target, b"".join(h + b"\r\n" for h in lines),
         b"".join(b"%s: %s\r\n" % f for f in fields))
+
+
+#: The error fetch's ``proxy_next_upstream``: nginx's default (ngx_http_proxy_module
+#: ``NGX_HTTP_UPSTREAM_FT_ERROR|NGX_HTTP_UPSTREAM_FT_TIMEOUT``). nginx.tmpl writes the
+#: ``location @custom_<upstream>_<code>`` blocks in the server block (the ``CUSTOM_ERRORS``
+#: template) and sets ``proxy_next_upstream`` / ``_tries`` / ``_timeout`` only inside each
+#: ``location <path>`` (``$location.Proxy.NextUpstream``...; the ConfigMap's values reach
+#: nginx only there), neither in the server nor in the http block: the named location gets
+#: nginx's defaults, not the intercepted location's.
+ERROR_PAGE_NEXT_UPSTREAM = frozenset({"error", "timeout"})
+
+def error_page_options(opts: RouteOptions) -> RouteOptions:
+    """``opts`` (a ``RouteOptions``) for the error page fetch: the location's, but with
+    nginx's default retries (``ERROR_PAGE_NEXT_UPSTREAM``; ``proxy_next_upstream_tries 0`` and
+    ``proxy_next_upstream_timeout 0``: no limit but the endpoints, no ``non_idempotent``)."""
+    if (opts.next_upstream == ERROR_PAGE_NEXT_UPSTREAM and opts.next_upstream_tries == 0
+            and opts.next_upstream_timeout == 0):
+        return opts
+    return dataclasses.replace(opts, next_upstream=ERROR_PAGE_NEXT_UPSTREAM,
+                               next_upstream_tries=0, next_upstream_timeout=0.0)

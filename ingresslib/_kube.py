@@ -31,6 +31,11 @@ while some served Ingress names one. The two watches of Secrets (``type: kuberne
 ``where``): their resource versions are not comparable, so neither replaces, deletes or
 clears the errors of the other's.
 
+The ConfigMaps (``CONFIG_MAPS``) are watched likewise only while one is named
+(``wants_config_maps``: an Ingress's ``custom-headers``; ``serve`` adds its ``--config``
+ConfigMap's ``add-headers`` / ``proxy-set-headers``), every one of the watched namespace(s), as
+ingress-nginx's informer reads them; the watch stops and its ConfigMaps are dropped once none is.
+
 Nothing here stops the watcher except cancellation or the ``stop`` event: SEMANTICS §11, "an
 invalid update keeps the last good table and reports why". An invalid object is kept out of the
 snapshot by the store (its last valid version stays).
@@ -51,7 +56,7 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from os import PathLike
@@ -63,7 +68,7 @@ from ._resources import Resources
 from ._store import EVENT_TYPES, ResourceStore
 
 __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
-           "AUTH_SECRETS", "auth_secret_refs", "load_kube_config", "cluster_client",
+           "AUTH_SECRETS", "CONFIG_MAPS", "names_config_maps", "auth_secret_refs", "load_kube_config", "cluster_client",
            "ExecCredentialError"]
 
 _log = logging.getLogger("ingresslib.kube")
@@ -127,6 +132,9 @@ class _Kind:
     #: The Secrets of ``auth-type: basic``: watched once a served Ingress names one, and only
     #: those named are kept (``_kube_auth.AuthSecrets``).
     auth: bool = False
+    #: Watched only while ``ClusterWatcher.wants_config_maps`` says a ConfigMap is named
+    #: (``CONFIG_MAPS``); the first table waits for its first list attempt only.
+    gated: bool = False
 
     @property
     def name(self) -> str:
@@ -153,6 +161,27 @@ WATCHED_KINDS: tuple[_Kind, ...] = (
 #: receipt, never cached (``_kube_auth``); ``serve --kubernetes`` adds it unless told not to.
 AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
                      label="auth Secret", auth=True)
+
+#: The ConfigMaps ``custom-headers`` (an Ingress annotation) and the controller ConfigMap's
+#: ``add-headers`` / ``proxy-set-headers`` name (``Resources.config_maps``, proxy/_header_sets.py).
+#: As ingress-nginx's informer (internal/ingress/controller/store/store.go: ``infFactoryConfigmaps``,
+#: the watched namespace or all of them), every ConfigMap of the watched namespace(s), but only
+#: while one is named (``ClusterWatcher.wants_config_maps``): a cluster whose Ingresses name
+#: none is never asked for its ConfigMaps (a Role without them keeps working, and the
+#: kube-root-ca.crt of every namespace is not held for nothing). Not in ``WATCHED_KINDS``: pass
+#: ``kinds=WATCHED_KINDS + (CONFIG_MAPS,)``; ``serve --kubernetes`` adds it.
+CONFIG_MAPS = _Kind("ConfigMap", "v1", "core_v1", True, gated=True)
+
+_CUSTOM_HEADERS = "nginx.ingress.kubernetes.io/custom-headers"
+
+
+def names_config_maps(res: Resources | Iterable[Any]) -> bool:
+    """Whether an Ingress of ``res`` (a ``Resources``, or Ingresses: the served ones) names a
+    ConfigMap (a ``custom-headers`` annotation): ``ClusterWatcher``'s default
+    ``wants_config_maps``."""
+    ingresses = res.ingresses if isinstance(res, Resources) else res
+    return any(_CUSTOM_HEADERS in ing.metadata.annotations for ing in ingresses)
+
 
 def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:
     """The kind's field selector as a test on a stored object (a decoded model, or the wire
@@ -762,6 +791,12 @@ class ClusterWatcher:
     fetched by name (``get``). The first snapshot waits for that watch's first list
     attempt only: a failing one (RBAC) leaves the routes answering 503, as a missing Secret.
 
+    With :data:`CONFIG_MAPS` among ``kinds``, the ConfigMaps of the watched namespace(s) are
+    listed and watched while ``wants_config_maps(resources)`` is true (default:
+    :func:`names_config_maps`, an Ingress with ``custom-headers``; ``serve`` adds its
+    ``--config`` ConfigMap's ``add-headers`` / ``proxy-set-headers``), and dropped when it turns
+    false; the first snapshot waits for their first list attempt only.
+
     Watches ask the server to end them after a random ``min_watch_timeout`` to twice that
     (client-go's reflector: 5 to 10 minutes).
     """
@@ -784,6 +819,7 @@ class ClusterWatcher:
         metrics: WatchObserver | None = None,
         auth_refs: Callable[[Resources], AbstractSet[tuple[str, str]]] | None = None,
         min_watch_timeout: float | None = 300.0,
+        wants_config_maps: Callable[[Resources], bool] | None = None,
     ) -> None:
         self.on_snapshot = on_snapshot
         #: Told about each event, error, reconnect and re-list per kind (``_metrics.Metrics``
@@ -815,6 +851,16 @@ class ClusterWatcher:
         #: The bookkeeping of the basic-auth Secrets, when they are watched.
         self._auth = None if auth_spec is None else AuthSecrets(
             self.store, _AuthHooks(self, auth_spec), where=_model_test(auth_spec))
+        #: Whether the ConfigMaps (``CONFIG_MAPS``, a ``gated`` kind) are to be watched, asked
+        #: of each snapshot before it is delivered.
+        self.wants_config_maps = (wants_config_maps if wants_config_maps is not None
+                                  else names_config_maps)
+        #: The gated kind's state: wanted (its watch runs), not wanted (set: it does not), and
+        #: whether its first list since it was wanted has been tried.
+        self._gate_on = asyncio.Event()
+        self._gate_off = asyncio.Event()
+        self._gate_off.set()
+        self._gate_tried = False
         self._run_client: Any = None
         #: The API server's URL (the config's), named when a list or watch fails.
         self._server: str | None = _config_server(config)
@@ -871,6 +917,9 @@ class ClusterWatcher:
                 await client.close()
 
     async def _run_kind(self, client: Any, spec: _Kind) -> None:
+        if spec.gated:
+            await self._run_gated(client, spec)
+            return
         auth = self._auth_of(spec)
         if auth is None:
             await self._list_and_watch(client, spec)
@@ -892,6 +941,49 @@ class ClusterWatcher:
             if failure is not None:
                 raise failure
             self.stats.resource_versions.pop(spec.name, None)
+
+    async def _run_gated(self, client: Any, spec: _Kind) -> None:
+        """The ConfigMaps' watch: run while they are wanted (``_refresh_gate``); stopped once
+        they are not, its objects are dropped (they would go stale) and the next start lists
+        afresh."""
+        gvk = f"{spec.api_version}/{spec.kind}"
+        while True:
+            await self._gate_on.wait()
+            watch = asyncio.ensure_future(self._list_and_watch(client, spec))
+            off = asyncio.ensure_future(self._gate_off.wait())
+            try:
+                await asyncio.wait((watch, off), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+                off.cancel()
+                await asyncio.gather(watch, off, return_exceptions=True)
+            failure = None if watch.cancelled() else watch.exception()
+            if failure is not None:
+                raise failure
+            self._gate_tried = False
+            self.stats.resource_versions.pop(spec.name, None)
+            self._listed.discard(spec.name)
+            self.store.replace_all(gvk, [], namespace=self.namespace)
+            self._dirty.set()
+
+    def _refresh_gate(self) -> None:
+        """Open or close the gated kind's watch for the current objects (``wants_config_maps``
+        of the store's snapshot); a callback that raises changes nothing."""
+        try:
+            wanted = bool(self.wants_config_maps(self.store.snapshot()))
+        except Exception as exc:  # noqa: BLE001 - a failing callback keeps the watch going
+            self._callback_failed("wants_config_maps", exc)
+            _log.exception("wants_config_maps failed; keeping the ConfigMap watch as it is")
+            return
+        if wanted and not self._gate_on.is_set():
+            _log.info("a ConfigMap is named (custom-headers, add-headers, proxy-set-headers): "
+                      "watching ConfigMaps")
+            self._gate_off.clear()
+            self._gate_on.set()
+        elif not wanted and self._gate_on.is_set():
+            _log.info("no ConfigMap is named any more: no longer watching ConfigMaps")
+            self._gate_on.clear()
+            self._gate_off.set()
 
     async def _list_and_watch(self, client: Any, spec: _Kind) -> None:
         res = _raw_resource(spec)
@@ -923,6 +1015,9 @@ class ClusterWatcher:
                     finally:
                         if auth is not None:
                             auth.tried()
+                        if spec.gated and not self._gate_tried:
+                            self._gate_tried = True  # the first table waits for this only
+                            self._dirty.set()
                     if not unreached:
                         failures = 0
                 phase = "watch"
@@ -1176,8 +1271,19 @@ class ClusterWatcher:
             # Trailing-edge debounce: everything arriving in this window is one swap.
             await asyncio.sleep(self.debounce)
             self._dirty.clear()
-            if any(k.name not in self._listed for k in self.kinds if not k.auth):
+            if any(k.name not in self._listed for k in self.kinds
+                   if not k.auth and not k.gated):
                 continue  # wait for every kind's first list: no table without its Services
+            gated = any(k.gated for k in self.kinds)
+            if gated:
+                self._refresh_gate()
+                if (self._gate_on.is_set() and not self._gate_tried
+                        and not self.synced.is_set()):
+                    # The first table waits for the ConfigMaps' first list attempt (it wakes
+                    # us), so that custom-headers is not missing from its first answers; a
+                    # failing list (a Role without configmaps) does not hold it back: the
+                    # headers are then missing, with a warning, as for a missing ConfigMap.
+                    continue
             if self._auth is not None:
                 await self._auth.refresh()
                 if not self._auth.ready and not self.synced.is_set():

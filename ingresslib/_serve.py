@@ -501,7 +501,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
-    from ._kube import AUTH_SECRETS, WATCHED_KINDS, ClusterWatcher, auth_secret_refs
+    from ._kube import (AUTH_SECRETS, CONFIG_MAPS, WATCHED_KINDS, ClusterWatcher,
+                        auth_secret_refs, names_config_maps)
 
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
@@ -544,13 +545,22 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         # one, and only those (every other Opaque Secret is dropped on receipt). Without it
         # (--no-auth-secrets) those routes answer 503, as for a missing Secret.
         kinds = (*kinds, AUTH_SECRETS)
+    # ConfigMaps (custom-headers, the --config ConfigMap's add-headers / proxy-set-headers):
+    # watched only while a served Ingress or the --config ConfigMap names one.
+    kinds = (*kinds, CONFIG_MAPS)
 
     def auth_refs(res: Resources) -> frozenset[tuple[str, str]]:
         return auth_secret_refs(_served(res, args.ingress_class, args.controller))
 
+    def wants_config_maps(res: Resources) -> bool:
+        settings = getattr(config(), "settings", None)
+        if getattr(settings, "add_headers", "") or getattr(settings, "proxy_set_headers", ""):
+            return True
+        return names_config_maps(_served(res, args.ingress_class, args.controller))
+
     watcher = ClusterWatcher(on_snapshot, namespace=args.namespace, client=kube_client,
                              kubeconfig=args.kubeconfig, metrics=metrics, kinds=kinds,
-                             auth_refs=auth_refs)
+                             auth_refs=auth_refs, wants_config_maps=wants_config_maps)
     try:
         await watcher.run(stop)
     except Exception as e:  # noqa: BLE001 - the watcher retries everything it can retry

@@ -8,6 +8,9 @@ so deletes cannot be told apart). The store only sees dicts.
 
 Rules (docs/cluster.md repeats them for users):
 
+- A v1 ConfigMap is held as ``Resources.from_dicts`` holds it: its dict in ``ignored`` and its
+  model in ``config_maps`` (``custom-headers``, ``add-headers``, ``proxy-set-headers`` read
+  them); one the decoder would not use is invalid, as below (its last valid version stays).
 - Objects are keyed by ``(apiVersion/kind, namespace, name)``. Cluster-scoped kinds
   (IngressClass) have namespace ``""``; a missing namespace on a namespaced kind is
   ``"default"``, as for manifests on disk.
@@ -83,6 +86,7 @@ KIND_API_VERSIONS: Mapping[str, str] = MappingProxyType(
         "Endpoints": "v1",
         "Secret": "v1",
         "EndpointSlice": "discovery.k8s.io/v1",
+        "ConfigMap": "v1",
     }
 )
 
@@ -95,7 +99,13 @@ EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
 
 #: ``Resources`` fields holding decoded objects, in snapshot order.
 _FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets",
-           "ignored")
+           "ignored", "config_maps")
+
+#: The key kind of a v1 ConfigMap: held twice, as ``Resources.from_dicts`` holds it (its wire
+#: dict in ``ignored``, its model in ``config_maps``), and set aside like any invalid object
+#: when the decoder would not use it (``custom-headers`` and the controller ConfigMap's
+#: ``add-headers`` / ``proxy-set-headers`` read ``config_maps``: proxy/_header_sets.py).
+_CONFIG_MAP = "v1/ConfigMap"
 
 
 #: ``_ordered``'s marker for a key no longer held.
@@ -106,6 +116,9 @@ _GONE: Any = object()
 class _Entry:
     field: str
     model: Any
+    #: More ``(field, model)`` pairs the key shows in a snapshot (a ConfigMap's model in
+    #: ``config_maps``, its dict being ``field``/``model``: ``_CONFIG_MAP``).
+    also: tuple[tuple[str, Any], ...] = ()
 
 
 def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
@@ -390,7 +403,7 @@ class ResourceStore:
         if old is not None and old == entry:
             return
         self._set(key, entry)
-        if old is not None and _same_but_version(old.model, entry.model):
+        if old is not None and _same_but_version(_typed(old), _typed(entry)):
             # Only resourceVersion moved: a status update (the API server bumps resourceVersion
             # on every write, `status.loadBalancer` included, and the models hold no status), or
             # a write that changed nothing ingresslib reads. The store keeps the newest object,
@@ -414,16 +427,19 @@ class ResourceStore:
         """Hold ``entry`` under ``key`` (every change to ``_entries`` goes through here or
         ``_unset``, which keep the per-field view ``snapshot`` orders)."""
         old = self._entries.get(key)
-        if old is not None and old.field != entry.field:  # pragma: no cover - kind is fixed
+        if old is not None and (old.field, [f for f, _ in old.also]) != (
+                entry.field, [f for f, _ in entry.also]):  # pragma: no cover - kind is fixed
             self._unset(key)
         self._entries[key] = entry
-        self._by_field[entry.field][key] = entry.model
-        self._pending.setdefault(entry.field, set()).add(key)
+        for field, model in ((entry.field, entry.model), *entry.also):
+            self._by_field[field][key] = model
+            self._pending.setdefault(field, set()).add(key)
 
     def _unset(self, key: ObjectKey) -> None:
-        field = self._entries.pop(key).field
-        del self._by_field[field][key]
-        self._pending.setdefault(field, set()).add(key)
+        entry = self._entries.pop(key)
+        for field in (entry.field, *(f for f, _ in entry.also)):
+            del self._by_field[field][key]
+            self._pending.setdefault(field, set()).add(key)
 
     def _ordered(self, field: str) -> tuple[Any, ...]:
         """The models of ``field`` in key order: the last snapshot's, patched where keys were
@@ -503,6 +519,16 @@ class ResourceStore:
             _log.exception("cannot decode %s %s/%s", key[0], key[1], key[2])
             self._reject(key, _wrap(key, exc), filled, where)
             return None
+        if key[0] == _CONFIG_MAP and res.ignored:
+            if not res.config_maps:
+                # What the decoder warns of ("...; not used by custom-headers"): an object the
+                # API server would refuse. Set aside as any invalid object (its last valid
+                # version stays, so the headers in use stay): it never stops the table.
+                self._reject(key, ValidationError(list(res.warnings) or [FieldError(
+                    _ref(key), "", "Invalid value", "not a usable ConfigMap")]), filled, where)
+                return None
+            self._drop_warning(key)
+            return _Entry("ignored", res.ignored[0], (("config_maps", res.config_maps[0]),))
         for field in _FIELDS:
             items = getattr(res, field)
             if items:
@@ -611,6 +637,11 @@ def _recreated(held: _Entry | None, obj: Mapping[str, Any],
     uid = meta.get("uid") if isinstance(meta, Mapping) else None
     old = getattr(getattr(held.model, "metadata", None), "uid", None)
     return isinstance(uid, str) and bool(uid) and isinstance(old, str) and bool(old) and uid != old
+
+
+def _typed(entry: _Entry) -> Any:
+    """The decoded model of an entry (a ConfigMap's, not its dict in ``ignored``)."""
+    return entry.also[0][1] if entry.also else entry.model
 
 
 def _same_but_version(old: Any, new: Any) -> bool:

@@ -437,13 +437,13 @@ def _deploy_docs() -> list[dict[str, Any]]:
 
 
 def test_deploy_rbac_is_exactly_what_the_watcher_reads() -> None:
-    from ingresslib._kube import WATCHED_KINDS, _raw_resource
+    from ingresslib._kube import CONFIG_MAPS, WATCHED_KINDS, _raw_resource
 
     (role,) = [d for d in _deploy_docs() if d["kind"] == "ClusterRole"]
     granted = {(g, r): set(rule["verbs"]) for rule in role["rules"]
                for g in rule["apiGroups"] for r in rule["resources"]}
     needed = {(_raw_resource(k)._api_info.resource.group, _raw_resource(k)._api_info.plural)
-              for k in WATCHED_KINDS}
+              for k in (*WATCHED_KINDS, CONFIG_MAPS)}  # ConfigMaps: gated (session 25)
     assert set(granted) == needed
     assert all(v == {"get", "list", "watch"} for v in granted.values())  # read-only
 

@@ -277,22 +277,24 @@ async def test_watch_request_never_answered_is_retried_after_idle_timeout(h: Har
 
 @pytest.mark.asyncio
 async def test_list_never_answered_times_out_and_is_retried(h: Harness) -> None:
-    # A list has the client's timeout (lightkube: 10 s by default; 0.3 s here): a list that
-    # never gets an answer fails, is counted and retried, and the kind then syncs.
+    # A list has the client's timeout (lightkube: 10 s by default; 1 s here): a list that
+    # never gets an answer fails, is counted and retried, and the kind then syncs. (On a loaded
+    # machine another kind's connect may time out too, and is counted and retried as well:
+    # session 25's fresh-clone CI run hit 4 with 0.3 s.)
     from lightkube import AsyncClient, KubeConfig
     from lightkube.core.generic_client import httpx  # httpx2 with lightkube 1.x
 
     from _fake_kube import kubeconfig_dict
 
     client = AsyncClient(config=KubeConfig.from_dict(kubeconfig_dict(h.url)),
-                         timeout=httpx.Timeout(0.3))
+                         timeout=httpx.Timeout(1.0))
     h.kube.put(svc("web"))
     h.kube.hang_next("services")
     try:
         w = h.start(client=client)
         await h.synced()
         assert names(h.last.services) == ["web"]
-        assert w.stats.stream_errors == 1 and "Timeout" in w.stats.last_error
+        assert w.stats.stream_errors >= 1 and "Timeout" in w.stats.last_error
         assert "list" in w.stats.last_error
     finally:
         await h.stop()

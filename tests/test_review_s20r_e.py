@@ -29,7 +29,7 @@ from ingresslib._store import ResourceStore
 # --- 1. the store's patched order --------------------------------------------------------------
 
 _FIELDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints", "secrets",
-           "ignored")
+           "ignored", "config_maps")
 NAMES = [f"{c}{i}" for c in "abcdefgh" for i in range(4)]  # enough keys for the patch path
 SPACES = ["x", "y", "default"]
 TLS_TYPE = "kubernetes.io/tls"
@@ -73,6 +73,8 @@ def from_scratch(store: ResourceStore) -> Resources:
     for key in sorted(store._entries):
         entry = store._entries[key]
         buckets[entry.field].append(entry.model)
+        for f, model in entry.also:  # a ConfigMap also fills config_maps (session 25)
+            buckets[f].append(model)
     return Resources(**{f: tuple(v) for f, v in buckets.items()})
 
 

@@ -929,18 +929,23 @@ class ClusterWatcher:
             # nor once none does any more: the watch stops then (every event it brought would
             # be dropped) and, named again, lists afresh (it missed the changes meanwhile).
             await auth.started.wait()
-            watch = asyncio.ensure_future(self._list_and_watch(client, spec))
-            idle = asyncio.ensure_future(auth.idle.wait())
-            try:
-                await asyncio.wait((watch, idle), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                watch.cancel()
-                idle.cancel()
-                await asyncio.gather(watch, idle, return_exceptions=True)
-            failure = None if watch.cancelled() else watch.exception()
-            if failure is not None:
-                raise failure
-            self.stats.resource_versions.pop(spec.name, None)
+            await self._watch_until(client, spec, auth.idle)
+
+    async def _watch_until(self, client: Any, spec: _Kind, stop: asyncio.Event) -> None:
+        """List and watch ``spec`` until ``stop`` is set (the watch's own failure raised);
+        its resource version is then forgotten, so the next start lists afresh."""
+        watch = asyncio.ensure_future(self._list_and_watch(client, spec))
+        off = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((watch, off), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            off.cancel()
+            await asyncio.gather(watch, off, return_exceptions=True)
+        failure = None if watch.cancelled() else watch.exception()
+        if failure is not None:
+            raise failure
+        self.stats.resource_versions.pop(spec.name, None)
 
     async def _run_gated(self, client: Any, spec: _Kind) -> None:
         """The ConfigMaps' watch: run while they are wanted (``_refresh_gate``); stopped once
@@ -949,19 +954,8 @@ class ClusterWatcher:
         gvk = f"{spec.api_version}/{spec.kind}"
         while True:
             await self._gate_on.wait()
-            watch = asyncio.ensure_future(self._list_and_watch(client, spec))
-            off = asyncio.ensure_future(self._gate_off.wait())
-            try:
-                await asyncio.wait((watch, off), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                watch.cancel()
-                off.cancel()
-                await asyncio.gather(watch, off, return_exceptions=True)
-            failure = None if watch.cancelled() else watch.exception()
-            if failure is not None:
-                raise failure
+            await self._watch_until(client, spec, self._gate_off)
             self._gate_tried = False
-            self.stats.resource_versions.pop(spec.name, None)
             self._listed.discard(spec.name)
             self.store.replace_all(gvk, [], namespace=self.namespace)
             self._dirty.set()

@@ -279,8 +279,10 @@ _NEVER_HIDDEN = frozenset({b"content-length", b"transfer-encoding"})
 
 
 @functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)
 def hidden_names(names: tuple[str, ...]) -> frozenset[bytes]:
-    """``hide-headers`` as lower-case bytes (nginx compares names case-insensitively)."""
+    """``hide-headers`` as lower-case bytes (nginx compares names case-insensitively); cached:
+    the settings' tuple is the same on every response."""
     return frozenset(n.lower().encode("ascii") for n in names) - _NEVER_HIDDEN
 
 

@@ -70,6 +70,8 @@ from ._asgi_mounts import _MountReport
 from ._asgi_reply import BodyTooLarge as BodyTooLarge
 from ._asgi_reply import _answer_options, _Reply
 from ._asgi_error_pages import ErrorPages
+from ._asgi_mirror import mirror_receive, mounted_mirror
+from ._asgi_extauth import authenticate, with_auth_headers
 from ._asgi_scan import (
     _CHUNKED,
     _CONNECTION,
@@ -145,7 +147,9 @@ from .proxy._header_sets import (
     upstream_set_headers,
 )
 from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
+from .proxy._globalauth import effective_auth
 from .proxy._ratelimit import Held, RateLimiter
+from .proxy._bandwidth import throttled_send
 from .proxy._settings import ProxySettings
 from .proxy._response_head import rewriting_send
 
@@ -256,6 +260,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
     >>> app.backend_for(app.router.route("GET", "example.test", "/api/users")) is api
     True
     """
+
+    #: auth-url is done here (_asgi_extauth.py, the core's decisions); auth-tls-* is not
+    #: (no client certificate in ASGI): an access annotation that denies (503).
+    _ext_auth = True
+    _client_certs = False
 
     def __init__(
         self,
@@ -455,6 +464,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
             # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
             reply = _Reply(scope, send, self._hsts if secure else None, secure)
+
             #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
             #: before the location's CORS and custom-headers.
             added = list(global_headers(settings.add_headers, self.router)) or None \
@@ -565,6 +575,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             mount = ""
             prefix: bytes | None = None
             checked_basic = False
+            #: The auth-url service's auth-response-headers for the app (_asgi_extauth.py).
+            auth_pairs: tuple[tuple[bytes, bytes], ...] = ()
             if decision is None:
                 opts = self._default_options
                 if opts.x_forwarded_prefix is not None:
@@ -649,7 +661,13 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         and body_too_large(opts, rel, length):
                     # A declared length over proxy-body-size, before the redirects and access
                     # control, as the proxy (``body_too_large``: nginx's find_config phase, for
-                    # every request: a WebSocket handshake that declares a body too).
+                    # every request: a WebSocket handshake that declares a body too). The
+                    # location's custom-headers hold for it (its configuration is the
+                    # request's by then), its CORS not (the proxy's _custom_headers).
+                    if opts.custom_headers is not None and (access is None or (
+                            access.denied is None and not access.secret_denied())):
+                        reply.cors = combine(reply.cors, opts.custom_headers.headers(
+                            config_maps_of(self.router)))
                     await reply.local(413)
                     return
                 custom: tuple[tuple[bytes, bytes], ...] = ()
@@ -719,6 +737,17 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         await reply.local(status, None if challenge is None
                                           else [(b"www-authenticate", challenge)])
                         return
+                if effective_auth(opts.ext_auth, decision.match) is not None:
+                    # auth-url: the auth service answers first, the body unread meanwhile
+                    # (not on a no-auth-locations rule path: proxy/_globalauth.py).
+                    path_q = _request_uri(scope, rel, query)
+                    got = await authenticate(
+                        self, opts, scope, reply, peer, client_ip, host,
+                        (normalize_host(host) or "") if host else "",
+                        path_q[0] + ("?" + path_q[1] if path_q[1] else ""))
+                    if got is None:
+                        return
+                    auth_pairs = got
                 app = self.backend_for(decision)
                 if app is not None and self.require_endpoints and decision.endpoint is None:
                     app = None
@@ -811,9 +840,23 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if opts.response_rewrite is not None:
                     app_send = rewriting_send(reply.send, opts.response_rewrite)
                     reply.rewrite = opts.response_rewrite  # a websocket.accept's (_asgi_reply)
+                if auth_pairs:
+                    child["headers"] = with_auth_headers(child.get("headers") or (), auth_pairs)
             if settings.hide_headers:
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
                 app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
+            if decision is not None and opts.limit_rate > 0 and kind == "http":
+                # limit-rate / limit-rate-after: the app's body at the rate, as the proxy's
+                # (proxy/_bandwidth.py), timed by ``limit_clock``.
+                app_send = throttled_send(app_send, opts.limit_rate, opts.limit_rate_after,
+                                          self.limit_clock, lambda s: asyncio.sleep(s))
+            if decision is not None and opts.mirror is not None and kind == "http" \
+                    and app is not self.fallback:
+                # mirror-target: a mounted Service's app gets a copy (_asgi_mirror.py).
+                mirror_app = mounted_mirror(self.backends, opts.mirror)
+                if mirror_app is not None:
+                    receive = mirror_receive(mirror_app, child, scope, opts.mirror, receive,
+                                             opts.read_timeout, limit)
             pages: ErrorPages | None = None
             if (decision is not None and opts.custom_http_errors and opts.intercept_errors
                     and kind == "http" and app is not self.fallback):
@@ -822,7 +865,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # its answer too.
                 pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors,
                                    hiding_send(reply.send, hidden_names(settings.hide_headers))
-                                   if settings.hide_headers else None)
+                                   if settings.hide_headers else None, added)
                 receive, app_send = pages.receive, pages.send
                 # The app, then the error page's app when its answer was intercepted (under the
                 # same body limit; also when the app raised after its listed status).

@@ -117,12 +117,19 @@ class ErrorPages:
     ``serve`` calling the error page's app when the answer was intercepted. ``adapter`` is
     the IngressASGI (``router.error_page``, ``backend_for``)."""
 
-    __slots__ = ("adapter", "decision", "receive", "send", "error", "app", "page_send")
+    __slots__ = ("adapter", "decision", "receive", "send", "error", "app", "page_send",
+                 "page_headers")
 
     def __init__(self, adapter: Any, decision: Any, receive: Callable[[], Awaitable[Message]],
                  send: Callable[[Message], Awaitable[None]], codes: frozenset[int],
-                 page_send: Callable[[Message], Awaitable[None]] | None = None) -> None:
+                 page_send: Callable[[Message], Awaitable[None]] | None = None,
+                 page_headers: Any = None) -> None:
         self.adapter = adapter
+        #: The headers set on the error page's answer (``reply.cors`` then): the ConfigMap's
+        #: add-headers only. nginx's ``error_page`` moves the request to the server block's
+        #: ``location @custom_...``, whose configuration has none of the location's
+        #: ``more_set_headers`` (CORS, custom-headers); the http block's are inherited.
+        self.page_headers = page_headers
         #: The error page's app's ``send`` (None: ``reply.send``): the ConfigMap hide-headers
         #: hold for it too (proxy_hide_header is http-level: the named location inherits it).
         self.page_send = page_send
@@ -156,6 +163,7 @@ class ErrorPages:
             return False
         self.receive.replaying = True
         reply.set_cookie = self.error.set_cookie
+        reply.cors = self.page_headers
         page = error_page_scope(child, scope, self.error, code, root, raw_root,
                                 self.adapter.rewrite_headers)
         page["ingresslib.decision"] = self.error

@@ -119,10 +119,12 @@ class _Reply:
                     [(_name(n), _name(n).lower(), bytes(v)) for n, v in headers],
                     self.rewrite)]
                 rebuilt = True
-            if self.set_cookie or (self.hsts is not None and not accept):
-                # Headers to add: on a 101 (``websocket.accept``) no HSTS, as the proxy's
-                # _on_switch (the affinity cookie, and add-headers/CORS below, it gets).
-                headers = self._headers(list(headers), not accept)
+            if self.set_cookie or self.hsts is not None:
+                # Headers to add, a 101 (``websocket.accept``) too: HSTS is a header filter
+                # in nginx (``more_set_headers`` without ``-s``: every status), and
+                # ngx_http_upstream_send_response sends the 101 through the filters, as the
+                # proxy's _on_switch adds it.
+                headers = self._headers(list(headers))
                 rebuilt = True
             if self.cors is not None:
                 headers = asgi_merge(headers, self.cors)
@@ -132,9 +134,8 @@ class _Reply:
                 message["headers"] = headers
         await self.server_send(message)
 
-    def _headers(self, headers: list[tuple[bytes, bytes]],
-                 hsts: bool = True) -> list[tuple[bytes, bytes]]:
-        if hsts and self.hsts is not None and not any(
+    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        if self.hsts is not None and not any(
                 _name(n).lower() == b"strict-transport-security" for n, _ in headers):
             headers.append((b"strict-transport-security", self.hsts))
         cookie = self.set_cookie

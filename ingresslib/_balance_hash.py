@@ -15,7 +15,8 @@ from ._balance_protocol import Address, BalancerOptions, _first_untried
 from ._balance_request import Headers, RequestContext, cookie_value, header_value
 from ._endpoints import EndpointSet
 from ._errors import BadRequestError
-from ._hashing import HashRing, TriedMembers, hash_key, member_id
+from ._goparse import parse_bool
+from ._hashing import HashRing, TriedMembers, hash_key, member_id, ngx_md5
 from ._normalize import canonical_path, normalize_host
 
 __all__ = [
@@ -136,19 +137,46 @@ class KeyTemplate:
 _SubsetState = tuple[int, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
 
 
-def _same(known: EndpointSet | None, backend: EndpointSet) -> bool:
+#: ``upstream-hash-by-use-hostname`` (annotations/upstreamhashby/main.go: parser.
+#: GetBoolAnnotation, so strconv.ParseBool; an invalid value is false).
+USE_HOSTNAME_ANNOTATION = "nginx.ingress.kubernetes.io/upstream-hash-by-use-hostname"
+
+
+def _same(known: EndpointSet | None, backend: EndpointSet, by_hostname: bool = False) -> bool:
     """Whether ``known`` (a set the cache holds a ring of) has ``backend``'s endpoints and
-    weights: an update that rebuilt the set object without changing them."""
+    weights (and host names, for a ring keyed by them): an update that rebuilt the set
+    object without changing them."""
     return known is not None and known.endpoints == backend.endpoints \
-        and known.weights == backend.weights
+        and known.weights == backend.weights \
+        and (not by_hostname or known.hostnames == backend.hostnames)
+
+
+def ring_ids(backend: EndpointSet, by_hostname: bool = False) -> list[str]:
+    """The ring's member names for ``backend``'s endpoints: ``ip:port`` each, or with
+    ``by_hostname`` (``upstream-hash-by-use-hostname``) the endpoint's ``hostname`` where it
+    has one, as ingress-nginx's chash.lua ``build_node_map`` ("local id = endpoint.address ..
+    ":" .. endpoint.port; if use_hostname then id = endpoint.hostname end"): a StatefulSet
+    pod keeps its keys when it comes back with another IP. Two endpoints with one host name
+    (one pod's two addresses) are one node there; here the first (in the set's sorted order)
+    owns the points, the other is reached by a retry only. An endpoint without a host name
+    keeps its ``ip:port`` (chash.lua indexes a table with nil there, and the backend's
+    balancer fails to build)."""
+    eps = backend.endpoints
+    names = backend.hostnames if by_hostname else ()
+    if not names:
+        return [member_id(ip, port) for ip, port in eps]
+    return [member_id(ip, port) if name is None else ngx_md5(name)
+            for (ip, port), name in zip(eps, names)]
 
 
 class _RingCache:
     """The ring of the current endpoint set, rebuilt only when the endpoints change."""
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "by_hostname")
 
-    def __init__(self) -> None:
+    def __init__(self, by_hostname: bool = False) -> None:
+        #: ``upstream-hash-by-use-hostname``: members named by the endpoints' host names.
+        self.by_hostname = by_hostname
         # (endpoint set, ring, the set before it, its ring), replaced whole so readers never
         # mix two. The set before stays for the retries of requests routed before the last
         # endpoint update (they retry on the set they were routed with): with one entry, each
@@ -162,17 +190,17 @@ class _RingCache:
         if st[0] is not backend:
             if st[2] is backend:
                 return st[3]
-            if _same(st[0], backend):
+            if _same(st[0], backend, self.by_hostname):
                 # Same endpoints after an update: keep the ring, and the one before it (an
                 # equal set is no new set to make room for).
                 st = self.state = (backend, st[1], st[2], st[3])
-            elif _same(st[2], backend):
+            elif _same(st[2], backend, self.by_hostname):
                 # Back to the endpoints before the last update (a pod's readiness flapping:
                 # all, all but one, all again): that ring, not a rebuild at every flip.
                 st = self.state = (backend, st[3], st[0], st[1])
             else:
                 # Unsalted ids: the ring's layout is not secret (no cookie carries these).
-                ids = [member_id(ip, port) for ip, port in backend.endpoints]
+                ids = ring_ids(backend, self.by_hostname)
                 weights = backend.weights if backend.weighted else None
                 st = self.state = (backend, HashRing(ids, weights), st[0], st[1])
         return st[1]
@@ -211,7 +239,10 @@ class ConsistentHash:
         self._subset = spec.subset_size if spec and spec.subset else 0
         self._rng = options.rng
         self._lock = threading.Lock()
-        self._cache = _RingCache()
+        # upstream-hash-by-use-hostname: the ring is keyed by the endpoints' host names (the
+        # subsets are not: chashsubset.lua cuts the endpoint list, no node ids).
+        self._cache = _RingCache(parse_bool(
+            options.annotations.get(USE_HOSTNAME_ANNOTATION, "")) is True)
         #: The endpoint count the subsets were cut for (they and their ring depend on nothing
         #: else: places hold endpoint indexes, the ring's members are ``subset-<i>``), the ring
         #: over the subsets, and per subset its first place and (endpoint index, places it

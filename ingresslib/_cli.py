@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "Secret is missing or unusable), as ingress-nginx's flag; from the "
                             "manifests (-f) or the cluster, followed when it changes; missing "
                             "or unusable: the generated certificate, with a warning")
+    serve.add_argument("--enable-ssl-passthrough", action="store_true",
+                       help="with --tls-listen: honour the ssl-passthrough annotation, as "
+                            "ingress-nginx's flag: a ClientHello naming such a host is piped "
+                            "untouched to the endpoint of its '/' rule, whose certificate the "
+                            "client sees (default: off, the annotation ignored with a warning)")
     serve.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
                        help="serve Prometheus /metrics and /healthz (200 once the first table "
                             "is loaded, 503 before and while stopping) on their own listener "

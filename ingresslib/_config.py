@@ -252,6 +252,19 @@ def _source_ranges(v: str) -> tuple[str, ...]:
         raise _Bad(str(e)) from None
 
 
+def _go_duration(v: str) -> float:
+    # ``proxy-protocol-header-timeout`` is a Go time.Duration in ingress-nginx (config.go
+    # "ProxyProtocolHeaderTimeout time.Duration", default 5s), read with time.ParseDuration
+    # (configmap.go ReadConfig; a failure keeps the default, with a warning): "5s", "1m30s";
+    # a bare number other than "0" is no duration there, an error here.
+    from .proxy._proxy_protocol import parse_go_duration
+
+    try:
+        return parse_go_duration(v)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 def _header_name(v: str) -> str:
     v = v.strip()
     if not HEADER_NAME.fullmatch(v):
@@ -330,6 +343,32 @@ def _proxy_set_headers(v: str) -> str:
         raise _Bad(str(e)) from None
 
 
+def _global_auth(check_name: str) -> Callable[[str], Any]:
+    """A ``global-auth-*`` key's parser (proxy/_globalauth.py ``check_*``): "" unset, an
+    invalid value an error (ingress-nginx warns "Global auth location denied" and runs
+    without it, or with the key's default)."""
+    def parse(v: str) -> Any:
+        from .proxy import _globalauth
+
+        if not v.strip():
+            return () if check_name == "check_response_headers" else ""
+        try:
+            return getattr(_globalauth, check_name)(v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    return parse
+
+
+def _no_auth_locations(v: str) -> tuple[str, ...]:
+    from .proxy._globalauth import split_locations
+
+    return split_locations(v)
+
+
+def _signin_param(v: str) -> str:
+    return _global_auth("check_signin_param")(v) or "rd"
+
+
 # Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "use-forwarded-headers": _bool,
@@ -373,6 +412,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # Rate limits (proxy/_ratelimit.py): the status of a refused request.
     "limit-req-status-code": _limit_status,
     "limit-conn-status-code": _limit_status,
+    # defaults.Backend "LimitRate int `json:\"limit-rate\"`" / "LimitRateAfter int
+    # `json:\"limit-rate-after\"`" (kilobytes; the annotations' defaults:
+    # proxy/_bandwidth.py).
+    "limit-rate": _int,
+    "limit-rate-after": _int,
     # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
     # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
     # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).
@@ -391,10 +435,24 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "hide-headers": _allowed_headers,
     # config.go "ProxySetHeaders string `json:\"proxy-set-headers\"`".
     "proxy-set-headers": _proxy_set_headers,
+    # config.go "UseProxyProtocol bool `json:\"use-proxy-protocol\"`" and
+    # "ProxyProtocolHeaderTimeout time.Duration" (proxy/_proxy_protocol.py).
+    "use-proxy-protocol": _bool,
+    "proxy-protocol-header-timeout": _go_duration,
+    # configmap.go ReadConfig's global-auth-* keys and config.go "NoAuthLocations string
+    # `json:\"no-auth-locations\"`" (proxy/_globalauth.py).
+    "global-auth-url": _global_auth("check_url"),
+    "global-auth-method": _global_auth("check_method"),
+    "global-auth-signin": _global_auth("check_signin"),
+    "global-auth-signin-redirect-param": _signin_param,
+    "global-auth-response-headers": _global_auth("check_response_headers"),
+    "global-auth-request-redirect": _global_auth("check_request_redirect"),
+    "global-auth-always-set-cookie": _bool,
+    "no-auth-locations": _no_auth_locations,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).
-_SPECIAL = {"large-client-header-buffers", "load-balance"}
+_SPECIAL = {"large-client-header-buffers", "load-balance", "custom-http-errors"}
 
 #: Every key this module understands.
 KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
@@ -536,6 +594,22 @@ def parse_config_data(
                 changes[name] = _header_buffers(value)[name]
             elif key == "load-balance":
                 load_balance = _load_balance(value)
+            elif key == "custom-http-errors":
+                # configmap.go ReadConfig: items Atoi refuses are skipped with a warning
+                # (proxy/_error_pages.py parse_global_custom_http_errors).
+                from .proxy._error_pages import parse_global_custom_http_errors
+                try:
+                    codes, skipped = parse_global_custom_http_errors(value)
+                except ValueError as e:
+                    raise _Bad(str(e)) from None
+                warnings.extend(f"{object}: {field}: {w}" for w in skipped)
+                changes["custom_http_errors"] = codes
+                if codes:
+                    warnings.append(
+                        f"{object}: {field}: ingresslib has no controller default backend: only "
+                        "the locations of Ingresses with a default-backend annotation intercept "
+                        "these statuses (that Service answers); the others pass the upstream's "
+                        "answer")
             elif key in _PARSERS:
                 name = key.replace("-", "_")
                 assert name in known, name  # ProxySettings' naming rule
@@ -551,6 +625,11 @@ def parse_config_data(
     if errors:
         raise ValidationError(errors)
     settings = dataclasses.replace(base or ProxySettings(), **changes)
+    if not settings.global_auth_url:
+        # configmap.go reads them all the same; without global-auth-url nothing uses them.
+        warnings.extend(f"{object}: data.{key}: has no effect without global-auth-url"
+                        for key in sorted(data) if key.startswith("global-auth-")
+                        and key in _PARSERS and key != "global-auth-url")
     if not settings.proxy_real_ip_cidr and "proxy-real-ip-cidr" not in data:
         # ingress-nginx trusts every peer unless told (configmap.go ReadConfig: no
         # proxy-real-ip-cidr -> "0.0.0.0/0", written as set_real_ip_from); ingresslib trusts
@@ -565,6 +644,15 @@ def parse_config_data(
                     '"0.0.0.0/0"), so none are read; set proxy-real-ip-cidr to the addresses '
                     "of the proxies in front")
                 break
+        if changes.get("use_proxy_protocol") is True:
+            # The same trust for the PROXY protocol header (nginx.tmpl's set_real_ip_from for
+            # real_ip_header proxy_protocol): read, its address not used.
+            warnings.append(
+                f"{object}: data.use-proxy-protocol: on, but no proxy-real-ip-cidr: ingresslib "
+                "uses the PROXY protocol header's client address only from the peers listed "
+                'there (ingress-nginx\'s default is "0.0.0.0/0"), so the headers are read and '
+                "every client is its load balancer's address; set proxy-real-ip-cidr to the "
+                "addresses of the load balancers in front")
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
 
 

@@ -77,6 +77,10 @@ class EndpointSet:
     reason: str | None = None
     #: True when the weights differ (smooth weighted round-robin applies); set by the builder.
     weighted: bool = False
+    #: Per endpoint, the ``hostname`` its EndpointSlice endpoint (or v1 Endpoints address)
+    #: gives, None where it gives none; empty (the common case) when no endpoint has one.
+    #: ``upstream-hash-by-use-hostname`` keys the hash ring by it (``_balance_hash``).
+    hostnames: tuple[str | None, ...] = ()
 
 
 class _EndpointSetInProgress:
@@ -86,7 +90,7 @@ class _EndpointSetInProgress:
 
     def __init__(self, namespace: str, service: str | None, port: int | None,
                  endpoints: tuple[Address, ...], weights: tuple[int, ...], reason: str | None,
-                 weighted: bool) -> None:
+                 weighted: bool, hostnames: tuple[str | None, ...]) -> None:
         self.namespace = namespace
         self.service = service
         self.port = port
@@ -94,18 +98,21 @@ class _EndpointSetInProgress:
         self.weights = weights
         self.reason = reason
         self.weighted = weighted
+        self.hostnames = hostnames
 
 
 def _new_endpoint_set(namespace: str, service: str | None, port: int | None,
                       endpoints: tuple[Address, ...], weights: tuple[int, ...],
-                      reason: str | None, weighted: bool) -> EndpointSet:
+                      reason: str | None, weighted: bool,
+                      hostnames: tuple[str | None, ...] = ()) -> EndpointSet:
     """``EndpointSet(...)`` with every field given, in a third of the time (~0.5 us instead of
     ~1.6: the frozen dataclass ``__init__`` stores each field through ``object.__setattr__``),
     as ``_table._new_match`` builds a Match: plain stores on a twin with the same slots, then
     ``__class__`` assignment (which CPython checks: same layout or TypeError). A build resolves
     one per backend - 10,000 when every rule has its own Service. tests/test_router_build.py
     checks the result equals ``EndpointSet(...)``."""
-    e = _EndpointSetInProgress(namespace, service, port, endpoints, weights, reason, weighted)
+    e = _EndpointSetInProgress(namespace, service, port, endpoints, weights, reason, weighted,
+                               hostnames)
     e.__class__ = EndpointSet  # type: ignore[assignment]
     return e  # type: ignore[return-value]
 
@@ -416,9 +423,12 @@ class EndpointIndex:
             # Headless (or unknown) ClusterIP: fall back to the pods, as ingress-nginx does.
         numeric_target = sp.target_port if isinstance(sp.target_port, int) else (
             sp.port if sp.target_port is None else None)
-        addrs = self._from_slices(svc, sp, numeric_target)
+        # The endpoints' host names, for upstream-hash-by-use-hostname: filled only for the
+        # endpoints that have one (StatefulSet pods behind a headless Service, mostly).
+        hosts: dict[Address, str] = {}
+        addrs = self._from_slices(svc, sp, numeric_target, hosts)
         if addrs is None:
-            addrs = self._from_endpoints(svc, sp)
+            addrs = self._from_endpoints(svc, sp, hosts)
         if addrs is None:
             addrs = []
         resolved: int | None = numeric_target
@@ -426,10 +436,10 @@ class EndpointIndex:
             # Named targetPort: the endpoints name the container port; they agree per Service
             # port unless pods disagree, in which case the first (sorted) endpoint's port is shown.
             resolved = min(addrs)[1]
-        return self._finish(svc, resolved, addrs, sp, numeric_target)
+        return self._finish(svc, resolved, addrs, sp, numeric_target, hosts)
 
-    def _from_slices(self, svc: Service, sp: ServicePort,
-                     numeric_target: int | None) -> list[Address] | None:
+    def _from_slices(self, svc: Service, sp: ServicePort, numeric_target: int | None,
+                     hosts: dict[Address, str] | None = None) -> list[Address] | None:
         # _TCP_ONLY: ingress-nginx controller.go serviceEndpoints calls
         # "getEndpointsFromSlices(svc, &servicePort, apiv1.ProtocolTCP, ...)", which skips other
         # ports: "if !reflect.DeepEqual(*epPort.Protocol, proto) { continue }" - HTTP goes over
@@ -461,9 +471,12 @@ class EndpointIndex:
             if sl.address_type == "FQDN":
                 # A host name the proxy must not connect to (its own host) gets no traffic;
                 # Router.warnings says so (fqdn_slice_notes).
-                out += [(canonical_ip(ep.addresses[0]), port_no) for ep in sl.endpoints
-                        if ep.addresses and is_ready(ep.conditions)
-                        and fqdn_address_problem(ep.addresses[0]) is None]
+                for ep in sl.endpoints:
+                    if ep.addresses and is_ready(ep.conditions) \
+                            and fqdn_address_problem(ep.addresses[0]) is None:
+                        out.append((canonical_ip(ep.addresses[0]), port_no))
+                        if ep.hostname and hosts is not None:
+                            hosts.setdefault(out[-1], ep.hostname)
                 continue
             for ep in sl.endpoints:
                 if not is_ready(ep.conditions):
@@ -472,9 +485,14 @@ class EndpointIndex:
                 # Kubernetes sets exactly one; take the first as kube-proxy does.
                 if ep.addresses:
                     out.append((canonical_ip(ep.addresses[0]), port_no))
+                    if ep.hostname and hosts is not None:
+                        # ingress-nginx endpointslices.go: "Hostname: ep.Hostname" on each
+                        # upstream endpoint (chash.lua keys the ring by it).
+                        hosts.setdefault(out[-1], ep.hostname)
         return out
 
-    def _from_endpoints(self, svc: Service, sp: ServicePort) -> list[Address] | None:
+    def _from_endpoints(self, svc: Service, sp: ServicePort,
+                        hosts: dict[Address, str] | None = None) -> list[Address] | None:
         eps = self._endpoints.get((svc.metadata.namespace, svc.metadata.name))
         if eps is None:
             return None
@@ -494,10 +512,15 @@ class EndpointIndex:
                 continue
             # Only ``addresses``; ``notReadyAddresses`` are by definition not ready.
             out.extend((canonical_ip(a.ip), port_no) for a in subset.addresses)
+            if hosts is not None:
+                for a in subset.addresses:
+                    if a.hostname:
+                        hosts.setdefault((canonical_ip(a.ip), port_no), a.hostname)
         return out
 
     def _finish(self, svc: Service, port: int | None, addrs: list[Address],
-                sp: ServicePort | None = None, numeric_target: int | None = None) -> EndpointSet:
+                sp: ServicePort | None = None, numeric_target: int | None = None,
+                hosts: dict[Address, str] | None = None) -> EndpointSet:
         # Deduplicate (an address can sit in two slices while they are being rewritten) and sort,
         # so balancing does not depend on the order objects arrived in.
         unique = tuple(sorted(set(addrs))) if addrs else ()
@@ -515,7 +538,9 @@ class EndpointIndex:
         reason = None if unique else (
             f"Service {meta.namespace}/{meta.name} has no ready endpoint"
             + ("" if sp is None else f": {self._why_none(svc, sp, numeric_target)}"))
-        return _new_endpoint_set(meta.namespace, meta.name, port, unique, weights, reason, weighted)
+        hostnames = tuple([hosts.get(a) for a in unique]) if hosts else ()
+        return _new_endpoint_set(meta.namespace, meta.name, port, unique, weights, reason,
+                                 weighted, hostnames)
 
     # --- why a backend has no endpoint (only asked when it has none) ---------------------------
 

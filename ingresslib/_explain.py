@@ -186,9 +186,21 @@ def _explain_url(
 
         served = getattr(getattr(router, "table", None), "served", None)
         tls = {"tls_hosts": tls_hosts(res, served), "https_port": tls_port}
+    is_https = _scheme(url) == "https"
+    cert_auth = None
+    if tls_port is not None or is_https:
+        # auth-tls-*: serve gives its proxy the certificate store's client certificate
+        # authentication per host only with an HTTPS listener (an https:// URL has one);
+        # without it those routes answer 503 (fail closed), as explain then says.
+        cert_auth = _client_cert_auth(res, getattr(getattr(router, "table", None), "served",
+                                                   None), split_url(url)[0] if is_https
+                                      else None)
+        if cert_auth is not None:
+            tls.update(client_auth=cert_auth[0], client_cert=cert_auth[1])
     answer = _ask_proxy(router, settings, method=method, host=host, target=path,
-                        headers=headers, peer=client_ip, tls=_scheme(url) == "https", **tls)
-    if answer is not None and answer.status == 400 and not answer.routed:
+                        headers=headers, peer=client_ip, tls=is_https, **tls)
+    if answer is not None and answer.status == 400 and not answer.routed \
+            and not _cert_refused(cert_auth, host, is_https):
         # A malformed request, refused before the router was asked, for a reason the checks
         # above do not model (Content-Length with Transfer-Encoding...): no route to claim.
         # (A size limit's 414/431 stays a verdict on the route: the URL does route.)
@@ -231,7 +243,148 @@ def _explain_url(
         _add_verdict(out, answer, client_ip, rule_reason)
         _add_location_features(out, answer, headers, getattr(router, "warnings", ()))
         _cookie_as_sent(out)
+        _add_client_cert(out, answer, cert_auth, host, is_https)
+        if settings is not None and settings.use_proxy_protocol and "verdict" in out:
+            # use-proxy-protocol: serve hands its core the PROXY header's source as the peer
+            # (proxy/_proxy_protocol.py ``_Accept``, a load balancer in proxy-real-ip-cidr):
+            # that is the address --client-ip stands for.
+            out["verdict"]["proxy_protocol"] = True
+    if is_https:
+        passthrough = _passthrough(res, split_url(url)[0], client_ip, ingress_class=ingress_class,
+                                   controller=controller, load_balance=load_balance)
+        if passthrough is not None:
+            out["ssl_passthrough"] = passthrough
     return out
+
+
+def _client_cert_auth(res: Resources, served: Any, sni: str | None) -> tuple[Any, Any] | None:
+    """``(client_auth, client_cert)`` for the proxy, as ``serve --tls-listen`` gives them:
+    the certificate store's ``auth-tls-*`` of each host (``server_auths`` over the served
+    Ingresses, oldest first, canaries apart: ``CertificateStore.client_auth``) and, for an
+    https:// URL whose SNI host verifies client certificates, what the handshake learns of a
+    client that sends none (``client_cert_of``: ``ClientCert(key)``, ``verify`` NONE). None:
+    no Ingress sets ``auth-tls-secret``."""
+    try:
+        from ._tls_hosts import _main_ingresses
+        from .proxy._annotations import PREFIX
+        from .proxy._clientcert import ClientCert, auth_for_host, server_auths
+    except ImportError:  # pragma: no cover - a Python without ssl
+        return None
+    ordered, _canaries = _main_ingresses(res, served)
+    if not any(PREFIX + "auth-tls-secret" in ing.metadata.annotations for ing in ordered):
+        return None
+    auths, _problems = server_auths(ordered, res.secrets, PREFIX)
+
+    def client_auth(host: str) -> Any:
+        return auth_for_host(auths, host)
+
+    cert = None
+    if sni is not None:
+        from ._normalize import normalize_host
+
+        auth = auth_for_host(auths, normalize_host(sni) or "")
+        if auth is not None and auth.verifies:
+            cert = ClientCert(auth.key)
+    return client_auth, cert
+
+
+def _cert_refused(cert_auth: tuple[Any, Any] | None, host: str, is_https: bool) -> bool:
+    """The host's ``auth-tls-*`` makes the proxy answer before routing (its 400 for no
+    certificate is no malformed head)."""
+    if cert_auth is None or not is_https:
+        return False
+    from ._normalize import normalize_host
+
+    auth = cert_auth[0](normalize_host(host) or "")
+    return auth is not None and (auth.verifies or auth.denied is not None)
+
+
+def _add_client_cert(out: dict[str, Any], answer: ProxyAnswer, cert_auth: tuple[Any, Any] | None,
+                     host: str, is_https: bool) -> None:
+    """``client_cert_auth``: the ``auth-tls-*`` of the request's server (its host) as the
+    proxy holds it, and what explain's client sends (no certificate), when the route or the
+    host has one; ``"served": False`` (no HTTPS listener: the routes answer 503)."""
+    from ._normalize import normalize_host
+
+    auth = None if cert_auth is None else cert_auth[0](normalize_host(host) or "")
+    needs = bool(getattr(answer.options, "auth_tls", False))
+    if auth is None and not needs:
+        return
+    info: dict[str, Any] = {"served": auth is not None}
+    if auth is not None:
+        info.update(secret=auth.secret, ingress=auth.ingress, verify_client=auth.verify_client,
+                    verify_depth=auth.depth, error_page=auth.error_page,
+                    pass_certificate=auth.pass_cert, match_cn=auth.match_cn_text or None,
+                    denied=auth.denied, client_sends="no certificate" if is_https else
+                    "plain HTTP (no TLS)")
+    out["client_cert_auth"] = info
+    v = out.get("verdict")
+    if v is None or not v.get("status"):
+        return
+    was = v["reason"]
+    if auth is None and v["status"] == 503 and cert_auth is None:
+        v["reason"] = ("auth-tls-secret: client certificate authentication needs serve's "
+                       "HTTPS listener (--tls-listen); without it the routes answer 503 "
+                       "(give --tls to explain with one)")
+    elif auth is None and v["status"] == 503:
+        v["reason"] = ("auth-tls-secret: the request's host has no client certificate "
+                       "authentication of its own (a server-alias name): the route fails "
+                       "closed, 503")
+    elif auth is None:
+        return
+    elif auth.denied is not None and v["status"] == 503:
+        v["reason"] = ("auth-tls: the host's client certificate authentication cannot be "
+                       f"used: {auth.denied}")
+    elif is_https and v["status"] in (400, 302) and auth.verifies:
+        v["reason"] = ("auth-tls: no client certificate sent (explain's client sends none), "
+                       f"auth-tls-verify-client {auth.verify_client}"
+                       + (f": redirect to auth-tls-error-page {answer.location}"
+                          if v["status"] == 302 else ": No required SSL certificate was sent"))
+    elif is_https and v["status"] == 421:
+        v["reason"] = ("auth-tls: the Host names a server whose client certificate "
+                       "authentication is not the one the handshake (SNI) was made with: "
+                       "421 Misdirected Request")
+    elif v["status"] == 403 and auth.match_cn is not None:
+        v["reason"] = (f"auth-tls-match-cn {auth.match_cn_text!r} does not match the client's "
+                       "subject DN (none: no certificate)")
+    else:
+        return
+    if out.get("status") == v["status"] and str(out.get("reason", "")).endswith(f"; {was}"):
+        out["reason"] = out["reason"][:-len(was)] + v["reason"]
+
+
+def _passthrough(res: Resources, sni: str, client_ip: str | None, **router_args: Any
+                 ) -> dict[str, Any] | None:
+    """``ssl_passthrough``: an https:// URL whose SNI names an ssl-passthrough host, as
+    ``serve --tls-listen --enable-ssl-passthrough`` decides it (proxy/_passthrough.py
+    ``PassthroughRoutes.decide``, over a router of its own: a fresh server's first pick):
+    ``{"host", "endpoint"}`` (the endpoint the TLS connection is piped to untouched; None: the
+    connection is closed) and ``reason``. None: not a passthrough host (or no such flag could
+    make it one)."""
+    try:
+        from ._router import Router
+        from .proxy._passthrough import CLOSE, PASSTHROUGH, PassthroughRoutes
+    except ImportError:  # pragma: no cover
+        return None
+    if not any(PASSTHROUGH in (ing.metadata.annotations or {}) for ing in res.ingresses):
+        return None  # (the usual case: no Router built)
+    name = sni.rpartition(":")[0] if sni.rpartition(":")[2].isdigit() else sni
+    lb = router_args.pop("load_balance", None)
+    router = Router(res, seed=0, load_balance="round_robin" if lb is None else lb,
+                    **router_args)
+    routes = PassthroughRoutes(True)
+    if name.lower() not in routes.hosts(router).routes:
+        return None
+    target = routes.decide(router, name.encode("ascii", "replace"), client_ip)
+    if target == CLOSE or target is None:
+        return {"host": name.lower(), "endpoint": None,
+                "reason": "the connection is closed (no '/' rule, or its backend has no ready "
+                          "endpoint)"}
+    assert isinstance(target, tuple)
+    return {"host": name.lower(), "endpoint": host_port(*target),
+            "reason": f"piped to {host_port(*target)} without TLS termination (with "
+                      "--enable-ssl-passthrough): the endpoint's certificate answers, and no "
+                      "HTTP routing applies"}
 
 
 def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
@@ -241,7 +394,8 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     ``response_rewrite``, ``default_backend`` and the verdict's ``upstream_host`` (the Host
     the endpoint gets), each only when it applies."""
     from ._explain_verdict import (describe_config_headers, describe_cors,
-                                   describe_custom_headers, describe_rate_limit,
+                                   describe_custom_headers, describe_ext_auth,
+                                   describe_limit_rate, describe_mirror, describe_rate_limit,
                                    describe_rewrite, request_origin, upstream_field,
                                    upstream_vhost)
 
@@ -266,6 +420,15 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
         if "cors" in out or "rate_limit" in out or "custom_headers" in out:
             out["server_location"] = True
         return
+    ext = describe_ext_auth(answer)
+    if ext is not None:
+        out["ext_auth"] = ext
+    mirror = describe_mirror(answer)
+    if mirror is not None:
+        out["mirror"] = mirror
+    rate = describe_limit_rate(answer)
+    if rate is not None:
+        out["limit_rate"] = rate
     vhost = upstream_vhost(answer)
     if vhost is not None:
         out["upstream_vhost"] = vhost
@@ -328,17 +491,39 @@ def _default_backend(answer: ProxyAnswer, notes: Sequence[Any]) -> dict[str, Any
     # (the proxy's own, asked with an upstream answering each listed status).
     caught = {code: ep for code, ep in answer.intercepted.items() if ep is not None}
     info["intercepts"] = sorted(caught)
+    # Whose custom-http-errors list: the location's annotation, else the ConfigMap's key
+    # (``parse_route_options``: the annotation's codes when it has valid ones).
+    own = (getattr(m, "annotations", None) or {}).get(P_CUSTOM_HTTP_ERRORS)
+    s = answer.settings
+    from_config = bool(answer.intercepted) and s is not None and bool(
+        s.custom_http_errors) and not (own is not None and _valid_codes(own))
+    if answer.intercepted:
+        info["intercepts_from"] = "configmap" if from_config else "annotation"
+    label = ("custom-http-errors (the ConfigMap's key)" if from_config
+             else "custom-http-errors")
     if caught:
         codes = ", ".join(str(c) for c in sorted(caught))
         ep = host_port(*next(iter(caught.values())))
         info["reason"] = (info["reason"].replace("not used: ", "not used for this answer: ", 1)
-                          + f"; custom-http-errors: an upstream answer {codes} is answered by "
+                          + f"; {label}: an upstream answer {codes} is answered by "
                           f"it instead (endpoint {ep})")
     elif answer.intercepted:
-        info["reason"] += ("; custom-http-errors: the proxy intercepts none of "
+        info["reason"] += (f"; {label}: the proxy intercepts none of "
                            + ", ".join(str(c) for c in sorted(answer.intercepted))
                            + " (the upstream's answer passes)")
     return info
+
+
+#: The custom-http-errors annotation (full key).
+P_CUSTOM_HTTP_ERRORS = "nginx.ingress.kubernetes.io/custom-http-errors"
+
+
+def _valid_codes(raw: str) -> bool:
+    """The annotation gives codes the proxy uses (``parse_route_options``: any codes
+    ``_custom_errors`` returns replace the ConfigMap's)."""
+    from .proxy._error_pages import parse_custom_http_errors
+
+    return bool(parse_custom_http_errors(raw)[0])
 
 
 def _stands_for(table: RouteTable, m: Any) -> str | None:
@@ -633,6 +818,8 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
             dflt = (f" (served by the default-backend Service {d.namespace}/{d.service}: the "
                     "rule's Service has no ready endpoint"
                     + (f"; X-Code: {code}" if code is not None else "") + ")")
+        if answer.auth_sent is not None:
+            dflt += " (after its auth service's 2xx: auth-url)"
         # ``ip:port``, IPv6 in brackets (``[fd00::1]:8080``), as serve's own HOST:PORT.
         return f"proxied to {host_port(*answer.endpoint)}" + dflt + (
             f" (basic authentication: user {user!r})" if user is not None else "")
@@ -882,6 +1069,10 @@ def render_text(info: dict[str, Any]) -> str:
                      f"browsers remove its dot segments and send {info['clients_send']!r}")
     if info.get("tls") is not None:
         lines.append(_tls_line(info["tls"]))
+    pt = info.get("ssl_passthrough")
+    if pt is not None:
+        lines.append(f"  ssl-passthrough: {pt['reason']}; without --enable-ssl-passthrough "
+                     "its TLS is terminated, as follows:")
     m = info.get("match")
     if m is None:
         lines.append(f"  -> {info['status']}: {info['reason']}")
@@ -1004,6 +1195,7 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
         lines.append(f"     rate limits of Ingress {r['ingress']} (all its paths), per client "
                      f"address: {', '.join(parts)}; refused with {' and '.join(past)}{allow} "
                      "(explain sends one request: the limits are said, not simulated)")
+    lines += _round1_lines(info)
     if info.get("upstream_vhost") is not None:
         lines.append(f"     upstream-vhost: the endpoint gets Host: {info['upstream_vhost']} "
                      "(X-Forwarded-Host stays the client's)")
@@ -1020,6 +1212,66 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
             ("Set-Cookie domain", rw["proxy_cookie_domain"]),
             ("Set-Cookie path", rw["proxy_cookie_path"])) if p is not None]
         lines.append(f"     the upstream's response rewritten: {'; '.join(said)}")
+    return lines
+
+
+def _round1_lines(info: dict[str, Any]) -> list[str]:
+    """``ext_auth`` (auth-url), ``mirror`` (mirror-target) and ``limit_rate`` (limit-rate,
+    limit-rate-after), one line each, as the proxy did them (``_add_location_features``)."""
+    lines = []
+    v = info.get("verdict") or {}
+    then = (v.get("reason", "").replace(" (after its auth service's 2xx: auth-url)", "")
+            if v.get("proxied") else
+            f"the proxy answers {v.get('status')} ({v.get('reason', '')})")
+    a = info.get("ext_auth")
+    if a is not None:
+        sent = a["sent"]
+        ps = a.get("proxy_set_headers")
+        if sent is None and ps is not None and ps["problem"] is not None:
+            lines.append(f"     auth-url {a['url']}: not asked: auth-proxy-set-headers "
+                         f"{ps['problem']}; the location is denied (503)")
+        elif sent is None:
+            lines.append(f"     auth-url {a['url']}: not asked, the proxy answers before it")
+        else:
+            copied = (f", with the auth answer's {', '.join(a['response_headers'])}"
+                      if a["response_headers"] else "")
+            denied = a["on_401"]
+            on_401 = ("" if denied is None else
+                      f"; on 401: {denied['status']}" + (f" (redirect to {denied['location']})"
+                                                         if denied["location"] else ""))
+            lines.append(
+                f"     auth-url: first {sent['request']} to the auth service "
+                f"{sent['endpoint']} ({'https' if sent['tls'] else 'http'}, Host: "
+                f"{sent['host']}); on a 2xx answer: {then}{copied}{on_401}; on 403: 403; "
+                "any other answer: 500")
+    m = info.get("mirror")
+    if m is not None:
+        sent = m["sent"]
+        if sent is None:
+            lines.append(f"     mirror-target {m['target']}: no copy sent (the proxy answers "
+                         "before the mirror)")
+        else:
+            lines.append(f"     mirror: a copy goes to {sent['endpoint']} "
+                         f"({'https' if sent['tls'] else 'http'}, {sent['request']}, Host: "
+                         f"{sent['host']}, {'with' if sent['body'] else 'without'} body); its "
+                         "answer is discarded")
+    if v.get("proxy_protocol"):
+        lines.append("     use-proxy-protocol: --client-ip stands for the address the PROXY "
+                     "protocol header names (serve uses it when the load balancer is in "
+                     "proxy-real-ip-cidr, else the load balancer's own)")
+    c = info.get("client_cert_auth")
+    if c is not None and c["served"]:
+        lines.append(f"     auth-tls (Secret {c['secret']}, of Ingress {c['ingress']}): "
+                     f"auth-tls-verify-client {c['verify_client']}"
+                     + (f", auth-tls-match-cn {c['match_cn']!r}" if c["match_cn"] else "")
+                     + f"; explain's client: {c['client_sends']}")
+    r = info.get("limit_rate")
+    if r is not None:
+        after = (f" after its first {r['after_bytes']} bytes" if r["after_bytes"] else "")
+        lines.append(f"     limit-rate: each proxied answer of the route is sent at "
+                     f"{r['bytes_per_second']} bytes/s{after}"
+                     + ("" if r["applies"] else " (this answer is the proxy's own: not "
+                        "limited)"))
     return lines
 
 

@@ -122,11 +122,29 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]
     found += [_Said(p.object, p.field, p.message, text=str(p))
               for p in _tls_problems(res, table)]
+    found += _passthrough_notes(table)
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".
         found.append(_no_ingress_note(sources))
     return table, found
+
+
+def _passthrough_notes(table: RouteTable) -> list[Diagnostic]:
+    """What ``serve --tls-listen --enable-ssl-passthrough`` logs of the ``ssl-passthrough``
+    annotations at start (proxy/_passthrough.py ``passthrough_hosts``, its own build): an
+    invalid value, a canary, no rule host, a wildcard host, a host without a ``/`` rule, a
+    host whose server is an older Ingress's. Said as with the flag (without it serve warns
+    that each such host is terminated: a flag's choice, not the manifests')."""
+    try:
+        from .proxy._passthrough import PASSTHROUGH, passthrough_hosts
+    except ImportError:  # pragma: no cover - the proxy is optional for check
+        return []
+    out: list[Diagnostic] = []
+    for w in dict.fromkeys(passthrough_hosts(table, True).warnings):
+        obj, _, message = w.partition(f": annotation {PASSTHROUGH}: ")
+        out.append(_Said(obj, f"metadata.annotations[{PASSTHROUGH}]", message, text=w))
+    return out
 
 
 def _require_resources(given: object, call: str) -> None:
@@ -170,7 +188,9 @@ def check(resources: Resources, *, ingress_class: str | None = None,
     server would drop, the annotation values the proxy ignores (``proxy-read-timeout: 30s``,
     an annotation ingresslib does not implement; "using the default" names the value of
     ``settings``), objects of an apiVersion not read, TLS problems (a missing Secret, an
-    expired certificate) and, when ``resources`` hold no Ingress, a warning saying so. ``str()`` of each is the line
+    expired certificate), what ``serve --enable-ssl-passthrough`` logs of ``ssl-passthrough``
+    annotations (an invalid value, a wildcard host, a host without a ``/`` rule) and, when
+    ``resources`` hold no Ingress, a warning saying so. ``str()`` of each is the line
     ``check`` prints; ``check -o json`` lists them. Loaded Resources are valid: the errors of
     invalid manifests are raised by the loaders (:class:`ValidationError`).
 

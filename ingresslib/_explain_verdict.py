@@ -23,6 +23,11 @@ a default-backend Service's X-Code...) and the head the client gets (the CORS he
 location adds) are the proxy's own, as are a local answer's (the CORS preflight's 204). The
 ``describe_*`` functions say the route's CORS, rate limits and response rewrites as the proxy
 parsed them (``Proxy.options_for``).
+
+An ``auth-url`` route's first upstream is its auth service (proxy/_extauth.py): that
+subrequest connects and answers a bare ``200``, and the verdict is what the proxy does next;
+the ``Mirror`` action of a ``mirror-target`` route is read as it goes out (``describe_ext_auth``,
+``describe_mirror``).
 """
 
 from __future__ import annotations
@@ -33,17 +38,18 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._iptext import network_text
+from ._iptext import host_port, network_text
 from ._normalize import normalize_host
 from .proxy._access import Access
-from .proxy._actions import OpenUpstream, SendDownstream, SendUpstream
+from .proxy._actions import Mirror, OpenUpstream, SendDownstream, SendUpstream
 from .proxy._connection import Proxy
 from .proxy._header_sets import config_maps_of
 from .proxy._headers import client_address
 from .proxy._settings import ProxySettings
 
 __all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
-           "describe_cors", "describe_custom_headers", "describe_rate_limit", "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
+           "describe_cors", "describe_custom_headers", "describe_ext_auth",
+           "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
            "upstream_field", "upstream_vhost"]
 
 
@@ -97,6 +103,16 @@ class ProxyAnswer:
     #: and the endpoint the proxy then asks instead (the default-backend Service's; None: the
     #: upstream's answer passes), as the proxy did it with an upstream answering that status.
     intercepted: dict[int, tuple[str, int] | None] = field(default_factory=dict)
+    #: auth-url: the subrequest the proxy sent its auth service before the backend (the
+    #: ``OpenUpstream`` and the head of ``upstream_connected``), as ``{"endpoint", "tls",
+    #: "request", "host"}``; None: not sent (no auth-url, or answered before it).
+    auth_sent: dict[str, Any] | None = None
+    #: The proxy's answer when the auth service answers 401 (``{"status", "location"}``: the
+    #: auth-signin's 302, else the 401), asked of a proxy of its own; None: no auth step.
+    auth_denied: dict[str, Any] | None = None
+    #: mirror-target: the ``Mirror`` action the proxy emitted (``{"endpoint", "tls",
+    #: "request", "host", "body"}``); None: none.
+    mirror_sent: dict[str, Any] | None = None
 
 
 class _Capture:
@@ -148,26 +164,51 @@ def _head(method: str, host: str, target: str, headers: Sequence[tuple[str, str]
 def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host: str,
               target: str, headers: Sequence[tuple[str, str]], peer: str | None,
               tls: bool = False, tls_hosts: Callable[[str], bool] | Collection[str] = (),
-              https_port: int = 443) -> ProxyAnswer | None:
+              https_port: int = 443, client_auth: Callable[[str], Any] | None = None,
+              client_cert: Any = None) -> ProxyAnswer | None:
     """Feed the request to a proxy over ``router`` from ``peer`` (None: a peer without an
     address, which every source range refuses) and return its answer; None when the head
     alone does not decide it (the proxy waits for more: never for a head without a body).
     ``tls`` asks over the HTTPS listener; ``tls_hosts`` and ``https_port`` are ``Proxy``'s (an
-    HTTPS listener's: ``serve --tls-listen`` gives the store's ``has_tls`` and its port)."""
+    HTTPS listener's: ``serve --tls-listen`` gives the store's ``has_tls`` and its port), as
+    are ``client_auth`` (the store's ``auth-tls-*`` per host) and ``client_cert`` (what the
+    handshake verified: ``Proxy.connection``'s).
+
+    An ``auth-url`` route's first ``OpenUpstream`` is its auth subrequest (``conn._auth``):
+    that one connects (``auth_sent``: where it goes, the head sent), answers a bare ``200``
+    (an allowing answer), and the verdict is what the proxy does next (the backend, or its
+    own answer: no ready endpoint's 503); ``auth_denied`` is the proxy's answer to the auth
+    service's 401 instead (the auth-signin's 302, or the 401)."""
     collect = _Collect()
     logger = logging.Logger("ingresslib.explain")  # not the global tree: nothing is printed
     logger.addHandler(collect)
     capture = _Capture(router)
     proxy = Proxy(capture, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
-                  records=False, clock=None, request_id=lambda: "0" * 32)
-    conn = proxy.connection(peer, tls=tls, now=0.0)
+                  records=False, clock=None, request_id=lambda: "0" * 32,
+                  client_auth=client_auth)
+    conn = proxy.connection(peer, tls=tls, now=0.0, client_cert=client_cert)
     answer = ProxyAnswer(status=0, warnings=collect.lines, method=method)
-    for act in conn.receive_data(_head(method, host, target, headers), now=0.0):
-        if isinstance(act, OpenUpstream):
+    head = _head(method, host, target, headers)
+    acts = list(conn.receive_data(head, now=0.0))
+    decided = False
+    while acts and not decided:
+        act = acts.pop(0)
+        if isinstance(act, Mirror):
+            answer.mirror_sent = _mirror_info(act)
+        elif isinstance(act, OpenUpstream):
+            if _is_auth_call(conn, act):
+                sent, acts = _through_auth(conn, act, _UPSTREAM_OK)
+                answer.auth_sent = sent
+                if sent is not None:
+                    answer.auth_denied = _auth_denied(
+                        router, settings, head, peer=peer, tls=tls, tls_hosts=tls_hosts,
+                        https_port=https_port, client_auth=client_auth,
+                        client_cert=client_cert)
+                continue
             answer.endpoint = act.endpoint
             _through_upstream(conn, act.conn_id, answer)
-            break
-        if isinstance(act, SendDownstream):
+            decided = True
+        elif isinstance(act, SendDownstream):
             _read_response(act.data, answer)
             if 100 <= answer.status < 200:
                 # An interim answer (``Expect: 100-continue``'s 100 Continue): the request
@@ -175,8 +216,8 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
                 answer.status, answer.location, answer.challenge = 0, None, None
                 answer.response_headers = []
                 continue
-            break
-    else:
+            decided = True
+    if not decided:
         return None
     answer.routed, answer.decision = capture.routed, capture.decision
     answer.settings = proxy.settings
@@ -207,24 +248,102 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
         for code in sorted(codes):
             answer.intercepted[code] = _intercept(router, settings, head, code, peer=peer,
                                                   tls=tls, tls_hosts=tls_hosts,
-                                                  https_port=https_port)
+                                                  https_port=https_port,
+                                                  client_auth=client_auth,
+                                                  client_cert=client_cert)
     return answer
+
+
+def _is_auth_call(conn: Any, act: OpenUpstream) -> bool:
+    """``act`` opens the connection's auth-url subrequest (proxy/_extauth.py ``AuthCall``)."""
+    call = getattr(conn, "_auth", None)
+    return call is not None and getattr(call, "conn_id", None) == act.conn_id
+
+
+def _through_auth(conn: Any, act: OpenUpstream, reply: bytes
+                  ) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The auth subrequest ``act`` connects and answers ``reply``: what was sent (where, its
+    request line and Host; None: nothing, the proxy answered on connecting, e.g. the 503 of
+    an auth-proxy-set-headers ConfigMap not found), and the proxy's actions that follow."""
+    sent = b""
+    rest: list[Any] = []
+    for a in conn.upstream_connected(act.conn_id, now=0.0):
+        if isinstance(a, SendUpstream) and a.conn_id == act.conn_id:
+            sent += a.data
+        else:
+            rest.append(a)
+    if not sent:
+        return None, rest
+    first, fields = _head_fields(sent)
+    info = {"endpoint": host_port(*act.endpoint), "tls": act.tls,
+            "request": first.decode("latin-1").removesuffix(" HTTP/1.1"),
+            "host": next((v for n, v in fields if n == "host"), None)}
+    if _is_auth_call(conn, act):  # (still waiting for the auth answer)
+        rest += conn.upstream_data(act.conn_id, reply, now=0.0)
+    return info, rest
+
+
+def _new_conn(router: Any, settings: ProxySettings | None, *, peer: str | None, tls: bool,
+              tls_hosts: Callable[[str], bool] | Collection[str], https_port: int,
+              client_auth: Callable[[str], Any] | None, client_cert: Any) -> Any:
+    """A connection of a proxy of its own over ``router`` (nothing logged)."""
+    logger = logging.Logger("ingresslib.explain")
+    logger.addHandler(logging.NullHandler())
+    proxy = Proxy(router, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
+                  records=False, clock=None, request_id=lambda: "0" * 32,
+                  client_auth=client_auth)
+    return proxy.connection(peer, tls=tls, now=0.0, client_cert=client_cert)
+
+
+def _auth_denied(router: Any, settings: ProxySettings | None, head: bytes, **conn: Any
+                 ) -> dict[str, Any] | None:
+    """The proxy's answer to ``head`` when its auth service answers ``401`` (nginx's
+    auth_request: the 401 goes to the client, or auth-signin's ``error_page 401`` turns it
+    into a 302): ``{"status", "location"}``, from a proxy of its own."""
+    c = _new_conn(router, settings, **conn)
+    acts = list(c.receive_data(head, now=0.0))
+    for act in acts:
+        if isinstance(act, OpenUpstream) and _is_auth_call(c, act):
+            reply = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+            for a in _through_auth(c, act, reply)[1]:
+                if isinstance(a, SendDownstream):
+                    got = ProxyAnswer(status=0)
+                    _read_response(a.data, got)
+                    return {"status": got.status, "location": got.location}
+            return None
+    return None
+
+
+def _mirror_info(act: Mirror) -> dict[str, Any]:
+    """What a ``Mirror`` action sends: where, its request line and Host, with a body or
+    not."""
+    first, fields = _head_fields(act.data)
+    return {"endpoint": host_port(*act.endpoint), "tls": act.tls,
+            "request": first.decode("latin-1").removesuffix(" HTTP/1.1"),
+            "host": next((v for n, v in fields if n == "host"), None),
+            "body": any(n in ("content-length", "transfer-encoding") for n, _ in fields)}
 
 
 def _intercept(router: Any, settings: ProxySettings | None, head: bytes, code: int, *,
                peer: str | None, tls: bool, tls_hosts: Callable[[str], bool] | Collection[str],
-               https_port: int) -> tuple[str, int] | None:
+               https_port: int, client_auth: Callable[[str], Any] | None = None,
+               client_cert: Any = None) -> tuple[str, int] | None:
     """The endpoint the proxy asks for the answer to ``head`` when its upstream answers
     ``code`` (custom-http-errors: the default-backend Service's), None when the upstream's
     answer passes: the same request through a proxy of its own, its upstream answering
-    ``code`` with an empty body."""
-    logger = logging.Logger("ingresslib.explain")
-    logger.addHandler(logging.NullHandler())
-    proxy = Proxy(router, settings, tls_hosts=tls_hosts, https_port=https_port, logger=logger,
-                  records=False, clock=None, request_id=lambda: "0" * 32)
-    conn = proxy.connection(peer, tls=tls, now=0.0)
-    first = next((a for a in conn.receive_data(head, now=0.0) if isinstance(a, OpenUpstream)),
-                 None)
+    ``code`` with an empty body (past an auth-url's subrequest, answered ``200``)."""
+    conn = _new_conn(router, settings, peer=peer, tls=tls, tls_hosts=tls_hosts,
+                     https_port=https_port, client_auth=client_auth, client_cert=client_cert)
+    acts = list(conn.receive_data(head, now=0.0))
+    first = None
+    while acts:
+        act = acts.pop(0)
+        if isinstance(act, OpenUpstream):
+            if _is_auth_call(conn, act):
+                acts = _through_auth(conn, act, _UPSTREAM_OK)[1]
+                continue
+            first = act
+            break
     if first is None:
         return None
     list(conn.upstream_connected(first.conn_id, now=0.0))
@@ -497,3 +616,53 @@ def describe_config_headers(answer: ProxyAnswer) -> dict[str, Any] | None:
     if s.hide_headers:
         out["hide_headers"] = list(s.hide_headers)
     return out
+
+
+def describe_ext_auth(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``ext_auth``: the route's ``auth-url`` as the proxy parsed it (``RouteOptions.ext_auth``)
+    and what the proxy did with this request: ``sent`` (the subrequest it sent its auth
+    service first, ``{"endpoint", "tls", "request", "host"}``; None: the request was answered
+    before it, or not routed), ``on_401`` (the proxy's answer when the auth service answers
+    401: auth-signin's 302 and its Location, else the 401), ``response_headers`` (copied
+    from an allowing auth answer into the request proxied), ``signin``, ``always_set_cookie``.
+    None: no auth-url."""
+    ext = getattr(answer.options, "ext_auth", None)
+    if ext is None:
+        return None
+    out = {"url": ext.url, "method": (ext.method or b"GET").decode("ascii"),
+           "sent": answer.auth_sent, "on_401": answer.auth_denied,
+           "response_headers": list(ext.response_headers), "signin": ext.signin,
+           "always_set_cookie": ext.always_set_cookie}
+    if ext.proxy_set_headers is not None:
+        from .proxy._header_sets import set_headers_for
+
+        # auth-proxy-set-headers: its ConfigMap as the proxy resolves it on connecting
+        # (``auth_connected``: not found denies the location, 503).
+        problem = set_headers_for(ext.proxy_set_headers).resolve(answer.config_maps)[1]
+        out["proxy_set_headers"] = {"config_map": ext.proxy_set_headers, "problem": problem}
+    return out
+
+
+def describe_mirror(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``mirror``: the route's ``mirror-target`` (``RouteOptions.mirror``) and the copy the
+    proxy sent for this request (its ``Mirror`` action: ``{"endpoint", "tls", "request",
+    "host", "body"}``; None: none sent, the request was answered before the precontent
+    phase). None: not mirrored."""
+    m = getattr(answer.options, "mirror", None)
+    if m is None:
+        return None
+    return {"target": m.target, "host": m.host_header.decode("latin-1"),
+            "request_body": m.request_body, "sent": answer.mirror_sent}
+
+
+def describe_limit_rate(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``limit_rate``: ``limit-rate`` / ``limit-rate-after`` as the proxy parsed them
+    (``RouteOptions.limit_rate`` / ``limit_rate_after``, bytes: the annotation's or the
+    ConfigMap's kilobytes), the bandwidth of each proxied response of the route (not the
+    proxy's own answers, nor a custom-http-errors page). None: no limit."""
+    rate = getattr(answer.options, "limit_rate", 0)
+    if not rate or answer.server_location:
+        return None
+    return {"bytes_per_second": rate,
+            "after_bytes": getattr(answer.options, "limit_rate_after", 0),
+            "applies": answer.status == 0}

@@ -126,8 +126,6 @@ _RR, _PLAIN, _CHASH, _KEY, _CTX = range(5)
 _KEY_FN, _KEY_URI, _KEY_ADDR, _KEY_HEADER = range(4)
 _MATERIALIZE_LOCK = threading.Lock()
 _CANARY_BEHAVIOR = "nginx.ingress.kubernetes.io/affinity-canary-behavior"
-#: proxy/_error_pages.py: a route with it gets an error page backend (``Router.error_page``).
-_CUSTOM_ERRORS = "nginx.ingress.kubernetes.io/custom-http-errors"
 #: The canary settings that make an Ingress that is not a canary an error in ingress-nginx
 #: (canary/main.go Parse: "if !config.Enabled && (config.Weight > 0 || config.Header != "" ||
 #: config.HeaderValue != "" || config.Cookie != "" || config.HeaderPattern != "") { return nil,
@@ -1543,10 +1541,12 @@ class Router:
             """The ``custom-http-errors`` backend of route ``m``: its Ingress's
             ``default-backend`` Service, when it has an endpoint (ingress-nginx: the
             ``@custom_<upstream>_<code>`` location proxies to it; without the annotation, to
-            the controller's default backend, which ingresslib has not)."""
+            the controller's default backend, which ingresslib has not). Also without a
+            custom-http-errors annotation: the ConfigMap's custom-http-errors (the proxy's
+            settings, which the Router has not) intercepts there too (proxy/_error_pages.py)."""
             ing = m.ingress_object
             ann = ing.metadata.annotations if ing is not None else None
-            if not ann or m.service is None or _CUSTOM_ERRORS not in ann:
+            if not ann or m.service is None:
                 return None
             raw = ann.get(DEFAULT_BACKEND_ANNOTATION)
             if raw is None:

@@ -186,6 +186,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         router, cfg.settings, cert_store=store,
         max_connections=getattr(args, "max_connections", 10000),
         on_record=_record_sink(access, metrics),
+        ssl_passthrough=bool(getattr(args, "enable_ssl_passthrough", False)),
     )
     # /healthz is ready once the first table is loaded: at once from files, after the first
     # complete list of every kind with --kubernetes.
@@ -705,6 +706,10 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
         # other value would only ever be answered 404, and nothing would be served.
         _say(f"ingresslib serve: --namespace {ns!r}: a namespace is a lower-case RFC 1123 "
              "label (a-z, 0-9, '-', at most 63 characters)")
+        return 2
+    if getattr(args, "enable_ssl_passthrough", False) and not args.tls_listen:
+        # As --default-ssl-certificate: without an HTTPS listener no ClientHello is ever read.
+        _say("ingresslib serve: --enable-ssl-passthrough needs --tls-listen")
         return 2
     default_cert = getattr(args, "default_ssl_certificate", None)
     if default_cert is not None:

@@ -172,3 +172,6 @@ def _log_route_warnings(server: Any) -> None:
     log = getattr(getattr(server, "proxy", None), "log_annotation_warnings", None)
     if log is not None:
         log()
+    passthrough = getattr(server, "passthrough_routes", None)
+    if passthrough is not None:
+        passthrough.hosts(server.router)  # ssl-passthrough's warnings, once per table

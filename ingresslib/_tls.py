@@ -32,7 +32,9 @@ certificate that does not cover a host, or a broken Secret, is skipped so that a
 valid certificate for the host can still be used (ingress-nginx pins its default certificate on
 the first failure). As in ingress-nginx, a Secret that loaded before and is then updated with
 broken content keeps its last good certificate, and a ``ca.crt`` (then a ``ca.crl``) that cannot
-be read makes the whole Secret unusable (:func:`_ca_problem`), although ingresslib uses neither.
+be read makes the whole Secret unusable (:func:`_ca_problem`), although ingresslib reads them
+only for ``auth-tls-secret`` (client certificate authentication: ``proxy/_clientcert.py``; the
+host's own context, :meth:`CertificateStore.client_auth`, :func:`client_cert_of`).
 A host that an Ingress without ``tls`` names exactly, under another Ingress's ``*.`` wildcard
 certificate, is given that certificate, as in ingress-nginx. The www / non-www twin of a host
 with ``from-to-www-redirect`` is given that host's certificate when it covers the twin, as in
@@ -58,6 +60,7 @@ its handshake, and CPython reports the decoding error on stderr ("Exception igno
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import logging
 import os
@@ -65,7 +68,7 @@ import re
 import ssl
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._canary import CANARY_ANNOTATION
 from ._models import Ingress, IngressTLS, Secret
@@ -86,6 +89,9 @@ from ._tls_hosts import (
     tls_hosts,
 )
 from ._www import FROM_TO_WWW
+
+if TYPE_CHECKING:
+    from .proxy._clientcert import ClientCert, ClientCertAuth
 
 __all__ = [
     "CertificateStore",
@@ -399,7 +405,7 @@ def _ca_problem(ca: bytes, crl: bytes | None = None) -> str | None:
     { err = ssl.ConfigureCRL(...)": "error configuring CRL certificate"): its first PEM block
     must be an ``X509 CRL`` that parses. The Secret is then not loaded at all and its hosts get
     the default certificate, which is what ingresslib does too, although it reads ``ca.crt``
-    and ``ca.crl`` for nothing else (``auth-tls-*`` is not applied). An empty ``ca.crt`` is
+    and ``ca.crl`` for nothing else (``auth-tls-secret`` reads its own Secret's). An empty ``ca.crt`` is
     skipped there, as here, and so is its ``ca.crl``."""
     from cryptography import x509
 
@@ -465,8 +471,9 @@ def _pem_file() -> tuple[int, str, bool]:
     return fd, path, False
 
 
-def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def _new_context(cert_pem: bytes, key_pem: bytes,
+                 cls: type[ssl.SSLContext] = ssl.SSLContext) -> ssl.SSLContext:
+    ctx = cls(ssl.PROTOCOL_TLS_SERVER)
     # ingress-nginx defaults: ssl-protocols "TLSv1.2 TLSv1.3", ssl-ciphers as above.
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(INGRESS_NGINX_CIPHERS)
@@ -527,6 +534,308 @@ def _new_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
+class _AuthContext(ssl.SSLContext):
+    """A context that verifies client certificates (``auth-tls-*``): ``auth_key`` is the
+    configuration's (:attr:`ClientCertAuth.key`), what :func:`client_cert_of` reports."""
+
+    auth_key: str = ""
+    auth_depth: int = 1
+    #: Whether each client certificate's last full handshake here verified it within
+    #: ``auth_depth`` (by the certificate's SHA-256; :func:`client_cert_of`): a resumed
+    #: session carries no chain to count again, and nginx removes a refused one from its cache
+    #: (``ngx_ssl_remove_cached_session``), which Python cannot. Not by session id: a TLS 1.3
+    #: session is resumed by one of the tickets issued after the handshake, each a session of
+    #: its own id. Bounded (:data:`_CHAIN_OUTCOMES`), least recently used first out.
+    chain_outcomes: dict[bytes, bool]
+
+
+def _auth_context(pem: tuple[bytes, bytes], auth: ClientCertAuth) -> ssl.SSLContext:
+    """A context serving ``pem``'s certificate that asks for a client certificate and verifies
+    it against ``auth``'s ``ca.crt`` (nginx's ``ssl_client_certificate`` and
+    ``ssl_verify_client``; ``CERT_OPTIONAL`` for every mode, nginx answering no certificate
+    after the handshake: ``proxy/_clientcert.refusal``), with its ``ca.crl`` (``ssl_crl``:
+    nginx sets "X509_V_FLAG_CRL_CHECK|X509_V_FLAG_CRL_CHECK_ALL", the whole chain)."""
+    ctx = _new_context(*pem, cls=_AuthContext)
+    assert isinstance(ctx, _AuthContext)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    if auth.crl:
+        # cadata takes certificates only; a file takes certificates and CRLs.
+        fd, path, in_memory = _pem_file()
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(auth.ca.rstrip(b"\r\n") + b"\n" + auth.crl)
+            ctx.load_verify_locations(cafile=path)
+        finally:
+            os.close(fd)
+            if not in_memory:
+                os.unlink(path)
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+    else:
+        ctx.load_verify_locations(cadata=auth.ca.decode("latin-1"))
+    ctx.auth_key = auth.key
+    ctx.auth_depth = auth.depth
+    ctx.chain_outcomes = {}
+    return ctx
+
+
+#: How many client certificates an auth context remembers the chain outcome of
+#: (:attr:`_AuthContext.chain_outcomes`): more than the sessions OpenSSL's cache holds (20480
+#: by default), so that a session still resumable is not forgotten.
+_CHAIN_OUTCOMES = 65536
+
+
+def _refusing_context(pem: tuple[bytes, bytes]) -> ssl.SSLContext:
+    """A context that asks for a client certificate and trusts no CA: every certificate
+    fails, none is accepted as verified (a ``ca.crt`` OpenSSL cannot load)."""
+    ctx = _new_context(*pem, cls=_AuthContext)
+    assert isinstance(ctx, _AuthContext)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.auth_key = "refused"
+    ctx.chain_outcomes = {}
+    return ctx
+
+
+def client_cert_of(ssl_object: ssl.SSLObject | None) -> ClientCert | None:
+    """What a finished handshake learnt of the client's certificate, for
+    ``Proxy.connection(client_cert=...)``: None when the context asked for none (no
+    ``auth-tls-*``). nginx's variables: ``$ssl_client_verify`` (``SUCCESS``; ``NONE``
+    without a certificate; ``FAILED:certificate chain too long`` when the verified chain is
+    deeper than ``auth-tls-verify-depth``: OpenSSL's depth, 0 the client's certificate, the
+    trust anchor not counted), ``$ssl_client_s_dn`` / ``$ssl_client_i_dn`` (RFC 2253, as
+    nginx >= 1.11.6 prints them with OpenSSL: :func:`rfc2253`) and
+    ``$ssl_client_escaped_cert`` (the PEM, URL-encoded: nginx's
+    NGX_ESCAPE_URI_COMPONENT keeps letters, digits and ``-._~``, as ``quote(safe="")``). A
+    certificate that fails verification never gets here: the handshake fails (no verify
+    callback in Python). A resumed session is judged by its certificate's last full handshake
+    in this context (:attr:`_AuthContext.chain_outcomes`; one it no longer knows: ``FAILED``)."""
+    if ssl_object is None:
+        return None
+    ctx = ssl_object.context
+    if not isinstance(ctx, _AuthContext):
+        return None
+    from urllib.parse import quote
+
+    from .proxy._clientcert import ClientCert
+
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return ClientCert(ctx.auth_key)
+    chain_of = getattr(ssl_object, "get_verified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_verified_chain", None)
+    chain = chain_of() if chain_of is not None else None
+    outcomes = ctx.chain_outcomes
+    digest = hashlib.sha256(der).digest()
+    within: bool | None
+    if chain:
+        # The chain holds the client's certificate, the CAs, then the trust anchor: depth d
+        # allows d + 2 certificates (SSL_CTX_set_verify_depth).
+        within = len(chain) <= ctx.auth_depth + 2
+        outcomes.pop(digest, None)
+        outcomes[digest] = within
+        if len(outcomes) > _CHAIN_OUTCOMES:
+            del outcomes[next(iter(outcomes))]
+    else:
+        # A resumed session (OpenSSL keeps no verified chain for it): the outcome of the
+        # full handshake that verified this certificate here. Unknown (forgotten): refused,
+        # never SUCCESS for a chain nobody counted.
+        within = outcomes.pop(digest, None)
+        if within is not None:
+            outcomes[digest] = within
+    if within:
+        verify = "SUCCESS"
+    elif within is None:
+        verify = "FAILED:certificate chain not known (a resumed session)"
+    else:
+        verify = "FAILED:certificate chain too long"
+    try:
+        issuer, subject = _issuer_subject(der)
+        subject_dn, issuer_dn = rfc2253(subject), rfc2253(issuer)
+    except (ValueError, IndexError):   # (OpenSSL read the DER: not expected)
+        subject_dn = issuer_dn = ""
+    return ClientCert(ctx.auth_key, verify, subject_dn, issuer_dn,
+                      quote(ssl.DER_cert_to_PEM_cert(der), safe=""))
+
+
+# -- nginx's $ssl_client_s_dn / $ssl_client_i_dn -------------------------------------------------
+#
+# nginx (ngx_ssl_get_subject_dn, >= 1.11.6) prints a certificate's names with OpenSSL's
+# ``X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253)`` (crypto/asn1/a_strex.c ``do_name_ex``,
+# ``do_print_ex``, ``do_buf``, ``do_esc_char``). Written here from the certificate's DER, as
+# cryptography's ``rfc4514_string`` differs: it keeps non-ASCII and control characters as they
+# are (CR/LF into the DN a match-cn regex runs on), names attributes its own way (``2.5.4.5=``
+# for nginx's ``serialNumber=``, ``1.2.840.113549.1.9.1=`` for ``emailAddress=``), keeps a
+# multi-valued RDN in its own order, and cannot read a TeletexString that is not UTF-8.
+
+
+def _der_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """``(tag byte, content start, content end)`` of the DER element at ``pos``."""
+    tag = data[pos]
+    n = data[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(data[pos:pos + k], "big")
+        pos += k
+    if pos + n > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + n
+
+
+def _issuer_subject(cert_der: bytes) -> tuple[bytes, bytes]:
+    """The DER contents of a certificate's issuer and subject Names (RFC 5280 §4.1:
+    Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+    signature, issuer, validity, subject, ... } ... })."""
+    _t, start, _e = _der_tlv(cert_der, 0)
+    _t, pos, _e = _der_tlv(cert_der, start)   # tbsCertificate
+    tag, _s, end = _der_tlv(cert_der, pos)
+    if tag == 0xA0:   # [0] version
+        pos = end
+    fields: list[bytes] = []
+    for _ in range(5):   # serialNumber, signature, issuer, validity, subject
+        _t, s, end = _der_tlv(cert_der, pos)
+        fields.append(cert_der[s:end])
+        pos = end
+    return fields[2], fields[4]
+
+
+def _oid_text(body: bytes) -> str:
+    """An OBJECT IDENTIFIER's content octets, dotted."""
+    arcs: list[int] = []
+    n = 0
+    for b in body:
+        n = (n << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(n)
+            n = 0
+    if not arcs:
+        return ""
+    first = arcs[0]
+    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
+#: OpenSSL's short names of some attribute types, for a Python without ``ssl._txt2obj``.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.9": "street", "2.5.4.5": "serialNumber", "2.5.4.4": "SN",
+    "2.5.4.42": "GN", "2.5.4.12": "title", "2.5.4.17": "postalCode",
+    "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+    "1.2.840.113549.1.9.1": "emailAddress",
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _short_name(oid: str) -> str | None:
+    """OpenSSL's short name of an attribute type (``OBJ_nid2sn``), None when OpenSSL does not
+    know the OID (``NID_undef``: printed dotted, its value dumped)."""
+    txt2obj: Any = getattr(ssl, "_txt2obj", None)
+    if txt2obj is None:
+        return _SHORT_NAMES.get(oid)
+    try:
+        return str(txt2obj(oid, name=False)[1])
+    except (ValueError, TypeError):
+        return None
+
+
+#: ``tag2nbyte`` of a_strex.c: the bytes per character of each universal string type; the
+#: others (absent) are dumped (ASN1_STRFLGS_DUMP_UNKNOWN). 0: UTF8String, read byte by byte.
+_CHAR_WIDTH = {12: 0, 18: 1, 19: 1, 20: 1, 22: 1, 23: 1, 24: 1, 26: 1, 28: 4, 30: 2}
+_ESC_2253 = frozenset(b',+"\\<>;')
+
+
+def _utf8_putc(c: int) -> bytes:
+    """OpenSSL's ``UTF8_putc`` (surrogates and code points past U+10FFFF encoded too)."""
+    if c < 0x80:
+        return bytes((c,))
+    if c < 0x800:
+        return bytes((0xC0 | c >> 6, 0x80 | c & 0x3F))
+    if c < 0x10000:
+        return bytes((0xE0 | c >> 12, 0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
+    if c < 0x200000:
+        return bytes((0xF0 | c >> 18, 0x80 | c >> 12 & 0x3F, 0x80 | c >> 6 & 0x3F,
+                      0x80 | c & 0x3F))
+    if c < 0x4000000:
+        return bytes((0xF8 | c >> 24, 0x80 | c >> 18 & 0x3F, 0x80 | c >> 12 & 0x3F,
+                      0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
+    return bytes((0xFC | c >> 30 & 0x1, 0x80 | c >> 24 & 0x3F, 0x80 | c >> 18 & 0x3F,
+                  0x80 | c >> 12 & 0x3F, 0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
+
+
+def _esc_value(tag: int, body: bytes, tlv: bytes) -> str:
+    """An attribute value as ``do_print_ex`` prints it with ASN1_STRFLGS_RFC2253: ``,+"\\<>;``
+    backslashed, ``#`` first and a space first or last backslashed, control characters and
+    every byte of a non-ASCII character (in UTF-8) as ``\\XX``; a type that is no string
+    (or a string whose length does not fit its width) as ``#`` and its DER in hex."""
+    width = _CHAR_WIDTH.get(tag, -1) if not tag & 0xE0 else -1
+    if width in (2, 4) and len(body) % width:
+        width = -1   # (OpenSSL fails the whole name there; nginx then has no DN)
+    if width == -1:
+        return "#" + tlv.hex().upper()
+    if width == 0:
+        units: list[bytes] = [bytes((b,)) for b in body]
+    else:
+        units = [_utf8_putc(int.from_bytes(body[i:i + width], "big"))
+                 for i in range(0, len(body), width)]
+    out: list[str] = []
+    last_i = len(units) - 1
+    for i, unit in enumerate(units):
+        if len(unit) > 1 or unit[0] > 0x7F:
+            out.append("".join(f"\\{b:02X}" for b in unit))
+            continue
+        c = unit[0]
+        # do_buf: the first unit's flag is replaced (not joined) by the last's: a value
+        # that is "#" alone is not escaped, " " alone is.
+        first, last = i == 0 and i != last_i, i == last_i
+        if c in _ESC_2253 or (c == 0x20 and (first or last)) or (c == 0x23 and first):
+            out.append("\\" + chr(c))
+        elif c < 0x20 or c == 0x7F:
+            out.append(f"\\{c:02X}")
+        else:
+            out.append(chr(c))
+    return "".join(out)
+
+
+def rfc2253(name_der: bytes) -> str:
+    """A Name's DER contents (the RDN SETs) as nginx's ``$ssl_client_s_dn`` prints it
+    (``X509_NAME_print_ex(..., XN_FLAG_RFC2253)``): the attributes last first, ``,`` between
+    RDNs and ``+`` within one, OpenSSL's short names (``CN``, ``emailAddress``,
+    ``serialNumber``), an OID OpenSSL does not know dotted with its value dumped (``#`` and
+    the DER in hex). Only printable ASCII comes out.
+
+    >>> rfc2253(bytes.fromhex("310b3009060355040613024445"
+    ...                       "3110300e06035504030c07c3a92c2023782b"))
+    'CN=\\\\C3\\\\A9\\\\, #x\\\\+,C=DE'
+    """
+    entries: list[tuple[int, str]] = []
+    pos = 0
+    for rdn_index in range(len(name_der) + 1):
+        if pos >= len(name_der):
+            break
+        _t, s, end = _der_tlv(name_der, pos)   # SET
+        pos = end
+        while s < end:
+            _t, a, a_end = _der_tlv(name_der, s)   # SEQUENCE { type, value }
+            s = a_end
+            _t, o, o_end = _der_tlv(name_der, a)
+            oid = _oid_text(name_der[o:o_end])
+            tag, v, v_end = _der_tlv(name_der, o_end)
+            tlv = name_der[o_end:v_end]
+            short = _short_name(oid)
+            if short is None:
+                text = f"{oid}=#{tlv.hex().upper()}"
+            else:
+                text = f"{short}={_esc_value(tag, name_der[v:v_end], tlv)}"
+            entries.append((rdn_index, text))
+    parts: list[str] = []
+    prev = -1
+    for rdn_index, text in reversed(entries):
+        if prev != -1:
+            parts.append("+" if rdn_index == prev else ",")
+        parts.append(text)
+        prev = rdn_index
+    return "".join(parts)
+
+
 #: A Secret's name (``metadata.name``): an RFC 1123 subdomain, as the API server validates it.
 _DNS1123_SUBDOMAIN = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
@@ -559,6 +868,9 @@ class _Cert:
     names: frozenset[str]
     not_before: datetime.datetime
     not_after: datetime.datetime
+    #: ``(tls.crt, tls.key)``: a host with client certificate authentication is served the
+    #: certificate from a context of its own (:func:`_auth_context`).
+    pem: tuple[bytes, bytes] = (b"", b"")
 
 
 def _leaf_first(crt: bytes) -> None:
@@ -598,7 +910,7 @@ def _load(crt: bytes, key: bytes) -> _Cert:
         # deprecated"): the Common Name, when the certificate has no DNS SAN.
         names = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     return _Cert(ctx, frozenset(_norm(n) for n in names),
-                 leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+                 leaf.not_valid_before_utc, leaf.not_valid_after_utc, (crt, key))
 
 
 def _names_text(names: frozenset[str]) -> str:
@@ -1176,6 +1488,14 @@ class CertificateStore:
         self._selection: _Selection | None = None
         #: The lines of the problems the last :meth:`update` reported: only new ones are logged.
         self._logged: frozenset[str] = frozenset()
+        #: Every rule host with the client certificate authentication its server takes (None:
+        #: none), from the last :meth:`update` (:meth:`client_auth`).
+        self._auths: Mapping[str, ClientCertAuth | None] = {}
+        #: The contexts of hosts with client certificate authentication, by (certificate PEM,
+        #: configuration key): an update that keeps both keeps the context (its sessions).
+        self._auth_ctxs: Mapping[tuple[tuple[bytes, bytes], str], ssl.SSLContext] = {}
+        #: The problems of the Secrets ``auth-tls-secret`` names, found by the last update.
+        self._auth_problems: list[TLSProblem] = []
 
     # -- building -----------------------------------------------------------------------------
 
@@ -1249,6 +1569,9 @@ class CertificateStore:
                 wild[host[1:]] = cert.ctx
             else:
                 exact[host] = cert.ctx
+        self._auth_problems = []
+        self._client_auth_maps(res, ingresses, sel, exact, wild)
+        problems = [*problems, *self._auth_problems]
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
         self._selection = sel
@@ -1261,6 +1584,70 @@ class CertificateStore:
                 _log.warning("%s", line)
         self._logged = frozenset(lines)
         return problems
+
+    def _client_auth_maps(self, res: Resources, ingresses: Iterable[Ingress] | None,
+                          sel: _Selection, exact: dict[str, ssl.SSLContext],
+                          wild: dict[str, ssl.SSLContext]) -> None:
+        """Give each host whose server verifies client certificates (``auth-tls-*``, the
+        first Ingress's that sets them for the host: ``proxy/_clientcert.server_auths``) a
+        context of its own: its certificate (or the default one), ``CERT_OPTIONAL`` with the
+        Secret's ``ca.crt`` (and ``ca.crl``). The HTTPS listener listens with that context
+        itself (its own session cache: a session of another host is never resumed here). A
+        rule host without it that would fall back to such a host's ``*.`` context gets its
+        own certificate's context by name, so that it is never asked for a certificate."""
+        from .proxy._annotations import PREFIX
+        from .proxy._clientcert import server_auths
+
+        ordered, _canaries = _main_ingresses(res, ingresses)
+        if not any(PREFIX + "auth-tls-secret" in ing.metadata.annotations for ing in ordered):
+            self._auths, self._auth_ctxs = {}, {}
+            return
+        auths, problems = server_auths(ordered, res.secrets, PREFIX)
+        for ref, key, message in problems:
+            # Logged with the certificates' problems (once while it lasts): the host answers 503.
+            self._auth_problems.append(TLSProblem(
+                f"Ingress {ref}", f"metadata.annotations[{key}]",
+                f"{message.split(': ', 1)[-1]}: every request of its hosts answers 503 until "
+                "the Secret is usable"))
+        ctxs: dict[tuple[tuple[bytes, bytes], str], ssl.SSLContext] = {}
+        for host, auth in auths.items():
+            if auth is None or not auth.verifies:
+                continue
+            hit = _chosen_for(sel.chosen, sel.kept, host)
+            pem = hit[0].pem if hit is not None else self._default_cert
+            ck = (pem, auth.key)
+            ctx = ctxs.get(ck) or self._auth_ctxs.get(ck)
+            if ctx is None:
+                try:
+                    ctx = _auth_context(pem, auth)
+                except (ssl.SSLError, ValueError, OSError) as e:
+                    _log.warning("Ingress %s: client certificate authentication of %s: "
+                                 "the Secret %s's ca.crt cannot be loaded (%s): the host's "
+                                 "handshakes fail", auth.ingress, host, auth.secret, e)
+                    ctx = _refusing_context(pem)
+            ctxs[ck] = ctx
+            if host.startswith("*."):
+                wild[host[1:]] = ctx
+            else:
+                exact[host] = ctx
+        for host, auth in auths.items():
+            if (auth is None or not auth.verifies) and host not in exact \
+                    and not host.startswith("*."):
+                dot = host.find(".")
+                if dot > 0 and host[dot:] in wild and wild[host[dot:]] in ctxs.values():
+                    hit = _chosen_for(sel.chosen, sel.kept, host)
+                    exact[host] = hit[0].ctx if hit is not None else self.default_context
+        self._auths, self._auth_ctxs = auths, ctxs
+
+    def client_auth(self, host: str) -> ClientCertAuth | None:
+        """The client certificate authentication of the server answering ``host`` (a request's
+        host, normalised), from the last :meth:`update`; None: none. What the proxy core asks
+        per request (``Proxy(client_auth=...)``)."""
+        auths = self._auths
+        if not auths:
+            return None
+        from .proxy._clientcert import auth_for_host
+        return auth_for_host(auths, host)
 
     def _update_default(self, res: Resources) -> list[TLSProblem]:
         """Serve the ``default_secret`` Secret of ``res`` as the default certificate, as
@@ -1428,6 +1815,10 @@ class CertificateStore:
         ``sys.unraisablehook`` (stderr). ``ingresslib``'s own HTTPS listener
         (:class:`~ingresslib.proxy.ProxyServer`) does not use this context: it reads the name
         itself and serves such a name the default certificate (:meth:`context_for_hello`).
+        A host with client certificate authentication (``auth-tls-*``) is not asked for a
+        certificate through this context: OpenSSL keeps the listening context's verify mode
+        when the callback switches (``SSL_set_SSL_CTX``; nginx's servername callback copies
+        it, Python cannot), so :func:`client_cert_of` finds none (``NONE``, never ``SUCCESS``).
         """
         if self._server_ctx is None:
             ctx = _new_context(*self._default_cert)

@@ -102,11 +102,10 @@ def test_timeout_annotation_past_bound_warns_in_the_router(
 
 
 def test_upstream_hash_by_use_hostname_is_not_taken_for_a_misspelling() -> None:
+    # Implemented since session 26 (_balance_hash.py): no warning at all, not a misspelling.
     opts = parse_route_options({P + "upstream-hash-by-use-hostname": "true"}, "/",
                                ProxySettings(), where=WHERE)
-    assert opts.warnings == (
-        f"{WHERE}: annotation {P}upstream-hash-by-use-hostname: not implemented by "
-        "ingresslib; ignored",)
+    assert opts.warnings == ()
 
 
 def test_a_real_misspelling_next_to_it_is_still_offered_the_name() -> None:
@@ -124,18 +123,23 @@ CANARY = {P + "canary": "true", P + "canary-weight": "50"}
 
 def test_canary_ignored_texts_for_each_kind_of_annotation() -> None:
     ann = {**CANARY, P + "proxy-read-timeout": "30", P + "whitelist-source-range": "10.0.0.0/8",
-           P + "auth-url": "http://auth.test/"}
+           P + "auth-url": "http://auth.test/", P + "satisfy": "any"}
     opts = parse_route_options(ann, "/", ProxySettings(), where=WHERE, main_annotations={})
     assert sorted(opts.warnings) == sorted([
         f"{WHERE}: annotation {P}proxy-read-timeout: ignored on a canary Ingress (as in "
         "ingress-nginx: the main Ingress's applies to canary traffic)",
         f"{WHERE}: annotation {P}whitelist-source-range: ignored on a canary Ingress (as in "
         "ingress-nginx: the main Ingress's access control applies to canary traffic)",
+        # auth-url is implemented since session 26 (proxy/_extauth.py): a location option
+        # the main Ingress's value of applies, no "not implemented" any more.
         f"{WHERE}: annotation {P}auth-url: ignored on a canary Ingress (as in ingress-nginx: "
+        "the main Ingress's applies to canary traffic)",
+        # An access annotation ingresslib does not implement: said as before.
+        f"{WHERE}: annotation {P}satisfy: ignored on a canary Ingress (as in ingress-nginx: "
         "the main Ingress's access control applies to canary traffic), and not implemented "
         "by ingresslib anyway",
     ])
-    assert opts.access is None and opts.read_timeout == 60.0
+    assert opts.access is None and opts.ext_auth is None and opts.read_timeout == 60.0
 
 
 def test_canary_copying_its_main_values_is_not_warned() -> None:

@@ -81,7 +81,7 @@ async def test_a_refused_wss_handshake_carries_hsts_as_from_the_proxy(host: str)
 
 
 @pytest.mark.asyncio
-async def test_the_apps_wss_denial_carries_hsts_and_its_accept_does_not() -> None:
+async def test_the_apps_wss_denial_carries_hsts_and_so_does_its_accept() -> None:
     async def denying(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
@@ -89,8 +89,11 @@ async def test_the_apps_wss_denial_carries_hsts_and_its_accept_does_not() -> Non
 
     sent = await _ws_run(_ws_scope("plain.test", "wss"), denying)
     assert _header(sent[0], b"strict-transport-security") == HSTS
-    # A 101 gets nothing added (the proxy's _on_switch adds nothing either); ws: no HSTS.
+    # A wss 101 gets HSTS too, as the proxy core's (session 26: nginx's HSTS header filter
+    # runs on a 101, tests/test_loose_ends_s26.py); ws: no HSTS, nothing added.
     assert await _ws_run(_ws_scope("plain.test", "wss"), _accepting) == [
+        {"type": "websocket.accept", "headers": [(b"strict-transport-security", HSTS)]}]
+    assert await _ws_run(_ws_scope("plain.test", "ws"), _accepting) == [
         {"type": "websocket.accept"}]
     sent = await _ws_run(_ws_scope("nohost.test", "ws"), _accepting)
     assert sent[0]["status"] == 404 and _header(sent[0], b"strict-transport-security") is None

@@ -215,5 +215,6 @@ def test_ingress_asgi_sets_the_affinity_cookie_on_websocket_accept(tls: bool) ->
     cookies = _values(lines, b"set-cookie")
     assert len(cookies) == 1  # before: none
     assert cookies[0].endswith(b"; Secure") is tls
-    # No HSTS on a 101, as the proxy (tests/test_asgi_s17.py).
-    assert _values(lines, b"strict-transport-security") == []
+    # HSTS on a wss 101 only, as the proxy core's (session 26: tests/test_loose_ends_s26.py).
+    assert _values(lines, b"strict-transport-security") == (
+        [b"max-age=31536000; includeSubDomains"] if tls else [])

@@ -129,10 +129,19 @@ def test_router_error_page_picks_the_default_backends_endpoints() -> None:
                and e.service == "errors" and e.match is d.match for e in picks)
     assert {e.endpoint for e in picks if e is not None} == {("10.9.0.1", 9090),
                                                           ("10.9.0.2", 9090)}
-    # no annotation, or a default backend without endpoints: none
+    # A default-backend annotation without custom-http-errors: its page still (since session
+    # 26: the ConfigMap's custom-http-errors may ask for it; whether a response is intercepted
+    # is the route's options', not the router's).
     r1 = Router(parse_manifests(_docs({P + "default-backend": "errors"})))
     d1 = r1.route("GET", "a.test", "/x")
-    assert d1 is not None and d1.endpoint == WEB and r1.error_page(d1) is None
+    assert d1 is not None and d1.endpoint == WEB
+    e1 = r1.error_page(d1)
+    assert e1 is not None and e1.endpoint == ("10.9.0.1", 9090) and e1.service == "errors"
+    assert e1.default_backend == "custom-default-backend-default-errors" and e1.match is d1.match
+    # no default-backend annotation, or a default backend without endpoints: none
+    r0 = Router(parse_manifests(_docs({P + "custom-http-errors": "404"})))
+    d0 = r0.route("GET", "a.test", "/x")
+    assert d0 is not None and d0.endpoint == WEB and r0.error_page(d0) is None
     r2 = Router(parse_manifests(_docs(errors=())))
     d2 = r2.route("GET", "a.test", "/x")
     assert d2 is not None and r2.error_page(d2) is None

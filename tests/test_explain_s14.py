@@ -54,7 +54,8 @@ BASIC = {P + "auth-type": "basic", P + "auth-secret": "users", P + "auth-realm":
 MANIFESTS = (ingress("admin", "admin.test", {**RANGES, **BASIC})
              + ingress("ranges", "ranges.test", RANGES)
              + ingress("basic", "basic.test", BASIC)
-             + ingress("ext", "ext.test", {P + "auth-url": "http://auth.invalid/check"})
+             # auth-url is implemented by the proxy core since session 26: digest is not.
+             + ingress("digest", "digest.test", {P + "auth-type": "digest"})
              + ingress("gone", "gone.test", {P + "auth-type": "basic", P + "auth-secret": "gone"})
              + ingress("moved", "moved.test", {**RANGES,
                                                P + "permanent-redirect": "https://new.test/"})
@@ -180,12 +181,12 @@ def test_a_basic_auth_secret_that_does_not_exist_is_503(
 
 def test_an_unenforceable_access_annotation_is_503(files: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain_json(capsys, files, "http://ext.test/")
+    doc = explain_json(capsys, files, "http://digest.test/")
     assert doc["status"] == 503
-    assert "auth-url (external authentication)" in doc["access"]["denied"]
-    out = explain_text(capsys, files, "http://ext.test/")
+    assert "auth-type (basic/digest authentication)" in doc["access"]["denied"]
+    out = explain_text(capsys, files, "http://digest.test/")
     assert "access: denied, every request answers 503: annotation nginx.ingress.kubernetes.io/" \
-           "auth-url" in out
+           "auth-type" in out
     assert "proxy answers: 503 (the location is denied" in out
 
 

@@ -64,6 +64,11 @@ _VALID = {
     "keep-alive-requests": "50",
     "add-headers": "ingress/global",
     "proxy-set-headers": "ingress/upstream",
+    "custom-http-errors": "404,503",
+    "proxy-protocol-header-timeout": "7s",
+    "global-auth-url": "http://auth.example/check",
+    "global-auth-method": "GET",
+    "global-auth-signin": "https://login.example/",
 }
 
 
@@ -95,7 +100,11 @@ def test_guard_every_configmap_key_loads_alone(key: str) -> None:
 
 def test_guard_every_configmap_key_loads_together_and_rebuilds_from_asdict() -> None:
     cfg = parse_config_data({key: _valid(key) for key in KNOWN_KEYS})
-    assert cfg.warnings == () and cfg.load_balance == "ewma"
+    # The one note every valid value of a key gets: the global custom-http-errors needs a
+    # default-backend annotation to act (session 26: ingresslib models no controller default
+    # backend).
+    assert [w.split(":")[1].strip() for w in cfg.warnings] == ["data.custom-http-errors"]
+    assert cfg.load_balance == "ewma"
     s = cfg.settings
     assert (s.proxy_body_size, s.hsts_max_age, s.upstream_keepalive_time) == (8388608, 100, 3600.0)
     # As a JSON or TOML file would give it back: lists for the tuples.

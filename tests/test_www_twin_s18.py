@@ -328,7 +328,7 @@ def _canary_access_warnings(canary_extra: dict[str, str],
 
 def test_copied_access_annotations_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
     # The main Ingress's access annotations copied to its canary change nothing: no warning
-    # per copied annotation (the main's own warnings, auth-url's 503, stay).
+    # per copied annotation (the main's own warnings stay).
     assert _canary_access_warnings({}, caplog) == []
 
 

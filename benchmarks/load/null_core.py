@@ -10,6 +10,7 @@ REQ = b"GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n"
 class Conn:
     idle = True; closed = False
     reading_wanted = True  # never holds client bytes (the server asks after each batch)
+    upstream_reading_wanted = True  # never holds response bytes (limit-rate: session 26)
     def plain_body(self, n): return False
     def __init__(self): self.ids = itertools.count(1); self.cur = 0
     def start(self, now): return [SetTimer(TimerKind.HEAD, 60.0)]

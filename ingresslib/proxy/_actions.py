@@ -27,6 +27,7 @@ from ._access import Access, build_access, combine_access
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._cors import PREFLIGHT_STATUS
 from ._headers import ACME_CHALLENGE
+from ._mirror import Mirror
 from ._settings import ProxySettings
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "RequestDone",
     "TunnelEstablished",
     "Offload",
+    "Mirror",
     "access_job",
     "RequestRecord",
 ]
@@ -59,7 +61,8 @@ __all__ = [
 class TimerKind(enum.Enum):
     """Which timer a :class:`SetTimer` arms (at most one per connection): ``HEAD``
     (client_header_timeout), ``IDLE`` (keep_alive), ``UPSTREAM_READ`` (proxy_read_timeout),
-    ``BODY`` (client_body_timeout; 5 s between reads while a local answer's body is discarded).
+    ``BODY`` (client_body_timeout; 5 s between reads while a local answer's body is discarded),
+    ``RATE`` (limit-rate: the next bytes of a throttled response).
     On expiry the driver calls ``conn.timer_expired(kind, now)``."""
 
     #: Absolute deadline for a whole request head (nginx ``client_header_timeout``).
@@ -72,6 +75,11 @@ class TimerKind(enum.Enum):
     #: armed while the body is still coming, instead of ``UPSTREAM_READ``, for the earlier of
     #: that and, once the upstream's response head is in, its ``proxy-read-timeout``.
     BODY = "body"
+    #: ``limit-rate``: the response's next bytes are due (nginx's ``c->write->delayed``
+    #: timer). Armed instead of ``UPSTREAM_READ`` / ``BODY`` while the core holds back
+    #: response bytes, so neither runs out because of the core's own throttling; they are
+    #: armed again when it ends. Only on a connection made with ``throttle=True``.
+    RATE = "rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +274,7 @@ class RequestDone:
 
 
 Action = (OpenUpstream | SendUpstream | CloseUpstream | SendDownstream | CloseDownstream
-          | SetTimer | RequestDone | TunnelEstablished | Offload)
+          | SetTimer | RequestDone | TunnelEstablished | Offload | Mirror)
 
 
 # -- redirects ---------------------------------------------------------------------------------
@@ -717,6 +725,13 @@ class RouteOptionsSource:
     _twins: dict[str, str] | None
     _twin_hosts_table: Any
     _twin_hosts: frozenset[str]
+    #: ``auth-url`` is done by this front end (the proxy core: proxy/_extauth.py); False
+    #: (IngressASGI): it is an access annotation ingresslib cannot enforce there (503).
+    _ext_auth = False
+    #: ``auth-tls-*`` is enforced by this front end (``parse_route_options``'s
+    #: ``client_certs``; None: as ``_ext_auth``). IngressASGI: False (it does auth-url, not
+    #: client certificates).
+    _client_certs: bool | None = None
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -847,7 +862,8 @@ class RouteOptionsSource:
                                    where=f"Ingress {route.ingress}",
                                    namespace=getattr(route, "namespace", None),
                                    secrets=self._router_secrets, auth_warn=self._warn_one,
-                                   main_annotations=main)
+                                   main_annotations=main, ext_auth=self._ext_auth,
+                                   client_certs=self._client_certs)
         if opts.warnings:
             self._warn_once(opts.warnings)
         return opts
@@ -1139,7 +1155,9 @@ class RouteOptionsSource:
                                        where=f"Ingress {meta.namespace}/{meta.name}",
                                        namespace=meta.namespace,
                                        secrets=self._router_secrets,
-                                       auth_warn=self._warn_one) if ann \
+                                       auth_warn=self._warn_one,
+                                       ext_auth=self._ext_auth,
+                                       client_certs=self._client_certs) if ann \
                 else self._default_options
             if opts.warnings:
                 # Logged once per table (``_warn_once``): the same text as its rules' when it

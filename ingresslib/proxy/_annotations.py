@@ -57,13 +57,17 @@ from .._goparse import parse_bool, parse_int
 from .._normalize import canonical_rule_path
 from .._spelling import close_name
 from .._table import _is_canary_value
-from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, route_access,
-                      unenforced_access)
+from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, combine_access,
+                      route_access, unenforced_access)
+from ._bandwidth import BANDWIDTH_ANNOTATIONS, KB, parse_bandwidth
 from ._cors import CORS_ANNOTATIONS, Cors, parse_cors
 from ._ratelimit import RATE_LIMIT_ANNOTATIONS, RateLimit, parse_rate_limit
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
-from ._error_pages import CUSTOM_HTTP_ERRORS, parse_custom_http_errors
+from ._error_pages import CUSTOM_HTTP_ERRORS, global_custom_http_errors, parse_custom_http_errors
 from ._header_sets import CUSTOM_HEADERS, CustomHeaders, parse_custom_headers
+from ._extauth import EXTAUTH_ANNOTATIONS, EXTAUTH_IGNORED, ExtAuth, parse_ext_auth
+from ._globalauth import fold as fold_global_auth
+from ._mirror import MIRROR_ANNOTATIONS, MirrorTarget, parse_mirror
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
                              parse_redirect_word, parse_upstream_vhost)
 
@@ -91,6 +95,8 @@ LOCATION_OPTIONS = frozenset({
     *CORS_ANNOTATIONS,
     # proxy/_ratelimit.py
     *RATE_LIMIT_ANNOTATIONS,
+    # proxy/_bandwidth.py (limit-rate, limit-rate-after)
+    *BANDWIDTH_ANNOTATIONS,
     # proxy/_response_head.py
     "upstream-vhost", "proxy-redirect-from", "proxy-redirect-to", "proxy-cookie-domain",
     "proxy-cookie-path",
@@ -98,6 +104,12 @@ LOCATION_OPTIONS = frozenset({
     "custom-http-errors", "disable-proxy-intercept-errors",
     # proxy/_header_sets.py (a ConfigMap's headers on every answer of the location)
     CUSTOM_HEADERS,
+    # proxy/_mirror.py (mirror-target, mirror-request-body, mirror-host)
+    *MIRROR_ANNOTATIONS,
+    # proxy/_extauth.py (auth-url: the proxy core's auth_request; IngressASGI denies it)
+    *EXTAUTH_ANNOTATIONS,
+    # proxy/_globalauth.py (the ConfigMap's global-auth-url on this location or not)
+    "enable-global-auth",
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -112,8 +124,15 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     "session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
     "session-cookie-partitioned", "upstream-hash-by", "upstream-hash-by-subset",
     "upstream-hash-by-subset-size", "load-balance", "service-upstream",
+    # proxy/_clientcert.py (per host, by the proxy core and the TLS listener: _tls.py)
+    "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth",
+    "auth-tls-error-page", "auth-tls-pass-certificate-to-upstream", "auth-tls-match-cn",
+    # _balance_hash.py (the ring keyed by the endpoints' EndpointSlice hostname)
+    "upstream-hash-by-use-hostname",
     # _router.py / _endpoints.py (custom_default_backend), proxy/_error_pages.py
     "default-backend",
+    # proxy/_passthrough.py (the TLS listener's, with ProxyServer(ssl_passthrough=True))
+    "ssl-passthrough",
 }) | SOURCE_RANGE_ANNOTATIONS
 
 #: Every annotation ingress-nginx reads (without the prefix), implemented here or not: the
@@ -252,6 +271,20 @@ class RouteOptions:
     #: ``custom-headers``: the ConfigMap whose ``data`` is set on every answer of the route
     #: (proxy/_header_sets.py, looked up in the router's current ConfigMaps); None: none.
     custom_headers: CustomHeaders | None = None
+    #: ``auth-url`` and its annotations (proxy/_extauth.py): the proxy core asks the auth
+    #: service before the backend; None: no external authentication.
+    ext_auth: ExtAuth | None = None
+    #: ``mirror-target`` (with ``mirror-host``, ``mirror-request-body``): where a copy of each
+    #: request goes (proxy/_mirror.py); None: not mirrored.
+    mirror: MirrorTarget | None = None
+    #: ``limit-rate`` / ``limit-rate-after`` (proxy/_bandwidth.py), in bytes: the response's
+    #: bandwidth per request (0: no limit) and the bytes sent before it applies.
+    limit_rate: int = 0
+    limit_rate_after: int = 0
+    #: The Ingress sets ``auth-tls-secret`` (read for the proxy core: ``client_certs``): its
+    #: host's client certificate authentication must have been applied to the request
+    #: (proxy/_clientcert.py), else the route answers 503 (a core without ``client_auth``).
+    auth_tls: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
@@ -684,6 +717,8 @@ def parse_route_options(
     auth_warn: Callable[[str], None] | None = None,
     main_annotations: Mapping[str, str] | None = None,
     path_field: str = "",
+    ext_auth: bool = True,
+    client_certs: bool | None = None,
 ) -> RouteOptions:
     """Merge one route's annotations over ``settings``; invalid values warn and fall back.
 
@@ -694,7 +729,13 @@ def parse_route_options(
     ``main_annotations`` are those of the main rule it joins (None: not known, every location
     option set is reported). ``path_field``: the rule path's field
     (``spec.rules[i].http.paths[j].path``), named by a warning on the path (``check``).
-    Every warning, ``route_access``'s and ``auth_warn``'s too, is a :class:`RouteWarning`."""
+    Every warning, ``route_access``'s and ``auth_warn``'s too, is a :class:`RouteWarning`.
+    ``ext_auth`` False (IngressASGI, which has no auth subrequest): ``auth-url`` and its
+    annotations are access annotations ingresslib cannot enforce (``route_access``: 503).
+    ``client_certs`` (None: as ``ext_auth``, the proxy core's; IngressASGI has neither) False:
+    likewise ``auth-tls-*``; True: their values are checked here (proxy/_clientcert.py: a
+    refused value denies the routes, 503), their Secret read and enforced per host by the
+    TLS listener's ``CertificateStore`` and the proxy core."""
     warnings: list[RouteWarning] = []
     # A canary Ingress lends only its backend to the main rule: the proxy applies the main
     # rule's options to canary traffic (``Decision.match``), as ingress-nginx merges only the
@@ -711,7 +752,8 @@ def parse_route_options(
     canary = _is_canary_value(annotations.get(PREFIX + "canary"))
     if canary:
         for key in sorted(annotations):
-            if key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS:
+            if key.startswith(PREFIX) and key[len(PREFIX):] in LOCATION_OPTIONS and (
+                    ext_auth or key[len(PREFIX):] not in EXTAUTH_ANNOTATIONS):
                 ignored = canary_ignored(annotations, main_annotations, where, key)
                 if ignored is not None:
                     warnings.append(ignored)
@@ -787,7 +829,12 @@ def parse_route_options(
     rate_limit: RateLimit | None = None
     custom_errors: frozenset[int] = frozenset()
     custom_headers: CustomHeaders | None = None
+    limit_rate = settings.limit_rate * KB
+    limit_rate_after = settings.limit_rate_after * KB
     if not canary:
+        limit_rate, limit_rate_after = parse_bandwidth(
+            annotations, PREFIX, settings.limit_rate, settings.limit_rate_after,
+            lambda key, message: warnings.append(RouteWarning.annotation(where, key, message)))
         rate_limit = parse_rate_limit(annotations, PREFIX, where, lambda key, message:
                                       warnings.append(RouteWarning.annotation(where, key,
                                                                               message)))
@@ -796,14 +843,66 @@ def parse_route_options(
         custom_errors = _custom_errors(annotations, where, warnings)
         custom_headers = get(CUSTOM_HEADERS, lambda v: parse_custom_headers(
             v, namespace, settings.global_allowed_response_headers, where), None)
+    # proxy/_mirror.py; on a canary, ignored (canary traffic is mirrored as the main rule says)
+    mirror = None if canary else parse_mirror(
+        annotations, PREFIX,
+        lambda key, message: warnings.append(RouteWarning.annotation(where, key, message)))
     # nginx.tmpl: "proxy_intercept_errors on;" only without it: the error_page lines then
     # apply to nginx's own errors alone (ingresslib: its 502/504 after the last try).
     intercept = not get("disable-proxy-intercept-errors", _bool, False)
+    if settings.custom_http_errors:
+        # The ConfigMap's custom-http-errors: nginx.tmpl's http-level "proxy_intercept_errors
+        # on;" and "error_page <code> = @custom_upstream-default-backend_<code>;", which a
+        # location inherits unless it writes its own error_page lines (the annotation's) --
+        # and "proxy_intercept_errors on" whatever disable-proxy-intercept-errors says (the
+        # annotation only leaves out the location's own "on").
+        intercept = True
+        if not custom_errors:  # none, or ignored (annotations.go: a parse error, no codes)
+            custom_errors = global_custom_http_errors(settings.custom_http_errors)
 
-    access, access_warnings = route_access(annotations, PREFIX, settings, where, namespace,
-                                           secrets, auth_warn,
+    ext: ExtAuth | None = None
+    ext_denied: str | None = None
+    access_annotations = annotations
+    if ext_auth:
+        # auth-url (proxy/_extauth.py) is no access annotation ingresslib cannot enforce any
+        # more; auth-cache-* / auth-keepalive* are warned there and ignored.
+        access_annotations = {k: v for k, v in annotations.items() if not (
+            k.startswith(PREFIX) and k[len(PREFIX):] in EXTAUTH_ANNOTATIONS | EXTAUTH_IGNORED)}
+        if not canary:
+            ext, ext_denied = parse_ext_auth(annotations, PREFIX, lambda key, message:
+                                             warnings.append(RouteWarning.annotation(
+                                                 where, key, message)),
+                                             settings.deny_unenforced_access_annotations)
+    global_denied: str | None = None
+    if not canary:
+        # The ConfigMap's global-auth-url folded into ext_auth, no-auth-locations
+        # (proxy/_globalauth.py).
+        ext, global_denied, access_annotations = fold_global_auth(
+            annotations, PREFIX, rule_path, settings, ext, ext_denied, access_annotations,
+            ext_auth, lambda key, message: warnings.append(RouteWarning.annotation(
+                where, key, message)), lambda message: warnings.append(RouteWarning.on(
+                    where, message)))
+    tls_denied: str | None = None
+    auth_tls = False
+    if (ext_auth if client_certs is None else client_certs) and not canary and any(
+            k.startswith(_AUTH_TLS) for k in annotations):
+        # auth-tls-* (proxy/_clientcert.py): the server's client certificate authentication,
+        # enforced per host by the proxy core; here only what denies this Ingress's routes.
+        access_annotations = {k: v for k, v in access_annotations.items()
+                              if not k.startswith(_AUTH_TLS)}
+        tls_denied = _auth_tls_denial(annotations, namespace, where, warnings)
+        auth_tls = PREFIX + "auth-tls-secret" in annotations
+    access, access_warnings = route_access(access_annotations, PREFIX, settings, where,
+                                           namespace, secrets, auth_warn,
                                            main_annotations=main_annotations)
     warnings.extend(access_warnings)
+    if tls_denied is not None:
+        access = combine_access(access, Access(tls_denied, None))
+    if ext_denied is not None:
+        # authreq/main.go: an auth-url ingress-nginx cannot use denies the location (503).
+        access = combine_access(access, Access(ext_denied, None))
+    if global_denied is not None:
+        access = combine_access(access, Access(global_denied, None))
     # Never silently: an annotation ingress-nginx acts on and ingresslib does not is named
     # (route_access already spoke of those that restrict access).
     for key in sorted(annotations):
@@ -873,7 +972,42 @@ def parse_route_options(
         custom_http_errors=custom_errors,
         intercept_errors=intercept,
         custom_headers=custom_headers,
+        ext_auth=ext,
+        mirror=mirror,
+        limit_rate=limit_rate,
+        auth_tls=auth_tls,
+        limit_rate_after=limit_rate_after,
     )
+
+
+_AUTH_TLS = PREFIX + "auth-tls-"
+
+
+def _auth_tls_denial(annotations: Mapping[str, str], namespace: str | None, where: str,
+                     warnings: list[RouteWarning]) -> str | None:
+    """Why the values of the ``auth-tls-*`` annotations of an Ingress deny its routes (503,
+    as ingress-nginx's LocationDenied), or None; their warnings go to ``warnings``. The
+    Secret is not read here (the route table outlives a Secret's changes): the TLS listener's
+    ``CertificateStore`` reads it at each update, and a host whose Secret cannot be used
+    answers 503 (proxy/_clientcert.py ``server_auths``)."""
+    from ._clientcert import parse_auth_tls
+
+    if PREFIX + "auth-tls-secret" not in annotations:
+        for key in sorted(k for k in annotations if k.startswith(_AUTH_TLS)):
+            # authtls/main.go: without auth-tls-secret the others are read by nothing.
+            warnings.append(RouteWarning.annotation(
+                where, key, f"ignored without {PREFIX}auth-tls-secret (as in ingress-nginx)"))
+        return None
+    parsed = parse_auth_tls(annotations, PREFIX, namespace, where.removeprefix("Ingress "),
+                            None, resolve=False)
+    assert parsed is not None
+    warnings.extend(RouteWarning.annotation(where, key, message)
+                    for key, message in parsed.warnings)
+    if parsed.denied is not None:
+        warnings.append(RouteWarning.on(
+            where, f"{parsed.denied}: the Ingress's routes answer 503",
+            annotation_field(parsed.denied_key)))
+    return parsed.denied
 
 
 def _custom_errors(annotations: Mapping[str, str], where: str,

@@ -140,6 +140,9 @@ from ._actions import (
 from ._annotations import RouteOptions
 # Re-exported (``X as X``): tests and tools import these from here.
 from ._chunked import _MAX_CHUNK_SIZE as _MAX_CHUNK_SIZE
+from ._clientcert import CLIENT_CERT_HEADERS, ClientCert, ClientCertAuth
+from ._clientcert import refusal as client_cert_refusal
+from ._clientcert import upstream_lines as client_cert_lines
 from ._chunked import _ChunkedReader as _ChunkedReader
 from ._chunked import _RequestChunkedReader as _RequestChunkedReader
 from ._cors import PREFLIGHT_STATUS
@@ -152,6 +155,8 @@ from ._header_sets import (
     upstream_set_headers,
 )
 from ._errors import LocalProxyError, RemoteProxyError
+from ._extauth import (auth_add_cookies, auth_connected, auth_data, auth_drop, auth_eof,
+                       auth_failed, auth_owns, auth_start, auth_timed_out, auth_upstream_head)
 from ._error_pages import (default_backend_lines, error_page_head, error_page_options,
                            without_set_names)
 from ._headers import (
@@ -186,10 +191,12 @@ from ._headers import (
     valid_request_id,
 )
 from ._h11_reader import _H11Reader as _H11Reader
+from ._mirror import MirrorCopy, begin_mirror, budget_of, drop_copy
 from ._request import _Request, _Upstream, _raw_request_line
 from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
                              rewrite_response_headers)
 from ._ratelimit import Held, RateLimiter
+from ._bandwidth import Throttle
 from ._settings import ProxySettings
 
 __all__ = ["Proxy", "ClientConnection"]
@@ -269,6 +276,9 @@ class Proxy(RouteOptionsSource):
     [b'HTTP/1.1 404 Not Found']
     """
 
+    #: auth-url: the core asks the auth service (proxy/_extauth.py).
+    _ext_auth = True
+
     def __init__(
         self,
         router: Any,
@@ -280,8 +290,12 @@ class Proxy(RouteOptionsSource):
         logger: logging.Logger | None = None,
         records: bool = True,
         clock: Callable[[], float] | None = time.time,
+        client_auth: Callable[[str], ClientCertAuth | None] | None = None,
     ) -> None:
         self.router = router
+        #: ``host -> ClientCertAuth | None``: the client certificate authentication
+        #: (``auth-tls-*``) of a request's server (proxy/_clientcert.py); None: none anywhere.
+        self.client_auth = client_auth
         #: The router whose ``route`` was last checked for a ``query=`` parameter
         #: (``_note_router``; ``router`` may be replaced at any time) and the answer.
         self._query_router: Any = None
@@ -378,11 +392,24 @@ class Proxy(RouteOptionsSource):
         now: float,
         refuse_requests: tuple[int, bytes] | None = None,
         offload: bool = False,
+        throttle: bool = False,
+        client_cert: ClientCert | None = None,
     ) -> ClientConnection:
         """A new downstream connection from ``peer`` (``(ip, port)`` or ip);
-        ``refuse_requests`` and ``offload`` as :class:`ClientConnection`'s."""
-        return ClientConnection(self, peer, tls=tls, local_port=local_port, now=now,
+        ``refuse_requests`` and ``offload`` as :class:`ClientConnection`'s; ``throttle``:
+        the driver performs ``TimerKind.RATE`` timers and asks ``upstream_reading_wanted``, so
+        ``limit-rate`` responses are throttled (False: sent unthrottled, ingresslib/proxy/API.md);
+        ``client_cert``: what the TLS handshake verified of the client's certificate (a
+        ``ClientCert``: ingresslib/proxy/API.md, "Client certificates"; None: nothing, or no
+        TLS)."""
+        conn = ClientConnection(self, peer, tls=tls, local_port=local_port, now=now,
                                 refuse_requests=refuse_requests, offload=offload)
+        conn.client_cert = client_cert
+        if throttle:
+            # limit-rate (proxy/_bandwidth.py): the driver arms ``TimerKind.RATE`` and asks
+            # ``upstream_reading_wanted``; without it responses go out unthrottled.
+            conn._throttle = True
+        return conn
 
 
 def _has_secure(set_cookie: str) -> bool:
@@ -425,6 +452,11 @@ class ClientConnection:
         self.settings = proxy.settings
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else peer
         self.tls = tls
+        #: What the TLS handshake verified of the client's certificate (``auth-tls-*``,
+        #: proxy/_clientcert.py); None: nothing (no TLS, or its context asked for none).
+        self.client_cert: ClientCert | None = None
+        #: ``(request, its server's ClientCertAuth)``: the ``ssl-client-*`` headers to send.
+        self._cert_auth: tuple[_Request, ClientCertAuth] | None = None
         self.scheme = "https" if tls else "http"
         self.local_port = local_port if local_port is not None else (443 if tls else 80)
         s = self.settings
@@ -492,6 +524,16 @@ class ClientConnection:
         if req is not None and req.unsent_size > _HOLD_LIMIT:
             return False
         return not self._busy or len(self._inbuf) <= _HOLD_LIMIT
+
+    @property
+    def upstream_reading_wanted(self) -> bool:
+        """False while the core holds more than 64 KiB of response bytes that ``limit-rate``
+        does not let out yet (a connection made with ``throttle=True``): the driver should
+        stop reading the upstreams until it is True again (after a ``TimerKind.RATE`` expiry
+        let bytes out). Ask after each call. A driver that never asks keeps working: the
+        response is still sent at the rate, the held bytes unbounded."""
+        bw = self._bw
+        return bw is None or len(bw.held) <= _HOLD_LIMIT or self.closed
 
     def plain_body(self, n: int) -> bool:
         """True when the next ``n`` client bytes are all body bytes of a request with a
@@ -594,6 +636,8 @@ class ClientConnection:
     def upstream_connected(self, conn_id: int, now: float, reused: bool = False) -> list[Action]:
         """The connection of ``OpenUpstream(conn_id, ...)`` is ready (``reused``: taken from
         the idle pool). A ``conn_id`` already given up gets ``[CloseUpstream(conn_id, False)]``."""
+        if self._auth is not None and auth_owns(self, conn_id):
+            return auth_connected(self, now)
         up = self._upstream(conn_id)
         if up is None:
             return [CloseUpstream(conn_id, False)]
@@ -618,6 +662,8 @@ class ClientConnection:
     def upstream_failed(self, conn_id: int, now: float, timed_out: bool = False) -> list[Action]:
         """The connect failed, or (``timed_out``) ran past ``connect_timeout`` or a send
         stalled past ``send_timeout``: the try fails (a retry, or 502/504)."""
+        if self._auth is not None and auth_owns(self, conn_id):
+            return auth_failed(self, now)
         up = self._upstream(conn_id)
         if up is None:
             return []
@@ -627,6 +673,8 @@ class ClientConnection:
     def upstream_data(self, conn_id: int, data: bytes, now: float) -> list[Action]:
         """Bytes read from the upstream connection ``conn_id``; an earlier try's ids are
         ignored."""
+        if self._auth is not None and auth_owns(self, conn_id):
+            return auth_data(self, data, now)
         if self._tunnel is not None:
             if conn_id == self._tunnel:
                 if self._req is not None:
@@ -675,6 +723,8 @@ class ClientConnection:
 
     def upstream_eof(self, conn_id: int, now: float) -> list[Action]:
         """The upstream connection ``conn_id`` closed or failed after its connect."""
+        if self._auth is not None and auth_owns(self, conn_id):
+            return auth_eof(self, now)
         if self._tunnel is not None:
             if conn_id == self._tunnel:
                 self._close_all(now)
@@ -716,8 +766,12 @@ class ClientConnection:
         elif kind is TimerKind.UPSTREAM_READ:
             if self._tunnel is not None:
                 self._close_all(now)
+            elif self._auth is not None:
+                auth_timed_out(self, now)  # the auth subrequest timed out: 500
             elif self._up is not None:
                 self._try_failed(self._up, "timeout", now)
+        elif kind is TimerKind.RATE:
+            self._bw_timer(now)
         elif kind is TimerKind.BODY:
             req = self._req
             up = self._up
@@ -785,6 +839,12 @@ class ClientConnection:
 
     # ---------------------------------------------------------------- helpers
     _eof = False
+    #: auth-url (proxy/_extauth.py): the subrequest under way (``AuthCall``); ``(request,
+    #: headers)`` of a request the auth service let through; ``(request, Set-Cookie values,
+    #: always)`` for the answers to a request.
+    _auth: Any = None
+    _auth_ok: Any = None
+    _auth_cookie: Any = None
     #: The forwarded-for header name of ``_ff_settings`` and ``special_request_names`` of it.
     _ff_settings: ProxySettings | None = None
     _ff_name = b""
@@ -793,6 +853,9 @@ class ClientConnection:
     _tail = b""
     #: Set by ``_next_cycle`` when buffered bytes wait to be parsed as the next request.
     _parse_next: float | None = None
+    #: ``(request, copy)``: a mirrored request whose body is still being read
+    #: (proxy/_mirror.py, ``_begin_mirror``): its ``Mirror`` goes out at the request's end.
+    _mirror: tuple[_Request, MirrorCopy] | None = None
 
     def _flush(self) -> list[Action]:
         while self._parse_next is not None:
@@ -805,6 +868,12 @@ class ClientConnection:
         return out
 
     def _set_timer(self, kind: TimerKind | None, seconds: float | None) -> None:
+        bw = self._bw
+        if bw is not None and bw.delayed and (kind is TimerKind.UPSTREAM_READ
+                                              or kind is TimerKind.BODY):
+            # limit-rate holds the response back: RATE stays armed, and the request's timer
+            # is armed again when the delay ends (``_bw_timer``).
+            return
         if kind is None or seconds is None or seconds <= 0:
             if self._timer is not None:
                 self._timer = None
@@ -881,6 +950,8 @@ class ClientConnection:
         if not self.closed:
             self.closed = True
             self._timer = None
+            drop_copy(self._mirror)  # (proxy/_mirror.py: its bytes are let go)
+            self._mirror = None
             req = self._req
             if linger is None:
                 # A request whose body was not read to its end: the client may still be
@@ -908,6 +979,8 @@ class ClientConnection:
         return body._remaining != len(h._buf._data) + len(self._inbuf)
 
     def _close_upstream(self, reuse: bool) -> None:
+        if self._auth is not None:
+            auth_drop(self)
         up = self._up
         if up is not None:
             self._up = None
@@ -1044,6 +1117,29 @@ class ClientConnection:
             else:  # NEED_DATA or PAUSED
                 return
 
+    def _client_cert_refused(self, req: _Request, now: float) -> bool:
+        """Client certificate authentication (``auth-tls-*``) of the request's server, as
+        nginx's ``ngx_http_process_request`` and the server block's match-cn ``if`` refuse,
+        before any location (proxy/_clientcert.py ``refusal``). True if answered; else the
+        request's ``ssl-client-*`` headers are noted for its upstream head."""
+        client_auth = self.proxy.client_auth
+        auth = client_auth(req.host) if client_auth is not None and req.host else None
+        if auth is None:
+            return False
+        refused = client_cert_refusal(auth, self.client_cert, self.tls, req.path)
+        if refused is None:
+            self._cert_auth = (req, auth)
+            return False
+        status, text, location = refused
+        req.phase = "server"
+        # nginx's 495/496 (and their error_page) end the keep-alive
+        # (ngx_http_special_response_handler: "case NGX_HTTPS_CERT_ERROR: case
+        # NGX_HTTPS_NO_CERT: ... r->keepalive = 0"); its 421 and match-cn's 403 do not.
+        self._local_response(req, status, now,
+                             None if location is None else [(b"location", location)],
+                             close=status in (400, 302), body=b"%d %s\n" % (status, text))
+        return True
+
     def _flush_body(self, body: list[bytes], now: float) -> bool:
         """Hand the body bytes gathered by ``_pump_client`` on; False once closed."""
         req = self._req
@@ -1066,6 +1162,8 @@ class ClientConnection:
             return
         if self._refuse is not None:
             self._refuse_request(req, now)
+            return
+        if self.proxy.client_auth is not None and self._client_cert_refused(req, now):
             return
         try:
             proxy = self.proxy
@@ -1104,6 +1202,11 @@ class ClientConnection:
             return
         req.decision = decision
         opts = req.opts = self.proxy.options_for(decision.match)
+        if opts.auth_tls and (self._cert_auth is None or self._cert_auth[0] is not req):
+            # auth-tls-* its server did not apply (a Proxy without client_auth, a store that
+            # does not know the host: a server-alias name): fails closed.
+            self._local_response(req, 503, now)
+            return
         access = opts.access
         if access is not None and denied_first(opts, req.path):
             self._local_response(req, 503, now)
@@ -1226,6 +1329,8 @@ class ClientConnection:
                 self._local_response(req, status, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])
                 return
+        if opts.ext_auth is not None and auth_start(self, req, event, now):
+            return  # auth_request: the auth service answers first (proxy/_extauth.py)
         if decision.endpoint is None:
             self._local_response(req, 503, now)
             return
@@ -1240,6 +1345,8 @@ class ClientConnection:
                 self._out.append(SendDownstream(data))
         try:
             self._build_upstream_headers(req, event)
+            if opts.ext_auth is not None:
+                auth_upstream_head(self, req)  # the auth-response-headers
         except TimeoutError:
             # The rule's rewrite-target regex ran past REWRITE_TIMEOUT on this path: nginx's
             # PCRE stops at its match limit and fails the request ("ngx_regex_exec() failed",
@@ -1248,11 +1355,27 @@ class ClientConnection:
                                     getattr(decision.match, "ingress", None), req.path[:200])
             self._local_response(req, 500, now)
             return
+        if opts.mirror is not None:
+            self._begin_mirror(req, opts)
         # The session cookie goes with the proxied response only: ingress-nginx sets it in
         # sticky.lua's balance(), the balancer phase, which a denied location, a redirect,
         # the source ranges' 403, basic authentication's 401 or a 413 never reach.
         req.set_cookie = getattr(decision, "set_cookie", None)
         self._open(req, decision.endpoint, now)
+
+    def _begin_mirror(self, req: _Request, opts: RouteOptions) -> None:
+        """``mirror-target`` (proxy/_mirror.py): nginx's mirror handler, the precontent phase
+        (after the redirects, rate limits and access control), once per request. Its
+        ``Mirror`` goes out now, or at the request's end when the body goes too."""
+        assert opts.mirror is not None
+        m = begin_mirror(opts.mirror, req.up_head, req.original_uri, req.upstream_target,
+                         (opts.connect_timeout, opts.send_timeout, opts.read_timeout),
+                         opts.body_size, req.length is not None or req.up_chunked,
+                         req.unsent, req.complete, budget_of(self.proxy))
+        if isinstance(m, MirrorCopy):
+            self._mirror = (req, m)
+        elif m is not None:
+            self._out.append(m)
 
     def _defer_unrouted(self, req: _Request) -> bool:
         """For a request no rule routes that the default backend would answer (404): True
@@ -1535,7 +1658,8 @@ class ClientConnection:
         if self._ff_settings is not s:  # once per connection (its settings object)
             self._ff_settings = s
             self._ff_name = s.forwarded_for_header.lower().encode("latin-1")
-            self._ff_special = special_request_names(self._ff_name)
+            # ssl-client-* from the client: never passed (proxy/_clientcert.py).
+            self._ff_special = special_request_names(self._ff_name) | CLIENT_CERT_HEADERS
         ff_name = self._ff_name
         special = self._ff_special
         # Serialised here in one pass (what h11's writer would produce: Host first, then the
@@ -1556,6 +1680,9 @@ class ClientConnection:
                     named and name in named):
                 out.append(b"%s: %s\r\n" % (raw, value))  # the common case
                 continue
+            if name in CLIENT_CERT_HEADERS or (
+                    b"_" in name and name.replace(b"_", b"-") in CLIENT_CERT_HEADERS):
+                continue   # (the underscore spelling too: the same CGI/WSGI name)
             kind = request_header_kind(name, named, ff_name, s)
             if kind is _HOST:
                 hosts.append(b"%s: %s\r\n" % (raw, value))
@@ -1593,6 +1720,11 @@ class ClientConnection:
             pairs = upstream_set_headers(s.proxy_set_headers, self.proxy.router)
             if pairs:
                 out = set_header_lines(out, pairs)
+        cert_auth = self._cert_auth
+        if cert_auth is not None and cert_auth[0] is req:
+            # nginx.tmpl: "proxy_set_header ssl-client-verify $ssl_client_verify;" and the
+            # others, in every location of a server with auth-tls-*.
+            out.extend(client_cert_lines(cert_auth[1], self.client_cert, self.tls))
         opts = req.opts
         if opts is not None and opts.access is not None and opts.access.basic is not None:
             # nginx.tmpl, with auth_basic: 'proxy_set_header Authorization "";' -- the
@@ -1757,6 +1889,8 @@ class ClientConnection:
                 self._close_upstream(False)
                 self._error_response(413, req, now)
             return
+        if self._mirror is not None and self._mirror[0] is req:
+            self._mirror[1].add(data)  # mirror-request-body: the mirror's copy
         replay = req.replay
         if replay is not None:
             req.replay_size += len(data)
@@ -1788,6 +1922,14 @@ class ClientConnection:
             req.defer_limit = 0
             self._local_response(req, 404, now)
             return
+        mirror = self._mirror
+        if mirror is not None:
+            # The whole body is in: the mirror request goes (proxy/_mirror.py).
+            self._mirror = None
+            if mirror[0] is req:
+                sent = mirror[1].action()
+                if sent is not None:
+                    self._out.append(sent)
         up = self._up
         if up is not None and up.connected and up.h11 is not None:
             up.request_done = True
@@ -1865,7 +2007,7 @@ class ClientConnection:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError:
-                self._flush_parts(parts, req)
+                self._flush_parts(parts, req, now)
                 # A close in the middle of the response head is "upstream prematurely closed
                 # connection" (error); anything else is an invalid response.
                 self._try_failed(up, "error" if eof else "invalid_header", now)
@@ -1882,7 +2024,7 @@ class ClientConnection:
                 # (proxy_buffer_size): "upstream sent too big header" -> 502.
                 up.head_bytes += before - len(conn._buf._data)
                 if up.head_bytes > self.settings.max_response_header_size:
-                    self._flush_parts(parts, req)
+                    self._flush_parts(parts, req, now)
                     self._try_failed(up, "invalid_header", now)
                     return
             if t is h11.Data:
@@ -1906,32 +2048,86 @@ class ClientConnection:
             elif t is h11.EndOfMessage:
                 if req.framing == _FRAME_CHUNKED:
                     parts.append(b"0\r\n\r\n")  # trailers are not forwarded
-                self._flush_parts(parts, req)
+                self._flush_parts(parts, req, now)
                 self._response_complete(req, up, now)
                 return
             elif t is h11.InformationalResponse:
                 if req.t_first is None:
                     req.t_first = now
                 if event.status_code == 101:
-                    self._flush_parts(parts, req)
+                    self._flush_parts(parts, req, now)
                     self._on_switch(req, up, event, now)
                     return
                 # 100 Continue was answered by us already; other 1xx are dropped (their
                 # heads count toward max_response_header_size, above).
             elif t is h11.ConnectionClosed:
-                self._flush_parts(parts, req)
+                self._flush_parts(parts, req, now)
                 self._try_failed(up, "error", now)
                 return
             else:  # NEED_DATA / PAUSED
-                self._flush_parts(parts, req)
+                self._flush_parts(parts, req, now)
                 return
 
-    def _flush_parts(self, parts: list[bytes], req: _Request) -> None:
+    def _flush_parts(self, parts: list[bytes], req: _Request, now: float) -> None:
         if parts:
             data = b"".join(parts) if len(parts) > 1 else parts[0]
             parts.clear()
+            if self._throttle:
+                opts = req.opts
+                # (Not a custom-http-errors page: nginx.tmpl's named location writes no
+                # limit_rate.)
+                if opts is not None and opts.limit_rate > 0 and self._error_page_req is not req:
+                    self._bw_push(req, data, now)
+                    return
             req.bytes_out += len(data)
             self._out.append(SendDownstream(data))
+
+    # ---------------------------------------------------------------- limit-rate
+    #: The connection was made with ``throttle=True`` (the driver arms RATE timers).
+    _throttle = False
+    #: The current response's bandwidth limit (proxy/_bandwidth.py) and its request.
+    _bw: Throttle | None = None
+    _bw_req: _Request | None = None
+    #: The request whose upstream response ended while bytes were held or a delay ran: it ends
+    #: (record, next request) when the last of them is sent and its delay over (``_bw_timer``).
+    _bw_finish: _Request | None = None
+
+    def _bw_push(self, req: _Request, data: bytes, now: float) -> None:
+        """Response bytes of ``req`` under ``limit-rate``: held, and let out as the rate
+        allows (nginx's write filter, ``Throttle``)."""
+        bw = self._bw
+        if bw is None or self._bw_req is not req:
+            opts = req.opts
+            assert opts is not None
+            bw = self._bw = Throttle(opts.limit_rate, opts.limit_rate_after, req.start)
+            self._bw_req = req
+        bw.push(data)
+        self._bw_release(req, bw, now)
+
+    def _bw_release(self, req: _Request, bw: Throttle, now: float) -> None:
+        data, delay = bw.release(now)
+        if data:
+            req.bytes_out += len(data)
+            self._out.append(SendDownstream(data))
+        if delay is not None:
+            self._set_timer(TimerKind.RATE, delay)
+
+    def _bw_timer(self, now: float) -> None:
+        """RATE ran out: the next bytes go; with none held any more, the request ends (its
+        upstream response was complete) or its own timer is armed again."""
+        bw = self._bw
+        req = self._bw_req
+        if bw is None or req is None or req.done:
+            return
+        bw.timer_fired()
+        self._bw_release(req, bw, now)
+        if self._bw_finish is req and not bw.held and not bw.delayed:
+            # Sent whole and its last delay over: the request ends now (nginx's
+            # $request_time; ``_response_complete``).
+            self._bw_finish = None
+            self._finish_response(req, now)
+        elif not bw.delayed and (self._up is not None or not req.complete):
+            self._set_request_timer(req, now)
 
     def _on_response(self, req: _Request, up: _Upstream, event: h11.Response,
                      now: float) -> bool:
@@ -2058,6 +2254,8 @@ class ClientConnection:
             # proxy-redirect-* / proxy-cookie-* (proxy/_response_head.py)
             headers = rewrite_response_headers(headers, opts.response_rewrite)
         self._add_response_headers(req, headers, has_hsts)
+        if self._auth_cookie is not None:
+            auth_add_cookies(self, req, status, headers)
         if not self._can_respond:
             self._close_all(now)
             return False
@@ -2084,10 +2282,11 @@ class ClientConnection:
     def _add_response_headers(self, req: _Request, headers: list[tuple[bytes, bytes, bytes]],
                               has_hsts: bool = False, *, switch: bool = False) -> None:
         """The headers this hop adds to an answer. ``switch``: a 101 (``_on_switch``): no
-        HSTS (as IngressASGI's accept) and no Connection: close (it writes Connection:
-        upgrade)."""
+        Connection: close (it writes Connection: upgrade); HSTS as on any answer (nginx.tmpl's
+        HSTS is a header filter, headers-more's ``more_set_headers`` or ``lua_ingress.header``,
+        and ngx_http_upstream_send_response sends a 101 through the header filters too)."""
         s = self.settings
-        if self.tls and s.hsts and not has_hsts and not switch:
+        if self.tls and s.hsts and not has_hsts:
             v = hsts_value(s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload)
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
         cookie = self._affinity_cookie(req)
@@ -2119,11 +2318,18 @@ class ClientConnection:
     def _custom_headers(self, req: _Request, opts: RouteOptions | None = None
                         ) -> tuple[tuple[bytes, bytes], ...]:
         """The ``custom-headers`` ConfigMap's headers for an answer to ``req``: as
-        ``_cors_headers``, only on the location's own answers (not a denied location's 503).
-        ``opts``: the location's (default: the route's)."""
+        ``_cors_headers``, only on the location's own answers (not a denied location's 503),
+        and also on the 413 of a declared length: nginx refuses it in the find-config phase,
+        with the location's configuration (its ``more_set_headers``) already the request's
+        -- CORS's stand in an ``if ($cors = "true")`` the location's rewrite phase never
+        evaluated, these do not. ``opts``: the location's (default: the route's)."""
         if opts is None:
             opts = req.opts
-        if opts is None or opts.custom_headers is None or req.phase != "location":
+        if opts is None or opts.custom_headers is None \
+                or self._error_page_req is req:  # the named location's answer: not ours
+            return ()
+        if req.phase != "location" and not (
+                req.phase == "server" and body_too_large(opts, req.path, req.length)):
             return ()
         access = opts.access
         if access is not None and (access.denied is not None or access.secret_denied()):
@@ -2134,11 +2340,14 @@ class ClientConnection:
                       ) -> list[tuple[bytes, bytes]] | None:
         """The CORS headers of a response to ``req`` (proxy/_cors.py), or None: no CORS on its
         location, its Origin not allowed, or not answered by the location (the server-level
-        app-root redirect and 413, a denied location's 503). ``opts``: the location's (default:
-        the route's; an unrouted request's: its server ``location /``'s)."""
+        app-root redirect and 413, a denied location's 503, custom-http-errors' error page:
+        ``error_page`` moves the request to the server's ``location @custom_...``, whose
+        configuration has none of the location's ``more_set_headers``). ``opts``: the
+        location's (default: the route's; an unrouted request's: its server ``location /``'s)."""
         if opts is None:
             opts = req.opts
-        if opts is None or opts.cors is None or req.phase != "location":
+        if opts is None or opts.cors is None or req.phase != "location" \
+                or self._error_page_req is req:
             return None
         access = opts.access
         if access is not None and (access.denied is not None or access.secret_denied()):
@@ -2220,7 +2429,9 @@ class ClientConnection:
         # ConfigMap's add-headers and the location's CORS and custom-headers too: ngx_http_
         # upstream_upgrade sends the 101 through the header filters (ngx_http_send_header),
         # headers-more's more_set_headers among them (no -s: every status).
-        self._add_response_headers(req, triples, switch=True)
+        # HSTS too over TLS (a wss handshake), unless the upstream's 101 carries its own.
+        has_hsts = any(h[1] == b"strict-transport-security" for h in triples)
+        self._add_response_headers(req, triples, has_hsts, switch=True)
         headers = [(raw, v) for raw, _, v in triples]
         headers.append((b"connection", b"upgrade"))
         for raw, n, v in items:
@@ -2272,6 +2483,29 @@ class ClientConnection:
             self._spare = conn
         self._up = None
         self._out.append(CloseUpstream(up.conn_id, reuse))
+        bw = self._bw
+        if bw is not None and (bw.held or bw.delayed) and self._bw_req is req:
+            if req.complete:
+                # limit-rate: the upstream's part is done (its connection released, as nginx
+                # frees it once the response is read into its buffers), the client's is not:
+                # the request ends when the last held byte is sent and its delay ran out
+                # (``_bw_timer``), as nginx's finalize waits for its write filter: the last
+                # buffer (send_special NGX_HTTP_LAST) meets "if (c->write->delayed) { ...
+                # return NGX_AGAIN; }". (Not waiting let back-to-back keep-alive requests
+                # outrun the rate.)
+                req.t_attempt_end = now
+                self._bw_finish = req
+                return
+            # The connection closes after this response (the request body did not end):
+            # what is held goes at once.
+            req.bytes_out += len(bw.held)
+            self._out.append(SendDownstream(bytes(bw.held)))
+            bw.held.clear()
+        self._finish_response(req, now)
+
+    def _finish_response(self, req: _Request, now: float) -> None:
+        """The end of a proxied request whose response was sent whole: its record, then the
+        next request (or the close)."""
         self._emit_record(req, now)
         if not req.complete:
             # The upstream answered before the request body ended: the client connection's
@@ -2504,6 +2738,8 @@ class ClientConnection:
         if req.method == b"HEAD":
             body = b""
         self._add_response_headers(req, headers)
+        if self._auth_cookie is not None:
+            auth_add_cookies(self, req, status, headers)
         if close and _CONNECTION_CLOSE not in headers:
             headers.append(_CONNECTION_CLOSE)
         elif req.http_version == "1.0" and req.keep_alive and _CONNECTION_CLOSE not in headers:
@@ -2553,6 +2789,12 @@ class ClientConnection:
             return
         req.done = True
         self._requests += 1
+        if self._bw_req is req:
+            # limit-rate counts per request: the next response starts its own (a delay still
+            # running is dropped, its bytes are sent).
+            self._bw = self._bw_req = self._bw_finish = None
+            if self._timer is TimerKind.RATE:
+                self._set_timer(None, None)
         held = self._limit_held
         if held is not None and held[0] is req:
             self._limit_held = None
@@ -2611,7 +2853,7 @@ class ClientConnection:
             remote_user=basic_auth_user(req.authorization),
             request_line=_raw_request_line(req.raw_head) if ev is None else (
                 ev.method + b" " + ev.target + b" HTTP/" + ev.http_version).decode("latin-1"),
-            body_bytes_out=req.bytes_out - req.head_len,
+            body_bytes_out=max(req.bytes_out - req.head_len, 0),
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),
@@ -2665,6 +2907,8 @@ class ClientConnection:
         # custom-http-errors: the finished request (and its kept body, up to _REPLAY_LIMIT)
         # is not held by an idle keep-alive connection.
         self._error_page_req = None
+        drop_copy(self._mirror)  # a mirror copy of a request cut short (not mirrored)
+        self._mirror = None
         if self.closed:
             return
         tail = self._tail

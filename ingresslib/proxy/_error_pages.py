@@ -25,6 +25,8 @@ default backend's own, status included (``proxy_pass``, not ``error_page``).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SET_NAMES", "CUSTOM_HTTP_ERRORS", "ERROR_PAGE_NEXT_UPSTREAM", "default_backend_fields",
            "default_backend_lines", "error_page_head", "error_page_options",
-           "parse_custom_http_errors", "without_set_names"]
+           "global_custom_http_errors", "parse_custom_http_errors",
+           "parse_global_custom_http_errors", "without_set_names"]
 
 #: The names ingress-nginx's ``proxy_set_header`` sets for a default backend: the client's own
 #: headers of these names are not passed (nginx passes no client header that a
@@ -115,6 +118,42 @@ def parse_custom_http_errors(raw: str) -> tuple[frozenset[int], str | None]:
                                  "list of codes 400-599, no blanks); ignored")
         codes.add(int(item))
     return frozenset(codes), None
+
+
+#: Go's ``strconv.Atoi`` syntax: an optional sign, decimal digits.
+_ATOI = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_global_custom_http_errors(raw: str) -> tuple[str, list[str]]:
+    """The controller ConfigMap's ``custom-http-errors``: ``(codes, warnings)``, ``codes`` the
+    canonical value (``"404,503"``: sorted, each once; "" for none).
+
+    As ingress-nginx's template/configmap.go ``ReadConfig``: the value is split on ``,``
+    (``splitAndTrimSpace``: empty fields dropped, each item trimmed) and each item read with
+    ``strconv.Atoi``; an item it refuses is skipped with a warning ("%v is not a valid http
+    code"). The codes are written as ``error_page <code> = @custom_upstream-default-backend_
+    <code>;`` in the http block, and nginx refuses a code outside 300-599 there ("value must
+    be between 300 and 599": the configuration is not loaded): ``ValueError``."""
+    codes: set[int] = set()
+    warnings: list[str] = []
+    for item in raw.split(","):
+        if not item:
+            continue  # strings.FieldsFunc drops empty fields
+        item = item.strip()
+        if _ATOI.fullmatch(item) is None or len(item.lstrip("+-").lstrip("0")) > 18:
+            warnings.append(f"{item!r} is not a valid http code; skipped")
+            continue
+        code = int(item)
+        if not 300 <= code <= 599:
+            raise ValueError(f"status {code} must be from 300 to 599 (nginx's error_page)")
+        codes.add(code)
+    return ",".join(str(c) for c in sorted(codes)), warnings
+
+
+@functools.lru_cache(maxsize=16)
+def global_custom_http_errors(value: str) -> frozenset[int]:
+    """The codes of a canonical ``ProxySettings.custom_http_errors`` value."""
+    return frozenset(int(c) for c in value.split(",")) if value else frozenset()
 
 
 def error_page_head(up_head: bytes, code: int, decision: Any,

@@ -657,6 +657,12 @@ def client_address(peer: str | None, settings: ProxySettings, policy: TrustPolic
     """
     if not (settings.use_forwarded_headers or settings.enable_real_ip):
         return peer
+    if settings.use_proxy_protocol:
+        # nginx.tmpl: "{{ if $cfg.UseProxyProtocol }} real_ip_header proxy_protocol; {{ else
+        # }} real_ip_header {{ $cfg.ForwardedForHeader }};": with the PROXY protocol the
+        # client is the header's source (the driver passes it as ``peer``), never a
+        # forwarded-for chain a client inside proxy-real-ip-cidr could write.
+        return peer
     if not (policy.trusted(peer) if peer_trusted is None else peer_trusted):
         return peer
     wanted = ff_name if ff_name is not None else \

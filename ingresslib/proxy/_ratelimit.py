@@ -49,7 +49,7 @@ __all__ = ["RATE_LIMIT_ANNOTATIONS", "RateLimit", "RateLimiter", "parse_rate_lim
            "DEFAULT_BURST_MULTIPLIER", "ZONE_ENTRIES"]
 
 #: The annotations read here (without the prefix). ``limit-rate`` / ``limit-rate-after``
-#: (bandwidth) are not: they stay "not implemented".
+#: (bandwidth) are read in proxy/_bandwidth.py.
 RATE_LIMIT_ANNOTATIONS = frozenset({
     "limit-rps", "limit-rpm", "limit-connections", "limit-burst-multiplier",
     "limit-allowlist", "limit-whitelist",

@@ -40,6 +40,7 @@ from ._actions import (
     Action,
     CloseDownstream,
     CloseUpstream,
+    Mirror,
     Offload,
     OpenUpstream,
     RequestDone,
@@ -51,6 +52,9 @@ from ._actions import (
     TunnelEstablished,
 )
 from ._client_hello import ClientHelloReader
+from ._proxy_protocol import accepting
+from ._passthrough import CLOSE as _PASSTHROUGH_CLOSE
+from ._passthrough import PassthroughRoutes
 from ._settings import ProxySettings
 
 __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
@@ -518,7 +522,7 @@ class _Downstream(asyncio.Protocol):
                  "closed", "client_paused", "upstream_full", "stall", "linger_until",
                  "last_read", "client_full", "send_stall", "send_mark", "tunnel", "accepted",
                  "connecting", "pending", "feed_handle", "eof_pending", "fd", "hup_watched",
-                 "hup_seen")
+                 "hup_seen", "proxied", "rate_paused")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -583,6 +587,12 @@ class _Downstream(asyncio.Protocol):
         self.hup_watched = False
         #: The watch reported the client gone: never watched again (level-triggered).
         self.hup_seen = False
+        #: limit-rate: the upstreams are not read while the core holds enough response bytes
+        #: (``conn.upstream_reading_wanted`` False; :meth:`_sync_rate_pause`).
+        self.rate_paused = False
+        #: ``use-proxy-protocol``: the PROXY protocol header's ``(source, destination)``, which
+        #: stand for the peer and the local address (``_proxy_protocol._Accept``); else None.
+        self.proxied: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -615,11 +625,18 @@ class _Downstream(asyncio.Protocol):
                 pass
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        if self.proxied is not None:
+            peer, local = self.proxied
         now = self._loop.time()
+        client_cert = None
+        if self.tls:
+            from .._tls import client_cert_of  # (auth-tls-*: what the handshake verified)
+            client_cert = client_cert_of(transport.get_extra_info("ssl_object"))
         self.conn = srv.proxy.connection(
             (peer[0], peer[1]) if peer else None, tls=self.tls,
             local_port=local[1] if local else None, now=now,
-            refuse_requests=_TO_HTTPS if self.to_https else None, offload=True)
+            refuse_requests=_TO_HTTPS if self.to_https else None, offload=True, throttle=True,
+            client_cert=client_cert)
         actions = self.conn.start(now)
         spent = now - self.accepted
         if (self.tls or self.to_https) and spent > 0:
@@ -743,7 +760,8 @@ class _Downstream(asyncio.Protocol):
             self.send_stall.cancel()
             self.send_stall = None
         for up in self.upstreams.values():
-            if up.transport is not None and not up.transport.is_closing():
+            if up.transport is not None and not up.transport.is_closing() \
+                    and not self.rate_paused:
                 up.transport.resume_reading()
         if self.pending and self.feed_handle is None and not self.closed:
             self.feed_handle = self._loop.call_soon(self._feed_pending)
@@ -1014,6 +1032,8 @@ class _Downstream(asyncio.Protocol):
                     self.tunnel = True
                 elif t is Offload:
                     self._offload(a)  # type: ignore[arg-type]
+                elif t is Mirror:
+                    _mirror(self.server, a)  # type: ignore[arg-type]
                 else:  # pragma: no cover - a new action kind the server does not know
                     raise TypeError(f"unknown action {a!r}")
         finally:
@@ -1021,8 +1041,23 @@ class _Downstream(asyncio.Protocol):
         # The core may now hold as many client bytes as it will (or take them again): asked
         # after each batch of actions (a property read; the transport is touched on change only).
         self._sync_reading()
+        if self.rate_paused == self.conn.upstream_reading_wanted:
+            self._sync_rate_pause()
         if self.server.draining and not self.closed and self.conn.idle:
             self._close()
+
+    def _sync_rate_pause(self) -> None:
+        """limit-rate: while the core holds more response bytes than it lets out now
+        (``conn.upstream_reading_wanted`` False), the upstreams are not read; they are again
+        once its RATE timer let bytes out (unless the client's own buffer is full)."""
+        paused = self.rate_paused = not self.conn.upstream_reading_wanted
+        for up in self.upstreams.values():
+            t = up.transport
+            if t is not None and not t.is_closing():
+                if paused:
+                    t.pause_reading()
+                elif not self.client_full:
+                    t.resume_reading()
 
     def _offload(self, a: Offload) -> None:
         """A basic-auth password hashing (``Offload``): in the loop's default executor, so
@@ -1083,7 +1118,7 @@ class _Downstream(asyncio.Protocol):
         up.send_timeout = a.send_timeout
         up.requests += 1
         self.upstreams[a.conn_id] = up
-        if self.client_full and up.transport is not None:
+        if (self.client_full or self.rate_paused) and up.transport is not None:
             up.transport.pause_reading()
 
     async def _connect(self, a: OpenUpstream) -> None:
@@ -1436,6 +1471,8 @@ class _TLSAccept(asyncio.Protocol):
         self.down: _Downstream | None = None
         self.hello: ClientHelloReader | None = None
         self.timer: asyncio.TimerHandle | None = None
+        #: The PROXY protocol header's addresses, for the downstream (``_Downstream.proxied``).
+        self.proxied: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     def _timeout(self) -> float:
         # The handshake is part of the head's deadline (nginx: client_header_timeout from
@@ -1453,6 +1490,7 @@ class _TLSAccept(asyncio.Protocol):
             return
         self.transport = transport
         self.down = down = _Downstream(srv, True)
+        down.proxied = self.proxied
         srv.handshaking[down] = transport
         if self.ctx is not None:
             self._start_tls(self.ctx, b"")
@@ -1469,9 +1507,14 @@ class _TLSAccept(asyncio.Protocol):
         if hello.plain:
             self._plain_http(bytes(hello.data))
             return
+        if self._passthrough(hello):
+            return
         store = self.server.cert_store
-        self._start_tls(store.default_context, bytes(hello.data),
-                        store.context_for_hello(hello.server_name))
+        cert = store.context_for_hello(hello.server_name)
+        # A host verifying client certificates (auth-tls-*) listens with its own context:
+        # OpenSSL keeps the listening context's verify mode (SSL_set_SSL_CTX does not copy it).
+        self._start_tls(cert if cert.verify_mode != ssl.CERT_NONE else store.default_context,
+                        bytes(hello.data), cert)
 
     def eof_received(self) -> bool:
         # The client gave up before its ClientHello was complete: nothing to answer.
@@ -1485,6 +1528,36 @@ class _TLSAccept(asyncio.Protocol):
         if self.down is not None:
             self.server.handshaking.pop(self.down, None)
             self.down = None
+
+    def _passthrough(self, hello: ClientHelloReader) -> bool:
+        """``ssl-passthrough`` (``_passthrough.py``): a ClientHello naming a passthrough host
+        gets no TLS layer here; its bytes are piped to the endpoint its ``/`` rule chooses
+        (``ingresslib/_passthrough_pipe.py``), or the socket is closed when there is none.
+        False: not a passthrough host, TLS is terminated as for any other."""
+        transport, down = self.transport, self.down
+        assert transport is not None and down is not None
+        srv = self.server
+        # The client's address as the router's balancing reads it (a PROXY protocol header's
+        # source when there was one: ingress-nginx's TCP proxy reads it too).
+        proxied = getattr(self, "proxied", None)
+        peer = proxied[0] if proxied is not None else transport.get_extra_info("peername")
+        client_ip = peer[0] if isinstance(peer, tuple) and peer else None
+        target = srv.passthrough_routes.decide(srv.router, hello.server_name, client_ip)
+        if target is None:
+            return False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        srv.handshaking.pop(down, None)
+        self.down = self.transport = None   # the socket is the pipe's from here (or closed)
+        if target == _PASSTHROUGH_CLOSE:
+            transport.close()
+            return True
+        from .._passthrough_pipe import PassthroughPipe
+
+        assert isinstance(target, tuple)
+        PassthroughPipe(srv, transport, bytes(hello.data), target).start()
+        return True
 
     def _plain_http(self, data: bytes) -> None:
         """The client's first byte is not a TLS one (:attr:`ClientHelloReader.plain`): nginx
@@ -1636,6 +1709,95 @@ def _insecure_client_context() -> ssl.SSLContext:
     return ctx
 
 
+#: ``Mirror`` requests under way at once per server (``ProxyServer.mirrors``); past it a mirror
+#: is dropped (nginx's bound is worker_connections: a slow mirror must not pile up sockets).
+_MIRRORS_MAX = 1024
+#: The most bytes of the ``Mirror`` requests under way per server (``ProxyServer.mirror_bytes``:
+#: each one's data is held until its task ends, up to its three timeouts against a mirror that
+#: does not answer); past it a mirror is dropped. Without it 1024 mirrors of 16 MiB bodies
+#: (proxy/_mirror.py ``MIRROR_BODY_LIMIT``) held 16 GiB.
+_MIRROR_BYTES_MAX = 128 * 1024 * 1024
+
+
+def _mirror(srv: ProxyServer, a: Mirror) -> None:
+    """``mirror-target`` (proxy/_mirror.py): the request's copy on a connection of its own, in
+    a task of the server (cancelled at shutdown); nothing of it reaches the client, whose
+    request goes on at once."""
+    size = len(a.data)
+    if len(srv.mirrors) >= _MIRRORS_MAX or srv.mirror_bytes + size > _MIRROR_BYTES_MAX:
+        _log.debug("mirror to %s:%s dropped: %d mirror requests (%d bytes) under way",
+                   a.endpoint[0], a.endpoint[1], len(srv.mirrors), srv.mirror_bytes)
+        return
+    srv.mirror_bytes += size
+
+    def done(task: asyncio.Task[None]) -> None:
+        srv.mirror_bytes -= size
+
+    task = srv.loop.create_task(_send_mirror(srv, a))
+    srv.tasks.add(task)
+    srv.mirrors.add(task)
+    task.add_done_callback(srv.tasks.discard)
+    task.add_done_callback(srv.mirrors.discard)
+    task.add_done_callback(done)
+
+
+async def _send_mirror(srv: ProxyServer, a: Mirror) -> None:
+    """Connect (``connect_timeout``; a name resolved as an endpoint's, never to this host:
+    ``_connect_name``), write (``send_timeout``), read the answer's head (``read_timeout``
+    between two reads) and close: nginx's mirror subrequest is ``header_only``, its upstream
+    finalized once the head is in. A failure is logged once per endpoint as a warning, then
+    at debug level."""
+    host, port = a.endpoint
+    ctx: ssl.SSLContext | None = None
+    if a.tls:
+        ctx = srv.pool.upstream_ssl or _insecure_client_context()
+        srv.pool.upstream_ssl = ctx
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(a.connect_timeout):
+            if _is_ip_literal(host):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ctx, server_hostname=host if ctx is not None else None)
+            else:
+                sock = await _connect_name(srv.loop, srv.pool, host, port)
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        sock=sock, ssl=ctx, server_hostname=host if ctx is not None else None)
+                except BaseException:
+                    sock.close()
+                    raise
+        writer.write(a.data)
+        async with asyncio.timeout(a.send_timeout):
+            await writer.drain()
+        seen = b""
+        got = 0
+        limit = srv.proxy.settings.max_response_header_size
+        while b"\r\n\r\n" not in seen:
+            async with asyncio.timeout(a.read_timeout):
+                chunk = await reader.read(65536)
+            if not chunk:
+                break
+            seen = seen[-3:] + chunk
+            got += len(chunk)
+            if got > limit and b"\r\n\r\n" not in seen:
+                # A head without end (each read within read_timeout) held the task, and one
+                # of the _MIRRORS_MAX slots, for as long as the mirror kept sending: nginx
+                # stops at its header buffer ("upstream sent too big header").
+                raise ValueError(f"its answer's head passed {limit} bytes")
+    except Exception as e:  # OSError, ssl.SSLError, TimeoutError...: never the client's
+        why = f"mirror to {host}:{port} failed: {type(e).__name__}: {e}"
+        if a.endpoint in srv.mirror_failures:
+            _log.debug("%s", why)
+        else:
+            if len(srv.mirror_failures) >= _REFUSED_NAMES_MAX:
+                srv.mirror_failures.clear()
+            srv.mirror_failures.add(a.endpoint)
+            _log.warning("%s (later failures of this mirror are logged at debug level)", why)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 # --- the server --------------------------------------------------------------------------------
 
 
@@ -1674,7 +1836,9 @@ class ProxyServer:
     later ``update`` is what the server serves.
 
     ``cert_store`` (an :class:`ingresslib.proxy.CertificateStore`) provides the listening TLS
-    context and which hosts have TLS (ssl-redirect, HSTS).
+    context and which hosts have TLS (ssl-redirect, HSTS), and each host's client certificate
+    authentication (``auth-tls-*``: its own context asks for a certificate; see
+    ingresslib/proxy/API.md, "Client certificates").
 
     Usage::
 
@@ -1698,6 +1862,7 @@ class ProxyServer:
         on_record: Callable[[RequestRecord], None] | None = None,
         request_id: Callable[[], str] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        ssl_passthrough: bool = False,
         **overrides: Any,
     ) -> None:
         from ._connection import Proxy  # the core; imported here so the module loads alone
@@ -1725,7 +1890,7 @@ class ProxyServer:
         # A callable, so certificate reloads are seen at once (ssl-redirect, HSTS). Records
         # are built by the core only when someone consumes them.
         self.proxy = Proxy(router, settings, tls_hosts=self._has_tls, request_id=request_id,
-                           records=on_record is not None)
+                           records=on_record is not None, client_auth=self._client_auth)
         self.pool = UpstreamPool(self.loop, settings)
         self.connections: set[_Downstream] = set()
         #: Closed client connections whose socket is still open: lingering (reading and
@@ -1734,8 +1899,14 @@ class ProxyServer:
         self.lingering: set[_Downstream] = set()
         #: Accepted TLS connections still in their handshake (their raw transports), counted
         #: against ``max_connections`` too: nginx counts a connection from accept.
-        self.handshaking: dict[_Downstream, asyncio.Transport] = {}
+        self.handshaking: dict[object, asyncio.Transport] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        #: ``Mirror`` requests under way (``_mirror``), and the mirror endpoints that failed
+        #: (each warned about once).
+        self.mirrors: set[asyncio.Task[None]] = set()
+        #: The bytes of those requests (``_MIRROR_BYTES_MAX``).
+        self.mirror_bytes = 0
+        self.mirror_failures: set[tuple[str, int]] = set()
         self.servers: list[asyncio.Server] = []
         #: ``start`` was called (``start(None)`` binds no listener): ``async with`` binds none.
         self._started = False
@@ -1746,6 +1917,11 @@ class ProxyServer:
         self._drained: asyncio.Event | None = None
         #: Made on first use (the first client paused); False where it cannot work.
         self._hup_watch: _HupWatch | None | bool = None
+        #: ``ssl-passthrough`` (ingress-nginx ``--enable-ssl-passthrough``): which ClientHellos
+        #: the TLS listener pipes to a backend untouched (``_passthrough.py``), and the pipes
+        #: open (their client sockets counted against ``max_connections``).
+        self.passthrough_routes = PassthroughRoutes(ssl_passthrough)
+        self.passthrough: set[Any] = set()
 
     # -- configuration that may change while serving -----------------------------------------
 
@@ -1761,6 +1937,7 @@ class ProxyServer:
         # the router it started them with); new requests see the new router.
         self.proxy.router = router
         self.proxy.log_annotation_warnings()
+        self.passthrough_routes.hosts(router)   # its warnings logged now
 
     @property
     def settings(self) -> ProxySettings:
@@ -1775,6 +1952,12 @@ class ProxyServer:
     def settings(self, settings: ProxySettings) -> None:
         self.proxy.settings = settings
         self.pool.settings = settings
+
+    def _client_auth(self, host: str) -> Any:
+        """The client certificate authentication (``auth-tls-*``) of ``host``'s server, from
+        the certificate store (``CertificateStore.client_auth``); None: none."""
+        client_auth = getattr(self.cert_store, "client_auth", None)
+        return None if client_auth is None else client_auth(host)
 
     def _has_tls(self, host: str) -> bool:
         store = self.cert_store
@@ -1802,13 +1985,14 @@ class ProxyServer:
         # The annotation warnings ``check`` prints (ignored or denying annotations) are in the
         # log from the start, not only at each route's first request.
         self.proxy.log_annotation_warnings()
+        self.passthrough_routes.hosts(self.router)   # ssl-passthrough's warnings, likewise
         loop = self.loop
         if listen is not None:
             # Held before it serves (start_serving=False): a cancellation at create_server's
             # own sleep once it served lost the server, its socket open until collected.
             srv = await loop.create_server(
-                lambda: _Downstream(self, False), listen[0], listen[1], backlog=backlog,
-                reuse_address=True, start_serving=False)
+                lambda: accepting(self, _Downstream(self, False)), listen[0], listen[1],
+                backlog=backlog, reuse_address=True, start_serving=False)
             self.servers.append(srv)
             self.addresses.append(("http", *_addr(srv, listen[0])))
             await srv.start_serving()
@@ -1827,7 +2011,7 @@ class ProxyServer:
             # Plain sockets, TLS put on by ``_TLSAccept`` once a socket is admitted (counted
             # from accept, as nginx does; the handshake bounded by client_header_timeout).
             srv = await loop.create_server(
-                lambda: _TLSAccept(self, ctx), tls_listen[0], tls_listen[1],
+                lambda: accepting(self, _TLSAccept(self, ctx)), tls_listen[0], tls_listen[1],
                 backlog=backlog, reuse_address=True, start_serving=False)
             self.servers.append(srv)
             self.addresses.append(("https", *_addr(srv, tls_listen[0])))
@@ -1885,6 +2069,8 @@ class ProxyServer:
             c.end_closing()
         for raw in list(self.handshaking.values()):
             raw.abort()
+        for pipe in list(self.passthrough):   # ssl-passthrough pipes: not drained either
+            pipe.abort()
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()
@@ -1988,7 +2174,8 @@ class ProxyServer:
     def sockets_held(self) -> int:
         """Client sockets held: open connections, closing ones, TLS handshakes under way
         (what ``max_connections`` bounds, as nginx's worker_connections)."""
-        return len(self.connections) + len(self.lingering) + len(self.handshaking)
+        return (len(self.connections) + len(self.lingering) + len(self.handshaking)
+                + len(self.passthrough))
 
     def _maybe_drained(self) -> None:
         if self._drained is not None and not self.connections:

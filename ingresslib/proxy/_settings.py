@@ -67,7 +67,7 @@ _DEFAULT_BUFFERS = "4 8k"
 _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_headers",
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
            "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
-           "keep_alive_requests")
+           "keep_alive_requests", "limit_rate", "limit_rate_after")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -76,7 +76,7 @@ _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_heade
 _DURATIONS = (
     "client_header_timeout", "client_body_timeout", "keep_alive", "proxy_connect_timeout",
     "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream_timeout",
-    "upstream_keepalive_timeout", "upstream_keepalive_time",
+    "upstream_keepalive_timeout", "upstream_keepalive_time", "proxy_protocol_header_timeout",
 )
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 #: The largest int a duration may be: a timer adds it to a float clock.
@@ -348,6 +348,12 @@ class ProxySettings:
     #: 599). proxy/_ratelimit.py.
     limit_req_status_code: int = 503
     limit_conn_status_code: int = 503
+    #: ingress-nginx ``limit-rate`` / ``limit-rate-after`` (kilobytes, 1024 bytes; default
+    #: 0): every location's response bandwidth per request, and the bytes sent before it
+    #: applies (nginx's ``limit_rate`` / ``limit_rate_after``); the annotations' defaults.
+    #: ``limit_rate`` 0: no limit. proxy/_bandwidth.py.
+    limit_rate: int = 0
+    limit_rate_after: int = 0
     #: ingress-nginx ``global-allowed-response-headers``: the header names a ``custom-headers``
     #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
     #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
@@ -367,6 +373,48 @@ class ProxySettings:
     #: A name ingresslib writes itself (Host, X-Forwarded-*...) refuses the set with a warning
     #: (proxy/_header_sets.py). Default "": none.
     proxy_set_headers: str = ""
+    #: ingress-nginx ``custom-http-errors`` (the ConfigMap key): the upstream statuses every
+    #: location without its own ``custom-http-errors`` annotation intercepts, as ``"404,503"``
+    #: (codes 300-599, sorted, each once). ingresslib has no controller default backend: a
+    #: location whose Ingress has a ``default-backend`` annotation gets the answer from that
+    #: Service; any other passes the upstream's answer (proxy/_error_pages.py). Default "":
+    #: none.
+    custom_http_errors: str = ""
+
+    # --- PROXY protocol (proxy/_proxy_protocol.py; ingress-nginx ConfigMap keys) ------------
+    #: ingress-nginx ``use-proxy-protocol`` (default false; nginx ``listen ... proxy_protocol``
+    #: on every listener): each connection to ``ProxyServer`` starts with a PROXY protocol
+    #: header (v1 or v2), read before anything else (before the TLS ClientHello); a connection
+    #: without a valid one is closed. The header's client address stands for the TCP peer
+    #: (``X-Forwarded-For``, ``X-Real-IP``, allowlists, logs), and its destination port is
+    #: ``X-Forwarded-Port``, when the TCP peer is inside ``proxy_real_ip_cidr`` (nginx
+    #: ``real_ip_header proxy_protocol`` with ``set_real_ip_from``); else they are read and
+    #: not used. The sans-IO core never sees the header (``Proxy.connection(peer=...)``).
+    use_proxy_protocol: bool = False
+    #: ingress-nginx ``proxy-protocol-header-timeout`` (config.go default 5s): the most time,
+    #: from accept, for the PROXY protocol header; then the connection is closed. 0: the
+    #: ``client_header_timeout`` instead.
+    proxy_protocol_header_timeout: float = 5.0
+
+    # --- global external authentication (proxy/_globalauth.py; ingress-nginx ConfigMap) -----
+    #: ingress-nginx ``global-auth-url``: every location without its own ``auth-url`` and
+    #: without ``enable-global-auth: "false"`` asks this auth service first, as ``auth-url``
+    #: does (proxy/_extauth.py); an ``http://`` or ``https://`` URL with a host, no nginx
+    #: variable, else ValueError. "": no global authentication.
+    global_auth_url: str = ""
+    #: ``global-auth-method``, ``-signin``, ``-signin-redirect-param``, ``-response-headers``,
+    #: ``-request-redirect``, ``-always-set-cookie``: as the annotations ``auth-method``...
+    #: ("": unset; ``rd`` the redirect parameter's default).
+    global_auth_method: str = ""
+    global_auth_signin: str = ""
+    global_auth_signin_redirect_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str = ""
+    global_auth_always_set_cookie: bool = False
+    #: ingress-nginx ``no-auth-locations`` (default ``/.well-known/acme-challenge``): a route
+    #: whose rule path starts with one of these gets no external authentication (global or
+    #: its own ``auth-url``) and no basic auth (nginx.tmpl ``isLocationInLocationList``).
+    no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -437,6 +485,17 @@ class ProxySettings:
                 # nginx's limit_req_status / limit_conn_status: "value must be between 400
                 # and 599" (ngx_conf_check_num_bounds), else nginx -t fails.
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be from 400 to 599")
+        from ._globalauth import global_ext_auth
+        global_ext_auth(self)  # the global_auth_* fields: ValueError naming the field
+        if self.custom_http_errors:
+            from ._error_pages import parse_global_custom_http_errors
+            try:
+                canonical, skipped = parse_global_custom_http_errors(self.custom_http_errors)
+            except ValueError as e:
+                raise ValueError(f"custom_http_errors: {e}") from None
+            if skipped or canonical != self.custom_http_errors:
+                raise ValueError(f"custom_http_errors: {self.custom_http_errors!r} is not codes "
+                                 f"such as \"404,503\" (sorted, each once: {canonical!r})")
         buffers = self.large_client_header_buffers
         if buffers == _DEFAULT_BUFFERS:
             derived = _DEFAULT_LIMITS
@@ -507,7 +566,9 @@ def _check_types(s: ProxySettings) -> None:
                 # (set() of a string is its letters: "error timeout" would be refused as the
                 # unknown conditions ' ', 'e', 'i'...; a string of CIDRs failed in Proxy().)
                 what = ('conditions such as ("error", "timeout")'
-                        if name == "proxy_next_upstream" else "CIDRs")
+                        if name == "proxy_next_upstream" else
+                        "paths" if name == "no_auth_locations" else
+                        "header names" if name.endswith("_headers") else "CIDRs")
                 # ValueError, as these fields said before for a string (tests pin it).
                 raise ValueError(f"{name}: a tuple of {what}, not the string {value!r}; "
                                  + _CONFIGMAP_READER)

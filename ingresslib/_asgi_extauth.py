@@ -1,0 +1,250 @@
+"""External authentication (``auth-url``) in ``IngressASGI``: nginx's ``auth_request`` as the
+proxy core does it (proxy/_extauth.py has the references and every choice), with the same
+pure pieces: the subrequest's head (``subrequest_head``), the reading of the answer
+(``verdict``), the answer to a refused request (``denial``: 401 with its WWW-Authenticate,
+403, the ``auth-signin`` 302, 500) and the statuses that get the auth answer's Set-Cookie
+(``adds_cookies``).
+
+Before the mounted app is called (after the redirects, rate limits and allow/deny/basic auth,
+as nginx's access phase), the auth service is asked over HTTP/1.1: ``asyncio.open_connection``
+(TLS for an ``https`` auth-url, with ``ssl.create_default_context()``: the certificate and host
+name verified), the head sent within the route's proxy-send-timeout, the answer's head read by
+h11's parser (``_H11Reader``, the core's, bounded by ``max_response_header_size``, 1xx heads
+counted, as the core's ``_pump``) within its proxy-read-timeout (the connect within
+proxy-connect-timeout), its body never read, the connection closed. Any failure (refused, timed
+out, TLS, an invalid or over-long head, a 101) is the core's 500. The subrequest's head is the
+core's ``subrequest_head`` with the same settings (the header name policy) and trust (the
+client's forwarded headers pass only from a trusted hop: use-forwarded-headers and the scope's
+``client`` inside proxy-real-ip-cidr, as for the app's scope). The request body is not read
+from the client before the verdict: the app's ``receive`` is first called after it (an
+``Expect: 100-continue`` client gets its 100 only then). A 2xx calls the app with the
+``auth-response-headers`` in its scope's headers (the client's of those names dropped in any
+spelling, an empty one not sent, a framing or hop-by-hop name never set); the auth answer's
+Set-Cookie values go on the answer's head (``http.response.start`` or a WebSocket refusal's
+``websocket.http.response.start``) when its status is one of ``add_header``'s (or always,
+with ``auth-always-set-cookie`` and on the signin 302); a 101 (``websocket.accept``) gets
+none, as the core's. A WebSocket handshake is authenticated like a GET; a refusal goes
+through ``websocket.http.response`` when the server offers it, else closes (403 from the
+server), as IngressASGI's other refusals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import h11
+
+from .proxy._annotations import RouteOptions
+from .proxy._chunked import has_control
+from .proxy._extauth import (
+    _NOT_FROM_AUTH,
+    FAILED,
+    ExtAuth,
+    Verdict,
+    _alias,
+    adds_cookies,
+    denial,
+    signin_variables,
+    subrequest_head,
+    verdict,
+)
+from .proxy._h11_reader import _H11Reader
+from .proxy._header_sets import config_maps_of, set_headers_for
+from .proxy._headers import HEADER_NAME_CHARS, forwarded_for_value, redirect_scheme
+
+__all__ = ["authenticate", "ask_auth_service", "with_auth_headers"]
+
+_log = logging.getLogger("ingresslib.asgi")
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+#: The client verifying the auth service's certificate (made at the first https auth-url).
+_SSL: ssl.SSLContext | None = None
+#: The header-name characters passed to the auth service (``HEADER_NAME_CHARS`` and ``_``,
+#: upper case too: the subrequest carries the client's headers as received).
+_NAME_CHARS = HEADER_NAME_CHARS + HEADER_NAME_CHARS.upper() + b"_!#$%&'*+.^`|~"
+#: The answers that carry a response head the Set-Cookie values go on.
+_HEADS = frozenset({"http.response.start", "websocket.http.response.start"})
+
+
+def _context() -> ssl.SSLContext:
+    global _SSL
+    if _SSL is None:
+        _SSL = ssl.create_default_context()
+    return _SSL
+
+
+def _why(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+async def _within(aw: Awaitable[Any], seconds: float) -> Any:
+    """``aw`` within ``seconds`` (a route's timeout: an infinite one waits)."""
+    if math.isinf(seconds):
+        return await aw
+    return await asyncio.wait_for(aw, max(seconds, 0.0))
+
+
+async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
+                           max_head: int) -> Verdict:
+    """Send ``head`` (``subrequest_head``) to ``auth``'s endpoint and read its answer's head:
+    the ``verdict``, or ``FAILED`` (500) when it cannot be had."""
+    host, port = auth.endpoint
+    try:
+        reader, writer = await _within(asyncio.open_connection(
+            host, port, ssl=_context() if auth.tls else None,
+            server_hostname=host if auth.tls else None), opts.connect_timeout)
+    except (OSError, asyncio.TimeoutError, ValueError, UnicodeError) as e:
+        _log.info("auth-url %s: cannot connect (%s): 500", auth.url, _why(e))
+        return FAILED
+    try:
+        writer.write(head)
+        await _within(writer.drain(), opts.send_timeout)
+        parser = _H11Reader(True, max_head)
+        parser.method = auth.method or b"GET"
+
+        async def answer() -> h11.Response | str:
+            """The final answer's head, or why there is none."""
+            eof = False
+            spent = 0  # the head bytes read, 1xx heads included
+            while True:
+                before = len(parser._buf._data)
+                event = parser.next_event()
+                kind = type(event)
+                if kind is h11.Response or kind is h11.InformationalResponse:
+                    # As the core's ``_pump`` (proxy/_extauth.py): every head byte up to the
+                    # final answer's end counts toward max_response_header_size, a head that
+                    # arrived whole too (the reader refuses only an incomplete one); nginx's
+                    # "upstream sent too big header" fails the subrequest: 500.
+                    spent += before - len(parser._buf._data)
+                    if spent > max_head:
+                        return "a head over max-response-header-size"
+                if kind is h11.Response:
+                    response: h11.Response = event
+                    return response
+                if kind is h11.InformationalResponse:
+                    if event.status_code == 101:
+                        # nginx takes a 101 as the subrequest's final status: "auth request
+                        # unexpected status", 500 (no wait for another answer).
+                        return "a 101 answer"
+                    continue
+                if kind is h11.ConnectionClosed or eof:
+                    return "closed without an answer"
+                data = await reader.read(65536)
+                eof = not data
+                parser.receive_data(data)
+
+        response = await _within(answer(), opts.read_timeout)
+    except (OSError, asyncio.TimeoutError, h11.RemoteProtocolError, ValueError) as e:
+        _log.info("auth-url %s: no valid answer (%s): 500", auth.url, _why(e))
+        return FAILED
+    finally:
+        writer.close()
+    if isinstance(response, str):
+        _log.info("auth-url %s: %s: 500", auth.url, response)
+        return FAILED
+    return verdict(auth, response)
+
+
+def _client_items(headers: Iterable[Any]) -> list[tuple[bytes, bytes, bytes]]:
+    """The scope's headers as h11's ``(raw name, name, value)``: the subrequest passes the
+    client's on. One a server would never give (a name that is no token, a value with a
+    control character) is left out: nothing but a header line goes into the head."""
+    items = []
+    for name, value in headers:
+        raw = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+        v = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+        if raw and not raw.translate(None, _NAME_CHARS) and not has_control(v):
+            items.append((raw, raw.lower(), v.strip(b" \t")))
+    return items
+
+
+def _joined(items: list[tuple[bytes, bytes, bytes]], name: bytes) -> bytes:
+    return b", ".join(v for _, n, v in items if n == name)
+
+
+def _cookie_send(send: Send, cookies: tuple[bytes, ...], always: bool) -> Send:
+    """``send`` adding ``cookies`` (``add_header Set-Cookie $auth_cookie [always]``) to each
+    answer head whose status takes them."""
+    async def with_cookies(message: Message) -> None:
+        if message["type"] in _HEADS and adds_cookies(int(message["status"]), always):
+            message = dict(message)
+            message["headers"] = [*(message.get("headers") or ()),
+                                  *((b"set-cookie", c) for c in cookies)]
+        await send(message)
+    return with_cookies
+
+
+async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str, Any],
+                       reply: Any, peer: str | None, client_ip: str | None, host: str,
+                       host_n: str, request_uri: str
+                       ) -> tuple[tuple[bytes, bytes], ...] | None:
+    """Ask ``opts.ext_auth``'s service about the request of ``scope`` (``IngressASGI``'s
+    ``asgi``; ``reply`` its ``_Reply``): the auth-response-headers for the app (a 2xx), or
+    None once the refusal is answered. ``host`` is the Host as received (or the absolute-form
+    authority), ``host_n`` nginx's ``$host``, ``request_uri`` nginx's ``$request_uri``."""
+    auth = opts.ext_auth
+    assert auth is not None
+    settings = asgi.settings
+    items = _client_items(scope.get("headers") or ())
+    pairs: tuple[tuple[bytes, bytes], ...] = ()
+    if auth.proxy_set_headers is not None:
+        sh = set_headers_for(auth.proxy_set_headers)
+        cms = config_maps_of(asgi.router)
+        pairs = sh.headers(cms)
+        if not pairs and sh.resolve(cms)[1] is not None:
+            # authreq/main.go: "unable to find configMap": the location is denied.
+            await reply.local(503)
+            return None
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    pass_scheme = scheme
+    # The forwarded headers are believed as for the app's scope (``_backend_headers``) and
+    # the core's subrequest: use-forwarded-headers and the peer inside proxy-real-ip-cidr.
+    trusted = bool(settings.use_forwarded_headers and asgi._trust.trusted(peer))
+    if trusted:
+        proto = [v for _, n, v in items if n == b"x-forwarded-proto"]
+        pass_scheme = redirect_scheme(scheme, b", ".join(proto) if proto else None)
+    http_host = _joined(items, b"host").decode("latin-1")
+    ff = forwarded_for_value(settings, _joined(items, b"x-forwarded-for"),
+                             (peer or "").encode("ascii"), (client_ip or "").encode("ascii"))
+    method = str(scope.get("method") or "GET").encode("latin-1")
+    head = subrequest_head(auth, items, method=method, request_uri=request_uri, scheme=scheme,
+                           pass_scheme=pass_scheme, http_host=http_host, client_ip=client_ip,
+                           forwarded_for=ff, set_pairs=pairs, settings=settings,
+                           trusted=trusted)
+    v = await ask_auth_service(auth, head, opts, settings.max_response_header_size)
+    if v.status == 0:
+        if v.cookies:
+            reply.server_send = _cookie_send(reply.server_send, v.cookies,
+                                             auth.always_set_cookie)
+        return v.headers
+    status, extra, always = denial(auth, v, lambda: signin_variables(
+        host_n, http_host, scheme, pass_scheme, request_uri))
+    if v.cookies:
+        reply.server_send = _cookie_send(reply.server_send, v.cookies, always)
+    await reply.local(status, extra or None)
+    return None
+
+
+def with_auth_headers(headers: Iterable[Any], pairs: tuple[tuple[bytes, bytes], ...]
+                      ) -> list[tuple[Any, Any]]:
+    """The app's scope headers with the auth-response-headers set (proxy/_extauth.py
+    ``with_auth_headers`` for an ASGI list): a framing or hop-by-hop name never set from the
+    auth answer, the client's headers of the others dropped in any spelling (``X_User`` for
+    ``X-User``: a WSGI app reads both as HTTP_X_USER), the auth answer's non-empty values
+    added, names lower-cased (www.rst)."""
+    pairs = tuple(p for p in pairs if _alias(p[0].lower()) not in _NOT_FROM_AUTH)
+    if not pairs:
+        return list(headers)
+    names = {_alias(n.lower()) for n, _ in pairs}
+    out = [(k, v) for k, v in headers
+           if _alias((k.encode("latin-1") if isinstance(k, str) else bytes(k)).lower())
+           not in names]
+    out += [(n.lower(), v) for n, v in pairs if v]
+    return out

@@ -1,0 +1,207 @@
+"""``ssl-passthrough``: which TLS connections go to a backend untouched, and to which endpoint.
+
+ingress-nginx (``--enable-ssl-passthrough``) puts a TCP proxy of its own on the HTTPS port
+(internal/ingress/controller/nginx.go ``setupSSLProxy``; tcpproxy ``TCPProxy.Handle``): it
+reads the connection's first bytes, takes the ClientHello's server name, and when a
+passthrough server has exactly that name (``TCPProxy.Get``: ``s.Hostname == host``) dials
+that server's backend, writes the bytes read so far and pipes both ways (``pipe``: either
+copy ending closes both). Any other connection (another name, no name, not a ClientHello)
+goes to nginx's own TLS port and is terminated there. Which servers and backends
+(controller.go):
+
+* ``createServers``: a host's server is made by the first Ingress, oldest first, with a
+  rule for it (canary Ingresses skipped), and ``SSLPassthrough: anns.SSLPassthrough`` is
+  that Ingress's annotation (annotations/sslpassthrough: ``GetBoolAnnotation``, Go's
+  ``strconv.ParseBool``); another Ingress's annotation for the same host changes nothing.
+* ``getConfiguration``: a passthrough server's backend is its root location's, "Ignoring SSL
+  Passthrough for location %q" for every other path: the location of a ``/`` rule (Prefix, or
+  ImplementationSpecific, which ``SetDefaultNGINXPathType`` reads as Prefix) replaces the
+  server's default root location; without one, the root location stays the default
+  backend's with an empty Service (``Service: &apiv1.Service{}``), whose ClusterIP and port
+  are empty: the dial fails and the client's connection is closed.
+* The proxy dials the Service's ClusterIP (kube-proxy then picks an endpoint).
+
+ingresslib has no ClusterIP: the ``/`` rule's route is asked for an endpoint by the router,
+as a ``GET /`` from the client would be balanced (its balancer, affinity by client address
+included; a canary on that rule takes its share). A backend without a ready endpoint, or an
+endpoint that refuses, closes the client's connection, as a failed dial does there.
+
+This module decides (no sockets); ``ingresslib/_passthrough_pipe.py`` moves the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._goparse import parse_bool
+
+__all__ = ["PASSTHROUGH", "PassthroughHosts", "PassthroughRoutes", "passthrough_hosts"]
+
+_log = logging.getLogger("ingresslib.server")
+
+PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
+_CANARY = "nginx.ingress.kubernetes.io/canary"
+#: The rule path types ingress-nginx puts in the server's root location (``/``).
+_ROOT_TYPES = frozenset({"Prefix", "ImplementationSpecific"})
+#: What ``PassthroughRoutes.decide`` answers for a connection to close.
+CLOSE = "close"
+
+
+@dataclass(frozen=True)
+class PassthroughHosts:
+    """The passthrough hosts of one route table: host name -> the Match of its ``/`` rule
+    (None: no such rule, connections are closed), and the warnings of the build."""
+
+    routes: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def _is_canary(ing: Any) -> bool:
+    raw = ing.metadata.annotations.get(_CANARY)
+    return raw is not None and parse_bool(raw) is True
+
+
+def _root_rules(table: Any) -> dict[str, Any]:
+    """Rule host -> its ``/`` rule (Prefix or ImplementationSpecific) that the table serves
+    (the first, in the table's order, when there are both)."""
+    roots: dict[str, Any] = {}
+    for m in getattr(table, "routes", ()):
+        if (m.host and not m.is_default_backend and m.path == "/"
+                and m.path_type in _ROOT_TYPES):
+            roots.setdefault(m.host, m)
+    return roots
+
+
+def passthrough_hosts(table: Any, enabled: bool) -> PassthroughHosts:
+    """The passthrough hosts of ``table`` (a :class:`RouteTable`; anything without
+    ``served`` has none). ``enabled`` False (no ``--enable-ssl-passthrough``): none, and a
+    warning per host whose Ingress asks for it, which is then terminated like any other."""
+    served = getattr(table, "served", None)
+    if not served:
+        return PassthroughHosts()
+    first: dict[str, Any] = {}
+    for ing in served:  # oldest first, as ingress-nginx's ListIngresses
+        if _is_canary(ing):
+            continue
+        for rule in ing.spec.rules:
+            if rule.host:
+                first.setdefault(rule.host, ing)
+    warnings: list[str] = []
+    routes: dict[str, Any] = {}
+
+    def say(ing: Any, message: str) -> None:
+        warnings.append(f"Ingress {ing.metadata.ref}: annotation {PASSTHROUGH}: {message}")
+
+    asked: set[int] = set()
+    for ing in served:
+        raw = ing.metadata.annotations.get(PASSTHROUGH)
+        if raw is None:
+            continue
+        value = parse_bool(raw)
+        if value is None:
+            say(ing, f"invalid value {raw!r} (expected true or false); ignored")
+            continue
+        if not value:
+            continue
+        if _is_canary(ing):
+            say(ing, "ignored on a canary Ingress (ingress-nginx makes no server of it)")
+            continue
+        asked.add(id(ing))
+        if not any(r.host for r in ing.spec.rules):
+            say(ing, "ignored: it applies to the servers of rule hosts, and this Ingress has "
+                "none (the host-less rules' server never passes through)")
+    roots: dict[str, Any] | None = None
+    for host, ing in first.items():
+        if id(ing) not in asked:
+            continue
+        if not enabled:
+            say(ing, f"ignored for host {host}: SSL passthrough is off (ingresslib serve "
+                "--enable-ssl-passthrough, ProxyServer(ssl_passthrough=True)); its TLS is "
+                "terminated here")
+            continue
+        if "*" in host:
+            say(ing, f"ignored for host {host}: a wildcard host never equals a server name "
+                "(ingress-nginx's TLS proxy compares the two as written)")
+            continue
+        if roots is None:
+            roots = _root_rules(table)
+        root = roots.get(host)
+        if root is None:
+            say(ing, f"host {host} has no '/' rule (Prefix or ImplementationSpecific): its "
+                "passthrough connections are closed (ingress-nginx pipes to the server's root "
+                "location, here one without a Service, and its connect fails)")
+        routes[host] = root
+    for ing in served:
+        if id(ing) not in asked:
+            continue
+        for host in dict.fromkeys(r.host for r in ing.spec.rules if r.host):
+            owner = first.get(host)
+            if owner is not None and owner is not ing:
+                say(ing, f"ignored for host {host}: its server is the older Ingress "
+                    f"{owner.metadata.ref}'s, which decides (ingress-nginx: the first Ingress "
+                    "of a host makes its server)")
+    return PassthroughHosts(routes, tuple(warnings))
+
+
+class PassthroughRoutes:
+    """A server's passthrough decisions: rebuilt (and its warnings logged) whenever the
+    router's table changes."""
+
+    __slots__ = ("enabled", "_table", "_hosts")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = bool(enabled)
+        self._table: Any = None
+        self._hosts = PassthroughHosts()
+
+    def hosts(self, router: Any) -> PassthroughHosts:
+        """The passthrough hosts of ``router``'s current table (its warnings logged once per
+        table)."""
+        table = getattr(router, "table", None)
+        if table is not self._table:
+            hosts = passthrough_hosts(table, self.enabled)
+            for w in hosts.warnings:
+                _log.warning("%s", w)
+            self._table, self._hosts = table, hosts
+        return self._hosts
+
+    def decide(self, router: Any, server_name: bytes | None,
+               client_ip: str | None) -> tuple[str, int] | str | None:
+        """For a ClientHello's raw ``server_name``: None when the connection is not a
+        passthrough one (TLS is terminated here); :data:`CLOSE` when it is one that has
+        nowhere to go; else the endpoint to pipe to."""
+        # (Asked even when off: a table swapped in by ``router.update`` gets its warnings
+        # logged by the first TLS connection after it.)
+        routes = self.hosts(router).routes
+        if not routes or not server_name:
+            return None
+        try:
+            # DNS names compare without case (a ClientHello's name is ASCII, RFC 6066 §3);
+            # ingress-nginx compares as written, and clients send the lower case anyway.
+            name = server_name.decode("ascii").lower()
+        except UnicodeDecodeError:
+            return None
+        if name not in routes:
+            return None
+        match = routes[name]
+        if match is None:
+            return CLOSE
+        try:
+            decision = router.route("GET", name, "/", (), client_ip)
+        except Exception:  # noqa: BLE001 - a router's failure closes this connection only
+            _log.exception("ssl-passthrough: routing host %s failed", name)
+            return CLOSE
+        if (decision is None or decision.match is not match or decision.endpoint is None
+                or getattr(decision, "default_backend", None) is not None):
+            # No ready endpoint (or an Exact '/' rule answers a lookup of '/' before the
+            # root rule: ingress-nginx would still use the root rule's Service). Nor is the
+            # Ingress's ``default-backend`` annotation's Service, which HTTP requests get when
+            # the rule's has no ready endpoint, asked: ingress-nginx pipes to the location's
+            # Service (``loc.Service``, which the fallback leaves as it is; only
+            # ``loc.Backend`` changes), whose connect then fails.
+            return CLOSE
+        endpoint: tuple[str, int] = decision.endpoint
+        return endpoint

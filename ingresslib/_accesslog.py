@@ -332,6 +332,10 @@ class AccessLog:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):  # nobody listens: build nothing
             return
+        if not getattr(record, "access_log", True):
+            # enable-access-log: "false" (nginx.tmpl "access_log off;" in the location). A
+            # record built by hand without the field is logged as before.
+            return
         fields = access_fields(record, self.clock(), self.tz)
         # makeRecord + handle is logger.info() without findCaller's stack walk (the caller is
         # always this line): a third of the cost of an entry.

@@ -148,8 +148,11 @@ from .proxy._header_sets import (
 )
 from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
 from .proxy._globalauth import effective_auth
+from .proxy._satisfy import any_access
+from .proxy._digest import asgi_request
 from .proxy._ratelimit import Held, RateLimiter
 from .proxy._bandwidth import throttled_send
+from .proxy._clientcert import HostAuths
 from .proxy._settings import ProxySettings
 from .proxy._response_head import rewriting_send
 
@@ -343,6 +346,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         #: (seconds, monotonic; replaceable, e.g. by a test).
         self.rate_limits = RateLimiter()
         self.limit_clock: Callable[[], float] = time.monotonic
+        #: The hosts whose server verifies client certificates (per router table).
+        self._cert_hosts = HostAuths()
 
     def _request_id_failed(self) -> str:
         """A generated id when the ``request_id`` callable raised, logged with its traceback
@@ -570,6 +575,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             except BadRequestError as err:
                 await reply.local(err.status_hint)
                 return
+            if settings.deny_unenforced_access_annotations \
+                    and self._cert_hosts.auth_for(self.router, host) is not None:
+                # auth-tls-* holds for the whole server (every Ingress's routes of the host, a
+                # server-alias, paths no rule covers): no client certificate is verified here,
+                # so every request of such a host fails closed (proxy/_clientcert.py HostAuths)
+                # unless unenforced access annotations are served (as the Ingress's routes).
+                await reply.local(503)
+                return
             scheme = "https" if secure else "http"
             app: ASGIApp | None = None
             mount = ""
@@ -632,8 +645,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # The proxy's access control of the host's server location (or block-cidrs),
                 # before the 404 or the ``fallback`` (RouteOptionsSource._unrouted_status).
                 await _hash_off_loop(self._unrouted_access(server_host), client_ip, scope)
-                status, challenge = self._unrouted_status(server_host, client_ip,
-                                                          lambda: _authorization(scope))
+                status, challenge = self._unrouted_status(
+                    server_host, client_ip, lambda: _authorization(scope),
+                    asgi_request(scope, rel, query, self.limit_clock))
                 if status:
                     await reply.local(status, None if challenge is None
                                       else [(b"www-authenticate", challenge)])
@@ -726,25 +740,36 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         return
                     if limit_held is not None:
                         held = limit_held
+                ask = effective_auth(opts.ext_auth, decision.match) is not None
+                prior: tuple[int, bytes | None] | None = None
                 if access is not None:
                     # Allow/deny, then basic auth, after the redirects (nginx's access phase), as
                     # the proxy does (proxy/_actions.py ``access_answer``). A password to hash is
                     # hashed in a worker thread first (``access_job``), not on the event loop.
                     await _hash_off_loop(access, client_ip, scope)
-                    status, challenge = access_answer(access, client_ip,
-                                                      lambda: _authorization(scope))
-                    if status:
+                    if access.any is None:
+                        status, challenge = access_answer(
+                            access, client_ip, lambda: _authorization(scope),
+                            asgi_request(scope, rel, query, self.limit_clock))
+                    else:
+                        # satisfy: any, as the proxy's (proxy/_satisfy.py ``any_access``).
+                        status, challenge, ask = any_access(
+                            access, client_ip, lambda: _authorization(scope), ask,
+                            asgi_request(scope, rel, query, self.limit_clock))
+                    if status and not (ask and access.any is not None):
                         await reply.local(status, None if challenge is None
                                           else [(b"www-authenticate", challenge)])
                         return
-                if effective_auth(opts.ext_auth, decision.match) is not None:
+                    if status:
+                        prior = (status, challenge)
+                if ask:
                     # auth-url: the auth service answers first, the body unread meanwhile
                     # (not on a no-auth-locations rule path: proxy/_globalauth.py).
                     path_q = _request_uri(scope, rel, query)
                     got = await authenticate(
                         self, opts, scope, reply, peer, client_ip, host,
                         (normalize_host(host) or "") if host else "",
-                        path_q[0] + ("?" + path_q[1] if path_q[1] else ""))
+                        path_q[0] + ("?" + path_q[1] if path_q[1] else ""), prior)
                     if got is None:
                         return
                     auth_pairs = got

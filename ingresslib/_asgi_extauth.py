@@ -54,6 +54,7 @@ from .proxy._extauth import (
     verdict,
 )
 from .proxy._h11_reader import _H11Reader
+from .proxy._satisfy import combine
 from .proxy._header_sets import config_maps_of, set_headers_for
 from .proxy._headers import HEADER_NAME_CHARS, forwarded_for_value, redirect_scheme
 
@@ -183,12 +184,15 @@ def _cookie_send(send: Send, cookies: tuple[bytes, ...], always: bool) -> Send:
 
 async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str, Any],
                        reply: Any, peer: str | None, client_ip: str | None, host: str,
-                       host_n: str, request_uri: str
+                       host_n: str, request_uri: str,
+                       prior: tuple[int, bytes | None] | None = None
                        ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Ask ``opts.ext_auth``'s service about the request of ``scope`` (``IngressASGI``'s
     ``asgi``; ``reply`` its ``_Reply``): the auth-response-headers for the app (a 2xx), or
     None once the refusal is answered. ``host`` is the Host as received (or the absolute-form
-    authority), ``host_n`` nginx's ``$host``, ``request_uri`` nginx's ``$request_uri``."""
+    authority), ``host_n`` nginx's ``$host``, ``request_uri`` nginx's ``$request_uri``;
+    ``prior``: with ``satisfy: any``, the earlier checks' refusal (proxy/_satisfy.py
+    ``combine``)."""
     auth = opts.ext_auth
     assert auth is not None
     settings = asgi.settings
@@ -218,7 +222,8 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
                            pass_scheme=pass_scheme, http_host=http_host, client_ip=client_ip,
                            forwarded_for=ff, set_pairs=pairs, settings=settings,
                            trusted=trusted)
-    v = await ask_auth_service(auth, head, opts, settings.max_response_header_size)
+    v = combine(prior, await ask_auth_service(auth, head, opts,
+                                              settings.max_response_header_size))
     if v.status == 0:
         if v.cookies:
             reply.server_send = _cookie_send(reply.server_send, v.cookies,

@@ -1355,6 +1355,8 @@ def _access_part_lines(a: dict[str, Any], label: str) -> list[str]:
     if b is not None:
         lines.append(f"     {label}: basic authentication, realm {b['realm']!r}, users of "
                      f"Secret {b['secret']} ({b['secret_type']})")
+    if a.get("satisfy") == "any":
+        lines.append(f"     {label}: satisfy any: one check that lets the request in suffices")
     return lines
 
 

@@ -443,6 +443,8 @@ def describe_access(access: Access) -> dict[str, Any]:
     if basic is not None:
         out["basic_auth"] = {"realm": basic.realm, "secret": f"{basic.namespace}/{basic.name}",
                              "secret_type": "auth-map" if basic.map_type else "auth-file"}
+    # satisfy (proxy/_satisfy.py): "any" lets one passing check suffice.
+    out["satisfy"] = "any" if getattr(access, "any", None) is not None else "all"
     if access.also is not None:
         out["also"] = describe_access(access.also)
     return out

@@ -40,26 +40,30 @@ Ref = tuple[str, str]
 
 
 def auth_secret_refs(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
-    """``(namespace, name)`` of the Secrets ``auth-type: basic`` reads for ``ingresses``: what
-    the proxy would look up (``proxy/_basicauth.basic_auth_config``: "name" or "namespace/name",
-    another namespace refused), and the CA Secrets ``auth-tls-secret`` names (client
-    certificates; Opaque Secrets the TLS watch does not list), canaries left out (their auth
-    annotations are ignored)."""
+    """``(namespace, name)`` of the Secrets ``auth-type: basic`` / ``digest`` reads for
+    ``ingresses``: what the proxy would look up (``proxy/_basicauth.basic_auth_config``:
+    "name" or "namespace/name", another namespace refused), and the Secrets
+    ``auth-tls-secret`` (client certificates) and ``proxy-ssl-secret`` (backend TLS) name
+    (Opaque Secrets the TLS watch does not list), canaries left out (their annotations are
+    ignored)."""
     from ._table import _is_canary
     from .proxy._basicauth import basic_auth_config
 
     refs: set[tuple[str, str]] = set()
     for ing in ingresses:
         annotations = ing.metadata.annotations
-        ca_ref = annotations.get(_ANNOTATION_PREFIX + "auth-tls-secret")
-        if ca_ref and not _is_canary(ing):
-            # auth-tls-secret's CA Secret (an Opaque one holding ca.crt): "namespace/name" of
-            # the Ingress's own namespace, as the proxy reads it (ingresslib/_tls.py).
-            ns, slash, name = "".join(ca_ref.split()).partition("/")
-            if slash and name and "/" not in name and ns == ing.metadata.namespace:
-                refs.add((ns, name))
+        for key in ("auth-tls-secret", "proxy-ssl-secret"):
+            ref = annotations.get(_ANNOTATION_PREFIX + key)
+            if ref and not _is_canary(ing):
+                # auth-tls-secret's CA Secret (ca.crt), proxy-ssl-secret's (ca.crt, tls.crt,
+                # tls.key): Opaque ones, "namespace/name" of the Ingress's own namespace, as
+                # the proxy reads them (ingresslib/_tls.py, proxy/_proxy_ssl.py).
+                ns, slash, name = "".join(ref.split()).partition("/")
+                if slash and name and "/" not in name and ns == ing.metadata.namespace:
+                    refs.add((ns, name))
         auth_type = annotations.get(_ANNOTATION_PREFIX + "auth-type")
-        if auth_type is None or auth_type.strip() != "basic" or _is_canary(ing):
+        if auth_type is None or auth_type.strip() not in ("basic", "digest") \
+                or _is_canary(ing):
             continue
         config, _, _ = basic_auth_config(annotations, _ANNOTATION_PREFIX, ing.metadata.namespace)
         if config is not None:

@@ -123,7 +123,7 @@ CANARY = {P + "canary": "true", P + "canary-weight": "50"}
 
 def test_canary_ignored_texts_for_each_kind_of_annotation() -> None:
     ann = {**CANARY, P + "proxy-read-timeout": "30", P + "whitelist-source-range": "10.0.0.0/8",
-           P + "auth-url": "http://auth.test/", P + "satisfy": "any"}
+           P + "auth-url": "http://auth.test/", P + "auth-type": "ntlm"}
     opts = parse_route_options(ann, "/", ProxySettings(), where=WHERE, main_annotations={})
     assert sorted(opts.warnings) == sorted([
         f"{WHERE}: annotation {P}proxy-read-timeout: ignored on a canary Ingress (as in "
@@ -134,8 +134,9 @@ def test_canary_ignored_texts_for_each_kind_of_annotation() -> None:
         # the main Ingress's value of applies, no "not implemented" any more.
         f"{WHERE}: annotation {P}auth-url: ignored on a canary Ingress (as in ingress-nginx: "
         "the main Ingress's applies to canary traffic)",
-        # An access annotation ingresslib does not implement: said as before.
-        f"{WHERE}: annotation {P}satisfy: ignored on a canary Ingress (as in ingress-nginx: "
+        # An access annotation ingresslib does not implement: said as before (satisfy is
+        # implemented since session 26: an auth-type ingresslib does not know instead).
+        f"{WHERE}: annotation {P}auth-type: ignored on a canary Ingress (as in ingress-nginx: "
         "the main Ingress's access control applies to canary traffic), and not implemented "
         "by ingresslib anyway",
     ])

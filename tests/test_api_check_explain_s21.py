@@ -35,7 +35,7 @@ metadata:
     {P}proxy-read-timeout: 30s
     {P}proxy-buffering: "true"
     {P}rewrite-targte: /
-    {P}auth-type: digest
+    {P}configuration-snippet: "deny all;"
 spec:
   tls: [{{hosts: [a.example], secretName: missing}}]
   rules:
@@ -126,7 +126,8 @@ def test_check_holds_the_proxys_warnings_as_values(files: dict[str, str]) -> Non
     fields = {(d.object, d.field) for d in found if d.severity == "warning"}
     web = "Ingress default/web"
     # The proxy's annotation warnings, on the annotation's field (as the router's own).
-    for key in ("proxy-read-timeout", "proxy-buffering", "rewrite-targte", "auth-type"):
+    for key in ("proxy-read-timeout", "proxy-buffering", "rewrite-targte",
+                "configuration-snippet"):
         assert (web, f"metadata.annotations[{P}{key}]") in fields, key
     # ... which neither the router's warnings nor the table's diagnostics hold.
     router = ingresslib.Router(res)

@@ -3,8 +3,8 @@
 - The differential property test of tests/test_proxy_asgi_agree_s13.py left access control
   out ("being changed by another session"): here the same comparison runs with the source-range
   annotations (allowlist/whitelist/denylist, valid and invalid), an access annotation
-  ingresslib cannot enforce (``auth-type: digest``; ``auth-url`` until session 26, which
-  implemented it), and the ``whitelist_source_range``,
+  ingresslib cannot enforce (``configuration-snippet``; ``auth-url`` and ``auth-type: digest``
+  until session 26, which implemented them), and the ``whitelist_source_range``,
   ``denylist_source_range``, ``block_cidrs`` and ``deny_unenforced_access_annotations``
   settings, from a peer inside or outside the ranges, trusted hop or not; and once more for a
   server that gives no ``raw_path`` (the target spelled as ``path`` re-quoted, which is all
@@ -79,7 +79,7 @@ ACCESS = (
     ((P + "allowlist-source-range", RANGES),),
     ((P + "denylist-source-range", RANGES),),
     ((P + "allowlist-source-range", RANGES), (P + "denylist-source-range", RANGES)),
-    ((P + "auth-type", ("digest",)),),
+    ((P + "configuration-snippet", ("deny all;",)),),
 )
 
 

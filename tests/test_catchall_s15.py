@@ -212,7 +212,7 @@ def test_defect_access_control_still_applies_after_the_dropped_redirect() -> Non
     r = proxy_answer(wire(head), manifests=m, tls_hosts=set(), peer="10.1.2.3")
     assert r.status is None and r.upstream is not None
     # A denied location (an access annotation ingresslib cannot enforce) stays 503.
-    m = catch_all({P + "auth-type": "digest",
+    m = catch_all({P + "configuration-snippet": "deny all;",
                    P + "permanent-redirect": "https://e.test/"}) + WEB
     assert proxy_answer(wire(head), manifests=m, tls_hosts=set()).status == 503
 

@@ -153,7 +153,7 @@ def test_guard_owner_app_root_and_ruled_paths_unchanged() -> None:
 def test_guard_owner_denial_comes_before_its_redirect_and_access_still_applies() -> None:
     # A denied owner (an access annotation it cannot apply): 503 before any redirect, as the
     # unrouted location / answers. An owner allowlist still applies (fail closed).
-    m = manifests({P + "auth-type": "digest", P + "force-ssl-redirect": "true"})
+    m = manifests({P + "configuration-snippet": "deny all;", P + "force-ssl-redirect": "true"})
     head = "GET /x HTTP/1.1\r\nHost: admin.test"
     assert proxy_answer(wire(head), manifests=m, tls_hosts=set()).status == 503
     asyncio.run(assert_same_answer(head, manifests=m, tls_hosts=set()))

@@ -54,8 +54,9 @@ BASIC = {P + "auth-type": "basic", P + "auth-secret": "users", P + "auth-realm":
 MANIFESTS = (ingress("admin", "admin.test", {**RANGES, **BASIC})
              + ingress("ranges", "ranges.test", RANGES)
              + ingress("basic", "basic.test", BASIC)
-             # auth-url is implemented by the proxy core since session 26: digest is not.
-             + ingress("digest", "digest.test", {P + "auth-type": "digest"})
+             # auth-url and auth-type: digest are implemented since session 26: a snippet is not.
+             + ingress("unenforced", "unenforced.test",
+                       {P + "configuration-snippet": "more_set_headers 'x: y';"})
              + ingress("gone", "gone.test", {P + "auth-type": "basic", P + "auth-secret": "gone"})
              + ingress("moved", "moved.test", {**RANGES,
                                                P + "permanent-redirect": "https://new.test/"})
@@ -181,12 +182,12 @@ def test_a_basic_auth_secret_that_does_not_exist_is_503(
 
 def test_an_unenforceable_access_annotation_is_503(files: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    doc = explain_json(capsys, files, "http://digest.test/")
+    doc = explain_json(capsys, files, "http://unenforced.test/")
     assert doc["status"] == 503
-    assert "auth-type (basic/digest authentication)" in doc["access"]["denied"]
-    out = explain_text(capsys, files, "http://digest.test/")
+    assert "configuration-snippet (raw nginx configuration)" in doc["access"]["denied"]
+    out = explain_text(capsys, files, "http://unenforced.test/")
     assert "access: denied, every request answers 503: annotation nginx.ingress.kubernetes.io/" \
-           "auth-type" in out
+           "configuration-snippet" in out
     assert "proxy answers: 503 (the location is denied" in out
 
 

@@ -40,6 +40,14 @@ def test_auth_tls_secret_is_a_named_secret(ref: str, expected: set[tuple[str, st
     assert set(auth_secret_refs(res.ingresses)) == expected
 
 
+def test_proxy_ssl_secret_is_fetched_in_cluster_mode() -> None:
+    # proxy-ssl-secret (backend TLS: ca.crt, tls.crt, tls.key) is an Opaque Secret too: in
+    # cluster mode it was never fetched, the routes 503 ("no such Secret").
+    res = Resources.from_dicts([_ingress("a", {P + "proxy-ssl-secret": "default/backend-ca"}),
+                                _ingress("b", {P + "proxy-ssl-secret": "other/ca"})])
+    assert set(auth_secret_refs(res.ingresses)) == {("default", "backend-ca")}
+
+
 def test_a_canarys_auth_tls_secret_is_not_fetched_and_basic_auth_still_is() -> None:
     res = Resources.from_dicts([
         _ingress("a", {P + "auth-tls-secret": "default/ca", P + "canary": "true",
@@ -131,3 +139,66 @@ def test_proxy_protocol_client_address_is_never_a_forwarded_for_chain() -> None:
     head = b"".join(a.data for a in acts if isinstance(a, SendUpstream)).lower()
     assert b"\r\nx-real-ip: 10.2.2.2\r\n" in head
     assert b"x-real-ip: 6.6.6.6" not in head
+
+
+# ---------------------------------------------------------------- explain: satisfy
+#
+# explain took its statuses from the core, so `satisfy: any` answered right, but its access
+# description did not say the mode: "source ranges ... basic authentication" read as both
+# required.
+
+
+def test_explain_states_the_satisfy_mode(capsys: Any, tmp_path: Any) -> None:
+    from test_explain_s26 import _BACKENDS, _ingress, _res
+
+    import ingresslib
+    from ingresslib._cli import main as cli_main
+
+    ann = {P + "whitelist-source-range": "10.1.0.0/16", P + "auth-type": "basic",
+           P + "auth-secret": "users"}
+    users = """
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+type: Opaque
+stringData: {auth: "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="}
+"""
+    any_res = _res(_ingress({**ann, P + "satisfy": "any"}), extra=users)
+    all_res = _res(_ingress(ann), extra=users)
+    assert ingresslib.explain(any_res, "http://a.test/x")["access"]["satisfy"] == "any"
+    assert ingresslib.explain(all_res, "http://a.test/x")["access"]["satisfy"] == "all"
+    f = tmp_path / "m.yaml"
+    f.write_text(_ingress({**ann, P + "satisfy": "any"}) + _BACKENDS + users)
+    cli_main(["explain", "-f", str(f), "--client-ip", "10.1.2.3", "http://a.test/x"])
+    assert "satisfy any: one check that lets the request in suffices" in capsys.readouterr().out
+
+
+def test_digest_auth_secret_is_fetched_in_cluster_mode_too() -> None:
+    # auth-type: digest reads its htdigest Secret as basic auth does (proxy/_digest.py): in
+    # cluster mode it was never fetched (only "basic" named a Secret), every route 503.
+    res = Resources.from_dicts([
+        _ingress("a", {P + "auth-type": "digest", P + "auth-secret": "digest-users"}),
+        _ingress("b", {P + "auth-type": "basic", P + "auth-secret": "users"}),
+        _ingress("c", {P + "auth-type": "ntlm", P + "auth-secret": "never"}),
+    ])
+    assert set(auth_secret_refs(res.ingresses)) == {("default", "digest-users"),
+                                                    ("default", "users")}
+
+
+def test_satisfy_any_with_digest_accepts_credentials_in_ingress_asgi_as_in_the_core() -> None:
+    # satisfy: any hands the access decision to proxy/_satisfy.py; IngressASGI's call gave no
+    # request to digest authentication, so valid digest credentials from an address the
+    # allowlist refuses were a 401 there and a 200 through the core.
+    from test_digest_auth_s26 import DIGEST, Asgi, Core, authorization, challenge_fields, manifests
+
+    m = manifests({**DIGEST, P + "satisfy": "any", P + "whitelist-source-range": "10.9.9.9/32"})
+    core, asgi = Core(m), Asgi(m)
+    status, headers, _ = core.ask()
+    assert status == 401
+    assert core.ask(authorization(challenge_fields(headers[b"www-authenticate"])["nonce"]))[0] \
+        == 200
+    status, h = asgi.ask()
+    assert status == 401 and not asgi.seen
+    assert asgi.ask(authorization(challenge_fields(h[b"www-authenticate"])["nonce"]))[0] == 200
+    assert len(asgi.seen) == 1

@@ -131,7 +131,8 @@ def test_v1_address_that_is_no_ip_keeps_no_source() -> None:
     b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
     b"PROXY\r\n",
     b"PROXY \r\n",
-    b"PROXY UNKNOWN\n",
+    # (b"PROXY UNKNOWN\n" + b"\r\n" is no broken header: nginx skips to the first CRLF,
+    # test_small_annotations_s26.py test_proxy_protocol_unknown_skips_a_bare_lf)
     b"\r\n\r\n\x00\r\nQUIT\r",                              # the v2 signature, broken
     _v2(version=1),                                          # v2 signature, version 1
     _v2(version=3),

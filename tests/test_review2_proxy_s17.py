@@ -46,11 +46,12 @@ _GET_X = b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n"
 @pytest.mark.parametrize("annotations, status", [
     # nginx.tmpl, in the location: 'set $proxy_upstream_name {{ buildUpstreamName $location |
     # quote }};' ... '{{ else }} # Location denied. Reason: ... return 503; {{ end }}'
-    # (auth-type: digest, which ingresslib cannot enforce; auth-url until session 26)
-    ({P + "auth-type": "digest"}, 503),
+    # (configuration-snippet, which ingresslib cannot enforce; auth-url and auth-type: digest
+    # until session 26)
+    ({P + "configuration-snippet": "deny all;"}, 503),
     # the denied location's "return 503" (rewrite module) before lua_ingress's ssl-redirect
     # (rewrite_by_lua, the end of the rewrite phase)
-    ({P + "auth-type": "digest", P + "force-ssl-redirect": "true"}, 503),
+    ({P + "configuration-snippet": "deny all;", P + "force-ssl-redirect": "true"}, 503),
     # '{{ if not (empty $location.Redirect.URL) }} return {{ $location.Redirect.Code }} {{
     # $location.Redirect.URL }};' in the same location, after the set
     ({P + "permanent-redirect": "https://e.test/z"}, 301),
@@ -71,7 +72,7 @@ def test_app_root_answers_before_a_denied_server_location() -> None:
     $location.Rewrite.AppRoot }}; }" runs in the server rewrite phase, before any location
     is found: a denied ``location /`` never gets to its 503, and the upstream is the
     server's ``set $proxy_upstream_name "-";``."""
-    p = _pair(ingress_yaml("a", "a.test", {P + "auth-type": "digest",
+    p = _pair(ingress_yaml("a", "a.test", {P + "configuration-snippet": "deny all;",
                                            P + "app-root": "/app"}, path="/foo"))
     out = p.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
     assert status_of(out) == 302 and b"location: http://a.test/app" in out.lower()
@@ -81,7 +82,7 @@ def test_app_root_answers_before_a_denied_server_location() -> None:
 def test_www_twin_of_a_denied_owner_still_redirects_unnamed() -> None:
     """The twin is a server of its own ("server_name {{ $redirect.From }}; ... return {{
     $all.Cfg.HTTPRedirectCode }} $redirect_to;"): the owner's denied location is not its."""
-    p = _pair(ingress_yaml("a", "a.test", {P + "auth-type": "digest",
+    p = _pair(ingress_yaml("a", "a.test", {P + "configuration-snippet": "deny all;",
                                            P + "from-to-www-redirect": "true"}))
     out = p.send(b"GET /x HTTP/1.1\r\nHost: www.a.test\r\n\r\n")
     assert status_of(out) == 308

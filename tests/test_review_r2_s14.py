@@ -192,7 +192,7 @@ def test_guard_an_unenforced_owner_annotation_follows_the_opt_out() -> None:
     from ingresslib.proxy import ProxySettings
 
     m = CATCH_ALL + ingress("admin", "admin.test", [("/admin", "Prefix", "canary")],
-                            {P + "auth-type": "digest"},
+                            {P + "configuration-snippet": "deny all;"},
                             created="2024-01-02T00:00:00Z") + SERVICES
     head = "GET /x HTTP/1.1\r\nHost: admin.test"
     assert proxy_answer(wire(head), manifests=m, peer=ATTACKER).status == 503
@@ -223,7 +223,7 @@ def test_defect_explain_refuses_whitespace_before_the_colon(
 
 HOSTS = ("a.test", "'*.b.test'", "c.b.test")
 ACCESS = ({}, ALLOW, {P + "denylist-source-range": "10.9.0.0/16"}, BASIC,
-          {P + "auth-type": "digest"}, {**ALLOW, **BASIC})
+          {P + "configuration-snippet": "deny all;"}, {**ALLOW, **BASIC})
 DEFAULT_BACKEND = "\n  defaultBackend: {service: {name: web, port: {number: 80}}}"
 
 

@@ -41,6 +41,8 @@ from .._iptext import network_text
 from .._models import GO_SPACE
 from .._table import _is_canary_value
 from ._basicauth import BasicAuth, basic_auth_config
+from ._digest import DigestAuth, digest_without_realm
+from ._satisfy import SATISFY, SatisfyAny, parse_satisfy
 
 if TYPE_CHECKING:
     from ._annotations import RouteWarning
@@ -159,7 +161,7 @@ class Access:
     """A route's access control: ``denied`` (a reason: every request gets 503), else the
     global ``block-cidrs``, the route's denylist and allowlist as ``SourceRanges``."""
 
-    __slots__ = ("denied", "ranges", "basic", "also", "_cache")
+    __slots__ = ("denied", "ranges", "basic", "also", "any", "_cache")
 
     def __init__(self, denied: str | None, ranges: SourceRanges | None,
                  basic: BasicAuth | None = None) -> None:
@@ -171,6 +173,9 @@ class Access:
         #: A second location's control the request must pass as well (``combine_access``):
         #: its source ranges are part of ``status``, its basic auth is ``access_answer``'s.
         self.also: Access | None = None
+        #: ``satisfy: any`` (proxy/_satisfy.py): the checks combine as nginx's ``satisfy any``
+        #: (``any_step``); None: ``satisfy all``, every check above must pass.
+        self.any: SatisfyAny | None = None
         self._cache: dict[str | None, int] = {}
 
     def status(self, client_ip: str | None) -> int:
@@ -248,19 +253,42 @@ def combine_access(first: Access | None, second: Access | None) -> Access | None
 
 
 def build_access(denied: str | None, block: Sequence[str], deny: Sequence[str],
-                 allow: Sequence[str], basic: BasicAuth | None = None) -> Access | None:
-    """The Access of a route, or None when nothing restricts it (the usual case)."""
+                 allow: Sequence[str], basic: BasicAuth | None = None,
+                 satisfy_any: bool = False) -> Access | None:
+    """The Access of a route, or None when nothing restricts it (the usual case).
+    ``satisfy_any``: ``satisfy: any`` (proxy/_satisfy.py)."""
     if denied is not None:
         return Access(denied, None)
     if not (block or deny or allow):
-        return None if basic is None else Access(None, None, basic)
+        return None if basic is None else _with_any(Access(None, None, basic), satisfy_any,
+                                                    None, None)
     ranges = SourceRanges()
     ranges.add(block, deny=True)
     ranges.add(deny, deny=True)
     if allow:
         ranges.add(allow, deny=False)
         ranges.deny_all()
-    return Access(None, ranges, basic)
+    access = Access(None, ranges, basic)
+    if satisfy_any:
+        own = SourceRanges() if deny or allow else None
+        if own is not None:
+            own.add(deny, deny=True)
+            if allow:
+                own.add(allow, deny=False)
+                own.deny_all()
+        blocked = None
+        if block:
+            blocked = SourceRanges()
+            blocked.add(block, deny=True)
+        _with_any(access, True, blocked, own)
+    return access
+
+
+def _with_any(access: Access, satisfy_any: bool, block: SourceRanges | None,
+              own: SourceRanges | None) -> Access:
+    if satisfy_any:
+        access.any = SatisfyAny(block, own)
+    return access
 
 
 # -- annotations -------------------------------------------------------------------------------
@@ -305,7 +333,8 @@ def access_kind(name: str) -> str | None:
     (``auth-type``, ``auth-secret``, ``auth-realm``...), external auth (``auth-url``,
     ``auth-signin``...), client certificates (``auth-tls-*``), ``satisfy``, and every
     ``*-snippet`` (raw nginx configuration: ``configuration-snippet: "deny all;"`` is an
-    access rule as much as anything)."""
+    access rule as much as anything). Those implemented (``auth-type: basic``, ``satisfy``:
+    proxy/_satisfy.py...) are skipped by ``route_access``; on a canary each is named."""
     kind = _ACCESS_KINDS.get(name)
     if kind is not None:
         return kind
@@ -404,7 +433,9 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
     basic: BasicAuth | None = None
     implemented: frozenset[str] = frozenset()
     auth_type = annotations.get(prefix + "auth-type")
-    basic_type = auth_type is not None and auth_type.strip() == "basic"
+    # auth-type: digest (proxy/_digest.py) reads the same annotations and Secret.
+    digest_type = auth_type is not None and auth_type.strip() == "digest"
+    basic_type = digest_type or (auth_type is not None and auth_type.strip() == "basic")
     if not canary and basic_type:
         implemented = BASIC_AUTH_ANNOTATIONS
         config, refusal, auth_warnings = basic_auth_config(annotations, prefix, namespace)
@@ -416,8 +447,18 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
             warnings.append(RouteWarning.on(where, f"{refusal}{suffix}", refusal.field,
                                             f"{refusal.message}{suffix}"))
             deny(str(refusal))
+        elif digest_type and config is not None and not config[0]:
+            reason, message = digest_without_realm(prefix)
+            warnings.append(RouteWarning.annotation(where, prefix + "auth-type", message))
+            deny(reason)
         elif config is not None and secrets is not None:
-            basic = BasicAuth(*config, secrets, warn, where)
+            basic = (DigestAuth if digest_type else BasicAuth)(*config, secrets, warn, where)
+    # satisfy (proxy/_satisfy.py): read on a main Ingress; a canary's is ignored (below).
+    satisfy_any = False
+    if not canary:
+        implemented = implemented | {SATISFY}
+        satisfy_any = parse_satisfy(annotations, prefix, lambda key, message: warnings.append(
+            RouteWarning.annotation(where, key, message)))
 
     for key in sorted(annotations):
         if not key.startswith(prefix):
@@ -433,8 +474,8 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
         if canary:
             # auth-type: basic and its Secret are implemented (on a main Ingress): "anyway"
             # would say otherwise.
-            anyway = "" if basic_type and name in BASIC_AUTH_ANNOTATIONS else (
-                ", and not implemented by ingresslib anyway")
+            anyway = "" if (basic_type and name in BASIC_AUTH_ANNOTATIONS) \
+                or name == SATISFY else ", and not implemented by ingresslib anyway"
             ignored = canary_ignored(annotations, main_annotations, where, key,
                                      "access control ", anyway + hint)
             if ignored is not None:
@@ -484,4 +525,5 @@ def route_access(annotations: Mapping[str, str], prefix: str, settings: ProxySet
 
     allow = ranges((ALLOWLIST, WHITELIST), settings.whitelist_source_range)
     refused = ranges((DENYLIST,), settings.denylist_source_range)
-    return build_access(denied, settings.block_cidrs, refused, allow, basic), warnings
+    return build_access(denied, settings.block_cidrs, refused, allow, basic,
+                        satisfy_any), warnings

@@ -24,10 +24,13 @@ from typing import Any
 from .._table import _is_canary
 from .._www import www_twins
 from ._access import Access, build_access, combine_access
+from ._satisfy import any_job, any_step
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._cors import PREFLIGHT_STATUS
+from ._digest import DigestAuth
 from ._headers import ACME_CHALLENGE
 from ._mirror import Mirror
+from ._proxy_ssl import UpstreamTLS
 from ._settings import ProxySettings
 
 __all__ = [
@@ -95,6 +98,11 @@ class OpenUpstream:
     #: False: open a new connection, do not take one from the idle pool (a retry after a
     #: pooled connection turned out to be closed by the upstream).
     pooled: bool = True
+    #: With ``tls``: the route's ``proxy-ssl-*`` (proxy/_proxy_ssl.py: verification, CA,
+    #: client certificate, name and SNI, protocols, ciphers, depth); None: nginx's defaults
+    #: (no verification). A pooled connection may carry the attempt only if it was made with
+    #: an equal value; a failed check is a failed connect (``upstream_failed``).
+    tls_config: UpstreamTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +260,9 @@ class RequestRecord:
     #: ``upstream_response_time``; None for a try without a time. The core always sets it;
     #: ``()`` means "not provided" (the access log then writes the last try's time only).
     upstream_response_times: tuple[float | None, ...] = ()
+    #: False when the route's ``enable-access-log`` is ``"false"`` (nginx ``access_log off;``
+    #: in the location): ``AccessLog`` writes no line; metrics count the request all the same.
+    access_log: bool = True
 
     @property
     def duration(self) -> float:
@@ -361,7 +372,8 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     follow. Here: the matched rule's host (``rule_host``) when it names one host, else no
     redirect at all (the request is served as it came: a request without Host can only reach
     a rule without host, a catch-all, whose owner asked for https with no name to send the
-    client to). ``https_port`` other than 443 is written into the Location.
+    client to). ``https_port`` other than 443 is written into the Location, and 443 too with
+    ``use-port-in-redirects`` (``opts.port_in_redirects``).
 
     Without ``preserve-trailing-slash`` one final ``/`` of the request target is dropped, the
     query included in the test: "-- do not append a trailing slash on redirects unless enabled
@@ -379,7 +391,10 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
         host = rule_host
     if location_host:
         host = location_host
-    authority = host if https_port == 443 else f"{host}:{https_port}"
+    # use-port-in-redirects (proxy/_location_extras.py): "https://%s:%s%s" with
+    # config.listen_ports.https, 443 included.
+    authority = host if https_port == 443 and not opts.port_in_redirects \
+        else f"{host}:{https_port}"
     if target is not None:
         path, query = target
     uri = path if query is None else f"{path}?{query}"
@@ -588,21 +603,35 @@ def body_too_large(opts: RouteOptions, path: str, length: int | None) -> bool:
 
 
 def access_answer(access: Access | None, client_ip: str | None,
-                  authorization: Callable[[], bytes | None]) -> tuple[int, bytes | None]:
+                  authorization: Callable[[], bytes | None],
+                  request: Callable[[], tuple[bytes, bytes, float]] | None = None
+                  ) -> tuple[int, bytes | None]:
     """nginx's access phase for a route: ``(0, None)`` to proceed, else the status to answer
     and, for a 401, the ``WWW-Authenticate`` value. The source ranges first (403; 503 for a
     denied location), then ``auth-type: basic`` (401; 503 when its Secret cannot be used), as
     nginx runs ngx_http_access_module before ngx_http_auth_basic_module. ``authorization``
-    reads the request's ``Authorization`` value, only when basic auth applies."""
+    reads the request's ``Authorization`` value, only when basic auth applies; ``request``
+    its method, target as received and the driver's time, only for ``auth-type: digest``
+    (proxy/_digest.py; without it digest never admits). With
+    ``satisfy: any`` (``access.any``), nginx's ``satisfy any`` (proxy/_satisfy.py
+    ``any_step``; a caller with an auth subrequest uses ``any_access``)."""
     if access is None:
         return 0, None
+    if access.any is not None:
+        status, challenge, _ = any_step(access, client_ip, authorization, request)
+        return status, challenge
     status = access.status(client_ip)
     if status or (access.basic is None and access.also is None):
         return status, None
     # ``also``: a second location's control (``combine_access``), its basic auth after ours.
     for part in (access, access.also):
         basic = part.basic if part is not None else None
-        if basic is not None:
+        if isinstance(basic, DigestAuth):
+            status, challenge = basic.verify(authorization(), *(
+                request() if request is not None else (b"", b"", 0.0)))
+            if status:
+                return status, challenge
+        elif basic is not None:
             status, _ = basic.check(authorization())
             if status:
                 return status, basic.challenge if status == 401 else None
@@ -616,6 +645,8 @@ def access_job(access: Access | None, client_ip: str | None,
     no basic auth, a refused address, a verdict remembered or one that needs no hashing). With
     two locations' basic auth (``also``), the first one's; the second's is asked again after
     it."""
+    if access is not None and access.any is not None:
+        return any_job(access, client_ip, authorization)  # satisfy any (proxy/_satisfy.py)
     if access is None or (access.basic is None and access.also is None) \
             or access.status(client_ip):
         return None
@@ -626,7 +657,7 @@ def access_job(access: Access | None, client_ip: str | None,
             job = basic.unsettled(value)
             if job is not None:
                 return job
-            if basic.check(value)[0]:
+            if basic.check(value)[0] and not isinstance(basic, DigestAuth):
                 return None
     return None
 
@@ -1007,7 +1038,8 @@ class RouteOptionsSource:
         return getattr(getattr(self.router, "resources", None), "secrets", None)
 
     def _unrouted_status(self, host: str, client_ip: str | None,
-                         authorization: Callable[[], bytes | None] = lambda: None
+                         authorization: Callable[[], bytes | None] = lambda: None,
+                         request: Callable[[], tuple[bytes, bytes, float]] | None = None
                          ) -> tuple[int, bytes | None]:
         """After ``_unrouted_redirect`` gave nothing, the status of a request for ``host``
         (normalised; empty: none) whose path no rule covers: 0 (the 404 of the default
@@ -1016,7 +1048,7 @@ class RouteOptionsSource:
         included: ``_unrouted_options``): 403 or 503. A host no Ingress names is served by
         ingress-nginx's default server, where only the ConfigMap's ``block-cidrs`` applies.
         ``(status, WWW-Authenticate value or None)`` (``access_answer``). Cold path."""
-        return access_answer(self._unrouted_access(host), client_ip, authorization)
+        return access_answer(self._unrouted_access(host), client_ip, authorization, request)
 
     def _unrouted_access(self, host: str) -> Access | None:
         """The access control of a request for ``host`` (normalised; empty: none) whose path

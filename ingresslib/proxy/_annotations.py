@@ -68,6 +68,9 @@ from ._header_sets import CUSTOM_HEADERS, CustomHeaders, parse_custom_headers
 from ._extauth import EXTAUTH_ANNOTATIONS, EXTAUTH_IGNORED, ExtAuth, parse_ext_auth
 from ._globalauth import fold as fold_global_auth
 from ._mirror import MIRROR_ANNOTATIONS, MirrorTarget, parse_mirror
+from ._proxy_ssl import PROXY_SSL_ANNOTATIONS, ProxySSL, parse_proxy_ssl
+from ._location_extras import (LOCATION_EXTRAS, parse_access_log, parse_connection_header,
+                               parse_http_version, parse_port_in_redirects, parse_rewrite_log)
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
                              parse_redirect_word, parse_upstream_vhost)
 
@@ -110,6 +113,11 @@ LOCATION_OPTIONS = frozenset({
     *EXTAUTH_ANNOTATIONS,
     # proxy/_globalauth.py (the ConfigMap's global-auth-url on this location or not)
     "enable-global-auth",
+    # proxy/_proxy_ssl.py (TLS to the endpoints: verification, client certificate, SNI)
+    *PROXY_SSL_ANNOTATIONS,
+    # proxy/_location_extras.py (enable-access-log, enable-rewrite-log,
+    # connection-proxy-header, proxy-http-version, use-port-in-redirects)
+    *LOCATION_EXTRAS,
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -133,6 +141,8 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     "default-backend",
     # proxy/_passthrough.py (the TLS listener's, with ProxyServer(ssl_passthrough=True))
     "ssl-passthrough",
+    # proxy/_satisfy.py (how the access checks combine: any or all)
+    "satisfy",
 }) | SOURCE_RANGE_ANNOTATIONS
 
 #: Every annotation ingress-nginx reads (without the prefix), implemented here or not: the
@@ -285,6 +295,21 @@ class RouteOptions:
     #: host's client certificate authentication must have been applied to the request
     #: (proxy/_clientcert.py), else the route answers 503 (a core without ``client_auth``).
     auth_tls: bool = False
+    #: ``proxy-ssl-*`` (proxy/_proxy_ssl.py): how the proxy core speaks TLS to the endpoints
+    #: (``ProxySSL.config``); None: no ``proxy-ssl-secret``, nginx's defaults (no verification).
+    proxy_ssl: ProxySSL | None = None
+    #: ``enable-access-log: "false"``: no access-log line (``RequestRecord.access_log``);
+    #: metrics still count the request (proxy/_location_extras.py).
+    access_log: bool = True
+    #: ``connection-proxy-header``: the Connection value sent upstream (``b"close"`` or
+    #: ``b"keep-alive"``; None: ``$connection_upgrade``, as before).
+    connection_header: bytes | None = None
+    #: ``proxy-http-version``: ``"1.0"`` or ``"1.1"`` (the upstream request line).
+    http_version: str = "1.1"
+    #: ``use-port-in-redirects``: the ssl-redirect's Location names the https port, 443 too.
+    port_in_redirects: bool = False
+    #: ``enable-rewrite-log: "true"``: each rewrite-target result is logged (INFO).
+    rewrite_log: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
@@ -814,6 +839,13 @@ def parse_route_options(
     budget = get("proxy-next-upstream-timeout", _next_upstream_timeout,
                  float(settings.proxy_next_upstream_timeout))
     body = get("proxy-body-size", parse_size, settings.proxy_body_size)
+    # proxy/_location_extras.py
+    access_log = get("enable-access-log", parse_access_log, True)
+    connection_header: bytes | None = get("connection-proxy-header", parse_connection_header,
+                                          None)
+    http_version = get("proxy-http-version", parse_http_version, "1.1")
+    port_in_redirects = get("use-port-in-redirects", parse_port_in_redirects, False)
+    rewrite_log = get("enable-rewrite-log", parse_rewrite_log, False)
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
     vhost: bytes | None = get("upstream-vhost", parse_upstream_vhost, None)
     redirect_to: str | None = get("proxy-redirect-to",
@@ -847,6 +879,14 @@ def parse_route_options(
     mirror = None if canary else parse_mirror(
         annotations, PREFIX,
         lambda key, message: warnings.append(RouteWarning.annotation(where, key, message)))
+    # proxy/_proxy_ssl.py; on a canary, ignored (the main rule's TLS to the endpoints). The
+    # Secret is read for the proxy core only (the front end of ``client_certs``): IngressASGI
+    # has no backend TLS, its routes are never denied for it.
+    proxy_ssl = None if canary else parse_proxy_ssl(
+        annotations, PREFIX, namespace,
+        lambda key, message: warnings.append(RouteWarning.annotation(where, key, message)),
+        secrets if (ext_auth if client_certs is None else client_certs) else None,
+        auth_warn, where)
     # nginx.tmpl: "proxy_intercept_errors on;" only without it: the error_page lines then
     # apply to nginx's own errors alone (ingresslib: its 502/504 after the last try).
     intercept = not get("disable-proxy-intercept-errors", _bool, False)
@@ -977,6 +1017,12 @@ def parse_route_options(
         limit_rate=limit_rate,
         auth_tls=auth_tls,
         limit_rate_after=limit_rate_after,
+        proxy_ssl=proxy_ssl,
+        access_log=access_log,
+        connection_header=connection_header,
+        http_version=http_version,
+        port_in_redirects=port_in_redirects,
+        rewrite_log=rewrite_log,
     )
 
 

@@ -365,6 +365,8 @@ class BasicAuth:
                            "location")
                 return
             text = raw.decode("utf-8", "surrogateescape")
+        if self._digest_file(text, key):
+            return  # auth-type: digest reads its htdigest file itself (proxy/_digest.py)
         users = parse_htpasswd(text)
         self._odd = odd_lines(text)
         if self._odd:
@@ -382,6 +384,10 @@ class BasicAuth:
                            "ingresslib cannot verify (supported: {PLAIN}, {SHA}, {SSHA}, "
                            "$apr1$, $1$, $5$, $6$, DES crypt); the user is refused")
         self._users = users
+
+    def _digest_file(self, text: str, key: str) -> bool:
+        """True when a subclass read the Secret's file ``text`` itself (``DigestAuth``)."""
+        return False
 
     def _deny(self, reason: str) -> None:
         self._reason = reason
@@ -424,7 +430,8 @@ def basic_auth_config(annotations: Mapping[str, str], prefix: str, namespace: st
     warnings: list[tuple[str, str]] = []
     secret = (annotations.get(prefix + "auth-secret") or "").strip()
     if not secret:
-        return None, refused("auth-type", f"basic without {prefix}auth-secret (ingress-nginx: "
+        kind = (annotations.get(prefix + "auth-type") or "basic").strip()
+        return None, refused("auth-type", f"{kind} without {prefix}auth-secret (ingress-nginx: "
                              "\"error reading secret name from annotation\")"), warnings
     ns, _, name = secret.rpartition("/")
     own = namespace or "default"

@@ -41,10 +41,11 @@ from typing import Any
 import regex as _regex
 
 from .._goparse import parse_bool, parse_int
+from .._normalize import ascii_lower, normalize_host
 
 __all__ = ["AUTH_TLS_ANNOTATIONS", "CLIENT_CERT_HEADERS", "ClientCert", "ClientCertAuth",
            "AuthTLS", "parse_auth_tls", "server_auths", "auth_for_host", "refusal",
-           "upstream_lines", "NO_CERT", "CERT_ERROR", "MISDIRECTED", "UNAUTHORIZED"]
+           "upstream_lines", "HostAuths", "NO_CERT", "CERT_ERROR", "MISDIRECTED", "UNAUTHORIZED"]
 
 AUTH_TLS_ANNOTATIONS = frozenset({
     "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth",
@@ -359,10 +360,14 @@ def server_auths(ordered: Iterable[Any], secrets: Any, prefix: str
     on a host no older Ingress configured, a denied configuration: every request of the host
     answers 503 (ingress-nginx denies that Ingress's locations and serves the host's others
     without client certificates; here the host fails closed, and a Secret created or repaired
-    later is seen at the next update, the route table being kept)."""
+    later is seen at the next update, the route table being kept).
+
+    A ``server-alias`` name of such a host (as the route table keeps it) takes the host's
+    configuration too (``_add_aliases``): nginx's server block holds both names."""
     by_ref = _secrets_by_ref(secrets)
     out: dict[str, ClientCertAuth | None] = {}
     problems: list[tuple[str, str, str]] = []
+    ordered = list(ordered)   # (read twice: the rule hosts, then the aliases)
     for ing in ordered:
         meta = ing.metadata
         config: ClientCertAuth | None = None
@@ -382,15 +387,86 @@ def server_auths(ordered: Iterable[Any], secrets: Any, prefix: str
         for rule in ing.spec.rules:
             if not rule.host:
                 continue
-            host = rule.host.lower()
-            if host.endswith("."):
-                host = host[:-1]   # one trailing dot, as every host is compared (SEMANTICS §4.1)
+            host = _host_key(rule.host)
             have = out.get(host)
             if have is None:
                 out[host] = config   # (None too: the host is known, without client auth)
             elif have.denied is not None and config is not None and config.denied is None:
                 out[host] = config   # a usable configuration replaces a denied one
+    _add_aliases(out, ordered)
     return out, problems
+
+
+def _host_key(host: str) -> str:
+    """A rule host as requests are compared with it (``normalize_host``): ASCII-only lower
+    case (RFC 4343; ``str.lower()`` made a U+212A (Kelvin sign) ``.test`` host the key of
+    ``k.test``, and left a U+00C0 one unmatched by its own requests), one trailing dot
+    stripped (SEMANTICS §4.1)."""
+    host = ascii_lower(host)
+    return host[:-1] if host.endswith(".") else host
+
+
+def _add_aliases(out: dict[str, ClientCertAuth | None], ordered: Iterable[Any]) -> None:
+    """Give every ``server-alias`` name the configuration of the server it names: nginx.tmpl
+    writes the aliases into that server's ``server_name``, so its ``ssl_verify_client`` (and
+    the refusals of ``ngx_http_process_request``) hold for a request by an alias as for one by
+    the host. The aliases are the route table's (``_table.server_aliases``: the first
+    Ingress's per host, none that is a rule host), so an alias that routes is one that is
+    verified; an alias of a server without it (or of the host-less rules' server) is known
+    without one, so that no ``*.`` host's configuration is taken for it (nginx: an exact
+    ``server_name`` before a wildcard one)."""
+    from .._table import SERVER_ALIAS, server_aliases
+
+    mains = list(ordered)
+    if not any(SERVER_ALIAS in ing.metadata.annotations for ing in mains):
+        return
+    hosts = dict.fromkeys(rule.host or None for ing in mains for rule in ing.spec.rules)
+    for alias, (server, _ing) in server_aliases(mains, hosts)[0].items():
+        auth = out.get(_host_key(server)) if server is not None else None
+        out.setdefault(_host_key(alias), auth)
+
+
+class HostAuths:
+    """For a front end that verifies no client certificate (IngressASGI): whether a request's
+    host names a server with client certificate authentication (``auth-tls-*``, usable or
+    not, by its host or a ``server-alias``: :func:`server_auths` over the served non-canary
+    Ingresses of the router's table), so that every request of such a host is refused (503)
+    rather than served unverified, whichever Ingress routes its path. Derived once per route
+    table (the router's ``table``; a router without one: no host)."""
+
+    __slots__ = ("_table", "_auths")
+
+    def __init__(self) -> None:
+        self._table: Any = object()
+        self._auths: Mapping[str, ClientCertAuth | None] = {}
+
+    def auth_for(self, router: Any, host: str | None) -> ClientCertAuth | None:
+        """The configuration of the server answering ``host`` (as received: any case, a
+        ``:port``, a trailing dot) under ``router``'s current table; None: none."""
+        table = getattr(router, "table", None)
+        if table is not self._table:
+            self._auths = _table_auths(table)
+            self._table = table
+        auths = self._auths
+        if not auths or not host:
+            return None
+        return auth_for_host(auths, normalize_host(host) or "")
+
+
+def _table_auths(table: Any) -> Mapping[str, ClientCertAuth | None]:
+    """:func:`server_auths` of a route table's served Ingresses (oldest first), canaries
+    apart; the Secrets are not read (whether a host has a configuration does not depend on
+    them: a missing one is a denied configuration)."""
+    served = getattr(table, "served", None)
+    if not served:
+        return {}
+    from .._table import _split_canaries
+    from ._annotations import PREFIX
+
+    mains = _split_canaries(served)[0]
+    if not any(PREFIX + "auth-tls-secret" in ing.metadata.annotations for ing in mains):
+        return {}
+    return server_auths(mains, None, PREFIX)[0]
 
 
 def auth_for_host(auths: Mapping[str, ClientCertAuth | None], host: str

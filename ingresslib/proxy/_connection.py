@@ -157,6 +157,7 @@ from ._header_sets import (
 from ._errors import LocalProxyError, RemoteProxyError
 from ._extauth import (auth_add_cookies, auth_connected, auth_data, auth_drop, auth_eof,
                        auth_failed, auth_owns, auth_start, auth_timed_out, auth_upstream_head)
+from ._satisfy import any_access
 from ._error_pages import (default_backend_lines, error_page_head, error_page_options,
                            without_set_names)
 from ._headers import (
@@ -192,6 +193,8 @@ from ._headers import (
 )
 from ._h11_reader import _H11Reader as _H11Reader
 from ._mirror import MirrorCopy, begin_mirror, budget_of, drop_copy
+from ._proxy_ssl import UNUSABLE
+from ._location_extras import log_rewrite, upstream_keeps
 from ._request import _Request, _Upstream, _raw_request_line
 from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
                              rewrite_response_headers)
@@ -260,6 +263,13 @@ _READ_NAMES = _UNIQUE_CHECKED | {
 
 
 _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
+
+
+def _digest_request(req: _Request, now: float) -> tuple[bytes, bytes, float]:
+    """What ``auth-type: digest`` checks a response against (``access_answer``'s ``request``):
+    the method, the target as received (nginx's ``r->unparsed_uri``: an absolute-form
+    target's path and query) and the driver's time."""
+    return req.method, req.original_uri.encode("ascii"), now
 
 
 class Proxy(RouteOptionsSource):
@@ -1207,6 +1217,10 @@ class ClientConnection:
             # does not know the host: a server-alias name): fails closed.
             self._local_response(req, 503, now)
             return
+        if opts.proxy_ssl is not None and opts.proxy_ssl.config()[1] is not None:
+            # proxy-ssl-secret unusable (proxy/_proxy_ssl.py): ingress-nginx denies the location.
+            self._local_response(req, 503, now)
+            return
         access = opts.access
         if access is not None and denied_first(opts, req.path):
             self._local_response(req, 503, now)
@@ -1300,7 +1314,8 @@ class ClientConnection:
                                 authorization),
                 lambda later: self._answer_unrouted(req, event, later)):
             return
-        status, challenge = self.proxy._unrouted_status(req.host, req.client_ip, authorization)
+        status, challenge = self.proxy._unrouted_status(
+            req.host, req.client_ip, authorization, lambda: _digest_request(req, now))
         if not status and self._defer_unrouted(req):
             return
         self._local_response(req, status or 404, now, None if challenge is None
@@ -1313,6 +1328,8 @@ class ClientConnection:
         opts = req.opts
         assert decision is not None and opts is not None
         access = opts.access
+        ask = opts.ext_auth is not None
+        prior: tuple[int, bytes | None] | None = None
         if access is not None:
             # nginx's access phase (allow/deny, then auth_basic) follows the rewrite phase
             # (every redirect above): a refused client is redirected first, then refused.
@@ -1324,13 +1341,27 @@ class ClientConnection:
                 # The password is hashed off the loop (``Offload``): the request waits for
                 # ``offload_done``; its body bytes are held meanwhile as before a connect.
                 return
-            status, challenge = access_answer(access, req.client_ip, authorization)
-            if status:
+            if access.any is None:
+                status, challenge = access_answer(access, req.client_ip, authorization,
+                                                  lambda: _digest_request(req, now))
+            else:
+                # satisfy: any (proxy/_satisfy.py): a check that lets the request in skips the
+                # auth subrequest; a refusal is answered unless the auth service lets it in.
+                status, challenge, ask = any_access(access, req.client_ip, authorization, ask,
+                                                    lambda: _digest_request(req, now))
+            if status and not (ask and access.any is not None):
                 self._local_response(req, status, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])
                 return
-        if opts.ext_auth is not None and auth_start(self, req, event, now):
+            if status:
+                prior = (status, challenge)
+        if ask and auth_start(self, req, event, now, prior):
             return  # auth_request: the auth service answers first (proxy/_extauth.py)
+        if prior is not None and (self._auth_ok is None or self._auth_ok[0] is not req):
+            # satisfy any, no auth subrequest on this path (no-auth-locations): the refusal.
+            self._local_response(req, prior[0], now, None if prior[1] is None
+                                 else [(b"www-authenticate", prior[1])])
+            return
         if decision.endpoint is None:
             self._local_response(req, 503, now)
             return
@@ -1354,6 +1385,14 @@ class ClientConnection:
             self.proxy.logger.error("rewrite-target regex of Ingress %s timed out on %r; 500",
                                     getattr(decision.match, "ingress", None), req.path[:200])
             self._local_response(req, 500, now)
+            return
+        if req.up_chunked and opts.http_version == "1.0" and not req.upgrade:
+            # proxy-http-version "1.0" and a chunked request body: HTTP/1.0 has no chunked
+            # coding, and nginx buffers the whole body to send its length ("the request body
+            # will be buffered regardless of the directive value unless HTTP/1.1 is enabled
+            # for proxying"); ingresslib streams bodies and holds none: 411 Length Required
+            # (README's divergences).
+            self._local_response(req, 411, now)
             return
         if opts.mirror is not None:
             self._begin_mirror(req, opts)
@@ -1446,6 +1485,10 @@ class ClientConnection:
         if scheme == "http" and (has_tls or opts.force_ssl_redirect):
             location_host = self._location_host(event)
             target = split_target(req.original_uri)
+        if opts.port_in_redirects:
+            # use-port-in-redirects: lua_ingress.lua's config.listen_ports.https, ours, also
+            # when a trusted hop's X-Forwarded-Proto decided (``_forwarded_scheme``).
+            port = self.proxy.https_port
         return redirect_for(opts, scheme, req.host_raw, req.host, req.path, req.query,
                             has_tls, port, self.settings.http_redirect_code,
                             rule_host=rule_host, server_scheme=self.scheme,
@@ -1762,8 +1805,16 @@ class ClientConnection:
         elif chunked:
             out.append(b"transfer-encoding: chunked\r\n")
         req.up_chunked = length is None and chunked
+        conn_value = req.opts.connection_header if req.opts is not None else None
         if req.upgrade:
+            # (also with connection-proxy-header, which ingress-nginx writes in place of
+            # $connection_upgrade: ingresslib keeps upgrades working, README's divergences)
             out.append(b"connection: upgrade\r\n")
+        elif conn_value is not None:
+            # connection-proxy-header (proxy/_location_extras.py): nginx.tmpl "proxy_set_header
+            # Connection {{ $location.Connection.Header }};". "close" is not pooled after
+            # (``_response_complete``).
+            out.append(b"connection: %s\r\n" % conn_value)
         elif s.upstream_keepalive_connections <= 0:
             # nginx.tmpl: "map $http_upgrade $connection_upgrade { default upgrade; {{ if (gt
             # $cfg.UpstreamKeepaliveConnections 0) }} '' ''; {{ else }} '' close; {{ end }} }",
@@ -1850,9 +1901,16 @@ class ClientConnection:
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
             # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
             req.upstream_target = opts.rewrite_uri(req.path, req.query).encode("ascii")
+            if opts.rewrite_log:  # enable-rewrite-log (proxy/_location_extras.py)
+                log_rewrite(self.proxy.logger, getattr(req.decision.match, "ingress", None),
+                            req.path, req.query, req.upstream_target)
         out.append(b"\r\n")
-        req.up_head = b"%s %s HTTP/1.1\r\n%s%s" % (
-            req.method, req.upstream_target, b"".join(hosts), b"".join(out))
+        # proxy-http-version "1.0" (proxy/_location_extras.py): nginx's proxy_http_version; an
+        # upgrade stays HTTP/1.1 (README's divergences: it could not upgrade otherwise).
+        version = b"1.0" if (opts is not None and opts.http_version == "1.0"
+                             and not req.upgrade) else b"1.1"
+        req.up_head = b"%s %s HTTP/%s\r\n%s%s" % (
+            req.method, req.upstream_target, version, b"".join(hosts), b"".join(out))
 
     def _on_body(self, req: _Request, data: bytes, now: float) -> None:
         req.body_len += len(data)
@@ -1973,8 +2031,13 @@ class ClientConnection:
         tls = opts.backend_tls or (opts.backend_protocol == "AUTO_HTTP" and self.scheme == "https")
         if self._error_page_req is req:
             tls = False  # the error page's named location: "proxy_pass http://upstream_balancer"
+        tls_config = None
+        if tls and opts.proxy_ssl is not None:
+            # proxy-ssl-* (proxy/_proxy_ssl.py); a Secret unusable since the request was let
+            # in: a configuration that cannot connect (never an unverified connection).
+            tls_config = opts.proxy_ssl.config()[0] or UNUSABLE
         self._out.append(OpenUpstream(up.conn_id, endpoint, tls, opts.connect_timeout,
-                                      opts.send_timeout, pooled))
+                                      opts.send_timeout, pooled, tls_config))
 
     def _send_request(self, req: _Request, up: _Upstream) -> None:
         conn = up.h11
@@ -2476,7 +2539,8 @@ class ClientConnection:
         # body written late would answer the next request sent on the connection.
         reuse = (up.request_done and conn.their_state is h11.DONE and not conn.has_trailing
                  and not conn.peer_closed and not conn.spent
-                 and self.settings.upstream_keepalive_connections > 0)
+                 and self.settings.upstream_keepalive_connections > 0
+                 and upstream_keeps(req.opts))
         self._observe(req, up, now, req.status < 500)
         if reuse:
             conn.start_next_cycle()
@@ -2861,6 +2925,7 @@ class ClientConnection:
             upstream_response_time=last_time,
             upstream_response_times=() if last_time is None
             else (*req.times, last_time) if req.times else (last_time,),
+            access_log=req.opts is None or req.opts.access_log,
         )
         self._out.append(RequestDone(rec))
 

@@ -73,6 +73,7 @@ from ._h11_reader import _H11Reader
 from ._header_sets import _ref, config_maps_of, set_headers_for
 from ._headers import (FORWARDED_DROP, HEADER_NAME_CHARS, REQUEST_DROP, forwarded_for_value,
                        odd_name_dropped)
+from ._satisfy import combine
 
 __all__ = ["ExtAuth", "EXTAUTH_ANNOTATIONS", "EXTAUTH_IGNORED", "parse_ext_auth",
            "subrequest_head", "verdict", "signin_url", "with_auth_headers", "auth_owns",
@@ -453,13 +454,17 @@ def auth_add_cookies(conn: Any, req: Any, status: int,
 class AuthCall:
     """The subrequest under way for a ``ClientConnection``'s current request."""
 
-    __slots__ = ("conn_id", "req", "event", "reader", "auth", "head_bytes")
+    __slots__ = ("conn_id", "req", "event", "reader", "auth", "head_bytes", "prior")
 
-    def __init__(self, conn_id: int, req: Any, event: Any, auth: ExtAuth) -> None:
+    def __init__(self, conn_id: int, req: Any, event: Any, auth: ExtAuth,
+                 prior: tuple[int, bytes | None] | None = None) -> None:
         self.conn_id = conn_id
         self.req = req
         self.event = event
         self.auth = auth
+        #: ``satisfy: any``: the earlier checks' refusal (status, challenge), answered unless
+        #: the auth service lets the request in (proxy/_satisfy.py ``combine``); else None.
+        self.prior = prior
         self.reader: _H11Reader | None = None
         #: The answer's head bytes read so far (1xx heads included).
         self.head_bytes = 0
@@ -485,10 +490,11 @@ def signin_variables(host: str, http_host: str, scheme: str, pass_scheme: str,
             "escaped_request_uri": escape_uri(request_uri)}
 
 
-def auth_start(conn: Any, req: Any, event: Any, now: float) -> bool:
+def auth_start(conn: Any, req: Any, event: Any, now: float,
+               prior: tuple[int, bytes | None] | None = None) -> bool:
     """Send ``req`` (routed, past its access checks) to its auth service first: True when
     the subrequest went out (the request waits for its verdict), False when it passed
-    already."""
+    already. ``prior``: with ``satisfy: any``, the earlier checks' refusal (``AuthCall``)."""
     opts = req.opts
     auth: ExtAuth | None = opts.ext_auth
     if auth is None:
@@ -504,7 +510,7 @@ def auth_start(conn: Any, req: Any, event: Any, now: float) -> bool:
     from ._actions import OpenUpstream  # (_actions imports _annotations, which imports this)
 
     conn._next_id += 1
-    call = conn._auth = AuthCall(conn._next_id, req, event, auth)
+    call = conn._auth = AuthCall(conn._next_id, req, event, auth, prior)
     conn._out.append(OpenUpstream(call.conn_id, auth.endpoint, auth.tls, opts.connect_timeout,
                                   opts.send_timeout, False))
     return True
@@ -648,6 +654,7 @@ def _finish(conn: Any, v: Verdict, now: float) -> None:
         conn._auth_ok = (req, v.headers)
         conn._access_phase(req, event, now)
         return
+    v = combine(call.prior, v)  # satisfy any (proxy/_satisfy.py)
     status, extra, always = denial(auth, v, lambda: _variables(conn, req, event))
     if always and v.cookies:
         conn._auth_cookie = (req, v.cookies, True)

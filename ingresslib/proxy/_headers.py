@@ -303,16 +303,24 @@ def transfer_coding_error(value: Any, http10: bool, has_length: bool) -> str | N
 
 
 #: Reason phrases of the status lines the proxy writes; its own answers' bodies are
-#: ``"<status> <reason>\n"`` (``local_body``).
+#: ``"<status> <reason>\n"`` (``local_body``). Every status nginx writes with a phrase
+#: (ngx_http_header_filter_module.c ``ngx_http_status_lines``; RFC 9110's wording) has one:
+#: a configurable one too (``limit_req_status_code`` 429, a ``permanent-redirect-code`` 303);
+#: a status nginx has none for (418, 422...) is written "HTTP/1.1 418 ", as nginx does.
+#: nginx's own 494-497 never reach the wire (``ngx_http_special_response_handler`` sends 400).
 REASONS = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 204: b"No Content",
-    301: b"Moved Permanently", 302: b"Found", 307: b"Temporary Redirect",
-    308: b"Permanent Redirect", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
-    414: b"URI Too Long", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+    301: b"Moved Permanently", 302: b"Found", 303: b"See Other", 307: b"Temporary Redirect",
+    308: b"Permanent Redirect", 400: b"Bad Request", 401: b"Unauthorized",
+    402: b"Payment Required", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout",
+    409: b"Conflict", 410: b"Gone", 411: b"Length Required", 412: b"Precondition Failed",
+    413: b"Payload Too Large", 414: b"URI Too Long", 415: b"Unsupported Media Type",
+    416: b"Range Not Satisfiable", 421: b"Misdirected Request", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+    507: b"Insufficient Storage",
 }
 #: ingress-nginx never redirects ACME HTTP-01 challenges to HTTPS (certificates could not be
 #: issued for a host whose HTTPS is not up yet).

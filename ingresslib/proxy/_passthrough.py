@@ -23,7 +23,9 @@ goes to nginx's own TLS port and is terminated there. Which servers and backends
 
 ingresslib has no ClusterIP: the ``/`` rule's route is asked for an endpoint by the router,
 as a ``GET /`` from the client would be balanced (its balancer, affinity by client address
-included; a canary on that rule takes its share). A backend without a ready endpoint, or an
+included), always on the primary backend: a canary on that rule gets no passthrough traffic,
+as in ingress-nginx (the canary's share of a ``GET /`` is picked again from the primary:
+``_primary``). A primary without a ready endpoint (even when its canary has one), or an
 endpoint that refuses, closes the client's connection, as a failed dial does there.
 
 This module decides (no sockets); ``ingresslib/_passthrough_pipe.py`` moves the bytes.
@@ -203,5 +205,32 @@ class PassthroughRoutes:
             # Service (``loc.Service``, which the fallback leaves as it is; only
             # ``loc.Backend`` changes), whose connect then fails.
             return CLOSE
+        if decision.canary:
+            # ingress-nginx never pipes to a canary: it dials the root location's Service,
+            # the primary (controller.go: "loc.Service" of the server's root location; a
+            # canary Ingress makes no server and its backend is only an alternative balancer
+            # of nginx's Lua, which the TCP proxy never sees).
+            decision = _primary(router, decision, name, client_ip)
+            if decision is None or decision.endpoint is None:
+                return CLOSE
         endpoint: tuple[str, int] = decision.endpoint
         return endpoint
+
+
+def _primary(router: Any, decision: Any, name: str, client_ip: str | None) -> Any:
+    """The primary (non-canary) side's pick for a ``decision`` the router gave its canary:
+    the route's main backend of ingresslib's :class:`Router` asked directly (its balancer, as
+    a request would be; no endpoint: a Decision without one, so the connection is closed, as
+    the dial to a Service without endpoints fails there). Another router (one without that
+    state) cannot be asked for the primary: its canary decision is kept."""
+    state = getattr(router, "_state", None)
+    routes = getattr(state, "routes", None)
+    match = decision.match
+    try:
+        route = routes[match.route_id] if routes is not None else None
+    except (IndexError, TypeError, AttributeError):
+        route = None
+    main = getattr(route, "main", None)
+    if main is None or getattr(main, "match", None) is not match:
+        return decision
+    return main.choose("GET", name, "/", (), client_ip, None)

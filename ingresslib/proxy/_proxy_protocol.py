@@ -11,10 +11,11 @@ $pass_server_port $proxy_protocol_server_port;"), the ``X-Forwarded-Port`` sent 
 The reader follows nginx's src/core/ngx_proxy_protocol.c ``ngx_proxy_protocol_read`` (v1 text)
 and ``ngx_proxy_protocol_v2_read`` (v2 binary):
 
-- v1: ``PROXY TCP4|TCP6 <src> <dst> <sport> <dport>\\r\\n`` or ``PROXY UNKNOWN ...\\r\\n``, at
-  most 107 bytes (``NGX_PROXY_PROTOCOL_V1_MAX_HEADER``, the specification's maximum). An
-  address is any run of hex digits, ``:`` and ``.`` (ngx_proxy_protocol_read_addr); the realip
-  module then parses it (ngx_parse_addr) and keeps the TCP peer when it is no address, which
+- v1: ``PROXY TCP4|TCP6 <src> <dst> <sport> <dport>\\r\\n`` or ``PROXY UNKNOWN ...\\r\\n``
+  (UNKNOWN: everything up to the first CRLF is skipped, a bare LF included), at most 107
+  bytes (``NGX_PROXY_PROTOCOL_V1_MAX_HEADER``, the specification's maximum). An address is
+  any run of hex digits, ``:`` and ``.`` (ngx_proxy_protocol_read_addr); the realip module
+  then parses it (ngx_parse_addr) and keeps the TCP peer when it is no address, which
   :attr:`ProxyHeader.source` says with ``None``. A port is decimal, 0 to 65535 (ngx_atoi).
 - v2: the 12-byte signature, version 2 (else "unknown PROXY protocol version"), a command
   (only PROXY, 1, carries addresses: LOCAL and the others are read and skipped, nginx "return
@@ -52,6 +53,7 @@ V1_MAX = 107
 #: ``NGX_PROXY_PROTOCOL_MAX_HEADER``: a whole v2 header (16 bytes, addresses, TLVs).
 MAX_HEADER = 4096
 _V1_PREFIX = b"PROXY "
+_V1_UNKNOWN = b"PROXY UNKNOWN"
 _ADDR_CHARS = frozenset(b"0123456789abcdefABCDEF:.")
 
 
@@ -110,12 +112,7 @@ def _v1(line: bytes) -> ProxyHeader:
     """One v1 line, ``line`` ending with its first LF (ngx_proxy_protocol_read)."""
     if len(line) < 8 or not line.startswith(_V1_PREFIX):
         raise _broken(line)
-    rest = line[6:]
-    if rest.startswith(b"UNKNOWN"):
-        # "goto skip": whatever follows, up to the CRLF.
-        if not line.endswith(b"\r\n"):
-            raise _broken(line)
-        return ProxyHeader(1, "UNKNOWN")
+    rest = line[6:]  # (UNKNOWN is read by ProxyProtocolReader.feed: up to a CRLF)
     if len(rest) < 5 or not rest.startswith(b"TCP") or rest[3:4] not in (b"4", b"6") \
             or rest[4:5] != b" ":
         raise _broken(line)
@@ -216,6 +213,21 @@ class ProxyProtocolReader:
         else:
             if buf[:6] != _V1_PREFIX[:min(n, 6)]:
                 raise _broken(buf)
+            if buf.startswith(_V1_UNKNOWN):
+                # ngx_proxy_protocol_read: "UNKNOWN ... goto skip", and skip looks for the
+                # first CRLF ("if (p[0] == CR && p[1] == LF) return p + 2"): a bare LF before
+                # it is skipped like any other byte, not the end of the line.
+                crlf = buf.find(b"\r\n", len(_V1_UNKNOWN), V1_MAX)
+                if crlf < 0:
+                    if n >= V1_MAX:
+                        raise ProxyProtocolError(f"broken header: {_shown(bytes(buf))}: no "
+                                                 f"CRLF within {V1_MAX} bytes")
+                    return None
+                total = crlf + 2
+                self.rest = bytes(buf[total:])
+                self._buf = bytearray()
+                self.header = ProxyHeader(1, "UNKNOWN")
+                return self.header
             lf = buf.find(b"\n", 0, V1_MAX)
             if lf < 0:
                 if n >= V1_MAX:

@@ -55,6 +55,8 @@ from ._client_hello import ClientHelloReader
 from ._proxy_protocol import accepting
 from ._passthrough import CLOSE as _PASSTHROUGH_CLOSE
 from ._passthrough import PassthroughRoutes
+from ._proxy_ssl import UpstreamTLS, peer_problem, server_hostname
+from .._upstream_tls import client_context
 from ._settings import ProxySettings
 
 __all__ = ["ProxyServer", "UpstreamPool", "parse_listen"]
@@ -176,10 +178,13 @@ class _Upstream(asyncio.Protocol):
     __slots__ = ("transport", "owner", "conn_id", "key", "requests", "idle_since", "closed", "pool",
                  "got_data", "send_timeout", "stall_mark", "born", "sock")
 
-    def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False) -> None:
+    def __init__(self, pool: UpstreamPool, endpoint: tuple[str, int], tls: bool = False,
+                 tls_config: UpstreamTLS | None = None) -> None:
         self.pool = pool
-        #: The pool's key: the endpoint, and whether the connection speaks TLS.
-        self.key = (endpoint, tls)
+        #: The pool's key: the endpoint, whether the connection speaks TLS, and with which
+        #: proxy-ssl-* (``OpenUpstream.tls_config``: a connection verified for one name or
+        #: CA is never handed to a route asking for another).
+        self.key = (endpoint, tls, tls_config)
         self.transport: asyncio.Transport | None = None
         #: The transport's socket (``get_extra_info("socket")``), asked once, at connect.
         self.sock: Any = None
@@ -303,18 +308,34 @@ class UpstreamPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: ProxySettings) -> None:
         self._loop = loop
         self.settings = settings
-        self._idle: dict[tuple[tuple[str, int], bool], collections.deque[_Upstream]] = {}
+        self._idle: dict[tuple[tuple[str, int], bool, UpstreamTLS | None],
+                         collections.deque[_Upstream]] = {}
         #: Every idle connection, least recently put first (dict order): what goes first when
         #: the pool is full.
         self._lru: dict[_Upstream, None] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.upstream_ssl: ssl.SSLContext | None = None
+        #: One SSLContext per distinct proxy-ssl-* configuration (``tls_context``).
+        self.tls_contexts: dict[UpstreamTLS, ssl.SSLContext] = {}
+        #: Those OpenSSL refused (each warned about once).
+        self.tls_refused: set[UpstreamTLS] = set()
         #: Endpoint names refused because they resolve only to this host (``_connect_name``),
         #: so that each is warned about once.
         self.refused_names: set[str] = set()
 
-    def take(self, endpoint: tuple[str, int], tls: bool = False) -> _Upstream | None:
-        q = self._idle.get((endpoint, tls))
+    def tls_context(self, tls: UpstreamTLS) -> ssl.SSLContext:
+        """The SSLContext of a proxy-ssl-* configuration, made once (proxy/_proxy_ssl.py);
+        at most ``_TLS_CONTEXTS_MAX`` kept (a Secret's edits make new ones)."""
+        ctx = self.tls_contexts.get(tls)
+        if ctx is None:
+            if len(self.tls_contexts) >= _TLS_CONTEXTS_MAX:
+                self.tls_contexts.clear()
+            ctx = self.tls_contexts[tls] = client_context(tls)
+        return ctx
+
+    def take(self, endpoint: tuple[str, int], tls: bool = False,
+             tls_config: UpstreamTLS | None = None) -> _Upstream | None:
+        q = self._idle.get((endpoint, tls, tls_config))
         if not q:
             return None
         now = self._loop.time()
@@ -417,9 +438,10 @@ class UpstreamPool:
             up.close()
             self.discard(up)
 
-    def idle_count(self, endpoint: tuple[str, int] | None = None, tls: bool = False) -> int:
+    def idle_count(self, endpoint: tuple[str, int] | None = None, tls: bool = False,
+                   tls_config: UpstreamTLS | None = None) -> int:
         if endpoint is not None:
-            return len(self._idle.get((endpoint, tls), ()))
+            return len(self._idle.get((endpoint, tls, tls_config), ()))
         return len(self._lru)
 
     def close(self) -> None:
@@ -1098,7 +1120,7 @@ class _Downstream(asyncio.Protocol):
         srv = self.server
         # pooled=False: the core retries after a pooled connection turned out dead; it must be
         # a fresh connection this time.
-        up = srv.pool.take(a.endpoint, a.tls) if a.pooled else None
+        up = srv.pool.take(a.endpoint, a.tls, a.tls_config) if a.pooled else None
         if up is not None:
             self._adopt(up, a)
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
@@ -1126,13 +1148,30 @@ class _Downstream(asyncio.Protocol):
         pool = self.server.pool
         key = a.endpoint
         ctx = None
-        if a.tls:
+        sni: str | None = None  # None: the endpoint's host, as before
+        if a.tls_config is not None and a.tls:
+            # proxy-ssl-* (proxy/_proxy_ssl.py): "" sends no SNI (proxy_ssl_server_name off).
+            try:
+                ctx = pool.tls_context(a.tls_config)
+            except (OSError, ssl.SSLError, ValueError) as e:
+                if a.tls_config not in pool.tls_refused:  # said once per configuration
+                    if len(pool.tls_refused) >= _TLS_CONTEXTS_MAX:
+                        pool.tls_refused.clear()
+                    pool.tls_refused.add(a.tls_config)
+                    _log.warning("proxy-ssl-* configuration %r unusable (%s): its connects "
+                                 "fail (502)", a.tls_config, e)
+                self.connecting.pop(a.conn_id, None)
+                if not self.closed:
+                    self._connect_done(a.conn_id, None, timed_out=False)
+                return
+            sni = server_hostname(a.tls_config) or ""
+        elif a.tls:
             ctx = pool.upstream_ssl or _insecure_client_context()
             pool.upstream_ssl = ctx
         made: list[_Upstream] = []
 
         def factory() -> _Upstream:
-            made.append(_Upstream(pool, key, a.tls))
+            made.append(_Upstream(pool, key, a.tls, a.tls_config))
             return made[-1]
 
         up: _Upstream | None = None
@@ -1145,15 +1184,17 @@ class _Downstream(asyncio.Protocol):
                         # connect as it always was (asyncio reads the literal itself).
                         _, up = await loop.create_connection(
                             factory, host, key[1], ssl=ctx,
-                            server_hostname=host if ctx is not None else None)
+                            server_hostname=(host if sni is None else sni)
+                            if ctx is not None else None)
                     else:
                         sock = await _connect_name(loop, pool, host, key[1])
                         try:
-                            # SNI (and the name a proxy-ssl-verify would check) stays the
-                            # name; only the socket comes from the vetted address.
+                            # SNI stays the name (with proxy-ssl-*: proxy-ssl-name, or none);
+                            # only the socket comes from the vetted address.
                             _, up = await loop.create_connection(
                                 factory, sock=sock, ssl=ctx,
-                                server_hostname=host if ctx is not None else None)
+                                server_hostname=(host if sni is None else sni)
+                                if ctx is not None else None)
                         except BaseException:
                             sock.close()
                             raise
@@ -1177,6 +1218,15 @@ class _Downstream(asyncio.Protocol):
             if not self.closed:
                 self._connect_done(a.conn_id, None, timed_out=False)
             return
+        if a.tls_config is not None and up.transport is not None:
+            # proxy_ssl_verify's name and depth (Python checks a name only with SNI).
+            problem = peer_problem(a.tls_config, up.transport.get_extra_info("ssl_object"))
+            if problem is not None:
+                _log.debug("connect to %s:%s failed: %s", key[0], key[1], problem)
+                up.close()
+                if not self.closed:
+                    self._connect_done(a.conn_id, None, timed_out=False)
+                return
         if self.closed:
             pool.put(up)
             return
@@ -1696,6 +1746,8 @@ async def _connect_name(loop: asyncio.AbstractEventLoop, pool: UpstreamPool, hos
     raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
 
 
+#: How many SSLContexts of proxy-ssl-* configurations ``UpstreamPool.tls_contexts`` keeps.
+_TLS_CONTEXTS_MAX = 256
 #: How many refused names ``UpstreamPool.refused_names`` remembers (each is warned about once);
 #: a bound, since Services come and go while the server runs.
 _REFUSED_NAMES_MAX = 1024

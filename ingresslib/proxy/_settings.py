@@ -335,7 +335,7 @@ class ProxySettings:
     block_cidrs: tuple[str, ...] = ()
     #: ingresslib's own switch (ConfigMap key ``deny-unenforced-access-annotations``). On (the
     #: default): the routes of an Ingress carrying an access-control annotation ingresslib
-    #: does not implement (``auth-*`` but ``auth-type: basic``, ``satisfy``, ``*-snippet``)
+    #: does not implement (``auth-*`` but ``auth-type: basic`` and the implemented ones, ``*-snippet``)
     #: answer 503, as ingress-nginx denies a location whose access annotation it cannot
     #: apply; the warning says which.
     #: Off: those annotations are ignored with a warning and the routes are served without

@@ -1,0 +1,401 @@
+"""``proxy-ssl-*``: how the proxy speaks TLS to a route's endpoints (``backend-protocol: HTTPS``,
+or ``AUTO_HTTP`` over TLS), ingress-nginx's annotations/proxyssl and nginx's ``proxy_ssl_*``.
+
+ingress-nginx internal/ingress/annotations/proxyssl (``Parse``): everything hangs on
+``proxy-ssl-secret`` (``namespace/name``; k8s.ParseNameNS: "invalid format (namespace/name)",
+a Secret of another namespace: "cross namespace secrets are not supported", a Secret the store
+cannot read: "error obtaining certificate": each one ``LocationDenied``, the location answers
+503). Without it the other six are read by nothing (here: a warning each, ignored). With it:
+
+* ``proxy-ssl-verify`` ``on``/``off`` (default off; anything else: off),
+* ``proxy-ssl-verify-depth`` an integer, 0 or invalid: 1,
+* ``proxy-ssl-name`` (default empty: nginx's own default, ``$proxy_host``),
+* ``proxy-ssl-server-name`` ``on``/``off`` (default off: no SNI),
+* ``proxy-ssl-protocols`` (validator ``^(TLSv1\\.2|TLSv1\\.3| )*$``, sorted; default
+  ``TLSv1.2``),
+* ``proxy-ssl-ciphers`` (validator ``^[A-Za-z0-9+:_\\-!]*$``; default ``DEFAULT``).
+
+nginx.tmpl then writes, per location: "{{ if not (empty $location.ProxySSL.CAFileName) }}
+proxy_ssl_trusted_certificate ...; proxy_ssl_ciphers ...; proxy_ssl_protocols ...;
+proxy_ssl_verify ...; proxy_ssl_verify_depth ...; {{ end }}", "{{ if not (empty
+$location.ProxySSL.ProxySSLName) }} proxy_ssl_name ...", "{{ if not (empty
+$location.ProxySSL.ProxySSLServerName) }} proxy_ssl_server_name ...", "{{ if not (empty
+$location.ProxySSL.PemFileName) }} proxy_ssl_certificate ...; proxy_ssl_certificate_key ...".
+So: the Secret's ``ca.crt`` carries verify, depth, protocols and ciphers (without it nginx's
+defaults hold: no verification, ``TLSv1.2 TLSv1.3``, ``DEFAULT``); its ``tls.crt`` /
+``tls.key`` are the client certificate presented to the backend; a Secret with neither is
+refused by the store ("contains no keypair or CA certificate": 503).
+
+nginx's ``proxy_ssl_name`` defaults to ``$proxy_host``, the host of ``proxy_pass``, which
+ingress-nginx writes as ``https://upstream_balancer``: with verification on and no
+``proxy-ssl-name`` the backend's certificate is checked against ``upstream_balancer``
+(kubernetes/ingress-nginx#4928), and with ``proxy-ssl-server-name: on`` that name is the SNI.
+Reproduced (:data:`DEFAULT_NAME`), with a warning on the Ingress. nginx checks the name only
+with verification on (ngx_http_upstream_ssl_handshake: "if (u->conf->ssl_verify) { ... if
+(ngx_ssl_check_host(c, &u->ssl_name) != NGX_OK)"), with OpenSSL's ``X509_check_host``
+(:func:`name_matches`), and sends SNI only with ``proxy_ssl_server_name on``, whatever
+``proxy_ssl_verify`` says.
+
+The core decides per route (:class:`ProxySSL` in ``RouteOptions.proxy_ssl``; the Secret is
+read again whenever the router's Secrets change) and hands the result to the driver in
+``OpenUpstream.tls_config`` (:class:`UpstreamTLS`, frozen and hashable); ProxyServer builds
+one ``SSLContext`` per distinct value (ingresslib/_upstream_tls.py ``client_context``: this
+module, core, imports no ``ssl``) and keys its idle connections by it.
+A failed handshake, name or depth check is a failed connect (nginx's ``error``: a 502, another
+try per ``proxy-next-upstream``). IngressASGI has no backend TLS: the annotations change
+nothing there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._goparse import parse_int
+
+__all__ = ["PROXY_SSL_ANNOTATIONS", "DEFAULT_NAME", "UpstreamTLS", "UNUSABLE", "ProxySSL",
+           "parse_proxy_ssl", "server_hostname", "peer_problem", "name_matches"]
+
+PROXY_SSL_ANNOTATIONS = frozenset({
+    "proxy-ssl-secret", "proxy-ssl-verify", "proxy-ssl-verify-depth", "proxy-ssl-name",
+    "proxy-ssl-server-name", "proxy-ssl-protocols", "proxy-ssl-ciphers"})
+
+#: nginx's ``proxy_ssl_name`` default, ``$proxy_host``: ingress-nginx's ``proxy_pass
+#: https://upstream_balancer;``.
+DEFAULT_NAME = "upstream_balancer"
+#: proxyssl.go ``defaultProxySSLProtocols`` (the newest releases; older ones: "TLSv1 TLSv1.1
+#: TLSv1.2"), written only with a ``ca.crt``.
+DEFAULT_PROTOCOLS: tuple[str, ...] = ("TLSv1.2",)
+#: nginx's own ``proxy_ssl_protocols`` default (1.23.4+), in force without a ``ca.crt``.
+NGINX_PROTOCOLS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+_ON_OFF = re.compile(r"on|off")
+_PROTOCOLS = re.compile(r"(?:TLSv1\.2|TLSv1\.3| )*")
+_CIPHERS = re.compile(r"[A-Za-z0-9+:_\-!]*")
+_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+#: ``proxy-ssl-name``: a DNS name (ingress-nginx's validator, ``ValidateServerName``, takes
+#: a server name; nginx variables are refused) or an IP address.
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
+_BASIC_CHARS = re.compile(r"[/\-._~a-zA-Z0-9:]*", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """How to speak TLS to an endpoint (``OpenUpstream.tls_config``): one value per distinct
+    configuration; equal values share an ``SSLContext`` and idle connections."""
+
+    #: ``proxy_ssl_verify``: the chain must lead to ``ca`` and name ``server_name``.
+    verify: bool = False
+    #: ``ca.crt`` (PEM): the trusted certificates (``proxy_ssl_trusted_certificate``).
+    ca: bytes | None = None
+    #: ``tls.crt`` / ``tls.key`` (PEM): the client certificate (``proxy_ssl_certificate``).
+    cert: bytes | None = None
+    key: bytes | None = None
+    #: ``proxy_ssl_name``: the name checked (with ``verify``) and sent as SNI (with ``sni``).
+    server_name: str = DEFAULT_NAME
+    #: ``proxy_ssl_server_name``.
+    sni: bool = False
+    #: ``proxy_ssl_protocols``: ``TLSv1.2`` and/or ``TLSv1.3``.
+    protocols: tuple[str, ...] = NGINX_PROTOCOLS
+    #: ``proxy_ssl_ciphers`` (OpenSSL's list: TLS 1.2 and below).
+    ciphers: str = "DEFAULT"
+    #: ``proxy_ssl_verify_depth``: the most intermediate certificates between the backend's
+    #: and the trusted one.
+    depth: int = 1
+
+    def __repr__(self) -> str:  # never the key
+        return (f"UpstreamTLS(verify={self.verify}, ca={self.ca is not None}, "
+                f"cert={self.cert is not None}, server_name={self.server_name!r}, "
+                f"sni={self.sni}, protocols={self.protocols}, ciphers={self.ciphers!r}, "
+                f"depth={self.depth})")
+
+
+#: What an attempt gets when its route's Secret became unusable after the request was let in
+#: (``ProxySSL.config`` denies it now): a configuration no driver can connect with
+#: (verification without any CA), so that the connect fails rather than go unverified.
+UNUSABLE = UpstreamTLS(verify=True, ca=None, server_name="")
+
+
+@dataclass(frozen=True, slots=True)
+class _Values:
+    """The annotations' values, the Secret aside."""
+
+    namespace: str
+    name: str
+    verify: bool
+    depth: int
+    server_name: str | None
+    sni: bool
+    protocols: tuple[str, ...]
+    ciphers: str
+
+
+class ProxySSL:
+    """One route's ``proxy-ssl-*``: :meth:`config` gives the ``UpstreamTLS`` (the Secret read
+    when the router's Secrets change) or why the location is denied."""
+
+    __slots__ = ("values", "denied_reason", "_secrets", "_source", "_result", "_warn", "_where")
+
+    def __init__(self, values: _Values | None, denied: str | None,
+                 secrets: Callable[[], Any] | None, warn: Callable[[str], None] | None,
+                 where: str) -> None:
+        self.values = values
+        #: A denial known from the annotations alone (a bad reference): every request 503.
+        self.denied_reason = denied
+        self._secrets = secrets
+        self._source: Any = _UNSET
+        self._result: tuple[UpstreamTLS | None, str | None] = (None, denied)
+        self._warn = warn
+        self._where = where
+
+    def config(self) -> tuple[UpstreamTLS | None, str | None]:
+        """``(tls, None)``, or ``(None, reason)`` when the location is denied (503)."""
+        if self.denied_reason is not None or self.values is None:
+            return None, self.denied_reason
+        source = self._secrets() if self._secrets is not None else None
+        if source is not self._source:
+            self._source = source
+            self._result = self._resolve(source)
+            if self._result[1] is not None and self._warn is not None:
+                from ._annotations import PREFIX, RouteWarning, annotation_field
+
+                self._warn(RouteWarning.on(self._where, self._result[1],
+                                           annotation_field(PREFIX + "proxy-ssl-secret")))
+        return self._result
+
+    def _resolve(self, source: Any) -> tuple[UpstreamTLS | None, str | None]:
+        v = self.values
+        assert v is not None
+        ref = f"{v.namespace}/{v.name}"
+        if source is None:
+            return None, (f"proxy-ssl-secret {ref}: the router exposes no resources.secrets; "
+                          "the routes answer 503")
+        secret = None
+        for s in source:
+            meta = s.metadata
+            if meta.name == v.name and (meta.namespace or "default") == v.namespace:
+                secret = s
+        if secret is None:
+            return None, (f"proxy-ssl-secret {ref}: no such Secret; the routes answer 503, as "
+                          "ingress-nginx denies the location (\"error obtaining certificate\")")
+        ca = secret.get_bytes("ca.crt") or None
+        cert = secret.get_bytes("tls.crt") or None
+        key = secret.get_bytes("tls.key") or None
+        problem = _secret_problem(ca, cert, key)
+        if problem is not None:
+            return None, f"proxy-ssl-secret {ref}: {problem}; the routes answer 503"
+        pair = cert is not None and key is not None
+        if ca is None:
+            # nginx.tmpl writes verify, depth, protocols and ciphers only with a CA: nginx's
+            # defaults hold.
+            return UpstreamTLS(cert=cert if pair else None, key=key if pair else None,
+                               server_name=v.server_name or DEFAULT_NAME, sni=v.sni), None
+        return UpstreamTLS(verify=v.verify, ca=ca, cert=cert if pair else None,
+                           key=key if pair else None,
+                           server_name=v.server_name or DEFAULT_NAME, sni=v.sni,
+                           protocols=v.protocols, ciphers=v.ciphers, depth=v.depth), None
+
+
+_UNSET = object()
+
+
+def _secret_problem(ca: bytes | None, cert: bytes | None, key: bytes | None) -> str | None:
+    """Why ingress-nginx's store refuses the Secret (store.go ``getPemCertificate``), or
+    None: a keypair that does not load, a ``ca.crt`` that is no certificate, neither."""
+    from ._clientcert import _ca_problem
+
+    pair = cert is not None and key is not None
+    if not pair and ca is None:
+        return "the Secret holds no tls.crt/tls.key pair nor ca.crt (ingress-nginx: \"contains " \
+               "no keypair or CA certificate\")"
+    if pair:
+        assert cert is not None and key is not None
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            leaf = x509.load_pem_x509_certificate(cert)
+            private = serialization.load_pem_private_key(key, None)
+        except (ValueError, TypeError) as e:
+            return f"tls.crt/tls.key cannot be read ({e})"
+        pub = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        if leaf.public_key().public_bytes(enc, pub) != private.public_key().public_bytes(enc, pub):
+            return "tls.key does not match tls.crt"
+    if ca is not None:
+        return _ca_problem(ca, None)
+    return None
+
+
+def parse_proxy_ssl(annotations: Mapping[str, str], prefix: str, namespace: str | None,
+                    warn: Callable[[str, str], None], secrets: Callable[[], Any] | None,
+                    secret_warn: Callable[[str], None] | None, where: str
+                    ) -> ProxySSL | None:
+    """The route's ``proxy-ssl-*`` (None: no ``proxy-ssl-secret``); ``warn(key, message)``
+    for each value refused (the default used, as ingress-nginx)."""
+    raw = annotations.get(prefix + "proxy-ssl-secret")
+    if raw is None:
+        for key in sorted(annotations):
+            if key.startswith(prefix) and key[len(prefix):] in PROXY_SSL_ANNOTATIONS:
+                warn(key, f"ignored without {prefix}proxy-ssl-secret (as in ingress-nginx)")
+        return None
+    own = namespace or "default"
+    ref = raw.strip()
+    ns, sep, name = ref.partition("/")
+    denied: str | None = None
+    if not _BASIC_CHARS.fullmatch(ref) or not sep or not ns or not name or "/" in name:
+        denied = (f"annotation {prefix}proxy-ssl-secret: {raw!r} is not \"namespace/name\" "
+                  "(ingress-nginx: \"invalid format (namespace/name)\"); the routes answer 503")
+    elif ns != own:
+        denied = (f"annotation {prefix}proxy-ssl-secret: {raw!r} is a Secret of another "
+                  "namespace (ingress-nginx: \"cross namespace secrets are not supported\"); "
+                  "the routes answer 503")
+    if denied is not None:
+        warn(prefix + "proxy-ssl-secret", denied.split(": ", 1)[1])
+        return ProxySSL(None, denied, secrets, secret_warn, where)
+
+    def get(short: str) -> str | None:
+        return annotations.get(prefix + short)
+
+    verify = False
+    value = get("proxy-ssl-verify")
+    if value is not None:
+        if _ON_OFF.fullmatch(value.strip()):
+            verify = value.strip() == "on"
+        else:
+            warn(prefix + "proxy-ssl-verify", f"invalid value {value!r} (on or off); using the "
+                 "default off")
+    depth = 1
+    value = get("proxy-ssl-verify-depth")
+    if value is not None:
+        n = parse_int(value.strip())
+        if n is None or n < 0:
+            warn(prefix + "proxy-ssl-verify-depth", f"invalid value {value!r} (a whole "
+                 "number); using the default 1")
+        elif n > 0:
+            depth = n  # proxyssl.go: "config.VerifyDepth == 0" -> 1
+    server_name: str | None = None
+    value = get("proxy-ssl-name")
+    if value is not None and value.strip():
+        v = value.strip()
+        if _HOSTNAME.fullmatch(v) or _is_ip(v):
+            server_name = v.rstrip(".") if not _is_ip(v) else v
+        else:
+            warn(prefix + "proxy-ssl-name", f"invalid value {value!r} (a server name); using "
+                 f"the default ({DEFAULT_NAME}, nginx's $proxy_host)")
+    sni = False
+    value = get("proxy-ssl-server-name")
+    if value is not None:
+        if _ON_OFF.fullmatch(value.strip()):
+            sni = value.strip() == "on"
+        else:
+            warn(prefix + "proxy-ssl-server-name", f"invalid value {value!r} (on or off); "
+                 "using the default off")
+    protocols = DEFAULT_PROTOCOLS
+    value = get("proxy-ssl-protocols")
+    if value is not None:
+        if _PROTOCOLS.fullmatch(value.strip()):
+            # proxyssl.go sortProtocols: the words, sorted; none: the default.
+            protocols = tuple(sorted(set(value.split()))) or DEFAULT_PROTOCOLS
+        else:
+            warn(prefix + "proxy-ssl-protocols", f"invalid value {value!r} (TLSv1.2 and/or "
+                 "TLSv1.3); using the default TLSv1.2")
+    ciphers = "DEFAULT"
+    value = get("proxy-ssl-ciphers")
+    if value is not None and value.strip():
+        c = value.strip()
+        if not _CIPHERS.fullmatch(c):
+            warn(prefix + "proxy-ssl-ciphers", f"invalid value {value!r}; using the default "
+                 "DEFAULT")
+        else:
+            # A list selecting no cipher OpenSSL knows fails when the driver builds the
+            # context (ingresslib/_upstream_tls.py): the connects fail (502) with a warning, where
+            # nginx fails its configuration test ("SSL_CTX_set_cipher_list failed").
+            ciphers = c
+    if verify and server_name is None:
+        warn(prefix + "proxy-ssl-verify", f"on without {prefix}proxy-ssl-name: the backend's "
+             f"certificate is checked against the name {DEFAULT_NAME} (nginx's $proxy_host in "
+             "ingress-nginx, kubernetes/ingress-nginx#4928), which it is unlikely to hold: "
+             "set proxy-ssl-name")
+    values = _Values(ns, name, verify, depth, server_name, sni, protocols, ciphers)
+    out = ProxySSL(values, None, secrets, secret_warn, where)
+    if secrets is not None:
+        out.config()  # the Secret's problems said now (the server's log at start), not later
+    return out
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the driver's side
+
+def server_hostname(tls: UpstreamTLS) -> str | None:
+    """The SNI to send (``proxy_ssl_server_name on``), else None. An IP address is never sent
+    as SNI (RFC 6066; nginx: "if (ngx_inet_addr(...) != INADDR_NONE) ... skip")."""
+    if not tls.sni or _is_ip(tls.server_name):
+        return None
+    return tls.server_name
+
+
+def peer_problem(tls: UpstreamTLS, ssl_object: Any) -> str | None:
+    """After a verified handshake: why nginx would refuse the backend (its certificate does
+    not match ``server_name``, or its chain is longer than ``depth`` allows), or None."""
+    if not tls.verify or ssl_object is None:
+        return None
+    # SSLObject.get_verified_chain (Python 3.13+), else the _ssl object's own (3.10+).
+    chain_of = getattr(ssl_object, "get_verified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_verified_chain", None)
+    if chain_of is not None:
+        chain = chain_of() or []
+        # OpenSSL's verify depth: "the levels 0 .. depth + 1" (the end entity, the
+        # intermediates, the trust anchor).
+        if len(chain) > tls.depth + 2:
+            return (f"the backend's certificate chain has {len(chain) - 2} intermediate "
+                    f"certificates, more than proxy-ssl-verify-depth {tls.depth}")
+    cert = ssl_object.getpeercert()
+    if not cert or not name_matches(cert, tls.server_name):
+        return f"the backend's certificate does not match {tls.server_name!r}"
+    return None
+
+
+def name_matches(cert: Mapping[str, Any], name: str) -> bool:
+    """OpenSSL's ``X509_check_host`` with nginx's flags (none), as ngx_event_openssl.c
+    ``ngx_ssl_check_host`` calls it ("X509_check_host(cert, (char *) name->data, name->len, 0,
+    NULL)"), an address included (compared as text with the DNS names: never with IP
+    subjectAltNames): the DNS names of subjectAltName, a ``*`` in the leftmost label standing
+    for one label or part of one (not under an IDNA label, not as one of the last two labels);
+    the subject's CN only when the certificate names no DNS name. An empty name matches
+    nothing ("if (name->len == 0) { goto failed; }")."""
+    if not name:
+        return False
+    host = name.lower().rstrip(".")
+    dns = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+    if not dns:
+        for rdn in cert.get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    dns.append(v)
+    return any(_dns_match(p.lower(), host) for p in dns)
+
+
+def _dns_match(pattern: str, host: str) -> bool:
+    if pattern == host:
+        return True
+    first, dot, rest = pattern.partition(".")
+    if "*" not in first or not dot or first.count("*") != 1 or "*" in rest:
+        return False
+    if rest.count(".") < 1 or first.startswith("xn--"):
+        return False  # "*.com": the wildcard must leave two labels; no IDNA partial match
+    h_first, h_dot, h_rest = host.partition(".")
+    if not h_dot or h_rest != rest or not h_first:
+        return False
+    pre, _, post = first.partition("*")
+    return (len(h_first) >= len(pre) + len(post) and h_first.startswith(pre)
+            and h_first.endswith(post))

@@ -575,8 +575,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             except BadRequestError as err:
                 await reply.local(err.status_hint)
                 return
-            if settings.deny_unenforced_access_annotations \
-                    and self._cert_hosts.auth_for(self.router, host) is not None:
+            cert_hosts = self._cert_hosts
+            if settings.deny_unenforced_access_annotations and (
+                    cert_hosts.auths
+                    or cert_hosts.table is not getattr(self.router, "table", None)) \
+                    and cert_hosts.auth_for(self.router, host) is not None:
                 # auth-tls-* holds for the whole server (every Ingress's routes of the host, a
                 # server-alias, paths no rule covers): no client certificate is verified here,
                 # so every request of such a host fails closed (proxy/_clientcert.py HostAuths)
@@ -740,7 +743,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         return
                     if limit_held is not None:
                         held = limit_held
-                ask = effective_auth(opts.ext_auth, decision.match) is not None
+                ask = opts.ext_auth is not None \
+                    and effective_auth(opts.ext_auth, decision.match) is not None
                 prior: tuple[int, bytes | None] | None = None
                 if access is not None:
                     # Allow/deny, then basic auth, after the redirects (nginx's access phase), as

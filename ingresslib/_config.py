@@ -27,6 +27,7 @@ from ._goparse import parse_bool
 from ._iptext import network_text
 from ._spelling import close_name
 from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
+from .proxy._location_extras import parse_http_version
 from .proxy._settings import (
     HEADER_NAME, NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size,
 )
@@ -282,6 +283,15 @@ def _redirect_code(v: str) -> int:
     return int(digits)
 
 
+def _http_version(v: str) -> str:
+    # proxy/main.go reads the annotation with ValidateOptions(["1.0", "1.1"]); the ConfigMap's
+    # value is written into proxy_http_version as it is, which nginx refuses past those two.
+    try:
+        return parse_http_version(v)
+    except ValueError:
+        raise _Bad('must be "1.0" or "1.1"') from None
+
+
 def _limit_status(v: str) -> int:
     # config.go: "LimitReqStatusCode int `json:\"limit-req-status-code\"`" (and
     # LimitConnStatusCode), written as "limit_req_status {{ $cfg.LimitReqStatusCode }};":
@@ -417,6 +427,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # proxy/_bandwidth.py).
     "limit-rate": _int,
     "limit-rate-after": _int,
+    # defaults.Backend "ProxyHTTPVersion string `json:\"proxy-http-version\"`" ("1.1") and
+    # "UsePortInRedirects bool `json:\"use-port-in-redirects\"`" (false): the annotations'
+    # defaults (proxy/_location_extras.py).
+    "proxy-http-version": _http_version,
+    "use-port-in-redirects": _bool,
     # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
     # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
     # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).

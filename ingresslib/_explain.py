@@ -395,7 +395,8 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     the endpoint gets), each only when it applies."""
     from ._explain_verdict import (describe_config_headers, describe_cors,
                                    describe_custom_headers, describe_ext_auth,
-                                   describe_limit_rate, describe_mirror, describe_rate_limit,
+                                   describe_limit_rate, describe_location_extras,
+                                   describe_mirror, describe_proxy_ssl, describe_rate_limit,
                                    describe_rewrite, request_origin, upstream_field,
                                    upstream_vhost)
 
@@ -429,6 +430,10 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     rate = describe_limit_rate(answer)
     if rate is not None:
         out["limit_rate"] = rate
+    pssl = describe_proxy_ssl(answer)
+    if pssl is not None:
+        out["proxy_ssl"] = pssl
+    out.update(describe_location_extras(answer))
     vhost = upstream_vhost(answer)
     if vhost is not None:
         out["upstream_vhost"] = vhost
@@ -803,6 +808,15 @@ def _add_verdict(out: dict[str, Any], answer: ProxyAnswer, client_ip: str | None
         out["reason"] += "; the answer depends on the client address (source ranges)"
 
 
+#: A digest response explain cannot check: it answers a nonce the serving proxy issued
+#: (proxy/_digest.py: MAC'd under a per-process key, valid 60 s from its challenge, its
+#: ``uri`` the request target, its ``nc`` used once), which explain's own proxy never did.
+_DIGEST_401 = ("digest authentication: a digest response answers a nonce the serving proxy "
+               "issued (valid 60 s, for this method and URI, each nc once); explain's proxy "
+               "issued none, so it answers 401 with a new challenge: check the credentials "
+               "against the server (curl --digest -u USER:PASSWORD)")
+
+
 def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     """Why the proxy answers as it does, from what its answer and the route's access say."""
     status = answer.status
@@ -837,6 +851,10 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
     if access is not None and status == 403:
         who = answer.client_ip or "a client without an address"
         return f"the source ranges refuse {who}"
+    if status == 401 and answer.auth_type == "digest":
+        return _DIGEST_401 if answer.has_authorization else (
+            "digest authentication: no Authorization header; the challenge (www_authenticate) "
+            "carries a new nonce the client answers (curl --digest -u USER:PASSWORD)")
     if status == 401:
         return ("basic authentication: the Authorization header does not verify"
                 if answer.has_authorization else
@@ -856,7 +874,11 @@ def _verdict_reason(answer: ProxyAnswer, access: Access | None) -> str:
         return ("the request's header lines are over large-client-header-buffers (one line "
                 "longer than a buffer, or all of them more than the buffers hold) or too many")
     if status == 503 and answer.basic is not None and answer.basic[0] == 503:
-        return "basic authentication: its Secret cannot be used, see the warning"
+        return (f"{answer.auth_type or 'basic'} authentication: its Secret cannot be used, see "
+                "the warning")
+    pssl = getattr(answer.options, "proxy_ssl", None)
+    if status == 503 and pssl is not None and pssl.config()[1] is not None:
+        return str(pssl.config()[1])  # names the annotation: "proxy-ssl-secret ns/name: ..."
     if status == 503 and answer.decision is not None and answer.decision.endpoint is None:
         return _NO_ENDPOINT if answer.decision.service is not None else _RESOURCE
     return f"the proxy answers {status} itself"
@@ -1265,6 +1287,30 @@ def _round1_lines(info: dict[str, Any]) -> list[str]:
                      f"auth-tls-verify-client {c['verify_client']}"
                      + (f", auth-tls-match-cn {c['match_cn']!r}" if c["match_cn"] else "")
                      + f"; explain's client: {c['client_sends']}")
+    p = info.get("proxy_ssl")
+    if p is not None:
+        if not p["usable"]:
+            lines.append(f"     proxy-ssl: unusable: {p['problem']}")
+        elif "verify" in p:
+            lines.append(f"     proxy-ssl (Secret {p['secret']}): verify "
+                         f"{'on' if p['verify'] else 'off'}, name {p['name']!r}, SNI "
+                         f"{p['sni'] or 'off'}, {' '.join(p['protocols'])}"
+                         + (", client certificate" if p["client_certificate"] else "")
+                         + ("" if p["upstream_tls"] is not False else
+                            " (not used: the upstream is spoken to without TLS)"))
+    if "proxy_http_version" in info:
+        hv = info["proxy_http_version"]
+        lines.append(f"     proxy-http-version {hv['version']}"
+                     + (f": sent {hv['request_line']!r}" if hv["request_line"] else ""))
+    if "connection_proxy_header" in info:
+        ch = info["connection_proxy_header"]
+        lines.append(f"     connection-proxy-header: Connection: {ch['value']} upstream")
+    if info.get("access_log") is False:
+        lines.append("     enable-access-log false: no access-log line (the metrics still "
+                     "count the request)")
+    if info.get("use_port_in_redirects"):
+        lines.append("     use-port-in-redirects: the ssl-redirect's Location names the https "
+                     "port, 443 included")
     r = info.get("limit_rate")
     if r is not None:
         after = (f" after its first {r['after_bytes']} bytes" if r["after_bytes"] else "")
@@ -1353,7 +1399,8 @@ def _access_part_lines(a: dict[str, Any], label: str) -> list[str]:
                      f"allowed): {text}")
     b = a["basic_auth"]
     if b is not None:
-        lines.append(f"     {label}: basic authentication, realm {b['realm']!r}, users of "
+        lines.append(f"     {label}: {b.get('type', 'basic')} authentication, realm "
+                     f"{b['realm']!r}, users of "
                      f"Secret {b['secret']} ({b['secret_type']})")
     if a.get("satisfy") == "any":
         lines.append(f"     {label}: satisfy any: one check that lets the request in suffices")

@@ -43,11 +43,13 @@ from ._normalize import normalize_host
 from .proxy._access import Access
 from .proxy._actions import Mirror, OpenUpstream, SendDownstream, SendUpstream
 from .proxy._connection import Proxy
+from .proxy._digest import DigestAuth
 from .proxy._header_sets import config_maps_of
 from .proxy._headers import client_address
 from .proxy._settings import ProxySettings
 
 __all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
+           "describe_location_extras", "describe_proxy_ssl",
            "describe_cors", "describe_custom_headers", "describe_ext_auth",
            "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
            "upstream_field", "upstream_vhost"]
@@ -113,6 +115,16 @@ class ProxyAnswer:
     #: mirror-target: the ``Mirror`` action the proxy emitted (``{"endpoint", "tls",
     #: "request", "host", "body"}``); None: none.
     mirror_sent: dict[str, Any] | None = None
+    #: ``"basic"`` or ``"digest"``: the kind of the authentication ``basic`` is the verdict of
+    #: (``auth-type``; ``DigestAuth`` is a ``BasicAuth``); None without one.
+    auth_type: str | None = None
+    #: A proxied request's ``OpenUpstream``: over TLS (``tls``) and its ``tls_config`` (the
+    #: route's ``proxy-ssl-*`` as the driver connects with them).
+    upstream_over_tls: bool = False
+    upstream_tls: Any = None
+    #: The request line the proxy sent the endpoint (``GET / HTTP/1.0`` with
+    #: ``proxy-http-version: 1.0``); None: not proxied.
+    upstream_request_line: str | None = None
 
 
 class _Capture:
@@ -206,6 +218,7 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
                         client_cert=client_cert)
                 continue
             answer.endpoint = act.endpoint
+            answer.upstream_over_tls, answer.upstream_tls = act.tls, act.tls_config
             _through_upstream(conn, act.conn_id, answer)
             decided = True
         elif isinstance(act, SendDownstream):
@@ -241,6 +254,7 @@ def ask_proxy(router: Any, settings: ProxySettings | None, *, method: str, host:
         if answer.access is not None:
             auth = next((v for n, v in raw if n == b"authorization"), None)
             answer.basic = _basic_verdict(answer.access, auth)
+            answer.auth_type = _auth_type(answer.access, auth)
             answer.has_authorization = auth is not None
     codes = getattr(answer.options, "custom_http_errors", ())
     if answer.status == 0 and answer.decision is not None and codes:
@@ -367,6 +381,19 @@ def _basic_verdict(access: Access, auth: bytes | None) -> tuple[int, str | None]
     return verdict
 
 
+def _auth_type(access: Access, auth: bytes | None) -> str | None:
+    """``"digest"`` or ``"basic"``: the kind of the authentication whose verdict
+    :func:`_basic_verdict` gives (the same walk)."""
+    kind = None
+    for part in (access, access.also):
+        basic = part.basic if part is not None else None
+        if basic is not None:
+            kind = "digest" if isinstance(basic, DigestAuth) else "basic"
+            if basic.check(auth)[0]:
+                break
+    return kind
+
+
 #: What explain's upstream answers a proxied request with: a bare 200, so that the head the
 #: client gets shows what the proxy itself puts there (CORS's headers replace an upstream's).
 _UPSTREAM_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -382,7 +409,8 @@ def _through_upstream(conn: Any, conn_id: int, answer: ProxyAnswer) -> None:
         if isinstance(act, SendUpstream) and act.conn_id == conn_id:
             sent += act.data
     if b"\r\n\r\n" in sent:
-        answer.upstream_headers = _head_fields(sent)[1]
+        first, answer.upstream_headers = _head_fields(sent)
+        answer.upstream_request_line = first.decode("latin-1")
     got = b""
     for act in conn.upstream_data(conn_id, _UPSTREAM_OK, now=0.0):
         if isinstance(act, SendDownstream):
@@ -442,7 +470,9 @@ def describe_access(access: Access) -> dict[str, Any]:
     basic = access.basic
     if basic is not None:
         out["basic_auth"] = {"realm": basic.realm, "secret": f"{basic.namespace}/{basic.name}",
-                             "secret_type": "auth-map" if basic.map_type else "auth-file"}
+                             "secret_type": "auth-map" if basic.map_type else "auth-file",
+                             # auth-type (proxy/_digest.py: a DigestAuth is a BasicAuth).
+                             "type": "digest" if isinstance(basic, DigestAuth) else "basic"}
     # satisfy (proxy/_satisfy.py): "any" lets one passing check suffice.
     out["satisfy"] = "any" if getattr(access, "any", None) is not None else "all"
     if access.also is not None:
@@ -668,3 +698,59 @@ def describe_limit_rate(answer: ProxyAnswer) -> dict[str, Any] | None:
     return {"bytes_per_second": rate,
             "after_bytes": getattr(answer.options, "limit_rate_after", 0),
             "applies": answer.status == 0}
+
+
+def describe_proxy_ssl(answer: ProxyAnswer) -> dict[str, Any] | None:
+    """``proxy_ssl``: the route's ``proxy-ssl-*`` (``RouteOptions.proxy_ssl``) as the core
+    opens the upstream with them: for a proxied request the ``OpenUpstream``'s ``tls`` and
+    ``tls_config`` (``sent``: the driver connects with exactly these), else what
+    ``ProxySSL.config`` gives now. ``usable`` False with ``problem``: the Secret (or the
+    reference) cannot be used and the location answers 503. Never the key or the PEMs: only
+    whether a CA and a client certificate are given. None: no ``proxy-ssl-secret``."""
+    ps = getattr(answer.options, "proxy_ssl", None)
+    if ps is None or answer.server_location:
+        return None
+    values = ps.values
+    config, problem = ps.config()
+    sent = answer.endpoint is not None and answer.upstream_tls is not None
+    tls = answer.upstream_tls if sent else config
+    out: dict[str, Any] = {
+        "secret": None if values is None else f"{values.namespace}/{values.name}",
+        "usable": problem is None, "problem": problem, "sent": sent,
+        "upstream_tls": answer.upstream_over_tls if answer.endpoint is not None else None}
+    if tls is not None:
+        out.update(verify=tls.verify, ca=tls.ca is not None,
+                   client_certificate=tls.cert is not None, name=tls.server_name,
+                   sni=tls.server_name if tls.sni else None, protocols=list(tls.protocols),
+                   ciphers=tls.ciphers, verify_depth=tls.depth)
+    return out
+
+
+def describe_location_extras(answer: ProxyAnswer) -> dict[str, Any]:
+    """The small per-location annotations (proxy/_location_extras.py) that differ from their
+    defaults, each from the core's answer: ``proxy_http_version`` (the request line the proxy
+    sent), ``connection_proxy_header`` (the Connection header it sent upstream),
+    ``access_log`` (False: ``enable-access-log: "false"``, the request record's
+    ``access_log``: no access-log line, the metrics still count it) and
+    ``use_port_in_redirects`` (True: the ssl-redirect's Location names the https port, 443
+    included: the verdict's ``location`` is the proxy's own)."""
+    opts = answer.options
+    out: dict[str, Any] = {}
+    if opts is None or answer.server_location:
+        return out
+    sent = answer.upstream_request_line is not None
+    version = getattr(opts, "http_version", "1.1")
+    if version != "1.1":
+        out["proxy_http_version"] = {
+            "version": version,
+            "request_line": answer.upstream_request_line if sent else None}
+    header = getattr(opts, "connection_header", None)
+    if header is not None:
+        got = next((v for n, v in answer.upstream_headers or () if n == "connection"), None)
+        out["connection_proxy_header"] = {"value": header.decode("latin-1"),
+                                          "sent": got if sent else None}
+    if not getattr(opts, "access_log", True):
+        out["access_log"] = False
+    if getattr(opts, "port_in_redirects", False):
+        out["use_port_in_redirects"] = True
+    return out

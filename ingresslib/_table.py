@@ -29,7 +29,8 @@ from ._models import (
     IngressClass,
     TypedLocalObjectReference,
 )
-from ._normalize import canonical_path, canonical_rule_path, normalize_host, rule_path_spelling, split_target
+from ._normalize import (ascii_lower, canonical_path, canonical_rule_path, normalize_host,
+                         rule_path_spelling, split_target)
 from ._resources import Resources
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
@@ -691,7 +692,7 @@ def parse_server_alias(raw: str) -> tuple[list[str], list[str]]:
         name = part.strip()
         if not name:
             continue
-        low = name.lower()
+        low = ascii_lower(name)  # nginx's server_name compares A-Z only (a Kelvin sign is no k)
         if low.startswith("~"):
             refused.append(f"{name!r}: a regex server name (nginx's '~') is not supported; ignored")
         elif (is_wildcard_dns1123_subdomain(low) if low.startswith("*") else is_dns1123_subdomain(low)):

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._models import Ingress
+from ._normalize import ascii_lower
 from ._resources import Resources
 from ._table import _age_key, _split_canaries, served_ingresses
 from ._www import FROM_TO_WWW, www_twins
@@ -54,8 +55,10 @@ class TLSProblem:
 
 
 def _norm(host: str) -> str:
-    """Lower case, one trailing dot stripped (SEMANTICS §4.1, applied to SNI and tls hosts)."""
-    host = host.lower()
+    """Lower case, one trailing dot stripped (SEMANTICS §4.1, applied to SNI and tls hosts).
+    ASCII only, as :func:`normalize_host` (RFC 4343): Unicode's lower() would let a Kelvin-sign
+    SNI ``\u212a.test`` pick ``k.test``'s certificate."""
+    host = ascii_lower(host)
     return host[:-1] if host.endswith(".") else host
 
 

@@ -57,7 +57,7 @@ class AuthService:
             try:
                 self.heads.append(await r.readuntil(b"\r\n\r\n"))
                 if self.reply is None:
-                    await asyncio.sleep(3)
+                    await asyncio.sleep(30)  # past any wait of a test (asyncio.run cancels it)
                 else:
                     w.write(self.reply)
                     await w.drain()
@@ -267,7 +267,11 @@ def test_auth_service_down_or_silent_is_500() -> None:
 
     async def silent() -> Seen:
         async with AuthService(None) as auth:
-            return await call(manifests(auth.port, {P + "proxy-read-timeout": "1"}), [])
+            # The route's read timeout (the annotation takes whole seconds only; the
+            # settings' default, a float, is the same opts.read_timeout): 0.2 s, not 1 s.
+            # Bounded: a wait without the timeout would hold on (the service never closes).
+            return await asyncio.wait_for(call(manifests(auth.port), [], settings=ProxySettings(
+                proxy_read_timeout=0.2)), 3.0)
     seen = run(silent())
     assert seen.status == 500 and not seen.scopes
 

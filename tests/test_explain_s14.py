@@ -131,7 +131,7 @@ def test_basic_auth_is_401_without_credentials(files: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     doc = explain_json(capsys, files, "http://basic.test/")
     assert doc["access"]["basic_auth"] == {"realm": "Admin area", "secret": "prod/users",
-                                           "secret_type": "auth-file"}
+                                           "secret_type": "auth-file", "type": "basic"}
     assert doc["status"] == 401 and doc["verdict"]["status"] == 401
     assert "no Authorization header" in doc["verdict"]["reason"]
     assert doc["verdict"]["www_authenticate"] == 'Basic realm="Admin area"'

@@ -463,9 +463,11 @@ def test_server_client_gone_mid_auth_closes_the_auth_connection() -> None:
 
     async def main() -> bytes:
         closed = asyncio.get_running_loop().create_future()
+        asked = asyncio.Event()
 
         async def auth(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             await r.readuntil(b"\r\n\r\n")
+            asked.set()
             try:
                 rest = await asyncio.wait_for(r.read(), 2.0)  # the proxy's close: EOF
             except (asyncio.TimeoutError, ConnectionError):
@@ -482,7 +484,7 @@ def test_server_client_gone_mid_auth_closes_the_auth_connection() -> None:
             r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 9\r\n\r\nabc")
             await w.drain()
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(asked.wait(), 3.0)  # the auth subrequest is under way
             w.close()
             return await asyncio.wait_for(closed, 3.0)
         finally:

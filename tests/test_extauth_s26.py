@@ -284,7 +284,7 @@ async def _serve_auth(handler: Any) -> tuple[asyncio.Server, int, list[bytes]]:
                 w.write(reply)
                 await w.drain()
             else:
-                await asyncio.sleep(3)
+                await asyncio.sleep(30)  # past the client's 3 s wait (asyncio.run cancels it)
         except Exception:
             pass
         finally:
@@ -317,9 +317,10 @@ async def _serve_backend() -> tuple[asyncio.Server, int, list[bytes]]:
     return srv, srv.sockets[0].getsockname()[1], seen
 
 
-def _manifests(auth_port: int, web_port: int, extra: dict[str, str]) -> str:
+def _manifests(auth_port: int, web_port: int, extra: dict[str, str],
+               read_timeout_annotation: bool = True) -> str:
     ann = {P + "auth-url": f"http://127.0.0.1:{auth_port}/auth",
-           P + "proxy-read-timeout": "1", **extra}
+           **({P + "proxy-read-timeout": "1"} if read_timeout_annotation else {}), **extra}
     a = ", ".join(f"{k!r}: {v!r}" for k, v in ann.items())
     return f"""
 ---
@@ -348,15 +349,23 @@ endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
 
 
 async def _through(handler: Any, request: bytes, extra: dict[str, str] | None = None,
-                   auth_port: int | None = None) -> tuple[bytes, list[bytes], list[bytes]]:
+                   auth_port: int | None = None, read_timeout: float | None = None
+                   ) -> tuple[bytes, list[bytes], list[bytes]]:
+    """``read_timeout``: the route's proxy-read-timeout from the server's settings (a float)
+    instead of the annotation's whole second."""
     from _upstream_helpers import read_to_eof, start_proxy
 
     auth_srv, port, auth_seen = await _serve_auth(handler)
     if auth_port is not None:
         port = auth_port
     web_srv, web_port, web_seen = await _serve_backend()
-    router = Router(parse_manifests(_manifests(port, web_port, extra or {})))
-    server, proxy_port = await start_proxy(router)
+    router = Router(parse_manifests(_manifests(port, web_port, extra or {},
+                                               read_timeout_annotation=read_timeout is None)))
+    if read_timeout is None:
+        server, proxy_port = await start_proxy(router)
+    else:
+        server, proxy_port = await start_proxy(
+            router, settings=ProxySettings(proxy_read_timeout=read_timeout))
     try:
         r, w = await asyncio.open_connection("127.0.0.1", proxy_port)
         w.write(request)
@@ -417,8 +426,9 @@ def test_server_auth_down_and_timeout() -> None:
     s.close()
     data, _, web = _run(_through(lambda h: None, GET, auth_port=dead))
     assert status_of(data) == 500 and not web
-    data, _, web = _run(_through(lambda h: None, GET))  # never answers: proxy-read-timeout 1
-    assert status_of(data) == 500 and not web
+    # Never answers: the route's proxy-read-timeout (0.2 s) runs out.
+    data, auth, web = _run(_through(lambda h: None, GET, read_timeout=0.2))
+    assert status_of(data) == 500 and not web and len(auth) == 1
 
 
 def test_server_post_body_after_auth() -> None:

@@ -202,3 +202,45 @@ def test_satisfy_any_with_digest_accepts_credentials_in_ingress_asgi_as_in_the_c
     assert status == 401 and not asgi.seen
     assert asgi.ask(authorization(challenge_fields(h[b"www-authenticate"])["nonce"]))[0] == 200
     assert len(asgi.seen) == 1
+
+
+# ---------------------------------------------------------------- ConfigMap defaults
+#
+# The ConfigMap keys proxy-http-version and use-port-in-redirects (config.go defaults.Backend)
+# are the annotations' defaults: read into ProxySettings, but the route options used fixed
+# defaults ("1.1", off).
+
+
+def test_configmap_location_defaults_reach_the_core() -> None:
+    from test_explain_s26b import _BACKENDS, _ingress
+
+    from ingresslib import Router, parse_manifests
+    from ingresslib.proxy import OpenUpstream, Proxy, ProxySettings, SendDownstream, SendUpstream
+
+    def first(annotations: dict[str, str]) -> tuple[bytes, bytes]:
+        res = parse_manifests(_ingress(annotations) + _BACKENDS)
+        s = ProxySettings(proxy_http_version="1.0", use_port_in_redirects=True)
+        conn = Proxy(Router(res, seed=0), s).connection("10.1.1.1", now=0.0)
+        acts = conn.receive_data(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n", now=0.0)
+        down = b"".join(a.data for a in acts if isinstance(a, SendDownstream))
+        op = next((a for a in acts if isinstance(a, OpenUpstream)), None)
+        up = b"" if op is None else b"".join(
+            a.data for a in conn.upstream_connected(op.conn_id, now=0.0)
+            if isinstance(a, SendUpstream))
+        return down, up
+
+    down, _ = first({P + "force-ssl-redirect": "true"})
+    assert b"location: https://a.test:443/x\r\n" in down.lower()
+    assert first({})[1].startswith(b"GET /x HTTP/1.0\r\n")
+    # the annotation still wins
+    assert first({P + "proxy-http-version": "1.1"})[1].startswith(b"GET /x HTTP/1.1\r\n")
+
+
+def test_server_alias_lowers_ascii_only() -> None:
+    # "\u212a.test" (a Kelvin sign) lowered with Unicode rules became the alias k.test: a
+    # name nginx's server_name (A-Z folding) never matches stood for another host.
+    from ingresslib._table import parse_server_alias
+
+    names, refused = parse_server_alias("\u212a.test, K.Test")
+    assert names == ["k.test"]
+    assert len(refused) == 1 and "\u212a.test" in refused[0]

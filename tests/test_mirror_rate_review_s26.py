@@ -129,7 +129,7 @@ def test_the_server_bounds_the_bytes_of_the_mirrors_under_way(
                 b"x" * 100_000
             for _ in range(5):
                 server_mod._mirror(server, Mirror(("127.0.0.1", port), False, data,
-                                                  1.0, 1.0, 0.3))
+                                                  1.0, 1.0, 0.05))
             under_way = len(server.mirrors)
             held_bytes = getattr(server, "mirror_bytes", -1)
             for _ in range(150):

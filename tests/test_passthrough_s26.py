@@ -413,7 +413,7 @@ async def test_client_eof_closes_both_sides(make: Any) -> None:
 
 @pytest.mark.asyncio
 async def test_quiet_pipe_is_closed_after_proxy_read_timeout(make: Any) -> None:
-    env = await make(proxy_read_timeout=0.3)
+    env = await make(proxy_read_timeout=0.2)
     r, w = await asyncio.open_connection("127.0.0.1", env.tls_port, ssl=_client_ctx(None),
                                          server_hostname="pass.test")
     try:

@@ -486,7 +486,7 @@ async def test_missing_or_broken_header_closes(first: bytes,
 @pytest.mark.asyncio
 async def test_no_header_within_the_timeout_closes() -> None:
     async with _Echo() as ep:
-        server = await _server(ep, use_proxy_protocol=True, proxy_protocol_header_timeout=0.2)
+        server = await _server(ep, use_proxy_protocol=True, proxy_protocol_header_timeout=0.1)
         try:
             r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][2])
             w.write(b"PROXY TCP4 1.2.3.4")        # never finished

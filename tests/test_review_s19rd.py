@@ -69,6 +69,7 @@ _VALID = {
     "global-auth-url": "http://auth.example/check",
     "global-auth-method": "GET",
     "global-auth-signin": "https://login.example/",
+    "proxy-http-version": "1.0",
 }
 
 

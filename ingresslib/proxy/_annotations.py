@@ -843,8 +843,9 @@ def parse_route_options(
     access_log = get("enable-access-log", parse_access_log, True)
     connection_header: bytes | None = get("connection-proxy-header", parse_connection_header,
                                           None)
-    http_version = get("proxy-http-version", parse_http_version, "1.1")
-    port_in_redirects = get("use-port-in-redirects", parse_port_in_redirects, False)
+    http_version = get("proxy-http-version", parse_http_version, settings.proxy_http_version)
+    port_in_redirects = get("use-port-in-redirects", parse_port_in_redirects,
+                            settings.use_port_in_redirects)
     rewrite_log = get("enable-rewrite-log", parse_rewrite_log, False)
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
     vhost: bytes | None = get("upstream-vhost", parse_upstream_vhost, None)

@@ -43,9 +43,10 @@ import regex as _regex
 from .._goparse import parse_bool, parse_int
 from .._normalize import ascii_lower, normalize_host
 
-__all__ = ["AUTH_TLS_ANNOTATIONS", "CLIENT_CERT_HEADERS", "ClientCert", "ClientCertAuth",
-           "AuthTLS", "parse_auth_tls", "server_auths", "auth_for_host", "refusal",
-           "upstream_lines", "HostAuths", "NO_CERT", "CERT_ERROR", "MISDIRECTED", "UNAUTHORIZED"]
+__all__ = ["AUTH_TLS_ANNOTATIONS", "CLIENT_CERT_HEADERS", "CLIENT_CERT_NAMES", "ClientCert",
+           "ClientCertAuth", "AuthTLS", "parse_auth_tls", "server_auths", "auth_for_host",
+           "refusal", "upstream_lines", "HostAuths", "NO_CERT", "CERT_ERROR", "MISDIRECTED",
+           "UNAUTHORIZED"]
 
 AUTH_TLS_ANNOTATIONS = frozenset({
     "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth",
@@ -56,6 +57,19 @@ AUTH_TLS_ANNOTATIONS = frozenset({
 #: README's divergences): a client must not be able to say ``ssl-client-verify: SUCCESS``.
 CLIENT_CERT_HEADERS = frozenset({b"ssl-client-cert", b"ssl-client-verify",
                                  b"ssl-client-subject-dn", b"ssl-client-issuer-dn"})
+
+
+def _spellings(name: bytes) -> set[bytes]:
+    """``name`` with each of its ``-`` as ``-`` or ``_``."""
+    out = {b""}
+    for i, part in enumerate(name.split(b"-")):
+        out = {o + sep + part for o in out for sep in ((b"",) if i == 0 else (b"-", b"_"))}
+    return out
+
+
+#: Those names in every spelling a client may send them in (``_`` for ``-``: the same CGI/WSGI
+#: name): never taken from the client (``_build_upstream_headers``), one set test per header.
+CLIENT_CERT_NAMES = frozenset(s for n in CLIENT_CERT_HEADERS for s in _spellings(n))
 
 #: nginx's answers (ngx_http_special_response.c): 495 and 496 are sent as 400 with these
 #: bodies' titles; 421 for a Host whose server verifies another way than the handshake's.
@@ -434,20 +448,23 @@ class HostAuths:
     rather than served unverified, whichever Ingress routes its path. Derived once per route
     table (the router's ``table``; a router without one: no host)."""
 
-    __slots__ = ("_table", "_auths")
+    __slots__ = ("table", "auths")
 
     def __init__(self) -> None:
-        self._table: Any = object()
-        self._auths: Mapping[str, ClientCertAuth | None] = {}
+        #: The route table ``auths`` was worked out for, and its hosts' configurations (a
+        #: caller may test ``auths`` itself, for the same table, before calling ``auth_for``:
+        #: the plain request of a cluster without auth-tls makes no call).
+        self.table: Any = object()
+        self.auths: Mapping[str, ClientCertAuth | None] = {}
 
     def auth_for(self, router: Any, host: str | None) -> ClientCertAuth | None:
         """The configuration of the server answering ``host`` (as received: any case, a
         ``:port``, a trailing dot) under ``router``'s current table; None: none."""
         table = getattr(router, "table", None)
-        if table is not self._table:
-            self._auths = _table_auths(table)
-            self._table = table
-        auths = self._auths
+        if table is not self.table:
+            self.auths = _table_auths(table)
+            self.table = table
+        auths = self.auths
         if not auths or not host:
             return None
         return auth_for_host(auths, normalize_host(host) or "")

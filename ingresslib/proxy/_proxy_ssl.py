@@ -369,33 +369,98 @@ def name_matches(cert: Mapping[str, Any], name: str) -> bool:
     """OpenSSL's ``X509_check_host`` with nginx's flags (none), as ngx_event_openssl.c
     ``ngx_ssl_check_host`` calls it ("X509_check_host(cert, (char *) name->data, name->len, 0,
     NULL)"), an address included (compared as text with the DNS names: never with IP
-    subjectAltNames): the DNS names of subjectAltName, a ``*`` in the leftmost label standing
-    for one label or part of one (not under an IDNA label, not as one of the last two labels);
-    the subject's CN only when the certificate names no DNS name. An empty name matches
-    nothing ("if (name->len == 0) { goto failed; }")."""
+    subjectAltNames): the DNS names of subjectAltName, the subject's CNs only when the
+    certificate names no DNS name (crypto/x509/v3_utl.c ``do_x509_check``). Compared as
+    OpenSSL compares, byte for byte (``equal_nocase``: ASCII letters without case, nothing
+    else folded: a ``K`` KELVIN SIGN is no ``k``; a NUL in the pattern never matches), with a
+    ``*`` honoured only where ``valid_star`` allows one (:func:`_dns_match`). An empty name
+    matches nothing ("if (name->len == 0) { goto failed; }"). A trailing dot of ``name`` is
+    dropped (``proxy-ssl-name`` is read without it: ingresslib's choice)."""
     if not name:
         return False
-    host = name.lower().rstrip(".")
+    host = name.rstrip(".").encode("utf-8", "surrogatepass")
     dns = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
     if not dns:
         for rdn in cert.get("subject", ()):
             for k, v in rdn:
                 if k == "commonName":
                     dns.append(v)
-    return any(_dns_match(p.lower(), host) for p in dns)
+    return any(_dns_match(str(p).encode("utf-8", "surrogatepass"), host) for p in dns)
 
 
-def _dns_match(pattern: str, host: str) -> bool:
-    if pattern == host:
+def _equal_nocase(pattern: bytes, subject: bytes) -> bool:
+    """v3_utl.c ``equal_nocase``: same length, ASCII letters compared without case (bytes'
+    ``lower`` folds only those), a NUL in the pattern never equal."""
+    return (len(pattern) == len(subject) and b"\0" not in pattern
+            and pattern.lower() == subject.lower())
+
+
+_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _valid_star(p: bytes) -> int:
+    """v3_utl.c ``valid_star``: where the pattern's one legal ``*`` is, or -1 (the pattern is
+    then compared literally): at the start or the end of the first label (no ``f*o``), not
+    in an IDNA (``xn--``) label, the labels letters, digits and inner hyphens only, at least
+    two dots after it."""
+    star = -1
+    start, hyphen, idna = True, False, False
+    dots = 0
+    n = len(p)
+    for i, c in enumerate(p):
+        if c == 0x2A:  # '*'
+            at_start = start
+            at_end = i == n - 1 or p[i + 1] == 0x2E
+            if star >= 0 or idna or dots:
+                return -1
+            if not at_start and not at_end:
+                return -1
+            star = i
+            start = False
+        elif c in _ALNUM:
+            if start and p[i:i + 4].lower() == b"xn--":
+                idna = True
+            hyphen = start = False
+        elif c == 0x2E:  # '.'
+            if hyphen or start:
+                return -1
+            start, hyphen, idna = True, False, False
+            dots += 1
+        elif c == 0x2D:  # '-'
+            if start:
+                return -1
+            hyphen = True
+        else:
+            return -1
+    if start or hyphen or dots < 2:
+        return -1
+    return star
+
+
+def _dns_match(pattern: bytes, host: bytes) -> bool:
+    """v3_utl.c ``equal_wildcard`` (the checked name never starts with a dot here)."""
+    star = _valid_star(pattern)
+    if star < 0:
+        return _equal_nocase(pattern, host)
+    prefix, suffix = pattern[:star], pattern[star + 1:]
+    # wildcard_match
+    if len(host) < len(prefix) + len(suffix):
+        return False
+    if not _equal_nocase(prefix, host[:len(prefix)]):
+        return False
+    end = len(host) - len(suffix)
+    if not _equal_nocase(host[end:], suffix):
+        return False
+    middle = host[len(prefix):end]
+    allow_idna = False
+    if not prefix and suffix[:1] == b".":
+        # The wildcard is the whole first label: it matches at least one character.
+        if not middle:
+            return False
+        allow_idna = True
+    if not allow_idna and host[:4].lower() == b"xn--":
+        return False  # "IDNA labels cannot match partial wildcards"
+    if middle == b"*":
         return True
-    first, dot, rest = pattern.partition(".")
-    if "*" not in first or not dot or first.count("*") != 1 or "*" in rest:
-        return False
-    if rest.count(".") < 1 or first.startswith("xn--"):
-        return False  # "*.com": the wildcard must leave two labels; no IDNA partial match
-    h_first, h_dot, h_rest = host.partition(".")
-    if not h_dot or h_rest != rest or not h_first:
-        return False
-    pre, _, post = first.partition("*")
-    return (len(h_first) >= len(pre) + len(post) and h_first.startswith(pre)
-            and h_first.endswith(post))
+    return all(c in _LDH for c in middle)

@@ -354,6 +354,11 @@ class ProxySettings:
     #: ``limit_rate`` 0: no limit. proxy/_bandwidth.py.
     limit_rate: int = 0
     limit_rate_after: int = 0
+    #: ingress-nginx ``proxy-http-version`` (``"1.0"`` or ``"1.1"``, default ``"1.1"``) and
+    #: ``use-port-in-redirects`` (default false): the annotations' defaults
+    #: (proxy/_location_extras.py).
+    proxy_http_version: str = "1.1"
+    use_port_in_redirects: bool = False
     #: ingress-nginx ``global-allowed-response-headers``: the header names a ``custom-headers``
     #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
     #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
@@ -463,6 +468,9 @@ class ProxySettings:
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
                              + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
+        if self.proxy_http_version not in ("1.0", "1.1"):
+            raise ValueError(f"proxy_http_version: {self.proxy_http_version!r} is not \"1.0\" "
+                             "or \"1.1\"")
         if self.http_redirect_code not in REDIRECT_CODES:
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} is not one of "
                              "301, 302, 307, 308")

@@ -495,6 +495,31 @@ def _new_context(cert_pem: bytes, key_pem: bytes,
     # client offering only http/1.0 is answered http/1.0 there. Not http/0.9: the proxy
     # refuses HTTP/0.9 requests.
     ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
+    try:
+        # The certificate first, as ingress-nginx writes its PEM (ssl.go CreateSSLCert:
+        # "pemCertBuffer.Write(cert) ... Write([]byte("\n")) ... Write(key)"): the leaf is
+        # tls.crt's first certificate even when tls.key carries certificates too (a "fullchain
+        # + key" file given as tls.key); those join the chain, as there. The key from tls.key
+        # alone, as ingress-nginx pairs them (``tls.X509KeyPair(cert, key)``: "tls: failed to
+        # find any PEM data in key input", "private key does not match public key"). Read from
+        # the chain's file, OpenSSL took the first key there, one that tls.crt carries (a
+        # "cert + key" bundle) before tls.key's: a tls.key that does not match, or holds no
+        # key at all, was served.
+        load_pem_pair(ctx, cert_pem.rstrip(b"\r\n") + b"\n" + key_pem, key_pem)
+    except ssl.SSLError as e:
+        # Should the callback's exception not come through, OpenSSL reports "PEM lib".
+        if _ENCRYPTED.search(key_pem):
+            raise _EncryptedKey(
+                "tls.key is encrypted (a passphrase-protected key is not supported)") from e
+        raise
+    return ctx
+
+
+def load_pem_pair(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
+    """``ctx.load_cert_chain`` from PEM bytes (it reads only files: two ``_pem_file``s, closed
+    and removed whatever happens): the certificates of ``chain_pem``, the private key of
+    ``key_pem`` alone. A passphrase-protected key is refused (``_no_passphrase``), never asked
+    for on a terminal."""
     fd, path, in_memory = _pem_file()
     try:
         key_fd, key_path, key_in_memory = _pem_file()
@@ -505,33 +530,16 @@ def _new_context(cert_pem: bytes, key_pem: bytes,
         raise
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
-            # The certificate first, as ingress-nginx writes its PEM (ssl.go CreateSSLCert:
-            # "pemCertBuffer.Write(cert) ... Write([]byte("\n")) ... Write(key)"): the leaf is
-            # tls.crt's first certificate even when tls.key carries certificates too (a
-            # "fullchain + key" file given as tls.key); those join the chain, as there.
-            f.write(cert_pem.rstrip(b"\r\n") + b"\n" + key_pem)
+            f.write(chain_pem)
         with os.fdopen(key_fd, "wb", closefd=False) as f:
-            # The key from tls.key alone, as ingress-nginx pairs them (``tls.X509KeyPair(cert,
-            # key)``: "tls: failed to find any PEM data in key input", "private key does not
-            # match public key"). Read from the file above, OpenSSL took the first key there,
-            # one that tls.crt carries (a "cert + key" bundle) before tls.key's: a tls.key that
-            # does not match, or holds no key at all, was served.
             f.write(key_pem)
-        try:
-            ctx.load_cert_chain(path, key_path, password=_no_passphrase)
-        except ssl.SSLError as e:
-            # Should the callback's exception not come through, OpenSSL reports "PEM lib".
-            if _ENCRYPTED.search(key_pem):
-                raise _EncryptedKey(
-                    "tls.key is encrypted (a passphrase-protected key is not supported)") from e
-            raise
+        ctx.load_cert_chain(path, key_path, password=_no_passphrase)
     finally:
         for one, one_path, one_in_memory in ((fd, path, in_memory),
                                              (key_fd, key_path, key_in_memory)):
             os.close(one)
             if not one_in_memory:
                 os.unlink(one_path)
-    return ctx
 
 
 class _AuthContext(ssl.SSLContext):

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 
-from ._tls import _no_passphrase, _pem_file
+from ._tls import load_pem_pair
 from .proxy._proxy_ssl import UpstreamTLS
 
 __all__ = ["client_context"]
@@ -33,24 +32,5 @@ def client_context(tls: UpstreamTLS) -> ssl.SSLContext:
     ctx.maximum_version = max(versions)
     ctx.set_ciphers(tls.ciphers)
     if tls.cert is not None and tls.key is not None:
-        fd, path, in_memory = _pem_file()
-        try:
-            key_fd, key_path, key_in_memory = _pem_file()
-        except BaseException:
-            os.close(fd)
-            if not in_memory:
-                os.unlink(path)
-            raise
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as f:
-                f.write(tls.cert)
-            with os.fdopen(key_fd, "wb", closefd=False) as f:
-                f.write(tls.key)
-            ctx.load_cert_chain(path, key_path, password=_no_passphrase)
-        finally:
-            for one, one_path, one_in_memory in ((fd, path, in_memory),
-                                                 (key_fd, key_path, key_in_memory)):
-                os.close(one)
-                if not one_in_memory:
-                    os.unlink(one_path)
+        load_pem_pair(ctx, tls.cert, tls.key)  # the client certificate nginx presents
     return ctx

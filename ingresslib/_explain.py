@@ -406,46 +406,35 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
             out["config_headers"] = config
     if not answer.routed or (answer.decision is None and not answer.server_location):
         return
-    cors = describe_cors(answer, answer.method, request_origin(headers))
-    if cors is not None:
-        out["cors"] = cors
-    limit = describe_rate_limit(answer)
-    if limit is not None:
-        out["rate_limit"] = limit
-    custom = describe_custom_headers(answer)
-    if custom is not None:
-        out["custom_headers"] = custom
+    # Each part only when it applies (its describer answers None otherwise), in this order.
+    _put(out, (("cors", describe_cors(answer, answer.method, request_origin(headers))),
+               ("rate_limit", describe_rate_limit(answer)),
+               ("custom_headers", describe_custom_headers(answer))))
     if answer.decision is None:
         # A path no rule covers: the server's ``location /`` (the host's oldest Ingress's
         # annotations) gave the CORS, limits and custom-headers above; nothing else applies.
         if "cors" in out or "rate_limit" in out or "custom_headers" in out:
             out["server_location"] = True
         return
-    ext = describe_ext_auth(answer)
-    if ext is not None:
-        out["ext_auth"] = ext
-    mirror = describe_mirror(answer)
-    if mirror is not None:
-        out["mirror"] = mirror
-    rate = describe_limit_rate(answer)
-    if rate is not None:
-        out["limit_rate"] = rate
-    pssl = describe_proxy_ssl(answer)
-    if pssl is not None:
-        out["proxy_ssl"] = pssl
+    _put(out, (("ext_auth", describe_ext_auth(answer)), ("mirror", describe_mirror(answer)),
+               ("limit_rate", describe_limit_rate(answer)),
+               ("proxy_ssl", describe_proxy_ssl(answer))))
     out.update(describe_location_extras(answer))
-    vhost = upstream_vhost(answer)
-    if vhost is not None:
-        out["upstream_vhost"] = vhost
-    rewrite = describe_rewrite(answer)
-    if rewrite is not None:
-        out["response_rewrite"] = rewrite
+    _put(out, (("upstream_vhost", upstream_vhost(answer)),
+               ("response_rewrite", describe_rewrite(answer))))
     host = upstream_field(answer, "host")
     if host is not None and out.get("verdict") is not None:
         out["verdict"]["upstream_host"] = host
     dflt = _default_backend(answer, notes)
     if dflt is not None:
         out["default_backend"] = dflt
+
+
+def _put(out: dict[str, Any], parts: Sequence[tuple[str, Any]]) -> None:
+    """``out[key] = value`` for each part whose value is not None, in order."""
+    for key, value in parts:
+        if value is not None:
+            out[key] = value
 
 
 def _default_backend(answer: ProxyAnswer, notes: Sequence[Any]) -> dict[str, Any] | None:

@@ -110,6 +110,7 @@ from .proxy._actions import (
     access_job,
     body_too_large,
     denied_first,
+    location_host_of,
     redirect_for,
     tls_host_predicate,
     unrouted_headers,
@@ -149,8 +150,12 @@ from .proxy._header_sets import (
 from .proxy._error_pages import SET_NAMES as DEFAULT_BACKEND_SET_NAMES, default_backend_fields
 from .proxy._globalauth import effective_auth
 from .proxy._satisfy import any_access
+from .proxy._auth_unasked import unasked_pairs
+from ._asgi_fallback_auth import fallback_auth
+from ._asgi_unverified import without_client_cert_headers
 from .proxy._digest import asgi_request
 from .proxy._ratelimit import Held, RateLimiter
+from .proxy._globalratelimit import GlobalRateLimiter
 from .proxy._bandwidth import throttled_send
 from .proxy._clientcert import HostAuths
 from .proxy._settings import ProxySettings
@@ -345,6 +350,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         #: proxy/_ratelimit.py), as the proxy's ``Proxy.rate_limits``, and their clock
         #: (seconds, monotonic; replaceable, e.g. by a test).
         self.rate_limits = RateLimiter()
+        #: ``global-rate-limit``'s counters (proxy/_globalratelimit.py), as the proxy's
+        #: ``Proxy.global_rate_limits``, timed by ``limit_clock``.
+        self.global_rate_limits = GlobalRateLimiter()
         self.limit_clock: Callable[[], float] = time.monotonic
         #: The hosts whose server verifies client certificates (per router table).
         self._cert_hosts = HostAuths()
@@ -586,6 +594,12 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # unless unenforced access annotations are served (as the Ingress's routes).
                 await reply.local(503)
                 return
+            #: Such a host served unverified: the client's ssl-client-* never reach the app
+            #: (_asgi_unverified.py).
+            unverified = not settings.deny_unenforced_access_annotations and (
+                cert_hosts.auths
+                or cert_hosts.table is not getattr(self.router, "table", None)) \
+                and cert_hosts.auth_for(self.router, host) is not None
             scheme = "https" if secure else "http"
             app: ASGIApp | None = None
             mount = ""
@@ -651,6 +665,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 status, challenge = self._unrouted_status(
                     server_host, client_ip, lambda: _authorization(scope),
                     asgi_request(scope, rel, query, self.limit_clock))
+                if not status:
+                    reply.info = challenge  # digest's Authentication-Info (proxy/_digest.py)
                 if status:
                     await reply.local(status, None if challenge is None
                                       else [(b"www-authenticate", challenge)])
@@ -663,6 +679,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # the host's owner's proxy-body-size), as the declared length's 413 above.
                 server_opts = self._unrouted_options(server_host) if server_host else None
                 body_size = (server_opts or opts).body_size
+                if self.fallback is not None and server_opts is not None \
+                        and server_opts.ext_auth is not None:
+                    # That location's auth-url before the ``fallback`` (_asgi_fallback_auth.py).
+                    got = await fallback_auth(self, server_opts, scope, reply, peer, client_ip,
+                                              host, server_host, rel, query)
+                    if got is None:
+                        return
+                    auth_pairs = got
             else:
                 m = decision.match
                 plan = self._plans.get(id(m))
@@ -732,6 +756,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                             reply.cors = added  # the server-level app-root: not the location's
                         await reply.local(redirect[0], [(b"location", redirect[1])])
                         return
+                glimit = opts.global_rate_limit
+                if glimit is not None and self.global_rate_limits.refuses(
+                        glimit, self.limit_clock(), method, host, rel, query,
+                        scope.get("headers") or (), client_ip):
+                    # global-rate-limit (proxy/_globalratelimit.py), as the proxy's: after the
+                    # redirects, before limit_req / limit_conn.
+                    await reply.local(settings.global_rate_limit_status_code)
+                    return
                 if opts.rate_limit is not None:
                     # nginx's preaccess phase (limit_req, limit_conn), as the proxy's: after the
                     # redirects, before allow/deny and basic auth (proxy/_ratelimit.py).
@@ -760,6 +792,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         status, challenge, ask = any_access(
                             access, client_ip, lambda: _authorization(scope), ask,
                             asgi_request(scope, rel, query, self.limit_clock))
+                    if not status:
+                        reply.info = challenge  # digest's Authentication-Info (proxy/_digest.py)
                     if status and not (ask and access.any is not None):
                         await reply.local(status, None if challenge is None
                                           else [(b"www-authenticate", challenge)])
@@ -773,7 +807,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     got = await authenticate(
                         self, opts, scope, reply, peer, client_ip, host,
                         (normalize_host(host) or "") if host else "",
-                        path_q[0] + ("?" + path_q[1] if path_q[1] else ""), prior)
+                        path_q[0] + ("?" + path_q[1] if path_q[1] else ""), prior,
+                        match=decision.match)
                     if got is None:
                         return
                     auth_pairs = got
@@ -851,6 +886,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # checked here are not handed to the app.
                 child["headers"] = [(k, v) for k, v in child.get("headers") or ()
                                     if bytes(k).lower() != b"authorization"]
+            if decision is None and auth_pairs:
+                # The server location's auth-response-headers for the ``fallback``.
+                child["headers"] = with_auth_headers(child.get("headers") or (), auth_pairs)
+            if unverified:
+                child["headers"] = without_client_cert_headers(child.get("headers") or ())
             if (self.rewrite_headers and app is not self.fallback
                     and getattr(decision, "default_backend", None) is not None):
                 # A default-backend annotation's Service answers: X-Code etc., as the proxy sends
@@ -871,6 +911,12 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     reply.rewrite = opts.response_rewrite  # a websocket.accept's (_asgi_reply)
                 if auth_pairs:
                     child["headers"] = with_auth_headers(child.get("headers") or (), auth_pairs)
+                elif opts.ext_auth is not None:
+                    # Let in without the auth subrequest (satisfy any): the client's
+                    # auth-response-headers dropped all the same (proxy/_auth_unasked.py).
+                    unasked = unasked_pairs(opts.ext_auth, decision.match)
+                    if unasked:
+                        child["headers"] = with_auth_headers(child.get("headers") or (), unasked)
             if settings.hide_headers:
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
                 app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
@@ -919,8 +965,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         the proxy core's ``_location_host`` gives it: the first X-Forwarded-Host when the
         forwarded family is trusted here (use-forwarded-headers and the scope's ``client``
         inside proxy-real-ip-cidr, as for the headers the app sees) and it is a valid host
-        (``forwarded_redirect_host``), else None (the Host). Only called when an ssl-redirect
-        may be answered: never for a proxied request that could not be redirected."""
+        (``forwarded_redirect_host``), else the Host header's host; as written, its case
+        kept (``location_host_of``); None without either (the normalised host). Only called
+        when an ssl-redirect may be answered: never for a proxied request that could not be
+        redirected."""
         location_host = None
         s = self._settings
         if s.use_forwarded_headers and self._trust.trusted(peer):
@@ -928,7 +976,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # element is the one named.
             for name, value in scope.get("headers") or ():
                 if bytes(name).lower() == b"x-forwarded-host":
-                    location_host = forwarded_redirect_host(bytes(value))
+                    if forwarded_redirect_host(bytes(value)) is not None:
+                        location_host = location_host_of(first_forwarded_host(bytes(value)))
+                    break
+        if location_host is None:
+            # best_http_host = $http_host: the Host header as sent (lua_ingress.lua).
+            for name, value in scope.get("headers") or ():
+                if bytes(name).lower() == b"host":
+                    location_host = location_host_of(bytes(value))
                     break
         return location_host
 

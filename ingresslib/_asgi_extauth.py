@@ -11,7 +11,8 @@ as nginx's access phase), the auth service is asked over HTTP/1.1: ``asyncio.ope
 name verified), the head sent within the route's proxy-send-timeout, the answer's head read by
 h11's parser (``_H11Reader``, the core's, bounded by ``max_response_header_size``, 1xx heads
 counted, as the core's ``_pump``) within its proxy-read-timeout (the connect within
-proxy-connect-timeout), its body never read, the connection closed. Any failure (refused, timed
+proxy-connect-timeout), its body never read, the connection closed (with ``auth-keepalive``:
+the body read, the connection kept in a pool, _asgi_authkeepalive.py). Any failure (refused, timed
 out, TLS, an invalid or over-long head, a 101) is the core's 500. The subrequest's head is the
 core's ``subrequest_head`` with the same settings (the header name policy) and trust (the
 client's forwarded headers pass only from a trusted hop: use-forwarded-headers and the scope's
@@ -34,6 +35,7 @@ import asyncio
 import logging
 import math
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -53,6 +55,8 @@ from .proxy._extauth import (
     subrequest_head,
     verdict,
 )
+from .proxy._authcache import cache_of, lifetime, request_key
+from ._asgi_authkeepalive import ask_pooled
 from .proxy._h11_reader import _H11Reader
 from .proxy._satisfy import combine
 from .proxy._header_sets import config_maps_of, set_headers_for
@@ -93,9 +97,14 @@ async def _within(aw: Awaitable[Any], seconds: float) -> Any:
 
 
 async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
-                           max_head: int) -> Verdict:
+                           max_head: int,
+                           keep: Callable[[h11.Response, Verdict], None] | None = None
+                           ) -> Verdict:
     """Send ``head`` (``subrequest_head``) to ``auth``'s endpoint and read its answer's head:
-    the ``verdict``, or ``FAILED`` (500) when it cannot be had."""
+    the ``verdict``, or ``FAILED`` (500) when it cannot be had. ``keep(answer, verdict)``
+    is called with an answer read (the auth cache's, proxy/_authcache.py)."""
+    if auth.keepalive is not None:  # auth-keepalive*: a pooled connection (_authkeepalive.py)
+        return await ask_pooled(auth, head, opts, max_head, keep)  # type: ignore[no-any-return]
     host, port = auth.endpoint
     try:
         reader, writer = await _within(asyncio.open_connection(
@@ -150,7 +159,10 @@ async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
     if isinstance(response, str):
         _log.info("auth-url %s: %s: 500", auth.url, response)
         return FAILED
-    return verdict(auth, response)
+    v = verdict(auth, response)
+    if keep is not None and v is not FAILED:
+        keep(response, v)
+    return v
 
 
 def _client_items(headers: Iterable[Any]) -> list[tuple[bytes, bytes, bytes]]:
@@ -185,14 +197,15 @@ def _cookie_send(send: Send, cookies: tuple[bytes, ...], always: bool) -> Send:
 async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str, Any],
                        reply: Any, peer: str | None, client_ip: str | None, host: str,
                        host_n: str, request_uri: str,
-                       prior: tuple[int, bytes | None] | None = None
+                       prior: tuple[int, bytes | None] | None = None, match: Any = None
                        ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Ask ``opts.ext_auth``'s service about the request of ``scope`` (``IngressASGI``'s
     ``asgi``; ``reply`` its ``_Reply``): the auth-response-headers for the app (a 2xx), or
     None once the refusal is answered. ``host`` is the Host as received (or the absolute-form
     authority), ``host_n`` nginx's ``$host``, ``request_uri`` nginx's ``$request_uri``;
     ``prior``: with ``satisfy: any``, the earlier checks' refusal (proxy/_satisfy.py
-    ``combine``)."""
+    ``combine``); ``match``: the rule reached (its server name and location key the auth
+    cache, proxy/_authcache.py; None: not cached)."""
     auth = opts.ext_auth
     assert auth is not None
     settings = asgi.settings
@@ -206,6 +219,27 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
             # authreq/main.go: "unable to find configMap": the location is denied.
             await reply.local(503)
             return None
+    key: bytes | None = None
+    keep: Callable[[h11.Response, Verdict], None] | None = None
+    hit: Verdict | None = None
+    if auth.cache is not None and match is not None:
+        # auth-cache-key: a cached answer decides without a subrequest (proxy/_authcache.py).
+        path, _, query = request_uri.partition("?")
+        key = request_key(auth, match, str(scope.get("method") or "GET"), host, path,
+                          query if "?" in request_uri else None, scope.get("headers") or (),
+                          client_ip)
+        if key is not None:
+            cache = cache_of(asgi)
+            hit = cache.get(key, time.monotonic())
+            cache_cfg = auth.cache
+
+            def remember(response: h11.Response, v: Verdict) -> None:
+                """The answer kept for as long as nginx's proxy_cache would."""
+                seconds = lifetime(cache_cfg.valid, response.status_code,
+                                   response.headers._full_items)
+                if seconds > 0 and key is not None:
+                    cache.put(key, v, seconds, time.monotonic())
+            keep = remember
     scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
     pass_scheme = scheme
     # The forwarded headers are believed as for the app's scope (``_backend_headers``) and
@@ -215,15 +249,19 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
         proto = [v for _, n, v in items if n == b"x-forwarded-proto"]
         pass_scheme = redirect_scheme(scheme, b", ".join(proto) if proto else None)
     http_host = _joined(items, b"host").decode("latin-1")
-    ff = forwarded_for_value(settings, _joined(items, b"x-forwarded-for"),
-                             (peer or "").encode("ascii"), (client_ip or "").encode("ascii"))
-    method = str(scope.get("method") or "GET").encode("latin-1")
-    head = subrequest_head(auth, items, method=method, request_uri=request_uri, scheme=scheme,
-                           pass_scheme=pass_scheme, http_host=http_host, client_ip=client_ip,
-                           forwarded_for=ff, set_pairs=pairs, settings=settings,
-                           trusted=trusted)
-    v = combine(prior, await ask_auth_service(auth, head, opts,
-                                              settings.max_response_header_size))
+    if hit is None:
+        ff = forwarded_for_value(settings, _joined(items, b"x-forwarded-for"),
+                                 (peer or "").encode("ascii"),
+                                 (client_ip or "").encode("ascii"))
+        method = str(scope.get("method") or "GET").encode("latin-1")
+        head = subrequest_head(auth, items, method=method, request_uri=request_uri,
+                               scheme=scheme, pass_scheme=pass_scheme, http_host=http_host,
+                               client_ip=client_ip, forwarded_for=ff, set_pairs=pairs,
+                               settings=settings, trusted=trusted,
+                               keepalive=auth.keepalive is not None)
+        hit = await ask_auth_service(auth, head, opts, settings.max_response_header_size,
+                                     keep)
+    v = combine(prior, hit)
     if v.status == 0:
         if v.cookies:
             reply.server_send = _cookie_send(reply.server_send, v.cookies,

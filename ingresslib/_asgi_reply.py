@@ -58,7 +58,7 @@ class _Reply:
     every answer (HSTS on HTTPS, the affinity cookie); also the body-size count."""
 
     __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
-                 "late", "_receive", "_limit", "_seen", "cors", "rewrite")
+                 "late", "_receive", "_limit", "_seen", "cors", "rewrite", "info")
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -67,6 +67,9 @@ class _Reply:
         self.hsts = hsts
         self.secure = secure
         self.set_cookie: str | None = None
+        #: A verified digest response's Authentication-Info value (proxy/_digest.py), added
+        #: to every answer to the request as the proxy's ``_add_response_headers``; None: none.
+        self.info: bytes | None = None
         #: The location's CORS headers for this request (proxy/_cors.py), set on every answer
         #: (a 101 too), replacing the app's of those names (more_set_headers); None: none.
         self.cors: list[tuple[bytes, bytes]] | None = None
@@ -119,7 +122,7 @@ class _Reply:
                     [(_name(n), _name(n).lower(), bytes(v)) for n, v in headers],
                     self.rewrite)]
                 rebuilt = True
-            if self.set_cookie or self.hsts is not None:
+            if self.set_cookie or self.hsts is not None or self.info is not None:
                 # Headers to add, a 101 (``websocket.accept``) too: HSTS is a header filter
                 # in nginx (``more_set_headers`` without ``-s``: every status), and
                 # ngx_http_upstream_send_response sends the 101 through the filters, as the
@@ -146,6 +149,8 @@ class _Reply:
                 # ngx.var.https == "on"" (the proxy's _add_response_headers does the same).
                 cookie += "; Secure"
             headers.append((b"set-cookie", cookie.encode("utf-8", "replace")))
+        if self.info is not None:
+            headers.append((b"authentication-info", self.info))
         return headers
 
     async def local(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:

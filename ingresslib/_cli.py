@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                          help="as --tls, with serve's --tls-listen value: the redirect's "
                               "Location names its port")
+    explain.add_argument("--enable-ssl-passthrough", action="store_true",
+                         help="answer as serve --enable-ssl-passthrough would: an https:// URL "
+                              "of an ssl-passthrough host is piped to its '/' rule's endpoint "
+                              "(default: off, as ingress-nginx's flag: the annotation is "
+                              "ignored and the TLS terminated)")
     explain.add_argument("--output", "-o", choices=("text", "json"), default="text",
                          help="json: one JSON document on stdout, errors included (exit 2)")
     explain.set_defaults(handler="explain")
@@ -215,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the ingress-nginx style ConfigMap serve --config reads: checked "
                             "as serve checks it (exit 2 naming file and field), and the "
                             "annotation warnings name its defaults")
+    check.add_argument("--enable-ssl-passthrough", action="store_true",
+                       help="report the ssl-passthrough annotations as serve "
+                            "--enable-ssl-passthrough logs them (a wildcard host, no '/' rule); "
+                            "default: off, as ingress-nginx's flag: each such host is said to "
+                            "be ignored, its TLS terminated")
     check.add_argument("--output", "-o", choices=("text", "json"), default="text",
                        help="json: one JSON document on stdout, errors included (exit 2)")
     check.set_defaults(handler="check")

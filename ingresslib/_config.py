@@ -422,6 +422,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # Rate limits (proxy/_ratelimit.py): the status of a refused request.
     "limit-req-status-code": _limit_status,
     "limit-conn-status-code": _limit_status,
+    # config.go "GlobalRateLimitStatucCode int `json:\"global-rate-limit-status-code\"`"
+    # (429): global_throttle.lua's "ngx_exit(config.status_code)" (proxy/_globalratelimit.py).
+    "global-rate-limit-status-code": _limit_status,
     # defaults.Backend "LimitRate int `json:\"limit-rate\"`" / "LimitRateAfter int
     # `json:\"limit-rate-after\"`" (kilobytes; the annotations' defaults:
     # proxy/_bandwidth.py).
@@ -463,6 +466,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "global-auth-response-headers": _global_auth("check_response_headers"),
     "global-auth-request-redirect": _global_auth("check_request_redirect"),
     "global-auth-always-set-cookie": _bool,
+    "global-auth-cache-key": _global_auth("check_cache_key"),
+    "global-auth-cache-duration": _global_auth("check_cache_duration"),
     "no-auth-locations": _no_auth_locations,
 }
 

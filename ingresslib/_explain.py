@@ -257,6 +257,20 @@ def _explain_url(
     return out
 
 
+def _client_auth_problems(res: Resources, table: RouteTable) -> list[TLSProblem]:
+    """What ``serve --tls-listen`` logs of the served Ingresses' ``auth-tls-secret`` (a Secret
+    missing, without ``ca.crt``, unreadable: ``server_auths``' problems; the host fails
+    closed), for ``check``."""
+    from ._tls_hosts import _main_ingresses, client_auth_problem
+    from .proxy._annotations import PREFIX
+    from .proxy._clientcert import server_auths
+
+    ordered, _canaries = _main_ingresses(res, table.served)
+    if not any(PREFIX + "auth-tls-secret" in ing.metadata.annotations for ing in ordered):
+        return []
+    return [client_auth_problem(*p) for p in server_auths(ordered, res.secrets, PREFIX)[1]]
+
+
 def _client_cert_auth(res: Resources, served: Any, sni: str | None) -> tuple[Any, Any] | None:
     """``(client_auth, client_cert)`` for the proxy, as ``serve --tls-listen`` gives them:
     the certificate store's ``auth-tls-*`` of each host (``server_auths`` over the served
@@ -377,14 +391,25 @@ def _passthrough(res: Resources, sni: str, client_ip: str | None, **router_args:
         return None
     target = routes.decide(router, name.encode("ascii", "replace"), client_ip)
     if target == CLOSE or target is None:
-        return {"host": name.lower(), "endpoint": None,
+        return {"host": name.lower(), "enabled": True, "endpoint": None,
                 "reason": "the connection is closed (no '/' rule, or its backend has no ready "
                           "endpoint)"}
     assert isinstance(target, tuple)
-    return {"host": name.lower(), "endpoint": host_port(*target),
+    return {"host": name.lower(), "enabled": True, "endpoint": host_port(*target),
             "reason": f"piped to {host_port(*target)} without TLS termination (with "
                       "--enable-ssl-passthrough): the endpoint's certificate answers, and no "
                       "HTTP routing applies"}
+
+
+def passthrough_off(pt: dict[str, Any]) -> dict[str, Any]:
+    """``ssl_passthrough`` without ``--enable-ssl-passthrough`` (``explain``'s default, as the
+    controller's): the annotation is ignored and the TLS terminated here, as ingress-nginx
+    ignores it without its flag (no TLS proxy on the HTTPS port); ``with_flag``: what
+    :func:`_passthrough` says with it."""
+    return {"host": pt["host"], "enabled": False, "endpoint": None,
+            "reason": "ignored without --enable-ssl-passthrough (as ingress-nginx ignores the "
+                      "annotation without its flag): its TLS is terminated here",
+            "with_flag": {"endpoint": pt["endpoint"], "reason": pt["reason"]}}
 
 
 def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
@@ -399,6 +424,7 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
                                    describe_mirror, describe_proxy_ssl, describe_rate_limit,
                                    describe_rewrite, request_origin, upstream_field,
                                    upstream_vhost)
+    from .proxy._globalratelimit import describe as describe_global_rate_limit
 
     if answer.routed:
         config = describe_config_headers(answer)
@@ -409,6 +435,7 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
     # Each part only when it applies (its describer answers None otherwise), in this order.
     _put(out, (("cors", describe_cors(answer, answer.method, request_origin(headers))),
                ("rate_limit", describe_rate_limit(answer)),
+               ("global_rate_limit", describe_global_rate_limit(answer)),
                ("custom_headers", describe_custom_headers(answer))))
     if answer.decision is None:
         # A path no rule covers: the server's ``location /`` (the host's oldest Ingress's
@@ -1081,7 +1108,10 @@ def render_text(info: dict[str, Any]) -> str:
     if info.get("tls") is not None:
         lines.append(_tls_line(info["tls"]))
     pt = info.get("ssl_passthrough")
-    if pt is not None:
+    if pt is not None and pt.get("enabled") is False:
+        lines.append(f"  ssl-passthrough: {pt['reason']}, as follows (with the flag: "
+                     f"{pt['with_flag']['reason']}):")
+    elif pt is not None:
         lines.append(f"  ssl-passthrough: {pt['reason']}; without --enable-ssl-passthrough "
                      "its TLS is terminated, as follows:")
     m = info.get("match")
@@ -1206,6 +1236,10 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
         lines.append(f"     rate limits of Ingress {r['ingress']} (all its paths), per client "
                      f"address: {', '.join(parts)}; refused with {' and '.join(past)}{allow} "
                      "(explain sends one request: the limits are said, not simulated)")
+    g = info.get("global_rate_limit")
+    if g is not None:
+        from .proxy._globalratelimit import describe_line
+        lines.append(describe_line(g))
     lines += _round1_lines(info)
     if info.get("upstream_vhost") is not None:
         lines.append(f"     upstream-vhost: the endpoint gets Host: {info['upstream_vhost']} "
@@ -1255,6 +1289,16 @@ def _round1_lines(info: dict[str, Any]) -> list[str]:
                 f"{sent['endpoint']} ({'https' if sent['tls'] else 'http'}, Host: "
                 f"{sent['host']}); on a 2xx answer: {then}{copied}{on_401}; on 403: 403; "
                 "any other answer: 500")
+            c = a.get("cache")
+            if c is not None:
+                lines.append(f"     auth-cache-key {c['key']}: answers cached "
+                             f"({', '.join(c['durations']) or 'by their own headers'}); a "
+                             "cached answer sends no subrequest")
+            k = a.get("keepalive")
+            if k is not None:
+                lines.append(f"     auth-keepalive {k['connections']}: the auth connection is "
+                             f"kept for the next subrequests (at most {k['requests']} each, "
+                             f"{k['timeout']} s idle)")
     m = info.get("mirror")
     if m is not None:
         sent = m["sent"]
@@ -1281,7 +1325,10 @@ def _round1_lines(info: dict[str, Any]) -> list[str]:
         if not p["usable"]:
             lines.append(f"     proxy-ssl: unusable: {p['problem']}")
         elif "verify" in p:
-            lines.append(f"     proxy-ssl (Secret {p['secret']}): verify "
+            src = f"Secret {p['secret']}" if p["secret"] else ""
+            if p.get("server_secret") and p["server_secret"] != p["secret"]:
+                src += (", " if src else "") + f"the host's Secret {p['server_secret']}"
+            lines.append(f"     proxy-ssl ({src}): verify "
                          f"{'on' if p['verify'] else 'off'}, name {p['name']!r}, SNI "
                          f"{p['sni'] or 'off'}, {' '.join(p['protocols'])}"
                          + (", client certificate" if p["client_certificate"] else "")
@@ -1576,7 +1623,8 @@ def explain_main(args: argparse.Namespace) -> int:
                    ingress_class=args.ingress_class, controller=args.controller,
                    client_ip=client_ip, settings=config[0], load_balance=config[1],
                    tls=getattr(args, "tls", False), tls_listen=getattr(args, "tls_listen", None),
-                   sources=args.files)
+                   sources=args.files,
+                   ssl_passthrough=getattr(args, "enable_ssl_passthrough", False))
     if args.output == "json":
         print(_json(info))
     else:
@@ -1666,8 +1714,9 @@ def check_main(args: argparse.Namespace) -> int:
     from ._explain_api import check_findings
 
     # ``ingresslib.check``'s findings (one code path), each printed as its str().
-    table, diagnostics = check_findings(res, args.ingress_class, args.controller, args.files,
-                                        settings=config[0], load_balance=config[1])
+    table, diagnostics = check_findings(
+        res, args.ingress_class, args.controller, args.files, settings=config[0],
+        load_balance=config[1], ssl_passthrough=getattr(args, "enable_ssl_passthrough", False))
     lines = [f"warning: {w}" for w in config[2]] + [str(d) for d in diagnostics]
     for line in lines:
         print(line, file=sys.stderr)

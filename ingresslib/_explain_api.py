@@ -80,14 +80,17 @@ def _no_ingress_note(sources: Sequence[str]) -> Diagnostic:
 
 def check_findings(res: Resources, ingress_class: str | None = None,
                    controller: str | None = None, sources: Sequence[str] = (), *,
-                   settings: ProxySettings | None = None, load_balance: str | None = None
-                   ) -> tuple[RouteTable, list[Diagnostic]]:
+                   settings: ProxySettings | None = None, load_balance: str | None = None,
+                   ssl_passthrough: bool = False) -> tuple[RouteTable, list[Diagnostic]]:
     """The table ``check`` builds and every finding it reports, in the order it prints them
     (:func:`check` without the argument checks; ``ingresslib check`` prints these).
     ``settings`` and ``load_balance``: a ConfigMap's (``check --config``), as ``serve
-    --config`` gives them to the proxy and the router; None: the built-in ones."""
+    --config`` gives them to the proxy and the router; None: the built-in ones.
+    ``ssl_passthrough``: ``--enable-ssl-passthrough``."""
     from ._decode import unread_versions
-    from ._explain import _proxy_annotation_warnings, _reference_warnings, _tls_problems
+    from ._explain import (
+        _client_auth_problems, _proxy_annotation_warnings, _reference_warnings, _tls_problems,
+    )
 
     table = RouteTable.build(res, ingress_class=ingress_class, controller=controller)
     found: list[Diagnostic] = list(table.diagnostics)
@@ -121,8 +124,8 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     # named twice holds it twice), and its note names the object, not the file.
     found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]
     found += [_Said(p.object, p.field, p.message, text=str(p))
-              for p in _tls_problems(res, table)]
-    found += _passthrough_notes(table)
+              for p in [*_tls_problems(res, table), *_client_auth_problems(res, table)]]
+    found += _passthrough_notes(table, ssl_passthrough)
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".
@@ -130,18 +133,19 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     return table, found
 
 
-def _passthrough_notes(table: RouteTable) -> list[Diagnostic]:
-    """What ``serve --tls-listen --enable-ssl-passthrough`` logs of the ``ssl-passthrough``
-    annotations at start (proxy/_passthrough.py ``passthrough_hosts``, its own build): an
-    invalid value, a canary, no rule host, a wildcard host, a host without a ``/`` rule, a
-    host whose server is an older Ingress's. Said as with the flag (without it serve warns
-    that each such host is terminated: a flag's choice, not the manifests')."""
+def _passthrough_notes(table: RouteTable, enabled: bool) -> list[Diagnostic]:
+    """What ``serve --tls-listen`` logs of the ``ssl-passthrough`` annotations at start
+    (proxy/_passthrough.py ``passthrough_hosts``, its own build): an invalid value, a canary,
+    no rule host, a host whose server is an older Ingress's; with ``enabled``
+    (``--enable-ssl-passthrough``) a wildcard host and a host without a ``/`` rule, without
+    it that each such host is terminated (the annotation ignored, as ingress-nginx ignores it
+    without its flag)."""
     try:
         from .proxy._passthrough import PASSTHROUGH, passthrough_hosts
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
     out: list[Diagnostic] = []
-    for w in dict.fromkeys(passthrough_hosts(table, True).warnings):
+    for w in dict.fromkeys(passthrough_hosts(table, enabled).warnings):
         obj, _, message = w.partition(f": annotation {PASSTHROUGH}: ")
         out.append(_Said(obj, f"metadata.annotations[{PASSTHROUGH}]", message, text=w))
     return out
@@ -178,8 +182,8 @@ def _require_sources(sources: object, call: str) -> list[str]:
 
 def check(resources: Resources, *, ingress_class: str | None = None,
           controller: str | None = None, sources: Sequence[str] = (),
-          settings: ProxySettings | None = None, load_balance: str | None = None
-          ) -> list[Diagnostic]:
+          settings: ProxySettings | None = None, load_balance: str | None = None,
+          ssl_passthrough: bool = False) -> list[Diagnostic]:
     """Everything ``ingresslib check`` reports of ``resources``, as :class:`Diagnostic` values
     (``object``, ``field``, ``message``, ``severity``), in the order it prints them: the
     table's notes (shadowed and duplicate rules, a canary with no main rule, Ingresses the
@@ -198,6 +202,8 @@ def check(resources: Resources, *, ingress_class: str | None = None,
     files or folders the resources were read from, named by the no-Ingress warning as
     ``check -f`` names them. ``settings`` and ``load_balance`` are its ``--config``: those of
     ``ingresslib.proxy.load_config(path)`` (None: the built-in ones), as for :func:`explain`.
+    ``ssl_passthrough``: ``check --enable-ssl-passthrough`` (serve's flag; False, the default:
+    each ``ssl-passthrough`` host is said to be ignored, its TLS terminated).
 
     Gate a test suite on the warnings:
 
@@ -223,6 +229,7 @@ def check(resources: Resources, *, ingress_class: str | None = None,
     _require(controller, "controller", "check", (str, type(None)),
              "an IngressClass spec.controller value (str) or None")
     _require(load_balance, "load_balance", "check", (str, type(None)), "str or None")
+    _require(ssl_passthrough, "ssl_passthrough", "check", (bool,), "True or False")
     if settings is not None:
         from .proxy._settings import ProxySettings
 
@@ -230,7 +237,7 @@ def check(resources: Resources, *, ingress_class: str | None = None,
                  "an ingresslib.ProxySettings or None")
     paths = _require_sources(sources, "check")
     return check_findings(resources, ingress_class, controller, paths, settings=settings,
-                          load_balance=load_balance)[1]
+                          load_balance=load_balance, ssl_passthrough=ssl_passthrough)[1]
 
 
 def _header_pairs(headers: object) -> list[tuple[str, str]]:
@@ -269,7 +276,7 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
             ingress_class: str | None = None, controller: str | None = None,
             client_ip: str | None = None, settings: ProxySettings | None = None,
             load_balance: str | None = None, tls: bool = False, tls_listen: str | None = None,
-            sources: Sequence[str] = ()) -> dict[str, Any]:
+            sources: Sequence[str] = (), ssl_passthrough: bool = False) -> dict[str, Any]:
     """What ``ingresslib explain`` says of ``url``: the document ``explain -o json`` prints
     (``"ok"``, ``"status"``, ``"reason"``, ``"match"``: the Ingress, rule and backend;
     ``"decision"``: the endpoint the router picks when ``resources`` hold the Services and
@@ -289,7 +296,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     ``load_balance`` of ``ingresslib.proxy.load_config(path)``. ``tls=True`` answers as a
     server with an HTTPS listener on port 443 (``--tls``), ``tls_listen="HOST:PORT"`` on that
     port (``--tls-listen``). ``sources``: the files the resources were read from, named by the
-    no-Ingress warning. A value the command refuses as a usage error raises ValueError; a
+    no-Ingress warning. ``ssl_passthrough``: ``--enable-ssl-passthrough`` (an https:// URL of
+    an ``ssl-passthrough`` host is then piped, ``"ssl_passthrough"``; False: that key says
+    the annotation is ignored). A value the command refuses as a usage error raises ValueError; a
     value of the wrong type, TypeError.
 
     >>> import ingresslib
@@ -321,6 +330,7 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
                         ("tls_listen", tls_listen)):
         _require(value, name, "explain", (str, type(None)), "str or None")
     _require(tls, "tls", "explain", (bool,), "True or False")
+    _require(ssl_passthrough, "ssl_passthrough", "explain", (bool,), "True or False")
     if settings is not None:
         from .proxy._settings import ProxySettings
 
@@ -337,6 +347,10 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     info = explain_url(table, url, res=resources, method=method, headers=pairs,
                        ingress_class=ingress_class, controller=controller, client_ip=peer,
                        settings=settings, load_balance=load_balance, tls_port=tls_port)
+    if not ssl_passthrough and "ssl_passthrough" in info:
+        from ._explain import passthrough_off
+
+        info["ssl_passthrough"] = passthrough_off(info["ssl_passthrough"])
     if not resources.ingresses:
         # A wrong folder, an empty file: the 404 would read as "no rule matches this URL"
         # (check and serve say this too). Among the warnings the document lists.

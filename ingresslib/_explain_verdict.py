@@ -656,8 +656,10 @@ def describe_ext_auth(answer: ProxyAnswer) -> dict[str, Any] | None:
     service first, ``{"endpoint", "tls", "request", "host"}``; None: the request was answered
     before it, or not routed), ``on_401`` (the proxy's answer when the auth service answers
     401: auth-signin's 302 and its Location, else the 401), ``response_headers`` (copied
-    from an allowing auth answer into the request proxied), ``signin``, ``always_set_cookie``.
-    None: no auth-url."""
+    from an allowing auth answer into the request proxied), ``signin``, ``always_set_cookie``,
+    ``cache`` (auth-cache-key: ``{"key", "durations"}``; absent without), ``keepalive``
+    (auth-keepalive: ``{"connections", "requests", "timeout"}``; absent without). None: no
+    auth-url."""
     ext = getattr(answer.options, "ext_auth", None)
     if ext is None:
         return None
@@ -665,6 +667,16 @@ def describe_ext_auth(answer: ProxyAnswer) -> dict[str, Any] | None:
            "sent": answer.auth_sent, "on_401": answer.auth_denied,
            "response_headers": list(ext.response_headers), "signin": ext.signin,
            "always_set_cookie": ext.always_set_cookie}
+    cache = getattr(ext, "cache", None)
+    if cache is not None:
+        # auth-cache-key / auth-cache-duration (proxy/_authcache.py): an answer cached for
+        # its status's time is reused without a subrequest (explain's proxy starts empty).
+        out["cache"] = {"key": cache.key, "durations": list(cache.durations)}
+    ka = getattr(ext, "keepalive", None)
+    if ka is not None:
+        # auth-keepalive* (proxy/_authkeepalive.py): the subrequest's connection pooled.
+        out["keepalive"] = {"connections": ka.connections, "requests": ka.requests,
+                            "timeout": ka.timeout}
     if ext.proxy_set_headers is not None:
         from .proxy._header_sets import set_headers_for
 
@@ -716,6 +728,9 @@ def describe_proxy_ssl(answer: ProxyAnswer) -> dict[str, Any] | None:
     tls = answer.upstream_tls if sent else config
     out: dict[str, Any] = {
         "secret": None if values is None else f"{values.namespace}/{values.name}",
+        # The host's server-level proxy_ssl_* (its first Ingress with a ca.crt), inherited
+        # where the route writes none (proxy/_proxy_ssl.py ServerProxySSL).
+        "server_secret": ps.server_secret(),
         "usable": problem is None, "problem": problem, "sent": sent,
         "upstream_tls": answer.upstream_over_tls if answer.endpoint is not None else None}
     if tls is not None:

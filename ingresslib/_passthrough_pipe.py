@@ -11,7 +11,12 @@ side's write buffer is over its high-water mark, the other side is not read.
 
 Bounds (the Go proxy has none): the connect is bounded by ``proxy_connect_timeout``; the
 pipe by ``proxy_read_timeout`` of quiet (no byte either way; 0: none), nginx's bound on a
-proxied WebSocket tunnel; a close flushes what is buffered for at most that long again.
+proxied WebSocket tunnel; a close flushes what is buffered for at most that long again, and
+with ``proxy_read_timeout`` 0 for at most :data:`FLUSH_TIMEOUT` (60 s): the pipe is over, and
+a peer that never reads would otherwise hold its socket (and a ``max_connections`` place)
+for ever. (The Go proxy's ``io.Copy`` has no deadline: a write to a client that never reads
+blocks its goroutine and both sockets until the client goes. nginx bounds a tunnel's write
+to the client by ``send_timeout``, 60 s by default: ngx_http_upstream_process_upgraded.)
 Nothing reaches the access log or the metrics (ingress-nginx's proxy logs connections only
 at klog level 3-4); a failed connect is logged at debug level.
 """
@@ -22,9 +27,14 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["PassthroughPipe"]
+__all__ = ["FLUSH_TIMEOUT", "PassthroughPipe"]
 
 _log = logging.getLogger("ingresslib.server")
+
+#: The most time a closed pipe flushes what is buffered when ``proxy_read_timeout`` is 0 (no
+#: bound while it runs): nginx's ``send_timeout`` default, its bound on a tunnel's write to
+#: the client.
+FLUSH_TIMEOUT = 60.0
 
 
 class _Side(asyncio.Protocol):
@@ -56,7 +66,8 @@ class _Side(asyncio.Protocol):
 class PassthroughPipe:
     """A passthrough connection: ``client`` (a raw transport whose first bytes, ``first``,
     were read) piped to ``endpoint``. Held in ``server.passthrough`` (counted against
-    ``max_connections``) until the client's socket is gone."""
+    ``max_connections``, aborted by ``shutdown``) until both its sockets are gone (the
+    backend's too, when it outlives the client's flushing what the client sent)."""
 
     def __init__(self, server: Any, client: asyncio.Transport, first: bytes,
                  endpoint: tuple[str, int]) -> None:
@@ -175,7 +186,7 @@ class PassthroughPipe:
 
     def close(self) -> None:
         """Either side ended (or the connect failed): both are closed, what is buffered for
-        each flushed first, for at most the idle timeout."""
+        each flushed first, for at most the idle timeout (0: :data:`FLUSH_TIMEOUT`)."""
         if self.closed:
             return
         self.closed = True
@@ -183,8 +194,11 @@ class PassthroughPipe:
         for t in (self.client, self.upstream):
             if t is not None and not t.is_closing():
                 t.close()
-        if self.idle > 0 and not self._both_gone():
-            self.timer = self.loop.call_later(self.idle, self.abort)
+        if not self._both_gone():
+            # (What the other side already read is delivered; a side that does not read it
+            # is cut after the bound.)
+            self.timer = self.loop.call_later(self.idle if self.idle > 0 else FLUSH_TIMEOUT,
+                                              self.abort)
 
     def abort(self) -> None:
         """Both sides cut at once (shutdown, idle timeout, a flush that does not end)."""
@@ -208,10 +222,14 @@ class PassthroughPipe:
     def lost(self, client: bool) -> None:
         if client:
             self.client_gone = True
-            self.server.passthrough.discard(self)
         else:
             self.upstream_gone = True
         self.close()
-        if self._both_gone() and self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self._both_gone():
+            # Held until then, not only until the client goes: a flush to the backend that
+            # outlives the client is still a socket of the server's, and ``shutdown`` aborts
+            # the pipes it holds.
+            self.server.passthrough.discard(self)
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None

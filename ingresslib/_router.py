@@ -726,6 +726,11 @@ class Router:
     """Routes requests to endpoints: the table, the Services' ready endpoints, the balancers
     and the canary rules of one ``Resources``.
 
+    ``clock`` (default ``time.monotonic``) is the seconds clock of every balancer it makes
+    (``BalancerOptions.clock``: EWMA's decay); ``table`` a ``RouteTable`` already built from
+    the same ``res``, ``ingress_class`` and ``controller``, used instead of building one (not
+    checked; the constructor only: ``update`` builds its own). docs/router.md.
+
     >>> from ingresslib import parse_manifests
     >>> res = parse_manifests('''
     ... apiVersion: networking.k8s.io/v1
@@ -1093,6 +1098,21 @@ class Router:
         r = request if request is not None else RequestContext()
         d: Decision = b.errors.choose(r.method, r.host, r.path, r._raw, r.client_ip, r.query)
         return d if d.endpoint is not None else None
+
+    def _primary_pick(self, match: Match, host: str, path: str,
+                      client_ip: str | None) -> Decision | None:
+        """For the package (``proxy/_passthrough.py``): what the primary (non-canary) backend
+        of ``match``'s route picks for a ``GET`` of ``path`` without headers from
+        ``client_ip``, its balancer asked as for a request; never the canary, and whether
+        another rule (an Exact ``/`` beside a Prefix ``/``) would answer that request first
+        does not matter. A Decision without endpoint when the backend has none; None when
+        ``match`` is no route of the current table."""
+        routes = self._state.routes
+        rid = match.route_id
+        route = routes[rid] if 0 <= rid < len(routes) else None
+        if route is None or route.main.match is not match:
+            return None
+        return route.main.choose("GET", host, path, (), client_ip, None)
 
     def session_cookie(self, decision: Decision, endpoint: tuple[str, int]) -> str | None:
         """The ``Set-Cookie`` to send when a retry served ``decision`` from ``endpoint``

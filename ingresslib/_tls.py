@@ -86,6 +86,7 @@ from ._tls_hosts import (
     _Tenancy,
     _tenancy,
     _www_twins,
+    client_auth_problem,
     tls_hosts,
 )
 from ._www import FROM_TO_WWW
@@ -1611,12 +1612,8 @@ class CertificateStore:
             self._auths, self._auth_ctxs = {}, {}
             return
         auths, problems = server_auths(ordered, res.secrets, PREFIX)
-        for ref, key, message in problems:
-            # Logged with the certificates' problems (once while it lasts): the host answers 503.
-            self._auth_problems.append(TLSProblem(
-                f"Ingress {ref}", f"metadata.annotations[{key}]",
-                f"{message.split(': ', 1)[-1]}: every request of its hosts answers 503 until "
-                "the Secret is usable"))
+        # Logged with the certificates' problems (once while it lasts): the host answers 503.
+        self._auth_problems += [client_auth_problem(*p) for p in problems]
         ctxs: dict[tuple[tuple[bytes, bytes], str], ssl.SSLContext] = {}
         for host, auth in auths.items():
             if auth is None or not auth.verifies:

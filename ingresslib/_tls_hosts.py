@@ -32,7 +32,7 @@ from ._resources import Resources
 from ._table import _age_key, _split_canaries, served_ingresses
 from ._www import FROM_TO_WWW, www_twins
 
-__all__ = ["TLSHosts", "TLSProblem", "tls_hosts"]
+__all__ = ["TLSHosts", "TLSProblem", "client_auth_problem", "tls_hosts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +131,15 @@ def _main_ingresses(res: Resources, ingresses: Iterable[Ingress] | None
     else:
         every = sorted(ingresses, key=_age_key)
     return _split_canaries(every)
+
+
+def client_auth_problem(ref: str, key: str, message: str) -> TLSProblem:
+    """One problem of an ``auth-tls-secret`` (``proxy/_clientcert.server_auths``'s ``(Ingress
+    namespace/name, annotation key, message)``) as ``serve --tls-listen`` logs it and ``check``
+    prints it: the host fails closed."""
+    return TLSProblem(f"Ingress {ref}", f"metadata.annotations[{key}]",
+                      f"{message.split(': ', 1)[-1]}: every request of its hosts answers 503 "
+                      "until the Secret is usable")
 
 
 def _rule_hosts(ordered: Iterable[Ingress]) -> list[set[str]]:

@@ -281,7 +281,8 @@ def test_check_reports_passthrough_warnings() -> None:
                _ingress(PT, host="noroot.test", name="noroot", path="/api"),
                _ingress({P + "ssl-passthrough": "yes"}, host="bad.test", name="bad"),
                _ingress({**PT, P + "canary": "true"}, host="pt.test", name="can"))
-    found = {(d.object, d.message.split(":")[0].split(" (")[0]) for d in ingresslib.check(res)
+    found = {(d.object, d.message.split(":")[0].split(" (")[0])
+             for d in ingresslib.check(res, ssl_passthrough=True)
              if d.field == f"metadata.annotations[{P}ssl-passthrough]"}
     assert found == {
         ("Ingress default/bad", "invalid value 'yes'"),
@@ -289,21 +290,22 @@ def test_check_reports_passthrough_warnings() -> None:
         ("Ingress default/noroot", "host noroot.test has no '/' rule"),
         ("Ingress default/can", "ignored on a canary Ingress"),
     }
-    assert all(d.severity == "warning" for d in ingresslib.check(res))
+    assert all(d.severity == "warning" for d in ingresslib.check(res, ssl_passthrough=True))
 
 
 def test_explain_https_passthrough_host_is_piped() -> None:
     res = _res(_ingress(PT, host="pt.test"))
-    pt = ingresslib.explain(res, "https://pt.test/x")["ssl_passthrough"]
+    pt = ingresslib.explain(res, "https://pt.test/x", ssl_passthrough=True)["ssl_passthrough"]
     assert pt["host"] == "pt.test" and pt["endpoint"] == "10.0.0.1:8080"
     assert pt["reason"].startswith("piped to 10.0.0.1:8080 without TLS termination (with "
                                    "--enable-ssl-passthrough)")
-    text = ingresslib._explain.render_text(ingresslib.explain(res, "https://pt.test/x"))
+    text = ingresslib._explain.render_text(
+        ingresslib.explain(res, "https://pt.test/x", ssl_passthrough=True))
     assert "ssl-passthrough: piped to 10.0.0.1:8080" in text
     assert "ssl_passthrough" not in ingresslib.explain(res, "http://pt.test/x")
     no_root = _res(_ingress(PT, host="pt.test", path="/api"))
-    assert ingresslib.explain(no_root, "https://pt.test/api")["ssl_passthrough"][
-        "endpoint"] is None
+    assert ingresslib.explain(no_root, "https://pt.test/api",
+                              ssl_passthrough=True)["ssl_passthrough"]["endpoint"] is None
 
 
 # --- the ConfigMap's custom-http-errors ----------------------------------------------------------

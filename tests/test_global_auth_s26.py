@@ -94,9 +94,8 @@ def test_configmap_defaults_and_keys_without_url() -> None:
         "ConfigMap: data.global-auth-method: has no effect without global-auth-url",)
     # Still not implemented: warned as ingress-nginx keys ingresslib ignores.
     cfg = parse_config_data({"global-auth-url": GURL, "global-auth-snippet": "x",
-                             "global-auth-cache-key": "$x",
-                             "global-auth-cache-duration": "200 5m"})
-    assert len(cfg.warnings) == 3 and all("does not implement" in w for w in cfg.warnings)
+                             "proxy-buffering": "on"})
+    assert len(cfg.warnings) == 2 and all("does not implement" in w for w in cfg.warnings)
 
 
 @pytest.mark.parametrize("key,value", [

@@ -25,6 +25,7 @@ import ingresslib
 from ingresslib._models import ObjectMeta, Secret
 from ingresslib.proxy import OpenUpstream, Proxy
 from ingresslib.proxy._annotations import IMPLEMENTED, parse_route_options
+from ingresslib.proxy._proxy_ssl import UpstreamTLS
 from ingresslib.proxy._server import ProxyServer
 from ingresslib.proxy._settings import ProxySettings
 from tests._server_helpers import Client, StubRouter
@@ -223,9 +224,9 @@ def test_open_upstream_carries_the_routes_tls_config() -> None:
     assert a.tls and a.tls_config is not None
     assert (a.tls_config.verify, a.tls_config.server_name) == (True, "backend.test")
     hash(a.tls_config)  # a pool key
-    # Without proxy-ssl-secret: nginx's defaults, as before (no config).
+    # Without proxy-ssl-secret: nginx's defaults: no verification, no SNI (session 27).
     a = _open(_core({P + "backend-protocol": "HTTPS"}))
-    assert a.tls and a.tls_config is None
+    assert a.tls and a.tls_config == UpstreamTLS()
     # Plain HTTP to the backend: nothing to configure.
     ann = _ann()
     del ann[P + "backend-protocol"]

@@ -70,6 +70,9 @@ _VALID = {
     "global-auth-method": "GET",
     "global-auth-signin": "https://login.example/",
     "proxy-http-version": "1.0",
+    "global-rate-limit-status-code": "429",
+    "global-auth-cache-key": "$remote_user$http_authorization",
+    "global-auth-cache-duration": "200 202 401 5m",
 }
 
 

@@ -505,7 +505,9 @@ async def test_ssl_redirect_follows_the_host_header_over_http(env: _Env) -> None
         w.close()
         if redirected:
             assert answer.startswith(b"HTTP/1.1 308 "), (host, answer[:40])
-            assert f"location: https://a.test:{env.https}/x?y=1".encode() in answer.lower()
+            # the Host as sent, its port cut (lua's redirect_host: a final dot kept, session 27)
+            name = host.split(":")[0].lower()
+            assert f"location: https://{name}:{env.https}/x?y=1".encode() in answer.lower()
         else:
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"B b.test")
 

@@ -27,8 +27,10 @@ from ._actions import (
     TunnelEstablished,
 )
 from ._annotations import RouteOptions
+from ._clientcert import ClientCert, ClientCertAuth
 from ._connection import ClientConnection, Proxy
 from ._errors import LocalProxyError, ProxyError, RemoteProxyError
+from ._globalratelimit import CounterStore, GlobalRateLimiter, MemoryStore
 from ._settings import ProxySettings
 
 # For type checkers only (``_typing.TYPE_CHECKING`` by that name: mypy reads an alias of it as
@@ -58,10 +60,15 @@ _LAZY = {
 __all__ = [
     "Action",
     "CertificateStore",
+    "ClientCert",
+    "ClientCertAuth",
     "ClientConnection",
     "CloseDownstream",
     "CloseUpstream",
+    "CounterStore",
+    "GlobalRateLimiter",
     "LocalProxyError",
+    "MemoryStore",
     "Mirror",
     "Offload",
     "OpenUpstream",

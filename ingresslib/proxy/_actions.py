@@ -30,7 +30,7 @@ from ._cors import PREFLIGHT_STATUS
 from ._digest import DigestAuth
 from ._headers import ACME_CHALLENGE
 from ._mirror import Mirror
-from ._proxy_ssl import UpstreamTLS
+from ._proxy_ssl import HostProxySSL, UpstreamTLS, with_server
 from ._settings import ProxySettings
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "parse_each_route",
     "location_redirect",
     "https_redirect",
+    "location_host_of",
     "TimerKind",
     "Action",
     "OpenUpstream",
@@ -403,6 +404,27 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     return code, f"https://{authority}".encode() + _uri_bytes(uri)
 
 
+def location_host_of(value: bytes) -> str | None:
+    """The host part of ``best_http_host`` as lua_ingress.lua's ``redirect_host()`` takes
+    it: "ngx_re_split(ngx.var.best_http_host, ":") ... return host_port[1]", the value up to
+    its first ``:``, its case and a final dot kept (``$http_host`` is the Host header as
+    received; nginx lower-cases ``$host`` only, which ``best_http_host`` is only without a Host
+    header). ``value``: the Host header, or a trusted hop's first X-Forwarded-Host element
+    (the caller checked it is a valid host). An IPv6 literal keeps its brackets (nginx's split
+    would leave ``[``). None when nothing is left or the value is not ASCII: the caller then
+    names the normalised host."""
+    try:
+        host = value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if host[:1] == "[":
+        end = host.find("]")
+        host = host if end < 0 else host[:end + 1]
+    else:
+        host = host.partition(":")[0]
+    return host or None
+
+
 def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path: str,
                  query: str | None, has_tls: bool, https_port: int, code: int, *,
                  rule_host: str | None = None,
@@ -606,7 +628,9 @@ def access_answer(access: Access | None, client_ip: str | None,
                   authorization: Callable[[], bytes | None],
                   request: Callable[[], tuple[bytes, bytes, float]] | None = None
                   ) -> tuple[int, bytes | None]:
-    """nginx's access phase for a route: ``(0, None)`` to proceed, else the status to answer
+    """nginx's access phase for a route: ``(0, None)`` to proceed (``(0, value)`` after a
+    verified ``auth-type: digest`` response: the ``Authentication-Info`` value every answer
+    to the request carries), else the status to answer
     and, for a 401, the ``WWW-Authenticate`` value. The source ranges first (403; 503 for a
     denied location), then ``auth-type: basic`` (401; 503 when its Secret cannot be used), as
     nginx runs ngx_http_access_module before ngx_http_auth_basic_module. ``authorization``
@@ -624,18 +648,26 @@ def access_answer(access: Access | None, client_ip: str | None,
     if status or (access.basic is None and access.also is None):
         return status, None
     # ``also``: a second location's control (``combine_access``), its basic auth after ours.
+    info = None
+    admitted = False
     for part in (access, access.also):
         basic = part.basic if part is not None else None
         if isinstance(basic, DigestAuth):
+            # (The client address for the module's evasion: only with a ``request``.)
+            # ``admitted``: the first location's digest let this request in, its ``nc``
+            # used; the second checks its own users without using that ``nc`` again.
             status, challenge = basic.verify(authorization(), *(
-                request() if request is not None else (b"", b"", 0.0)))
+                request() if request is not None else (b"", b"", 0.0)),
+                client_ip if request is not None else None, admitted=admitted)
             if status:
                 return status, challenge
+            admitted = True
+            info = info or challenge
         elif basic is not None:
             status, _ = basic.check(authorization())
             if status:
                 return status, basic.challenge if status == 401 else None
-    return 0, None
+    return 0, info
 
 
 def access_job(access: Access | None, client_ip: str | None,
@@ -763,6 +795,8 @@ class RouteOptionsSource:
     #: ``client_certs``; None: as ``_ext_auth``). IngressASGI: False (it does auth-url, not
     #: client certificates).
     _client_certs: bool | None = None
+    #: The hosts' server-level ``proxy_ssl_*`` (``options_for``; None: not yet needed).
+    _proxy_ssl_hosts: HostProxySSL | None = None
 
     @property
     def _options_logger(self) -> logging.Logger:
@@ -816,6 +850,15 @@ class RouteOptionsSource:
                 opts = self._with_server_location(match, host, opts)
         elif getattr(match, "is_default_backend", False):
             opts = _catch_all_location(opts)
+        if self._ext_auth if self._client_certs is None else self._client_certs:
+            # The server block's proxy_ssl_* (proxy/_proxy_ssl.py ``ServerProxySSL``): its
+            # locations inherit what they do not write themselves.
+            if self._proxy_ssl_hosts is None:
+                self._proxy_ssl_hosts = HostProxySSL()
+            pssl = self._proxy_ssl_hosts.for_host(self.router, host)
+            if pssl is not None:
+                opts = dataclasses.replace(
+                    opts, proxy_ssl=with_server(opts.proxy_ssl, pssl, self._router_secrets))
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.
@@ -846,9 +889,17 @@ class RouteOptionsSource:
         ``permanent-/temporal-redirect`` (``anns.Redirect``) and a rewrite-target that is a
         URL; the backend's Ingress's own are not the host's (they are its rules' locations').
         app-root is the server's already (``options_for``), from-to-www-redirect answers
-        the twin host before any route (``_www_redirect``). What the proxying takes (timeouts,
-        body size, a rewrite-target that is a path...) stays the backend's Ingress's.
-        The owner is the one ``_unrouted_options`` reads."""
+        the twin host before any route (``_www_redirect``).
+
+        The rest of the location's client side is the owner's alone (CORS, custom-headers,
+        mirror, limit-rate, proxy-body-size, enable-access-log, use-port-in-redirects), its
+        limits first (limit-*, global-rate-limit). How the backend's Service is spoken to stays
+        its Ingress's (backend-protocol, proxy-ssl-*, upstream-vhost, timeouts and retries,
+        proxy-http-version, connection-proxy-header, proxy-redirect/-cookie, x-forwarded-prefix,
+        a rewrite-target that is a path, custom-http-errors with its ``default-backend``
+        Service, which the router keeps with the backend): ingress-nginx's ``location /``
+        proxies to the owner's or the global default backend, for which the owner's values are
+        written, never to this Service. The owner is the one ``_unrouted_options`` reads."""
         owners = self._server_owners()
         if not owners:
             return opts
@@ -865,8 +916,33 @@ class RouteOptionsSource:
             target, regex = None, None  # the backend's Ingress's redirect: not this host's
         else:
             target, regex = opts.rewrite_target, opts.rewrite_regex
+        # The server's external authentication (its ``location /``: "loc.ExternalAuth =
+        # anns.ExternalAuth", the global one unless that Ingress turns it off) is asked before
+        # the backend's Ingress's own; taking the latter alone let a request for a path no
+        # rule covers past the host's auth-url. The same for auth-tls-* (fail closed).
+        ext_auth = server.ext_auth if server.ext_auth is not None else opts.ext_auth
+        # Its limit-* too ("loc.RateLimit = anns.RateLimit"), as for a path no default backend
+        # serves (``unrouted_limit``): the same zones as the host's rules.
+        limit = server.rate_limit if server.rate_limit is not None else opts.rate_limit
+        # global-rate-limit alike ("loc.GlobalRateLimit = anns.GlobalRateLimit"): the owner's
+        # counters, else the backend's Ingress's (fail closed, as limit-*).
+        glimit = server.global_rate_limit if server.global_rate_limit is not None \
+            else opts.global_rate_limit
+        # What the location does on the client's side is the owner's alone, as nginx's
+        # location / has it ("loc.CorsConfig", "loc.CustomHeaders", "loc.Mirror",
+        # "loc.RateLimit" (limit-rate, limit-rate-after), "loc.Proxy" (client_max_body_size),
+        # "loc.Logs" (access_log), "loc.UsePortInRedirects"): its CORS, custom-headers, mirror,
+        # response bandwidth, body size, access log and redirect port, whether or not it has
+        # them (a path of the host no rule covers answers with them without a default backend
+        # too: ``_unrouted_answer``, ``unrouted_headers``).
         return dataclasses.replace(
-            opts, access=access, ssl_redirect=server.ssl_redirect,
+            opts, access=access, ext_auth=ext_auth, auth_tls=server.auth_tls or opts.auth_tls,
+            rate_limit=limit, global_rate_limit=glimit,
+            cors=server.cors, custom_headers=server.custom_headers, mirror=server.mirror,
+            limit_rate=server.limit_rate, limit_rate_after=server.limit_rate_after,
+            body_size=server.body_size, access_log=server.access_log,
+            port_in_redirects=server.port_in_redirects,
+            ssl_redirect=server.ssl_redirect,
             force_ssl_redirect=server.force_ssl_redirect,
             preserve_trailing_slash=server.preserve_trailing_slash,
             redirect_url=server.redirect_url, redirect_code=server.redirect_code,

@@ -62,6 +62,8 @@ from ._access import (SOURCE_RANGE_ANNOTATIONS, Access, canary_ignored, combine_
 from ._bandwidth import BANDWIDTH_ANNOTATIONS, KB, parse_bandwidth
 from ._cors import CORS_ANNOTATIONS, Cors, parse_cors
 from ._ratelimit import RATE_LIMIT_ANNOTATIONS, RateLimit, parse_rate_limit
+from ._globalratelimit import (GLOBAL_RATE_LIMIT_ANNOTATIONS, GlobalRateLimit,
+                               parse_global_rate_limit)
 from ._settings import NEXT_UPSTREAM_CONDITIONS, ProxySettings, parse_size
 from ._error_pages import CUSTOM_HTTP_ERRORS, global_custom_http_errors, parse_custom_http_errors
 from ._header_sets import CUSTOM_HEADERS, CustomHeaders, parse_custom_headers
@@ -98,6 +100,8 @@ LOCATION_OPTIONS = frozenset({
     *CORS_ANNOTATIONS,
     # proxy/_ratelimit.py
     *RATE_LIMIT_ANNOTATIONS,
+    # proxy/_globalratelimit.py
+    *GLOBAL_RATE_LIMIT_ANNOTATIONS,
     # proxy/_bandwidth.py (limit-rate, limit-rate-after)
     *BANDWIDTH_ANNOTATIONS,
     # proxy/_response_head.py
@@ -263,6 +267,8 @@ class RouteOptions:
     #: ``limit-rps``/``limit-rpm``/``limit-connections`` of the Ingress (proxy/_ratelimit.py);
     #: None: not limited.
     rate_limit: RateLimit | None = None
+    #: ``global-rate-limit*`` of the Ingress (proxy/_globalratelimit.py); None: not limited.
+    global_rate_limit: GlobalRateLimit | None = None
     #: True when ``redirect_for`` can answer whatever the scheme and TLS: app-root, a
     #: redirect URL, or a rewrite-target that is a URL. Derived (``__post_init__``), so that a
     #: caller's hot path tests one attribute before asking ``redirect_for``.
@@ -860,6 +866,8 @@ def parse_route_options(
 
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
+    global_limit: GlobalRateLimit | None = None
+    global_limit_denied: str | None = None
     custom_errors: frozenset[int] = frozenset()
     custom_headers: CustomHeaders | None = None
     limit_rate = settings.limit_rate * KB
@@ -871,6 +879,9 @@ def parse_route_options(
         rate_limit = parse_rate_limit(annotations, PREFIX, where, lambda key, message:
                                       warnings.append(RouteWarning.annotation(where, key,
                                                                               message)))
+        global_limit, global_limit_denied = parse_global_rate_limit(
+            annotations, PREFIX, where, lambda key, message: warnings.append(
+                RouteWarning.annotation(where, key, message)))
         cors = parse_cors(annotations, PREFIX, lambda key, message: warnings.append(
             RouteWarning.annotation(where, key, message)))
         custom_errors = _custom_errors(annotations, where, warnings)
@@ -906,7 +917,7 @@ def parse_route_options(
     access_annotations = annotations
     if ext_auth:
         # auth-url (proxy/_extauth.py) is no access annotation ingresslib cannot enforce any
-        # more; auth-cache-* / auth-keepalive* are warned there and ignored.
+        # more (auth-cache-*: _authcache.py; auth-keepalive*: _authkeepalive.py).
         access_annotations = {k: v for k, v in annotations.items() if not (
             k.startswith(PREFIX) and k[len(PREFIX):] in EXTAUTH_ANNOTATIONS | EXTAUTH_IGNORED)}
         if not canary:
@@ -944,6 +955,9 @@ def parse_route_options(
         access = combine_access(access, Access(ext_denied, None))
     if global_denied is not None:
         access = combine_access(access, Access(global_denied, None))
+    if global_limit_denied is not None:
+        # globalratelimit/main.go: a window Go cannot parse is a LocationDenied (503).
+        access = combine_access(access, Access(global_limit_denied, None))
     # Never silently: an annotation ingress-nginx acts on and ingresslib does not is named
     # (route_access already spoke of those that restrict access).
     for key in sorted(annotations):
@@ -1008,6 +1022,7 @@ def parse_route_options(
         warnings=tuple(warnings),
         cors=cors,
         rate_limit=rate_limit,
+        global_rate_limit=global_limit,
         upstream_vhost=vhost,
         response_rewrite=rewrite_out or None,
         custom_http_errors=custom_errors,

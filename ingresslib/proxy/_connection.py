@@ -133,6 +133,7 @@ from ._actions import (
     access_job,
     body_too_large,
     denied_first,
+    location_host_of,
     redirect_for,
     tls_host_predicate,
     unrouted_limit,
@@ -158,6 +159,7 @@ from ._errors import LocalProxyError, RemoteProxyError
 from ._extauth import (auth_add_cookies, auth_connected, auth_data, auth_drop, auth_eof,
                        auth_failed, auth_owns, auth_start, auth_timed_out, auth_upstream_head)
 from ._satisfy import any_access
+from ._auth_unasked import unasked_head
 from ._error_pages import (default_backend_lines, error_page_head, error_page_options,
                            without_set_names)
 from ._headers import (
@@ -193,12 +195,13 @@ from ._headers import (
 )
 from ._h11_reader import _H11Reader as _H11Reader
 from ._mirror import MirrorCopy, begin_mirror, budget_of, drop_copy
-from ._proxy_ssl import UNUSABLE
+from ._proxy_ssl import NGINX_DEFAULT, UNUSABLE
 from ._location_extras import log_rewrite, upstream_keeps
 from ._request import _Request, _Upstream, _raw_request_line
 from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
                              rewrite_response_headers)
 from ._ratelimit import Held, RateLimiter
+from ._globalratelimit import GlobalRateLimiter
 from ._bandwidth import Throttle
 from ._settings import ProxySettings
 
@@ -334,6 +337,9 @@ class Proxy(RouteOptionsSource):
         #: The rate limit zones of every connection (``limit-rps``, ``limit-rpm``,
         #: ``limit-connections``: proxy/_ratelimit.py), timed by the drivers' ``now``.
         self.rate_limits = RateLimiter()
+        #: ``global-rate-limit``'s counters of every connection (proxy/_globalratelimit.py):
+        #: in the process unless replaced by one over another store (memcached).
+        self.global_rate_limits = GlobalRateLimiter()
         #: ``_hook_failed``: per hook, when it was last logged and the failures since.
         self._hook_failures = HookFailures()
         #: The generator ``_request_id_failed`` falls back on (made at its first use).
@@ -408,6 +414,7 @@ class Proxy(RouteOptionsSource):
         offload: bool = False,
         throttle: bool = False,
         client_cert: ClientCert | None = None,
+        proxy_protocol_port: int | None = None,
     ) -> ClientConnection:
         """A new downstream connection from ``peer`` (``(ip, port)`` or ip);
         ``refuse_requests`` and ``offload`` as :class:`ClientConnection`'s; ``throttle``:
@@ -415,10 +422,20 @@ class Proxy(RouteOptionsSource):
         ``limit-rate`` responses are throttled (False: sent unthrottled, ingresslib/proxy/API.md);
         ``client_cert``: what the TLS handshake verified of the client's certificate (a
         ``ClientCert``: ingresslib/proxy/API.md, "Client certificates"; None: nothing, or no
-        TLS)."""
+        TLS); ``proxy_protocol_port``: a trusted PROXY protocol header's destination port
+        (``use-proxy-protocol``), the ``X-Forwarded-Port`` in place of ``local_port``, and 443
+        makes ``$pass_access_scheme`` https (X-Forwarded-Proto, ssl-redirect)."""
         conn = ClientConnection(self, peer, tls=tls, local_port=local_port, now=now,
                                 refuse_requests=refuse_requests, offload=offload)
         conn.client_cert = client_cert
+        if proxy_protocol_port is not None:
+            # nginx.tmpl: "set $pass_server_port $proxy_protocol_server_port;"; lua_ingress.lua
+            # rewrite(): "if config.use_proxy_protocol then if
+            # ngx.var.proxy_protocol_server_port == "443" then ngx.var.pass_access_scheme =
+            # "https"" (after a trusted X-Forwarded-Proto: ``_forwarded_scheme``).
+            conn.proxy_protocol_port = conn.local_port = proxy_protocol_port
+            if proxy_protocol_port == 443:
+                conn.pass_scheme = "https"
         if throttle:
             # limit-rate (proxy/_bandwidth.py): the driver arms ``TimerKind.RATE`` and asks
             # ``upstream_reading_wanted``; without it responses go out unthrottled.
@@ -476,6 +493,12 @@ class ClientConnection:
         self._auth = self._auth_cookie = self._bw = self._bw_req = self._mirror = None
         self._throttle = False
         self.scheme = "https" if tls else "http"
+        #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
+        #: https for a PROXY protocol destination port 443 (``proxy_protocol_port``).
+        self.pass_scheme = self.scheme
+        #: The trusted PROXY protocol header's destination port (``Proxy.connection``); None:
+        #: no header, or not a trusted peer's.
+        self.proxy_protocol_port: int | None = None
         self.local_port = local_port if local_port is not None else (443 if tls else 80)
         s = self.settings
         # h11 must never be the one to refuse a head for size: our checks run first, with our
@@ -655,7 +678,7 @@ class ClientConnection:
         """The connection of ``OpenUpstream(conn_id, ...)`` is ready (``reused``: taken from
         the idle pool). A ``conn_id`` already given up gets ``[CloseUpstream(conn_id, False)]``."""
         if self._auth is not None and auth_owns(self, conn_id):
-            return auth_connected(self, now)
+            return auth_connected(self, now, reused)
         up = self._upstream(conn_id)
         if up is None:
             return [CloseUpstream(conn_id, False)]
@@ -681,7 +704,7 @@ class ClientConnection:
         """The connect failed, or (``timed_out``) ran past ``connect_timeout`` or a send
         stalled past ``send_timeout``: the try fails (a retry, or 502/504)."""
         if self._auth is not None and auth_owns(self, conn_id):
-            return auth_failed(self, now)
+            return auth_failed(self, now, timed_out)
         up = self._upstream(conn_id)
         if up is None:
             return []
@@ -863,6 +886,8 @@ class ClientConnection:
     _auth: Any = None
     _auth_ok: Any = None
     _auth_cookie: Any = None
+    #: ``(request, Authentication-Info value)`` of a verified digest response (proxy/_digest.py).
+    _digest_info: tuple[_Request, bytes] | None = None
     #: The forwarded-for header name of ``_ff_settings`` and ``special_request_names`` of it.
     _ff_settings: ProxySettings | None = None
     _ff_name = b""
@@ -1243,8 +1268,9 @@ class ClientConnection:
             return
         # Redirects come before the endpoint (ingress-nginx does them in the rewrite
         # phases, before proxying). The scheme is $pass_access_scheme: a trusted hop's
-        # X-Forwarded-Proto with use-forwarded-headers (TLS offloaded in front), else ours.
-        scheme = self.scheme
+        # X-Forwarded-Proto with use-forwarded-headers (TLS offloaded in front), else ours
+        # (https for a PROXY protocol destination port 443).
+        scheme = self.pass_scheme
         port = self.proxy.https_port
         if self._peer_trusted and self.settings.use_forwarded_headers:
             scheme, port = self._forwarded_scheme(event)
@@ -1272,6 +1298,14 @@ class ClientConnection:
                     req.phase = "server"
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
+        glimit = opts.global_rate_limit
+        if glimit is not None and self.proxy.global_rate_limits.refuses(
+                glimit, now, req.method_s, req.host_raw, req.path, req.query, event.headers,
+                req.client_ip):
+            # global-rate-limit (global_throttle.lua, from lua_ingress.rewrite: the location's
+            # rewrite phase): after the redirects, before limit_req / limit_conn.
+            self._local_response(req, self.proxy.settings.global_rate_limit_status_code, now)
+            return
         rate_limit = opts.rate_limit
         if rate_limit is not None:
             # nginx's preaccess phase (limit_req, then limit_conn): after the redirects,
@@ -1324,6 +1358,9 @@ class ClientConnection:
             return
         status, challenge = self.proxy._unrouted_status(
             req.host, req.client_ip, authorization, lambda: _digest_request(req, now))
+        if not status and challenge is not None:
+            # A verified digest response's Authentication-Info (proxy/_digest.py).
+            self._digest_info, challenge = (req, challenge), None
         if not status and self._defer_unrouted(req):
             return
         self._local_response(req, status or 404, now, None if challenge is None
@@ -1359,6 +1396,10 @@ class ClientConnection:
                 # auth subrequest; a refusal is answered unless the auth service lets it in.
                 status, challenge, ask = any_access(access, req.client_ip, authorization, ask,
                                                     lambda: _digest_request(req, now))
+            if not status and challenge is not None:
+                # A verified digest response's Authentication-Info (proxy/_digest.py): on
+                # every answer to ``req`` (``_add_response_headers``).
+                self._digest_info = (req, challenge)
             if status and not (ask and access.any is not None):
                 self._local_response(req, status, now, None if challenge is None
                                      else [(b"www-authenticate", challenge)])
@@ -1387,7 +1428,12 @@ class ClientConnection:
         try:
             self._build_upstream_headers(req, event)
             if opts.ext_auth is not None:
-                auth_upstream_head(self, req)  # the auth-response-headers
+                if self._auth_ok is not None and self._auth_ok[0] is req:
+                    auth_upstream_head(self, req)  # the auth-response-headers
+                else:
+                    # Let in without the auth subrequest (satisfy any): the client's
+                    # auth-response-headers dropped all the same (proxy/_auth_unasked.py).
+                    req.up_head = unasked_head(req.up_head, opts.ext_auth, decision.match)
         except TimeoutError:
             # The rule's rewrite-target regex ran past REWRITE_TIMEOUT on this path: nginx's
             # PCRE stops at its match limit and fails the request ("ngx_regex_exec() failed",
@@ -1473,6 +1519,10 @@ class ClientConnection:
     def _forwarded_scheme(self, event: h11.Request) -> tuple[str, int]:
         """$pass_access_scheme and the https port of a redirect, from a trusted hop's
         X-Forwarded-Proto (the caller checks ``_peer_trusted`` and use-forwarded-headers)."""
+        if self.proxy_protocol_port == 443:
+            # lua_ingress.lua rewrite() reads the PROXY protocol's port after the header:
+            # https whatever the hop's X-Forwarded-Proto says.
+            return "https", self.proxy.https_port
         # nginx's $http_x_forwarded_proto: repeated lines joined by ", ".
         forwarded = http_header(event.headers._full_items, b"x-forwarded-proto")
         if forwarded is not None:
@@ -1517,14 +1567,21 @@ class ClientConnection:
         ``best_http_host`` without its port, which with use_forwarded_headers is the first
         X-Forwarded-Host ("if ngx.var.http_x_forwarded_host then ngx.var.best_http_host =
         parse_x_forwarded_host() end"): here only from a trusted peer, and only a valid host
-        (else None: the Host). Whether to redirect stays on the Host (certificate.lua
-        ``configured_for_current_request`` looks up ``ngx.var.host``) and on the canonical
-        path (the ACME exemption)."""
+        (else the Host header's host), as sent: its case kept (``location_host_of``); None
+        without a Host header (nginx's $host). Whether to redirect stays on the Host
+        (certificate.lua ``configured_for_current_request`` looks up ``ngx.var.host``) and
+        on the canonical path (the ACME exemption)."""
         location_host = None
         if self._peer_trusted and self.settings.use_forwarded_headers:
             forwarded = http_header(event.headers._full_items, b"x-forwarded-host")
-            if forwarded:
-                location_host = forwarded_redirect_host(forwarded)
+            if forwarded and forwarded_redirect_host(forwarded) is not None:
+                location_host = location_host_of(first_forwarded_host(forwarded))
+        if location_host is None:
+            # best_http_host = $http_host: the Host header as sent, its case kept
+            # (``location_host_of``); without one, nginx's $host (the normalised host).
+            host = http_header(event.headers._full_items, b"host")
+            if host:
+                location_host = location_host_of(host)
         return location_host
 
     def _redirect_unrouted(self, req: _Request, event: h11.Request, now: float) -> bool:
@@ -1538,7 +1595,7 @@ class ClientConnection:
             answer = self.proxy._unrouted_answer("", self.scheme, req.path, req.query, 0,
                                                  length=length)
         else:
-            scheme, port = self.scheme, self.proxy.https_port
+            scheme, port = self.pass_scheme, self.proxy.https_port
             if self._peer_trusted and self.settings.use_forwarded_headers:
                 scheme, port = self._forwarded_scheme(event)
             # The raw target for the www twin's Location (any scheme) and the ssl-redirect's;
@@ -1880,7 +1937,9 @@ class ClientConnection:
             # the port): a header sent empty is set (ngx.var gives "" for a header present
             # with no value, nil only for one absent), and proxy_set_header sends no header
             # whose value is empty -- no X-Forwarded-Proto/-Scheme, X-Scheme or -Port then.
-            proto = fwd.get(b"x-forwarded-proto", self.scheme.encode("ascii"))
+            # (A PROXY protocol destination port 443 is read after them: https.)
+            proto = b"https" if self.proxy_protocol_port == 443 else fwd.get(
+                b"x-forwarded-proto", self.scheme.encode("ascii"))
             fport = fwd.get(b"x-forwarded-port", str(self.local_port).encode("ascii"))
             if fport:
                 out.append(b"x-forwarded-port: %s\r\n" % fport)
@@ -1888,10 +1947,10 @@ class ClientConnection:
                 out.append(b"x-forwarded-proto: %s\r\nx-forwarded-scheme: %s\r\n"
                            b"x-scheme: %s\r\n" % (proto, proto, proto))
         else:
-            # Constant per connection (listener port and scheme).
+            # Constant per connection (listener port and scheme; or the PROXY protocol's).
             block = self._fwd_block
             if block is None:
-                proto = self.scheme.encode("ascii")
+                proto = self.pass_scheme.encode("ascii")
                 block = self._fwd_block = (
                     b"x-forwarded-port: %d\r\nx-forwarded-proto: %s\r\n"
                     b"x-forwarded-scheme: %s\r\nx-scheme: %s\r\n"
@@ -2045,6 +2104,8 @@ class ClientConnection:
             # proxy-ssl-* (proxy/_proxy_ssl.py); a Secret unusable since the request was let
             # in: a configuration that cannot connect (never an unverified connection).
             tls_config = opts.proxy_ssl.config()[0] or UNUSABLE
+        elif tls:
+            tls_config = NGINX_DEFAULT  # nginx's proxy_ssl_* defaults: no SNI, no verification
         self._out.append(OpenUpstream(up.conn_id, endpoint, tls, opts.connect_timeout,
                                       opts.send_timeout, pooled, tls_config))
 
@@ -2364,6 +2425,9 @@ class ClientConnection:
         cookie = self._affinity_cookie(req)
         if cookie is not None:
             headers.append((b"set-cookie", b"set-cookie", cookie))
+        info = self._digest_info
+        if info is not None and info[0] is req:
+            headers.append((b"Authentication-Info", b"authentication-info", info[1]))
         if not switch and not self._keep_alive_allowed(req):
             headers.append(_CONNECTION_CLOSE)
         if s.add_headers:

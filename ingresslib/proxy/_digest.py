@@ -43,15 +43,46 @@ exactly (the module compares only their first characters, ``ngx_strncasecmp(...,
 one), ``qop`` must be ``auth`` (the module hashes whatever qop the client sent, with an HA2
 that never covers the body); an empty ``auth-realm`` denies the location (503): the module is
 then off ("if (realm.len == 0 ...) return NGX_DECLINED"), which serves it without
-authentication. Not done: the module's ``Authentication-Info`` header on the proxied response,
-and its ``auth_digest_maxtries`` evasion (after 5 failures from one address, 401 without a
-challenge for 300 s).
+authentication.
+
+Evasion (the module's ``auth_digest_maxtries`` 5, ``auth_digest_evasion_time`` 300 s;
+``ngx_http_auth_digest_evading`` and ``ngx_http_auth_digest_evasion_tracking``): the handler
+first asks whether the client address is evading, and then answers 401 without any challenge
+(no ``WWW-Authenticate``: the client cannot even retry with a new nonce), valid credentials or
+not. A failure is a request whose header was read (every required field, the location's realm,
+a nonce of the issued form: the module's ``nonce.len != 16`` is a malformed header, answered
+with a challenge and not counted) and that no line of the file admitted: a wrong user,
+password, ``uri`` or ``qop``, a nonce not issued here, a replayed ``nc``, a stale nonce or an
+``nc`` out of range (the module counts these too: with the right password they answer
+``stale="true"``, which tells the password apart). A failure after the window's end (``now >
+drop time``) restarts the count at 1, else adds 1; each sets the drop time ``now + 300``;
+evading is ``count >= 5 and now < drop time`` (so 300 s from the fifth failure; the refused
+requests do not extend it). A success forgets the address (the module's ``failcount = 0,
+drop_time = now``). Keyed by the client address alone (the module's ``r->connection->
+sockaddr``: after realip, the address the access rules see; not the user), IPv4 and IPv6
+apart but for an IPv4-mapped IPv6 address, which is its IPv4 one (as the access rules take
+it; the module's sockaddr compare keeps them apart); a request without one (a Unix socket
+peer) is not tracked, as the module skips other families. The table is the process's, as
+the replay table (the module keeps it in the same zone), bounded (``_EVASION_MAX``): entries
+whose drop time passed leave first; when every entry is live a new address is not tracked
+(the module: "auth_digest ran out of shm space", the address untracked), the tracked ones
+keep their count.
+
+On success the module adds ``Authentication-Info: qop="auth", rspauth="<hex>",
+cnonce="<cnonce>", nc=<nc>`` to the response headers (``ngx_http_auth_digest_verify_hash``,
+rspauth = MD5(HA1:nonce:nc:cnonce:qop:MD5(":" uri)), RFC 2617 3.2.3 with an empty method; no
+``nextnonce``): ``verify`` gives it as ``(0, value)``, and the drivers add it to every answer
+to that request (the proxied response, or a later local one: it is in nginx's
+``headers_out``). Here a ``"`` or ``\\`` of the cnonce is sent as a quoted pair (the module
+writes them bare: a ``"`` ends the quoted string early), and a cnonce with a control character
+(CR, LF...: a quoted pair admits one) gets no header at all (the module would write it bare).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 import re
@@ -63,13 +94,17 @@ from typing import Any
 from ._basicauth import UNAUTHORIZED, BasicAuth
 
 __all__ = ["DigestAuth", "parse_digest", "digest_without_realm", "asgi_request", "TIMEOUT",
-           "EXPIRES", "REPLAYS"]
+           "EXPIRES", "REPLAYS", "MAXTRIES", "EVASION_TIME"]
 
 #: The module's defaults (ngx_http_auth_digest_merge_loc_conf; ingress-nginx sets none).
 TIMEOUT, EXPIRES, REPLAYS = 60, 10, 20
+#: ``auth_digest_maxtries`` and ``auth_digest_evasion_time`` (the same merge_loc_conf).
+MAXTRIES, EVASION_TIME = 5, 300
 _DENIED = 503
 #: The most nonces the replay table holds (the module: its 4 MB shared-memory zone).
 _TABLE_MAX = 65536
+#: The most addresses the evasion table tracks (the same zone in the module).
+_EVASION_MAX = 65536
 #: The per-process key of the nonces' MAC.
 _KEY = os.urandom(32)
 _REQUIRED = ("username", "qop", "realm", "nonce", "nc", "uri", "cnonce", "response")
@@ -85,6 +120,8 @@ _SEP = re.compile(rb"[ \t\r\n]*,[ \t\r\n,]*")
 _END = re.compile(rb"[ \t\r\n,]*\Z")
 _PAIR = re.compile(rb"\\(.)", re.S)
 _HEX = re.compile(rb"[0-9a-fA-F]+")
+#: A control character but HTAB: never in a response header value (``_info``).
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def parse_digest(authorization: bytes) -> dict[str, bytes] | None:
@@ -199,6 +236,81 @@ class _Replays:
 _REPLAYS = _Replays()
 
 
+def _address(client_ip: str | None) -> Any:
+    """The evasion table's key of ``client_ip`` (an address object: ``::1`` and ``0::1`` are
+    one, IPv4 and IPv6 apart as the module's ``sockaddr`` compare, an IPv4-mapped one as
+    its IPv4 address), or None: no address (a
+    Unix socket peer) or not one, untracked (the module: "skipping evasive tactics for this
+    source address")."""
+    if not client_ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return None
+    # An IPv4-mapped IPv6 address (a dual-stack listener's ``::ffff:a.b.c.d`` peer) is its
+    # IPv4 client, as the access rules and the trusted ranges take it (``_access``,
+    # ``_headers.TrustPolicy``; nginx's ngx_cidr_match): the module's sockaddr compare keeps
+    # them apart, which gave one client twice the tries through two listeners.
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr if mapped is None else mapped
+
+
+class _Evasion:
+    """address -> (failures, drop time): the module's evasion rbtree (see the module
+    docstring). Ordered by the last failure (re-inserted on each), so by drop time: the
+    expired ones leave from the front. Locked, as ``_Replays``."""
+
+    __slots__ = ("_fails", "_lock")
+
+    def __init__(self) -> None:
+        self._fails: dict[Any, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def evading(self, client_ip: str | None, now: float) -> bool:
+        """ngx_http_auth_digest_evading: ``MAXTRIES`` failures or more and the drop time not
+        reached."""
+        if not self._fails:
+            return False
+        entry = self._fails.get(_address(client_ip))
+        return entry is not None and entry[0] >= MAXTRIES and now < entry[1]
+
+    def failed(self, client_ip: str | None, now: float) -> None:
+        """ngx_http_auth_digest_evasion_tracking with a failure."""
+        key = _address(client_ip)
+        if key is None:
+            return
+        with self._lock:
+            fails = self._fails
+            entry = fails.pop(key, None)
+            if entry is None:
+                while fails:
+                    oldest = next(iter(fails))
+                    if fails[oldest][1] > now:
+                        break
+                    del fails[oldest]
+                if len(fails) >= _EVASION_MAX:
+                    return  # every entry live: this address is not tracked (the module's)
+                count = 1
+            else:
+                count = 1 if now > entry[1] else entry[0] + 1
+            fails[key] = (count, now + EVASION_TIME)
+
+    def succeeded(self, client_ip: str | None) -> None:
+        """ngx_http_auth_digest_evasion_tracking with a success: the count is forgotten."""
+        if self._fails:
+            key = _address(client_ip)
+            with self._lock:
+                self._fails.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._fails)
+
+
+#: One table for the process, as ``_REPLAYS``.
+_EVASION = _Evasion()
+
+
 class DigestAuth(BasicAuth):
     """One route's digest authentication. The Secret is found, read, re-read on a change and
     refused as ``BasicAuth`` does (the same annotations, the same 503s); ``verify`` is the
@@ -259,16 +371,30 @@ class DigestAuth(BasicAuth):
         return None  # two MD5s: nothing to run off the event loop
 
     def verify(self, authorization: bytes | None, method: bytes, target: bytes,
-               now: float) -> tuple[int, bytes | None]:
-        """``(0, None)`` when the credentials of ``authorization`` are right for ``method``
-        and ``target`` (the request target as received) at ``now``; ``(401, challenge)``
-        otherwise; ``(503, None)`` while the Secret cannot be used."""
+               now: float, client_ip: str | None = None, *, admitted: bool = False
+               ) -> tuple[int, bytes | None]:
+        """``(0, Authentication-Info value)`` when the credentials of ``authorization`` are
+        right for ``method`` and ``target`` (the request target as received) at ``now``;
+        ``(401, challenge)`` otherwise, ``(401, None)`` while ``client_ip`` is evading (the
+        module docstring; None: not tracked); ``(503, None)`` while the Secret cannot be
+        used. The value is None when the cnonce cannot be written in a response header
+        (``_info``). ``admitted``: another location's ``verify`` let this same request in
+        (``_actions.access_answer``, two locations' controls): its nonce and ``nc`` are not
+        taken from the replay table a second time (that second use was a replay: a 401
+        whatever the credentials), only this location's users are checked."""
         status, _ = self.check(None)
         if status == _DENIED:
             return _DENIED, None
-        stale = False
+        if _EVASION.evading(client_ip, now):
+            return UNAUTHORIZED, None
         fields = parse_digest(authorization) if authorization else None
-        if fields is not None and self._admits(fields, method, target):
+        if fields is None or len(fields["nonce"]) != 64 \
+                or not hmac.compare_digest(fields["realm"], self.realm.encode("ascii")):
+            # Not read (the module's check_credentials, its realm compare): no failure.
+            return UNAUTHORIZED, self._challenge(now, False)
+        stale = False
+        ha1 = self._admits(fields, method, target)
+        if ha1 is not None:
             issued = _issued(fields["nonce"])
             nc_text = fields["nc"]
             nc = int(nc_text, 16) if _HEX.fullmatch(nc_text) else -1
@@ -276,32 +402,54 @@ class DigestAuth(BasicAuth):
                 if not 0 <= nc < REPLAYS:
                     stale = True
                 else:
-                    verdict = _REPLAYS.use(fields["nonce"], issued, nc, now)
+                    verdict = 0 if admitted else _REPLAYS.use(fields["nonce"], issued, nc, now)
                     if verdict == 0:
-                        return 0, None
+                        _EVASION.succeeded(client_ip)
+                        return 0, _info(fields, ha1)
                     stale = verdict == 2
+        _EVASION.failed(client_ip, now)
         return UNAUTHORIZED, self._challenge(now, stale)
 
-    def _admits(self, fields: dict[str, bytes], method: bytes, target: bytes) -> bool:
-        """The response is right for one of the user's lines (nonce and nc aside)."""
+    def _admits(self, fields: dict[str, bytes], method: bytes, target: bytes
+                ) -> bytes | None:
+        """The HA1 of the first of the user's lines the response is right for (nonce and nc
+        aside; the realm is the location's), else None."""
         realm = self.realm.encode("ascii")
         uri = fields["uri"]
         qop = fields["qop"]
-        if not hmac.compare_digest(fields["realm"], realm) or qop.lower() != b"auth":
-            return False
+        if qop.lower() != b"auth":
+            return None
         if uri != target and not (target.startswith(uri) and target[len(uri):][:1] == b"?"):
-            return False
+            return None
         ha2 = _md5(method + b":" + uri)
         tail = b":".join((fields["nonce"], fields["nc"], fields["cnonce"], qop, ha2))
         response = fields["response"]
-        ok = False
+        found = None
         for ha1 in self._digest_users.get((fields["username"], realm), ()):
-            ok |= hmac.compare_digest(_md5(ha1 + b":" + tail), response)
-        return ok
+            # Every line is compared (constant time); the module stops at the first.
+            if hmac.compare_digest(_md5(ha1 + b":" + tail), response) and found is None:
+                found = ha1
+        return found
 
     def _challenge(self, now: float, stale: bool) -> bytes:
         return b'Digest algorithm="MD5", qop="auth", realm="%s", nonce="%s"%s' % (
             self.realm.encode("ascii"), new_nonce(now), b', stale="true"' if stale else b"")
+
+
+def _info(fields: dict[str, bytes], ha1: bytes) -> bytes | None:
+    """The ``Authentication-Info`` value of a verified response (the module docstring), or
+    None when the cnonce holds a control character (a quoted pair ``\\`` + CTL, which the
+    header parser admits as the module's does): no field value may carry one (RFC 9110 §5.5;
+    a quoted-pair is ``"\\" ( HTAB / SP / VCHAR / obs-text )``, §5.6.4), and a CR or LF
+    would start a response header of the client's choosing (the module writes the cnonce
+    bare). The proxy core refuses such a request head already (400); an ASGI server may hand
+    it over. The request is let in all the same, without the header."""
+    if _CTL.search(fields["cnonce"]) is not None:
+        return None
+    rspauth = _md5(b":".join((ha1, fields["nonce"], fields["nc"], fields["cnonce"],
+                              fields["qop"], _md5(b":" + fields["uri"]))))
+    cnonce = fields["cnonce"].replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'qop="auth", rspauth="%s", cnonce="%s", nc=%s' % (rspauth, cnonce, fields["nc"])
 
 
 def digest_without_realm(prefix: str) -> tuple[str, str]:

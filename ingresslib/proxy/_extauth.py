@@ -42,9 +42,11 @@ is refused (the location denied, 503): ingresslib expands none there. ``auth-sig
 ``$host``, ``$http_host``, ``$best_http_host``, ``$scheme``, ``$pass_access_scheme``,
 ``$request_uri`` and ``$escaped_request_uri``; any other variable leaves it unset (warned). Each
 ``Set-Cookie`` of the auth answer is passed as its own header (nginx joins them into one).
-The subrequest always says ``Connection: close`` and its connection is closed after the answer
-(nginx's default without ``auth-keepalive``); ``auth-cache-*`` and ``auth-keepalive*`` are
-warned and ignored (no caching: every request asks the auth service). What a client sends
+Without ``auth-keepalive`` the subrequest says ``Connection: close`` and its connection is
+closed after the answer (nginx's default); with it (proxy/_authkeepalive.py) the subrequest has
+no ``Connection`` header, its answer is read to its end and the connection goes back to a pool.
+``auth-cache-key`` / ``auth-cache-duration`` cache the answers (proxy/_authcache.py: a hit
+sends no subrequest). What a client sends
 never reaches the auth service as if this hop had written it (``_client_dropped``): not its
 ``ssl-client-*`` headers (nginx.tmpl's auth location sends the handshake's on a server with
 ``auth-tls-*``), ``Proxy``, a name nginx's ``ignore_invalid_headers`` drops, an underscore
@@ -67,6 +69,8 @@ from urllib.parse import quote, urlsplit
 import h11
 
 from .._goparse import parse_bool
+from ._authcache import AuthCacheConfig, cache_of, lifetime, parse_auth_cache, request_key
+from ._authkeepalive import KEEPALIVE_ANNOTATIONS, AuthKeepalive, parse_auth_keepalive, reusable
 from ._chunked import has_control
 from ._clientcert import CLIENT_CERT_HEADERS, upstream_lines
 from ._h11_reader import _H11Reader
@@ -79,17 +83,16 @@ __all__ = ["ExtAuth", "EXTAUTH_ANNOTATIONS", "EXTAUTH_IGNORED", "parse_ext_auth"
            "subrequest_head", "verdict", "signin_url", "with_auth_headers", "auth_owns",
            "auth_connected", "auth_failed", "auth_data", "auth_eof", "auth_timed_out",
            "auth_drop", "auth_start", "auth_upstream_head", "auth_add_cookies",
-           "signin_variables", "denial", "adds_cookies"]
+           "signin_variables", "denial", "adds_cookies", "remember"]
 
 #: The external-auth annotations ingresslib implements (proxy core and IngressASGI).
 EXTAUTH_ANNOTATIONS = frozenset({
     "auth-url", "auth-method", "auth-signin", "auth-signin-redirect-param",
     "auth-response-headers", "auth-request-redirect", "auth-always-set-cookie",
-    "auth-proxy-set-headers"})
-#: Read by ingress-nginx, not by ingresslib: warned and ignored (no effect on who gets in).
-EXTAUTH_IGNORED = frozenset({
-    "auth-cache-key", "auth-cache-duration", "auth-keepalive", "auth-keepalive-share-vars",
-    "auth-keepalive-requests", "auth-keepalive-timeout"})
+    "auth-proxy-set-headers", "auth-cache-key", "auth-cache-duration"}) | KEEPALIVE_ANNOTATIONS
+#: Read by ingress-nginx, not by ingresslib: warned and ignored (none since auth-keepalive*
+#: are implemented, proxy/_authkeepalive.py).
+EXTAUTH_IGNORED: frozenset[str] = frozenset()
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE")
 _HEADER_RE = re.compile(r"[a-zA-Z\d\-_]+")
@@ -149,6 +152,10 @@ class ExtAuth:
     #: The ConfigMap's ``no-auth-locations``, left to the request (proxy/_globalauth.py
     #: ``effective_auth``) where the options were parsed without the rule path; else ().
     no_auth_locations: tuple[str, ...] = ()
+    #: ``auth-cache-key`` / ``auth-cache-duration`` (proxy/_authcache.py); None: no cache.
+    cache: AuthCacheConfig | None = None
+    #: ``auth-keepalive*`` (proxy/_authkeepalive.py); None: a connection per subrequest.
+    keepalive: AuthKeepalive | None = None
 
 
 def _url(value: str) -> tuple[str, tuple[str, int], bool, bytes, bytes]:
@@ -291,12 +298,15 @@ def parse_ext_auth(annotations: Mapping[str, str], prefix: str,
                  "\"true\" or \"false\"; using the default false")
         else:
             always = b
-    for name in sorted(EXTAUTH_IGNORED):
-        if prefix + name in annotations:
-            warn(prefix + name, "not implemented by ingresslib; ignored (no auth cache, no "
-                 "keep-alive to the auth service: every request asks it)")
+    cache, cache_denied = parse_auth_cache(
+        get("auth-cache-key"), get("auth-cache-duration"), prefix + "auth-cache-key",
+        prefix + "auth-cache-duration", warn)
+    if cache_denied is not None:
+        # authreq/main.go ParseStringToCacheDurations: an invalid item is a LocationDenied.
+        return deny("auth-cache-duration", cache_denied.partition(": ")[2])
+    keepalive = parse_auth_keepalive(get, prefix, warn)  # auth-keepalive* (_authkeepalive.py)
     return ExtAuth(url, endpoint, tls, host, target, method, signin, param, tuple(headers),
-                   redirect, always, set_ref), None
+                   redirect, always, set_ref, cache=cache, keepalive=keepalive), None
 
 
 # ------------------------------------------------------------------------ pure pieces
@@ -350,12 +360,14 @@ def subrequest_head(auth: ExtAuth, items: Any, *, method: bytes, request_uri: st
                     scheme: str, pass_scheme: str, http_host: str, client_ip: str | None,
                     forwarded_for: bytes, set_pairs: tuple[tuple[bytes, bytes], ...] = (),
                     settings: Any = None, trusted: bool = False,
-                    cert_lines: list[bytes] | tuple[bytes, ...] = ()) -> bytes:
+                    cert_lines: list[bytes] | tuple[bytes, ...] = (),
+                    keepalive: bool = False) -> bytes:
     """The auth subrequest's head: the client's headers (``items``: h11's (raw, name, value))
     but those nginx.tmpl's auth location replaces and those ``_client_dropped`` keeps out
     (``settings``: the ProxySettings whose header name policy applies, None: nginx's
     defaults; ``trusted``: the peer's forwarded headers are believed), then its own
-    (``cert_lines``: the ``ssl-client-*`` lines of a server with ``auth-tls-*``)."""
+    (``cert_lines``: the ``ssl-client-*`` lines of a server with ``auth-tls-*``;
+    ``keepalive``: ``proxy_set_header Connection ""``, no ``Connection: close``)."""
     drop = _REPLACED | _METHOD_REPLACED if auth.method is not None else _REPLACED
     if set_pairs:
         drop = drop | {n.lower() for n, _ in set_pairs}
@@ -378,7 +390,7 @@ def subrequest_head(auth: ExtAuth, items: Any, *, method: bytes, request_uri: st
             lines.append(b"x-scheme: %s\r\n" % pass_scheme.encode("latin-1"))
     lines += cert_lines
     lines += [b"%s: %s\r\n" % (n, v) for n, v in set_pairs if v]
-    lines.append(b"connection: close\r\n\r\n")
+    lines.append(b"\r\n" if keepalive else b"connection: close\r\n\r\n")
     return b"".join(lines)
 
 
@@ -454,7 +466,8 @@ def auth_add_cookies(conn: Any, req: Any, status: int,
 class AuthCall:
     """The subrequest under way for a ``ClientConnection``'s current request."""
 
-    __slots__ = ("conn_id", "req", "event", "reader", "auth", "head_bytes", "prior")
+    __slots__ = ("conn_id", "req", "event", "reader", "auth", "head_bytes", "prior",
+                 "cache_key", "reused", "got", "pending")
 
     def __init__(self, conn_id: int, req: Any, event: Any, auth: ExtAuth,
                  prior: tuple[int, bytes | None] | None = None) -> None:
@@ -468,6 +481,13 @@ class AuthCall:
         self.reader: _H11Reader | None = None
         #: The answer's head bytes read so far (1xx heads included).
         self.head_bytes = 0
+        #: Where the answer goes in the auth cache (proxy/_authcache.py); None: not cached.
+        self.cache_key: bytes | None = None
+        #: auth-keepalive (proxy/_authkeepalive.py): the connection came from the pool; any
+        #: byte of the answer received; the verdict of a head whose body is still being read.
+        self.reused = False
+        self.got = False
+        self.pending: Verdict | None = None
 
 
 def _variables(conn: Any, req: Any, event: Any) -> dict[str, str]:
@@ -477,7 +497,7 @@ def _variables(conn: Any, req: Any, event: Any) -> dict[str, str]:
     if conn._peer_trusted and conn.settings.use_forwarded_headers:
         pass_scheme = conn._forwarded_scheme(event)[0]
     else:
-        pass_scheme = scheme
+        pass_scheme = conn.pass_scheme  # https for a trusted PROXY protocol port 443
     return signin_variables(req.host, http_host, scheme, pass_scheme, req.original_uri)
 
 
@@ -507,12 +527,23 @@ def auth_start(conn: Any, req: Any, event: Any, now: float,
     ok = conn._auth_ok
     if ok is not None and ok[0] is req:
         return False
+    key: bytes | None = None
+    if auth.cache is not None:
+        key = request_key(auth, req.decision.match, req.method_s, req.host_raw, req.path,
+                          req.query, event.headers, req.client_ip)
+        if key is not None and (auth.proxy_set_headers is None or set_headers_for(
+                auth.proxy_set_headers).resolve(config_maps_of(conn.proxy.router))[1] is None):
+            # (a missing auth-proxy-set-headers ConfigMap: the subrequest path's 503)
+            hit = cache_of(conn.proxy).get(key, now)
+            if hit is not None:
+                return _cached(conn, req, event, auth, prior, hit, now)
     from ._actions import OpenUpstream  # (_actions imports _annotations, which imports this)
 
     conn._next_id += 1
     call = conn._auth = AuthCall(conn._next_id, req, event, auth, prior)
+    call.cache_key = key
     conn._out.append(OpenUpstream(call.conn_id, auth.endpoint, auth.tls, opts.connect_timeout,
-                                  opts.send_timeout, False))
+                                  opts.send_timeout, auth.keepalive is not None))
     return True
 
 
@@ -521,8 +552,9 @@ def auth_owns(conn: Any, conn_id: int) -> bool:
     return call is not None and call.conn_id == conn_id
 
 
-def auth_connected(conn: Any, now: float) -> list[Any]:
+def auth_connected(conn: Any, now: float, reused: bool = False) -> list[Any]:
     call: AuthCall = conn._auth
+    call.reused = reused
     req, event, auth = call.req, call.event, call.auth
     s = conn.settings
     variables = _variables(conn, req, event)
@@ -547,7 +579,8 @@ def auth_connected(conn: Any, now: float) -> list[Any]:
         auth, items, method=req.method, request_uri=req.original_uri, scheme=conn.scheme,
         pass_scheme=variables["pass_access_scheme"], http_host=variables["http_host"],
         client_ip=req.client_ip, forwarded_for=ff, set_pairs=pairs, settings=s,
-        trusted=conn._peer_trusted and s.use_forwarded_headers, cert_lines=cert_lines)
+        trusted=conn._peer_trusted and s.use_forwarded_headers, cert_lines=cert_lines,
+        keepalive=auth.keepalive is not None)
     from ._actions import SendUpstream, TimerKind
 
     reader = call.reader = _H11Reader(True, s.max_response_header_size)
@@ -562,6 +595,7 @@ def auth_data(conn: Any, chunk: bytes, now: float) -> list[Any]:
     reader = call.reader
     if reader is None:
         return []
+    call.got = True
     reader.receive_data(chunk)
     _pump(conn, call, now)
     return conn._flush()  # type: ignore[no-any-return]
@@ -588,7 +622,18 @@ def _pump(conn: Any, call: AuthCall, now: float) -> None:
                 _finish(conn, FAILED, now)
                 return
         if t is h11.Response:
-            _finish(conn, verdict(call.auth, event), now)
+            v = verdict(call.auth, event)
+            if call.cache_key is not None and v is not FAILED:
+                remember(conn.proxy, call.cache_key, call.auth, event, v, now)
+            if call.auth.keepalive is None or v is FAILED:
+                _finish(conn, v, now)
+                return
+            call.pending = v  # auth-keepalive: the answer is read to its end first
+            continue
+        if t is h11.Data:
+            continue
+        if t is h11.EndOfMessage and call.pending is not None:
+            _finish(conn, call.pending, now, reusable(reader))
             return
         if t is h11.InformationalResponse:
             if event.status_code == 101:
@@ -605,6 +650,8 @@ def _pump(conn: Any, call: AuthCall, now: float) -> None:
 
 def auth_eof(conn: Any, now: float) -> list[Any]:
     call: AuthCall = conn._auth
+    if call.reused and not call.got:
+        return _retry(conn, call)
     if call.reader is not None:
         call.reader.receive_data(b"")
         _pump(conn, call, now)
@@ -615,10 +662,31 @@ def auth_eof(conn: Any, now: float) -> list[Any]:
     return conn._flush()  # type: ignore[no-any-return]
 
 
-def auth_failed(conn: Any, now: float) -> list[Any]:
+def auth_failed(conn: Any, now: float, timed_out: bool = False) -> list[Any]:
     """The connect failed or timed out: nginx's subrequest answers 502/504, which
     auth_request turns into 500."""
+    call: AuthCall = conn._auth
+    if call.reused and not call.got and not timed_out:
+        return _retry(conn, call)
     _finish(conn, FAILED, now)
+    return conn._flush()  # type: ignore[no-any-return]
+
+
+def _retry(conn: Any, call: AuthCall) -> list[Any]:
+    """auth-keepalive: a pooled connection that failed or closed before any byte of the
+    answer (the auth service had closed it) carries the subrequest once more on a new
+    connection (nginx's ngx_http_upstream_next: "if (u->peer.cached && ft_type ==
+    NGX_HTTP_UPSTREAM_FT_ERROR) { u->peer.tries++; }": an error, not a timeout)."""
+    from ._actions import CloseUpstream, OpenUpstream, TimerKind
+
+    opts = call.req.opts
+    conn._out.append(CloseUpstream(call.conn_id, False))
+    if conn._timer is TimerKind.UPSTREAM_READ:
+        conn._set_timer(None, None)
+    conn._next_id += 1
+    call.conn_id, call.reused, call.reader, call.head_bytes = conn._next_id, False, None, 0
+    conn._out.append(OpenUpstream(call.conn_id, call.auth.endpoint, call.auth.tls,
+                                  opts.connect_timeout, opts.send_timeout, False))
     return conn._flush()  # type: ignore[no-any-return]
 
 
@@ -638,12 +706,38 @@ def auth_drop(conn: Any) -> None:
         conn._out.append(CloseUpstream(call.conn_id, False))
 
 
-def _finish(conn: Any, v: Verdict, now: float) -> None:
+def remember(owner: Any, key: bytes, auth: ExtAuth, response: h11.Response, v: Verdict,
+             now: float) -> None:
+    """Keep the auth answer ``response`` (read as ``v``) in ``owner``'s cache for as long as
+    nginx's proxy_cache would (proxy/_authcache.py ``lifetime``)."""
+    assert auth.cache is not None
+    seconds = lifetime(auth.cache.valid, response.status_code, response.headers._full_items)
+    if seconds > 0:
+        cache_of(owner).put(key, v, seconds, now)
+
+
+def _cached(conn: Any, req: Any, event: Any, auth: ExtAuth,
+            prior: tuple[int, bytes | None] | None, v: Verdict, now: float) -> bool:
+    """A cached auth answer decides ``req`` without a subrequest: False (let in, the access
+    phase goes on with its auth-response-headers) or True (answered), as ``_finish``."""
+    conn._auth_cookie = (req, v.cookies, auth.always_set_cookie) if v.cookies else None
+    if v.status == 0:
+        conn._auth_ok = (req, v.headers)
+        return False
+    v = combine(prior, v)  # satisfy any (proxy/_satisfy.py)
+    status, extra, always = denial(auth, v, lambda: _variables(conn, req, event))
+    if always and v.cookies:
+        conn._auth_cookie = (req, v.cookies, True)
+    conn._local_response(req, status, now, extra or None)
+    return True
+
+
+def _finish(conn: Any, v: Verdict, now: float, reuse: bool = False) -> None:
     from ._actions import CloseUpstream, TimerKind
 
     call: AuthCall = conn._auth
     conn._auth = None
-    conn._out.append(CloseUpstream(call.conn_id, False))
+    conn._out.append(CloseUpstream(call.conn_id, reuse))
     req, event, auth = call.req, call.event, call.auth
     if conn._timer is TimerKind.UPSTREAM_READ:
         conn._set_timer(None, None)

@@ -11,9 +11,14 @@ References (kubernetes/ingress-nginx):
   GET), ``global-auth-signin`` ``StringToURL``, ``global-auth-signin-redirect-param`` trimmed
   (default ``rd``), ``global-auth-response-headers`` split on ``,``, trimmed, each
   ``authreq.ValidHeader``, ``global-auth-request-redirect`` as written,
-  ``global-auth-always-set-cookie`` ``strconv.ParseBool``; ``global-auth-snippet``,
-  ``global-auth-cache-key``, ``global-auth-cache-duration`` are not implemented here (the
-  ConfigMap reader warns).
+  ``global-auth-always-set-cookie`` ``strconv.ParseBool``, ``global-auth-cache-key`` as
+  written, ``global-auth-cache-duration`` ``authreq.ParseStringToCacheDurations``
+  (proxy/_authcache.py); ``global-auth-snippet`` is not implemented here (the ConfigMap
+  reader warns).
+- ``internal/ingress/controller/config/config.go`` ``NewDefault``: the global
+  ``AuthCacheDuration`` is ``[]string{}``: with ``global-auth-cache-key`` and no
+  ``global-auth-cache-duration`` nginx.tmpl writes no ``proxy_cache_valid`` line, so only an
+  answer's own ``X-Accel-Expires`` / ``Cache-Control`` / ``Expires`` time caches it.
 - ``internal/ingress/controller/config/config.go`` ``NewDefault``: ``NoAuthLocations:
   "/.well-known/acme-challenge"``.
 - ``internal/ingress/annotations/authreqglobal/main.go``: ``enable-global-auth`` a bool,
@@ -46,11 +51,13 @@ from typing import Any
 
 from .._goparse import parse_bool
 from ._access import BASIC_AUTH_ANNOTATIONS
+from ._authcache import AuthCacheConfig, key_problem, parse_durations
 from ._extauth import _HEADER_RE, _METHODS, _NOT_FROM_AUTH, _PARAM_RE, ExtAuth, _signin, _url
 
 __all__ = ["ENABLE_GLOBAL_AUTH", "DEFAULT_NO_AUTH_LOCATIONS", "check_url", "check_method",
            "check_signin", "check_signin_param", "check_response_headers",
-           "check_request_redirect", "split_locations", "global_ext_auth", "in_locations",
+           "check_request_redirect", "check_cache_key", "check_cache_duration",
+           "split_locations", "global_ext_auth", "in_locations",
            "route_auth", "effective_auth", "fold"]
 
 #: The per-Ingress annotation (without the prefix): authreqglobal/main.go.
@@ -111,6 +118,21 @@ def check_request_redirect(value: str) -> str:
     return v
 
 
+def check_cache_key(value: str) -> str:
+    """``global-auth-cache-key`` (configmap.go: as written): ValueError where the annotation
+    ``auth-cache-key`` is warned and not cached (no nginx variable, an unsupported one)."""
+    problem = key_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def check_cache_duration(value: str) -> str:
+    """``global-auth-cache-duration`` (``ParseStringToCacheDurations``)."""
+    parse_durations(value)
+    return value
+
+
 def split_locations(value: str) -> tuple[str, ...]:
     """``no-auth-locations``: template.go ``isLocationInLocationList`` splits on ``,`` and
     trims spaces; empty items match nothing."""
@@ -119,12 +141,18 @@ def split_locations(value: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _build(url: str, method: str, signin: str, param: str, headers: tuple[str, ...],
-           redirect: str, always: bool) -> ExtAuth:
+           redirect: str, always: bool, cache_key: str = "", cache_duration: str = ""
+           ) -> ExtAuth:
     v, endpoint, tls, host, target = _url(url)
+    cache: AuthCacheConfig | None = None
+    if cache_key:
+        # config.go NewDefault: no global-auth-cache-duration, no proxy_cache_valid line.
+        items, valid = parse_durations(cache_duration) if cache_duration else ((), ())
+        cache = AuthCacheConfig(cache_key, valid, items)
     return ExtAuth(v, endpoint, tls, host, target,
                    method.encode("ascii") if method else None, signin or None,
                    param or "rd", headers,
-                   redirect.encode("ascii") if redirect else None, always)
+                   redirect.encode("ascii") if redirect else None, always, cache=cache)
 
 
 def global_ext_auth(settings: Any) -> ExtAuth | None:
@@ -136,9 +164,11 @@ def global_ext_auth(settings: Any) -> ExtAuth | None:
         ("global_auth_url", check_url), ("global_auth_method", check_method),
         ("global_auth_signin", check_signin),
         ("global_auth_signin_redirect_param", check_signin_param),
-        ("global_auth_request_redirect", check_request_redirect))
+        ("global_auth_request_redirect", check_request_redirect),
+        ("global_auth_cache_key", check_cache_key),
+        ("global_auth_cache_duration", check_cache_duration))
     for name, check in checks:
-        value = getattr(s, name)
+        value = getattr(s, name, "")
         if value:
             try:
                 if check(value) != value:
@@ -156,7 +186,8 @@ def global_ext_auth(settings: Any) -> ExtAuth | None:
         return None
     return _build(s.global_auth_url, s.global_auth_method, s.global_auth_signin,
                   s.global_auth_signin_redirect_param, s.global_auth_response_headers,
-                  s.global_auth_request_redirect, s.global_auth_always_set_cookie)
+                  s.global_auth_request_redirect, s.global_auth_always_set_cookie,
+                  s.global_auth_cache_key, s.global_auth_cache_duration)
 
 
 # ------------------------------------------------------------------ per route

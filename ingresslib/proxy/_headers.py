@@ -849,9 +849,11 @@ def forwarded_redirect_host(value: bytes) -> str | None:
     lua_ingress.lua: ``ngx.var.best_http_host = parse_x_forwarded_host()`` (the first element)
     and ``redirect_host()``: "local host_port, err = ngx_re_split(ngx.var.best_http_host,
     ":") ... return host_port[1]" (no port). Here the first element must pass the Host
-    checks (``check_host``) and is normalised like the Host (lower-case, no port, no final
-    dot, ``normalize_host``); an empty or invalid one gives None (nginx would write it as it
-    is, ``https:///path`` for an empty one)."""
+    checks (``check_host``); the value returned is normalised like the Host (lower-case, no
+    port, no final dot, ``normalize_host``), but the callers use it only as that check: the
+    Location names the element with its case as sent (``_actions.location_host_of``, as lua's
+    ``best_http_host``). An empty or invalid one gives None (nginx would write it as it is,
+    ``https:///path`` for an empty one)."""
     first = first_forwarded_host(value)
     try:
         check_host(first)

@@ -24,9 +24,10 @@ goes to nginx's own TLS port and is terminated there. Which servers and backends
 ingresslib has no ClusterIP: the ``/`` rule's route is asked for an endpoint by the router,
 as a ``GET /`` from the client would be balanced (its balancer, affinity by client address
 included), always on the primary backend: a canary on that rule gets no passthrough traffic,
-as in ingress-nginx (the canary's share of a ``GET /`` is picked again from the primary:
-``_primary``). A primary without a ready endpoint (even when its canary has one), or an
-endpoint that refuses, closes the client's connection, as a failed dial does there.
+as in ingress-nginx (``_root_pick``, ``Router._primary_pick``), and an Exact ``/`` rule beside
+the Prefix one changes nothing (there, a location of its own, never the passthrough backend).
+A primary without a ready endpoint (even when its canary has one), or an endpoint that
+refuses, closes the client's connection, as a failed dial does there.
 
 This module decides (no sockets); ``ingresslib/_passthrough_pipe.py`` moves the bytes.
 """
@@ -192,45 +193,38 @@ class PassthroughRoutes:
         if match is None:
             return CLOSE
         try:
-            decision = router.route("GET", name, "/", (), client_ip)
+            decision = _root_pick(router, match, name, client_ip)
         except Exception:  # noqa: BLE001 - a router's failure closes this connection only
             _log.exception("ssl-passthrough: routing host %s failed", name)
             return CLOSE
-        if (decision is None or decision.match is not match or decision.endpoint is None
+        if (decision is None or decision.endpoint is None
                 or getattr(decision, "default_backend", None) is not None):
-            # No ready endpoint (or an Exact '/' rule answers a lookup of '/' before the
-            # root rule: ingress-nginx would still use the root rule's Service). Nor is the
-            # Ingress's ``default-backend`` annotation's Service, which HTTP requests get when
-            # the rule's has no ready endpoint, asked: ingress-nginx pipes to the location's
-            # Service (``loc.Service``, which the fallback leaves as it is; only
-            # ``loc.Backend`` changes), whose connect then fails.
+            # No ready endpoint. Nor is the Ingress's ``default-backend`` annotation's
+            # Service, which HTTP requests get when the rule's has no ready endpoint, asked:
+            # ingress-nginx pipes to the location's Service (``loc.Service``, which the
+            # fallback leaves as it is; only ``loc.Backend`` changes), whose connect then
+            # fails.
             return CLOSE
-        if decision.canary:
-            # ingress-nginx never pipes to a canary: it dials the root location's Service,
-            # the primary (controller.go: "loc.Service" of the server's root location; a
-            # canary Ingress makes no server and its backend is only an alternative balancer
-            # of nginx's Lua, which the TCP proxy never sees).
-            decision = _primary(router, decision, name, client_ip)
-            if decision is None or decision.endpoint is None:
-                return CLOSE
         endpoint: tuple[str, int] = decision.endpoint
         return endpoint
 
 
-def _primary(router: Any, decision: Any, name: str, client_ip: str | None) -> Any:
-    """The primary (non-canary) side's pick for a ``decision`` the router gave its canary:
-    the route's main backend of ingresslib's :class:`Router` asked directly (its balancer, as
-    a request would be; no endpoint: a Decision without one, so the connection is closed, as
-    the dial to a Service without endpoints fails there). Another router (one without that
-    state) cannot be asked for the primary: its canary decision is kept."""
-    state = getattr(router, "_state", None)
-    routes = getattr(state, "routes", None)
-    match = decision.match
-    try:
-        route = routes[match.route_id] if routes is not None else None
-    except (IndexError, TypeError, AttributeError):
-        route = None
-    main = getattr(route, "main", None)
-    if main is None or getattr(main, "match", None) is not match:
-        return decision
-    return main.choose("GET", name, "/", (), client_ip, None)
+def _root_pick(router: Any, match: Any, name: str, client_ip: str | None) -> Any:
+    """The endpoint pick for a passthrough connection to ``name``, whose ``/`` rule is
+    ``match``: always from that rule's primary backend, as ingress-nginx dials the root
+    location's Service (controller.go: the first location of path ``/`` of the server, the
+    Prefix rule's, which replaced the server's default root location; an Exact ``/`` rule is
+    a location of its own after it, never the passthrough backend; a canary Ingress makes no
+    server and its backend is only an alternative balancer of nginx's Lua, which the TCP
+    proxy never sees). ingresslib's :class:`Router` is asked directly
+    (``Router._primary_pick``: the rule's balancer, affinity by client address included, as a
+    ``GET /`` would be). Another router (without that method) is asked to route a ``GET /``:
+    its decision counts only when it is the root rule's (else None: the connection is closed);
+    a canary's is kept, that router's primary unknown."""
+    pick = getattr(router, "_primary_pick", None)
+    if pick is not None:
+        return pick(match, name, "/", client_ip)
+    decision = router.route("GET", name, "/", (), client_ip)
+    if decision is None or decision.match is not match:
+        return None
+    return decision

@@ -6,7 +6,26 @@ HTTP and HTTPS listener (nginx.tmpl), and ``real_ip_header proxy_protocol;`` wit
 ``set_real_ip_from`` for each ``proxy-real-ip-cidr``: the address the header names stands for
 the client when the TCP peer is a trusted one (nginx's realip module). ``$pass_server_port`` is
 then ``$proxy_protocol_server_port`` (nginx.tmpl: "{{ if $all.Cfg.UseProxyProtocol }} set
-$pass_server_port $proxy_protocol_server_port;"), the ``X-Forwarded-Port`` sent upstream.
+$pass_server_port $proxy_protocol_server_port;"), the ``X-Forwarded-Port`` sent upstream, and
+a port of 443 makes ``$pass_access_scheme`` https (lua_ingress.lua ``rewrite()``: "if
+config.use_proxy_protocol then if ngx.var.proxy_protocol_server_port == "443" then
+ngx.var.pass_access_scheme = "https"", after a trusted X-Forwarded-Proto): X-Forwarded-Proto,
+X-Forwarded-Scheme and X-Scheme https, and no ssl-redirect, on the HTTP listener too (TLS
+ended at the load balancer); ``$scheme`` (HSTS, the app-root Location) stays the listener's.
+The server hands the port to the core as ``Proxy.connection(proxy_protocol_port=...)``.
+
+Trust: nginx reads ``$proxy_protocol_server_port`` from any peer's header; ingresslib uses
+the header's destination port under the same rule as its source, only from a peer inside
+``proxy-real-ip-cidr`` and only when the header names a client (:meth:`_Accept._hand_off`):
+an untrusted peer cannot make its requests https or choose their X-Forwarded-Port.
+
+Every listener requires the header, the TLS one too with ssl-passthrough on. (ingress-nginx
+with ``--enable-ssl-passthrough`` accepts the HTTPS port's connections in Go, nginx.go
+``setupSSLProxy``, through armon/go-proxyproto's listener, which reads a v1 header only when
+the bytes begin with "PROXY " and else takes them as the client's: the header is optional
+there, and a v2 one is taken for the ClientHello, which then fails. ingresslib keeps the rule
+of nginx's own ``listen ... proxy_protocol``, v1 or v2, on every port: a load balancer set to
+send it always does.)
 
 The reader follows nginx's src/core/ngx_proxy_protocol.c ``ngx_proxy_protocol_read`` (v1 text)
 and ``ngx_proxy_protocol_v2_read`` (v2 binary):
@@ -42,7 +61,7 @@ from .._iptext import ipv6_text
 from ._headers import _ngx_addr
 
 __all__ = ["ProxyHeader", "ProxyProtocolError", "ProxyProtocolReader", "parse_go_duration",
-           "accepting"]
+           "accepting", "admitted"]
 
 _log = logging.getLogger("ingresslib.server")
 
@@ -282,6 +301,19 @@ def parse_go_duration(text: str) -> float:
 # (An asyncio protocol by its methods: the core's modules import no asyncio, API.md; the
 # server's module, ``_server.py``, gives it its sockets.)
 
+def admitted(server: Any, transport: Any) -> bool:
+    """A new socket's admission (nginx counts a connection in worker_connections from accept):
+    False, the socket aborted and counted in ``server.refused``, when the server is shutting
+    down or holds ``max_connections`` sockets already. The first step of every listener's
+    protocol that sees the socket before its ``_Downstream`` (``_Accept`` here,
+    ``_server._TLSAccept``)."""
+    if server.draining or server.sockets_held() >= server.max_connections:
+        transport.abort()
+        server.refused += 1
+        return False
+    return True
+
+
 class _Accept:
     """A socket's first protocol with ``use-proxy-protocol`` on: reads the header (within
     ``proxy-protocol-header-timeout``), then gives the socket to ``inner`` (the listener's own
@@ -302,9 +334,7 @@ class _Accept:
 
     def connection_made(self, transport: Any) -> None:
         srv = self.server
-        if srv.draining or srv.sockets_held() >= srv.max_connections:
-            transport.abort()
-            srv.refused += 1
+        if not admitted(srv, transport):
             return
         self.transport = transport
         srv.handshaking[self] = transport

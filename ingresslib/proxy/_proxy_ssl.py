@@ -36,7 +36,15 @@ with verification on (ngx_http_upstream_ssl_handshake: "if (u->conf->ssl_verify)
 (:func:`name_matches`), and sends SNI only with ``proxy_ssl_server_name on``, whatever
 ``proxy_ssl_verify`` says.
 
-The core decides per route (:class:`ProxySSL` in ``RouteOptions.proxy_ssl``; the Secret is
+nginx.tmpl writes them in the server block too ("{{ if not (empty $server.ProxySSL.CAFileName)
+}} ..."), from the host's first Ingress (oldest first) whose Secret has a ``ca.crt``
+(controller.go ``createServers``), and nginx inherits each directive a location does not write:
+:class:`ServerProxySSL`, :func:`_merge`. A TLS attempt with no ``proxy_ssl_*`` at all gets
+nginx's defaults (:data:`NGINX_DEFAULT`: no SNI, ``proxy_ssl_server_name off``; nginx.tmpl's
+http block writes none, only the external-auth location "proxy_ssl_server_name on").
+
+The core decides per route (:class:`ProxySSL` in ``RouteOptions.proxy_ssl``, its server's
+attached by ``RouteOptionsSource.options_for``; the Secret is
 read again whenever the router's Secrets change) and hands the result to the driver in
 ``OpenUpstream.tls_config`` (:class:`UpstreamTLS`, frozen and hashable); ProxyServer builds
 one ``SSLContext`` per distinct value (ingresslib/_upstream_tls.py ``client_context``: this
@@ -56,8 +64,9 @@ from typing import Any
 
 from .._goparse import parse_int
 
-__all__ = ["PROXY_SSL_ANNOTATIONS", "DEFAULT_NAME", "UpstreamTLS", "UNUSABLE", "ProxySSL",
-           "parse_proxy_ssl", "server_hostname", "peer_problem", "name_matches"]
+__all__ = ["PROXY_SSL_ANNOTATIONS", "DEFAULT_NAME", "UpstreamTLS", "UNUSABLE", "NGINX_DEFAULT",
+           "ProxySSL", "ServerProxySSL", "HostProxySSL", "parse_proxy_ssl", "server_proxy_ssl",
+           "with_server", "server_hostname", "peer_problem", "name_matches"]
 
 PROXY_SSL_ANNOTATIONS = frozenset({
     "proxy-ssl-secret", "proxy-ssl-verify", "proxy-ssl-verify-depth", "proxy-ssl-name",
@@ -116,6 +125,12 @@ class UpstreamTLS:
 #: (``ProxySSL.config`` denies it now): a configuration no driver can connect with
 #: (verification without any CA), so that the connect fails rather than go unverified.
 UNUSABLE = UpstreamTLS(verify=True, ca=None, server_name="")
+#: nginx's own ``proxy_ssl_*`` defaults (no verification, no client certificate, no SNI:
+#: ``proxy_ssl_server_name off``), what a TLS attempt of a route gets when neither its
+#: location nor its server (host) writes any: nginx.tmpl's http block sets none of them (only
+#: ``proxy_ssl_session_reuse on``), the external-auth location alone says
+#: ``proxy_ssl_server_name on``.
+NGINX_DEFAULT = UpstreamTLS()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +147,74 @@ class _Values:
     ciphers: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """One location's or server's ``proxy_ssl_*`` as nginx.tmpl writes them: the values and
+    the Secret's ``ca.crt`` and ``tls.crt``/``tls.key`` pair (``values`` None: ingress-nginx's
+    empty ``proxyssl.Config``, an Ingress without a usable ``proxy-ssl-secret``)."""
+
+    values: _Values | None = None
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+
+_EMPTY = _Level()
+
+
+def _merge(own: _Level, server: _Level | None) -> UpstreamTLS:
+    """What nginx runs for a location writing ``own`` in a server writing ``server``: a
+    directive the location does not write is inherited from the server block (nginx's
+    ``ngx_http_proxy_merge_loc_conf``, directive by directive), one neither writes keeps
+    nginx's default.
+
+    nginx.tmpl, location: the five of ``ca.crt`` (``proxy_ssl_trusted_certificate``,
+    ``_ciphers``, ``_protocols``, ``_verify``, ``_verify_depth``) with a CA, ``proxy_ssl_name``
+    when ``proxy-ssl-name`` is set, ``proxy_ssl_server_name`` whenever the location has a
+    usable ``proxy-ssl-secret`` (proxyssl.go: "on" or "off", never empty), the client
+    certificate with a pair. Server: the same five with a CA and, with a CA and a
+    ``proxy-ssl-name``, ``proxy_ssl_name`` and ``proxy_ssl_server_name``; the client
+    certificate with a pair, CA or not."""
+    s = server if server is not None else _EMPTY
+    base = own if own.ca is not None else s if s.ca is not None else None
+    p, sv = own.values, s.values
+    if p is not None and p.server_name:
+        name = p.server_name
+    elif s.ca is not None and sv is not None and sv.server_name:
+        name = sv.server_name
+    else:
+        name = DEFAULT_NAME
+    if p is not None:
+        sni = p.sni
+    elif s.ca is not None and sv is not None and sv.server_name:
+        sni = sv.sni
+    else:
+        sni = False
+    pair = own if own.cert is not None else s if s.cert is not None else _EMPTY
+    if base is None or base.values is None:
+        return UpstreamTLS(cert=pair.cert, key=pair.key, server_name=name, sni=sni)
+    b = base.values
+    return UpstreamTLS(verify=b.verify, ca=base.ca, cert=pair.cert, key=pair.key,
+                       server_name=name, sni=sni, protocols=b.protocols, ciphers=b.ciphers,
+                       depth=b.depth)
+
+
 class ProxySSL:
     """One route's ``proxy-ssl-*``: :meth:`config` gives the ``UpstreamTLS`` (the Secret read
-    when the router's Secrets change) or why the location is denied."""
+    when the router's Secrets change) or why the location is denied. ``server``: its host's
+    server-level ``proxy_ssl_*`` (:class:`ServerProxySSL`), inherited where the route writes
+    none (:func:`with_server`)."""
 
-    __slots__ = ("values", "denied_reason", "_secrets", "_source", "_result", "_warn", "_where")
+    __slots__ = ("values", "denied_reason", "server", "_secrets", "_source", "_result", "_warn",
+                 "_where")
 
     def __init__(self, values: _Values | None, denied: str | None,
                  secrets: Callable[[], Any] | None, warn: Callable[[str], None] | None,
-                 where: str) -> None:
+                 where: str, server: ServerProxySSL | None = None) -> None:
         self.values = values
         #: A denial known from the annotations alone (a bad reference): every request 503.
         self.denied_reason = denied
+        self.server = server
         self._secrets = secrets
         self._source: Any = _UNSET
         self._result: tuple[UpstreamTLS | None, str | None] = (None, denied)
@@ -152,50 +223,67 @@ class ProxySSL:
 
     def config(self) -> tuple[UpstreamTLS | None, str | None]:
         """``(tls, None)``, or ``(None, reason)`` when the location is denied (503)."""
-        if self.denied_reason is not None or self.values is None:
+        if self.denied_reason is not None:
             return None, self.denied_reason
+        if self.values is None and self.server is None:
+            return NGINX_DEFAULT, None
         source = self._secrets() if self._secrets is not None else None
         if source is not self._source:
             self._source = source
-            self._result = self._resolve(source)
-            if self._result[1] is not None and self._warn is not None:
-                from ._annotations import PREFIX, RouteWarning, annotation_field
+            own, reason = self._level(source)
+            if reason is not None:
+                self._result = (None, reason)
+                if self._warn is not None:
+                    from ._annotations import PREFIX, RouteWarning, annotation_field
 
-                self._warn(RouteWarning.on(self._where, self._result[1],
-                                           annotation_field(PREFIX + "proxy-ssl-secret")))
+                    self._warn(RouteWarning.on(self._where, reason,
+                                               annotation_field(PREFIX + "proxy-ssl-secret")))
+            else:
+                server = self.server.level(source) if self.server is not None else None
+                self._result = (_merge(own, server), None)
         return self._result
 
-    def _resolve(self, source: Any) -> tuple[UpstreamTLS | None, str | None]:
+    def server_secret(self) -> str | None:
+        """``namespace/name`` of the Secret the server block's ``proxy_ssl_*`` come from (the
+        host's :class:`ServerProxySSL`), or None: none (explain's ``proxy_ssl``)."""
+        if self.server is None:
+            return None
+        v = self.server.level(self._secrets() if self._secrets is not None else None).values
+        return None if v is None else f"{v.namespace}/{v.name}"
+
+    def _level(self, source: Any) -> tuple[_Level, str | None]:
+        """The route's own :class:`_Level` (:data:`_EMPTY` without values), or why its
+        Secret cannot be used."""
+        if self.denied_reason is not None:
+            return _EMPTY, self.denied_reason
+        if self.values is None:
+            return _EMPTY, None
+        return self._resolve(source)
+
+    def _resolve(self, source: Any) -> tuple[_Level, str | None]:
         v = self.values
         assert v is not None
         ref = f"{v.namespace}/{v.name}"
         if source is None:
-            return None, (f"proxy-ssl-secret {ref}: the router exposes no resources.secrets; "
-                          "the routes answer 503")
+            return _EMPTY, (f"proxy-ssl-secret {ref}: the router exposes no resources.secrets; "
+                            "the routes answer 503")
         secret = None
         for s in source:
             meta = s.metadata
             if meta.name == v.name and (meta.namespace or "default") == v.namespace:
                 secret = s
         if secret is None:
-            return None, (f"proxy-ssl-secret {ref}: no such Secret; the routes answer 503, as "
-                          "ingress-nginx denies the location (\"error obtaining certificate\")")
+            return _EMPTY, (f"proxy-ssl-secret {ref}: no such Secret; the routes answer 503, as "
+                            "ingress-nginx denies the location (\"error obtaining certificate\")")
         ca = secret.get_bytes("ca.crt") or None
         cert = secret.get_bytes("tls.crt") or None
         key = secret.get_bytes("tls.key") or None
         problem = _secret_problem(ca, cert, key)
         if problem is not None:
-            return None, f"proxy-ssl-secret {ref}: {problem}; the routes answer 503"
+            return _EMPTY, f"proxy-ssl-secret {ref}: {problem}; the routes answer 503"
         pair = cert is not None and key is not None
-        if ca is None:
-            # nginx.tmpl writes verify, depth, protocols and ciphers only with a CA: nginx's
-            # defaults hold.
-            return UpstreamTLS(cert=cert if pair else None, key=key if pair else None,
-                               server_name=v.server_name or DEFAULT_NAME, sni=v.sni), None
-        return UpstreamTLS(verify=v.verify, ca=ca, cert=cert if pair else None,
-                           key=key if pair else None,
-                           server_name=v.server_name or DEFAULT_NAME, sni=v.sni,
-                           protocols=v.protocols, ciphers=v.ciphers, depth=v.depth), None
+        # nginx.tmpl writes verify, depth, protocols and ciphers only with a CA (``_merge``).
+        return _Level(v, ca, cert if pair else None, key if pair else None), None
 
 
 _UNSET = object()
@@ -314,6 +402,10 @@ def parse_proxy_ssl(annotations: Mapping[str, str], prefix: str, namespace: str 
             # context (ingresslib/_upstream_tls.py): the connects fail (502) with a warning, where
             # nginx fails its configuration test ("SSL_CTX_set_cipher_list failed").
             ciphers = c
+    if verify and server_name is not None and ":" in server_name:
+        warn(prefix + "proxy-ssl-name", f"{server_name!r} is an IPv6 address: nginx cuts the "
+             "name at its first ':' (ngx_http_upstream_ssl_name), so the backend's certificate "
+             "never matches it; ingresslib fails these connects too (502)")
     if verify and server_name is None:
         warn(prefix + "proxy-ssl-verify", f"on without {prefix}proxy-ssl-name: the backend's "
              f"certificate is checked against the name {DEFAULT_NAME} (nginx's $proxy_host in "
@@ -324,6 +416,110 @@ def parse_proxy_ssl(annotations: Mapping[str, str], prefix: str, namespace: str 
     if secrets is not None:
         out.config()  # the Secret's problems said now (the server's log at start), not later
     return out
+
+
+# ---------------------------------------------------------------- the server (host) level
+
+class ServerProxySSL:
+    """A server's (host's) ``proxy_ssl_*``: nginx.tmpl writes ``$server.ProxySSL`` in the
+    server block, and controller.go ``createServers`` sets it, for each Ingress oldest first
+    and each of its rules for the host, with "if server.ProxySSL.CAFileName == "" {
+    server.ProxySSL = anns.ProxySSL }": the first Ingress whose Secret has a ``ca.crt`` wins
+    for good; before one, each Ingress replaces the previous one's (an Ingress without a usable
+    ``proxy-ssl-secret`` with an empty configuration), so without any CA it is the last
+    Ingress's (its client certificate alone is written). ``candidates`` in that order (None:
+    an Ingress without ``proxy-ssl-secret``); resolved again when the Secrets change."""
+
+    __slots__ = ("candidates", "_source", "_level")
+
+    def __init__(self, candidates: tuple[ProxySSL | None, ...]) -> None:
+        self.candidates = candidates
+        self._source: Any = _UNSET
+        self._level = _EMPTY
+
+    def level(self, source: Any) -> _Level:
+        """The server block's :class:`_Level` under the Secrets ``source``."""
+        if source is not self._source:
+            self._source = source
+            last = _EMPTY
+            for c in self.candidates:
+                # An unusable Secret: proxyssl.go returns "&Config{}" with its error.
+                last = c._level(source)[0] if c is not None else _EMPTY
+                if last.ca is not None:
+                    break
+            self._level = last
+        return self._level
+
+
+def server_proxy_ssl(served: Any, prefix: str) -> dict[str | None, ServerProxySSL]:
+    """Per rule host as written (None: the host-less rules' server, ingress-nginx's ``_``) of
+    the served Ingresses ``served`` (oldest first), its :class:`ServerProxySSL`; only hosts
+    some Ingress of which has ``proxy-ssl-secret``. Canary Ingresses take no part (their
+    ``proxy-ssl-*`` is ignored, ``parse_route_options``); a rule without ``http`` neither
+    (controller.go: "if rule.HTTP == nil && host != defServerName { continue }")."""
+    from .._table import _split_canaries
+
+    mains = _split_canaries(served)[0]
+    key = prefix + "proxy-ssl-secret"
+    if not any(key in ing.metadata.annotations for ing in mains):
+        return {}
+    parsed: dict[int, ProxySSL | None] = {}
+    hosts: dict[str | None, list[ProxySSL | None]] = {}
+    for ing in mains:
+        meta = ing.metadata
+        if id(ing) not in parsed:
+            # Its warnings are its routes' own (``parse_route_options``): none said here.
+            parsed[id(ing)] = parse_proxy_ssl(
+                meta.annotations, prefix, meta.namespace, lambda k, m: None, None, None,
+                f"Ingress {meta.namespace or 'default'}/{meta.name}")
+        for rule in ing.spec.rules:
+            if rule.paths is None and rule.host:
+                continue
+            hosts.setdefault(rule.host or None, []).append(parsed[id(ing)])
+    out: dict[str | None, ServerProxySSL] = {}
+    for host, candidates in hosts.items():
+        if any(c is not None for c in candidates):
+            out[host] = ServerProxySSL(tuple(candidates))
+    return out
+
+
+def with_server(own: ProxySSL | None, server: ServerProxySSL,
+                secrets: Callable[[], Any] | None) -> ProxySSL:
+    """The route's ``proxy-ssl-*`` (``own``, None: none) inside its server's ``server``: a
+    new :class:`ProxySSL` (``own`` may be shared) whose :meth:`ProxySSL.config` merges both
+    (``_merge``)."""
+    if own is None:
+        return ProxySSL(None, None, secrets, None, "", server)
+    return ProxySSL(own.values, own.denied_reason, own._secrets, own._warn, own._where, server)
+
+
+class HostProxySSL:
+    """:func:`server_proxy_ssl` of a router's table, derived once per table (the router's
+    ``table``; ``table.served``, oldest first). Cold path: called once per ``Match``."""
+
+    __slots__ = ("table", "servers")
+
+    def __init__(self) -> None:
+        self.table: Any = object()
+        self.servers: dict[str | None, ServerProxySSL] = {}
+
+    def for_host(self, router: Any, host: str | None) -> ServerProxySSL | None:
+        """The server-level ``proxy_ssl_*`` of the rule host ``host`` (as written; None: the
+        host-less rules'), or None: none."""
+        table = getattr(router, "table", None)
+        if table is not self.table:
+            served = getattr(table, "served", None)
+            self.servers = server_proxy_ssl(served, _prefix()) if served else {}
+            self.table = table
+        if not self.servers:
+            return None
+        return self.servers.get(host)
+
+
+def _prefix() -> str:
+    from ._annotations import PREFIX
+
+    return PREFIX
 
 
 def _is_ip(value: str) -> bool:
@@ -375,8 +571,11 @@ def name_matches(cert: Mapping[str, Any], name: str) -> bool:
     else folded: a ``K`` KELVIN SIGN is no ``k``; a NUL in the pattern never matches), with a
     ``*`` honoured only where ``valid_star`` allows one (:func:`_dns_match`). An empty name
     matches nothing ("if (name->len == 0) { goto failed; }"). A trailing dot of ``name`` is
-    dropped (``proxy-ssl-name`` is read without it: ingresslib's choice)."""
-    if not name:
+    dropped (``proxy-ssl-name`` is read without it: ingresslib's choice). A name with a ``:``
+    (an IPv6 ``proxy-ssl-name``) matches nothing: nginx's ``ngx_http_upstream_ssl_name`` cuts
+    the name at its first ``:`` (a port, it assumes), so it checks ``""`` for ``::1`` or
+    ``fe80`` for ``fe80::1``; ingresslib fails closed rather than check such a prefix."""
+    if not name or ":" in name:
         return False
     host = name.rstrip(".").encode("utf-8", "surrogatepass")
     dns = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]

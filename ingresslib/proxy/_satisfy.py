@@ -141,7 +141,8 @@ def any_step(access: Access, client_ip: str | None,
     """nginx's access phase under ``satisfy any`` for the source ranges and basic
     authentication of ``access`` (``access.any`` set): ``(status, WWW-Authenticate or None,
     final)``. ``(0, None, True)``: a check let the request in (the auth subrequest is not
-    asked); ``(0, None, False)``: none decided; ``(401 or 403, challenge, False)``: every check
+    asked; ``(0, value, True)`` when digest authentication did: its Authentication-Info);
+    ``(0, None, False)``: none decided; ``(401 or 403, challenge, False)``: every check
     that decided refused (a following auth subrequest may still let it in); ``final`` with a
     status: the answer now (503 for a denied location, 403 for ``block-cidrs``)."""
     sat = access.any
@@ -167,12 +168,13 @@ def any_step(access: Access, client_ip: str | None,
         # auth_basic): the request's method, target and time (``access_answer``'s
         # ``request``), its challenge per request.
         status, challenge = verify(authorization(), *(
-            request() if request is not None else (b"", b"", 0.0)))
+            request() if request is not None else (b"", b"", 0.0)),
+            client_ip if request is not None else None)
     else:
         status, _ = basic.check(authorization())
         challenge = basic.challenge if status == _UNAUTHORIZED else None
     if status == 0:
-        return 0, None, True
+        return 0, challenge, True  # (digest: its Authentication-Info value, else None)
     if status == _UNAUTHORIZED:
         return _UNAUTHORIZED, challenge, False
     return status, None, True

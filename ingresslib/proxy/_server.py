@@ -51,11 +51,12 @@ from ._actions import (
     TimerKind,
     TunnelEstablished,
 )
+from ._server_authpool import auth_adopt, auth_take, close_auth_pools
 from ._client_hello import ClientHelloReader
-from ._proxy_protocol import accepting
+from ._proxy_protocol import accepting, admitted
 from ._passthrough import CLOSE as _PASSTHROUGH_CLOSE
 from ._passthrough import PassthroughRoutes
-from ._proxy_ssl import UpstreamTLS, peer_problem, server_hostname
+from ._proxy_ssl import NGINX_DEFAULT, UpstreamTLS, peer_problem, server_hostname
 from .._upstream_tls import client_context
 from ._settings import ProxySettings
 
@@ -441,7 +442,12 @@ class UpstreamPool:
     def idle_count(self, endpoint: tuple[str, int] | None = None, tls: bool = False,
                    tls_config: UpstreamTLS | None = None) -> int:
         if endpoint is not None:
-            return len(self._idle.get((endpoint, tls, tls_config), ()))
+            n = len(self._idle.get((endpoint, tls, tls_config), ()))
+            if tls and tls_config is None:
+                # A route's TLS without proxy-ssl-* (nginx's defaults, proxy/_proxy_ssl.py
+                # NGINX_DEFAULT) counts as TLS without a configuration, as it used to.
+                n += len(self._idle.get((endpoint, tls, NGINX_DEFAULT), ()))
+            return n
         return len(self._lru)
 
     def close(self) -> None:
@@ -658,7 +664,8 @@ class _Downstream(asyncio.Protocol):
             (peer[0], peer[1]) if peer else None, tls=self.tls,
             local_port=local[1] if local else None, now=now,
             refuse_requests=_TO_HTTPS if self.to_https else None, offload=True, throttle=True,
-            client_cert=client_cert)
+            client_cert=client_cert,
+            proxy_protocol_port=local[1] if self.proxied is not None else None)
         actions = self.conn.start(now)
         spent = now - self.accepted
         if (self.tls or self.to_https) and spent > 0:
@@ -1036,7 +1043,7 @@ class _Downstream(asyncio.Protocol):
                         self.resume_client()
                     if up is not None:
                         if a.reuse:  # type: ignore[union-attr]
-                            self.server.pool.put(up)
+                            up.pool.put(up)  # (the server's, or an auth-keepalive pool)
                         else:
                             up.close()
                     else:
@@ -1120,7 +1127,12 @@ class _Downstream(asyncio.Protocol):
         srv = self.server
         # pooled=False: the core retries after a pooled connection turned out dead; it must be
         # a fresh connection this time.
-        up = srv.pool.take(a.endpoint, a.tls, a.tls_config) if a.pooled else None
+        if not a.pooled:
+            up = None
+        elif self.conn._auth is None:
+            up = srv.pool.take(a.endpoint, a.tls, a.tls_config)
+        else:  # auth-keepalive: the auth service's own pool (proxy/_authkeepalive.py)
+            up = auth_take(self, a)
         if up is not None:
             self._adopt(up, a)
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
@@ -1140,6 +1152,8 @@ class _Downstream(asyncio.Protocol):
         up.send_timeout = a.send_timeout
         up.requests += 1
         self.upstreams[a.conn_id] = up
+        if self.conn._auth is not None:
+            auth_adopt(self, up, a)  # (an auth-keepalive connection goes to its own pool)
         if (self.client_full or self.rate_paused) and up.transport is not None:
             up.transport.pause_reading()
 
@@ -1534,9 +1548,7 @@ class _TLSAccept(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         srv = self.server
-        if srv.draining or srv.sockets_held() >= srv.max_connections:
-            transport.abort()
-            srv.refused += 1
+        if not admitted(srv, transport):
             return
         self.transport = transport
         self.down = down = _Downstream(srv, True)
@@ -2126,6 +2138,7 @@ class ProxyServer:
         for t in list(self.tasks):
             t.cancel()
         self.pool.close()
+        close_auth_pools(self.pool)
         watch = self._hup_watcher(create=False)
         self._hup_watch = None
         if watch is not None:

@@ -348,6 +348,10 @@ class ProxySettings:
     #: 599). proxy/_ratelimit.py.
     limit_req_status_code: int = 503
     limit_conn_status_code: int = 503
+    #: ingress-nginx ``global-rate-limit-status-code`` (default 429): the status of a request
+    #: refused by ``global-rate-limit`` (global_throttle.lua "ngx_exit(config.status_code)";
+    #: 400 to 599 here). proxy/_globalratelimit.py.
+    global_rate_limit_status_code: int = 429
     #: ingress-nginx ``limit-rate`` / ``limit-rate-after`` (kilobytes, 1024 bytes; default
     #: 0): every location's response bandwidth per request, and the bytes sent before it
     #: applies (nginx's ``limit_rate`` / ``limit_rate_after``); the annotations' defaults.
@@ -416,6 +420,13 @@ class ProxySettings:
     global_auth_response_headers: tuple[str, ...] = ()
     global_auth_request_redirect: str = ""
     global_auth_always_set_cookie: bool = False
+    #: ``global-auth-cache-key`` / ``global-auth-cache-duration``: the global auth service's
+    #: answers cached as ``auth-cache-key`` / ``auth-cache-duration`` cache a location's
+    #: (proxy/_authcache.py); "" no cache. Without a duration (config.go NewDefault: none)
+    #: only an answer's own X-Accel-Expires / Cache-Control / Expires time caches it. A key
+    #: without an nginx variable, with an unsupported one, or an invalid duration: ValueError.
+    global_auth_cache_key: str = ""
+    global_auth_cache_duration: str = ""
     #: ingress-nginx ``no-auth-locations`` (default ``/.well-known/acme-challenge``): a route
     #: whose rule path starts with one of these gets no external authentication (global or
     #: its own ``auth-url``) and no basic auth (nginx.tmpl ``isLocationInLocationList``).
@@ -488,7 +499,8 @@ class ProxySettings:
                 parse_add_headers(self.proxy_set_headers) != self.proxy_set_headers:
             raise ValueError(f"proxy_set_headers: {self.proxy_set_headers!r} is not "
                              "\"namespace/name\"")
-        for name in ("limit_req_status_code", "limit_conn_status_code"):
+        for name in ("limit_req_status_code", "limit_conn_status_code",
+                     "global_rate_limit_status_code"):
             if not 400 <= getattr(self, name) <= 599:
                 # nginx's limit_req_status / limit_conn_status: "value must be between 400
                 # and 599" (ngx_conf_check_num_bounds), else nginx -t fails.

@@ -65,7 +65,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMap
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
-from ._asgi_lifespan import _SubLifespan
+from ._asgi_lifespan import _SubLifespan, close_idle_auth
 from ._asgi_mounts import _MountReport
 from ._asgi_reply import BodyTooLarge as BodyTooLarge
 from ._asgi_reply import _answer_options, _Reply
@@ -584,22 +584,21 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 await reply.local(err.status_hint)
                 return
             cert_hosts = self._cert_hosts
-            if settings.deny_unenforced_access_annotations and (
-                    cert_hosts.auths
+            #: A host with auth-tls-* served unverified: the client's ssl-client-* never reach
+            #: the app (_asgi_unverified.py).
+            unverified = False
+            if (cert_hosts.auths
                     or cert_hosts.table is not getattr(self.router, "table", None)) \
                     and cert_hosts.auth_for(self.router, host) is not None:
-                # auth-tls-* holds for the whole server (every Ingress's routes of the host, a
-                # server-alias, paths no rule covers): no client certificate is verified here,
-                # so every request of such a host fails closed (proxy/_clientcert.py HostAuths)
-                # unless unenforced access annotations are served (as the Ingress's routes).
-                await reply.local(503)
-                return
-            #: Such a host served unverified: the client's ssl-client-* never reach the app
-            #: (_asgi_unverified.py).
-            unverified = not settings.deny_unenforced_access_annotations and (
-                cert_hosts.auths
-                or cert_hosts.table is not getattr(self.router, "table", None)) \
-                and cert_hosts.auth_for(self.router, host) is not None
+                if settings.deny_unenforced_access_annotations:
+                    # auth-tls-* holds for the whole server (every Ingress's routes of the
+                    # host, a server-alias, paths no rule covers): no client certificate is
+                    # verified here, so every request of such a host fails closed
+                    # (proxy/_clientcert.py HostAuths) unless unenforced access annotations
+                    # are served (as the Ingress's routes).
+                    await reply.local(503)
+                    return
+                unverified = True
             scheme = "https" if secure else "http"
             app: ASGIApp | None = None
             mount = ""
@@ -1232,6 +1231,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                            if e]
                 for s in started:
                     await s.finish()
+            if phase == "shutdown":
+                close_idle_auth()  # the idle auth-keepalive connections (_asgi_lifespan.py)
             if errors:
                 await send({"type": f"lifespan.{phase}.failed", "message": "; ".join(errors)})
             else:

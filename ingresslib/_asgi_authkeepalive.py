@@ -12,6 +12,7 @@ service (host:port, TLS) and keep-alive numbers.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -19,15 +20,39 @@ from typing import Any
 
 import h11
 
-from .proxy._authkeepalive import AuthKeepalive, reusable
+from .proxy._authkeepalive import KEEPALIVE_TIME, AuthKeepalive, reusable
+from .proxy._server import socket_has_input
+from .proxy._server_authpool import PRUNE_AT
 
-__all__ = ["AsgiAuthPool", "asgi_pool", "ask_pooled"]
+__all__ = ["AsgiAuthPool", "asgi_pool", "ask_pooled", "close_loop_pools"]
+
+
+def _unread(transport: Any) -> bool:
+    """Whether the socket of ``transport`` holds input the loop has not read yet (bytes, an
+    EOF, an error): a poll with no wait, nothing consumed; the core's pool asks the same
+    (proxy/_server.py ``_unread_input``, nginx's ``ngx_http_upstream_free_keepalive_peer``:
+    ``recv(c->fd, buf, 1, MSG_PEEK)``). Bytes an auth service wrote after its answer (a body
+    longer than its Content-Length, a HEAD answer's body written apart) are there before the
+    loop's next poll moves them to the stream: a connection taken in between would have the
+    next subrequest -- another client's -- read them as its answer. A socket that cannot be
+    asked (no descriptor, no ``poll``) counts as clean."""
+    return socket_has_input(transport.get_extra_info("socket"))
+
+
+def _delay(seconds: float) -> float | None:
+    """``asyncio.timeout``'s delay for a route's timeout (an infinite one: none)."""
+    return None if math.isinf(seconds) else max(seconds, 0.0)
+
+
+def _after(seconds: float) -> float | None:
+    """The loop time ``seconds`` from now (an infinite timeout: None, no deadline)."""
+    return None if math.isinf(seconds) else asyncio.get_running_loop().time() + max(seconds, 0.0)
 
 
 class _Idle:
     """One keep-alive connection to an auth service (IngressASGI's asyncio streams)."""
 
-    __slots__ = ("reader", "writer", "requests", "idle_since")
+    __slots__ = ("reader", "writer", "requests", "idle_since", "born")
 
     def __init__(self, reader: Any, writer: Any) -> None:
         self.reader = reader
@@ -35,13 +60,18 @@ class _Idle:
         #: Subrequests carried (``auth-keepalive-requests``).
         self.requests = 0
         self.idle_since = 0.0
+        #: The pool clock's time of the connect (None: not known, not checked):
+        #: ``KEEPALIVE_TIME`` counts from here.
+        self.born: float | None = None
 
     def usable(self) -> bool:
-        """Open, and nothing (bytes, an EOF) arrived while idle (nginx's close handler)."""
+        """Open, and nothing (bytes, an EOF) arrived while idle (nginx's close handler):
+        neither in the stream's buffer nor in the socket, not read by the loop yet
+        (``_unread``)."""
         t = self.writer.transport
         r = self.reader
         return not (t is None or t.is_closing() or r.at_eof() or r.exception() is not None
-                    or len(r._buffer))
+                    or len(r._buffer) or _unread(t))
 
     def close(self) -> None:
         self.writer.close()
@@ -68,7 +98,12 @@ class AsgiAuthPool:
         return None
 
     def put(self, c: _Idle) -> None:
-        if c.requests >= self.ka.requests or not c.usable():
+        # (nginx's ngx_http_upstream_free_keepalive_peer: "c->requests >=
+        # kp->conf->requests", "ngx_current_msec - c->start_time > kp->conf->time": the
+        # auth upstream block sets no keepalive_time, its default 1 h applies, as in the
+        # core's auth pools, proxy/_server_authpool.py)
+        if c.requests >= self.ka.requests or not c.usable() or (
+                c.born is not None and self.clock() - c.born > KEEPALIVE_TIME):
             c.close()
             return
         c.idle_since = self.clock()
@@ -102,9 +137,15 @@ class AsgiAuthPool:
         self.idle = []
 
 
+class _Pools(dict[tuple[Any, ...], AsgiAuthPool]):
+    """One loop's auth pools; ``prune_at``: the count at which the empty ones are dropped
+    when another is made (twice the count left by the last pruning, at least ``PRUNE_AT``)."""
+
+    prune_at = PRUNE_AT
+
+
 #: The running event loop -> its auth pools (an asyncio connection belongs to one loop).
-_ASGI_POOLS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], AsgiAuthPool]] = \
-    weakref.WeakKeyDictionary()
+_ASGI_POOLS: weakref.WeakKeyDictionary[Any, _Pools] = weakref.WeakKeyDictionary()
 
 
 def asgi_pool(auth: Any, clock: Callable[[], float] | None = None) -> AsgiAuthPool:
@@ -113,12 +154,35 @@ def asgi_pool(auth: Any, clock: Callable[[], float] | None = None) -> AsgiAuthPo
     loop = asyncio.get_running_loop()
     pools = _ASGI_POOLS.get(loop)
     if pools is None:
-        pools = _ASGI_POOLS[loop] = {}
+        pools = _ASGI_POOLS[loop] = _Pools()
     key = (auth.endpoint, auth.tls, ka.connections, ka.requests, ka.timeout)
     pool = pools.get(key)
     if pool is None:
+        if len(pools) >= pools.prune_at:
+            # The pools holding no idle connection are dropped (made again when needed), as
+            # the core's (proxy/_server_authpool.py ``_prune``): the pools follow the routes
+            # as they are, not every configuration ever loaded.
+            for k in [k for k, p in pools.items() if not p.idle and p._sweeper is None]:
+                del pools[k]
+            pools.prune_at = max(PRUNE_AT, 2 * len(pools))
         pool = pools[key] = AsgiAuthPool(ka, clock or time.monotonic)
     return pool
+
+
+def close_loop_pools() -> int:
+    """Close the running loop's idle auth connections (IngressASGI's lifespan shutdown,
+    _asgi_lifespan.py; as ProxyServer's shutdown closes its auth pools): the number closed.
+    The pools stay (empty, their sweep timers cancelled): a subrequest still under way puts
+    its connection back into its pool as before."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return 0
+    n = 0
+    for pool in (_ASGI_POOLS.get(loop) or {}).values():
+        n += len(pool.idle)
+        pool.close()
+    return n
 
 
 async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
@@ -145,45 +209,51 @@ async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
                 _log.info("auth-url %s: cannot connect (%s): 500", auth.url, _why(e))
                 return FAILED
             c = _Idle(reader, writer)
+            c.born = pool.clock()
         c.requests += 1
         parser = _H11Reader(True, max_head)
         parser.method = auth.method or b"GET"
         got = False
 
         async def answer(conn: _Idle) -> h11.Response | str:
-            """The final answer's head once its body is read, or why there is none."""
+            """The final answer's head once its body is read, or why there is none: the
+            head within proxy-read-timeout of the subrequest sent, then at most that between
+            two reads of its body (as the core's auth_data, proxy/_extauth.py)."""
             nonlocal got
             spent = 0
             response: h11.Response | None = None
-            while True:
-                before = len(parser._buf._data)
-                event = parser.next_event()
-                kind = type(event)
-                if kind is h11.Response or kind is h11.InformationalResponse:
-                    spent += before - len(parser._buf._data)
-                    if spent > max_head:
-                        return "a head over max-response-header-size"
-                if kind is h11.Response:
-                    response = event
-                    continue
-                if kind is h11.InformationalResponse:
-                    if event.status_code == 101:
-                        return "a 101 answer"
-                    continue
-                if kind is h11.EndOfMessage and response is not None:
-                    return response
-                if kind is h11.ConnectionClosed:
-                    return "closed without an answer"
-                if kind is h11.Data:
-                    continue
-                data = await conn.reader.read(65536)
-                got = got or bool(data)
-                parser.receive_data(data)
+            async with asyncio.timeout(_delay(opts.read_timeout)) as deadline:
+                while True:
+                    before = len(parser._buf._data)
+                    event = parser.next_event()
+                    kind = type(event)
+                    if kind is h11.Response or kind is h11.InformationalResponse:
+                        spent += before - len(parser._buf._data)
+                        if spent > max_head:
+                            return "a head over max-response-header-size"
+                    if kind is h11.Response:
+                        response = event
+                        continue
+                    if kind is h11.InformationalResponse:
+                        if event.status_code == 101:
+                            return "a 101 answer"
+                        continue
+                    if kind is h11.EndOfMessage and response is not None:
+                        return response
+                    if kind is h11.ConnectionClosed:
+                        return "closed without an answer"
+                    if kind is h11.Data:
+                        continue
+                    if response is not None:
+                        deadline.reschedule(_after(opts.read_timeout))  # (the body's reads)
+                    data = await conn.reader.read(65536)
+                    got = got or bool(data)
+                    parser.receive_data(data)
 
         try:
             c.writer.write(head)
             await _within(c.writer.drain(), opts.send_timeout)
-            response = await _within(answer(c), opts.read_timeout)
+            response = await answer(c)
         except (OSError, asyncio.TimeoutError, h11.RemoteProtocolError, ValueError) as e:
             c.close()
             if reused and not got and not isinstance(e, asyncio.TimeoutError):
@@ -193,6 +263,12 @@ async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
                 continue
             _log.info("auth-url %s: no valid answer (%s): 500", auth.url, _why(e))
             return FAILED
+        except BaseException:
+            # Cancelled (the client went away, the server's shutdown) or any other error
+            # mid-subrequest: the answer is half read, so the connection is closed, neither
+            # left open nor put back (as the core's auth_drop: CloseUpstream, no reuse).
+            c.close()
+            raise
         if isinstance(response, str):
             c.close()
             if reused and not got:

@@ -35,7 +35,6 @@ import asyncio
 import logging
 import math
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -230,7 +229,8 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
                           client_ip)
         if key is not None:
             cache = cache_of(asgi)
-            hit = cache.get(key, time.monotonic())
+            clock = asgi.limit_clock  # (IngressASGI's injectable clock, as its rate limits)
+            hit = cache.get(key, clock())
             cache_cfg = auth.cache
 
             def remember(response: h11.Response, v: Verdict) -> None:
@@ -238,7 +238,7 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
                 seconds = lifetime(cache_cfg.valid, response.status_code,
                                    response.headers._full_items)
                 if seconds > 0 and key is not None:
-                    cache.put(key, v, seconds, time.monotonic())
+                    cache.put(key, v, seconds, clock())
             keep = remember
     scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
     pass_scheme = scheme

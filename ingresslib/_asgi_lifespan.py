@@ -2,7 +2,9 @@
 app and the ``fallback`` (``_SubLifespan``, one per app). An app that raises before answering
 has no lifespan support (lifespan.rst) and is left out; one that fails, or raises after taking
 part, makes the event fail with its error; at shutdown each app gets 5 s to return. A failed
-startup shuts down the apps that started (``IngressASGI._lifespan``).
+startup shuts down the apps that started (``IngressASGI._lifespan``). At shutdown the idle
+``auth-keepalive`` connections to auth services are closed too (``close_idle_auth``), not left
+to their idle timers.
 """
 
 from __future__ import annotations
@@ -14,9 +16,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._asgi import ASGIApp, Message, Scope
 
-__all__ = ["_SubLifespan"]
+__all__ = ["_SubLifespan", "close_idle_auth"]
 
 _log = logging.getLogger("ingresslib.asgi")
+
+
+def close_idle_auth() -> None:
+    """Lifespan shutdown: close the running loop's idle ``auth-keepalive`` connections
+    (_asgi_authkeepalive.py), as ProxyServer's shutdown closes its auth pools
+    (proxy/_server_authpool.py ``close_auth_pools``)."""
+    from ._asgi_authkeepalive import close_loop_pools
+
+    n = close_loop_pools()
+    if n:
+        _log.debug("lifespan shutdown: %d idle auth-keepalive connection(s) closed", n)
 
 
 class _SubLifespan:

@@ -1,8 +1,8 @@
 """``mirror-target`` in ``IngressASGI`` (proxy/_mirror.py has what ingress-nginx and nginx do).
 
-ASGI has no HTTP client: a mirror target is only reachable when its host names a Service mounted
-in ``IngressASGI.backends`` -- ``<svc>.<ns>.svc.cluster.local``, ``<svc>.<ns>.svc`` or
-``<svc>.<ns>`` (cluster DNS names of a Service), the target's port picking
+The ASGI interface gives an app no HTTP client: a mirror target is only reachable when its host
+names a Service mounted in ``IngressASGI.backends`` -- ``<svc>.<ns>.svc.cluster.local``,
+``<svc>.<ns>.svc`` or ``<svc>.<ns>`` (cluster DNS names of a Service), the target's port picking
 ``"<ns>/<svc>:<port>"`` before ``"<ns>/<svc>"``, as ``backend_for`` keys them. That app is then
 called fire and forget (a task of its own, bounded by the route's proxy-read-timeout) with a
 copy of the backend's scope: the mirror's path and query (``$request_uri`` expanded from the
@@ -71,7 +71,7 @@ def mounted_mirror(backends: Mapping[str, Any], mirror: MirrorTarget) -> Any:
             if app is not None:
                 return app
     _warn_once(mirror.target, f"mirror-target {mirror.target!r}: not a Service mounted in "
-               "IngressASGI's backends (ASGI has no HTTP client); not mirrored")
+               "IngressASGI's backends (mirrors go to mounted apps only); not mirrored")
     return None
 
 

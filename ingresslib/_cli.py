@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "a free one, printed in the 'listening on' line)")
     serve.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                        help="HTTPS listener (certificates from kubernetes.io/tls Secrets; with "
-                            "--kubernetes, Secrets are read only when this is given)")
+                            "--kubernetes, those Secrets are read only when this is given)")
     serve.add_argument("--default-ssl-certificate", default=None, metavar="NAMESPACE/NAME",
                        help="with --tls-listen: the kubernetes.io/tls Secret served when no "
                             "other certificate applies (no SNI, an unknown name, a host whose "
@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                             f"'{os.pathsep}', merged as kubectl merges them), else "
                             "~/.kube/config)")
     serve.add_argument("--no-auth-secrets", action="store_true",
-                       help="with --kubernetes: never read Opaque Secrets (auth-type: basic "
-                            "routes then answer 503, as for a missing Secret)")
+                       help="with --kubernetes: never read Opaque Secrets (the routes of "
+                            "basic/digest auth, and of an Opaque auth-tls-secret or "
+                            "proxy-ssl-secret, then answer 503, as for a missing Secret)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's default line, JSON, or none "
                             "(default: text)")

@@ -457,6 +457,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # "ProxyProtocolHeaderTimeout time.Duration" (proxy/_proxy_protocol.py).
     "use-proxy-protocol": _bool,
     "proxy-protocol-header-timeout": _go_duration,
+    # config.go "ProxySSLLocationOnly bool `json:\"proxy-ssl-location-only\"`"
+    # (proxy/_proxy_ssl.py: no server-level proxy_ssl_*).
+    "proxy-ssl-location-only": _bool,
     # configmap.go ReadConfig's global-auth-* keys and config.go "NoAuthLocations string
     # `json:\"no-auth-locations\"`" (proxy/_globalauth.py).
     "global-auth-url": _global_auth("check_url"),

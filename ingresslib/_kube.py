@@ -173,14 +173,16 @@ AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
 CONFIG_MAPS = _Kind("ConfigMap", "v1", "core_v1", True, gated=True)
 
 _CUSTOM_HEADERS = "nginx.ingress.kubernetes.io/custom-headers"
+_AUTH_PROXY_SET_HEADERS = "nginx.ingress.kubernetes.io/auth-proxy-set-headers"
 
 
 def names_config_maps(res: Resources | Iterable[Any]) -> bool:
     """Whether an Ingress of ``res`` (a ``Resources``, or Ingresses: the served ones) names a
-    ConfigMap (a ``custom-headers`` annotation): ``ClusterWatcher``'s default
-    ``wants_config_maps``."""
+    ConfigMap (a ``custom-headers`` or an ``auth-proxy-set-headers`` annotation):
+    ``ClusterWatcher``'s default ``wants_config_maps``."""
     ingresses = res.ingresses if isinstance(res, Resources) else res
-    return any(_CUSTOM_HEADERS in ing.metadata.annotations for ing in ingresses)
+    return any(_CUSTOM_HEADERS in ing.metadata.annotations
+               or _AUTH_PROXY_SET_HEADERS in ing.metadata.annotations for ing in ingresses)
 
 
 def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:

@@ -192,11 +192,6 @@ class _Transport:
         self.closed = True
 
 
-class _Conn:
-    def __init__(self, auth: Any, conn_id: int) -> None:
-        self._auth = type("Call", (), {"auth": auth, "conn_id": conn_id})()
-
-
 def test_server_auth_pool_bounds_with_a_fake_clock() -> None:
     from ingresslib.proxy._actions import OpenUpstream
     from ingresslib.proxy._server_authpool import _pool_of, auth_adopt, auth_take
@@ -207,26 +202,22 @@ def test_server_auth_pool_bounds_with_a_fake_clock() -> None:
     auth = _opts({P + "auth-keepalive": "1", P + "auth-keepalive-requests": "2",
                   P + "auth-keepalive-timeout": "10"}).ext_auth
 
-    class _DS:
-        server = type("S", (), {"pool": base})()
-        conn = _Conn(auth, 7)
-
-    ds = _DS()
-    a = OpenUpstream(7, auth.endpoint, False, 5.0, 5.0, True)
-    pool = _pool_of(ds, 7)
-    assert pool is not None and pool is _pool_of(ds, 7) and pool is not base
+    # The pool is the action's (OpenUpstream.keepalive), not read from the core's state.
+    a = OpenUpstream(7, auth.endpoint, False, 5.0, 5.0, True, keepalive=auth.keepalive)
+    pool = _pool_of(base, a)
+    assert pool is not None and pool is _pool_of(base, a) and pool is not base
 
     def fresh() -> Any:
         up = _Upstream(base, auth.endpoint)
         up.transport = _Transport()  # type: ignore[assignment]
         up.requests = 1
-        auth_adopt(ds, up, a)
+        auth_adopt(base, up, a)
         assert up.pool is pool
         return up
 
     up = fresh()
     pool.put(up)
-    assert auth_take(ds, a) is up and base.idle_count() == 0
+    assert auth_take(base, a) is up and base.idle_count() == 0
     up.requests = 2  # auth-keepalive-requests 2: not kept after its second subrequest
     pool.put(up)
     assert pool.idle_count() == 0 and up.closed
@@ -237,10 +228,7 @@ def test_server_auth_pool_bounds_with_a_fake_clock() -> None:
     assert one.closed and pool.idle_count() == 1
     # auth-keepalive-timeout 10 s: past it, not taken again.
     loop.now += 11
-    assert auth_take(ds, a) is None and two.closed
-    # A request that is not the auth subrequest takes from the server's pool.
-    ds.conn = _Conn(auth, 8)
-    assert auth_take(ds, a) is None
+    assert auth_take(base, a) is None and two.closed
 
 
 # ------------------------------------------------------------------ end to end (ProxyServer)

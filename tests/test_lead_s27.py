@@ -106,3 +106,42 @@ def test_check_reports_an_unusable_auth_tls_secret() -> None:
             code = main(["check", "-f", str(f)])
     assert code == 0 and "2 warning(s)" in out.getvalue(), out.getvalue()
     assert "auth-tls-secret]: Secret shop/partner-ca not found" in err.getvalue(), err.getvalue()
+
+
+def test_the_server_reads_no_private_state_of_the_core() -> None:
+    # The sans-IO contract: a driver learns what to do from the actions (API.md), never from
+    # the core's private attributes; a driver of one's own could not. Before: ProxyServer read
+    # `self.conn._auth` (and the auth call's annotations) to pick an auth-keepalive pool; now
+    # OpenUpstream.keepalive says it.
+    import ast
+    from pathlib import Path
+
+    import ingresslib.proxy as pkg
+
+    for name in ("_server.py", "_server_authpool.py"):
+        tree = ast.parse((Path(pkg.__file__).parent / name).read_text())
+        bad = [node.lineno for node in ast.walk(tree)
+               if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+               and not node.attr.startswith("__")
+               and isinstance(node.value, ast.Attribute) and node.value.attr == "conn"]
+        assert bad == [], (name, bad)
+
+
+def test_cluster_mode_watches_config_maps_for_auth_proxy_set_headers() -> None:
+    # serve --kubernetes lists ConfigMaps only while an Ingress names one; an auth-url
+    # Ingress's auth-proxy-set-headers ConfigMap did not count, so it was "not found" and its
+    # routes answered 503 (ingress-nginx's informer reads every ConfigMap).
+    from ingresslib import Resources
+    from ingresslib._kube import names_config_maps
+
+    def ing(annotations: dict[str, str]) -> dict[str, object]:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
+                "spec": {"rules": [{"host": "a.test", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}
+
+    p = "nginx.ingress.kubernetes.io/"
+    assert names_config_maps(Resources.from_dicts([ing({
+        p + "auth-url": "http://auth.test/", p + "auth-proxy-set-headers": "default/auth-hdrs"})]))
+    assert not names_config_maps(Resources.from_dicts([ing({p + "auth-url": "http://auth.test/"})]))

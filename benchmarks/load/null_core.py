@@ -11,7 +11,6 @@ class Conn:
     idle = True; closed = False
     reading_wanted = True  # never holds client bytes (the server asks after each batch)
     upstream_reading_wanted = True  # never holds response bytes (limit-rate: session 26)
-    _auth = None  # no auth subrequest under way (ProxyServer asks: auth-keepalive, session 27)
     def plain_body(self, n): return False
     def __init__(self): self.ids = itertools.count(1); self.cur = 0
     def start(self, now): return [SetTimer(TimerKind.HEAD, 60.0)]

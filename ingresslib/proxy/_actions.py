@@ -24,6 +24,7 @@ from typing import Any
 from .._table import _is_canary
 from .._www import www_twins
 from ._access import Access, build_access, combine_access
+from ._authkeepalive import AuthKeepalive
 from ._satisfy import any_job, any_step
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._cors import PREFLIGHT_STATUS
@@ -104,6 +105,12 @@ class OpenUpstream:
     #: (no verification). A pooled connection may carry the attempt only if it was made with
     #: an equal value; a failed check is a failed connect (``upstream_failed``).
     tls_config: UpstreamTLS | None = None
+    #: An ``auth-url`` subrequest's ``auth-keepalive*`` (proxy/_authkeepalive.py: at most
+    #: ``connections`` idle, ``requests`` per connection, ``timeout`` idle seconds): the
+    #: connection belongs to a pool of its own for this endpoint and these numbers, not the
+    #: endpoint's idle pool; take it from there (``pooled``) and put it back there on
+    #: ``CloseUpstream(reuse=True)``. None: the endpoint's pool (every other connection).
+    keepalive: AuthKeepalive | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -788,8 +795,8 @@ class RouteOptionsSource:
     _twins: dict[str, str] | None
     _twin_hosts_table: Any
     _twin_hosts: frozenset[str]
-    #: ``auth-url`` is done by this front end (the proxy core: proxy/_extauth.py); False
-    #: (IngressASGI): it is an access annotation ingresslib cannot enforce there (503).
+    #: ``auth-url`` is done by this front end (the proxy core: proxy/_extauth.py; IngressASGI:
+    #: _asgi_extauth.py); False: an access annotation it cannot enforce (503).
     _ext_auth = False
     #: ``auth-tls-*`` is enforced by this front end (``parse_route_options``'s
     #: ``client_certs``; None: as ``_ext_auth``). IngressASGI: False (it does auth-url, not
@@ -850,9 +857,11 @@ class RouteOptionsSource:
                 opts = self._with_server_location(match, host, opts)
         elif getattr(match, "is_default_backend", False):
             opts = _catch_all_location(opts)
-        if self._ext_auth if self._client_certs is None else self._client_certs:
+        if (self._ext_auth if self._client_certs is None else self._client_certs) \
+                and not self._settings.proxy_ssl_location_only:
             # The server block's proxy_ssl_* (proxy/_proxy_ssl.py ``ServerProxySSL``): its
-            # locations inherit what they do not write themselves.
+            # locations inherit what they do not write themselves (none with the ConfigMap's
+            # proxy-ssl-location-only).
             if self._proxy_ssl_hosts is None:
                 self._proxy_ssl_hosts = HostProxySSL()
             pssl = self._proxy_ssl_hosts.for_host(self.router, host)

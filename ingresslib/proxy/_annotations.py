@@ -113,7 +113,7 @@ LOCATION_OPTIONS = frozenset({
     CUSTOM_HEADERS,
     # proxy/_mirror.py (mirror-target, mirror-request-body, mirror-host)
     *MIRROR_ANNOTATIONS,
-    # proxy/_extauth.py (auth-url: the proxy core's auth_request; IngressASGI denies it)
+    # proxy/_extauth.py (auth-url: nginx's auth_request, the proxy core and IngressASGI)
     *EXTAUTH_ANNOTATIONS,
     # proxy/_globalauth.py (the ConfigMap's global-auth-url on this location or not)
     "enable-global-auth",

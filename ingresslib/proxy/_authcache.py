@@ -24,9 +24,11 @@ References (kubernetes/ingress-nginx, nginx):
   ``any``; no code: 200 301 302) and ``ngx_http_file_cache_valid`` (the first line naming the
   status, or ``any``, gives its time; 0 or none: not cached); ``ngx_http_upstream.c``: an
   answer with ``Set-Cookie`` is not cached (``ngx_http_upstream_process_set_cookie``),
-  ``X-Accel-Expires`` (0: not cached; ``@T`` absolute), then ``Cache-Control`` (``no-cache``,
+  ``X-Accel-Expires`` (0: not cached; ``@T`` absolute; the first one: nginx >= 1.23, as
+  ingress-nginx's 1.25.5, ignores a duplicate), then ``Cache-Control`` (``no-cache``,
   ``no-store``, ``private``: not cached; ``s-maxage=`` / ``max-age=`` seconds, 0 or not
-  digits: not cached), then ``Expires`` (invalid or past: not cached) set the time before
+  digits: not cached), then ``Expires`` (the first one, ``ngx_parse_http_time``: GMT whatever
+  zone follows; invalid or past: not cached) set the time before
   ``proxy_cache_valid`` does; ``Vary: *`` is not cached.
 
 ingresslib's choices (README, divergences): the cache is in process (one per ``Proxy`` /
@@ -58,7 +60,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._balance_hash import _VAR, KeyTemplate
@@ -154,33 +155,6 @@ def _compile(text: str) -> tuple[tuple[Any, ...], list[str], int]:
     if pos < len(text):
         parts.append(text[pos:])
     return tuple(parts), errors, count
-
-
-def http_variable(headers: Any, name: bytes) -> str:
-    """nginx's ``$http_NAME`` (``ngx_http_variable_unknown_header``, nginx >= 1.23): every
-    request header whose lower-cased name, with ``-`` read as ``_``, is the variable's,
-    joined with ", " ("; " for Cookie) in the order received; "" without one. ``name``: the
-    lower-case name with ``-`` (``x-token``). A client's ``X_Token`` is ``$http_x_token``
-    (nginx keeps that header with ``underscores_in_headers``, and the subrequest passes it);
-    without underscores allowed neither sends it on, and reading it here only splits the
-    cache finer (as for nginx's own ``$http_host``, ``$http_user_agent``, ``$http_referer``,
-    ``$http_via``, ``$http_x_forwarded_for``, which read the ``-`` spelling alone).
-    (``KeyTemplate``'s ``$http_`` matches the ``-`` spelling alone: a key coarser than
-    nginx's, one client's answer served to another.)"""
-    if type(headers) is H11_HEADERS:
-        pairs: Any = [(n, v) for _, n, v in headers._full_items]
-    elif isinstance(headers, Mapping):
-        pairs = headers.items()
-    else:
-        pairs = headers
-    values: list[str] = []
-    for n, v in pairs:
-        raw = n.encode("latin-1") if isinstance(n, str) else bytes(n)
-        if raw.lower().replace(b"_", b"-") == name:
-            text = bytes(v).decode("latin-1") if isinstance(v, (bytes, bytearray, memoryview)) \
-                else str(v).strip(" \t")
-            values.append(text)
-    return ("; " if name == b"cookie" else ", ").join(values)
 
 
 #: ngx_decode_base64's alphabet (``basis64``), read up to the first "=".
@@ -306,6 +280,174 @@ def _atoi(digits: bytes) -> int | None:
     return n if n <= _MAX_INT else None
 
 
+def http_variable(headers: Any, name: bytes) -> str:
+    """nginx's ``$http_NAME`` (``ngx_http_variable_unknown_header``, nginx >= 1.23): every
+    request header whose lower-cased name, with ``-`` read as ``_``, is the variable's,
+    joined with ", " ("; " for Cookie) in the order received; "" without one. ``name``: the
+    lower-case name with ``-`` (``x-token``). A client's ``X_Token`` is ``$http_x_token``
+    (nginx keeps that header with ``underscores_in_headers``, and the subrequest passes it);
+    without underscores allowed neither sends it on, and reading it here only splits the
+    cache finer (as for nginx's own ``$http_host``, ``$http_user_agent``, ``$http_referer``,
+    ``$http_via``, ``$http_x_forwarded_for``, which read the ``-`` spelling alone).
+    (``KeyTemplate``'s ``$http_`` matches the ``-`` spelling alone: a key coarser than
+    nginx's, one client's answer served to another.)"""
+    if type(headers) is H11_HEADERS:
+        pairs: Any = [(n, v) for _, n, v in headers._full_items]
+    elif isinstance(headers, Mapping):
+        pairs = headers.items()
+    else:
+        pairs = headers
+    values: list[str] = []
+    for n, v in pairs:
+        raw = n.encode("latin-1") if isinstance(n, str) else bytes(n)
+        if raw.lower().replace(b"_", b"-") == name:
+            text = bytes(v).decode("latin-1") if isinstance(v, (bytes, bytearray, memoryview)) \
+                else str(v).strip(" \t")
+            values.append(text)
+    return ("; " if name == b"cookie" else ", ").join(values)
+
+
+#: ngx_parse_time.c ``mday``.
+_MDAY = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_http_time(value: bytes) -> int | None:
+    """nginx's ``ngx_parse_http_time`` (src/core/ngx_parse_time.c): the Unix time of an HTTP
+    date in one of its three forms (``Tue, 10 Nov 2002 23:50:13``, ``Tuesday, 10-Dec-02
+    23:50:13``, ``Tue Dec 10 23:50:13 2002``), else None (NGX_ERROR). Read as GMT whatever
+    follows the time (``GMT``, ``+0200``, ``PST``, nothing): nginx looks at no zone; the
+    weekday and the month name past the letters that tell it apart are not checked either.
+    (``email.utils.parsedate_to_datetime`` applied the zone and read a date without one as
+    local time: another cache time than nginx's.)"""
+    end = len(value)
+
+    def at(i: int) -> int:
+        return value[i] if i < end else 0  # (nginx's value is NUL-terminated)
+
+    def digits(i: int, n: int) -> int | None:
+        out = 0
+        for k in range(i, i + n):
+            c = at(k)
+            if not 48 <= c <= 57:
+                return None
+            out = out * 10 + c - 48
+        return out
+
+    fmt = ""
+    p = 0
+    while p < end:
+        if value[p] == 44:  # ","
+            break
+        if value[p] == 32:
+            fmt = "isoc"
+            break
+        p += 1
+    p += 1
+    while p < end and value[p] == 32:
+        p += 1
+    if end - p < 18:
+        return None
+    day = 0
+    if fmt != "isoc":
+        d = digits(p, 2)
+        if d is None:
+            return None
+        day = d
+        p += 2
+        if at(p) == 32:
+            if end - p < 18:
+                return None
+            fmt = "rfc822"
+        elif at(p) == 45:  # "-"
+            fmt = "rfc850"
+        else:
+            return None
+        p += 1
+    c = at(p)
+    if c == 74:  # J
+        month = 0 if at(p + 1) == 97 else 5 if at(p + 2) == 110 else 6
+    elif c == 70:  # F
+        month = 1
+    elif c == 77:  # M
+        month = 2 if at(p + 2) == 114 else 4
+    elif c == 65:  # A
+        month = 3 if at(p + 1) == 112 else 7
+    elif c in b"SOND":
+        month = b"SOND".index(c) + 8
+    else:
+        return None
+    p += 3
+    if (fmt == "rfc822" and at(p) != 32) or (fmt == "rfc850" and at(p) != 45):
+        return None
+    p += 1
+    year = 0
+    if fmt == "rfc822":
+        y = digits(p, 4)
+        if y is None:
+            return None
+        year = y
+        p += 4
+    elif fmt == "rfc850":
+        y = digits(p, 2)
+        if y is None:
+            return None
+        year = y + (2000 if y < 70 else 1900)
+        p += 2
+    else:  # isoc
+        if at(p) == 32:
+            p += 1
+        d = digits(p, 1)
+        if d is None:
+            return None
+        day = d
+        p += 1
+        if at(p) != 32:
+            d = digits(p, 1)
+            if d is None:
+                return None
+            day = day * 10 + d
+            p += 1
+        if end - p < 14:
+            return None
+    if at(p) != 32:
+        return None
+    p += 1
+    hour = digits(p, 2)
+    if hour is None or at(p + 2) != 58:  # ":"
+        return None
+    p += 3
+    minute = digits(p, 2)
+    if minute is None or at(p + 2) != 58:
+        return None
+    p += 3
+    sec = digits(p, 2)
+    if sec is None:
+        return None
+    if fmt == "isoc":
+        p += 2
+        if at(p) != 32:
+            return None
+        y = digits(p + 1, 4)
+        if y is None:
+            return None
+        year = y
+    if hour > 23 or minute > 59 or sec > 59:
+        return None
+    if day == 29 and month == 1:
+        if (year & 3) or (year % 100 == 0 and year % 400 != 0):
+            return None
+    elif day > _MDAY[month]:
+        return None
+    # Gauss' formula, as nginx: the year shifted to start on March 1, months from 1.
+    month -= 1
+    if month <= 0:
+        month += 12
+        year -= 1
+    days = (365 * year + year // 4 - year // 100 + year // 400 + 367 * month // 12 - 30
+            + day - 1 - 719527 + 31 + 28)
+    return days * 86400 + hour * 3600 + minute * 60 + sec
+
+
 def lifetime(valid: tuple[tuple[int, float], ...], status: int,
              items: Any, wall: float | None = None) -> float:
     """How long nginx keeps the auth answer (its status and h11 header ``items``) in the
@@ -316,7 +458,9 @@ def lifetime(valid: tuple[tuple[int, float], ...], status: int,
     for _, name, value in items:
         if name == b"set-cookie" or name == b"vary":
             return 0.0  # ngx_http_upstream_process_set_cookie; Vary (ingresslib: not cached)
-        if name == b"x-accel-expires":
+        if name == b"x-accel-expires" and accel is None:
+            # The first one (nginx >= 1.23, ingress-nginx's 1.25:
+            # ngx_http_upstream_process_accel_expires ignores a duplicate, valid or not).
             accel = value
         elif name == b"cache-control":
             controls.append(value)
@@ -355,9 +499,8 @@ def lifetime(valid: tuple[tuple[int, float], ...], status: int,
     if seconds is not None:
         return seconds
     if expires is not None:
-        try:
-            when = parsedate_to_datetime(expires.decode("latin-1")).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = parse_http_time(expires)
+        if when is None:
             return 0.0
         return max(when - now, 0.0)
     for code, secs in valid:

@@ -195,7 +195,7 @@ from ._headers import (
 )
 from ._h11_reader import _H11Reader as _H11Reader
 from ._mirror import MirrorCopy, begin_mirror, budget_of, drop_copy
-from ._proxy_ssl import NGINX_DEFAULT, UNUSABLE
+from ._proxy_ssl import NGINX_DEFAULT, UNUSABLE, mirror_tls
 from ._location_extras import log_rewrite, upstream_keeps
 from ._request import _Request, _Upstream, _raw_request_line
 from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
@@ -489,9 +489,11 @@ class ClientConnection:
         #: ``(request, its server's ClientCertAuth)``: the ``ssl-client-*`` headers to send.
         self._cert_auth: tuple[_Request, ClientCertAuth] | None = None
         # Read on every request, so instance attributes: CPython 3.11 specialises no read of
-        # a class-level default through an instance (10 generic lookups per request).
+        # a class-level default through an instance (a generic lookup each: 17 per request
+        # before these; tests/test_perf_guards_s27.py).
         self._auth = self._auth_cookie = self._bw = self._bw_req = self._mirror = None
-        self._throttle = False
+        self._digest_info = self._parse_next = None
+        self._throttle = self._eof = False
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
         #: https for a PROXY protocol destination port 443 (``proxy_protocol_port``).
@@ -1466,7 +1468,8 @@ class ClientConnection:
         m = begin_mirror(opts.mirror, req.up_head, req.original_uri, req.upstream_target,
                          (opts.connect_timeout, opts.send_timeout, opts.read_timeout),
                          opts.body_size, req.length is not None or req.up_chunked,
-                         req.unsent, req.complete, budget_of(self.proxy))
+                         req.unsent, req.complete, budget_of(self.proxy),
+                         mirror_tls(opts) if opts.mirror.tls else None)
         if isinstance(m, MirrorCopy):
             self._mirror = (req, m)
         elif m is not None:

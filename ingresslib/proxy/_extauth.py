@@ -77,6 +77,7 @@ from ._h11_reader import _H11Reader
 from ._header_sets import _ref, config_maps_of, set_headers_for
 from ._headers import (FORWARDED_DROP, HEADER_NAME_CHARS, REQUEST_DROP, forwarded_for_value,
                        odd_name_dropped)
+from ._proxy_ssl import auth_tls
 from ._satisfy import combine
 
 __all__ = ["ExtAuth", "EXTAUTH_ANNOTATIONS", "EXTAUTH_IGNORED", "parse_ext_auth",
@@ -467,7 +468,7 @@ class AuthCall:
     """The subrequest under way for a ``ClientConnection``'s current request."""
 
     __slots__ = ("conn_id", "req", "event", "reader", "auth", "head_bytes", "prior",
-                 "cache_key", "reused", "got", "pending")
+                 "cache_key", "reused", "got", "pending", "answer")
 
     def __init__(self, conn_id: int, req: Any, event: Any, auth: ExtAuth,
                  prior: tuple[int, bytes | None] | None = None) -> None:
@@ -488,6 +489,9 @@ class AuthCall:
         self.reused = False
         self.got = False
         self.pending: Verdict | None = None
+        #: auth-keepalive: that head, put in the auth cache once its body is read whole
+        #: (as IngressASGI's; nginx's proxy_cache keeps no answer cut mid-body).
+        self.answer: h11.Response | None = None
 
 
 def _variables(conn: Any, req: Any, event: Any) -> dict[str, str]:
@@ -542,8 +546,10 @@ def auth_start(conn: Any, req: Any, event: Any, now: float,
     conn._next_id += 1
     call = conn._auth = AuthCall(conn._next_id, req, event, auth, prior)
     call.cache_key = key
+    # (an https auth URL: the server block's proxy_ssl_*, proxy/_proxy_ssl.py auth_tls)
     conn._out.append(OpenUpstream(call.conn_id, auth.endpoint, auth.tls, opts.connect_timeout,
-                                  opts.send_timeout, auth.keepalive is not None))
+                                  opts.send_timeout, auth.keepalive is not None,
+                                  auth_tls(opts, auth) if auth.tls else None, auth.keepalive))
     return True
 
 
@@ -598,6 +604,15 @@ def auth_data(conn: Any, chunk: bytes, now: float) -> list[Any]:
     call.got = True
     reader.receive_data(chunk)
     _pump(conn, call, now)
+    if conn._auth is call and call.pending is not None:
+        # auth-keepalive reads the answer's body: proxy_read_timeout runs again from each
+        # read, as for a backend's body (ngx_event_pipe_read_upstream re-arms
+        # p->read_timeout per read). The head keeps the one deadline armed once the
+        # subrequest was sent (ngx_http_upstream_process_header: "#if 0 ngx_add_timer").
+        from ._actions import TimerKind
+
+        if conn._timer is TimerKind.UPSTREAM_READ:
+            conn._set_timer(TimerKind.UPSTREAM_READ, call.req.opts.read_timeout)
     return conn._flush()  # type: ignore[no-any-return]
 
 
@@ -623,16 +638,19 @@ def _pump(conn: Any, call: AuthCall, now: float) -> None:
                 return
         if t is h11.Response:
             v = verdict(call.auth, event)
-            if call.cache_key is not None and v is not FAILED:
-                remember(conn.proxy, call.cache_key, call.auth, event, v, now)
             if call.auth.keepalive is None or v is FAILED:
+                if call.cache_key is not None and v is not FAILED:
+                    remember(conn.proxy, call.cache_key, call.auth, event, v, now)
                 _finish(conn, v, now)
                 return
             call.pending = v  # auth-keepalive: the answer is read to its end first
+            call.answer = event
             continue
         if t is h11.Data:
             continue
         if t is h11.EndOfMessage and call.pending is not None:
+            if call.cache_key is not None and call.answer is not None:
+                remember(conn.proxy, call.cache_key, call.auth, call.answer, call.pending, now)
             _finish(conn, call.pending, now, reusable(reader))
             return
         if t is h11.InformationalResponse:
@@ -686,7 +704,9 @@ def _retry(conn: Any, call: AuthCall) -> list[Any]:
     conn._next_id += 1
     call.conn_id, call.reused, call.reader, call.head_bytes = conn._next_id, False, None, 0
     conn._out.append(OpenUpstream(call.conn_id, call.auth.endpoint, call.auth.tls,
-                                  opts.connect_timeout, opts.send_timeout, False))
+                                  opts.connect_timeout, opts.send_timeout, False,
+                                  auth_tls(opts, call.auth) if call.auth.tls else None,
+                                  call.auth.keepalive))
     return conn._flush()  # type: ignore[no-any-return]
 
 

@@ -66,8 +66,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._headers import check_host_header
+
+if TYPE_CHECKING:
+    from ._proxy_ssl import UpstreamTLS
 
 __all__ = ["MIRROR_ANNOTATIONS", "MIRROR_BODY_LIMIT", "MIRROR_COPIES_LIMIT", "Mirror",
            "MirrorTarget", "MirrorCopy", "MirrorBudget", "parse_mirror", "mirror_request",
@@ -115,6 +119,10 @@ class Mirror:
     connect_timeout: float
     send_timeout: float
     read_timeout: float
+    #: With ``tls``: the host's server-level ``proxy_ssl_*``, a proxy/_proxy_ssl.py
+    #: ``UpstreamTLS`` (``mirror_tls``: nginx's mirror location inherits the server block's
+    #: CA, verify, name, client certificate); None: none (no check, no SNI: nginx's default).
+    tls_config: UpstreamTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,12 +327,14 @@ class MirrorCopy:
     ends otherwise (``drop``: the client left, a 413, a close...)."""
 
     __slots__ = ("mirror", "up_head", "request_uri", "upstream_target", "timeouts", "parts",
-                 "size", "limit", "budget", "kept")
+                 "size", "limit", "budget", "kept", "tls_config")
 
     def __init__(self, mirror: MirrorTarget, up_head: bytes, request_uri: str,
                  upstream_target: bytes, timeouts: tuple[float, float, float],
-                 limit: int, budget: MirrorBudget | None = None) -> None:
+                 limit: int, budget: MirrorBudget | None = None,
+                 tls_config: UpstreamTLS | None = None) -> None:
         self.mirror = mirror
+        self.tls_config = tls_config
         self.up_head = up_head
         self.request_uri = request_uri
         self.upstream_target = upstream_target
@@ -376,7 +386,7 @@ class MirrorCopy:
                               b"".join(parts) if body else None)
         self.drop()
         c, s, r = self.timeouts
-        return Mirror((m.host, m.port), m.tls, data, c, s, r)
+        return Mirror((m.host, m.port), m.tls, data, c, s, r, self.tls_config)
 
 
 def drop_copy(pending: tuple[object, MirrorCopy] | None) -> None:
@@ -388,17 +398,18 @@ def drop_copy(pending: tuple[object, MirrorCopy] | None) -> None:
 def begin_mirror(mirror: MirrorTarget, up_head: bytes, request_uri: str,
                  upstream_target: bytes, timeouts: tuple[float, float, float],
                  body_size: int, has_body: bool, held: list[bytes],
-                 complete: bool, budget: MirrorBudget | None = None
-                 ) -> Mirror | MirrorCopy | None:
+                 complete: bool, budget: MirrorBudget | None = None,
+                 tls_config: UpstreamTLS | None = None) -> Mirror | MirrorCopy | None:
     """Called once per routed request that passed its access phase (nginx's precontent
     phase): the ``Mirror`` to emit now (no body to wait for, or the whole body is in), or a
     ``MirrorCopy`` to feed the rest of the body to (``add``) and ask at the request's end
     (``action``). ``held``: the body bytes read so far (none was sent anywhere yet);
     ``complete``: the request's end was read too (a basic-auth check done off the loop let the
-    body arrive first); ``budget``: the Proxy's (``budget_of``), bounding all its copies."""
+    body arrive first); ``budget``: the Proxy's (``budget_of``), bounding all its copies;
+    ``tls_config``: ``Mirror.tls_config``."""
     copy = MirrorCopy(mirror, up_head, request_uri, upstream_target, timeouts,
                       min(body_size, MIRROR_BODY_LIMIT) if body_size else MIRROR_BODY_LIMIT,
-                      budget)
+                      budget, tls_config)
     if not (mirror.request_body and has_body):
         return copy.action(body=False)
     for part in held:

@@ -42,6 +42,12 @@ nginx.tmpl writes them in the server block too ("{{ if not (empty $server.ProxyS
 :class:`ServerProxySSL`, :func:`_merge`. A TLS attempt with no ``proxy_ssl_*`` at all gets
 nginx's defaults (:data:`NGINX_DEFAULT`: no SNI, ``proxy_ssl_server_name off``; nginx.tmpl's
 http block writes none, only the external-auth location "proxy_ssl_server_name on").
+The external-auth location (the global one's too) and a mirror's (``buildMirrorLocations``)
+sit in that server block: they inherit its ``proxy_ssl_*`` (:func:`subrequest_tls`, in
+``OpenUpstream.tls_config`` / ``Mirror.tls_config``), never their route's own location's. The
+ConfigMap's ``proxy-ssl-location-only`` writes no server level at all (``createServers``:
+"if !...ProxySSLLocationOnly { ... server.ProxySSL = anns.ProxySSL }";
+``ProxySettings.proxy_ssl_location_only``: ``options_for`` attaches none).
 
 The core decides per route (:class:`ProxySSL` in ``RouteOptions.proxy_ssl``, its server's
 attached by ``RouteOptionsSource.options_for``; the Secret is
@@ -66,7 +72,8 @@ from .._goparse import parse_int
 
 __all__ = ["PROXY_SSL_ANNOTATIONS", "DEFAULT_NAME", "UpstreamTLS", "UNUSABLE", "NGINX_DEFAULT",
            "ProxySSL", "ServerProxySSL", "HostProxySSL", "parse_proxy_ssl", "server_proxy_ssl",
-           "with_server", "server_hostname", "peer_problem", "name_matches"]
+           "with_server", "subrequest_tls", "auth_tls", "mirror_tls", "server_hostname",
+           "peer_problem", "name_matches"]
 
 PROXY_SSL_ANNOTATIONS = frozenset({
     "proxy-ssl-secret", "proxy-ssl-verify", "proxy-ssl-verify-depth", "proxy-ssl-name",
@@ -491,6 +498,56 @@ def with_server(own: ProxySSL | None, server: ServerProxySSL,
     if own is None:
         return ProxySSL(None, None, secrets, None, "", server)
     return ProxySSL(own.values, own.denied_reason, own._secrets, own._warn, own._where, server)
+
+
+def subrequest_tls(route: ProxySSL | None, host: str, sni: bool) -> UpstreamTLS | None:
+    """The ``proxy_ssl_*`` of an internal location nginx.tmpl writes inside the host's server
+    block, connecting over TLS to ``host`` (its URL's host, nginx's ``$proxy_host``): the
+    external-auth location (``location = /_external-auth-...``, also the global one's), which
+    writes only "proxy_ssl_server_name on" (``sni`` True), and a mirror's
+    (``buildMirrorLocations``: ``location = /_mirror-...``), which writes none. Each inherits
+    the server block's ``proxy_ssl_*`` (``route.server``; never its route's own location's): the
+    trusted CA, verify, depth, protocols and ciphers with a ``ca.crt``, the name (and the SNI)
+    with a ``proxy-ssl-name`` too, the client certificate; a name it does not write is
+    ``host``. A server verifying its backends thus verifies the auth service and the mirror
+    with the same CA (and name, when it writes one), as nginx does. None: the server block
+    writes no ``proxy_ssl_*`` (none for the host, ``proxy-ssl-location-only``): the caller's
+    own defaults. Cold path: an auth subrequest or a mirror over TLS of a host with one."""
+    server = route.server if route is not None else None
+    if server is None or route is None:
+        return None
+    level = server.level(route._secrets() if route._secrets is not None else None)
+    v = level.values
+    if v is None or (level.ca is None and level.cert is None):
+        return None
+    named = level.ca is not None and bool(v.server_name)
+    name = v.server_name if named and v.server_name else host
+    with_sni = sni or (named and v.sni)
+    if level.ca is None:
+        return UpstreamTLS(cert=level.cert, key=level.key, server_name=name, sni=with_sni)
+    return UpstreamTLS(verify=v.verify, ca=level.ca, cert=level.cert, key=level.key,
+                       server_name=name, sni=with_sni, protocols=v.protocols,
+                       ciphers=v.ciphers, depth=v.depth)
+
+
+def auth_tls(opts: Any, auth: Any) -> UpstreamTLS | None:
+    """``OpenUpstream.tls_config`` of the auth subrequest of a route whose options are
+    ``opts`` (``RouteOptions``) to ``auth`` (proxy/_extauth.py ``ExtAuth``): the server
+    block's ``proxy_ssl_*`` for an ``https`` auth URL (:func:`subrequest_tls`), else None."""
+    if not auth.tls or opts.proxy_ssl is None:
+        return None
+    return subrequest_tls(opts.proxy_ssl, auth.endpoint[0], True)
+
+
+def mirror_tls(opts: Any) -> UpstreamTLS | None:
+    """``Mirror.tls_config`` of a route whose options are ``opts`` (``RouteOptions``): the
+    server block's ``proxy_ssl_*`` for an ``https`` mirror-target (:func:`subrequest_tls`;
+    the mirror location writes no ``proxy_ssl_server_name``: the server's, else off), else
+    None."""
+    m = opts.mirror
+    if m is None or not m.tls or opts.proxy_ssl is None:
+        return None
+    return subrequest_tls(opts.proxy_ssl, m.host, False)
 
 
 class HostProxySSL:

@@ -279,7 +279,15 @@ def _unread_input(up: _Upstream) -> bool:
     """Whether an idle pooled connection's socket holds input the loop has not read yet (bytes,
     an EOF, or an error): a poll with no wait on its descriptor, nothing consumed. A
     connection whose socket cannot be asked (no descriptor) counts as clean, as before."""
-    sock = up.sock  # (the transport's, kept at connect: asked per reused connection)
+    return socket_has_input(up.sock)  # (the transport's, kept at connect)
+
+
+def socket_has_input(sock: Any) -> bool:
+    """Whether ``sock`` holds input its event loop has not read yet (bytes, an EOF, an error):
+    a poll with no wait, nothing consumed (nginx's ``ngx_http_upstream_free_keepalive_peer``:
+    ``recv(c->fd, buf, 1, MSG_PEEK)``). No socket, or no ``poll`` (Windows): False; one that
+    cannot be asked any more (closed descriptor, an error): True. Also IngressASGI's auth
+    keep-alive pool (_asgi_authkeepalive.py)."""
     if sock is None or not hasattr(select, "poll"):  # (no poll(): Windows)
         return False
     try:
@@ -1129,10 +1137,10 @@ class _Downstream(asyncio.Protocol):
         # a fresh connection this time.
         if not a.pooled:
             up = None
-        elif self.conn._auth is None:
+        elif a.keepalive is None:
             up = srv.pool.take(a.endpoint, a.tls, a.tls_config)
-        else:  # auth-keepalive: the auth service's own pool (proxy/_authkeepalive.py)
-            up = auth_take(self, a)
+        else:  # auth-keepalive: the auth service's own pool (proxy/_server_authpool.py)
+            up = auth_take(srv.pool, a)
         if up is not None:
             self._adopt(up, a)
             self._queue.extend(self.conn.upstream_connected(a.conn_id, self._loop.time(), reused=True))
@@ -1152,8 +1160,8 @@ class _Downstream(asyncio.Protocol):
         up.send_timeout = a.send_timeout
         up.requests += 1
         self.upstreams[a.conn_id] = up
-        if self.conn._auth is not None:
-            auth_adopt(self, up, a)  # (an auth-keepalive connection goes to its own pool)
+        if a.keepalive is not None:
+            auth_adopt(self.server.pool, up, a)  # (auth-keepalive: a pool of its own)
         if (self.client_full or self.rate_paused) and up.transport is not None:
             up.transport.pause_reading()
 
@@ -1813,23 +1821,37 @@ async def _send_mirror(srv: ProxyServer, a: Mirror) -> None:
     at debug level."""
     host, port = a.endpoint
     ctx: ssl.SSLContext | None = None
-    if a.tls:
-        ctx = srv.pool.upstream_ssl or _insecure_client_context()
-        srv.pool.upstream_ssl = ctx
+    sni = host
+    tls_config = a.tls_config if a.tls else None
     writer: asyncio.StreamWriter | None = None
     try:
+        if tls_config is not None:
+            # The server block's proxy_ssl_* (proxy/_proxy_ssl.py subrequest_tls): a refused
+            # configuration, a failed check, fails the mirror only ("" sends no SNI).
+            ctx = srv.pool.tls_context(tls_config)
+            sni = server_hostname(tls_config) or ""
+        elif a.tls:
+            ctx = srv.pool.upstream_ssl or _insecure_client_context()
+            srv.pool.upstream_ssl = ctx
+            # No server level: the mirror location (ingress-nginx's buildMirrorLocations)
+            # writes no proxy_ssl_server_name and inherits none, nginx's default off: no SNI.
+            sni = ""
         async with asyncio.timeout(a.connect_timeout):
             if _is_ip_literal(host):
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=ctx, server_hostname=host if ctx is not None else None)
+                    host, port, ssl=ctx, server_hostname=sni if ctx is not None else None)
             else:
                 sock = await _connect_name(srv.loop, srv.pool, host, port)
                 try:
                     reader, writer = await asyncio.open_connection(
-                        sock=sock, ssl=ctx, server_hostname=host if ctx is not None else None)
+                        sock=sock, ssl=ctx, server_hostname=sni if ctx is not None else None)
                 except BaseException:
                     sock.close()
                     raise
+        if tls_config is not None:
+            problem = peer_problem(tls_config, writer.get_extra_info("ssl_object"))
+            if problem is not None:
+                raise ssl.SSLError(problem)
         writer.write(a.data)
         async with asyncio.timeout(a.send_timeout):
             await writer.drain()

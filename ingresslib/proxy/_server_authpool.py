@@ -14,27 +14,43 @@ from ._authkeepalive import KEEPALIVE_TIME, AuthKeepalive
 __all__ = ["auth_take", "auth_adopt", "close_auth_pools"]
 
 #: The server's upstream pool -> its auth pools, one per (endpoint, tls, N, requests, timeout).
-_POOLS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = \
-    weakref.WeakKeyDictionary()
+_POOLS: weakref.WeakKeyDictionary[Any, _Pools] = weakref.WeakKeyDictionary()
+#: Pools kept before the idle ones are dropped (``_prune``).
+PRUNE_AT = 64
 
 
-def _pool_of(ds: Any, conn_id: int) -> Any:
-    """The auth pool for ``conn_id`` of the ``_Downstream`` ``ds`` (None: not an auth
-    subrequest with keep-alive)."""
-    call = ds.conn._auth
-    if call is None or call.conn_id != conn_id:
-        return None
-    ka: AuthKeepalive | None = call.auth.keepalive
-    if ka is None:
-        return None
-    base = ds.server.pool
+class _Pools(dict[tuple[Any, ...], Any]):
+    """One server's auth pools; ``prune_at``: the count at which the empty ones are dropped
+    when another is made (twice the count left by the last pruning, at least ``PRUNE_AT``)."""
+
+    prune_at = PRUNE_AT
+
+
+def _prune(pools: _Pools) -> None:
+    """Drop the pools holding no idle connection (made again when needed): the pools follow
+    the auth services and ``auth-keepalive*`` numbers of the routes as they are, not of every
+    configuration ever loaded (an Ingress edited over and over, auth services coming and
+    going). A connection under way whose pool was dropped still goes back to it and is closed
+    by its idle timer."""
+    for key in [k for k, p in pools.items() if not p._lru and p._sweeper is None]:
+        del pools[key]
+    pools.prune_at = max(PRUNE_AT, 2 * len(pools))
+
+
+def _pool_of(base: Any, a: Any) -> Any:
+    """The auth pool of ``OpenUpstream`` ``a`` (its ``keepalive`` set: an auth subrequest with
+    keep-alive) beside the server's pool ``base``."""
+    ka: AuthKeepalive = a.keepalive
     pools = _POOLS.get(base)
     if pools is None:
-        pools = _POOLS[base] = {}
-    key = (call.auth.endpoint, call.auth.tls, ka.connections, ka.requests, ka.timeout)
+        pools = _POOLS[base] = _Pools()
+    key = (a.endpoint, a.tls, ka.connections, ka.requests, ka.timeout)
     pool = pools.get(key)
     if pool is None:
         from ._server import UpstreamPool  # (_server imports this module)
+
+        if len(pools) >= pools.prune_at:
+            _prune(pools)
 
         settings = dataclasses.replace(
             base.settings, upstream_keepalive_connections=ka.connections,
@@ -45,20 +61,17 @@ def _pool_of(ds: Any, conn_id: int) -> Any:
     return pool
 
 
-def auth_take(ds: Any, a: Any) -> Any:
-    """``OpenUpstream`` ``a`` (pooled) while the core has an auth subrequest under way: an idle
-    connection of its auth pool, or None (connect). Not an auth one: the server's pool."""
-    pool = _pool_of(ds, a.conn_id)
-    if pool is None:
-        return ds.server.pool.take(a.endpoint, a.tls, a.tls_config)
-    return pool.take(a.endpoint, a.tls, a.tls_config)
+def auth_take(base: Any, a: Any) -> Any:
+    """``OpenUpstream`` ``a`` (pooled, ``keepalive`` set): an idle connection of its auth pool
+    beside the server's pool ``base``, or None (connect)."""
+    return _pool_of(base, a).take(a.endpoint, a.tls, a.tls_config)
 
 
-def auth_adopt(ds: Any, up: Any, a: Any) -> None:
-    """A connection carrying an auth subrequest with keep-alive belongs to its auth pool: the
-    server's ``CloseUpstream(reuse=True)`` puts it there (``up.pool.put``)."""
-    pool = _pool_of(ds, a.conn_id)
-    if pool is not None and up.pool is not pool:
+def auth_adopt(base: Any, up: Any, a: Any) -> None:
+    """A connection carrying ``a`` (``keepalive`` set) belongs to its auth pool: the server's
+    ``CloseUpstream(reuse=True)`` puts it there (``up.pool.put``)."""
+    pool = _pool_of(base, a)
+    if up.pool is not pool:
         up.pool.discard(up)
         up.pool = pool
 

@@ -404,6 +404,12 @@ class ProxySettings:
     #: from accept, for the PROXY protocol header; then the connection is closed. 0: the
     #: ``client_header_timeout`` instead.
     proxy_protocol_header_timeout: float = 5.0
+    #: ingress-nginx ``proxy-ssl-location-only`` (config.go default false): on, a host's
+    #: server block gets no ``proxy_ssl_*`` (controller.go ``createServers``: "if
+    #: !n.store.GetBackendConfiguration().ProxySSLLocationOnly { ... server.ProxySSL =
+    #: anns.ProxySSL }"): a location speaks TLS to its endpoints with its own ``proxy-ssl-*``
+    #: only, and the auth and mirror subrequests inherit none (proxy/_proxy_ssl.py).
+    proxy_ssl_location_only: bool = False
 
     # --- global external authentication (proxy/_globalauth.py; ingress-nginx ConfigMap) -----
     #: ingress-nginx ``global-auth-url``: every location without its own ``auth-url`` and

@@ -185,6 +185,52 @@ def close_loop_pools() -> int:
     return n
 
 
+async def read_answer(parser: Any, read: Callable[[int], Any], max_head: int, *,
+                      whole: bool = False, body_read: Callable[[], None] | None = None
+                      ) -> h11.Response | str:
+    """An auth service's answer read from ``read`` into ``parser`` (an ``_H11Reader``): its
+    final head (``whole``: once its body is read to its end, the connection to be reused,
+    ``body_read`` called before each read of that body), or why there is none. IngressASGI's
+    one reader, with keep-alive (``ask_pooled``) and without (``_asgi_extauth``).
+
+    As the core's ``_pump`` (proxy/_extauth.py): every head byte up to the final answer's end
+    counts toward max_response_header_size, a head that arrived whole too (the reader refuses
+    only an incomplete one); nginx's "upstream sent too big header" fails the subrequest: 500.
+    nginx takes a 101 as the subrequest's final status ("auth request unexpected status",
+    500; no wait for another answer)."""
+    eof = False
+    spent = 0  # the head bytes read, 1xx heads included
+    response: h11.Response | None = None
+    while True:
+        before = len(parser._buf._data)
+        event = parser.next_event()
+        kind = type(event)
+        if kind is h11.Response or kind is h11.InformationalResponse:
+            spent += before - len(parser._buf._data)
+            if spent > max_head:
+                return "a head over max-response-header-size"
+        if kind is h11.Response:
+            if not whole:
+                return event  # type: ignore[no-any-return]
+            response = event
+            continue
+        if kind is h11.InformationalResponse:
+            if event.status_code == 101:
+                return "a 101 answer"
+            continue
+        if kind is h11.EndOfMessage and response is not None:
+            return response
+        if kind is h11.Data:
+            continue
+        if kind is h11.ConnectionClosed or eof:
+            return "closed without an answer"
+        if response is not None and body_read is not None:
+            body_read()
+        data = await read(65536)
+        eof = not data
+        parser.receive_data(data)
+
+
 async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
                      keep: Callable[[h11.Response, Any], None] | None = None) -> Any:
     """IngressASGI's ``ask_auth_service`` with ``auth-keepalive``: the subrequest on an idle
@@ -219,36 +265,16 @@ async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
             """The final answer's head once its body is read, or why there is none: the
             head within proxy-read-timeout of the subrequest sent, then at most that between
             two reads of its body (as the core's auth_data, proxy/_extauth.py)."""
-            nonlocal got
-            spent = 0
-            response: h11.Response | None = None
+            async def read(n: int) -> bytes:
+                nonlocal got
+                data: bytes = await conn.reader.read(n)
+                got = got or bool(data)
+                return data
+
             async with asyncio.timeout(_delay(opts.read_timeout)) as deadline:
-                while True:
-                    before = len(parser._buf._data)
-                    event = parser.next_event()
-                    kind = type(event)
-                    if kind is h11.Response or kind is h11.InformationalResponse:
-                        spent += before - len(parser._buf._data)
-                        if spent > max_head:
-                            return "a head over max-response-header-size"
-                    if kind is h11.Response:
-                        response = event
-                        continue
-                    if kind is h11.InformationalResponse:
-                        if event.status_code == 101:
-                            return "a 101 answer"
-                        continue
-                    if kind is h11.EndOfMessage and response is not None:
-                        return response
-                    if kind is h11.ConnectionClosed:
-                        return "closed without an answer"
-                    if kind is h11.Data:
-                        continue
-                    if response is not None:
-                        deadline.reschedule(_after(opts.read_timeout))  # (the body's reads)
-                    data = await conn.reader.read(65536)
-                    got = got or bool(data)
-                    parser.receive_data(data)
+                return await read_answer(
+                    parser, read, max_head, whole=True,
+                    body_read=lambda: deadline.reschedule(_after(opts.read_timeout)))
 
         try:
             c.writer.write(head)

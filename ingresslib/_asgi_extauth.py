@@ -55,7 +55,7 @@ from .proxy._extauth import (
     verdict,
 )
 from .proxy._authcache import cache_of, lifetime, request_key
-from ._asgi_authkeepalive import ask_pooled
+from ._asgi_authkeepalive import ask_pooled, read_answer
 from .proxy._h11_reader import _H11Reader
 from .proxy._satisfy import combine
 from .proxy._header_sets import config_maps_of, set_headers_for
@@ -118,38 +118,7 @@ async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
         parser = _H11Reader(True, max_head)
         parser.method = auth.method or b"GET"
 
-        async def answer() -> h11.Response | str:
-            """The final answer's head, or why there is none."""
-            eof = False
-            spent = 0  # the head bytes read, 1xx heads included
-            while True:
-                before = len(parser._buf._data)
-                event = parser.next_event()
-                kind = type(event)
-                if kind is h11.Response or kind is h11.InformationalResponse:
-                    # As the core's ``_pump`` (proxy/_extauth.py): every head byte up to the
-                    # final answer's end counts toward max_response_header_size, a head that
-                    # arrived whole too (the reader refuses only an incomplete one); nginx's
-                    # "upstream sent too big header" fails the subrequest: 500.
-                    spent += before - len(parser._buf._data)
-                    if spent > max_head:
-                        return "a head over max-response-header-size"
-                if kind is h11.Response:
-                    response: h11.Response = event
-                    return response
-                if kind is h11.InformationalResponse:
-                    if event.status_code == 101:
-                        # nginx takes a 101 as the subrequest's final status: "auth request
-                        # unexpected status", 500 (no wait for another answer).
-                        return "a 101 answer"
-                    continue
-                if kind is h11.ConnectionClosed or eof:
-                    return "closed without an answer"
-                data = await reader.read(65536)
-                eof = not data
-                parser.receive_data(data)
-
-        response = await _within(answer(), opts.read_timeout)
+        response = await _within(read_answer(parser, reader.read, max_head), opts.read_timeout)
     except (OSError, asyncio.TimeoutError, h11.RemoteProtocolError, ValueError) as e:
         _log.info("auth-url %s: no valid answer (%s): 500", auth.url, _why(e))
         return FAILED

@@ -354,14 +354,17 @@ def parse_proxy_ssl(annotations: Mapping[str, str], prefix: str, namespace: str 
     def get(short: str) -> str | None:
         return annotations.get(prefix + short)
 
-    verify = False
-    value = get("proxy-ssl-verify")
-    if value is not None:
+    def on_off(short: str) -> bool:
+        """An on/off annotation, off when absent; an invalid value warned, off."""
+        value = get(short)
+        if value is None:
+            return False
         if _ON_OFF.fullmatch(value.strip()):
-            verify = value.strip() == "on"
-        else:
-            warn(prefix + "proxy-ssl-verify", f"invalid value {value!r} (on or off); using the "
-                 "default off")
+            return value.strip() == "on"
+        warn(prefix + short, f"invalid value {value!r} (on or off); using the default off")
+        return False
+
+    verify = on_off("proxy-ssl-verify")
     depth = 1
     value = get("proxy-ssl-verify-depth")
     if value is not None:
@@ -380,14 +383,7 @@ def parse_proxy_ssl(annotations: Mapping[str, str], prefix: str, namespace: str 
         else:
             warn(prefix + "proxy-ssl-name", f"invalid value {value!r} (a server name); using "
                  f"the default ({DEFAULT_NAME}, nginx's $proxy_host)")
-    sni = False
-    value = get("proxy-ssl-server-name")
-    if value is not None:
-        if _ON_OFF.fullmatch(value.strip()):
-            sni = value.strip() == "on"
-        else:
-            warn(prefix + "proxy-ssl-server-name", f"invalid value {value!r} (on or off); "
-                 "using the default off")
+    sni = on_off("proxy-ssl-server-name")
     protocols = DEFAULT_PROTOCOLS
     value = get("proxy-ssl-protocols")
     if value is not None:

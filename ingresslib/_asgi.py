@@ -117,6 +117,7 @@ from .proxy._actions import (
     unrouted_limit,
 )
 from .proxy._annotations import RouteOptions
+from .proxy._block import blocked_scope
 from .proxy._headers import (
     FORWARDED_DROP,
     HEADER_NAME_CHARS,
@@ -160,6 +161,7 @@ from .proxy._bandwidth import throttled_send
 from .proxy._clientcert import HostAuths
 from .proxy._settings import ProxySettings
 from .proxy._response_head import rewriting_send
+from .proxy._gzip import gzip_send
 
 __all__ = ["IngressASGI", "BodyTooLarge", "Scope", "Message", "Receive", "Send", "ASGIApp",
            "DECISION_KEY"]
@@ -567,6 +569,12 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 query = (scope.get("query_string") or b"").decode("latin-1") or None
                 # The server's headers as they came: the router reads a ``bytearray`` or
                 # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
+                if (settings.block_user_agents or settings.block_referers) \
+                        and blocked_scope(settings, scope.get("headers") or ()):
+                    # block-user-agents / block-referers: the server block's "if ($block_ua)
+                    # { return 403; }", before any location (proxy/_block.py), as the proxy.
+                    await reply.local(403)
+                    return
                 # A www twin's own server answers it (RouteOptionsSource._www_twin_hosts): not
                 # routed.
                 twins = self._www_twin_hosts()
@@ -606,6 +614,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             checked_basic = False
             #: The auth-url service's auth-response-headers for the app (_asgi_extauth.py).
             auth_pairs: tuple[tuple[bytes, bytes], ...] = ()
+            #: The host's server ``location /`` options of an unrouted request (None: none).
+            server_opts: RouteOptions | None = None
             if decision is None:
                 opts = self._default_options
                 if opts.x_forwarded_prefix is not None:
@@ -898,6 +908,16 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                                     if bytes(k).lower() not in DEFAULT_BACKEND_SET_NAMES] + (
                     default_backend_fields(decision, scope.get("headers") or ()))
             app_send: Send = reply.send
+            if decision is None:
+                # The ``fallback`` plays the default backend of the server's ``location /``,
+                # which has proxy_redirect / proxy_cookie_* as every location (nginx.tmpl): the
+                # host owner's annotations' (controller.go createServers:
+                # locationApplyAnnotations), else the ConfigMap's (the default server's root
+                # location: "Proxy: ngxProxy", "CookieDomain: bdef.ProxyCookieDomain").
+                rewrite = (server_opts or opts).response_rewrite
+                if rewrite is not None:
+                    app_send = rewriting_send(reply.send, rewrite)
+                    reply.rewrite = rewrite  # a websocket.accept's (_asgi_reply)
             if decision is not None:
                 if opts.upstream_vhost is not None and self.rewrite_headers:
                     # upstream-vhost: the app's Host, as the proxy's backend gets it
@@ -916,14 +936,22 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     unasked = unasked_pairs(opts.ext_auth, decision.match)
                     if unasked:
                         child["headers"] = with_auth_headers(child.get("headers") or (), unasked)
-            if settings.hide_headers:
-                # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer.
+            if settings.hide_headers and not settings.use_gzip:
+                # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer
+                # (with use-gzip by gzip_send, before the gzip filter adds its headers).
                 app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
             if decision is not None and opts.limit_rate > 0 and kind == "http":
                 # limit-rate / limit-rate-after: the app's body at the rate, as the proxy's
                 # (proxy/_bandwidth.py), timed by ``limit_clock``.
                 app_send = throttled_send(app_send, opts.limit_rate, opts.limit_rate_after,
                                           self.limit_clock, lambda s: asyncio.sleep(s))
+            if settings.use_gzip:
+                # use-gzip: nginx's gzip filter on the app's answer (proxy/_gzip.py), before
+                # limit-rate counts its bytes (nginx's write filter sees compressed ones),
+                # deciding on the headers add-headers/CORS/custom-headers set (``reply``); on
+                # a WebSocket scope, a refusal's websocket.http.response (the core compresses
+                # an upstream's answer to a refused upgrade as any other).
+                app_send = gzip_send(app_send, scope, settings, reply)
             if decision is not None and opts.mirror is not None and kind == "http" \
                     and app is not self.fallback:
                 # mirror-target: a mounted Service's app gets a copy (_asgi_mirror.py).
@@ -937,8 +965,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # custom-http-errors: a listed status is answered by the default-backend
                 # annotation's app instead (_asgi_error_pages.py), hide-headers holding for
                 # its answer too.
+                # (use-gzip: the page compressed as the proxy's; gzip_send hides first.)
                 pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors,
-                                   hiding_send(reply.send, hidden_names(settings.hide_headers))
+                                   gzip_send(reply.send, scope, settings, reply)
+                                   if settings.use_gzip
+                                   else hiding_send(reply.send, hidden_names(settings.hide_headers))
                                    if settings.hide_headers else None, added)
                 receive, app_send = pages.receive, pages.send
                 # The app, then the error page's app when its answer was intercepted (under the

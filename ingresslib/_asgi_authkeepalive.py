@@ -237,24 +237,19 @@ async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
     connection of the pool (or a new one), its answer read to its end, the connection put
     back when it can be reused; a pooled connection that ends before any byte of the answer
     carries it once more on a new connection. The verdict, or ``FAILED`` (500)."""
-    from ._asgi_extauth import _context, _log, _why, _within  # (it imports this module)
+    from ._asgi_extauth import _connect, _log, _why, _within  # (it imports this module)
     from .proxy._extauth import FAILED, verdict
     from .proxy._h11_reader import _H11Reader
 
     pool = asgi_pool(auth)
-    host, port = auth.endpoint
     c = pool.take()
     while True:
         reused = c is not None
         if c is None:
-            try:
-                reader, writer = await _within(asyncio.open_connection(
-                    host, port, ssl=_context() if auth.tls else None,
-                    server_hostname=host if auth.tls else None), opts.connect_timeout)
-            except (OSError, asyncio.TimeoutError, ValueError, UnicodeError) as e:
-                _log.info("auth-url %s: cannot connect (%s): 500", auth.url, _why(e))
+            conn = await _connect(auth, opts)
+            if conn is None:
                 return FAILED
-            c = _Idle(reader, writer)
+            c = _Idle(*conn)
             c.born = pool.clock()
         c.requests += 1
         parser = _H11Reader(True, max_head)

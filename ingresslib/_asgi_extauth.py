@@ -95,6 +95,23 @@ async def _within(aw: Awaitable[Any], seconds: float) -> Any:
     return await asyncio.wait_for(aw, max(seconds, 0.0))
 
 
+async def _connect(auth: Any, opts: Any
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A new connection to ``auth``'s endpoint (TLS for https) within proxy-connect-timeout,
+    or None when there is none (logged; the caller answers ``FAILED``, 500): for a subrequest
+    of its own, or for the auth-keepalive pool (_asgi_authkeepalive.py ``ask_pooled``)."""
+    host, port = auth.endpoint
+    try:
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await _within(
+            asyncio.open_connection(host, port, ssl=_context() if auth.tls else None,
+                                    server_hostname=host if auth.tls else None),
+            opts.connect_timeout)
+    except (OSError, asyncio.TimeoutError, ValueError, UnicodeError) as e:
+        _log.info("auth-url %s: cannot connect (%s): 500", auth.url, _why(e))
+        return None
+    return conn
+
+
 async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
                            max_head: int,
                            keep: Callable[[h11.Response, Verdict], None] | None = None
@@ -104,14 +121,10 @@ async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
     is called with an answer read (the auth cache's, proxy/_authcache.py)."""
     if auth.keepalive is not None:  # auth-keepalive*: a pooled connection (_authkeepalive.py)
         return await ask_pooled(auth, head, opts, max_head, keep)  # type: ignore[no-any-return]
-    host, port = auth.endpoint
-    try:
-        reader, writer = await _within(asyncio.open_connection(
-            host, port, ssl=_context() if auth.tls else None,
-            server_hostname=host if auth.tls else None), opts.connect_timeout)
-    except (OSError, asyncio.TimeoutError, ValueError, UnicodeError) as e:
-        _log.info("auth-url %s: cannot connect (%s): 500", auth.url, _why(e))
+    conn = await _connect(auth, opts)
+    if conn is None:
         return FAILED
+    reader, writer = conn
     try:
         writer.write(head)
         await _within(writer.drain(), opts.send_timeout)

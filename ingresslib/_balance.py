@@ -63,8 +63,8 @@ from ._balance_request import header_value as header_value
 from ._balance_spec import AffinityConfig as AffinityConfig
 from ._balance_spec import BalancerSpec as BalancerSpec
 from ._endpoints import EndpointSet
-from ._goparse import parse_bool, parse_int
-from ._models import GO_SPACE, go_utf8
+from ._goparse import normalize_string, parse_bool, parse_int
+from ._models import go_utf8
 
 __all__ = [
     "Address",
@@ -401,14 +401,8 @@ def registered_balancers() -> dict[str, BalancerFactory]:
 
 
 _SAMESITE = {"none": "None", "lax": "Lax", "strict": "Strict"}
-
-
-def _normalize_string(value: str) -> str:
-    """An annotation string as ingress-nginx's ``parser.GetStringAnnotation`` returns it
-    (internal/ingress/annotations/parser/main.go ``normalizeString``: each line trimmed with
-    ``strings.TrimSpace``, the lines joined by "\\n" again): ``" ewma "`` is ``ewma``, but
-    ``"ewma\\n"`` keeps its line break."""
-    return "\n".join(line.strip(GO_SPACE) for line in value.split("\n"))
+#: parser.GetStringAnnotation's ``normalizeString`` (_goparse.py); _router imports this name.
+_normalize_string = normalize_string
 
 
 def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]],

@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from ._balance import H11_HEADERS, Headers, _normalize_string, _pairs, cookie_value, header_value
-from ._goparse import ascii_digits, parse_int
+from ._balance import H11_HEADERS, Headers, _pairs, cookie_value, header_value
+from ._goparse import ascii_digits, normalize_string, parse_int
 from ._models import go_utf8
 from ._route_state import Interleave, http_header
 
@@ -138,6 +138,19 @@ class _Parser:
         for n, slot in holes:
             self.nodes[n][slot] = target
 
+    def chain(self, frags: list[tuple[int, list[tuple[int, int]]]]
+              ) -> tuple[int, list[tuple[int, int]]]:
+        """The fragments one after the other (each one's holes patched to the next's start);
+        none: an empty fragment (a jump, its hole to patch)."""
+        if not frags:
+            j = self.node(_JUMP)
+            return j, [(j, 2)]
+        start, holes = frags[0]
+        for s, h in frags[1:]:
+            self.patch(holes, s)
+            holes = h
+        return start, holes
+
     def peek(self) -> str | None:
         return self.p[self.i] if self.i < len(self.p) else None
 
@@ -165,14 +178,7 @@ class _Parser:
             if c is None or c in "|)":
                 break
             frags.append(self.repeat())
-        if not frags:
-            j = self.node(_JUMP)
-            return j, [(j, 2)]
-        start, holes = frags[0]
-        for s, h in frags[1:]:
-            self.patch(holes, s)
-            holes = h
-        return start, holes
+        return self.chain(frags)
 
     def repeat(self) -> tuple[int, list[tuple[int, int]]]:
         atom_start = self.i
@@ -254,14 +260,7 @@ class _Parser:
                 s, h = fresh()
                 split = self.node(_SPLIT, None, s, -1)
                 pieces.append((split, h + [(split, 3)]))
-        if not pieces:
-            j = self.node(_JUMP)
-            return j, [(j, 2)]
-        start, holes = pieces[0]
-        for s, h in pieces[1:]:
-            self.patch(holes, s)
-            holes = h
-        return start, holes
+        return self.chain(pieces)
 
     def atom(self) -> tuple[int, list[tuple[int, int]]]:
         c = self.p[self.i]
@@ -554,7 +553,7 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
         # parser.GetStringAnnotation: normalizeString trims each line but keeps the line
         # breaks, so a YAML block scalar's "X-Canary\n" names no header in ingress-nginx
         # (balancer.lua looks up ``ngx.var["http_X_Canary\n"]``): invalid here too, and said.
-        header = _normalize_string(header)
+        header = normalize_string(header)
         # RFC 9110 token: visible ASCII without separators (no request can carry another
         # name, and the name is kept as latin-1 bytes for the h11 fast path).
         if not header or any(ch in header for ch in " \t:()<>@,;\\\"/[]?={}") or any(
@@ -571,7 +570,7 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
     # never equal a request's value (a field value carries no surrounding blanks).
     value = ann.get(_P + "canary-by-header-value")
     if value is not None:
-        value = _normalize_string(value)
+        value = normalize_string(value)
         if "\n" in value and header is not None:
             # Kept, as ingress-nginx keeps it, but said: no field value holds a line break.
             warn.append((_P + "canary-by-header-value",
@@ -579,7 +578,7 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
                          "can equal it"))
     pattern_text = ann.get(_P + "canary-by-header-pattern")
     if pattern_text is not None:
-        pattern_text = _normalize_string(pattern_text)
+        pattern_text = normalize_string(pattern_text)
         # Read as the API server stores it (Go's encoding/json: a lone surrogate is U+FFFD),
         # as a manifest's ``\ud800`` escape already reads (``_json_manifests._go_surrogates``);
         # only ``Resources.from_dicts`` still hands one over, and its byte form (the pattern's
@@ -627,7 +626,7 @@ def parse_canary(ann: Mapping[str, str]) -> tuple[CanaryConfig, list[tuple[str, 
                                  "ingress-nginx"))
     cookie = ann.get(_P + "canary-by-cookie")
     if cookie is not None:
-        cookie = _normalize_string(cookie)  # as canary-by-header
+        cookie = normalize_string(cookie)  # as canary-by-header
         if not cookie or any(ch in cookie for ch in " \t;,=") or not cookie.isprintable():
             # (A control character - a kept line break - can be in no Cookie header.)
             warn.append((_P + "canary-by-cookie", f"invalid cookie name {cookie!r}"

@@ -28,6 +28,7 @@ from ._iptext import network_text
 from ._spelling import close_name
 from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
 from .proxy._location_extras import parse_http_version
+from .proxy._request_buffer import parse_request_buffering
 from .proxy._settings import (
     HEADER_NAME, NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size,
 )
@@ -292,6 +293,13 @@ def _http_version(v: str) -> str:
         raise _Bad('must be "1.0" or "1.1"') from None
 
 
+def _request_buffering(v: str) -> str:
+    try:
+        return parse_request_buffering(v)
+    except ValueError:
+        raise _Bad('must be "on" or "off"') from None
+
+
 def _limit_status(v: str) -> int:
     # config.go: "LimitReqStatusCode int `json:\"limit-req-status-code\"`" (and
     # LimitConnStatusCode), written as "limit_req_status {{ $cfg.LimitReqStatusCode }};":
@@ -369,14 +377,89 @@ def _global_auth(check_name: str) -> Callable[[str], Any]:
     return parse
 
 
+def _gzip_level(v: str) -> int:
+    # nginx's gzip_comp_level bounds: "must be between 1 and 9" (nginx -t fails, nothing of
+    # the ConfigMap applies).
+    level = _int(v)
+    if not 1 <= level <= 9:
+        raise _Bad("must be from 1 to 9 (nginx's gzip_comp_level)")
+    return level
+
+
+def _gzip_types(v: str) -> str:
+    # Written as is ("gzip_types {{ $cfg.GzipTypes }};"): an empty value is a directive
+    # without arguments, which nginx -t refuses.
+    if not v.split():
+        raise _Bad('must name MIME types, such as "text/plain application/json" ("*": any)')
+    if not v.isascii():
+        raise _Bad("must be MIME types (ASCII)")
+    return " ".join(v.split())
+
+
+def _gzip_disable(v: str) -> str:
+    # 'gzip_disable "{{ $cfg.GzipDisable }}";': one case-insensitive PCRE regex on the
+    # User-Agent, or nginx's word "msie6" (proxy/_gzip.py).
+    from .proxy._gzip import check_disable
+
+    try:
+        check_disable(v)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    return v
+
+
 def _no_auth_locations(v: str) -> tuple[str, ...]:
     from .proxy._globalauth import split_locations
 
     return split_locations(v)
 
 
+def _tls_value(check: str) -> Callable[[str], Any]:
+    """A parser of a TLS key: ``_tls_settings``' check (nginx refuses such a value at its
+    reload: an error here, the settings in use kept)."""
+    def parse(v: str) -> Any:
+        from . import _tls_settings
+        try:
+            return getattr(_tls_settings, check)(v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    return parse
+
+
 def _signin_param(v: str) -> str:
     return _global_auth("check_signin_param")(v) or "rd"
+
+
+def _response_rewrite(key: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        from .proxy._response_head import parse_cookie_pair, parse_redirect, parse_redirect_word
+
+        try:
+            if key.startswith("proxy-cookie-"):
+                parse_cookie_pair(v, key)
+            elif key == "proxy-redirect-from":
+                parse_redirect(v, "/")  # (a regex "~" is refused whatever the -to)
+            else:
+                parse_redirect_word(v, key)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+        return v.strip()
+    return parse
+
+
+def _map_list(split_name: str, field: str) -> Callable[[str], tuple[str, ...]]:
+    """``block-user-agents`` / ``block-referers`` / ``skip-access-log-urls``: nginx ``map``
+    keys (proxy/_block.py), split as configmap.go does; an item nginx refuses is an error."""
+    def parse(v: str) -> tuple[str, ...]:
+        from .proxy import _block
+
+        items: tuple[str, ...] = getattr(_block, split_name)(v)
+        try:
+            _block.compile_map(items, field)
+        except ValueError as e:
+            raise _Bad(str(e).split(": ", 1)[1]) from None
+        return items
+    return parse
 
 
 # Key -> parser; the field is the key in snake_case (ProxySettings' naming rule).
@@ -435,6 +518,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # defaults (proxy/_location_extras.py).
     "proxy-http-version": _http_version,
     "use-port-in-redirects": _bool,
+    # defaults.Backend "ProxyRequestBuffering string `json:\"proxy-request-buffering\"`"
+    # ("on" there, "off" here: README's divergences), written as "proxy_request_buffering
+    # {{ $location.Proxy.RequestBuffering }};", which nginx refuses past on/off
+    # (proxy/_request_buffer.py).
+    "proxy-request-buffering": _request_buffering,
     # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
     # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
     # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).
@@ -460,6 +548,16 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # config.go "ProxySSLLocationOnly bool `json:\"proxy-ssl-location-only\"`"
     # (proxy/_proxy_ssl.py: no server-level proxy_ssl_*).
     "proxy-ssl-location-only": _bool,
+    # config.go SSLProtocols, SSLCiphers, SSLECDHCurve, SSLSessionCache(Size), SSLSessionTimeout,
+    # SSLSessionTickets, SSLRejectHandshake (nginx.tmpl's ssl_* directives: _tls_settings.py).
+    "ssl-protocols": _tls_value("parse_protocols"),
+    "ssl-ciphers": _tls_value("parse_ciphers"),
+    "ssl-ecdh-curve": _tls_value("parse_ecdh_curve"),
+    "ssl-session-cache": _bool,
+    "ssl-session-cache-size": _size,
+    "ssl-session-timeout": _nginx_time,
+    "ssl-session-tickets": _bool,
+    "ssl-reject-handshake": _bool,
     # configmap.go ReadConfig's global-auth-* keys and config.go "NoAuthLocations string
     # `json:\"no-auth-locations\"`" (proxy/_globalauth.py).
     "global-auth-url": _global_auth("check_url"),
@@ -472,6 +570,31 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "global-auth-cache-key": _global_auth("check_cache_key"),
     "global-auth-cache-duration": _global_auth("check_cache_duration"),
     "no-auth-locations": _no_auth_locations,
+    # config.go "NoTLSRedirectLocations string `json:\"no-tls-redirect-locations\"`", read
+    # by isLocationInLocationList as no-auth-locations is.
+    "no-tls-redirect-locations": _no_auth_locations,
+    # defaults.Backend "ProxyRedirectFrom string `json:\"proxy-redirect-from\"`" and
+    # ProxyRedirectTo, ProxyCookieDomain, ProxyCookiePath: the annotations' defaults
+    # (proxy/_response_head.py; a value nginx -t refuses is an error here).
+    "proxy-redirect-from": _response_rewrite("proxy-redirect-from"),
+    "proxy-redirect-to": _response_rewrite("proxy-redirect-to"),
+    "proxy-cookie-domain": _response_rewrite("proxy-cookie-domain"),
+    "proxy-cookie-path": _response_rewrite("proxy-cookie-path"),
+    # config.go "UseGzip bool `json:\"use-gzip\"`", "GzipLevel int", "GzipMinLength int",
+    # "GzipTypes string", "GzipDisable string" (nginx.tmpl's gzip block; proxy/_gzip.py).
+    "use-gzip": _bool,
+    "gzip-level": _gzip_level,
+    "gzip-min-length": _int,
+    "gzip-types": _gzip_types,
+    "gzip-disable": _gzip_disable,
+    # config.go "BlockUserAgents []string `json:\"block-user-agents\"`" and "BlockReferers"
+    # (configmap.go: splitAndTrimSpace(val, ",")), "SkipAccessLogURLs []string
+    # `json:\"skip-access-log-urls\"`" (strings.Split(val, ",")): nginx map keys
+    # (proxy/_block.py); "DisableAccessLog bool `json:\"disable-access-log\"`".
+    "block-user-agents": _map_list("split_block_list", "block_user_agents"),
+    "block-referers": _map_list("split_block_list", "block_referers"),
+    "skip-access-log-urls": _map_list("split_skip_urls", "skip_access_log_urls"),
+    "disable-access-log": _bool,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).
@@ -648,11 +771,18 @@ def parse_config_data(
     if errors:
         raise ValidationError(errors)
     settings = dataclasses.replace(base or ProxySettings(), **changes)
+    if any(key.startswith("ssl-") for key in data):
+        from ._tls_settings import config_warnings
+        warnings.extend(config_warnings(settings, data, object))
     if not settings.global_auth_url:
         # configmap.go reads them all the same; without global-auth-url nothing uses them.
         warnings.extend(f"{object}: data.{key}: has no effect without global-auth-url"
                         for key in sorted(data) if key.startswith("global-auth-")
                         and key in _PARSERS and key != "global-auth-url")
+    if not settings.use_gzip:
+        # nginx.tmpl writes the gzip block only "{{ if $cfg.UseGzip }}".
+        warnings.extend(f"{object}: data.{key}: has no effect without use-gzip"
+                        for key in sorted(data) if key.startswith("gzip-"))
     if not settings.proxy_real_ip_cidr and "proxy-real-ip-cidr" not in data:
         # ingress-nginx trusts every peer unless told (configmap.go ReadConfig: no
         # proxy-real-ip-cidr -> "0.0.0.0/0", written as set_real_ip_from); ingresslib trusts

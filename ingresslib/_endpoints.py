@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from ._goparse import ascii_digits
+from ._goparse import ascii_digits, normalize_string
 from ._models import (
     EndpointConditions,
     EndpointPort,
@@ -678,7 +678,7 @@ def custom_default_backend(index: EndpointIndex, namespace: str, raw: str
     backend only when that port has an endpoint ("custom backend is valid only if contains at
     least one endpoint"). The endpoints are read as for a rule backend on that port number.
     """
-    name = "\n".join(line.strip(" \t\n\v\f\r") for line in raw.split("\n"))
+    name = normalize_string(raw)
     if not name:
         return None, None, "empty Service name; ignored"
     svc = index.service(namespace, name)

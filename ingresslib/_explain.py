@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import FieldError, ValidationError
+from ._goparse import normalize_string
 from ._explain_url import (UsageError, remove_dot_segments, shown_url, split_url,
                            url_credentials)
 from ._iptext import host_port, ip_text
@@ -480,7 +481,7 @@ def _default_backend(answer: ProxyAnswer, notes: Sequence[Any]) -> dict[str, Any
     if raw is None or m.service is None:
         return None
     # Read as the Router reads it (``custom_default_backend``: each line trimmed).
-    name = "\n".join(line.strip(" \t\n\v\f\r") for line in raw.split("\n"))
+    name = normalize_string(raw)
     service = f"{m.namespace}/{name}"
     info: dict[str, Any] = {"annotation": raw, "service": service, "used": False,
                             "upstream": None, "reason": "", "headers": {}}
@@ -1746,13 +1747,27 @@ def _tls_problems(res: Resources, table: RouteTable) -> list[TLSProblem]:
     (``warning=True``) or its hosts fall back to another one or the default certificate: as
     in ingress-nginx, which serves its default certificate then, they are no validation
     errors."""
-    if not any(ing.spec.tls for ing in table.served):
+    from .proxy._annotations import PREFIX
+
+    keys = (PREFIX + "ssl-ciphers", PREFIX + "ssl-prefer-server-ciphers")
+    ciphers = any(k in ing.metadata.annotations for ing in table.served for k in keys)
+    if not ciphers and not any(ing.spec.tls for ing in table.served):
         return []   # every such problem stems from a tls entry: spare the import
     try:
-        from ._tls import certificate_problems
+        from ._tls import TLSProblem, certificate_problems
     except ImportError:  # pragma: no cover - a Python without ssl
         return []
-    return certificate_problems(res, table.served)
+    problems = certificate_problems(res, table.served)
+    if ciphers:
+        # The ssl-ciphers / ssl-prefer-server-ciphers values the store refuses (and ignores,
+        # logged by ``serve``): the store's own reading (``_tls_settings.server_ciphers``).
+        from ._tls_settings import server_ciphers
+
+        refused: list[tuple[str, str, str]] = []
+        server_ciphers(table.served, PREFIX, refused)
+        problems += [TLSProblem(f"Ingress {ref}", f"metadata.annotations[{key}]", why,
+                                warning=True) for ref, key, why in refused]
+    return problems
 
 
 def _rule_path_fields(ing: Any) -> dict[tuple[str | None, str | None, str | None], str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_bool", "parse_int"]
+from ._models import GO_SPACE
+
+__all__ = ["parse_bool", "parse_int", "normalize_string", "trim_space"]
 
 #: strconv.ParseBool: "It accepts 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False. Any
 #: other value returns an error."
@@ -35,6 +37,29 @@ def parse_bool(value: str) -> bool | None:
     if value in _FALSE:
         return False
     return None
+
+
+def trim_space(value: str) -> str:
+    """``strings.TrimSpace``: Go's ``unicode.IsSpace`` trimmed at both ends (``GO_SPACE``;
+    ``str.strip()`` would also trim U+001C..U+001F, which Go keeps).
+
+    >>> trim_space("\\u3000 a\\n"), trim_space("\\x1ca")
+    ('a', '\\x1ca')
+    """
+    return value.strip(GO_SPACE)
+
+
+def normalize_string(value: str) -> str:
+    """An annotation string as ``parser.GetStringAnnotation`` returns it (parser/main.go
+    ``normalizeString``: each line trimmed with ``strings.TrimSpace``, the lines joined by
+    "\\n" again): ``" ewma "`` is ``ewma``, but ``"ewma\\n"`` keeps its line break.
+    ``TrimSpace`` trims Go's ``unicode.IsSpace`` (``GO_SPACE``), not ``str.strip()``'s set
+    (which also holds U+001C..U+001F).
+
+    >>> normalize_string(" a \\n\\u3000b\\x1c"), normalize_string("x\\n")
+    ('a\\nb\\x1c', 'x\\n')
+    """
+    return "\n".join(line.strip(GO_SPACE) for line in value.split("\n"))
 
 
 def ascii_digits(text: str) -> bool:

@@ -166,6 +166,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         store = CertificateStore(
             default_secret=getattr(args, "default_ssl_certificate", None),
             default_source="--default-ssl-certificate")
+        # The ConfigMap's ssl-* settings before the first load (ProxyServer gives them too,
+        # then a no-op): each certificate loaded once, not again with them.
+        store.configure_tls(cfg.settings)
         store.update(res, served)
     from ._metrics import Metrics, MetricsServer, certificates_of, hosts_of
 

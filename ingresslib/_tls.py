@@ -39,12 +39,16 @@ A host that an Ingress without ``tls`` names exactly, under another Ingress's ``
 certificate, is given that certificate, as in ingress-nginx. The www / non-www twin of a host
 with ``from-to-www-redirect`` is given that host's certificate when it covers the twin, as in
 ingress-nginx (see ``_tls_hosts._www_twins``). Canary Ingresses supply no certificate, as in
-ingress-nginx. Protocols, ciphers, no compression, no renegotiation and no session tickets
-(resumption from the session cache only) follow ingress-nginx's defaults; there is no
-``ssl-ciphers``/``ssl-protocols``/``ssl-session-*`` setting yet.
+ingress-nginx. No compression and no renegotiation, as nginx; protocols, ciphers, the ECDH
+curve, session tickets (off: resumption from the session cache only) and
+``ssl-reject-handshake`` are the ConfigMap's (``ProxySettings.ssl_*``, ingress-nginx's defaults
+unless set: ``_tls_settings.py``), given by :meth:`CertificateStore.configure_tls`; a host's
+``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` annotations give it a context of its own.
 
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
-OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m``; a client offering only
+OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m`` (``ssl-session-timeout``,
+``ssl-session-cache-size`` and ``ssl-session-cache: "false"`` are warned about); an
+``ssl-ecdh-curve`` list offers its first curve only; a client offering only
 protocols other than ``http/1.1`` and ``http/1.0`` in ALPN (``h2`` alone) gets no ALPN answer
 instead of nginx's ``no_application_protocol`` alert; the built-in listener, having no
 servername callback, does not acknowledge the SNI (no empty ``server_name`` extension in the
@@ -59,6 +63,7 @@ its handshake, and CPython reports the decoding error on stderr ("Exception igno
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -66,6 +71,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -74,6 +80,10 @@ from ._canary import CANARY_ANNOTATION
 from ._models import Ingress, IngressTLS, Secret
 from ._resources import Resources
 from ._table import SERVER_ALIAS, server_aliases
+from ._tls_settings import (
+    DEFAULT_TLS, INGRESS_NGINX_CIPHERS, ServerCiphers, TLSSettings, apply, server_ciphers,
+    tls_settings_of,
+)
 from ._tls_hosts import (
     TLSHosts,
     TLSProblem,
@@ -159,16 +169,6 @@ def generate_certificate(
     )
 
 
-#: ingress-nginx's default ``ssl-ciphers`` (TLS 1.2; TLS 1.3 keeps OpenSSL's suites, as there).
-#: Python's own default also allows the CBC suites (``ECDHE-*-AES*-SHA256/384``), which
-#: ingress-nginx does not offer. The DHE suites need DH parameters, which are not loaded, so they
-#: are never chosen here.
-INGRESS_NGINX_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
-)
 
 
 class _EncryptedKey(ValueError):
@@ -473,22 +473,26 @@ def _pem_file() -> tuple[int, str, bool]:
 
 
 def _new_context(cert_pem: bytes, key_pem: bytes,
-                 cls: type[ssl.SSLContext] = ssl.SSLContext) -> ssl.SSLContext:
+                 cls: type[ssl.SSLContext] = ssl.SSLContext, tls: TLSSettings = DEFAULT_TLS,
+                 ciphers: str | None = None, prefer: bool | None = None) -> ssl.SSLContext:
     ctx = cls(ssl.PROTOCOL_TLS_SERVER)
-    # ingress-nginx defaults: ssl-protocols "TLSv1.2 TLSv1.3", ssl-ciphers as above.
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(INGRESS_NGINX_CIPHERS)
+    # The ConfigMap's ssl-protocols, ssl-ciphers (ssl_prefer_server_ciphers), ssl-ecdh-curve
+    # and ssl-session-tickets (``_tls_settings.apply``; ingress-nginx's defaults: TLSv1.2 and
+    # TLSv1.3, INGRESS_NGINX_CIPHERS, no tickets); ``ciphers``/``prefer``: a server's own
+    # (the ssl-ciphers / ssl-prefer-server-ciphers annotations).
+    apply(ctx, tls, ciphers, prefer)
     # No TLS compression (CRIME; Python's default already). No renegotiation: nginx refuses
     # client-initiated renegotiation; OpenSSL 3 does by default, OpenSSL 1.1.1 does not.
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    # No session tickets: ingress-nginx config.go NewDefault, "SSLSessionTickets: false"
-    # (ssl_session_tickets off). OpenSSL's ticket key lives as long as the process and is never
-    # rotated, so whoever obtains it can decrypt every recorded TLS 1.2 session it sealed (no
-    # forward secrecy). Sessions are resumed from the listening context's session cache instead
-    # (ingress-nginx: ssl-session-cache on); TLS 1.3 then issues stateful tickets. The
-    # listening context's options are what count (the SNI switch changes the certificate, not
-    # the options); every context carries them so that any of them can listen.
-    ctx.options |= ssl.OP_NO_TICKET
+    # No session tickets by default (``apply``): ingress-nginx config.go NewDefault,
+    # "SSLSessionTickets: false" (ssl_session_tickets off). OpenSSL's ticket key lives as long
+    # as the process and is never rotated, so whoever obtains it can decrypt every recorded TLS
+    # 1.2 session it sealed (no forward secrecy): ``ssl-session-tickets: "true"`` accepts that,
+    # as nginx without ssl_session_ticket_key does. Sessions are resumed from the listening
+    # context's session cache instead (ingress-nginx: ssl-session-cache on); TLS 1.3 then
+    # issues stateful tickets. The listening context's options and protocol versions are what
+    # count (the SNI switch changes the certificate and the cipher list, not the options);
+    # every context carries them so that any of them can listen.
     # ALPN: what the proxy speaks, in nginx's order of preference without h2 (which it does
     # not speak: a client offering h2 and http/1.1 gets http/1.1). nginx's list
     # (ngx_http_ssl_module.c ``NGX_HTTP_ALPN_PROTOS``: "http/1.1", "http/1.0", "http/0.9",
@@ -558,13 +562,17 @@ class _AuthContext(ssl.SSLContext):
     chain_outcomes: dict[bytes, bool]
 
 
-def _auth_context(pem: tuple[bytes, bytes], auth: ClientCertAuth) -> ssl.SSLContext:
+def _auth_context(pem: tuple[bytes, bytes], auth: ClientCertAuth,
+                  tls: TLSSettings = DEFAULT_TLS,
+                  sc: ServerCiphers | None = None) -> ssl.SSLContext:
     """A context serving ``pem``'s certificate that asks for a client certificate and verifies
     it against ``auth``'s ``ca.crt`` (nginx's ``ssl_client_certificate`` and
     ``ssl_verify_client``; ``CERT_OPTIONAL`` for every mode, nginx answering no certificate
     after the handshake: ``proxy/_clientcert.refusal``), with its ``ca.crl`` (``ssl_crl``:
     nginx sets "X509_V_FLAG_CRL_CHECK|X509_V_FLAG_CRL_CHECK_ALL", the whole chain)."""
-    ctx = _new_context(*pem, cls=_AuthContext)
+    ctx = _new_context(*pem, cls=_AuthContext, tls=tls,
+                       ciphers=None if sc is None else sc.ciphers,
+                       prefer=None if sc is None else sc.prefer)
     assert isinstance(ctx, _AuthContext)
     ctx.verify_mode = ssl.CERT_OPTIONAL
     if auth.crl:
@@ -593,10 +601,11 @@ def _auth_context(pem: tuple[bytes, bytes], auth: ClientCertAuth) -> ssl.SSLCont
 _CHAIN_OUTCOMES = 65536
 
 
-def _refusing_context(pem: tuple[bytes, bytes]) -> ssl.SSLContext:
+def _refusing_context(pem: tuple[bytes, bytes],
+                      tls: TLSSettings = DEFAULT_TLS) -> ssl.SSLContext:
     """A context that asks for a client certificate and trusts no CA: every certificate
     fails, none is accepted as verified (a ``ca.crt`` OpenSSL cannot load)."""
-    ctx = _new_context(*pem, cls=_AuthContext)
+    ctx = _new_context(*pem, cls=_AuthContext, tls=tls)
     assert isinstance(ctx, _AuthContext)
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.auth_key = "refused"
@@ -901,12 +910,14 @@ def _leaf_first(crt: bytes) -> None:
             "CERTIFICATE'')")
 
 
-def _load(crt: bytes, key: bytes) -> _Cert:
+def _load(crt: bytes, key: bytes, tls: TLSSettings = DEFAULT_TLS) -> _Cert:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     _leaf_first(crt)
-    ctx = _new_context(crt, key)
+    # (The two-argument call for the defaults: what `check`'s expiry metric and its tests
+    # count, tests/test_tls_kube_s17.py.)
+    ctx = _new_context(crt, key) if tls is DEFAULT_TLS else _new_context(crt, key, tls=tls)
     # The first PEM block is the leaf: load_cert_chain just paired it with the key.
     leaf = x509.load_pem_x509_certificate(crt)
     try:
@@ -1026,7 +1037,8 @@ class _Loader:
     reusing what the last one loaded (``before``) and reporting into ``problems``."""
 
     def __init__(self, secrets: Mapping[tuple[str, str], Secret], before: _Loaded,
-                 problems: list[TLSProblem]) -> None:
+                 problems: list[TLSProblem], tls: TLSSettings = DEFAULT_TLS) -> None:
+        self._tls = tls
         self._secrets = secrets
         self._before = before
         self._problems = problems
@@ -1088,7 +1100,7 @@ class _Loader:
         cert = cache.get(digest) or self._before.cache.get(digest)
         if cert is None:
             try:
-                cert = _load(crt, key)
+                cert = _load(crt, key, self._tls)
             except Exception as e:  # noqa: BLE001 -- one bad Secret must not stop the others
                 # The messages (OpenSSL's, cryptography's, ours) name the problem, never the PEM.
                 why = _unusable(e, crt, key)
@@ -1130,7 +1142,7 @@ def _aliases_of(ordered: list[Ingress]) -> dict[str, tuple[str | None, Ingress]]
 
 
 def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded,
-            *, note: bool = False) -> _Selection:
+            *, note: bool = False, tls_settings: TLSSettings = DEFAULT_TLS) -> _Selection:
     """The decision :meth:`CertificateStore.update` documents (which certificate each host
     gets, the TLS hosts, the problems), without building the store's maps: one source for the
     store, ``ingresslib check`` (:func:`certificate_problems`) and the certificate-expiry
@@ -1141,7 +1153,7 @@ def _select(res: Resources, ingresses: Iterable[Ingress] | None, before: _Loaded
         (s.metadata.namespace, s.metadata.name): s for s in res.secrets
     }
     problems: list[TLSProblem] = []
-    loader = _Loader(secrets, before, problems)
+    loader = _Loader(secrets, before, problems, tls_settings)
     # Oldest first, canaries apart (they supply no certificate): ``_main_ingresses``,
     # shared with ``tls_hosts``.
     ordered, canaries = _main_ingresses(res, ingresses)
@@ -1424,6 +1436,57 @@ def _certificates(sel: _Selection) -> list[tuple[str, str, datetime.datetime]]:
                   for host, (cert, (ns, name)) in sel.chosen.items())
 
 
+class _ListeningContext(ssl.SSLContext):
+    """A host's context that the HTTPS listener listens with itself (its own options: the
+    ``ssl-prefer-server-ciphers`` annotation), not switched to from :attr:`default_context`
+    (``proxy/_server.py`` ``_TLSAccept``)."""
+
+    listens = True
+
+
+def _reject_context(tls: TLSSettings, named: bool) -> ssl.SSLContext:
+    """A context without a certificate that refuses every handshake (``ssl-reject-handshake``):
+    ``named``, with an SNI callback answering the ``unrecognized_name`` alert, as nginx's
+    ``ngx_http_ssl_servername`` does for its ``ssl_reject_handshake`` server ("*ad =
+    SSL_AD_UNRECOGNIZED_NAME; return SSL_TLSEXT_ERR_ALERT_FATAL"); OpenSSL calls it without
+    SNI too. Else no callback (a name that is not ASCII, which CPython cannot decode): the
+    handshake fails for want of a certificate (``handshake_failure``)."""
+    ctx = _ListeningContext(ssl.PROTOCOL_TLS_SERVER)
+    apply(ctx, tls)
+    if named:
+        def refuse(obj: Any, name: str | None, c: ssl.SSLContext) -> int:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        ctx.sni_callback = refuse
+    return ctx
+
+
+def _server_hosts(ordered: list[Ingress]) -> set[str]:
+    """The names (normalised, ``*.`` ones included) that nginx.tmpl writes into a
+    ``server_name`` of its own for the non-canary Ingresses ``ordered``: their rule hosts,
+    their ``server-alias`` names (``_aliases_of``) and the www twins of ``from-to-www-redirect``
+    (``_www_twins``: a redirect server block of their own, ``RedirectServers``)."""
+    names = {h for hosts in _rule_hosts(ordered) for h in hosts}
+    names.update(_norm(a) for a in _aliases_of(ordered))
+    names.update(_www_twins(ordered))
+    return names
+
+
+def _server_names(ordered: list[Ingress], exact: Mapping[str, Any], wild: Mapping[str, Any]
+                  ) -> tuple[frozenset[str], frozenset[str]]:
+    """The names the servers of the non-canary Ingresses ``ordered`` answer, as ``(exact,
+    ".suffix" of the ``*.`` names)``: their rule hosts, their ``server-alias`` names, their
+    www twins (``_server_hosts``), and the names with a certificate (``exact``/``wild``:
+    ``tls.hosts`` extension)."""
+    names = set(exact)
+    suffixes = set(wild)
+    for h in _server_hosts(ordered):
+        if h.startswith("*."):
+            suffixes.add(h[1:])
+        else:
+            names.add(h)
+    return frozenset(names), frozenset(suffixes)
+
+
 class CertificateStore:
     """Per-host TLS contexts built from the TLS Secrets the Ingresses name.
 
@@ -1505,6 +1568,23 @@ class CertificateStore:
         self._auth_ctxs: Mapping[tuple[tuple[bytes, bytes], str], ssl.SSLContext] = {}
         #: The problems of the Secrets ``auth-tls-secret`` names, found by the last update.
         self._auth_problems: list[TLSProblem] = []
+        #: The TLS settings every context is built with (:meth:`configure_tls`).
+        self._tls: TLSSettings = DEFAULT_TLS
+        #: Held by :meth:`update` and :meth:`configure_tls`: a settings change on the event
+        #: loop while a cluster snapshot is applied in a worker thread must not leave that
+        #: snapshot's contexts, built with the old settings, in place.
+        self._lock = threading.RLock()
+        #: The last :meth:`update`'s arguments: :meth:`configure_tls` decides again with them.
+        self._last_args: tuple[Resources, Iterable[Ingress] | None] | None = None
+        #: The contexts of hosts with their own ``ssl-ciphers`` / ``ssl-prefer-server-ciphers``,
+        #: by (certificate PEM, settings): an update that keeps both keeps the context.
+        self._cipher_ctxs: Mapping[tuple[tuple[bytes, bytes], ServerCiphers],
+                                   ssl.SSLContext] = {}
+        #: ``ssl-reject-handshake``: (the context refusing a ClientHello with an unknown server
+        #: name, the one for a name that is not ASCII); None: off.
+        self._reject: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+        #: The server names (exact, ``*.`` suffixes) of the last update, for ``_reject``.
+        self._names: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
     # -- building -----------------------------------------------------------------------------
 
@@ -1562,7 +1642,16 @@ class CertificateStore:
            Ingress; when it does not, and nothing else serves the twin, that is reported
            (``warning=True``), as ingress-nginx warns.
         """
-        sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True)
+        with self._lock:   # (configure_tls, on another thread, decides again too)
+            return self._update(res, ingresses)
+
+    def _update(self, res: Resources, ingresses: Iterable[Ingress] | None
+                ) -> list[TLSProblem]:
+        if ingresses is not None and not isinstance(ingresses, (list, tuple)):
+            ingresses = list(ingresses)   # (kept for configure_tls, and read twice below)
+        self._last_args = (res, ingresses)
+        sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True,
+                      tls_settings=self._tls)
         problems = sel.problems
         if self._default_ref is not None:
             # Before the maps: the hosts left on the default certificate get the new one.
@@ -1579,8 +1668,12 @@ class CertificateStore:
             else:
                 exact[host] = cert.ctx
         self._auth_problems = []
-        self._client_auth_maps(res, ingresses, sel, exact, wild)
+        ordered = _main_ingresses(res, ingresses)[0]
+        ciphers = self._server_ciphers(ordered, sel, exact, wild)
+        self._client_auth_maps(res, ingresses, sel, exact, wild, ciphers)
         problems = [*problems, *self._auth_problems]
+        if self._tls.reject_handshake:
+            self._names = _server_names(ordered, exact, wild)
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
         self._selection = sel
@@ -1594,9 +1687,115 @@ class CertificateStore:
         self._logged = frozenset(lines)
         return problems
 
+    def _server_ciphers(self, ordered: list[Ingress], sel: _Selection,
+                        exact: dict[str, ssl.SSLContext], wild: dict[str, ssl.SSLContext]
+                        ) -> Mapping[str, ServerCiphers]:
+        """Give each host whose server has its own ``ssl-ciphers`` / ``ssl-prefer-server-
+        ciphers`` (the annotations, the first Ingress's that sets each for the host:
+        ``_tls_settings.server_ciphers``) a context of its own carrying them, with its
+        certificate (or the default one). The HTTPS listener listens with it
+        (:class:`_ListeningContext`): OpenSSL takes the cipher preference option from the
+        listening context, not from the one the SNI switch selects (nginx's servername callback
+        copies the options, Python cannot). Returns the hosts' settings, for the hosts with
+        client certificate authentication (:meth:`_client_auth_maps`)."""
+        from .proxy._annotations import PREFIX
+
+        keys = (PREFIX + "ssl-ciphers", PREFIX + "ssl-prefer-server-ciphers")
+        if not any(k in ing.metadata.annotations for ing in ordered for k in keys):
+            self._cipher_ctxs = {}
+            return {}
+        refused: list[tuple[str, str, str]] = []
+        hosts = server_ciphers(ordered, PREFIX, refused)
+        # Logged with the certificates' problems (once while it lasts).
+        self._auth_problems += [TLSProblem(f"Ingress {ref}", f"metadata.annotations[{key}]",
+                                           why, warning=True) for ref, key, why in refused]
+        ctxs: dict[tuple[tuple[bytes, bytes], ServerCiphers], ssl.SSLContext] = {}
+        for host, sc in hosts.items():
+            hit = _chosen_for(sel.chosen, sel.kept, host)
+            pem = hit[0].pem if hit is not None else self._default_cert
+            ck = (pem, sc)
+            ctx = ctxs.get(ck) or self._cipher_ctxs.get(ck)
+            if ctx is None:
+                ctx = _new_context(*pem, cls=_ListeningContext, tls=self._tls,
+                                   ciphers=sc.ciphers, prefer=sc.prefer)
+            ctxs[ck] = ctx
+            if host.startswith("*."):
+                wild[host[1:]] = ctx
+            else:
+                exact[host] = ctx
+        if any(h.startswith("*.") for h in hosts):
+            # A name with a server of its own (nginx: an exact server_name before a wildcard
+            # one) never takes a ``*.`` server's ciphers: given by name its own certificate's
+            # context (the ConfigMap's ciphers), as _client_auth_maps does for auth-tls. It
+            # fell back to the wildcard's context, whose ssl-ciphers the ConfigMap may forbid.
+            for name in _server_hosts(ordered):
+                dot = name.find(".")
+                if (name in hosts or name in exact or name.startswith("*.") or dot <= 0
+                        or name[dot:] not in wild or wild[name[dot:]] not in ctxs.values()):
+                    continue
+                hit = _chosen_for(sel.chosen, sel.kept, name)
+                exact[name] = hit[0].ctx if hit is not None else self.default_context
+        self._cipher_ctxs = ctxs
+        return hosts
+
+    def configure_tls(self, settings: Any) -> None:
+        """Build every context with the TLS settings of ``settings`` (a ``ProxySettings``: its
+        ``ssl_*`` fields, the ConfigMap's ``ssl-protocols``, ``ssl-ciphers``,
+        ``ssl-ecdh-curve``, ``ssl-session-tickets``, ``ssl-reject-handshake``).
+        ``ProxyServer`` calls it with its settings, at construction and at each change (a
+        ConfigMap reload). Unchanged settings change nothing; else each certificate is loaded
+        again into a new context (and the last :meth:`update` decided again), a new
+        :attr:`default_context` (a new session cache) included: about a millisecond per
+        certificate. Connections already established keep their context. It decides again
+        with the last update's resources, taking turns with :meth:`update` (a lock), from any
+        thread; a handshake starting on another thread meanwhile may get old and new contexts
+        mixed, so ``ProxyServer`` calls it on its event loop, where none starts meanwhile."""
+        tls = settings if isinstance(settings, TLSSettings) else tls_settings_of(settings)
+        if tls == self._tls:
+            return
+        with self._lock:
+            self._configure(tls)
+
+    def _configure(self, tls: TLSSettings) -> None:
+        self._tls = tls
+        rebuilt: dict[int, _Cert] = {}
+
+        def again(cert: _Cert) -> _Cert:
+            new = rebuilt.get(id(cert))
+            if new is None:
+                new = dataclasses.replace(cert, ctx=_new_context(*cert.pem, tls=tls))
+                rebuilt[id(cert)] = new
+            return new
+
+        assert self._fallback is not None
+        fallback_pem = self._fallback[1]
+        self._fallback = (_new_context(*fallback_pem, tls=tls), fallback_pem)
+        if self._default_loaded is not None:
+            digest, cert, ref = self._default_loaded
+            self._default_loaded = (digest, again(cert), ref)
+            self.default_context = self._default_loaded[1].ctx
+        else:
+            self.default_context = self._fallback[0]
+        self._cache = {d: again(c) for d, c in self._cache.items()}
+        self._last_good = {r: again(c) for r, c in self._last_good.items()}
+        self._auth_ctxs, self._cipher_ctxs = {}, {}
+        self._server_ctx = None
+        # ssl-reject-handshake: never None on the way from one refusing pair to the next (an
+        # unknown name would get the default certificate), and set once the names are known.
+        reject = ((_reject_context(tls, True), _reject_context(tls, False))
+                  if tls.reject_handshake else None)
+        if reject is None:
+            self._reject = None
+        if self._last_args is not None:
+            self._update(*self._last_args)
+        else:
+            self._maps = ({}, {})
+        self._reject = reject
+
     def _client_auth_maps(self, res: Resources, ingresses: Iterable[Ingress] | None,
                           sel: _Selection, exact: dict[str, ssl.SSLContext],
-                          wild: dict[str, ssl.SSLContext]) -> None:
+                          wild: dict[str, ssl.SSLContext],
+                          ciphers: Mapping[str, ServerCiphers] | None = None) -> None:
         """Give each host whose server verifies client certificates (``auth-tls-*``, the
         first Ingress's that sets them for the host: ``proxy/_clientcert.server_auths``) a
         context of its own: its certificate (or the default one), ``CERT_OPTIONAL`` with the
@@ -1620,16 +1819,17 @@ class CertificateStore:
                 continue
             hit = _chosen_for(sel.chosen, sel.kept, host)
             pem = hit[0].pem if hit is not None else self._default_cert
-            ck = (pem, auth.key)
+            sc = ciphers.get(host) if ciphers else None
+            ck = (pem, auth.key if sc is None else f"{auth.key}\0{sc.ciphers}\0{sc.prefer}")
             ctx = ctxs.get(ck) or self._auth_ctxs.get(ck)
             if ctx is None:
                 try:
-                    ctx = _auth_context(pem, auth)
+                    ctx = _auth_context(pem, auth, self._tls, sc)
                 except (ssl.SSLError, ValueError, OSError) as e:
                     _log.warning("Ingress %s: client certificate authentication of %s: "
                                  "the Secret %s's ca.crt cannot be loaded (%s): the host's "
                                  "handshakes fail", auth.ingress, host, auth.secret, e)
-                    ctx = _refusing_context(pem)
+                    ctx = _refusing_context(pem, self._tls)
             ctxs[ck] = ctx
             if host.startswith("*."):
                 wild[host[1:]] = ctx
@@ -1690,7 +1890,7 @@ class CertificateStore:
             try:
                 # A context of its own even when an Ingress names the same Secret: the
                 # default is told apart by identity (``hosts``, ``ProxyServer._has_tls``).
-                cert = _load(crt, key)
+                cert = _load(crt, key, self._tls)
                 ctx = cert.ctx
             except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
                 why = f"unusable certificate: {_unusable(e, crt, key)}"
@@ -1778,6 +1978,9 @@ class CertificateStore:
         :meth:`server_context` cannot do this: CPython fails to decode such a name before the
         callback runs and ends the handshake with an ``internal_error`` alert.
         """
+        reject = self._reject
+        if reject is not None:
+            return self._rejecting_hello(server_name, reject)
         if not server_name:
             return self.default_context
         try:
@@ -1785,6 +1988,38 @@ class CertificateStore:
         except UnicodeDecodeError:
             return self.default_context
         return self.context_for(name)
+
+    def _rejecting_hello(self, server_name: bytes | None,
+                         reject: tuple[ssl.SSLContext, ssl.SSLContext]) -> ssl.SSLContext:
+        """:meth:`context_for_hello` under ``ssl-reject-handshake``: a name no server has
+        (nor none, nor one that is not ASCII) gets a context that refuses the handshake."""
+        if not server_name:
+            return reject[0]
+        try:
+            name = server_name.decode("ascii")
+        except UnicodeDecodeError:
+            # (No Python callback for it: CPython could not decode it. No certificate: the
+            # handshake fails with handshake_failure instead of unrecognized_name.)
+            return reject[1]
+        if not self._known(name):
+            return reject[0]
+        return self.context_for(name)
+
+    def _known(self, server_name: str | None) -> bool:
+        """Whether a server answers ``server_name`` (``ssl-reject-handshake``): a rule host
+        or ``server-alias`` of a served Ingress, a name with a certificate, or one a ``*.``
+        rule host or certificate stands for. ingress-nginx writes ``ssl_reject_handshake on``
+        in its default server only (nginx.tmpl, ``$all.Cfg.SSLRejectHandshake``), so every
+        Ingress host, TLS or not, keeps its server's certificate; the rest, and a ClientHello
+        without SNI, are refused."""
+        if not server_name:
+            return False
+        exact, wild = self._names
+        name = _norm(server_name)
+        if name in exact:
+            return True
+        dot = name.find(".")
+        return dot > 0 and name[dot:] in wild
 
     def has_tls(self, host: str) -> bool:
         """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a
@@ -1804,7 +2039,11 @@ class CertificateStore:
 
     def _sni_callback(
         self, ssl_obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext
-    ) -> None:
+    ) -> int | None:
+        if self._reject is not None and not self._known(server_name):
+            # ssl-reject-handshake: nginx's ngx_http_ssl_servername, "*ad =
+            # SSL_AD_UNRECOGNIZED_NAME; return SSL_TLSEXT_ERR_ALERT_FATAL".
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         ctx = self.context_for(server_name)
         if ctx is not _ctx:
             ssl_obj.context = ctx
@@ -1826,7 +2065,7 @@ class CertificateStore:
         it, Python cannot), so :func:`client_cert_of` finds none (``NONE``, never ``SUCCESS``).
         """
         if self._server_ctx is None:
-            ctx = _new_context(*self._default_cert)
+            ctx = _new_context(*self._default_cert, tls=self._tls)
             ctx.sni_callback = self._sni_callback
             self._server_ctx = ctx
         return self._server_ctx

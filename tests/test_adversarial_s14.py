@@ -11,6 +11,7 @@ choice, or ingress-nginx's own behaviour) is listed in the session report, not t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import base64
 import re
@@ -134,12 +135,18 @@ def asgi(manifests: str, head: str, *, client: str = ATTACKER, raw_path: bool = 
             seen.status = message["status"]
             seen.headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", [])]
 
-    app = IngressASGI(Router(parse_manifests(manifests), seed=1),
+    app = IngressASGI(Router(_parsed(manifests), seed=1),
                       backends={"default/web": backend("web"),
                                 "default/canary": backend("canary")},
                       request_id=lambda: "0" * 32, **options)
     asyncio.run(app(scope, receive, send))
     return seen
+
+
+#: ``parse_manifests`` once per text (the hypothesis tests call ``asgi`` with the same manifests
+#: hundreds of times; the YAML parse was half their time): Resources is immutable, and each call
+#: still builds its own Router and IngressASGI.
+_parsed = functools.lru_cache(maxsize=None)(parse_manifests)
 
 
 def request_line(upstream: bytes | None) -> bytes | None:

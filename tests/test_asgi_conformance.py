@@ -8,6 +8,7 @@ the client gets, or what reaches the app and the backend.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,10 @@ from ingresslib._router import Router
 from ingresslib.proxy import OpenUpstream, Proxy, ProxySettings, SendDownstream, SendUpstream
 
 from _proxy_harness import ingress_yaml as _ingress
+
+#: Resources are frozen: one parse per manifest text, not one per hypothesis example (each
+#: call still builds its own Router and proxy / app).
+_parsed = functools.lru_cache(maxsize=None)(parse_manifests)
 
 P = "nginx.ingress.kubernetes.io/"
 
@@ -79,7 +84,7 @@ def proxy_answer(request: bytes, *, tls: bool = False, settings: ProxySettings |
                  manifests: str = MANIFESTS, peer: str = "127.0.0.1",
                  tls_hosts: Any = TLS_HOSTS) -> ProxyResult:
     """What the proxy core does with ``request`` (complete, ``Connection: close``)."""
-    proxy = Proxy(Router(parse_manifests(manifests), seed=1), settings, tls_hosts=tls_hosts,
+    proxy = Proxy(Router(_parsed(manifests), seed=1), settings, tls_hosts=tls_hosts,
                   clock=None, request_id=lambda: "0" * 32)
     conn = proxy.connection((peer, 40000), tls=tls, local_port=443 if tls else 80, now=0.0)
     conn.start(0.0)
@@ -181,7 +186,7 @@ async def asgi_call(request_head: str, *, body: list[bytes] | None = None,
 
     options.setdefault("tls_hosts", TLS_HOSTS)
     options.setdefault("request_id", lambda: "0" * 32)
-    app = IngressASGI(Router(parse_manifests(manifests), seed=1),
+    app = IngressASGI(Router(_parsed(manifests), seed=1),
                       backends={"default/web": app_recording(seen, read_body=read_body,
                                                              headers=app_headers)},
                       **options)

@@ -258,73 +258,98 @@ IS_EXTRA = ["", "/", "/foo//bar", "/foo/./", "/a/../b", "/..", "/a%2Fb", "/api/.
             "/100%", "/foo/..;x"]
 
 
+# The strategies the composites draw from, made once: one made inside a composite is made,
+# validated and looked up in hypothesis's strategy cache at every draw, which cost more than the
+# tests' own work. Same arguments, so the same examples.
+_BOOL = st.booleans()
+_IS_EXTRA = st.sampled_from(IS_EXTRA)
+_RULE_SEGS = st.lists(st.sampled_from(RULE_SEGS), max_size=3)
+_TS_S = st.sampled_from(_TS)
+_CLS = st.sampled_from([None, None, "nginx", "other", "missing"])
+_N_RULES = st.integers(0, 3)
+_RULE_HOST = st.sampled_from(RULE_HOSTS)
+_ONE_IN_5 = st.integers(0, 4)
+_N_PATHS = st.integers(1, 3)
+_PATH_TYPE = st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"])
+
+
 @st.composite
 def rule_paths(draw: Any, path_type: str) -> str:
-    if path_type == "ImplementationSpecific" and draw(st.booleans()):
-        extra: str = draw(st.sampled_from(IS_EXTRA))
+    if path_type == "ImplementationSpecific" and draw(_BOOL):
+        extra: str = draw(_IS_EXTRA)
         return extra
-    segs = draw(st.lists(st.sampled_from(RULE_SEGS), max_size=3))
+    segs = draw(_RULE_SEGS)
     p = "/" + "/".join(segs)
-    if segs and draw(st.booleans()):
+    if segs and draw(_BOOL):
         p += "/"
     return p
+
+
+_RULE_PATHS = {pt: rule_paths(pt) for pt in ("Exact", "Prefix", "ImplementationSpecific")}
 
 
 @st.composite
 def ingress_dicts(draw: Any, ns: str, name: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns}
-    ts = draw(st.sampled_from(_TS))
+    ts = draw(_TS_S)
     if ts is not None:
         meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
     spec: dict[str, Any] = {}
-    cls = draw(st.sampled_from([None, None, "nginx", "other", "missing"]))
+    cls = draw(_CLS)
     if cls is not None:
-        if draw(st.booleans()):
+        if draw(_BOOL):
             spec["ingressClassName"] = cls
         else:
             meta["annotations"] = {"kubernetes.io/ingress.class": cls}
     rules = []
-    for ri in range(draw(st.integers(0, 3))):
+    for ri in range(draw(_N_RULES)):
         rule: dict[str, Any] = {}
-        host = draw(st.sampled_from(RULE_HOSTS))
+        host = draw(_RULE_HOST)
         if host is not None:
             rule["host"] = host
-        if host is None or draw(st.integers(0, 4)) > 0:
+        if host is None or draw(_ONE_IN_5) > 0:
             paths = []
-            for pi in range(draw(st.integers(1, 3))):
-                pt = draw(st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"]))
-                paths.append({"path": draw(rule_paths(pt)), "pathType": pt,
+            for pi in range(draw(_N_PATHS)):
+                pt = draw(_PATH_TYPE)
+                paths.append({"path": draw(_RULE_PATHS[pt]), "pathType": pt,
                               "backend": {"service": {"name": f"s-{ns}-{name}-{ri}-{pi}",
                                                       "port": {"number": 80}}}})
             rule["http"] = {"paths": paths}
         rules.append(rule)
     if rules:
         spec["rules"] = rules
-    if not rules or draw(st.booleans()):
+    if not rules or draw(_BOOL):
         spec["defaultBackend"] = {"service": {"name": f"d-{ns}-{name}", "port": {"number": 80}}}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
 
 
+_IDS = st.lists(st.tuples(st.sampled_from(["default", "ns1"]), st.sampled_from("abcde")),
+                min_size=1, max_size=5, unique=True)
+_CLASS_NAMES = st.lists(st.sampled_from(["nginx", "other"]), unique=True)
+_CONTROLLER = st.sampled_from(["k8s.io/ingress-nginx", "example.com/x"])
+_MARK = st.sampled_from([None, "true", "True"])
+_FILTER = st.sampled_from([(None, None), (None, None), (None, None), ("nginx", None),
+                           (None, "k8s.io/ingress-nginx"), ("other", "example.com/x")])
+
+
 @st.composite
 def tables(draw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None, str | None]:
-    ids = draw(st.lists(st.tuples(st.sampled_from(["default", "ns1"]), st.sampled_from("abcde")),
-                        min_size=1, max_size=5, unique=True))
+    ids = draw(_IDS)
     ings = [draw(ingress_dicts(ns, name)) for ns, name in ids]
-    if draw(st.integers(0, 4)) == 0:
+    if draw(_ONE_IN_5) == 0:
         # The same object defined twice (two files): README, the later definition counts.
         ns, name = draw(st.sampled_from(ids))
         ings.insert(draw(st.integers(0, len(ings))), draw(ingress_dicts(ns, name)))
     classes = []
-    for cname in draw(st.lists(st.sampled_from(["nginx", "other"]), unique=True)):
+    for cname in draw(_CLASS_NAMES):
         c: dict[str, Any] = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
                              "metadata": {"name": cname},
-                             "spec": {"controller": draw(st.sampled_from(["k8s.io/ingress-nginx", "example.com/x"]))}}
-        mark = draw(st.sampled_from([None, "true", "True"]))
+                             "spec": {"controller": draw(_CONTROLLER)}}
+        mark = draw(_MARK)
         if mark is not None:
             c["metadata"]["annotations"] = {"ingressclass.kubernetes.io/is-default-class": mark}
         classes.append(c)
-    flt = draw(st.sampled_from([(None, None), (None, None), (None, None), ("nginx", None), (None, "k8s.io/ingress-nginx"),
-                                ("other", "example.com/x")]))
+    flt = draw(_FILTER)
     return ings, classes, flt[0], flt[1]
 
 
@@ -338,23 +363,34 @@ BAD_SEGS = ["%2E%2E", "%2F", "%5c", "%00", "%7f", "café", "%FF", "..;", ".;x", 
             "[x]"]
 
 
+_REQ_HOST = st.sampled_from(REQ_HOSTS)
+_RULE_HOST_SET = st.sampled_from([h for h in RULE_HOSTS if h])
+_WILD_FILL = st.sampled_from("xA")
+#: Which spelling of a rule's host: as is, upper case, ":80", "." or ".:8443" after it.
+_HOST_SPELLING = st.sampled_from(tuple(range(5)))
+_ONE_IN_4 = st.integers(0, 3)
+_GOOD_PATH = st.lists(st.sampled_from(GOOD_SEGS), max_size=4)
+_ANY_PATH = st.lists(st.sampled_from(GOOD_SEGS + BAD_SEGS), max_size=4)
+_ONE_IN_3 = st.integers(0, 2)
+_ONE_IN_10 = st.integers(0, 9)
+
+
 @st.composite
 def requests(draw: Any, rule_paths: list[str]) -> tuple[str, str]:
-    host = draw(st.sampled_from(REQ_HOSTS))
-    if draw(st.booleans()):
+    host = draw(_REQ_HOST)
+    if draw(_BOOL):
         # A rule's host (a wildcard's first label filled in), in any case, with a port or a dot.
-        host = draw(st.sampled_from([h for h in RULE_HOSTS if h])).replace("*", draw(st.sampled_from("xA")))
-        host = draw(st.sampled_from([host, host.upper(), host + ":80", host + ".", host + ".:8443"]))
-    seg = st.sampled_from(GOOD_SEGS) if draw(st.integers(0, 3)) else st.sampled_from(GOOD_SEGS + BAD_SEGS)
-    segs = draw(st.lists(seg, max_size=4))
+        host = draw(_RULE_HOST_SET).replace("*", draw(_WILD_FILL))
+        host = (host, host.upper(), host + ":80", host + ".", host + ".:8443")[draw(_HOST_SPELLING)]
+    segs = draw(_GOOD_PATH if draw(_ONE_IN_4) else _ANY_PATH)
     p = "/".join(segs)
-    if rule_paths and draw(st.integers(0, 2)):
+    if rule_paths and draw(_ONE_IN_3):
         # A request near a rule path: the path itself, or it with more segments after it.
         base = draw(st.sampled_from(rule_paths))
-        p = base + ("/" if p and not base.endswith("/") else "") + p if draw(st.booleans()) else base
-    elif draw(st.integers(0, 9)) > 0:
+        p = base + ("/" if p and not base.endswith("/") else "") + p if draw(_BOOL) else base
+    elif draw(_ONE_IN_10) > 0:
         p = "/" + p
-    if draw(st.integers(0, 3)) == 0:
+    if draw(_ONE_IN_4) == 0:
         p += "/"
     return host, p or "/"
 

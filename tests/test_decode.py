@@ -4,7 +4,6 @@ map keys kept, lists unwrapped, unknown kinds ignored, wrong types reported (nev
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -461,11 +460,17 @@ KINDS = [
 FIELDS = ["metadata", "spec", "items", "endpoints", "ports", "subsets", "data", "stringData", "addressType", "type"]
 
 
+# What the composites below draw from, made once (a strategy made inside a composite is made and
+# validated again at every draw). Same arguments, same examples.
+_KIND = st.sampled_from(KINDS)
+_FIELD_LISTS = st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)
+
+
 @st.composite
 def junk_objects(draw: st.DrawFn) -> Any:
-    api, kind = draw(st.sampled_from(KINDS))
+    api, kind = draw(_KIND)
     obj: dict[str, Any] = {"apiVersion": api, "kind": kind}
-    for key in draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)):
+    for key in draw(_FIELD_LISTS):
         obj[key] = draw(json_values)
     return obj
 
@@ -481,11 +486,20 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+#: Camel (0) or snake (1) form, and each form's subtrees (every path but the root's), made once:
+#: the same draws as ``st.sampled_from([camel_ingress(), snake_ingress()])`` then
+#: ``st.sampled_from(_paths(obj)[1:])`` made at each draw (the forms are fresh objects each call,
+#: so nothing is copied).
+_FORM = st.sampled_from((0, 1))
+_SUBTREES = (st.sampled_from(_paths(camel_ingress())[1:]), st.sampled_from(_paths(snake_ingress())[1:]))
+
+
 @st.composite
 def mutated_ingresses(draw: st.DrawFn) -> Any:
     """A valid Ingress (camel or snake form) with one subtree replaced by junk."""
-    obj = copy.deepcopy(draw(st.sampled_from([camel_ingress(), snake_ingress()])))
-    path = draw(st.sampled_from(_paths(obj)[1:]))
+    which = draw(_FORM)
+    obj = (camel_ingress, snake_ingress)[which]()
+    path = draw(_SUBTREES[which])
     target = obj
     for key in path[:-1]:
         target = target[key]

@@ -326,7 +326,7 @@ def _lua_model(times_ms: list[int], limit: int, window: int) -> list[bool]:
                 counters[wid] = count + 1
                 delay = None
         if delay is not None and delay > 0.001:
-            cached_until = now + delay
+            cached_until = (t + int(delay * 1000)) / 1000  # whole ms, as the shared dict keeps it
         out.append(delay is not None)
     return out
 

@@ -477,7 +477,7 @@ def test_the_mirror_module_is_core_it_imports_no_io_module() -> None:
             mods.add("." * node.level + (node.module or ""))
     # (typing: ``._proxy_ssl``'s UpstreamTLS for a type only, session 27; both are core)
     assert mods <= {"__future__", "re", "collections.abc", "dataclasses", "typing",
-                    "._headers", "._proxy_ssl"}, mods
+                    "._headers", "._proxy_ssl", ".._goparse"}, mods
 
 
 # -- IngressASGI: a mounted Service's app gets the copy ---------------------------------------

@@ -113,15 +113,23 @@ def annotation_sets(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+# What ``ingress_sets`` draws from, made once: made inside the composite, the list strategy
+# (with its ``unique_by`` lambda, new at each draw) was made, validated and missed in
+# hypothesis's strategy cache at every draw. Same arguments, same examples.
+_N_INGRESSES = st.integers(1, 3)
+_KINDS = st.sampled_from(("Exact", "Prefix", "Prefix", "ImplementationSpecific"))
+_PATH_LISTS = st.lists(st.tuples(st.sampled_from(RULE_PATHS), _KINDS, services),
+                       min_size=1, max_size=2, unique_by=lambda t: (t[0], t[1]))
+_RULE_HOST = st.sampled_from(RULE_HOSTS)
+
+
 @st.composite
 def ingress_sets(draw: st.DrawFn) -> tuple[IngressSpec, ...]:
-    count = draw(st.integers(1, 3))
+    count = draw(_N_INGRESSES)
     out: list[IngressSpec] = []
     for i in range(count):
-        kinds = st.sampled_from(("Exact", "Prefix", "Prefix", "ImplementationSpecific"))
-        paths = draw(st.lists(st.tuples(st.sampled_from(RULE_PATHS), kinds, services),
-                              min_size=1, max_size=2, unique_by=lambda t: (t[0], t[1])))
-        out.append(IngressSpec(f"i{i}", draw(st.sampled_from(RULE_HOSTS)),
+        paths = draw(_PATH_LISTS)
+        out.append(IngressSpec(f"i{i}", draw(_RULE_HOST),
                                tuple(PathSpec(*p) for p in paths), draw(annotation_sets()),
                                draw(st.booleans()),
                                draw(services) if draw(st.integers(0, 5)) == 0 else None))

@@ -254,12 +254,16 @@ def test_ssl_redirect_raw_target_keeps_preserve_trailing_slash() -> None:
     assert location(out) == b"https://example.test/a/./"
 
 
-def test_acme_challenge_is_decided_on_the_canonical_path() -> None:
-    # ingresslib's ACME exemption (README divergence table) looks at the canonical path both
-    # ways: dot segments neither make nor unmake an ACME path.
+def test_acme_challenge_is_decided_on_the_rule_path() -> None:
+    # no-tls-redirect-locations exempts locations by their rule path (template.go
+    # isLocationInLocationList): a request for an ACME path routed by `/` is redirected, spelt
+    # plainly or with dot segments.
     out = _redirect(b"GET /.well-known/./acme-challenge/tok HTTP/1.1\r\n" + H + b"\r\n",
                     ProxySettings())
-    assert status_of(out) == 200
+    assert status_of(out) == 308
+    out = _redirect(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\n" + H + b"\r\n",
+                    ProxySettings())
+    assert status_of(out) == 308
     out = _redirect(b"GET /.well-known/acme-challenge/../../x HTTP/1.1\r\n" + H + b"\r\n",
                     ProxySettings())
     assert status_of(out) == 308 and location(out) is not None

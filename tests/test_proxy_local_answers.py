@@ -200,12 +200,13 @@ def test_unrouted_path_of_a_tls_host_redirects_to_https() -> None:
     # the Host's case as sent (lua's best_http_host is $http_host)
     assert status_of(out) == 308 and location(out) == b"https://Example.test/other?x=1"
     assert pair.opens == [] and not pair.closed and pair.records[0].status == 308
-    # Over https: the 404; without TLS for the host: the 404; ACME challenges: the 404.
+    # Over https: the 404; without TLS for the host: the 404; an ACME path: the server's
+    # `location /` is not in no-tls-redirect-locations, so redirected as on ingress-nginx.
     assert status_of(ProxyPair(routes, tls_hosts={"example.test"}, tls=True).send(
         b"GET /other HTTP/1.1\r\n" + H + b"\r\n")) == 404
     assert status_of(ProxyPair(routes).send(b"GET /other HTTP/1.1\r\n" + H + b"\r\n")) == 404
     assert status_of(ProxyPair(routes, tls_hosts={"example.test"}).send(
-        b"GET /.well-known/acme-challenge/t HTTP/1.1\r\n" + H + b"\r\n")) == 404
+        b"GET /.well-known/acme-challenge/t HTTP/1.1\r\n" + H + b"\r\n")) == 308
     # ssl-redirect off in the settings (ConfigMap): the 404.
     assert status_of(ProxyPair(routes, tls_hosts={"example.test"},
                                settings=ProxySettings(ssl_redirect=False)).send(

@@ -205,29 +205,38 @@ _paths = st.sampled_from([None, "/", "/foo", "/foo/", "/foo/%2e", "/foo/bar", "/
 _types = st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"])
 _hosts = st.sampled_from([None, "a.example", "*.example", "b.a.example"])
 _class_names = st.sampled_from(["c1", "c2", "c3"])
+# The rest of what the composites draw from, made once (not made and validated at every draw).
+_ns = st.sampled_from(["a", "b"])
+_names = st.sampled_from(["x", "y", "z"])
+_n_rules = st.integers(0, 3)
+_n_paths = st.integers(-1, 2)
+_spec_class = st.one_of(st.none(), _class_names)
+_one_in_4 = st.integers(0, 3)
+_stamps = st.sampled_from([None, _T0, _T1])
+_controllers = st.sampled_from(["k/x", "k/y"])
 
 
 @st.composite
 def _ingress(draw: Any) -> Ingress:
-    ns = draw(st.sampled_from(["a", "b"]))
-    name = draw(st.sampled_from(["x", "y", "z"]))
+    ns = draw(_ns)
+    name = draw(_names)
     rules = []
-    for ri in range(draw(st.integers(0, 3))):
+    for ri in range(draw(_n_rules)):
         host = draw(_hosts)
-        n = draw(st.integers(-1, 2))  # -1: a host-only rule
+        n = draw(_n_paths)  # -1: a host-only rule
         paths = None if n < 0 else tuple(
             HTTPIngressPath(backend=backend(f"{ns}-{name}-{ri}-{pi}"), path=draw(_paths), path_type=draw(_types))
             for pi in range(n))
         rules.append(IngressRule(host=host, paths=paths))
     annotations = {}
-    spec_class = draw(st.one_of(st.none(), _class_names))
+    spec_class = draw(_spec_class)
     if spec_class is None and draw(st.booleans()):
         annotations[LEGACY] = draw(_class_names)
-    if draw(st.integers(0, 3)) == 0:
+    if draw(_one_in_4) == 0:
         annotations[CANARY] = "true"
     return Ingress(
         metadata=ObjectMeta(name=name, namespace=ns, annotations=MappingProxyType(annotations),
-                            creation_timestamp=draw(st.sampled_from([None, _T0, _T1]))),
+                            creation_timestamp=draw(_stamps)),
         spec=IngressSpec(ingress_class_name=spec_class,
                          default_backend=backend(f"{ns}-{name}-default") if draw(st.booleans()) else None,
                          rules=tuple(rules)),
@@ -238,7 +247,7 @@ def _ingress(draw: Any) -> Ingress:
 def _klass(draw: Any) -> IngressClass:
     ann = {DEFAULT_CLASS: "true"} if draw(st.booleans()) else {}
     return IngressClass(metadata=ObjectMeta(name=draw(_class_names), namespace="", annotations=ann),
-                        spec=IngressClassSpec(controller=draw(st.sampled_from(["k/x", "k/y"]))))
+                        spec=IngressClassSpec(controller=draw(_controllers)))
 
 
 #: The CI profile (tests/conftest.py: 300 examples, no deadline) whatever profile is loaded.

@@ -73,6 +73,23 @@ _VALID = {
     "global-rate-limit-status-code": "429",
     "global-auth-cache-key": "$remote_user$http_authorization",
     "global-auth-cache-duration": "200 202 401 5m",
+    # session 28
+    "proxy-cookie-domain": "internal.example public.example",
+    "proxy-cookie-path": "/one/ /",
+    "proxy-redirect-from": "http://internal/",
+    "proxy-redirect-to": "https://public/",
+    "ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256",
+    "ssl-ecdh-curve": "prime256v1",
+    "ssl-protocols": "TLSv1.3",
+    "ssl-session-cache-size": "10m",
+    "ssl-session-timeout": "10m",
+    "block-user-agents": "~*bot",
+    "block-referers": "~*spam",
+    "skip-access-log-urls": "/healthz",
+    "no-tls-redirect-locations": "/.well-known/acme-challenge",
+    "gzip-types": "application/json",
+    "gzip-disable": "msie6",
+    "proxy-request-buffering": "on",
 }
 
 

@@ -252,8 +252,23 @@ def _tables(draw: st.DrawFn) -> tuple[list[_match_py.HostGroup], object]:
                 exact.setdefault(canon, f"{h} E {written}")
             else:
                 prefix.setdefault(canon.rstrip("/"), f"{h} P {written}")
-        groups.append((h, exact, prefix, draw(st.none() | st.just(f"{h} D"))))
-    return groups, draw(st.none() | st.just("DEFAULT"))
+        groups.append((h, exact, prefix, f"{h} D" if draw(_SOME) else None))
+    return groups, "DEFAULT" if draw(_SOME) else None
+
+
+#: ``st.none() | st.just(x)`` made once (not at every draw): None, or True for x.
+_SOME = st.none() | st.just(True)
+
+
+def _host_spellings(h: str) -> list[str]:
+    return [h, h.upper(), h + ":", h + ":0", h + ":99999", h + ".", h + "..", h + ".:80", "[::1]",
+            "[::1]:80", "::1", f"[{h}]", "u@" + h, h + "/x", "\u212a" + h, "." + h, "", " " + h]
+
+
+#: One of the 18 spellings of a rule's host (an index into ``_host_spellings``), or any host.
+_HOST_SPELLING = st.sampled_from(tuple(range(18))) | _ANY_HOST
+_MODE = st.integers(0, 4)
+_QUERY = st.text(max_size=5)
 
 
 @st.composite
@@ -261,21 +276,19 @@ def _requests(draw: st.DrawFn, groups: Sequence[_match_py.HostGroup]) -> tuple[s
     keys = [k for g in groups for k in (*g[1], *g[2])] or ["/"]
     names = [g[0] for g in groups if g[0]] or ["foo.test"]
     h = draw(st.sampled_from(names)).replace("*", draw(_WILDCARD_FILL))
-    host = draw(st.sampled_from([h, h.upper(), h + ":", h + ":0", h + ":99999", h + ".",
-                                 h + "..", h + ".:80", "[::1]", "[::1]:80", "::1", f"[{h}]",
-                                 "u@" + h, h + "/x", "\u212a" + h, "." + h, "", " " + h])
-                | _ANY_HOST)
+    spelling = draw(_HOST_SPELLING)
+    host = _host_spellings(h)[spelling] if isinstance(spelling, int) else spelling
     path = draw(st.sampled_from(keys)) or "/"
     sep = draw(_SEP)
     path += sep + sep.join(draw(_SUFFIX))
-    mode = draw(st.integers(0, 4))
+    mode = draw(_MODE)
     if mode == 1 and "%" in path:                   # mixed-case hex
         j = draw(st.integers(0, len(path) - 1))
         path = path[:j] + path[j:].swapcase()
     elif mode == 2:                                 # not origin-form
         path = draw(_NOT_ORIGIN) + path
     elif mode == 3:
-        path += "?" + draw(st.text(max_size=5))
+        path += "?" + draw(_QUERY)
     return host, path
 
 

@@ -405,22 +405,34 @@ rule_paths = st.tuples(seg_paths, st.booleans()).map(lambda t: t[0] + "/" if t[1
 ptypes = st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"])
 
 
+# What ``ingresses`` draws from, made once (a strategy made inside a composite is made and
+# validated again at every draw, which cost as much as the test's own work): same arguments,
+# same examples.
+_N_INGRESSES = st.integers(1, 5)
+_N_RULES = st.integers(0, 3)
+_HOST = st.sampled_from(HOSTS)
+_PATHS = st.none() | st.lists(st.tuples(rule_paths, ptypes, st.sampled_from(["s1", "s2", "s3"])),
+                              min_size=1, max_size=4)
+_DEFAULT = st.none() | st.sampled_from(["d1", "d2"])
+_CREATED = st.none() | st.integers(0, 3).map(lambda d: T0 + timedelta(days=d))
+_NAMESPACE = st.sampled_from(["ns1", "ns2"])
+
+
 @st.composite
 def ingresses(draw: st.DrawFn) -> list[Any]:
     out = []
-    for i in range(draw(st.integers(1, 5))):
+    for i in range(draw(_N_INGRESSES)):
         rules = []
-        for _ in range(draw(st.integers(0, 3))):
-            host = draw(st.sampled_from(HOSTS))
-            paths = draw(st.none() | st.lists(st.tuples(rule_paths, ptypes, st.sampled_from(["s1", "s2", "s3"])),
-                                              min_size=1, max_size=4))
+        for _ in range(draw(_N_RULES)):
+            host = draw(_HOST)
+            paths = draw(_PATHS)
             rules.append((host, paths))
-        default = draw(st.none() | st.sampled_from(["d1", "d2"]))
+        default = draw(_DEFAULT)
         if not rules and default is None:
             default = "d0"
-        created = draw(st.none() | st.integers(0, 3).map(lambda d: T0 + timedelta(days=d)))
+        created = draw(_CREATED)
         canary = draw(st.booleans()) if i > 0 else False
-        out.append(ingress(f"ing{i}", rules, namespace=draw(st.sampled_from(["ns1", "ns2"])), default=default,
+        out.append(ingress(f"ing{i}", rules, namespace=draw(_NAMESPACE), default=default,
                            created=created, annotations=CANARY if canary else None))
     return out
 
@@ -460,6 +472,9 @@ class TableMachine(RuleBasedStateMachine):
         super().__init__()
         self.ings: dict[str, Any] = {}
         self.counter = 0
+        #: The tables ``agrees`` last checked: a step that changed nothing (``remove`` with
+        #: nothing to remove) leaves the very same tables, whose check would only repeat.
+        self.checked: list[Any] | None = None
 
     @initialize()
     def start(self) -> None:
@@ -487,6 +502,9 @@ class TableMachine(RuleBasedStateMachine):
 
     @invariant()
     def agrees(self) -> None:
+        if self.checked is self.tables:
+            return
+        self.checked = self.tables
         for host in ["a.com", "b.a.com", "c.a.com", "nowhere"]:
             for path in ["/", "/a", "/a/", "/a/b", "/ab", "/api/v1", "/b/ab/"]:
                 want = oracle(self.res, host, path)

@@ -44,15 +44,35 @@ def _backend(name: str) -> IngressBackend:
     return IngressBackend(service=IngressServiceBackend(name, ServiceBackendPort(number=80)))
 
 
+# The strategies the composites below draw from, made once: a strategy built inside a composite
+# is built (and validated) again at every draw, which cost more than the tests' own work. The
+# same arguments, so the same examples.
+_KINDS = st.sampled_from(["none", "utc", "offset", "naive"])
+_HOURS = st.integers(0, 3)
+_OFFSETS = st.sampled_from([-2, 1])
+_COUNT = st.integers(0, 12)
+_BOOL = st.booleans()
+_CANARY = st.sampled_from(CANARY_VALUES)
+_RULE_HOST = st.sampled_from([None, "a.test", "b.test"])
+_SERVICE = st.sampled_from(["s1", "s2"])
+_PATH = st.sampled_from(["/", "/a", "/a/", "/b"])
+_PATH_TYPE = st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"])
+_N_PATHS = st.integers(1, 3)
+_N_RULES = st.integers(0, 2)
+_DEFAULT = st.none() | st.sampled_from(["d1", "d2"])
+_NAME = st.sampled_from(["a", "b", "c", "d"])
+_NAMESPACE = st.sampled_from(["n1", "n2"])
+
+
 @st.composite
 def timestamps(draw: st.DrawFn) -> datetime | None:
     """None, aware (UTC or another offset), or naive (read as UTC): equal instants included."""
-    kind = draw(st.sampled_from(["none", "utc", "offset", "naive"]))
+    kind = draw(_KINDS)
     if kind == "none":
         return None
-    ts = T0 + timedelta(hours=draw(st.integers(0, 3)))
+    ts = T0 + timedelta(hours=draw(_HOURS))
     if kind == "offset":
-        return ts.astimezone(timezone(timedelta(hours=draw(st.sampled_from([-2, 1])))))
+        return ts.astimezone(timezone(timedelta(hours=draw(_OFFSETS))))
     if kind == "naive":
         return ts.replace(tzinfo=None)
     return ts
@@ -62,22 +82,21 @@ def timestamps(draw: st.DrawFn) -> datetime | None:
 def ingress_lists(draw: st.DrawFn) -> list[Ingress]:
     """Up to 12 Ingresses on few names (so keys repeat), each with 0-2 rules on 3 hosts."""
     out = []
-    for _ in range(draw(st.integers(0, 12))):
+    stamps = timestamps()
+    for _ in range(draw(_COUNT)):
         ann: dict[str, str] = {}
-        if draw(st.booleans()):
-            ann[CANARY_ANNOTATION] = draw(st.sampled_from(CANARY_VALUES))
+        if draw(_BOOL):
+            ann[CANARY_ANNOTATION] = draw(_CANARY)
         rules = tuple(
-            IngressRule(draw(st.sampled_from([None, "a.test", "b.test"])), tuple(
-                HTTPIngressPath(_backend(draw(st.sampled_from(["s1", "s2"]))),
-                                draw(st.sampled_from(["/", "/a", "/a/", "/b"])),
-                                draw(st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"])))
-                for _ in range(draw(st.integers(1, 3)))))
-            for _ in range(draw(st.integers(0, 2))))
-        default = draw(st.none() | st.sampled_from(["d1", "d2"]))
+            IngressRule(draw(_RULE_HOST), tuple(
+                HTTPIngressPath(_backend(draw(_SERVICE)), draw(_PATH), draw(_PATH_TYPE))
+                for _ in range(draw(_N_PATHS))))
+            for _ in range(draw(_N_RULES)))
+        default = draw(_DEFAULT)
         if not rules and default is None:
             default = "d0"
-        meta = ObjectMeta(draw(st.sampled_from(["a", "b", "c", "d"])), draw(st.sampled_from(["n1", "n2"])),
-                          annotations=ann, creation_timestamp=draw(timestamps()))
+        meta = ObjectMeta(draw(_NAME), draw(_NAMESPACE),
+                          annotations=ann, creation_timestamp=draw(stamps))
         out.append(Ingress(meta, IngressSpec(default_backend=None if default is None else _backend(default),
                                              rules=rules)))
     return out

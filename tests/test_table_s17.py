@@ -267,21 +267,32 @@ _rule_path = st.tuples(st.lists(st.sampled_from(_RULE_SEGMENTS), max_size=3), st
     lambda t: "/" + "/".join(t[0]) + ("/" if t[1] and t[0] else ""))
 
 
+# What ``_ingresses`` draws from, made once (a strategy made inside a composite is made and
+# validated again at every draw): same arguments, same examples.
+_N_INGRESSES = st.integers(1, 4)
+_N_RULES = st.integers(0, 3)
+_PATHS = st.none() | st.lists(st.tuples(
+    _rule_path, st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"]),
+    st.sampled_from(["s1", "s2"])), min_size=1, max_size=4)
+_RULE_HOST = st.sampled_from(_RULE_HOSTS)
+_DEFAULT = st.none() | st.sampled_from(["d1", "d2"])
+_NAMESPACE = st.sampled_from(["n1", "n2"])
+_CREATED = st.none() | st.sampled_from([T0, T0 + timedelta(days=1)])
+
+
 @st.composite
 def _ingresses(draw: st.DrawFn) -> list[Any]:
     out = []
-    for i in range(draw(st.integers(1, 4))):
+    for i in range(draw(_N_INGRESSES)):
         rules = []
-        for _ in range(draw(st.integers(0, 3))):
-            paths = draw(st.none() | st.lists(st.tuples(
-                _rule_path, st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"]),
-                st.sampled_from(["s1", "s2"])), min_size=1, max_size=4))
-            rules.append((draw(st.sampled_from(_RULE_HOSTS)), paths))
-        default = draw(st.none() | st.sampled_from(["d1", "d2"]))
+        for _ in range(draw(_N_RULES)):
+            paths = draw(_PATHS)
+            rules.append((draw(_RULE_HOST), paths))
+        default = draw(_DEFAULT)
         if not rules and default is None:
             default = "d0"
-        out.append(ingress(f"i{i}", rules, namespace=draw(st.sampled_from(["n1", "n2"])), default=default,
-                           created=draw(st.none() | st.sampled_from([T0, T0 + timedelta(days=1)])),
+        out.append(ingress(f"i{i}", rules, namespace=draw(_NAMESPACE), default=default,
+                           created=draw(_CREATED),
                            annotations=CANARY if i and draw(st.booleans()) else None))
     return out
 

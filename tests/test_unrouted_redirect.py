@@ -110,11 +110,12 @@ def test_unrouted_location_keeps_preserve_trailing_slash() -> None:
 
 def test_unrouted_decision_stays_on_the_host_and_the_canonical_path() -> None:
     # The TLS lookup is on the Host (certificate.lua looks up ngx.var.host): a forwarded host
-    # with TLS does not make a redirect; the ACME exemption is on the canonical path.
+    # with TLS does not make a redirect; no-tls-redirect-locations is read on the rule path
+    # (the server's `location /` here), so an ACME request is redirected as any other.
     out = _unrouted(b"GET /a/./b HTTP/1.1\r\n" + H + XFH + b"\r\n", tls_hosts={"public.test"})
     assert status_of(out) == 404
     out = _unrouted(b"GET /.well-known/./acme-challenge/t HTTP/1.1\r\n" + H + b"\r\n")
-    assert status_of(out) == 404
+    assert status_of(out) == 308
     out = _unrouted(b"GET /.well-known/acme-challenge/../../x HTTP/1.1\r\n" + H + b"\r\n",
                     ProxySettings())
     assert status_of(out) == 308

@@ -29,7 +29,6 @@ from ._satisfy import any_job, any_step
 from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_root
 from ._cors import PREFLIGHT_STATUS
 from ._digest import DigestAuth
-from ._headers import ACME_CHALLENGE
 from ._mirror import Mirror
 from ._proxy_ssl import HostProxySSL, UpstreamTLS, with_server
 from ._settings import ProxySettings
@@ -360,9 +359,9 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
 
     lua_ingress.lua ``redirect_to_https``: "if location_config.force_ssl_redirect and
     ngx.var.pass_access_scheme == "http" then return true end" ... "return
-    location_config.ssl_redirect and certificate_configured_for_current_request()"; ACME
-    HTTP-01 challenges are never redirected. ``scheme`` is ``$pass_access_scheme`` (the
-    caller applies a trusted hop's X-Forwarded-Proto), ``host`` the normalised Host (empty:
+    location_config.ssl_redirect and certificate_configured_for_current_request()"; a
+    location of ``no-tls-redirect-locations`` has neither flag (parse_route_options).
+    ``scheme`` is ``$pass_access_scheme`` (the caller applies a trusted hop's X-Forwarded-Proto), ``host`` the normalised Host (empty:
     none), ``has_tls`` whether HTTPS is served for it, ``path`` the canonical path: the
     decision is taken on these (certificate.lua looks the certificate up by ``ngx.var.host``).
 
@@ -390,8 +389,8 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     string.sub(request_uri, 1, -2)" (``/a/`` -> ``https://host/a``, ``/`` -> ``https://host``,
     ``/a/?x=1`` unchanged).
     """
-    if scheme != "http" or not (opts.force_ssl_redirect or (opts.ssl_redirect and has_tls)) \
-            or path.startswith(ACME_CHALLENGE):
+    if scheme != "http" or not (opts.force_ssl_redirect or (opts.ssl_redirect and has_tls)):
+        # (no-tls-redirect-locations cleared both flags of an exempt location's options.)
         return None
     if not host:
         if not rule_host or rule_host[:1] == "*":
@@ -844,6 +843,16 @@ class RouteOptionsSource:
         if hit is not None and hit[0] is match:
             return hit[1]
         opts = self._parse(match) if match.annotations else self._default_options
+        if not match.annotations and (opts.ssl_redirect or opts.force_ssl_redirect) \
+                and self._settings.no_tls_redirect_locations:
+            # no-tls-redirect-locations holds for a rule without annotations too (its shared
+            # ``_default_options`` know no rule path): template.go "force_no_ssl_redirect =
+            # isLocationInLocationList(l, ...)" is per location (a cert-manager solver's
+            # un-annotated /.well-known/acme-challenge/<token> rule is never redirected).
+            from ._globalauth import in_locations
+            if in_locations(getattr(match, "path", None),
+                            self._settings.no_tls_redirect_locations):
+                opts = dataclasses.replace(opts, ssl_redirect=False, force_ssl_redirect=False)
         host = getattr(match, "host", None)
         if host:
             default = getattr(match, "is_default_backend", False)

@@ -69,10 +69,12 @@ from ._error_pages import CUSTOM_HTTP_ERRORS, global_custom_http_errors, parse_c
 from ._header_sets import CUSTOM_HEADERS, CustomHeaders, parse_custom_headers
 from ._extauth import EXTAUTH_ANNOTATIONS, EXTAUTH_IGNORED, ExtAuth, parse_ext_auth
 from ._globalauth import fold as fold_global_auth
+from ._globalauth import in_locations
 from ._mirror import MIRROR_ANNOTATIONS, MirrorTarget, parse_mirror
 from ._proxy_ssl import PROXY_SSL_ANNOTATIONS, ProxySSL, parse_proxy_ssl
 from ._location_extras import (LOCATION_EXTRAS, parse_access_log, parse_connection_header,
                                parse_http_version, parse_port_in_redirects, parse_rewrite_log)
+from ._request_buffer import REQUEST_BUFFERING, parse_request_buffering
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
                              parse_redirect_word, parse_upstream_vhost)
 
@@ -122,6 +124,8 @@ LOCATION_OPTIONS = frozenset({
     # proxy/_location_extras.py (enable-access-log, enable-rewrite-log,
     # connection-proxy-header, proxy-http-version, use-port-in-redirects)
     *LOCATION_EXTRAS,
+    # proxy/_request_buffer.py (the body read whole before the upstream is opened)
+    REQUEST_BUFFERING,
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -147,6 +151,8 @@ IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     "ssl-passthrough",
     # proxy/_satisfy.py (how the access checks combine: any or all)
     "satisfy",
+    # _tls_settings.py server_ciphers (the host's context at the TLS listener: _tls.py)
+    "ssl-ciphers", "ssl-prefer-server-ciphers",
 }) | SOURCE_RANGE_ANNOTATIONS
 
 #: Every annotation ingress-nginx reads (without the prefix), implemented here or not: the
@@ -312,6 +318,9 @@ class RouteOptions:
     connection_header: bytes | None = None
     #: ``proxy-http-version``: ``"1.0"`` or ``"1.1"`` (the upstream request line).
     http_version: str = "1.1"
+    #: ``proxy-request-buffering: "on"``: the body is read whole before the upstream is
+    #: opened, then sent with a Content-Length (proxy/_request_buffer.py).
+    request_buffering: bool = False
     #: ``use-port-in-redirects``: the ssl-redirect's Location names the https port, 443 too.
     port_in_redirects: bool = False
     #: ``enable-rewrite-log: "true"``: each rewrite-target result is logged (INFO).
@@ -804,6 +813,13 @@ def parse_route_options(
     # rewrite/main.go: an unset or invalid annotation takes the ConfigMap's value
     # (``a.r.GetDefaultBackend().ForceSSLRedirect``), as ssl-redirect does.
     force = get("force-ssl-redirect", _bool, settings.force_ssl_redirect)
+    if settings.no_tls_redirect_locations and in_locations(rule_path,
+                                                           settings.no_tls_redirect_locations):
+        # no-tls-redirect-locations: template.go locationConfigForLua's "force_no_ssl_redirect
+        # = isLocationInLocationList(l, all.Cfg.NoTLSRedirectLocations)" (the rule path starts
+        # with an item); lua_ingress.lua redirect_to_https(): "if
+        # location_config.force_no_ssl_redirect then return false end", before force too.
+        ssl_redirect = force = False
     # rewrite/main.go: "config.PreserveTrailingSlash, err = parser.GetBoolAnnotation(
     # preserveTrailingSlashAnnotation, ...); if err != nil { ... config.PreserveTrailingSlash =
     # a.r.GetDefaultBackend().PreserveTrailingSlash }" (ValidateBool: Go's ParseBool).
@@ -850,19 +866,29 @@ def parse_route_options(
     connection_header: bytes | None = get("connection-proxy-header", parse_connection_header,
                                           None)
     http_version = get("proxy-http-version", parse_http_version, settings.proxy_http_version)
+    # proxy/main.go: an invalid or unset annotation takes the ConfigMap's value.
+    request_buffering = get(REQUEST_BUFFERING, parse_request_buffering,
+                            settings.proxy_request_buffering) == "on"
     port_in_redirects = get("use-port-in-redirects", parse_port_in_redirects,
                             settings.use_port_in_redirects)
     rewrite_log = get("enable-rewrite-log", parse_rewrite_log, False)
     backend_protocol = get("backend-protocol", _backend_protocol, "HTTP")
     vhost: bytes | None = get("upstream-vhost", parse_upstream_vhost, None)
+    # proxy/main.go: an unset (or refused) annotation takes defaults.Backend's value, the
+    # ConfigMap's proxy-redirect-from/-to and proxy-cookie-domain/-path ("config.CookieDomain
+    # = defBackend.ProxyCookieDomain"; default "off"; _config checked them).
     redirect_to: str | None = get("proxy-redirect-to",
-                                  lambda v: parse_redirect_word(v, "proxy-redirect-to"), None)
+                                  lambda v: parse_redirect_word(v, "proxy-redirect-to"),
+                                  settings.proxy_redirect_to)
     rewrite_out = ResponseRewrite(
-        redirect=get("proxy-redirect-from", lambda v: parse_redirect(v, redirect_to), None),
+        redirect=get("proxy-redirect-from", lambda v: parse_redirect(v, redirect_to),
+                     parse_redirect(settings.proxy_redirect_from, redirect_to)),
         cookie_domain=get("proxy-cookie-domain",
-                          lambda v: parse_cookie_pair(v, "proxy-cookie-domain"), None),
+                          lambda v: parse_cookie_pair(v, "proxy-cookie-domain"),
+                          parse_cookie_pair(settings.proxy_cookie_domain, "proxy-cookie-domain")),
         cookie_path=get("proxy-cookie-path",
-                        lambda v: parse_cookie_pair(v, "proxy-cookie-path"), None))
+                        lambda v: parse_cookie_pair(v, "proxy-cookie-path"),
+                        parse_cookie_pair(settings.proxy_cookie_path, "proxy-cookie-path")))
 
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
@@ -1037,6 +1063,7 @@ def parse_route_options(
         access_log=access_log,
         connection_header=connection_header,
         http_version=http_version,
+        request_buffering=request_buffering,
         port_in_redirects=port_in_redirects,
         rewrite_log=rewrite_log,
     )

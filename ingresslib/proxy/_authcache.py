@@ -29,7 +29,10 @@ References (kubernetes/ingress-nginx, nginx):
   ``no-store``, ``private``: not cached; ``s-maxage=`` / ``max-age=`` seconds, 0 or not
   digits: not cached), then ``Expires`` (the first one, ``ngx_parse_http_time``: GMT whatever
   zone follows; invalid or past: not cached) set the time before
-  ``proxy_cache_valid`` does; ``Vary: *`` is not cached.
+  ``proxy_cache_valid`` does, each header's handler run in the order the headers came
+  (``ngx_http_upstream_process_accel_expires`` / ``_cache_control`` / ``_expires`` with the
+  ``no_cache`` and ``expired`` flags of nginx >= 1.23: ``lifetime``); ``Vary: *`` is not
+  cached.
 
 ingresslib's choices (README, divergences): the cache is in process (one per ``Proxy`` /
 ``IngressASGI``), at most ``MAX_ENTRIES`` answers (the least recently used goes first), an
@@ -448,61 +451,114 @@ def parse_http_time(value: bytes) -> int | None:
     return days * 86400 + hour * 3600 + minute * 60 + sec
 
 
+def _delta(v: bytes, start: int) -> int | None:
+    """nginx's digit loop after a ``Cache-Control`` ``name=`` (``ngx_http_upstream_process_
+    cache_control``): the number up to ``,`` ``;`` `` `` or the end, 0 for no digit; None for
+    another character ("u->cacheable = 0") or, past NGX_MAX_INT_T_VALUE, ingresslib's "not
+    cached" (nginx 1.25 wraps around; ``_atoi``)."""
+    end = len(v)
+    i = start
+    while i < end and v[i] not in b",; ":
+        i += 1
+    return _atoi(v[start:i]) if i > start else 0
+
+
+def _bad_extension(v: bytes) -> bool:
+    """A ``stale-while-revalidate=`` / ``stale-if-error=`` whose value is not digits: nginx
+    checks them after the freshness (also when X-Accel-Expires decided it), and such a value
+    makes the answer not cacheable ("u->cacheable = 0")."""
+    for name in (b"stale-while-revalidate=", b"stale-if-error="):
+        at = v.find(name)
+        if at >= 0:
+            start = at + len(name)
+            end = start
+            while end < len(v) and v[end] not in b",; ":
+                end += 1
+            if not v[start:end].isdigit() and end > start:
+                return True
+    return False
+
+
 def lifetime(valid: tuple[tuple[int, float], ...], status: int,
              items: Any, wall: float | None = None) -> float:
     """How long nginx keeps the auth answer (its status and h11 header ``items``) in the
-    cache, in seconds; 0: not cached."""
-    accel: bytes | None = None
-    controls: list[bytes] = []
-    expires: bytes | None = None
+    cache, in seconds; 0: not cached.
+
+    The headers are read in the order received, as nginx (>= 1.23, ingress-nginx's 1.25.5)
+    runs its ``ngx_http_upstream_headers_in`` handlers: ``X-Accel-Expires`` (the first one)
+    sets the time and clears an earlier ``no-cache`` / past ``Expires``, its 0 makes the
+    answer not cacheable; ``Cache-Control`` is skipped once X-Accel-Expires has set the time
+    (but for its extensions), else ``no-cache`` / ``no-store`` / ``private`` / ``max-age=0``
+    mark it not cached, whatever comes later but X-Accel-Expires, and ``s-maxage`` /
+    ``max-age`` set the time (clearing a past ``Expires``); ``Expires`` (the first one) is
+    read only while no time is set, a past or invalid date marking it expired. So
+    Cache-Control wins over Expires in either order (nginx-tests proxy_cache_control.t), and
+    what a header after another changes is nginx's: a ``max-age`` that is not a number makes
+    the answer not cacheable even if an X-Accel-Expires follows (before it, it was skipped);
+    an invalid X-Accel-Expires after an ``Expires`` makes a later ``no-cache`` skipped."""
+    now = time.time() if wall is None else wall
+    cacheable = True
+    no_cache = expired = False
+    #: r->cache->valid_sec, relative to ``now`` (None: 0, not set).
+    fresh: float | None = None
+    accel = expires_seen = False
     for _, name, value in items:
         if name == b"set-cookie" or name == b"vary":
             return 0.0  # ngx_http_upstream_process_set_cookie; Vary (ingresslib: not cached)
-        if name == b"x-accel-expires" and accel is None:
-            # The first one (nginx >= 1.23, ingress-nginx's 1.25:
-            # ngx_http_upstream_process_accel_expires ignores a duplicate, valid or not).
-            accel = value
+        if name == b"x-accel-expires":
+            if accel:
+                continue  # a duplicate is ignored (nginx >= 1.23), valid or not
+            accel = True
+            absolute = value.startswith(b"@")
+            n = _atoi(value[1:] if absolute else value)
+            if n is None:
+                continue  # NGX_ERROR: ignored
+            if not absolute:
+                if n == 0:
+                    cacheable = False
+                    continue
+                fresh = float(n)
+            else:
+                fresh = n - now if n else None  # "@0": valid_sec 0, not set
+            no_cache = expired = False
         elif name == b"cache-control":
-            controls.append(value)
-        elif name == b"expires" and expires is None:
-            expires = value
-    now = time.time() if wall is None else wall
-    if accel is not None:
-        absolute = accel.startswith(b"@")
-        n = _atoi(accel[1:] if absolute else accel)
-        if n is not None:
-            if absolute:
-                return max(n - now, 0.0)
-            if n == 0:
-                return 0.0
-            return float(n)
-    seconds: float | None = None
-    for value in controls:
-        v = value.lower()
-        if b"no-cache" in v or b"no-store" in v or b"private" in v:
-            return 0.0
-        at = v.find(b"s-maxage=")
-        offset = 9
-        if at < 0:
-            at = v.find(b"max-age=")
-            offset = 8
-        if at >= 0:
-            m = re.match(rb"[0-9]*", v[at + offset:])
-            digits = m.group(0) if m else b""
-            rest = v[at + offset + len(digits):at + offset + len(digits) + 1]
-            n = _atoi(digits) if rest in (b"", b",", b";", b" ") else None
-            if not n:
-                # (None past NGX_MAX_INT_T_VALUE too: nginx >= 1.27 saturates, older ones
-                # wrap around; ingresslib does not cache an answer whose time it cannot read)
-                return 0.0
-            seconds = float(n)
-    if seconds is not None:
-        return seconds
-    if expires is not None:
-        when = parse_http_time(expires)
-        if when is None:
-            return 0.0
-        return max(when - now, 0.0)
+            v = value.lower()
+            if fresh is None or not accel:
+                if b"no-cache" in v or b"no-store" in v or b"private" in v:
+                    no_cache = True
+                    continue
+                at = v.find(b"s-maxage=")
+                offset = 9
+                if at < 0:
+                    at = v.find(b"max-age=")
+                    offset = 8
+                if at >= 0:
+                    n = _delta(v, at + offset)
+                    if n is None:
+                        cacheable = False
+                        continue
+                    if n == 0:
+                        no_cache = True
+                        continue
+                    fresh = float(n)
+                    expired = False
+            if _bad_extension(v):
+                cacheable = False
+        elif name == b"expires":
+            if expires_seen:
+                continue  # the first one only
+            expires_seen = True
+            if fresh is not None:
+                continue
+            when = parse_http_time(value)
+            if when is None or when < now:
+                expired = True
+                continue
+            fresh = when - now
+    if not cacheable or no_cache or expired:
+        return 0.0
+    if fresh is not None:
+        return max(fresh, 0.0)
     for code, secs in valid:
         if code == 0 or code == status:
             return secs
@@ -511,7 +567,14 @@ def lifetime(valid: tuple[tuple[int, float], ...], status: int,
 
 class AuthCache:
     """The answers of one ``Proxy`` or ``IngressASGI``: key digest -> [expires, last used,
-    verdict], least recently used first."""
+    verdict], least recently used first.
+
+    Not locked: ``get`` and ``put`` run on the thread that drives the owner's connections
+    (ProxyServer's and IngressASGI's event loop), as the rest of a ``Proxy``'s shared state
+    (``rate_limits``, ``global_rate_limits``): the API (proxy/API.md) never makes a ``Proxy``
+    shareable across threads (only ``Offload`` jobs run off it, and they do not touch this
+    cache). A driver that calls one ``Proxy``'s connections from several threads must
+    serialise those calls."""
 
     __slots__ = ("entries", "max_entries")
 

@@ -141,6 +141,7 @@ from ._actions import (
 from ._annotations import RouteOptions
 # Re-exported (``X as X``): tests and tools import these from here.
 from ._chunked import _MAX_CHUNK_SIZE as _MAX_CHUNK_SIZE
+from ._block import blocked_request, skip_logging
 from ._clientcert import CLIENT_CERT_NAMES, ClientCert, ClientCertAuth
 from ._clientcert import refusal as client_cert_refusal
 from ._clientcert import upstream_lines as client_cert_lines
@@ -203,7 +204,9 @@ from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
 from ._ratelimit import Held, RateLimiter
 from ._globalratelimit import GlobalRateLimiter
 from ._bandwidth import Throttle
+from ._gzip import GzipEncoder, start_gzip
 from ._settings import ProxySettings
+from ._request_buffer import Buffered, begin as begin_buffering, frame as frame_buffered
 
 __all__ = ["Proxy", "ClientConnection"]
 
@@ -493,6 +496,8 @@ class ClientConnection:
         # before these; tests/test_perf_guards_s27.py).
         self._auth = self._auth_cookie = self._bw = self._bw_req = self._mirror = None
         self._digest_info = self._parse_next = None
+        #: The current response's gzip stream (``use_gzip``: proxy/_gzip.py), else None.
+        self._gz: GzipEncoder | None = None
         self._throttle = self._eof = False
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
@@ -564,7 +569,8 @@ class ClientConnection:
         if self.closed:
             return True
         req = self._req
-        if req is not None and req.unsent_size > _HOLD_LIMIT:
+        if req is not None and req.unsent_size > _HOLD_LIMIT \
+                and type(req.replay) is not Buffered:  # (proxy-request-buffering on: read)
             return False
         return not self._busy or len(self._inbuf) <= _HOLD_LIMIT
 
@@ -735,7 +741,12 @@ class ClientConnection:
         if not self.closed and self._up is up and self._tunnel is None:
             req = self._req
             if req is None or req.complete:
-                self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+                if req is None or req.response_started:
+                    self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
+                # else the head is still incomplete (1xx heads included): the deadline armed
+                # once the request was sent runs on, not re-armed by a read of the head
+                # (ngx_http_upstream_process_header: "if (n == NGX_AGAIN) { #if 0
+                # ngx_add_timer(rev, u->read_timeout); #endif"): a trickled head is a timeout.
             else:
                 # The client still owes body bytes: its deadline (client_body_timeout, between
                 # two reads from the client) stays as it is, not moved by the upstream's bytes;
@@ -1033,6 +1044,7 @@ class ClientConnection:
 
     def _close_all(self, now: float, client_gone: bool = False) -> None:
         req = self._req
+        self._gz = None  # (an aborted response's gzip stream: its zlib state freed now)
         self._close_upstream(False)
         if req is not None and not req.done:
             if client_gone and not req.status:
@@ -1176,6 +1188,16 @@ class ClientConnection:
             self._cert_auth = (req, auth)
             return False
         status, text, location = refused
+        s = self.settings
+        if (status == 403 or status == 503) and (s.block_user_agents or s.block_referers) \
+                and req.event is not None and blocked_request(s, req.event.headers._full_items):
+            # match-cn's "if" and an auth-tls error's "return 403" are in nginx.tmpl's SERVER
+            # template, after the server block's "if ($block_ua) { return 403; }": the block
+            # answers, not "client certificate unauthorized". (The 400s, 421 and the error
+            # page's 302 come before, from ngx_http_process_request.)
+            req.phase = "server"
+            self._local_response(req, 403, now)
+            return True
         req.phase = "server"
         # nginx's 495/496 (and their error_page) end the keep-alive
         # (ngx_http_special_response_handler: "case NGX_HTTPS_CERT_ERROR: case
@@ -1209,6 +1231,14 @@ class ClientConnection:
             self._refuse_request(req, now)
             return
         if self.proxy.client_auth is not None and self._client_cert_refused(req, now):
+            return
+        s = self.settings
+        if (s.block_user_agents or s.block_referers) \
+                and blocked_request(s, event.headers._full_items):
+            # block-user-agents / block-referers: the server block's "if ($block_ua) { return
+            # 403; }", before any location (proxy/_block.py).
+            req.phase = "server"
+            self._local_response(req, 403, now)
             return
         try:
             proxy = self.proxy
@@ -1444,7 +1474,8 @@ class ClientConnection:
                                     getattr(decision.match, "ingress", None), req.path[:200])
             self._local_response(req, 500, now)
             return
-        if req.up_chunked and opts.http_version == "1.0" and not req.upgrade:
+        if req.up_chunked and opts.http_version == "1.0" and not req.upgrade \
+                and not opts.request_buffering:
             # proxy-http-version "1.0" and a chunked request body: HTTP/1.0 has no chunked
             # coding, and nginx buffers the whole body to send its length ("the request body
             # will be buffered regardless of the directive value unless HTTP/1.1 is enabled
@@ -1458,6 +1489,11 @@ class ClientConnection:
         # sticky.lua's balance(), the balancer phase, which a denied location, a redirect,
         # the source ranges' 403, basic authentication's 401 or a 413 never reach.
         req.set_cookie = getattr(decision, "set_cookie", None)
+        if opts.request_buffering and begin_buffering(req, self.settings.request_buffering_limit):
+            # proxy-request-buffering "on" (proxy/_request_buffer.py): the upstream is opened
+            # once the body is in (``_on_request_complete``); client_body_timeout meanwhile.
+            self._set_request_timer(req, now)
+            return
         self._open(req, decision.endpoint, now)
 
     def _begin_mirror(self, req: _Request, opts: RouteOptions) -> None:
@@ -2023,9 +2059,11 @@ class ClientConnection:
         replay = req.replay
         if replay is not None:
             req.replay_size += len(data)
-            if req.replay_size > _REPLAY_LIMIT:
+            if req.replay_size > _REPLAY_LIMIT and type(replay) is not Buffered:
                 req.replay = None
             else:
+                # (proxy-request-buffering "on": all of it, for the upstream and any retry;
+                # the bound is the hold's, below.)
                 replay.append(data)
         up = self._up
         if up is not None and up.connected and up.h11 is not None:
@@ -2038,6 +2076,14 @@ class ClientConnection:
             self._set_request_timer(req, now)
         else:
             req.hold(data)  # no upstream can take them yet
+            if up is None and type(req.replay) is Buffered:
+                # proxy-request-buffering "on", the body read whole first
+                # (proxy/_request_buffer.py): client_body_timeout between two reads; past the
+                # bytes we hold (nginx would spill them to a file), 413, no upstream opened.
+                if req.unsent_size > self.settings.request_buffering_limit:
+                    self._error_response(413, req, now)
+                else:
+                    self._set_request_timer(req, now)
 
     def _on_request_complete(self, req: _Request, now: float) -> None:
         if req.answered:
@@ -2065,9 +2111,18 @@ class ClientConnection:
             if req.up_chunked:
                 up.sent = True
                 self._out.append(SendUpstream(up.conn_id, b"0\r\n\r\n"))
-            if self._timer is TimerKind.BODY:
-                # The body is in: now the upstream owes an answer.
+            if self._timer is TimerKind.BODY or self._timer is None:
+                # The body is in: now the upstream owes an answer. (None: client_body_timeout
+                # 0 armed nothing while the body came; the upstream's deadline starts now.)
                 self._set_request_timer(req, now)
+        elif up is None and type(req.replay) is Buffered:
+            # proxy-request-buffering "on": the whole body is in; now the upstream, sent the
+            # request with its Content-Length (proxy/_request_buffer.py).
+            decision = req.decision
+            assert decision is not None and decision.endpoint is not None
+            frame_buffered(req)
+            self._set_timer(None, None)
+            self._open(req, decision.endpoint, now)
 
     # ---------------------------------------------------------------- upstream side
     def _open(self, req: _Request, endpoint: tuple[str, int], now: float,
@@ -2167,6 +2222,10 @@ class ClientConnection:
                 data = event.data
                 framing = req.framing
                 if framing == _FRAME_CHUNKED:
+                    if self._gz is not None and data:
+                        # use-gzip (proxy/_gzip.py): compressed and sync-flushed, as nginx's
+                        # gzip filter does each flushed upstream read (proxy_buffering off).
+                        data = self._gz.feed(data)
                     if data:
                         parts.append(b"%x\r\n%s\r\n" % (len(data), data))
                 elif framing != _FRAME_NONE and data:
@@ -2183,6 +2242,11 @@ class ClientConnection:
                     parts.append(head)
             elif t is h11.EndOfMessage:
                 if req.framing == _FRAME_CHUNKED:
+                    if self._gz is not None:
+                        tail = self._gz.finish()  # the gzip trailer (CRC, length)
+                        self._gz = None
+                        if tail:
+                            parts.append(b"%x\r\n%s\r\n" % (len(tail), tail))
                     parts.append(b"0\r\n\r\n")  # trailers are not forwarded
                 self._flush_parts(parts, req, now)
                 self._response_complete(req, up, now)
@@ -2406,6 +2470,13 @@ class ClientConnection:
             # (A response of unknown length turns it into "Connection: close":
             # ``_response_head`` ends the body by closing for an HTTP/1.0 client.)
             headers.append(_CONNECTION_KEEP_ALIVE)
+        if self.settings.use_gzip:
+            # use-gzip: nginx's gzip filter (proxy/_gzip.py); with Content-Length gone a
+            # compressed body is chunked (an HTTP/1.0 request is never compressed).
+            ev = req.event
+            headers, self._gz = start_gzip(
+                ev.headers if ev is not None else (), req.http_version == "1.1", status,
+                req.method == b"HEAD", headers, self.settings)
         head, req.framing, self._close_after = _response_head(
             status, event.reason, headers, req.method, req.http_version == "1.1", req.keep_alive)
         self._can_respond = False
@@ -2817,6 +2888,13 @@ class ClientConnection:
             # The named location's retries are nginx's defaults, not the location's
             # proxy-next-upstream (proxy/_error_pages.py ``error_page_options``).
             req.opts = error_page_options(req.opts)
+            if req.opts.response_rewrite is not None:
+                # Nor has it the location's proxy_redirect / proxy_cookie_* (nginx.tmpl writes
+                # them in location blocks only; CUSTOM_ERRORS' "location @custom_..." is the
+                # server's): the error page's Location and Set-Cookie pass as sent, as
+                # IngressASGI's error page app's (_asgi_error_pages.py: not rewriting_send).
+                from dataclasses import replace
+                req.opts = replace(req.opts, response_rewrite=None)
         # The named location's tries are its own (proxy-next-upstream-tries/-timeout).
         req.free_tries = len(req.tried)
         req.t_tries = None
@@ -2973,6 +3051,9 @@ class ClientConnection:
         resp_up = req.resp_up
         last_time = None if t_attempt is None else max(
             (now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt, 0.0)
+        #: disable-access-log ("access_log off;") and skip-access-log-urls ("access_log ...
+        #: if=$loggable", proxy/_block.py) hold for every location, the error page's too.
+        s = self.settings
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -3009,7 +3090,9 @@ class ClientConnection:
             # enable-access-log "false" (nginx's "access_log off;" in the rule's location);
             # custom-http-errors' answer comes from the named location @custom_..., which
             # has no access_log off, and nginx logs by the location the request ends in.
-            access_log=req.opts is None or req.opts.access_log or self._error_page_req is req,
+            access_log=(req.opts is None or req.opts.access_log or self._error_page_req is req)
+            and not (s.disable_access_log or s.skip_access_log_urls
+                     and skip_logging(s, req.original_uri.encode("latin-1"))),
         )
         self._out.append(RequestDone(rec))
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._goparse import parse_bool, parse_int
+from .._goparse import normalize_string, parse_bool, parse_int
 
 __all__ = ["Cors", "parse_cors", "merge", "asgi_merge", "asgi_origin", "CORS_ANNOTATIONS",
            "PREFLIGHT_STATUS"]
@@ -130,11 +130,6 @@ def _origin_list_valid(value: str) -> bool:
         states = nxt
     return "g" in states or "d" in states or "h1" in states or "h2" in states \
         or "h3" in states or "h4" in states or "s" in states
-
-
-def _normalize(value: str) -> str:
-    """parser/main.go ``normalizeString``: each line trimmed (Go's TrimSpace)."""
-    return "\n".join(line.strip(" \t\n\v\f\r\x85\xa0") for line in value.split("\n"))
 
 
 def _origin_regex(origins: tuple[str, ...]) -> re.Pattern[str]:
@@ -252,9 +247,9 @@ def parse_cors(annotations: Mapping[str, str], prefix: str,
             warn(key, f"invalid origin list {value!r} (each an http:// or https:// origin, "
                  'optionally "*." before the host and a port, separated by ","; or "*"); '
                  'using the default "*"')
-        elif _normalize(value):
+        elif normalize_string(value):
             found: list[str] = []
-            for item in _normalize(value).split(","):
+            for item in normalize_string(value).split(","):
                 item = item.strip(" \t\n\v\f\r")
                 if item == "*":
                     found = ["*"]
@@ -275,7 +270,7 @@ def parse_cors(annotations: Mapping[str, str], prefix: str,
         value = raw(name)
         if value is None:
             return default
-        norm = _normalize(value)
+        norm = normalize_string(value)
         if not norm or pattern.fullmatch(value.replace(" ", "")) is None \
                 or pattern.fullmatch(norm) is None:
             warn(prefix + name, f"invalid {what} {value!r}; using the default "

@@ -68,7 +68,7 @@ from urllib.parse import quote, urlsplit
 
 import h11
 
-from .._goparse import parse_bool
+from .._goparse import normalize_string, parse_bool, trim_space
 from ._authcache import AuthCacheConfig, cache_of, lifetime, parse_auth_cache, request_key
 from ._authkeepalive import KEEPALIVE_ANNOTATIONS, AuthKeepalive, parse_auth_keepalive, reusable
 from ._chunked import has_control
@@ -159,10 +159,20 @@ class ExtAuth:
     keepalive: AuthKeepalive | None = None
 
 
-def _url(value: str) -> tuple[str, tuple[str, int], bool, bytes, bytes]:
-    v = value.strip()
+def _url_text(value: str) -> str:
+    """An auth-url / auth-signin value as authreq/main.go reads it: ``GetStringAnnotation``
+    (``normalizeString``: each line TrimSpace-d, a line break kept); ValueError for white
+    space left or a character outside printable ASCII (url.Parse refuses a control
+    character, the annotation validator ``URLWithNginxVariableRegex`` any of them)."""
+    v = normalize_string(value)
     if not v or any(c.isspace() or not c.isascii() or ord(c) < 32 for c in v):
-        raise ValueError("not a valid URL")
+        raise ValueError("not a valid URL" + (" (it holds a line break: a YAML block scalar "
+                                              "\"|\" ends in one)" if "\n" in v else ""))
+    return v
+
+
+def _url(value: str) -> tuple[str, tuple[str, int], bool, bytes, bytes]:
+    v = _url_text(value)
     if "$" in v:
         raise ValueError("nginx variables (\"$...\") are not supported by ingresslib in auth-url")
     parts = urlsplit(v)
@@ -186,10 +196,15 @@ def _url(value: str) -> tuple[str, tuple[str, int], bool, bytes, bytes]:
         target.encode("ascii")
 
 
+def _redirect_ok(value: str) -> bool:
+    """An ``auth-request-redirect`` (``global-auth-request-redirect``) value, trimmed, that
+    can be sent as the X-Auth-Request-Redirect header: printable ASCII, not empty."""
+    return bool(value) and not any(ord(c) < 32 or ord(c) == 127 or not c.isascii()
+                                   for c in value)
+
+
 def _signin(value: str) -> str:
-    v = value.strip()
-    if not v or any(c.isspace() or not c.isascii() or ord(c) < 32 for c in v):
-        raise ValueError("not a valid URL")
+    v = _url_text(value)
     for m in _VAR_RE.finditer(v):
         name = m.group(1) or m.group(2)
         if name not in SIGNIN_VARIABLES:
@@ -248,11 +263,11 @@ def parse_ext_auth(annotations: Mapping[str, str], prefix: str,
         method = raw_method.encode("ascii")
     headers: list[str] = []
     for h in (get("auth-response-headers") or "").split(","):
-        h = h.strip()
+        h = trim_space(h)  # authreq/main.go: "header = strings.TrimSpace(header)"
         if h:
             if _HEADER_RE.fullmatch(h) is None:
                 return deny("auth-response-headers", f"invalid headers list (header {h!r})")
-            if _alias(h.lower().encode("ascii")) in _NOT_FROM_AUTH:
+            if _never_from_auth(h):
                 warn(prefix + "auth-response-headers", f"header {h!r} frames the request or "
                      "is hop-by-hop: ignored (never set from the auth answer)")
                 continue
@@ -276,16 +291,16 @@ def parse_ext_auth(annotations: Mapping[str, str], prefix: str,
     param = "rd"
     raw_param = get("auth-signin-redirect-param")
     if raw_param is not None:
-        if _PARAM_RE.fullmatch(raw_param.strip()) is None:
+        if _PARAM_RE.fullmatch(normalize_string(raw_param)) is None:
             warn(prefix + "auth-signin-redirect-param", f"invalid value {raw_param!r}; using "
                  "the default rd")
         else:
-            param = raw_param.strip()
+            param = normalize_string(raw_param)
     redirect: bytes | None = None
     raw_redirect = get("auth-request-redirect")
     if raw_redirect is not None:
-        v = raw_redirect.strip()
-        if not v or any(ord(c) < 32 or ord(c) == 127 or not c.isascii() for c in v):
+        v = normalize_string(raw_redirect)
+        if not _redirect_ok(v):
             warn(prefix + "auth-request-redirect", f"invalid value {raw_redirect!r}; using "
                  "the default $request_uri")
         else:
@@ -315,6 +330,13 @@ def _alias(name: bytes) -> bytes:
     """A lower-cased header name as a CGI/WSGI server and nginx's ``$upstream_http_*``
     variables read it: ``_`` and ``-`` alike."""
     return name.replace(b"_", b"-") if b"_" in name else name
+
+
+def _never_from_auth(name: str) -> bool:
+    """An ``auth-response-headers`` name (valid: ``_HEADER_RE``) that is never set from the
+    auth answer (``_NOT_FROM_AUTH``, either spelling: ``Content_Length`` too): the annotation
+    warns and ignores it, ``global-auth-response-headers`` refuses it (proxy/_globalauth.py)."""
+    return _alias(name.lower().encode("ascii")) in _NOT_FROM_AUTH
 
 
 def _client_dropped(name: bytes, drop: frozenset[bytes], settings: Any, trusted: bool) -> bool:

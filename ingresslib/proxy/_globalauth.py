@@ -49,10 +49,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .._goparse import parse_bool
+from .._goparse import parse_bool, trim_space
 from ._access import BASIC_AUTH_ANNOTATIONS
 from ._authcache import AuthCacheConfig, key_problem, parse_durations
-from ._extauth import _HEADER_RE, _METHODS, _NOT_FROM_AUTH, _PARAM_RE, ExtAuth, _signin, _url
+from ._extauth import (_HEADER_RE, _METHODS, _PARAM_RE, ExtAuth, _never_from_auth, _redirect_ok,
+                       _signin, _url)
 
 __all__ = ["ENABLE_GLOBAL_AUTH", "DEFAULT_NO_AUTH_LOCATIONS", "check_url", "check_method",
            "check_signin", "check_signin_param", "check_response_headers",
@@ -86,7 +87,7 @@ def check_signin(value: str) -> str:
 
 
 def check_signin_param(value: str) -> str:
-    v = value.strip()
+    v = trim_space(value)
     if _PARAM_RE.fullmatch(v) is None:
         raise ValueError("a URL query parameter name (letters, digits, - . _ ~)")
     return v
@@ -95,25 +96,24 @@ def check_signin_param(value: str) -> str:
 def check_response_headers(value: str) -> tuple[str, ...]:
     """configmap.go: ``splitAndTrimSpace(val, ",")`` (empty items dropped), each
     ``authreq.ValidHeader``."""
-    names = tuple(h.strip() for h in value.split(",") if h.strip())
+    names = tuple(h for h in (trim_space(h) for h in value.split(",")) if h)
     _check_header_names(names)
     return names
 
 
 def _check_header_names(names: tuple[str, ...]) -> None:
-    never = _NOT_FROM_AUTH
     for h in names:
         if _HEADER_RE.fullmatch(h) is None:
             raise ValueError(f"invalid header name {h!r} (letters, digits, - and _)")
-        if h.lower().replace("_", "-").encode("ascii") in never:
+        if _never_from_auth(h):
             # (auth-response-headers: warned and ignored, proxy/_extauth.py)
             raise ValueError(f"header {h!r} frames the request or is hop-by-hop: never set "
                              "from the auth answer")
 
 
 def check_request_redirect(value: str) -> str:
-    v = value.strip()
-    if not v or any(ord(c) < 32 or ord(c) == 127 or not c.isascii() for c in v):
+    v = trim_space(value)
+    if not _redirect_ok(v):
         raise ValueError("printable ASCII (it is sent as the X-Auth-Request-Redirect header)")
     return v
 

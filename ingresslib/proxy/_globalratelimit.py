@@ -346,8 +346,9 @@ class GlobalRateLimiter:
         self._now = 0.0
         self.store: CounterStore = store if store is not None else MemoryStore(
             lambda: self._now, max_entries)
-        #: ``DECISION_CACHE``: Ingress and key -> until when requests are refused at once.
-        self._decisions: OrderedDict[str, float] = OrderedDict()
+        #: ``DECISION_CACHE``: Ingress and key -> until when (whole milliseconds of the
+        #: driver's clock) requests are refused at once.
+        self._decisions: OrderedDict[str, int] = OrderedDict()
         self.max_entries = max_entries
         self._logged = -math.inf
 
@@ -357,15 +358,16 @@ class GlobalRateLimiter:
         ``limit`` is refused (``global_throttle.throttle``)."""
         if limit.ignored(client_ip):
             return False
-        # ngx.now(): the time in milliseconds.
-        now = math.floor(now * 1000) / 1000
+        # ngx.now(): the time in milliseconds (the shared dict's clock too, ``now_ms``).
+        now_ms = math.floor(now * 1000)
+        now = now_ms / 1000
         self._now = now
         sample = _sample(limit.key_value(method, host, path, query, headers, client_ip))
         namespaced = limit._ns + sample  # (``_namespace_id``: 32 hex digits, then the key)
         decisions = self._decisions
         until = decisions.get(namespaced)
         if until is not None:
-            if until > now:
+            if until > now_ms:
                 return True
             del decisions[namespaced]
         try:
@@ -383,7 +385,11 @@ class GlobalRateLimiter:
         if delay > CACHE_THRESHOLD and namespaced not in decisions:  # safe_add
             if len(decisions) >= self.max_entries:
                 _make_room(decisions, self.max_entries)
-            decisions[namespaced] = now + delay
+            # The shared dict keeps whole milliseconds: lua-resty-core's shdict_store passes
+            # "exptime * 1000" to a C ``long`` (truncated), and ngx_http_lua_ffi_shdict_store
+            # sets "sd->expires = (uint64_t) tp->sec * 1000 + tp->msec + (uint64_t)
+            # exptime": a delay of 0.6458 s refuses until 645 ms later, not 645.8.
+            decisions[namespaced] = now_ms + int(delay * 1000)
         return True
 
 

@@ -68,6 +68,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._goparse import trim_space
 from ._headers import check_host_header
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def _problem(what: str, value: str, why: str) -> str:
 
 def _parse_target(value: str) -> tuple[bool, str, int, str | None]:
     """``(tls, host, port, uri)`` of a mirror-target; ValueError when refused."""
-    v = value.strip()
+    v = trim_space(value)   # Go's strings.TrimSpace: U+001C..U+001F stay (and are refused)
     if not v:
         raise ValueError("empty mirror-target: nothing is mirrored")
     if not _VALID.fullmatch(v):
@@ -221,7 +222,7 @@ def _authority(authority: str, default_port: int, value: str) -> tuple[str, int]
 
 
 def _parse_host(value: str) -> bytes:
-    v = value.strip()
+    v = trim_space(value)   # Go's strings.TrimSpace: U+001C..U+001F stay (and are refused)
     if not v:
         raise ValueError("empty mirror-host")
     if not _VALID.fullmatch(v):
@@ -249,7 +250,12 @@ def parse_mirror(annotations: Mapping[str, str], prefix: str,
             warn(prefix + "mirror-request-body",
                  _problem("mirror-request-body", body_raw, 'must be "on" or "off"; using the '
                           "default on"))
-        body = body_raw.strip() != "off"
+        else:
+            # mirror/main.go: "if err != nil || config.RequestBody != "off" { ... = "on" }",
+            # the value as GetStringAnnotation returns it: "o ff" passes the validator (spaces
+            # removed) and is "on"; one the validator refuses is an error, "on" (as warned).
+            # A value it takes holds letters and spaces only: normalizeString trims the spaces.
+            body = body_raw.strip(" ") != "off"
     raw = annotations.get(prefix + "mirror-target")
     host_raw = annotations.get(prefix + "mirror-host")
     if raw is None:

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .._models import GO_SPACE
+from .._goparse import normalize_string
 
 if TYPE_CHECKING:
     from ._access import Access, SourceRanges
@@ -80,7 +80,7 @@ def parse_satisfy(annotations: Mapping[str, str], prefix: str,
     raw = annotations.get(prefix + SATISFY)
     if raw is None:
         return False
-    value = "\n".join(line.strip(GO_SPACE) for line in raw.split("\n"))
+    value = normalize_string(raw)
     if value == "any":
         return True
     if value != "all":

@@ -1495,6 +1495,14 @@ class _ServerTLS(asyncio.sslproto.SSLProtocol):
             raw.close()
 
 
+def _configure_tls(store: Any, settings: ProxySettings) -> None:
+    """The ``ssl-*`` settings to the certificate store's contexts (``CertificateStore.
+    configure_tls``; a store of another kind without it is left as it is)."""
+    configure = getattr(store, "configure_tls", None)
+    if configure is not None:
+        configure(settings)
+
+
 class _Serving:
     """What asyncio's TLS protocol takes as its context: ``listening``'s TLS object, switched to
     ``cert``'s certificate before any byte of the ClientHello reaches OpenSSL (what an SNI
@@ -1582,8 +1590,11 @@ class _TLSAccept(asyncio.Protocol):
         store = self.server.cert_store
         cert = store.context_for_hello(hello.server_name)
         # A host verifying client certificates (auth-tls-*) listens with its own context:
-        # OpenSSL keeps the listening context's verify mode (SSL_set_SSL_CTX does not copy it).
-        self._start_tls(cert if cert.verify_mode != ssl.CERT_NONE else store.default_context,
+        # OpenSSL keeps the listening context's verify mode (SSL_set_SSL_CTX does not copy it);
+        # so does one with its own ssl-prefer-server-ciphers, or refusing the handshake
+        # (ssl-reject-handshake): ``listens`` (_tls._ListeningContext).
+        self._start_tls(cert if cert.verify_mode != ssl.CERT_NONE
+                        or getattr(cert, "listens", False) else store.default_context,
                         bytes(hello.data), cert)
 
     def eof_received(self) -> bool:
@@ -1970,6 +1981,7 @@ class ProxyServer:
             # table). Last of the checks above: a refused constructor leaves the router as it was.
             router._set_load_balance(load_balance)
         self.cert_store = cert_store
+        _configure_tls(cert_store, settings)   # its contexts get the ssl-* settings
         self.max_connections = max_connections
         self._on_record = on_record
         self._tls_listening = False
@@ -2038,6 +2050,7 @@ class ProxyServer:
     def settings(self, settings: ProxySettings) -> None:
         self.proxy.settings = settings
         self.pool.settings = settings
+        _configure_tls(self.cert_store, settings)
 
     def _client_auth(self, host: str) -> Any:
         """The client certificate authentication (``auth-tls-*``) of ``host``'s server, from
@@ -2067,6 +2080,15 @@ class ProxyServer:
         backlog: int = 1024,
     ) -> None:
         """Bind the listeners; returns once they accept connections."""
+        if tls_listen is not None and self.cert_store is None \
+                and self.settings.ssl_reject_handshake:
+            # The store the server would make for itself never learns the Ingress hosts
+            # (nothing updates it): every name would be refused, the routed ones too. Said
+            # here, before any socket is bound, rather than as handshake failures.
+            raise ValueError(
+                "ssl_reject_handshake needs a cert_store that knows the served hosts: pass "
+                "ProxyServer(cert_store=CertificateStore()) and update it with the Resources "
+                "(as `ingresslib serve` does)")
         self._started = True
         # The annotation warnings ``check`` prints (ignored or denying annotations) are in the
         # log from the start, not only at each route's first request.
@@ -2087,6 +2109,7 @@ class ProxyServer:
                 from .._tls import CertificateStore
 
                 self.cert_store = CertificateStore()
+                _configure_tls(self.cert_store, self.settings)
             # A store that chooses from the ClientHello's raw server name (and listens with its
             # ``default_context``) needs no listening context with an SNI callback (see
             # ``_TLSAccept``).

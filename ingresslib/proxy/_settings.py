@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from ._access import parse_source_ranges
 from ._header_sets import parse_add_headers, valid_header_name
+from ._gzip import DEFAULT_TYPES as _GZIP_TYPES
+from ._gzip import check_settings as _check_gzip
+from .._tls_settings import INGRESS_NGINX_CIPHERS as _TLS_CIPHERS
+from .._tls_settings import check_settings as _check_tls
 
 __all__ = ["ProxySettings", "NEXT_UPSTREAM_CONDITIONS", "REDIRECT_CODES", "parse_header_buffers",
            "parse_size"]
@@ -67,7 +71,7 @@ _DEFAULT_BUFFERS = "4 8k"
 _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_headers",
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
            "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
-           "keep_alive_requests", "limit_rate", "limit_rate_after")
+           "keep_alive_requests", "limit_rate", "limit_rate_after", "request_buffering_limit")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -358,11 +362,31 @@ class ProxySettings:
     #: ``limit_rate`` 0: no limit. proxy/_bandwidth.py.
     limit_rate: int = 0
     limit_rate_after: int = 0
+    #: ingress-nginx ``use-gzip`` (default false), ``gzip-level`` (1 to 9, default 1),
+    #: ``gzip-min-length`` (bytes, default 256), ``gzip-types`` (space-separated MIME types,
+    #: text/html always; "*" any; default config.go's list) and ``gzip-disable`` (a
+    #: case-insensitive regex on the User-Agent, or the word ``msie6``; default none): nginx's
+    #: gzip filter on every response (proxy/_gzip.py).
+    use_gzip: bool = False
+    gzip_level: int = 1
+    gzip_min_length: int = 256
+    gzip_types: str = _GZIP_TYPES
+    gzip_disable: str = ""
     #: ingress-nginx ``proxy-http-version`` (``"1.0"`` or ``"1.1"``, default ``"1.1"``) and
     #: ``use-port-in-redirects`` (default false): the annotations' defaults
     #: (proxy/_location_extras.py).
     proxy_http_version: str = "1.1"
     use_port_in_redirects: bool = False
+    #: ingress-nginx ``proxy-request-buffering`` (``"on"`` or ``"off"``), the annotation's
+    #: default. ``"off"`` here, unlike ingress-nginx's "on": the body streams to the upstream
+    #: (README's divergences). ``"on"``: the body is read whole (up to
+    #: ``request_buffering_limit``) before the upstream is opened and sent with a
+    #: Content-Length (proxy/_request_buffer.py).
+    proxy_request_buffering: str = "off"
+    #: The most body bytes held per request with ``proxy_request_buffering`` "on" (64 MiB;
+    #: nginx spills to a file instead): a chunked body past it is answered 413, a
+    #: Content-Length one larger is streamed. Not an ingress-nginx key.
+    request_buffering_limit: int = 67108864
     #: ingress-nginx ``global-allowed-response-headers``: the header names a ``custom-headers``
     #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
     #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
@@ -411,6 +435,31 @@ class ProxySettings:
     #: only, and the auth and mirror subrequests inherit none (proxy/_proxy_ssl.py).
     proxy_ssl_location_only: bool = False
 
+    # --- TLS termination (ingresslib/_tls_settings.py; ProxyServer's HTTPS listener only) ---
+    #: ingress-nginx ``ssl-protocols`` (default "TLSv1.2 TLSv1.3"): nginx ``ssl_protocols``
+    #: tokens (SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2, TLSv1.3); ones this OpenSSL lacks are
+    #: not offered (a ConfigMap warning). ValueError: an unknown token, or none available.
+    ssl_protocols: str = "TLSv1.2 TLSv1.3"
+    #: ingress-nginx ``ssl-ciphers`` (TLS 1.2 and below, OpenSSL syntax; its default list),
+    #: with ``ssl_prefer_server_ciphers on``; "": nginx's ``HIGH:!aNULL:!MD5`` in the client's
+    #: order. ValueError: a list OpenSSL refuses.
+    ssl_ciphers: str = _TLS_CIPHERS
+    #: ingress-nginx ``ssl-ecdh-curve`` ("auto", or curves separated by ":": only the first
+    #: is offered, Python's ssl sets one).
+    ssl_ecdh_curve: str = "auto"
+    #: ingress-nginx ``ssl-session-cache`` / ``ssl-session-cache-size`` (bytes) /
+    #: ``ssl-session-timeout`` (seconds): read and checked; OpenSSL's cache and lifetimes are
+    #: used (Python's ssl sets none of them: a ConfigMap warning when they differ).
+    ssl_session_cache: bool = True
+    ssl_session_cache_size: int = 10 * 1024 * 1024
+    ssl_session_timeout: float = 600.0
+    #: ingress-nginx ``ssl-session-tickets`` (default false: resumption from the session
+    #: cache only; true: TLS 1.2 session tickets under OpenSSL's per-process key).
+    ssl_session_tickets: bool = False
+    #: ingress-nginx ``ssl-reject-handshake``: a ClientHello naming no Ingress host (or none)
+    #: is refused (``unrecognized_name`` alert) instead of served the default certificate.
+    ssl_reject_handshake: bool = False
+
     # --- global external authentication (proxy/_globalauth.py; ingress-nginx ConfigMap) -----
     #: ingress-nginx ``global-auth-url``: every location without its own ``auth-url`` and
     #: without ``enable-global-auth: "false"`` asks this auth service first, as ``auth-url``
@@ -437,6 +486,33 @@ class ProxySettings:
     #: whose rule path starts with one of these gets no external authentication (global or
     #: its own ``auth-url``) and no basic auth (nginx.tmpl ``isLocationInLocationList``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: ingress-nginx ``no-tls-redirect-locations`` (default ``/.well-known/acme-challenge``):
+    #: a route whose rule path starts with one of these is never redirected to https, not even
+    #: with ``force-ssl-redirect`` (template.go ``isLocationInLocationList``, lua_ingress.lua
+    #: ``force_no_ssl_redirect``).
+    no_tls_redirect_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: ingress-nginx ``proxy-redirect-from`` / ``proxy-redirect-to`` / ``proxy-cookie-domain``
+    #: / ``proxy-cookie-path`` (defaults.Backend, default ``off``): the values of the
+    #: annotations of the same names for a location without them (proxy/_response_head.py);
+    #: a value nginx refuses: ValueError.
+    proxy_redirect_from: str = "off"
+    proxy_redirect_to: str = "off"
+    proxy_cookie_domain: str = "off"
+    proxy_cookie_path: str = "off"
+    #: ingress-nginx ``block-user-agents`` / ``block-referers`` (config.go ``BlockUserAgents``,
+    #: ``BlockReferers``): nginx ``map`` keys (an exact string, ignoring ASCII case, or a
+    #: ``~``/``~*`` regex) of the User-Agent / Referer refused with 403 in every server block,
+    #: before anything else of the request (proxy/_block.py). nginx refuses a bad item:
+    #: ValueError.
+    block_user_agents: tuple[str, ...] = ()
+    block_referers: tuple[str, ...] = ()
+    #: ingress-nginx ``skip-access-log-urls`` (config.go ``SkipAccessLogURLs``): ``map
+    #: $request_uri $loggable`` keys; a request whose target as sent (query included) is one
+    #: is not logged (proxy/_block.py).
+    skip_access_log_urls: tuple[str, ...] = ()
+    #: ingress-nginx ``disable-access-log`` (config.go ``DisableAccessLog``): nginx.tmpl's
+    #: "access_log off;" for the whole http block: no access log line at all.
+    disable_access_log: bool = False
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -465,6 +541,21 @@ class ProxySettings:
                 parse_source_ranges(",".join(value)) if value else None
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
+        if (self.proxy_redirect_from, self.proxy_redirect_to, self.proxy_cookie_domain,
+                self.proxy_cookie_path) != ("off", "off", "off", "off"):
+            from ._response_head import parse_cookie_pair, parse_redirect, parse_redirect_word
+
+            try:
+                parse_redirect(self.proxy_redirect_from, "/")
+                parse_redirect_word(self.proxy_redirect_to, "proxy-redirect-to")
+                parse_cookie_pair(self.proxy_cookie_domain, "proxy-cookie-domain")
+                parse_cookie_pair(self.proxy_cookie_path, "proxy-cookie-path")
+            except ValueError as e:
+                raise ValueError(f"proxy_redirect_*/proxy_cookie_*: {e}") from None
+        for name in ("block_user_agents", "block_referers", "skip_access_log_urls"):
+            if getattr(self, name):
+                from ._block import compile_map  # (only when set: a ValueError naming it)
+                compile_map(getattr(self, name), name)
         for cidr in self.proxy_real_ip_cidr:
             # As TrustPolicy reads them (proxy/_headers.py), so that Proxy() and the ASGI
             # adapter cannot fail later on one, naming no setting.
@@ -485,6 +576,9 @@ class ProxySettings:
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
                              + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
+        if self.proxy_request_buffering not in ("on", "off"):
+            raise ValueError(f"proxy_request_buffering: {self.proxy_request_buffering!r} is not "
+                             "\"on\" or \"off\"")
         if self.proxy_http_version not in ("1.0", "1.1"):
             raise ValueError(f"proxy_http_version: {self.proxy_http_version!r} is not \"1.0\" "
                              "or \"1.1\"")
@@ -513,6 +607,8 @@ class ProxySettings:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be from 400 to 599")
         from ._globalauth import global_ext_auth
         global_ext_auth(self)  # the global_auth_* fields: ValueError naming the field
+        _check_gzip(self)  # the gzip_* fields (proxy/_gzip.py): ValueError naming the field
+        _check_tls(self)  # the ssl_* fields (_tls_settings.py): ValueError naming the field
         if self.custom_http_errors:
             from ._error_pages import parse_global_custom_http_errors
             try:
@@ -593,7 +689,9 @@ def _check_types(s: ProxySettings) -> None:
                 # unknown conditions ' ', 'e', 'i'...; a string of CIDRs failed in Proxy().)
                 what = ('conditions such as ("error", "timeout")'
                         if name == "proxy_next_upstream" else
-                        "paths" if name == "no_auth_locations" else
+                        "paths" if name in ("no_auth_locations", "no_tls_redirect_locations")
+                        else "nginx map keys" if name in ("block_user_agents", "block_referers",
+                                                          "skip_access_log_urls") else
                         "header names" if name.endswith("_headers") else "CIDRs")
                 # ValueError, as these fields said before for a string (tests pin it).
                 raise ValueError(f"{name}: a tuple of {what}, not the string {value!r}; "

@@ -567,8 +567,6 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 client_ip = client_address(peer, settings, self._trust,
                                            ff_items if items is None else items, self._ff_name)
                 query = (scope.get("query_string") or b"").decode("latin-1") or None
-                # The server's headers as they came: the router reads a ``bytearray`` or
-                # ``memoryview`` value as its bytes (and a ``str`` one as text, as its API takes).
                 if (settings.block_user_agents or settings.block_referers) \
                         and blocked_scope(settings, scope.get("headers") or ()):
                     # block-user-agents / block-referers: the server block's "if ($block_ua)
@@ -581,6 +579,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if twins and host and (normalize_host(host) or "") in twins:
                     decision = None
                 else:
+                    # The server's headers as they came: the router reads a ``bytearray``
+                    # or ``memoryview`` value as its bytes (and a ``str`` one as text, as its
+                    # API takes).
                     router = self.router
                     if router is not self._no_query:
                         decision = router.route(method, host, rel, scope.get("headers") or (),

@@ -294,8 +294,11 @@ def _http_version(v: str) -> str:
 
 
 def _request_buffering(v: str) -> str:
+    # The ConfigMap's value is written into nginx.conf unchecked, and nginx reads a flag
+    # case-insensitively (ngx_conf_set_flag_slot: "ngx_strcasecmp(value[1].data, "on")"):
+    # "On" loads there. (The annotation's ValidateOptions is case-sensitive: not this.)
     try:
-        return parse_request_buffering(v)
+        return parse_request_buffering(v.lower())
     except ValueError:
         raise _Bad('must be "on" or "off"') from None
 

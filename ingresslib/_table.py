@@ -702,6 +702,18 @@ def parse_server_alias(raw: str) -> tuple[list[str], list[str]]:
     return sorted(names), refused
 
 
+def alias_servers(ingresses: Iterable[Ingress]) -> list[tuple[str, str | None]]:
+    """``(alias, its server's host)`` for each ``server-alias`` name the route table keeps,
+    of the non-canary Ingresses ``ingresses`` (oldest first; the server of the host-less
+    rules: None): :func:`server_aliases` with the rule hosts as the host groups, what the TLS
+    readers of a server's settings (client certificates, ciphers) extend to its aliases."""
+    mains = list(ingresses)
+    if not any(SERVER_ALIAS in ing.metadata.annotations for ing in mains):
+        return []
+    hosts = dict.fromkeys(rule.host or None for ing in mains for rule in ing.spec.rules)
+    return [(alias, server) for alias, (server, _ing) in server_aliases(mains, hosts)[0].items()]
+
+
 def server_aliases(mains: Sequence[Ingress], hosts: Iterable[str | None]
                    ) -> tuple[dict[str, tuple[str | None, Ingress]], list[Diagnostic]]:
     """alias -> (the host group it stands for, the Ingress giving it), and the notes on the

@@ -383,14 +383,10 @@ def _add_aliases(out: dict[str, ServerCiphers], ordered: Iterable[Any]) -> None:
     nginx.tmpl writes the aliases into the server's ``server_name``, next to its
     ``ssl_ciphers`` (the aliases the route table keeps, ``_table.server_aliases``; as
     ``proxy/_clientcert._add_aliases`` does for ``auth-tls-*``)."""
-    from ._table import SERVER_ALIAS, server_aliases
+    from ._table import alias_servers
     from ._tls_hosts import _norm
 
-    mains = list(ordered)
-    if not any(SERVER_ALIAS in ing.metadata.annotations for ing in mains):
-        return
-    hosts = dict.fromkeys(rule.host or None for ing in mains for rule in ing.spec.rules)
-    for alias, (server, _ing) in server_aliases(mains, hosts)[0].items():
+    for alias, server in alias_servers(ordered):
         sc = out.get(_norm(server)) if server is not None else None
         if sc is not None:
             out.setdefault(_norm(alias), sc)

@@ -115,3 +115,11 @@ def test_check_reports_the_cipher_annotations_the_store_refuses() -> None:
         "metadata:\n  name: web\n  annotations:\n"
         "    nginx.ingress.kubernetes.io/ssl-ciphers: ECDHE-RSA-AES128-GCM-SHA256"))
     assert not [str(d) for d in ingresslib.check(good) if "ssl-" in str(d)]
+
+
+def test_request_buffering_limit_zero_is_refused() -> None:
+    # Before: accepted, and every non-empty chunked body was 413 on its first byte with
+    # proxy-request-buffering on, while Content-Length bodies streamed.
+    with pytest.raises(ValueError, match="request_buffering_limit"):
+        ProxySettings(request_buffering_limit=0)
+    assert ProxySettings(request_buffering_limit=1).request_buffering_limit == 1

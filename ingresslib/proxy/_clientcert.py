@@ -429,13 +429,9 @@ def _add_aliases(out: dict[str, ClientCertAuth | None], ordered: Iterable[Any]) 
     verified; an alias of a server without it (or of the host-less rules' server) is known
     without one, so that no ``*.`` host's configuration is taken for it (nginx: an exact
     ``server_name`` before a wildcard one)."""
-    from .._table import SERVER_ALIAS, server_aliases
+    from .._table import alias_servers
 
-    mains = list(ordered)
-    if not any(SERVER_ALIAS in ing.metadata.annotations for ing in mains):
-        return
-    hosts = dict.fromkeys(rule.host or None for ing in mains for rule in ing.spec.rules)
-    for alias, (server, _ing) in server_aliases(mains, hosts)[0].items():
+    for alias, server in alias_servers(ordered):
         auth = out.get(_host_key(server)) if server is not None else None
         out.setdefault(_host_key(alias), auth)
 

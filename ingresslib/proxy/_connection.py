@@ -2483,6 +2483,10 @@ class ClientConnection:
         req.head_len += len(head)
         req.status = status
         req.response_started = True
+        if type(req.replay) is Buffered:
+            # proxy-request-buffering "on": no retry (nor error page) from now on, so the body
+            # held for them (up to request_buffering_limit) is not pinned for the response.
+            req.replay = None
         self._pending_head = head
         return True
 

@@ -15,6 +15,7 @@ trailers. ingresslib streams bodies by default (``ProxySettings.proxy_request_bu
 * once it is in, the upstream is opened and sent the request with ``Content-Length`` (a
   chunked body re-framed, its trailers dropped); ``proxy-read-timeout`` runs from that send;
 * retries (``proxy-next-upstream``) replay the whole body, whatever its size up to the cap;
+  it is let go once the response began (no retry after that);
 * the cap (``ProxySettings.request_buffering_limit``, 64 MiB): nginx spills a body past
   ``client-body-buffer-size`` to a temporary file; ingresslib keeps it in memory, so a chunked
   body past the cap is answered 413 (it cannot be sent with a length without being held), and
@@ -80,6 +81,12 @@ def begin(req: _Request, limit: int) -> bool:
     if not req.up_chunked and (not length or length > limit):
         return False
     if req.replay is None:
-        return False  # (more than the replay bound held already: streamed)
+        # More than the replay bound arrived while the access phase waited (an auth
+        # subrequest, a driver not pausing on ``reading_wanted``): no upstream had a byte, so
+        # every one is still held (``_Request.hold``): buffered from those. Streaming it
+        # instead sent a chunked body, to a proxy-http-version "1.0" upstream too.
+        req.replay = Buffered(req.unsent)
+        req.replay_size = req.unsent_size
+        return True
     req.replay = Buffered(req.replay)
     return True

@@ -576,6 +576,11 @@ class ProxySettings:
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
                              + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
+        if self.request_buffering_limit == 0:
+            # 0 is "no limit" for nginx's sizes, but no cap here would be unbounded memory
+            # (nginx spills to a file); and a cap of 0 refused every chunked body.
+            raise ValueError("request_buffering_limit: 0 must be 1 or more (the most body bytes "
+                             "held per request with proxy-request-buffering on)")
         if self.proxy_request_buffering not in ("on", "off"):
             raise ValueError(f"proxy_request_buffering: {self.proxy_request_buffering!r} is not "
                              "\"on\" or \"off\"")

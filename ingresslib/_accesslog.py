@@ -333,7 +333,8 @@ class AccessLog:
         if not logger.isEnabledFor(logging.INFO):  # nobody listens: build nothing
             return
         if not getattr(record, "access_log", True):
-            # enable-access-log: "false" (nginx.tmpl "access_log off;" in the location). A
+            # enable-access-log: "false" (nginx.tmpl "access_log off;" in the location),
+            # disable-access-log, skip-access-log-urls (RequestRecord.access_log). A
             # record built by hand without the field is logged as before.
             return
         fields = access_fields(record, self.clock(), self.tz)

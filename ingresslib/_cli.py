@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-ssl-certificate", default=None, metavar="NAMESPACE/NAME",
                        help="with --tls-listen: the kubernetes.io/tls Secret served when no "
                             "other certificate applies (no SNI, an unknown name, a host whose "
-                            "Secret is missing or unusable), as ingress-nginx's flag; from the "
+                            "Secret is missing or unusable; the first two are refused instead "
+                            "under the --config ConfigMap's ssl-reject-handshake), as "
+                            "ingress-nginx's flag; from the "
                             "manifests (-f) or the cluster, followed when it changes; missing "
                             "or unusable: the generated certificate, with a warning")
     serve.add_argument("--enable-ssl-passthrough", action="store_true",

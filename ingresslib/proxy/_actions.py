@@ -268,7 +268,9 @@ class RequestRecord:
     #: ``()`` means "not provided" (the access log then writes the last try's time only).
     upstream_response_times: tuple[float | None, ...] = ()
     #: False when the route's ``enable-access-log`` is ``"false"`` (nginx ``access_log off;``
-    #: in the location): ``AccessLog`` writes no line; metrics count the request all the same.
+    #: in the location), under the ConfigMap's ``disable-access-log``, or for a target listed
+    #: in ``skip-access-log-urls``: ``AccessLog`` writes no line; metrics count the request
+    #: all the same.
     access_log: bool = True
 
     @property
@@ -360,7 +362,8 @@ def https_redirect(opts: RouteOptions, scheme: str, host: str, path: str, query:
     lua_ingress.lua ``redirect_to_https``: "if location_config.force_ssl_redirect and
     ngx.var.pass_access_scheme == "http" then return true end" ... "return
     location_config.ssl_redirect and certificate_configured_for_current_request()"; a
-    location of ``no-tls-redirect-locations`` has neither flag (parse_route_options).
+    location of ``no-tls-redirect-locations`` has neither flag (parse_route_options; for a rule
+    without annotations, ``RouteOptionsSource.options_for``).
     ``scheme`` is ``$pass_access_scheme`` (the caller applies a trusted hop's X-Forwarded-Proto), ``host`` the normalised Host (empty:
     none), ``has_tls`` whether HTTPS is served for it, ``path`` the canonical path: the
     decision is taken on these (certificate.lua looks the certificate up by ``ngx.var.host``).

@@ -36,7 +36,7 @@ from typing import Any
 from .._goparse import parse_bool
 
 __all__ = ["LOCATION_EXTRAS", "parse_access_log", "parse_connection_header",
-           "parse_http_version", "parse_port_in_redirects", "parse_rewrite_log",
+           "one_of", "parse_http_version", "parse_port_in_redirects", "parse_rewrite_log",
            "log_rewrite", "upstream_keeps"]
 
 #: The annotations read here (without the prefix).
@@ -91,12 +91,20 @@ def parse_connection_header(value: str) -> bytes:
     return v.encode("ascii")
 
 
+def one_of(value: str, choices: tuple[str, str], name: str) -> str:
+    """``value`` trimmed when it is one of the two ``choices`` (case-sensitive, as ingress-nginx's
+    ``parser.ValidateOptions(options, caseSensitive=true, trimSpace=true)``), else ValueError
+    naming ``name``."""
+    v = value.strip()
+    if v not in choices:
+        a, b = choices
+        raise ValueError(f'invalid {name} {value!r}: must be "{a}" or "{b}"')
+    return v
+
+
 def parse_http_version(value: str) -> str:
     """``proxy-http-version``: ``1.0`` or ``1.1`` (trimmed, as ValidateOptions does)."""
-    v = value.strip()
-    if v not in ("1.0", "1.1"):
-        raise ValueError(f'invalid proxy-http-version {value!r}: must be "1.0" or "1.1"')
-    return v
+    return one_of(value, ("1.0", "1.1"), "proxy-http-version")
 
 
 def upstream_keeps(opts: Any) -> bool:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._location_extras import one_of
+
 if TYPE_CHECKING:
     from ._request import _Request
 
@@ -51,10 +53,7 @@ class Buffered(list[bytes]):
 
 def parse_request_buffering(value: str) -> str:
     """``"on"`` or ``"off"`` (trimmed, case-sensitive, as ingress-nginx's ValidateOptions)."""
-    v = value.strip()
-    if v not in ("on", "off"):
-        raise ValueError(f'invalid proxy-request-buffering {value!r}: must be "on" or "off"')
-    return v
+    return one_of(value, ("on", "off"), "proxy-request-buffering")
 
 
 def frame(req: _Request) -> None:

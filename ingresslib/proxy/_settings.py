@@ -563,6 +563,12 @@ class ProxySettings:
                 ipaddress.ip_network(cidr.strip(), strict=False)
             except ValueError as e:
                 raise ValueError(f"proxy_real_ip_cidr: {e}") from None
+        if self.request_buffering_limit < 1:
+            # 0 is "no limit" for nginx's sizes, but no cap here would be unbounded memory
+            # (nginx spills to a file); and a cap of 0 refused every chunked body.
+            raise ValueError(f"request_buffering_limit: {_shown(self.request_buffering_limit)} "
+                             "must be 1 or more (the most body bytes held per request with "
+                             "proxy-request-buffering on)")
         for name in _COUNTS:
             value = getattr(self, name)
             if value < 0:
@@ -576,11 +582,6 @@ class ProxySettings:
         if unknown:
             raise ValueError(f"proxy_next_upstream: unknown condition(s) {unknown}; supported: "
                              + ", ".join(sorted(NEXT_UPSTREAM_CONDITIONS)))
-        if self.request_buffering_limit == 0:
-            # 0 is "no limit" for nginx's sizes, but no cap here would be unbounded memory
-            # (nginx spills to a file); and a cap of 0 refused every chunked body.
-            raise ValueError("request_buffering_limit: 0 must be 1 or more (the most body bytes "
-                             "held per request with proxy-request-buffering on)")
         if self.proxy_request_buffering not in ("on", "off"):
             raise ValueError(f"proxy_request_buffering: {self.proxy_request_buffering!r} is not "
                              "\"on\" or \"off\"")

@@ -236,7 +236,11 @@ def test_nesting_past_the_limit_is_an_error_not_a_crash(text: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-500:]
-    assert "nested more than 500 levels deep" in out.stdout
+    # PyYAML 6.0.4 refuses flow nesting past 1,000 levels in its own scanner, which reads an
+    # unterminated flow ahead before ingresslib's bound sees its events: its message then,
+    # still a ValidationError naming the line and column.
+    assert ("nested more than 500 levels deep" in out.stdout
+            or "YAML syntax error: exceeded maximum nesting depth" in out.stdout), out.stdout
 
 
 def test_deep_but_allowed_nesting_and_long_lines_still_load() -> None:

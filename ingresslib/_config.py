@@ -364,19 +364,30 @@ def _proxy_set_headers(v: str) -> str:
         raise _Bad(str(e)) from None
 
 
+def _checked(module: str, name: str) -> Callable[[str], Any]:
+    """A key's parser that is ``module``'s function ``name`` (imported at the key's first
+    value: the reader loads no proxy or TLS module a ConfigMap does not need); its
+    ValueError is the key's error."""
+    def parse(v: str) -> Any:
+        import importlib
+
+        try:
+            return getattr(importlib.import_module(module, __package__), name)(v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    return parse
+
+
 def _global_auth(check_name: str) -> Callable[[str], Any]:
     """A ``global-auth-*`` key's parser (proxy/_globalauth.py ``check_*``): "" unset, an
     invalid value an error (ingress-nginx warns "Global auth location denied" and runs
     without it, or with the key's default)."""
-    def parse(v: str) -> Any:
-        from .proxy import _globalauth
+    check = _checked(".proxy._globalauth", check_name)
 
+    def parse(v: str) -> Any:
         if not v.strip():
             return () if check_name == "check_response_headers" else ""
-        try:
-            return getattr(_globalauth, check_name)(v)
-        except ValueError as e:
-            raise _Bad(str(e)) from None
+        return check(v)
     return parse
 
 
@@ -415,18 +426,6 @@ def _no_auth_locations(v: str) -> tuple[str, ...]:
     from .proxy._globalauth import split_locations
 
     return split_locations(v)
-
-
-def _tls_value(check: str) -> Callable[[str], Any]:
-    """A parser of a TLS key: ``_tls_settings``' check (nginx refuses such a value at its
-    reload: an error here, the settings in use kept)."""
-    def parse(v: str) -> Any:
-        from . import _tls_settings
-        try:
-            return getattr(_tls_settings, check)(v)
-        except ValueError as e:
-            raise _Bad(str(e)) from None
-    return parse
 
 
 def _signin_param(v: str) -> str:
@@ -553,9 +552,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "proxy-ssl-location-only": _bool,
     # config.go SSLProtocols, SSLCiphers, SSLECDHCurve, SSLSessionCache(Size), SSLSessionTimeout,
     # SSLSessionTickets, SSLRejectHandshake (nginx.tmpl's ssl_* directives: _tls_settings.py).
-    "ssl-protocols": _tls_value("parse_protocols"),
-    "ssl-ciphers": _tls_value("parse_ciphers"),
-    "ssl-ecdh-curve": _tls_value("parse_ecdh_curve"),
+    "ssl-protocols": _checked("._tls_settings", "parse_protocols"),
+    "ssl-ciphers": _checked("._tls_settings", "parse_ciphers"),
+    "ssl-ecdh-curve": _checked("._tls_settings", "parse_ecdh_curve"),
     "ssl-session-cache": _bool,
     "ssl-session-cache-size": _size,
     "ssl-session-timeout": _nginx_time,

@@ -7,9 +7,11 @@ from typing import Any
 
 
 def asgi_exchange(asgi: Any, host: str, path: str = "/x",
-                  query: bytes = b"q=1") -> list[dict[str, Any]]:
-    """GET ``path?query`` with ``Host: host`` from client 10.1.1.1; every message the app
-    sent, in order."""
+                  query: bytes = b"q=1", *, headers: Any = (), method: str = "GET",
+                  http_version: str = "1.1",
+                  client: tuple[str, int] = ("10.1.1.1", 5000)) -> list[dict[str, Any]]:
+    """GET (``method``) ``path?query`` with ``Host: host`` and ``headers`` after it, from
+    ``client``; every message the app sent, in order."""
     sent: list[dict[str, Any]] = []
 
     async def send(m: Any) -> None:
@@ -18,10 +20,10 @@ def asgi_exchange(asgi: Any, host: str, path: str = "/x",
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": query, "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode())]}
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version,
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": query, "client": client,
+             "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode()), *headers]}
     asyncio.run(asgi(scope, receive, send))
     return sent
 

@@ -21,6 +21,7 @@ import pytest
 from ingresslib import IngressASGI, Router, parse_manifests
 from ingresslib.proxy import ProxySettings
 
+from _asgi_call import asgi_exchange
 from _proxy_harness import WEB_SERVICE_YAML, ProxyPair, Reply, ingress_yaml
 
 BODY = b"hello gzip world " * 40  # 680 bytes, past gzip-min-length's 256
@@ -195,20 +196,8 @@ def test_gzip_custom_http_errors_page_with_add_headers_vary_agree() -> None:
 
     ingress = IngressASGI(parse_manifests(docs), {"default/web": web, "default/errors": errors},
                           settings=s)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(m: dict[str, Any]) -> None:
-        sent.append(m)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
-             "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"a.test"), (b"accept-encoding", b"gzip")],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
-    asyncio.run(ingress(scope, receive, send))
+    sent = asgi_exchange(ingress, "a.test", "/x", b"",
+                         headers=[(b"accept-encoding", b"gzip")], client=("127.0.0.1", 5000))
     asgi = _asgi_headers(sent)
     assert sent[0]["status"] == 404
     assert zlib.decompress(_asgi_body(sent), 31) == PAGE

@@ -13,6 +13,7 @@ from typing import Any
 import h11
 import pytest
 
+from _asgi_call import asgi_exchange
 from test_gzip_s28 import BODY, ON, REQ, _proxy, _sent, _start, _up
 from test_perf_guards_s25 import MANIFESTS
 
@@ -268,21 +269,8 @@ def test_gzip_disable_escapes_pcre_refuses() -> None:
 def _asgi(app: Any, headers: list[tuple[bytes, bytes]] = GZ, method: str = "GET",
           settings: ProxySettings = ON) -> list[dict[str, Any]]:
     asgi = IngressASGI(parse_manifests(MANIFESTS), {"default/up": app}, settings=settings)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(m: dict[str, Any]) -> None:
-        sent.append(m)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": "/a", "raw_path": b"/a",
-             "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"plain.test")] + headers,
-             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
-    asyncio.run(asgi(scope, receive, send))
-    return sent
+    return asgi_exchange(asgi, "plain.test", "/a", b"", headers=headers, method=method,
+                         client=("127.0.0.1", 5555))
 
 
 def _app(headers: list[Any], parts: list[bytes]) -> Any:
@@ -426,20 +414,8 @@ def test_custom_http_errors_page_compressed_by_core_and_asgi() -> None:
 
     ingress = IngressASGI(parse_manifests(_docs()), {"default/web": web, "default/errors": errors},
                           settings=ON)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(m: dict[str, Any]) -> None:
-        sent.append(m)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
-             "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"a.test"), (b"accept-encoding", b"gzip")],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
-    asyncio.run(ingress(scope, receive, send))
+    sent = asgi_exchange(ingress, "a.test", "/x", b"",
+                         headers=[(b"accept-encoding", b"gzip")], client=("127.0.0.1", 5000))
     start = {k.lower(): v for k, v in sent[0]["headers"]}
     assert sent[0]["status"] == 404 and start.get(b"content-encoding") == b"gzip"
     assert start[b"vary"] == b"Accept-Encoding"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from _asgi_call import asgi_exchange
 from _budget import examples
 from test_perf_guards_s25 import MANIFESTS, python_calls
 
@@ -418,21 +419,8 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 def _asgi(path: str, headers: list[tuple[bytes, bytes]], settings: ProxySettings = ON,
           version: str = "1.1", method: str = "GET") -> list[dict[str, Any]]:
     app = IngressASGI(parse_manifests(MANIFESTS), {"default/up": _app}, settings=settings)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(m: dict[str, Any]) -> None:
-        sent.append(m)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": version,
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"plain.test")] + headers,
-             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
-    asyncio.run(app(scope, receive, send))
-    return sent
+    return asgi_exchange(app, "plain.test", path, b"", headers=headers, method=method,
+                         http_version=version, client=("127.0.0.1", 5555))
 
 
 def test_asgi_compresses() -> None:

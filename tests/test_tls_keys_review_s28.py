@@ -57,24 +57,8 @@ from ingresslib._tls_settings import INGRESS_NGINX_CIPHERS, ServerCiphers, serve
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._server import ProxyServer
 
-P = "nginx.ingress.kubernetes.io/"
-AES128 = "ECDHE-ECDSA-AES128-GCM-SHA256"
-AES256 = "ECDHE-ECDSA-AES256-GCM-SHA384"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA(key_type=trustme.KeyType.ECDSA)
-
-
-def _secret(name: str, cert: trustme.LeafCert) -> Secret:
-    crt = b"".join(p.bytes() for p in cert.cert_chain_pems)
-    return Secret(
-        metadata=ObjectMeta(name=name, namespace="default"),
-        type="kubernetes.io/tls",
-        data=freeze_map({"tls.crt": base64.b64encode(crt).decode(),
-                         "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode()}),
-    )
+# The feature's own test file's constants, CA fixture and Secret/ConfigMap helpers.
+from test_tls_keys_s28 import AES128, AES256, P, _secret, _settings, ca  # noqa: F401
 
 
 def _ca_secret(name: str, ca: trustme.CA) -> Secret:
@@ -145,10 +129,6 @@ def _run(res: Resources, settings: ProxySettings, body: Any) -> None:
         finally:
             await server.shutdown(1.0)
     asyncio.run(main())
-
-
-def _settings(**data: str) -> ProxySettings:
-    return parse_config_data({k.replace("_", "-"): v for k, v in data.items()}).settings
 
 
 # --- the SNI switch never gives a name a policy weaker than its server's ---------------------

@@ -27,9 +27,15 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, Literal
 
+from typing import TYPE_CHECKING
+
 from ._iptext import host_port
 from .proxy._actions import RequestRecord
 from .proxy._headers import basic_auth_user
+
+if TYPE_CHECKING:
+    from ._logformat import LogFormat
+    from .proxy._settings import ProxySettings
 
 __all__ = [
     "AccessLog",
@@ -322,11 +328,46 @@ class AccessLog:
 
     def __init__(
         self, logger: logging.Logger | None = None, *, clock: Callable[[], float] = time.time,
-        tz: datetime.tzinfo | None = None,
+        tz: datetime.tzinfo | None = None, settings: ProxySettings | None = None,
+        default_server: Callable[[str], bool] | None = None,
     ) -> None:
         self.logger = logger or _access
         self.clock = clock
         self.tz = tz
+        #: ``host -> True`` when ingress-nginx's catch-all server answers a request for
+        #: ``host`` that no rule routed (no Ingress names the host; ``serve`` asks its proxy).
+        #: None: not known, every such request is logged.
+        self.default_server = default_server
+        #: The compiled ``log-format-upstream`` (None: the default line's fast path).
+        self._format: LogFormat | None = None
+        #: ``default_server`` unless ``enable-access-log-for-default-backend`` is on.
+        self._skip_default: Callable[[str], bool] | None = default_server
+        self._settings: ProxySettings | None = None
+        if settings is not None:
+            self.configure(settings)
+
+    def configure(self, settings: ProxySettings) -> None:
+        """Follow ``settings``' ``log_format_upstream``, ``log_format_escape_json`` /
+        ``log_format_escape_none`` and ``enable_access_log_for_default_backend`` (``serve``
+        calls it at start and after each ConfigMap change). The format is compiled here, once:
+        ValueError for one nginx would refuse."""
+        if settings is self._settings:
+            return
+        from ._logformat import DEFAULT_FORMAT, compile_format, escape_of
+
+        text = settings.log_format_upstream
+        escape = escape_of(settings)
+        if (not text or text == DEFAULT_FORMAT) and escape == "default":
+            fmt = None  # ingress-nginx's default line: format_line's fast path
+        else:
+            # $http_<name> reads a line whose name holds "_" where nginx keeps it.
+            fmt = compile_format(text or DEFAULT_FORMAT, escape,
+                                 settings.enable_underscores_in_headers
+                                 or not settings.ignore_invalid_headers)
+        self._format = fmt
+        self._skip_default = (None if settings.enable_access_log_for_default_backend
+                              else self.default_server)
+        self._settings = settings
 
     def __call__(self, record: RequestRecord) -> None:
         logger = self.logger
@@ -337,12 +378,42 @@ class AccessLog:
             # disable-access-log, skip-access-log-urls (RequestRecord.access_log). A
             # record built by hand without the field is logged as before.
             return
-        fields = access_fields(record, self.clock(), self.tz)
+        skip = self._skip_default
+        if skip is not None and record.service is None and record.ingress is None \
+                and getattr(record, "phase", None) == "location" and skip(record.host):
+            # The catch-all server's default location (controller.go createServers: "Logs:
+            # log.Config{Access: ...EnableAccessLogForDefaultBackend}"): "access_log off;".
+            return
+        now = self.clock()
+        fields = access_fields(record, now, self.tz)
+        fmt = self._format
+        extra: dict[str, Any] = {"access": fields}
+        if fmt is None:
+            line: object = _Line(fields)
+        else:
+            line = extra["access_line"] = _Custom(fmt, record, fields, now)
         # makeRecord + handle is logger.info() without findCaller's stack walk (the caller is
         # always this line): a third of the cost of an entry.
-        entry = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (_Line(fields),),
-                                  None, "AccessLog", {"access": fields})
+        entry = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (line,),
+                                  None, "AccessLog", extra)
         logger.handle(entry)
+
+
+class _Custom:
+    """The message of a ``log-format-upstream`` entry: rendered once, if a handler asks."""
+
+    __slots__ = ("fmt", "record", "fields", "now", "text")
+
+    def __init__(self, fmt: LogFormat, record: RequestRecord, fields: dict[str, Any],
+                 now: float) -> None:
+        self.fmt, self.record, self.fields, self.now = fmt, record, fields, now
+        self.text: str | None = None
+
+    def __str__(self) -> str:
+        text = self.text
+        if text is None:
+            text = self.text = self.fmt.render(self.record, self.fields, self.now)
+        return text
 
 
 class AccessLogFormatter(logging.Formatter):
@@ -362,6 +433,10 @@ class AccessLogFormatter(logging.Formatter):
             return super().format(record)
         if self.json:
             return _JSON.encode(_json_fields(fields))
+        custom = getattr(record, "access_line", None)
+        if custom is not None:
+            # log-format-upstream: the line the ConfigMap's format writes.
+            return str(custom)
         return format_line(fields)
 
 

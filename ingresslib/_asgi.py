@@ -68,7 +68,7 @@ from urllib.parse import quote, unquote
 from ._asgi_lifespan import _SubLifespan, close_idle_auth
 from ._asgi_mounts import _MountReport
 from ._asgi_reply import BodyTooLarge as BodyTooLarge
-from ._asgi_reply import _answer_options, _Reply
+from ._asgi_reply import _answer_options, _Reply, reply_type
 from ._asgi_error_pages import ErrorPages
 from ._asgi_mirror import mirror_receive, mounted_mirror
 from ._asgi_extauth import authenticate, with_auth_headers
@@ -390,6 +390,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         #: proxy ``_add_response_headers``: "if self.tls and s.hsts and not has_hsts".
         self._hsts = hsts_value(value.hsts_max_age, value.hsts_include_subdomains,
                                 value.hsts_preload) if value.hsts else None
+        #: server-tokens / allow-backend-server-header: the ``_Reply`` class that writes
+        #: (or passes) the Server header, ``_Reply`` itself without them.
+        self._reply_type = reply_type(value)
         #: The X-Forwarded-Port/-Proto/-Scheme/X-Scheme headers per (scheme, server port),
         #: when no trusted hop sent its own.
         self._fwd_blocks: dict[tuple[str, Any], list[tuple[bytes, bytes]]] = {}
@@ -478,11 +481,13 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # HSTS on every answer over TLS, a wss handshake's refusal too (nginx.tmpl: "if
             # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
             # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
-            reply = _Reply(scope, send, self._hsts if secure else None, secure)
+            # (server-tokens: a _Reply that writes the Server header, _asgi_reply.reply_type.)
+            reply = self._reply_type(scope, send, self._hsts if secure else None, secure)
 
             #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
             #: before the location's CORS and custom-headers.
-            added = list(global_headers(settings.add_headers, self.router)) or None \
+            added = list(global_headers(settings.add_headers, self.router,
+                                        server_tokens=settings.server_tokens)) or None \
                 if settings.add_headers else None
             reply.cors = added
             method = scope.get("method", "GET")
@@ -937,7 +942,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     unasked = unasked_pairs(opts.ext_auth, decision.match)
                     if unasked:
                         child["headers"] = with_auth_headers(child.get("headers") or (), unasked)
-            if settings.hide_headers and not settings.use_gzip:
+            compress = settings.use_gzip or settings.enable_brotli
+            if settings.hide_headers and not compress:
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer
                 # (with use-gzip by gzip_send, before the gzip filter adds its headers).
                 app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
@@ -946,8 +952,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # (proxy/_bandwidth.py), timed by ``limit_clock``.
                 app_send = throttled_send(app_send, opts.limit_rate, opts.limit_rate_after,
                                           self.limit_clock, lambda s: asyncio.sleep(s))
-            if settings.use_gzip:
-                # use-gzip: nginx's gzip filter on the app's answer (proxy/_gzip.py), before
+            if compress:
+                # use-gzip / enable-brotli: nginx's brotli and gzip filters on the app's answer
+                # (proxy/_gzip.py, proxy/_brotli.py), before
                 # limit-rate counts its bytes (nginx's write filter sees compressed ones),
                 # deciding on the headers add-headers/CORS/custom-headers set (``reply``); on
                 # a WebSocket scope, a refusal's websocket.http.response (the core compresses
@@ -969,7 +976,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # (use-gzip: the page compressed as the proxy's; gzip_send hides first.)
                 pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors,
                                    gzip_send(reply.send, scope, settings, reply)
-                                   if settings.use_gzip
+                                   if compress
                                    else hiding_send(reply.send, hidden_names(settings.hide_headers))
                                    if settings.hide_headers else None, added)
                 receive, app_send = pages.receive, pages.send

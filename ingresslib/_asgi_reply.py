@@ -9,16 +9,19 @@ response began, ``BodyTooLarge`` after).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from .proxy._cors import asgi_merge
 from .proxy._response_head import ResponseRewrite, rewrite_response_headers
-from .proxy._headers import OPTIONS_ALLOW, _NGINX_HIDDEN, local_body
+from .proxy._header_sets import server_send
+from .proxy._headers import (OPTIONS_ALLOW, _NGINX_HIDDEN, local_body, passes_backend_server,
+                             server_token)
+from .proxy._settings import ProxySettings
 
 if TYPE_CHECKING:
     from ._asgi import Message, Receive, Scope, Send
 
-__all__ = ["BodyTooLarge", "_Reply", "_answer_options"]
+__all__ = ["BodyTooLarge", "_Reply", "_answer_options", "reply_type"]
 
 
 async def _answer_options(send: Send) -> None:
@@ -59,6 +62,8 @@ class _Reply:
 
     __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
                  "late", "_receive", "_limit", "_seen", "cors", "rewrite", "info")
+    #: The names dropped from the app's head (``_BackendServerReply``: Server passes).
+    _drop: ClassVar[frozenset[bytes]] = _NGINX_HIDDEN
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -114,7 +119,8 @@ class _Reply:
             except TypeError:  # an unhashable name (a bytearray): the slow test
                 hidden = True
             if hidden:
-                headers = [h for h in headers if _name(h[0]).lower() not in _NGINX_HIDDEN]
+                drop = self._drop
+                headers = [h for h in headers if _name(h[0]).lower() not in drop]
                 rebuilt = True
             accept = kind == "websocket.accept"
             if accept and self.rewrite is not None and headers:
@@ -211,3 +217,31 @@ class _Reply:
                     await self.local(413)
                 return {"type": "http.disconnect"}
         return message
+
+
+class _ServerReply(_Reply):
+    """``server_tokens`` on (proxy/_headers.py): ``Server: ingresslib/<version>`` on every
+    answer to the server, unless the app's passed (``_BackendServerReply``); the app's
+    dropped otherwise, as an upstream's by the proxy."""
+
+    __slots__ = ()
+
+    def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
+        super().__init__(scope, send, hsts, secure)
+        self.server_send = server_send(self.server_send, server_token())
+
+
+class _BackendServerReply(_ServerReply):
+    """``server_tokens`` and ``allow_backend_server_header`` on: the app's Server passes
+    (proxy_pass_header Server), ``ingresslib/<version>`` when it sent none."""
+
+    __slots__ = ()
+    _drop = _NGINX_HIDDEN - {b"server"}
+
+
+def reply_type(settings: ProxySettings) -> type[_Reply]:
+    """The ``_Reply`` class of IngressASGI's ``settings`` (chosen once per settings: a plain
+    request's reply is a ``_Reply``, as before these keys)."""
+    if not settings.server_tokens:
+        return _Reply
+    return _BackendServerReply if passes_backend_server(settings) else _ServerReply

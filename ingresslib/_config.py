@@ -50,6 +50,10 @@ class ServerConfig:
     load_balance: str | None = None
     #: Human-readable warnings (unknown keys...), one per line.
     warnings: tuple[str, ...] = ()
+    #: ingress-nginx ``service-upstream`` (config.go ``defaults.Backend.ServiceUpstream``,
+    #: default false): the default of Ingresses without the ``service-upstream`` annotation,
+    #: for ``ingresslib.Router(res, service_upstream=...)``.
+    service_upstream: bool = False
 
 
 class _Bad(ValueError):
@@ -174,7 +178,7 @@ def _nginx_time(v: str) -> float:
     text = v.strip(" \t\r\n")
     if any(c.isspace() for c in text):
         raise _Bad("must be one nginx time, without spaces inside (ingress-nginx writes it "
-                   "unquoted, and nginx reads the parts as arguments of keepalive_time, which "
+                   "unquoted, and nginx reads the parts as arguments of a directive that "
                    f'takes one: nginx -t fails); write "{"".join(text.split())}"')
     pos, total, last = 0, 0, -1
     order = list(_TIME_UNITS)
@@ -400,6 +404,15 @@ def _gzip_level(v: str) -> int:
     return level
 
 
+def _brotli_level(v: str) -> int:
+    # google/ngx_brotli's brotli_comp_level bounds: BROTLI_MIN_QUALITY (0) to
+    # BROTLI_MAX_QUALITY (11) (nginx -t fails, nothing of the ConfigMap applies).
+    level = _int(v)
+    if not 0 <= level <= 11:
+        raise _Bad("must be from 0 to 11 (ngx_brotli's brotli_comp_level)")
+    return level
+
+
 def _gzip_types(v: str) -> str:
     # Written as is ("gzip_types {{ $cfg.GzipTypes }};"): an empty value is a directive
     # without arguments, which nginx -t refuses.
@@ -447,6 +460,21 @@ def _response_rewrite(key: str) -> Callable[[str], str]:
             raise _Bad(str(e)) from None
         return v.strip()
     return parse
+
+
+def _log_format(v: str) -> str:
+    # Written into nginx.tmpl's "log_format upstreaminfo ... '{{ $cfg.LogFormatUpstream }}';":
+    # a variable nginx does not know fails nginx -t, and ingress-nginx keeps its previous
+    # configuration (_logformat.compile_format).
+    if not v.strip():
+        raise _Bad("must not be empty (nginx would write an empty line per request)")
+    from ._logformat import compile_format
+
+    try:
+        compile_format(v)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    return v
 
 
 def _map_list(split_name: str, field: str) -> Callable[[str], tuple[str, ...]]:
@@ -560,6 +588,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ssl-session-timeout": _nginx_time,
     "ssl-session-tickets": _bool,
     "ssl-reject-handshake": _bool,
+    # config.go "SSLDHParam string `json:\"ssl-dh-param\"`": a Secret's "namespace/name".
+    "ssl-dh-param": _checked("._tls_settings", "parse_dh_param"),
     # configmap.go ReadConfig's global-auth-* keys and config.go "NoAuthLocations string
     # `json:\"no-auth-locations\"`" (proxy/_globalauth.py).
     "global-auth-url": _global_auth("check_url"),
@@ -589,6 +619,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "gzip-min-length": _int,
     "gzip-types": _gzip_types,
     "gzip-disable": _gzip_disable,
+    # config.go "EnableBrotli bool `json:\"enable-brotli\"`", "BrotliLevel int",
+    # "BrotliMinLength int", "BrotliTypes string" (nginx.tmpl's brotli block;
+    # proxy/_brotli.py). brotli-types is written as gzip-types is.
+    "enable-brotli": _bool,
+    "brotli-level": _brotli_level,
+    "brotli-min-length": _int,
+    "brotli-types": _gzip_types,
     # config.go "BlockUserAgents []string `json:\"block-user-agents\"`" and "BlockReferers"
     # (configmap.go: splitAndTrimSpace(val, ",")), "SkipAccessLogURLs []string
     # `json:\"skip-access-log-urls\"`" (strings.Split(val, ",")): nginx map keys
@@ -597,10 +634,23 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "block-referers": _map_list("split_block_list", "block_referers"),
     "skip-access-log-urls": _map_list("split_skip_urls", "skip_access_log_urls"),
     "disable-access-log": _bool,
+    # config.go "ShowServerTokens bool `json:\"server-tokens\"`" and "AllowBackendServerHeader
+    # bool `json:\"allow-backend-server-header\"`" (proxy/_headers.py: nginx.tmpl's
+    # server_tokens / more_clear_headers Server / proxy_pass_header Server).
+    "server-tokens": _bool,
+    "allow-backend-server-header": _bool,
+    # config.go "LogFormatUpstream string `json:\"log-format-upstream\"`",
+    # "LogFormatEscapeJSON bool", "LogFormatEscapeNone bool",
+    # "EnableAccessLogForDefaultBackend bool" (_logformat.py, _accesslog.py).
+    "log-format-upstream": _log_format,
+    "log-format-escape-json": _bool,
+    "log-format-escape-none": _bool,
+    "enable-access-log-for-default-backend": _bool,
 }
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).
-_SPECIAL = {"large-client-header-buffers", "load-balance", "custom-http-errors"}
+_SPECIAL = {"large-client-header-buffers", "load-balance", "custom-http-errors",
+            "service-upstream"}
 
 #: Every key this module understands.
 KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
@@ -728,6 +778,7 @@ def parse_config_data(
     errors: list[FieldError] = []
     warnings: list[str] = []
     load_balance: str | None = None
+    service_upstream = False
     for key in sorted(data):
         raw = data[key]
         value = "" if raw is None else raw
@@ -742,6 +793,10 @@ def parse_config_data(
                 changes[name] = _header_buffers(value)[name]
             elif key == "load-balance":
                 load_balance = _load_balance(value)
+            elif key == "service-upstream":
+                # The router's default, as load-balance (a ParseBool spelling, as the other
+                # bool keys: mapstructure's WeaklyTypedInput).
+                service_upstream = _bool(value)
             elif key == "custom-http-errors":
                 # configmap.go ReadConfig: items Atoi refuses are skipped with a warning
                 # (proxy/_error_pages.py parse_global_custom_http_errors).
@@ -785,6 +840,21 @@ def parse_config_data(
         # nginx.tmpl writes the gzip block only "{{ if $cfg.UseGzip }}".
         warnings.extend(f"{object}: data.{key}: has no effect without use-gzip"
                         for key in sorted(data) if key.startswith("gzip-"))
+    if not settings.enable_brotli:
+        # nginx.tmpl writes the brotli block only "{{ if $cfg.EnableBrotli }}".
+        warnings.extend(f"{object}: data.{key}: has no effect without enable-brotli"
+                        for key in sorted(data) if key.startswith("brotli-"))
+    elif "enable-brotli" in data:
+        from .proxy._brotli import unavailable as brotli_unavailable
+        why = brotli_unavailable()  # (not installed, or a 'brotli' module that does not work)
+        if why is not None:
+            warnings.append(f"{object}: data.enable-brotli: {why}")
+    if changes.get("allow_backend_server_header") is True and not settings.server_tokens:
+        # nginx.tmpl: "{{ if not $cfg.ShowServerTokens }} more_clear_headers Server;" clears
+        # the Server header proxy_pass_header passed (kubernetes/ingress-nginx#6733).
+        warnings.append(f"{object}: data.allow-backend-server-header: has no effect without "
+                        'server-tokens: "true" (ingress-nginx clears every Server header '
+                        "otherwise: more_clear_headers Server)")
     if not settings.proxy_real_ip_cidr and "proxy-real-ip-cidr" not in data:
         # ingress-nginx trusts every peer unless told (configmap.go ReadConfig: no
         # proxy-real-ip-cidr -> "0.0.0.0/0", written as set_real_ip_from); ingresslib trusts
@@ -808,7 +878,16 @@ def parse_config_data(
                 'there (ingress-nginx\'s default is "0.0.0.0/0"), so the headers are read and '
                 "every client is its load balancer's address; set proxy-real-ip-cidr to the "
                 "addresses of the load balancers in front")
-    return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings))
+    if "log-format-upstream" in data:
+        from ._logformat import unavailable as unset_variables
+        missing = unset_variables(settings.log_format_upstream)
+        if missing:
+            warnings.append(
+                f"{object}: data.log-format-upstream: " + ", ".join(f"${m}" for m in missing)
+                + ": not known to ingresslib's request record, logged as unset (\"-\", empty "
+                "with log-format-escape-json/-none)")
+    return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings),
+                        service_upstream=service_upstream)
 
 
 #: Go's name of a JSON type in the API server's words ("json: cannot unmarshal bool into Go

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import FieldError, ValidationError
-from ._goparse import normalize_string
+from ._goparse import normalize_string, parse_bool
 from ._explain_url import (UsageError, remove_dot_segments, shown_url, split_url,
                            url_credentials)
 from ._iptext import host_port, ip_text
@@ -39,7 +39,7 @@ def explain_url(
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
     controller: str | None = None, client_ip: str | None = None,
     settings: ProxySettings | None = None, load_balance: str | None = None,
-    tls_port: int | None = None,
+    tls_port: int | None = None, service_upstream: bool = False,
 ) -> dict[str, Any]:
     """:func:`_explain_url`, and ``clients_send``: the path curl (without ``--path-as-is``)
     and browsers send for a URL whose path has ``.`` or ``..`` segments (they remove them,
@@ -48,7 +48,8 @@ def explain_url(
     a 400 that curl never meets, or a route curl does not take."""
     out = _explain_url(table, url, res=res, method=method, headers=headers,
                        ingress_class=ingress_class, controller=controller, client_ip=client_ip,
-                       settings=settings, load_balance=load_balance, tls_port=tls_port)
+                       settings=settings, load_balance=load_balance, tls_port=tls_port,
+                       service_upstream=service_upstream)
     if not url.startswith("/"):  # a target alone is sent as written by every client
         path, sep, query = str(out.get("path", "")).partition("?")
         sent = remove_dot_segments(path)
@@ -58,7 +59,8 @@ def explain_url(
             and out.get("verdict") is not None:
         with_tls = _with_tls(table, url, res, out, method=method, headers=headers,
                              ingress_class=ingress_class, controller=controller,
-                             client_ip=client_ip, settings=settings, load_balance=load_balance)
+                             client_ip=client_ip, settings=settings, load_balance=load_balance,
+                             service_upstream=service_upstream)
         if with_tls is not None:
             out["with_tls"] = with_tls
     return out
@@ -96,7 +98,7 @@ def _explain_url(
     headers: Sequence[tuple[str, str]] = (), ingress_class: str | None = None,
     controller: str | None = None, client_ip: str | None = None,
     settings: ProxySettings | None = None, load_balance: str | None = None,
-    tls_port: int | None = None,
+    tls_port: int | None = None, service_upstream: bool = False,
 ) -> dict[str, Any]:
     """What the table does with ``url``; with ``res``, also which endpoint the router picks
     and what the proxy answers (``verdict``; ``access``: the route's access control).
@@ -178,7 +180,8 @@ def _explain_url(
     except ImportError:  # the router is optional for explain
         return out
     router = Router(res, ingress_class=ingress_class, controller=controller, seed=0,
-                    load_balance="round_robin" if load_balance is None else load_balance)
+                    load_balance="round_robin" if load_balance is None else load_balance,
+                    service_upstream=service_upstream)  # (the ConfigMap's, as serve's)
     tls: dict[str, Any] = {}
     if tls_port is not None:
         # As serve --tls-listen configures its proxy: the certificate store's TLS hosts for
@@ -252,7 +255,8 @@ def _explain_url(
             out["verdict"]["proxy_protocol"] = True
     if is_https:
         passthrough = _passthrough(res, split_url(url)[0], client_ip, ingress_class=ingress_class,
-                                   controller=controller, load_balance=load_balance)
+                                   controller=controller, load_balance=load_balance,
+                                   service_upstream=service_upstream)
         if passthrough is not None:
             out["ssl_passthrough"] = passthrough
     return out
@@ -1623,6 +1627,7 @@ def explain_main(args: argparse.Namespace) -> int:
     info = explain(res, args.url, method=args.method, headers=headers,
                    ingress_class=args.ingress_class, controller=args.controller,
                    client_ip=client_ip, settings=config[0], load_balance=config[1],
+                   service_upstream=config[3],
                    tls=getattr(args, "tls", False), tls_listen=getattr(args, "tls_listen", None),
                    sources=args.files,
                    ssl_passthrough=getattr(args, "enable_ssl_passthrough", False))
@@ -1670,12 +1675,13 @@ def _tls_port(tls: bool, tls_listen: str | None) -> int | None:
 
 
 def _explain_config(path: str | None, say: bool = True
-                    ) -> tuple[ProxySettings | None, str | None, tuple[str, ...]] | ValidationError:
-    """``--config``: the settings, ``load-balance`` and warnings of the ConfigMap, as ``serve
-    --config`` reads it (``say``: the warnings printed on stderr here), or the error (exit
-    2)."""
+                    ) -> tuple[ProxySettings | None, str | None, tuple[str, ...], bool] \
+        | ValidationError:
+    """``--config``: the settings, ``load-balance``, warnings and ``service-upstream`` of the
+    ConfigMap, as ``serve --config`` reads it (``say``: the warnings printed on stderr here),
+    or the error (exit 2)."""
     if path is None:
-        return None, None, ()
+        return None, None, (), False
     from ._config import load_config
 
     try:
@@ -1685,7 +1691,7 @@ def _explain_config(path: str | None, say: bool = True
     if say:
         for w in cfg.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    return cfg.settings, cfg.load_balance, cfg.warnings
+    return cfg.settings, cfg.load_balance, cfg.warnings, cfg.service_upstream
 
 
 def check_main(args: argparse.Namespace) -> int:
@@ -1717,7 +1723,8 @@ def check_main(args: argparse.Namespace) -> int:
     # ``ingresslib.check``'s findings (one code path), each printed as its str().
     table, diagnostics = check_findings(
         res, args.ingress_class, args.controller, args.files, settings=config[0],
-        load_balance=config[1], ssl_passthrough=getattr(args, "enable_ssl_passthrough", False))
+        load_balance=config[1], ssl_passthrough=getattr(args, "enable_ssl_passthrough", False),
+        service_upstream=config[3])
     lines = [f"warning: {w}" for w in config[2]] + [str(d) for d in diagnostics]
     for line in lines:
         print(line, file=sys.stderr)
@@ -1859,7 +1866,8 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None,
 
 
 def _reference_warnings(table: RouteTable, res: Resources,
-                        settings: ProxySettings | None = None) -> list[RouteWarning]:
+                        settings: ProxySettings | None = None,
+                        service_upstream: bool = False) -> list[RouteWarning]:
     """What ``check`` says of the objects an Ingress's annotations name, which the proxy only
     finds out at request time, each once, on the annotation's field:
 
@@ -1929,7 +1937,11 @@ def _reference_warnings(table: RouteTable, res: Resources,
                 "endpoint still answers 503)")
             found.setdefault(str(w), w)
             continue
-        upstream = str(ann.get(SERVICE_UPSTREAM_ANNOTATION, "")).strip().lower() == "true"
+        # As the Router reads it (annotations/serviceupstream: a missing annotation is the
+        # ConfigMap's ``service_upstream``; a present one strconv.ParseBool's, invalid: false).
+        raw_upstream = ann.get(SERVICE_UPSTREAM_ANNOTATION)
+        upstream = service_upstream if raw_upstream is None \
+            else parse_bool(str(raw_upstream)) is True
         key = (id(ing), m.service, m.port)
         if key in done:
             continue

@@ -81,11 +81,13 @@ def _no_ingress_note(sources: Sequence[str]) -> Diagnostic:
 def check_findings(res: Resources, ingress_class: str | None = None,
                    controller: str | None = None, sources: Sequence[str] = (), *,
                    settings: ProxySettings | None = None, load_balance: str | None = None,
-                   ssl_passthrough: bool = False) -> tuple[RouteTable, list[Diagnostic]]:
+                   ssl_passthrough: bool = False, service_upstream: bool = False
+                   ) -> tuple[RouteTable, list[Diagnostic]]:
     """The table ``check`` builds and every finding it reports, in the order it prints them
     (:func:`check` without the argument checks; ``ingresslib check`` prints these).
-    ``settings`` and ``load_balance``: a ConfigMap's (``check --config``), as ``serve
-    --config`` gives them to the proxy and the router; None: the built-in ones.
+    ``settings``, ``load_balance`` and ``service_upstream``: a ConfigMap's (``check
+    --config``), as ``serve --config`` gives them to the proxy and the router; None (False):
+    the built-in ones.
     ``ssl_passthrough``: ``--enable-ssl-passthrough``."""
     from ._decode import unread_versions
     from ._explain import (
@@ -103,7 +105,8 @@ def check_findings(res: Resources, ingress_class: str | None = None,
         pass
     else:
         router = Router(res, ingress_class=ingress_class, controller=controller, table=table,
-                        seed=0, load_balance="round_robin" if load_balance is None else load_balance)
+                        seed=0, service_upstream=service_upstream,
+                        load_balance="round_robin" if load_balance is None else load_balance)
         # With any Service or endpoints among the files, each backend without endpoint is
         # one of these warnings (Router.no_endpoint); with Ingresses alone, none: a check of
         # the Ingresses alone is a legitimate one ("ok" says the Ingresses are valid).
@@ -119,12 +122,19 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res, settings)]
     # What the annotations name (a custom-headers ConfigMap, a default-backend Service's
     # endpoints), found only at request time by the proxy: said here too.
-    found += [_proxy_note(w) for w in _reference_warnings(table, res, settings)]
+    found += [_proxy_note(w) for w in _reference_warnings(table, res, settings,
+                                                          service_upstream)]
     # Each once too: an object of an unread apiVersion is kept aside per definition (a file
     # named twice holds it twice), and its note names the object, not the file.
     found += [_unread_note(w) for w in dict.fromkeys(unread_versions(res.ignored))]
     found += [_Said(p.object, p.field, p.message, text=str(p))
               for p in [*_tls_problems(res, table), *_client_auth_problems(res, table)]]
+    if getattr(settings, "ssl_dh_param", ""):
+        # The ConfigMap's ssl-dh-param Secret, as the certificate store reads it.
+        from ._tls import dh_param_problems
+
+        found += [_Said(p.object, p.field, p.message, text=str(p))
+                  for p in dh_param_problems(res, settings)]
     found += _passthrough_notes(table, ssl_passthrough)
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
@@ -183,7 +193,7 @@ def _require_sources(sources: object, call: str) -> list[str]:
 def check(resources: Resources, *, ingress_class: str | None = None,
           controller: str | None = None, sources: Sequence[str] = (),
           settings: ProxySettings | None = None, load_balance: str | None = None,
-          ssl_passthrough: bool = False) -> list[Diagnostic]:
+          ssl_passthrough: bool = False, service_upstream: bool = False) -> list[Diagnostic]:
     """Everything ``ingresslib check`` reports of ``resources``, as :class:`Diagnostic` values
     (``object``, ``field``, ``message``, ``severity``), in the order it prints them: the
     table's notes (shadowed and duplicate rules, a canary with no main rule, Ingresses the
@@ -200,8 +210,9 @@ def check(resources: Resources, *, ingress_class: str | None = None,
 
     ``ingress_class`` and ``controller`` filter as for :class:`RouteTable`. ``sources``: the
     files or folders the resources were read from, named by the no-Ingress warning as
-    ``check -f`` names them. ``settings`` and ``load_balance`` are its ``--config``: those of
-    ``ingresslib.proxy.load_config(path)`` (None: the built-in ones), as for :func:`explain`.
+    ``check -f`` names them. ``settings``, ``load_balance`` and ``service_upstream`` are its
+    ``--config``: those of ``ingresslib.proxy.load_config(path)`` (None, False: the built-in
+    ones), as for :func:`explain`.
     ``ssl_passthrough``: ``check --enable-ssl-passthrough`` (serve's flag; False, the default:
     each ``ssl-passthrough`` host is said to be ignored, its TLS terminated).
 
@@ -230,6 +241,7 @@ def check(resources: Resources, *, ingress_class: str | None = None,
              "an IngressClass spec.controller value (str) or None")
     _require(load_balance, "load_balance", "check", (str, type(None)), "str or None")
     _require(ssl_passthrough, "ssl_passthrough", "check", (bool,), "True or False")
+    _require(service_upstream, "service_upstream", "check", (bool,), "True or False")
     if settings is not None:
         from .proxy._settings import ProxySettings
 
@@ -237,7 +249,8 @@ def check(resources: Resources, *, ingress_class: str | None = None,
                  "an ingresslib.ProxySettings or None")
     paths = _require_sources(sources, "check")
     return check_findings(resources, ingress_class, controller, paths, settings=settings,
-                          load_balance=load_balance, ssl_passthrough=ssl_passthrough)[1]
+                          load_balance=load_balance, ssl_passthrough=ssl_passthrough,
+                          service_upstream=service_upstream)[1]
 
 
 def _header_pairs(headers: object) -> list[tuple[str, str]]:
@@ -276,7 +289,8 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
             ingress_class: str | None = None, controller: str | None = None,
             client_ip: str | None = None, settings: ProxySettings | None = None,
             load_balance: str | None = None, tls: bool = False, tls_listen: str | None = None,
-            sources: Sequence[str] = (), ssl_passthrough: bool = False) -> dict[str, Any]:
+            sources: Sequence[str] = (), ssl_passthrough: bool = False,
+            service_upstream: bool = False) -> dict[str, Any]:
     """What ``ingresslib explain`` says of ``url``: the document ``explain -o json`` prints
     (``"ok"``, ``"status"``, ``"reason"``, ``"match"``: the Ingress, rule and backend;
     ``"decision"``: the endpoint the router picks when ``resources`` hold the Services and
@@ -292,8 +306,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     it. ``method``, ``headers`` (a mapping or (name, value) pairs; a ``Host`` header is routed
     on), ``client_ip`` (the TCP peer's address), ``ingress_class`` and ``controller`` are the
     command's ``-X``, ``-H``, ``--client-ip``, ``--ingress-class`` and ``--controller``.
-    ``settings`` and ``load_balance`` are its ``--config``: the ``settings`` and
-    ``load_balance`` of ``ingresslib.proxy.load_config(path)``. ``tls=True`` answers as a
+    ``settings``, ``load_balance`` and ``service_upstream`` are its ``--config``: the
+    ``settings``, ``load_balance`` and ``service_upstream`` of
+    ``ingresslib.proxy.load_config(path)``. ``tls=True`` answers as a
     server with an HTTPS listener on port 443 (``--tls``), ``tls_listen="HOST:PORT"`` on that
     port (``--tls-listen``). ``sources``: the files the resources were read from, named by the
     no-Ingress warning. ``ssl_passthrough``: ``--enable-ssl-passthrough`` (an https:// URL of
@@ -331,6 +346,7 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
         _require(value, name, "explain", (str, type(None)), "str or None")
     _require(tls, "tls", "explain", (bool,), "True or False")
     _require(ssl_passthrough, "ssl_passthrough", "explain", (bool,), "True or False")
+    _require(service_upstream, "service_upstream", "explain", (bool,), "True or False")
     if settings is not None:
         from .proxy._settings import ProxySettings
 
@@ -346,7 +362,8 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     table = RouteTable.build(resources, ingress_class=ingress_class, controller=controller)
     info = explain_url(table, url, res=resources, method=method, headers=pairs,
                        ingress_class=ingress_class, controller=controller, client_ip=peer,
-                       settings=settings, load_balance=load_balance, tls_port=tls_port)
+                       settings=settings, load_balance=load_balance, tls_port=tls_port,
+                       service_upstream=service_upstream)
     if not ssl_passthrough and "ssl_passthrough" in info:
         from ._explain import passthrough_off
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from ._resources import Resources
 from ._router import _equal_but_versions
 from ._store import ResourceStore
 
-__all__ = ["AuthSecrets", "AuthWatch", "auth_secret_refs", "all_auth_refs"]
+__all__ = ["AuthSecrets", "AuthWatch", "auth_secret_refs", "all_auth_refs", "refs_changed"]
 
 # The watch's own logger: these lines are part of what the cluster watch says.
 _log = logging.getLogger("ingresslib.kube")
@@ -102,6 +103,25 @@ class AuthWatch(Protocol):
         """Have the flusher run again (the first snapshot may be waiting, or a retry due)."""
 
 
+#: The ``AuthSecrets`` of the watches running (``serve --kubernetes`` has one): what
+#: :func:`refs_changed` tells.
+_RUNNING: weakref.WeakSet[AuthSecrets] = weakref.WeakSet()
+
+
+def refs_changed(key: object) -> None:
+    """Say what, besides the Ingresses, names Secrets for ``auth_refs``: ``serve`` passes the
+    ConfigMap's ``ssl-dh-param`` (its Secret is one of the named ones). When ``key`` differs
+    from the one a running watch was last told, that watch works out its named Secrets again
+    at a flush that runs now: ``AuthSecrets.refresh`` skips the work while the Ingresses and
+    classes stay the same, so a ConfigMap edit naming a new Secret waited for the next
+    Ingress change. On the event loop."""
+    for auth in list(_RUNNING):
+        if auth._told != key:
+            auth._told = key
+            auth._refs_from = None
+            auth._watch.wake()
+
+
 class AuthSecrets:
     """The named auth Secrets of one watch of Opaque Secrets.
 
@@ -139,6 +159,9 @@ class AuthSecrets:
         self._get_failures = 0
         self._get_retry_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The last key :func:`refs_changed` gave (None: none yet).
+        self._told: object = None
+        _RUNNING.add(self)
 
     # -- the watch's side --------------------------------------------------------------------
 

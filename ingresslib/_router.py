@@ -729,7 +729,10 @@ class Router:
     ``clock`` (default ``time.monotonic``) is the seconds clock of every balancer it makes
     (``BalancerOptions.clock``: EWMA's decay); ``table`` a ``RouteTable`` already built from
     the same ``res``, ``ingress_class`` and ``controller``, used instead of building one (not
-    checked; the constructor only: ``update`` builds its own). docs/router.md.
+    checked; the constructor only: ``update`` builds its own). ``service_upstream``: the
+    ConfigMap's ``service-upstream`` (ingress-nginx ``defaults.Backend.ServiceUpstream``), what
+    an Ingress without the ``service-upstream`` annotation gets (an annotation, "false" too,
+    wins). docs/router.md.
 
     >>> from ingresslib import parse_manifests
     >>> res = parse_manifests('''
@@ -766,6 +769,7 @@ class Router:
     def __init__(self, res: Resources, ingress_class: str | None = None,
                  controller: str | None = None, seed: int | None = None, *,
                  load_balance: str = "round_robin",
+                 service_upstream: bool = False,
                  balancers: Mapping[str, BalancerFactory] | None = None,
                  canary_random: bool = False,
                  clock: Callable[[], float] = time.monotonic,
@@ -778,6 +782,9 @@ class Router:
         self.seed = seed
         #: The ConfigMap ``load-balance`` default for backends without the annotation.
         self.load_balance = load_balance
+        if type(service_upstream) is not bool:
+            raise TypeError(f"service_upstream: {service_upstream!r} is not a bool")
+        self._service_upstream = service_upstream
         self._own_factories = dict(balancers or {})
         for name in self._own_factories:
             check_balancer_name(name)
@@ -877,6 +884,36 @@ class Router:
                 self.update(res)
         except BaseException:
             self.load_balance = old
+            raise
+
+    @property
+    def service_upstream(self) -> bool:
+        """The ConfigMap ``service-upstream`` default for Ingresses without the annotation
+        (read-only: ``_set_service_upstream`` changes it and rebuilds)."""
+        return self._service_upstream
+
+    def _set_service_upstream(self, service_upstream: bool, res: Resources | None = None
+                              ) -> None:
+        """Make ``service_upstream`` the default of Ingresses without the annotation and
+        rebuild in full: ``update(res)``, or the routes of the resources in use (``res`` None;
+        nothing to do when unchanged). A build that raises keeps the previous default."""
+        if type(service_upstream) is not bool:
+            raise TypeError(f"service_upstream: {service_upstream!r} is not a bool")
+        old = self._service_upstream
+        if res is None and old == service_upstream:
+            return
+        with self._lock:
+            self._service_upstream = service_upstream
+            # The backends' sides are keyed by the flag: no endpoint-only update from a
+            # wiring of the other default.
+            self._wiring = None
+        try:
+            if res is None:
+                self._rebuild_routes()
+            else:
+                self.update(res)
+        except BaseException:
+            self._service_upstream = old
             raise
 
     def _publish(self, st: _State) -> None:
@@ -1322,6 +1359,7 @@ class Router:
         def warn(ing: Ingress | None, obj: str, key: str, message: str) -> None:
             say(obj, f"metadata.annotations[{key}]" if key else "", message)
 
+        service_upstream_default = self._service_upstream
         if self.load_balance not in known:
             warn(None, "Router", "", f"unknown default load-balance {self.load_balance!r}; "
                  "using round_robin")
@@ -1372,7 +1410,10 @@ class Router:
         def ingress_info(match: Match) -> _IngressInfo:
             ann = match.annotations
             items = tuple(ann.items())
-            upstream = False
+            # annotations/serviceupstream/main.go Parse: "A missing annotation is not a
+            # problem, just use the default" (defBackend.ServiceUpstream, the ConfigMap's
+            # service-upstream); a present one, invalid included, is its own value.
+            upstream = service_upstream_default
             upstream_warning = None
             raw = ann.get(SERVICE_UPSTREAM_ANNOTATION)
             if raw is not None:

@@ -109,11 +109,16 @@ def _setup_logging(access_log: str, level: str) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
-    """One callable per finished request: the access log and/or the metrics."""
+def _record_sink(access: str, metrics: Any, log: Any = None
+                 ) -> Callable[[Any], None] | None:
+    """One callable per finished request: the access log (``log``, else a new ``AccessLog``)
+    and/or the metrics."""
     from ._accesslog import AccessLog
 
-    log = AccessLog() if access != "off" else None
+    if access == "off":
+        log = None
+    elif log is None:
+        log = AccessLog()
     if log is not None and metrics is not None:
         observe = metrics.observe
 
@@ -128,7 +133,32 @@ def _record_sink(access: str, metrics: Any) -> Callable[[Any], None] | None:
         return both
     if metrics is not None:
         return metrics.observe  # type: ignore[no-any-return]
-    return log
+    return log  # type: ignore[no-any-return]
+
+
+def _default_server(server: Any, host: str) -> bool:
+    """Whether ingress-nginx's catch-all server answers an unrouted request for ``host``: no
+    Ingress has a rule for it (nor a server-alias), or no Host was sent (the proxy's
+    ``_unrouted_options``, cached per table and host)."""
+    return not host or server.proxy._unrouted_options(host) is None
+
+
+def _dh_param_named(settings: Any, unread: list[str] | None = None) -> None:
+    """``serve --kubernetes`` with HTTPS: the ConfigMap's ``ssl-dh-param`` names a Secret the
+    watch of named Secrets reads (``auth_refs`` in ``_watch``); a change of it has that watch
+    work its Secrets out again now (``_kube_auth.refs_changed``), not at the next Ingress
+    change. ``unread`` (``--no-auth-secrets``: no such watch): the value last said unread,
+    each new one is said once (the store only finds no such Secret)."""
+    dh = getattr(settings, "ssl_dh_param", "")
+    if unread is not None:
+        if dh and dh != unread[0]:
+            _log.warning("ConfigMap: ssl-dh-param %s: --no-auth-secrets reads no Opaque "
+                         "Secret: no DH parameters, the DHE cipher suites are not offered", dh)
+        unread[0] = dh
+        return
+    from ._kube_auth import refs_changed
+
+    refs_changed(dh)
 
 
 async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
@@ -159,7 +189,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     tls_listen = parse_listen(args.tls_listen, 8443) if args.tls_listen else None
     metrics_listen = parse_listen(args.metrics_listen, 10254) if args.metrics_listen else None
     router = build_router(res, ingress_class=args.ingress_class, controller=args.controller,
-                          load_balance=cfg.load_balance)
+                          load_balance=cfg.load_balance, service_upstream=cfg.service_upstream)
     served = _served_by(router, res, args.ingress_class, args.controller)
     store = None
     if tls_listen is not None:
@@ -185,10 +215,18 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         metrics.set_hosts(hosts_of(res, served))
     # (no stdout: no access log, as ``_setup_logging`` says)
     access = getattr(args, "access_log", "text") if sys.stdout is not None else "off"
+    access_log: Any = None
+    if access != "off":
+        from ._accesslog import AccessLog
+
+        # The ConfigMap's log-format-upstream, log-format-escape-* and
+        # enable-access-log-for-default-backend (again after each change: ``on_reload``).
+        access_log = AccessLog(default_server=lambda host: _default_server(server, host))
+        access_log.configure(cfg.settings)
     server = ProxyServer(
         router, cfg.settings, cert_store=store,
         max_connections=getattr(args, "max_connections", 10000),
-        on_record=_record_sink(access, metrics),
+        on_record=_record_sink(access, metrics, access_log),
         ssl_passthrough=bool(getattr(args, "enable_ssl_passthrough", False)),
     )
     # /healthz is ready once the first table is loaded: at once from files, after the first
@@ -329,6 +367,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     #: worker threads: the later swap can report first (its digest was quicker), and the older
     #: report must not then put back a configuration that no longer serves.
     reported_swap = 0
+    #: --no-auth-secrets: the ssl-dh-param said unread (``_dh_param_named``).
+    dh_unread = [""]
 
     def on_reload(ok: bool, message: str, res: Resources | None = None,
                   digest: str | None = None, served: Sequence[Any] | None = None,
@@ -336,6 +376,11 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # ``res`` and ``served``: the snapshot swapped in and the Ingresses its table serves
         # (the router's build worked them out; a file reload leaves them on the reloader).
         nonlocal serving_digest, last_failed, reported_swap
+        if ok and access_log is not None:
+            access_log.configure(server.settings)  # (the same settings: nothing to do)
+        if ok and store is not None and getattr(args, "kubernetes", False):
+            _dh_param_named(server.settings, dh_unread if getattr(
+                args, "no_auth_secrets", False) else None)
         if metrics is None:
             return
         if not ok:
@@ -554,7 +599,14 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     kinds = (*kinds, CONFIG_MAPS)
 
     def auth_refs(res: Resources) -> frozenset[tuple[str, str]]:
-        return auth_secret_refs(_served(res, args.ingress_class, args.controller))
+        refs = auth_secret_refs(_served(res, args.ingress_class, args.controller))
+        # ssl-dh-param's Secret (``kubectl create secret generic``: Opaque) comes with them:
+        # the certificate store reads its dhparam.pem from the snapshot (_tls._dh_params).
+        dh = getattr(getattr(config(), "settings", None), "ssl_dh_param", "")
+        if dh and store is not None:
+            ns, _, name = dh.partition("/")
+            refs = refs | {(ns, name)}
+        return refs
 
     def wants_config_maps(res: Resources) -> bool:
         settings = getattr(config(), "settings", None)

@@ -12,13 +12,14 @@ __all__ = ["build_router"]
 
 def build_router(
     res: Resources, *, ingress_class: str | None, controller: str | None,
-    load_balance: str | None = None, seed: int | None = None,
+    load_balance: str | None = None, seed: int | None = None, service_upstream: bool = False,
 ) -> Any:
-    """A new Router for ``res`` (``load_balance`` from the ConfigMap, default round-robin)."""
+    """A new Router for ``res`` (``load_balance`` from the ConfigMap, default round-robin;
+    ``service_upstream``: the ConfigMap's service-upstream)."""
     from ._router import Router
 
     return Router(res, ingress_class=ingress_class, controller=controller, seed=seed,
-                  load_balance=load_balance or "round_robin")
+                  load_balance=load_balance or "round_robin", service_upstream=service_upstream)
 
 
 def _served(res: Resources, ingress_class: str | None, controller: str | None) -> list[Any]:

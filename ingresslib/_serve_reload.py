@@ -201,13 +201,28 @@ class Reloader:
                 # ingress-nginx's ``load-balance`` is the router's default balancer: a new
                 # value takes effect with this build (balancers are keyed by their spec); a
                 # build that fails keeps the default serving.
-                router._set_load_balance(cfg.load_balance or "round_robin", res)
+                load_balance = cfg.load_balance or "round_robin"
+                if getattr(router, "service_upstream", cfg.service_upstream) \
+                        != cfg.service_upstream:
+                    # service-upstream, the default of Ingresses without the annotation
+                    # (_router.py): both defaults set, then one full build with ``res``
+                    # (a build that fails keeps both previous defaults serving).
+                    old_load_balance = router.load_balance
+                    router.load_balance = load_balance
+                    try:
+                        router._set_service_upstream(cfg.service_upstream, res)
+                    except BaseException:
+                        router.load_balance = old_load_balance
+                        raise
+                else:
+                    router._set_load_balance(load_balance, res)
             elif hasattr(router, "update"):
                 router.update(res)
             else:  # pragma: no cover - a user-supplied router without update()
                 self.server.router = build_router(
                     res, ingress_class=self.ingress_class, controller=self.controller,
-                    load_balance=cfg.load_balance if cfg is not None else self.load_balance)
+                    load_balance=cfg.load_balance if cfg is not None else self.load_balance,
+                    service_upstream=cfg.service_upstream if cfg is not None else False)
             _log_route_warnings(self.server)
             # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
             served = _served_by(self.server.router, res, self.ingress_class, self.controller)
@@ -263,6 +278,18 @@ class Reloader:
                 self.on_reload(False, repr(e))
             return False
         if cfg is not None and cfg != self.config:
+            # The ssl-* keys' contexts built in a worker thread, swapped in here in one step
+            # (the listener answers with the old ones meanwhile): the settings' own
+            # configure_tls then finds them in use.
+            from ._tls_reconfigure import configure_tls_off_loop
+            try:
+                await configure_tls_off_loop(self.server.cert_store, cfg.settings)
+            except Exception as e:  # logged there: the settings in use stay, a failed reload
+                self.failures += 1
+                self.last_error = repr(e)
+                if self.on_reload:
+                    self.on_reload(False, repr(e))
+                return False
             # On the loop thread: the proxy reads its settings there, so a request never sees
             # half of the old settings and half of the new.
             self.server.settings = cfg.settings

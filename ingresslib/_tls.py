@@ -42,8 +42,12 @@ ingress-nginx (see ``_tls_hosts._www_twins``). Canary Ingresses supply no certif
 ingress-nginx. No compression and no renegotiation, as nginx; protocols, ciphers, the ECDH
 curve, session tickets (off: resumption from the session cache only) and
 ``ssl-reject-handshake`` are the ConfigMap's (``ProxySettings.ssl_*``, ingress-nginx's defaults
-unless set: ``_tls_settings.py``), given by :meth:`CertificateStore.configure_tls`; a host's
-``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` annotations give it a context of its own.
+unless set: ``_tls_settings.py``), given by :meth:`CertificateStore.configure_tls` (or built
+off the event loop: ``_tls_reconfigure.py``); a host's ``ssl-ciphers`` /
+``ssl-prefer-server-ciphers`` annotations give it a context of its own, and on a rule without
+``host`` the default server's (no SNI, or a name no server has). ``ssl-dh-param``'s Secret is
+read from each update's Resources (:func:`_dh_params`): a change of its parameters builds
+every context again, in that update.
 
 Known limits of the ``ssl`` module, not settable from Python: the session lifetime is
 OpenSSL's (2 h) rather than nginx's ``ssl_session_timeout 10m`` (``ssl-session-timeout``,
@@ -63,10 +67,12 @@ its handshake, and CPython reports the decoding error on stderr ("Exception igno
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -81,8 +87,8 @@ from ._models import Ingress, IngressTLS, Secret
 from ._resources import Resources
 from ._table import SERVER_ALIAS, server_aliases
 from ._tls_settings import (
-    DEFAULT_TLS, INGRESS_NGINX_CIPHERS, ServerCiphers, TLSSettings, apply, server_ciphers,
-    tls_settings_of,
+    DEFAULT_TLS, INGRESS_NGINX_CIPHERS, ServerCiphers, TLSSettings, apply,
+    default_server_ciphers, server_ciphers, tls_settings_of,
 )
 from ._tls_hosts import (
     TLSHosts,
@@ -500,6 +506,9 @@ def _new_context(cert_pem: bytes, key_pem: bytes,
     # client offering only http/1.0 is answered http/1.0 there. Not http/0.9: the proxy
     # refuses HTTP/0.9 requests.
     ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
+    if tls.dh_pem:
+        # ssl-dh-param (nginx ssl_dhparam): the DHE suites' group, checked by _dh_params.
+        _load_dh(ctx, tls.dh_pem)
     try:
         # The certificate first, as ingress-nginx writes its PEM (ssl.go CreateSSLCert:
         # "pemCertBuffer.Write(cert) ... Write([]byte("\n")) ... Write(key)"): the leaf is
@@ -518,6 +527,79 @@ def _new_context(cert_pem: bytes, key_pem: bytes,
                 "tls.key is encrypted (a passphrase-protected key is not supported)") from e
         raise
     return ctx
+
+
+def _load_dh(ctx: ssl.SSLContext, pem: bytes) -> None:
+    """``ctx.load_dh_params`` from PEM bytes (it reads only a file: a private ``_pem_file``,
+    closed and removed right after)."""
+    fd, path, in_memory = _pem_file()
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(pem)
+        ctx.load_dh_params(path)
+    finally:
+        os.close(fd)
+        if not in_memory:
+            os.unlink(path)
+
+
+#: The data key of the ``ssl-dh-param`` Secret (ingress-nginx: ``secret.Data["dhparam.pem"]``).
+DH_PARAM_KEY = "dhparam.pem"
+
+
+def _dh_params(res: Resources, ref: str, known: bytes = b""
+               ) -> tuple[bytes, list[TLSProblem]]:
+    """The DH parameters of ``ssl-dh-param`` (``ref``, "namespace/name") from ``res``'s
+    Secrets: that Secret's ``dhparam.pem`` when usable, else b"" and why. As ingress-nginx's
+    ``OnUpdate`` reads it (a missing Secret or key, or a first PEM block other than ``DH
+    PARAMETERS``: ``ssl.AddOrUpdateDHParam`` "certificate %v contains invalid data"; nginx then
+    gets no ``ssl_dhparam`` and the DHE suites are never chosen), plus what OpenSSL refuses
+    (parameters it cannot read, or too small for its security level: nginx -t would fail)."""
+    what = ("ConfigMap", "data.ssl-dh-param")
+    try:
+        ns, name = parse_secret_ref(ref)
+    except ValueError as e:   # (ProxySettings checks it; a TLSSettings built by hand)
+        return b"", [TLSProblem(*what, str(e))]
+    secret = next((s for s in res.secrets
+                   if s.metadata.namespace == ns and s.metadata.name == name), None)
+    if secret is None:
+        return b"", [TLSProblem(*what, f"Secret {ns}/{name} not found: no DH parameters, the "
+                                "DHE cipher suites are not offered")]
+    pem = secret.get_bytes(DH_PARAM_KEY)
+    if not pem:
+        return b"", [TLSProblem(*what, f"Secret {ns}/{name} has no {DH_PARAM_KEY} key (or it "
+                                "is empty): no DH parameters, the DHE cipher suites are not "
+                                "offered")]
+    first = next(_pem_blocks(pem), None)
+    why: str | None = None
+    if first is None or first[0] != b"DH PARAMETERS":
+        why = (f"its {DH_PARAM_KEY} must start with a '-----BEGIN DH PARAMETERS-----' block "
+               "(what 'openssl dhparam' writes), as ingress-nginx requires")
+    else:
+        # That block alone (what OpenSSL reads of it: PEM_read_bio_DHparams stops there): the
+        # bytes every context loads (_new_context) and the settings keep, whatever follows
+        # it in the Secret (megabytes of it were written into each context's file).
+        pem = _dh_pem_of(first[1])
+        if known and pem == known:
+            return pem, []   # in use already: checked when it was loaded
+        try:
+            _load_dh(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), pem)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            why = f"OpenSSL refuses its {DH_PARAM_KEY} ({e})"
+    if why is not None:
+        return b"", [TLSProblem(*what, f"Secret {ns}/{name}: {why}: no DH parameters, the "
+                                "DHE cipher suites are not offered")]
+    return pem, []
+
+
+def _dh_pem_of(der: bytes) -> bytes:
+    """A ``DH PARAMETERS`` PEM block of ``der`` (64 base64 characters a line, as OpenSSL
+    writes it)."""
+    import base64
+
+    text = base64.b64encode(der)
+    lines = b"".join(text[i:i + 64] + b"\n" for i in range(0, len(text), 64))
+    return b"-----BEGIN DH PARAMETERS-----\n" + lines + b"-----END DH PARAMETERS-----\n"
 
 
 def load_pem_pair(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
@@ -1382,6 +1464,15 @@ def certificate_problems(res: Resources, ingresses: Iterable[Ingress] | None = N
     return _select(res, ingresses, _Loaded({}, {})).problems
 
 
+def dh_param_problems(res: Resources, settings: Any) -> list[TLSProblem]:
+    """What :meth:`CertificateStore.update` reports of the ``ssl-dh-param`` of ``settings``
+    (a ``ProxySettings``; None: none) with ``res``'s Secrets: a missing Secret or key, a
+    first PEM block other than ``DH PARAMETERS``, parameters OpenSSL refuses. What
+    ``ingresslib check --config`` prints."""
+    ref = getattr(settings, "ssl_dh_param", "") if settings is not None else ""
+    return _dh_params(res, ref)[1] if ref else []
+
+
 def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, server_name: str
                          ) -> tuple[str, datetime.datetime, datetime.datetime] | None:
     """``("namespace/secret", not_before, not_after)`` of the Secret certificate a fresh
@@ -1464,9 +1555,14 @@ def _server_hosts(ordered: list[Ingress]) -> set[str]:
     """The names (normalised, ``*.`` ones included) that nginx.tmpl writes into a
     ``server_name`` of its own for the non-canary Ingresses ``ordered``: their rule hosts,
     their ``server-alias`` names (``_aliases_of``) and the www twins of ``from-to-www-redirect``
-    (``_www_twins``: a redirect server block of their own, ``RedirectServers``)."""
+    (``_www_twins``: a redirect server block of their own, ``RedirectServers``). Not the
+    ``server-alias`` names of a rule without ``host``: nginx.tmpl writes them into the default
+    server ``_``'s ``server_name`` (controller.go ``createServers``: ``servers[host].Aliases``
+    with ``host = defServerName``), which answers them as it answers unknown names (its
+    ``ssl-ciphers``, its ``ssl_reject_handshake``)."""
     names = {h for hosts in _rule_hosts(ordered) for h in hosts}
-    names.update(_norm(a) for a in _aliases_of(ordered))
+    names.update(_norm(a) for a, (host, _ing) in _aliases_of(ordered).items()
+                 if host is not None)
     names.update(_www_twins(ordered))
     return names
 
@@ -1485,6 +1581,25 @@ def _server_names(ordered: list[Ingress], exact: Mapping[str, Any], wild: Mappin
         else:
             names.add(h)
     return frozenset(names), frozenset(suffixes)
+
+
+@dataclass(slots=True, eq=False)
+class _TLSJob:
+    """One request for new TLS settings (:meth:`CertificateStore.ask_tls`): its number, the
+    settings, what :meth:`CertificateStore.build_tls` built (the store's attributes, swapped in
+    by :meth:`CertificateStore.commit_tls`) and from which decision (the store's update count).
+    """
+
+    number: int
+    tls: TLSSettings
+    #: Contexts built so far, by the old certificate's id (kept with it): a second try reuses.
+    rebuilt: dict[int, tuple[_Cert, _Cert]] = dataclasses.field(default_factory=dict)
+    updates: int = -1
+    state: dict[str, Any] | None = None
+
+
+#: The store's attributes a staged rebuild does not carry over: the lock and the counters.
+_NOT_STAGED = frozenset({"_lock", "_tls_numbers", "_tls_asked", "_updates"})
 
 
 class CertificateStore:
@@ -1585,6 +1700,19 @@ class CertificateStore:
         self._reject: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
         #: The server names (exact, ``*.`` suffixes) of the last update, for ``_reject``.
         self._names: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        #: The default server's own context (``ssl-ciphers`` / ``ssl-prefer-server-ciphers``
+        #: of a rule without ``host``: ``_tls_settings.default_server_ciphers``), for a
+        #: ClientHello without SNI or naming no server; None: :attr:`default_context`. With
+        #: the settings it was built from (kept while they last).
+        self._default_server: ssl.SSLContext | None = None
+        self._default_server_key: tuple[tuple[bytes, bytes], ServerCiphers] | None = None
+        #: Numbers the TLS settings asked for (:meth:`configure_tls`, :meth:`ask_tls`): a
+        #: rebuild for an older number is dropped (two reloads racing end with the newest).
+        self._tls_numbers = itertools.count(1)
+        self._tls_asked = 0
+        #: Counts the decisions (:meth:`_update`): a rebuild made off the event loop is swapped
+        #: in only when no update came meanwhile (:meth:`commit_tls`).
+        self._updates = 0
 
     # -- building -----------------------------------------------------------------------------
 
@@ -1650,6 +1778,17 @@ class CertificateStore:
         if ingresses is not None and not isinstance(ingresses, (list, tuple)):
             ingresses = list(ingresses)   # (kept for configure_tls, and read twice below)
         self._last_args = (res, ingresses)
+        self._updates += 1
+        dh_problems: list[TLSProblem] = []
+        reject: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+        dh_changed = False
+        if self._tls.dh_param:
+            # ssl-dh-param: its Secret is one of these Resources; a change of its parameters
+            # (or of whether they are usable) builds every context again.
+            pem, dh_problems = _dh_params(res, self._tls.dh_param, self._tls.dh_pem)
+            if pem != self._tls.dh_pem:
+                reject = self._rebuild(dataclasses.replace(self._tls, dh_pem=pem), None)
+                dh_changed = True
         sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True,
                       tls_settings=self._tls)
         problems = sel.problems
@@ -1671,11 +1810,15 @@ class CertificateStore:
         ordered = _main_ingresses(res, ingresses)[0]
         ciphers = self._server_ciphers(ordered, sel, exact, wild)
         self._client_auth_maps(res, ingresses, sel, exact, wild, ciphers)
-        problems = [*problems, *self._auth_problems]
+        default_server = self._default_server_context(ordered, exact, wild)
+        problems = [*problems, *self._auth_problems, *dh_problems]
         if self._tls.reject_handshake:
             self._names = _server_names(ordered, exact, wild)
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
+        self._default_server = default_server
+        if dh_changed:
+            self._reject = reject
         self._selection = sel
         self._cache = sel.loaded.cache
         self._last_good = sel.loaded.last_good
@@ -1738,33 +1881,145 @@ class CertificateStore:
         self._cipher_ctxs = ctxs
         return hosts
 
+    def _default_server_context(self, ordered: list[Ingress],
+                                exact: dict[str, ssl.SSLContext],
+                                wild: dict[str, ssl.SSLContext]) -> ssl.SSLContext | None:
+        """The default server ``_``'s own context, when a rule without ``host`` sets
+        ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` (``default_server_ciphers``, as
+        ingress-nginx's ``createServers`` gives them to ``servers["_"]``): the default
+        certificate with those settings, for a ClientHello without SNI or naming no server.
+        Every name with a server of its own (rule hosts, ``server-alias`` names, www twins,
+        ``*.`` rule hosts) that has no context yet is then given :attr:`default_context` by
+        name (the ConfigMap's ciphers, as its own server block has in nginx), so that it does
+        not take the default server's. None: none set."""
+        from .proxy._annotations import PREFIX
+
+        keys = (PREFIX + "ssl-ciphers", PREFIX + "ssl-prefer-server-ciphers")
+        if not any(k in ing.metadata.annotations for ing in ordered for k in keys):
+            self._default_server_key = None
+            return None
+        sc = default_server_ciphers(ordered, PREFIX)
+        if sc is None:
+            self._default_server_key = None
+            return None
+        key = (self._default_cert, sc)
+        ctx = self._default_server
+        if ctx is None or key != self._default_server_key:
+            ctx = _new_context(*self._default_cert, cls=_ListeningContext, tls=self._tls,
+                               ciphers=sc.ciphers, prefer=sc.prefer)
+            self._default_server_key = key
+        for name in _server_hosts(ordered):
+            if name.startswith("*."):
+                wild.setdefault(name[1:], self.default_context)
+                continue
+            dot = name.find(".")
+            if name not in exact and not (dot > 0 and name[dot:] in wild):
+                exact[name] = self.default_context
+        return ctx
+
     def configure_tls(self, settings: Any) -> None:
         """Build every context with the TLS settings of ``settings`` (a ``ProxySettings``: its
         ``ssl_*`` fields, the ConfigMap's ``ssl-protocols``, ``ssl-ciphers``,
         ``ssl-ecdh-curve``, ``ssl-session-tickets``, ``ssl-reject-handshake``).
-        ``ProxyServer`` calls it with its settings, at construction and at each change (a
-        ConfigMap reload). Unchanged settings change nothing; else each certificate is loaded
-        again into a new context (and the last :meth:`update` decided again), a new
-        :attr:`default_context` (a new session cache) included: about a millisecond per
-        certificate. Connections already established keep their context. It decides again
+        ``ProxyServer`` calls it with its settings, at construction and at each change.
+        Unchanged settings change nothing; else each certificate is loaded again into a new
+        context (and the last :meth:`update` decided again), a new :attr:`default_context` (a
+        new session cache) included: about a millisecond per certificate, here, on the
+        caller's thread. Connections already established keep their context. It decides again
         with the last update's resources, taking turns with :meth:`update` (a lock), from any
         thread; a handshake starting on another thread meanwhile may get old and new contexts
-        mixed, so ``ProxyServer`` calls it on its event loop, where none starts meanwhile."""
-        tls = settings if isinstance(settings, TLSSettings) else tls_settings_of(settings)
-        if tls == self._tls:
+        mixed, so ``ProxyServer`` calls it on its event loop, where none starts meanwhile.
+
+        ``serve``'s ConfigMap reload builds them off the event loop instead
+        (:meth:`ask_tls`, :meth:`build_tls` in a worker thread, :meth:`commit_tls` on the
+        loop: ``_tls_reconfigure.configure_tls_off_loop``), so that the listener goes on
+        answering with the old contexts meanwhile. A call here supersedes such a build still
+        running (the newest settings asked for win)."""
+        job = self.ask_tls(settings)
+        if job is None:
             return
         with self._lock:
-            self._configure(tls)
+            self._configure(job.tls)
 
-    def _configure(self, tls: TLSSettings) -> None:
+    def ask_tls(self, settings: Any) -> _TLSJob | None:
+        """Ask for the TLS settings of ``settings`` (as :meth:`configure_tls`), to be built by
+        :meth:`build_tls` (any thread) and swapped in by :meth:`commit_tls` (the event loop).
+        Numbers the request: a job of an earlier request still running is then dropped.
+        None: the settings in use already (nothing to build)."""
+        tls = settings if isinstance(settings, TLSSettings) else tls_settings_of(settings)
+        if tls.dh_param == self._tls.dh_param and not tls.dh_pem:
+            # The ssl-dh-param Secret's parameters the last update found (its Resources').
+            tls = dataclasses.replace(tls, dh_pem=self._tls.dh_pem)
+        number = next(self._tls_numbers)
+        self._tls_asked = number
+        if tls == self._tls:
+            return None
+        return _TLSJob(number, tls)
+
+    def build_tls(self, job: _TLSJob) -> _TLSJob | None:
+        """Build ``job``'s contexts aside (a worker thread: the store in use is not touched):
+        every certificate loaded again, the last :meth:`update` decided again. Returns ``job``
+        ready for :meth:`commit_tls`; None when a newer request superseded it. Contexts built
+        by an earlier try of the same job are reused (:meth:`commit_tls` refused it because an
+        update came meanwhile)."""
+        with self._lock:
+            if job.number != self._tls_asked:
+                return None
+            staged = copy.copy(self)
+            staged._configure(job.tls, job.rebuilt)
+            job.updates = self._updates
+            job.state = {k: v for k, v in vars(staged).items() if k not in _NOT_STAGED}
+            return job
+
+    def commit_tls(self, job: _TLSJob) -> bool | None:
+        """Swap in what :meth:`build_tls` built, in one step (on the event loop, where
+        handshakes choose their context: one sees the old set or the new one, never a mix).
+        True: done; None: a newer request superseded ``job`` (nothing done); False: an
+        :meth:`update` ran or runs meanwhile (nothing done): build again (the contexts built
+        are reused) and commit again."""
+        if job.number != self._tls_asked or job.state is None:
+            return None
+        if not self._lock.acquire(blocking=False):
+            return False   # an update is running in a worker thread: never wait on the loop
+        try:
+            if self._updates != job.updates:
+                return False
+            vars(self).update(job.state)
+            return True
+        finally:
+            self._lock.release()
+
+    def _configure(self, tls: TLSSettings,
+                   rebuilt: dict[int, tuple[_Cert, _Cert]] | None = None) -> None:
+        if tls.dh_param != self._tls.dh_param and self._last_args is not None:
+            # A new ssl-dh-param Secret: read from the last update's Resources now, so that
+            # the contexts are built once (its problems are reported by the update below).
+            tls = dataclasses.replace(tls, dh_pem=_dh_params(self._last_args[0],
+                                                             tls.dh_param)[0])
+        elif not tls.dh_param:
+            tls = dataclasses.replace(tls, dh_pem=b"")
+        reject = self._rebuild(tls, rebuilt)
+        if self._last_args is not None:
+            self._update(*self._last_args)
+        else:
+            self._maps = ({}, {})
+        self._reject = reject
+
+    def _rebuild(self, tls: TLSSettings, rebuilt: dict[int, tuple[_Cert, _Cert]] | None
+                 ) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+        """Every context built again with ``tls`` (the host maps are the next update's);
+        returns the ``ssl-reject-handshake`` pair to set once the names are known."""
         self._tls = tls
-        rebuilt: dict[int, _Cert] = {}
+        if rebuilt is None:
+            rebuilt = {}
 
         def again(cert: _Cert) -> _Cert:
-            new = rebuilt.get(id(cert))
-            if new is None:
-                new = dataclasses.replace(cert, ctx=_new_context(*cert.pem, tls=tls))
-                rebuilt[id(cert)] = new
+            # By identity; the old certificate is kept with it, so that its id is not reused.
+            hit = rebuilt.get(id(cert))
+            if hit is not None and hit[0] is cert:
+                return hit[1]
+            new = dataclasses.replace(cert, ctx=_new_context(*cert.pem, tls=tls))
+            rebuilt[id(cert)] = (cert, new)
             return new
 
         assert self._fallback is not None
@@ -1779,6 +2034,7 @@ class CertificateStore:
         self._cache = {d: again(c) for d, c in self._cache.items()}
         self._last_good = {r: again(c) for r, c in self._last_good.items()}
         self._auth_ctxs, self._cipher_ctxs = {}, {}
+        self._default_server_key = None   # (built again by the next update)
         self._server_ctx = None
         # ssl-reject-handshake: never None on the way from one refusing pair to the next (an
         # unknown name would get the default certificate), and set once the names are known.
@@ -1786,11 +2042,7 @@ class CertificateStore:
                   if tls.reject_handshake else None)
         if reject is None:
             self._reject = None
-        if self._last_args is not None:
-            self._update(*self._last_args)
-        else:
-            self._maps = ({}, {})
-        self._reject = reject
+        return reject
 
     def _client_auth_maps(self, res: Resources, ingresses: Iterable[Ingress] | None,
                           sel: _Selection, exact: dict[str, ssl.SSLContext],
@@ -1954,7 +2206,7 @@ class CertificateStore:
         No SNI (IP-literal clients) and unknown names get the default certificate.
         """
         if not server_name:
-            return self.default_context
+            return self._default_server or self.default_context
         exact, wild = self._maps
         name = _norm(server_name)
         ctx = exact.get(name)
@@ -1965,7 +2217,8 @@ class CertificateStore:
             ctx = wild.get(name[dot:])
             if ctx is not None:
                 return ctx
-        return self.default_context
+        # The default server ``_`` (its own ssl-ciphers: ``_default_server_context``).
+        return self._default_server or self.default_context
 
     def context_for_hello(self, server_name: bytes | None) -> ssl.SSLContext:
         """The context to answer a ClientHello whose server_name extension holds the raw bytes
@@ -1982,11 +2235,11 @@ class CertificateStore:
         if reject is not None:
             return self._rejecting_hello(server_name, reject)
         if not server_name:
-            return self.default_context
+            return self._default_server or self.default_context
         try:
             name = server_name.decode("ascii")
         except UnicodeDecodeError:
-            return self.default_context
+            return self._default_server or self.default_context
         return self.context_for(name)
 
     def _rejecting_hello(self, server_name: bytes | None,
@@ -2035,7 +2288,7 @@ class CertificateStore:
         """Every host name with a certificate (wildcards as ``*.suffix``)."""
         exact, wild = self._maps
         return (frozenset(h for h, ctx in exact.items() if ctx is not self.default_context)
-                | frozenset("*" + s for s in wild))
+                | frozenset("*" + s for s, ctx in wild.items() if ctx is not self.default_context))
 
     def _sni_callback(
         self, ssl_obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext

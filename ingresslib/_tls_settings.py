@@ -2,7 +2,7 @@
 
 The ConfigMap keys (``ssl-protocols``, ``ssl-ciphers``, ``ssl-ecdh-curve``,
 ``ssl-session-tickets``, ``ssl-reject-handshake``, ``ssl-session-cache``,
-``ssl-session-cache-size``, ``ssl-session-timeout``) are ``ProxySettings`` fields
+``ssl-session-cache-size``, ``ssl-session-timeout``, ``ssl-dh-param``) are ``ProxySettings`` fields
 (``ssl_protocols``...), read by :func:`tls_settings_of` into a :class:`TLSSettings` that every
 context of the certificate store is built with (``_tls._new_context`` -> :func:`apply`). As
 nginx.tmpl writes them in the ``http`` block (ingress-nginx
@@ -55,12 +55,13 @@ if TYPE_CHECKING:
 
 __all__ = ["TLSSettings", "DEFAULT_TLS", "INGRESS_NGINX_CIPHERS", "tls_settings_of", "apply",
            "parse_protocols", "parse_ciphers", "parse_ecdh_curve", "config_warnings",
-           "server_ciphers", "ServerCiphers"]
+           "server_ciphers", "ServerCiphers", "parse_dh_param", "default_server_ciphers"]
 
 #: ingress-nginx's default ``ssl-ciphers`` (config.go ``sslCiphers``; TLS 1.2: TLS 1.3 keeps
 #: OpenSSL's suites, as there). Python's own default also allows the CBC suites
 #: (``ECDHE-*-AES*-SHA256/384``), which ingress-nginx does not offer. The DHE suites need DH
-#: parameters, which are not loaded, so they are never chosen here.
+#: parameters (``ssl-dh-param``, as nginx's ``ssl_dhparam``): without them they are never
+#: chosen.
 INGRESS_NGINX_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -115,6 +116,12 @@ class TLSSettings:
     session_tickets: bool = False
     #: ``ssl-reject-handshake``: a ClientHello naming no server (or none) is refused.
     reject_handshake: bool = False
+    #: ``ssl-dh-param``: "namespace/name" of the Secret whose ``dhparam.pem`` holds the DH
+    #: parameters of the DHE suites; "": none (those suites are never chosen).
+    dh_param: str = ""
+    #: That Secret's ``dhparam.pem`` as the certificate store found it usable at its last
+    #: update (``_tls._dh_params``); b"": none loaded. Set by the store, never by the settings.
+    dh_pem: bytes = b""
 
 
 DEFAULT_TLS = TLSSettings()
@@ -132,6 +139,8 @@ def tls_settings_of(settings: Any) -> TLSSettings:
         ecdh_curve=getattr(settings, "ssl_ecdh_curve", DEFAULT_TLS.ecdh_curve),
         session_tickets=bool(getattr(settings, "ssl_session_tickets", False)),
         reject_handshake=bool(getattr(settings, "ssl_reject_handshake", False)),
+        # (Stripped as check_settings reads it: ProxySettings(ssl_dh_param=" ns/name ").)
+        dh_param=str(getattr(settings, "ssl_dh_param", "") or "").strip(),
     )
 
 
@@ -160,6 +169,17 @@ def parse_protocols(value: str) -> str:
         raise ValueError(f"this OpenSSL ({ssl.OPENSSL_VERSION}) speaks none of these "
                          "protocols: every handshake would fail")
     return " ".join(tokens)
+
+
+def parse_dh_param(value: str) -> str:
+    """Check an ``ssl-dh-param`` value: "" (none) or the ``"namespace/name"`` of a Secret, as
+    ingress-nginx reads it (``n.store.GetSecret(cfg.SSLDHParam)``); ValueError otherwise."""
+    text = value.strip()
+    if text:
+        from ._tls import parse_secret_ref
+
+        parse_secret_ref(text)
+    return text
 
 
 def _check_cipher_list(value: str) -> None:
@@ -378,6 +398,30 @@ def server_ciphers(ordered: Iterable[Any], prefix: str,
     return out
 
 
+def default_server_ciphers(ordered: Iterable[Any], prefix: str) -> ServerCiphers | None:
+    """The cipher settings of the default server ``_`` from the non-canary Ingresses
+    ``ordered`` (oldest first): a rule without ``host`` lands there (controller.go
+    ``createServers``: "if host == "" { host = defServerName }", then the same first-Ingress
+    rule as :func:`server_ciphers` for ``servers[host].SSLCiphers`` and
+    ``SSLPreferServerCiphers``), and nginx.tmpl writes them in that server block, the one
+    answering a ClientHello without SNI or naming no server. None: neither set. Values refused
+    are reported by :func:`server_ciphers` (the same annotations)."""
+    from ._goparse import parse_bool
+
+    kc, kp = prefix + "ssl-ciphers", prefix + "ssl-prefer-server-ciphers"
+    ciphers: str | None = None
+    prefer: bool | None = None
+    for ing in ordered:
+        anns = ing.metadata.annotations
+        if (kc not in anns and kp not in anns) or all(r.host for r in ing.spec.rules):
+            continue
+        if ciphers is None and kc in anns:
+            ciphers = _annotation_ciphers(anns[kc])[0]
+        if prefer is None and kp in anns:
+            prefer = parse_bool(anns[kp])
+    return None if ciphers is None and prefer is None else ServerCiphers(ciphers, prefer)
+
+
 def _add_aliases(out: dict[str, ServerCiphers], ordered: Iterable[Any]) -> None:
     """Give every ``server-alias`` name of a server in ``out`` that server's settings:
     nginx.tmpl writes the aliases into the server's ``server_name``, next to its
@@ -410,6 +454,11 @@ def check_settings(settings: Any) -> None:
             parse_ecdh_curve(settings.ssl_ecdh_curve)
         except ValueError as e:
             raise ValueError(f"ssl_ecdh_curve: {e}") from None
+    if settings.ssl_dh_param:
+        try:
+            parse_dh_param(settings.ssl_dh_param)
+        except ValueError as e:
+            raise ValueError(f"ssl_dh_param: {e}") from None
     for name in ("ssl_session_cache_size", "ssl_session_timeout"):
         value = getattr(settings, name)
         if not value >= 0:

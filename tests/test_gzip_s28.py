@@ -183,9 +183,9 @@ def test_configmap_keys_parsed_and_not_warned() -> None:
     assert (s.use_gzip, s.gzip_level, s.gzip_min_length, s.gzip_types, s.gzip_disable) == (
         True, 6, 10, "text/css application/wasm", "msie6")
     assert not [w for w in cfg.warnings if "not implement" in w]
-    # brotli stays out of scope: still warned
-    assert any("enable-brotli" in w and "not implement" in w
-               for w in parse_config_data({"enable-brotli": "true"}).warnings)
+    # brotli is implemented since session 29 (tests/test_brotli_s29.py): no longer warned
+    assert not [w for w in parse_config_data({"enable-brotli": "true"}).warnings
+                if "not implement" in w]
 
 
 def test_configmap_bad_values_refused() -> None:

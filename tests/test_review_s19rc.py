@@ -180,7 +180,7 @@ def test_guard_the_checker_flags_a_patch_of_a_re_export() -> None:
               "    monkeypatch.setattr(_connection, '_MAX_CHUNK_SIZE', 5)\n"
               "    monkeypatch.setattr(core, '_RequestIds', None)\n"
               "    monkeypatch.setattr(core, 'formatdate', None)\n"
-              "    monkeypatch.setattr('ingresslib._asgi._Reply', None)\n")
+              "    monkeypatch.setattr('ingresslib._asgi.reply_type', None)\n")
     assert [(m, n) for m, n, _ in unread_targets(source)] == [
         ("ingresslib.proxy._connection", "_MAX_CHUNK_SIZE"),
         ("ingresslib.proxy._connection", "_RequestIds")]

@@ -90,6 +90,9 @@ _VALID = {
     "gzip-types": "application/json",
     "gzip-disable": "msie6",
     "proxy-request-buffering": "on",
+    # session 29
+    "service-upstream": "true",
+    "ssl-dh-param": "default/dhparam",
 }
 
 

@@ -17,7 +17,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,6 +272,18 @@ class RequestRecord:
     #: in ``skip-access-log-urls``: ``AccessLog`` writes no line; metrics count the request
     #: all the same.
     access_log: bool = True
+    #: The request's header lines as h11 gave them, ``(raw name, lower-case name, value)``: the
+    #: parser's own list, not a copy (the access log's ``$http_<name>``,
+    #: ``$proxy_add_x_forwarded_for``; ``_logformat.py``). None: no head was parsed (a request
+    #: refused before), or not provided. Left out of ``==``, ``hash`` and ``repr``.
+    request_headers: Sequence[tuple[bytes, bytes, bytes]] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
+    #: nginx ``$scheme``: ``"https"`` for a connection over TLS, else ``"http"``; None: not
+    #: provided.
+    scheme: str | None = None
+    #: nginx ``$server_port``: the port the connection was accepted on (with a trusted PROXY
+    #: protocol header, its destination port); None: not provided.
+    server_port: int | None = None
 
     @property
     def duration(self) -> float:

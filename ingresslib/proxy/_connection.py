@@ -172,11 +172,13 @@ from ._headers import (
     OPTIONS_ALLOW,
     REASONS,
     RESPONSE_DROP,
+    RESPONSE_DROP_PASS_SERVER,
     UNIQUE_REQUEST,
     HeaderKind,
     RequestIds,
     TrustPolicy,
     absolute_form,
+    add_server,
     basic_auth_user,
     check_host_header,
     check_partial_head,
@@ -189,6 +191,7 @@ from ._headers import (
     hsts_value,
     local_body,
     note_read_once,
+    passes_backend_server,
     redirect_scheme,
     request_header_kind,
     special_request_names,
@@ -199,14 +202,16 @@ from ._mirror import MirrorCopy, begin_mirror, budget_of, drop_copy
 from ._proxy_ssl import NGINX_DEFAULT, UNUSABLE, mirror_tls
 from ._location_extras import log_rewrite, upstream_keeps
 from ._request import _Request, _Upstream, _raw_request_line
-from ._response_head import (_FRAME_CHUNKED, _FRAME_NONE, _response_head,
+from ._response_head import (_FRAME_CHUNKED, _FRAME_CLOSE, _FRAME_NONE, _response_head,
                              rewrite_response_headers)
 from ._ratelimit import Held, RateLimiter
 from ._globalratelimit import GlobalRateLimiter
 from ._bandwidth import Throttle
-from ._gzip import GzipEncoder, start_gzip
+from ._gzip import Encoder, start_gzip
 from ._settings import ProxySettings
-from ._request_buffer import Buffered, begin as begin_buffering, frame as frame_buffered
+from ._request_buffer import Buffered, frame as frame_buffered, held as held_buffered
+from ._request_buffer import UNARMED_BODY_TIMEOUT, release as release_buffered
+from ._request_buffer import start as start_buffering
 
 __all__ = ["Proxy", "ClientConnection"]
 
@@ -496,8 +501,10 @@ class ClientConnection:
         # before these; tests/test_perf_guards_s27.py).
         self._auth = self._auth_cookie = self._bw = self._bw_req = self._mirror = None
         self._digest_info = self._parse_next = None
-        #: The current response's gzip stream (``use_gzip``: proxy/_gzip.py), else None.
-        self._gz: GzipEncoder | None = None
+        #: The current response's gzip or brotli stream (``use_gzip`` / ``enable_brotli``:
+        #: proxy/_gzip.py, proxy/_brotli.py), else None; ``_compress``: either is on.
+        self._gz: Encoder | None = None
+        self._compress = proxy.settings.use_gzip or proxy.settings.enable_brotli
         self._throttle = self._eof = False
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
@@ -960,6 +967,10 @@ class ClientConnection:
             self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
             return
         seconds = self.settings.client_body_timeout
+        if not seconds > 0 and type(req.replay) is Buffered:
+            # 0 ("no deadline", a keyword argument's: the ConfigMap refuses it) while a body
+            # is held (proxy-request-buffering "on"): bounded (proxy/_request_buffer.py).
+            seconds = UNARMED_BODY_TIMEOUT
         self._body_by = now + seconds if seconds > 0 else None
         up = self._up
         if up is None or up.read_by is None:
@@ -1009,6 +1020,8 @@ class ClientConnection:
             drop_copy(self._mirror)  # (proxy/_mirror.py: its bytes are let go)
             self._mirror = None
             req = self._req
+            if req is not None and type(req.replay) is Buffered:
+                release_buffered(req)  # (proxy/_request_buffer.py: its budget given back)
             if linger is None:
                 # A request whose body was not read to its end: the client may still be
                 # sending. A head answered at once (a local 404/503/redirect) leaves its
@@ -1489,10 +1502,10 @@ class ClientConnection:
         # sticky.lua's balance(), the balancer phase, which a denied location, a redirect,
         # the source ranges' 403, basic authentication's 401 or a 413 never reach.
         req.set_cookie = getattr(decision, "set_cookie", None)
-        if opts.request_buffering and begin_buffering(req, self.settings.request_buffering_limit):
+        if opts.request_buffering and start_buffering(self, req, now):
             # proxy-request-buffering "on" (proxy/_request_buffer.py): the upstream is opened
-            # once the body is in (``_on_request_complete``); client_body_timeout meanwhile.
-            self._set_request_timer(req, now)
+            # once the body is in (``_on_request_complete``); client_body_timeout meanwhile
+            # (or a 503/413: the Proxy's buffering budget, the cap).
             return
         self._open(req, decision.endpoint, now)
 
@@ -2076,14 +2089,12 @@ class ClientConnection:
             self._set_request_timer(req, now)
         else:
             req.hold(data)  # no upstream can take them yet
-            if up is None and type(req.replay) is Buffered:
+            if up is None and type(replay) is Buffered:
                 # proxy-request-buffering "on", the body read whole first
                 # (proxy/_request_buffer.py): client_body_timeout between two reads; past the
-                # bytes we hold (nginx would spill them to a file), 413, no upstream opened.
-                if req.unsent_size > self.settings.request_buffering_limit:
-                    self._error_response(413, req, now)
-                else:
-                    self._set_request_timer(req, now)
+                # bytes we hold (nginx would spill them to a file), 413; past the Proxy's
+                # budget, 503; no upstream opened.
+                held_buffered(self, req, replay, now)
 
     def _on_request_complete(self, req: _Request, now: float) -> None:
         if req.answered:
@@ -2229,6 +2240,10 @@ class ClientConnection:
                     if data:
                         parts.append(b"%x\r\n%s\r\n" % (len(data), data))
                 elif framing != _FRAME_NONE and data:
+                    if framing == _FRAME_CLOSE and self._gz is not None:
+                        # enable-brotli to an HTTP/1.0 client (ngx_brotli tests no version):
+                        # compressed, the body delimited by closing.
+                        data = self._gz.feed(data)
                     parts.append(data)
             elif t is h11.Response:
                 if req.t_first is None:
@@ -2248,6 +2263,9 @@ class ClientConnection:
                         if tail:
                             parts.append(b"%x\r\n%s\r\n" % (len(tail), tail))
                     parts.append(b"0\r\n\r\n")  # trailers are not forwarded
+                elif req.framing == _FRAME_CLOSE and self._gz is not None:
+                    parts.append(self._gz.finish())  # (brotli to HTTP/1.0: its last block)
+                    self._gz = None
                 self._flush_parts(parts, req, now)
                 self._response_complete(req, up, now)
                 return
@@ -2388,6 +2406,12 @@ class ClientConnection:
                     named = tokens if named is None else named + tokens
                 elif name == b"transfer-encoding":
                     framing |= 2
+                elif name == b"server" and self.settings.server_tokens \
+                        and self.settings.allow_backend_server_header:
+                    # server-tokens + allow-backend-server-header: proxy_pass_header Server
+                    # (proxy/_headers.py passes_backend_server, inlined: an upstream's Server
+                    # is common, and a plain request calls nothing of these keys).
+                    headers.append(item)
                 continue
             if name == b"content-length":
                 framing |= 1
@@ -2470,9 +2494,10 @@ class ClientConnection:
             # (A response of unknown length turns it into "Connection: close":
             # ``_response_head`` ends the body by closing for an HTTP/1.0 client.)
             headers.append(_CONNECTION_KEEP_ALIVE)
-        if self.settings.use_gzip:
-            # use-gzip: nginx's gzip filter (proxy/_gzip.py); with Content-Length gone a
-            # compressed body is chunked (an HTTP/1.0 request is never compressed).
+        if self._compress:
+            # use-gzip / enable-brotli: nginx's brotli and gzip filters (proxy/_gzip.py,
+            # proxy/_brotli.py); with Content-Length gone a compressed body is chunked (to an
+            # HTTP/1.0 client, which only brotli compresses for, delimited by closing).
             ev = req.event
             headers, self._gz = start_gzip(
                 ev.headers if ev is not None else (), req.http_version == "1.1", status,
@@ -2486,7 +2511,7 @@ class ClientConnection:
         if type(req.replay) is Buffered:
             # proxy-request-buffering "on": no retry (nor error page) from now on, so the body
             # held for them (up to request_buffering_limit) is not pinned for the response.
-            req.replay = None
+            release_buffered(req)
         self._pending_head = head
         return True
 
@@ -2497,6 +2522,10 @@ class ClientConnection:
         HSTS is a header filter, headers-more's ``more_set_headers`` or ``lua_ingress.header``,
         and ngx_http_upstream_send_response sends a 101 through the header filters too)."""
         s = self.settings
+        if s.server_tokens:
+            # server-tokens: Server: ingresslib/<version> unless the upstream's passed
+            # (proxy/_headers.py); before add-headers, whose more_set_headers would replace it.
+            add_server(headers)
         if self.tls and s.hsts and not has_hsts:
             v = hsts_value(s.hsts_max_age, s.hsts_include_subdomains, s.hsts_preload)
             headers.append((b"strict-transport-security", b"strict-transport-security", v))
@@ -2511,7 +2540,9 @@ class ClientConnection:
         if s.add_headers:
             # ConfigMap add-headers: the http block's more_set_headers, on every answer and
             # before the location's own (CORS, custom-headers) -- proxy/_header_sets.py.
-            added = global_headers(s.add_headers, self.proxy.router)
+            # (its Server, unless server-tokens: cleared by more_clear_headers Server.)
+            added = global_headers(s.add_headers, self.proxy.router,
+                                   server_tokens=s.server_tokens)
             if added:
                 headers[:] = cors_merge(headers, list(added))
         opts = req.opts
@@ -2622,8 +2653,12 @@ class ClientConnection:
         # header filter writes its own for a 101 too ("if (r->headers_out.date == NULL)"), the
         # upstream's hidden (proxy_hide_header's default list).
         date = self.proxy._http_date()
+        # (server-tokens + allow-backend-server-header: the upstream's Server passes, as on
+        # any answer: proxy/_headers.py.)
+        drop = RESPONSE_DROP_PASS_SERVER if passes_backend_server(self.settings) \
+            else RESPONSE_DROP
         triples = [item for item in items
-                   if item[1] not in RESPONSE_DROP and item[1] not in named
+                   if item[1] not in drop and item[1] not in named
                    and (date is None or item[1] != b"date")]
         if self.settings.hide_headers:
             # hide-headers (proxy_hide_header) on a 101 too, as ASGI's hiding_send.
@@ -2991,6 +3026,8 @@ class ClientConnection:
         req.answered = True
         # No upstream will take the body now: drop what was held for one (and read again).
         req.take_unsent()
+        if type(req.replay) is Buffered:
+            release_buffered(req)  # (proxy-request-buffering "on": its budget given back)
         req.head_len += len(head)
         req.bytes_out += len(data)
         self._out.append(SendDownstream(data))
@@ -3084,6 +3121,10 @@ class ClientConnection:
             request_line=_raw_request_line(req.raw_head) if ev is None else (
                 ev.method + b" " + ev.target + b" HTTP/" + ev.http_version).decode("latin-1"),
             body_bytes_out=max(req.bytes_out - req.head_len, 0),
+            # $http_<name> and $proxy_add_x_forwarded_for (the parser's list, not a copy),
+            # $scheme, $server_port: for log-format-upstream (_logformat.py).
+            request_headers=None if ev is None else ev.headers._full_items,
+            scheme=self.scheme, server_port=self.local_port,
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),
@@ -3091,10 +3132,15 @@ class ClientConnection:
             upstream_response_time=last_time,
             upstream_response_times=() if last_time is None
             else (*req.times, last_time) if req.times else (last_time,),
-            # enable-access-log "false" (nginx's "access_log off;" in the rule's location);
-            # custom-http-errors' answer comes from the named location @custom_..., which
-            # has no access_log off, and nginx logs by the location the request ends in.
-            access_log=(req.opts is None or req.opts.access_log or self._error_page_req is req)
+            # enable-access-log "false" (nginx's "access_log off;" in the rule's location; for
+            # a path of a known host no rule covers, in its server's ``location /``: the
+            # host's first Ingress's, ``_unrouted_options``); custom-http-errors' answer
+            # comes from the named location @custom_..., which has no access_log off, and
+            # nginx logs by the location the request ends in.
+            access_log=((req.opts.access_log if req.opts is not None
+                         else (sl := self._server_location) is None or sl[0] is not req
+                         or sl[1].access_log)
+                        or self._error_page_req is req)
             and not (s.disable_access_log or s.skip_access_log_urls
                      and skip_logging(s, req.original_uri.encode("latin-1"))),
         )

@@ -42,7 +42,7 @@ import functools
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import regex as _regex
 
@@ -51,8 +51,9 @@ from ._clientcert import MATCH_TIMEOUT, pcre_braces
 if TYPE_CHECKING:
     from ._settings import ProxySettings
 
-__all__ = ["DEFAULT_TYPES", "GzipEncoder", "accepts_gzip", "check_disable", "check_settings",
-           "gzip_headers", "gzip_send", "response_eligible", "start_gzip", "wants_gzip"]
+__all__ = ["BROTLI_TYPES", "DEFAULT_TYPES", "Encoder", "GzipEncoder", "accepts_gzip",
+           "check_disable", "check_settings", "eligible", "encoded_headers", "gzip_headers",
+           "gzip_send", "response_eligible", "start_gzip", "wants_gzip"]
 
 #: config.go ``gzipTypes``: the ``gzip-types`` default (text/html is always compressed).
 DEFAULT_TYPES = ("application/atom+xml application/javascript application/x-javascript "
@@ -60,6 +61,11 @@ DEFAULT_TYPES = ("application/atom+xml application/javascript application/x-java
                  "application/x-font-ttf application/x-web-app-manifest+json "
                  "application/xhtml+xml application/xml font/opentype image/svg+xml "
                  "image/x-icon text/css text/javascript text/plain text/x-component")
+
+#: config.go ``brotliTypes``: the ``brotli-types`` default (gzip's list with
+#: "application/xml+rss" first; text/html is always compressed). Here, not in proxy/_brotli.py,
+#: so that ProxySettings' default imports no brotli code.
+BROTLI_TYPES = "application/xml+rss " + DEFAULT_TYPES
 
 _STATUSES = frozenset({200, 403, 404})
 _CHARSET = re.compile(rb";\s*charset=", re.IGNORECASE)
@@ -120,16 +126,22 @@ def check_disable(value: str) -> None:
 
 
 def check_settings(s: ProxySettings) -> None:
-    """ValueError naming the field for a gzip setting nginx would refuse."""
-    if not 1 <= s.gzip_level <= 9:
-        # ngx_http_gzip_comp_level_bounds: "must be between 1 and 9" (nginx -t fails).
-        raise ValueError(f"gzip_level: {s.gzip_level!r} must be from 1 to 9")
-    if s.gzip_min_length < 0:
-        raise ValueError(f"gzip_min_length: {s.gzip_min_length!r} must be 0 or more")
-    try:
-        s.gzip_types.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(f"gzip_types: {s.gzip_types!r} is not MIME types") from None
+    """ValueError naming the field for a gzip or brotli setting nginx would refuse."""
+    # ngx_http_gzip_comp_level_bounds: "must be between 1 and 9"; google/ngx_brotli's
+    # ngx_http_brotli_comp_level_bounds: BROTLI_MIN_QUALITY (0) to BROTLI_MAX_QUALITY (11)
+    # (filter/ngx_http_brotli_filter_module.c). Out of them nginx -t fails.
+    for coding, low, high in (("gzip", 1, 9), ("brotli", 0, 11)):
+        level = getattr(s, f"{coding}_level")
+        if not low <= level <= high:
+            raise ValueError(f"{coding}_level: {level!r} must be from {low} to {high}")
+        length = getattr(s, f"{coding}_min_length")
+        if length < 0:
+            raise ValueError(f"{coding}_min_length: {length!r} must be 0 or more")
+        types = getattr(s, f"{coding}_types")
+        try:
+            types.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{coding}_types: {types!r} is not MIME types") from None
     try:
         _disable(s.gzip_disable)
     except ValueError as e:
@@ -266,7 +278,18 @@ def response_eligible(status: int, head: bool, headers: Iterable[tuple[bytes, by
     ``r->gzip_vary = 1``: True means ``Vary: Accept-Encoding`` is added, and the body is
     compressed if the request :func:`accepts_gzip` too. ``headers``: (lower-case name,
     value)."""
-    if head or status not in _STATUSES:
+    return not head and eligible(status, headers, settings.gzip_min_length,
+                                 settings.gzip_types)
+
+
+def eligible(status: int, headers: Iterable[tuple[bytes, bytes]], min_length: int,
+             types_value: str) -> bool:
+    """The response-side tests nginx's gzip filter and google/ngx_brotli's
+    ``ngx_http_brotli_header_filter`` share, in the same order, before their ``r->gzip_vary =
+    1``: a 200 / 403 / 404, no non-empty Content-Encoding, a Content-Length (if any) of at
+    least ``min_length``, a type ``ngx_http_test_content_type`` finds in ``types_value``
+    (gzip_types / brotli_types: text/html always, "*" any)."""
+    if status not in _STATUSES:
         return False
     content_type: bytes | None = None
     for name, value in headers:
@@ -275,13 +298,13 @@ def response_eligible(status: int, head: bool, headers: Iterable[tuple[bytes, by
                 return False
         elif name == b"content-length":
             try:
-                if int(value) < settings.gzip_min_length:
+                if int(value) < min_length:
                     return False
             except ValueError:
                 return False
         elif name == b"content-type":
             content_type = bytes(value)
-    types = _types(settings.gzip_types)
+    types = _types(types_value)
     if types is None:
         return True  # "*": ngx_http_test_content_type answers before looking at the type
     if not content_type:
@@ -324,8 +347,16 @@ def gzip_headers(headers: list[tuple[bytes, bytes, bytes]], compress: bool
     ``Vary: Accept-Encoding`` (once: not when a Vary already names it), and, compressing,
     ``Content-Encoding: gzip`` with Content-Length and Accept-Ranges gone and the ETag
     weak."""
+    return encoded_headers(headers, b"gzip" if compress else None)
+
+
+def encoded_headers(headers: list[tuple[bytes, bytes, bytes]], encoding: bytes | None
+                    ) -> list[tuple[bytes, bytes, bytes]]:
+    """:func:`gzip_headers` for any coding (``b"gzip"``, ``b"br"``; None: not compressed):
+    both filters call ``ngx_http_clear_content_length``, ``ngx_http_clear_accept_ranges`` and
+    ``ngx_http_weak_etag`` and add their Content-Encoding."""
     out = headers
-    if compress:
+    if encoding is not None:
         out = []
         for h in headers:
             name = h[1]
@@ -338,12 +369,21 @@ def gzip_headers(headers: list[tuple[bytes, bytes, bytes]], compress: bool
                     continue
                 h = (h[0], name, weak)
             out.append(h)
-        out.append((b"Content-Encoding", b"content-encoding", b"gzip"))
+        out.append((b"Content-Encoding", b"content-encoding", encoding))
     if not _has_vary(out):
         if out is headers:
             out = list(headers)
         out.append((b"Vary", b"vary", _VARY_VALUE))
     return out
+
+
+class Encoder(Protocol):
+    """One response's body coder (:class:`GzipEncoder`, proxy/_brotli.py ``BrotliEncoder``):
+    ``feed`` codes and flushes a piece, ``finish`` ends the stream (then both return b"")."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 class GzipEncoder:
@@ -382,21 +422,43 @@ class GzipEncoder:
 
 def start_gzip(request_headers: Iterable[tuple[bytes, bytes]], http_11: bool, status: int,
                head: bool, headers: list[tuple[bytes, bytes, bytes]], settings: ProxySettings
-               ) -> tuple[list[tuple[bytes, bytes, bytes]], GzipEncoder | None]:
-    """The core's call for a response head (``use_gzip`` on): its headers after the gzip
-    filter, and the encoder of its body (None: sent as it is). A response to HEAD gets the
-    headers its GET would (``Content-Encoding: gzip``, no Content-Length, ``Vary``): nginx
-    sets ``r->header_only`` for HEAD only in ``ngx_http_header_filter``, the last header
-    filter, after the gzip filter has run (RFC 9110 §9.3.2: "the same header fields ... as
-    it would have sent if the request method had been GET")."""
-    if not response_eligible(status, False, [(h[1], h[2]) for h in headers], settings):
-        return headers, None
-    if not accepts_gzip(request_headers, http_11, settings):
-        return gzip_headers(headers, False), None
-    if head:
-        return gzip_headers(headers, True), None
-    length = next((int(h[2]) for h in headers if h[1] == b"content-length"), None)
-    return gzip_headers(headers, True), GzipEncoder(settings.gzip_level, length)
+               ) -> tuple[list[tuple[bytes, bytes, bytes]], Encoder | None]:
+    """The core's call for a response head (``use_gzip`` or ``enable_brotli`` on): its
+    headers after the brotli and gzip filters, and the encoder of its body (None: sent as it
+    is). A response to HEAD gets the headers its GET would (``Content-Encoding: gzip``, no
+    Content-Length, ``Vary``): nginx sets ``r->header_only`` for HEAD only in
+    ``ngx_http_header_filter``, the last header filter, after these filters have run (RFC 9110
+    §9.3.2: "the same header fields ... as it would have sent if the request method had been
+    GET").
+
+    The brotli filter runs first (google/ngx_brotli filter/config puts
+    ngx_http_brotli_filter_module after ngx_http_gzip_filter_module in HTTP_FILTER_MODULES:
+    initialised later, it sits above gzip in the header filter chain): a response it
+    compresses has ``Content-Encoding: br``, which the gzip filter then leaves alone; one it
+    does not (the client takes no br, or brotli-types / brotli-min-length leave it out) is
+    the gzip filter's to decide on its own settings (proxy/_brotli.py)."""
+    pairs = [(h[1], h[2]) for h in headers]
+    vary = False
+    if settings.enable_brotli:
+        from ._brotli import start_brotli
+
+        started = start_brotli(request_headers, status, head, headers, pairs, settings)
+        if type(started) is tuple:
+            return started  # Content-Encoding: br
+        vary = started is True  # eligible, the client takes no br: Vary all the same
+    if settings.use_gzip and eligible(status, pairs, settings.gzip_min_length,
+                                      settings.gzip_types):
+        if accepts_gzip(request_headers, http_11, settings):
+            return encoded_headers(headers, b"gzip"), (
+                None if head else GzipEncoder(settings.gzip_level, length_of(headers)))
+        vary = True
+    return (encoded_headers(headers, None) if vary else headers), None
+
+
+def length_of(headers: list[tuple[bytes, bytes, bytes]]) -> int | None:
+    """The response's Content-Length (:func:`eligible` has read it as a number), else None:
+    what both filters tune their window to."""
+    return next((int(h[2]) for h in headers if h[1] == b"content-length"), None)
 
 
 _Send = Callable[[Any], Awaitable[None]]
@@ -416,7 +478,7 @@ def _declared(headers: list[tuple[bytes, bytes, bytes]]) -> int | None:
     return None
 
 
-async def _send_file(send: _Send, enc: GzipEncoder, path: str) -> None:
+async def _send_file(send: _Send, enc: Encoder, path: str) -> None:
     # (Read in 64 KiB pieces between the awaited sends: the core imports no asyncio, so no
     # executor; a local file's read is the cost of compressing it.)
     with open(path, "rb") as f:
@@ -457,8 +519,9 @@ async def _merged_start(send: _Send, message: Any, headers: list[tuple[bytes, by
 
 
 def gzip_send(send: _Send, scope: Any, settings: ProxySettings, reply: Any = None) -> _Send:
-    """IngressASGI: the mounted app's ``send`` through the gzip filter (``use_gzip`` on, an
-    ``http`` scope): its response start decided as the core's, its body compressed, each
+    """IngressASGI: the mounted app's ``send`` through the brotli and gzip filters
+    (``use_gzip`` or ``enable_brotli`` on, an ``http`` scope; :func:`start_gzip`): its response
+    start decided as the core's, its body compressed, each
     ``http.response.body`` message sync-flushed (as each upstream read is), the trailer with
     the last. An app whose body then breaks the Content-Length it declared gets the error
     its server's HTTP/1.1 writer would raise (h11: "Too much data for declared
@@ -508,9 +571,11 @@ def gzip_send(send: _Send, scope: Any, settings: ProxySettings, reply: Any = Non
                     state[2] += len(body)
                     if state[2] > declared or (not more and state[2] < declared):
                         state[0] = None
+                        # (the filter that dropped the length: gzip or brotli)
+                        key = "use-gzip" if type(enc) is GzipEncoder else "enable-brotli"
                         raise RuntimeError(
                             f"Too {'much' if state[2] > declared else 'little'} data for "
-                            f"declared Content-Length ({declared}; use-gzip)")
+                            f"declared Content-Length ({declared}; {key})")
                 out = enc.feed(body) if body else b""
                 if not more:
                     out += enc.finish()

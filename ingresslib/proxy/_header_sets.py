@@ -33,8 +33,9 @@ from typing import Any
 __all__ = ["ADD_HEADERS", "AddHeaders", "CUSTOM_HEADERS", "CustomHeaders", "PROXY_SET_HEADERS",
            "SetHeaders", "add_headers_for", "combine", "config_maps_of", "global_headers",
            "hidden_names", "hiding_send", "parse_add_headers", "parse_allowed_headers",
-           "parse_custom_headers", "parse_hide_headers", "set_header_lines", "set_header_pairs",
-           "set_headers_for", "upstream_set_headers", "valid_header_name", "valid_header_value"]
+           "parse_custom_headers", "parse_hide_headers", "server_send", "set_header_lines",
+           "set_header_pairs", "set_headers_for", "upstream_set_headers", "valid_header_name",
+           "valid_header_value"]
 
 CUSTOM_HEADERS = "custom-headers"
 ADD_HEADERS = "add-headers"
@@ -264,13 +265,37 @@ def add_headers_for(ref: str) -> AddHeaders:
     return AddHeaders(ns, name, (), "controller ConfigMap")
 
 
-def global_headers(add_headers: str, router: Any) -> tuple[tuple[bytes, bytes], ...]:
+def global_headers(add_headers: str, router: Any, *, server_tokens: bool
+                   ) -> tuple[tuple[bytes, bytes], ...]:
     """The ``add-headers`` ConfigMap's headers (``add_headers``: its ``namespace/name``, ""
     for none) against ``router``'s current ConfigMaps (a missing or invalid one: none, warned
-    once per ConfigMaps tuple)."""
+    once per ConfigMaps tuple). Without ``server_tokens`` its ``Server`` entry is left out:
+    nginx.tmpl writes the http block's ``more_set_headers`` and then, unless server-tokens,
+    ``more_clear_headers Server``, which headers-more runs after them (one location's
+    commands in order, ``ngx_http_headers_more_filter``): the Server it set is cleared."""
     if not add_headers:
         return ()
-    return add_headers_for(add_headers).headers(config_maps_of(router))
+    pairs = add_headers_for(add_headers).headers(config_maps_of(router))
+    if server_tokens or not pairs:
+        return pairs
+    last = _cleared
+    if last[0] is pairs:
+        return last[1]
+    return _server_cleared(pairs)
+
+
+#: The last (add-headers pairs, the same without Server): ``headers`` gives the same tuple
+#: back per ConfigMaps tuple, so an identity test finds it on every later answer.
+_cleared: tuple[object, tuple[tuple[bytes, bytes], ...]] = (None, ())
+
+
+def _server_cleared(pairs: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """``pairs`` without a ``Server`` entry (``more_clear_headers Server``), kept in
+    ``_cleared`` (one assignment: a thread reads the old pair or the new one)."""
+    global _cleared
+    out = tuple(p for p in pairs if p[0].lower() != b"server")
+    _cleared = (pairs, out)
+    return out
 
 
 #: Never hidden: the framing the proxy forwards a body by is its own business (a hidden
@@ -278,7 +303,6 @@ def global_headers(add_headers: str, router: Any) -> tuple[tuple[bytes, bytes], 
 _NEVER_HIDDEN = frozenset({b"content-length", b"transfer-encoding"})
 
 
-@functools.lru_cache(maxsize=16)
 @functools.lru_cache(maxsize=16)
 def hidden_names(names: tuple[str, ...]) -> frozenset[bytes]:
     """``hide-headers`` as lower-case bytes (nginx compares names case-insensitively); cached:
@@ -289,10 +313,32 @@ def hidden_names(names: tuple[str, ...]) -> frozenset[bytes]:
 _ASGI_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
+def _asgi_name(name: Any) -> bytes:
+    """An app's response header name as bytes: www.rst wants byte strings, but uvicorn's h11
+    writes a ``str`` name an app sends (``bytesify``: as ASCII), and IngressASGI's other
+    filters (``_asgi_reply._name``, ``_gzip._b``) read one as latin-1, as here; bytearray and
+    memoryview names are byte strings too. Anything else, a ``str`` that is not latin-1
+    included, is refused with a TypeError naming it."""
+    if isinstance(name, str):
+        try:
+            return name.encode("latin-1")
+        except UnicodeEncodeError:
+            # (a header name is a token, ASCII: h11 itself encodes a str one as ASCII)
+            raise TypeError(f"ASGI response header name {name!r} is not a byte string (a str "
+                            "name is read as latin-1, and this one is not latin-1)") from None
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        return bytes(name)
+    # (bytes(7) is seven NUL bytes, bytes(None) a TypeError naming nothing)
+    raise TypeError(f"ASGI response header name {name!r} is not a byte string")
+
+
 def hiding_send(send: Callable[[Any], Awaitable[None]], hidden: frozenset[bytes]
                 ) -> Callable[[Any], Awaitable[None]]:
     """IngressASGI: the mounted app's ``send`` with the ``hide-headers`` names dropped from its
-    response start (the app is this hop's upstream), before this hop adds its own headers."""
+    response start (the app is this hop's upstream), before this hop adds its own headers.
+    A ``str`` name is read as latin-1 (uvicorn's h11 takes an ASCII one) and handed on as the
+    app gave it; a name of another type, or a ``str`` that is not latin-1: TypeError naming
+    it (``_asgi_name``)."""
 
     async def hiding(message: Any) -> None:
         if message.get("type") in _ASGI_STARTS or message.get("type") == "websocket.accept":
@@ -300,10 +346,33 @@ def hiding_send(send: Callable[[Any], Awaitable[None]], hidden: frozenset[bytes]
             if headers:
                 # (read once: a one-pass iterable is handed on as the list)
                 message = dict(message)
-                message["headers"] = [h for h in headers if bytes(h[0]).lower() not in hidden]
+                message["headers"] = [h for h in headers
+                                      if _asgi_name(h[0]).lower() not in hidden]
         await send(message)
 
     return hiding
+
+
+def server_send(send: Callable[[Any], Awaitable[None]], token: bytes
+                ) -> Callable[[Any], Awaitable[None]]:
+    """IngressASGI with ``server-tokens`` (proxy/_headers.py): ``send`` (the ASGI server's)
+    with ``server: <token>`` first in every response head that has no Server header (the
+    app's, passed by allow-backend-server-header), a 101's (``websocket.accept``) too, as
+    nginx's header filter writes it on every answer. (An ASGI server that writes its own
+    Server header, uvicorn's default, sends both: turn it off there.)"""
+
+    async def adding(message: Any) -> None:
+        if message.get("type") in _ASGI_STARTS or message.get("type") == "websocket.accept":
+            headers = message.get("headers") or ()
+            if type(headers) is not list and type(headers) is not tuple:
+                headers = list(headers)  # (a one-pass iterable: read once, handed on)
+                message = {**message, "headers": headers}
+            if not any(_asgi_name(h[0]).lower() == b"server" for h in headers):
+                message = dict(message)
+                message["headers"] = [(b"server", token), *headers]
+        await send(message)
+
+    return adding
 
 
 # ---------------------------------------------------------------- proxy-set-headers

@@ -50,6 +50,10 @@ __all__ = [
     "valid_request_id",
     "REQUEST_DROP",
     "RESPONSE_DROP",
+    "RESPONSE_DROP_PASS_SERVER",
+    "add_server",
+    "passes_backend_server",
+    "server_token",
     "FORWARDED_DROP",
     "IDEMPOTENT",
     "TrustPolicy",
@@ -105,8 +109,9 @@ FORWARDED_DROP = frozenset({
 #: instructions to nginx (an internal redirect target, rate limits) that often name internal
 #: paths; nginx never shows them to the client. Server: ingress-nginx passes the backend's only
 #: with ``allow-backend-server-header`` (``proxy_pass_header Server``) and, with the default
-#: ``show-server-tokens: false``, clears its own (``more_clear_headers Server``): no Server
-#: header at all. Date is not in this set: the core replaces it with its own when it has a
+#: ``server-tokens: false``, clears every Server header (``more_clear_headers Server``): no
+#: Server header at all (``RESPONSE_DROP_PASS_SERVER`` and ``add_server`` below for the keys).
+#: Date is not in this set: the core replaces it with its own when it has a
 #: clock (as nginx, whose header filter writes one when none is left), and lets it pass when
 #: it has none (RFC 9110 §6.6.1 wants a forwarded response to carry one).
 _NGINX_HIDDEN = frozenset({
@@ -115,6 +120,59 @@ _NGINX_HIDDEN = frozenset({
 })
 #: Response headers never forwarded to the client (framing is re-done by h11 downstream).
 RESPONSE_DROP = _HOP_BY_HOP | {b"proxy-authenticate"} | _NGINX_HIDDEN
+#: ``RESPONSE_DROP`` but the upstream's ``Server``: ``server-tokens`` and
+#: ``allow-backend-server-header`` both on (:func:`passes_backend_server`).
+RESPONSE_DROP_PASS_SERVER = RESPONSE_DROP - {b"server"}
+
+# The ConfigMap keys ``server-tokens`` and ``allow-backend-server-header`` (ingress-nginx
+# internal/ingress/controller/config/config.go: ``ShowServerTokens bool `json:"server-tokens"```,
+# default false; ``AllowBackendServerHeader bool `json:"allow-backend-server-header"```, default
+# false). rootfs/etc/nginx/template/nginx.tmpl writes, in the http block:
+#
+#     server_tokens {{ if $cfg.ShowServerTokens }}on{{ else }}off{{ end }};
+#     {{ if not $cfg.ShowServerTokens }}
+#     more_clear_headers Server;
+#     {{ end }}
+#     ...
+#     {{ if $cfg.AllowBackendServerHeader }}
+#     proxy_pass_header Server;
+#     {{ end }}
+#
+# ``more_clear_headers Server`` (headers-more, every answer) clears any Server header, the one
+# ``proxy_pass_header`` passed too: allow-backend-server-header alone changes nothing
+# (kubernetes/ingress-nginx#6733, "allow-backend-server-header broken by #6190": "It is now
+# necessary to also set server-tokens to true"). With server-tokens on, nginx's header filter
+# (ngx_http_header_filter_module.c: "if (r->headers_out.server == NULL) { ... server_tokens ==
+# NGX_HTTP_SERVER_TOKENS_ON ? ngx_http_server_full_string ...") writes its own
+# ``Server: nginx/<version>`` on every answer, its own and proxied ones, unless one is already
+# there: the upstream's that proxy_pass_header passed. ingresslib writes
+# ``Server: ingresslib/<version>`` in its place (README's divergences); its own answers' bodies
+# name no product ("404 Not Found"), so nothing else changes.
+
+
+def passes_backend_server(settings: ProxySettings) -> bool:
+    """Whether an upstream's ``Server`` header reaches the client: ``server_tokens`` and
+    ``allow_backend_server_header`` both on (see above)."""
+    return settings.server_tokens and settings.allow_backend_server_header
+
+
+@functools.lru_cache(maxsize=1)
+def server_token() -> bytes:
+    """The ``Server`` value this hop writes with ``server_tokens`` on (nginx's
+    ``ngx_http_server_full_string``, "nginx/" NGINX_VERSION): ``ingresslib/<version>``."""
+    from .. import __version__  # (the package imports this module: read when first needed)
+
+    return b"ingresslib/" + __version__.encode("ascii")
+
+
+def add_server(headers: list[tuple[bytes, bytes, bytes]]) -> None:
+    """The proxy core, ``server_tokens`` on: ``Server: ingresslib/<version>`` first in an
+    answer's (raw name, name, value) ``headers`` (where nginx's header filter writes it), unless
+    the upstream's is there (``allow_backend_server_header``: nginx writes that one instead)."""
+    for h in headers:
+        if h[1] == b"server":
+            return
+    headers.insert(0, (b"Server", b"server", server_token()))
 #: nginx's ``lowcase`` table in ngx_http_parse.c: the request header name characters it takes
 #: as valid (h11 gives names lower-cased). Any other one, ``_`` unless underscores_in_headers,
 #: sets ``r->invalid_header``, and ``ignore_invalid_headers on`` (ingress-nginx

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ._access import parse_source_ranges
 from ._header_sets import parse_add_headers, valid_header_name
+from ._gzip import BROTLI_TYPES as _BROTLI_TYPES
 from ._gzip import DEFAULT_TYPES as _GZIP_TYPES
 from ._gzip import check_settings as _check_gzip
 from .._tls_settings import INGRESS_NGINX_CIPHERS as _TLS_CIPHERS
@@ -71,7 +72,8 @@ _DEFAULT_BUFFERS = "4 8k"
 _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_headers",
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
            "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
-           "keep_alive_requests", "limit_rate", "limit_rate_after", "request_buffering_limit")
+           "keep_alive_requests", "limit_rate", "limit_rate_after", "request_buffering_limit",
+           "request_buffering_budget")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -372,6 +374,15 @@ class ProxySettings:
     gzip_min_length: int = 256
     gzip_types: str = _GZIP_TYPES
     gzip_disable: str = ""
+    #: ingress-nginx ``enable-brotli`` (default false), ``brotli-level`` (0 to 11, default 4),
+    #: ``brotli-min-length`` (bytes, default 20) and ``brotli-types`` (as gzip_types; default
+    #: config.go's list): google/ngx_brotli's filter on every response, before the gzip
+    #: filter (proxy/_brotli.py). Needs the Brotli package (the ``brotli`` extra); without
+    #: it nothing is brotli-compressed (a ConfigMap warning).
+    enable_brotli: bool = False
+    brotli_level: int = 4
+    brotli_min_length: int = 20
+    brotli_types: str = _BROTLI_TYPES
     #: ingress-nginx ``proxy-http-version`` (``"1.0"`` or ``"1.1"``, default ``"1.1"``) and
     #: ``use-port-in-redirects`` (default false): the annotations' defaults
     #: (proxy/_location_extras.py).
@@ -387,6 +398,11 @@ class ProxySettings:
     #: nginx spills to a file instead): a chunked body past it is answered 413, a
     #: Content-Length one larger is streamed. Not an ingress-nginx key.
     request_buffering_limit: int = 67108864
+    #: The most body bytes held by all the requests of one ``Proxy`` together with
+    #: ``proxy_request_buffering`` "on" (256 MiB): a Content-Length body that does not fit
+    #: what is left is streamed, a chunked one that grows past it is answered 503
+    #: (proxy/_request_buffer.py). Not an ingress-nginx key.
+    request_buffering_budget: int = 268435456
     #: ingress-nginx ``global-allowed-response-headers``: the header names a ``custom-headers``
     #: ConfigMap may set (proxy/_header_sets.py); a name not listed refuses the whole set.
     #: Compared as written (customheaders/main.go: ``slices.Contains``). Default: none.
@@ -459,6 +475,10 @@ class ProxySettings:
     #: ingress-nginx ``ssl-reject-handshake``: a ClientHello naming no Ingress host (or none)
     #: is refused (``unrecognized_name`` alert) instead of served the default certificate.
     ssl_reject_handshake: bool = False
+    #: ingress-nginx ``ssl-dh-param``: "namespace/name" of a Secret whose ``dhparam.pem``
+    #: holds PEM DH parameters (nginx ``ssl_dhparam``: the DHE suites, TLS 1.2), read from the
+    #: certificate store's Resources; "": none. ValueError: not "namespace/name".
+    ssl_dh_param: str = ""
 
     # --- global external authentication (proxy/_globalauth.py; ingress-nginx ConfigMap) -----
     #: ingress-nginx ``global-auth-url``: every location without its own ``auth-url`` and
@@ -513,6 +533,27 @@ class ProxySettings:
     #: ingress-nginx ``disable-access-log`` (config.go ``DisableAccessLog``): nginx.tmpl's
     #: "access_log off;" for the whole http block: no access log line at all.
     disable_access_log: bool = False
+    #: ingress-nginx ``server-tokens`` (config.go ``ShowServerTokens``, default false: nginx.tmpl's
+    #: ``more_clear_headers Server``, no Server header on any answer). True: every answer, the
+    #: proxy's own and an upstream's, carries ``Server: ingresslib/<version>`` (nginx's
+    #: ``nginx/<version>``), unless the upstream's passes (proxy/_headers.py ``add_server``).
+    server_tokens: bool = False
+    #: ingress-nginx ``allow-backend-server-header`` (``proxy_pass_header Server``, default
+    #: false): the upstream's Server header reaches the client -- with ``server_tokens`` only,
+    #: as in ingress-nginx, whose ``more_clear_headers Server`` clears it otherwise.
+    allow_backend_server_header: bool = False
+    #: ingress-nginx ``log-format-upstream`` (config.go ``LogFormatUpstream``): the access
+    #: log's nginx ``log_format`` ("": ingress-nginx's default line). Read by
+    #: :class:`ingresslib.AccessLog` (``_logformat.py``); an unknown variable: ValueError.
+    log_format_upstream: str = ""
+    #: ingress-nginx ``log-format-escape-json`` / ``log-format-escape-none``: the format's
+    #: ``escape=json`` / ``escape=none`` (none wins when both are on).
+    log_format_escape_json: bool = False
+    log_format_escape_none: bool = False
+    #: ingress-nginx ``enable-access-log-for-default-backend``: log the requests the catch-all
+    #: server's default location answers (no Ingress names the host, no rule matched);
+    #: off: ``AccessLog`` given ``default_server`` skips them (the metrics count them).
+    enable_access_log_for_default_backend: bool = False
 
     def __post_init__(self) -> None:
         # Types first: a ConfigMap spelling passed as a keyword argument ("false", "8m",
@@ -569,6 +610,12 @@ class ProxySettings:
             raise ValueError(f"request_buffering_limit: {_shown(self.request_buffering_limit)} "
                              "must be 1 or more (the most body bytes held per request with "
                              "proxy-request-buffering on)")
+        if self.request_buffering_budget < 1:
+            # As the per-request cap: no budget would be unbounded memory.
+            raise ValueError(f"request_buffering_budget: "
+                             f"{_shown(self.request_buffering_budget)} must be 1 or more (the "
+                             "most body bytes held by all requests with "
+                             "proxy-request-buffering on)")
         for name in _COUNTS:
             value = getattr(self, name)
             if value < 0:
@@ -613,8 +660,14 @@ class ProxySettings:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be from 400 to 599")
         from ._globalauth import global_ext_auth
         global_ext_auth(self)  # the global_auth_* fields: ValueError naming the field
-        _check_gzip(self)  # the gzip_* fields (proxy/_gzip.py): ValueError naming the field
+        _check_gzip(self)  # gzip_* / brotli_* (proxy/_gzip.py): ValueError naming the field
         _check_tls(self)  # the ssl_* fields (_tls_settings.py): ValueError naming the field
+        if self.log_format_upstream:
+            from .._logformat import compile_format  # (only when set)
+            try:
+                compile_format(self.log_format_upstream)
+            except ValueError as e:
+                raise ValueError(f"log_format_upstream: {e}") from None
         if self.custom_http_errors:
             from ._error_pages import parse_global_custom_http_errors
             try:

@@ -184,7 +184,7 @@ def access_fields(
     tried = record.upstreams
     statuses = record.upstream_statuses
     body = getattr(record, "body_bytes_out", None)
-    return {
+    fields = {
         "remote_addr": record.client_ip,
         # ``basic_auth_user`` of the Authorization header, filled by the core.
         "remote_user": record.remote_user,
@@ -214,6 +214,31 @@ def access_fields(
         "path": record.rule_path,
         "canary": record.canary,
     }
+    at = getattr(record, "upstream_redirect", None)
+    if at and tried:
+        _redirected(fields, at)
+    return fields
+
+
+#: The upstream lists nginx separates by ``" : "`` at an internal redirect.
+_LISTS = ("upstream_addr", "upstream_status", "upstream_response_length",
+          "upstream_response_time")
+
+
+def _redirected(fields: dict[str, Any], at: int) -> None:
+    """custom-http-errors' error page (``RequestRecord.upstream_redirect``: its first try's
+    index): nginx's internal redirect to the named location starts a new group of upstream
+    states after an empty one, and ngx_http_upstream_addr_variable (status, response_length,
+    response_time alike) writes ``" : "`` there instead of ``", "`` ("if (state[i].peer) {
+    *p++ = ','; *p++ = ' '; } else { *p++ = ' '; *p++ = ':'; *p++ = ' '; ..."): the
+    intercepted try (or the proxy's own 502/504) and the error page's, ``10.0.0.1:80 :
+    10.0.1.1:80``, ``503 : 404``."""
+    for key in _LISTS:
+        v = fields[key]
+        if v.__class__ is str:
+            parts = v.split(", ")
+            if 0 < at < len(parts):
+                fields[key] = ", ".join(parts[:at]) + " : " + ", ".join(parts[at:])
 
 
 def _request_line(record: RequestRecord, query: str) -> str | None:
@@ -384,7 +409,8 @@ class AccessLog:
             # The catch-all server's default location (controller.go createServers: "Logs:
             # log.Config{Access: ...EnableAccessLogForDefaultBackend}"): "access_log off;".
             return
-        now = self.clock()
+        clock = self.clock  # (then called: CPython 3.11 never specialises self.clock())
+        now = clock()
         fields = access_fields(record, now, self.tz)
         fmt = self._format
         extra: dict[str, Any] = {"access": fields}
@@ -479,7 +505,8 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("request_time", "upstream_response_time"):
         v = out.get(key)
         if v.__class__ is str:
-            _, sep, last = v.rpartition(", ")
+            # (" : ": an error page's tries after the ones before, ``_redirected``)
+            _, sep, last = v.replace(" : ", ", ").rpartition(", ")
             if _TIME.fullmatch(last) is not None:
                 out[key] = float(last)
             elif last == "-" and (sep or key == "upstream_response_time"):
@@ -490,7 +517,7 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
                 out[key] = None
     length = out.get("upstream_response_length")
     if length.__class__ is str:
-        last = length.rpartition(", ")[2]
+        last = length.replace(" : ", ", ").rpartition(", ")[2]
         if _LENGTH.fullmatch(last) is not None:
             out["upstream_response_length"] = int(last)
     for key in _RAW_FIELDS:

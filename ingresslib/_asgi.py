@@ -132,6 +132,7 @@ from .proxy._headers import (
     first_forwarded_host,
     forwarded_for_value,
     forwarded_redirect_host,
+    hidden_of,
     hsts_value,
     request_header_kind,
     special_request_names,
@@ -143,7 +144,6 @@ from .proxy._header_sets import (
     combine,
     config_maps_of,
     global_headers,
-    hidden_names,
     hiding_send,
     set_header_pairs,
     upstream_set_headers,
@@ -482,7 +482,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # ($scheme = https) { more_set_headers "Strict-Transport-Security: ..." }", and the
             # proxy's ``_add_response_headers``); ``_Reply.send`` leaves a 101 alone.
             # (server-tokens: a _Reply that writes the Server header, _asgi_reply.reply_type.)
-            reply = self._reply_type(scope, send, self._hsts if secure else None, secure)
+            # (Read, then called: ``self._reply_type(...)`` would be a LOAD_METHOD of an
+            # instance attribute, which CPython 3.11 never specialises.)
+            reply_cls = self._reply_type
+            reply = reply_cls(scope, send, self._hsts if secure else None, secure)
 
             #: ConfigMap add-headers (proxy/_header_sets.py): on every answer, as the proxy's,
             #: before the location's CORS and custom-headers.
@@ -946,7 +949,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             if settings.hide_headers and not compress:
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer
                 # (with use-gzip by gzip_send, before the gzip filter adds its headers).
-                app_send = hiding_send(app_send, hidden_names(settings.hide_headers))
+                app_send = hiding_send(app_send, hidden_of(settings))
             if decision is not None and opts.limit_rate > 0 and kind == "http":
                 # limit-rate / limit-rate-after: the app's body at the rate, as the proxy's
                 # (proxy/_bandwidth.py), timed by ``limit_clock``.
@@ -977,7 +980,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 pages = ErrorPages(self, decision, receive, app_send, opts.custom_http_errors,
                                    gzip_send(reply.send, scope, settings, reply)
                                    if compress
-                                   else hiding_send(reply.send, hidden_names(settings.hide_headers))
+                                   else hiding_send(reply.send, hidden_of(settings))
                                    if settings.hide_headers else None, added)
                 receive, app_send = pages.receive, pages.send
                 # The app, then the error page's app when its answer was intercepted (under the
@@ -1161,7 +1164,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             out.append((b"connection", b"upgrade"))
         if request_id is None and s.generate_request_id:
             try:
-                request_id = self.request_id().encode("ascii")
+                ids = self.request_id  # (then called: 3.11 never specialises self.request_id())
+                request_id = ids().encode("ascii")
             except Exception:
                 # As the proxy core (``Proxy._request_id_failed``): nginx's $request_id cannot
                 # fail, so a raising callable costs the request nothing but its own id.

@@ -9,11 +9,13 @@ response began, ``BodyTooLarge`` after).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .proxy._cors import asgi_merge
 from .proxy._response_head import ResponseRewrite, rewrite_response_headers
-from .proxy._header_sets import server_send
+from .proxy._gzip import _b as _value
+from .proxy._header_sets import _asgi_name, server_send
 from .proxy._headers import (OPTIONS_ALLOW, _NGINX_HIDDEN, local_body, passes_backend_server,
                              server_token)
 from .proxy._settings import ProxySettings
@@ -49,8 +51,17 @@ _HIDDEN_SPELLINGS: frozenset[bytes | str] = frozenset(
 
 
 def _name(name: bytes | bytearray | memoryview | str) -> bytes:
-    """A response header name as bytes (a ``str`` one as uvicorn's h11 writes it)."""
-    return name.encode("latin-1") if isinstance(name, str) else bytes(name)
+    """A response header name as bytes (a ``str`` one as uvicorn's h11 writes it); another
+    type, or a ``str`` that is not latin-1: TypeError naming it (``_asgi_name``, as
+    ``hiding_send`` refuses one)."""
+    return _asgi_name(name)
+
+
+def _without(headers: Iterable[Any], drop: frozenset[bytes]) -> list[Any]:
+    """``headers`` but those whose name, lower-cased, is in ``drop``."""
+    return [h for h in headers if _name(h[0]).lower() not in drop]
+
+
 #: The messages that carry a response head (headers the proxy filters or adds to).
 _STARTS = frozenset({"http.response.start", "websocket.http.response.start",
                      "websocket.accept"})
@@ -119,13 +130,14 @@ class _Reply:
             except TypeError:  # an unhashable name (a bytearray): the slow test
                 hidden = True
             if hidden:
-                drop = self._drop
-                headers = [h for h in headers if _name(h[0]).lower() not in drop]
+                # (A helper: a comprehension here naming a local of ``send`` makes that local
+                # a closure cell, created on every call of ``send``, hidden header or not.)
+                headers = _without(headers, self._drop)
                 rebuilt = True
             accept = kind == "websocket.accept"
             if accept and self.rewrite is not None and headers:
                 headers = [(raw, v) for raw, _, v in rewrite_response_headers(
-                    [(_name(n), _name(n).lower(), bytes(v)) for n, v in headers],
+                    [(_name(n), _name(n).lower(), _value(v)) for n, v in headers],
                     self.rewrite)]
                 rebuilt = True
             if self.set_cookie or self.hsts is not None or self.info is not None:

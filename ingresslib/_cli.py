@@ -42,6 +42,17 @@ def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True,
                    help=f"{verb} IngressClasses with this spec.controller")
 
 
+def _config_map_ref(text: str) -> str:
+    """``--tcp-services-configmap``: NAMESPACE/NAME."""
+    from ._tcp_services import split_ref
+
+    try:
+        split_ref(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _positive_int(text: str) -> int:
     """``--max-connections``: 0 or less would make a server that closes every connection."""
     try:
@@ -137,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=None, metavar="PATH",
                        help="ingress-nginx style ConfigMap manifest; followed live like the "
                             "manifests (an invalid edit keeps the settings in use)")
+    serve.add_argument("--tcp-services-configmap", default=None, metavar="NAMESPACE/NAME",
+                       type=_config_map_ref,
+                       help="the ConfigMap (among the manifests, or in the cluster with "
+                            "--kubernetes) whose keys are ports to listen on (on --listen's "
+                            "host) and whose values are namespace/service:port[:PROXY][:PROXY]: "
+                            "each connection is piped to the Service's endpoints, as "
+                            "ingress-nginx's flag (default: none; UDP services: not supported)")
     serve.add_argument("--kubernetes", action="store_true",
                        help="watch the Kubernetes API instead of files (needs lightkube, the "
                             "k8s extra: pip install 'lightkube>=1.0.1,<1.1', or "
@@ -154,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "basic/digest auth, and of an Opaque auth-tls-secret or "
                             "proxy-ssl-secret, then answer 503, as for a missing Secret)")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
-                       help="access log on stdout: ingress-nginx's default line, JSON, or none "
-                            "(default: text)")
+                       help="access log on stdout: ingress-nginx's line (or the --config "
+                            "ConfigMap's log-format-upstream), JSON, or none (default: text)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                        help="the least severe messages logged on stderr (default: info; the "
                             "access log, on stdout, is set by --access-log)")

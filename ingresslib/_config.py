@@ -518,6 +518,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # config.go: "ProxyNextUpstreamTimeout int `json:\"proxy-next-upstream-timeout\"`"
     # (seconds, like the other timeout keys; 0 = no limit).
     "proxy-next-upstream-timeout": _seconds,
+    # The stream block's keys (TCP services, ingresslib._tcp_proxy): config.go
+    # "ProxyStreamTimeout string" "600s" and "ProxyStreamNextUpstreamTimeout string" "600s"
+    # (nginx times, written as is into proxy_timeout / proxy_next_upstream_timeout),
+    # "ProxyStreamNextUpstream bool" true, "ProxyStreamNextUpstreamTries int" 3.
+    "proxy-stream-timeout": _nginx_time,
+    "proxy-stream-next-upstream": _bool,
+    "proxy-stream-next-upstream-timeout": _nginx_time,
+    "proxy-stream-next-upstream-tries": _int,
     # config.go: "RetryNonIdempotent bool `json:\"retry-non-idempotent\"`".
     "retry-non-idempotent": _bool,
     "proxy-body-size": _size,
@@ -661,7 +669,7 @@ KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
 #: the ``global-auth-*`` keys, and keys of older releases (configmap.md: opentracing, zipkin,
 #: jaeger, datadog, use-geoip). Only used so that a misspelt key (``use-forwarded-header``)
 #: gets "did you mean use-forwarded-headers?" and a real key ingresslib ignores
-#: (``proxy-stream-timeout``, ``proxy-buffer-size``) gets no false guess.
+#: (``proxy-stream-responses``, ``proxy-buffer-size``) gets no false guess.
 _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "allow-cross-namespace-resources", "enable-auth-access-log", "disable-http-access-log",
     "disable-stream-access-log", "otel-max-queuesize", "otel-schedule-delay-millis",

@@ -69,6 +69,9 @@ class PassthroughPipe:
     ``max_connections``, aborted by ``shutdown``) until both its sockets are gone (the
     backend's too, when it outlives the client's flushing what the client sent)."""
 
+    #: What the log calls these pipes.
+    what = "ssl-passthrough"
+
     def __init__(self, server: Any, client: asyncio.Transport, first: bytes,
                  endpoint: tuple[str, int]) -> None:
         self.server = server
@@ -126,19 +129,25 @@ class PassthroughPipe:
             self.close()
             return
         assert isinstance(transport, asyncio.Transport)
+        self._connected(transport)
+
+    def _connected(self, transport: asyncio.Transport, prefix: bytes = b"") -> None:
+        """The endpoint answered: ``prefix`` (TCP services' PROXY protocol header), the
+        client's first bytes and those it sent meanwhile go to it, then both sides are read
+        and the quiet bound runs."""
         self.task = None
         if self.closed:
             transport.abort()
             return
         self.upstream = transport
-        transport.write(self.first)
-        if self.early:
-            transport.write(bytes(self.early))
-            self.early.clear()
+        for chunk in (prefix, self.first, bytes(self.early)):
+            if chunk:
+                transport.write(chunk)
+        self.early.clear()
         self.first = b""
-        self.last = loop.time()
+        self.last = self.loop.time()
         if self.idle > 0:
-            self.timer = loop.call_later(self.idle, self._idle_check)
+            self.timer = self.loop.call_later(self.idle, self._idle_check)
         self._sync(True)
 
     def forward(self, from_client: bool, data: bytes) -> None:
@@ -181,7 +190,7 @@ class PassthroughPipe:
         if left > 0:
             self.timer = self.loop.call_later(left, self._idle_check)
             return
-        _log.debug("ssl-passthrough: %s:%d idle for %gs, closed", *self.endpoint, self.idle)
+        _log.debug("%s: %s:%d idle for %gs, closed", self.what, *self.endpoint, self.idle)
         self.abort()
 
     def close(self) -> None:

@@ -877,13 +877,19 @@ class Router:
         if res is None and old == load_balance:
             return
         self.load_balance = load_balance
+        self._rebuild_or_undo(res, lambda: setattr(self, "load_balance", old))
+
+    def _rebuild_or_undo(self, res: Resources | None, undo: Callable[[], None]) -> None:
+        """The build after a default changed: ``update(res)``, or the routes of the resources
+        in use (``res`` None); a build that raises calls ``undo`` (the previous default back)
+        and raises on."""
         try:
             if res is None:
                 self._rebuild_routes()
             else:
                 self.update(res)
         except BaseException:
-            self.load_balance = old
+            undo()
             raise
 
     @property
@@ -907,14 +913,7 @@ class Router:
             # The backends' sides are keyed by the flag: no endpoint-only update from a
             # wiring of the other default.
             self._wiring = None
-        try:
-            if res is None:
-                self._rebuild_routes()
-            else:
-                self.update(res)
-        except BaseException:
-            self._service_upstream = old
-            raise
+        self._rebuild_or_undo(res, lambda: setattr(self, "_service_upstream", old))
 
     def _publish(self, st: _State) -> None:
         self._state = st

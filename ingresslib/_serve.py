@@ -357,6 +357,18 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         for url in _socket_urls("http", getattr(metrics_server, "_server", None),
                                 (metrics_listen[0], mport)):
             _say(f"metrics on {url}/metrics")
+    #: --tcp-services-configmap: ingresslib._serve_tcp (None without the flag).
+    tcp_feed: Any = None
+    if getattr(args, "tcp_services_configmap", None):
+        from ._serve_tcp import TCPServicesFeed
+
+        tcp_feed = TCPServicesFeed(
+            args.tcp_services_configmap, listen[0], server.settings,
+            reserved=lambda: [a[-1] for a in server.addresses] + [p for p in (
+                listen[1], tls_listen and tls_listen[1], metrics_listen and metrics_listen[1],
+                mport) if p],
+            max_connections=getattr(args, "max_connections", 10000),
+            drain_timeout=getattr(args, "shutdown_timeout", 10.0))
 
     # The digest of the configuration serving, and whether the last attempt failed: an update
     # that leaves the digest as it was (an endpoint change from the cluster, a file touched
@@ -381,6 +393,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         if ok and store is not None and getattr(args, "kubernetes", False):
             _dh_param_named(server.settings, dh_unread if getattr(
                 args, "no_auth_secrets", False) else None)
+        if ok and tcp_feed is not None:
+            tcp_res = res if res is not None else getattr(reloader, "last_resources", None)
+            if tcp_res is not None:
+                tcp_feed.apply(tcp_res, server.settings)
         if metrics is None:
             return
         if not ok:
@@ -459,7 +475,19 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     try:
         await stop.wait()
     finally:
-        await _stop_serving(server, args, again, metrics_server, kube_client, tasks)
+        # TCP services stop listening at once and drain beside the HTTP requests.
+        tcp_closing = None if tcp_feed is None else loop.create_task(
+            tcp_feed.close(getattr(args, "shutdown_timeout", 10.0)))
+        try:
+            await _stop_serving(server, args, again, metrics_server, kube_client, tasks)
+        finally:
+            if tcp_closing is not None:
+                if again.is_set():   # a second Ctrl-C: what is left is cut
+                    tcp_closing.cancel()
+                    await asyncio.gather(tcp_closing, return_exceptions=True)
+                    await tcp_feed.close(0)
+                else:
+                    await tcp_closing
     # _cli's exit codes: 1 is a runtime failure (the watch could not go on).
     return 1 if failed else 0
 
@@ -611,6 +639,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     def wants_config_maps(res: Resources) -> bool:
         settings = getattr(config(), "settings", None)
         if getattr(settings, "add_headers", "") or getattr(settings, "proxy_set_headers", ""):
+            return True
+        if getattr(args, "tcp_services_configmap", None):
             return True
         return names_config_maps(_served(res, args.ingress_class, args.controller))
 

@@ -1920,7 +1920,8 @@ class CertificateStore:
     def configure_tls(self, settings: Any) -> None:
         """Build every context with the TLS settings of ``settings`` (a ``ProxySettings``: its
         ``ssl_*`` fields, the ConfigMap's ``ssl-protocols``, ``ssl-ciphers``,
-        ``ssl-ecdh-curve``, ``ssl-session-tickets``, ``ssl-reject-handshake``).
+        ``ssl-ecdh-curve``, ``ssl-session-tickets``, ``ssl-reject-handshake``, ``ssl-dh-param``;
+        ``serve``'s reloads build them in a worker thread instead: ``_tls_reconfigure``).
         ``ProxyServer`` calls it with its settings, at construction and at each change.
         Unchanged settings change nothing; else each certificate is loaded again into a new
         context (and the last :meth:`update` decided again), a new :attr:`default_context` (a

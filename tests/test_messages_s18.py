@@ -90,9 +90,10 @@ def test_a_misspelt_configmap_key_gets_the_key_it_resembles() -> None:
 
 
 def test_a_real_ingress_nginx_configmap_key_gets_no_false_guess() -> None:
-    # proxy-stream-timeout is close to proxy-read-timeout, but a key of its own.
-    cfg = parse_config_data({"proxy-stream-timeout": "600s", "worker-processes": "2"})
-    assert cfg.warnings == ("ConfigMap: data.proxy-stream-timeout: an ingress-nginx key ingresslib does not implement, ignored",
+    # proxy-stream-responses is close to proxy-stream-timeout (implemented since session 29:
+    # TCP services), but a key of its own (UDP services: not implemented).
+    cfg = parse_config_data({"proxy-stream-responses": "1", "worker-processes": "2"})
+    assert cfg.warnings == ("ConfigMap: data.proxy-stream-responses: an ingress-nginx key ingresslib does not implement, ignored",
                             "ConfigMap: data.worker-processes: an ingress-nginx key ingresslib does not implement, ignored")
 
 

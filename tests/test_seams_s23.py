@@ -69,8 +69,10 @@ def _doc_configmaps() -> list[tuple[str, dict[str, Any]]]:
                 documents = list(yaml.safe_load_all(block))
             except yaml.YAMLError:
                 continue  # (a fragment, not a manifest)
+            # (a --tcp-services-configmap map is no controller ConfigMap: its keys are ports)
             found += [(path.name, d) for d in documents
-                      if isinstance(d, dict) and d.get("kind") == "ConfigMap"]
+                      if isinstance(d, dict) and d.get("kind") == "ConfigMap"
+                      and not all(str(k).isdigit() for k in (d.get("data") or {"x": 1}))]
     return found
 
 

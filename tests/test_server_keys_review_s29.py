@@ -312,8 +312,10 @@ def _nginx(tokens: bool, allow: bool, hide: bool, add: bool, kind: str,
         passed = []
     else:
         passed = ERR_SERVER if kind == "intercept" else upstream
-    if allow and not hide and passed:
-        return list(passed)  # proxy_pass_header Server (proxy_hide_header wins)
+    if allow and passed:
+        # proxy_pass_header Server, also over proxy_hide_header Server: nginx's
+        # ngx_http_upstream_hide_headers_hash takes pass_headers out of the hidden names
+        return list(passed)
     return [TOKEN]  # ngx_http_header_filter: "if (r->headers_out.server == NULL)"
 
 

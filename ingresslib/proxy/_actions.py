@@ -284,6 +284,12 @@ class RequestRecord:
     #: nginx ``$server_port``: the port the connection was accepted on (with a trusted PROXY
     #: protocol header, its destination port); None: not provided.
     server_port: int | None = None
+    #: custom-http-errors: the index in ``upstreams`` of the error page request's first try
+    #: (nginx's internal redirect to the named location ``@custom_...``, whose tries get upstream
+    #: states of their own after an empty one: ``$upstream_addr``, ``$upstream_status``,
+    #: ``$upstream_response_length`` and ``$upstream_response_time`` separate them from the tries
+    #: before by ``" : "``, not ``", "``); None: no error page.
+    upstream_redirect: int | None = None
 
     @property
     def duration(self) -> float:

@@ -152,7 +152,6 @@ from ._cors import merge as cors_merge
 from ._header_sets import (
     config_maps_of,
     global_headers,
-    hidden_names,
     set_header_lines,
     upstream_set_headers,
 )
@@ -183,6 +182,7 @@ from ._headers import (
     check_host_header,
     check_partial_head,
     check_raw_head,
+    hidden_of,
     client_address,
     first_forwarded_host,
     forwarded_for_value,
@@ -504,7 +504,7 @@ class ClientConnection:
         #: The current response's gzip or brotli stream (``use_gzip`` / ``enable_brotli``:
         #: proxy/_gzip.py, proxy/_brotli.py), else None; ``_compress``: either is on.
         self._gz: Encoder | None = None
-        self._compress = proxy.settings.use_gzip or proxy.settings.enable_brotli
+        self._compress = self.settings.use_gzip or self.settings.enable_brotli
         self._throttle = self._eof = False
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
@@ -919,6 +919,8 @@ class ClientConnection:
     #: ``(request, copy)``: a mirrored request whose body is still being read
     #: (proxy/_mirror.py, ``_begin_mirror``): its ``Mirror`` goes out at the request's end.
     _mirror: tuple[_Request, MirrorCopy] | None = None
+    #: custom-http-errors: ``len(req.tried)`` when ``_error_page_req`` began (its first try).
+    _error_page_at = 0
 
     def _flush(self) -> list[Action]:
         while self._parse_next is not None:
@@ -2453,7 +2455,7 @@ class ClientConnection:
             has_hsts = has_hsts and b"strict-transport-security" not in named
         if self.settings.hide_headers:
             # ConfigMap hide-headers: nginx's proxy_hide_header (proxy/_header_sets.py).
-            hidden = hidden_names(self.settings.hide_headers)
+            hidden = hidden_of(self.settings)
             headers = [h for h in headers if h[1] not in hidden]
             has_hsts = has_hsts and b"strict-transport-security" not in hidden
         if framing == 3:
@@ -2662,7 +2664,7 @@ class ClientConnection:
                    and (date is None or item[1] != b"date")]
         if self.settings.hide_headers:
             # hide-headers (proxy_hide_header) on a 101 too, as ASGI's hiding_send.
-            hidden = hidden_names(self.settings.hide_headers)
+            hidden = hidden_of(self.settings)
             triples = [h for h in triples if h[1] not in hidden]
         if date is not None:
             triples.append((b"date", b"date", date))
@@ -2914,6 +2916,7 @@ class ClientConnection:
             self._observe(req, up, now, status < 500)
             self._close_upstream(False)
         self._error_page_req = req
+        self._error_page_at = len(req.tried)  # (RequestRecord.upstream_redirect)
         host = None
         if req.opts is not None and req.opts.upstream_vhost is not None:
             # The named location's "proxy_set_header Host $best_http_host", not the vhost.
@@ -3125,6 +3128,7 @@ class ClientConnection:
             # $scheme, $server_port: for log-format-upstream (_logformat.py).
             request_headers=None if ev is None else ev.headers._full_items,
             scheme=self.scheme, server_port=self.local_port,
+            upstream_redirect=self._error_page_at if self._error_page_req is req else None,
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import regex as _regex
 
 from ._clientcert import MATCH_TIMEOUT, pcre_braces
+from ._header_sets import _asgi_name
 
 if TYPE_CHECKING:
     from ._settings import ProxySettings
@@ -465,8 +466,18 @@ _Send = Callable[[Any], Awaitable[None]]
 
 
 def _b(v: Any) -> bytes:
-    """An ASGI header name or value as bytes (a ``str`` as uvicorn's h11 writes it)."""
-    return v.encode("latin-1") if isinstance(v, str) else bytes(v)
+    """An ASGI header value as bytes (a ``str`` as uvicorn's h11 writes it, read as latin-1);
+    anything else, a ``str`` that is not latin-1 included, is refused with a TypeError naming
+    it, as ``_header_sets._asgi_name`` refuses a name (``bytes(7)`` is seven NUL bytes)."""
+    if isinstance(v, str):
+        try:
+            return v.encode("latin-1")
+        except UnicodeEncodeError:
+            raise TypeError(f"ASGI response header value {v!r} is not a byte string (a str "
+                            "value is read as latin-1, and this one is not latin-1)") from None
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"ASGI response header value {v!r} is not a byte string")
 
 
 def _declared(headers: list[tuple[bytes, bytes, bytes]]) -> int | None:
@@ -543,7 +554,7 @@ def gzip_send(send: _Send, scope: Any, settings: ProxySettings, reply: Any = Non
             # the websocket.http.response extension: an upstream's refusal, compressed as the
             # core compresses a refused upgrade's answer)
             raw = message.get("headers") or ()
-            items = [(_b(n), _b(n).lower(), _b(v)) for n, v in raw]
+            items = [(_asgi_name(n), _asgi_name(n).lower(), _b(v)) for n, v in raw]
             version = str(scope.get("http_version") or "1.1")
             cors = reply.cors if reply is not None else None
             headers, enc = start_gzip(
@@ -597,7 +608,8 @@ def gzip_send(send: _Send, scope: Any, settings: ProxySettings, reply: Any = Non
         # hide-headers (proxy_hide_header) drops the app's headers before the gzip filter
         # sees them, never the Content-Encoding / Vary the filter adds: IngressASGI hides
         # here, not after (its own hiding_send is skipped when use-gzip wraps an http app).
-        from ._header_sets import hidden_names, hiding_send
+        from ._header_sets import hiding_send
+        from ._headers import hidden_of
 
-        return hiding_send(gzipping, hidden_names(settings.hide_headers))
+        return hiding_send(gzipping, hidden_of(settings))
     return gzipping

@@ -156,6 +156,23 @@ def passes_backend_server(settings: ProxySettings) -> bool:
     return settings.server_tokens and settings.allow_backend_server_header
 
 
+_SERVER = frozenset({b"server"})
+
+
+def hidden_of(settings: ProxySettings) -> frozenset[bytes]:
+    """The ``hide-headers`` names of ``settings`` (proxy_hide_header, lower-case bytes), but
+    ``server`` when the upstream's Server passes (:func:`passes_backend_server`): nginx's
+    ngx_http_upstream_hide_headers_hash takes each ``proxy_pass_header`` name out of the
+    hidden ones, its own and ``proxy_hide_header``'s alike, so ``proxy_pass_header Server``
+    wins over ``proxy_hide_header Server``."""
+    from ._header_sets import hidden_names
+
+    hidden = hidden_names(settings.hide_headers)
+    if b"server" in hidden and passes_backend_server(settings):
+        return hidden - _SERVER
+    return hidden
+
+
 @functools.lru_cache(maxsize=1)
 def server_token() -> bytes:
     """The ``Server`` value this hop writes with ``server_tokens`` on (nginx's

@@ -114,8 +114,9 @@ def budget_of(proxy: object, limit: int) -> BufferBudget:
 class Buffered(list[bytes]):
     """The replay list of a request whose body is read whole first: its type marks the
     request (``_Request`` has fixed slots), so that nothing outlives the request. ``kept``:
-    the bytes it reserved in ``budget`` (a ``Content-Length`` body's whole length from the
-    start, a chunked body's bytes as they came); 0 once given back."""
+    the bytes it reserved in ``budget`` (the body's bytes as they came, a ``Content-Length``
+    body's as a chunked one's: a declared length reserves nothing by itself); 0 once given
+    back."""
 
     __slots__ = ("budget", "kept")
 

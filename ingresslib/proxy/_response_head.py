@@ -279,13 +279,17 @@ def rewriting_send(send: Callable[[Any], Awaitable[None]], rw: ResponseRewrite
     """IngressASGI: the mounted app's ``send`` with ``rw`` applied to its response start's
     headers, as the proxy applies it to an upstream's head (before this hop adds its own
     headers: the affinity cookie is never rewritten, as nginx writes its own after
-    ``proxy_cookie_*``)."""
+    ``proxy_cookie_*``). Names and values read as IngressASGI's other filters read them
+    (a ``str`` as latin-1, a bytes-like as bytes, anything else a TypeError naming it)."""
+    from ._gzip import _b
+    from ._header_sets import _asgi_name
 
     async def rewritten(message: Any) -> None:
         if message.get("type") in _ASGI_STARTS:
             headers = message.get("headers")
             if headers:
-                triples = [(bytes(n), bytes(n).lower(), bytes(v)) for n, v in headers]
+                triples = [(raw, raw.lower(), _b(v))
+                           for raw, v in ((_asgi_name(n), v) for n, v in headers)]
                 message = dict(message)
                 message["headers"] = [(raw, v) for raw, _, v in
                                       rewrite_response_headers(triples, rw)]

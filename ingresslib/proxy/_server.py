@@ -558,7 +558,7 @@ class _Downstream(asyncio.Protocol):
                  "closed", "client_paused", "upstream_full", "stall", "linger_until",
                  "last_read", "client_full", "send_stall", "send_mark", "tunnel", "accepted",
                  "connecting", "pending", "feed_handle", "eof_pending", "fd", "hup_watched",
-                 "hup_seen", "proxied", "rate_paused")
+                 "hup_seen", "proxied", "rate_paused", "retired")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -626,6 +626,9 @@ class _Downstream(asyncio.Protocol):
         #: limit-rate: the upstreams are not read while the core holds enough response bytes
         #: (``conn.upstream_reading_wanted`` False; :meth:`_sync_rate_pause`).
         self.rate_paused = False
+        #: Closed once idle (:meth:`retire`): the server is shutting down, or its settings
+        #: changed (a reload's old worker, which closes its keep-alive connections).
+        self.retired = False
         #: ``use-proxy-protocol``: the PROXY protocol header's ``(source, destination)``, which
         #: stand for the peer and the local address (``_proxy_protocol._Accept``); else None.
         self.proxied: tuple[tuple[str, int], tuple[str, int]] | None = None
@@ -1080,8 +1083,8 @@ class _Downstream(asyncio.Protocol):
         self._sync_reading()
         if self.rate_paused == self.conn.upstream_reading_wanted:
             self._sync_rate_pause()
-        if self.server.draining and not self.closed and self.conn.idle:
-            self._close()
+        if self.retired and not self.closed and self.conn.idle:
+            self._close()  # (shutting down, or the settings changed: ``retire``)
 
     def _sync_rate_pause(self) -> None:
         """limit-rate: while the core holds more response bytes than it lets out now
@@ -1404,6 +1407,20 @@ class _Downstream(asyncio.Protocol):
 
     def close_if_idle(self) -> None:
         if not self.closed and self.conn is not None and self.conn.idle:
+            self._close()
+
+    def retire(self) -> None:
+        """The server's settings changed: as a reload's old nginx worker
+        (``ngx_close_idle_connections``: the keep-alive connections, ``c->idle`` set by
+        ``ngx_http_set_keepalive``; ``ngx_http_finalize_connection`` keeps none alive while
+        ``ngx_exiting``), a keep-alive connection waiting for its next request is closed now,
+        and one whose request is under way (or whose first request has not come yet) once
+        that request is answered: no request is read with the settings it was opened with
+        after they changed (server-tokens, hide-headers, add-headers, HSTS...)."""
+        self.retired = True
+        conn = self.conn
+        if not self.closed and conn is not None and conn.idle and conn._requests \
+                and not self.pending:  # (bytes read, not yet fed: a request, answered first)
             self._close()
 
     def abort(self) -> None:
@@ -2041,16 +2058,22 @@ class ProxyServer:
     def settings(self) -> ProxySettings:
         """The :class:`ProxySettings` in use; assign a new one to change them (for the core and
         the upstream pool). Connections accepted later use them whole; a connection already
-        open applies the new route options to its later requests and keeps its own head
-        limits, client timeouts and keep-alive as they were (``Proxy.settings``)."""
+        open is closed once idle, as a reload's old nginx worker closes its keep-alive
+        connections: one waiting for its next request at once, one reading or answering a
+        request after that request (``_Downstream.retire``). Assigning settings equal to the
+        ones in use closes nothing."""
         s: ProxySettings = self.proxy.settings
         return s
 
     @settings.setter
     def settings(self, settings: ProxySettings) -> None:
+        changed = settings != self.proxy.settings
         self.proxy.settings = settings
         self.pool.settings = settings
         _configure_tls(self.cert_store, settings)
+        if changed:
+            for c in list(self.connections):
+                c.retire()
 
     def _client_auth(self, host: str) -> Any:
         """The client certificate authentication (``auth-tls-*``) of ``host``'s server, from
@@ -2153,6 +2176,7 @@ class ProxyServer:
         for srv in self.servers:
             srv.close()
         for c in list(self.connections):
+            c.retired = True  # (closed once idle: the check after each batch)
             c.close_if_idle()
         if self.connections:
             if self._drained is None or self._drained.is_set():

@@ -73,7 +73,7 @@ _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_heade
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
            "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
            "keep_alive_requests", "limit_rate", "limit_rate_after", "request_buffering_limit",
-           "request_buffering_budget")
+           "request_buffering_budget", "proxy_stream_next_upstream_tries")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -83,6 +83,7 @@ _DURATIONS = (
     "client_header_timeout", "client_body_timeout", "keep_alive", "proxy_connect_timeout",
     "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream_timeout",
     "upstream_keepalive_timeout", "upstream_keepalive_time", "proxy_protocol_header_timeout",
+    "proxy_stream_timeout", "proxy_stream_next_upstream_timeout",
 )
 _DEFAULT_LIMITS = (8192, 8192, 32768)
 #: The largest int a duration may be: a timer adds it to a float clock.
@@ -275,6 +276,17 @@ class ProxySettings:
     #: u->peer.start_time >= timeout"). Whole seconds in the ConfigMap; the default of the
     #: annotation of the same name.
     proxy_next_upstream_timeout: float = 0.0
+    #: TCP services (``serve --tcp-services-configmap``, ingresslib._tcp_proxy): ingress-nginx
+    #: ``proxy-stream-timeout`` (config.go default "600s", nginx stream ``proxy_timeout``):
+    #: this long with no byte either way closes both sides (0: no bound).
+    proxy_stream_timeout: float = 600.0
+    #: ``proxy-stream-next-upstream`` (default on): a failed connect tries the next endpoint.
+    proxy_stream_next_upstream: bool = True
+    #: ``proxy-stream-next-upstream-timeout`` (default "600s"; 0: no bound).
+    proxy_stream_next_upstream_timeout: float = 600.0
+    #: ``proxy-stream-next-upstream-tries`` (default 3, the first included; 0: each endpoint
+    #: once, nginx round-robin's own bound).
+    proxy_stream_next_upstream_tries: int = 3
     #: ingress-nginx ``retry-non-idempotent`` (default false): "since 1.9.13 NGINX will not
     #: retry non-idempotent requests (POST, LOCK, PATCH) in case of an error. The previous
     #: behavior can be restored using the value true". On: ``non_idempotent`` is appended to

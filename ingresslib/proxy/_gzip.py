@@ -469,15 +469,7 @@ def _b(v: Any) -> bytes:
     """An ASGI header value as bytes (a ``str`` as uvicorn's h11 writes it, read as latin-1);
     anything else, a ``str`` that is not latin-1 included, is refused with a TypeError naming
     it, as ``_header_sets._asgi_name`` refuses a name (``bytes(7)`` is seven NUL bytes)."""
-    if isinstance(v, str):
-        try:
-            return v.encode("latin-1")
-        except UnicodeEncodeError:
-            raise TypeError(f"ASGI response header value {v!r} is not a byte string (a str "
-                            "value is read as latin-1, and this one is not latin-1)") from None
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v)
-    raise TypeError(f"ASGI response header value {v!r} is not a byte string")
+    return _asgi_name(v, "value")
 
 
 def _declared(headers: list[tuple[bytes, bytes, bytes]]) -> int | None:

@@ -313,23 +313,24 @@ def hidden_names(names: tuple[str, ...]) -> frozenset[bytes]:
 _ASGI_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
-def _asgi_name(name: Any) -> bytes:
-    """An app's response header name as bytes: www.rst wants byte strings, but uvicorn's h11
-    writes a ``str`` name an app sends (``bytesify``: as ASCII), and IngressASGI's other
-    filters (``_asgi_reply._name``, ``_gzip._b``) read one as latin-1, as here; bytearray and
-    memoryview names are byte strings too. Anything else, a ``str`` that is not latin-1
-    included, is refused with a TypeError naming it."""
+def _asgi_name(name: Any, what: str = "name") -> bytes:
+    """An app's response header name (``what``: or value) as bytes: www.rst wants byte
+    strings, but uvicorn's h11 writes a ``str`` an app sends (``bytesify``: as ASCII), and
+    IngressASGI's filters (``_asgi_reply._name``, ``_gzip._b``) read one as latin-1, as here;
+    bytearray and memoryview are byte strings too. Anything else, a ``str`` that is not
+    latin-1 included, is refused with a TypeError naming it."""
     if isinstance(name, str):
         try:
             return name.encode("latin-1")
         except UnicodeEncodeError:
             # (a header name is a token, ASCII: h11 itself encodes a str one as ASCII)
-            raise TypeError(f"ASGI response header name {name!r} is not a byte string (a str "
-                            "name is read as latin-1, and this one is not latin-1)") from None
+            raise TypeError(f"ASGI response header {what} {name!r} is not a byte string (a "
+                            f"str {what} is read as latin-1, and this one is not latin-1)"
+                            ) from None
     if isinstance(name, (bytes, bytearray, memoryview)):
         return bytes(name)
     # (bytes(7) is seven NUL bytes, bytes(None) a TypeError naming nothing)
-    raise TypeError(f"ASGI response header name {name!r} is not a byte string")
+    raise TypeError(f"ASGI response header {what} {name!r} is not a byte string")
 
 
 def hiding_send(send: Callable[[Any], Awaitable[None]], hidden: frozenset[bytes]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -439,26 +439,18 @@ def _add_aliases(out: dict[str, ServerCiphers], ordered: Iterable[Any]) -> None:
 def check_settings(settings: Any) -> None:
     """``ProxySettings.__post_init__``'s check of its ``ssl_*`` fields: ValueError naming the
     field (the ConfigMap parsers' checks, for a keyword argument too)."""
-    if settings.ssl_protocols != DEFAULT_PROTOCOLS:
-        try:
-            parse_protocols(settings.ssl_protocols)
-        except ValueError as e:
-            raise ValueError(f"ssl_protocols: {e}") from None
-    if settings.ssl_ciphers != INGRESS_NGINX_CIPHERS:
-        try:
-            parse_ciphers(settings.ssl_ciphers)
-        except ValueError as e:
-            raise ValueError(f"ssl_ciphers: {e}") from None
-    if settings.ssl_ecdh_curve != "auto":
-        try:
-            parse_ecdh_curve(settings.ssl_ecdh_curve)
-        except ValueError as e:
-            raise ValueError(f"ssl_ecdh_curve: {e}") from None
-    if settings.ssl_dh_param:
-        try:
-            parse_dh_param(settings.ssl_dh_param)
-        except ValueError as e:
-            raise ValueError(f"ssl_dh_param: {e}") from None
+    parsers: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+        ("ssl_protocols", DEFAULT_PROTOCOLS, parse_protocols),
+        ("ssl_ciphers", INGRESS_NGINX_CIPHERS, parse_ciphers),
+        ("ssl_ecdh_curve", "auto", parse_ecdh_curve),
+        ("ssl_dh_param", "", parse_dh_param))
+    for name, default, parse in parsers:
+        value = getattr(settings, name)
+        if value != default:  # (the defaults are valid: nothing to parse)
+            try:
+                parse(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
     for name in ("ssl_session_cache_size", "ssl_session_timeout"):
         value = getattr(settings, name)
         if not value >= 0:

@@ -454,15 +454,18 @@ class AccessLogFormatter(logging.Formatter):
         self.json = fmt == "json"
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] | None = getattr(record, "access", None)
+        # The record's own attributes (``extra``): two dict tests instead of two builtin
+        # getattr calls, the second of which misses on every default line (pinned callgrind,
+        # session 30: 48 to 96 fewer instructions a line).
+        attrs = record.__dict__
+        fields: dict[str, Any] | None = attrs["access"] if "access" in attrs else None
         if fields is None:
             return super().format(record)
         if self.json:
             return _JSON.encode(_json_fields(fields))
-        custom = getattr(record, "access_line", None)
-        if custom is not None:
+        if "access_line" in attrs and attrs["access_line"] is not None:
             # log-format-upstream: the line the ConfigMap's format writes.
-            return str(custom)
+            return str(attrs["access_line"])
         return format_line(fields)
 
 

@@ -22,6 +22,7 @@ import h11
 
 from .proxy._authkeepalive import KEEPALIVE_TIME, AuthKeepalive, reusable
 from .proxy._server import socket_has_input
+from .proxy._response_buffer import BODY_LINE_LIMIT
 from .proxy._server_authpool import PRUNE_AT
 
 __all__ = ["AsgiAuthPool", "asgi_pool", "ask_pooled", "close_loop_pools"]
@@ -193,9 +194,10 @@ async def read_answer(parser: Any, read: Callable[[int], Any], max_head: int, *,
     ``body_read`` called before each read of that body), or why there is none. IngressASGI's
     one reader, with keep-alive (``ask_pooled``) and without (``_asgi_extauth``).
 
-    As the core's ``_pump`` (proxy/_extauth.py): every head byte up to the final answer's end
-    counts toward max_response_header_size, a head that arrived whole too (the reader refuses
-    only an incomplete one); nginx's "upstream sent too big header" fails the subrequest: 500.
+    As the core's ``_pump`` (proxy/_extauth.py): each head within the parser's limit (the
+    location's proxy-buffer-size, nginx.tmpl's auth location), every head byte up to the final
+    answer's end within max_response_header_size (or that limit, the larger), a head that
+    arrived whole too (the reader refuses only an incomplete one); nginx's "upstream sent too big header" fails the subrequest: 500.
     nginx takes a 101 as the subrequest's final status ("auth request unexpected status",
     500; no wait for another answer)."""
     eof = False
@@ -206,9 +208,15 @@ async def read_answer(parser: Any, read: Callable[[int], Any], max_head: int, *,
         event = parser.next_event()
         kind = type(event)
         if kind is h11.Response or kind is h11.InformationalResponse:
-            spent += before - len(parser._buf._data)
-            if spent > max_head:
-                return "a head over max-response-header-size"
+            # Each head within the parser's limit (the location's proxy-buffer-size), all of
+            # them together within max_head (max_response_header_size) or that, the larger.
+            n = before - len(parser._buf._data)
+            spent += n
+            limit = parser._max
+            if spent > limit and (n > limit or spent > max_head):
+                return "a head over proxy-buffer-size"
+            if kind is h11.Response and limit < BODY_LINE_LIMIT:
+                parser._max = BODY_LINE_LIMIT  # (the body's chunk lines are no head)
         if kind is h11.Response:
             if not whole:
                 return event  # type: ignore[no-any-return]
@@ -252,7 +260,7 @@ async def ask_pooled(auth: Any, head: bytes, opts: Any, max_head: int,
             c = _Idle(*conn)
             c.born = pool.clock()
         c.requests += 1
-        parser = _H11Reader(True, max_head)
+        parser = _H11Reader(True, opts.proxy_buffer_size)  # (read_answer)
         parser.method = auth.method or b"GET"
         got = False
 

@@ -128,7 +128,8 @@ async def ask_auth_service(auth: ExtAuth, head: bytes, opts: RouteOptions,
     try:
         writer.write(head)
         await _within(writer.drain(), opts.send_timeout)
-        parser = _H11Reader(True, max_head)
+        # (each head within the location's proxy-buffer-size: nginx.tmpl's auth location)
+        parser = _H11Reader(True, opts.proxy_buffer_size)
         parser.method = auth.method or b"GET"
 
         response = await _within(read_answer(parser, reader.read, max_head), opts.read_timeout)

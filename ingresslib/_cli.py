@@ -43,7 +43,7 @@ def _add_source_args(p: argparse.ArgumentParser, *, required: bool = True,
 
 
 def _config_map_ref(text: str) -> str:
-    """``--tcp-services-configmap``: NAMESPACE/NAME."""
+    """``--tcp-services-configmap``, ``--udp-services-configmap``: NAMESPACE/NAME."""
     from ._tcp_services import split_ref
 
     try:
@@ -62,6 +62,13 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
     return n
+
+
+class _NotGiven(float):
+    """``--shutdown-timeout``'s default (10): a float that says it was not given, so that the
+    ConfigMap's ``worker-shutdown-timeout`` counts instead (``_serve_reload.shutdown_timeout``)."""
+
+    not_given = True
 
 
 def _seconds(text: str) -> float:
@@ -154,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "--kubernetes) whose keys are ports to listen on (on --listen's "
                             "host) and whose values are namespace/service:port[:PROXY][:PROXY]: "
                             "each connection is piped to the Service's endpoints, as "
-                            "ingress-nginx's flag (default: none; UDP services: not supported)")
+                            "ingress-nginx's flag (default: none)")
+    serve.add_argument("--udp-services-configmap", default=None, metavar="NAMESPACE/NAME",
+                       type=_config_map_ref,
+                       help="as --tcp-services-configmap, for UDP: values "
+                            "namespace/service:port, each client's datagrams relayed to one of "
+                            "the Service's UDP endpoints (a session per client address, ended "
+                            "by proxy-stream-responses replies or proxy-stream-timeout of quiet) "
+                            "(default: none)")
     serve.add_argument("--kubernetes", action="store_true",
                        help="watch the Kubernetes API instead of files (needs lightkube, the "
                             "k8s extra: pip install 'lightkube>=1.0.1,<1.1', or "
@@ -178,13 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the least severe messages logged on stderr (default: info; the "
                             "access log, on stdout, is set by --access-log)")
     serve.add_argument("--max-connections", type=_positive_int, default=10000, metavar="N",
-                       help="client connections accepted at once (more are closed; default: 10000)")
+                       help="client connections accepted at once (more are closed; TCP "
+                            "services' connections and UDP services' sessions are bounded "
+                            "apart by the same number; default: 10000)")
     serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",
                        help="how often the manifest and --config files are checked for "
                             "changes (default: 1; 0: only on SIGHUP)")
-    serve.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+    serve.add_argument("--shutdown-timeout", type=_seconds, default=_NotGiven(10.0),
+                       metavar="SECONDS",
                        help="on SIGINT/SIGTERM/SIGQUIT, how long in-flight requests may take "
-                            "to finish (default: 10)")
+                            "to finish (default: the --config ConfigMap's "
+                            "worker-shutdown-timeout, else 10)")
     serve.set_defaults(handler="serve")
 
     explain = sub.add_parser(

@@ -29,6 +29,7 @@ from ._spelling import close_name
 from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
 from .proxy._location_extras import parse_http_version
 from .proxy._request_buffer import parse_request_buffering
+from .proxy._response_buffer import parse_buffer_size, parse_buffering
 from .proxy._settings import (
     HEADER_NAME, NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size,
 )
@@ -54,6 +55,16 @@ class ServerConfig:
     #: default false): the default of Ingresses without the ``service-upstream`` annotation,
     #: for ``ingresslib.Router(res, service_upstream=...)``.
     service_upstream: bool = False
+    #: ingress-nginx ``proxy-stream-responses`` (config.go ``ProxyStreamResponses int``,
+    #: default 1; nginx stream ``proxy_responses``): a UDP service's session ends once the
+    #: endpoint's replies number this many times the client's datagrams (``serve
+    #: --udp-services-configmap``, ingresslib._udp_proxy; 0: right after sending).
+    proxy_stream_responses: int = 1
+    #: ingress-nginx ``worker-shutdown-timeout`` (config.go ``WorkerShutdownTimeout string``,
+    #: default "240s"; nginx ``worker_shutdown_timeout``), in seconds: how long ``serve``'s
+    #: graceful stop lets requests in flight finish, unless ``--shutdown-timeout`` is given
+    #: (``_serve_reload.shutdown_timeout``). None: not set (serve's 10 s).
+    worker_shutdown_timeout: float | None = None
 
 
 class _Bad(ValueError):
@@ -305,6 +316,32 @@ def _request_buffering(v: str) -> str:
         return parse_request_buffering(v.lower())
     except ValueError:
         raise _Bad('must be "on" or "off"') from None
+
+
+def _buffering(v: str) -> str:
+    # proxy-buffering: written into nginx.conf as "proxy_buffering {{ ... }};", a flag nginx
+    # reads case-insensitively, as proxy-request-buffering (proxy/_response_buffer.py).
+    try:
+        return parse_buffering(v.lower())
+    except ValueError:
+        raise _Bad('must be "on" or "off"') from None
+
+
+def _buffer_size(v: str) -> int:
+    # proxy-buffer-size: an nginx size; 0 fails nginx's configuration (no head fits).
+    try:
+        return parse_buffer_size(v)
+    except ValueError as e:
+        raise _Bad(str(e) if "1 byte" in str(e) else
+                   f'{e}: must be a size such as "4k", "16k" or "8192"') from None
+
+
+def _buffers_number(v: str) -> int:
+    # config.go "ProxyBuffersNumber int `json:\"proxy-buffers-number\"`": nginx wants 2 or more.
+    n = _int(v)  # (mapstructure's ParseInt base 0, as the other int keys)
+    if n < 2:
+        raise _Bad("must be 2 or more (nginx: there must be at least 2 proxy_buffers)")
+    return n
 
 
 def _limit_status(v: str) -> int:
@@ -561,6 +598,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # {{ $location.Proxy.RequestBuffering }};", which nginx refuses past on/off
     # (proxy/_request_buffer.py).
     "proxy-request-buffering": _request_buffering,
+    # config.go "ProxyBuffering string", "ProxyBufferSize string", "ProxyBuffersNumber int",
+    # "ProxyMaxTempFileSize string" (defaults "off", "4k", 4, "1024m"): the annotations'
+    # defaults (proxy/_response_buffer.py).
+    "proxy-buffering": _buffering,
+    "proxy-buffer-size": _buffer_size,
+    "proxy-buffers-number": _buffers_number,
+    "proxy-max-temp-file-size": _size,
     # Access control (proxy/_access.py): config.go "WhitelistSourceRange []string
     # `json:\"whitelist-source-range\"`" and "DenylistSourceRange" (the defaults of the
     # annotations), "BlockCIDRs []string `json:\"block-cidrs\"`" (refused everywhere).
@@ -658,7 +702,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).
 _SPECIAL = {"large-client-header-buffers", "load-balance", "custom-http-errors",
-            "service-upstream"}
+            "service-upstream", "proxy-stream-responses", "worker-shutdown-timeout"}
 
 #: Every key this module understands.
 KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
@@ -669,7 +713,7 @@ KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
 #: the ``global-auth-*`` keys, and keys of older releases (configmap.md: opentracing, zipkin,
 #: jaeger, datadog, use-geoip). Only used so that a misspelt key (``use-forwarded-header``)
 #: gets "did you mean use-forwarded-headers?" and a real key ingresslib ignores
-#: (``proxy-stream-responses``, ``proxy-buffer-size``) gets no false guess.
+#: (``proxy-buffer-size``) gets no false guess.
 _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "allow-cross-namespace-resources", "enable-auth-access-log", "disable-http-access-log",
     "disable-stream-access-log", "otel-max-queuesize", "otel-schedule-delay-millis",
@@ -696,7 +740,7 @@ _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "use-geoip", "use-geoip2", "geoip2-autoreload-in-minutes", "enable-brotli",
     "brotli-level", "brotli-min-length", "brotli-types", "use-http2", "gzip-disable",
     "gzip-level", "gzip-min-length", "gzip-types", "worker-processes", "worker-cpu-affinity",
-    "worker-shutdown-timeout", "variables-hash-bucket-size", "variables-hash-max-size",
+    "variables-hash-bucket-size", "variables-hash-max-size",
     "limit-conn-zone-variable", "proxy-stream-timeout", "proxy-stream-next-upstream",
     "proxy-stream-next-upstream-timeout", "proxy-stream-next-upstream-tries",
     "proxy-stream-responses", "bind-address", "enable-opentracing",
@@ -787,6 +831,8 @@ def parse_config_data(
     warnings: list[str] = []
     load_balance: str | None = None
     service_upstream = False
+    stream_responses = 1
+    shutdown_timeout: float | None = None
     for key in sorted(data):
         raw = data[key]
         value = "" if raw is None else raw
@@ -805,6 +851,17 @@ def parse_config_data(
                 # The router's default, as load-balance (a ParseBool spelling, as the other
                 # bool keys: mapstructure's WeaklyTypedInput).
                 service_upstream = _bool(value)
+            elif key == "proxy-stream-responses":
+                # UDP services' (ServerConfig.proxy_stream_responses), not the proxy's.
+                stream_responses = _int(value)
+            elif key == "worker-shutdown-timeout":
+                # serve's graceful stop (ServerConfig.worker_shutdown_timeout), an nginx time.
+                shutdown_timeout = _nginx_time(value)
+                if shutdown_timeout == 0:
+                    # nginx: no bound at all (no shutdown timer), which serve does not offer.
+                    shutdown_timeout = None
+                    warnings.append(f"{object}: {field}: 0 (nginx: no bound) is not supported; "
+                                    "read as not set (--shutdown-timeout, else 10 s)")
             elif key == "custom-http-errors":
                 # configmap.go ReadConfig: items Atoi refuses are skipped with a warning
                 # (proxy/_error_pages.py parse_global_custom_http_errors).
@@ -895,7 +952,9 @@ def parse_config_data(
                 + ": not known to ingresslib's request record, logged as unset (\"-\", empty "
                 "with log-format-escape-json/-none)")
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings),
-                        service_upstream=service_upstream)
+                        service_upstream=service_upstream,
+                        proxy_stream_responses=stream_responses,
+                        worker_shutdown_timeout=shutdown_timeout)
 
 
 #: Go's name of a JSON type in the API server's words ("json: cannot unmarshal bool into Go

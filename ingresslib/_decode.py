@@ -94,6 +94,11 @@ __all__ = ["decode_resources", "Collector", "unread_versions"]
 _log = logging.getLogger("ingresslib.decode")
 
 _UTC = timezone.utc
+#: What an invalid ConfigMap of the manifests is not used by (its warnings end with it): every
+#: use a ConfigMap of the manifests has (the ``custom-headers`` annotation, serve's TCP and UDP
+#: services flags), since the load does not know which one names it.
+_NOT_USED = ("not used by custom-headers, --tcp-services-configmap or "
+             "--udp-services-configmap")
 _rfc3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 ).fullmatch
@@ -1040,7 +1045,8 @@ class Collector:
         """A v1 ConfigMap, also kept aside in ``ignored`` (it routes nothing: SEMANTICS §1,
         CONTRACT): decoded into ``config_maps`` for the ``custom-headers`` annotation
         (proxy/_header_sets.py) when the API server would take it; else its problems are
-        warnings ("...; not used by custom-headers") and the load goes on, as before. Its
+        warnings ("...; not used by custom-headers, --tcp-services-configmap or
+        --udp-services-configmap": ``_NOT_USED``) and the load goes on, as before. Its
         fields are not checked for unknown ones (other kinds are not)."""
         dec = _Dec("")
         dec.check = False
@@ -1051,7 +1057,7 @@ class Collector:
                     for e in dec.errors] or validate_config_map(model, dec.obj)
         if problems:
             self.warnings.extend(_with_source(dataclasses.replace(
-                p, detail=(p.detail + "; " if p.detail else "") + "not used by custom-headers"),
+                p, detail=(p.detail + "; " if p.detail else "") + _NOT_USED),
                 source) for p in unique_errors(problems))
             return
         self.lists["config_maps"].append(model)

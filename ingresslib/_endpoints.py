@@ -246,28 +246,29 @@ def fqdn_slice_notes(slices: Iterable[EndpointSlice]) -> list[Diagnostic]:
     return out
 
 
-def _find_service_port(svc: Service, port: int | str | None) -> ServicePort | None:
+def _find_service_port(svc: Service, port: int | str | None, protocol: str = "TCP"
+                       ) -> ServicePort | None:
     # Ingress ServiceBackendPort: "Name is the name of the port on the Service" / "Number is the
     # numerical port number (e.g. 80) on the Service" - both name the Service's port, never the
     # container's.
-    if isinstance(port, int):
-        # One number can be listed twice, once per protocol (DNS: 53/UDP and 53/TCP). HTTP
-        # goes over TCP (ingress-nginx serviceEndpoints: "getEndpointsFromSlices(svc,
-        # &servicePort, apiv1.ProtocolTCP, ...)"), so the TCP port wins whatever the order;
-        # another protocol's port is returned only when it is the only one with that number.
-        found: ServicePort | None = None
-        for sp in svc.spec.ports:
-            if sp.port == port:
-                if sp.protocol == "TCP":
-                    return sp
-                if found is None:
-                    found = sp
-        return found
+    # One number can be listed twice, once per protocol (DNS: 53/UDP and 53/TCP). HTTP goes over
+    # TCP (ingress-nginx serviceEndpoints: "getEndpointsFromSlices(svc, &servicePort,
+    # apiv1.ProtocolTCP, ...)"), UDP services over UDP (getStreamServices: "if sp.Port ==
+    # int32(targetPort) { if sp.Protocol == proto {"; by name the same), so the port of
+    # ``protocol`` wins whatever the order; another protocol's port is returned only when none
+    # of that number (name) has it, for the reason to say so.
+    if port is None:
+        # A Service with a single unnamed port is addressed by number only.
+        return None
+    by_number = isinstance(port, int)
+    found: ServicePort | None = None
     for sp in svc.spec.ports:
-        if port is not None and sp.name == port:
-            return sp
-    # A Service with a single unnamed port is addressed by number only; nothing else matches.
-    return None
+        if (sp.port if by_number else sp.name) == port:
+            if sp.protocol == protocol:
+                return sp
+            if found is None:
+                found = sp
+    return found
 
 
 def _is_dns_name(name: str) -> bool:
@@ -367,44 +368,49 @@ class EndpointIndex:
         self._endpoints: dict[tuple[str, str], Endpoints] = {
             (e.metadata.namespace, e.metadata.name): e for e in res.endpoints
         }
-        self._cache: dict[tuple[str, str, int | str | None, bool], EndpointSet] = {}
+        self._cache: dict[tuple[str, str, int | str | None, bool, str], EndpointSet] = {}
 
     def service(self, namespace: str, name: str) -> Service | None:
         return self._services.get((namespace, name))
 
     def resolve(self, namespace: str, service: str | None, port: int | str | None,
-                service_upstream: bool = False) -> EndpointSet:
-        """The ready endpoints of backend ``service:port`` in ``namespace`` (memoised)."""
-        key = (namespace, service or "", port, service_upstream)
+                service_upstream: bool = False, protocol: str = "TCP") -> EndpointSet:
+        """The ready endpoints of backend ``service:port`` in ``namespace`` (memoised).
+        ``protocol``: the Service port's and the endpoint ports' (HTTP and TCP services: TCP;
+        UDP services: ``"UDP"``, ``_serve_udp``)."""
+        key = (namespace, service or "", port, service_upstream, protocol)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = self._resolve(namespace, service, port, service_upstream)
+            found = self._cache[key] = self._resolve(namespace, service, port, service_upstream,
+                                                     protocol)
         return found
 
     def _resolve(self, namespace: str, service: str | None, port: int | str | None,
-                 service_upstream: bool) -> EndpointSet:
+                 service_upstream: bool, protocol: str = "TCP") -> EndpointSet:
         if service is None:
             return EndpointSet(namespace, None, None, reason="resource backend")
         svc = self._services.get((namespace, service))
         if svc is None:
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} not found")
-        sp = _find_service_port(svc, port)
+        sp = _find_service_port(svc, port, protocol)
         ext_name = svc.spec.external_name if svc.spec.type == "ExternalName" else None
-        if sp is None and ext_name and isinstance(port, int):
+        if sp is None and ext_name and isinstance(port, int) and protocol == "TCP":
             # ingress-nginx externalNamePorts: "// ExternalName without port / return
             # &apiv1.ServicePort{Protocol: "TCP", Port: int32(port), TargetPort:
-            # intstr.FromInt(port)}" - such Services often list no ports at all.
+            # intstr.FromInt(port)}" - such Services often list no ports at all. (HTTP only:
+            # getStreamServices reads the Service's own ports.)
             sp = ServicePort(port=port, target_port=port)
         if sp is None:
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} has no port "
                                f"{_wanted_port(port)} (its ports: {_ports_text(svc.spec.ports)})")
-        if sp.protocol != "TCP" and not ext_name:
-            # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below).
+        if sp.protocol != protocol and (not ext_name or protocol != "TCP"):
+            # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below); a
+            # stream service's port is of its own protocol (getStreamServices), ExternalName too.
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} port {port!r} is "
-                               f"{sp.protocol}, not TCP")
+                               f"{sp.protocol}, not {protocol}")
         if ext_name:
             problem = external_name_problem(ext_name)
             if problem is not None:
@@ -426,9 +432,9 @@ class EndpointIndex:
         # The endpoints' host names, for upstream-hash-by-use-hostname: filled only for the
         # endpoints that have one (StatefulSet pods behind a headless Service, mostly).
         hosts: dict[Address, str] = {}
-        addrs = self._from_slices(svc, sp, numeric_target, hosts)
+        addrs = self._from_slices(svc, sp, numeric_target, hosts, protocol)
         if addrs is None:
-            addrs = self._from_endpoints(svc, sp, hosts)
+            addrs = self._from_endpoints(svc, sp, hosts, protocol)
         if addrs is None:
             addrs = []
         resolved: int | None = numeric_target
@@ -436,14 +442,16 @@ class EndpointIndex:
             # Named targetPort: the endpoints name the container port; they agree per Service
             # port unless pods disagree, in which case the first (sorted) endpoint's port is shown.
             resolved = min(addrs)[1]
-        return self._finish(svc, resolved, addrs, sp, numeric_target, hosts)
+        return self._finish(svc, resolved, addrs, sp, numeric_target, hosts, protocol)
 
     def _from_slices(self, svc: Service, sp: ServicePort, numeric_target: int | None,
-                     hosts: dict[Address, str] | None = None) -> list[Address] | None:
+                     hosts: dict[Address, str] | None = None, protocol: str = "TCP"
+                     ) -> list[Address] | None:
         # _TCP_ONLY: ingress-nginx controller.go serviceEndpoints calls
         # "getEndpointsFromSlices(svc, &servicePort, apiv1.ProtocolTCP, ...)", which skips other
         # ports: "if !reflect.DeepEqual(*epPort.Protocol, proto) { continue }" - HTTP goes over
-        # TCP only. (The same rule applies to v1 Endpoints below.)
+        # TCP only; UDP services ask for ``protocol`` "UDP" (getStreamServices passes its
+        # ``proto``). (The same rule applies to v1 Endpoints below.)
         slices = self._slices.get((svc.metadata.namespace, svc.metadata.name))
         if not slices:
             return None
@@ -463,7 +471,7 @@ class EndpointIndex:
                 port_no = numeric_target
             for ep_port in sl.ports:
                 if ((ep_port.name or "") == want and ep_port.port is not None
-                        and ep_port.protocol == "TCP"):  # HTTP: TCP ports only (_TCP_ONLY)
+                        and ep_port.protocol == protocol):  # HTTP: TCP ports only (_TCP_ONLY)
                     port_no = ep_port.port
                     break
             if port_no is None:
@@ -492,7 +500,8 @@ class EndpointIndex:
         return out
 
     def _from_endpoints(self, svc: Service, sp: ServicePort,
-                        hosts: dict[Address, str] | None = None) -> list[Address] | None:
+                        hosts: dict[Address, str] | None = None, protocol: str = "TCP"
+                        ) -> list[Address] | None:
         eps = self._endpoints.get((svc.metadata.namespace, svc.metadata.name))
         if eps is None:
             return None
@@ -502,11 +511,11 @@ class EndpointIndex:
             port_no = None
             for ep_port in subset.ports:
                 if ((ep_port.name or "") == want and ep_port.port is not None
-                        and ep_port.protocol == "TCP"):
+                        and ep_port.protocol == protocol):
                     port_no = ep_port.port
                     break
             if port_no is None and len(subset.ports) == 1 and subset.ports[0].port is not None \
-                    and not want and subset.ports[0].protocol == "TCP":
+                    and not want and subset.ports[0].protocol == protocol:
                 port_no = subset.ports[0].port
             if port_no is None:
                 continue
@@ -520,7 +529,7 @@ class EndpointIndex:
 
     def _finish(self, svc: Service, port: int | None, addrs: list[Address],
                 sp: ServicePort | None = None, numeric_target: int | None = None,
-                hosts: dict[Address, str] | None = None) -> EndpointSet:
+                hosts: dict[Address, str] | None = None, protocol: str = "TCP") -> EndpointSet:
         # Deduplicate (an address can sit in two slices while they are being rewritten) and sort,
         # so balancing does not depend on the order objects arrived in.
         unique = tuple(sorted(set(addrs))) if addrs else ()
@@ -537,14 +546,15 @@ class EndpointIndex:
         # pays nothing for it.
         reason = None if unique else (
             f"Service {meta.namespace}/{meta.name} has no ready endpoint"
-            + ("" if sp is None else f": {self._why_none(svc, sp, numeric_target)}"))
+            + ("" if sp is None else f": {self._why_none(svc, sp, numeric_target, protocol)}"))
         hostnames = tuple([hosts.get(a) for a in unique]) if hosts else ()
         return _new_endpoint_set(meta.namespace, meta.name, port, unique, weights, reason,
                                  weighted, hostnames)
 
     # --- why a backend has no endpoint (only asked when it has none) ---------------------------
 
-    def _why_none(self, svc: Service, sp: ServicePort, numeric_target: int | None) -> str:
+    def _why_none(self, svc: Service, sp: ServicePort, numeric_target: int | None,
+                  protocol: str = "TCP") -> str:
         """What the objects say of Service ``svc`` port ``sp`` that has no ready endpoint: the
         same walk as ``_from_slices``/``_from_endpoints``, counting what each step dropped.
         Slices are read in name order, so the text does not depend on the order they came in
@@ -552,10 +562,10 @@ class EndpointIndex:
         key = (svc.metadata.namespace, svc.metadata.name)
         slices = self._slices.get(key)
         if slices:
-            return _slices_why(sorted(slices, key=slice_key), sp, numeric_target)
+            return _slices_why(sorted(slices, key=slice_key), sp, numeric_target, protocol)
         eps = self._endpoints.get(key)
         if eps is not None:
-            return _endpoints_why(eps, sp)
+            return _endpoints_why(eps, sp, protocol)
         return (f"no EndpointSlice labelled kubernetes.io/service-name={svc.metadata.name} "
                 f"(and no v1 Endpoints)")
 
@@ -595,7 +605,7 @@ def _count(n: int, what: str) -> str:
 
 
 def _slices_why(slices: Sequence[EndpointSlice], sp: ServicePort,
-                numeric_target: int | None) -> str:
+                numeric_target: int | None, protocol: str = "TCP") -> str:
     want = sp.name or ""
     unusable: list[str] = []  # slices no endpoint of which can serve this port
     empty: list[str] = []  # usable slices listing no endpoint
@@ -611,9 +621,9 @@ def _slices_why(slices: Sequence[EndpointSlice], sp: ServicePort,
                 unusable.append(f"{ref} lists no port, and the Service's targetPort "
                                 f"{sp.target_port!r} is a name only a slice port can give")
                 continue
-        elif not any((p.name or "") == want and p.port is not None and p.protocol == "TCP"
+        elif not any((p.name or "") == want and p.port is not None and p.protocol == protocol
                      for p in sl.ports):
-            unusable.append(f"{ref} has no TCP port {_want_text(want)} (its ports: "
+            unusable.append(f"{ref} has no {protocol} port {_want_text(want)} (its ports: "
                             f"{_ports_text(sl.ports)})")
             continue
         if not sl.endpoints:
@@ -641,7 +651,7 @@ def _slices_why(slices: Sequence[EndpointSlice], sp: ServicePort,
     return _some(parts + unusable)
 
 
-def _endpoints_why(eps: Endpoints, sp: ServicePort) -> str:
+def _endpoints_why(eps: Endpoints, sp: ServicePort, protocol: str = "TCP") -> str:
     want = sp.name or ""
     ref = f"Endpoints {eps.metadata.ref}"
     matched = False
@@ -649,17 +659,18 @@ def _endpoints_why(eps: Endpoints, sp: ServicePort) -> str:
     ports: list[EndpointPort] = []
     for subset in eps.subsets:
         ports += subset.ports
-        ok = any((p.name or "") == want and p.port is not None and p.protocol == "TCP"
+        ok = any((p.name or "") == want and p.port is not None and p.protocol == protocol
                  for p in subset.ports) or (
             len(subset.ports) == 1 and subset.ports[0].port is not None and not want
-            and subset.ports[0].protocol == "TCP")
+            and subset.ports[0].protocol == protocol)
         if ok:
             matched = True
             not_ready += len(subset.not_ready_addresses)
     if not eps.subsets:
         return f"{ref} lists no subset (no address)"
     if not matched:
-        return f"{ref} has no TCP port {_want_text(want)} (its ports: {_ports_text(ports)})"
+        return (f"{ref} has no {protocol} port {_want_text(want)} (its ports: "
+                f"{_ports_text(ports)})")
     if not_ready:
         return (f"{ref}: {_count(not_ready, 'address')} in notReadyAddresses, none ready"
                 if not_ready > 1 else f"{ref}: 1 address, in notReadyAddresses (not ready)")

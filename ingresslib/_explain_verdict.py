@@ -746,9 +746,11 @@ def describe_location_extras(answer: ProxyAnswer) -> dict[str, Any]:
     defaults, each from the core's answer: ``proxy_http_version`` (the request line the proxy
     sent), ``connection_proxy_header`` (the Connection header it sent upstream),
     ``access_log`` (False: ``enable-access-log: "false"``, the request record's
-    ``access_log``: no access-log line, the metrics still count it) and
+    ``access_log``: no access-log line, the metrics still count it),
     ``use_port_in_redirects`` (True: the ssl-redirect's Location names the https port, 443
-    included: the verdict's ``location`` is the proxy's own)."""
+    included: the verdict's ``location`` is the proxy's own), ``proxy_buffer_size`` (the
+    response head's limit, bytes, when not 4096) and ``proxy_buffering`` (``read_ahead``:
+    the bytes of a response read ahead of the client, with ``proxy-buffering: "on"``)."""
     opts = answer.options
     out: dict[str, Any] = {}
     if opts is None or answer.server_location:
@@ -768,4 +770,12 @@ def describe_location_extras(answer: ProxyAnswer) -> dict[str, Any]:
         out["access_log"] = False
     if getattr(opts, "port_in_redirects", False):
         out["use_port_in_redirects"] = True
+    # proxy/_response_buffer.py: proxy-buffer-size (the upstream response head's limit) and
+    # proxy-buffering's read-ahead, when not the defaults.
+    head_limit = getattr(opts, "proxy_buffer_size", 4096)
+    if head_limit != 4096:
+        out["proxy_buffer_size"] = head_limit
+    ahead = getattr(opts, "response_buffer", 0)
+    if ahead:
+        out["proxy_buffering"] = {"read_ahead": ahead}
     return out

@@ -29,15 +29,21 @@ The values nginx's log module writes itself (``ngx_http_log_vars``: ``$status``,
 
 Request headers (``$http_<name>``: every line of that name, ``", "``-joined, a Cookie's
 ``"; "``), ``$proxy_add_x_forwarded_for``, ``$scheme``, ``$https`` and ``$server_port`` come
-from the record's ``request_headers``, ``scheme`` and ``server_port``. Variables nginx knows
-that the request record cannot give (``$server_name``, ``$remote_port``, response headers,
-``$cookie_<name>``, ``$arg_<name>``...) are accepted, written as unset, and named once in the
-ConfigMap's warnings (:func:`unavailable`).
+from the record's ``request_headers``, ``scheme`` and ``server_port``; ``$cookie_<name>`` and
+``$arg_<name>`` from its headers and query. The connection variables (``$server_name``,
+``$remote_port``, ``$connection``, ``$connection_requests``, ``$ssl_protocol``,
+``$ssl_cipher``, ``$ssl_server_name``, ``$realip_remote_addr``, ``$proxy_protocol_*``) and
+the response head sent (``$sent_http_<name>``) come from ``RequestRecord.connection``, which
+the core sets only when a format is configured (a record without it writes them unset).
+Variables nginx knows that the request record cannot give (``$ssl_client_s_dn``,
+``$upstream_bytes_received``, ``$pipe``...) are accepted, written as unset, and named once in
+the ConfigMap's warnings (:func:`unavailable`).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -263,6 +269,344 @@ def _seconds(name: str) -> Getter:
     return get
 
 
+# --- session 30: cookies, arguments, the response head, the connection --------------------------
+
+
+def _cookie(key: str) -> Getter:
+    want = key.encode("latin-1")
+    return lambda r, f, now: _cookie_value(r, want)
+
+
+def _cookie_value(r: Any, want: bytes) -> str | None:
+    """``$cookie_<name>``: ngx_http_variable_cookie -> ngx_http_parse_multi_header_lines over
+    every Cookie line in order: at the start of a line, and after each ``;`` or ``,`` and the
+    spaces that follow it, a name that equals ``want`` without case (ngx_strncasecmp), then
+    spaces, then ``=`` and spaces: the value runs to the next ``;`` (a ``,`` and trailing
+    spaces included) or the line's end. None: no such cookie (``not_found``)."""
+    items = getattr(r, "request_headers", None)
+    if not items:
+        return None
+    size = len(want)
+    for _, name, line in items:
+        if name != b"cookie":
+            continue
+        start, end = 0, len(line)
+        while start < end:
+            if line[start:start + size].lower() == want:
+                p = start + size
+                while p < end and line[p] == 0x20:
+                    p += 1
+                if p < end and line[p] == 0x3D:  # "="
+                    p += 1
+                    while p < end and line[p] == 0x20:
+                        p += 1
+                    last = line.find(b";", p)
+                    value: bytes = line[p:end if last < 0 else last]
+                    return value.decode("latin-1")
+            # skip: past the next ";" or ",", then its spaces
+            while start < end:
+                ch = line[start]
+                start += 1
+                if ch == 0x3B or ch == 0x2C:
+                    break
+            while start < end and line[start] == 0x20:
+                start += 1
+    return None
+
+
+def _arg(key: str) -> Getter:
+    return lambda r, f, now: _arg_value(r.query, key)
+
+
+def _arg_value(args: str | None, key: str) -> str | None:
+    """``$arg_<name>``: ngx_http_arg over the request's arguments as received (not decoded):
+    the first place the name occurs without case (ngx_strlcasestrn) at the start or after a
+    ``&``, followed by ``=``: the value up to the next ``&``. None: no such argument (also
+    ``?name`` without ``=``)."""
+    if not args:
+        return None
+    low = args.lower()
+    size = len(key)
+    p = low.find(key)
+    while p >= 0:
+        if (p == 0 or low[p - 1] == "&") and low[p + size:p + size + 1] == "=":
+            last = args.find("&", p + size + 1)
+            return args[p + size + 1:] if last < 0 else args[p + size + 1:last]
+        p = low.find(key, p + 1)
+    return None
+
+
+class ConnectionFacts:
+    """What log-format-upstream's connection variables read of the connection that served a
+    request, copied from its ``ClientConnection`` once (:func:`connection_facts`, at the
+    connection's first record): ``RequestRecord.connection[0]``. A record holds these few
+    values, not the connection: a record kept (a ``MemoryHandler``, a user's ``on_record``
+    list or queue) keeps no connection, its buffers or its upstreams alive, and a line
+    written late reads what the request was served with. The attribute names are the
+    connection's own: ``peer`` (as given, ``(ip, port)`` or ip), ``peer_ip``, ``number``
+    (``$connection``), ``proxy_protocol_port``, ``tls_info`` (``(protocol, cipher, SNI)``),
+    ``proxy`` (the ``Proxy``, for ``$server_name``) and ``realip_addr`` (the PROXY protocol
+    header's sender)."""
+
+    __slots__ = ("peer", "peer_ip", "number", "proxy_protocol_port", "tls_info", "proxy",
+                 "realip_addr")
+
+    def __init__(self, peer: Any, peer_ip: str | None, number: int,
+                 proxy_protocol_port: int | None,
+                 tls_info: tuple[str | None, str | None, str | None] | None,
+                 proxy: Any, realip_addr: str | None = None) -> None:
+        self.peer, self.peer_ip, self.number = peer, peer_ip, number
+        self.proxy_protocol_port, self.tls_info, self.proxy = proxy_protocol_port, tls_info, proxy
+        self.realip_addr = realip_addr
+
+    def __repr__(self) -> str:
+        return f"ConnectionFacts(peer={self.peer!r}, number={self.number})"
+
+
+def connection_facts(conn: Any) -> ConnectionFacts:
+    """The :class:`ConnectionFacts` of ``conn`` (a ``ClientConnection``) now: the core calls
+    it once per connection, at its first record with a format (the driver has set
+    ``tls_info`` by then: ``ProxyServer`` does before ``start``)."""
+    return ConnectionFacts(conn.peer, conn.peer_ip, conn.number, conn.proxy_protocol_port,
+                           conn.tls_info, conn.proxy, conn.realip_addr)
+
+
+def _context(r: Any) -> tuple[Any, int, bytes | None] | None:
+    ctx: tuple[Any, int, bytes | None] | None = getattr(r, "connection", None)
+    return ctx
+
+
+def _remote_port(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # ngx_http_variable_remote_port: the port of r->connection->sockaddr, which the realip
+    # module replaces: a PROXY protocol header's source port (ingress-nginx's
+    # use-proxy-protocol: "real_ip_header proxy_protocol", the address the driver gives the
+    # connection), 0 for an address taken from X-Forwarded-For ("ngx_inet_set_port(...,
+    # port)" with port 0), which it writes empty ("if (port > 0 && port < 65536)").
+    ctx = _context(r)
+    if ctx is None:
+        return None
+    conn = ctx[0]
+    peer = conn.peer
+    if not isinstance(peer, tuple):
+        return None
+    if r.client_ip is not None and r.client_ip != conn.peer_ip:
+        return ""
+    port = int(peer[1])
+    return str(port) if 0 < port < 65536 else ""
+
+
+def _realip_remote_addr(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # ngx_http_realip_module: the address before realip replaced it, the peer's. With a
+    # trusted PROXY protocol header the driver gives the header's source as the peer: the
+    # address of the peer that sent the header (``realip_addr``, ProxyServer tells it; a
+    # driver that does not: unset).
+    ctx = _context(r)
+    if ctx is None:
+        return None
+    facts = ctx[0]
+    ip: str | None = getattr(facts, "realip_addr", None) \
+        if facts.proxy_protocol_port is not None else facts.peer_ip
+    return ip
+
+
+def _proxy_protocol(index: int) -> Getter:
+    """``$proxy_protocol_addr`` (0), ``$proxy_protocol_port`` (1),
+    ``$proxy_protocol_server_port`` (2): the PROXY protocol header's source address and port
+    and destination port (ngx_http_variable_proxy_protocol_addr/_port: not_found without a
+    header), which the driver gives the connection as its peer and ``proxy_protocol_port``.
+    The header of a peer outside ``proxy-real-ip-cidr`` is read and not used: unset here
+    (nginx still reports it)."""
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        ctx = _context(r)
+        if ctx is None:
+            return None
+        conn = ctx[0]
+        server_port = conn.proxy_protocol_port
+        if server_port is None:
+            return None
+        if index == 2:
+            return str(server_port)
+        peer = conn.peer
+        if not isinstance(peer, tuple):
+            return None
+        return str(peer[index])
+    return get
+
+
+def _binary_remote_addr(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # ngx_http_variable_binary_remote_addr: the 4 (IPv4) or 16 (IPv6) bytes of $remote_addr
+    # (an IPv4-mapped IPv6 address: its 16), as latin-1 characters (the log escapes them).
+    import ipaddress
+    addr: str | None = f["remote_addr"]
+    if not addr:
+        return None
+    try:
+        return ipaddress.ip_address(addr.partition("%")[0]).packed.decode("latin-1")
+    except ValueError:
+        return None
+
+
+def _connection_number(r: Any, f: dict[str, Any], now: float) -> str | None:
+    ctx = _context(r)
+    number = 0 if ctx is None else ctx[0].number
+    return str(number) if number else None
+
+
+def _connection_requests(r: Any, f: dict[str, Any], now: float) -> str | None:
+    ctx = _context(r)
+    return None if ctx is None else str(ctx[1])
+
+
+def _ssl(index: int) -> Getter:
+    # ngx_ssl_get_protocol (SSL_get_version: "TLSv1.3") and ngx_ssl_get_cipher_name
+    # (SSL_get_cipher_name: "TLS_AES_256_GCM_SHA384"), ngx_ssl_get_server_name (the
+    # ClientHello's name as sent; none: unset); over plain HTTP: unset (the ssl module's
+    # variables are not_found without c->ssl).
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        ctx = _context(r)
+        info = None if ctx is None else ctx[0].tls_info
+        return None if info is None else info[index]
+    return get
+
+
+def _server_name(r: Any, f: dict[str, Any], now: float) -> str | None:
+    """``$server_name``: the first ``server_name`` of the server block that served the request
+    (ngx_http_core_merge_srv_conf: "name = sn[0].name", a regex one with its ``~``):
+    ingress-nginx's server for the request's host, written by template.go
+    ``buildServerName``: the rule host as written; a wildcard ``*.example.com`` as
+    ``~^(?<subdomain>[\\w-]+)\\.example\\.com$``; a server-alias names its rule host's server.
+    No server for the host (or no Host): the catch-all server, ``_``."""
+    ctx = _context(r)
+    if ctx is None:
+        return None
+    host = r.host
+    if not host:
+        return "_"
+    proxy = ctx[0].proxy
+    owners = proxy._server_owners()
+    if owners is None:  # a custom router: no table to tell
+        return host if r.ingress is not None else "_"
+    key = str(proxy._alias_server(host))
+    if key not in owners:
+        if key in proxy._www_twins():
+            # from-to-www-redirect: nginx.tmpl's redirect server for the twin, "server {
+            # server_name {{ $redirect.From }}; ... }" (an exact name: before a wildcard).
+            return key
+        key = "*." + key.partition(".")[2] if "." in key else ""
+        if key not in owners:
+            return "_"
+    if key.startswith("*."):  # template.go buildServerName
+        return "~^(?<subdomain>[\\w-]+)\\." + key[2:].replace(".", "\\.") + "$"
+    return key
+
+
+#: $sent_http_<name> nginx reads from a headers_out field of its own (the rest:
+#: ngx_http_variable_unknown_header over the list of headers sent).
+def _sent_lines(head: bytes, want: bytes) -> list[bytes]:
+    values = []
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.lower().replace(b"-", b"_") == want:
+            values.append(value.strip(b" \t"))
+    return values
+
+
+def _keepalive_asked(r: Any) -> str:
+    """``$sent_http_connection`` of a request no head was sent for: ``r->keepalive`` as
+    ngx_http_handler set it from the request (HTTP/1.1 unless ``Connection: close``, HTTP/1.0
+    with ``Connection: keep-alive``); a head refused before that: ``close``."""
+    items = getattr(r, "request_headers", None)
+    if items is None:
+        return "close"
+    tokens = {t.strip().lower() for _, n, v in items if n == b"connection"
+              for t in v.split(b",")}
+    if b"close" in tokens:
+        return "close"
+    return "keep-alive" if r.http_version != "1.0" or b"keep-alive" in tokens else "close"
+
+
+def _own_server() -> bytes:
+    from .proxy._headers import server_token
+    return server_token()
+
+
+def _sent_http(key: str) -> Getter:
+    """``$sent_http_<name>``: the response head as the client got it (after the hide, add
+    and compression filters): every line whose lower-cased name, ``-`` read as ``_``, is
+    ``<name>``, ``", "``-joined (ngx_http_variable_unknown_header over headers_out). nginx
+    computes three itself: ``connection`` (ngx_http_variable_sent_connection: ``upgrade``
+    for a 101, else ``keep-alive`` or ``close``, always set: without a head, what the request
+    asked for), ``keep_alive`` (only with
+    ``keepalive_timeout``'s header time, which ingress-nginx never writes: unset) and
+    ``transfer_encoding`` (``chunked`` for a chunked response, else unset). None: no head was
+    sent (the client left first) or no such line.
+
+    Two lines of the head are never in that list: nginx's header filter
+    (ngx_http_header_filter) writes ``Date`` and its own ``Server`` straight into the head
+    ("if (r->headers_out.date == NULL) ..."; the upstream's Date is one of
+    ngx_http_proxy_hide_headers), so ``$sent_http_date`` is unset, and ``$sent_http_server``
+    too unless the Server sent is no token of this hop's own (the upstream's, passed by
+    ``allow-backend-server-header``'s proxy_pass_header Server, is in the list)."""
+    want = key.encode("latin-1")
+    own_server = _own_server() if key == "server" else None
+
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        ctx = _context(r)
+        if ctx is None or key == "keep_alive" or key == "date":
+            return None
+        head = ctx[2]
+        if key == "connection":
+            if not head:
+                return _keepalive_asked(r)
+            if head[9:12] == b"101":
+                return "upgrade"
+            tokens = b",".join(_sent_lines(head, want)).lower()
+            return "close" if b"close" in tokens else "keep-alive"
+        if not head:
+            return None
+        values = _sent_lines(head, want)
+        if own_server is not None and own_server in values:
+            values.remove(own_server)  # (server-tokens: this hop's own, ngx_http_server_*)
+        if key == "transfer_encoding":
+            return "chunked" if any(b"chunked" in v.lower() for v in values) else None
+        return ", ".join(v.decode("latin-1") for v in values) if values else None
+    return get
+
+
+def _content_length(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # ngx_http_variable_content_length: the Content-Length line as received
+    # (r->headers_in.content_length: nginx refuses a second one); a chunked body: unset.
+    items = getattr(r, "request_headers", None)
+    if items:
+        for _, name, value in items:
+            if name == b"content-length":
+                return str(value.decode("latin-1"))
+    return None
+
+
+@functools.cache
+def _host_name() -> str:
+    # ngx_cycle->hostname: gethostname() once per cycle, lower-cased (ngx_init_cycle:
+    # ngx_strlow); here once per process, not a system call per line.
+    import socket
+    return socket.gethostname().lower()
+
+
+def _hostname(r: Any, f: dict[str, Any], now: float) -> str:
+    return _host_name()
+
+
+def _unset_always(r: Any, f: dict[str, Any], now: float) -> None:
+    """A variable nginx knows and never sets under ingress-nginx's configuration (no warning:
+    unset is its value)."""
+    return None
+
+
+def _pid(r: Any, f: dict[str, Any], now: float) -> str:
+    import os
+    return str(os.getpid())
+
+
 #: Values nginx's log module writes itself: never escaped, never empty.
 _DIRECT: dict[str, Getter] = {
     "time_local": _field("time_local"),
@@ -316,21 +660,39 @@ _VARS: dict[str, Getter] = {
     "https": _https,
     "server_port": _server_port,
     "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
+    # session 30
+    "server_name": _server_name,
+    "remote_port": _remote_port,
+    "realip_remote_addr": _realip_remote_addr,
+    "binary_remote_addr": _binary_remote_addr,
+    "proxy_protocol_addr": _proxy_protocol(0),
+    "proxy_protocol_port": _proxy_protocol(1),
+    "proxy_protocol_server_port": _proxy_protocol(2),
+    "connection": _connection_number,
+    "connection_requests": _connection_requests,
+    "ssl_protocol": _ssl(0),
+    "ssl_cipher": _ssl(1),
+    "ssl_server_name": _ssl(2),
+    "content_length": _content_length,
+    "hostname": _hostname,
+    "pid": _pid,
+    # No proxy_cache in ingress-nginx's nginx.tmpl: ngx_http_upstream_cache_status is always
+    # not_found ("r->upstream == NULL || r->upstream->cache_status == 0").
+    "upstream_cache_status": _unset_always,
 }
 
 #: nginx (and ingress-nginx's nginx.tmpl) variables the record cannot give: accepted, unset.
 _KNOWN_ELSEWHERE = frozenset({
-    "ancient_browser", "binary_remote_addr", "connection", "connection_requests",
-    "connection_time", "content_length", "document_root", "hostname", "limit_rate",
-    "nginx_version", "pid", "pipe", "proxy_protocol_addr",
-    "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
-    "realpath_root", "remote_port", "request_body", "request_body_file", "request_completion",
-    "request_filename", "server_addr", "server_name", "tcpinfo_rtt",
+    "ancient_browser",
+    "connection_time", "document_root", "limit_rate",
+    "nginx_version", "pipe", "proxy_protocol_server_addr",
+    "realpath_root", "request_body", "request_body_file", "request_completion",
+    "request_filename", "server_addr", "tcpinfo_rtt",
     "tcpinfo_rttvar", "tcpinfo_snd_cwnd", "tcpinfo_rcv_space", "upstream_bytes_received",
-    "upstream_bytes_sent", "upstream_cache_status", "upstream_queue_time",
-    "upstream_last_server_name", "proxy_host", "proxy_port", "realip_remote_addr",
-    "realip_remote_port", "ssl_protocol", "ssl_cipher", "ssl_ciphers",
-    "ssl_curve", "ssl_curves", "ssl_server_name", "ssl_session_id", "ssl_session_reused",
+    "upstream_bytes_sent", "upstream_queue_time",
+    "upstream_last_server_name", "proxy_host", "proxy_port",
+    "realip_remote_port", "ssl_ciphers",
+    "ssl_curve", "ssl_curves", "ssl_session_id", "ssl_session_reused",
     "ssl_early_data", "ssl_alpn_protocol", "ssl_client_cert", "ssl_client_raw_cert",
     "ssl_client_escaped_cert", "ssl_client_fingerprint", "ssl_client_i_dn",
     "ssl_client_i_dn_legacy", "ssl_client_s_dn", "ssl_client_s_dn_legacy",
@@ -365,6 +727,12 @@ def _lookup(name: str, underscores: bool = False) -> tuple[Getter, bool] | None:
         return _http(name[5:], underscores), False
     if name == "content_type":
         return _http(name, underscores), False
+    if name.startswith("cookie_"):
+        return _cookie(name[7:]), False
+    if name.startswith("arg_"):
+        return _arg(name[4:]), False
+    if name.startswith("sent_http_"):
+        return _sent_http(name[10:]), False
     if name in _KNOWN_ELSEWHERE or name.startswith(_PREFIXES):
         return _unset, False
     return None

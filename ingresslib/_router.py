@@ -1122,6 +1122,54 @@ class Router:
                 return ep
         return None
 
+    def repick(self, decision: Decision, method: str, host: str, path: str,
+               headers: Headers = (), client_ip: str | None = None, *,
+               query: str | None = None) -> Decision:
+        """The Decision of a request ``route`` answered ``decision`` for, its endpoint chosen
+        now (the proxy calls it when a body read whole first is in: nginx picks the peer in
+        the balancer phase, at the connect). The rule and the side (main or canary: chosen on
+        the head, ingress-nginx's ``balancer.rewrite()``) stay; the endpoint is picked from
+        that side's current endpoints. ``decision`` itself when nothing changed since the
+        head and its balancer's pick would not differ (round-robin: the head's pick took the
+        request's turn; consistent hashing; a session's cookie), when the rule is gone (a
+        rebuilt table: the request keeps its backend, as nginx's old worker), or when the
+        ``default-backend`` annotation's Service would take over from the rule's (or give it
+        back): an upstream switched by a reload in ingress-nginx. Arguments as ``route``'s."""
+        b = decision.handle
+        if type(b) is not _Backend:
+            return decision
+        routes = self._state.routes
+        match = decision.match
+        rid = match.route_id
+        if not 0 <= rid < len(routes):
+            return decision
+        r = routes[rid]
+        if r.main.match is not match:
+            return decision
+        side = r.canary if decision.canary else r.main
+        if side is b:
+            mode = b.mode
+            if mode == _RR or mode == _CHASH or mode == _KEY or b.sticky is not None \
+                    or type(b.balancer) is RoundRobin:
+                return decision
+        elif side is None:
+            return decision
+        if not side.n:
+            # As on the head: a side without ready endpoint leaves the other serving.
+            other = r.main if decision.canary else r.canary
+            if other is not None and other.n:
+                side = other
+        if side.dflt != b.dflt:
+            # The rule's Service lost its last endpoint (or got one back) and the Ingress's
+            # default-backend Service serves it now (or no longer): a location's upstream
+            # switched, which ingress-nginx does by a reload (controller.go createUpstreams)
+            # and its old worker finishes the request with the old one; the upstream head was
+            # built for it too (the default backend's X-Code, X-Namespace... or none). (The
+            # default-backend Service's own endpoints are picked again as any.)
+            return decision
+        d: Decision = side.choose(method, host, path, _reiterable(headers), client_ip, query)
+        return d
+
     def error_page(self, decision: Decision, request: RequestContext | None = None
                    ) -> Decision | None:
         """The Decision serving the error page of an intercepted response to ``decision``

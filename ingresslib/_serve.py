@@ -9,6 +9,7 @@ server, sets up the output, follows the cluster with ``--kubernetes`` (``_watch`
 the signals. SIGHUP reads the files at once (one that comes while ``serve`` starts is kept until
 it can be acted on). SIGTERM, SIGINT and SIGQUIT (nginx's graceful stop, ``nginx -s quit``)
 stop accepting and let requests in flight finish for up to ``--shutdown-timeout`` seconds
+(else the ConfigMap's ``worker-shutdown-timeout``, else 10: ``_serve_reload.shutdown_timeout``)
 (exit 0); a second SIGINT aborts what is left at once.
 
 Its parts, one job each: ``_serve_reload`` (the files polled and swapped in: ``Reloader``),
@@ -61,7 +62,7 @@ from ._serve_notes import (
     _table_notes,
 )
 from ._serve_notes import MAX_NOTES_LOGGED as MAX_NOTES_LOGGED  # (re-exported: tests read it)
-from ._serve_reload import Reloader, _snapshot, _State
+from ._serve_reload import Reloader, _snapshot, _State, shutdown_timeout
 # The URL of a socket, one function for serve's lines and ProxyServer.urls (serve runs the
 # proxy server anyway: importing it here costs ``serve`` nothing).
 from .proxy._server import _socket_urls
@@ -344,7 +345,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # it stops the start as one a moment earlier did (exit 130 or 143, serve_main's line),
         # not "listening on" followed by a graceful stop and exit 0. Still a graceful stop: a
         # client that connected meanwhile has its request finished (a second Ctrl-C cuts it).
-        await _stop_serving(server, args, again, metrics_server, kube_client)
+        await _stop_serving(server, args, again, metrics_server, kube_client, config=cfg)
         if stopped_by[:1] and stopped_by[0] != signal.SIGINT:  # SIGTERM, SIGQUIT
             raise _Terminated(stopped_by[0])
         raise KeyboardInterrupt()
@@ -359,16 +360,25 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             _say(f"metrics on {url}/metrics")
     #: --tcp-services-configmap: ingresslib._serve_tcp (None without the flag).
     tcp_feed: Any = None
-    if getattr(args, "tcp_services_configmap", None):
+    #: --udp-services-configmap: ingresslib._serve_udp (None without the flag).
+    udp_feed: Any = None
+    for flag in ("tcp_services_configmap", "udp_services_configmap"):
+        if not getattr(args, flag, None):
+            continue
         from ._serve_tcp import TCPServicesFeed
+        from ._serve_udp import UDPServicesFeed
 
-        tcp_feed = TCPServicesFeed(
-            args.tcp_services_configmap, listen[0], server.settings,
+        feed = (TCPServicesFeed if flag[0] == "t" else UDPServicesFeed)(
+            getattr(args, flag), listen[0], server.settings,
             reserved=lambda: [a[-1] for a in server.addresses] + [p for p in (
                 listen[1], tls_listen and tls_listen[1], metrics_listen and metrics_listen[1],
                 mport) if p],
             max_connections=getattr(args, "max_connections", 10000),
-            drain_timeout=getattr(args, "shutdown_timeout", 10.0))
+            drain_timeout=shutdown_timeout(args, cfg))
+        if flag[0] == "t":
+            tcp_feed = feed
+        else:
+            udp_feed = feed
 
     # The digest of the configuration serving, and whether the last attempt failed: an update
     # that leaves the digest as it was (an endpoint change from the cluster, a file touched
@@ -393,10 +403,17 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         if ok and store is not None and getattr(args, "kubernetes", False):
             _dh_param_named(server.settings, dh_unread if getattr(
                 args, "no_auth_secrets", False) else None)
-        if ok and tcp_feed is not None:
+        if ok and (tcp_feed is not None or udp_feed is not None):
             tcp_res = res if res is not None else getattr(reloader, "last_resources", None)
-            if tcp_res is not None:
-                tcp_feed.apply(tcp_res, server.settings)
+            if udp_feed is not None:
+                udp_feed.services.responses = getattr(
+                    reloader.config if reloader is not None else cfg, "proxy_stream_responses", 1)
+            for feed in (tcp_feed, udp_feed):
+                if feed is not None:   # (worker-shutdown-timeout, as the ConfigMap is now)
+                    feed.services.drain_timeout = shutdown_timeout(
+                        args, reloader.config if reloader is not None else cfg)
+                if tcp_res is not None and feed is not None:
+                    feed.apply(tcp_res, server.settings)
         if metrics is None:
             return
         if not ok:
@@ -476,10 +493,15 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         await stop.wait()
     finally:
         # TCP services stop listening at once and drain beside the HTTP requests.
+        # (worker-shutdown-timeout: the ConfigMap serving, the last a reload applied.)
+        config_now = reloader.config if reloader is not None else cfg
         tcp_closing = None if tcp_feed is None else loop.create_task(
-            tcp_feed.close(getattr(args, "shutdown_timeout", 10.0)))
+            tcp_feed.close(shutdown_timeout(args, config_now)))
+        if udp_feed is not None:   # (UDP sessions end with their sockets: nothing to drain)
+            await udp_feed.close(0)
         try:
-            await _stop_serving(server, args, again, metrics_server, kube_client, tasks)
+            await _stop_serving(server, args, again, metrics_server, kube_client, tasks,
+                                config=config_now)
         finally:
             if tcp_closing is not None:
                 if again.is_set():   # a second Ctrl-C: what is left is cut
@@ -494,7 +516,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
 
 async def _stop_serving(server: Any, args: argparse.Namespace, again: asyncio.Event,
                         metrics_server: Any, kube_client: Any,
-                        tasks: Sequence[asyncio.Task[Any]] = ()) -> None:
+                        tasks: Sequence[asyncio.Task[Any]] = (), config: Any = None) -> None:
     """``serve``'s graceful stop, once ``stop`` is set (serving, or while the listeners
     opened): ``tasks`` (the reloader, the cluster watch) are cancelled, the requests in flight
     finish for up to ``--shutdown-timeout`` seconds (``_drain``; ``again``, a second Ctrl-C,
@@ -512,7 +534,7 @@ async def _stop_serving(server: Any, args: argparse.Namespace, again: asyncio.Ev
                 t.exception()  # retrieved: nothing it raised while stopping matters
     _log.info("stopping: finishing in-flight requests")
     try:
-        await _drain(server, getattr(args, "shutdown_timeout", 10.0), again)
+        await _drain(server, shutdown_timeout(args, config), again)
     finally:
         await _close_side_servers(metrics_server, kube_client)
 
@@ -640,7 +662,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         settings = getattr(config(), "settings", None)
         if getattr(settings, "add_headers", "") or getattr(settings, "proxy_set_headers", ""):
             return True
-        if getattr(args, "tcp_services_configmap", None):
+        if getattr(args, "tcp_services_configmap", None) \
+                or getattr(args, "udp_services_configmap", None):
             return True
         return names_config_maps(_served(res, args.ingress_class, args.controller))
 
@@ -817,6 +840,15 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
             _say(f"ingresslib serve: --default-ssl-certificate {default_cert}: outside "
                  f"--namespace {ns}, the only namespace watched; its Secret could never be "
                  "read")
+            return 2
+    for flag in ("tcp", "udp"):
+        ref = getattr(args, f"{flag}_services_configmap", None)
+        if kube and ns is not None and ref is not None and ref.partition("/")[0] != ns:
+            # As --default-ssl-certificate: only --namespace's ConfigMaps are listed, so it
+            # would never be found (ingress-nginx logs "Error getting ConfigMap" on every
+            # sync and serves no stream service: kubernetes/ingress-nginx#7159).
+            _say(f"ingresslib serve: --{flag}-services-configmap {ref}: outside --namespace "
+                 f"{ns}, the only namespace watched; the ConfigMap could never be read")
             return 2
     from .proxy._server import parse_listen
 

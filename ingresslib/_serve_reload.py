@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import ValidationError
 from ._fields import fresh_lines
@@ -42,7 +42,24 @@ from ._serve_notes import (
     _table_notes,
 )
 
-__all__ = ["Reloader"]
+__all__ = ["Reloader", "shutdown_timeout"]
+
+#: serve's graceful stop bound when neither ``--shutdown-timeout`` nor the ConfigMap's
+#: ``worker-shutdown-timeout`` gives one.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+def shutdown_timeout(args: Any, config: Any) -> float:
+    """How long ``serve``'s graceful stop lets requests in flight finish (and TCP services'
+    connections of a removed port go on): ``--shutdown-timeout`` when given, else the
+    ConfigMap's ``worker-shutdown-timeout`` (``config``: the ``ServerConfig`` serving, the last
+    one a reload applied), else 10 s. The flag wins: ingress-nginx has none, so one given on
+    the command line is the operator's own choice over the ConfigMap's."""
+    flag = getattr(args, "shutdown_timeout", None)
+    if flag is not None and not getattr(flag, "not_given", False):   # (_cli._NotGiven)
+        return float(flag)
+    key = getattr(config, "worker_shutdown_timeout", None)
+    return DEFAULT_SHUTDOWN_TIMEOUT if key is None else float(key)
 
 _log = logging.getLogger("ingresslib.serve")
 
@@ -90,6 +107,28 @@ def _snapshot(paths: Sequence[str]) -> dict[str, _State]:
         for f in manifest_files(p, unreadable):
             add(f)
     return out
+
+
+class _Staged(NamedTuple):
+    """What ``Reloader._build`` read, to be swapped in once the ConfigMap's TLS contexts are
+    built (``Reloader._new_tls``)."""
+
+    cfg: Any
+    res: Resources | None
+
+
+def _arriving_dh(store: Any, cfg: Any, res: Resources | None) -> frozenset[str]:
+    """The ``ssl-dh-param`` problems that a staged TLS build finds with the resources in use
+    (the store's last update) and that ``res``, swapped in next, settles: its Secret comes in
+    the same edit as the key. Not warned by that build ("not found" for a Secret that is
+    there); the swap's update then says "DH parameters loaded"."""
+    last = getattr(store, "_last_args", None)
+    if res is None or not last or not getattr(cfg.settings, "ssl_dh_param", ""):
+        return frozenset()
+    from ._tls import dh_param_problems
+
+    settled = {str(p) for p in dh_param_problems(res, cfg.settings)}
+    return frozenset(str(p) for p in dh_param_problems(last[0], cfg.settings)) - settled
 
 
 class Reloader:
@@ -158,7 +197,19 @@ class Reloader:
     def _watched(self) -> list[str]:
         return self.paths + ([self.config_path] if self.config_path else [])
 
-    def _build(self) -> tuple[list[Any], Resources, Any]:
+    def _build(self) -> tuple[list[Any], Resources, Any] | _Staged:
+        """``_load`` then ``_swap`` (a worker thread). A changed ConfigMap with a certificate
+        store is only loaded (``_Staged``): ``check`` builds its ``ssl-*`` contexts first, then
+        swaps (``_swap``), so that a build that fails leaves everything as it was."""
+        cfg, res = self._load()
+        if cfg is not None and cfg != self.config \
+                and getattr(self.server, "cert_store", None) is not None:
+            return _Staged(cfg, res)
+        return self._swap(cfg, res)
+
+    def _load(self) -> tuple[Any, Resources | None]:
+        """The ConfigMap (None: none) and the manifests (None: ``--kubernetes``, the cluster's)
+        read and checked, nothing swapped yet (a worker thread)."""
         # Runs in a worker thread: parsing, validation and the table build are all done here,
         # away from the loop that is proxying. ``Router.update`` builds the new state aside and
         # swaps it in with one assignment (balancer state and canary counters carry over); a
@@ -191,6 +242,11 @@ class Reloader:
                         or not hasattr(self.server.router, "resources")):
                     raise
                 self._manifests_error = e
+        return cfg, res
+
+    def _swap(self, cfg: Any, res: Resources | None) -> tuple[list[Any], Resources, Any]:
+        """The router (its defaults from ``cfg``, its table from ``res``) and the certificates
+        swapped in under ``lock`` (a worker thread)."""
         with self.lock:
             router = self.server.router
             if res is None:
@@ -258,7 +314,12 @@ class Reloader:
         try:
             # A folder the snapshot could not list is not refused here on its own: the load
             # refuses it too (``_load._walk``), with every other error of the files besides.
-            served, res, cfg = await loop.run_in_executor(None, self._build)
+            built = await loop.run_in_executor(None, self._build)
+            if isinstance(built, _Staged):
+                if not await self._new_tls(built.cfg, built.res):
+                    return False
+                built = await self._swap_staged(built)
+            served, res, cfg = built
         except ValidationError as e:
             # Every error: the ConfigMap's too when both are invalid (it was left out).
             both = (e,) if self._config_error is None else (self._config_error, e)
@@ -278,18 +339,6 @@ class Reloader:
                 self.on_reload(False, repr(e))
             return False
         if cfg is not None and cfg != self.config:
-            # The ssl-* keys' contexts built in a worker thread, swapped in here in one step
-            # (the listener answers with the old ones meanwhile): the settings' own
-            # configure_tls then finds them in use.
-            from ._tls_reconfigure import configure_tls_off_loop
-            try:
-                await configure_tls_off_loop(self.server.cert_store, cfg.settings)
-            except Exception as e:  # logged there: the settings in use stay, a failed reload
-                self.failures += 1
-                self.last_error = repr(e)
-                if self.on_reload:
-                    self.on_reload(False, repr(e))
-                return False
             # On the loop thread: the proxy reads its settings there, so a request never sees
             # half of the old settings and half of the new.
             self.server.settings = cfg.settings
@@ -329,6 +378,45 @@ class Reloader:
                        "%s applied to it):\n%s", self.config_path, _invalid_text(err))
             if self.on_reload:
                 self.on_reload(False, str(err))
+            return False
+        return True
+
+    async def _swap_staged(self, staged: _Staged) -> tuple[list[Any], Resources, Any]:
+        """``_swap`` (a worker thread) once ``_new_tls`` put the new contexts in. All or
+        nothing: a swap that raises (the router's build) gives the settings still serving their
+        contexts back, then raises on (reported by ``check``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self._swap, staged.cfg, staged.res)
+        except Exception:
+            from ._tls_reconfigure import configure_tls_off_loop
+
+            with contextlib.suppress(Exception):   # (logged there)
+                await configure_tls_off_loop(self.server.cert_store, self.server.settings)
+            raise
+
+    async def _new_tls(self, cfg: Any, res: Resources | None = None) -> bool:
+        """The ``ssl-*`` keys' contexts of a changed ConfigMap, built in a worker thread and
+        swapped in on the loop in one step (the listener answers with the old ones meanwhile;
+        the settings' own configure_tls then finds them in use), BEFORE anything else of the
+        reload is swapped in. False: the build failed (logged there), a failed reload that
+        leaves everything as it was, as ``nginx -t`` failing leaves ingress-nginx's
+        configuration: the settings, the router (its ``load-balance`` / ``service-upstream``
+        defaults and table), ``built_config`` and the contexts; a later reload applies it
+        all."""
+        from ._tls_reconfigure import configure_tls_off_loop
+
+        quiet = frozenset[str]()
+        if res is not None and cfg.settings.ssl_dh_param:
+            quiet = await asyncio.get_running_loop().run_in_executor(
+                None, _arriving_dh, self.server.cert_store, cfg, res)
+        try:
+            await configure_tls_off_loop(self.server.cert_store, cfg.settings, quiet)
+        except Exception as e:  # noqa: BLE001 - logged there, with its traceback
+            self.failures += 1
+            self.last_error = repr(e)
+            if self.on_reload:
+                self.on_reload(False, repr(e))
             return False
         return True
 

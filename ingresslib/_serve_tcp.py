@@ -27,14 +27,19 @@ _log = logging.getLogger("ingresslib.server")
 
 class TCPServicesFeed:
     """The TCP services of ``serve``: :meth:`apply` each snapshot (serialised, the last one
-    wins), :meth:`close` on stop."""
+    wins), :meth:`close` on stop. ``_serve_udp.UDPServicesFeed`` is this with UDP's
+    ``protocol`` and ``services_class``."""
+
+    protocol = "TCP"
+    services_class: Any = TCPServices
 
     def __init__(self, ref: str, host: str, settings: Any, *, reserved: Callable[[], Iterable[int]],
                  max_connections: int | None = None,
                  drain_timeout: float | None = None) -> None:
         self.ref = ref
-        self.services = TCPServices(settings, host=host, max_connections=max_connections,
-                                    drain_timeout=drain_timeout)
+        self.services = self.services_class(settings, host=host,
+                                            max_connections=max_connections,
+                                            drain_timeout=drain_timeout)
         self.reserved = reserved
         self._logged: set[str] = set()
         self._lock = asyncio.Lock()
@@ -70,17 +75,20 @@ class TCPServicesFeed:
         if data is None and _given_but_invalid(res, self.ref):
             # (A value that is no string, say: the load warned of it.) The API server refuses
             # such an edit, so ingress-nginx goes on with the ConfigMap it has: so does this.
-            self._say([f"TCP services: ConfigMap {self.ref} is not a valid ConfigMap (see the "
-                       "warnings of the load): the TCP services in use are kept"])
+            self._say([f"{self.protocol} services: ConfigMap {self.ref} is not a valid "
+                       "ConfigMap (see the warnings of the load): the "
+                       f"{self.protocol} services in use are kept"])
             data = self._data if self._data is not None else {}
         if data is None:
-            self._say([f"TCP services: ConfigMap {self.ref} not found: no TCP service"])
+            self._say([f"{self.protocol} services: ConfigMap {self.ref} not found: no "
+                       f"{self.protocol} service"])
             data = {}
         self._data = data
-        entries, err = read_tcp_services(data, f"ConfigMap {self.ref}")
+        entries, err = read_tcp_services(data, f"ConfigMap {self.ref}", self.protocol)
         if err is not None:
             self._say(f"{e} (skipped)" for e in err.errors)
-        targets, warnings = resolve_tcp_services(entries, res, self.reserved())
+        targets, warnings = resolve_tcp_services(entries, res, self.reserved(),
+                                                 protocol=self.protocol)
         self._say(warnings)
         self._say(await self.services.update(targets, settings))
 

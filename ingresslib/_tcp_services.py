@@ -71,8 +71,10 @@ def _port_number(text: str, what: str) -> int:
     return int(text)
 
 
-def parse_tcp_service(key: str, value: str) -> TCPServiceEntry:
-    """Reads one data key and its value; ``ValueError`` says what is wrong."""
+def parse_tcp_service(key: str, value: str, protocol: str = "TCP") -> TCPServiceEntry:
+    """Reads one data key and its value; ``ValueError`` says what is wrong. ``"UDP"``: the
+    PROXY fields are read, then dropped (getStreamServices: "Proxy Protocol is only compatible
+    with TCP Services")."""
     port = _port_number(key.strip(), "the key (the port to listen on)")
     fields = value.strip().split(":")
     if len(fields) < 2:
@@ -95,10 +97,12 @@ def parse_tcp_service(key: str, value: str) -> TCPServiceEntry:
             raise _Bad(f'field {i} must be "PROXY" or empty, not {flag!r}')
         flags.append(bool(flag))
     flags += [False] * (2 - len(flags))
+    if protocol != "TCP":
+        flags = [False, False]
     return TCPServiceEntry(port, ns, name, service_port, flags[0], flags[1])
 
 
-def read_tcp_services(data: Mapping[str, str], where: str = "ConfigMap"
+def read_tcp_services(data: Mapping[str, str], where: str = "ConfigMap", protocol: str = "TCP"
                       ) -> tuple[list[TCPServiceEntry], ValidationError | None]:
     """Every key of ``data`` read: the valid entries sorted by port, and a
     :class:`ValidationError` listing the others (``data.<port>``), or None. A port given twice
@@ -109,7 +113,7 @@ def read_tcp_services(data: Mapping[str, str], where: str = "ConfigMap"
         value = data[key]
         field = f"data.{key}"
         try:
-            entry = parse_tcp_service(key, value)
+            entry = parse_tcp_service(key, value, protocol)
         except ValueError as e:
             errors.append(FieldError(where, field, "Invalid value", str(e), value, True))
             continue
@@ -123,12 +127,14 @@ def read_tcp_services(data: Mapping[str, str], where: str = "ConfigMap"
 
 
 def resolve_tcp_services(entries: Iterable[TCPServiceEntry], res: Resources,
-                         reserved: Iterable[int] = ()
+                         reserved: Iterable[int] = (), *, protocol: str = "TCP"
                          ) -> tuple[list[TCPServiceTarget], list[str]]:
     """Each entry's ready endpoints from ``res`` (EndpointSlices, else Endpoints), and a
     warning for each entry left out: a ``reserved`` port (serve's own listeners), a Service
-    that does not exist, a port it does not have (or not TCP), no ready endpoint (ingress-nginx
-    "stream services cannot contain empty upstreams": the port is not listened on)."""
+    that does not exist, a port it does not have (or not of ``protocol``), no ready endpoint
+    (ingress-nginx "stream services cannot contain empty upstreams": the port is not listened
+    on). ``protocol``: the Service and endpoint ports read (``"UDP"`` for UDP services, as
+    getStreamServices' ``proto``), and the warnings' name."""
     index = EndpointIndex(res)
     taken = frozenset(reserved)
     targets: list[TCPServiceTarget] = []
@@ -136,12 +142,13 @@ def resolve_tcp_services(entries: Iterable[TCPServiceEntry], res: Resources,
     for e in entries:
         ref = f"{e.namespace}/{e.service}:{e.service_port}"
         if e.port in taken:
-            warnings.append(f"TCP services: port {e.port} ({ref}) is one of serve's own "
+            warnings.append(f"{protocol} services: port {e.port} ({ref}) is one of serve's own "
                             "listeners: skipped")
             continue
-        found = index.resolve(e.namespace, e.service, e.service_port)
+        found = index.resolve(e.namespace, e.service, e.service_port, protocol=protocol)
         if not found.endpoints:
-            warnings.append(f"TCP services: port {e.port}: {found.reason or f'{ref}: no endpoint'}"
+            warnings.append(f"{protocol} services: port {e.port}: "
+                            f"{found.reason or f'{ref}: no endpoint'}"
                             ": not listened on")
             continue
         targets.append(TCPServiceTarget(e, tuple(found.endpoints)))

@@ -1486,6 +1486,8 @@ def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, se
     hit = _chosen_for(sel.chosen, sel.kept, name)
     if hit is None:
         return None
+    # (A server-alias of a rule without host under a ``*.`` name: the wildcard's, as the store
+    # gives it unless serve's --default-ssl-certificate covers it, which is not modelled.)
     cert, (ns, secret) = hit
     return f"{ns}/{secret}", cert.not_before, cert.not_after
 
@@ -1583,6 +1585,30 @@ def _server_names(ordered: list[Ingress], exact: Mapping[str, Any], wild: Mappin
     return frozenset(names), frozenset(suffixes)
 
 
+def _default_aliases(ordered: list[Ingress], exact: Mapping[str, Any],
+                     wild: Mapping[str, Any]) -> frozenset[str]:
+    """The ``server-alias`` names of rules without ``host`` (exact names of the default server
+    ``_``: ``_server_hosts``) that a ``*.`` entry of ``wild`` would answer otherwise: no other
+    server has them and they have no context of their own. nginx looks exact names up before
+    wildcard ones: the default server answers them (its ``ssl_reject_handshake``). Their
+    certificate is ingress-nginx's certificate lookup's (``certificate.lua``
+    ``get_pem_cert_uid``): the alias's own entry (``configureCertificates``: the default
+    server's certificate when it is valid for the alias), else, as ``emptyUID`` is deleted
+    from ``certificate_servers`` (``configuration.lua``), the ``*.`` entry's."""
+    aliases = _aliases_of(ordered) if wild else {}
+    if not aliases:
+        return frozenset()
+    servers = _server_hosts(ordered)
+    out: set[str] = set()
+    for alias, (host, _ing) in aliases.items():
+        name = _norm(alias)
+        dot = name.find(".")
+        if (host is None and name not in servers and name not in exact and dot > 0
+                and name[dot:] in wild):
+            out.add(name)
+    return frozenset(out)
+
+
 @dataclass(slots=True, eq=False)
 class _TLSJob:
     """One request for new TLS settings (:meth:`CertificateStore.ask_tls`): its number, the
@@ -1596,6 +1622,8 @@ class _TLSJob:
     rebuilt: dict[int, tuple[_Cert, _Cert]] = dataclasses.field(default_factory=dict)
     updates: int = -1
     state: dict[str, Any] | None = None
+    #: The problems' lines an earlier try logged (the next try logs only new ones).
+    logged: frozenset[str] = frozenset()
 
 
 #: The store's attributes a staged rebuild does not carry over: the lock and the counters.
@@ -1700,6 +1728,12 @@ class CertificateStore:
         self._reject: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
         #: The server names (exact, ``*.`` suffixes) of the last update, for ``_reject``.
         self._names: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        #: The default server's ``server-alias`` names under a ``*.`` name (``_default_aliases``:
+        #: of a certificate; with ``ssl-reject-handshake``, of any server, for ``_known``).
+        self._default_aliases: frozenset[str] = frozenset()
+        #: Their contexts when a rule without host sets ``ssl-ciphers`` (the ``*.``
+        #: certificate with those), by (PEM, ciphers, TLS settings): reused by the next update.
+        self._alias_ctxs: Mapping[tuple[Any, ...], ssl.SSLContext] = {}
         #: The default server's own context (``ssl-ciphers`` / ``ssl-prefer-server-ciphers``
         #: of a rule without ``host``: ``_tls_settings.default_server_ciphers``), for a
         #: ClientHello without SNI or naming no server; None: :attr:`default_context`. With
@@ -1789,6 +1823,9 @@ class CertificateStore:
             if pem != self._tls.dh_pem:
                 reject = self._rebuild(dataclasses.replace(self._tls, dh_pem=pem), None)
                 dh_changed = True
+                if pem:   # (its Secret came after the settings: "not found" was said then)
+                    _log.info("ConfigMap: data.ssl-dh-param: Secret %s: DH parameters loaded, "
+                              "the DHE cipher suites are offered", self._tls.dh_param)
         sel = _select(res, ingresses, _Loaded(self._cache, self._last_good), note=True,
                       tls_settings=self._tls)
         problems = sel.problems
@@ -1814,6 +1851,34 @@ class CertificateStore:
         problems = [*problems, *self._auth_problems, *dh_problems]
         if self._tls.reject_handshake:
             self._names = _server_names(ordered, exact, wild)
+        default_aliases = _default_aliases(ordered, exact, wild)
+        # ssl-reject-handshake refuses them under any ``*.`` server name, one without a
+        # certificate too (``_known``: nginx finds the default server's exact name first).
+        refused = (_default_aliases(ordered, exact, dict.fromkeys(self._names[1]))
+                   if self._tls.reject_handshake else default_aliases)
+        loaded = self._default_loaded
+        sc = self._default_server_key[1] if (default_server is not None
+                                             and self._default_server_key) else None
+        alias_ctxs: dict[tuple[Any, ...], ssl.SSLContext] = {}
+        for name in default_aliases:
+            # Their certificate is the lookup's: the default server's when it covers the alias
+            # (nginx.go configureCertificates), else "emptyUID", which configuration.lua
+            # deletes from certificate_servers, so that certificate.lua falls back to the "*."
+            # entry; with the default server's ciphers, not the "*." server's.
+            hit = _chosen_for(sel.chosen, sel.kept, name)
+            if hit is None or (loaded is not None and _covers(loaded[1].names, name)):
+                exact[name] = default_server or self.default_context
+            elif sc is not None:   # (a rule without host sets ssl-ciphers: theirs)
+                key = (hit[0].pem, sc, self._tls)
+                ctx = alias_ctxs.get(key) or self._alias_ctxs.get(key)
+                if ctx is None:
+                    ctx = _new_context(*hit[0].pem, cls=_ListeningContext, tls=self._tls,
+                                       ciphers=sc.ciphers, prefer=sc.prefer)
+                alias_ctxs[key] = exact[name] = ctx
+            elif wild[name[name.find("."):]] is not hit[0].ctx:
+                exact[name] = hit[0].ctx   # (the ConfigMap's ciphers)
+        self._alias_ctxs = alias_ctxs
+        self._default_aliases = refused
         # One assignment: a concurrent handshake sees the old maps or the new ones.
         self._maps = (exact, wild)
         self._default_server = default_server
@@ -1967,7 +2032,10 @@ class CertificateStore:
             if job.number != self._tls_asked:
                 return None
             staged = copy.copy(self)
+            # Each problem once per request: a try refused by commit_tls logged them already.
+            staged._logged = self._logged | job.logged
             staged._configure(job.tls, job.rebuilt)
+            job.logged = job.logged | staged._logged
             job.updates = self._updates
             job.state = {k: v for k, v in vars(staged).items() if k not in _NOT_STAGED}
             return job
@@ -2272,6 +2340,8 @@ class CertificateStore:
         name = _norm(server_name)
         if name in exact:
             return True
+        if name in self._default_aliases:
+            return False   # the default server's name: refused there, not by the ``*.`` one
         dot = name.find(".")
         return dot > 0 and name[dot:] in wild
 
@@ -2288,7 +2358,8 @@ class CertificateStore:
     def hosts(self) -> frozenset[str]:
         """Every host name with a certificate (wildcards as ``*.suffix``)."""
         exact, wild = self._maps
-        return (frozenset(h for h, ctx in exact.items() if ctx is not self.default_context)
+        return (frozenset(h for h, ctx in exact.items()
+                          if ctx is not self.default_context and ctx is not self._default_server)
                 | frozenset("*" + s for s, ctx in wild.items() if ctx is not self.default_context))
 
     def _sni_callback(

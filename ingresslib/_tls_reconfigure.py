@@ -29,12 +29,15 @@ _log = logging.getLogger("ingresslib.tls")
 _TRIES = 5
 
 
-async def configure_tls_off_loop(store: Any, settings: Any) -> None:
+async def configure_tls_off_loop(store: Any, settings: Any,
+                                 quiet: frozenset[str] = frozenset()) -> None:
     """Give ``store`` (a ``CertificateStore``; None or another kind: as ``ProxyServer`` does,
     ``configure_tls`` if it has one) the TLS settings of ``settings``, built in the loop's
     default executor and swapped in on the running loop. Returns once they are in use, or once
     a newer call superseded this one (that one's settings are then the ones that count). A
-    build that raises is logged and raised again, the contexts in use left as they were."""
+    build that raises is logged and raised again, the contexts in use left as they were.
+    ``quiet``: problem lines the build does not log (the reload's next update settles them:
+    ``_serve_reload``'s ``ssl-dh-param`` Secret arriving with the key)."""
     ask = getattr(store, "ask_tls", None)
     if ask is None:
         configure = getattr(store, "configure_tls", None)
@@ -44,6 +47,7 @@ async def configure_tls_off_loop(store: Any, settings: Any) -> None:
     job = ask(settings)
     if job is None:
         return   # in use already
+    job.logged = job.logged | quiet
     loop = asyncio.get_running_loop()
     try:
         for _ in range(_TRIES):
@@ -56,7 +60,9 @@ async def configure_tls_off_loop(store: Any, settings: Any) -> None:
         # Updates kept landing between a build and its swap: the last one here, under the lock.
         _log.info("TLS settings: certificate updates kept coming during the rebuild; "
                   "rebuilding on the event loop")
-        store.configure_tls(settings)
+        with store._lock:   # (the problems the tries logged are not logged again)
+            store._logged = store._logged | job.logged
+            store.configure_tls(settings)
     except Exception:
         # (Nothing was swapped in: the build works on a copy.) Raised again: the reload fails.
         _log.exception("TLS settings: building the contexts failed; the ones in use stay")

@@ -67,8 +67,8 @@ ADMIN = ingress_yaml("admin", "admin.test", {
     ALLOW: "10.0.0.0/8",
     P + "auth-type": "basic",
     P + "auth-secret": "basic-auth",
-    P + "proxy-buffer-size": "8k",
-    P + "proxy-buffering": "true",
+    P + "proxy-busy-buffers-size": "8k",   # (proxy-buffer-size and proxy-buffering until
+    P + "enable-opentelemetry": "true",   # session 30, implemented now)
     P + "configuration-snippet": "deny all;",
 })
 
@@ -80,7 +80,7 @@ def test_check_names_every_annotation_it_does_not_implement(
     assert main(["check", "-f", str(f)]) == 0
     out, err = capsys.readouterr()
     text = out + err
-    for name in ("proxy-buffer-size", "proxy-buffering"):
+    for name in ("proxy-busy-buffers-size", "enable-opentelemetry"):
         assert (f"Ingress default/admin: annotation {P}{name}: not implemented by ingresslib; "
                 "ignored") in text
     line = next(ln for ln in text.splitlines() if f"{P}configuration-snippet " in ln)
@@ -151,13 +151,14 @@ def test_configmap_keys() -> None:
 def test_server_log_warns_once_per_table(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "ingresslib.proxy")
     # Two rules of the same Ingress (the harness names the Ingress after the service).
-    routes = [Route("/a", host="a.test", annotations={P + "proxy-buffering": "on"}),
-              Route("/b", host="a.test", annotations={P + "proxy-buffering": "on"})]
+    routes = [Route("/a", host="a.test", annotations={P + "proxy-busy-buffers-size": "8k"}),
+              Route("/b", host="a.test", annotations={P + "proxy-busy-buffers-size": "8k"})]
     pair = ProxyPair(routes)
     assert status_of(pair.send(get(path="/a"))) == 200
     pair.send(get(path="/b"))
-    msgs = [r.getMessage() for r in caplog.records if "proxy-buffering" in r.getMessage()]
-    assert msgs == [f"Ingress default/web: annotation {P}proxy-buffering: not implemented by "
+    msgs = [r.getMessage() for r in caplog.records
+            if "proxy-busy-buffers-size" in r.getMessage()]
+    assert msgs == [f"Ingress default/web: annotation {P}proxy-busy-buffers-size: not implemented by "
                     "ingresslib; ignored"]
 
 
@@ -422,7 +423,8 @@ async def test_server_logs_the_warnings_at_start(caplog: pytest.LogCaptureFixtur
     await server.start(("127.0.0.1", 0))
     try:
         msgs = [r.getMessage() for r in caplog.records]
-        for name in ("proxy-buffer-size", "proxy-buffering", "configuration-snippet"):
+        for name in ("proxy-busy-buffers-size", "enable-opentelemetry",
+                     "configuration-snippet"):
             assert sum(f"Ingress default/admin: annotation {P}{name}" in m for m in msgs) == 1
         # The auth Secret is read at start too: its absence is logged once.
         assert sum(m.startswith("Ingress default/locked: auth-secret default/gone: no such "

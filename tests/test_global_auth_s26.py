@@ -94,7 +94,7 @@ def test_configmap_defaults_and_keys_without_url() -> None:
         "ConfigMap: data.global-auth-method: has no effect without global-auth-url",)
     # Still not implemented: warned as ingress-nginx keys ingresslib ignores.
     cfg = parse_config_data({"global-auth-url": GURL, "global-auth-snippet": "x",
-                             "proxy-buffering": "on"})
+                             "ssl-early-data": "true"})
     assert len(cfg.warnings) == 2 and all("does not implement" in w for w in cfg.warnings)
 
 

@@ -155,9 +155,11 @@ def test_defect_the_warning_names_only_what_is_still_unset() -> None:
         "$scheme $server_port $https $http_x_forwarded_for $proxy_add_x_forwarded_for "
         "$content_type $http_x_anything")})
     assert cfg.warnings == ()
-    cfg = parse_config_data({"log-format-upstream": "$server_name $sent_http_server $scheme"})
+    # Session 30 (V2): $server_name and $sent_http_* are carried now; $pipe and
+    # $upstream_bytes_sent are still unset.
+    cfg = parse_config_data({"log-format-upstream": "$pipe $upstream_bytes_sent $scheme"})
     assert cfg.warnings == (
-        "ConfigMap: data.log-format-upstream: $server_name, $sent_http_server: not known to "
+        "ConfigMap: data.log-format-upstream: $pipe, $upstream_bytes_sent: not known to "
         'ingresslib\'s request record, logged as unset ("-", empty with '
         "log-format-escape-json/-none)",)
 

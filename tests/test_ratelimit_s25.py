@@ -244,14 +244,16 @@ def _parse(annotations: dict[str, str]) -> Any:
 
 def test_annotations_are_implemented_and_bandwidth_too() -> None:
     # limit-rate / limit-rate-after are implemented since session 26 (proxy/_bandwidth.py);
-    # proxy-buffering stands for an annotation that still is not.
+    # proxy-busy-buffers-size stands for an annotation that still is not (proxy-buffering
+    # until session 30).
     for name in (*ANNOTATION_NAMES, "limit-rate", "limit-rate-after"):
         assert name in IMPLEMENTED
     opts = _parse({P + "limit-rps": "5", P + "limit-rate": "100",
-                   P + "proxy-buffering": "on"})
+                   P + "proxy-busy-buffers-size": "8k"})
     assert opts.rate_limit == RateLimit(zone="Ingress default/a", rps=5)
     assert opts.limit_rate == 100 * 1024
-    assert [w.field for w in opts.warnings] == [f"metadata.annotations[{P}proxy-buffering]"]
+    assert [w.field for w in opts.warnings] == [
+        f"metadata.annotations[{P}proxy-busy-buffers-size]"]
     assert "not implemented" in opts.warnings[0]
 
 

@@ -26,11 +26,8 @@ from ingresslib._accesslog import _JSON, _json_fields
 from ingresslib._cli import main as cli_main
 from ingresslib._explain_url import UsageError, shown_url, split_url, url_credentials
 from ingresslib._metrics import Metrics
-from ingresslib.proxy._connection import (
-    _MAX_CHUNK_SIZE,
-    _ChunkedReader,
-    _RequestChunkedReader,
-)
+from ingresslib.proxy._chunked import _MAX_CHUNK_SIZE, _ChunkedReader
+from ingresslib.proxy._connection import _RequestChunkedReader
 
 # --- 1. the chunk-size bound when the chunk line and its data arrive in pieces --------------
 

@@ -93,6 +93,11 @@ _VALID = {
     # session 29
     "service-upstream": "true",
     "ssl-dh-param": "default/dhparam",
+    # session 30
+    "proxy-buffering": "on",
+    "proxy-buffer-size": "8k",
+    "proxy-max-temp-file-size": "1m",
+    "worker-shutdown-timeout": "30s",
 }
 
 

@@ -381,11 +381,11 @@ async def test_a_reload_logs_the_new_tables_annotation_warnings_at_once(
     r = _reloader(server, [str(tmp_path)])
     f.write_text(_ingress("a", "a.test").replace(
         "metadata: {name: a}",
-        "metadata: {name: a, annotations: {nginx.ingress.kubernetes.io/proxy-buffering: "
-        "'on'}}"))
+        "metadata: {name: a, annotations: {nginx.ingress.kubernetes.io/proxy-busy-buffers-size: "
+        "'8k'}}"))
     caplog.set_level("WARNING")
     assert await r.check() is True
-    assert any("proxy-buffering" in rec.getMessage() and "not implemented" in rec.getMessage()
+    assert any("proxy-busy-buffers-size" in rec.getMessage() and "not implemented" in rec.getMessage()
                for rec in caplog.records), [rec.getMessage() for rec in caplog.records]
 
 

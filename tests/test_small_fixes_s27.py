@@ -236,8 +236,10 @@ def _asgi_ask(gaps: list[float], read_timeout: float) -> Any:
                                         P + "auth-keepalive": "2"}, "/", ProxySettings(),
                                        where="Ingress default/site")
             assert opts.ext_auth is not None and opts.ext_auth.keepalive is not None
+            # (the location's options: its timeouts, and since session 30 its
+            # proxy-buffer-size, which bounds the auth answer's head)
             timeouts = types.SimpleNamespace(connect_timeout=2.0, send_timeout=2.0,
-                                             read_timeout=read_timeout)
+                                             read_timeout=read_timeout, proxy_buffer_size=4096)
             async with asyncio.timeout(5):
                 return await ask_pooled(opts.ext_auth, b"GET /auth HTTP/1.1\r\nHost: a\r\n\r\n",
                                         timeouts, 4096)

@@ -149,7 +149,9 @@ def test_the_readme_option_defaults_are_the_parsers() -> None:
         normal = {d[:-2] if d.endswith(".0") else d for d in defaults}
         assert said in normal, f"README: {option} (default {said}); the parser's: {defaults}"
         checked += 1
-    assert checked >= 4
+    # (--shutdown-timeout's default is the ConfigMap's worker-shutdown-timeout, else 10, since
+    # session 30: no longer in this form)
+    assert checked >= 3
 
 
 def test_version_verbose_prints_the_line_the_install_block_shows(

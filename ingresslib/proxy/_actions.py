@@ -290,6 +290,17 @@ class RequestRecord:
     #: ``$upstream_response_length`` and ``$upstream_response_time`` separate them from the tries
     #: before by ``" : "``, not ``", "``); None: no error page.
     upstream_redirect: int | None = None
+    #: ``(ConnectionFacts, n, head)`` for log-format-upstream's connection variables
+    #: (``_logformat.py``, read when the line is written): what the line reads of the
+    #: connection that served the request, copied from it (``_logformat.ConnectionFacts``: a
+    #: record kept keeps no connection alive; ``$remote_port``, ``$connection``,
+    #: ``$server_name``, ``$ssl_protocol``...), the
+    #: request's number on it (``$connection_requests``) and the response head sent to the
+    #: client, as bytes (``$sent_http_<name>``; None: none was sent). The core sets it only
+    #: when the settings have a ``log_format_upstream`` (None otherwise). Left out of ``==``,
+    #: ``hash`` and ``repr``.
+    connection: tuple[Any, int, bytes | None] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     @property
     def duration(self) -> float:
@@ -338,6 +349,11 @@ def _slot_setting_init(cls: type) -> None:
 
 
 _slot_setting_init(RequestRecord)
+
+#: Stores ``RequestRecord.connection`` on a record the core just built (its slot's own setter:
+#: no keyword for the records of a plain request, which leave it None).
+set_record_connection: Callable[[RequestRecord, Any], None] = \
+    RequestRecord.__dict__["connection"].__set__
 
 
 @dataclass(frozen=True, slots=True)

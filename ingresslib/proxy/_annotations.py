@@ -75,6 +75,8 @@ from ._proxy_ssl import PROXY_SSL_ANNOTATIONS, ProxySSL, parse_proxy_ssl
 from ._location_extras import (LOCATION_EXTRAS, parse_access_log, parse_connection_header,
                                parse_http_version, parse_port_in_redirects, parse_rewrite_log)
 from ._request_buffer import REQUEST_BUFFERING, parse_request_buffering
+from ._response_buffer import (BUFFER_ANNOTATIONS, parse_buffer_size, parse_buffering,
+                               parse_buffers_number, parse_max_temp_file_size, response_buffer)
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
                              parse_redirect_word, parse_upstream_vhost)
 
@@ -126,6 +128,9 @@ LOCATION_OPTIONS = frozenset({
     *LOCATION_EXTRAS,
     # proxy/_request_buffer.py (the body read whole before the upstream is opened)
     REQUEST_BUFFERING,
+    # proxy/_response_buffer.py (proxy-buffer-size: the response head's limit;
+    # proxy-buffering, proxy-buffers-number, proxy-max-temp-file-size: read-ahead)
+    *BUFFER_ANNOTATIONS,
 })
 IMPLEMENTED = LOCATION_OPTIONS | frozenset({
     # _canary.py
@@ -184,6 +189,9 @@ INGRESS_NGINX_ANNOTATIONS = IMPLEMENTED | frozenset({
     "server-snippet", "ssl-passthrough", "stream-snippet", "upstream-vhost",
     "proxy-buffering", "proxy-buffers-number", "proxy-buffer-size",
     "proxy-max-temp-file-size", "ssl-ciphers", "ssl-prefer-server-ciphers",
+    # annotations/proxy/main.go's proxyBusyBuffersSizeAnnotation (not in annotations.md's
+    # table): without it here the name was taken for a misspelling of proxy-buffer-size.
+    "proxy-busy-buffers-size",
     "connection-proxy-header", "enable-access-log", "enable-opentracing",
     "opentracing-trust-incoming-span", "enable-opentelemetry",
     "opentelemetry-trust-incoming-span", "opentelemetry-operation-name", "enable-influxdb",
@@ -325,6 +333,17 @@ class RouteOptions:
     port_in_redirects: bool = False
     #: ``enable-rewrite-log: "true"``: each rewrite-target result is logged (INFO).
     rewrite_log: bool = False
+    #: ``proxy-buffer-size``: the most bytes of the upstream's response head (1xx heads
+    #: included); past it, 502 "upstream sent too big header" (proxy/_response_buffer.py).
+    proxy_buffer_size: int = 4096
+    #: ``proxy-buffers-number`` and ``proxy-max-temp-file-size`` (bytes): what
+    #: ``X-Accel-Buffering: yes`` turns buffering on with.
+    proxy_buffers_number: int = 4
+    proxy_max_temp_file_size: int = 1073741824
+    #: ``proxy-buffering: "on"``: the bytes of a response the driver may read ahead of the
+    #: client (``ClientConnection.response_buffer``); 0: off, the upstream is read as fast as
+    #: the client takes the response.
+    response_buffer: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend_tls", self.backend_protocol == "HTTPS")
@@ -869,6 +888,14 @@ def parse_route_options(
     # proxy/main.go: an invalid or unset annotation takes the ConfigMap's value.
     request_buffering = get(REQUEST_BUFFERING, parse_request_buffering,
                             settings.proxy_request_buffering) == "on"
+    # proxy/_response_buffer.py; proxy/main.go: an invalid or unset annotation takes the
+    # ConfigMap's value (defBackend.ProxyBufferSize, ...).
+    buffer_size = get("proxy-buffer-size", parse_buffer_size, settings.proxy_buffer_size)
+    buffers_number = get("proxy-buffers-number", parse_buffers_number,
+                         settings.proxy_buffers_number)
+    temp_size = get("proxy-max-temp-file-size", parse_max_temp_file_size,
+                    settings.proxy_max_temp_file_size)
+    buffering = get("proxy-buffering", parse_buffering, settings.proxy_buffering) == "on"
     port_in_redirects = get("use-port-in-redirects", parse_port_in_redirects,
                             settings.use_port_in_redirects)
     rewrite_log = get("enable-rewrite-log", parse_rewrite_log, False)
@@ -1066,6 +1093,11 @@ def parse_route_options(
         request_buffering=request_buffering,
         port_in_redirects=port_in_redirects,
         rewrite_log=rewrite_log,
+        proxy_buffer_size=buffer_size,
+        proxy_buffers_number=buffers_number,
+        proxy_max_temp_file_size=temp_size,
+        response_buffer=response_buffer(buffering, buffers_number, buffer_size, temp_size,
+                                        settings.response_buffering_limit),
     )
 
 

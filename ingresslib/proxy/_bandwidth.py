@@ -15,9 +15,12 @@ The reference:
   %vk; }" and "if loc.RateLimit.LimitRate > 0 { limit_rate %vk; }": kilobytes (nginx's ``k``
   is 1024), 0 or a negative value writes nothing (no limit). The template writes them
   whatever ``proxy-buffering`` says; ingress-nginx's annotations.md adds "This feature must be
-  used with proxy-buffering enabled" (nginx's unbuffered upstream path treats the write
-  filter's delay timer as a client timeout). ingresslib has no proxy-buffering (its
-  responses stream): the rate applies to every proxied response.
+  used with proxy-buffering enabled": nginx's unbuffered path turns it off
+  (ngx_http_upstream_send_response: "if (!u->buffering) { ... r->limit_rate = 0;
+  r->limit_rate_set = 1;"). ingresslib applies the rate to every proxied response, buffered
+  (``proxy-buffering: "on"``, proxy/_response_buffer.py) or not, and a throttled response is
+  not read ahead of its client: its upstream is read as the rate lets bytes out (past 64 KiB
+  held, ``ClientConnection.upstream_reading_wanted``), whatever proxy-buffering says.
 - nginx src/http/ngx_http_write_filter_module.c ``ngx_http_write_filter``, per request:
   "limit = (off_t) r->limit_rate * (ngx_time() - r->start_sec + 1) - (c->sent -
   r->limit_rate_after); if (limit <= 0) { c->write->delayed = 1; delay = (ngx_msec_t)

@@ -295,7 +295,8 @@ class _ChunkedReader(ChunkedReader):
     many, read as they come and dropped (``_read_trailer``, lax; never forwarded). h11
     refused a line that is no header field (with h11's rules for a Content-Length or
     Transfer-Encoding value among them: "Transfer-Encoding: gzip" was its 501), and held
-    the section whole: the response was cut once it outgrew max_response_header_size in
+    the section whole: the response was cut once it outgrew the reader's limit (then
+    max_response_header_size; the body's is ``_response_buffer.BODY_LINE_LIMIT``) in
     several reads, where the same bytes in one read passed.
 
     The rest of a chunk line passes as in nginx, whose ``sw_chunk_extension`` takes any

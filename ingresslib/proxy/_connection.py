@@ -100,6 +100,7 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -121,6 +122,7 @@ from ._actions import (
     OpenUpstream,
     RequestDone,
     RequestRecord,
+    set_record_connection,
     HookFailures,
     RouteOptionsSource,
     SendDownstream,
@@ -139,14 +141,11 @@ from ._actions import (
     unrouted_limit,
 )
 from ._annotations import RouteOptions
-# Re-exported (``X as X``): tests and tools import these from here.
-from ._chunked import _MAX_CHUNK_SIZE as _MAX_CHUNK_SIZE
 from ._block import blocked_request, skip_logging
 from ._clientcert import CLIENT_CERT_NAMES, ClientCert, ClientCertAuth
 from ._clientcert import refusal as client_cert_refusal
 from ._clientcert import upstream_lines as client_cert_lines
-from ._chunked import _ChunkedReader as _ChunkedReader
-from ._chunked import _RequestChunkedReader as _RequestChunkedReader
+from ._chunked import _RequestChunkedReader
 from ._cors import PREFLIGHT_STATUS
 from ._cors import merge as cors_merge
 from ._header_sets import (
@@ -209,9 +208,11 @@ from ._globalratelimit import GlobalRateLimiter
 from ._bandwidth import Throttle
 from ._gzip import Encoder, start_gzip
 from ._settings import ProxySettings
-from ._request_buffer import Buffered, frame as frame_buffered, held as held_buffered
+from ._request_buffer import Buffered, held as held_buffered, whole as whole_buffered
+from ._request_buffer import HeldBody
 from ._request_buffer import UNARMED_BODY_TIMEOUT, release as release_buffered
 from ._request_buffer import start as start_buffering
+from ._response_buffer import BODY_LINE_LIMIT, accel_buffer, log_too_big
 
 __all__ = ["Proxy", "ClientConnection"]
 
@@ -456,6 +457,35 @@ def _has_secure(set_cookie: str) -> bool:
     return any(a.strip().lower() == "secure" for a in set_cookie.split(";")[1:])
 
 
+def _endpoint_host(req: _Request, endpoint: tuple[str, int]) -> None:
+    """A request without Host (HTTP/1.0, origin-form target) is sent ``Host: <ip:port>`` of
+    the endpoint it goes to (README's divergences: nginx sends ``$best_http_host``, there the
+    catch-all server's name ``_``). The head is built once, for the endpoint chosen with it;
+    a retry (proxy-next-upstream), an endpoint picked again once a buffered body is whole
+    (``Router.repick``) or a custom error page's default backend goes elsewhere: each gets
+    its own, not the first one's. upstream-vhost's Host stays (an error page's empty one,
+    ``error_page_head``, is this endpoint's too: never an empty Host). An IPv6 endpoint is
+    written in brackets (``[fd00::1]:8080``; before: ``fd00::1:8080``, no valid Host)."""
+    head = req.up_head
+    i = head.find(b"\r\nhost: ")
+    if i < 0:
+        return
+    i += 8
+    j = head.find(b"\r\n", i)
+    value = head[i:j]
+    if value and req.opts is not None and req.opts.upstream_vhost is not None:
+        return
+    ip, port = endpoint
+    # (an IPv6 endpoint in brackets, as a Host's authority has it: "[fd00::1]:8080")
+    want = (("[%s]:%d" if ":" in ip else "%s:%d") % (ip, port)).encode("ascii")
+    if value != want:
+        req.up_head = head[:i] + want + head[j:]
+
+
+#: nginx's connection counter (``ngx_connection_counter``): ``ClientConnection.number``.
+_NUMBERS = itertools.count(1)
+
+
 class ClientConnection:
     """One downstream connection. Every input method returns the actions to perform, in order.
 
@@ -465,6 +495,23 @@ class ClientConnection:
     turns True once ``CloseDownstream`` was returned. The driver's whole contract is in the
     installed file ``ingresslib/proxy/API.md`` (``ClientConnection`` and "Actions").
     """
+
+    #: ``(protocol, cipher, server name)`` of the TLS session (``ProxyServer`` sets them after
+    #: the handshake: ``$ssl_protocol``, ``$ssl_cipher``, ``$ssl_server_name``, None: no SNI);
+    #: None: not over TLS, or not told.
+    tls_info: tuple[str | None, str | None, str | None] | None = None
+    #: With a trusted PROXY protocol header (``proxy_protocol_port``): the address of the
+    #: peer that sent it, the load balancer (``ProxyServer`` sets it; nginx's
+    #: ``$realip_remote_addr``, the address before realip took the header's); None: not told.
+    realip_addr: str | None = None
+    #: With a ``log_format_upstream`` (else these class defaults): the peer as given, ``(ip,
+    #: port)`` or ip (``$remote_port``), and the connection's serial number, from 1 among the
+    #: connections made while a format is set (nginx's ``$connection``, ``c->number``).
+    peer: tuple[str, int] | str | None = None
+    number = 0
+    #: ``_logformat.ConnectionFacts``: those values, copied at the connection's first record
+    #: with a format; its records hold them, not the connection (none kept alive by a record).
+    _log_facts: Any = None
 
     def __init__(
         self,
@@ -490,6 +537,11 @@ class ClientConnection:
         self._refuse = refuse_requests
         self.settings = proxy.settings
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else peer
+        if self.settings.log_format_upstream:
+            # Only for log-format-upstream (an instance attribute more costs a new connection
+            # ~440 instructions; a settings change retires the connections made before it).
+            self.peer = peer
+            self.number = next(_NUMBERS)
         self.tls = tls
         #: What the TLS handshake verified of the client's certificate (``auth-tls-*``,
         #: proxy/_clientcert.py); None: nothing (no TLS, or its context asked for none).
@@ -506,6 +558,10 @@ class ClientConnection:
         self._gz: Encoder | None = None
         self._compress = self.settings.use_gzip or self.settings.enable_brotli
         self._throttle = self._eof = False
+        #: proxy-buffering (proxy/_response_buffer.py): the bytes of the current response the
+        #: driver may hold for the client while it keeps reading the upstream; 0: none (read
+        #: the upstream only as fast as the client takes the response).
+        self.response_buffer = 0
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
         #: https for a PROXY protocol destination port 443 (``proxy_protocol_port``).
@@ -707,10 +763,15 @@ class ClientConnection:
         # nginx's $upstream_connect_time gives one per try (the record keeps the last, like the
         # header and response times).
         req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
+        # proxy-buffer-size (proxy/_response_buffer.py): the response head's limit, h11's
+        # incomplete-head limit too (a head trickled in many reads), checked whole below.
+        head_limit = req.opts.proxy_buffer_size if req.opts is not None \
+            else self.settings.proxy_buffer_size
         if self._spare is not None:
             up.h11, self._spare = self._spare, None
+            up.h11._max = head_limit
         else:
-            up.h11 = _H11Reader(True, self.settings.max_response_header_size)
+            up.h11 = _H11Reader(True, head_limit)
         self._send_request(req, up)
         self._set_request_timer(req, now)
         return self._flush()
@@ -1022,7 +1083,8 @@ class ClientConnection:
             drop_copy(self._mirror)  # (proxy/_mirror.py: its bytes are let go)
             self._mirror = None
             req = self._req
-            if req is not None and type(req.replay) is Buffered:
+            if req is not None and (type(req.replay) is Buffered
+                                    or type(req.unsent) is HeldBody):
                 release_buffered(req)  # (proxy/_request_buffer.py: its budget given back)
             if linger is None:
                 # A request whose body was not read to its end: the client may still be
@@ -2129,13 +2191,10 @@ class ClientConnection:
                 # 0 armed nothing while the body came; the upstream's deadline starts now.)
                 self._set_request_timer(req, now)
         elif up is None and type(req.replay) is Buffered:
-            # proxy-request-buffering "on": the whole body is in; now the upstream, sent the
-            # request with its Content-Length (proxy/_request_buffer.py).
-            decision = req.decision
-            assert decision is not None and decision.endpoint is not None
-            frame_buffered(req)
-            self._set_timer(None, None)
-            self._open(req, decision.endpoint, now)
+            # proxy-request-buffering "on": the whole body is in; now the upstream, chosen
+            # now (nginx's balancer phase) and sent the request with its Content-Length
+            # (proxy/_request_buffer.py).
+            whole_buffered(self, req, now)
 
     # ---------------------------------------------------------------- upstream side
     def _open(self, req: _Request, endpoint: tuple[str, int], now: float,
@@ -2186,6 +2245,9 @@ class ClientConnection:
         # The request bytes are written here (``up_head``, body re-framed below); the response
         # parser only needs the method (a response to HEAD has no body).
         conn.method = req.method
+        if not req.host_raw:
+            # No Host (HTTP/1.0): the Host sent is this try's endpoint (_endpoint_host).
+            _endpoint_host(req, up.endpoint)
         parts = [req.up_head]
         held = req.take_unsent()
         if req.up_chunked:
@@ -2210,27 +2272,46 @@ class ClientConnection:
             before = len(conn._buf._data)
             try:
                 event = conn.next_event()
-            except h11.RemoteProtocolError:
+            except h11.RemoteProtocolError as e:
                 self._flush_parts(parts, req, now)
+                if e.error_status_hint == 431 and not req.response_started:
+                    # An incomplete head already past proxy-buffer-size (the reader's limit).
+                    self._too_big(req, up, conn._max)
                 # A close in the middle of the response head is "upstream prematurely closed
                 # connection" (error); anything else is an invalid response.
                 self._try_failed(up, "error" if eof else "invalid_header", now)
                 return
             t = type(event)
             if t is h11.Response or t is h11.InformationalResponse:
-                # max_response_header_size bounds every head byte before the body: 1xx heads
-                # and the final one together. h11 (its "max_incomplete_event_size") only
-                # refuses a head still incomplete past the limit, so a larger head arriving
-                # complete in one read went through (to the client too); and 1xx heads, each
-                # small and well within proxy_read_timeout, could follow one another for as
-                # long as the upstream liked with nothing sent to the client. nginx reads
-                # everything up to the final response header into one buffer
-                # (proxy_buffer_size): "upstream sent too big header" -> 502.
-                up.head_bytes += before - len(conn._buf._data)
-                if up.head_bytes > self.settings.max_response_header_size:
+                # proxy-buffer-size bounds each head: h11 (its "max_incomplete_event_size")
+                # only refuses a head still incomplete past the limit, so a larger head
+                # arriving complete in one read went through (to the client too). nginx reads
+                # a head into one buffer (proxy_buffer_size): "upstream sent too big header"
+                # -> 502; after a 103 it moves what follows to the buffer's start
+                # (ngx_http_upstream_process_early_hints), so each head has the whole buffer.
+                # 1xx heads, each small and well within proxy_read_timeout, could follow one
+                # another for as long as the upstream liked with nothing sent to the client:
+                # all the heads before the body together are bounded too, by
+                # max_response_header_size (or proxy-buffer-size, if larger).
+                n = before - len(conn._buf._data)
+                up.head_bytes += n
+                if up.head_bytes > conn._max and (
+                        n > conn._max
+                        or up.head_bytes > self.settings.max_response_header_size):
+                    # (the reader's limit: the route's proxy-buffer-size, upstream_connected)
                     self._flush_parts(parts, req, now)
+                    if n > conn._max:
+                        self._too_big(req, up, conn._max)
+                    else:  # (1xx heads and the final one together)
+                        self._too_big(req, up, self.settings.max_response_header_size,
+                                      "max_response_header_size, the heads together")
                     self._try_failed(up, "invalid_header", now)
                     return
+                if t is h11.Response and conn._max < BODY_LINE_LIMIT:
+                    # The head only: a chunk line or trailer of the body is no head (nginx
+                    # parses them as they come, ngx_http_parse_chunked): the reader's limit
+                    # is its old one again for the body (proxy/_response_buffer.py).
+                    conn._max = BODY_LINE_LIMIT
             if t is h11.Data:
                 data = event.data
                 framing = req.framing
@@ -2279,7 +2360,7 @@ class ClientConnection:
                     self._on_switch(req, up, event, now)
                     return
                 # 100 Continue was answered by us already; other 1xx are dropped (their
-                # heads count toward max_response_header_size, above).
+                # heads count toward proxy-buffer-size, above).
             elif t is h11.ConnectionClosed:
                 self._flush_parts(parts, req, now)
                 self._try_failed(up, "error", now)
@@ -2287,6 +2368,12 @@ class ClientConnection:
             else:  # NEED_DATA / PAUSED
                 self._flush_parts(parts, req, now)
                 return
+
+    def _too_big(self, req: _Request, up: _Upstream, limit: int,
+                 what: str = "proxy-buffer-size") -> None:
+        """nginx's error-log line for a response head past ``proxy-buffer-size``."""
+        log_too_big(self.proxy.logger, limit, up.endpoint, req.host,
+                    f"{req.method_s} {req.original_uri} HTTP/{req.http_version}", what)
 
     def _flush_parts(self, parts: list[bytes], req: _Request, now: float) -> None:
         if parts:
@@ -2398,6 +2485,7 @@ class ClientConnection:
         # ngx_cached_http_time ..."): with a clock, ours replaces the upstream's. Without one,
         # the upstream's passes (RFC 9110 §6.6.1 wants a forwarded response to carry one).
         date = self.proxy._http_date()
+        buffer_ahead = opts.response_buffer
         for item in items:
             name = item[1]
             if name in RESPONSE_DROP:
@@ -2408,12 +2496,17 @@ class ClientConnection:
                     named = tokens if named is None else named + tokens
                 elif name == b"transfer-encoding":
                     framing |= 2
-                elif name == b"server" and self.settings.server_tokens \
-                        and self.settings.allow_backend_server_header:
-                    # server-tokens + allow-backend-server-header: proxy_pass_header Server
-                    # (proxy/_headers.py passes_backend_server, inlined: an upstream's Server
-                    # is common, and a plain request calls nothing of these keys).
-                    headers.append(item)
+                elif name == b"server":
+                    if self.settings.server_tokens and self.settings.allow_backend_server_header:
+                        # server-tokens + allow-backend-server-header: proxy_pass_header Server
+                        # (proxy/_headers.py passes_backend_server, inlined: an upstream's
+                        # Server is common, and a plain request calls nothing of these keys).
+                        headers.append(item)
+                elif name == b"x-accel-buffering":
+                    # proxy-buffering per response (proxy/_response_buffer.py); never passed.
+                    # (After Server: the common line is not compared with it too.)
+                    buffer_ahead = accel_buffer(opts, item[2], buffer_ahead,
+                                                self.settings.response_buffering_limit)
                 continue
             if name == b"content-length":
                 framing |= 1
@@ -2510,6 +2603,7 @@ class ClientConnection:
         req.head_len += len(head)
         req.status = status
         req.response_started = True
+        self.response_buffer = buffer_ahead
         if type(req.replay) is Buffered:
             # proxy-request-buffering "on": no retry (nor error page) from now on, so the body
             # held for them (up to request_buffering_limit) is not pinned for the response.
@@ -2696,6 +2790,10 @@ class ClientConnection:
         self._can_respond = False
         req.head_len += len(data)
         req.bytes_out += len(data)
+        self._pending_head = data  # (for $sent_http_<name>: _emit_record)
+        # A tunnel is not read ahead (nginx's ngx_http_upstream_upgrade: its own buffers of
+        # proxy_buffer_size), whatever the response before it on this connection was.
+        self.response_buffer = 0
         self._out.append(SendDownstream(data))
         assert up.h11 is not None
         self._tunnel = up.conn_id
@@ -3033,6 +3131,7 @@ class ClientConnection:
             release_buffered(req)  # (proxy-request-buffering "on": its budget given back)
         req.head_len += len(head)
         req.bytes_out += len(data)
+        self._pending_head = head  # (for $sent_http_<name>: _emit_record)
         self._out.append(SendDownstream(data))
         if close:
             self._emit_record(req, now)
@@ -3148,6 +3247,17 @@ class ClientConnection:
             and not (s.disable_access_log or s.skip_access_log_urls
                      and skip_logging(s, req.original_uri.encode("latin-1"))),
         )
+        if s.log_format_upstream:
+            # log-format-upstream's connection variables (_logformat.py): this connection's
+            # facts (copied once: a record kept keeps no connection alive), the request's
+            # number on it, the head it was sent (none: None).
+            facts = self._log_facts
+            if facts is None:
+                from .._logformat import connection_facts
+                facts = self._log_facts = connection_facts(self)
+            set_record_connection(rec, (facts, self._requests,
+                                        self._pending_head if req.head_len else None))
+            self._pending_head = None
         self._out.append(RequestDone(rec))
 
     def _local_request_id(self, req: _Request) -> str | None:

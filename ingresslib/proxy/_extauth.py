@@ -54,8 +54,10 @@ spelling of a header the subrequest sets, nor, from a peer not trusted, the forw
 the core writes for a backend. ``auth-response-headers`` never sets a framing or hop-by-hop
 header on the backend request (``_NOT_FROM_AUTH``: warned and ignored), and the client's
 header of a listed name goes in any spelling (``X_User`` for ``X-User``). The answer's head is
-bounded by ``max_response_header_size`` (1xx heads included) and a 101 is a final status (500),
-as nginx reads the subrequest's.
+bounded by the location's ``proxy-buffer-size`` (nginx.tmpl's auth location: "proxy_buffer_size
+{{ $location.Proxy.BufferSize }}"; each head, 1xx ones by themselves, and all of them together
+by ``max_response_header_size``) and a 101 is a final status (500), as nginx reads the
+subrequest's.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from ._header_sets import _ref, config_maps_of, set_headers_for
 from ._headers import (FORWARDED_DROP, HEADER_NAME_CHARS, REQUEST_DROP, forwarded_for_value,
                        odd_name_dropped)
 from ._proxy_ssl import auth_tls
+from ._response_buffer import BODY_LINE_LIMIT, log_too_big
 from ._satisfy import combine
 
 __all__ = ["ExtAuth", "EXTAUTH_ANNOTATIONS", "EXTAUTH_IGNORED", "parse_ext_auth",
@@ -611,7 +614,12 @@ def auth_connected(conn: Any, now: float, reused: bool = False) -> list[Any]:
         keepalive=auth.keepalive is not None)
     from ._actions import SendUpstream, TimerKind
 
-    reader = call.reader = _H11Reader(True, s.max_response_header_size)
+    # nginx.tmpl's auth location: "proxy_buffer_size {{ $location.Proxy.BufferSize }}": the
+    # auth service's answer head is bounded by the location's proxy-buffer-size, as a
+    # backend's (_connection.upstream_connected); the heads together as in _pump.
+    opts = req.opts
+    reader = call.reader = _H11Reader(
+        True, opts.proxy_buffer_size if opts is not None else s.proxy_buffer_size)
     reader.method = auth.method or b"GET"
     conn._out.append(SendUpstream(call.conn_id, head))
     conn._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout)
@@ -650,14 +658,28 @@ def _pump(conn: Any, call: AuthCall, now: float) -> None:
             return
         t = type(event)
         if t is h11.Response or t is h11.InformationalResponse:
-            # As the core reads a backend's (``_pump_upstream``): every head byte up to the
-            # final answer's end counts toward max_response_header_size, a head that arrived
-            # whole in one read too (h11 refuses only an incomplete one); nginx's
-            # "upstream sent too big header" fails the subrequest: 500.
-            call.head_bytes += before - len(reader._buf._data)
-            if call.head_bytes > conn.settings.max_response_header_size:
+            # As the core reads a backend's (``_pump_upstream``): each head by itself is
+            # bounded by the location's proxy-buffer-size (the reader's limit, auth_connected),
+            # a head that arrived whole in one read too (h11 refuses only an incomplete one),
+            # and all the heads up to the final one together by max_response_header_size (or
+            # proxy-buffer-size, if larger); nginx's "upstream sent too big header" fails the
+            # subrequest (502), which auth_request answers with 500.
+            n = before - len(reader._buf._data)
+            call.head_bytes += n
+            limit = reader._max
+            if call.head_bytes > limit and (
+                    n > limit or call.head_bytes > conn.settings.max_response_header_size):
+                req = call.req
+                log_too_big(conn.proxy.logger, limit if n > limit else
+                            conn.settings.max_response_header_size, call.auth.endpoint,
+                            req.host, f"{req.method_s} {req.original_uri} HTTP/"
+                            f"{req.http_version}", "proxy-buffer-size" if n > limit else
+                            "max_response_header_size, the heads together")
                 _finish(conn, FAILED, now)
                 return
+            if t is h11.Response and limit < BODY_LINE_LIMIT:
+                # (auth-keepalive reads the answer's body: its chunk lines are no head)
+                reader._max = BODY_LINE_LIMIT
         if t is h11.Response:
             v = verdict(call.auth, event)
             if call.auth.keepalive is None or v is FAILED:

@@ -27,8 +27,10 @@ trailers. ingresslib streams bodies by default (``ProxySettings.proxy_request_bu
   promising the cap would otherwise hold the whole budget at the price of a byte per
   ``client-body-timeout``). A ``Content-Length`` body whose length does not fit what is left
   when buffering begins streams from the start as with "off", and one whose next read does
-  not fit streams from there on (the upstream opened then, the bytes held sent first): the
-  upstream sees the same request either way. A chunked body that grows past what is left is
+  not fit streams from there on (the upstream opened then, the bytes held sent first and
+  reserved until they are: ``HeldBody``): the upstream sees the same request either way. A
+  body read whole while the access phase waited (an auth subrequest) is held to the same cap
+  and budget as one read after it. A chunked body that grows past what is left is
   answered 503 and the connection closed (no upstream was opened). 503 rather than 413: the
   body is not too large (413 is kept for a body past the smaller of the cap and the whole
   budget, which can never be held), the server is busy with other uploads, as
@@ -45,21 +47,27 @@ trailers. ingresslib streams bodies by default (``ProxySettings.proxy_request_bu
   default), so a stalled client cannot keep its share of the budget for good (nginx's
   ``ngx_http_do_read_client_request_body`` arms ``ngx_add_timer(c->read,
   clcf->client_body_timeout)`` whatever its value: with 0 every wait times out at once);
-* the endpoint is chosen with the route, on the head (nginx chooses it after the body, in
-  ingress-nginx's balancer phase): the router's ``route`` matches and picks in one call, and
-  choosing again at the body's end would advance a round-robin rotation or a canary split a
-  second time and could land on the other side of a canary whose options ran the access
-  phase. A connect to an endpoint removed meanwhile fails and is retried
-  (``proxy-next-upstream``); the balancer's response time counts from the connect.
+* the endpoint is chosen when the body is in (``pick``), as nginx picks the peer in
+  ingress-nginx's balancer phase (``balancer.balance()``, at the connect), while the rule and
+  the canary's side are decided on the head (``balancer.rewrite()``, the rewrite phase): the
+  router's ``route`` still matches and picks on the head, and its ``repick`` (``Router``'s:
+  ``_router.py``) picks again from that side's current endpoints, so an endpoint removed
+  while a client uploads does not get the request, EWMA reads its scores of now, and a
+  session cookie names the endpoint used. The head's pick stands when nothing changed and
+  the balancer would not pick otherwise (round-robin: the head's pick took the request's
+  turn; consistent hashing; a session's cookie). A router without ``repick`` keeps the
+  head's. A ``Content-Length`` body that switches to streaming picks at that switch (its
+  connect). Left: a round-robin turn taken on the head by a request refused later (413,
+  408) is not given back (nginx's rotation never saw it).
 
 Sans-IO: the proxy core (``proxy/_connection.py``) calls ``start`` from its access phase when
 the location says "on", ``held`` for each body read while the upstream waits for the body,
-``frame`` once the body is complete, and ``release`` where the held body is let go.
+``whole`` once the body is complete, and ``release`` where the held body is let go.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._location_extras import one_of
 
@@ -69,7 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REQUEST_BUFFERING", "DEFAULT_LIMIT", "DEFAULT_BUDGET", "UNARMED_BODY_TIMEOUT",
            "JOIN_BELOW", "Buffered", "BufferBudget", "budget_of", "parse_request_buffering",
-           "start", "held", "release", "frame"]
+           "start", "held", "release", "frame", "whole", "pick", "HeldBody"]
 
 #: The annotation (and ConfigMap key) name.
 REQUEST_BUFFERING = "proxy-request-buffering"
@@ -139,6 +147,19 @@ class Buffered(list[bytes]):
             self.kept = 0
 
 
+class HeldBody(Buffered):
+    """``_Request.unsent`` of a ``Content-Length`` body that switched to streaming (``held``)
+    while its upstream connects: the bytes held so far stay reserved in ``budget`` (``kept``)
+    for as long as this list holds them, given back when it is dropped (sent upstream by the
+    core's ``_send_request``, or dropped by a local answer) or by ``release`` at the
+    connection's close (a driver may keep a closed connection's core). Given
+    back at the switch, they were held uncounted until the connect: another upload could
+    reserve them again, the memory held past the budget by up to a cap per switch. A
+    ``Buffered`` for its reservation and its ``__del__``; told apart by ``type(...) is``."""
+
+    __slots__ = ()
+
+
 def parse_request_buffering(value: str) -> str:
     """``"on"`` or ``"off"`` (trimmed, case-sensitive, as ingress-nginx's ValidateOptions)."""
     return one_of(value, ("on", "off"), "proxy-request-buffering")
@@ -156,7 +177,8 @@ def frame(req: _Request) -> None:
 def release(req: _Request) -> None:
     """The held body of ``req`` is let go (its response began, it was answered here, or its
     connection closed): its reservation goes back to the budget, once (a second call, or one
-    for a request holding none, does nothing)."""
+    for a request holding none, does nothing). A ``HeldBody`` (a body switched to streaming,
+    its upstream connecting) too: a closed connection's core may outlive its close."""
     replay = req.replay
     if type(replay) is Buffered:
         req.replay = None
@@ -165,20 +187,82 @@ def release(req: _Request) -> None:
             budget.held -= replay.kept
         replay.kept = 0
         replay.budget = None
+    unsent = req.unsent
+    if type(unsent) is HeldBody:
+        req.take_unsent()  # (no upstream takes them now)
+        budget = unsent.budget
+        if budget is not None:
+            budget.held -= unsent.kept
+        unsent.kept = 0
+        unsent.budget = None
+
+
+def pick(conn: ClientConnection, req: _Request) -> tuple[str, int] | None:
+    """The endpoint for the connect of a request whose body was read first, chosen now: the
+    router's ``repick`` (``Router``'s) from the side of the rule the head chose, its decision
+    and session cookie the request's from here on; the head's without one (or when it
+    raises: logged, as the core's other hooks). None: that side has no endpoint left."""
+    decision = req.decision
+    assert decision is not None
+    proxy = conn.proxy
+    repick = getattr(proxy.router, "repick", None)
+    if repick is not None:
+        event = req.event
+        try:
+            new = repick(decision, req.method_s, req.host_raw, req.path,
+                         event.headers if event is not None else (), req.client_ip,
+                         query=req.query)
+            if new is not decision and new is not None:
+                _check_repick(decision, new)
+        except Exception:
+            proxy._hook_failed("router.repick")
+            new = decision
+        if new is not decision and new is not None:
+            # The cookie follows the endpoint (sticky.lua sets it in balance(), the pick).
+            req.decision = new
+            req.set_cookie = getattr(new, "set_cookie", None)
+            decision = new
+    endpoint: tuple[str, int] | None = decision.endpoint
+    return endpoint
+
+
+def _check_repick(decision: Any, new: Any) -> None:
+    """Raises unless ``new`` is a decision of the rule ``decision`` is of (its ``match``,
+    the same or an equal one) with an endpoint or none: a router's ``repick`` answering
+    another rule's decision would have the body sent to a backend the request was not routed
+    to (nor its access phase run for), and one answering something else raised in the core."""
+    match = getattr(new, "match", None)
+    if match is not decision.match and not (match is not None and match == decision.match):
+        raise TypeError(f"router.repick answered {new!r}, not a decision of the request's "
+                        f"rule {decision.match!r}: the head's decision is used")
+    endpoint = new.endpoint
+    if endpoint is not None and not (type(endpoint) is tuple and len(endpoint) == 2):
+        raise TypeError(f"router.repick answered the endpoint {endpoint!r}: the head's "
+                        "decision is used")
+
+
+def whole(conn: ClientConnection, req: _Request, now: float) -> None:
+    """The body is in: the upstream is chosen (``pick``) and opened, to be sent the request
+    with its ``Content-Length``; no endpoint left on the rule's side: 503."""
+    frame(req)
+    conn._set_timer(None, None)
+    endpoint = pick(conn, req)
+    if endpoint is None:
+        conn._local_response(req, 503, now)
+        return
+    conn._open(req, endpoint, now)
 
 
 def start(conn: ClientConnection, req: _Request, now: float) -> bool:
     """At the end of the access phase of a location with buffering on: True when the core is
-    not to open the upstream now (the body is to be read first; or, a chunked body whose bytes
-    already held do not fit the budget, answered 503); False to open it now (no body, an
-    upgrade, a ``Content-Length`` past the cap or what is left of the budget, or a body
-    already whole, framed here). What is reserved: the body bytes held so far (``held``
-    reserves the rest as it comes)."""
+    not to open the upstream now (the body is to be read first, or it was read already and
+    the upstream is opened here; or, a chunked body whose bytes already held are past the cap
+    or do not fit the budget, answered 413/503); False to open it now (no body, an upgrade, a
+    ``Content-Length`` past the cap or what is left of the budget: streamed as with "off").
+    What is reserved: the body bytes held so far (``held`` reserves the rest as it comes). A
+    body read whole while the access phase waited (an auth subrequest, an offloaded check)
+    is held to the same cap and budget as one read after it."""
     if req.upgrade:
-        return False
-    if req.complete:
-        # Read whole already (held while the auth subrequest or an offloaded check ran).
-        frame(req)
         return False
     length = req.length
     settings = conn.settings
@@ -211,6 +295,11 @@ def start(conn: ClientConnection, req: _Request, now: float) -> bool:
     else:
         req.replay = Buffered(req.replay, budget, kept)
     budget.held += kept
+    if req.complete:
+        # Read whole already (held while the auth subrequest or an offloaded check ran):
+        # reserved as above, now its upstream.
+        whole(conn, req, now)
+        return True
     conn._set_request_timer(req, now)  # (0: UNARMED_BODY_TIMEOUT, a body being held)
     return True
 
@@ -239,9 +328,17 @@ def held(conn: ClientConnection, req: _Request, replay: Buffered, now: float) ->
                 conn._error_response(413 if size > budget.limit else 503, req, now)
                 return
             # A Content-Length body: its framing is the same either way, so streamed from
-            # here on rather than refused (the bytes held go first, ``upstream_connected``).
-            release(req)
-            conn._open(req, req.decision.endpoint, now)
+            # here on rather than refused (the bytes held go first, ``upstream_connected``),
+            # still reserved until then (``HeldBody``); the endpoint chosen now, at the connect.
+            req.replay = None
+            req.unsent = HeldBody(req.unsent, budget, replay.kept)
+            replay.budget = None
+            replay.kept = 0
+            endpoint = pick(conn, req)
+            if endpoint is None:
+                conn._local_response(req, 503, now)
+                return
+            conn._open(req, endpoint, now)
             conn._set_request_timer(req, now)
             return
         budget.held += more

@@ -57,6 +57,7 @@ from ._proxy_protocol import accepting, admitted
 from ._passthrough import CLOSE as _PASSTHROUGH_CLOSE
 from ._passthrough import PassthroughRoutes
 from ._proxy_ssl import NGINX_DEFAULT, UpstreamTLS, peer_problem, server_hostname
+from ._response_buffer import ahead_fits, ahead_release
 from .._upstream_tls import client_context
 from ._settings import ProxySettings
 
@@ -558,7 +559,7 @@ class _Downstream(asyncio.Protocol):
                  "closed", "client_paused", "upstream_full", "stall", "linger_until",
                  "last_read", "client_full", "send_stall", "send_mark", "tunnel", "accepted",
                  "connecting", "pending", "feed_handle", "eof_pending", "fd", "hup_watched",
-                 "hup_seen", "proxied", "rate_paused", "retired")
+                 "hup_seen", "proxied", "rate_paused", "retired", "ahead", "sni", "held")
 
     def __init__(self, server: ProxyServer, tls: bool) -> None:
         self.server = server
@@ -596,6 +597,14 @@ class _Downstream(asyncio.Protocol):
         #: The client's write buffer is full (asyncio ``pause_writing``): it does not take our
         #: response, and the upstreams are not read meanwhile.
         self.client_full = False
+        #: proxy-buffering (proxy/_response_buffer.py): the client's write buffer is full, yet
+        #: the upstreams are still read, while it holds no more than ``conn.response_buffer``
+        #: bytes (the response is read ahead of the client, its upstream connection released
+        #: once it is read whole).
+        self.ahead = False
+        #: proxy-buffering: the bytes this connection counts in the server's read-ahead
+        #: budget (``ProxyServer.ahead_held``, proxy/_response_buffer.py ``ahead_fits``).
+        self.held = 0
         #: While so: nginx's send_timeout running (:meth:`_send_timed_out`); it outlives
         #: ``_close`` (a close flushes first, and a client that never reads would hold it).
         self.send_stall: asyncio.TimerHandle | None = None
@@ -632,6 +641,8 @@ class _Downstream(asyncio.Protocol):
         #: ``use-proxy-protocol``: the PROXY protocol header's ``(source, destination)``, which
         #: stand for the peer and the local address (``_proxy_protocol._Accept``); else None.
         self.proxied: tuple[tuple[str, int], tuple[str, int]] | None = None
+        #: The ClientHello's server name (``_TLSAccept``; nginx ``$ssl_server_name``), else None.
+        self.sni: bytes | None = None
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -664,19 +675,30 @@ class _Downstream(asyncio.Protocol):
                 pass
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        balancer = None
         if self.proxied is not None:
+            balancer = peer  # (the PROXY header's sender: $realip_remote_addr)
             peer, local = self.proxied
         now = self._loop.time()
-        client_cert = None
+        client_cert = tls_info = None
         if self.tls:
             from .._tls import client_cert_of  # (auth-tls-*: what the handshake verified)
-            client_cert = client_cert_of(transport.get_extra_info("ssl_object"))
+            ssl_object = transport.get_extra_info("ssl_object")
+            client_cert = client_cert_of(ssl_object)
+            if ssl_object is not None:  # ($ssl_protocol, $ssl_cipher: OpenSSL's names)
+                cipher = ssl_object.cipher()
+                tls_info = (ssl_object.version(), cipher[0] if cipher else None,
+                            None if self.sni is None else self.sni.decode("latin-1"))
         self.conn = srv.proxy.connection(
             (peer[0], peer[1]) if peer else None, tls=self.tls,
             local_port=local[1] if local else None, now=now,
             refuse_requests=_TO_HTTPS if self.to_https else None, offload=True, throttle=True,
             client_cert=client_cert,
             proxy_protocol_port=local[1] if self.proxied is not None else None)
+        if tls_info is not None:
+            self.conn.tls_info = tls_info
+        if balancer:
+            self.conn.realip_addr = balancer[0]
         actions = self.conn.start(now)
         spent = now - self.accepted
         if (self.tls or self.to_https) and spent > 0:
@@ -784,9 +806,11 @@ class _Downstream(asyncio.Protocol):
         # The client takes our response slower than the upstream sends it: stop reading the
         # upstreams until it drains (nginx without proxy buffering does the same).
         self.client_full = True
-        for up in self.upstreams.values():
-            if up.transport is not None:
-                up.transport.pause_reading()
+        if self.conn is not None and self.conn.response_buffer and not self.tunnel:
+            self.ahead = True  # proxy-buffering: read on, up to conn.response_buffer
+            self._check_ahead()
+        else:
+            self._pause_upstreams()
         # Nor the client itself (see ``_sync_reading``): what it sends next would only add
         # answers to the buffer it does not drain.
         self._sync_reading()
@@ -794,8 +818,28 @@ class _Downstream(asyncio.Protocol):
             self.send_mark = self.transport.get_write_buffer_size()
             self.send_stall = self._loop.call_later(_SEND_TIMEOUT, self._send_timed_out)
 
+    def _pause_upstreams(self) -> None:
+        for up in self.upstreams.values():
+            if up.transport is not None:
+                up.transport.pause_reading()
+
+    def _check_ahead(self) -> None:
+        """proxy-buffering: the upstreams stop being read once the client's write buffer
+        holds more than the current response may (``conn.response_buffer``; 0 for a response
+        that does not buffer, ``X-Accel-Buffering: no``), until it drains."""
+        t = self.transport
+        if t is not None and not ahead_fits(self.server, self, t.get_write_buffer_size(),
+                                            self.conn.response_buffer):
+            # (or all the connections reading ahead hold the server's budget:
+            # response_buffering_budget)
+            self.ahead = False
+            self._pause_upstreams()
+
     def resume_writing(self) -> None:
         self.client_full = False
+        self.ahead = False
+        if self.held:
+            ahead_release(self.server, self)  # (proxy-buffering's budget given back)
         if self.send_stall is not None:
             self.send_stall.cancel()
             self.send_stall = None
@@ -1001,7 +1045,8 @@ class _Downstream(asyncio.Protocol):
             self.timer = self._loop.call_at(deadline, self._timer_fired)
             return
         if (self.timer_kind is TimerKind.BODY and self.client_paused) or \
-                (self.timer_kind is TimerKind.UPSTREAM_READ and self.client_full):
+                (self.timer_kind is TimerKind.UPSTREAM_READ and self.client_full
+                 and not self.ahead):
             # BODY: the client cannot send its body while we do not read it (an upstream's
             # buffer is full, or the core holds its bytes until a connect): its clock starts
             # again when reading does; the upstream has its own (send timeout, connect timeout).
@@ -1036,6 +1081,8 @@ class _Downstream(asyncio.Protocol):
                         self.transport.write(a.data)  # type: ignore[union-attr]
                         if self.client_full:
                             self.send_mark += len(a.data)  # type: ignore[union-attr]
+                            if self.ahead:
+                                self._check_ahead()
                 elif t is SendUpstream:
                     up = self.upstreams.get(a.conn_id)  # type: ignore[union-attr]
                     if up is not None and up.transport is not None:
@@ -1096,7 +1143,7 @@ class _Downstream(asyncio.Protocol):
             if t is not None and not t.is_closing():
                 if paused:
                     t.pause_reading()
-                elif not self.client_full:
+                elif not self.client_full or self.ahead:
                     t.resume_reading()
 
     def _offload(self, a: Offload) -> None:
@@ -1165,7 +1212,8 @@ class _Downstream(asyncio.Protocol):
         self.upstreams[a.conn_id] = up
         if a.keepalive is not None:
             auth_adopt(self.server.pool, up, a)  # (auth-keepalive: a pool of its own)
-        if (self.client_full or self.rate_paused) and up.transport is not None:
+        if ((self.client_full and not self.ahead) or self.rate_paused) \
+                and up.transport is not None:
             up.transport.pause_reading()
 
     async def _connect(self, a: OpenUpstream) -> None:
@@ -1398,6 +1446,8 @@ class _Downstream(asyncio.Protocol):
             self.send_stall = None
         self.linger_until = None
         self.server.lingering.discard(self)
+        if self.held:
+            ahead_release(self.server, self)  # (proxy-buffering's budget given back)
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()
@@ -1605,6 +1655,8 @@ class _TLSAccept(asyncio.Protocol):
         if self._passthrough(hello):
             return
         store = self.server.cert_store
+        if self.down is not None:
+            self.down.sni = hello.server_name  # ($ssl_server_name)
         cert = store.context_for_hello(hello.server_name)
         # A host verifying client certificates (auth-tls-*) listens with its own context:
         # OpenSSL keeps the listening context's verify mode (SSL_set_SSL_CTX does not copy it);
@@ -2022,6 +2074,10 @@ class ProxyServer:
         #: The bytes of those requests (``_MIRROR_BYTES_MAX``).
         self.mirror_bytes = 0
         self.mirror_failures: set[tuple[str, int]] = set()
+        #: proxy-buffering: the bytes the client connections reading ahead of their clients
+        #: hold together (proxy/_response_buffer.py ``ahead_fits``; at most
+        #: ``ProxySettings.response_buffering_budget`` past which they stream).
+        self.ahead_held = 0
         self.servers: list[asyncio.Server] = []
         #: ``start`` was called (``start(None)`` binds no listener): ``async with`` binds none.
         self._started = False

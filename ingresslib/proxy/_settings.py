@@ -73,7 +73,9 @@ _COUNTS = ("max_request_line", "max_header_line", "max_headers_size", "max_heade
            "proxy_next_upstream_tries", "proxy_body_size", "upstream_keepalive_connections",
            "upstream_keepalive_requests", "max_response_header_size", "hsts_max_age",
            "keep_alive_requests", "limit_rate", "limit_rate_after", "request_buffering_limit",
-           "request_buffering_budget", "proxy_stream_next_upstream_tries")
+           "request_buffering_budget", "proxy_stream_next_upstream_tries",
+           "proxy_max_temp_file_size", "response_buffering_limit",
+           "response_buffering_budget")
 
 #: Durations in seconds that must be 0 or more (0 keeps its documented meaning: off, or no
 #: limit). The ConfigMap (``_config._seconds``) and the annotations already refuse negatives;
@@ -335,9 +337,29 @@ class ProxySettings:
     #: connect (ngx_http_upstream_free_keepalive_peer: "if (ngx_current_msec - c->start_time >
     #: kp->conf->time) { goto invalid; }"); 0: no connection is reused, as in nginx.
     upstream_keepalive_time: float = 3600.0
-    #: An upstream response head larger than this is invalid -> 502 (h11's 16 KiB default is
-    #: too small for cookie-heavy apps; nginx ``proxy_buffer_size`` is 4k-8k, we are lenient).
+    #: The ``auth-url`` service's and a mirror's response heads: larger is an invalid
+    #: response. A proxied response's head is bounded by ``proxy_buffer_size`` (below).
     max_response_header_size: int = 65536
+    #: ingress-nginx ``proxy-buffer-size`` ("4k"), ``proxy-buffering`` ("off"),
+    #: ``proxy-buffers-number`` (4) and ``proxy-max-temp-file-size`` ("1024m"): the defaults
+    #: of the annotations (proxy/_response_buffer.py). ``proxy_buffer_size`` bounds a proxied
+    #: response's head (each head by itself, 1xx and final; all together within
+    #: max_response_header_size): past it, 502 ("upstream sent too big header").
+    #: ``proxy_buffering`` "on": the driver reads the upstream ahead of a slow client, up to
+    #: ``proxy_buffers_number`` x ``proxy_buffer_size`` + ``proxy_max_temp_file_size``, that
+    #: last part in memory and capped by ``response_buffering_limit`` (8 MiB per response;
+    #: not an ingress-nginx key: nginx spills to a temporary file).
+    proxy_buffer_size: int = 4096
+    proxy_buffering: str = "off"
+    proxy_buffers_number: int = 4
+    proxy_max_temp_file_size: int = 1073741824
+    response_buffering_limit: int = 8388608
+    #: Not an ingress-nginx key: the most bytes every client connection of one
+    #: ``ProxyServer`` reading ahead of its client (``proxy_buffering`` "on") holds together,
+    #: past the write buffer's high-water mark; a connection that would pass it streams as with
+    #: "off" until its client drains (proxy/_response_buffer.py ``ahead_fits``). nginx's
+    #: memory is bounded by its buffers per request, the rest going to temporary files.
+    response_buffering_budget: int = 268435456
 
     # --- access control (proxy/_access.py; ingress-nginx ConfigMap keys) --------------------
     #: ingress-nginx ``whitelist-source-range`` (defaults.Backend ``WhitelistSourceRange``):
@@ -644,6 +666,16 @@ class ProxySettings:
         if self.proxy_request_buffering not in ("on", "off"):
             raise ValueError(f"proxy_request_buffering: {self.proxy_request_buffering!r} is not "
                              "\"on\" or \"off\"")
+        if self.proxy_buffering not in ("on", "off"):
+            raise ValueError(f"proxy_buffering: {self.proxy_buffering!r} is not \"on\" or "
+                             "\"off\"")
+        if self.proxy_buffer_size < 1 or self.proxy_buffers_number < 2:
+            # nginx refuses both in its configuration test (a 0 buffer holds no head; "there
+            # must be at least 2 "proxy_buffers"").
+            raise ValueError(f"proxy_buffer_size / proxy_buffers_number: "
+                             f"{_shown(self.proxy_buffer_size)} / "
+                             f"{_shown(self.proxy_buffers_number)}: must be 1 byte or more / "
+                             "2 or more")
         if self.proxy_http_version not in ("1.0", "1.1"):
             raise ValueError(f"proxy_http_version: {self.proxy_http_version!r} is not \"1.0\" "
                              "or \"1.1\"")
@@ -795,7 +827,8 @@ def _not(what: str, t: type) -> str:
 
 def _unit(name: str) -> str:
     if name in ("max_request_line", "max_header_line", "max_headers_size", "proxy_body_size",
-                "max_response_header_size"):
+                "max_response_header_size", "proxy_buffer_size", "proxy_max_temp_file_size",
+                "response_buffering_limit", "response_buffering_budget"):
         return "a size in bytes (0 or more)"
     if name == "hsts_max_age":
         return "seconds (an int)"

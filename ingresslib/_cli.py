@@ -71,6 +71,13 @@ class _NotGiven(float):
     not_given = True
 
 
+class _NotGivenInt(int):
+    """``--max-connections``' default (10000): an int that says it was not given, so that the
+    ConfigMap's ``max-worker-connections`` counts instead (``_serve_limits.connection_bound``)."""
+
+    not_given = True
+
+
 def _seconds(text: str) -> float:
     """A duration option: a finite number of seconds, 0 or more (``nan``, ``inf`` and
     negative values would silently turn the feature off or wait forever)."""
@@ -191,10 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                        help="the least severe messages logged on stderr (default: info; the "
                             "access log, on stdout, is set by --access-log)")
-    serve.add_argument("--max-connections", type=_positive_int, default=10000, metavar="N",
+    serve.add_argument("--max-connections", type=_positive_int, default=_NotGivenInt(10000),
+                       metavar="N",
                        help="client connections accepted at once (more are closed; TCP "
                             "services' connections and UDP services' sessions are bounded "
-                            "apart by the same number; default: 10000)")
+                            "apart by the same number; default: the --config ConfigMap's "
+                            "max-worker-connections, else 10000)")
     serve.add_argument("--reload-interval", type=_seconds, default=1.0, metavar="SECONDS",
                        help="how often the manifest and --config files are checked for "
                             "changes (default: 1; 0: only on SIGHUP)")

@@ -65,6 +65,15 @@ class ServerConfig:
     #: graceful stop lets requests in flight finish, unless ``--shutdown-timeout`` is given
     #: (``_serve_reload.shutdown_timeout``). None: not set (serve's 10 s).
     worker_shutdown_timeout: float | None = None
+    #: ingress-nginx ``max-worker-open-files`` (config.go ``MaxWorkerOpenFiles int``, default
+    #: 0; nginx ``worker_rlimit_nofile``): the soft RLIMIT_NOFILE ``serve`` raises its own to
+    #: (0: the hard limit - 1024, at least 1024; ``_serve_limits``). None: not set (as 0).
+    max_worker_open_files: int | None = None
+    #: ingress-nginx ``max-worker-connections`` (config.go ``MaxWorkerConnections int``,
+    #: default 16384; nginx ``worker_connections``): ``serve``'s client connection bound
+    #: unless ``--max-connections`` is given (0: 3/4 of the open files limit;
+    #: ``_serve_limits.connection_bound``). None: not set (serve's 10000).
+    max_worker_connections: int | None = None
 
 
 class _Bad(ValueError):
@@ -702,7 +711,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 
 #: Keys with their own handling (not a 1:1 ProxySettings field).
 _SPECIAL = {"large-client-header-buffers", "load-balance", "custom-http-errors",
-            "service-upstream", "proxy-stream-responses", "worker-shutdown-timeout"}
+            "service-upstream", "proxy-stream-responses", "worker-shutdown-timeout",
+            "max-worker-open-files", "max-worker-connections"}
 
 #: Every key this module understands.
 KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
@@ -728,8 +738,7 @@ _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "disable-ipv6", "disable-ipv6-dns", "error-log-level", "http2-max-field-size",
     "http2-max-header-size", "http2-max-requests", "http2-max-concurrent-streams",
     "log-format-escape-none", "log-format-escape-json", "log-format-upstream",
-    "log-format-stream", "enable-multi-accept", "max-worker-connections",
-    "max-worker-open-files", "map-hash-bucket-size", "nginx-status-ipv4-whitelist",
+    "log-format-stream", "enable-multi-accept", "map-hash-bucket-size", "nginx-status-ipv4-whitelist",
     "nginx-status-ipv6-whitelist", "proxy-set-headers", "server-name-hash-max-size",
     "server-name-hash-bucket-size", "proxy-headers-hash-max-size",
     "proxy-headers-hash-bucket-size", "plugins", "reuse-port", "server-tokens",
@@ -833,6 +842,7 @@ def parse_config_data(
     service_upstream = False
     stream_responses = 1
     shutdown_timeout: float | None = None
+    worker_limits: dict[str, int] = {}
     for key in sorted(data):
         raw = data[key]
         value = "" if raw is None else raw
@@ -862,6 +872,9 @@ def parse_config_data(
                     shutdown_timeout = None
                     warnings.append(f"{object}: {field}: 0 (nginx: no bound) is not supported; "
                                     "read as not set (--shutdown-timeout, else 10 s)")
+            elif key in ("max-worker-open-files", "max-worker-connections"):
+                # serve's process limits (ingresslib._serve_limits), 0: computed.
+                worker_limits[key.replace("-", "_")] = _int(value)
             elif key == "custom-http-errors":
                 # configmap.go ReadConfig: items Atoi refuses are skipped with a warning
                 # (proxy/_error_pages.py parse_global_custom_http_errors).
@@ -954,7 +967,7 @@ def parse_config_data(
     return ServerConfig(settings=settings, load_balance=load_balance, warnings=tuple(warnings),
                         service_upstream=service_upstream,
                         proxy_stream_responses=stream_responses,
-                        worker_shutdown_timeout=shutdown_timeout)
+                        worker_shutdown_timeout=shutdown_timeout, **worker_limits)
 
 
 #: Go's name of a JSON type in the API server's words ("json: cannot unmarshal bool into Go

@@ -62,7 +62,9 @@ from ._serve_notes import (
     _table_notes,
 )
 from ._serve_notes import MAX_NOTES_LOGGED as MAX_NOTES_LOGGED  # (re-exported: tests read it)
-from ._serve_reload import Reloader, _snapshot, _State, shutdown_timeout
+from ._serve_limits import ServeLimits
+from ._serve_reload import (Reloader, SnapshotRetry, _snapshot, _State, _undo_of,
+                            shutdown_timeout)
 # The URL of a socket, one function for serve's lines and ProxyServer.urls (serve runs the
 # proxy server anyway: importing it here costs ``serve`` nothing).
 from .proxy._server import _socket_urls
@@ -172,6 +174,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
     # Worker threads a stop does not wait for beyond a second (``_serve_jobs``): asyncio.run's
     # own executor held the exit until a reload being built ended, however long that took.
     asyncio.get_running_loop().set_default_executor(BoundedExecutor())
+    # max-worker-open-files / max-worker-connections (ingresslib._serve_limits).
+    limits = ServeLimits(args)
+    limits.open_files(cfg)
     kube_client: Any = None
     if kube_config is not None:
         # Made before listening: a configuration that cannot be used (a CA file that does not
@@ -226,7 +231,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         access_log.configure(cfg.settings)
     server = ProxyServer(
         router, cfg.settings, cert_store=store,
-        max_connections=getattr(args, "max_connections", 10000),
+        max_connections=limits.bound(cfg),
         on_record=_record_sink(access, metrics, access_log),
         ssl_passthrough=bool(getattr(args, "enable_ssl_passthrough", False)),
     )
@@ -373,7 +378,7 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             reserved=lambda: [a[-1] for a in server.addresses] + [p for p in (
                 listen[1], tls_listen and tls_listen[1], metrics_listen and metrics_listen[1],
                 mport) if p],
-            max_connections=getattr(args, "max_connections", 10000),
+            max_connections=limits.bound(cfg),
             drain_timeout=shutdown_timeout(args, cfg))
         if flag[0] == "t":
             tcp_feed = feed
@@ -398,6 +403,9 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # ``res`` and ``served``: the snapshot swapped in and the Ingresses its table serves
         # (the router's build worked them out; a file reload leaves them on the reloader).
         nonlocal serving_digest, last_failed, reported_swap
+        if ok:   # (max-worker-open-files / -connections, as the ConfigMap is now)
+            limits.reload(reloader.config if reloader is not None else cfg, server,
+                          (tcp_feed, udp_feed))
         if ok and access_log is not None:
             access_log.configure(server.settings)  # (the same settings: nothing to do)
         if ok and store is not None and getattr(args, "kubernetes", False):
@@ -610,25 +618,41 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
 
     def apply(res: Resources) -> tuple[str, list[Any], int, dict[str, str]]:
         with swap:  # router and certificates of one snapshot, never mixed with a reload's
-            server.router.update(res)
-            _log_route_warnings(server)
-            served = _served_by(server.router, res, args.ingress_class, args.controller)
-            if store is not None:
-                store.update(res, served)
-            # The ConfigMap settings this router has: read with the swap, since a ConfigMap
-            # reload may have rebuilt it a moment ago (its ``config`` is set a little later).
-            cfg = config()
+            # All or nothing, as a file reload's swap: a step failing after the router took
+            # the snapshot puts the router and the certificates back (the retry brings the
+            # snapshot in again), never the new table with the old certificates.
+            undo = _undo_of(server, server.router)
+            try:
+                server.router.update(res)
+                _log_route_warnings(server)
+                served = _served_by(server.router, res, args.ingress_class, args.controller)
+                if store is not None:
+                    store.update(res, served)
+                # The ConfigMap settings this router has: read with the swap, since a
+                # ConfigMap reload may have rebuilt it a moment ago (its ``config`` is set a
+                # little later).
+                cfg = config()
+                notes_of = _notes_of(server.router)
+                digest = config_digest(res, served, cfg)
+                lines = _table_notes(notes_of, res)
+            except BaseException:
+                undo()
+                raise
             number = next(numbers)
-            notes_of = _notes_of(server.router)
-        return config_digest(res, served, cfg), served, number, _table_notes(notes_of, res)
+        return digest, served, number, lines
+
+    retry = SnapshotRetry()   # (a swap that failed for a reason that may pass: again later)
 
     async def on_snapshot(res: Resources) -> None:
         try:
             digest, served, number, lines = await loop.run_in_executor(None, apply, res)
         except Exception as e:  # keep serving the last good table
-            _log.exception("cluster update failed; keeping the last good configuration")
+            full, again = retry.failed(e, lambda: watcher)
+            _log.log(logging.ERROR if full else logging.DEBUG, "cluster update failed; keeping "
+                     "the last good configuration%s", again, exc_info=full)
             on_reload(False, repr(e))
             raise
+        retry.succeeded()
         _log.info("cluster update: %d ingress(es), %d service(s)", len(res.ingresses), len(res.services))
         _log_fresh_notes(lines, notes, number)
         on_reload(True, "", res, digest, served, number)

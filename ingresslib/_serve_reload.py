@@ -13,13 +13,16 @@ builds the new Router and TLS contexts in a worker thread, then swaps one attrib
 event loop thread. The ``--config`` ConfigMap file is polled the same way (with
 ``--kubernetes`` too) and applied live, as ingress-nginx applies edits of its ConfigMap; an
 invalid edit keeps the settings serving and logs why; invalid manifests keep the last good
-table but do not hold back a valid ConfigMap edit.
+table but do not hold back a valid ConfigMap edit. A swap is all or nothing (``_undo_of``); a
+reload that failed for a reason that may pass (``_transient``) is tried again with a bounded
+backoff (``RETRY_FIRST`` .. ``RETRY_MAX``), a cluster snapshot's too (``SnapshotRetry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -131,6 +134,104 @@ def _arriving_dh(store: Any, cfg: Any, res: Resources | None) -> frozenset[str]:
     return frozenset(str(p) for p in dh_param_problems(last[0], cfg.settings)) - settled
 
 
+def _undo_of(server: Any, router: Any) -> Callable[[], None]:
+    """What puts ``server``'s router (its state, its ``load-balance`` and ``service-upstream``
+    defaults) and certificate store back as they are now, for a swap that raises half way
+    (``Reloader._swap``, under its lock). The router's state serving now is published again
+    (no build: nothing there can fail); the store is updated again with its last arguments
+    (its contexts are cached by certificate: the ones serving now are reused)."""
+    state = getattr(router, "_state", None)
+    defaults = (getattr(router, "load_balance", None), getattr(router, "_service_upstream", None))
+    store: Any = getattr(server, "cert_store", None)
+    last = getattr(store, "_last_args", None)
+
+    def undo() -> None:
+        server.router = router
+        if state is not None and hasattr(router, "_publish"):   # an ingresslib Router
+            with router._lock:
+                router.load_balance, router._service_upstream = defaults
+                # Built from the state that failed: the next update builds afresh.
+                router._wiring = router._objects = None
+                router._publish(state)
+        if last is not None and getattr(store, "_last_args", None) is not last:
+            try:
+                store.update(*last)
+            except Exception:  # noqa: BLE001 - the reload's own error is the one raised
+                _log.exception("putting the certificates in use back failed")
+
+    return undo
+
+
+#: The errors (``strerror``) of a file that could not be read which go away by themselves:
+#: the loaders report them as a ``ValidationError`` ("Invalid value: Too many open files"),
+#: retried as any other transient failure (``Reloader``'s backoff), unlike a bad manifest.
+_TRANSIENT = frozenset(os.strerror(n) for n in (
+    errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EIO, errno.ENOBUFS,
+    errno.EINTR))
+
+#: ``Reloader``'s retry of a failed reload: the first after 1 s, then twice as long each
+#: time, at most 60 s (ingress-nginx requeues a failed sync: ``internal/task/queue.go``).
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+
+
+def _transient(e: BaseException) -> bool:
+    """Whether a reload that failed with ``e`` may succeed unchanged later: anything but a
+    ``ValidationError`` (EMFILE building contexts, a MemoryError, a bug that depends on
+    timing), or one of a file that could not be read for a reason that passes (``_TRANSIENT``).
+    A manifest or ConfigMap that is invalid waits for its next edit."""
+    if not isinstance(e, ValidationError):
+        return True
+    return any(not err.field and err.detail in _TRANSIENT for err in e.errors)
+
+
+class SnapshotRetry:
+    """``serve --kubernetes``: a cluster snapshot whose swap failed for a reason that may pass
+    (``_transient``) is delivered again after a backoff (``RETRY_FIRST`` doubled by each
+    failure, at most ``RETRY_MAX``; a success starts again), the way ingress-nginx requeues a
+    failed sync. The watcher delivers it (``ClusterWatcher._deliver``, its latest snapshot:
+    the same one, or a newer one that came meanwhile, never an older one), and only when it
+    has delivered nothing since the failure (a newer snapshot's swap has its own outcome)."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        #: The failure logged in full (``repr``): retries failing the same way are not.
+        self._logged: str | None = None
+
+    def failed(self, e: BaseException, watcher: Callable[[], Any]) -> tuple[bool, str]:
+        """After a failed swap: (whether to log it in full, the log's words for its retry).
+        ``watcher``: gives the ``ClusterWatcher`` (made after the callback)."""
+        self._cancel()
+        first = repr(e) != self._logged
+        self._logged = repr(e)
+        if not _transient(e):
+            self.delay = 0.0
+            return first, ""
+        self.delay = RETRY_FIRST if self.delay <= 0 else min(self.delay * 2, RETRY_MAX)
+        w = watcher()
+        generation = getattr(w, "_delivered_generation", None)
+
+        def again() -> None:
+            self._timer = None
+            if w._delivered_generation == generation:   # nothing delivered since
+                w._delivered_generation = -1   # (the same generation: delivered again)
+                w._dirty.set()
+
+        if generation is not None and hasattr(w, "_dirty"):
+            self._timer = asyncio.get_running_loop().call_later(self.delay, again)
+        return first, f"; trying again in {self.delay:g} s"
+
+    def succeeded(self) -> None:
+        self._cancel()
+        self.delay, self._logged = 0.0, None
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class Reloader:
     """Polls ``paths`` and swaps the server's router (and certificates) when they change."""
 
@@ -193,6 +294,15 @@ class Reloader:
         #: Set by ``request_reload``: the next poll runs now and reads the files.
         self._wake = asyncio.Event()
         self._force = False
+        #: A reload that failed for a reason that may pass (``_transient``: EMFILE, a
+        #: MemoryError, a bug) is tried again, the files unchanged, at ``_retry_at`` (the
+        #: loop's clock; None: nothing to retry), ``retry_delay`` seconds after it failed:
+        #: ``RETRY_FIRST`` doubled by each failure, at most ``RETRY_MAX``; a success or a
+        #: change of the files (a new first try) starts again from ``RETRY_FIRST``.
+        self.retry_delay = 0.0
+        self._retry_at: float | None = None
+        #: The failure logged in full (``repr``): retries failing the same way are not.
+        self._failure_logged: str | None = None
 
     def _watched(self) -> list[str]:
         return self.paths + ([self.config_path] if self.config_path else [])
@@ -252,51 +362,68 @@ class Reloader:
             if res is None:
                 # --kubernetes: only the ConfigMap is read here; the cluster gives the resources.
                 res = router.resources
-            if (cfg is not None and cfg != self.config
-                    and hasattr(router, "_set_load_balance")):  # an ingresslib Router
-                # ingress-nginx's ``load-balance`` is the router's default balancer: a new
-                # value takes effect with this build (balancers are keyed by their spec); a
-                # build that fails keeps the default serving.
-                load_balance = cfg.load_balance or "round_robin"
-                if getattr(router, "service_upstream", cfg.service_upstream) \
-                        != cfg.service_upstream:
-                    # service-upstream, the default of Ingresses without the annotation
-                    # (_router.py): both defaults set, then one full build with ``res``
-                    # (a build that fails keeps both previous defaults serving).
-                    old_load_balance = router.load_balance
-                    router.load_balance = load_balance
-                    try:
-                        router._set_service_upstream(cfg.service_upstream, res)
-                    except BaseException:
-                        router.load_balance = old_load_balance
-                        raise
-                else:
-                    router._set_load_balance(load_balance, res)
-            elif hasattr(router, "update"):
-                router.update(res)
-            else:  # pragma: no cover - a user-supplied router without update()
-                self.server.router = build_router(
-                    res, ingress_class=self.ingress_class, controller=self.controller,
-                    load_balance=cfg.load_balance if cfg is not None else self.load_balance,
-                    service_upstream=cfg.service_upstream if cfg is not None else False)
-            _log_route_warnings(self.server)
-            # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
-            served = _served_by(self.server.router, res, self.ingress_class, self.controller)
-            store = self.server.cert_store
-            if store is not None:
-                # Under the lock, with the router: certificates of another snapshot (a cluster
-                # update swapped in meanwhile) must not overwrite these, nor these them.
-                # Builds SSLContexts for new certificates only (unchanged ones are reused).
-                store.update(res, served)
+            # All or nothing: a step that raises once the router was swapped (the
+            # certificates' update, the notes, the digest: EMFILE, MemoryError, a bug) puts the
+            # router, its defaults and the certificates back, and nothing of this reload's own
+            # state (built_config, the notes, the digest, the settings) has changed yet.
+            undo = _undo_of(self.server, router)
+            try:
+                served, notes, digest = self._swap_router(router, cfg, res)
+            except BaseException:
+                undo()
+                raise
             self.built_config = cfg
             swap = next(self.swaps)
-            notes_of = _notes_of(self.server.router)
         if cfg is not None:
             self.load_balance = cfg.load_balance
-        self.last_notes = _table_notes(notes_of, res, self.paths)
-        self.last_digest = config_digest(res, served, cfg)
+        self.last_notes = notes
+        self.last_digest = digest
         self.last_swap = swap
         return served, res, cfg
+
+    def _swap_router(self, router: Any, cfg: Any, res: Resources
+                     ) -> tuple[list[Any], dict[str, str], str]:
+        """``_swap``'s steps under ``lock``: the router and the certificates swapped in, then
+        the table's notes and the configuration's digest worked out (before ``_swap`` records
+        anything: a step that raises is undone there)."""
+        if (cfg is not None and cfg != self.config
+                and hasattr(router, "_set_load_balance")):  # an ingresslib Router
+            # ingress-nginx's ``load-balance`` is the router's default balancer: a new
+            # value takes effect with this build (balancers are keyed by their spec); a
+            # build that fails keeps the default serving.
+            load_balance = cfg.load_balance or "round_robin"
+            if getattr(router, "service_upstream", cfg.service_upstream) \
+                    != cfg.service_upstream:
+                # service-upstream, the default of Ingresses without the annotation
+                # (_router.py): both defaults set, then one full build with ``res``
+                # (a build that fails keeps both previous defaults serving).
+                old_load_balance = router.load_balance
+                router.load_balance = load_balance
+                try:
+                    router._set_service_upstream(cfg.service_upstream, res)
+                except BaseException:
+                    router.load_balance = old_load_balance
+                    raise
+            else:
+                router._set_load_balance(load_balance, res)
+        elif hasattr(router, "update"):
+            router.update(res)
+        else:  # pragma: no cover - a user-supplied router without update()
+            self.server.router = build_router(
+                res, ingress_class=self.ingress_class, controller=self.controller,
+                load_balance=cfg.load_balance if cfg is not None else self.load_balance,
+                service_upstream=cfg.service_upstream if cfg is not None else False)
+        _log_route_warnings(self.server)
+        # The router just worked out which Ingresses it serves; reuse that (TLS needs it).
+        served = _served_by(self.server.router, res, self.ingress_class, self.controller)
+        store = self.server.cert_store
+        if store is not None:
+            # Under the lock, with the router: certificates of another snapshot (a cluster
+            # update swapped in meanwhile) must not overwrite these, nor these them.
+            # Builds SSLContexts for new certificates only (unchanged ones are reused).
+            store.update(res, served)
+        notes = _table_notes(_notes_of(self.server.router), res, self.paths)
+        return served, notes, config_digest(res, served, cfg)
 
     async def check(self, *, force: bool = False) -> bool | None:
         """One poll: None when nothing changed, else whether the reload succeeded. ``force``
@@ -304,12 +431,17 @@ class Reloader:
         loop = asyncio.get_running_loop()
         watched = self._watched()
         snap = await loop.run_in_executor(None, _snapshot, watched)
-        if snap == self.snapshot and not force:
+        due = self._retry_at is not None and loop.time() >= self._retry_at
+        if snap == self.snapshot and not force and not due:
             return None
-        if self.settle > 0 and not force:
-            await asyncio.sleep(self.settle)
-            if await loop.run_in_executor(None, _snapshot, watched) != snap:
-                return None  # still being written: look again at the next poll
+        if snap != self.snapshot or force:
+            if self.settle > 0 and not force:
+                await asyncio.sleep(self.settle)
+                if await loop.run_in_executor(None, _snapshot, watched) != snap:
+                    return None  # still being written: look again at the next poll
+            # A change (or SIGHUP): a first try, its failure logged in full.
+            self.retry_delay, self._failure_logged = 0.0, None
+        self._retry_at = None
         self.snapshot = snap
         try:
             # A folder the snapshot could not list is not refused here on its own: the load
@@ -326,15 +458,21 @@ class Reloader:
             message = "\n".join(str(x) for x in both)
             self.failures += 1
             self.last_error = message
-            _log.error("reload failed; keeping the last good configuration:\n%s",
-                       _invalid_text(*both))
+            again = self._retry(loop, *both)
+            if self._first_time(message):
+                _log.error("reload failed; keeping the last good configuration%s:\n%s",
+                           again, _invalid_text(*both))
             if self.on_reload:
                 self.on_reload(False, message)
             return False
         except Exception as e:  # a bug must not kill the server: keep serving the old table
             self.failures += 1
             self.last_error = repr(e)
-            _log.exception("reload failed; keeping the last good configuration")
+            again = self._retry(loop, e)
+            if self._first_time(repr(e)):
+                _log.exception("reload failed; keeping the last good configuration%s", again)
+            else:
+                _log.debug("reload failed again: %r%s", e, again)
             if self.on_reload:
                 self.on_reload(False, repr(e))
             return False
@@ -352,6 +490,8 @@ class Reloader:
             self.config = cfg
         self.reloads += 1
         self.last_error = None
+        if self._config_error is None and self._manifests_error is None:
+            self.retry_delay, self._failure_logged = 0.0, None
         self.last_resources = res
         self.last_served = served
         for line in fresh_lines(res.warnings, self.logged_fields):
@@ -364,9 +504,11 @@ class Reloader:
         if err is not None:
             self.failures += 1
             self.last_error = str(err)
-            _log.error("ConfigMap %s rejected; keeping the settings in use "
-                       "(reload failed; keeping the last good configuration):\n%s",
-                       self.config_path, err)
+            self._retry(loop, err)
+            if self._first_time(str(err)):
+                _log.error("ConfigMap %s rejected; keeping the settings in use "
+                           "(reload failed; keeping the last good configuration):\n%s",
+                           self.config_path, err)
             if self.on_reload:
                 self.on_reload(False, str(err))
             return False
@@ -374,12 +516,33 @@ class Reloader:
         if err is not None:
             self.failures += 1
             self.last_error = str(err)
-            _log.error("reload failed; keeping the last good configuration (the ConfigMap "
-                       "%s applied to it):\n%s", self.config_path, _invalid_text(err))
+            self._retry(loop, err)
+            if self._first_time(str(err)):
+                _log.error("reload failed; keeping the last good configuration (the ConfigMap "
+                           "%s applied to it):\n%s", self.config_path, _invalid_text(err))
             if self.on_reload:
                 self.on_reload(False, str(err))
             return False
         return True
+
+    def _retry(self, loop: asyncio.AbstractEventLoop, *errors: BaseException) -> str:
+        """After a failed reload: the retry scheduled when one of ``errors`` may pass by
+        itself (``_transient``; else none: an invalid file waits for its next edit). Returns
+        the log's words for it ("" when none)."""
+        if not any(_transient(e) for e in errors):
+            self.retry_delay, self._retry_at = 0.0, None
+            return ""
+        self.retry_delay = RETRY_FIRST if self.retry_delay <= 0 \
+            else min(self.retry_delay * 2, RETRY_MAX)
+        self._retry_at = loop.time() + self.retry_delay
+        return f"; trying again in {self.retry_delay:g} s"
+
+    def _first_time(self, failure: str) -> bool:
+        """Whether ``failure`` is logged in full: not when the last failure (a retry's
+        predecessor) was the same."""
+        first = failure != self._failure_logged
+        self._failure_logged = failure
+        return first
 
     async def _swap_staged(self, staged: _Staged) -> tuple[list[Any], Resources, Any]:
         """``_swap`` (a worker thread) once ``_new_tls`` put the new contexts in. All or
@@ -410,11 +573,22 @@ class Reloader:
         if res is not None and cfg.settings.ssl_dh_param:
             quiet = await asyncio.get_running_loop().run_in_executor(
                 None, _arriving_dh, self.server.cert_store, cfg, res)
+        loop = asyncio.get_running_loop()
+        again = self.retry_delay > 0   # (a retry: no change since the last failure)
         try:
-            await configure_tls_off_loop(self.server.cert_store, cfg.settings, quiet)
+            # (A retry's failure is logged here, once per kind; a first try's there.)
+            await configure_tls_off_loop(self.server.cert_store, cfg.settings, quiet,
+                                         log_failure=not again)
         except Exception as e:  # noqa: BLE001 - logged there, with its traceback
             self.failures += 1
             self.last_error = repr(e)
+            retry = self._retry(loop, e)
+            first = self._first_time(repr(e))
+            if first:   # (a first try's traceback: logged there)
+                _log.error("reload failed; keeping the last good configuration%s", retry,
+                           exc_info=e if again else None)
+            else:
+                _log.debug("reload failed again: %r%s", e, retry)
             if self.on_reload:
                 self.on_reload(False, repr(e))
             return False
@@ -431,9 +605,14 @@ class Reloader:
         once while it keeps failing the same way, and polling goes on: an exception must not
         end the task, which would stop every later reload without a word."""
         logged: str | None = None
+        loop = asyncio.get_running_loop()
         while True:
+            timeout = self.interval if self.interval > 0 else None
+            if self._retry_at is not None:   # (a failed reload's retry: _retry)
+                left = max(0.0, self._retry_at - loop.time())
+                timeout = left if timeout is None else min(timeout, left)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval if self.interval > 0 else None):
+                async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
             force, self._force = self._force, False

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._passthrough_pipe import PassthroughPipe, _Side
+from ._serve_limits import out_of_fds
 from ._tcp_services import TCPServiceTarget
 from .proxy._proxy_protocol import ProxyHeader, ProxyProtocolError, ProxyProtocolReader
 from .proxy._settings import ProxySettings
@@ -120,6 +121,9 @@ class _StreamPipe(PassthroughPipe):
                         lambda: _Side(self, False), host, port)
             except (OSError, TimeoutError) as e:
                 _log.debug("TCP services: connect to %s:%d failed: %r", host, port, e)
+                if out_of_fds(e, "TCP services: upstream connect"):
+                    self.close()   # (the next endpoint would fail alike; logged once a minute)
+                    return
                 if (tries and n >= tries) or (budget and loop.time() - began >= budget):
                     _log.warning("TCP services: port %d: no endpoint answered (%d tried)",
                                  self.port, n)

@@ -30,14 +30,16 @@ _TRIES = 5
 
 
 async def configure_tls_off_loop(store: Any, settings: Any,
-                                 quiet: frozenset[str] = frozenset()) -> None:
+                                 quiet: frozenset[str] = frozenset(), *,
+                                 log_failure: bool = True) -> None:
     """Give ``store`` (a ``CertificateStore``; None or another kind: as ``ProxyServer`` does,
     ``configure_tls`` if it has one) the TLS settings of ``settings``, built in the loop's
     default executor and swapped in on the running loop. Returns once they are in use, or once
     a newer call superseded this one (that one's settings are then the ones that count). A
     build that raises is logged and raised again, the contexts in use left as they were.
     ``quiet``: problem lines the build does not log (the reload's next update settles them:
-    ``_serve_reload``'s ``ssl-dh-param`` Secret arriving with the key)."""
+    ``_serve_reload``'s ``ssl-dh-param`` Secret arriving with the key). ``log_failure``
+    False: a build that raises is not logged (a reload's retry logs a failure once)."""
     ask = getattr(store, "ask_tls", None)
     if ask is None:
         configure = getattr(store, "configure_tls", None)
@@ -65,5 +67,6 @@ async def configure_tls_off_loop(store: Any, settings: Any,
             store.configure_tls(settings)
     except Exception:
         # (Nothing was swapped in: the build works on a copy.) Raised again: the reload fails.
-        _log.exception("TLS settings: building the contexts failed; the ones in use stay")
+        if log_failure:
+            _log.exception("TLS settings: building the contexts failed; the ones in use stay")
         raise

@@ -46,6 +46,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from ._serve_limits import out_of_fds
 from ._tcp_proxy import _Listener
 from ._tcp_services import TCPServiceTarget
 from .proxy._settings import ProxySettings
@@ -279,6 +280,9 @@ class _Session:
         """An error on the upstream socket: the endpoint unreachable tries the next one while
         no reply came."""
         if self.closed:
+            return
+        if out_of_fds(exc, "UDP services: session socket"):
+            self.close()   # (its datagrams dropped; logged once a minute, not per session)
             return
         if not isinstance(exc, OSError) or exc.errno not in _UNREACHABLE:
             _log.debug("UDP services: port %d: %s:%d: %r", self.port.target.port,

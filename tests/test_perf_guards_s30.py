@@ -81,7 +81,7 @@ def test_the_reordered_loop_drops_and_passes_as_before() -> None:
     assert b"server: up/1\r\n" in passing and b"x-accel-buffering" not in passing
 
 
-# --- a new connection -----------------------------------------------------------------------------
+# --- a new connection ---------------------------------------------------------------------------
 
 
 def test_a_new_connection_without_a_log_format_stores_no_log_facts() -> None:

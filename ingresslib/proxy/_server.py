@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._iptext import host_port
+from .._serve_limits import out_of_fds, pace_accepts
 from ._actions import (
     Action,
     CloseDownstream,
@@ -1288,6 +1289,7 @@ class _Downstream(asyncio.Protocol):
             return
         except (OSError, ssl.SSLError, ValueError) as e:
             _log.debug("connect to %s:%s failed: %s", key[0], key[1], e)
+            out_of_fds(e, "upstream connect")   # (EMFILE: a warning once a minute)
             if not self.closed:
                 self._connect_done(a.conn_id, None, timed_out=False)
             return
@@ -2180,6 +2182,7 @@ class ProxyServer:
             srv = await loop.create_server(
                 lambda: accepting(self, _Downstream(self, False)), listen[0], listen[1],
                 backlog=backlog, reuse_address=True, start_serving=False)
+            pace_accepts(srv)   # (one error a second when out of fds, not 1,024)
             self.servers.append(srv)
             self.addresses.append(("http", *_addr(srv, listen[0])))
             await srv.start_serving()
@@ -2201,6 +2204,7 @@ class ProxyServer:
             srv = await loop.create_server(
                 lambda: accepting(self, _TLSAccept(self, ctx)), tls_listen[0], tls_listen[1],
                 backlog=backlog, reuse_address=True, start_serving=False)
+            pace_accepts(srv)
             self.servers.append(srv)
             self.addresses.append(("https", *_addr(srv, tls_listen[0])))
             self.proxy.https_port = self.addresses[-1][2]

@@ -184,6 +184,21 @@ class RoundRobin:
             cur[best] -= total
             return best
 
+    def give_back(self, backend: EndpointSet, index: int) -> None:
+        """The smooth weighted pick of ``backend``'s endpoint ``index`` (no endpoint tried)
+        was never used (its request never reached an upstream: nginx picks at the connect):
+        undone, the counters left as if the other picks alone had been made (each pick adds
+        every weight and takes the total from the chosen one: sums, in any order). Nothing
+        when the cycle restarted since (another endpoint set): that pick is gone with it."""
+        with self._lock:
+            if self._wbackend is not backend or not 0 <= index < len(self._current):
+                return
+            cur = self._current
+            weights = backend.weights
+            for k, w in enumerate(weights):
+                cur[k] -= w
+            cur[index] += sum(weights)
+
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         pass
 

@@ -368,25 +368,29 @@ class EndpointIndex:
         self._endpoints: dict[tuple[str, str], Endpoints] = {
             (e.metadata.namespace, e.metadata.name): e for e in res.endpoints
         }
-        self._cache: dict[tuple[str, str, int | str | None, bool, str], EndpointSet] = {}
+        self._cache: dict[tuple[str, str, int | str | None, bool, str, bool], EndpointSet] = {}
 
     def service(self, namespace: str, name: str) -> Service | None:
         return self._services.get((namespace, name))
 
     def resolve(self, namespace: str, service: str | None, port: int | str | None,
-                service_upstream: bool = False, protocol: str = "TCP") -> EndpointSet:
+                service_upstream: bool = False, protocol: str = "TCP", *,
+                stream: bool = False) -> EndpointSet:
         """The ready endpoints of backend ``service:port`` in ``namespace`` (memoised).
         ``protocol``: the Service port's and the endpoint ports' (HTTP and TCP services: TCP;
-        UDP services: ``"UDP"``, ``_serve_udp``)."""
-        key = (namespace, service or "", port, service_upstream, protocol)
+        UDP services: ``"UDP"``, ``_serve_udp``). ``stream``: a TCP or UDP services entry
+        (ingress-nginx getStreamServices), not an HTTP backend: an ExternalName Service's port
+        is then one of its own, of ``protocol``, never made up (externalNamePorts is HTTP's)."""
+        key = (namespace, service or "", port, service_upstream, protocol, stream)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(namespace, service, port, service_upstream,
-                                                     protocol)
+                                                     protocol, stream)
         return found
 
     def _resolve(self, namespace: str, service: str | None, port: int | str | None,
-                 service_upstream: bool, protocol: str = "TCP") -> EndpointSet:
+                 service_upstream: bool, protocol: str = "TCP", stream: bool = False
+                 ) -> EndpointSet:
         if service is None:
             return EndpointSet(namespace, None, None, reason="resource backend")
         svc = self._services.get((namespace, service))
@@ -395,19 +399,26 @@ class EndpointIndex:
                                reason=f"Service {namespace}/{service} not found")
         sp = _find_service_port(svc, port, protocol)
         ext_name = svc.spec.external_name if svc.spec.type == "ExternalName" else None
-        if sp is None and ext_name and isinstance(port, int) and protocol == "TCP":
-            # ingress-nginx externalNamePorts: "// ExternalName without port / return
+        # ingress-nginx gives an HTTP backend on an ExternalName Service externalNamePorts'
+        # port, always TCP; a stream entry gets the Service's own port of its protocol or none
+        # (getStreamServices: "for i := range svc.Spec.Ports { ... if sp.Port ==
+        # int32(targetPort) { if sp.Protocol == proto {" - else "does not have any active
+        # Endpoint": skipped).
+        # (HTTP goes over TCP: a UDP resolve is a stream's, ``stream`` or not.)
+        http_external_name = bool(ext_name) and not stream and protocol == "TCP"
+        if sp is None and http_external_name and isinstance(port, int):
+            # externalNamePorts: "// ExternalName without port / return
             # &apiv1.ServicePort{Protocol: "TCP", Port: int32(port), TargetPort:
-            # intstr.FromInt(port)}" - such Services often list no ports at all. (HTTP only:
-            # getStreamServices reads the Service's own ports.)
+            # intstr.FromInt(port)}" - such Services often list no ports at all.
             sp = ServicePort(port=port, target_port=port)
         if sp is None:
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} has no port "
                                f"{_wanted_port(port)} (its ports: {_ports_text(svc.spec.ports)})")
-        if sp.protocol != protocol and (not ext_name or protocol != "TCP"):
+        if sp.protocol != protocol and not http_external_name:
             # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below); a
-            # stream service's port is of its own protocol (getStreamServices), ExternalName too.
+            # stream service's port is of its own protocol (getStreamServices), ExternalName too
+            # (externalNamePorts, which makes any port TCP, is HTTP's only).
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} port {port!r} is "
                                f"{sp.protocol}, not {protocol}")

@@ -170,7 +170,7 @@ def _explain_url(
         if stands is not None:
             out["path_note"] = stands
     if res is not None and _scheme(url) == "https":
-        tls_info = _certificate_for(res, table, split_url(url)[0])
+        tls_info = _certificate_for(res, table, split_url(url)[0], settings)
         if tls_info is not None:
             out["tls"] = tls_info
     if res is None or out["status"] == 400:
@@ -639,17 +639,20 @@ def _note(d: Any) -> str:
     return str(d).removeprefix(f"{d.severity}: ")
 
 
-def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[str, Any] | None:
+def _certificate_for(res: Resources, table: RouteTable, url_host: str,
+                     settings: ProxySettings | None = None) -> dict[str, Any] | None:
     """The certificate ``serve --tls-listen`` answers an ``https://`` URL's handshake with:
     the SNI a client sends (the URL's host name; none for an IP address, RFC 6066 §3: "Literal
     IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does
     (``_tls.certificate_for_name``: the store's own decision and lookup), and whether it is
     valid now (``validity``: ``"expired"`` or ``"not yet valid"`` is still served, as
-    ingress-nginx serves it; ``check`` warns). None when ``ssl`` is missing. Not modelled:
-    serve's ``--default-ssl-certificate`` (``secret`` None says "the default certificate",
-    whichever serve has)."""
+    ingress-nginx serves it; ``check`` warns). Under the ConfigMap's ``ssl-reject-handshake``
+    (``settings``), a name no server has, or none, gets no certificate: ``"handshake":
+    "refused"`` and the ``"reason"`` (``_tls.handshake_refused``, the store's decision).
+    None when ``ssl`` is missing. Not modelled: serve's ``--default-ssl-certificate``
+    (``secret`` None says "the default certificate", whichever serve has)."""
     try:
-        from ._tls import certificate_for_name
+        from ._tls import certificate_for_name, handshake_refused
     except ImportError:  # pragma: no cover - a Python without ssl
         return None
     name = (url_host.partition("]")[0] + "]" if url_host.startswith("[")
@@ -660,6 +663,15 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[s
     except ValueError:
         sni = name.lower().removesuffix(".")
     out: dict[str, Any] = {"sni": sni, "secret": None, "not_after": None, "validity": None}
+    if (settings is not None and settings.ssl_reject_handshake
+            and handshake_refused(res, table.served, sni)):
+        # ingress-nginx writes "ssl_reject_handshake on" in its default server only (nginx.tmpl,
+        # $all.Cfg.SSLRejectHandshake): a ClientHello that no other server's name takes, or
+        # one without a name, gets a fatal alert (ngx_http_ssl_servername: "*ad =
+        # SSL_AD_UNRECOGNIZED_NAME"), no certificate and no request. The keys above stay
+        # (null), so that a reader of the accepted case's keys still finds them.
+        out.update(handshake="refused", reason=_REJECTED_HANDSHAKE)
+        return out
     if sni is None:
         return out
     hit = certificate_for_name(res, table.served, sni)
@@ -672,7 +684,17 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str) -> dict[s
     return out
 
 
+#: Why a handshake is refused (``"tls"``'s ``"reason"``).
+_REJECTED_HANDSHAKE = ("ssl-reject-handshake: a ClientHello naming no Ingress host, "
+                       "server-alias or certificate, or no name, gets nginx's "
+                       "ssl_reject_handshake unrecognized_name alert: no request is sent")
+
+
 def _tls_line(t: dict[str, Any]) -> str:
+    if t.get("handshake") == "refused":
+        sni = "no SNI: an IP address" if t["sni"] is None else f"SNI {t['sni']}"
+        return (f"  TLS ({sni}): the handshake is refused ({t['reason']}; below, what the "
+                "request would get without the key)")
     if t["secret"] is not None:
         validity = t.get("validity")
         if validity == "expired":

@@ -64,6 +64,7 @@ from typing import Any, Protocol
 
 # auth_secret_refs is re-exported: serve and programs (docs/cluster.md) import it from here.
 from ._kube_auth import AuthSecrets, all_auth_refs, auth_secret_refs
+from ._log_once import OncePerKind
 from ._resources import Resources
 from ._store import EVENT_TYPES, ResourceStore
 
@@ -846,6 +847,8 @@ class ClusterWatcher:
         self._dirty = asyncio.Event()
         self._listed: set[str] = set()
         self._delivered_generation = -1
+        #: ``on_snapshot``'s traceback is logged once per kind of failure.
+        self._snapshot_failures = OncePerKind()
         #: Asked of the server per watch: a random value in [min, 2 * min) seconds.
         self.min_watch_timeout = min_watch_timeout
         self.auth_refs = auth_refs if auth_refs is not None else all_auth_refs
@@ -1303,8 +1306,14 @@ class ClusterWatcher:
                 await result
         except Exception as exc:  # noqa: BLE001 - a failing callback keeps the watch going
             self._callback_failed("on_snapshot", exc)
-            _log.exception("on_snapshot failed; keeping the watch going")
+            # A failure repeating the last one (serve delivers a snapshot whose swap failed
+            # again, 1 s doubling to 60 s): its traceback was logged, one line now.
+            if self._snapshot_failures.first(exc):
+                _log.exception("on_snapshot failed; keeping the watch going")
+            else:
+                _log.warning("on_snapshot failed again: %r; keeping the watch going", exc)
         else:
+            self._snapshot_failures.reset()
             self.stats.snapshots += 1
             self.stats.last_snapshot_time = time.time()
         self.synced.set()

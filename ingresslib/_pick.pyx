@@ -213,8 +213,10 @@ cdef inline list _items_of(headers, Py_ssize_t offset):
 
 cdef class Rotation:
     cdef tuple _items
-    cdef Py_ssize_t _pos
+    cdef Py_ssize_t _pos               # the next item; _n while turns given back wait
     cdef Py_ssize_t _n
+    cdef list _back                    # turns given back, served first; None: none
+    cdef Py_ssize_t _saved             # _pos while turns given back wait
 
     def __cinit__(self, items, start=0):
         if not isinstance(items, tuple):
@@ -238,20 +240,51 @@ cdef class Rotation:
     def __next__(self):
         return self._take()
 
+    def give_back(self, item):
+        # A turn taken by a request that never reached an upstream (_pick_py.py give_back).
+        # While turns wait, _pos is _n: _take's one comparison then sends it to _take_back,
+        # so the common next() pays nothing for this.
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            if PyTuple_GET_ITEM(self._items, i) == <PyObject*>item:
+                if self._back is None:
+                    self._back = [item]
+                    self._saved = self._pos
+                    self._pos = self._n
+                else:
+                    self._back.append(item)
+                return True
+        return False
+
+    cdef object _take_back(self):
+        back = self._back
+        item = back.pop(0)
+        if not back:
+            self._back = None
+            self._pos = self._saved
+        return item
+
     cdef inline object _take(self):
         cdef Py_ssize_t i = self._pos
-        cdef PyObject* item = <PyObject*>PyTuple_GET_ITEM(self._items, i)
-        self._pos = 0 if i + 1 == self._n else i + 1
-        return <object>item
+        if i + 1 < self._n:
+            self._pos = i + 1
+        elif i + 1 == self._n:
+            self._pos = 0
+        else:  # i == _n: turns given back wait
+            return self._take_back()
+        return <object>PyTuple_GET_ITEM(self._items, i)
 
 
 ROTATION_TYPE = Rotation
 
 
 cdef class Interleave:
-    cdef uint64_t _k                   # calls so far, modulo total
+    cdef uint64_t _k                   # calls so far, modulo total; _total while turns wait
     cdef uint64_t _weight
     cdef uint64_t _total
+    cdef uint64_t _saved               # _k while turns given back wait
+    cdef uint64_t _back_yes            # choices given back, served first (give_back)
+    cdef uint64_t _back_no
 
     def __cinit__(self, weight, total):
         # Integers only (as the pure twin): a float would be truncated by the C conversion.
@@ -274,9 +307,36 @@ cdef class Interleave:
     def __next__(self):
         return self._take()
 
+    def give_back(self, bint choice):
+        # A choice taken by a request that never reached an upstream (_pick_py.py
+        # give_back). While choices wait, _k is _total: _take's one comparison then sends it
+        # to _take_back, so the common next() pays nothing for this.
+        if not (self._back_yes or self._back_no):
+            self._saved = self._k
+            self._k = self._total
+        if choice:
+            self._back_yes += 1
+        else:
+            self._back_no += 1
+
+    cdef bint _take_back(self):
+        cdef bint choice = self._back_yes != 0
+        if choice:
+            self._back_yes -= 1
+        else:
+            self._back_no -= 1
+        if not (self._back_yes or self._back_no):
+            self._k = self._saved
+        return choice
+
     cdef inline bint _take(self):
         cdef uint64_t k = self._k, w = self._weight, t = self._total
-        self._k = 0 if k + 1 == t else k + 1
+        if k + 1 < t:
+            self._k = k + 1
+        elif k + 1 == t:
+            self._k = 0
+        else:  # k == t: choices given back wait
+            return self._take_back()
         return (k + 1) * w // t > k * w // t
 
     @property

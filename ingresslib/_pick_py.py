@@ -5,7 +5,9 @@ the compiled ``_pick`` (same sequences, same errors).
 ``items[start % n]`` and never ends; ``Interleave(weight, total)`` is the smooth canary split:
 call k (0-based) yields True iff ``floor((k+1)w/T) > floor(kw/T)``, so over any window of n
 calls it yields True ``floor`` or ``ceil`` of ``n*w/T`` times. ``next()`` on either is atomic
-under the GIL: concurrent requests never share a tick. ``http_header(items, name)`` reads a
+under the GIL: concurrent requests never share a tick. Either's ``give_back`` hands a turn
+taken by a request that never reached an upstream to the next ``next()`` (nginx takes a
+round-robin turn at the connect). ``http_header(items, name)`` reads a
 request header from ``h11.Headers._full_items`` as nginx's ``$http_NAME`` does (every line of
 the name, joined by ``", "``).
 
@@ -17,17 +19,22 @@ b'1, 3'
 >>> s = Interleave(2, 5)
 >>> "".join("C" if next(s) else "." for _ in range(10))
 '..C.C..C.C'
+>>> r.give_back("b")
+True
+>>> [next(r) for _ in range(3)]
+['b', 'a', 'b']
 """
 
 from __future__ import annotations
 
 import itertools
 import operator
+import threading
 from array import array
 from bisect import bisect_left
 from zlib import crc32
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 #: The ``array``/``memoryview`` code of a native 32-bit unsigned int (HashPick's ring points).
 U32 = next(code for code in "IL" if array(code).itemsize == 4)
@@ -37,27 +44,82 @@ __all__ = ["CanaryPick", "FastRoute", "HashPick", "U32", "Interleave", "ROTATION
 
 T = TypeVar("T")
 
-
-def Rotation(items: tuple[T, ...], start: int = 0) -> Iterator[T]:  # noqa: N802 (the compiled twin is a class)
-    """A strict round-robin over ``items``, starting at ``items[start % len(items)]``: here an
-    ``itertools.cycle`` (one C-level ``next()``, atomic), whose type is :data:`ROTATION_TYPE`."""
-    if not isinstance(items, tuple):
-        raise TypeError("Rotation needs a tuple")
-    if not items:
-        raise ValueError("Rotation needs at least one item")
-    k = operator.index(start) % len(items)
-    return itertools.cycle(items[k:] + items[:k])
+#: Guards the turns given back (``give_back``, rare: a request that never reached an
+#: upstream) against two threads taking the same one; the common ``next()`` never takes it.
+_BACK_LOCK = threading.Lock()
 
 
-#: The type of what :func:`Rotation` returns (the request path dispatches on it).
-ROTATION_TYPE: type = itertools.cycle
+class Rotation(itertools.cycle, Generic[T]):  # type: ignore[type-arg]
+    """A strict round-robin over ``items``, starting at ``items[start % len(items)]``: an
+    ``itertools.cycle`` (one C-level ``next()``, atomic), whose type is
+    :data:`ROTATION_TYPE`. While turns given back (:meth:`give_back`) wait, the object is a
+    ``_RotationGivingBack`` (same slots), whose ``next()`` serves them first: the common
+    ``next()`` pays nothing for them."""
+
+    __slots__ = ("_back", "_items")
+    _items: tuple[T, ...]
+    #: Turns given back, served before the cycle goes on (``_RotationGivingBack``).
+    _back: list[T]
+
+    def __new__(cls, items: tuple[T, ...], start: int = 0) -> Rotation[T]:
+        if not isinstance(items, tuple):
+            raise TypeError("Rotation needs a tuple")
+        if not items:
+            raise ValueError("Rotation needs at least one item")
+        k = operator.index(start) % len(items)
+        self: Rotation[T] = super().__new__(cls, items[k:] + items[:k])
+        self._items = items
+        self._back = []
+        return self
+
+    if TYPE_CHECKING:
+        def __init__(self, items: tuple[T, ...], start: int = 0) -> None: ...
+        def __next__(self) -> T: ...
+
+    def give_back(self, item: T) -> bool:
+        """The turn ``item`` took goes to the next ``next()`` (before the cycle goes on):
+        for a request that took it and never reached an upstream (nginx's round-robin turns
+        are taken at the connect, ingress-nginx ``balancer.balance()``), so the requests
+        that do are served in the rotation's order, whatever other turns were taken
+        meanwhile. False (nothing given back) when ``item`` is none of the items (identity)."""
+        if not any(x is item for x in self._items):
+            return False
+        with _BACK_LOCK:
+            self._back.append(item)
+            self.__class__ = _RotationGivingBack
+        return True
+
+
+class _RotationGivingBack(Rotation[T]):
+    """A :class:`Rotation` whose turns given back wait: served first, then it is a
+    ``Rotation`` again."""
+
+    __slots__ = ()
+
+    def __next__(self) -> T:
+        with _BACK_LOCK:
+            back = self._back
+            if back:
+                item = back.pop(0)
+                if not back:
+                    self.__class__ = Rotation  # type: ignore[assignment]
+                return item
+        nxt: T = super().__next__()  # another thread took the last one
+        return nxt
+
+
+#: The type of a :class:`Rotation` (the request path dispatches on it; one whose turns
+#: given back wait is an instance of a subclass for that while).
+ROTATION_TYPE: type = Rotation
 
 
 class Interleave:
     """``next()`` is True for exactly ``weight`` of every ``total`` consecutive calls, as
-    evenly spread as possible (the Bresenham line from (0, 0) to (total, weight))."""
+    evenly spread as possible (the Bresenham line from (0, 0) to (total, weight)). While
+    choices given back (:meth:`give_back`) wait, the object is an ``_InterleaveGivingBack``
+    (same slots), whose ``next()`` serves them first: the common ``next()`` pays nothing."""
 
-    __slots__ = ("_count", "total", "weight")
+    __slots__ = ("_back", "_count", "total", "weight")
 
     def __init__(self, weight: int, total: int) -> None:
         # Integers only (a bool reads as its int), as the compiled twin stores them.
@@ -69,14 +131,41 @@ class Interleave:
         self.weight = weight
         self.total = total
         self._count = itertools.count()
+        #: Choices given back (``give_back``), served first: the canary's, the main side's.
+        self._back = [0, 0]
 
     def __iter__(self) -> Iterator[bool]:
         return self
+
+    def give_back(self, choice: bool) -> None:
+        """The choice a request took and never used (it never reached an upstream) goes to
+        the next ``next()``: the requests that do reach one see the split's sequence."""
+        with _BACK_LOCK:
+            self._back[0 if choice else 1] += 1
+            self.__class__ = _InterleaveGivingBack
 
     def __next__(self) -> bool:
         t = self.total
         k = next(self._count) % t  # one atomic tick; the pattern repeats every total calls
         return (k + 1) * self.weight // t > k * self.weight // t
+
+
+class _InterleaveGivingBack(Interleave):
+    """An :class:`Interleave` whose choices given back wait: served first, then it is an
+    ``Interleave`` again."""
+
+    __slots__ = ()
+
+    def __next__(self) -> bool:
+        with _BACK_LOCK:
+            back = self._back
+            choice = back[0] != 0
+            if choice or back[1]:
+                back[0 if choice else 1] -= 1
+                if not (back[0] or back[1]):
+                    self.__class__ = Interleave  # type: ignore[assignment]
+                return choice
+        return super().__next__()  # another thread took the last one
 
 
 def http_header(items: list[Any], name: bytes) -> bytes | None:
@@ -159,6 +248,8 @@ class FastRoute:
             if d is not None:
                 return d
             e = e.backend
+        elif type(e) is _RotationGivingBack:
+            return next(e)
         return self._slow(m, e, self._fast, method, host, path, headers, client_ip, query)
 
 

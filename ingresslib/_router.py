@@ -252,7 +252,7 @@ class _Backend:
         #: never share a tick); retries (``next_endpoint``) leave it alone. A rebuilt backend
         #: starts where the balancer's counter says, so repeated endpoint changes do not always
         #: restart at the first endpoint. With no endpoint: the 503 Decision, forever.
-        self.cycle: Iterator[Decision] | None = None
+        self.cycle: Rotation[Decision] | None = None
 
     def materialize(self) -> None:
         """Build the Decisions (and the round-robin cycle), once, on the backend's first
@@ -430,6 +430,43 @@ class _Route:
         #: pick (``Router._route_entry``).
         self.pickable = False
 
+    def rule_choice(self, method: str, host: str, path: str, headers: Headers,
+                    client_ip: str | None, query: str | None) -> bool | None:
+        """The side (True: canary) a rule of this canary route chooses for the request - the
+        header or cookie rule, then a session pinned to a side - or None: the weight decides
+        (``route``; ``Router.give_back`` asks again whether the weight did)."""
+        choice: bool | None = None
+        hn = self.hname
+        if hn is not None and type(headers) is H11_HEADERS:
+            v = http_header(headers._full_items, hn)  # type: ignore[union-attr]
+            if v is not None:
+                if v == self.hyes:
+                    choice = True
+                elif v == self.hno:
+                    choice = False
+        else:
+            explicit = self.explicit
+            if explicit is not None:
+                # BETTER: explicit opt-in/opt-out (header, then cookie) is decided before
+                # session affinity, so "never" leaves the canary even for a sticky session.
+                choice = explicit(headers)
+        if choice is None:
+            if self.sticky:
+                # A session pinned to one side stays there, the main side's first: ingress-nginx
+                # balancer.lua route_to_alternative_balancer, "If request is already
+                # affinitized to a primary balancer, keep the primary balancer", then "If
+                # request is affinitized to an alternative balancer, instruct caller to switch
+                # to alternative." (Both can hold when the sides' cookies have different names
+                # and the request carries both.)
+                c: _Backend = self.canary  # type: ignore[assignment]
+                main = self.main
+                ctx = RequestContext(method, host, path, headers, client_ip, query)
+                if main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
+                    choice = False
+                elif c.sticky is not None and c.sticky.affinitized(ctx, c.eps):
+                    choice = True
+        return choice
+
     def materialize(self) -> None:
         """Build both sides' Decisions on the route's first request: the side a request did
         not pick would otherwise build its own on some later request (~3 us per Decision), a
@@ -450,7 +487,7 @@ class _Route:
         if (not self.sticky and self.steps is not None
                 and (self.hname is not None or self.explicit is None)
                 and yes is not None and no is not None
-                and type(yes) is ROTATION_TYPE and type(no) is ROTATION_TYPE):
+                and isinstance(yes, ROTATION_TYPE) and isinstance(no, ROTATION_TYPE)):
             self.pickable = True
             return CanaryPick(self, self.hname, self.hyes, self.hno, H11_HEADERS, self.steps,
                               yes, no)
@@ -1031,42 +1068,13 @@ class Router:
             # Built, with a CanaryPick, yet its entry is the route (a stale entry: see
             # above); a request the pick declined finds the pick there.
             fast[m] = r.fast_entry()
-        choice: bool | None = None
-        hn = r.hname
-        if hn is not None and type(headers) is H11_HEADERS:
-            v = http_header(headers._full_items, hn)  # type: ignore[union-attr]
-            if v is not None:
-                if v == r.hyes:
-                    choice = True
-                elif v == r.hno:
-                    choice = False
-        else:
-            explicit = r.explicit
-            if explicit is not None:
-                # BETTER: explicit opt-in/opt-out (header, then cookie) is decided before
-                # session affinity, so "never" leaves the canary even for a sticky session.
-                choice = explicit(headers)
+        choice = r.rule_choice(method, host, path, headers, client_ip, query)
         if choice is None:
-            if r.sticky:
-                # A session pinned to one side stays there, the main side's first: ingress-nginx
-                # balancer.lua route_to_alternative_balancer, "If request is already
-                # affinitized to a primary balancer, keep the primary balancer", then "If
-                # request is affinitized to an alternative balancer, instruct caller to switch
-                # to alternative." (Both can hold when the sides' cookies have different names
-                # and the request carries both.)
-                c: _Backend = r.canary  # type: ignore[assignment]
-                main = r.main
-                ctx = RequestContext(method, host, path, headers, client_ip, query)
-                if main.sticky is not None and main.sticky.affinitized(ctx, main.eps):
-                    choice = False
-                elif c.sticky is not None and c.sticky.affinitized(ctx, c.eps):
-                    choice = True
-            if choice is None:
-                steps = r.steps
-                if steps is not None:
-                    choice = next(steps)
-                else:
-                    choice = r.split.take()  # type: ignore[union-attr]
+            steps = r.steps
+            if steps is not None:
+                choice = next(steps)
+            else:
+                choice = r.split.take()  # type: ignore[union-attr]
         if choice:
             cyc = r.yes_cycle
             if cyc is not None:
@@ -1169,6 +1177,46 @@ class Router:
             return decision
         d: Decision = side.choose(method, host, path, _reiterable(headers), client_ip, query)
         return d
+
+    def give_back(self, decision: Decision, method: str, host: str, path: str,
+                  headers: Headers = (), client_ip: str | None = None, *,
+                  query: str | None = None) -> None:
+        """The request ``route`` answered ``decision`` for never reached an upstream (answered
+        here: a body refused while read whole first, the client gone, an access-phase
+        refusal, any local answer): the turns its pick took are given back, to be served by
+        the next requests. nginx picks the peer in the balancer phase, at the connect
+        (ingress-nginx ``balancer.lua`` ``balance()``, ``balancer_by_lua`` run from
+        ngx_http_upstream_connect): a request refused before it never takes a round-robin
+        turn, and the requests that are served are served in the rotation's order. Given
+        back: a round-robin side's turn (its ``Rotation``; with weighted endpoints, the
+        smooth weighted pick undone), and the smooth canary split's choice when the weight
+        made it (no header, cookie or session rule did: asked again here). Nothing for the
+        other balancers (EWMA's and the hashes' picks take no turn) nor for a random split.
+        Arguments as ``route``'s (the request as it was routed)."""
+        b = decision.handle
+        if type(b) is not _Backend or decision.endpoint is None:
+            return
+        cycle = b.cycle
+        if b.mode == _RR and cycle is not None:
+            cycle.give_back(decision)
+        elif type(b.balancer) is RoundRobin and b.mode == _PLAIN:
+            # Endpoints of unequal weights (smooth weighted round-robin): the pick undone.
+            decisions = b.decisions
+            for i, d in enumerate(decisions):
+                if d is decision:
+                    b.balancer.give_back(b.eps, i)
+                    break
+        routes = self._state.routes
+        match = decision.match
+        rid = match.route_id
+        r = routes[rid] if 0 <= rid < len(routes) else None
+        if r is None or r.main.match is not match or r.canary is None or r.yes is r.no:
+            return  # no split (or both its choices serve one side: which was drawn is unknown)
+        steps = r.steps
+        if steps is None or (b is not r.yes and b is not r.no):
+            return
+        if r.rule_choice(method, host, path, _reiterable(headers), client_ip, query) is None:
+            steps.give_back(b is r.yes)  # type: ignore[attr-defined]
 
     def error_page(self, decision: Decision, request: RequestContext | None = None
                    ) -> Decision | None:

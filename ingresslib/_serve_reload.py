@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from ._errors import ValidationError
 from ._fields import fresh_lines
+from ._log_once import OncePerKind
 from ._resources import Resources
 from ._serve_build import _served_by, build_router
 from ._serve_digest import config_digest
@@ -196,15 +197,14 @@ class SnapshotRetry:
     def __init__(self) -> None:
         self.delay = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        #: The failure logged in full (``repr``): retries failing the same way are not.
-        self._logged: str | None = None
+        #: Retries failing the way the last one did are not logged in full.
+        self._failures = OncePerKind()
 
     def failed(self, e: BaseException, watcher: Callable[[], Any]) -> tuple[bool, str]:
         """After a failed swap: (whether to log it in full, the log's words for its retry).
         ``watcher``: gives the ``ClusterWatcher`` (made after the callback)."""
         self._cancel()
-        first = repr(e) != self._logged
-        self._logged = repr(e)
+        first = self._failures.first(e)
         if not _transient(e):
             self.delay = 0.0
             return first, ""
@@ -224,7 +224,8 @@ class SnapshotRetry:
 
     def succeeded(self) -> None:
         self._cancel()
-        self.delay, self._logged = 0.0, None
+        self.delay = 0.0
+        self._failures.reset()
 
     def _cancel(self) -> None:
         if self._timer is not None:
@@ -301,8 +302,8 @@ class Reloader:
         #: change of the files (a new first try) starts again from ``RETRY_FIRST``.
         self.retry_delay = 0.0
         self._retry_at: float | None = None
-        #: The failure logged in full (``repr``): retries failing the same way are not.
-        self._failure_logged: str | None = None
+        #: Retries failing the way the last one did are not logged in full.
+        self._failures = OncePerKind()
 
     def _watched(self) -> list[str]:
         return self.paths + ([self.config_path] if self.config_path else [])
@@ -440,7 +441,8 @@ class Reloader:
                 if await loop.run_in_executor(None, _snapshot, watched) != snap:
                     return None  # still being written: look again at the next poll
             # A change (or SIGHUP): a first try, its failure logged in full.
-            self.retry_delay, self._failure_logged = 0.0, None
+            self.retry_delay = 0.0
+            self._failures.reset()
         self._retry_at = None
         self.snapshot = snap
         try:
@@ -491,7 +493,8 @@ class Reloader:
         self.reloads += 1
         self.last_error = None
         if self._config_error is None and self._manifests_error is None:
-            self.retry_delay, self._failure_logged = 0.0, None
+            self.retry_delay = 0.0
+            self._failures.reset()
         self.last_resources = res
         self.last_served = served
         for line in fresh_lines(res.warnings, self.logged_fields):
@@ -540,9 +543,7 @@ class Reloader:
     def _first_time(self, failure: str) -> bool:
         """Whether ``failure`` is logged in full: not when the last failure (a retry's
         predecessor) was the same."""
-        first = failure != self._failure_logged
-        self._failure_logged = failure
-        return first
+        return self._failures.first(failure)
 
     async def _swap_staged(self, staged: _Staged) -> tuple[list[Any], Resources, Any]:
         """``_swap`` (a worker thread) once ``_new_tls`` put the new contexts in. All or

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._passthrough_pipe import PassthroughPipe, _Side
-from ._serve_limits import out_of_fds
+from ._serve_limits import out_of_fds, pace_accepts
 from ._tcp_services import TCPServiceTarget
 from .proxy._proxy_protocol import ProxyHeader, ProxyProtocolError, ProxyProtocolReader
 from .proxy._settings import ProxySettings
@@ -297,8 +297,7 @@ class TCPServices:
                 continue
             listener = _Listener(target)
             try:
-                listener.server = await self.loop.create_server(
-                    functools.partial(_Accept, self, listener), self.host, port)
+                listener.server = await self._listen(listener, port)
             except OSError as e:
                 failed.append(f"TCP services: port {port}: cannot listen: {e}")
                 continue
@@ -310,6 +309,21 @@ class TCPServices:
             _log.info("TCP services: port %d -> %s/%s:%s", port, ent.namespace, ent.service,
                       ent.service_port)
         return failed
+
+    async def _listen(self, listener: _Listener, port: int) -> asyncio.Server:
+        """``listener``'s server on ``port``, serving, its accepts paced: out of file
+        descriptors, one error and a second's pause, not one error per backlog slot
+        (``pace_accepts``, as the HTTP/HTTPS listeners; nginx's ``ngx_event_accept`` disables
+        accept events for a while on EMFILE/ENFILE)."""
+        server = await self.loop.create_server(
+            functools.partial(_Accept, self, listener), self.host, port, start_serving=False)
+        try:
+            pace_accepts(server)
+            await server.start_serving()   # (listen(): may fail as the bind could)
+        except BaseException:
+            server.close()
+            raise
+        return server
 
     def _cut_later(self, listener: _Listener, delay: float) -> None:
         def cut() -> None:

@@ -131,7 +131,8 @@ def resolve_tcp_services(entries: Iterable[TCPServiceEntry], res: Resources,
                          ) -> tuple[list[TCPServiceTarget], list[str]]:
     """Each entry's ready endpoints from ``res`` (EndpointSlices, else Endpoints), and a
     warning for each entry left out: a ``reserved`` port (serve's own listeners), a Service
-    that does not exist, a port it does not have (or not of ``protocol``), no ready endpoint
+    that does not exist, a port it does not have (or not of ``protocol``; an ExternalName
+    Service's port too, never made up as for an HTTP backend), no ready endpoint
     (ingress-nginx "stream services cannot contain empty upstreams": the port is not listened
     on). ``protocol``: the Service and endpoint ports read (``"UDP"`` for UDP services, as
     getStreamServices' ``proto``), and the warnings' name."""
@@ -145,7 +146,8 @@ def resolve_tcp_services(entries: Iterable[TCPServiceEntry], res: Resources,
             warnings.append(f"{protocol} services: port {e.port} ({ref}) is one of serve's own "
                             "listeners: skipped")
             continue
-        found = index.resolve(e.namespace, e.service, e.service_port, protocol=protocol)
+        found = index.resolve(e.namespace, e.service, e.service_port, protocol=protocol,
+                              stream=True)
         if not found.endpoints:
             warnings.append(f"{protocol} services: port {e.port}: "
                             f"{found.reason or f'{ref}: no endpoint'}"

@@ -1492,6 +1492,42 @@ def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, se
     return f"{ns}/{secret}", cert.not_before, cert.not_after
 
 
+def handshake_refused(res: Resources, ingresses: Iterable[Ingress] | None,
+                      server_name: str | None) -> bool:
+    """Whether a fresh :class:`CertificateStore` with ``ssl-reject-handshake`` on, updated with
+    ``res`` and ``ingresses``, refuses a ClientHello naming ``server_name`` (None: no SNI):
+    nginx's ``ssl_reject_handshake`` in the default server answers a name no server has. The
+    store's own decision (``_known_name``) on the names its update gives it
+    (``_server_names``, ``_default_aliases``). What ``ingresslib explain`` says of an
+    ``https://`` URL under that ConfigMap key."""
+    sel = _select(res, ingresses, _Loaded({}, {}))
+    ordered = _main_ingresses(res, ingresses)[0]
+    # The names of the store's maps as _update first fills them (the hosts kept on the default
+    # certificate, those with one); the contexts it adds after are for _server_hosts names,
+    # which _server_names adds anyway.
+    exact = dict.fromkeys([*sel.kept, *(h for h in sel.chosen if not h.startswith("*."))])
+    wild = dict.fromkeys(h[1:] for h in sel.chosen if h.startswith("*."))
+    names = _server_names(ordered, exact, wild)
+    aliases = _default_aliases(ordered, exact, dict.fromkeys(names[1]))
+    return not _known_name(names, aliases, server_name)
+
+
+def _known_name(names: tuple[frozenset[str], frozenset[str]], default_aliases: frozenset[str],
+                server_name: str | None) -> bool:
+    """:meth:`CertificateStore._known`, given the store's ``_names`` and ``_default_aliases``
+    (shared with :func:`handshake_refused`)."""
+    if not server_name:
+        return False
+    exact, wild = names
+    name = _norm(server_name)
+    if name in exact:
+        return True
+    if name in default_aliases:
+        return False   # the default server's name: refused there, not by the ``*.`` one
+    dot = name.find(".")
+    return dot > 0 and name[dot:] in wild
+
+
 #: What :func:`served_certificates` loaded last, reused by PEM digest on its next call (the
 #: metric is refreshed on every reload: only new certificates are loaded). Replaced as a whole.
 #: Kept without their contexts (:func:`_listed_only`).
@@ -2334,16 +2370,7 @@ class CertificateStore:
         in its default server only (nginx.tmpl, ``$all.Cfg.SSLRejectHandshake``), so every
         Ingress host, TLS or not, keeps its server's certificate; the rest, and a ClientHello
         without SNI, are refused."""
-        if not server_name:
-            return False
-        exact, wild = self._names
-        name = _norm(server_name)
-        if name in exact:
-            return True
-        if name in self._default_aliases:
-            return False   # the default server's name: refused there, not by the ``*.`` one
-        dot = name.find(".")
-        return dot > 0 and name[dot:] in wild
+        return _known_name(self._names, self._default_aliases, server_name)
 
     def has_tls(self, host: str) -> bool:
         """Whether an Ingress configures TLS for ``host`` (a rule host of an Ingress with a

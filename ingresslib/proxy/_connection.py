@@ -212,6 +212,7 @@ from ._request_buffer import Buffered, held as held_buffered, whole as whole_buf
 from ._request_buffer import HeldBody
 from ._request_buffer import UNARMED_BODY_TIMEOUT, release as release_buffered
 from ._request_buffer import start as start_buffering
+from ._request_buffer import give_back as give_back_turn
 from ._response_buffer import BODY_LINE_LIMIT, accel_buffer, log_too_big
 
 __all__ = ["Proxy", "ClientConnection"]
@@ -3155,6 +3156,10 @@ class ClientConnection:
             return
         req.done = True
         self._requests += 1
+        if not req.tried and req.decision is not None:
+            # Routed and answered without a connect (a local answer, a refused body, the
+            # client gone): the turn its pick took goes back (proxy/_request_buffer.py).
+            give_back_turn(self, req)
         if self._bw_req is req:
             # limit-rate counts per request: the next response starts its own (a delay still
             # running is dropped, its bytes are sent).

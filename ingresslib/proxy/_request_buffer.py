@@ -57,8 +57,10 @@ trailers. ingresslib streams bodies by default (``ProxySettings.proxy_request_bu
   the balancer would not pick otherwise (round-robin: the head's pick took the request's
   turn; consistent hashing; a session's cookie). A router without ``repick`` keeps the
   head's. A ``Content-Length`` body that switches to streaming picks at that switch (its
-  connect). Left: a round-robin turn taken on the head by a request refused later (413,
-  408) is not given back (nginx's rotation never saw it).
+  connect). A request refused before its connect (413, 408, a bad chunk, the client gone)
+  gives the round-robin turn (and the canary split's choice) its head took back
+  (``give_back``, called by the core for every request that ends without a try, buffered
+  or not): nginx's rotation never saw it.
 
 Sans-IO: the proxy core (``proxy/_connection.py``) calls ``start`` from its access phase when
 the location says "on", ``held`` for each body read while the upstream waits for the body,
@@ -77,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REQUEST_BUFFERING", "DEFAULT_LIMIT", "DEFAULT_BUDGET", "UNARMED_BODY_TIMEOUT",
            "JOIN_BELOW", "Buffered", "BufferBudget", "budget_of", "parse_request_buffering",
-           "start", "held", "release", "frame", "whole", "pick", "HeldBody"]
+           "start", "held", "release", "frame", "whole", "pick", "give_back", "HeldBody"]
 
 #: The annotation (and ConfigMap key) name.
 REQUEST_BUFFERING = "proxy-request-buffering"
@@ -197,6 +199,28 @@ def release(req: _Request) -> None:
         unsent.budget = None
 
 
+def _ask_router(hook: Any, decision: Any, req: _Request) -> Any:
+    """The router's ``hook`` (``repick``, ``give_back``) asked about ``decision``, with the
+    request as ``route`` was given it on the head."""
+    event = req.event
+    return hook(decision, req.method_s, req.host_raw, req.path,
+                event.headers if event is not None else (), req.client_ip, query=req.query)
+
+
+def give_back(conn: ClientConnection, req: _Request) -> None:
+    """``req`` ends without ever having opened an upstream (no try): the turns its head's
+    pick took go back to the router (``Router.give_back``), as nginx picks the peer only at
+    the connect (ingress-nginx ``balancer.balance()``) and a request answered before never
+    took a round-robin turn; nothing with a router without ``give_back``. A failure is
+    logged, as the core's other hooks."""
+    hook = getattr(conn.proxy.router, "give_back", None)
+    if hook is not None:
+        try:
+            _ask_router(hook, req.decision, req)
+        except Exception:
+            conn.proxy._hook_failed("router.give_back")
+
+
 def pick(conn: ClientConnection, req: _Request) -> tuple[str, int] | None:
     """The endpoint for the connect of a request whose body was read first, chosen now: the
     router's ``repick`` (``Router``'s) from the side of the rule the head chose, its decision
@@ -207,11 +231,8 @@ def pick(conn: ClientConnection, req: _Request) -> tuple[str, int] | None:
     proxy = conn.proxy
     repick = getattr(proxy.router, "repick", None)
     if repick is not None:
-        event = req.event
         try:
-            new = repick(decision, req.method_s, req.host_raw, req.path,
-                         event.headers if event is not None else (), req.client_ip,
-                         query=req.query)
+            new = _ask_router(repick, decision, req)
             if new is not decision and new is not None:
                 _check_repick(decision, new)
         except Exception:

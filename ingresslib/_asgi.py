@@ -46,12 +46,16 @@ force-ssl-redirect, app-root, temporal-/permanent-redirect, a rewrite-target URL
 from-to-www-redirect; for a request without Host; for a known host's path no rule covers,
 before the 404 or the ``fallback``) before the 503; ``413`` for a body over
 ``proxy-body-size`` (a WebSocket handshake's declared one too); HSTS on an ``https`` or
-``wss`` scope (not on a 101) and the affinity cookie on every answer, and
-the app's ``Server``/``X-Pad``/``X-Accel-*`` response headers dropped; and
+``wss`` scope (not on a 101) on every answer, the affinity cookie on the app's (none on a
+local answer), and the app's ``Server``/``X-Pad``/``X-Accel-*`` response headers dropped; and
 the app sees the request headers the proxy sends its backend (hop-by-hop and odd names out, the
 forwarded family and ``X-Request-ID`` written by this hop), the scope's ``client`` playing the
 TCP peer. The decisions are the proxy's own code (proxy/_actions.py, proxy/_headers.py), not
-copies of it.
+copies of it. The app is the request's upstream, its call the connect: a routed request
+answered without calling the app its decision chose (a local answer, the ``fallback``) gives
+the turn its pick took back to the router (``Router.give_back``), as the proxy does for a
+request that never connects (nginx picks the peer at the connect, ingress-nginx
+``balancer.lua`` ``balance()``).
 """
 
 from __future__ import annotations
@@ -459,6 +463,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         #: answer, an exception, a cancellation: ngx_http_limit_conn_cleanup). One coroutine
         #: with the try/finally in it (free in 3.11): a request holding no count pays a test.
         held: Held | None = None
+        #: The routing Decision, and whether the app it chose was called: a request routed
+        #: and answered here (or by the ``fallback``) gives its turn back (``_give_back``,
+        #: with the request as routed: ``host``, ``rel``, ``client_ip``, ``query``).
+        decision: Decision | None = None
+        reached = False
+        host = rel = ""
+        client_ip: str | None = None
+        query: str | None = None
         try:
             kind = scope["type"]
             if kind != "http" and kind != "websocket":
@@ -866,8 +878,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             child["raw_path"] = _quoted_root(root) + rel_b if root else rel_b
             child["root_path"] = root + mount
             if self.rewrite_headers:
-                if sent_host is not None:
-                    host = sent_host
+                # (``host`` stays the routed one: ``_give_back`` asks the router with it.)
+                app_host = host if sent_host is None else sent_host
                 try:
                     odd_tokens = named and not self._inert_tokens.issuperset(named)
                 except TypeError:
@@ -881,7 +893,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     if items is None:
                         items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
                     child["headers"] = self._backend_headers(
-                        scope, items, named, host, peer, client_ip, scheme, prefix)
+                        scope, items, named, app_host, peer, client_ip, scheme, prefix)
                 else:
                     fwd: dict[bytes, bytes] = _NO_FWD
                     if fwd_items and settings.use_forwarded_headers and self._trust.trusted(peer):
@@ -889,7 +901,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                         for name, value in fwd_items:
                             fwd[name] = fwd[name] + b", " + value if name in fwd else value
                     child["headers"] = self._add_forwarded(
-                        scope, out, has_host, host, [v for _, v in ff_items] if ff_items else _NONE,
+                        scope, out, has_host, app_host,
+                        [v for _, v in ff_items] if ff_items else _NONE,
                         fwd, request_id, peer, client_ip, scheme, prefix,
                         [v for n, v in fwd_items if n == b"x-forwarded-for"]
                         if fwd_items else _NONE)
@@ -987,6 +1000,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # same body limit; also when the app raised after its listed status).
                 app = pages.wrap(app, scope, root, _quoted_root(root) if root else b"", reply,
                                  limit)
+            # The routed request reaches its upstream: the app its decision chose is called
+            # (nginx's connect, where the balancer picks). The ``fallback`` plays the default
+            # backend, not the rule's endpoint.
+            reached = app is not self.fallback
             if limit:
                 await app(child, reply.counting(receive, limit), app_send)
                 if reply.late:
@@ -999,6 +1016,28 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         finally:
             if held is not None:
                 RateLimiter.release(held)
+            if decision is not None and not reached:
+                self._give_back(decision, method, host, rel, scope.get("headers") or (),
+                                client_ip, query)
+
+    def _give_back(self, decision: Decision, method: str, host: str, path: str,
+                   headers: Any, client_ip: str | None, query: str | None) -> None:
+        """A request routed to ``decision`` ended without its app being called (a local
+        answer: a redirect, 401/403, 413, a rate limit, the ``fallback`` or 503 for a backend
+        no app plays; or an exception, a cancellation before it): the turns its pick took go
+        back to the router (``Router.give_back``: a round-robin turn, a new persistent
+        session's, the canary split's), as the proxy gives back a request's that never
+        connected. nginx picks the peer in the balancer phase, at the connect (ingress-nginx
+        ``balancer.lua`` ``balance()``), so a request answered before never takes a turn
+        there. Asked as ``route`` was; nothing with a router without ``give_back``; a
+        failure is logged (``HookFailures``) and the answer stands."""
+        hook = getattr(self.router, "give_back", None)
+        if hook is None:
+            return
+        try:
+            hook(decision, method, host, path, headers, client_ip, query=query)
+        except Exception:
+            self._hook_failures.failed(_log, "router.give_back")
 
     def _location_host(self, scope: Scope, peer: str | None) -> str | None:
         """``location_host`` of an ssl-redirect's Location (proxy/_actions.py

@@ -271,6 +271,27 @@ def _find_service_port(svc: Service, port: int | str | None, protocol: str = "TC
     return found
 
 
+def _external_name_target(sp: ServicePort, fixed_up: bool) -> int | None:
+    """The port an ExternalName Service's port ``sp`` is proxied to: its numeric
+    ``targetPort``, else (none given: the API server defaults it to ``port``) its ``port``; a
+    named one only where ingress-nginx turns it into ``port`` (``fixed_up``), else None.
+
+    ingress-nginx getEndpointsFromSlices: "targetPort := port.TargetPort.IntValue()" and
+    "Port: fmt.Sprintf("%v", targetPort)" - a name's IntValue() is 0: an upstream at port 0,
+    logged nowhere when built, that no connection reaches (balancer.lua's set_current_peer
+    of "ADDRESS:0" fails, "error while setting current upstream peer", and nginx's
+    placeholder peer answers 502). Only externalNamePorts' by-name lookup (an
+    HTTP backend naming the Service port) fixes it up: "if tp.IntValue() == 0 { tp =
+    intstr.FromInt(int(svcPort.Port)) }" and returns that tp; its by-number lookup computes
+    the same tp but returns "TargetPort: svcPort.TargetPort" (the name), and a TCP/UDP
+    services entry (getStreamServices) passes the Service's port as it is."""
+    if isinstance(sp.target_port, int):
+        return sp.target_port
+    if sp.target_port is None or fixed_up:
+        return sp.port
+    return None
+
+
 def _is_dns_name(name: str) -> bool:
     """ingress-nginx endpointslices.go, for ExternalName Services: "if
     net.ParseIP(s.Spec.ExternalName) == nil { externalName := strings.TrimSuffix(
@@ -428,8 +449,14 @@ class EndpointIndex:
                 return EndpointSet(svc.metadata.namespace, svc.metadata.name, None,
                                    reason=f"Service {svc.metadata.namespace}/{svc.metadata.name}"
                                    f": {problem}")
-            # ingress-nginx proxies ExternalName Services to the DNS name at the Service port.
-            target = sp.target_port if isinstance(sp.target_port, int) else sp.port
+            target = _external_name_target(sp, http_external_name and isinstance(port, str))
+            if target is None:
+                return EndpointSet(svc.metadata.namespace, svc.metadata.name, None,
+                                   reason=f"Service {svc.metadata.namespace}/{svc.metadata.name}"
+                                   f": ExternalName port {sp.port} has the named targetPort "
+                                   f"{sp.target_port!r}: ingress-nginx gives its upstream port "
+                                   "0 (TargetPort.IntValue()), which no connection reaches; "
+                                   "refused")
             return self._finish(svc, target, [(ext_name, target)])
         if service_upstream:
             cip = svc.spec.cluster_ip

@@ -1307,7 +1307,9 @@ class ClusterWatcher:
         except Exception as exc:  # noqa: BLE001 - a failing callback keeps the watch going
             self._callback_failed("on_snapshot", exc)
             # A failure repeating the last one (serve delivers a snapshot whose swap failed
-            # again, 1 s doubling to 60 s): its traceback was logged, one line now.
+            # again, 1 s doubling to 60 s): its traceback was logged, one line now. This is
+            # the one traceback of a failure: serve's callback logs only what it does about
+            # it (its retry) and re-raises it here.
             if self._snapshot_failures.first(exc):
                 _log.exception("on_snapshot failed; keeping the watch going")
             else:

@@ -1189,9 +1189,11 @@ class Router:
         ngx_http_upstream_connect): a request refused before it never takes a round-robin
         turn, and the requests that are served are served in the rotation's order. Given
         back: a round-robin side's turn (its ``Rotation``; with weighted endpoints, the
-        smooth weighted pick undone), and the smooth canary split's choice when the weight
-        made it (no header, cookie or session rule did: asked again here). Nothing for the
-        other balancers (EWMA's and the hashes' picks take no turn) nor for a random split.
+        smooth weighted pick undone), a new session's turn of ``affinity-mode: persistent``
+        (its round-robin among new sessions: ``CookieAffinity.give_back``), and the smooth
+        canary split's choice when the weight made it (no header, cookie or session rule
+        did: asked again here). Nothing for the other balancers (EWMA's, the hashes' and a
+        balanced session's random key take no turn) nor for a random split.
         Arguments as ``route``'s (the request as it was routed)."""
         b = decision.handle
         if type(b) is not _Backend or decision.endpoint is None:
@@ -1206,6 +1208,13 @@ class Router:
                 if d is decision:
                     b.balancer.give_back(b.eps, i)
                     break
+        elif b.sticky is not None and decision.set_cookie is not None:
+            # A new session (its cookie not sent: the proxy and IngressASGI send it only with
+            # a connect, as sticky.lua's balance() sets it in the balancer phase): the turn
+            # its pick took among new sessions (persistent mode's round-robin) goes back.
+            eps = b.eps.endpoints
+            if decision.endpoint in eps:
+                b.sticky.give_back(b.eps, eps.index(decision.endpoint))
         routes = self._state.routes
         match = decision.match
         rid = match.route_id

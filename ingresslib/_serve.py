@@ -648,8 +648,11 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
             digest, served, number, lines = await loop.run_in_executor(None, apply, res)
         except Exception as e:  # keep serving the last good table
             full, again = retry.failed(e, lambda: watcher)
+            # What serve does about it, in one line; no traceback: the re-raise hands the
+            # failure to ClusterWatcher, which counts it and logs its traceback (once per kind
+            # of failure, as here), the log every program using the watcher relies on.
             _log.log(logging.ERROR if full else logging.DEBUG, "cluster update failed; keeping "
-                     "the last good configuration%s", again, exc_info=full)
+                     "the last good configuration%s", again)
             on_reload(False, repr(e))
             raise
         retry.succeeded()

@@ -2701,7 +2701,10 @@ class ClientConnection:
     def _affinity_cookie(self, req: _Request) -> bytes | None:
         """The ``Set-Cookie`` value of the request's session affinity, or None."""
         cookie = req.set_cookie
-        if not cookie or "\r" in cookie or "\n" in cookie:
+        if not cookie or "\r" in cookie or "\n" in cookie or not req.tried:
+            # (asgiturn s31) Only with a connect: sticky.lua's balance() sets the cookie in the
+            # balancer phase, which a body refused while read whole first (400, 408, 413)
+            # never reaches.
             return None
         if self.tls and not _has_secure(cookie):
             # ingress-nginx sticky.lua: "if cookie_secure == nil then cookie_secure =

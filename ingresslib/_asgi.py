@@ -848,6 +848,11 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if self.mount_prefix:
                     mount = plan[2]
                 prefix = plan[3]
+            # Whether the ``fallback`` plays (an unrouted request, a backend no app plays): not
+            # ``app is self.fallback``, as one app may be mounted for a backend and be the
+            # ``fallback`` too, and then a routed request is its backend's (turn, cookie,
+            # default-backend fields, mirror, custom error pages).
+            by_fallback = app is None
             if app is None:
                 if self.fallback is None:
                     if decision is None and body_size and length < 0 and kind == "http" \
@@ -864,7 +869,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 return
             # A streamed body is counted on an http scope (a WebSocket one has messages).
             limit = body_size if kind == "http" else 0
-            if decision is not None and app is not self.fallback:
+            if decision is not None and not by_fallback:
                 # The session cookie goes with the backend's answer only, as the proxy sets it
                 # when it opens the upstream (ingress-nginx: sticky.lua's balance(), the balancer
                 # phase): never with a redirect, a 403/401/503 or a 413 answered here.
@@ -922,7 +927,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 child["headers"] = with_auth_headers(child.get("headers") or (), auth_pairs)
             if unverified:
                 child["headers"] = without_client_cert_headers(child.get("headers") or ())
-            if (self.rewrite_headers and app is not self.fallback
+            if (self.rewrite_headers and not by_fallback
                     and getattr(decision, "default_backend", None) is not None):
                 # A default-backend annotation's Service answers: X-Code etc., as the proxy sends
                 # them (proxy/_error_pages.py).
@@ -977,7 +982,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # an upstream's answer to a refused upgrade as any other).
                 app_send = gzip_send(app_send, scope, settings, reply)
             if decision is not None and opts.mirror is not None and kind == "http" \
-                    and app is not self.fallback:
+                    and not by_fallback:
                 # mirror-target: a mounted Service's app gets a copy (_asgi_mirror.py).
                 mirror_app = mounted_mirror(self.backends, opts.mirror)
                 if mirror_app is not None:
@@ -985,7 +990,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                                              opts.read_timeout, limit)
             pages: ErrorPages | None = None
             if (decision is not None and opts.custom_http_errors and opts.intercept_errors
-                    and kind == "http" and app is not self.fallback):
+                    and kind == "http" and not by_fallback):
                 # custom-http-errors: a listed status is answered by the default-backend
                 # annotation's app instead (_asgi_error_pages.py), hide-headers holding for
                 # its answer too.
@@ -1003,7 +1008,7 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             # The routed request reaches its upstream: the app its decision chose is called
             # (nginx's connect, where the balancer picks). The ``fallback`` plays the default
             # backend, not the rule's endpoint.
-            reached = app is not self.fallback
+            reached = not by_fallback
             if limit:
                 await app(child, reply.counting(receive, limit), app_send)
                 if reply.late:

@@ -10,6 +10,13 @@ page's app gets it again, as nginx's named location sends the buffered body agai
 ``error_page_scope`` is the scope the error page's app is called with: path ``/``, the query
 kept (``rewrite (.*) / break``), and X-Code, X-Format, X-Original-URI, X-Namespace,
 X-Ingress-Name, X-Service-Name, X-Service-Port (nginx.tmpl ``CUSTOM_ERRORS``).
+
+The error page's app is its request's upstream, its call the connect: ``Router.error_page``
+picks when the answer is intercepted (a round-robin turn of the default backend), and an error
+page whose app is never called (the client got a 413 first, the request cancelled or failed
+before it, a default backend no app plays) gives that turn back (``Router.give_back``), as
+nginx picks the named location's peer only at its connect (ingress-nginx ``balancer.lua``
+``balance()``, run from ngx_http_upstream_connect).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ._balance_request import RequestContext
 from .proxy._error_pages import _ERROR_PAGE_NAMES, default_backend_fields
 
 __all__ = ["ErrorPageReceive", "ErrorPageSend", "ErrorPages", "error_page_scope"]
@@ -118,7 +126,7 @@ class ErrorPages:
     the IngressASGI (``router.error_page``, ``backend_for``)."""
 
     __slots__ = ("adapter", "decision", "receive", "send", "error", "app", "page_send",
-                 "page_headers")
+                 "page_headers", "reached")
 
     def __init__(self, adapter: Any, decision: Any, receive: Callable[[], Awaitable[Message]],
                  send: Callable[[Message], Awaitable[None]], codes: frozenset[int],
@@ -136,19 +144,35 @@ class ErrorPages:
         self.decision = decision
         self.receive = ErrorPageReceive(receive)
         self.send = ErrorPageSend(send, codes, self._resolve, self.receive)
+        #: The error page's Decision (``router.error_page``'s pick), and its app (None: no
+        #: app plays it, the answer passes untouched).
         self.error: Any = None
         self.app: Any = None
+        #: The error page's app was called (its turn used: none to give back).
+        self.reached = False
 
     def _resolve(self, status: int) -> bool:
         error_page = getattr(self.adapter.router, "error_page", None)
         if error_page is None:
             return False
         err = error_page(self.decision)
-        app = self.adapter.backend_for(err) if err is not None else None
-        if app is None:
+        if err is None:
             return False
-        self.error, self.app = err, app
-        return True
+        self.error = err
+        self.app = self.adapter.backend_for(err)
+        return self.app is not None
+
+    def _give_back(self) -> None:
+        """The error page's pick took a turn and its app was never called: the turn goes back
+        to the router (``IngressASGI._give_back``: ``Router.give_back``, getattr-guarded, a
+        failure logged), told of the request as ``error_page`` was asked (none:
+        ``RequestContext``'s defaults). The original request's turn stays taken: its app was
+        called."""
+        if self.error is None or self.reached:
+            return
+        asked = RequestContext()
+        self.adapter._give_back(self.error, asked.method, asked.host, asked.path, (),
+                                asked.client_ip, asked.query)
 
     async def serve(self, child: Message, scope: Message, root: str, raw_root: bytes,
                     reply: Any, limit: int = 0) -> bool:
@@ -168,6 +192,7 @@ class ErrorPages:
                                 self.adapter.rewrite_headers)
         page["ingresslib.decision"] = self.error
         receive = reply.counting(self.receive, limit) if limit else self.receive
+        self.reached = True
         await self.app(page, receive, self.page_send or reply.send)
         return True
 
@@ -177,16 +202,21 @@ class ErrorPages:
         intercepted still gets the error page answered (nginx decides on the upstream's
         response head: ``ngx_http_upstream_intercept_errors`` finalizes the upstream and
         the named location answers, whatever the upstream does after), then the exception
-        goes on to the ASGI server (which logs it; the answer is complete)."""
+        goes on to the ASGI server (which logs it; the answer is complete). However it ends,
+        an error page picked and never served gives its turn back (``_give_back``)."""
 
         async def run(child: Message, receive: Any, send: Any) -> None:
             try:
-                await app(child, receive, send)
-            except Exception:
-                if self.send.intercepted is None:
+                try:
+                    await app(child, receive, send)
+                except Exception:
+                    if self.send.intercepted is None:
+                        raise
+                    await self.serve(child, scope, root, raw_root, reply, limit)
                     raise
                 await self.serve(child, scope, root, raw_root, reply, limit)
-                raise
-            await self.serve(child, scope, root, raw_root, reply, limit)
+            finally:
+                # (A cancellation too: the client gone while the app still ran.)
+                self._give_back()
 
         return run

@@ -104,7 +104,9 @@ class _RotationGivingBack(Rotation[T]):
                 if not back:
                     self.__class__ = Rotation  # type: ignore[assignment]
                 return item
-        nxt: T = super().__next__()  # another thread took the last one
+        # Another thread took the last one: the cycle goes on. (Not ``super()``: the object
+        # is a plain ``Rotation`` again, no longer an instance of this class.)
+        nxt: T = Rotation.__next__(self)
         return nxt
 
 
@@ -165,7 +167,9 @@ class _InterleaveGivingBack(Interleave):
                 if not (back[0] or back[1]):
                     self.__class__ = Interleave  # type: ignore[assignment]
                 return choice
-        return super().__next__()  # another thread took the last one
+        # Another thread took the last one: the split goes on. (Not ``super()``: the object
+        # is a plain ``Interleave`` again, no longer an instance of this class.)
+        return Interleave.__next__(self)
 
 
 def http_header(items: list[Any], name: bytes) -> bytes | None:

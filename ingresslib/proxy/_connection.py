@@ -3003,6 +3003,11 @@ class ClientConnection:
                 or req.replay is None or req.event is None):
             return False
         event = req.event
+        # (errturn s31) The pick takes a round-robin turn of the default backend; its connect
+        # (``_open``, which records the try) follows in this same step, nothing between that
+        # can fail or wait: the turn is used, as nginx's balancer picks the named location's
+        # peer at its connect (ingress-nginx balancer.lua ``balance()``). Nothing to give
+        # back (``_emit_record`` gives back only the turn of a request without a try).
         try:
             dec = error_page(req.decision, RequestContext(
                 req.method_s, req.host_raw, req.path, event.headers, req.client_ip, req.query))

@@ -193,6 +193,17 @@ def _profile(eps: EndpointSet, balancer: Balancer) -> _Profile:
     return mode, sticky, keyfn, keyarg, hname, balancer.pick
 
 
+def _implementation(balancer: Balancer) -> tuple[object, ...]:
+    """Which of ingress-nginx's balancer implementations ``balancer`` is (balancer.lua
+    ``get_implementation``: the ``load-balance`` name, or sticky_balanced / sticky_persistent,
+    chash / chashsubset): a backend whose implementation changed gets a new instance."""
+    if type(balancer) is ConsistentHash:
+        return ConsistentHash, bool(balancer.subset)
+    if isinstance(balancer, CookieAffinity):
+        return CookieAffinity, balancer.config.mode == "persistent"
+    return (type(balancer),)
+
+
 def _label(eps: EndpointSet, served: Match) -> str | None:
     """``"namespace/service:port"`` naming a backend (None for a resource backend)."""
     return (f"{eps.namespace}/{eps.service}:{served.port}"
@@ -1142,7 +1153,10 @@ class Router:
         request's turn; consistent hashing; a session's cookie), when the rule is gone (a
         rebuilt table: the request keeps its backend, as nginx's old worker), or when the
         ``default-backend`` annotation's Service would take over from the rule's (or give it
-        back): an upstream switched by a reload in ingress-nginx. Arguments as ``route``'s."""
+        back): an upstream switched by a reload in ingress-nginx. A side whose balancer kind
+        changed since the head (``load-balance``, affinity, hashing) is picked by the head's
+        balancer from the head's endpoints, as ingress-nginx's request keeps the balancer
+        instance ``rewrite()`` cached (round-robin: ``decision``). Arguments as ``route``'s."""
         b = decision.handle
         if type(b) is not _Backend:
             return decision
@@ -1155,13 +1169,22 @@ class Router:
         if r.main.match is not match:
             return decision
         side = r.canary if decision.canary else r.main
+        if side is None:
+            return decision
+        if side is not b and _implementation(side.balancer) != _implementation(b.balancer):
+            # The balancer's kind changed since the head (the ConfigMap's ``load-balance``; an
+            # Ingress's annotations, its canary's too, rebuild the rule: above). ingress-nginx's
+            # balancer.lua ``sync_backend`` then puts a new instance in place of the backend's
+            # ("LB algorithm changed ... resetting the instance") instead of syncing it, and
+            # ``get_balancer()`` hands ``balance()`` the instance ``rewrite()`` cached in
+            # ``ngx.ctx.balancer`` (a reload's old worker likewise keeps its own): the request
+            # is picked by the old kind, from the endpoints it held.
+            side = b
         if side is b:
             mode = b.mode
             if mode == _RR or mode == _CHASH or mode == _KEY or b.sticky is not None \
                     or type(b.balancer) is RoundRobin:
                 return decision
-        elif side is None:
-            return decision
         if not side.n:
             # As on the head: a side without ready endpoint leaves the other serving.
             other = r.main if decision.canary else r.canary

@@ -561,7 +561,8 @@ class ClientConnection:
         self._throttle = self._eof = False
         #: proxy-buffering (proxy/_response_buffer.py): the bytes of the current response the
         #: driver may hold for the client while it keeps reading the upstream; 0: none (read
-        #: the upstream only as fast as the client takes the response).
+        #: the upstream only as fast as the client takes the response; a local answer's, a
+        #: tunnel's).
         self.response_buffer = 0
         self.scheme = "https" if tls else "http"
         #: ``$pass_access_scheme`` before a trusted hop's X-Forwarded-Proto: ``$scheme``, or
@@ -3134,6 +3135,12 @@ class ClientConnection:
         data = head + body
         req.status = status
         req.answered = True
+        # proxy-buffering's read-ahead is an upstream response's (set at its head): a local
+        # answer has no upstream to read ahead of its client, whatever the response before it
+        # on this connection was. Kept, the driver whose client's buffer fills went on "reading
+        # ahead" for it, charging the write buffer to response_buffering_budget
+        # (proxy/_server.py ``pause_writing``), as a fresh connection does not.
+        self.response_buffer = 0
         # No upstream will take the body now: drop what was held for one (and read again).
         req.take_unsent()
         if type(req.replay) is Buffered:

@@ -207,13 +207,13 @@ class ErrorPages:
 
         async def run(child: Message, receive: Any, send: Any) -> None:
             try:
-                try:
-                    await app(child, receive, send)
-                except Exception:
-                    if self.send.intercepted is None:
-                        raise
-                    await self.serve(child, scope, root, raw_root, reply, limit)
+                await app(child, receive, send)
+            except Exception:
+                if self.send.intercepted is None:
                     raise
+                await self.serve(child, scope, root, raw_root, reply, limit)
+                raise
+            else:
                 await self.serve(child, scope, root, raw_root, reply, limit)
             finally:
                 # (A cancellation too: the client gone while the app still ran.)

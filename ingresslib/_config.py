@@ -29,7 +29,7 @@ from ._spelling import close_name
 from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
 from .proxy._location_extras import parse_http_version
 from .proxy._request_buffer import parse_request_buffering
-from .proxy._response_buffer import parse_buffer_size, parse_buffering
+from .proxy._response_buffer import parse_buffer_size
 from .proxy._settings import (
     HEADER_NAME, NEXT_UPSTREAM_CONDITIONS, REDIRECT_CODES, ProxySettings, parse_size,
 )
@@ -317,21 +317,13 @@ def _http_version(v: str) -> str:
         raise _Bad('must be "1.0" or "1.1"') from None
 
 
-def _request_buffering(v: str) -> str:
-    # The ConfigMap's value is written into nginx.conf unchecked, and nginx reads a flag
-    # case-insensitively (ngx_conf_set_flag_slot: "ngx_strcasecmp(value[1].data, "on")"):
-    # "On" loads there. (The annotation's ValidateOptions is case-sensitive: not this.)
+def _on_off(v: str) -> str:
+    # proxy-request-buffering and proxy-buffering: the ConfigMap's value is written into
+    # nginx.conf unchecked, and nginx reads a flag case-insensitively (ngx_conf_set_flag_slot:
+    # "ngx_strcasecmp(value[1].data, "on")"): "On" loads there. (The annotations'
+    # ValidateOptions is case-sensitive: not this.)
     try:
         return parse_request_buffering(v.lower())
-    except ValueError:
-        raise _Bad('must be "on" or "off"') from None
-
-
-def _buffering(v: str) -> str:
-    # proxy-buffering: written into nginx.conf as "proxy_buffering {{ ... }};", a flag nginx
-    # reads case-insensitively, as proxy-request-buffering (proxy/_response_buffer.py).
-    try:
-        return parse_buffering(v.lower())
     except ValueError:
         raise _Bad('must be "on" or "off"') from None
 
@@ -606,11 +598,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # ("on" there, "off" here: README's divergences), written as "proxy_request_buffering
     # {{ $location.Proxy.RequestBuffering }};", which nginx refuses past on/off
     # (proxy/_request_buffer.py).
-    "proxy-request-buffering": _request_buffering,
+    "proxy-request-buffering": _on_off,
     # config.go "ProxyBuffering string", "ProxyBufferSize string", "ProxyBuffersNumber int",
     # "ProxyMaxTempFileSize string" (defaults "off", "4k", 4, "1024m"): the annotations'
     # defaults (proxy/_response_buffer.py).
-    "proxy-buffering": _buffering,
+    "proxy-buffering": _on_off,
     "proxy-buffer-size": _buffer_size,
     "proxy-buffers-number": _buffers_number,
     "proxy-max-temp-file-size": _size,
@@ -723,7 +715,7 @@ KNOWN_KEYS = frozenset(_PARSERS) | _SPECIAL
 #: the ``global-auth-*`` keys, and keys of older releases (configmap.md: opentracing, zipkin,
 #: jaeger, datadog, use-geoip). Only used so that a misspelt key (``use-forwarded-header``)
 #: gets "did you mean use-forwarded-headers?" and a real key ingresslib ignores
-#: (``proxy-buffer-size``) gets no false guess.
+#: (``proxy-busy-buffers-size``) gets no false guess.
 _INGRESS_NGINX_KEYS = KNOWN_KEYS | frozenset({
     "allow-cross-namespace-resources", "enable-auth-access-log", "disable-http-access-log",
     "disable-stream-access-log", "otel-max-queuesize", "otel-schedule-delay-millis",

@@ -547,12 +547,14 @@ def _sent_http(key: str) -> Getter:
     ngx_http_proxy_hide_headers), so ``$sent_http_date`` is unset, and ``$sent_http_server``
     too unless the Server sent is no token of this hop's own (the upstream's, passed by
     ``allow-backend-server-header``'s proxy_pass_header Server, is in the list)."""
+    if key == "keep_alive" or key == "date":
+        return _unset_always   # (decided by the format, not per line)
     want = key.encode("latin-1")
     own_server = _own_server() if key == "server" else None
 
     def get(r: Any, f: dict[str, Any], now: float) -> str | None:
         ctx = _context(r)
-        if ctx is None or key == "keep_alive" or key == "date":
+        if ctx is None:
             return None
         head = ctx[2]
         if key == "connection":

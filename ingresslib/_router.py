@@ -1160,13 +1160,8 @@ class Router:
         b = decision.handle
         if type(b) is not _Backend:
             return decision
-        routes = self._state.routes
-        match = decision.match
-        rid = match.route_id
-        if not 0 <= rid < len(routes):
-            return decision
-        r = routes[rid]
-        if r.main.match is not match:
+        r = self._current_route(decision.match)
+        if r is None:
             return decision
         side = r.canary if decision.canary else r.main
         if side is None:
@@ -1238,11 +1233,8 @@ class Router:
             eps = b.eps.endpoints
             if decision.endpoint in eps:
                 b.sticky.give_back(b.eps, eps.index(decision.endpoint))
-        routes = self._state.routes
-        match = decision.match
-        rid = match.route_id
-        r = routes[rid] if 0 <= rid < len(routes) else None
-        if r is None or r.main.match is not match or r.canary is None or r.yes is r.no:
+        r = self._current_route(decision.match)
+        if r is None or r.canary is None or r.yes is r.no:
             return  # no split (or both its choices serve one side: which was drawn is unknown)
         steps = r.steps
         if steps is None or (b is not r.yes and b is not r.no):
@@ -1271,12 +1263,18 @@ class Router:
         another rule (an Exact ``/`` beside a Prefix ``/``) would answer that request first
         does not matter. A Decision without endpoint when the backend has none; None when
         ``match`` is no route of the current table."""
+        route = self._current_route(match)
+        if route is None:
+            return None
+        return route.main.choose("GET", host, path, (), client_ip, None)
+
+    def _current_route(self, match: Match) -> _Route | None:
+        """``match``'s route in the current table, or None when ``match`` is no rule of it (a
+        table rebuilt since ``match`` was handed out)."""
         routes = self._state.routes
         rid = match.route_id
         route = routes[rid] if 0 <= rid < len(routes) else None
-        if route is None or route.main.match is not match:
-            return None
-        return route.main.choose("GET", host, path, (), client_ip, None)
+        return route if route is not None and route.main.match is match else None
 
     def session_cookie(self, decision: Decision, endpoint: tuple[str, int]) -> str | None:
         """The ``Set-Cookie`` to send when a retry served ``decision`` from ``endpoint``

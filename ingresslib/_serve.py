@@ -403,9 +403,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # ``res`` and ``served``: the snapshot swapped in and the Ingresses its table serves
         # (the router's build worked them out; a file reload leaves them on the reloader).
         nonlocal serving_digest, last_failed, reported_swap
+        #: The ConfigMap serving now (the last a reload applied).
+        config_now = reloader.config if reloader is not None else cfg
         if ok:   # (max-worker-open-files / -connections, as the ConfigMap is now)
-            limits.reload(reloader.config if reloader is not None else cfg, server,
-                          (tcp_feed, udp_feed))
+            limits.reload(config_now, server, (tcp_feed, udp_feed))
         if ok and access_log is not None:
             access_log.configure(server.settings)  # (the same settings: nothing to do)
         if ok and store is not None and getattr(args, "kubernetes", False):
@@ -414,12 +415,10 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         if ok and (tcp_feed is not None or udp_feed is not None):
             tcp_res = res if res is not None else getattr(reloader, "last_resources", None)
             if udp_feed is not None:
-                udp_feed.services.responses = getattr(
-                    reloader.config if reloader is not None else cfg, "proxy_stream_responses", 1)
+                udp_feed.services.responses = getattr(config_now, "proxy_stream_responses", 1)
+            if tcp_feed is not None:   # (worker-shutdown-timeout; UDP sessions do not drain)
+                tcp_feed.services.drain_timeout = shutdown_timeout(args, config_now)
             for feed in (tcp_feed, udp_feed):
-                if feed is not None:   # (worker-shutdown-timeout, as the ConfigMap is now)
-                    feed.services.drain_timeout = shutdown_timeout(
-                        args, reloader.config if reloader is not None else cfg)
                 if tcp_res is not None and feed is not None:
                     feed.apply(tcp_res, server.settings)
         if metrics is None:

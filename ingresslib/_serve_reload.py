@@ -176,6 +176,11 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 
 
+def _next_delay(delay: float) -> float:
+    """The retry delay after a failure that came ``delay`` after the last (0: a first try)."""
+    return RETRY_FIRST if delay <= 0 else min(delay * 2, RETRY_MAX)
+
+
 def _transient(e: BaseException) -> bool:
     """Whether a reload that failed with ``e`` may succeed unchanged later: anything but a
     ``ValidationError`` (EMFILE building contexts, a MemoryError, a bug that depends on
@@ -208,7 +213,7 @@ class SnapshotRetry:
         if not _transient(e):
             self.delay = 0.0
             return first, ""
-        self.delay = RETRY_FIRST if self.delay <= 0 else min(self.delay * 2, RETRY_MAX)
+        self.delay = _next_delay(self.delay)
         w = watcher()
         generation = getattr(w, "_delivered_generation", None)
 
@@ -461,7 +466,7 @@ class Reloader:
             self.failures += 1
             self.last_error = message
             again = self._retry(loop, *both)
-            if self._first_time(message):
+            if self._failures.first(message):
                 _log.error("reload failed; keeping the last good configuration%s:\n%s",
                            again, _invalid_text(*both))
             if self.on_reload:
@@ -471,7 +476,7 @@ class Reloader:
             self.failures += 1
             self.last_error = repr(e)
             again = self._retry(loop, e)
-            if self._first_time(repr(e)):
+            if self._failures.first(repr(e)):
                 _log.exception("reload failed; keeping the last good configuration%s", again)
             else:
                 _log.debug("reload failed again: %r%s", e, again)
@@ -508,7 +513,7 @@ class Reloader:
             self.failures += 1
             self.last_error = str(err)
             self._retry(loop, err)
-            if self._first_time(str(err)):
+            if self._failures.first(str(err)):
                 _log.error("ConfigMap %s rejected; keeping the settings in use "
                            "(reload failed; keeping the last good configuration):\n%s",
                            self.config_path, err)
@@ -520,7 +525,7 @@ class Reloader:
             self.failures += 1
             self.last_error = str(err)
             self._retry(loop, err)
-            if self._first_time(str(err)):
+            if self._failures.first(str(err)):
                 _log.error("reload failed; keeping the last good configuration (the ConfigMap "
                            "%s applied to it):\n%s", self.config_path, _invalid_text(err))
             if self.on_reload:
@@ -535,15 +540,9 @@ class Reloader:
         if not any(_transient(e) for e in errors):
             self.retry_delay, self._retry_at = 0.0, None
             return ""
-        self.retry_delay = RETRY_FIRST if self.retry_delay <= 0 \
-            else min(self.retry_delay * 2, RETRY_MAX)
+        self.retry_delay = _next_delay(self.retry_delay)
         self._retry_at = loop.time() + self.retry_delay
         return f"; trying again in {self.retry_delay:g} s"
-
-    def _first_time(self, failure: str) -> bool:
-        """Whether ``failure`` is logged in full: not when the last failure (a retry's
-        predecessor) was the same."""
-        return self._failures.first(failure)
 
     async def _swap_staged(self, staged: _Staged) -> tuple[list[Any], Resources, Any]:
         """``_swap`` (a worker thread) once ``_new_tls`` put the new contexts in. All or
@@ -584,7 +583,7 @@ class Reloader:
             self.failures += 1
             self.last_error = repr(e)
             retry = self._retry(loop, e)
-            first = self._first_time(repr(e))
+            first = self._failures.first(repr(e))
             if first:   # (a first try's traceback: logged there)
                 _log.error("reload failed; keeping the last good configuration%s", retry,
                            exc_info=e if again else None)

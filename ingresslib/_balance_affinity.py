@@ -108,8 +108,7 @@ class CookieAffinity:
     """
 
     __slots__ = ("config", "tag", "ua_sensitive", "backend_name", "_rng", "_lock", "_rr",
-                 "_cache", "_suffix", "_suffix_compat", "_backend_key", "_keys", "_retry_keys",
-                 "_back")
+                 "_cache", "_suffix", "_suffix_compat", "_backend_key", "_keys", "_retry_keys")
 
     def __init__(self, options: BalancerOptions, tag: str = "",
                  backend_name: str | None = None) -> None:
@@ -123,12 +122,10 @@ class CookieAffinity:
         # New persistent sessions: round-robin as the backend's own balancer would be (a
         # strict cycle; nginx's smooth weighted round-robin when ``ingresslib.io/endpoint-weights``
         # gives the endpoints weights, as the balanced mode's ring and upstream-hash-by honour
-        # them). Imported here: ``_balance`` imports this module.
+        # them), new sessions' turns given back included (``give_back``). Imported here:
+        # ``_balance`` imports this module.
         from ._balance import RoundRobin
         self._rr = RoundRobin()
-        #: Persistent mode: new sessions' turns given back (``give_back``), as (the endpoints,
-        #: the index), served first to the next new sessions on those endpoints.
-        self._back: list[tuple[tuple[Address, ...], int]] = []
         self._cache = _RingCache()
         c = self.config
         #: True when the cookie's attributes depend on the request's User-Agent.
@@ -257,9 +254,7 @@ class CookieAffinity:
         if samesite_none is None:
             samesite_none = self.samesite_none(request)
         if self.config.mode == "persistent":
-            idx2 = self._turn_given_back(backend) if self._back and not tried else None
-            if idx2 is None:
-                idx2 = self._rr.pick(request, backend, tried)
+            idx2 = self._rr.pick(request, backend, tried)
             if idx2 is None:
                 return None, None
             return idx2, self.set_cookie(self.persistent_value(backend, idx2), samesite_none)
@@ -285,30 +280,13 @@ class CookieAffinity:
         """The new session a request started on ``backend.endpoints[index]`` never reached it
         (answered without a connect: ``Router.give_back``): persistent mode's round-robin
         turn it took goes to the next new session (an unweighted one's served first; a
-        weighted pick undone, ``RoundRobin.give_back``), so the sessions that do reach an
+        weighted pick undone: ``RoundRobin.give_back``), so the sessions that do reach an
         endpoint are spread in the rotation's order. ingress-nginx picks a new session's
         endpoint in ``sticky.lua``'s ``balance()``, the balancer phase, at the connect: a
         request answered before takes no pick there. Nothing in balanced mode (a random
         key takes no turn)."""
-        if self.config.mode != "persistent" or not 0 <= index < len(backend.endpoints):
-            return
-        if backend.weighted:
+        if self.config.mode == "persistent":
             self._rr.give_back(backend, index)
-            return
-        with self._lock:
-            self._back.append((backend.endpoints, index))
-
-    def _turn_given_back(self, backend: EndpointSet) -> int | None:
-        """The first turn given back to this endpoint list (those of other lists, given back
-        before an endpoint change, are dropped: their rotation is gone), or None."""
-        eps = backend.endpoints
-        with self._lock:
-            back = self._back
-            while back:
-                given, index = back.pop(0)
-                if given is eps or given == eps:
-                    return index
-        return None
 
     #: At most this many remembered retry keys per endpoint set (a retry whose endpoint fails
     #: too never collects its key).

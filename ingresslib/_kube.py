@@ -870,6 +870,24 @@ class ClusterWatcher:
         #: The API server's URL (the config's), named when a list or watch fails.
         self._server: str | None = _config_server(config)
 
+    @property
+    def delivered_generation(self) -> int:
+        """The store generation of the snapshot ``on_snapshot`` was last given (-1: none yet):
+        what :meth:`redeliver` compares."""
+        return self._delivered_generation
+
+    def redeliver(self, generation: int) -> bool:
+        """Deliver the latest snapshot again (the same one, or a newer one that came meanwhile,
+        never an older one) if the last one delivered is still ``generation``
+        (:attr:`delivered_generation` when its ``on_snapshot`` failed): a newer delivery has
+        its own outcome. ``serve --kubernetes`` retries a failed swap this way
+        (``SnapshotRetry``), as ingress-nginx requeues a failed sync. True: it will be."""
+        if self._delivered_generation != generation:
+            return False
+        self._delivered_generation = -1   # (the same generation: ``_deliver`` delivers it)
+        self._dirty.set()
+        return True
+
     # -- running -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

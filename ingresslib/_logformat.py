@@ -48,6 +48,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ._balance_request import cookie_value
+
 __all__ = ["DEFAULT_FORMAT", "LogFormat", "compile_format", "unavailable"]
 
 #: ingress-nginx's default ``log-format-upstream`` (config.go ``logFormatUpstream``).
@@ -273,45 +275,17 @@ def _seconds(name: str) -> Getter:
 
 
 def _cookie(key: str) -> Getter:
-    want = key.encode("latin-1")
-    return lambda r, f, now: _cookie_value(r, want)
+    return lambda r, f, now: _cookie_value(r, key)
 
 
-def _cookie_value(r: Any, want: bytes) -> str | None:
-    """``$cookie_<name>``: ngx_http_variable_cookie -> ngx_http_parse_multi_header_lines over
-    every Cookie line in order: at the start of a line, and after each ``;`` or ``,`` and the
-    spaces that follow it, a name that equals ``want`` without case (ngx_strncasecmp), then
-    spaces, then ``=`` and spaces: the value runs to the next ``;`` (a ``,`` and trailing
-    spaces included) or the line's end. None: no such cookie (``not_found``)."""
+def _cookie_value(r: Any, key: str) -> str | None:
+    """``$cookie_<name>``: nginx's ngx_http_variable_cookie, the same port the canary cookie
+    and ``upstream-hash-by`` read (``cookie_value`` with ``fold``: every Cookie line in order,
+    the name without case, quirks included). None: no such cookie (``not_found``)."""
     items = getattr(r, "request_headers", None)
     if not items:
         return None
-    size = len(want)
-    for _, name, line in items:
-        if name != b"cookie":
-            continue
-        start, end = 0, len(line)
-        while start < end:
-            if line[start:start + size].lower() == want:
-                p = start + size
-                while p < end and line[p] == 0x20:
-                    p += 1
-                if p < end and line[p] == 0x3D:  # "="
-                    p += 1
-                    while p < end and line[p] == 0x20:
-                        p += 1
-                    last = line.find(b";", p)
-                    value: bytes = line[p:end if last < 0 else last]
-                    return value.decode("latin-1")
-            # skip: past the next ";" or ",", then its spaces
-            while start < end:
-                ch = line[start]
-                start += 1
-                if ch == 0x3B or ch == 0x2C:
-                    break
-            while start < end and line[start] == 0x20:
-                start += 1
-    return None
+    return cookie_value([(name, line) for _, name, line in items], key, True)
 
 
 def _arg(key: str) -> Getter:
@@ -483,18 +457,17 @@ def _server_name(r: Any, f: dict[str, Any], now: float) -> str | None:
     if not host:
         return "_"
     proxy = ctx[0].proxy
-    owners = proxy._server_owners()
-    if owners is None:  # a custom router: no table to tell
+    if proxy._server_owners() is None:  # a custom router: no table to tell
         return host if r.ingress is not None else "_"
-    key = str(proxy._alias_server(host))
-    if key not in owners:
-        if key in proxy._www_twins():
-            # from-to-www-redirect: nginx.tmpl's redirect server for the twin, "server {
-            # server_name {{ $redirect.From }}; ... }" (an exact name: before a wildcard).
-            return key
-        key = "*." + key.partition(".")[2] if "." in key else ""
-        if key not in owners:
-            return "_"
+    named = str(proxy._alias_server(host))
+    if named in proxy._www_twins():
+        # from-to-www-redirect: nginx.tmpl's redirect server for the twin, "server {
+        # server_name {{ $redirect.From }}; ... }" (an exact name, before a wildcard; never a
+        # rule host's: ingress-nginx makes no twin for a host that has a server).
+        return named
+    key: str | None = proxy._server_key(host)
+    if key is None:
+        return "_"
     if key.startswith("*."):  # template.go buildServerName
         return "~^(?<subdomain>[\\w-]+)\\." + key[2:].replace(".", "\\.") + "$"
     return key

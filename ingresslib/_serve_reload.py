@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import ValidationError
 from ._fields import fresh_lines
@@ -45,6 +45,9 @@ from ._serve_notes import (
     _notes_of,
     _table_notes,
 )
+
+if TYPE_CHECKING:
+    from ._kube import ClusterWatcher
 
 __all__ = ["Reloader", "shutdown_timeout"]
 
@@ -195,9 +198,8 @@ class SnapshotRetry:
     """``serve --kubernetes``: a cluster snapshot whose swap failed for a reason that may pass
     (``_transient``) is delivered again after a backoff (``RETRY_FIRST`` doubled by each
     failure, at most ``RETRY_MAX``; a success starts again), the way ingress-nginx requeues a
-    failed sync. The watcher delivers it (``ClusterWatcher._deliver``, its latest snapshot:
-    the same one, or a newer one that came meanwhile, never an older one), and only when it
-    has delivered nothing since the failure (a newer snapshot's swap has its own outcome)."""
+    failed sync: ``ClusterWatcher.redeliver`` (its latest snapshot, only when it has
+    delivered nothing since the failure)."""
 
     def __init__(self) -> None:
         self.delay = 0.0
@@ -205,7 +207,8 @@ class SnapshotRetry:
         #: Retries failing the way the last one did are not logged in full.
         self._failures = OncePerKind()
 
-    def failed(self, e: BaseException, watcher: Callable[[], Any]) -> tuple[bool, str]:
+    def failed(self, e: BaseException, watcher: Callable[[], ClusterWatcher]
+               ) -> tuple[bool, str]:
         """After a failed swap: (whether to log it in full, the log's words for its retry).
         ``watcher``: gives the ``ClusterWatcher`` (made after the callback)."""
         self._cancel()
@@ -215,16 +218,13 @@ class SnapshotRetry:
             return first, ""
         self.delay = _next_delay(self.delay)
         w = watcher()
-        generation = getattr(w, "_delivered_generation", None)
+        generation = w.delivered_generation
 
         def again() -> None:
             self._timer = None
-            if w._delivered_generation == generation:   # nothing delivered since
-                w._delivered_generation = -1   # (the same generation: delivered again)
-                w._dirty.set()
+            w.redeliver(generation)
 
-        if generation is not None and hasattr(w, "_dirty"):
-            self._timer = asyncio.get_running_loop().call_later(self.delay, again)
+        self._timer = asyncio.get_running_loop().call_later(self.delay, again)
         return first, f"; trying again in {self.delay:g} s"
 
     def succeeded(self) -> None:

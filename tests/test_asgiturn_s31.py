@@ -301,7 +301,7 @@ def test_affinity_give_back_serves_the_turn_next_on_those_endpoints_only() -> No
     sticky.give_back(eps, 2)
     other = _eps(1, 2)
     picks = [sticky.pick_with_cookie(new, other, ())[0] for _ in range(4)]
-    assert sorted(picks) == [0, 0, 1, 1] and not sticky._back
+    assert sorted(picks) == [0, 0, 1, 1] and not sticky._rr._back
     # An equal endpoint list (a rebuilt set after an update) is the same rotation.
     sticky.give_back(other, 1)
     assert sticky.pick_with_cookie(new, _eps(1, 2), ())[0] == 1
@@ -310,4 +310,4 @@ def test_affinity_give_back_serves_the_turn_next_on_those_endpoints_only() -> No
 def test_affinity_give_back_in_balanced_mode_does_nothing() -> None:
     sticky, eps = _affinity("balanced"), _eps(1, 2)
     sticky.give_back(eps, 1)
-    assert not sticky._back
+    assert not sticky._rr._back

@@ -324,7 +324,7 @@ def test_deliver_logs_a_failing_snapshot_traceback_once_per_kind_of_failure(
         with caplog.at_level(logging.DEBUG, logger="ingresslib"):
             while outcomes:
                 caplog.clear()
-                watcher._delivered_generation = -1   # (SnapshotRetry's way: deliver again)
+                watcher.redeliver(watcher.delivered_generation)   # (SnapshotRetry's way)
                 await watcher._deliver()
                 said = [r for r in caplog.records if r.name == "ingresslib.kube"
                         and r.levelno >= logging.WARNING]

@@ -396,24 +396,30 @@ def test_fix_run_wakes_for_the_retry_without_polling(
 # --- --kubernetes: a snapshot whose swap failed ----------------------------------------------------
 
 
-class _Watcher:
-    def __init__(self) -> None:
-        self._delivered_generation = 5
-        self._dirty = asyncio.Event()
+def _watcher(delivered: int) -> Any:
+    from ingresslib._kube import ClusterWatcher
+
+    async def on_snapshot(res: Any) -> None:
+        pass
+
+    w = ClusterWatcher(on_snapshot, client=object())
+    w._delivered_generation = delivered   # (as if the store's generation ``delivered`` was)
+    return w
 
 
 def test_snapshot_retry_delivers_again_after_a_transient_failure() -> None:
     async def main() -> None:
-        w = _Watcher()
+        w = _watcher(5)
         retry = _serve_reload.SnapshotRetry()
         full, words = retry.failed(MemoryError(), lambda: w)
         assert full and words == "; trying again in 1 s"
         retry.delay = 0.0   # (the timer is set: shorten nothing, fire it by hand below)
         assert retry._timer is not None
         retry._timer._run()   # the delay passed
-        assert w._delivered_generation == -1 and w._dirty.is_set()
+        assert w.delivered_generation == -1 and w._dirty.is_set()
         # The same failure again: not logged in full, twice as long.
-        w._delivered_generation, w._dirty = 6, asyncio.Event()
+        w._delivered_generation = 6
+        w._dirty.clear()
         retry.delay = 1.0
         full, words = retry.failed(MemoryError(), lambda: w)
         assert not full and words == "; trying again in 2 s"
@@ -421,7 +427,7 @@ def test_snapshot_retry_delivers_again_after_a_transient_failure() -> None:
         w._delivered_generation = 7
         assert retry._timer is not None
         retry._timer._run()
-        assert not w._dirty.is_set() and w._delivered_generation == 7
+        assert not w._dirty.is_set() and w.delivered_generation == 7
         # A success resets; an invalid snapshot's error is not retried.
         retry.succeeded()
         assert retry.delay == 0 and retry._timer is None

@@ -1158,9 +1158,8 @@ class RouteOptionsSource:
         if opts is None:
             return self._unrouted_too_large(self._default_options, length)
         if path == "/" and host_raw:
-            named = self._alias_server(host)
-            server = named if named in self._owners else "*." + named.partition(".")[2]
-            root = self._server_app_root(server, None)
+            server = self._server_key(host)
+            root = None if server is None else self._server_app_root(server, None)
             if root is not None:
                 # The server block's "if ($uri = /) { return 302 ...", after its ``set
                 # $proxy_upstream_name "-";`` and before any location's.
@@ -1338,12 +1337,8 @@ class RouteOptionsSource:
         cache = self._unrouted_opts
         if host in cache:
             return cache[host]
-        key, host = host, self._alias_server(host)
-        # nginx picks an exact server_name before a wildcard one; a wildcard rule host covers
-        # one label (SEMANTICS §4), as the router matches it.
-        owner = owners.get(host)
-        if owner is None and "." in host:
-            owner = owners.get("*." + host.partition(".")[2])
+        server = self._server_key(host)
+        owner = None if server is None else owners[server]
         opts: RouteOptions | None = None
         if owner is not None:
             meta = owner.metadata
@@ -1364,8 +1359,23 @@ class RouteOptionsSource:
                 self._warn_once(opts.warnings)
         if len(cache) > 8192:
             cache.clear()
-        cache[key] = opts
+        cache[host] = opts
         return opts
+
+    def _server_key(self, host: str) -> str | None:
+        """The rule host (as written, a key of ``_server_owners``) whose server ingress-nginx
+        picks for ``host`` (normalised; a ``server-alias`` names its rule host's server): nginx
+        picks an exact ``server_name`` before a wildcard one, and a wildcard rule host covers
+        one label (SEMANTICS §4, as the router matches it). None: no Ingress has a rule for it
+        (ingress-nginx's default server answers), or a router without a table."""
+        owners = self._server_owners()
+        if not owners:
+            return None
+        named = self._alias_server(host)
+        if named in owners:
+            return named
+        wildcard = "*." + named.partition(".")[2] if "." in named else ""
+        return wildcard if wildcard in owners else None
 
     def _alias_server(self, host: str) -> str:
         """The rule host (as written) whose server ``host`` (normalised) names through a

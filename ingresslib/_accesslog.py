@@ -24,7 +24,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Literal
 
 from typing import TYPE_CHECKING
@@ -220,9 +220,35 @@ def access_fields(
     return fields
 
 
-#: The upstream lists nginx separates by ``" : "`` at an internal redirect.
+#: The upstream lists nginx separates by ``" : "`` at an internal redirect. (log-format's
+#: per-try lists that are no fields, ``$upstream_connect_time`` and the like, are joined by
+#: :func:`try_list`, the same way.)
 _LISTS = ("upstream_addr", "upstream_status", "upstream_response_length",
           "upstream_response_time")
+
+
+def join_tries(parts: Sequence[str], at: int | None) -> str:
+    """One value per try, ``", "``-joined, ``" : "`` before the error page's first try ``at``
+    (``RequestRecord.upstream_redirect``; :func:`_redirected`)."""
+    if at and 0 < at < len(parts):
+        return ", ".join(parts[:at]) + " : " + ", ".join(parts[at:])
+    return ", ".join(parts)
+
+
+def seconds_text(t: float | None) -> str:
+    """A try's time as nginx's upstream time variables write it: ``"%T.%03M"``, ``-`` for
+    none ("if (ms != -1) { ... } else { *p++ = '-'; }")."""
+    return "-" if t is None else f"{max(t, 0.0):.3f}"
+
+
+def try_list(record: RequestRecord, values: Sequence[Any],
+             text: Callable[[Any], str]) -> str | None:
+    """``values`` (one per try: a field of each of ``record.upstream_tries``) written as nginx
+    writes an upstream list, each with ``text``; None when they do not line up with
+    ``record.upstreams`` (not provided: a record built elsewhere, or no try)."""
+    if not values or len(values) != len(record.upstreams):
+        return None
+    return join_tries([text(v) for v in values], getattr(record, "upstream_redirect", None))
 
 
 def _redirected(fields: dict[str, Any], at: int) -> None:
@@ -236,9 +262,7 @@ def _redirected(fields: dict[str, Any], at: int) -> None:
     for key in _LISTS:
         v = fields[key]
         if v.__class__ is str:
-            parts = v.split(", ")
-            if 0 < at < len(parts):
-                fields[key] = ", ".join(parts[:at]) + " : " + ", ".join(parts[at:])
+            fields[key] = join_tries(v.split(", "), at)
 
 
 def _request_line(record: RequestRecord, query: str) -> str | None:
@@ -281,7 +305,7 @@ def _response_times(record: RequestRecord, tries: int) -> str | None:
     writes the last try's time only (:func:`upstream_times`)."""
     times = record.upstream_response_times
     if times and len(times) == tries:
-        return ", ".join("-" if t is None else f"{max(t, 0.0):.3f}" for t in times)
+        return ", ".join(map(seconds_text, times))
     last = upstream_times(record)[1]
     return None if last is None else f"{last:.3f}"
 

@@ -35,9 +35,22 @@ from the record's ``request_headers``, ``scheme`` and ``server_port``; ``$cookie
 ``$ssl_cipher``, ``$ssl_server_name``, ``$realip_remote_addr``, ``$proxy_protocol_*``) and
 the response head sent (``$sent_http_<name>``) come from ``RequestRecord.connection``, which
 the core sets only when a format is configured (a record without it writes them unset).
-Variables nginx knows that the request record cannot give (``$ssl_client_s_dn``,
-``$upstream_bytes_received``, ``$pipe``...) are accepted, written as unset, and named once in
-the ConfigMap's warnings (:func:`unavailable`).
+
+The upstream variables list one value per try, ``", "``-joined in step with
+``$upstream_addr`` (``" : "`` before custom-http-errors' page, an internal redirect):
+``$upstream_connect_time`` and ``$upstream_header_time`` (``-`` for a try without one; a record
+without ``upstream_tries`` writes its last-try scalar), ``$upstream_bytes_sent`` and
+``$upstream_bytes_received`` (the bytes written to / read from each try's connection, a
+tunnel's included; unset for a record without them), from the record's ``upstream_tries``
+(``proxy.UpstreamTry``: which the core fills only when a format is configured).
+
+``$request_completion`` is ``OK`` unless the request was ended by its client (closed, timed
+out) or an abort (``RequestRecord.request_complete``), empty then; unset for a record without it.
+
+Variables nginx knows that the request record cannot give (``$ssl_client_s_dn``, ``$pipe``:
+nginx's ``r->pipeline`` depends on which bytes its own reads took with the request before, a
+read boundary the core, fed by its driver, does not share...) are accepted, written as unset,
+and named once in the ConfigMap's warnings (:func:`unavailable`).
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ._accesslog import seconds_text, try_list
 from ._balance_request import cookie_value
 
 __all__ = ["DEFAULT_FORMAT", "LogFormat", "compile_format", "unavailable"]
@@ -201,6 +215,13 @@ def _service_port(r: Any, f: dict[str, Any], now: float) -> str:
     return "" if port is None or r.service is None else str(port)
 
 
+def _request_completion(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # ngx_http_variable_request_completion: "OK" when r->request_complete, else
+    # ngx_http_variable_null_value (empty, which the default escaping writes as nothing).
+    complete = getattr(r, "request_complete", None)
+    return None if complete is None else "OK" if complete else ""
+
+
 #: ``$http_<name>`` variables nginx reads from a ``headers_in`` field (ngx_http_core_variables:
 #: ngx_http_variable_header / _cookies, "for performance reasons"; $content_type): only the
 #: lines named as that header (``-``, never ``_``), which ngx_http_process_header_line links.
@@ -267,7 +288,33 @@ def _https(r: Any, f: dict[str, Any], now: float) -> str | None:
 def _seconds(name: str) -> Getter:
     def get(r: Any, f: dict[str, Any], now: float) -> str | None:
         t = getattr(r, name, None)
-        return None if t is None else f"{max(t, 0.0):.3f}"
+        return None if t is None else seconds_text(t)
+    return get
+
+
+def _try_times(index: int, last: str) -> Getter:
+    """``$upstream_connect_time`` / ``$upstream_header_time``: one time per try, in step with
+    ``$upstream_addr`` (ngx_http_upstream_response_time_variable, the function of all three
+    times: ``-`` for a try without one, ``" : "`` at an internal redirect), field ``index`` of
+    the record's ``upstream_tries``; a record without them (no format when it was made, or
+    built elsewhere) writes its scalar ``last``, the last try's."""
+    scalar = _seconds(last)
+
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        tries = getattr(r, "upstream_tries", ())
+        listed = try_list(r, [t[index] for t in tries], seconds_text) if tries else None
+        return scalar(r, f, now) if listed is None else listed
+    return get
+
+
+def _try_bytes(index: int) -> Getter:
+    """``$upstream_bytes_sent`` / ``$upstream_bytes_received`` (nginx 1.11.4,
+    ngx_http_upstream_bytes_variable): each try's count (field ``index`` of the record's
+    ``upstream_tries``), ``", "``-joined like the other upstream lists; unset (``not_found``)
+    without a try, or for a record without them."""
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        tries = getattr(r, "upstream_tries", ())
+        return try_list(r, [t[index] for t in tries], str) if tries else None
     return get
 
 
@@ -619,8 +666,11 @@ _VARS: dict[str, Getter] = {
     "upstream_status": _field("upstream_status"),
     "upstream_response_time": _field("upstream_response_time"),
     "upstream_response_length": _field("upstream_response_length"),
-    "upstream_connect_time": _seconds("upstream_connect_time"),
-    "upstream_header_time": _seconds("upstream_header_time"),
+    "upstream_connect_time": _try_times(0, "upstream_connect_time"),
+    "upstream_header_time": _try_times(1, "upstream_header_time"),
+    "upstream_bytes_sent": _try_bytes(2),
+    "upstream_bytes_received": _try_bytes(3),
+    "request_completion": _request_completion,
     "req_id": _field("req_id"),
     # nginx's own $request_id is always generated; the record keeps $req_id (the client's
     # X-Request-ID, else the generated one): README's divergences.
@@ -661,10 +711,9 @@ _KNOWN_ELSEWHERE = frozenset({
     "ancient_browser",
     "connection_time", "document_root", "limit_rate",
     "nginx_version", "pipe", "proxy_protocol_server_addr",
-    "realpath_root", "request_body", "request_body_file", "request_completion",
+    "realpath_root", "request_body", "request_body_file",
     "request_filename", "server_addr", "tcpinfo_rtt",
-    "tcpinfo_rttvar", "tcpinfo_snd_cwnd", "tcpinfo_rcv_space", "upstream_bytes_received",
-    "upstream_bytes_sent", "upstream_queue_time",
+    "tcpinfo_rttvar", "tcpinfo_snd_cwnd", "tcpinfo_rcv_space", "upstream_queue_time",
     "upstream_last_server_name", "proxy_host", "proxy_port",
     "realip_remote_port", "ssl_ciphers",
     "ssl_curve", "ssl_curves", "ssl_session_id", "ssl_session_reused",

@@ -156,10 +156,10 @@ def test_defect_the_warning_names_only_what_is_still_unset() -> None:
         "$content_type $http_x_anything")})
     assert cfg.warnings == ()
     # Session 30 (V2): $server_name and $sent_http_* are carried now; $pipe and
-    # $upstream_bytes_sent are still unset.
+    # $upstream_bytes_sent are still unset. (Session 32: $upstream_bytes_sent is carried.)
     cfg = parse_config_data({"log-format-upstream": "$pipe $upstream_bytes_sent $scheme"})
     assert cfg.warnings == (
-        "ConfigMap: data.log-format-upstream: $pipe, $upstream_bytes_sent: not known to "
+        "ConfigMap: data.log-format-upstream: $pipe: not known to "
         'ingresslib\'s request record, logged as unset ("-", empty with '
         "log-format-escape-json/-none)",)
 

@@ -25,6 +25,7 @@ from ._actions import (
     SetTimer,
     TimerKind,
     TunnelEstablished,
+    UpstreamTry,
 )
 from ._annotations import RouteOptions
 from ._clientcert import ClientCert, ClientCertAuth
@@ -86,6 +87,7 @@ __all__ = [
     "SetTimer",
     "TimerKind",
     "TunnelEstablished",
+    "UpstreamTry",
     "load_config",
     "parse_config_data",
 ]

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._table import _is_canary
 from .._www import www_twins
@@ -172,6 +172,25 @@ class Offload:
     job: Callable[[], object]
 
 
+class UpstreamTry(NamedTuple):
+    """One upstream try of a request (``RequestRecord.upstream_tries``), as nginx keeps it in
+    the try's upstream state (ngx_http_upstream_state_t)."""
+
+    #: Seconds from the try's ``OpenUpstream`` to ``upstream_connected`` (0.0 for a pooled
+    #: connection): ``$upstream_connect_time``; None: it never connected.
+    connect_time: float | None
+    #: Seconds from the try's ``OpenUpstream`` to its parsed response head (a head retried for
+    #: its status, or dropped for custom-http-errors' page, included): ``$upstream_header_time``;
+    #: None: no head.
+    header_time: float | None
+    #: Bytes written to its connection (the request head and body as sent, a tunnel's bytes
+    #: too): ``$upstream_bytes_sent``.
+    bytes_sent: int
+    #: Bytes read from its connection (response head and body as received, a tunnel's bytes
+    #: too): ``$upstream_bytes_received``.
+    bytes_received: int
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One finished (or failed) request: what access logs and metrics consume."""
@@ -230,9 +249,9 @@ class RequestRecord:
     body_bytes_out: int | None = None
     #: Seconds spent establishing the last upstream connection made (the last try's, or the
     #: latest try that connected): from its ``OpenUpstream`` to ``upstream_connected``; 0.0 for
-    #: a pooled connection (nginx's ``$upstream_connect_time``, which lists one per try; like
-    #: the header and response times, the record keeps the last). The core always sets it when
-    #: a connection was made; None means "none made", or "not provided".
+    #: a pooled connection (nginx's ``$upstream_connect_time``, which lists one per try:
+    #: ``upstream_tries``). The core always sets it when a connection was made; None
+    #: means "none made", or "not provided".
     upstream_connect_time: float | None = None
     #: Seconds from the start of the last upstream attempt (its ``OpenUpstream``; a pooled
     #: connection's connect costs ~0) to the arrival of that attempt's response head (the
@@ -301,6 +320,22 @@ class RequestRecord:
     #: ``hash`` and ``repr``.
     connection: tuple[Any, int, bytes | None] | None = dataclasses.field(
         default=None, compare=False, repr=False)
+    #: Every try's facts nginx's per-try upstream variables list (``$upstream_connect_time``,
+    #: ``$upstream_header_time``, ``$upstream_bytes_sent``, ``$upstream_bytes_received``,
+    #: ``", "``-separated like ``$upstream_addr``): one :class:`UpstreamTry` per entry of
+    #: ``upstreams``. The core sets it only when ``log_format_upstream`` is configured (its one
+    #: reader, as ``connection``: one field, not four, and none of it built otherwise, since
+    #: every field of a record costs every request); ``()``: no upstream tried, no format, or
+    #: not provided (the access log then writes the last try's scalar times, the bytes unset).
+    upstream_tries: tuple[UpstreamTry, ...] = ()
+    #: nginx's ``r->request_complete`` (``$request_completion``: "OK", else empty): False when
+    #: the request was ended by its client (it closed the connection, before or during the
+    #: response; its head or body timed out: 408), by an abort (``ClientConnection.abort``,
+    #: more pipelined bytes than held) or sent no response; True otherwise, a response the
+    #: upstream cut short included (ngx_http_upstream_finalize_request flushes what was sent
+    #: and finalizes with NGX_OK). The record is made once the response is handed to the
+    #: driver, not once written. None: not provided (the access log writes it unset).
+    request_complete: bool | None = None
 
     @property
     def duration(self) -> float:

@@ -130,6 +130,7 @@ from ._actions import (
     SetTimer,
     TimerKind,
     TunnelEstablished,
+    UpstreamTry,
     _no_tls,
     access_answer,
     access_job,
@@ -453,6 +454,18 @@ class Proxy(RouteOptionsSource):
         return conn
 
 
+def _try_facts(req: _Request) -> UpstreamTry:
+    """The current try's ``RequestRecord.upstream_tries`` entry (``req.try_up``, set with
+    ``t_attempt`` by ``_open``). nginx keeps these in the try's upstream state: connect_time
+    and header_time stay -1 (``-``) where the try got no connection / no parsed head
+    (ngx_http_upstream_connect), bytes_received adds each read, bytes_sent is the
+    connection's ``sent`` (ngx_http_upstream_next, ngx_http_upstream_finalize_request)."""
+    up = req.try_up
+    assert up is not None and req.t_attempt is not None
+    header = None if req.t_header is None else max(req.t_header - req.t_attempt, 0.0)
+    return UpstreamTry(up.connect_time, header, up.bytes_sent, up.fed + up.tunnel_in)
+
+
 def _has_secure(set_cookie: str) -> bool:
     """Whether a ``Set-Cookie`` value carries the ``Secure`` attribute."""
     return any(a.strip().lower() == "secure" for a in set_cookie.split(";")[1:])
@@ -676,6 +689,9 @@ class ClientConnection:
             # ``c->recv`` and never added to ``r->request_length``, as the bytes that came
             # with the head (forwarded from ``header_in``) are not either.
             # Traffic either way keeps a tunnel alive (proxy-read-timeout is an idle limit).
+            up = self._up
+            if up is not None:  # (the tunnel's: $upstream_bytes_sent counts what it carries)
+                up.bytes_sent += len(data)
             return [SendUpstream(self._tunnel, data),
                     SetTimer(TimerKind.UPSTREAM_READ, self._read_timeout())]
         req = self._req
@@ -712,7 +728,7 @@ class ClientConnection:
                     # The request in flight ends here: its record (status 0, or the status
                     # of a response already begun, as for ``abort``) and its upstream
                     # connection closed, not pooled (its response is unread).
-                    self._close_all(now)
+                    self._close_all(now, terminated=True)
             else:
                 self._try_head(now)
         return self._flush()
@@ -761,10 +777,11 @@ class ClientConnection:
         up.reused = reused
         if req.t_connect is None:
             req.t_connect = now
-        # The connection being made is always the current (last) try's: its connect time, as
-        # nginx's $upstream_connect_time gives one per try (the record keeps the last, like the
-        # header and response times).
-        req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
+        # The connection being made is always the current (last) try's: its connect time
+        # (nginx's $upstream_connect_time gives one per try, set once the connection is up:
+        # ngx_http_upstream_send_request, "u->state->connect_time = ngx_current_msec -
+        # u->start_time"; the record's scalar keeps the last connection made).
+        up.connect_time = req.connect_time = 0.0 if reused else max(now - up.started, 0.0)
         # proxy-buffer-size (proxy/_response_buffer.py): the response head's limit, h11's
         # incomplete-head limit too (a head trickled in many reads), checked whole below.
         head_limit = req.opts.proxy_buffer_size if req.opts is not None \
@@ -798,6 +815,11 @@ class ClientConnection:
             if conn_id == self._tunnel:
                 if self._req is not None:
                     self._req.bytes_out += len(data)
+                tunnel = self._up
+                if tunnel is not None:
+                    # ngx_http_upstream_process_upgraded: "if (from_upstream) {
+                    # u->state->bytes_received += n; }" (not $upstream_response_length).
+                    tunnel.tunnel_in += len(data)
                 self._out.append(SendDownstream(data))
                 self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
             return self._flush()
@@ -922,7 +944,7 @@ class ClientConnection:
                 # "client_body_timeout": the client stopped sending its body. Its fault, not
                 # the upstream's: no failure observed, no retry; nginx answers 408.
                 if req.response_started:
-                    self._close_all(now)
+                    self._close_all(now, terminated=True)
                 else:
                     self._close_upstream(False)
                     self._error_response(408, req, now)
@@ -958,7 +980,7 @@ class ClientConnection:
         """Close everything now (server shutdown, a stalled client): the upstream connections
         and the client's, with the request's record; no endpoint failure is observed."""
         if not self.closed:
-            self._close_all(now)
+            self._close_all(now, terminated=True)
         return self._flush()
 
     # ---------------------------------------------------------------- helpers
@@ -1121,11 +1143,18 @@ class ClientConnection:
             self._up = None
             self._out.append(CloseUpstream(up.conn_id, reuse))
 
-    def _close_all(self, now: float, client_gone: bool = False) -> None:
+    def _close_all(self, now: float, client_gone: bool = False,
+                   terminated: bool = False) -> None:
+        """Close both sides, with the request's record. ``client_gone`` (the client closed)
+        and ``terminated`` (the client timed out, an abort) end it as nginx's
+        ngx_http_terminate_request: not complete (``RequestRecord.request_complete``); other
+        callers end a response cut short, which nginx finalizes as complete."""
         req = self._req
         self._gz = None  # (an aborted response's gzip stream: its zlib state freed now)
         self._close_upstream(False)
         if req is not None and not req.done:
+            if client_gone or terminated:
+                req.terminated = True
             if client_gone and not req.status:
                 # Logged, never sent. A client that still owed request body bytes is nginx's
                 # 400: its body reader (ngx_http_do_read_client_request_body, buffered or not)
@@ -2148,8 +2177,8 @@ class ClientConnection:
         if up is not None and up.connected and up.h11 is not None:
             if data:
                 up.sent = True
-                self._out.append(SendUpstream(up.conn_id, b"%x\r\n%s\r\n" % (len(data), data)
-                                              if req.up_chunked else data))
+                self._send_upstream(up, b"%x\r\n%s\r\n" % (len(data), data)
+                                    if req.up_chunked else data)
             # Still sending: the upstream cannot be blamed for not answering yet (unless it
             # began to and stalled: ``upstream_data``).
             self._set_request_timer(req, now)
@@ -2187,7 +2216,7 @@ class ClientConnection:
             up.request_done = True
             if req.up_chunked:
                 up.sent = True
-                self._out.append(SendUpstream(up.conn_id, b"0\r\n\r\n"))
+                self._send_upstream(up, b"0\r\n\r\n")
             if self._timer is TimerKind.BODY or self._timer is None:
                 # The body is in: now the upstream owes an answer. (None: client_body_timeout
                 # 0 armed nothing while the body came; the upstream's deadline starts now.)
@@ -2211,7 +2240,9 @@ class ClientConnection:
             # The try it replaces ends here, unless it ended before (_try_failed).
             end = now if req.t_attempt_end is None else req.t_attempt_end
             req.times += (max(end - req.t_attempt, 0.0),)
+            req.done_tries += (_try_facts(req),)
             req.resp_up = None
+        req.try_up = up
         req.t_attempt = now
         req.t_header = None
         req.t_attempt_end = None
@@ -2261,8 +2292,16 @@ class ClientConnection:
             if req.up_chunked:
                 parts.append(b"0\r\n\r\n")
         up.sent = True
-        self._out.append(SendUpstream(up.conn_id, b"".join(parts) if len(parts) > 1
-                                      else parts[0]))
+        data = b"".join(parts) if len(parts) > 1 else parts[0]
+        up.bytes_sent += len(data)  # (``_send_upstream``, inlined: every proxied request's send)
+        self._out.append(SendUpstream(up.conn_id, data))
+
+    def _send_upstream(self, up: _Upstream, data: bytes) -> None:
+        """``data`` to the try ``up``, counted (nginx's ``$upstream_bytes_sent``: the try's
+        connection's ``sent``, which ngx_http_upstream_get_keepalive_peer zeroes when it hands
+        out a cached connection: this request's bytes only)."""
+        up.bytes_sent += len(data)
+        self._out.append(SendUpstream(up.conn_id, data))
 
     def _pump_upstream(self, up: _Upstream, now: float, eof: bool = False) -> None:
         conn = up.h11
@@ -2460,6 +2499,9 @@ class ClientConnection:
                 # once, by _response_complete.)
                 self._observe(req, up, now, status in (403, 404))
                 self._close_upstream(False)
+                # The head parsed: nginx set this try's header_time before
+                # ngx_http_upstream_test_next retried it ($upstream_header_time "0.010, ...").
+                req.t_header = now
                 self._start_retry(req, nxt, now)
                 return False
         if opts.custom_http_errors and status in opts.custom_http_errors and \
@@ -2810,7 +2852,7 @@ class ClientConnection:
         client_tail = self._h11.trailing_data[0] + bytes(self._inbuf)
         self._inbuf.clear()
         if client_tail:
-            self._out.append(SendUpstream(up.conn_id, client_tail))
+            self._send_upstream(up, client_tail)
         self._observe(req, up, now, True)
         self._set_timer(TimerKind.UPSTREAM_READ, self._read_timeout())
 
@@ -3023,6 +3065,7 @@ class ClientConnection:
             req.statuses.append(status)
             self._observe(req, up, now, status < 500)
             self._close_upstream(False)
+            req.t_header = now  # (its head parsed: its header_time, as for a retried head)
         self._error_page_req = req
         self._error_page_at = len(req.tried)  # (RequestRecord.upstream_redirect)
         host = None
@@ -3069,6 +3112,11 @@ class ClientConnection:
             # request line are not counted (nginx's request_start is after them).
             end = self._inbuf.find(b"\r\n\r\n")
             req.bytes_in = end + 4 if end >= 0 else len(self._inbuf)
+        if status == 408:
+            # client_header_timeout (ngx_http_close_request) and client_body_timeout
+            # (ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT): terminate): nginx
+            # answers nothing and the request is not complete; the 408 sent here is ours.
+            req.terminated = True
         self._inbuf.clear()
         self._close_upstream(False)
         if req.response_started:
@@ -3200,9 +3248,10 @@ class ClientConnection:
         # time spent on receiving the response from the upstream server"; both count from the
         # attempt's start (ngx_http_upstream_connect), "Times of several responses are
         # separated by commas": one per try. The record's two times are the last try's, the one
-        # whose response (or failure) the client got; ``upstream_response_times`` lists every
-        # try's.
+        # whose response (or failure) the client got; ``upstream_response_times`` and
+        # ``upstream_tries`` list every try's.
         t_attempt = req.t_attempt
+        s = self.settings
         ev = req.event
         statuses = req.statuses
         if len(statuses) < len(req.tried):
@@ -3216,7 +3265,6 @@ class ClientConnection:
             (now if req.t_attempt_end is None else req.t_attempt_end) - t_attempt, 0.0)
         #: disable-access-log ("access_log off;") and skip-access-log-urls ("access_log ...
         #: if=$loggable", proxy/_block.py) hold for every location, the error page's too.
-        s = self.settings
         rec = RequestRecord(
             method=req.method_s, host=req.host, path=req.path, query=req.query,
             rule_path=m.path if m is not None else None,
@@ -3266,6 +3314,10 @@ class ClientConnection:
                         or self._error_page_req is req)
             and not (s.disable_access_log or s.skip_access_log_urls
                      and skip_logging(s, req.original_uri.encode("latin-1"))),
+            # (for log-format-upstream only, its one reader, as ``connection`` below)
+            upstream_tries=(*req.done_tries, _try_facts(req))
+            if s.log_format_upstream and req.try_up is not None else (),
+            request_complete=not req.terminated and req.status != 0,
         )
         if s.log_format_upstream:
             # log-format-upstream's connection variables (_logformat.py): this connection's

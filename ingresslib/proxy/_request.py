@@ -8,6 +8,7 @@ from typing import Any
 
 import h11
 
+from ._actions import UpstreamTry
 from ._annotations import RouteOptions
 from ._h11_reader import _H11Reader
 from ._response_head import _FRAME_LENGTH
@@ -32,7 +33,8 @@ def _raw_request_line(head: bytes | None) -> str | None:
 
 class _Upstream:
     __slots__ = ("conn_id", "endpoint", "h11", "connected", "reused", "sent", "received",
-                 "started", "upgrade", "request_done", "head_bytes", "fed", "read_by")
+                 "started", "upgrade", "request_done", "head_bytes", "fed", "read_by",
+                 "connect_time", "bytes_sent", "tunnel_in")
 
     def __init__(self, conn_id: int, endpoint: tuple[str, int], upgrade: bool) -> None:
         self.conn_id = conn_id
@@ -57,6 +59,14 @@ class _Upstream:
         #: Bytes received on this try (all ``upstream_data``): less ``head_bytes``, what
         #: nginx's ``$upstream_response_length`` counts.
         self.fed = 0
+        #: Bytes read from it through a WebSocket tunnel (``fed`` + this: nginx's
+        #: ``$upstream_bytes_received``; not ``$upstream_response_length``).
+        self.tunnel_in = 0
+        #: Bytes written to it (``SendUpstream``, tunnel included): ``$upstream_bytes_sent``.
+        self.bytes_sent = 0
+        #: Seconds from ``started`` to its connect (None: not connected): nginx's
+        #: ``$upstream_connect_time`` of this try.
+        self.connect_time: float | None = None
 
 
 class _Request:
@@ -70,7 +80,8 @@ class _Request:
         "answered", "continue_pending", "length", "keep_alive", "framing", "head_len", "up_head",
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
-        "phase", "times", "defer_limit", "host_from_target", "offloads",
+        "phase", "times", "defer_limit", "host_from_target", "offloads", "try_up",
+        "done_tries", "terminated",
     )
 
     def __init__(self, now: float) -> None:
@@ -116,6 +127,10 @@ class _Request:
         #: ``response_time`` when ngx_http_upstream_next abandons it). A tuple: no allocation
         #: for the common request with one try.
         self.times: tuple[float, ...] = ()
+        #: The current try's connection (None: no try yet), and each try's before it
+        #: (``_open`` adds them): ``RequestRecord.upstream_tries``. A tuple, as ``times``.
+        self.try_up: _Upstream | None = None
+        self.done_tries: tuple[UpstreamTry, ...] = ()
         self.start = now
         self.t_connect: float | None = None
         self.connect_time: float | None = None
@@ -164,6 +179,10 @@ class _Request:
         self.defer_limit = 0
         #: ``Offload`` actions this request waited for (``ClientConnection._offloaded``).
         self.offloads = 0
+        #: Ended by the client (closed, timed out: 408) or an abort, not by its response:
+        #: nginx's ngx_http_terminate_request / ngx_http_close_request, which never set
+        #: ``r->request_complete`` (``RequestRecord.request_complete``).
+        self.terminated = False
         #: The client allows keep-alive (HTTP/1.1 without "Connection: close"), as h11 decides.
         self.keep_alive = True
         #: Downstream body framing of the response being written (``_FRAME_*``).

@@ -333,8 +333,10 @@ class RequestRecord:
     #: response; its head or body timed out: 408), by an abort (``ClientConnection.abort``,
     #: more pipelined bytes than held) or sent no response; True otherwise, a response the
     #: upstream cut short included (ngx_http_upstream_finalize_request flushes what was sent
-    #: and finalizes with NGX_OK). The record is made once the response is handed to the
-    #: driver, not once written. None: not provided (the access log writes it unset).
+    #: and finalizes with NGX_OK), and a local answer whose request body was still being
+    #: discarded when the client closed or an abort came (nginx finalized it before the
+    #: discard). The record is made once the response is handed to the driver, not once
+    #: written. None: not provided (the access log writes it unset).
     request_complete: bool | None = None
 
     @property

@@ -1147,13 +1147,17 @@ class ClientConnection:
                    terminated: bool = False) -> None:
         """Close both sides, with the request's record. ``client_gone`` (the client closed)
         and ``terminated`` (the client timed out, an abort) end it as nginx's
-        ngx_http_terminate_request: not complete (``RequestRecord.request_complete``); other
-        callers end a response cut short, which nginx finalizes as complete."""
+        ngx_http_terminate_request: not complete (``RequestRecord.request_complete``), unless
+        a local answer is out whole (its body being discarded); other callers end a response
+        cut short, which nginx finalizes as complete."""
         req = self._req
         self._gz = None  # (an aborted response's gzip stream: its zlib state freed now)
         self._close_upstream(False)
         if req is not None and not req.done:
-            if client_gone or terminated:
+            if (client_gone or terminated) and not req.answered:
+                # (A local answer is out whole, its body being discarded: nginx set
+                # r->request_complete in ngx_http_finalize_request before
+                # ngx_http_finalize_connection went on discarding, and nothing unsets it.)
                 req.terminated = True
             if client_gone and not req.status:
                 # Logged, never sent. A client that still owed request body bytes is nginx's

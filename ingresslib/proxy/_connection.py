@@ -47,7 +47,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
 - A head deadline expiring with partial bytes gets 408 then close (nginx logs 408 and closes).
 - A client that disconnects before its response is recorded with status 499 (nginx), 400
   while it still owed request body bytes (nginx's body reader: "client prematurely closed
-  connection", ``NGX_HTTP_BAD_REQUEST``).
+  connection", ``NGX_HTTP_BAD_REQUEST``); one that closes with a request head partly sent, 400
+  with the request line as read (phase "head", nothing sent), as nginx's header reader logs
+  it; one that closes with no byte of a next request read, no record (nginx has no request).
 - A client EOF while the upstream is still answering is an abort, as in nginx with
   ``proxy_ignore_client_abort off`` (ngx_http_upstream_check_broken_connection): the upstream
   connection is closed (not pooled), 499 (400 mid-body, or the status of a response already
@@ -55,7 +57,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   restores the lenient rule (a half-close after a complete request lets the response finish).
 - Upstream response heads with both Content-Length and Transfer-Encoding are invalid (502),
   even though RFC 9112 lets a recipient follow Transfer-Encoding: an upstream that sends both is
-  broken or hostile. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
+  broken or hostile. An invalid head is refused before its status counts, as nginx's
+  ngx_http_upstream_process_header does: retried only for ``invalid_header``, never for
+  ``http_502`` ..., nor intercepted by custom-http-errors for its status. 1xx other than 101 are dropped (100 Continue is answered by the proxy).
 - The upstream connection of a response to HEAD, or of a 204, whose head announces a body
   (Transfer-Encoding, a Content-Length other than 0) is not pooled, where nginx keeps it: a
   body written late would answer the next request sent on it (``_H11Reader.spent``). A 304's
@@ -737,7 +741,8 @@ class ClientConnection:
         """The client half-closed, closed or reset the connection: the request under way is
         aborted (recorded as 499, 400 when it still owed body bytes, or the status of a
         response already begun), unless
-        ``proxy_ignore_client_abort`` lets its response finish."""
+        ``proxy_ignore_client_abort`` lets its response finish; a request head partly read is
+        recorded as 400 (``_head_cut_short``)."""
         if self.closed:
             return []
         self._eof = True
@@ -760,7 +765,12 @@ class ClientConnection:
         # mr->connection->sent == 0)) { mr->headers_out.status = rc; }"). The endpoint did
         # nothing wrong: no failure observed, no retry. An EOF mid-body, before a route, or
         # in a tunnel ends everything the same way.
-        self._close_all(now, client_gone=True)
+        if req is None and self._inbuf:
+            # No request under way, part of the next head read (nothing read at all: nginx's
+            # wait / keep-alive handler closes with no request, no record).
+            self._head_cut_short(now)
+        else:
+            self._close_all(now, client_gone=True)
         return self._flush()
 
     def upstream_connected(self, conn_id: int, now: float, reused: bool = False) -> list[Action]:
@@ -1191,8 +1201,9 @@ class ClientConnection:
                 if buf.find(b"\n\n") >= 0 or buf.find(b"\n\r\n") >= 0:
                     raise RemoteProxyError("bare LF in request head", 400)
                 if self._eof:
-                    # The client half-closed: this head will never complete.
-                    self._close_downstream()
+                    # The client half-closed (its EOF came while the response before this head
+                    # was going out): this head will never complete.
+                    self._head_cut_short(now)
                 return
             end += 4
             head = bytes(buf[:end])
@@ -2490,28 +2501,6 @@ class ClientConnection:
             up.upgrade = False
         opts = req.opts
         assert opts is not None
-        cond = _HTTP_CONDITIONS.get(status)
-        if cond is not None and cond in opts.next_upstream and \
-                self._retry_allowed(req, up, cond, now):
-            nxt = self._next_endpoint(req)
-            if nxt is not None:
-                req.statuses.append(status)
-                # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
-                # ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else {
-                # state = NGX_PEER_FAILED; }": a 403/404 moves on without blaming the
-                # endpoint. (With no endpoint left the response is forwarded and observed
-                # once, by _response_complete.)
-                self._observe(req, up, now, status in (403, 404))
-                self._close_upstream(False)
-                # The head parsed: nginx set this try's header_time before
-                # ngx_http_upstream_test_next retried it ($upstream_header_time "0.010, ...").
-                req.t_header = now
-                self._start_retry(req, nxt, now)
-                return False
-        if opts.custom_http_errors and status in opts.custom_http_errors and \
-                opts.intercept_errors and self._error_page(req, status, now, up):
-            return False  # custom-http-errors: the default backend answers instead
-        req.statuses.append(status)
         # One pass over h11's (raw name, name, value) triples: the upstream's header case is
         # kept and nothing is re-validated (h11's parser already did).
         items = event.headers._full_items
@@ -2521,7 +2510,6 @@ class ClientConnection:
         # obs-text ); h11 accepts any byte but NUL and whitespace): it is copied to the client.
         if has_control(event.reason) or (
                 items and has_control(b"".join([item[2] for item in items]))):
-            req.statuses.pop()
             self._try_failed(up, "invalid_header", now)
             return False
         headers: list[tuple[bytes, bytes, bytes]] = []
@@ -2565,7 +2553,6 @@ class ClientConnection:
                     # 502; before 1.23 the length was taken as unknown). A
                     # client reading it into 64 bits would take another length than the
                     # one we forward the body by. (h11 checked the digits; 204 too.)
-                    req.statuses.pop()
                     self._try_failed(up, "invalid_header", now)
                     return False
                 if status == 204:
@@ -2602,9 +2589,20 @@ class ClientConnection:
         if framing == 3:
             # Both framings: h11 would follow Transfer-Encoding (RFC 9112 §6.3), but an
             # upstream that sends both is broken or hostile -- "invalid framing -> 502".
-            req.statuses.pop()
             self._try_failed(up, "invalid_header", now)
             return False
+        # The head is valid: only now does its status count. nginx's
+        # ngx_http_upstream_process_header: "if (rc == NGX_HTTP_UPSTREAM_INVALID_HEADER) {
+        # ngx_http_upstream_next(r, u, NGX_HTTP_UPSTREAM_FT_INVALID_HEADER); return; }" (a
+        # retry only for proxy_next_upstream's invalid_header, else 502, no header_time), then
+        # "u->state->header_time = ...", then ngx_http_upstream_test_next (http_502 ...) and
+        # ngx_http_upstream_intercept_errors (custom-http-errors) on a status >= 300.
+        if status in _HTTP_CONDITIONS and self._retried_for_status(req, up, status, now):
+            return False
+        if opts.custom_http_errors and status in opts.custom_http_errors and \
+                opts.intercept_errors and self._error_page(req, status, now, up):
+            return False  # custom-http-errors: the default backend answers instead
+        req.statuses.append(status)
         # A valid head, the one the client gets: nginx sets ``header_time`` once the head has
         # parsed. (A head retried above never reaches here; a retry's ``_open`` resets it.)
         req.t_header = now
@@ -2657,6 +2655,33 @@ class ClientConnection:
             # held for them (up to request_buffering_limit) is not pinned for the response.
             release_buffered(req)
         self._pending_head = head
+        return True
+
+    def _retried_for_status(self, req: _Request, up: _Upstream, status: int,
+                            now: float) -> bool:
+        """proxy-next-upstream's http_<status> conditions (``status`` one of
+        ``_HTTP_CONDITIONS``) on a valid response head: True when another endpoint is tried
+        instead (nginx's ngx_http_upstream_test_next)."""
+        opts = req.opts
+        assert opts is not None
+        cond = _HTTP_CONDITIONS[status]
+        if cond not in opts.next_upstream or not self._retry_allowed(req, up, cond, now):
+            return False
+        nxt = self._next_endpoint(req)
+        if nxt is None:
+            return False
+        req.statuses.append(status)
+        # ngx_http_upstream_next: "if (ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_403 ||
+        # ft_type == NGX_HTTP_UPSTREAM_FT_HTTP_404) { state = NGX_PEER_NEXT; } else {
+        # state = NGX_PEER_FAILED; }": a 403/404 moves on without blaming the
+        # endpoint. (With no endpoint left the response is forwarded and observed
+        # once, by _response_complete.)
+        self._observe(req, up, now, status in (403, 404))
+        self._close_upstream(False)
+        # The head parsed: nginx set this try's header_time before
+        # ngx_http_upstream_test_next retried it ($upstream_header_time "0.010, ...").
+        req.t_header = now
+        self._start_retry(req, nxt, now)
         return True
 
     def _add_response_headers(self, req: _Request, headers: list[tuple[bytes, bytes, bytes]],
@@ -3104,18 +3129,7 @@ class ClientConnection:
         """A malformed or refused request: answer, then close (SEMANTICS §9)."""
         self._feeding = False
         if req is None:
-            req = self._req = _Request(now)
-            req.client_ip = self.peer_ip
-            # A head refused before it was parsed (raw checks, limits, the head timeout): what
-            # nginx's $request shows for it, the bytes up to the first CR or LF.
-            req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
-            # Its $request_length: the bytes of the head received, as for a head h11 refuses
-            # (``_try_head`` counts it before h11 sees it): a complete head to its blank line
-            # (not the body or pipelined bytes after it), else all of the partial head read
-            # (a limit passed, an invalid method, the head timeout). The empty lines before a
-            # request line are not counted (nginx's request_start is after them).
-            end = self._inbuf.find(b"\r\n\r\n")
-            req.bytes_in = end + 4 if end >= 0 else len(self._inbuf)
+            req = self._unparsed_request(now)
         if status == 408:
             # client_header_timeout (ngx_http_close_request) and client_body_timeout
             # (ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT): terminate): nginx
@@ -3137,6 +3151,40 @@ class ClientConnection:
             self._close_downstream(linger=False)
             return
         self._local_response(req, status, now, close=True)
+
+    def _unparsed_request(self, start: float) -> _Request:
+        """The request of a head in ``_inbuf`` that ends before it was parsed (raw checks,
+        limits, the head timeout, the client's EOF), made the current one."""
+        req = self._req = _Request(start)
+        req.client_ip = self.peer_ip
+        # What nginx's $request shows for it, the bytes up to the first CR or LF.
+        req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
+        # Its $request_length: the bytes of the head received, as for a head h11 refuses
+        # (``_try_head`` counts it before h11 sees it): a complete head to its blank line
+        # (not the body or pipelined bytes after it), else all of the partial head read
+        # (a limit passed, an invalid method, the head timeout, the client's EOF). The empty
+        # lines before a request line are not counted (nginx's request_start is after them).
+        end = self._inbuf.find(b"\r\n\r\n")
+        req.bytes_in = end + 4 if end >= 0 else len(self._inbuf)
+        return req
+
+    def _head_cut_short(self, now: float) -> None:
+        """The client closed with a request head partly read: logged, never answered.
+
+        nginx's ngx_http_read_request_header on recv() == 0: "client prematurely closed
+        connection" ... "c->error = 1; ... ngx_http_finalize_request(r, NGX_HTTP_BAD_REQUEST)";
+        with c->error that is ngx_http_terminate_request, whose status is the rc when nothing
+        was sent (400), and ngx_http_free_request runs the log phase: a 400 line with the
+        request line as read, no byte sent, $request_completion empty (terminated). The
+        request began at its first byte (ngx_http_create_request, from the wait or keep-alive
+        handler's first read), so its $request_time runs from there."""
+        start = self._head_started
+        req = self._unparsed_request(now if start is None else start)
+        req.status = 400
+        req.terminated = True
+        self._inbuf.clear()
+        self._emit_record(req, now)
+        self._close_downstream()
 
     def _local_response(self, req: _Request, status: int, now: float,
                         extra: list[tuple[bytes, bytes]] | None = None, *, close: bool = False,

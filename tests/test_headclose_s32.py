@@ -242,3 +242,28 @@ def test_invalid_head_is_not_intercepted_for_its_status_by_custom_http_errors() 
     assert status_of(out) == 502 and b"page" not in out
     assert [ep[0] for ep in seen] == ["10.0.0.1"]
     assert p.records[-1].upstream_statuses == (502,)
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /t HTTP/1.1\r\nHost: a", 408),             # client-header-timeout runs out
+    (b"GET /" + b"a" * 20000 + b" HTTP/1.1", 414),   # a request line over the limit
+])
+def test_a_head_refused_before_it_is_parsed_starts_at_its_first_byte(head: bytes,
+                                                                    status: int) -> None:
+    # (lead, session 32) Every request nginx refuses while reading its head was created at
+    # its first byte (ngx_http_create_request, from the wait / keep-alive handler): a head
+    # timeout's $request_time is about client_header_timeout, not 0. Before: the record began
+    # when the refusal came.
+    p = ProxyPair(settings=ProxySettings(client_header_timeout=60.0))
+    p.now = 1.0
+    assert status_of(p.send(FULL)) == 200
+    p.now = 5.0
+    p.send(head[:3])
+    p.now = 6.0
+    out = p.send(head[3:])
+    if status == 408:
+        out = p.fire()
+    assert status_of(out) == status
+    rec = p.records[1]
+    assert rec.status == status and rec.phase == "head"
+    assert rec.start == 5.0 and rec.end == p.now

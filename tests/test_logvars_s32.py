@@ -77,9 +77,8 @@ def test_defect_a_refused_try_then_a_served_one() -> None:
                                      UpstreamTry(0.25, 0.25, sent_b, len(response)))
 
 
-def test_defect_a_head_retried_by_its_status_keeps_its_header_time() -> None:
-    # nginx sets a try's header_time once its head parsed (ngx_http_upstream_process_header),
-    # before ngx_http_upstream_test_next retries it: "0.100, 0.200", not "-, 0.200".
+def _retried_502() -> tuple[ProxyPair, RequestRecord]:
+    """A answers 502 after 0.1 s (retried for http_502), B 200 after 0.2 s."""
     p = _pair(app=_by_endpoint, defer={A, B})
     p.send(GET)
     p.now += 0.1
@@ -87,6 +86,13 @@ def test_defect_a_head_retried_by_its_status_keeps_its_header_time() -> None:
     p.now += 0.2
     p.connect()
     (record,) = p.records
+    return p, record
+
+
+def test_defect_a_head_retried_by_its_status_keeps_its_header_time() -> None:
+    # nginx sets a try's header_time once its head parsed (ngx_http_upstream_process_header),
+    # before ngx_http_upstream_test_next retries it: "0.100, 0.200", not "-, 0.200".
+    p, record = _retried_502()
     assert p.received.startswith(b"HTTP/1.1 200 ")
     sent_a, sent_b = len(p.upstreams[0].raw), len(p.upstreams[1].raw)
     assert sent_a == sent_b > 0
@@ -96,13 +102,7 @@ def test_defect_a_head_retried_by_its_status_keeps_its_header_time() -> None:
 
 
 def test_defect_times_and_bytes_with_escape_json_and_none() -> None:
-    p = _pair(app=_by_endpoint, defer={A, B})
-    p.send(GET)
-    p.now += 0.1
-    p.connect()
-    p.now += 0.2
-    p.connect()
-    (record,) = p.records
+    p, record = _retried_502()
     fmt = ('{"c": "$upstream_connect_time", "h": "$upstream_header_time", '
            '"s": "$upstream_bytes_sent", "r": "$upstream_bytes_received"}')
     n = len(p.upstreams[0].raw)

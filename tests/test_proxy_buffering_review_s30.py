@@ -312,6 +312,8 @@ async def test_client_that_never_reads_is_cut_by_the_send_timeout_and_its_budget
         assert await _until(lambda: server.pool.idle_count() == 1)
         assert server.ahead_held > 0
         assert await _until(lambda: not server.connections, 2.0)
+        # In the same callback that took it out of ``connections`` (``_send_timed_out``), not
+        # only at ``connection_lost`` a loop turn later (tests/test_ahead_s32.py).
         assert server.ahead_held == 0
         assert [r.status for r in records] == [200]  # type: ignore[attr-defined]
         assert SIZE < records[0].bytes_out < SIZE + 200  # type: ignore[attr-defined]

@@ -3152,10 +3152,14 @@ class ClientConnection:
             return
         self._local_response(req, status, now, close=True)
 
-    def _unparsed_request(self, start: float) -> _Request:
+    def _unparsed_request(self, now: float) -> _Request:
         """The request of a head in ``_inbuf`` that ends before it was parsed (raw checks,
-        limits, the head timeout, the client's EOF), made the current one."""
-        req = self._req = _Request(start)
+        limits, the head timeout, the client's EOF), made the current one. It began at the
+        head's first byte, as a parsed one (``_try_head``): nginx creates the request at the
+        first byte read (ngx_http_create_request, from the wait or keep-alive handler), so a
+        head timeout's $request_time is about client_header_timeout."""
+        start = self._head_started
+        req = self._req = _Request(now if start is None else start)
         req.client_ip = self.peer_ip
         # What nginx's $request shows for it, the bytes up to the first CR or LF.
         req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
@@ -3178,8 +3182,7 @@ class ClientConnection:
         request line as read, no byte sent, $request_completion empty (terminated). The
         request began at its first byte (ngx_http_create_request, from the wait or keep-alive
         handler's first read), so its $request_time runs from there."""
-        start = self._head_started
-        req = self._unparsed_request(now if start is None else start)
+        req = self._unparsed_request(now)
         req.status = 400
         req.terminated = True
         self._inbuf.clear()

@@ -824,6 +824,12 @@ class _Downstream(asyncio.Protocol):
             if up.transport is not None:
                 up.transport.pause_reading()
 
+    def _give_back_ahead(self) -> None:
+        """proxy-buffering: this connection's share of the server's read-ahead budget
+        (``held``) is given back: its write buffer drained, was dropped, or is gone."""
+        if self.held:
+            ahead_release(self.server, self)
+
     def _check_ahead(self) -> None:
         """proxy-buffering: the upstreams stop being read once the client's write buffer
         holds more than the current response may (``conn.response_buffer``; 0 for a response
@@ -839,8 +845,7 @@ class _Downstream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.client_full = False
         self.ahead = False
-        if self.held:
-            ahead_release(self.server, self)  # (proxy-buffering's budget given back)
+        self._give_back_ahead()
         if self.send_stall is not None:
             self.send_stall.cancel()
             self.send_stall = None
@@ -878,6 +883,10 @@ class _Downstream(asyncio.Protocol):
             self._stop_lingering()
         # Not ``close()``: that would wait to flush what the client will not take.
         t.abort()
+        # abort() dropped the write buffer now; ``connection_lost`` (and ``_teardown``) only
+        # comes on the loop's next turn, and the connection already left ``connections``
+        # (``_close``): its read-ahead bytes are gone, so is their share of the budget.
+        self._give_back_ahead()
 
     # from upstream protocols ------------------------------------------------------------------
 
@@ -1448,8 +1457,7 @@ class _Downstream(asyncio.Protocol):
             self.send_stall = None
         self.linger_until = None
         self.server.lingering.discard(self)
-        if self.held:
-            ahead_release(self.server, self)  # (proxy-buffering's budget given back)
+        self._give_back_ahead()
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()

@@ -1189,6 +1189,12 @@ class ClientConnection:
         while buf[:2] == b"\r\n":
             del buf[:2]
         if not buf:
+            if self._eof:
+                # The client half-closed (its EOF kept while the response before went out,
+                # proxy_ignore_client_abort) after nothing but empty lines: no next request
+                # can come, and none began (no record, as for a close before any byte). Not
+                # left open for the HEAD timer armed by ``_next_cycle``.
+                self._close_downstream()
             return
         end = buf.find(b"\r\n\r\n")
         try:

@@ -292,29 +292,25 @@ def _seconds(name: str) -> Getter:
     return get
 
 
+def _try_list(index: int, text: Callable[[Any], str]) -> Getter:
+    """An upstream variable nginx lists one value per try (ngx_http_upstream_response_time_variable,
+    ngx_http_upstream_bytes_variable): field ``index`` of each of the record's ``upstream_tries``,
+    each written with ``text``, ``", "``-joined in step with ``$upstream_addr`` (``" : "`` at an
+    internal redirect); unset (``not_found``) without them (no try, no format when the record
+    was made, or a record built elsewhere)."""
+    return lambda r, f, now: try_list(
+        r, [t[index] for t in getattr(r, "upstream_tries", ())], text)
+
+
 def _try_times(index: int, last: str) -> Getter:
-    """``$upstream_connect_time`` / ``$upstream_header_time``: one time per try, in step with
-    ``$upstream_addr`` (ngx_http_upstream_response_time_variable, the function of all three
-    times: ``-`` for a try without one, ``" : "`` at an internal redirect), field ``index`` of
-    the record's ``upstream_tries``; a record without them (no format when it was made, or
-    built elsewhere) writes its scalar ``last``, the last try's."""
-    scalar = _seconds(last)
+    """``$upstream_connect_time`` / ``$upstream_header_time``: the per-try times
+    (:func:`_try_list`, ``-`` for a try without one); a record without them writes its scalar
+    ``last``, the last try's."""
+    listed, scalar = _try_list(index, seconds_text), _seconds(last)
 
     def get(r: Any, f: dict[str, Any], now: float) -> str | None:
-        tries = getattr(r, "upstream_tries", ())
-        listed = try_list(r, [t[index] for t in tries], seconds_text) if tries else None
-        return scalar(r, f, now) if listed is None else listed
-    return get
-
-
-def _try_bytes(index: int) -> Getter:
-    """``$upstream_bytes_sent`` / ``$upstream_bytes_received`` (nginx 1.11.4,
-    ngx_http_upstream_bytes_variable): each try's count (field ``index`` of the record's
-    ``upstream_tries``), ``", "``-joined like the other upstream lists; unset (``not_found``)
-    without a try, or for a record without them."""
-    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
-        tries = getattr(r, "upstream_tries", ())
-        return try_list(r, [t[index] for t in tries], str) if tries else None
+        value: str | None = listed(r, f, now)
+        return scalar(r, f, now) if value is None else value
     return get
 
 
@@ -668,8 +664,8 @@ _VARS: dict[str, Getter] = {
     "upstream_response_length": _field("upstream_response_length"),
     "upstream_connect_time": _try_times(0, "upstream_connect_time"),
     "upstream_header_time": _try_times(1, "upstream_header_time"),
-    "upstream_bytes_sent": _try_bytes(2),
-    "upstream_bytes_received": _try_bytes(3),
+    "upstream_bytes_sent": _try_list(2, str),
+    "upstream_bytes_received": _try_list(3, str),
     "request_completion": _request_completion,
     "req_id": _field("req_id"),
     # nginx's own $request_id is always generated; the record keeps $req_id (the client's

@@ -117,6 +117,7 @@ from .proxy._actions import (
     location_host_of,
     redirect_for,
     tls_host_predicate,
+    unrouted_global_limit,
     unrouted_headers,
     unrouted_limit,
 )
@@ -679,6 +680,14 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     return
                 if located:
                     reply.cors = combine(reply.cors, located)
+                loc_glimit = unrouted_global_limit(loc_opts)
+                if loc_glimit is not None and self.global_rate_limits.refuses(
+                        loc_glimit, self.limit_clock(), method, host, rel, query,
+                        scope.get("headers") or (), client_ip):
+                    # Its global-rate-limit too (``unrouted_global_limit``), as the proxy's
+                    # (``_limit_unrouted``): before limit_req / limit_conn.
+                    await reply.local(settings.global_rate_limit_status_code)
+                    return
                 loc_limit = unrouted_limit(loc_opts)
                 if loc_limit is not None:
                     status, limit_held = self.rate_limits.enter(

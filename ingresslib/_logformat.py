@@ -620,6 +620,32 @@ def _unset_always(r: Any, f: dict[str, Any], now: float) -> None:
     return None
 
 
+def _rate_limit_state(index: int) -> Getter:
+    # $limit_req_status, $limit_conn_status (nginx's limit_req / limit_conn modules: "PASSED"
+    # or "REJECTED" once they decided, "not_found" while r->main->limit_*_status is 0) and
+    # ingress-nginx's $global_rate_limit_exceeding ("y", "c"), from the record's
+    # ``rate_limit_log`` (proxy/_ratelimit.py, proxy/_globalratelimit.py).
+    def get(r: Any, f: dict[str, Any], now: float) -> str | None:
+        states: tuple[str | None, ...] | None = getattr(r, "rate_limit_log", None)
+        return None if states is None else states[index]
+    return get
+
+
+_limit_req_status = _rate_limit_state(0)
+_limit_conn_status = _rate_limit_state(1)
+_global_rate_limit_refused = _rate_limit_state(2)
+
+
+def _global_rate_limit_exceeding(r: Any, f: dict[str, Any], now: float) -> str | None:
+    # nginx.tmpl: "set $global_rate_limit_exceeding n;" at the top of every location (before
+    # its redirects): "n" once a location's rewrite phase ran, unless global_throttle.lua set
+    # "y" or "c"; unset for a request answered before any location (``RequestRecord.phase``).
+    refused: str | None = _global_rate_limit_refused(r, f, now)
+    if refused is not None:
+        return refused
+    return "n" if getattr(r, "phase", None) == "location" else None
+
+
 def _pid(r: Any, f: dict[str, Any], now: float) -> str:
     import os
     return str(os.getpid())
@@ -700,6 +726,10 @@ _VARS: dict[str, Getter] = {
     # No proxy_cache in ingress-nginx's nginx.tmpl: ngx_http_upstream_cache_status is always
     # not_found ("r->upstream == NULL || r->upstream->cache_status == 0").
     "upstream_cache_status": _unset_always,
+    # session 33
+    "limit_req_status": _limit_req_status,
+    "limit_conn_status": _limit_conn_status,
+    "global_rate_limit_exceeding": _global_rate_limit_exceeding,
 }
 
 #: nginx (and ingress-nginx's nginx.tmpl) variables the record cannot give: accepted, unset.
@@ -717,15 +747,15 @@ _KNOWN_ELSEWHERE = frozenset({
     "ssl_client_escaped_cert", "ssl_client_fingerprint", "ssl_client_i_dn",
     "ssl_client_i_dn_legacy", "ssl_client_s_dn", "ssl_client_s_dn_legacy",
     "ssl_client_serial", "ssl_client_v_end", "ssl_client_v_remain", "ssl_client_v_start",
-    "ssl_client_verify", "gzip_ratio", "http2", "http3", "limit_req_status",
-    "limit_conn_status", "invalid_referer", "msie", "modern_browser", "date_gmt",
+    "ssl_client_verify", "gzip_ratio", "http2", "http3", "invalid_referer", "msie",
+    "modern_browser", "date_gmt",
     "date_local", "uid_got", "uid_set", "uid_reset", "secure_link", "secure_link_expires",
     "geoip_country_code", "geoip_city", "geoip2_city_country_code", "geoip2_city",
     # ingress-nginx's nginx.tmpl
     "best_http_host", "pass_access_scheme", "pass_server_port", "pass_port",
     "redirect_to_https", "full_x_forwarded_for", "literal_dollar", "location_path",
     "balancer_ewma_score", "loggable", "connection_upgrade", "this_host",
-    "global_rate_limit_exceeding", "proxy_upstream_name_default",
+    "proxy_upstream_name_default",
 })
 
 #: Prefix families of nginx variables (request/response headers, cookies, arguments).

@@ -338,6 +338,13 @@ class RequestRecord:
     #: discard). The record is made once the response is handed to the driver, not once
     #: written. None: not provided (the access log writes it unset).
     request_complete: bool | None = None
+    #: What the rate limits left in nginx's log variables (log-format-upstream, _logformat.py):
+    #: ``($limit_req_status, $limit_conn_status, $global_rate_limit_exceeding)``, each None
+    #: when unset (proxy/_ratelimit.py ``Admission``, proxy/_globalratelimit.py ``verdict``).
+    #: None: no limit decided anything (every request of a location without limits; the
+    #: access log then writes the first two unset and the third nginx.tmpl's "n" for a
+    #: request that reached a location, ``phase``), or not provided.
+    rate_limit_log: tuple[str | None, str | None, str | None] | None = None
 
     @property
     def duration(self) -> float:
@@ -1502,6 +1509,18 @@ def _server_app_roots(served: Any, routes: Any, owners: dict[str, Any]
 
 # -- the server's ``location /`` of an unrouted request ----------------------------------------
 
+def _undenied(server: RouteOptions, limit: Any) -> Any:
+    """``limit``, a limit of ``server`` (``_unrouted_options``), unless its ``location /`` is
+    denied: its ``return 503`` (the rewrite module's handler) comes before rewrite_by_lua's
+    global throttle and the preaccess phase's limits (``denied_first``)."""
+    if limit is None:
+        return None
+    access = server.access
+    if access is not None and (access.denied is not None or access.secret_denied()):
+        return None
+    return limit
+
+
 def unrouted_limit(server: RouteOptions | None) -> Any:
     """The rate limit (``proxy/_ratelimit.py`` ``RateLimit``) a request no rule covers meets in
     its server's ``location /`` (``server``: ``_unrouted_options``), or None: ingress-nginx's
@@ -1510,12 +1529,17 @@ def unrouted_limit(server: RouteOptions | None) -> Any:
     anns.CorsConfig" and "loc.CustomHeaders = anns.CustomHeaders"), and nginx.tmpl writes its
     ``limit_req`` / ``limit_conn`` lines (``buildRateLimit``) in every location, that one too.
     None for a denied location: its ``return 503`` comes first (``denied_first``)."""
-    if server is None or server.rate_limit is None:
-        return None
-    access = server.access
-    if access is not None and (access.denied is not None or access.secret_denied()):
-        return None
-    return server.rate_limit
+    return None if server is None else _undenied(server, server.rate_limit)
+
+
+def unrouted_global_limit(server: RouteOptions | None) -> Any:
+    """The global rate limit (``proxy/_globalratelimit.py`` ``GlobalRateLimit``) of that
+    ``location /``, or None: "loc.GlobalRateLimit = anns.GlobalRateLimit" in
+    ``locationApplyAnnotations`` (every ingress-nginx version with global-rate-limit), and
+    nginx.tmpl's ``lua_ingress.rewrite`` runs ``global_throttle`` in every location, with the
+    Ingress's counters: a client's 404s count against the limit of its paths. None for a
+    denied location, as ``unrouted_limit``."""
+    return None if server is None else _undenied(server, server.global_rate_limit)
 
 
 def unrouted_headers(server: RouteOptions | None, origin: str | None, config_maps: Any

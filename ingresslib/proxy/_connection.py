@@ -49,7 +49,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   while it still owed request body bytes (nginx's body reader: "client prematurely closed
   connection", ``NGX_HTTP_BAD_REQUEST``); one that closes with a request head partly sent, 400
   with the request line as read (phase "head", nothing sent), as nginx's header reader logs
-  it; one that closes with no byte of a next request read, no record (nginx has no request).
+  it, empty lines alone included (nginx's request exists from the first byte read: 400 on a
+  close, 408 at the head deadline, no request line); one that closes with no byte of a next
+  request read, no record (nginx has no request).
 - A client EOF while the upstream is still answering is an abort, as in nginx with
   ``proxy_ignore_client_abort off`` (ngx_http_upstream_check_broken_connection): the upstream
   connection is closed (not pooled), 499 (400 mid-body, or the status of a response already
@@ -143,6 +145,7 @@ from ._actions import (
     location_host_of,
     redirect_for,
     tls_host_predicate,
+    unrouted_global_limit,
     unrouted_limit,
 )
 from ._annotations import RouteOptions
@@ -208,8 +211,8 @@ from ._location_extras import log_rewrite, upstream_keeps
 from ._request import _Request, _Upstream, _raw_request_line
 from ._response_head import (_FRAME_CHUNKED, _FRAME_CLOSE, _FRAME_NONE, _response_head,
                              rewrite_response_headers)
-from ._ratelimit import Held, RateLimiter
-from ._globalratelimit import GlobalRateLimiter
+from ._ratelimit import Held, RateLimit, RateLimiter
+from ._globalratelimit import NOT_EXCEEDING, GlobalRateLimit, GlobalRateLimiter
 from ._bandwidth import Throttle
 from ._gzip import Encoder, start_gzip
 from ._settings import ProxySettings
@@ -1185,31 +1188,30 @@ class ClientConnection:
         """Parse the next request head out of ``_inbuf`` if it is complete."""
         buf = self._inbuf
         # RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line
-        # SHOULD ignore at least one empty line (CRLF) received prior to the request-line".
+        # SHOULD ignore at least one empty line (CRLF) received prior to the request-line";
+        # nginx's ngx_http_parse_request_line skips CR and LF in sw_start. But nginx created
+        # the request at the first byte read, whatever it was (ngx_http_wait_request_handler,
+        # ngx_http_keepalive_handler, ngx_http_set_keepalive's pipelined branch): a client
+        # that sent nothing but empty lines has a request, logged 400 when it closes and 408
+        # when client_header_timeout runs out. So the last empty line stays in ``_inbuf``
+        # while nothing follows it: the head has begun (its timer, ``_head_cut_short``, the
+        # HEAD expiry's 408, not ``idle``), and a flood of them holds two bytes (nginx resets
+        # a buffer full of them: ngx_http_alloc_large_header_buffer, "the client fills up the
+        # buffer with "\r\n"").
         while buf[:2] == b"\r\n":
+            if len(buf) == 2:
+                self._head_pending(now)
+                return
             del buf[:2]
         if not buf:
-            if self._eof:
-                # The client half-closed (its EOF kept while the response before went out,
-                # proxy_ignore_client_abort) after nothing but empty lines: no next request
-                # can come, and none began (no record, as for a close before any byte). Not
-                # left open for the HEAD timer armed by ``_next_cycle``.
-                self._close_downstream()
             return
         end = buf.find(b"\r\n\r\n")
         try:
             if end < 0:
-                if self._timer is TimerKind.IDLE:
-                    # "client_header_timeout": from the first byte of the head, absolute.
-                    # (Armed in the same call as that first byte: ``now`` is its time.)
-                    self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
                 check_partial_head(buf, self.settings)
                 if buf.find(b"\n\n") >= 0 or buf.find(b"\n\r\n") >= 0:
                     raise RemoteProxyError("bare LF in request head", 400)
-                if self._eof:
-                    # The client half-closed (its EOF came while the response before this head
-                    # was going out): this head will never complete.
-                    self._head_cut_short(now)
+                self._head_pending(now)
                 return
             end += 4
             head = bytes(buf[:end])
@@ -1229,6 +1231,21 @@ class ClientConnection:
         self._h11.receive_data(head)
         del buf[:end]
         self._pump_client(now)
+
+    def _head_pending(self, now: float) -> None:
+        """A request head begun in ``_inbuf`` (a partial head, or empty lines only) is not
+        complete: its deadline, or its end when the client already half-closed."""
+        if self._eof:
+            # The client half-closed (its EOF came while the response before this head was
+            # going out, proxy_ignore_client_abort): this head will never complete.
+            self._head_cut_short(now)
+        elif self._timer is TimerKind.IDLE:
+            # "client_header_timeout": from the first byte of the head, absolute (armed in
+            # the same call as that first byte: ``now`` is its time). nginx's keep-alive
+            # handler deletes the keep-alive timer at that byte ("ngx_del_timer(rev);") and
+            # ngx_http_read_request_header arms client_header_timeout; a fresh connection's
+            # HEAD timer runs from the accept (ngx_http_init_connection's).
+            self._set_timer(TimerKind.HEAD, self.settings.client_header_timeout)
 
     def _pump_client(self, now: float) -> None:
         conn = self._h11
@@ -1401,18 +1418,12 @@ class ClientConnection:
             # (proxy/_actions.py ``unrouted_location``).
             self._server_location = None if server is None else (req, server)
             if not self._redirect_unrouted(req, event, now) \
-                    and not self._limit_unrouted(req, server, now):
+                    and not self._limit_unrouted(req, event, server, now):
                 self._answer_unrouted(req, event, now)
             return
         req.decision = decision
         opts = req.opts = self.proxy.options_for(decision.match)
-        if opts.auth_tls and (self._cert_auth is None or self._cert_auth[0] is not req):
-            # auth-tls-* its server did not apply (a Proxy without client_auth, a store that
-            # does not know the host: a server-alias name): fails closed.
-            self._local_response(req, 503, now)
-            return
-        if opts.proxy_ssl is not None and opts.proxy_ssl.config()[1] is not None:
-            # proxy-ssl-secret unusable (proxy/_proxy_ssl.py): ingress-nginx denies the location.
+        if self._tls_denied(req, opts):
             self._local_response(req, 503, now)
             return
         access = opts.access
@@ -1460,27 +1471,43 @@ class ClientConnection:
                 self._local_response(req, redirect[0], now, [(b"location", redirect[1])])
                 return
         glimit = opts.global_rate_limit
-        if glimit is not None and self.proxy.global_rate_limits.refuses(
-                glimit, now, req.method_s, req.host_raw, req.path, req.query, event.headers,
-                req.client_ip):
-            # global-rate-limit (global_throttle.lua, from lua_ingress.rewrite: the location's
-            # rewrite phase): after the redirects, before limit_req / limit_conn.
-            self._local_response(req, self.proxy.settings.global_rate_limit_status_code, now)
+        if glimit is not None and self._global_limit(req, event, glimit, now):
             return
-        rate_limit = opts.rate_limit
-        if rate_limit is not None:
-            # nginx's preaccess phase (limit_req, then limit_conn): after the redirects,
-            # before allow/deny and basic auth (proxy/_ratelimit.py).
-            settings = self.proxy.settings  # the current ConfigMap's statuses
-            status, held = self.proxy.rate_limits.enter(
-                rate_limit, req.client_ip, now, settings.limit_req_status_code,
-                settings.limit_conn_status_code)
-            if status:
-                self._local_response(req, status, now)
-                return
-            if held is not None:
-                self._limit_held = (req, held)
+        if opts.rate_limit is not None and self._preaccess_limits(req, opts.rate_limit, now):
+            return
         self._access_phase(req, event, now)
+
+    def _global_limit(self, req: _Request, event: h11.Request, limit: GlobalRateLimit,
+                      now: float) -> bool:
+        """global-rate-limit (global_throttle.lua, from lua_ingress.rewrite: the end of the
+        location's rewrite phase): after its redirects, before limit_req / limit_conn. True
+        if refused (answered), logged ($global_rate_limit_exceeding "y" or "c")."""
+        exceeding = self.proxy.global_rate_limits.verdict(
+            limit, now, req.method_s, req.host_raw, req.path, req.query, event.headers,
+            req.client_ip)
+        if exceeding == NOT_EXCEEDING:
+            return False
+        req.rate_log = (None, None, exceeding)
+        self._local_response(req, self.proxy.settings.global_rate_limit_status_code, now)
+        return True
+
+    def _preaccess_limits(self, req: _Request, limit: RateLimit, now: float) -> bool:
+        """nginx's preaccess phase (limit_req, then limit_conn) of a request's location:
+        after its redirects, before allow/deny and basic auth (proxy/_ratelimit.py). True if
+        refused (answered). What it decided is logged ($limit_req_status,
+        $limit_conn_status: ``RequestRecord.rate_limit_log``)."""
+        settings = self.proxy.settings  # the current ConfigMap's statuses
+        status, held, req_state, conn_state = self.proxy.rate_limits.admit(
+            limit, req.client_ip, now, settings.limit_req_status_code,
+            settings.limit_conn_status_code)
+        if req_state is not None or conn_state is not None:
+            req.rate_log = (req_state, conn_state, None)
+        if status:
+            self._local_response(req, status, now)
+            return True
+        if held is not None:
+            self._limit_held = (req, held)
+        return False
 
     @staticmethod
     def _origin(event: h11.Request) -> str | None:
@@ -1488,24 +1515,18 @@ class ClientConnection:
         origin = http_header(event.headers._full_items, b"origin")
         return None if origin is None else origin.decode("latin-1")
 
-    def _limit_unrouted(self, req: _Request, server: RouteOptions | None, now: float) -> bool:
+    def _limit_unrouted(self, req: _Request, event: h11.Request, server: RouteOptions | None,
+                        now: float) -> bool:
         """The rate limits of an unrouted request's server ``location /`` (the host's oldest
-        Ingress's ``limit-*``: ``locationApplyAnnotations`` "loc.RateLimit = anns.RateLimit"),
-        as a routed request's: after the location's redirects, before its access control, the
-        same zones as that Ingress's rules. True if refused (answered)."""
-        limit = unrouted_limit(server)
-        if limit is None:
-            return False
-        settings = self.proxy.settings
-        status, held = self.proxy.rate_limits.enter(
-            limit, req.client_ip, now, settings.limit_req_status_code,
-            settings.limit_conn_status_code)
-        if status:
-            self._local_response(req, status, now)
+        Ingress's ``global-rate-limit*`` and ``limit-*``: ``locationApplyAnnotations``
+        "loc.GlobalRateLimit = anns.GlobalRateLimit", "loc.RateLimit = anns.RateLimit"), as a
+        routed request's: after the location's redirects, before its access control, the same
+        counters and zones as that Ingress's rules. True if refused (answered)."""
+        glimit = unrouted_global_limit(server)
+        if glimit is not None and self._global_limit(req, event, glimit, now):
             return True
-        if held is not None:
-            self._limit_held = (req, held)
-        return False
+        limit = unrouted_limit(server)
+        return limit is not None and self._preaccess_limits(req, limit, now)
 
     def _answer_unrouted(self, req: _Request, event: h11.Request, now: float) -> None:
         """The default backend's answer to an unrouted request, after its server's access
@@ -2751,10 +2772,29 @@ class ClientConnection:
         if req.phase != "location" and not (
                 req.phase == "server" and body_too_large(opts, req.path, req.length)):
             return ()
-        access = opts.access
-        if access is not None and (access.denied is not None or access.secret_denied()):
+        if self._location_denied(req, opts):
             return ()
         return opts.custom_headers.headers(config_maps_of(self.proxy.router))
+
+    def _location_denied(self, req: _Request, opts: RouteOptions) -> bool:
+        """Whether ``opts`` is a location ingress-nginx denies (``ing_errors.LocationDenied``):
+        nginx.tmpl writes its CORS template and custom-headers only ``{{ if isLocationAllowed
+        $location }}``, the denied location gets "# Location denied ... return 503;" alone.
+        An access annotation's denial, or (the route's own location) ``_tls_denied``."""
+        access = opts.access
+        if access is not None and (access.denied is not None or access.secret_denied()):
+            return True
+        return opts is req.opts and self._tls_denied(req, opts)
+
+    def _tls_denied(self, req: _Request, opts: RouteOptions) -> bool:
+        """The route's location answers 503 for its TLS annotations: a ``proxy-ssl-secret`` it
+        cannot use (proxy/_proxy_ssl.py; proxyssl/main.go "error obtaining certificate" ->
+        LocationDeniedError), or ``auth-tls-*`` its server did not apply (a Proxy without
+        client_auth, a store that does not know the host: a server-alias name), which fails
+        closed as authtls/main.go's LocationDeniedError."""
+        if opts.auth_tls and (self._cert_auth is None or self._cert_auth[0] is not req):
+            return True
+        return opts.proxy_ssl is not None and opts.proxy_ssl.config()[1] is not None
 
     def _cors_headers(self, req: _Request, opts: RouteOptions | None = None
                       ) -> list[tuple[bytes, bytes]] | None:
@@ -2767,10 +2807,7 @@ class ClientConnection:
         if opts is None:
             opts = req.opts
         if opts is None or opts.cors is None or req.phase != "location" \
-                or self._error_page_req is req:
-            return None
-        access = opts.access
-        if access is not None and (access.denied is not None or access.secret_denied()):
+                or self._error_page_req is req or self._location_denied(req, opts):
             return None
         ev = req.event
         origin = http_header(ev.headers._full_items, b"origin") if ev is not None else None
@@ -3167,15 +3204,20 @@ class ClientConnection:
         start = self._head_started
         req = self._req = _Request(now if start is None else start)
         req.client_ip = self.peer_ip
+        # The empty lines before a request line are not part of it: nginx's request_start is
+        # set at the first byte that is not CR or LF (ngx_http_parse_request_line, sw_start).
+        # ``_try_head`` dropped them but the last one of a client that sent nothing else (or
+        # a lone CR, its LF still to come): its request has no line ($request "-") and a
+        # $request_length of 0.
+        head = self._inbuf.lstrip(b"\r\n")
         # What nginx's $request shows for it, the bytes up to the first CR or LF.
-        req.raw_head = bytes(self._inbuf[:self.settings.max_request_line + 2])
+        req.raw_head = bytes(head[:self.settings.max_request_line + 2])
         # Its $request_length: the bytes of the head received, as for a head h11 refuses
         # (``_try_head`` counts it before h11 sees it): a complete head to its blank line
         # (not the body or pipelined bytes after it), else all of the partial head read
-        # (a limit passed, an invalid method, the head timeout, the client's EOF). The empty
-        # lines before a request line are not counted (nginx's request_start is after them).
-        end = self._inbuf.find(b"\r\n\r\n")
-        req.bytes_in = end + 4 if end >= 0 else len(self._inbuf)
+        # (a limit passed, an invalid method, the head timeout, the client's EOF).
+        end = head.find(b"\r\n\r\n")
+        req.bytes_in = end + 4 if end >= 0 else len(head)
         return req
 
     def _head_cut_short(self, now: float) -> None:
@@ -3360,7 +3402,7 @@ class ClientConnection:
             upstream_connect_time=req.connect_time,
             upstream_header_time=None if t_attempt is None or req.t_header is None
             else max(req.t_header - t_attempt, 0.0),
-            phase=req.phase,
+            phase=req.phase, rate_limit_log=req.rate_log,
             upstream_response_time=last_time,
             upstream_response_times=() if last_time is None
             else (*req.times, last_time) if req.times else (last_time,),

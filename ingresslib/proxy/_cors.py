@@ -10,7 +10,9 @@ What a request then gets is nginx.tmpl's ``CORS`` template of the location:
 
 - ``cors-allow-origin: "*"`` (the default): ``set $http_origin *; set $cors 'true';``: every
   request of the location gets ``Access-Control-Allow-Origin: *`` and the other headers.
-- a list of origins: template.go ``buildCorsOriginRegex`` writes ``if ($http_origin ~*
+- a list of origins (``scheme://host[:port]``, any lower-case scheme: an app's
+  ``capacitor://localhost`` too; ``*.`` before the host; ``null``: a sandboxed page's Origin):
+  template.go ``buildCorsOriginRegex`` writes ``if ($http_origin ~*
   ((o1)|(o2))$ ) { set $cors 'true'; }`` (each origin ``regexp.QuoteMeta``'d, its first ``*``
   becoming ``[A-Za-z0-9\\-]+``: one DNS label; ``buildOriginRegex``): a request whose Origin
   matches (case-insensitively; the regex is anchored at the end only, as nginx's) gets the
@@ -26,6 +28,10 @@ What a request then gets is nginx.tmpl's ``CORS`` template of the location:
 - on every other response of the location (the upstream's, an error from upstream, the
   proxy's own 502/504, a redirect, a 403/401) the headers are set by ``more_set_headers``:
   they replace any the upstream sent of the same name (``merge``).
+- a location ingress-nginx denies (``ing_errors.LocationDenied``: an access annotation, a
+  ``proxy-ssl-secret`` or ``auth-tls-secret`` it cannot use) has no CORS at all: nginx.tmpl
+  writes the CORS template only ``{{ if isLocationAllowed $location }}``, the denied one gets
+  "return 503;" alone.
 
 Divergences (README): an empty element of the origin list (``"https://a.com,"``) is skipped
 with a warning (ingress-nginx's regex gets an empty alternative, ``((https://a\\.com)|)$``,
@@ -72,25 +78,28 @@ _METHODS = re.compile(rf"(?:[A-Za-z]++,?+{_SP}?+)++")
 _HEADERS = re.compile(r"[A-Za-z0-9_, \-]*")
 #: corsExposeHeadersRegex ``^(([A-Za-z0-9\-\_]+|\*),?\s?)+$``.
 _EXPOSE = re.compile(rf"(?:(?:[A-Za-z0-9_\-]++|\*),?+{_SP}?+)++")
-#: corsOriginRegex ``^(https?://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|\*)?$`` (one origin of the list).
-_ORIGIN = re.compile(r"(?:https?://(?:\*\.)?[A-Za-z0-9.\-]*(?::[0-9]+)?|\*)?", re.ASCII)
+#: corsOriginRegex ``^([a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|\*|null)?$`` (one origin of the
+#: list): any lower-case scheme since ingress-nginx PR #11153 (``tauri://localhost``,
+#: ``capacitor://localhost``), ``null`` since PR #12402 (a sandboxed page's Origin).
+_ORIGIN = re.compile(r"(?:[a-z]+://(?:\*\.)?[A-Za-z0-9.\-]*(?::[0-9]+)?|\*|null)?", re.ASCII)
 _HOST_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _DIGITS = frozenset("0123456789")
 
 
 def _origin_list_valid(value: str) -> bool:
-    """corsOriginRegexValidator ``^((((https?://)?(\\*\\.)?[A-Za-z0-9\\-.]*(:\\d+)?,?)+)|\\*)?$``
-    on the value with its spaces removed (``ValidateRegex(..., true)``), decided by a set of
-    automaton states (the regex's nested ``+`` backtracks exponentially in ``re``). A token
-    is ``(https?://)?(\\*\\.)?[host chars]*(:digits)?``, every part optional, tokens
-    concatenated with optional commas between them."""
+    """corsOriginRegexValidator ``^((((([a-z]+://)?(\\*\\.)?[A-Za-z0-9\\-.]*(:\\d+)?,?)|null)+)
+    |\\*)?$`` on the value with its spaces removed (``ValidateRegex(..., true)``), decided by a
+    set of automaton states (the regex's nested ``+`` backtracks exponentially in ``re``). A
+    token is ``([a-z]+://)?(\\*\\.)?[host chars]*(:digits)?``, every part optional, tokens
+    concatenated with optional commas between them (``null`` is host characters too)."""
     v = value.replace(" ", "")
     if v in ("", "*"):
         return True
-    # States: "g": between parts of a token or tokens (accepting); "h1".."h4": "h", "ht",
-    # "htt", "http" read (a scheme, or host characters: both kept); "s": "https"; "c": the
-    # scheme's ":"; "c1": ":/"; "w": "*" of "*."; "p": ":" of a port; "d": its digits
-    # (accepting).
+    # States: "g": between parts of a token or tokens (accepting); "a": lower-case letters
+    # read since a token began (a scheme, or host characters: "g" is in the set with it);
+    # "c": the scheme's ":"; "c1": ":/"; "w": "*" of "*."; "p": ":" of a port; "d": its
+    # digits (accepting).
     states = {"g"}
     for ch in v:
         nxt: set[str] = set()
@@ -98,23 +107,17 @@ def _origin_list_valid(value: str) -> bool:
             if st in ("g", "d"):
                 if st == "d" and ch in _DIGITS:
                     nxt.add("d")
-                if ch == "h":
-                    nxt.add("h1")
+                if ch in _SCHEME_CHARS:
+                    nxt.add("a")
                 if ch in _HOST_CHARS or ch == ",":
                     nxt.add("g")
                 elif ch == "*":
                     nxt.add("w")
                 elif ch == ":":
                     nxt.add("p")
-            elif st == "h1" and ch == "t":
-                nxt.add("h2")
-            elif st == "h2" and ch == "t":
-                nxt.add("h3")
-            elif st == "h3" and ch == "p":
-                nxt.add("h4")
-            elif st == "h4" and ch == "s":
-                nxt.add("s")
-            elif st in ("h4", "s") and ch == ":":
+            elif st == "a" and ch in _SCHEME_CHARS:
+                nxt.add("a")
+            elif st == "a" and ch == ":":
                 nxt.add("c")
             elif st == "c" and ch == "/":
                 nxt.add("c1")
@@ -124,12 +127,10 @@ def _origin_list_valid(value: str) -> bool:
                 nxt.add("g")
             elif st == "p" and ch in _DIGITS:
                 nxt.add("d")
-        # "h1".."h4" and "s" were read as host characters too ("g" stays in the set then).
         if not nxt:
             return False
         states = nxt
-    return "g" in states or "d" in states or "h1" in states or "h2" in states \
-        or "h3" in states or "h4" in states or "s" in states
+    return "g" in states or "d" in states
 
 
 def _origin_regex(origins: tuple[str, ...]) -> re.Pattern[str]:
@@ -244,9 +245,9 @@ def parse_cors(annotations: Mapping[str, str], prefix: str,
     if value is not None:
         key = prefix + "cors-allow-origin"
         if not _origin_list_valid(value):
-            warn(key, f"invalid origin list {value!r} (each an http:// or https:// origin, "
-                 'optionally "*." before the host and a port, separated by ","; or "*"); '
-                 'using the default "*"')
+            warn(key, f"invalid origin list {value!r} (each an origin, scheme://host with a "
+                 'lower-case scheme, optionally "*." before the host and a port, or "null", '
+                 'separated by ","; or "*"); using the default "*"')
         elif normalize_string(value):
             found: list[str] = []
             for item in normalize_string(value).split(","):
@@ -259,7 +260,8 @@ def parse_cors(annotations: Mapping[str, str], prefix: str,
                          "allow every Origin)")
                     continue
                 if _ORIGIN.fullmatch(item) is None:
-                    warn(key, f"origin {item!r} is not an http:// or https:// origin; skipped")
+                    warn(key, f"origin {item!r} is not an origin (scheme://host[:port]) nor "
+                         '"null"; skipped')
                     continue
                 found.append(item)
             if not found and on:

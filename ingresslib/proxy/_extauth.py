@@ -50,10 +50,12 @@ sends no subrequest). What a client sends
 never reaches the auth service as if this hop had written it (``_client_dropped``): not its
 ``ssl-client-*`` headers (nginx.tmpl's auth location sends the handshake's on a server with
 ``auth-tls-*``), ``Proxy``, a name nginx's ``ignore_invalid_headers`` drops, an underscore
-spelling of a header the subrequest sets, nor, from a peer not trusted, the forwarded headers
-the core writes for a backend. ``auth-response-headers`` never sets a framing or hop-by-hop
-header on the backend request (``_NOT_FROM_AUTH``: warned and ignored), and the client's
-header of a listed name goes in any spelling (``X_User`` for ``X-User``). The answer's head is
+spelling of a header the subrequest sets or of the forwarded-for header, nor, from a peer not
+trusted, the forwarded headers the core writes for a backend or the header a
+``forwarded-for-header`` other than X-Forwarded-For names (``CF-Connecting-IP``).
+``auth-response-headers`` never sets a framing or hop-by-hop header on the backend request
+(``_NOT_FROM_AUTH``: warned and ignored), and the client's header of a listed name goes in
+any spelling (``X_User`` for ``X-User``). The answer's head is
 bounded by the location's ``proxy-buffer-size`` (nginx.tmpl's auth location: "proxy_buffer_size
 {{ $location.Proxy.BufferSize }}"; each head, 1xx ones by themselves, and all of them together
 by ``max_response_header_size``) and a 101 is a final status (500), as nginx reads the
@@ -342,18 +344,20 @@ def _never_from_auth(name: str) -> bool:
     return _alias(name.lower().encode("ascii")) in _NOT_FROM_AUTH
 
 
-def _client_dropped(name: bytes, drop: frozenset[bytes], settings: Any, trusted: bool) -> bool:
+def _client_dropped(name: bytes, drop: frozenset[bytes], settings: Any, trusted: bool,
+                    ff_name: bytes = b"x-forwarded-for") -> bool:
     """Whether the client's header ``name`` (lower-cased) stays out of the subrequest: one
     the auth location sets (``drop``), a forwarded header of an untrusted peer (as on the way
     to a backend: it would reach the auth service as if this hop had written it), a name
     nginx ignores (``ignore_invalid_headers``: nginx drops it before any location), or, with
-    underscores allowed, an underscore spelling of a header the subrequest sets."""
+    underscores allowed, an underscore spelling of a header the subrequest sets or of the
+    forwarded-for header ``ff_name`` (lower-cased ``forwarded-for-header``)."""
     if name in drop or (not trusted and name in _UNTRUSTED_DROP):
         return True
     odd = name.translate(None, HEADER_NAME_CHARS)
     if not odd:
         return False
-    if settings is None or odd_name_dropped(name, odd, None, b"x-forwarded-for", settings):
+    if settings is None or odd_name_dropped(name, odd, None, ff_name, settings):
         return True
     return b"_" in odd and _alias(name) in drop
 
@@ -397,10 +401,20 @@ def subrequest_head(auth: ExtAuth, items: Any, *, method: bytes, request_uri: st
     drop = _REPLACED | _METHOD_REPLACED if auth.method is not None else _REPLACED
     if set_pairs:
         drop = drop | {n.lower() for n, _ in set_pairs}
+    ff_name = b"x-forwarded-for" if settings is None else \
+        settings.forwarded_for_header.lower().encode("latin-1")
+    if not trusted and ff_name not in drop:
+        # The header a ``forwarded-for-header`` other than X-Forwarded-For names
+        # (CF-Connecting-IP) is the client's address as a proxy in front writes it: from a
+        # peer outside proxy-real-ip-cidr the client wrote it, and the auth service would
+        # read a client-chosen address under the name the operator gave the real one (the
+        # backend never gets it: read as the chain, _headers.request_header_kind). nginx's
+        # auth location passes it (proxy_pass_request_headers on), as from a trusted hop here.
+        drop = drop | {ff_name}
     lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (auth.method or b"GET", auth.target,
                                                   auth.host)]
     lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items
-              if not _client_dropped(name, drop, settings, trusted)]
+              if not _client_dropped(name, drop, settings, trusted, ff_name)]
     uri = request_uri.encode("latin-1")
     lines.append(b"x-original-url: %s://%s%s\r\n" % (scheme.encode("ascii"),
                                                       http_host.encode("latin-1"), uri))

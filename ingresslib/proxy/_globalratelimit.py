@@ -23,7 +23,9 @@ References:
   ``$remote_addr``; a decision cached per Ingress and key ("DECISION_CACHE:safe_add(
   namespaced_key_value, true, desired_delay)" when the delay is over ``CACHE_THRESHOLD``,
   1 ms) refuses at once until it expires; a store error fails open (logged); a refusal is
-  "ngx_exit(config.status_code)" (``global-rate-limit-status-code``, 429).
+  "ngx_exit(config.status_code)" (``global-rate-limit-status-code``, 429). The log variable
+  ``$global_rate_limit_exceeding`` (nginx.tmpl: "set $global_rate_limit_exceeding n;" in every
+  location) is then "y", or "c" for a refusal from the decision cache (``verdict``).
 - lua-resty-global-throttle lib/resty/global_throttle/sliding_window.lua ``process_sample``:
   per window (aligned on multiples of its size) a counter "<namespace>.<key>.<window
   id>.counter"; at or over the limit: refused for the window's remaining time; else the
@@ -55,7 +57,7 @@ from ._proxy_protocol import parse_go_duration
 
 __all__ = ["GLOBAL_RATE_LIMIT_ANNOTATIONS", "GlobalRateLimit", "GlobalRateLimiter",
            "CounterStore", "MemoryStore", "parse_global_rate_limit", "process_sample",
-           "DEFAULT_KEY", "DEFAULT_STATUS_CODE"]
+           "DEFAULT_KEY", "DEFAULT_STATUS_CODE", "NOT_EXCEEDING", "EXCEEDING", "CACHED"]
 
 _log = logging.getLogger("ingresslib.proxy")
 
@@ -68,6 +70,11 @@ GLOBAL_RATE_LIMIT_ANNOTATIONS = frozenset({
 DEFAULT_KEY = "$remote_addr"
 #: config.go's default ``global-rate-limit-status-code``.
 DEFAULT_STATUS_CODE = 429
+#: ``$global_rate_limit_exceeding``: nginx.tmpl's "n" (not refused), global_throttle.lua's
+#: "y" (refused by the sliding window) and "c" (refused by the cached decision).
+NOT_EXCEEDING = "n"
+EXCEEDING = "y"
+CACHED = "c"
 #: global_throttle.lua ``CACHE_THRESHOLD``: a shorter delay is not cached.
 CACHE_THRESHOLD = 0.001
 #: Counters (and cached decisions) kept at most by a ``MemoryStore`` / ``GlobalRateLimiter``.
@@ -356,8 +363,15 @@ class GlobalRateLimiter:
                 query: str | None, headers: Any, client_ip: str | None) -> bool:
         """Whether a request at ``now`` (seconds, the driver's clock) of a location limited by
         ``limit`` is refused (``global_throttle.throttle``)."""
+        return self.verdict(limit, now, method, host, path, query, headers,
+                            client_ip) != NOT_EXCEEDING
+
+    def verdict(self, limit: GlobalRateLimit, now: float, method: str, host: str, path: str,
+                query: str | None, headers: Any, client_ip: str | None) -> str:
+        """``refuses``, as ``$global_rate_limit_exceeding`` says it: ``NOT_EXCEEDING``
+        (passes), ``EXCEEDING`` or ``CACHED`` (refused)."""
         if limit.ignored(client_ip):
-            return False
+            return NOT_EXCEEDING
         # ngx.now(): the time in milliseconds (the shared dict's clock too, ``now_ms``).
         now_ms = math.floor(now * 1000)
         now = now_ms / 1000
@@ -368,7 +382,7 @@ class GlobalRateLimiter:
         until = decisions.get(namespaced)
         if until is not None:
             if until > now_ms:
-                return True
+                return CACHED  # 'ngx.var.global_rate_limit_exceeding = "c"'
             del decisions[namespaced]
         try:
             _estimated, delay = process_sample(self.store, limit._ns, sample,
@@ -379,9 +393,9 @@ class GlobalRateLimiter:
                 self._logged = now
                 _log.exception("global-rate-limit: the counting store failed; the request "
                                "is let through (fail open, as ingress-nginx)")
-            return False
+            return NOT_EXCEEDING
         if delay is None:
-            return False
+            return NOT_EXCEEDING
         if delay > CACHE_THRESHOLD and namespaced not in decisions:  # safe_add
             if len(decisions) >= self.max_entries:
                 _make_room(decisions, self.max_entries)
@@ -390,16 +404,21 @@ class GlobalRateLimiter:
             # sets "sd->expires = (uint64_t) tp->sec * 1000 + tp->msec + (uint64_t)
             # exptime": a delay of 0.6458 s refuses until 645 ms later, not 645.8.
             decisions[namespaced] = now_ms + int(delay * 1000)
-        return True
+        return EXCEEDING
 
 
 def describe(answer: Any) -> dict[str, Any] | None:
     """``explain``'s ``global_rate_limit``: the routed location's limit as the proxy parsed it
     (``answer``: an ``_explain_verdict.ProxyAnswer``), the status past it and whether the
-    client (``client_ip``, None when not given) is in the ignored CIDRs. None: no limit (or
-    the server's ``location /`` of a path no rule covers, where it is not applied)."""
-    limit = getattr(answer.options, "global_rate_limit", None)
-    if limit is None or answer.server_location:
+    client (``client_ip``, None when not given) is in the ignored CIDRs; for a path no rule
+    covers, its server ``location /``'s (``unrouted_global_limit``). None: no limit."""
+    if answer.server_location:
+        from ._actions import unrouted_global_limit
+
+        limit = unrouted_global_limit(answer.options)
+    else:
+        limit = getattr(answer.options, "global_rate_limit", None)
+    if limit is None:
         return None
     settings = answer.settings
     client = answer.client_ip

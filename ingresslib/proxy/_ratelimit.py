@@ -30,6 +30,10 @@ ngx_http_limit_req_module.c and ngx_http_limit_conn_module.c:
   connection. limit_conn counts a request while it is processed ("lc->conn++", released by
   ``ngx_http_limit_conn_cleanup`` when the request's pool is freed): at its end, whatever way
   it ends.
+- Logged: ``$limit_req_status`` / ``$limit_conn_status`` are "PASSED" or "REJECTED" once
+  the module decided ("r->main->limit_req_status = NGX_HTTP_LIMIT_REQ_PASSED"), unset
+  ("not_found") when it never did: no such limit, an empty key (``continue`` before any
+  status), or, for limit_conn, a request limit_req refused (``Admission``).
 - Memory: nginx's zones are 5m of shared memory; ``ngx_http_limit_req_expire`` drops, at each
   lookup, up to two least recently used keys idle for 60 s whose bucket has drained, and the
   least recently used one when the zone is full. The same is done here
@@ -41,12 +45,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .._goparse import parse_int
 from ._access import SourceRanges, parse_source_ranges
 
-__all__ = ["RATE_LIMIT_ANNOTATIONS", "RateLimit", "RateLimiter", "parse_rate_limit",
-           "DEFAULT_BURST_MULTIPLIER", "ZONE_ENTRIES"]
+__all__ = ["RATE_LIMIT_ANNOTATIONS", "RateLimit", "RateLimiter", "Admission", "parse_rate_limit",
+           "DEFAULT_BURST_MULTIPLIER", "ZONE_ENTRIES", "PASSED", "REJECTED"]
 
 #: The annotations read here (without the prefix). ``limit-rate`` / ``limit-rate-after``
 #: (bandwidth) are read in proxy/_bandwidth.py.
@@ -60,6 +65,10 @@ DEFAULT_BURST_MULTIPLIER = 5
 #: Keys kept per zone at most: about what nginx's 5m zone holds (a limit_req node of an IPv4
 #: key is 64-odd bytes plus the slab's rounding: tens of thousands per 5 MB).
 ZONE_ENTRIES = 40_000
+#: ``$limit_req_status`` / ``$limit_conn_status`` (ngx_http_limit_req_status[],
+#: ngx_http_limit_conn_status[]; nodelay, no dry run: nothing else is ever set here).
+PASSED = "PASSED"
+REJECTED = "REJECTED"
 #: ngx_http_limit_req_expire: "if (ms < 60000) { return; }": a key is not expired earlier.
 _IDLE_MS = 60_000
 
@@ -160,6 +169,22 @@ def parse_rate_limit(annotations: Mapping[str, str], prefix: str, zone: str,
 Held = tuple[dict[str, int], str]
 
 
+class Admission(NamedTuple):
+    """``RateLimiter.admit``'s answer: ``status`` 0 (go on) or the refusal's; ``held`` the
+    connection count to release at the request's end (None: none); ``req_state`` /
+    ``conn_state`` what nginx's ``$limit_req_status`` / ``$limit_conn_status`` hold after it
+    (``PASSED``, ``REJECTED``; None: unset, the module never decided)."""
+
+    status: int
+    held: Held | None = None
+    req_state: str | None = None
+    conn_state: str | None = None
+
+
+#: A request no limit decided (exempt, or no limit of either kind).
+_UNDECIDED = Admission(0)
+
+
 class RateLimiter:
     """The zones' state of one proxy (all its connections): leaky buckets (``limit-rps``,
     ``limit-rpm``) and connection counts (``limit-connections``) per zone and client key."""
@@ -181,8 +206,14 @@ class RateLimiter:
         may go on, else the refusal's status (``req_status`` for a rate, ``conn_status`` for
         the connections); ``held`` the connection count to ``release`` when the request
         ends (None: nothing held)."""
+        admission = self.admit(limit, client_ip, now, req_status, conn_status)
+        return admission.status, admission.held
+
+    def admit(self, limit: RateLimit, client_ip: str | None, now: float, req_status: int,
+              conn_status: int) -> Admission:
+        """``enter``, with what nginx's log variables say of it (``Admission``)."""
         if limit.exempt(client_ip):
-            return 0, None
+            return _UNDECIDED
         assert client_ip is not None
         key = client_ip
         now_ms = int(now * 1000)
@@ -210,7 +241,7 @@ class RateLimiter:
                         ms = 0
                     excess = max(node[0] - rate * ms // 1000 + 1000, 0)
                     if excess > burst:
-                        return req_status, None
+                        return Admission(req_status, None, REJECTED)
                 updates.append((table, rate, node, excess))
             for table, rate, node, excess in updates:
                 if node is None:
@@ -221,6 +252,7 @@ class RateLimiter:
                     if now_ms != node[1]:  # "if (ms) { lr->last = now; }"
                         node[1] = now_ms
                     table.move_to_end(key)
+        req_state = PASSED if limit.rps or limit.rpm else None
         if limit.connections:
             name = limit.zone + "_conn"
             counts = self._conns.get(name)
@@ -230,10 +262,10 @@ class RateLimiter:
             if n >= limit.connections:
                 if not n:
                     counts.pop(key, None)
-                return conn_status, None
+                return Admission(conn_status, None, req_state, REJECTED)
             counts[key] = n + 1
-            return 0, (counts, key)
-        return 0, None
+            return Admission(0, (counts, key), req_state, PASSED)
+        return Admission(0, None, req_state)
 
     @staticmethod
     def release(held: Held) -> None:

@@ -81,12 +81,14 @@ class _Request:
         "up_chunked", "original_uri", "t_attempt", "t_header", "t_attempt_end", "event",
         "authorization", "t_tries", "discard_until", "free_tries", "set_cookie", "raw_head",
         "phase", "times", "defer_limit", "host_from_target", "offloads", "try_up",
-        "done_tries", "terminated",
+        "done_tries", "terminated", "rate_log",
     )
 
     def __init__(self, now: float) -> None:
         #: ``RequestRecord.phase``: "head" until the request is routed.
         self.phase = "head"
+        #: ``RequestRecord.rate_limit_log``: what the rate limits decided (None: nothing).
+        self.rate_log: tuple[str | None, str | None, str | None] | None = None
         self.method = b""
         self.method_s = ""
         self.http_version = "1.1"

@@ -75,7 +75,7 @@ from ._asgi_reply import BodyTooLarge as BodyTooLarge
 from ._asgi_reply import _answer_options, _Reply, reply_type
 from ._asgi_error_pages import ErrorPages
 from ._asgi_mirror import mirror_receive, mounted_mirror
-from ._asgi_extauth import authenticate, with_auth_headers
+from ._asgi_extauth import authenticate, request_id_of, with_auth_headers
 from ._asgi_scan import (
     _CHUNKED,
     _CONNECTION,
@@ -515,6 +515,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             ff_items: list[tuple[bytes, bytes]] = _NONE
             fwd_items: list[tuple[bytes, bytes]] = _NONE
             request_id: bytes | None = None
+            #: The id the auth subrequest got (``request_id_of``), the app's too; None: not
+            #: chosen yet (the header pass chooses it).
+            chosen_id: bytes | None = None
             try:
                 if method not in _NGINX_METHODS and kind == "http" and method.strip(_METHOD_CHARS):
                     # The proxy's 400 (``METHOD_CHARS``): nginx's request line takes A-Z, '_', '-'
@@ -721,8 +724,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if self.fallback is not None and server_opts is not None \
                         and server_opts.ext_auth is not None:
                     # That location's auth-url before the ``fallback`` (_asgi_fallback_auth.py).
+                    chosen_id = request_id = request_id_of(self, scope)
                     got = await fallback_auth(self, server_opts, scope, reply, peer, client_ip,
-                                              host, server_host, rel, query)
+                                              host, server_host, rel, query, chosen_id)
                     if got is None:
                         return
                     auth_pairs = got
@@ -843,11 +847,13 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     # auth-url: the auth service answers first, the body unread meanwhile
                     # (not on a no-auth-locations rule path: proxy/_globalauth.py).
                     path_q = _request_uri(scope, rel, query)
+                    # One id for the subrequest and the app (nginx: one $req_id, shared).
+                    chosen_id = request_id = request_id_of(self, scope)
                     got = await authenticate(
                         self, opts, scope, reply, peer, client_ip, host,
                         (normalize_host(host) or "") if host else "",
                         path_q[0] + ("?" + path_q[1] if path_q[1] else ""), prior,
-                        match=decision.match)
+                        match=decision.match, request_id=chosen_id)
                     if got is None:
                         return
                     auth_pairs = got
@@ -907,7 +913,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     if items is None:
                         items = [(k.lower(), v) for k, v in scope.get("headers") or ()]
                     child["headers"] = self._backend_headers(
-                        scope, items, named, app_host, peer, client_ip, scheme, prefix)
+                        scope, items, named, app_host, peer, client_ip, scheme, prefix,
+                        chosen_id)
                 else:
                     fwd: dict[bytes, bytes] = _NO_FWD
                     if fwd_items and settings.use_forwarded_headers and self._trust.trusted(peer):
@@ -1128,8 +1135,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
 
     def _backend_headers(self, scope: Scope, items: list[tuple[bytes, bytes]],
                          named: list[bytes], host: str, peer: str | None,
-                         client_ip: str | None, scheme: str,
-                         prefix: bytes | None) -> list[tuple[bytes, bytes]]:
+                         client_ip: str | None, scheme: str, prefix: bytes | None,
+                         chosen_id: bytes | None = None) -> list[tuple[bytes, bytes]]:
         """The request headers the mounted app sees: those the proxy sends its backend
         (proxy/_connection.py ``_build_upstream_headers``, SEMANTICS §9) -- hop-by-hop and
         Connection-named headers out, invalid and ``_`` names dropped, the forwarded family
@@ -1138,7 +1145,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
 
         ``items`` are the scope's headers with lower-cased names (www.rst: names "should be
         lowercased", which is all a server does), ``named`` the tokens of their Connection
-        headers.
+        headers; ``chosen_id``: the id the auth subrequest got (``request_id_of``), which the
+        app gets too (None: chosen here).
 
         What becomes of each header is the proxy's ``request_header_kind`` (asked for the
         names in ``special_request_names``, a name with odd characters or one Connection
@@ -1193,6 +1201,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     first_request_id = False
                     if valid_request_id(item[1]):
                         request_id = item[1]
+        if chosen_id is not None:
+            request_id = chosen_id
         return self._add_forwarded(scope, out, has_host, host, incoming_ff, fwd, request_id,
                                    peer, client_ip, scheme, prefix, xff)
 

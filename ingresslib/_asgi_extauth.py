@@ -20,7 +20,9 @@ client's forwarded headers pass only from a trusted hop: use-forwarded-headers a
 from the client before the verdict: the app's ``receive`` is first called after it (an
 ``Expect: 100-continue`` client gets its 100 only then). A 2xx calls the app with the
 ``auth-response-headers`` in its scope's headers (the client's of those names dropped in any
-spelling, an empty one not sent, a framing or hop-by-hop name never set); the auth answer's
+spelling, an empty one not sent, a framing or hop-by-hop name never set). The subrequest's
+``X-Request-ID`` is the one the app gets (``request_id_of``, chosen once per request, as the
+core's proxy/_extauth.py ``_request_id``); the auth answer's
 Set-Cookie values go on the answer's head (``http.response.start`` or a WebSocket refusal's
 ``websocket.http.response.start``) when its status is one of ``add_header``'s (or always,
 with ``auth-always-set-cookie`` and on the signin 302); a 101 (``websocket.accept``) gets
@@ -59,9 +61,10 @@ from ._asgi_authkeepalive import ask_pooled, read_answer
 from .proxy._h11_reader import _H11Reader
 from .proxy._satisfy import combine
 from .proxy._header_sets import config_maps_of, set_headers_for
-from .proxy._headers import HEADER_NAME_CHARS, forwarded_for_value, redirect_scheme
+from .proxy._headers import (HEADER_NAME_CHARS, client_request_id, forwarded_for_value,
+                             redirect_scheme)
 
-__all__ = ["authenticate", "ask_auth_service", "with_auth_headers"]
+__all__ = ["authenticate", "ask_auth_service", "with_auth_headers", "request_id_of"]
 
 _log = logging.getLogger("ingresslib.asgi")
 
@@ -160,6 +163,24 @@ def _client_items(headers: Iterable[Any]) -> list[tuple[bytes, bytes, bytes]]:
     return items
 
 
+def request_id_of(asgi: Any, scope: MutableMapping[str, Any]) -> bytes | None:
+    """The request's id (``$req_id``) for its auth subrequest and its app alike, chosen once
+    (IngressASGI's ``_add_forwarded`` / ``_backend_headers`` take it as chosen): the client's
+    X-Request-ID when it may pass (``client_request_id``, the proxy's rule), else a generated
+    one with ``generate_request_id`` (``asgi.request_id``; a raising callable: as
+    ``_add_forwarded``, the fallback generator), else None. nginx's auth_request subrequest
+    shares the main request's variables, so its ``proxy_set_header X-Request-ID $req_id`` is
+    the backend's id (proxy/_extauth.py)."""
+    rid = client_request_id(
+        (name, value) for _, name, value in _client_items(scope.get("headers") or ()))
+    if rid is None and asgi.settings.generate_request_id:
+        try:
+            rid = asgi.request_id().encode("ascii")
+        except Exception:
+            rid = asgi._request_id_failed().encode("ascii")
+    return rid
+
+
 def _joined(items: list[tuple[bytes, bytes, bytes]], name: bytes) -> bytes:
     return b", ".join(v for _, n, v in items if n == name)
 
@@ -179,7 +200,8 @@ def _cookie_send(send: Send, cookies: tuple[bytes, ...], always: bool) -> Send:
 async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str, Any],
                        reply: Any, peer: str | None, client_ip: str | None, host: str,
                        host_n: str, request_uri: str,
-                       prior: tuple[int, bytes | None] | None = None, match: Any = None
+                       prior: tuple[int, bytes | None] | None = None, match: Any = None,
+                       request_id: bytes | None = None
                        ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Ask ``opts.ext_auth``'s service about the request of ``scope`` (``IngressASGI``'s
     ``asgi``; ``reply`` its ``_Reply``): the auth-response-headers for the app (a 2xx), or
@@ -187,7 +209,8 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
     authority), ``host_n`` nginx's ``$host``, ``request_uri`` nginx's ``$request_uri``;
     ``prior``: with ``satisfy: any``, the earlier checks' refusal (proxy/_satisfy.py
     ``combine``); ``match``: the rule reached (its server name and location key the auth
-    cache, proxy/_authcache.py; None: not cached)."""
+    cache, proxy/_authcache.py; None: not cached); ``request_id``: the request's id
+    (``request_id_of``), the subrequest's X-Request-ID (None: none)."""
     auth = opts.ext_auth
     assert auth is not None
     settings = asgi.settings
@@ -241,7 +264,7 @@ async def authenticate(asgi: Any, opts: RouteOptions, scope: MutableMapping[str,
                                scheme=scheme, pass_scheme=pass_scheme, http_host=http_host,
                                client_ip=client_ip, forwarded_for=ff, set_pairs=pairs,
                                settings=settings, trusted=trusted,
-                               keepalive=auth.keepalive is not None)
+                               keepalive=auth.keepalive is not None, request_id=request_id)
         hit = await ask_auth_service(auth, head, opts, settings.max_response_header_size,
                                      keep)
     v = combine(prior, hit)

@@ -31,13 +31,14 @@ NOT_ASKED: tuple[tuple[bytes, bytes], ...] = ()
 
 async def fallback_auth(asgi: Any, server: RouteOptions | None, scope: Any, reply: Any,
                         peer: str | None, client_ip: str | None, host: str, host_n: str,
-                        rel: str, query: str | None
+                        rel: str, query: str | None, request_id: bytes | None = None
                         ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Ask the auth service of the host's server ``location /`` (``server``: its options,
     ``_unrouted_options``) before the ``fallback`` app: its auth-response-headers for that app
     (``NOT_ASKED``: no auth service, or the ``location /`` is in ``no-auth-locations``; with
     ``satisfy: any`` and an address its allowlist admits, the names with no value), or
-    None once the refusal is answered (``authenticate``)."""
+    None once the refusal is answered (``authenticate``; ``request_id``: the request's id,
+    the subrequest's X-Request-ID)."""
     if server is None or server.ext_auth is None \
             or effective_auth(server.ext_auth, None) is None:
         return NOT_ASKED
@@ -49,4 +50,4 @@ async def fallback_auth(asgi: Any, server: RouteOptions | None, scope: Any, repl
         return unasked_pairs(server.ext_auth, None)
     path, args = _request_uri(scope, rel, query)
     return await authenticate(asgi, server, scope, reply, peer, client_ip, host, host_n,
-                              path + ("?" + args if args else ""))
+                              path + ("?" + args if args else ""), request_id=request_id)

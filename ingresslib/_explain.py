@@ -395,10 +395,14 @@ def _passthrough(res: Resources, sni: str, client_ip: str | None, **router_args:
     if name.lower() not in routes.hosts(router).routes:
         return None
     target = routes.decide(router, name.encode("ascii", "replace"), client_ip)
-    if target == CLOSE or target is None:
+    if target is None:   # the '/' rule's Service does not exist (``undialable``)
         return {"host": name.lower(), "enabled": True, "endpoint": None,
-                "reason": "the connection is closed (no '/' rule, or its backend has no ready "
-                          "endpoint)"}
+                "reason": "its TLS is terminated here, as for a host without ssl-passthrough: "
+                          "the '/' rule's Service does not exist"}
+    if target == CLOSE:
+        return {"host": name.lower(), "enabled": True, "endpoint": None,
+                "reason": "the connection is closed (no '/' rule, its Service has no "
+                          "ClusterIP, or its backend has no ready endpoint)"}
     assert isinstance(target, tuple)
     return {"host": name.lower(), "enabled": True, "endpoint": host_port(*target),
             "reason": f"piped to {host_port(*target)} without TLS termination (with "

@@ -135,7 +135,7 @@ def check_findings(res: Resources, ingress_class: str | None = None,
 
         found += [_Said(p.object, p.field, p.message, text=str(p))
                   for p in dh_param_problems(res, settings)]
-    found += _passthrough_notes(table, ssl_passthrough)
+    found += _passthrough_notes(table, ssl_passthrough, res)
     if not res.ingresses:
         # A folder of READMEs, an empty file, a wrong path to a folder: "ok" alone would
         # read as "your Ingresses are valid".
@@ -143,21 +143,26 @@ def check_findings(res: Resources, ingress_class: str | None = None,
     return table, found
 
 
-def _passthrough_notes(table: RouteTable, enabled: bool) -> list[Diagnostic]:
+def _passthrough_notes(table: RouteTable, enabled: bool, res: Resources) -> list[Diagnostic]:
     """What ``serve --tls-listen`` logs of the ``ssl-passthrough`` annotations at start
     (proxy/_passthrough.py ``passthrough_hosts``, its own build): an invalid value, a canary,
     no rule host, a host whose server is an older Ingress's; with ``enabled``
-    (``--enable-ssl-passthrough``) a wildcard host and a host without a ``/`` rule, without
+    (``--enable-ssl-passthrough``) a wildcard host and a host without a ``/`` rule, and a
+    ``/`` rule whose Service is missing, headless or ExternalName (``undialable``); without
     it that each such host is terminated (the annotation ignored, as ingress-nginx ignores it
     without its flag)."""
     try:
-        from .proxy._passthrough import PASSTHROUGH, passthrough_hosts
+        from .proxy._passthrough import PASSTHROUGH, passthrough_hosts, undialable
     except ImportError:  # pragma: no cover - the proxy is optional for check
         return []
     out: list[Diagnostic] = []
-    for w in dict.fromkeys(passthrough_hosts(table, enabled).warnings):
+    hosts = passthrough_hosts(table, enabled)
+    for w in dict.fromkeys(hosts.warnings):
         obj, _, message = w.partition(f": annotation {PASSTHROUGH}: ")
         out.append(_Said(obj, f"metadata.annotations[{PASSTHROUGH}]", message, text=w))
+    for ingress, message in undialable(res.services, hosts.routes)[1] if hosts.routes else ():
+        out.append(_Said(f"Ingress {ingress}", "spec.rules", message,
+                         text=f"Ingress {ingress}: {message}"))
     return out
 
 

@@ -236,7 +236,8 @@ def test_body_sent_after_head_is_held_during_auth() -> None:
     p.send(b"def")
     out = p.connect()
     assert status_of(out) == 200 and out.endswith(b"backend /up abcdef")
-    assert b"abc" not in bytes(_ups(p, AUTH)[0].raw)
+    # (After the subrequest's head: its X-Request-ID may hold "abc".)
+    assert b"abc" not in bytes(_ups(p, AUTH)[0].raw).partition(b"\r\n\r\n")[2]
 
 
 def test_client_gone_during_auth_closes_auth_connection() -> None:

@@ -72,7 +72,9 @@ def test_fresh_connection_only_empty_lines_then_head_timeout_is_a_408_record() -
     assert p.timer == (TimerKind.HEAD, 60.0)  # not re-armed by a read: still accept's
     p.now = 0.0  # (``fire`` adds the armed 60 s to ``now``: the deadline is accept's, 60.0)
     out = p.fire(TimerKind.HEAD)
-    assert status_of(out) == 408  # as the head timeout of a partial head answers
+    # Logged 408 but not answered, as nginx (a partial head's 408 is answered: README); the
+    # client thinks the connection idle and could read a 408 as its next request's answer.
+    assert out == b""
     assert p.closed
     (rec,) = p.records
     _assert_empty_head_record(rec, 408, 10.0, 60.0)
@@ -103,7 +105,7 @@ def test_keep_alive_empty_lines_then_head_timeout_is_a_408_record() -> None:
     p.now = 5.0
     p.send(b"\r\n")
     out = p.fire(TimerKind.HEAD)
-    assert status_of(out) == 408 and p.closed
+    assert out == b"" and p.closed  # logged, not answered (a stray CRLF after a request)
     assert [r.status for r in p.records] == [200, 408]
     _assert_empty_head_record(p.records[1], 408, 5.0, 12.0)
 
@@ -122,7 +124,7 @@ def test_empty_lines_pipelined_behind_a_request(ending: str) -> None:
         assert p.eof() == b""
         status, end = 400, 3.0
     else:
-        assert status_of(p.fire(TimerKind.HEAD)) == 408
+        assert p.fire(TimerKind.HEAD) == b""
         status, end = 408, 10.0
     assert p.closed and [r.status for r in p.records] == [200, status]
     _assert_empty_head_record(p.records[1], status, 3.0, end)
@@ -224,11 +226,11 @@ async def test_server_records_a_client_sending_only_empty_lines() -> None:
         writer.close()
         assert await until(lambda: len(records) == 1 and not server.connections)
         assert records[0].status == 400 and records[0].request_line is None
-        # The header timeout: nginx's 408, answered as for a partial head.
+        # The header timeout: nginx's 408, logged; not answered (a partial head's would be).
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"\r\n")
         answer = await asyncio.wait_for(reader.read(), 3)
-        assert status_of(answer) == 408
+        assert answer == b""
         writer.close()
         assert await until(lambda: len(records) == 2 and not server.connections)
         assert records[1].status == 408 and records[1].bytes_in == 0

@@ -41,6 +41,7 @@ __all__ = [
     "redirect_for",
     "access_answer",
     "denied_first",
+    "proxy_ssl_denied",
     "parse_each_route",
     "location_redirect",
     "https_redirect",
@@ -723,6 +724,16 @@ def denied_first(opts: RouteOptions, path: str) -> bool:
             and not (path == "/" and opts.app_root is not None))
 
 
+def proxy_ssl_denied(opts: RouteOptions) -> bool:
+    """Whether the location of ``opts`` is denied for its ``proxy-ssl-secret`` (one it cannot
+    use: proxy/_proxy_ssl.py; proxyssl/main.go "error obtaining certificate" ->
+    ``LocationDeniedError``, which annotations.go ``Extract`` makes the Ingress's ``Denied``):
+    it answers 503, without CORS or custom-headers (nginx.tmpl's ``isLocationAllowed``). Only
+    the proxy core asks: IngressASGI makes no TLS connection to an endpoint."""
+    ssl = opts.proxy_ssl
+    return ssl is not None and ssl.config()[1] is not None
+
+
 def body_too_large(opts: RouteOptions, path: str, length: int | None) -> bool:
     """Whether a routed request's declared length (``length``: its Content-Length, None or
     negative without one) is refused 413 before its location's redirects and access control.
@@ -1142,7 +1153,8 @@ class RouteOptionsSource:
                          server_scheme: str | None = None, location_host: str | None = None,
                          target: tuple[str, str | None] | None = None,
                          length: int | None = None, method: str = "",
-                         origin: str | None = None) -> tuple[str, int, bytes | None] | None:
+                         origin: str | None = None, upstream_tls: bool = False
+                         ) -> tuple[str, int, bytes | None] | None:
         """The ssl-redirect of a request for ``host`` (normalised; empty: none) whose path no
         rule covers: ingress-nginx serves it from the server's own ``location /``
         (``_unrouted_options``), where the server's ssl-redirect applies before the default
@@ -1209,9 +1221,12 @@ class RouteOptionsSource:
                 # $proxy_upstream_name "-";`` and before any location's.
                 return "server", 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
         access = opts.access
-        if access is not None and (access.denied is not None or access.secret_denied()):
+        if (access is not None and (access.denied is not None or access.secret_denied())) \
+                or (upstream_tls and proxy_ssl_denied(opts)):
             # The denied location's "return 503" comes before its redirects (and its 413, as
-            # a routed request's: ``denied_first``).
+            # a routed request's: ``denied_first``). ``upstream_tls`` (the proxy core): its
+            # proxy-ssl-secret's denial too (``proxy_ssl_denied``; ``createServers`` gives the
+            # server's ``location /`` the oldest Ingress's "loc.Denied = anns.Denied").
             return None
         too_large = self._unrouted_too_large(opts, length)
         if too_large is not None:
@@ -1247,15 +1262,21 @@ class RouteOptionsSource:
 
     def _unrouted_status(self, host: str, client_ip: str | None,
                          authorization: Callable[[], bytes | None] = lambda: None,
-                         request: Callable[[], tuple[bytes, bytes, float]] | None = None
-                         ) -> tuple[int, bytes | None]:
+                         request: Callable[[], tuple[bytes, bytes, float]] | None = None,
+                         upstream_tls: bool = False) -> tuple[int, bytes | None]:
         """After ``_unrouted_redirect`` gave nothing, the status of a request for ``host``
         (normalised; empty: none) whose path no rule covers: 0 (the 404 of the default
         backend, or the ``fallback`` app), or the access control of the server's ``location
         /`` (it carries the oldest Ingress's annotations, allow/deny lists and denial
         included: ``_unrouted_options``): 403 or 503. A host no Ingress names is served by
         ingress-nginx's default server, where only the ConfigMap's ``block-cidrs`` applies.
-        ``(status, WWW-Authenticate value or None)`` (``access_answer``). Cold path."""
+        ``(status, WWW-Authenticate value or None)`` (``access_answer``). With
+        ``upstream_tls`` (the proxy core) a ``location /`` denied for its proxy-ssl-secret
+        answers 503 (``proxy_ssl_denied``). Cold path."""
+        if upstream_tls and host:
+            opts = self._unrouted_options(host)
+            if opts is not None and proxy_ssl_denied(opts):
+                return 503, None
         return access_answer(self._unrouted_access(host), client_ip, authorization, request)
 
     def _unrouted_access(self, host: str) -> Access | None:

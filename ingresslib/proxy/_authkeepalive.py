@@ -14,8 +14,9 @@ References (kubernetes/ingress-nginx, nginx):
   <buildAuthUpstreamName>`` block (``server <host:port>; keepalive N; keepalive_requests R;
   keepalive_timeout Ts;``) and in the auth location ``proxy_http_version 1.1; proxy_set_header
   Connection "";``; ``auth-keepalive-share-vars`` only decides whether the subrequest shares
-  the main request's nginx variables (``$req_id``: the same X-Request-ID in both). ingresslib
-  generates no X-Request-ID for the subrequest (README), so it has no effect here: accepted.
+  the main request's nginx variables (``$req_id``: the same X-Request-ID in both). ingresslib's
+  subrequest always carries the request's id (proxy/_extauth.py ``_request_id``, as nginx's
+  ``auth_request``), so it has no effect here: accepted.
 - nginx ``ngx_http_upstream_keepalive_module.c`` ``ngx_http_upstream_free_keepalive_peer``:
   a connection is cached only when its answer was read whole and it is to be kept
   (``u->keepalive``: no ``Connection: close``, HTTP/1.1, a known length), ``c->requests <

@@ -143,6 +143,7 @@ from ._actions import (
     body_too_large,
     denied_first,
     location_host_of,
+    proxy_ssl_denied,
     redirect_for,
     tls_host_predicate,
     unrouted_global_limit,
@@ -201,6 +202,7 @@ from ._headers import (
     passes_backend_server,
     redirect_scheme,
     request_header_kind,
+    client_request_id,
     special_request_names,
     valid_request_id,
 )
@@ -917,9 +919,14 @@ class ClientConnection:
         elif kind is TimerKind.HEAD:
             if self._busy:
                 return []
-            if self._inbuf:
+            if self._inbuf.strip(b"\r\n"):
                 # "client_header_timeout": nginx closes with 408 logged; we also say it.
                 self._error_response(408, None, now)
+            elif self._inbuf:
+                # Only empty lines: logged 408 as nginx, but not answered. The client thinks
+                # the connection idle (a stray CRLF after a body): a 408 now could be read
+                # as the answer to the request it is about to send.
+                self._head_cut_short(now, 408)
             else:
                 self._close_downstream()
         elif kind is TimerKind.UPSTREAM_READ:
@@ -1423,7 +1430,8 @@ class ClientConnection:
             return
         req.decision = decision
         opts = req.opts = self.proxy.options_for(decision.match)
-        if self._tls_denied(req, opts):
+        # (Tested inline first: a plain request pays no call for it.)
+        if (opts.auth_tls or opts.proxy_ssl is not None) and self._tls_denied(req, opts):
             self._local_response(req, 503, now)
             return
         access = opts.access
@@ -1521,7 +1529,10 @@ class ClientConnection:
         Ingress's ``global-rate-limit*`` and ``limit-*``: ``locationApplyAnnotations``
         "loc.GlobalRateLimit = anns.GlobalRateLimit", "loc.RateLimit = anns.RateLimit"), as a
         routed request's: after the location's redirects, before its access control, the same
-        counters and zones as that Ingress's rules. True if refused (answered)."""
+        counters and zones as that Ingress's rules. True if refused (answered). False for a
+        location denied for its proxy-ssl-secret: its "return 503" comes first."""
+        if server is not None and server.proxy_ssl is not None and proxy_ssl_denied(server):
+            return False
         glimit = unrouted_global_limit(server)
         if glimit is not None and self._global_limit(req, event, glimit, now):
             return True
@@ -1539,7 +1550,8 @@ class ClientConnection:
                 lambda later: self._answer_unrouted(req, event, later)):
             return
         status, challenge = self.proxy._unrouted_status(
-            req.host, req.client_ip, authorization, lambda: _digest_request(req, now))
+            req.host, req.client_ip, authorization, lambda: _digest_request(req, now),
+            upstream_tls=True)
         if not status and challenge is not None:
             # A verified digest response's Authentication-Info (proxy/_digest.py).
             self._digest_info, challenge = (req, challenge), None
@@ -1797,7 +1809,7 @@ class ClientConnection:
                                                  server_scheme=self.scheme,
                                                  location_host=location_host, target=target,
                                                  length=length, method=req.method_s,
-                                                 origin=self._origin(event))
+                                                 origin=self._origin(event), upstream_tls=True)
         if answer is None:
             return False
         # Where nginx answers it: the www twin's own server (no upstream name), the server
@@ -2078,10 +2090,16 @@ class ClientConnection:
             out.append(b"connection: close\r\n")
         # X-Request-ID: passed through, or generated (32 lower-case hex, ingress-nginx $req_id).
         if request_id is None and s.generate_request_id:
-            try:
-                request_id = self.proxy.request_id().encode("ascii")
-            except Exception:
-                request_id = self.proxy._request_id_failed().encode("ascii")
+            if req.request_id is None:
+                try:
+                    request_id = self.proxy.request_id().encode("ascii")
+                except Exception:
+                    request_id = self.proxy._request_id_failed().encode("ascii")
+            else:
+                # Generated for the auth subrequest already (proxy/_extauth.py
+                # ``_request_id``): nginx's $request_id is one per request, shared with its
+                # auth_request subrequest ("sr->variables = r->variables").
+                request_id = req.request_id.encode("latin-1")
         if request_id is not None:
             req.request_id = request_id.decode("latin-1")
             out.append(b"x-request-id: %s\r\n" % request_id)
@@ -2780,11 +2798,15 @@ class ClientConnection:
         """Whether ``opts`` is a location ingress-nginx denies (``ing_errors.LocationDenied``):
         nginx.tmpl writes its CORS template and custom-headers only ``{{ if isLocationAllowed
         $location }}``, the denied location gets "# Location denied ... return 503;" alone.
-        An access annotation's denial, or (the route's own location) ``_tls_denied``."""
+        An access annotation's denial, a proxy-ssl-secret's (the server ``location /`` of an
+        unrouted request too: ``proxy_ssl_denied``), or (the route's own location)
+        ``_tls_denied``."""
         access = opts.access
         if access is not None and (access.denied is not None or access.secret_denied()):
             return True
-        return opts is req.opts and self._tls_denied(req, opts)
+        if opts is not req.opts:
+            return opts.proxy_ssl is not None and proxy_ssl_denied(opts)
+        return self._tls_denied(req, opts)
 
     def _tls_denied(self, req: _Request, opts: RouteOptions) -> bool:
         """The route's location answers 503 for its TLS annotations: a ``proxy-ssl-secret`` it
@@ -3220,8 +3242,9 @@ class ClientConnection:
         req.bytes_in = end + 4 if end >= 0 else len(head)
         return req
 
-    def _head_cut_short(self, now: float) -> None:
-        """The client closed with a request head partly read: logged, never answered.
+    def _head_cut_short(self, now: float, status: int = 400) -> None:
+        """The client closed with a request head partly read: logged, never answered
+        (``status`` 408: a head of empty lines only, at its deadline, ``timer_expired``).
 
         nginx's ngx_http_read_request_header on recv() == 0: "client prematurely closed
         connection" ... "c->error = 1; ... ngx_http_finalize_request(r, NGX_HTTP_BAD_REQUEST)";
@@ -3231,7 +3254,7 @@ class ClientConnection:
         request began at its first byte (ngx_http_create_request, from the wait or keep-alive
         handler's first read), so its $request_time runs from there."""
         req = self._unparsed_request(now)
-        req.status = 400
+        req.status = status
         req.terminated = True
         self._inbuf.clear()
         self._emit_record(req, now)
@@ -3441,7 +3464,8 @@ class ClientConnection:
         $http_x_request_id; {{ if $cfg.GenerateRequestID }} "" $request_id; {{ end }} }"): the
         client's first X-Request-ID when it is an opaque token (``valid_request_id``) and not
         named in Connection (the proxied path drops those before it looks), else a generated
-        id when ``generate_request_id`` is on, else None.
+        id when ``generate_request_id`` is on, else None. The auth subrequest's id too
+        (proxy/_extauth.py ``_request_id``), chosen before the backend's head is built.
 
         A request whose head was refused before h11 parsed it (bare LF, 414/431 limits, a head
         deadline: no ``req.event``) gets a generated id, never one read out of bytes that were
@@ -3449,17 +3473,8 @@ class ClientConnection:
         not parse, so its map falls to $request_id too."""
         ev = req.event
         if ev is not None:
-            items = ev.headers._full_items
-            first: bytes | None = None
-            named = False
-            for _, name, value in items:
-                if name == b"x-request-id":
-                    if first is None:
-                        first = value
-                elif name == b"connection":
-                    named = named or b"x-request-id" in (
-                        t.strip().lower() for t in value.split(b","))
-            if first is not None and not named and valid_request_id(first):
+            first = client_request_id((name, value) for _, name, value in ev.headers._full_items)
+            if first is not None:
                 return first.decode("latin-1")
         if self.settings.generate_request_id:
             try:

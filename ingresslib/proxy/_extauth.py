@@ -46,7 +46,16 @@ Without ``auth-keepalive`` the subrequest says ``Connection: close`` and its con
 closed after the answer (nginx's default); with it (proxy/_authkeepalive.py) the subrequest has
 no ``Connection`` header, its answer is read to its end and the connection goes back to a pool.
 ``auth-cache-key`` / ``auth-cache-duration`` cache the answers (proxy/_authcache.py: a hit
-sends no subrequest). What a client sends
+sends no subrequest). The subrequest's ``X-Request-ID`` is the request's id (``_request_id``):
+the one the backend and the access log get, chosen once (the client's lines replaced, as
+``proxy_set_header X-Request-ID $req_id`` replaces them; an ``auth_request`` subrequest shares
+the main request's variables, nginx ``ngx_http_subrequest``: "sr->variables = r->variables",
+and ``$request_id`` is cacheable). With ``auth-keepalive`` ingress-nginx (``use-http2:
+"false"`` only: template.go ``shouldApplyAuthUpstream``) asks through Lua's
+``ngx.location.capture``, whose subrequest gets variables of its own unless
+``auth-keepalive-share-vars`` (lua-nginx-module ``ngx_http_lua_adjust_subrequest``: "we do not
+inherit the parent request's variables"): a generated id of its own there; ingresslib sends
+the request's id either way (README). What a client sends
 never reaches the auth service as if this hop had written it (``_client_dropped``): not its
 ``ssl-client-*`` headers (nginx.tmpl's auth location sends the handshake's on a server with
 ``auth-tls-*``), ``Proxy``, a name nginx's ``ignore_invalid_headers`` drops, an underscore
@@ -118,7 +127,7 @@ _REPLACED = frozenset({
     b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te",
     b"expect", b"upgrade", b"x-forwarded-proto", b"x-original-url", b"x-original-method",
     b"x-sent-from", b"x-real-ip", b"x-forwarded-for", b"x-auth-request-redirect",
-    b"proxy"}) | CLIENT_CERT_HEADERS
+    b"x-request-id", b"proxy"}) | CLIENT_CERT_HEADERS
 _METHOD_REPLACED = frozenset({b"x-original-uri", b"x-scheme"})
 #: Never set on the backend request from the auth answer (``auth-response-headers``): the
 #: body's framing and the hop-by-hop headers, which the core writes itself. nginx's
@@ -391,13 +400,15 @@ def subrequest_head(auth: ExtAuth, items: Any, *, method: bytes, request_uri: st
                     forwarded_for: bytes, set_pairs: tuple[tuple[bytes, bytes], ...] = (),
                     settings: Any = None, trusted: bool = False,
                     cert_lines: list[bytes] | tuple[bytes, ...] = (),
-                    keepalive: bool = False) -> bytes:
+                    keepalive: bool = False, request_id: bytes | None = None) -> bytes:
     """The auth subrequest's head: the client's headers (``items``: h11's (raw, name, value))
     but those nginx.tmpl's auth location replaces and those ``_client_dropped`` keeps out
     (``settings``: the ProxySettings whose header name policy applies, None: nginx's
     defaults; ``trusted``: the peer's forwarded headers are believed), then its own
     (``cert_lines``: the ``ssl-client-*`` lines of a server with ``auth-tls-*``;
-    ``keepalive``: ``proxy_set_header Connection ""``, no ``Connection: close``)."""
+    ``keepalive``: ``proxy_set_header Connection ""``, no ``Connection: close``;
+    ``request_id``: the request's id, ``$req_id``, None: none, as nginx's proxy_set_header
+    sends no empty header; the client's X-Request-ID lines are never passed)."""
     drop = _REPLACED | _METHOD_REPLACED if auth.method is not None else _REPLACED
     if set_pairs:
         drop = drop | {n.lower() for n, _ in set_pairs}
@@ -424,6 +435,8 @@ def subrequest_head(auth: ExtAuth, items: Any, *, method: bytes, request_uri: st
     if forwarded_for:
         lines.append(b"x-forwarded-for: %s\r\n" % forwarded_for)
     lines.append(b"x-auth-request-redirect: %s\r\n" % (auth.request_redirect or uri))
+    if request_id is not None:
+        lines.append(b"x-request-id: %s\r\n" % request_id)
     if auth.method is not None:
         lines.append(b"x-original-uri: %s\r\n" % uri)
         if pass_scheme:
@@ -625,7 +638,7 @@ def auth_connected(conn: Any, now: float, reused: bool = False) -> list[Any]:
         pass_scheme=variables["pass_access_scheme"], http_host=variables["http_host"],
         client_ip=req.client_ip, forwarded_for=ff, set_pairs=pairs, settings=s,
         trusted=conn._peer_trusted and s.use_forwarded_headers, cert_lines=cert_lines,
-        keepalive=auth.keepalive is not None)
+        keepalive=auth.keepalive is not None, request_id=_request_id(conn, req))
     from ._actions import SendUpstream, TimerKind
 
     # nginx.tmpl's auth location: "proxy_buffer_size {{ $location.Proxy.BufferSize }}": the
@@ -638,6 +651,18 @@ def auth_connected(conn: Any, now: float, reused: bool = False) -> list[Any]:
     conn._out.append(SendUpstream(call.conn_id, head))
     conn._set_timer(TimerKind.UPSTREAM_READ, req.opts.read_timeout)
     return conn._flush()  # type: ignore[no-any-return]
+
+
+def _request_id(conn: Any, req: Any) -> bytes | None:
+    """``$req_id`` of ``req`` for its auth subrequest (nginx.tmpl's auth location:
+    "proxy_set_header X-Request-ID $req_id"): chosen once per request
+    (``ClientConnection._local_request_id``, the backend's rule) and kept as
+    ``req.request_id``, which the backend's head (``_build_upstream_headers``) and the access
+    log then reuse: a retried subrequest (``_retry``) and the backend get the same id."""
+    rid: str | None = req.request_id
+    if rid is None:
+        rid = req.request_id = conn._local_request_id(req)
+    return None if rid is None else rid.encode("latin-1")
 
 
 def auth_data(conn: Any, chunk: bytes, now: float) -> list[Any]:

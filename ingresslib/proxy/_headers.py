@@ -48,6 +48,7 @@ __all__ = [
     "OPTIONS_ALLOW",
     "has_control",
     "valid_request_id",
+    "client_request_id",
     "REQUEST_DROP",
     "RESPONSE_DROP",
     "RESPONSE_DROP_PASS_SERVER",
@@ -242,6 +243,25 @@ def valid_request_id(value: bytes) -> bool:
     """True if a client's ``X-Request-ID`` may be passed through: 1-200 characters of
     ``[A-Za-z0-9._~:+/=-]`` (anything else, empty included, is replaced by a generated id)."""
     return _REQUEST_ID.fullmatch(value) is not None
+
+
+def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The client's X-Request-ID that is the request's id (``$req_id``), from its headers as
+    ``(lower-cased name, value)`` pairs: the first one, when it may pass (``valid_request_id``)
+    and no Connection header names it (hop-by-hop: dropped before it is looked at, as on the
+    way to the backend, ``request_header_kind``); else None (a generated id, with
+    ``generate_request_id``, takes its place). nginx.tmpl: "map $http_x_request_id $req_id
+    { default $http_x_request_id; "" $request_id; }"."""
+    first: bytes | None = None
+    named = False
+    for name, value in headers:
+        if name == b"x-request-id":
+            if first is None:
+                first = value
+        elif name == b"connection":
+            named = named or b"x-request-id" in (
+                t.strip().lower() for t in value.split(b","))
+    return first if first is not None and not named and valid_request_id(first) else None
 
 
 

@@ -19,7 +19,10 @@ goes to nginx's own TLS port and is terminated there. Which servers and backends
   server's default root location; without one, the root location stays the default
   backend's with an empty Service (``Service: &apiv1.Service{}``), whose ClusterIP and port
   are empty: the dial fails and the client's connection is closed.
-* The proxy dials the Service's ClusterIP (kube-proxy then picks an endpoint).
+* The proxy dials the Service's ClusterIP (kube-proxy then picks an endpoint). nginx.go
+  leaves a host whose ``/`` Service does not exist out of the proxy ("Missing Service for SSL
+  Passthrough backend"): terminated by nginx; a headless or ExternalName Service has no
+  ClusterIP to dial: closed (``undialable``).
 
 ingresslib has no ClusterIP: the ``/`` rule's route is asked for an endpoint by the router,
 as a ``GET /`` from the client would be balanced (its balancer, affinity by client address
@@ -41,7 +44,8 @@ from typing import Any
 
 from .._goparse import parse_bool
 
-__all__ = ["PASSTHROUGH", "PassthroughHosts", "PassthroughRoutes", "passthrough_hosts"]
+__all__ = ["PASSTHROUGH", "PassthroughHosts", "PassthroughRoutes", "passthrough_hosts",
+           "undialable"]
 
 _log = logging.getLogger("ingresslib.server")
 
@@ -149,27 +153,88 @@ def passthrough_hosts(table: Any, enabled: bool) -> PassthroughHosts:
     return PassthroughHosts(routes, tuple(warnings))
 
 
+def undialable(services: Any, routes: Mapping[str, Any]
+               ) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    """Passthrough host -> what becomes of its connections when ingress-nginx's TLS proxy
+    cannot dial its ``/`` rule's Service as the others (None: terminated here; :data:`CLOSE`),
+    and a warning for each (the rule's Ingress, the message: ``check`` reports them too).
+    nginx.go fills the proxy's ``ServerList`` with ``IP:
+    svc.Spec.ClusterIP`` of the root location's Service:
+
+    * no such Service: the upstream has none (controller.go ``createUpstreams``: "Error
+      obtaining Service" ``continue`` before ``upstreams[name].Service = s``), and nginx.go
+      skips the host ("Missing Service for SSL Passthrough backend %q"): ``TCPProxy.Get``
+      gives its connections the default, nginx's own TLS listener, which terminates them;
+    * a headless Service (``clusterIP: None``): the proxy dials ``"None:port"``, a name that
+      does not resolve, and closes the client's connection;
+    * an ExternalName Service: no ClusterIP, the proxy dials ``":port"`` (the controller's
+      own addresses), never the external name: closed here.
+
+    A resource backend (no Service) is left to the endpoint pick (none: closed)."""
+    known = {(s.metadata.namespace, s.metadata.name): s for s in services}
+    verdicts: dict[str, str | None] = {}
+    warnings: list[tuple[str, str]] = []
+    for host, match in routes.items():
+        if match is None or not getattr(match, "service", None):
+            continue
+        ref = f"{match.namespace}/{match.service}"
+        svc = known.get((match.namespace, match.service))
+        if svc is None:
+            verdicts[host] = None
+            warnings.append((match.ingress, f"ssl-passthrough host {host}: its '/' rule's "
+                             f"Service {ref} not found: its TLS is terminated here "
+                             "(ingress-nginx: \"Missing Service for SSL Passthrough backend\", "
+                             "its TLS proxy's default)"))
+        elif svc.spec.cluster_ip == "None" or svc.spec.type == "ExternalName":
+            verdicts[host] = CLOSE
+            warnings.append((match.ingress, f"ssl-passthrough host {host}: its '/' rule's "
+                             f"Service {ref} has no ClusterIP (headless or ExternalName): its "
+                             "connections are closed "
+                             "(ingress-nginx's TLS proxy dials the ClusterIP: \"None\" does "
+                             "not resolve, an ExternalName's empty one is the controller's own "
+                             "address, never the external name)"))
+    return verdicts, warnings
+
+
 class PassthroughRoutes:
     """A server's passthrough decisions: rebuilt (and its warnings logged) whenever the
-    router's table changes."""
+    router's table changes; which hosts' Services cannot be dialed (:func:`undialable`),
+    whenever its Resources or the hosts change (Services change without a table rebuild)."""
 
-    __slots__ = ("enabled", "_table", "_hosts")
+    __slots__ = ("enabled", "_table", "_hosts", "_checked", "_undialable")
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = bool(enabled)
         self._table: Any = None
         self._hosts = PassthroughHosts()
+        #: The (Resources, PassthroughHosts) that ``_undialable`` was computed for.
+        self._checked: tuple[Any, Any] = (None, None)
+        self._undialable: dict[str, str | None] = {}
 
     def hosts(self, router: Any) -> PassthroughHosts:
         """The passthrough hosts of ``router``'s current table (its warnings logged once per
-        table)."""
+        table), their Services checked (:meth:`_services_checked`)."""
         table = getattr(router, "table", None)
         if table is not self._table:
             hosts = passthrough_hosts(table, self.enabled)
             for w in hosts.warnings:
                 _log.warning("%s", w)
             self._table, self._hosts = table, hosts
+        if self._hosts.routes:
+            self._services_checked(router)
         return self._hosts
+
+    def _services_checked(self, router: Any) -> None:
+        """:func:`undialable` for ``router``'s Resources and current hosts, when either
+        changed (its warnings logged once for each)."""
+        res, hosts = getattr(router, "resources", None), self._hosts
+        if self._checked[0] is not res or self._checked[1] is not hosts:
+            services = getattr(res, "services", None)
+            found, warnings = (({}, []) if services is None
+                               else undialable(services, hosts.routes))
+            for ingress, message in warnings:
+                _log.warning("Ingress %s: %s", ingress, message)
+            self._checked, self._undialable = (res, hosts), found
 
     def decide(self, router: Any, server_name: bytes | None,
                client_ip: str | None) -> tuple[str, int] | str | None:
@@ -192,6 +257,8 @@ class PassthroughRoutes:
         match = routes[name]
         if match is None:
             return CLOSE
+        if name in self._undialable:
+            return self._undialable[name]
         try:
             decision = _root_pick(router, match, name, client_ip)
         except Exception:  # noqa: BLE001 - a router's failure closes this connection only

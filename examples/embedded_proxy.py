@@ -76,11 +76,13 @@ def _stamp(paths: list[str]) -> list[tuple[str, int, int]]:
 
 
 def _hosts(router: ingresslib.Router) -> set[str]:
-    """The rule hosts of the Ingresses served: the hosts the metrics count per host. A canary
-    Ingress's hosts are not among them (ingress-nginx makes no server of its own for it)."""
+    """The rule hosts of the Ingresses served and their ``server-alias`` names: the hosts the
+    metrics count per host (ingress-nginx's ``SetHosts`` takes each server's aliases too). A
+    canary Ingress's hosts are not among them (ingress-nginx makes no server of its own for
+    it)."""
     return {rule.host for ing in router.table.served
             if ing.metadata.annotations.get("nginx.ingress.kubernetes.io/canary") != "true"
-            for rule in ing.spec.rules if rule.host}
+            for rule in ing.spec.rules if rule.host} | set(router.table.aliases)
 
 
 async def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ all collected, raised as one :class:`ValidationError` (the CLI exits 2).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from ._decode import _bool as _decode_bool
 from ._decode import _Dec, _jtype, _meta, _str_map
 from ._errors import FieldError, ValidationError, short_repr
 from ._goparse import parse_bool
-from ._iptext import network_text
 from ._spelling import close_name
 from .proxy._annotations import NGINX_MAX_SECONDS as _NGINX_MAX_SECONDS
 from .proxy._location_extras import parse_http_version
@@ -251,17 +249,12 @@ def _next_upstream(v: str) -> tuple[str, ...]:
 
 
 def _cidrs(v: str) -> tuple[str, ...]:
-    # ingress-nginx: "proxy-real-ip-cidr: 0.0.0.0/0" or a comma-separated list.
-    out = []
-    for part in v.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            out.append(network_text(ipaddress.ip_network(part, strict=False)))
-        except ValueError:
-            raise _Bad(f"{part!r} is not a valid CIDR") from None
-    return tuple(out)
+    # ingress-nginx: "proxy-real-ip-cidr: 0.0.0.0/0" or a comma-separated list, split by
+    # splitAndTrimSpace and written as is into "set_real_ip_from" lines (http and stream
+    # blocks), which nginx reads with ngx_ptocidr, as the access lists' "allow"/"deny": a
+    # decimal prefix only (a netmask, "10.0.0.0/255.0.0.0", or a zone is then taken for a host
+    # name, which fails the reload). One parser for both.
+    return _source_ranges(v)
 
 
 def _source_ranges(v: str) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ from prometheus_client.utils import floatToGoString as _untyped_float
 from ._accesslog import upstream_names, upstream_times
 from ._models import Ingress
 from ._resources import Resources
-from ._table import _is_canary
+from ._table import _age_key, _is_canary, alias_servers
 from .proxy._actions import RequestRecord
 
 __all__ = [
@@ -1008,9 +1008,15 @@ def hosts_of(res: Resources, ingresses: Iterable[Ingress] | None = None) -> froz
     not among them: createServers skips it ("Ingress %v is marked as Canary, ignoring"), so a
     host only a canary names has no server (the router routes none of its requests either: a
     canary joins a main rule or serves nothing); the main Ingress's rule brings a host both
-    name."""
-    return frozenset(r.host for ing in (res.ingresses if ingresses is None else ingresses)
-                     if not _is_canary(ing) for r in ing.spec.rules if r.host)
+    name. The ``server-alias`` names the route table keeps are among them too (controller.go
+    ``getConfiguration``: "for _, alias := range server.Aliases { ... hosts.Insert(alias) }"):
+    a request made by an alias is counted, its ``host`` label the alias (nginx's ``$host``)."""
+    mains = sorted((ing for ing in (res.ingresses if ingresses is None else ingresses)
+                    if not _is_canary(ing)), key=_age_key)
+    hosts = {r.host for ing in mains for r in ing.spec.rules if r.host}
+    # The first Ingress (oldest first) with aliases sets its server's (_table.server_aliases).
+    hosts.update(alias for alias, _server in alias_servers(mains))
+    return frozenset(hosts)
 
 
 # --- the server ----------------------------------------------------------------------------------

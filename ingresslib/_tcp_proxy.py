@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from ._passthrough_pipe import PassthroughPipe, _Side
 from ._serve_limits import out_of_fds, pace_accepts
 from ._tcp_services import TCPServiceTarget
+from .proxy._headers import TrustPolicy
 from .proxy._proxy_protocol import ProxyHeader, ProxyProtocolError, ProxyProtocolReader
 from .proxy._settings import ProxySettings
 
@@ -258,17 +258,11 @@ class TCPServices:
         s = self.settings
         if not s.enable_real_ip or not s.proxy_real_ip_cidr:
             return False
-        try:
-            ip = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        for cidr in s.proxy_real_ip_cidr:
-            try:
-                if ip in ipaddress.ip_network(cidr, strict=False):
-                    return True
-            except ValueError:
-                continue
-        return False
+        # As the HTTP proxy decides it (``TrustPolicy``): nginx stream's realip module asks
+        # ngx_cidr_match(), which compares a dual-stack listener's ::ffff:a.b.c.d peer as
+        # a.b.c.d ("if (IN6_IS_ADDR_V4MAPPED(inaddr6)) { family = AF_INET; ..."). The CIDRs
+        # are valid (ProxySettings checks them); a few per PROXY-protocol connection.
+        return TrustPolicy(s.proxy_real_ip_cidr).trusted(peer)
 
     async def update(self, targets: Sequence[TCPServiceTarget],
                      settings: ProxySettings | None = None) -> list[str]:

@@ -80,9 +80,11 @@ def test_an_unreadable_client_address_is_limited_not_ignored() -> None:
     limited. resty-ipmatcher errs there and global_throttle.lua limits the request."""
     rl = GlobalRateLimit(namespace="Ingress default/a", limit=1, window=60,
                          ignored_cidrs=("10.0.0.0/8", "fd00::/8"))
-    for ip in ("testclient", "unix:/run/x.sock", "10.1.2.3:80", "not-an-ip"):
+    # (::ffff:10.1.2.3: resty-ipmatcher reads the text as IPv6, which no IPv6 entry holds:
+    # limited, tests/test_h3_s33.py.)
+    for ip in ("testclient", "unix:/run/x.sock", "10.1.2.3:80", "not-an-ip", "::ffff:10.1.2.3"):
         assert not rl.ignored(ip), ip
-    for ip in ("10.1.2.3", "fd00::1", "fd00::1%eth0", "::ffff:10.1.2.3"):
+    for ip in ("10.1.2.3", "fd00::1", "fd00::1%eth0"):
         assert rl.ignored(ip), ip
 
     ann = {P + "global-rate-limit": "2", P + "global-rate-limit-window": "1h",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._iptext import network_text
 from .._models import GO_SPACE
@@ -79,45 +79,109 @@ def parse_source_ranges(value: str, *, annotation: bool = False) -> tuple[str, .
     ``networkNumberAndMask`` ("if ip = n.IP.To4() ... case IPv6len: if len(ip) == IPv4len { m =
     m[12:] }", golang/go src/net/ip.go), so nginx.tmpl writes ``deny 10.0.0.0/8;``, an IPv4
     rule, which an IPv4 client meets; kept as IPv6 it would be checked against IPv6 clients
-    only, and a denylisted IPv4 client would pass. The ConfigMap's lists (``annotation``
-    False) are written to nginx as given ("deny {{ trimSpace $ip }};"), where such an element
-    stays an IPv6 rule. A netmask (``10.0.0.0/255.0.0.0``) is refused, as by Go's ParseCIDR and
-    nginx's ``ngx_ptocidr`` (a decimal prefix only)."""
+    only, and a denylisted IPv4 client would pass. (ParseCIDR masks the address first, "return
+    ip, &IPNet{IP: ip.Mask(m), Mask: m}": under /96 the ``::ffff`` is cleared, no IPv4 form is
+    left.)
+
+    The ConfigMap's lists (``annotation`` False: ``block-cidrs``, ``whitelist-source-range``,
+    ``denylist-source-range``, ``proxy-real-ip-cidr``) are written to nginx as given ("deny {{
+    trimSpace $ip }};", "set_real_ip_from {{ $trusted_ip }};"), and nginx reads them
+    (``_nginx_network``): such an element stays an IPv6 rule, ``010.0.0.1`` is 10.0.0.1.
+
+    A netmask (``10.0.0.0/255.0.0.0``) is refused, as by Go's ParseCIDR and nginx's
+    ``ngx_ptocidr`` (a decimal prefix only), and a zone (``fe80::1%eth0``)."""
     out: list[str] = []
     for raw in value.split(","):
         item = raw.strip(GO_SPACE)
-        # Go's parsers refuse zones in a CIDR and leading zeros, as ``ipaddress`` does; "%"
-        # (an IPv6 zone) is refused explicitly since ``ipaddress`` may accept it, and a prefix
-        # that is not decimal digits (``ipaddress`` also reads netmasks and hostmasks).
-        _, slash, prefix = item.partition("/")
         try:
-            if not item or "%" in item or (
-                    slash and not (prefix.isascii() and prefix.isdigit())):
-                raise ValueError
-            net = ipaddress.ip_network(item, strict=False)
+            net = _go_network(item) if annotation else _nginx_network(item)
         except ValueError:
             raise ValueError(f"{raw.strip(' ')!r} is not a valid IP address or CIDR") from None
-        if annotation and isinstance(net, ipaddress.IPv6Network):
-            v4 = net.network_address.ipv4_mapped
-            if v4 is not None:  # only when prefix >= 96: ::ffff survives the mask
-                net = ipaddress.IPv4Network((int(v4), net.prefixlen - 96))
         out.append(network_text(net))
     return tuple(out)
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address_and_prefix(item: str) -> tuple[str, str | None]:
+    """``ADDRESS[/PREFIX]``, the prefix decimal digits (Go's ``dtoi``, nginx's ``ngx_atoi``;
+    ``ipaddress`` also reads netmasks and hostmasks), no zone (``%eth0``: in neither grammar,
+    ``ipaddress`` may read it); ValueError otherwise."""
+    address, slash, prefix = item.partition("/")
+    if not address or "%" in address or (
+            slash and not (prefix.isascii() and prefix.isdigit())):
+        raise ValueError(item)
+    return address, prefix if slash else None
+
+
+def _go_network(item: str) -> _Network:
+    """``item`` as ParseIPNets reads it and ``String()`` writes it back. Go's parsers refuse
+    leading zeros as ``ipaddress`` does."""
+    _address_and_prefix(item)
+    net = ipaddress.ip_network(item, strict=False)
+    if isinstance(net, ipaddress.IPv6Network):
+        v4 = net.network_address.ipv4_mapped
+        if v4 is not None:  # only when prefix >= 96: ::ffff survives the mask
+            return ipaddress.IPv4Network((int(v4), net.prefixlen - 96))
+    return net
+
+
+def _nginx_network(item: str) -> _Network:
+    """An ``allow``/``deny``/``set_real_ip_from`` parameter as nginx's ngx_ptocidr() reads it:
+    the address by ngx_inet_addr(), else ngx_inet6_addr() (``_ngx_addr``: decimal octets,
+    leading zeros and empty octets read, 255.255.255.255 (INADDR_NONE) no address), the
+    prefix by ngx_atoi() ("if (shift > 32) return NGX_ERROR;", 128 for IPv6), host bits
+    cleared ("low address bits of ... are meaningless", a warning). What Go writes
+    (``_go_network``) reads back as itself."""
+    from ._headers import _ngx_addr  # (_headers -> _settings -> this module)
+
+    address, prefix = _address_and_prefix(item)
+    text = _ngx_addr(address)
+    if text is None:
+        raise ValueError(address)
+    return ipaddress.ip_network(text if prefix is None else f"{text}/{prefix}", strict=False)
+
+
+def _rule_network(text: str) -> _Network:
+    """A list's element, as ``parse_source_ranges`` returned it or as a ConfigMap (or
+    ``ProxySettings``) gives it: as nginx reads its line; else as Go wrote it (only
+    ``255.255.255.255``, INADDR_NONE to ngx_inet_addr, is Go's and not nginx's: geo's
+    ngx_http_geo_cidr_value() and resty-ipmatcher read it)."""
+    try:
+        return _nginx_network(text)
+    except ValueError:
+        return _go_network(text)
+
+
+#: How a list meets an IPv4-mapped IPv6 client (``::ffff:a.b.c.d``: a dual-stack listener's
+#: peer, or a forwarded address), as the nginx code that reads the list does:
+#: - ``"access"``: ngx_http_access_handler, the IPv4 rules when there are any ("if (alcf->rules
+#:   && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))"), else the IPv6 ones;
+#: - ``"v4"``: ngx_http_geo_cidr_variable (limit-allowlist's ``geo $remote_addr``), always the
+#:   IPv4 tree ("if (IN6_IS_ADDR_V4MAPPED(inaddr6)) { ... ngx_radix32tree_find(ctx->u.trees.tree,
+#:   inaddr)"), where only "default 0" may be;
+#: - ``"v6"``: lua-resty-ipmatcher ``match`` (global-rate-limit-ignored-cidrs), which tries
+#:   ``inet_pton(AF_INET, ip)`` first: that refuses the ``::ffff:a.b.c.d`` text, which is then
+#:   matched as IPv6, against the IPv6 entries only.
+MappedClient = Literal["access", "v4", "v6"]
+
+
 class SourceRanges:
-    """Ordered ``allow``/``deny`` rules per address family, nginx's access-module lists."""
+    """Ordered ``allow``/``deny`` rules per address family, nginx's access-module lists (and,
+    with ``mapped``, the rate limits' lists: their rules all "deny", meaning "inside")."""
 
-    __slots__ = ("v4", "v6")
+    __slots__ = ("v4", "v6", "mapped")
 
-    def __init__(self) -> None:
+    def __init__(self, mapped: MappedClient = "access") -> None:
         #: (network, mask, deny) in order, as integers.
         self.v4: list[tuple[int, int, bool]] = []
         self.v6: list[tuple[int, int, bool]] = []
+        self.mapped = mapped
 
     def add(self, cidrs: Iterable[str], deny: bool) -> None:
         for text in cidrs:
-            net = ipaddress.ip_network(text, strict=False)
+            net = _rule_network(text.strip(GO_SPACE))
             if net.version == 4:
                 mask = (_V4_ALL << (32 - net.prefixlen)) & _V4_ALL
                 self.v4.append((int(net.network_address), mask, deny))
@@ -152,7 +216,8 @@ class SourceRanges:
         addr = int(parsed)
         if parsed.version == 4:
             return self.v4, addr
-        if self.v4 and addr >> 32 == 0xFFFF:  # ::ffff:a.b.c.d
+        if addr >> 32 == 0xFFFF and (  # ::ffff:a.b.c.d
+                self.mapped == "v4" or (self.mapped == "access" and self.v4)):
             return self.v4, addr & _V4_ALL
         return self.v6, addr
 

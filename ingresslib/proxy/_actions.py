@@ -30,7 +30,7 @@ from ._annotations import PREFIX, RouteOptions, parse_route_options, valid_app_r
 from ._cors import PREFLIGHT_STATUS
 from ._digest import DigestAuth
 from ._mirror import Mirror
-from ._proxy_ssl import HostProxySSL, UpstreamTLS, with_server
+from ._proxy_ssl import HostProxySSL, ProxySSL, UpstreamTLS, with_server
 from ._settings import ProxySettings
 
 __all__ = [
@@ -734,6 +734,33 @@ def proxy_ssl_denied(opts: RouteOptions) -> bool:
     return ssl is not None and ssl.config()[1] is not None
 
 
+class _OwnerDeniable(ProxySSL):
+    """The ``proxy-ssl-*`` of a default backend served as its host's server ``location /``
+    whose owner is another Ingress (``RouteOptionsSource._with_server_location``): the
+    backend's Ingress's own (``own``; None: nginx's defaults), denied while the owner's is
+    (``owner``, read at each request as a route's own: a Secret created or fixed later is
+    seen without a rebuild). controller.go ``createServers`` gives that location the owner's
+    "loc.Denied = anns.Denied" whichever backend it proxies to, and an unusable
+    proxy-ssl-secret is a denial (proxyssl/main.go "error obtaining certificate" ->
+    ``LocationDeniedError``): "return 503", no CORS or custom-headers (``isLocationAllowed``).
+    The owner's TLS settings are never used to speak to the backend's Service."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, own: ProxySSL | None, owner: ProxySSL,
+                 secrets: Callable[[], Any]) -> None:
+        if own is None:
+            super().__init__(None, None, secrets, None, "")
+        else:
+            super().__init__(own.values, own.denied_reason, own._secrets, own._warn,
+                             own._where, own.server)
+        self.owner = owner
+
+    def config(self) -> tuple[UpstreamTLS | None, str | None]:
+        reason = self.owner.config()[1]
+        return (None, reason) if reason is not None else super().config()
+
+
 def body_too_large(opts: RouteOptions, path: str, length: int | None) -> bool:
     """Whether a routed request's declared length (``length``: its Content-Length, None or
     negative without one) is refused 413 before its location's redirects and access control.
@@ -980,6 +1007,7 @@ class RouteOptionsSource:
                             self._settings.no_tls_redirect_locations):
                 opts = dataclasses.replace(opts, ssl_redirect=False, force_ssl_redirect=False)
         host = getattr(match, "host", None)
+        owner_ssl: ProxySSL | None = None
         if host:
             default = getattr(match, "is_default_backend", False)
             # A default backend is no location of its Ingress on this host: the host's app-root
@@ -990,6 +1018,7 @@ class RouteOptionsSource:
                 opts = dataclasses.replace(opts, app_root=root)
             if default:
                 opts = self._with_server_location(match, host, opts)
+                owner_ssl = self._owner_proxy_ssl(match, host)
         elif getattr(match, "is_default_backend", False):
             opts = _catch_all_location(opts)
         if (self._ext_auth if self._client_certs is None else self._client_certs) \
@@ -1003,6 +1032,9 @@ class RouteOptionsSource:
             if pssl is not None:
                 opts = dataclasses.replace(
                     opts, proxy_ssl=with_server(opts.proxy_ssl, pssl, self._router_secrets))
+        if owner_ssl is not None:
+            opts = dataclasses.replace(
+                opts, proxy_ssl=_OwnerDeniable(opts.proxy_ssl, owner_ssl, self._router_secrets))
         if len(self._options) > 8192:
             self._options.clear()
         # Holding the Match keeps id() unique while the entry lives.
@@ -1043,7 +1075,9 @@ class RouteOptionsSource:
         a rewrite-target that is a path, custom-http-errors with its ``default-backend``
         Service, which the router keeps with the backend): ingress-nginx's ``location /``
         proxies to the owner's or the global default backend, for which the owner's values are
-        written, never to this Service. The owner is the one ``_unrouted_options`` reads."""
+        written, never to this Service; but the owner's denial for its proxy-ssl-secret is the
+        location's: ``options_for`` wraps the backend's in ``_OwnerDeniable``
+        (``_owner_proxy_ssl``). The owner is the one ``_unrouted_options`` reads."""
         owners = self._server_owners()
         if not owners:
             return opts
@@ -1091,6 +1125,18 @@ class RouteOptionsSource:
             preserve_trailing_slash=server.preserve_trailing_slash,
             redirect_url=server.redirect_url, redirect_code=server.redirect_code,
             rewrite_target=target, rewrite_regex=regex)
+
+    def _owner_proxy_ssl(self, match: Any, host: str) -> ProxySSL | None:
+        """The ``proxy-ssl-*`` of ``host``'s server ``location /`` when ``match`` (a default
+        backend for ``host``) is another Ingress's than that location's owner (None: the
+        owner's own, or the owner writes none): its denial is the location's
+        (``_OwnerDeniable``), its TLS settings are not the backend's."""
+        owners = self._server_owners()
+        owner = owners.get(host) if owners else None
+        if owner is None or owner is getattr(match, "ingress_object", None):
+            return None
+        server = self._unrouted_options(host)
+        return None if server is None else server.proxy_ssl
 
     def log_annotation_warnings(self) -> None:
         """Log now, once per table, the warnings of every annotated route of the router's

@@ -190,7 +190,8 @@ class GlobalRateLimit:
         object.__setattr__(self, "_template", KeyTemplate(self.key))
         object.__setattr__(self, "_ns", _namespace_id(self.namespace))
         if self.ignored_cidrs:
-            ranges = SourceRanges()
+            # resty-ipmatcher: a mapped client's text is IPv6 to it (``MappedClient``).
+            ranges = SourceRanges("v6")
             ranges.add(self.ignored_cidrs, True)  # "deny" = inside the list
             object.__setattr__(self, "_ranges", ranges)
 

@@ -201,7 +201,7 @@ class PassthroughRoutes:
     router's table changes; which hosts' Services cannot be dialed (:func:`undialable`),
     whenever its Resources or the hosts change (Services change without a table rebuild)."""
 
-    __slots__ = ("enabled", "_table", "_hosts", "_checked", "_undialable")
+    __slots__ = ("enabled", "_table", "_hosts", "_checked", "_undialable", "_warned")
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = bool(enabled)
@@ -210,6 +210,8 @@ class PassthroughRoutes:
         #: The (Resources, PassthroughHosts) that ``_undialable`` was computed for.
         self._checked: tuple[Any, Any] = (None, None)
         self._undialable: dict[str, str | None] = {}
+        #: The last check's warnings, logged: the next check logs only new ones.
+        self._warned: frozenset[tuple[str, str]] = frozenset()
 
     def hosts(self, router: Any) -> PassthroughHosts:
         """The passthrough hosts of ``router``'s current table (its warnings logged once per
@@ -226,15 +228,22 @@ class PassthroughRoutes:
 
     def _services_checked(self, router: Any) -> None:
         """:func:`undialable` for ``router``'s Resources and current hosts, when either
-        changed (its warnings logged once for each)."""
+        changed; a warning logged when the previous check did not have it. ``Router.update``
+        makes new Resources for every endpoint change, which ingress-nginx applies without
+        a word: nginx.go ``generateTemplate`` says "Missing Service for SSL Passthrough
+        backend" when nginx.conf is rewritten (``OnUpdate``, which controller.go
+        ``syncIngress`` calls only when ``IsDynamicConfigurationEnough`` is false), so a
+        warning is not said again until its problem was gone in between."""
         res, hosts = getattr(router, "resources", None), self._hosts
         if self._checked[0] is not res or self._checked[1] is not hosts:
             services = getattr(res, "services", None)
             found, warnings = (({}, []) if services is None
                                else undialable(services, hosts.routes))
             for ingress, message in warnings:
-                _log.warning("Ingress %s: %s", ingress, message)
+                if (ingress, message) not in self._warned:
+                    _log.warning("Ingress %s: %s", ingress, message)
             self._checked, self._undialable = (res, hosts), found
+            self._warned = frozenset(warnings)
 
     def decide(self, router: Any, server_name: bytes | None,
                client_ip: str | None) -> tuple[str, int] | str | None:

@@ -89,7 +89,9 @@ class RateLimit:
 
     def __post_init__(self) -> None:
         if self.allowlist:
-            ranges = SourceRanges()
+            # nginx.tmpl's "geo $remote_addr $allowlist_...": a mapped client is looked up
+            # as IPv4 (``MappedClient``).
+            ranges = SourceRanges("v4")
             ranges.add(self.allowlist, True)  # "deny" = inside the list
             object.__setattr__(self, "_ranges", ranges)
 

@@ -477,6 +477,16 @@ def _int_annotation(ann: Mapping[str, str], key: str, warn: list[tuple[str, str]
     return value
 
 
+#: A ``session-cookie-name`` ingress-nginx takes: sessionaffinity/main.go validates it with
+#: "parser.ValidateRegex(parser.BasicCharsRegex, true)", BasicCharsRegex = "^[/" +
+#: alphaNumericChars + "]*$" (alphaNumericChars = `\-\.\_\~a-zA-Z0-9\/:`); any other name
+#: fails GetStringAnnotation and ``cookieAffinityParse`` uses "defaultAffinityCookieName"
+#: (INGRESSCOOKIE). So ``app:sid`` names the cookie and ``route|v2`` does not, although RFC 9110's
+#: token says the other way round (browsers take both). Not kept from ingress-nginx: its check
+#: removes spaces first (``true``), so it would write a name with inner blanks; refused here.
+_COOKIE_NAME = re.compile(r"[-._~a-zA-Z0-9/:]+")
+
+
 def _cookie_attribute_ok(value: str) -> bool:
     """RFC 6265 §4.1.1: an attribute value is "any CHAR except CTLs or \";\"": a ``;`` would
     start another attribute (``/a; Domain=other.test``), a CTL could split the header."""
@@ -517,7 +527,7 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
         # ingress-nginx's validator refuses it - MaliciousRegex - and falls back to the default.)
         name = _normalize_string(ann.get(_P + "session-cookie-name", "INGRESSCOOKIE")) \
             or "INGRESSCOOKIE"
-        if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
+        if not _COOKIE_NAME.fullmatch(name):
             warn.append((_P + "session-cookie-name",
                          f"invalid cookie name {name!r}; using INGRESSCOOKIE"))
             name = "INGRESSCOOKIE"

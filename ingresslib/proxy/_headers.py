@@ -27,6 +27,7 @@ from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
 from .._iptext import ipv6_text as _ipv6_text
 from .._normalize import normalize_host
+from ._access import _rule_network
 from ._basicauth import decode_credentials
 from ._errors import RemoteProxyError
 from ._settings import ProxySettings
@@ -716,10 +717,9 @@ class TrustPolicy:
     __slots__ = ("networks",)
 
     def __init__(self, cidrs: Iterable[str]) -> None:
-        nets: list[_Network] = []
-        for c in cidrs:
-            nets.append(ipaddress.ip_network(c.strip(), strict=False))
-        self.networks: tuple[_Network, ...] = tuple(nets)
+        # Each a "set_real_ip_from" parameter, read by ngx_ptocidr as the access lists'
+        # elements are (010.0.0.1 is 10.0.0.1); ProxySettings refuses what nginx refuses.
+        self.networks: tuple[_Network, ...] = tuple(_rule_network(c.strip()) for c in cidrs)
 
     def trusted(self, ip: str | None) -> bool:
         if not self.networks or not ip:

@@ -9,7 +9,6 @@ precedent cited beside it.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import sys
 import threading
@@ -234,6 +233,8 @@ class ProxySettings:
     compute_full_forwarded_for: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     #: ingress-nginx defaults to 0.0.0.0/0; we trust no hop unless told (SEMANTICS §9).
+    #: Each element a CIDR or an address as nginx's ``set_real_ip_from`` reads it (the
+    #: ConfigMap's lists' rules: a decimal prefix, no netmask, zone or comma): ValueError.
     proxy_real_ip_cidr: tuple[str, ...] = ()
     enable_real_ip: bool = False
     generate_request_id: bool = True
@@ -610,12 +611,20 @@ class ProxySettings:
             # every request with UnicodeEncodeError, naming no setting.
             raise ValueError(f"forwarded_for_header: {self.forwarded_for_header!r} is not an "
                              "HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces)")
-        for name in ("whitelist_source_range", "denylist_source_range", "block_cidrs"):
-            value = getattr(self, name)
-            try:
-                parse_source_ranges(",".join(value)) if value else None
-            except ValueError as e:
-                raise ValueError(f"{name}: {e}") from None
+        for name in ("whitelist_source_range", "denylist_source_range", "block_cidrs",
+                     "proxy_real_ip_cidr"):
+            # Each element is one nginx parameter ("deny {{ trimSpace $ip }};",
+            # "set_real_ip_from {{ $trusted_ip }};"), read by ngx_ptocidr as the ConfigMap's
+            # lists are (proxy/_access.py ``parse_source_ranges``): a netmask, a zone or a
+            # comma fails the reload. Checked one by one, so that a comma inside an element
+            # is refused here, not when the first table's ``SourceRanges`` reads it.
+            for item in getattr(self, name):
+                try:
+                    if "," in item:
+                        raise ValueError(f"{item!r} holds a comma: one CIDR per element")
+                    parse_source_ranges(item)
+                except ValueError as e:
+                    raise ValueError(f"{name}: {e}") from None
         if (self.proxy_redirect_from, self.proxy_redirect_to, self.proxy_cookie_domain,
                 self.proxy_cookie_path) != ("off", "off", "off", "off"):
             from ._response_head import parse_cookie_pair, parse_redirect, parse_redirect_word
@@ -631,13 +640,6 @@ class ProxySettings:
             if getattr(self, name):
                 from ._block import compile_map  # (only when set: a ValueError naming it)
                 compile_map(getattr(self, name), name)
-        for cidr in self.proxy_real_ip_cidr:
-            # As TrustPolicy reads them (proxy/_headers.py), so that Proxy() and the ASGI
-            # adapter cannot fail later on one, naming no setting.
-            try:
-                ipaddress.ip_network(cidr.strip(), strict=False)
-            except ValueError as e:
-                raise ValueError(f"proxy_real_ip_cidr: {e}") from None
         if self.request_buffering_limit < 1:
             # 0 is "no limit" for nginx's sizes, but no cap here would be unbounded memory
             # (nginx spills to a file); and a cap of 0 refused every chunked body.

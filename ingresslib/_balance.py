@@ -528,8 +528,11 @@ def parse_balancer_spec(ann: Mapping[str, str], default: str, known: Collection[
         name = _normalize_string(ann.get(_P + "session-cookie-name", "INGRESSCOOKIE")) \
             or "INGRESSCOOKIE"
         if not _COOKIE_NAME.fullmatch(name):
+            # (Not "invalid": route|v2 is an RFC 6265 cookie name; say whose rule it fails.)
             warn.append((_P + "session-cookie-name",
-                         f"invalid cookie name {name!r}; using INGRESSCOOKIE"))
+                         f"cookie name {name!r} has a character ingress-nginx does not take "
+                         "(BasicCharsRegex: ASCII letters, digits and -._~/:; blanks refused "
+                         "here too); using INGRESSCOOKIE"))
             name = "INGRESSCOOKIE"
         path = ann.get(_P + "session-cookie-path")
         if path is not None:

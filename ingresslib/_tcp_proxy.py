@@ -215,6 +215,13 @@ class _Accept(asyncio.Protocol):
         pipe.start()
 
 
+@functools.lru_cache(maxsize=8)
+def _trust_policy(cidrs: tuple[str, ...]) -> TrustPolicy:
+    """``cidrs`` (``proxy-real-ip-cidr``) read as nginx reads them: 7 µs for one CIDR, 136 µs
+    for twenty, too much to pay per connection; one list per ConfigMap, a few edits kept."""
+    return TrustPolicy(cidrs)
+
+
 class TCPServices:
     """The listeners of TCP services on ``host``: :meth:`update` with the resolved entries
     (:func:`ingresslib._tcp_services.resolve_tcp_services`) opens and closes them;
@@ -261,8 +268,9 @@ class TCPServices:
         # As the HTTP proxy decides it (``TrustPolicy``): nginx stream's realip module asks
         # ngx_cidr_match(), which compares a dual-stack listener's ::ffff:a.b.c.d peer as
         # a.b.c.d ("if (IN6_IS_ADDR_V4MAPPED(inaddr6)) { family = AF_INET; ..."). The CIDRs
-        # are valid (ProxySettings checks them); a few per PROXY-protocol connection.
-        return TrustPolicy(s.proxy_real_ip_cidr).trusted(peer)
+        # are valid (ProxySettings checks them), read once per list (``_trust_policy``), not
+        # once per PROXY-protocol connection.
+        return _trust_policy(s.proxy_real_ip_cidr).trusted(peer)
 
     async def update(self, targets: Sequence[TCPServiceTarget],
                      settings: ProxySettings | None = None) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "redirect_for",
     "access_answer",
     "denied_first",
+    "access_denied",
     "proxy_ssl_denied",
     "parse_each_route",
     "location_redirect",
@@ -719,9 +720,15 @@ def denied_first(opts: RouteOptions, path: str) -> bool:
     """Whether a routed request gets the denied location's 503 before any redirect: nginx.tmpl
     writes that "return 503" as the location's first rewrite directive, so only the
     server-level app-root (``redirect_for``, for ``/``) runs before it."""
+    return access_denied(opts) and not (path == "/" and opts.app_root is not None)
+
+
+def access_denied(opts: RouteOptions) -> bool:
+    """Whether an access annotation denies the location of ``opts`` (``ing_errors.
+    LocationDenied``: a refused value, or a Secret it cannot use): its "return 503", and no
+    CORS or custom-headers on it (nginx.tmpl's ``isLocationAllowed``)."""
     access = opts.access
-    return (access is not None and (access.denied is not None or access.secret_denied())
-            and not (path == "/" and opts.app_root is not None))
+    return access is not None and (access.denied is not None or access.secret_denied())
 
 
 def proxy_ssl_denied(opts: RouteOptions) -> bool:
@@ -1266,9 +1273,7 @@ class RouteOptionsSource:
                 # The server block's "if ($uri = /) { return 302 ...", after its ``set
                 # $proxy_upstream_name "-";`` and before any location's.
                 return "server", 302, f"{server_scheme or scheme}://{host_raw}{root}".encode()
-        access = opts.access
-        if (access is not None and (access.denied is not None or access.secret_denied())) \
-                or (upstream_tls and proxy_ssl_denied(opts)):
+        if access_denied(opts) or (upstream_tls and proxy_ssl_denied(opts)):
             # The denied location's "return 503" comes before its redirects (and its 413, as
             # a routed request's: ``denied_first``). ``upstream_tls`` (the proxy core): its
             # proxy-ssl-secret's denial too (``proxy_ssl_denied``; ``createServers`` gives the
@@ -1580,12 +1585,7 @@ def _undenied(server: RouteOptions, limit: Any) -> Any:
     """``limit``, a limit of ``server`` (``_unrouted_options``), unless its ``location /`` is
     denied: its ``return 503`` (the rewrite module's handler) comes before rewrite_by_lua's
     global throttle and the preaccess phase's limits (``denied_first``)."""
-    if limit is None:
-        return None
-    access = server.access
-    if access is not None and (access.denied is not None or access.secret_denied()):
-        return None
-    return limit
+    return None if limit is None or access_denied(server) else limit
 
 
 def unrouted_limit(server: RouteOptions | None) -> Any:
@@ -1619,8 +1619,7 @@ def unrouted_headers(server: RouteOptions | None, origin: str | None, config_map
     503."""
     if server is None or (server.cors is None and server.custom_headers is None):
         return ()
-    access = server.access
-    if access is not None and (access.denied is not None or access.secret_denied()):
+    if access_denied(server):
         return ()
     out: list[tuple[bytes, bytes]] = []
     if server.cors is not None:

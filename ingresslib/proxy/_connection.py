@@ -140,6 +140,7 @@ from ._actions import (
     _no_tls,
     access_answer,
     access_job,
+    access_denied,
     body_too_large,
     denied_first,
     location_host_of,
@@ -1531,7 +1532,7 @@ class ClientConnection:
         routed request's: after the location's redirects, before its access control, the same
         counters and zones as that Ingress's rules. True if refused (answered). False for a
         location denied for its proxy-ssl-secret: its "return 503" comes first."""
-        if server is not None and server.proxy_ssl is not None and proxy_ssl_denied(server):
+        if server is not None and proxy_ssl_denied(server):
             return False
         glimit = unrouted_global_limit(server)
         if glimit is not None and self._global_limit(req, event, glimit, now):
@@ -2801,11 +2802,10 @@ class ClientConnection:
         An access annotation's denial, a proxy-ssl-secret's (the server ``location /`` of an
         unrouted request too: ``proxy_ssl_denied``), or (the route's own location)
         ``_tls_denied``."""
-        access = opts.access
-        if access is not None and (access.denied is not None or access.secret_denied()):
+        if access_denied(opts):
             return True
         if opts is not req.opts:
-            return opts.proxy_ssl is not None and proxy_ssl_denied(opts)
+            return proxy_ssl_denied(opts)
         return self._tls_denied(req, opts)
 
     def _tls_denied(self, req: _Request, opts: RouteOptions) -> bool:

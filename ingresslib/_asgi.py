@@ -253,8 +253,9 @@ class IngressASGI(RouteOptionsSource, _MountReport):
     """Route each HTTP and WebSocket request by the Ingress rules to a mounted ASGI app.
 
     ``router_or_resources`` is a :class:`Router` (share it with a cluster watcher:
-    ``watcher`` calls ``app.update``), your own object around one (``RouterLike``, as the
-    proxy takes it) or a ``Resources`` (a Router is built with
+    ``watcher`` calls ``app.update``), your own object around one (a Router subclass or a
+    wrapper with its ``route`` and ``update``, as the proxy takes it: docs/router.md "Your
+    own code around ``route``") or a ``Resources`` (a Router is built with
     ``ingress_class``/``controller``). ``backends`` maps ``"namespace/service:port"`` (the
     port as written in the Ingress backend, number or name) or ``"namespace/service"`` (any
     port) to an ASGI app.

@@ -1,7 +1,7 @@
 """The ``send`` side of an IngressASGI request (``_Reply``): this hop's own answers, as the
 proxy's ``_local_response`` writes them (``_answer_options``: the server-wide ``OPTIONS *``);
-the app's response head as the proxy passes an upstream's on (``Server``, ``X-Pad`` and
-``X-Accel-*`` dropped; HSTS on an ``https`` or ``wss`` scope, not on a 101; the affinity
+the app's response head as the proxy passes an upstream's on (``Date``, ``Server``, ``X-Pad``
+and ``X-Accel-*`` dropped; HSTS on an ``https`` or ``wss`` scope, not on a 101; the affinity
 cookie; add-headers, CORS and custom-headers, a 101's too, with its proxy-redirect /
 proxy-cookie rewrite); and a streamed request body counted against ``proxy-body-size`` (413 before the
 response began, ``BodyTooLarge`` after).
@@ -39,13 +39,18 @@ class BodyTooLarge(RuntimeError):
     server do that by raising."""
 
 
-#: ``_NGINX_HIDDEN`` as written by the spec (lower case) and the usual other spellings
+#: The app's response headers dropped: the proxy's (``_NGINX_HIDDEN``) and ``Date``. nginx hides
+#: an upstream's Date too (ngx_http_proxy_hide_headers: "Date", "Server", ...) and writes its own,
+#: as the proxy core replaces its upstream's; here the ASGI server writes its own (uvicorn puts
+#: its ``date`` before the app's headers: two Date lines, where RFC 9110 §6.6.1 wants one).
+_APP_HIDDEN = _NGINX_HIDDEN | {b"date"}
+#: ``_APP_HIDDEN`` as written by the spec (lower case) and the usual other spellings
 #: ("Server", "X-Accel-Redirect", "SERVER"): tested as given, without lower-casing each name.
 #: Each also as a ``str``: www.rst wants byte strings, but uvicorn's h11 writes a ``str`` name
 #: an app sends, so such an app works behind uvicorn and must not break (or pass ``Server``)
 #: behind IngressASGI.
 _HIDDEN_SPELLINGS: frozenset[bytes | str] = frozenset(
-    form for name in _NGINX_HIDDEN
+    form for name in _APP_HIDDEN
     for spelling in (name, name.title(), name.upper(), name.capitalize())
     for form in (spelling, spelling.decode("latin-1")))
 
@@ -74,7 +79,7 @@ class _Reply:
     __slots__ = ("scope", "server_send", "hsts", "secure", "set_cookie", "started", "cut",
                  "late", "_receive", "_limit", "_seen", "cors", "rewrite", "info")
     #: The names dropped from the app's head (``_BackendServerReply``: Server passes).
-    _drop: ClassVar[frozenset[bytes]] = _NGINX_HIDDEN
+    _drop: ClassVar[frozenset[bytes]] = _APP_HIDDEN
 
     def __init__(self, scope: Scope, send: Send, hsts: bytes | None, secure: bool) -> None:
         self.scope = scope
@@ -118,7 +123,8 @@ class _Reply:
             # answer (proxy/_headers.py ``_NGINX_HIDDEN``: nginx's ngx_http_proxy_hide_headers,
             # "Server", "X-Pad", "X-Accel-..."; X-Accel-Redirect often names internal paths)
             # are dropped here too, on a 101 (``websocket.accept``) as the proxy's _on_switch
-            # drops them. The ASGI server writes its own Date and Server.
+            # drops them; and the app's Date (``_APP_HIDDEN``): the ASGI server writes its own
+            # Date and Server.
             hidden = False
             try:
                 for name, _ in headers:
@@ -248,7 +254,7 @@ class _BackendServerReply(_ServerReply):
     (proxy_pass_header Server), ``ingresslib/<version>`` when it sent none."""
 
     __slots__ = ()
-    _drop = _NGINX_HIDDEN - {b"server"}
+    _drop = _APP_HIDDEN - {b"server"}
 
 
 def reply_type(settings: ProxySettings) -> type[_Reply]:

@@ -90,6 +90,77 @@ def _seconds(text: str) -> float:
     return value
 
 
+#: Go's ``strconv.ParseBool``, which pflag's bool flags use (``--metrics-per-host=false``).
+_GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+
+
+def _go_bool(text: str) -> bool:
+    """A bool option's value as the controller's flags take it: ``--metrics-per-host=false``
+    (alone, ``--metrics-per-host``, it is true)."""
+    try:
+        return _GO_BOOLS[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"invalid boolean {text!r} (true or false, as ingress-nginx's flag)") from None
+
+
+def _go_floats(text: str) -> list[float]:
+    """``--time-buckets`` and the other bucket options: numbers separated by commas, as
+    pflag's ``Float64Slice`` parses them (each part by ``strconv.ParseFloat``: an empty part
+    is refused too). NaN is refused: it bounds no bucket (``Metrics``: ValueError)."""
+    out = []
+    for part in text.split(","):
+        try:
+            if part != part.strip():  # ParseFloat takes no spaces (Python's float does)
+                raise ValueError(part)
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {part!r} in {text!r}") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{part!r}: a bucket bound must be a number")
+        out.append(value)
+    return out
+
+
+def _csv_names(text: str) -> list[str]:
+    """``--exclude-socket-metrics``: names separated by commas (pflag's ``StringSlice``,
+    read as one CSV record; an empty value is no name)."""
+    import csv
+
+    return next(csv.reader([text]), [])
+
+
+def _add_metrics_args(serve: argparse.ArgumentParser) -> None:
+    """The controller's metrics flags (ingress-nginx pkg/flags/flags.go), its names and
+    defaults; they shape what ``--metrics-listen`` serves. A list option given twice adds to
+    the first, as pflag's slices."""
+    def flag(name: str, default: bool, text: str) -> None:
+        serve.add_argument(name, type=_go_bool, nargs="?", const=True, default=default,
+                           metavar="BOOL", help=f"{text} (default: {str(default).lower()})")
+
+    flag("--metrics-per-host", True, "label the per-request metrics with the host, as "
+         "ingress-nginx's flag (=false: no host label)")
+    flag("--metrics-per-undefined-host", False,
+         "count the requests for hosts no Ingress defines too, labelled with their Host "
+         "(needs --metrics-per-host; any Host a client sends is then a new series)")
+    flag("--report-status-classes", False, "status label 2xx, 4xx, ... instead of the status")
+    serve.add_argument("--exclude-socket-metrics", type=_csv_names, action="extend",
+                       default=None, metavar="NAME,...",
+                       help="per-request metrics not to export (requests, request_size, "
+                            "bytes_sent, ..., with or without nginx_ingress_controller_; an "
+                            "unknown name is ignored with a warning, as ingress-nginx ignores "
+                            "it) (default: none)")
+    for name, what, default in (
+            ("--time-buckets", "the duration histograms'", "0.005,...,10 (Prometheus's)"),
+            ("--length-buckets", "request_size's and response_size's", "10,20,...,100"),
+            ("--size-buckets", "bytes_sent's", "10,100,...,1e+07")):
+        serve.add_argument(name, type=_go_floats, action="extend", default=None,
+                           metavar="N,...",
+                           help=f"{what} bucket upper bounds, comma-separated (taken in "
+                                f"increasing order; default: {default}, as ingress-nginx)")
+
+
 def _version() -> str:
     from . import __version__
 
@@ -159,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus /metrics and /healthz (200 once the first table "
                             "is loaded, 503 before and while stopping) on their own listener "
                             "(default: none; HOST alone: port 10254, as ingress-nginx)")
+    _add_metrics_args(serve)
     serve.add_argument("--config", default=None, metavar="PATH",
                        help="ingress-nginx style ConfigMap manifest; followed live like the "
                             "manifests (an invalid edit keeps the settings in use)")

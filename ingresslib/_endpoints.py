@@ -433,9 +433,15 @@ class EndpointIndex:
             # intstr.FromInt(port)}" - such Services often list no ports at all.
             sp = ServicePort(port=port, target_port=port)
         if sp is None:
+            # (No hint where ingress-nginx matches no targetPort either: an ExternalName's and
+            # a stream entry's lookups, and a ClusterIP dialed at the backend's number.)
+            hint = "" if ext_name or stream or protocol != "TCP" or (
+                service_upstream and isinstance(port, int) and _cluster_ip(svc) is not None
+            ) else _target_port_hint(svc, port)
             return EndpointSet(namespace, service, None,
                                reason=f"Service {namespace}/{service} has no port "
-                               f"{_wanted_port(port)} (its ports: {_ports_text(svc.spec.ports)})")
+                               f"{_wanted_port(port)} (its ports: {_ports_text(svc.spec.ports)})"
+                               + hint)
         if sp.protocol != protocol and not http_external_name:
             # HTTP goes over TCP: no endpoint of this port can take it (_TCP_ONLY below); a
             # stream service's port is of its own protocol (getStreamServices), ExternalName too
@@ -459,11 +465,15 @@ class EndpointIndex:
                                    "refused")
             return self._finish(svc, target, [(ext_name, target)])
         if service_upstream:
-            cip = svc.spec.cluster_ip
-            if cip and cip != "None":
+            cip = _cluster_ip(svc)
+            if cip is not None:
                 # "service-upstream: true" - the ClusterIP at the Service port; kube-proxy does
-                # the balancing, so there is exactly one endpoint.
-                return self._finish(svc, sp.port, [(cip, sp.port)])
+                # the balancing, so there is exactly one endpoint. Read as a pod IP is
+                # (canonical_ip): the API server accepts "010.96.0.10" (ParseIPSloppy), which
+                # is 10.96.0.10 to ingress-nginx (balancer.lua set_current_peer, nginx's
+                # ngx_inet_addr: decimal octets) but 8.96.0.10 to the C resolver the proxy
+                # would hand it to, being no inet_pton literal.
+                return self._finish(svc, sp.port, [(canonical_ip(cip), sp.port)])
             # Headless (or unknown) ClusterIP: fall back to the pods, as ingress-nginx does.
         numeric_target = sp.target_port if isinstance(sp.target_port, int) else (
             sp.port if sp.target_port is None else None)
@@ -614,6 +624,42 @@ _NAMED = 3
 
 def _wanted_port(port: int | str | None) -> str:
     return f"named {port!r}" if isinstance(port, str) else str(port)
+
+
+def _cluster_ip(svc: Service) -> str | None:
+    """The ClusterIP ``service-upstream`` dials, None for none (unset, or a headless
+    Service's "None": ingress-nginx getServiceClusterEndpoint errors, "no ClusterIP found",
+    and the backend falls back to serviceEndpoints, the pods)."""
+    cip = svc.spec.cluster_ip
+    return cip if cip and cip != "None" else None
+
+
+def _target_port_hint(svc: Service, port: int | str | None) -> str:
+    """For an HTTP backend port that no Service port has: ``"; its port 'http' 80 has
+    targetPort 8080, ..."`` when one Service port's ``targetPort`` is it, else "".
+
+    ingress-nginx controller.go serviceEndpoints takes the first Service port with "if
+    strconv.Itoa(int(servicePort.Port)) == backendPort || servicePort.TargetPort.String() ==
+    backendPort || servicePort.Name == backendPort", so a backend written with the container
+    port is served there. ingresslib keeps the Ingress API's reading (ServiceBackendPort: "the
+    port on the Service"; by targetPort, ingress-nginx even picks an earlier Service port over
+    the one of that number): the backend gets no endpoint, and the warning names the Service
+    port it likely means (an ExternalName's and a TCP/UDP services entry's lookups match no
+    targetPort there either: no hint for them, nor for ``service-upstream`` with a port
+    number, which getServiceClusterEndpoint dials at the ClusterIP as written). Only the
+    first such port, if TCP: serviceEndpoints stops at the first match ("break"), and
+    getEndpointsFromSlices keeps the slice ports of the HTTP proxy's protocol only ("if
+    !reflect.DeepEqual(*epPort.Protocol, proto) { continue }", proto TCP): ingress-nginx
+    serves no endpoint for a backend whose first match is a UDP port either."""
+    for sp in svc.spec.ports:
+        if sp.target_port is not None and sp.target_port == port:
+            if sp.protocol != "TCP":
+                return ""
+            meant = sp.name if isinstance(port, str) and sp.name else sp.port
+            return (f"; its port {_port_text(sp.name, sp.port, sp.protocol)} has targetPort "
+                    f"{sp.target_port!r}, which ingress-nginx also matches (serviceEndpoints); "
+                    f"a backend names the Service's port: use {meant!r}")
+    return ""
 
 
 def _port_text(name: str | None, number: int | None, protocol: str) -> str:

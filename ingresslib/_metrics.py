@@ -216,6 +216,36 @@ _HISTOGRAMS = (
     ("bytes_sent", "DEPRECATED The number of bytes sent to a client", 2),
 )
 _REQ_DUR, _CONNECT, _HEADER, _RESPONSE, _REQ_SIZE, _RESP_SIZE, _BYTES_SENT = range(7)
+_REQUESTS = "requests"
+_LATENCY = "ingress_upstream_latency_seconds"
+#: The names ``exclude_socket_metrics`` takes: socket.go's metrics, each built by
+#: ``counterMetric``/``histogramMetric``/``summaryMetric``, which leave out an excluded one.
+_SOCKET_METRICS = frozenset((_REQUESTS, *(name for name, _, _ in _HISTOGRAMS), _LATENCY))
+#: socket.go NewSocketCollector: "remove potential nginx_ingress_controller prefix from the
+#: metric name" (``strings.TrimPrefix``) before a name is looked up.
+_GO_PREFIX = "nginx_ingress_controller_"
+
+
+def _excluded_metrics(names: Iterable[str], prefix: str) -> frozenset[str]:
+    """The socket metrics ``names`` leave out (``exclude_socket_metrics``), each with or
+    without ``nginx_ingress_controller_`` (or ``prefix``) in front.
+
+    A name that is none of them is not an error: ingress-nginx looks each metric up in the set
+    and nothing else (socket.go ``containsMetric``), and its e2e test passes
+    ``--exclude-socket-metrics=non_existing_metric_does_not_affect_existing_metrics`` to a
+    controller that starts and exports everything (test/e2e/metrics/metrics.go). A deployment's
+    flags copied over must start here too; a warning names it, as a typo excludes nothing."""
+    out = set()
+    for name in names:
+        short = name.removeprefix(_GO_PREFIX)
+        if short == name and prefix:
+            short = name.removeprefix(f"{prefix}_")
+        if short in _SOCKET_METRICS:
+            out.add(short)
+        else:
+            _log.warning("metrics: exclude_socket_metrics: %r is no per-request metric (%s); "
+                         "ignored", name, ", ".join(sorted(_SOCKET_METRICS)))
+    return frozenset(out)
 
 
 class _RequestCollector(Collector):
@@ -230,8 +260,12 @@ class _RequestCollector(Collector):
     def __init__(
         self, ns: str, labels: Sequence[str], time_b: tuple[float, ...],
         length_b: tuple[float, ...], size_b: tuple[float, ...],
+        excluded: frozenset[str] = frozenset(),
     ) -> None:
         self.ns = ns
+        #: The families not exported (``exclude_socket_metrics``). Left out when written, not
+        #: when counted: the request path stays as it is whether any is excluded or not.
+        self.excluded = excluded
         self.labels = list(labels)
         self.bounds = (time_b, length_b, size_b)
         self.which = tuple(self.bounds[w] for _, _, w in _HISTOGRAMS)
@@ -328,12 +362,16 @@ class _RequestCollector(Collector):
             return
         ns = self.ns
         series = list(self.series.items())
-        c = CounterMetricFamily(f"{ns}_requests", "The total number of client requests",
-                                labels=self.labels)
-        for key, s in series:
-            c.add_metric(key, s.requests)
-        yield c
+        excluded = self.excluded
+        if _REQUESTS not in excluded:
+            c = CounterMetricFamily(f"{ns}_requests", "The total number of client requests",
+                                    labels=self.labels)
+            for key, s in series:
+                c.add_metric(key, s.requests)
+            yield c
         for i, (name, doc, _) in enumerate(_HISTOGRAMS):
+            if name in excluded:
+                continue
             fam = HistogramMetricFamily(f"{ns}_{name}", doc, labels=self.labels)
             bounds = [_go_float(b) for b in self.which[i]] + ["+Inf"]
             for key, s in series:
@@ -346,7 +384,8 @@ class _RequestCollector(Collector):
                 if acc:
                     fam.add_metric(key, buckets, hist.total)
             yield fam
-        yield self._latency_family()
+        if _LATENCY not in excluded:
+            yield self._latency_family()
 
     def _latency_family(self) -> Metric:
         ns = self.ns
@@ -385,10 +424,16 @@ class _RequestCollector(Collector):
             before = "".join(p + "," for p in parts[:split])
             after = "".join("," + p for p in parts[split:])
             labelled.append((",".join(parts), before, after, s))
-        out = [_help_type(f"{ns}_requests", "The total number of client requests", "counter")]
-        out.extend(f"{ns}_requests{{{full}}} {_go_float(s.requests)}\n"
-                   for full, _, _, s in labelled)
+        excluded = self.excluded
+        out = []
+        if _REQUESTS not in excluded:
+            out.append(_help_type(f"{ns}_requests", "The total number of client requests",
+                                  "counter"))
+            out.extend(f"{ns}_requests{{{full}}} {_go_float(s.requests)}\n"
+                       for full, _, _, s in labelled)
         for i, (hname, doc, _) in enumerate(_HISTOGRAMS):
+            if hname in excluded:
+                continue
             name = f"{ns}_{hname}"
             out.append(_help_type(name, doc, "histogram"))
             bounds = self.which[i]
@@ -409,7 +454,8 @@ class _RequestCollector(Collector):
                 if with_sum:
                     out.append(f"{name}_count{{{full}}} {_go_float(float(acc))}\n")
                     out.append(f"{name}_sum{{{full}}} {_go_float(hist.total)}\n")
-        _write_family(self._latency_family(), frozenset(), out)
+        if _LATENCY not in excluded:
+            _write_family(self._latency_family(), frozenset(), out)
         return "".join(out)
 
 
@@ -437,6 +483,14 @@ class Metrics:
     instead of the exact status (``--report-status-classes``). Until :meth:`set_hosts` is
     called, at most ``max_hosts`` distinct Host values get a ``host`` label of their own (later
     ones are counted with ``host=""``), so clients cannot create series without end.
+    ``per_undefined_host=True`` (``--metrics-per-undefined-host``) counts the requests for
+    hosts :meth:`set_hosts` does not name too, each with its Host as the ``host`` label (no
+    bound then: any Host header a client sends is a new series, as ingress-nginx warns); it
+    needs ``per_host`` (ValueError otherwise, as the controller's flag parser refuses it).
+    ``exclude_socket_metrics`` names per-request metrics not to export (``requests``,
+    ``request_size``, ..., with or without the ``nginx_ingress_controller_`` prefix, as
+    ``--exclude-socket-metrics``; a name that is none of them is ignored with a warning, as
+    ingress-nginx ignores it).
     ``time_buckets``, ``length_buckets`` and ``size_buckets`` are histogram upper bounds, kept
     in increasing order, once each; ``+Inf`` is the bucket every histogram has anyway (as in
     client_golang) and NaN is refused (ValueError).
@@ -447,7 +501,9 @@ class Metrics:
         prefix: str = "nginx_ingress_controller",
         *,
         per_host: bool = True,
+        per_undefined_host: bool = False,
         report_status_classes: bool = False,
+        exclude_socket_metrics: Iterable[str] = (),
         go_names: bool = True,
         watch_prefix: str = "ingresslib",
         max_hosts: int = 1000,
@@ -455,8 +511,14 @@ class Metrics:
         length_buckets: Sequence[float] = LENGTH_BUCKETS,
         size_buckets: Sequence[float] = SIZE_BUCKETS,
     ) -> None:
+        if per_undefined_host and not per_host:
+            # The controller's flag parser refuses the pair (pkg/flags/flags_test.go
+            # TestMetricsPerUndefinedHostWithMetricsPerHostFalse: "Expected an error parsing
+            # flags"): without the host label there is nothing per host to export.
+            raise ValueError("per_undefined_host=True needs per_host=True")
         self.prefix = prefix
         self.per_host = per_host
+        self.per_undefined_host = per_undefined_host
         self.report_status_classes = report_status_classes
         self.go_names = go_names
         #: The host names served (see :meth:`set_hosts`); None: not known.
@@ -478,7 +540,8 @@ class Metrics:
 
         # -- per request (socket.go): plain-Python state, one object per label tuple --
         self._requests = _RequestCollector(
-            ns, labels, _bounds(time_buckets), _bounds(length_buckets), _bounds(size_buckets))
+            ns, labels, _bounds(time_buckets), _bounds(length_buckets), _bounds(size_buckets),
+            _excluded_metrics(exclude_socket_metrics, prefix))
         reg.register(self._requests)
 
         # -- controller (controller.go) --
@@ -580,10 +643,12 @@ class Metrics:
             hosts = self._hosts
             if hosts is None:
                 # Served hosts unknown (set_hosts never called): the Host header is client
-                # input, label it only when a rule matched, and only for the first
+                # input, label it only when a rule matched (any request with
+                # per_undefined_host, which asks for every Host), and only for the first
                 # ``max_hosts`` names seen: a catch-all or wildcard rule matches whatever Host
                 # a client sends, and each new name would be eight new series kept forever.
-                host = record.host if record.ingress is not None else ""
+                host = (record.host if record.ingress is not None or self.per_undefined_host
+                        else "")
                 if host and host not in self._seen_hosts:
                     if len(self._seen_hosts) >= self.max_hosts:
                         if not self._hosts_capped:
@@ -606,7 +671,13 @@ class Metrics:
                 # ("Skipping metric for host not being served"; ingress-nginx#3713, #3844):
                 # unknown Host headers, and names only a wildcard or catch-all rule matched,
                 # are not counted, so clients cannot create series without end.
-                return
+                if not self.per_undefined_host:
+                    return
+                # --metrics-per-undefined-host (ingress-nginx#11818): "Export metrics per-host
+                # even if the host is not defined in an ingress": the request is counted whole,
+                # its host label the Host (e2e test/e2e/metrics/metrics.go: a 404 for
+                # wildcard.foo.com gives a requests series with host="wildcard.foo.com").
+                host = record.host
             key: tuple[str, ...] = (status, method, path, namespace, ingress, service, canary,
                                     host)
         else:
@@ -620,6 +691,8 @@ class Metrics:
         ``*.foo.test`` is a name of its own, not a pattern), and the series no Ingress took
         (``ingress=""``: a path no rule covers) of hosts no longer among them are dropped
         (ingress-nginx counts those under the host's first Ingress, and drops them with it).
+        With ``per_undefined_host`` those requests are counted under their Host, and no
+        series is dropped here.
         A request that names no host (HTTP/1.0 without Host) is counted with ``host="_"``,
         the catch-all server's name, which ingress-nginx's hosts always include.
         None: not known (the default; requests a rule matched are labelled with their Host)."""
@@ -634,7 +707,10 @@ class Metrics:
                 self._recount_hosts()
                 return
             self._hosts = new
-            if new is not None and self.per_host:
+            # With per_undefined_host a host no longer served is an undefined host: its series
+            # go on (ingress-nginx's RemoveMetrics drops the removed Ingresses' series only),
+            # or every reload would restart their counters.
+            if new is not None and self.per_host and not self.per_undefined_host:
                 # The series of a host no longer served that no Ingress took (a 404 for a
                 # path no rule covers, the 413 of a Content-Length) would stay for ever:
                 # set_ingresses keeps ``ingress=""`` series, and one preview host after

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ValidationError
 from ._fields import fresh_lines
@@ -69,6 +69,9 @@ from ._serve_reload import (Reloader, SnapshotRetry, _snapshot, _State, _undo_of
 # proxy server anyway: importing it here costs ``serve`` nothing).
 from .proxy._server import _socket_urls
 from .proxy._server import _url as _url  # (re-exported: tests read _serve._url)
+
+if TYPE_CHECKING:  # (imported when serve makes one: --metrics-listen)
+    from ._metrics import Metrics
 
 __all__ = ["serve_main", "Reloader", "build_router"]
 
@@ -139,6 +142,26 @@ def _record_sink(access: str, metrics: Any, log: Any = None
     return log  # type: ignore[no-any-return]
 
 
+def _metrics_from(args: argparse.Namespace) -> Metrics:
+    """``--metrics-listen``'s :class:`Metrics`, shaped by the controller's metrics flags
+    (``_cli._add_metrics_args``); a list flag not given (None) is ingress-nginx's default, as
+    is any flag a Namespace made elsewhere lacks."""
+    from ._metrics import LENGTH_BUCKETS, SIZE_BUCKETS, TIME_BUCKETS, Metrics
+
+    def given(name: str, default: Sequence[float]) -> Sequence[float]:
+        value: Sequence[float] | None = getattr(args, name, None)
+        return default if value is None else value
+
+    return Metrics(
+        per_host=getattr(args, "metrics_per_host", True),
+        per_undefined_host=getattr(args, "metrics_per_undefined_host", False),
+        report_status_classes=getattr(args, "report_status_classes", False),
+        exclude_socket_metrics=getattr(args, "exclude_socket_metrics", None) or (),
+        time_buckets=given("time_buckets", TIME_BUCKETS),
+        length_buckets=given("length_buckets", LENGTH_BUCKETS),
+        size_buckets=given("size_buckets", SIZE_BUCKETS))
+
+
 def _default_server(server: Any, host: str) -> bool:
     """Whether ingress-nginx's catch-all server answers an unrouted request for ``host``: no
     Ingress has a rule for it (nor a server-alias), or no Host was sent (the proxy's
@@ -206,13 +229,13 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
         # then a no-op): each certificate loaded once, not again with them.
         store.configure_tls(cfg.settings)
         store.update(res, served)
-    from ._metrics import Metrics, MetricsServer, certificates_of, hosts_of
+    from ._metrics import MetricsServer, certificates_of, hosts_of
 
     metrics: Metrics | None = None
     metrics_server: MetricsServer | None = None
     mport = 0
     if metrics_listen is not None:
-        metrics = Metrics()
+        metrics = _metrics_from(args)
         # The store's own list when there is one: a broken update's last good certificate
         # is still served, so it keeps its series.
         metrics.set_certificates(store.certificates(default=True) if store is not None
@@ -844,6 +867,14 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
     if getattr(args, "enable_ssl_passthrough", False) and not args.tls_listen:
         # As --default-ssl-certificate: without an HTTPS listener no ClientHello is ever read.
         _say("ingresslib serve: --enable-ssl-passthrough needs --tls-listen")
+        return 2
+    if (getattr(args, "metrics_per_undefined_host", False)
+            and not getattr(args, "metrics_per_host", True)):
+        # ingress-nginx's flag parser refuses it before anything starts (pkg/flags/flags.go;
+        # flags_test.go TestMetricsPerUndefinedHostWithMetricsPerHostFalse): without the host
+        # label there is nothing per host to export.
+        _say("ingresslib serve: --metrics-per-undefined-host=true needs "
+             "--metrics-per-host=true")
         return 2
     default_cert = getattr(args, "default_ssl_certificate", None)
     if default_cert is not None:

@@ -845,6 +845,20 @@ class RouteTable:
     ('api', 80, '/api', 'Prefix')
     >>> table.match("foo.example", "/apiv1") is None
     True
+
+    ``match`` raises :class:`BadRequestError` for a path with no canonical form (SEMANTICS §5).
+    It does not check the host: a malformed one is routed by what it spells (``"a b.foo"`` by
+    a ``*.foo`` rule, ``"x y"`` by the host-less rules, ``"foo:abc"`` as ``foo``), so check
+    the Host first, as the proxy and ``IngressASGI`` do (400, nginx's
+    ``ngx_http_validate_host``).
+
+    >>> try:
+    ...     table.match("foo.example", "/../api")
+    ... except BadRequestError as exc:
+    ...     print(exc.status_hint, exc)
+    400 '..' above the root: '/../api'
+    >>> table.match("foo.example:abc", "/api").path
+    '/api'
     """
 
     #: ``match(host, path) -> Match | None`` (bound straight to the matcher's lookup: no extra

@@ -298,7 +298,7 @@ def test_some_command_lines_are_found() -> None:
     assert cli_lines(DOCS["cluster"]) and cli_lines(DOCS["observability"])
     # The parser refuses what it does not know, so the test above can fail.
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--metrics-per-host=false"])
+        build_parser().parse_args(["serve", "--enable-metrics=false"])
 
 
 def test_readme_check_and_explain_run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -259,7 +259,8 @@ def test_only_printable_values_pass(value: str) -> None:
     cm = ConfigMap(ObjectMeta(name="hdrs", namespace="default"), data={"X-Team": value})
     found, problem = h.resolve((cm,))
     if found:
-        assert problem is None and found == ((b"X-Team", value.encode("ascii")),)
+        # (the spaces around it dropped: session 34, tests/test_x21_s34.py)
+        assert problem is None and found == ((b"X-Team", value.strip(" ").encode("ascii")),)
         assert b"\r" not in found[0][1] and b"\n" not in found[0][1]
     else:
         assert problem is not None

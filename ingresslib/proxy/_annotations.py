@@ -23,8 +23,11 @@ does not match it (nginx matches the decoded ``$uri``). A rule path holding rege
 by that regex, ingresslib by the literal path. A rewrite-target equal to the rule path rewrites
 nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
 target: no special rewrite"). The query follows nginx's ``rewrite`` rules
-(:meth:`RouteOptions.rewrite_uri`). In the target, ``$`` must start a capture ``$1``..``$9``
-(nginx reads ``$0`` or ``$name`` as a variable); ``rewrite-target``, ``app-root`` and
+(:meth:`RouteOptions.rewrite_uri`); a capture put into the target's arguments (after its
+``?``) has its ``&``, ``+`` and ``;`` percent-encoded when the path holds a ``%`` or a ``+``,
+as nginx's ``NGX_ESCAPE_ARGS`` does (``RouteOptions._rewritten``). In the target, ``$``
+must start a capture ``$1``..``$9`` (nginx reads ``$0`` or ``$name`` as a variable);
+``rewrite-target``, ``app-root`` and
 ``x-forwarded-prefix`` refuse the ASCII characters ingress-nginx's annotation validators refuse
 (``;``, ``{``, ``\\``, quotes, controls...; see ``_URI_CHARS``), with a warning.
 
@@ -224,6 +227,11 @@ def did_you_mean(name: str) -> str | None:
 
 
 _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAPTURE)
+#: The characters of a canonical path that nginx's NGX_ESCAPE_ARGS escapes in a capture put
+#: into the arguments (``RouteOptions._rewritten``): ngx_string.c ``ngx_escape_uri``'s
+#: ``args`` table ('" ", "#", "%", "&", "+", ";", "?"', controls, bytes over 0x7E), less
+#: those a canonical path never holds as they are.
+_ARG_ESCAPES = str.maketrans({"&": "%26", "+": "%2B", ";": "%3B"})
 #: The longest a rule path's regex may run on one request path (``rewrite-target`` with
 #: ``use-regex``). The regex is the Ingress author's and the path the client's; a backtracking
 #: engine without a bound lets one request hold the event loop for as long as the pattern
@@ -403,12 +411,24 @@ class RouteOptions:
         if m is None:
             return None
         groups = m.groups()
+        target = self.rewrite_target
+        # A capture after the target's first "?" is an argument: nginx escapes it with
+        # NGX_ESCAPE_ARGS when the request URI had a "%" or a "+" (ngx_http_script.c
+        # ngx_http_script_copy_capture_code: "if ((e->is_args || e->quote) &&
+        # (e->request->quoted_uri || e->request->plus_in_uri))"), so that the path's "&",
+        # "+" and ";" stay inside that argument; the canonical path's other characters
+        # NGX_ESCAPE_ARGS escapes are %XX already. (A URL target's e->quote escapes its
+        # path part too, which NGX_UNESCAPE_REDIRECT decodes again: only its arguments
+        # change.) ``path`` stands in for the request URI: a "%" the canonical form
+        # decoded (``%61``) is not seen.
+        args_at = target.find("?") if "%" in path or "+" in path else -1
 
         def group(g: re.Match[str]) -> str:
             i = int(g.group(1))
-            return (groups[i - 1] or "") if i <= len(groups) else ""
+            text = (groups[i - 1] or "") if i <= len(groups) else ""
+            return text.translate(_ARG_ESCAPES) if 0 <= args_at < g.start() else text
 
-        new = _TARGET_GROUP_RE.sub(group, self.rewrite_target)
+        new = _TARGET_GROUP_RE.sub(group, target)
         if not new.startswith("/") and not url:
             new = "/" + new
         return new

@@ -436,9 +436,17 @@ class _RequestChunkedReader(ChunkedReader):
 
     The bytes are looked at in h11's buffer before h11 consumes them; raising
     ``LocalProtocolError`` is how h11's readers refuse (the caller answers 400 and closes).
+
+    ``limit`` (set by the proxy core once the request is routed; 0: none) is nginx's
+    ``client_max_body_size`` for the body: a chunk line announcing more than it leaves is
+    refused at that line, 413 (``_check_body_limit``).
     """
 
     _trailer_state = _T_FIRST
+    #: The body size limit (``proxy-body-size``), and the chunk sizes announced so far
+    #: (class defaults: set on the instance when the request has a limit).
+    limit = 0
+    _announced = 0
 
     def __call__(self, buf: ReceiveBuffer) -> Any:
         if self._reading_trailer:
@@ -470,8 +478,34 @@ class _RequestChunkedReader(ChunkedReader):
                     ext = _check_size_end(data, start)
                     if last - start > _LONG_LINE:
                         _drop_extension(buf, ext)
-            return _check_chunk_size(self, _chunked_read(self, buf))
+            event = _check_chunk_size(self, _chunked_read(self, buf))
+            if self.limit:
+                _check_body_limit(self, event)
+            return event
         return _chunked_read(self, buf)
+
+
+def _check_body_limit(reader: _RequestChunkedReader, event: Any) -> None:
+    """Refuse (413) a request body whose chunk line, if ``reader`` read one in the call that
+    gave ``event``, announces more than ``reader.limit`` leaves after the chunks before it.
+
+    nginx's ngx_http_request_body_chunked_filter checks each chunk's size when
+    ngx_http_parse_chunked has read its line, before any of its data: "if
+    (clcf->client_max_body_size && clcf->client_max_body_size -
+    r->headers_in.content_length_n < rb->chunked->size) { ... "client intended to send too
+    large chunked body" ... return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE; }". Counted as the
+    bytes arrive, the bytes of such a chunk up to the limit went to the backend, and a client
+    that announced a big chunk and stalled got no answer until client_body_timeout.
+    The size is what h11 left of the chunk plus what it took (``_check_chunk_size``'s sum;
+    0 for a call that read no chunk line or the last chunk), so the sum of the sizes
+    announced is the body's length once those chunks are read."""
+    size: int = reader._bytes_in_chunk
+    if type(event) is h11.Data:
+        size += len(event.data)
+    announced = reader._announced = reader._announced + size
+    if announced > reader.limit:
+        raise h11.LocalProtocolError("chunked body over the body size limit",
+                                     error_status_hint=413)
 
 
 def _read_trailer(reader: Any, buf: ReceiveBuffer, lax: bool) -> Any:

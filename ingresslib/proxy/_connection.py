@@ -293,6 +293,16 @@ _SET_TIMERS: dict[tuple[str, float], SetTimer] = {}
 _HASH = ord("#")
 
 
+def _check_router(router: Any) -> None:
+    """Refuse what has no ``route``: ``IngressASGI`` takes Resources, and a ``Proxy`` (a
+    ``ProxyServer``) given them started, then dropped every connection unanswered, its
+    AttributeError in the log at each request. None stays allowed: no router yet (a server
+    that only tests its listeners, or one whose ``router`` is set before it routes)."""
+    if router is not None and not callable(getattr(router, "route", None)):
+        raise TypeError(f"a router is needed (ingresslib.Router(res), or your own object with "
+                        f"its route()), not {type(router).__name__}: pass ingresslib.Router(res)")
+
+
 def _digest_request(req: _Request, now: float) -> tuple[bytes, bytes, float]:
     """What ``auth-type: digest`` checks a response against (``access_answer``'s ``request``):
     the method, the target as received (nginx's ``r->unparsed_uri``: an absolute-form
@@ -330,6 +340,7 @@ class Proxy(RouteOptionsSource):
         clock: Callable[[], float] | None = time.time,
         client_auth: Callable[[str], ClientCertAuth | None] | None = None,
     ) -> None:
+        _check_router(router)
         self.router = router
         #: ``host -> ClientCertAuth | None``: the client certificate authentication
         #: (``auth-tls-*``) of a request's server (proxy/_clientcert.py); None: none anywhere.
@@ -1298,6 +1309,8 @@ class ClientConnection:
                 # means this response is the last (the reader decided it for this head).
                 req.keep_alive = conn.keep_alive
                 self._on_request(req, event, now)
+                if type(conn._body) is _RequestChunkedReader:  # (tested inline: every request)
+                    self._limit_chunked_body(req)
             elif t is h11.EndOfMessage:
                 assert req is not None
                 # Anything h11 holds past the request belongs to the next (pipelined)
@@ -1360,6 +1373,19 @@ class ClientConnection:
                              None if location is None else [(b"location", location)],
                              close=status in (400, 302), body=b"%d %s\n" % (status, text))
         return True
+
+    def _limit_chunked_body(self, req: _Request) -> None:
+        """Hand a chunked request body's limit to its reader, which refuses (413) a chunk line
+        announcing more than the limit leaves, as nginx's chunked body filter does
+        (``_chunked._check_body_limit``): the routed location's ``proxy-body-size``, or the
+        server's for a request no rule routes whose body is read (``_defer_unrouted``); none
+        for a body discarded after a local answer (nginx's discarding reader checks no
+        limit). Called when the request was routed and when it is answered locally."""
+        body = self._h11._body
+        if type(body) is _RequestChunkedReader:
+            opts = req.opts
+            body.limit = 0 if req.answered else (
+                req.defer_limit or (opts.body_size if opts is not None else 0))
 
     def _flush_body(self, body: list[bytes], now: float) -> bool:
         """Hand the body bytes gathered by ``_pump_client`` on; False once closed."""
@@ -1677,8 +1703,8 @@ class ClientConnection:
     def _defer_unrouted(self, req: _Request) -> bool:
         """For a request no rule routes that the default backend would answer (404): True
         when its body is chunked and the server has a body limit, so that the body is read
-        first and the answer given at its end, a 413 once it passes the limit
-        (``_on_body``), else the 404 (``_on_request_complete``).
+        first and the answer given at its end, a 413 once a chunk line announces more than
+        the limit leaves (``_limit_chunked_body``), else the 404 (``_on_request_complete``).
 
         ingress-nginx proxies such a request to the default backend from the server's
         ``location /``, whose ``client_max_body_size`` is the server owner's proxy-body-size
@@ -3309,6 +3335,7 @@ class ClientConnection:
         data = head + body
         req.status = status
         req.answered = True
+        self._limit_chunked_body(req)  # (none now: the body is discarded)
         # proxy-buffering's read-ahead is an upstream response's (set at its head): a local
         # answer has no upstream to read ahead of its client, whatever the response before it
         # on this connection was. Kept, the driver whose client's buffer fills went on "reading

@@ -212,10 +212,12 @@ _PATTERNS: dict[tuple[str, ...], re.Pattern[str]] = {}
 def merge(headers: list[tuple[bytes, bytes, bytes]],
           cors: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
     """``headers`` (raw name, lower-case name, value) with ``cors`` set as ``more_set_headers``
-    sets them: any header of the same name removed, the CORS ones appended."""
+    sets them: any header of the same name removed, the CORS ones appended -- but for an empty
+    value, which only removes (headers-more's ``ngx_http_set_header_helper``: an empty value
+    clears the header; an add-headers / custom-headers entry of only spaces)."""
     names = {n.lower() for n, _ in cors}
     out = [h for h in headers if h[1] not in names]
-    out.extend((n, n.lower(), v) for n, v in cors)
+    out.extend((n, n.lower(), v) for n, v in cors if v)
     return out
 
 
@@ -321,10 +323,10 @@ def asgi_origin(headers: Iterable[Any] | None) -> str | None:
 
 def asgi_merge(headers: Iterable[Any], cors: list[tuple[bytes, bytes]]) -> list[Any]:
     """``merge`` for an ASGI response's ``(name, value)`` headers (names in any case, bytes
-    or str as an app may send them)."""
+    or str as an app may send them; an empty value only removes)."""
     names = {n.lower() for n, _ in cors}
     out = [h for h in headers
            if (h[0].encode("latin-1") if isinstance(h[0], str) else bytes(h[0])).lower()
            not in names]
-    out.extend((n.lower(), v) for n, v in cors)
+    out.extend((n.lower(), v) for n, v in cors if v)
     return out

@@ -15,7 +15,10 @@ defined allowed headers inside global-allowed-response-headers"), compared as wr
 Where ingress-nginx denies the location (``ing_errors.NewLocationDenied``: every request 503)
 for a missing ConfigMap or one bad entry, ingresslib adds nothing and says why (a warning
 naming the Ingress and the annotation; README's divergence table). A value holding ``$``
-(nginx would expand it as a variable) is refused the same way: ingresslib expands none.
+(nginx would expand it as a variable) is refused the same way: ingresslib expands none; so is
+a name that frames the answer or manages the connection (``_own_response_names``). The spaces
+around a value are no part of it; a value of only spaces clears the header of that name
+(headers-more), in ``proxy-set-headers`` it is sent as written (``SetHeaders._only_spaces``).
 
 The ConfigMap is looked up when a response needs it, in the router's current
 ``resources.config_maps`` (a new tuple after every change): a reload that brings the
@@ -150,13 +153,20 @@ class CustomHeaders:
         out: list[tuple[bytes, bytes]] = []
         # Go's template ranges over a map in key order: the headers are written sorted.
         for name in sorted(cm.data):
-            value = cm.data[name]
+            raw = cm.data[name]
+            # Without the spaces around it: headers-more skips those before it
+            # (ngx_http_headers_more_parse_header: "if (value.len == 0) { if (... ||
+            # isspace(raw_header->data[i])) continue;"), and RFC 9110 §5.5: "a field value
+            # does not include leading or trailing whitespace" -- h11 (uvicorn, behind
+            # IngressASGI) refuses to send one that does: "Illegal header value".
+            value = raw.strip(" ") or self._only_spaces(raw)
             if not valid_header_name(name):
                 return (), f"ConfigMap {self.ref!r}: invalid header name {name!r}"
             problem = self._name_problem(name)
             if problem is not None:
                 return (), f"ConfigMap {self.ref!r}: {problem}"
-            if not (self._EMPTY_OK and value == "") and not valid_header_value(value):
+            # (checked as written: ValidValue takes a value of only spaces, not an empty one)
+            if not (self._EMPTY_OK and raw == "") and not valid_header_value(raw):
                 return (), f"ConfigMap {self.ref!r}: invalid value of header {name!r} " \
                     "(printable ASCII only, no control character)"
             if "$" in value:
@@ -169,9 +179,37 @@ class CustomHeaders:
             out.append((name.encode("ascii"), value.encode("ascii")))
         return tuple(out), None
 
+    def _only_spaces(self, raw: str) -> str:
+        """The value of an entry of only spaces (or none: ``raw`` is ""): empty, which clears
+        the header -- headers-more's value is empty once its parser skipped the spaces, and
+        an empty value removes the header of that name and adds none
+        (ngx_http_headers_more_headers_out.c ``ngx_http_set_header_helper``: "if (value->len
+        == 0 || matched) { ... h[i].hash = 0; }"); the set's other entries still apply
+        (``cors_merge`` / ``asgi_merge`` write no empty value)."""
+        return ""
+
     def _name_problem(self, name: str) -> str | None:
-        """Why a valid ``name`` cannot be in the set (None: it can)."""
+        """Why a valid ``name`` cannot be in the set (None: it can): one that frames the
+        answer's body or manages the client connection (``_own_response_names``)."""
+        if name.lower() in _own_response_names():
+            return f"header {name!r} frames the answer or manages the connection: " \
+                "ingresslib writes it itself"
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _own_response_names() -> frozenset[str]:
+    """The names an ``add-headers`` / ``custom-headers`` entry may not set: the body's framing
+    and the hop-by-hop headers (proxy/_headers.py ``_HOP_BY_HOP``), which this hop derives for
+    each answer. headers-more would set them: ``more_set_headers "Content-Length: 1"`` sets
+    ``content_length_n`` (ngx_http_headers_more_headers_out.c
+    ``ngx_http_set_content_length_header``), so a 5-byte answer leaves 4 bytes a keep-alive
+    client reads as the next response; ``Transfer-Encoding: chunked`` beside a length has a
+    client read a plain body as chunks; a ``Connection: keep-alive`` would replace the
+    ``Connection: close`` of an answer after which the connection closes."""
+    from ._headers import _HOP_BY_HOP  # (imports _settings, which imports this module)
+
+    return frozenset(n.decode("ascii") for n in _HOP_BY_HOP) | {"content-length"}
 
 
 def combine(first: list[tuple[bytes, bytes]] | None,
@@ -410,6 +448,13 @@ class SetHeaders(CustomHeaders):
     def __repr__(self) -> str:
         return f"SetHeaders({self.ref!r})"
 
+    def _only_spaces(self, raw: str) -> str:
+        """As written: nginx leaves out only a value of length 0 (ngx_http_proxy_module.c
+        ``ngx_http_proxy_create_request``: "if (val_len == 0) { continue; }"), so
+        ``proxy_set_header X-Env "   "`` sends the spaces and the endpoint reads an empty
+        field; "" stays "" (not sent, the client's dropped)."""
+        return raw
+
     def _name_problem(self, name: str) -> str | None:
         if name.lower() in _own_request_names():
             return f"header {name!r} is one ingresslib writes or drops itself (ingress-nginx " \
@@ -448,5 +493,7 @@ def set_header_pairs(headers: Iterable[tuple[bytes, bytes]],
     pairs that have a value (names lower-cased, as an ASGI server gives them)."""
     names = {n.lower() for n, _ in pairs}
     kept = [h for h in headers if bytes(h[0]).lower() not in names]
-    kept.extend((n.lower(), v) for n, v in pairs if v)
+    # (a value of only spaces, ``SetHeaders._only_spaces``: empty, as a server that read the
+    # field from the wire hands it an app)
+    kept.extend((n.lower(), v.strip(b" ")) for n, v in pairs if v)
     return kept

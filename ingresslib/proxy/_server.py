@@ -9,7 +9,8 @@ callbacks with no task switch, no ``StreamReader`` buffer copy and no ``drain()`
 (ingress-nginx ``upstream-keepalive-*``); only new upstream connects create a task.
 
 Back-pressure, both ways: while an upstream's write buffer is full the client is not read
-(``proxy_send_timeout`` bounds that stall; the upstream's fault), and while the client's is full
+(``proxy_send_timeout`` bounds that stall; the upstream's fault, and its ``proxy_read_timeout``
+has not begun: ``_request_untaken``), and while the client's is full
 (it does not take our response) the upstreams are not read. That second stall is the client's:
 the core's ``UPSTREAM_READ`` timer does not run out meanwhile (we are the ones not reading), and
 nginx's ``send_timeout`` (:data:`_SEND_TIMEOUT`) bounds it instead: no progress for that long and
@@ -921,11 +922,31 @@ class _Downstream(asyncio.Protocol):
                 self._crashed("the proxy_send_timeout")
 
     def resume_client(self) -> None:
+        if self.deadline is not None and self._request_untaken():
+            # The upstream took the request (its buffer drained to the low-water mark): its
+            # proxy_read_timeout starts now, as nginx's once the request is written whole.
+            # (Before ``stall`` is let go: ``_request_untaken`` reads it.)
+            self.deadline = max(self.deadline, self._loop.time() + self.timer_seconds)
         if self.stall is not None:
             self.stall.cancel()
             self.stall = None
         self.upstream_full = False
         self._sync_reading()
+
+    def _request_untaken(self) -> bool:
+        """An upstream's write buffer is full, proxy_send_timeout runs (``stall``), and no
+        upstream sent a byte: the request is not written whole, so the read deadline armed
+        with it (``UPSTREAM_READ``) has not begun. nginx arms proxy_read_timeout only then
+        (ngx_http_upstream_send_request: on NGX_AGAIN "ngx_add_timer(c->write,
+        u->conf->send_timeout)"; on NGX_OK "if (!u->request_body_sent) { u->request_body_sent
+        = 1; ... ngx_add_timer(c->read, u->conf->read_timeout);"), so an upstream reading a
+        large request (proxy-request-buffering "on" hands it over whole) slower than
+        proxy_read_timeout, but within proxy_send_timeout between two writes, is not a
+        timeout. Not in a tunnel (its idle timer), nor once a response began (read timeouts
+        between two reads run then, whatever is still unsent)."""
+        return (self.upstream_full and self.stall is not None and not self.tunnel
+                and self.timer_kind is TimerKind.UPSTREAM_READ
+                and not any(up.got_data for up in self.upstreams.values()))
 
     def _sync_reading(self) -> None:
         """Read the client only when no reason to pause holds. Not after ``_close``: a
@@ -1055,13 +1076,14 @@ class _Downstream(asyncio.Protocol):
             self.timer = self._loop.call_at(deadline, self._timer_fired)
             return
         if (self.timer_kind is TimerKind.BODY and self.client_paused) or \
-                (self.timer_kind is TimerKind.UPSTREAM_READ and self.client_full
-                 and not self.ahead):
+                (self.timer_kind is TimerKind.UPSTREAM_READ and (
+                    (self.client_full and not self.ahead) or self._request_untaken())):
             # BODY: the client cannot send its body while we do not read it (an upstream's
             # buffer is full, or the core holds its bytes until a connect): its clock starts
             # again when reading does; the upstream has its own (send timeout, connect timeout).
             # UPSTREAM_READ: likewise the upstreams are not read while the client does not take
-            # our response; that stall is the client's, bounded by _SEND_TIMEOUT.
+            # our response; that stall is the client's, bounded by _SEND_TIMEOUT. Nor has it
+            # begun while the upstream has not taken the request (``_request_untaken``).
             self.deadline = now + self.timer_seconds
             self.timer = self._loop.call_at(self.deadline, self._timer_fired)
             return
@@ -2006,8 +2028,10 @@ def _running_loop() -> asyncio.AbstractEventLoop:
 class ProxyServer:
     """HTTP (and HTTPS) listeners in front of a router.
 
-    ``settings`` is a :class:`ProxySettings`; any of its fields may also be passed as a keyword
-    argument (``ProxyServer(router, proxy_read_timeout=5)``). ``load_balance`` (the ConfigMap's
+    ``router`` is an ``ingresslib.Router(res)`` (or your own object with its ``route``: a
+    ``Resources`` is refused, ``TypeError``). ``settings`` is a :class:`ProxySettings`; any of
+    its fields may also be passed as a keyword argument (``ProxyServer(router,
+    proxy_read_timeout=5)``). ``load_balance`` (the ConfigMap's
     ``load-balance``) is set on the ingresslib ``Router`` given, which is served as it is: its
     later ``update`` is what the server serves.
 
@@ -2168,7 +2192,12 @@ class ProxyServer:
         *,
         backlog: int = 1024,
     ) -> None:
-        """Bind the listeners; returns once they accept connections."""
+        """Bind the listeners; returns once they accept connections.
+
+        ``listen`` and ``tls_listen`` are ``(host, port)`` pairs (``("127.0.0.1", 0)``: a free
+        port, see ``urls``), or None for no such listener; anything else is a ``TypeError``."""
+        _check_address("listen", listen)
+        _check_address("tls_listen", tls_listen)
         if tls_listen is not None and self.cert_store is None \
                 and self.settings.ssl_reject_handshake:
             # The store the server would make for itself never learns the Ingress hosts
@@ -2390,6 +2419,16 @@ class ProxyServer:
                 on_record(record)
             except Exception:  # a logging/metrics bug must not break proxying
                 _log.exception("on_record failed")
+
+
+def _check_address(name: str, address: object) -> None:
+    """Refuse what ``start`` cannot bind: a ``"host:port"`` string (``serve --listen``'s form)
+    was read a character at a time, ``OSError: ... bind on address ('0.0.0.1', 2)``, and a
+    port alone failed as ``'int' object is not subscriptable``; say which form it takes."""
+    if address is None or (isinstance(address, (tuple, list)) and len(address) == 2):
+        return
+    raise TypeError(f"ProxyServer.start: {name} takes a (host, port) pair, such as "
+                    f"('127.0.0.1', 8080), or None; got {address!r}")
 
 
 def _addr(srv: asyncio.Server, requested: str) -> tuple[str, int]:

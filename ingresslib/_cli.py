@@ -112,11 +112,16 @@ def _go_floats(text: str) -> list[float]:
     out = []
     for part in text.split(","):
         try:
-            if part != part.strip():  # ParseFloat takes no spaces (Python's float does)
+            # ParseFloat takes no spaces, and underscores only after a base prefix (0x1_0p0,
+            # which Python's float does not read at all): "1_000" is invalid syntax there.
+            if part != part.strip() or "_" in part:
                 raise ValueError(part)
             value = float(part)
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid number {part!r} in {text!r}") from None
+        if math.isinf(value) and part.lstrip("+-").lower() not in ("inf", "infinity"):
+            # ParseFloat("1e400"): ErrRange (pflag refuses it); "+Inf" itself is a number.
+            raise argparse.ArgumentTypeError(f"number {part!r} out of range in {text!r}")
         if math.isnan(value):
             raise argparse.ArgumentTypeError(f"{part!r}: a bucket bound must be a number")
         out.append(value)
@@ -143,7 +148,7 @@ def _add_metrics_args(serve: argparse.ArgumentParser) -> None:
          "ingress-nginx's flag (=false: no host label)")
     flag("--metrics-per-undefined-host", False,
          "count the requests for hosts no Ingress defines too, labelled with their Host "
-         "(needs --metrics-per-host; any Host a client sends is then a new series)")
+         "(needs --metrics-per-host; the first 1000 such names, later ones host=\"\")")
     flag("--report-status-classes", False, "status label 2xx, 4xx, ... instead of the status")
     serve.add_argument("--exclude-socket-metrics", type=_csv_names, action="extend",
                        default=None, metavar="NAME,...",

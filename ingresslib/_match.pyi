@@ -22,7 +22,8 @@ class Matcher:
     def lookup(self, host: str, path: str) -> object | None:
         """The payload for ``(host, path)``, the group's default, or the matcher's default.
 
-        Raises ``BadRequestError`` for a path that has no canonical form.
+        Raises ``BadRequestError`` for a Host the proxy refuses (``_normalize.check_host``),
+        then for a path that has no canonical form.
         """
     def _check_invariants(self) -> None:
         """Raise AssertionError unless the flattened trees are well formed (tests only)."""

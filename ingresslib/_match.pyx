@@ -27,6 +27,7 @@ from libc.stdlib cimport qsort
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from ._normalize import canonical_path as _canonical_path, split_target as _split_target
+from ._normalize import check_host as _check_host
 from ._normalize import is_canonical as _is_canonical
 from ._normalize import normalize_host as _normalize_host
 
@@ -552,7 +553,9 @@ cdef inline const _Group* _host_group(const _HostTable* exact, const _HostTable*
                                      const _Group* hostless, bint wild_plain,
                                      const unsigned char* h, Py_ssize_t n) noexcept nogil:
     # The group of the ASCII host h[:n] (0 < n <= _HOST_MAX, NUL after it), or NULL when it
-    # needs normalising (upper case, ":port", trailing dot, odd bytes): _group_of_slow.
+    # needs normalising (upper case, ":port", trailing dot, odd bytes) or checking (an empty
+    # label): _group_of_slow. Every host it answers for is one check_host takes ([a-z0-9-.],
+    # no "..", or a rule's own name), so the lookups that end here pay no host check.
     cdef const _HostEntry* e
     cdef Py_ssize_t i = 0, j
     # A rule host is normalised (lower case, no port, no trailing dot), so a raw host equal
@@ -573,7 +576,9 @@ cdef inline const _Group* _host_group(const _HostTable* exact, const _HostTable*
             e = _host_find(wild, h + j, n - j)
             if e != NULL:
                 return &e.group
-        while _HOST_PLAIN[h[j]]:
+        # (h[j - 1] is the "." at h[i] at first.) A ".." is an empty label, which check_host
+        # refuses: the slow path raises for it (nginx's ngx_http_validate_host, 400).
+        while _HOST_PLAIN[h[j]] and not (h[j] == 46 and h[j - 1] == 46):
             j += 1
         if j == n and h[n - 1] != 46:
             return hostless
@@ -651,15 +656,30 @@ cdef bytes _exact_bytes(object b):
 
 
 cdef bint _plain_host(bytes key) except -1:
-    # A wildcard key that is a normalised name as it stands: [a-z0-9-.]+, no trailing ".".
+    # A wildcard key that is a normalised name as it stands: [a-z0-9-.]+, no empty label (no
+    # leading or trailing ".", no ".."), so that "label." + key is a host check_host takes.
     cdef const unsigned char* k = key
     cdef Py_ssize_t i, n = len(key)
-    if n == 0 or k[n - 1] == 46:
+    if n == 0 or k[0] == 46 or k[n - 1] == 46:
         return False
     for i in range(n):
-        if not _HOST_PLAIN[k[i]]:
+        if not _HOST_PLAIN[k[i]] or (k[i] == 46 and k[i - 1] == 46):
             return False
     return True
+
+
+cdef inline bint _port_ok(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # p[:n] (what follows a Host's ":") is 1-5 digits naming a port in 1-65535, as
+    # _normalize.host_problem requires; else the caller lets check_host raise.
+    cdef Py_ssize_t i
+    cdef uint32_t port = 0
+    if n < 1 or n > 5:
+        return False
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+        port = port * 10 + (p[i] - 48)
+    return 0 < port <= 65535
 
 
 # The constructor builds every tree in C from these (no Python object per node or label).
@@ -1054,7 +1074,10 @@ cdef class Matcher:
 
     cdef const _Group* _group_of_slow(self, str host) except NULL:
         # Any host _host_group declined: upper case, ":port", a trailing dot (in one scan, into
-        # a buffer), else normalize_host ("[", non-ASCII, odd bytes, very long names).
+        # a buffer), else check_host (raises BadRequestError for a Host the proxy refuses) then
+        # normalize_host ("[", non-ASCII, odd bytes, very long names). The scan takes only
+        # hosts check_host takes ([A-Za-z0-9-.], no "..", a valid port, something before the
+        # port): any doubt goes to check_host, the one rule, which raises or lets it through.
         cdef const unsigned char* h
         cdef unsigned char buf[_HOST_MAX]
         cdef unsigned char k
@@ -1069,21 +1092,23 @@ cdef class Matcher:
                 if k == 1:
                     continue
                 if k == 2:
+                    if i > 0 and h[i - 1] == 46:
+                        end = -1           # an empty label: check_host
+                        break
                     if dot < 0:
                         dot = i
                 elif k == 3:
                     upper = True
                 elif k == 4:
-                    end = i
+                    end = i if _port_ok(h + i + 1, n - i - 1) else -1
                     break
                 else:
                     end = -1
                     break
-            if end >= 0:
-                if end > 0 and h[end - 1] == 46:
-                    end -= 1
-                if end == 0:
-                    return &self._hostless
+            if end > 0 and h[end - 1] == 46:
+                end -= 1
+            # (end == 0: nothing before the port or the one dot, ":80", ".": check_host.)
+            if end > 0:
                 if upper:
                     for i in range(end):
                         buf[i] = h[i] + 32 if _HOST_CLASS[h[i]] == 3 else h[i]
@@ -1091,6 +1116,7 @@ cdef class Matcher:
                 if dot >= end:
                     dot = -1
                 return self._group_of_name(h, end, dot, end == n and not upper)
+        _check_host(host)
         name = _normalize_host(host)
         if name is None or name.startswith("["):
             # Empty, or an IPv6 literal: it "never equal[s] a rule host".
@@ -1144,10 +1170,13 @@ cdef class Matcher:
         ``path`` the request target's path, with its query if any. Returns the payload of the
         rule that matches (longest path wins), else that host's default, else the table's
         default, else None: in a ``RouteTable`` a :class:`Match`. Raises ``BadRequestError``
-        (``status_hint`` 400) for a path with no canonical form (SEMANTICS §5)."""
-        # Host first (nothing in it can raise), then one walk over the raw path; a path that
-        # is not certainly canonical goes to _lookup_slow, which raises or canonicalises it,
-        # whatever the host ("regardless of host").
+        (``status_hint`` 400) for a Host the proxy refuses (``_normalize.check_host``: a space,
+        ``/``, ``@``, a bad port, an empty label...; ``""`` is no host) and for a path with no
+        canonical form (SEMANTICS §5), the host first."""
+        # Host first (SEMANTICS §4; a Host the proxy refuses raises BadRequestError in
+        # _group_of_slow), then one walk over the raw path; a path that is not certainly
+        # canonical goes to _lookup_slow, which raises or canonicalises it, whatever the
+        # (valid) host ("regardless of host").
         cdef Py_ssize_t n, stop
         cdef PyObject* found
         cdef const unsigned char* p

@@ -5,11 +5,12 @@ The matcher knows nothing of manifests: the caller (``RouteTable``) already reso
 duplicates and default backends into host groups of prebuilt payloads. A lookup does only this
 (SEMANTICS.md §4):
 
-1. the path: split off a query at the first ``?`` ("" means ``/``), then the canonical form
-   (§5), so a hostile path raises ``BadRequestError`` whatever the host;
-2. the host group: the exact host, else the ``*.`` wildcard covering one first label, else the
-   host-less group, else no group (the matcher's ``default``); "No fall-through to a less
-   specific group once one is chosen";
+1. the host group: the exact host, else (a Host the proxy refuses raises ``BadRequestError``:
+   ``_normalize.check_host``, nginx's ``ngx_http_validate_host``) the ``*.`` wildcard covering
+   one first label, else the host-less group, else no group (the matcher's ``default``); "No
+   fall-through to a less specific group once one is chosen";
+2. the path: split off a query at the first ``?`` ("" means ``/``), then the canonical form
+   (§5), so a hostile path raises ``BadRequestError`` whatever the (valid) host;
 3. in the group: the exact path, else the longest prefix key on a segment boundary, else the
    group's default.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias
 
-from ._normalize import _PLAIN_RE, canonical_path, normalize_host, split_target
+from ._normalize import _PLAIN_RE, canonical_path, check_host, normalize_host, split_target
 
 __all__ = ["HostGroup", "Matcher", "RouteMatcher"]
 
@@ -85,10 +86,14 @@ class Matcher:
 
     def _group(self, host: str) -> _Group | None:
         # A dict key is lower-case, has no port, no trailing dot and no bracket, so a raw host
-        # equal to a key is already normalised: try it before normalising.
+        # equal to a key is already normalised (and valid: a rule host is a DNS name): try it
+        # before checking and normalising.
         group = self._hosts.get(host)
         if group is not None:
             return group
+        # "bad input gets a clear error, never a wrong route": a Host the proxy answers 400
+        # ("a b.foo.com", "foo.com:abc", "x\r\ny") is no host of any group.
+        check_host(host)
         name = normalize_host(host)
         if name is None or name.startswith("["):
             # Empty Host, or an IPv6 literal: it "never equal[s] a rule host".
@@ -111,7 +116,10 @@ class Matcher:
         ``path`` the request target's path, with its query if any. Returns the payload of the
         rule that matches (longest path wins), else that host's default, else the table's
         default, else None: in a ``RouteTable`` a :class:`Match`. Raises ``BadRequestError``
-        (``status_hint`` 400) for a path with no canonical form (SEMANTICS §5)."""
+        (``status_hint`` 400) for a Host the proxy refuses (``_normalize.check_host``: a space,
+        ``/``, ``@``, a bad port, an empty label...; ``""`` is no host) and for a path with no
+        canonical form (SEMANTICS §5), the host first."""
+        group = self._group(host)
         q = path.find("?")
         if q >= 0:
             if "#" in path:  # in the query too: a fragment is never sent (split_target)
@@ -126,7 +134,6 @@ class Matcher:
             and _PLAIN_RE.fullmatch(path) is not None
         ):
             path = canonical_path(path)
-        group = self._group(host)
         if group is None:
             return self._default
         exact, prefix, group_default, longest, lengths = group

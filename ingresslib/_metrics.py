@@ -235,6 +235,10 @@ def _excluded_metrics(names: Iterable[str], prefix: str) -> frozenset[str]:
     ``--exclude-socket-metrics=non_existing_metric_does_not_affect_existing_metrics`` to a
     controller that starts and exports everything (test/e2e/metrics/metrics.go). A deployment's
     flags copied over must start here too; a warning names it, as a typo excludes nothing."""
+    if isinstance(names, str):
+        # Read a character at a time, it excluded nothing, with a warning per letter.
+        raise TypeError(f"exclude_socket_metrics takes names, such as ({names!r},), not one "
+                        "str")
     out = set()
     for name in names:
         short = name.removeprefix(_GO_PREFIX)
@@ -484,13 +488,14 @@ class Metrics:
     called, at most ``max_hosts`` distinct Host values get a ``host`` label of their own (later
     ones are counted with ``host=""``), so clients cannot create series without end.
     ``per_undefined_host=True`` (``--metrics-per-undefined-host``) counts the requests for
-    hosts :meth:`set_hosts` does not name too, each with its Host as the ``host`` label (no
-    bound then: any Host header a client sends is a new series, as ingress-nginx warns); it
-    needs ``per_host`` (ValueError otherwise, as the controller's flag parser refuses it).
-    ``exclude_socket_metrics`` names per-request metrics not to export (``requests``,
-    ``request_size``, ..., with or without the ``nginx_ingress_controller_`` prefix, as
-    ``--exclude-socket-metrics``; a name that is none of them is ignored with a warning, as
-    ingress-nginx ignores it).
+    hosts :meth:`set_hosts` does not name too, each with its Host as the ``host`` label, the
+    first ``max_hosts`` such names only (later ones ``host=""``: ingress-nginx has no bound,
+    and a client sending random Host headers made series without end); it needs
+    ``per_host`` (ValueError otherwise, as the controller's flag parser refuses it).
+    ``exclude_socket_metrics`` names per-request metrics not to export (``("requests",
+    "request_size")``, each with or without the ``nginx_ingress_controller_`` prefix, as
+    ``--exclude-socket-metrics``; one str is a TypeError; a name that is none of them is
+    ignored with a warning, as ingress-nginx ignores it).
     ``time_buckets``, ``length_buckets`` and ``size_buckets`` are histogram upper bounds, kept
     in increasing order, once each; ``+Inf`` is the bucket every histogram has anyway (as in
     client_golang) and NaN is refused (ValueError).
@@ -647,18 +652,9 @@ class Metrics:
                 # per_undefined_host, which asks for every Host), and only for the first
                 # ``max_hosts`` names seen: a catch-all or wildcard rule matches whatever Host
                 # a client sends, and each new name would be eight new series kept forever.
-                host = (record.host if record.ingress is not None or self.per_undefined_host
-                        else "")
-                if host and host not in self._seen_hosts:
-                    if len(self._seen_hosts) >= self.max_hosts:
-                        if not self._hosts_capped:
-                            self._hosts_capped = True
-                            _log.warning(
-                                "metrics: more than %d distinct Host values and no set_hosts();"
-                                " further ones are counted with host=\"\"", self.max_hosts)
-                        host = ""
-                    else:
-                        self._seen_hosts.add(host)
+                host = self._bounded_host(
+                    record.host if record.ingress is not None or self.per_undefined_host
+                    else "")
             elif record.host in hosts:  # the catch-all's "_" among them (set_hosts)
                 host = record.host
             elif not record.host:
@@ -677,12 +673,30 @@ class Metrics:
                 # even if the host is not defined in an ingress": the request is counted whole,
                 # its host label the Host (e2e test/e2e/metrics/metrics.go: a 404 for
                 # wildcard.foo.com gives a requests series with host="wildcard.foo.com").
-                host = record.host
+                # Unlike there, only the first ``max_hosts`` such names get a label of their
+                # own: each is a client's Host header, and its series are kept for ever.
+                host = self._bounded_host(record.host)
             key: tuple[str, ...] = (status, method, path, namespace, ingress, service, canary,
                                     host)
         else:
             key = (status, method, path, namespace, ingress, service, canary)
         self._requests.observe(key, (ingress, namespace, service, canary), record)
+
+    def _bounded_host(self, host: str) -> str:
+        """``host`` as a label while fewer than ``max_hosts`` client-given names (any Host
+        while the served hosts are unknown, an undefined one with ``per_undefined_host``) have
+        one; "" past that, with one warning."""
+        if host and host not in self._seen_hosts:
+            if len(self._seen_hosts) >= self.max_hosts:
+                if not self._hosts_capped:
+                    self._hosts_capped = True
+                    _log.warning(
+                        "metrics: more than %d distinct Host values and %s; further ones are "
+                        "counted with host=\"\"", self.max_hosts,
+                        "no set_hosts()" if self._hosts is None else "not among set_hosts()'s")
+                return ""
+            self._seen_hosts.add(host)
+        return host
 
     def set_hosts(self, hosts: Iterable[str] | None) -> None:
         """The host names the configuration serves (:func:`hosts_of`), like ingress-nginx's
@@ -709,8 +723,11 @@ class Metrics:
             self._hosts = new
             # With per_undefined_host a host no longer served is an undefined host: its series
             # go on (ingress-nginx's RemoveMetrics drops the removed Ingresses' series only),
-            # or every reload would restart their counters.
-            if new is not None and self.per_host and not self.per_undefined_host:
+            # or every reload would restart their counters; the bound counts it from now on,
+            # and no longer a host now served.
+            if self.per_undefined_host:
+                self._recount_hosts()
+            elif new is not None and self.per_host:
                 # The series of a host no longer served that no Ingress took (a 404 for a
                 # path no rule covers, the 413 of a Content-Length) would stay for ever:
                 # set_ingresses keeps ``ingress=""`` series, and one preview host after
@@ -737,15 +754,18 @@ class Metrics:
             served.add((namespace, name))
         with self._lock:  # a series a thread adds meanwhile is not lost in the swap
             self._requests.retain(frozenset(served))
-            if self._hosts is None:
+            if self._hosts is None or self.per_undefined_host:
                 self._recount_hosts()
 
     def _recount_hosts(self) -> None:
         # The ``max_hosts`` bound counts names that still have series: the hosts of the
         # Ingresses dropped are free again, or preview environments coming and going would
-        # use the bound up and label every later host "".
+        # use the bound up and label every later host "". The served hosts, when known, are
+        # not client-given names: not counted.
         if self.per_host:
-            self._seen_hosts = {k[7] for k in self._requests.series if k[7]}
+            served = self._hosts or frozenset()
+            self._seen_hosts = {k[7] for k in self._requests.series
+                                if k[7] and k[7] not in served}
             self._hosts_capped = False
 
     # -- reloads --------------------------------------------------------------------------------

@@ -991,7 +991,8 @@ class Router:
 
         ``path`` is the request path without the query (as received); ``query`` (optional)
         feeds ``$request_uri``/``$args``/``$arg_*`` in ``upstream-hash-by``. Raises
-        :class:`BadRequestError` as ``RouteTable.match`` does.
+        :class:`BadRequestError` as ``RouteTable.match`` does (400: a Host the proxy refuses,
+        then a path with no canonical form), before any balancer sees the request.
 
         A subclass may override it (and call ``super().route(...)``); on a plain Router the
         instance attribute ``route`` is the current state's compiled path, replaced by every

@@ -846,23 +846,24 @@ class RouteTable:
     >>> table.match("foo.example", "/apiv1") is None
     True
 
-    ``match`` raises :class:`BadRequestError` for a path with no canonical form (SEMANTICS §5).
-    It does not check the host: a malformed one is routed by what it spells (``"a b.foo"`` by
-    a ``*.foo`` rule, ``"x y"`` by the host-less rules, ``"foo:abc"`` as ``foo``), so check
-    the Host first, as the proxy and ``IngressASGI`` do (400, nginx's
-    ``ngx_http_validate_host``).
+    ``match`` raises :class:`BadRequestError` (``status_hint`` 400) for a path with no
+    canonical form (SEMANTICS §5), and first for a Host the proxy and ``IngressASGI`` answer 400
+    before routing (a space, ``/``, ``@``, a port that is no number in 1-65535, an empty label,
+    non-ASCII: nginx's ``ngx_http_validate_host``), never a route for it; ``""`` is no host
+    (the host-less rules).
 
-    >>> try:
-    ...     table.match("foo.example", "/../api")
-    ... except BadRequestError as exc:
-    ...     print(exc.status_hint, exc)
+    >>> for host, path in [("foo.example", "/../api"), ("foo.example:abc", "/api")]:
+    ...     try:
+    ...         table.match(host, path)
+    ...     except BadRequestError as exc:
+    ...         print(exc.status_hint, exc)
     400 '..' above the root: '/../api'
-    >>> table.match("foo.example:abc", "/api").path
-    '/api'
+    400 invalid Host header: 'foo.example:abc'
     """
 
     #: ``match(host, path) -> Match | None`` (bound straight to the matcher's lookup: no extra
-    #: Python frame on the hot path). Raises :class:`BadRequestError` for paths to reject.
+    #: Python frame on the hot path). Raises :class:`BadRequestError` for hosts and paths to
+    #: reject.
     match: _MatchFunction
 
     def __init__(

@@ -82,6 +82,38 @@ def _norm_host(host: str) -> str:
     return h
 
 
+#: RFC 9110 §7.2 reg-name characters the proxy takes in a Host (SEMANTICS §9: no space, "/", "@").
+_REG_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%")
+_IP_LITERAL = frozenset("0123456789ABCDEFabcdef:.")
+
+
+def host_refused(host: str) -> bool:
+    """SEMANTICS §9's "bad Host values (spaces, `/`, `@`, bad ports)" as the proxy reads them
+    (RFC 9110 §7.2 ``uri-host [":" port]``, strictly; nginx's ngx_http_validate_host: no empty
+    label, not one dot), written out by hand: "" is no host, not a bad one."""
+    if not host:
+        return False
+    if ".." in host:
+        return True  # an empty label
+    if host.startswith("["):
+        close = host.find("]")
+        name, rest = (host, "") if close < 0 else (host[: close + 1], host[close + 1 :])
+        if close < 2 or not set(name[1:-1]) <= _IP_LITERAL:
+            return True
+    else:
+        name, colon, port = host.partition(":")
+        rest = colon + port
+        if not name or not set(name) <= _REG_NAME:
+            return True
+    if rest:
+        port = rest[1:]
+        if rest[0] != ":" or not 1 <= len(port) <= 5 or not set(port) <= set("0123456789"):
+            return True
+        if not 1 <= int(port) <= 65535:
+            return True
+    return name == "."  # nothing once the trailing dot goes
+
+
 def _backend(b: IngressBackend) -> tuple[str | None, int | str | None]:
     if b.service is None:
         return None, None
@@ -123,7 +155,10 @@ def _prepared(res: Resources, ingress_class: str | None, controller: str | None)
 def oracle(
     res: Resources, host: str, path: str, ingress_class: str | None = None, controller: str | None = None
 ) -> Expected | None:
-    """Raises BadRequestError exactly when the path must be rejected."""
+    """Raises BadRequestError exactly when the host (first: §4 "Host first") or the path must
+    be rejected."""
+    if host_refused(host):  # §9 "bad Host values": a 400, never a route
+        raise BadRequestError("invalid Host header", 400)
     if "#" in path:  # §5 "`#` -> 400", the query included
         raise BadRequestError("'#' in request target", 400)
     raw = path.split("?", 1)[0] or "/"

@@ -79,9 +79,14 @@ def test_a_matcher_never_initialised_answers_like_an_empty_one() -> None:
     out = run_child("""
         from ingresslib._match import Matcher
         m = Matcher.__new__(Matcher)
-        for host in ("a.com", "", "A.COM:80", "é.com", "x" * 300):
+        for host in ("a.com", "", "A.COM:80", "[::1]:80", "x" * 300):
             for path in ("/x", "", "/a/b?q"):
                 assert m.lookup(host, path) is None, (host, path)
+        try:  # a Host the proxy refuses (non-ASCII): 400 before any table is read (s34 h2)
+            m.lookup("é.com", "/x")
+            raise AssertionError("é.com was routed")
+        except ValueError as exc:
+            assert type(exc).__name__ == "BadRequestError", exc
         m._check_invariants()
         assert m._host_probes() == (0.0, 0)
         print("ok")

@@ -28,6 +28,7 @@ import ingresslib
 from ingresslib import BadRequestError, Match, Resources, RouteTable, ValidationError
 
 from _matchers import MATCHER_PARAMS, required
+from _table_oracle import host_refused
 
 # --- fixtures and builders ------------------------------------------------------------------------
 
@@ -102,6 +103,20 @@ def table(matcher: Any, *objs: dict[str, Any], **kw: Any) -> RouteTable:
 def svc(t: RouteTable, host: str, path: str) -> str | None:
     m = t.match(host, path)
     return None if m is None else m.service
+
+
+#: What ``table.match`` gives a Host the proxy answers 400 (SEMANTICS §9 "bad Host values"):
+#: BadRequestError, never a route (session 34).
+REFUSED = "400"
+
+
+def host_svc(t: RouteTable, host: str, path: str) -> str | None:
+    """``svc``, or ``REFUSED`` when ``match`` refuses the Host."""
+    try:
+        return svc(t, host, path)
+    except BadRequestError as exc:
+        assert exc.status_hint == 400 and "Host" in str(exc), exc
+        return REFUSED
 
 
 def errors_of(objs: Any) -> list[str]:
@@ -623,10 +638,10 @@ def hosts_table(matcher: Any) -> RouteTable:
     ("foo.com", "precise"),
     ("FOO.COM", "precise"),
     ("Foo.Com:8080", "precise"),
-    ("foo.com:", "precise"),
+    ("foo.com:", REFUSED),              # ":" with no port: a bad port (§9)
     ("foo.com.", "precise"),
     ("FOO.com.:443", "precise"),
-    ("foo.com..", "hostless"),          # one trailing dot only
+    ("foo.com..", REFUSED),             # one trailing dot only; two: an empty label (§9)
     ("bar.foo.com", "wild"),
     ("BAR.Foo.COM:80", "wild"),
     ("bar.foo.com.", "wild"),
@@ -635,16 +650,17 @@ def hosts_table(matcher: Any) -> RouteTable:
     ("xfoo.com", "hostless"),
     ("[::1]", "hostless"),              # IPv6 literals keep brackets, never equal a rule host
     ("[::1]:8080", "hostless"),
-    ("[foo.com]", "hostless"),
-    ("[foo.com]:80", "hostless"),
+    ("[foo.com]", REFUSED),             # no IP literal (§9)
+    ("[foo.com]:80", REFUSED),
     ("10.0.0.1:80", "hostless"),
     ("", "hostless"),
 ])
 def test_host_normalisation_and_groups(hosts_table: RouteTable, host: str, want: str) -> None:
     # §4.1 "Host: lower-case it, strip :port (IPv6 literals keep their brackets and never equal a
     # rule host), strip one trailing dot. Group = the precise host if a rule names it, else the
-    # *. wildcard covering exactly one first label, else the host-less rules."
-    assert svc(hosts_table, host, "/x") == want
+    # *. wildcard covering exactly one first label, else the host-less rules." §9: a bad Host
+    # value is a 400 before any of it.
+    assert host_svc(hosts_table, host, "/x") == want
 
 
 def test_no_fall_through_between_host_groups(matcher: Any) -> None:
@@ -1456,10 +1472,11 @@ def test_check_reports_invalid_proxy_annotation_values(tmp_path: Path, cli_env: 
                 and "default" in line], out
 
 
-@pytest.mark.parametrize(("host", "want"), [("::1", "hostless"), ("[::1]:", "hostless"),
-                                             ("[FE80::1]:443", "hostless"), ("foo.com.:", "precise")])
+@pytest.mark.parametrize(("host", "want"), [("::1", REFUSED), ("[::1]:", REFUSED),
+                                             ("[FE80::1]:443", "hostless"), ("foo.com.:", REFUSED)])
 def test_odd_host_values_fall_to_the_right_group(hosts_table: RouteTable, host: str, want: str) -> None:
-    assert svc(hosts_table, host, "/") == want
+    # An IPv6 literal without brackets, ":" with no port: bad Host values (§9), 400.
+    assert host_svc(hosts_table, host, "/") == want
 
 
 @pytest.mark.parametrize(("rule", "request_path", "hit"), [
@@ -1707,7 +1724,10 @@ _WILD = {"foo.com": "wild"}  # *.foo.com
 
 def _host_oracle(header: str) -> str:
     """§4.1 from the text: lower-case, strip :port (IPv6 literals keep brackets and never equal
-    a rule host), strip one trailing dot; precise, else one-label wildcard, else host-less."""
+    a rule host), strip one trailing dot; precise, else one-label wildcard, else host-less;
+    before all that §9's "bad Host values" are 400."""
+    if host_refused(header):
+        return REFUSED
     h = header.lower()
     if h.startswith("["):
         return "hostless"
@@ -1738,4 +1758,4 @@ def test_host_groups_agree_with_an_oracle_written_from_the_text(
         ing("w", [("*.foo.com", [("/", "Prefix", "wild")])]),
         ing("h", [(None, [("/", "Prefix", "hostless")])]),
     ]), matcher_class=matcher_class)
-    assert svc(t, header, "/") == _host_oracle(header), header
+    assert host_svc(t, header, "/") == _host_oracle(header), header

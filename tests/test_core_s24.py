@@ -25,6 +25,7 @@ from ingresslib import _match_py
 from ingresslib._matcher import MATCHER
 
 from _budget import examples
+from _table_oracle import host_refused
 
 try:
     from ingresslib import _match as _compiled
@@ -170,6 +171,8 @@ def _elements(p: str) -> list[str]:
 
 def o_match(served: list[dict[str, Any]], host: str, path: str) -> tuple[Any, ...] | None:
     """The route of (host, path), as a comparable tuple; raises Bad for a 400."""
+    if host_refused(host):  # §4 "Host first"; §9 "bad Host values": 400, never a route
+        raise Bad("invalid Host header")
     cpath = o_canonical(path)
     h = o_host(host)
     rule_hosts = {r.get("host") or None for ing in served for r in ing["spec"].get("rules") or []}
@@ -556,6 +559,10 @@ def test_host_groups_by_the_oracle(matcher: Any, host: str, hostless: bool) -> N
         groups.append((None, {}, {"": "hostless"}, None))
     m = matcher(groups, "table default")
     h = o_host(host)
+    if host_refused(host):  # §9 "bad Host values" (a space, "[", an empty label...): 400
+        with pytest.raises(BadRequestError):
+            m.lookup(host, "/x")
+        return
     if h is not None and h in names:
         want = h
     elif h is not None and not h.startswith("[") and h.find(".") > 0 and "*." + h.split(".", 1)[1] in names:

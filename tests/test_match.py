@@ -24,6 +24,7 @@ from _matchers import MATCHER_PARAMS as IMPLEMENTATIONS
 from _matchers import REQUIRE as _REQUIRE
 from _matchers import built_classes as _all_classes
 from _matchers import required
+from _table_oracle import host_refused
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -173,6 +174,9 @@ HOST_GROUPS = [
     group_of(None, [("Prefix", "/h")], default="default host-less"),
 ]
 
+#: The expected outcome of a lookup that raises BadRequestError (400).
+REFUSED = "400"
+
 HOST_CASES = [
     ("foo.com", "/f", "Prefix /f"),
     # "lower-case it, strip :port, strip one trailing dot"
@@ -180,7 +184,9 @@ HOST_CASES = [
     ("foo.com:8080", "/f", "Prefix /f"),
     ("foo.com.", "/f", "Prefix /f"),
     ("Foo.Com.:80", "/f", "Prefix /f"),
-    ("foo.com..", "/h", "Prefix /h"),
+    # A Host the proxy answers 400 (an empty label, no host before the port, non-ASCII: the
+    # proxy's check_host, nginx's ngx_http_validate_host) is refused, never routed (s34 h2).
+    ("foo.com..", "/h", REFUSED),
     # "Group = the precise host if a rule names it": bar.foo.com beats *.foo.com
     ("bar.foo.com", "/b", "Prefix /b"),
     # "No fall-through to a less specific group once one is chosen"
@@ -201,22 +207,27 @@ HOST_CASES = [
     ("other.org", "/h", "Prefix /h"),
     ("other.org", "/f", "default host-less"),
     ("", "/h", "Prefix /h"),
-    (":80", "/h", "Prefix /h"),
+    (":80", "/h", REFUSED),
     # "IPv6 literals keep their brackets and never equal a rule host"
     ("[::1]", "/h", "Prefix /h"),
     ("[::1]:8080", "/f", "default host-less"),
     ("127.0.0.1", "/h", "Prefix /h"),
-    # ASCII-only case folding: the Kelvin sign is not "k"
-    ("\u212aoo.com", "/h", "Prefix /h"),
-    ("\u212a.foo.com", "/w", "Prefix /w"),
-    ("b\u00e4r.foo.com", "/w", "Prefix /w"),
+    # Non-ASCII is no Host the proxy takes (its rule is ASCII): the Kelvin sign never becomes
+    # "k", it is refused (normalize_host's ASCII-only folding: tests/test_normalize*.py)
+    ("\u212aoo.com", "/h", REFUSED),
+    ("\u212a.foo.com", "/w", REFUSED),
+    ("b\u00e4r.foo.com", "/w", REFUSED),
 ]
 
 
 @pytest.mark.parametrize(("host", "path", "expected"), HOST_CASES)
 def test_host_selection(matcher_class: Any, host: str, path: str, expected: str | None) -> None:
     m = matcher_class(HOST_GROUPS, default="never")
-    assert m.lookup(host, path) == expected
+    if expected == REFUSED:
+        with pytest.raises(BadRequestError, match="Host header"):
+            m.lookup(host, path)
+    else:
+        assert m.lookup(host, path) == expected
 
 
 def test_no_group_returns_the_matcher_default(matcher_class: Any) -> None:
@@ -353,6 +364,9 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 def oracle(groups: Sequence[_match_py.HostGroup], default: object, host: str, path: str) -> object:
     """SEMANTICS.md §4 read literally, with a linear scan over every group and key."""
+    # §4 "Host first": a Host the proxy refuses (§9) is a 400, never a route.
+    if host_refused(host):
+        raise BadRequestError("invalid Host header")
     # §5: "`#` → 400", anywhere in the target: in the query too (a fragment is never sent), so
     # this comes before the query is cut off.
     if "#" in path:

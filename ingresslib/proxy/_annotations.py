@@ -33,10 +33,12 @@ must start a capture ``$1``..``$9`` (nginx reads ``$0`` or ``$name`` as a variab
 
 A ``rewrite-target`` that starts with ``http://`` or ``https://`` is no rewrite: nginx's
 ``rewrite`` answers 302 to it (``RouteOptions.rewrite_redirect``, answered by
-proxy/_actions.py ``redirect_for``). ``temporal-redirect`` / ``permanent-redirect`` and their
-codes are read as redirect/redirect.go reads them (``_redirect_url``, ``_redirect_code``);
-``from-to-www-redirect`` is only checked here (its warning) and acted on per table
-(``RouteOptionsSource._www_twins``).
+proxy/_actions.py ``redirect_for``), its Location unescaped as nginx's
+``NGX_UNESCAPE_REDIRECT`` does up to its first ``?`` (a capture's ``%3F`` becomes that
+``?``, its ``%26`` an ``&``; ``%25``, ``%20`` stay). ``temporal-redirect`` /
+``permanent-redirect`` and their codes are read as redirect/redirect.go reads them
+(``_redirect_url``, ``_redirect_code``); ``from-to-www-redirect`` is only checked here (its
+warning) and acted on per table (``RouteOptionsSource._www_twins``).
 
 On a canary Ingress none of these (``LOCATION_OPTIONS``) is read: canary traffic takes the main
 rule's options, as in ingress-nginx; each one set is reported as ignored, unless it has the main
@@ -51,7 +53,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import regex as _regex
 
@@ -232,6 +234,12 @@ _TARGET_GROUP_RE = re.compile(r"\$([1-9])")  # nginx: "$1".."$9" (see _NOT_A_CAP
 #: ``args`` table ('" ", "#", "%", "&", "+", ";", "?"', controls, bytes over 0x7E), less
 #: those a canonical path never holds as they are.
 _ARG_ESCAPES = str.maketrans({"&": "%26", "+": "%2B", ";": "%3B"})
+#: The whole ``args`` table, for a capture decoded as nginx's ``$uri`` holds it
+#: (``_redirect_capture``).
+_ESCAPE_ARGS_RE = re.compile(r"[\x00-\x20#%&+;?\x7f-\xff]")
+#: What NGX_UNESCAPE_REDIRECT acts on: an escape, or the "?" where it stops
+#: (``_unescape_redirect``).
+_REDIRECT_UNESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})|\?")
 #: The longest a rule path's regex may run on one request path (``rewrite-target`` with
 #: ``use-regex``). The regex is the Ingress author's and the path the client's; a backtracking
 #: engine without a bound lets one request hold the event loop for as long as the pattern
@@ -368,15 +376,33 @@ class RouteOptions:
         return t is not None and (t.startswith("http://") or t.startswith("https://"))
 
     def rewrite_redirect(self, path: str, query: str | None) -> str | None:
-        """The Location of a rewrite-target URL for a canonical ``path`` (its captures put in
-        as for a rewrite, the arguments by nginx's rules: ``rewrite_uri``), or None: no such
-        target, or the rule regex does not match (nginx's ``rewrite`` then does nothing).
+        """The Location of a rewrite-target URL for a canonical ``path``, as nginx's
+        ``rewrite`` writes it for a redirect (captures as ``_redirect_capture`` copies them,
+        then ``_unescape_redirect``, then the request's arguments), or None: no such target,
+        or the rule regex does not match (nginx's ``rewrite`` then does nothing).
         ngx_http_rewrite: "regex->status = NGX_HTTP_MOVED_TEMPORARILY; regex->redirect = 1":
         the answer is 302."""
         if not self.rewrite_is_redirect:
             return None
-        new = self._rewritten(path, url=True)
-        return None if new is None else _with_args(new, query)
+        matched = self._captures(path)
+        if matched is None:
+            return None
+        target, groups = matched
+        escape = _escapes_captures(path)
+
+        def group(g: re.Match[str]) -> str:
+            return _redirect_capture(_capture_text(groups, g), escape)
+
+        # ngx_http_rewrite cuts a final "?" before compiling ("the last "?" drops the
+        # original arguments"); ngx_http_script_regex_end_code then runs NGX_UNESCAPE_REDIRECT
+        # over the whole Location (``_unescape_redirect``) and appends the arguments after
+        # "&" if the target holds a "?" of its own (``code->args``: ngx_http_script_compile
+        # sets sc->args on a literal "?"), else after "?": a "?" decoded from a capture's
+        # %3F does not count ("*e->pos++ = (u_char) (code->args ? '&' : '?');").
+        location = _unescape_redirect(_TARGET_GROUP_RE.sub(group, target.removesuffix("?")))
+        if not query or target.endswith("?"):
+            return location
+        return location + ("&" if "?" in target else "?") + query
 
     def rewrite(self, path: str) -> str:
         """Apply rewrite-target to a canonical path (see the module docstring)."""
@@ -402,36 +428,90 @@ class RouteOptions:
             return path if query is None else f"{path}?{query}"
         return _with_args(new, query)
 
-    def _rewritten(self, path: str, url: bool = False) -> str | None:
-        """The rewrite-target result, with ``$n`` replaced; None when nothing is rewritten.
-        ``url``: as a redirect's Location (no ``/`` put in front of a URL target)."""
+    def _captures(self, path: str) -> tuple[str, tuple[str | None, ...]] | None:
+        """The rewrite-target and the rule regex's groups on a canonical ``path``; None when
+        nothing is rewritten."""
         if self.rewrite_target is None or self.rewrite_regex is None:
             return None
         m = self.rewrite_regex.match(path, timeout=REWRITE_TIMEOUT)  # TimeoutError past it
-        if m is None:
+        return None if m is None else (self.rewrite_target, m.groups())
+
+    def _rewritten(self, path: str) -> str | None:
+        """The rewrite-target result for a path rewrite, with ``$n`` replaced; None when
+        nothing is rewritten (a URL target: ``rewrite_redirect``)."""
+        matched = self._captures(path)
+        if matched is None:
             return None
-        groups = m.groups()
-        target = self.rewrite_target
+        target, groups = matched
         # A capture after the target's first "?" is an argument: nginx escapes it with
         # NGX_ESCAPE_ARGS when the request URI had a "%" or a "+" (ngx_http_script.c
         # ngx_http_script_copy_capture_code: "if ((e->is_args || e->quote) &&
         # (e->request->quoted_uri || e->request->plus_in_uri))"), so that the path's "&",
         # "+" and ";" stay inside that argument; the canonical path's other characters
-        # NGX_ESCAPE_ARGS escapes are %XX already. (A URL target's e->quote escapes its
-        # path part too, which NGX_UNESCAPE_REDIRECT decodes again: only its arguments
-        # change.) ``path`` stands in for the request URI: a "%" the canonical form
-        # decoded (``%61``) is not seen.
-        args_at = target.find("?") if "%" in path or "+" in path else -1
+        # NGX_ESCAPE_ARGS escapes are %XX already.
+        args_at = target.find("?") if _escapes_captures(path) else -1
 
         def group(g: re.Match[str]) -> str:
-            i = int(g.group(1))
-            text = (groups[i - 1] or "") if i <= len(groups) else ""
+            text = _capture_text(groups, g)
             return text.translate(_ARG_ESCAPES) if 0 <= args_at < g.start() else text
 
         new = _TARGET_GROUP_RE.sub(group, target)
-        if not new.startswith("/") and not url:
+        if not new.startswith("/"):
             new = "/" + new
         return new
+
+
+def _capture_text(groups: tuple[str | None, ...], g: re.Match[str]) -> str:
+    """The group a target's ``$n`` (``g``) names: empty when it took part in no match, or
+    when the regex has fewer groups (nginx copies nothing for either)."""
+    i = int(g.group(1))
+    return (groups[i - 1] or "") if i <= len(groups) else ""
+
+
+def _escapes_captures(path: str) -> bool:
+    """Whether nginx escapes the captures it copies into the arguments or a redirect: the
+    request URI's path had a "%" or a "+" (``r->quoted_uri`` / ``r->plus_in_uri``, set only
+    while ngx_http_parse_request_line is in its path states). The canonical ``path`` stands
+    in for that URI: a "%" the canonical form decoded (``%61``) is not seen."""
+    return "%" in path or "+" in path
+
+
+def _redirect_capture(text: str, escape: bool) -> str:
+    """A capture of the canonical path as nginx's ``rewrite`` copies it into a redirect:
+    taken from the decoded ``$uri`` nginx matched (a canonical ``%XX`` is that byte there),
+    escaped with NGX_ESCAPE_ARGS when ``escape`` (ngx_http_script.c
+    ``ngx_http_script_regex_start_code``: "e->quote = code->redirect"; ``ngx_http_script_
+    copy_capture_code``: "if ((e->is_args || e->quote) && (e->request->quoted_uri ||
+    e->request->plus_in_uri))"). Without ``escape`` the path holds no "%": nothing to decode.
+    Bytes as latin-1 characters."""
+    if not escape:
+        return text
+    decoded = unquote(text, encoding="latin-1")  # each %XX its byte, as one character
+    return _ESCAPE_ARGS_RE.sub(lambda m: "%%%02X" % ord(m.group()), decoded)
+
+
+def _unescape_redirect(location: str) -> str:
+    """ngx_string.c ``ngx_unescape_uri(..., NGX_UNESCAPE_REDIRECT)``, which
+    ngx_http_script_regex_end_code runs over a rewrite's redirect before the arguments are
+    appended: each ``%XX`` whose byte lies after "%" and before DEL decoded ("if (ch > '%' &&
+    ch < 0x7f)"), the others kept as written (``%25``, ``%20``, ``%23``, ``%C3``); at the first
+    "?", a literal one or a decoded ``%3F``, it stops ("if (ch == '?') { *d++ = ch; goto
+    done; }") and the rest is copied as it is. (nginx also drops a "%" without two hex digits
+    after it: the target is refused one, ``_rewrite_target``, and a capture has none.)"""
+    out: list[str] = []
+    pos = 0
+    for m in _REDIRECT_UNESCAPE_RE.finditer(location):
+        if m.group(1) is None:
+            break  # a literal "?"
+        byte = int(m.group(1), 16)
+        out.append(location[pos:m.start()])
+        pos = m.end()
+        if byte == 0x3F:
+            out.append("?")
+            break
+        out.append(chr(byte) if 0x25 < byte < 0x7F else m.group())
+    out.append(location[pos:])
+    return "".join(out)
 
 
 def _with_args(new: str, query: str | None) -> str:

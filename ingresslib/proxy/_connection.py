@@ -297,10 +297,15 @@ def _check_router(router: Any) -> None:
     """Refuse what has no ``route``: ``IngressASGI`` takes Resources, and a ``Proxy`` (a
     ``ProxyServer``) given them started, then dropped every connection unanswered, its
     AttributeError in the log at each request. None stays allowed: no router yet (a server
-    that only tests its listeners, or one whose ``router`` is set before it routes)."""
-    if router is not None and not callable(getattr(router, "route", None)):
+    that only tests its listeners, or one whose ``router`` is set before it routes). A class
+    (``ingresslib.Router`` not called) has a ``route``, the unbound function: each request
+    then failed the same way."""
+    if router is not None and (isinstance(router, type)
+                               or not callable(getattr(router, "route", None))):
+        what = f"the class {router.__name__}" if isinstance(router, type) else \
+            type(router).__name__
         raise TypeError(f"a router is needed (ingresslib.Router(res), or your own object with "
-                        f"its route()), not {type(router).__name__}: pass ingresslib.Router(res)")
+                        f"its route()), not {what}: pass ingresslib.Router(res)")
 
 
 def _digest_request(req: _Request, now: float) -> tuple[bytes, bytes, float]:

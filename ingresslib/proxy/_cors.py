@@ -181,8 +181,10 @@ class Cors:
     def headers(self, origin: str | None) -> list[tuple[bytes, bytes]] | None:
         """The headers nginx.tmpl's CORS block sets for a request with this ``Origin``, in its
         order, as ``(name, value)`` (names as the template spells them), or None when none
-        apply. An empty Origin value matched by the list sets no Allow-Origin (headers-more
-        removes a header set to "")."""
+        apply. An empty ``Origin:`` is no exception: ``*`` answers it ``*`` ("set $http_origin
+        *"), a list matches it with none of its alternatives (none is empty: ``parse_cors``
+        skips an empty element), so ``$cors`` stays unset in nginx, no header of the block is
+        set and the upstream's Access-Control-Allow-Origin passes (tests/test_h3_s34.py)."""
         allow = self.allowed_origin(origin)
         if allow is None:
             return None

@@ -26,7 +26,7 @@ from ._chunked import has_control
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS
 
 from .._iptext import ipv6_text as _ipv6_text
-from .._normalize import normalize_host
+from .._normalize import host_problem, normalize_host
 from ._access import _rule_network
 from ._basicauth import decode_credentials
 from ._errors import RemoteProxyError
@@ -216,12 +216,6 @@ NGINX_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTION
 #: (TRACE, idempotent too, never reaches a backend: 405 before routing, as nginx answers it.)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 
-# RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
-# reg-name allows sub-delims and pct-encoded, but a Host with '/', '@', spaces or a bad port is
-# the stuff of routing confusion (SEMANTICS §9 "bad Host values"): we take the strict subset.
-_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?")
-
-
 # RFC 9110 §5.5: "field values containing CR, LF, or NUL characters are invalid and dangerous
 # ... a recipient of CR, LF, or NUL within a field value MUST either reject the message or
 # replace each of those characters with SP"; the other CTLs are not field-vchar either. h11
@@ -283,22 +277,15 @@ def basic_auth_user(authorization: str | bytes | None) -> str | None:
 def check_host(value: bytes) -> None:
     """Raise 400 unless ``value`` is a plausible host (a Host header value, an absolute-form
     authority); empty is allowed here: no host at all (``check_host_header`` refuses an
-    empty Host *header*)."""
+    empty Host *header*). The rule is the core's (``_normalize.host_problem``: RFC 9110's
+    Host, strictly, and nginx's ``ngx_http_validate_host``), the one ``RouteTable.match``
+    applies too, so that the table never routes a Host the proxy refuses."""
     if not value:
         return
-    m = _HOST_RE.fullmatch(value)
-    # nginx ngx_http_validate_host(): "case '.': if (dot_pos == i - 1) { return
-    # NGX_DECLINED; }" -- an empty label is "client sent invalid host header" (400).
-    if m is None or value.find(b"..") >= 0:  # (not `in`: ~2,000 instructions more, Q3)
-        raise RemoteProxyError("invalid Host header", 400)
-    port = m.group(1)
-    if port is not None and not 0 < int(port) <= 65535:
-        raise RemoteProxyError("invalid port in Host header", 400)
-    # ngx_http_validate_host() again: "if (dot_pos == host_len - 1) { host_len--; }" then
-    # "if (host_len == 0) { return NGX_DECLINED; }" -- a host that is one dot ("." or ".:80")
-    # is nothing once its trailing dot goes, 400, where we would route it as no host.
-    if value[:1] == b"." and (len(value) == 1 or value[1:2] == b":"):
-        raise RemoteProxyError("empty host in Host header", 400)
+    # latin-1: one character per byte, so a byte outside the rule's ASCII is refused as such.
+    why = host_problem(value.decode("latin-1"))
+    if why is not None:
+        raise RemoteProxyError(why, 400)
 
 
 def check_host_header(value: bytes) -> None:

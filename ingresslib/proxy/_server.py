@@ -2133,11 +2133,15 @@ class ProxyServer:
     @property
     def router(self) -> Any:
         """The router requests are routed with; assign another to switch (requests already
-        routed keep theirs)."""
+        routed keep theirs). One without ``route()`` (a ``Resources``) is a ``TypeError``, as
+        in the constructor."""
         return self.proxy.router
 
     @router.setter
     def router(self, router: Any) -> None:
+        from ._connection import _check_router
+
+        _check_router(router)  # as the constructor: a Resources would drop every connection
         # One attribute store: requests already routed keep their Decision (and the core keeps
         # the router it started them with); new requests see the new router.
         self.proxy.router = router

@@ -16,6 +16,7 @@ import argparse
 import atexit
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -105,25 +106,43 @@ def _go_bool(text: str) -> bool:
             f"invalid boolean {text!r} (true or false, as ingress-nginx's flag)") from None
 
 
+#: A number as Go's ``strconv.ParseFloat`` reads it (atof.go ``readFloat`` and ``special``,
+#: atoi.go ``underscoreOK``), where Python's ``float`` differs: ASCII digits only (``float``
+#: reads "１" and "٣"); "_" only between digits, or after a "0x" prefix (atof_test.go:
+#: "1_23.50_0_0e+1_2" is 1.235e+14, "123_.5e+12" a syntax error); hexadecimal mantissas
+#: (``float`` reads none) with their "p" exponent, which Go requires ("Must have exponent").
+_GO_DIGITS = "[0-9](?:_?[0-9])*"
+_GO_HEX_DIGITS = "[0-9a-f](?:_?[0-9a-f])*"
+_GO_FLOAT_RE = re.compile(
+    rf"[+-]?(?:(?P<dec>(?:{_GO_DIGITS}(?:\.(?:{_GO_DIGITS})?)?|\.{_GO_DIGITS})"
+    rf"(?:e[+-]?{_GO_DIGITS})?)"
+    rf"|(?P<hex>0x(?:_?{_GO_HEX_DIGITS}(?:\.(?:{_GO_HEX_DIGITS})?)?|\.{_GO_HEX_DIGITS})"
+    rf"p[+-]?{_GO_DIGITS})"
+    r"|(?P<inf>inf(?:inity)?))|(?P<nan>nan)",
+    re.IGNORECASE | re.ASCII)
+
+
 def _go_floats(text: str) -> list[float]:
     """``--time-buckets`` and the other bucket options: numbers separated by commas, as
-    pflag's ``Float64Slice`` parses them (each part by ``strconv.ParseFloat``: an empty part
-    is refused too). NaN is refused: it bounds no bucket (``Metrics``: ValueError)."""
+    pflag's ``Float64Slice`` parses them (each part by ``strconv.ParseFloat``, its syntax
+    ``_GO_FLOAT_RE``: an empty part is refused too). NaN is refused: it bounds no bucket
+    (``Metrics``: ValueError)."""
     out = []
     for part in text.split(","):
-        try:
-            # ParseFloat takes no spaces, and underscores only after a base prefix (0x1_0p0,
-            # which Python's float does not read at all): "1_000" is invalid syntax there.
-            if part != part.strip() or "_" in part:
-                raise ValueError(part)
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid number {part!r} in {text!r}") from None
-        if math.isinf(value) and part.lstrip("+-").lower() not in ("inf", "infinity"):
-            # ParseFloat("1e400"): ErrRange (pflag refuses it); "+Inf" itself is a number.
-            raise argparse.ArgumentTypeError(f"number {part!r} out of range in {text!r}")
-        if math.isnan(value):
+        number = _GO_FLOAT_RE.fullmatch(part)
+        if number is None:
+            raise argparse.ArgumentTypeError(f"invalid number {part!r} in {text!r}")
+        if number["nan"]:
             raise argparse.ArgumentTypeError(f"{part!r}: a bucket bound must be a number")
+        plain = part.replace("_", "")
+        try:
+            value = float.fromhex(plain) if number["hex"] else float(plain)
+        except OverflowError:  # fromhex; float() gives inf
+            value = math.inf
+        if math.isinf(value) and not number["inf"]:
+            # ParseFloat("1e400"), ("0x1p1024"): ErrRange (pflag refuses it); "+Inf" itself
+            # is a number.
+            raise argparse.ArgumentTypeError(f"number {part!r} out of range in {text!r}")
         out.append(value)
     return out
 

@@ -31,6 +31,10 @@ __all__ = ["HostGroup", "Matcher", "RouteMatcher"]
 HostGroup: TypeAlias = tuple[str | None, Mapping[str, object], Mapping[str, object], object | None]
 
 _MISSING = object()
+#: Matcher._vouched's bounds: how many hosts, and how long one may be (the longest DNS name,
+#: 253, with a port; the compiled twin's _HOST_MAX too).
+_VOUCHED_MAX = 1024
+_HOST_MAX = 256
 #: ``(exact, prefix, group_default, longest prefix key length, the prefix keys' lengths)``.
 _Group: TypeAlias = tuple[dict[str, object], dict[str, object], object, int, frozenset[int]]
 
@@ -78,11 +82,16 @@ class Matcher:
     ('exact /a', 'prefix /a', 'prefix /')
     """
 
-    __slots__ = ("_hosts", "_wild", "_hostless", "_default")
+    __slots__ = ("_hosts", "_wild", "_hostless", "_default", "_vouched")
 
     def __init__(self, groups: Sequence[HostGroup], default: object | None = None) -> None:
         self._hosts, self._wild, self._hostless = _split_groups(groups)
         self._default = default
+        #: Raw hosts met before, checked then, and their group (in a 1-tuple: the group may be
+        #: None). check_host's regex made a host with a port, in upper case or of a wildcard
+        #: rule cost +30-47 % per lookup (s34 h2); a host seen again skips it and normalize_host
+        #: (benchmarks/ab_host_forms.py). At most _VOUCHED_MAX hosts of _HOST_MAX characters.
+        self._vouched: dict[str, tuple[_Group | None]] = {}
 
     def _group(self, host: str) -> _Group | None:
         # A dict key is lower-case, has no port, no trailing dot and no bracket, so a raw host
@@ -91,8 +100,23 @@ class Matcher:
         group = self._hosts.get(host)
         if group is not None:
             return group
+        known = self._vouched.get(host)
+        if known is not None:
+            return known[0]
+        group = self._group_of_checked(host)
+        if len(host) <= _HOST_MAX:
+            vouched = self._vouched
+            # Bounded: a client's random hosts empty it now and then, never grow it. Emptied,
+            # not frozen once full: a flood of one-off hosts would keep real clients' hosts out
+            # for the life of the table.
+            if len(vouched) >= _VOUCHED_MAX:
+                vouched.clear()
+            vouched[host] = (group,)
+        return group
+
+    def _group_of_checked(self, host: str) -> _Group | None:
         # "bad input gets a clear error, never a wrong route": a Host the proxy answers 400
-        # ("a b.foo.com", "foo.com:abc", "x\r\ny") is no host of any group.
+        # ("a b.foo.com", "foo.com:abc", "x\r\ny") is no host of any group (and never vouched).
         check_host(host)
         name = normalize_host(host)
         if name is None or name.startswith("["):

@@ -652,9 +652,12 @@ class Metrics:
                 # per_undefined_host, which asks for every Host), and only for the first
                 # ``max_hosts`` names seen: a catch-all or wildcard rule matches whatever Host
                 # a client sends, and each new name would be eight new series kept forever.
-                host = self._bounded_host(
-                    record.host if record.ingress is not None or self.per_undefined_host
-                    else "")
+                host = (record.host if record.ingress is not None or self.per_undefined_host
+                        else "")
+                # A name seen already costs no call: the default path (no set_hosts) stays
+                # as fast as before the bound moved into _bounded_host (about 80 ns, 2%).
+                if host and host not in self._seen_hosts:
+                    host = self._bounded_host(host)
             elif record.host in hosts:  # the catch-all's "_" among them (set_hosts)
                 host = record.host
             elif not record.host:
@@ -766,7 +769,9 @@ class Metrics:
             served = self._hosts or frozenset()
             self._seen_hosts = {k[7] for k in self._requests.series
                                 if k[7] and k[7] not in served}
-            self._hosts_capped = False
+            # Warned again only once the bound had room: with per_undefined_host each reload
+            # recounts, and nothing freed would repeat the warning after every reload.
+            self._hosts_capped &= len(self._seen_hosts) >= self.max_hosts
 
     # -- reloads --------------------------------------------------------------------------------
 

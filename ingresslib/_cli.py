@@ -330,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="request header (for canary/affinity, Origin for CORS; a Host header is routed on, "
                               "as with curl; Authorization is checked as the proxy checks "
                               "basic authentication, never printed); repeatable")
-    explain.add_argument("-X", "--method", default="GET")
+    explain.add_argument("-X", "--method", default="GET", metavar="METHOD",
+                         help="request method, as curl -X (default: GET; HEAD, OPTIONS for a "
+                              "CORS preflight, ...)")
     explain.add_argument("--client-ip", default=None, metavar="ADDR",
                          help="the client's address (the TCP peer): the verdict of the "
                               "route's source ranges for it (403 or not); with --config "
@@ -352,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: off, as ingress-nginx's flag: the annotation is "
                               "ignored and the TLS terminated)")
     explain.add_argument("--output", "-o", choices=("text", "json"), default="text",
-                         help="json: one JSON document on stdout, errors included (exit 2)")
+                         help="text for a person, or json: one JSON document on stdout, "
+                              "errors included (exit 2 with them) (default: text)")
     explain.set_defaults(handler="explain")
 
     check = sub.add_parser(
@@ -370,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: off, as ingress-nginx's flag: each such host is said to "
                             "be ignored, its TLS terminated")
     check.add_argument("--output", "-o", choices=("text", "json"), default="text",
-                       help="json: one JSON document on stdout, errors included (exit 2)")
+                       help="text for a person, or json: one JSON document on stdout, "
+                            "errors included (exit 2 with them) (default: text)")
     check.set_defaults(handler="check")
 
     demo = sub.add_parser(
@@ -418,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if list(sys.argv[1:] if argv is None else argv) in _VERBOSE_VERSION:
         print(version_line(verbose=True))
         return 0
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     handler: str = args.handler
     if handler == "serve":
         try:
@@ -455,6 +459,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ingresslib {handler}: error: cannot write the output: {exc}", file=sys.stderr)
         _stdout_to_devnull()
         return 1
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, its unknown options refused by the subcommand they follow.
+
+    ``parse_args`` leaves the subcommands' unknown arguments to the top-level parser, whose
+    error (``ingresslib: error: unrecognized arguments: --outptu json``) came with the
+    top-level usage, not a word of the subcommand's options, and with ``-o json`` nothing on
+    stdout (check and explain promise one JSON document, errors included)."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _refuse_unknown(_subcommand_parser(parser, args.command), args, extras)
+    return args
+
+
+def _subcommand_parser(parser: argparse.ArgumentParser, command: str
+                       ) -> argparse.ArgumentParser:
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    sub: argparse.ArgumentParser = subparsers.choices[command]
+    return sub
+
+
+def _refuse_unknown(sub: argparse.ArgumentParser, args: argparse.Namespace,
+                    extras: Sequence[str]) -> None:
+    """argparse's own message and exit code (2), with the subcommand's usage and the option
+    the first unknown one is most likely a misspelling of (Python 3.14's ``suggest_on_error``
+    does this for choices only)."""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    meant = _nearest_option(sub, extras)
+    if meant is not None:
+        message += f" (did you mean {meant}?)"
+    output = getattr(args, "output", "text")
+    if output != "json":
+        sub.error(message)  # usage, then "ingresslib CMD: error: ...", exit 2
+    from ._explain import UsageError, _usage
+
+    sys.stderr.write(sub.format_usage())
+    raise SystemExit(_usage(args.command, UsageError(message), output,
+                            getattr(args, "url", None)))
+
+
+def _nearest_option(sub: argparse.ArgumentParser, extras: Sequence[str]) -> str | None:
+    import difflib
+
+    given = next((e.partition("=")[0] for e in extras if e.startswith("--")), None)
+    if given is None:
+        return None
+    options = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    near = difflib.get_close_matches(given, options, n=1, cutoff=0.75)
+    return near[0] if near else None
 
 
 def _stdout_to_devnull() -> None:

@@ -763,25 +763,43 @@ _KINDS: dict[tuple[str, str], tuple[_Decoder, _Validator, str, bool]] = {
 
 def unread_versions(ignored: Iterable[Mapping[str, Any]]) -> list[str]:
     """A note per ignored object of a kind read under another apiVersion (an
-    ``extensions/v1beta1`` Ingress next to ``networking.k8s.io/v1`` ones): kept aside as the
-    contract says, but its routes do not exist, which ``check`` must not leave unsaid."""
+    ``extensions/v1beta1`` Ingress next to ``networking.k8s.io/v1`` ones), or of a kind that
+    is a misspelling of one read (``Ingres``, ``ingress``, ``Servce``: ``kubectl apply``
+    refuses it, "no matches for kind"): kept aside as the contract says, but its routes do
+    not exist, which ``check`` must not leave unsaid. Other kinds (Deployment, a CRD's
+    IngressRoute) are kept aside without a word."""
     read = {kind: (api, entry[3]) for (api, kind), entry in _KINDS.items()}
     notes = []
     for obj in ignored:
         kind, api = obj.get("kind"), _get(obj, "apiVersion", "api_version")
-        if not isinstance(kind, str) or kind not in read:
+        meant = _read_kind_meant(kind, read) if isinstance(kind, str) else None
+        if meant is None:
             continue
         meta = obj.get("metadata")
         meta = meta if isinstance(meta, Mapping) else {}
-        read_api, cluster_scoped = read[kind]
+        read_api, cluster_scoped = read[meant]
         name = str(meta.get("name"))
         if not cluster_scoped:
             name = f"{meta.get('namespace') or 'default'}/{name}"
+        why = (f"apiVersion {api} is not read (ingresslib reads {read_api} {kind} objects)"
+               if meant == kind else f"kind {kind} is not read (did you mean {meant}?)")
         # Ignored objects keep the caller's strings ("kept aside as read"): a lone surrogate
         # from from_dicts would otherwise reach check/explain's output.
-        notes.append(go_text(f"{kind} {name}: apiVersion {api} is not read (ingresslib reads "
-                             f"{read_api} {kind} objects); the object is ignored"))
+        notes.append(go_text(f"{kind} {name}: {why}; the object is ignored"))
     return notes
+
+
+def _read_kind_meant(kind: str, read: Mapping[str, object]) -> str | None:
+    """The read kind ``kind`` is, or is most likely a misspelling of (None: another kind).
+    The cut-off keeps real kinds near a read one out: AWS's ``IngressClassParams`` (0.8),
+    Traefik's ``IngressRoute``, ``ServiceAccount``, ``SecretStore`` (under 0.75)."""
+    import difflib
+
+    if kind in read:
+        return kind
+    by_lower = {k.lower(): k for k in read}
+    near = difflib.get_close_matches(kind.lower(), by_lower, n=1, cutoff=0.85)
+    return by_lower[near[0]] if near else None
 
 
 def _covers(a: str, b: str) -> bool:

@@ -63,9 +63,10 @@ def _field_note(w: FieldError) -> Diagnostic:
 
 
 def _unread_note(text: str) -> Diagnostic:
-    """``Kind NS/NAME: apiVersion V is not read ...``."""
+    """``Kind NS/NAME: apiVersion V is not read ...`` (or ``kind K is not read (did you
+    mean ...?)``: the field at fault)."""
     obj, _, rest = text.partition(": ")
-    return _Said(obj, "apiVersion", rest, text=text)
+    return _Said(obj, rest.partition(" ")[0], rest, text=text)
 
 
 def _no_ingress_note(sources: Sequence[str]) -> Diagnostic:

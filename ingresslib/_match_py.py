@@ -31,8 +31,9 @@ __all__ = ["HostGroup", "Matcher", "RouteMatcher"]
 HostGroup: TypeAlias = tuple[str | None, Mapping[str, object], Mapping[str, object], object | None]
 
 _MISSING = object()
-#: Matcher._vouched's bounds: how many hosts, and how long one may be (the longest DNS name,
-#: 253, with a port; the compiled twin's _HOST_MAX too).
+#: Matcher._vouched's bounds: how many hosts, and how long one may be (the compiled twin's
+#: _HOST_MAX too: a DNS name is at most 253 characters; a longer Host, or one that long with a
+#: port of more than two digits, is checked at each lookup).
 _VOUCHED_MAX = 1024
 _HOST_MAX = 256
 #: ``(exact, prefix, group_default, longest prefix key length, the prefix keys' lengths)``.

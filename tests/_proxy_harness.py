@@ -469,25 +469,29 @@ spec:{tls_block}
 """
 
 
-def web_service_yaml(endpoints: int = 1) -> str:
-    """Service ``web`` (port 80) with ``endpoints`` ready endpoints, 10.0.0.1:80 up: the
-    backend of the Ingresses ``ingress_yaml`` writes (appended to them)."""
-    ready = ", ".join(f"{{addresses: [10.0.0.{i}], conditions: {{ready: true}}}}"
-                      for i in range(1, endpoints + 1))
+def service_yaml(name: str, ips: Iterable[str]) -> str:
+    """Service ``name`` (port 80) with a ready endpoint at each of ``ips`` (port 80)."""
+    ready = ", ".join(f"{{addresses: [{ip}], conditions: {{ready: true}}}}" for ip in ips)
     return f"""
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: web, namespace: default}}
+metadata: {{name: {name}, namespace: default}}
 spec: {{ports: [{{port: 80}}]}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
 addressType: IPv4
 ports: [{{port: 80}}]
 endpoints: [{ready}]
 """
+
+
+def web_service_yaml(endpoints: int = 1) -> str:
+    """Service ``web`` (port 80) with ``endpoints`` ready endpoints, 10.0.0.1:80 up: the
+    backend of the Ingresses ``ingress_yaml`` writes (appended to them)."""
+    return service_yaml("web", (f"10.0.0.{i}" for i in range(1, endpoints + 1)))
 
 
 #: Service ``web`` (port 80) with one ready endpoint, 10.0.0.1:80.

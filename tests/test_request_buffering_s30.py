@@ -26,7 +26,7 @@ from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import PREFIX
 from ingresslib.proxy._request_buffer import Buffered, BufferBudget
 from tests._proxy_harness import (FakeUpstream, ProxyPair, Reply, Route, ingress_yaml, ok,
-                                  status_of)
+                                  service_yaml, status_of)
 
 P = PREFIX
 ON = {P + "proxy-request-buffering": "on"}
@@ -45,21 +45,7 @@ def cl_head(n: int, extra: bytes = b"") -> bytes:
 
 def service(name: str, ips: list[int]) -> str:
     """Service ``name`` (port 80) with ready endpoints 10.0.0.<ip>:80."""
-    ready = ", ".join(f"{{addresses: [10.0.0.{i}], conditions: {{ready: true}}}}" for i in ips)
-    return f"""
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec: {{ports: [{{port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{port: 80}}]
-endpoints: [{ready}]
-"""
+    return service_yaml(name, (f"10.0.0.{i}" for i in ips))
 
 
 def ep(i: int) -> tuple[str, int]:

@@ -73,7 +73,8 @@ import pytest
 
 from ingresslib import Router, parse_manifests
 from ingresslib.proxy._server import ProxyServer
-from tests._proxy_harness import FakeUpstream, ProxyPair, Reply, Route, ingress_yaml, ok, status_of
+from tests._proxy_harness import (FakeUpstream, ProxyPair, Reply, Route, ingress_yaml, ok,
+                               service_yaml, status_of)
 from tests._server_helpers import StubRouter
 from tests._upstream_helpers import start_proxy
 
@@ -244,24 +245,6 @@ def test_guard_a_close_after_a_1xx_head_is_an_error_retried(interim: bytes) -> N
     assert pair.records[0].upstreams == tuple(_EPS)
 
 
-def _service(name: str, ips: list[str]) -> str:
-    ready = ", ".join(f"{{addresses: [{ip}], conditions: {{ready: true}}}}" for ip in ips)
-    return f"""
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec: {{ports: [{{port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{port: 80}}]
-endpoints: [{ready}]
-"""
-
-
 def test_guard_a_canary_retry_stays_in_the_canary_backend() -> None:
     # ingress-nginx balancer.lua get_balancer: "if ngx.ctx.balancer then return
     # ngx.ctx.balancer end": a retry's balance() uses the balancer the request's first pick
@@ -270,7 +253,7 @@ def test_guard_a_canary_retry_stays_in_the_canary_backend() -> None:
               "nginx.ingress.kubernetes.io/canary-weight": "100"}
     router = Router(parse_manifests(
         ingress_yaml("main", "a.test") + ingress_yaml("can", "a.test", canary, service="cw")
-        + _service("web", ["10.0.0.1", "10.0.0.2"]) + _service("cw", ["10.0.1.1", "10.0.1.2"])))
+        + service_yaml("web", ["10.0.0.1", "10.0.0.2"]) + service_yaml("cw", ["10.0.1.1", "10.0.1.2"])))
     refused = [("10.0.1.1", 80), ("10.0.1.2", 80)]
     pair = ProxyPair(router=router, refuse=refused)
     assert status_of(pair.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")) == 502

@@ -79,6 +79,7 @@ from ingresslib import IngressASGI, Router, parse_manifests
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import PREFIX
 
+from _asgi_call import asgi_exchange
 from _proxy_harness import WEB_SERVICE_YAML, ProxyPair, Reply, ingress_yaml
 
 GET = b"GET /x HTTP/1.1\r\nHost: example.test\r\n\r\n"
@@ -196,20 +197,7 @@ def _asgi_start(app: Any, settings: ProxySettings, extra: str = "") -> dict[str,
     """The response start IngressASGI hands its server for ``GET /x`` to example.test."""
     res = parse_manifests(ingress_yaml("web", "example.test", {}) + extra)
     adapter = IngressASGI(res, backends={"default/web": app}, settings=settings)
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
-             "root_path": "", "query_string": b"", "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80), "headers": [(b"host", b"example.test")]}
-    asyncio.run(adapter(scope, receive, send))
-    return sent[0]
+    return asgi_exchange(adapter, "example.test", query=b"")[0]
 
 
 def _dated(name: bytes) -> Any:

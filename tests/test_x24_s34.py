@@ -20,7 +20,6 @@ proxy-set-headers entry unsent. nginx (the spec) does neither:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -30,6 +29,7 @@ from ingresslib import IngressASGI, Router, parse_manifests
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import PREFIX
 
+from _asgi_call import asgi_exchange
 from _proxy_harness import WEB_SERVICE_YAML, ProxyPair, Reply, ingress_yaml
 
 GET = b"GET /x HTTP/1.1\r\nHost: example.test\r\nX-Env: client\r\n\r\n"
@@ -77,21 +77,9 @@ def _asgi(extra: str, settings: ProxySettings, accept: bytes = b""
 
     res = parse_manifests(ingress_yaml("web", "example.test", {}) + extra)
     adapter = IngressASGI(res, backends={"default/web": app}, settings=settings)
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: Any) -> None:
-        sent.append(dict(m))
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
-             "root_path": "", "query_string": b"", "client": ("10.1.1.1", 5000),
-             "server": ("127.0.0.1", 80),
-             "headers": [(b"host", b"example.test"), (b"x-env", b"client")]
-             + ([(b"accept-encoding", accept)] if accept else [])}
-    asyncio.run(adapter(scope, receive, send))
+    sent = asgi_exchange(adapter, "example.test", query=b"",
+                         headers=[(b"x-env", b"client")]
+                         + ([(b"accept-encoding", accept)] if accept else []))
     return got, [(bytes(n).lower(), bytes(v)) for n, v in sent[0]["headers"]]
 
 

@@ -2238,21 +2238,13 @@ class ClientConnection:
             elif until is not None:
                 self._set_timer(TimerKind.BODY, min(_DISCARD_TIMEOUT, until - now))
             return
-        opts = req.opts
-        if opts is None and req.defer_limit:
+        # No size check here: a body never passes its limit. A Content-Length over it is 413
+        # on the head, and a chunk line announcing more than it leaves is 413 at that line
+        # (``_limit_chunked_body``), before any of that chunk's bytes come here.
+        if req.opts is None and req.defer_limit:
             # An unrouted request's chunked body, read before its answer (``_defer_unrouted``):
-            # counted, never held; past the server's limit, nginx's 413.
-            if req.body_len > req.defer_limit:
-                self._error_response(413, req, now)
-            else:
-                self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
-            return
-        if opts is not None and opts.body_size and req.body_len > opts.body_size:
-            if req.response_started:
-                self._close_all(now)
-            else:
-                self._close_upstream(False)
-                self._error_response(413, req, now)
+            # counted, never held.
+            self._set_timer(TimerKind.BODY, self.settings.client_body_timeout)
             return
         if self._mirror is not None and self._mirror[0] is req:
             self._mirror[1].add(data)  # mirror-request-body: the mirror's copy

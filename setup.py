@@ -10,6 +10,7 @@ off, and a build log that says so in words.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 
@@ -43,6 +44,38 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "") not in ("", "0")
 
 
+#: What stops a build that would compile C generated from an older ``.pyx``.
+STALE = """ingresslib: {c} is older than {pyx}, and Cython is not installed in this build
+environment, so setuptools would compile the old {c} instead of {pyx} (a build that
+silently runs old code). Install with pip's default build isolation (it installs Cython
+from pyproject.toml's build requires), or install Cython, or delete {c}."""
+
+
+def stale_c_sources(sources: list[str], have_cython: bool) -> list[tuple[str, str]]:
+    """The ``(c, pyx)`` pairs of ``sources`` where the compiler would get a ``.c`` older than
+    the ``.pyx`` it stands for.
+
+    Without Cython, setuptools swaps each ``.pyx`` source for the ``.c`` beside it
+    (setuptools/extension.py ``_convert_pyx_sources_to_lang``, run by ``build_extension``;
+    older setuptools ran it in ``Extension()``, hence a ``.c`` source here too) and compiles
+    whatever that file holds: a ``.c`` left by an earlier build in a working tree, however old.
+    A clean checkout or an sdist has no ``.c`` (never committed, excluded from the sdist), so
+    this only guards warm trees."""
+    stale = []
+    for src in sources:
+        if src.endswith(".pyx"):
+            if have_cython:
+                continue
+            c, pyx = src[:-len(".pyx")] + ".c", src
+        elif src.endswith(".c"):
+            c, pyx = src, src[:-len(".c")] + ".pyx"
+        else:
+            continue
+        if os.path.exists(pyx) and os.path.exists(c) and os.path.getmtime(c) < os.path.getmtime(pyx):
+            stale.append((c, pyx))
+    return stale
+
+
 def extensions(env: Mapping[str, str] = os.environ) -> list[Extension]:
     """The extensions to build under ``env``'s INGRESSLIB_* variables."""
     if _flag(env, "INGRESSLIB_NO_EXTENSIONS"):
@@ -69,6 +102,15 @@ class BuildExt(build_ext):  # type: ignore[misc, unused-ignore]
         missing = self.missing()
         if missing:
             self.warn(FALLBACK.format(names=", ".join(missing)))
+
+    def build_extension(self, ext: Extension) -> None:
+        # Before setuptools' own build_extension: it swaps a .pyx for its .c when Cython is
+        # missing. SystemExit, not a compile error: an optional extension's compile error only
+        # falls back to the twins, and a stale .c would not fail to compile.
+        have_cython = importlib.util.find_spec("Cython") is not None
+        for c, pyx in stale_c_sources(list(ext.sources), have_cython):
+            raise SystemExit(STALE.format(c=c, pyx=pyx))
+        super().build_extension(ext)
 
     def missing(self) -> list[str]:
         """The extensions whose module was not built (optional ones whose compile failed)."""

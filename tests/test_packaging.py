@@ -127,6 +127,39 @@ def test_require_extensions_makes_a_failed_compile_fatal(tmp_path: Path,
         cmd.run()
 
 
+def test_a_c_file_older_than_its_pyx_is_never_compiled_in_its_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Cython, setuptools compiles the ``.c`` beside a ``.pyx``: one left by an older
+    build would ship old code without a word. setup.py stops with what to do instead."""
+    setup = _load_setup()
+    pyx, c = tmp_path / "_m.pyx", tmp_path / "_m.c"
+    pyx.write_text("# new")
+    c.write_text("/* old */")
+    os.utime(c, (1_000_000, 1_000_000))
+    assert setup.stale_c_sources([str(pyx)], False) == [(str(c), str(pyx))]
+    assert setup.stale_c_sources([str(c)], False) == [(str(c), str(pyx))]  # older setuptools
+    assert setup.stale_c_sources([str(pyx)], True) == []  # Cython compiles the .pyx
+    os.utime(pyx, (500_000, 500_000))
+    assert setup.stale_c_sources([str(pyx)], False) == []  # generated from this .pyx or later
+
+    # The build command as pip runs it without Cython, in a tree holding an old .c.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ingresslib").mkdir()
+    for name in setup.NAMES:
+        (tmp_path / "ingresslib" / f"{name}.c").write_text("/* old */")
+        os.utime(tmp_path / "ingresslib" / f"{name}.c", (1_000_000, 1_000_000))
+        (tmp_path / "ingresslib" / f"{name}.pyx").write_text("# new")
+    cmd = _build_ext_command(setup, tmp_path, {})
+    real_find_spec = setup.importlib.util.find_spec
+    monkeypatch.setattr(setup.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "Cython" else real_find_spec(name, *a))
+    compiled: list[str] = []
+    monkeypatch.setattr(setup.build_ext, "build_extension", lambda self, ext: compiled.append(ext))
+    with pytest.raises(SystemExit, match="_match.c is older than ingresslib/_match.pyx"):
+        cmd.run()
+    assert compiled == []
+
+
 @pytest.mark.parametrize(("value", "built"), [(None, True), ("", True), ("0", True),
                                               ("1", False), ("yes", False)])
 def test_no_extensions_reads_the_variable_as_the_runtime_does(value: str | None,

@@ -78,6 +78,12 @@ def _table_notes(of: tuple[Any, ...], res: Resources,
                      for line, sev in lines.items())
         lines[f"{_NONE_SERVED}{len(res.ingresses)} Ingress(es) is served (the class "
               "filter left out every one, see above): every request answers 404"] = "warning"
+    # An object of a kind misspelt (``Ingres``) or of an unread apiVersion, which ``check``
+    # warns of: its routes do not exist, and a server answering 404 said nothing of why.
+    from ._decode import unread_versions
+
+    for note in unread_versions(res.ignored):
+        lines[f"warning: {note}"] = "warning"
     if paths and not res.ingresses:
         from ._load import no_ingress_warning
 

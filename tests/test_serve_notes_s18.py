@@ -49,3 +49,12 @@ def test_some_ingress_served_keeps_the_notes_at_info(caplog: pytest.LogCaptureFi
     logged = _logged(res, RouteTable.build(res, ingress_class="mine"), caplog)
     assert [lvl for lvl, msg in logged if msg.endswith("; not served")] == [logging.INFO]
     assert not any("none of the" in msg for _lvl, msg in logged)
+
+
+def test_a_misspelt_kind_is_logged_as_check_prints_it(caplog: pytest.LogCaptureFixture) -> None:
+    """``check`` warned of an object of a misspelt kind (its routes do not exist); ``serve``
+    said only "no Ingress in ..." (session 34's x29 noticed; session 35)."""
+    res = parse_manifests(_ING.replace("kind: Ingress", "kind: Ingres") + "---\n" + _ING)
+    logged = _logged(res, RouteTable.build(res), caplog)
+    assert (logging.WARNING, "Ingres default/web: kind Ingres is not read (did you mean "
+            "Ingress?); the object is ignored") in logged

@@ -48,3 +48,26 @@ def test_stale_pooled_connection_does_not_resend_a_post_by_default() -> None:
     assert status_of(pair.send(POST)) == 502
     assert len(pair.upstreams) == 1 and len(pair.opens) == 2
     assert pair.records[-1].upstream_statuses == (502,)
+
+
+GET = b"GET /g HTTP/1.1\r\n" + H + b"\r\n"
+
+
+@pytest.mark.parametrize(("conditions", "retried"), [
+    ("error timeout", True), ("error", True), ("off", False), ("timeout http_502", False),
+])
+def test_stale_pooled_connection_follows_proxy_next_upstream(conditions: str,
+                                                             retried: bool) -> None:
+    # nginx counts the cached connection's failure as no try but still asks the location's
+    # mask (ngx_http_upstream_next: "((u->conf->next_upstream & ft_type) != ft_type)"), so
+    # with `proxy-next-upstream: off`, or a list without `error`, the GET whose pooled
+    # connection the upstream had just closed answers 502 (session 34's x18 noticed the
+    # retry ran under `off`; session 35).
+    pair = ProxyPair([Route("/", endpoints=[EP], annotations={
+        "nginx.ingress.kubernetes.io/proxy-next-upstream": conditions})])
+    assert status_of(pair.send(GET)) == 200
+    pair.upstreams[0].closed = True
+    out = pair.send(GET)
+    assert status_of(out) == (200 if retried else 502)
+    assert len(pair.upstreams) == (2 if retried else 1)
+    assert pair.records[-1].upstream_statuses == ((502, 200) if retried else (502,))

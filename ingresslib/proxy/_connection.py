@@ -492,6 +492,13 @@ def _try_facts(req: _Request) -> UpstreamTry:
     return UpstreamTry(up.connect_time, header, up.bytes_sent, up.fed + up.tunnel_in)
 
 
+def _past_budget(req: _Request, opts: RouteOptions, now: float) -> bool:
+    """proxy-next-upstream-timeout (ingress-nginx, default 0 = none) is spent: the time allowed
+    for all tries, from the first one's start (``req.t_tries``, nginx's u->peer.start_time)."""
+    budget = opts.next_upstream_timeout
+    return bool(budget) and req.t_tries is not None and now - req.t_tries >= budget
+
+
 def _has_secure(set_cookie: str) -> bool:
     """Whether a ``Set-Cookie`` value carries the ``Secure`` attribute."""
     return any(a.strip().lower() == "secure" for a in set_cookie.split(";")[1:])
@@ -2207,7 +2214,8 @@ class ClientConnection:
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
             # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
-            req.upstream_target = opts.rewrite_uri(req.path, req.query).encode("ascii")
+            req.upstream_target = opts.rewrite_uri(req.path, req.query,
+                                                   req.original_uri).encode("ascii")
             if opts.rewrite_log:  # enable-rewrite-log (proxy/_location_extras.py)
                 log_rewrite(self.proxy.logger, getattr(req.decision.match, "ingress", None),
                             req.path, req.query, req.upstream_target)
@@ -3043,6 +3051,21 @@ class ClientConnection:
                 # retry, 502 or 504.
                 self.proxy._hook_failed("router.observe")
 
+    @staticmethod
+    def _race_retry_allowed(req: _Request, now: float) -> bool:
+        """Whether the keep-alive race may be retried under the route's proxy-next-upstream:
+        nginx counts a cached connection's failure as no try ("if (u->peer.cached && ft_type
+        == NGX_HTTP_UPSTREAM_FT_ERROR) { u->peer.tries++; }") but still asks the location's
+        mask and time budget (ngx_http_upstream_next: "((u->conf->next_upstream & ft_type) !=
+        ft_type) || ... (timeout && ngx_current_msec - u->peer.start_time >= timeout)"), so
+        ``off`` or a list without ``error`` answers 502. No route options (a router of an
+        embedder's own): Go's Transport rule alone."""
+        opts = req.opts
+        if opts is None:
+            return True
+        nxt = opts.next_upstream
+        return "off" not in nxt and "error" in nxt and not _past_budget(req, opts, now)
+
     def _retry_allowed(self, req: _Request, up: _Upstream, cond: str, now: float) -> bool:
         """nginx's ngx_http_upstream_next / ngx_http_upstream_test_next decision: no retry when
         "u->peer.tries == 0 || ((u->conf->next_upstream & ft_type) != ft_type) ||
@@ -3062,10 +3085,7 @@ class ClientConnection:
         if opts.next_upstream_tries and \
                 len(req.tried) - req.free_tries >= opts.next_upstream_tries:
             return False
-        # proxy-next-upstream-timeout (ingress-nginx, default 0 = none): the time allowed for
-        # all tries, from the first one's start (``req.t_tries``, nginx's u->peer.start_time).
-        budget = opts.next_upstream_timeout
-        if budget and req.t_tries is not None and now - req.t_tries >= budget:
+        if _past_budget(req, opts, now):
             return False
         if up.sent:
             # "idempotent methods only once the request was sent"
@@ -3091,7 +3111,8 @@ class ClientConnection:
         if cond == "error" and up.reused and not up.received and (
                 not up.sent or (req.replay is not None and (
                     req.idempotent or (req.opts is not None
-                                       and "non_idempotent" in req.opts.next_upstream)))):
+                                       and "non_idempotent" in req.opts.next_upstream)))) \
+                and self._race_retry_allowed(req, now):
             # The keep-alive race: the upstream closed an idle pooled connection just as we
             # reused it. Like Go's Transport, try once more on a fresh connection to the same
             # endpoint; it does not count as a try, but nginx logs it as one (a new upstream

@@ -16,18 +16,20 @@ table matched), which gives ingress-nginx's well-known "everything becomes the t
 behaviour of ``rewrite-target: /`` on a plain path. (ingress-nginx implies use-regex when
 rewrite-target is set; with Prefix routing a request reaches the rule only when its path
 starts with the rule path literally, which the escaped pattern always matches and the raw one
-may not, so the literal reading is kept.) With ``use-regex`` the regex is matched as written
-against the canonical (percent-encoded) path: a regex spelling a non-ASCII character literally
-does not match it (nginx matches the decoded ``$uri``). A rule path holding regex syntax under
+may not, so the literal reading is kept.) The regex runs where nginx's runs, on the decoded
+``$uri`` (``RouteOptions._captures``): the canonical path with each ``%XX`` one byte, the
+pattern's UTF-8 bytes, one byte per ``.``, ASCII-only ``\\w`` and case folding (PCRE without
+UTF mode); each group maps back to whole escapes of the canonical path, the spelling sent
+upstream. A rule path holding regex syntax under
 ``use-regex`` or a rewrite-target is reported (``_regex_path_warning``): ingress-nginx routes
 by that regex, ingresslib by the literal path. A rewrite-target equal to the rule path rewrites
 nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
 target: no special rewrite"). The query follows nginx's ``rewrite`` rules
 (:meth:`RouteOptions.rewrite_uri`); a capture put into the target's arguments (after its
-``?``) has its ``&``, ``+`` and ``;`` percent-encoded when the path holds a ``%`` or a ``+``,
-as nginx's ``NGX_ESCAPE_ARGS`` does (``RouteOptions._rewritten``). In the target, ``$``
-must start a capture ``$1``..``$9`` (nginx reads ``$0`` or ``$name`` as a variable);
-``rewrite-target``, ``app-root`` and
+``?``) has its ``&``, ``+`` and ``;`` percent-encoded when the request's path holds a ``%`` or
+a ``+`` (``_escapes_captures``), as nginx's ``NGX_ESCAPE_ARGS`` does
+(``RouteOptions._rewritten``). In the target, ``$`` must start a capture ``$1``..``$9``
+(nginx reads ``$0`` or ``$name`` as a variable); ``rewrite-target``, ``app-root`` and
 ``x-forwarded-prefix`` refuse the ASCII characters ingress-nginx's annotation validators refuse
 (``;``, ``{``, ``\\``, quotes, controls...; see ``_URI_CHARS``), with a warning.
 
@@ -49,11 +51,13 @@ from __future__ import annotations
 
 import logging
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from string import hexdigits
 
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import regex as _regex
 
@@ -237,6 +241,17 @@ _ARG_ESCAPES = str.maketrans({"&": "%26", "+": "%2B", ";": "%3B"})
 #: The whole ``args`` table, for a capture decoded as nginx's ``$uri`` holds it
 #: (``_redirect_capture``).
 _ESCAPE_ARGS_RE = re.compile(r"[\x00-\x20#%&+;?\x7f-\xff]")
+#: The bytes of a capture copied unescaped into a redirect that stay ``%XX`` here
+#: (``_redirect_capture``): what a Location header cannot hold, and "%".
+_UNSENDABLE_RE = re.compile(r"[\x00-\x20%\x7f-\xff]")
+#: The two hex digits of an escape (either case) -> the byte, as a latin-1 character: one
+#: byte of nginx's decoded ``$uri`` (``_decoded_path``).
+_ESCAPED_BYTE = {hi + lo: chr(int(hi + lo, 16)) for hi in hexdigits for lo in hexdigits}
+#: Where ngx_http_parse_request_line leaves the path states in which it sets ``quoted_uri``
+#: and ``plus_in_uri`` (``_escapes_captures``): a "%", "?" or "#", or a "." or "/" right after
+#: a "/" (``sw_after_slash_in_uri``: "case '.': r->complex_uri = 1; state = sw_uri"; a "+"
+#: keeps that state: "case '+': r->plus_in_uri = 1; break;").
+_PATH_STATES_END_RE = re.compile(r"/\+*[./]|[%?#]")
 #: What NGX_UNESCAPE_REDIRECT acts on: an escape, or the "?" where it stops
 #: (``_unescape_redirect``).
 _REDIRECT_UNESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})|\?")
@@ -375,20 +390,22 @@ class RouteOptions:
         t = self.rewrite_target
         return t is not None and (t.startswith("http://") or t.startswith("https://"))
 
-    def rewrite_redirect(self, path: str, query: str | None) -> str | None:
+    def rewrite_redirect(self, path: str, query: str | None,
+                         request_uri: str | None = None) -> str | None:
         """The Location of a rewrite-target URL for a canonical ``path``, as nginx's
         ``rewrite`` writes it for a redirect (captures as ``_redirect_capture`` copies them,
         then ``_unescape_redirect``, then the request's arguments), or None: no such target,
         or the rule regex does not match (nginx's ``rewrite`` then does nothing).
         ngx_http_rewrite: "regex->status = NGX_HTTP_MOVED_TEMPORARILY; regex->redirect = 1":
-        the answer is 302."""
+        the answer is 302. ``request_uri``: the request target as received, which decides
+        whether the captures are escaped (``_escapes_captures``); None: ``path`` stands in."""
         if not self.rewrite_is_redirect:
             return None
         matched = self._captures(path)
         if matched is None:
             return None
         target, groups = matched
-        escape = _escapes_captures(path)
+        escape = _escapes_captures(path if request_uri is None else request_uri)
 
         def group(g: re.Match[str]) -> str:
             return _redirect_capture(_capture_text(groups, g), escape)
@@ -406,10 +423,10 @@ class RouteOptions:
 
     def rewrite(self, path: str) -> str:
         """Apply rewrite-target to a canonical path (see the module docstring)."""
-        new = self._rewritten(path)
+        new = self._rewritten(path, path)
         return path if new is None else new
 
-    def rewrite_uri(self, path: str, query: str | None) -> str:
+    def rewrite_uri(self, path: str, query: str | None, request_uri: str | None = None) -> str:
         """The upstream request target for a canonical ``path`` and the request's ``query``
         (None: no ``?``), with nginx's ``rewrite`` rules for the arguments: "If a replacement
         string includes the new request arguments, the previous request arguments are appended
@@ -422,23 +439,50 @@ class RouteOptions:
         "if (code->uri) { r->internal = 1; r->valid_unparsed_uri = 0;"), so
         ngx_http_proxy_module.c ``ngx_http_proxy_create_request`` builds the request line from
         the URI and "if (r->args.len > 0) { *b->last++ = '?'; ...": ``/old?`` rewritten to
-        ``/new`` goes up as ``/new``, not ``/new?``."""
-        new = self._rewritten(path)
+        ``/new`` goes up as ``/new``, not ``/new?``. ``request_uri``: the request target as
+        received (``_escapes_captures``); None: ``path`` stands in for it."""
+        new = self._rewritten(path, path if request_uri is None else request_uri)
         if new is None:
             return path if query is None else f"{path}?{query}"
         return _with_args(new, query)
 
     def _captures(self, path: str) -> tuple[str, tuple[str | None, ...]] | None:
-        """The rewrite-target and the rule regex's groups on a canonical ``path``; None when
-        nothing is rewritten."""
+        """The rewrite-target and the rule regex's groups on a canonical ``path``, each group
+        a substring of ``path`` made of whole escapes; None when nothing is rewritten.
+
+        nginx's ``rewrite`` matches the decoded URI (ngx_http_script.c
+        ``ngx_http_script_regex_start_code``: "if (code->uri) { e->line = r->uri; ... rc =
+        ngx_http_regex_exec(r, code->regex, &e->line)"), where each ``%XX`` is one byte and
+        PCRE runs without UTF mode: ``/files/(.)(.*)`` on ``/files/%20bc`` takes the space
+        for ``$1``. The regex runs on ``_decoded_path(path)`` (the pattern's bytes likewise:
+        ``_compile_rule_path``), each group's bounds mapped back to ``path``.
+
+        A group keeps its canonical spelling (``%20``, ``%C3``), which a path rewrite sends
+        upstream as it is: nginx re-escapes the rewritten ``$uri`` with NGX_ESCAPE_URI
+        (ngx_http_proxy_module.c ``ngx_http_proxy_create_request``: "if (r->quoted_uri ||
+        r->internal) { escape = 2 * ngx_escape_uri(NULL, r->uri.data + loc_len, ...,
+        NGX_ESCAPE_URI)", a rewrite setting ``r->internal``), upper-case hex as SEMANTICS §5
+        writes it, for the bytes both escape: controls, space, ``"#%<>?\\^`{|}``, DEL and
+        over 0x7F. Where they differ nginx sends the byte itself and ingresslib keeps the
+        client's ``%XX`` (the path the router matched is the path the backend receives): the
+        escapes of ``[``, ``]``, ``:``, ``@`` and the sub-delims ``!$&'()*+,;=`` (``%2B``
+        goes up as ``+`` from nginx); ``%2F`` and ``%5C`` never get here (400)."""
         if self.rewrite_target is None or self.rewrite_regex is None:
             return None
-        m = self.rewrite_regex.match(path, timeout=REWRITE_TIMEOUT)  # TimeoutError past it
-        return None if m is None else (self.rewrite_target, m.groups())
+        decoded, escapes = _decoded_path(path)
+        m = self.rewrite_regex.match(decoded, timeout=REWRITE_TIMEOUT)  # TimeoutError past it
+        if m is None:
+            return None
+        if escapes is None:  # no escape: the decoded path is the path
+            return self.rewrite_target, m.groups()
+        return self.rewrite_target, tuple(
+            None if a < 0 else path[_path_index(escapes, a):_path_index(escapes, b)]
+            for a, b in m.regs[1:])
 
-    def _rewritten(self, path: str) -> str | None:
+    def _rewritten(self, path: str, request_uri: str) -> str | None:
         """The rewrite-target result for a path rewrite, with ``$n`` replaced; None when
-        nothing is rewritten (a URL target: ``rewrite_redirect``)."""
+        nothing is rewritten (a URL target: ``rewrite_redirect``). ``request_uri``: the
+        request target as received, or ``path`` standing in for it (``_escapes_captures``)."""
         matched = self._captures(path)
         if matched is None:
             return None
@@ -448,8 +492,12 @@ class RouteOptions:
         # ngx_http_script_copy_capture_code: "if ((e->is_args || e->quote) &&
         # (e->request->quoted_uri || e->request->plus_in_uri))"), so that the path's "&",
         # "+" and ";" stay inside that argument; the canonical path's other characters
-        # NGX_ESCAPE_ARGS escapes are %XX already.
-        args_at = target.find("?") if _escapes_captures(path) else -1
+        # NGX_ESCAPE_ARGS escapes are %XX already. (Not escaped, nginx copies the capture's
+        # decoded bytes; the canonical %XX kept here are the same argument, as a backend
+        # decodes it, and a valid request line.)
+        args_at = target.find("?")
+        if args_at >= 0 and not _escapes_captures(request_uri):
+            args_at = -1
 
         def group(g: re.Match[str]) -> str:
             text = _capture_text(groups, g)
@@ -468,12 +516,54 @@ def _capture_text(groups: tuple[str | None, ...], g: re.Match[str]) -> str:
     return (groups[i - 1] or "") if i <= len(groups) else ""
 
 
-def _escapes_captures(path: str) -> bool:
+def _decoded_path(path: str) -> tuple[str, list[int] | None]:
+    """A canonical ``path`` as nginx's decoded ``$uri`` holds it, each byte one latin-1
+    character (``%20`` a space, ``%C3%A9`` two characters), and the index in it of each
+    character decoded from an escape, in order (``_path_index`` maps a decoded index back).
+    A path without "%" is its own decoded form: None, nothing built (the usual request). A
+    "%" without two hex digits after it (no canonical path has one) stays as it is."""
+    if "%" not in path:
+        return path, None
+    parts = path.split("%")  # (twice as fast as a regex's finditer here)
+    chars = [parts[0]]
+    escapes: list[int] = []
+    at = len(parts[0])  # the decoded index of the next character
+    for part in parts[1:]:
+        byte = _ESCAPED_BYTE.get(part[:2])
+        if byte is None:
+            chars.append("%" + part)
+            at += len(part) + 1
+            continue
+        escapes.append(at)
+        chars.append(byte)
+        chars.append(part[2:])
+        at += len(part) - 1
+    return "".join(chars), escapes
+
+
+def _path_index(escapes: list[int], i: int) -> int:
+    """The index in a canonical path of the character ``i`` of its decoded form (or of its
+    end), given ``_decoded_path``'s ``escapes``: each escape before ``i`` is two more."""
+    return i + 2 * bisect_left(escapes, i)
+
+
+def _escapes_captures(request_uri: str) -> bool:
     """Whether nginx escapes the captures it copies into the arguments or a redirect: the
-    request URI's path had a "%" or a "+" (``r->quoted_uri`` / ``r->plus_in_uri``, set only
-    while ngx_http_parse_request_line is in its path states). The canonical ``path`` stands
-    in for that URI: a "%" the canonical form decoded (``%61``) is not seen."""
-    return "%" in path or "+" in path
+    request target as received (``request_uri``; the canonical path stands in for it where
+    a caller has no other) set ``r->quoted_uri`` or ``r->plus_in_uri``.
+    ngx_http_parse_request_line sets them only in its path states
+    (``sw_after_slash_in_uri``, ``sw_check_uri``): "case '%': r->quoted_uri = 1; state =
+    sw_uri;", "case '+': r->plus_in_uri = 1;"; it leaves them for ``sw_uri``, where neither
+    is set, at the first "%", "?" or "#", and at a "." or "/" right after a "/" ("/." and "//":
+    ``complex_uri``). So ``/api/%61&b`` escapes (canonical ``/api/a&b``) and ``//api/a+b``
+    does not."""
+    if "%" not in request_uri and "+" not in request_uri:
+        return False
+    end = _PATH_STATES_END_RE.search(request_uri)
+    if end is None:
+        return "+" in request_uri
+    # the "+" before the character that ended the path states counts ("/+/" included)
+    return end.group() == "%" or "+" in request_uri[:end.end() - 1]
 
 
 def _redirect_capture(text: str, escape: bool) -> str:
@@ -482,12 +572,18 @@ def _redirect_capture(text: str, escape: bool) -> str:
     escaped with NGX_ESCAPE_ARGS when ``escape`` (ngx_http_script.c
     ``ngx_http_script_regex_start_code``: "e->quote = code->redirect"; ``ngx_http_script_
     copy_capture_code``: "if ((e->is_args || e->quote) && (e->request->quoted_uri ||
-    e->request->plus_in_uri))"). Without ``escape`` the path holds no "%": nothing to decode.
-    Bytes as latin-1 characters."""
-    if not escape:
-        return text
-    decoded = unquote(text, encoding="latin-1")  # each %XX its byte, as one character
-    return _ESCAPE_ARGS_RE.sub(lambda m: "%%%02X" % ord(m.group()), decoded)
+    e->request->plus_in_uri))"). ``text`` is whole escapes of the canonical path
+    (``RouteOptions._captures``). Bytes as latin-1 characters. Without ``escape`` (the raw
+    path had no "+" and its "//" or "/." came before its first "%": ``_escapes_captures``)
+    nginx copies the decoded bytes as they are, and so does this, but for the bytes a
+    Location cannot hold (controls, space, over 0x7E) and "%" (which NGX_UNESCAPE_REDIRECT
+    may then read as the start of an escape): nginx writes those raw, they stay ``%XX``
+    here."""
+    if "%" not in text:
+        return text.translate(_ARG_ESCAPES) if escape else text
+    decoded = _decoded_path(text)[0]  # each %XX its byte, as one character
+    table = _ESCAPE_ARGS_RE if escape else _UNSENDABLE_RE
+    return table.sub(lambda m: "%%%02X" % ord(m.group()), decoded)
 
 
 def _unescape_redirect(location: str) -> str:
@@ -779,21 +875,32 @@ def _redirect_url(value: str) -> str:
 
 def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern[str]:
     # ``regex`` (its default V0 behaviour is ``re``'s) for the match timeout, REWRITE_TIMEOUT.
+    # The pattern runs on the decoded path, bytes as latin-1 characters (``_decoded_path``),
+    # as nginx's PCRE runs on ``$uri``'s bytes without UTF mode: the pattern is nginx.conf's
+    # UTF-8 bytes the same way (``é`` two characters), and ASCII makes ``\w``, ``\s`` and
+    # the case folding of IGNORECASE (nginx's "(?i)") ASCII only, as PCRE's default tables
+    # (Unicode folding took "Ã", the byte 0xC3, for "ã", 0xE3).
+    flags = _regex.IGNORECASE | _regex.ASCII
     if rule_path is None:
         rule_path = "/"
     if use_regex:
-        return _regex.compile(rule_path, _regex.IGNORECASE)
-    # The pattern runs on the canonical request path (SEMANTICS §5), so the literal rule path
-    # must be in that form too, as the table matched it: ``/café`` routes ``/caf%C3%A9`` and
-    # ``/%7Euser`` routes ``/~user``; escaped as written they never matched there, and every
-    # request the rule routed went up un-rewritten (nginx's ``rewrite`` compares the decoded
-    # ``$uri`` with the path as written, and rewrites them). A path the table skips (it can
-    # never match) keeps its written form: no request reaches it anyway.
+        return _regex.compile(_latin1_bytes(rule_path), flags)
+    # The literal rule path must be in the form the table matched (SEMANTICS §5), decoded:
+    # ``/café`` routes ``/caf%C3%A9`` and ``/%7Euser`` routes ``/~user``; escaped as written
+    # they never matched, and every request the rule routed went up un-rewritten (nginx's
+    # ``rewrite`` compares the decoded ``$uri`` with the path as written, and rewrites them).
+    # A path the table skips (it can never match) keeps its written form: no request reaches
+    # it anyway.
     try:
-        rule_path = canonical_rule_path(rule_path)
+        rule_path = _decoded_path(canonical_rule_path(rule_path))[0]
     except BadRequestError:
-        pass
-    return _regex.compile(_regex.escape(rule_path), _regex.IGNORECASE)
+        rule_path = _latin1_bytes(rule_path)
+    return _regex.compile(_regex.escape(rule_path), flags)
+
+
+def _latin1_bytes(text: str) -> str:
+    """``text``'s UTF-8 bytes, one latin-1 character each (how nginx's PCRE reads them)."""
+    return text.encode("utf-8").decode("latin-1")
 
 
 #: Regex syntax a rule path can hold. ``.`` is left out: it also matches itself, so the literal

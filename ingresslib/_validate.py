@@ -29,6 +29,8 @@ Deliberate differences from the API server, each documented:
 - EndpointSlice ``ports[].port`` must be 1-65535 when set; the API server's validatePorts does
   not check it. ingresslib connects to that port, and a number outside the range would make the
   connect call raise instead of failing like an unreachable endpoint.
+- A ``NodePort`` or ``LoadBalancer`` Service's ``nodePort`` is checked against 1-65535, where
+  the API server's allocator checks the cluster's range (default 30000-32767), unknown here.
 - Secret ``data`` values that are not base64 are reported without echoing the value (it may be
   key material); the API server fails to decode the request body instead.
 """
@@ -739,6 +741,8 @@ def _domain_prefixed_path(e: _Errs, fld: str, value: str) -> None:
 #: supportedPortProtocols (sorted).
 _SUPPORTED_PROTOCOLS = ("SCTP", "TCP", "UDP")
 _SUPPORTED_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+#: The Service types whose nodePorts the API server allocates.
+_NODE_PORT_TYPES = ("LoadBalancer", "NodePort")
 
 
 #: A Service port is an int32 (``ServicePort.Port``): past it, the object never decodes.
@@ -824,8 +828,12 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         # `if sp.AppProtocol != nil { ValidateQualifiedName(*sp.AppProtocol, ...) }`
         if port.app_protocol is not None:
             e.invalid_each(base + ".appProtocol", port.app_protocol, is_qualified_name(port.app_protocol))
-        # Not ValidateService's: the NodePort allocator refuses a port it cannot allocate.
-        if port.node_port is not None and port.node_port != 0:
+        # Not ValidateService's: the NodePort allocator refuses a port it cannot allocate. It
+        # runs for these two types only (service storage txnAllocNodePorts: `if
+        # service.Spec.Type == api.ServiceTypeNodePort || service.Spec.Type ==
+        # api.ServiceTypeLoadBalancer { initNodePorts(...) }`): a ClusterIP Service's nodePort
+        # is Forbidden below, an ExternalName Service's is never read.
+        if port.node_port and spec.type in _NODE_PORT_TYPES:
             e.invalid_each(base + ".nodePort", port.node_port, is_valid_port_num(port.node_port))
     # `if service.Spec.Selector != nil { ValidateLabels(service.Spec.Selector, specPath.Child("selector")) }`
     _validate_labels(e, "spec.selector", spec.selector)
@@ -1150,18 +1158,22 @@ def _base64_len(value: str) -> int | None:
 
 def validate_config_map(cm: ConfigMap, obj: str | None = None) -> list[FieldError]:
     """The ConfigMap rules (core ValidateConfigMap): the name a DNS subdomain, each key of
-    ``data`` and ``binaryData`` a ConfigMap key, in one of them only ("duplicate of key %q"),
-    ``binaryData`` base64 and the whole at most 1 MiB (core.MaxSecretSize)."""
+    ``data`` and ``binaryData`` a ConfigMap key, in one of them only ("duplicate of key present
+    in binaryData", told at ``data``), ``binaryData`` base64 and the whole at most 1 MiB
+    (core.MaxSecretSize)."""
     e = _Errs(obj or object_label("ConfigMap", cm.metadata))
     _validate_meta(e, cm.metadata, is_dns1123_subdomain, namespaced=True)
     total = 0
     for key, value in cm.data.items():
         e.invalid_each(f"data[{key}]", key, _is_config_key(key))
+        # The data loop: `if _, isValue := cfg.BinaryData[key]; isValue { msg := "duplicate
+        # of key present in binaryData"; field.Invalid(field.NewPath("data").Key(key), key,
+        # msg) }`.
+        if key in cm.binary_data:
+            e.invalid(f"data[{key}]", key, "duplicate of key present in binaryData")
         total += len(go_utf8(value))
     for key, value in cm.binary_data.items():
         e.invalid_each(f"binaryData[{key}]", key, _is_config_key(key))
-        if key in cm.data:
-            e.invalid(f"binaryData[{key}]", key, f'duplicate of key "{key}"')
         n = _base64_len(value)
         if n is None:
             e.out.append(FieldError(e.obj, f"binaryData[{key}]", INVALID, _BASE64_MSG))

@@ -102,7 +102,7 @@ binaryData: {k: Zm9}
     assert res.config_maps == () and len(res.ignored) == 1
     text = "\n".join(str(w) for w in res.warnings)
     assert "data[a b]: Invalid value" in text
-    assert 'binaryData[k]: Invalid value: "k": duplicate of key "k"' in text
+    assert 'data[k]: Invalid value: "k": duplicate of key present in binaryData' in text
     assert "binaryData[k]: Invalid value: must be valid base64" in text
 
 

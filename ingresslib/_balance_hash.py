@@ -9,7 +9,7 @@ import math
 import re
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from ._balance_protocol import Address, BalancerOptions, _first_untried
 from ._balance_request import Headers, RequestContext, cookie_value, header_value
@@ -132,9 +132,13 @@ class KeyTemplate:
         return lambda m, h, p, q, hd, ip: RequestContext(query=q).arg(name) or ""
 
 
-#: The subsets of an endpoint count: the count, the ring over the subsets, and per subset its
-#: first place and (endpoint index, places it holds) per distinct endpoint.
-_SubsetState = tuple[int, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
+#: What the subsets of an endpoint set depend on: the endpoint count, and the weights when they
+#: differ (None: unweighted).
+_SubsetKey = tuple[int, tuple[int, ...] | None]
+#: The subsets of an endpoint set: their key, the ring over the subsets, and per subset its
+#: first place and (endpoint index, draw mass) per distinct endpoint, the mass being the places
+#: it holds, times its weight when the endpoints are weighted.
+_SubsetState = tuple[_SubsetKey, HashRing, list[tuple[int, tuple[tuple[int, int], ...]]]]
 
 
 #: ``upstream-hash-by-use-hostname`` (annotations/upstreamhashby/main.go: parser.
@@ -206,6 +210,12 @@ class _RingCache:
         return st[1]
 
 
+def _subset_key_is(key: _SubsetKey, n: int, weights: tuple[int, ...] | None) -> bool:
+    """Whether subsets cut for ``key`` are those of ``n`` endpoints of ``weights`` (the same
+    set's weights are the same tuple: no element compared on the request path)."""
+    return key[0] == n and (key[1] is weights or key[1] == weights)
+
+
 class ConsistentHash:
     """``upstream-hash-by``: the key is hashed onto a ketama ring of the endpoints; adding one of
     N endpoints moves only the keys it takes over (about 1/(N+1)).
@@ -228,7 +238,11 @@ class ConsistentHash:
     (``chashsubset.lua`` ``build_subset_map``): the endpoint list cycled to a multiple of the
     size and cut in order, so the last subset is topped up from the first endpoints and, with
     fewer endpoints than the size, one endpoint can hold several places (2 endpoints, size 3:
-    ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does)."""
+    ``[e1, e2, e1]``, e1 drawn 2 times in 3, as "endpoints[math.random(#endpoints)]" does).
+    Endpoint weights (``ingresslib.io/endpoint-weights``; ingress-nginx has none) count as on
+    the plain ring: a place draws with its endpoint's weight, and a subset holds ring points
+    in proportion to the weight of its places, so every endpoint's share of the keys is its
+    unweighted share scaled by its weight."""
 
     __slots__ = ("_template", "_subset", "_rng", "_lock", "_cache", "_subset_state",
                  "_retries")
@@ -243,16 +257,17 @@ class ConsistentHash:
         # subsets are not: chashsubset.lua cuts the endpoint list, no node ids).
         self._cache = _RingCache(parse_bool(
             options.annotations.get(USE_HOSTNAME_ANNOTATION, "")) is True)
-        #: The endpoint count the subsets were cut for (they and their ring depend on nothing
-        #: else: places hold endpoint indexes, the ring's members are ``subset-<i>``), the ring
-        #: over the subsets, and per subset its first place and (endpoint index, places it
-        #: holds) per endpoint; then the same for the count before. One tuple, replaced whole:
-        #: a thread picking while another rebuilds never pairs a new ring with old subsets.
-        #: Two entries, as ``_RingCache``: the retry of a request routed before an endpoint
-        #: update still holds the set before it, and with one entry each such retry and each
-        #: new request after it rebuilt the ring (~20 ms at 1,000 endpoints); an update that
-        #: keeps the count (another set object, or pods replaced) rebuilds nothing.
-        empty: _SubsetState = (-1, HashRing(()), [])
+        #: The endpoint count (and weights) the subsets were cut for (they and their ring
+        #: depend on nothing else: places hold endpoint indexes, the ring's members are
+        #: ``subset-<i>``), the ring over the subsets, and per subset its first place and
+        #: (endpoint index, draw mass) per endpoint; then the same for the set before. One
+        #: tuple, replaced whole: a thread picking while another rebuilds never pairs a new
+        #: ring with old subsets. Two entries, as ``_RingCache``: the retry of a request routed
+        #: before an endpoint update still holds the set before it, and with one entry each
+        #: such retry and each new request after it rebuilt the ring (~20 ms at 1,000
+        #: endpoints); an update that keeps the count and weights (another set object, or
+        #: pods replaced) rebuilds nothing.
+        empty: _SubsetState = ((-1, None), HashRing(()), [])
         self._subset_state: tuple[_SubsetState, _SubsetState] = (empty, empty)
         #: Keyless retries so far (``_retry_start``): next() on itertools.count is atomic.
         self._retries = itertools.count()
@@ -337,37 +352,66 @@ class ConsistentHash:
         return 0
 
     def _subsets(self, backend: EndpointSet) -> _SubsetState:
-        """The subset state of ``backend``'s endpoint count (built on its first use)."""
+        """The subset state of ``backend``'s endpoint count and weights (built on first use)."""
         n = len(backend.endpoints)
-        size = self._subset
+        weights = backend.weights if backend.weighted else None
         states = self._subset_state
         state = states[0]
-        if state[0] != n:
-            if states[1][0] == n:
-                # The count before the last change (a retry routed before an endpoint
+        if not _subset_key_is(state[0], n, weights):
+            if _subset_key_is(states[1][0], n, weights):
+                # The set before the last change (a retry routed before an endpoint
                 # update, or a pod's readiness flapping): that state, not a rebuild.
                 state = states[1]
                 self._subset_state = (state, states[0])
                 return state
             with self._lock:
-                count = max(1, math.ceil(n / size))
-                subsets = []
-                for s in range(count):
-                    # chashsubset.lua pads with "table.insert(endpoints, endpoints[j]); j = j+1"
-                    # up to "set_count * subset_size" places (j runs on into the padding when
-                    # there are fewer endpoints than places: a cycle), then cuts the list in
-                    # order: place t holds endpoint t mod n, and every subset has ``size``
-                    # places (chashsubset_test.lua: "assert.are.equal(#endpoints, 3)"). Kept
-                    # as (first place, (endpoint, places it holds) per distinct endpoint): a
-                    # subset-size far above the endpoint count costs no memory.
-                    first = s * size
-                    held = tuple(
-                        (k, (first + size - 1 - k) // n - (first - 1 - k) // n)
-                        for k in ((first + j) % n for j in range(min(size, n))))
-                    subsets.append((first, held))
-                state = (n, HashRing([f"subset-{s}" for s in range(count)]), subsets)
+                state = self._cut_subsets(n, weights)
                 self._subset_state = (state, self._subset_state[0])
         return state
+
+    def _cut_subsets(self, n: int, weights: tuple[int, ...] | None) -> _SubsetState:
+        """The subsets of ``n`` endpoints (of ``weights``, None: unweighted) and their ring."""
+        size = self._subset
+        count = max(1, math.ceil(n / size))
+        subsets = []
+        for s in range(count):
+            # chashsubset.lua pads with "table.insert(endpoints, endpoints[j]); j = j+1"
+            # up to "set_count * subset_size" places (j runs on into the padding when
+            # there are fewer endpoints than places: a cycle), then cuts the list in
+            # order: place t holds endpoint t mod n, and every subset has ``size``
+            # places (chashsubset_test.lua: "assert.are.equal(#endpoints, 3)"). Kept
+            # as (first place, (endpoint, places it holds) per distinct endpoint): a
+            # subset-size far above the endpoint count costs no memory.
+            first = s * size
+            held = tuple(
+                (k, (first + size - 1 - k) // n - (first - 1 - k) // n)
+                for k in ((first + j) % n for j in range(min(size, n))))
+            if weights is not None:
+                # ingresslib's endpoint weights (ingress-nginx has none): a place draws
+                # with its endpoint's weight, as a weighted endpoint holds more of the
+                # plain ring.
+                held = tuple((k, places * weights[k]) for k, places in held)
+            subsets.append((first, held))
+        names = [f"subset-{s}" for s in range(count)]
+        if weights is None:
+            return (n, None), HashRing(names), subsets
+        # Each subset's share of the keys in proportion to the weight of its places, so an
+        # endpoint's share is its unweighted share times its weight (the draw above gives
+        # it its weight's part of the subset's). Divided by their gcd: the fewest points.
+        mass = [sum(m for _, m in held) for _, held in subsets]
+        g = math.gcd(*mass)
+        return (n, weights), HashRing(names, [m // g for m in mass]), subsets
+
+    def _draw(self, cand: Sequence[tuple[int, int]]) -> int | None:
+        """One of ``cand``'s endpoints (endpoint index, draw mass; at least one), each as
+        likely as its mass."""
+        with self._lock:
+            r = self._rng.randrange(sum(mass for _, mass in cand))
+        for k, mass in cand:
+            if r < mass:
+                return k
+            r -= mass
+        return None  # not reached: r < the total of the masses
 
     def _retry_in_subset(self, backend: EndpointSet, tried: Collection[Address]) -> int | None:
         """A retry stays in the request's subset: ingress-nginx's ``chashsubset.lua``
@@ -375,46 +419,36 @@ class ConsistentHash:
         ("local subset_id = self.instance:find(key); local endpoints =
         self.subsets[subset_id]"). A retry here has no request to hash, but the endpoints it
         tried were picked from that subset: one of the untried places of the subsets holding
-        a tried endpoint, evenly (an endpoint that pads the last subset is in two); any
-        untried endpoint once those are all tried."""
+        a tried endpoint, evenly (by weight when the endpoints have weights; an endpoint that
+        pads the last subset is in two); any untried endpoint once those are all tried."""
         eps = backend.endpoints
         subsets = self._subsets(backend)[2]
         done = {k for k, ep in enumerate(eps) if ep in tried}
         cand: list[tuple[int, int]] = []
         for _first, held in subsets:
             if any(k in done for k, _ in held):
-                cand.extend((k, places) for k, places in held if k not in done)
+                cand.extend((k, mass) for k, mass in held if k not in done)
         if not cand:
             return _first_untried(len(eps), 0, eps, tried)
-        with self._lock:
-            r = self._rng.randrange(sum(places for _, places in cand))
-        for k, places in cand:
-            if r < places:
-                return k
-            r -= places
-        return None  # not reached: r < the total of the places
+        return self._draw(cand)
 
     def _pick_subset(self, start: int, backend: EndpointSet,
                      tried: Collection[Address]) -> int | None:
         eps = backend.endpoints
-        size = self._subset
         state = self._subsets(backend)
         first, held = state[2][state[1].lookup(start)]
         if not tried:
-            # "endpoints[math.random(#endpoints)]": one of the subset's places, evenly.
-            with self._lock:
-                return (first + self._rng.randrange(size)) % len(eps)
-        cand = [(k, places) for k, places in held if eps[k] not in tried]
+            if state[0][1] is None:
+                # "endpoints[math.random(#endpoints)]": one of the subset's places, evenly.
+                with self._lock:
+                    return (first + self._rng.randrange(self._subset)) % len(eps)
+            return self._draw(held)  # one of the places, by its endpoint's weight
+        # One of the untried endpoints' places, evenly (by weight with weights).
+        cand = [(k, mass) for k, mass in held if eps[k] not in tried]
         if not cand:
             # The whole subset was tried: any untried endpoint beats failing the request.
             return _first_untried(len(eps), 0, eps, tried)
-        with self._lock:
-            r = self._rng.randrange(sum(places for _, places in cand))
-        for k, places in cand:  # one of the untried endpoints' places, evenly
-            if r < places:
-                return k
-            r -= places
-        return None  # not reached: r < the total of the places
+        return self._draw(cand)
 
     def observe(self, endpoint: Address, seconds: float, ok: bool) -> None:
         pass

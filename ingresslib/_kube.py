@@ -325,8 +325,17 @@ def cluster_client(config: Any) -> Any:
     """A lightkube ``AsyncClient`` for ``config`` (a ``SingleConfig`` or ``KubeConfig``), as
     ``ClusterWatcher`` and ``serve --kubernetes`` make theirs: its exec credential plugin run
     as ``_fit_exec`` runs it, and the read timeout of ``_READ_TIMEOUT`` (``_fit_timeout``)."""
-    from lightkube import AsyncClient
+    from lightkube import AsyncClient, KubeConfig
+    from lightkube.core.exceptions import ConfigError
 
+    from ._kubeconfig import unusable
+
+    # Refused here, before any request: a file the kubeconfig names that cannot be read was
+    # "[Errno 2] No such file or directory" (no file named) or, a token file, a failure of
+    # every request retried for ever.
+    problem = unusable(config.get() if isinstance(config, KubeConfig) else config)
+    if problem is not None:
+        raise ConfigError(problem)
     client = AsyncClient(config=config)
     _fit_timeout(client)
     _fit_exec(client)
@@ -524,6 +533,17 @@ def _rbac_resource(spec: _Kind) -> tuple[str, str]:
     "networking.k8s.io")``, ``("services", "")``."""
     info = _raw_resource(spec)._api_info
     return info.plural, info.resource.group
+
+
+def _rbac_fix(plural: str, group: str, namespace: str | None) -> str:
+    """The rule to add for a refused ``plural``, as a Role or ClusterRole writes it (the verbs of
+    examples/deploy/rbac.yaml), and which of the two may hold it: a ClusterRole for
+    cluster-wide reads and cluster-scoped kinds (``namespace`` None; a Role cannot grant
+    ingressclasses), a Role in the one namespace watched otherwise."""
+    holder = (f"a Role in namespace {namespace} (or a ClusterRole)" if namespace else
+              "a ClusterRole (with a ClusterRoleBinding)")
+    return (f'add the rule {{apiGroups: ["{group}"], resources: ["{plural}"], verbs: ["get", '
+            f'"list", "watch"]}} to {holder} bound to this ServiceAccount or user')
 
 
 def _selectors(spec: _Kind) -> dict[str, Any]:
@@ -993,8 +1013,11 @@ class ClusterWatcher:
             _log.exception("wants_config_maps failed; keeping the ConfigMap watch as it is")
             return
         if wanted and not self._gate_on.is_set():
-            _log.info("a ConfigMap is named (custom-headers, add-headers, proxy-set-headers): "
-                      "watching ConfigMaps")
+            # Every reason serve has (names_config_maps, _serve._watch's wants_config_maps):
+            # the reader of --tcp-services-configmap alone was told of three others.
+            _log.info("a ConfigMap is named (custom-headers, auth-proxy-set-headers, "
+                      "add-headers, proxy-set-headers, tcp-services-configmap, "
+                      "udp-services-configmap): watching ConfigMaps")
             self._gate_off.clear()
             self._gate_on.set()
         elif not wanted and self._gate_on.is_set():
@@ -1261,8 +1284,8 @@ class ClusterWatcher:
                 fix = (f"the API server did not accept the credentials for the {phase} of "
                        f"{plural} (token, client certificate, kubeconfig user)")
             else:
-                fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: grant '
-                       f"the ServiceAccount get, list and watch on it")
+                fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: '
+                       f"{_rbac_fix(plural, group, self.namespace if spec.namespaced else None)}")
             _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.name, what, detail, fix)
         else:
             # Which server: a refused or unresolvable one says nothing else ("All connection

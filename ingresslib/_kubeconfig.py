@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["kubeconfig_paths", "load_file", "load_merged", "select_context"]
+__all__ = ["kubeconfig_paths", "load_file", "load_merged", "select_context", "unusable"]
 
 #: The named lists of a kubeconfig and the key each entry keeps its value under.
 _SECTIONS = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))
@@ -120,6 +120,48 @@ def select_context(conf: Any, context: str | None) -> Any:
         if problems:
             raise ConfigError("; ".join(problems))
     return conf.get(context_name=context)
+
+
+def unusable(single: Any) -> str | None:
+    """What makes ``single`` (a lightkube ``SingleConfig``, the context in use) unusable before
+    any request, in client-go's words, or None: a cluster without ``server`` and a file it
+    names that cannot be read (``validation.go`` ``validateClusterInfo``: "no server found for
+    cluster %q", "unable to read certificate-authority %v for %v due to %w";
+    ``validateAuthInfo``: the same of ``client-cert`` and ``client-key``), and a ``tokenFile``
+    (``client_config.go`` ``getUserIdentificationPartialConfig`` reads it at once, an error
+    ending the command; lightkube reads it at every request, before any ``token``). lightkube
+    said "[Errno 2] No such file or directory" of the certificates, naming no file, failed every
+    request for a missing token file (retried for ever, the first table never coming), and sent
+    a cluster without ``server`` to ``http://localhost:8080``. The paths are read as lightkube
+    reads them: the certificates' from the configuration's file (``abs_file``), ``tokenFile``
+    as written (the loader here has made both absolute already)."""
+    context, cluster, user = single.context, single.cluster, single.user
+    problems = [] if cluster.server else [f"no server found for cluster {_q(context.cluster)}"]
+    problems += _unreadable("certificate-authority", _from_file(single, cluster.certificate_auth),
+                            context.cluster)
+    if user is not None:
+        problems += _unreadable("client-cert", _from_file(single, user.client_cert), context.user)
+        problems += _unreadable("client-key", _from_file(single, user.client_key), context.user)
+        problems += _unreadable("tokenFile", user.token_file, context.user)
+    return "; ".join(problems) or None
+
+
+def _from_file(single: Any, path: str | None) -> str | None:
+    # A relative path without a file to be relative to: lightkube's own ConfigError comes later.
+    if not path or (not os.path.isabs(path) and single.fname is None):
+        return None
+    resolved: str | os.PathLike[str] = single.abs_file(path)
+    return os.fspath(resolved)
+
+
+def _unreadable(field: str, path: str | None, owner: str | None) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, "rb"):
+            return []
+    except OSError as e:
+        return [f"unable to read {field} {path} for {owner} due to {e.strerror or e}"]
 
 
 def _q(name: Any) -> str:
@@ -202,6 +244,9 @@ def _merge(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
 
 def _resolved(key: str, value: dict[str, Any], base: str) -> dict[str, Any]:
     out = dict(value)
+    if key == "clusters" and not out.get("server"):
+        # Empty, not lightkube's default http://localhost:8080: ``unusable`` refuses it.
+        out["server"] = ""
     for field in _PATH_FIELDS.get(key, ()):
         if field in out:
             out[field] = _absolute(out[field], base)

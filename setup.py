@@ -10,13 +10,13 @@ off, and a build log that says so in words.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 
 # setuptools ships no type information (mypy --strict setup.py would otherwise fail).
 from setuptools import Extension, setup  # type: ignore[import-untyped, unused-ignore]
 from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped, unused-ignore]
+from setuptools.errors import CompileError  # type: ignore[import-untyped, unused-ignore]
 
 #: The compiled modules: the route matcher, and the per-route counters of Router.route. Each has
 #: a pure-Python twin ``<name>_py`` with the same behaviour (chosen by ingresslib/_matcher.py and
@@ -28,7 +28,8 @@ NAMES = ("_match", "_pick")
 FALLBACK = """
 ********************************************************************************
 ingresslib: the optional C extension(s) {names} could not be built (see the
-"building extension ... failed" warning(s) above: usually no C compiler or no Python headers).
+"building extension ... failed" warning(s) above: usually no C compiler or no Python headers;
+in a build without pip's build isolation, no Cython).
 ingresslib will use its pure-Python twins instead: same results, slower route lookups;
 `python -c "import ingresslib; print(ingresslib.MATCHER)"` prints "python".
 For the compiled matcher, install a C compiler and the Python headers (e.g.
@@ -51,29 +52,60 @@ silently runs old code). Install with pip's default build isolation (it installs
 from pyproject.toml's build requires), or install Cython, or delete {c}."""
 
 
-def stale_c_sources(sources: list[str], have_cython: bool) -> list[tuple[str, str]]:
-    """The ``(c, pyx)`` pairs of ``sources`` where the compiler would get a ``.c`` older than
-    the ``.pyx`` it stands for.
+#: Why an extension is not compiled in a build without Cython and without the generated C
+#: (a build without pip's isolation from a clean checkout or the sdist): a compile error, so an
+#: optional extension falls back to the twins, with this reason in the build log.
+NO_CYTHON = """ingresslib: Cython is not installed in this build environment and {c} (what
+Cython generates from {pyx}) does not exist, so there is nothing to compile. Install with
+pip's default build isolation (it installs Cython from pyproject.toml's build requires), or
+install Cython."""
+
+
+def _compiled_in_place(sources: list[str], have_cython: bool) -> list[tuple[str, str]]:
+    """The ``(c, pyx)`` pairs of ``sources`` where the compiler gets the ``.c`` in place of the
+    ``.pyx`` it stands for.
 
     Without Cython, setuptools swaps each ``.pyx`` source for the ``.c`` beside it
     (setuptools/extension.py ``_convert_pyx_sources_to_lang``, run by ``build_extension``;
     older setuptools ran it in ``Extension()``, hence a ``.c`` source here too) and compiles
-    whatever that file holds: a ``.c`` left by an earlier build in a working tree, however old.
-    A clean checkout or an sdist has no ``.c`` (never committed, excluded from the sdist), so
-    this only guards warm trees."""
-    stale = []
+    whatever that file holds, or a file that is not there."""
+    pairs = []
     for src in sources:
-        if src.endswith(".pyx"):
-            if have_cython:
-                continue
-            c, pyx = src[:-len(".pyx")] + ".c", src
+        if src.endswith(".pyx") and not have_cython:
+            pairs.append((src[:-len(".pyx")] + ".c", src))
         elif src.endswith(".c"):
-            c, pyx = src, src[:-len(".c")] + ".pyx"
-        else:
-            continue
-        if os.path.exists(pyx) and os.path.exists(c) and os.path.getmtime(c) < os.path.getmtime(pyx):
-            stale.append((c, pyx))
-    return stale
+            pairs.append((src, src[:-len(".c")] + ".pyx"))
+    return [(c, pyx) for c, pyx in pairs if os.path.exists(pyx)]
+
+
+def stale_c_sources(sources: list[str], have_cython: bool) -> list[tuple[str, str]]:
+    """The ``(c, pyx)`` pairs of ``sources`` where the compiler would get a ``.c`` older than
+    the ``.pyx`` it stands for: a ``.c`` left by an earlier build in a working tree, however
+    old. A clean checkout or an sdist has no ``.c`` (never committed, excluded from the
+    sdist), so this only guards warm trees."""
+    return [(c, pyx) for c, pyx in _compiled_in_place(sources, have_cython)
+            if os.path.exists(c) and os.path.getmtime(c) < os.path.getmtime(pyx)]
+
+
+def absent_c_sources(sources: list[str], have_cython: bool) -> list[tuple[str, str]]:
+    """The ``(c, pyx)`` pairs of ``sources`` where the compiler would get a ``.c`` that does
+    not exist (``NO_CYTHON``)."""
+    return [(c, pyx) for c, pyx in _compiled_in_place(sources, have_cython)
+            if not os.path.exists(c)]
+
+
+def cython_importable() -> bool:
+    """Whether setuptools will hand the ``.pyx`` sources to Cython: its own test
+    (setuptools/extension.py ``_have_cython``, which ``_convert_pyx_sources_to_lang`` asks),
+    an import of ``Cython.Distutils.build_ext`` where any exception means no Cython. Not
+    whether the name ``Cython`` is found: a Cython that does not import (built for another
+    Python, half installed, a stray ``Cython/`` folder) is found, yet setuptools compiles the
+    ``.c`` beside each ``.pyx`` then."""
+    try:
+        __import__("Cython.Distutils.build_ext", fromlist=["build_ext"]).build_ext  # noqa: B018
+    except Exception:  # noqa: BLE001 - setuptools' rule: any failure is no Cython
+        return False
+    return True
 
 
 def extensions(env: Mapping[str, str] = os.environ) -> list[Extension]:
@@ -106,10 +138,13 @@ class BuildExt(build_ext):  # type: ignore[misc, unused-ignore]
     def build_extension(self, ext: Extension) -> None:
         # Before setuptools' own build_extension: it swaps a .pyx for its .c when Cython is
         # missing. SystemExit, not a compile error: an optional extension's compile error only
-        # falls back to the twins, and a stale .c would not fail to compile.
-        have_cython = importlib.util.find_spec("Cython") is not None
-        for c, pyx in stale_c_sources(list(ext.sources), have_cython):
+        # falls back to the twins, and a stale .c would not fail to compile. No .c at all:
+        # that compile error, with the reason (not "cc1: ... No such file or directory").
+        sources, have_cython = list(ext.sources), cython_importable()
+        for c, pyx in stale_c_sources(sources, have_cython):
             raise SystemExit(STALE.format(c=c, pyx=pyx))
+        for c, pyx in absent_c_sources(sources, have_cython):
+            raise CompileError(NO_CYTHON.format(c=c, pyx=pyx))
         super().build_extension(ext)
 
     def missing(self) -> list[str]:

@@ -791,6 +791,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                     if not secure and (has_tls or opts.force_ssl_redirect):
                         location_host = self._location_host(scope, peer)
                         request_uri = _request_uri(scope, rel, query)
+                    elif opts.rewrite_is_redirect:
+                        # a rewrite-target URL's captures are escaped by the raw path, as
+                        # the proxy core's (location_redirect)
+                        request_uri = _request_uri(scope, rel, query)
                     redirect = redirect_for(opts, scheme, host, host_n, rel, query, has_tls,
                                             self.https_port, settings.http_redirect_code,
                                             rule_host=m.host, location_host=location_host,

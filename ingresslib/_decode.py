@@ -574,13 +574,24 @@ def _service(dec: _Dec, d: Mapping[str, Any], meta: ObjectMeta) -> Service:
         external_name=_str(dec, _get(s, "externalName", "external_name"), "spec.externalName"),
         load_balancer_source_ranges=_strings_checked_elsewhere(
             _get(s, "loadBalancerSourceRanges", "load_balancer_source_ranges")),
+        # The official client spells clusterIPs two ways (_fields._CLIENT_SPELLINGS).
+        cluster_ips=_strings_checked_elsewhere(
+            _get(s, "clusterIPs", "cluster_i_ps") or s.get("cluster_ips")),
+        ip_families=_strings_checked_elsewhere(_get(s, "ipFamilies", "ip_families")),
+        ip_family_policy=_string_checked_elsewhere(_get(s, "ipFamilyPolicy", "ip_family_policy")),
     )
     return Service(metadata=meta, spec=spec)
 
 
+def _string_checked_elsewhere(v: Any) -> str | None:
+    """A string field whose JSON type ``_fields`` checks (a ``_CHECKED`` leaf, reported there
+    when wrong): read without a second report, anything else as absent."""
+    return go_text(str.__str__(v)) if isinstance(v, str) else None
+
+
 def _strings_checked_elsewhere(v: Any) -> tuple[str, ...]:
-    """The strings of a list field whose JSON type ``_fields`` checks (a ``_CHECKED`` leaf,
-    reported there when wrong): read without a second report, anything else as empty."""
+    """The strings of a list field whose JSON type ``_fields`` checks, as above; anything else
+    as empty."""
     if not isinstance(v, (list, tuple)):
         return ()
     return tuple(go_text(str.__str__(x)) for x in v if isinstance(x, str))

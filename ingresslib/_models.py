@@ -221,6 +221,8 @@ class ServicePort:
 class ServiceSpec:
     ports: tuple[ServicePort, ...] = ()
     type: str = "ClusterIP"
+    #: What ``service-upstream`` dials (ingress-nginx reads ``Spec.ClusterIP``); "None" for a
+    #: headless Service.
     cluster_ip: str | None = None
     selector: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     external_name: str | None = None
@@ -228,10 +230,21 @@ class ServiceSpec:
     #: checks it, or else the ``service.beta.kubernetes.io/load-balancer-source-ranges``
     #: annotation.
     load_balancer_source_ranges: tuple[str, ...] = ()
+    #: ``spec.clusterIPs``, ``ipFamilies`` and ``ipFamilyPolicy``, read for validation only.
+    #: As the API server stores a Service: a lone ``cluster_ip`` is copied here (its
+    #: normalizeClusterIPs, on create: `if len(newSvc.Spec.ClusterIP) > 0 &&
+    #: len(newSvc.Spec.ClusterIPs) == 0 { newSvc.Spec.ClusterIPs =
+    #: []string{newSvc.Spec.ClusterIP} }`); never the other way ("new client must use both
+    #: fields": validation refuses ``cluster_ips`` without ``cluster_ip``).
+    cluster_ips: tuple[str, ...] = ()
+    ip_families: tuple[str, ...] = ()
+    ip_family_policy: str | None = None
 
     def __post_init__(self) -> None:
-        _own_tuples(self, "ports", "load_balancer_source_ranges")
+        _own_tuples(self, "ports", "load_balancer_source_ranges", "cluster_ips", "ip_families")
         _own_maps(self, "selector")
+        if self.cluster_ip and not self.cluster_ips:
+            object.__setattr__(self, "cluster_ips", (self.cluster_ip,))
 
 
 @dataclass(frozen=True, slots=True)

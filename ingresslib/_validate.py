@@ -13,9 +13,11 @@ object are reported once, as the API server's ``ErrorList.ToAggregate()`` prints
 print as field.Error's ErrorBody prints them: strings with ``%q``, numbers and bools with ``%v``,
 anything else as its ``json.Marshal`` text (``null`` for a nil slice, ``[]`` for an empty one).
 
-Fields the models do not hold are not validated (Service ``clusterIPs``/``ipFamilies``,
-EndpointSlice ``hints``/``deprecatedTopology``, ``metadata.generateName``, ``ownerReferences``,
-``finalizers``...): ingresslib never reads them.
+Fields the models do not hold are not validated (Service ``externalIPs``, EndpointSlice
+``hints``/``deprecatedTopology``, ``metadata.generateName``, ``ownerReferences``,
+``finalizers``...): ingresslib never reads them. A Service is checked as the API server's create
+does, its service storage's beginCreate first (``clusterIPs`` and the family fields, then the
+node port allocator): a refusal there is the whole answer (:func:`_begin_create`).
 
 Deliberate differences from the API server, each documented:
 
@@ -30,7 +32,10 @@ Deliberate differences from the API server, each documented:
   not check it. ingresslib connects to that port, and a number outside the range would make the
   connect call raise instead of failing like an unreachable endpoint.
 - A ``NodePort`` or ``LoadBalancer`` Service's ``nodePort`` is checked against 1-65535, where
-  the API server's allocator checks the cluster's range (default 30000-32767), unknown here.
+  the API server's allocator checks the cluster's range (default 30000-32767), unknown here;
+  the allocator's pool is taken as empty (other Services' node ports are not compared). The
+  other checks that depend on the cluster (families and dual-stack it serves, its service
+  CIDRs) are not made either.
 - Secret ``data`` values that are not base64 are reported without echoing the value (it may be
   key material); the API server fails to decode the request body instead.
 """
@@ -63,6 +68,7 @@ from ._models import (
     ObjectMeta,
     Secret,
     Service,
+    ServiceSpec,
     go_utf8,
 )
 
@@ -411,8 +417,8 @@ class _Errs:
         self.obj = obj
         self.out: list[FieldError] = []
 
-    def invalid(self, field: str, value: Any, detail: str) -> None:
-        self.out.append(FieldError(self.obj, field, INVALID, detail, value, True))
+    def invalid(self, field: str, value: Any, detail: str, *, json_value: bool = False) -> None:
+        self.out.append(FieldError(self.obj, field, INVALID, detail, value, True, json_value=json_value))
 
     def invalid_each(self, field: str, value: Any, msgs: Iterable[str]) -> None:
         for msg in msgs:
@@ -743,6 +749,9 @@ _SUPPORTED_PROTOCOLS = ("SCTP", "TCP", "UDP")
 _SUPPORTED_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 #: The Service types whose nodePorts the API server allocates.
 _NODE_PORT_TYPES = ("LoadBalancer", "NodePort")
+#: supportedServiceIPFamily, supportedServiceIPFamilyPolicy (sorted).
+_IP_FAMILIES = ("IPv4", "IPv6")
+_IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 
 
 #: A Service port is an int32 (``ServicePort.Port``): past it, the object never decodes.
@@ -750,8 +759,11 @@ _INT32 = 1 << 31
 
 
 def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
-    """The Service rules ingresslib depends on (core ValidateService, create), in its order."""
+    """The Service rules ingresslib depends on (core ValidateService, create), in its order,
+    after the refusals of the service storage's beginCreate (:func:`_begin_create`)."""
     e = _Errs(obj or object_label("Service", svc.metadata))
+    if _begin_create(e, svc.spec):
+        return e.result()
     # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
     _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
     # `if topologyModeSet && topologyHintsSet && topologyModeVal != topologyHintsVal {
@@ -766,10 +778,7 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
             e.invalid(f"metadata.annotations[{_TOPOLOGY_MODE}]", mode,
                       f"must match annotations[{_TOPOLOGY_HINTS}] when both are specified")
     spec = svc.spec
-    # The strategy copies `clusterIP` into `clusterIPs` before validating, hence that path.
-    cluster_ip = spec.cluster_ip or ""
-    # isHeadlessService: `len(service.Spec.ClusterIPs) > 0 && service.Spec.ClusterIPs[0] == "None"`
-    headless = cluster_ip == "None"
+    headless = _is_headless(spec)
     # `if len(service.Spec.Ports) == 0 && !isHeadlessService(service) && service.Spec.Type !=
     # core.ServiceTypeExternalName { field.Required(specPath.Child("ports"), "") }`
     if not spec.ports and not headless and spec.type != "ExternalName":
@@ -778,12 +787,16 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         if headless:
             # `field.Invalid(specPath.Child("clusterIPs").Index(0), service.Spec.ClusterIPs[0],
             # "may not be set to 'None' for LoadBalancer services")` (NodePort likewise)
-            e.invalid("spec.clusterIPs[0]", cluster_ip, f"may not be set to 'None' for {spec.type} services")
+            e.invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {spec.type} services")
     elif spec.type == "ExternalName":
-        if cluster_ip:
-            # `if len(service.Spec.ClusterIPs) > 0 { field.Forbidden(specPath.Child("clusterIPs"),
-            # "may not be set for ExternalName services") }`
+        # `if len(service.Spec.ClusterIPs) > 0 { field.Forbidden(specPath.Child("clusterIPs"),
+        # "may not be set for ExternalName services") }`, ipFamilies and ipFamilyPolicy alike.
+        if spec.cluster_ips:
             e.forbidden("spec.clusterIPs", "may not be set for ExternalName services")
+        if spec.ip_families:
+            e.forbidden("spec.ipFamilies", "may not be set for ExternalName services")
+        if spec.ip_family_policy is not None:
+            e.forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services")
         # "The value (a CNAME) may have a trailing dot to denote it as fully qualified":
         # `cname := strings.TrimSuffix(service.Spec.ExternalName, "."); if len(cname) > 0 {
         # ValidateDNS1123Subdomain(cname, ...) } else { field.Required(...) }`
@@ -828,19 +841,10 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         # `if sp.AppProtocol != nil { ValidateQualifiedName(*sp.AppProtocol, ...) }`
         if port.app_protocol is not None:
             e.invalid_each(base + ".appProtocol", port.app_protocol, is_qualified_name(port.app_protocol))
-        # Not ValidateService's: the NodePort allocator refuses a port it cannot allocate. It
-        # runs for these two types only (service storage txnAllocNodePorts: `if
-        # service.Spec.Type == api.ServiceTypeNodePort || service.Spec.Type ==
-        # api.ServiceTypeLoadBalancer { initNodePorts(...) }`): a ClusterIP Service's nodePort
-        # is Forbidden below, an ExternalName Service's is never read.
-        if port.node_port and spec.type in _NODE_PORT_TYPES:
-            e.invalid_each(base + ".nodePort", port.node_port, is_valid_port_num(port.node_port))
     # `if service.Spec.Selector != nil { ValidateLabels(service.Spec.Selector, specPath.Child("selector")) }`
     _validate_labels(e, "spec.selector", spec.selector)
-    # ValidateServiceClusterIPsRelatedFields: every `clusterIPs` entry but a leading "None" is
-    # IsValidIP-checked.
-    if cluster_ip and not headless and spec.type != "ExternalName" and not _is_ip(cluster_ip):
-        e.invalid("spec.clusterIPs[0]", cluster_ip, _IP_MSG)
+    # (ValidateServiceClusterIPsRelatedFields comes next: _begin_create ran it already, and
+    # it has nothing to say of an ExternalName Service.)
     if spec.type not in _SUPPORTED_SERVICE_TYPES:
         # `field.NotSupported(..., service.Spec.Type, ...)`: a core.ServiceType.
         e.unsupported("spec.type", spec.type, _SUPPORTED_SERVICE_TYPES, named=True)
@@ -872,6 +876,149 @@ def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
         seen.add(key)
     _validate_source_ranges(e, svc)
     return e.result()
+
+
+def _is_headless(spec: ServiceSpec) -> bool:
+    # isHeadlessService: `len(service.Spec.ClusterIPs) == 1 && service.Spec.ClusterIPs[0] ==
+    # core.ClusterIPNone`.
+    return spec.cluster_ips == ("None",)
+
+
+def _is_ipv6(value: str) -> bool:
+    # netutils.IsIPv6String: `netIP != nil && netIP.To4() == nil` (an IPv4-mapped address is
+    # IPv4).
+    ip = _parse_ip_sloppy(value)
+    return ip is not None and not _is_to4(ip)
+
+
+def _begin_create(e: _Errs, spec: ServiceSpec) -> bool:
+    """The refusals of the service storage's beginCreate, which the generic Store.Create calls
+    before rest.BeforeCreate (PrepareForCreate, then Validate): each is the whole answer,
+    ValidateService never runs. True when ``e`` holds one.
+
+    beginCreate: normalizeClusterIPs (the model's: ServiceSpec.cluster_ips), then
+    allocateCreate: initIPFamilyFields (`if service.Spec.Type == api.ServiceTypeExternalName {
+    return nil }`: ValidateServiceClusterIPsRelatedFields as a pre-check, then the family
+    policy), txnAllocClusterIPs (the cluster's service CIDRs: not known here), and
+    txnAllocNodePorts for NodePort and LoadBalancer Services."""
+    if spec.type == "ExternalName":
+        return False
+    _validate_cluster_ips(e, spec)
+    if not e.out:
+        _validate_family_policy(e, spec)
+    if not e.out and spec.type in _NODE_PORT_TYPES:
+        _allocate_node_ports(e, spec)
+    return bool(e.out)
+
+
+def _validate_cluster_ips(e: _Errs, spec: ServiceSpec) -> None:
+    """ValidateServiceClusterIPsRelatedFields, in its order (not for ExternalName Services)."""
+    ips = list(spec.cluster_ips)
+    # `if len(service.Spec.ClusterIP) != 0 { if len(service.Spec.ClusterIPs) == 0 {
+    # field.Required(clusterIPsField, "") } else if service.Spec.ClusterIPs[0] !=
+    # service.Spec.ClusterIP { ... } } else if len(service.Spec.ClusterIPs) != 0 { ... }`; the
+    # Required case cannot happen: normalizeClusterIPs filled clusterIPs.
+    if spec.cluster_ip:
+        if ips[0] != spec.cluster_ip:
+            e.invalid("spec.clusterIPs", ips, "first value must match `clusterIP`", json_value=True)
+    elif ips:
+        e.invalid("spec.clusterIPs", ips, "must be empty when `clusterIP` is not specified", json_value=True)
+    seen: set[str] = set()
+    for i, family in enumerate(spec.ip_families):
+        # IPFamily and IPFamilyPolicy are named string types: json.Marshal'd.
+        if family not in _IP_FAMILIES:
+            e.unsupported(f"spec.ipFamilies[{i}]", family, _IP_FAMILIES, named=True)
+        if family in seen:
+            e.duplicate(f"spec.ipFamilies[{i}]", family, json_value=True)
+        seen.add(family)
+    policy = spec.ip_family_policy
+    if policy is not None and policy not in _IP_FAMILY_POLICIES:
+        e.unsupported("spec.ipFamilyPolicy", policy, _IP_FAMILY_POLICIES, named=True)
+    # "clusterIPs stand alone validation": a "None" is valid at the first place only, and only
+    # alone; every other value must be an IP.
+    invalid_ips = False
+    for i, ip in enumerate(ips):
+        if i == 0 and ip == "None":
+            if len(ips) > 1:
+                invalid_ips = True
+                e.invalid("spec.clusterIPs", ips, "'None' must be the first and only value", json_value=True)
+            continue
+        if not _is_ip(ip):
+            invalid_ips = True
+            e.invalid(f"spec.clusterIPs[{i}]", ip, _IP_MSG)
+    if len(ips) > 2:
+        e.invalid("spec.clusterIPs", ips, "may only hold up to 2 values", json_value=True)
+    # "if there is an invalid ip or misplaced none/empty string ... we stop here".
+    if invalid_ips:
+        return
+    # `netutils.IsDualStackIPStrings(service.Spec.ClusterIPs)`: both families among them.
+    if len(ips) > 1 and len({_is_ipv6(ip) for ip in ips}) < 2:
+        e.invalid("spec.clusterIPs", ips, "may specify no more than one IP for each IP family", json_value=True)
+    if _is_headless(spec):
+        return
+    # "match clusterIPs to their families, if they were provided"
+    for i, (ip, family) in enumerate(zip(ips, spec.ip_families)):
+        if family == "IPv4" and _is_ipv6(ip):
+            e.invalid(f"spec.clusterIPs[{i}]", ip, f"expected an IPv4 value as indicated by `ipFamilies[{i}]`")
+        if family == "IPv6" and not _is_ipv6(ip):
+            e.invalid(f"spec.clusterIPs[{i}]", ip, f"expected an IPv6 value as indicated by `ipFamilies[{i}]`")
+
+
+def _validate_family_policy(e: _Errs, spec: ServiceSpec) -> None:
+    """initIPFamilyFields after its pre-check, the rules that do not depend on the cluster (the
+    families it serves are not known here: "not configured on this cluster" and "this cluster
+    is not configured for dual-stack services" are never told)."""
+    policy = spec.ip_family_policy
+    if policy is None:
+        # `else if service.Spec.ClusterIP == api.ClusterIPNone && len(service.Spec.Selector) ==
+        # 0 { requireDualStack } else { singleStack }` (SetDefaults_Service sets none).
+        policy = "RequireDualStack" if spec.cluster_ip == "None" and not spec.selector else "SingleStack"
+    if policy != "SingleStack":
+        return
+    # `field.Invalid(field.NewPath("spec", "ipFamilyPolicy"), service.Spec.IPFamilyPolicy, ...)`:
+    # the pointer's IPFamilyPolicy, json.Marshal'd.
+    for values, what in ((spec.cluster_ips, "cluster IPs"), (spec.ip_families, "IP families")):
+        if len(values) == 2:
+            e.invalid("spec.ipFamilyPolicy", policy, "must be 'RequireDualStack' or 'PreferDualStack' "
+                      f"when multiple {what} are specified", json_value=True)
+
+
+#: portallocator ErrAllocated.
+_NODE_PORT_TAKEN = "provided port is already allocated"
+
+
+def _allocate_node_ports(e: _Errs, spec: ServiceSpec) -> None:
+    """txnAllocNodePorts -> initNodePorts for a NodePort or LoadBalancer Service, on an empty
+    pool: it stops at the first port it cannot allocate (`return errors.NewInvalid(...)`).
+
+    Ports are allocated per Service port number (`svcPortToNodePort[int(servicePort.Port)]`),
+    the first nodePort requested for that number (findRequestedNodePort) first, from one pool
+    for every protocol: 53/TCP and 53/UDP share a node port, 80/TCP and 81/UDP may not. The
+    cluster's range (--service-node-port-range, 30000-32767 by default) is not known here:
+    1-65535 stands for it, told in IsValidPortNum's words where the allocator's are
+    ErrNotInRange's ("provided port is not in the valid range. The range of valid ports is
+    30000-32767"). A port without a nodePort gets a free one (AllocateNext) that collides with
+    no request: ``allocateLoadBalancerNodePorts: false`` is not read, as it only skips those."""
+    taken: set[int] = set()
+    by_port: dict[int, int] = {}
+    for i, port in enumerate(spec.ports):
+        node_port = port.node_port or 0
+        granted = by_port.get(port.port, 0)
+        if granted == 0:
+            requested = next((p.node_port for p in spec.ports if p.port == port.port and p.node_port), 0)
+            if not requested:
+                continue
+            want = requested
+        elif node_port and node_port != granted:
+            want = node_port
+        else:
+            continue
+        problems = is_valid_port_num(want) or ([_NODE_PORT_TAKEN] if want in taken else [])
+        if problems:
+            e.invalid_each(f"spec.ports[{i}].nodePort", want, problems[:1])
+            return
+        taken.add(want)
+        by_port.setdefault(port.port, want)
 
 
 #: core.AnnotationTopologyMode and core.DeprecatedAnnotationTopologyAwareHints.

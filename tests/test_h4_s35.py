@@ -12,7 +12,8 @@ non-ASCII character literally never matched. Now the regex runs over the path de
 The escaping of the captures (``quoted_uri`` / ``plus_in_uri``) follows the request target as
 received where the proxy core has it: nginx sets the flags from the raw request line
 (ngx_http_parse.c ``ngx_http_parse_request_line``), so ``/api/%61&b`` (canonical ``/api/a&b``)
-escapes, and ``//api/a+b`` (the parser leaves its path states at ``//``) does not.
+escapes. (Session 35 x35: ``//api/a+b`` escapes too, ngx_http_parse_complex_uri sets the flags
+over the whole path; test_x35_s35 ports both parsers.)
 
 Each test marked DEFECT failed before the fix.
 """
@@ -28,11 +29,9 @@ from hypothesis import strategies as st
 
 from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._actions import location_redirect
-from ingresslib.proxy._annotations import (PREFIX, RouteOptions, _escapes_captures,
-                                           parse_route_options)
+from ingresslib.proxy._annotations import PREFIX, RouteOptions, parse_route_options
 
 from _proxy_harness import ProxyPair, Route
-from test_x26_s34 import _ngx_quoted
 
 
 def _options(rule_path: str, target: str, use_regex: bool = True) -> RouteOptions:
@@ -108,15 +107,15 @@ def test_quoted_uri_follows_the_request_target_as_received() -> None:
         b"GET /search?q=a%26b HTTP/1.1")
 
 
-def test_the_parser_stops_noting_escapes_after_a_dot_or_double_slash() -> None:
-    # "//" and "/." leave sw_after_slash_in_uri for sw_uri, where "%" and "+" set no flag:
-    # nginx copies the capture unescaped.
+def test_a_dot_or_double_slash_does_not_stop_noting_escapes() -> None:
+    # (session 35 x35) "//" and "/." leave the request line's path states with complex_uri
+    # set, and ngx_http_parse_complex_uri then notes every "%" and "+" of the path.
     opts = _options("/api(/|$)(.*)", "/search?q=$2")
-    assert opts.rewrite_uri("/api/a+b", None, request_uri="//api/a+b") == "/search?q=a+b"
+    assert opts.rewrite_uri("/api/a+b", None, request_uri="//api/a+b") == "/search?q=a%2Bb"
     assert opts.rewrite_uri("/api/a+b", None, request_uri="/api/a+b") == "/search?q=a%2Bb"
-    assert opts.rewrite_uri("/api/a&b", None, request_uri="/./api/%61&b") == "/search?q=a&b"
-    # a "+" before the "//" still counts (plus_in_uri is set in the path states)
+    assert opts.rewrite_uri("/api/a&b", None, request_uri="/./api/%61&b") == "/search?q=a%26b"
     assert opts.rewrite_uri("/api/a&b", None, request_uri="/+//api/a&b") == "/search?q=a%26b"
+    assert opts.rewrite_uri("/api/a&b", None, request_uri="//api/a&b") == "/search?q=a&b"
     # the arguments set no flag: the parser is in sw_uri after "?"
     assert opts.rewrite_uri("/api/a&b", "x=%20+", request_uri="/api/a&b?x=%20+") == (
         "/search?q=a&b&x=%20+")
@@ -171,10 +170,3 @@ def test_captures_are_nginx_s(parts: list[str], rule_regex: str) -> None:
     # a character as it is: "%2B" is "+" there, "%5B" "[").
     assert re.search(r"%(?![0-9A-F]{2})", ours) is None
     assert _escape_uri(unquote_to_bytes(ours)) == _reference_uri(rule_regex, _TARGET, canonical)
-
-
-@given(st.lists(st.sampled_from(["/", ".", "%", "+", "?", "#", "a", "%20"]), max_size=10))
-def test_escaping_follows_nginx_s_parser_states(parts: list[str]) -> None:
-    # _ngx_quoted: ngx_http_parse_request_line's states, character by character
-    raw = "/" + "".join(parts)
-    assert _escapes_captures(raw) == _ngx_quoted(raw)

@@ -143,20 +143,82 @@ def test_a_c_file_older_than_its_pyx_is_never_compiled_in_its_place(
     assert setup.stale_c_sources([str(pyx)], False) == []  # generated from this .pyx or later
 
     # The build command as pip runs it without Cython, in a tree holding an old .c.
+    monkeypatch.setattr(setup, "cython_importable", lambda: False)
+    _assert_stops_before_compiling(setup, tmp_path, monkeypatch)
+
+
+def _assert_stops_before_compiling(setup: ModuleType, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup.py's build_ext, in a tree whose ``.c`` files are older than their ``.pyx``, stops
+    before setuptools' build_extension compiles anything."""
+    (tmp_path / "ingresslib").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "ingresslib").mkdir()
     for name in setup.NAMES:
         (tmp_path / "ingresslib" / f"{name}.c").write_text("/* old */")
         os.utime(tmp_path / "ingresslib" / f"{name}.c", (1_000_000, 1_000_000))
         (tmp_path / "ingresslib" / f"{name}.pyx").write_text("# new")
     cmd = _build_ext_command(setup, tmp_path, {})
-    real_find_spec = setup.importlib.util.find_spec
-    monkeypatch.setattr(setup.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "Cython" else real_find_spec(name, *a))
     compiled: list[str] = []
     monkeypatch.setattr(setup.build_ext, "build_extension", lambda self, ext: compiled.append(ext))
     with pytest.raises(SystemExit, match="_match.c is older than ingresslib/_match.pyx"):
         cmd.run()
+    assert compiled == []
+
+
+def test_a_cython_setuptools_cannot_import_does_not_disarm_the_stale_c_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """setuptools swaps a ``.pyx`` for its ``.c`` unless ``Cython.Distutils.build_ext``
+    imports (setuptools/extension.py ``_have_cython``: any exception means no Cython). A
+    ``Cython`` that is found but does not import (an old one on a newer Python, a broken
+    install, a stray ``Cython/`` folder) got past a check that only asked whether the name is
+    found (``importlib.util.find_spec``): the old ``.c`` was compiled without a word."""
+    from setuptools import Extension  # type: ignore[import-untyped, unused-ignore]
+
+    broken = tmp_path / "site" / "Cython"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('built for another Python')\n")
+    for name in [m for m in sys.modules if m == "Cython" or m.startswith("Cython.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert importlib.util.find_spec("Cython") is not None  # found...
+    ext = Extension("ingresslib._match", ["ingresslib/_match.pyx"])
+    ext._convert_pyx_sources_to_lang()
+    assert ext.sources == ["ingresslib/_match.c"]  # ... yet setuptools compiles the .c
+    setup = _load_setup()
+    _assert_stops_before_compiling(setup, tmp_path / "tree", monkeypatch)
+    assert setup.cython_importable() is False
+
+
+def test_no_cython_and_no_c_file_says_so(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build without pip's isolation, from a clean checkout or the sdist (no ``.c``: never
+    committed, not shipped), without Cython: setuptools handed the compiler a ``.c`` that does
+    not exist, and the log said "cc1: fatal error: ... No such file" under a banner blaming a
+    missing C compiler. The extension falls back to the twins as before, for the reason said."""
+    setup = _load_setup()
+    monkeypatch.setattr(setup, "cython_importable", lambda: False)
+    (tmp_path / "ingresslib").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in setup.NAMES:
+        (tmp_path / "ingresslib" / f"{name}.pyx").write_text("# the source")
+    cmd = _build_ext_command(setup, tmp_path, {})
+    compiled: list[str] = []
+    monkeypatch.setattr(setup.build_ext, "build_extension", lambda self, ext: compiled.append(ext))
+    warnings: list[str] = []
+    monkeypatch.setattr(cmd, "warn", warnings.append)
+    cmd.run()  # optional: no exception
+    assert compiled == [] and cmd.missing() == ["ingresslib._match", "ingresslib._pick"]
+    failed = [w for w in warnings if w.startswith('building extension "ingresslib._match"')]
+    assert len(failed) == 1 and "Cython is not installed" in failed[0], warnings
+    assert "ingresslib/_match.c" in failed[0] and "build isolation" in failed[0]
+    (banner,) = [w for w in warnings if "pure-Python" in w]
+    assert "no Cython" in banner
+    # INGRESSLIB_REQUIRE_EXTENSIONS=1: the same reason fails the build.
+    from setuptools.errors import CompileError  # type: ignore[import-untyped, unused-ignore]
+
+    strict = _build_ext_command(setup, tmp_path, {"INGRESSLIB_REQUIRE_EXTENSIONS": "1"})
+    with pytest.raises(CompileError, match="Cython is not installed"):
+        strict.run()
     assert compiled == []
 
 

@@ -758,16 +758,17 @@ def _service(**spec: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("spec", [
-    {"cluster_ips": ["10.0.0.1"], "external_ips": ["192.0.2.1"]},  # kubernetes 37.0.2
-    {"cluster_i_ps": ["10.0.0.1"], "external_i_ps": ["192.0.2.1"]},  # older clients
-    {"clusterIPs": ["10.0.0.1"], "externalIPs": ["192.0.2.1"]},
+    # (clusterIPs needs clusterIP, its first value: session 35's x36)
+    {"cluster_ip": "10.0.0.1", "cluster_ips": ["10.0.0.1"], "external_ips": ["192.0.2.1"]},  # kubernetes 37.0.2
+    {"cluster_ip": "10.0.0.1", "cluster_i_ps": ["10.0.0.1"], "external_i_ps": ["192.0.2.1"]},  # older clients
+    {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "externalIPs": ["192.0.2.1"]},
 ])
 def test_both_client_spellings_of_cluster_ips(spec: dict[str, Any]) -> None:
     assert Resources.from_dicts([_service(**spec)]).warnings == ()
 
 
 def test_an_unknown_field_next_to_cluster_ips_still_warns() -> None:
-    res = Resources.from_dicts([_service(cluster_ips=["10.0.0.1"], cluster_ipz=["x"])])
+    res = Resources.from_dicts([_service(cluster_ip="10.0.0.1", cluster_ips=["10.0.0.1"], cluster_ipz=["x"])])
     assert [str(w) for w in res.warnings] == ['Service default/web: unknown field "spec.cluster_ipz"']
 
 

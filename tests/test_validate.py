@@ -822,8 +822,9 @@ def test_service_duplicate_port_and_protocol() -> None:
 
 def test_service_duplicate_node_ports() -> None:
     ports = [{"port": 80, "name": "a", "nodePort": 30080}, {"port": 81, "name": "b", "nodePort": 30080}]
+    # The node port allocator answers first (initNodePorts; session 35's x36).
     assert errors(service(ports, type="NodePort")) == [
-        "Service default/web: spec.ports[1].nodePort: Duplicate value: 30080"
+        "Service default/web: spec.ports[1].nodePort: Invalid value: 30080: provided port is already allocated"
     ]
 
 

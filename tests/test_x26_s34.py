@@ -103,21 +103,11 @@ def _ngx_unescape_redirect(src: bytes) -> bytes:
 
 
 def _ngx_quoted(uri: str) -> bool:
-    """``r->quoted_uri || r->plus_in_uri`` after ngx_http_parse_request_line's path states
-    (``sw_after_slash_in_uri``, ``sw_check_uri``); ``sw_uri`` sets neither (session 35 h4)."""
-    after_slash, plus = True, False
-    for ch in uri[1:]:
-        if ch == "%":
-            return True
-        if ch in "?#" or (after_slash and ch in "./"):
-            break
-        if ch == "+":
-            plus = True
-        elif after_slash:
-            after_slash = False
-        elif ch == "/":
-            after_slash = True
-    return plus
+    """``r->quoted_uri || r->plus_in_uri``: a "%" or a "+" in the path, before "?" or "#"
+    (ngx_http_parse_request_line's path states, then ngx_http_parse_complex_uri's pass over
+    the whole path when "//" or "/." ended them; ported state by state in test_x35_s35)."""
+    path = re.split(r"[?#]", uri, maxsplit=1)[0]
+    return "%" in path or "+" in path
 
 
 def _kept_escaped(data: bytes) -> bytes:

@@ -80,7 +80,9 @@ specified") or disagreeing with it ("first value must match `clusterIP`") loads,
 ``metadata.finalizers`` that are no qualified names and EndpointSlice ``hints`` naming a zone
 twice. Only the first reaches a route: ``service-upstream`` dials the ``clusterIP`` as written
 (none for a ``clusterIPs``-only Service: its endpoints are used). Reading ``clusterIPs`` is a
-decoder change, outside this review's files.
+decoder change, outside this review's files. (Done by session 35's x36, tests/test_x36_s35.py:
+such a Service is refused, as the API server refuses it; ``clusterIP`` is never filled from
+``clusterIPs``.)
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ This module adds what those leave out:
   argument is the parameter's default, every keyword of ``Router`` is shown (``service_upstream``
   was missing: fixed in the page), each attribute exists; R10's example sequence;
 - asgi.md: the first block's keys against ``explain`` and the warning the page describes; the
-  "Live updates" wrapper's failure path, in-process and under uvicorn (the message and exit
-  status the page quotes); ``limit_clock``, an attribute the page named like an option
-  (fixed in the page);
+  "Live updates" wrapper's failure path under uvicorn (the message and exit status the page
+  quotes; tests/test_user_audit_s13.py drives the same wrapper in-process); ``limit_clock``,
+  an attribute the page named like an option (fixed in the page);
 - README §3: the ConfigMap block loads without a warning into the settings it names, and the
   ``serve`` line starts with it; observability.md's ``serve`` line (JSON access log, metrics,
   /healthz) and its inline ``set_hosts`` expression;
@@ -29,11 +29,9 @@ This module adds what those leave out:
 from __future__ import annotations
 
 import ast
-import asyncio
 import contextlib
 import dataclasses
 import inspect
-import io
 import json
 import logging
 import os
@@ -44,13 +42,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import ingresslib
+import test_docs
 from ingresslib import _config, _metrics
 from ingresslib._cli import main as cli_main
 
@@ -63,26 +61,33 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SEMANTICS = ROOT / "docs" / "semantics.md"
 RECIPES = ROOT / "docs" / "recipes.md"
-#: The pages of the walk, and the ones whose ```python blocks test_docs.py /
-#: test_docs_recipes.py run.
+#: The pages of the walk.
 WALKED = [README, DOCS["router"], DOCS["asgi"], RECIPES, DOCS["observability"], SEMANTICS,
           DOCS["proxy-api"]]
-RUN_ELSEWHERE = {README, RECIPES, *(DOCS[n] for n in ("asgi", "observability", "router",
-                                                      "proxy-api"))}
 
 
 def text(path: Path) -> str:
     return re.sub(r"\s+", " ", path.read_text(encoding="utf-8"))
 
 
+def _pages_whose_blocks_run() -> set[Path]:
+    """The pages whose unmarked ```python blocks other tests run: those test_docs.py's
+    ``test_python_blocks_run`` is parametrized with (read from the test itself, not restated
+    here: a page dropped there fails the check below), README.md (``test_readme_python_blocks_run``
+    runs every block) and recipes.md (test_docs_recipes.py runs every recipe and checks that
+    no block lies outside one)."""
+    marks: list[pytest.Mark] = getattr(test_docs.test_python_blocks_run, "pytestmark")
+    (names,) = [m.args[1] for m in marks if m.name == "parametrize"]
+    return {README, RECIPES, *(DOCS[n] for n in names)}
+
+
 def test_every_walked_page_with_python_blocks_is_run() -> None:
-    """A ```python block added to a page no doc test runs would drift unseen."""
+    """A ```python block added to a page no doc test runs would drift unseen (semantics.md,
+    whose examples are inline, is run by none)."""
+    run = _pages_whose_blocks_run()
     for page in WALKED:
         runnable = [b for b in python_blocks(page) if b.marker is None]
-        assert page in RUN_ELSEWHERE or not runnable, (page.name, [b.line for b in runnable])
-    # semantics.md is not among the pages test_docs.py runs: a ```python block added there
-    # fails the check above until a test runs it.
-    assert "semantics" not in DOCS and SEMANTICS not in RUN_ELSEWHERE
+        assert page in run or not runnable, (page.name, [b.line for b in runnable])
 
 
 def _imported_names(code: str) -> list[tuple[str, str]]:
@@ -278,7 +283,6 @@ def _asgi_page_module(folder: Path) -> None:
     (folder / "mymodule.py").write_text(code, encoding="utf-8")
 
 
-
 @pytest.fixture
 def asgi_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "deploy").mkdir()
@@ -309,31 +313,6 @@ def test_asgi_first_block_keys_and_their_warning(
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "ingresslib.asgi"]
     for named in ("'shop/site:http', 'shop/admin' name no backend", "'shop/api-v2:80' have no app"):
         assert named in warning, warning
-
-
-def test_asgi_watch_wrapper_fails_startup_with_the_reason(
-        asgi_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _no_kubeconfig(monkeypatch, asgi_folder / "home")
-    ns: dict[str, Any] = {"__name__": "mymodule"}
-    with redirect_stdout(io.StringIO()):
-        for b in python_blocks(DOCS["asgi"]):
-            if b.marker is None:
-                run_block(b, ns, "asgi.md")
-
-    async def lifespan() -> list[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        q.put_nowait({"type": "lifespan.startup"})
-        out: list[dict[str, Any]] = []
-
-        async def send(m: dict[str, Any]) -> None:
-            out.append(m)
-
-        await asyncio.wait_for(ns["app_with_watch"](
-            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, q.get, send), 10)
-        return out
-
-    assert asyncio.run(lifespan()) == [{"type": "lifespan.startup.failed",
-                                        "message": _quoted_startup_error()}]
 
 
 def test_asgi_watch_wrapper_under_uvicorn_exits_3(
@@ -393,6 +372,10 @@ def _serve(command: str, cwd: Path, heads: int) -> Iterator[_Served]:
     assert argv[:2] == ["ingresslib", "serve"], argv
     if "--listen" not in argv:
         argv += ["--listen", "127.0.0.1:0"]
+    # A documented line listening elsewhere (0.0.0.0, a bare port) would bind more than this
+    # machine, or a fixed port: refused, not run.
+    for flag, value in zip(argv, argv[1:]):
+        assert not flag.endswith("-listen") or value == "127.0.0.1:0", (flag, value)
     p = subprocess.Popen([PY, "-m", "ingresslib", *argv[1:]], cwd=cwd, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None and p.stderr is not None
@@ -575,7 +558,6 @@ def test_semantics_settings_defaults() -> None:
         8192, 8192, 32768, 100)
     assert (s.hsts, s.hsts_max_age, s.hsts_include_subdomains) == (True, 31536000, True)
     assert s.proxy_next_upstream_tries == 3
-    assert {f.name for f in dataclasses.fields(s)} >= {"max_request_line", "max_headers"}
 
 
 # --- docs/asgi.md: the rate limits' clock is an attribute -------------------------------------

@@ -577,7 +577,10 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
     temporal-/permanent-redirect, then a rewrite-target that is a URL. Both are
     ngx_http_rewrite_module directives of the location, so they run after the server-level
     app-root and before the ssl-redirect of ``rewrite_by_lua_block`` (lua-nginx-module:
-    "this handler always runs *after* the standard ngx_http_rewrite_module").
+    "this handler always runs *after* the standard ngx_http_rewrite_module"). Of
+    ``target``, a rewrite-target URL takes the path: whether its captures are escaped
+    follows the request as received (``location_redirect``); the caller passes ``target``
+    for such a route (``opts.rewrite_is_redirect``) too.
 
     Last the ssl-redirect, whose Location alone takes ``location_host`` and ``target``
     (``https_redirect``: the host and the raw target ingress-nginx writes there; app-root
@@ -594,15 +597,15 @@ def redirect_for(opts: RouteOptions, scheme: str, host_raw: str, host: str, path
             location = "/." + app_root if app_root[:2] == "//" else app_root
         return 302, location.encode()
     if opts.redirects:
-        answer = location_redirect(opts, path, query)
+        answer = location_redirect(opts, path, query, None if target is None else target[0])
         if answer is not None:
             return answer
     return https_redirect(opts, scheme, host, path, query, has_tls, https_port, code,
                           rule_host, location_host=location_host, target=target)
 
 
-def location_redirect(opts: RouteOptions, path: str, query: str | None
-                      ) -> tuple[int, bytes] | None:
+def location_redirect(opts: RouteOptions, path: str, query: str | None,
+                      raw_path: str | None = None) -> tuple[int, bytes] | None:
     """The redirects written in the route's nginx ``location``, in their order there:
     ``(status, Location)``, or None.
 
@@ -614,6 +617,9 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
        ``rewrite "(?i)<path>" <target> break;``, and nginx's ``rewrite`` then answers 302 to
        the target, captures replaced and the arguments appended by its rules
        (``RouteOptions.rewrite_redirect``), when the rule regex matches the path.
+       ``raw_path``, the path of the request target as received (nginx's ``$request_uri``
+       up to "?"), decides whether the captures are escaped (``_escapes_captures``: a
+       ``%61`` the canonical path decoded still counts); None: ``path`` stands in.
 
     A rewrite regex that runs past REWRITE_TIMEOUT gives no redirect here: the proxy core
     then fails the request with 500 when it rewrites the target (as nginx's PCRE match limit
@@ -624,7 +630,7 @@ def location_redirect(opts: RouteOptions, path: str, query: str | None
         return opts.redirect_code, url.encode("ascii")
     if opts.rewrite_is_redirect:
         try:
-            location = opts.rewrite_redirect(path, query)
+            location = opts.rewrite_redirect(path, query, raw_path)
         except TimeoutError:
             return None
         if location is not None:
@@ -1286,7 +1292,8 @@ class RouteOptionsSource:
                 and opts.cors.headers(origin) is not None:
             return "location", PREFLIGHT_STATUS, b""
         if opts.redirects:
-            answer = location_redirect(opts, path, query)
+            answer = location_redirect(opts, path, query,
+                                       None if target is None else target[0])
             if answer is not None:
                 return "location", *answer
         has_tls = opts.ssl_redirect and self.tls_host(host)

@@ -29,7 +29,9 @@ target: no special rewrite"). The query follows nginx's ``rewrite`` rules
 ``?``) has its ``&``, ``+`` and ``;`` percent-encoded when the request's path holds a ``%`` or
 a ``+`` (``_escapes_captures``), as nginx's ``NGX_ESCAPE_ARGS`` does
 (``RouteOptions._rewritten``). In the target, ``$`` must start a capture ``$1``..``$9``
-(nginx reads ``$0`` or ``$name`` as a variable); ``rewrite-target``, ``app-root`` and
+(nginx reads ``$0`` or ``$name`` as a variable), and a ``%XX`` of its path is sent as
+``%25XX``, as nginx re-escapes the rewritten ``$uri`` (``_escaped_path_percent``);
+``rewrite-target``, ``app-root`` and
 ``x-forwarded-prefix`` refuse the ASCII characters ingress-nginx's annotation validators refuse
 (``;``, ``{``, ``\\``, quotes, controls...; see ``_URI_CHARS``), with a warning.
 
@@ -247,11 +249,6 @@ _UNSENDABLE_RE = re.compile(r"[\x00-\x20%\x7f-\xff]")
 #: The two hex digits of an escape (either case) -> the byte, as a latin-1 character: one
 #: byte of nginx's decoded ``$uri`` (``_decoded_path``).
 _ESCAPED_BYTE = {hi + lo: chr(int(hi + lo, 16)) for hi in hexdigits for lo in hexdigits}
-#: Where ngx_http_parse_request_line leaves the path states in which it sets ``quoted_uri``
-#: and ``plus_in_uri`` (``_escapes_captures``): a "%", "?" or "#", or a "." or "/" right after
-#: a "/" (``sw_after_slash_in_uri``: "case '.': r->complex_uri = 1; state = sw_uri"; a "+"
-#: keeps that state: "case '+': r->plus_in_uri = 1; break;").
-_PATH_STATES_END_RE = re.compile(r"/\+*[./]|[%?#]")
 #: What NGX_UNESCAPE_REDIRECT acts on: an escape, or the "?" where it stops
 #: (``_unescape_redirect``).
 _REDIRECT_UNESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})|\?")
@@ -388,7 +385,7 @@ class RouteOptions:
         "https://", or "$scheme", the processing stops and the redirect is returned to a
         client"; ngx_http_rewrite compares the bytes, case-sensitively)."""
         t = self.rewrite_target
-        return t is not None and (t.startswith("http://") or t.startswith("https://"))
+        return t is not None and _is_url(t)
 
     def rewrite_redirect(self, path: str, query: str | None,
                          request_uri: str | None = None) -> str | None:
@@ -492,9 +489,8 @@ class RouteOptions:
         # ngx_http_script_copy_capture_code: "if ((e->is_args || e->quote) &&
         # (e->request->quoted_uri || e->request->plus_in_uri))"), so that the path's "&",
         # "+" and ";" stay inside that argument; the canonical path's other characters
-        # NGX_ESCAPE_ARGS escapes are %XX already. (Not escaped, nginx copies the capture's
-        # decoded bytes; the canonical %XX kept here are the same argument, as a backend
-        # decodes it, and a valid request line.)
+        # NGX_ESCAPE_ARGS escapes are %XX already. (Not escaped, the raw path had no "%":
+        # nginx copies bytes the canonical path spells the same.)
         args_at = target.find("?")
         if args_at >= 0 and not _escapes_captures(request_uri):
             args_at = -1
@@ -550,20 +546,21 @@ def _path_index(escapes: list[int], i: int) -> int:
 def _escapes_captures(request_uri: str) -> bool:
     """Whether nginx escapes the captures it copies into the arguments or a redirect: the
     request target as received (``request_uri``; the canonical path stands in for it where
-    a caller has no other) set ``r->quoted_uri`` or ``r->plus_in_uri``.
-    ngx_http_parse_request_line sets them only in its path states
-    (``sw_after_slash_in_uri``, ``sw_check_uri``): "case '%': r->quoted_uri = 1; state =
-    sw_uri;", "case '+': r->plus_in_uri = 1;"; it leaves them for ``sw_uri``, where neither
-    is set, at the first "%", "?" or "#", and at a "." or "/" right after a "/" ("/." and "//":
-    ``complex_uri``). So ``/api/%61&b`` escapes (canonical ``/api/a&b``) and ``//api/a+b``
-    does not."""
+    a caller has no other) set ``r->quoted_uri`` or ``r->plus_in_uri``, that is, its path
+    (before "?" or "#") holds a "%" or a "+".
+
+    ngx_http_parse_request_line sets them in its path states ("case '%': r->quoted_uri = 1;",
+    "case '+': r->plus_in_uri = 1;") and leaves those states at "//" or "/." with
+    ``r->complex_uri`` set; ngx_http_process_request_uri then runs
+    ngx_http_parse_complex_uri over the whole path ("if (r->complex_uri || r->quoted_uri
+    ..."), which sets them again at every "+" ("case '+': r->plus_in_uri = 1; /* fall
+    through */", each state) and every "%" ("case sw_quoted: r->quoted_uri = 1;"), up to
+    "?" ("goto args") or "#" ("goto done"). So ``/api/%61&b`` (canonical ``/api/a&b``),
+    ``//api/a+b`` and ``/./api/%61`` escape; a "%" or "+" of the arguments does not."""
     if "%" not in request_uri and "+" not in request_uri:
         return False
-    end = _PATH_STATES_END_RE.search(request_uri)
-    if end is None:
-        return "+" in request_uri
-    # the "+" before the character that ended the path states counts ("/+/" included)
-    return end.group() == "%" or "+" in request_uri[:end.end() - 1]
+    path = request_uri.partition("?")[0].partition("#")[0]
+    return "%" in path or "+" in path
 
 
 def _redirect_capture(text: str, escape: bool) -> str:
@@ -574,11 +571,11 @@ def _redirect_capture(text: str, escape: bool) -> str:
     copy_capture_code``: "if ((e->is_args || e->quote) && (e->request->quoted_uri ||
     e->request->plus_in_uri))"). ``text`` is whole escapes of the canonical path
     (``RouteOptions._captures``). Bytes as latin-1 characters. Without ``escape`` (the raw
-    path had no "+" and its "//" or "/." came before its first "%": ``_escapes_captures``)
-    nginx copies the decoded bytes as they are, and so does this, but for the bytes a
-    Location cannot hold (controls, space, over 0x7E) and "%" (which NGX_UNESCAPE_REDIRECT
-    may then read as the start of an escape): nginx writes those raw, they stay ``%XX``
-    here."""
+    path had no "%" and no "+": ``_escapes_captures``) nginx copies the bytes as they are,
+    and so does this; a capture then holds an escape only where the canonical path has one
+    the raw target had not (none the proxy core receives): the bytes a Location cannot hold
+    (controls, space, over 0x7E) and "%" (which NGX_UNESCAPE_REDIRECT may then read as the
+    start of an escape) stay ``%XX``, the rest is decoded."""
     if "%" not in text:
         return text.translate(_ARG_ESCAPES) if escape else text
     decoded = _decoded_path(text)[0]  # each %XX its byte, as one character
@@ -822,7 +819,29 @@ def _rewrite_target(value: str) -> str:
                          "(nginx reads \"$0\" or \"$name\" as a variable)")
     if _BAD_PERCENT.search(v):
         raise ValueError(f"invalid rewrite-target {value!r}: \"%\" must start a %XX escape")
+    if not _is_url(v):
+        v = _escaped_path_percent(v)
     return "".join(c if c.isascii() else quote(c, safe="") for c in v)
+
+
+def _escaped_path_percent(target: str) -> str:
+    """A path rewrite-target with each "%" of its path (before its first "?") written
+    ``%25``: nginx copies the replacement's bytes into ``$uri`` as they are
+    (ngx_http_script_compile reads only "$" and "?" in it), and
+    ngx_http_proxy_module.c ``ngx_http_proxy_create_request`` escapes the rewritten
+    ``$uri`` with NGX_ESCAPE_URI ("if (r->quoted_uri || r->internal)": a rewrite sets
+    ``r->internal``), so ``/x%20y/$1`` goes up as ``/x%2520y/...``. The arguments are
+    copied as they are ("b->last = ngx_copy(b->last, r->args.data, r->args.len)"): their
+    ``%20`` stays. (Of the characters a target may hold, "%" and the non-ASCII ones, which
+    the caller encodes, are all NGX_ESCAPE_URI escapes.)"""
+    path, sep, args = target.partition("?")
+    return path.replace("%", "%25") + sep + args
+
+
+def _is_url(target: str) -> bool:
+    """A rewrite-target nginx's ``rewrite`` answers with a redirect (``rewrite_is_redirect``:
+    ngx_http_rewrite compares the bytes "http://" and "https://", case-sensitively)."""
+    return target.startswith("http://") or target.startswith("https://")
 
 
 # redirect/redirect.go (ingress-nginx v1.10+): "if tr != "" { trc, err :=

@@ -1785,6 +1785,9 @@ class ClientConnection:
         if scheme == "http" and (has_tls or opts.force_ssl_redirect):
             location_host = self._location_host(event)
             target = split_target(req.original_uri)
+        elif opts.rewrite_is_redirect:
+            # a rewrite-target URL's captures are escaped by the raw path (location_redirect)
+            target = split_target(req.original_uri)
         if opts.port_in_redirects:
             # use-port-in-redirects: lua_ingress.lua's config.listen_ports.https, ours, also
             # when a trusted hop's X-Forwarded-Proto decided (``_forwarded_scheme``).

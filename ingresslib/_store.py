@@ -33,9 +33,11 @@ Rules (docs/cluster.md repeats them for users):
   only mirror the API server's admission and say nothing about what ingresslib routes
   (``_ADMISSION_ONLY``: a Service's ``topology-mode`` annotation disagreeing with
   ``topology-aware-hints``; ``loadBalancerSourceRanges``, field or annotation, on a Service that
-  is not ``type: LoadBalancer`` or holding a value that is not a CIDR). The API server added
-  them after objects breaking them were stored, and keeps admitting those on update (it
-  ratchets: an unchanged invalid field of a stored object stays accepted). Such an object is
+  is not ``type: LoadBalancer`` or holding a value that is not a CIDR; a node port two of a
+  Service's port numbers share, with two protocols, which the node port allocator refuses on
+  create and an update stores). The API server added them after objects breaking them were
+  stored, and keeps admitting those on update (it ratchets: an unchanged invalid field of a
+  stored object stays accepted). Such an object is
   held and served, the broken rules kept in ``warnings`` and logged once per object version;
   ingress-nginx likewise never re-validates what the API server stored. Every other rule (all
   a route, an endpoint or a certificate is built from) still sets the object aside. Files
@@ -67,7 +69,15 @@ from typing import Any
 from ._decode import _KINDS, Collector, decode_resources
 from ._errors import FieldError, ValidationError
 from ._resources import Resources
-from ._validate import _CIDR_MSG, _LB_ONLY, _LB_SOURCE_RANGES, _TOPOLOGY_HINTS, _TOPOLOGY_MODE
+from ._validate import (
+    _CIDR_MSG,
+    _LB_ONLY,
+    _LB_SOURCE_RANGES,
+    _NODE_PORT_TAKEN,
+    _TOPOLOGY_HINTS,
+    _TOPOLOGY_MODE,
+    validate_service,
+)
 
 __all__ = ["ResourceStore", "ObjectKey", "KIND_API_VERSIONS", "EVENT_TYPES"]
 
@@ -584,6 +594,10 @@ class ResourceStore:
 #:   "may only be used when `type` is 'LoadBalancer'" and "must be a valid CIDR value": the
 #:   cloud load balancer's firewall; ingresslib's own source ranges are Ingress annotations
 #:   (whitelist-source-range), parsed strictly there.
+#: - ``spec.ports[].nodePort`` "provided port is already allocated", within one Service (two
+#:   port numbers, two protocols, one node port): the allocator refuses it on create only, an
+#:   update stores it (``_validate.validate_service``'s ``stored``); ingresslib never uses
+#:   node ports.
 _ADMISSION_ONLY: frozenset[tuple[str, str]] = frozenset({
     (f"metadata.annotations[{_TOPOLOGY_MODE}]",
      f"must match annotations[{_TOPOLOGY_HINTS}] when both are specified"),
@@ -591,6 +605,7 @@ _ADMISSION_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("spec.LoadBalancerSourceRanges", _CIDR_MSG),
     (f"metadata.annotations[{_LB_SOURCE_RANGES}]", _LB_ONLY),
     (f"metadata.annotations[{_LB_SOURCE_RANGES}]", _CIDR_MSG),
+    ("spec.ports[].nodePort", _NODE_PORT_TAKEN),
 })
 _ADMISSION_ONLY_KINDS = frozenset({"v1/Service"})
 
@@ -599,6 +614,8 @@ def _admission_only(err: FieldError) -> bool:
     field = err.field
     if field.startswith("spec.LoadBalancerSourceRanges["):
         field = "spec.LoadBalancerSourceRanges"
+    elif field.startswith("spec.ports[") and field.endswith("].nodePort"):
+        field = "spec.ports[].nodePort"
     return (field, err.detail) in _ADMISSION_ONLY
 
 
@@ -609,11 +626,13 @@ def _decode_admitted(filled: Mapping[str, Any], key: ObjectKey, err: ValidationE
     if key[0] not in _ADMISSION_ONLY_KINDS or not any(map(_admission_only, err.errors)):
         return None
     api, kind = key[0].rpartition("/")[::2]
-    decoder, validator, attr, cluster_scoped = _KINDS[(api, kind)]
+    decoder, _, attr, cluster_scoped = _KINDS[(api, kind)]
     found: list[FieldError] = []
 
     def lenient(model: Any, label: str) -> list[FieldError]:
-        problems = validator(model, label)
+        # Every admission-only kind is a Service, checked as a stored one: the allocator's
+        # create-only refusal does not hide its other rules' errors.
+        problems = validate_service(model, label, stored=True)
         found.extend(p for p in problems if _admission_only(p))
         return [p for p in problems if not _admission_only(p)]
 

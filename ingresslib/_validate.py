@@ -17,7 +17,8 @@ Fields the models do not hold are not validated (Service ``externalIPs``, Endpoi
 ``hints``/``deprecatedTopology``, ``metadata.generateName``, ``ownerReferences``,
 ``finalizers``...): ingresslib never reads them. A Service is checked as the API server's create
 does, its service storage's beginCreate first (``clusterIPs`` and the family fields, then the
-node port allocator): a refusal there is the whole answer (:func:`_begin_create`).
+node port allocator): a refusal there is the whole answer (:func:`_begin_create`), but for
+the one a stored object may break (``validate_service``'s ``stored``: ``ResourceStore``).
 
 Deliberate differences from the API server, each documented:
 
@@ -758,11 +759,20 @@ _IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 _INT32 = 1 << 31
 
 
-def validate_service(svc: Service, obj: str | None = None) -> list[FieldError]:
+def validate_service(svc: Service, obj: str | None = None, *,
+                     stored: bool = False) -> list[FieldError]:
     """The Service rules ingresslib depends on (core ValidateService, create), in its order,
-    after the refusals of the service storage's beginCreate (:func:`_begin_create`)."""
+    after the refusals of the service storage's beginCreate (:func:`_begin_create`).
+
+    ``stored``: ``svc`` is one the API server stored (``ResourceStore``'s second look at an
+    object an admission-only rule refused): the node port allocator's refusal of one node port
+    for two port numbers (:data:`_NODE_PORT_TAKEN`), which only create makes, is told with the
+    other rules' errors instead of alone. An update stores such a Service: updateNodePorts
+    allocates each node port once per Service (`if !containsNumber(oldNodePortsNumbers, ...)
+    && !portAllocated[...] { nodePortOp.Allocate(...) }`), and ValidateService's (protocol,
+    nodePort) duplicate check lets two protocols share one."""
     e = _Errs(obj or object_label("Service", svc.metadata))
-    if _begin_create(e, svc.spec):
+    if _begin_create(e, svc.spec) and not (stored and _only_node_ports_taken(e.out)):
         return e.result()
     # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
     _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
@@ -985,6 +995,12 @@ def _validate_family_policy(e: _Errs, spec: ServiceSpec) -> None:
 
 #: portallocator ErrAllocated.
 _NODE_PORT_TAKEN = "provided port is already allocated"
+
+
+def _only_node_ports_taken(errors: list[FieldError]) -> bool:
+    """Whether ``errors`` are the allocator's ErrAllocated only: within one Service (the pool
+    is empty here), a node port two of its port numbers ask for."""
+    return all(err.detail == _NODE_PORT_TAKEN for err in errors)
 
 
 def _allocate_node_ports(e: _Errs, spec: ServiceSpec) -> None:

@@ -553,7 +553,11 @@ async def test_fix_serve_applies_a_configmap_edit_once_its_tls_build_works(
             await asyncio.sleep(0.3)   # a few failed tries
             assert store.context_for("a.test").minimum_version == ssl.TLSVersion.TLSv1_2
             broken[0] = False
-            while store.context_for("a.test").minimum_version != ssl.TLSVersion.TLSv1_3:
+            # The new contexts are in use before the reload is counted (the table swap runs
+            # in between, in a worker thread): wait for both, or a SIGTERM in between found
+            # reloads == 0 under load (session 35's snapshot run).
+            while store.context_for("a.test").minimum_version != ssl.TLSVersion.TLSv1_3 \
+                    or reloaders[0].reloads < 1:
                 assert loop.time() < deadline
                 await asyncio.sleep(0.02)
         finally:

@@ -427,6 +427,13 @@ async def test_serve_follows_worker_shutdown_timeout_through_a_reload(
         drained.append(timeout)
         await real_drain(server, timeout, interrupt)
     monkeypatch.setattr(_serve, "_drain", drain)
+    reloaders: list[Reloader] = []
+
+    class Reloading(Reloader):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            reloaders.append(self)
+    monkeypatch.setattr(_serve, "Reloader", Reloading)
     args = build_parser().parse_args([
         "serve", "-f", str(man), "--config", str(conf), "--listen", "127.0.0.1:0",
         "--tcp-services-configmap", "ingress/tcp", "--reload-interval", "0.05",
@@ -438,7 +445,9 @@ async def test_serve_follows_worker_shutdown_timeout_through_a_reload(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         try:
-            while not feeds or feeds[0].services.drain_timeout != 7:
+            # The reloader's snapshot of the files taken first: an edit before it was its
+            # starting point, never reloaded (drain_timeout stayed 7 under load).
+            while not feeds or feeds[0].services.drain_timeout != 7 or not reloaders:
                 assert loop.time() < deadline
                 await asyncio.sleep(0.02)
             _bump(conf, _configmap_yaml({"worker-shutdown-timeout": "3s"}))

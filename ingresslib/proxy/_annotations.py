@@ -441,7 +441,8 @@ class RouteOptions:
         new = self._rewritten(path, path if request_uri is None else request_uri)
         if new is None:
             return path if query is None else f"{path}?{query}"
-        return _with_args(new, query)
+        assert self.rewrite_target is not None  # (a rewrite took place)
+        return _with_args(new, query, not self.rewrite_target.endswith("?"))
 
     def _captures(self, path: str) -> tuple[str, tuple[str | None, ...]] | None:
         """The rewrite-target and the rule regex's groups on a canonical ``path``, each group
@@ -607,14 +608,24 @@ def _unescape_redirect(location: str) -> str:
     return "".join(out)
 
 
-def _with_args(new: str, query: str | None) -> str:
-    """A rewritten target with the request's arguments, by nginx's ``rewrite`` rules
-    (``RouteOptions.rewrite_uri``)."""
-    if new.endswith("?"):
-        return new[:-1]
-    if "?" in new:
-        return new + ("&" + query if query else "")
-    return f"{new}?{query}" if query else new
+def _with_args(new: str, query: str | None, add_args: bool) -> str:
+    """A rewritten target ``new`` with the request's arguments, by nginx's ``rewrite`` rules
+    (``RouteOptions.rewrite_uri``), decided on the target as written, before any capture is
+    copied: ``add_args`` False for a target ending in "?" (ngx_http_rewrite: "the last "?"
+    drops the original arguments", cut before it compiles), whose part after its first "?"
+    is the new arguments (a capture holds no raw "?": the canonical path's is ``%3F``);
+    ngx_http_script_regex_end_code appends "&" and the request's arguments to them "if
+    (code->add_args && r->args.len)", an empty part too (``/search?$2``, ``$2`` empty, with
+    ``q=1``: ``/search?&q=1``), and the request line writes "?" only "if (r->args.len > 0)"
+    (``/x??`` goes up as ``/x``)."""
+    if not add_args:
+        new = new[:-1]
+    elif "?" not in new:  # the usual target: no argument part of its own
+        return f"{new}?{query}" if query else new
+    path, _, args = new.partition("?")
+    if add_args and query:
+        args = f"{args}&{query}"
+    return f"{path}?{args}" if args else path
 
 
 # Go's strconv.ParseBool and strconv.Atoi, which ingress-nginx's annotation parser uses
@@ -833,7 +844,10 @@ def _escaped_path_percent(target: str) -> str:
     ``r->internal``), so ``/x%20y/$1`` goes up as ``/x%2520y/...``. The arguments are
     copied as they are ("b->last = ngx_copy(b->last, r->args.data, r->args.len)"): their
     ``%20`` stays. (Of the characters a target may hold, "%" and the non-ASCII ones, which
-    the caller encodes, are all NGX_ESCAPE_URI escapes.)"""
+    the caller encodes, are all NGX_ESCAPE_URI escapes.) A trap users meet (README): ``/%7Euser``
+    goes up as ``/%257Euser``; ingress-nginx's validator refuses any "%" in rewrite-target
+    (parser/validators.go ``RegexPathWithCapture``), nginx doubles it only with annotation
+    validation off, and the character itself (``/~user``) is what both send as meant."""
     path, sep, args = target.partition("?")
     return path.replace("%", "%25") + sep + args
 

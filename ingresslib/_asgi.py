@@ -21,6 +21,11 @@ Scope rules (ASGI HTTP/WebSocket connection scope, asgiref ``specs/www.rst``):
 - ``scope["ingresslib.decision"]`` holds the :class:`~ingresslib._router.Decision` (None when
   only the ``fallback`` app serves a request no rule matched). Nothing is written into
   ``scope["state"]``: that dict belongs to the app's lifespan.
+- ``scope["extensions"]`` is the server's less the response extensions whose messages would
+  pass what the proxy does to an answer (``_offered``): never ``http.response.early_hint`` or
+  ``http.response.push``; with use-gzip / enable-brotli not ``http.response.zerocopysend``,
+  with limit-rate not ``zerocopysend`` nor ``pathsend``. The app then sends
+  ``http.response.body``, as to a server offering none (asgiref ``extensions.rst``).
 
 Status answers: no rule → ``404``; a rule whose backend has no mounted app (and no ``fallback``)
 → ``503``, as the proxy answers a backend with no endpoint. Where the proxy answers a request
@@ -989,7 +994,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # ConfigMap hide-headers (proxy_hide_header): dropped from the app's answer
                 # (with use-gzip by gzip_send, before the gzip filter adds its headers).
                 app_send = hiding_send(app_send, hidden_of(settings))
-            if decision is not None and opts.limit_rate > 0 and kind == "http":
+            throttled = decision is not None and opts.limit_rate > 0 and kind == "http"
+            if throttled:
                 # limit-rate / limit-rate-after: the app's body at the rate, as the proxy's
                 # (proxy/_bandwidth.py), timed by ``limit_clock``.
                 app_send = throttled_send(app_send, opts.limit_rate, opts.limit_rate_after,
@@ -1002,6 +1008,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 # a WebSocket scope, a refusal's websocket.http.response (the core compresses
                 # an upstream's answer to a refused upgrade as any other).
                 app_send = gzip_send(app_send, scope, settings, reply)
+            extensions = scope.get("extensions")
+            if extensions:
+                # The server's extensions as this hop passes them on (``_offered``).
+                child["extensions"] = _offered(extensions, compress, throttled)
             if decision is not None and opts.mirror is not None and kind == "http" \
                     and not by_fallback:
                 # mirror-target: a mounted Service's app gets a copy (_asgi_mirror.py).
@@ -1326,7 +1336,10 @@ class IngressASGI(RouteOptionsSource, _MountReport):
         for a in [*self.backends.values(), *([self.fallback] if self.fallback else [])]:
             if not any(a is b for b in apps):
                 apps.append(a)
-        subs = [_SubLifespan(a, scope) for a in apps]
+        # Each app its own scope, as its own server would give it (an app may write to it:
+        # Starlette's ``scope["app"] = self``); the server's ``state`` dict in each, shared,
+        # as the server copies that one dict into every request's scope (lifespan.rst).
+        subs = [_SubLifespan(a, dict(scope)) for a in apps]
         while True:
             message = await receive()
             phase = message["type"].rpartition(".")[2]  # "startup" / "shutdown"
@@ -1383,6 +1396,32 @@ async def _over_limit(reply: _Reply, receive: Receive, limit: int) -> bool:
 
 #: No forwarded headers from a trusted hop.
 _NO_FWD: dict[bytes, bytes] = {}
+
+#: Response extensions a mounted app is never offered: the proxy passes none of their
+#: messages. It drops an upstream's 1xx but 101 (proxy/_connection.py; nginx's
+#: ngx_http_upstream_process_early_hints passes a 103 only with ``early_hints``, off by
+#: default), and pushes nothing (HTTP/2 server push left nginx in 1.25.1).
+_NEVER_OFFERED = frozenset({"http.response.early_hint", "http.response.push"})
+#: With use-gzip / enable-brotli also the file send whose bytes ``gzip_send`` never sees
+#: (it compresses a ``pathsend`` file itself).
+_NOT_OFFERED_COMPRESSED = _NEVER_OFFERED | {"http.response.zerocopysend"}
+#: With limit-rate both file sends: ``throttled_send`` counts ``http.response.body`` bytes,
+#: and nginx's limit_rate holds for a file it sends with sendfile too.
+_NOT_OFFERED_THROTTLED = _NOT_OFFERED_COMPRESSED | {"http.response.pathsend"}
+
+
+def _offered(extensions: Any, compress: bool, throttled: bool) -> Any:
+    """The scope's ``extensions`` as the mounted app is offered them: without those whose
+    messages would carry the answer past what this hop does to it (``_NEVER_OFFERED`` and
+    the others). extensions.rst: an app uses one only when its scope lists it, else sends
+    ``http.response.body``, which the send filters read. The server's object itself when
+    nothing is taken out (or it is no mapping); else a new dict, the server's untouched."""
+    drop = _NOT_OFFERED_THROTTLED if throttled \
+        else _NOT_OFFERED_COMPRESSED if compress else _NEVER_OFFERED
+    if not isinstance(extensions, Mapping) or drop.isdisjoint(extensions):
+        return extensions
+    return {name: value for name, value in extensions.items() if name not in drop}
+
 
 #: ``METHOD_CHARS`` as text: ``method.strip(_METHOD_CHARS)`` is empty for a method nginx reads.
 _METHOD_CHARS = METHOD_CHARS.decode("ascii")

@@ -425,14 +425,15 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
                            headers: Sequence[tuple[str, str]], notes: Sequence[Any]) -> None:
     """What the route's location does beside choosing the answer, as the proxy parsed and
     did it (``_explain_verdict``): ``cors``, ``rate_limit``, ``upstream_vhost``,
-    ``response_rewrite``, ``default_backend`` and the verdict's ``upstream_host`` (the Host
-    the endpoint gets), each only when it applies."""
+    ``response_rewrite``, ``rewrite`` (what a rewrite-target's backend receives),
+    ``default_backend`` and the verdict's ``upstream_host`` (the Host the endpoint gets),
+    each only when it applies."""
     from ._explain_verdict import (describe_config_headers, describe_cors,
                                    describe_custom_headers, describe_ext_auth,
                                    describe_limit_rate, describe_location_extras,
                                    describe_mirror, describe_proxy_ssl, describe_rate_limit,
-                                   describe_rewrite, request_origin, upstream_field,
-                                   upstream_vhost)
+                                   describe_rewrite, describe_target_rewrite,
+                                   request_origin, upstream_field, upstream_vhost)
     from .proxy._globalratelimit import describe as describe_global_rate_limit
 
     if answer.routed:
@@ -456,7 +457,8 @@ def _add_location_features(out: dict[str, Any], answer: ProxyAnswer,
                ("limit_rate", describe_limit_rate(answer)),
                ("proxy_ssl", describe_proxy_ssl(answer))))
     out.update(describe_location_extras(answer))
-    _put(out, (("upstream_vhost", upstream_vhost(answer)),
+    _put(out, (("rewrite", describe_target_rewrite(answer, str(out["path"]))),
+               ("upstream_vhost", upstream_vhost(answer)),
                ("response_rewrite", describe_rewrite(answer))))
     host = upstream_field(answer, "host")
     if host is not None and out.get("verdict") is not None:
@@ -1221,7 +1223,7 @@ def render_text(info: dict[str, Any]) -> str:
 
 
 def _feature_lines(info: dict[str, Any]) -> list[str]:
-    """``default_backend``, ``cors``, ``rate_limit``, ``upstream_vhost`` and
+    """``default_backend``, ``cors``, ``rate_limit``, ``rewrite``, ``upstream_vhost`` and
     ``response_rewrite`` (``_add_location_features``), one line each."""
     lines = []
     db = info.get("default_backend")
@@ -1272,6 +1274,8 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
         from .proxy._globalratelimit import describe_line
         lines.append(describe_line(g))
     lines += _round1_lines(info)
+    if info.get("rewrite") is not None:
+        lines.append(_rewrite_line(info["rewrite"]))
     if info.get("upstream_vhost") is not None:
         lines.append(f"     upstream-vhost: the endpoint gets Host: {info['upstream_vhost']} "
                      "(X-Forwarded-Host stays the client's)")
@@ -1289,6 +1293,25 @@ def _feature_lines(info: dict[str, Any]) -> list[str]:
             ("Set-Cookie path", rw["proxy_cookie_path"])) if p is not None]
         lines.append(f"     the upstream's response rewritten: {'; '.join(said)}")
     return lines
+
+
+def _rewrite_line(rw: dict[str, Any]) -> str:
+    """The ``rewrite`` of ``_add_location_features``: what the backend receives (or would,
+    with no ready endpoint), or why it receives the path unchanged."""
+    said = f"     rewrite-target {rw['target']!r}: "
+    if rw.get("timeout"):
+        return said + "the rule regex runs past its time limit on this path (the proxy answers 500)"
+    if rw["redirect"] and rw["applies"]:
+        return said + "a redirect, the proxy's answer (nothing is sent to the backend)"
+    receives = "receives" if rw["sent"] else "would receive"
+    if not rw["applies"]:
+        said += (f"does not apply (the rule path's regex does not match this path, as nginx's "
+                 f"rewrite): the backend {receives} {rw['upstream_uri']!r} unchanged")
+    else:
+        said += f"the backend {receives} {rw['upstream_uri']!r}"
+    if rw.get("x_forwarded_prefix") is not None:
+        said += f", with X-Forwarded-Prefix: {rw['x_forwarded_prefix']}"
+    return said
 
 
 def _round1_lines(info: dict[str, Any]) -> list[str]:

@@ -304,8 +304,8 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     ``"not_served"``, ``"tls"``, ``"warnings"``, ``"clients_send"`` (the path curl and browsers
     send for a URL with dot segments), ``"with_tls"`` (an HTTPS listener's redirect), and what
     the route's location does as the proxy does it: ``"cors"``, ``"rate_limit"``,
-    ``"upstream_vhost"``, ``"response_rewrite"``, ``"default_backend"``, when they
-    apply; ``decision["canary_reason"]``: why the canary or the main backend). README's explain paragraphs
+    ``"rewrite"`` (what a rewrite-target route's backend receives), ``"upstream_vhost"``,
+    ``"response_rewrite"``, ``"default_backend"``, when they apply; ``decision["canary_reason"]``: why the canary or the main backend). README's explain paragraphs
     describe each key.
 
     ``url``: ``http://host/path``, ``host/path`` or ``/path``, sent as a browser or curl sends

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._iptext import host_port, network_text
-from ._normalize import normalize_host
+from ._normalize import canonical_path, normalize_host, split_target
 from .proxy._access import Access
 from .proxy._actions import Mirror, OpenUpstream, SendDownstream, SendUpstream
 from .proxy._connection import Proxy
@@ -51,7 +51,7 @@ from .proxy._settings import ProxySettings
 __all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
            "describe_location_extras", "describe_proxy_ssl",
            "describe_cors", "describe_custom_headers", "describe_ext_auth",
-           "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite", "default_backend_headers", "is_preflight", "request_origin",
+           "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite", "describe_target_rewrite", "default_backend_headers", "is_preflight", "request_origin",
            "upstream_field", "upstream_vhost"]
 
 
@@ -585,6 +585,38 @@ def describe_rewrite(answer: ProxyAnswer) -> dict[str, Any] | None:
 
     return {"proxy_redirect": pair(rw.redirect), "proxy_cookie_domain": pair(rw.cookie_domain),
             "proxy_cookie_path": pair(rw.cookie_path)}
+
+
+def describe_target_rewrite(answer: ProxyAnswer, target: str) -> dict[str, Any] | None:
+    """``rewrite``: what a ``rewrite-target`` route's backend receives for the request
+    ``target`` (as sent: path and query), computed with the proxy's own
+    ``RouteOptions.rewrite_uri`` (the call ``ClientConnection`` makes on the canonical path,
+    the query and the target as received), so that it holds without a ready endpoint too,
+    where the core sends nothing. ``{"target", "applies", "redirect", "upstream_uri",
+    "sent"}``, and ``x_forwarded_prefix`` when set. ``applies`` False: the rule regex does
+    not match the path, and nginx's ``rewrite`` does nothing (the path goes up unchanged);
+    ``redirect``: a URL target, whose 302 is the verdict's Location (``upstream_uri`` None
+    when it applies); ``sent``: the core did send the request (its request line carries
+    ``upstream_uri``). None: no rewrite-target (or one ingress-nginx drops: the rule path
+    itself)."""
+    opts = answer.options
+    if opts is None or answer.server_location or getattr(opts, "rewrite_target", None) is None:
+        return None
+    path, query = split_target(target)
+    canon = canonical_path(path)
+    out: dict[str, Any] = {"target": opts.rewrite_target, "applies": None,
+                           "redirect": opts.rewrite_is_redirect, "upstream_uri": None,
+                           "sent": answer.upstream_request_line is not None}
+    try:
+        out["applies"] = opts.rewrite_applies(canon)
+        if not (out["redirect"] and out["applies"]):
+            out["upstream_uri"] = opts.rewrite_uri(canon, query, target)
+    except TimeoutError:  # REWRITE_TIMEOUT: PCRE's match limit; the proxy answers 500
+        out["timeout"] = True
+    if opts.x_forwarded_prefix is not None and not (out["redirect"] and out["applies"]):
+        # Sent with any rewrite-target, applied or not (``ClientConnection``'s upstream head).
+        out["x_forwarded_prefix"] = opts.x_forwarded_prefix
+    return out
 
 
 def upstream_vhost(answer: ProxyAnswer) -> str | None:

@@ -143,7 +143,37 @@ def unusable(single: Any) -> str | None:
         problems += _unreadable("client-cert", _from_file(single, user.client_cert), context.user)
         problems += _unreadable("client-key", _from_file(single, user.client_key), context.user)
         problems += _unreadable("tokenFile", user.token_file, context.user)
+        problems += _auth_provider(user, context.user)
     return "; ".join(problems) or None
+
+
+#: What replaces each ``auth-provider``, in client-go's words: its gcp and azure providers
+#: were removed in 1.26 and are stubs that say so (plugin/pkg/client/auth/gcp/gcp.go
+#: ``newGCPAuthProvider``: "The gcp auth plugin has been removed. Please use the
+#: "gke-gcloud-auth-plugin" kubectl/client-go credential plugin instead"; azure/azure.go: "...
+#: Please use the https://github.com/Azure/kubelogin kubectl/client-go credential plugin
+#: instead"). lightkube has no auth-provider at all (client-go still has oidc): an ``exec``
+#: credential plugin is what works with both.
+_AUTH_PROVIDER_FIX = {
+    "gcp": '"gke-gcloud-auth-plugin" (gcloud container clusters get-credentials writes it)',
+    "azure": "kubelogin (https://github.com/Azure/kubelogin: kubelogin convert-kubeconfig)",
+    "oidc": "kubelogin (https://github.com/int128/kubelogin: kubectl oidc-login)",
+}
+
+
+def _auth_provider(user: Any, owner: str | None) -> list[str]:
+    """An ``auth-provider`` user lightkube would refuse with a bare "auth-provider not
+    supported" (``client_adapter.user_auth`` tries it last, after a token, a token file, exec
+    and basic auth): what to use instead, an ``exec`` credential plugin."""
+    provider = user.auth_provider
+    if not provider or user.token_file or user.token or user.exec or (
+            user.username and user.password):
+        return []
+    name = str(provider.get("name") or "") if isinstance(provider, dict) else ""
+    fix = _AUTH_PROVIDER_FIX.get(name, "the provider's exec credential plugin")
+    return [f"user {_q(owner)}: the {name or 'unnamed'} auth-provider is not supported (removed "
+            f"from kubectl and client-go in 1.26 for gcp and azure): use an exec credential "
+            f"plugin instead: {fix}"]
 
 
 def _from_file(single: Any, path: str | None) -> str | None:

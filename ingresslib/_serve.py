@@ -187,6 +187,13 @@ def _dh_param_named(settings: Any, unread: list[str] | None = None) -> None:
     refs_changed(dh)
 
 
+def _kube_source(args: argparse.Namespace) -> str:
+    """Where the cluster configuration came from, for an error's prefix: ``--kubeconfig PATH``
+    when given (the file to fix), else ``--kubernetes`` (in-cluster, $KUBECONFIG, ~/.kube)."""
+    path = getattr(args, "kubeconfig", None)
+    return f"--kubeconfig {path}" if path else "--kubernetes"
+
+
 async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
                  kube_config: Any = None,
                  files_state: dict[str, _State] | None = None,
@@ -211,7 +218,8 @@ async def _serve(args: argparse.Namespace, res: Resources, cfg: Any,
             # answer without a token said in words, lists given the API server's 60 s.
             kube_client = cluster_client(kube_config)
         except Exception as e:  # noqa: BLE001 - lightkube raises OSError, ConfigError, ...
-            _say(f"ingresslib serve: --kubernetes: cannot use the cluster configuration: {e}")
+            _say(f"ingresslib serve: {_kube_source(args)}: cannot use the cluster "
+                 f"configuration: {e}")
             return 2
 
     listen = parse_listen(args.listen, 8080)
@@ -941,8 +949,7 @@ def _serve_main(args: argparse.Namespace, hup: _EarlyHangup) -> int:
             _say(f"ingresslib serve: --kubernetes: {e}")
             return 2
         except Exception as e:  # noqa: BLE001 - lightkube's ConfigError, OSError, YAML errors
-            source = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "--kubernetes"
-            _say(f"ingresslib serve: {source}: cannot load the cluster configuration: "
+            _say(f"ingresslib serve: {_kube_source(args)}: cannot load the cluster configuration: "
                  f"{type(e).__name__}: {e}")
             return 2
     # Before reading anything: what the reloader compares with (see Reloader.snapshot).

@@ -521,8 +521,8 @@ class ResourceStore:
             res = decode_resources([filled], check_fields=False)
         except ValidationError as err:
             lenient = _decode_admitted(filled, key, err, admitted)
-            if lenient is None:
-                self._reject(key, err, filled, where)
+            if not isinstance(lenient, Resources):
+                self._reject(key, err if lenient is None else lenient, filled, where)
                 return None
             res = lenient
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the feed either
@@ -620,9 +620,11 @@ def _admission_only(err: FieldError) -> bool:
 
 
 def _decode_admitted(filled: Mapping[str, Any], key: ObjectKey, err: ValidationError,
-                     admitted: list[FieldError]) -> Resources | None:
+                     admitted: list[FieldError]) -> Resources | ValidationError | None:
     """``filled`` decoded without the admission-only rules when those are among ``err``'s (the
-    rules it breaks are appended to ``admitted``), or None: any other error sets it aside."""
+    rules it breaks are appended to ``admitted``); or, when another rule sets it aside, the
+    whole error of the object as stored (``validate_service``'s ``stored``: what sets it aside
+    is told, not only the create-time refusal ``err`` may be); None: no admission-only rule."""
     if key[0] not in _ADMISSION_ONLY_KINDS or not any(map(_admission_only, err.errors)):
         return None
     api, kind = key[0].rpartition("/")[::2]
@@ -632,16 +634,19 @@ def _decode_admitted(filled: Mapping[str, Any], key: ObjectKey, err: ValidationE
     def lenient(model: Any, label: str) -> list[FieldError]:
         # Every admission-only kind is a Service, checked as a stored one: the allocator's
         # create-only refusal does not hide its other rules' errors.
+        # (Set aside, the whole error is told, as for an object read from a file.)
         problems = validate_service(model, label, stored=True)
-        found.extend(p for p in problems if _admission_only(p))
-        return [p for p in problems if not _admission_only(p)]
+        if not all(map(_admission_only, problems)):
+            return problems
+        found.extend(problems)
+        return []
 
     c = Collector(check_fields=False)
     c._decode_one(filled, kind, decoder, lenient, attr, cluster_scoped, None)
     try:
         res = c.result()
-    except ValidationError:
-        return None
+    except ValidationError as whole:
+        return whole
     admitted.extend(found)
     return res
 

@@ -772,7 +772,7 @@ def validate_service(svc: Service, obj: str | None = None, *,
     && !portAllocated[...] { nodePortOp.Allocate(...) }`), and ValidateService's (protocol,
     nodePort) duplicate check lets two protocols share one."""
     e = _Errs(obj or object_label("Service", svc.metadata))
-    if _begin_create(e, svc.spec) and not (stored and _only_node_ports_taken(e.out)):
+    if _begin_create(e, svc.spec, stored) and not (stored and _only_node_ports_taken(e.out)):
         return e.result()
     # `ValidateServiceName = apimachineryvalidation.NameIsDNS1035Label`
     _validate_meta(e, svc.metadata, is_dns1035_label, namespaced=True)
@@ -901,7 +901,7 @@ def _is_ipv6(value: str) -> bool:
     return ip is not None and not _is_to4(ip)
 
 
-def _begin_create(e: _Errs, spec: ServiceSpec) -> bool:
+def _begin_create(e: _Errs, spec: ServiceSpec, stored: bool = False) -> bool:
     """The refusals of the service storage's beginCreate, which the generic Store.Create calls
     before rest.BeforeCreate (PrepareForCreate, then Validate): each is the whole answer,
     ValidateService never runs. True when ``e`` holds one.
@@ -910,14 +910,15 @@ def _begin_create(e: _Errs, spec: ServiceSpec) -> bool:
     allocateCreate: initIPFamilyFields (`if service.Spec.Type == api.ServiceTypeExternalName {
     return nil }`: ValidateServiceClusterIPsRelatedFields as a pre-check, then the family
     policy), txnAllocClusterIPs (the cluster's service CIDRs: not known here), and
-    txnAllocNodePorts for NodePort and LoadBalancer Services."""
+    txnAllocNodePorts for NodePort and LoadBalancer Services (``stored``: as
+    :func:`_allocate_node_ports` reads a stored Service)."""
     if spec.type == "ExternalName":
         return False
     _validate_cluster_ips(e, spec)
     if not e.out:
         _validate_family_policy(e, spec)
     if not e.out and spec.type in _NODE_PORT_TYPES:
-        _allocate_node_ports(e, spec)
+        _allocate_node_ports(e, spec, stored)
     return bool(e.out)
 
 
@@ -1003,7 +1004,7 @@ def _only_node_ports_taken(errors: list[FieldError]) -> bool:
     return all(err.detail == _NODE_PORT_TAKEN for err in errors)
 
 
-def _allocate_node_ports(e: _Errs, spec: ServiceSpec) -> None:
+def _allocate_node_ports(e: _Errs, spec: ServiceSpec, stored: bool = False) -> None:
     """txnAllocNodePorts -> initNodePorts for a NodePort or LoadBalancer Service, on an empty
     pool: it stops at the first port it cannot allocate (`return errors.NewInvalid(...)`).
 
@@ -1014,7 +1015,12 @@ def _allocate_node_ports(e: _Errs, spec: ServiceSpec) -> None:
     1-65535 stands for it, told in IsValidPortNum's words where the allocator's are
     ErrNotInRange's ("provided port is not in the valid range. The range of valid ports is
     30000-32767"). A port without a nodePort gets a free one (AllocateNext) that collides with
-    no request: ``allocateLoadBalancerNodePorts: false`` is not read, as it only skips those."""
+    no request: ``allocateLoadBalancerNodePorts: false`` is not read, as it only skips those.
+
+    ``stored`` (``validate_service``'s): a node port the Service asks for twice is told and
+    passed over, the later ports still allocated, as an update does (updateNodePorts skips a
+    node port the Service holds, `!portAllocated[...]`, and allocates the others: an
+    ErrNotInRange after a shared port is never stored)."""
     taken: set[int] = set()
     by_port: dict[int, int] = {}
     for i, port in enumerate(spec.ports):
@@ -1032,7 +1038,8 @@ def _allocate_node_ports(e: _Errs, spec: ServiceSpec) -> None:
         problems = is_valid_port_num(want) or ([_NODE_PORT_TAKEN] if want in taken else [])
         if problems:
             e.invalid_each(f"spec.ports[{i}].nodePort", want, problems[:1])
-            return
+            if not (stored and problems == [_NODE_PORT_TAKEN]):
+                return
         taken.add(want)
         by_port.setdefault(port.port, want)
 

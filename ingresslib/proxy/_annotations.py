@@ -418,6 +418,12 @@ class RouteOptions:
             return location
         return location + ("&" if "?" in target else "?") + query
 
+    def rewrite_applies(self, path: str) -> bool:
+        """Whether the rewrite-target rewrites a canonical ``path``: the rule regex matches it
+        (nginx's ``rewrite`` does nothing otherwise, the path going up unchanged). False
+        without a rewrite-target. ``TimeoutError`` past ``REWRITE_TIMEOUT``, as the rewrite."""
+        return self._captures(path) is not None
+
     def rewrite(self, path: str) -> str:
         """Apply rewrite-target to a canonical path (see the module docstring)."""
         new = self._rewritten(path, path)

@@ -1300,7 +1300,8 @@ def _rewrite_line(rw: dict[str, Any]) -> str:
     with no ready endpoint), or why it receives the path unchanged."""
     said = f"     rewrite-target {rw['target']!r}: "
     if rw.get("timeout"):
-        return said + "the rule regex runs past its time limit on this path (the proxy answers 500)"
+        return said + ("the rule regex runs past its time limit on this path (the proxy "
+                       "answers 500)")
     if rw["redirect"] and rw["applies"]:
         return said + "a redirect, the proxy's answer (nothing is sent to the backend)"
     receives = "receives" if rw["sent"] else "would receive"

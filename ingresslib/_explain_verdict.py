@@ -51,8 +51,9 @@ from .proxy._settings import ProxySettings
 __all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
            "describe_location_extras", "describe_proxy_ssl",
            "describe_cors", "describe_custom_headers", "describe_ext_auth",
-           "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite", "describe_target_rewrite", "default_backend_headers", "is_preflight", "request_origin",
-           "upstream_field", "upstream_vhost"]
+           "describe_limit_rate", "describe_mirror", "describe_rate_limit", "describe_rewrite",
+           "describe_target_rewrite", "default_backend_headers", "is_preflight",
+           "request_origin", "upstream_field", "upstream_vhost"]
 
 
 @dataclass

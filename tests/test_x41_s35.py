@@ -14,22 +14,10 @@ from ingresslib._explain import render_text
 from ingresslib._explain_verdict import ask_proxy
 from ingresslib._router import Router
 
+from _proxy_harness import WEB_SERVICE_YAML
+
 P = "nginx.ingress.kubernetes.io/"
 
-_ENDPOINTS = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-endpoints: [{addresses: ["10.0.0.1"]}]
-ports: [{port: 8080}]
-"""
 
 
 def _docs(path: str, annotations: dict[str, str], *, endpoints: bool,
@@ -45,7 +33,7 @@ spec:
     http:
       paths:
       - {{path: '{path}', pathType: {path_type}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-""" + (_ENDPOINTS if endpoints else "")
+""" + (WEB_SERVICE_YAML if endpoints else "")
 
 
 def _explain(docs: str, target: str) -> dict[str, Any]:

@@ -40,14 +40,14 @@ from typing import Any
 
 import h11
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ingresslib._cli import main
 from ingresslib._store import ResourceStore
 
 from _proxy_harness import FakeUpstream, ProxyPair, Route
-from test_x35_s35 import _PIECES, _comparable, _ngx_rewrite, _ours
+from test_x35_s35 import _PIECES, _assert_rewrite_is_nginx_s, _comparable, _ngx_rewrite, _ours
 from test_x39_s35 import SHARED, TAKEN, _key, _node_port, _service
 
 # --- 1. x38: the target's argument part (checked, pinned) ------------------------------------
@@ -86,13 +86,7 @@ def test_argument_part_examples_are_nginx_s(rule_regex: str, target: str, sent_b
        st.sampled_from([None, "", "k=1", "q=%3F&r"]))
 def test_targets_with_question_marks_are_nginx_s(parts: list[str], rule_regex: str, target: str,
                                                  query: str | None) -> None:
-    request = "/" + "".join(parts) + ("" if query is None else "?" + query)
-    ours = _ours(rule_regex, target, request)
-    assume(ours is not None)
-    assert ours is not None
-    nginx = _ngx_rewrite(rule_regex, target, request.encode("utf-8"))
-    assert nginx is not None
-    assert _comparable(ours) == _comparable(nginx)
+    _assert_rewrite_is_nginx_s(parts, rule_regex, target, query)
 
 
 # --- 2. x39: a stored Service's shared node port (DEFECTS, fixed) ----------------------------

@@ -348,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                          help="as --tls, with serve's --tls-listen value: the redirect's "
                               "Location names its port")
+    explain.add_argument("--default-ssl-certificate", default=None, metavar="NAMESPACE/NAME",
+                         help="answer as serve --default-ssl-certificate would: an https:// "
+                              "URL no Ingress's Secret answers (no SNI, an unknown name, a "
+                              "host whose Secret is missing or unusable, a tls entry without "
+                              "secretName) gets this kubernetes.io/tls Secret's certificate "
+                              "from the files; missing or unusable: the generated one, as "
+                              "serve (default: the generated one)")
+    explain.add_argument("--no-auth-secrets", action="store_true",
+                         help="answer as serve --kubernetes --no-auth-secrets would: only the "
+                              "files' kubernetes.io/tls Secrets are read (the routes of "
+                              "basic/digest auth, and of an Opaque auth-tls-secret or "
+                              "proxy-ssl-secret, answer 503, as for a missing Secret)")
     explain.add_argument("--enable-ssl-passthrough", action="store_true",
                          help="answer as serve --enable-ssl-passthrough would: an https:// URL "
                               "of an ssl-passthrough host is piped to its '/' rule's endpoint "

@@ -40,6 +40,7 @@ def explain_url(
     controller: str | None = None, client_ip: str | None = None,
     settings: ProxySettings | None = None, load_balance: str | None = None,
     tls_port: int | None = None, service_upstream: bool = False,
+    default_ssl_certificate: str | None = None,
 ) -> dict[str, Any]:
     """:func:`_explain_url`, and ``clients_send``: the path curl (without ``--path-as-is``)
     and browsers send for a URL whose path has ``.`` or ``..`` segments (they remove them,
@@ -49,7 +50,8 @@ def explain_url(
     out = _explain_url(table, url, res=res, method=method, headers=headers,
                        ingress_class=ingress_class, controller=controller, client_ip=client_ip,
                        settings=settings, load_balance=load_balance, tls_port=tls_port,
-                       service_upstream=service_upstream)
+                       service_upstream=service_upstream,
+                       default_ssl_certificate=default_ssl_certificate)
     if not url.startswith("/"):  # a target alone is sent as written by every client
         path, sep, query = str(out.get("path", "")).partition("?")
         sent = remove_dot_segments(path)
@@ -60,7 +62,8 @@ def explain_url(
         with_tls = _with_tls(table, url, res, out, method=method, headers=headers,
                              ingress_class=ingress_class, controller=controller,
                              client_ip=client_ip, settings=settings, load_balance=load_balance,
-                             service_upstream=service_upstream)
+                             service_upstream=service_upstream,
+                             default_ssl_certificate=default_ssl_certificate)
         if with_tls is not None:
             out["with_tls"] = with_tls
     return out
@@ -99,6 +102,7 @@ def _explain_url(
     controller: str | None = None, client_ip: str | None = None,
     settings: ProxySettings | None = None, load_balance: str | None = None,
     tls_port: int | None = None, service_upstream: bool = False,
+    default_ssl_certificate: str | None = None,
 ) -> dict[str, Any]:
     """What the table does with ``url``; with ``res``, also which endpoint the router picks
     and what the proxy answers (``verdict``; ``access``: the route's access control).
@@ -110,6 +114,8 @@ def _explain_url(
     ``tls_port``: the verdict of a server with an HTTPS listener on that port (``serve
     --tls-listen``): ``http://`` requests for the hosts with TLS get the ssl-redirect, whose
     ``Location`` names the port unless it is 443. None (default): a plain-HTTP ``serve``.
+    ``default_ssl_certificate``: serve's ``--default-ssl-certificate`` (``tls``'s
+    ``default_certificate``).
 
     Also ``shadowed``: the table's notes on the rules the matched one shadows (each would
     answer this request and never does); with ``res`` and an ``https://`` URL, ``tls``: the
@@ -170,7 +176,8 @@ def _explain_url(
         if stands is not None:
             out["path_note"] = stands
     if res is not None and _scheme(url) == "https":
-        tls_info = _certificate_for(res, table, split_url(url)[0], settings)
+        tls_info = _certificate_for(res, table, split_url(url)[0], settings,
+                                    default_ssl_certificate)
         if tls_info is not None:
             out["tls"] = tls_info
     if res is None or out["status"] == 400:
@@ -646,7 +653,8 @@ def _note(d: Any) -> str:
 
 
 def _certificate_for(res: Resources, table: RouteTable, url_host: str,
-                     settings: ProxySettings | None = None) -> dict[str, Any] | None:
+                     settings: ProxySettings | None = None,
+                     default_ssl_certificate: str | None = None) -> dict[str, Any] | None:
     """The certificate ``serve --tls-listen`` answers an ``https://`` URL's handshake with:
     the SNI a client sends (the URL's host name; none for an IP address, RFC 6066 §3: "Literal
     IPv4 and IPv6 addresses are not permitted") looked up as the certificate store does
@@ -655,8 +663,10 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str,
     ingress-nginx serves it; ``check`` warns). Under the ConfigMap's ``ssl-reject-handshake``
     (``settings``), a name no server has, or none, gets no certificate: ``"handshake":
     "refused"`` and the ``"reason"`` (``_tls.handshake_refused``, the store's decision).
-    None when ``ssl`` is missing. Not modelled: serve's ``--default-ssl-certificate``
-    (``secret`` None says "the default certificate", whichever serve has)."""
+    None when ``ssl`` is missing. ``secret`` None: the default certificate, which
+    ``"default_certificate"`` names with serve's ``--default-ssl-certificate``
+    (``default_ssl_certificate``, :func:`_default_certificate`); without it, the generated
+    one."""
     try:
         from ._tls import certificate_for_name, handshake_refused
     except ImportError:  # pragma: no cover - a Python without ssl
@@ -678,16 +688,49 @@ def _certificate_for(res: Resources, table: RouteTable, url_host: str,
         # (null), so that a reader of the accepted case's keys still finds them.
         out.update(handshake="refused", reason=_REJECTED_HANDSHAKE)
         return out
-    if sni is None:
-        return out
-    hit = certificate_for_name(res, table.served, sni)
+    default = _default_certificate(res, default_ssl_certificate)
+    hit = None if sni is None else certificate_for_name(res, table.served, sni, default[1])
     if hit is not None:
         secret, not_before, not_after = hit
-        now = datetime.datetime.now(datetime.timezone.utc)
-        validity = ("expired" if not_after < now else
-                    "not yet valid" if not_before > now else "valid")
-        out.update(secret=secret, not_after=not_after.isoformat(), validity=validity)
+        out.update(secret=secret, not_after=not_after.isoformat(),
+                   validity=_validity(not_before, not_after))
+    elif default_ssl_certificate is not None:
+        # (Only with the flag: the keys above are the document's without it, as before.)
+        out["default_certificate"] = default[0]
     return out
+
+
+def _validity(not_before: datetime.datetime, not_after: datetime.datetime) -> str:
+    """``"valid"``, ``"expired"`` or ``"not yet valid"`` now (each still served)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return "expired" if not_after < now else "not yet valid" if not_before > now else "valid"
+
+
+def _default_certificate(res: Resources, ref: str | None
+                         ) -> tuple[dict[str, Any], frozenset[str]]:
+    """``tls``'s ``default_certificate`` (``secret``, ``not_after``, ``validity``,
+    ``problem``) and the names it covers: the certificate serve's HTTPS listener answers a
+    ClientHello with when no Ingress's Secret does (no SNI, a name no Ingress has, a host
+    whose Secret is missing or unusable, a ``tls`` entry without ``secretName``). With
+    ``--default-ssl-certificate`` (``ref``), that Secret's, as ingress-nginx serves it
+    there instead of its fake certificate (``getDefaultSSLCertificate``; certificate.lua
+    ``get_pem_cert_uid`` falls back to ``DEFAULT_CERT_HOSTNAME``); missing or unusable, the
+    generated one, as serve (the store's reading: ``_tls.default_certificate``), and
+    ``problem`` says why; ``secret`` None: the generated one."""
+    out: dict[str, Any] = {"secret": None, "not_after": None, "validity": None,
+                           "problem": None}
+    if ref is None:
+        return out, frozenset()
+    from ._tls import default_certificate
+
+    got = default_certificate(res, ref)
+    if isinstance(got, str):
+        out["problem"] = f"--default-ssl-certificate {ref}: {got}"
+        return out, frozenset()
+    secret, not_before, not_after, names = got
+    out.update(secret=secret, not_after=not_after.isoformat(),
+               validity=_validity(not_before, not_after))
+    return out, names
 
 
 #: Why a handshake is refused (``"tls"``'s ``"reason"``).
@@ -696,28 +739,38 @@ _REJECTED_HANDSHAKE = ("ssl-reject-handshake: a ClientHello naming no Ingress ho
                        "ssl_reject_handshake unrecognized_name alert: no request is sent")
 
 
+def _dates_text(validity: str | None, not_after: str) -> str:
+    if validity == "expired":
+        return f"expired on {not_after}; still served, as ingress-nginx does"
+    if validity == "not yet valid":
+        # (check's warning names the day it starts.)
+        return f"not yet valid, valid until {not_after}; still served, as ingress-nginx does"
+    return f"valid until {not_after}"
+
+
 def _tls_line(t: dict[str, Any]) -> str:
     if t.get("handshake") == "refused":
         sni = "no SNI: an IP address" if t["sni"] is None else f"SNI {t['sni']}"
         return (f"  TLS ({sni}): the handshake is refused ({t['reason']}; below, what the "
                 "request would get without the key)")
     if t["secret"] is not None:
-        validity = t.get("validity")
-        if validity == "expired":
-            dates = f"expired on {t['not_after']}; still served, as ingress-nginx does"
-        elif validity == "not yet valid":
-            # (check's warning names the day it starts.)
-            dates = (f"not yet valid, valid until {t['not_after']}; still served, as "
-                     "ingress-nginx does")
-        else:
-            dates = f"valid until {t['not_after']}"
+        dates = _dates_text(t.get("validity"), t["not_after"])
         return f"  TLS (SNI {t['sni']}): the certificate of Secret {t['secret']} ({dates})"
-    default = ("the default certificate (serve's --default-ssl-certificate, else a generated "
-               "one)")
+    default = _default_text(t.get("default_certificate"))
     if t["sni"] is None:
         return f"  TLS (no SNI: an IP address): {default}"
     return (f"  TLS (SNI {t['sni']}): no Secret's certificate covers it (check says why when a "
             f"tls entry names it): {default}")
+
+
+def _default_text(d: dict[str, Any] | None) -> str:
+    """The default certificate of ``tls``'s ``default_certificate`` (None: no
+    ``--default-ssl-certificate``), for the text output."""
+    if d is None or d["secret"] is None:
+        why = "serve without --default-ssl-certificate" if d is None else d["problem"]
+        return f"the generated default certificate ({why})"
+    return (f"the default certificate, Secret {d['secret']} of --default-ssl-certificate "
+            f"({_dates_text(d['validity'], d['not_after'])})")
 
 
 def _www_twin_of(table: RouteTable, host: str) -> str | None:
@@ -1662,6 +1715,7 @@ def explain_main(args: argparse.Namespace) -> int:
         split_url(args.url)
         client_ip = _client_ip(getattr(args, "client_ip", None))
         _tls_port(getattr(args, "tls", False), getattr(args, "tls_listen", None))
+        _default_ssl_certificate(getattr(args, "default_ssl_certificate", None))
         loaded = _load(args.files, sys.stderr)
     except UsageError as exc:
         return _usage("explain", exc, args.output, shown_url(args.url))
@@ -1680,7 +1734,9 @@ def explain_main(args: argparse.Namespace) -> int:
                    service_upstream=config[3],
                    tls=getattr(args, "tls", False), tls_listen=getattr(args, "tls_listen", None),
                    sources=args.files,
-                   ssl_passthrough=getattr(args, "enable_ssl_passthrough", False))
+                   ssl_passthrough=getattr(args, "enable_ssl_passthrough", False),
+                   default_ssl_certificate=getattr(args, "default_ssl_certificate", None),
+                   no_auth_secrets=getattr(args, "no_auth_secrets", False))
     if args.output == "json":
         print(_json(info))
     else:
@@ -1722,6 +1778,21 @@ def _tls_port(tls: bool, tls_listen: str | None) -> int | None:
         raise UsageError("bad --tls-listen: port 0 is chosen by serve when it starts; give "
                          "the port serve printed (https://HOST:PORT)")
     return port
+
+
+def _default_ssl_certificate(value: str | None) -> str | None:
+    """``--default-ssl-certificate NAMESPACE/NAME``, read as serve reads it
+    (``_tls.parse_secret_ref``: ingress-nginx's ``ParseNameNS``); a bad value is a usage
+    error. Taken without ``--tls``: an ``https://`` URL stands for serve's HTTPS listener."""
+    if value is None:
+        return None
+    from ._tls import parse_secret_ref
+
+    try:
+        parse_secret_ref(value)
+    except ValueError as exc:
+        raise UsageError(f"bad --default-ssl-certificate {exc}") from None
+    return value
 
 
 def _explain_config(path: str | None, say: bool = True

@@ -290,13 +290,31 @@ def _header_pairs(headers: object) -> list[tuple[str, str]]:
     return _parse_headers(out)
 
 
+def _tls_secrets_only(res: Resources) -> Resources:
+    """``res`` as ``serve --kubernetes --no-auth-secrets`` reads the cluster: only the
+    ``kubernetes.io/tls`` Secrets (its one Secret watch, ``_kube.WATCHED_KINDS``' field
+    selector; the named Opaque ones, ``AUTH_SECRETS``, are not watched). The routes of
+    basic/digest auth, an Opaque ``auth-tls-secret`` or ``proxy-ssl-secret`` then answer as
+    for a missing Secret (503), and an Opaque ``ssl-dh-param`` is not read."""
+    import dataclasses
+
+    return dataclasses.replace(res, secrets=tuple(
+        s for s in res.secrets if s.type == _TLS_SECRET_TYPE))
+
+
+#: The Secret type ``serve --kubernetes`` always watches (``_kube.WATCHED_KINDS``).
+_TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
 def explain(resources: Resources, url: str, *, method: str = "GET",
             headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] = (),
             ingress_class: str | None = None, controller: str | None = None,
             client_ip: str | None = None, settings: ProxySettings | None = None,
             load_balance: str | None = None, tls: bool = False, tls_listen: str | None = None,
             sources: Sequence[str] = (), ssl_passthrough: bool = False,
-            service_upstream: bool = False) -> dict[str, Any]:
+            service_upstream: bool = False,
+            default_ssl_certificate: str | None = None,
+            no_auth_secrets: bool = False) -> dict[str, Any]:
     """What ``ingresslib explain`` says of ``url``: the document ``explain -o json`` prints
     (``"ok"``, ``"status"``, ``"reason"``, ``"match"``: the Ingress, rule and backend;
     ``"decision"``: the endpoint the router picks when ``resources`` hold the Services and
@@ -319,8 +337,12 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     port (``--tls-listen``). ``sources``: the files the resources were read from, named by the
     no-Ingress warning. ``ssl_passthrough``: ``--enable-ssl-passthrough`` (an https:// URL of
     an ``ssl-passthrough`` host is then piped, ``"ssl_passthrough"``; False: that key says
-    the annotation is ignored). A value the command refuses as a usage error raises ValueError; a
-    value of the wrong type, TypeError.
+    the annotation is ignored). ``default_ssl_certificate``: ``--default-ssl-certificate``
+    (``"namespace/name"`` of the Secret serve's handshake answers with when no Ingress's
+    Secret does: ``"tls"``'s ``"default_certificate"``). ``no_auth_secrets``:
+    ``--no-auth-secrets``, as ``serve --kubernetes --no-auth-secrets`` reads the cluster
+    (:func:`_tls_secrets_only`). A value the command refuses as a
+    usage error raises ValueError; a value of the wrong type, TypeError.
 
     >>> import ingresslib
     >>> res = ingresslib.parse_manifests('''
@@ -340,7 +362,8 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     >>> ingresslib.explain(res, "http://shop.example.test/")["status"]
     404
     """
-    from ._explain import _TOKEN_RE, _client_ip, _tls_port, explain_url
+    from ._explain import (_TOKEN_RE, _client_ip, _default_ssl_certificate, _tls_port,
+                           explain_url)
     from ._explain_url import UsageError, split_url
 
     _require_resources(resources, "explain")
@@ -348,11 +371,13 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     _require(method, "method", "explain", (str,), "an HTTP method (str)")
     for name, value in (("ingress_class", ingress_class), ("controller", controller),
                         ("client_ip", client_ip), ("load_balance", load_balance),
-                        ("tls_listen", tls_listen)):
+                        ("tls_listen", tls_listen),
+                        ("default_ssl_certificate", default_ssl_certificate)):
         _require(value, name, "explain", (str, type(None)), "str or None")
     _require(tls, "tls", "explain", (bool,), "True or False")
     _require(ssl_passthrough, "ssl_passthrough", "explain", (bool,), "True or False")
     _require(service_upstream, "service_upstream", "explain", (bool,), "True or False")
+    _require(no_auth_secrets, "no_auth_secrets", "explain", (bool,), "True or False")
     if settings is not None:
         from .proxy._settings import ProxySettings
 
@@ -365,11 +390,15 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     split_url(url)  # a URL a browser or curl refuses: ValueError
     peer = _client_ip(client_ip)
     tls_port = _tls_port(tls, tls_listen)
+    _default_ssl_certificate(default_ssl_certificate)
+    if no_auth_secrets:
+        resources = _tls_secrets_only(resources)
     table = RouteTable.build(resources, ingress_class=ingress_class, controller=controller)
     info = explain_url(table, url, res=resources, method=method, headers=pairs,
                        ingress_class=ingress_class, controller=controller, client_ip=peer,
                        settings=settings, load_balance=load_balance, tls_port=tls_port,
-                       service_upstream=service_upstream)
+                       service_upstream=service_upstream,
+                       default_ssl_certificate=default_ssl_certificate)
     if not ssl_passthrough and "ssl_passthrough" in info:
         from ._explain import passthrough_off
 

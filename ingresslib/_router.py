@@ -221,7 +221,7 @@ class _Backend:
     # fields share the object's first cache line(s).
     __slots__ = ("table", "shift", "keyarg", "decisions", "hname", "keyfn", "cycle", "ready", "eps",
                  "balancer", "pick", "mode", "n", "sticky", "points", "owners", "empty",
-                 "match", "served", "canary", "label", "dflt", "errors")
+                 "match", "served", "canary", "label", "dflt", "errors", "carry")
 
     def __init__(self, eps: EndpointSet, balancer: Balancer, match: Match, served: Match,
                  canary: bool, prepared: tuple[str | None, _Profile] | None = None) -> None:
@@ -262,8 +262,15 @@ class _Backend:
         #: decisions, so a request is one ``next()`` (atomic under the GIL: concurrent requests
         #: never share a tick); retries (``next_endpoint``) leave it alone. A rebuilt backend
         #: starts where the balancer's counter says, so repeated endpoint changes do not always
-        #: restart at the first endpoint. With no endpoint: the 503 Decision, forever.
+        #: restart at the first endpoint; one that only a new route table rebuilt goes on from
+        #: ``carry``. With no endpoint: the 503 Decision, forever.
         self.cycle: Rotation[Decision] | None = None
+        #: The cycle of this rule's side in the previous route table, when that side had the
+        #: same balancer and an equal endpoint set (``_carried_cycle``): this one starts at its
+        #: next turn, as ingress-nginx's balancer/resty.lua ``sync`` "if not changed then
+        #: return" keeps the round-robin's cursor when an update leaves the nodes alone. Taken
+        #: (and dropped) by ``materialize``.
+        self.carry: Rotation[Decision] | None = None
 
     def materialize(self) -> None:
         """Build the Decisions (and the round-robin cycle), once, on the backend's first
@@ -282,13 +289,23 @@ class _Backend:
                 Decision(eps.service, eps.namespace, eps.port, ep, canary, match, None, served,
                          label, self, default_backend=dflt) for ep in eps.endpoints)
             if self.mode == _RR:
-                n = self.n
-                if n:
-                    k = next(self.balancer.counter) % n  # type: ignore[attr-defined]
-                    self.cycle = Rotation(decs, k)
+                if self.n:
+                    self.cycle = Rotation(decs, self._start())
                 else:
                     self.cycle = Rotation((self.empty,))
             self.ready = True  # published last
+
+    def _start(self) -> int:
+        """Where the round-robin cycle starts: the carried cycle's next turn (taken from it,
+        so a turn given back to it, or one a request on the previous state took meanwhile,
+        is not served twice), else where the balancer's counter says (a new or changed
+        endpoint set: ingress-nginx's ``reinit`` starts at a random node, R10)."""
+        old, self.carry = self.carry, None
+        if old is not None:
+            endpoint = next(old).endpoint
+            if endpoint in self.eps.endpoints:
+                return self.eps.endpoints.index(endpoint)
+        return next(self.balancer.counter) % self.n  # type: ignore[attr-defined, no-any-return]
 
     def fast_entry(self) -> Any:
         """What the request path's list holds for this backend's route (no canary): its
@@ -520,6 +537,34 @@ class _State:
     fast: dict[Match, Any]
     #: ``Router.no_endpoint``.
     no_endpoint: tuple[Diagnostic, ...] = ()
+
+
+def _rule_key(m: Match) -> tuple[Any, ...]:
+    """A rule's identity from one route table to the next (its Match is a new object in each),
+    as the canary split's key."""
+    return (m.ingress, m.host, m.path, m.path_type, m.is_default_backend)
+
+
+def _round_robin_sides(state: _State) -> dict[tuple[Any, ...], _Backend]:
+    """The plain round-robin sides of ``state`` that have a cycle to go on with (built by a
+    request, or carrying an older one), by ``(rule key, canary side)``."""
+    found: dict[tuple[Any, ...], _Backend] = {}
+    for r in filter(None, state.routes):  # (a canary Match's id holds None)
+        for side in (r.main, r.canary):
+            if (side is not None and side.mode == _RR and side.n
+                    and (side.cycle is not None or side.carry is not None)):
+                found.setdefault((_rule_key(r.main.match), side.canary), side)
+    return found
+
+
+def _carried_cycle(old: _Backend | None, made: _Backend) -> Rotation[Decision] | None:
+    """The cycle ``made`` (a rule's side in a new route table) goes on from: its old side's,
+    when that had the same balancer, default backend and an equal endpoint set (ingress-nginx:
+    the same balancer instance, whose ``sync`` returns early on unchanged nodes)."""
+    if (old is None or old.balancer is not made.balancer or old.dflt != made.dflt
+            or not (old.eps is made.eps or old.eps == made.eps)):
+        return None
+    return old.cycle if old.cycle is not None else old.carry
 
 
 class _Side:
@@ -906,7 +951,7 @@ class Router:
             else:
                 if self._objects is not None:  # keep them for the next endpoint-only update
                     self._follow_objects(old.resources, res)
-                self._publish(self._build(res, None))
+                self._publish(self._build(res, None, before=old))
 
     def _rebuild_routes(self) -> None:
         """Rebuild the routes of the resources in use (after ``load_balance`` changed), under
@@ -1456,15 +1501,18 @@ class Router:
         return f
 
     def _build(self, res: Resources, table: RouteTable | None,
-               previous: _State | None = None) -> _State:
+               previous: _State | None = None, before: _State | None = None) -> _State:
+        """The state for ``res``. ``previous``: the state in use, when ``table`` is its table
+        (unchanged backends are kept whole); ``before``: the state in use, when ``table`` is
+        None (a new table: round-robin rules go on from their cycles)."""
         # As RouteTable.build (whose pause this one includes): a large build allocates tens of
         # thousands of objects and no reference cycle, and every collection it set off walked
         # the Resources in the old generations for nothing - about half of a 10,000-rule build.
         with _gc_paused():
-            return self._build_state(res, table, previous)
+            return self._build_state(res, table, previous, before)
 
     def _build_state(self, res: Resources, table: RouteTable | None,
-                     previous: _State | None) -> _State:
+                     previous: _State | None, before: _State | None = None) -> _State:
         if table is None:
             table = RouteTable.build(res, self.ingress_class, self.controller)
         index = EndpointIndex(res)
@@ -1522,6 +1570,8 @@ class Router:
         #: answer; and whether any served rule has one (``_Wiring.custom_default``).
         custom_dflt: dict[tuple[str, str], tuple[EndpointSet | None, int | None, str | None]] = {}
         custom_used = [False]
+        #: ``_round_robin_sides(before)``, worked out on first need (a list of at most one).
+        old_sides: list[dict[tuple[Any, ...], _Backend]] = []
 
         def spec_for(ann: Mapping[str, str], items: tuple[tuple[str, str], ...],
                      path: str | None) -> tuple[BalancerSpec, list[tuple[str, str]]]:
@@ -1717,6 +1767,12 @@ class Router:
                     return old  # nothing changed for this backend: keep its decisions
             made = _Backend(eps, bal, main, match, canary, prepared)
             made.dflt = dflt
+            if before is not None and made.mode == _RR and made.n:
+                # A new route table (an Ingress changed): the rule's round-robin goes on where
+                # it was, unless its backend changed.
+                if not old_sides:
+                    old_sides.append(_round_robin_sides(before))
+                made.carry = _carried_cycle(old_sides[0].get((_rule_key(main), canary)), made)
             return made
 
         canary_cfgs: dict[int, CanaryConfig] = {}

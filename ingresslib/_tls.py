@@ -1473,23 +1473,88 @@ def dh_param_problems(res: Resources, settings: Any) -> list[TLSProblem]:
     return _dh_params(res, ref)[1] if ref else []
 
 
-def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, server_name: str
+def _first_maps(sel: _Selection) -> tuple[dict[str, None], dict[str, None]]:
+    """The names of the store's maps as its update first fills them from ``sel`` (exact: the
+    hosts kept on the default certificate and those with one; ``".suffix"`` of the ``*.``
+    ones), for the decisions taken without a store."""
+    exact = dict.fromkeys([*sel.kept, *(h for h in sel.chosen if not h.startswith("*."))])
+    wild = dict.fromkeys(h[1:] for h in sel.chosen if h.startswith("*."))
+    return exact, wild
+
+
+def certificate_for_name(res: Resources, ingresses: Iterable[Ingress] | None, server_name: str,
+                         default_names: frozenset[str] = frozenset()
                          ) -> tuple[str, datetime.datetime, datetime.datetime] | None:
     """``("namespace/secret", not_before, not_after)`` of the Secret certificate a fresh
     :class:`CertificateStore` updated with ``res`` and ``ingresses`` answers a ClientHello
     naming ``server_name`` with; None: the default certificate. The store's own decision
     (:func:`_select`: the hosts it ``kept`` on the default certificate do not fall back to a
     wildcard) and lookup (:meth:`CertificateStore.context_for`: an exact name, else a ``*.``
-    one label up). What ``ingresslib explain`` says of an ``https://`` URL."""
+    one label up). ``default_names``: the names the default Secret's certificate covers
+    (``default_secret``, :func:`default_certificate`). What ``ingresslib explain`` says of an
+    ``https://`` URL."""
     sel = _select(res, ingresses, _Loaded({}, {}))
     name = _norm(server_name)
     hit = _chosen_for(sel.chosen, sel.kept, name)
     if hit is None:
         return None
-    # (A server-alias of a rule without host under a ``*.`` name: the wildcard's, as the store
-    # gives it unless serve's --default-ssl-certificate covers it, which is not modelled.)
+    if default_names and _covers(default_names, name):
+        # A server-alias of a rule without host under a ``*.`` name gets the default
+        # certificate when it covers the alias, as the store's update gives it (nginx.go
+        # ``configureCertificates``), else the wildcard's.
+        exact, wild = _first_maps(sel)
+        if name in _default_aliases(_main_ingresses(res, ingresses)[0], exact, wild):
+            return None
     cert, (ns, secret) = hit
     return f"{ns}/{secret}", cert.not_before, cert.not_after
+
+
+def _read_default(res: Resources, ref: tuple[str, str], tls: TLSSettings,
+                  loaded: tuple[bytes, _Cert, str] | None = None
+                  ) -> tuple[Secret | None, bytes, _Cert | None, str | None]:
+    """The default Secret ``ref`` of ``res`` as the store reads it (ingress-nginx's
+    ``getDefaultSSLCertificate``: "read custom default SSL certificate, fall back to generated
+    default certificate"): ``(secret, PEM digest, certificate, why it cannot serve)``; the
+    secret None when missing. ``loaded``'s certificate when its digest is unchanged (its
+    context kept). Shared by :meth:`CertificateStore._update_default` and
+    :func:`default_certificate`."""
+    ns, name = ref
+    secret = next((s for s in res.secrets
+                   if s.metadata.namespace == ns and s.metadata.name == name), None)
+    if secret is None:
+        return None, b"", None, "Secret not found"
+    crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
+    if not crt or not key:
+        # (The problem names the Secret already: no "Secret ns/name: Secret ns/name: ...".)
+        return secret, b"", None, "no usable tls.crt/tls.key"
+    ca = secret.get_bytes("ca.crt")
+    crl = secret.get_bytes("ca.crl") if ca else None
+    digest = _pem_digest(crt, key, ca, crl)
+    if loaded is not None and loaded[0] == digest:
+        return secret, digest, loaded[1], None
+    try:
+        # A context of its own even when an Ingress names the same Secret: the default is
+        # told apart by identity (``hosts``, ``ProxyServer._has_tls``).
+        cert = _load(crt, key, tls)
+    except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
+        return secret, digest, None, f"unusable certificate: {_unusable(e, crt, key)}"
+    # ingress-nginx loads its default Secret as any other (``getPemCertificate``).
+    return secret, digest, cert, _ca_refusal(None, ca, crl)
+
+
+def default_certificate(res: Resources, default_secret: str
+                        ) -> tuple[str, datetime.datetime, datetime.datetime, frozenset[str]] \
+        | str:
+    """``("namespace/name", not_before, not_after, names)`` of the certificate a fresh
+    :class:`CertificateStore` with ``default_secret`` serves as its default one once updated
+    with ``res``; else why it serves the generated one instead (``"Secret not found"``, ...):
+    the store's own reading (:func:`_read_default`). What ``ingresslib explain
+    --default-ssl-certificate`` says of an ``https://`` URL no Secret of an Ingress answers."""
+    secret, _digest, cert, why = _read_default(res, parse_secret_ref(default_secret),
+                                               DEFAULT_TLS)
+    if why is not None or secret is None or cert is None:
+        return why or "Secret not found"
+    return secret.metadata.ref, cert.not_before, cert.not_after, cert.names
 
 
 def handshake_refused(res: Resources, ingresses: Iterable[Ingress] | None,
@@ -1502,11 +1567,9 @@ def handshake_refused(res: Resources, ingresses: Iterable[Ingress] | None,
     ``https://`` URL under that ConfigMap key."""
     sel = _select(res, ingresses, _Loaded({}, {}))
     ordered = _main_ingresses(res, ingresses)[0]
-    # The names of the store's maps as _update first fills them (the hosts kept on the default
-    # certificate, those with one); the contexts it adds after are for _server_hosts names,
+    # The contexts the store's update adds after its first maps are for _server_hosts names,
     # which _server_names adds anyway.
-    exact = dict.fromkeys([*sel.kept, *(h for h in sel.chosen if not h.startswith("*."))])
-    wild = dict.fromkeys(h[1:] for h in sel.chosen if h.startswith("*."))
+    exact, wild = _first_maps(sel)
     names = _server_names(ordered, exact, wild)
     aliases = _default_aliases(ordered, exact, dict.fromkeys(names[1]))
     return not _known_name(names, aliases, server_name)
@@ -2222,38 +2285,15 @@ class CertificateStore:
         assert self._default_ref is not None and self._fallback is not None
         ns, name = self._default_ref
         what = f"{self._default_source} {ns}/{name}"
-        secret = next((s for s in res.secrets
-                       if s.metadata.namespace == ns and s.metadata.name == name), None)
+        loaded = self._default_loaded
+        secret, digest, cert, why = _read_default(res, self._default_ref, self._tls, loaded)
         if secret is None:
             self._default_loaded = None
             self.default_context, self._default_cert = self._fallback
             return [TLSProblem("default certificate", what,
-                               f"Secret not found; serving {self._fallback_name}")]
-        crt, key = secret.get_bytes("tls.crt"), secret.get_bytes("tls.key")
-        why: str | None = None
-        digest = b""
-        ctx: ssl.SSLContext | None = None
-        cert: _Cert | None = None
-        if not crt or not key:
-            # ``what`` names the Secret already (no "Secret ns/name: Secret ns/name: ...").
-            why = "no usable tls.crt/tls.key"
-        else:
-            ca = secret.get_bytes("ca.crt")
-            crl = secret.get_bytes("ca.crl") if ca else None
-            digest = _pem_digest(crt, key, ca, crl)
-            loaded = self._default_loaded
-            if loaded is not None and loaded[0] == digest:
-                return self._default_dates(what)
-            try:
-                # A context of its own even when an Ingress names the same Secret: the
-                # default is told apart by identity (``hosts``, ``ProxyServer._has_tls``).
-                cert = _load(crt, key, self._tls)
-                ctx = cert.ctx
-            except Exception as e:  # noqa: BLE001 -- reported; the default stays usable
-                why = f"unusable certificate: {_unusable(e, crt, key)}"
-            else:
-                # ingress-nginx loads its default Secret as any other (``getPemCertificate``).
-                why = _ca_refusal(None, ca, crl)
+                               f"{why}; serving {self._fallback_name}")]
+        if loaded is not None and cert is loaded[1]:
+            return self._default_dates(what)
         if why is not None:
             if self._default_loaded is not None:
                 return [TLSProblem("default certificate", what, f"{why}; still serving its "
@@ -2262,9 +2302,9 @@ class CertificateStore:
             self.default_context, self._default_cert = self._fallback
             return [TLSProblem("default certificate", what,
                                f"{why}; serving {self._fallback_name}")]
-        assert cert is not None and ctx is not None and crt is not None and key is not None
+        assert cert is not None
         self._default_loaded = (digest, cert, secret.metadata.ref)
-        self.default_context, self._default_cert = ctx, (crt, key)
+        self.default_context, self._default_cert = cert.ctx, cert.pem
         return self._default_dates(what)
 
     def _default_dates(self, what: str) -> list[TLSProblem]:

@@ -491,20 +491,22 @@ def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
 
 
 def test_keep_alive_race_is_not_counted_as_a_try() -> None:
-    eps = [("10.0.0.1", 80), ("10.0.0.2", 80)]
+    # (x46 s36: the fresh connection goes to the router's next endpoint, as nginx's get asks
+    # the balancer again.)
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)]
     conn, request = _timed_conn(eps, {"nginx.ingress.kubernetes.io/proxy-next-upstream-tries":
                                       "2"})
     op = request(0.5, 1.0)
     conn.upstream_connected(op.conn_id, 1.0, reused=True)
     [fresh] = [a for a in conn.upstream_eof(op.conn_id, 1.5) if isinstance(a, OpenUpstream)]
-    assert (fresh.endpoint, fresh.pooled) == (eps[0], False)
-    # The fresh connection is refused: that is try 1 of 2, so eps[1] still gets its try.
+    assert (fresh.endpoint, fresh.pooled) == (eps[1], False)
+    # The fresh connection is refused: that is try 1 of 2, so eps[2] still gets its try.
     [retry] = [a for a in conn.upstream_failed(fresh.conn_id, 2.0)
                if isinstance(a, OpenUpstream)]
-    assert retry.endpoint == eps[1]
+    assert retry.endpoint == eps[2]
     rec = _record_of(conn.upstream_failed(retry.conn_id, 2.5))
     assert rec.status == 502
-    assert rec.upstreams == (eps[0], eps[0], eps[1])
+    assert rec.upstreams == (eps[0], eps[1], eps[2])
     assert rec.upstream_statuses == (502, 502, 502)
 
 

@@ -159,7 +159,8 @@ def test_guard_a_connect_timeout_retried() -> None:
 def test_guard_the_keep_alive_race_is_a_try_of_its_own() -> None:
     # The pooled connection died idle: nginx logs the dead connection as a try (a new upstream
     # state per connect), its connect time 0 (a cached connection), the request written to
-    # it counted, nothing read.
+    # it counted, nothing read. (x46 s36: the fresh connection goes to the balancer's next
+    # endpoint, B, as nginx's get asks the balancer again.)
     p = _pair()
     p.send(GET)
     (up,) = p.upstreams
@@ -170,7 +171,7 @@ def test_guard_the_keep_alive_race_is_a_try_of_its_own() -> None:
     fresh = p.upstreams[-1]
     assert fresh is not up
     assert _render(TRIES, record) == (
-        f"10.0.0.1:8080, 10.0.0.1:8080|502, 200|0.000, 0.000|-, 0.000|{first}, "
+        f"10.0.0.1:8080, 10.0.0.2:8080|502, 200|0.000, 0.000|-, 0.000|{first}, "
         f"{len(fresh.raw)}|0, {len(ok(b'ok /p').data)}")
 
 

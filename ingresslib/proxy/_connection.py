@@ -75,8 +75,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   replaced as nginx does (proxy_hide_header's default list). Without a clock (None) none is
   added and an upstream's Date passes.
 - A pooled upstream connection that turns out closed before any response byte is retried once
-  on a fresh connection to the same endpoint (Go's Transport rule), not counted as a try
-  (nginx gives it back too) but logged as one (502), as nginx does. The request was written to
+  on a fresh connection (Go's Transport rule), not counted as a try (nginx gives it back too)
+  but logged as one (502) and observed as a failure, as nginx does; to the router's next
+  endpoint, as any retry (nginx asks the balancer again), the same one when none is untried. The request was written to
   it, so only one whose body we hold and that may be sent twice: an idempotent method, or any
   when ``proxy-next-upstream`` lists ``non_idempotent`` (nginx's rule for every sent POST).
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
@@ -3117,14 +3118,25 @@ class ClientConnection:
                                        and "non_idempotent" in req.opts.next_upstream)))) \
                 and self._race_retry_allowed(req, now):
             # The keep-alive race: the upstream closed an idle pooled connection just as we
-            # reused it. Like Go's Transport, try once more on a fresh connection to the same
-            # endpoint; it does not count as a try, but nginx logs it as one (a new upstream
-            # state per connect, status 502 for the dead one). A sent non-idempotent request
-            # only when proxy-next-upstream lists non_idempotent: nginx's rule for any sent
-            # POST ("ft_type |= NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT"), the cached connection's
-            # failure included.
+            # reused it. Try once more on a fresh connection; it does not count as a try, but
+            # nginx logs it as one (a new upstream state per connect, status 502 for the dead
+            # one). A sent non-idempotent request only when proxy-next-upstream lists
+            # non_idempotent: nginx's rule for any sent POST ("ft_type |=
+            # NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT"), the cached connection's failure included.
             req.statuses.append(502)
             req.free_tries += 1
+            # Where to, as any retry: nginx frees the cached peer as failed
+            # (ngx_http_upstream_next: "u->peer.free(&u->peer, u->peer.data, state)" with
+            # NGX_PEER_FAILED, before the "u->peer.tries++" above) and connects through the
+            # balancer again: the keepalive module's get "ask[s] balancer" first
+            # ("kp->original_get_peer"), and ngx_http_lua_balancer_get_peer runs ingress-nginx's
+            # balance() on every get (round-robin's next turn, an untried endpoint for EWMA, a
+            # moved session). The same endpoint only when the router has no untried one.
+            self._observe(req, up, now, False)
+            nxt = self._next_endpoint(req)
+            if nxt is not None:
+                self._start_retry(req, nxt, now, pooled=False)
+                return
             req.rewind()
             self._open(req, up.endpoint, now, pooled=False)
             return
@@ -3164,7 +3176,8 @@ class ClientConnection:
                     req.query if proxy._route_query else None))
         return router.next_endpoint(req.decision, tuple(req.tried))  # type: ignore[no-any-return]
 
-    def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float) -> None:
+    def _start_retry(self, req: _Request, endpoint: tuple[str, int], now: float,
+                     pooled: bool = True) -> None:
         # The retry's cookie: a new session served elsewhere, or (session-cookie-change-on-
         # failure) an existing one moved, must name the endpoint that answers (ingress-nginx's
         # retry runs balance() again, which sets the cookie; the later Set-Cookie wins). The
@@ -3174,7 +3187,7 @@ class ClientConnection:
         if session_cookie is not None:
             req.set_cookie = session_cookie(req.decision, endpoint)
         req.rewind()
-        self._open(req, endpoint, now)
+        self._open(req, endpoint, now, pooled)
 
     def _error_page(self, req: _Request, status: int, now: float,
                     up: _Upstream | None = None) -> bool:

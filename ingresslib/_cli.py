@@ -238,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="HTTPS listener (certificates from kubernetes.io/tls Secrets; with "
                             "--kubernetes, those Secrets are read only when this is given)")
     serve.add_argument("--default-ssl-certificate", default=None, metavar="NAMESPACE/NAME",
-                       help="with --tls-listen: the kubernetes.io/tls Secret served when no "
-                            "other certificate applies (no SNI, an unknown name, a host whose "
-                            "Secret is missing or unusable; the first two are refused instead "
-                            "under the --config ConfigMap's ssl-reject-handshake), as "
+                       help="with --tls-listen: the Secret (tls.crt/tls.key, any type) "
+                            "served when no other certificate applies (no SNI, an unknown "
+                            "name, a host whose Secret is missing or unusable; the first "
+                            "two are refused instead under the --config ConfigMap's "
+                            "ssl-reject-handshake), as "
                             "ingress-nginx's flag; from the "
                             "manifests (-f) or the cluster, followed when it changes; missing "
                             "or unusable: the generated certificate, with a warning")
@@ -287,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth-secrets", action="store_true",
                        help="with --kubernetes: never read Opaque Secrets (the routes of "
                             "basic/digest auth, and of an Opaque auth-tls-secret or "
-                            "proxy-ssl-secret, then answer 503, as for a missing Secret)")
+                            "proxy-ssl-secret, then answer 503, as for a missing Secret), "
+                            "save the --default-ssl-certificate one")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's line (or the --config "
                             "ConfigMap's log-format-upstream), JSON, or none (default: text)")

@@ -175,6 +175,9 @@ def _explain_url(
         stands = None if served is None else _stands_for(table, served)
         if stands is not None:
             out["path_note"] = stands
+        regex_host = None if served is None else _regex_host_note(table, served)
+        if regex_host is not None:
+            out["regex_host"] = regex_host
     if res is not None and _scheme(url) == "https":
         tls_info = _certificate_for(res, table, split_url(url)[0], settings,
                                     default_ssl_certificate)
@@ -576,6 +579,18 @@ def _stands_for(table: RouteTable, m: Any) -> str | None:
                  if d.object == f"Ingress {m.ingress}" and d.message.startswith(head)), None)
 
 
+def _regex_host_note(table: RouteTable, m: Any) -> str | None:
+    """check's warning on the matched rule when ingress-nginx makes its host regex and so
+    matches its path otherwise (proxy/_annotations.py ``regex_host_warning``), its message;
+    None: nothing to say (the key is then absent)."""
+    try:
+        from .proxy._annotations import regex_host_warning
+    except ImportError:  # pragma: no cover - the proxy is optional for explain
+        return None
+    warning = regex_host_warning(table.routes, m)
+    return None if warning is None else warning.message
+
+
 def _shadowed_by(table: RouteTable, m: Any) -> list[str]:
     """The table's notes (``check``'s warnings) on the rules ``m`` shadows: same host, same
     path and kind of match, so each would have answered this very request and never does
@@ -765,10 +780,12 @@ def _tls_line(t: dict[str, Any]) -> str:
 
 def _default_text(d: dict[str, Any] | None) -> str:
     """The default certificate of ``tls``'s ``default_certificate`` (None: no
-    ``--default-ssl-certificate``), for the text output."""
-    if d is None or d["secret"] is None:
-        why = "serve without --default-ssl-certificate" if d is None else d["problem"]
-        return f"the generated default certificate ({why})"
+    ``--default-ssl-certificate``: the text said before the flag, byte for byte, x50 s36; which
+    one serve has, explain cannot know), for the text output."""
+    if d is None:
+        return "the default certificate (serve's --default-ssl-certificate, else a generated one)"
+    if d["secret"] is None:
+        return f"the generated default certificate ({d['problem']})"
     return (f"the default certificate, Secret {d['secret']} of --default-ssl-certificate "
             f"({_dates_text(d['validity'], d['not_after'])})")
 
@@ -1232,6 +1249,8 @@ def render_text(info: dict[str, Any]) -> str:
     lines += [f"     warning: {s}" for s in info.get("shadowed", ())]
     if info.get("path_note") is not None:
         lines.append(f"     warning: {info['path_note']}")
+    if info.get("regex_host") is not None:
+        lines.append(f"     warning: {info['regex_host']}")
     d = info.get("decision")
     if d is not None and d["service"] is None:
         # A resource backend (Match.service None): the router has no Service to resolve.
@@ -1977,7 +1996,8 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None,
             route.annotations, route.path, settings, where=f"Ingress {route.ingress}",
             namespace=getattr(route, "namespace", None),
             secrets=None if res is None else (lambda: res.secrets),
-            auth_warn=keep_each, main_annotations=main, path_field=own)
+            auth_warn=keep_each, main_annotations=main, path_field=own,
+            path_type=getattr(route, "path_type", None))
         for w in opts.warnings:
             keep_each(w)
         return opts

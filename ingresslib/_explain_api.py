@@ -121,6 +121,9 @@ def check_findings(res: Resources, ingress_class: str | None = None,
             seen.add(str(w))
             found.append(_field_note(w))
     found += [_proxy_note(w) for w in _proxy_annotation_warnings(table, res, settings)]
+    # An Exact/Prefix path another rule's use-regex or rewrite-target turns into an
+    # ingress-nginx regex (the whole host's locations): said, as the regex path itself is.
+    found += _regex_host_notes(table)
     # What the annotations name (a custom-headers ConfigMap, a default-backend Service's
     # endpoints), found only at request time by the proxy: said here too.
     found += [_proxy_note(w) for w in _reference_warnings(table, res, settings,
@@ -142,6 +145,29 @@ def check_findings(res: Resources, ingress_class: str | None = None,
         # read as "your Ingresses are valid".
         found.append(_no_ingress_note(sources))
     return table, found
+
+
+def _regex_host_notes(table: RouteTable) -> list[Diagnostic]:
+    """proxy/_annotations.py ``regex_host_warnings`` on the table's routes, each naming its
+    rule path's field."""
+    try:
+        from .proxy._annotations import regex_host_warnings
+    except ImportError:  # pragma: no cover - the proxy is optional for check
+        return []
+    from ._explain import _rule_path_fields
+
+    fields: dict[int, dict[tuple[str | None, str | None, str | None], str]] = {}
+
+    def path_field(route: Any) -> str:
+        ing = route.ingress_object
+        if ing is None:
+            return ""
+        index = fields.get(id(ing))
+        if index is None:
+            index = fields[id(ing)] = _rule_path_fields(ing)
+        return index.get((route.host, route.path, route.path_type), "")
+
+    return [_proxy_note(w) for w in regex_host_warnings(table.routes, path_field)]
 
 
 def _passthrough_notes(table: RouteTable, enabled: bool, res: Resources) -> list[Diagnostic]:
@@ -290,16 +316,23 @@ def _header_pairs(headers: object) -> list[tuple[str, str]]:
     return _parse_headers(out)
 
 
-def _tls_secrets_only(res: Resources) -> Resources:
+def _tls_secrets_only(res: Resources, default_ssl_certificate: str | None = None
+                      ) -> Resources:
     """``res`` as ``serve --kubernetes --no-auth-secrets`` reads the cluster: only the
     ``kubernetes.io/tls`` Secrets (its one Secret watch, ``_kube.WATCHED_KINDS``' field
-    selector; the named Opaque ones, ``AUTH_SECRETS``, are not watched). The routes of
-    basic/digest auth, an Opaque ``auth-tls-secret`` or ``proxy-ssl-secret`` then answer as
-    for a missing Secret (503), and an Opaque ``ssl-dh-param`` is not read."""
+    selector; the named Opaque ones, ``AUTH_SECRETS``, are not watched), and the
+    ``--default-ssl-certificate`` one whatever its type (watched by name:
+    ``_kube.with_default_secret``). The routes of basic/digest auth, an Opaque
+    ``auth-tls-secret`` or ``proxy-ssl-secret`` then answer as for a missing Secret (503), and
+    an Opaque ``ssl-dh-param`` is not read."""
     import dataclasses
 
+    from ._tls import parse_secret_ref
+
+    default = parse_secret_ref(default_ssl_certificate) if default_ssl_certificate else None
     return dataclasses.replace(res, secrets=tuple(
-        s for s in res.secrets if s.type == _TLS_SECRET_TYPE))
+        s for s in res.secrets if s.type == _TLS_SECRET_TYPE
+        or (s.metadata.namespace, s.metadata.name) == default))
 
 
 #: The Secret type ``serve --kubernetes`` always watches (``_kube.WATCHED_KINDS``).
@@ -392,7 +425,7 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     tls_port = _tls_port(tls, tls_listen)
     _default_ssl_certificate(default_ssl_certificate)
     if no_auth_secrets:
-        resources = _tls_secrets_only(resources)
+        resources = _tls_secrets_only(resources, default_ssl_certificate)
     table = RouteTable.build(resources, ingress_class=ingress_class, controller=controller)
     info = explain_url(table, url, res=resources, method=method, headers=pairs,
                        ingress_class=ingress_class, controller=controller, client_ip=peer,

@@ -29,7 +29,9 @@ named later) are ``_kube_auth``'s bookkeeping; the watcher lists and watches the
 while some served Ingress names one. The two watches of Secrets (``type: kubernetes.io/tls``,
 ``type: Opaque``) each own the Secrets of their type in the store (``ResourceStore``'s
 ``where``): their resource versions are not comparable, so neither replaces, deletes or
-clears the errors of the other's.
+clears the errors of the other's. ``with_default_secret`` adds a third, of serve's
+``--default-ssl-certificate`` Secret by name when it is of another type than
+``kubernetes.io/tls`` (``named_secret``), which the Opaque watch leaves to it (``leaves``).
 
 The ConfigMaps (``CONFIG_MAPS``) are watched likewise only while one is named
 (``wants_config_maps``: an Ingress's ``custom-headers``; ``serve`` adds its ``--config``
@@ -58,7 +60,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import Any, Protocol
 
@@ -70,7 +72,7 @@ from ._store import EVENT_TYPES, ResourceStore
 
 __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
            "AUTH_SECRETS", "CONFIG_MAPS", "names_config_maps", "auth_secret_refs", "load_kube_config", "cluster_client",
-           "ExecCredentialError"]
+           "ExecCredentialError", "named_secret", "with_default_secret"]
 
 _log = logging.getLogger("ingresslib.kube")
 
@@ -136,6 +138,17 @@ class _Kind:
     #: Watched only while ``ClusterWatcher.wants_config_maps`` says a ConfigMap is named
     #: (``CONFIG_MAPS``); the first table waits for its first list attempt only.
     gated: bool = False
+    #: Fields the objects do not have (``fieldSelector`` ``!=``), as ``fields`` those they have.
+    fields_not: Mapping[str, str] | None = None
+    #: The one namespace watched, whatever the watcher's (``named_secret``'s).
+    namespace: str | None = None
+    #: ``(namespace, name)`` of objects this watch's selectors match but another watch owns
+    #: (``with_default_secret``): left alone by its lists, deletes and errors.
+    leaves: frozenset[tuple[str, str]] = frozenset()
+    #: The first table waits for its first list attempt only, not a success (``named_secret``:
+    #: a Role of the watched namespace may not grant the Secret's, and nothing else may wait
+    #: on it).
+    optional: bool = False
 
     @property
     def name(self) -> str:
@@ -173,6 +186,39 @@ AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
 #: ``kinds=WATCHED_KINDS + (CONFIG_MAPS,)``; ``serve --kubernetes`` adds it.
 CONFIG_MAPS = _Kind("ConfigMap", "v1", "core_v1", True, gated=True)
 
+_TLS_TYPE = "kubernetes.io/tls"
+
+
+def named_secret(namespace: str, name: str, label: str = "default Secret") -> _Kind:
+    """The watch of the one Secret ``namespace/name`` when it is not of ``type:
+    kubernetes.io/tls`` (one of that type comes with ``WATCHED_KINDS``' TLS watch):
+    ``fieldSelector=metadata.name=NAME,type!=kubernetes.io/tls`` in its own namespace, which
+    RBAC ``resourceNames`` can grant alone (the API server takes the name of a list or watch
+    from an exact ``metadata.name`` field selector: k8s.io/apiserver requestinfo.go,
+    ``RequiresExactMatch("metadata.name")``)."""
+    return _Kind("Secret", "v1", "core_v1", True, fields={"metadata.name": name},
+                 fields_not={"type": _TLS_TYPE}, namespace=namespace, label=label,
+                 optional=True)
+
+
+def with_default_secret(kinds: tuple[_Kind, ...], namespace: str, name: str
+                        ) -> tuple[_Kind, ...]:
+    """``kinds`` reading serve's ``--default-ssl-certificate`` Secret whatever its type, as
+    ingress-nginx does (internal/ingress/controller/store/store.go: its Secret informer lists
+    every type, and ``secrEventHandler`` syncs the Secret whose key is its
+    ``defaultSSLCertificate``, which nginx.go ``getDefaultSSLCertificate`` reads): the watch
+    of that one Secret (:func:`named_secret`) added, and the other Secret watches that could
+    select it (of a type other than ``kubernetes.io/tls``: ``AUTH_SECRETS``) leaving it to
+    that watch, so that two watches never own one object (the auth watch's list, its deletes
+    of a Secret no longer named, would drop it)."""
+    ref = (namespace, name)
+    others = tuple(
+        replace(k, leaves=k.leaves | {ref})
+        if k.kind == "Secret" and (k.fields or {}).get("type") != _TLS_TYPE else k
+        for k in kinds)
+    return (*others, named_secret(namespace, name))
+
+
 _CUSTOM_HEADERS = "nginx.ingress.kubernetes.io/custom-headers"
 _AUTH_PROXY_SET_HEADERS = "nginx.ingress.kubernetes.io/auth-proxy-set-headers"
 
@@ -190,16 +236,35 @@ def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:
     """The kind's field selector as a test on a stored object (a decoded model, or the wire
     dict of an invalid one): which objects of the kind are this watch's, so that its lists,
     deletes and errors leave the other watch's alone (``ResourceStore.apply``'s ``where``)."""
-    if not spec.fields:
+    if not (spec.fields or spec.fields_not or spec.leaves):
         return None
-    wanted = dict(spec.fields)
 
     def test(obj: Any) -> bool:
-        if isinstance(obj, Mapping):
-            return all(obj.get(k) == v for k, v in wanted.items())
-        return all(getattr(obj, k, None) == v for k, v in wanted.items())
+        return _fields_match(spec, obj)
 
     return test
+
+
+def _field(obj: Any, path: str) -> Any:
+    """The value of a field selector's ``path`` (``type``, ``metadata.name``) in a wire dict
+    or a decoded model; None when missing."""
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, Mapping) else getattr(obj, part, None)
+    return obj
+
+
+def _fields_match(spec: _Kind, obj: Any) -> bool:
+    """Whether ``obj`` (a wire dict or a decoded model) is of ``spec``'s field selection, and
+    not an object it leaves to another watch (``leaves``)."""
+    if any(_field(obj, k) != v for k, v in (spec.fields or {}).items()):
+        return False
+    if any(_field(obj, k) == v for k, v in (spec.fields_not or {}).items()):
+        return False
+    if spec.leaves:
+        ns = _field(obj, "metadata.namespace")
+        return ((ns if isinstance(ns, str) and ns else "default"),
+                _field(obj, "metadata.name")) not in spec.leaves
+    return True
 
 
 @dataclass(slots=True)
@@ -547,12 +612,13 @@ def _rbac_fix(plural: str, group: str, namespace: str | None) -> str:
 
 
 def _selectors(spec: _Kind) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if spec.fields:
-        out["fields"] = dict(spec.fields)
-    if spec.labels:
-        from lightkube import operators
+    from lightkube import operators
 
+    out: dict[str, Any] = {}
+    if spec.fields or spec.fields_not:
+        unlike = {k: operators.not_equal(v) for k, v in (spec.fields_not or {}).items()}
+        out["fields"] = {**(spec.fields or {}), **unlike}
+    if spec.labels:
         out["labels"] = {k: operators.exists() if v == "__exists__" else v
                          for k, v in spec.labels.items()}
     return out
@@ -565,9 +631,8 @@ def _selected(spec: _Kind, obj: Any) -> bool:
     Service."""
     if not isinstance(obj, Mapping):
         return True  # not ours to judge: the store reports it
-    for key, want in (spec.fields or {}).items():
-        if obj.get(key) != want:
-            return False
+    if not _fields_match(spec, obj):
+        return False
     if spec.labels:
         meta = obj.get("metadata")
         labels = meta.get("labels") if isinstance(meta, Mapping) else None
@@ -886,6 +951,8 @@ class ClusterWatcher:
         self._gate_off = asyncio.Event()
         self._gate_off.set()
         self._gate_tried = False
+        #: The ``optional`` kinds whose first list has been tried.
+        self._tried: set[str] = set()
         self._run_client: Any = None
         #: The API server's URL (the config's), named when a list or watch fails.
         self._server: str | None = _config_server(config)
@@ -1031,7 +1098,7 @@ class ClusterWatcher:
         ns: dict[str, str] = {}
         if spec.namespaced:
             # lightkube reads namespace=None as "the config's default namespace"; "*" is all.
-            ns["namespace"] = self.namespace or "*"
+            ns["namespace"] = self._namespace_of(spec) or "*"
         gvk = f"{spec.api_version}/{spec.kind}"
         where = _model_test(spec)
         auth = self._auth_of(spec)
@@ -1057,6 +1124,9 @@ class ClusterWatcher:
                             auth.tried()
                         if spec.gated and not self._gate_tried:
                             self._gate_tried = True  # the first table waits for this only
+                            self._dirty.set()
+                        if spec.optional and spec.name not in self._tried:
+                            self._tried.add(spec.name)  # as for the gated kind
                             self._dirty.set()
                     if not unreached:
                         failures = 0
@@ -1210,7 +1280,7 @@ class ClusterWatcher:
         # (Every namespace is None, ``""`` made None in __init__: as a namespace, "" would
         # make the list complete for no object, and a re-list would drop nothing deleted
         # while the watch was down.)
-        namespace = self.namespace if spec.namespaced else None
+        namespace = self._namespace_of(spec)
         unkeyable: list[str] = []
         # A list item that cannot even be keyed (no name) is skipped and counted, like such a
         # watch event: failing the whole list would hold the kind (and the first table) back
@@ -1233,6 +1303,11 @@ class ClusterWatcher:
 
     def _auth_of(self, spec: _Kind) -> AuthSecrets | None:
         return self._auth if spec.auth else None
+
+    def _namespace_of(self, spec: _Kind) -> str | None:
+        """The namespace ``spec`` is watched in: its own (``named_secret``), else the
+        watcher's; None: every namespace, or a cluster-scoped kind."""
+        return (spec.namespace or self.namespace) if spec.namespaced else None
 
     def _relisting(self, spec: _Kind) -> None:
         self.stats.relists += 1
@@ -1278,14 +1353,14 @@ class ClusterWatcher:
             # resource, its API group, the verb, the scope): an error body from a proxy in
             # front of the API server says none of it.
             plural, group = _rbac_resource(spec)
-            scope = (f"in namespace {self.namespace}" if spec.namespaced and self.namespace
-                     else "cluster-wide")
+            namespace = self._namespace_of(spec)
+            scope = f"in namespace {namespace}" if namespace else "cluster-wide"
             if code == 401:
                 fix = (f"the API server did not accept the credentials for the {phase} of "
                        f"{plural} (token, client certificate, kubeconfig user)")
             else:
                 fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: '
-                       f"{_rbac_fix(plural, group, self.namespace if spec.namespaced else None)}")
+                       f"{_rbac_fix(plural, group, namespace)}")
             _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.name, what, detail, fix)
         else:
             # Which server: a refused or unresolvable one says nothing else ("All connection
@@ -1312,7 +1387,8 @@ class ClusterWatcher:
             await asyncio.sleep(self.debounce)
             self._dirty.clear()
             if any(k.name not in self._listed for k in self.kinds
-                   if not k.auth and not k.gated):
+                   if not k.auth and not k.gated
+                   and not (k.optional and k.name in self._tried)):
                 continue  # wait for every kind's first list: no table without its Services
             gated = any(k.gated for k in self.kinds)
             if gated:

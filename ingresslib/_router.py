@@ -268,9 +268,11 @@ class _Backend:
         #: The cycle of this rule's side in the previous route table, when that side had the
         #: same balancer and an equal endpoint set (``_carried_cycle``): this one starts at its
         #: next turn, as ingress-nginx's balancer/resty.lua ``sync`` "if not changed then
-        #: return" keeps the round-robin's cursor when an update leaves the nodes alone. Taken
-        #: (and dropped) by ``materialize``.
-        self.carry: Rotation[Decision] | None = None
+        #: return" keeps the round-robin's cursor when an update leaves the nodes alone. Or
+        #: that turn's index, taken from an older table's cycle when the previous table's
+        #: side had no request (an older Rotation would hold that table's Decisions, Match and
+        #: Ingress alive). Taken (and dropped) by ``materialize``.
+        self.carry: Rotation[Decision] | int | None = None
 
     def materialize(self) -> None:
         """Build the Decisions (and the round-robin cycle), once, on the backend's first
@@ -298,13 +300,13 @@ class _Backend:
     def _start(self) -> int:
         """Where the round-robin cycle starts: the carried cycle's next turn (taken from it,
         so a turn given back to it, or one a request on the previous state took meanwhile,
-        is not served twice), else where the balancer's counter says (a new or changed
-        endpoint set: ingress-nginx's ``reinit`` starts at a random node, R10)."""
+        is not served twice) or the turn's index carried, else where the balancer's counter
+        says (a new or changed endpoint set: ingress-nginx's ``reinit`` starts at a random
+        node, R10)."""
         old, self.carry = self.carry, None
-        if old is not None:
-            endpoint = next(old).endpoint
-            if endpoint in self.eps.endpoints:
-                return self.eps.endpoints.index(endpoint)
+        k = _turn_of(old, self.eps)
+        if k is not None:
+            return k
         return next(self.balancer.counter) % self.n  # type: ignore[attr-defined, no-any-return]
 
     def fast_entry(self) -> Any:
@@ -547,24 +549,42 @@ def _rule_key(m: Match) -> tuple[Any, ...]:
 
 def _round_robin_sides(state: _State) -> dict[tuple[Any, ...], _Backend]:
     """The plain round-robin sides of ``state`` that have a cycle to go on with (built by a
-    request, or carrying an older one), by ``(rule key, canary side)``."""
+    request, or carrying an older one), by ``(rule key, canary side)``. Two routes of one key
+    (the global default and the host-less group's, both an Ingress's defaultBackend with no
+    host: only one of them is reachable in a table): the one whose cycle requests built."""
     found: dict[tuple[Any, ...], _Backend] = {}
     for r in filter(None, state.routes):  # (a canary Match's id holds None)
         for side in (r.main, r.canary):
             if (side is not None and side.mode == _RR and side.n
                     and (side.cycle is not None or side.carry is not None)):
-                found.setdefault((_rule_key(r.main.match), side.canary), side)
+                key = (_rule_key(r.main.match), side.canary)
+                had = found.get(key)
+                if had is None or (had.cycle is None and side.cycle is not None):
+                    found[key] = side
     return found
 
 
-def _carried_cycle(old: _Backend | None, made: _Backend) -> Rotation[Decision] | None:
+def _turn_of(carry: Rotation[Decision] | int | None, eps: EndpointSet) -> int | None:
+    """Where in ``eps`` a carried cycle goes on (``_Backend.carry``): an index as is, a
+    Rotation's next turn (taken from it); None: nowhere (none, or an endpoint not in ``eps``)."""
+    if carry is None or isinstance(carry, int):
+        return carry
+    endpoint = next(carry).endpoint
+    return eps.endpoints.index(endpoint) if endpoint in eps.endpoints else None
+
+
+def _carried_cycle(old: _Backend | None, made: _Backend) -> Rotation[Decision] | int | None:
     """The cycle ``made`` (a rule's side in a new route table) goes on from: its old side's,
     when that had the same balancer, default backend and an equal endpoint set (ingress-nginx:
-    the same balancer instance, whose ``sync`` returns early on unchanged nodes)."""
+    the same balancer instance, whose ``sync`` returns early on unchanged nodes). An old side
+    that had no request hands on its own carry: an index as is, an older table's cycle as the
+    index of its next turn, taken now (x50 s36: that Rotation held its table's Decisions,
+    Match and Ingress, one generation per rule with sparse traffic; no request of the new
+    table can race for it, and one of the previous table's still takes a turn of its own)."""
     if (old is None or old.balancer is not made.balancer or old.dflt != made.dflt
             or not (old.eps is made.eps or old.eps == made.eps)):
         return None
-    return old.cycle if old.cycle is not None else old.carry
+    return old.cycle if old.cycle is not None else _turn_of(old.carry, made.eps)
 
 
 class _Side:

@@ -187,6 +187,15 @@ def _dh_param_named(settings: Any, unread: list[str] | None = None) -> None:
     refs_changed(dh)
 
 
+def _default_secret_ref(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``(namespace, name)`` of ``--default-ssl-certificate`` (checked before serving), or
+    None without it."""
+    from ._tls import parse_secret_ref
+
+    value = getattr(args, "default_ssl_certificate", None)
+    return parse_secret_ref(value) if value is not None else None
+
+
 def _kube_source(args: argparse.Namespace) -> str:
     """Where the cluster configuration came from, for an error's prefix: ``--kubeconfig PATH``
     when given (the file to fix), else ``--kubernetes`` (in-cluster, $KUBECONFIG, ~/.kube)."""
@@ -639,7 +648,7 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
     from ._kube import (AUTH_SECRETS, CONFIG_MAPS, WATCHED_KINDS, ClusterWatcher,
-                        auth_secret_refs, names_config_maps)
+                        auth_secret_refs, names_config_maps, with_default_secret)
 
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
@@ -704,6 +713,12 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     # ConfigMaps (custom-headers, the --config ConfigMap's add-headers / proxy-set-headers):
     # watched only while a served Ingress or the --config ConfigMap names one.
     kinds = (*kinds, CONFIG_MAPS)
+    default_ref = _default_secret_ref(args) if store is not None else None
+    if default_ref is not None:
+        # --default-ssl-certificate's Secret whatever its type (an Opaque one holding
+        # tls.crt/tls.key too), by name, --no-auth-secrets or not: ingress-nginx's Secret
+        # informer reads every type (``_kube.with_default_secret``), and -f reads it.
+        kinds = with_default_secret(kinds, *default_ref)
 
     def auth_refs(res: Resources) -> frozenset[tuple[str, str]]:
         refs = auth_secret_refs(_served(res, args.ingress_class, args.controller))
@@ -713,7 +728,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
         if dh and store is not None:
             ns, _, name = dh.partition("/")
             refs = refs | {(ns, name)}
-        return refs
+        # The default Secret is its own watch's, even when an Ingress names it too.
+        return refs - {default_ref} if default_ref is not None else refs
 
     def wants_config_maps(res: Resources) -> bool:
         settings = getattr(config(), "settings", None)

@@ -6,6 +6,7 @@ table update."""
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,8 @@ def _table_notes(of: tuple[Any, ...], res: Resources,
     info = no_endpoint_info(res, rest[0]) if rest else None
     if info is not None:
         lines[str(info)] = "info"
+    for line in _regex_host_lines(table):
+        lines[line] = "warning"
     if res.ingresses and not getattr(table, "served", True):
         # Every Ingress left out by the class filter (--ingress-class, --controller, or no
         # IngressClass among the files): the server answers 404 to every request, and the
@@ -89,6 +92,36 @@ def _table_notes(of: tuple[Any, ...], res: Resources,
 
         lines["warning: " + no_ingress_warning(paths)] = "warning"
     return lines
+
+
+def _regex_host_lines(table: Any) -> list[str]:
+    """check's warnings on the Exact and Prefix paths of a host ingress-nginx makes regex
+    (proxy/_annotations.py ``regex_host_warnings``; README "Exact and Prefix paths on a host
+    where another rule ... has use-regex"), the lines check prints: a table's, not one
+    route's (the proxy's per-route warnings, the regex path's among them, are logged by
+    ``log_annotation_warnings``)."""
+    routes = getattr(table, "routes", None)
+    if routes is None:
+        return []
+    cached = _regex_host_cache.get(table)
+    if cached is not None:
+        return cached
+    try:
+        from .proxy._annotations import regex_host_warnings
+    except ImportError:  # pragma: no cover - the proxy is optional
+        return []
+    lines = [f"warning: {w}" for w in regex_host_warnings(routes, lambda _route: "")]
+    try:
+        _regex_host_cache[table] = lines
+    except TypeError:  # pragma: no cover - a custom router's table without weak references
+        pass
+    return lines
+
+
+#: table -> ``_regex_host_lines``: a table's routes never change, and ``_table_notes`` runs
+#: at every cluster snapshot, endpoint-only ones included, which keep the table (~14 ms at
+#: 10,000 rules saved each). Weak: a table replaced is forgotten with it.
+_regex_host_cache: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
 
 
 #: The starts of the lines ``_table_notes`` says of the whole table (not of one object):

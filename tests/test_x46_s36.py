@@ -22,8 +22,8 @@ Defects fixed (each ``test_fix_*`` failed before the fix):
   (ngx_http_upstream_next: ``u->peer.free(&u->peer, u->peer.data, NGX_PEER_FAILED)`` before
   ``u->peer.tries++``) and connects through the balancer again (the keepalive module's get
   "ask balancer": ``kp->original_get_peer``; ngx_http_lua_balancer_get_peer runs
-  ingress-nginx's ``balance()`` on every get): the retry now observes the failure and takes
-  the router's next endpoint, the same one only when every endpoint was tried.
+  ingress-nginx's ``balance()`` on every get): the retry now takes the router's next
+  endpoint (the race not observed as a failure: x51 s36), the same one only when every endpoint was tried.
 
 Checked and pinned (right before): the weighted round-robin, EWMA statistics and canary
 ``WeightSplit`` counters survive a rebuild that keeps their key (balancer by backend key,
@@ -194,9 +194,9 @@ A, B = ("10.0.0.1", 80), ("10.0.0.2", 80)
 
 def test_fix_keepalive_race_retry_takes_the_balancers_next_endpoint() -> None:
     """The pooled connection to A is found closed as the GET is sent on it: the retry (not
-    counted as a try) goes where the router's ``next_endpoint`` says, B, and the router hears
-    of A's failure, as for any failed try (nginx: ``peer.free(NGX_PEER_FAILED)``, then the
-    balancer's get again)."""
+    counted as a try) goes where the router's ``next_endpoint`` says, B (nginx:
+    ``peer.free(NGX_PEER_FAILED)``, then the balancer's get again); A's race is not observed
+    (x51 s36: tests/test_x51_s36.py)."""
     pair = ProxyPair([Route("/", endpoints=[A, B])])
     assert status_of(pair.send(GET)) == 200
     pair.upstreams[0].closed = True  # the upstream closed the idle connection meanwhile
@@ -204,7 +204,8 @@ def test_fix_keepalive_race_retry_takes_the_balancers_next_endpoint() -> None:
     assert pair.opens[-1].endpoint == B and pair.opens[-1].pooled is False
     rec = pair.records[-1]
     assert rec.upstreams == (A, B) and rec.upstream_statuses == (502, 200)
-    assert pair.router.observed[-2:] == [(A, False), (B, True)]
+    # (x51 s36: the race itself is not observed: the endpoint did nothing wrong.)
+    assert pair.router.observed[-2:] == [(A, True), (B, True)]
 
 
 def test_fix_keepalive_race_retry_is_still_free_with_one_try_allowed() -> None:

@@ -1173,7 +1173,8 @@ class RouteOptionsSource:
                                    namespace=getattr(route, "namespace", None),
                                    secrets=self._router_secrets, auth_warn=self._warn_one,
                                    main_annotations=main, ext_auth=self._ext_auth,
-                                   client_certs=self._client_certs)
+                                   client_certs=self._client_certs,
+                                   path_type=getattr(route, "path_type", None))
         if opts.warnings:
             self._warn_once(opts.warnings)
         return opts

@@ -22,9 +22,13 @@ pattern's UTF-8 bytes, one byte per ``.``, ASCII-only ``\\w`` and case folding (
 UTF mode); each group maps back to whole escapes of the canonical path, the spelling sent
 upstream. A rule path holding regex syntax under
 ``use-regex`` or a rewrite-target is reported (``_regex_path_warning``): ingress-nginx routes
-by that regex, ingresslib by the literal path. A rewrite-target equal to the rule path rewrites
+by that regex, ingresslib by the literal path; so are, for ``check``, the Exact and Prefix paths
+(and regex paths) of every Ingress on a host that ingress-nginx makes regex that way
+(``regex_host_warnings``). A rewrite-target equal to the rule path rewrites
 nothing (template.go ``buildProxyPass``: "if the path in the ingress rule is equals to the
-target: no special rewrite"). The query follows nginx's ``rewrite`` rules
+target: no special rewrite"), but for a Prefix ``PATH`` without use-regex, whose location
+ingress-nginx makes ``PATH/`` (``_rewrite_location``): ``PATH/...`` goes up as ``PATH``.
+The query follows nginx's ``rewrite`` rules
 (:meth:`RouteOptions.rewrite_uri`); a capture put into the target's arguments (after its
 ``?``) has its ``&``, ``+`` and ``;`` percent-encoded when the request's path holds a ``%`` or
 a ``+`` (``_escapes_captures``), as nginx's ``NGX_ESCAPE_ARGS`` does
@@ -937,6 +941,26 @@ def _compile_rule_path(rule_path: str | None, use_regex: bool) -> _regex.Pattern
     return _regex.compile(_regex.escape(rule_path), flags)
 
 
+def _rewrite_location(rule_path: str | None, path_type: str | None, target: str,
+                      use_regex: bool) -> str:
+    """The path of the location whose ``rewrite "(?i)PATH"`` ingress-nginx writes for a rule
+    (``buildProxyPass`` compares the target with it, and its regex is the rewrite's): the rule
+    path (``/`` for none), but ``PATH/`` for a Prefix ``PATH`` (not ``/``, no final ``/``)
+    rewritten to itself without use-regex. controller/location.go ``updateServerLocations``
+    asks ``needsRewrite`` ("Target != location.Path") on the rule path, so that rule is
+    normalised ("location.Path = normalizePrefixPath(location.Path)": ``PATH/``) with an exact
+    twin ``PATH`` after it; the ``PATH/`` location then differs from its target and rewrites
+    (``/foo/bar`` goes up as ``/foo``), the twin does not (``/foo`` as it came): the regex
+    of ``PATH/`` never matches ``PATH``. Not for Exact or ImplementationSpecific ("only Prefix
+    locations could require an additional location block") nor with use-regex ("locations
+    with rewrite or using regular expressions are not modified")."""
+    path = rule_path or "/"
+    if (path_type == "Prefix" and not use_regex and target == path and path != "/"
+            and not path.endswith("/")):
+        return path + "/"
+    return path
+
+
 def _latin1_bytes(text: str) -> str:
     """``text``'s UTF-8 bytes, one latin-1 character each (how nginx's PCRE reads them)."""
     return text.encode("utf-8").decode("latin-1")
@@ -1010,6 +1034,140 @@ def _regex_path_warning(rule_path: str | None, use_regex: bool, rewrite: bool,
         "control; use a Prefix path", path_field)
 
 
+def _regex_trigger(route: Any) -> str | None:
+    """The annotation that makes ``route``'s server a regex one in ingress-nginx, or None.
+    template.go ``enforceRegexModifier``: "if needsRewrite(location) ||
+    location.Rewrite.UseRegex"; ``needsRewrite``: "len(Target) > 0 && Target !=
+    location.Path" (a ``/`` rule rewritten to ``/`` is no rewrite). The location path is the
+    one ``updateServerLocations`` (controller/location.go) leaves: a Prefix path other than
+    ``/`` not ending in ``/`` becomes ``PATH/`` (``normalizePrefixPath``; its exact twin keeps
+    ``PATH``), so a target equal to ``PATH`` is a rewrite there (a target ``PATH/`` too, but
+    for the rare host whose Exact ``PATH`` leaves no twin). A canary lends only its backend to
+    the main location: its own annotations never reach the server."""
+    annotations = route.annotations
+    if _is_canary_value(annotations.get(PREFIX + "canary")):
+        return None
+    if parse_bool(annotations.get(PREFIX + "use-regex") or "") is True:
+        return "use-regex"
+    target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
+    path = route.path or "/"
+    normalised = route.path_type == "Prefix" and path != "/" and not path.endswith("/")
+    if target and (target != path or normalised) and _valid_rewrite_target(target):
+        return "rewrite-target"
+    return None
+
+
+def _valid_rewrite_target(target: str) -> bool:
+    """Whether ``parse_route_options`` takes ``target`` (``_rewrite_target``): an invalid one
+    is ignored there, and ingress-nginx's rewrite parser defaults it "to empty"
+    (annotations/rewrite/main.go ``Parse``: ``config.Target = ""``), so no rewrite."""
+    try:
+        _rewrite_target(target)
+    except (ValueError, re.error):
+        return False
+    return True
+
+
+def _regex_host_triggers(routes: Any) -> dict[str | None, str]:
+    """host (None: the host-less rules) -> what makes ingress-nginx's server of that host a
+    regex one (``_regex_trigger``, the first route's), for the hosts that have one."""
+    triggers: dict[str | None, str] = {}
+    for route in routes:
+        trigger = None if not _has_location(route) else _regex_trigger(route)
+        if trigger is not None:
+            triggers.setdefault(route.host, f"{trigger} of Ingress {route.ingress}")
+    return triggers
+
+
+def _has_location(route: Any) -> bool:
+    """Whether ingress-nginx writes a location for ``route``: a rule (not a default backend)
+    with a Service backend (controller.go getBackendServers: "if path.Backend.Service == nil
+    { // skip non-service backends ... continue }")."""
+    return route.path is not None and route.service is not None
+
+
+def regex_host_warnings(routes: Any, path_field: Callable[[Any], str]) -> list[RouteWarning]:
+    """A warning per Exact or Prefix rule path (``/`` aside: ``^/`` takes every path, as
+    Prefix ``/``) on a host where another location makes ingress-nginx enforce regex
+    locations: there it is ``~* "^PATH"`` (template.go ``buildLocation``: "if enforceRegex {
+    return fmt.Sprintf(`~* \"^%s\"`, path) }"), a case-insensitive prefix match of the
+    characters, whatever Ingress it comes from (docs/user-guide/ingress-path-matching.md: "enforced
+    on ALL paths for a given host regardless of what Ingress they are defined on"); ingresslib
+    keeps the Ingress API's reading (SEMANTICS §4). ``routes``: a table's served routes (canaries are attached to theirs);
+    ``path_field(route)``: the rule path's field. A path with regex syntax is
+    ``_regex_path_warning``'s (said by ``parse_route_options`` under its own annotation, here
+    under another rule's); an ImplementationSpecific one without is a README row."""
+    triggers = _regex_host_triggers(routes)
+    if not triggers:
+        return []
+    out = []
+    for route in routes:
+        warning = _regex_host_warning(route, triggers.get(route.host), path_field)
+        if warning is not None:
+            out.append(warning)
+    return out
+
+
+def regex_host_warning(routes: Any, route: Any) -> RouteWarning | None:
+    """``regex_host_warnings``' warning on ``route`` (one of ``routes``; its ``field``
+    empty), or None: what ``explain`` says of the rule a request hits."""
+    if not _has_location(route):
+        return None
+    trigger = _regex_host_triggers(r for r in routes if r.host == route.host).get(route.host)
+    return _regex_host_warning(route, trigger, lambda _route: "")
+
+
+def _regex_host_warning(route: Any, trigger: str | None,
+                        path_field: Callable[[Any], str]) -> RouteWarning | None:
+    """The warning on ``route`` when ``trigger`` (``_regex_host_triggers``) makes its host
+    regex, or None."""
+    path = route.path
+    if trigger is None or path == "/" or not _has_location(route):
+        return None
+    where = f"Ingress {route.ingress}"
+    if any(c in _REGEX_SYNTAX for c in path):
+        regex_warning = _regex_path_warning(path, True, False, where, path_field(route))
+        return regex_warning if _regex_trigger(route) is None else None
+    if route.path_type not in ("Exact", "Prefix"):
+        return None
+    taken = _regex_only_paths(path, route.path_type)
+    missed = _regex_missed_path(path, route.path_type)
+    if not taken and not missed:
+        return None
+    differs = " and ".join(([f"also takes {taken}"] if taken else []) + (
+        [f"does not take {missed!r} (another rule or the default backend answers it)"]
+        if missed else []))
+    host = f"host {route.host}" if route.host else "the host-less rules"
+    return RouteWarning.on(
+        where,
+        f"{route.path_type} {path!r} on {host} is the case-insensitive regex '^{path}' "
+        "in ingress-nginx, which makes every path of a host a regex when one of its "
+        f"rules has use-regex or a rewrite-target (here the {trigger}): there it {differs}; "
+        f"ingresslib matches it as {route.path_type}", path_field(route))
+
+
+def _regex_only_paths(path: str, path_type: str) -> str:
+    """What ``~* "^PATH"`` takes that ``path_type`` ``path`` does not, said with an example
+    (``""``: nothing to say). A Prefix path ending in ``/`` already takes ``PATH`` + ``x``
+    (element-wise); an Exact path never does."""
+    taken = []
+    if not (path_type == "Prefix" and path.endswith("/")):
+        taken.append(f"longer paths ('{path}x')")
+    if path.upper() != path.lower():
+        other_case = path.upper() if path.upper() != path else path.lower()
+        taken.append(f"any letter case ('{other_case}')")
+    return ", ".join(taken)
+
+
+def _regex_missed_path(path: str, path_type: str) -> str | None:
+    """The path Prefix ``path`` takes that its regex locations do not: ``PATH`` without its
+    trailing ``/`` (Prefix ``/docs/`` matches ``/docs`` in the Ingress API; both locations
+    updateServerLocations writes for it are ``^/docs/``). None for any other path."""
+    if path_type == "Prefix" and path.endswith("/") and path != "/":
+        return path.rstrip("/") or None
+    return None
+
+
 def parse_route_options(
     annotations: Mapping[str, str],
     rule_path: str | None,
@@ -1024,6 +1182,7 @@ def parse_route_options(
     path_field: str = "",
     ext_auth: bool = True,
     client_certs: bool | None = None,
+    path_type: str | None = None,
 ) -> RouteOptions:
     """Merge one route's annotations over ``settings``; invalid values warn and fall back.
 
@@ -1034,6 +1193,8 @@ def parse_route_options(
     ``main_annotations`` are those of the main rule it joins (None: not known, every location
     option set is reported). ``path_field``: the rule path's field
     (``spec.rules[i].http.paths[j].path``), named by a warning on the path (``check``).
+    ``path_type``: the rule's pathType (None: not known, read as not Prefix), which decides
+    the location a rewrite-target equal to the rule path rewrites in (``_rewrite_location``).
     Every warning, ``route_access``'s and ``auth_warn``'s too, is a :class:`RouteWarning`.
     ``ext_auth`` False (IngressASGI, which has no auth subrequest): ``auth-url`` and its
     annotations are access annotations ingresslib cannot enforce (``route_access``: 503).
@@ -1275,7 +1436,8 @@ def parse_route_options(
 
     regex: _regex.Pattern[str] | None = None
     raw_target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
-    if rewrite_target is not None and raw_target == (rule_path or "/"):
+    location_path = _rewrite_location(rule_path, path_type, raw_target, bool(use_regex))
+    if rewrite_target is not None and raw_target == location_path:
         # ingress-nginx template.go buildProxyPass: "if the path in the ingress rule is equals
         # to the target: no special rewrite" (``if path == location.Rewrite.Target { return
         # defProxyPass }``). Without this, ``path: /`` + ``rewrite-target: /`` (a common
@@ -1290,7 +1452,7 @@ def parse_route_options(
         auth_warn(regex_warning)
     if rewrite_target is not None:
         try:
-            regex = _compile_rule_path(rule_path, bool(use_regex))
+            regex = _compile_rule_path(location_path, bool(use_regex))
         except _regex.error as e:
             warnings.append(RouteWarning.on(
                 where, f"rule path {rule_path!r} is not a valid regex for rewrite-target "

@@ -76,10 +76,12 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   added and an upstream's Date passes.
 - A pooled upstream connection that turns out closed before any response byte is retried once
   on a fresh connection (Go's Transport rule), not counted as a try (nginx gives it back too)
-  but logged as one (502) and observed as a failure, as nginx does; to the router's next
-  endpoint, as any retry (nginx asks the balancer again), the same one when none is untried. The request was written to
-  it, so only one whose body we hold and that may be sent twice: an idempotent method, or any
-  when ``proxy-next-upstream`` lists ``non_idempotent`` (nginx's rule for every sent POST).
+  but logged as one (502), as nginx does, and not observed as a failure (the balancer's EWMA
+  samples the last try only, ewma.lua ``after_balance``); to the router's next endpoint, as
+  any retry (nginx asks the balancer again), the same one when none is untried. The request
+  was written to it, so only one whose body we hold and that may be sent twice: an idempotent
+  method, or any when ``proxy-next-upstream`` lists ``non_idempotent`` (nginx's rule for every
+  sent POST).
 - A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
 - The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
   from its ``OpenUpstream`` (nginx lists one per try: ``upstream_response_times`` holds every
@@ -3132,7 +3134,10 @@ class ClientConnection:
             # ("kp->original_get_peer"), and ngx_http_lua_balancer_get_peer runs ingress-nginx's
             # balance() on every get (round-robin's next turn, an untried endpoint for EWMA, a
             # moved session). The same endpoint only when the router has no untried one.
-            self._observe(req, up, now, False)
+            # Not observed (x51 s36): the endpoint did nothing wrong (it closed an idle
+            # connection), and ingress-nginx's EWMA samples only the last upstream, in the log
+            # phase (balancer/ewma.lua after_balance: "split.get_last_value(
+            # ngx.var.upstream_addr)"); tried it stays (ewma.lua balance's tried_endpoints).
             nxt = self._next_endpoint(req)
             if nxt is not None:
                 self._start_retry(req, nxt, now, pooled=False)

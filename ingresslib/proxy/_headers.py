@@ -624,6 +624,19 @@ def split_absolute_form(target: str) -> tuple[str, str]:
     return path, authority
 
 
+def _check_host_tab(fields: list[bytes]) -> None:
+    """400 for a Host line holding a tab. h11 strips a tab around a value as OWS (RFC 9112
+    §5.1); nginx strips spaces only (ngx_http_parse_header_line: ``sw_space_before_value`` /
+    ``sw_space_after_value`` take ``' '``), so the tab stays in its Host and
+    ``ngx_http_validate_host`` refuses it: "client sent invalid host header", 400 (recorded
+    against nginx 1.22: tests/test_x48_s36.py). Without this the proxy routed ``Host:
+    a.test<TAB>`` to a.test's rules, a request nginx never routes (a tab inside the value is
+    ``host_problem``'s already)."""
+    for line in fields:
+        if line[:5].lower() == b"host:" and b"\t" in line:
+            raise RemoteProxyError("invalid Host header: a tab around the value", 400)
+
+
 def check_raw_head(head: bytes, settings: ProxySettings) -> None:
     """Check one complete request head (request line to the blank line, inclusive) before h11
     sees it, for what h11 tolerates but a proxy must not (request smuggling and limits).
@@ -657,6 +670,8 @@ def check_raw_head(head: bytes, settings: ProxySettings) -> None:
         # obs-fold with one or more SP". We reject: unfolding is where parsers disagree.
         if line[:1] in (b" ", b"\t"):
             raise RemoteProxyError("obsolete line folding", 400)
+    if b"\t" in head:
+        _check_host_tab(fields)
     # Duplicate Content-Length: h11 silently merges identical values (RFC 9112 §6.3 allows
     # it); a backend might not, so any repetition or list is refused.
     low = head.lower()

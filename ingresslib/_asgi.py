@@ -219,6 +219,18 @@ def _quoted_root(root: str) -> bytes:
     return quote(root, safe=_PATH_SAFE).encode("ascii")
 
 
+def _rewrites(opts: RouteOptions, path: str) -> bool:
+    """Whether the route's rewrite-target rewrites the canonical ``path`` (the proxy sends
+    X-Forwarded-Prefix then only: template.go ``buildProxyPass`` writes it with the
+    ``rewrite``, not in the exact twin ``= /foo`` of a Prefix ``/foo`` rewritten to ``/foo``).
+    A regex past ``REWRITE_TIMEOUT`` counts as rewriting: the adapter applies no rewrite, so
+    the header is all it would have decided."""
+    try:
+        return opts.rewrite_applies(path)
+    except TimeoutError:
+        return True
+
+
 # Shared with the proxy core, so the two cannot drift apart: the reason phrases and local
 # answer bodies, the request-id generator and the header-name rules (proxy/_headers.py), the
 # route options and the redirect decision (proxy/_actions.py ``RouteOptionsSource``,
@@ -873,6 +885,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
                 if self.mount_prefix:
                     mount = plan[2]
                 prefix = plan[3]
+                if prefix is not None and not _rewrites(opts, rel):
+                    prefix = None  # the exact twin of a Prefix rewritten to itself (x56 s36)
             # Whether the ``fallback`` plays (an unrouted request, a backend no app plays): not
             # ``app is self.fallback``, as one app may be mounted for a backend and be the
             # ``fallback`` too, and then a routed request is its backend's (turn, cookie,
@@ -1114,7 +1128,8 @@ class IngressASGI(RouteOptionsSource, _MountReport):
             if "%" in mount:
                 mount = unquote(mount)
         # As the proxy sends it (ingress-nginx's buildProxyPass): only with a rewrite-target,
-        # which the adapter does not apply but the backend behind the proxy would see.
+        # which the adapter does not apply but the backend behind the proxy would see, and
+        # only for a path it rewrites (``_rewrites``, per request).
         prefix = opts.x_forwarded_prefix if opts.rewrite_target is not None else None
         plan = (m, opts, mount, None if prefix is None else prefix.encode("utf-8"))
         if len(self._plans) > 8192:

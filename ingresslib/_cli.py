@@ -286,10 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                             f"'{os.pathsep}', merged as kubectl merges them), else "
                             "~/.kube/config)")
     serve.add_argument("--no-auth-secrets", action="store_true",
-                       help="with --kubernetes: never read Opaque Secrets (the routes of "
-                            "basic/digest auth, and of an Opaque auth-tls-secret or "
-                            "proxy-ssl-secret, then answer 503, as for a missing Secret), "
-                            "save the --default-ssl-certificate one")
+                       help="with --kubernetes: never read the Secrets Ingresses name (the "
+                            "routes of basic/digest auth, and of an auth-tls-secret or "
+                            "proxy-ssl-secret not among --tls-listen's kubernetes.io/tls "
+                            "Secrets, then answer 503, as for a missing Secret), save the "
+                            "--default-ssl-certificate one")
     serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
                        help="access log on stdout: ingress-nginx's line (or the --config "
                             "ConfigMap's log-format-upstream), JSON, or none (default: text)")
@@ -359,9 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "serve (default: the generated one)")
     explain.add_argument("--no-auth-secrets", action="store_true",
                          help="answer as serve --kubernetes --no-auth-secrets would: only the "
-                              "files' kubernetes.io/tls Secrets are read (the routes of "
-                              "basic/digest auth, and of an Opaque auth-tls-secret or "
-                              "proxy-ssl-secret, answer 503, as for a missing Secret)")
+                              "files' kubernetes.io/tls Secrets are read, and none without "
+                              "--tls, --tls-listen or an https:// URL (the routes of "
+                              "basic/digest auth, and of an auth-tls-secret or "
+                              "proxy-ssl-secret not read, answer 503, as for a missing "
+                              "Secret)")
     explain.add_argument("--enable-ssl-passthrough", action="store_true",
                          help="answer as serve --enable-ssl-passthrough would: an https:// URL "
                               "of an ssl-passthrough host is piped to its '/' rule's endpoint "

@@ -1972,7 +1972,7 @@ def _proxy_annotation_warnings(table: RouteTable, res: Resources | None = None,
     # The routes ``parse_each_route`` parses once (by its key: the same annotations, rule path
     # and main rule's annotations): one regex path under two hosts is parsed for the first;
     # its path warnings are the other rule paths' too.
-    alike: dict[tuple[int, str | None, int], list[Any]] = {}
+    alike: dict[tuple[int, str | None, str | None, int], list[Any]] = {}
     for m in table.routes:
         canary = getattr(m, "canary", None)
         for r in (m,) if canary is None else (m, canary):

@@ -316,19 +316,23 @@ def _header_pairs(headers: object) -> list[tuple[str, str]]:
     return _parse_headers(out)
 
 
-def _tls_secrets_only(res: Resources, default_ssl_certificate: str | None = None
-                      ) -> Resources:
-    """``res`` as ``serve --kubernetes --no-auth-secrets`` reads the cluster: only the
-    ``kubernetes.io/tls`` Secrets (its one Secret watch, ``_kube.WATCHED_KINDS``' field
-    selector; the named Opaque ones, ``AUTH_SECRETS``, are not watched), and the
-    ``--default-ssl-certificate`` one whatever its type (watched by name:
-    ``_kube.with_default_secret``). The routes of basic/digest auth, an Opaque
+def _tls_secrets_only(res: Resources, default_ssl_certificate: str | None = None, *,
+                      https: bool = True) -> Resources:
+    """``res`` as ``serve --kubernetes --no-auth-secrets`` reads the cluster. With its HTTPS
+    listener (``https``: ``--tls-listen``), only the ``kubernetes.io/tls`` Secrets (its one
+    Secret watch, ``_kube.WATCHED_KINDS``' field selector; the named ones, ``AUTH_SECRETS``,
+    are not watched), and the ``--default-ssl-certificate`` one whatever its type (watched by
+    name: ``_kube.with_default_secret``). The routes of basic/digest auth, an Opaque
     ``auth-tls-secret`` or ``proxy-ssl-secret`` then answer as for a missing Secret (503), and
-    an Opaque ``ssl-dh-param`` is not read."""
+    an Opaque ``ssl-dh-param`` is not read. Without it no Secret at all (``_serve._watch``
+    leaves the TLS watch out, and watches the default one only with ``--tls-listen``): a
+    ``kubernetes.io/tls`` ``proxy-ssl-secret`` answers 503 too."""
     import dataclasses
 
     from ._tls import parse_secret_ref
 
+    if not https:
+        return dataclasses.replace(res, secrets=())
     default = parse_secret_ref(default_ssl_certificate) if default_ssl_certificate else None
     return dataclasses.replace(res, secrets=tuple(
         s for s in res.secrets if s.type == _TLS_SECRET_TYPE
@@ -374,8 +378,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     (``"namespace/name"`` of the Secret serve's handshake answers with when no Ingress's
     Secret does: ``"tls"``'s ``"default_certificate"``). ``no_auth_secrets``:
     ``--no-auth-secrets``, as ``serve --kubernetes --no-auth-secrets`` reads the cluster
-    (:func:`_tls_secrets_only`). A value the command refuses as a
-    usage error raises ValueError; a value of the wrong type, TypeError.
+    (:func:`_tls_secrets_only`: with an HTTPS listener, ``tls``, ``tls_listen`` or an
+    ``https://`` URL, the ``kubernetes.io/tls`` Secrets; without, none). A value the command
+    refuses as a usage error raises ValueError; a value of the wrong type, TypeError.
 
     >>> import ingresslib
     >>> res = ingresslib.parse_manifests('''
@@ -395,7 +400,7 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     >>> ingresslib.explain(res, "http://shop.example.test/")["status"]
     404
     """
-    from ._explain import (_TOKEN_RE, _client_ip, _default_ssl_certificate, _tls_port,
+    from ._explain import (_TOKEN_RE, _client_ip, _default_ssl_certificate, _scheme, _tls_port,
                            explain_url)
     from ._explain_url import UsageError, split_url
 
@@ -425,7 +430,9 @@ def explain(resources: Resources, url: str, *, method: str = "GET",
     tls_port = _tls_port(tls, tls_listen)
     _default_ssl_certificate(default_ssl_certificate)
     if no_auth_secrets:
-        resources = _tls_secrets_only(resources, default_ssl_certificate)
+        # serve's HTTPS listener: --tls / --tls-listen, or an https:// URL (one stands for it).
+        resources = _tls_secrets_only(resources, default_ssl_certificate, https=(
+            tls_port is not None or _scheme(url) == "https"))
     table = RouteTable.build(resources, ingress_class=ingress_class, controller=controller)
     info = explain_url(table, url, res=resources, method=method, headers=pairs,
                        ingress_class=ingress_class, controller=controller, client_ip=peer,

@@ -594,8 +594,9 @@ def describe_target_rewrite(answer: ProxyAnswer, target: str) -> dict[str, Any] 
     ``RouteOptions.rewrite_uri`` (the call ``ClientConnection`` makes on the canonical path,
     the query and the target as received), so that it holds without a ready endpoint too,
     where the core sends nothing. ``{"target", "applies", "redirect", "upstream_uri",
-    "sent"}``, and ``x_forwarded_prefix`` when set. ``applies`` False: the rule regex does
-    not match the path, and nginx's ``rewrite`` does nothing (the path goes up unchanged);
+    "sent"}``, and ``x_forwarded_prefix`` when set and sent (the rewrite applies).
+    ``applies`` False: the rule regex does not match the path, and nginx's ``rewrite`` does
+    nothing (the path goes up unchanged);
     ``redirect``: a URL target, whose 302 is the verdict's Location (``upstream_uri`` None
     when it applies); ``sent``: the core did send the request (its request line carries
     ``upstream_uri``). None: no rewrite-target (or one ingress-nginx drops: the rule path
@@ -614,8 +615,10 @@ def describe_target_rewrite(answer: ProxyAnswer, target: str) -> dict[str, Any] 
             out["upstream_uri"] = opts.rewrite_uri(canon, query, target)
     except TimeoutError:  # REWRITE_TIMEOUT: PCRE's match limit; the proxy answers 500
         out["timeout"] = True
-    if opts.x_forwarded_prefix is not None and not (out["redirect"] and out["applies"]):
-        # Sent with any rewrite-target, applied or not (``ClientConnection``'s upstream head).
+    if opts.x_forwarded_prefix is not None and out["applies"] and not out["redirect"]:
+        # Sent with a rewrite that applies (``ClientConnection``'s upstream head): not from
+        # the exact twin ``= /foo`` of a Prefix ``/foo`` rewritten to ``/foo``, whose
+        # buildProxyPass is the bare proxy_pass (x56 s36).
         out["x_forwarded_prefix"] = opts.x_forwarded_prefix
     return out
 

@@ -29,9 +29,12 @@ named later) are ``_kube_auth``'s bookkeeping; the watcher lists and watches the
 while some served Ingress names one. The two watches of Secrets (``type: kubernetes.io/tls``,
 ``type: Opaque``) each own the Secrets of their type in the store (``ResourceStore``'s
 ``where``): their resource versions are not comparable, so neither replaces, deletes or
-clears the errors of the other's. ``with_default_secret`` adds a third, of serve's
-``--default-ssl-certificate`` Secret by name when it is of another type than
-``kubernetes.io/tls`` (``named_secret``), which the Opaque watch leaves to it (``leaves``).
+clears the errors of the other's. Without the TLS watch (``serve`` without ``--tls-listen``),
+``AUTH_TLS_SECRETS`` takes its place for the named ``kubernetes.io/tls`` Secrets alone, one
+more watch served by the Opaque one's bookkeeping (``with_auth_secrets``).
+``with_default_secret`` adds a third, of serve's ``--default-ssl-certificate`` Secret by name
+when it is of another type than ``kubernetes.io/tls`` (``named_secret``), which the Opaque
+watch leaves to it (``leaves``).
 
 The ConfigMaps (``CONFIG_MAPS``) are watched likewise only while one is named
 (``wants_config_maps``: an Ingress's ``custom-headers``; ``serve`` adds its ``--config``
@@ -72,7 +75,8 @@ from ._store import EVENT_TYPES, ResourceStore
 
 __all__ = ["ClusterWatcher", "WatchStats", "Backoff", "watch_cluster", "WATCHED_KINDS",
            "AUTH_SECRETS", "CONFIG_MAPS", "names_config_maps", "auth_secret_refs", "load_kube_config", "cluster_client",
-           "ExecCredentialError", "named_secret", "with_default_secret"]
+           "ExecCredentialError", "named_secret", "with_default_secret", "AUTH_TLS_SECRETS",
+           "with_auth_secrets"]
 
 _log = logging.getLogger("ingresslib.kube")
 
@@ -145,9 +149,9 @@ class _Kind:
     #: ``(namespace, name)`` of objects this watch's selectors match but another watch owns
     #: (``with_default_secret``): left alone by its lists, deletes and errors.
     leaves: frozenset[tuple[str, str]] = frozenset()
-    #: The first table waits for its first list attempt only, not a success (``named_secret``:
-    #: a Role of the watched namespace may not grant the Secret's, and nothing else may wait
-    #: on it).
+    #: The first table waits for its first list, or its refusal (401 / 403), not for a success
+    #: after a refusal (``named_secret``: a Role of the watched namespace may not grant the
+    #: Secret's, and nothing else may wait on it).
     optional: bool = False
 
     @property
@@ -187,6 +191,28 @@ AUTH_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": "Opaque"},
 CONFIG_MAPS = _Kind("ConfigMap", "v1", "core_v1", True, gated=True)
 
 _TLS_TYPE = "kubernetes.io/tls"
+
+#: The ``kubernetes.io/tls`` Secrets the served Ingresses name (``proxy-ssl-secret``,
+#: ``auth-tls-secret``: what cert-manager and ``kubectl create secret tls`` make), for a
+#: watcher without ``WATCHED_KINDS``' TLS watch (``serve`` without ``--tls-listen``): a second
+#: watch of named Secrets, beside ``AUTH_SECRETS`` and sharing its bookkeeping (which names are
+#: wanted; only those are kept). :func:`with_auth_secrets` adds it when no TLS watch runs.
+AUTH_TLS_SECRETS = _Kind("Secret", "v1", "core_v1", True, fields={"type": _TLS_TYPE},
+                         label="auth TLS Secret", auth=True)
+
+
+def with_auth_secrets(kinds: tuple[_Kind, ...]) -> tuple[_Kind, ...]:
+    """``kinds`` reading the Secrets the served Ingresses name, as ingress-nginx does whatever
+    their type (internal/ingress/controller/store/store.go: its Secret informer lists every
+    type; ``syncSecret`` and ``GetAuthCertificate`` read the Secret the authtls / proxyssl
+    annotation parsers name): ``AUTH_SECRETS`` (Opaque), and ``AUTH_TLS_SECRETS`` when no watch
+    of ``kinds`` already brings every ``kubernetes.io/tls`` Secret (two watches never own one
+    object). Two types only: field selectors cannot say "Opaque or kubernetes.io/tls", and
+    listing every type would read every other Secret (service account tokens, Helm
+    releases) only to drop it."""
+    tls_watched = any(k.kind == "Secret" and not k.auth
+                      and dict(k.fields or {}) == {"type": _TLS_TYPE} for k in kinds)
+    return (*kinds, AUTH_SECRETS) if tls_watched else (*kinds, AUTH_SECRETS, AUTH_TLS_SECRETS)
 
 
 def named_secret(namespace: str, name: str, label: str = "default Secret") -> _Kind:
@@ -243,6 +269,15 @@ def _model_test(spec: _Kind) -> Callable[[Any], bool] | None:
         return _fields_match(spec, obj)
 
     return test
+
+
+def _any_test(specs: tuple[_Kind, ...]) -> Callable[[Any], bool] | None:
+    """Which stored objects are one of ``specs``' watches' (:func:`_model_test` of each);
+    None: every object of the kind."""
+    tests = [_model_test(spec) for spec in specs]
+    if any(test is None for test in tests):
+        return None
+    return lambda obj: any(test(obj) for test in tests if test is not None)
 
 
 def _field(obj: Any, path: str) -> Any:
@@ -600,15 +635,17 @@ def _rbac_resource(spec: _Kind) -> tuple[str, str]:
     return info.plural, info.resource.group
 
 
-def _rbac_fix(plural: str, group: str, namespace: str | None) -> str:
+def _rbac_fix(plural: str, group: str, namespace: str | None, name: str | None = None) -> str:
     """The rule to add for a refused ``plural``, as a Role or ClusterRole writes it (the verbs of
     examples/deploy/rbac.yaml), and which of the two may hold it: a ClusterRole for
     cluster-wide reads and cluster-scoped kinds (``namespace`` None; a Role cannot grant
-    ingressclasses), a Role in the one namespace watched otherwise."""
+    ingressclasses), a Role in the one namespace watched otherwise. ``name``: the one object a
+    watch by name reads (``named_secret``), which ``resourceNames`` grants alone."""
     holder = (f"a Role in namespace {namespace} (or a ClusterRole)" if namespace else
               "a ClusterRole (with a ClusterRoleBinding)")
-    return (f'add the rule {{apiGroups: ["{group}"], resources: ["{plural}"], verbs: ["get", '
-            f'"list", "watch"]}} to {holder} bound to this ServiceAccount or user')
+    names = f', resourceNames: ["{name}"]' if name else ""
+    return (f'add the rule {{apiGroups: ["{group}"], resources: ["{plural}"]{names}, verbs: '
+            f'["get", "list", "watch"]}} to {holder} bound to this ServiceAccount or user')
 
 
 def _selectors(spec: _Kind) -> dict[str, Any]:
@@ -878,6 +915,8 @@ class ClusterWatcher:
     receipt, one that stops being named is dropped from the store, and one newly named is
     fetched by name (``get``). The first snapshot waits for that watch's first list
     attempt only: a failing one (RBAC) leaves the routes answering 503, as a missing Secret.
+    :data:`AUTH_TLS_SECRETS` beside it (:func:`with_auth_secrets`) does the same for the named
+    ``kubernetes.io/tls`` Secrets, with the same bookkeeping (one ``get`` whatever the type).
 
     With :data:`CONFIG_MAPS` among ``kinds``, the ConfigMaps of the watched namespace(s) are
     listed and watched while ``wants_config_maps(resources)`` is true (default:
@@ -937,10 +976,12 @@ class ClusterWatcher:
         #: Asked of the server per watch: a random value in [min, 2 * min) seconds.
         self.min_watch_timeout = min_watch_timeout
         self.auth_refs = auth_refs if auth_refs is not None else all_auth_refs
-        auth_spec = next((k for k in kinds if k.auth), None)
-        #: The bookkeeping of the basic-auth Secrets, when they are watched.
-        self._auth = None if auth_spec is None else AuthSecrets(
-            self.store, _AuthHooks(self, auth_spec), where=_model_test(auth_spec))
+        auth_specs = tuple(k for k in kinds if k.auth)
+        #: The bookkeeping of the named Secrets (one for their watches: ``AUTH_SECRETS``, and
+        #: ``AUTH_TLS_SECRETS``), when they are watched.
+        self._auth = None if not auth_specs else AuthSecrets(
+            self.store, _AuthHooks(self, auth_specs), where=_any_test(auth_specs),
+            watches=[k.name for k in auth_specs])
         #: Whether the ConfigMaps (``CONFIG_MAPS``, a ``gated`` kind) are to be watched, asked
         #: of each snapshot before it is delivered.
         self.wants_config_maps = (wants_config_maps if wants_config_maps is not None
@@ -951,7 +992,7 @@ class ClusterWatcher:
         self._gate_off = asyncio.Event()
         self._gate_off.set()
         self._gate_tried = False
-        #: The ``optional`` kinds whose first list has been tried.
+        #: The ``optional`` kinds whose first list was refused.
         self._tried: set[str] = set()
         self._run_client: Any = None
         #: The API server's URL (the config's), named when a list or watch fails.
@@ -1119,14 +1160,20 @@ class ClusterWatcher:
                 if rv is None:
                     try:
                         rv = await self._list(client, res, spec, gvk, ns, sel)
+                    except Exception as exc:
+                        if (spec.optional and spec.name not in self._tried
+                                and _status_code(exc) in (401, 403)):
+                            # Refused (a Role that does not reach that namespace): the first
+                            # table goes without it; a transient failure (a 500, a cut
+                            # connection) holds it back as for every kind (x56, s36).
+                            self._tried.add(spec.name)
+                            self._dirty.set()
+                        raise
                     finally:
                         if auth is not None:
-                            auth.tried()
+                            auth.tried(spec.name)
                         if spec.gated and not self._gate_tried:
                             self._gate_tried = True  # the first table waits for this only
-                            self._dirty.set()
-                        if spec.optional and spec.name not in self._tried:
-                            self._tried.add(spec.name)  # as for the gated kind
                             self._dirty.set()
                     if not unreached:
                         failures = 0
@@ -1158,7 +1205,7 @@ class ClusterWatcher:
                         # Outside the selection: what the API server reports as DELETED when
                         # an object stops matching a selector.
                         self._apply("DELETED", obj, gvk, where)
-                    elif auth is not None and not auth.admit(etype, obj):
+                    elif auth is not None and not auth.admit(etype, obj, spec.name):
                         pass  # a Secret no served Ingress names: dropped, never cached
                     else:
                         self._apply(etype, obj, gvk, where)
@@ -1297,7 +1344,7 @@ class ClusterWatcher:
         _log.debug("listed %d %s at resourceVersion %s", len(items), spec.name, rv)
         self._listed.add(spec.name)
         if auth is not None:
-            auth.listed()
+            auth.listed(spec.name)
         self._dirty.set()
         return rv
 
@@ -1355,12 +1402,13 @@ class ClusterWatcher:
             plural, group = _rbac_resource(spec)
             namespace = self._namespace_of(spec)
             scope = f"in namespace {namespace}" if namespace else "cluster-wide"
+            by_name = (spec.fields or {}).get("metadata.name")
             if code == 401:
                 fix = (f"the API server did not accept the credentials for the {phase} of "
                        f"{plural} (token, client certificate, kubeconfig user)")
             else:
                 fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: '
-                       f"{_rbac_fix(plural, group, namespace)}")
+                       f"{_rbac_fix(plural, group, namespace, by_name)}")
             _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.name, what, detail, fix)
         else:
             # Which server: a refused or unresolvable one says nothing else ("All connection
@@ -1440,15 +1488,16 @@ class ClusterWatcher:
 
 class _AuthHooks:
     """What ``AuthSecrets`` asks of the watcher (``_kube_auth.AuthWatch``): its client, counters,
-    backoff and flusher, for the watch of ``spec`` (``AUTH_SECRETS``)."""
+    backoff and flusher, for the watches of ``specs`` (``AUTH_SECRETS``, ``AUTH_TLS_SECRETS``:
+    Secrets all, one resource to ``get`` from)."""
 
-    __slots__ = ("_watcher", "_spec", "_gvk", "_where")
+    __slots__ = ("_watcher", "_spec", "_specs")
 
-    def __init__(self, watcher: ClusterWatcher, spec: _Kind) -> None:
+    def __init__(self, watcher: ClusterWatcher, specs: tuple[_Kind, ...]) -> None:
         self._watcher = watcher
-        self._spec = spec
-        self._gvk = f"{spec.api_version}/{spec.kind}"
-        self._where = _model_test(spec)
+        #: What ``get`` reads and its failures are logged as (every one is a Secret).
+        self._spec = specs[0]
+        self._specs = specs
 
     def refs(self, res: Resources) -> AbstractSet[tuple[str, str]]:
         return self._watcher.auth_refs(res)
@@ -1467,9 +1516,20 @@ class _AuthHooks:
         return True
 
     def keep(self, obj: Any) -> None:
-        # Not a Secret of the watched type: the watch would never follow it.
-        if _wrong_object(self._spec, obj) is None and _selected(self._spec, obj):
-            self._watcher._apply("ADDED", obj, self._gvk, self._where)
+        # Not a Secret of a watched type: no watch would ever follow it.
+        spec = self._owner(obj)
+        if spec is not None:
+            self._watcher._apply("ADDED", obj, f"{spec.api_version}/{spec.kind}",
+                                 _model_test(spec))
+
+    def owner(self, obj: Any) -> str | None:
+        spec = self._owner(obj)
+        return None if spec is None else spec.name
+
+    def _owner(self, obj: Any) -> _Kind | None:
+        """The watch whose selection ``obj`` (a fetched Secret) is."""
+        return next((spec for spec in self._specs
+                     if _wrong_object(spec, obj) is None and _selected(spec, obj)), None)
 
     def retry_delay(self, failures: int) -> float:
         return self._watcher.backoff.delay(failures, self._watcher._rng)

@@ -10,6 +10,12 @@ after its watch listed (the list dropped it then), a failed ``get`` again after 
 Once no Ingress names one any more, the watch stops (``idle``) until one is named again, when
 it lists afresh.
 
+One ``AuthSecrets`` serves every watch of named Secrets (``watches``: one per type, the
+Opaque ones, and the ``kubernetes.io/tls`` ones when no TLS watch runs): the names wanted are
+worked out once, a newly named Secret is fetched once whatever its type, and what each watch
+has listed or heard is its own (a list of Opaque Secrets says nothing of a
+``kubernetes.io/tls`` one: its ``get`` still under way, or to be retried, is kept).
+
 It does no I/O of its own: ``ClusterWatcher`` lists and watches, and serves the hooks of
 ``AuthWatch`` (the ``get``, the counters, the backoff, waking the flusher).
 """
@@ -96,6 +102,10 @@ class AuthWatch(Protocol):
     def keep(self, obj: Any) -> None:
         """Store a fetched Secret, if it is one the watch would keep (the watched type)."""
 
+    def owner(self, obj: Any) -> str | None:
+        """The name of the watch (of ``AuthSecrets``' ``watches``) whose selection a fetched
+        Secret is, or None (another type: no watch would follow it)."""
+
     def retry_delay(self, failures: int) -> float:
         """The backoff before the next try, after ``failures`` in a row."""
 
@@ -123,21 +133,25 @@ def refs_changed(key: object) -> None:
 
 
 class AuthSecrets:
-    """The named auth Secrets of one watch of Opaque Secrets.
+    """The named auth Secrets of the watches of named Secrets (``watches``: their names; one
+    watch of Opaque Secrets by default).
 
-    The watch calls ``admit``/``wants`` on what it receives, ``tried`` after its first list
-    attempt, ``listed`` after each list; it waits for ``started`` before reading any Secret,
-    and stops when ``idle`` is set (no Secret named any more), to start again with a list.
-    The flusher calls ``refresh`` before each snapshot and holds the first one back until
-    ``ready`` (later ones are not held: a Secret that comes late answers 503 meanwhile).
+    Each watch calls ``admit``/``wants`` on what it receives, ``tried`` after its first list
+    attempt, ``listed`` after each list, naming itself; they wait for ``started`` before
+    reading any Secret, and stop when ``idle`` is set (no Secret named any more), to start
+    again with a list. The flusher calls ``refresh`` before each snapshot and holds the first
+    one back until ``ready`` (later ones are not held: a Secret that comes late answers 503
+    meanwhile).
     """
 
     def __init__(self, store: ResourceStore, watch: AuthWatch, *,
-                 where: Callable[[Any], bool] | None = None) -> None:
+                 where: Callable[[Any], bool] | None = None,
+                 watches: Iterable[str] = ("",)) -> None:
         self._store = store
         self._watch = watch
-        #: Which stored Secrets are this watch's (``ResourceStore.apply``'s ``where``).
+        #: Which stored Secrets are these watches' (``ResourceStore.apply``'s ``where``).
         self._where = where
+        self._watches = frozenset(watches)
         #: ``(namespace, name)`` of the auth Secrets kept, and the Ingresses they come from.
         self._wanted: frozenset[Ref] = frozenset()
         self._refs_from: Any = None
@@ -146,13 +160,16 @@ class AuthSecrets:
         #: Set while none is (the opposite of ``started``): the watch stops.
         self.idle = asyncio.Event()
         self.idle.set()
-        #: Its first list was attempted (succeeded or not): the first snapshot waits for that.
-        self._tried = False
-        #: It listed at least once: a Secret named since was dropped by that list.
-        self._listed = False
-        #: Wanted Secrets a watch event or list has spoken for since they became wanted: a
-        #: ``get`` that answers later must not overwrite what they said (it may be older).
-        self._heard: set[Ref] = set()
+        #: The watches whose first list was attempted (succeeded or not): the first snapshot
+        #: waits for every one.
+        self._tried: set[str] = set()
+        #: The watches that listed at least once since started: a Secret named since was
+        #: dropped by those lists.
+        self._listed: set[str] = set()
+        #: Per watch, the wanted Secrets its events or lists have spoken for since they became
+        #: wanted: a ``get`` that answers later must not overwrite what they said (it may be
+        #: older). Per watch: a Secret's type (which watch follows it) is known only once read.
+        self._heard: dict[str, set[Ref]] = {w: set() for w in self._watches}
         #: Wanted Secrets whose ``get`` failed: tried again after the backoff (``_get_failures``
         #: in a row).
         self._pending: set[Ref] = set()
@@ -169,37 +186,40 @@ class AuthSecrets:
         """Whether ``obj`` (a list item) is a Secret a served Ingress names."""
         return _ref_of(obj) in self._wanted
 
-    def admit(self, etype: str, obj: Any) -> bool:
-        """Whether a watch event goes to the store: an ADDED or MODIFIED only for a named
-        Secret (any other is dropped, never cached), which it then speaks for."""
+    def admit(self, etype: str, obj: Any, watch: str = "") -> bool:
+        """Whether an event of ``watch`` goes to the store: an ADDED or MODIFIED only for a
+        named Secret (any other is dropped, never cached), which it then speaks for."""
         ref = _ref_of(obj)
         if ref in self._wanted:
-            self._heard.add(ref)
+            self._heard[watch].add(ref)
             return True
         return etype not in ("ADDED", "MODIFIED")
 
-    def tried(self) -> None:
-        """The first list was attempted, even if it failed: the first snapshot waits no longer
-        (the routes answer 503 until the Secrets come, as if missing)."""
-        if not self._tried:
-            self._tried = True
+    def tried(self, watch: str = "") -> None:
+        """The first list of ``watch`` was attempted, even if it failed: the first snapshot
+        waits no longer for it (the routes answer 503 until the Secrets come, as if
+        missing)."""
+        if watch not in self._tried:
+            self._tried.add(watch)
             self._watch.wake()
 
-    def listed(self) -> None:
-        """A list was stored: it speaks for every Secret wanted now (a ``get`` still under way
-        is older)."""
+    def listed(self, watch: str = "") -> None:
+        """A list of ``watch`` was stored: it speaks for every Secret of its type wanted now (a
+        ``get`` still under way is older). A failed ``get`` is forgotten once every watch
+        has spoken for its Secret (the one of its type brought it, whichever that is)."""
         if not self.started.is_set():
             return  # the list of a watch that is being stopped: it speaks for nothing
-        self._heard |= self._wanted
-        self._pending.clear()
-        self._listed = True
+        self._heard[watch] |= self._wanted
+        self._pending = {ref for ref in self._pending
+                         if not all(ref in heard for heard in self._heard.values())}
+        self._listed.add(watch)
 
     # -- the flusher's side ------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """No Secret is named, or the first list of them was attempted."""
-        return not self._wanted or self._tried
+        """No Secret is named, or the first list of each watch of them was attempted."""
+        return not self._wanted or self._tried >= self._watches
 
     async def refresh(self) -> None:
         """Re-read which Secrets the Ingresses name (after a change of Ingresses or classes):
@@ -229,7 +249,7 @@ class AuthSecrets:
         gone, new = self._wanted - wanted, wanted - self._wanted
         self._wanted = wanted
         for ns, name in sorted(gone):
-            self._heard.discard((ns, name))
+            self._forget((ns, name))
             self._pending.discard((ns, name))
             # No longer named by a served Ingress: out of the process's memory too.
             self._store.apply("DELETED", {"metadata": {"name": name, "namespace": ns}},
@@ -248,15 +268,22 @@ class AuthSecrets:
     def _stop(self) -> None:
         """No Secret is named any more: the watch stops (it would bring every Opaque Secret's
         events only to drop them), and forgets what it heard: started again, it lists."""
-        _log.info("no served Ingress names a basic-auth Secret; stopping the auth Secret watch")
+        _log.info("no served Ingress names a Secret (auth, auth-tls, proxy-ssl); stopping the "
+                  "watch of named Secrets")
         self.started.clear()
         self.idle.set()
         self.cancel()
-        self._listed = False
-        self._heard.clear()
+        self._listed.clear()
+        for heard in self._heard.values():
+            heard.clear()
         self._pending.clear()
         self._get_failures = 0
         self._get_retry_at = 0.0
+
+    def _forget(self, ref: Ref) -> None:
+        """No watch has spoken for ``ref`` since now."""
+        for heard in self._heard.values():
+            heard.discard(ref)
 
     def cancel(self) -> None:
         for task in self._tasks:
@@ -290,7 +317,7 @@ class AuthSecrets:
         """``get`` each of ``refs``, off the flusher (a slow answer holds back no swap)."""
         failed = False
         for ref in sorted(refs):
-            self._heard.discard(ref)
+            self._forget(ref)
             self._pending.discard(ref)
             try:
                 obj = await self._watch.get(*ref)
@@ -300,8 +327,11 @@ class AuthSecrets:
                 self._pending.add(ref)
                 failed = True
                 continue
-            if ref not in self._wanted or ref in self._heard:
-                # No longer named, or already spoken for by the watch (which is newer).
+            owner = self._watch.owner(obj)
+            if ref not in self._wanted or (owner is not None
+                                           and ref in self._heard.get(owner, ())):
+                # No longer named, or already spoken for by the watch of its type (which is
+                # newer).
                 continue
             self._watch.keep(obj)
         if not failed:

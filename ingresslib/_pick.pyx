@@ -482,10 +482,14 @@ cdef class HashPick:
     cdef bytes _points                 # the ring's points (no sentinel), native uint32, sorted
     cdef bytes _owners                 # the owner of each point (a decision index)
 
-    def __init__(self, backend, int kind, hname, bytes table not None, int shift,
+    def __init__(self, backend, int kind, hname, bytes table not None, shift,
                  tuple decisions not None, h11_headers, bytes points not None,
                  bytes owners not None):
         cdef Py_ssize_t i
+        if not isinstance(shift, int):
+            # A C int parameter would take 24.0 (and 24.5) through __int__; the pure twin
+            # cannot shift by a float: both refuse it.
+            raise TypeError("shift must be an int")
         if kind not in (1, 2, 3) or not 0 <= shift <= 32:
             raise ValueError("kind must be 1, 2 or 3 and shift in 0 .. 32")
         if kind == 3 and not isinstance(hname, bytes):

@@ -311,6 +311,8 @@ class HashPick:
     def __init__(self, backend: Any, kind: int, hname: bytes | None, table: bytes, shift: int,
                  decisions: tuple[Any, ...], h11_headers: Any, points: bytes,
                  owners: bytes) -> None:
+        if not isinstance(shift, int):
+            raise TypeError("shift must be an int")  # as the compiled twin
         if kind not in (1, 2, 3) or not 0 <= shift <= 32:
             raise ValueError("kind must be 1, 2 or 3 and shift in 0 .. 32")
         if kind == 3 and not isinstance(hname, bytes):

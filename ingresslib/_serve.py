@@ -647,8 +647,8 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
     """``serve --kubernetes``: the cluster is the source (SEMANTICS §11). Each debounced snapshot
     is built off the loop and swapped in; an invalid object keeps its last valid version (the
     store's rule), so one bad edit never takes the table down."""
-    from ._kube import (AUTH_SECRETS, CONFIG_MAPS, WATCHED_KINDS, ClusterWatcher,
-                        auth_secret_refs, names_config_maps, with_default_secret)
+    from ._kube import (CONFIG_MAPS, WATCHED_KINDS, ClusterWatcher, auth_secret_refs,
+                        names_config_maps, with_auth_secrets, with_default_secret)
 
     loop = asyncio.get_running_loop()
     swap = lock if lock is not None else threading.Lock()
@@ -702,14 +702,18 @@ async def _watch(args: argparse.Namespace, server: Any, store: Any, metrics: Any
 
     # TLS Secrets are read for HTTPS only (certificates by SNI). Without --tls-listen they are
     # not watched at all: no certificate Secret is ever fetched (least privilege: the Role may
-    # leave Secrets out), and a denied Secret list cannot hold back the first table.
+    # leave Secrets out), and a denied Secret list cannot hold back the first table; only the
+    # ones a served Ingress names (proxy-ssl-secret, auth-tls-secret) come, with the named
+    # Secrets below.
     kinds = WATCHED_KINDS if store is not None else tuple(
         k for k in WATCHED_KINDS if k.kind != "Secret")
     if not getattr(args, "no_auth_secrets", False):
-        # The Secrets of auth-type: basic, as from files: read only once a served Ingress names
-        # one, and only those (every other Opaque Secret is dropped on receipt). Without it
+        # The Secrets the served Ingresses name (auth-secret, auth-tls-secret,
+        # proxy-ssl-secret), as from files: read only once one is named, and only those (every
+        # other is dropped on receipt); the Opaque ones, and without the TLS watch the
+        # kubernetes.io/tls ones too (``_kube.with_auth_secrets``). Without it
         # (--no-auth-secrets) those routes answer 503, as for a missing Secret.
-        kinds = (*kinds, AUTH_SECRETS)
+        kinds = with_auth_secrets(kinds)
     # ConfigMaps (custom-headers, the --config ConfigMap's add-headers / proxy-set-headers):
     # watched only while a served Ingress or the --config ConfigMap names one.
     kinds = (*kinds, CONFIG_MAPS)

@@ -366,7 +366,9 @@ class _Entry:
         # The canonical path's slash, not the written one's: "/foo/%2e" (a valid Prefix path)
         # and "/foo/." are "/foo/", and beat "/foo" as "/foo/" does (the rules are compared
         # and matched in their canonical form; a dot segment never removes the last slash).
-        if not self.canonical.endswith("/") or self.canonical == "/":
+        # "/" needs no case of its own: it is the only canonical path of its slot (key "",
+        # repeated slashes are resolved), so whatever it adds, it adds to every candidate there.
+        if not self.canonical.endswith("/"):
             rank += _NO_SLASH_RANK
         return rank
 

@@ -131,7 +131,7 @@ def test_explain_says_what_the_core_sends() -> None:
 
 def test_x_forwarded_prefix_goes_with_the_rewrite() -> None:
     # buildProxyPass writes "proxy_set_header X-Forwarded-Prefix" with the rewrite of the
-    # /foo/ location (README's row: ingresslib also sends it for the twin /foo).
+    # /foo/ location; the twin /foo sends none (tests/test_x56_s36.py).
     ann = {TARGET: "/foo", PREFIX + "x-forwarded-prefix": "/pre"}
     pair = ProxyPair([Route("/foo", annotations=ann)])
     pair.send(b"GET /foo/bar HTTP/1.1\r\n" + H + b"\r\n")

@@ -669,12 +669,19 @@ def server_owners(served: Any) -> dict[str, Any]:
     return owners
 
 
-def parse_key(route: Any, main: Mapping[str, str] | None) -> tuple[int, str | None, int]:
+#: ``parse_key``'s key: (annotations' id, rule path, path type, main annotations' id).
+ParseKey = tuple[int, str | None, str | None, int]
+
+
+def parse_key(route: Any, main: Mapping[str, str] | None) -> ParseKey:
     """What :func:`parse_each_route` parses a route once by: its annotations (the object,
-    one per Ingress), its rule path, and for a canary parsed with its main rule's
-    annotations (``main``) those; routes with the same key get the same warnings
-    (``ingresslib check`` names each rule path of such a group)."""
-    return id(route.annotations), route.path, id(main)
+    one per Ingress), its rule path and path type, and for a canary parsed with its main
+    rule's annotations (``main``) those; routes with the same key get the same warnings
+    (``ingresslib check`` names each rule path of such a group). The path type counts: a
+    Prefix ``/a+b`` rewritten to ``/a+b`` rewrites (its ``/a+b/`` location,
+    ``_rewrite_location``) and is reported a regex, an Exact ``/a+b`` in the same Ingress
+    does not; keyed without it, the one parsed first spoke for both (x56 s36)."""
+    return id(route.annotations), route.path, getattr(route, "path_type", None), id(main)
 
 
 def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
@@ -692,7 +699,7 @@ def parse_each_route(routes: Any, parse: Callable[[Any], RouteOptions], *,
     as a ``_ServerLocation``: its annotations apply to every path of the host no rule covers
     (an invalid allowlist there answers 503), and are read nowhere else. An owner with routes
     was parsed with them (the same annotations, the same warnings)."""
-    done: set[tuple[int, str | None, int]] = set()
+    done: set[ParseKey] = set()
     for m in routes:
         canary = getattr(m, "canary", None)
         for route in (m,) if canary is None else (m, canary):

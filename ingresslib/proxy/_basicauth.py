@@ -344,7 +344,8 @@ class BasicAuth:
             return
         if secret is None:
             self._deny(f"auth-secret {key}: no such Secret (serve --kubernetes reads only "
-                       "Opaque auth Secrets, none with --no-auth-secrets); the routes answer "
+                       "the Opaque and kubernetes.io/tls Secrets Ingresses name, none with "
+                       "--no-auth-secrets); the routes answer "
                        "503, as ingress-nginx "
                        "denies the location (\"unexpected error reading secret\")")
             return

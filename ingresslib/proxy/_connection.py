@@ -2213,9 +2213,11 @@ class ClientConnection:
             # X-Forwarded-Prefix only with a rewrite, as ingress-nginx: template.go
             # buildProxyPass writes "proxy_set_header X-Forwarded-Prefix" inside "if
             # len(location.Rewrite.Target) > 0 {", after "if path == location.Rewrite.Target {
-            # return defProxyPass }" (parse_route_options clears such a target). A client's
-            # own X-Forwarded-Prefix is dropped either way (request_header_kind).
-            if opts.x_forwarded_prefix is not None:
+            # return defProxyPass }" (parse_route_options clears such a target); and only for
+            # a request the rewrite applies to: Prefix /foo rewritten to /foo sends none for
+            # /foo, its exact twin's bare proxy_pass (x56 s36). A client's own
+            # X-Forwarded-Prefix is dropped either way (request_header_kind).
+            if opts.x_forwarded_prefix is not None and opts.rewrite_applies(req.path):
                 # UTF-8, the bytes nginx.conf would hold (latin-1 cannot encode every value).
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)

@@ -357,15 +357,27 @@ class FakeKube:
 
 
 def _selector(query: dict[str, str], namespace: str | None) -> Callable[[dict[str, Any]], bool]:
-    fields = dict(t.split("=", 1) for t in query.get("fieldSelector", "").split(",") if "=" in t)
+    """The list / watch selection as the API server makes it: the namespace, each field selector
+    term (a dotted path such as ``type`` or ``metadata.name``, ``=`` or ``!=``) and each label
+    that must exist (session 36: the watch of one Secret by name, x52)."""
+    terms = [t for t in query.get("fieldSelector", "").split(",") if t]
     labels = [t for t in query.get("labelSelector", "").split(",") if t]
+
+    def value(obj: dict[str, Any], path: str) -> Any:
+        cur: Any = obj
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        return cur
 
     def accept(obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
         if namespace is not None and meta.get("namespace") != namespace:
             return False
-        if "type" in fields and obj.get("type") != fields["type"]:
-            return False
+        for term in terms:
+            negated = "!=" in term
+            path, want = term.split("!=" if negated else "=", 1)
+            if (value(obj, path) == want) == negated:
+                return False
         obj_labels = meta.get("labels") or {}
         return all(lbl in obj_labels for lbl in labels)
 

@@ -13,7 +13,7 @@ named Secrets, ``type=kubernetes.io/tls``, runs beside it (``_kube.with_auth_sec
 With ``--tls-listen`` the TLS watch brings them, as before, and nothing else is listed.
 
 The fake API server runs on 127.0.0.1, its field selector honouring ``type`` (``=``, ``!=``)
-and ``metadata.name`` as the API server does (test_x52_s36's ``_selector``).
+and ``metadata.name`` as the API server does (tests/_fake_kube.py's ``_selector``).
 """
 
 from __future__ import annotations
@@ -29,18 +29,12 @@ import pytest
 import pytest_asyncio
 import trustme
 
-import _fake_kube
 from _fake_kube import FakeKube, kubeconfig_dict
-from test_x52_s36 import _secret, _selector
+from test_x52_s36 import _secret
 
 P = "nginx.ingress.kubernetes.io/"
 NS = "shop"
 TLS = "kubernetes.io/tls"
-
-
-@pytest.fixture(autouse=True)
-def _api_server_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fake_kube, "_selector", _selector)
 
 
 @pytest.fixture(scope="module")

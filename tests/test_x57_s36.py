@@ -27,19 +27,13 @@ import pytest
 import pytest_asyncio
 import trustme
 
-import _fake_kube
 from _fake_kube import FakeKube, kubeconfig_dict
-from test_x52_s36 import _secret, _selector
+from test_x52_s36 import _secret
 from test_x55_s36 import (_backend_secret, _http_only_kinds, _https_backend, _ingress,
                           _objects, _stored)
 
 NS = "shop"
 TLS = "kubernetes.io/tls"
-
-
-@pytest.fixture(autouse=True)
-def _api_server_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fake_kube, "_selector", _selector)
 
 
 @pytest.fixture(scope="module")

@@ -448,11 +448,17 @@ class RouteOptions:
         the URI and "if (r->args.len > 0) { *b->last++ = '?'; ...": ``/old?`` rewritten to
         ``/new`` goes up as ``/new``, not ``/new?``. ``request_uri``: the request target as
         received (``_escapes_captures``); None: ``path`` stands in for it."""
+        return self.rewrite_upstream(path, query, request_uri)[0]
+
+    def rewrite_upstream(self, path: str, query: str | None, request_uri: str | None = None
+                         ) -> tuple[str, bool]:
+        """:meth:`rewrite_uri` and :meth:`rewrite_applies` from one match of the rule regex:
+        the proxy asks both of each request with an ``x-forwarded-prefix``."""
         new = self._rewritten(path, path if request_uri is None else request_uri)
         if new is None:
-            return path if query is None else f"{path}?{query}"
+            return (path if query is None else f"{path}?{query}"), False
         assert self.rewrite_target is not None  # (a rewrite took place)
-        return _with_args(new, query, not self.rewrite_target.endswith("?"))
+        return _with_args(new, query, not self.rewrite_target.endswith("?")), True
 
     def _captures(self, path: str) -> tuple[str, tuple[str | None, ...]] | None:
         """The rewrite-target and the rule regex's groups on a canonical ``path``, each group
@@ -1050,9 +1056,8 @@ def _regex_trigger(route: Any) -> str | None:
     if parse_bool(annotations.get(PREFIX + "use-regex") or "") is True:
         return "use-regex"
     target = (annotations.get(PREFIX + "rewrite-target") or "").strip()
-    path = route.path or "/"
-    normalised = route.path_type == "Prefix" and path != "/" and not path.endswith("/")
-    if target and (target != path or normalised) and _valid_rewrite_target(target):
+    location = _rewrite_location(route.path, route.path_type, target, False)
+    if target and target != location and _valid_rewrite_target(target):
         return "rewrite-target"
     return None
 

@@ -2217,13 +2217,13 @@ class ClientConnection:
             # a request the rewrite applies to: Prefix /foo rewritten to /foo sends none for
             # /foo, its exact twin's bare proxy_pass (x56 s36). A client's own
             # X-Forwarded-Prefix is dropped either way (request_header_kind).
-            if opts.x_forwarded_prefix is not None and opts.rewrite_applies(req.path):
+            # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
+            target, applied = opts.rewrite_upstream(req.path, req.query, req.original_uri)
+            if opts.x_forwarded_prefix is not None and applied:
                 # UTF-8, the bytes nginx.conf would hold (latin-1 cannot encode every value).
                 prefix = opts.x_forwarded_prefix.encode("utf-8")
                 out.append(b"x-forwarded-prefix: %s\r\n" % prefix)
-            # nginx rewrite's argument rules live in RouteOptions.rewrite_uri.
-            req.upstream_target = opts.rewrite_uri(req.path, req.query,
-                                                   req.original_uri).encode("ascii")
+            req.upstream_target = target.encode("ascii")
             if opts.rewrite_log:  # enable-rewrite-log (proxy/_location_extras.py)
                 log_rewrite(self.proxy.logger, getattr(req.decision.match, "ingress", None),
                             req.path, req.query, req.upstream_target)

@@ -7,7 +7,9 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,12 @@ def localhost_is_both(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+def _cluster_apply_waiting() -> bool:
+    """Whether a thread is inside serve's cluster ``apply`` (waiting for the swap lock)."""
+    return any(f.f_code.co_name == "apply" and f.f_code.co_filename.endswith("_serve.py")
+               for f in sys._current_frames().values())
+
+
 def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Path, first: Any,
                                  second: Any, new_configmap: str) -> threading.Event:
     """For ``serve --kubernetes``: a ClusterWatcher that delivers the Resources ``first``,
@@ -137,7 +145,14 @@ def cluster_change_during_reload(monkeypatch: pytest.MonkeyPatch, configmap: Pat
         out = real_digest(res, served, config, **kw)
         if getattr(in_reloader, "yes", False):
             swapped.set()  # the reloader has swapped its router in and is computing its digest
-            resume.wait(30)
+            # The reloader computes its digest under serve's swap lock, which the cluster's
+            # apply takes too: waiting here for that apply to finish would hold both until the
+            # timeout (30 s a test). Held until the apply queues on the lock, it runs right
+            # after this swap and before the reloader's report, the overlap this is about.
+            deadline = time.monotonic() + 30
+            while (not resume.is_set() and not _cluster_apply_waiting()
+                   and time.monotonic() < deadline):
+                time.sleep(0.005)
         return out
 
     async def check(self: Any, *, force: bool = False) -> bool | None:

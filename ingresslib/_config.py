@@ -880,6 +880,10 @@ def parse_config_data(
                 name = key.replace("-", "_")
                 assert name in known, name  # ProxySettings' naming rule
                 changes[name] = _PARSERS[key](value)
+                if key == "proxy-request-buffering" and changes[name] == "off":
+                    # Given "off": nginx's (no retry once a body still arriving went
+                    # upstream), not ingresslib's default "off" (proxy/_request_buffer.py).
+                    changes["replay_streamed_body"] = False
             elif key in _INGRESS_NGINX_KEYS:
                 # A real ingress-nginx key: "unknown" would read as a typo.
                 warnings.append(f"{object}: {field}: an ingress-nginx key ingresslib does not "

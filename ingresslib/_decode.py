@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ._errors import FieldError, ValidationError, key_text
+from ._errors import FieldError, ValidationError, _go_quote, key_text
 from ._fields import (
     DUPLICATE_FIELD, UNKNOWN_FIELD, FieldWarning, Schema, WrongTypes, _child_path,
     duplicate_paths, extra_fields, shallow,
@@ -393,7 +393,11 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
         return ObjectMeta(name="")
     if not _K_META.issuperset(m):
         dec.extra(m, _K_META, _S_META, "metadata")
-    name = _str(dec, m.get("name"), "metadata.name") or ""
+    raw_name = m.get("name")
+    name = _str(dec, raw_name, "metadata.name") or ""
+    if raw_name is None or raw_name == "":
+        # (A name of another type is its type error alone: the user gave one.)
+        _generated_name(dec, m)
     namespace = _str(dec, m.get("namespace"), "metadata.namespace") or "default"
     stamp = m.get("creationTimestamp")
     camel_stamp = stamp is not None
@@ -411,6 +415,21 @@ def _meta(dec: _Dec, d: Mapping[str, Any]) -> ObjectMeta:
         ),
         uid=_str(dec, m.get("uid"), "metadata.uid"),
     )
+
+
+def _generated_name(dec: _Dec, m: Mapping[str, Any]) -> None:
+    """An object without a name but with a ``generateName``: the API server makes the name from
+    it before it validates (k8s.io/apiserver registry/rest/create.go ``RESTCreateStrategy``:
+    "The NameGenerator will be invoked prior to validation"), which nothing here does, so its
+    "name or generateName is required" would read as wrong. The same error (``metadata.name``,
+    ``Required value``) says why instead; it stands for the validator's at that path."""
+    base = _get(m, "generateName", "generate_name")
+    if isinstance(base, str) and base:
+        dec.errors.append(FieldError(
+            dec.obj, "metadata.name", REQUIRED,
+            f"generateName {_go_quote(go_text(base))} is not supported "
+            "(only the API server makes a name of it, when it creates the object): give "
+            "metadata.name"))
 
 
 def _backend(dec: _Dec, d: Mapping[str, Any], path: str) -> IngressBackend:

@@ -1474,6 +1474,12 @@ def _round1_lines(info: dict[str, Any]) -> list[str]:
     if info.get("use_port_in_redirects"):
         lines.append("     use-port-in-redirects: the ssl-redirect's Location names the https "
                      "port, 443 included")
+    body_mode = info.get("proxy_request_buffering")
+    if body_mode is not None:
+        lines.append(f"     proxy-request-buffering {body_mode}: "
+                     + ("the body is read whole before the upstream is opened, and sent with "
+                        "its Content-Length" if body_mode == "on" else
+                        "a request sent upstream while its body still arrives is not retried"))
     r = info.get("limit_rate")
     if r is not None:
         after = (f" after its first {r['after_bytes']} bytes" if r["after_bytes"] else "")

@@ -46,6 +46,7 @@ from .proxy._connection import Proxy
 from .proxy._digest import DigestAuth
 from .proxy._header_sets import config_maps_of
 from .proxy._headers import client_address
+from .proxy._request_buffer import no_buffering
 from .proxy._settings import ProxySettings
 
 __all__ = ["ProxyAnswer", "ask_proxy", "describe_access", "describe_config_headers",
@@ -785,8 +786,11 @@ def describe_location_extras(answer: ProxyAnswer) -> dict[str, Any]:
     ``access_log``: no access-log line, the metrics still count it),
     ``use_port_in_redirects`` (True: the ssl-redirect's Location names the https port, 443
     included: the verdict's ``location`` is the proxy's own), ``proxy_buffer_size`` (the
-    response head's limit, bytes, when not 4096) and ``proxy_buffering`` (``read_ahead``:
-    the bytes of a response read ahead of the client, with ``proxy-buffering: "on"``)."""
+    response head's limit, bytes, when not 4096), ``proxy_buffering`` (``read_ahead``:
+    the bytes of a response read ahead of the client, with ``proxy-buffering: "on"``) and
+    ``proxy_request_buffering`` (``"on"``: the body read whole first; ``"off"``: given, nginx's,
+    no retry once a body still arriving went upstream; absent: ingresslib's default, streamed
+    and a body up to 1 MiB replayed)."""
     opts = answer.options
     out: dict[str, Any] = {}
     if opts is None or answer.server_location:
@@ -814,4 +818,10 @@ def describe_location_extras(answer: ProxyAnswer) -> dict[str, Any]:
     ahead = getattr(opts, "response_buffer", 0)
     if ahead:
         out["proxy_buffering"] = {"read_ahead": ahead}
+    # proxy/_request_buffer.py: "on", or a given "off" (not when the location mirrors the
+    # body: nginx's mirror reads it whole first, ``no_buffering``).
+    if getattr(opts, "request_buffering", False):
+        out["proxy_request_buffering"] = "on"
+    elif getattr(opts, "request_buffering_off", False) and no_buffering(opts):
+        out["proxy_request_buffering"] = "off"
     return out

@@ -635,17 +635,89 @@ def _rbac_resource(spec: _Kind) -> tuple[str, str]:
     return info.plural, info.resource.group
 
 
-def _rbac_fix(plural: str, group: str, namespace: str | None, name: str | None = None) -> str:
+def _rbac_fix(plural: str, group: str, namespace: str | None, name: str | None = None,
+              identity: str | None = None) -> str:
     """The rule to add for a refused ``plural``, as a Role or ClusterRole writes it (the verbs of
     examples/deploy/rbac.yaml), and which of the two may hold it: a ClusterRole for
     cluster-wide reads and cluster-scoped kinds (``namespace`` None; a Role cannot grant
     ingressclasses), a Role in the one namespace watched otherwise. ``name``: the one object a
-    watch by name reads (``named_secret``), which ``resourceNames`` grants alone."""
+    watch by name reads (``named_secret``), which ``resourceNames`` grants alone. ``identity``:
+    who the binding is for (``_config_identity``; None: not known, said in general terms)."""
     holder = (f"a Role in namespace {namespace} (or a ClusterRole)" if namespace else
               "a ClusterRole (with a ClusterRoleBinding)")
     names = f', resourceNames: ["{name}"]' if name else ""
     return (f'add the rule {{apiGroups: ["{group}"], resources: ["{plural}"]{names}, verbs: '
-            f'["get", "list", "watch"]}} to {holder} bound to this ServiceAccount or user')
+            f'["get", "list", "watch"]}} to {holder} bound to '
+            f'{identity or "the ServiceAccount or user ingresslib runs as"}')
+
+
+def _config_identity(config: Any) -> str | None:
+    """Who a lightkube ``SingleConfig`` asks the API server as, in the words a 403's advice
+    binds a Role to: the ServiceAccount of the token it sends (``_sent_token``; in a pod, or a
+    kubeconfig holding a ServiceAccount token) as a RoleBinding's subject writes it, else its
+    kubeconfig user (whose name is the file's, not the API server's: the user or group it
+    authenticates as is what RBAC binds), else None. Nothing of the token itself is said."""
+    account = _service_account_of(_sent_token(getattr(config, "user", None)))
+    if account is not None:
+        namespace, name = account
+        return f"{{kind: ServiceAccount, name: {name}, namespace: {namespace}}}"
+    user_name = getattr(getattr(config, "context", None), "user", None)
+    if getattr(config, "fname", None) is None or not isinstance(user_name, str) or not user_name:
+        # (lightkube's in-pod configuration names its user "default": no file's name.)
+        return None
+    from ._kubeconfig import _q
+
+    return f"the user or group kubeconfig user {_q(user_name)} authenticates as"
+
+
+#: The most of a ``tokenFile`` read to name its ServiceAccount: such a token is about 1 KiB, and
+#: a file past this (a mistyped ``/dev/zero``) is none, not to be read whole for a message.
+_TOKEN_FILE_LIMIT = 64 * 1024
+
+
+def _sent_token(user: Any) -> str | None:
+    """The bearer token lightkube sends as ``user``: its ``tokenFile``'s when it names one
+    (lightkube client_adapter.py ``user_auth`` takes ``token_file`` before ``token`` and reads
+    the file at each request, stripped: a pod's configuration has both, a kubeconfig may), else
+    its ``token``. None when that file cannot be read or is longer than any such token: the
+    ``token`` beside it is never sent, so it names nobody."""
+    path = getattr(user, "token_file", None)
+    if path is None:
+        token = getattr(user, "token", None)
+        return token if isinstance(token, str) else None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_TOKEN_FILE_LIMIT + 1)
+    except (OSError, TypeError, ValueError):
+        return None
+    return None if len(data) > _TOKEN_FILE_LIMIT else data.decode("utf-8", "replace").strip()
+
+
+def _service_account_of(token: Any) -> tuple[str, str] | None:
+    """``(namespace, name)`` of a ServiceAccount token (a JWT whose ``sub`` claim is
+    ``system:serviceaccount:NS:NAME``, as k8s.io/apiserver
+    pkg/authentication/serviceaccount/util.go ``MakeUsername`` writes it), read without
+    checking the signature: it only names the account in a message. None for any other
+    token."""
+    import base64
+    import json
+    import re
+
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        # UTF-8 only (RFC 7519 section 7.2): json.loads of bytes would guess UTF-16 or -32 too.
+        claims = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        # (binascii.Error, json's and UnicodeDecodeError are ValueErrors; a payload nested
+        # past the interpreter's limit is json's RecursionError: no crash for a message.)
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    found = re.fullmatch(r"system:serviceaccount:([a-z0-9.-]+):([a-z0-9.-]+)",
+                         sub if isinstance(sub, str) else "")
+    return (found[1], found[2]) if found else None
 
 
 def _selectors(spec: _Kind) -> dict[str, Any]:
@@ -997,6 +1069,8 @@ class ClusterWatcher:
         self._run_client: Any = None
         #: The API server's URL (the config's), named when a list or watch fails.
         self._server: str | None = _config_server(config)
+        #: Who the API server is asked as, named by a 403's advice (``_config_identity``).
+        self._identity: str | None = _config_identity(config)
 
     @property
     def delivered_generation(self) -> int:
@@ -1039,6 +1113,7 @@ class ClusterWatcher:
 
                 config = select_context(config, None)
             self._server = _config_server(config)
+            self._identity = _config_identity(config)
             client = cluster_client(config)
         else:
             # A client made elsewhere (``serve`` makes its own before listening): its exec
@@ -1047,9 +1122,11 @@ class ClusterWatcher:
             # own client (a line that is not JSON said none: only httpx's errors carry their
             # request's URL).
             _fit_exec(client)
+            client_config = getattr(getattr(client, "_client", None), "config", None)
             if self._server is None:
-                self._server = _config_server(getattr(getattr(client, "_client", None),
-                                                      "config", None))
+                self._server = _config_server(client_config)
+            if self._identity is None:
+                self._identity = _config_identity(client_config)
         self._run_client = client
         try:
             async with asyncio.TaskGroup() as tg:
@@ -1408,7 +1485,7 @@ class ClusterWatcher:
                        f"{plural} (token, client certificate, kubeconfig user)")
             else:
                 fix = (f'{phase} of {plural} (API group "{group}") {scope} was refused: '
-                       f"{_rbac_fix(plural, group, namespace, by_name)}")
+                       f"{_rbac_fix(plural, group, namespace, by_name, self._identity)}")
             _log.error("%s list/watch denied (%s: %s): %s; retrying", spec.name, what, detail, fix)
         else:
             # Which server: a refused or unresolvable one says nothing else ("All connection

@@ -171,9 +171,12 @@ def _auth_provider(user: Any, owner: str | None) -> list[str]:
         return []
     name = str(provider.get("name") or "") if isinstance(provider, dict) else ""
     fix = _AUTH_PROVIDER_FIX.get(name, "the provider's exec credential plugin")
-    return [f"user {_q(owner)}: the {name or 'unnamed'} auth-provider is not supported (removed "
-            f"from kubectl and client-go in 1.26 for gcp and azure): use an exec credential "
-            f"plugin instead: {fix}"]
+    # Who does not support it: client-go still has oidc, so "removed in 1.26" alone read as if
+    # kubectl had dropped it too. A token is the other way out (user_auth takes it first).
+    return [f"user {_q(owner)}: the {name or 'unnamed'} auth-provider is not supported by "
+            f"ingresslib (its Kubernetes client, lightkube, has no auth-provider; client-go "
+            f"removed the gcp and azure ones in 1.26): use an exec credential plugin instead: "
+            f"{fix}, or a token (token or tokenFile)"]
 
 
 def _from_file(single: Any, path: str | None) -> str | None:

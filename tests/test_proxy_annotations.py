@@ -11,9 +11,10 @@ from ingresslib.proxy import ProxySettings
 from ingresslib.proxy._annotations import PREFIX, parse_route_options, parse_size
 
 
-def opts(rule_path: str | None = "/", **ann: str):  # type: ignore[no-untyped-def]
+def opts(rule_path: str | None = "/", *, path_type: str | None = None,  # type: ignore[no-untyped-def]
+         **ann: str):
     return parse_route_options({PREFIX + k.replace("_", "-"): v for k, v in ann.items()},
-                               rule_path, ProxySettings())
+                               rule_path, ProxySettings(), path_type=path_type)
 
 
 def test_defaults_come_from_settings() -> None:
@@ -173,14 +174,20 @@ def test_rewrite_target_equal_to_the_rule_path_is_no_rewrite() -> None:
     # ingress-nginx template.go buildProxyPass: "if the path in the ingress rule is equals to
     # the target: no special rewrite" (`if path == location.Rewrite.Target { return
     # defProxyPass }`): the path is forwarded untouched, not replaced by the target.
-    o = opts("/", rewrite_target="/")
+    # The rules whose location is the rule path as written: ImplementationSpecific, and a
+    # Prefix `/` or one ending in `/`. (A Prefix `/api` is compared as its location `/api/`
+    # and rewrites: README row "a `rewrite-target` equal to a Prefix rule's path", x54 s36.)
+    spec = "ImplementationSpecific"
+    o = opts("/", path_type="Prefix", rewrite_target="/")
     assert o.rewrite("/a/b") == "/a/b" and o.rewrite("/") == "/"
-    o = opts("/api", rewrite_target="/api")
+    o = opts("/api", path_type=spec, rewrite_target="/api")
     assert o.rewrite("/api/v1") == "/api/v1"
-    o = opts("/api(/|$)(.*)", rewrite_target="/api(/|$)(.*)", use_regex="true")
+    o = opts("/api/", path_type="Prefix", rewrite_target="/api/")
+    assert o.rewrite("/api/v1") == "/api/v1"
+    o = opts("/api(/|$)(.*)", path_type=spec, rewrite_target="/api(/|$)(.*)", use_regex="true")
     assert o.rewrite("/api/x") == "/api/x"
     # The comparison is on the rule path as written: a different target still rewrites.
-    assert opts("/api", rewrite_target="/api/").rewrite("/api/v1") == "/api/"
+    assert opts("/api", path_type=spec, rewrite_target="/api/").rewrite("/api/v1") == "/api/"
 
 
 def test_force_ssl_redirect_default_comes_from_the_configmap() -> None:

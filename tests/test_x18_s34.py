@@ -56,9 +56,11 @@ fields; nothing to change):
 
 Noticed and left alone (documented choices, or beyond this review): ingresslib's default
 ``proxy-request-buffering`` is "off" yet bodies up to 1 MiB are replayed by a retry, as nginx's
-"on" does; nginx's explicit "off" (``request_body_no_buffering``) retries no sent request whose
-body was still arriving. (The keep-alive race retry ran with ``proxy-next-upstream: off`` too:
-since session 35 it follows the mask, tests/test_review_s19g.py.)
+"on" does. (nginx's explicit "off" (``request_body_no_buffering``) retries no sent request
+whose body was still arriving: since session 37 an explicit "off", the annotation or the
+ConfigMap key, does the same, tests/test_x62_s37.py and tests/test_x63_s37.py. The keep-alive
+race retry ran with ``proxy-next-upstream: off`` too: since session 35 it follows the mask,
+tests/test_review_s19g.py.)
 """
 
 from __future__ import annotations

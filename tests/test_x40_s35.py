@@ -264,8 +264,8 @@ class CoreWithRoutes(RuleBasedStateMachine):
         self.extra_records = 0  # records of requests aborted (no complete answer)
         self.unrecorded = 0  # answers whose record waits for their discarded body
         #: An upstream answer begun, not all sent: (upstream, bytes still to send, shape,
-        #: status, body).
-        self.responding: tuple[FakeUpstream, bytes, str, int, bytes] | None = None
+        #: status, body, where stray bytes after it begin).
+        self.responding: tuple[FakeUpstream, bytes, str, int, bytes, int | None] | None = None
 
     def _record(self, request: h11.Request, body: bytes, up: FakeUpstream) -> None:
         self.log.append((up.endpoint, request.method, request.target, body))
@@ -483,16 +483,19 @@ class CoreWithRoutes(RuleBasedStateMachine):
         if hold and held:
             event("answer held mid-body")
             data, rest = data[:-held], data[-held:]
+        glued = None  # where the stray bytes begin: they arrive with the answer's last byte
         if shape == "extra":  # bytes after the answer: never the answer to a next request
+            glued = len(rest) if hold and held else len(data) + len(rest)
             rest += b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nFAKE"
         if hold and held:
             # (an answer begun before the request's body ended closes the connection, however
             # the body goes on: "early" stays in the shape)
             self.responding = (up, rest, shape + (" early" if self._head_owes() else ""),
-                               status, body)
+                               status, body, glued)
+            glued = None
         else:
             data += rest
-        self._upstream_writes(up, data, cuts)
+        self._upstream_writes(up, data, cuts, glued)
         if shape == "close_mid":  # the answer is cut short: the client connection closes
             if up in self.pair.live.values():
                 self.pair.upstream_send(up, b"", close=True)
@@ -507,13 +510,20 @@ class CoreWithRoutes(RuleBasedStateMachine):
     @rule(cuts=st.lists(st.integers(0, 60), max_size=2))
     def upstream_finishes(self, cuts: list[int]) -> None:
         assert self.responding is not None
-        up, rest, shape, status, body = self.responding
+        up, rest, shape, status, body, glued = self.responding
         self.responding = None
-        self._upstream_writes(up, rest, cuts)
+        self._upstream_writes(up, rest, cuts, glued)
         self._answered(shape, status, body)
         self._next_if_over()
 
-    def _upstream_writes(self, up: FakeUpstream, data: bytes, cuts: list[int]) -> None:
+    def _upstream_writes(self, up: FakeUpstream, data: bytes, cuts: list[int],
+                         glued: int | None = None) -> None:
+        """``data`` in pieces cut at ``cuts``, but not at ``glued``: stray bytes after an
+        answer that came in a later read than its last byte would reach a connection the proxy
+        rightly pooled and reused meanwhile, as the answer to the request it sent there (nginx
+        reuses it as well: only bytes read with the answer, or while it idles, close it)."""
+        if glued is not None:
+            cuts = [c for c in cuts if c % (len(data) + 1) != glued]
         for piece in _split(data, cuts):
             if up not in self.pair.live.values():
                 break  # the proxy closed it (what follows an answer is not read)
@@ -531,13 +541,19 @@ class CoreWithRoutes(RuleBasedStateMachine):
         self._advance()
 
     def _upstream_closes_before_answering(self, up: FakeUpstream, head: _Req) -> None:
-        """A pooled connection found closed is tried again, once, on a fresh one to the same
-        endpoint for a request that may be sent twice (Go's Transport rule); otherwise, with
-        no other endpoint to try, 502 (nginx's proxy_next_upstream error)."""
+        """A pooled connection found closed is tried again, once, on a fresh connection for a
+        request that may be sent twice (Go's Transport rule), without counting as a try: to the
+        route's next untried endpoint, as nginx asks its balancer again (session 36's x46), the
+        same one when none is untried; otherwise, with no other endpoint to try, 502 (nginx's
+        proxy_next_upstream error)."""
         reused = up.uses > 1
         self.pair.upstream_send(up, b"", close=True)
         if reused and head.method in (b"GET", b"HEAD") and not self._head_owes():
             event("pooled connection closed: retried")
+            endpoints = _ROUTES[head.route][2]
+            if head.tried < len(endpoints):
+                head.endpoint = endpoints[head.tried]
+                head.tried += 1
             assert head.endpoint is not None
             self.expected_log.append((head.endpoint, head.method, head.path, head.body))
         else:

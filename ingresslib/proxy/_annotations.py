@@ -89,7 +89,7 @@ from ._mirror import MIRROR_ANNOTATIONS, MirrorTarget, parse_mirror
 from ._proxy_ssl import PROXY_SSL_ANNOTATIONS, ProxySSL, parse_proxy_ssl
 from ._location_extras import (LOCATION_EXTRAS, parse_access_log, parse_connection_header,
                                parse_http_version, parse_port_in_redirects, parse_rewrite_log)
-from ._request_buffer import REQUEST_BUFFERING, parse_request_buffering
+from ._request_buffer import REQUEST_BUFFERING, given_mode, parse_request_buffering
 from ._response_buffer import (BUFFER_ANNOTATIONS, parse_buffer_size, parse_buffering,
                                parse_buffers_number, parse_max_temp_file_size, response_buffer)
 from ._response_head import (ResponseRewrite, parse_cookie_pair, parse_redirect,
@@ -361,6 +361,12 @@ class RouteOptions:
     #: ``proxy-request-buffering: "on"``: the body is read whole before the upstream is
     #: opened, then sent with a Content-Length (proxy/_request_buffer.py).
     request_buffering: bool = False
+    #: ``proxy-request-buffering: "off"`` given (the annotation, else the ConfigMap key:
+    #: ``ProxySettings.replay_streamed_body`` False): nginx's off, no retry once a body still
+    #: arriving went upstream (proxy/_request_buffer.py ``unbuffered``), unless the location
+    #: mirrors the body (``no_buffering``). False when unset (ingresslib's default "off"
+    #: replays such a body up to 1 MiB) or "on".
+    request_buffering_off: bool = False
     #: ``use-port-in-redirects``: the ssl-redirect's Location names the https port, 443 too.
     port_in_redirects: bool = False
     #: ``enable-rewrite-log: "true"``: each rewrite-target result is logged (INFO).
@@ -1298,8 +1304,13 @@ def parse_route_options(
                                           None)
     http_version = get("proxy-http-version", parse_http_version, settings.proxy_http_version)
     # proxy/main.go: an invalid or unset annotation takes the ConfigMap's value.
-    request_buffering = get(REQUEST_BUFFERING, parse_request_buffering,
-                            settings.proxy_request_buffering) == "on"
+    body_mode = get(REQUEST_BUFFERING, parse_request_buffering, settings.proxy_request_buffering)
+    request_buffering = body_mode == "on"
+    # "off" given (a valid annotation's, or the ConfigMap's: ``replay_streamed_body`` False) is
+    # nginx's off; left unset, ingresslib's default "off" replays (proxy/_request_buffer.py).
+    request_buffering_off = body_mode == "off" and (
+        not settings.replay_streamed_body
+        or (not canary and given_mode(annotations.get(PREFIX + REQUEST_BUFFERING)) == "off"))
     # proxy/_response_buffer.py; proxy/main.go: an invalid or unset annotation takes the
     # ConfigMap's value (defBackend.ProxyBufferSize, ...).
     buffer_size = get("proxy-buffer-size", parse_buffer_size, settings.proxy_buffer_size)
@@ -1504,6 +1515,7 @@ def parse_route_options(
         connection_header=connection_header,
         http_version=http_version,
         request_buffering=request_buffering,
+        request_buffering_off=request_buffering_off,
         port_in_redirects=port_in_redirects,
         rewrite_log=rewrite_log,
         proxy_buffer_size=buffer_size,

@@ -82,7 +82,9 @@ Choices made here (SEMANTICS leaves them open; each is tested in ``tests/test_pr
   was written to it, so only one whose body we hold and that may be sent twice: an idempotent
   method, or any when ``proxy-next-upstream`` lists ``non_idempotent`` (nginx's rule for every
   sent POST).
-- A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent.
+- A request body up to 1 MiB is kept for replay; retries of bigger bodies stop once sent, and
+  with an explicit ``proxy-request-buffering: "off"`` those of a body still arriving when the
+  request was first sent (nginx's ``request_body_no_buffering``: ``_request_buffer.unbuffered``).
 - The record's ``upstream_header_time`` / ``upstream_response_time`` are the last attempt's,
   from its ``OpenUpstream`` (nginx lists one per try: ``upstream_response_times`` holds every
   try's response time, the access log lists them).
@@ -227,6 +229,7 @@ from ._request_buffer import HeldBody
 from ._request_buffer import UNARMED_BODY_TIMEOUT, release as release_buffered
 from ._request_buffer import start as start_buffering
 from ._request_buffer import give_back as give_back_turn
+from ._request_buffer import resendable, unbuffered
 from ._response_buffer import BODY_LINE_LIMIT, accel_buffer, log_too_big
 
 __all__ = ["Proxy", "ClientConnection"]
@@ -2391,6 +2394,8 @@ class ClientConnection:
             up.request_done = True
             if req.up_chunked:
                 parts.append(b"0\r\n\r\n")
+        elif req.opts is not None and req.opts.request_buffering_off:
+            unbuffered(req)  # an explicit "off": no retry from here (proxy/_request_buffer.py)
         up.sent = True
         data = b"".join(parts) if len(parts) > 1 else parts[0]
         up.bytes_sent += len(data)  # (``_send_upstream``, inlined: every proxied request's send)
@@ -3099,7 +3104,8 @@ class ClientConnection:
             # "idempotent methods only once the request was sent"
             if not req.idempotent and "non_idempotent" not in nxt:
                 return False
-            if req.replay is None:
+            if not resendable(req):
+                # Not kept (over 1 MiB), or "u->request_sent && r->request_body_no_buffering".
                 return False
         return True
 
@@ -3117,7 +3123,7 @@ class ClientConnection:
             return
         self._close_upstream(False)
         if cond == "error" and up.reused and not up.received and (
-                not up.sent or (req.replay is not None and (
+                not up.sent or (resendable(req) and (
                     req.idempotent or (req.opts is not None
                                        and "non_idempotent" in req.opts.next_upstream)))) \
                 and self._race_retry_allowed(req, now):

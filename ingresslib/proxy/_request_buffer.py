@@ -7,7 +7,12 @@ nginx reads the whole body (ngx_http_read_client_request_body) before
 ngx_http_upstream_init connects, and ngx_http_proxy_create_request sends it with a
 ``Content-Length`` (chunked only with ``r->request_body_no_buffering``), without the client's
 trailers. ingresslib streams bodies by default (``ProxySettings.proxy_request_buffering``
-``"off"``); "on" is opt-in:
+``"off"``); "on" is opt-in. Three values in all (``RouteOptions``): unset, ingresslib's default,
+streams and keeps a body up to 1 MiB that a retry sends again (as nginx's "on" could); an
+explicit "off" (the annotation, or the ConfigMap key: ``ProxySettings.replay_streamed_body``
+False; ``RouteOptions.request_buffering_off``) is nginx's, no retry once a body still arriving
+began to go upstream (``unbuffered``, ``resendable``), except in a location mirroring the body
+(nginx's mirror handler reads it whole before the proxy runs: replayed as unset); "on":
 
 * the body is held (``_Request.unsent``, one copy shared with the replay list ``Buffered``)
   while ``client-body-timeout`` runs between two reads; past ``proxy-body-size``: 413 and no
@@ -74,12 +79,14 @@ from typing import TYPE_CHECKING, Any
 from ._location_extras import one_of
 
 if TYPE_CHECKING:
+    from ._annotations import RouteOptions
     from ._connection import ClientConnection
     from ._request import _Request
 
 __all__ = ["REQUEST_BUFFERING", "DEFAULT_LIMIT", "DEFAULT_BUDGET", "UNARMED_BODY_TIMEOUT",
            "JOIN_BELOW", "Buffered", "BufferBudget", "budget_of", "parse_request_buffering",
-           "start", "held", "release", "frame", "whole", "pick", "give_back", "HeldBody"]
+           "given_mode", "Unbuffered", "no_buffering", "unbuffered", "resendable", "start",
+           "held", "release", "frame", "whole", "pick", "give_back", "HeldBody"]
 
 #: The annotation (and ConfigMap key) name.
 REQUEST_BUFFERING = "proxy-request-buffering"
@@ -165,6 +172,71 @@ class HeldBody(Buffered):
 def parse_request_buffering(value: str) -> str:
     """``"on"`` or ``"off"`` (trimmed, case-sensitive, as ingress-nginx's ValidateOptions)."""
     return one_of(value, ("on", "off"), "proxy-request-buffering")
+
+
+def given_mode(value: str | None) -> str | None:
+    """The annotation's ``"on"`` or ``"off"``; None when unset or invalid (the ConfigMap's
+    value applies then: ``parse_route_options`` warns)."""
+    if value is None:
+        return None
+    try:
+        return parse_request_buffering(value)
+    except ValueError:
+        return None
+
+
+class Unbuffered(list[bytes]):
+    """The replay list of a body sent upstream while still arriving under an explicit
+    ``proxy-request-buffering: "off"`` (``unbuffered``): nginx's
+    ``r->request_body_no_buffering``. Kept for what needs the body again besides a retry
+    (``custom-http-errors``' error page), never for a retry (``resendable``)."""
+
+    __slots__ = ()
+
+
+def no_buffering(opts: RouteOptions) -> bool:
+    """Whether a location's body is sent unbuffered as nginx's ``proxy_request_buffering off``
+    (``r->request_body_no_buffering``): "off" given (``opts.request_buffering_off``), and no
+    mirror of the body. ngx_http_mirror_handler (the precontent phase, before the proxy's
+    content handler) reads the whole body first with ``mirror_request_body on``
+    ("ngx_http_read_client_request_body(r, ngx_http_mirror_body_handler)"), so the proxy's
+    ngx_http_read_client_request_body finds "r->request_body" and clears
+    ``request_body_no_buffering``: retried as with "on". Read from the request's options, not
+    at parse time: a host's default backend takes the server's mirror (``_actions``'
+    ``_with_server_location``) and its own Ingress's buffering."""
+    mirror = opts.mirror
+    return opts.request_buffering_off and (mirror is None or not mirror.request_body)
+
+
+def unbuffered(req: _Request) -> None:
+    """``req`` is first written upstream (``_send_request``; nginx's ``u->request_sent``)
+    while its body still arrives, under an explicit "off" (``RouteOptions.request_buffering_off``,
+    tested by the core: a streamed request calls nothing here): no retry from now on
+    (``resendable``), whatever the method or the condition.
+
+    nginx decides it in ngx_http_read_client_request_body, called by its proxy handler:
+    ``r->request_body_no_buffering`` (set for "off") is cleared without a body
+    ("content_length_n < 0 && !chunked"), for one pre-read whole, an empty one included
+    ("rb->rest == 0 && rb->last_saved"), and for one read whole at once ("done: ... if (rc ==
+    NGX_OK) { r->request_body_no_buffering = 0; }"): those are buffered and sent again as with
+    "on". ngx_http_upstream_next and ngx_http_upstream_test_next then refuse the next server
+    when "u->request_sent && r->request_body_no_buffering" (the documentation's "the request
+    cannot be passed to the next server if nginx already started sending the request body").
+    Here the body's state is read when the request is first written (the connect: what the
+    client sent meanwhile is in), as nginx reads what is there before it connects; a try whose
+    connect failed wrote nothing, so the next one decides. Nothing for a location mirroring
+    the body (``no_buffering``)."""
+    opts = req.opts
+    if type(req.replay) is list and opts is not None and no_buffering(opts):
+        # (not over 1 MiB already, nor marked by an earlier try)
+        req.replay = Unbuffered(req.replay)
+
+
+def resendable(req: _Request) -> bool:
+    """Whether the body of ``req`` (sent upstream already) may be sent again by a retry: kept
+    (up to 1 MiB streamed, the whole of one held: ``Buffered``), and not ``Unbuffered``."""
+    replay = req.replay
+    return replay is not None and type(replay) is not Unbuffered
 
 
 def frame(req: _Request) -> None:

@@ -429,6 +429,14 @@ class ProxySettings:
     #: ``request_buffering_limit``) before the upstream is opened and sent with a
     #: Content-Length (proxy/_request_buffer.py).
     proxy_request_buffering: str = "off"
+    #: With ``proxy_request_buffering`` "off" and no annotation: a body still arriving when the
+    #: upstream is sent the request is kept (up to 1 MiB) and sent again by a retry, standing
+    #: in for ingress-nginx's default "on" (True, the default). False: nginx's
+    #: ``proxy_request_buffering off``, no retry once such a body began to go upstream
+    #: (proxy/_request_buffer.py ``unbuffered``); the ConfigMap's ``proxy-request-buffering:
+    #: "off"`` sets it. ``proxy_request_buffering="off"`` given alone is that field's default,
+    #: so ingresslib's default (a dataclass cannot tell them apart). Not an ingress-nginx key.
+    replay_streamed_body: bool = True
     #: The most body bytes held per request with ``proxy_request_buffering`` "on" (64 MiB;
     #: nginx spills to a file instead): a chunked body past it is answered 413, a
     #: Content-Length one larger is streamed. Not an ingress-nginx key.

@@ -14,7 +14,7 @@ import hashlib
 import struct
 import zlib
 from bisect import bisect_left
-from collections.abc import Collection, Container, Sequence
+from collections.abc import Container, Sequence
 
 __all__ = ["HashRing", "POINTS_PER_MEMBER", "MAX_RING_POINTS", "DIRTY", "hash_key", "member_id",
            "ngx_md5", "salted_id"]

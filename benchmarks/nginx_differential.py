@@ -273,7 +273,7 @@ def probes(table: str, rules: Sequence[Rule]) -> Iterator[Probe]:
             yield Probe(table, f"http://{h}{rule.path}/../x", h)
         for url in (f"HTTP://{h.upper()}/", f"https://{h}/", f"http://{h}", f"http://{h}?q",
                     f"http://u@{h}/", f"http://{h}:8080/", f"http://{h}./", f"http://{h}//x",
-                    f"http://[::1]/", f"http:///{h}/"):
+                    "http://[::1]/", f"http:///{h}/"):
             yield Probe(table, url, h)
     wild = [h[2:] for h in hosts if h.startswith("*.")]
     odd_hosts = ["[::1]", "[::1]:80", "127.0.0.1", "", ".", ":80", "a.test:", "a.test:abc",
@@ -359,6 +359,15 @@ def record_table(nginx: str, table: str, rules: Sequence[Rule]) -> list[list[Any
         shutil.rmtree(prefix, ignore_errors=True)
 
 
+def write_corpus(path: str | Path, text: str) -> None:
+    """``text`` gzipped to ``path`` with no name and mtime 0: a re-record of the same answers is
+    byte-identical (also benchmarks/nginx_rewrite_differential.py's)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        out.write(text.encode("utf-8"))
+
+
 def nginx_version(nginx: str) -> str:
     done = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=True)
     return done.stderr.strip()
@@ -385,16 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for name, rules in tables.items():
         corpus["requests"][name] = record_table(args.nginx, name, rules)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     rows = ",\n".join(f"{json.dumps(name)}: [\n" + ",\n".join(json.dumps(r) for r in reqs) + "]"
                       for name, reqs in corpus["requests"].items())
     head = json.dumps({k: v for k, v in corpus.items() if k != "requests"}, indent=1)
     text = head[:-2] + ',\n "requests": {\n' + rows + "}}\n"
-    # gzip (1.8 MB of JSON is 92 KB) with no name and mtime 0: a re-record of the same answers
-    # is byte-identical.
-    with open(args.out, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-        out.write(text.encode("utf-8"))
+    write_corpus(args.out, text)  # (1.8 MB of JSON is 92 KB gzipped)
     total = sum(len(v) for v in corpus["requests"].values())
     print(f"{total} requests over {len(tables)} tables -> {args.out}", file=sys.stderr)
     return 0

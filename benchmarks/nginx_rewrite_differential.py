@@ -39,7 +39,6 @@ What ingress-nginx writes, and why each is written so here:
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.util
 import json
 import shlex
@@ -313,11 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests": {name: record_table(args.nginx, rules) for name, rules in tables.items()},
     }
     text = json.dumps(corpus, indent=0, ensure_ascii=True) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    # no name and mtime 0: a re-record of the same answers is byte-identical
-    with open(args.out, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-        out.write(text.encode("utf-8"))
+    _ROUTING.write_corpus(args.out, text)
     total = sum(len(v) for v in corpus["requests"].values())
     print(f"{total} requests over {len(tables)} tables -> {args.out}", file=sys.stderr)
     return 0

@@ -205,14 +205,19 @@ def nginx_conf(prefix: Path, rules: Sequence[Rule], port: int) -> str:
     servers = [_server("_", by_host.get(None, []), port, True)]
     servers += [_server(server_name(h), rs, port, False)
                 for h, rs in sorted(by_host.items(), key=str) if h is not None]
+    return http_conf(prefix, "\n".join(servers) + "\n")
+
+
+def http_conf(prefix: Path, http_body: str) -> str:
+    """A whole nginx.conf under ``prefix`` (one worker, no daemon, temporary files there) whose
+    ``http`` block holds ``http_body`` (also benchmarks/nginx_rewrite_differential.py's)."""
     return (f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
             f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 64; }}\n"
             f"http {{\n    access_log off;\n    default_type text/plain;\n"
             f"    client_header_buffer_size 1k;\n    large_client_header_buffers 4 8k;\n"
             f"    client_body_temp_path {prefix}/tmp;\n    proxy_temp_path {prefix}/tmp;\n"
             f"    fastcgi_temp_path {prefix}/tmp;\n    uwsgi_temp_path {prefix}/tmp;\n"
-            f"    scgi_temp_path {prefix}/tmp;\n"
-            + "\n".join(servers) + "\n}\n")
+            f"    scgi_temp_path {prefix}/tmp;\n" + http_body + "}\n")
 
 
 # ---------------------------------------------------------------- hostile requests

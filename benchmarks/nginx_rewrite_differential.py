@@ -201,19 +201,14 @@ def nginx_conf(prefix: Path, rules: Sequence[RewriteRule], port: int, upstream_p
     locs = locations(rules)
     regex_server = any(_is_regex(loc) for loc in locs)
     blocks = "\n".join(_location_block(loc, regex_server) for loc in locs)
-    return (f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
-            f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 64; }}\n"
-            f"http {{\n    access_log off;\n    default_type text/plain;\n"
-            f"    client_header_buffer_size 1k;\n    large_client_header_buffers 4 8k;\n"
-            f"    client_body_temp_path {prefix}/tmp;\n    proxy_temp_path {prefix}/tmp;\n"
-            f"    fastcgi_temp_path {prefix}/tmp;\n    uwsgi_temp_path {prefix}/tmp;\n"
-            f"    scgi_temp_path {prefix}/tmp;\n"
+    conf: str = _ROUTING.http_conf(prefix, (
             f"    upstream upstream_balancer {{ server 127.0.0.1:{upstream_port}; }}\n"
             f"    server {{\n        listen 127.0.0.1:{upstream_port};\n"
             f"        location / {{\n            return 200 "
             f'"$http_x_rule|$request_uri|$http_x_forwarded_prefix";\n        }}\n    }}\n'
             f"    server {{\n        listen 127.0.0.1:{port} default_server;\n"
-            f"        server_name {HOST};\n{blocks}\n    }}\n}}\n")
+            f"        server_name {HOST};\n{blocks}\n    }}\n"))
+    return conf
 
 
 # ---------------------------------------------------------------- hostile requests
